@@ -1,0 +1,24 @@
+"""wattlint: what a training run will cost (energy, time, carbon, money) before it runs.
+
+``import wattlint`` is light: torch, onnx, onnxruntime, pynvml and lightgbm are imported only when needed.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .types import CostGraph, OpRecord, Phase, OpKind, Status, WattlintError  # noqa: E402,F401
+
+
+def analyze(source, **kwargs):
+    """Trace one training step of a model and return its :class:`CostGraph` (see wattlint.frontends.source)."""
+    from .frontends.source import analyze as _analyze
+
+    return _analyze(source, **kwargs)
+
+
+def estimate(source, **kwargs):
+    """Estimate the cost of a training plan (see wattlint.estimate.estimate)."""
+    from .estimate import estimate as _estimate
+
+    return _estimate(source, **kwargs)

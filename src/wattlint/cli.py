@@ -1,0 +1,116 @@
+"""Command-line entry point: argument parsing and exit codes only; no logic.
+
+Exit codes: 0 ok, 1 findings / budget exceeded (``check``), 2 usage or input error (one line on stderr).
+Each subcommand lives in ``wattlint.commands.<name>`` with ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their command runs, so ``wattlint --help`` and the ONNX path stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from . import __version__
+
+# name -> (module, one-line help). The default command (``wattlint MODEL ...``) is "estimate".
+COMMANDS: dict[str, tuple[str, str]] = {
+    "estimate": ("wattlint.commands.estimate", "estimate energy, time, CO2 and cost of a training plan (default)"),
+    "analyze": ("wattlint.commands.analyze", "trace one training step: FLOPs and bytes per layer and phase"),
+    "gpus": ("wattlint.commands.gpus", "list the GPU database with calibration status"),
+    "check": ("wattlint.commands.check", "lint configured models against rules, budgets and the baseline"),
+    "rules": ("wattlint.commands.rules", "list lint rules"),
+    "rule": ("wattlint.commands.rule", "show one rule's documentation"),
+    "calibrate": ("wattlint.commands.calibrate", "measure op micro-benchmarks on this machine's accelerator"),
+    "fit": ("wattlint.commands.fit", "fit a LightGBM energy model from calibration runs"),
+    "validate": ("wattlint.commands.validate", "predict / measure / compare held-out whole models"),
+}
+DEFAULT_COMMAND = "estimate"
+
+EPILOG = "Run 'wattlint COMMAND --help' for a command's options. 'wattlint MODEL ...' is 'wattlint estimate MODEL ...'."
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage + exiting, so errors are one line."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _top_parser() -> _Parser:
+    p = _Parser(prog="wattlint", description="What a training run will cost, before it runs.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"wattlint {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_) in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return p
+
+
+def build_parser(command: str) -> _Parser:
+    module = importlib.import_module(COMMANDS[command][0])
+    p = _Parser(prog=f"wattlint {command}" if command != DEFAULT_COMMAND else "wattlint [estimate]",
+                description=COMMANDS[command][1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(p)
+    p.set_defaults(_run=module.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("wattlint: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # pragma: no cover - e.g. `wattlint ... | head`
+        return 0
+
+
+def _main(argv: list[str]) -> int:
+    from .types import WattlintError
+
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser = _top_parser()
+        if not argv:
+            parser.print_help()
+            return 0
+        try:
+            parser.parse_args(argv)
+        except SystemExit as e:  # --help / --version
+            return int(e.code or 0)
+        return 0
+    if argv[0] in COMMANDS:
+        command, rest = argv[0], argv[1:]
+    else:
+        command, rest = DEFAULT_COMMAND, argv
+    parser = build_parser(command)
+    try:
+        args = parser.parse_args(rest)
+    except SystemExit as e:  # --help inside a command
+        return int(e.code or 0)
+    try:
+        return int(args._run(args) or 0)
+    except WattlintError as e:
+        print(f"wattlint: error: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, UsageError, BrokenPipeError):
+        raise
+    except Exception as e:  # an internal error: still one line, traceback on demand
+        if os.environ.get("WATTLINT_DEBUG"):
+            raise
+        print(f"wattlint: internal error: {type(e).__name__}: {e} (set WATTLINT_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

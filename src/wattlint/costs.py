@@ -1,0 +1,547 @@
+"""Pure cost formulas: shapes + dtypes -> FLOPs and bytes. No torch, no onnx.
+
+Conventions (docs/COSTS.md mirrors this table):
+
+* ``flops`` = 2 x multiply-accumulates for matmul-like ops (PyTorch's convention; fvcore counts 1 per MAC).
+* Causal attention counts the query/key pairs a causal kernel computes (s(s+1)/2 for a square mask,
+  top-left aligned as in ``torch.nn.functional.scaled_dot_product_attention(is_causal=True)``).
+* Non-matmul ops cost ``ELEMENTWISE_FLOPS[name]`` FLOPs per output element (``NORM_FLOPS`` etc. below).
+* Bytes are what the op reads and writes once from/to device memory (no cache reuse model here; the energy
+  model handles efficiency). Views are free.
+
+Every frontend calls these functions; forward and backward reuse the same helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .types import OpKind
+
+Shape = Sequence[int]
+
+DTYPE_BYTES: dict[str, int] = {
+    "float64": 8, "double": 8, "complex64": 8, "complex128": 16,
+    "float32": 4, "float": 4, "int32": 4, "uint32": 4,
+    "float16": 2, "half": 2, "bfloat16": 2, "int16": 2, "uint16": 2,
+    "int64": 8, "uint64": 8, "long": 8,
+    "int8": 1, "uint8": 1, "bool": 1,
+    "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1, "float8_e5m2fnuz": 1,
+}
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a dtype name (``torch.float32`` and ``float32`` both work; unknown -> 4)."""
+    name = str(dtype).rsplit(".", 1)[-1].lower()
+    return DTYPE_BYTES.get(name, 4)
+
+
+def numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def nbytes(shape: Shape, dtype: str) -> int:
+    return numel(shape) * dtype_bytes(dtype)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    kind: OpKind = OpKind.ELEMENTWISE
+    dims: tuple[tuple[str, int], ...] = ()
+
+    def __add__(self, other: "Cost") -> "Cost":
+        return Cost(self.flops + other.flops, self.bytes_read + other.bytes_read,
+                    self.bytes_written + other.bytes_written, self.kind, self.dims or other.dims)
+
+    def scaled(self, k: int) -> "Cost":
+        return Cost(self.flops * k, self.bytes_read * k, self.bytes_written * k, self.kind, self.dims)
+
+
+def _dims(**kw: int) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted((k, int(v)) for k, v in kw.items()))
+
+
+# ---- per-element FLOP constants (one table; documented in docs/COSTS.md) ------------------------------------
+# FLOPs per output element for the forward op. Backward of an elementwise op costs BACKWARD_FACTOR x these
+# FLOPs per element of the gradient (the derivative + the multiply by the incoming gradient).
+ELEMENTWISE_FLOPS: dict[str, int] = {
+    # arithmetic
+    "add": 1, "sub": 1, "mul": 1, "div": 1, "neg": 1, "abs": 1, "reciprocal": 1, "sign": 1,
+    "maximum": 1, "minimum": 1, "max": 1, "min": 1, "where": 1, "clamp": 2, "clip": 2,
+    "eq": 1, "ne": 1, "lt": 1, "le": 1, "gt": 1, "ge": 1, "not": 1, "and": 1, "or": 1, "xor": 1,
+    "floor": 1, "ceil": 1, "round": 1, "fill": 0, "copy": 0, "cast": 0, "to": 0,
+    "addcmul": 2, "addcdiv": 2, "lerp": 2, "pow": 2, "sqrt": 2, "rsqrt": 2, "square": 1,
+    "exp": 4, "log": 4, "log1p": 4, "expm1": 4, "sin": 4, "cos": 4, "erf": 4,
+    # activations
+    "relu": 1, "relu6": 2, "leaky_relu": 2, "hardtanh": 2, "threshold": 1, "prelu": 2,
+    "sigmoid": 4, "tanh": 4, "silu": 5, "swish": 5, "gelu": 8, "gelu_tanh": 10, "fast_gelu": 10,
+    "bias_gelu": 9, "elu": 5, "selu": 6, "celu": 5, "softplus": 6, "mish": 10, "hardswish": 4,
+    "hardsigmoid": 3, "logsigmoid": 6, "glu": 5, "softsign": 3,
+}
+DEFAULT_ELEMENTWISE_FLOPS = 1
+BACKWARD_FACTOR = 2  # d(out)/d(in) evaluation + multiply by the incoming gradient
+
+NORM_FLOPS_FWD = {"batch": 7, "layer": 7, "group": 7, "instance": 7, "rms": 4}  # per element, training mode
+NORM_FLOPS_BWD = {"batch": 11, "layer": 11, "group": 11, "instance": 11, "rms": 7}  # grad input + affine grads
+SOFTMAX_FLOPS_FWD = 5  # max, subtract, exp, sum, divide
+SOFTMAX_FLOPS_BWD = 4  # grad * y, row-sum, subtract, multiply
+ATTENTION_SCORE_FLOPS_FWD = 5  # softmax work per score element inside a fused attention kernel (+ scale)
+ATTENTION_SCORE_FLOPS_BWD = 6
+OPTIMIZER_FLOPS = {"sgd": 2, "sgd_momentum": 4, "adam": 13, "adamw": 15, "adagrad": 6, "rmsprop": 8,
+                   "lion": 8, "adafactor": 12}
+# tensors read / written per parameter element by one optimizer step (param, grad, state...)
+OPTIMIZER_TENSORS = {"sgd": (2, 1), "sgd_momentum": (3, 2), "adam": (4, 3), "adamw": (4, 3), "adagrad": (3, 2),
+                     "rmsprop": (3, 2), "lion": (3, 2), "adafactor": (3, 2)}
+OPTIMIZER_STATE = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 1, "lion": 1,
+                   "adafactor": 1}
+
+
+def elementwise_flops_per_element(name: str) -> int:
+    return ELEMENTWISE_FLOPS.get(name, DEFAULT_ELEMENTWISE_FLOPS)
+
+
+# ---- matmul family -------------------------------------------------------------------------------------------
+
+def broadcast_shapes(a: Shape, b: Shape) -> tuple[int, ...]:
+    out = []
+    for x, y in zip(reversed(tuple(a)), reversed(tuple(b))):
+        x, y = int(x), int(y)
+        out.append(max(x, y) if 1 in (x, y) else x if x == y else max(x, y))
+    longer = a if len(a) > len(b) else b
+    out.extend(int(d) for d in reversed(tuple(longer)[: abs(len(a) - len(b))]))
+    return tuple(reversed(out))
+
+
+def matmul_out_shape(a: Shape, b: Shape) -> tuple[int, ...]:
+    a, b = tuple(a), tuple(b)
+    if len(a) == 1 and len(b) == 1:
+        return ()
+    if len(a) == 1:
+        return tuple(b[:-2]) + (b[-1],)
+    if len(b) == 1:
+        return tuple(a[:-1])
+    return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
+
+
+def gemm(b: int, m: int, n: int, k: int, dtype: str, *, a_elems: int | None = None, b_elems: int | None = None,
+         bias_elems: int = 0, out_dtype: str | None = None) -> Cost:
+    """A (batched) GEMM: b x [m,k] @ [k,n] (+ bias). FLOPs = 2*b*m*n*k (+ b*m*n for the bias add)."""
+    e = dtype_bytes(dtype)
+    a_elems = b * m * k if a_elems is None else a_elems
+    b_elems = b * k * n if b_elems is None else b_elems
+    flops = 2 * b * m * n * k + (b * m * n if bias_elems else 0)
+    return Cost(flops, (a_elems + b_elems + bias_elems) * e, b * m * n * dtype_bytes(out_dtype or dtype),
+                OpKind.MATMUL, _dims(b=b, m=m, n=n, k=k))
+
+
+def matmul(a: Shape, b: Shape, dtype: str, *, bias: Shape | None = None, out_dtype: str | None = None) -> Cost:
+    """``a @ b`` with numpy/torch broadcasting semantics (1-D operands promoted)."""
+    a, b = tuple(a), tuple(b)
+    a2 = (1,) + a if len(a) == 1 else a
+    b2 = b + (1,) if len(b) == 1 else b
+    batch = numel(broadcast_shapes(a2[:-2], b2[:-2]))
+    m, k, n = a2[-2], a2[-1], b2[-1]
+    return gemm(batch, m, n, k, dtype, a_elems=numel(a), b_elems=numel(b),
+                bias_elems=numel(bias) if bias else 0, out_dtype=out_dtype)
+
+
+def linear(x: Shape, weight: Shape, dtype: str, *, bias: bool = False) -> Cost:
+    """``x @ W.T + b`` with W of shape [out, in]."""
+    out_f, in_f = int(weight[0]), int(weight[-1])
+    rows = numel(x) // in_f if in_f else 0
+    return gemm(1, rows, out_f, in_f, dtype, a_elems=numel(x), b_elems=numel(weight),
+                bias_elems=out_f if bias else 0)
+
+
+def linear_backward(x: Shape, weight: Shape, dtype: str, *, input_grad: bool = True, weight_grad: bool = True,
+                    bias: bool = False) -> list[Cost]:
+    """The GEMMs of a linear layer's backward: dX = dY @ W, dW = dY^T @ X (+ db = sum dY)."""
+    out_f, in_f = int(weight[0]), int(weight[-1])
+    rows = numel(x) // in_f if in_f else 0
+    costs = []
+    if input_grad:
+        costs.append(gemm(1, rows, in_f, out_f, dtype))
+    if weight_grad:
+        costs.append(gemm(1, out_f, in_f, rows, dtype))
+        if bias:
+            costs.append(reduction((rows, out_f), dtype, out_shape=(out_f,)))
+    return costs
+
+
+def matmul_backward(a: Shape, b: Shape, dtype: str, *, grad_a: bool = True, grad_b: bool = True) -> list[Cost]:
+    """Backward of ``a @ b``: dA = dC @ B^T (same FLOPs as forward), dB = A^T @ dC (same FLOPs)."""
+    fwd = matmul(a, b, dtype)
+    out = matmul_out_shape(a, b)
+    e = dtype_bytes(dtype)
+    costs = []
+    if grad_a:
+        costs.append(Cost(fwd.flops, (numel(out) + numel(b)) * e, numel(a) * e, OpKind.MATMUL, fwd.dims))
+    if grad_b:
+        costs.append(Cost(fwd.flops, (numel(out) + numel(a)) * e, numel(b) * e, OpKind.MATMUL, fwd.dims))
+    return costs
+
+
+_EINSUM_ARROW = re.compile(r"\s*->\s*")
+
+
+def einsum(equation: str, shapes: Sequence[Shape], dtype: str) -> Cost:
+    """FLOPs of an einsum evaluated pairwise left to right (as torch.einsum / opt_einsum without reordering).
+
+    Each pairwise contraction costs 2 x product of all index sizes involved (1 x when nothing is summed).
+    """
+    eq = equation.replace(" ", "")
+    if "->" in eq:
+        lhs, rhs = _EINSUM_ARROW.split(eq)
+    else:
+        lhs = eq
+        letters = [c for c in lhs.replace(",", "") if c.isalpha()]
+        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum {equation!r}: {len(terms)} operands in the equation, {len(shapes)} given")
+    sizes: dict[str, int] = {}
+    norm_terms = []
+    for term, shape in zip(terms, shapes):
+        if "..." in term:
+            n_ell = len(shape) - (len(term) - 3)
+            ell = "".join(chr(0x100 + i) for i in range(n_ell))
+            term = term.replace("...", ell[::-1][: n_ell][::-1])
+        for c, d in zip(term, shape):
+            sizes[c] = max(sizes.get(c, 1), int(d))
+        norm_terms.append(term)
+    if "..." in rhs:
+        max_ell = max((len(s) - (len(t) - 3) for t, s in zip(terms, shapes) if "..." in t), default=0)
+        rhs = rhs.replace("...", "".join(chr(0x100 + i) for i in range(max_ell)))
+    e = dtype_bytes(dtype)
+    bytes_read = sum(numel(s) for s in shapes) * e
+    out_elems = numel([sizes[c] for c in rhs])
+    if len(norm_terms) == 1:
+        return Cost(numel(shapes[0]), bytes_read, out_elems * e, OpKind.REDUCTION)
+    flops = 0
+    cur = norm_terms[0]
+    for i, nxt in enumerate(norm_terms[1:], start=1):
+        rest = set("".join(norm_terms[i + 1:])) | set(rhs)
+        involved = set(cur) | set(nxt)
+        summed = {c for c in involved if c not in rest}
+        work = numel([sizes[c] for c in involved])
+        flops += 2 * work if summed else work
+        cur = "".join(c for c in sorted(involved) if c in rest)
+    # GEMM-shaped dims for the energy model: m*n = output elements, k = summed extent
+    k = max(1, (flops // 2) // max(1, out_elems))
+    return Cost(flops, bytes_read, out_elems * e, OpKind.MATMUL, _dims(b=1, m=out_elems, n=1, k=k))
+
+
+# ---- convolution ---------------------------------------------------------------------------------------------
+
+def conv_out_spatial(in_spatial: Shape, kernel: Shape, stride: Shape, padding: Shape, dilation: Shape,
+                     *, transposed: bool = False, output_padding: Shape | None = None) -> tuple[int, ...]:
+    out = []
+    output_padding = output_padding or [0] * len(in_spatial)
+    for i, (x, k) in enumerate(zip(in_spatial, kernel)):
+        s, p, d = stride[i], padding[i], dilation[i]
+        if transposed:
+            out.append((x - 1) * s - 2 * p + d * (k - 1) + output_padding[i] + 1)
+        else:
+            out.append((x + 2 * p - d * (k - 1) - 1) // s + 1)
+    return tuple(out)
+
+
+def _expand(v: int | Sequence[int], n: int) -> list[int]:
+    if isinstance(v, int):
+        return [v] * n
+    v = list(v)
+    return v * n if len(v) == 1 else v
+
+
+def conv(x: Shape, weight: Shape, dtype: str, *, stride: int | Shape = 1, padding: int | Shape = 0,
+         dilation: int | Shape = 1, groups: int = 1, transposed: bool = False,
+         output_padding: int | Shape = 0, bias: bool = False, out_spatial: Shape | None = None) -> Cost:
+    """N-d (transposed) convolution. x: [N, Cin, *S]; weight: [Cout, Cin/g, *K] ([Cin, Cout/g, *K] if transposed).
+
+    FLOPs = 2 x N x Cout x prod(out spatial) x (Cin/g) x prod(K); for a transposed conv the roles swap:
+    2 x N x Cin x prod(in spatial) x (Cout/g) x prod(K) (each input element scatters into the output).
+    """
+    x, weight = tuple(int(d) for d in x), tuple(int(d) for d in weight)
+    nsp = len(x) - 2
+    kernel = weight[2:]
+    if out_spatial is None:
+        out_spatial = conv_out_spatial(x[2:], kernel, _expand(stride, nsp), _expand(padding, nsp),
+                                       _expand(dilation, nsp), transposed=transposed,
+                                       output_padding=_expand(output_padding, nsp))
+    n = x[0]
+    if transposed:
+        cin = x[1]
+        cout = weight[1] * groups
+        macs = n * cin * numel(x[2:]) * weight[1] * numel(kernel)
+    else:
+        cout = weight[0]
+        macs = n * cout * numel(out_spatial) * weight[1] * numel(kernel)
+    out_shape = (n, cout, *out_spatial)
+    e = dtype_bytes(dtype)
+    flops = 2 * macs + (numel(out_shape) if bias else 0)
+    # implicit GEMM view: M = N*out_pixels, N = Cout/g, K = Cin/g * prod(K), batched over groups
+    m = n * numel(out_spatial)
+    gk = (weight[1] if not transposed else x[1] // max(groups, 1)) * numel(kernel)
+    dims = _dims(b=groups, m=m, n=cout // max(groups, 1), k=gk)
+    return Cost(flops, (numel(x) + numel(weight) + (cout if bias else 0)) * e, numel(out_shape) * e, OpKind.CONV,
+                dims)
+
+
+def conv_backward(x: Shape, weight: Shape, dtype: str, *, input_grad: bool = True, weight_grad: bool = True,
+                  bias: bool = False, **conv_kw) -> list[Cost]:
+    """Backward of a convolution: grad input (a transposed conv, same MACs) and grad weight (same MACs)."""
+    fwd = conv(x, weight, dtype, **conv_kw)
+    e = dtype_bytes(dtype)
+    out_bytes = fwd.bytes_written
+    mm_flops = fwd.flops - (fwd.bytes_written // e if bias else 0)
+    costs = []
+    if input_grad:
+        costs.append(Cost(mm_flops, out_bytes + numel(weight) * e, numel(x) * e, OpKind.CONV, fwd.dims))
+    if weight_grad:
+        costs.append(Cost(mm_flops, out_bytes + numel(x) * e, numel(weight) * e, OpKind.CONV, fwd.dims))
+        if bias:
+            costs.append(Cost(out_bytes // e, out_bytes, int(weight[1 if conv_kw.get("transposed") else 0]) * e,
+                              OpKind.REDUCTION))
+    return costs
+
+
+# ---- attention -----------------------------------------------------------------------------------------------
+
+def causal_pairs(sq: int, sk: int, *, aligned: str = "top_left") -> int:
+    """Query/key pairs a causal kernel computes.
+
+    top_left (torch SDPA ``is_causal``): query i sees keys 0..i  -> sum_i min(i+1, sk).
+    bottom_right (FlashAttention with a KV cache): query i sees keys 0..i+(sk-sq).
+    """
+    return _pairs_closed(sq, sk, sk - sq if aligned == "bottom_right" else 0)
+
+
+def _pairs_closed(sq: int, sk: int, off: int) -> int:
+    # sum_{i=0}^{sq-1} clamp(i + off + 1, 0, sk)
+    total = 0
+    lo = max(0, -off)  # first i with i+off+1 > 0
+    hi = min(sq, sk - off)  # first i with i+off+1 >= sk+1 -> full rows from there
+    if hi > lo:
+        a, b = lo + off + 1, (hi - 1) + off + 1
+        total += (a + b) * (hi - lo) // 2
+    if sq > max(hi, lo):
+        total += (sq - max(hi, lo)) * sk
+    return total
+
+
+def attention(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype: str, *, causal: bool = False,
+              kv_heads: int | None = None, mask_bytes: int = 0, fused: bool = True) -> Cost:
+    """Scaled-dot-product attention forward: QK^T and PV GEMMs over the computed pairs, + softmax work.
+
+    A fused kernel reads Q, K, V (K/V with ``kv_heads`` heads under GQA) and writes O (+ logsumexp).
+    """
+    pairs = causal_pairs(sq, sk) if causal else sq * sk
+    e = dtype_bytes(dtype)
+    kvh = kv_heads or h
+    mm = 2 * b * h * pairs * d + 2 * b * h * pairs * dv
+    flops = mm + ATTENTION_SCORE_FLOPS_FWD * b * h * pairs
+    read = (b * h * sq * d + b * kvh * sk * d + b * kvh * sk * dv) * e + mask_bytes
+    written = b * h * sq * dv * e + b * h * sq * 4  # output + fp32 logsumexp
+    return Cost(flops, read, written, OpKind.ATTENTION, _dims(b=b, h=h, sq=sq, sk=sk, d=d, dv=dv,
+                                                             causal=int(causal)))
+
+
+def attention_matmul_flops(b: int, h: int, sq: int, sk: int, d: int, dv: int, *, causal: bool = False) -> int:
+    pairs = causal_pairs(sq, sk) if causal else sq * sk
+    return 2 * b * h * pairs * (d + dv)
+
+
+def attention_backward(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype: str, *, causal: bool = False,
+                       kv_heads: int | None = None, mask_bytes: int = 0) -> Cost:
+    """Fused attention backward: recompute QK^T, then dP = dO V^T, dV = P^T dO, dQ = dS K, dK = dS^T Q
+    (5 GEMMs over the computed pairs = 2.5x the forward GEMM FLOPs) + softmax-gradient work."""
+    pairs = causal_pairs(sq, sk) if causal else sq * sk
+    e = dtype_bytes(dtype)
+    kvh = kv_heads or h
+    mm = 2 * b * h * pairs * (d + d + dv + dv + d)  # QK^T recompute, dQ, dK (d) ; dP, dV (dv)
+    flops = mm + ATTENTION_SCORE_FLOPS_BWD * b * h * pairs
+    read = (b * h * sq * d + b * kvh * sk * (d + dv) + 2 * b * h * sq * dv) * e + b * h * sq * 4 + mask_bytes
+    written = (b * h * sq * d + b * kvh * sk * (d + dv)) * e
+    return Cost(flops, read, written, OpKind.ATTENTION, _dims(b=b, h=h, sq=sq, sk=sk, d=d, dv=dv,
+                                                             causal=int(causal)))
+
+
+# ---- normalization, softmax, elementwise, reductions --------------------------------------------------------
+
+def norm(x: Shape, dtype: str, kind: str = "layer", *, affine: bool = True, normalized_elems: int | None = None,
+         backward: bool = False, stats_dtype: str = "float32") -> Cost:
+    """Batch/layer/group/instance/RMS norm. Reads x (and affine params), writes y (+ saved mean/rstd)."""
+    n = numel(x)
+    e = dtype_bytes(dtype)
+    if kind == "batch":
+        pshape = int(x[1]) if len(x) > 1 else n
+        stats = pshape
+    else:
+        pshape = normalized_elems if normalized_elems is not None else int(x[-1])
+        stats = n // max(pshape, 1) if kind in ("layer", "rms") else pshape
+    p = pshape if affine else 0
+    sb = dtype_bytes(stats_dtype)
+    if not backward:
+        return Cost(NORM_FLOPS_FWD[kind] * n, n * e + p * e, n * e + 2 * stats * sb, OpKind.NORM)
+    # backward reads dy, x, weight, mean/rstd; writes dx, dweight, dbias
+    return Cost(NORM_FLOPS_BWD[kind] * n, 2 * n * e + p * e + 2 * stats * sb, n * e + 2 * p * e, OpKind.NORM)
+
+
+def softmax(x: Shape, dtype: str, *, backward: bool = False) -> Cost:
+    n = numel(x)
+    e = dtype_bytes(dtype)
+    if backward:  # reads y and dy, writes dx
+        return Cost(SOFTMAX_FLOPS_BWD * n, 2 * n * e, n * e, OpKind.SOFTMAX)
+    return Cost(SOFTMAX_FLOPS_FWD * n, n * e, n * e, OpKind.SOFTMAX)
+
+
+def elementwise(name: str, inputs: Sequence[Shape], out: Shape, dtype: str, *, in_dtypes: Sequence[str] | None = None,
+                backward: bool = False) -> Cost:
+    """An elementwise op (arithmetic, activation, comparison). FLOPs per output element from the table."""
+    per = elementwise_flops_per_element(name) * (BACKWARD_FACTOR if backward else 1)
+    in_dtypes = in_dtypes or [dtype] * len(inputs)
+    read = sum(numel(s) * dtype_bytes(dt) for s, dt in zip(inputs, in_dtypes))
+    return Cost(per * numel(out), read, nbytes(out, dtype), OpKind.ELEMENTWISE)
+
+
+def reduction(x: Shape, dtype: str, *, out_shape: Shape = (), flops_per_element: int = 1,
+              out_dtype: str | None = None) -> Cost:
+    """sum/mean/max/var... : ~1 FLOP per input element (var/std: pass 3)."""
+    return Cost(flops_per_element * numel(x), nbytes(x, dtype), nbytes(out_shape, out_dtype or dtype),
+                OpKind.REDUCTION)
+
+
+def memory(read_elems: int, write_elems: int, dtype: str, *, read_dtype: str | None = None) -> Cost:
+    """A data movement (copy, cat, contiguous transpose, cast, pad). 0 FLOPs."""
+    return Cost(0, read_elems * dtype_bytes(read_dtype or dtype), write_elems * dtype_bytes(dtype), OpKind.MEMORY)
+
+
+def dropout(x: Shape, dtype: str, *, backward: bool = False) -> Cost:
+    """Training dropout: draw a mask, multiply and scale (fwd writes y + a bool mask; bwd reads dy + mask)."""
+    n = numel(x)
+    e = dtype_bytes(dtype)
+    if backward:
+        return Cost(2 * n, n * e + n, n * e, OpKind.DROPOUT)
+    return Cost(3 * n, n * e, n * e + n, OpKind.DROPOUT)
+
+
+# ---- embedding, gather/scatter, pooling, loss -----------------------------------------------------------------
+
+def embedding(num_indices: int, dim: int, dtype: str, *, index_dtype: str = "int64", backward: bool = False,
+              num_embeddings: int = 0) -> Cost:
+    """Lookup of ``num_indices`` rows of width ``dim``. Backward scatter-adds into a dense gradient table."""
+    e = dtype_bytes(dtype)
+    ib = dtype_bytes(index_dtype)
+    if backward:
+        table = num_embeddings * dim
+        # zero the table, read dy and indices, accumulate rows
+        return Cost(num_indices * dim, num_indices * dim * e + num_indices * ib + num_indices * dim * e,
+                    table * e + num_indices * dim * e, OpKind.EMBEDDING)
+    return Cost(0, num_indices * ib + num_indices * dim * e, num_indices * dim * e, OpKind.EMBEDDING)
+
+
+def gather(out_elems: int, index_elems: int, dtype: str, *, index_dtype: str = "int64",
+           scatter_add: bool = False) -> Cost:
+    """index_select / gather / take / scatter(_add): moves ``out_elems`` elements addressed by an index."""
+    e = dtype_bytes(dtype)
+    ib = dtype_bytes(index_dtype)
+    flops = out_elems if scatter_add else 0
+    read = index_elems * ib + out_elems * e * (2 if scatter_add else 1)
+    return Cost(flops, read, out_elems * e, OpKind.INDEX)
+
+
+def pool(x: Shape, out: Shape, kernel: Shape, dtype: str, *, kind: str = "max", backward: bool = False) -> Cost:
+    """Max/avg pooling: one compare/add per window element per output element (+1 divide for avg)."""
+    e = dtype_bytes(dtype)
+    window = numel(kernel)
+    per_out = window + (1 if kind == "avg" else 0)
+    if backward:  # scatter dy into dx (max: via saved indices)
+        idx = numel(out) * 8 if kind == "max" else 0
+        return Cost(numel(out) * (1 if kind == "max" else window), numel(out) * e + idx, numel(x) * e, OpKind.POOL)
+    idx = numel(out) * 8 if kind == "max" else 0
+    return Cost(per_out * numel(out), numel(x) * e, numel(out) * e + idx, OpKind.POOL)
+
+
+def adaptive_pool_kernel(in_spatial: Shape, out_spatial: Shape) -> tuple[int, ...]:
+    return tuple(math.ceil(int(i) / max(int(o), 1)) for i, o in zip(in_spatial, out_spatial))
+
+
+def cross_entropy(n: int, classes: int, dtype: str, *, backward: bool = False) -> Cost:
+    """Fused log-softmax + NLL over ``n`` rows of ``classes`` logits."""
+    e = dtype_bytes(dtype)
+    elems = n * classes
+    if backward:
+        return Cost((SOFTMAX_FLOPS_BWD + 1) * elems, elems * e + n * 8, elems * e, OpKind.LOSS)
+    return Cost((SOFTMAX_FLOPS_FWD + 1) * elems, elems * e + n * 8, n * 4, OpKind.LOSS)
+
+
+def nll_loss(n: int, dtype: str, *, backward: bool = False, classes: int = 1) -> Cost:
+    e = dtype_bytes(dtype)
+    if backward:  # writes a dense gradient (zeros + one value per row)
+        return Cost(n, n * 8 + e, n * classes * e, OpKind.LOSS)
+    return Cost(n, n * e + n * 8, e, OpKind.LOSS)
+
+
+# ---- recurrent cells ------------------------------------------------------------------------------------------
+
+RNN_GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+RNN_CELL_ELEMENTWISE = {"lstm": 22, "gru": 20, "rnn_tanh": 5, "rnn_relu": 2}  # per hidden unit per step
+
+
+def rnn_cell(mode: str, batch: int, input_size: int, hidden: int, dtype: str, *, bias: bool = True) -> Cost:
+    """One time step of an LSTM/GRU/RNN cell: gates = x W_ih^T + h W_hh^T (+ b), then the pointwise cell."""
+    g = RNN_GATES[mode]
+    e = dtype_bytes(dtype)
+    mm = 2 * batch * (input_size + hidden) * g * hidden
+    pointwise = RNN_CELL_ELEMENTWISE[mode] * batch * hidden + (2 * batch * g * hidden if bias else 0)
+    weights = g * hidden * (input_size + hidden) + (2 * g * hidden if bias else 0)
+    state = 2 if mode == "lstm" else 1
+    read = (batch * input_size + batch * hidden * state + weights) * e
+    written = batch * hidden * state * e + batch * g * hidden * e  # new state + gates saved for backward
+    return Cost(mm + pointwise, read, written, OpKind.RNN, _dims(b=1, m=batch, n=g * hidden, k=input_size + hidden))
+
+
+def rnn(mode: str, seq: int, batch: int, input_size: int, hidden: int, dtype: str, *, layers: int = 1,
+        bidirectional: bool = False, bias: bool = True, backward: bool = False) -> Cost:
+    """A whole (multi-layer, optionally bidirectional) recurrent layer over ``seq`` steps.
+
+    Backward: ~2x the forward GEMM FLOPs (input and weight gradients) + pointwise gradient work.
+    """
+    dirs = 2 if bidirectional else 1
+    total = Cost(kind=OpKind.RNN)
+    for layer in range(layers):
+        in_sz = input_size if layer == 0 else hidden * dirs
+        step = rnn_cell(mode, batch, in_sz, hidden, dtype, bias=bias)
+        total = total + step.scaled(seq * dirs)
+    if backward:
+        return Cost(2 * total.flops, 2 * total.bytes_read, total.bytes_read, OpKind.RNN, total.dims)
+    return total
+
+
+# ---- optimizer -------------------------------------------------------------------------------------------------
+
+def optimizer_step(name: str, param_elems: int, param_dtype: str = "float32", *, state_dtype: str = "float32",
+                   momentum: bool = False) -> Cost:
+    """One optimizer step over ``param_elems`` parameter elements (fused/foreach kernels: one pass)."""
+    key = "sgd_momentum" if name == "sgd" and momentum else name
+    flops = OPTIMIZER_FLOPS.get(key, OPTIMIZER_FLOPS["adamw"]) * param_elems
+    reads, writes = OPTIMIZER_TENSORS.get(key, OPTIMIZER_TENSORS["adamw"])
+    pe, se = dtype_bytes(param_dtype), dtype_bytes(state_dtype)
+    # param + grad in param dtype; the rest is optimizer state
+    read = param_elems * (2 * pe + (reads - 2) * se)
+    written = param_elems * (pe + (writes - 1) * se)
+    return Cost(flops, read, written, OpKind.OPTIMIZER, _dims(numel=param_elems))
+
+
+def optimizer_state_elems(name: str, param_elems: int, *, momentum: bool = False) -> int:
+    key = "sgd_momentum" if name == "sgd" and momentum else name
+    return OPTIMIZER_STATE.get(key, 2) * param_elems

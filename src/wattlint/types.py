@@ -1,0 +1,373 @@
+"""Frozen types that cross module boundaries.
+
+Data flows one way (see docs/DESIGN.md): frontends produce a :class:`CostGraph` of :class:`OpRecord`s;
+the energy model turns a graph + :class:`GpuSpec` + plan into an estimate; lint turns both into findings.
+Nothing in this module imports torch, onnx or lightgbm.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Mapping
+
+
+class WattlintError(Exception):
+    """A user-facing error: bad input, bad configuration, unknown name.
+
+    The CLI prints ``str(error)`` as one line on stderr and exits 2. Library code raises it (or a subclass)
+    and never prints or exits.
+    """
+
+
+class InputError(WattlintError):
+    """The model source or its inputs cannot be used (missing file, bad attr, malformed graph, bad spec)."""
+
+
+class ConfigError(WattlintError):
+    """Configuration ([tool.wattlint], CLI values) is invalid."""
+
+
+class Phase(str, Enum):
+    FORWARD = "forward"
+    BACKWARD = "backward"
+    OPTIMIZER = "optimizer"
+    COMMUNICATION = "communication"
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+class Status(str, Enum):
+    """How an op was treated: costed by a formula, free (views/metadata), or not understood."""
+
+    HANDLED = "handled"
+    IGNORED = "ignored"
+    UNSUPPORTED = "unsupported"
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+class OpKind(str, Enum):
+    """Op family. Used for reporting, lint rules and as an energy-model feature."""
+
+    MATMUL = "matmul"
+    CONV = "conv"
+    ATTENTION = "attention"
+    NORM = "norm"
+    SOFTMAX = "softmax"
+    EMBEDDING = "embedding"
+    POOL = "pool"
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
+    LOSS = "loss"
+    DROPOUT = "dropout"
+    INDEX = "index"
+    MEMORY = "memory"  # copies, cat, transposes that move data
+    RNN = "rnn"
+    OPTIMIZER = "optimizer"
+    COMMUNICATION = "communication"
+    VIEW = "view"  # free: views, metadata
+    OTHER = "other"
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class OpRecord:
+    """One op of one training step.
+
+    ``dims`` carries named problem sizes the energy model needs beyond FLOPs and bytes (GEMM ``b,m,n,k``;
+    attention ``b,h,sq,sk,d``; conv implicit-GEMM sizes), as a sorted tuple of (name, int) pairs.
+    """
+
+    op: str  # "aten.mm.default", "onnx::MatMul"
+    kind: OpKind
+    module: str  # innermost module, dotted path ("" = the root module)
+    phase: Phase
+    dtype: str  # compute dtype name: float32, bfloat16, float16, ...
+    shapes: tuple[tuple[int, ...], ...] = ()
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    status: Status = Status.HANDLED
+    module_type: str = ""  # class / op-type of that module ("Linear", "Conv")
+    dims: tuple[tuple[str, int], ...] = ()
+    recompute: bool = False  # activation checkpointing recompute (in backward)
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+    def dim(self, name: str, default: int = 0) -> int:
+        for k, v in self.dims:
+            if k == name:
+                return v
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    count: int = 0
+
+    def __add__(self, other: "Totals") -> "Totals":
+        return Totals(
+            self.flops + other.flops,
+            self.bytes_read + other.bytes_read,
+            self.bytes_written + other.bytes_written,
+            self.count + other.count,
+        )
+
+    @staticmethod
+    def of(records: Iterable[OpRecord]) -> "Totals":
+        f = r = w = n = 0
+        for rec in records:
+            f += rec.flops
+            r += rec.bytes_read
+            w += rec.bytes_written
+            n += 1
+        return Totals(f, r, w, n)
+
+    def as_dict(self) -> dict:
+        return {"flops": self.flops, "bytes_read": self.bytes_read, "bytes_written": self.bytes_written}
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """A model input: name, dtype name and concrete shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    source: str
+    format: str  # "torch" | "onnx"
+    params: int
+    param_bytes: int
+    trainable_params: int = -1  # -1: same as params
+    name: str = ""
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "params": self.params, "param_bytes": self.param_bytes}
+
+
+@dataclass(frozen=True)
+class CostGraph:
+    """All ops of one traced training step (forward, backward, optimizer) at the traced micro-batch."""
+
+    model: ModelInfo
+    records: tuple[OpRecord, ...]
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    modules: tuple[tuple[str, str], ...] = ()  # (dotted path, type) for every module, in definition order
+    assumptions: tuple[str, ...] = ()
+    micro_batch: int = 1  # leading dim of the traced inputs
+    seq_len: int = 0  # traced sequence length when known (language models)
+    precision: str = "fp32"  # the precision the trace was made in (fp32|tf32|fp16|bf16|fp8)
+    optimizer: str = "adamw"
+    extra: Mapping[str, object] = field(default_factory=dict)  # frontend-specific facts (e.g. folded_batchnorm)
+
+    # ---- queries -------------------------------------------------------------------------------------------
+    def select(self, phase: Phase | str | None = None, kind: OpKind | str | None = None,
+               status: Status | str | None = Status.HANDLED) -> list[OpRecord]:
+        ph = Phase(phase) if phase is not None else None
+        kd = OpKind(kind) if kind is not None else None
+        st = Status(status) if status is not None else None
+        return [r for r in self.records
+                if (ph is None or r.phase is ph) and (kd is None or r.kind is kd) and (st is None or r.status is st)]
+
+    def total(self, phase: Phase | str | None = None) -> Totals:
+        return Totals.of(self.select(phase=phase, status=None))
+
+    def by_phase(self) -> dict[str, Totals]:
+        out: dict[str, Totals] = {p.value: Totals() for p in (Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER)}
+        for r in self.records:
+            out[r.phase.value] = out.get(r.phase.value, Totals()) + Totals(r.flops, r.bytes_read, r.bytes_written, 1)
+        return out
+
+    def by_kind(self, phase: Phase | str | None = None) -> dict[str, Totals]:
+        out: dict[str, Totals] = defaultdict(Totals)
+        for r in self.select(phase=phase, status=None):
+            out[r.kind.value] += Totals(r.flops, r.bytes_read, r.bytes_written, 1)
+        return dict(out)
+
+    def by_module(self, depth: int | None = None, phase: Phase | str | None = None) -> dict[str, Totals]:
+        """Totals per module path truncated to ``depth`` components (None: the innermost module)."""
+        out: dict[str, Totals] = defaultdict(Totals)
+        for r in self.select(phase=phase, status=None):
+            name = truncate_path(r.module, depth)
+            out[name] += Totals(r.flops, r.bytes_read, r.bytes_written, 1)
+        return dict(out)
+
+    def by_module_phase(self) -> dict[tuple[str, str], Totals]:
+        out: dict[tuple[str, str], Totals] = defaultdict(Totals)
+        for r in self.records:
+            out[(r.module, r.phase.value)] += Totals(r.flops, r.bytes_read, r.bytes_written, 1)
+        return dict(out)
+
+    def module_types(self) -> dict[str, str]:
+        types = dict(self.modules)
+        for r in self.records:
+            if r.module not in types and r.module_type:
+                types[r.module] = r.module_type
+        return types
+
+    def status_counts(self) -> dict[str, int]:
+        c = Counter(r.status.value for r in self.records)
+        return {s.value: c.get(s.value, 0) for s in Status}
+
+    def unsupported(self) -> dict[str, int]:
+        return dict(sorted(Counter(r.op for r in self.records if r.status is Status.UNSUPPORTED).items()))
+
+    @property
+    def params(self) -> int:
+        return self.model.params
+
+    @property
+    def trainable_params(self) -> int:
+        return self.model.params if self.model.trainable_params < 0 else self.model.trainable_params
+
+
+def truncate_path(path: str, depth: int | None) -> str:
+    if depth is None or not path:
+        return path
+    parts = path.split(".")
+    return ".".join(parts[:depth])
+
+
+# ---- hardware, plan, estimate, findings ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One GPU of the hardware database (src/wattlint/data/gpus.toml). Peak rates are dense (no sparsity)."""
+
+    key: str  # database key, e.g. "h100-sxm5-80gb"
+    name: str  # marketing name
+    vendor: str
+    arch: str
+    peak_tflops: Mapping[str, float]  # dtype -> dense TFLOP/s: fp32, tf32, fp16, bf16, fp8, int8 (tensor, fp32 accumulate)
+    memory_gb: float
+    memory_bw_gbs: float
+    sm_count: int
+    boost_mhz: float
+    tdp_w: float
+    idle_w: float
+    idle_estimated: bool = True
+    pcie_gen: int = 0
+    nvlink_gbs: float = 0.0  # per-GPU NVLink bandwidth (GB/s, bidirectional) ; 0 = none
+    tensor_cores: bool = True
+    l2_mb: float = 0.0
+    aliases: tuple[str, ...] = ()
+    nvml_names: tuple[str, ...] = ()
+    sources: Mapping[str, str] = field(default_factory=dict)
+    unconfirmed: tuple[str, ...] = ()  # fields whose values are flagged unconfirmed in the source data
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s (not TFLOP/s) for a compute dtype name; falls back sensibly."""
+        t = self.peak_tflops
+        for k in _PEAK_FALLBACK.get(dtype, (dtype, "fp32")):
+            if t.get(k):
+                return float(t[k]) * 1e12
+        return float(t.get("fp32", 1.0)) * 1e12
+
+    @property
+    def ridge_point(self) -> float:
+        """FLOP/byte where fp32 compute and memory bandwidth balance."""
+        return self.peak("fp32") / (self.memory_bw_gbs * 1e9)
+
+
+_PEAK_FALLBACK: dict[str, tuple[str, ...]] = {
+    "fp32": ("fp32",),
+    "tf32": ("tf32", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp8": ("fp8", "fp16", "bf16", "fp32"),
+    "int8": ("int8", "fp16", "fp32"),
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A training plan: how much work, at which batch and precision, on how many GPUs, where."""
+
+    batch_size: int  # global batch (samples per optimizer step)
+    steps: int  # optimizer steps in the whole plan
+    epochs: float | None = None
+    dataset: str | None = None
+    dataset_size: int | None = None  # samples per epoch
+    tokens: float | None = None
+    seq_len: int | None = None
+    grad_accum: int = 1
+    precision: str = "default"  # default|fp32|tf32|fp16|bf16|fp8
+    optimizer: str = "adamw"
+    gpus: int = 1
+    gpus_per_node: int = 8
+    sharding: str = "none"  # none|zero1|zero2|zero3|fsdp
+    pue: float = 1.2
+    region: str | None = None
+    carbon_intensity_g_per_kwh: float = 475.0
+    price_per_kwh: float | None = None
+    gpu_hour_price: float | None = None
+    utilization: float | None = None  # override of predicted efficiency (what-if)
+    internode_gbps: float = 100.0  # network bandwidth per node, Gbit/s
+    activation_checkpointing: bool = False
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def micro_batch_size(self) -> int:
+        return max(1, self.batch_size // (self.gpus * self.grad_accum))
+
+
+@dataclass(frozen=True, slots=True)
+class LayerEstimate:
+    name: str
+    type: str
+    flops: int
+    time_s: float
+    gpu_energy_j: float
+    share: float  # of per-step GPU energy
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    code: str
+    severity: str  # error|warning|info
+    message: str
+    layer: str | None = None
+    saving_kwh: float | None = None
+    saving_pct: float | None = None
+    model: str | None = None  # configured model name (check)
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "severity": self.severity, "message": self.message, "layer": self.layer,
+                "saving_kwh": self.saving_kwh, "saving_pct": self.saving_pct}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The cost of one plan on one GPU type. Field names follow the ``wattlint.estimate/1`` contract."""
+
+    model: ModelInfo
+    gpu: GpuSpec
+    plan: Plan
+    calibration: str  # measured|transferred|prior
+    calibration_source: str
+    per_step: Mapping[str, float]  # flops, time_s, gpu_energy_j, host_energy_j, avg_gpu_power_w
+    total: Mapping[str, object]  # time_h, gpu_hours, gpu_energy_kwh, energy_kwh, energy_kwh_range, co2_kg, cost_usd
+    memory: Mapping[str, object]  # peak_bytes_per_gpu, gpu_memory_bytes, fits, breakdown
+    layers: tuple[LayerEstimate, ...]
+    phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # per-phase time_s / gpu_energy_j per step
+    findings: tuple[Finding, ...] = ()
+    assumptions: tuple[str, ...] = ()
+    graph: CostGraph | None = None
+    op_times_s: tuple[float, ...] = ()  # per record of graph, per micro-batch
+    op_energy_j: tuple[float, ...] = ()
