@@ -1,0 +1,355 @@
+"""Calibrated energy model: LightGBM corrections of the physics prior, saved as LightGBM TEXT + ``card.json``.
+
+Two boosters, both on the feature rows of :func:`wattlint.energy.features.op_features` (one schema, versioned):
+
+* ``time.txt``  predicts ``ln(measured time / prior time)`` of an op (the prior's time correction);
+* ``power.txt`` predicts the op's power fraction ``(P - idle) / (tdp - idle)`` with the GPU spec's idle and
+  board power (the same normalisation as the prior's ``activity``), so it transfers across GPUs.
+
+Prediction for a record::
+
+    time_s  = prior.time_s  * exp(time_model(row))
+    power_w = gpu.idle_w + (gpu.tdp_w - gpu.idle_w) * clip(power_model(row), 0, 1.2)
+    energy  = power_w * time_s
+
+``card.json`` (schema ``wattlint.energy-model/1``) carries the feature names and their schema version, the GPU
+spec key the data was measured on, the data provenance (run files + sha256), library versions, cross-validation
+metrics with whole op families and whole shapes held out, and residual quantiles (p5/p95 of out-of-fold
+``ln(measured/predicted)``) from which the estimator draws its 5-95 % ranges.
+
+:func:`load_model` refuses a card whose feature schema does not match the running code. Never pickles.
+lightgbm is imported only when a model is fitted or evaluated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..types import WattlintError
+
+MODEL_SCHEMA = "wattlint.energy-model/1"
+CARD = "card.json"
+TIME_FILE = "time.txt"
+POWER_FILE = "power.txt"
+POWER_FRACTION_MAX = 1.2
+
+
+class ModelError(WattlintError):
+    """A calibrated model folder cannot be used (missing files, wrong schema, feature mismatch)."""
+
+
+# ---- loading and prediction -----------------------------------------------------------------------------------
+
+@dataclass
+class EnergyModel:
+    """A loaded calibrated model. ``predict_rows`` returns (time log-ratio, power fraction) per feature row."""
+
+    path: Path
+    card: dict[str, Any]
+    _time: Any = field(repr=False, default=None)
+    _power: Any = field(repr=False, default=None)
+
+    @property
+    def gpu_key(self) -> str:
+        return str(self.card.get("gpu", {}).get("key", ""))
+
+    @property
+    def source(self) -> str:
+        """Human label for estimates: ``h100-sxm5-80gb run 2026-12-01``."""
+        return str(self.card.get("calibration_source") or f"{self.gpu_key} model")
+
+    @property
+    def is_cpu(self) -> bool:
+        """A model fitted on CPU measurements (method check only; never a GPU calibration)."""
+        return bool(self.card.get("gpu", {}).get("is_cpu"))
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.card["features"]["names"])
+
+    def residual_quantiles(self, target: str = "time", *, transferred: bool = False) -> tuple[float, float]:
+        """(p5, p95) of out-of-fold ln(measured/predicted) for ``time`` | ``power`` | ``energy``.
+
+        ``transferred``: the wider interval to use on a GPU that was never measured (see docs/CALIBRATION.md)."""
+        r = self.card["residuals"][target]
+        if transferred:
+            tr = self.card["residuals"].get("transfer_widening", 2.0)
+            return float(r["p5"]) * tr, float(r["p95"]) * tr
+        return float(r["p5"]), float(r["p95"])
+
+    def _boosters(self):
+        if self._time is None:
+            lgb = _import_lightgbm()
+            try:
+                self._time = lgb.Booster(model_str=(self.path / TIME_FILE).read_text())
+                self._power = lgb.Booster(model_str=(self.path / POWER_FILE).read_text())
+            except Exception as e:  # lightgbm raises LightGBMError on a corrupt text model
+                raise ModelError(f"{self.path}: cannot read LightGBM text model: {e}") from None
+        return self._time, self._power
+
+    def predict_rows(self, rows: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+        """For each feature row: (ln time ratio measured/prior, power fraction clipped to [0, 1.2])."""
+        if not rows:
+            return []
+        width = len(self.feature_names)
+        for r in rows:
+            if len(r) != width:
+                raise ModelError(f"feature row has {len(r)} columns, model {self.path} expects {width}")
+        t, p = self._boosters()
+        import numpy as np
+
+        x = np.asarray(rows, dtype=float)
+        lt = t.predict(x)
+        pf = p.predict(x)
+        return [(float(a), min(POWER_FRACTION_MAX, max(0.0, float(b)))) for a, b in zip(lt, pf)]
+
+    def predict_one(self, row: Sequence[float]) -> tuple[float, float]:
+        return self.predict_rows([row])[0]
+
+
+def load_model(path: str | Path) -> EnergyModel:
+    """Load a model folder (card.json + time.txt + power.txt) after checking its schema and feature columns."""
+    from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+
+    d = Path(path)
+    card_path = d / CARD
+    if not card_path.is_file():
+        raise ModelError(f"{d}: no {CARD} (not a wattlint model folder)")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{card_path}: unreadable card: {e}") from None
+    if card.get("schema") != MODEL_SCHEMA:
+        raise ModelError(f"{card_path}: model schema {card.get('schema')!r}, this wattlint reads {MODEL_SCHEMA!r}")
+    feats = card.get("features") or {}
+    if str(feats.get("schema_version")) != str(FEATURE_SCHEMA_VERSION):
+        raise ModelError(f"{card_path}: fitted on feature schema {feats.get('schema_version')!r}, this wattlint "
+                         f"computes schema {FEATURE_SCHEMA_VERSION!r}; refit with 'wattlint fit'")
+    if list(feats.get("names") or []) != list(FEATURE_NAMES):
+        raise ModelError(f"{card_path}: feature names differ from this wattlint's schema {FEATURE_SCHEMA_VERSION!r} "
+                         f"columns; refit with 'wattlint fit'")
+    for f in (TIME_FILE, POWER_FILE):
+        if not (d / f).is_file():
+            raise ModelError(f"{d}: missing {f}")
+        if card.get("files", {}).get(f) and card["files"][f] != sha256_file(d / f):
+            raise ModelError(f"{d / f}: sha256 differs from the card (file edited after fitting)")
+    return EnergyModel(d, card)
+
+
+# ---- fitting --------------------------------------------------------------------------------------------------
+
+@dataclass
+class FitData:
+    """Rows for fitting: one per op record of a measured sample."""
+
+    rows: list[list[float]]
+    time_target: list[float]  # ln(measured sample time / prior sample time)
+    power_target: list[float]  # measured power fraction of the sample
+    weight: list[float]  # the record's share of its sample's prior time
+    family: list[str]  # benchmark family (whole families are held out in CV)
+    shape: list[str]  # family + shape key without dtype/phase (whole shapes are held out in CV)
+    sample: list[str]  # sample id (records of one sample stay together)
+
+
+LGB_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 5,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+    "num_threads": 1,
+}
+NUM_ROUNDS = 300
+
+
+def _import_lightgbm():
+    try:
+        import lightgbm as lgb
+    except ImportError:
+        raise ModelError("lightgbm is not installed: 'pip install lightgbm' to fit or use calibrated models") \
+            from None
+    return lgb
+
+
+def _train(lgb, x, y, w, rounds: int):
+    ds = lgb.Dataset(x, label=y, weight=w, free_raw_data=False)
+    return lgb.train(dict(LGB_PARAMS), ds, num_boost_round=rounds)
+
+
+def _quantile(v: Sequence[float], q: float) -> float:
+    s = sorted(v)
+    if not s:
+        return 0.0
+    pos = q * (len(s) - 1)
+    lo = int(math.floor(pos))
+    hi = min(len(s) - 1, lo + 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _group_folds(groups: Sequence[str], k: int) -> list[list[int]]:
+    """Deterministic folds that keep each group whole (greedy balance by size, groups sorted by hash)."""
+    by: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    keys = sorted(by, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    k = max(2, min(k, len(keys)))
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for g in sorted(keys, key=lambda g: -len(by[g])):
+        min(folds, key=len).extend(by[g])
+    return [f for f in folds if f]
+
+
+def _sample_ratio_errors(data: FitData, idx: Sequence[int], pred_t, pred_p) -> dict[str, list[float]]:
+    """Aggregate record predictions back to samples: weighted ln-ratio of time, power error."""
+    agg: dict[str, list[float]] = {}
+    for j, i in enumerate(idx):
+        a = agg.setdefault(data.sample[i], [0.0, 0.0, 0.0, 0.0, 0.0])
+        w = data.weight[i]
+        a[0] += w * math.exp(pred_t[j])  # sum of share * corrected ratio = corrected/prior for the sample
+        a[1] += w
+        a[2] = data.time_target[i]
+        a[3] += w * pred_p[j]
+        a[4] = data.power_target[i]
+    t_err, p_err, e_err, prior_t = [], [], [], []
+    for a in agg.values():
+        ratio = a[0] / a[1] if a[1] else 1.0
+        t_res = a[2] - math.log(ratio)  # ln(measured / predicted)
+        pf = a[3] / a[1] if a[1] else 0.0
+        t_err.append(t_res)
+        p_err.append(a[4] - pf)
+        prior_t.append(a[2])
+        e_err.append(t_res)  # energy residual (time part); the power part is added by the caller via p_err
+    return {"time": t_err, "power_frac": p_err, "prior_time": prior_t}
+
+
+def _metrics(res: dict[str, list[float]]) -> dict[str, float]:
+    t = [abs(math.exp(x) - 1) for x in res["time"]]
+    pt = [abs(math.exp(x) - 1) for x in res["prior_time"]]
+    p = [abs(x) for x in res["power_frac"]]
+    return {
+        "samples": len(t),
+        "time_mape": sum(t) / len(t) if t else float("nan"),
+        "time_median_ape": _quantile(t, 0.5),
+        "prior_time_mape": sum(pt) / len(pt) if pt else float("nan"),
+        "power_fraction_mae": sum(p) / len(p) if p else float("nan"),
+    }
+
+
+def cross_validate(data: FitData, *, k: int = 5, rounds: int = NUM_ROUNDS) -> dict[str, Any]:
+    """Out-of-fold metrics with whole op families held out, and with whole shapes held out."""
+    lgb = _import_lightgbm()
+    import numpy as np
+
+    x = np.asarray(data.rows, dtype=float)
+    out: dict[str, Any] = {}
+    oof_for_residuals: dict[str, list[float]] = {}
+    for name, groups in (("leave_family_out", data.family), ("leave_shape_out", data.shape)):
+        folds = _group_folds(groups, k if name == "leave_shape_out" else len(set(groups)))
+        res: dict[str, list[float]] = {"time": [], "power_frac": [], "prior_time": []}
+        for test in folds:
+            ts = set(test)
+            train = [i for i in range(len(data.rows)) if i not in ts]
+            if not train:
+                continue
+            tb = _train(lgb, x[train], np.asarray([data.time_target[i] for i in train]),
+                        np.asarray([data.weight[i] for i in train]), rounds)
+            pb = _train(lgb, x[train], np.asarray([data.power_target[i] for i in train]),
+                        np.asarray([data.weight[i] for i in train]), rounds)
+            r = _sample_ratio_errors(data, test, tb.predict(x[test]), pb.predict(x[test]))
+            for key in res:
+                res[key].extend(r[key])
+        out[name] = _metrics(res)
+        out[name]["folds"] = len(folds)
+        if name == "leave_shape_out":
+            oof_for_residuals = res
+    return {"cv": out, "oof": oof_for_residuals}
+
+
+def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], provenance: dict[str, Any],
+              calibration_source: str, k: int = 5, rounds: int = NUM_ROUNDS) -> EnergyModel:
+    """Fit both boosters on all rows, cross-validate, and write ``out_dir`` (text models + card.json)."""
+    from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
+
+    if len(set(data.sample)) < 10:
+        raise ModelError(f"only {len(set(data.sample))} measured samples: too few to fit (need >= 10)")
+    lgb = _import_lightgbm()
+    import numpy as np
+
+    x = np.asarray(data.rows, dtype=float)
+    w = np.asarray(data.weight, dtype=float)
+    cv = cross_validate(data, k=k, rounds=rounds)
+    tb = _train(lgb, x, np.asarray(data.time_target), w, rounds)
+    pb = _train(lgb, x, np.asarray(data.power_target), w, rounds)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TIME_FILE).write_text(tb.model_to_string())
+    (out / POWER_FILE).write_text(pb.model_to_string())
+    oof = cv["oof"]
+    t_res = oof.get("time", [])
+    p_res = oof.get("power_frac", [])
+    tdp, idle = float(gpu.get("tdp_w", 1.0)), float(gpu.get("idle_w", 0.0))
+    # energy residual ~ time residual + ln(power ratio); the power ratio residual at a typical fraction of 0.5
+    e_res = [tr + math.log(max(1e-3, 1 + pr * (tdp - idle) / max(idle + 0.5 * (tdp - idle), 1e-9)))
+             for tr, pr in zip(t_res, p_res)]
+    card = {
+        "schema": MODEL_SCHEMA,
+        "calibration_source": calibration_source,
+        "gpu": gpu,
+        "features": {"schema_version": FEATURE_SCHEMA_VERSION, "names": list(FEATURE_NAMES)},
+        "targets": {
+            "time": "ln(measured op time / prior op time); records of a multi-kernel sample share its ratio, "
+                    "weighted by their share of the prior time",
+            "power": "(measured average board power - gpu.idle_w) / (gpu.tdp_w - gpu.idle_w), clipped [0, 1.2]",
+        },
+        "files": {TIME_FILE: sha256_file(out / TIME_FILE), POWER_FILE: sha256_file(out / POWER_FILE)},
+        "data": provenance,
+        "training": {"rows": len(data.rows), "samples": len(set(data.sample)), "families": sorted(set(data.family)),
+                     "lightgbm_params": LGB_PARAMS, "num_boost_round": rounds},
+        "cv": cv["cv"],
+        "residuals": {
+            "source": "out-of-fold ln(measured/predicted) per sample, whole shapes held out",
+            "time": {"p5": _quantile(t_res, 0.05), "p50": _quantile(t_res, 0.5), "p95": _quantile(t_res, 0.95)},
+            "power": {"p5": _quantile(p_res, 0.05), "p50": _quantile(p_res, 0.5), "p95": _quantile(p_res, 0.95),
+                      "unit": "power fraction (absolute)"},
+            "energy": {"p5": _quantile(e_res, 0.05), "p50": _quantile(e_res, 0.5), "p95": _quantile(e_res, 0.95)},
+            "transfer_widening": 2.0,
+        },
+        "versions": library_versions(),
+    }
+    (out / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return load_model(out)
+
+
+def library_versions() -> dict[str, str]:
+    from .. import __version__
+
+    v = {"wattlint": __version__, "python": platform.python_version()}
+    from importlib import metadata
+
+    for dist in ("lightgbm", "numpy", "torch"):
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:  # pragma: no cover - optional
+            pass
+    return v
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
