@@ -1,0 +1,557 @@
+"""``[tool.wattlint]`` configuration: one schema for estimate defaults and for ``wattlint check``.
+
+The schema is documented in docs/CONFIG.md (extending shared/DESIGN.md §8). Keys are written in kebab-case in TOML
+(``batch-size``); snake_case (``batch_size``) is accepted too. Python attributes and ``Config.defaults`` keys are
+snake_case and match the CLI option ``dest`` names, so a command can do
+``value = args.batch_size if args.batch_size is not None else config.defaults.get("batch_size")``.
+
+Every unknown key is a :class:`ConfigError` naming the key and its table; every bad value is a :class:`ConfigError`
+naming the key, the value and what was expected. Nothing here imports torch/onnx; rule codes and rule options are
+validated against the lint registry (pure Python, light).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+try:  # Python 3.11+
+    import tomllib as _toml
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as _toml  # type: ignore[no-redef]
+
+from .types import ConfigError
+
+__all__ = ["Config", "ModelConfig", "load_config", "PLAN_KEYS", "BUDGET_KEYS", "find_pyproject", "parse_config"]
+
+PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
+FORMATS = ("text", "json", "sarif", "github")
+
+
+# ---- value checkers: each returns the normalized value or raises ValueError("expected ...") -------------------
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("expected a non-empty string")
+    return v
+
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError("expected true or false")
+    return v
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError("expected a number")
+    return float(v) if isinstance(v, float) else v
+
+
+def _positive_number(v: Any) -> float:
+    v = _number(v)
+    if not v > 0:
+        raise ValueError("expected a number > 0")
+    return v
+
+
+def _nonneg_number(v: Any) -> float:
+    v = _number(v)
+    if v < 0:
+        raise ValueError("expected a number >= 0")
+    return v
+
+
+def _positive_int(v: Any) -> int:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError("expected a positive integer")
+    return v
+
+
+def _fraction(v: Any) -> float:
+    v = _number(v)
+    if not 0 <= v <= 1:
+        raise ValueError("expected a number between 0 and 1")
+    return float(v)
+
+
+def _pue(v: Any) -> float:
+    v = _number(v)
+    if not 1.0 <= v <= 3.0:
+        raise ValueError("expected a PUE between 1.0 and 3.0")
+    return float(v)
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in choices:
+            raise ValueError("expected one of " + ", ".join(repr(c) for c in choices))
+        return v
+
+    return check
+
+
+def _str_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError("expected a list of strings")
+    return tuple(v)
+
+
+_INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
+
+
+def _inputs(v: Any) -> tuple[str, ...]:
+    items = _str_list(v)
+    for s in items:
+        if not _INPUT_RE.match(s.replace(" ", "")):
+            raise ValueError(f"expected input specs like 'x=float32[8,3,224,224]', got {s!r}")
+    return items
+
+
+# ---- the schema ------------------------------------------------------------------------------------------------
+
+#: Estimate / plan options. Allowed at the top level (defaults for every command) and in each [[models]] entry.
+#: snake_case name -> checker. These are the CLI option dests of ``wattlint estimate``.
+PLAN_KEYS: dict[str, Callable[[Any], Any]] = {
+    "gpu": _str,  # database key or alias ("a100-sxm4-80gb", "h100")
+    "gpus": _positive_int,
+    "gpus_per_node": _positive_int,
+    "precision": _choice(*PRECISIONS),
+    "optimizer": _choice(*OPTIMIZERS),
+    "sharding": _choice(*SHARDINGS),
+    "region": _str,
+    "pue": _pue,
+    "carbon_intensity": _positive_number,  # g CO2e / kWh, overrides region
+    "price_per_kwh": _nonneg_number,  # USD
+    "gpu_hour_price": _nonneg_number,  # USD per GPU-hour
+    "utilization": _fraction,
+    "internode_gbps": _positive_number,
+    "dataset": _str,  # preset name ("imagenet-1k") or a sample count as a string
+    "dataset_size": _positive_int,  # samples per epoch
+    "epochs": _positive_number,
+    "steps": _positive_int,
+    "tokens": _positive_number,
+    "batch_size": _positive_int,  # global batch
+    "seq_len": _positive_int,
+    "grad_accum": _positive_int,
+    "activation_checkpointing": _bool,
+    "inputs": _inputs,  # ["x=float32[8,3,224,224]"]
+}
+
+#: Budget keys (per model, or a top-level default budget). Exceeding one is an error (WL301-WL304).
+BUDGET_KEYS: dict[str, Callable[[Any], Any]] = {
+    "energy_kwh": _positive_number,
+    "co2_kg": _positive_number,
+    "cost_usd": _positive_number,
+    "time_h": _positive_number,
+    "gpu_hours": _positive_number,
+}
+
+#: Top-level keys of [tool.wattlint] that are not plan options.
+CHECK_KEYS: dict[str, Callable[[Any], Any]] = {
+    "select": _str_list,
+    "ignore": _str_list,
+    "extend-select": _str_list,
+    "preview": _bool,
+    "exclude": _str_list,
+    "baseline": _str,
+    "regression_threshold": _nonneg_number,
+    "cache": _bool,
+    "cache_dir": _str,
+    "format": _choice(*FORMATS),
+    "budget": None,  # table, handled separately
+    "rules": None,  # table of per-rule option tables
+    "models": None,  # array of tables
+}
+CHECK_KEYS["extend_select"] = CHECK_KEYS.pop("extend-select")
+
+#: Keys of one [[tool.wattlint.models]] entry besides the plan options.
+MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
+    "name": _str,
+    "source": _str,
+    "budget": None,
+    "select": _str_list,
+    "ignore": _str_list,
+    "regression_threshold": _nonneg_number,
+}
+
+DEFAULT_BASELINE = "wattlint-baseline.json"
+DEFAULT_REGRESSION_THRESHOLD = 0.05
+
+
+# ---- result types ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One ``[[tool.wattlint.models]]`` entry.
+
+    ``source`` is the spec string with its file part resolved against the config's directory (absolute);
+    ``path`` is that file (None for ``package.module:attr`` specs); ``plan`` holds only the options written in this
+    entry, ``options`` the effective ones (top-level defaults overlaid by this entry's).
+    """
+
+    name: str
+    source: str
+    path: Path | None
+    attr: str | None
+    raw_source: str
+    plan: Mapping[str, Any]
+    options: Mapping[str, Any]
+    budget: Mapping[str, float]
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    regression_threshold: float | None = None
+    index: int = 0
+
+    @property
+    def is_module_spec(self) -> bool:
+        return self.path is None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective ``[tool.wattlint]`` configuration (empty defaults when no file was found)."""
+
+    path: Path | None = None  # the file read (pyproject.toml or a standalone TOML), None if none
+    root: Path = field(default_factory=Path.cwd)  # directory relative paths are resolved against
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # plan options written at the top level
+    select: tuple[str, ...] = ("WL",)
+    extend_select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    preview: bool = False
+    exclude: tuple[str, ...] = ()
+    baseline: Path | None = None  # absolute
+    regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
+    cache: bool = True
+    cache_dir: Path | None = None
+    format: str | None = None
+    budget: Mapping[str, float] = field(default_factory=dict)  # default budget for every model
+    rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # code -> {option: value}
+    models: tuple[ModelConfig, ...] = ()
+
+    @property
+    def baseline_path(self) -> Path:
+        return self.baseline if self.baseline is not None else self.root / DEFAULT_BASELINE
+
+    def model(self, name: str) -> ModelConfig:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise ConfigError(f"no model named {name!r} in {self.path or '[tool.wattlint]'}")
+
+    def check_sources(self) -> None:
+        """Raise ConfigError for the first model whose source file does not exist."""
+        for m in self.models:
+            if m.path is not None and not m.path.exists():
+                raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source file not found: {m.raw_source} "
+                                  f"(resolved to {m.path})")
+
+    def is_excluded(self, path: Path | str) -> bool:
+        return is_excluded(path, self.exclude, self.root)
+
+
+# ---- loading ---------------------------------------------------------------------------------------------------
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml at or above ``start`` that has a ``[tool.wattlint]`` table."""
+    here = Path(start or Path.cwd()).resolve()
+    if here.is_file():
+        here = here.parent
+    for d in (here, *here.parents):
+        candidate = d / "pyproject.toml"
+        if candidate.is_file():
+            try:
+                text = candidate.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if "wattlint" in text and re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M):
+                return candidate
+    return None
+
+
+def load_config(start: Path | None = None, *, path: Path | None = None) -> Config:
+    """Load ``[tool.wattlint]``.
+
+    ``path``: an explicit file (``--config``): a pyproject.toml (its ``[tool.wattlint]`` table) or a standalone TOML
+    file whose top level is the table (a ``[tool.wattlint]`` table inside it is used if present). Otherwise the nearest
+    pyproject.toml with a ``[tool.wattlint]`` table at or above ``start`` (default: the current directory); none found
+    gives the defaults, rooted at ``start``.
+    """
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        file = path.resolve()
+    else:
+        file = find_pyproject(start)
+        if file is None:
+            root = Path(start or Path.cwd()).resolve()
+            return Config(path=None, root=root.parent if root.is_file() else root)
+    try:
+        data = _toml.loads(file.read_text(encoding="utf-8"))
+    except _toml.TOMLDecodeError as e:
+        raise ConfigError(f"{file}: invalid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{file}: cannot read: {e}") from None
+    tool = data.get("tool")
+    if isinstance(tool, dict) and "wattlint" in tool:
+        table = tool["wattlint"]
+    elif path is not None and file.name != "pyproject.toml":
+        table = data
+    else:
+        table = {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{file}: [tool.wattlint] must be a table")
+    return parse_config(table, root=file.parent, path=file)
+
+
+def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = None) -> Config:
+    """Validate a ``[tool.wattlint]`` table (already parsed TOML) and build the :class:`Config`."""
+    where = _where(path)
+    table = _normalize(table, where, "[tool.wattlint]", {**PLAN_KEYS, **CHECK_KEYS})
+    defaults: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in PLAN_KEYS:
+            defaults[key] = _check(PLAN_KEYS[key], value, where, "[tool.wattlint]", key)
+        elif CHECK_KEYS.get(key) is not None:
+            kwargs[key] = _check(CHECK_KEYS[key], value, where, "[tool.wattlint]", key)
+
+    known_codes, rule_option_specs = _rule_registry()
+    for key in ("select", "extend_select", "ignore"):
+        for code in kwargs.get(key, ()):
+            _check_code(code, known_codes, where, "[tool.wattlint]", key)
+
+    budget = _parse_budget(table.get("budget"), where, "[tool.wattlint.budget]")
+    rule_options = _parse_rule_options(table.get("rules"), where, known_codes, rule_option_specs)
+
+    root = Path(root).resolve()
+    if "baseline" in kwargs:
+        kwargs["baseline"] = _resolve(root, kwargs["baseline"])
+    if "cache_dir" in kwargs:
+        kwargs["cache_dir"] = _resolve(root, kwargs["cache_dir"])
+
+    models_raw = table.get("models", [])
+    if isinstance(models_raw, dict):
+        models_raw = [models_raw]
+    if not isinstance(models_raw, list) or not all(isinstance(m, dict) for m in models_raw):
+        raise ConfigError(f"{where}: [tool.wattlint] 'models': expected an array of tables ([[tool.wattlint.models]])")
+    models: list[ModelConfig] = []
+    names: set[str] = set()
+    for i, raw in enumerate(models_raw):
+        m = _parse_model(raw, i, root, where, defaults, budget, known_codes)
+        if m.name in names:
+            raise ConfigError(f"{where}: [[tool.wattlint.models]] #{i + 1}: duplicate model name {m.name!r}")
+        names.add(m.name)
+        models.append(m)
+
+    return Config(path=path, root=root, defaults=defaults, budget=budget, rule_options=rule_options,
+                  models=tuple(models), **kwargs)
+
+
+def _parse_model(raw: Mapping[str, Any], i: int, root: Path, where: str, defaults: Mapping[str, Any],
+                 default_budget: Mapping[str, float], known_codes) -> ModelConfig:
+    label = f"[[tool.wattlint.models]] #{i + 1}"
+    if isinstance(raw.get("name"), str):
+        label += f" ({raw['name']!r})"
+    raw = _normalize(raw, where, label, {**PLAN_KEYS, **MODEL_KEYS})
+    if "source" not in raw:
+        raise ConfigError(f"{where}: {label}: missing required key 'source'")
+    plan: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in PLAN_KEYS:
+            plan[key] = _check(PLAN_KEYS[key], value, where, label, key)
+        elif MODEL_KEYS.get(key) is not None:
+            other[key] = _check(MODEL_KEYS[key], value, where, label, key)
+    for key in ("select", "ignore"):
+        for code in other.get(key, ()):
+            _check_code(code, known_codes, where, label, key)
+    raw_source = other["source"]
+    source, path, attr = resolve_source(raw_source, root)
+    name = other.get("name") or (path.stem if path is not None else raw_source.split(":")[0].rsplit(".", 1)[-1])
+    budget = dict(default_budget)
+    budget.update(_parse_budget(raw.get("budget"), where, f"{label} budget"))
+    return ModelConfig(name=name, source=source, path=path, attr=attr, raw_source=raw_source, plan=plan,
+                       options={**defaults, **plan}, budget=budget, select=other.get("select", ()),
+                       ignore=other.get("ignore", ()), regression_threshold=other.get("regression_threshold"),
+                       index=i)
+
+
+def resolve_source(spec: str, root: Path) -> tuple[str, Path | None, str | None]:
+    """Resolve a model spec against ``root``: (resolved spec, file or None for a module spec, attr or None).
+
+    ``models/x.onnx`` and ``config.json`` are files; ``path/file.py:build`` is a file plus an attribute;
+    ``pkg.module:build`` (no slash, no ``.py``) is an importable module plus an attribute.
+    """
+    attr = None
+    target = spec
+    m = re.match(r"^(.*):([A-Za-z_][\w.]*)$", spec)
+    if m and not re.match(r"^[A-Za-z]:[\\/]", spec):  # not a Windows drive letter
+        target, attr = m.group(1), m.group(2)
+    is_file = attr is None or "/" in target or "\\" in target or target.endswith(".py") or \
+        (root / target).exists()
+    if not is_file:
+        return spec, None, attr
+    path = _resolve(root, target)
+    return (f"{path}:{attr}" if attr else str(path)), path, attr
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+def _where(path: Path | None) -> str:
+    if path is None:
+        return "[tool.wattlint]"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _resolve(root: Path, p: str) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else (root / q).resolve()
+
+
+def _normalize(table: Mapping[str, Any], where: str, label: str, allowed: Mapping[str, Any]) -> dict[str, Any]:
+    """kebab-case -> snake_case; unknown keys and keys given twice are errors naming the key."""
+    out: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    for key, value in table.items():
+        norm = key.replace("-", "_")
+        if norm not in allowed:
+            choices = sorted({k.replace("_", "-") for k in allowed})
+            hint = difflib.get_close_matches(key.replace("_", "-"), choices, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{where}: {label}: unknown key '{key}'{suggestion}")
+        if norm in out:
+            raise ConfigError(f"{where}: {label}: key '{key}' given twice (as '{spelled[norm]}' and '{key}')")
+        out[norm] = value
+        spelled[norm] = key
+    return out
+
+
+def _check(checker: Callable[[Any], Any], value: Any, where: str, label: str, key: str) -> Any:
+    try:
+        return checker(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {label}: '{key.replace('_', '-')}' = {_show(value)}: {e}") from None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_budget(raw: Any, where: str, label: str) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {label}: expected a table like {{ energy-kwh = 500, co2-kg = 200 }}")
+    raw = _normalize(raw, where, label, BUDGET_KEYS)
+    return {k: _check(BUDGET_KEYS[k], v, where, label, k) for k, v in raw.items()}
+
+
+_CODE_RE = re.compile(r"^(ALL|WL\d{0,3})$")
+
+
+def _check_code(code: str, known_codes, where: str, label: str, key: str) -> None:
+    if not _CODE_RE.match(code):
+        raise ConfigError(f"{where}: {label}: '{key}' has invalid rule selector {code!r} "
+                          "(expected a code like 'WL301', a prefix like 'WL3', or 'ALL')")
+    if code == "ALL" or not known_codes:
+        return
+    if not any(c.startswith(code) for c in known_codes):
+        raise ConfigError(f"{where}: {label}: '{key}' selects no rule: {code!r} (see 'wattlint rules')")
+
+
+def _rule_registry():
+    """(set of codes, {code: {option_name: Option}}) from the lint registry; empty if lint is unavailable."""
+    try:
+        from .lint.registry import all_rules
+    except ImportError:  # pragma: no cover - during bootstrap
+        return set(), {}
+    rules = all_rules()
+    return set(rules), {code: rule.options for code, rule in rules.items()}
+
+
+def _parse_rule_options(raw: Any, where: str, known_codes, specs) -> dict[str, dict[str, Any]]:
+    """``[tool.wattlint.rules.WL104] min-share = 0.3`` (per-rule options; ``severity`` works for every rule)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [tool.wattlint] 'rules': expected a table of per-rule tables "
+                          "([tool.wattlint.rules.WL104])")
+    out: dict[str, dict[str, Any]] = {}
+    for code, opts in raw.items():
+        label = f"[tool.wattlint.rules.{code}]"
+        if known_codes and code not in known_codes:
+            hint = difflib.get_close_matches(code, sorted(known_codes), n=1)
+            raise ConfigError(f"{where}: [tool.wattlint.rules]: unknown rule '{code}'"
+                              + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+        if not isinstance(opts, dict):
+            raise ConfigError(f"{where}: {label}: expected a table of options")
+        options = dict(specs.get(code, {}))
+        allowed = {name: None for name in options} | {"severity": None}
+        opts = _normalize(opts, where, label, allowed)
+        parsed: dict[str, Any] = {}
+        for key, value in opts.items():
+            if key == "severity":
+                parsed[key] = _check(_choice("error", "warning", "info"), value, where, label, key)
+            else:
+                parsed[key] = _check(options[key].check, value, where, label, key)
+        out[code] = parsed
+    return out
+
+
+def is_excluded(path: Path | str, patterns: tuple[str, ...], root: Path) -> bool:
+    """Whether ``path`` matches an exclude glob (gitignore-like: ``**`` spans directories; a pattern without ``/``
+    matches any path component)."""
+    if not patterns:
+        return False
+    p = Path(path)
+    p = p if p.is_absolute() else (Path.cwd() / p)
+    try:
+        rel = p.resolve().relative_to(root).as_posix()
+    except ValueError:
+        rel = p.as_posix()
+    parts = rel.split("/")
+    for pat in patterns:
+        pat = pat.strip().rstrip("/")
+        if pat.startswith("./"):
+            pat = pat[2:]
+        rx = _glob_to_re(pat)
+        if "/" in pat:
+            if rx.match(rel) or any(rx.match("/".join(parts[:i])) for i in range(1, len(parts))):
+                return True
+        elif any(rx.match(part) for part in parts):
+            return True
+    return False
+
+
+def _glob_to_re(pat: str) -> re.Pattern:
+    out, i = [], 0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        out.append("[^/]*" if c == "*" else "[^/]" if c == "?" else re.escape(c))
+        i += 1
+    return re.compile("^" + "".join(out) + "$")
