@@ -1,0 +1,193 @@
+"""GPU database: specs with a source per value, aliases, NVML names and "did you mean".
+
+The data lives in ``wattlint/data/gpus.toml`` (rules at the top of that file and in ``data/SOURCES.md``).
+This module only parses and indexes it; it never imports torch or pynvml.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from .types import ConfigError, GpuSpec
+
+DATA_FILE = "gpus.toml"
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+#: scalar fields of a GPU row that carry a value (each needs a source).
+VALUE_FIELDS = ("tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz", "pcie_gen",
+                "nvlink_gbs", "l2_mb")
+PEAK_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+_REQUIRED = ("name", "vendor", "arch", "tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz",
+             "peak_tflops", "sources")
+_NOISE_WORDS = ("nvidia", "geforce", "tesla", "amd", "instinct")
+
+
+def _data_text() -> bytes:
+    return resources.files("wattlint").joinpath("data", DATA_FILE).read_bytes()
+
+
+def normalize(name: str) -> str:
+    """Lookup form of a GPU name: lower case, vendor/brand words and punctuation dropped."""
+    s = name.lower()
+    for w in _NOISE_WORDS:
+        s = re.sub(rf"\b{w}\b", " ", s)
+    return re.sub(r"[^a-z0-9]", "", s)
+
+
+def _expand_refs(text: str, refs: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        ref = m.group(1)
+        if ref not in refs:
+            raise ValueError(f"gpus.toml: unknown reference @{ref}")
+        return refs[ref]
+
+    return re.sub(r"@([a-z0-9][a-z0-9_-]*[a-z0-9])", sub, text)
+
+
+def _expand_sources(key: str, row: dict, refs: dict[str, str]) -> dict[str, str]:
+    """Per-value sources: 'peak_tflops' covers every dtype not listed as 'peak_tflops.<dtype>'."""
+    raw = row.get("sources", {})
+    out: dict[str, str] = {}
+    for field_, text in raw.items():
+        if field_ == "peak_tflops":
+            continue
+        out[field_] = _expand_refs(text, refs)
+    if "peak_tflops" in raw:
+        group = _expand_refs(raw["peak_tflops"], refs)
+        for dt in row.get("peak_tflops", {}):
+            out.setdefault(f"peak_tflops.{dt}", group)
+    return out
+
+
+def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
+    missing = [f for f in _REQUIRED if f not in row]
+    if missing:
+        raise ValueError(f"gpus.toml: {key} lacks {', '.join(missing)}")
+    peaks = {k: float(v) for k, v in row["peak_tflops"].items()}
+    bad = set(peaks) - set(PEAK_DTYPES)
+    if bad:
+        raise ValueError(f"gpus.toml: {key} has unknown peak dtypes {sorted(bad)}")
+    unconfirmed: list[str] = []
+    for f in row.get("unconfirmed", ()):
+        if f == "peak_tflops":  # the whole group
+            unconfirmed.extend(f"peak_tflops.{d}" for d in peaks)
+        else:
+            unconfirmed.append(f)
+    return GpuSpec(
+        key=key,
+        name=row["name"],
+        vendor=row["vendor"],
+        arch=row["arch"],
+        peak_tflops=peaks,
+        memory_gb=float(row["memory_gb"]),
+        memory_bw_gbs=float(row["memory_bw_gbs"]),
+        sm_count=int(row["sm_count"]),
+        boost_mhz=float(row["boost_mhz"]),
+        tdp_w=float(row["tdp_w"]),
+        idle_w=float(row["idle_w"]),
+        idle_estimated=bool(row.get("idle_estimated", True)),
+        pcie_gen=int(row.get("pcie_gen", 0)),
+        nvlink_gbs=float(row.get("nvlink_gbs", 0.0)),
+        tensor_cores=bool(row.get("tensor_cores", True)),
+        l2_mb=float(row.get("l2_mb", 0.0)),
+        aliases=tuple(row.get("aliases", ())),
+        nvml_names=tuple(row.get("nvml_names", ())),
+        sources=_expand_sources(key, row, refs),
+        unconfirmed=tuple(unconfirmed),
+    )
+
+
+@lru_cache(maxsize=1)
+def _database() -> tuple[dict[str, GpuSpec], dict[str, str], dict[str, str]]:
+    data = tomllib.loads(_data_text().decode("utf-8"))
+    refs = data.get("refs", {})
+    gpus = {key: _spec(key, row, refs) for key, row in data["gpu"].items()}
+    # lookup: normalized key / alias / marketing name / NVML name -> key
+    lookup: dict[str, str] = {}
+    nvml: dict[str, str] = {}
+    for key, g in gpus.items():
+        for n in (key, *g.aliases, g.name):
+            lookup.setdefault(normalize(n), key)
+        for n in g.nvml_names:
+            nvml[normalize(n)] = key
+    return gpus, lookup, nvml
+
+
+def load_gpus() -> dict[str, GpuSpec]:
+    """All GPUs of the database by key (cached; returns a new dict each call)."""
+    return dict(_database()[0])
+
+
+def gpu_names() -> list[str]:
+    """Keys and aliases a user may type."""
+    gpus = _database()[0]
+    return sorted({*gpus, *(a for g in gpus.values() for a in g.aliases)})
+
+
+def _lookup(name: str) -> GpuSpec | None:
+    gpus, lookup, nvml = _database()
+    if name in gpus:
+        return gpus[name]
+    n = normalize(name)
+    key = lookup.get(n) or nvml.get(n)
+    return gpus[key] if key else None
+
+
+def resolve_gpu(name: str) -> tuple[GpuSpec, str | None]:
+    """The spec for a key, alias, marketing or NVML name, and an assumption line when it was not the key."""
+    text = (name or "").strip()
+    if not text:
+        raise ConfigError("empty GPU name; run 'wattlint gpus' for the list")
+    spec = _lookup(text)
+    if spec is None:
+        raise ConfigError(f"unknown GPU {text!r}; {_did_you_mean(text)}")
+    if text == spec.key or text.lower() == spec.key:
+        return spec, None
+    return spec, f"gpu {text!r} resolved to {spec.key} ({spec.name})"
+
+
+def _did_you_mean(text: str) -> str:
+    gpus, lookup, _ = _database()
+    names = gpu_names()
+    close: list[str] = []
+    seen: set[str] = set()
+    for c in difflib.get_close_matches(text.lower(), names, n=8, cutoff=0.5):
+        key = lookup[normalize(c)]
+        if key not in seen:  # one suggestion per GPU
+            seen.add(key)
+            close.append(c)
+    close = close[:3]
+    if not close:  # try the normalized forms ("RTX-3090 Ti" -> "rtx3090ti")
+        norm = difflib.get_close_matches(normalize(text), list(lookup), n=3, cutoff=0.5)
+        close = list(dict.fromkeys(lookup[n] for n in norm))
+    if not close:
+        n = normalize(text)
+        close = [k for k in gpus if n and (n in normalize(k))][:3]
+    if close:
+        return "did you mean " + " or ".join(repr(c) for c in close) + "? ('wattlint gpus' lists all)"
+    return "run 'wattlint gpus' for the list"
+
+
+def gpu_from_nvml_name(name: str) -> GpuSpec | None:
+    """Map an NVML device name ("NVIDIA H100 80GB HBM3", "Tesla T4") to its database spec, or None."""
+    if not name:
+        return None
+    gpus, lookup, nvml = _database()
+    n = normalize(name)
+    key = nvml.get(n) or lookup.get(n)
+    return gpus[key] if key else None
+
+
+def calibration_status(key: str) -> str:
+    """'measured' when a calibrated model card ships for this GPU (models/<key>/card.json), else 'prior'."""
+    return "measured" if (MODELS_DIR / key / "card.json").is_file() else "prior"
+
+
+def value_fields(spec: GpuSpec) -> list[str]:
+    """Names of every value a row carries (for source / flag checks): scalar fields + 'peak_tflops.<dtype>'."""
+    return [*VALUE_FIELDS, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
