@@ -1,0 +1,75 @@
+"""``wattlint gpus``: the GPU database with calibration status."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
+    p.add_argument("--sources", action="store_true", help="JSON: include the source of every value")
+
+
+def rows(with_sources: bool = False) -> list[dict]:
+    from ..hardware import calibration_status, load_gpus
+
+    out = []
+    for key, g in load_gpus().items():
+        row = {
+            "key": key, "name": g.name, "vendor": g.vendor, "arch": g.arch,
+            "memory_gb": g.memory_gb, "memory_bw_gbs": g.memory_bw_gbs,
+            "peak_tflops": dict(g.peak_tflops), "tdp_w": g.tdp_w, "idle_w": g.idle_w,
+            "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
+            "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
+            "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
+            "calibration": calibration_status(key),
+        }
+        if with_sources:
+            row["sources"] = dict(g.sources)
+        out.append(row)
+    return out
+
+
+def _num(v: float | None, fmt: str = "{:g}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    data = rows(with_sources=args.sources)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="wattlint GPU database (dense peaks; * = unconfirmed value, ~ = estimated idle)",
+                  title_justify="left", header_style="bold")
+    for col, just in (("key", "left"), ("name", "left"), ("memory", "right"), ("bandwidth", "right"),
+                      ("bf16 TFLOP/s", "right"), ("fp32 TFLOP/s", "right"), ("TDP", "right"), ("idle", "right"),
+                      ("calibration", "left")):
+        table.add_column(col, justify=just, no_wrap=col == "key")
+
+    for r in data:
+        flags = set(r["unconfirmed"])
+
+        def mark(field: str, text: str) -> str:
+            return text + ("*" if field in flags else "")
+
+        bf16 = r["peak_tflops"].get("bf16")
+        table.add_row(
+            r["key"], r["name"],
+            mark("memory_gb", f"{r['memory_gb']:g} GB"),
+            mark("memory_bw_gbs", f"{r['memory_bw_gbs']:g} GB/s"),
+            mark("peak_tflops.bf16", _num(bf16)) if bf16 else "-",
+            mark("peak_tflops.fp32", _num(r["peak_tflops"].get("fp32"))),
+            mark("tdp_w", f"{r['tdp_w']:g} W"),
+            ("~" if r["idle_estimated"] else "") + f"{r['idle_w']:g} W",
+            r["calibration"],
+        )
+    console = Console(soft_wrap=False)
+    console.print(table)
+    console.print("Idle = power in a running job between kernels; '~' marks a stated estimate (see "
+                  "data/SOURCES.md). Sources of every value: wattlint gpus --format json --sources")
+    return 0
