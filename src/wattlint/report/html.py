@@ -1,0 +1,176 @@
+"""One self-contained HTML file: summary, per-phase table, an inline-SVG bar chart of energy by layer, a GPU
+comparison chart (with --compare), findings, assumptions and provenance. No scripts, fonts or network fetches."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Sequence
+
+from ..types import Estimate
+from . import units as u
+from .json_out import most_efficient
+from .text import compare_rows, plan_line, summary_rows
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2329;margin:24px auto;max-width:1040px;padding:0 16px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:26px 0 8px;border-bottom:1px solid #dde3e8;padding-bottom:4px}
+.meta{color:#5b6770;margin:2px 0} .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
+.measured{background:#d8f3dc;color:#1b5e20}.transferred{background:#fff3cd;color:#7a5a00}.prior{background:#e7ecf5;color:#243b6b}
+table{border-collapse:collapse;width:100%;margin:6px 0} th,td{padding:5px 8px;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:top}
+th{background:#f6f8fa;font-weight:600} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:10px;margin:14px 0}
+.card{border:1px solid #dde3e8;border-radius:8px;padding:10px 12px} .card .k{color:#5b6770;font-size:12px}
+.card .v{font-size:20px;font-weight:650;margin-top:2px} .card .s{color:#5b6770;font-size:12px}
+.bad{color:#b3261e;font-weight:600} .best{background:#eefaf0} .find-error{color:#b3261e}.find-warning{color:#8a6100}
+ul.assume li{margin:2px 0;color:#37424a} code{font-size:12.5px;background:#f3f5f7;padding:0 3px;border-radius:3px}
+svg text{font:12px system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;fill:#1d2329}
+"""
+
+
+def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 980, color: str = "#2f6fdb",
+               highlight: int | None = None) -> str:
+    """Horizontal bars: (label, value, value text). Pure SVG."""
+    if not items:
+        return ""
+    label_w, value_w, row_h, top = 330, 130, 24, 26
+    bar_w = width - label_w - value_w - 10
+    vmax = max(v for _, v, _ in items) or 1.0
+    h = top + row_h * len(items) + 8
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
+           f'role="img" aria-label="{escape(title)}">',
+           f'<text x="0" y="16" style="font-weight:600">{escape(title)}</text>']
+    for i, (label, v, vt) in enumerate(items):
+        y = top + i * row_h
+        w = max(1.0, bar_w * v / vmax)
+        lab = label if len(label) <= 46 else "…" + label[-45:]
+        fill = "#1f9d55" if highlight == i else color
+        out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(lab)}</text>')
+        out.append(f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="3" fill="{fill}"/>')
+        out.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 16}">{escape(vt)}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _cards(est: Estimate) -> str:
+    t = est.total
+    lo, hi = t["energy_kwh_range"]
+    mem = est.memory
+    cards = [
+        ("Energy (facility)", u.energy_kwh(t["energy_kwh"]), f"5–95 %: {u.range_kwh(lo, hi)}"),
+        ("Time", u.hours(t["time_h"]), u.gpu_hours(t["gpu_hours"])),
+        ("CO2", u.co2_kg(t["co2_kg"]), f"{est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
+                                       + (f" · {est.plan.region}" if est.plan.region else "")),
+        ("Cost", u.usd(t["cost_usd"]), "energy + GPU-hours" if t["cost_usd"] is not None else "no price given"),
+        ("Memory / GPU", u.bytes_(mem["peak_bytes_per_gpu"]),
+         f"of {u.bytes_(mem['gpu_memory_bytes'])} · " + ("fits" if mem["fits"] else "DOES NOT FIT")),
+    ]
+    out = ['<div class="cards">']
+    for k, v, s in cards:
+        cls = ' class="bad"' if "NOT FIT" in s else ""
+        out.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div>'
+                   f'<div class="s"{cls}>{escape(s)}</div></div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def _one_body(est: Estimate, top: int) -> list[str]:
+    m = est.model
+    body = [
+        f"<h1>wattlint estimate: <code>{escape(m.source)}</code></h1>",
+        f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
+        f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
+        f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span> '
+        f"{escape(est.calibration_source)}</p>",
+        f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
+        _cards(est),
+        "<h2>Per optimizer step</h2>",
+        f"<p>{escape(u.duration(est.per_step['time_s']))} · {escape(u.energy_j(est.per_step['gpu_energy_j']))} GPU + "
+        f"{escape(u.energy_j(est.per_step['host_energy_j']))} host · "
+        f"{escape(u.power_w(est.per_step['avg_gpu_power_w']))} average per GPU · "
+        f"{escape(u.flops(est.per_step['flops']))}</p>",
+        '<table><tr><th>phase</th><th class="num">time / step</th><th class="num">GPU energy / step</th>'
+        '<th class="num">share</th></tr>',
+    ]
+    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
+    for ph, v in est.phases.items():
+        body.append(f'<tr><td>{escape(ph)}</td><td class="num">{escape(u.duration(v["time_s"]))}</td>'
+                    f'<td class="num">{escape(u.energy_j(v["gpu_energy_j"]))}</td>'
+                    f'<td class="num">{escape(u.pct(v["gpu_energy_j"] / tot_e))}</td></tr>')
+    body.append("</table>")
+    n = min(top, len(est.layers))
+    if n:
+        body.append(f"<h2>Energy by layer (top {n} of {len(est.layers)})</h2>")
+        items = [(le.name, le.gpu_energy_j, f"{u.energy_j(le.gpu_energy_j)} · {u.pct(le.share)}")
+                 for le in est.layers[:n]]
+        body.append(_bar_chart(items, title="GPU energy per optimizer step, by layer (all phases)"))
+        body.append('<table><tr><th>layer</th><th>type</th><th class="num">FLOPs / step</th>'
+                    '<th class="num">time / step</th><th class="num">GPU energy / step</th><th class="num">share</th></tr>')
+        for le in est.layers[:n]:
+            body.append(f"<tr><td><code>{escape(le.name)}</code></td><td>{escape(le.type)}</td>"
+                        f'<td class="num">{escape(u.flops(le.flops))}</td><td class="num">{escape(u.duration(le.time_s))}</td>'
+                        f'<td class="num">{escape(u.energy_j(le.gpu_energy_j))}</td>'
+                        f'<td class="num">{escape(u.pct(le.share))}</td></tr>')
+        body.append("</table>")
+    body += _findings(est)
+    body += _assumptions(list(est.assumptions), est)
+    return body
+
+
+def _findings(est: Estimate) -> list[str]:
+    if not est.findings:
+        return []
+    out = ["<h2>Findings</h2><ul>"]
+    for f in est.findings:
+        where = f" <code>{escape(f.layer)}</code>" if f.layer else ""
+        out.append(f'<li class="find-{escape(f.severity)}"><b>{escape(f.code)}</b> {escape(f.severity)}{where}: '
+                   f"{escape(f.message)}</li>")
+    out.append("</ul>")
+    return out
+
+
+def _assumptions(assumptions: list[str], est: Estimate) -> list[str]:
+    out = ['<h2>Assumptions</h2><ul class="assume">']
+    out += [f"<li>{escape(a)}</li>" for a in assumptions]
+    out.append("</ul><h2>Provenance</h2><ul class=\"assume\">")
+    out.append(f"<li>energy model: {escape(est.calibration)} — {escape(est.calibration_source)}</li>")
+    for k, v in sorted((est.gpu.sources or {}).items()):
+        out.append(f"<li>{escape(est.gpu.key)} {escape(k)}: {escape(str(v))}</li>")
+    if est.gpu.unconfirmed:
+        out.append(f"<li>unconfirmed spec fields: {escape(', '.join(est.gpu.unconfirmed))}</li>")
+    out.append("</ul>")
+    return out
+
+
+def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
+    e0 = ests[0]
+    header, rows, best = compare_rows(ests)
+    body = [f"<h1>wattlint compare: <code>{escape(e0.model.source)}</code></h1>",
+            f'<p class="meta">Plan: {escape(plan_line(e0))}</p>', "<table><tr>"]
+    body += [f'<th class="{"" if h in ("GPU", "fits", "model") else "num"}">{escape(h)}</th>' for h in header]
+    body.append("</tr>")
+    for i, r in enumerate(rows):
+        cls = ' class="best"' if i == best else ""
+        cells = []
+        for h, c in zip(header, r):
+            bad = " bad" if h == "fits" and c == "NO" else ""
+            cells.append(f'<td class="{"" if h in ("GPU", "fits", "model") else "num"}{bad}">{escape(c)}</td>')
+        body.append(f"<tr{cls}>{''.join(cells)}</tr>")
+    body.append("</table>")
+    body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> (least facility energy among GPUs "
+                f"where the model fits)</p>")
+    items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total["energy_kwh"],
+              f"{u.energy_kwh(e.total['energy_kwh'])} · {u.hours(e.total['time_h'])}") for e in ests]
+    body.append("<h2>GPU comparison</h2>")
+    body.append(_bar_chart(items, title="Facility energy of the whole plan, by GPU", color="#7a8ca3", highlight=best))
+    body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")
+    body += _one_body(ests[best], top)[3:]
+    return body
+
+
+def render(ests: Sequence[Estimate], *, top: int = 10) -> str:
+    body = _one_body(ests[0], top) if len(ests) == 1 else _compare_body(ests, top)
+    title = f"wattlint: {ests[0].model.source}"
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,138 @@
+"""JSON output: the ``wattlint.estimate/1`` contract (DESIGN §7; schemas/estimate.schema.json). Deterministic:
+fixed key order, floats rounded to 6 significant digits, no timestamps."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+from ..types import Estimate
+
+SCHEMA = "wattlint.estimate/1"
+COMPARE_SCHEMA = "wattlint.comparison/1"
+
+
+def _r(x: Any) -> Any:
+    """Round floats to 6 significant digits (stable text across platforms); recurse into containers."""
+    if isinstance(x, bool) or x is None:
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        if x == 0:
+            return 0.0
+        return float(f"{x:.6g}")
+    if isinstance(x, int):
+        return x
+    if isinstance(x, dict):
+        return {k: _r(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_r(v) for v in x]
+    return x
+
+
+def plan_dict(est: Estimate) -> dict:
+    p = est.plan
+    return {
+        "epochs": p.epochs,
+        "steps": p.steps,
+        "batch_size": p.batch_size,
+        "micro_batch_size": p.micro_batch_size,
+        "grad_accum": p.grad_accum,
+        "precision": p.precision,
+        "optimizer": p.optimizer,
+        "sharding": p.sharding,
+        "dataset": p.dataset,
+        "dataset_size": p.dataset_size,
+        "tokens": p.tokens,
+        "seq_len": p.seq_len,
+        "utilization": p.utilization,
+        "activation_checkpointing": p.activation_checkpointing,
+        "pue": p.pue,
+        "region": p.region,
+        "carbon_intensity_g_per_kwh": p.carbon_intensity_g_per_kwh,
+        "price_per_kwh": p.price_per_kwh,
+        "gpu_hour_price": p.gpu_hour_price,
+        "internode_gbps": p.internode_gbps,
+    }
+
+
+def to_dict(est: Estimate, *, top: int | None = None) -> dict:
+    """The contract dict of one estimate. ``top`` limits ``layers`` (None: all)."""
+    model = est.model.as_dict()
+    g = est.graph
+    total = est.total
+    layers = est.layers if top is None else est.layers[:top]
+    out = {
+        "schema": SCHEMA,
+        "model": model,
+        "hardware": {
+            "gpu": est.gpu.key,
+            "gpu_name": est.gpu.name,
+            "gpus": est.plan.gpus,
+            "gpus_per_node": est.plan.gpus_per_node,
+            "calibration": est.calibration,
+            "calibration_source": est.calibration_source,
+            "tdp_w": est.gpu.tdp_w,
+            "idle_w": est.gpu.idle_w,
+            "idle_estimated": est.gpu.idle_estimated,
+        },
+        "plan": plan_dict(est),
+        "per_step": {k: est.per_step[k] for k in ("flops", "time_s", "gpu_energy_j", "host_energy_j",
+                                                  "avg_gpu_power_w")},
+        "total": {
+            "time_h": total["time_h"],
+            "gpu_hours": total["gpu_hours"],
+            "gpu_energy_kwh": total["gpu_energy_kwh"],
+            "energy_kwh": total["energy_kwh"],
+            "energy_kwh_range": list(total["energy_kwh_range"]),
+            "co2_kg": total["co2_kg"],
+            "co2_kg_range": list(total.get("co2_kg_range", [])),
+            "cost_usd": total["cost_usd"],
+        },
+        "phases": {ph: dict(v) for ph, v in est.phases.items()},
+        "memory": {
+            "peak_bytes_per_gpu": est.memory["peak_bytes_per_gpu"],
+            "gpu_memory_bytes": est.memory["gpu_memory_bytes"],
+            "fits": est.memory["fits"],
+            "breakdown": dict(est.memory.get("breakdown", {})),
+        },
+        "layers": [{"name": le.name, "type": le.type, "flops": le.flops, "time_s": le.time_s,
+                    "gpu_energy_j": le.gpu_energy_j, "share": le.share} for le in layers],
+        "findings": [f.as_dict() for f in est.findings],
+        "ops": {"count": len(g.records) if g else 0, "unsupported": g.unsupported() if g else {}},
+        "provenance": {
+            "energy_model": f"{est.calibration}: {est.calibration_source}",
+            "gpu_spec": dict(sorted((est.gpu.sources or {}).items())),
+            "unconfirmed_spec_fields": list(est.gpu.unconfirmed),
+        },
+        "assumptions": list(est.assumptions),
+    }
+    return _r(out)
+
+
+def most_efficient(ests: Sequence[Estimate]) -> int:
+    """Index of the estimate with the least facility energy among those whose memory fits (else among all)."""
+    fitting = [i for i, e in enumerate(ests) if e.memory.get("fits")]
+    pool = fitting or list(range(len(ests)))
+    return min(pool, key=lambda i: (ests[i].total["energy_kwh"], ests[i].gpu.key))
+
+
+def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:
+    best = most_efficient(ests)
+    return _r({
+        "schema": COMPARE_SCHEMA,
+        "most_energy_efficient": ests[best].gpu.key,
+        "estimates": [to_dict(e, top=top) for e in ests],
+    })
+
+
+def dumps(obj: dict) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def render(ests: Sequence[Estimate], *, top: int | None = None) -> str:
+    if len(ests) == 1:
+        return dumps(to_dict(ests[0], top=top))
+    return dumps(compare_dict(ests, top=top))
