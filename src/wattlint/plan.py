@@ -195,9 +195,6 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, epochs=None, steps=None, datas
     if micro * gpus * grad_accum != batch_size:
         notes.append(f"global batch {batch_size} is not divisible by gpus x grad-accum = {gpus * grad_accum}: "
                      f"micro-batch {micro} per GPU ({micro * gpus * grad_accum} samples per step are costed)")
-    if micro != micro_traced:
-        notes.append(f"plan micro-batch {micro} per GPU differs from the traced micro-batch {micro_traced}; "
-                     f"per-step cost is taken at the traced size and scaled")
 
     # -- steps
     dataset_name: str | None = None

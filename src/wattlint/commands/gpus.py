@@ -8,6 +8,8 @@ import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", metavar="GPU",
+                   help="show one GPU (key, alias or NVML name) with the source of every value")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--sources", action="store_true", help="JSON: include the source of every value")
 
@@ -36,7 +38,48 @@ def _num(v: float | None, fmt: str = "{:g}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def detail(name: str) -> tuple[dict, str | None]:
+    from ..hardware import calibration_status, resolve_gpu, value_fields
+
+    g, note = resolve_gpu(name)
+    values = {}
+    for f in value_fields(g):
+        v = g.peak_tflops[f.split(".", 1)[1]] if f.startswith("peak_tflops.") else getattr(g, f)
+        values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
+    values["idle_w"]["estimated"] = g.idle_estimated
+    return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
+             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key), "values": values}, note)
+
+
+def _run_detail(args: argparse.Namespace) -> int:
+    info, note = detail(args.name)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(soft_wrap=False)
+    if note:
+        console.print(f"[dim]{note}[/dim]")
+    console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']}); "
+                  f"calibration: {info['calibration']}")
+    console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
+    table = Table(header_style="bold")
+    table.add_column("field", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("flag", no_wrap=True)
+    table.add_column("source")
+    for f, v in info["values"].items():
+        flag = "unconfirmed" if v["unconfirmed"] else ("estimated" if v.get("estimated") else "")
+        table.add_row(f, f"{v['value']:g}", flag, v["source"])
+    console.print(table)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.name:
+        return _run_detail(args)
     data = rows(with_sources=args.sources)
     if args.format == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")

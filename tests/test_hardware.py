@@ -1,0 +1,196 @@
+"""GPU database: completeness, sources per value, flags, aliases, NVML names, did-you-mean."""
+
+import json
+import sys
+
+import pytest
+
+from wattlint.hardware import (calibration_status, gpu_from_nvml_name, load_gpus, normalize, resolve_gpu,
+                               value_fields)
+from wattlint.types import ConfigError
+
+REQUIRED_GPUS = [
+    "v100-pcie-16gb", "v100-sxm2-16gb", "v100-sxm2-32gb", "a100-pcie-40gb", "a100-pcie-80gb", "a100-sxm4-40gb",
+    "a100-sxm4-80gb", "h100-pcie-80gb", "h100-sxm5-80gb", "h100-nvl-94gb", "h200-sxm-141gb", "l4-24gb", "t4-16gb",
+    "a10-24gb", "a10g-24gb", "a40-48gb", "l40s-48gb", "l40-48gb", "rtx-a4000-16gb", "rtx-a6000-48gb",
+    "rtx3070-8gb", "rtx3080-10gb", "rtx3090-24gb", "rtx4080-16gb", "rtx4090-24gb", "rtx2080ti-11gb",
+    "p100-pcie-16gb", "gtx750ti-2gb", "mi250x-128gb", "mi300x-192gb",
+]
+
+
+def test_database_has_required_gpus():
+    gpus = load_gpus()
+    assert len(gpus) >= 25
+    missing = [k for k in REQUIRED_GPUS if k not in gpus]
+    assert not missing
+
+
+def test_every_value_has_a_source():
+    for key, g in load_gpus().items():
+        for field in value_fields(g):
+            src = g.sources.get(field, "")
+            assert len(src) > 10, f"{key}.{field} has no source"
+            assert "@" not in src.split("(")[0], f"{key}.{field}: unexpanded reference {src!r}"
+
+
+def test_unconfirmed_flags_name_real_fields_and_sources_say_so():
+    for key, g in load_gpus().items():
+        fields = set(value_fields(g))
+        for f in g.unconfirmed:
+            assert f in fields, f"{key}: unconfirmed names unknown field {f}"
+
+
+@pytest.mark.parametrize("key,field", [
+    ("v100-pcie-16gb", "tdp_w"), ("v100-pcie-16gb", "peak_tflops.fp32"), ("h100-pcie-80gb", "peak_tflops.fp32"),
+    ("h100-pcie-80gb", "peak_tflops.tf32"), ("a10-24gb", "peak_tflops.tf32"), ("a10g-24gb", "peak_tflops.fp16"),
+    ("rtx3090-24gb", "peak_tflops.bf16"), ("rtx-a6000-48gb", "peak_tflops.tf32"), ("mi250x-128gb", "peak_tflops.int8"),
+    ("h100-nvl-94gb", "peak_tflops.fp32"), ("rtx3080-10gb", "peak_tflops.fp16"), ("rtx4080-16gb", "tdp_w"),
+])
+def test_csv_unconfirmed_values_stay_flagged(key, field):
+    assert field in load_gpus()[key].unconfirmed
+
+
+def test_known_caveats_of_public_tables():
+    g = load_gpus()
+    assert g["v100-sxm2-16gb"].tdp_w == 300 and g["v100-pcie-16gb"].tdp_w == 250  # not swapped
+    assert g["l40s-48gb"].tdp_w == 350 and g["l40-48gb"].tdp_w == 300
+    # GeForce Ampere/Ada: FP16 tensor with FP32 accumulate = half the FP16-accumulate rate
+    assert g["rtx3090-24gb"].peak_tflops["fp16"] == pytest.approx(71, abs=0.5)
+    assert g["rtx4090-24gb"].peak_tflops["fp16"] == pytest.approx(165.2)
+    # dense, not sparse
+    assert g["h100-sxm5-80gb"].peak_tflops["bf16"] == pytest.approx(989.4)
+    assert g["a100-sxm4-80gb"].peak_tflops["bf16"] == 312
+
+
+def test_values_are_plausible():
+    for key, g in load_gpus().items():
+        assert 0 < g.idle_w < g.tdp_w, key
+        assert g.memory_gb > 0 and g.memory_bw_gbs > 0 and g.sm_count > 0 and g.boost_mhz > 0, key
+        assert g.pcie_gen in (3, 4, 5), key
+        peaks = g.peak_tflops
+        assert peaks.get("fp32", 0) > 0, key
+        for dt in ("fp16", "bf16"):
+            if dt in peaks and g.tensor_cores:
+                assert peaks[dt] >= peaks["fp32"], key
+        assert set(peaks) <= {"fp32", "tf32", "fp16", "bf16", "fp8", "int8"}
+        if not g.tensor_cores:
+            assert "tf32" not in peaks and "bf16" not in peaks, key
+
+
+def test_idle_estimates_are_flagged():
+    for key, g in load_gpus().items():
+        if g.idle_estimated:
+            src = g.sources["idle_w"].lower()
+            assert "estimate" in src or "morrison" in src, key
+
+
+def test_names_do_not_collide():
+    seen: dict[str, str] = {}
+    for key, g in load_gpus().items():
+        for n in (key, *g.aliases, *g.nvml_names):
+            k = normalize(n)
+            assert seen.setdefault(k, key) == key, f"{n!r} maps to {seen[k]} and {key}"
+
+
+@pytest.mark.parametrize("alias,key", [
+    ("rtx3090", "rtx3090-24gb"), ("3090", "rtx3090-24gb"), ("RTX 3090", "rtx3090-24gb"),
+    ("a100", "a100-sxm4-80gb"), ("a100-80gb", "a100-sxm4-80gb"), ("A100-40GB", "a100-sxm4-40gb"),
+    ("h100", "h100-sxm5-80gb"), ("h200", "h200-sxm-141gb"), ("t4", "t4-16gb"), ("l40s", "l40s-48gb"),
+    ("l4", "l4-24gb"), ("a10", "a10-24gb"), ("a10g", "a10g-24gb"), ("4090", "rtx4090-24gb"),
+    ("mi300x", "mi300x-192gb"),
+])
+def test_alias_resolution_is_stated(alias, key):
+    spec, note = resolve_gpu(alias)
+    assert spec.key == key
+    assert note == f"gpu {alias!r} resolved to {key} ({spec.name})"
+
+
+def test_key_resolves_without_assumption():
+    spec, note = resolve_gpu("h100-sxm5-80gb")
+    assert spec.key == "h100-sxm5-80gb" and note is None
+
+
+@pytest.mark.parametrize("nvml,key", [
+    ("NVIDIA H100 80GB HBM3", "h100-sxm5-80gb"), ("NVIDIA A100-SXM4-80GB", "a100-sxm4-80gb"),
+    ("NVIDIA A100-SXM4-40GB", "a100-sxm4-40gb"), ("NVIDIA A100 80GB PCIe", "a100-pcie-80gb"),
+    ("NVIDIA GeForce RTX 3090", "rtx3090-24gb"), ("Tesla T4", "t4-16gb"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"),
+    ("Tesla V100-PCIE-16GB", "v100-pcie-16gb"), ("NVIDIA L40S", "l40s-48gb"), ("NVIDIA H100 PCIe", "h100-pcie-80gb"),
+    ("NVIDIA GeForce RTX 4090", "rtx4090-24gb"), ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"),
+])
+def test_nvml_names(nvml, key):
+    assert gpu_from_nvml_name(nvml).key == key
+
+
+def test_nvml_unknown_and_no_ti_confusion():
+    assert gpu_from_nvml_name("NVIDIA GeForce RTX 3080 Ti") is None
+    assert gpu_from_nvml_name("") is None
+    assert gpu_from_nvml_name("Some Future GPU") is None
+
+
+def test_unknown_gpu_did_you_mean():
+    with pytest.raises(ConfigError, match=r"unknown GPU 'rtx3099'; did you mean 'rtx3090'"):
+        resolve_gpu("rtx3099")
+    with pytest.raises(ConfigError, match="unknown GPU"):
+        resolve_gpu("zzzz")
+
+
+def test_unknown_gpu_exits_2_with_one_line(run_cli):
+    code, out, err = run_cli("gpus", "rtx3099")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("wattlint: error: unknown GPU 'rtx3099'; did you mean 'rtx3090'")
+
+
+def test_gpu_detail(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run_cli("gpus", "3090")
+    assert code == 0
+    assert "resolved to rtx3090-24gb" in out and "unconfirmed" in out and "estimated" in out
+    code, out, err = run_cli("gpus", "NVIDIA H100 80GB HBM3", "--format", "json")
+    info = json.loads(out)
+    assert info["key"] == "h100-sxm5-80gb"
+    assert info["values"]["tdp_w"]["value"] == 700 and "H100" in info["values"]["tdp_w"]["source"]
+
+
+def test_gpus_json_list(run_cli):
+    code, out, err = run_cli("gpus", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert len(data) == len(load_gpus())
+    row = next(r for r in data if r["key"] == "rtx3090-24gb")
+    assert row["calibration"] in ("prior", "measured")
+    assert row["idle_estimated"] is True and "peak_tflops.bf16" in row["unconfirmed"]
+
+
+def test_gpus_text_lists_every_key(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run_cli("gpus")
+    assert code == 0 and not err
+    for key in REQUIRED_GPUS:
+        assert key in out
+
+
+def test_gpus_json_sources(run_cli):
+    code, out, _ = run_cli("gpus", "--format", "json", "--sources")
+    assert code == 0
+    assert all(r["sources"] for r in json.loads(out))
+
+
+def test_calibration_status(tmp_path, monkeypatch):
+    import wattlint.hardware as hw
+
+    assert calibration_status("no-such-gpu") == "prior"
+    (tmp_path / "t4-16gb").mkdir()
+    (tmp_path / "t4-16gb" / "card.json").write_text("{}")
+    monkeypatch.setattr(hw, "MODELS_DIR", tmp_path)
+    assert calibration_status("t4-16gb") == "measured"
+    assert calibration_status("l4-24gb") == "prior"
+
+
+def test_hardware_imports_no_heavy_modules():
+    import subprocess
+
+    code = ("import sys, wattlint.hardware, wattlint.plan, wattlint.carbon; wattlint.hardware.load_gpus(); "
+            "bad=[m for m in ('torch','onnx','lightgbm','pynvml','rich') if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
