@@ -1,0 +1,77 @@
+"""Grid carbon intensity and price defaults."""
+
+import pytest
+
+from wattlint.carbon import (cloud_pue, grid_intensity, normalize_region, price_per_kwh, region_names,
+                             world_average)
+from wattlint.types import ConfigError
+
+
+def test_fr_lower_than_de():
+    fr, fr_note = grid_intensity("FR")
+    de, de_note = grid_intensity("DE")
+    assert fr < de
+    assert fr == pytest.approx(56.0, abs=0.1) and de == pytest.approx(381.0, abs=0.1)
+    assert "France" in fr_note and "Ember" in fr_note
+
+
+@pytest.mark.parametrize("region,iso3", [("FR", "FRA"), ("fra", "FRA"), ("FRA", "FRA"), ("uk", "GBR"),
+                                         ("GB", "GBR"), ("us", "USA"), ("France", "FRA"), (" de ", "DEU"),
+                                         ("KR", "KOR"), ("CZ", "CZE")])
+def test_iso2_iso3_and_names(region, iso3):
+    assert normalize_region(region) == iso3
+
+
+def test_sample_values_from_readme():
+    for region, value in (("US", 369.5), ("CN", 582.3), ("IN", 713.4), ("SE", 40.7)):
+        assert grid_intensity(region)[0] == pytest.approx(value, abs=0.1)
+
+
+def test_world_average_is_stated():
+    value, note = grid_intensity(None)
+    assert value == pytest.approx(world_average(), abs=0.1)
+    assert 450 < value < 500
+    assert "world average" in note
+
+
+@pytest.mark.parametrize("region,value", [("aws:us-east-1", 367.8), ("AWS:US-EAST-1", 367.8),
+                                          ("gcp:northamerica-northeast1", 34.5), ("aws:ca-central-1", 20)])
+def test_cloud_regions_from_mlco2_table(region, value):
+    v, note = grid_intensity(region)
+    assert v == pytest.approx(value)
+    assert "mlco2/impact" in note
+
+
+def test_azure_and_gcp_regions_exist():
+    names = region_names()
+    assert any(n.startswith("azure:") for n in names)
+    assert "gcp:europe-west1" in names
+
+
+@pytest.mark.parametrize("region,match", [
+    ("XX", "unknown region 'XX'"), ("FRR", "did you mean"), ("aws:us-east-9", "did you mean 'aws:us-east-"),
+    ("nowhere:xyz", "unknown cloud region"),
+])
+def test_unknown_region(region, match):
+    with pytest.raises(ConfigError, match=match):
+        grid_intensity(region)
+
+
+def test_price_default_is_stated():
+    price, note = price_per_kwh(None)
+    assert price > 0 and "EIA" in note
+    assert price_per_kwh("FRA")[0] == price
+
+
+def test_cloud_pue_only_for_cloud_rows():
+    assert cloud_pue("FR") is None
+    assert cloud_pue("gcp:asia-east1") == pytest.approx(1.12)
+
+
+def test_licences_ship_beside_data():
+    from importlib import resources
+
+    grid = resources.files("wattlint").joinpath("data", "grid")
+    names = {p.name for p in grid.iterdir()}
+    assert {"global_energy_mix.json", "mlco2_impact_cloud_regions.csv", "LICENSE_codecarbon_MIT",
+            "LICENSE_mlco2_impact_MIT"} <= names

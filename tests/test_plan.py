@@ -1,0 +1,205 @@
+"""Training plan: dataset inference, steps arithmetic, stated defaults, bad values."""
+
+import math
+
+import pytest
+
+from wattlint.hardware import resolve_gpu
+from wattlint.plan import build_plan, infer_dataset, load_datasets, resolve_dataset
+from wattlint.types import ConfigError, CostGraph, ModelInfo, TensorSpec
+
+GPU = resolve_gpu("rtx3090-24gb")[0]
+H100 = resolve_gpu("h100-sxm5-80gb")[0]
+
+
+def graph(in_shape=(32, 3, 224, 224), out_shape=(32, 1000), *, micro=None, seq_len=0, in_dtype="float32"):
+    return CostGraph(ModelInfo("m.onnx", "onnx", 1000, 4000), (),
+                     inputs=(TensorSpec("x", in_dtype, tuple(in_shape)),),
+                     outputs=(TensorSpec("y", "float32", tuple(out_shape)),),
+                     micro_batch=micro or in_shape[0], seq_len=seq_len)
+
+
+LM = graph((8, 512), (8, 512, 50257), seq_len=512, in_dtype="int64")
+
+
+# ---- dataset inference ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("in_shape,out_shape,name", [
+    ((32, 3, 224, 224), (32, 1000), "imagenet-1k"),
+    ((8, 3, 160, 160), (8, 1000), "imagenet-1k"),
+    ((8, 3, 299, 299), (8, 1000), "imagenet-1k"),
+    ((128, 3, 32, 32), (128, 10), "cifar10"),
+    ((128, 3, 32, 32), (128, 100), "cifar100"),
+    ((64, 1, 28, 28), (64, 10), "mnist"),
+])
+def test_dataset_inference(in_shape, out_shape, name):
+    got, note = infer_dataset(graph(in_shape, out_shape))
+    assert got == name
+    assert "inferred" in note and "--dataset" in note
+
+
+@pytest.mark.parametrize("in_shape,out_shape", [
+    ((8, 3, 128, 128), (8, 1000)),  # too small for the ImageNet rule
+    ((8, 3, 224, 224), (8, 10)),  # not 1000-way
+    ((8, 3, 32, 32), (8, 1000)),
+    ((8, 1, 28, 28), (8, 100)),
+    ((8, 512), (8, 512, 50257)),  # language model
+])
+def test_dataset_inference_refuses(in_shape, out_shape):
+    with pytest.raises(ConfigError, match="pass --dataset"):
+        infer_dataset(graph(in_shape, out_shape))
+
+
+def test_presets():
+    d = load_datasets()
+    assert d["mnist"]["samples"] == 60000
+    assert d["cifar10"]["samples"] == d["cifar100"]["samples"] == 50000
+    assert d["imagenet-1k"]["samples"] == 1281167
+    assert d["coco"]["samples"] == 118287
+    assert all(row.get("source") for row in d.values())
+    assert all(("samples" in row) != ("tokens" in row) for row in d.values())
+
+
+@pytest.mark.parametrize("spec,size", [("imagenet", 1281167), ("ImageNet-1K", 1281167), ("CIFAR-10", 50000),
+                                       ("50000", 50000), (50000, 50000), ("1.2e6", 1200000), ("1_000", 1000)])
+def test_resolve_dataset(spec, size):
+    assert resolve_dataset(spec)[1] == size
+
+
+def test_token_dataset_needs_seq_len():
+    with pytest.raises(ConfigError, match="--seq-len"):
+        resolve_dataset("wikitext-103")
+    name, n, note = resolve_dataset("wikitext-103", seq_len=1024)
+    assert n == math.ceil(103227021 / 1024)
+
+
+@pytest.mark.parametrize("spec,match", [("imagenet2k", "did you mean 'imagenet-1k'"), ("0", "positive"),
+                                        ("-5", "positive"), ("2.5", "whole number"), ("zzz", "unknown dataset")])
+def test_bad_dataset(spec, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_dataset(spec)
+
+
+# ---- steps arithmetic ------------------------------------------------------------------------------------------
+
+def test_epochs_steps_arithmetic():
+    p = build_plan(graph(), gpu=GPU, epochs=50, batch_size=256)
+    assert p.dataset == "imagenet-1k" and p.dataset_size == 1281167
+    assert p.steps == math.ceil(1281167 / 256) * 50
+    assert p.epochs == 50 and p.batch_size == 256
+    assert any("imagenet-1k inferred" in a for a in p.assumptions)
+
+
+def test_dataset_count_and_fractional_epochs():
+    p = build_plan(graph(), gpu=GPU, epochs=2, dataset="1000", batch_size=300)
+    assert p.steps == 4 * 2 and p.dataset is None and p.dataset_size == 1000
+    p = build_plan(graph(), gpu=GPU, epochs=0.5, dataset=1000, batch_size=100)
+    assert p.steps == 5
+
+
+def test_steps_linear_in_epochs():
+    s1 = build_plan(graph(), gpu=GPU, epochs=1, dataset="cifar10", batch_size=128).steps
+    s7 = build_plan(graph(), gpu=GPU, epochs=7, dataset="cifar10", batch_size=128).steps
+    assert s7 == 7 * s1
+
+
+def test_steps_given():
+    p = build_plan(LM, gpu=GPU, steps=1000)
+    assert p.steps == 1000 and p.dataset is None
+    p = build_plan(graph(), gpu=GPU, steps=100, dataset="cifar10", batch_size=500)
+    assert p.epochs == pytest.approx(1.0)
+
+
+def test_tokens():
+    p = build_plan(LM, gpu=H100, tokens=2e12, seq_len=4096, batch_size=1024, gpus=512, sharding="fsdp")
+    assert p.steps == math.ceil(2e12 / (1024 * 4096))
+    assert p.gpus == 512 and p.gpus_per_node == 8 and p.sharding == "fsdp"
+    assert p.internode_gbps > 100
+    assert any("inter-node bandwidth" in a for a in p.assumptions)
+    # seq-len from the trace
+    p = build_plan(LM, gpu=GPU, tokens=1e6, batch_size=8)
+    assert p.seq_len == 512 and p.steps == math.ceil(1e6 / (8 * 512))
+
+
+def test_default_batch_is_traced_micro_batch_times_gpus():
+    p = build_plan(graph(micro=16, in_shape=(16, 3, 32, 32), out_shape=(16, 10)), gpu=GPU, epochs=1, gpus=4,
+                   grad_accum=2)
+    assert p.batch_size == 16 * 4 * 2 and p.micro_batch_size == 16
+    assert p.gpus_per_node == 4
+
+
+def test_default_epochs_is_one_and_stated():
+    p = build_plan(graph(), gpu=GPU)
+    assert p.epochs == 1 and any(a.startswith("epochs 1") for a in p.assumptions)
+
+
+# ---- stated defaults -------------------------------------------------------------------------------------------
+
+def test_defaults_are_stated():
+    p = build_plan(graph(), gpu=GPU, epochs=1)
+    text = "\n".join(p.assumptions)
+    assert p.precision == "default" and "PyTorch defaults" in text and "TF32" in text
+    assert p.pue == 1.2 and "PUE 1.2" in text and "Uptime" in text
+    assert "world average" in text and 450 < p.carbon_intensity_g_per_kwh < 500
+    assert p.price_per_kwh and "EIA" in text
+    assert p.optimizer == "adamw" and "optimizer adamw" in text
+
+
+def test_overrides():
+    p = build_plan(graph(), gpu=GPU, epochs=1, precision="bf16", optimizer="sgd", pue=1.0, region="FR",
+                   price=0.2, gpu_hour_price=2.5, utilization=0.5, activation_checkpointing=True)
+    assert (p.precision, p.optimizer, p.pue, p.region, p.price_per_kwh, p.gpu_hour_price, p.utilization) == \
+        ("bf16", "sgd", 1.0, "FRA", 0.2, 2.5, 0.5)
+    assert p.carbon_intensity_g_per_kwh == pytest.approx(56.0, abs=0.1)
+    assert p.activation_checkpointing
+    p = build_plan(graph(), gpu=GPU, epochs=1, region="DE", carbon_intensity=10)
+    assert p.carbon_intensity_g_per_kwh == 10 and any("overrides region" in a for a in p.assumptions)
+
+
+def test_precision_without_native_rate_is_stated():
+    v100 = resolve_gpu("v100")[0]
+    p = build_plan(graph(), gpu=v100, epochs=1, precision="bf16")
+    assert any("no bf16" in a for a in p.assumptions)
+
+
+def test_gpus_per_node_default_and_partial_nodes():
+    p = build_plan(graph(), gpu=H100, steps=10, batch_size=240, gpus=12)
+    assert p.gpus_per_node == 8
+    assert any("partial" in a for a in p.assumptions)
+
+
+# ---- bad values ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(epochs=-1), "--epochs must be positive"),
+    (dict(epochs=0), "--epochs must be positive"),
+    (dict(batch_size=0), "--batch-size must be positive"),
+    (dict(steps=0), "--steps must be positive"),
+    (dict(steps=1.5), "whole number"),
+    (dict(steps=10, epochs=2), "--epochs and --steps conflict"),
+    (dict(tokens=1e9, epochs=2), "--epochs and --tokens conflict"),
+    (dict(tokens=1e9, steps=2), "--steps and --tokens conflict"),
+    (dict(region="XX"), "unknown region 'XX'"),
+    (dict(region="XX", carbon_intensity=5), "unknown region"),
+    (dict(dataset="imagenet-2k"), "unknown dataset"),
+    (dict(precision="fp4"), "unknown precision"),
+    (dict(optimizer="lamb"), "unknown optimizer"),
+    (dict(sharding="zero4"), "unknown sharding"),
+    (dict(pue=0.9), "--pue must be between"),
+    (dict(utilization=1.5), "--utilization"),
+    (dict(utilization=0), "--utilization"),
+    (dict(gpus=0), "--gpus must be positive"),
+    (dict(batch_size=4, gpus=8), "smaller than gpus x grad-accum"),
+    (dict(carbon_intensity=-1), "--carbon-intensity must be non-negative"),
+    (dict(price=-0.1), "--price"),
+    (dict(tokens=1e9), "--tokens needs --seq-len"),
+])
+def test_bad_values_one_line(kw, match):
+    with pytest.raises(ConfigError, match=match) as e:
+        build_plan(graph(), gpu=GPU, **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_unknown_dataset_for_lm_asks_for_dataset():
+    with pytest.raises(ConfigError, match="pass --dataset NAME"):
+        build_plan(LM, gpu=GPU, epochs=3)
