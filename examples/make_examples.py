@@ -1,0 +1,162 @@
+"""Regenerate the weight-free example graphs in examples/ (needs torch; transformers for the GPT-2 example).
+
+    python examples/make_examples.py            # writes examples/resnet50.onnx, examples/gpt2-small.onnx
+
+Each model is built randomly initialised (offline), exported in eval mode with torch.onnx.export (TorchScript
+exporter, opset 17, static batch dims), saved with every initializer as external data, and the data file is then
+deleted: the .onnx keeps the graph and the initializer dims only (a few hundred KB), which is all wattlint needs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+# ---- ResNet-50 (torchvision's architecture and module names; torchvision is not needed) ----------------------------
+
+def resnet50(num_classes: int = 1000):
+    import torch.nn as nn
+
+    class Bottleneck(nn.Module):
+        expansion = 4
+
+        def __init__(self, inplanes, planes, stride=1, downsample=None):
+            super().__init__()
+            self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(planes)
+            self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(planes)
+            self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+            self.bn3 = nn.BatchNorm2d(planes * 4)
+            self.relu = nn.ReLU(inplace=True)
+            self.downsample = downsample
+
+        def forward(self, x):
+            identity = x
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.relu(self.bn2(self.conv2(out)))
+            out = self.bn3(self.conv3(out))
+            if self.downsample is not None:
+                identity = self.downsample(x)
+            return self.relu(out + identity)
+
+    class ResNet(nn.Module):
+        def __init__(self, layers=(3, 4, 6, 3)):
+            super().__init__()
+            self.inplanes = 64
+            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(64)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+            self.layer1 = self._make(64, layers[0])
+            self.layer2 = self._make(128, layers[1], 2)
+            self.layer3 = self._make(256, layers[2], 2)
+            self.layer4 = self._make(512, layers[3], 2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(2048, num_classes)
+
+        def _make(self, planes, blocks, stride=1):
+            down = None
+            if stride != 1 or self.inplanes != planes * 4:
+                down = nn.Sequential(nn.Conv2d(self.inplanes, planes * 4, 1, stride=stride, bias=False),
+                                     nn.BatchNorm2d(planes * 4))
+            layers = [Bottleneck(self.inplanes, planes, stride, down)]
+            self.inplanes = planes * 4
+            layers += [Bottleneck(self.inplanes, planes) for _ in range(1, blocks)]
+            return nn.Sequential(*layers)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.avgpool(x).flatten(1))
+
+    return ResNet()
+
+
+def gpt2_small(n_layer: int = 4, n_embd: int = 256, n_head: int = 4, vocab: int = 8192, n_positions: int = 256):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab, n_positions=n_positions,
+                     use_cache=False, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(cfg)
+
+
+class LogitsOnly:
+    """Wrap a transformers model so the export has one output (the logits)."""
+
+    def __new__(cls, model):
+        import torch.nn as nn
+
+        class _W(nn.Module):
+            def __init__(self, m):
+                super().__init__()
+                self.m = m
+
+            def forward(self, ids):
+                import torch
+
+                # an explicit all-ones mask keeps the TorchScript exporter off aten::diff (transformers 5)
+                return self.m(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
+                              return_dict=False)[0]
+
+        return _W(model)
+
+
+# ---- export -----------------------------------------------------------------------------------------------------
+
+def export_weightless(module, args, out: Path, *, input_names, output_names, dynamic_axes=None,
+                      opset: int = 17, keep_data: bool = False) -> Path:
+    """torch.onnx.export (TorchScript exporter) in eval mode, then strip the weights to an external file and delete
+    it (unless keep_data). Returns the path of the .onnx."""
+    import warnings
+
+    import onnx
+    import torch
+
+    module = module.eval()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as td, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tmp = Path(td) / "model.onnx"
+        with torch.no_grad():
+            torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True,
+                              dynamo=False)
+        model = onnx.load(str(tmp))
+    data_name = out.name + ".data"
+    if out.exists():
+        out.unlink()
+    onnx.save_model(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data_name, size_threshold=1024)
+    if not keep_data:
+        os.unlink(out.parent / data_name)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    torch.manual_seed(0)
+    out = HERE
+    p = export_weightless(resnet50(), (torch.randn(32, 3, 224, 224),), out / "resnet50.onnx",
+                          input_names=["input"], output_names=["logits"])
+    print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB)")
+    try:
+        gpt = LogitsOnly(gpt2_small())
+    except ImportError:
+        print("transformers not installed: skipped gpt2-small.onnx", file=sys.stderr)
+        return 0
+    p = export_weightless(gpt, (torch.zeros(8, 256, dtype=torch.long),), out / "gpt2-small.onnx",
+                          input_names=["input_ids"], output_names=["logits"])
+    print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,989 @@
+"""ONNX frontend: a (weight-free) ``.onnx`` graph -> :class:`CostGraph` of one training step.
+
+Pipeline: load without external data -> validate (structure, dims, external-data locations, cycles) -> bind the
+symbolic input dims (``--batch-size``, ``--seq-len``, ``--input``) -> onnx shape inference (with data propagation)
+-> onnxruntime's symbolic shape inference only for what remains unknown (slow; imported lazily) -> one forward
+record per node through :mod:`wattlint.frontends.onnx_ops` (which calls :mod:`wattlint.costs`) -> synthesized
+backward records (reverse order, only for nodes on the path to the loss that have an input needing a gradient) ->
+an assumed loss -> one optimizer record per trainable initializer.
+
+Never imports torch. onnxruntime / sympy are imported only when symbolic inference is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .. import costs as C
+from ..costs import Cost
+from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
+from . import onnx_ops as ops
+
+MAX_ELEMS = 1 << 44  # per tensor; anything larger is an absurd dim, not a model
+MAX_DIM = 1 << 40
+
+# TensorProto.DataType -> dtype name (kept local so the table needs no onnx import)
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
+                9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+                15: "complex128", 16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
+                20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1"}
+_FLOAT = {"float32", "float16", "float64", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+          "float8_e5m2fnuz"}
+_PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
+_FP32_OPS = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+             "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "BatchNormalization",
+             "InstanceNormalization", "Softmax", "LogSoftmax"}
+# module type shown for a scope, from the op that defines it (PyTorch class names where they are unambiguous)
+_SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linear", "MatMul": "Linear",
+                "BatchNormalization": "BatchNorm", "LayerNormalization": "LayerNorm",
+                "SkipLayerNormalization": "LayerNorm", "SimplifiedLayerNormalization": "RMSNorm",
+                "RMSNormalization": "RMSNorm", "GroupNormalization": "GroupNorm", "LSTM": "LSTM", "GRU": "GRU",
+                "RNN": "RNN", "Attention": "Attention", "MultiHeadAttention": "MultiheadAttention",
+                "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
+                "Softmax": "Softmax", "Embedding": "Embedding"}
+_SEQ_NAME = re.compile(r"seq|len|token|time|step|sentence|position|past|total|context|^s$|^t$|^l$", re.I)
+_BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
+
+
+def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_size: int | None = None,
+                 seq_len: int | None = None, optimizer: str = "adamw", precision: str = "default",
+                 source: str | None = None) -> CostGraph:
+    """Analyze one training step of the ONNX model at ``path`` (see the module docstring)."""
+    p = Path(path)
+    model = _load(p)
+    return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
+                     source or str(path)).run()
+
+
+# ---- loading and validation -------------------------------------------------------------------------------------
+
+def _load(p: Path):
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, not an ONNX file") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise InputError(f"{p}: empty file, not an ONNX model")
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)  # never reads external data
+    except Exception as e:  # DecodeError and friends from protobuf
+        raise InputError(f"{p}: not an ONNX model (protobuf parse failed: {_one_line(e) or type(e).__name__})") \
+            from None
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise InputError(f"{p}: not an ONNX model (no graph nodes; truncated file or another format?)")
+    if model.ir_version <= 0 or model.ir_version > 100:
+        raise InputError(f"{p}: not an ONNX model (ir_version {model.ir_version})")
+    return model
+
+
+def _one_line(e: BaseException) -> str:
+    s = " ".join(str(e).split())
+    return s[:300]
+
+
+def _dims_of(vi) -> tuple[int | None, list]:
+    """(elem_type, dims) of a ValueInfoProto; dims entries are int, a dim_param str, or None (unknown)."""
+    t = vi.type
+    if not t.HasField("tensor_type"):
+        return None, None
+    tt = t.tensor_type
+    if not tt.HasField("shape"):
+        return tt.elem_type, None
+    dims = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(d.dim_value)
+        elif d.HasField("dim_param") and d.dim_param:
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return tt.elem_type, dims
+
+
+def _concrete(elem_type, dims) -> tuple[str, tuple[int, ...] | None]:
+    dt = _ONNX_DTYPES.get(elem_type or 0, "float32")
+    if dims is None or any(not isinstance(d, int) or d < 0 for d in dims):
+        return dt, None
+    return dt, tuple(dims)
+
+
+class _Analysis:
+    def __init__(self, model, path: Path, inputs, batch_size, seq_len, optimizer, precision, source):
+        self.model = model
+        self.path = path
+        self.folder = path.resolve().parent
+        self.user_inputs = dict(inputs)
+        self.batch_size = batch_size
+        self.seq_len = seq_len
+        self.optimizer = optimizer or "adamw"
+        self.precision = precision or "default"
+        self.source = source
+        self.assumptions: list[str] = []
+        self.half = _PRECISION_DTYPE.get(self.precision)
+        self.missing_shape_values: dict[str, str] = {}  # initializer -> location, for error messages
+        self.external = 0
+
+    # ---- top level ----------------------------------------------------------------------------------------------
+    def run(self) -> CostGraph:
+        g = self.model.graph
+        self._validate_initializers(g)
+        self._declare_domains()
+        specs = self._bind_inputs(g)
+        self._check_graph(g, set(), "graph")
+        inferred = self._infer()
+        self.types: dict[str, tuple[str, tuple | None]] = {}
+        self._collect_types(inferred.graph)
+        if self._unknown_nodes(inferred.graph):
+            inferred = self._fold_and_reinfer(inferred)
+        if self._unknown_nodes(inferred.graph):
+            inferred = self._symbolic(inferred)
+        self._check_outputs_known(inferred.graph)
+        return self._build(inferred, specs)
+
+    # ---- validation ---------------------------------------------------------------------------------------------
+    def _validate_initializers(self, g) -> None:
+        for t in _all_initializers(g):
+            total = 1
+            for d in t.dims:
+                if d < 0:
+                    raise InputError(f"{self.path}: initializer {t.name!r} has a negative dim ({list(t.dims)})")
+                if d > MAX_DIM:
+                    raise InputError(f"{self.path}: initializer {t.name!r} has an absurd dim {d}")
+                total *= d
+            if total > MAX_ELEMS:
+                raise InputError(f"{self.path}: initializer {t.name!r} has an absurd size ({total:.3g} elements)")
+            if t.data_location == 1:  # EXTERNAL
+                self.external += 1
+                loc = next((e.value for e in t.external_data if e.key == "location"), "")
+                if not self._inside_folder(loc):
+                    raise InputError(f"{self.path}: initializer {t.name!r} points its external data outside the "
+                                     f"model's folder ({loc!r}); refusing to read it")
+
+    def _inside_folder(self, loc: str) -> bool:
+        if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
+            return False
+        try:
+            target = (self.folder / loc).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return False
+        return target == self.folder or self.folder in target.parents
+
+    def _declare_domains(self) -> None:
+        """onnx shape inference refuses nodes whose domain has no opset import; declare them (custom ops stay
+        unsupported, but the rest of the graph is still inferred)."""
+        declared = {o.domain for o in self.model.opset_import}
+        used = set()
+        stack = [self.model.graph]
+        while stack:
+            gr = stack.pop()
+            for n in gr.node:
+                used.add(n.domain)
+                for a in n.attribute:
+                    if a.type == 5:
+                        stack.append(a.g)
+                    elif a.type == 10:
+                        stack.extend(a.graphs)
+        for d in sorted(used - declared - {"ai.onnx"}):
+            op = self.model.opset_import.add()
+            op.domain = d
+            op.version = 1
+
+    def _check_graph(self, g, outer: set, what: str) -> None:
+        """Every node input is defined before use (ONNX graphs are topologically sorted); detects cycles."""
+        known = set(outer)
+        known.update(i.name for i in g.input)
+        known.update(t.name for t in g.initializer)
+        known.update(t.values.name for t in g.sparse_initializer)
+        known.add("")
+        nodes = list(g.node)
+        pending = []
+        for n in nodes:
+            if all(i in known for i in n.input):
+                known.update(n.output)
+                self._check_subgraphs(n, known)
+            else:
+                pending.append(n)
+        if pending:  # not sorted: try a topological sort (Kahn) before calling it a cycle
+            progress = True
+            while pending and progress:
+                progress = False
+                rest = []
+                for n in pending:
+                    if all(i in known for i in n.input):
+                        known.update(n.output)
+                        progress = True
+                    else:
+                        rest.append(n)
+                pending = rest
+            if pending:
+                n = pending[0]
+                missing = next(i for i in n.input if i not in known)
+                produced = {o for m in pending for o in m.output}
+                why = "a cycle" if missing in produced else "an undefined tensor"
+                raise InputError(f"{self.path}: malformed {what}: node {n.name or n.op_type!r} ({n.op_type}) uses "
+                                 f"{missing!r}, {why}")
+            self._sort_nodes(g)
+
+    def _check_subgraphs(self, n, known) -> None:
+        for a in n.attribute:
+            if a.type == 5:
+                self._check_graph(a.g, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
+            elif a.type == 10:
+                for sg in a.graphs:
+                    self._check_graph(sg, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
+
+    @staticmethod
+    def _sort_nodes(g) -> None:
+        known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+        order, pending = [], list(g.node)
+        while pending:
+            rest = []
+            for n in pending:
+                if all(i in known for i in n.input):
+                    order.append(n)
+                    known.update(n.output)
+                else:
+                    rest.append(n)
+            if len(rest) == len(pending):  # inputs from an outer scope: keep their relative order
+                order.extend(rest)
+                break
+            pending = rest
+        copies = [type(n)() for n in order]
+        for c, n in zip(copies, order):
+            c.CopyFrom(n)
+        del g.node[:]
+        g.node.extend(copies)
+
+    # ---- input binding --------------------------------------------------------------------------------------------
+    def _bind_inputs(self, g) -> list[TensorSpec]:
+        init = {t.name for t in g.initializer}
+        graph_inputs = [i for i in g.input if i.name not in init]
+        unknown = set(self.user_inputs) - {i.name for i in graph_inputs}
+        if unknown:
+            names = ", ".join(i.name for i in graph_inputs) or "none"
+            raise InputError(f"--input {sorted(unknown)[0]!r} is not an input of {self.path.name} (inputs: {names})")
+        params: dict[str, int] = {}
+        specs = []
+        for vi in graph_inputs:
+            elem, dims = _dims_of(vi)
+            if elem is None:
+                raise InputError(f"{self.path}: input {vi.name!r} is not a tensor (sequence/map inputs are not "
+                                 f"supported)")
+            dt = _ONNX_DTYPES.get(elem, "float32")
+            user = self.user_inputs.get(vi.name)
+            if user is not None:
+                if dims is not None and len(dims) != len(user.shape):
+                    raise InputError(f"--input {vi.name}: rank {len(user.shape)} given, the graph's input has rank "
+                                     f"{len(dims)} ({_fmt_dims(dims)})")
+                for d, v in zip(dims or [], user.shape):
+                    if isinstance(d, str):
+                        params.setdefault(d, v)
+                bound = list(user.shape)
+            else:
+                if dims is None:
+                    raise InputError(f"{self.path}: input {vi.name!r} has no shape; pass --input "
+                                     f"{vi.name}={dt}[d0,d1,...]")
+                bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params) for i, d in enumerate(dims)]
+            for d in bound:
+                if d < 0 or d > MAX_DIM:
+                    raise InputError(f"{self.path}: input {vi.name!r} has an invalid dim {d}")
+            if C.numel(bound) > MAX_ELEMS:
+                raise InputError(f"{self.path}: input {vi.name!r} has an absurd size {bound}")
+            _set_dims(vi, bound)
+            specs.append(TensorSpec(vi.name, dt, tuple(bound)))
+        # bound symbolic dims may reappear in outputs / value_info: drop those stale annotations
+        del g.value_info[:]
+        for o in g.output:
+            elem, dims = _dims_of(o)
+            if dims is not None and any(not isinstance(d, int) for d in dims):
+                o.type.tensor_type.ClearField("shape")
+        self.params_bound = params
+        return specs
+
+    def _bind_dim(self, name, dt, i, d, rank, params) -> int:
+        if isinstance(d, int) and d > 0:
+            if i == 0 and self.batch_size and d != self.batch_size and rank > 1:
+                self.assumptions.append(f"input {name!r}: leading dim {d} rebound to --batch-size "
+                                        f"{self.batch_size}")
+                return self.batch_size
+            return d
+        if isinstance(d, int) and d < 0:
+            raise InputError(f"{self.path}: input {name!r} has a negative dim {d}")
+        label = d if isinstance(d, str) else f"dim {i}"
+        if isinstance(d, str) and d in params:
+            return params[d]
+        seq_like = isinstance(d, str) and _SEQ_NAME.search(d) and not _BATCH_NAME.search(d)
+        batch_like = (isinstance(d, str) and _BATCH_NAME.search(d)) or (i == 0 and not seq_like)
+        v = None
+        if batch_like and self.batch_size:
+            v = self.batch_size
+        elif not batch_like and self.seq_len and (seq_like or i == 1):
+            v = self.seq_len
+        if v is None:
+            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == 1 else "--input")
+            raise InputError(f"symbolic dim {label!r} of input {name!r} is unbound: pass {flag} N or --input "
+                             f"{name}={dt}[...]")
+        if isinstance(d, str):
+            params[d] = v
+            self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
+        else:
+            self.assumptions.append(f"unnamed dim {i} of input {name!r} bound to {v}")
+        return v
+
+    # ---- shape inference ------------------------------------------------------------------------------------------
+    def _infer(self):
+        import onnx
+        from onnx import shape_inference
+
+        self._load_shape_values()
+        try:
+            return shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
+        except Exception as e:
+            strict_err = e
+        try:  # some exporters emit graphs that strict mode rejects for a node we do not need: retry leniently
+            inferred = shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False, data_prop=True)
+        except Exception:
+            raise InputError(f"{self.path}: shape inference failed: {_first_error(strict_err)}") from None
+        msg = _first_error(strict_err)
+        if re.search(r"incompatible|mismatch|not compatible|out of range|invalid|negative", msg, re.I):
+            raise InputError(f"{self.path}: shape inference failed: {msg}")
+        self.assumptions.append(f"onnx shape inference (strict) reported: {msg[:160]}")
+        del onnx
+        return inferred
+
+    def _load_shape_values(self) -> None:
+        """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
+        from a data file inside the model's folder when present; otherwise remember them for a clear error."""
+        g = self.model.graph
+        ext = {t.name: t for t in g.initializer if t.data_location == 1 and t.data_type in (6, 7)}
+        if not ext:
+            return
+        wanted = set()
+        for n in g.node:
+            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
+                if pos < len(n.input) and n.input[pos] in ext:
+                    wanted.add(n.input[pos])
+        from onnx.external_data_helper import load_external_data_for_tensor
+
+        for name in wanted:
+            t = ext[name]
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            f = self.folder / loc
+            if f.is_file():
+                try:
+                    load_external_data_for_tensor(t, str(self.folder))
+                    t.data_location = 0
+                    del t.external_data[:]
+                except Exception:
+                    self.missing_shape_values[name] = loc
+            else:
+                self.missing_shape_values[name] = loc
+
+    def _collect_types(self, g) -> None:
+        types = self.types
+        for t in _all_initializers(g):
+            types[t.name] = (_ONNX_DTYPES.get(t.data_type, "float32"), tuple(t.dims))
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            elem, dims = _dims_of(vi)
+            if elem is None:
+                continue
+            dt, shape = _concrete(elem, dims)
+            if vi.name not in types or types[vi.name][1] is None:
+                types[vi.name] = (dt, shape)
+        for n in g.node:
+            if n.op_type == "Constant" and n.output:
+                for a in n.attribute:
+                    if a.name == "value" and a.type == 4:
+                        types[n.output[0]] = (_ONNX_DTYPES.get(a.t.data_type, "float32"), tuple(a.t.dims))
+                    elif a.name in ("value_float", "value_int"):
+                        types[n.output[0]] = ("float32" if a.name == "value_float" else "int64", ())
+                    elif a.name in ("value_floats", "value_ints"):
+                        types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
+                                              (len(a.floats) or len(a.ints),))
+            for a in n.attribute:
+                if a.type == 5:
+                    self._collect_types(a.g)
+                elif a.type == 10:
+                    for sg in a.graphs:
+                        self._collect_types(sg)
+
+    def _unknown_nodes(self, g) -> list:
+        out = []
+        for n in g.node:
+            if n.op_type in ops.VIEW_OPS and n.op_type not in ("If", "Loop", "Scan"):
+                continue
+            if ops.handler_for(n.op_type, n.domain) is None:
+                continue
+            if any(o and self.types.get(o, (None, None))[1] is None for o in n.output[:1]):
+                out.append(n)
+        return out
+
+    def _fold_and_reinfer(self, inferred):
+        """Evaluate shape computations (Shape -> Gather -> Concat -> Where ...) with numpy, then infer again."""
+        from .onnx_fold import fold_shape_values
+
+        if not fold_shape_values(self.model.graph, self.types):
+            return inferred
+        again = self._infer()
+        self.types = {}
+        self._collect_types(again.graph)
+        return again
+
+    def _symbolic(self, inferred):
+        """onnxruntime's symbolic shape inference for what onnx inference left unknown (imported only here)."""
+        try:
+            SymbolicShapeInference = _ort_symbolic()
+        except Exception:  # onnxruntime missing or broken: keep what onnx inferred
+            self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
+            return inferred
+        try:
+            out = SymbolicShapeInference.infer_shapes(self.model, int_max=2 ** 31 - 1, auto_merge=True,
+                                                      guess_output_rank=False, verbose=0)
+        except Exception as e:
+            self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
+            return inferred
+        if out is None:
+            return inferred
+        before = len(self._unknown_nodes(inferred.graph))
+        self.types = {}
+        self._collect_types(out.graph)
+        after = len(self._unknown_nodes(out.graph))
+        self.assumptions.append(f"symbolic shape inference (onnxruntime) resolved {before - after} of {before} "
+                                f"nodes with unknown shapes")
+        return out
+
+    def _check_outputs_known(self, g) -> None:
+        if not self.missing_shape_values:
+            return
+        for n in g.node:
+            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
+                if pos < len(n.input) and n.input[pos] in self.missing_shape_values:
+                    if n.output and self.types.get(n.output[0], (None, None))[1] is None:
+                        name = n.input[pos]
+                        raise InputError(f"{self.path}: shape tensor {name!r} (input of {n.name or n.op_type}) is "
+                                         f"stored in external data {self.missing_shape_values[name]!r}, which is "
+                                         f"missing; put the data file beside the model or bind the shape with "
+                                         f"--input")
+
+    # ---- records ------------------------------------------------------------------------------------------------
+    def _build(self, inferred, specs) -> CostGraph:
+        g = inferred.graph
+        self.inits = {t.name: t for t in _all_initializers(g)}
+        self.const_names = set(self.inits)
+        self.trainable = self._trainable(g)
+        self.grad: set[str] = set(self.trainable)
+        self.on_loss_path = self._loss_ancestors(g)
+        self.fwd: list[OpRecord] = []
+        self.bwd: list[list[OpRecord]] = []
+        self.saved: dict[str, int] = {}
+        self.unknown = 0
+        self.failed: dict[str, int] = {}
+        self.first_use: dict[str, str] = {}
+        self.module_types: dict[str, str] = {}
+        self.folded_bn = False
+        self.has_bn = False
+        self.shape_consts: set[str] = set()
+        self._walk(g, scale=1, in_subgraph=False)
+
+        outputs = tuple(TensorSpec(o.name, *self._spec(o.name)) for o in g.output)
+        loss = self._loss(g)
+        records = list(self.fwd) + loss[0] + loss[1] + [r for grp in reversed(self.bwd) for r in grp]
+        records.extend(self._optimizer())
+
+        params = sum(C.numel(t.dims) for t in self.inits.values() if _ONNX_DTYPES.get(t.data_type) in _FLOAT
+                     and t.name in self.trainable)
+        param_bytes = sum(C.nbytes(t.dims, _ONNX_DTYPES.get(t.data_type, "float32")) for t in self.inits.values()
+                          if t.name in self.trainable)
+        name = self.model.graph.name or self.path.stem
+        info = ModelInfo(self.source, "onnx", params, param_bytes, params, name=name)
+        self._notes()
+        seq = self.seq_len or self._guess_seq(specs)
+        micro = specs[0].shape[0] if specs and specs[0].shape else 1
+        modules = tuple((m, t) for m, t in self.module_types.items())
+        return CostGraph(model=info, records=tuple(records), inputs=tuple(specs), outputs=outputs, modules=modules,
+                         assumptions=tuple(dict.fromkeys(self.assumptions)), micro_batch=int(micro),
+                         seq_len=int(seq or 0), precision=self._precision_name(),
+                         optimizer=self.optimizer,
+                         extra={"activation_bytes": int(sum(self.saved.values())),
+                                "folded_batchnorm": bool(self.folded_bn),
+                                "external_initializers": self.external,
+                                "opset": _opset(self.model)})
+
+    def _precision_name(self) -> str:
+        if self.precision != "default":
+            return self.precision
+        dts = {self.types[k][0] for k in self.trainable if k in self.types}
+        return "fp16" if dts == {"float16"} else "bf16" if dts == {"bfloat16"} else "fp32"
+
+    def _guess_seq(self, specs) -> int:
+        for s in specs:
+            if s.dtype in ("int64", "int32") and len(s.shape) == 2:
+                return s.shape[1]
+        return 0
+
+    def _spec(self, name) -> tuple[str, tuple]:
+        dt, shape = self.types.get(name, ("float32", None))
+        return dt, tuple(shape) if shape is not None else ()
+
+    def _trainable(self, g) -> set[str]:
+        """Float initializers consumed as data (not shapes, not BatchNorm running stats): the parameters."""
+        floats = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT and C.numel(t.dims) > 1}
+        used = set()
+        stack = [g]
+        while stack:
+            gr = stack.pop()
+            for n in gr.node:
+                skip = ops.SHAPE_INPUTS.get(n.op_type, ())
+                for i, name in enumerate(n.input):
+                    if name in floats and i not in skip:
+                        used.add(name)
+                for a in n.attribute:
+                    if a.type == 5:
+                        stack.append(a.g)
+                    elif a.type == 10:
+                        stack.extend(a.graphs)
+        return used
+
+    def _loss_ancestors(self, g) -> set[str] | None:
+        """Tensor names the loss output depends on; backward is synthesized only for nodes that produce them."""
+        out = self._loss_output(g)
+        if out is None:
+            return None
+        producer = {}
+        for n in g.node:
+            for o in n.output:
+                producer[o] = n
+        seen = {out}
+        stack = [out]
+        while stack:
+            n = producer.get(stack.pop())
+            if n is None:
+                continue
+            for i in list(n.input) + _subgraph_inputs(n):
+                if i and i not in seen:
+                    seen.add(i)
+                    stack.append(i)
+        return seen
+
+    def _loss_output(self, g) -> str | None:
+        for o in g.output:
+            dt, shape = self.types.get(o.name, (None, None))
+            if dt in _FLOAT:
+                return o.name
+        return None
+
+    # ---- the node walk --------------------------------------------------------------------------------------------
+    def _walk(self, g, *, scale: int, in_subgraph: bool) -> None:
+        types = self.types
+        half = self.half
+        grad = self.grad
+        for node in g.node:
+            op_type, domain = node.op_type, node.domain
+            module, mtype = self._module_of(node)
+            if op_type == "Constant":
+                self.shape_consts.update(node.output)
+            handler = ops.handler_for(op_type, domain)
+            qual = f"onnx::{op_type}" if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
+            ins = list(node.input)
+            in_info = [types.get(i, (None, None)) if i else (None, None) for i in ins]
+            out_info = [types.get(o, (None, None)) for o in node.output]
+            # shape computations (Shape -> Gather -> Concat -> Reshape targets) are metadata, not work
+            shape_only = bool(ins) and all((not i) or i in self.shape_consts or
+                                           (i in self.inits and self.inits[i].data_type in (6, 7))
+                                           for i in ins)
+            if op_type in ("Shape", "Size") or (shape_only and op_type not in ("If", "Loop", "Scan")):
+                self.shape_consts.update(node.output)
+                self._record(qual, OpKind.VIEW, module, mtype, "int64", (), Cost(kind=OpKind.VIEW),
+                             Status.IGNORED, scale)
+                continue
+            for i in ins:
+                if i and i in self.trainable and i not in self.first_use:
+                    self.first_use[i] = module
+            if handler is None:
+                self._record(qual, OpKind.OTHER, module, mtype, _first_float(in_info, out_info), (),
+                             Cost(kind=OpKind.OTHER), Status.UNSUPPORTED, scale)
+                continue
+            skip = ops.SHAPE_INPUTS.get(op_type, ())
+            in_grad = [bool(i) and i in grad and k not in skip for k, i in enumerate(ins)]
+            dtype = _first_float(in_info, out_info)
+            if half and dtype == "float32":
+                dtype = "float32" if op_type in _FP32_OPS else half
+            in_dtypes = [_cast(d, half) for d, _ in in_info]
+            out_dtypes = [_cast(d, half) for d, _ in out_info]
+            if op_type in _FP32_OPS and half:
+                out_dtypes = ["float32" for _ in out_dtypes]
+            n = ops.Node(op_type, domain, _attrs(node), [s for _, s in in_info], in_dtypes,
+                         [s for _, s in out_info], out_dtypes, ins, list(node.output),
+                         [bool(i) and (i in self.const_names or i in self.shape_consts) for i in ins], in_grad,
+                         dtype)
+            if op_type in ("If", "Loop", "Scan"):
+                self._control_flow(node, n, module, mtype, qual, scale)
+                continue
+            if op_type == "BatchNormalization":
+                self.has_bn = True
+            try:
+                oc = handler(n)
+            except ops.Unsupported as e:
+                self.unknown += 1
+                self.failed[f"{op_type} ({e})"] = self.failed.get(f"{op_type} ({e})", 0) + 1
+                self._record(qual, OpKind.OTHER, module, mtype, dtype, _shapes(n), Cost(kind=OpKind.OTHER),
+                             Status.UNSUPPORTED, scale)
+                continue
+            except (ArithmeticError, ValueError, TypeError, IndexError, KeyError) as e:
+                self.unknown += 1
+                key = f"{op_type} ({type(e).__name__})"
+                self.failed[key] = self.failed.get(key, 0) + 1
+                self._record(qual, OpKind.OTHER, module, mtype, dtype, _shapes(n), Cost(kind=OpKind.OTHER),
+                             Status.UNSUPPORTED, scale)
+                continue
+            if op_type == "Conv" and _is_folded_bn(node):
+                self.folded_bn = True
+            status = Status.IGNORED if oc.ignored else Status.HANDLED
+            self._record(qual, oc.fwd.kind, module, mtype, dtype, _shapes(n), oc.fwd, status, scale)
+            # gradient flow: outputs need a gradient when a data input does and the op is differentiable
+            if any(in_grad) and op_type not in ops.NON_DIFFERENTIABLE_OUTPUTS:
+                for o, (odt, _) in zip(node.output, out_info):
+                    if o and (odt in _FLOAT or odt is None):
+                        grad.add(o)
+                if oc.bwd and (self.on_loss_path is None or in_subgraph or
+                               any(o in self.on_loss_path for o in node.output)):
+                    self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
+                                               Status.HANDLED, scale) for c in oc.bwd])
+                    for key, b in oc.saved:
+                        if key and b:
+                            self.saved[key] = b * scale
+
+    def _control_flow(self, node, n, module, mtype, qual, scale) -> None:
+        """If: the costlier branch; Loop: trip count x body; Scan: scan length x body."""
+        self._record(qual, OpKind.OTHER, module, mtype, n.dtype, _shapes(n), Cost(kind=OpKind.OTHER),
+                     Status.IGNORED, scale)
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "If":
+            branches = [attrs[k].g for k in ("then_branch", "else_branch") if k in attrs]
+            if not branches:
+                return
+            best, best_flops = None, -1
+            for br in branches:  # pick the costlier branch by a dry run
+                saved = (self.fwd, self.bwd, self.saved, set(self.grad))
+                self.fwd, self.bwd, self.saved = [], [], {}
+                self._walk(br, scale=scale, in_subgraph=True)
+                f = sum(r.flops for r in self.fwd)
+                if f > best_flops:
+                    best, best_flops = br, f
+                self.fwd, self.bwd, self.saved, self.grad = saved
+            self.assumptions.append(f"If {node.name or ''}: the costlier branch is counted")
+            self._walk(best, scale=scale, in_subgraph=True)
+            self._grad_outputs(node, best)
+            return
+        body = attrs.get("body")
+        if body is None:
+            return
+        if node.op_type == "Loop":
+            trips = self._int_value(node.input[0]) if node.input and node.input[0] else None
+            if trips is None:
+                trips = 1
+                self.assumptions.append(f"Loop {node.name or ''}: trip count unknown, counted once")
+            trips = max(0, min(int(trips), 1 << 20))
+        else:
+            nscan = int(attrs["num_scan_inputs"].i) if "num_scan_inputs" in attrs else 1
+            first_scan = len(node.input) - nscan
+            shp = n.in_shapes[first_scan] if 0 <= first_scan < len(n.in_shapes) else None
+            axes = list(attrs["scan_input_axes"].ints) if "scan_input_axes" in attrs else [0]
+            trips = shp[axes[0]] if shp and len(shp) > axes[0] else 1
+        # body inputs that carry gradients: those bound to outer inputs that need one
+        for bi, oi in zip(body.input[(2 if node.op_type == "Loop" else 0):],
+                          node.input[(2 if node.op_type == "Loop" else 0):]):
+            if oi in self.grad:
+                self.grad.add(bi.name)
+        self._walk(body, scale=scale * trips, in_subgraph=True)
+        self._grad_outputs(node, body)
+
+    def _grad_outputs(self, node, body) -> None:
+        if any(o.name in self.grad for o in body.output):
+            self.grad.update(o for o in node.output if o)
+
+    def _int_value(self, name):
+        t = self.inits.get(name)
+        if t is not None and t.data_location != 1:
+            try:
+                from onnx import numpy_helper
+
+                v = numpy_helper.to_array(t)
+                return int(v.reshape(-1)[0]) if v.size == 1 else None
+            except Exception:
+                return None
+        for n in self.model.graph.node:
+            if n.op_type == "Constant" and n.output and n.output[0] == name:
+                for a in n.attribute:
+                    if a.name == "value" and a.type == 4:
+                        from onnx import numpy_helper
+
+                        v = numpy_helper.to_array(a.t)
+                        return int(v.reshape(-1)[0]) if v.size == 1 else None
+        return None
+
+    def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale) -> None:
+        self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale))
+
+    @staticmethod
+    def _rec(op, kind, module, mtype, phase, dtype, shapes, cost, status, scale) -> OpRecord:
+        if scale != 1:
+            cost = cost.scaled(scale)
+        return OpRecord(op=op, kind=kind, module=module, phase=phase, dtype=dtype or "float32", shapes=shapes,
+                        flops=int(cost.flops), bytes_read=int(cost.bytes_read), bytes_written=int(cost.bytes_written),
+                        status=status, module_type=mtype, dims=cost.dims)
+
+    # ---- module names -----------------------------------------------------------------------------------------
+    def _module_of(self, node) -> tuple[str, str]:
+        path, cls = None, ""
+        for p in node.metadata_props:
+            if p.key == "namespace":  # torch.onnx dynamo exporter: ": pkg.Root/layer.0: torch...Linear/linear: aten"
+                path, cls = _namespace_module(p.value)
+                break
+        if path is None:
+            path = scope_to_module(node.name)
+        if path not in self.module_types:
+            self.module_types[path] = cls or _SCOPE_TYPES.get(node.op_type, "")
+        elif not self.module_types[path] and node.op_type in _SCOPE_TYPES:
+            self.module_types[path] = _SCOPE_TYPES[node.op_type]
+        return path, self.module_types[path] or node.op_type
+
+    # ---- loss, optimizer, notes -------------------------------------------------------------------------------
+    def _loss(self, g) -> tuple[list, list]:
+        out = self._loss_output(g)
+        if out is None:
+            self.assumptions.append("no float output: no loss assumed, backward not synthesized")
+            self.bwd = []
+            return [], []
+        dt, shape = self.types.get(out, ("float32", None))
+        if not shape:
+            self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
+            return [], []
+        dt = _cast(dt, self.half) or "float32"
+        if len(shape) >= 2 and shape[-1] > 1:
+            rows, classes = C.numel(shape[:-1]), shape[-1]
+            f = C.cross_entropy(rows, classes, dt)
+            b = C.cross_entropy(rows, classes, dt, backward=True)
+            self.assumptions.append(f"loss assumed: cross-entropy over output {out!r} {list(shape)} "
+                                    f"({rows} rows x {classes} classes); ONNX graphs carry no loss")
+            op, mt = "loss::cross_entropy", "CrossEntropyLoss"
+        else:
+            f = C.elementwise("sub", [shape, shape], shape, dt) + C.reduction(shape, dt, flops_per_element=2)
+            f = Cost(f.flops, f.bytes_read, f.bytes_written, OpKind.LOSS)
+            b = Cost(2 * C.numel(shape), 2 * C.nbytes(shape, dt), C.nbytes(shape, dt), OpKind.LOSS)
+            self.assumptions.append(f"loss assumed: mean squared error over output {out!r} {list(shape)}; "
+                                    f"ONNX graphs carry no loss")
+            op, mt = "loss::mse", "MSELoss"
+        fr = self._rec(op, OpKind.LOSS, "", mt, Phase.FORWARD, dt, (tuple(shape),), f, Status.HANDLED, 1)
+        br = self._rec(op, OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (tuple(shape),), b, Status.HANDLED, 1)
+        return [fr], [br]
+
+    def _optimizer(self) -> list[OpRecord]:
+        recs = []
+        opt = self.optimizer
+        for name in self.trainable:
+            t = self.inits[name]
+            n = C.numel(t.dims)
+            pdt = _ONNX_DTYPES.get(t.data_type, "float32")
+            c = C.optimizer_step(opt, n, pdt)
+            module = self.first_use.get(name, "")
+            recs.append(OpRecord(op=f"optim::{opt}", kind=OpKind.OPTIMIZER, module=module, phase=Phase.OPTIMIZER,
+                                 dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
+                                 bytes_written=c.bytes_written, status=Status.HANDLED,
+                                 module_type=self.module_types.get(module, ""), dims=c.dims))
+        return recs
+
+    def _notes(self) -> None:
+        a = self.assumptions
+        a.append("training cost synthesized from the inference graph: input- and weight-gradient GEMMs per "
+                 "matmul/conv (none for inputs that need no gradient), backward formulas per op kind")
+        if self.external:
+            a.append(f"{self.external} initializers stored as external data: shapes from initializer dims, "
+                     f"weights not read")
+        a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
+                 f"(optimizer: {self.optimizer})")
+        if not self.has_bn and not self.folded_bn and self._likely_folded():
+            self.folded_bn = True
+        if self.folded_bn:
+            a.append("BatchNorm appears folded into Conv (eval-mode export): training would add BatchNorm "
+                     "forward/backward work that this graph does not show")
+        if self.half:
+            a.append(f"precision {self.precision}: matmul/conv/elementwise in {self.half}, norms and softmax in "
+                     f"float32, parameters and optimizer state in float32")
+        if self.failed:
+            parts = ", ".join(f"{k} x{v}" for k, v in sorted(self.failed.items()))
+            a.append(f"{self.unknown} nodes could not be costed (unknown shapes or variants): {parts}")
+
+    def _likely_folded(self) -> bool:
+        convs = [r for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD]
+        if len(convs) < 3:
+            return False
+        with_bias = 0
+        for n in self.model.graph.node:
+            if n.op_type == "Conv" and len(n.input) > 2 and n.input[2]:
+                with_bias += 1
+        # a CNN whose convs all have biases and no BatchNormalization anywhere: the exporter folded BN
+        return with_bias == len(convs) and any(n.op_type in ("Relu", "Clip", "HardSwish", "Sigmoid")
+                                               for n in self.model.graph.node)
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------------
+
+def _ort_symbolic():
+    """onnxruntime's symbolic_shape_infer module, loaded by file path: ``onnxruntime.tools/__init__`` imports torch
+    (pytorch_export_helpers) and ``onnxruntime`` itself loads the runtime library; neither is needed here."""
+    import importlib.util
+    import sys
+
+    name = "_wattlint_ort_symbolic_shape_infer"
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.find_spec("onnxruntime")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("onnxruntime is not installed")
+        f = Path(list(spec.submodule_search_locations)[0]) / "tools" / "symbolic_shape_infer.py"
+        mspec = importlib.util.spec_from_file_location(name, f)
+        mod = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = mod
+        try:
+            mspec.loader.exec_module(mod)
+        except Exception:
+            del sys.modules[name]
+            raise
+    return mod.SymbolicShapeInference
+
+
+def scope_to_module(name: str) -> str:
+    """``/encoder/layer.3/attention/self/query/MatMul`` -> ``encoder.layer.3.attention.self.query``;
+    ``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1`` (torch.onnx repeats the parent's path in a scope)."""
+    if not name or "/" not in name:
+        return ""
+    comps = [c for c in name.split("/")[:-1] if c]
+    path: list[str] = []
+    for comp in comps:
+        parts = comp.split(".")
+        joined = ".".join(path)
+        replaced = False
+        for i in range(len(path)):
+            prefix = ".".join(path[i:])
+            if comp.startswith(prefix + "."):
+                path = path[:i] + parts
+                replaced = True
+                break
+        if not replaced:
+            if joined and comp == joined:
+                continue
+            path.extend(parts)
+    return ".".join(path)
+
+
+def _namespace_module(ns: str) -> tuple[str, str]:
+    """Innermost module of a dynamo-export namespace (": pkg.Root/blocks.0: pkg.Block/linear: aten.linear")."""
+    path, cls = "", ""
+    for part in ns.split("/"):
+        name, _, typ = part.partition(": ")
+        typ = typ.strip()
+        if not typ or typ.startswith(("aten.", "<built-in", "prims.")) or "." not in typ and typ.islower():
+            continue
+        path, cls = name.strip(), typ.rsplit(".", 1)[-1]
+    return path, cls
+
+
+def _is_folded_bn(node) -> bool:
+    for p in node.metadata_props:
+        if "rewriter" in p.key and "BatchNorm" in p.value:
+            return True
+        if p.key == "namespace" and "batchnorm" in p.value.lower():
+            return True
+    return False
+
+
+def _all_initializers(g):
+    for t in g.initializer:
+        yield t
+    for st in g.sparse_initializer:
+        yield st.values
+
+
+def _subgraph_inputs(n) -> list:
+    names = []
+    for a in n.attribute:
+        gs = [a.g] if a.type == 5 else list(a.graphs) if a.type == 10 else []
+        for sg in gs:
+            for m in sg.node:
+                names.extend(m.input)
+    return names
+
+
+def _attrs(node) -> dict:
+    out = {}
+    for a in node.attribute:
+        t = a.type
+        if t == 1:
+            out[a.name] = a.f
+        elif t == 2:
+            out[a.name] = a.i
+        elif t == 3:
+            out[a.name] = a.s
+        elif t == 6:
+            out[a.name] = list(a.floats)
+        elif t == 7:
+            out[a.name] = list(a.ints)
+        elif t == 8:
+            out[a.name] = list(a.strings)
+    return out
+
+
+def _first_float(in_info, out_info) -> str:
+    for dt, _ in list(out_info) + list(in_info):
+        if dt in _FLOAT:
+            return dt
+    for dt, _ in list(out_info) + list(in_info):
+        if dt:
+            return dt
+    return "float32"
+
+
+def _cast(dt, half):
+    if half and dt == "float32":
+        return half
+    return dt
+
+
+def _shapes(n: ops.Node) -> tuple:
+    return tuple(tuple(s) for s in n.in_shapes if s is not None)
+
+
+def _set_dims(vi, dims) -> None:
+    shape = vi.type.tensor_type.shape
+    del shape.dim[:]
+    for d in dims:
+        shape.dim.add().dim_value = int(d)
+
+
+def _fmt_dims(dims) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _first_error(e: BaseException) -> str:
+    s = " ".join(str(e).split())
+    s = re.sub(r"^\[\w+\]\s*", "", s)
+    return s[:240] or type(e).__name__
+
+
+def _opset(model) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 0
+
+
+__all__ = ["analyze_onnx", "scope_to_module"]

@@ -1,0 +1,198 @@
+"""Fold shape computations of an ONNX graph to constants (numpy), so onnx shape inference can finish.
+
+Exporters compute Reshape/Expand/Slice targets at run time from ``Shape`` of a tensor (``Shape -> Gather ->
+Concat -> Where(Equal(.., -1)) -> Expand``). onnx's data propagation covers only some of those ops; once the
+input dims are bound, every such value is a small integer array we can evaluate here. Nodes whose inputs are all
+known small values are replaced by ``Constant`` nodes producing the same names; onnxruntime's (slow) symbolic
+shape inference is then needed only for what is still unknown.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_FOLD_ELEMS = 1 << 16
+
+_NP = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16,
+       11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            if a.type == 2:
+                return a.i
+            if a.type == 7:
+                return list(a.ints)
+            if a.type == 1:
+                return a.f
+            if a.type == 4:
+                return a.t
+            if a.type == 3:
+                return a.s
+    return default
+
+
+def _axes(node, vals, pos=1):
+    ax = _attr(node, "axes")
+    if ax is None and len(vals) > pos and vals[pos] is not None:
+        ax = [int(v) for v in np.asarray(vals[pos]).reshape(-1)]
+    return ax
+
+
+def _eval(node, v, shapes):  # noqa: C901 - a table of small cases
+    op = node.op_type
+    a = v[0] if v else None
+    if op == "Identity":
+        return [a]
+    if op == "Cast":
+        return [a.astype(_NP.get(_attr(node, "to", 7), np.int64))]
+    if op == "Gather":
+        return [np.take(a, v[1].astype(np.int64), axis=_attr(node, "axis", 0))]
+    if op == "Concat":
+        return [np.concatenate([np.atleast_1d(x) if x.ndim == 0 else x for x in v if x is not None],
+                               axis=_attr(node, "axis", 0))]
+    if op == "Unsqueeze":
+        out = a
+        for ax in sorted(int(x) % (a.ndim + len(_axes(node, v))) for x in _axes(node, v)):
+            out = np.expand_dims(out, ax)
+        return [out]
+    if op == "Squeeze":
+        ax = _axes(node, v)
+        return [np.squeeze(a, axis=tuple(ax)) if ax else np.squeeze(a)]
+    if op == "Slice":
+        starts, ends = v[1].reshape(-1), v[2].reshape(-1)
+        axes = v[3].reshape(-1) if len(v) > 3 and v[3] is not None else np.arange(len(starts))
+        steps = v[4].reshape(-1) if len(v) > 4 and v[4] is not None else np.ones(len(starts), dtype=np.int64)
+        sl = [slice(None)] * a.ndim
+        for s, e, ax, st in zip(starts, ends, axes, steps):
+            big = np.iinfo(np.int64).max // 2
+            sl[int(ax)] = slice(int(max(min(s, big), -big)), int(max(min(e, big), -big)), int(st))
+        return [a[tuple(sl)]]
+    if op == "Range":
+        return [np.arange(a.item(), v[1].item(), v[2].item()).astype(a.dtype)]
+    if op == "ConstantOfShape":
+        t = _attr(node, "value")
+        dt = _NP.get(t.data_type, np.float32) if t is not None else np.float32
+        fill = 0
+        if t is not None:
+            from onnx import numpy_helper
+
+            fill = numpy_helper.to_array(t).reshape(-1)[0]
+        shape = [int(x) for x in a.reshape(-1)]
+        if int(np.prod(shape)) > MAX_FOLD_ELEMS:
+            return None
+        return [np.full(shape, fill, dtype=dt)]
+    if op == "Expand":
+        shape = [int(x) for x in v[1].reshape(-1)]
+        out_shape = np.broadcast_shapes(a.shape, tuple(shape))
+        if int(np.prod(out_shape)) > MAX_FOLD_ELEMS:
+            return None
+        return [np.broadcast_to(a, out_shape).copy()]
+    if op == "Reshape":
+        shape = [int(x) for x in v[1].reshape(-1)]
+        shape = [a.shape[i] if d == 0 and not _attr(node, "allowzero", 0) else d for i, d in enumerate(shape)]
+        return [a.reshape(shape)]
+    if op == "Flatten":
+        ax = _attr(node, "axis", 1)
+        return [a.reshape(int(np.prod(a.shape[:ax])), -1)]
+    if op == "Transpose":
+        return [np.transpose(a, _attr(node, "perm"))]
+    if op == "Tile":
+        return [np.tile(a, [int(x) for x in v[1].reshape(-1)])]
+    binary = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.equal, "Less": np.less,
+              "Greater": np.greater, "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
+              "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor, "Max": np.maximum,
+              "Min": np.minimum, "Pow": np.power}
+    if op in binary:
+        out = v[0]
+        for x in v[1:]:
+            out = binary[op](out, x)
+        return [np.asarray(out)]
+    if op == "Div":
+        if np.issubdtype(a.dtype, np.integer):
+            return [np.trunc(a / v[1]).astype(a.dtype)]
+        return [np.asarray(a / v[1]).astype(a.dtype)]
+    if op == "Mod":
+        return [np.fmod(a, v[1]) if _attr(node, "fmod", 0) else np.mod(a, v[1])]
+    unary = {"Neg": np.negative, "Abs": np.abs, "Not": np.logical_not, "Floor": np.floor, "Ceil": np.ceil,
+             "Sqrt": np.sqrt, "Sign": np.sign, "Reciprocal": np.reciprocal}
+    if op in unary:
+        return [np.asarray(unary[op](a)).astype(a.dtype if op != "Not" else np.bool_)]
+    if op == "Where":
+        return [np.where(v[0], v[1], v[2])]
+    if op in ("ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin"):
+        fn = {"ReduceProd": np.prod, "ReduceSum": np.sum, "ReduceMax": np.max, "ReduceMin": np.min}[op]
+        ax = _axes(node, v)
+        keep = bool(_attr(node, "keepdims", 1))
+        return [np.asarray(fn(a, axis=tuple(ax) if ax else None, keepdims=keep))]
+    return None
+
+
+def fold_shape_values(graph, types: dict) -> int:
+    """Replace nodes computing small known integer values by Constants. ``types`` maps a tensor name to
+    (dtype, shape | None) after a first shape inference. Returns the number of nodes folded."""
+    from onnx import helper, numpy_helper
+
+    vals: dict[str, np.ndarray] = {}
+    for t in graph.initializer:
+        if t.data_location != 1 and t.data_type in (6, 7, 9) and _numel(t.dims) <= MAX_FOLD_ELEMS:
+            try:
+                vals[t.name] = numpy_helper.to_array(t)
+            except Exception:
+                pass
+    folded = 0
+    for idx, node in enumerate(graph.node):
+        op = node.op_type
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        out = None
+        try:
+            if op == "Constant":
+                t = _attr(node, "value")
+                if t is not None and t.data_type in (6, 7, 9) and _numel(t.dims) <= MAX_FOLD_ELEMS:
+                    vals[node.output[0]] = numpy_helper.to_array(t)
+                else:
+                    ints = _attr(node, "value_ints")
+                    if ints is not None:
+                        vals[node.output[0]] = np.asarray(ints, dtype=np.int64)
+                    elif _attr(node, "value_int") is not None:
+                        vals[node.output[0]] = np.asarray(_attr(node, "value_int"), dtype=np.int64)
+                continue
+            if op in ("Shape", "Size"):
+                shape = types.get(node.input[0], (None, None))[1]
+                if shape is None:
+                    continue
+                if op == "Size":
+                    out = [np.asarray(int(np.prod(shape)), dtype=np.int64)]
+                else:
+                    s = list(shape)
+                    start, end = _attr(node, "start", 0), _attr(node, "end", len(s))
+                    out = [np.asarray(s[start:end], dtype=np.int64)]
+            else:
+                ins = list(node.input)
+                if not ins or not node.output or any(i and i not in vals for i in ins):
+                    continue
+                out = _eval(node, [vals[i] if i else None for i in ins], types)
+        except Exception:  # anything odd: leave the node for inference
+            continue
+        if not out or any(o is None or o.size > MAX_FOLD_ELEMS for o in out):
+            continue
+        for name, value in zip(node.output, out):
+            vals[name] = np.asarray(value)
+        if len(node.output) == 1 and op not in ("Constant",):
+            arr = np.asarray(out[0])
+            if arr.dtype == np.float64 or arr.dtype.kind not in "iub":
+                continue  # float values are not shapes: keep the node
+            const = helper.make_node("Constant", [], [node.output[0]], name=node.name,
+                                     value=numpy_helper.from_array(arr, node.output[0]))
+            graph.node[idx].CopyFrom(const)
+            folded += 1
+    return folded
+
+
+def _numel(dims) -> int:
+    n = 1
+    for d in dims:
+        n *= int(d)
+    return n
