@@ -1,0 +1,379 @@
+"""Devices the runner measures on: ``cuda`` (CUDA events), ``cpu`` (perf_counter) and ``fake`` (a deterministic
+simulator with a virtual clock and an NVML-like energy counter, for tests).
+
+A backend builds a sample's op (``build``), times calls (``time_calls``: synchronised, after warm-up), keeps the
+device busy for a meter's window (``launch``: asynchronous, at most one batch queued ahead), and describes itself
+for the provenance (``info``) and the features (``spec``: a GpuSpec; for the CPU one built here from measured
+peaks, clearly labelled, never added to the GPU database).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import re
+import time
+from typing import Any, Callable
+
+from ..types import GpuSpec, WattlintError
+from . import benchmarks
+from .suites import Sample
+
+
+class DeviceError(WattlintError):
+    pass
+
+
+def spec_to_dict(spec: GpuSpec) -> dict[str, Any]:
+    return {
+        "key": spec.key, "name": spec.name, "vendor": spec.vendor, "arch": spec.arch,
+        "peak_tflops": dict(spec.peak_tflops), "memory_gb": spec.memory_gb, "memory_bw_gbs": spec.memory_bw_gbs,
+        "sm_count": spec.sm_count, "boost_mhz": spec.boost_mhz, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w,
+        "idle_estimated": spec.idle_estimated, "tensor_cores": spec.tensor_cores, "l2_mb": spec.l2_mb,
+        "sources": dict(spec.sources),
+    }
+
+
+def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
+    keys = ("key", "name", "vendor", "arch", "peak_tflops", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz",
+            "tdp_w", "idle_w", "idle_estimated", "tensor_cores", "l2_mb", "sources")
+    return GpuSpec(**{k: d[k] for k in keys if k in d})
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
+
+
+# ---- fake ------------------------------------------------------------------------------------------------------
+
+FAKE_SPEC = GpuSpec(
+    key="fake-gpu", name="Fake GPU (deterministic simulator for tests)", vendor="none", arch="fake",
+    peak_tflops={"fp32": 60.0, "tf32": 400.0, "bf16": 800.0, "fp16": 800.0, "fp8": 1600.0},
+    memory_gb=80.0, memory_bw_gbs=3000.0, sm_count=132, boost_mhz=1980.0, tdp_w=700.0, idle_w=70.0,
+    idle_estimated=False, tensor_cores=True, l2_mb=50.0, sources={"all": "made up for tests"},
+)
+
+# "Truth" of the simulator: prior x a per-family factor x a smooth size effect x small deterministic noise.
+FAKE_FAMILY_TIME = {"gemm": 1.25, "conv": 1.6, "attention": 1.4, "norm": 0.8, "softmax": 0.9, "elementwise": 0.7,
+                    "reduction": 1.1, "embedding": 1.3, "pool": 1.2, "lstm": 2.0, "optimizer": 0.9, "memory": 0.75,
+                    "loss": 1.1, "dropout": 0.8}
+FAKE_FAMILY_POWER = {"gemm": 1.1, "conv": 1.0, "attention": 1.05, "lstm": 0.7}
+
+
+def _h01(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+def fake_truth(sample: Sample, spec: GpuSpec = FAKE_SPEC) -> tuple[float, float]:
+    """(time per call in s, board power in W) the simulator produces for a sample."""
+    from ..energy.prior import op_prior
+
+    recs = sample.records()
+    pri = [op_prior(r, spec, sample.precision) for r in recs]
+    t_prior = sum(p.time_s for p in pri)
+    f = FAKE_FAMILY_TIME.get(sample.family, 1.0)
+    size = math.log10(max(1.0, sum(r.flops for r in recs) + sum(r.bytes for r in recs)))
+    smooth = 1.0 + 0.25 * math.sin(size)
+    noise = 1.0 + 0.04 * (_h01(sample.id) - 0.5)
+    t = t_prior * f * smooth * noise * (1.15 if sample.phase == "backward" else 1.0)
+    act = sum(p.activity * p.time_s for p in pri) / t_prior if t_prior else 0.1
+    act = min(1.0, act * FAKE_FAMILY_POWER.get(sample.family, 0.85) / (f * smooth) ** 0.3)
+    power = spec.idle_w + (spec.tdp_w - spec.idle_w) * act
+    return t, power
+
+
+class FakeDevice:
+    """Virtual clock + energy counter (ticks every TICK_S like NVML). ``WATTLINT_FAKE_SLEEP_S`` adds a real sleep
+    per built sample (the kill/resume test needs samples that take wall time)."""
+
+    TICK_S = 0.05
+
+    def __init__(self, spec: GpuSpec = FAKE_SPEC):
+        self.spec = spec
+        self.t = 0.0
+        self.energy = 0.0
+        self.power_w = spec.idle_w
+        self.sleep_s = float(os.environ.get("WATTLINT_FAKE_SLEEP_S", "0") or 0)
+        self.fail_ids = set(filter(None, os.environ.get("WATTLINT_FAKE_FAIL", "").split(";")))
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, dt: float, power: float) -> None:
+        self.t += dt
+        self.energy += dt * power
+        self.power_w = power
+
+    def counter_j(self) -> float:
+        # the counter only shows whole ticks (NVML-like quantisation in time); linear in between ticks
+        tick = math.floor(self.t / self.TICK_S)
+        frac_e = self.energy - self.power_w * (self.t - tick * self.TICK_S)
+        return round(frac_e, 9)
+
+    def idle_step(self) -> None:
+        self.advance(0.005, self.spec.idle_w)
+
+    def idle_until(self, t: float) -> None:
+        if t > self.t:
+            self.advance(t - self.t, self.spec.idle_w)
+
+    def temperature_c(self) -> float:
+        return 35.0 + 25.0 * (1 - math.exp(-self.t / 60.0))
+
+
+class Backend:
+    name = "backend"
+
+    def build(self, sample: Sample) -> Callable[[], Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def now(self) -> float:
+        return time.perf_counter()
+
+    def sync(self) -> None:
+        pass
+
+    def time_calls(self, fn: Callable[[], Any], n: int) -> float:
+        self.sync()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        self.sync()
+        return time.perf_counter() - t0
+
+    def launch(self, fn: Callable[[], Any], n: int) -> None:
+        for _ in range(n):
+            fn()
+
+    def release(self) -> None:
+        pass
+
+    def heat(self, seconds: float) -> None:
+        pass
+
+    def info(self) -> dict[str, Any]:
+        return {}
+
+    def spec(self) -> tuple[GpuSpec | None, str]:
+        return None, ""
+
+    def close(self) -> None:
+        pass
+
+
+class FakeBackend(Backend):
+    name = "fake"
+
+    def __init__(self):
+        self.dev = FakeDevice()
+        self._current: tuple[float, float] | None = None
+
+    def now(self) -> float:
+        return self.dev.now()
+
+    def build(self, sample: Sample):
+        if sample.id in self.dev.fail_ids:
+            raise DeviceError(f"simulated failure for {sample.id}")
+        if self.dev.sleep_s:
+            time.sleep(self.dev.sleep_s)
+        t, p = fake_truth(sample, self.dev.spec)
+        self._current = (t, p)
+        self.dev.advance(0.01, self.dev.spec.idle_w)  # allocation gap
+
+        def op():
+            self.dev.advance(t, p)
+        return op
+
+    def time_calls(self, fn, n: int) -> float:
+        t0 = self.dev.now()
+        for _ in range(n):
+            fn()
+        return self.dev.now() - t0
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "fake", "name": self.dev.spec.name, "note": "simulated; not a measurement"}
+
+    def spec(self):
+        return self.dev.spec, "fake"
+
+
+# ---- cpu -------------------------------------------------------------------------------------------------------
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:  # pragma: no cover
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def measure_cpu_spec(threads: int | None = None) -> GpuSpec:
+    """A GpuSpec-shaped description of THIS CPU for the prior and features: fp32 peak from the best of a few
+    1024^3 matmuls, bandwidth from the best of a few 128 MiB copies, 'SMs' = threads, power from the stated CPU
+    power model. Labelled as a CPU with measured peaks; never part of the GPU database."""
+    import torch
+
+    from .meters import CPU_IDLE_W, CPU_W_PER_THREAD
+
+    threads = threads or torch.get_num_threads()
+    a = torch.randn(1024, 1024)
+    b = torch.randn(1024, 1024)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    flops = 2 * 1024 ** 3 / best
+    src = torch.empty(32 * 1024 * 1024)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    bbest = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        bbest = min(bbest, time.perf_counter() - t0)
+    bw = 2 * src.numel() * 4 / bbest
+    name = cpu_name()
+    return GpuSpec(
+        key=f"cpu-{slug(name)}",
+        name=f"{name} (CPU, {threads} threads; peaks measured here, NOT a GPU)",
+        vendor="cpu", arch=platform.machine(),
+        peak_tflops={"fp32": round(flops / 1e12, 4)},
+        memory_gb=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
+        memory_bw_gbs=round(bw / 1e9, 2), sm_count=threads, boost_mhz=0.0,
+        tdp_w=CPU_IDLE_W + CPU_W_PER_THREAD * threads, idle_w=CPU_IDLE_W, idle_estimated=True,
+        tensor_cores=False, l2_mb=0.0,
+        sources={"peak_tflops": "measured: best of 5 torch.mm 1024^3 fp32",
+                 "memory_bw_gbs": "measured: best of 5 copies of 128 MiB (read + write bytes)",
+                 "tdp_w": "stated CPU power model (wattlint.calibrate.meters), not measured",
+                 "idle_w": "stated CPU power model, not measured"},
+    )
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self._spec: GpuSpec | None = None
+
+    def build(self, sample: Sample):
+        return benchmarks.build(sample.family, sample.params_dict, sample.precision, sample.phase, "cpu")
+
+    def info(self) -> dict[str, Any]:
+        t = self.torch
+        return {"kind": "cpu", "name": cpu_name(), "threads": t.get_num_threads(), "cpu_count": os.cpu_count(),
+                "platform": platform.platform(), "torch": t.__version__,
+                "mkldnn": bool(t.backends.mkldnn.is_available()),
+                "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+    def spec(self):
+        if self._spec is None:
+            self._spec = measure_cpu_spec()
+        return self._spec, "measured-cpu"
+
+
+# ---- cuda ------------------------------------------------------------------------------------------------------
+
+class CudaBackend(Backend):
+    name = "cuda"
+
+    def __init__(self, index: int = 0):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+        self.torch = torch
+        self.index = index
+        torch.cuda.set_device(index)
+        self.dev = torch.device("cuda", index)
+        self._prev = None
+
+    def build(self, sample: Sample):
+        self.torch.manual_seed(0)
+        return benchmarks.build(sample.family, sample.params_dict, sample.precision, sample.phase,
+                                f"cuda:{self.index}")
+
+    def sync(self) -> None:
+        self.torch.cuda.synchronize(self.dev)
+
+    def time_calls(self, fn, n: int) -> float:
+        t = self.torch
+        start, end = t.cuda.Event(enable_timing=True), t.cuda.Event(enable_timing=True)
+        self.sync()
+        start.record()
+        for _ in range(n):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000.0
+
+    def launch(self, fn, n: int) -> None:
+        for _ in range(n):
+            fn()
+        ev = self.torch.cuda.Event()
+        ev.record()
+        if self._prev is not None:
+            self._prev.synchronize()
+        self._prev = ev
+
+    def release(self) -> None:
+        self._prev = None
+        self.sync()
+
+    def heat(self, seconds: float) -> None:
+        t = self.torch
+        a = t.randn(8192, 8192, device=self.dev, dtype=t.bfloat16)
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            for _ in range(8):
+                a @ a
+            self.sync()
+        del a
+
+    def uuid(self) -> str | None:
+        try:
+            u = self.torch.cuda.get_device_properties(self.index).uuid
+            s = str(u)
+            return s if s.startswith("GPU-") else f"GPU-{s}"
+        except Exception:
+            return None
+
+    def info(self) -> dict[str, Any]:
+        t = self.torch
+        props = t.cuda.get_device_properties(self.index)
+        return {"kind": "cuda", "index": self.index, "name": props.name, "uuid": self.uuid(),
+                "sm_count": props.multi_processor_count, "memory_bytes": props.total_memory,
+                "compute_capability": [props.major, props.minor], "torch": t.__version__,
+                "cuda_runtime": t.version.cuda, "cudnn": t.backends.cudnn.version(),
+                "platform": platform.platform()}
+
+    def spec(self):
+        name = self.torch.cuda.get_device_properties(self.index).name
+        try:
+            from ..hardware import gpu_from_nvml_name
+
+            spec = gpu_from_nvml_name(name)
+        except Exception:
+            spec = None
+        if spec is None:
+            return None, f"not in the GPU database: {name}"
+        return spec, "database"
+
+
+def make_backend(device: str) -> Backend:
+    if device == "fake":
+        return FakeBackend()
+    if device == "cpu":
+        return CpuBackend()
+    if device == "cuda":
+        return CudaBackend()
+    raise DeviceError(f"unknown device {device!r} (cuda | cpu | fake)")

@@ -1,0 +1,424 @@
+"""The calibration runner: suite -> device + meter -> append-only CSV (one row per sample, fsynced) + JSON provenance.
+
+Crash safety: a row is written, flushed and fsynced as soon as its sample is measured; the provenance JSON is
+replaced atomically. ``resume`` re-reads the CSV (dropping a torn last line), skips every sample already there
+(measured or failed) and appends to the same file, so a kill or Ctrl-C loses at most the sample in flight.
+
+Per sample: build the op -> warm up (>= 2 calls and ``warmup_s``) -> time (median of 5 rounds of synchronised
+calls; CUDA events on a GPU) -> average board power over a >= 0.5 s window with the op running back to back
+(meter) -> energy per call = power x time. Idle power is measured first, then the GPU is brought to a stable
+temperature. The library never prints: progress goes to a ``Reporter``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import math
+import os
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..types import ConfigError, WattlintError
+from . import backends as _backends
+from .meters import Meter, MeterError
+from .suites import Sample, Suite, load_suite
+
+RUN_SCHEMA = "wattlint.calibration-run/1"
+CSV_COLUMNS = (
+    "index", "sample_id", "family", "params", "precision", "phase", "status", "n_records", "flops", "bytes",
+    "time_s", "time_s_min", "time_s_max", "timing_calls", "avg_power_w", "energy_j", "power_source",
+    "window_s", "window_calls", "idle_power_w", "temperature_c", "sm_clock_mhz", "mem_clock_mhz", "started_utc",
+    "wall_s", "error",
+)
+TIMING_ROUNDS = 5
+LAUNCH_BATCH_S = 0.005
+
+
+class RunError(WattlintError):
+    pass
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+class Reporter:
+    """Progress sink (the CLI shows a rich progress bar); library code never prints."""
+
+    def plan(self, text: str) -> None:
+        pass
+
+    def start(self, total: int, done: int) -> None:
+        pass
+
+    def advance(self, sample: Sample, row: dict[str, Any]) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+# ---- files -----------------------------------------------------------------------------------------------------
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_rows(csv_path: Path) -> list[dict[str, str]]:
+    """All complete rows of a run CSV (a torn last line from a crash is ignored)."""
+    text = csv_path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _repair_tail(csv_path: Path) -> int:
+    """Truncate a torn last line (crash mid-write); returns bytes dropped."""
+    size = csv_path.stat().st_size
+    if size == 0:
+        return 0
+    with open(csv_path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return 0
+        data = csv_path.read_bytes()
+        cut = data.rfind(b"\n") + 1
+        f.truncate(cut)
+        f.flush()
+        os.fsync(f.fileno())
+        return size - cut
+
+
+class CsvAppender:
+    def __init__(self, path: Path):
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            _repair_tail(path)
+        self.f = open(path, "a", newline="")
+        self.w = csv.DictWriter(self.f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        if new:
+            self.w.writeheader()
+            self._sync()
+
+    def _sync(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.w.writerow({k: _fmt(row.get(k)) for k in CSV_COLUMNS})
+        self._sync()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v) if math.isfinite(v) else ""
+    return str(v)
+
+
+# ---- runs ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class RunPaths:
+    csv: Path
+    json: Path
+
+    @staticmethod
+    def of(path: str | Path) -> "RunPaths":
+        p = Path(path)
+        if p.suffix in (".csv", ".json"):
+            p = p.with_suffix("")
+        return RunPaths(p.with_suffix(".csv"), p.with_suffix(".json"))
+
+
+@dataclass
+class RunConfig:
+    device: str = "cuda"
+    suite: str = "default"
+    part: tuple[int, int] = (1, 1)
+    out: str | None = None
+    resume: str | None = None
+    limit: int | None = None  # measure at most this many samples in this session (tests, smoke runs)
+    gpu_key: str | None = None  # override of the GPU database key (when NVML's name is not in the database)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_meter(device: str, backend: _backends.Backend) -> Meter:
+    from .meters import CpuMeter, FakeMeter, NvmlMeter
+
+    if device == "fake":
+        return FakeMeter(backend.dev)  # type: ignore[attr-defined]
+    if device == "cpu":
+        import torch
+
+        return CpuMeter(torch.get_num_threads())
+    if device == "cuda":
+        uuid = backend.uuid() if hasattr(backend, "uuid") else None  # type: ignore[attr-defined]
+        force = os.environ.get("WATTLINT_NVML_SAMPLING") == "1"
+        return NvmlMeter(0, uuid, force_sampling=force)
+    raise ConfigError(f"unknown device {device!r}")
+
+
+def measure_sample(sample: Sample, backend: _backends.Backend, meter: Meter, timing: dict[str, float],
+                   idle_w: float) -> dict[str, Any]:
+    """Measure one sample; returns its CSV row (status ok), raises on failure."""
+    recs = sample.records()
+    t_start = time.perf_counter()
+    row: dict[str, Any] = {"sample_id": sample.id, "family": sample.family, "params": sample.params_json,
+                           "precision": sample.precision, "phase": sample.phase, "n_records": len(recs),
+                           "flops": sum(r.flops for r in recs), "bytes": sum(r.bytes for r in recs),
+                           "started_utc": utc_now(), "idle_power_w": idle_w}
+    fn = backend.build(sample)
+    try:
+        # warm-up: >= 2 calls and warmup_s (first calls pick kernels / allocate)
+        calls = 0
+        w0 = backend.now()
+        while calls < 2 or backend.now() - w0 < timing.get("warmup_s", 0.0):
+            backend.time_calls(fn, 1)
+            calls += 1
+            if calls > 10000:
+                break
+        one = max(backend.time_calls(fn, 1), 1e-7)
+        per_round = max(1, int(timing.get("timing_s", 0.0) / TIMING_ROUNDS / one))
+        per_call = [backend.time_calls(fn, per_round) / per_round for _ in range(TIMING_ROUNDS)]
+        t = statistics.median(per_call)
+        row.update(time_s=t, time_s_min=min(per_call), time_s_max=max(per_call),
+                   timing_calls=per_round * TIMING_ROUNDS)
+        window = float(timing.get("window_s", 0.0))
+        batch = max(1, int(LAUNCH_BATCH_S / t))
+        launched = [0]
+
+        def step():
+            backend.launch(fn, batch)
+            launched[0] += batch
+
+        reading = meter.measure(step, window)
+        backend.sync()
+        row.update(avg_power_w=reading.avg_power_w, energy_j=reading.avg_power_w * t, power_source=reading.source,
+                   window_s=reading.window_s, window_calls=launched[0])
+        row.update(meter.state())
+        row["status"] = "ok"
+    finally:
+        del fn
+        backend.release()
+    row["wall_s"] = time.perf_counter() - t_start
+    return row
+
+
+def _stabilize(backend: _backends.Backend, meter: Meter, max_s: float, reporter: Reporter) -> dict[str, Any]:
+    """Heat the GPU with a GEMM loop until its temperature changes < 1 C over 5 s, at most ``max_s``."""
+    out: dict[str, Any] = {"max_s": max_s, "temperatures_c": []}
+    if max_s <= 0 or backend.name != "cuda":
+        out["skipped"] = True
+        return out
+    t0 = time.perf_counter()
+    last = meter.state().get("temperature_c")
+    out["temperatures_c"].append(last)
+    while time.perf_counter() - t0 < max_s:
+        backend.heat(5.0)
+        cur = meter.state().get("temperature_c")
+        out["temperatures_c"].append(cur)
+        if last is not None and cur is not None and abs(cur - last) < 1.0:
+            break
+        last = cur
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    reporter.note(f"thermal stabilisation: {out['temperatures_c']} C in {out['seconds']} s")
+    return out
+
+
+def _parse_part(part: str | tuple[int, int] | None) -> tuple[int, int]:
+    if part is None:
+        return (1, 1)
+    if isinstance(part, tuple):
+        return part
+    try:
+        k, n = (int(x) for x in str(part).split("/"))
+    except ValueError:
+        raise ConfigError(f"--part {part!r}: expected K/N, e.g. 1/2") from None
+    if not 1 <= k <= n:
+        raise ConfigError(f"--part {part!r}: expected 1 <= K <= N")
+    return (k, n)
+
+
+def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPaths:
+    """Run (or resume) a calibration run; returns its file paths. Raises KeyboardInterrupt through (after marking
+    the provenance ``interrupted``)."""
+    rep = reporter or Reporter()
+    if cfg.resume:
+        paths = RunPaths.of(cfg.resume)
+        if not paths.json.is_file() or not paths.csv.is_file():
+            raise RunError(f"--resume {cfg.resume}: need both {paths.csv.name} and {paths.json.name}")
+        prov = json.loads(paths.json.read_text())
+        if prov.get("schema") != RUN_SCHEMA:
+            raise RunError(f"{paths.json}: not a wattlint calibration run")
+        device = prov["device"]["kind"]
+        if cfg.device and cfg.device != device and cfg.extra.get("device_given"):
+            raise RunError(f"--resume: the run was measured on {device!r}, not {cfg.device!r}")
+        suite = load_suite(prov["suite"]["path"] if Path(prov["suite"]["path"]).is_file() else prov["suite"]["name"])
+        if suite.sha256 != prov["suite"]["sha256"]:
+            raise RunError(f"--resume: suite {suite.path} changed since the run started (sha256 differs); "
+                           "start a new run")
+        part = tuple(prov["suite"]["part"])  # type: ignore[assignment]
+    else:
+        device = cfg.device
+        suite = load_suite(cfg.suite)
+        part = _parse_part(cfg.part)
+        prov = {}
+    samples = suite.part(*part) if part != (1, 1) else suite.samples
+    part_s = f"{part[0]}/{part[1]}" if part != (1, 1) else ""
+    rep.plan(__import__("wattlint.calibrate.suites", fromlist=["plan_text"]).plan_text(suite, device, samples,
+                                                                                         part_s))
+    backend = _backends.make_backend(device)
+    meter = make_meter(device, backend)
+    try:
+        return _run(cfg, rep, backend, meter, suite, samples, part, device, prov)
+    finally:
+        meter.close()
+        backend.close()
+
+
+def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) -> RunPaths:
+    spec, spec_source = backend.spec()
+    if cfg.gpu_key:
+        try:
+            from ..hardware import resolve_gpu
+
+            spec, _ = resolve_gpu(cfg.gpu_key)
+            spec_source = "database (--gpu)"
+        except WattlintError:
+            raise
+    if cfg.resume:
+        paths = RunPaths.of(cfg.resume)
+        done_rows = read_rows(paths.csv)
+    else:
+        key = spec.key if spec is not None else _backends.slug(backend.info().get("name", device))
+        out = Path(cfg.out) if cfg.out else Path("calibration") / "runs" / key
+        out.mkdir(parents=True, exist_ok=True)
+        stem = f"{utc_stamp()}-{suite.name}" + (f"-p{part[0]}of{part[1]}" if part != (1, 1) else "")
+        paths = RunPaths(out / f"{stem}.csv", out / f"{stem}.json")
+        if paths.csv.exists():
+            raise RunError(f"{paths.csv} exists; use --resume {paths.csv}")
+        done_rows = []
+        from ..energy.model import library_versions
+
+        prov = {
+            "schema": RUN_SCHEMA,
+            "run_id": stem,
+            "status": "running",
+            "started_utc": utc_now(),
+            "suite": {"name": suite.name, "path": suite.path, "sha256": suite.sha256, "part": list(part),
+                      "samples_total": len(suite.samples), "samples_in_part": len(samples),
+                      "timing": dict(suite.timing.get(device, {})), "setup": dict(suite.setup),
+                      "planned_s": round(suite.planned_seconds(device, len(samples)), 1)},
+            "device": backend.info() | {"kind": device},
+            "meter": meter.provenance(),
+            "spec": {"key": spec.key if spec else None, "source": spec_source,
+                     "values": _backends.spec_to_dict(spec) if spec is not None else None},
+            "software": library_versions(),
+            "sessions": [],
+            "samples_done": 0,
+            "samples_failed": 0,
+            "validation_data": False,
+            "note": ("CPU run: time measured, energy MODELLED from a stated power model; never a GPU calibration"
+                     if device == "cpu" else "simulated data for tests" if device == "fake" else ""),
+        }
+    done = {r["sample_id"] for r in done_rows}
+    todo = [s for s in samples if s.id not in done]
+    session: dict[str, Any] = {"started_utc": utc_now(), "resumed": bool(cfg.resume), "already_done": len(done)}
+    prov["status"] = "running"
+    prov.setdefault("sessions", []).append(session)
+    write_json_atomic(paths.json, prov)
+    writer = CsvAppender(paths.csv)
+    index = len(done_rows)
+    temps: list[float] = [float(r["temperature_c"]) for r in done_rows if r.get("temperature_c")]
+    clocks: list[float] = [float(r["sm_clock_mhz"]) for r in done_rows if r.get("sm_clock_mhz")]
+    status = "interrupted"
+    try:
+        # idle power first (every session: the device may have changed state)
+        if hasattr(meter, "probe_counter"):
+            session["counter_probe"] = meter.probe_counter()
+        setup = suite.setup
+        idle = meter.idle_power(float(setup.get("idle_s", 5.0)) if device != "cpu" else 0.0)
+        session["idle_power_w"] = idle.avg_power_w
+        session["idle_source"] = idle.source
+        session["idle_window_s"] = idle.window_s
+        session["idle_state"] = meter.state()
+        rep.note(f"idle power {idle.avg_power_w:.1f} W ({idle.source}, {idle.window_s:.1f} s)")
+        session["stabilization"] = _stabilize(backend, meter, float(setup.get("stabilize_max_s", 0.0)), rep)
+        prov["meter"] = meter.provenance()
+        write_json_atomic(paths.json, prov)
+        timing = dict(suite.timing.get(device, {}))
+        rep.start(len(samples), len(done))
+        measured = 0
+        for s in todo:
+            if cfg.limit is not None and measured >= cfg.limit:
+                break
+            try:
+                row = measure_sample(s, backend, meter, timing, idle.avg_power_w)
+            except (KeyboardInterrupt, MeterError):
+                raise
+            except Exception as e:  # a sample that cannot run (OOM, unsupported kernel): recorded, skipped
+                row = {"sample_id": s.id, "family": s.family, "params": s.params_json, "precision": s.precision,
+                       "phase": s.phase, "status": "error", "error": f"{type(e).__name__}: {e}"[:300],
+                       "started_utc": utc_now()}
+                _free(backend)
+            row["index"] = index
+            writer.append(row)
+            index += 1
+            measured += 1
+            if row.get("temperature_c"):
+                temps.append(float(row["temperature_c"]))
+            if row.get("sm_clock_mhz"):
+                clocks.append(float(row["sm_clock_mhz"]))
+            rep.advance(s, row)
+        all_rows = read_rows(paths.csv)
+        ids = {r["sample_id"] for r in all_rows}
+        status = "complete" if all(s.id in ids for s in samples) else "partial"
+    finally:
+        writer.close()
+        rep.stop()
+        all_rows = read_rows(paths.csv)
+        session["finished_utc"] = utc_now()
+        session["status"] = status
+        prov["status"] = status
+        prov["finished_utc"] = session["finished_utc"]
+        prov["samples_done"] = sum(1 for r in all_rows if r.get("status") == "ok")
+        prov["samples_failed"] = sum(1 for r in all_rows if r.get("status") == "error")
+        if temps:
+            prov["temperature_c_range"] = [min(temps), max(temps)]
+        if clocks:
+            prov["sm_clock_mhz_range"] = [min(clocks), max(clocks)]
+        write_json_atomic(paths.json, prov)
+    return paths
+
+
+def _free(backend) -> None:
+    try:
+        backend.release()
+        if backend.name == "cuda":
+            backend.torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover
+        pass

@@ -1,0 +1,108 @@
+"""wattlint calibrate: measure the op micro-benchmark suite on this machine's accelerator (see docs/CALIBRATION.md)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=("cuda", "cpu", "fake"), default=None,
+                   help="cuda (NVML energy), cpu (time only; energy modelled), fake (simulator for tests); "
+                        "default cuda")
+    p.add_argument("--suite", default="default", metavar="NAME|PATH",
+                   help="suite name in calibration/suites/ (default, quick) or a .toml path")
+    p.add_argument("--part", default=None, metavar="K/N",
+                   help="measure part K of N (every N-th sample; each part is its own run; fit takes them all)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue an interrupted run (its .csv or .json path): samples already measured are kept")
+    p.add_argument("--gpu", default=None, metavar="KEY",
+                   help="GPU database key, when the NVML name does not resolve to one")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="measure at most N samples (smoke runs)")
+    p.add_argument("--plan", action="store_true", help="print the planned samples and duration, measure nothing")
+    p.add_argument("--no-progress", action="store_true", help="plain one-line-per-sample log instead of a bar")
+
+
+class _RichReporter:
+    def __init__(self, plain: bool):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.plain = plain or not self.console.is_terminal
+        self.progress = None
+        self.task = None
+        self.n = 0
+        self.total = 0
+
+    def plan(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True)
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.n = total, done
+        if self.plain:
+            self.console.print(f"measuring {total - done} samples ({done} already done)", highlight=False)
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("[bold]calibrate"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[what]}"), console=self.console, transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task("run", total=total, completed=done, what="")
+
+    def advance(self, sample, row) -> None:
+        self.n += 1
+        what = f"{sample.family} {sample.precision} {sample.phase}"
+        if row.get("status") == "ok":
+            what += f" {float(row['time_s']) * 1e3:.3f} ms {float(row.get('avg_power_w') or 0):.0f} W"
+        else:
+            what += f" ERROR {row.get('error', '')[:60]}"
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, what=what)
+        else:
+            print(f"[{self.n}/{self.total}] {what}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate.runner import RunConfig, run_calibration
+    from ..calibrate.suites import load_suite, plan_text
+
+    if args.plan:
+        suite = load_suite(args.suite)
+        device = args.device or "cuda"
+        if args.part:
+            from ..calibrate.runner import _parse_part
+
+            k, n = _parse_part(args.part)
+            print(plan_text(suite, device, suite.part(k, n), f"{k}/{n}"))
+        else:
+            print(plan_text(suite, device))
+            for n in (2, 3):
+                print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
+        return 0
+    cfg = RunConfig(device=args.device or "cuda", suite=args.suite, part=args.part, out=args.out,
+                    resume=args.resume, limit=args.limit, gpu_key=args.gpu,
+                    extra={"device_given": args.device is not None})
+    rep = _RichReporter(args.no_progress)
+    try:
+        paths = run_calibration(cfg, rep)
+    except KeyboardInterrupt:
+        print("wattlint: calibration interrupted; measured samples are saved: continue with "
+              "'wattlint calibrate --resume RUN.csv'", file=sys.stderr)
+        return 130
+    import json
+
+    prov = json.loads(paths.json.read_text())
+    print(f"{prov['status']}: {prov['samples_done']} samples measured, {prov['samples_failed']} failed -> "
+          f"{paths.csv} + {paths.json.name}")
+    return 0
