@@ -1,0 +1,143 @@
+"""Hugging Face frontend: ``config.json`` -> a transformers model on meta, offline -> traced CostGraph.
+
+The model class comes from the config's ``architectures`` (e.g. ``LlamaForCausalLM``), falling back to the Auto
+class for its ``model_type``; nothing is downloaded. Attention uses transformers' ``sdpa`` implementation (routed to
+the fused CUDA kernel by the torch frontend); ``use_cache`` is off as in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping, Sequence
+
+from ..types import CostGraph, InputError, TensorSpec
+
+DEFAULT_SEQ_LEN = 512
+DEFAULT_BATCH = 1
+
+
+def load_config(path_or_dict: str | Mapping[str, Any]):
+    try:
+        import transformers  # noqa: F401
+        from transformers import AutoConfig
+    except ImportError:
+        raise InputError("Hugging Face configs need the 'transformers' package: pip install 'wattlint[hf]'") from None
+    if isinstance(path_or_dict, Mapping):
+        data = dict(path_or_dict)
+        where = "config"
+    else:
+        where = str(path_or_dict)
+        try:
+            with open(path_or_dict, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            raise InputError(f"config file not found: {where}") from None
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(f"cannot read {where}: {e}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{where}: not a JSON object")
+    model_type = data.pop("model_type", None)
+    if not model_type:
+        raise InputError(f"{where}: no 'model_type' (not a Hugging Face config.json?)")
+    try:
+        config = AutoConfig.for_model(model_type, **data)
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{where}: transformers does not know model_type {model_type!r} ({e})") from None
+    return config
+
+
+def build_model(config):
+    import torch
+    import transformers
+
+    archs = list(getattr(config, "architectures", None) or [])
+    cls = None
+    for name in archs:
+        cls = getattr(transformers, name, None)
+        if cls is not None:
+            break
+    if cls is None:
+        cls = transformers.AutoModel
+    try:
+        config._attn_implementation = "sdpa"
+    except Exception:  # noqa: BLE001
+        pass
+    if hasattr(config, "use_cache"):
+        config.use_cache = False
+    try:
+        with torch.device("meta"):
+            if cls is transformers.AutoModel:
+                try:
+                    model = cls.from_config(config, attn_implementation="sdpa")
+                except (ValueError, TypeError):
+                    model = cls.from_config(config)
+            else:
+                try:
+                    model = cls._from_config(config, attn_implementation="sdpa")
+                except (ValueError, TypeError):  # architectures without an sdpa path (or no attention)
+                    config._attn_implementation = None
+                    model = cls._from_config(config)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    return model
+
+
+def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, TensorSpec]:
+    name = getattr(model, "main_input_name", "input_ids")
+    specs: dict[str, TensorSpec] = {}
+    if name in ("pixel_values",):
+        ch = int(getattr(config, "num_channels", 3))
+        size = getattr(config, "image_size", 224)
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        specs[name] = TensorSpec(name, "float32", (micro_batch, ch, int(h), int(w)))
+    elif name in ("input_values", "input_features"):
+        raise InputError(f"{type(model).__name__} takes {name}; pass --input {name}=float32[...]")
+    else:
+        specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
+    if getattr(config, "is_encoder_decoder", False):
+        specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
+    return specs
+
+
+def max_positions(config) -> int | None:
+    for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        v = getattr(config, k, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
+                   seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
+                   activation_checkpointing: bool = False, assumptions: Sequence[str] = ()) -> CostGraph:
+    from . import torch as tf
+
+    if isinstance(path_or_config, (str, os.PathLike, Mapping)):
+        config = load_config(path_or_config)
+        source = str(path_or_config) if not isinstance(path_or_config, Mapping) else "config"
+    else:
+        config = path_or_config
+        source = type(config).__name__
+    model = build_model(config)
+    notes = list(assumptions)
+    notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
+                 "attn_implementation=sdpa, use_cache=False")
+    specs = dict(inputs or {})
+    if not specs:
+        mb = micro_batch or DEFAULT_BATCH
+        if seq_len is None:
+            mp = max_positions(config)
+            sl = min(DEFAULT_SEQ_LEN, mp) if mp else DEFAULT_SEQ_LEN
+            if getattr(model, "main_input_name", "input_ids") == "input_ids":
+                notes.append(f"sequence length: {sl} (default; pass --seq-len)")
+        else:
+            sl = seq_len
+        specs = default_inputs(model, config, mb, sl)
+        if micro_batch is None:
+            notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
+        micro_batch = mb
+    return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
+                                precision=precision, optimizer=optimizer,
+                                activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True)

@@ -1,0 +1,158 @@
+"""Model source -> frontend -> CostGraph.
+
+Sources: an ``nn.Module`` object; ``*.onnx`` (ONNX frontend, no torch import); ``*.json`` (a Hugging Face
+``config.json``); ``package.module:attr`` or ``path/to/file.py:attr`` where attr is an ``nn.Module`` (instance or
+class), a zero-argument factory returning a module, or a factory returning ``(module, example_inputs)``.
+
+``batch_size`` is the GLOBAL batch; the traced micro-batch is ``batch_size // (gpus * grad_accum)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any, Mapping
+
+from ..types import CostGraph, InputError, TensorSpec
+from .inputs import parse_input_spec, parse_input_specs
+
+
+def micro_batch(batch_size: int | None, gpus: int = 1, grad_accum: int = 1) -> int | None:
+    if batch_size is None:
+        return None
+    div = max(1, int(gpus)) * max(1, int(grad_accum))
+    if batch_size < div:
+        raise InputError(f"--batch-size {batch_size} is smaller than gpus x grad-accum = {div}: "
+                         "every GPU needs at least one sample per micro-step")
+    return batch_size // div
+
+
+def _specs(inputs) -> dict[str, TensorSpec]:
+    if inputs is None:
+        return {}
+    if isinstance(inputs, Mapping):
+        out = {}
+        for k, v in inputs.items():
+            if isinstance(v, TensorSpec):
+                out[k] = v
+            elif isinstance(v, str):
+                out[k] = parse_input_spec(v if "=" in v else f"{k}={v}")
+            else:
+                raise InputError(f"input {k!r}: expected a TensorSpec or a spec string, got {type(v).__name__}")
+        return out
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    return parse_input_specs(list(inputs))
+
+
+def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
+            seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
+            grad_accum: int = 1, activation_checkpointing: bool = False) -> CostGraph:
+    precision = precision or "default"
+    optimizer = optimizer or "adamw"
+    specs = _specs(inputs)
+    mb = micro_batch(batch_size, gpus, grad_accum)
+    notes = []
+    if batch_size is not None and mb != batch_size:
+        notes.append(f"batch: global batch {batch_size} / ({gpus} GPUs x {grad_accum} grad-accum) = "
+                     f"micro-batch {mb} traced")
+    if isinstance(source, str):
+        src = source.strip()
+        low = src.lower()
+        if low.endswith(".onnx"):
+            if not os.path.isfile(src):
+                raise InputError(f"model file not found: {src}")
+            from .onnx import analyze_onnx  # no torch on this path
+
+            return analyze_onnx(src, inputs=specs, batch_size=mb, seq_len=seq_len, optimizer=optimizer,
+                                precision=precision)
+        if low.endswith(".json"):
+            if not os.path.isfile(src):
+                raise InputError(f"config file not found: {src}")
+            from .hf import analyze_config
+
+            return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
+                                  optimizer=optimizer, activation_checkpointing=activation_checkpointing,
+                                  assumptions=notes)
+        if ":" in src:
+            obj = load_attr(src)
+            return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
+                                         activation_checkpointing, notes)
+        if os.path.exists(src):
+            raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
+                             "file.py:attr")
+        raise InputError(f"model source {src!r} not understood: expected file.onnx, config.json, "
+                         "package.module:attr or path/file.py:attr")
+    return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
+                                 precision, optimizer, activation_checkpointing, notes)
+
+
+def load_attr(spec: str) -> Any:
+    """Import ``package.module:attr`` or ``path/file.py:attr`` and return attr (dotted attrs allowed)."""
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise InputError(f"model source {spec!r}: expected package.module:attr or path/file.py:attr")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        if not os.path.isfile(target):
+            raise InputError(f"model file not found: {target}")
+        mod_name = "_wattlint_user_" + os.path.splitext(os.path.basename(target))[0].replace("-", "_")
+        try:
+            mspec = importlib.util.spec_from_file_location(mod_name, target)
+            if mspec is None or mspec.loader is None:
+                raise InputError(f"cannot import {target}")
+            module = importlib.util.module_from_spec(mspec)
+            sys.modules[mod_name] = module
+            d = os.path.dirname(os.path.abspath(target))
+            added = d not in sys.path
+            if added:
+                sys.path.insert(0, d)
+            try:
+                mspec.loader.exec_module(module)
+            finally:
+                if added:
+                    sys.path.remove(d)
+        except InputError:
+            raise
+        except BaseException as e:  # noqa: BLE001 - the user's file failed to import
+            sys.modules.pop(mod_name, None)
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as e:
+            if e.name and target.startswith(e.name):
+                raise InputError(f"no module named {target!r} (is it installed or on PYTHONPATH?)") from None
+            raise InputError(f"importing {target} failed: ModuleNotFoundError: {_first_line(e)}") from None
+        except BaseException as e:  # noqa: BLE001
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(module) if not n.startswith("_")]
+            import difflib
+
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InputError(f"{target} has no attribute {attr!r}{hint}")
+        obj = getattr(obj, part)
+    return obj
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else ""
+
+
+def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes) -> CostGraph:
+    from . import torch as tf
+
+    model, example = tf.build_module(obj, source)
+    return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
+                                precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
+                                assumptions=notes)

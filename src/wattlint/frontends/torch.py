@@ -1,0 +1,592 @@
+"""PyTorch frontend: trace one training step of an ``nn.Module`` on meta tensors into a :class:`CostGraph`.
+
+How it works
+------------
+* The module lives on ``torch.device("meta")``: no weight memory, no arithmetic, only shapes and dtypes.
+* A ``TorchDispatchMode`` (:class:`_Recorder`) sees every aten op of forward, loss, backward and optimizer step
+  and turns it into an :class:`OpRecord` through the op table of :mod:`wattlint.frontends.torch_ops`.
+* Attribution: forward pre/post hooks on every named module keep a module stack (forward, and recompute under
+  activation checkpointing). When a module's forward returns, the autograd nodes it created are tagged (in
+  ``node.metadata``) with its path; during backward the engine's current node
+  (``torch._C._current_autograd_node()``) names the module the backward op belongs to.
+* The trace describes a CUDA run, not the meta run: ``F.scaled_dot_product_attention`` is routed to one fused
+  kernel (flash for 16-bit without a mask, memory-efficient otherwise); CUDA autocast op lists are applied for
+  fp16/bf16 (casts recorded, weight casts cached per step as autocast does); the optimizer is torch's own
+  foreach implementation (the CUDA default).
+* Data-dependent reads (``.item()``, ``bool(tensor)``) on meta tensors get a data-independent answer (True /
+  1 / 0.0), counted and listed as an assumption.
+* Activation bytes (tensors saved for backward) are measured with ``torch.autograd.graph.saved_tensors_hooks``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
+from . import torch_ops as T
+
+aten = torch.ops.aten
+
+# ---- CUDA autocast op lists (aten level; see torch.amp docs "CUDA Ops that can autocast to float16/float32") --
+AUTOCAST_LOWER = {
+    "mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv", "addr", "convolution", "prelu", "_prelu_kernel",
+    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+    "_scaled_dot_product_cudnn_attention", "_thnn_fused_lstm_cell", "_cudnn_rnn", "matmul", "linear", "dot",
+}
+AUTOCAST_FP32 = {
+    "pow", "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal", "rsqrt",
+    "sinh", "tan", "softplus", "native_layer_norm", "native_group_norm", "_softmax", "_log_softmax",
+    "_safe_softmax", "nll_loss_forward", "nll_loss2d_forward", "mse_loss", "binary_cross_entropy_with_logits",
+    "sum", "prod", "cumsum", "cumprod", "norm", "linalg_vector_norm", "_fused_rms_norm", "renorm", "dist",
+    "cdist", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div",
+}
+AUTOCAST_LOWER_BWD = {
+    "convolution_backward", "_scaled_dot_product_efficient_attention_backward",
+    "_scaled_dot_product_flash_attention_backward", "_scaled_dot_product_cudnn_attention_backward",
+}
+PRECISION_DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.bfloat16}
+
+
+def _flatten(obj, prefix: str = "output") -> list[tuple[str, torch.Tensor]]:
+    out: list[tuple[str, torch.Tensor]] = []
+    if isinstance(obj, torch.Tensor):
+        out.append((prefix, obj))
+    elif isinstance(obj, Mapping):
+        for k in obj.keys():
+            v = obj[k]
+            out.extend(_flatten(v, str(k)))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            out.extend(_flatten(v, f"{prefix}.{i}" if len(obj) > 1 else prefix))
+    elif hasattr(obj, "to_tuple"):
+        out.extend(_flatten(obj.to_tuple(), prefix))
+    return out
+
+
+# ---- the recorder ---------------------------------------------------------------------------------------------
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self, tracer: "_Tracer"):
+        super().__init__()
+        self.t = tracer
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        t = self.t
+        if func is aten._local_scalar_dense.default:
+            x = args[0]
+            if x.device.type == "meta":
+                return t.scalar_read(x)
+            return func(*args, **kwargs)
+        if func.namespace not in ("aten", "prims"):
+            return func(*args, **kwargs)
+        if not any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in T.tensors(list(args)) +
+                   T.tensors(list(kwargs.values()))):
+            return func(*args, **kwargs)  # host-side bookkeeping (optimizer step counters on CPU)
+        name = func._schema.name.split("::", 1)[-1]
+        if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER:
+            args, kwargs = t.autocast(name, args, kwargs)
+        if name in AUTOCAST_LOWER_BWD and t.lower_dtype is not None and t.phase is Phase.BACKWARD:
+            args, kwargs = t.cast_all(args, kwargs)
+        out = func(*args, **kwargs)
+        t.record(func, args, kwargs, out)
+        return out
+
+
+@dataclass
+class _Frame:
+    name: str
+    boundary: set = field(default_factory=set)
+
+
+class _Tracer:
+    def __init__(self, model: nn.Module, precision: str):
+        self.model = model
+        self.records: list[OpRecord] = []
+        self.phase = Phase.FORWARD
+        self.stack: list[_Frame] = []
+        self.types: dict[str, str] = {}
+        self.names: dict[int, str] = {}
+        for n, m in model.named_modules():
+            self.types[n] = type(m).__name__
+            self.names.setdefault(id(m), n)
+        self.lower_dtype = PRECISION_DTYPE.get(precision)
+        self.cast_cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self.scalar_reads: Counter = Counter()
+        self.saved_bytes = 0
+        self._saved_ids: set[int] = set()
+        self._keep: list[torch.Tensor] = []
+        self.param_ids = {id(p) for p in model.parameters()}
+        self.attention_kernels: Counter = Counter()
+
+    # -- module stack and autograd-node tagging --
+    def pre_hook(self, module, args, kwargs):
+        name = self.names.get(id(module))
+        if name is None:
+            return None
+        boundary = set()
+        for x in T.tensors(list(args)) + T.tensors(list(kwargs.values())):
+            if x.grad_fn is not None:
+                boundary.add(x.grad_fn)
+        self.stack.append(_Frame(name, boundary))
+        return None
+
+    def post_hook(self, module, args, kwargs, output):
+        name = self.names.get(id(module))
+        if name is None or not self.stack:
+            return None
+        frame = self.stack.pop()
+        if torch.is_grad_enabled():
+            todo = [t.grad_fn for _, t in _flatten(output) if t.grad_fn is not None]
+            seen = set()
+            while todo:
+                node = todo.pop()
+                if node is None or node in frame.boundary or node in seen:
+                    continue
+                seen.add(node)
+                md = node.metadata
+                if "wl_module" in md:
+                    continue
+                md["wl_module"] = frame.name
+                for nxt, _ in node.next_functions:
+                    if nxt is not None:
+                        todo.append(nxt)
+        return None
+
+    def current_module(self) -> tuple[str, bool]:
+        if self.phase is Phase.FORWARD:
+            return (self.stack[-1].name if self.stack else ""), False
+        if self.phase is Phase.BACKWARD:
+            if self.stack:  # activation checkpointing: forward recompute inside backward
+                return self.stack[-1].name, True
+            node = torch._C._current_autograd_node()
+            if node is not None:
+                return node.metadata.get("wl_module", ""), False
+        return "", False
+
+    # -- data-dependent reads --
+    def scalar_read(self, x: torch.Tensor):
+        if x.dtype == torch.bool:
+            self.scalar_reads["bool->True"] += 1
+            return True
+        if x.is_floating_point():
+            self.scalar_reads["float->0.0"] += 1
+            return 0.0
+        self.scalar_reads["int->1"] += 1
+        return 1
+
+    # -- autocast emulation --
+    def _cast(self, x, dtype):
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dtype == dtype or x.device.type != "meta":
+            return x
+        key = (id(x), dtype)
+        hit = self.cast_cache.get(key)
+        if hit is not None and hit[0] is x:
+            return hit[1]
+        with torch.utils._python_dispatch._disable_current_modes():
+            y = aten._to_copy.default(x, dtype=dtype)
+        self.record(aten._to_copy.default, (x,), {"dtype": dtype}, y)
+        self.cast_cache[key] = (x, y)
+        return y
+
+    def _map(self, obj, dtype):
+        if isinstance(obj, torch.Tensor):
+            return self._cast(obj, dtype)
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._map(o, dtype) for o in obj)
+        return obj
+
+    def autocast(self, name, args, kwargs):
+        if name in AUTOCAST_LOWER:
+            dtype = self.lower_dtype
+        elif name in AUTOCAST_FP32:
+            dtype = torch.float32
+        else:
+            return args, kwargs
+        return self._map(args, dtype), {k: self._map(v, dtype) for k, v in kwargs.items()}
+
+    def cast_all(self, args, kwargs):
+        return self._map(args, self.lower_dtype), {k: self._map(v, self.lower_dtype) for k, v in kwargs.items()}
+
+    # -- saved tensors (activation memory) --
+    def pack(self, x):
+        if isinstance(x, torch.Tensor) and id(x) not in self.param_ids:
+            base = x._base if x._base is not None else x
+            if id(base) not in self._saved_ids:
+                self._saved_ids.add(id(base))
+                self._keep.append(base)
+                self.saved_bytes += base.numel() * base.element_size()
+        return x
+
+    # -- records --
+    def record(self, func, args, kwargs, out):
+        status, costs = T.cost_of(func, args, kwargs, out, optimizer_phase=self.phase is Phase.OPTIMIZER)
+        module, recompute = self.current_module()
+        name = func._schema.name.split("::", 1)[-1]
+        if name.startswith("_scaled_dot_product") and not name.endswith("backward"):
+            self.attention_kernels[name] += 1
+        a_shapes = tuple(T.shape(x) for x in T.tensors(list(args))[:4])
+        dtype = T.compute_dtype(T.bind(func, args, kwargs), out) if status != "ignored" else ""
+        st = Status(status)
+        mtype = self.types.get(module, "")
+        op = str(func)
+        if not costs:
+            costs = [None]
+        for c in costs:
+            self.records.append(OpRecord(
+                op=op, kind=(c.kind if c is not None else OpKind.VIEW), module=module, phase=self.phase,
+                dtype=dtype, shapes=a_shapes, flops=int(c.flops) if c else 0,
+                bytes_read=int(c.bytes_read) if c else 0, bytes_written=int(c.bytes_written) if c else 0,
+                status=st, module_type=mtype, dims=tuple(c.dims) if c else (), recompute=recompute))
+
+
+# ---- fused attention routing ------------------------------------------------------------------------------------
+
+def _fused_sdpa(orig):
+    def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+        if query.device.type != "meta" or query.dim() != 4 or key.dim() != 4:
+            return orig(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
+                        scale=scale, enable_gqa=enable_gqa)
+        h, kvh = query.shape[1], key.shape[1]
+        if kvh != h:  # GQA: kernels see the key/value heads broadcast (a copy, as torch's math path does)
+            rep = h // kvh
+            key = key.repeat_interleave(rep, dim=1)
+            value = value.repeat_interleave(rep, dim=1)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros((), dtype=query.dtype, device=query.device).masked_fill(
+                ~attn_mask, float("-inf")) if attn_mask.dim() == 0 else torch.where(
+                attn_mask, torch.zeros((), dtype=query.dtype, device=query.device),
+                torch.full((), float("-inf"), dtype=query.dtype, device=query.device))
+        use_flash = (attn_mask is None and query.dtype in (torch.float16, torch.bfloat16)
+                     and query.shape[-1] <= 256 and query.shape[-1] == value.shape[-1])
+        if attn_mask is not None:
+            b, _, sq, _ = query.shape
+            attn_mask = attn_mask.to(query.dtype).expand(b, h, sq, key.shape[2])
+        need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+        if use_flash:
+            out = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False,
+                                                                     scale=scale)
+        else:
+            out = torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, attn_mask, need_grad,
+                                                                         dropout_p, is_causal, scale=scale)
+        return out[0]
+    sdpa.__wattlint_fused__ = True
+    return sdpa
+
+
+@contextlib.contextmanager
+def fused_attention():
+    """Route F.scaled_dot_product_attention to the fused kernel CUDA would pick (meta tensors only)."""
+    orig = F.scaled_dot_product_attention
+    if getattr(orig, "__wattlint_fused__", False):
+        yield
+        return
+    F.scaled_dot_product_attention = _fused_sdpa(orig)
+    try:
+        yield
+    finally:
+        F.scaled_dot_product_attention = orig
+
+
+# ---- loss -------------------------------------------------------------------------------------------------------
+
+def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
+    flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
+    if not flat:
+        raise InputError("the model's forward returned no floating-point tensor to build a loss from")
+    logits = None
+    for n, t in flat:
+        if n == "logits":
+            logits = t
+    if logits is None and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
+        logits = flat[0][1]
+    if logits is not None:
+        classes = logits.shape[-1]
+        rows = logits.reshape(-1, classes)
+        labels = torch.zeros(rows.shape[0], dtype=torch.long, device=logits.device)
+        return F.cross_entropy(rows, labels), f"loss: cross-entropy on the {classes}-way logits (labels of shape " \
+                                              f"{list(logits.shape[:-1])}, every position labelled)"
+    total = None
+    for _, t in flat:
+        s = t.sum()
+        total = s if total is None else total + s
+    return total, "loss: sum of the forward outputs (no classification logits recognised)"
+
+
+# ---- driver -----------------------------------------------------------------------------------------------------
+
+def count_params(model: nn.Module) -> tuple[int, int, int]:
+    seen = set()
+    n = b = tr = 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n += p.numel()
+        b += p.numel() * p.element_size()
+        if p.requires_grad:
+            tr += p.numel()
+    return n, b, tr
+
+
+def to_meta(model: nn.Module) -> nn.Module:
+    if any(t.device.type != "meta" for t in list(model.parameters()) + list(model.buffers())):
+        model = model.to("meta")
+    return model
+
+
+def _meta_like(x):
+    if isinstance(x, torch.Tensor):
+        return torch.empty(x.shape, dtype=x.dtype, device="meta")
+    if isinstance(x, (list, tuple)):
+        return type(x)(_meta_like(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _meta_like(v) for k, v in x.items()}
+    return x
+
+
+def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *, source: str = "",
+          precision: str = "default", optimizer: str = "adamw", activation_checkpointing: bool = False,
+          hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
+          inputs: Sequence[TensorSpec] = (), name: str = "") -> CostGraph:
+    """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors."""
+    model = to_meta(model)
+    model.train()
+    args = _meta_like(tuple(args))
+    kwargs = _meta_like(dict(kwargs or {}))
+    params, param_bytes, trainable = count_params(model)
+    prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
+    notes = list(assumptions)
+    tracer = _Tracer(model, prec)
+    handles = []
+    for n, m in model.named_modules():
+        handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
+        handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
+    restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
+    mode = _Recorder(tracer)
+    try:
+        with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
+            with mode:
+                tracer.phase = Phase.FORWARD
+                output = model(*args, **kwargs)
+                loss, loss_note = _loss(output, hf)
+        tracer.stack.clear()
+        with fused_attention(), mode:
+            tracer.phase = Phase.BACKWARD
+            loss.backward()
+            tracer.stack.clear()
+            tracer.phase = Phase.OPTIMIZER
+            opt_note = _optimizer_step(model, optimizer)
+    except InputError:
+        raise
+    except Exception as e:  # the user's model failed under tracing: one line for the CLI
+        raise InputError(f"tracing the model failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                         ) from e
+    finally:
+        for h in handles:
+            h.remove()
+        if restore_ckpt:
+            restore_ckpt()
+    notes.append(loss_note)
+    notes.append(opt_note)
+    if prec in ("fp16", "bf16", "fp8"):
+        notes.append(f"precision: {prec} autocast emulated with CUDA's op lists (matmul/conv/attention in "
+                     f"{'float16' if prec == 'fp16' else 'bfloat16'}, norms/softmax/losses/reductions in float32); "
+                     f"fp32 master weights and optimizer state")
+        if prec == "fp8":
+            notes.append("precision: fp8 traced as bf16 autocast (FLOPs/bytes of matmuls scale at estimate time)")
+    elif precision in ("default", None):
+        notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
+    else:
+        notes.append(f"precision: {prec} (no autocast)")
+    if tracer.attention_kernels:
+        ks = ", ".join(f"{k.lstrip('_')} x{v}" for k, v in sorted(tracer.attention_kernels.items()))
+        notes.append(f"attention: scaled_dot_product_attention recorded as the fused CUDA kernel ({ks}); causal "
+                     "masks count the s(s+1)/2 query-key pairs the kernel computes")
+    if tracer.scalar_reads:
+        rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
+        notes.append(f"data-dependent reads (.item()/bool()) on meta tensors answered without data ({rs}): "
+                     "masks taken as all-ones (no padding)")
+    if activation_checkpointing:
+        notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
+    out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
+                      for n, t in _flatten(output))
+    modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
+    info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
+                     trainable_params=trainable, name=name or type(model).__name__)
+    return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
+                     modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
+                     precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes)})
+
+
+def _optimizer_step(model: nn.Module, optimizer: str) -> str:
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if not params:
+        return "optimizer: no trainable parameters"
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=True)
+        desc = "SGD with momentum 0.9"
+    elif optimizer == "adam":
+        opt = torch.optim.Adam(params, lr=1e-3, foreach=True)
+        desc = "Adam"
+    elif optimizer == "adamw":
+        opt = torch.optim.AdamW(params, lr=1e-3, foreach=True)
+        desc = "AdamW (weight decay 0.01)"
+    else:
+        raise InputError(f"unknown optimizer {optimizer!r} (adamw, adam or sgd)")
+    # steady state: create the optimizer state outside the recording, then record one step
+    with torch.utils._python_dispatch._disable_current_modes():
+        opt.step()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return f"optimizer: {desc}, torch's foreach implementation (the CUDA default), a steady-state step"
+
+
+def _enable_checkpointing(model: nn.Module, hf: bool):
+    """Wrap each repeated block (children of the first ModuleList) in non-reentrant checkpointing."""
+    from torch.utils.checkpoint import checkpoint
+
+    blocks = None
+    for m in model.modules():
+        if isinstance(m, nn.ModuleList) and len(m) > 0:
+            blocks = m
+            break
+    if blocks is None:
+        blocks = [m for m in model.children()]
+    originals = []
+    for blk in blocks:
+        fwd = blk.forward
+
+        def wrapped(*a, _f=fwd, **k):
+            return checkpoint(_f, *a, use_reentrant=False, **k)
+        originals.append((blk, fwd))
+        blk.forward = wrapped
+
+    def restore():
+        for blk, fwd in originals:
+            blk.forward = fwd
+    return restore
+
+
+# ---- module sources ---------------------------------------------------------------------------------------------
+
+def forward_params(model: nn.Module) -> list[str]:
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return []
+    return [n for n, p in sig.parameters.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                  p.KEYWORD_ONLY)]
+
+
+def spec_tensor(spec: TensorSpec) -> torch.Tensor:
+    dtype = getattr(torch, spec.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"input {spec.name!r}: unknown dtype {spec.dtype!r}")
+    return torch.empty(spec.shape, dtype=dtype, device="meta")
+
+
+def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
+    """Turn a module / module class / factory into (module on meta, example inputs or None)."""
+    import copy
+
+    if isinstance(obj, nn.Module):
+        if any(t.device.type != "meta" for t in list(obj.parameters()) + list(obj.buffers())):
+            obj = copy.deepcopy(obj).to("meta")
+        return obj, None
+    if not callable(obj):
+        raise InputError(f"{source}: {type(obj).__name__} is not an nn.Module, a module class or a factory")
+    try:
+        with torch.device("meta"):
+            made = obj()
+    except InputError:
+        raise
+    except TypeError as e:
+        if isinstance(obj, type):
+            raise InputError(f"{source}: cannot build {obj.__name__}() without arguments ({e}); "
+                             "point at a zero-argument factory instead") from None
+        raise InputError(f"{source}: calling the factory failed: TypeError: {e}") from None
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"{source}: building the model failed: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    example = None
+    if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
+        made, example = made
+    if not isinstance(made, nn.Module):
+        raise InputError(f"{source}: returned {type(made).__name__}, not an nn.Module "
+                         "(or a (module, example_inputs) tuple)")
+    return to_meta(made), example
+
+
+def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec], *, source: str = "",
+                      micro_batch: int | None = None, seq_len: int | None = None, precision: str = "default",
+                      optimizer: str = "adamw", activation_checkpointing: bool = False,
+                      assumptions: Sequence[str] = (), hf: bool = False) -> CostGraph:
+    """Bind inputs (``--input`` specs win over example inputs), rebind batch / seq dims, and trace."""
+    notes = list(assumptions)
+    args: list = []
+    kwargs: dict = {}
+    if specs:
+        names = forward_params(model)
+        tensors_ = {n: spec_tensor(s) for n, s in specs.items()}
+        if all(n in names for n in tensors_):
+            kwargs = tensors_
+        else:
+            args = list(tensors_.values())
+    elif example is not None:
+        if isinstance(example, torch.Tensor):
+            args = [example]
+        elif isinstance(example, Mapping):
+            kwargs = dict(example)
+        elif isinstance(example, (list, tuple)):
+            args = list(example)
+        else:
+            raise InputError(f"{source}: example inputs must be a tensor, a tuple of tensors or a dict")
+    else:
+        raise InputError(f"{source}: no example inputs; pass --input NAME=DTYPE[DIMS] (e.g. x=float32[8,3,224,224])")
+    args = list(_meta_like(tuple(args)))
+    kwargs = _meta_like(kwargs)
+
+    def rebind(t):
+        if not isinstance(t, torch.Tensor) or t.dim() == 0:
+            return t
+        shape_ = list(t.shape)
+        if micro_batch is not None:
+            shape_[0] = micro_batch
+        if seq_len is not None and t.dim() >= 2 and not t.is_floating_point():
+            shape_[1] = seq_len
+        return torch.empty(shape_, dtype=t.dtype, device="meta")
+    if micro_batch is not None or seq_len is not None:
+        args = [rebind(a) for a in args]
+        kwargs = {k: rebind(v) for k, v in kwargs.items()}
+    all_t = [(f"input{i}" if len(args) > 1 else "input", a) for i, a in enumerate(args)
+             if isinstance(a, torch.Tensor)]
+    all_t += [(k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    if specs:
+        all_t = list(zip(specs.keys(), [t for _, t in all_t]))
+    in_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)) for n, t in all_t)
+    mb = int(all_t[0][1].shape[0]) if all_t and all_t[0][1].dim() > 0 else 1
+    sl = 0
+    for _, t in all_t:
+        if not t.is_floating_point() and t.dim() >= 2:
+            sl = int(t.shape[1])
+            break
+    if micro_batch is None:
+        notes.append(f"batch: micro-batch {mb} from the {'--input specs' if specs else 'example inputs'} "
+                     "(leading dim); pass --batch-size to set the global batch")
+    return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
+                 activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
+                 assumptions=notes, inputs=in_specs)

@@ -1,0 +1,532 @@
+"""aten op -> cost: the op table of the PyTorch frontend.
+
+Each aten op seen by the recorder is classified as
+
+* **ignored**: free (views, metadata, allocations without initialisation, detach),
+* **handled**: a formula from :mod:`wattlint.costs` gives FLOPs and bytes from shapes and dtypes,
+* **unsupported**: no formula; the op is still recorded (with its tensor bytes as a lower bound, 0 FLOPs) and
+  counted per op name in every report.
+
+Handlers take the op's arguments bound to their schema names (values are meta tensors, lists, scalars) and
+the output(s), and return one or more :class:`wattlint.costs.Cost`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+
+from .. import costs as C
+from ..types import OpKind
+
+Handler = Callable[[dict, Any], "C.Cost | list[C.Cost]"]
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+
+
+def dt(t) -> str:
+    return str(t.dtype).rsplit(".", 1)[-1]
+
+
+def shape(t) -> tuple[int, ...]:
+    return tuple(int(d) for d in t.shape)
+
+
+def tensors(obj) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    if isinstance(obj, torch.Tensor):
+        out.append(obj)
+    elif isinstance(obj, (list, tuple)):
+        for o in obj:
+            out.extend(tensors(o))
+    elif isinstance(obj, dict):
+        for o in obj.values():
+            out.extend(tensors(o))
+    return out
+
+
+def tbytes(ts) -> int:
+    return sum(t.numel() * t.element_size() for t in ts)
+
+
+def bind(func, args, kwargs) -> dict:
+    """Arguments by schema name (defaults filled)."""
+    out = {}
+    schema_args = func._schema.arguments
+    for i, a in enumerate(schema_args):
+        if i < len(args):
+            out[a.name] = args[i]
+        elif a.name in kwargs:
+            out[a.name] = kwargs[a.name]
+        elif a.has_default_value():
+            out[a.name] = a.default_value
+        else:
+            out[a.name] = None
+    return out
+
+
+def base_name(func) -> str:
+    name = func._schema.name.split("::", 1)[-1]
+    return name[:-1] if name.endswith("_") and not name.startswith("_") else name
+
+
+def compute_dtype(a: dict, out) -> str:
+    for v in a.values():
+        for t in tensors(v):
+            if t.is_floating_point():
+                return dt(t)
+    for t in tensors(out):
+        return dt(t)
+    return "float32"
+
+
+def generic_io(a: dict, out, *, inplace_arg: str | None = None) -> tuple[int, int]:
+    read = tbytes(t for v in a.values() for t in tensors(v))
+    outs = tensors(out)
+    if not outs and inplace_arg is not None:
+        outs = tensors(a.get(inplace_arg))
+    return read, tbytes(outs)
+
+
+# ---- classification tables -------------------------------------------------------------------------------------
+
+IGNORED = {
+    "view", "_unsafe_view", "_reshape_alias", "reshape", "view_as", "t", "transpose", "permute", "expand",
+    "expand_as", "squeeze", "unsqueeze", "slice", "select", "as_strided", "alias", "detach", "split",
+    "split_with_sizes", "unbind", "chunk", "narrow", "diagonal", "unfold", "view_as_real", "view_as_complex",
+    "lift_fresh", "lift", "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "sym_size",
+    "sym_stride", "sym_numel", "sym_storage_offset", "is_same_size", "_has_compatible_shallow_copy_type",
+    "resize", "set", "movedim", "clone_ignored", "moveaxis", "swapaxes", "flatten", "unflatten", "_local_scalar_dense",
+    "is_nonzero", "numpy_T", "mT", "mH", "adjoint", "real", "conj", "_conj", "_neg_view", "resolve_conj",
+    "resolve_neg", "_unsafe_split", "_to_dense", "_assert_async", "_assert_tensor_metadata",
+    "_functional_assert_async", "record_stream", "dim", "size", "stride", "unsafe_split",
+    "unsafe_split_with_sizes", "unsafe_chunk",
+}
+
+# elementwise aten base name -> key of costs.ELEMENTWISE_FLOPS
+ELEMENTWISE_ALIAS = {
+    "add": "add", "sub": "sub", "rsub": "sub", "mul": "mul", "div": "div", "true_divide": "div",
+    "floor_divide": "div", "neg": "neg", "abs": "abs", "reciprocal": "reciprocal", "sign": "sign", "sgn": "sign",
+    "maximum": "maximum", "minimum": "minimum", "fmax": "maximum", "fmin": "minimum", "where": "where",
+    "masked_fill": "where", "clamp": "clamp", "clamp_min": "clamp", "clamp_max": "clamp", "clip": "clamp",
+    "eq": "eq", "ne": "ne", "lt": "lt", "le": "le", "gt": "gt", "ge": "ge", "logical_not": "not",
+    "logical_and": "and", "logical_or": "or", "logical_xor": "xor", "bitwise_not": "not", "bitwise_and": "and",
+    "bitwise_or": "or", "bitwise_xor": "xor", "floor": "floor", "ceil": "ceil", "round": "round", "trunc": "floor",
+    "frac": "sub", "addcmul": "addcmul", "addcdiv": "addcdiv", "lerp": "lerp", "pow": "pow", "sqrt": "sqrt",
+    "rsqrt": "rsqrt", "square": "square", "exp": "exp", "exp2": "exp", "log": "log", "log2": "log",
+    "log10": "log", "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "sin", "erf": "erf",
+    "erfc": "erf", "erfinv": "erf", "sinh": "exp", "cosh": "exp", "atan": "sin", "asin": "sin", "acos": "sin",
+    "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "hardtanh": "hardtanh", "threshold": "threshold",
+    "prelu": "prelu", "_prelu_kernel": "prelu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
+    "gelu": "gelu", "elu": "elu", "selu": "selu", "celu": "celu", "softplus": "softplus", "mish": "mish",
+    "hardswish": "hardswish", "hardsigmoid": "hardsigmoid", "log_sigmoid_forward": "logsigmoid",
+    "glu": "glu", "softshrink": "clamp", "hardshrink": "clamp", "isnan": "eq", "isinf": "eq", "isfinite": "eq",
+    "nan_to_num": "where", "copysign": "mul", "fmod": "div", "remainder": "div", "xlogy": "log",
+    "logaddexp": "exp", "atan2": "sin", "hypot": "sqrt", "heaviside": "gt", "tril": "where", "triu": "where",
+    "bernoulli": "fill", "uniform": "fill", "normal": "fill", "exponential": "fill", "random": "fill",
+    "rand": "fill", "randn": "fill", "randint": "fill", "rand_like": "fill", "randn_like": "fill",
+    "randint_like": "fill",
+}
+# activation backward ops: aten name -> forward key (cost = BACKWARD_FACTOR x forward per element)
+ACT_BACKWARD = {
+    "threshold_backward": "relu", "gelu_backward": "gelu", "silu_backward": "silu", "sigmoid_backward": "sigmoid",
+    "tanh_backward": "tanh", "hardtanh_backward": "hardtanh", "leaky_relu_backward": "leaky_relu",
+    "elu_backward": "elu", "softplus_backward": "softplus", "hardswish_backward": "hardswish",
+    "hardsigmoid_backward": "hardsigmoid", "mish_backward": "mish", "log_sigmoid_backward": "logsigmoid",
+    "glu_backward": "glu", "_prelu_kernel_backward": "prelu", "softshrink_backward": "clamp",
+    "hardshrink_backward": "clamp",
+}
+FILL = {"fill", "zero", "zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "new_zeros", "new_ones",
+        "new_full", "scalar_tensor", "arange", "linspace", "eye", "masked_fill_scalar"}
+COPY = {"_to_copy", "copy", "clone", "contiguous", "_copy_from", "_copy_from_and_resize", "to", "cat", "stack",
+        "constant_pad_nd", "repeat", "flip", "roll", "slice_scatter", "select_scatter", "as_strided_scatter",
+        "diagonal_scatter", "pad", "reflection_pad1d", "reflection_pad2d", "replication_pad1d",
+        "replication_pad2d", "repeat_interleave", "_pdist_forward", "tile", "_unsafe_index", "index",
+        "index_select", "gather", "take", "masked_select", "narrow_copy", "expand_copy", "permute_copy",
+        "transpose_copy", "view_copy", "t_copy", "unsqueeze_copy", "squeeze_copy", "alias_copy",
+        "embedding_renorm", "col2im", "im2col", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle",
+        "native_channel_shuffle", "slice_backward", "select_backward", "narrow_backward",
+        "diagonal_backward", "unfold_backward", "as_strided_backward", "index_select_backward",
+        "upsample_nearest2d", "upsample_nearest1d", "upsample_nearest3d",
+        "_upsample_nearest_exact2d", "upsample_nearest2d_backward", "_unsafe_index_put", "index_put",
+        "index_add", "index_copy", "scatter", "scatter_add", "scatter_reduce", "index_fill", "masked_scatter",
+        "put", "_index_put_impl", "new_zeros_like", "lift_fresh_copy", "_fused_moving_avg_obs_fq_helper"}
+SCATTER_ADD = {"index_put", "_unsafe_index_put", "index_add", "scatter_add", "scatter_reduce", "_index_put_impl",
+               "put", "upsample_nearest2d_backward"}
+REDUCTIONS = {"sum": 1, "mean": 1, "amax": 1, "amin": 1, "max": 1, "min": 1, "argmax": 1, "argmin": 1,
+              "var": 3, "var_mean": 3, "std": 3, "std_mean": 3, "prod": 1, "all": 1, "any": 1, "norm": 2,
+              "linalg_vector_norm": 2, "cumsum": 1, "cumprod": 1, "logsumexp": 6, "nansum": 1, "count_nonzero": 1,
+              "aminmax": 2, "_foreach_norm": 2, "logcumsumexp": 6, "topk": 2, "sort": 4, "median": 4,
+              "kthvalue": 4, "max_unary": 1, "min_unary": 1}
+
+
+# ---- handlers ---------------------------------------------------------------------------------------------------
+
+def _mm(a, out):
+    x, w = a["self"], a["mat2"]
+    return C.matmul(shape(x), shape(w), compute_dtype(a, out))
+
+
+def _addmm(a, out):
+    x, w, b = a["mat1"], a["mat2"], a["self"]
+    c = C.matmul(shape(x), shape(w), compute_dtype(a, out))
+    m, n = shape(x)[0], shape(w)[1]
+    bias_elems = b.numel()
+    return C.Cost(c.flops + m * n, c.bytes_read + bias_elems * b.element_size(), c.bytes_written, OpKind.MATMUL,
+                  c.dims)
+
+
+def _bmm(a, out):
+    return C.matmul(shape(a["self"]), shape(a["mat2"]), compute_dtype(a, out))
+
+
+def _baddbmm(a, out):
+    c = C.matmul(shape(a["batch1"]), shape(a["batch2"]), compute_dtype(a, out))
+    extra = out.numel() if isinstance(out, torch.Tensor) else 0
+    return C.Cost(c.flops + extra, c.bytes_read + a["self"].numel() * a["self"].element_size(), c.bytes_written,
+                  OpKind.MATMUL, c.dims)
+
+
+def _mv(a, out):
+    return C.matmul(shape(a["self"]), shape(a["vec"]), compute_dtype(a, out))
+
+
+def _addmv(a, out):
+    c = C.matmul(shape(a["mat"]), shape(a["vec"]), compute_dtype(a, out))
+    return C.Cost(c.flops + out.numel(), c.bytes_read + tbytes([a["self"]]), c.bytes_written, OpKind.MATMUL, c.dims)
+
+
+def _dot(a, out):
+    return C.matmul(shape(a["self"]), shape(a["tensor"]), compute_dtype(a, out))
+
+
+def _conv_kw(a):
+    return dict(stride=list(a["stride"]), padding=list(a["padding"]), dilation=list(a["dilation"]),
+                groups=int(a["groups"]), transposed=bool(a["transposed"]), output_padding=list(a["output_padding"]))
+
+
+def _convolution(a, out):
+    x, w = a["input"], a["weight"]
+    kw = _conv_kw(a)
+    return C.conv(shape(x), shape(w), compute_dtype(a, out), bias=a.get("bias") is not None,
+                  out_spatial=shape(out)[2:], **kw)
+
+
+def _convolution_backward(a, out):
+    x, w = a["input"], a["weight"]
+    mask = list(a["output_mask"])
+    kw = _conv_kw(a)
+    d = compute_dtype(a, out)
+    go = a["grad_output"]
+    costs = C.conv_backward(shape(x), shape(w), d, input_grad=bool(mask[0]), weight_grad=bool(mask[1]),
+                            bias=False, out_spatial=shape(go)[2:], **kw)
+    # tag which gradient each GEMM computes (grad=1: input, grad=2: weight)
+    tags = ([1] if mask[0] else []) + ([2] if mask[1] else [])
+    costs = [C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind, tuple(sorted(c.dims + (("grad", g),))))
+             for c, g in zip(costs, tags)]
+    if mask[2]:
+        costs.append(C.reduction(shape(go), d, out_shape=(shape(go)[1],)))
+    return costs
+
+
+def _attn_dims(q, k, v):
+    b = int(math.prod(q.shape[:-3])) if q.dim() > 3 else 1
+    h, sq, d = int(q.shape[-3]), int(q.shape[-2]), int(q.shape[-1])
+    kvh, sk, dv = int(k.shape[-3]), int(k.shape[-2]), int(v.shape[-1])
+    return b, h, sq, sk, d, dv, kvh
+
+
+def _mask_bytes(m) -> int:
+    return tbytes([m]) if isinstance(m, torch.Tensor) else 0
+
+
+def _sdpa_fwd(a, out):
+    q, k, v = a["query"], a["key"], a["value"]
+    b, h, sq, sk, d, dv, kvh = _attn_dims(q, k, v)
+    causal = bool(a.get("is_causal") or False)
+    mask = a.get("attn_bias", a.get("attn_mask"))
+    return C.attention(b, h, sq, sk, d, dv, dt(q), causal=causal, kv_heads=kvh, mask_bytes=_mask_bytes(mask))
+
+
+def _sdpa_bwd(a, out):
+    q, k, v = a["query"], a["key"], a["value"]
+    b, h, sq, sk, d, dv, kvh = _attn_dims(q, k, v)
+    causal = bool(a.get("is_causal") or False)
+    mask = a.get("attn_bias", a.get("attn_mask"))
+    return C.attention_backward(b, h, sq, sk, d, dv, dt(q), causal=causal, kv_heads=kvh,
+                                mask_bytes=_mask_bytes(mask))
+
+
+def _layer_norm(a, out):
+    x = a["input"]
+    ne = int(math.prod(a["normalized_shape"]))
+    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne)
+
+
+def _layer_norm_bwd(a, out):
+    x = a["input"]
+    ne = int(math.prod(a["normalized_shape"]))
+    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne, backward=True)
+
+
+def _rms_norm(a, out):
+    x = a["input"]
+    ne = int(math.prod(a["normalized_shape"]))
+    return C.norm(shape(x), dt(x), "rms", affine=a.get("weight") is not None, normalized_elems=ne)
+
+
+def _rms_norm_bwd(a, out):
+    x = a["input"]
+    ne = int(math.prod(a["normalized_shape"]))
+    return C.norm(shape(x), dt(x), "rms", affine=a.get("weight") is not None, normalized_elems=ne, backward=True)
+
+
+def _batch_norm(a, out):
+    x = a["input"]
+    return C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None)
+
+
+def _batch_norm_bwd(a, out):
+    x = a["input"]
+    return C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None, backward=True)
+
+
+def _group_norm(a, out):
+    x = a["input"]
+    return C.norm(shape(x), dt(x), "group", affine=a.get("weight") is not None, normalized_elems=int(x.shape[1]))
+
+
+def _group_norm_bwd(a, out):
+    x = a["input"]
+    return C.norm(shape(x), dt(x), "group", affine=a.get("weight") is not None, normalized_elems=int(x.shape[1]),
+                  backward=True)
+
+
+def _softmax(a, out):
+    x = a["self"]
+    return C.softmax(shape(x), dt(out) if isinstance(out, torch.Tensor) else dt(x))
+
+
+def _softmax_bwd(a, out):
+    g = a["grad_output"]
+    return C.softmax(shape(g), dt(g), backward=True)
+
+
+def _nll(a, out):
+    x = a["self"]
+    n = int(x.shape[0]) if x.dim() > 1 else 1
+    return C.nll_loss(n, dt(x))
+
+
+def _nll_bwd(a, out):
+    x = a["self"]
+    n = int(x.shape[0]) if x.dim() > 1 else 1
+    return C.nll_loss(n, dt(x), backward=True, classes=int(x.numel() // max(n, 1)))
+
+
+def _embedding(a, out):
+    w, idx = a["weight"], a["indices"]
+    return C.embedding(idx.numel(), int(w.shape[-1]), dt(w), index_dtype=dt(idx))
+
+
+def _embedding_bwd(a, out):
+    g, idx = a["grad_output"], a["indices"]
+    return C.embedding(idx.numel(), int(g.shape[-1]), dt(g), index_dtype=dt(idx), backward=True,
+                       num_embeddings=int(a["num_weights"]))
+
+
+def _pool_kernel(a, x, out):
+    ks = a.get("kernel_size")
+    if ks is not None:
+        nsp = x.dim() - 2 if x.dim() > 2 else 1
+        ks = list(ks) if not isinstance(ks, int) else [ks]
+        if len(ks) == 1:
+            ks = ks * max(nsp, 1)
+        return tuple(int(k) for k in ks)
+    nsp = len(a.get("output_size") or ()) or 2
+    return C.adaptive_pool_kernel(shape(x)[-nsp:], shape(out)[-nsp:])
+
+
+def _pool(kind):
+    def h(a, out):
+        x = a["self"]
+        o = out[0] if isinstance(out, (tuple, list)) else out
+        return C.pool(shape(x), shape(o), _pool_kernel(a, x, o), dt(x), kind=kind)
+    return h
+
+
+def _pool_bwd(kind):
+    def h(a, out):
+        x, g = a["self"], a["grad_output"]
+        if a.get("kernel_size") is not None:
+            k = _pool_kernel(a, x, g)
+        else:
+            nsp = x.dim() - 2
+            k = C.adaptive_pool_kernel(shape(x)[-nsp:], shape(g)[-nsp:])
+        return C.pool(shape(x), shape(g), k, dt(x), kind=kind, backward=True)
+    return h
+
+
+def _dropout(a, out):
+    x = a["input"]
+    return C.dropout(shape(x), dt(x))
+
+
+def _dropout_bwd(a, out):
+    g = a["grad_output"]
+    return C.dropout(shape(g), dt(g), backward=True)
+
+
+def _mse(a, out):
+    x = a["self"]
+    return C.Cost(3 * x.numel(), 2 * tbytes([x]), tbytes(tensors(out)), OpKind.LOSS)
+
+
+def _mse_bwd(a, out):
+    x = a["self"]
+    return C.Cost(3 * x.numel(), 2 * tbytes([x]) + tbytes([a["grad_output"]]), tbytes([x]), OpKind.LOSS)
+
+
+def _bce_logits(a, out):
+    x = a["self"]
+    return C.Cost(8 * x.numel(), 2 * tbytes([x]), tbytes(tensors(out)), OpKind.LOSS)
+
+
+def _fused_adam(name):
+    def h(a, out):
+        params = tensors(a["self"])
+        elems = sum(p.numel() for p in params)
+        pd = dt(params[0]) if params else "float32"
+        sd = dt(tensors(a["exp_avgs"])[0]) if tensors(a.get("exp_avgs")) else pd
+        return C.optimizer_step(name, elems, pd, state_dtype=sd)
+    return h
+
+
+def _fused_sgd(a, out):
+    params = tensors(a["self"])
+    elems = sum(p.numel() for p in params)
+    momentum = bool(tensors(a.get("momentum_buffer_list")))
+    return C.optimizer_step("sgd", elems, dt(params[0]) if params else "float32", momentum=momentum)
+
+
+def _lstm_cell(a, out):
+    # _thnn_fused_lstm_cell(input_gates, hidden_gates, cx, ...): pointwise part only (GEMMs are separate mm ops)
+    cx = a["cx"]
+    n = cx.numel()
+    return C.Cost(C.RNN_CELL_ELEMENTWISE["lstm"] * n + 2 * 4 * n, generic_io(a, out)[0], generic_io(a, out)[1],
+                  OpKind.RNN)
+
+
+HANDLERS: dict[str, Handler] = {
+    "mm": _mm, "addmm": _addmm, "bmm": _bmm, "baddbmm": _baddbmm, "mv": _mv, "addmv": _addmv, "dot": _dot,
+    "vdot": _dot,
+    "convolution": _convolution, "convolution_backward": _convolution_backward,
+    "_scaled_dot_product_efficient_attention": _sdpa_fwd,
+    "_scaled_dot_product_flash_attention": _sdpa_fwd,
+    "_scaled_dot_product_cudnn_attention": _sdpa_fwd,
+    "_scaled_dot_product_flash_attention_for_cpu": _sdpa_fwd,
+    "_scaled_dot_product_efficient_attention_backward": _sdpa_bwd,
+    "_scaled_dot_product_flash_attention_backward": _sdpa_bwd,
+    "_scaled_dot_product_cudnn_attention_backward": _sdpa_bwd,
+    "_scaled_dot_product_flash_attention_for_cpu_backward": _sdpa_bwd,
+    "native_layer_norm": _layer_norm, "native_layer_norm_backward": _layer_norm_bwd,
+    "_fused_rms_norm": _rms_norm, "_fused_rms_norm_backward": _rms_norm_bwd,
+    "native_batch_norm": _batch_norm, "_native_batch_norm_legit": _batch_norm,
+    "_native_batch_norm_legit_functional": _batch_norm, "_native_batch_norm_legit_no_training": _batch_norm,
+    "cudnn_batch_norm": _batch_norm, "native_batch_norm_backward": _batch_norm_bwd,
+    "cudnn_batch_norm_backward": _batch_norm_bwd,
+    "native_group_norm": _group_norm, "native_group_norm_backward": _group_norm_bwd,
+    "_softmax": _softmax, "_log_softmax": _softmax, "_safe_softmax": _softmax,
+    "_softmax_backward_data": _softmax_bwd, "_log_softmax_backward_data": _softmax_bwd,
+    "nll_loss_forward": _nll, "nll_loss2d_forward": _nll, "nll_loss_backward": _nll_bwd,
+    "nll_loss2d_backward": _nll_bwd, "mse_loss": _mse, "mse_loss_backward": _mse_bwd,
+    "binary_cross_entropy_with_logits": _bce_logits,
+    "embedding": _embedding, "embedding_dense_backward": _embedding_bwd,
+    "max_pool1d_with_indices": _pool("max"), "max_pool2d_with_indices": _pool("max"),
+    "max_pool3d_with_indices": _pool("max"), "adaptive_max_pool2d": _pool("max"),
+    "adaptive_max_pool1d": _pool("max"),
+    "avg_pool1d": _pool("avg"), "avg_pool2d": _pool("avg"), "avg_pool3d": _pool("avg"),
+    "_adaptive_avg_pool2d": _pool("avg"), "_adaptive_avg_pool3d": _pool("avg"), "adaptive_avg_pool1d": _pool("avg"),
+    "max_pool2d_with_indices_backward": _pool_bwd("max"), "max_pool3d_with_indices_backward": _pool_bwd("max"),
+    "adaptive_max_pool2d_backward": _pool_bwd("max"),
+    "avg_pool2d_backward": _pool_bwd("avg"), "avg_pool3d_backward": _pool_bwd("avg"),
+    "_adaptive_avg_pool2d_backward": _pool_bwd("avg"), "_adaptive_avg_pool3d_backward": _pool_bwd("avg"),
+    "native_dropout": _dropout, "native_dropout_backward": _dropout_bwd,
+    "_fused_adamw": _fused_adam("adamw"), "_fused_adam": _fused_adam("adam"), "_fused_sgd": _fused_sgd,
+    "_thnn_fused_lstm_cell": _lstm_cell,
+}
+
+
+def cost_of(func, args, kwargs, out, *, optimizer_phase: bool = False) -> tuple[str, list[C.Cost]]:
+    """Classify one aten op call: returns (status, costs). status is handled|ignored|unsupported."""
+    name = func._schema.name.split("::", 1)[-1]
+    base = base_name(func)
+    inplace = name.endswith("_") and not name.startswith("_") or name.startswith("_foreach_") and name.endswith("_")
+    if base in IGNORED or name in IGNORED:
+        return "ignored", []
+    a = bind(func, args, kwargs)
+    h = HANDLERS.get(base) or HANDLERS.get(name)
+    if h is not None:
+        c = h(a, out)
+        return "handled", c if isinstance(c, list) else [c]
+    d = compute_dtype(a, out)
+    if base.startswith("_foreach_"):
+        return "handled", [_foreach(base[len("_foreach_"):], a, out, d, inplace, optimizer_phase)]
+    if base in ELEMENTWISE_ALIAS or base in ACT_BACKWARD:
+        read, written = generic_io(a, out, inplace_arg="self")
+        outs = tensors(out) or tensors(a.get("self"))
+        n = outs[0].numel() if outs else 0
+        if base in ACT_BACKWARD:
+            per = C.elementwise_flops_per_element(ACT_BACKWARD[base]) * C.BACKWARD_FACTOR
+        else:
+            key = ELEMENTWISE_ALIAS[base]
+            per = C.elementwise_flops_per_element(key)
+            if key == "gelu" and a.get("approximate") == "tanh":
+                per = C.elementwise_flops_per_element("gelu_tanh")
+            if key == "fill":  # RNG fills: only the write
+                read = 0
+        return "handled", [C.Cost(per * n, read, written, OpKind.ELEMENTWISE)]
+    if base in FILL:
+        outs = tensors(out) or tensors(a.get("self"))
+        return "handled", [C.Cost(0, 0, tbytes(outs), OpKind.MEMORY)]
+    if base in COPY:
+        read, written = generic_io(a, out, inplace_arg="self")
+        kind = OpKind.INDEX if base in ("index", "index_select", "gather", "take", "_unsafe_index",
+                                        "masked_select") or base in SCATTER_ADD or "scatter" in base else OpKind.MEMORY
+        outs = tensors(out) or tensors(a.get("self"))
+        if base in ("copy", "_copy_from"):  # copy_(self, src): reads src, writes self
+            src = a.get("src")
+            read = tbytes(tensors(src))
+        flops = 0
+        if base in SCATTER_ADD:
+            vals = tensors(a.get("values", a.get("src", a.get("source"))))
+            flops = sum(t.numel() for t in vals)
+        return "handled", [C.Cost(flops, read, tbytes(outs) if outs else written, kind)]
+    if base in REDUCTIONS:
+        read, written = generic_io(a, out)
+        x = tensors(a.get("self") if a.get("self") is not None else a.get("input"))
+        n = x[0].numel() if x else 0
+        return "handled", [C.Cost(REDUCTIONS[base] * n, read, written, OpKind.REDUCTION)]
+    read, written = generic_io(a, out, inplace_arg="self")
+    return "unsupported", [C.Cost(0, read, written, OpKind.OTHER)]
+
+
+def _foreach(op: str, a: dict, out, d: str, inplace: bool, optimizer_phase: bool) -> C.Cost:
+    read, written = generic_io(a, out, inplace_arg="self")
+    selfs = tensors(a.get("self"))
+    n = sum(t.numel() for t in selfs)
+    op = op.rstrip("_")
+    if op == "norm":
+        per = 2
+        written = tbytes(tensors(out))
+    elif op in ("copy", "zero"):
+        per = 0
+        if op == "zero":
+            read = 0
+    else:
+        key = ELEMENTWISE_ALIAS.get(op, op)
+        per = C.elementwise_flops_per_element(key)
+    kind = OpKind.OPTIMIZER if optimizer_phase else OpKind.ELEMENTWISE
+    return C.Cost(per * n, read, written, kind, C._dims(numel=n))
