@@ -1,0 +1,186 @@
+"""The estimate command and API: JSON contract, determinism, exit codes, provenance, findings, import lightness."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from wattlint.energy import predictor as pred_mod
+from wattlint.estimate import estimate
+from wattlint.report import json_out
+from _estimate_fixtures import mlp_graph
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = ROOT / "examples" / "resnet50.onnx"
+SCHEMA = json.loads((ROOT / "src" / "wattlint" / "schemas" / "estimate.schema.json").read_text())
+needs_onnx = pytest.mark.skipif(not ONNX.exists(), reason="examples/resnet50.onnx not built")
+
+
+def validate(doc):
+    jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
+
+
+def test_api_json_validates_and_has_contract_fields():
+    e = estimate(mlp_graph(), gpu="h100", steps=1000, region="FR", price=0.2, gpu_hour_price=2.0)
+    doc = json_out.to_dict(e)
+    validate(doc)
+    assert doc["schema"] == "wattlint.estimate/1"
+    assert doc["hardware"]["gpu"] == "h100-sxm5-80gb"
+    assert doc["hardware"]["calibration"] in ("measured", "transferred", "prior")
+    assert doc["total"]["cost_usd"] == pytest.approx(doc["total"]["energy_kwh"] * 0.2 + doc["total"]["gpu_hours"] * 2,
+                                                     rel=1e-4)
+    assert any("resolved" in a for a in doc["assumptions"])  # alias resolution is stated
+    names = {le["name"] for le in doc["layers"]}
+    assert "layers.0.fc" in names and "layers.3.act" in names
+
+
+@needs_onnx
+def test_cli_json_validates_and_is_byte_identical(run_cli, tmp_path):
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    assert run_cli(ONNX, "--gpu", "rtx3090", "--epochs", "50", "--format", "json", "-o", a)[0] == 0
+    assert run_cli(ONNX, "--gpu", "rtx3090", "--epochs", "50", "--format", "json", "-o", b)[0] == 0
+    assert a.read_bytes() == b.read_bytes()
+    doc = json.loads(a.read_text())
+    validate(doc)
+    assert doc["plan"]["epochs"] == 50
+    assert doc["model"]["format"] == "onnx"
+
+
+@needs_onnx
+def test_cli_compare_json_and_text(run_cli):
+    code, out, err = run_cli(ONNX, "--gpu", "a100", "--compare", "h100,t4", "--steps", "100", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    validate(doc)
+    keys = [e["hardware"]["gpu"] for e in doc["estimates"]]
+    assert keys == ["a100-sxm4-80gb", "h100-sxm5-80gb", "t4-16gb"]
+    best = min(doc["estimates"], key=lambda e: e["total"]["energy_kwh"])
+    assert doc["most_energy_efficient"] == best["hardware"]["gpu"]
+    code, out, _ = run_cli(ONNX, "--gpu", "a100", "--compare", "h100,t4", "--steps", "100")
+    assert code == 0
+    assert "★" in out and "most energy-efficient" in out
+
+
+@needs_onnx
+def test_cli_text_report_sections(run_cli):
+    code, out, _ = run_cli(ONNX, "--gpu", "rtx3090", "--epochs", "50", "--top", "5")
+    assert code == 0
+    for s in ("Energy (facility)", "Per optimizer step", "forward", "backward", "Top 5 layers", "Assumptions",
+              "Provenance", "prior", "█"):
+        assert s in out, s
+
+
+@needs_onnx
+@pytest.mark.parametrize("argv, needle", [
+    (["--epochs", "-3"], "--epochs"),
+    (["--batch-size", "0"], "--batch-size"),
+    (["--region", "Atlantis"], "region"),
+    (["--gpu", "rtx9999"], "rtx9999"),
+    (["--steps", "10", "--epochs", "2"], "conflict"),
+    (["--utilization", "1.5"], "--utilization"),
+    (["--pue", "0.5"], "--pue"),
+    (["--compare", "h100,nope"], "nope"),
+])
+def test_bad_values_exit_2_one_line(run_cli, argv, needle):
+    base = [ONNX] + (["--gpu", "a100"] if "--gpu" not in argv else [])
+    code, out, err = run_cli(*base, *argv)
+    assert code == 2
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert needle.lower() in err.lower()
+    assert "Traceback" not in err
+
+
+def test_missing_model_exit_2(run_cli, tmp_path):
+    code, _, err = run_cli(tmp_path / "nope.onnx", "--gpu", "a100")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_does_not_fit_is_a_finding_and_still_exit_0(run_cli, monkeypatch):
+    # a 4096-wide MLP with a huge activation footprint on a 16 GB T4
+    g = mlp_graph(activation_bytes=40 * 2**30)
+    e = estimate(g, gpu="t4", steps=10)
+    assert e.memory["fits"] is False
+    f = [f for f in e.findings if f.code == "WL201"]
+    assert f and f[0].severity == "error" and "--activation-checkpointing" in f[0].message
+    validate(json_out.to_dict(e))
+
+
+def test_sharding_and_multi_gpu_communication_stated():
+    e = estimate(mlp_graph(batch=8), gpu="h100", steps=10, batch_size=1024, gpus=128, sharding="zero3")
+    assert "communication" in e.phases
+    text = " ".join(e.assumptions)
+    assert "all-gather" in text and "reduce-scatter" in text and "Gbit/s" in text
+
+
+def test_unknown_option_is_an_error():
+    from wattlint.types import WattlintError
+
+    with pytest.raises(WattlintError):
+        estimate(mlp_graph(), gpu="a100", steps=1, bogus=3)
+
+
+# ---- predictor provenance ------------------------------------------------------------------------------------
+
+class _FakeModel:
+    source = "h100-sxm5-80gb run 2026-12-01"
+    card = {"gpu": {"key": "h100-sxm5-80gb", "arch": "Hopper"}}
+
+    def predict_rows(self, rows):
+        return [(0.1, 0.5) for _ in rows]
+
+    def residual_quantiles(self, target="time", *, transferred=False):
+        w = 2.0 if transferred else 1.0
+        return -0.2 * w, 0.25 * w
+
+
+def _fake_models(tmp_path, monkeypatch):
+    d = tmp_path / "models"
+    (d / "h100-sxm5-80gb").mkdir(parents=True)
+    (d / "h100-sxm5-80gb" / "card.json").write_text(json.dumps(_FakeModel.card))
+    monkeypatch.setattr(pred_mod, "_load", lambda key, models_dir: _FakeModel())
+    return d
+
+
+def test_predictor_measured_transferred_prior(tmp_path, monkeypatch):
+    from wattlint.hardware import resolve_gpu
+
+    d = _fake_models(tmp_path, monkeypatch)
+    h100, _ = resolve_gpu("h100")
+    a100, _ = resolve_gpu("a100")
+    pm = pred_mod.get_predictor(h100, d)
+    pt = pred_mod.get_predictor(a100, d)
+    pp = pred_mod.get_predictor(a100, tmp_path / "empty")
+    assert (pm.calibration, pt.calibration, pp.calibration) == ("measured", "transferred", "prior")
+    assert pm.source == "h100-sxm5-80gb run 2026-12-01"
+    assert "transferred from" in pt.source
+    lo_m, hi_m = pm.range_factors()
+    lo_t, hi_t = pt.range_factors()
+    assert lo_t < lo_m < 1 < hi_m < hi_t
+    g = mlp_graph()
+    t_prior, _ = pp.predict(g.records, h100, "fp32")
+    t_cal, p_cal = pm.predict(g.records, h100, "fp32")
+    import math
+
+    for a, b, p in zip(t_prior, t_cal, p_cal):
+        if a > 0:
+            assert b == pytest.approx(a * math.exp(0.1))
+            assert p == pytest.approx(h100.idle_w + 0.5 * (h100.tdp_w - h100.idle_w))
+    e = estimate(g, gpu="h100", steps=10, predictor=pm)
+    assert e.calibration == "measured" and e.calibration_source == pm.source
+
+
+@needs_onnx
+def test_onnx_path_imports_no_torch_no_lightgbm():
+    code = ("import sys; from wattlint.cli import main; "
+            f"rc = main([{str(ONNX)!r}, '--gpu', 'rtx3090', '--epochs', '50', '--format', 'json', '-o', '/dev/null']); "
+            "bad = [m for m in ('torch', 'lightgbm', 'pynvml') if m in sys.modules]; "
+            "print(rc, bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip().endswith("0 []"), out.stdout + out.stderr
