@@ -124,6 +124,7 @@ def test_nvml_names(nvml, key):
 def test_nvml_unknown_and_no_ti_confusion():
     assert gpu_from_nvml_name("NVIDIA GeForce RTX 3080 Ti") is None
     assert gpu_from_nvml_name("") is None
+    assert gpu_from_nvml_name("NVIDIA A100-SXM4-40GB MIG 1g.5gb").key == "a100-sxm4-40gb"
     assert gpu_from_nvml_name("Some Future GPU") is None
 
 

@@ -178,7 +178,8 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
     if not name:
         return None
     gpus, lookup, nvml = _database()
-    n = normalize(name)
+    base = re.split(r"\s+MIG\s+", name.strip(), maxsplit=1)[0]  # "NVIDIA A100-SXM4-40GB MIG 1g.5gb"
+    n = normalize(base)
     key = nvml.get(n) or lookup.get(n)
     return gpus[key] if key else None
 
