@@ -31,6 +31,8 @@ LM = graph((8, 512), (8, 512, 50257), seq_len=512, in_dtype="int64")
     ((128, 3, 32, 32), (128, 10), "cifar10"),
     ((128, 3, 32, 32), (128, 100), "cifar100"),
     ((64, 1, 28, 28), (64, 10), "mnist"),
+    ((8, 224, 224, 3), (8, 1000), "imagenet-1k"),  # channels-last
+    ((8, 32, 32, 3), (8, 10), "cifar10"),
 ])
 def test_dataset_inference(in_shape, out_shape, name):
     got, note = infer_dataset(graph(in_shape, out_shape))

@@ -112,6 +112,8 @@ def infer_dataset(graph: CostGraph) -> tuple[str, str]:
     name = None
     if image is not None and out is not None:
         _, c, h, w = image.shape
+        if c not in (1, 3) and w in (1, 3):  # channels-last (N,H,W,C), e.g. Keras/TF exports
+            h, w, c = c, h, w
         classes = out.shape[-1]
         if c == 3 and h >= 160 and w >= 160 and classes == 1000:
             name = "imagenet-1k"
