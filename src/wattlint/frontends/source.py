@@ -55,9 +55,9 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
     specs = _specs(inputs)
     mb = micro_batch(batch_size, gpus, grad_accum)
     notes = []
-    if batch_size is not None and mb != batch_size:
-        notes.append(f"batch: global batch {batch_size} / ({gpus} GPUs x {grad_accum} grad-accum) = "
-                     f"micro-batch {mb} traced")
+    if batch_size is not None:
+        notes.append(f"batch: global batch {batch_size} / ({gpus} GPU{'s' if gpus != 1 else ''} x {grad_accum} "
+                     f"grad-accum) = micro-batch {mb} traced (leading dim of every input)")
     if isinstance(source, str):
         src = source.strip()
         low = src.lower()
