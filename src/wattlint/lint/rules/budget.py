@@ -1,1 +1,167 @@
-"""Rules."""
+"""WL3xx — budgets and regressions (totals only: these rules also run on cached results)."""
+
+from __future__ import annotations
+
+from ..engine import fmt_kwh, fmt_num
+from ..registry import register
+from ..rule import Case, Rule
+
+UPDATE_HINT = "if intended, run 'wattlint check --update-baseline' and commit the baseline file"
+
+
+class _Budget(Rule):
+    severity = "error"
+    uses_graph = False
+    keys: tuple[tuple[str, str], ...] = ()  # (budget / total key, unit label)
+    label = ""
+    example = """
+        [[tool.wattlint.models]]
+        name = "classifier"
+        source = "models/resnet50.onnx"
+        epochs = 90
+        budget = { energy-kwh = 500, co2-kg = 200, cost-usd = 150, time-h = 48 }
+    """
+    use_instead = """
+        bring the estimate under the budget (see the WL1xx/WL2xx findings for what saves most: precision, fused
+        attention, batch, GPU choice), or raise the budget in pyproject.toml in a reviewed commit
+    """
+
+    def check(self, ctx):
+        for key, unit in self.keys:
+            limit = ctx.budget.get(key)
+            value = ctx.total.get(key)
+            if limit is None or value is None:
+                continue
+            value = float(value)
+            if value > limit:
+                over = value - limit
+                kwh = over if key == "energy_kwh" else None
+                shown = (fmt_kwh(value), fmt_kwh(limit)) if key == "energy_kwh" else \
+                    (f"{fmt_num(value)} {unit}", f"{fmt_num(limit)} {unit}")
+                yield ctx.finding(
+                    f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by {over / limit:.0%}",
+                    saving_kwh=kwh, saving_pct=(over / value) if kwh else None)
+
+
+def _budget_cases(key: str, value: float):
+    return (
+        (Case("under budget", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                               "total": {key: value}, "budget": {key: value * 2}}),
+         Case("no budget set", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                                "total": {key: value}})),
+        (Case("over budget", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                              "total": {key: value}, "budget": {key: value / 2}}, expect="exceeds the budget"),),
+    )
+
+
+@register
+class EnergyBudget(_Budget):
+    code = "WL301"
+    name = "energy-budget"
+    summary = "Estimated facility energy of the training plan exceeds the model's energy-kwh budget"
+    keys = (("energy_kwh", "kWh"),)
+    label = "energy"
+    what = "Compares the estimate's total facility energy (GPU + host, x PUE) with `budget.energy-kwh`."
+    why = """
+        A budget turns energy from a number discovered on the bill into a reviewed constraint: a change that
+        raises the cost above it fails the commit, like a failing test (the point of running wattlint in
+        pre-commit and CI).
+    """
+    sources = ("wattlint design, §8 (budgets)",)
+    valid, invalid = _budget_cases("energy_kwh", 600.0)
+    invalid = (Case("600 kWh against a 500 kWh budget",
+                    {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}], "total": {"energy_kwh": 600.0},
+                     "budget": {"energy_kwh": 500.0}}, expect="600 kWh exceeds the budget of 500 kWh by 20%",
+                    saving_pct=100 / 6),)
+
+
+@register
+class Co2Budget(_Budget):
+    code = "WL302"
+    name = "co2-budget"
+    summary = "Estimated emissions of the training plan exceed the model's co2-kg budget"
+    keys = (("co2_kg", "kg CO2e"),)
+    label = "emissions"
+    what = "Compares the estimate's total emissions (facility kWh x grid intensity of the region) with `budget.co2-kg`."
+    why = "Emissions depend on where the job runs as much as on the model; a CO2 budget makes the region a choice."
+    sources = ("wattlint design, §8 (budgets)",)
+    valid, invalid = _budget_cases("co2_kg", 240.0)
+
+
+@register
+class CostBudget(_Budget):
+    code = "WL303"
+    name = "cost-budget"
+    summary = "Estimated cost of the training plan exceeds the model's cost-usd budget"
+    keys = (("cost_usd", "USD"),)
+    label = "cost"
+    what = "Compares the estimate's total cost (energy x price + GPU-hours x GPU-hour price) with `budget.cost-usd`."
+    why = "Money is the budget most teams already track; the same estimate gives it before the run."
+    sources = ("wattlint design, §8 (budgets)",)
+    valid, invalid = _budget_cases("cost_usd", 90.0)
+
+
+@register
+class TimeBudget(_Budget):
+    code = "WL304"
+    name = "time-budget"
+    summary = "Estimated wall time or GPU-hours of the training plan exceed the model's time-h / gpu-hours budget"
+    keys = (("time_h", "h"), ("gpu_hours", "GPU-h"))
+    label = "time"
+    what = "Compares the estimate's wall time with `budget.time-h` and its GPU-hours with `budget.gpu-hours`."
+    why = "Wall time bounds iteration speed and GPU-hours are what clusters allocate."
+    sources = ("wattlint design, §8 (budgets)",)
+    valid, invalid = _budget_cases("time_h", 30.0)
+
+
+@register
+class EnergyRegression(Rule):
+    code = "WL305"
+    name = "energy-regression"
+    severity = "error"
+    uses_graph = False
+    summary = "Estimated energy rose more than regression-threshold against the committed baseline"
+    what = """
+        Compares the estimate's total energy with the model's entry in the baseline file (`baseline`, default
+        wattlint-baseline.json, written by `wattlint check --update-baseline`). A rise above `regression-threshold`
+        (a fraction, default 0.05; per model or top level) is an error. Models without a baseline entry are skipped.
+    """
+    why = """
+        Budgets catch the big mistakes; the baseline catches drift: each commit that adds a few percent (a wider
+        layer, an unfused op, fp32 creeping back in) is visible in review, with the number, before it ships.
+    """
+    example = """
+        baseline: 412 kWh; after a change: 455 kWh (+10%), threshold 5% -> WL305 error, exit 1
+    """
+    use_instead = """
+        undo the regression, or accept it explicitly: wattlint check --update-baseline && git add wattlint-baseline.json
+    """
+    sources = ("wattlint design, §8 (baseline, regression-threshold)",)
+    valid = (
+        Case("within threshold", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                                  "total": {"energy_kwh": 103.0}, "baseline": {"energy_kwh": 100.0}}),
+        Case("no baseline entry", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}]}),
+        Case("energy fell", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                             "total": {"energy_kwh": 50.0}, "baseline": {"energy_kwh": 100.0}}),
+    )
+    invalid = (
+        Case("+10% against a 5% threshold", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}],
+                                             "total": {"energy_kwh": 110.0}, "baseline": {"energy_kwh": 100.0}},
+             expect="+10% vs baseline (100 kWh -> 110 kWh", saving_pct=100 / 11),
+    )
+
+    def check(self, ctx):
+        if not ctx.baseline or ctx.baseline.get("energy_kwh") in (None, 0):
+            return
+        old = float(ctx.baseline["energy_kwh"])
+        new = ctx.energy_kwh
+        rise = (new - old) / old
+        if rise <= ctx.regression_threshold:
+            return
+        gpu_note = ""
+        if ctx.baseline.get("gpu") and ctx.summary.get("gpu") and ctx.baseline["gpu"] != ctx.summary["gpu"]:
+            gpu_note = f" (baseline on {ctx.baseline['gpu']}, now {ctx.summary['gpu']})"
+        yield ctx.finding(
+            f"estimated energy +{rise:.0%} vs baseline ({fmt_kwh(old)} -> {fmt_kwh(new)}, threshold "
+            f"{ctx.regression_threshold:.0%}){gpu_note}; {UPDATE_HINT}",
+            saving_kwh=new - old, saving_pct=(new - old) / new)

@@ -1,1 +1,618 @@
-"""Rules."""
+"""WL1xx — what the model computes: precision, GEMM shapes, attention, memory-bound ops, pruning, low rank,
+activation checkpointing."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+
+from ...types import OpKind, OpRecord, Phase, Status
+from ..engine import ceil_to, replace_records
+from ..registry import register
+from ..rule import Case, Option, Rule, fraction, positive, positive_int
+
+GEMM_KINDS = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
+HALF = {"float16": "fp16", "bfloat16": "bf16"}
+
+
+def _compute_dtype(rec: OpRecord, gpu, precision: str) -> str:
+    from ...energy.prior import compute_dtype
+
+    return compute_dtype(rec, gpu, precision)
+
+
+def _share(ctx, pred) -> float:
+    energy = ctx.op_energy()
+    tot = sum(energy)
+    if tot <= 0:
+        return 0.0
+    return sum(e for r, e in zip(ctx.graph.records, energy) if pred(r)) / tot
+
+
+# ---- WL101 ----------------------------------------------------------------------------------------------------
+
+@register
+class Fp32Training(Rule):
+    code = "WL101"
+    name = "fp32-training"
+    severity = "warning"
+    summary = "Training in fp32 on a GPU whose tensor cores run bf16/fp16 many times faster"
+    what = """
+        Flags a plan whose matmuls and convolutions run in fp32 (or TF32) on a GPU with bf16/fp16 tensor cores,
+        when those GEMM-family ops are a large share of the step's energy. The saving is computed by re-estimating
+        the same graph under bf16 autocast (fp16 on GPUs without bf16) with the same plan.
+    """
+    why = """
+        On an A100 the dense bf16 tensor-core peak is 312 TFLOP/s against 19.5 TFLOP/s fp32 (156 TF32): GEMMs run
+        up to 16x faster at about the same board power, so energy per step falls with time. Mixed precision keeps
+        fp32 master weights and loss scaling (fp16) so accuracy is preserved (Micikevicius et al., 2018). Mei & Stamp
+        report lower precision as the compression technique that actually saves training energy.
+    """
+    example = """
+        model = Net().cuda()
+        for x, y in loader:
+            loss = F.cross_entropy(model(x), y)     # fp32 everywhere
+            loss.backward(); opt.step()
+    """
+    use_instead = """
+        for x, y in loader:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(x), y)
+            loss.backward(); opt.step()
+        # wattlint: --precision bf16, or precision = "bf16" in [tool.wattlint]
+    """
+    sources = ("NVIDIA A100 datasheet (dense FP32 19.5, TF32 156, BF16 312 TFLOP/s)",
+               "Micikevicius et al., Mixed Precision Training, ICLR 2018",
+               "Mei & Stamp, energy of model compression techniques (seed paper: lower precision saves energy)")
+    options = {
+        "min_share": Option("min_share", 0.2, fraction, "minimum share of step energy in fp32 GEMM/conv/attention"),
+        "min_saving": Option("min_saving", 0.05, fraction, "report only when bf16 saves at least this fraction"),
+    }
+    valid = (
+        Case("bf16 autocast already", {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096}]}),
+        Case("fp32 on a GPU without tensor cores",
+             {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096, "dtype": "float32"}], "precision": "fp32",
+              "gpu": "gtx1080ti"}),
+    )
+    invalid = (
+        Case("fp32 GEMMs on an A100: 312 vs 19.5 TFLOP/s",
+             {"ops": [{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"}], "precision": "fp32"},
+             expect="bf16", saving_pct=93.7),
+        Case("default precision (fp32 matmuls) on an H100",
+             {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096, "dtype": "float32"}],
+              "precision": "default", "gpu": "h100-sxm5-80gb"}, expect="torch.autocast"),
+    )
+
+    def check(self, ctx):
+        est, gpu = ctx.estimate, ctx.estimate.gpu
+        precision = est.plan.precision
+        if precision not in ("default", "fp32", "tf32") or not gpu.tensor_cores:
+            return
+        half = "bf16" if gpu.peak_tflops.get("bf16") else "fp16" if gpu.peak_tflops.get("fp16") else None
+        if half is None:
+            return
+        fp32_ops = [r for r in ctx.graph.records if r.kind in GEMM_KINDS and r.dtype == "float32"
+                    and r.status is Status.HANDLED]
+        if not fp32_ops:
+            return
+        ids = {id(r) for r in fp32_ops}
+        share = _share(ctx, lambda r: id(r) in ids)
+        if share < ctx.options["min_share"]:
+            return
+        half_dtype = "bfloat16" if half == "bf16" else "float16"
+        records = [dataclasses.replace(r, dtype=half_dtype, bytes_read=r.bytes_read // 2,
+                                       bytes_written=r.bytes_written // 2) if id(r) in ids else r
+                   for r in ctx.graph.records]
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records, precision=half),
+                               plan=dataclasses.replace(est.plan, precision=half))
+        kwh, pct = ctx.saving(other)
+        if pct is not None and pct < ctx.options["min_saving"]:
+            return
+        fp32_rate = gpu.peak("tf32" if precision == "tf32" else "fp32") / 1e12
+        yield ctx.finding(
+            f"matmul/conv/attention run in {'tf32' if precision == 'tf32' else 'fp32'} (precision={precision}) on "
+            f"{gpu.name}, {share:.0%} of step energy; train with {half} autocast (torch.autocast('cuda', "
+            f"dtype=torch.{half_dtype})): {gpu.peak(half) / 1e12:.0f} vs {fp32_rate:.0f} TFLOP/s",
+            saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL102 ----------------------------------------------------------------------------------------------------
+
+@register
+class MisalignedGemmDims(Rule):
+    code = "WL102"
+    name = "misaligned-gemm-dims"
+    severity = "warning"
+    summary = "GEMM/conv dimensions (hidden, vocabulary, channels) not multiples of 8 (16-bit) / 4 (TF32) / 16 (FP8)"
+    what = """
+        Looks at every matmul and convolution that runs on tensor cores and flags those whose output or reduction
+        dimension (n, k: hidden size, heads x head dim, vocabulary, channels) is not a multiple of the tensor-core
+        granule for its dtype: 8 elements for fp16/bf16 (16 bytes), 4 for TF32, 16 for FP8. The saving is the
+        re-estimate of the graph with those dims padded up (more FLOPs, aligned kernels).
+    """
+    why = """
+        cuBLAS/cuDNN tensor-core kernels load 16-byte vectors; misaligned dims fall back to slower kernels or padding
+        inside the library (NVIDIA Deep Learning Performance Guide, "Tensor Core Requirements"). Padding GPT-2's
+        vocabulary from 50257 to 50304 (a multiple of 64) made nanoGPT's whole training step ~25% faster
+        (Karpathy, nanoGPT). Small changes to a config, large energy effect.
+    """
+    example = """
+        vocab_size = 50257                      # lm_head: n = 50257
+        nn.Linear(d_model, vocab_size)
+    """
+    use_instead = """
+        vocab_size = 50304                      # padded to a multiple of 64 (8 suffices for bf16)
+        # hidden sizes, FFN sizes, channels: multiples of 8 (bf16/fp16), 64 where cheap
+    """
+    sources = ("NVIDIA Deep Learning Performance Guide: Matrix Multiplication Background, Tensor Core Requirements",
+               "A. Karpathy, nanoGPT (vocab 50257 -> 50304: ~25% speedup)")
+    options = {
+        "min_share": Option("min_share", 0.01, fraction, "minimum share of step energy in misaligned GEMMs"),
+        "min_dim": Option("min_dim", 16, positive_int, "ignore dims smaller than this (e.g. RGB input channels)"),
+    }
+    valid = (
+        Case("aligned bf16 GEMM", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 1024}]}),
+        Case("fp32 on CUDA cores: alignment does not matter",
+             {"ops": [{"op": "linear", "m": 4096, "n": 1000, "k": 1000, "dtype": "float32"}], "precision": "fp32"}),
+    )
+    invalid = (
+        Case("lm head with vocabulary 50257 in bf16",
+             {"ops": [{"op": "linear", "m": 8192, "n": 50257, "k": 768, "module": "lm_head"}]},
+             expect="n=50257"),
+        Case("hidden size 1020 in bf16: padded to 1024, 0.8% more FLOPs at twice the efficiency",
+             {"ops": [{"op": "linear", "m": 16384, "n": 1020, "k": 1020}], "params": 1000},
+             expect="n=1020 (pad to 1024), k=1020 (pad to 1024)", saving_pct=49.6),
+    )
+
+    def check(self, ctx):
+        est, gpu = ctx.estimate, ctx.estimate.gpu
+        energy = ctx.op_energy()
+        tot = sum(energy) or 1.0
+        mults = {"fp16": 8, "bf16": 8, "tf32": 4, "fp8": 16}
+        bad: dict[int, tuple[int, int, int]] = {}
+        per_layer: dict[str, float] = defaultdict(float)
+        dims_of: dict[str, tuple[int, int, int]] = {}
+        for i, r in enumerate(ctx.graph.records):
+            if r.kind not in (OpKind.MATMUL, OpKind.CONV) or r.status is not Status.HANDLED:
+                continue
+            cdt = _compute_dtype(r, gpu, est.plan.precision)
+            m = mults.get(cdt)
+            n, k = r.dim("n"), r.dim("k")
+            if not m or not n or not k:
+                continue
+            lo = ctx.options["min_dim"]
+            if (n % m and n >= lo) or (k % m and k >= lo):
+                bad[i] = (m, n, k)
+                per_layer[r.module] += energy[i]
+                if r.phase is Phase.FORWARD or r.module not in dims_of:
+                    dims_of[r.module] = (m, n, k)
+        share = sum(per_layer.values()) / tot
+        if not bad or share < ctx.options["min_share"]:
+            return
+        records = list(ctx.graph.records)
+        for i, (m, n, k) in bad.items():
+            r = records[i]
+            n2 = ceil_to(n, m) if n % m and n >= ctx.options["min_dim"] else n
+            k2 = ceil_to(k, m) if k % m and k >= ctx.options["min_dim"] else k
+            f = (n2 * k2) / (n * k)
+            dims = tuple((name, n2 if name == "n" else k2 if name == "k" else v) for name, v in r.dims)
+            records[i] = dataclasses.replace(r, dims=dims, flops=int(r.flops * f), bytes_read=int(r.bytes_read * f),
+                                             bytes_written=int(r.bytes_written * f))
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records))
+        kwh, pct = ctx.saving(other)
+        worst = sorted(per_layer, key=per_layer.get, reverse=True)
+        parts = []
+        for name in worst[:3]:
+            m, n, k = dims_of[name]
+            fixes = [f"{label}={v} (pad to {ceil_to(v, m)})" for label, v in (("n", n), ("k", k))
+                     if v % m and v >= ctx.options["min_dim"]]
+            parts.append(f"{name or '<root>'}: " + ", ".join(fixes))
+        more = f" and {len(worst) - 3} more" if len(worst) > 3 else ""
+        yield ctx.finding(
+            f"{len(worst)} GEMM/conv layer(s) with dims not multiples of the tensor-core granule "
+            f"({share:.0%} of step energy): " + "; ".join(parts) + more +
+            "; pad hidden/vocabulary/channel sizes (64 for vocabularies)",
+            layer=worst[0] or None, saving_kwh=kwh if kwh and kwh > 0 else None,
+            saving_pct=pct if kwh and kwh > 0 else None)
+
+
+# ---- WL103 ----------------------------------------------------------------------------------------------------
+
+def _score_dims(r: OpRecord) -> tuple[int, int] | None:
+    if r.kind is not OpKind.SOFTMAX or not r.shapes or len(r.shapes[0]) < 3:
+        return None
+    sq, sk = r.shapes[0][-2], r.shapes[0][-1]
+    if sk < 16 or sq < 2:
+        return None
+    return sq, sk
+
+
+def _fuse_scores(r: OpRecord, sd: tuple[int, int]) -> OpRecord:
+    """The record with its HBM traffic to/from [.., s_q, s_k] score tensors removed (kept on chip)."""
+    def is_score(s) -> bool:
+        return len(s) >= 2 and tuple(s[-2:]) in (sd, sd[::-1])
+
+    if not r.shapes or r.kind is OpKind.ATTENTION:
+        return r
+    sizes = [math.prod(s) for s in r.shapes]
+    score_in = sum(n for s, n in zip(r.shapes, sizes) if is_score(s))
+    keep_read = 1.0 - score_in / max(1, sum(sizes))
+    if r.kind is OpKind.MATMUL:
+        out_score = (r.dim("m"), r.dim("n")) in (sd, sd[::-1])
+        return dataclasses.replace(r, bytes_read=int(r.bytes_read * keep_read),
+                                   bytes_written=0 if out_score else r.bytes_written)
+    if score_in:
+        return dataclasses.replace(r, bytes_read=int(r.bytes_read * keep_read), bytes_written=0)
+    return r
+
+
+@register
+class UnfusedAttention(Rule):
+    code = "WL103"
+    name = "unfused-attention"
+    severity = "warning"
+    summary = "Attention computed as explicit softmax(QKᵀ)V instead of a fused (Flash) attention kernel"
+    what = """
+        Finds modules that apply softmax to a [.., s_q, s_k] score tensor (the explicit QKᵀ -> scale -> mask ->
+        softmax -> dropout -> @V chain) and contain no fused attention op. The saving is the re-estimate with the
+        score tensor kept on chip: every op of that module that reads or writes a [.., s_q, s_k] tensor loses that
+        HBM traffic (FLOPs unchanged), which is what FlashAttention does.
+    """
+    why = """
+        The explicit chain writes and reads the s x s score matrix several times per layer (forward and backward);
+        at sequence length 1-4k that traffic dominates attention time. FlashAttention is IO-aware and 2-4x faster
+        end-to-end on GPT-2 / BERT training with less memory (Dao et al., 2022); PyTorch ships it as
+        scaled_dot_product_attention.
+    """
+    example = """
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+        attn = scores.masked_fill(mask, -inf).softmax(-1)
+        out = attn @ v
+    """
+    use_instead = """
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
+        # Hugging Face: attn_implementation="sdpa" (or "flash_attention_2")
+    """
+    sources = ("Dao et al., FlashAttention: Fast and Memory-Efficient Exact Attention with IO-Awareness, NeurIPS 2022",
+               "PyTorch docs: torch.nn.functional.scaled_dot_product_attention")
+    options = {"min_seq": Option("min_seq", 128, positive_int, "only flag score matrices with s_k >= this")}
+    valid = (
+        Case("fused SDPA", {"ops": [{"op": "attention", "b": 8, "h": 12, "s": 1024, "d": 64, "module": "attn"}]}),
+        Case("softmax over classes, not attention",
+             {"ops": [{"op": "linear", "m": 4096, "n": 1000, "k": 1024}, {"op": "softmax", "shape": [8, 1000]}]}),
+    )
+    invalid = (
+        Case("explicit QK^T softmax at s=1024",
+             {"ops": [{"op": "bmm", "b": 96, "m": 1024, "n": 1024, "k": 64, "module": "attn"},
+                      {"op": "softmax", "shape": [8, 12, 1024, 1024], "module": "attn"},
+                      {"op": "bmm", "b": 96, "m": 1024, "n": 64, "k": 1024, "module": "attn"}]},
+             expect="scaled_dot_product_attention"),
+    )
+
+    def check(self, ctx):
+        mods: dict[str, tuple[int, int]] = {}
+        fused = {r.module for r in ctx.graph.records if r.kind is OpKind.ATTENTION}
+        for r in ctx.graph.records:
+            sd = _score_dims(r)
+            if sd and r.phase is Phase.FORWARD and r.module not in fused and sd[1] >= ctx.options["min_seq"]:
+                mods.setdefault(r.module, sd)
+        if not mods:
+            return
+        records = [_fuse_scores(r, mods[r.module]) if r.module in mods else r for r in ctx.graph.records]
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records))
+        kwh, pct = ctx.saving(other)
+        name = next(iter(mods))
+        sq, sk = mods[name]
+        more = f" (and {len(mods) - 1} more module(s))" if len(mods) > 1 else ""
+        yield ctx.finding(
+            f"attention in '{name}'{more} materializes a {sq}x{sk} softmax(QKᵀ) score matrix in memory; use "
+            "torch.nn.functional.scaled_dot_product_attention (a fused FlashAttention kernel)",
+            layer=name or None, saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL104 ----------------------------------------------------------------------------------------------------
+
+MEMORY_BOUND_KINDS = (OpKind.ELEMENTWISE, OpKind.NORM, OpKind.SOFTMAX, OpKind.DROPOUT, OpKind.MEMORY,
+                      OpKind.REDUCTION, OpKind.INDEX, OpKind.LOSS, OpKind.POOL)
+
+
+@register
+class MemoryBoundHotspots(Rule):
+    code = "WL104"
+    name = "memory-bound-hotspots"
+    severity = "warning"
+    summary = "Memory-bound ops (elementwise, norms, softmax, dropout, copies) dominate step energy: fuse them"
+    what = """
+        Sums the energy of ops whose arithmetic intensity (FLOPs per byte moved) is below the GPU's ridge point and
+        that are not GEMMs, attention or the optimizer. Above ``min-share`` of the step's energy, it names the top op
+        types and suggests fusion. The saving is the re-estimate with those ops' memory traffic reduced by
+        ``fusion-byte-reduction`` (a fused kernel reads its inputs once and writes its output once instead of
+        round-tripping every intermediate through HBM).
+    """
+    why = """
+        In BERT training, element-wise and normalization operators took ~37% of runtime while being 0.02% of the
+        FLOPs; fusing them cut data movement and gave 1.30x end-to-end over PyTorch (Ivanov et al., "Data Movement
+        Is All You Need", MLSys 2021). HBM traffic costs energy whether or not the SMs are busy.
+    """
+    example = """
+        y = dropout(gelu(x @ w1 + b1))          # eager: one kernel and one HBM round trip per op
+    """
+    use_instead = """
+        model = torch.compile(model)            # Inductor fuses pointwise/norm chains
+        # or fused modules: apex/TE LayerNorm+Linear, fused bias-GELU, fused AdamW (foreach/fused=True)
+    """
+    sources = ("Ivanov et al., Data Movement Is All You Need: A Case Study on Optimizing Transformers, MLSys 2021",)
+    options = {
+        "min_share": Option("min_share", 0.30, fraction, "minimum share of step energy in memory-bound ops"),
+        "fusion_byte_reduction": Option("fusion_byte_reduction", 0.5, fraction,
+                                        "fraction of those ops' HBM bytes assumed removed by fusion"),
+    }
+    valid = (
+        Case("GEMM-dominated MLP", {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096},
+                                            {"op": "elementwise", "shape": [8192, 4096]}]}),
+    )
+    invalid = (
+        Case("many unfused elementwise ops",
+             {"ops": [{"op": "linear", "m": 8192, "n": 1024, "k": 1024},
+                      {"op": "elementwise", "name": "gelu", "shape": [8192, 4096], "count": 6}]},
+             expect="torch.compile"),
+    )
+
+    def check(self, ctx):
+        gpu = ctx.estimate.gpu
+        ridge = gpu.peak("fp32") / (gpu.memory_bw_gbs * 1e9)
+        energy = ctx.op_energy()
+        tot = sum(energy)
+        if tot <= 0:
+            return
+        hits = [i for i, r in enumerate(ctx.graph.records)
+                if r.kind in MEMORY_BOUND_KINDS and r.status is Status.HANDLED and r.bytes > 0
+                and r.flops / r.bytes < ridge and r.phase is not Phase.OPTIMIZER]
+        share = sum(energy[i] for i in hits) / tot
+        if share < ctx.options["min_share"]:
+            return
+        red = 1.0 - ctx.options["fusion_byte_reduction"]
+        hit = set(hits)
+        records = [dataclasses.replace(r, bytes_read=int(r.bytes_read * red), bytes_written=int(r.bytes_written * red))
+                   if i in hit else r for i, r in enumerate(ctx.graph.records)]
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records))
+        kwh, pct = ctx.saving(other)
+        by_op: dict[str, float] = defaultdict(float)
+        by_mod: dict[str, float] = defaultdict(float)
+        for i in hits:
+            r = ctx.graph.records[i]
+            by_op[r.op.replace("aten.", "").replace(".default", "")] += energy[i]
+            by_mod[r.module] += energy[i]
+        top = ", ".join(f"{k} {v / tot:.0%}" for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[:3])
+        yield ctx.finding(
+            f"memory-bound ops take {share:.0%} of step energy ({top}); fuse them with torch.compile or fused "
+            "kernels (fused norm/bias-activation, fused optimizer)",
+            layer=max(by_mod, key=by_mod.get) or None, saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL105 ----------------------------------------------------------------------------------------------------
+
+def _weight_shape_matches(shape: tuple[int, ...], gemm: OpRecord) -> bool:
+    n, k = gemm.dim("n"), gemm.dim("k")
+    if len(shape) == 2:
+        return tuple(shape) in ((n, k), (k, n))
+    if len(shape) >= 3:
+        return shape[0] == n and math.prod(shape[1:]) == k
+    return False
+
+
+@register
+class DensePruningMask(Rule):
+    code = "WL105"
+    name = "dense-pruning-mask"
+    severity = "warning"
+    summary = "Unstructured pruning mask multiplied into a weight: the GEMM stays dense, no energy is saved"
+    what = """
+        Detects a weight-shaped elementwise multiply (``weight_orig * weight_mask``, what torch.nn.utils.prune
+        inserts) inside a Linear/Conv module whose GEMM still runs at full size. Zeros in a dense tensor are
+        multiplied like any other value; the mask multiply adds work. The saving shown is the mask ops' own energy;
+        the dense GEMM cost remains until the layer is made structurally smaller.
+    """
+    why = """
+        Unstructured sparsity does not reduce dense cuBLAS/cuDNN time or energy; Mei & Stamp measured that
+        unstructured pruning and low-rank factorization saved no training/inference energy while lower precision
+        did. Only structured sparsity (whole channels/heads removed, or 2:4 sparse tensor cores) shrinks the kernels.
+    """
+    example = """
+        prune.l1_unstructured(model.fc, "weight", amount=0.9)   # 90% zeros, same dense GEMM + a mask multiply
+    """
+    use_instead = """
+        prune.ln_structured(model.fc, "weight", amount=0.5, n=2, dim=0) then rebuild the layer smaller,
+        or 2:4 semi-structured sparsity (torch.sparse.to_sparse_semi_structured) on Ampere+,
+        or lower precision (bf16/fp8) which does save energy
+    """
+    sources = ("Mei & Stamp, energy of model compression techniques (seed paper)",
+               "PyTorch torch.nn.utils.prune docs (forward_pre_hook computes weight = weight_orig * weight_mask)")
+    valid = (
+        Case("plain linear", {"ops": [{"op": "linear", "m": 4096, "n": 1024, "k": 1024, "module": "fc"}]}),
+    )
+    invalid = (
+        Case("pruned linear keeps dense GEMM",
+             {"ops": [{"op": "mask", "shape": [1024, 1024], "module": "fc"},
+                      {"op": "linear", "m": 4096, "n": 1024, "k": 1024, "module": "fc"}]},
+             expect="stays dense"),
+    )
+
+    def check(self, ctx):
+        gemms: dict[str, OpRecord] = {}
+        for r in ctx.graph.records:
+            if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.phase is Phase.FORWARD:
+                gemms.setdefault(r.module, r)
+        energy = ctx.op_energy()
+        masked: dict[str, float] = defaultdict(float)
+        for i, r in enumerate(ctx.graph.records):
+            if r.kind is not OpKind.ELEMENTWISE or "mul" not in r.op.lower() or len(r.shapes) < 2:
+                continue
+            g = gemms.get(r.module)
+            if g is None or r.shapes[0] != r.shapes[1] or not _weight_shape_matches(r.shapes[0], g):
+                continue
+            masked[r.module] += energy[i]
+        if not masked:
+            return
+        idx = {i for i, r in enumerate(ctx.graph.records) if r.module in masked and r.kind is OpKind.ELEMENTWISE
+               and "mul" in r.op.lower() and len(r.shapes) >= 2 and r.shapes[0] == r.shapes[1]}
+        records = [r for i, r in enumerate(ctx.graph.records) if i not in idx]
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records))
+        kwh, pct = ctx.saving(other)
+        names = sorted(masked)
+        yield ctx.finding(
+            f"weight of {', '.join(repr(n) for n in names[:3])}{' ...' if len(names) > 3 else ''} is multiplied by a "
+            "pruning mask but its GEMM stays dense: unstructured pruning saves no energy; remove the mask "
+            "(prune.remove) and use structured pruning (smaller layer), 2:4 sparsity or lower precision",
+            layer=names[0] or None, saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL106 ----------------------------------------------------------------------------------------------------
+
+def _is_bias_or_view(r: OpRecord) -> bool:
+    if r.kind in (OpKind.VIEW,) or r.status is Status.IGNORED:
+        return True
+    op = r.op.lower()
+    return r.kind is OpKind.ELEMENTWISE and "add" in op and any(len(s) == 1 for s in r.shapes)
+
+
+@register
+class LowRankNoSaving(Rule):
+    code = "WL106"
+    name = "low-rank-no-saving"
+    severity = "warning"
+    summary = "A low-rank factorized pair of linear layers whose rank is too high to cost less than the dense layer"
+    what = """
+        Finds two consecutive forward GEMMs with nothing but bias adds or views between them, x[m, k] -> [m, r] ->
+        [m, n] (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the pair then does at least as many
+        FLOPs as the dense k x n layer, plus an extra activation round trip. The saving is the pair's energy scaled
+        to the dense layer's FLOPs.
+    """
+    why = """
+        Low-rank factorization only pays when m·r·(k + n) < m·k·n. Mei & Stamp found low-rank factorization saved no
+        energy in practice; a rank chosen "for compression" above the break-even rank costs more than the layer it
+        replaced.
+    """
+    example = """
+        nn.Sequential(nn.Linear(1024, 768, bias=False), nn.Linear(768, 1024))   # r=768 > 1024*1024/2048 = 512
+    """
+    use_instead = """
+        nn.Linear(1024, 1024)                   # or a rank well below k*n/(k+n), e.g. r <= 256
+    """
+    sources = ("Mei & Stamp, energy of model compression techniques (seed paper)",)
+    options = {"margin": Option("margin", 1.0, positive, "flag when r >= margin x k·n/(k+n)")}
+    valid = (
+        Case("rank 64 of a 1024x1024 layer", {"ops": [
+            {"op": "linear", "m": 4096, "n": 64, "k": 1024, "module": "down"},
+            {"op": "linear", "m": 4096, "n": 1024, "k": 64, "module": "up"}]}),
+        Case("MLP with an activation between the layers", {"ops": [
+            {"op": "linear", "m": 4096, "n": 4096, "k": 1024, "module": "fc1"},
+            {"op": "elementwise", "name": "gelu", "shape": [4096, 4096], "module": "act"},
+            {"op": "linear", "m": 4096, "n": 1024, "k": 4096, "module": "fc2"}]}),
+    )
+    invalid = (
+        Case("rank 768 of a 1024x1024 layer: 1.5x the dense FLOPs", {"ops": [
+            {"op": "linear", "m": 4096, "n": 768, "k": 1024, "module": "down"},
+            {"op": "linear", "m": 4096, "n": 1024, "k": 768, "module": "up"}], "params": 1000},
+             expect="rank 768", saving_pct=100 / 3),
+    )
+
+    def check(self, ctx):
+        recs = ctx.graph.records
+        energy = ctx.op_energy()
+        fwd = [(i, r) for i, r in enumerate(recs) if r.phase is Phase.FORWARD]
+        pairs = []
+        prev = None  # (index, record) of the last forward GEMM with nothing but bias/views since
+        for i, r in fwd:
+            if r.kind is OpKind.MATMUL and r.status is Status.HANDLED:
+                if prev is not None:
+                    j, a = prev
+                    m, r_, k = a.dim("m"), a.dim("n"), a.dim("k")
+                    if (r.dim("m") == m and r.dim("k") == r_ and r.module != a.module and a.dim("b", 1) == 1
+                            and r.dim("b", 1) == 1):
+                        n = r.dim("n")
+                        if k and n and r_ >= ctx.options["margin"] * k * n / (k + n):
+                            pairs.append((a, r, k, r_, n))
+                prev = (i, r)
+            elif not _is_bias_or_view(r):
+                prev = None
+        if not pairs:
+            return
+        # energy of the pairs' GEMMs (all phases) scaled to the dense layer's FLOPs
+        saved_frac_energy = 0.0
+        tot = sum(energy) or 1.0
+        for a, b, k, r_, n in pairs:
+            e_pair = sum(e for rr, e in zip(recs, energy) if rr.module in (a.module, b.module)
+                         and rr.kind is OpKind.MATMUL)
+            saved_frac_energy += e_pair * (1 - (k * n) / (r_ * (k + n))) / tot
+        base = ctx.energy_kwh
+        kwh = base * saved_frac_energy if base else None
+        a, b, k, r_, n = pairs[0]
+        yield ctx.finding(
+            f"'{a.module}' -> '{b.module}' is a rank {r_} factorization of a {k}x{n} layer: "
+            f"{r_ * (k + n) / (k * n):.2f}x the dense FLOPs (break-even rank {k * n // (k + n)}); use the dense layer "
+            "or a much lower rank",
+            layer=a.module or None, saving_kwh=kwh, saving_pct=saved_frac_energy if kwh else None)
+
+
+# ---- WL107 ----------------------------------------------------------------------------------------------------
+
+@register
+class UnneededCheckpointing(Rule):
+    code = "WL107"
+    name = "unneeded-checkpointing"
+    severity = "warning"
+    summary = "Activation checkpointing on a model that fits in GPU memory without it"
+    what = """
+        When the plan uses activation checkpointing (or the trace contains recomputed forward ops), re-estimates the
+        run without checkpointing; if that still fits in GPU memory, the recomputation is pure waste.
+    """
+    why = """
+        Checkpointing trades memory for compute: it re-runs (most of) the forward pass during backward, ~33% more
+        FLOPs per step for full recomputation (Chen et al., 2016, "Training Deep Nets with Sublinear Memory Cost").
+        If the activations fit anyway, that energy buys nothing.
+    """
+    example = """
+        model.gradient_checkpointing_enable()   # on a 100M-parameter model on an 80 GB GPU
+    """
+    use_instead = """
+        leave it off (or checkpoint only some blocks), and spend the memory on a larger micro-batch
+    """
+    sources = ("Chen et al., Training Deep Nets with Sublinear Memory Cost, 2016",)
+    valid = (
+        Case("no checkpointing", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}]}),
+        Case("checkpointing needed: 83.8 GiB without it, 71.8 GiB with it on 80 GiB", {
+            "ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096},
+                    {"op": "elementwise", "shape": [65536, 65536], "count": 2},
+                    {"op": "recompute", "of": {"op": "linear", "m": 4096, "n": 4096, "k": 4096}}],
+            "activation_checkpointing": True, "params": 4_500_000_000}),
+    )
+    invalid = (
+        Case("small model recomputes its forward", {
+            "ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 4096},
+                    {"op": "recompute", "of": {"op": "linear", "m": 4096, "n": 4096, "k": 4096}}],
+            "activation_checkpointing": True, "params": 1000}, expect="fits without it", saving_pct=25.0),
+    )
+
+    def check(self, ctx):
+        est = ctx.estimate
+        recompute = [r for r in ctx.graph.records if r.recompute]
+        if not (est.plan.activation_checkpointing or recompute):
+            return
+        extra = {k: v for k, v in dict(ctx.graph.extra).items()
+                 if k not in ("activation_bytes", "activation_checkpointing")}
+        graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute], extra=extra)
+        other = ctx.reestimate(graph=graph, plan=dataclasses.replace(est.plan, activation_checkpointing=False))
+        if other is None or not other.memory.get("fits"):
+            return
+        kwh, pct = ctx.saving(other)
+        gib = float(other.memory.get("peak_bytes_per_gpu", 0)) / 2**30
+        cap = float(other.memory.get("gpu_memory_bytes", 0)) / 2**30
+        rf = sum(r.flops for r in recompute)
+        tf = sum(r.flops for r in ctx.graph.records) or 1
+        yield ctx.finding(
+            f"activation checkpointing recomputes {rf / tf:.0%} of the step's FLOPs but the model fits without it "
+            f"({gib:.1f} of {cap:.0f} GiB); turn it off or use the memory for a larger micro-batch",
+            saving_kwh=kwh, saving_pct=pct)
+

@@ -1,0 +1,270 @@
+"""The lint engine: rule selection, per-model suppression, rule options, re-estimation for savings, exit codes.
+
+``run_rules(graph, estimate, config=None, model=None)`` is what the estimator calls to attach findings and what
+``wattlint check`` calls per configured model. Selection follows ruff: a rule runs when the most specific matching
+``select`` entry is more specific than the most specific matching ``ignore`` entry (``ignore`` wins ties); a model's
+own ``ignore``/``select`` extend the top-level lists; preview rules run only with ``preview = true`` or when selected
+by their exact code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import threading
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from ..types import CostGraph, Estimate, Finding, GpuSpec, Plan
+from .registry import all_rules
+from .rule import Rule
+
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+_GUARD = threading.local()  # re-estimates made by rules must not lint again
+
+Reestimator = Callable[[CostGraph, GpuSpec, Plan], Estimate]
+
+
+# ---- selection ---------------------------------------------------------------------------------------------
+
+def _specificity(code: str, selectors: Iterable[str]) -> int:
+    best = -1
+    for s in selectors:
+        if s == "ALL":
+            best = max(best, 0)
+        elif code.startswith(s):
+            best = max(best, len(s))
+    return best
+
+
+def is_enabled(rule: type[Rule], config=None, model=None) -> bool:
+    select = tuple(config.select if config is not None else ("WL",)) + \
+        tuple(config.extend_select if config is not None else ()) + tuple(model.select if model is not None else ())
+    ignore = tuple(config.ignore if config is not None else ()) + tuple(model.ignore if model is not None else ())
+    s = _specificity(rule.code, select)
+    i = _specificity(rule.code, ignore)
+    if s < 0 or i >= s:
+        return False
+    if rule.status == "preview" and not (config is not None and config.preview) and rule.code not in select:
+        return False
+    return True
+
+
+def selected_rules(config=None, model=None) -> list[type[Rule]]:
+    return [r for r in all_rules().values() if is_enabled(r, config, model)]
+
+
+def rule_options(rule: type[Rule], config=None, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    opts = {name: opt.default for name, opt in rule.options.items()}
+    if config is not None:
+        opts.update(config.rule_options.get(rule.code, {}))
+    if overrides:
+        opts.update(overrides)
+    return opts
+
+
+# ---- the context rules see ----------------------------------------------------------------------------------
+
+def summarize(estimate: Estimate) -> dict[str, Any]:
+    """The JSON-safe facts of an estimate that totals-only rules (budgets, regressions, calibration) need; this is
+    what the result cache stores next to the graph findings."""
+    def num(v):
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+    total = {k: ([num(x) for x in v] if isinstance(v, (list, tuple)) else num(v))
+             for k, v in dict(estimate.total).items() if isinstance(v, (int, float, list, tuple))}
+    mem = {k: v for k, v in dict(estimate.memory).items() if isinstance(v, (int, float, bool))}
+    return {
+        "gpu": estimate.gpu.key,
+        "gpu_name": estimate.gpu.name,
+        "calibration": estimate.calibration,
+        "calibration_source": estimate.calibration_source,
+        "total": total,
+        "per_step": {k: num(v) for k, v in dict(estimate.per_step).items() if isinstance(v, (int, float))},
+        "memory": mem,
+        "plan": {"batch_size": estimate.plan.batch_size, "steps": estimate.plan.steps,
+                 "precision": estimate.plan.precision, "gpus": estimate.plan.gpus},
+    }
+
+
+class Context:
+    """What one rule sees for one model: graph, estimate (None on cached runs for totals-only rules), summary,
+    configuration, options, budget and baseline entry, and ways to re-estimate variants for savings."""
+
+    def __init__(self, rule: type[Rule], *, graph: CostGraph | None, estimate: Estimate | None,
+                 summary: Mapping[str, Any], options: Mapping[str, Any], model=None, config=None,
+                 budget: Mapping[str, float] | None = None, baseline: Mapping[str, Any] | None = None,
+                 regression_threshold: float = 0.05, reestimator: Reestimator | None = None,
+                 gpus: Callable[[], Sequence[GpuSpec]] | None = None):
+        self.rule = rule
+        self.graph = graph
+        self.estimate = estimate
+        self.summary = summary
+        self.options = dict(options)
+        self.model = model
+        self.config = config
+        self.budget = dict(budget or {})
+        self.baseline = baseline
+        self.regression_threshold = regression_threshold
+        self._reestimator = reestimator
+        self._gpus = gpus
+
+    # ---- numbers
+    @property
+    def total(self) -> Mapping[str, Any]:
+        return self.summary.get("total", {})
+
+    @property
+    def energy_kwh(self) -> float:
+        return float(self.total.get("energy_kwh") or 0.0)
+
+    def op_energy(self) -> list[float]:
+        """Energy per record of ``self.graph`` for one micro-batch (joules), from the estimate."""
+        est = self.estimate
+        if est is None or not est.op_energy_j or len(est.op_energy_j) != len(self.graph.records):
+            return [0.0] * (len(self.graph.records) if self.graph is not None else 0)
+        return list(est.op_energy_j)
+
+    # ---- re-estimation
+    def reestimate(self, *, graph: CostGraph | None = None, plan: Plan | None = None,
+                   gpu: GpuSpec | None = None) -> Estimate | None:
+        """The estimate of a variant (another graph, plan or GPU), or None when it cannot be computed."""
+        if self.estimate is None:
+            return None
+        g = graph if graph is not None else self.graph
+        p = plan if plan is not None else self.estimate.plan
+        spec = gpu if gpu is not None else self.estimate.gpu
+        fn = self._reestimator or _default_reestimator
+        _GUARD.active = getattr(_GUARD, "active", 0) + 1
+        try:
+            return fn(g, spec, p)
+        except Exception:  # a variant the estimator cannot price: no saving rather than no finding
+            if os.environ.get("WATTLINT_DEBUG"):
+                raise
+            return None
+        finally:
+            _GUARD.active -= 1
+
+    def saving(self, other: Estimate | None) -> tuple[float | None, float | None]:
+        """(kWh, fraction) saved by ``other`` against this estimate (facility energy of the whole plan)."""
+        if other is None:
+            return None, None
+        base = self.energy_kwh
+        new = float(other.total.get("energy_kwh") or 0.0)
+        if base <= 0:
+            return None, None
+        return base - new, (base - new) / base
+
+    def gpus(self) -> list[GpuSpec]:
+        if self._gpus is not None:
+            return list(self._gpus())
+        from ..hardware import load_gpus
+
+        db = load_gpus()
+        return list(db.values()) if isinstance(db, Mapping) else list(db)
+
+    # ---- findings
+    def finding(self, message: str, *, layer: str | None = None, saving_kwh: float | None = None,
+                saving_pct: float | None = None, severity: str | None = None) -> Finding:
+        sev = self.options.get("severity") or severity or self.rule.severity
+        if saving_kwh is not None and saving_pct is not None and saving_kwh > 0:
+            message = f"{message} (est. saving {fmt_kwh(saving_kwh)}, {saving_pct * 100:.0f}% of the run)"
+        return Finding(code=self.rule.code, severity=sev, message=message, layer=layer,
+                       saving_kwh=None if saving_kwh is None else round(float(saving_kwh), 6),
+                       saving_pct=None if saving_pct is None else round(float(saving_pct) * 100, 3),
+                       model=self.model.name if self.model is not None else None)
+
+
+def _default_reestimator(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
+    from ..estimate import estimate_graph
+
+    try:
+        return estimate_graph(graph, gpu, plan, run_lint=False)
+    except TypeError:  # pragma: no cover - an estimator without run_lint (guarded anyway)
+        return estimate_graph(graph, gpu, plan)
+
+
+def fmt_kwh(x: float) -> str:
+    a = abs(x)
+    if a >= 100:
+        return f"{x:,.0f} kWh"
+    if a >= 1:
+        return f"{x:.1f} kWh"
+    if a >= 0.01:
+        return f"{x:.2f} kWh"
+    return f"{x * 1000:.2g} Wh"
+
+
+def fmt_num(x: float) -> str:
+    a = abs(x)
+    if a >= 100:
+        return f"{x:,.0f}"
+    if a >= 1:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+# ---- running -----------------------------------------------------------------------------------------------
+
+def run_rules(graph: CostGraph | None, estimate: Estimate | None, config=None, model=None, *,
+              baseline: Mapping[str, Any] | None = None, reestimator: Reestimator | None = None,
+              gpus: Callable[[], Sequence[GpuSpec]] | None = None, summary: Mapping[str, Any] | None = None,
+              rules: Sequence[type[Rule]] | None = None, graph_rules: bool = True, totals_rules: bool = True,
+              options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Finding]:
+    """Findings of the selected rules for one model.
+
+    ``baseline``: this model's baseline entry (regressions). ``graph_rules`` / ``totals_rules`` pick the rules that
+    need the graph and estimate vs. those that need only the ``summary`` (cached runs pass ``estimate=None`` and a
+    stored summary). ``options``: per-code option overrides (tests).
+    """
+    if getattr(_GUARD, "active", 0):
+        return []
+    if summary is None:
+        if estimate is None:
+            raise ValueError("run_rules needs an estimate or a summary")
+        summary = summarize(estimate)
+    if graph is None and estimate is not None:
+        graph = estimate.graph
+    budget = dict(config.budget) if config is not None else {}
+    threshold = config.regression_threshold if config is not None else 0.05
+    if model is not None:
+        budget = dict(model.budget)
+        if model.regression_threshold is not None:
+            threshold = model.regression_threshold
+    out: list[Finding] = []
+    for rule in (rules if rules is not None else selected_rules(config, model)):
+        if rule.uses_graph and (not graph_rules or graph is None or estimate is None):
+            continue
+        if not rule.uses_graph and not totals_rules:
+            continue
+        ctx = Context(rule, graph=graph, estimate=estimate, summary=summary,
+                      options=rule_options(rule, config, (options or {}).get(rule.code)), model=model,
+                      config=config, budget=budget, baseline=baseline, regression_threshold=threshold,
+                      reestimator=reestimator, gpus=gpus)
+        try:
+            out.extend(rule().check(ctx) or ())
+        except Exception as e:
+            if os.environ.get("WATTLINT_DEBUG") or os.environ.get("PYTEST_CURRENT_TEST"):
+                raise
+            out.append(Finding(code=rule.code, severity="info", model=model.name if model is not None else None,
+                               message=f"rule {rule.code} could not run: {type(e).__name__}: {e}"))
+    return sort_findings(out)
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.model or "", SEVERITY_ORDER.get(f.severity, 9), f.code, f.layer or ""))
+
+
+def exit_code(findings: Iterable[Finding]) -> int:
+    """1 when any finding is an error, else 0."""
+    return 1 if any(f.severity == "error" for f in findings) else 0
+
+
+# ---- graph transforms shared by rules -----------------------------------------------------------------------
+
+def replace_records(graph: CostGraph, records, **changes) -> CostGraph:
+    return dataclasses.replace(graph, records=tuple(records), **changes)
+
+
+def ceil_to(x: int, m: int) -> int:
+    return int(math.ceil(x / m) * m)

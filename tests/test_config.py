@@ -1,0 +1,145 @@
+from pathlib import Path
+
+import pytest
+
+from wattlint.config import Config, is_excluded, load_config, parse_config, resolve_source
+from wattlint.types import ConfigError
+
+GOOD = """
+[project]
+name = "demo"
+
+[tool.wattlint]
+gpu = "a100-sxm4-80gb"
+precision = "bf16"
+region = "FR"
+pue = 1.2
+select = ["WL"]
+ignore = ["WL304"]
+exclude = ["experiments/**"]
+baseline = "wattlint-baseline.json"
+regression-threshold = 0.05
+
+[[tool.wattlint.models]]
+name = "classifier"
+source = "models/resnet50.onnx"
+dataset = "imagenet-1k"
+batch-size = 256
+epochs = 90
+budget = { energy-kwh = 500, co2-kg = 200 }
+ignore = ["WL106"]
+
+[[tool.wattlint.models]]
+source = "pkg.models:build"
+batch_size = 8
+precision = "fp32"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "pyproject.toml"
+    p.write_text(text)
+    return p
+
+
+def test_design_example_parses(tmp_path):
+    write(tmp_path, GOOD)
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    cfg = load_config(sub)
+    assert cfg.path == (tmp_path / "pyproject.toml").resolve()
+    assert cfg.root == tmp_path.resolve()
+    assert cfg.defaults == {"gpu": "a100-sxm4-80gb", "precision": "bf16", "region": "FR", "pue": 1.2}
+    assert cfg.select == ("WL",) and cfg.ignore == ("WL304",) and cfg.exclude == ("experiments/**",)
+    assert cfg.baseline == tmp_path.resolve() / "wattlint-baseline.json"
+    assert cfg.regression_threshold == 0.05
+    m = cfg.models[0]
+    assert m.name == "classifier"
+    assert m.path == tmp_path.resolve() / "models" / "resnet50.onnx"
+    assert m.source == str(m.path)
+    assert m.plan == {"dataset": "imagenet-1k", "batch_size": 256, "epochs": 90}
+    assert m.options["gpu"] == "a100-sxm4-80gb" and m.options["batch_size"] == 256
+    assert m.budget == {"energy_kwh": 500, "co2_kg": 200}
+    assert m.ignore == ("WL106",)
+    m2 = cfg.models[1]
+    assert m2.name == "models" and m2.path is None and m2.source == "pkg.models:build"
+    assert m2.options["precision"] == "fp32"  # the model's own value wins over the default
+
+
+def test_no_config_gives_defaults(tmp_path):
+    cfg = load_config(tmp_path)
+    assert cfg.path is None and cfg.models == () and cfg.defaults == {}
+    assert cfg.baseline_path == tmp_path.resolve() / "wattlint-baseline.json"
+
+
+def test_pyproject_without_table_is_skipped(tmp_path):
+    write(tmp_path, GOOD)
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (inner / "pyproject.toml").write_text("[project]\nname='x'\n")
+    assert load_config(inner).path == (tmp_path / "pyproject.toml").resolve()
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[tool.wattlint]\ngpus-per-nodes = 8\n", "unknown key 'gpus-per-nodes' (did you mean 'gpus-per-node'?)"),
+    ("[tool.wattlint]\nfoo = 1\n", "[tool.wattlint]: unknown key 'foo'"),
+    ("[[tool.wattlint.models]]\nname='m'\nsource='m.onnx'\nbatchsize=3\n",
+     "[[tool.wattlint.models]] #1 ('m'): unknown key 'batchsize' (did you mean 'batch-size'?)"),
+    ("[[tool.wattlint.models]]\nsource='m.onnx'\nbudget={energy=3}\n", "unknown key 'energy'"),
+    ("[tool.wattlint]\npue = 0.5\n", "'pue' = 0.5: expected a PUE between 1.0 and 3.0"),
+    ("[tool.wattlint]\nprecision = 'fp64'\n", "'precision' = 'fp64': expected one of"),
+    ("[tool.wattlint]\nbatch-size = -1\n", "'batch-size' = -1: expected a positive integer"),
+    ("[tool.wattlint]\nselect = 'XX1'\n", "invalid rule selector 'XX1'"),
+    ("[tool.wattlint]\nignore = ['WL999']\n", "selects no rule: 'WL999'"),
+    ("[tool.wattlint]\nregression-threshold = 'high'\n", "'regression-threshold' = 'high': expected a number"),
+    ("[tool.wattlint]\nbatch-size = 3\nbatch_size = 4\n", "given twice"),
+    ("[[tool.wattlint.models]]\nname='m'\n", "missing required key 'source'"),
+    ("[[tool.wattlint.models]]\nsource='a.onnx'\n[[tool.wattlint.models]]\nsource='b/a.onnx'\n",
+     "duplicate model name 'a'"),
+    ("[tool.wattlint.rules.WL999]\nx = 1\n", "unknown rule 'WL999'"),
+    ("[tool.wattlint.rules.WL104]\nmin-shares = 0.3\n", "unknown key 'min-shares'"),
+    ("[tool.wattlint.rules.WL104]\nseverity = 'fatal'\n", "'severity' = 'fatal'"),
+    ("[tool.wattlint\n", "invalid TOML"),
+])
+def test_bad_config_names_the_problem(tmp_path, text, needle):
+    write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert needle in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_model_file(tmp_path):
+    write(tmp_path, "[[tool.wattlint.models]]\nname='m'\nsource='nope/m.onnx'\n")
+    cfg = load_config(tmp_path)
+    with pytest.raises(ConfigError, match="model 'm': source file not found: nope/m.onnx"):
+        cfg.check_sources()
+
+
+def test_rule_options_parsed(tmp_path):
+    write(tmp_path, "[tool.wattlint.rules.WL104]\nmin-share = 0.4\nseverity = 'error'\n")
+    assert load_config(tmp_path).rule_options == {"WL104": {"min_share": 0.4, "severity": "error"}}
+
+
+def test_explicit_config_file(tmp_path):
+    p = tmp_path / "wattlint.toml"
+    p.write_text("gpu = 'h100'\n")
+    assert load_config(path=p).defaults == {"gpu": "h100"}
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(path=tmp_path / "missing.toml")
+
+
+def test_resolve_source(tmp_path):
+    root = tmp_path.resolve()
+    assert resolve_source("m.onnx", root) == (str(root / "m.onnx"), root / "m.onnx", None)
+    assert resolve_source("src/net.py:build", root) == (f"{root / 'src/net.py'}:build", root / "src/net.py", "build")
+    assert resolve_source("pkg.mod:Net.build", root) == ("pkg.mod:Net.build", None, "Net.build")
+
+
+def test_exclude(tmp_path):
+    root = tmp_path.resolve()
+    assert is_excluded(root / "experiments/x/m.onnx", ("experiments/**",), root)
+    assert is_excluded(root / "a/scratch/m.onnx", ("scratch",), root)
+    assert is_excluded(root / "a/m_old.onnx", ("*_old.onnx",), root)
+    assert not is_excluded(root / "models/m.onnx", ("experiments/**",), root)
+    assert Config(root=root, exclude=("models/*.onnx",)).is_excluded(root / "models/m.onnx")

@@ -1,0 +1,85 @@
+"""Hand-checked savings: the expected numbers are derived here from first principles, not copied from the code.
+
+All use wattlint.lint.testing.simple_estimate (documented formulas) as the re-estimator, with large problems so the
+4 us per-op gap and the (tiny) optimizer are negligible.
+"""
+
+import pytest
+
+from wattlint.lint import testing
+from wattlint.lint.engine import run_rules
+from wattlint.lint.registry import all_rules
+
+R = all_rules()
+
+
+class M:
+    name = "m"
+    budget = {}
+    regression_threshold = None
+    select = ignore = ()
+
+
+def one(code, ops, **kw):
+    budget = kw.pop("budget", {})
+    baseline = kw.pop("baseline", None)
+    g, e = testing.scenario(ops, **kw)
+    m = M()
+    m.budget = budget
+    out = run_rules(g, e, None, m, rules=[R[code]], baseline=baseline, reestimator=testing.simple_estimate,
+                    gpus=testing.gpus_list)
+    assert len(out) == 1, out
+    return out[0], e
+
+
+def test_wl101_fp32_to_bf16_on_a100():
+    # compute-bound GEMMs at the same power: energy scales with time = flops / peak -> saving 1 - 19.5/312
+    a100 = testing.GPUS["a100-sxm4-80gb"]
+    expected = 1 - a100.peak_tflops["fp32"] / a100.peak_tflops["bf16"]
+    f, e = one("WL101", [{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"}], precision="fp32",
+               params=1000)
+    assert expected == pytest.approx(0.9375)
+    assert f.saving_pct / 100 == pytest.approx(expected, abs=0.002)
+    assert f.saving_kwh == pytest.approx(e.total["energy_kwh"] * expected, rel=0.01)
+
+
+def test_wl106_low_rank_pair_vs_dense():
+    # pair FLOPs m*r*(k+n) vs dense m*k*n: r=768, k=n=1024 -> dense/pair = 1024*1024/(768*2048) = 2/3
+    f, e = one("WL106", [{"op": "linear", "m": 4096, "n": 768, "k": 1024, "module": "down"},
+                         {"op": "linear", "m": 4096, "n": 1024, "k": 768, "module": "up"}], params=1000)
+    assert f.saving_pct / 100 == pytest.approx(1 - (1024 * 1024) / (768 * 2048), abs=0.005)
+
+
+def test_wl102_padding_1020_to_1024():
+    # all three GEMMs (fwd, dgrad, wgrad) have n, k in {1020}: padded FLOPs x (1024/1020)^2, efficiency x2
+    f, _ = one("WL102", [{"op": "linear", "m": 262144, "n": 1020, "k": 1020}], params=1000)
+    assert f.saving_pct / 100 == pytest.approx(1 - (1024 / 1020) ** 2 / 2, abs=0.005)
+
+
+def test_wl107_recompute_is_a_quarter_of_the_gemms():
+    # fwd + recomputed fwd + 2 backward GEMMs of equal size: dropping the recompute saves 1/4
+    f, _ = one("WL107", [{"op": "linear", "m": 4096, "n": 4096, "k": 4096},
+                         {"op": "recompute", "of": {"op": "linear", "m": 4096, "n": 4096, "k": 4096}}],
+               activation_checkpointing=True, params=1000)
+    assert f.saving_pct / 100 == pytest.approx(0.25, abs=0.005)
+
+
+def test_wl301_budget_excess():
+    f, _ = one("WL301", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 600.0},
+               budget={"energy_kwh": 500.0})
+    assert f.severity == "error"
+    assert f.saving_kwh == pytest.approx(100.0) and f.saving_pct == pytest.approx(100 / 6, abs=1e-3)
+
+
+def test_wl305_regression():
+    f, _ = one("WL305", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 110.0},
+               baseline={"energy_kwh": 100.0, "gpu": "a100-sxm4-80gb"})
+    assert f.severity == "error" and "+10%" in f.message and f.saving_kwh == pytest.approx(10.0)
+
+
+def test_wl202_batch_scaling_fills_waves():
+    # m=n=512: 16 tiles on 108 SMs -> q = 16/108; at 8x the micro-batch 128 tiles -> 2 waves, q = 128/216.
+    # energy per sample scales with time/sample = 1/q: saving = 1 - (16/108) / (128/216) = 0.75
+    f, _ = one("WL202", [{"op": "linear", "m": 512, "n": 512, "k": 65536, "backward": False}], params=1000)
+    assert "raise the micro-batch to 64" in f.message
+    assert f.saving_pct / 100 == pytest.approx(1 - (16 / 108) / (128 / 216), abs=0.01)
