@@ -213,7 +213,143 @@ def records(family: str, params: Mapping[str, Any], precision: str, phase: str) 
     raise BenchmarkError(f"unknown benchmark family {family!r}")
 
 
-# ---- torch callables -------------------------------------------------------------------------------------------
+# ---- torch modules: one op per module (shared by the timed callable and the frontend trace) ---------------------
+
+def make_op(family: str, params: Mapping[str, Any], precision: str, device: str = "cpu", meta: bool = False):
+    """(module, inputs, grad_mask): ``module(*inputs)`` runs the op once; ``grad_mask[i]`` says whether input i
+    carries a gradient (inputs of a layer inside a network do; indices do not)."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    dt = getattr(torch, PRECISION_DTYPE[precision])
+    dev = torch.device("meta" if meta else device)
+
+    def t(*shape, dtype=dt, scale=1.0):
+        if meta:
+            return torch.empty(*shape, dtype=dtype, device=dev)
+        return (torch.randn(*shape, device=dev, dtype=torch.float32) * scale).to(dtype)
+
+    def idx(high, *shape):
+        if meta:
+            return torch.empty(*shape, dtype=torch.long, device=dev)
+        return torch.randint(0, high, shape, device=dev)
+
+    class Fn(nn.Module):
+        def __init__(self, f):
+            super().__init__()
+            self.f = f
+
+        def forward(self, *a):
+            return self.f(*a)
+
+    p = params
+    if family == "gemm":
+        m, n, k, b = int(p["m"]), int(p["n"]), int(p["k"]), int(p.get("b", 1))
+        if b == 1:
+            mod = nn.Linear(k, n, bias=bool(p.get("bias", 0)))
+            ins, mask = [t(m, k)], [True]
+        else:
+            mod = Fn(torch.bmm)
+            ins, mask = [t(b, m, k), t(b, k, n, scale=k ** -0.5)], [True, True]
+    elif family == "conv":
+        g = conv_geometry(p)
+        c = g["x"][1]
+        mod = nn.Conv2d(c, g["w"][0], g["w"][2], stride=g["stride"], padding=g["padding"], groups=g["groups"],
+                        bias=False)
+        ins, mask = [t(*g["x"])], [True]
+    elif family == "attention":
+        b, h, s, d = (int(p[k]) for k in ("b", "h", "s", "d"))
+        causal = bool(p.get("causal", 0))
+        mod = Fn(lambda q, k_, v: F.scaled_dot_product_attention(q, k_, v, is_causal=causal))
+        ins, mask = [t(b, h, s, d) for _ in range(3)], [True] * 3
+    elif family == "norm":
+        kind = str(p.get("kind", "layer"))
+        if kind == "batch":
+            mod = nn.BatchNorm2d(int(p["c"]))
+            ins = [t(int(p["n"]), int(p["c"]), int(p["hw"]), int(p["hw"]))]
+        else:
+            cols = int(p["cols"])
+            mod = nn.RMSNorm(cols) if kind == "rms" else nn.LayerNorm(cols)
+            ins = [t(int(p["rows"]), cols)]
+        mask = [True]
+    elif family == "softmax":
+        mod, ins, mask = nn.Softmax(-1), [t(int(p["rows"]), int(p["cols"]))], [True]
+    elif family == "elementwise":
+        name = str(p["op"])
+        n = int(p["numel"])
+        if name in BINARY:
+            mod = Fn(torch.add if name == "add" else torch.mul)
+            ins, mask = [t(n), t(n)], [True, True]
+        else:
+            mod = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[name]()
+            ins, mask = [t(n)], [True]
+    elif family == "reduction":
+        mean = p.get("op") == "mean"
+        mod = Fn((lambda x: x.mean(-1)) if mean else (lambda x: x.sum(-1)))
+        ins, mask = [t(int(p["rows"]), int(p["cols"]))], [True]
+    elif family == "embedding":
+        v, d, n = int(p["vocab"]), int(p["dim"]), int(p["indices"])
+        mod = nn.Embedding(v, d)
+        ins, mask = [idx(v, n)], [False]
+    elif family == "pool":
+        k = int(p["k"])
+        stride = int(p.get("stride", k))
+        mod = nn.MaxPool2d(k, stride) if p.get("kind", "max") == "max" else nn.AvgPool2d(k, stride)
+        ins, mask = [t(int(p["n"]), int(p["c"]), int(p["h"]), int(p["h"]))], [True]
+    elif family == "lstm":
+        s, b, i, h = (int(p[k]) for k in ("seq", "batch", "input", "hidden"))
+        lstm = nn.LSTM(i, h, num_layers=int(p.get("layers", 1)))
+
+        class First(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.lstm = lstm
+
+            def forward(self, x):
+                return self.lstm(x)[0]
+        mod = First()
+        ins, mask = [t(s, b, i)], [True]
+    elif family == "optimizer":
+        numel, tensors = int(p["numel"]), int(p.get("tensors", 1))
+        per = max(1, numel // tensors)
+
+        class Bag(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.ps = nn.ParameterList([nn.Parameter(torch.empty(per)) for _ in range(tensors)])
+
+            def forward(self, x):
+                return sum(q.sum() for q in self.ps) * x.sum()
+        mod = Bag()
+        ins, mask = [t(1, dtype=torch.float32)], [False]
+        dt = torch.float32
+    elif family == "memory":
+        name = str(p["op"])
+        n = int(p["numel"])
+        if name == "transpose":
+            r = int(p.get("rows", 1024))
+            mod, ins = Fn(lambda x: x.t().contiguous()), [t(r, n // r)]
+        elif name == "cat":
+            mod, ins = Fn(lambda a, c: torch.cat([a, c])), [t(n // 2), t(n // 2)]
+        else:
+            mod, ins = Fn(lambda a, c: c.copy_(a)), [t(n), t(n)]
+        mask = [False] * len(ins)
+    elif family == "loss":
+        n, classes = int(p["n"]), int(p["classes"])
+        mod = Fn(lambda x, y: F.cross_entropy(x, y))
+        ins, mask = [t(n, classes), idx(classes, n)], [True, False]
+    elif family == "dropout":
+        mod, ins, mask = nn.Dropout(0.1), [t(int(p["numel"]))], [True]
+    else:
+        raise BenchmarkError(f"unknown benchmark family {family!r}")
+    mod = mod.to(device=dev, dtype=dt)
+    if not meta:
+        with torch.no_grad():
+            for q in mod.parameters():
+                q.normal_(0, 0.02)
+    return mod, ins, mask
+
 
 def set_precision_flags(precision: str) -> None:
     """TF32 on only for ``tf32`` (matmul and cuDNN). Process-local library flags; no device setting changes."""
@@ -226,166 +362,109 @@ def set_precision_flags(precision: str) -> None:
 
 def build(family: str, params: Mapping[str, Any], precision: str, phase: str, device: str) -> Callable[[], Any]:
     """Allocate the op's inputs on ``device`` and return a zero-argument callable that runs the op once
-    (forward op, its backward via autograd.grad with retained graph, or one optimizer step)."""
+    (forward op; its backward via autograd.grad over a retained graph; or one optimizer step, foreach as the
+    frontend assumes)."""
     import torch
-    import torch.nn.functional as F
 
     records(family, params, precision, phase)  # validates the combination
     set_precision_flags(precision)
-    dt = getattr(torch, PRECISION_DTYPE[precision])
-    dev = torch.device(device)
-    bwd = phase == "backward"
-    gen = torch.Generator(device="cpu").manual_seed(0)
-
-    def t(*shape, dtype=dt, grad=False, scale=1.0):
-        x = (torch.randn(*shape, generator=gen) * scale).to(device=dev, dtype=dtype)
-        return x.requires_grad_(grad) if grad else x
-
-    def backward_of(out, inputs):
-        gout = torch.randn_like(out) if out.dtype.is_floating_point else None
-        return lambda: torch.autograd.grad(out, inputs, gout, retain_graph=True)
-
-    if family == "gemm":
-        m, n, k, b = int(params["m"]), int(params["n"]), int(params["k"]), int(params.get("b", 1))
-        bias = bool(params.get("bias", 0))
-        if b == 1:
-            x, w = t(m, k, grad=bwd), t(n, k, grad=bwd, scale=k ** -0.5)
-            bb = t(n, grad=bwd) if bias else None
-            if not bwd:
-                return lambda: F.linear(x, w, bb)
-            ins = [x, w] + ([bb] if bias else [])
-            return backward_of(F.linear(x, w, bb), ins)
-        a, c = t(b, m, k, grad=bwd), t(b, k, n, grad=bwd, scale=k ** -0.5)
-        if not bwd:
-            return lambda: torch.bmm(a, c)
-        return backward_of(torch.bmm(a, c), [a, c])
-    if family == "conv":
-        g = conv_geometry(params)
-        x = t(*g["x"], grad=bwd).contiguous(memory_format=torch.channels_last) if params.get("channels_last") \
-            else t(*g["x"], grad=bwd)
-        w = t(*g["w"], grad=bwd, scale=0.1)
-        kw = {"stride": g["stride"], "padding": g["padding"], "groups": g["groups"]}
-        torch.backends.cudnn.benchmark = False
-        if not bwd:
-            return lambda: F.conv2d(x, w, None, **kw)
-        return backward_of(F.conv2d(x, w, None, **kw), [x, w])
-    if family == "attention":
-        b, h, s, d = (int(params[k]) for k in ("b", "h", "s", "d"))
-        causal = bool(params.get("causal", 0))
-        q, k_, v = (t(b, h, s, d, grad=bwd) for _ in range(3))
-        if not bwd:
-            return lambda: F.scaled_dot_product_attention(q, k_, v, is_causal=causal)
-        return backward_of(F.scaled_dot_product_attention(q, k_, v, is_causal=causal), [q, k_, v])
-    if family == "norm":
-        kind = str(params.get("kind", "layer"))
-        if kind == "batch":
-            n, c, hw = int(params["n"]), int(params["c"]), int(params["hw"])
-            x = t(n, c, hw, hw, grad=bwd)
-            wgt = t(c, dtype=dt, grad=bwd)
-            bias = t(c, dtype=dt, grad=bwd)
-            rm, rv = torch.zeros(c, device=dev, dtype=dt), torch.ones(c, device=dev, dtype=dt)
-
-            def bn():
-                return F.batch_norm(x, rm, rv, wgt, bias, training=True)
-            if not bwd:
-                return bn
-            return backward_of(bn(), [x, wgt, bias])
-        rows, cols = int(params["rows"]), int(params["cols"])
-        x = t(rows, cols, grad=bwd)
-        wgt = t(cols, grad=bwd)
-        if kind == "rms":
-            def f():
-                return F.rms_norm(x, (cols,), wgt)
-            ins = [x, wgt]
-        else:
-            bias = t(cols, grad=bwd)
-
-            def f():
-                return F.layer_norm(x, (cols,), wgt, bias)
-            ins = [x, wgt, bias]
-        return backward_of(f(), ins) if bwd else f
-    if family == "softmax":
-        x = t(int(params["rows"]), int(params["cols"]), grad=bwd)
-        return backward_of(torch.softmax(x, -1), [x]) if bwd else (lambda: torch.softmax(x, -1))
-    if family == "elementwise":
-        name = str(params["op"])
-        n = int(params["numel"])
-        x = t(n, grad=bwd)
-        if name in BINARY:
-            y = t(n)
-            op = torch.add if name == "add" else torch.mul
-            return lambda: op(x, y)
-        fn = {"relu": F.relu, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[name]
-        return backward_of(fn(x), [x]) if bwd else (lambda: fn(x))
-    if family == "reduction":
-        x = t(int(params["rows"]), int(params["cols"]))
-        red = torch.mean if params.get("op") == "mean" else torch.sum
-        return lambda: red(x, -1)
-    if family == "embedding":
-        v, d, n = int(params["vocab"]), int(params["dim"]), int(params["indices"])
-        wgt = t(v, d, grad=bwd)
-        idx = torch.randint(0, v, (n,), generator=gen).to(dev)
-        if not bwd:
-            return lambda: F.embedding(idx, wgt)
-        return backward_of(F.embedding(idx, wgt), [wgt])
-    if family == "pool":
-        n, c, h, k = (int(params[kk]) for kk in ("n", "c", "h", "k"))
-        stride = int(params.get("stride", k))
-        x = t(n, c, h, h, grad=bwd)
-        pf = F.max_pool2d if params.get("kind", "max") == "max" else F.avg_pool2d
-        if not bwd:
-            return lambda: pf(x, k, stride)
-        return backward_of(pf(x, k, stride), [x])
-    if family == "lstm":
-        s, b, i, h = (int(params[k]) for k in ("seq", "batch", "input", "hidden"))
-        layers = int(params.get("layers", 1))
-        mod = torch.nn.LSTM(i, h, num_layers=layers).to(device=dev, dtype=dt)
-        x = t(s, b, i, grad=bwd)
-        if not bwd:
-            return lambda: mod(x)
-        out, _ = mod(x)
-        return backward_of(out, [x, *mod.parameters()])
-    if family == "optimizer":
+    torch.manual_seed(0)
+    mod, ins, mask = make_op(family, params, precision, device)
+    mod.train()
+    if phase == "optimizer":
+        ps = list(mod.parameters())
+        for q in ps:
+            q.grad = torch.randn_like(q) * 1e-3
         name = str(params["name"])
-        numel, tensors = int(params["numel"]), int(params.get("tensors", 1))
-        per = max(1, numel // tensors)
-        ps = [torch.nn.Parameter(t(per, dtype=torch.float32)) for _ in range(tensors)]
-        for p_ in ps:
-            p_.grad = t(per, dtype=torch.float32, scale=1e-3)
-        fused = dev.type == "cuda"
         if name == "adamw":
-            opt = torch.optim.AdamW(ps, lr=1e-4, fused=fused, foreach=None if fused else True)
+            opt = torch.optim.AdamW(ps, lr=1e-4, foreach=True)
         elif name == "adam":
-            opt = torch.optim.Adam(ps, lr=1e-4, fused=fused, foreach=None if fused else True)
+            opt = torch.optim.Adam(ps, lr=1e-4, foreach=True)
         else:
-            opt = torch.optim.SGD(ps, lr=1e-4, momentum=float(params.get("momentum", 0.9)), fused=fused,
-                                  foreach=None if fused else True)
+            opt = torch.optim.SGD(ps, lr=1e-4, momentum=float(params.get("momentum", 0.9)), foreach=True)
+        opt.step()  # steady state: optimizer state exists
         return opt.step
-    if family == "memory":
-        name = str(params["op"])
-        n = int(params["numel"])
-        if name == "transpose":
-            r = int(params.get("rows", 1024))
-            x = t(r, n // r)
-            return lambda: x.t().contiguous()
-        if name == "cat":
-            a, c = t(n // 2), t(n // 2)
-            return lambda: torch.cat([a, c])
-        src, dst = t(n), t(n)
-        return lambda: dst.copy_(src)
-    if family == "loss":
-        n, classes = int(params["n"]), int(params["classes"])
-        logits = t(n, classes, grad=bwd)
-        target = torch.randint(0, classes, (n,), generator=gen).to(dev)
-        if not bwd:
-            return lambda: F.cross_entropy(logits, target)
-        return backward_of(F.cross_entropy(logits, target), [logits])
-    if family == "dropout":
-        x = t(int(params["numel"]), grad=bwd)
-        if not bwd:
-            return lambda: F.dropout(x, 0.1, training=True)
-        return backward_of(F.dropout(x, 0.1, training=True), [x])
-    raise BenchmarkError(f"unknown benchmark family {family!r}")
+    if phase == "forward":
+        def fwd():
+            with torch.no_grad():
+                return mod(*ins)
+        return fwd if family not in ("norm", "dropout", "lstm") else (lambda: mod(*ins))
+    ins = [x.requires_grad_(True) if g else x for x, g in zip(ins, mask)]
+    out = mod(*ins)
+    wrt = [x for x, g in zip(ins, mask) if g] + [q for q in mod.parameters() if q.requires_grad]
+    gout = torch.randn_like(out)
+    return lambda: torch.autograd.grad(out, wrt, gout, retain_graph=True)
+
+
+# ---- records as the torch frontend traces them ------------------------------------------------------------------
+
+_TRACE_CACHE: dict[tuple, tuple[OpRecord, ...] | None] = {}
+
+
+def traced_records(family: str, params: Mapping[str, Any], precision: str, phase: str) -> list[OpRecord] | None:
+    """The records wattlint's torch frontend produces for this op inside a network (None if tracing fails):
+    the op in a child module ``op`` whose float inputs come from another module (so their gradients are
+    computed, as for a layer inside a network); only the ``op`` module's records of ``phase`` are kept."""
+    key = (family, tuple(sorted(params.items())), precision, phase)
+    if key in _TRACE_CACHE:
+        got = _TRACE_CACHE[key]
+        return list(got) if got is not None else None
+    try:
+        recs = _trace(family, params, precision, phase)
+    except Exception:  # noqa: BLE001 - frontend missing or op not traceable: caller falls back to formulas
+        recs = None
+    _TRACE_CACHE[key] = tuple(recs) if recs is not None else None
+    return recs
+
+
+def _trace(family, params, precision, phase) -> list[OpRecord] | None:
+    import torch
+    import torch.nn as nn
+
+    from ..frontends import torch as tf
+    from ..types import Status
+
+    mod, ins, mask = make_op(family, params, precision, meta=True)
+
+    class Pre(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = nn.Parameter(torch.empty((), device="meta"))
+
+        def forward(self, x):
+            return x * self.s.to(x.dtype)
+
+    class Wrap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre = nn.ModuleList([Pre() if g else nn.Identity() for g in mask])
+            self.op = mod
+
+        def forward(self, *xs):
+            return self.op(*[p_(x) for p_, x in zip(self.pre, xs)])
+
+    opt = str(params.get("name", "adamw")) if family == "optimizer" else "sgd"
+    if family == "optimizer":
+        w: nn.Module = mod
+        g = tf.trace(w, ins, precision="fp32", optimizer=opt)
+        recs = [r for r in g.records if r.phase is Phase.OPTIMIZER and r.status is Status.HANDLED
+                and r.kind is not OpKind.VIEW]
+    else:
+        g = tf.trace(Wrap(), ins, precision="fp32", optimizer=opt)
+        ph = Phase(phase)
+        recs = [r for r in g.records if r.phase is ph and r.status is Status.HANDLED and r.kind is not OpKind.VIEW
+                and (r.module == "op" or r.module.startswith("op."))]
+    if not recs:
+        return None
+    return recs
+
+
+def fit_records(family: str, params: Mapping[str, Any], precision: str, phase: str) -> tuple[list[OpRecord], str]:
+    """Records used to fit: the frontend's trace of the op when it works, else the costs.py formulas."""
+    t = traced_records(family, params, precision, phase)
+    if t:
+        return t, "frontend-trace"
+    return records(family, params, precision, phase), "costs-formula"
 
 
 def sample_work(recs: list[OpRecord]) -> tuple[int, int]:

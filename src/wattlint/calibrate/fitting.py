@@ -1,0 +1,195 @@
+"""Calibration runs -> fit rows -> a calibrated model folder (``wattlint fit``).
+
+Each measured sample (CSV row: family, params, precision, phase) is rebuilt into the OpRecords wattlint's torch
+frontend records for that op (:func:`benchmarks.fit_records`; the costs.py formulas where tracing is not
+possible), and featurised with the estimator's own ``energy.features.op_features`` on the run's GPU spec. The
+sample's measured time and power give the targets of every record of the sample (identical records, e.g. the
+time steps of an LSTM, are merged with their weights summed).
+
+Validation measurements (``validation_data: true`` in a provenance) are refused: they never enter a fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..types import GpuSpec, WattlintError
+from . import benchmarks
+from .backends import spec_from_dict
+from .runner import RUN_SCHEMA, RunPaths, read_rows
+
+POWER_CLIP = (0.0, 1.2)
+
+
+class FitError(WattlintError):
+    pass
+
+
+def find_runs(paths: list[str]) -> list[RunPaths]:
+    """RUN arguments: run files (.csv/.json/stem) or folders holding runs."""
+    out: list[RunPaths] = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            found = sorted(pp.glob("*.json"))
+            runs = []
+            for j in found:
+                try:
+                    if json.loads(j.read_text()).get("schema") == RUN_SCHEMA:
+                        runs.append(RunPaths.of(j))
+                except (OSError, json.JSONDecodeError):
+                    continue
+            if not runs:
+                raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
+            out.extend(runs)
+        else:
+            rp = RunPaths.of(pp)
+            if not rp.csv.is_file() or not rp.json.is_file():
+                raise FitError(f"{p}: need {rp.csv.name} and {rp.json.name}")
+            out.append(rp)
+    seen, uniq = set(), []
+    for r in out:
+        if r.csv.resolve() not in seen:
+            seen.add(r.csv.resolve())
+            uniq.append(r)
+    return uniq
+
+
+def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec, str]:
+    """The GpuSpec a run's features are computed on: the database entry for GPUs (so fitting and predicting use
+    the same numbers), the stored measured spec for CPU / fake runs."""
+    spec_info = prov.get("spec") or {}
+    key = gpu_key or spec_info.get("key")
+    source = str(spec_info.get("source", ""))
+    if gpu_key or source.startswith("database"):
+        if not key:
+            raise FitError("the run's GPU is not in the database: pass --gpu KEY")
+        from ..hardware import resolve_gpu
+
+        spec, _ = resolve_gpu(key)
+        return spec, "database"
+    if spec_info.get("values"):
+        return spec_from_dict(spec_info["values"]), source or "stored"
+    raise FitError("the run records no GPU spec: pass --gpu KEY")
+
+
+def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
+    from ..energy.model import FitData, sha256_file
+    from ..energy.prior import op_prior
+    from ..energy.features import op_features
+
+    data = FitData([], [], [], [], [], [], [])
+    prov_out: list[dict[str, Any]] = []
+    spec: GpuSpec | None = None
+    builders: Counter = Counter()
+    skipped: Counter = Counter()
+    meta: dict[str, Any] = {}
+    for rp in runs:
+        prov = json.loads(rp.json.read_text())
+        if prov.get("schema") != RUN_SCHEMA:
+            raise FitError(f"{rp.json}: not a calibration run")
+        if prov.get("validation_data"):
+            raise FitError(f"{rp.json}: validation measurements never enter a fit")
+        s, s_src = run_spec(prov, gpu_key)
+        if spec is None:
+            spec = s
+            meta = {"spec_source": s_src, "device_kind": prov.get("device", {}).get("kind"),
+                    "energy_source": prov.get("meter", {}).get("energy_source")}
+        elif s.key != spec.key:
+            raise FitError(f"runs from different devices: {spec.key} and {s.key} ({rp.json}); fit one GPU at a time")
+        rows = read_rows(rp.csv)
+        idle = [x.get("idle_power_w") for x in prov.get("sessions", []) if x.get("idle_power_w") is not None]
+        prov_out.append({"run_id": prov.get("run_id"), "csv": rp.csv.name, "json": rp.json.name,
+                         "csv_sha256": sha256_file(rp.csv), "json_sha256": sha256_file(rp.json),
+                         "suite": prov.get("suite", {}).get("name"), "suite_sha256": prov.get("suite", {}).get("sha256"),
+                         "part": prov.get("suite", {}).get("part"), "rows": len(rows),
+                         "meter": prov.get("meter", {}).get("name"),
+                         "energy_source": prov.get("meter", {}).get("energy_source"),
+                         "device": {k: prov.get("device", {}).get(k) for k in ("kind", "name", "uuid")},
+                         "gpu_name": prov.get("meter", {}).get("gpu_name"),
+                         "driver_version": prov.get("meter", {}).get("driver_version"),
+                         "started_utc": prov.get("started_utc"), "idle_power_w": idle})
+        for row in rows:
+            if row.get("status") != "ok":
+                skipped["not ok"] += 1
+                continue
+            try:
+                t_meas = float(row["time_s"])
+                p_meas = float(row["avg_power_w"])
+            except (TypeError, ValueError):
+                skipped["unparseable"] += 1
+                continue
+            if not (t_meas > 0 and math.isfinite(t_meas)):
+                skipped["bad time"] += 1
+                continue
+            params = json.loads(row["params"])
+            fam, prec, phase = row["family"], row["precision"], row["phase"]
+            recs, how = benchmarks.fit_records(fam, params, prec, phase)
+            builders[how] += 1
+            pri = [op_prior(r, spec, prec) for r in recs]
+            t_prior = sum(p.time_s for p in pri)
+            if t_prior <= 0:
+                skipped["zero prior"] += 1
+                continue
+            span = max(spec.tdp_w - spec.idle_w, 1e-9)
+            pf = min(POWER_CLIP[1], max(POWER_CLIP[0], (p_meas - spec.idle_w) / span))
+            merged: dict[tuple, list] = {}
+            for r, p in zip(recs, pri):
+                k = (r.op, r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, r.recompute)
+                if k in merged:
+                    merged[k][1] += p.time_s
+                else:
+                    merged[k] = [r, p.time_s]
+            sid = f"{row['sample_id']}@{rp.csv.name}"
+            shape_key = f"{fam}:{row['params']}"
+            for r, tp in merged.values():
+                data.rows.append(op_features(r, spec, prec))
+                data.time_target.append(math.log(t_meas / t_prior))
+                data.power_target.append(pf)
+                data.weight.append(max(tp / t_prior, 1e-6))
+                data.family.append(fam)
+                data.shape.append(shape_key)
+                data.sample.append(sid)
+    if spec is None:
+        raise FitError("no runs given")
+    return data, spec, {"runs": prov_out, "record_builders": dict(builders), "skipped_rows": dict(skipped), **meta}
+
+
+def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5):
+    from ..energy.model import fit_model
+    from .backends import spec_to_dict
+
+    runs = find_runs(run_args)
+    data, spec, prov = load_fit_data(runs, gpu_key)
+    is_cpu = spec.vendor == "cpu" or prov.get("device_kind") == "cpu"
+    is_fake = prov.get("device_kind") == "fake"
+    if out_dir is None:
+        if is_cpu or is_fake:
+            out_dir = str(runs[0].csv.parent / "model")
+        else:
+            from ..energy.predictor import MODELS_DIR
+
+            out_dir = str(MODELS_DIR / spec.key)
+    out = Path(out_dir).resolve()
+    from ..energy.predictor import MODELS_DIR
+
+    if (is_cpu or is_fake) and (out == MODELS_DIR.resolve() or MODELS_DIR.resolve() in out.parents):
+        raise FitError(f"{out_dir}: a {'CPU' if is_cpu else 'fake'}-fitted model never goes into the shipped "
+                       "models/ folder (it is not a GPU calibration); pick another --out")
+    idle_meas = [v for r in prov["runs"] for v in r.get("idle_power_w") or []]
+    gpu = {"key": spec.key, "name": spec.name, "vendor": spec.vendor, "arch": spec.arch, "is_cpu": is_cpu,
+           "is_fake": is_fake, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w, "spec_source": prov.get("spec_source"),
+           "measured_idle_w": (sum(idle_meas) / len(idle_meas)) if idle_meas else None,
+           "energy_source": prov.get("energy_source")}
+    if prov.get("spec_source") != "database":
+        gpu["spec"] = spec_to_dict(spec)
+    dates = sorted(str(r.get("started_utc") or "")[:10] for r in prov["runs"])
+    label = f"{spec.key} run {dates[-1] if dates else '?'}"
+    if is_cpu:
+        label += " (CPU method check: time measured, energy modelled)"
+    model = fit_model(data, out, gpu=gpu, provenance=prov, calibration_source=label, k=folds)
+    return model

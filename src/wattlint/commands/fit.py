@@ -1,0 +1,32 @@
+"""wattlint fit: LightGBM corrections of the prior from calibration runs -> LightGBM text models + card.json."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="model folder (default models/<gpu-key>/ for a GPU; <run folder>/model for CPU/fake runs, "
+                        "which never go into models/)")
+    p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for whole-shape hold-out (5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate.fitting import fit_runs
+
+    model = fit_runs(args.runs, args.out, args.gpu, folds=args.folds)
+    card = model.card
+    cv = card["cv"]
+    print(f"fitted {card['training']['samples']} samples ({card['training']['rows']} op rows) of "
+          f"{card['gpu']['key']} -> {model.path}")
+    for name, m in cv.items():
+        print(f"  CV {name:17s} ({m['folds']} folds): time MAPE {m['time_mape'] * 100:.1f} % "
+              f"(prior {m['prior_time_mape'] * 100:.1f} %), median {m['time_median_ape'] * 100:.1f} %, "
+              f"power-fraction MAE {m['power_fraction_mae']:.3f}")
+    r = card["residuals"]["time"]
+    print(f"  time residual p5..p95: x{__import__('math').exp(r['p5']):.2f} .. x{__import__('math').exp(r['p95']):.2f}")
+    return 0
