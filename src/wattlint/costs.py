@@ -288,10 +288,13 @@ def conv(x: Shape, weight: Shape, dtype: str, *, stride: int | Shape = 1, paddin
     out_shape = (n, cout, *out_spatial)
     e = dtype_bytes(dtype)
     flops = 2 * macs + (numel(out_shape) if bias else 0)
-    # implicit GEMM view: M = N*out_pixels, N = Cout/g, K = Cin/g * prod(K), batched over groups
-    m = n * numel(out_spatial)
-    gk = (weight[1] if not transposed else x[1] // max(groups, 1)) * numel(kernel)
-    dims = _dims(b=groups, m=m, n=cout // max(groups, 1), k=gk)
+    # implicit GEMM view, batched over groups (b*m*n*k = MACs):
+    #   conv:       M = N*out_pixels, N = Cout/g, K = Cin/g * prod(K)
+    #   transposed: M = N*in_pixels,  N = Cout/g * prod(K), K = Cin/g  (each input pixel scatters a K-window)
+    if transposed:
+        dims = _dims(b=groups, m=n * numel(x[2:]), n=weight[1] * numel(kernel), k=x[1] // max(groups, 1))
+    else:
+        dims = _dims(b=groups, m=n * numel(out_spatial), n=cout // max(groups, 1), k=weight[1] * numel(kernel))
     return Cost(flops, (numel(x) + numel(weight) + (cout if bias else 0)) * e, numel(out_shape) * e, OpKind.CONV,
                 dims)
 
@@ -545,3 +548,26 @@ def optimizer_step(name: str, param_elems: int, param_dtype: str = "float32", *,
 def optimizer_state_elems(name: str, param_elems: int, *, momentum: bool = False) -> int:
     key = "sgd_momentum" if name == "sgd" and momentum else name
     return OPTIMIZER_STATE.get(key, 2) * param_elems
+
+
+# The passes of torch's foreach optimizer step (torch.optim.<Opt>(foreach=True), the CUDA default) in steady
+# state: (elementwise op, tensors read, tensors written) per parameter element, in kernel order. AdamW = weight
+# decay mul + Adam's lerp / mul / addcmul / sqrt / div / add / addcdiv; SGD = momentum 0.9 (mul, add) + update.
+OPTIMIZER_FOREACH_PASSES: dict[str, tuple[tuple[str, int, int], ...]] = {
+    "adamw": (("mul", 1, 1), ("lerp", 2, 1), ("mul", 1, 1), ("addcmul", 3, 1), ("sqrt", 1, 1), ("div", 1, 1),
+              ("add", 1, 1), ("addcdiv", 3, 1)),
+    "adam": (("lerp", 2, 1), ("mul", 1, 1), ("addcmul", 3, 1), ("sqrt", 1, 1), ("div", 1, 1), ("add", 1, 1),
+             ("addcdiv", 3, 1)),
+    "sgd": (("mul", 1, 1), ("add", 2, 1), ("add", 2, 1)),
+}
+
+
+def optimizer_foreach(name: str, param_elems: int, param_dtype: str = "float32") -> list[Cost]:
+    """The kernels of one foreach optimizer step over ``param_elems`` elements (for frontends that synthesize the
+    step, e.g. ONNX); unknown optimizers fall back to one fused pass (:func:`optimizer_step`)."""
+    passes = OPTIMIZER_FOREACH_PASSES.get(name)
+    if passes is None:
+        return [optimizer_step(name, param_elems, param_dtype)]
+    e = dtype_bytes(param_dtype)
+    return [Cost(elementwise_flops_per_element(op) * param_elems, r * param_elems * e, w * param_elems * e,
+                 OpKind.OPTIMIZER, _dims(numel=param_elems)) for op, r, w in passes]

@@ -347,7 +347,10 @@ def to_meta(model: nn.Module) -> nn.Module:
 
 def _meta_like(x):
     if isinstance(x, torch.Tensor):
-        return torch.empty(x.shape, dtype=x.dtype, device="meta")
+        if x.device.type == "meta":
+            return x
+        y = torch.empty(x.shape, dtype=x.dtype, device="meta")
+        return y.requires_grad_(True) if x.requires_grad and x.is_floating_point() else y
     if isinstance(x, (list, tuple)):
         return type(x)(_meta_like(v) for v in x)
     if isinstance(x, dict):
