@@ -1,0 +1,224 @@
+"""The PyTorch frontend: traced hand counts, attribution, phases, precision, checkpointing, data-dependent reads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import wattlint
+from _torch_archs import HF_CONFIGS
+from wattlint.frontends import torch as wt
+from wattlint.frontends.hf import analyze_config
+from wattlint.types import InputError, OpKind, Phase, Status
+
+
+def _fwd(g, kind=None, module=None):
+    return [r for r in g.records if r.phase is Phase.FORWARD and (kind is None or r.kind is kind)
+            and (module is None or r.module == module)]
+
+
+class OneConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4, bias=False)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_traced_conv_groups_stride_by_hand():
+    g = wattlint.analyze(OneConv(), inputs=["x=float32[2,8,10,10]"])
+    (r,) = _fwd(g, OpKind.CONV)
+    assert r.op == "aten.convolution.default" and r.module == "conv" and r.module_type == "Conv2d"
+    assert (r.flops, r.bytes_read, r.bytes_written) == (28800, 7552, 3200)
+    bwd = [x for x in g.records if x.phase is Phase.BACKWARD and x.kind is OpKind.CONV]
+    assert [x.flops for x in bwd] == [28800]  # weight gradient only: the input needs no gradient
+
+
+class OneLinear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32, 16)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def test_traced_linear_by_hand_forward_and_backward():
+    g = wattlint.analyze(OneLinear(), inputs=["x=float32[4,32]"])
+    (r,) = _fwd(g, OpKind.MATMUL)
+    assert (r.op, r.flops, r.bytes_read, r.bytes_written) == ("aten.addmm.default", 4160, 2624, 256)
+    bwd = [x for x in g.records if x.phase is Phase.BACKWARD and x.module == "fc" and x.status is Status.HANDLED]
+    assert sorted(x.flops for x in bwd if x.kind is OpKind.MATMUL) == [4096]  # dW only (x needs no grad)
+    assert sum(x.flops for x in bwd if x.kind is OpKind.REDUCTION) == 64  # db
+
+
+class Attn(nn.Module):
+    def __init__(self, causal):
+        super().__init__()
+        self.causal = causal
+        self.qkv = nn.Linear(32, 96, bias=False)
+
+    def forward(self, x):
+        b, s, _ = x.shape
+        q, k, v = self.qkv(x).view(b, s, 3, 4, 8).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+
+
+@pytest.mark.parametrize("causal,expected", [(False, 75776), (True, 40256)])
+def test_traced_attention_is_one_fused_op(causal, expected):
+    g = wattlint.analyze(Attn(causal), inputs=["x=float32[2,16,32]"])
+    att = _fwd(g, OpKind.ATTENTION)
+    assert len(att) == 1
+    assert att[0].op == "aten._scaled_dot_product_efficient_attention.default"
+    assert att[0].flops == expected and att[0].dim("causal") == int(causal)
+    assert not [r for r in _fwd(g) if r.op in ("aten.bmm.default", "aten._softmax.default")]
+    bwd = [r for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.ATTENTION]
+    assert len(bwd) == 1 and bwd[0].module == ""
+    g16 = wattlint.analyze(Attn(causal), inputs=["x=float32[2,16,32]"], precision="bf16")
+    (a16,) = _fwd(g16, OpKind.ATTENTION)
+    assert a16.op == "aten._scaled_dot_product_flash_attention.default" and a16.dtype == "bfloat16"
+
+
+class OneLSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(32, 64, batch_first=True)
+
+    def forward(self, x):
+        return self.lstm(x)[0]
+
+
+def test_traced_lstm_gemm_flops_by_hand():
+    g = wattlint.analyze(OneLSTM(), inputs=["x=float32[2,7,32]"])
+    mm = sum(r.flops for r in _fwd(g, OpKind.MATMUL, "lstm"))
+    b, i, h, t = 2, 32, 64, 7
+    assert mm == t * (2 * b * (i + h) * 4 * h + 2 * b * 4 * h) == 695296
+    assert all(r.module == "lstm" for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.MATMUL)
+
+
+def test_backward_attribution_and_phases():
+    import torch_models as E
+
+    g = wattlint.analyze(E.ResNetSmall(classes=10), inputs=["x=float32[2,3,64,64]"])
+    bwd_mods = {r.module for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.CONV}
+    fwd_mods = {r.module for r in g.records if r.phase is Phase.FORWARD and r.kind is OpKind.CONV}
+    assert bwd_mods == fwd_mods and "layers.1.0.down.0" in bwd_mods
+    bn_bwd = [r for r in g.records if r.phase is Phase.BACKWARD and r.op == "aten.native_batch_norm_backward.default"]
+    assert bn_bwd and all(r.module_type == "BatchNorm2d" for r in bn_bwd)
+    assert {r.phase for r in g.records} == {Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER}
+    opt = g.select(phase="optimizer", status=None)
+    assert opt and all(r.op.startswith("aten._foreach_") for r in opt)
+    assert g.params == sum(p.numel() for p in E.ResNetSmall(classes=10).parameters())
+    assert g.outputs[0].shape == (2, 10)
+    assert any("cross-entropy on the 10-way logits" in a for a in g.assumptions)
+    assert g.extra["activation_bytes"] > 0
+
+
+def test_optimizer_variants_cost_in_order():
+    import torch_models as E
+
+    cost = {o: wattlint.analyze(E.MLP(), inputs=["x=float32[8,784]"], optimizer=o).total("optimizer")
+            for o in ("sgd", "adam", "adamw")}
+    by = {o: c.bytes_read + c.bytes_written for o, c in cost.items()}
+    assert by["sgd"] < by["adam"] <= by["adamw"]
+    assert cost["adam"].flops < cost["adamw"].flops  # decoupled weight decay
+    with pytest.raises(InputError):
+        wattlint.analyze(E.MLP(), inputs=["x=float32[8,784]"], optimizer="lion")
+
+
+def test_autocast_bf16_follows_cuda_lists():
+    import torch_models as E
+
+    g = wattlint.analyze(E.TinyGPT(depth=1), inputs=["ids=int64[8,256]"], precision="bf16")
+    mm = [r for r in _fwd(g) if r.op in ("aten.mm.default", "aten.addmm.default")]
+    assert mm and all(r.dtype == "bfloat16" for r in mm)
+    ln = [r for r in _fwd(g) if r.op == "aten.native_layer_norm.default"]
+    assert ln and all(r.dtype == "float32" for r in ln)
+    loss_sum = [r for r in _fwd(g) if r.op == "aten.sum.default" and r.module == ""]
+    assert loss_sum and loss_sum[-1].dtype == "float32"  # sum is on the fp32 list
+    casts = [r for r in _fwd(g) if r.op == "aten._to_copy.default"]
+    assert casts  # weight/activation casts are real memory traffic
+    # weight casts are cached for the step: no weight is cast twice
+    bwd_mm = [r for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.MATMUL]
+    assert all(r.dtype == "bfloat16" for r in bwd_mm)
+    assert g.precision == "bf16" and any("autocast" in a for a in g.assumptions)
+    g32 = wattlint.analyze(E.TinyGPT(depth=1), inputs=["ids=int64[8,256]"])
+    assert g.total("forward").flops == pytest.approx(g32.total("forward").flops, rel=0.01)
+    t16, t32 = g.total("forward"), g32.total("forward")
+    assert t16.bytes_read + t16.bytes_written < t32.bytes_read + t32.bytes_written
+
+
+def test_activation_checkpointing_recomputes_in_backward():
+    import torch_models as E
+
+    base = wattlint.analyze(E.TinyGPT(depth=2), inputs=["ids=int64[2,64]"])
+    ck = wattlint.analyze(E.TinyGPT(depth=2), inputs=["ids=int64[2,64]"], activation_checkpointing=True)
+    rec = [r for r in ck.records if r.recompute]
+    assert rec and all(r.phase is Phase.BACKWARD for r in rec)
+    assert all(r.module.startswith("blocks.layers.") for r in rec)
+    fwd_block = sum(r.flops for r in base.records if r.phase is Phase.FORWARD and r.module.startswith("blocks."))
+    # torch's non-reentrant checkpoint stops recomputing once every saved tensor is back (early stop), so the
+    # block's last ops (residual add, ...) are not recomputed
+    assert 0.9 * fwd_block <= sum(r.flops for r in rec) <= fwd_block
+    assert ck.total("forward").flops == base.total("forward").flops
+    assert ck.extra["activation_bytes"] < base.extra["activation_bytes"]
+
+
+def test_batch_is_global_and_rebinds_leading_dim():
+    import torch_models as E
+
+    g = wattlint.analyze("examples/torch_models.py:resnet_small", batch_size=64, gpus=4, grad_accum=2)
+    assert g.micro_batch == 8 and g.inputs[0].shape == (8, 3, 224, 224)
+    assert any("micro-batch 8" in a for a in g.assumptions)
+    g1 = wattlint.analyze(E.MLP(), inputs=["x=float32[16,784]"], batch_size=4)
+    assert g1.micro_batch == 4
+    with pytest.raises(InputError):
+        wattlint.analyze(E.MLP(), inputs=["x=float32[16,784]"], batch_size=2, gpus=4)
+
+
+def test_unsupported_ops_are_counted_not_zeroed():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(16, 16)
+
+        def forward(self, x):
+            return torch.linalg.cholesky(self.fc(x).view(-1, 4, 4) @ self.fc(x).view(-1, 4, 4).mT).sum()
+
+    g = wattlint.analyze(Odd(), inputs=["x=float32[4,16]"])
+    uns = g.unsupported()
+    assert uns and all(n > 0 for n in uns.values())
+    assert any("cholesky" in k for k in uns)
+    assert all(r.bytes > 0 for r in g.records if r.status is Status.UNSUPPORTED)
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_hf_decoders_get_through_item_calls(name):
+    """transformers' mask preparation calls .item() on meta tensors (use_cache=False); the trace answers it."""
+    g = analyze_config(dict(HF_CONFIGS[name]), micro_batch=1, seq_len=64)
+    assert any(a.startswith("data-dependent reads") for a in g.assumptions)
+    att = _fwd(g, OpKind.ATTENTION)
+    assert len(att) == 2 and all(r.dim("causal") == 1 for r in att)
+    assert g.inputs[0].dtype == "int64" and g.inputs[0].shape == (1, 64)
+    assert g.outputs[0].name == "logits" and g.outputs[0].shape == (1, 64, 1000)
+    blocks = {r.module.split(".")[2] for r in g.records if r.phase is Phase.BACKWARD
+              and r.module.startswith(("model.layers.", "transformer.h."))}
+    assert blocks == {"0", "1"}
+
+
+def test_hf_config_json_file(tmp_path):
+    import json
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(HF_CONFIGS["bert"]))
+    g = wattlint.analyze(str(p), seq_len=32, batch_size=2)
+    assert g.model.format == "torch" and g.seq_len == 32 and g.micro_batch == 2
+    assert g.params > 0 and g.model.name == "BertForMaskedLM"
+
+
+def test_analyze_forwards_through_package():
+    g = wattlint.analyze("examples/torch_models.py:mlp")
+    assert g.model.source == "examples/torch_models.py:mlp" and g.micro_batch == 32
