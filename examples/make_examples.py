@@ -86,25 +86,83 @@ def gpt2_small(n_layer: int = 4, n_embd: int = 256, n_head: int = 4, vocab: int 
     return GPT2LMHeadModel(cfg)
 
 
-class LogitsOnly:
-    """Wrap a transformers model so the export has one output (the logits)."""
+def bert_small(n_layer: int = 4, hidden: int = 256, heads: int = 4, vocab: int = 8192):
+    from transformers import BertConfig, BertForMaskedLM
 
-    def __new__(cls, model):
-        import torch.nn as nn
+    cfg = BertConfig(num_hidden_layers=n_layer, hidden_size=hidden, num_attention_heads=heads,
+                     intermediate_size=4 * hidden, vocab_size=vocab, max_position_embeddings=512)
+    return BertForMaskedLM(cfg)
 
-        class _W(nn.Module):
-            def __init__(self, m):
-                super().__init__()
-                self.m = m
 
-            def forward(self, ids):
-                import torch
+def vit_small(n_layer: int = 4, hidden: int = 192, heads: int = 3, image: int = 224, patch: int = 16,
+              classes: int = 1000):
+    from transformers import ViTConfig, ViTForImageClassification
 
-                # an explicit all-ones mask keeps the TorchScript exporter off aten::diff (transformers 5)
-                return self.m(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False,
-                              return_dict=False)[0]
+    cfg = ViTConfig(num_hidden_layers=n_layer, hidden_size=hidden, num_attention_heads=heads,
+                    intermediate_size=4 * hidden, image_size=image, patch_size=patch, num_labels=classes)
+    return ViTForImageClassification(cfg)
 
-        return _W(model)
+
+def lstm_classifier(vocab: int = 10000, emb: int = 128, hidden: int = 256, classes: int = 10):
+    import torch.nn as nn
+
+    class LSTMClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab, emb)
+            self.lstm = nn.LSTM(emb, hidden, batch_first=True)
+            self.fc = nn.Linear(hidden, classes)
+
+        def forward(self, ids):
+            out, _ = self.lstm(self.embedding(ids))
+            return self.fc(out[:, -1])
+
+    return LSTMClassifier()
+
+
+def logits_only(model):
+    """Make a transformers model's forward take one tensor and return only the logits, keeping its class hierarchy
+    and module names (so ONNX scopes match ``named_modules``). An explicit all-ones attention mask keeps the
+    TorchScript exporter off ``aten::diff`` (transformers 5)."""
+    import torch
+
+    base = type(model)
+    key = "input_ids" if "ForImageClassification" not in base.__name__ else "pixel_values"
+
+    def forward(self, x):
+        kw = {key: x, "return_dict": False}
+        if key == "input_ids":
+            kw["attention_mask"] = torch.ones_like(x)
+            if "GPT2" in base.__name__:
+                kw["use_cache"] = False
+        return base.forward(self, **kw)[0]
+
+    model.__class__ = type(base.__name__, (base,), {"forward": forward})
+    return model
+
+
+def fold_batchnorm(model):
+    """Fold every BatchNorm that directly follows a Conv (as the eval-mode ONNX export does) and replace it by
+    Identity: the PyTorch module then matches the exported graph op for op."""
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    model.eval()
+    for parent in list(model.modules()):
+        names = list(parent._modules)
+        for i, name in enumerate(names):
+            bn = parent._modules[name]
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            conv_name = None
+            if name.startswith("bn") and "conv" + name[2:] in parent._modules:
+                conv_name = "conv" + name[2:]
+            elif i > 0 and isinstance(parent._modules[names[i - 1]], nn.Conv2d):
+                conv_name = names[i - 1]
+            if conv_name is not None:
+                parent._modules[conv_name] = fuse_conv_bn_eval(parent._modules[conv_name], bn)
+                parent._modules[name] = nn.Identity()
+    return model
 
 
 # ---- export -----------------------------------------------------------------------------------------------------
@@ -148,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
                           input_names=["input"], output_names=["logits"])
     print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB)")
     try:
-        gpt = LogitsOnly(gpt2_small())
+        gpt = logits_only(gpt2_small())
     except ImportError:
         print("transformers not installed: skipped gpt2-small.onnx", file=sys.stderr)
         return 0

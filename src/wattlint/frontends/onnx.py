@@ -44,6 +44,7 @@ _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linea
                 "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
                 "Softmax": "Softmax", "Embedding": "Embedding"}
 _SEQ_NAME = re.compile(r"seq|len|token|time|step|sentence|position|past|total|context|^s$|^t$|^l$", re.I)
+_REUSE_SUFFIX = re.compile(r"_\d+$")
 _BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
 
 
@@ -491,7 +492,10 @@ class _Analysis:
         self.folded_bn = False
         self.has_bn = False
         self.shape_consts: set[str] = set()
+        self.grad_uses: dict[str, list] = {}
+        self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
+        self._grad_accumulation()
 
         outputs = tuple(TensorSpec(o.name, *self._spec(o.name)) for o in g.output)
         loss = self._loss(g)
@@ -585,7 +589,8 @@ class _Analysis:
         types = self.types
         half = self.half
         grad = self.grad
-        for node in g.node:
+        attn = self.attn if not in_subgraph else {}
+        for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
             module, mtype = self._module_of(node)
             if op_type == "Constant":
@@ -629,8 +634,12 @@ class _Analysis:
                 continue
             if op_type == "BatchNormalization":
                 self.has_bn = True
+            match = attn.get(idx)
             try:
-                oc = handler(n)
+                if match is not None:
+                    oc = self._fused_attention(match, idx, n)
+                else:
+                    oc = handler(n)
             except ops.Unsupported as e:
                 self.unknown += 1
                 self.failed[f"{op_type} ({e})"] = self.failed.get(f"{op_type} ({e})", 0) + 1
@@ -653,6 +662,8 @@ class _Analysis:
                 for o, (odt, _) in zip(node.output, out_info):
                     if o and (odt in _FLOAT or odt is None):
                         grad.add(o)
+                if self.on_loss_path is None or in_subgraph or any(o in self.on_loss_path for o in node.output):
+                    self._count_grad_uses(node, in_grad, match, idx, module, mtype)
                 if oc.bwd and (self.on_loss_path is None or in_subgraph or
                                any(o in self.on_loss_path for o in node.output)):
                     self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
@@ -660,6 +671,120 @@ class _Analysis:
                     for key, b in oc.saved:
                         if key and b:
                             self.saved[key] = b * scale
+
+    # ---- fused attention, gradient accumulation -------------------------------------------------------------
+    def _find_attention(self, g) -> dict:
+        from .onnx_patterns import find_attention, find_gelu, is_causal
+
+        nodes = g.node
+        has_softmax = has_erf = False
+        for n in nodes:
+            if n.op_type == "Softmax":
+                has_softmax = True
+            elif n.op_type == "Erf":
+                has_erf = True
+        if not (has_softmax or has_erf):
+            return {}
+        producer, consumers = {}, {}
+        for i, n in enumerate(nodes):
+            for o in n.output:
+                producer[o] = i
+            for x in n.input:
+                consumers.setdefault(x, []).append(i)
+        good: dict = {}
+        if has_erf:
+            gelus = find_gelu(nodes, producer, consumers)
+            for i, m in gelus.items():
+                if self.types.get(m.x, (None, None))[1] is not None:
+                    good[i] = m
+            if gelus:
+                self.assumptions.append(f"{len({id(m) for m in gelus.values()})} erf-GELU decompositions "
+                                        f"(Div-Erf-Add-Mul-Mul) costed as one GELU, as a GPU runs F.gelu")
+        matches = find_attention(nodes, producer, consumers) if has_softmax else {}
+        if not matches:
+            return good
+        values = None
+        causal_n = total = 0
+        for m in {id(m): m for m in matches.values()}.values():
+            q, k, v = (self.types.get(x, (None, None))[1] for x in (m.q, m.k, m.v))
+            if not q or not k or not v or len(q) < 2 or len(k) < 2 or len(v) < 2 or q[-1] != k[-2] \
+                    or k[-1] != v[-2]:
+                continue
+            sq, d, sk, dv = q[-2], q[-1], k[-1], v[-1]
+            bh = C.numel(q[:-2])
+            b = q[0] if len(q) >= 3 else 1
+            h = bh // b if b else 1
+            kvh = None
+            kb = C.numel(k[:-2])
+            if kb and kb != bh and bh % kb == 0 and b and kb % b == 0:
+                kvh = kb // b
+            causal = None
+            if m.masks:
+                if values is None:
+                    from .onnx_fold import evaluate_values
+
+                    try:
+                        values = evaluate_values(g, self.types)
+                    except Exception:
+                        values = {}
+                causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
+            m.params = (b, h, sq, sk, d, dv, bool(causal), kvh)
+            total += 1
+            causal_n += bool(causal)
+            for i in m.members:
+                good[i] = m
+        if total:
+            self.assumptions.append(f"{total} attention patterns (MatMul-Softmax-MatMul) costed as fused "
+                                    f"attention, as a GPU runs them (torch SDPA); {causal_n} causal (from the mask)")
+        return good
+
+    def _fused_attention(self, m, idx, n) -> "ops.OpCost":
+        if not hasattr(m, "pv"):  # GELU
+            if idx != m.last:
+                return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
+            x = self.types[m.x][1]
+            node = ops.Node("Gelu", "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
+                            [m.x in self.grad], n.dtype)
+            return ops._unary(node)
+        if idx != m.pv:  # the cost sits on the last node of the pattern, where q, k and v are all known
+            return ops.OpCost(Cost(kind=OpKind.ATTENTION), [], [])
+        b, h, sq, sk, d, dv, causal, kvh = m.params
+        grads = [x in self.grad for x in (m.q, m.k, m.v)]
+        node = ops.Node("Attention", "", {}, [], [], n.out_shapes, n.out_dtypes, [m.q, m.k, m.v], [m.out],
+                        [False] * 3, grads, n.dtype)
+        return ops._attention_core(node, b, h, sq, sk, d, dv, causal, kvh=kvh)
+
+    def _count_grad_uses(self, node, in_grad, match, idx, module, mtype) -> None:
+        if match is not None and not hasattr(match, "pv"):  # GELU: x is read by the first node and a Mul
+            names = [match.x] if idx == match.last and match.x in self.grad else []
+        elif match is not None:
+            if idx == match.qk:
+                names = [match.q, match.k]
+            elif idx == match.pv:
+                names = [match.v]
+            else:
+                return
+            names = [x for x in names if x in self.grad]
+        else:
+            names = [i for i, g in zip(node.input, in_grad) if g]
+        for x in names:
+            self.grad_uses.setdefault(x, [0, module, mtype])[0] += 1
+
+    def _grad_accumulation(self) -> None:
+        """A tensor used by k consumers that need its gradient gets k-1 gradient additions (autograd's accumulate)."""
+        recs = []
+        for name, (uses, module, mtype) in self.grad_uses.items():
+            if uses < 2:
+                continue
+            dt, shape = self.types.get(name, (None, None))
+            if shape is None:
+                continue
+            dt = _cast(dt, self.half) or "float32"
+            c = C.elementwise("add", [shape, shape], shape, dt).scaled(uses - 1)
+            recs.append(self._rec("autograd::accumulate_grad", OpKind.ELEMENTWISE, module, mtype, Phase.BACKWARD, dt,
+                                  (tuple(shape),), c, Status.HANDLED, 1))
+        if recs:
+            self.bwd.insert(0, recs)
 
     def _control_flow(self, node, n, module, mtype, qual, scale) -> None:
         """If: the costlier branch; Loop: trip count x body; Scan: scan length x body."""
@@ -750,6 +875,9 @@ class _Analysis:
                 break
         if path is None:
             path = scope_to_module(node.name)
+            m = _REUSE_SUFFIX.search(path)
+            if m and path[:m.start()] in self.module_types:  # a module called twice: relu, relu_1 -> relu
+                path = path[:m.start()]
         if path not in self.module_types:
             self.module_types[path] = cls or _SCOPE_TYPES.get(node.op_type, "")
         elif not self.module_types[path] and node.op_type in _SCOPE_TYPES:
@@ -793,12 +921,14 @@ class _Analysis:
             t = self.inits[name]
             n = C.numel(t.dims)
             pdt = _ONNX_DTYPES.get(t.data_type, "float32")
-            c = C.optimizer_step(opt, n, pdt)
             module = self.first_use.get(name, "")
-            recs.append(OpRecord(op=f"optim::{opt}", kind=OpKind.OPTIMIZER, module=module, phase=Phase.OPTIMIZER,
-                                 dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
-                                 bytes_written=c.bytes_written, status=Status.HANDLED,
-                                 module_type=self.module_types.get(module, ""), dims=c.dims))
+            passes = C.OPTIMIZER_FOREACH_PASSES.get(opt)
+            for i, c in enumerate(C.optimizer_foreach(opt, n, pdt)):
+                op = f"optim::{opt}.{passes[i][0]}" if passes else f"optim::{opt}"
+                recs.append(OpRecord(op=op, kind=OpKind.OPTIMIZER, module=module, phase=Phase.OPTIMIZER,
+                                     dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
+                                     bytes_written=c.bytes_written, status=Status.HANDLED,
+                                     module_type=self.module_types.get(module, ""), dims=c.dims))
         return recs
 
     def _notes(self) -> None:
@@ -809,7 +939,7 @@ class _Analysis:
             a.append(f"{self.external} initializers stored as external data: shapes from initializer dims, "
                      f"weights not read")
         a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
-                 f"(optimizer: {self.optimizer})")
+                 f"(optimizer: {self.optimizer}, as torch's foreach kernels)")
         if not self.has_bn and not self.folded_bn and self._likely_folded():
             self.folded_bn = True
         if self.folded_bn:

@@ -132,7 +132,27 @@ def _eval(node, v, shapes):  # noqa: C901 - a table of small cases
 def fold_shape_values(graph, types: dict) -> int:
     """Replace nodes computing small known integer values by Constants. ``types`` maps a tensor name to
     (dtype, shape | None) after a first shape inference. Returns the number of nodes folded."""
+    return _run(graph, types, replace=True, limit=MAX_FOLD_ELEMS)[0]
+
+
+def evaluate_values(graph, types: dict, limit: int = 1 << 24) -> dict:
+    """Values of every tensor computable from shapes and integer/bool constants (masks included), without
+    changing the graph."""
+    return _run(graph, types, replace=False, limit=limit)[1]
+
+
+def _run(graph, types: dict, *, replace: bool, limit: int) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
+
+    global MAX_FOLD_ELEMS
+    saved_limit, MAX_FOLD_ELEMS = MAX_FOLD_ELEMS, limit
+    try:
+        return _run_inner(graph, types, replace, helper, numpy_helper)
+    finally:
+        MAX_FOLD_ELEMS = saved_limit
+
+
+def _run_inner(graph, types, replace, helper, numpy_helper) -> tuple[int, dict]:
 
     vals: dict[str, np.ndarray] = {}
     for t in graph.initializer:
@@ -150,7 +170,8 @@ def fold_shape_values(graph, types: dict) -> int:
         try:
             if op == "Constant":
                 t = _attr(node, "value")
-                if t is not None and t.data_type in (6, 7, 9) and _numel(t.dims) <= MAX_FOLD_ELEMS:
+                if t is not None and t.data_type in (1, 6, 7, 9, 10, 11) and _numel(t.dims) <= MAX_FOLD_ELEMS \
+                        and t.data_location != 1:
                     vals[node.output[0]] = numpy_helper.to_array(t)
                 else:
                     ints = _attr(node, "value_ints")
@@ -180,7 +201,7 @@ def fold_shape_values(graph, types: dict) -> int:
             continue
         for name, value in zip(node.output, out):
             vals[name] = np.asarray(value)
-        if len(node.output) == 1 and op not in ("Constant",):
+        if replace and len(node.output) == 1 and op not in ("Constant",) and out[0].size <= 1 << 16:
             arr = np.asarray(out[0])
             if arr.dtype == np.float64 or arr.dtype.kind not in "iub":
                 continue  # float values are not shapes: keep the node
@@ -188,7 +209,7 @@ def fold_shape_values(graph, types: dict) -> int:
                                      value=numpy_helper.from_array(arr, node.output[0]))
             graph.node[idx].CopyFrom(const)
             folded += 1
-    return folded
+    return folded, vals
 
 
 def _numel(dims) -> int:

@@ -474,6 +474,11 @@ _MEMORY_BWD = {"Transpose": None, "Concat": None, "Pad": None, "Slice": "copy", 
                "Trilu": "copy", "ReverseSequence": "copy", "Compress": "copy"}
 
 
+# data movements that are views in PyTorch (permute, split, narrow, expand): free in forward, as on the PyTorch
+# path; their backward (cat, copy into zeros, sum over the broadcast) is not
+TORCH_VIEWS = {"Transpose", "Split", "Slice", "Expand"}
+
+
 def _memory(n: Node) -> OpCost:
     outs = [s for s in n.out_shapes if s is not None]
     ins = [s for s in n.in_shapes[:1] if s is not None]
@@ -489,6 +494,9 @@ def _memory(n: Node) -> OpCost:
     odt = n.out_dtypes[0] or n.dtype
     idt = (n.in_dtypes[0] if n.in_dtypes else None) or odt
     fwd = C.memory(r, w, odt, read_dtype=idt)
+    view = n.op_type in TORCH_VIEWS
+    if view:
+        fwd = Cost(kind=OpKind.VIEW)
     bwd = []
     how = _MEMORY_BWD.get(n.op_type)
     if n.in_grad and n.in_grad[0] and how and ins:
@@ -496,7 +504,7 @@ def _memory(n: Node) -> OpCost:
             bwd.append(C.memory(w, numel(ins[0]), n.dtype))
         else:
             bwd.append(C.reduction(outs[0], n.dtype, out_shape=ins[0]))
-    return OpCost(fwd, bwd, [])
+    return OpCost(fwd, bwd, [], ignored=view)
 
 
 def _resize(n: Node) -> OpCost:

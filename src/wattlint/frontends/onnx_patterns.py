@@ -1,0 +1,223 @@
+"""Find unfused attention in an ONNX graph: ``MatMul(Q, K^T) -> [scale] -> [mask] -> Softmax -> [NaN guard,
+Dropout, Cast] -> MatMul(P, V)``, as the TorchScript exporter writes ``scaled_dot_product_attention`` and eager
+attention. On the target GPU (and on the PyTorch path) that is one fused attention kernel, so the frontend costs
+it with :func:`wattlint.costs.attention` / ``attention_backward`` instead of two GEMMs + a softmax.
+
+Causality is read from the mask: its value when it is computable from shapes (a lower-triangular mask), else
+from its ancestry (``Trilu``, a comparison of two ``Range``s, or a square boolean buffer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_CHAIN_UP = {"Add", "Where", "Mul", "Div", "Sub", "Cast", "Identity"}
+_CHAIN_DOWN = {"Where", "Dropout", "Cast", "Identity", "IsNaN"}
+_CMP = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual"}
+
+
+@dataclass
+class AttentionMatch:
+    qk: int  # node index of MatMul(Q, K^T): carries the fused cost
+    pv: int  # node index of MatMul(P, V)
+    members: set = field(default_factory=set)  # every node index of the pattern (qk and pv included)
+    q: str = ""
+    k: str = ""
+    v: str = ""
+    out: str = ""
+    masks: list = field(default_factory=list)  # mask tensor names applied to the scores
+
+
+def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, AttentionMatch]:
+    """Map node index -> match for every node of every pattern found. ``producer``: tensor -> node index;
+    ``consumers``: tensor -> list of node indices."""
+    out: dict[int, AttentionMatch] = {}
+    for si, s in enumerate(nodes):
+        if s.op_type not in ("Softmax",) or s.domain not in ("", "ai.onnx") or not s.input:
+            continue
+        members = {si}
+        masks: list[str] = []
+        # upstream to MatMul(Q, K^T)
+        cur = s.input[0]
+        qk = None
+        for _ in range(6):
+            pi = producer.get(cur)
+            if pi is None:
+                break
+            p = nodes[pi]
+            if p.op_type == "MatMul":
+                qk = pi
+                break
+            if p.op_type not in _CHAIN_UP or pi in out:
+                break
+            members.add(pi)
+            data = _data_input(p, nodes, producer)
+            if data is None:
+                break
+            masks.extend(i for i in p.input if i and i != data)
+            cur = data
+        if qk is None:
+            continue
+        # downstream to MatMul(P, V) with P as its first operand
+        cur = s.output[0]
+        pv = None
+        for _ in range(6):
+            cons = consumers.get(cur, [])
+            nxt = None
+            for ci in cons:
+                c = nodes[ci]
+                if c.op_type == "MatMul" and c.input and c.input[0] == cur:
+                    pv = ci
+                    break
+                if c.op_type == "IsNaN":
+                    members.add(ci)
+                    continue
+                if c.op_type in _CHAIN_DOWN:
+                    nxt = ci
+            if pv is not None or nxt is None:
+                break
+            members.add(nxt)
+            cur = nodes[nxt].output[0]
+        if pv is None:
+            continue
+        m = AttentionMatch(qk, pv, members | {qk, pv}, nodes[qk].input[0], nodes[qk].input[1],
+                           nodes[pv].input[1], nodes[pv].output[0], masks)
+        for i in m.members:
+            out[i] = m
+    return out
+
+
+def _data_input(p, nodes, producer) -> str | None:
+    """The input of a score-chain op that carries the scores (leads back to a MatMul), not the mask/scale."""
+    cands = [i for i in p.input if i]
+    if p.op_type == "Where":
+        cands = [i for i in p.input[1:] if i]
+    for i in cands:
+        seen = 0
+        cur = i
+        while seen < 6:
+            pi = producer.get(cur)
+            if pi is None:
+                break
+            q = nodes[pi]
+            if q.op_type == "MatMul":
+                return i
+            if q.op_type not in _CHAIN_UP:
+                break
+            nxt = _first_chain_input(q, nodes, producer)
+            if nxt is None:
+                break
+            cur = nxt
+            seen += 1
+    return None
+
+
+def _first_chain_input(q, nodes, producer) -> str | None:
+    ins = [i for i in (q.input[1:] if q.op_type == "Where" else q.input) if i]
+    for i in ins:
+        pi = producer.get(i)
+        if pi is not None and nodes[pi].op_type in _CHAIN_UP | {"MatMul"}:
+            return i
+    return None
+
+
+def is_causal(masks, nodes, producer, values, types, sq: int, sk: int) -> bool | None:
+    """True/False when the mask tells; None when nothing is known (treated as not causal)."""
+    import numpy as np
+
+    for m in masks:
+        v = values.get(m)
+        if v is not None and v.ndim >= 2 and v.shape[-2:] in ((sq, sk), (1, sk)) and v.shape[-2] == sq:
+            a = v.reshape(-1, sq, sk)[0]
+            allowed = a if a.dtype == np.bool_ else (a > -1e4)
+            if a.dtype == np.bool_ and not allowed.any():
+                continue
+            tri = np.tril(np.ones((sq, sk), dtype=bool), k=sk - sq if sk >= sq else 0)
+            tl = np.tril(np.ones((sq, sk), dtype=bool))
+            if np.array_equal(allowed, tl) or np.array_equal(allowed, tri):
+                return True
+            if allowed.all():
+                return False
+    # ancestry: Trilu(lower), a comparison of two Range-derived tensors, a square boolean buffer
+    stack = list(masks)
+    seen = set()
+    hops = 0
+    while stack and hops < 200:
+        t = stack.pop()
+        hops += 1
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        pi = producer.get(t)
+        if pi is None:
+            dt, shape = types.get(t, (None, None))
+            if dt in ("bool", "uint8") and shape and len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= sk:
+                return True
+            continue
+        n = nodes[pi]
+        if n.op_type == "Trilu":
+            upper = next((a.i for a in n.attribute if a.name == "upper"), 1)
+            return not upper or None
+        if n.op_type in _CMP and len(n.input) == 2 and all(_from_range(i, nodes, producer) for i in n.input):
+            return True
+        stack.extend(n.input)
+    return None
+
+
+def _from_range(t, nodes, producer, depth: int = 0) -> bool:
+    if depth > 6:
+        return False
+    pi = producer.get(t)
+    if pi is None:
+        return False
+    n = nodes[pi]
+    if n.op_type == "Range":
+        return True
+    if n.op_type in ("Unsqueeze", "Reshape", "Cast", "Expand", "Add", "Sub", "Slice", "Identity"):
+        return any(_from_range(i, nodes, producer, depth + 1) for i in n.input[:1])
+    return False
+
+
+@dataclass
+class GeluMatch:
+    last: int  # node index carrying the cost (the final Mul)
+    members: set
+    x: str
+    out: str
+
+
+def find_gelu(nodes, producer: dict, consumers: dict) -> dict[int, GeluMatch]:
+    """``0.5 * x * (1 + erf(x / sqrt(2)))`` as the TorchScript exporter decomposes ``F.gelu`` (Div|Mul -> Erf ->
+    Add(1) -> Mul(x) -> Mul(0.5), the two Muls in either order): one GELU kernel on the GPU and on the PyTorch
+    path."""
+    out: dict[int, GeluMatch] = {}
+    for ei, e in enumerate(nodes):
+        if e.op_type != "Erf" or not e.input:
+            continue
+        di = producer.get(e.input[0])
+        if di is None or nodes[di].op_type not in ("Div", "Mul"):
+            continue
+        x = nodes[di].input[0]
+        members = {di, ei}
+        cur = e.output[0]
+        chain = []
+        for _ in range(3):
+            cons = consumers.get(cur, [])
+            if len(cons) != 1:
+                break
+            ci = cons[0]
+            c = nodes[ci]
+            if c.op_type not in ("Add", "Mul"):
+                break
+            chain.append(ci)
+            members.add(ci)
+            cur = c.output[0]
+        ops_ = [nodes[i].op_type for i in chain]
+        if len(chain) != 3 or ops_[0] != "Add" or ops_[1:] != ["Mul", "Mul"]:
+            continue
+        if not any(x in nodes[i].input for i in chain[1:]):
+            continue
+        m = GeluMatch(chain[-1], members, x, cur)
+        for i in members:
+            out[i] = m
+    return out
