@@ -1,0 +1,123 @@
+"""`wattlint analyze`: the wattlint.analysis/1 contract, determinism, text table, and exit codes for bad sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from _torch_archs import HF_CONFIGS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = json.loads((ROOT / "src/wattlint/schemas/analysis.schema.json").read_text())
+EX = "examples/torch_models.py"
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_json_contract_and_determinism(run_cli, tmp_path):
+    code, out, err = run_cli("analyze", f"{EX}:resnet_small", "--batch-size", "4", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["schema"] == "wattlint.analysis/1"
+    assert doc["model"]["format"] == "torch" and doc["model"]["params"] == 11689512
+    assert doc["totals"]["backward"]["flops"] > doc["totals"]["forward"]["flops"] > 0
+    names = {(l["name"], l["phase"]) for l in doc["layers"]}
+    assert ("conv1", "forward") in names and ("layers.3.1.conv2", "backward") in names
+    assert doc["ops"]["unsupported"] == {} and doc["ops"]["count"] > 0
+    assert doc["trace"]["micro_batch"] == 4 and doc["trace"]["outputs"][0]["shape"] == [4, 1000]
+    assert any(a.startswith("loss:") for a in doc["assumptions"])
+    # byte-identical across runs, and --output writes the same text
+    code2, out2, _ = run_cli("analyze", f"{EX}:resnet_small", "--batch-size", "4", "--format", "json")
+    assert out2 == out
+    dest = tmp_path / "a.json"
+    assert run_cli("analyze", f"{EX}:resnet_small", "--batch-size", "4", "--format", "json", "-o", dest)[0] == 0
+    assert dest.read_text() == out
+
+
+def test_json_hf_config_and_onnx_schema(run_cli, tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(HF_CONFIGS["gpt2"]))
+    code, out, err = run_cli("analyze", p, "--seq-len", "64", "--precision", "bf16", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["trace"]["inputs"] == [{"name": "input_ids", "dtype": "int64", "shape": [1, 64]}]
+    assert doc["trace"]["precision"] == "bf16"
+    if (ROOT / "examples/resnet50.onnx").exists():
+        code, out, err = run_cli("analyze", "examples/resnet50.onnx", "--batch-size", "2", "--format", "json")
+        assert code == 0, err
+        jsonschema.validate(json.loads(out), SCHEMA)
+
+
+def test_text_report(run_cli):
+    code, out, err = run_cli("analyze", f"{EX}:tiny_gpt", "--top", "5")
+    assert code == 0, err
+    assert "forward" in out and "backward" in out and "optimizer" in out
+    assert "Top 5 layers" in out and "head" in out and "assumptions" in out
+
+
+BAD_USER_FILE = "import torch\nraise RuntimeError('boom in user code')\n"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["nope/missing.py:build"], "not found"),
+    (["missing.onnx"], "not found"),
+    (["missing_config.json"], "not found"),
+    ([f"{EX}:no_such_factory"], "has no attribute"),
+    ([f"{EX}:not_a_model"], "not an nn.Module"),
+    ([f"{EX}:MLP_INSTANCE"], "has no attribute"),
+    (["no_such_package_xyz.models:build"], "no module named"),
+    ([f"{EX}:MLP", "--input", "x=float32[8,784"], "bad --input spec"),
+    ([f"{EX}:MLP", "--input", "x=complex7[8]"], "unknown dtype"),
+    ([f"{EX}:MLP"], "no example inputs"),
+    ([f"{EX}:BasicBlock"], "without arguments"),
+    (["justaname"], "not understood"),
+])
+def test_bad_sources_exit_2_with_one_line(run_cli, args, needle):
+    code, out, err = run_cli("analyze", *args)
+    assert code == 2, (code, err)
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert needle in lines[0], lines[0]
+
+
+def test_import_error_in_user_file(run_cli, tmp_path):
+    f = tmp_path / "bad_model.py"
+    f.write_text(BAD_USER_FILE)
+    code, out, err = run_cli("analyze", f"{f}:build")
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "RuntimeError: boom in user code" in err
+
+
+def test_shape_error_in_user_model_is_one_line(run_cli, tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Linear(10, 4)\n")
+    code, out, err = run_cli("analyze", f"{f}:build", "--input", "x=float32[2,7]")
+    assert code == 2 and err.count("\n") == 1 and "tracing the model failed" in err
+
+
+def test_import_wattlint_and_onnx_path_do_not_import_torch():
+    code = (
+        "import sys, wattlint\n"
+        "assert 'torch' not in sys.modules, 'import wattlint imported torch'\n"
+        "import wattlint.frontends.source, wattlint.report.analysis, wattlint.commands.analyze\n"
+        "assert 'torch' not in sys.modules, 'source/analysis modules imported torch'\n"
+        "import os\n"
+        "if os.path.exists('examples/resnet50.onnx'):\n"
+        "    g = wattlint.analyze('examples/resnet50.onnx', batch_size=2)\n"
+        "    assert g.model.format == 'onnx'\n"
+        "    assert 'torch' not in sys.modules, 'the ONNX path imported torch'\n"
+        "print('ok')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
