@@ -34,6 +34,7 @@ COLLECTIVE_LATENCY_S = 30e-6  # per collective call (ring setup, small-message l
 BUCKET_BYTES = 25 * 2**20  # DDP default bucket: 25 MiB -> one collective call per bucket
 PCIE_GBS = {3: 12.0, 4: 24.0, 5: 48.0, 6: 96.0}  # achievable GB/s per direction, x16 link
 MIN_EXPOSED = 0.10  # at least this fraction of communication is never hidden (first/last buckets)
+HOST_OP_S = 8e-6  # eager PyTorch CPU cost per launched op (Python + dispatcher + cudaLaunchKernel: ~5-20 us)
 COMM_POWER_ACTIVITY = 0.10  # GPU activity while waiting on exposed communication (NCCL kernels spin a few SMs)
 
 
@@ -171,6 +172,20 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
         flops_gpu += r.flops * k
         if name not in layer_type:
             layer_type[name] = types.get(r.module, r.module_type) or r.module_type or ""
+    # ---- launch-bound gaps: eager PyTorch issues ops from one CPU thread; when the GPU work of a micro-batch is
+    # shorter than the CPU time to launch it, the GPU waits (at idle power) — small models / small batches.
+    n_mb_ops = sum(1 for r, t in zip(records, times) if t > 0 and r.phase in (Phase.FORWARD, Phase.BACKWARD))
+    n_opt_ops = sum(1 for r, t in zip(records, times) if t > 0 and r.phase is Phase.OPTIMIZER)
+    gpu_mb = (phase_t.get("forward", 0.0) + phase_t.get("backward", 0.0)) / ga
+    gap_mb = max(0.0, n_mb_ops * HOST_OP_S - gpu_mb)
+    gap_opt = max(0.0, n_opt_ops * HOST_OP_S - phase_t.get("optimizer", 0.0))
+    gap_s = gap_mb * ga + gap_opt
+    if gap_s > 0:
+        phase_t["idle_gaps"] = gap_s
+        phase_e["idle_gaps"] = gap_s * gpu_spec.idle_w
+        assumptions.append(f"launch-bound: GPU work per micro-batch shorter than launching its {n_mb_ops} ops from "
+                           f"eager PyTorch at {HOST_OP_S * 1e6:.0f} us each; the GPU idles in the gaps "
+                           f"({gap_s * 1e3:.3g} ms per step at {gpu_spec.idle_w:.0f} W)")
     compute_s = sum(phase_t.values())
     compute_j = sum(phase_e.values())
 
@@ -244,7 +259,7 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
                                     share=layer_e[name] / denom))
     layers.sort(key=lambda le: (-le.gpu_energy_j, le.name))
     phases = {ph: {"time_s": phase_t[ph], "gpu_energy_j": phase_e[ph] * n}
-              for ph in ("forward", "backward", "optimizer", "communication") if ph in phase_t}
+              for ph in ("forward", "backward", "optimizer", "idle_gaps", "communication") if ph in phase_t}
 
     mem = _memory.peak_memory(graph, gpu_spec, plan)
     assumptions.extend(mem.pop("notes", []))

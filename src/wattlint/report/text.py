@@ -117,7 +117,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
         for f in est.findings:
             style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
             where = f" [{f.layer}]" if f.layer else ""
-            saving = f" (saves ~{u.energy_kwh(f.saving_kwh)})" if f.saving_kwh else ""
+            saving = ""
             con.print(Text(f"  {f.code} {f.severity}{where}: {f.message}{saving}", style=style))
         con.print()
     con.print(Text("Assumptions", style="bold"))
