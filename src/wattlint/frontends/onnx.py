@@ -493,6 +493,7 @@ class _Analysis:
         self.has_bn = False
         self.shape_consts: set[str] = set()
         self.grad_uses: dict[str, list] = {}
+        self.alias: dict[str, str] = {}
         self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
         self._grad_accumulation()
@@ -502,10 +503,9 @@ class _Analysis:
         records = list(self.fwd) + loss[0] + loss[1] + [r for grp in reversed(self.bwd) for r in grp]
         records.extend(self._optimizer())
 
-        params = sum(C.numel(t.dims) for t in self.inits.values() if _ONNX_DTYPES.get(t.data_type) in _FLOAT
-                     and t.name in self.trainable)
-        param_bytes = sum(C.nbytes(t.dims, _ONNX_DTYPES.get(t.data_type, "float32")) for t in self.inits.values()
-                          if t.name in self.trainable)
+        params = sum(C.numel(self.param_tensors[n].dims) for n in self.trainable)
+        param_bytes = sum(C.nbytes(self.param_tensors[n].dims, _ONNX_DTYPES.get(self.param_tensors[n].data_type,
+                                                                                "float32")) for n in self.trainable)
         name = self.model.graph.name or self.path.stem
         info = ModelInfo(self.source, "onnx", params, param_bytes, params, name=name)
         self._notes()
@@ -538,14 +538,25 @@ class _Analysis:
         return dt, tuple(shape) if shape is not None else ()
 
     def _trainable(self, g) -> set[str]:
-        """Float initializers consumed as data (not shapes, not BatchNorm running stats): the parameters."""
+        """Float initializers consumed as data (not shapes, not BatchNorm running stats): the parameters.
+
+        The TorchScript exporter deduplicates equal initializers (e.g. the all-ones LayerNorm weights of a fresh
+        model) and re-creates each parameter as ``Identity(shared)`` named after it: each such alias is a
+        parameter of its own; the shared initializer counts only where it is used directly."""
         floats = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT and C.numel(t.dims) > 1}
+        self.param_tensors = {n: self.inits[n] for n in floats}
+        for n in g.node:
+            if n.op_type == "Identity" and n.input and n.output and n.input[0] in self.param_tensors:
+                floats.add(n.output[0])
+                self.param_tensors[n.output[0]] = self.param_tensors[n.input[0]]
         used = set()
         stack = [g]
         while stack:
             gr = stack.pop()
             for n in gr.node:
                 skip = ops.SHAPE_INPUTS.get(n.op_type, ())
+                if n.op_type == "Identity" and n.output and n.output[0] in self.param_tensors:
+                    continue
                 for i, name in enumerate(n.input):
                     if name in floats and i not in skip:
                         used.add(name)
@@ -590,6 +601,11 @@ class _Analysis:
         half = self.half
         grad = self.grad
         attn = self.attn if not in_subgraph else {}
+        uses: dict[str, int] = {}
+        for node in g.node:
+            for i in node.input:
+                uses[i] = uses.get(i, 0) + 1
+        matmul_out: set[str] = set()
         for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
             module, mtype = self._module_of(node)
@@ -609,6 +625,15 @@ class _Analysis:
                 self._record(qual, OpKind.VIEW, module, mtype, "int64", (), Cost(kind=OpKind.VIEW),
                              Status.IGNORED, scale)
                 continue
+            if op_type == "Identity" and ins and (ins[0] in self.inits or ins[0] in self.alias) and node.output:
+                # exporters alias shared initializers through Identity: the output is still a constant
+                self.alias[node.output[0]] = self.alias.get(ins[0], ins[0])
+                self.const_names.add(node.output[0])
+                continue_grad = node.output[0] in self.trainable
+                if continue_grad:
+                    self._record(f"onnx::{op_type}", OpKind.VIEW, module, mtype, "float32", (), Cost(kind=OpKind.VIEW),
+                                 Status.IGNORED, scale)
+                    continue
             for i in ins:
                 if i and i in self.trainable and i not in self.first_use:
                     self.first_use[i] = module
@@ -655,6 +680,10 @@ class _Analysis:
                 continue
             if op_type == "Conv" and _is_folded_bn(node):
                 self.folded_bn = True
+            if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
+                matmul_out.add(node.output[0])
+            elif op_type == "Add" and len(ins) == 2 and oc.fwd.flops:
+                oc = self._fuse_bias(ins, n, oc, matmul_out)
             status = Status.IGNORED if oc.ignored else Status.HANDLED
             self._record(qual, oc.fwd.kind, module, mtype, dtype, _shapes(n), oc.fwd, status, scale)
             # gradient flow: outputs need a gradient when a data input does and the op is differentiable
@@ -753,6 +782,17 @@ class _Analysis:
         node = ops.Node("Attention", "", {}, [], [], n.out_shapes, n.out_dtypes, [m.q, m.k, m.v], [m.out],
                         [False] * 3, grads, n.dtype)
         return ops._attention_core(node, b, h, sq, sk, d, dv, causal, kvh=kvh)
+
+    def _fuse_bias(self, ins, n, oc, matmul_out):
+        """MatMul + Add(bias vector) is one addmm / cuBLAS epilogue on the GPU (and on the PyTorch path): the add
+        reads the bias only, not the GEMM output again."""
+        for a, b in ((0, 1), (1, 0)):
+            if ins[a] in matmul_out and (ins[b] in self.inits or ins[b] in self.alias):
+                bs = n.in_shapes[b]
+                if bs is not None and len(bs) == 1 and n.out_shapes[0] and bs[0] == n.out_shapes[0][-1]:
+                    e = C.dtype_bytes(n.dtype)
+                    return ops.OpCost(Cost(oc.fwd.flops, bs[0] * e, 0, OpKind.ELEMENTWISE), oc.bwd, oc.saved)
+        return oc
 
     def _count_grad_uses(self, node, in_grad, match, idx, module, mtype) -> None:
         if match is not None and not hasattr(match, "pv"):  # GELU: x is read by the first node and a Mul
@@ -918,7 +958,7 @@ class _Analysis:
         recs = []
         opt = self.optimizer
         for name in self.trainable:
-            t = self.inits[name]
+            t = self.param_tensors[name]
             n = C.numel(t.dims)
             pdt = _ONNX_DTYPES.get(t.data_type, "float32")
             module = self.first_use.get(name, "")
