@@ -150,6 +150,8 @@ class MisalignedGemmDims(Rule):
     options = {
         "min_share": Option("min_share", 0.01, fraction, "minimum share of step energy in misaligned GEMMs"),
         "min_dim": Option("min_dim", 16, positive_int, "ignore dims smaller than this (e.g. RGB input channels)"),
+        "min_saving": Option("min_saving", 0.005, fraction,
+                             "report only when padding saves at least this fraction of the run's energy"),
     }
     valid = (
         Case("aligned bf16 GEMM", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 1024}]}),
@@ -201,6 +203,8 @@ class MisalignedGemmDims(Rule):
                                              bytes_written=int(r.bytes_written * f))
         other = ctx.reestimate(graph=replace_records(ctx.graph, records))
         kwh, pct = ctx.saving(other)
+        if other is not None and (pct is None or pct < ctx.options["min_saving"]):
+            return  # the estimator says padding would not pay here
         worst = sorted(per_layer, key=per_layer.get, reverse=True)
         parts = []
         for name in worst[:3]:
@@ -213,8 +217,7 @@ class MisalignedGemmDims(Rule):
             f"{len(worst)} GEMM/conv layer(s) with dims not multiples of the tensor-core granule "
             f"({share:.0%} of step energy): " + "; ".join(parts) + more +
             "; pad hidden/vocabulary/channel sizes (64 for vocabularies)",
-            layer=worst[0] or None, saving_kwh=kwh if kwh and kwh > 0 else None,
-            saving_pct=pct if kwh and kwh > 0 else None)
+            layer=worst[0] or None, saving_kwh=kwh, saving_pct=pct)
 
 
 # ---- WL103 ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,305 @@
+"""Result cache for ``wattlint check``: unchanged models cost a file stat, a few hashes and one JSON read.
+
+Key (sha256 of a canonical JSON document) =
+  * model content: ONNX / config.json -> the file's bytes; PyTorch sources (``file.py:attr``, ``pkg.mod:attr``) ->
+    the source file and every project file it imports, transitively (resolved by reading ``import`` statements
+    with ``ast`` under the project root, without importing anything);
+  * the model's effective options (plan, GPU) and the lint settings that change graph findings (select, ignore,
+    preview, rule options);
+  * versions: wattlint (``__version__`` plus a stat fingerprint of the installed package, which also covers its data
+    files and the calibrated models shipped in ``wattlint/models``), torch (for PyTorch / HF sources) and onnx
+    (for ONNX sources), read from package metadata without importing them, and the cache schema.
+
+Content hashes are memoized by (path, size, mtime_ns, inode) in ``hashes.json`` so a large ONNX file is hashed once.
+Every write is atomic (temporary file in the same directory + ``os.replace``); a corrupt or foreign cache file is
+treated as a miss, never as an error. The cache directory holds a ``.gitignore`` with ``*``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+SCHEMA = "wattlint.check-cache/1"
+DIRNAME = ".wattlint-cache"
+
+
+# ---- atomic JSON -----------------------------------------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: the file is either the old one or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+# ---- versions ----------------------------------------------------------------------------------------------------
+
+_VERSION_MEMO: dict[str, str] = {}
+
+
+def dist_version(name: str) -> str:
+    """Installed version of a distribution without importing it ("" when absent)."""
+    if name in _VERSION_MEMO:
+        return _VERSION_MEMO[name]
+    mod = sys.modules.get(name)
+    v = getattr(mod, "__version__", None) if mod is not None else None
+    if not v:
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                v = version(name)
+            except PackageNotFoundError:
+                v = ""
+        except Exception:  # pragma: no cover - broken metadata
+            v = ""
+    _VERSION_MEMO[name] = str(v)
+    return str(v)
+
+
+def package_fingerprint() -> str:
+    """wattlint's version + (relative path, size, mtime_ns) of every file of the installed package (code, data,
+    calibrated models): an edited checkout or a new calibrated model invalidates the cache."""
+    import wattlint
+
+    root = Path(wattlint.__file__).resolve().parent
+    h = hashlib.sha256(wattlint.__version__.encode())
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for fn in sorted(filenames):
+            if fn.endswith((".pyc", ".pyo")):
+                continue
+            p = os.path.join(dirpath, fn)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+# ---- model content -----------------------------------------------------------------------------------------------
+
+def find_module_file(module: str, roots: Iterable[Path]) -> Path | None:
+    """``pkg.mod`` -> pkg/mod.py or pkg/mod/__init__.py under one of ``roots`` (also ``src/`` layouts); no import."""
+    parts = module.split(".")
+    for root in roots:
+        for base in (root, root / "src"):
+            p = base.joinpath(*parts)
+            for cand in (p.with_suffix(".py"), p / "__init__.py"):
+                if cand.is_file():
+                    return cand
+    return None
+
+
+def project_imports(path: Path, root: Path) -> list[Path]:
+    """``path`` and every .py file under ``root`` it imports, transitively (sorted, without duplicates)."""
+    root = root.resolve()
+    seen: dict[Path, None] = {}
+    todo = [path.resolve()]
+    while todo:
+        p = todo.pop()
+        if p in seen or not p.is_file():
+            continue
+        seen[p] = None
+        try:
+            tree = ast.parse(p.read_bytes(), filename=str(p))
+        except (SyntaxError, ValueError, OSError):
+            continue
+        roots = [root, p.parent]
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative import
+                    base = p.parent
+                    for _ in range(node.level - 1):
+                        base = base.parent
+                    mod = node.module or ""
+                    targets = [mod] if mod else []
+                    targets += [f"{mod}.{a.name}" if mod else a.name for a in node.names]
+                    for t in targets:
+                        f = find_module_file(t, [base]) if t else None
+                        if f is not None:
+                            todo.append(f.resolve())
+                    init = base / "__init__.py"
+                    if init.is_file():
+                        todo.append(init.resolve())
+                    continue
+                mod = node.module or ""
+                names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            for name in names:
+                f = find_module_file(name, roots)
+                if f is not None:
+                    try:
+                        f.resolve().relative_to(root)
+                    except ValueError:
+                        continue  # outside the project: an installed package, covered by versions
+                    todo.append(f.resolve())
+    return sorted(seen)
+
+
+class HashMemo:
+    """sha256 of files, memoized by (size, mtime_ns, inode) in ``<cache>/hashes.json``."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        data = _read_json(path) if path is not None else None
+        self.data: dict[str, list] = data if isinstance(data, dict) else {}
+        self.dirty = False
+
+    def digest(self, p: Path) -> str:
+        st = p.stat()
+        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = str(p)
+        hit = self.data.get(key)
+        if isinstance(hit, list) and len(hit) == 4 and hit[:3] == sig:
+            return hit[3]
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        d = h.hexdigest()
+        self.data[key] = sig + [d]
+        self.dirty = True
+        return d
+
+    def save(self) -> None:
+        if self.dirty and self.path is not None:
+            try:
+                atomic_write_text(self.path, json.dumps(self.data, sort_keys=True))
+            except OSError:
+                pass
+            self.dirty = False
+
+
+def source_kind(model) -> str:
+    if model.path is None:
+        return "torch"
+    suffix = model.path.suffix.lower()
+    if suffix == ".onnx":
+        return "onnx"
+    if suffix == ".json":
+        return "hf"
+    return "torch"
+
+
+def model_files(model, root: Path) -> list[Path]:
+    """The files whose content defines the model (the cache key and ``check``'s path matching use these)."""
+    kind = source_kind(model)
+    if model.path is not None:
+        if kind == "torch" and model.path.suffix == ".py":
+            return project_imports(model.path, root)
+        return [model.path]
+    module = model.source.split(":")[0]
+    f = find_module_file(module, [root])
+    return project_imports(f, root) if f is not None else []
+
+
+# ---- the cache -------------------------------------------------------------------------------------------------
+
+class ResultCache:
+    def __init__(self, directory: Path, enabled: bool = True):
+        self.dir = Path(directory) / "v1"
+        self.enabled = enabled
+        self.hashes = HashMemo(self.dir / "hashes.json" if enabled else None)
+        self._fingerprint: str | None = None
+
+    @classmethod
+    def for_config(cls, config, enabled: bool = True) -> "ResultCache":
+        env = os.environ.get("WATTLINT_CACHE_DIR")
+        d = Path(env) if env else (config.cache_dir or config.root / DIRNAME)
+        return cls(d, enabled=enabled and config.cache)
+
+    def key(self, model, config, extra: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
+        """(key, model files) for one configured model."""
+        if self._fingerprint is None:
+            self._fingerprint = package_fingerprint()
+        files = model_files(model, config.root)
+        kind = source_kind(model)
+        content = []
+        for f in files:
+            try:
+                rel = f.relative_to(config.root).as_posix()
+            except ValueError:
+                rel = str(f)
+            content.append([rel, self.hashes.digest(f)])
+        versions = {"wattlint": self._fingerprint, "python": sys.version_info[:2]}
+        if kind == "onnx":
+            versions["onnx"] = dist_version("onnx")
+        else:
+            versions["torch"] = dist_version("torch")
+            if kind == "hf":
+                versions["transformers"] = dist_version("transformers")
+        rule_opts = {code: dict(v) for code, v in sorted(config.rule_options.items())}
+        doc = {
+            "schema": SCHEMA,
+            "source": model.raw_source if model.path is None else None,
+            "attr": model.attr,
+            "content": content,
+            "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(model.options.items())},
+            "lint": {"select": list(config.select), "extend_select": list(config.extend_select),
+                     "ignore": list(config.ignore), "preview": config.preview, "model_select": list(model.select),
+                     "model_ignore": list(model.ignore), "rules": rule_opts},
+            "versions": versions,
+            "extra": dict(extra or {}),
+        }
+        blob = json.dumps(doc, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest(), [c[0] for c in content]
+
+    def get(self, key: str) -> dict | None:
+        if not self.enabled:
+            return None
+        data = _read_json(self.dir / f"{key}.json")
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("key") != key:
+            return None
+        return data
+
+    def put(self, key: str, value: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            ignore = self.dir.parent / ".gitignore"
+            if not ignore.exists():
+                atomic_write_text(ignore, "# created by wattlint\n*\n")
+            atomic_write_text(self.dir / f"{key}.json",
+                              json.dumps({"schema": SCHEMA, "key": key, **value}, sort_keys=True))
+        except OSError:
+            pass  # a read-only checkout still works, just uncached
+
+    def save(self) -> None:
+        if self.enabled:
+            self.hashes.save()

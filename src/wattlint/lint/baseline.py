@@ -1,0 +1,59 @@
+"""The committed baseline file (``wattlint-baseline.json``): per-model totals that regressions are measured against.
+
+Deterministic JSON (sorted keys, 2-space indent, trailing newline, no timestamps) so it diffs cleanly in review;
+written atomically, and an unreadable or foreign file is a ConfigError (exit 2) rather than silently replaced.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..types import ConfigError
+
+SCHEMA = "wattlint.baseline/1"
+KEYS = ("energy_kwh", "gpu_energy_kwh", "co2_kg", "cost_usd", "time_h", "gpu_hours")
+
+
+def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
+    """{model name: entry}; an absent file is an empty baseline."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"baseline {path}: not valid JSON ({e}); fix it or delete it and run "
+                          "'wattlint check --update-baseline'") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("models"), dict):
+        raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
+    return {k: v for k, v in data["models"].items() if isinstance(v, dict)}
+
+
+def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
+    total = summary.get("total", {})
+    entry: dict[str, Any] = {"source": source, "gpu": summary.get("gpu"), "calibration": summary.get("calibration")}
+    for k in KEYS:
+        v = total.get(k)
+        if isinstance(v, (int, float)):
+            entry[k] = float(f"{float(v):.6g}")
+    return entry
+
+
+def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str) -> str:
+    doc = {"schema": SCHEMA, "generator": f"wattlint {version}",
+           "models": {k: dict(v) for k, v in sorted(models.items())}}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep: Mapping[str, Any] | None = None,
+                   version: str = "") -> dict[str, dict[str, Any]]:
+    """Merge ``updates`` into the existing entries (``keep``: entries of models not run this time) and write the file
+    atomically. Returns the new mapping."""
+    from ..cache import atomic_write_text
+
+    models = {k: dict(v) for k, v in (keep or {}).items()}
+    models.update({k: dict(v) for k, v in updates.items()})
+    atomic_write_text(Path(path), render_baseline(models, version))
+    return models

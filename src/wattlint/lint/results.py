@@ -1,0 +1,52 @@
+"""What ``wattlint check`` produced, independent of the output format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..types import Finding
+
+
+@dataclass(frozen=True)
+class Located:
+    finding: Finding
+    path: str  # relative to the config root when inside it (forward slashes), else absolute
+    line: int = 1
+
+
+@dataclass
+class ModelResult:
+    name: str
+    source: str  # the source as written in the configuration
+    summary: dict[str, Any]
+    items: list[Located] = field(default_factory=list)
+    cached: bool = False
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [i.finding for i in self.items]
+
+
+@dataclass
+class CheckResult:
+    root: Path
+    models: list[ModelResult] = field(default_factory=list)
+    baseline_path: Path | None = None
+    baseline_updated: bool = False
+    config_path: Path | None = None
+
+    @property
+    def items(self) -> list[Located]:
+        return [i for m in self.models for i in m.items]
+
+    def counts(self) -> dict[str, int]:
+        c = {"error": 0, "warning": 0, "info": 0}
+        for i in self.items:
+            c[i.finding.severity] = c.get(i.finding.severity, 0) + 1
+        return c
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.counts()["error"] else 0

@@ -1,0 +1,31 @@
+"""GitHub Actions workflow commands: one ``::error|warning|notice file=..,line=..,title=..::message`` per finding."""
+
+from __future__ import annotations
+
+from ..lint.results import CheckResult
+
+LEVEL = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def _escape_data(s: str) -> str:
+    return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(s: str) -> str:
+    return _escape_data(s).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(result: CheckResult) -> str:
+    from ..lint.registry import all_rules
+
+    rules = all_rules()
+    out = []
+    for m in result.models:
+        for it in m.items:
+            f = it.finding
+            name = rules[f.code].name if f.code in rules else ""
+            title = f"{f.code} {name} ({m.name})".strip()
+            msg = f"{m.name}: {f.message}" + (f" [layer {f.layer}]" if f.layer else "")
+            out.append(f"::{LEVEL.get(f.severity, 'warning')} file={_escape_prop(it.path)},line={it.line},"
+                       f"title={_escape_prop(title)}::{_escape_data(msg)}")
+    return "\n".join(out) + ("\n" if out else "")

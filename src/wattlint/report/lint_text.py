@@ -1,0 +1,71 @@
+"""Text and JSON output of ``wattlint check`` (one line per finding, ruff-like, then a per-model summary)."""
+
+from __future__ import annotations
+
+import json
+
+from ..lint.results import CheckResult
+
+SCHEMA = "wattlint.check/1"
+
+
+def _fmt(x, unit: str) -> str:
+    if x is None:
+        return "?"
+    x = float(x)
+    if abs(x) >= 100:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 1:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.3g}"
+    return f"{s} {unit}" if unit != "$" else f"${s}"
+
+
+def model_line(m) -> str:
+    t = m.summary.get("total", {})
+    parts = [_fmt(t.get("energy_kwh"), "kWh"), _fmt(t.get("co2_kg"), "kg CO2e"), _fmt(t.get("cost_usd"), "$"),
+             _fmt(t.get("time_h"), "h")]
+    cal = m.summary.get("calibration") or "?"
+    tag = ", cached" if m.cached else ""
+    return f"{m.name}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
+
+
+def render_text(result: CheckResult) -> str:
+    lines = []
+    for m in result.models:
+        for it in m.items:
+            f = it.finding
+            where = f" [{f.layer}]" if f.layer else ""
+            lines.append(f"{it.path}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
+    if lines:
+        lines.append("")
+    for m in result.models:
+        lines.append(model_line(m))
+    if result.baseline_updated and result.baseline_path is not None:
+        lines.append(f"updated baseline {result.baseline_path} ({len(result.models)} model(s))")
+    c = result.counts()
+    if not result.models:
+        lines.append("no configured model matched (see [[tool.wattlint.models]] in pyproject.toml)")
+    elif any(c.values()):
+        lines.append(f"Found {c['error']} error(s), {c['warning']} warning(s), {c['info']} info(s)"
+                     + (" — failing: errors exit 1" if c["error"] else ""))
+    else:
+        lines.append("All checks passed.")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(result: CheckResult) -> str:
+    models = []
+    for m in result.models:
+        models.append({
+            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"),
+            "calibration": m.summary.get("calibration"), "cached": m.cached,
+            "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
+            "findings": [{**i.finding.as_dict(), "model": m.name, "path": i.path, "line": i.line}
+                         for i in m.items],
+        })
+    doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
+           "baseline": str(result.baseline_path) if result.baseline_path else None,
+           "baseline_updated": result.baseline_updated}
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"

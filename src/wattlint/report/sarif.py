@@ -1,0 +1,73 @@
+"""SARIF 2.1.0 output of ``wattlint check`` (GitHub code scanning). Validated against the OASIS schema in tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..lint.results import CheckResult
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+LEVEL = {"error": "error", "warning": "warning", "info": "note"}
+INFO_URI = "https://github.com/wattlint/wattlint/blob/main/docs/RULES.md"
+
+
+def _rule_descriptor(rule) -> dict:
+    return {
+        "id": rule.code,
+        "name": "".join(p.capitalize() for p in rule.name.split("-")),
+        "shortDescription": {"text": rule.summary},
+        "fullDescription": {"text": " ".join(rule.what.split())},
+        "help": {"text": rule.docs_text(), "markdown": rule.docs_markdown()},
+        "helpUri": f"{INFO_URI}#{rule.code.lower()}-{rule.name}",
+        "defaultConfiguration": {"level": LEVEL[rule.severity]},
+        "properties": {"tags": ["energy", rule.status], "precision": "medium",
+                       "problem.severity": "error" if rule.severity == "error" else
+                       "warning" if rule.severity == "warning" else "recommendation"},
+    }
+
+
+def render_sarif(result: CheckResult, version: str) -> str:
+    from ..lint.registry import all_rules
+
+    rules = all_rules()
+    used = sorted({i.finding.code for i in result.items if i.finding.code in rules})
+    index = {code: n for n, code in enumerate(used)}
+    results = []
+    for m in result.models:
+        for it in m.items:
+            f = it.finding
+            r = {
+                "ruleId": f.code,
+                "level": LEVEL.get(f.severity, "warning"),
+                "message": {"text": f"{m.name}: {f.message}"},
+                "locations": [{
+                    "physicalLocation": {
+                        "artifactLocation": ({"uri": it.path, "uriBaseId": "%SRCROOT%"}
+                                             if not it.path.startswith("/") else {"uri": "file://" + it.path}),
+                        "region": {"startLine": max(1, it.line)},
+                    },
+                    **({"logicalLocations": [{"fullyQualifiedName": f.layer, "kind": "module"}]} if f.layer else {}),
+                }],
+                "partialFingerprints": {
+                    "wattlintFinding/v1": hashlib.sha256(f"{m.name}\0{f.code}\0{f.layer or ''}".encode())
+                    .hexdigest()[:32]},
+                "properties": {"model": m.name, "layer": f.layer, "saving_kwh": f.saving_kwh,
+                               "saving_pct": f.saving_pct},
+            }
+            if f.code in index:
+                r["ruleIndex"] = index[f.code]
+            results.append(r)
+    doc = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "wattlint", "version": version, "semanticVersion": version,
+                                "informationUri": "https://github.com/wattlint/wattlint",
+                                "rules": [_rule_descriptor(rules[c]) for c in used]}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": result.root.as_uri() + "/"}},
+            "results": results,
+            "columnKind": "unicodeCodePoints",
+        }],
+    }
+    return json.dumps(doc, indent=2) + "\n"
