@@ -184,3 +184,37 @@ def test_onnx_path_imports_no_torch_no_lightgbm():
             "print(rc, bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip().endswith("0 []"), out.stdout + out.stderr
+
+
+@needs_onnx
+def test_config_defaults_and_cli_wins(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "h100"\nregion = "FR"\npue = 1.1\nepochs = 3\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(ONNX, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["hardware"]["gpu"] == "h100-sxm5-80gb"
+    assert doc["plan"]["region"] and doc["plan"]["pue"] == 1.1 and doc["plan"]["epochs"] == 3
+    code, out, err = run_cli(ONNX, "--format", "json", "--gpu", "t4", "--steps", "10", "--pue", "1.3")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["hardware"]["gpu"] == "t4-16gb" and doc["plan"]["steps"] == 10 and doc["plan"]["pue"] == 1.3
+
+
+@needs_onnx
+def test_output_file_and_formats(run_cli, tmp_path):
+    for fmt, head in (("markdown", "### wattlint"), ("html", "<!DOCTYPE html>"), ("text", "wattlint estimate")):
+        f = tmp_path / f"r.{fmt}"
+        code, out, err = run_cli(ONNX, "--gpu", "a100", "--steps", "10", "--format", fmt, "--output", f)
+        assert code == 0 and out == "" and str(f) in err
+        assert f.read_text().startswith(head)
+
+
+@needs_onnx
+def test_python_api_from_source():
+    import wattlint
+
+    e = wattlint.estimate(str(ONNX), gpu="rtx3090", epochs=50)
+    assert e.gpu.key.startswith("rtx3090") and e.plan.epochs == 50 and e.total["energy_kwh"] > 0
+    assert e.calibration in ("measured", "transferred", "prior")

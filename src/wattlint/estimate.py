@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys as _sys
+import types as _types
 from collections import defaultdict
 from typing import Any, Sequence
 
@@ -34,6 +36,7 @@ COLLECTIVE_LATENCY_S = 30e-6  # per collective call (ring setup, small-message l
 BUCKET_BYTES = 25 * 2**20  # DDP default bucket: 25 MiB -> one collective call per bucket
 PCIE_GBS = {3: 12.0, 4: 24.0, 5: 48.0, 6: 96.0}  # achievable GB/s per direction, x16 link
 MIN_EXPOSED = 0.10  # at least this fraction of communication is never hidden (first/last buckets)
+OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
 HOST_OP_S = 8e-6  # eager PyTorch CPU cost per launched op (Python + dispatcher + cudaLaunchKernel: ~5-20 us)
 COMM_POWER_ACTIVITY = 0.10  # GPU activity while waiting on exposed communication (NCCL kernels spin a few SMs)
 
@@ -175,7 +178,8 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
     # ---- launch-bound gaps: eager PyTorch issues ops from one CPU thread; when the GPU work of a micro-batch is
     # shorter than the CPU time to launch it, the GPU waits (at idle power) — small models / small batches.
     n_mb_ops = sum(1 for r, t in zip(records, times) if t > 0 and r.phase in (Phase.FORWARD, Phase.BACKWARD))
-    n_opt_ops = sum(1 for r, t in zip(records, times) if t > 0 and r.phase is Phase.OPTIMIZER)
+    # fused / foreach optimizers (PyTorch's CUDA default) launch a few multi-tensor kernels, not one per parameter
+    n_opt_ops = min(OPT_MAX_LAUNCHES, sum(1 for r, t in zip(records, times) if t > 0 and r.phase is Phase.OPTIMIZER))
     gpu_mb = (phase_t.get("forward", 0.0) + phase_t.get("backward", 0.0)) / ga
     gap_mb = max(0.0, n_mb_ops * HOST_OP_S - gpu_mb)
     gap_opt = max(0.0, n_opt_ops * HOST_OP_S - phase_t.get("optimizer", 0.0))
@@ -378,3 +382,14 @@ def estimate_many(graph: CostGraph, gpus: Sequence[str | GpuSpec], **plan_option
             plan = dataclasses.replace(plan, assumptions=(note,) + tuple(a for a in plan.assumptions if a != note))
         out.append(estimate_graph(graph, spec, plan))
     return out
+
+
+# ``wattlint.estimate(...)`` is the public API (a function in wattlint/__init__.py), but importing this submodule
+# rebinds the package attribute ``wattlint.estimate`` to the module. Making the module callable keeps
+# ``wattlint.estimate("model.onnx", gpu=..., epochs=...)`` working whichever was imported first.
+class _CallableModule(_types.ModuleType):
+    def __call__(self, *args, **kwargs) -> Estimate:
+        return estimate(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
