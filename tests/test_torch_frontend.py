@@ -76,7 +76,7 @@ def test_traced_attention_is_one_fused_op(causal, expected):
     assert att[0].flops == expected and att[0].dim("causal") == int(causal)
     assert not [r for r in _fwd(g) if r.op in ("aten.bmm.default", "aten._softmax.default")]
     bwd = [r for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.ATTENTION]
-    assert len(bwd) == 1 and bwd[0].module == ""
+    assert len(bwd) == 1 and bwd[0].module == ""  # F.sdpa called by the root module itself
     g16 = wattlint.analyze(Attn(causal), inputs=["x=float32[2,16,32]"], precision="bf16")
     (a16,) = _fwd(g16, OpKind.ATTENTION)
     assert a16.op == "aten._scaled_dot_product_flash_attention.default" and a16.dtype == "bfloat16"
@@ -204,6 +204,9 @@ def test_hf_decoders_get_through_item_calls(name):
     assert len(att) == 2 and all(r.dim("causal") == 1 for r in att)
     assert g.inputs[0].dtype == "int64" and g.inputs[0].shape == (1, 64)
     assert g.outputs[0].name == "logits" and g.outputs[0].shape == (1, 64, 1000)
+    bwd_att = [r for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.ATTENTION]
+    assert sorted(r.module for r in bwd_att) == sorted(r.module for r in att)  # attributed like the forward
+    assert all(r.module.endswith(("self_attn", "attn")) for r in att)
     blocks = {r.module.split(".")[2] for r in g.records if r.phase is Phase.BACKWARD
               and r.module.startswith(("model.layers.", "transformer.h."))}
     assert blocks == {"0", "1"}

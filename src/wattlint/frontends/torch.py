@@ -155,9 +155,8 @@ class _Tracer:
                     continue
                 seen.add(node)
                 md = node.metadata
-                if "wl_module" in md:
-                    continue
-                md["wl_module"] = frame.name
+                if "wl_module" not in md:  # nodes of inner modules keep their (innermost) tag; walk through them
+                    md["wl_module"] = frame.name
                 for nxt, _ in node.next_functions:
                     if nxt is not None:
                         todo.append(nxt)
@@ -252,23 +251,28 @@ class _Tracer:
 
 # ---- fused attention routing ------------------------------------------------------------------------------------
 
+_AUTOCAST_DTYPE: list = [None]  # set while a trace emulates autocast
+
+
 def _fused_sdpa(orig):
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if query.device.type != "meta" or query.dim() != 4 or key.dim() != 4:
             return orig(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                         scale=scale, enable_gqa=enable_gqa)
         h, kvh = query.shape[1], key.shape[1]
-        if kvh != h:  # GQA: kernels see the key/value heads broadcast (a copy, as torch's math path does)
-            rep = h // kvh
-            key = key.repeat_interleave(rep, dim=1)
-            value = value.repeat_interleave(rep, dim=1)
         if attn_mask is not None and attn_mask.dtype == torch.bool:
             attn_mask = torch.zeros((), dtype=query.dtype, device=query.device).masked_fill(
                 ~attn_mask, float("-inf")) if attn_mask.dim() == 0 else torch.where(
                 attn_mask, torch.zeros((), dtype=query.dtype, device=query.device),
                 torch.full((), float("-inf"), dtype=query.dtype, device=query.device))
-        use_flash = (attn_mask is None and query.dtype in (torch.float16, torch.bfloat16)
-                     and query.shape[-1] <= 256 and query.shape[-1] == value.shape[-1])
+        dtype = _AUTOCAST_DTYPE[0] or query.dtype  # under autocast the kernel runs in the autocast dtype
+        use_flash = (attn_mask is None and dtype in (torch.float16, torch.bfloat16)
+                     and query.shape[-1] <= 256 and query.shape[-1] == value.shape[-1] and h % kvh == 0)
+        if kvh != h and not use_flash:
+            # GQA outside flash: key/value heads are broadcast by a copy (as torch's math path does)
+            rep = h // kvh
+            key = key.repeat_interleave(rep, dim=1)
+            value = value.repeat_interleave(rep, dim=1)
         if attn_mask is not None:
             b, _, sq, _ = query.shape
             attn_mask = attn_mask.to(query.dtype).expand(b, h, sq, key.shape[2])
@@ -377,6 +381,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
     restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
     mode = _Recorder(tracer)
+    _AUTOCAST_DTYPE[0] = tracer.lower_dtype
     try:
         with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
             with mode:
@@ -396,6 +401,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         raise InputError(f"tracing the model failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                          ) from e
     finally:
+        _AUTOCAST_DTYPE[0] = None
         for h in handles:
             h.remove()
         if restore_ckpt:
