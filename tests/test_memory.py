@@ -77,3 +77,16 @@ def test_fallback_activation_estimate_is_stated():
     m = memory.peak_memory(g2, gpu, plan())
     assert m["breakdown"]["activations"] > 0
     assert any("upper bound" in n for n in m["notes"])
+
+
+def test_untraced_checkpointing_trades_memory_for_time():
+    from wattlint.estimate import estimate
+
+    g = mlp_graph(activation_bytes=8 * GIB)
+    a = estimate(g, gpu="a100", steps=10)
+    b = estimate(g, gpu="a100", steps=10, activation_checkpointing=True)
+    assert b.memory["breakdown"]["activations"] == int(8 * GIB * memory.CHECKPOINT_FACTOR)
+    assert b.memory["peak_bytes_per_gpu"] < a.memory["peak_bytes_per_gpu"]
+    fwd = a.phases["forward"]["time_s"]
+    assert b.phases["backward"]["time_s"] == pytest.approx(a.phases["backward"]["time_s"] + fwd)
+    assert any("checkpointing" in x for x in b.assumptions)

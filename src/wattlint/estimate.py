@@ -143,6 +143,8 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
     if mb_scale != 1.0:
         assumptions.append(f"graph traced at micro-batch {traced_mb}; forward/backward time and energy scaled "
                            f"linearly to micro-batch {plan.micro_batch_size}")
+    # activation checkpointing the frontend did not trace (e.g. ONNX): the forward runs again in backward
+    recompute = bool(plan.activation_checkpointing) and not _memory.checkpointing_traced(graph)
     opt_scale = 1.0 / n if (sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1) else 1.0
 
     # per-GPU, per-step multiplier of each record
@@ -166,6 +168,14 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
         if k == 0.0:
             continue
         ph = r.phase.value
+        if recompute and r.phase is Phase.FORWARD:
+            # the recompute belongs to backward
+            phase_t["backward"] += t * k
+            phase_e["backward"] += e * k
+            layer_t[r.module or "(root)"] += t * k
+            layer_e[r.module or "(root)"] += e * k
+            layer_f[r.module or "(root)"] += r.flops * k
+            flops_gpu += r.flops * k
         phase_t[ph] += t * k
         phase_e[ph] += e * k
         name = r.module or "(root)"

@@ -34,11 +34,18 @@ def gpu_memory_bytes(gpu: GpuSpec) -> int:
     return int(gpu.memory_gb * GIB)
 
 
+def checkpointing_traced(graph: CostGraph) -> bool:
+    """Whether the frontend traced activation checkpointing itself (recompute records, or said so)."""
+    if graph.extra and graph.extra.get("activation_checkpointing"):
+        return True
+    return any(r.recompute for r in graph.records)
+
+
 def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     """Activation bytes saved for backward at the plan's micro-batch, and the assumptions made."""
     notes: list[str] = []
     raw = graph.extra.get("activation_bytes") if graph.extra else None
-    traced_ckpt = bool(graph.extra.get("activation_checkpointing")) if graph.extra else False
+    traced_ckpt = checkpointing_traced(graph)
     if raw is None:
         raw = sum(r.bytes_written for r in graph.records
                   if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
@@ -49,9 +56,10 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     mb = plan.micro_batch_size
     if mb != traced_mb:
         act = act * mb // traced_mb
-    if plan.activation_checkpointing and not traced_ckpt and graph.extra.get("activation_bytes") is None:
+    if plan.activation_checkpointing and not traced_ckpt:
         act = int(act * CHECKPOINT_FACTOR)
-        notes.append(f"activation checkpointing keeps ~{CHECKPOINT_FACTOR:.0%} of the activations (not traced)")
+        notes.append(f"activation checkpointing not traced by the frontend: ~{CHECKPOINT_FACTOR:.0%} of the "
+                     f"activations kept (block inputs only), the forward recomputed once in backward")
     return act, notes
 
 
