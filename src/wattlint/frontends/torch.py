@@ -305,6 +305,7 @@ def fused_attention():
 # ---- loss -------------------------------------------------------------------------------------------------------
 
 def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
+    """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     if not flat:
         raise InputError("the model's forward returned no floating-point tensor to build a loss from")
@@ -435,7 +436,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes)})
+                     precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes),
+                                                              "activation_checkpointing": bool(activation_checkpointing)})
 
 
 def _optimizer_step(model: nn.Module, optimizer: str) -> str:
