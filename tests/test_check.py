@@ -1,0 +1,220 @@
+"""`wattlint check`: exit codes, budgets, baseline/regressions, path selection, cache, formats, bad config."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = ROOT / "examples" / "gpt2-small.onnx"
+
+CONFIG = """
+[tool.wattlint]
+gpu = "a100-sxm4-80gb"
+precision = "bf16"
+ignore = ["WL402", "WL203"]
+exclude = ["experiments/**"]
+{extra}
+
+[[tool.wattlint.models]]
+name = "lm"
+source = "models/lm.onnx"
+batch-size = 8
+seq-len = 256
+tokens = {tokens}
+budget = {{ energy-kwh = {budget} }}
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    shutil.copy(ONNX, tmp_path / "models" / "lm.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+
+    def write(tokens="2e8", budget="1000", extra=""):
+        (tmp_path / "pyproject.toml").write_text(CONFIG.format(tokens=tokens, budget=budget, extra=extra))
+        return tmp_path
+
+    write()
+    return write
+
+
+def test_clean_model_passes(project, run_cli):
+    code, out, err = run_cli("check")
+    assert code == 0, out + err
+    assert "lm: " in out and "kWh" in out and "on a100-sxm4-80gb" in out
+    assert err == ""
+
+
+def test_budget_exceeded_exits_1(project, run_cli):
+    project(budget="0.001")
+    code, out, err = run_cli("check")
+    assert code == 1
+    line = next(ln for ln in out.splitlines() if "WL301" in ln)
+    assert line.startswith("pyproject.toml:9: WL301 error: lm: estimated energy ")
+    assert "exceeds the budget of" in line
+
+
+def test_regression_and_update_baseline(project, run_cli, tmp_path):
+    code, out, _ = run_cli("check", "--update-baseline")
+    assert code == 0 and "updated baseline" in out
+    base = json.loads((tmp_path / "wattlint-baseline.json").read_text())
+    assert base["schema"] == "wattlint.baseline/1" and base["models"]["lm"]["energy_kwh"] > 0
+    assert run_cli("check")[0] == 0
+    project(tokens="3e8")  # +50% tokens -> +50% energy
+    code, out, _ = run_cli("check")
+    assert code == 1
+    assert "WL305 error: lm: estimated energy +50% vs baseline" in out
+    assert "--update-baseline" in out
+    code, out, _ = run_cli("check", "--update-baseline")
+    assert code == 0 and "WL305" not in out
+    assert run_cli("check")[0] == 0
+    # within the threshold: no finding
+    project(tokens="3.1e8")
+    assert run_cli("check")[0] == 0
+
+
+def test_regression_threshold_from_config(project, run_cli):
+    run_cli("check", "--update-baseline")
+    project(tokens="2.2e8", extra="regression-threshold = 0.2")
+    assert run_cli("check")[0] == 0
+    project(tokens="2.2e8", extra="regression-threshold = 0.05")
+    assert run_cli("check")[0] == 1
+
+
+def test_cache_hit_and_invalidation(project, run_cli, tmp_path):
+    code, out, _ = run_cli("check", "--format", "json")
+    assert json.loads(out)["models"][0]["cached"] is False
+    code, out, _ = run_cli("check", "--format", "json")
+    first = json.loads(out)
+    assert first["models"][0]["cached"] is True
+    assert run_cli("check", "--no-cache", "--format", "json")[1].count('"cached": false') == 1
+    project(tokens="4e8")  # options are part of the key
+    assert json.loads(run_cli("check", "--format", "json")[1])["models"][0]["cached"] is False
+    # content is part of the key: append a byte (protobuf ignores nothing, but the hash changes)
+    with open(tmp_path / "models" / "lm.onnx", "ab") as f:
+        f.write(b"")
+    os.utime(tmp_path / "models" / "lm.onnx", ns=(1, 1))  # new mtime, same bytes -> re-hash, same key
+    assert json.loads(run_cli("check", "--format", "json")[1])["models"][0]["cached"] is True
+    assert (tmp_path / ".wattlint-cache" / ".gitignore").read_text().strip().endswith("*")
+
+
+def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
+    env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp_path / ".wattlint-cache")}
+    subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    code = ("import sys; from wattlint.cli import main; rc = main(['check']); "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'lightgbm', 'numpy', 'wattlint.estimate') "
+            "if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout
+    assert "cached" in r.stdout
+
+
+def test_paths_select_models(project, run_cli, tmp_path):
+    (tmp_path / "README.md").write_text("x")
+    code, out, _ = run_cli("check", "README.md")
+    assert code == 0 and "no configured model matched" in out
+    code, out, _ = run_cli("check", "models/lm.onnx")
+    assert "lm: " in out
+    code, out, _ = run_cli("check", "models")  # a directory
+    assert "lm: " in out
+    code, out, _ = run_cli("check", "pyproject.toml")  # the config changed: everything
+    assert "lm: " in out
+
+
+def test_force_exclude(project, run_cli, tmp_path):
+    (tmp_path / "experiments").mkdir()
+    shutil.copy(ONNX, tmp_path / "experiments" / "lm.onnx")
+    text = (tmp_path / "pyproject.toml").read_text().replace("models/lm.onnx", "experiments/lm.onnx")
+    (tmp_path / "pyproject.toml").write_text(text)
+    assert "no configured model matched" in run_cli("check")[1]  # excluded when discovered
+    assert "lm: " in run_cli("check", "experiments/lm.onnx")[1]  # explicit path: checked
+    assert "no configured model matched" in run_cli("check", "--force-exclude", "experiments/lm.onnx")[1]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("budgett = 3", "unknown key 'budgett' (did you mean 'budget'?)"),
+    ("pue = 9", "'pue' = 9: expected a PUE between 1.0 and 3.0"),
+    ("select = ['WL9']", "selects no rule: 'WL9'"),
+])
+def test_bad_config_exits_2_with_one_line(project, run_cli, extra, needle):
+    project(extra=extra)
+    code, out, err = run_cli("check")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and needle in err and err.startswith("wattlint: error: ")
+
+
+def test_missing_model_file_exits_2(project, run_cli, tmp_path):
+    (tmp_path / "models" / "lm.onnx").unlink()
+    code, out, err = run_cli("check")
+    assert code == 2 and err.count("\n") == 1
+    assert "model 'lm': source file not found: models/lm.onnx" in err
+
+
+def test_corrupt_baseline_exits_2_and_is_not_overwritten(project, run_cli, tmp_path):
+    (tmp_path / "wattlint-baseline.json").write_text("{not json")
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "baseline" in err and "not valid JSON" in err
+    assert (tmp_path / "wattlint-baseline.json").read_text() == "{not json"
+
+
+def test_no_config_exits_2(tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("check")
+    assert code == 2 and "no [tool.wattlint] configuration found" in err
+
+
+def test_github_format(project, run_cli):
+    project(budget="0.001")
+    code, out, _ = run_cli("check", "--format", "github")
+    assert code == 1
+    lines = out.splitlines()
+    assert lines and all(ln.startswith(("::error ", "::warning ", "::notice ")) for ln in lines)
+    err = next(ln for ln in lines if "WL301" in ln)
+    assert err.startswith("::error file=pyproject.toml,line=9,title=WL301 energy-budget (lm)::lm: estimated energy")
+
+
+def test_select_ignore_on_command_line(project, run_cli):
+    project(budget="0.001")
+    assert run_cli("check", "--ignore", "WL301")[0] == 0
+    code, out, _ = run_cli("check", "--select", "WL3")
+    assert code == 1 and "WL1" not in out
+    code, _, err = run_cli("check", "--select", "XX")
+    assert code == 2 and "invalid rule selector" in err
+
+
+def test_rules_and_rule_commands(run_cli):
+    code, out, _ = run_cli("rules")
+    assert code == 0 and len(out.splitlines()) >= 12 and out.startswith("WL101  fp32-training")
+    code, out, _ = run_cli("rule", "WL305")
+    assert code == 0 and "Why it matters:" in out and "--update-baseline" in out
+    assert run_cli("rule", "fp32-training")[1].startswith("WL101 (fp32-training)")
+    code, _, err = run_cli("rule", "WL999")
+    assert code == 2 and "unknown rule 'WL999'" in err
+    rules = json.loads(run_cli("rules", "--format", "json")[1])
+    assert {r["code"] for r in rules} >= {"WL101", "WL201", "WL301", "WL305", "WL401", "WL402"}
+
+
+def test_rules_doc_is_generated(run_cli):
+    code, out, _ = run_cli("rules", "--format", "markdown")
+    assert (ROOT / "docs" / "RULES.md").read_text() == out, \
+        "docs/RULES.md is stale: wattlint rules --format markdown > docs/RULES.md"
+
+
+def test_example_project_checks(run_cli, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT / "examples" / "project")
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = run_cli("check", "--select", "WL3", "--format", "json")  # budgets + baseline only
+    assert code == 0, out + err
+    doc = json.loads(out)
+    assert {m["name"] for m in doc["models"]} == {"classifier", "lm", "mlp"}
