@@ -54,8 +54,20 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
     """Analyze one training step of the ONNX model at ``path`` (see the module docstring)."""
     p = Path(path)
     model = _load(p)
-    return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
-                     source or str(path)).run()
+    try:
+        return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
+                         source or str(path)).run()
+    except InputError:
+        raise
+    except (RecursionError, MemoryError):
+        raise InputError(f"{p}: graph too deep or too large to analyze") from None
+    except Exception as e:  # a malformed graph that slipped through validation: still one line, exit 2
+        if STRICT or os.environ.get("WATTLINT_DEBUG"):
+            raise
+        raise InputError(f"{p}: malformed graph ({type(e).__name__}: {_one_line(e)})") from None
+
+
+STRICT = False  # tests set this to surface internal errors instead of reporting them as malformed input
 
 
 # ---- loading and validation -------------------------------------------------------------------------------------
@@ -135,6 +147,8 @@ class _Analysis:
     # ---- top level ----------------------------------------------------------------------------------------------
     def run(self) -> CostGraph:
         g = self.model.graph
+        if not _strings_ok(self.model):
+            raise InputError(f"{self.path}: malformed model: a name or string field is not valid UTF-8")
         self._validate_initializers(g)
         self._declare_domains()
         specs = self._bind_inputs(g)
@@ -1006,6 +1020,53 @@ class _Analysis:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+def _strings_ok(model) -> bool:
+    """protobuf hands back ``bytes`` for string fields that are not valid UTF-8 (a corrupt file): reject them."""
+    if not all(isinstance(o.domain, str) for o in model.opset_import):
+        return False
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        if not isinstance(g.name, str):
+            return False
+        for vi in (*g.input, *g.output, *g.value_info):
+            if not isinstance(vi.name, str):
+                return False
+            tt = vi.type.tensor_type
+            for d in tt.shape.dim:
+                if not isinstance(d.dim_param, str):
+                    return False
+        for t in g.initializer:
+            if not isinstance(t.name, str):
+                return False
+            for e in t.external_data:
+                if not (isinstance(e.key, str) and isinstance(e.value, str)):
+                    return False
+        for st in g.sparse_initializer:
+            if not isinstance(st.values.name, str):
+                return False
+        for n in g.node:
+            if not (isinstance(n.op_type, str) and isinstance(n.name, str) and isinstance(n.domain, str)):
+                return False
+            for i in n.input:
+                if not isinstance(i, str):
+                    return False
+            for o in n.output:
+                if not isinstance(o, str):
+                    return False
+            for a in n.attribute:
+                if not isinstance(a.name, str):
+                    return False
+                if a.type == 5:
+                    stack.append(a.g)
+                elif a.type == 10:
+                    stack.extend(a.graphs)
+            for p in n.metadata_props:
+                if not (isinstance(p.key, str) and isinstance(p.value, str)):
+                    return False
+    return True
+
 
 def _ort_symbolic():
     """onnxruntime's symbolic_shape_infer module, loaded by file path: ``onnxruntime.tools/__init__`` imports torch
