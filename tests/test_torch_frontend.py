@@ -225,3 +225,18 @@ def test_hf_config_json_file(tmp_path):
 def test_analyze_forwards_through_package():
     g = wattlint.analyze("examples/torch_models.py:mlp")
     assert g.model.source == "examples/torch_models.py:mlp" and g.micro_batch == 32
+
+
+def test_data_dependent_shapes_are_answered():
+    class Sel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            y = self.fc(x)
+            return y[y > 0].sum() + torch.nonzero(y).shape[0]
+
+    g = wattlint.analyze(Sel(), inputs=["x=float32[4,8]"])
+    assert any("every element selected" in a for a in g.assumptions)
+    assert g.total("backward").flops > 0

@@ -98,7 +98,16 @@ class _Recorder(TorchDispatchMode):
             args, kwargs = t.autocast(name, args, kwargs)
         if name in AUTOCAST_LOWER_BWD and t.lower_dtype is not None and t.phase is Phase.BACKWARD:
             args, kwargs = t.cast_all(args, kwargs)
-        out = func(*args, **kwargs)
+        if name in ("nonzero", "argwhere") or (name in ("index", "_unsafe_index", "index_put", "index_put_")
+                                                and len(args) > 1 and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []))):
+            t.scalar_reads["nonzero->all elements"] += 1
+        try:
+            out = func(*args, **kwargs)
+        except (NotImplementedError, RuntimeError):
+            out = t.data_dependent(name, args, kwargs)
+            if out is None:
+                raise
         t.record(func, args, kwargs, out)
         return out
 
@@ -183,6 +192,27 @@ class _Tracer:
             return 0.0
         self.scalar_reads["int->1"] += 1
         return 1
+
+    def data_dependent(self, name: str, args, kwargs):
+        """Outputs of ops whose shape depends on values (no meta kernel): every element selected / distinct."""
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if x is None or x.device.type != "meta":
+            return None
+        n = x.numel()
+        if name in ("nonzero", "argwhere"):
+            return torch.empty((n, x.dim()), dtype=torch.long, device="meta")
+        if name == "nonzero_static":
+            return None
+        if name == "masked_select":
+            self.scalar_reads["masked_select->all elements"] += 1
+            return torch.empty((n,), dtype=x.dtype, device="meta")
+        if name in ("_unique2", "_unique", "unique_consecutive", "unique_dim"):
+            self.scalar_reads["unique->all distinct"] += 1
+            vals = torch.empty((n,), dtype=x.dtype, device="meta")
+            inv = torch.empty(x.shape, dtype=torch.long, device="meta")
+            cnt = torch.empty((n,), dtype=torch.long, device="meta")
+            return (vals, inv, cnt) if name != "_unique" else (vals, inv)
+        return None
 
     # -- autocast emulation --
     def _cast(self, x, dtype):
@@ -383,6 +413,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
+    nonzero_cfg = _meta_nonzero_all()
     try:
         with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
             with mode:
@@ -403,6 +434,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                          ) from e
     finally:
         _AUTOCAST_DTYPE[0] = None
+        nonzero_cfg()
         for h in handles:
             h.remove()
         if restore_ckpt:
@@ -425,8 +457,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "masks count the s(s+1)/2 query-key pairs the kernel computes")
     if tracer.scalar_reads:
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
-        notes.append(f"data-dependent reads (.item()/bool()) on meta tensors answered without data ({rs}): "
-                     "masks taken as all-ones (no padding)")
+        notes.append(f"data-dependent reads (.item()/bool()/nonzero) on meta tensors answered without data ({rs}): "
+                     "masks taken as all-ones (no padding), every element selected")
     if activation_checkpointing:
         notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
@@ -438,6 +470,22 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
                      precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes),
                                                               "activation_checkpointing": bool(activation_checkpointing)})
+
+
+def _meta_nonzero_all():
+    """Let meta kernels that need nonzero (boolean indexing) assume every element is selected; returns a restore."""
+    try:
+        from torch.fx.experimental import _config as fx_config
+    except ImportError:  # pragma: no cover
+        return lambda: None
+    old = getattr(fx_config, "meta_nonzero_assume_all_nonzero", None)
+    if old is None:
+        return lambda: None
+    fx_config.meta_nonzero_assume_all_nonzero = True
+
+    def restore():
+        fx_config.meta_nonzero_assume_all_nonzero = old
+    return restore
 
 
 def _optimizer_step(model: nn.Module, optimizer: str) -> str:
