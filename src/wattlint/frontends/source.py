@@ -121,6 +121,10 @@ def load_attr(spec: str) -> Any:
                 raise
             raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
     else:
+        cwd = os.getcwd()  # like `python -m`: the current directory is importable
+        added_cwd = cwd not in sys.path and "" not in sys.path
+        if added_cwd:
+            sys.path.insert(0, cwd)
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as e:
@@ -131,6 +135,9 @@ def load_attr(spec: str) -> Any:
             if isinstance(e, KeyboardInterrupt):
                 raise
             raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
+        finally:
+            if added_cwd and cwd in sys.path:
+                sys.path.remove(cwd)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
