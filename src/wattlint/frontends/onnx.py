@@ -862,7 +862,7 @@ class _Analysis:
             self._walk(best, scale=scale, in_subgraph=True)
             self._grad_outputs(node, best)
             return
-        body = attrs.get("body")
+        body = attrs["body"].g if "body" in attrs else None
         if body is None:
             return
         if node.op_type == "Loop":

@@ -1,0 +1,365 @@
+"""ONNX frontend: hand-computed costs of small graphs, symbolic dims, contrib / recurrent / control-flow ops,
+weight-free loading, external data, module names, the sys.modules contract and the analyze CLI on examples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from wattlint.frontends.onnx import analyze_onnx, scope_to_module
+from wattlint.types import InputError, Phase, Status, TensorSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+RESNET = ROOT / "examples" / "resnet50.onnx"
+GPT2 = ROOT / "examples" / "gpt2-small.onnx"
+F = TensorProto.FLOAT
+
+
+def _save(tmp_path, nodes, inputs, outputs, inits=(), name="m.onnx", opset=17, extra_opsets=(), external=True):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *extra_opsets])
+    if external:  # weight-free: dims only, data "in" a file that does not exist
+        for t in m.graph.initializer:
+            if t.data_type == F:
+                t.ClearField("float_data")
+                t.ClearField("raw_data")
+                t.data_location = TensorProto.EXTERNAL
+                e = t.external_data.add()
+                e.key, e.value = "location", name + ".data"
+    p = tmp_path / name
+    p.write_bytes(m.SerializeToString())
+    return p
+
+
+def _w(name, dims):
+    n = 1
+    for d in dims:
+        n *= d
+    return helper.make_tensor(name, F, dims, vals=[0.0] * n)
+
+
+def _vi(name, dims, t=F):
+    return helper.make_tensor_value_info(name, t, dims)
+
+
+def _fwd(g, op=None):
+    return [r for r in g.records if r.phase is Phase.FORWARD and (op is None or r.op == op)]
+
+
+def _bwd(g, module=None):
+    return [r for r in g.records if r.phase is Phase.BACKWARD and (module is None or r.module == module)]
+
+
+# ---- module names -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,module", [
+    ("/encoder/layer.3/attention/self/query/MatMul", "encoder.layer.3.attention.self.query"),
+    ("/layer1/layer1.0/conv1/Conv", "layer1.0.conv1"),
+    ("/layer.0/layer.0.0/Gemm", "layer.0.0"),
+    ("/transformer/h.11/mlp/c_fc/Gemm", "transformer.h.11.mlp.c_fc"),
+    ("/Relu", ""),
+    ("Conv_0", ""),
+    ("", ""),
+])
+def test_scope_to_module(name, module):
+    assert scope_to_module(name) == module
+
+
+# ---- the examples -----------------------------------------------------------------------------------------------
+
+def test_resnet50_example_hand_computed():
+    g = analyze_onnx(RESNET)
+    assert g.model.format == "onnx" and g.micro_batch == 32
+    assert g.inputs == (TensorSpec("input", "float32", (32, 3, 224, 224)),)
+    assert g.outputs == (TensorSpec("logits", "float32", (32, 1000)),)
+    assert g.params == 25_530_472  # torchvision ResNet-50 with BatchNorm folded into conv biases
+    assert g.unsupported() == {}
+    conv1 = [r for r in _fwd(g, "onnx::Conv") if r.module == "conv1"]
+    assert len(conv1) == 1
+    macs = 32 * 64 * 112 * 112 * 3 * 7 * 7
+    assert conv1[0].flops == 2 * macs + 32 * 64 * 112 * 112  # + bias
+    # the first layer's input is the image: a weight gradient, no input gradient
+    b = [r for r in _bwd(g, "conv1") if r.kind.value == "conv"]
+    assert [r.flops for r in b] == [2 * macs]
+    # layer1.0.conv2 (3x3, 64->64 at 56x56) gets both gradients
+    b = [r for r in _bwd(g, "layer1.0.conv2") if r.kind.value == "conv"]
+    assert [r.flops for r in b] == [2 * 32 * 64 * 56 * 56 * 64 * 9] * 2
+    fc = [r for r in _fwd(g, "onnx::Gemm")]
+    assert fc[0].module == "fc" and fc[0].flops == 2 * 32 * 2048 * 1000 + 32 * 1000
+    # ~4.1 GMACs per image
+    assert 8.1e9 < g.total("forward").flops / 32 < 8.3e9
+    assert g.extra["folded_batchnorm"] is True
+    assert any("BatchNorm appears folded" in a for a in g.assumptions)
+    assert any(a.startswith("loss assumed: cross-entropy") for a in g.assumptions)
+    assert g.extra["activation_bytes"] > 1e9
+    types = g.module_types()
+    assert types["layer4.2.conv3"] == "Conv" and types["fc"] == "Linear"
+    assert "layer1.0.relu_1" not in types  # a module called twice keeps its name
+
+
+def test_resnet50_batch_rebinding_scales_linearly():
+    g32 = analyze_onnx(RESNET)
+    g8 = analyze_onnx(RESNET, batch_size=8)
+    assert g8.micro_batch == 8
+    c32 = [r.flops for r in _fwd(g32, "onnx::Conv")]
+    c8 = [r.flops for r in _fwd(g8, "onnx::Conv")]
+    assert [c // 4 for c in c32] == c8
+    assert g8.total("optimizer") == g32.total("optimizer")
+
+
+def test_gpt2_example_fused_causal_attention():
+    g = analyze_onnx(GPT2)
+    assert g.unsupported() == {}
+    assert any("4 attention patterns" in a and "4 causal" in a for a in g.assumptions)
+    att = [r for r in _fwd(g) if r.kind.value == "attention" and r.flops]
+    assert len(att) == 4 and att[0].module == "transformer.h.0.attn"
+    b, h, s, d = 8, 4, 256, 64
+    pairs = s * (s + 1) // 2
+    assert att[0].flops == 2 * b * h * pairs * 2 * d + 5 * b * h * pairs
+    assert g.seq_len == 256 and g.micro_batch == 8
+    assert g.outputs[0].shape == (8, 256, 8192)
+
+
+# ---- symbolic dims ---------------------------------------------------------------------------------------------
+
+def _lm(tmp_path):
+    nodes = [helper.make_node("Gather", ["emb", "ids"], ["h"], name="/wte/Gather"),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="/head/MatMul")]
+    return _save(tmp_path, nodes, [_vi("ids", ["batch", "sequence"], TensorProto.INT64)], [_vi("y", None)],
+                 [_w("emb", [100, 16]), _w("w", [16, 100])])
+
+
+def test_symbolic_dims_unbound_name_the_flag(tmp_path):
+    p = _lm(tmp_path)
+    with pytest.raises(InputError, match=r"symbolic dim 'batch' of input 'ids' is unbound: pass --batch-size"):
+        analyze_onnx(p)
+    with pytest.raises(InputError, match=r"'sequence'.*--seq-len"):
+        analyze_onnx(p, batch_size=4)
+
+
+def test_symbolic_dims_bound(tmp_path):
+    p = _lm(tmp_path)
+    g = analyze_onnx(p, batch_size=4, seq_len=32)
+    assert g.inputs[0].shape == (4, 32) and g.seq_len == 32 and g.micro_batch == 4
+    mm = _fwd(g, "onnx::MatMul")[0]
+    assert mm.flops == 2 * 4 * 32 * 16 * 100 and mm.module == "head"
+    emb = _fwd(g, "onnx::Gather")[0]
+    assert emb.kind.value == "embedding"
+    # the embedding table is trainable, its indices are not: embedding backward, no input gradient of ids
+    assert any(r.op == "onnx::Gather" and r.kind.value == "embedding" for r in _bwd(g))
+    g2 = analyze_onnx(p, inputs={"ids": TensorSpec("ids", "int64", (2, 8))})
+    assert g2.inputs[0].shape == (2, 8)
+    with pytest.raises(InputError, match="not an input"):
+        analyze_onnx(p, inputs={"nope": TensorSpec("nope", "int64", (2, 8))})
+    with pytest.raises(InputError, match="rank"):
+        analyze_onnx(p, inputs={"ids": TensorSpec("ids", "int64", (2, 8, 1))})
+
+
+# ---- contrib ops (com.microsoft) ------------------------------------------------------------------------------------
+
+MS = helper.make_opsetid("com.microsoft", 1)
+
+
+def test_contrib_ops_hand_computed(tmp_path):
+    b, s, hid, heads = 2, 16, 64, 4
+    d = hid // heads
+    n = b * s * hid
+    nodes = [
+        helper.make_node("Attention", ["x", "qkv_w", "qkv_b"], ["a"], name="/attn/Attention", domain="com.microsoft",
+                         num_heads=heads),
+        helper.make_node("SkipLayerNormalization", ["a", "x", "g", "beta"], ["ln"], name="/ln/SkipLN",
+                         domain="com.microsoft"),
+        helper.make_node("FastGelu", ["ln"], ["fg"], name="/act/FastGelu", domain="com.microsoft"),
+        helper.make_node("BiasGelu", ["fg", "bias"], ["bg"], name="/act2/BiasGelu", domain="com.microsoft"),
+        helper.make_node("MultiHeadAttention", ["bg", "bg", "bg"], ["y"], name="/mha/MHA", domain="com.microsoft",
+                         num_heads=heads),
+    ]
+    p = _save(tmp_path, nodes, [_vi("x", [b, s, hid])], [_vi("y", None)],
+              [_w("qkv_w", [hid, 3 * hid]), _w("qkv_b", [3 * hid]), _w("g", [hid]), _w("beta", [hid]),
+               _w("bias", [hid])], extra_opsets=[MS])
+    g = analyze_onnx(p)
+    f = {r.op: r for r in _fwd(g)}
+    pairs = s * s
+    attn = 2 * b * heads * pairs * (d + d) + 5 * b * heads * pairs
+    assert f["com.microsoft::Attention"].flops == 2 * b * s * 3 * hid * hid + b * s * 3 * hid + attn
+    assert f["com.microsoft::SkipLayerNormalization"].flops == n + 7 * n
+    assert f["com.microsoft::FastGelu"].flops == 10 * n
+    assert f["com.microsoft::BiasGelu"].flops == 9 * n
+    assert f["com.microsoft::MultiHeadAttention"].flops == attn
+    assert g.unsupported() == {}
+    # attention backward: 2.5x the GEMM FLOPs + softmax gradient; the projection's weight gradient
+    bw = [r for r in _bwd(g) if r.op == "com.microsoft::Attention"]
+    assert sum(r.flops for r in bw) == (2 * b * heads * pairs * (3 * d + 2 * d) + 6 * b * heads * pairs
+                                       + 2 * b * s * 3 * hid * hid)  # no input gradient: x is the graph input
+
+
+def test_custom_domain_is_unsupported_not_a_crash(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="/r/Relu"),
+             helper.make_node("Frobnicate", ["a"], ["b"], name="/f/Frobnicate", domain="acme.ops"),
+             helper.make_node("MatMul", ["x", "w"], ["y"], name="/m/MatMul")]
+    p = _save(tmp_path, nodes, [_vi("x", [4, 8])], [_vi("y", None), _vi("b", None)], [_w("w", [8, 8])])
+    g = analyze_onnx(p)
+    assert g.unsupported() == {"acme.ops::Frobnicate": 1}
+    assert _fwd(g, "onnx::MatMul")[0].flops == 2 * 4 * 8 * 8
+    assert g.status_counts()["unsupported"] == 1
+
+
+# ---- recurrent ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op,gates,pointwise", [("LSTM", 4, 22), ("GRU", 3, 20), ("RNN", 1, 5)])
+def test_recurrent_hand_computed(tmp_path, op, gates, pointwise):
+    seq, batch, inp, hid = 5, 2, 8, 16
+    nodes = [helper.make_node(op, ["x", "W", "R", "B"], ["y"], name=f"/rnn/{op}", hidden_size=hid)]
+    p = _save(tmp_path, nodes, [_vi("x", [seq, batch, inp])], [_vi("y", None)],
+              [_w("W", [1, gates * hid, inp]), _w("R", [1, gates * hid, hid]), _w("B", [1, 2 * gates * hid])])
+    g = analyze_onnx(p)
+    per_step = 2 * batch * (inp + hid) * gates * hid + pointwise * batch * hid + 2 * batch * gates * hid
+    r = _fwd(g, f"onnx::{op}")[0]
+    assert r.flops == seq * per_step and r.kind.value == "rnn" and r.module == "rnn"
+    assert sum(x.flops for x in _bwd(g) if x.op == f"onnx::{op}") == 2 * seq * per_step
+
+
+# ---- control flow -----------------------------------------------------------------------------------------------
+
+def _body_matmul(inputs, outputs, name="body"):
+    return helper.make_graph([helper.make_node("MatMul", ["h", "w"], ["h2"], name="/body/MatMul"),
+                              helper.make_node("Identity", ["cond_in"], ["cond_out"])] if "cond_in" in
+                             [i.name for i in inputs] else
+                             [helper.make_node("MatMul", ["h", "w"], ["h2"], name="/body/MatMul")],
+                             name, inputs, outputs)
+
+
+def test_loop_scan_if_count_their_subgraphs(tmp_path):
+    mm = 2 * 2 * 8 * 8
+    body = _body_matmul([_vi("i", [], TensorProto.INT64), _vi("cond_in", [], TensorProto.BOOL), _vi("h", [2, 8])],
+                        [_vi("cond_out", [], TensorProto.BOOL), _vi("h2", [2, 8])])
+    trips = helper.make_tensor("M", TensorProto.INT64, [], vals=[3])
+    cond = helper.make_tensor("c", TensorProto.BOOL, [], vals=[True])
+    loop = helper.make_node("Loop", ["M", "c", "x"], ["y"], name="/loop/Loop", body=body)
+    p = _save(tmp_path, [loop], [_vi("x", [2, 8])], [_vi("y", [2, 8])], [trips, cond, _w("w", [8, 8])],
+              name="loop.onnx")
+    g = analyze_onnx(p)
+    assert sum(r.flops for r in _fwd(g, "onnx::MatMul")) == 3 * mm
+    # Scan over the leading axis (4 steps), state h
+    sbody = helper.make_graph([helper.make_node("MatMul", ["h", "w"], ["h2"], name="/body/MatMul"),
+                               helper.make_node("Identity", ["h2"], ["o"])], "sb",
+                              [_vi("h", [2, 8]), _vi("xs", [8])], [_vi("h2", [2, 8]), _vi("o", [2, 8])])
+    scan = helper.make_node("Scan", ["h0", "seq"], ["hT", "ys"], name="/scan/Scan", body=sbody, num_scan_inputs=1)
+    p = _save(tmp_path, [scan], [_vi("h0", [2, 8]), _vi("seq", [4, 8])], [_vi("hT", None), _vi("ys", None)],
+              [_w("w", [8, 8])], name="scan.onnx")
+    g = analyze_onnx(p)
+    assert sum(r.flops for r in _fwd(g, "onnx::MatMul")) == 4 * mm
+    # If: the costlier branch
+    then = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["t"], name="/then/MatMul")], "then", [],
+                             [_vi("t", [2, 8])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["e"])], "else", [], [_vi("e", [2, 8])])
+    iff = helper.make_node("If", ["cond"], ["y"], name="/if/If", then_branch=then, else_branch=other)
+    p = _save(tmp_path, [iff], [_vi("cond", [], TensorProto.BOOL), _vi("x", [2, 8])], [_vi("y", None)],
+              [_w("w", [8, 8])], name="if.onnx")
+    g = analyze_onnx(p)
+    assert sum(r.flops for r in _fwd(g, "onnx::MatMul")) == mm
+    assert any("costlier branch" in a for a in g.assumptions)
+
+
+# ---- external data -------------------------------------------------------------------------------------------------
+
+def _reshape_model(tmp_path, shape_location):
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], vals=[4, 16])
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["r"], name="/r/Reshape"),
+             helper.make_node("MatMul", ["r", "w"], ["y"], name="/m/MatMul")]
+    g = helper.make_graph(nodes, "g", [_vi("x", [8, 8])], [_vi("y", None)], [shape, _w("w", [16, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    raw = m.graph.initializer[0]
+    data = onnx.numpy_helper.to_array(raw).tobytes()
+    raw.ClearField("int64_data")
+    raw.ClearField("raw_data")
+    raw.data_location = TensorProto.EXTERNAL
+    e = raw.external_data.add()
+    e.key, e.value = "location", shape_location
+    p = tmp_path / "reshape.onnx"
+    p.write_bytes(m.SerializeToString())
+    return p, data
+
+
+def test_shape_values_read_from_external_data_inside_the_folder(tmp_path):
+    p, data = _reshape_model(tmp_path, "reshape.onnx.data")
+    with pytest.raises(InputError, match=r"shape tensor 'shape'.*reshape.onnx.data.*missing"):
+        analyze_onnx(p)
+    (tmp_path / "reshape.onnx.data").write_bytes(data)
+    g = analyze_onnx(p)
+    assert _fwd(g, "onnx::MatMul")[0].flops == 2 * 4 * 16 * 4
+
+
+def test_external_data_outside_the_folder_is_never_read(tmp_path):
+    p, data = _reshape_model(tmp_path, "../outside.data")
+    (tmp_path.parent / "outside.data").write_bytes(data)
+    with pytest.raises(InputError, match=r"outside the model's folder \('../outside.data'\)"):
+        analyze_onnx(p)
+
+
+# ---- precision, optimizer -------------------------------------------------------------------------------------------
+
+def test_precision_and_optimizer(tmp_path):
+    p = _lm(tmp_path)
+    g32 = analyze_onnx(p, batch_size=4, seq_len=32)
+    g16 = analyze_onnx(p, batch_size=4, seq_len=32, precision="bf16")
+    m32, m16 = _fwd(g32, "onnx::MatMul")[0], _fwd(g16, "onnx::MatMul")[0]
+    assert m16.dtype == "bfloat16" and m16.flops == m32.flops and m16.bytes * 2 == m32.bytes
+    assert g16.precision == "bf16"
+    sgd = analyze_onnx(p, batch_size=4, seq_len=32, optimizer="sgd")
+    params = 100 * 16 + 16 * 100
+    assert sgd.params == params
+    assert sgd.total("optimizer").flops == 3 * params  # momentum mul + add + update add
+    # AdamW foreach passes, FLOPs per element: mul 1, lerp 2, mul 1, addcmul 2, sqrt 2, div 1, add 1, addcdiv 2
+    assert g32.total("optimizer").flops == 12 * params
+
+
+# ---- import hygiene -------------------------------------------------------------------------------------------
+
+def _modules_after(code: str) -> set[str]:
+    r = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(m.split('.')[0] for m in "
+                                                    "sys.modules)))"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_onnx_path_never_imports_torch_and_symbolic_only_when_needed(tmp_path):
+    mods = _modules_after(f"import wattlint\nwattlint.analyze({str(RESNET)!r})")
+    assert not {"torch", "onnxruntime", "sympy", "lightgbm"} & mods
+    # contrib ops leave shapes to onnxruntime's symbolic inference: sympy comes in, torch still does not
+    nodes = [helper.make_node("FastGelu", ["x"], ["a"], name="/g/FastGelu", domain="com.microsoft"),
+             helper.make_node("MatMul", ["a", "w"], ["y"], name="/m/MatMul")]
+    p = _save(tmp_path, nodes, [_vi("x", [4, 8])], [_vi("y", None)], [_w("w", [8, 8])], extra_opsets=[MS])
+    mods = _modules_after(f"from wattlint.frontends.onnx import analyze_onnx\ng = analyze_onnx({str(p)!r})\n"
+                          f"assert g.unsupported() == {{}}, g.unsupported()")
+    assert "sympy" in mods and "torch" not in mods
+
+
+# ---- the CLI ----------------------------------------------------------------------------------------------------
+
+def test_analyze_cli_json_on_onnx(run_cli):
+    code, out, err = run_cli("analyze", RESNET, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["schema"] == "wattlint.analysis/1" and doc["model"]["format"] == "onnx"
+    schema = ROOT / "src/wattlint/schemas/analysis.schema.json"
+    if schema.exists():
+        import jsonschema
+
+        jsonschema.validate(doc, json.loads(schema.read_text()))
+    names = {(l["name"], l["phase"]) for l in doc["layers"]}
+    assert ("layer4.2.conv3", "backward") in names and ("fc", "forward") in names
+    assert doc["ops"]["unsupported"] == {}
+
+
+def test_cli_unbound_dim_is_one_line_exit_2(run_cli, tmp_path):
+    code, out, err = run_cli("analyze", _lm(tmp_path))
+    assert code == 2 and out == ""
+    assert err.strip().count("\n") == 0 and "--batch-size" in err
