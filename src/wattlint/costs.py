@@ -302,7 +302,7 @@ def conv(x: Shape, weight: Shape, dtype: str, *, stride: int | Shape = 1, paddin
 def conv_backward(x: Shape, weight: Shape, dtype: str, *, input_grad: bool = True, weight_grad: bool = True,
                   bias: bool = False, **conv_kw) -> list[Cost]:
     """Backward of a convolution: grad input (a transposed conv, same MACs) and grad weight (same MACs)."""
-    fwd = conv(x, weight, dtype, **conv_kw)
+    fwd = conv(x, weight, dtype, bias=bias, **conv_kw)  # with the bias, so mm_flops removes it once
     e = dtype_bytes(dtype)
     out_bytes = fwd.bytes_written
     mm_flops = fwd.flops - (fwd.bytes_written // e if bias else 0)
