@@ -102,15 +102,16 @@ class FakeDevice:
         return self.t
 
     def advance(self, dt: float, power: float) -> None:
+        t0, e0 = self.t, self.energy
         self.t += dt
         self.energy += dt * power
         self.power_w = power
+        last_tick = math.floor(self.t / self.TICK_S) * self.TICK_S
+        if last_tick > t0:  # crossed a tick: the counter shows the energy at that tick (NVML-like updates)
+            self._tick_energy = e0 + power * (last_tick - t0)
 
     def counter_j(self) -> float:
-        # the counter only shows whole ticks (NVML-like quantisation in time); linear in between ticks
-        tick = math.floor(self.t / self.TICK_S)
-        frac_e = self.energy - self.power_w * (self.t - tick * self.TICK_S)
-        return round(frac_e, 9)
+        return getattr(self, "_tick_energy", 0.0)
 
     def idle_step(self) -> None:
         self.advance(0.005, self.spec.idle_w)
@@ -143,9 +144,11 @@ class Backend:
         self.sync()
         return time.perf_counter() - t0
 
-    def launch(self, fn: Callable[[], Any], n: int) -> None:
+    def launch(self, fn: Callable[[], Any], n: int, poll: Callable[[], None] | None = None) -> None:
         for _ in range(n):
             fn()
+            if poll is not None:
+                poll()
 
     def release(self) -> None:
         pass
@@ -191,6 +194,16 @@ class FakeBackend(Backend):
         for _ in range(n):
             fn()
         return self.dev.now() - t0
+
+    def launch(self, fn, n: int, poll=None) -> None:
+        if poll is None or self._current is None:
+            return super().launch(fn, n)
+        t, p = self._current
+        chunks = max(1, int(t / 0.001))
+        for _ in range(n):
+            for _ in range(chunks):  # the op runs while the host polls the counter
+                self.dev.advance(t / chunks, p)
+                poll()
 
     def info(self) -> dict[str, Any]:
         return {"kind": "fake", "name": self.dev.spec.name, "note": "simulated; not a measurement"}
@@ -256,13 +269,26 @@ def measure_cpu_spec(threads: int | None = None) -> GpuSpec:
     )
 
 
+CPU_THREADS_ENV = "WATTLINT_CPU_THREADS"
+
+
+def cpu_threads(threads: int | None = None) -> int:
+    """Threads for CPU measurements: 1 by default. On a shared machine a multi-threaded op waits at OpenMP
+    barriers for descheduled threads (timings quantised to scheduler slices); one thread measures cleanly."""
+    if threads:
+        return int(threads)
+    return max(1, int(os.environ.get(CPU_THREADS_ENV, "1") or 1))
+
+
 class CpuBackend(Backend):
     name = "cpu"
 
-    def __init__(self):
+    def __init__(self, threads: int | None = None):
         import torch
 
         self.torch = torch
+        self.threads = cpu_threads(threads)
+        torch.set_num_threads(self.threads)
         self._spec: GpuSpec | None = None
 
     def build(self, sample: Sample):
@@ -316,13 +342,17 @@ class CudaBackend(Backend):
         end.synchronize()
         return start.elapsed_time(end) / 1000.0
 
-    def launch(self, fn, n: int) -> None:
+    def launch(self, fn, n: int, poll=None) -> None:
         for _ in range(n):
             fn()
         ev = self.torch.cuda.Event()
         ev.record()
         if self._prev is not None:
-            self._prev.synchronize()
+            if poll is None:
+                self._prev.synchronize()
+            else:
+                while not self._prev.query():  # keep one batch queued; watch the energy counter meanwhile
+                    poll()
         self._prev = ev
 
     def release(self) -> None:

@@ -384,12 +384,9 @@ def build(family: str, params: Mapping[str, Any], precision: str, phase: str, de
             opt = torch.optim.SGD(ps, lr=1e-4, momentum=float(params.get("momentum", 0.9)), foreach=True)
         opt.step()  # steady state: optimizer state exists
         return opt.step
-    if phase == "forward":
-        def fwd():
-            with torch.no_grad():
-                return mod(*ins)
-        return fwd if family not in ("norm", "dropout", "lstm") else (lambda: mod(*ins))
     ins = [x.requires_grad_(True) if g else x for x, g in zip(ins, mask)]
+    if phase == "forward":  # as in training: autograd records the graph (then drops it)
+        return lambda: mod(*ins)
     out = mod(*ins)
     wrt = [x for x, g in zip(ins, mask) if g] + [q for q in mod.parameters() if q.requires_grad]
     gout = torch.randn_like(out)
@@ -475,3 +472,29 @@ def sample_work(recs: list[OpRecord]) -> tuple[int, int]:
 def log_size(recs: list[OpRecord]) -> float:
     f, b = sample_work(recs)
     return math.log10(max(f, b, 1))
+
+
+def autograd_call_overhead(device: str, calls: int = 200) -> float:
+    """Seconds one ``torch.autograd.grad`` call costs beyond its kernels (engine start, graph walk), measured on
+    a one-element graph. A training step pays it once per backward, a backward benchmark once per op call, so
+    the runner subtracts it from backward samples (recorded per run as ``autograd_overhead_s``)."""
+    import statistics
+    import time
+
+    import torch
+
+    x = torch.ones(1, device=device, requires_grad=True)
+    y = x * 2.0
+    g = torch.ones_like(y)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    for _ in range(20):
+        torch.autograd.grad(y, [x], g, retain_graph=True)
+    rounds = []
+    for _ in range(5):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(calls // 5):
+            torch.autograd.grad(y, [x], g, retain_graph=True)
+        sync()
+        rounds.append((time.perf_counter() - t0) / (calls // 5))
+    return statistics.median(rounds)

@@ -159,7 +159,8 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     return data, spec, {"runs": prov_out, "record_builders": dict(builders), "skipped_rows": dict(skipped), **meta}
 
 
-def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5):
+def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5,
+             rounds: int | None = None):
     from ..energy.model import fit_model
     from .backends import spec_to_dict
 
@@ -191,5 +192,8 @@ def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = Non
     label = f"{spec.key} run {dates[-1] if dates else '?'}"
     if is_cpu:
         label += " (CPU method check: time measured, energy modelled)"
-    model = fit_model(data, out, gpu=gpu, provenance=prov, calibration_source=label, k=folds)
+    from ..energy.model import NUM_ROUNDS
+
+    model = fit_model(data, out, gpu=gpu, provenance=prov, calibration_source=label, k=folds,
+                      rounds=rounds or NUM_ROUNDS)
     return model

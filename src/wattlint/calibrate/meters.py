@@ -67,20 +67,34 @@ class CounterMeter(Meter):
     def read_energy_j(self) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
+    _watch: list | None = None
+
+    def poll(self) -> None:
+        """Called by a backend while it waits on the device: notices a counter tick as soon as it happens, so
+        the window's start/end times are not late by a whole op."""
+        w = self._watch
+        if w is not None and w[1] is None:
+            e = self.read_energy_j()
+            if e != w[0]:
+                w[1] = (e, self.clock())
+
     def _wait_tick(self, step: Callable[[], None] | None, last: float, timeout: float) -> tuple[float, float]:
         start = self.clock()
-        while True:
-            if step is not None:
-                step()
-            else:
-                time.sleep(0.002)
-            e = self.read_energy_j()
-            now = self.clock()
-            if e != last:
-                return e, now
-            if now - start > timeout:
-                raise MeterError("energy counter did not change for "
-                                 f"{timeout:.1f} s while measuring (counter stuck or not supported)")
+        self._watch = [last, None]
+        try:
+            while True:
+                if step is not None:
+                    step()
+                else:
+                    time.sleep(0.002)
+                self.poll()
+                if self._watch[1] is not None:
+                    return self._watch[1]
+                if self.clock() - start > timeout:
+                    raise MeterError("energy counter did not change for "
+                                     f"{timeout:.1f} s while measuring (counter stuck or not supported)")
+        finally:
+            self._watch = None
 
     def counter_window(self, step: Callable[[], None] | None, window_s: float) -> PowerReading:
         window_s = max(window_s, MIN_COUNTER_WINDOW_S)

@@ -1,0 +1,522 @@
+"""Model-level validation in three steps, so that the device machine only measures:
+
+1. ``predict``  (dev machine): the estimator's per-step predictions for a frozen list of held-out whole models
+   (calibration/validation-models.toml) on one GPU -> ``<stamp>-predictions.json``; committed BEFORE measuring.
+   Variants: ``prior`` (spec-sheet physics), ``calibrated`` (a fitted model, when one is given or shipped) and
+   ``naive`` (FLOPs / peak x TDP, the baseline most calculators use).
+2. ``measure``  (device): trains every configuration with synthetic data on the device, warm-up then a fixed time
+   window, timing steps (CUDA events / synchronize) and average board power with the calibration meter ->
+   ``<stamp>-measurements.json`` with the predictions file's sha256. Needs only torch (+ pynvml on a GPU): no
+   lightgbm, no estimator. These measurements are marked ``validation_data`` and never enter a fit.
+3. ``compare``  (anywhere): predicted vs measured time/step, GPU energy/step, average power per model and
+   variant, MAPE / median / worst / share within 15 % -> ``<stamp>-validation.json`` + a table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import statistics
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from ..types import ConfigError, WattlintError
+
+PRED_SCHEMA = "wattlint.validation-predictions/1"
+MEAS_SCHEMA = "wattlint.validation-measurements/1"
+VAL_SCHEMA = "wattlint.validation/1"
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+
+
+class ValidationError(WattlintError):
+    pass
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def default_list_path() -> Path:
+    from .suites import suites_dir
+
+    return suites_dir().parent / "validation-models.toml"
+
+
+def load_list(path: str | Path | None, name: str) -> tuple[list[dict[str, Any]], str, str]:
+    """Configurations of list ``name`` (``gpu`` | ``cpu``) from the validation-models file; (configs, path, sha)."""
+    p = Path(path) if path else default_list_path()
+    if not p.is_file():
+        raise ConfigError(f"validation list {p} not found")
+    raw = p.read_bytes()
+    try:
+        data = tomllib.loads(raw.decode())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    if name not in data:
+        raise ConfigError(f"{p}: no list {name!r} (lists: {', '.join(k for k in data if isinstance(data[k], list))})")
+    configs = []
+    names = set()
+    for i, c in enumerate(data[name]):
+        for key in ("name", "source", "inputs", "precision"):
+            if key not in c:
+                raise ConfigError(f"{p}: {name}[{i}] misses {key!r}")
+        if c["precision"] not in PRECISIONS:
+            raise ConfigError(f"{p}: {name}[{i}] precision {c['precision']!r} not in {PRECISIONS}")
+        if c["name"] in names:
+            raise ConfigError(f"{p}: duplicate config name {c['name']!r}")
+        names.add(c["name"])
+        c = dict(c)
+        c.setdefault("optimizer", "adamw")
+        c.setdefault("window_s", data.get("defaults", {}).get(f"{name}_window_s", 20.0))
+        c.setdefault("warmup_s", data.get("defaults", {}).get(f"{name}_warmup_s", 5.0))
+        configs.append(c)
+    return configs, str(p), sha256_bytes(raw)
+
+
+def batch_of(cfg: dict[str, Any]) -> int:
+    from ..frontends.inputs import parse_input_spec
+
+    return int(parse_input_spec(cfg["inputs"][0]).shape[0])
+
+
+# ---- 1. predict ------------------------------------------------------------------------------------------------
+
+def _variant(est) -> dict[str, Any]:
+    ps = est.per_step
+    rng = est.total.get("energy_kwh_range") if isinstance(est.total, dict) else None
+    tot = est.total.get("gpu_energy_kwh") if isinstance(est.total, dict) else None
+    out = {"time_s": float(ps["time_s"]), "gpu_energy_j": float(ps["gpu_energy_j"]),
+           "avg_gpu_power_w": float(ps.get("avg_gpu_power_w") or (ps["gpu_energy_j"] / ps["time_s"])),
+           "calibration": est.calibration, "calibration_source": est.calibration_source}
+    try:
+        if rng and est.total.get("energy_kwh"):
+            f = float(est.total["energy_kwh"])
+            out["energy_range_factors"] = [float(rng[0]) / f, float(rng[1]) / f]
+    except (TypeError, ValueError, ZeroDivisionError):
+        pass
+    del tot
+    return out
+
+
+def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str | None = None,
+            spec_from: str | None = None, out: str | None = None, only: list[str] | None = None) -> Path:
+    """Predictions for every configuration of a list on one GPU (or a CPU spec taken from a calibration run)."""
+    from ..energy.predictor import CalibratedPredictor, PriorPredictor, get_predictor
+    from ..estimate import estimate
+    from ..energy.prior import naive_time_energy
+
+    configs, lpath, lsha = load_list(list_path, list_name)
+    if only:
+        configs = [c for c in configs if c["name"] in only]
+    if spec_from:
+        from .backends import spec_from_dict
+
+        prov = json.loads(Path(spec_from).read_text())
+        vals = (prov.get("spec") or {}).get("values")
+        if not vals:
+            raise ValidationError(f"{spec_from}: the run stores no device spec")
+        spec = spec_from_dict(vals)
+        device = prov.get("device", {}).get("kind", "cpu")
+        threads = prov.get("device", {}).get("threads")
+    else:
+        from ..hardware import resolve_gpu
+
+        spec, _ = resolve_gpu(gpu)
+        device, threads = "cuda", None
+    variants: dict[str, Any] = {"prior": PriorPredictor()}
+    model_info = None
+    if model_dir:
+        from ..energy.model import load_model
+
+        m = load_model(model_dir)
+        variants["calibrated"] = CalibratedPredictor(m, m.gpu_key, transferred=m.gpu_key != spec.key)
+        model_info = {"path": str(model_dir), "calibration_source": m.source,
+                      "card_sha256": sha256_bytes((Path(model_dir) / "card.json").read_bytes())}
+    elif not spec_from:
+        auto = get_predictor(spec)
+        if not isinstance(auto, PriorPredictor):
+            variants["calibrated"] = auto
+            model_info = {"auto": True, "calibration_source": auto.source}
+    rows = []
+    for c in configs:
+        entry: dict[str, Any] = {k: c[k] for k in c}
+        entry["batch_size"] = batch_of(c)
+        entry["predictions"] = {}
+        graph = None
+        try:
+            from ..estimate import analyze_source
+
+            graph = analyze_source(c["source"], inputs=c["inputs"], batch_size=entry["batch_size"],
+                                   precision=c["precision"], optimizer=c["optimizer"])
+            for vname, pred in variants.items():
+                est = estimate(graph, gpu=spec, predictor=pred, batch_size=entry["batch_size"], steps=1,
+                               precision=c["precision"], optimizer=c["optimizer"])
+                entry["predictions"][vname] = _variant(est)
+            fl = float(est.per_step.get("flops") or graph.total().flops)
+            dk = {"fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}[c["precision"]]
+            t, e = naive_time_energy(fl, spec, dk)
+            entry["predictions"]["naive"] = {"time_s": t, "gpu_energy_j": e, "avg_gpu_power_w": spec.tdp_w,
+                                             "calibration": "naive", "calibration_source": "FLOPs / peak x TDP"}
+            entry["graph"] = {"flops_per_step": fl, "records": len(graph.records), "params": graph.params,
+                              "unsupported": graph.unsupported(), "status": graph.status_counts()}
+        except WattlintError as e:
+            entry["error"] = str(e)
+        rows.append(entry)
+    from .backends import spec_to_dict
+
+    doc = {
+        "schema": PRED_SCHEMA, "created_utc": _now(), "device": device, "gpu": spec.key, "spec": spec_to_dict(spec),
+        "cpu_threads": threads, "list": {"name": list_name, "path": lpath, "sha256": lsha},
+        "variants": sorted(list(variants) + ["naive"]), "model": model_info, "spec_from": spec_from,
+        "configs": rows,
+        "note": "predictions are made and committed before any measurement; measurements never enter a fit",
+    }
+    from .runner import utc_stamp
+
+    path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
+    if path.is_dir() or str(out or "").endswith("/"):
+        path = path / f"{utc_stamp()}-predictions.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+# ---- 2. measure ------------------------------------------------------------------------------------------------
+
+def _make_inputs(cfg: dict[str, Any], dev):
+    import torch
+
+    from ..frontends.inputs import parse_input_spec
+
+    out = []
+    high = int(cfg.get("int_high", 1000))
+    for s in cfg["inputs"]:
+        t = parse_input_spec(s)
+        dt = getattr(torch, t.dtype)
+        if dt.is_floating_point:
+            out.append(torch.randn(t.shape, device=dev, dtype=dt))
+        else:
+            out.append(torch.randint(0, high, t.shape, device=dev, dtype=dt))
+    return out
+
+
+def _loss(output):
+    """The loss the frontend traces (cross-entropy on logits, else the sum of the outputs)."""
+    try:
+        from ..frontends.torch import _loss as frontend_loss
+
+        return frontend_loss(output, False)[0]
+    except ImportError:  # pragma: no cover - the frontend is part of the package
+        raise
+
+
+def _build(cfg: dict[str, Any], dev):
+    import torch
+
+    from ..frontends.source import load_attr
+
+    obj = load_attr(cfg["source"])
+    with torch.device(dev):
+        made = obj() if not isinstance(obj, torch.nn.Module) else obj
+    if isinstance(made, tuple):
+        made = made[0]
+    model = made.to(dev)
+    model.train()
+    return model
+
+
+def _optimizer(model, name: str):
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=1e-4, momentum=0.9, foreach=True)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=1e-5, foreach=True)
+    return torch.optim.AdamW(params, lr=1e-5, foreach=True)
+
+
+def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float = 1.0) -> dict[str, Any]:
+    """Warm up, then time steps and measure average power over a fixed window (split half timing, half power)."""
+    import contextlib
+
+    import torch
+
+    from .benchmarks import set_precision_flags
+
+    dev = torch.device("cuda", backend.index) if backend.name == "cuda" else torch.device("cpu")
+    prec = cfg["precision"]
+    set_precision_flags("tf32" if prec == "tf32" else "fp32")
+    torch.manual_seed(0)
+    model = _build(cfg, dev)
+    inputs = _make_inputs(cfg, dev)
+    opt = _optimizer(model, cfg.get("optimizer", "adamw"))
+    half = prec in ("bf16", "fp16")
+    amp_dtype = torch.bfloat16 if prec == "bf16" else torch.float16
+
+    def ctx():
+        if half:
+            return torch.autocast(device_type=dev.type, dtype=amp_dtype)
+        return contextlib.nullcontext()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with ctx():
+            out = model(*inputs)
+            loss = _loss(out)
+        loss.backward()
+        opt.step()
+
+    res: dict[str, Any] = {"name": cfg["name"], "precision": prec, "started_utc": _now()}
+    window = float(cfg.get("window_s", 20.0)) * window_scale
+    warm = float(cfg.get("warmup_s", 5.0)) * window_scale
+    # warm-up: >= 3 steps and warmup_s
+    t0 = time.perf_counter()
+    n = 0
+    while n < 3 or time.perf_counter() - t0 < warm:
+        step()
+        backend.sync()
+        n += 1
+    res["warmup_steps"] = n
+    res["warmup_s"] = time.perf_counter() - t0
+    # timing: steps back to back for half the window, synchronised at both ends (CUDA events on a GPU)
+    times = []
+    steps = 0
+    t_end = time.perf_counter() + window / 2
+    while time.perf_counter() < t_end or steps < 3:
+        chunk = max(1, min(10, int(0.5 / max(times[-1], 1e-4)) if times else 1))
+        dt = backend.time_calls(step, chunk)
+        times.append(dt / chunk)
+        steps += chunk
+    total_t = sum(times)  # not used directly: per-chunk means
+    del total_t
+    per_step = statistics.median(times)
+    res.update(timing_steps=steps, time_per_step_s=per_step, time_per_step_mean_s=statistics.fmean(times),
+               time_per_step_min_s=min(times), time_per_step_max_s=max(times))
+    # power: the other half, steps back to back, at most one step queued ahead
+    counted = [0]
+
+    poll = getattr(meter, "poll", None)
+
+    def busy():
+        backend.launch(step, 1, poll)
+        counted[0] += 1
+
+    reading = meter.measure(busy, max(window / 2, 0.5))
+    backend.sync()
+    backend.release()
+    res.update(power_steps=counted[0], avg_power_w=reading.avg_power_w, power_source=reading.source,
+               power_window_s=reading.window_s, energy_per_step_j=reading.avg_power_w * per_step)
+    res.update({f"end_{k}": v for k, v in meter.state().items()})
+    if backend.name == "cuda":
+        res["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(dev))
+        torch.cuda.reset_peak_memory_stats(dev)
+    del model, opt, inputs
+    if backend.name == "cuda":
+        torch.cuda.empty_cache()
+    return res
+
+
+def measure(predictions: str, device: str, *, out: str | None = None, only: list[str] | None = None,
+            part: tuple[int, int] = (1, 1), window_scale: float = 1.0, reporter=None) -> Path:
+    """Measure the configurations of a predictions file on ``device`` (cuda | cpu | fake is refused)."""
+    from .runner import make_meter, utc_stamp, write_json_atomic
+    from . import backends as _b
+
+    if device == "fake":
+        raise ValidationError("validate measure needs a real device (cuda or cpu)")
+    ppath = Path(predictions)
+    raw = ppath.read_bytes()
+    pred = json.loads(raw)
+    if pred.get("schema") != PRED_SCHEMA:
+        raise ValidationError(f"{predictions}: not a predictions file ({PRED_SCHEMA})")
+    if pred.get("device") and pred["device"] != device:
+        raise ValidationError(f"{predictions} was predicted for a {pred['device']} device, not {device}")
+    backend = _b.CpuBackend(pred.get("cpu_threads")) if device == "cpu" else _b.make_backend(device)
+    meter = make_meter(device, backend)
+    configs = [c for c in pred["configs"] if not c.get("error")]
+    if only:
+        configs = [c for c in configs if c["name"] in only]
+    if part != (1, 1):
+        configs = [c for i, c in enumerate(configs) if i % part[1] == part[0] - 1]
+    path = Path(out) if out else ppath.parent / f"{utc_stamp()}-measurements.json"
+    if path.is_dir():
+        path = path / f"{utc_stamp()}-measurements.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc: dict[str, Any] = {
+        "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": _now(),
+        "predictions_file": ppath.name, "predictions_sha256": sha256_bytes(raw), "gpu": pred.get("gpu"),
+        "device": backend.info() | {"kind": device}, "meter": meter.provenance(), "part": list(part),
+        "window_scale": window_scale, "results": [],
+        "note": "validation measurements: never enter a fit",
+    }
+    try:
+        if hasattr(meter, "probe_counter"):
+            doc["counter_probe"] = meter.probe_counter()
+        idle = meter.idle_power(5.0 if device == "cuda" else 0.0)
+        doc["idle_power_w"] = idle.avg_power_w
+        doc["idle_source"] = idle.source
+        doc["meter"] = meter.provenance()
+        write_json_atomic(path, doc)
+        for c in configs:
+            if reporter:
+                reporter(f"measuring {c['name']} ({c['precision']}, window {c.get('window_s')} s)")
+            try:
+                r = measure_config(c, backend, meter, window_scale=window_scale)
+                r["status"] = "ok"
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - one config failing (OOM) must not lose the others
+                r = {"name": c["name"], "status": "error", "error": f"{type(e).__name__}: {str(e)[:300]}"}
+                if device == "cuda":
+                    import torch
+
+                    torch.cuda.empty_cache()
+            doc["results"].append(r)
+            write_json_atomic(path, doc)
+            if reporter:
+                if r["status"] == "ok":
+                    reporter(f"  {c['name']}: {r['time_per_step_s'] * 1e3:.2f} ms/step, {r['avg_power_w']:.0f} W "
+                             f"({r['timing_steps']} + {r['power_steps']} steps)")
+                else:
+                    reporter(f"  {c['name']}: {r['error']}")
+        doc["status"] = "complete"
+    finally:
+        doc.setdefault("status", "interrupted")
+        doc["finished_utc"] = _now()
+        write_json_atomic(path, doc)
+        meter.close()
+    return path
+
+
+# ---- 3. compare ------------------------------------------------------------------------------------------------
+
+def _err(pred: float, meas: float) -> float:
+    return (pred - meas) / meas if meas else float("nan")
+
+
+def _summary(errs: list[float]) -> dict[str, Any]:
+    a = [abs(e) for e in errs if math.isfinite(e)]
+    if not a:
+        return {"n": 0}
+    return {"n": len(a), "mape": sum(a) / len(a), "median_ape": statistics.median(a), "worst_ape": max(a),
+            "within_15pct": sum(1 for x in a if x <= 0.15) / len(a)}
+
+
+def compare(measurements: str, predictions: list[str] | None = None, *, out: str | None = None) -> tuple[Path, dict]:
+    mpath = Path(measurements)
+    meas = json.loads(mpath.read_text())
+    if meas.get("schema") != MEAS_SCHEMA:
+        raise ValidationError(f"{measurements}: not a measurements file ({MEAS_SCHEMA})")
+    pfiles = [Path(p) for p in (predictions or [])]
+    if not pfiles:
+        pfiles = [mpath.parent / meas["predictions_file"]]
+    docs = []
+    for i, p in enumerate(pfiles):
+        raw = p.read_bytes()
+        if i == 0 and sha256_bytes(raw) != meas["predictions_sha256"]:
+            raise ValidationError(f"{p}: sha256 differs from the one recorded when measuring "
+                                  "(the predictions were changed after the measurement)")
+        docs.append((p, json.loads(raw), sha256_bytes(raw)))
+    results = {r["name"]: r for r in meas["results"] if r.get("status") == "ok"}
+    models = []
+    variants: dict[str, dict[str, list[float]]] = {}
+    for p, doc, _ in docs:
+        for c in doc["configs"]:
+            if c["name"] not in results:
+                continue
+            r = results[c["name"]]
+            entry = next((m for m in models if m["name"] == c["name"]), None)
+            if entry is None:
+                entry = {"name": c["name"], "source": c["source"], "precision": c["precision"],
+                         "batch_size": c.get("batch_size"), "inputs": c["inputs"],
+                         "measured": {"time_s": r["time_per_step_s"], "gpu_energy_j": r["energy_per_step_j"],
+                                      "avg_gpu_power_w": r["avg_power_w"], "steps": r["timing_steps"] +
+                                      r["power_steps"], "power_source": r["power_source"]},
+                         "predicted": {}}
+                models.append(entry)
+            for vname, v in c.get("predictions", {}).items():
+                key = vname if p == docs[0][0] else f"{vname}@{p.name}"
+                if vname == "prior" and p != docs[0][0]:
+                    continue  # the same prior twice
+                e = {"time_s": v["time_s"], "gpu_energy_j": v["gpu_energy_j"], "avg_gpu_power_w": v["avg_gpu_power_w"],
+                     "time_err": _err(v["time_s"], r["time_per_step_s"]),
+                     "energy_err": _err(v["gpu_energy_j"], r["energy_per_step_j"]),
+                     "power_err": _err(v["avg_gpu_power_w"], r["avg_power_w"])}
+                rf = v.get("energy_range_factors")
+                if rf:
+                    lo, hi = v["gpu_energy_j"] * rf[0], v["gpu_energy_j"] * rf[1]
+                    e["energy_range_j"] = [lo, hi]
+                    e["energy_in_range"] = lo <= r["energy_per_step_j"] <= hi
+                entry["predicted"][key] = e
+                d = variants.setdefault(key, {"time": [], "energy": [], "power": [], "in_range": []})
+                d["time"].append(e["time_err"])
+                d["energy"].append(e["energy_err"])
+                d["power"].append(e["power_err"])
+                if "energy_in_range" in e:
+                    d["in_range"].append(1.0 if e["energy_in_range"] else 0.0)
+    summary = {}
+    for k, d in variants.items():
+        summary[k] = {"time": _summary(d["time"]), "energy": _summary(d["energy"]), "power": _summary(d["power"]),
+                      "energy_range_coverage": (sum(d["in_range"]) / len(d["in_range"])) if d["in_range"] else None}
+    doc = {
+        "schema": VAL_SCHEMA, "created_utc": _now(), "gpu": meas.get("gpu"),
+        "device": meas.get("device"), "meter": meas.get("meter", {}).get("name"),
+        "energy_source": meas.get("meter", {}).get("energy_source"),
+        "measurements": {"file": mpath.name, "sha256": sha256_bytes(mpath.read_bytes())},
+        "predictions": [{"file": p.name, "sha256": s, "model": d.get("model")} for p, d, s in docs],
+        "models": models, "summary": summary,
+        "failed": [{"name": r["name"], "error": r.get("error")} for r in meas["results"] if r.get("status") != "ok"],
+        "note": ("CPU: time measured, energy MODELLED (stated power model) - only the time errors are evidence"
+                 if (meas.get("device") or {}).get("kind") == "cpu" else ""),
+    }
+    from .runner import utc_stamp
+
+    path = Path(out) if out else mpath.parent / f"{utc_stamp()}-validation.json"
+    if path.is_dir():
+        path = path / f"{utc_stamp()}-validation.json"
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path, doc
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Plain-text table of a validation document (time/step, energy/step, power: predicted vs measured)."""
+    variants = list(doc["summary"])
+    lines = []
+    head = f"{'model':24s} {'meas ms':>9s} {'meas J':>9s} {'meas W':>7s}"
+    for v in variants:
+        head += f" | {v[:18]:>18s} t%   E%   P%"
+    lines.append(head)
+    for m in doc["models"]:
+        me = m["measured"]
+        s = f"{m['name'][:24]:24s} {me['time_s'] * 1e3:9.2f} {me['gpu_energy_j']:9.2f} {me['avg_gpu_power_w']:7.1f}"
+        for v in variants:
+            e = m["predicted"].get(v)
+            if e is None:
+                s += f" | {'':>18s}    -    -    -"
+            else:
+                s += (f" | {'':>18s} {e['time_err'] * 100:+4.0f} {e['energy_err'] * 100:+4.0f} "
+                      f"{e['power_err'] * 100:+4.0f}")
+        lines.append(s)
+    lines.append("")
+    for v, sm in doc["summary"].items():
+        t, e = sm["time"], sm["energy"]
+        if not t.get("n"):
+            continue
+        cov = sm.get("energy_range_coverage")
+        lines.append(f"{v:28s} time MAPE {t['mape'] * 100:5.1f} % (median {t['median_ape'] * 100:4.1f}, worst "
+                     f"{t['worst_ape'] * 100:5.1f}, within 15 %: {t['within_15pct'] * 100:3.0f} %)   energy MAPE "
+                     f"{e['mape'] * 100:5.1f} %" + (f"   range coverage {cov * 100:.0f} %" if cov is not None else ""))
+    return "\n".join(lines)

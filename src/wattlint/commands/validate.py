@@ -1,0 +1,68 @@
+"""wattlint validate: predict (before measuring) / measure (on the device) / compare held-out whole models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="step", metavar="STEP", required=True)
+    pr = sub.add_parser("predict", help="write the estimator's predictions for a frozen list (commit before measuring)")
+    pr.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (e.g. h100-sxm5-80gb)")
+    pr.add_argument("--spec-from", default=None, metavar="RUN.json",
+                    help="use the device spec stored in a calibration run (CPU runs: measured CPU peaks)")
+    pr.add_argument("--list", default="gpu", metavar="NAME", help="list in the validation file: gpu | cpu (gpu)")
+    pr.add_argument("--models-file", default=None, metavar="TOML",
+                    help="validation list file (default calibration/validation-models.toml)")
+    pr.add_argument("--model", default=None, metavar="DIR",
+                    help="calibrated model folder for the 'calibrated' variant (default: the shipped one, if any)")
+    pr.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
+    pr.add_argument("--out", default=None, metavar="FILE", help="predictions file (default calibration/runs/<gpu>/)")
+    me = sub.add_parser("measure", help="train each configuration on the device and measure time and power")
+    me.add_argument("--predictions", required=True, metavar="FILE")
+    me.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    me.add_argument("--out", default=None, metavar="FILE|DIR")
+    me.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
+    me.add_argument("--part", default=None, metavar="K/N", help="every N-th configuration, starting at K")
+    me.add_argument("--window-scale", type=float, default=1.0, help="scale the warm-up and measurement windows")
+    co = sub.add_parser("compare", help="predicted vs measured -> <stamp>-validation.json + a table")
+    co.add_argument("--measurements", required=True, metavar="FILE")
+    co.add_argument("--predictions", action="append", default=None, metavar="FILE",
+                    help="predictions file(s); the first must be the one measured against (default: that one)")
+    co.add_argument("--out", default=None, metavar="FILE|DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..calibrate import validate as V
+    from ..types import ConfigError
+
+    only = [x.strip() for x in args.only.split(",")] if getattr(args, "only", None) else None
+    if args.step == "predict":
+        if not args.gpu and not args.spec_from:
+            raise ConfigError("validate predict: give --gpu KEY (or --spec-from RUN.json for a CPU run)")
+        path = V.predict(args.list, args.gpu, list_path=args.models_file, model_dir=args.model,
+                         spec_from=args.spec_from, out=args.out, only=only)
+        import json
+
+        doc = json.loads(path.read_text())
+        bad = [c["name"] for c in doc["configs"] if c.get("error")]
+        print(f"{len(doc['configs']) - len(bad)} predictions ({', '.join(doc['variants'])}) for {doc['gpu']} -> {path}")
+        for c in doc["configs"]:
+            if c.get("error"):
+                print(f"  {c['name']}: ERROR {c['error']}")
+            else:
+                v = c["predictions"].get("calibrated") or c["predictions"]["prior"]
+                print(f"  {c['name']:28s} {v['time_s'] * 1e3:10.2f} ms/step {v['gpu_energy_j']:10.2f} J/step")
+        return 0
+    if args.step == "measure":
+        from ..calibrate.runner import _parse_part
+
+        path = V.measure(args.predictions, args.device, out=args.out, only=only, part=_parse_part(args.part),
+                         window_scale=args.window_scale, reporter=lambda s: print(s, file=sys.stderr, flush=True))
+        print(f"measurements -> {path}")
+        return 0
+    path, doc = V.compare(args.measurements, args.predictions, out=args.out)
+    print(V.table(doc))
+    print(f"-> {path}")
+    return 0

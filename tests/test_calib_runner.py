@@ -1,0 +1,157 @@
+"""Runner with the fake meter: append-only CSV, provenance, resume after a real kill, failures, torn lines."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from wattlint.calibrate.backends import FakeDevice, fake_truth
+from wattlint.calibrate.runner import CSV_COLUMNS, RunConfig, RunPaths, read_rows, run_calibration
+from wattlint.calibrate.suites import load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "tests" / "data" / "calib-tiny.toml")
+
+
+def _run(tmp_path, **kw):
+    cfg = RunConfig(device="fake", suite=TINY, out=str(tmp_path), **kw)
+    return run_calibration(cfg)
+
+
+def test_fake_run_writes_every_sample_and_provenance(tmp_path):
+    paths = _run(tmp_path)
+    suite = load_suite(TINY)
+    rows = read_rows(paths.csv)
+    assert [r["sample_id"] for r in rows] == [s.id for s in suite.samples]
+    assert list(rows[0].keys()) == list(CSV_COLUMNS)
+    assert all(r["status"] == "ok" for r in rows)
+    prov = json.loads(paths.json.read_text())
+    assert prov["schema"] == "wattlint.calibration-run/1" and prov["status"] == "complete"
+    assert prov["suite"]["sha256"] == suite.sha256 and prov["suite"]["samples_in_part"] == len(suite.samples)
+    assert prov["meter"]["name"] == "fake" and prov["spec"]["key"] == "fake-gpu"
+    s = prov["sessions"][0]
+    assert s["idle_power_w"] == pytest.approx(70.0, rel=1e-6)  # idle measured first, with the counter
+    assert prov["samples_done"] == len(rows) and prov["samples_failed"] == 0
+    assert len(prov["temperature_c_range"]) == 2
+    for key in ("software", "device", "started_utc", "finished_utc"):
+        assert prov[key]
+    # the fake meter measures the simulator's truth: time exactly, power through tick-aligned counter windows
+    for smp, r in zip(suite.samples, rows):
+        t, p = fake_truth(smp)
+        assert float(r["time_s"]) == pytest.approx(t, rel=1e-9)
+        assert float(r["avg_power_w"]) == pytest.approx(p, rel=2e-2)
+        assert float(r["window_s"]) >= 0.5
+        assert float(r["energy_j"]) == pytest.approx(float(r["avg_power_w"]) * t)
+
+
+def test_parts_and_limit_then_resume(tmp_path):
+    p1 = _run(tmp_path, part=(1, 2), limit=3)
+    assert len(read_rows(p1.csv)) == 3
+    assert json.loads(p1.json.read_text())["status"] == "partial"
+    run_calibration(RunConfig(device="fake", resume=str(p1.csv)))
+    rows = read_rows(p1.csv)
+    suite = load_suite(TINY)
+    assert [r["sample_id"] for r in rows] == [s.id for s in suite.part(1, 2)]
+    prov = json.loads(p1.json.read_text())
+    assert prov["status"] == "complete" and len(prov["sessions"]) == 2 and prov["sessions"][1]["resumed"]
+    assert "p1of2" in p1.csv.name
+
+
+def test_failed_sample_is_recorded_and_skipped_on_resume(tmp_path, monkeypatch):
+    suite = load_suite(TINY)
+    bad = suite.samples[2].id
+    monkeypatch.setenv("WATTLINT_FAKE_FAIL", bad)
+    paths = _run(tmp_path)
+    rows = read_rows(paths.csv)
+    errs = [r for r in rows if r["status"] == "error"]
+    assert [r["sample_id"] for r in errs] == [bad] and "simulated failure" in errs[0]["error"]
+    assert json.loads(paths.json.read_text())["samples_failed"] == 1
+
+
+def test_torn_last_line_is_dropped_on_resume(tmp_path):
+    paths = _run(tmp_path, limit=4)
+    with open(paths.csv, "a") as f:
+        f.write("4,gemm:{partial")  # a crash mid-write
+    assert len(read_rows(paths.csv)) == 4
+    run_calibration(RunConfig(device="fake", resume=str(paths.json)))
+    rows = read_rows(paths.csv)
+    assert len(rows) == len(load_suite(TINY).samples)
+    assert len({r["sample_id"] for r in rows}) == len(rows)
+    assert paths.csv.read_text().count("{partial") == 0
+
+
+def test_resume_refuses_a_changed_suite(tmp_path):
+    suite_file = tmp_path / "s.toml"
+    suite_file.write_text(Path(TINY).read_text())
+    paths = run_calibration(RunConfig(device="fake", suite=str(suite_file), out=str(tmp_path / "o"), limit=2))
+    suite_file.write_text(Path(TINY).read_text() + "\n# edited\n")
+    from wattlint.calibrate.runner import RunError
+
+    with pytest.raises(RunError, match="changed"):
+        run_calibration(RunConfig(device="fake", resume=str(paths.csv)))
+
+
+def test_resume_after_a_real_kill_loses_nothing(tmp_path):
+    """Kill the CLI with SIGKILL at a random sample, resume, and compare with an uninterrupted run."""
+    ref = _run(tmp_path / "ref")
+    ref_rows = {r["sample_id"]: r for r in read_rows(ref.csv)}
+    n = len(ref_rows)
+    out = tmp_path / "killed"
+    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.03", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
+           "--no-progress"]
+    kill_at = random.Random().randint(2, n - 3)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    csv_path = None
+    while time.time() < deadline:
+        found = list(out.glob("*.csv")) if out.exists() else []
+        if found:
+            csv_path = found[0]
+            if len(read_rows(csv_path)) >= kill_at:
+                break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert csv_path is not None
+    before = read_rows(csv_path)
+    assert 0 < len(before) < n, "the kill should land mid-run"
+    assert json.loads(csv_path.with_suffix(".json").read_text())["status"] == "running"
+    res = subprocess.run(cmd[:4] + ["--resume", str(csv_path), "--no-progress"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rows = read_rows(csv_path)
+    assert [r["sample_id"] for r in rows[: len(before)]] == [r["sample_id"] for r in before]  # append-only
+    assert sorted(r["sample_id"] for r in rows) == sorted(ref_rows)  # every sample exactly once
+    for r in rows:
+        assert float(r["time_s"]) == pytest.approx(float(ref_rows[r["sample_id"]]["time_s"]), rel=1e-9)
+    prov = json.loads(csv_path.with_suffix(".json").read_text())
+    assert prov["status"] == "complete" and prov["sessions"][-1]["already_done"] == len(before)
+
+
+def test_calibrate_cli_plan_and_errors(run_cli, tmp_path):
+    code, out, err = run_cli("calibrate", "--plan", "--suite", "default")
+    assert code == 0 and "planned" in out and "2 parts" in out
+    code, out, err = run_cli("calibrate", "--device", "fake", "--suite", "nope")
+    assert code == 2 and "unknown suite" in err and "\n" == err[-1] and err.count("\n") == 1
+    code, out, err = run_cli("calibrate", "--device", "fake", "--suite", TINY, "--part", "3/2")
+    assert code == 2 and "--part" in err
+    code, out, err = run_cli("calibrate", "--resume", str(tmp_path / "missing.csv"))
+    assert code == 2 and "--resume" in err
+    code, out, err = run_cli("calibrate", "--device", "fake", "--suite", TINY, "--out", str(tmp_path), "--limit", "2",
+                             "--no-progress")
+    assert code == 0 and "partial: 2 samples measured" in out
+
+
+def test_fake_counter_ticks_like_nvml():
+    d = FakeDevice()
+    d.advance(0.01, 100.0)
+    assert d.counter_j() == 0.0  # no tick yet
+    d.advance(0.05, 100.0)
+    assert d.counter_j() == pytest.approx(5.0)  # energy at the 0.05 s tick
