@@ -240,3 +240,31 @@ def test_data_dependent_shapes_are_answered():
     g = wattlint.analyze(Sel(), inputs=["x=float32[4,8]"])
     assert any("every element selected" in a for a in g.assumptions)
     assert g.total("backward").flops > 0
+
+
+def test_traced_bytes_by_hand_relu_and_autocast_casts():
+    class ReluLin(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(32, 16, bias=False)
+
+        def forward(self, x):
+            return torch.relu(self.fc(x))
+
+    g = wattlint.analyze(ReluLin(), inputs=["x=float32[4,32]"])
+    (relu,) = [r for r in _fwd(g) if r.op == "aten.relu.default"]
+    assert (relu.flops, relu.bytes_read, relu.bytes_written) == (64, 256, 256)
+    gb = wattlint.analyze(ReluLin(), inputs=["x=float32[4,32]"], precision="bf16")
+    casts = sorted((r.bytes_read, r.bytes_written) for r in _fwd(gb, module="fc") if r.op == "aten._to_copy.default")
+    # x: 4x32 fp32 -> bf16 ; W: 16x32 fp32 -> bf16 (cast once per step, reused by the backward GEMM)
+    assert casts == [(4 * 32 * 4, 4 * 32 * 2), (16 * 32 * 4, 16 * 32 * 2)]
+    # the bf16 logits are cast up for the loss (cross-entropy is on autocast's fp32 list)
+    (up,) = [r for r in _fwd(gb, module="") if r.op == "aten._to_copy.default"]
+    assert (up.bytes_read, up.bytes_written) == (4 * 16 * 2, 4 * 16 * 4)
+    # backward: the weight gradient GEMM runs in bf16 on the cached bf16 input, then is cast to the fp32 weight
+    (dw,) = [r for r in gb.records if r.phase is Phase.BACKWARD and r.op == "aten.mm.default"]
+    assert dw.dtype == "bfloat16" and dw.flops == 2 * 4 * 16 * 32
+    (mm,) = [r for r in _fwd(gb) if r.op == "aten.mm.default"]
+    assert (mm.dtype, mm.bytes_read, mm.bytes_written) == ("bfloat16", (4 * 32 + 16 * 32) * 2, 4 * 16 * 2)
+    (grad_cast,) = [r for r in gb.records if r.phase is Phase.BACKWARD and r.op == "aten._to_copy.default"]
+    assert (grad_cast.bytes_read, grad_cast.bytes_written) == (16 * 32 * 2, 16 * 32 * 4)
