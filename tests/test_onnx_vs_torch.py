@@ -1,0 +1,56 @@
+"""The ONNX frontend against the PyTorch path on the same modules and shapes (exported in eval mode, weights
+deleted): forward FLOPs within 3 %, training FLOPs within 8 %, bytes within 15 %.
+
+Per-model differences and their causes (measured; benchmarks/results/onnx_accuracy.json has the numbers):
+
+* resnet50 — FLOPs equal (BatchNorm folded on both sides); bytes +5 %: the ONNX side counts the conv-bias
+  gradient as a separate reduction over grad_output (cudnnConvolutionBackwardBias), the traced side does not.
+* vit / bert / gpt2 — forward +0.0..0.4 %: the exporter's SDPA decomposition scales Q and K separately (two extra
+  elementwise Muls) and the loss is costed with costs.cross_entropy on the ONNX side; attention itself is
+  recognised (MatMul-Softmax-MatMul, causal from the mask) and costed as the same fused kernel.
+* lstm — FLOPs within 1 %; bytes -35 %: the PyTorch path traces aten.lstm on meta through its per-timestep CPU
+  decomposition (one GEMM + ~10 pointwise kernels per step and a weight-gradient accumulation per step, 305 MB of
+  adds), the ONNX side costs the layer as one fused (cuDNN) recurrent kernel with costs.rnn. Expected-fail
+  until the PyTorch path records aten.lstm as one fused op (as it already does for attention).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("_onnx_accuracy", ROOT / "benchmarks" / "onnx_accuracy.py")
+acc = importlib.util.module_from_spec(_spec)
+sys.modules["_onnx_accuracy"] = acc
+_spec.loader.exec_module(acc)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("onnx_vs_torch")
+    return {name: acc.compare(name, d) for name in acc.CASES}
+
+
+@pytest.mark.parametrize("name", list(acc.CASES))
+def test_flops_match_the_pytorch_path(results, name):
+    r = results[name]
+    assert abs(r["forward_flops"]["diff"]) <= 0.03, r["forward_flops"]
+    assert abs(r["training_flops"]["diff"]) <= 0.08, r["training_flops"]
+    assert r["params"]["onnx"] == pytest.approx(r["params"]["torch"], rel=0.002)
+    assert r["unsupported"]["onnx"] == {}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(
+    strict=True, reason="the PyTorch path traces aten.lstm through its per-timestep decomposition; "
+                        "ONNX costs one fused recurrent kernel (see module docstring)")) if n == "lstm" else n
+    for n in acc.CASES])
+def test_bytes_match_the_pytorch_path(results, name):
+    r = results[name]
+    assert abs(r["bytes"]["diff"]) <= 0.15, r["bytes"]
