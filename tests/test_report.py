@@ -28,6 +28,8 @@ def test_units():
     assert u.flops(7.79e11) == "779 GFLOP"
     assert u.count(25_507_944) == "25.5 M"
     assert u.pct(0.0242) == "2.4 %"
+    assert u.gpu_hours(36.9) == "36.9 GPU-h" and u.gpu_hours(0.5) == "30.0 GPU-min" and u.gpu_hours(1e-4) == "0.360 GPU-s"
+    assert u.usd(0.001) == "<$0.01"
 
 
 @pytest.fixture(scope="module")

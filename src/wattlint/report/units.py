@@ -68,7 +68,13 @@ def hours(h: float) -> str:
 
 
 def gpu_hours(h: float) -> str:
-    return f"{_num(h)} GPU-h"
+    if h is None or not math.isfinite(h):
+        return "n/a"
+    if h >= 1 or h == 0:
+        return f"{_num(h)} GPU-h"
+    if h * 60 >= 1:
+        return f"{_num(h * 60)} GPU-min"
+    return f"{_num(h * 3600)} GPU-s"
 
 
 def co2_kg(kg: float) -> str:
@@ -84,6 +90,8 @@ def co2_kg(kg: float) -> str:
 def usd(x: float | None) -> str:
     if x is None:
         return "—"
+    if 0 < abs(x) < 0.01:
+        return "<$0.01"
     if abs(x) >= 100:
         return f"${x:,.0f}"
     return f"${x:,.2f}"
