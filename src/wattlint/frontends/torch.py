@@ -90,8 +90,10 @@ class _Recorder(TorchDispatchMode):
             return func(*args, **kwargs)
         if func.namespace not in ("aten", "prims"):
             return func(*args, **kwargs)
-        if not any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in T.tensors(list(args)) +
-                   T.tensors(list(kwargs.values()))):
+        dev = kwargs.get("device")
+        if not (any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in T.tensors(list(args)) +
+                    T.tensors(list(kwargs.values())))
+                or (dev is not None and torch.device(dev).type == "meta")):
             return func(*args, **kwargs)  # host-side bookkeeping (optimizer step counters on CPU)
         name = func._schema.name.split("::", 1)[-1]
         if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER:
