@@ -218,3 +218,41 @@ def test_python_api_from_source():
     e = wattlint.estimate(str(ONNX), gpu="rtx3090", epochs=50)
     assert e.gpu.key.startswith("rtx3090") and e.plan.epochs == 50 and e.total["energy_kwh"] > 0
     assert e.calibration in ("measured", "transferred", "prior")
+
+
+def test_real_lightgbm_model_end_to_end(tmp_path):
+    """A tiny LightGBM correction fitted with wattlint.energy.model, then used through get_predictor."""
+    import math
+
+    from wattlint.energy.features import op_features
+    from wattlint.energy.model import FitData, fit_model
+    from wattlint.hardware import resolve_gpu
+
+    h100, _ = resolve_gpu("h100")
+    rows, tt, pt, w, fam, shape, sample = [], [], [], [], [], [], []
+    for i, width in enumerate((256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288)):
+        for r in mlp_graph(batch=64, width=width, layers=1).records:
+            rows.append(op_features(r, h100, "bf16"))
+            tt.append(math.log(1.25))
+            pt.append(0.6)
+            w.append(1.0)
+            fam.append(r.kind.value)
+            shape.append(f"w{width}")
+            sample.append(f"s{i}")
+    data = FitData(rows, tt, pt, w, fam, shape, sample)
+    d = tmp_path / "models" / h100.key
+    fit_model(data, d, gpu={"key": h100.key, "arch": h100.arch, "tdp_w": h100.tdp_w, "idle_w": h100.idle_w},
+              provenance={"runs": []}, calibration_source=f"{h100.key} run 2026-12-01", k=2, rounds=10)
+    pm = pred_mod.get_predictor(h100, tmp_path / "models")
+    assert pm.calibration == "measured" and pm.source == f"{h100.key} run 2026-12-01"
+    a100, _ = resolve_gpu("a100")
+    assert pred_mod.get_predictor(a100, tmp_path / "models").calibration == "transferred"
+    g = mlp_graph(width=2048, layers=2)
+    t0, _ = pred_mod.PriorPredictor().predict(g.records, h100, "bf16")
+    t1, p1 = pm.predict(g.records, h100, "bf16")
+    for a, b, p in zip(t0, t1, p1):
+        if a > 0:
+            assert b == pytest.approx(a * 1.25, rel=0.02)
+            assert p == pytest.approx(h100.idle_w + 0.6 * (h100.tdp_w - h100.idle_w), rel=0.02)
+    lo, hi = pm.range_factors()
+    assert lo <= 0.85 and hi >= 1.15

@@ -79,7 +79,14 @@ class CalibratedPredictor(Predictor):
         if not idx:
             return times, powers
         rows = [op_features(records[i], gpu, precision) for i in idx]
-        log_ratio, pfrac = self._corrections(rows)
+        # repeated blocks give identical rows: evaluate each distinct row once
+        uniq: dict[tuple, int] = {}
+        for row in rows:
+            uniq.setdefault(tuple(row), len(uniq))
+        u_lr, u_pf = self._corrections([list(k) for k in uniq])
+        pos = [uniq[tuple(row)] for row in rows]
+        log_ratio = [u_lr[k] for k in pos]
+        pfrac = [u_pf[k] for k in pos]
         span = gpu.tdp_w - gpu.idle_w
         for j, i in enumerate(idx):
             lr = float(log_ratio[j])
