@@ -486,15 +486,17 @@ def autograd_call_overhead(device: str, calls: int = 200) -> float:
     x = torch.ones(1, device=device, requires_grad=True)
     y = x * 2.0
     g = torch.ones_like(y)
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    cuda = str(device).startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    clock = time.perf_counter if cuda else time.process_time  # CPU: process time (see CpuBackend.time_calls)
     for _ in range(20):
         torch.autograd.grad(y, [x], g, retain_graph=True)
     rounds = []
     for _ in range(5):
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(calls // 5):
             torch.autograd.grad(y, [x], g, retain_graph=True)
         sync()
-        rounds.append((time.perf_counter() - t0) / (calls // 5))
+        rounds.append((clock() - t0) / (calls // 5))
     return statistics.median(rounds)

@@ -1,0 +1,128 @@
+"""fit on fake-meter runs: LightGBM TEXT + card.json, CV with held-out families/shapes, load checks."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wattlint.calibrate.fitting import FitError, fit_runs, load_fit_data, find_runs
+from wattlint.calibrate.runner import RunConfig, run_calibration
+from wattlint.energy.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, op_features
+from wattlint.energy.model import ModelError, load_model
+
+TINY = str(Path(__file__).parent / "data" / "calib-tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    return run_calibration(RunConfig(device="fake", suite=TINY, out=str(d)))
+
+
+@pytest.fixture(scope="module")
+def fitted(fake_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m"
+    return fit_runs([str(fake_run.csv)], str(out), rounds=60, folds=3)
+
+
+def test_card_and_text_models(fitted, fake_run):
+    d = fitted.path
+    assert sorted(p.name for p in d.iterdir()) == ["card.json", "power.txt", "time.txt"]
+    for f in ("time.txt", "power.txt"):
+        head = (d / f).read_text()[:200]
+        assert head.startswith("tree") and "version=" in head  # LightGBM text, never a pickle
+    card = json.loads((d / "card.json").read_text())
+    assert card["schema"] == "wattlint.energy-model/1"
+    assert card["features"] == {"schema_version": FEATURE_SCHEMA_VERSION, "names": list(FEATURE_NAMES)}
+    assert card["gpu"]["key"] == "fake-gpu" and card["gpu"]["is_fake"] is True
+    run = card["data"]["runs"][0]
+    assert run["csv"] == fake_run.csv.name and len(run["csv_sha256"]) == 64 and run["rows"] == 40
+    assert card["data"]["record_builders"].get("frontend-trace", 0) > 0
+    assert {"leave_family_out", "leave_shape_out"} <= set(card["cv"])
+    fam = card["cv"]["leave_family_out"]
+    assert fam["folds"] == 5 and fam["samples"] == 40
+    for k in ("time", "power", "energy"):
+        assert card["residuals"][k]["p5"] <= card["residuals"][k]["p95"]
+    assert {"lightgbm", "numpy", "wattlint", "python"} <= set(card["versions"])
+    assert "fake-gpu run" in card["calibration_source"]
+
+
+def test_fit_learns_the_simulated_correction(fitted, fake_run):
+    data, spec, _ = load_fit_data(find_runs([str(fake_run.csv)]))
+    pred = fitted.predict_rows(data.rows)
+    err_model = sum(w * abs(t - p[0]) for w, t, p in zip(data.weight, data.time_target, pred))
+    err_prior = sum(w * abs(t) for w, t in zip(data.weight, data.time_target))
+    assert err_model < 0.5 * err_prior  # in-sample: the correction explains most of ln(measured/prior)
+    assert all(0.0 <= p[1] <= 1.2 for p in pred)
+    lo, hi = fitted.residual_quantiles("time")
+    assert lo <= 0 <= hi or lo <= hi
+    lo2, hi2 = fitted.residual_quantiles("time", transferred=True)
+    assert hi2 - lo2 > hi - lo
+
+
+def test_load_refuses_schema_mismatch(fitted, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(fitted.path, d)
+    card = json.loads((d / "card.json").read_text())
+    card["features"]["schema_version"] = "0-old"
+    (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="feature schema"):
+        load_model(d)
+    card["features"]["schema_version"] = FEATURE_SCHEMA_VERSION
+    card["features"]["names"] = card["features"]["names"][:-1]
+    (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="feature names"):
+        load_model(d)
+
+
+def test_load_refuses_edited_models_and_non_models(fitted, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(fitted.path, d)
+    (d / "time.txt").write_text((d / "time.txt").read_text() + "\n")
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(d)
+    with pytest.raises(ModelError, match="no card.json"):
+        load_model(tmp_path)
+    (tmp_path / "card.json").write_text(json.dumps({"schema": "other/9"}))
+    with pytest.raises(ModelError, match="schema"):
+        load_model(tmp_path)
+
+
+def test_loaded_model_serves_the_predictor(fitted):
+    from wattlint.calibrate.backends import FAKE_SPEC
+    from wattlint.calibrate.benchmarks import records
+    from wattlint.energy.predictor import CalibratedPredictor
+
+    recs = records("gemm", {"m": 777, "n": 333, "k": 513}, "bf16", "forward")
+    row = op_features(recs[0], FAKE_SPEC, "bf16")
+    lt, pf = fitted.predict_one(row)
+    assert math.isfinite(lt) and 0 <= pf <= 1.2
+    p = CalibratedPredictor(fitted, "fake-gpu", transferred=False)
+    t, w = p.predict(recs, FAKE_SPEC, "bf16")
+    assert t[0] > 0 and FAKE_SPEC.idle_w <= w[0] <= FAKE_SPEC.tdp_w
+
+
+def test_fit_refuses_validation_data_and_shipping_non_gpu_models(fake_run, tmp_path):
+    from wattlint.energy.predictor import MODELS_DIR
+
+    with pytest.raises(FitError, match="never go"):
+        fit_runs([str(fake_run.csv)], str(MODELS_DIR / "fake-gpu"), rounds=5)
+    assert not (MODELS_DIR / "fake-gpu").exists()
+    d = tmp_path / "v"
+    d.mkdir()
+    shutil.copy(fake_run.csv, d / "r.csv")
+    prov = json.loads(fake_run.json.read_text())
+    prov["validation_data"] = True
+    (d / "r.json").write_text(json.dumps(prov))
+    with pytest.raises(FitError, match="validation"):
+        fit_runs([str(d / "r.csv")], str(tmp_path / "o"), rounds=5)
+
+
+def test_fit_cli(run_cli, fake_run, tmp_path):
+    code, out, err = run_cli("fit", str(fake_run.csv.parent), "--out", str(tmp_path / "m"), "--folds", "3")
+    assert code == 0, err
+    assert "leave_family_out" in out and "leave_shape_out" in out and "time MAPE" in out
+    code, out, err = run_cli("fit", str(tmp_path / "nothing.csv"))
+    assert code == 2 and "nothing" in err
