@@ -1,0 +1,111 @@
+"""validate: frozen list, predict -> measure (real CPU training, short window) -> compare; hash checks."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wattlint.calibrate import validate as V
+from wattlint.types import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_frozen_lists():
+    gpu, path, sha = V.load_list(None, "gpu")
+    assert len(gpu) >= 16 and len(sha) == 64
+    assert {c["precision"] for c in gpu} == {"fp32", "tf32", "bf16"}
+    names = " ".join(c["source"] for c in gpu)
+    for arch in ("resnet50", "convnext_tiny", "vit_b16", "bert_base", "gpt2_small", "llama_1b", "lstm_lm",
+                 "mixer_b16", "unet"):
+        assert f"zoo:{arch}" in names
+    assert all(c["window_s"] >= 20 for c in gpu)
+    cpu, _, _ = V.load_list(None, "cpu")
+    assert len(cpu) >= 6 and {c["precision"] for c in cpu} == {"fp32"}
+    # held out: no validation model is a calibration suite entry (suites hold single ops only)
+    from wattlint.calibrate.benchmarks import FAMILIES
+
+    assert not any(c["source"].split(":")[-1] in FAMILIES for c in gpu + cpu)
+    with pytest.raises(ConfigError, match="no list"):
+        V.load_list(None, "tpu")
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    """A 1-sample CPU 'run' provenance: only its measured CPU spec is used by predict."""
+    from wattlint.calibrate.backends import GpuSpec, spec_to_dict
+
+    spec = GpuSpec(key="cpu-test", name="test CPU (NOT a GPU)", vendor="cpu", arch="x86_64",
+                   peak_tflops={"fp32": 0.05}, memory_gb=8, memory_bw_gbs=15.0, sm_count=1, boost_mhz=0,
+                   tdp_w=22.0, idle_w=10.0, tensor_cores=False)
+    d = tmp_path_factory.mktemp("cpu")
+    p = d / "run.json"
+    p.write_text(json.dumps({"schema": "wattlint.calibration-run/1", "device": {"kind": "cpu", "threads": 1},
+                             "spec": {"key": spec.key, "source": "measured-cpu", "values": spec_to_dict(spec)}}))
+    return p
+
+
+def test_predict_measure_compare_on_cpu(cpu_run, tmp_path, run_cli):
+    pred = tmp_path / "pred.json"
+    code, out, err = run_cli("validate", "predict", "--spec-from", cpu_run, "--list", "cpu", "--only",
+                             "mlp-mnist-b128", "--out", pred)
+    assert code == 0, err
+    doc = json.loads(pred.read_text())
+    assert doc["schema"] == V.PRED_SCHEMA and doc["device"] == "cpu" and doc["gpu"] == "cpu-test"
+    (c,) = doc["configs"]
+    assert c["batch_size"] == 128 and set(c["predictions"]) == {"prior", "naive"}
+    assert c["predictions"]["prior"]["time_s"] > 0 and c["graph"]["params"] == 784 * 1024 + 1024 * 1024 + 1024 * 10 + 2058
+    meas = tmp_path / "meas.json"
+    code, out, err = run_cli("validate", "measure", "--predictions", pred, "--device", "cpu", "--out", meas,
+                             "--window-scale", "0.1")
+    assert code == 0, err
+    m = json.loads(meas.read_text())
+    assert m["validation_data"] is True and m["predictions_sha256"] == V.sha256_bytes(pred.read_bytes())
+    (r,) = m["results"]
+    assert r["status"] == "ok" and r["timing_steps"] >= 3 and r["time_per_step_s"] > 0
+    assert r["power_source"] == "modelled"
+    code, out, err = run_cli("validate", "compare", "--measurements", meas, "--out", tmp_path / "val.json")
+    assert code == 0, err
+    v = json.loads((tmp_path / "val.json").read_text())
+    assert v["schema"] == V.VAL_SCHEMA and v["models"][0]["name"] == "mlp-mnist-b128"
+    assert set(v["summary"]) == {"prior", "naive"} and v["summary"]["prior"]["time"]["n"] == 1
+    assert "MODELLED" in v["note"]
+    assert "time MAPE" in out
+    # predictions edited after measuring are refused
+    pred.write_text(pred.read_text().replace('"cpu-test"', '"cpu-edited"'))
+    code, out, err = run_cli("validate", "compare", "--measurements", meas)
+    assert code == 2 and "sha256" in err
+
+
+def test_compare_math(tmp_path):
+    pred = {"schema": V.PRED_SCHEMA, "configs": [
+        {"name": "a", "source": "s", "precision": "bf16", "inputs": [], "predictions": {
+            "prior": {"time_s": 1.1, "gpu_energy_j": 90.0, "avg_gpu_power_w": 81.8, "energy_range_factors": [0.5, 2]}}},
+        {"name": "b", "source": "s", "precision": "bf16", "inputs": [], "predictions": {
+            "prior": {"time_s": 2.0, "gpu_energy_j": 400.0, "avg_gpu_power_w": 200.0}}}]}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(pred))
+    meas = {"schema": V.MEAS_SCHEMA, "predictions_file": "p.json", "predictions_sha256": V.sha256_bytes(p.read_bytes()),
+            "device": {"kind": "cuda"}, "meter": {"name": "nvml", "energy_source": "counter"}, "results": [
+                {"name": "a", "status": "ok", "time_per_step_s": 1.0, "energy_per_step_j": 100.0, "avg_power_w": 100.0,
+                 "timing_steps": 10, "power_steps": 10, "power_source": "counter"},
+                {"name": "b", "status": "error", "error": "OOM"}]}
+    mp = tmp_path / "m.json"
+    mp.write_text(json.dumps(meas))
+    path, doc = V.compare(str(mp))
+    s = doc["summary"]["prior"]
+    assert s["time"]["mape"] == pytest.approx(0.1) and s["energy"]["mape"] == pytest.approx(0.1)
+    assert s["energy_range_coverage"] == 1.0 and s["time"]["within_15pct"] == 1.0
+    assert doc["failed"] == [{"name": "b", "error": "OOM"}]
+    assert "a" in V.table(doc)
+
+
+def test_measure_refuses_fake_and_wrong_files(tmp_path):
+    from wattlint.calibrate.validate import ValidationError
+
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps({"schema": "nope"}))
+    with pytest.raises(ValidationError):
+        V.measure(str(p), "fake")
+    with pytest.raises(ValidationError, match="not a predictions file"):
+        V.measure(str(p), "cpu")
