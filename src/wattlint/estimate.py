@@ -34,6 +34,7 @@ HOST_W_PER_GPU = 80.0  # CPU + DRAM share per GPU of a training server (e.g. DGX
 NCCL_BUS_EFFICIENCY = 0.80  # achieved / link bandwidth of large NCCL collectives (nccl-tests busbw)
 COLLECTIVE_LATENCY_S = 30e-6  # per collective call (ring setup, small-message latency)
 BUCKET_BYTES = 25 * 2**20  # DDP default bucket: 25 MiB -> one collective call per bucket
+MAX_CALLS = 200  # large models: FSDP units / ZeRO buckets grow with the model (~one per layer), not 25 MiB each
 PCIE_GBS = {3: 12.0, 4: 24.0, 5: 48.0, 6: 96.0}  # achievable GB/s per direction, x16 link
 MIN_EXPOSED = 0.10  # at least this fraction of communication is never hidden (first/last buckets)
 OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
@@ -76,6 +77,10 @@ def intra_node_gbs(gpu: GpuSpec) -> tuple[float, str]:
     return PCIE_GBS.get(gen, 24.0), f"PCIe gen{gen} x16"
 
 
+def _calls(nbytes: float) -> int:
+    return max(1, min(MAX_CALLS, math.ceil(nbytes / BUCKET_BYTES)))
+
+
 def communication(graph: CostGraph, gpu: GpuSpec, plan: Plan, grad_bytes: float, param_bytes: float
                   ) -> dict[str, Any]:
     """Communication volume and time per optimizer step (per GPU), and the model used."""
@@ -89,15 +94,15 @@ def communication(graph: CostGraph, gpu: GpuSpec, plan: Plan, grad_bytes: float,
         # all-gather weights in forward and backward of every micro-batch + reduce-scatter of the gradients
         volume = 2 * ga * frac * param_bytes + frac * grad_bytes
         collective = "ring all-gather of weights (forward + backward, per micro-batch) + reduce-scatter of gradients"
-        calls = 3 * max(1, math.ceil(param_bytes / BUCKET_BYTES))
+        calls = 3 * _calls(param_bytes)
     elif sharding == "zero2":
         volume = frac * grad_bytes + frac * param_bytes
         collective = "ring reduce-scatter of gradients + all-gather of updated weights"
-        calls = 2 * max(1, math.ceil(grad_bytes / BUCKET_BYTES))
+        calls = 2 * _calls(grad_bytes)
     else:
         volume = 2 * frac * grad_bytes
         collective = "ring all-reduce of gradients (2(n-1)/n x bytes per GPU)"
-        calls = max(1, math.ceil(grad_bytes / BUCKET_BYTES))
+        calls = _calls(grad_bytes)
     per_node = max(1, min(plan.gpus_per_node, n))
     nodes = math.ceil(n / per_node)
     intra_bw, intra_name = intra_node_gbs(gpu)
@@ -207,7 +212,14 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
     trainable = graph.trainable_params
     bpp = (graph.model.param_bytes / graph.params) if graph.params else 4.0
     grad_bytes = trainable * bpp  # gradients in the parameter dtype (fp32 under autocast)
-    comm = communication(graph, gpu_spec, plan, grad_bytes, float(graph.model.param_bytes or graph.params * 4))
+    weight_bytes = float(graph.model.param_bytes or graph.params * 4)
+    if sharding in ("zero2", "zero3", "fsdp") and plan.precision in ("fp16", "bf16", "fp8") and n > 1:
+        # ZeRO / FSDP mixed precision: weights gathered and gradients reduced in 16-bit (fp32 master weights and
+        # optimizer state stay sharded locally)
+        grad_bytes = trainable * 2.0
+        weight_bytes = graph.params * 2.0
+        assumptions.append("sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit")
+    comm = communication(graph, gpu_spec, plan, grad_bytes, weight_bytes)
     if sharding in ("zero3", "fsdp"):
         overlap_with = phase_t.get("forward", 0.0) + phase_t.get("backward", 0.0)
     else:
