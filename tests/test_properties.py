@@ -97,3 +97,18 @@ def test_layers_shares_sum_to_compute_share(g):
     s = sum(le.share for le in e.layers)
     assert 0.99 < s <= 1.0 + 1e-9
     assert e.layers[0].gpu_energy_j >= e.layers[-1].gpu_energy_j
+
+
+ONNX = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+
+
+@pytest.mark.skipif(not ONNX.exists(), reason="examples/resnet50.onnx not built")
+def test_onnx_graph_autocast_and_gpu_order():
+    from wattlint.estimate import analyze_source
+
+    graph = analyze_source(str(ONNX))
+    f32 = E(graph, gpu="a100", steps=100, precision="fp32")
+    bf = E(graph, gpu="a100", steps=100, precision="bf16")
+    assert bf.total["time_h"] < f32.total["time_h"]
+    assert any("autocast" in a for a in bf.assumptions)
+    assert E(graph, gpu="h100", steps=100).total["time_h"] < E(graph, gpu="t4", steps=100).total["time_h"]

@@ -37,10 +37,15 @@ class Predictor:
                 utilization: float | None = None) -> tuple[list[float], list[float]]:
         times: list[float] = []
         powers: list[float] = []
+        cache: dict[tuple, tuple[float, float]] = {}  # repeated blocks: identical ops cost the same
         for r in records:
-            p = _prior.op_prior(r, gpu, precision, utilization)
-            times.append(p.time_s)
-            powers.append(p.power_w)
+            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims)
+            hit = cache.get(key)
+            if hit is None:
+                p = _prior.op_prior(r, gpu, precision, utilization)
+                hit = cache[key] = (p.time_s, p.power_w)
+            times.append(hit[0])
+            powers.append(hit[1])
         return times, powers
 
     def range_factors(self) -> tuple[float, float]:
