@@ -25,6 +25,18 @@ def validate(doc):
     jsonschema.validate(doc, SCHEMA, cls=jsonschema.Draft202012Validator)
 
 
+def test_schema_is_valid_and_rejects_broken_docs():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    doc = json_out.to_dict(estimate(mlp_graph(), gpu="a100", steps=10))
+    validate(doc)
+    for mutate in (lambda d: d.pop("total"), lambda d: d["hardware"].update(calibration="guessed"),
+                   lambda d: d["total"].update(energy_kwh=-1.0), lambda d: d.update(schema="wattlint.estimate/2")):
+        bad = json.loads(json.dumps(doc))
+        mutate(bad)
+        with pytest.raises(jsonschema.ValidationError):
+            validate(bad)
+
+
 def test_api_json_validates_and_has_contract_fields():
     e = estimate(mlp_graph(), gpu="h100", steps=1000, region="FR", price=0.2, gpu_hour_price=2.0)
     doc = json_out.to_dict(e)
