@@ -363,3 +363,23 @@ def test_cli_unbound_dim_is_one_line_exit_2(run_cli, tmp_path):
     code, out, err = run_cli("analyze", _lm(tmp_path))
     assert code == 2 and out == ""
     assert err.strip().count("\n") == 0 and "--batch-size" in err
+
+
+def test_batch_baked_into_reshapes_scales_and_seq_is_a_clear_error():
+    g8 = analyze_onnx(GPT2)
+    g4 = analyze_onnx(GPT2, batch_size=4)
+    assert g4.micro_batch == 4 and g4.outputs[0].shape == (4, 256, 8192)
+    assert g4.total("forward").flops == pytest.approx(g8.total("forward").flops / 2, rel=1e-6)
+    assert g4.total("optimizer") == g8.total("optimizer")
+    assert any("baked into its shapes" in a for a in g4.assumptions)
+    with pytest.raises(InputError, match="sequence length 256 baked"):
+        analyze_onnx(GPT2, seq_len=128)
+
+
+def test_dynamo_namespace_names():
+    from wattlint.frontends.onnx import _namespace_module
+
+    ns = (": __main__.Net/layer.0: torch.nn.modules.container.Sequential/layer.0.0: torch.nn.modules.linear.Linear/"
+          "linear: aten.linear.default")
+    assert _namespace_module(ns) == ("layer.0.0", "Linear")
+    assert _namespace_module(": __main__.Net/relu: aten.relu.default") == ("", "Net")

@@ -44,6 +44,7 @@ _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linea
                 "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
                 "Softmax": "Softmax", "Embedding": "Embedding"}
 _SEQ_NAME = re.compile(r"seq|len|token|time|step|sentence|position|past|total|context|^s$|^t$|^l$", re.I)
+_FREE = Cost(kind=OpKind.VIEW)
 _REUSE_SUFFIX = re.compile(r"_\d+$")
 _BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
 
@@ -55,8 +56,12 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
     p = Path(path)
     model = _load(p)
     try:
-        return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
-                         source or str(path)).run()
+        try:
+            return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
+                             source or str(path)).run()
+        except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
+            g = _Analysis(_load(p), p, inputs or {}, None, seq_len, optimizer, precision, source or str(path)).run()
+            return _scale_batch(g, e.static, batch_size)
     except InputError:
         raise
     except (RecursionError, MemoryError):
@@ -65,6 +70,33 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
         if STRICT or os.environ.get("WATTLINT_DEBUG"):
             raise
         raise InputError(f"{p}: malformed graph ({type(e).__name__}: {_one_line(e)})") from None
+
+
+class _BatchBaked(InputError):
+    def __init__(self, static: int):
+        super().__init__(f"batch {static} is baked into the graph's shapes")
+        self.static = static
+
+
+def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
+    """Forward/backward costs scale with the batch (every op of these graphs is per-sample or a GEMM whose rows are
+    samples); the optimizer step does not."""
+    from dataclasses import replace
+
+    f = batch / static
+    recs = tuple(r if r.phase is Phase.OPTIMIZER else
+                 replace(r, flops=round(r.flops * f), bytes_read=round(r.bytes_read * f),
+                         bytes_written=round(r.bytes_written * f)) for r in g.records)
+    ins = tuple(TensorSpec(t.name, t.dtype, (batch,) + t.shape[1:]) if t.shape and t.shape[0] == static else t
+                for t in g.inputs)
+    outs = tuple(TensorSpec(t.name, t.dtype, (batch,) + t.shape[1:]) if t.shape and t.shape[0] == static else t
+                 for t in g.outputs)
+    note = (f"the graph has batch {static} baked into its shapes (Reshape targets): costs at batch {batch} are "
+            f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled)")
+    extra = dict(g.extra)
+    extra["activation_bytes"] = round(extra.get("activation_bytes", 0) * f)
+    return replace(g, records=recs, inputs=ins, outputs=outs, micro_batch=batch,
+                   assumptions=tuple(a for a in g.assumptions) + (note,), extra=extra)
 
 
 STRICT = False  # tests set this to surface internal errors instead of reporting them as malformed input
@@ -105,17 +137,18 @@ def _one_line(e: BaseException) -> str:
 def _dims_of(vi) -> tuple[int | None, list]:
     """(elem_type, dims) of a ValueInfoProto; dims entries are int, a dim_param str, or None (unknown)."""
     t = vi.type
-    if not t.HasField("tensor_type"):
+    if t.WhichOneof("value") != "tensor_type":
         return None, None
     tt = t.tensor_type
     if not tt.HasField("shape"):
         return tt.elem_type, None
     dims = []
     for d in tt.shape.dim:
-        if d.HasField("dim_value"):
+        w = d.WhichOneof("value")
+        if w == "dim_value":
             dims.append(d.dim_value)
-        elif d.HasField("dim_param") and d.dim_param:
-            dims.append(d.dim_param)
+        elif w == "dim_param":
+            dims.append(d.dim_param or None)
         else:
             dims.append(None)
     return tt.elem_type, dims
@@ -142,6 +175,7 @@ class _Analysis:
         self.assumptions: list[str] = []
         self.half = _PRECISION_DTYPE.get(self.precision)
         self.missing_shape_values: dict[str, str] = {}  # initializer -> location, for error messages
+        self.rebound: dict[str, int] = {}  # "batch"/"seq" -> the static dim that --batch-size/--seq-len replaced
         self.external = 0
 
     # ---- top level ----------------------------------------------------------------------------------------------
@@ -328,7 +362,12 @@ class _Analysis:
             if i == 0 and self.batch_size and d != self.batch_size and rank > 1:
                 self.assumptions.append(f"input {name!r}: leading dim {d} rebound to --batch-size "
                                         f"{self.batch_size}")
+                self.rebound["batch"] = d
                 return self.batch_size
+            if i == 1 and self.seq_len and d != self.seq_len and rank == 2 and dt in ("int64", "int32"):
+                self.assumptions.append(f"input {name!r}: sequence dim {d} rebound to --seq-len {self.seq_len}")
+                self.rebound["seq"] = d
+                return self.seq_len
             return d
         if isinstance(d, int) and d < 0:
             raise InputError(f"{self.path}: input {name!r} has a negative dim {d}")
@@ -366,13 +405,22 @@ class _Analysis:
         try:  # some exporters emit graphs that strict mode rejects for a node we do not need: retry leniently
             inferred = shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False, data_prop=True)
         except Exception:
+            self._rebind_failed()
             raise InputError(f"{self.path}: shape inference failed: {_first_error(strict_err)}") from None
         msg = _first_error(strict_err)
         if re.search(r"incompatible|mismatch|not compatible|out of range|invalid|negative", msg, re.I):
+            self._rebind_failed()
             raise InputError(f"{self.path}: shape inference failed: {msg}")
         self.assumptions.append(f"onnx shape inference (strict) reported: {msg[:160]}")
         del onnx
         return inferred
+
+    def _rebind_failed(self) -> None:
+        if "seq" in self.rebound:
+            raise InputError(f"{self.path}: the graph has sequence length {self.rebound['seq']} baked into its "
+                             f"shapes; re-export it with a dynamic sequence axis, or drop --seq-len")
+        if "batch" in self.rebound:
+            raise _BatchBaked(self.rebound["batch"])
 
     def _load_shape_values(self) -> None:
         """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
@@ -430,10 +478,10 @@ class _Analysis:
                     for sg in a.graphs:
                         self._collect_types(sg)
 
-    def _unknown_nodes(self, g) -> list:
+    def _unknown_nodes(self, g, all_ops: bool = False) -> list:
         out = []
         for n in g.node:
-            if n.op_type in ops.VIEW_OPS and n.op_type not in ("If", "Loop", "Scan"):
+            if not all_ops and n.op_type in ops.VIEW_OPS and n.op_type not in ("If", "Loop", "Scan"):
                 continue
             if ops.handler_for(n.op_type, n.domain) is None:
                 continue
@@ -445,7 +493,12 @@ class _Analysis:
         """Evaluate shape computations (Shape -> Gather -> Concat -> Where ...) with numpy, then infer again."""
         from .onnx_fold import fold_shape_values
 
-        if not fold_shape_values(self.model.graph, self.types):
+        targets = []
+        for n in self._unknown_nodes(inferred.graph, all_ops=True):
+            for i in n.input:
+                if i and self.types.get(i, (None, None))[0] in ("int64", "int32", "bool", None):
+                    targets.append(i)
+        if not fold_shape_values(self.model.graph, self.types, targets=targets):
             return inferred
         again = self._infer()
         self.types = {}
@@ -507,6 +560,7 @@ class _Analysis:
         self.has_bn = False
         self.shape_consts: set[str] = set()
         self.grad_uses: dict[str, list] = {}
+        self.scope_cache: dict[str, str] = {}
         self.alias: dict[str, str] = {}
         self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
@@ -623,10 +677,12 @@ class _Analysis:
         for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
             module, mtype = self._module_of(node)
-            if op_type == "Constant":
-                self.shape_consts.update(node.output)
-            handler = ops.handler_for(op_type, domain)
             qual = f"onnx::{op_type}" if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
+            if op_type in ("Constant", "Shape", "Size") and domain in ("", "ai.onnx"):  # metadata: fast path
+                self.shape_consts.update(node.output)
+                self._record(qual, OpKind.VIEW, module, mtype, "int64", (), _FREE, Status.IGNORED, scale)
+                continue
+            handler = ops.handler_for(op_type, domain)
             ins = list(node.input)
             in_info = [types.get(i, (None, None)) if i else (None, None) for i in ins]
             out_info = [types.get(o, (None, None)) for o in node.output]
@@ -746,7 +802,7 @@ class _Analysis:
         matches = find_attention(nodes, producer, consumers) if has_softmax else {}
         if not matches:
             return good
-        values = None
+        verdicts: dict = {}
         causal_n = total = 0
         for m in {id(m): m for m in matches.values()}.values():
             q, k, v = (self.types.get(x, (None, None))[1] for x in (m.q, m.k, m.v))
@@ -763,14 +819,19 @@ class _Analysis:
                 kvh = kb // b
             causal = None
             if m.masks:
-                if values is None:
+                sig = _mask_signature(m.masks, nodes, producer, consumers)
+                if sig and (sig, sq, sk) in verdicts:
+                    causal = verdicts[(sig, sq, sk)]
+                else:
                     from .onnx_fold import evaluate_values
 
                     try:
-                        values = evaluate_values(g, self.types)
+                        values = evaluate_values(g, self.types, targets=m.masks, producer=producer)
                     except Exception:
                         values = {}
-                causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
+                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
+                    if sig:
+                        verdicts[(sig, sq, sk)] = causal
             m.params = (b, h, sq, sk, d, dv, bool(causal), kvh)
             total += 1
             causal_n += bool(causal)
@@ -928,10 +989,14 @@ class _Analysis:
                 path, cls = _namespace_module(p.value)
                 break
         if path is None:
-            path = scope_to_module(node.name)
-            m = _REUSE_SUFFIX.search(path)
-            if m and path[:m.start()] in self.module_types:  # a module called twice: relu, relu_1 -> relu
-                path = path[:m.start()]
+            scope = node.name.rpartition("/")[0]
+            path = self.scope_cache.get(scope)
+            if path is None:
+                path = scope_to_module(node.name)
+                m = _REUSE_SUFFIX.search(path)
+                if m and path[:m.start()] in self.module_types:  # a module called twice: relu, relu_1 -> relu
+                    path = path[:m.start()]
+                self.scope_cache[scope] = path
         if path not in self.module_types:
             self.module_types[path] = cls or _SCOPE_TYPES.get(node.op_type, "")
         elif not self.module_types[path] and node.op_type in _SCOPE_TYPES:
@@ -1020,6 +1085,26 @@ class _Analysis:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
+    """Tensors shared between layers (two or more consumers) in a mask's near ancestry: attention layers whose masks
+    derive from the same shared tensors get the same causal verdict without evaluating each mask again."""
+    out = set()
+    stack = [(m, 0) for m in masks]
+    seen = set()
+    while stack:
+        t, depth = stack.pop()
+        if t in seen or depth > 10:
+            continue
+        seen.add(t)
+        if len(consumers.get(t, ())) >= 2:
+            out.add(t)
+            continue
+        i = producer.get(t)
+        if i is not None:
+            stack.extend((x, depth + 1) for x in nodes[i].input if x)
+    return frozenset(out)
+
 
 def _strings_ok(model) -> bool:
     """protobuf hands back ``bytes`` for string fields that are not valid UTF-8 (a corrupt file): reject them."""

@@ -129,30 +129,59 @@ def _eval(node, v, shapes):  # noqa: C901 - a table of small cases
     return None
 
 
-def fold_shape_values(graph, types: dict) -> int:
+def fold_shape_values(graph, types: dict, targets=None) -> int:
     """Replace nodes computing small known integer values by Constants. ``types`` maps a tensor name to
-    (dtype, shape | None) after a first shape inference. Returns the number of nodes folded."""
-    return _run(graph, types, replace=True, limit=MAX_FOLD_ELEMS)[0]
+    (dtype, shape | None) after a first shape inference. With ``targets`` (tensor names), only their integer /
+    boolean ancestors are evaluated. Returns the number of nodes folded."""
+    only = None
+    if targets is not None:
+        producer = {o: i for i, n in enumerate(graph.node) for o in n.output}
+        only = _ancestors(graph, targets, producer, types, int_only=True)
+    return _run(graph, types, replace=True, limit=MAX_FOLD_ELEMS, only=only)[0]
 
 
-def evaluate_values(graph, types: dict, limit: int = 1 << 24) -> dict:
-    """Values of every tensor computable from shapes and integer/bool constants (masks included), without
-    changing the graph."""
-    return _run(graph, types, replace=False, limit=limit)[1]
+_INTLIKE = {"int64", "int32", "int16", "int8", "uint8", "uint16", "uint32", "uint64", "bool", None}
 
 
-def _run(graph, types: dict, *, replace: bool, limit: int) -> tuple[int, dict]:
+def _ancestors(graph, targets, producer, types, int_only: bool) -> set:
+    only: set = set()
+    stack = list(targets)
+    seen = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        if int_only and types.get(t, (None, None))[0] not in _INTLIKE:
+            continue
+        i = producer.get(t)
+        if i is not None and i not in only:
+            only.add(i)
+            stack.extend(graph.node[i].input)
+    return only
+
+
+def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, producer=None) -> dict:
+    """Values of tensors computable from shapes and constants (masks included), without changing the graph.
+    With ``targets`` (and ``producer``: tensor -> node index), only their ancestors are evaluated."""
+    only = None
+    if targets is not None and producer is not None:
+        only = _ancestors(graph, targets, producer, types, int_only=False)
+    return _run(graph, types, replace=False, limit=limit, only=only)[1]
+
+
+def _run(graph, types: dict, *, replace: bool, limit: int, only=None) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
 
     global MAX_FOLD_ELEMS
     saved_limit, MAX_FOLD_ELEMS = MAX_FOLD_ELEMS, limit
     try:
-        return _run_inner(graph, types, replace, helper, numpy_helper)
+        return _run_inner(graph, types, replace, helper, numpy_helper, only)
     finally:
         MAX_FOLD_ELEMS = saved_limit
 
 
-def _run_inner(graph, types, replace, helper, numpy_helper) -> tuple[int, dict]:
+def _run_inner(graph, types, replace, helper, numpy_helper, only=None) -> tuple[int, dict]:
 
     vals: dict[str, np.ndarray] = {}
     for t in graph.initializer:
@@ -162,7 +191,10 @@ def _run_inner(graph, types, replace, helper, numpy_helper) -> tuple[int, dict]:
             except Exception:
                 pass
     folded = 0
-    for idx, node in enumerate(graph.node):
+    nodes = graph.node
+    order = sorted(only) if only is not None else range(len(nodes))
+    for idx in order:
+        node = nodes[idx]
         op = node.op_type
         if node.domain not in ("", "ai.onnx"):
             continue
