@@ -268,3 +268,25 @@ def test_real_lightgbm_model_end_to_end(tmp_path):
             assert p == pytest.approx(h100.idle_w + 0.6 * (h100.tdp_w - h100.idle_w), rel=0.02)
     lo, hi = pm.range_factors()
     assert lo <= 0.85 and hi >= 1.15
+
+
+def test_split_optimizer_records_priced_as_one_multi_tensor_kernel():
+    import dataclasses as dc
+
+    from wattlint.estimate import predict_records
+    from wattlint.types import OpKind, OpRecord, Phase
+    from wattlint.hardware import resolve_gpu
+
+    gpu, _ = resolve_gpu("a100")
+    sizes = [512, 4096, 65536, 1_000_000] * 20
+    split = [OpRecord(op="optim::adamw.mul", kind=OpKind.OPTIMIZER, module=f"m{i}", phase=Phase.OPTIMIZER,
+                      dtype="float32", flops=n, bytes_read=4 * n, bytes_written=4 * n, dims=(("numel", n),))
+             for i, n in enumerate(sizes)]
+    total = sum(sizes)
+    merged = [dc.replace(split[0], module="", flops=total, bytes_read=4 * total, bytes_written=4 * total,
+                         dims=(("numel", total),))]
+    p = pred_mod.PriorPredictor()
+    ts, _ = predict_records(p, split, gpu, "fp32", None)
+    tm, _ = predict_records(p, merged, gpu, "fp32", None)
+    assert sum(ts) == pytest.approx(sum(tm), rel=1e-9)
+    assert ts[3] > ts[0]  # shared back by bytes

@@ -122,6 +122,43 @@ def communication(graph: CostGraph, gpu: GpuSpec, plan: Plan, grad_bytes: float,
     return {"bytes": volume, "time_s": t, "collective": collective, "link": link, "calls": calls}
 
 
+def predict_records(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
+                    utilization: float | None) -> tuple[list[float], list[float]]:
+    """Per-record (time, power). Optimizer records that a frontend split per parameter (for per-layer attribution)
+    but that run as ONE multi-tensor (foreach / fused) kernel per op on the GPU are priced together — one launch,
+    one bandwidth ramp — and the group's time is shared back by bytes."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        if r.phase is Phase.OPTIMIZER and r.kind is OpKind.OPTIMIZER:
+            groups[r.op].append(i)
+    split = {op: idx for op, idx in groups.items() if len(idx) > 1}
+    if not split:
+        return predictor.predict(records, gpu, precision, utilization)
+    grouped = {i for idx in split.values() for i in idx}
+    keep = [i for i in range(len(records)) if i not in grouped]
+    synth = []
+    for op, idx in split.items():
+        rs = [records[i] for i in idx]
+        numel = sum(r.dim("numel", 0) for r in rs)
+        synth.append(dataclasses.replace(rs[0], module="", flops=sum(r.flops for r in rs),
+                                         bytes_read=sum(r.bytes_read for r in rs),
+                                         bytes_written=sum(r.bytes_written for r in rs),
+                                         dims=(("numel", numel),) if numel else rs[0].dims, shapes=()))
+    t_all, p_all = predictor.predict([records[i] for i in keep] + synth, gpu, precision, utilization)
+    times = [0.0] * len(records)
+    powers = [0.0] * len(records)
+    for j, i in enumerate(keep):
+        times[i], powers[i] = t_all[j], p_all[j]
+    for k, (op, idx) in enumerate(split.items()):
+        t_g, p_g = t_all[len(keep) + k], p_all[len(keep) + k]
+        tot = sum(records[i].bytes for i in idx) or len(idx)
+        for i in idx:
+            share = (records[i].bytes or 1) / tot if sum(records[i].bytes for i in idx) else 1 / len(idx)
+            times[i] = t_g * share
+            powers[i] = p_g
+    return times, powers
+
+
 # ---- the estimate ---------------------------------------------------------------------------------------------
 
 def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=None, *, config=None,
@@ -137,7 +174,7 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
     if autocasted:
         assumptions.append(f"{plan.precision} autocast applied to the fp32 graph: matmul/conv/attention in "
                            f"{_half_dtype(plan.precision)}, other ops fp32")
-    times, powers = predictor.predict(records, gpu_spec, plan.precision, plan.utilization)
+    times, powers = predict_records(predictor, records, gpu_spec, plan.precision, plan.utilization)
     energies = [t * p for t, p in zip(times, powers)]
 
     n = max(1, plan.gpus)
