@@ -268,3 +268,10 @@ def test_traced_bytes_by_hand_relu_and_autocast_casts():
     assert (mm.dtype, mm.bytes_read, mm.bytes_written) == ("bfloat16", (4 * 32 + 16 * 32) * 2, 4 * 16 * 2)
     (grad_cast,) = [r for r in gb.records if r.phase is Phase.BACKWARD and r.op == "aten._to_copy.default"]
     assert (grad_cast.bytes_read, grad_cast.bytes_written) == (16 * 32 * 2, 16 * 32 * 4)
+
+
+def test_hf_config_dtype_keeps_fp32_master_weights():
+    cfg = dict(HF_CONFIGS["llama"], torch_dtype="float16")
+    g = analyze_config(cfg, micro_batch=1, seq_len=16)
+    assert g.model.param_bytes == 4 * g.params
+    assert any(a.startswith("weights: float32 master weights") for a in g.assumptions)

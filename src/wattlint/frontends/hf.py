@@ -65,19 +65,22 @@ def build_model(config):
         pass
     if hasattr(config, "use_cache"):
         config.use_cache = False
+    # training keeps fp32 (master) weights whatever dtype the checkpoint was saved in; 16-bit compute is
+    # --precision (autocast)
+    fp32 = {"dtype": torch.float32}
     try:
         with torch.device("meta"):
             if cls is transformers.AutoModel:
                 try:
-                    model = cls.from_config(config, attn_implementation="sdpa")
+                    model = cls.from_config(config, attn_implementation="sdpa", **fp32)
                 except (ValueError, TypeError):
-                    model = cls.from_config(config)
+                    model = cls.from_config(config, **fp32)
             else:
                 try:
-                    model = cls._from_config(config, attn_implementation="sdpa")
+                    model = cls._from_config(config, attn_implementation="sdpa", **fp32)
                 except (ValueError, TypeError):  # architectures without an sdpa path (or no attention)
                     config._attn_implementation = None
-                    model = cls._from_config(config)
+                    model = cls._from_config(config, **fp32)
     except Exception as e:  # noqa: BLE001
         raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: {type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
@@ -120,10 +123,15 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     else:
         config = path_or_config
         source = type(config).__name__
+    saved_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
     model = build_model(config)
     notes = list(assumptions)
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  "attn_implementation=sdpa, use_cache=False")
+    saved = str(saved_dtype).rsplit(".", 1)[-1] if saved_dtype is not None else ""
+    if saved and saved != "float32":
+        notes.append(f"weights: float32 master weights for training (the config's dtype {saved} is the "
+                     "checkpoint's storage dtype; use --precision bf16/fp16 for mixed precision)")
     specs = dict(inputs or {})
     if not specs:
         mb = micro_batch or DEFAULT_BATCH

@@ -447,6 +447,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         notes.append(f"precision: {prec} autocast emulated with CUDA's op lists (matmul/conv/attention in "
                      f"{'float16' if prec == 'fp16' else 'bfloat16'}, norms/softmax/losses/reductions in float32); "
                      f"fp32 master weights and optimizer state")
+        if prec == "fp16":
+            notes.append("precision: fp16 loss scaling (GradScaler's unscale / inf-check pass over the gradients) "
+                         "is not traced")
         if prec == "fp8":
             notes.append("precision: fp8 traced as bf16 autocast (FLOPs/bytes of matmuls scale at estimate time)")
     elif precision in ("default", None):
