@@ -30,6 +30,7 @@ def test_units():
     assert u.pct(0.0242) == "2.4 %"
     assert u.gpu_hours(36.9) == "36.9 GPU-h" and u.gpu_hours(0.5) == "30.0 GPU-min" and u.gpu_hours(1e-4) == "0.360 GPU-s"
     assert u.usd(0.001) == "<$0.01"
+    assert u.energy_j(0.0688) == "68.8 mJ" and u.duration(1.06e-9) == "1.06 ns" and u.duration(0) == "0 s"
 
 
 @pytest.fixture(scope="module")

@@ -236,7 +236,7 @@ def estimate_graph(graph: CostGraph, gpu_spec: GpuSpec, plan: Plan, predictor=No
     gap_mb = max(0.0, n_mb_ops * HOST_OP_S - gpu_mb)
     gap_opt = max(0.0, n_opt_ops * HOST_OP_S - phase_t.get("optimizer", 0.0))
     gap_s = gap_mb * ga + gap_opt
-    if gap_s > 0:
+    if gap_s > 1e-7:
         phase_t["idle_gaps"] = gap_s
         phase_e["idle_gaps"] = gap_s * gpu_spec.idle_w
         assumptions.append(f"launch-bound: GPU work per micro-batch shorter than launching its {n_mb_ops} ops from "

@@ -87,6 +87,11 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     con.print(Text("Per optimizer step", style="bold"))
     con.print(f"  {u.duration(ps['time_s'])} · {u.energy_j(ps['gpu_energy_j'])} GPU + {u.energy_j(ps['host_energy_j'])}"
               f" host · {u.power_w(ps['avg_gpu_power_w'])} average per GPU · {u.flops(ps['flops'])}")
+    gaps = est.phases.get("idle_gaps", {}).get("time_s", 0.0)
+    if ps["time_s"] > 0 and gaps / ps["time_s"] > 0.1:
+        con.print(Text(f"  launch-bound: the GPU waits for the CPU {gaps / ps['time_s']:.0%} of each step (small "
+                       f"batch or model); a larger --batch-size, CUDA graphs or torch.compile would help",
+                       style="yellow"))
     ph = Table(box=box.SIMPLE, pad_edge=False)
     for col, just in (("phase", "left"), ("time / step", "right"), ("GPU energy / step", "right"),
                       ("share", "right")):

@@ -26,6 +26,10 @@ def si(x: float, unit: str, digits: int = 3) -> str:
     for f, p in prefixes:
         if abs(x) >= f:
             return f"{_num(x / f, digits)} {p}{unit}"
+    if x != 0 and abs(x) < 0.1:
+        for f, p in ((1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+            if abs(x) >= f:
+                return f"{_num(x / f, digits)} {p}{unit}"
     return f"{_num(x, digits)} {unit}"
 
 
@@ -50,6 +54,8 @@ def energy_j(j: float) -> str:
 def duration(s: float) -> str:
     if s is None or not math.isfinite(s):
         return "n/a"
+    if s < 1e-6:
+        return f"{_num(s * 1e9)} ns" if s > 0 else "0 s"
     if s < 1e-3:
         return f"{_num(s * 1e6)} µs"
     if s < 1:
