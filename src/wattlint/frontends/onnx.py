@@ -513,8 +513,8 @@ class _Analysis:
             self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
             return inferred
         try:
-            out = SymbolicShapeInference.infer_shapes(self.model, int_max=2 ** 31 - 1, auto_merge=True,
-                                                      guess_output_rank=False, verbose=0)
+            out = SymbolicShapeInference.infer_shapes(_without_external_data(self.model), int_max=2 ** 31 - 1,
+                                                      auto_merge=True, guess_output_rank=False, verbose=0)
         except Exception as e:
             self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
             return inferred
@@ -1085,6 +1085,27 @@ class _Analysis:
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+def _without_external_data(model):
+    """A copy whose externally stored initializers are graph inputs of the same type and shape: onnxruntime's
+    symbolic inference would otherwise try to read their data (relative to the current directory)."""
+    from onnx import helper
+
+    m = type(model)()
+    m.CopyFrom(model)
+    g = m.graph
+    keep, moved = [], []
+    for t in g.initializer:
+        (moved if t.data_location == 1 else keep).append(t)
+    if not moved:
+        return m
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    names = {i.name for i in g.input}
+    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved
+                   if t.name not in names)
+    return m
+
 
 def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
     """Tensors shared between layers (two or more consumers) in a mask's near ancestry: attention layers whose masks
