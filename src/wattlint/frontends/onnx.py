@@ -513,8 +513,15 @@ class _Analysis:
             self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
             return inferred
         try:
-            out = SymbolicShapeInference.infer_shapes(_without_external_data(self.model), int_max=2 ** 31 - 1,
-                                                      auto_merge=True, guess_output_rank=False, verbose=0)
+            stripped, moved = _without_external_data(self.model)
+            out = SymbolicShapeInference.infer_shapes(stripped, int_max=2 ** 31 - 1, auto_merge=True,
+                                                      guess_output_rank=False, verbose=0)
+            if out is not None and moved:  # put the initializers back where they were
+                names = {t.name for t in moved}
+                keep = [i for i in out.graph.input if i.name not in names]
+                del out.graph.input[:]
+                out.graph.input.extend(keep)
+                out.graph.initializer.extend(moved)
         except Exception as e:
             self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
             return inferred
@@ -1098,13 +1105,13 @@ def _without_external_data(model):
     for t in g.initializer:
         (moved if t.data_location == 1 else keep).append(t)
     if not moved:
-        return m
+        return m, []
     del g.initializer[:]
     g.initializer.extend(keep)
     names = {i.name for i in g.input}
     g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved
                    if t.name not in names)
-    return m
+    return m, moved
 
 
 def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
