@@ -93,6 +93,20 @@ class LSTMClassifier(nn.Module):
         return self.fc(y[:, -1])
 
 
+class GRUTagger(nn.Module):
+    """Bidirectional 2-layer GRU sequence tagger (one label per token)."""
+
+    def __init__(self, vocab: int = 10000, emb: int = 256, hidden: int = 384, tags: int = 17):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb)
+        self.gru = nn.GRU(emb, hidden, num_layers=2, bidirectional=True, batch_first=True)
+        self.fc = nn.Linear(2 * hidden, tags)
+
+    def forward(self, ids):
+        y, _ = self.gru(self.embed(ids))
+        return self.fc(y).flatten(0, 1)
+
+
 class MixerBlock(nn.Module):
     def __init__(self, tokens: int, dim: int, token_hidden: int, channel_hidden: int):
         super().__init__()
@@ -174,6 +188,10 @@ def resnet_small():
 
 def lstm_classifier():
     return LSTMClassifier(), (torch.zeros(8, 64, dtype=torch.long),)
+
+
+def gru_tagger():
+    return GRUTagger(), (torch.zeros(8, 48, dtype=torch.long),)
 
 
 def mlp_mixer():

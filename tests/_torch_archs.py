@@ -32,7 +32,7 @@ HF_CONFIGS = {
     "resnet_hf": dict(model_type="resnet", architectures=["ResNetForImageClassification"],
                       hidden_sizes=[64, 128, 256, 512], depths=[1, 1, 1, 1], num_labels=1000),
 }
-OWN = ["mlp", "resnet_small", "lstm_classifier", "mlp_mixer", "tiny_gpt", "unet_tiny"]
+OWN = ["mlp", "resnet_small", "lstm_classifier", "gru_tagger", "mlp_mixer", "tiny_gpt", "unet_tiny"]
 ALL = OWN + list(HF_CONFIGS)
 
 

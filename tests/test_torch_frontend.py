@@ -93,9 +93,15 @@ class OneLSTM(nn.Module):
 
 def test_traced_lstm_gemm_flops_by_hand():
     g = wattlint.analyze(OneLSTM(), inputs=["x=float32[2,7,32]"])
-    mm = sum(r.flops for r in _fwd(g, OpKind.MATMUL, "lstm"))
     b, i, h, t = 2, 32, 64, 7
-    assert mm == t * (2 * b * (i + h) * 4 * h + 2 * b * 4 * h) == 695296
+    mms = _fwd(g, OpKind.MATMUL, "lstm")
+    # as cuDNN runs it: one input-projection GEMM over all steps [T*B, I] x [I, 4H], then per step h W_hh^T + b_hh
+    assert mms[0].op == "aten.mm.default" and mms[0].flops == 2 * (t * b) * i * 4 * h
+    assert [r.flops for r in mms[1:]] == [2 * b * h * 4 * h + b * 4 * h] * t
+    bias_ih = [r for r in _fwd(g, OpKind.ELEMENTWISE, "lstm") if r.shapes and r.shapes[0] == (t, b, 4 * h)][0]
+    assert bias_ih.flops == t * b * 4 * h
+    # == the textbook count: T x (2 B (I + H) 4H GEMM FLOPs + 2 B 4H bias adds)
+    assert sum(r.flops for r in mms) + bias_ih.flops == t * (2 * b * (i + h) * 4 * h + 2 * b * 4 * h) == 695296
     assert all(r.module == "lstm" for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.MATMUL)
 
 

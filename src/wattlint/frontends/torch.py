@@ -413,6 +413,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
     restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
+    restore_rnn, n_rnn = _route_rnns(model)
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
     nonzero_cfg = _meta_nonzero_all()
@@ -437,6 +438,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     finally:
         _AUTOCAST_DTYPE[0] = None
         nonzero_cfg()
+        restore_rnn()
         for h in handles:
             h.remove()
         if restore_ckpt:
@@ -464,6 +466,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
         notes.append(f"data-dependent reads (.item()/bool()/nonzero) on meta tensors answered without data ({rs}): "
                      "masks taken as all-ones (no padding), every element selected")
+    if n_rnn:
+        notes.append("recurrent layers: traced as cuDNN runs them (one input-projection GEMM per layer and "
+                     "direction over the whole sequence, then a recurrent GEMM + pointwise cell per step)")
     if activation_checkpointing:
         notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
@@ -654,3 +659,89 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs)
+
+
+# ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------
+
+def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
+    """nn.LSTM/GRU/RNN the way cuDNN computes it: per layer and direction, ONE input-projection GEMM over all time
+    steps, then a recurrent GEMM + pointwise cell per step. Same math (and FLOPs) as the module; the op shapes
+    describe the GPU run rather than the meta/CPU decomposition (which projects the input step by step)."""
+    mode = mod.mode
+    bf = mod.batch_first
+    x = input.transpose(0, 1) if bf else input  # [T, B, I]
+    T_, B = x.shape[0], x.shape[1]
+    dirs = 2 if mod.bidirectional else 1
+    H = mod.hidden_size
+    L = mod.num_layers
+    if hx is None:
+        h0 = x.new_zeros(L * dirs, B, H)
+        c0 = x.new_zeros(L * dirs, B, H) if mode == "LSTM" else None
+    elif mode == "LSTM":
+        h0, c0 = hx
+    else:
+        h0, c0 = hx, None
+    hn, cn = [], []
+    layer_in = x
+    for layer in range(L):
+        outs = []
+        for d in range(dirs):
+            sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
+            w_ih, w_hh = getattr(mod, "weight_ih" + sfx), getattr(mod, "weight_hh" + sfx)
+            b_ih = getattr(mod, "bias_ih" + sfx) if mod.bias else None
+            b_hh = getattr(mod, "bias_hh" + sfx) if mod.bias else None
+            xp = F.linear(layer_in, w_ih, b_ih)  # [T, B, G*H]: one GEMM for the whole sequence
+            h = h0[layer * dirs + d]
+            c = c0[layer * dirs + d] if c0 is not None else None
+            steps = range(T_ - 1, -1, -1) if d == 1 else range(T_)
+            ys = [None] * T_
+            for t in steps:
+                hp = F.linear(h, w_hh, b_hh)
+                if mode == "LSTM":
+                    i, f, g, o = (xp[t] + hp).chunk(4, dim=-1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                elif mode == "GRU":
+                    xr, xz, xn = xp[t].chunk(3, dim=-1)
+                    hr, hz, hn_ = hp.chunk(3, dim=-1)
+                    r = torch.sigmoid(xr + hr)
+                    z = torch.sigmoid(xz + hz)
+                    n = torch.tanh(xn + r * hn_)
+                    h = (1 - z) * n + z * h
+                else:
+                    act = torch.tanh if mode == "RNN_TANH" else torch.relu
+                    h = act(xp[t] + hp)
+                ys[t] = h
+            outs.append(torch.stack(ys, 0))
+            hn.append(h)
+            if c is not None:
+                cn.append(c)
+        layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
+        if mod.dropout and layer < L - 1 and mod.training:
+            layer_in = F.dropout(layer_in, mod.dropout, True)
+    out = layer_in.transpose(0, 1) if bf else layer_in
+    h_n = torch.stack(hn, 0)
+    if mode == "LSTM":
+        return out, (h_n, torch.stack(cn, 0))
+    return out, h_n
+
+
+def _route_rnns(model: nn.Module):
+    """Swap the forward of plain (unpacked, no projection) RNN modules for the cuDNN-style one; returns restore."""
+    swapped = []
+    for m in model.modules():
+        if isinstance(m, nn.RNNBase) and getattr(m, "proj_size", 0) == 0 and m.mode in ("LSTM", "GRU", "RNN_TANH",
+                                                                                             "RNN_RELU"):
+            orig = m.forward
+
+            def fwd(input, hx=None, _m=m, _orig=orig):
+                if not isinstance(input, torch.Tensor) or input.dim() != 3:
+                    return _orig(input, hx)  # PackedSequence / unbatched: the module's own path
+                return _cudnn_style_rnn(_m, input, hx)
+            m.forward = fwd
+            swapped.append((m, orig))
+
+    def restore():
+        for m, orig in swapped:
+            m.forward = orig
+    return restore, len(swapped)
