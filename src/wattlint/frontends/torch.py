@@ -353,6 +353,8 @@ def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
         labels = torch.zeros(rows.shape[0], dtype=torch.long, device=logits.device)
         return F.cross_entropy(rows, labels), f"loss: cross-entropy on the {classes}-way logits (labels of shape " \
                                               f"{list(logits.shape[:-1])}, every position labelled)"
+    if len(flat) == 1 and flat[0][1].dim() == 0:
+        return flat[0][1], "loss: the forward returns a scalar, used as the loss"
     total = None
     for _, t in flat:
         s = t.sum()
