@@ -135,6 +135,9 @@ def test_counter_stuck_while_busy_raises(monkeypatch, clock):
         clock.t += 0.01
     with pytest.raises(MeterError, match="did not change"):
         m.counter_window(step, 0.5)
+    # measure() falls back to sampling for the rest of the run and says so
+    r = m.measure(step, 0.01)
+    assert r.source == "sampling" and m.energy_source == "sampling" and "mid-run" in m.counter_note
 
 
 def test_cpu_meter_is_labelled_modelled():

@@ -163,7 +163,7 @@ class NvmlMeter(CounterMeter):
         if uuid:
             try:
                 self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-            except pynvml.NVMLError:
+            except Exception:  # NVMLError, or a str/bytes mismatch across nvidia-ml-py versions
                 self.handle = None
         if self.handle is None:
             self.handle = self._call("nvmlDeviceGetHandleByIndex", index)
@@ -236,9 +236,16 @@ class NvmlMeter(CounterMeter):
         if not self.counter_supported:
             return out
         e0 = self.read_energy_j()
-        time.sleep(seconds)
-        e1 = self.read_energy_j()
-        out.update({"counter_delta_j": e1 - e0, "probe_s": seconds, "power_w": self.power_w()})
+        t0 = time.perf_counter()
+        e1 = e0
+        waited = 0.0
+        while waited < 2.0 * seconds:  # idle counters may update slowly: wait up to 2x for a change
+            time.sleep(seconds / 10)
+            waited = time.perf_counter() - t0
+            e1 = self.read_energy_j()
+            if e1 != e0 and waited >= seconds:
+                break
+        out.update({"counter_delta_j": e1 - e0, "probe_s": round(waited, 3), "power_w": self.power_w()})
         if e1 == e0:
             self.counter_supported = False
             self.counter_note = "total-energy counter did not move in a 1 s probe: power sampling"
@@ -256,7 +263,11 @@ class NvmlMeter(CounterMeter):
 
     def measure(self, step: Callable[[], None], window_s: float) -> PowerReading:
         if self.counter_supported:
-            return self.counter_window(step, window_s)
+            try:
+                return self.counter_window(step, window_s)
+            except MeterError as e:  # the counter stopped moving mid-run: sample power from now on, say so
+                self.counter_supported = False
+                self.counter_note = f"switched to power sampling mid-run: {e}"
         return self._sampled(step, max(window_s, MIN_COUNTER_WINDOW_S))
 
     def state(self) -> dict[str, float]:
