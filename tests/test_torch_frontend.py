@@ -281,3 +281,31 @@ def test_hf_config_dtype_keeps_fp32_master_weights():
     g = analyze_config(cfg, micro_batch=1, seq_len=16)
     assert g.model.param_bytes == 4 * g.params
     assert any(a.startswith("weights: float32 master weights") for a in g.assumptions)
+
+
+@torch.library.custom_op("wattlint_test::double", mutates_args=())
+def _double(x: torch.Tensor) -> torch.Tensor:
+    return x * 2
+
+
+@_double.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+_double.register_autograd(lambda ctx, g: g * 2)
+
+
+def test_custom_ops_are_recorded_as_unsupported():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return _double(self.fc(x))
+
+    g = wattlint.analyze(M(), inputs=["x=float32[2,8]"])
+    assert g.unsupported() == {"wattlint_test.double.default": 1}
+    (r,) = [r for r in g.records if r.status is Status.UNSUPPORTED]
+    assert r.flops == 0 and (r.bytes_read, r.bytes_written) == (64, 64)

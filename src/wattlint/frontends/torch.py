@@ -88,7 +88,7 @@ class _Recorder(TorchDispatchMode):
             if x.device.type == "meta":
                 return t.scalar_read(x)
             return func(*args, **kwargs)
-        if func.namespace not in ("aten", "prims"):
+        if func.namespace == "profiler":
             return func(*args, **kwargs)
         dev = kwargs.get("device")
         if not (any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in T.tensors(list(args)) +
