@@ -383,3 +383,22 @@ def test_dynamo_namespace_names():
           "linear: aten.linear.default")
     assert _namespace_module(ns) == ("layer.0.0", "Linear")
     assert _namespace_module(": __main__.Net/relu: aten.relu.default") == ("", "Net")
+
+
+def test_batchnorm_in_graph_is_trained_and_not_folded(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "mean", "var"], ["n"], name="/bn/BN"),
+             helper.make_node("Relu", ["n"], ["y"], name="/relu/Relu")]
+    p = _save(tmp_path, nodes, [_vi("x", [2, 3, 8, 8])], [_vi("y", None)],
+              [_w("w", [4, 3, 3, 3]), _w("s", [4]), _w("b", [4]), _w("mean", [4]), _w("var", [4])])
+    g = analyze_onnx(p)
+    assert g.extra["folded_batchnorm"] is False
+    assert g.params == 4 * 3 * 9 + 4 + 4  # running mean / var are buffers, not parameters
+    n = 2 * 4 * 8 * 8
+    assert _fwd(g, "onnx::BatchNormalization")[0].flops == 7 * n
+    assert sum(r.flops for r in _bwd(g) if r.op == "onnx::BatchNormalization") == 11 * n
+    # the conv's input is the graph input: weight gradient only
+    assert [r.kind.value for r in _bwd(g, "conv")] == ["conv"]
+    assert g.outputs[0].shape == (2, 4, 8, 8)
+    # output is 4-D: the loss assumed is cross-entropy over the last dim, stated
+    assert any("loss assumed" in a for a in g.assumptions)

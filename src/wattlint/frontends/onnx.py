@@ -1022,8 +1022,10 @@ class _Analysis:
             self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
             return [], []
         dt = _cast(dt, self.half) or "float32"
-        if len(shape) >= 2 and shape[-1] > 1:
-            rows, classes = C.numel(shape[:-1]), shape[-1]
+        cdim = 1 if len(shape) >= 4 else len(shape) - 1  # [N, C, H, W]: per-pixel classes; [.., C]: last dim
+        if len(shape) >= 2 and shape[cdim] > 1:
+            classes = shape[cdim]
+            rows = C.numel(shape) // classes
             f = C.cross_entropy(rows, classes, dt)
             b = C.cross_entropy(rows, classes, dt, backward=True)
             self.assumptions.append(f"loss assumed: cross-entropy over output {out!r} {list(shape)} "
