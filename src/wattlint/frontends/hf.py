@@ -123,7 +123,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     else:
         config = path_or_config
         source = type(config).__name__
-    saved_dtype = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config)
     notes = list(assumptions)
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "

@@ -530,12 +530,14 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
     """Wrap each repeated block (children of the first ModuleList) in non-reentrant checkpointing."""
     from torch.utils.checkpoint import checkpoint
 
-    blocks = None
-    for m in model.modules():
-        if isinstance(m, nn.ModuleList) and len(m) > 0:
-            blocks = m
-            break
-    if blocks is None:
+    # the repeated blocks: children of every outermost ModuleList (T5 has one in the encoder and one in the decoder)
+    blocks: list[nn.Module] = []
+    taken: list[str] = []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) > 0 and not any(name.startswith(t + ".") for t in taken):
+            blocks.extend(m)
+            taken.append(name)
+    if not blocks:
         blocks = [m for m in model.children()]
     originals = []
     for blk in blocks:
