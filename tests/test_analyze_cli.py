@@ -145,3 +145,10 @@ def test_package_module_attr_from_current_directory(run_cli, tmp_path, monkeypat
     code, out, err = run_cli("analyze", "mypkg_wl.models:Net", "--input", "x=float32[8,16]", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["trace"]["micro_batch"] == 8
+
+
+def test_hf_config_analysis_is_quiet(run_cli, tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(dict(HF_CONFIGS["gpt2"], bos_token_id=50256, eos_token_id=50256)))
+    code, out, err = run_cli("analyze", p, "--seq-len", "32", "--format", "json")
+    assert code == 0 and err == "", err

@@ -17,6 +17,22 @@ DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 1
 
 
+class _quiet:
+    """transformers logs config/model warnings on stderr; the library never prints (DESIGN §3)."""
+
+    def __enter__(self):
+        from transformers.utils import logging as tlog
+
+        self._tlog = tlog
+        self._level = tlog.get_verbosity()
+        tlog.set_verbosity_error()
+        return self
+
+    def __exit__(self, *exc):
+        self._tlog.set_verbosity(self._level)
+        return False
+
+
 def load_config(path_or_dict: str | Mapping[str, Any]):
     try:
         import transformers  # noqa: F401
@@ -41,7 +57,8 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     if not model_type:
         raise InputError(f"{where}: no 'model_type' (not a Hugging Face config.json?)")
     try:
-        config = AutoConfig.for_model(model_type, **data)
+        with _quiet():
+            config = AutoConfig.for_model(model_type, **data)
     except (ValueError, KeyError) as e:
         raise InputError(f"{where}: transformers does not know model_type {model_type!r} ({e})") from None
     return config
@@ -69,7 +86,7 @@ def build_model(config):
     # --precision (autocast)
     fp32 = {"dtype": torch.float32}
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _quiet():
             if cls is transformers.AutoModel:
                 try:
                     model = cls.from_config(config, attn_implementation="sdpa", **fp32)
@@ -146,6 +163,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
-    return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
-                                precision=precision, optimizer=optimizer,
-                                activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True)
+    with _quiet():
+        return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
+                                    precision=precision, optimizer=optimizer,
+                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -419,6 +420,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
     nonzero_cfg = _meta_nonzero_all()
+    quiet = warnings.catch_warnings()  # the library never prints: the user's model may warn while traced
+    quiet.__enter__()
+    warnings.simplefilter("ignore")
     try:
         with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
             with mode:
@@ -438,6 +442,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         raise InputError(f"tracing the model failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                          ) from e
     finally:
+        quiet.__exit__(None, None, None)
         _AUTOCAST_DTYPE[0] = None
         nonzero_cfg()
         restore_rnn()
