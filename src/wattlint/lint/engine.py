@@ -165,9 +165,10 @@ class Context:
 
     # ---- findings
     def finding(self, message: str, *, layer: str | None = None, saving_kwh: float | None = None,
-                saving_pct: float | None = None, severity: str | None = None) -> Finding:
+                saving_pct: float | None = None, severity: str | None = None, annotate: bool = True) -> Finding:
+        """A finding of this rule; with ``annotate``, the saving is appended to the message."""
         sev = self.options.get("severity") or severity or self.rule.severity
-        if saving_kwh is not None and saving_pct is not None and saving_kwh > 0:
+        if annotate and saving_kwh is not None and saving_pct is not None and saving_kwh > 0:
             message = f"{message} (est. saving {fmt_kwh(saving_kwh)}, {saving_pct * 100:.0f}% of the run)"
         return Finding(code=self.rule.code, severity=sev, message=message, layer=layer,
                        saving_kwh=None if saving_kwh is None else round(float(saving_kwh), 6),

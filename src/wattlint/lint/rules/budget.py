@@ -40,7 +40,7 @@ class _Budget(Rule):
                     (f"{fmt_num(value)} {unit}", f"{fmt_num(limit)} {unit}")
                 yield ctx.finding(
                     f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by {over / limit:.0%}",
-                    saving_kwh=kwh, saving_pct=(over / value) if kwh else None)
+                    saving_kwh=kwh, saving_pct=(over / value) if kwh else None, annotate=False)
 
 
 def _budget_cases(key: str, value: float):
@@ -164,4 +164,4 @@ class EnergyRegression(Rule):
         yield ctx.finding(
             f"estimated energy +{rise:.0%} vs baseline ({fmt_kwh(old)} -> {fmt_kwh(new)}, threshold "
             f"{ctx.regression_threshold:.0%}){gpu_note}; {UPDATE_HINT}",
-            saving_kwh=new - old, saving_pct=(new - old) / new)
+            saving_kwh=new - old, saving_pct=(new - old) / new, annotate=False)

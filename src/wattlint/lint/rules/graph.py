@@ -449,17 +449,22 @@ class DensePruningMask(Rule):
                 gemms.setdefault(r.module, r)
         energy = ctx.op_energy()
         masked: dict[str, float] = defaultdict(float)
+        idx: set[int] = set()
         for i, r in enumerate(ctx.graph.records):
-            if r.kind is not OpKind.ELEMENTWISE or "mul" not in r.op.lower() or len(r.shapes) < 2:
+            if r.kind is not OpKind.ELEMENTWISE or "mul" not in r.op.lower() or len(r.shapes) < 2 \
+                    or r.shapes[0] != r.shapes[1] or len(r.shapes[0]) < 2:
                 continue
+            # the mask multiply runs in a forward pre-hook: it may be attributed to the module or to its parent
             g = gemms.get(r.module)
-            if g is None or r.shapes[0] != r.shapes[1] or not _weight_shape_matches(r.shapes[0], g):
+            owner = r.module if g is not None and _weight_shape_matches(r.shapes[0], g) else next(
+                (name for name, gg in gemms.items() if (name.startswith(r.module + ".") or not r.module)
+                 and _weight_shape_matches(r.shapes[0], gg)), None)
+            if owner is None:
                 continue
-            masked[r.module] += energy[i]
+            masked[owner] += energy[i]
+            idx.add(i)
         if not masked:
             return
-        idx = {i for i, r in enumerate(ctx.graph.records) if r.module in masked and r.kind is OpKind.ELEMENTWISE
-               and "mul" in r.op.lower() and len(r.shapes) >= 2 and r.shapes[0] == r.shapes[1]}
         records = [r for i, r in enumerate(ctx.graph.records) if i not in idx]
         other = ctx.reestimate(graph=replace_records(ctx.graph, records))
         kwh, pct = ctx.saving(other)
@@ -474,7 +479,7 @@ class DensePruningMask(Rule):
 # ---- WL106 ----------------------------------------------------------------------------------------------------
 
 def _is_bias_or_view(r: OpRecord) -> bool:
-    if r.kind in (OpKind.VIEW,) or r.status is Status.IGNORED:
+    if r.kind in (OpKind.VIEW, OpKind.MEMORY) or r.status is Status.IGNORED:  # views, copies, autocast casts
         return True
     op = r.op.lower()
     return r.kind is OpKind.ELEMENTWISE and "add" in op and any(len(s) == 1 for s in r.shapes)
@@ -487,8 +492,8 @@ class LowRankNoSaving(Rule):
     severity = "warning"
     summary = "A low-rank factorized pair of linear layers whose rank is too high to cost less than the dense layer"
     what = """
-        Finds two consecutive forward GEMMs with nothing but bias adds or views between them, x[m, k] -> [m, r] ->
-        [m, n] (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the pair then does at least as many
+        Finds two consecutive forward GEMMs with nothing but bias adds, views or casts between them, x[m, k] ->
+        [m, r] -> [m, n] with r < min(k, n) (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the pair then does at least as many
         FLOPs as the dense k x n layer, plus an extra activation round trip. The saving is the pair's energy scaled
         to the dense layer's FLOPs.
     """
@@ -535,7 +540,7 @@ class LowRankNoSaving(Rule):
                     if (r.dim("m") == m and r.dim("k") == r_ and r.module != a.module and a.dim("b", 1) == 1
                             and r.dim("b", 1) == 1):
                         n = r.dim("n")
-                        if k and n and r_ >= ctx.options["margin"] * k * n / (k + n):
+                        if k and n and r_ < min(k, n) and r_ >= ctx.options["margin"] * k * n / (k + n):
                             pairs.append((a, r, k, r_, n))
                 prev = (i, r)
             elif not _is_bias_or_view(r):
@@ -552,8 +557,9 @@ class LowRankNoSaving(Rule):
         base = ctx.energy_kwh
         kwh = base * saved_frac_energy if base else None
         a, b, k, r_, n = pairs[0]
+        more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
         yield ctx.finding(
-            f"'{a.module}' -> '{b.module}' is a rank {r_} factorization of a {k}x{n} layer: "
+            f"'{a.module}' -> '{b.module}'{more} is a rank {r_} factorization of a {k}x{n} layer: "
             f"{r_ * (k + n) / (k * n):.2f}x the dense FLOPs (break-even rank {k * n // (k + n)}); use the dense layer "
             "or a much lower rank",
             layer=a.module or None, saving_kwh=kwh, saving_pct=saved_frac_energy if kwh else None)

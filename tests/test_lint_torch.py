@@ -1,0 +1,120 @@
+"""Rules on real PyTorch traces (torch frontend + the product's estimator), not synthetic records."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("torch")
+
+MODELS = textwrap.dedent('''
+    import math
+    import torch.nn as nn
+    import torch.nn.functional as F
+    import torch.nn.utils.prune as prune
+
+
+    class ExplicitAttn(nn.Module):
+        def __init__(self, d=256, h=4, fused=False):
+            super().__init__()
+            self.h, self.fused = h, fused
+            self.qkv, self.o = nn.Linear(d, 3 * d), nn.Linear(d, d)
+
+        def forward(self, x):
+            b, s, d = x.shape
+            q, k, v = [t.view(b, s, self.h, d // self.h).transpose(1, 2) for t in self.qkv(x).chunk(3, -1)]
+            if self.fused:
+                a = F.scaled_dot_product_attention(q, k, v)
+            else:
+                a = (q @ k.transpose(-2, -1) / math.sqrt(d // self.h)).softmax(-1) @ v
+            return self.o(a.transpose(1, 2).reshape(b, s, d))
+
+
+    def explicit():
+        return ExplicitAttn()
+
+
+    def fused():
+        return ExplicitAttn(fused=True)
+
+
+    def low_rank():
+        return nn.Sequential(nn.Linear(256, 192, bias=False), nn.Linear(192, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+    def low_rank_ok():
+        return nn.Sequential(nn.Linear(256, 32, bias=False), nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 10))
+
+
+    def pruned():
+        m = nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+        prune.l1_unstructured(m[0], "weight", amount=0.9)
+        return m
+
+
+    def dense():
+        return nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10))
+''')
+
+
+@pytest.fixture(scope="module")
+def est(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    (d / "lint_models.py").write_text(MODELS)
+    E = importlib.import_module("wattlint.estimate")
+
+    def run(attr, **kw):
+        kw.setdefault("precision", "bf16")
+        kw.setdefault("steps", 1000)
+        e = E.estimate(f"{d / 'lint_models.py'}:{attr}", gpu="a100-sxm4-80gb", **kw)
+        return {f.code: f for f in e.findings}
+
+    return run
+
+
+SEQ = ["x=float32[16,512,256]"]
+
+
+def test_wl103_explicit_vs_fused_attention(est):
+    f = est("explicit", inputs=SEQ)["WL103"]
+    assert "512x512" in f.message
+    assert f.saving_pct > 5
+    assert "WL103" not in est("fused", inputs=SEQ)
+
+
+def test_wl106_low_rank_pair(est):
+    f = est("low_rank", inputs=["x=float32[4096,256]"])["WL106"]
+    assert "rank 192 factorization of a 256x256 layer" in f.message and "break-even rank 128" in f.message
+    assert "WL106" not in est("low_rank_ok", inputs=["x=float32[4096,256]"])
+
+
+def test_wl105_pruning_mask(est):
+    f = est("pruned", inputs=["x=float32[256,1024]"])["WL105"]
+    assert "'0'" in f.message and f.layer == "0"
+    assert "WL105" not in est("dense", inputs=["x=float32[256,1024]"])
+
+
+def test_wl107_checkpointing_on_small_model(est):
+    out = est("dense", inputs=["x=float32[256,1024]"], activation_checkpointing=True)
+    assert "WL107" in out and "fits without it" in out["WL107"].message
+    assert "WL107" not in est("dense", inputs=["x=float32[256,1024]"])
+
+
+def test_wl101_fp32_on_a100(est):
+    f = est("dense", inputs=["x=float32[4096,1024]"], precision="fp32")["WL101"]
+    assert "bf16 autocast" in f.message and f.saving_pct > 20
+    assert "WL101" not in est("dense", inputs=["x=float32[4096,1024]"])
+
+
+def test_no_torch_import_from_lint():
+    # the lint package itself stays torch-free (checked in a clean interpreter)
+    import subprocess
+
+    code = ("import sys, wattlint.lint.engine, wattlint.lint.registry as r; r.all_rules(); "
+            "import wattlint.commands.check, wattlint.config, wattlint.cache; "
+            "print([m for m in ('torch', 'onnx', 'numpy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
