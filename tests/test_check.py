@@ -218,3 +218,31 @@ def test_example_project_checks(run_cli, monkeypatch, tmp_path):
     assert code == 0, out + err
     doc = json.loads(out)
     assert {m["name"] for m in doc["models"]} == {"classifier", "lm", "mlp"}
+
+
+def test_paths_relative_to_cwd_from_a_subdirectory(project, run_cli, tmp_path, monkeypatch):
+    project(budget="0.001")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    code, out, _ = run_cli("check")
+    assert code == 1
+    assert any(ln.startswith("../pyproject.toml:9: WL301") for ln in out.splitlines()), out
+
+
+def test_baseline_write_is_atomic(project, run_cli, tmp_path, monkeypatch):
+    run_cli("check", "--update-baseline")
+    before = (tmp_path / "wattlint-baseline.json").read_text()
+    import wattlint.cache as cache
+
+    real_fsync = cache.os.fsync
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(cache.os, "fsync", boom)
+    project(tokens="3e8")
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "cannot write baseline" in err and "disk full" in err and err.count("\n") == 1
+    monkeypatch.setattr(cache.os, "fsync", real_fsync)
+    assert (tmp_path / "wattlint-baseline.json").read_text() == before  # untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind

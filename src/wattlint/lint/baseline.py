@@ -55,5 +55,8 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
 
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
-    atomic_write_text(Path(path), render_baseline(models, version))
+    try:
+        atomic_write_text(Path(path), render_baseline(models, version))
+    except OSError as e:
+        raise ConfigError(f"cannot write baseline {path}: {e.strerror or e}; the previous file is unchanged") from None
     return models

@@ -15,6 +15,18 @@ class Located:
     path: str  # relative to the config root when inside it (forward slashes), else absolute
     line: int = 1
 
+    def display_path(self, root: Path) -> str:
+        """The path relative to the current directory (what terminals, editors and GitHub annotations expect)."""
+        import os
+
+        p = Path(self.path)
+        full = p if p.is_absolute() else Path(root) / p
+        try:
+            rel = os.path.relpath(full, Path.cwd())
+        except ValueError:  # pragma: no cover - another drive
+            return full.as_posix()
+        return Path(rel).as_posix() if not rel.startswith("..") or not p.is_absolute() else full.as_posix()
+
 
 @dataclass
 class ModelResult:

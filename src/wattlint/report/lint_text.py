@@ -37,7 +37,7 @@ def render_text(result: CheckResult) -> str:
         for it in m.items:
             f = it.finding
             where = f" [{f.layer}]" if f.layer else ""
-            lines.append(f"{it.path}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
+            lines.append(f"{it.display_path(result.root)}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
     if lines:
         lines.append("")
     for m in result.models:
@@ -62,7 +62,7 @@ def render_json(result: CheckResult) -> str:
             "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"),
             "calibration": m.summary.get("calibration"), "cached": m.cached,
             "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
-            "findings": [{**i.finding.as_dict(), "model": m.name, "path": i.path, "line": i.line}
+            "findings": [{**i.finding.as_dict(), "model": m.name, "path": i.display_path(result.root), "line": i.line}
                          for i in m.items],
         })
     doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
