@@ -8,10 +8,11 @@ Per-model differences and their causes (measured; benchmarks/results/onnx_accura
 * vit / bert / gpt2 — forward +0.0..0.4 %: the exporter's SDPA decomposition scales Q and K separately (two extra
   elementwise Muls) and the loss is costed with costs.cross_entropy on the ONNX side; attention itself is
   recognised (MatMul-Softmax-MatMul, causal from the mask) and costed as the same fused kernel.
-* lstm — FLOPs within 1 %; bytes -35 %: the PyTorch path traces aten.lstm on meta through its per-timestep CPU
-  decomposition (one GEMM + ~10 pointwise kernels per step and a weight-gradient accumulation per step, 305 MB of
-  adds), the ONNX side costs the layer as one fused (cuDNN) recurrent kernel with costs.rnn. Expected-fail
-  until the PyTorch path records aten.lstm as one fused op (as it already does for attention).
+* lstm — forward FLOPs -0.2 %, training FLOPs -3 %; bytes -67 %: the PyTorch path traces nn.LSTM as a Python
+  cuDNN-style loop (one input-projection GEMM, then per time step a recurrent GEMM and ~10 separate pointwise
+  kernels, each reading and writing [batch, hidden] tensors, and their autograd kernels), while the ONNX side costs
+  the layer with costs.rnn (a fused cell per step, as cuDNN runs it). Expected to fail until both sides cost
+  the recurrent cell with one shared formula.
 """
 
 from __future__ import annotations
