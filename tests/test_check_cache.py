@@ -1,0 +1,105 @@
+"""wattlint.cache: model content (project imports), memoized hashing, atomic writes, corrupt entries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from wattlint.cache import HashMemo, ResultCache, atomic_write_text, find_module_file, project_imports
+from wattlint.config import parse_config
+
+
+def _tree(root: Path):
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "__init__.py").write_text("")
+    (root / "pkg" / "sub" / "__init__.py").write_text("")
+    (root / "pkg" / "net.py").write_text("import torch\nimport os\nfrom pkg.layers import Block\nfrom .sub import util\n"
+                                         "def build():\n    return Block()\n")
+    (root / "pkg" / "layers.py").write_text("from . import consts\nclass Block: pass\n")
+    (root / "pkg" / "consts.py").write_text("X = 1\n")
+    (root / "pkg" / "sub" / "util.py").write_text("Y = 2\n")
+    (root / "pkg" / "unused.py").write_text("Z = 3\n")
+
+
+def test_project_imports_follow_absolute_and_relative_imports(tmp_path):
+    _tree(tmp_path)
+    files = {p.relative_to(tmp_path).as_posix() for p in project_imports(tmp_path / "pkg" / "net.py", tmp_path)}
+    assert files == {"pkg/net.py", "pkg/layers.py", "pkg/consts.py", "pkg/__init__.py", "pkg/sub/__init__.py",
+                     "pkg/sub/util.py"}
+    assert find_module_file("pkg.net", [tmp_path]) == tmp_path / "pkg" / "net.py"
+    assert find_module_file("torch", [tmp_path]) is None  # installed packages are covered by versions
+
+
+def _config(tmp_path, source="pkg/net.py:build", **top):
+    return parse_config({**top, "models": [{"name": "m", "source": source, "batch-size": 8}]}, root=tmp_path)
+
+
+def test_key_changes_with_imported_file_options_and_rules(tmp_path):
+    _tree(tmp_path)
+    cache = ResultCache(tmp_path / "c")
+    cfg = _config(tmp_path)
+    k1, files = cache.key(cfg.models[0], cfg)
+    assert "pkg/layers.py" in files
+    assert cache.key(cfg.models[0], cfg)[0] == k1  # stable
+    (tmp_path / "pkg" / "unused.py").write_text("Z = 4\n")
+    assert cache.key(cfg.models[0], cfg)[0] == k1  # not imported: no effect
+    (tmp_path / "pkg" / "consts.py").write_text("X = 2\n")
+    k2 = cache.key(cfg.models[0], cfg)[0]
+    assert k2 != k1  # a transitively imported file changed
+    cfg2 = parse_config({"models": [{"name": "m", "source": "pkg/net.py:build", "batch-size": 16}]}, root=tmp_path)
+    assert cache.key(cfg2.models[0], cfg2)[0] != k2
+    cfg3 = _config(tmp_path, ignore=["WL104"])
+    assert cache.key(cfg3.models[0], cfg3)[0] != k2
+    # budgets and the baseline are not part of the key (totals-only rules re-run on every check)
+    cfg4 = parse_config({"baseline": "other.json", "regression-threshold": 0.2,
+                         "models": [{"name": "m", "source": "pkg/net.py:build", "batch-size": 8,
+                                     "budget": {"energy-kwh": 1}}]}, root=tmp_path)
+    assert cache.key(cfg4.models[0], cfg4)[0] == k2
+
+
+def test_module_spec_source_is_hashed(tmp_path):
+    _tree(tmp_path)
+    cache = ResultCache(tmp_path / "c")
+    cfg = _config(tmp_path, source="pkg.net:build")
+    key, files = cache.key(cfg.models[0], cfg)
+    assert "pkg/net.py" in files and "pkg/consts.py" in files
+
+
+def test_hash_memo_reuses_digest_until_file_changes(tmp_path, monkeypatch):
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"abc")
+    memo = HashMemo(tmp_path / "hashes.json")
+    d = memo.digest(f)
+    memo.save()
+    memo2 = HashMemo(tmp_path / "hashes.json")
+    monkeypatch.setattr("builtins.open", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-hashed")))
+    assert memo2.digest(f) == d
+    monkeypatch.undo()
+    f.write_bytes(b"abcd")
+    assert memo2.digest(f) != d
+
+
+def test_corrupt_or_foreign_entries_are_misses(tmp_path):
+    cache = ResultCache(tmp_path / "c")
+    cache.put("k", {"summary": {"total": {}}, "findings": []})
+    assert cache.get("k")["summary"] == {"total": {}}
+    (tmp_path / "c" / "v1" / "k.json").write_text("{trunc")
+    assert cache.get("k") is None
+    (tmp_path / "c" / "v1" / "k.json").write_text(json.dumps({"schema": "other", "key": "k"}))
+    assert cache.get("k") is None
+    assert (tmp_path / "c" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert ResultCache(tmp_path / "d", enabled=False).get("k") is None
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    p = tmp_path / "f.json"
+    atomic_write_text(p, "old")
+    import wattlint.cache as c
+
+    monkeypatch.setattr(c.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("boom")))
+    with pytest.raises(OSError):
+        atomic_write_text(p, "new")
+    assert p.read_text() == "old"
+    assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
