@@ -110,3 +110,17 @@ def test_fvcore_second_oracle_forward_conv_linear():
                 m, n, k, bb = r.dim("m"), r.dim("n"), r.dim("k"), r.dim("b", 1)
                 ours += 2 * bb * m * n * k
         assert ours == 2 * macs, (make, ours, 2 * macs)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bf16_autocast_trace_of_every_architecture(name):
+    """Every architecture traces under bf16 autocast; its GEMMs/convs/attention run in bf16, FLOPs unchanged."""
+    model, args, kwargs, hf = build(name)
+    g16 = wt.trace(model, args, kwargs, hf=hf, precision="bf16")
+    heavy = [r for r in g16.records if r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION)]
+    assert heavy and {r.dtype for r in heavy} == {"bfloat16"}
+    model, args, kwargs, hf = build(name)
+    g32 = wt.trace(model, args, kwargs, hf=hf)
+    mm = lambda g: sum(r.flops for r in g.records if r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION))
+    assert mm(g16) == mm(g32)
+    assert not g16.unsupported()

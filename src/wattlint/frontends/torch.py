@@ -335,6 +335,42 @@ def fused_attention():
         F.scaled_dot_product_attention = orig
 
 
+@contextlib.contextmanager
+def autocast_convs(dtype):
+    """Cast convolution inputs to the autocast dtype above autograd (as CUDA autocast does before the composite
+    conv2d checks that input and bias dtypes match); parameter casts are cached for the step like autocast's."""
+    if dtype is None:
+        yield
+        return
+    names = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+    origs = {n: getattr(F, n) for n in names}
+    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def cast(t):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dtype:
+            return t
+        if isinstance(t, nn.Parameter):
+            hit = cache.get(id(t))
+            if hit is not None and hit[0] is t:
+                return hit[1]
+            c = t.to(dtype)
+            cache[id(t)] = (t, c)
+            return c
+        return t.to(dtype)
+
+    def wrap(orig):
+        def conv(input, weight, bias=None, *args, **kwargs):
+            return orig(cast(input), cast(weight), cast(bias), *args, **kwargs)
+        return conv
+    for n in names:
+        setattr(F, n, wrap(origs[n]))
+    try:
+        yield
+    finally:
+        for n, f in origs.items():
+            setattr(F, n, f)
+
+
 # ---- loss -------------------------------------------------------------------------------------------------------
 
 def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
@@ -425,7 +461,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     warnings.simplefilter("ignore")
     try:
         with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
-            with mode:
+            with mode, autocast_convs(tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
                 loss, loss_note = _loss(output, hf)
