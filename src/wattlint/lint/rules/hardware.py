@@ -158,9 +158,10 @@ class SmallerGpuLessEnergy(Rule):
     severity = "info"
     summary = "A smaller GPU from the database trains this model with less energy"
     what = """
-        Re-estimates the same graph and plan on every GPU of the database with a lower board power (TDP) than the
-        planned one (or on ``candidates``), keeps those where the run fits in memory, and reports the one with the
-        lowest energy when it saves at least ``min-saving``. The message also gives the time it would take.
+        Re-estimates the same graph and plan on the GPUs of the database with a lower board power (TDP) than the
+        planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
+        for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
+        least ``min-saving``. The message also gives the time it would take.
     """
     why = """
         Large GPUs have high static power; a model that cannot use their compute burns it anyway. del Rey et al.
@@ -178,6 +179,8 @@ class SmallerGpuLessEnergy(Rule):
         "min_saving": Option("min_saving", 0.10, fraction, "report only when the energy falls by at least this"),
         "candidates": Option("candidates", (), str_list, "GPU keys to compare (default: all smaller GPUs)"),
         "max_slowdown": Option("max_slowdown", 4.0, positive, "ignore GPUs that take more than this x the time"),
+        "max_candidates": Option("max_candidates", 6, positive_int,
+                                 "re-estimate at most this many GPUs (those with the most peak FLOP/s per watt)"),
     }
     valid = (
         Case("large model that needs the big GPU", {"ops": [{"op": "linear", "m": 16384, "n": 8192, "k": 8192}],
@@ -194,11 +197,20 @@ class SmallerGpuLessEnergy(Rule):
         wanted = set(ctx.options["candidates"])
         best = None
         t0 = float(est.total.get("time_h") or 0.0)
+        need = float(est.memory.get("peak_bytes_per_gpu") or 0)
+        half = est.plan.precision if est.plan.precision in ("fp16", "bf16", "fp8", "tf32") else "fp32"
+        pool = []
         for spec in ctx.gpus():
             if spec.key == cur.key or (wanted and spec.key not in wanted):
                 continue
             if not wanted and not spec.tdp_w < cur.tdp_w:
                 continue
+            if need and spec.memory_gb * GIB < need * 0.9:  # cannot fit (10% slack: memory model varies a little)
+                continue
+            pool.append(spec)
+        # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
+        pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
+        for spec in pool[:ctx.options["max_candidates"]] if not wanted else pool:
             other = ctx.reestimate(gpu=spec)
             if other is None or not other.memory.get("fits", True):
                 continue
