@@ -369,7 +369,10 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
     try:
         # idle power first (every session: the device may have changed state)
         if hasattr(meter, "probe_counter"):
-            session["counter_probe"] = meter.probe_counter()
+            session["counter_probe"] = probe = meter.probe_counter()
+            rep.note("NVML total-energy counter: " + (
+                f"moving ({probe.get('counter_delta_j', 0):.1f} J in {probe.get('probe_s', 0)} s idle)"
+                if meter.energy_source == "counter" else f"NOT usable -> power sampling ({meter.counter_note})"))
         setup = suite.setup
         idle = meter.idle_power(float(setup.get("idle_s", 5.0)) if device != "cpu" else 0.0)
         session["idle_power_w"] = idle.avg_power_w
