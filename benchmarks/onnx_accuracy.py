@@ -35,14 +35,15 @@ def rel(a: float, b: float) -> float:
     return (a - b) / b if b else 0.0
 
 
-def compare(name: str, workdir: Path) -> dict:
+def compare(name: str, workdir: Path, shape: tuple | None = None) -> dict:
     import torch
 
     from wattlint.frontends.onnx import analyze_onnx
     from wattlint.frontends.source import analyze
     from wattlint.types import TensorSpec
 
-    build, in_name, shape, dtype = CASES[name]
+    build, in_name, default_shape, dtype = CASES[name]
+    shape = tuple(shape or default_shape)
     torch.manual_seed(0)
     model = build().eval()
     example = torch.zeros(shape, dtype=getattr(torch, dtype)) if dtype != "float32" else torch.randn(shape)

@@ -367,7 +367,7 @@ def _norm(n: Node) -> OpCost:
     x = n.in_shapes[0]
     _need(x)
     kind = _norm_kind(n)
-    dt = n.dtype if kind not in ("layer", "rms") else _norm_dtype(n)
+    dt = n.dtype
     pre = Cost(kind=OpKind.NORM)
     sc = 1
     if n.op_type.startswith("Skip"):  # x + skip (+ bias) fused in
@@ -392,10 +392,6 @@ def _norm(n: Node) -> OpCost:
         saved.append(_saved(n, 0))
         saved.append((n.out_names[0] + "#stats", 2 * stats * 4))
     return OpCost(fwd, bwd, saved)
-
-
-def _norm_dtype(n: Node) -> str:
-    return n.dtype
 
 
 def _lpnorm(n: Node) -> OpCost:
