@@ -109,3 +109,25 @@ def test_measure_refuses_fake_and_wrong_files(tmp_path):
         V.measure(str(p), "fake")
     with pytest.raises(ValidationError, match="not a predictions file"):
         V.measure(str(p), "cpu")
+
+
+def test_compare_merges_measurement_parts(tmp_path):
+    pred = {"schema": V.PRED_SCHEMA, "configs": [
+        {"name": n, "source": "s", "precision": "bf16", "inputs": [], "predictions": {
+            "prior": {"time_s": 1.0, "gpu_energy_j": 100.0, "avg_gpu_power_w": 100.0}}} for n in ("a", "b")]}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(pred))
+    sha = V.sha256_bytes(p.read_bytes())
+    files = []
+    for i, (n, t) in enumerate((("a", 1.0), ("b", 2.0))):
+        m = {"schema": V.MEAS_SCHEMA, "predictions_file": "p.json", "predictions_sha256": sha, "part": [i + 1, 2],
+             "device": {"kind": "cuda"}, "meter": {"name": "nvml"}, "results": [
+                 {"name": n, "status": "ok", "time_per_step_s": t, "energy_per_step_j": 100.0 * t,
+                  "avg_power_w": 100.0, "timing_steps": 5, "power_steps": 5, "power_source": "counter"}]}
+        f = tmp_path / f"m{i}.json"
+        f.write_text(json.dumps(m))
+        files.append(str(f))
+    path, doc = V.compare(files)
+    assert [m["name"] for m in doc["models"]] == ["a", "b"]
+    assert doc["summary"]["prior"]["time"]["mape"] == pytest.approx(0.25)
+    assert len(doc["measurements"]) == 2

@@ -427,11 +427,21 @@ def _summary(errs: list[float]) -> dict[str, Any]:
             "within_15pct": sum(1 for x in a if x <= 0.15) / len(a)}
 
 
-def compare(measurements: str, predictions: list[str] | None = None, *, out: str | None = None) -> tuple[Path, dict]:
-    mpath = Path(measurements)
-    meas = json.loads(mpath.read_text())
-    if meas.get("schema") != MEAS_SCHEMA:
-        raise ValidationError(f"{measurements}: not a measurements file ({MEAS_SCHEMA})")
+def compare(measurements: str | list[str], predictions: list[str] | None = None, *,
+            out: str | None = None) -> tuple[Path, dict]:
+    """``measurements``: one file, or several (parts of one campaign against the same predictions file)."""
+    mfiles = [measurements] if isinstance(measurements, (str, Path)) else list(measurements)
+    metas = []
+    for mf in mfiles:
+        m = json.loads(Path(mf).read_text())
+        if m.get("schema") != MEAS_SCHEMA:
+            raise ValidationError(f"{mf}: not a measurements file ({MEAS_SCHEMA})")
+        metas.append(m)
+    if len({m["predictions_sha256"] for m in metas}) != 1:
+        raise ValidationError("the measurement files were made against different predictions files")
+    mpath = Path(mfiles[0])
+    meas = dict(metas[0])
+    meas["results"] = [r for m in metas for r in m["results"]]
     pfiles = [Path(p) for p in (predictions or [])]
     if not pfiles:
         pfiles = [mpath.parent / meas["predictions_file"]]
@@ -487,7 +497,7 @@ def compare(measurements: str, predictions: list[str] | None = None, *, out: str
         "schema": VAL_SCHEMA, "created_utc": _now(), "gpu": meas.get("gpu"),
         "device": meas.get("device"), "meter": meas.get("meter", {}).get("name"),
         "energy_source": meas.get("meter", {}).get("energy_source"),
-        "measurements": {"file": mpath.name, "sha256": sha256_bytes(mpath.read_bytes())},
+        "measurements": [{"file": Path(f).name, "sha256": sha256_bytes(Path(f).read_bytes())} for f in mfiles],
         "predictions": [{"file": p.name, "sha256": s, "model": d.get("model")} for p, d, s in docs],
         "models": models, "summary": summary,
         "failed": [{"name": r["name"], "error": r.get("error")} for r in meas["results"] if r.get("status") != "ok"],

@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     me.add_argument("--part", default=None, metavar="K/N", help="every N-th configuration, starting at K")
     me.add_argument("--window-scale", type=float, default=1.0, help="scale the warm-up and measurement windows")
     co = sub.add_parser("compare", help="predicted vs measured -> <stamp>-validation.json + a table")
-    co.add_argument("--measurements", required=True, metavar="FILE")
+    co.add_argument("--measurements", required=True, action="append", metavar="FILE",
+                    help="measurements file (repeat for the parts of one campaign)")
     co.add_argument("--predictions", action="append", default=None, metavar="FILE",
                     help="predictions file(s); the first must be the one measured against (default: that one)")
     co.add_argument("--out", default=None, metavar="FILE|DIR")
