@@ -187,11 +187,11 @@ def resnet_small():
 
 
 def lstm_classifier():
-    return LSTMClassifier(), (torch.zeros(8, 64, dtype=torch.long),)
+    return LSTMClassifier(), (torch.zeros(8, 32, dtype=torch.long),)
 
 
 def gru_tagger():
-    return GRUTagger(), (torch.zeros(8, 48, dtype=torch.long),)
+    return GRUTagger(), (torch.zeros(8, 24, dtype=torch.long),)
 
 
 def mlp_mixer():
