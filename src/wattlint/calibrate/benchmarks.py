@@ -217,7 +217,15 @@ def records(family: str, params: Mapping[str, Any], precision: str, phase: str) 
 
 def make_op(family: str, params: Mapping[str, Any], precision: str, device: str = "cpu", meta: bool = False):
     """(module, inputs, grad_mask): ``module(*inputs)`` runs the op once; ``grad_mask[i]`` says whether input i
-    carries a gradient (inputs of a layer inside a network do; indices do not)."""
+    carries a gradient (inputs of a layer inside a network do; indices do not). Modules are created directly on
+    the device (no slow CPU initialisation of large weights)."""
+    import torch
+
+    with torch.device("meta" if meta else device):
+        return _make_op(family, params, precision, device, meta)
+
+
+def _make_op(family: str, params: Mapping[str, Any], precision: str, device: str, meta: bool):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
