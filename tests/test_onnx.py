@@ -402,3 +402,31 @@ def test_batchnorm_in_graph_is_trained_and_not_folded(tmp_path):
     assert g.outputs[0].shape == (2, 4, 8, 8)
     # output is 4-D: the loss assumed is cross-entropy over the last dim, stated
     assert any("loss assumed" in a for a in g.assumptions)
+
+
+def test_more_contrib_and_quantized_ops(tmp_path):
+    b, s, hid, vocab = 2, 8, 16, 50
+    ids = _vi("ids", [b, s], TensorProto.INT64)
+    nodes = [
+        helper.make_node("EmbedLayerNormalization", ["ids", "", "we", "pe", "", "g", "beta"], ["e", "mask_idx"],
+                         name="/emb/ELN", domain="com.microsoft"),
+        helper.make_node("FusedMatMul", ["h", "wt"], ["f"], name="/fm/FusedMatMul", domain="com.microsoft", transB=1),
+        helper.make_node("MatMulNBits", ["f", "packed", "scales"], ["q"], name="/q/MatMulNBits",
+                         domain="com.microsoft", K=32, N=24, bits=4, block_size=32),
+        helper.make_node("LRN", ["img"], ["l"], name="/lrn/LRN", size=5),
+    ]
+    packed = helper.make_tensor("packed", TensorProto.UINT8, [24, 1, 16], vals=[0] * 384)
+    p = _save(tmp_path, nodes, [ids, _vi("h", [b, s, hid]), _vi("img", [1, 4, 5, 5])],
+              [_vi("q", None), _vi("l", None), _vi("e", None)],
+              [_w("we", [vocab, hid]), _w("pe", [s, hid]), _w("g", [hid]), _w("beta", [hid]), _w("wt", [32, hid]),
+               packed, _w("scales", [24])], extra_opsets=[MS])
+    g = analyze_onnx(p)
+    f = {r.op: r for r in _fwd(g)}
+    n = b * s * hid
+    assert f["com.microsoft::EmbedLayerNormalization"].flops == n + 7 * n  # two tables summed + LayerNorm
+    assert f["com.microsoft::FusedMatMul"].flops == 2 * b * s * hid * 32  # B [32, hid] transposed
+    assert f["com.microsoft::MatMulNBits"].flops == 2 * b * s * 32 * 24
+    assert f["onnx::LRN"].flops == 14 * 100
+    assert g.unsupported() == {}
+    # the 4-bit weights are frozen (not float): only the float initializers are parameters
+    assert g.params == vocab * hid + s * hid + 2 * hid + 32 * hid + 24

@@ -568,6 +568,7 @@ class _Analysis:
         self.shape_consts: set[str] = set()
         self.grad_uses: dict[str, list] = {}
         self.scope_cache: dict[str, str] = {}
+        self.shape_fallback = 0
         self.alias: dict[str, str] = {}
         self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
@@ -755,6 +756,10 @@ class _Analysis:
                 self._record(qual, OpKind.OTHER, module, mtype, dtype, _shapes(n), Cost(kind=OpKind.OTHER),
                              Status.UNSUPPORTED, scale)
                 continue
+            if oc.out is not None and node.output and out_info[0][1] is None:
+                # inference left this output unknown (e.g. a contrib op): the handler knows it
+                types[node.output[0]] = (out_info[0][0] or dtype, tuple(oc.out))
+                self.shape_fallback += 1
             if op_type == "Conv" and _is_folded_bn(node):
                 self.folded_bn = True
             if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
@@ -1076,6 +1081,9 @@ class _Analysis:
         if self.half:
             a.append(f"precision {self.precision}: matmul/conv/elementwise in {self.half}, norms and softmax in "
                      f"float32, parameters and optimizer state in float32")
+        if self.shape_fallback:
+            a.append(f"{self.shape_fallback} output shapes that shape inference left unknown were derived from "
+                     f"the op's semantics")
         if self.failed:
             parts = ", ".join(f"{k} x{v}" for k, v in sorted(self.failed.items()))
             a.append(f"{self.unknown} nodes could not be costed (unknown shapes or variants): {parts}")

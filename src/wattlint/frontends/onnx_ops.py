@@ -52,6 +52,7 @@ class OpCost:
     bwd: list  # list[Cost]
     saved: list  # list[tuple[str, int]]: (tensor key, bytes) saved for backward
     ignored: bool = False
+    out: tuple | None = None  # the output shape when the handler knows it (used where inference left it unknown)
 
 
 class Unsupported(Exception):
@@ -132,7 +133,7 @@ def _unary(n: Node) -> OpCost:
         for i in range(1, len(n.in_shapes)):  # PRelu slope, BiasGelu bias: gradient reduced over broadcast dims
             if n.in_grad[i] and n.in_shapes[i] is not None:
                 bwd.append(C.reduction(y, n.dtype, out_shape=n.in_shapes[i]))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd, bwd, saved, out=tuple(y))
 
 
 def _binary(n: Node) -> OpCost:
@@ -172,16 +173,24 @@ def _binary(n: Node) -> OpCost:
             bwd.append(C.reduction(y, n.dtype, out_shape=s))
     if n.op_type == "Where" and any(n.in_grad[1:]):
         saved.append(_saved(n, 0))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd, bwd, saved, out=tuple(y))
 
 
 # ---- matmul family ------------------------------------------------------------------------------------------
+
+def _swap_last(s):
+    return tuple(s[:-2]) + (s[-1], s[-2]) if len(s) >= 2 else s
+
 
 def _matmul(n: Node) -> OpCost:
     a, b = n.in_shapes[0], n.in_shapes[1]
     _need(a, b)
     if len(a) == 0 or len(b) == 0:
         raise Unsupported("scalar matmul operand")
+    if n.attrs.get("transA"):  # com.microsoft FusedMatMul
+        a = _swap_last(a)
+    if n.attrs.get("transB"):
+        b = _swap_last(b)
     fwd = C.matmul(a, b, n.dtype, out_dtype=None)
     ga, gb = n.in_grad[0], n.in_grad[1]
     bwd = C.matmul_backward(a, b, n.dtype, grad_a=ga, grad_b=gb) if (ga or gb) else []
@@ -190,7 +199,7 @@ def _matmul(n: Node) -> OpCost:
         saved.append(_saved(n, 0))
     if ga and not n.in_const[1]:
         saved.append(_saved(n, 1))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd, bwd, saved, out=C.matmul_out_shape(a, b))
 
 
 def _gemm(n: Node) -> OpCost:
@@ -215,7 +224,7 @@ def _gemm(n: Node) -> OpCost:
             saved.append(_saved(n, 0))
     if cshape is not None and len(n.in_grad) > 2 and n.in_grad[2]:
         bwd.append(C.reduction((m, nn_), n.dtype, out_shape=cshape))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd, bwd, saved, out=(m, nn_))
 
 
 def _einsum(n: Node) -> OpCost:
@@ -304,6 +313,7 @@ def _ms_attention(n: Node) -> OpCost:
     core = _attention_core(n, b, heads, s, s + past, dq, dvv, causal, extra_fwd=proj, extra_bwd=pb)
     if n.in_grad[1] and not n.in_const[0]:
         core.saved.append(_saved(n, 0))
+    core.out = (b, s, sizes[2])
     return core
 
 
@@ -330,7 +340,9 @@ def _ms_mha(n: Node) -> OpCost:
     else:
         raise Unsupported("MultiHeadAttention query rank")
     causal = n.op_type == "GroupQueryAttention" or bool(int(n.attrs.get("unidirectional", 0)))
-    return _attention_core(n, b, heads, sq, sk, d, dv, causal, kvh=kvh)
+    oc = _attention_core(n, b, heads, sq, sk, d, dv, causal, kvh=kvh)
+    oc.out = (b, sq, heads * dv)
+    return oc
 
 
 def _onnx_attention(n: Node) -> OpCost:
@@ -391,7 +403,7 @@ def _norm(n: Node) -> OpCost:
         stats = (numel(x) // max(normalized or 1, 1)) if kind in ("layer", "rms") else (x[1] if len(x) > 1 else 1)
         saved.append(_saved(n, 0))
         saved.append((n.out_names[0] + "#stats", 2 * stats * 4))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd, bwd, saved, out=tuple(x))
 
 
 def _lpnorm(n: Node) -> OpCost:
@@ -408,7 +420,7 @@ def _softmax(n: Node) -> OpCost:
     _need(x)
     fwd = C.softmax(x, n.dtype)
     bwd = [C.softmax(x, n.dtype, backward=True)] if _any_grad(n) else []
-    return OpCost(fwd, bwd, [_saved_out(n)] if bwd else [])
+    return OpCost(fwd, bwd, [_saved_out(n)] if bwd else [], out=tuple(x))
 
 
 # ---- pooling, reductions ----------------------------------------------------------------------------------------
@@ -635,6 +647,134 @@ SHAPE_INPUTS: dict[str, Sequence[int]] = {
     "BatchNormalization": (3, 4), "Compress": (1,), "ReverseSequence": (1,), "Attention": (3, 4, 5),
     "LSTM": (4, 5, 6), "GRU": (4, 5), "RNN": (4, 5),
 }
+
+
+# ---- more contrib / quantized / loss ops ------------------------------------------------------------------------
+
+def _positions(n: Node, pos: Sequence[int]) -> Node:
+    """A view of ``n`` with only the inputs at ``pos`` (quantized ops interleave scales and zero points)."""
+    pick = lambda xs: [xs[i] if i < len(xs) else None for i in pos]  # noqa: E731
+    return Node(n.op_type, n.domain, n.attrs, pick(n.in_shapes), pick(n.in_dtypes), n.out_shapes, n.out_dtypes,
+                pick(n.in_names), n.out_names, [bool(x) for x in pick(n.in_const)],
+                [bool(x) for x in pick(n.in_grad)], n.dtype, n.values)
+
+
+def _qlinear_matmul(n: Node) -> OpCost:
+    return _matmul(_positions(n, (0, 3)))
+
+
+def _qlinear_conv(n: Node) -> OpCost:
+    return _conv(_positions(n, (0, 3, 8) if len(n.in_shapes) > 8 else (0, 3)))
+
+
+def _matmul_nbits(n: Node) -> OpCost:
+    """com.microsoft MatMulNBits: A [.., K] @ dequantized B [K, N] (N, K attributes; B packed 4-bit blocks)."""
+    a = n.in_shapes[0]
+    _need(a)
+    k, nn_ = int(n.attrs.get("K", a[-1])), int(n.attrs.get("N", 0))
+    if not nn_:
+        raise Unsupported("MatMulNBits without N")
+    bits = int(n.attrs.get("bits", 4))
+    rows = numel(a) // max(k, 1)
+    e = C.dtype_bytes(n.dtype)
+    fwd = C.gemm(1, rows, nn_, k, n.dtype, b_elems=0)
+    fwd = Cost(fwd.flops, fwd.bytes_read + k * nn_ * bits // 8, fwd.bytes_written, fwd.kind, fwd.dims)
+    bwd = [C.gemm(1, rows, k, nn_, n.dtype)] if n.in_grad[0] else []  # packed weights are frozen
+    del e
+    return OpCost(fwd, bwd, [], out=tuple(a[:-1]) + (nn_,))
+
+
+def _embed_layer_norm(n: Node) -> OpCost:
+    """com.microsoft EmbedLayerNormalization: word + position (+ segment) embeddings, summed, then LayerNorm."""
+    ids = n.in_shapes[0]
+    _need(ids)
+    tables = [(i, n.in_shapes[i]) for i in (2, 3, 4) if i < len(n.in_shapes) and n.in_shapes[i] is not None]
+    if not tables:
+        raise Unsupported("EmbedLayerNormalization without tables")
+    hidden = tables[0][1][-1]
+    rows = numel(ids)
+    out = tuple(ids) + (hidden,)
+    fwd = Cost(kind=OpKind.EMBEDDING)
+    bwd = []
+    for i, t in tables:
+        fwd = fwd + C.embedding(rows, hidden, n.dtype)
+        if n.in_grad[i]:
+            bwd.append(C.embedding(rows, hidden, n.dtype, backward=True, num_embeddings=t[0]))
+    fwd = fwd + C.elementwise("add", [out] * len(tables), out, n.dtype).scaled(1) + C.norm(out, n.dtype, "layer")
+    fwd = Cost(fwd.flops, fwd.bytes_read, fwd.bytes_written, OpKind.NORM)
+    bwd.insert(0, C.norm(out, n.dtype, "layer", backward=True))
+    return OpCost(fwd, bwd, [(n.out_names[0] + "#ln", nbytes(out, n.dtype))], out=out)
+
+
+def _lrn(n: Node) -> OpCost:
+    x = n.in_shapes[0]
+    _need(x)
+    size = int(n.attrs.get("size", 5))
+    fwd = Cost((2 * size + 4) * numel(x), nbytes(x, n.dtype), nbytes(x, n.dtype), OpKind.NORM)
+    bwd = [Cost((2 * size + 6) * numel(x), 3 * nbytes(x, n.dtype), nbytes(x, n.dtype), OpKind.NORM)] \
+        if n.in_grad and n.in_grad[0] else []
+    return OpCost(fwd, bwd, [_saved(n, 0)] if bwd else [])
+
+
+def _grid_sample(n: Node) -> OpCost:
+    x, y = n.in_shapes[0], n.out_shapes[0]
+    _need(x, y)
+    fwd = Cost(8 * numel(y), nbytes(y, n.dtype) + nbytes(x, n.dtype), nbytes(y, n.dtype), OpKind.INDEX)
+    bwd = [Cost(10 * numel(y), 2 * nbytes(y, n.dtype), nbytes(x, n.dtype), OpKind.INDEX)] \
+        if n.in_grad and n.in_grad[0] else []
+    return OpCost(fwd, bwd, [])
+
+
+def _loss_op(n: Node) -> OpCost:
+    """SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss in training graphs: scores [N, C, ...]."""
+    x = n.in_shapes[0]
+    _need(x)
+    classes = x[1] if len(x) >= 2 else 1
+    rows = numel(x) // max(classes, 1)
+    if n.op_type == "SoftmaxCrossEntropyLoss":
+        fwd, b = C.cross_entropy(rows, classes, n.dtype), C.cross_entropy(rows, classes, n.dtype, backward=True)
+    else:
+        fwd, b = C.nll_loss(rows, n.dtype), C.nll_loss(rows, n.dtype, backward=True, classes=classes)
+    return OpCost(fwd, [b] if n.in_grad and n.in_grad[0] else [], [_saved(n, 0)])
+
+
+def _rotary(n: Node) -> OpCost:
+    x = n.in_shapes[0]
+    _need(x)
+    fwd = Cost(3 * numel(x), 2 * nbytes(x, n.dtype), nbytes(x, n.dtype), OpKind.ELEMENTWISE)
+    bwd = [Cost(3 * numel(x), nbytes(x, n.dtype), nbytes(x, n.dtype), OpKind.ELEMENTWISE)] \
+        if n.in_grad and n.in_grad[0] else []
+    return OpCost(fwd, bwd, [], out=tuple(x))
+
+
+def _gemm_fast_gelu(n: Node) -> OpCost:
+    mm = _matmul(n)
+    y = n.out_shapes[0] or C.matmul_out_shape(n.in_shapes[0], n.in_shapes[1])
+    act = C.elementwise("fast_gelu", [y], y, n.dtype)
+    bwd = list(mm.bwd) + ([C.elementwise("fast_gelu", [y, y], y, n.dtype, backward=True)] if _any_grad(n) else [])
+    return OpCost(Cost(mm.fwd.flops + act.flops, mm.fwd.bytes_read, mm.fwd.bytes_written, OpKind.MATMUL,
+                       mm.fwd.dims), bwd, mm.saved + [_saved_out(n)])
+
+
+def _bias_softmax(n: Node) -> OpCost:
+    oc = _softmax(n)
+    x = n.in_shapes[0]
+    return OpCost(Cost(oc.fwd.flops + numel(x), oc.fwd.bytes_read, oc.fwd.bytes_written, OpKind.SOFTMAX),
+                  oc.bwd, oc.saved)
+
+
+HANDLERS.update({
+    "QLinearMatMul": _qlinear_matmul, "QLinearConv": _qlinear_conv, "LRN": _lrn, "GridSample": _grid_sample,
+    "SoftmaxCrossEntropyLoss": _loss_op, "NegativeLogLikelihoodLoss": _loss_op, "MaxUnpool": _memory,
+})
+MEMORY_OPS.add("MaxUnpool")
+CONTRIB_HANDLERS.update({
+    "MatMulNBits": _matmul_nbits, "EmbedLayerNormalization": _embed_layer_norm, "RotaryEmbedding": _rotary,
+    "GemmFastGelu": _gemm_fast_gelu, "BiasSoftmax": _bias_softmax, "BiasDropout": _view,
+})
+SHAPE_INPUTS.update({"SoftmaxCrossEntropyLoss": (1, 2), "NegativeLogLikelihoodLoss": (1, 2),
+                     "EmbedLayerNormalization": (0, 1, 7), "RotaryEmbedding": (1, 2, 3),
+                     "QLinearMatMul": (1, 2, 4, 5, 6, 7), "QLinearConv": (1, 2, 4, 5, 6, 7)})
 
 
 def handler_for(op_type: str, domain: str) -> Callable[[Node], OpCost] | None:
