@@ -430,3 +430,17 @@ def test_more_contrib_and_quantized_ops(tmp_path):
     assert g.unsupported() == {}
     # the 4-bit weights are frozen (not float): only the float initializers are parameters
     assert g.params == vocab * hid + s * hid + 2 * hid + 32 * hid + 24
+
+
+def test_half_precision_graph_trains_with_fp32_master_weights(tmp_path):
+    H = TensorProto.FLOAT16
+    w = helper.make_tensor("w", H, [8, 8], vals=[0] * 64)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="/fc/MatMul")]
+    p = _save(tmp_path, nodes, [_vi("x", [4, 8], H)], [_vi("y", None, H)], [w], external=False)
+    g = analyze_onnx(p)
+    assert g.precision == "fp16"
+    mm = _fwd(g, "onnx::MatMul")[0]
+    assert mm.dtype == "float16" and mm.bytes_read == (32 + 64) * 2
+    opt = [r for r in g.records if r.phase is Phase.OPTIMIZER]
+    assert opt and all(r.dtype == "float32" for r in opt)
+    assert any("fp32 master weights" in a for a in g.assumptions)

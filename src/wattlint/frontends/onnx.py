@@ -999,6 +999,9 @@ class _Analysis:
         for p in node.metadata_props:
             if p.key == "namespace":  # torch.onnx dynamo exporter: ": pkg.Root/layer.0: torch...Linear/linear: aten"
                 path, cls = _namespace_module(p.value)
+                if "Norm" in cls and node.op_type in ("Conv", "ConvTranspose") and len(node.input) > 1 \
+                        and node.input[1].endswith(".weight"):  # BatchNorm folded into the conv: name the conv
+                    path, cls = node.input[1][: -len(".weight")], node.op_type
                 break
         if path is None:
             scope = node.name.rpartition("/")[0]
@@ -1050,10 +1053,14 @@ class _Analysis:
     def _optimizer(self) -> list[OpRecord]:
         recs = []
         opt = self.optimizer
+        half_params = False
         for name in self.trainable:
             t = self.param_tensors[name]
             n = C.numel(t.dims)
             pdt = _ONNX_DTYPES.get(t.data_type, "float32")
+            if pdt in ("float16", "bfloat16"):  # mixed precision keeps fp32 master weights and optimizer state
+                pdt = "float32"
+                half_params = True
             module = self.first_use.get(name, "")
             passes = C.OPTIMIZER_FOREACH_PASSES.get(opt)
             for i, c in enumerate(C.optimizer_foreach(opt, n, pdt)):
@@ -1062,6 +1069,9 @@ class _Analysis:
                                      dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
                                      bytes_written=c.bytes_written, status=Status.HANDLED,
                                      module_type=self.module_types.get(module, ""), dims=c.dims))
+        if half_params:
+            self.assumptions.append("half-precision weights in the graph: trained with fp32 master weights and "
+                                    "fp32 optimizer state (mixed precision)")
         return recs
 
     def _notes(self) -> None:
