@@ -126,3 +126,21 @@ def test_fit_cli(run_cli, fake_run, tmp_path):
     assert "leave_family_out" in out and "leave_shape_out" in out and "time MAPE" in out
     code, out, err = run_cli("fit", str(tmp_path / "nothing.csv"))
     assert code == 2 and "nothing" in err
+
+
+def test_estimator_picks_up_a_model_folder(fitted, tmp_path):
+    """A fitted folder under models/<key>/ makes that GPU 'measured'; other GPUs get it 'transferred'."""
+    from wattlint.calibrate.backends import FAKE_SPEC
+    from wattlint.energy.predictor import get_predictor
+
+    shutil.copytree(fitted.path, tmp_path / "fake-gpu")
+    p = get_predictor(FAKE_SPEC, models_dir=tmp_path)
+    assert p.calibration == "measured" and "fake-gpu run" in p.source
+    from wattlint.hardware import resolve_gpu
+
+    other, _ = resolve_gpu("a100-sxm4-80gb")
+    q = get_predictor(other, models_dir=tmp_path)
+    assert q.calibration == "transferred"
+    lo, hi = q.range_factors()
+    lo2, hi2 = p.range_factors()
+    assert hi / lo >= hi2 / lo2  # wider range when transferred
