@@ -189,11 +189,11 @@ def fmt_kwh(x: float) -> str:
     a = abs(x)
     if a >= 100:
         return f"{x:,.0f} kWh"
-    if a >= 1:
+    if a >= 10:
         return f"{x:.1f} kWh"
     if a >= 0.01:
-        return f"{x:.2f} kWh"
-    return f"{x * 1000:.2g} Wh"
+        return f"{x:.3g} kWh"
+    return f"{x * 1000:.3g} Wh"
 
 
 def fmt_num(x: float) -> str:
