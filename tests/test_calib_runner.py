@@ -155,3 +155,16 @@ def test_fake_counter_ticks_like_nvml():
     assert d.counter_j() == 0.0  # no tick yet
     d.advance(0.05, 100.0)
     assert d.counter_j() == pytest.approx(5.0)  # energy at the 0.05 s tick
+
+
+def test_real_cpu_samples(tmp_path):
+    """The CPU backend measures real torch ops (1 thread, process time; energy modelled and labelled)."""
+    paths = run_calibration(RunConfig(device="cpu", suite=TINY, out=str(tmp_path), limit=3))
+    rows = read_rows(paths.csv)
+    assert len(rows) == 3 and all(r["status"] == "ok" and float(r["time_s"]) > 0 for r in rows)
+    assert {r["power_source"] for r in rows} == {"modelled"}
+    prov = json.loads(paths.json.read_text())
+    assert prov["device"]["threads"] == 1 and prov["device"]["timer"] == "process CPU time"
+    assert prov["spec"]["source"] == "measured-cpu" and "NOT a GPU" in prov["spec"]["values"]["name"]
+    assert prov["meter"]["energy_source"] == "modelled" and "MODELLED" in prov["note"]
+    assert prov["sessions"][0]["autograd_overhead_s"] > 0
