@@ -213,3 +213,105 @@ def test_malformed_subprocess(tmp_path, name):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wattlint: error:"), r.stderr
     assert r.stdout == ""
+
+
+def _rich_model():
+    """A small graph touching the main handlers: embedding, LayerNorm, attention pattern, erf-GELU, Conv/pool,
+    LSTM, Reshape/Transpose with shape tensors."""
+    T = TensorProto
+    ints = lambda name, v: helper.make_tensor(name, T.INT64, [len(v)], vals=v)  # noqa: E731
+    inits = [helper.make_tensor(n, T.FLOAT, d, vals=[0.0] * int(__import__("math").prod(d))) for n, d in [
+        ("emb", [20, 8]), ("g", [8]), ("b", [8]), ("wq", [8, 8]), ("wk", [8, 8]), ("wv", [8, 8]), ("w1", [8, 16]),
+        ("cw", [4, 1, 3, 3]), ("W", [1, 16, 8]), ("R", [1, 16, 4])]] + [
+        ints("s4", [2, 6, 2, 4]), ints("s3", [2, 6, 8]),
+        helper.make_tensor("sq", T.FLOAT, [], vals=[2.0]), helper.make_tensor("one", T.FLOAT, [], vals=[1.0]),
+        helper.make_tensor("half", T.FLOAT, [], vals=[0.5]), helper.make_tensor("r2", T.FLOAT, [], vals=[1.41])]
+    N = helper.make_node
+    nodes = [
+        N("Gather", ["emb", "ids"], ["e"], name="/emb/Gather"),
+        N("LayerNormalization", ["e", "g", "b"], ["ln"], name="/ln/LayerNormalization", axis=-1),
+        N("MatMul", ["ln", "wq"], ["q"], name="/attn/q/MatMul"),
+        N("MatMul", ["ln", "wk"], ["k"], name="/attn/k/MatMul"),
+        N("MatMul", ["ln", "wv"], ["v"], name="/attn/v/MatMul"),
+        N("Reshape", ["q", "s4"], ["q4"], name="/attn/Reshape"),
+        N("Transpose", ["q4"], ["qt"], name="/attn/Transpose", perm=[0, 2, 1, 3]),
+        N("Reshape", ["k", "s4"], ["k4"], name="/attn/Reshape_1"),
+        N("Transpose", ["k4"], ["kt"], name="/attn/Transpose_1", perm=[0, 2, 3, 1]),
+        N("Reshape", ["v", "s4"], ["v4"], name="/attn/Reshape_2"),
+        N("Transpose", ["v4"], ["vt"], name="/attn/Transpose_2", perm=[0, 2, 1, 3]),
+        N("MatMul", ["qt", "kt"], ["sc"], name="/attn/MatMul"),
+        N("Div", ["sc", "sq"], ["scd"], name="/attn/Div"),
+        N("Softmax", ["scd"], ["p"], name="/attn/Softmax", axis=-1),
+        N("MatMul", ["p", "vt"], ["o"], name="/attn/MatMul_1"),
+        N("Transpose", ["o"], ["ot"], name="/attn/Transpose_3", perm=[0, 2, 1, 3]),
+        N("Reshape", ["ot", "s3"], ["o3"], name="/attn/Reshape_3"),
+        N("MatMul", ["o3", "w1"], ["h"], name="/mlp/fc/MatMul"),
+        N("Div", ["h", "r2"], ["hd"], name="/mlp/act/Div"),
+        N("Erf", ["hd"], ["he"], name="/mlp/act/Erf"),
+        N("Add", ["he", "one"], ["ha"], name="/mlp/act/Add"),
+        N("Mul", ["h", "ha"], ["hm"], name="/mlp/act/Mul"),
+        N("Mul", ["hm", "half"], ["y"], name="/mlp/act/Mul_1"),
+        N("Conv", ["img", "cw"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+        N("MaxPool", ["c"], ["mp"], name="/pool/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
+        N("LSTM", ["e", "W", "R"], ["ly"], name="/lstm/LSTM", hidden_size=4),
+    ]
+    g = helper.make_graph(nodes, "rich", [helper.make_tensor_value_info("ids", T.INT64, [2, 6]),
+                                          helper.make_tensor_value_info("img", T.FLOAT, [2, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", T.FLOAT, None),
+                           helper.make_tensor_value_info("mp", T.FLOAT, None),
+                           helper.make_tensor_value_info("ly", T.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+RICH = _rich_model().SerializeToString()
+
+
+def test_rich_model_is_valid(tmp_path):
+    p = tmp_path / "rich.onnx"
+    p.write_bytes(RICH)
+    assert _check(p) == 0
+
+
+@settings(max_examples=int(os.environ.get("WATTLINT_FUZZ_EXAMPLES", "1200")) // 2, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], derandomize=True,
+          database=None)
+@given(data=st.data())
+def test_structural_mutations_of_a_real_graph(tmp_path, data):
+    """Valid protobuf, wrong content: dims, attributes, wiring and op types changed on a graph that exercises
+    the main handlers (attention and GELU patterns, LSTM, conv, pooling, shape tensors)."""
+    m = onnx.load_model_from_string(RICH)
+    g = m.graph
+    for _ in range(data.draw(st.integers(1, 4))):
+        what = data.draw(st.sampled_from(["dim", "attr", "input", "op", "drop", "shape"]))
+        if what == "dim":
+            t = g.initializer[data.draw(st.integers(0, len(g.initializer) - 1))]
+            if t.dims:
+                t.dims[data.draw(st.integers(0, len(t.dims) - 1))] = data.draw(
+                    st.sampled_from([0, 1, 3, 7, -1, 1 << 33]))
+        elif what == "attr":
+            n = g.node[data.draw(st.integers(0, len(g.node) - 1))]
+            for a in n.attribute:
+                if a.type == 2:
+                    a.i = data.draw(st.integers(-3, 9))
+                elif a.type == 7 and a.ints:
+                    a.ints[data.draw(st.integers(0, len(a.ints) - 1))] = data.draw(st.integers(-3, 9))
+        elif what == "input":
+            n = g.node[data.draw(st.integers(0, len(g.node) - 1))]
+            if n.input:
+                names = [t.name for t in g.initializer] + [o for x in g.node for o in x.output] + ["ids", "img"]
+                n.input[data.draw(st.integers(0, len(n.input) - 1))] = data.draw(st.sampled_from(names))
+        elif what == "op":
+            n = g.node[data.draw(st.integers(0, len(g.node) - 1))]
+            n.op_type = data.draw(st.sampled_from(OPS))
+        elif what == "drop":
+            del g.node[data.draw(st.integers(0, len(g.node) - 1))]
+        else:
+            which = data.draw(st.sampled_from(["s4", "s3"]))
+            t = next(t for t in g.initializer if t.name == which)
+            del t.int64_data[:]
+            t.int64_data.extend(data.draw(st.lists(st.integers(-2, 12), min_size=1, max_size=5)))
+            del t.dims[:]
+            t.dims.append(len(t.int64_data))
+    p = tmp_path / "mut.onnx"
+    p.write_bytes(m.SerializeToString())
+    _check(p)
