@@ -246,3 +246,21 @@ def test_baseline_write_is_atomic(project, run_cli, tmp_path, monkeypatch):
     monkeypatch.setattr(cache.os, "fsync", real_fsync)
     assert (tmp_path / "wattlint-baseline.json").read_text() == before  # untouched
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp file left behind
+
+
+def test_torch_source_matched_through_its_imports(tmp_path, monkeypatch, run_cli):
+    pytest.importorskip("torch")
+    shutil.copytree(ROOT / "examples" / "project" / "models", tmp_path / "models",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "other.py").write_text("X = 1\n")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.wattlint]\nignore = ['WL402']\n\n[[tool.wattlint.models]]\nname = 'mlp'\n"
+        "source = 'models/tiny_mlp.py:build'\ninputs = ['x=float32[64,784]']\nsteps = 100\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    assert "no configured model matched" in run_cli("check", "other.py")[1]
+    code, out, err = run_cli("check", "models/blocks.py")  # imported by tiny_mlp.py
+    assert code == 0, err
+    assert "mlp: " in out
+    assert any(ln.startswith("models/tiny_mlp.py:8: ") for ln in out.splitlines() if " WL" in ln) or \
+        "All checks passed" in out
