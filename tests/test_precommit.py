@@ -59,10 +59,10 @@ def env(tmp_path_factory):
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
 
-def hook(repo, env):
+def hook(repo, env, hook_id="wattlint"):
     ref = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout.strip()
-    r = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), "wattlint", "--ref", ref, "--all-files"], cwd=repo,
+    r = subprocess.run([PRE_COMMIT, "try-repo", str(ROOT), hook_id, "--ref", ref, "--all-files"], cwd=repo,
                        env=env, capture_output=True, text=True, timeout=900)
     return r.returncode, r.stdout + r.stderr
 
@@ -109,3 +109,21 @@ def test_pre_commit_hook_end_to_end(tmp_path, env):
     git(repo, "commit", "-qm", "accept")
     code, out = hook(repo, env)
     assert code == 0, out
+
+
+def test_pre_commit_torch_hook(tmp_path, env):
+    """wattlint-torch installs torch (additional_dependencies) and traces a PyTorch source."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "project" / "models", repo / "models",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / ".gitignore").write_text(".wattlint-cache/\n")
+    (repo / "pyproject.toml").write_text(
+        "[tool.wattlint]\nignore = ['WL402']\n\n[[tool.wattlint.models]]\nname = 'mlp'\n"
+        "source = 'models/tiny_mlp.py:build'\ninputs = ['x=float32[512,784]']\nepochs = 20\n"
+        "dataset-size = 60000\nbudget = { energy-kwh = 0.00001 }\n")
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+    code, out = hook(repo, env, "wattlint-torch")
+    assert code == 1, out
+    assert "WL301 error: mlp: estimated energy" in out
