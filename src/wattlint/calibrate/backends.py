@@ -156,6 +156,14 @@ class Backend:
     def heat(self, seconds: float) -> None:
         pass
 
+    def cache_bytes(self) -> int:
+        """Last-level cache the benchmark inputs must not fit in (0: do not rotate copies)."""
+        return 0
+
+    def copies(self, sample: Sample) -> int:
+        recs = sample.records()
+        return benchmarks.copies_for(sum(r.bytes for r in recs), self.cache_bytes())
+
     def info(self) -> dict[str, Any]:
         return {}
 
@@ -292,7 +300,28 @@ class CpuBackend(Backend):
         self._spec: GpuSpec | None = None
 
     def build(self, sample: Sample):
-        return benchmarks.build(sample.family, sample.params_dict, sample.precision, sample.phase, "cpu")
+        return benchmarks.build(sample.family, sample.params_dict, sample.precision, sample.phase, "cpu",
+                                self.copies(sample))
+
+    def cache_bytes(self) -> int:
+        """L2 + L3 of cpu0 from sysfs (32 MiB if unknown)."""
+        total = 0
+        base = "/sys/devices/system/cpu/cpu0/cache"
+        try:
+            for idx in sorted(os.listdir(base)):
+                try:
+                    with open(f"{base}/{idx}/level") as f:
+                        level = int(f.read().strip())
+                    with open(f"{base}/{idx}/size") as f:
+                        size = f.read().strip()
+                except OSError:
+                    continue
+                if level >= 2:
+                    mult = {"K": 1024, "M": 1024 ** 2}.get(size[-1:], 1)
+                    total += int(size.rstrip("KM")) * mult
+        except OSError:
+            pass
+        return total or 32 * 1024 ** 2
 
     def time_calls(self, fn, n: int) -> float:
         """Process CPU time, not wall time: on a shared machine other processes steal the core, and with one
@@ -304,7 +333,8 @@ class CpuBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         t = self.torch
-        return {"kind": "cpu", "name": cpu_name(), "threads": t.get_num_threads(), "timer": "process CPU time", "cpu_count": os.cpu_count(),
+        return {"kind": "cpu", "name": cpu_name(), "threads": t.get_num_threads(), "timer": "process CPU time",
+                "cache_bytes": self.cache_bytes(), "cpu_count": os.cpu_count(),
                 "platform": platform.platform(), "torch": t.__version__,
                 "mkldnn": bool(t.backends.mkldnn.is_available()),
                 "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
@@ -334,7 +364,11 @@ class CudaBackend(Backend):
     def build(self, sample: Sample):
         self.torch.manual_seed(0)
         return benchmarks.build(sample.family, sample.params_dict, sample.precision, sample.phase,
-                                f"cuda:{self.index}")
+                                f"cuda:{self.index}", self.copies(sample))
+
+    def cache_bytes(self) -> int:
+        props = self.torch.cuda.get_device_properties(self.index)
+        return int(getattr(props, "L2_cache_size", 0) or 50 * 1024 ** 2)
 
     def sync(self) -> None:
         self.torch.cuda.synchronize(self.dev)
@@ -389,6 +423,7 @@ class CudaBackend(Backend):
         t = self.torch
         props = t.cuda.get_device_properties(self.index)
         return {"kind": "cuda", "index": self.index, "name": props.name, "uuid": self.uuid(),
+                "l2_cache_bytes": int(getattr(props, "L2_cache_size", 0) or 0),
                 "sm_count": props.multi_processor_count, "memory_bytes": props.total_memory,
                 "compute_capability": [props.major, props.minor], "torch": t.__version__,
                 "cuda_runtime": t.version.cuda, "cudnn": t.backends.cudnn.version(),

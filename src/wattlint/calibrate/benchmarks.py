@@ -368,18 +368,32 @@ def set_precision_flags(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = tf32
 
 
-def build(family: str, params: Mapping[str, Any], precision: str, phase: str, device: str) -> Callable[[], Any]:
+MAX_COPIES = 32
+
+
+def copies_for(sample_bytes: int, cache_bytes: int) -> int:
+    """Input copies to rotate through so that one round touches >= 2x the device's last-level cache: repeated calls
+    on the same tensors would run from cache, while in a training step every activation is new."""
+    if sample_bytes <= 0 or cache_bytes <= 0:
+        return 1
+    return max(1, min(MAX_COPIES, math.ceil(2 * cache_bytes / sample_bytes)))
+
+
+def build(family: str, params: Mapping[str, Any], precision: str, phase: str, device: str,
+          copies: int = 1) -> Callable[[], Any]:
     """Allocate the op's inputs on ``device`` and return a zero-argument callable that runs the op once
     (forward op; its backward via autograd.grad over a retained graph; or one optimizer step, foreach as the
-    frontend assumes)."""
+    frontend assumes). With ``copies`` > 1 each call uses the next of that many independent copies (module and
+    inputs), so the op reads from device memory as in training, not from a warm cache."""
+    import itertools
+
     import torch
 
     records(family, params, precision, phase)  # validates the combination
     set_precision_flags(precision)
     torch.manual_seed(0)
-    mod, ins, mask = make_op(family, params, precision, device)
-    mod.train()
-    if phase == "optimizer":
+    if phase == "optimizer":  # its state is large and streamed once per step anyway
+        mod, ins, mask = make_op(family, params, precision, device)
         ps = list(mod.parameters())
         for q in ps:
             q.grad = torch.randn_like(q) * 1e-3
@@ -392,6 +406,18 @@ def build(family: str, params: Mapping[str, Any], precision: str, phase: str, de
             opt = torch.optim.SGD(ps, lr=1e-4, momentum=float(params.get("momentum", 0.9)), foreach=True)
         opt.step()  # steady state: optimizer state exists
         return opt.step
+    fns = [_one_call(family, params, precision, phase, device) for _ in range(max(1, int(copies)))]
+    if len(fns) == 1:
+        return fns[0]
+    ring = itertools.cycle(fns)
+    return lambda: next(ring)()
+
+
+def _one_call(family, params, precision, phase, device) -> Callable[[], Any]:
+    import torch
+
+    mod, ins, mask = make_op(family, params, precision, device)
+    mod.train()
     ins = [x.requires_grad_(True) if g else x for x, g in zip(ins, mask)]
     if phase == "forward":  # as in training: autograd records the graph (then drops it)
         return lambda: mod(*ins)

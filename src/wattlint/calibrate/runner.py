@@ -32,7 +32,7 @@ from .suites import Sample, Suite, load_suite
 RUN_SCHEMA = "wattlint.calibration-run/1"
 CSV_COLUMNS = (
     "index", "sample_id", "family", "params", "precision", "phase", "status", "n_records", "flops", "bytes",
-    "time_s", "time_s_min", "time_s_max", "timing_calls", "overhead_s", "avg_power_w", "energy_j", "power_source",
+    "time_s", "time_s_min", "time_s_max", "timing_calls", "overhead_s", "copies", "avg_power_w", "energy_j", "power_source",
     "window_s", "window_calls", "idle_power_w", "temperature_c", "sm_clock_mhz", "mem_clock_mhz", "started_utc",
     "wall_s", "error",
 )
@@ -191,6 +191,7 @@ def measure_sample(sample: Sample, backend: _backends.Backend, meter: Meter, tim
                            "precision": sample.precision, "phase": sample.phase, "n_records": len(recs),
                            "flops": sum(r.flops for r in recs), "bytes": sum(r.bytes for r in recs),
                            "started_utc": utc_now(), "idle_power_w": idle_w}
+    row["copies"] = backend.copies(sample)
     fn = backend.build(sample)
     try:
         # warm-up: >= 2 calls and warmup_s (first calls pick kernels / allocate)
