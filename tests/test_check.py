@@ -264,3 +264,20 @@ def test_torch_source_matched_through_its_imports(tmp_path, monkeypatch, run_cli
     assert "mlp: " in out
     assert any(ln.startswith("models/tiny_mlp.py:8: ") for ln in out.splitlines() if " WL" in ln) or \
         "All checks passed" in out
+
+
+def test_json_and_baseline_match_their_schemas(project, run_cli, tmp_path):
+    import jsonschema
+
+    schemas = ROOT / "src" / "wattlint" / "schemas"
+    project(budget="0.001")
+    code, out, _ = run_cli("check", "--format", "json", "--update-baseline")
+    doc = json.loads(out)
+    jsonschema.validate(doc, json.loads((schemas / "check.schema.json").read_text()))
+    assert doc["exit_code"] == code == 1 and doc["counts"]["error"] >= 1
+    base = json.loads((tmp_path / "wattlint-baseline.json").read_text())
+    jsonschema.validate(base, json.loads((schemas / "baseline.schema.json").read_text()))
+    # deterministic: a second update with nothing changed writes byte-identical JSON
+    before = (tmp_path / "wattlint-baseline.json").read_bytes()
+    run_cli("check", "--update-baseline")
+    assert (tmp_path / "wattlint-baseline.json").read_bytes() == before

@@ -39,7 +39,9 @@ def rules_markdown(rules) -> str:
            "Each rule has a stable code, a severity (`error` exits 1 in `wattlint check`; `warning`/`info` exit 0),",
            "a status (`stable`, or `preview`: runs only with `preview = true` or when selected by exact code), options",
            "(`[tool.wattlint.rules.CODE]`), and VALID/INVALID cases from which tests/test_lint_rules.py is generated.",
-           "Savings are computed by re-estimating the run with the change applied (same estimator, same plan).", "",
+           "Savings are computed by re-estimating the run with the change applied (same estimator, same plan);",
+           "`saving_kwh` is facility kWh of the whole plan, `saving_pct` percent of the plan's energy. Budget and",
+           "regression findings (WL3xx) report the excess instead.", "",
            "| code | name | severity | status | summary |", "|---|---|---|---|---|"]
     for r in rules.values():
         out.append(f"| [{r.code}](#{r.code.lower()}-{r.name}) | `{r.name}` | {r.severity} | {r.status} | "
