@@ -59,3 +59,31 @@ def test_flops_match_the_pytorch_path(results, name):
 def test_bytes_match_the_pytorch_path(results, name):
     r = results[name]
     assert abs(r["bytes"]["diff"]) <= 0.15, r["bytes"]
+
+
+def test_causal_mask_detected_when_attention_mask_is_an_input(tmp_path):
+    """optimum-style export: input_ids and attention_mask both inputs, dynamic batch / sequence."""
+    import torch
+    import torch.nn as nn
+
+    from wattlint.frontends.onnx import analyze_onnx
+
+    class WithMask(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, ids, mask):
+            return self.m(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=False)[0]
+
+    M = acc.M
+    p = M.export_weightless(WithMask(M.gpt2_small(n_layer=2)).eval(),
+                            (torch.zeros(2, 32, dtype=torch.long), torch.ones(2, 32, dtype=torch.long)),
+                            tmp_path / "g.onnx", input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})
+    g = analyze_onnx(p, batch_size=4, seq_len=64)
+    assert any("2 attention patterns" in a and "2 causal" in a for a in g.assumptions), g.assumptions
+    b, h, s, d = 4, 4, 64, 64
+    pairs = s * (s + 1) // 2
+    att = [r for r in g.records if r.phase.value == "forward" and r.kind.value == "attention" and r.flops]
+    assert [r.flops for r in att] == [2 * b * h * pairs * 2 * d + 5 * b * h * pairs] * 2

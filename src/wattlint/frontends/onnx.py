@@ -839,6 +839,11 @@ class _Analysis:
 
                     try:
                         values = evaluate_values(g, self.types, targets=m.masks, producer=producer)
+                        if not any(x in values for x in m.masks):
+                            # the mask depends on an input (attention_mask): read its causal part with an
+                            # all-ones (no padding) input
+                            values = evaluate_values(g, self.types, targets=m.masks, producer=producer,
+                                                     feeds=self._ones_feeds(g))
                     except Exception:
                         values = {}
                     causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
@@ -853,6 +858,16 @@ class _Analysis:
             self.assumptions.append(f"{total} attention patterns (MatMul-Softmax-MatMul) costed as fused "
                                     f"attention, as a GPU runs them (torch SDPA); {causal_n} causal (from the mask)")
         return good
+
+    def _ones_feeds(self, g) -> dict:
+        import numpy as np
+
+        feeds = {}
+        for vi in g.input:
+            dt, shape = self.types.get(vi.name, (None, None))
+            if shape is not None and dt in ("int64", "int32", "bool") and C.numel(shape) <= 1 << 22:
+                feeds[vi.name] = np.ones(shape, dtype={"int64": np.int64, "int32": np.int32, "bool": np.bool_}[dt])
+        return feeds
 
     def _fused_attention(self, m, idx, n) -> "ops.OpCost":
         if not hasattr(m, "pv"):  # GELU

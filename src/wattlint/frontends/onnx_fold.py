@@ -161,29 +161,29 @@ def _ancestors(graph, targets, producer, types, int_only: bool) -> set:
     return only
 
 
-def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, producer=None) -> dict:
+def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, producer=None, feeds=None) -> dict:
     """Values of tensors computable from shapes and constants (masks included), without changing the graph.
-    With ``targets`` (and ``producer``: tensor -> node index), only their ancestors are evaluated."""
+    With ``targets`` (and ``producer``: tensor -> node index), only their ancestors are evaluated; ``feeds`` gives
+    values to graph inputs (e.g. an all-ones attention mask)."""
     only = None
     if targets is not None and producer is not None:
         only = _ancestors(graph, targets, producer, types, int_only=False)
-    return _run(graph, types, replace=False, limit=limit, only=only)[1]
+    return _run(graph, types, replace=False, limit=limit, only=only, feeds=feeds)[1]
 
 
-def _run(graph, types: dict, *, replace: bool, limit: int, only=None) -> tuple[int, dict]:
+def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
 
     global MAX_FOLD_ELEMS
     saved_limit, MAX_FOLD_ELEMS = MAX_FOLD_ELEMS, limit
     try:
-        return _run_inner(graph, types, replace, helper, numpy_helper, only)
+        return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds)
     finally:
         MAX_FOLD_ELEMS = saved_limit
 
 
-def _run_inner(graph, types, replace, helper, numpy_helper, only=None) -> tuple[int, dict]:
-
-    vals: dict[str, np.ndarray] = {}
+def _run_inner(graph, types, replace, helper, numpy_helper, only=None, feeds=None) -> tuple[int, dict]:
+    vals: dict[str, np.ndarray] = dict(feeds or {})
     for t in graph.initializer:
         if t.data_location != 1 and t.data_type in (6, 7, 9) and _numel(t.dims) <= MAX_FOLD_ELEMS:
             try:
