@@ -263,7 +263,7 @@ def measure_cpu_spec(threads: int | None = None) -> GpuSpec:
     name = cpu_name()
     return GpuSpec(
         key=f"cpu-{slug(name)}",
-        name=f"{name} (CPU, {threads} threads; peaks measured here, NOT a GPU)",
+        name=f"{name} (CPU, {threads} thread{'s' if threads != 1 else ''}; peaks measured here, NOT a GPU)",
         vendor="cpu", arch=platform.machine(),
         peak_tflops={"fp32": round(flops / 1e12, 4)},
         memory_gb=round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1),
