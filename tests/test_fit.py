@@ -40,6 +40,7 @@ def test_card_and_text_models(fitted, fake_run):
     run = card["data"]["runs"][0]
     assert run["csv"] == fake_run.csv.name and len(run["csv_sha256"]) == 64 and run["rows"] == 40
     assert card["data"]["record_builders"].get("frontend-trace", 0) > 0
+    assert {"matmul", "conv", "norm"} <= set(card["data"]["record_kinds"])
     assert {"leave_family_out", "leave_shape_out"} <= set(card["cv"])
     fam = card["cv"]["leave_family_out"]
     assert fam["folds"] == 5 and fam["samples"] == 40

@@ -86,6 +86,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     prov_out: list[dict[str, Any]] = []
     spec: GpuSpec | None = None
     builders: Counter = Counter()
+    kinds: Counter = Counter()
     skipped: Counter = Counter()
     meta: dict[str, Any] = {}
     for rp in runs:
@@ -147,6 +148,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             sid = f"{row['sample_id']}@{rp.csv.name}"
             shape_key = f"{fam}:{row['params']}"
             for r, tp in merged.values():
+                kinds[r.kind.value] += 1
                 data.rows.append(op_features(r, spec, prec))
                 data.time_target.append(math.log(t_meas / t_prior))
                 data.power_target.append(pf)
@@ -156,7 +158,8 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                 data.sample.append(sid)
     if spec is None:
         raise FitError("no runs given")
-    return data, spec, {"runs": prov_out, "record_builders": dict(builders), "skipped_rows": dict(skipped), **meta}
+    return data, spec, {"runs": prov_out, "record_builders": dict(builders), "record_kinds": dict(sorted(kinds.items())),
+                        "skipped_rows": dict(skipped), **meta}
 
 
 def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5,
