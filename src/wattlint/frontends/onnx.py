@@ -20,17 +20,10 @@ from .. import costs as C
 from ..costs import Cost
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
 from . import onnx_ops as ops
+from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
+                        _strings_ok, _Validate)
+from .onnx_shapes import _Shapes
 
-MAX_ELEMS = 1 << 44  # per tensor; anything larger is an absurd dim, not a model
-MAX_DIM = 1 << 40
-
-# TensorProto.DataType -> dtype name (kept local so the table needs no onnx import)
-_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
-                9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
-                15: "complex128", 16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
-                20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1"}
-_FLOAT = {"float32", "float16", "float64", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
-          "float8_e5m2fnuz"}
 _PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
 _FP32_OPS = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
              "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "BatchNormalization",
@@ -43,10 +36,8 @@ _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linea
                 "RNN": "RNN", "Attention": "Attention", "MultiHeadAttention": "MultiheadAttention",
                 "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
                 "Softmax": "Softmax", "Embedding": "Embedding"}
-_SEQ_NAME = re.compile(r"seq|len|token|time|step|sentence|position|past|total|context|^s$|^t$|^l$", re.I)
 _FREE = Cost(kind=OpKind.VIEW)
 _REUSE_SUFFIX = re.compile(r"_\d+$")
-_BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
 
 
 def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_size: int | None = None,
@@ -70,12 +61,6 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
         if STRICT or os.environ.get("WATTLINT_DEBUG"):
             raise
         raise InputError(f"{p}: malformed graph ({type(e).__name__}: {_one_line(e)})") from None
-
-
-class _BatchBaked(InputError):
-    def __init__(self, static: int):
-        super().__init__(f"batch {static} is baked into the graph's shapes")
-        self.static = static
 
 
 def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
@@ -104,64 +89,7 @@ STRICT = False  # tests set this to surface internal errors instead of reporting
 
 # ---- loading and validation -------------------------------------------------------------------------------------
 
-def _load(p: Path):
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{p}: is a directory, not an ONNX file") from None
-    except OSError as e:
-        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
-    if not data:
-        raise InputError(f"{p}: empty file, not an ONNX model")
-    import onnx
-
-    try:
-        model = onnx.load_model_from_string(data)  # never reads external data
-    except Exception as e:  # DecodeError and friends from protobuf
-        raise InputError(f"{p}: not an ONNX model (protobuf parse failed: {_one_line(e) or type(e).__name__})") \
-            from None
-    if not model.HasField("graph") or len(model.graph.node) == 0:
-        raise InputError(f"{p}: not an ONNX model (no graph nodes; truncated file or another format?)")
-    if model.ir_version <= 0 or model.ir_version > 100:
-        raise InputError(f"{p}: not an ONNX model (ir_version {model.ir_version})")
-    return model
-
-
-def _one_line(e: BaseException) -> str:
-    s = " ".join(str(e).split())
-    return s[:300]
-
-
-def _dims_of(vi) -> tuple[int | None, list]:
-    """(elem_type, dims) of a ValueInfoProto; dims entries are int, a dim_param str, or None (unknown)."""
-    t = vi.type
-    if t.WhichOneof("value") != "tensor_type":
-        return None, None
-    tt = t.tensor_type
-    if not tt.HasField("shape"):
-        return tt.elem_type, None
-    dims = []
-    for d in tt.shape.dim:
-        w = d.WhichOneof("value")
-        if w == "dim_value":
-            dims.append(d.dim_value)
-        elif w == "dim_param":
-            dims.append(d.dim_param or None)
-        else:
-            dims.append(None)
-    return tt.elem_type, dims
-
-
-def _concrete(elem_type, dims) -> tuple[str, tuple[int, ...] | None]:
-    dt = _ONNX_DTYPES.get(elem_type or 0, "float32")
-    if dims is None or any(not isinstance(d, int) or d < 0 for d in dims):
-        return dt, None
-    return dt, tuple(dims)
-
-
-class _Analysis:
+class _Analysis(_Validate, _Shapes):
     def __init__(self, model, path: Path, inputs, batch_size, seq_len, optimizer, precision, source):
         self.model = model
         self.path = path
@@ -196,357 +124,6 @@ class _Analysis:
             inferred = self._symbolic(inferred)
         self._check_outputs_known(inferred.graph)
         return self._build(inferred, specs)
-
-    # ---- validation ---------------------------------------------------------------------------------------------
-    def _validate_initializers(self, g) -> None:
-        for t in _all_initializers(g):
-            total = 1
-            for d in t.dims:
-                if d < 0:
-                    raise InputError(f"{self.path}: initializer {t.name!r} has a negative dim ({list(t.dims)})")
-                if d > MAX_DIM:
-                    raise InputError(f"{self.path}: initializer {t.name!r} has an absurd dim {d}")
-                total *= d
-            if total > MAX_ELEMS:
-                raise InputError(f"{self.path}: initializer {t.name!r} has an absurd size ({total:.3g} elements)")
-            if t.data_location == 1:  # EXTERNAL
-                self.external += 1
-                loc = next((e.value for e in t.external_data if e.key == "location"), "")
-                if not self._inside_folder(loc):
-                    raise InputError(f"{self.path}: initializer {t.name!r} points its external data outside the "
-                                     f"model's folder ({loc!r}); refusing to read it")
-
-    def _inside_folder(self, loc: str) -> bool:
-        if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
-            return False
-        try:
-            target = (self.folder / loc).resolve()
-        except (OSError, ValueError, RuntimeError):
-            return False
-        return target == self.folder or self.folder in target.parents
-
-    def _declare_domains(self) -> None:
-        """onnx shape inference refuses nodes whose domain has no opset import; declare them (custom ops stay
-        unsupported, but the rest of the graph is still inferred)."""
-        declared = {o.domain for o in self.model.opset_import}
-        used = set()
-        stack = [self.model.graph]
-        while stack:
-            gr = stack.pop()
-            for n in gr.node:
-                used.add(n.domain)
-                for a in n.attribute:
-                    if a.type == 5:
-                        stack.append(a.g)
-                    elif a.type == 10:
-                        stack.extend(a.graphs)
-        for d in sorted(used - declared - {"ai.onnx"}):
-            op = self.model.opset_import.add()
-            op.domain = d
-            op.version = 1
-
-    def _check_graph(self, g, outer: set, what: str) -> None:
-        """Every node input is defined before use (ONNX graphs are topologically sorted); detects cycles."""
-        known = set(outer)
-        known.update(i.name for i in g.input)
-        known.update(t.name for t in g.initializer)
-        known.update(t.values.name for t in g.sparse_initializer)
-        known.add("")
-        nodes = list(g.node)
-        pending = []
-        for n in nodes:
-            if all(i in known for i in n.input):
-                known.update(n.output)
-                self._check_subgraphs(n, known)
-            else:
-                pending.append(n)
-        if pending:  # not sorted: try a topological sort (Kahn) before calling it a cycle
-            progress = True
-            while pending and progress:
-                progress = False
-                rest = []
-                for n in pending:
-                    if all(i in known for i in n.input):
-                        known.update(n.output)
-                        progress = True
-                    else:
-                        rest.append(n)
-                pending = rest
-            if pending:
-                n = pending[0]
-                missing = next(i for i in n.input if i not in known)
-                produced = {o for m in pending for o in m.output}
-                why = "a cycle" if missing in produced else "an undefined tensor"
-                raise InputError(f"{self.path}: malformed {what}: node {n.name or n.op_type!r} ({n.op_type}) uses "
-                                 f"{missing!r}, {why}")
-            self._sort_nodes(g)
-
-    def _check_subgraphs(self, n, known) -> None:
-        for a in n.attribute:
-            if a.type == 5:
-                self._check_graph(a.g, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
-            elif a.type == 10:
-                for sg in a.graphs:
-                    self._check_graph(sg, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
-
-    @staticmethod
-    def _sort_nodes(g) -> None:
-        known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
-        order, pending = [], list(g.node)
-        while pending:
-            rest = []
-            for n in pending:
-                if all(i in known for i in n.input):
-                    order.append(n)
-                    known.update(n.output)
-                else:
-                    rest.append(n)
-            if len(rest) == len(pending):  # inputs from an outer scope: keep their relative order
-                order.extend(rest)
-                break
-            pending = rest
-        copies = [type(n)() for n in order]
-        for c, n in zip(copies, order):
-            c.CopyFrom(n)
-        del g.node[:]
-        g.node.extend(copies)
-
-    # ---- input binding --------------------------------------------------------------------------------------------
-    def _bind_inputs(self, g) -> list[TensorSpec]:
-        init = {t.name for t in g.initializer}
-        graph_inputs = [i for i in g.input if i.name not in init]
-        unknown = set(self.user_inputs) - {i.name for i in graph_inputs}
-        if unknown:
-            names = ", ".join(i.name for i in graph_inputs) or "none"
-            raise InputError(f"--input {sorted(unknown)[0]!r} is not an input of {self.path.name} (inputs: {names})")
-        params: dict[str, int] = {}
-        specs = []
-        for vi in graph_inputs:
-            elem, dims = _dims_of(vi)
-            if elem is None:
-                raise InputError(f"{self.path}: input {vi.name!r} is not a tensor (sequence/map inputs are not "
-                                 f"supported)")
-            dt = _ONNX_DTYPES.get(elem, "float32")
-            user = self.user_inputs.get(vi.name)
-            if user is not None:
-                if dims is not None and len(dims) != len(user.shape):
-                    raise InputError(f"--input {vi.name}: rank {len(user.shape)} given, the graph's input has rank "
-                                     f"{len(dims)} ({_fmt_dims(dims)})")
-                for d, v in zip(dims or [], user.shape):
-                    if isinstance(d, str):
-                        params.setdefault(d, v)
-                bound = list(user.shape)
-            else:
-                if dims is None:
-                    raise InputError(f"{self.path}: input {vi.name!r} has no shape; pass --input "
-                                     f"{vi.name}={dt}[d0,d1,...]")
-                bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params) for i, d in enumerate(dims)]
-            for d in bound:
-                if d < 0 or d > MAX_DIM:
-                    raise InputError(f"{self.path}: input {vi.name!r} has an invalid dim {d}")
-            if C.numel(bound) > MAX_ELEMS:
-                raise InputError(f"{self.path}: input {vi.name!r} has an absurd size {bound}")
-            _set_dims(vi, bound)
-            specs.append(TensorSpec(vi.name, dt, tuple(bound)))
-        # bound symbolic dims may reappear in outputs / value_info: drop those stale annotations
-        del g.value_info[:]
-        for o in g.output:
-            elem, dims = _dims_of(o)
-            if dims is not None and any(not isinstance(d, int) for d in dims):
-                o.type.tensor_type.ClearField("shape")
-        self.params_bound = params
-        return specs
-
-    def _bind_dim(self, name, dt, i, d, rank, params) -> int:
-        if isinstance(d, int) and d > 0:
-            if i == 0 and self.batch_size and d != self.batch_size and rank > 1:
-                self.assumptions.append(f"input {name!r}: leading dim {d} rebound to --batch-size "
-                                        f"{self.batch_size}")
-                self.rebound["batch"] = d
-                return self.batch_size
-            if i == 1 and self.seq_len and d != self.seq_len and rank == 2 and dt in ("int64", "int32"):
-                self.assumptions.append(f"input {name!r}: sequence dim {d} rebound to --seq-len {self.seq_len}")
-                self.rebound["seq"] = d
-                return self.seq_len
-            return d
-        if isinstance(d, int) and d < 0:
-            raise InputError(f"{self.path}: input {name!r} has a negative dim {d}")
-        label = d if isinstance(d, str) else f"dim {i}"
-        if isinstance(d, str) and d in params:
-            return params[d]
-        seq_like = isinstance(d, str) and _SEQ_NAME.search(d) and not _BATCH_NAME.search(d)
-        batch_like = (isinstance(d, str) and _BATCH_NAME.search(d)) or (i == 0 and not seq_like)
-        v = None
-        if batch_like and self.batch_size:
-            v = self.batch_size
-        elif not batch_like and self.seq_len and (seq_like or i == 1):
-            v = self.seq_len
-        if v is None:
-            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == 1 else "--input")
-            raise InputError(f"symbolic dim {label!r} of input {name!r} is unbound: pass {flag} N or --input "
-                             f"{name}={dt}[...]")
-        if isinstance(d, str):
-            params[d] = v
-            self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
-        else:
-            self.assumptions.append(f"unnamed dim {i} of input {name!r} bound to {v}")
-        return v
-
-    # ---- shape inference ------------------------------------------------------------------------------------------
-    def _infer(self):
-        import onnx
-        from onnx import shape_inference
-
-        self._load_shape_values()
-        try:
-            return shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
-        except Exception as e:
-            strict_err = e
-        try:  # some exporters emit graphs that strict mode rejects for a node we do not need: retry leniently
-            inferred = shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False, data_prop=True)
-        except Exception:
-            self._rebind_failed()
-            raise InputError(f"{self.path}: shape inference failed: {_first_error(strict_err)}") from None
-        msg = _first_error(strict_err)
-        if re.search(r"incompatible|mismatch|not compatible|out of range|invalid|negative", msg, re.I):
-            self._rebind_failed()
-            raise InputError(f"{self.path}: shape inference failed: {msg}")
-        self.assumptions.append(f"onnx shape inference (strict) reported: {msg[:160]}")
-        del onnx
-        return inferred
-
-    def _rebind_failed(self) -> None:
-        if "seq" in self.rebound:
-            raise InputError(f"{self.path}: the graph has sequence length {self.rebound['seq']} baked into its "
-                             f"shapes; re-export it with a dynamic sequence axis, or drop --seq-len")
-        if "batch" in self.rebound:
-            raise _BatchBaked(self.rebound["batch"])
-
-    def _load_shape_values(self) -> None:
-        """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
-        from a data file inside the model's folder when present; otherwise remember them for a clear error."""
-        g = self.model.graph
-        ext = {t.name: t for t in g.initializer if t.data_location == 1 and t.data_type in (6, 7)}
-        if not ext:
-            return
-        wanted = set()
-        for n in g.node:
-            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
-                if pos < len(n.input) and n.input[pos] in ext:
-                    wanted.add(n.input[pos])
-        from onnx.external_data_helper import load_external_data_for_tensor
-
-        for name in wanted:
-            t = ext[name]
-            loc = next((e.value for e in t.external_data if e.key == "location"), "")
-            f = self.folder / loc
-            if f.is_file():
-                try:
-                    load_external_data_for_tensor(t, str(self.folder))
-                    t.data_location = 0
-                    del t.external_data[:]
-                except Exception:
-                    self.missing_shape_values[name] = loc
-            else:
-                self.missing_shape_values[name] = loc
-
-    def _collect_types(self, g) -> None:
-        types = self.types
-        for t in _all_initializers(g):
-            types[t.name] = (_ONNX_DTYPES.get(t.data_type, "float32"), tuple(t.dims))
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
-            elem, dims = _dims_of(vi)
-            if elem is None:
-                continue
-            dt, shape = _concrete(elem, dims)
-            if vi.name not in types or types[vi.name][1] is None:
-                types[vi.name] = (dt, shape)
-        for n in g.node:
-            if n.op_type == "Constant" and n.output:
-                for a in n.attribute:
-                    if a.name == "value" and a.type == 4:
-                        types[n.output[0]] = (_ONNX_DTYPES.get(a.t.data_type, "float32"), tuple(a.t.dims))
-                    elif a.name in ("value_float", "value_int"):
-                        types[n.output[0]] = ("float32" if a.name == "value_float" else "int64", ())
-                    elif a.name in ("value_floats", "value_ints"):
-                        types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
-                                              (len(a.floats) or len(a.ints),))
-            for a in n.attribute:
-                if a.type == 5:
-                    self._collect_types(a.g)
-                elif a.type == 10:
-                    for sg in a.graphs:
-                        self._collect_types(sg)
-
-    def _unknown_nodes(self, g, all_ops: bool = False) -> list:
-        out = []
-        for n in g.node:
-            if not all_ops and n.op_type in ops.VIEW_OPS and n.op_type not in ("If", "Loop", "Scan"):
-                continue
-            if ops.handler_for(n.op_type, n.domain) is None:
-                continue
-            if any(o and self.types.get(o, (None, None))[1] is None for o in n.output[:1]):
-                out.append(n)
-        return out
-
-    def _fold_and_reinfer(self, inferred):
-        """Evaluate shape computations (Shape -> Gather -> Concat -> Where ...) with numpy, then infer again."""
-        from .onnx_fold import fold_shape_values
-
-        targets = []
-        for n in self._unknown_nodes(inferred.graph, all_ops=True):
-            for i in n.input:
-                if i and self.types.get(i, (None, None))[0] in ("int64", "int32", "bool", None):
-                    targets.append(i)
-        if not fold_shape_values(self.model.graph, self.types, targets=targets):
-            return inferred
-        again = self._infer()
-        self.types = {}
-        self._collect_types(again.graph)
-        return again
-
-    def _symbolic(self, inferred):
-        """onnxruntime's symbolic shape inference for what onnx inference left unknown (imported only here)."""
-        try:
-            SymbolicShapeInference = _ort_symbolic()
-        except Exception:  # onnxruntime missing or broken: keep what onnx inferred
-            self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
-            return inferred
-        try:
-            stripped, moved = _without_external_data(self.model)
-            out = SymbolicShapeInference.infer_shapes(stripped, int_max=2 ** 31 - 1, auto_merge=True,
-                                                      guess_output_rank=False, verbose=0)
-            if out is not None and moved:  # put the initializers back where they were
-                names = {t.name for t in moved}
-                keep = [i for i in out.graph.input if i.name not in names]
-                del out.graph.input[:]
-                out.graph.input.extend(keep)
-                out.graph.initializer.extend(moved)
-        except Exception as e:
-            self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
-            return inferred
-        if out is None:
-            return inferred
-        before = len(self._unknown_nodes(inferred.graph))
-        self.types = {}
-        self._collect_types(out.graph)
-        after = len(self._unknown_nodes(out.graph))
-        self.assumptions.append(f"symbolic shape inference (onnxruntime) resolved {before - after} of {before} "
-                                f"nodes with unknown shapes")
-        return out
-
-    def _check_outputs_known(self, g) -> None:
-        if not self.missing_shape_values:
-            return
-        for n in g.node:
-            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
-                if pos < len(n.input) and n.input[pos] in self.missing_shape_values:
-                    if n.output and self.types.get(n.output[0], (None, None))[1] is None:
-                        name = n.input[pos]
-                        raise InputError(f"{self.path}: shape tensor {name!r} (input of {n.name or n.op_type}) is "
-                                         f"stored in external data {self.missing_shape_values[name]!r}, which is "
-                                         f"missing; put the data file beside the model or bind the shape with "
-                                         f"--input")
 
     # ---- records ------------------------------------------------------------------------------------------------
     def _build(self, inferred, specs) -> CostGraph:
@@ -1128,27 +705,6 @@ class _Analysis:
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
-def _without_external_data(model):
-    """A copy whose externally stored initializers are graph inputs of the same type and shape: onnxruntime's
-    symbolic inference would otherwise try to read their data (relative to the current directory)."""
-    from onnx import helper
-
-    m = type(model)()
-    m.CopyFrom(model)
-    g = m.graph
-    keep, moved = [], []
-    for t in g.initializer:
-        (moved if t.data_location == 1 else keep).append(t)
-    if not moved:
-        return m, []
-    del g.initializer[:]
-    g.initializer.extend(keep)
-    names = {i.name for i in g.input}
-    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved
-                   if t.name not in names)
-    return m, moved
-
-
 def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
     """Tensors shared between layers (two or more consumers) in a mask's near ancestry: attention layers whose masks
     derive from the same shared tensors get the same causal verdict without evaluating each mask again."""
@@ -1167,77 +723,6 @@ def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
         if i is not None:
             stack.extend((x, depth + 1) for x in nodes[i].input if x)
     return frozenset(out)
-
-
-def _strings_ok(model) -> bool:
-    """protobuf hands back ``bytes`` for string fields that are not valid UTF-8 (a corrupt file): reject them."""
-    if not all(isinstance(o.domain, str) for o in model.opset_import):
-        return False
-    stack = [model.graph]
-    while stack:
-        g = stack.pop()
-        if not isinstance(g.name, str):
-            return False
-        for vi in (*g.input, *g.output, *g.value_info):
-            if not isinstance(vi.name, str):
-                return False
-            tt = vi.type.tensor_type
-            for d in tt.shape.dim:
-                if not isinstance(d.dim_param, str):
-                    return False
-        for t in g.initializer:
-            if not isinstance(t.name, str):
-                return False
-            for e in t.external_data:
-                if not (isinstance(e.key, str) and isinstance(e.value, str)):
-                    return False
-        for st in g.sparse_initializer:
-            if not isinstance(st.values.name, str):
-                return False
-        for n in g.node:
-            if not (isinstance(n.op_type, str) and isinstance(n.name, str) and isinstance(n.domain, str)):
-                return False
-            for i in n.input:
-                if not isinstance(i, str):
-                    return False
-            for o in n.output:
-                if not isinstance(o, str):
-                    return False
-            for a in n.attribute:
-                if not isinstance(a.name, str):
-                    return False
-                if a.type == 5:
-                    stack.append(a.g)
-                elif a.type == 10:
-                    stack.extend(a.graphs)
-            for p in n.metadata_props:
-                if not (isinstance(p.key, str) and isinstance(p.value, str)):
-                    return False
-    return True
-
-
-def _ort_symbolic():
-    """onnxruntime's symbolic_shape_infer module, loaded by file path: ``onnxruntime.tools/__init__`` imports torch
-    (pytorch_export_helpers) and ``onnxruntime`` itself loads the runtime library; neither is needed here."""
-    import importlib.util
-    import sys
-
-    name = "_wattlint_ort_symbolic_shape_infer"
-    mod = sys.modules.get(name)
-    if mod is None:
-        spec = importlib.util.find_spec("onnxruntime")
-        if spec is None or not spec.submodule_search_locations:
-            raise ImportError("onnxruntime is not installed")
-        f = Path(list(spec.submodule_search_locations)[0]) / "tools" / "symbolic_shape_infer.py"
-        mspec = importlib.util.spec_from_file_location(name, f)
-        mod = importlib.util.module_from_spec(mspec)
-        sys.modules[name] = mod
-        try:
-            mspec.loader.exec_module(mod)
-        except Exception:
-            del sys.modules[name]
-            raise
-    return mod.SymbolicShapeInference
 
 
 def scope_to_module(name: str) -> str:
@@ -1283,13 +768,6 @@ def _is_folded_bn(node) -> bool:
         if p.key == "namespace" and "batchnorm" in p.value.lower():
             return True
     return False
-
-
-def _all_initializers(g):
-    for t in g.initializer:
-        yield t
-    for st in g.sparse_initializer:
-        yield st.values
 
 
 def _subgraph_inputs(n) -> list:
@@ -1339,30 +817,6 @@ def _cast(dt, half):
 
 def _shapes(n: ops.Node) -> tuple:
     return tuple(tuple(s) for s in n.in_shapes if s is not None)
-
-
-def _set_dims(vi, dims) -> None:
-    shape = vi.type.tensor_type.shape
-    del shape.dim[:]
-    for d in dims:
-        shape.dim.add().dim_value = int(d)
-
-
-def _fmt_dims(dims) -> str:
-    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
-
-
-def _first_error(e: BaseException) -> str:
-    s = " ".join(str(e).split())
-    s = re.sub(r"^\[\w+\]\s*", "", s)
-    return s[:240] or type(e).__name__
-
-
-def _opset(model) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return int(o.version)
-    return 0
 
 
 __all__ = ["analyze_onnx", "scope_to_module"]

@@ -40,7 +40,7 @@ def _axes(node, vals, pos=1):
     return ax
 
 
-def _eval(node, v, shapes):  # noqa: C901 - a table of small cases
+def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
     op = node.op_type
     a = v[0] if v else None
     if op == "Identity":
@@ -80,13 +80,13 @@ def _eval(node, v, shapes):  # noqa: C901 - a table of small cases
 
             fill = numpy_helper.to_array(t).reshape(-1)[0]
         shape = [int(x) for x in a.reshape(-1)]
-        if int(np.prod(shape)) > MAX_FOLD_ELEMS:
+        if int(np.prod(shape)) > limit:
             return None
         return [np.full(shape, fill, dtype=dt)]
     if op == "Expand":
         shape = [int(x) for x in v[1].reshape(-1)]
         out_shape = np.broadcast_shapes(a.shape, tuple(shape))
-        if int(np.prod(out_shape)) > MAX_FOLD_ELEMS:
+        if int(np.prod(out_shape)) > limit:
             return None
         return [np.broadcast_to(a, out_shape).copy()]
     if op == "Reshape":
@@ -174,18 +174,13 @@ def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, prod
 def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
 
-    global MAX_FOLD_ELEMS
-    saved_limit, MAX_FOLD_ELEMS = MAX_FOLD_ELEMS, limit
-    try:
-        return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds)
-    finally:
-        MAX_FOLD_ELEMS = saved_limit
+    return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit)
 
 
-def _run_inner(graph, types, replace, helper, numpy_helper, only=None, feeds=None) -> tuple[int, dict]:
+def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit) -> tuple[int, dict]:
     vals: dict[str, np.ndarray] = dict(feeds or {})
     for t in graph.initializer:
-        if t.data_location != 1 and t.data_type in (6, 7, 9) and _numel(t.dims) <= MAX_FOLD_ELEMS:
+        if t.data_location != 1 and t.data_type in (6, 7, 9) and _numel(t.dims) <= limit:
             try:
                 vals[t.name] = numpy_helper.to_array(t)
             except Exception:
@@ -202,7 +197,7 @@ def _run_inner(graph, types, replace, helper, numpy_helper, only=None, feeds=Non
         try:
             if op == "Constant":
                 t = _attr(node, "value")
-                if t is not None and t.data_type in (1, 6, 7, 9, 10, 11) and _numel(t.dims) <= MAX_FOLD_ELEMS \
+                if t is not None and t.data_type in (1, 6, 7, 9, 10, 11) and _numel(t.dims) <= limit \
                         and t.data_location != 1:
                     vals[node.output[0]] = numpy_helper.to_array(t)
                 else:
@@ -226,10 +221,10 @@ def _run_inner(graph, types, replace, helper, numpy_helper, only=None, feeds=Non
                 ins = list(node.input)
                 if not ins or not node.output or any(i and i not in vals for i in ins):
                     continue
-                out = _eval(node, [vals[i] if i else None for i in ins], types)
+                out = _eval(node, [vals[i] if i else None for i in ins], types, limit)
         except Exception:  # anything odd: leave the node for inference
             continue
-        if not out or any(o is None or o.size > MAX_FOLD_ELEMS for o in out):
+        if not out or any(o is None or o.size > limit for o in out):
             continue
         for name, value in zip(node.output, out):
             vals[name] = np.asarray(value)

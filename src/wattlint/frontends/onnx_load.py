@@ -1,0 +1,363 @@
+"""ONNX frontend, part 1: load a model without its weights, validate it, bind its symbolic input dims.
+
+Malformed input of any kind (empty file, random bytes, truncated protobuf, invalid UTF-8, cycles, negative or
+absurd dims, external data outside the model's folder) becomes one :class:`InputError` line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .. import costs as C
+from ..types import InputError, TensorSpec
+
+MAX_ELEMS = 1 << 44  # per tensor; anything larger is an absurd dim, not a model
+MAX_DIM = 1 << 40
+
+# TensorProto.DataType -> dtype name (kept local so the table needs no onnx import)
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
+                9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
+                15: "complex128", 16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
+                20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1"}
+_FLOAT = {"float32", "float16", "float64", "bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+          "float8_e5m2fnuz"}
+_SEQ_NAME = re.compile(r"seq|len|token|time|step|sentence|position|past|total|context|^s$|^t$|^l$", re.I)
+_BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
+
+
+class _BatchBaked(InputError):
+    def __init__(self, static: int):
+        super().__init__(f"batch {static} is baked into the graph's shapes")
+        self.static = static
+
+
+def _load(p: Path):
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{p}: is a directory, not an ONNX file") from None
+    except OSError as e:
+        raise InputError(f"{p}: cannot read ({e.strerror or e})") from None
+    if not data:
+        raise InputError(f"{p}: empty file, not an ONNX model")
+    import onnx
+
+    try:
+        model = onnx.load_model_from_string(data)  # never reads external data
+    except Exception as e:  # DecodeError and friends from protobuf
+        raise InputError(f"{p}: not an ONNX model (protobuf parse failed: {_one_line(e) or type(e).__name__})") \
+            from None
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise InputError(f"{p}: not an ONNX model (no graph nodes; truncated file or another format?)")
+    if model.ir_version <= 0 or model.ir_version > 100:
+        raise InputError(f"{p}: not an ONNX model (ir_version {model.ir_version})")
+    return model
+
+def _one_line(e: BaseException) -> str:
+    s = " ".join(str(e).split())
+    return s[:300]
+
+def _dims_of(vi) -> tuple[int | None, list]:
+    """(elem_type, dims) of a ValueInfoProto; dims entries are int, a dim_param str, or None (unknown)."""
+    t = vi.type
+    if t.WhichOneof("value") != "tensor_type":
+        return None, None
+    tt = t.tensor_type
+    if not tt.HasField("shape"):
+        return tt.elem_type, None
+    dims = []
+    for d in tt.shape.dim:
+        w = d.WhichOneof("value")
+        if w == "dim_value":
+            dims.append(d.dim_value)
+        elif w == "dim_param":
+            dims.append(d.dim_param or None)
+        else:
+            dims.append(None)
+    return tt.elem_type, dims
+
+def _concrete(elem_type, dims) -> tuple[str, tuple[int, ...] | None]:
+    dt = _ONNX_DTYPES.get(elem_type or 0, "float32")
+    if dims is None or any(not isinstance(d, int) or d < 0 for d in dims):
+        return dt, None
+    return dt, tuple(dims)
+
+def _strings_ok(model) -> bool:
+    """protobuf hands back ``bytes`` for string fields that are not valid UTF-8 (a corrupt file): reject them."""
+    if not all(isinstance(o.domain, str) for o in model.opset_import):
+        return False
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        if not isinstance(g.name, str):
+            return False
+        for vi in (*g.input, *g.output, *g.value_info):
+            if not isinstance(vi.name, str):
+                return False
+            tt = vi.type.tensor_type
+            for d in tt.shape.dim:
+                if not isinstance(d.dim_param, str):
+                    return False
+        for t in g.initializer:
+            if not isinstance(t.name, str):
+                return False
+            for e in t.external_data:
+                if not (isinstance(e.key, str) and isinstance(e.value, str)):
+                    return False
+        for st in g.sparse_initializer:
+            if not isinstance(st.values.name, str):
+                return False
+        for n in g.node:
+            if not (isinstance(n.op_type, str) and isinstance(n.name, str) and isinstance(n.domain, str)):
+                return False
+            for i in n.input:
+                if not isinstance(i, str):
+                    return False
+            for o in n.output:
+                if not isinstance(o, str):
+                    return False
+            for a in n.attribute:
+                if not isinstance(a.name, str):
+                    return False
+                if a.type == 5:
+                    stack.append(a.g)
+                elif a.type == 10:
+                    stack.extend(a.graphs)
+            for p in n.metadata_props:
+                if not (isinstance(p.key, str) and isinstance(p.value, str)):
+                    return False
+    return True
+
+def _all_initializers(g):
+    for t in g.initializer:
+        yield t
+    for st in g.sparse_initializer:
+        yield st.values
+
+def _set_dims(vi, dims) -> None:
+    shape = vi.type.tensor_type.shape
+    del shape.dim[:]
+    for d in dims:
+        shape.dim.add().dim_value = int(d)
+
+def _fmt_dims(dims) -> str:
+    return "[" + ",".join("?" if d is None else str(d) for d in dims) + "]"
+
+def _first_error(e: BaseException) -> str:
+    s = " ".join(str(e).split())
+    s = re.sub(r"^\[\w+\]\s*", "", s)
+    return s[:240] or type(e).__name__
+
+def _opset(model) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 0
+
+
+class _Validate:
+    """Mixin of :class:`wattlint.frontends.onnx._Analysis`: structure checks and input binding."""
+
+    def _validate_initializers(self, g) -> None:
+        for t in _all_initializers(g):
+            total = 1
+            for d in t.dims:
+                if d < 0:
+                    raise InputError(f"{self.path}: initializer {t.name!r} has a negative dim ({list(t.dims)})")
+                if d > MAX_DIM:
+                    raise InputError(f"{self.path}: initializer {t.name!r} has an absurd dim {d}")
+                total *= d
+            if total > MAX_ELEMS:
+                raise InputError(f"{self.path}: initializer {t.name!r} has an absurd size ({total:.3g} elements)")
+            if t.data_location == 1:  # EXTERNAL
+                self.external += 1
+                loc = next((e.value for e in t.external_data if e.key == "location"), "")
+                if not self._inside_folder(loc):
+                    raise InputError(f"{self.path}: initializer {t.name!r} points its external data outside the "
+                                     f"model's folder ({loc!r}); refusing to read it")
+
+    def _inside_folder(self, loc: str) -> bool:
+        if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
+            return False
+        try:
+            target = (self.folder / loc).resolve()
+        except (OSError, ValueError, RuntimeError):
+            return False
+        return target == self.folder or self.folder in target.parents
+
+    def _declare_domains(self) -> None:
+        """onnx shape inference refuses nodes whose domain has no opset import; declare them (custom ops stay
+        unsupported, but the rest of the graph is still inferred)."""
+        declared = {o.domain for o in self.model.opset_import}
+        used = set()
+        stack = [self.model.graph]
+        while stack:
+            gr = stack.pop()
+            for n in gr.node:
+                used.add(n.domain)
+                for a in n.attribute:
+                    if a.type == 5:
+                        stack.append(a.g)
+                    elif a.type == 10:
+                        stack.extend(a.graphs)
+        for d in sorted(used - declared - {"ai.onnx"}):
+            op = self.model.opset_import.add()
+            op.domain = d
+            op.version = 1
+
+    def _check_graph(self, g, outer: set, what: str) -> None:
+        """Every node input is defined before use (ONNX graphs are topologically sorted); detects cycles."""
+        known = set(outer)
+        known.update(i.name for i in g.input)
+        known.update(t.name for t in g.initializer)
+        known.update(t.values.name for t in g.sparse_initializer)
+        known.add("")
+        nodes = list(g.node)
+        pending = []
+        for n in nodes:
+            if all(i in known for i in n.input):
+                known.update(n.output)
+                self._check_subgraphs(n, known)
+            else:
+                pending.append(n)
+        if pending:  # not sorted: try a topological sort (Kahn) before calling it a cycle
+            progress = True
+            while pending and progress:
+                progress = False
+                rest = []
+                for n in pending:
+                    if all(i in known for i in n.input):
+                        known.update(n.output)
+                        progress = True
+                    else:
+                        rest.append(n)
+                pending = rest
+            if pending:
+                n = pending[0]
+                missing = next(i for i in n.input if i not in known)
+                produced = {o for m in pending for o in m.output}
+                why = "a cycle" if missing in produced else "an undefined tensor"
+                raise InputError(f"{self.path}: malformed {what}: node {n.name or n.op_type!r} ({n.op_type}) uses "
+                                 f"{missing!r}, {why}")
+            self._sort_nodes(g)
+
+    def _check_subgraphs(self, n, known) -> None:
+        for a in n.attribute:
+            if a.type == 5:
+                self._check_graph(a.g, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
+            elif a.type == 10:
+                for sg in a.graphs:
+                    self._check_graph(sg, known, f"subgraph {a.name!r} of {n.name or n.op_type!r}")
+
+    @staticmethod
+    def _sort_nodes(g) -> None:
+        known = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+        order, pending = [], list(g.node)
+        while pending:
+            rest = []
+            for n in pending:
+                if all(i in known for i in n.input):
+                    order.append(n)
+                    known.update(n.output)
+                else:
+                    rest.append(n)
+            if len(rest) == len(pending):  # inputs from an outer scope: keep their relative order
+                order.extend(rest)
+                break
+            pending = rest
+        copies = [type(n)() for n in order]
+        for c, n in zip(copies, order):
+            c.CopyFrom(n)
+        del g.node[:]
+        g.node.extend(copies)
+
+    def _bind_inputs(self, g) -> list[TensorSpec]:
+        init = {t.name for t in g.initializer}
+        graph_inputs = [i for i in g.input if i.name not in init]
+        unknown = set(self.user_inputs) - {i.name for i in graph_inputs}
+        if unknown:
+            names = ", ".join(i.name for i in graph_inputs) or "none"
+            raise InputError(f"--input {sorted(unknown)[0]!r} is not an input of {self.path.name} (inputs: {names})")
+        params: dict[str, int] = {}
+        specs = []
+        for vi in graph_inputs:
+            elem, dims = _dims_of(vi)
+            if elem is None:
+                raise InputError(f"{self.path}: input {vi.name!r} is not a tensor (sequence/map inputs are not "
+                                 f"supported)")
+            dt = _ONNX_DTYPES.get(elem, "float32")
+            user = self.user_inputs.get(vi.name)
+            if user is not None:
+                if dims is not None and len(dims) != len(user.shape):
+                    raise InputError(f"--input {vi.name}: rank {len(user.shape)} given, the graph's input has rank "
+                                     f"{len(dims)} ({_fmt_dims(dims)})")
+                for d, v in zip(dims or [], user.shape):
+                    if isinstance(d, str):
+                        params.setdefault(d, v)
+                bound = list(user.shape)
+            else:
+                if dims is None:
+                    raise InputError(f"{self.path}: input {vi.name!r} has no shape; pass --input "
+                                     f"{vi.name}={dt}[d0,d1,...]")
+                bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params) for i, d in enumerate(dims)]
+            for d in bound:
+                if d < 0 or d > MAX_DIM:
+                    raise InputError(f"{self.path}: input {vi.name!r} has an invalid dim {d}")
+            if C.numel(bound) > MAX_ELEMS:
+                raise InputError(f"{self.path}: input {vi.name!r} has an absurd size {bound}")
+            _set_dims(vi, bound)
+            specs.append(TensorSpec(vi.name, dt, tuple(bound)))
+        # bound symbolic dims may reappear in outputs / value_info: drop those stale annotations
+        del g.value_info[:]
+        for o in g.output:
+            elem, dims = _dims_of(o)
+            if dims is not None and any(not isinstance(d, int) for d in dims):
+                o.type.tensor_type.ClearField("shape")
+        self.params_bound = params
+        return specs
+
+    def _bind_dim(self, name, dt, i, d, rank, params) -> int:
+        if isinstance(d, int) and d > 0:
+            if i == 0 and self.batch_size and d != self.batch_size and rank > 1:
+                self.assumptions.append(f"input {name!r}: leading dim {d} rebound to --batch-size "
+                                        f"{self.batch_size}")
+                self.rebound["batch"] = d
+                return self.batch_size
+            if i == 1 and self.seq_len and d != self.seq_len and rank == 2 and dt in ("int64", "int32"):
+                self.assumptions.append(f"input {name!r}: sequence dim {d} rebound to --seq-len {self.seq_len}")
+                self.rebound["seq"] = d
+                return self.seq_len
+            return d
+        if isinstance(d, int) and d < 0:
+            raise InputError(f"{self.path}: input {name!r} has a negative dim {d}")
+        label = d if isinstance(d, str) else f"dim {i}"
+        if isinstance(d, str) and d in params:
+            return params[d]
+        seq_like = isinstance(d, str) and _SEQ_NAME.search(d) and not _BATCH_NAME.search(d)
+        batch_like = (isinstance(d, str) and _BATCH_NAME.search(d)) or (i == 0 and not seq_like)
+        v = None
+        if batch_like and self.batch_size:
+            v = self.batch_size
+        elif not batch_like and self.seq_len and (seq_like or i == 1):
+            v = self.seq_len
+        if v is None:
+            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == 1 else "--input")
+            raise InputError(f"symbolic dim {label!r} of input {name!r} is unbound: pass {flag} N or --input "
+                             f"{name}={dt}[...]")
+        if isinstance(d, str):
+            params[d] = v
+            self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
+        else:
+            self.assumptions.append(f"unnamed dim {i} of input {name!r} bound to {v}")
+        return v
+
+    def _rebind_failed(self) -> None:
+        if "seq" in self.rebound:
+            raise InputError(f"{self.path}: the graph has sequence length {self.rebound['seq']} baked into its "
+                             f"shapes; re-export it with a dynamic sequence axis, or drop --seq-len")
+        if "batch" in self.rebound:
+            raise _BatchBaked(self.rebound["batch"])

@@ -1,0 +1,208 @@
+"""ONNX frontend, part 2: shapes. onnx shape inference (with data propagation) first; shape computations folded
+with numpy (:mod:`.onnx_fold`) where it stops; onnxruntime's symbolic shape inference last (slow; loaded lazily by
+file path so neither torch nor the runtime library is imported), never reading external data.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..types import InputError
+from . import onnx_ops as ops
+from .onnx_load import _ONNX_DTYPES, _all_initializers, _concrete, _dims_of, _first_error
+
+def _without_external_data(model):
+    """A copy whose externally stored initializers are graph inputs of the same type and shape: onnxruntime's
+    symbolic inference would otherwise try to read their data (relative to the current directory)."""
+    from onnx import helper
+
+    m = type(model)()
+    m.CopyFrom(model)
+    g = m.graph
+    keep, moved = [], []
+    for t in g.initializer:
+        (moved if t.data_location == 1 else keep).append(t)
+    if not moved:
+        return m, []
+    del g.initializer[:]
+    g.initializer.extend(keep)
+    names = {i.name for i in g.input}
+    g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved
+                   if t.name not in names)
+    return m, moved
+
+def _ort_symbolic():
+    """onnxruntime's symbolic_shape_infer module, loaded by file path: ``onnxruntime.tools/__init__`` imports torch
+    (pytorch_export_helpers) and ``onnxruntime`` itself loads the runtime library; neither is needed here."""
+    import importlib.util
+    import sys
+
+    name = "_wattlint_ort_symbolic_shape_infer"
+    mod = sys.modules.get(name)
+    if mod is None:
+        spec = importlib.util.find_spec("onnxruntime")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("onnxruntime is not installed")
+        f = Path(list(spec.submodule_search_locations)[0]) / "tools" / "symbolic_shape_infer.py"
+        mspec = importlib.util.spec_from_file_location(name, f)
+        mod = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = mod
+        try:
+            mspec.loader.exec_module(mod)
+        except Exception:
+            del sys.modules[name]
+            raise
+    return mod.SymbolicShapeInference
+
+
+class _Shapes:
+    """Mixin of :class:`wattlint.frontends.onnx._Analysis`: shape inference and the ``types`` table."""
+
+    def _infer(self):
+        import onnx
+        from onnx import shape_inference
+
+        self._load_shape_values()
+        try:
+            return shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
+        except Exception as e:
+            strict_err = e
+        try:  # some exporters emit graphs that strict mode rejects for a node we do not need: retry leniently
+            inferred = shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False, data_prop=True)
+        except Exception:
+            self._rebind_failed()
+            raise InputError(f"{self.path}: shape inference failed: {_first_error(strict_err)}") from None
+        msg = _first_error(strict_err)
+        if re.search(r"incompatible|mismatch|not compatible|out of range|invalid|negative", msg, re.I):
+            self._rebind_failed()
+            raise InputError(f"{self.path}: shape inference failed: {msg}")
+        self.assumptions.append(f"onnx shape inference (strict) reported: {msg[:160]}")
+        del onnx
+        return inferred
+
+    def _load_shape_values(self) -> None:
+        """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
+        from a data file inside the model's folder when present; otherwise remember them for a clear error."""
+        g = self.model.graph
+        ext = {t.name: t for t in g.initializer if t.data_location == 1 and t.data_type in (6, 7)}
+        if not ext:
+            return
+        wanted = set()
+        for n in g.node:
+            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
+                if pos < len(n.input) and n.input[pos] in ext:
+                    wanted.add(n.input[pos])
+        from onnx.external_data_helper import load_external_data_for_tensor
+
+        for name in wanted:
+            t = ext[name]
+            loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            f = self.folder / loc
+            if f.is_file():
+                try:
+                    load_external_data_for_tensor(t, str(self.folder))
+                    t.data_location = 0
+                    del t.external_data[:]
+                except Exception:
+                    self.missing_shape_values[name] = loc
+            else:
+                self.missing_shape_values[name] = loc
+
+    def _collect_types(self, g) -> None:
+        types = self.types
+        for t in _all_initializers(g):
+            types[t.name] = (_ONNX_DTYPES.get(t.data_type, "float32"), tuple(t.dims))
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            elem, dims = _dims_of(vi)
+            if elem is None:
+                continue
+            dt, shape = _concrete(elem, dims)
+            if vi.name not in types or types[vi.name][1] is None:
+                types[vi.name] = (dt, shape)
+        for n in g.node:
+            if n.op_type == "Constant" and n.output:
+                for a in n.attribute:
+                    if a.name == "value" and a.type == 4:
+                        types[n.output[0]] = (_ONNX_DTYPES.get(a.t.data_type, "float32"), tuple(a.t.dims))
+                    elif a.name in ("value_float", "value_int"):
+                        types[n.output[0]] = ("float32" if a.name == "value_float" else "int64", ())
+                    elif a.name in ("value_floats", "value_ints"):
+                        types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
+                                              (len(a.floats) or len(a.ints),))
+            for a in n.attribute:
+                if a.type == 5:
+                    self._collect_types(a.g)
+                elif a.type == 10:
+                    for sg in a.graphs:
+                        self._collect_types(sg)
+
+    def _unknown_nodes(self, g, all_ops: bool = False) -> list:
+        out = []
+        for n in g.node:
+            if not all_ops and n.op_type in ops.VIEW_OPS and n.op_type not in ("If", "Loop", "Scan"):
+                continue
+            if ops.handler_for(n.op_type, n.domain) is None:
+                continue
+            if any(o and self.types.get(o, (None, None))[1] is None for o in n.output[:1]):
+                out.append(n)
+        return out
+
+    def _fold_and_reinfer(self, inferred):
+        """Evaluate shape computations (Shape -> Gather -> Concat -> Where ...) with numpy, then infer again."""
+        from .onnx_fold import fold_shape_values
+
+        targets = []
+        for n in self._unknown_nodes(inferred.graph, all_ops=True):
+            for i in n.input:
+                if i and self.types.get(i, (None, None))[0] in ("int64", "int32", "bool", None):
+                    targets.append(i)
+        if not fold_shape_values(self.model.graph, self.types, targets=targets):
+            return inferred
+        again = self._infer()
+        self.types = {}
+        self._collect_types(again.graph)
+        return again
+
+    def _symbolic(self, inferred):
+        """onnxruntime's symbolic shape inference for what onnx inference left unknown (imported only here)."""
+        try:
+            SymbolicShapeInference = _ort_symbolic()
+        except Exception:  # onnxruntime missing or broken: keep what onnx inferred
+            self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
+            return inferred
+        try:
+            stripped, moved = _without_external_data(self.model)
+            out = SymbolicShapeInference.infer_shapes(stripped, int_max=2 ** 31 - 1, auto_merge=True,
+                                                      guess_output_rank=False, verbose=0)
+            if out is not None and moved:  # put the initializers back where they were
+                names = {t.name for t in moved}
+                keep = [i for i in out.graph.input if i.name not in names]
+                del out.graph.input[:]
+                out.graph.input.extend(keep)
+                out.graph.initializer.extend(moved)
+        except Exception as e:
+            self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
+            return inferred
+        if out is None:
+            return inferred
+        before = len(self._unknown_nodes(inferred.graph))
+        self.types = {}
+        self._collect_types(out.graph)
+        after = len(self._unknown_nodes(out.graph))
+        self.assumptions.append(f"symbolic shape inference (onnxruntime) resolved {before - after} of {before} "
+                                f"nodes with unknown shapes")
+        return out
+
+    def _check_outputs_known(self, g) -> None:
+        if not self.missing_shape_values:
+            return
+        for n in g.node:
+            for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
+                if pos < len(n.input) and n.input[pos] in self.missing_shape_values:
+                    if n.output and self.types.get(n.output[0], (None, None))[1] is None:
+                        name = n.input[pos]
+                        raise InputError(f"{self.path}: shape tensor {name!r} (input of {n.name or n.op_type}) is "
+                                         f"stored in external data {self.missing_shape_values[name]!r}, which is "
+                                         f"missing; put the data file beside the model or bind the shape with "
+                                         f"--input")
