@@ -103,10 +103,10 @@ def test_resume_after_a_real_kill_loses_nothing(tmp_path):
     ref_rows = {r["sample_id"]: r for r in read_rows(ref.csv)}
     n = len(ref_rows)
     out = tmp_path / "killed"
-    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.03", PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.06", PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
            "--no-progress"]
-    kill_at = random.Random().randint(2, n - 3)
+    kill_at = random.Random().randint(2, n - 6)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     csv_path = None
