@@ -87,3 +87,24 @@ def test_causal_mask_detected_when_attention_mask_is_an_input(tmp_path):
     pairs = s * (s + 1) // 2
     att = [r for r in g.records if r.phase.value == "forward" and r.kind.value == "attention" and r.flops]
     assert [r.flops for r in att] == [2 * b * h * pairs * 2 * d + 5 * b * h * pairs] * 2
+
+
+def test_opset_14_decomposed_layernorm_costs_like_opset_17(tmp_path):
+    """Before opset 17 the exporter decomposes LayerNorm into 7-9 ops: recognised and costed as one kernel."""
+    import torch
+
+    from wattlint.frontends.onnx import analyze_onnx
+
+    M = acc.M
+    model = M.logits_only(M.bert_small(n_layer=2)).eval()
+    x = (torch.zeros(2, 64, dtype=torch.long),)
+    graphs = {}
+    for opset in (14, 17):
+        p = M.export_weightless(model, x, tmp_path / f"b{opset}.onnx", input_names=["input_ids"],
+                                output_names=["logits"], opset=opset)
+        graphs[opset] = analyze_onnx(p)
+    a, b = graphs[14].by_phase(), graphs[17].by_phase()
+    for ph in ("forward", "backward", "optimizer"):
+        assert a[ph].flops == pytest.approx(b[ph].flops, rel=1e-3)
+        assert a[ph].bytes_read + a[ph].bytes_written == pytest.approx(b[ph].bytes_read + b[ph].bytes_written, rel=0.01)
+    assert any("6 decomposed LayerNorms" in s for s in graphs[14].assumptions), graphs[14].assumptions

@@ -1,11 +1,16 @@
 """ONNX frontend: a (weight-free) ``.onnx`` graph -> :class:`CostGraph` of one training step.
 
-Pipeline: load without external data -> validate (structure, dims, external-data locations, cycles) -> bind the
-symbolic input dims (``--batch-size``, ``--seq-len``, ``--input``) -> onnx shape inference (with data propagation)
--> onnxruntime's symbolic shape inference only for what remains unknown (slow; imported lazily) -> one forward
-record per node through :mod:`wattlint.frontends.onnx_ops` (which calls :mod:`wattlint.costs`) -> synthesized
-backward records (reverse order, only for nodes on the path to the loss that have an input needing a gradient) ->
-an assumed loss -> one optimizer record per trainable initializer.
+Pipeline (one module per stage):
+
+* :mod:`.onnx_load` — load without external data; validate (UTF-8, dims, external-data locations inside the
+  model's folder, cycles); bind symbolic input dims (``--batch-size``, ``--seq-len``, ``--input``);
+* :mod:`.onnx_shapes` — onnx shape inference with data propagation; shape computations folded with numpy
+  (:mod:`.onnx_fold`) where it stops; onnxruntime's symbolic shape inference only for what is still unknown;
+* this module — one forward record per node through :mod:`.onnx_ops` (which calls :mod:`wattlint.costs`; fused
+  patterns from :mod:`.onnx_patterns`: unfused attention -> one fused attention kernel, erf-GELU -> one GELU,
+  MatMul + bias -> one GEMM with epilogue); synthesized backward records (reverse order, only for nodes on the
+  path to the loss with an input that needs a gradient; k-1 gradient accumulations for a tensor with k users);
+  an assumed loss; torch's foreach optimizer kernels per trainable initializer.
 
 Never imports torch. onnxruntime / sympy are imported only when symbolic inference is needed.
 """
@@ -362,16 +367,18 @@ class _Analysis(_Validate, _Shapes):
 
     # ---- fused attention, gradient accumulation -------------------------------------------------------------
     def _find_attention(self, g) -> dict:
-        from .onnx_patterns import find_attention, find_gelu, is_causal
+        from .onnx_patterns import find_attention, find_gelu, find_layernorm, is_causal
 
         nodes = g.node
-        has_softmax = has_erf = False
+        has_softmax = has_erf = has_mean = False
         for n in nodes:
             if n.op_type == "Softmax":
                 has_softmax = True
             elif n.op_type == "Erf":
                 has_erf = True
-        if not (has_softmax or has_erf):
+            elif n.op_type == "ReduceMean":
+                has_mean = True
+        if not (has_softmax or has_erf or has_mean):
             return {}
         producer, consumers = {}, {}
         for i, n in enumerate(nodes):
@@ -388,6 +395,14 @@ class _Analysis(_Validate, _Shapes):
             if gelus:
                 self.assumptions.append(f"{len({id(m) for m in gelus.values()})} erf-GELU decompositions "
                                         f"(Div-Erf-Add-Mul-Mul) costed as one GELU, as a GPU runs F.gelu")
+        if has_mean:
+            lns = find_layernorm(nodes, producer, consumers)
+            for i, m in lns.items():
+                if self.types.get(m.x, (None, None))[1] is not None:
+                    good[i] = m
+            if lns:
+                self.assumptions.append(f"{len({id(m) for m in lns.values()})} decomposed LayerNorms (ReduceMean-Sub-"
+                                        f"Pow-ReduceMean-Add-Sqrt-Div) costed as one layer_norm kernel")
         matches = find_attention(nodes, producer, consumers) if has_softmax else {}
         if not matches:
             return good
@@ -447,6 +462,15 @@ class _Analysis(_Validate, _Shapes):
         return feeds
 
     def _fused_attention(self, m, idx, n) -> "ops.OpCost":
+        if hasattr(m, "affine"):  # decomposed LayerNorm
+            if idx != m.last:
+                return ops.OpCost(Cost(kind=OpKind.NORM), [], [])
+            x = self.types[m.x][1]
+            grads = [m.x in self.grad] + [w in self.grad for w in m.weights]
+            ins = [x] + [(x[-1],)] * len(m.weights)
+            node = ops.Node("LayerNormalization", "", {"axis": -1}, ins, [n.dtype] * len(ins), [x], [n.dtype],
+                            [m.x, *m.weights], [m.out], [False] + [True] * len(m.weights), grads, n.dtype)
+            return ops._norm(node)
         if not hasattr(m, "pv"):  # GELU
             if idx != m.last:
                 return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
@@ -474,7 +498,9 @@ class _Analysis(_Validate, _Shapes):
         return oc
 
     def _count_grad_uses(self, node, in_grad, match, idx, module, mtype) -> None:
-        if match is not None and not hasattr(match, "pv"):  # GELU: x is read by the first node and a Mul
+        if match is not None and hasattr(match, "affine"):  # LayerNorm: x read by ReduceMean and Sub
+            names = [match.x] if idx == match.last and match.x in self.grad else []
+        elif match is not None and not hasattr(match, "pv"):  # GELU: x is read by the first node and a Mul
             names = [match.x] if idx == match.last and match.x in self.grad else []
         elif match is not None:
             if idx == match.qk:

@@ -221,3 +221,63 @@ def find_gelu(nodes, producer: dict, consumers: dict) -> dict[int, GeluMatch]:
         for i in members:
             out[i] = m
     return out
+
+
+@dataclass
+class LayerNormMatch:
+    last: int  # node index carrying the cost
+    members: set
+    x: str
+    out: str
+    affine: bool
+    weights: tuple = ()  # gamma / beta tensor names (trainable)
+
+
+def find_layernorm(nodes, producer: dict, consumers: dict) -> dict[int, LayerNormMatch]:
+    """LayerNorm as exporters before opset 17 decompose it: ``d = x - ReduceMean(x); y = d / Sqrt(ReduceMean(d^2)
+    + eps) [* gamma + beta]``. One fused layer_norm kernel on the GPU and on the PyTorch path."""
+    out: dict[int, LayerNormMatch] = {}
+
+    def only(t, op):
+        cons = consumers.get(t, [])
+        hits = [c for c in cons if nodes[c].op_type in op]
+        return hits[0] if len(hits) == 1 else None
+
+    for ri, r in enumerate(nodes):
+        if r.op_type != "ReduceMean" or not r.input or ri in out:
+            continue
+        x = r.input[0]
+        si = only(r.output[0], ("Sub",))
+        if si is None or nodes[si].input[0] != x:
+            continue
+        d = nodes[si].output[0]
+        pi = only(d, ("Pow", "Mul"))
+        di = only(d, ("Div",))
+        if pi is None or di is None:
+            continue
+        r2 = only(nodes[pi].output[0], ("ReduceMean",))
+        if r2 is None:
+            continue
+        ai = only(nodes[r2].output[0], ("Add",))
+        if ai is None:
+            continue
+        qi = only(nodes[ai].output[0], ("Sqrt",))
+        if qi is None or nodes[di].input[1:2] != [nodes[qi].output[0]]:
+            continue
+        members = {ri, si, pi, r2, ai, qi, di}
+        last, weights = di, []
+        for op in ("Mul", "Add"):  # affine: * gamma, + beta
+            nxt = only(nodes[last].output[0], (op,))
+            if nxt is None or len(consumers.get(nodes[last].output[0], [])) != 1:
+                break
+            other = [i for i in nodes[nxt].input if i != nodes[last].output[0]]
+            if not other or other[0] in producer and nodes[producer[other[0]]].op_type not in ("Identity",
+                                                                                             "Constant"):
+                break
+            weights.append(other[0])
+            members.add(nxt)
+            last = nxt
+        m = LayerNormMatch(last, members, x, nodes[last].output[0], bool(weights), tuple(weights))
+        for i in members:
+            out[i] = m
+    return out
