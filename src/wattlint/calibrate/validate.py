@@ -96,7 +96,6 @@ def batch_of(cfg: dict[str, Any]) -> int:
 def _variant(est) -> dict[str, Any]:
     ps = est.per_step
     rng = est.total.get("energy_kwh_range") if isinstance(est.total, dict) else None
-    tot = est.total.get("gpu_energy_kwh") if isinstance(est.total, dict) else None
     out = {"time_s": float(ps["time_s"]), "gpu_energy_j": float(ps["gpu_energy_j"]),
            "avg_gpu_power_w": float(ps.get("avg_gpu_power_w") or (ps["gpu_energy_j"] / ps["time_s"])),
            "calibration": est.calibration, "calibration_source": est.calibration_source}
@@ -106,7 +105,6 @@ def _variant(est) -> dict[str, Any]:
             out["energy_range_factors"] = [float(rng[0]) / f, float(rng[1]) / f]
     except (TypeError, ValueError, ZeroDivisionError):
         pass
-    del tot
     return out
 
 
@@ -312,8 +310,6 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
         dt = backend.time_calls(step, chunk)
         times.append(dt / chunk)
         steps += chunk
-    total_t = sum(times)  # not used directly: per-chunk means
-    del total_t
     per_step = statistics.median(times)
     res.update(timing_steps=steps, time_per_step_s=per_step, time_per_step_mean_s=statistics.fmean(times),
                time_per_step_min_s=min(times), time_per_step_max_s=max(times))
