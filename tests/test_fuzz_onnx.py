@@ -201,6 +201,11 @@ def test_malformed_in_process(tmp_path):
     assert "negative" in msgs["negative.onnx"]
     assert "absurd" in msgs["absurd.onnx"]
     assert "outside the model's folder" in msgs["escape.onnx"] and "../../x" in msgs["escape.onnx"]
+    huge = tmp_path / "huge.onnx"  # sparse: no disk used
+    with open(huge, "wb") as f:
+        f.truncate(3 << 30)
+    code, err = _run(huge)
+    assert code == 2 and "2 GiB" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["empty.onnx", "random.onnx", "truncated.onnx", "text.onnx", "cycle.onnx",

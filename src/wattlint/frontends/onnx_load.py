@@ -35,6 +35,9 @@ class _BatchBaked(InputError):
 
 def _load(p: Path):
     try:
+        if p.is_file() and p.stat().st_size >= 1 << 31:
+            raise InputError(f"{p}: {p.stat().st_size / 2**30:.1f} GiB in one file: protobuf cannot parse more than "
+                             f"2 GiB; save the weights as external data (onnx.save(..., save_as_external_data=True))")
         data = p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{p}: no such file") from None
