@@ -82,7 +82,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     from ..energy.prior import op_prior
     from ..energy.features import op_features
 
-    data = FitData([], [], [], [], [], [], [])
+    data = FitData([], [], [], [], [], [], [], [])
     prov_out: list[dict[str, Any]] = []
     spec: GpuSpec | None = None
     builders: Counter = Counter()
@@ -156,6 +156,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                 data.family.append(fam)
                 data.shape.append(shape_key)
                 data.sample.append(sid)
+                data.sample_time.append(t_meas)
     if spec is None:
         raise FitError("no runs given")
     return data, spec, {"runs": prov_out, "record_builders": dict(builders), "record_kinds": dict(sorted(kinds.items())),

@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
     for name, m in cv.items():
         print(f"  CV {name:17s} ({m['folds']} folds): time MAPE {m['time_mape'] * 100:.1f} % "
               f"(prior {m['prior_time_mape'] * 100:.1f} %), median {m['time_median_ape'] * 100:.1f} %, "
+              f"time-weighted {m['time_wape'] * 100:.1f} % (prior {m['prior_time_wape'] * 100:.1f} %), "
               f"power-fraction MAE {m['power_fraction_mae']:.3f}")
     r = card["residuals"]["time"]
     print(f"  time residual p5..p95: x{__import__('math').exp(r['p5']):.2f} .. x{__import__('math').exp(r['p95']):.2f}")

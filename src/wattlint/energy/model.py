@@ -155,6 +155,7 @@ class FitData:
     family: list[str]  # benchmark family (whole families are held out in CV)
     shape: list[str]  # family + shape key without dtype/phase (whole shapes are held out in CV)
     sample: list[str]  # sample id (records of one sample stay together)
+    sample_time: list[float] = field(default_factory=list)  # measured seconds of the record's sample (for WAPE)
 
 
 LGB_PARAMS: dict[str, Any] = {
@@ -216,14 +217,15 @@ def _sample_ratio_errors(data: FitData, idx: Sequence[int], pred_t, pred_p) -> d
     """Aggregate record predictions back to samples: weighted ln-ratio of time, power error."""
     agg: dict[str, list[float]] = {}
     for j, i in enumerate(idx):
-        a = agg.setdefault(data.sample[i], [0.0, 0.0, 0.0, 0.0, 0.0])
+        a = agg.setdefault(data.sample[i], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
         w = data.weight[i]
         a[0] += w * math.exp(pred_t[j])  # sum of share * corrected ratio = corrected/prior for the sample
         a[1] += w
         a[2] = data.time_target[i]
         a[3] += w * pred_p[j]
         a[4] = data.power_target[i]
-    t_err, p_err, e_err, prior_t = [], [], [], []
+        a[5] = data.sample_time[i] if data.sample_time else 1.0
+    t_err, p_err, prior_t, meas_t = [], [], [], []
     for a in agg.values():
         ratio = a[0] / a[1] if a[1] else 1.0
         t_res = a[2] - math.log(ratio)  # ln(measured / predicted)
@@ -231,16 +233,23 @@ def _sample_ratio_errors(data: FitData, idx: Sequence[int], pred_t, pred_p) -> d
         t_err.append(t_res)
         p_err.append(a[4] - pf)
         prior_t.append(a[2])
-        e_err.append(t_res)  # energy residual (time part); the power part is added by the caller via p_err
-    return {"time": t_err, "power_frac": p_err, "prior_time": prior_t}
+        meas_t.append(a[5])
+    return {"time": t_err, "power_frac": p_err, "prior_time": prior_t, "measured_s": meas_t}
 
 
 def _metrics(res: dict[str, list[float]]) -> dict[str, float]:
     t = [abs(math.exp(x) - 1) for x in res["time"]]
     pt = [abs(math.exp(x) - 1) for x in res["prior_time"]]
     p = [abs(x) for x in res["power_frac"]]
+    m = res.get("measured_s") or [1.0] * len(t)
+
+    def wape(log_res):  # sum |predicted - measured| / sum measured: what a whole step made of these ops would see
+        num = sum(abs(mt * math.exp(-x) - mt) for x, mt in zip(log_res, m))
+        return num / sum(m) if m and sum(m) else float("nan")
     return {
         "samples": len(t),
+        "time_wape": wape(res["time"]),
+        "prior_time_wape": wape(res["prior_time"]),
         "time_mape": sum(t) / len(t) if t else float("nan"),
         "time_median_ape": _quantile(t, 0.5),
         "prior_time_mape": sum(pt) / len(pt) if pt else float("nan"),
@@ -258,7 +267,7 @@ def cross_validate(data: FitData, *, k: int = 5, rounds: int = NUM_ROUNDS) -> di
     oof_for_residuals: dict[str, list[float]] = {}
     for name, groups in (("leave_family_out", data.family), ("leave_shape_out", data.shape)):
         folds = _group_folds(groups, k if name == "leave_shape_out" else len(set(groups)))
-        res: dict[str, list[float]] = {"time": [], "power_frac": [], "prior_time": []}
+        res: dict[str, list[float]] = {"time": [], "power_frac": [], "prior_time": [], "measured_s": []}
         for test in folds:
             ts = set(test)
             train = [i for i in range(len(data.rows)) if i not in ts]
