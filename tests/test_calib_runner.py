@@ -168,3 +168,12 @@ def test_real_cpu_samples(tmp_path):
     assert prov["spec"]["source"] == "measured-cpu" and "NOT a GPU" in prov["spec"]["values"]["name"]
     assert prov["meter"]["energy_source"] == "modelled" and "MODELLED" in prov["note"]
     assert prov["sessions"][0]["autograd_overhead_s"] > 0
+
+
+def test_resume_into_another_folder(tmp_path):
+    """On a remote machine the run continues under --out (whose files come back), not in the repo copy."""
+    p1 = _run(tmp_path / "a", limit=5)
+    out = tmp_path / "b"
+    p2 = run_calibration(RunConfig(device="fake", resume=str(p1.csv), out=str(out)))
+    assert p2.csv == out / p1.csv.name and len(read_rows(p1.csv)) == 5
+    assert len(read_rows(p2.csv)) == len(load_suite(TINY).samples)

@@ -282,6 +282,16 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
         paths = RunPaths.of(cfg.resume)
         if not paths.json.is_file() or not paths.csv.is_file():
             raise RunError(f"--resume {cfg.resume}: need both {paths.csv.name} and {paths.json.name}")
+        if cfg.out and Path(cfg.out).resolve() != paths.csv.parent.resolve():
+            # continue in --out (e.g. a folder whose files come back from a remote machine): copy, then append there
+            import shutil
+
+            out = Path(cfg.out)
+            out.mkdir(parents=True, exist_ok=True)
+            for src in (paths.csv, paths.json):
+                shutil.copyfile(src, out / src.name)
+            paths = RunPaths(out / paths.csv.name, out / paths.json.name)
+            cfg = RunConfig(**{**cfg.__dict__, "resume": str(paths.csv)})
         prov = json.loads(paths.json.read_text())
         if prov.get("schema") != RUN_SCHEMA:
             raise RunError(f"{paths.json}: not a wattlint calibration run")
