@@ -1,0 +1,105 @@
+"""Engine: selection (select/ignore specificity, preview, per-model), options, severity override, robustness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wattlint.config import parse_config
+from wattlint.lint import testing
+from wattlint.lint.engine import exit_code, is_enabled, run_rules, selected_rules
+from wattlint.lint.registry import all_rules, get_rule
+from wattlint.lint.rule import Rule
+from wattlint.types import Finding, WattlintError
+
+R = all_rules()
+
+
+def cfg(**table):
+    return parse_config(table, root=Path("/tmp"))
+
+
+def codes(config=None, model=None):
+    return {r.code for r in selected_rules(config, model)}
+
+
+def test_default_selection_is_all_stable_rules():
+    assert codes() == {c for c, r in R.items() if r.status == "stable"}
+    assert "WL403" not in codes()
+
+
+@pytest.mark.parametrize("table, on, off", [
+    ({"select": ["WL3"]}, {"WL301", "WL305"}, {"WL101", "WL201"}),
+    ({"select": ["WL"], "ignore": ["WL3"]}, {"WL101"}, {"WL301"}),
+    ({"select": ["WL301"], "ignore": ["WL3"]}, {"WL301"}, {"WL302"}),  # more specific select wins
+    ({"select": ["WL3"], "ignore": ["WL3"]}, set(), {"WL301"}),  # ignore wins ties
+    ({"select": ["ALL"], "ignore": ["WL1"]}, {"WL201"}, {"WL101"}),
+    ({"preview": True}, {"WL403"}, set()),
+    ({"extend-select": ["WL403"]}, {"WL403"}, set()),  # preview rule selected by exact code
+    ({"select": ["WL4"]}, {"WL401"}, {"WL403"}),  # ...but not by prefix
+])
+def test_selection(table, on, off):
+    got = codes(cfg(**table))
+    assert on <= got and not (off & got)
+
+
+def test_model_ignore_extends_top_level():
+    c = cfg(ignore=["WL104"], models=[{"name": "m", "source": "m.onnx", "ignore": ["WL203"]}])
+    got = codes(c, c.models[0])
+    assert "WL104" not in got and "WL203" not in got and "WL101" in got
+    assert "WL203" in codes(c)
+
+
+def test_options_and_severity_override_from_config():
+    c = cfg(**{"rules": {"WL104": {"min-share": 0.99}, "WL101": {"severity": "error"}}})
+    g, e = testing.scenario([{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"},
+                             {"op": "elementwise", "shape": [8192, 4096], "count": 1}], precision="fp32")
+    out = run_rules(g, e, c, rules=[R["WL101"], R["WL104"]], reestimator=testing.simple_estimate)
+    assert [f.code for f in out] == ["WL101"]
+    assert out[0].severity == "error" and exit_code(out) == 1
+
+
+def test_a_crashing_rule_becomes_an_info_finding_outside_tests(monkeypatch):
+    class Boom(Rule):
+        code, name, summary = "WL499", "boom", "x"
+
+        def check(self, ctx):
+            raise RuntimeError("kaput")
+
+    g, e = testing.scenario([{"op": "linear", "m": 64, "n": 64, "k": 64}])
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    monkeypatch.delenv("WATTLINT_DEBUG", raising=False)
+    out = run_rules(g, e, rules=[Boom])
+    assert out == [Finding("WL499", "info", "rule WL499 could not run: RuntimeError: kaput")]
+
+
+def test_reestimates_do_not_lint_recursively():
+    calls = []
+
+    def reest(graph, gpu, plan):
+        calls.append(1)
+        inner = run_rules(graph, testing.simple_estimate(graph, gpu, plan))  # what estimate_graph would do
+        assert inner == []
+        return testing.simple_estimate(graph, gpu, plan)
+
+    g, e = testing.scenario([{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"}],
+                            precision="fp32")
+    assert run_rules(g, e, rules=[R["WL101"]], reestimator=reest) and calls
+
+
+def test_get_rule_by_code_or_name():
+    assert get_rule("wl101") is R["WL101"] and get_rule("unfused-attention") is R["WL103"]
+    with pytest.raises(WattlintError, match="did you mean WL101"):
+        get_rule("WL1011")
+
+
+def test_estimate_attaches_findings_without_config():
+    pytest.importorskip("onnx")
+    import wattlint
+
+    root = Path(__file__).resolve().parents[1]
+    est = wattlint.estimate(str(root / "examples" / "gpt2-small.onnx"), gpu="a100-sxm4-80gb", precision="fp32",
+                            tokens=1e8)
+    got = {f.code for f in est.findings}
+    assert "WL101" in got and "WL403" not in got
