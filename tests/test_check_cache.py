@@ -103,3 +103,14 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
         atomic_write_text(p, "new")
     assert p.read_text() == "old"
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_installed_module_source_keys_on_its_version(tmp_path, monkeypatch):
+    import wattlint.cache as c
+
+    cache = ResultCache(tmp_path / "c")
+    cfg = _config(tmp_path, source="somepkg.models:build")
+    monkeypatch.setitem(c._VERSION_MEMO, "somepkg", "1.0")
+    k1 = cache.key(cfg.models[0], cfg)[0]
+    monkeypatch.setitem(c._VERSION_MEMO, "somepkg", "2.0")
+    assert cache.key(cfg.models[0], cfg)[0] != k1

@@ -257,6 +257,9 @@ class ResultCache:
                 rel = str(f)
             content.append([rel, self.hashes.digest(f)])
         versions = {"wattlint": self._fingerprint, "python": sys.version_info[:2]}
+        if model.path is None and not files:  # an installed package's module (e.g. torchvision.models:resnet50)
+            top = model.source.split(":")[0].split(".")[0]
+            versions[top] = dist_version(top)
         if kind == "onnx":
             versions["onnx"] = dist_version("onnx")
         else:
