@@ -15,8 +15,8 @@ def _tree(root: Path):
     (root / "pkg" / "sub").mkdir(parents=True)
     (root / "pkg" / "__init__.py").write_text("")
     (root / "pkg" / "sub" / "__init__.py").write_text("")
-    (root / "pkg" / "net.py").write_text("import torch\nimport os\nfrom pkg.layers import Block\nfrom .sub import util\n"
-                                         "def build():\n    return Block()\n")
+    (root / "pkg" / "net.py").write_text("import torch\nimport os\nfrom pkg.layers import Block\n"
+                                         "from .sub import util\ndef build():\n    return Block()\n")
     (root / "pkg" / "layers.py").write_text("from . import consts\nclass Block: pass\n")
     (root / "pkg" / "consts.py").write_text("X = 1\n")
     (root / "pkg" / "sub" / "util.py").write_text("Y = 2\n")

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from wattlint.config import Config, is_excluded, load_config, parse_config, resolve_source
+from wattlint.config import Config, is_excluded, load_config, resolve_source
 from wattlint.types import ConfigError
 
 GOOD = """

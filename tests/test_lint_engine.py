@@ -8,7 +8,7 @@ import pytest
 
 from wattlint.config import parse_config
 from wattlint.lint import testing
-from wattlint.lint.engine import exit_code, is_enabled, run_rules, selected_rules
+from wattlint.lint.engine import exit_code, run_rules, selected_rules
 from wattlint.lint.registry import all_rules, get_rule
 from wattlint.lint.rule import Rule
 from wattlint.types import Finding, WattlintError

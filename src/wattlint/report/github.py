@@ -26,6 +26,7 @@ def render_github(result: CheckResult) -> str:
             name = rules[f.code].name if f.code in rules else ""
             title = f"{f.code} {name} ({m.name})".strip()
             msg = f"{m.name}: {f.message}" + (f" [layer {f.layer}]" if f.layer else "")
-            out.append(f"::{LEVEL.get(f.severity, 'warning')} file={_escape_prop(it.display_path(result.root))},line={it.line},"
+            path = _escape_prop(it.display_path(result.root))
+            out.append(f"::{LEVEL.get(f.severity, 'warning')} file={path},line={it.line},"
                        f"title={_escape_prop(title)}::{_escape_data(msg)}")
     return "\n".join(out) + ("\n" if out else "")

@@ -37,7 +37,8 @@ def render_text(result: CheckResult) -> str:
         for it in m.items:
             f = it.finding
             where = f" [{f.layer}]" if f.layer else ""
-            lines.append(f"{it.display_path(result.root)}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
+            path = it.display_path(result.root)
+            lines.append(f"{path}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
     if lines:
         lines.append("")
     for m in result.models:

@@ -493,7 +493,8 @@ class LowRankNoSaving(Rule):
     summary = "A low-rank factorized pair of linear layers whose rank is too high to cost less than the dense layer"
     what = """
         Finds two consecutive forward GEMMs with nothing but bias adds, views or casts between them, x[m, k] ->
-        [m, r] -> [m, n] with r < min(k, n) (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the pair then does at least as many
+        [m, r] -> [m, n] with r < min(k, n) (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the
+        pair then does at least as many
         FLOPs as the dense k x n layer, plus an extra activation round trip. The saving is the pair's energy scaled
         to the dense layer's FLOPs.
     """

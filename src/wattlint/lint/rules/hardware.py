@@ -172,7 +172,8 @@ class SmallerGpuLessEnergy(Rule):
         wattlint small_cnn.onnx --gpu h100 --epochs 30        # 4 M-parameter CNN on a 700 W GPU
     """
     use_instead = """
-        wattlint small_cnn.onnx --gpu h100 --compare l4,a10g   # pick the GPU with the lowest energy that meets the deadline
+        wattlint small_cnn.onnx --gpu h100 --compare l4,a10g
+        # pick the GPU with the lowest energy that meets the deadline
     """
     sources = ("del Rey et al., GPU right-sizing and energy (seed paper)",)
     options = {
