@@ -444,3 +444,25 @@ def test_half_precision_graph_trains_with_fp32_master_weights(tmp_path):
     opt = [r for r in g.records if r.phase is Phase.OPTIMIZER]
     assert opt and all(r.dtype == "float32" for r in opt)
     assert any("fp32 master weights" in a for a in g.assumptions)
+
+
+def test_symbolic_inference_writes_nothing_and_keeps_partial_results(tmp_path, monkeypatch):
+    """onnxruntime's public infer_shapes saves sym_shape_infer_temp.onnx into the cwd when incomplete: never here."""
+    b, s, hid, vocab = 2, 8, 16, 50
+    nodes = [helper.make_node("EmbedLayerNormalization", ["ids", "", "we", "pe", "", "g", "beta"], ["e", "mi"],
+                              name="/emb/ELN", domain="com.microsoft"),
+             helper.make_node("FusedMatMul", ["e", "wt"], ["f"], name="/fm/FusedMatMul", domain="com.microsoft",
+                              transB=1),
+             helper.make_node("Relu", ["f"], ["r"], name="/r/Relu")]
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    p = _save(model_dir, nodes, [_vi("ids", [b, s], TensorProto.INT64)], [_vi("r", None)],
+              [_w("we", [vocab, hid]), _w("pe", [s, hid]), _w("g", [hid]), _w("beta", [hid]), _w("wt", [32, hid])],
+              extra_opsets=[MS])
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    g = analyze_onnx(p)
+    assert list(work.iterdir()) == [] and sorted(x.name for x in model_dir.iterdir()) == ["m.onnx"]
+    assert g.unsupported() == {}
+    assert _fwd(g, "onnx::Relu")[0].flops == b * s * 32

@@ -32,6 +32,29 @@ def _without_external_data(model):
                    if t.name not in names)
     return m, moved
 
+def _run_ort(SymbolicShapeInference, model):
+    """``SymbolicShapeInference.infer_shapes`` without its side effects: the public method saves a debug copy of
+    the model into the current directory and raises when inference is incomplete; here partial results are kept and
+    nothing is written."""
+    sym = SymbolicShapeInference(2 ** 31 - 1, True, False, 0)
+    if all(hasattr(sym, a) for a in ("_preprocess", "_infer_impl", "_update_output_from_vi")):
+        sym._preprocess(model)
+        while sym.run_:
+            sym._infer_impl()
+        sym._update_output_from_vi()
+        return sym.out_mp_
+    import os
+    import tempfile
+
+    cwd = os.getcwd()  # another onnxruntime version: the public API, run where its debug file harms nobody
+    with tempfile.TemporaryDirectory() as td:
+        os.chdir(td)
+        try:
+            return SymbolicShapeInference.infer_shapes(model, int_max=2 ** 31 - 1, auto_merge=True)
+        finally:
+            os.chdir(cwd)
+
+
 def _ort_symbolic():
     """onnxruntime's symbolic_shape_infer module, loaded by file path: ``onnxruntime.tools/__init__`` imports torch
     (pytorch_export_helpers) and ``onnxruntime`` itself loads the runtime library; neither is needed here."""
@@ -173,8 +196,7 @@ class _Shapes:
             return inferred
         try:
             stripped, moved = _without_external_data(self.model)
-            out = SymbolicShapeInference.infer_shapes(stripped, int_max=2 ** 31 - 1, auto_merge=True,
-                                                      guess_output_rank=False, verbose=0)
+            out = _run_ort(SymbolicShapeInference, stripped)
             if out is not None and moved:  # put the initializers back where they were
                 names = {t.name for t in moved}
                 keep = [i for i in out.graph.input if i.name not in names]
@@ -187,8 +209,12 @@ class _Shapes:
         if out is None:
             return inferred
         before = len(self._unknown_nodes(inferred.graph))
+        known = self.types
         self.types = {}
         self._collect_types(out.graph)
+        for k, v in known.items():  # keep what onnx inference (and folding) already knew
+            if v[1] is not None and self.types.get(k, (None, None))[1] is None:
+                self.types[k] = v
         after = len(self._unknown_nodes(out.graph))
         self.assumptions.append(f"symbolic shape inference (onnxruntime) resolved {before - after} of {before} "
                                 f"nodes with unknown shapes")
