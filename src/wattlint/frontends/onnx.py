@@ -41,6 +41,8 @@ _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linea
                 "RNN": "RNN", "Attention": "Attention", "MultiHeadAttention": "MultiheadAttention",
                 "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
                 "Softmax": "Softmax", "Embedding": "Embedding"}
+_GEMM_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "FusedMatMul", "Attention", "MultiHeadAttention",
+             "GroupQueryAttention", "LSTM", "GRU", "RNN"}
 _FREE = Cost(kind=OpKind.VIEW)
 _REUSE_SUFFIX = re.compile(r"_\d+$")
 
@@ -106,7 +108,9 @@ class _Analysis(_Validate, _Shapes):
         self.precision = precision or "default"
         self.source = source
         self.assumptions: list[str] = []
-        self.half = _PRECISION_DTYPE.get(self.precision)
+        # fp8 training runs GEMMs in fp8 and keeps activations in bf16
+        self.half = "bfloat16" if self.precision == "fp8" else _PRECISION_DTYPE.get(self.precision)
+        self.gemm_dtype = _PRECISION_DTYPE.get(self.precision)
         self.missing_shape_values: dict[str, str] = {}  # initializer -> location, for error messages
         self.rebound: dict[str, int] = {}  # "batch"/"seq" -> the static dim that --batch-size/--seq-len replaced
         self.external = 0
@@ -306,6 +310,8 @@ class _Analysis(_Validate, _Shapes):
             dtype = _first_float(in_info, out_info)
             if half and dtype == "float32":
                 dtype = "float32" if op_type in _FP32_OPS else half
+                if op_type in _GEMM_OPS and self.gemm_dtype:
+                    dtype = self.gemm_dtype
             in_dtypes = [_cast(d, half) for d, _ in in_info]
             out_dtypes = [_cast(d, half) for d, _ in out_info]
             if op_type in _FP32_OPS and half:
@@ -482,8 +488,9 @@ class _Analysis(_Validate, _Shapes):
             return ops.OpCost(Cost(kind=OpKind.ATTENTION), [], [])
         b, h, sq, sk, d, dv, causal, kvh = m.params
         grads = [x in self.grad for x in (m.q, m.k, m.v)]
+        dt = self.half if self.precision == "fp8" else n.dtype  # fused attention stays in bf16 under fp8
         node = ops.Node("Attention", "", {}, [], [], n.out_shapes, n.out_dtypes, [m.q, m.k, m.v], [m.out],
-                        [False] * 3, grads, n.dtype)
+                        [False] * 3, grads, dt)
         return ops._attention_core(node, b, h, sq, sk, d, dv, causal, kvh=kvh)
 
     def _fuse_bias(self, ins, n, oc, matmul_out):
@@ -707,7 +714,8 @@ class _Analysis(_Validate, _Shapes):
             a.append("BatchNorm appears folded into Conv (eval-mode export): training would add BatchNorm "
                      "forward/backward work that this graph does not show")
         if self.half:
-            a.append(f"precision {self.precision}: matmul/conv/elementwise in {self.half}, norms and softmax in "
+            a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
+                     f"norms and softmax in "
                      f"float32, parameters and optimizer state in float32")
         if self.shape_fallback:
             a.append(f"{self.shape_fallback} output shapes that shape inference left unknown were derived from "
