@@ -466,3 +466,10 @@ def test_symbolic_inference_writes_nothing_and_keeps_partial_results(tmp_path, m
     assert list(work.iterdir()) == [] and sorted(x.name for x in model_dir.iterdir()) == ["m.onnx"]
     assert g.unsupported() == {}
     assert _fwd(g, "onnx::Relu")[0].flops == b * s * 32
+
+
+def test_input_spec_on_a_baked_static_graph(run_cli):
+    g = analyze_onnx(GPT2, inputs={"input_ids": TensorSpec("input_ids", "int64", (4, 256))})
+    assert g.micro_batch == 4 and any("baked into its shapes" in a for a in g.assumptions)
+    code, out, err = run_cli("analyze", GPT2, "--input", "input_ids=int64[8,128]")
+    assert code == 2 and "sequence length 256 baked" in err and err.count("\n") == 1

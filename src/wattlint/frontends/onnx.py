@@ -58,8 +58,10 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
             return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
                              source or str(path)).run()
         except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
-            g = _Analysis(_load(p), p, inputs or {}, None, seq_len, optimizer, precision, source or str(path)).run()
-            return _scale_batch(g, e.static, batch_size)
+            static_inputs = {k: TensorSpec(v.name, v.dtype, (e.static,) + tuple(v.shape[1:]))
+                             for k, v in (inputs or {}).items()}
+            g = _Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision, source or str(path)).run()
+            return _scale_batch(g, e.static, e.target or batch_size)
     except InputError:
         raise
     except (RecursionError, MemoryError):

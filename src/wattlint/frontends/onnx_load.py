@@ -28,9 +28,10 @@ _BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
 
 
 class _BatchBaked(InputError):
-    def __init__(self, static: int):
+    def __init__(self, static: int, target: int | None = None):
         super().__init__(f"batch {static} is baked into the graph's shapes")
         self.static = static
+        self.target = target
 
 
 def _load(p: Path):
@@ -298,9 +299,15 @@ class _Validate:
                 if dims is not None and len(dims) != len(user.shape):
                     raise InputError(f"--input {vi.name}: rank {len(user.shape)} given, the graph's input has rank "
                                      f"{len(dims)} ({_fmt_dims(dims)})")
-                for d, v in zip(dims or [], user.shape):
+                for i, (d, v) in enumerate(zip(dims or [], user.shape)):
                     if isinstance(d, str):
                         params.setdefault(d, v)
+                    elif isinstance(d, int) and d > 0 and d != v:  # a static dim replaced: may be baked in
+                        if i == 0:
+                            self.rebound.setdefault("batch", d)
+                            self.rebound_target = v
+                        elif i == 1 and dt in ("int64", "int32"):
+                            self.rebound.setdefault("seq", d)
                 bound = list(user.shape)
             else:
                 if dims is None:
@@ -361,6 +368,7 @@ class _Validate:
     def _rebind_failed(self) -> None:
         if "seq" in self.rebound:
             raise InputError(f"{self.path}: the graph has sequence length {self.rebound['seq']} baked into its "
-                             f"shapes; re-export it with a dynamic sequence axis, or drop --seq-len")
+                             f"shapes; re-export it with a dynamic sequence axis, or keep that length (--seq-len / "
+                             f"--input)")
         if "batch" in self.rebound:
-            raise _BatchBaked(self.rebound["batch"])
+            raise _BatchBaked(self.rebound["batch"], getattr(self, "rebound_target", None) or self.batch_size)
