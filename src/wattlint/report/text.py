@@ -49,10 +49,12 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
 def plan_line(est: Estimate) -> str:
     p = est.plan
     parts = []
-    if p.epochs is not None:
-        parts.append(f"{p.epochs:g} epochs")
+    work = f"{p.epochs:g} epochs" if p.epochs is not None else ""
     if p.dataset:
-        parts.append(f"of {p.dataset}" + (f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""))
+        work += (" of " if work else "") + p.dataset
+        work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
+    if work:
+        parts.append(work)
     if p.tokens:
         parts.append(f"{u.count(p.tokens)} tokens")
     parts.append(f"{u.count(p.steps)} steps")
