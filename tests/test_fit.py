@@ -105,6 +105,27 @@ def test_loaded_model_serves_the_predictor(fitted):
     assert t[0] > 0 and FAKE_SPEC.idle_w <= w[0] <= FAKE_SPEC.tdp_w
 
 
+def test_corrections_apply_only_to_measured_kinds(fitted):
+    """An op kind the calibration never measured keeps the prior; a measured kind is corrected."""
+    import dataclasses
+
+    from wattlint.calibrate.backends import FAKE_SPEC
+    from wattlint.calibrate.benchmarks import records
+    from wattlint.energy.predictor import CalibratedPredictor, PriorPredictor
+    from wattlint.types import OpKind
+
+    p = CalibratedPredictor(fitted, "fake-gpu", transferred=False)
+    seen = p.measured_kinds()
+    assert seen and "matmul" in seen
+    gemm = records("gemm", {"m": 777, "n": 333, "k": 513}, "bf16", "forward")[0]
+    unseen_kind = next(k for k in OpKind if k.value not in seen and k not in (OpKind.VIEW, OpKind.COMMUNICATION))
+    alien = dataclasses.replace(gemm, kind=unseen_kind)
+    prior_t, prior_w = PriorPredictor().predict([gemm, alien], FAKE_SPEC, "bf16")
+    t, w = p.predict([gemm, alien], FAKE_SPEC, "bf16")
+    assert t[1] == prior_t[1] and w[1] == prior_w[1]
+    assert (t[0], w[0]) != (prior_t[0], prior_w[0])
+
+
 def test_fit_refuses_validation_data_and_shipping_non_gpu_models(fake_run, tmp_path):
     from wattlint.energy.predictor import MODELS_DIR
 
