@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
@@ -107,6 +108,13 @@ def _main(argv: list[str]) -> int:
     except Exception as e:  # an internal error: still one line, traceback on demand
         if os.environ.get("WATTLINT_DEBUG"):
             raise
+        # a path the user gave that cannot be read or written, or a user's file that is not JSON: input errors
+        if isinstance(e, OSError) and e.filename is not None:
+            print(f"wattlint: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        if isinstance(e, json.JSONDecodeError):
+            print(f"wattlint: error: not valid JSON: {e}", file=sys.stderr)
+            return 2
         print(f"wattlint: internal error: {type(e).__name__}: {e} (set WATTLINT_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 3

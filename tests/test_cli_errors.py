@@ -1,0 +1,28 @@
+"""Unreadable / non-JSON user files exit 2 with one line (not 'internal error', exit 3)."""
+
+import pytest
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate", "compare", "--measurements", "{missing}"],
+    ["validate", "compare", "--measurements", "{bad}"],
+    ["validate", "measure", "--predictions", "{missing}", "--device", "cpu"],
+])
+def test_bad_user_files_exit_2(run_cli, tmp_path, argv):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    argv = [a.format(missing=tmp_path / "nope.json", bad=bad) for a in argv]
+    code, out, err = run_cli(*argv)
+    assert code == 2, err
+    assert err.startswith("wattlint: error:") and err.count("\n") == 1 and "internal error" not in err
+
+
+def test_oserror_without_a_path_is_still_internal(run_cli, monkeypatch):
+    import wattlint.commands.rules as rules
+
+    def boom(args):
+        raise OSError("device busy")
+
+    monkeypatch.setattr(rules, "run", boom)
+    code, out, err = run_cli("rules")
+    assert code == 3 and "internal error" in err
