@@ -205,3 +205,13 @@ def test_bad_values_one_line(kw, match):
 def test_unknown_dataset_for_lm_asks_for_dataset():
     with pytest.raises(ConfigError, match="pass --dataset NAME"):
         build_plan(LM, gpu=GPU, epochs=3)
+
+
+def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
+    """A rental GPU-hour price includes electricity: the default $/kWh must not be charged on top of it."""
+    p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0)
+    assert p.gpu_hour_price == 2.0 and p.price_per_kwh == 0.0
+    assert any("included in the GPU-hour price" in a for a in p.assumptions)
+    assert not any("EIA" in a for a in p.assumptions)
+    p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)  # both explicit: both charged
+    assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)

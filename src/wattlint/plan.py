@@ -304,14 +304,18 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, epochs=None, steps=None, datas
     else:
         carbon_intensity, line = carbon.grid_intensity(region)
         notes.append(line)
-    if price is None:
+    if gpu_hour_price is not None:
+        gpu_hour_price = _positive("--gpu-hour-price", gpu_hour_price, allow_zero=True)
+        notes.append(f"GPU-hour price ${gpu_hour_price:g} (rental; includes electricity)")
+    if price is None and gpu_hour_price is not None:
+        # the rental price already pays for the electricity: charging the default tariff on top double-counts it
+        price = 0.0
+        notes.append("electricity not charged separately: included in the GPU-hour price (pass --price to add it)")
+    elif price is None:
         price, line = carbon.price_per_kwh(region_key)
         notes.append(line)
     else:
         price = _positive("--price", price, allow_zero=True)
-    if gpu_hour_price is not None:
-        gpu_hour_price = _positive("--gpu-hour-price", gpu_hour_price, allow_zero=True)
-        notes.append(f"GPU-hour price ${gpu_hour_price:g} (rental; includes electricity)")
 
     return Plan(
         batch_size=batch_size, steps=steps, epochs=epochs, dataset=dataset_name, dataset_size=dataset_size,
