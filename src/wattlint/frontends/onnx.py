@@ -173,6 +173,10 @@ class _Analysis(_Validate, _Shapes):
         name = self.model.graph.name or self.path.stem
         info = ModelInfo(self.source, "onnx", params, param_bytes, params, name=name)
         self._notes()
+        act_bytes = int(sum(self.saved.values()))
+        if self.folded_bn:
+            # each folded BatchNorm would save its input (the conv output) for backward in training
+            act_bytes += sum(r.bytes_written for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD)
         seq = self.seq_len or self._guess_seq(specs)
         micro = specs[0].shape[0] if specs and specs[0].shape else 1
         modules = tuple((m, t) for m, t in self.module_types.items())
@@ -180,7 +184,7 @@ class _Analysis(_Validate, _Shapes):
                          assumptions=tuple(dict.fromkeys(self.assumptions)), micro_batch=int(micro),
                          seq_len=int(seq or 0), precision=self._precision_name(),
                          optimizer=self.optimizer,
-                         extra={"activation_bytes": int(sum(self.saved.values())),
+                         extra={"activation_bytes": act_bytes,
                                 "folded_batchnorm": bool(self.folded_bn),
                                 "external_initializers": self.external,
                                 "opset": _opset(self.model)})
@@ -714,7 +718,8 @@ class _Analysis(_Validate, _Shapes):
             self.folded_bn = True
         if self.folded_bn:
             a.append("BatchNorm appears folded into Conv (eval-mode export): training would add BatchNorm "
-                     "forward/backward work that this graph does not show")
+                     "forward/backward work that this graph does not show; activation memory counts the conv "
+                     "output each BatchNorm would save")
         if self.half:
             a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
                      f"norms and softmax in "
