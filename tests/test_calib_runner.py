@@ -177,3 +177,17 @@ def test_resume_into_another_folder(tmp_path):
     p2 = run_calibration(RunConfig(device="fake", resume=str(p1.csv), out=str(out)))
     assert p2.csv == out / p1.csv.name and len(read_rows(p1.csv)) == 5
     assert len(read_rows(p2.csv)) == len(load_suite(TINY).samples)
+
+
+def test_appender_rewrites_a_torn_header(tmp_path):
+    """A crash while the header was being written leaves a partial first line: resuming must not append rows to a
+    file without a header (the first data row would become the header)."""
+    from wattlint.calibrate.runner import CSV_COLUMNS, CsvAppender
+
+    p = tmp_path / "run.csv"
+    p.write_text(",".join(CSV_COLUMNS)[:10])  # torn header, no newline
+    w = CsvAppender(p)
+    w.append({CSV_COLUMNS[0]: "x"})
+    w.close()
+    rows = read_rows(p)
+    assert len(rows) == 1 and rows[0][CSV_COLUMNS[0]] == "x"

@@ -110,9 +110,9 @@ def _repair_tail(csv_path: Path) -> int:
 class CsvAppender:
     def __init__(self, path: Path):
         self.path = path
+        if path.exists() and path.stat().st_size:
+            _repair_tail(path)  # may leave the file empty (a crash while the header was being written)
         new = not path.exists() or path.stat().st_size == 0
-        if not new:
-            _repair_tail(path)
         self.f = open(path, "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         if new:
