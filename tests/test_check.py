@@ -282,3 +282,15 @@ def test_json_and_baseline_match_their_schemas(project, run_cli, tmp_path):
     before = (tmp_path / "wattlint-baseline.json").read_bytes()
     run_cli("check", "--update-baseline")
     assert (tmp_path / "wattlint-baseline.json").read_bytes() == before
+
+
+def test_json_models_carry_their_assumptions(project, run_cli):
+    """Every number in an output carries its provenance (DESIGN §3): check's JSON lists each model's assumptions
+    (PUE, grid intensity, dataset, energy model), on a fresh run and from the cache alike."""
+    project()
+    for _ in range(2):  # second run answered from the result cache
+        doc = json.loads(run_cli("check", "--format", "json")[1])
+        a = doc["models"][0]["assumptions"]
+        assert any(x.startswith("PUE") for x in a) and any("carbon intensity" in x for x in a)
+        assert any(x.startswith("energy model:") for x in a)
+    assert doc["models"][0]["cached"] is True

@@ -84,6 +84,7 @@ def summarize(estimate: Estimate) -> dict[str, Any]:
         "memory": mem,
         "plan": {"batch_size": estimate.plan.batch_size, "steps": estimate.plan.steps,
                  "precision": estimate.plan.precision, "gpus": estimate.plan.gpus},
+        "assumptions": list(estimate.assumptions),  # the provenance of every number above (DESIGN §3)
     }
 
 

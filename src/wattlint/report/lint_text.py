@@ -63,6 +63,7 @@ def render_json(result: CheckResult) -> str:
             "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"),
             "calibration": m.summary.get("calibration"), "cached": m.cached,
             "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
+            "assumptions": m.summary.get("assumptions", []),
             "findings": [{**i.finding.as_dict(), "model": m.name, "path": i.display_path(result.root), "line": i.line}
                          for i in m.items],
         })
