@@ -61,6 +61,9 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
             config = AutoConfig.for_model(model_type, **data)
     except (ValueError, KeyError) as e:
         raise InputError(f"{where}: transformers does not know model_type {model_type!r} ({e})") from None
+    except Exception as e:  # noqa: BLE001 - e.g. huggingface_hub's strict-dataclass validation of bad values
+        msg = " ".join(str(e).split())
+        raise InputError(f"{where}: invalid {model_type} config: {type(e).__name__}: {msg}") from None
     return config
 
 
