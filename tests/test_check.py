@@ -294,3 +294,13 @@ def test_json_models_carry_their_assumptions(project, run_cli):
         assert any(x.startswith("PUE") for x in a) and any("carbon intensity" in x for x in a)
         assert any(x.startswith("energy model:") for x in a)
     assert doc["models"][0]["cached"] is True
+
+
+def test_default_gpu_is_stated(project, run_cli, tmp_path):
+    """A model checked without any configured GPU is estimated on the default one, and says so."""
+    project()
+    cfg = tmp_path / "pyproject.toml"
+    cfg.write_text("\n".join(ln for ln in cfg.read_text().splitlines() if not ln.strip().startswith("gpu")) + "\n")
+    doc = json.loads(run_cli("check", "--format", "json")[1])
+    assert doc["models"][0]["gpu"] == "a100-sxm4-80gb"
+    assert any(a.startswith("no gpu configured") for a in doc["models"][0]["assumptions"])

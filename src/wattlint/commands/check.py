@@ -175,9 +175,16 @@ def _estimate_and_lint(m, config):
     E = importlib.import_module("wattlint.estimate")
 
     opts = {k: (list(v) if isinstance(v, tuple) else v) for k, v in m.options.items()}
-    gpu = opts.pop("gpu", None) or "a100-sxm4-80gb"
+    gpu = opts.pop("gpu", None)
+    default_note = None
+    if not gpu:
+        from .estimate import DEFAULT_GPU
+
+        gpu = DEFAULT_GPU
+        default_note = f"no gpu configured (model or [tool.wattlint]): {DEFAULT_GPU} (default)"
     try:
         spec, note = E.resolve(gpu)
+        note = note or default_note
         graph = E.analyze_source(m.source, **opts)
         plan = E.make_plan(graph, spec, **{k: v for k, v in opts.items() if k != "inputs"})
         if note:
