@@ -131,3 +131,19 @@ def test_compare_merges_measurement_parts(tmp_path):
     assert [m["name"] for m in doc["models"]] == ["a", "b"]
     assert doc["summary"]["prior"]["time"]["mape"] == pytest.approx(0.25)
     assert len(doc["measurements"]) == 2
+
+
+def test_existing_predictions_and_measurements_are_never_overwritten(cpu_run, tmp_path, run_cli):
+    pred = tmp_path / "pred.json"
+    pred.write_text("KEEP")
+    code, out, err = run_cli("validate", "predict", "--spec-from", cpu_run, "--list", "cpu", "--only",
+                             "mlp-mnist-b128", "--out", pred)
+    assert code == 2 and "exists" in err and pred.read_text() == "KEEP"
+    pred2 = tmp_path / "pred2.json"
+    assert run_cli("validate", "predict", "--spec-from", cpu_run, "--list", "cpu", "--only", "mlp-mnist-b128",
+                   "--out", pred2)[0] == 0
+    meas = tmp_path / "meas.json"
+    meas.write_text("KEEP")  # e.g. part 1 of a campaign
+    code, out, err = run_cli("validate", "measure", "--predictions", pred2, "--device", "cpu", "--out", meas,
+                             "--window-scale", "0.1")
+    assert code == 2 and "exists" in err and meas.read_text() == "KEEP"

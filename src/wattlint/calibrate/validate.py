@@ -186,6 +186,9 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
     path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
     if path.is_dir() or str(out or "").endswith("/"):
         path = path / f"{utc_stamp()}-predictions.json"
+    if path.exists():
+        raise ValidationError(f"{path} exists: a predictions file is frozen once written (measurements refer to "
+                              f"its sha256); pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
@@ -362,6 +365,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     path = Path(out) if out else ppath.parent / f"{utc_stamp()}-measurements.json"
     if path.is_dir():
         path = path / f"{utc_stamp()}-measurements.json"
+    if path.exists():
+        raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
         "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": _now(),
