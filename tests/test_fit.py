@@ -166,3 +166,11 @@ def test_estimator_picks_up_a_model_folder(fitted, tmp_path):
     lo, hi = q.range_factors()
     lo2, hi2 = p.range_factors()
     assert hi / lo >= hi2 / lo2  # wider range when transferred
+
+
+def test_find_runs_skips_non_object_json_in_a_folder(tmp_path):
+    """A runs folder may hold other JSON files (lists, non-UTF-8): they are not runs, not a crash."""
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "latin1.json").write_bytes(b'{"a": "\xe9"}')
+    with pytest.raises(FitError, match="no calibration runs"):
+        find_runs([str(tmp_path)])

@@ -39,10 +39,11 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
             runs = []
             for j in found:
                 try:
-                    if json.loads(j.read_text()).get("schema") == RUN_SCHEMA:
-                        runs.append(RunPaths.of(j))
-                except (OSError, json.JSONDecodeError):
+                    doc = json.loads(j.read_text())
+                except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: not a run
                     continue
+                if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
+                    runs.append(RunPaths.of(j))
             if not runs:
                 raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
             out.extend(runs)
