@@ -36,3 +36,16 @@ def test_invalid_hf_config_values_exit_2(run_cli, tmp_path):
     code, out, err = run_cli("analyze", p)
     assert code == 2, err
     assert err.startswith("wattlint: error:") and "invalid llama config" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate", "compare", "--measurements", "{f}"],
+    ["validate", "measure", "--predictions", "{f}", "--device", "cpu"],
+    ["validate", "predict", "--spec-from", "{f}"],
+])
+def test_validate_files_that_are_json_but_not_objects_exit_2(run_cli, tmp_path, argv):
+    f = tmp_path / "list.json"
+    f.write_text("[1, 2]")
+    code, out, err = run_cli(*[a.format(f=f) for a in argv])
+    assert code == 2, err
+    assert err.startswith("wattlint: error:") and "internal error" not in err

@@ -122,6 +122,8 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         from .backends import spec_from_dict
 
         prov = json.loads(Path(spec_from).read_text())
+        if not isinstance(prov, dict):
+            raise ValidationError(f"{spec_from}: not a calibration run (a JSON object)")
         vals = (prov.get("spec") or {}).get("values")
         if not vals:
             raise ValidationError(f"{spec_from}: the run stores no device spec")
@@ -351,7 +353,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     ppath = Path(predictions)
     raw = ppath.read_bytes()
     pred = json.loads(raw)
-    if pred.get("schema") != PRED_SCHEMA:
+    if not isinstance(pred, dict) or pred.get("schema") != PRED_SCHEMA:
         raise ValidationError(f"{predictions}: not a predictions file ({PRED_SCHEMA})")
     if pred.get("device") and pred["device"] != device:
         raise ValidationError(f"{predictions} was predicted for a {pred['device']} device, not {device}")
@@ -435,7 +437,7 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     metas = []
     for mf in mfiles:
         m = json.loads(Path(mf).read_text())
-        if m.get("schema") != MEAS_SCHEMA:
+        if not isinstance(m, dict) or m.get("schema") != MEAS_SCHEMA:
             raise ValidationError(f"{mf}: not a measurements file ({MEAS_SCHEMA})")
         metas.append(m)
     if len({m["predictions_sha256"] for m in metas}) != 1:
