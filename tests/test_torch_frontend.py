@@ -95,14 +95,67 @@ def test_traced_lstm_gemm_flops_by_hand():
     g = wattlint.analyze(OneLSTM(), inputs=["x=float32[2,7,32]"])
     b, i, h, t = 2, 32, 64, 7
     mms = _fwd(g, OpKind.MATMUL, "lstm")
-    # as cuDNN runs it: one input-projection GEMM over all steps [T*B, I] x [I, 4H], then per step h W_hh^T + b_hh
+    # as cuDNN runs it: one input-projection GEMM over all steps [T*B, I] x [I, 4H], then per step h W_hh^T; both
+    # biases are added by the fused cell
     assert mms[0].op == "aten.mm.default" and mms[0].flops == 2 * (t * b) * i * 4 * h
-    assert [r.flops for r in mms[1:]] == [2 * b * h * 4 * h + b * 4 * h] * t
-    bias_ih = [r for r in _fwd(g, OpKind.ELEMENTWISE, "lstm") if r.shapes and r.shapes[0] == (t, b, 4 * h)][0]
-    assert bias_ih.flops == t * b * 4 * h
+    assert [r.flops for r in mms[1:]] == [2 * b * h * 4 * h] * t
+    cells = _fwd(g, OpKind.RNN, "lstm")
+    bias_adds = 2 * b * 4 * h
     # == the textbook count: T x (2 B (I + H) 4H GEMM FLOPs + 2 B 4H bias adds)
-    assert sum(r.flops for r in mms) + bias_ih.flops == t * (2 * b * (i + h) * 4 * h + 2 * b * 4 * h) == 695296
+    assert sum(r.flops for r in mms) + t * bias_adds == t * (2 * b * (i + h) * 4 * h + 2 * b * 4 * h) == 695296
+    assert [r.flops for r in cells] == [22 * b * h + b * 4 * h + bias_adds] * t
     assert all(r.module == "lstm" for r in g.records if r.phase is Phase.BACKWARD and r.kind is OpKind.MATMUL)
+
+
+class OneRNN(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.rnn = getattr(nn, kind)(8, 16, batch_first=True)
+
+    def forward(self, x):
+        return self.rnn(x)[0]
+
+
+def test_lstm_and_gru_cells_are_one_fused_record_per_step_by_hand():
+    """Per time step ONE fused pointwise record forward and ONE backward (not ~10 elementwise ops each), attributed
+    to the RNN module; FLOPs from costs.RNN_CELL_ELEMENTWISE, bytes = what the fused kernel reads and writes."""
+    b, h, t, e = 3, 16, 5, 4
+    for kind in ("LSTM", "GRU"):
+        g = wattlint.analyze(OneRNN(kind), inputs=["x=float32[3,5,8]"])
+        fwd = [r for r in g.records if r.phase is Phase.FORWARD and r.module == "rnn"]
+        bwd = [r for r in g.records if r.phase is Phase.BACKWARD and r.module == "rnn"]
+        assert not [r for r in fwd if r.kind is OpKind.ELEMENTWISE and r.flops], kind
+        # backward: only autograd's gradient accumulation (dh from output + next step; dW_hh, d b_ih, d b_hh over steps)
+        acc = [r for r in bwd if r.kind is OpKind.ELEMENTWISE and r.flops]
+        assert {r.op for r in acc} <= {"aten.add.Tensor"} and len(acc) <= 4 * t, (kind, len(acc))
+        cf = [r for r in fwd if r.kind is OpKind.RNN]
+        cb = [r for r in bwd if r.kind is OpKind.RNN]
+        assert len(cf) == len(cb) == t
+        if kind == "LSTM":
+            assert {r.op for r in cf} == {"aten._thnn_fused_lstm_cell.default"}
+            assert {r.op for r in cb} == {"aten._thnn_fused_lstm_cell_backward_impl.default"}
+            # 22/unit + (input + hidden gates) add + 2 bias adds per gate element
+            assert {r.flops for r in cf} == {22 * b * h + 3 * 4 * b * h} == {1632}
+            # reads input gates, hidden gates [B, 4H], c [B, H], b_ih, b_hh [4H]; writes h, c, workspace [B, 4H]
+            assert {r.bytes_read for r in cf} == {(2 * b * 4 * h + b * h + 2 * 4 * h) * e} == {2240}
+            assert {r.bytes_written for r in cf} == {(2 * b * h + b * 4 * h) * e} == {1152}
+            # backward: 2 x 22/unit + the bias-gradient reduction; reads dh, dc (none at the last step: c_n unused),
+            # c, c_new, workspace; writes d gates, dc_prev, d bias
+            assert {r.flops for r in cb} == {2 * 22 * b * h + 4 * b * h} == {2304}
+            assert sorted(r.bytes_read for r in cb) == [(3 * b * h + 4 * b * h) * e] + [(4 * b * h + 4 * b * h) * e] * 4
+            assert {r.bytes_written for r in cb} == {(4 * b * h + b * h + 4 * h) * e} == {1216}
+        else:
+            assert {r.op for r in cf} == {"aten._thnn_fused_gru_cell.default"}
+            assert {r.op for r in cb} == {"aten._thnn_fused_gru_cell_backward.default"}
+            assert {r.flops for r in cf} == {20 * b * h + 3 * 3 * b * h} == {1392}
+            # reads input/hidden gates [B, 3H], h [B, H], b_ih, b_hh [3H]; writes h and workspace [B, 5H]
+            assert {r.bytes_read for r in cf} == {(2 * b * 3 * h + b * h + 2 * 3 * h) * e} == {1728}
+            assert {r.bytes_written for r in cf} == {(b * h + 5 * b * h) * e} == {1152}
+            # backward: 2 x 20/unit + two bias-gradient reductions; reads dh + workspace; writes d input gates,
+            # d hidden gates, dh_prev, d b_ih, d b_hh
+            assert {r.flops for r in cb} == {2 * 20 * b * h + 2 * 3 * b * h} == {2208}
+            assert {r.bytes_read for r in cb} == {(b * h + 5 * b * h) * e} == {1152}
+            assert {r.bytes_written for r in cb} == {(2 * 3 * b * h + b * h + 2 * 3 * h) * e} == {1728}
 
 
 def test_backward_attribution_and_phases():

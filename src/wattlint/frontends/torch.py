@@ -42,7 +42,8 @@ aten = torch.ops.aten
 AUTOCAST_LOWER = {
     "mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv", "addr", "convolution", "prelu", "_prelu_kernel",
     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
-    "_scaled_dot_product_cudnn_attention", "_thnn_fused_lstm_cell", "_cudnn_rnn", "matmul", "linear", "dot",
+    "_scaled_dot_product_cudnn_attention", "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "_cudnn_rnn", "matmul",
+    "linear", "dot",
 }
 AUTOCAST_FP32 = {
     "pow", "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal", "rsqrt",
@@ -511,7 +512,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "masks taken as all-ones (no padding), every element selected")
     if n_rnn:
         notes.append("recurrent layers: traced as cuDNN runs them (one input-projection GEMM per layer and "
-                     "direction over the whole sequence, then a recurrent GEMM + pointwise cell per step)")
+                     "direction over the whole sequence, then per step a recurrent GEMM + one fused pointwise "
+                     "cell kernel for LSTM/GRU, forward and backward)")
     if activation_checkpointing:
         notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
@@ -711,7 +713,12 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
 def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
     """nn.LSTM/GRU/RNN the way cuDNN computes it: per layer and direction, ONE input-projection GEMM over all time
     steps, then a recurrent GEMM + pointwise cell per step. Same math (and FLOPs) as the module; the op shapes
-    describe the GPU run rather than the meta/CPU decomposition (which projects the input step by step)."""
+    describe the GPU run rather than the meta/CPU decomposition (which projects the input step by step).
+
+    The LSTM/GRU pointwise cell of a step is ONE fused kernel (``aten._thnn_fused_lstm_cell`` /
+    ``aten._thnn_fused_gru_cell``, the kernels torch's CUDA cells use; its backward is one kernel too) instead
+    of ~10 separate elementwise ops; it also adds both gate biases (the GEMMs run without bias)."""
+    _register_fused_cell_meta()
     mode = mod.mode
     bf = mod.batch_first
     x = input.transpose(0, 1) if bf else input  # [T, B, I]
@@ -735,27 +742,22 @@ def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
             w_ih, w_hh = getattr(mod, "weight_ih" + sfx), getattr(mod, "weight_hh" + sfx)
             b_ih = getattr(mod, "bias_ih" + sfx) if mod.bias else None
             b_hh = getattr(mod, "bias_hh" + sfx) if mod.bias else None
-            xp = F.linear(layer_in, w_ih, b_ih)  # [T, B, G*H]: one GEMM for the whole sequence
+            fused = mode in ("LSTM", "GRU")  # the fused cell adds both biases (as torch's CUDA cells do)
+            xp = F.linear(layer_in, w_ih, None if fused else b_ih)  # [T, B, G*H]: one GEMM for the whole sequence
+            xs = xp.unbind(0)  # one view per step (backward: one stack, not a zero-filled select_backward per step)
             h = h0[layer * dirs + d]
             c = c0[layer * dirs + d] if c0 is not None else None
             steps = range(T_ - 1, -1, -1) if d == 1 else range(T_)
             ys = [None] * T_
             for t in steps:
-                hp = F.linear(h, w_hh, b_hh)
-                if mode == "LSTM":
-                    i, f, g, o = (xp[t] + hp).chunk(4, dim=-1)
-                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-                    h = torch.sigmoid(o) * torch.tanh(c)
-                elif mode == "GRU":
-                    xr, xz, xn = xp[t].chunk(3, dim=-1)
-                    hr, hz, hn_ = hp.chunk(3, dim=-1)
-                    r = torch.sigmoid(xr + hr)
-                    z = torch.sigmoid(xz + hz)
-                    n = torch.tanh(xn + r * hn_)
-                    h = (1 - z) * n + z * h
+                hp = F.linear(h, w_hh, None if fused else b_hh)
+                if mode == "LSTM":  # gates i, f, g, o; one kernel writes h, c and the gates saved for backward
+                    h, c, _ = aten._thnn_fused_lstm_cell(xs[t], hp, c, b_ih, b_hh)
+                elif mode == "GRU":  # gates r, z, n; h = (1 - z) * n + z * h_prev in one kernel
+                    h, _ = aten._thnn_fused_gru_cell(xs[t], hp, h, b_ih, b_hh)
                 else:
                     act = torch.tanh if mode == "RNN_TANH" else torch.relu
-                    h = act(xp[t] + hp)
+                    h = act(xs[t] + hp)
                 ys[t] = h
             outs.append(torch.stack(ys, 0))
             hn.append(h)
@@ -769,6 +771,48 @@ def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
     if mode == "LSTM":
         return out, (h_n, torch.stack(cn, 0))
     return out, h_n
+
+
+_FUSED_CELL_LIB: list = []
+
+
+def _register_fused_cell_meta() -> None:
+    """Shape-only meta kernels for the fused cells where torch lacks a usable one: none for the GRU cell and its
+    backward, and the LSTM cell's rejects a missing bias (torch 2.13). Output shapes as in
+    aten/src/ATen/native/cuda/RNN.cu (LSTM workspace: the 4 gates; GRU workspace: r, z, n, h_prev, h-side n)."""
+    if _FUSED_CELL_LIB:
+        return
+    lib = torch.library.Library("aten", "IMPL")
+
+    def has_meta(op: str) -> bool:
+        return torch._C._dispatch_has_kernel_for_dispatch_key("aten::" + op, "Meta")
+
+    def gru(input_gates, hidden_gates, hx, input_bias=None, hidden_bias=None):
+        b, h = hx.shape
+        return input_gates.new_empty((b, h)), input_gates.new_empty((b, 5 * h))
+
+    def gru_bwd(grad_hy, workspace, has_bias):
+        b, h = grad_hy.shape
+        g = grad_hy.new_empty
+        bias = (g((3 * h,)), g((3 * h,))) if has_bias else (g((0,)), g((0,)))
+        return (g((b, 3 * h)), g((b, 3 * h)), g((b, h))) + bias
+
+    def lstm(input_gates, hidden_gates, cx, input_bias=None, hidden_bias=None):
+        return cx.new_empty(cx.shape), cx.new_empty(cx.shape), input_gates.new_empty(input_gates.shape)
+
+    if not has_meta("_thnn_fused_gru_cell"):
+        lib.impl("_thnn_fused_gru_cell", gru, "Meta")
+    if not has_meta("_thnn_fused_gru_cell_backward"):
+        lib.impl("_thnn_fused_gru_cell_backward", gru_bwd, "Meta")
+    try:  # probe outside the recorder (called while tracing)
+        with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
+            z = torch.empty((1, 4), device="meta")
+            aten._thnn_fused_lstm_cell(z, z, torch.empty((1, 1), device="meta"))
+    except Exception:  # noqa: BLE001  the built-in meta kernel fails without biases: replace it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lib.impl("_thnn_fused_lstm_cell", lstm, "Meta")
+    _FUSED_CELL_LIB.append(lib)
 
 
 def _route_rnns(model: nn.Module):

@@ -411,12 +411,34 @@ def _fused_sgd(a, out):
     return C.optimizer_step("sgd", elems, dt(params[0]) if params else "float32", momentum=momentum)
 
 
-def _lstm_cell(a, out):
-    # _thnn_fused_lstm_cell(input_gates, hidden_gates, cx, ...): pointwise part only (GEMMs are separate mm ops)
-    cx = a["cx"]
-    n = cx.numel()
-    return C.Cost(C.RNN_CELL_ELEMENTWISE["lstm"] * n + 2 * 4 * n, generic_io(a, out)[0], generic_io(a, out)[1],
-                  OpKind.RNN)
+def _fused_cell(mode: str, state: str):
+    """_thnn_fused_lstm_cell(input_gates, hidden_gates, cx, b_ih?, b_hh?) / _thnn_fused_gru_cell(.., hx, ..): the
+    pointwise part of one step in one kernel (the GEMMs are separate mm/addmm ops). FLOPs: the cell's pointwise
+    work (costs.RNN_CELL_ELEMENTWISE per hidden unit) + one add per gate element for input+hidden gates and one
+    per bias given. Bytes: gates, state (and biases) in; new state(s) + the workspace saved for backward out."""
+    def h(a, out):
+        n = a[state].numel()
+        g = C.RNN_GATES[mode]
+        biases = sum(1 for k in ("input_bias", "hidden_bias") if a.get(k) is not None)
+        read, written = generic_io(a, out)
+        return C.Cost(C.RNN_CELL_ELEMENTWISE[mode] * n + g * n * (1 + biases), read, written, OpKind.RNN,
+                      C._dims(numel=n))
+    return h
+
+
+def _fused_cell_bwd(mode: str):
+    """The fused cell's backward (_thnn_fused_lstm_cell_backward_impl / _thnn_fused_gru_cell_backward): one kernel
+    reading the state gradient(s) and the saved state/workspace, writing the gate and state gradients (+ the bias
+    gradient(s), batch reductions). FLOPs: BACKWARD_FACTOR x the forward pointwise work + the bias reduction."""
+    def h(a, out):
+        outs = tensors(out)
+        gates = outs[0]  # grad of the (input) gates: [batch, G*hidden]
+        n = gates.numel() // C.RNN_GATES[mode]
+        bias_grads = (2 if mode == "gru" else 1) if a.get("has_bias") else 0  # LSTM: one grad for both biases
+        read, written = generic_io(a, out)
+        return C.Cost(C.RNN_CELL_ELEMENTWISE[mode] * n * C.BACKWARD_FACTOR + bias_grads * gates.numel(), read,
+                      written, OpKind.RNN, C._dims(numel=n))
+    return h
 
 
 HANDLERS: dict[str, Handler] = {
@@ -455,7 +477,9 @@ HANDLERS: dict[str, Handler] = {
     "_adaptive_avg_pool2d_backward": _pool_bwd("avg"), "_adaptive_avg_pool3d_backward": _pool_bwd("avg"),
     "native_dropout": _dropout, "native_dropout_backward": _dropout_bwd,
     "_fused_adamw": _fused_adam("adamw"), "_fused_adam": _fused_adam("adam"), "_fused_sgd": _fused_sgd,
-    "_thnn_fused_lstm_cell": _lstm_cell,
+    "_thnn_fused_lstm_cell": _fused_cell("lstm", "cx"), "_thnn_fused_gru_cell": _fused_cell("gru", "hx"),
+    "_thnn_fused_lstm_cell_backward_impl": _fused_cell_bwd("lstm"),
+    "_thnn_fused_gru_cell_backward": _fused_cell_bwd("gru"),
 }
 
 
