@@ -50,7 +50,7 @@ def project(tmp_path, monkeypatch):
 def test_clean_model_passes(project, run_cli):
     code, out, err = run_cli("check")
     assert code == 0, out + err
-    assert "lm: " in out and "kWh" in out and "on a100-sxm4-80gb" in out
+    assert "lm: " in out and "Wh" in out and "on a100-sxm4-80gb" in out
     assert err == ""
 
 
@@ -144,7 +144,7 @@ def test_force_exclude(project, run_cli, tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     ("budgett = 3", "unknown key 'budgett' (did you mean 'budget'?)"),
-    ("pue = 9", "'pue' = 9: expected a PUE between 1.0 and 3.0"),
+    ("pue = 9", "'pue' = 9: expected a PUE in [1, 3]"),
     ("select = ['WL9']", "selects no rule: 'WL9'"),
 ])
 def test_bad_config_exits_2_with_one_line(project, run_cli, extra, needle):

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from wattlint.energy import predictor as pred_mod
-from wattlint.estimate import estimate
+from wattlint.api import estimate
 from wattlint.report import json_out
 from _estimate_fixtures import mlp_graph
 
@@ -118,7 +118,7 @@ def test_does_not_fit_is_a_finding_and_still_exit_0(run_cli, monkeypatch):
     # a 4096-wide MLP with a huge activation footprint on a 16 GB T4
     g = mlp_graph(activation_bytes=40 * 2**30)
     e = estimate(g, gpu="t4", steps=10)
-    assert e.memory["fits"] is False
+    assert e.memory.fits is False
     f = [f for f in e.findings if f.code == "WL201"]
     assert f and f[0].severity == "error" and "--activation-checkpointing" in f[0].message
     validate(json_out.to_dict(e))
@@ -228,7 +228,7 @@ def test_python_api_from_source():
     import wattlint
 
     e = wattlint.estimate(str(ONNX), gpu="rtx3090", epochs=50)
-    assert e.gpu.key.startswith("rtx3090") and e.plan.epochs == 50 and e.total["energy_kwh"] > 0
+    assert e.gpu.key.startswith("rtx3090") and e.plan.epochs == 50 and e.total.energy_kwh > 0
     assert e.calibration in ("measured", "transferred", "prior")
 
 
@@ -273,7 +273,7 @@ def test_real_lightgbm_model_end_to_end(tmp_path):
 def test_split_optimizer_records_priced_as_one_multi_tensor_kernel():
     import dataclasses as dc
 
-    from wattlint.estimate import predict_records
+    from wattlint.energy.pricing import predict_records
     from wattlint.types import OpKind, OpRecord, Phase
     from wattlint.hardware import resolve_gpu
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from wattlint.estimate import estimate, estimate_many
+from wattlint.api import estimate, estimate_many
 from wattlint.report import html, markdown, text, units as u
 from _estimate_fixtures import mlp_graph
 

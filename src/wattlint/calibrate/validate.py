@@ -94,25 +94,20 @@ def batch_of(cfg: dict[str, Any]) -> int:
 # ---- 1. predict ------------------------------------------------------------------------------------------------
 
 def _variant(est) -> dict[str, Any]:
-    ps = est.per_step
-    rng = est.total.get("energy_kwh_range") if isinstance(est.total, dict) else None
-    out = {"time_s": float(ps["time_s"]), "gpu_energy_j": float(ps["gpu_energy_j"]),
-           "avg_gpu_power_w": float(ps.get("avg_gpu_power_w") or (ps["gpu_energy_j"] / ps["time_s"])),
+    ps, t = est.per_step, est.total
+    out = {"time_s": ps.time_s, "gpu_energy_j": ps.gpu_energy_j,
+           "avg_gpu_power_w": ps.avg_gpu_power_w or (ps.gpu_energy_j / ps.time_s if ps.time_s else 0.0),
            "calibration": est.calibration, "calibration_source": est.calibration_source}
-    try:
-        if rng and est.total.get("energy_kwh"):
-            f = float(est.total["energy_kwh"])
-            out["energy_range_factors"] = [float(rng[0]) / f, float(rng[1]) / f]
-    except (TypeError, ValueError, ZeroDivisionError):
-        pass
+    if t.energy_kwh:
+        out["energy_range_factors"] = [t.energy_kwh_range[0] / t.energy_kwh, t.energy_kwh_range[1] / t.energy_kwh]
     return out
 
 
 def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str | None = None,
             spec_from: str | None = None, out: str | None = None, only: list[str] | None = None) -> Path:
     """Predictions for every configuration of a list on one GPU (or a CPU spec taken from a calibration run)."""
+    from ..api import estimate, trace
     from ..energy.predictor import CalibratedPredictor, PriorPredictor, get_predictor
-    from ..estimate import estimate
     from ..energy.prior import naive_time_energy
 
     configs, lpath, lsha = load_list(list_path, list_name)
@@ -156,15 +151,13 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         entry["predictions"] = {}
         graph = None
         try:
-            from ..estimate import analyze_source
-
-            graph = analyze_source(c["source"], inputs=c["inputs"], batch_size=entry["batch_size"],
-                                   precision=c["precision"], optimizer=c["optimizer"])
+            graph = trace(c["source"], {"inputs": c["inputs"], "batch_size": entry["batch_size"],
+                                        "precision": c["precision"], "optimizer": c["optimizer"]})
             for vname, pred in variants.items():
-                est = estimate(graph, gpu=spec, predictor=pred, batch_size=entry["batch_size"], steps=1,
+                est = estimate(graph, gpu=spec, predictor=pred, lint=False, batch_size=entry["batch_size"], steps=1,
                                precision=c["precision"], optimizer=c["optimizer"])
                 entry["predictions"][vname] = _variant(est)
-            fl = float(est.per_step.get("flops") or graph.total().flops)
+            fl = float(est.per_step.flops or graph.total().flops)
             dk = {"fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}[c["precision"]]
             t, e = naive_time_energy(fl, spec, dk)
             entry["predictions"]["naive"] = {"time_s": t, "gpu_energy_j": e, "avg_gpu_power_w": spec.tdp_w,

@@ -28,18 +28,25 @@ MIN_MEASURED_RANGE = (0.85, 1.15)
 
 
 class Predictor:
-    """Per-op time (s) and power (W) for records on a GPU."""
+    """Per-op time (s) and power (W) for records on a GPU.
+
+    Identical ops (repeated blocks; the same graph re-priced for a lint variant) are priced once per predictor:
+    the cache is keyed by everything the prior reads from a record and by the GPU, precision and utilization."""
 
     calibration: str = "prior"
     source: str = "spec-sheet prior"
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, tuple[float, float]] = {}
 
     def predict(self, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
                 utilization: float | None = None) -> tuple[list[float], list[float]]:
         times: list[float] = []
         powers: list[float] = []
-        cache: dict[tuple, tuple[float, float]] = {}  # repeated blocks: identical ops cost the same
+        cache = self._cache
+        ctx = (gpu.key, gpu.tdp_w, gpu.idle_w, precision, utilization)
         for r in records:
-            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims)
+            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, ctx)
             hit = cache.get(key)
             if hit is None:
                 p = _prior.op_prior(r, gpu, precision, utilization)
@@ -48,7 +55,8 @@ class Predictor:
             powers.append(hit[1])
         return times, powers
 
-    def range_factors(self) -> tuple[float, float]:
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """Multiplicative 5-95 % band for ``quantity`` (energy | time)."""
         return PRIOR_RANGE
 
 
@@ -60,6 +68,7 @@ class CalibratedPredictor(Predictor):
     """The prior x a LightGBM correction fitted on measured op benchmarks."""
 
     def __init__(self, model, model_key: str, *, transferred: bool):
+        super().__init__()
         self.model = model
         self.model_key = model_key
         self.transferred = transferred
@@ -115,21 +124,22 @@ class CalibratedPredictor(Predictor):
         kinds = (card.get("data") or {}).get("record_kinds")
         return frozenset(kinds) if kinds else None
 
-    def range_factors(self):
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """The 5-95 % band from the card's out-of-fold residual quantiles of ``quantity``; a card without them (or
+        with unusable ones) gets the prior's band — no residuals, no claim of a narrower range."""
         lo = hi = None
         rq = getattr(self.model, "residual_quantiles", None)
         if rq is not None:
             try:
-                a, b = rq("energy", transferred=self.transferred)
+                a, b = rq(quantity, transferred=self.transferred)
                 lo, hi = math.exp(float(a)), math.exp(float(b))
-            except Exception:
+            except (KeyError, TypeError, ValueError, OverflowError):
                 lo = hi = None
-        if lo is None or hi is None:
-            lo, hi = _card_quantiles(getattr(self.model, "card", {}) or {})
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            lo, hi = PRIOR_RANGE
             if self.transferred:
                 lo, hi = lo / TRANSFER_WIDEN, hi * TRANSFER_WIDEN
-        lo, hi = min(lo, MIN_MEASURED_RANGE[0]), max(hi, MIN_MEASURED_RANGE[1])
-        return lo, hi
+        return min(lo, MIN_MEASURED_RANGE[0]), max(hi, MIN_MEASURED_RANGE[1])
 
 
 def _card(d: Path) -> dict:

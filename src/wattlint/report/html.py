@@ -53,16 +53,17 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
 
 def _cards(est: Estimate) -> str:
     t = est.total
-    lo, hi = t["energy_kwh_range"]
+    lo, hi = t.energy_kwh_range
     mem = est.memory
     cards = [
-        ("Energy (facility)", u.energy_kwh(t["energy_kwh"]), f"5–95 %: {u.range_kwh(lo, hi)}"),
-        ("Time", u.hours(t["time_h"]), u.gpu_hours(t["gpu_hours"])),
-        ("CO2", u.co2_kg(t["co2_kg"]), f"{est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
+        ("Energy (facility)", u.energy_kwh(t.energy_kwh), f"5–95 %: {u.range_kwh(lo, hi)}"),
+        ("Time", u.hours(t.time_h), f"5–95 %: {u.range_hours(*t.time_h_range)}"),
+        ("GPU-hours", u.gpu_hours(t.gpu_hours), f"5–95 %: {u.range_gpu_hours(*t.gpu_hours_range)}"),
+        ("CO2", u.co2_kg(t.co2_kg), f"{est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
                                        + (f" · {est.plan.region}" if est.plan.region else "")),
-        ("Cost", u.usd(t["cost_usd"]), "energy + GPU-hours" if t["cost_usd"] is not None else "no price given"),
-        ("Memory / GPU", u.bytes_(mem["peak_bytes_per_gpu"]),
-         f"of {u.bytes_(mem['gpu_memory_bytes'])} · " + ("fits" if mem["fits"] else "DOES NOT FIT")),
+        ("Cost", u.usd(t.cost_usd), "energy + GPU-hours" if t.cost_usd is not None else "no price given"),
+        ("Memory / GPU", u.bytes_(mem.peak_bytes_per_gpu),
+         f"of {u.bytes_(mem.gpu_memory_bytes)} · " + ("fits" if mem.fits else "DOES NOT FIT")),
     ]
     out = ['<div class="cards">']
     for k, v, s in cards:
@@ -84,18 +85,18 @@ def _one_body(est: Estimate, top: int) -> list[str]:
         f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
         _cards(est),
         "<h2>Per optimizer step</h2>",
-        f"<p>{escape(u.duration(est.per_step['time_s']))} · {escape(u.energy_j(est.per_step['gpu_energy_j']))} GPU + "
-        f"{escape(u.energy_j(est.per_step['host_energy_j']))} host · "
-        f"{escape(u.power_w(est.per_step['avg_gpu_power_w']))} average per GPU · "
-        f"{escape(u.flops(est.per_step['flops']))}</p>",
+        f"<p>{escape(u.duration(est.per_step.time_s))} · {escape(u.energy_j(est.per_step.gpu_energy_j))} GPU + "
+        f"{escape(u.energy_j(est.per_step.host_energy_j))} host · "
+        f"{escape(u.power_w(est.per_step.avg_gpu_power_w))} average per GPU · "
+        f"{escape(u.flops(est.per_step.flops))}</p>",
         '<table><tr><th>phase</th><th class="num">time / step</th><th class="num">GPU energy / step</th>'
         '<th class="num">share</th></tr>',
     ]
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
+    tot_e = sum(v.gpu_energy_j for v in est.phases.values()) or 1.0
     for ph, v in est.phases.items():
-        body.append(f'<tr><td>{escape(ph)}</td><td class="num">{escape(u.duration(v["time_s"]))}</td>'
-                    f'<td class="num">{escape(u.energy_j(v["gpu_energy_j"]))}</td>'
-                    f'<td class="num">{escape(u.pct(v["gpu_energy_j"] / tot_e))}</td></tr>')
+        body.append(f'<tr><td>{escape(ph)}</td><td class="num">{escape(u.duration(v.time_s))}</td>'
+                    f'<td class="num">{escape(u.energy_j(v.gpu_energy_j))}</td>'
+                    f'<td class="num">{escape(u.pct(v.gpu_energy_j / tot_e))}</td></tr>')
     body.append("</table>")
     n = min(top, len(est.layers))
     if n:
@@ -158,8 +159,8 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     body.append("</table>")
     body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> (least facility energy among GPUs "
                 f"where the model fits)</p>")
-    items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total["energy_kwh"],
-              f"{u.energy_kwh(e.total['energy_kwh'])} · {u.hours(e.total['time_h'])}") for e in ests]
+    items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh,
+              f"{u.energy_kwh(e.total.energy_kwh)} · {u.hours(e.total.time_h)}") for e in ests]
     body.append("<h2>GPU comparison</h2>")
     body.append(_bar_chart(items, title="Facility energy of the whole plan, by GPU", color="#7a8ca3", highlight=best))
     body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")

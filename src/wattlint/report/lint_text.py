@@ -5,27 +5,19 @@ from __future__ import annotations
 import json
 
 from ..lint.results import CheckResult
+from . import units as u
 
 SCHEMA = "wattlint.check/1"
 
 
-def _fmt(x, unit: str) -> str:
-    if x is None:
-        return "?"
-    x = float(x)
-    if abs(x) >= 100:
-        s = f"{x:,.0f}"
-    elif abs(x) >= 1:
-        s = f"{x:.1f}"
-    else:
-        s = f"{x:.3g}"
-    return f"{s} {unit}" if unit != "$" else f"${s}"
+def _fmt(x, fmt) -> str:
+    return "?" if x is None else fmt(float(x))
 
 
 def model_line(m) -> str:
     t = m.summary.get("total", {})
-    parts = [_fmt(t.get("energy_kwh"), "kWh"), _fmt(t.get("co2_kg"), "kg CO2e"), _fmt(t.get("cost_usd"), "$"),
-             _fmt(t.get("time_h"), "h")]
+    parts = [_fmt(t.get("energy_kwh"), u.energy_kwh), _fmt(t.get("co2_kg"), u.co2_kg), _fmt(t.get("cost_usd"), u.usd),
+             _fmt(t.get("time_h"), u.hours)]
     cal = m.summary.get("calibration") or "?"
     tag = ", cached" if m.cached else ""
     return f"{m.name}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"

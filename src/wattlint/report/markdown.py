@@ -28,8 +28,8 @@ def render_one(est: Estimate, *, top: int = 10) -> str:
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
     lines += ["", "**Per optimizer step**", ""]
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
-    rows = [[ph, u.duration(v["time_s"]), u.energy_j(v["gpu_energy_j"]), u.pct(v["gpu_energy_j"] / tot_e)]
+    tot_e = sum(v.gpu_energy_j for v in est.phases.values()) or 1.0
+    rows = [[ph, u.duration(v.time_s), u.energy_j(v.gpu_energy_j), u.pct(v.gpu_energy_j / tot_e)]
             for ph, v in est.phases.items()]
     lines += _table(["phase", "time", "GPU energy", "share"], rows, ["---", "---:", "---:", "---:"])
     n = min(top, len(est.layers))

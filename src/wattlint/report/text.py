@@ -32,17 +32,18 @@ def _console(color: bool, width: int):
 
 def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     t = est.total
-    lo, hi = t["energy_kwh_range"]
+    lo, hi = t.energy_kwh_range
     mem = est.memory
-    fits = "fits" if mem["fits"] else "DOES NOT FIT"
+    fits = "fits" if mem.fits else "DOES NOT FIT"
     return [
-        ("Energy (facility)", f"{u.energy_kwh(t['energy_kwh'])}  (5–95 %: {u.range_kwh(lo, hi)})"),
-        ("  GPU energy", u.energy_kwh(t["gpu_energy_kwh"])),
-        ("Time", f"{u.hours(t['time_h'])}  ({u.gpu_hours(t['gpu_hours'])})"),
-        ("CO2", f"{u.co2_kg(t['co2_kg'])}  at {est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
+        ("Energy (facility)", f"{u.energy_kwh(t.energy_kwh)}  (5–95 %: {u.range_kwh(lo, hi)})"),
+        ("  GPU energy", u.energy_kwh(t.gpu_energy_kwh)),
+        ("Time", f"{u.hours(t.time_h)}  (5–95 %: {u.range_hours(*t.time_h_range)})"),
+        ("GPU-hours", f"{u.gpu_hours(t.gpu_hours)}  (5–95 %: {u.range_gpu_hours(*t.gpu_hours_range)})"),
+        ("CO2", f"{u.co2_kg(t.co2_kg)}  at {est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
                 + (f" ({est.plan.region})" if est.plan.region else "")),
-        ("Cost", u.usd(t["cost_usd"]) if t["cost_usd"] is not None else "— (give --price and/or --gpu-hour-price)"),
-        ("Memory per GPU", f"{u.bytes_(mem['peak_bytes_per_gpu'])} of {u.bytes_(mem['gpu_memory_bytes'])}: {fits}"),
+        ("Cost", u.usd(t.cost_usd) if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
+        ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)} of {u.bytes_(mem.gpu_memory_bytes)}: {fits}"),
     ]
 
 
@@ -87,20 +88,20 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
 
     ps = est.per_step
     con.print(Text("Per optimizer step", style="bold"))
-    con.print(f"  {u.duration(ps['time_s'])} · {u.energy_j(ps['gpu_energy_j'])} GPU + {u.energy_j(ps['host_energy_j'])}"
-              f" host · {u.power_w(ps['avg_gpu_power_w'])} average per GPU · {u.flops(ps['flops'])}")
-    gaps = est.phases.get("idle_gaps", {}).get("time_s", 0.0)
-    if ps["time_s"] > 0 and gaps / ps["time_s"] > 0.1:
-        con.print(Text(f"  launch-bound: the GPU waits for the CPU {gaps / ps['time_s']:.0%} of each step (small "
+    con.print(f"  {u.duration(ps.time_s)} · {u.energy_j(ps.gpu_energy_j)} GPU + {u.energy_j(ps.host_energy_j)}"
+              f" host · {u.power_w(ps.avg_gpu_power_w)} average per GPU · {u.flops(ps.flops)}")
+    gaps = (est.phases["idle_gaps"].time_s if "idle_gaps" in est.phases else 0.0)
+    if ps.time_s > 0 and gaps / ps.time_s > 0.1:
+        con.print(Text(f"  launch-bound: the GPU waits for the CPU {gaps / ps.time_s:.0%} of each step (small "
                        f"batch or model); a larger --batch-size, CUDA graphs or torch.compile would help",
                        style="yellow"))
     ph = Table(box=box.SIMPLE, pad_edge=False)
     for col, just in (("phase", "left"), ("time / step", "right"), ("GPU energy / step", "right"),
                       ("share", "right")):
         ph.add_column(col, justify=just)
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
+    tot_e = sum(v.gpu_energy_j for v in est.phases.values()) or 1.0
     for name, v in est.phases.items():
-        ph.add_row(name, u.duration(v["time_s"]), u.energy_j(v["gpu_energy_j"]), u.pct(v["gpu_energy_j"] / tot_e))
+        ph.add_row(name, u.duration(v.time_s), u.energy_j(v.gpu_energy_j), u.pct(v.gpu_energy_j / tot_e))
     con.print(ph)
 
     n = min(top, len(est.layers))
@@ -147,16 +148,16 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
     rows = []
     for i, e in enumerate(ests):
         t = e.total
-        lo, hi = t["energy_kwh_range"]
+        lo, hi = t.energy_kwh_range
         rows.append([
             ("★ " if i == best else "") + f"{e.gpu.key} x{e.plan.gpus}",
-            u.hours(t["time_h"]),
-            u.gpu_hours(t["gpu_hours"]),
-            f"{u.energy_kwh(t['energy_kwh'])} ({u.range_kwh(lo, hi)})",
-            u.co2_kg(t["co2_kg"]),
-            u.usd(t["cost_usd"]),
-            u.bytes_(e.memory["peak_bytes_per_gpu"]),
-            "yes" if e.memory["fits"] else "NO",
+            u.hours(t.time_h),
+            u.gpu_hours(t.gpu_hours),
+            f"{u.energy_kwh(t.energy_kwh)} ({u.range_kwh(lo, hi)})",
+            u.co2_kg(t.co2_kg),
+            u.usd(t.cost_usd),
+            u.bytes_(e.memory.peak_bytes_per_gpu),
+            "yes" if e.memory.fits else "NO",
             e.calibration,
         ])
     return header, rows, best

@@ -140,3 +140,11 @@ def pct(x: float) -> str:
 
 def range_kwh(lo: float, hi: float) -> str:
     return f"{energy_kwh(lo)} – {energy_kwh(hi)}"
+
+
+def range_hours(lo: float, hi: float) -> str:
+    return f"{hours(lo)} – {hours(hi)}"
+
+
+def range_gpu_hours(lo: float, hi: float) -> str:
+    return f"{gpu_hours(lo)} – {gpu_hours(hi)}"
