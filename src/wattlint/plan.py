@@ -68,10 +68,8 @@ def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | 
         n = int(spec) if float(spec) == int(spec) else None
         if n is None:
             raise ConfigError(f"--dataset {spec}: a sample count must be a whole number")
-        name = None
     else:
         n = _parse_count(str(spec))
-        name = None
     if n is not None:
         if n <= 0:
             raise ConfigError(f"--dataset {spec}: the sample count must be positive")

@@ -233,7 +233,7 @@ def measure_sample(sample: Sample, backend: _backends.Backend, meter: Meter, tim
         row.update(meter.state())
         row["status"] = "ok"
     finally:
-        del fn
+        fn = None  # release the sample's device tensors before the next one
         backend.release()
     row["wall_s"] = time.perf_counter() - t_start
     return row

@@ -329,7 +329,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
     if backend.name == "cuda":
         res["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(dev))
         torch.cuda.reset_peak_memory_stats(dev)
-    del model, opt, inputs
+    model = opt = inputs = None  # release device memory before the next configuration
     if backend.name == "cuda":
         torch.cuda.empty_cache()
     return res

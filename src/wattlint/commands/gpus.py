@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     for r in data:
         flags = set(r["unconfirmed"])
 
-        def mark(field: str, text: str) -> str:
+        def mark(field: str, text: str, flags=flags) -> str:
             return text + ("*" if field in flags else "")
 
         bf16 = r["peak_tflops"].get("bf16")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -449,7 +448,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
     handles = []
-    for n, m in model.named_modules():
+    for m in model.modules():
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
     restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None

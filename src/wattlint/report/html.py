@@ -8,8 +8,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient
-from .text import compare_rows, plan_line, summary_rows
+from .text import compare_rows, plan_line
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2329;margin:24px auto;max-width:1040px;padding:0 16px}

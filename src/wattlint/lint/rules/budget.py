@@ -30,7 +30,7 @@ class _Budget(Rule):
     """
 
     def check(self, ctx):
-        for key, unit in self.keys:
+        for key, _unit in self.keys:
             limit = ctx.budget.get(key)
             value = ctx.total.get(key)
             if limit is None or value is None:
