@@ -390,7 +390,7 @@ def analyze_source(source, **options) -> CostGraph:
     return analyze(source, **kw)
 
 
-def make_plan(graph: CostGraph, gpu_spec: GpuSpec, **options) -> Plan:
+def make_plan(graph: CostGraph, gpu_spec: GpuSpec, *, strict_precision: bool = True, **options) -> Plan:
     from .plan import build_plan
 
     opts = {ALIASES.get(k, k): v for k, v in options.items()}
@@ -398,7 +398,7 @@ def make_plan(graph: CostGraph, gpu_spec: GpuSpec, **options) -> Plan:
     extra = {k: v for k, v in opts.items() if k not in PLAN_KEYS and k not in FRONTEND_KEYS and v is not None}
     if "dataset_size" in extra and kw.get("dataset") is None:
         kw["dataset"] = str(int(extra.pop("dataset_size")))
-    return build_plan(graph, gpu=gpu_spec, **kw)
+    return build_plan(graph, gpu=gpu_spec, strict_precision=strict_precision, **kw)
 
 
 def resolve(gpu: str | GpuSpec) -> tuple[GpuSpec, str | None]:
@@ -434,9 +434,11 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec = "a100-sxm4-80gb", predicto
 def estimate_many(graph: CostGraph, gpus: Sequence[str | GpuSpec], **plan_options) -> list[Estimate]:
     """The same traced graph and plan options on several GPUs (``--compare``)."""
     out = []
-    for g in gpus:
+    for i, g in enumerate(gpus):
         spec, note = resolve(g)
-        plan = make_plan(graph, spec, **{k: v for k, v in plan_options.items() if k != "inputs"})
+        # the first GPU is the one asked for; the others are candidates: an unsupported precision falls back there
+        plan = make_plan(graph, spec, strict_precision=i == 0,
+                         **{k: v for k, v in plan_options.items() if k != "inputs"})
         if note:
             plan = dataclasses.replace(plan, assumptions=(note,) + tuple(a for a in plan.assumptions if a != note))
         out.append(estimate_graph(graph, spec, plan))

@@ -14,6 +14,7 @@ from functools import lru_cache
 from importlib import resources
 
 from . import carbon
+from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
 
 PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
@@ -166,8 +167,13 @@ def default_internode_gbps(gpu: GpuSpec) -> tuple[float, str]:
 def build_plan(graph: CostGraph, *, gpu: GpuSpec, epochs=None, steps=None, dataset=None, tokens=None, seq_len=None,
                batch_size=None, grad_accum=1, precision=None, optimizer=None, gpus=1, gpus_per_node=None,
                sharding="none", pue=None, region=None, carbon_intensity=None, price=None, gpu_hour_price=None,
-               utilization=None, internode_gbps=None, activation_checkpointing=False) -> Plan:
-    """A validated :class:`Plan` with every default stated in ``assumptions``."""
+               utilization=None, internode_gbps=None, activation_checkpointing=False,
+               strict_precision=True) -> Plan:
+    """A validated :class:`Plan` with every default stated in ``assumptions``.
+
+    A precision the GPU has no hardware path for (hardware.precision_support) is a ConfigError when
+    ``strict_precision`` (the user asked for it); otherwise (a --compare candidate, a lint re-estimate) it is costed
+    as the closest precision the GPU has, stated as an assumption (hardware.precision_fallback)."""
     notes: list[str] = []
 
     # -- amounts of work: exactly one of epochs / steps / tokens
@@ -240,7 +246,13 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, epochs=None, steps=None, datas
     precision = str(precision).lower()
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
+    ok, why = precision_support(gpu, precision)
+    if not ok:
+        if strict_precision:
+            raise ConfigError(why)
+        precision, line = precision_fallback(gpu, precision)
+        notes.append(line)
+    elif precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
         notes.append(f"{gpu.key} has no {precision} tensor-core rate in the database; costed at its "
                      f"{_fallback_dtype(gpu, precision)} rate")
     if optimizer is None:

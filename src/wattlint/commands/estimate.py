@@ -155,7 +155,7 @@ def run(args) -> int:
         if spec.key in seen:
             continue
         seen.add(spec.key)
-        plan = make_plan(graph, spec, **plan_opts)
+        plan = make_plan(graph, spec, strict_precision=spec is specs[0][0], **plan_opts)  # --compare: fallback
         notes = tuple(n for n in (opts_note if spec is specs[0][0] else None, note) if n)
         if notes:
             plan = dataclasses.replace(plan, assumptions=notes + tuple(a for a in plan.assumptions if a not in notes))
