@@ -270,7 +270,7 @@ class GpuSpec:
     nvml_names: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     unconfirmed: tuple[str, ...] = ()  # fields whose values are flagged unconfirmed in the source data
-    # training precisions the hardware runs natively besides fp32 (subset of tf32, fp16, bf16, fp8; gpus.toml
+    # training precisions the hardware runs natively (subset of fp32, tf32, fp16, bf16, fp8; gpus.toml
     # ``precisions``); empty = derive from peak_tflops (hand-built specs). See hardware.supported_precisions.
     precisions: tuple[str, ...] = ()
 
