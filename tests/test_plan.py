@@ -159,9 +159,19 @@ def test_overrides():
 
 
 def test_precision_without_native_rate_is_stated():
+    # a GPU that runs tf32 but has no sourced TF32 peak (A10G): accepted, costed at the fp32 rate, stated
+    a10g = resolve_gpu("a10g")[0]
+    p = build_plan(graph(), gpu=a10g, epochs=1, precision="tf32")
+    assert p.precision == "tf32"
+    assert any("a10g-24gb has no tf32 tensor-core rate in the database; costed at its fp32 rate" in a
+               for a in p.assumptions)
+    # a precision the GPU has no hardware for: an input error by default, a stated fallback for candidates
     v100 = resolve_gpu("v100")[0]
-    p = build_plan(graph(), gpu=v100, epochs=1, precision="bf16")
-    assert any("no bf16" in a for a in p.assumptions)
+    with pytest.raises(ConfigError, match="no bf16 tensor cores"):
+        build_plan(graph(), gpu=v100, epochs=1, precision="bf16")
+    p = build_plan(graph(), gpu=v100, epochs=1, precision="bf16", strict_precision=False)
+    assert p.precision == "fp16"
+    assert any("no bf16" in a and "costed as fp16" in a for a in p.assumptions)
 
 
 def test_gpus_per_node_default_and_partial_nodes():

@@ -61,11 +61,14 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     return analyze(source, **kw)
 
 
-def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: Sequence[str] = ()) -> Plan:
-    """The plan for ``graph`` on ``spec`` from the plan options among ``opts``; ``notes`` lead its assumptions."""
+def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: Sequence[str] = (), *,
+              strict_precision: bool = True) -> Plan:
+    """The plan for ``graph`` on ``spec`` from the plan options among ``opts``; ``notes`` lead its assumptions.
+    ``strict_precision=False`` (--compare candidates): a precision the GPU lacks is costed at its closest one."""
     from .plan import build_plan
 
-    plan = build_plan(graph, gpu=spec, **{k: v for k, v in opts.items() if k in _options.PLAN_OPTIONS})
+    plan = build_plan(graph, gpu=spec, strict_precision=strict_precision,
+                      **{k: v for k, v in opts.items() if k in _options.PLAN_OPTIONS})
     if notes:
         plan = dataclasses.replace(plan, assumptions=tuple(notes) + tuple(a for a in plan.assumptions
                                                                          if a not in notes))
@@ -125,11 +128,18 @@ def run(request: Request) -> list[Estimate]:
         spec, note = resolve_gpu(g)
         if spec.key not in {s.key for s, _ in specs}:
             specs.append((spec, note))
+    precision = request.options.get("precision")
+    if precision is not None:  # a precision the GPU cannot run: fail before tracing too
+        from .hardware import precision_support
+
+        ok, why = precision_support(specs[0][0], precision)
+        if not ok:
+            raise ConfigError(why)
     graph = trace(request.source, request.options)
     out = []
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
-        plan = make_plan(graph, spec, request.options, notes)
+        plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
         re = Reestimator(request.predictor, spec.key)
         est = price(graph, spec, plan, re.model_for(spec))
         if request.lint:

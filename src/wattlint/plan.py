@@ -16,6 +16,7 @@ from typing import Any
 
 from . import carbon, options
 from .energy import system
+from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
 
 DEFAULT_PUE_SOURCE = (f"PUE {options.DEFAULT_PUE:g} (default: between hyperscale fleet averages of ~1.1 - Google 2024 Environmental "
@@ -131,11 +132,14 @@ def _validated(values: dict[str, Any]) -> dict[str, Any]:
     return options.validate(values, label=lambda o: o.flag, error=ConfigError)
 
 
-def build_plan(graph: CostGraph, *, gpu: GpuSpec, **values: Any) -> Plan:
+def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True, **values: Any) -> Plan:
     """A validated :class:`Plan` for ``graph`` on ``gpu`` with every default stated in ``assumptions``.
 
     ``values`` are plan options of :data:`wattlint.options.OPTIONS` (``epochs``, ``steps``, ``tokens``,
-    ``dataset``, ``batch_size``, ``precision``, ``gpus``, ``pue``, ``region``, ...); None means "not given"."""
+    ``dataset``, ``batch_size``, ``precision``, ``gpus``, ``pue``, ``region``, ...); None means "not given".
+    A precision the GPU has no hardware path for (hardware.precision_support) is a ConfigError when
+    ``strict_precision`` (the user asked for it on this GPU); otherwise (a --compare candidate) it is costed as the
+    closest precision the GPU has, stated as an assumption (hardware.precision_fallback)."""
     unknown = [k for k in values if options.canonical(k) not in options.PLAN_OPTIONS]
     if unknown:
         raise ConfigError(f"not a plan option: {', '.join(sorted(unknown))}")
@@ -147,7 +151,7 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, **values: Any) -> Plan:
     plan: dict[str, Any] = {}
     _parallel(graph, gpu, v, plan, notes)
     _work(graph, v, plan, notes)
-    _precision(graph, gpu, v, plan, notes)
+    _precision(graph, gpu, v, plan, notes, strict_precision)
     _site(v, plan, notes)
     return Plan(**plan, assumptions=tuple(notes))
 
@@ -239,12 +243,18 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     plan.update(steps=steps, epochs=epochs, dataset=name, dataset_size=size, tokens=tokens, seq_len=seq)
 
 
-def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str]) -> None:
+def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str], strict: bool) -> None:
     precision = v.get("precision")
     if precision is None:
         precision = options.DEFAULT_PRECISION
         notes.append(PRECISION_DEFAULT_TEXT)
-    if precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
+    ok, why = precision_support(gpu, precision)
+    if not ok:
+        if strict:
+            raise ConfigError(why)
+        precision, line = precision_fallback(gpu, precision)
+        notes.append(line)
+    elif precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
         notes.append(f"{gpu.key} has no {precision} tensor-core rate in the database; costed at its "
                      f"{_fallback_dtype(gpu, precision)} rate")
     optimizer = v.get("optimizer")

@@ -270,6 +270,9 @@ class GpuSpec:
     nvml_names: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     unconfirmed: tuple[str, ...] = ()  # fields whose values are flagged unconfirmed in the source data
+    # training precisions the hardware runs natively (subset of fp32, tf32, fp16, bf16, fp8; gpus.toml
+    # ``precisions``); empty = derive from peak_tflops (hand-built specs). See hardware.supported_precisions.
+    precisions: tuple[str, ...] = ()
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s (not TFLOP/s) for a compute dtype name; falls back sensibly."""

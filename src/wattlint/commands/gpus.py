@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def rows(with_sources: bool = False) -> list[dict]:
-    from ..hardware import calibration_status, load_gpus
+    from ..hardware import calibration_status, load_gpus, supported_precisions
 
     out = []
     for key, g in load_gpus().items():
@@ -26,7 +26,7 @@ def rows(with_sources: bool = False) -> list[dict]:
             "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
             "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
             "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
-            "calibration": calibration_status(key),
+            "precisions": list(supported_precisions(g)), "calibration": calibration_status(key),
         }
         if with_sources:
             row["sources"] = dict(g.sources)
@@ -39,7 +39,7 @@ def _num(v: float | None, fmt: str = "{:g}") -> str:
 
 
 def detail(name: str) -> tuple[dict, str | None]:
-    from ..hardware import calibration_status, resolve_gpu, value_fields
+    from ..hardware import calibration_status, resolve_gpu, supported_precisions, value_fields
 
     g, note = resolve_gpu(name)
     values = {}
@@ -48,7 +48,9 @@ def detail(name: str) -> tuple[dict, str | None]:
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
-             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key), "values": values}, note)
+             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key),
+             "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
+             "values": values}, note)
 
 
 def _run_detail(args: argparse.Namespace) -> int:
@@ -65,6 +67,8 @@ def _run_detail(args: argparse.Namespace) -> int:
     console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']}); "
                   f"calibration: {info['calibration']}")
     console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
+    console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
+                  markup=False)
     table = Table(header_style="bold")
     table.add_column("field", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)

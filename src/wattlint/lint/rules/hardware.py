@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ...hardware import precision_support
 from ...types import OpKind, Phase, Status
 from ...report import units
 from ..engine import replace_records
@@ -209,6 +210,8 @@ class SmallerGpuLessEnergy(Rule):
             if not wanted and not spec.tdp_w < cur.tdp_w:
                 continue
             if need and spec.memory_gb * GIB < need * 0.9:  # cannot fit (10% slack: memory model varies a little)
+                continue
+            if not precision_support(spec, est.plan.precision)[0]:  # would silently change the plan's precision
                 continue
             pool.append(spec)
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
