@@ -79,7 +79,8 @@ def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec,
 
 
 def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
-    from ..energy.model import FitData, sha256_file
+    from ..energy.model import FitData
+    from ..io import sha256_file
     from ..energy.prior import op_prior
     from ..energy.features import op_features
 

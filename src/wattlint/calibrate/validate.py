@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import math
 import statistics
@@ -24,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write_json, sha256_bytes, utc_now, utc_stamp
 from ..types import ConfigError, WattlintError
 
 PRED_SCHEMA = "wattlint.validation-predictions/1"
@@ -34,18 +33,6 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 class ValidationError(WattlintError):
     pass
-
-
-def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 def default_list_path() -> Path:
@@ -170,13 +157,12 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
     from .backends import spec_to_dict
 
     doc = {
-        "schema": PRED_SCHEMA, "created_utc": _now(), "device": device, "gpu": spec.key, "spec": spec_to_dict(spec),
+        "schema": PRED_SCHEMA, "created_utc": utc_now(), "device": device, "gpu": spec.key, "spec": spec_to_dict(spec),
         "cpu_threads": threads, "list": {"name": list_name, "path": lpath, "sha256": lsha},
         "variants": sorted(list(variants) + ["naive"]), "model": model_info, "spec_from": spec_from,
         "configs": rows,
         "note": "predictions are made and committed before any measurement; measurements never enter a fit",
     }
-    from .runner import utc_stamp
 
     path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
     if path.is_dir() or str(out or "").endswith("/"):
@@ -287,7 +273,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
         loss.backward()
         opt.step()
 
-    res: dict[str, Any] = {"name": cfg["name"], "precision": prec, "started_utc": _now()}
+    res: dict[str, Any] = {"name": cfg["name"], "precision": prec, "started_utc": utc_now()}
     window = float(cfg.get("window_s", 20.0)) * window_scale
     warm = float(cfg.get("warmup_s", 5.0)) * window_scale
     # warm-up: >= 3 steps and warmup_s
@@ -338,7 +324,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
 def measure(predictions: str, device: str, *, out: str | None = None, only: list[str] | None = None,
             part: tuple[int, int] = (1, 1), window_scale: float = 1.0, reporter=None) -> Path:
     """Measure the configurations of a predictions file on ``device`` (cuda | cpu | fake is refused)."""
-    from .runner import make_meter, utc_stamp, write_json_atomic
+    from .runner import make_meter
     from . import backends as _b
 
     if device == "fake":
@@ -364,7 +350,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
-        "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": _now(),
+        "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": utc_now(),
         "predictions_file": ppath.name, "predictions_sha256": sha256_bytes(raw), "gpu": pred.get("gpu"),
         "device": backend.info() | {"kind": device}, "meter": meter.provenance(), "part": list(part),
         "window_scale": window_scale, "results": [],
@@ -377,7 +363,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         doc["idle_power_w"] = idle.avg_power_w
         doc["idle_source"] = idle.source
         doc["meter"] = meter.provenance()
-        write_json_atomic(path, doc)
+        atomic_write_json(path, doc)
         for c in configs:
             if reporter:
                 reporter(f"measuring {c['name']} ({c['precision']}, window {c.get('window_s')} s)")
@@ -393,7 +379,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
 
                     torch.cuda.empty_cache()
             doc["results"].append(r)
-            write_json_atomic(path, doc)
+            atomic_write_json(path, doc)
             if reporter:
                 if r["status"] == "ok":
                     reporter(f"  {c['name']}: {r['time_per_step_s'] * 1e3:.2f} ms/step, {r['avg_power_w']:.0f} W "
@@ -403,8 +389,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         doc["status"] = "complete"
     finally:
         doc.setdefault("status", "interrupted")
-        doc["finished_utc"] = _now()
-        write_json_atomic(path, doc)
+        doc["finished_utc"] = utc_now()
+        atomic_write_json(path, doc)
         meter.close()
     return path
 
@@ -490,7 +476,7 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         summary[k] = {"time": _summary(d["time"]), "energy": _summary(d["energy"]), "power": _summary(d["power"]),
                       "energy_range_coverage": (sum(d["in_range"]) / len(d["in_range"])) if d["in_range"] else None}
     doc = {
-        "schema": VAL_SCHEMA, "created_utc": _now(), "gpu": meas.get("gpu"),
+        "schema": VAL_SCHEMA, "created_utc": utc_now(), "gpu": meas.get("gpu"),
         "device": meas.get("device"), "meter": meas.get("meter", {}).get("name"),
         "energy_source": meas.get("meter", {}).get("energy_source"),
         "measurements": [{"file": Path(f).name, "sha256": sha256_bytes(Path(f).read_bytes())} for f in mfiles],
@@ -500,7 +486,6 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         "note": ("CPU: time measured, energy MODELLED (stated power model) - only the time errors are evidence"
                  if (meas.get("device") or {}).get("kind") == "cpu" else ""),
     }
-    from .runner import utc_stamp
 
     path = Path(out) if out else mpath.parent / f"{utc_stamp()}-validation.json"
     if path.is_dir():
