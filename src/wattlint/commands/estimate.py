@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import options as O
+from ..report.layers import GROUPINGS
 from ._common import add_model_arguments, add_option, cli_options, positive_int, write_output
 
 GROUPS = {
@@ -32,7 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None, help="output format (default text)")
     o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layers to show (default 10)")
+    o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows to show (default 10)")
+    o.add_argument("--group-by", choices=GROUPINGS, default="block",
+                   help="layer rows: block (repeated blocks merged, default), name (every module), type (module "
+                        "type), depth (modules cut at --depth components)")
+    o.add_argument("--depth", type=positive_int, default=2, metavar="N", help="path depth for --group-by depth (2)")
 
 
 def request(args) -> tuple[object, str]:
@@ -73,7 +78,22 @@ def run(args) -> int:
     return 0
 
 
+def terminal_width(to_file: bool) -> int:
+    """Columns for text output: the terminal's when writing to one, else $COLUMNS, else 100 (clamped 60-200)."""
+    import shutil
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit():
+        w = int(env)
+    elif not to_file and sys.stdout.isatty():
+        w = shutil.get_terminal_size((100, 24)).columns
+    else:
+        w = 100
+    return max(60, min(200, w))
+
+
 def render(ests, fmt: str, args) -> str:
+    layers = {"top": args.top, "group_by": args.group_by, "depth": args.depth}
     if fmt == "json":
         from ..report.json_out import render as render_json
 
@@ -81,12 +101,12 @@ def render(ests, fmt: str, args) -> str:
     if fmt == "markdown":
         from ..report.markdown import render as render_md
 
-        return render_md(ests, top=args.top)
+        return render_md(ests, **layers)
     if fmt == "html":
         from ..report.html import render as render_html
 
-        return render_html(ests, top=args.top)
+        return render_html(ests, **layers)
     from ..report.text import render as render_text
 
     color = (not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    return render_text(ests, top=args.top, color=bool(color))
+    return render_text(ests, color=bool(color), width=terminal_width(bool(args.output)), **layers)

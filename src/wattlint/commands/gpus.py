@@ -88,35 +88,25 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from ..report.text import fit_table
+    from .estimate import terminal_width
 
-    table = Table(title="wattlint GPU database (dense peaks; * = unconfirmed value, ~ = estimated idle)",
-                  title_justify="left", header_style="bold")
-    for col, just in (("key", "left"), ("name", "left"), ("memory", "right"), ("bandwidth", "right"),
-                      ("bf16 TFLOP/s", "right"), ("fp32 TFLOP/s", "right"), ("TDP", "right"), ("idle", "right"),
-                      ("calibration", "left")):
-        table.add_column(col, justify=just, no_wrap=col == "key")
-
+    header = ["key", "memory GB", "GB/s", "bf16 TFLOP/s", "fp32 TFLOP/s", "TDP W", "idle W", "calibration", "name"]
+    table = []
     for r in data:
         flags = set(r["unconfirmed"])
 
-        def mark(field: str, text: str, flags=flags) -> str:
-            return text + ("*" if field in flags else "")
+        def mark(field: str, value, flags=flags) -> str:
+            return "-" if value is None else f"{value:g}" + ("*" if field in flags else "")
 
-        bf16 = r["peak_tflops"].get("bf16")
-        table.add_row(
-            r["key"], r["name"],
-            mark("memory_gb", f"{r['memory_gb']:g} GB"),
-            mark("memory_bw_gbs", f"{r['memory_bw_gbs']:g} GB/s"),
-            mark("peak_tflops.bf16", _num(bf16)) if bf16 else "-",
-            mark("peak_tflops.fp32", _num(r["peak_tflops"].get("fp32"))),
-            mark("tdp_w", f"{r['tdp_w']:g} W"),
-            ("~" if r["idle_estimated"] else "") + f"{r['idle_w']:g} W",
-            r["calibration"],
-        )
-    console = Console(soft_wrap=False)
-    console.print(table)
-    console.print("Idle = power in a running job between kernels; '~' marks a stated estimate (see "
-                  "data/SOURCES.md). Sources of every value: wattlint gpus --format json --sources")
+        table.append([r["key"], mark("memory_gb", r["memory_gb"]), mark("memory_bw_gbs", r["memory_bw_gbs"]),
+                      mark("peak_tflops.bf16", r["peak_tflops"].get("bf16")),
+                      mark("peak_tflops.fp32", r["peak_tflops"].get("fp32")), mark("tdp_w", r["tdp_w"]),
+                      ("~" if r["idle_estimated"] else "") + f"{r['idle_w']:g}", r["calibration"], r["name"]])
+    width = terminal_width(False)
+    text, dropped = fit_table(header, table, width, right=header[1:7])
+    sys.stdout.write(f"wattlint GPU database: {len(data)} GPUs (dense peaks; * unconfirmed, ~ estimated)\n{text}")
+    if dropped:
+        sys.stdout.write(f"(left out at {width} columns: {', '.join(dropped)}; set COLUMNS or use --format json)\n")
+    sys.stdout.write("'wattlint gpus KEY' shows one GPU with the source of every value\n")
     return 0
