@@ -171,6 +171,21 @@ def test_deepseek_v2_lite_shared_plus_routed_experts():
     assert not g.unsupported()
 
 
+def test_deepseek_v3_sigmoid_group_limited_router():
+    # DeepSeek-V3 routing (sigmoid scores + correction bias, 2 groups of 4, top-1 group) on 8 routed experts, top-2,
+    # one shared expert of width 32; layer 1 is MoE: 64 tokens x 2 = 128 rows / 8 = 16 per expert
+    cfg = dict(model_type="deepseek_v3", architectures=["DeepseekV3ForCausalLM"], hidden_size=64,
+               intermediate_size=128, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=4, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2,
+               first_k_dense_replace=1, kv_lora_rank=16, q_lora_rank=32, qk_nope_head_dim=16, qk_rope_head_dim=8,
+               v_head_dim=16, n_group=2, topk_group=1, vocab_size=100)
+    g = analyze_config(cfg, seq_len=64, micro_batch=1)
+    (ly,) = g.extra["moe"]["layers"]
+    assert ly["rows_per_expert"] == [16] * 8 and ly["top_k"] == 2
+    assert _expert_fwd(g) == 2 * 128 * 3 * 64 * 32
+    assert not g.unsupported()
+
+
 # Switch Transformers with the NeuSight switchxl4 widths (d_model 1024, d_ff 16384, 4 experts, expert capacity 64)
 # and 2 + 2 layers, one sparse in the encoder and one in the decoder
 SWITCH = dict(model_type="switch_transformers", architectures=["SwitchTransformersForConditionalGeneration"],

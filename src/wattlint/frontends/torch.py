@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -528,13 +527,14 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
+    extra = {"activation_bytes": int(tracer.saved_bytes), "activation_checkpointing": bool(activation_checkpointing)}
+    if moe.layers:
+        extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes),
-                                                              "activation_checkpointing": bool(activation_checkpointing),
-                                                              **({"moe": moe.summary()} if moe.layers else {})})
+                     precision=prec, optimizer=optimizer, extra=extra)
 
 
 def _meta_nonzero_all():
