@@ -67,8 +67,9 @@ def expert_rows(assignments: int, experts: int, capacity_factor: float = 1.0) ->
 # ---- shape-only kernels the recorder uses instead of meta functions stricter than the CUDA kernels ----------------
 
 def grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
-    """Output of ``aten._grouped_mm`` from shapes alone (the meta function rejects fp32 and expanded gradients,
-    which the CUDA kernel's fallback accepts)."""
+    """Output of ``aten._grouped_mm`` from shapes alone. torch 2.13's meta function accepts bf16 only and rejects the
+    expanded gradient autograd passes it; the CUDA op runs bf16 on its CUTLASS grouped kernel and fp32/fp16 on a
+    per-group fallback loop (PyTorch PR #162059), so a trace in any precision needs the shapes only."""
     a2, b2 = mat_a.dim() == 2, mat_b.dim() == 2
     if a2 and b2:
         size = (int(offs.shape[0]) if offs is not None else 1, mat_a.shape[0], mat_b.shape[1])
@@ -134,7 +135,7 @@ class MoeRouting:
                     "wattlint traces MoE layers at their routed cost for transformers' fused experts "
                     "(@use_experts_implementation: Mixtral, Qwen-MoE, DeepSeek-V2/V3, OLMoE, ...) and Switch "
                     "Transformers; tracing this one on meta tensors would miscount its experts (routing is "
-                    "data-dependent), so it is refused rather than undercounted")
+                    f"data-dependent), so it is refused rather than undercounted{_old_transformers_hint(m)}")
         for m, layer, make in plans:
             had = "forward" in m.__dict__
             self._swapped.append((m, m.__dict__.get("forward"), had))
@@ -234,6 +235,19 @@ def _holds_experts(m: nn.Module) -> str | None:
     if type(m).__name__.lower().endswith("experts"):
         return "a module class named *Experts"
     return None
+
+
+def _old_transformers_hint(m: nn.Module) -> str:
+    if not type(m).__module__.startswith("transformers."):
+        return ""
+    try:
+        import transformers
+
+        major = int(transformers.__version__.split(".", 1)[0])
+    except (ImportError, ValueError):
+        return ""
+    return ("; transformers >= 5 stores the experts of Mixtral, Qwen-MoE, DeepSeek, OLMoE, ... fused (3-D), "
+            f"the layout wattlint supports (installed: {transformers.__version__})") if major < 5 else ""
 
 
 def _is_fused(m: nn.Module) -> bool:
