@@ -175,6 +175,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "both", choices=OPTIMIZERS),
     Option("activation_checkpointing", "--activation-checkpointing", boolean, "recompute activations in backward",
            "model", "both"),
+    Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
+           "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "
+           "the config's expert capacity)", "model", "frontend", "C"),
     # hardware
     Option("gpu", "--gpu", nonempty_str, f"GPU database key or alias (default from [tool.wattlint], else "
            f"{DEFAULT_GPU}); see 'wattlint gpus'", "hardware", "request", "G"),

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     graph = trace(args.model, {"inputs": args.inputs, "batch_size": args.batch_size, "seq_len": args.seq_len,
                                "precision": args.precision, "optimizer": args.optimizer, "gpus": args.gpus,
                                "grad_accum": args.grad_accum,
-                               "activation_checkpointing": args.activation_checkpointing})
+                               "activation_checkpointing": args.activation_checkpointing,
+                               "capacity_factor": args.capacity_factor})
     if args.format == "json":
         text = rep.render_json(graph)
     else:

@@ -129,7 +129,8 @@ def _layer_table(rows, groups, width: int):
     fixed = sum(numeric) + (type_w + len(sep) if show_type else 0) + (bar_w + len(sep) if bar_w else 0)
     name_w = max(16, width - 1 - fixed - len(sep) * 3)
     names = [layer_name(r[0], g.count, name_w) for r, g in zip(rows, groups)]
-    name_w = min(name_w, max(len(LAYER_HEADER[0]), *(len(n) for n in names)))
+    # names fit name_w except a single path component longer than it, which is kept whole (never cut in a word)
+    name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
 
     def line(name, typ, nums, bar=None):
         cells = [name.ljust(name_w)] + ([typ.ljust(type_w)] if show_type else [])
