@@ -170,7 +170,7 @@ def test_predictor_measured_transferred_prior(tmp_path, monkeypatch):
     pt = pred_mod.get_predictor(a100, d)
     pp = pred_mod.get_predictor(a100, tmp_path / "empty")
     assert (pm.calibration, pt.calibration, pp.calibration) == ("measured", "transferred", "prior")
-    assert pm.source == "h100-sxm5-80gb run 2026-12-01"
+    assert pm.source == f"h100-sxm5-80gb run 2026-12-01 (models dir {d})"  # the folder is part of the provenance
     assert "transferred from" in pt.source
     lo_m, hi_m = pm.range_factors()
     lo_t, hi_t = pt.range_factors()
@@ -256,7 +256,7 @@ def test_real_lightgbm_model_end_to_end(tmp_path):
     fit_model(data, d, gpu={"key": h100.key, "arch": h100.arch, "tdp_w": h100.tdp_w, "idle_w": h100.idle_w},
               provenance={"runs": []}, calibration_source=f"{h100.key} run 2026-12-01", k=2, rounds=10)
     pm = pred_mod.get_predictor(h100, tmp_path / "models")
-    assert pm.calibration == "measured" and pm.source == f"{h100.key} run 2026-12-01"
+    assert pm.calibration == "measured" and pm.source == f"{h100.key} run 2026-12-01 (models dir {tmp_path / 'models'})"
     a100, _ = resolve_gpu("a100")
     assert pred_mod.get_predictor(a100, tmp_path / "models").calibration == "transferred"
     g = mlp_graph(width=2048, layers=2)

@@ -225,12 +225,10 @@ def test_b200_resolves_and_estimates_in_the_cli(run_cli, monkeypatch):
 
 
 def test_calibration_status(tmp_path, monkeypatch):
-    import wattlint.hardware as hw
-
     assert calibration_status("no-such-gpu") == "prior"
     (tmp_path / "t4-16gb").mkdir()
     (tmp_path / "t4-16gb" / "card.json").write_text("{}")
-    monkeypatch.setattr(hw, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(tmp_path))  # on the search path
     assert calibration_status("t4-16gb") == "measured"
     assert calibration_status("l4-24gb") == "prior"
 

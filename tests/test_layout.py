@@ -104,3 +104,47 @@ def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeyp
     lo, hi = pred_mod.PRIOR_RANGE
     assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * lo, e.total.energy_kwh * hi))
     assert e.total.time_h_range == pytest.approx((e.total.time_h * lo, e.total.time_h * hi))
+
+
+# ---- the models search path ----------------------------------------------------------------------------------------
+
+def _fake_card(d, key, source):
+    (d / key).mkdir(parents=True)
+    (d / key / "card.json").write_text(json.dumps({"gpu": {"key": key, "arch": "Hopper"},
+                                                   "calibration_source": source}))
+
+
+def test_models_search_path_order_and_first_hit_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(tmp_path / "env"))
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user")
+    dirs = pred_mod.search_path(tmp_path / "cli", tmp_path / "cfg")
+    assert [d.origin for d in dirs] == ["--models-dir", "[tool.wattlint] models-dir", "WATTLINT_MODELS_DIR",
+                                        "user data dir", "shipped"]
+    assert [d.path for d in dirs[:4]] == [tmp_path / n for n in ("cli", "cfg", "env", "user")]
+
+    class Loaded:
+        def __init__(self, path):
+            self.card = json.loads((path / "card.json").read_text())
+            self.source = self.card["calibration_source"]
+
+    monkeypatch.setattr(pred_mod, "_load", lambda key, d: Loaded(d / key))
+    h100, _ = resolve_gpu("h100")
+    _fake_card(tmp_path / "user", h100.key, "user run")
+    _fake_card(tmp_path / "env", h100.key, "env run")
+    p = pred_mod.get_predictor(h100, dirs)
+    assert p.calibration == "measured" and p.source.startswith("env run (WATTLINT_MODELS_DIR")  # env before user
+    assert "--models-dir" in p.searched and "shipped" in p.searched
+    _fake_card(tmp_path / "cli", h100.key, "cli run")
+    assert pred_mod.get_predictor(h100, dirs).source.startswith("cli run (--models-dir")
+
+
+def test_a_model_in_the_user_folder_makes_the_gpu_measured(tmp_path, monkeypatch):
+    """`wattlint fit` writes to the user's models folder by default; every estimate and `wattlint gpus` search it."""
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
+    monkeypatch.delenv("WATTLINT_MODELS_DIR", raising=False)
+    h100, _ = resolve_gpu("h100")
+    _fake_card(tmp_path / "user-models", h100.key, "mine")
+    from wattlint.hardware import calibration_status
+
+    assert calibration_status(h100.key, pred_mod.search_path()) == "measured"
+    assert calibration_status("a100-sxm4-80gb", pred_mod.search_path()) == "prior"

@@ -36,6 +36,7 @@ class EnergyModelInfo:
     source: str
     energy_range: tuple[float, float]
     time_range: tuple[float, float]
+    searched: str = ""  # the models search path looked through
 
 
 @dataclass
@@ -146,6 +147,8 @@ def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
     tlo, thi = model.time_range
     notes = [f"energy model: {model.calibration} ({model.source}); 5-95 % range energy x{lo:.2f}-x{hi:.2f}, "
              f"time x{tlo:.2f}-x{thi:.2f}"]
+    if model.searched:
+        notes.append(f"energy models searched in order: {model.searched}")
     if gpu.idle_estimated:
         notes.append(f"{gpu.key} idle power {gpu.idle_w:.0f} W is an estimate, not a measurement")
     if gpu.unconfirmed:

@@ -36,6 +36,7 @@ class Request:
     lint: bool = True  # run the graph rules (and, with totals_rules, the budget/regression rules)
     totals_rules: bool = True
     predictor: Any = None  # an energy model to use for every GPU (tests, benchmarks); None: the best for each
+    models_dirs: Any = None  # energy-model search path (energy.predictor.search_path); None: the default one
 
 
 # ---- the steps -------------------------------------------------------------------------------------------------
@@ -77,14 +78,15 @@ def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: S
 
 def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estimate:
     """The estimate of ``plan`` on ``spec`` (no lint): ops priced by the energy model, then aggregated."""
+    from .aggregate import EnergyModelInfo, aggregate
     from .energy.predictor import get_predictor
     from .energy.pricing import price as price_ops
-    from .aggregate import EnergyModelInfo, aggregate
 
     model = predictor if predictor is not None else get_predictor(spec)
     priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
     info = EnergyModelInfo(calibration=model.calibration, source=model.source,
-                           energy_range=model.range_factors("energy"), time_range=model.range_factors("time"))
+                           energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
+                           searched=getattr(model, "searched", ""))
     return aggregate(graph, priced, spec, plan, info)
 
 
@@ -92,8 +94,9 @@ class Reestimator:
     """Prices variants for lint savings through :func:`price`, keeping one energy model per GPU so repeated
     variants of the same graph reuse the already priced ops (the predictor's cache)."""
 
-    def __init__(self, predictor=None, gpu_key: str | None = None):
+    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None):
         self._models: dict[str, Any] = {}
+        self._dirs = models_dirs
         if predictor is not None and gpu_key is not None:
             self._models[gpu_key] = predictor
 
@@ -101,7 +104,7 @@ class Reestimator:
         if spec.key not in self._models:
             from .energy.predictor import get_predictor
 
-            self._models[spec.key] = get_predictor(spec)
+            self._models[spec.key] = get_predictor(spec, self._dirs)
         return self._models[spec.key]
 
     def __call__(self, graph: CostGraph, spec: GpuSpec, plan: Plan) -> Estimate:
@@ -140,7 +143,7 @@ def run(request: Request) -> list[Estimate]:
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
         plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
-        re = Reestimator(request.predictor, spec.key)
+        re = Reestimator(request.predictor, spec.key, request.models_dirs)
         est = price(graph, spec, plan, re.model_for(spec))
         if request.lint:
             est = lint(est, config=request.config, model=request.model, reestimator=re,
@@ -149,13 +152,21 @@ def run(request: Request) -> list[Estimate]:
     return out
 
 
+def models_search_path(cli_dir=None, config=None):
+    """The energy-model search path for a request: --models-dir, [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR,
+    the user data folder, the shipped models."""
+    from .energy.predictor import search_path
+
+    return search_path(cli_dir, getattr(config, "models_dir", None))
+
+
 def validate_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """API keyword options checked against the one option table (errors name the keyword)."""
     return _options.validate(values, error=ConfigError)
 
 
 def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=None, config=None, lint: bool = True,
-             **options: Any) -> Estimate:
+             models_dir=None, **options: Any) -> Estimate:
     """Estimate the cost of a training plan: ``wattlint.estimate("model.onnx", gpu="rtx3090", epochs=50)``.
 
     ``source_or_graph`` is a model source (``.onnx``, ``config.json``, ``pkg.mod:attr``, ``file.py:attr``, an
@@ -163,13 +174,14 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
     ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
     ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
-    ``activation_checkpointing``, ``inputs``). ``lint=False`` skips the rules (no findings)."""
+    ``activation_checkpointing``, ``inputs``). ``lint=False`` skips the rules (no findings). ``models_dir``: a
+    folder of fitted models searched before the default search path (energy.predictor.search_path)."""
     notes: tuple[str, ...] = ()
     if gpu is None:
         gpu = _options.DEFAULT_GPU
         notes = (f"no gpu given: {_options.DEFAULT_GPU} (default)",)
     req = Request(source=source_or_graph, gpus=(gpu,), options=validate_options(options), config=config,
-                  notes=notes, lint=lint, predictor=predictor)
+                  notes=notes, lint=lint, predictor=predictor, models_dirs=models_search_path(models_dir, config))
     return run(req)[0]
 
 

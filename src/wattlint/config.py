@@ -65,6 +65,7 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "regression_threshold": _fraction,
     "cache": _bool,
     "cache_dir": _str,
+    "models_dir": _str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
     "format": O.choice(*FORMATS),
     "budget": None,  # table, handled separately
     "rules": None,  # table of per-rule option tables
@@ -130,6 +131,7 @@ class Config:
     regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
     cache: bool = True
     cache_dir: Path | None = None
+    models_dir: Path | None = None  # absolute
     format: str | None = None
     budget: Mapping[str, float] = field(default_factory=dict)  # default budget for every model
     rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # code -> {option: value}
@@ -234,8 +236,9 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
     root = Path(root).resolve()
     if "baseline" in kwargs:
         kwargs["baseline"] = _resolve(root, kwargs["baseline"])
-    if "cache_dir" in kwargs:
-        kwargs["cache_dir"] = _resolve(root, kwargs["cache_dir"])
+    for key in ("cache_dir", "models_dir"):
+        if key in kwargs:
+            kwargs[key] = _resolve(root, kwargs[key])
 
     models_raw = table.get("models", [])
     if isinstance(models_raw, dict):

@@ -11,12 +11,10 @@ import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 from .types import ConfigError, GpuSpec
 
 DATA_FILE = "gpus.toml"
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 #: scalar fields of a GPU row that carry a value (each needs a source).
 VALUE_FIELDS = ("tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz", "pcie_gen",
@@ -205,9 +203,15 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
     return gpus[key] if key else None
 
 
-def calibration_status(key: str) -> str:
-    """'measured' when a calibrated model card ships for this GPU (models/<key>/card.json), else 'prior'."""
-    return "measured" if (MODELS_DIR / key / "card.json").is_file() else "prior"
+def calibration_status(key: str, dirs=None) -> str:
+    """'measured' when a fitted model for this GPU is on the models search path (energy.predictor.search_path:
+    $WATTLINT_MODELS_DIR, the user data folder, the shipped models; or ``dirs``), else 'prior'."""
+    from .energy.predictor import search_path
+
+    for d in (dirs if dirs is not None else search_path()):
+        if (d.path / key / "card.json").is_file():
+            return "measured"
+    return "prior"
 
 
 def value_fields(spec: GpuSpec) -> list[str]:

@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes to add to 'ignore'")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (see 'wattlint "
+                   "estimate --help')")
 
 
 def _codes(text: str | None) -> tuple[str, ...]:
@@ -56,6 +58,8 @@ def run(args) -> int:
         if args.ignore:
             changes["ignore"] = tuple(config.ignore) + _codes(args.ignore)
         config = dataclasses.replace(config, **changes)
+    if args.models_dir:
+        config = dataclasses.replace(config, models_dir=Path(args.models_dir).expanduser().resolve())
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")

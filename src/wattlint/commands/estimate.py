@@ -30,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group(title)
         for name in names:
             add_option(g, name)
+    p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (then [tool.wattlint] "
+                   "models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None, help="output format (default text)")
     o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
@@ -42,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def request(args) -> tuple[object, str]:
     """The api.Request of the command line overlaid on ``[tool.wattlint]`` defaults, and the output format."""
-    from ..api import Request
+    from ..api import Request, models_search_path
     from ..config import load_config
     from ..types import ConfigError
 
@@ -64,7 +66,8 @@ def request(args) -> tuple[object, str]:
         notes = (f"no --gpu given: {O.DEFAULT_GPU}",)
     gpus = (gpu,) + tuple(g for g in (args.compare or ()) if g != gpu)
     fmt = args.format or (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
-    return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes), fmt
+    dirs = models_search_path(args.models_dir, config)
+    return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
 
 
 def run(args) -> int:

@@ -9,8 +9,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="model folder (default models/<gpu-key>/ for a GPU; <run folder>/model for CPU/fake runs, "
-                        "which never go into models/)")
+                   help="model folder (default <user data dir>/wattlint/models/<gpu-key>/ for a GPU, searched by "
+                        "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder)")
     p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for whole-shape hold-out (5)")
 

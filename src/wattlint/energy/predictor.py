@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..types import GpuSpec, OpKind, OpRecord
 from . import prior as _prior
@@ -35,6 +37,7 @@ class Predictor:
 
     calibration: str = "prior"
     source: str = "spec-sheet prior"
+    searched: str = ""  # the models search path that was looked through (provenance)
 
     def __init__(self) -> None:
         self._cache: dict[tuple, tuple[float, float]] = {}
@@ -150,8 +153,52 @@ def _card(d: Path) -> dict:
         return {}
 
 
+@dataclass(frozen=True)
+class ModelsDir:
+    """One folder of fitted models (``<gpu-key>/card.json`` + LightGBM text) and where its place came from."""
+
+    path: Path
+    origin: str  # --models-dir | [tool.wattlint] models-dir | WATTLINT_MODELS_DIR | user data dir | shipped
+
+    def describe(self) -> str:
+        return f"{self.origin} {self.path}"
+
+
+def user_models_dir() -> Path:
+    """The user's own fitted models (``wattlint fit`` writes here by default): the platform's user data folder."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("wattlint", appauthor=False)) / "models"
+
+
+def search_path(cli: str | Path | None = None, config_dir: str | Path | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[ModelsDir, ...]:
+    """Where fitted models are looked up, in order (docs/CALIBRATION.md): ``--models-dir``, ``[tool.wattlint]
+    models-dir``, ``$WATTLINT_MODELS_DIR``, the user data folder, the models shipped in the package."""
+    env = os.environ if env is None else env
+    out = []
+    if cli:
+        out.append(ModelsDir(Path(cli).expanduser().resolve(), "--models-dir"))
+    if config_dir:
+        out.append(ModelsDir(Path(config_dir).expanduser().resolve(), "[tool.wattlint] models-dir"))
+    if env.get("WATTLINT_MODELS_DIR"):
+        out.append(ModelsDir(Path(env["WATTLINT_MODELS_DIR"]).expanduser().resolve(), "WATTLINT_MODELS_DIR"))
+    out.append(ModelsDir(user_models_dir(), "user data dir"))
+    out.append(ModelsDir(MODELS_DIR, "shipped"))
+    seen: set[Path] = set()
+    return tuple(d for d in out if not (d.path in seen or seen.add(d.path)))
+
+
+def _dirs(models_dir) -> tuple[ModelsDir, ...]:
+    if models_dir is None:
+        return search_path()
+    if isinstance(models_dir, (str, Path)):
+        return (ModelsDir(Path(models_dir), "models dir"),)
+    return tuple(models_dir)
+
+
 def calibrated_keys(models_dir: Path | None = None) -> list[str]:
-    """GPU keys with a shipped calibrated GPU model (a card.json in models/<key>/; CPU method-check models and
+    """GPU keys with a calibrated GPU model in ``models_dir`` (a card.json in <key>/; CPU method-check models and
     folders whose card is unreadable are skipped)."""
     d = models_dir or MODELS_DIR
     if not d.is_dir():
@@ -173,29 +220,42 @@ def _load(key: str, models_dir: Path):
 
 
 
-def get_predictor(gpu: GpuSpec, models_dir: Path | None = None) -> Predictor:
-    """The best available model for ``gpu``: measured > transferred > prior.
+def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
+    """The best available model for ``gpu``: measured (its own model, first folder of the search path that has one)
+    > transferred (another GPU's model, same architecture first) > prior.
 
-    Loading a calibrated model that turns out unusable (corrupt card, missing lightgbm) falls back to the next
-    option rather than failing the estimate; the provenance label always says what was used."""
-    d = models_dir or MODELS_DIR
-    keys = calibrated_keys(d)
-    if gpu.key in keys:
-        try:
-            return CalibratedPredictor(_load(gpu.key, d), gpu.key, transferred=False)
-        except Exception:  # pragma: no cover - a broken shipped model must not break estimates
-            pass
-    # transfer: prefer a model of the same architecture / vendor, then any
-    def rank(k: str) -> tuple[int, str]:
-        card = _card(d / k)
+    ``models_dir``: a folder, a sequence of :class:`ModelsDir`, or None for :func:`search_path`. Loading a model
+    that turns out unusable (corrupt card, missing lightgbm) falls back to the next option rather than failing the
+    estimate; the provenance label always says what was used and from which folder."""
+    dirs = _dirs(models_dir)
+    searched = "; ".join(d.describe() for d in dirs)
+    for d in dirs:
+        if gpu.key in calibrated_keys(d.path):
+            try:
+                p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
+            except Exception:  # a broken model must not break estimates: try the next folder
+                continue
+            p.source = f"{p.source} ({d.describe()})"
+            p.searched = searched
+            return p
+
+    def rank(item: tuple[ModelsDir, str]) -> tuple[int, int, str]:
+        d, k = item
+        card = _card(d.path / k)
         g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
         arch = str(g.get("arch", card.get("arch", "")))
         vendor = str(g.get("vendor", card.get("vendor", "")))
-        return (0 if arch and arch == gpu.arch else 1 if vendor and vendor == gpu.vendor else 2, k)
+        return (0 if arch and arch == gpu.arch else 1 if vendor and vendor == gpu.vendor else 2, dirs.index(d), k)
 
-    for k in sorted((k for k in keys if k != gpu.key), key=rank):
+    others = [(d, k) for d in dirs for k in calibrated_keys(d.path) if k != gpu.key]
+    for d, k in sorted(others, key=rank):
         try:
-            return CalibratedPredictor(_load(k, d), k, transferred=True)
-        except Exception:  # pragma: no cover
+            p = CalibratedPredictor(_load(k, d.path), k, transferred=True)
+        except Exception:
             continue
-    return PriorPredictor()
+        p.source = f"{p.source} ({d.describe()})"
+        p.searched = searched
+        return p
+    p = PriorPredictor()
+    p.searched = searched
+    return p

@@ -90,7 +90,7 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
 def estimate_model(m, config):
     """Trace + estimate one configured model through the request path and run its graph rules (the totals rules run
     in :func:`check`, on fresh and cached results alike). Imports the estimator (and torch/onnx) lazily."""
-    from ..api import Request, run
+    from ..api import Request, models_search_path, run
     from ..options import DEFAULT_GPU
     from ..types import WattlintError
     from .engine import summarize
@@ -105,7 +105,7 @@ def estimate_model(m, config):
         notes = (f"no gpu configured (model or [tool.wattlint]): {DEFAULT_GPU} (default)",)
     try:
         est = run(Request(source=m.source, gpus=(gpu,), options=opts, config=config, model=m, notes=notes,
-                          totals_rules=False))[0]
+                          totals_rules=False, models_dirs=models_search_path(None, config)))[0]
     except WattlintError as e:
         raise type(e)(f"model {m.name!r} ({m.raw_source}): {e}") from None
     findings = [f if f.model else dataclasses.replace(f, model=m.name) for f in est.findings]
