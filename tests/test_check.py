@@ -310,3 +310,20 @@ def test_default_gpu_is_stated(project, run_cli, tmp_path):
     doc = json.loads(run_cli("check", "--format", "json")[1])
     assert doc["models"][0]["gpu"] == "a100-sxm4-80gb"
     assert any(a.startswith("no gpu configured") for a in doc["models"][0]["assumptions"])
+
+
+def test_control_characters_in_names_cannot_inject_ci_commands(tmp_path, monkeypatch, run_cli):
+    """A model named with a newline + '::error' (or an ONNX node named so) is escaped in text and github output."""
+    (tmp_path / "models").mkdir()
+    shutil.copy(ONNX, tmp_path / "models" / "lm.onnx")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "a100"\nprecision = "bf16"\n\n[[tool.wattlint.models]]\n'
+        'name = "lm\\n::error file=x::owned"\nsource = "models/lm.onnx"\nbatch-size = 8\nseq-len = 256\n'
+        'tokens = 1e6\nbudget = { energy-kwh = 1e-9 }\n')
+    for fmt in ("text", "github"):
+        code, out, err = run_cli("check", "--format", fmt)
+        assert code == 1, err
+        assert not any(line.startswith("::error file=x") for line in out.splitlines()), out
+        assert "\\x0a::error file=x" in out or "%0A::error file=x" in out

@@ -290,3 +290,23 @@ def test_split_optimizer_records_priced_as_one_multi_tensor_kernel():
     tm, _ = predict_records(p, merged, gpu, "fp32", None)
     assert sum(ts) == pytest.approx(sum(tm), rel=1e-9)
     assert ts[3] > ts[0]  # shared back by bytes
+
+
+@needs_onnx
+def test_json_is_byte_identical_across_hash_seeds(tmp_path):
+    """Same input -> the same bytes, whatever PYTHONHASHSEED (set iteration order must not leak into records,
+    sums or the order of equal-energy layers)."""
+    import shutil
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__"))
+    project = tmp_path / "examples" / "project"
+    outs = {}
+    for seed in ("1", "2"):
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed, "WATTLINT_CACHE_DIR": str(tmp_path / f"c{seed}")}
+        runs = [[sys.executable, "-m", "wattlint", str(ONNX), "--gpu", "a100", "--compare", "h100,t4", "--epochs",
+                 "1", "--format", "json"],
+                [sys.executable, "-m", "wattlint", "check", "--format", "json", "--no-cache"]]
+        outs[seed] = [subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, timeout=300).stdout
+                      for cmd in runs]
+    assert outs["1"][0] and outs["1"][1]
+    assert outs["1"] == outs["2"]

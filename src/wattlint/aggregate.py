@@ -138,7 +138,9 @@ def _layers(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
     layers = [LayerEstimate(name=name, type=s.layer_type.get(name, ""), flops=int(s.layer_f[name] * gpus),
                             time_s=s.layer_t[name], gpu_energy_j=s.layer_e[name] * gpus, share=s.layer_e[name] / denom)
               for name in s.layer_e]
-    layers.sort(key=lambda le: (-le.gpu_energy_j, le.name))
+    # ties (identical blocks) sort by name: energies compared at 12 significant digits, so float summation noise
+    # cannot reorder equal layers between runs
+    layers.sort(key=lambda le: (-float(f"{le.gpu_energy_j:.12g}"), le.name))
     return tuple(layers)
 
 

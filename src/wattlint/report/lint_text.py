@@ -6,6 +6,8 @@ import json
 
 from ..lint.results import CheckResult
 from . import units as u
+from .tables import clean
+from .json_out import _r  # floats at 6 significant digits: the same text on every run and platform
 
 SCHEMA = "wattlint.check/1"
 
@@ -20,7 +22,7 @@ def model_line(m) -> str:
              _fmt(t.get("time_h"), u.hours)]
     cal = m.summary.get("calibration") or "?"
     tag = ", cached" if m.cached else ""
-    return f"{m.name}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
+    return f"{clean(m.name)}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
 
 
 def render_text(result: CheckResult) -> str:
@@ -28,9 +30,9 @@ def render_text(result: CheckResult) -> str:
     for m in result.models:
         for it in m.items:
             f = it.finding
-            where = f" [{f.layer}]" if f.layer else ""
-            path = it.display_path(result.root)
-            lines.append(f"{path}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
+            where = f" [{clean(f.layer)}]" if f.layer else ""
+            path = clean(it.display_path(result.root))
+            lines.append(f"{path}:{it.line}: {f.code} {f.severity}: {clean(m.name)}{where}: {clean(f.message)}")
     if lines:
         lines.append("")
     for m in result.models:
@@ -62,4 +64,4 @@ def render_json(result: CheckResult) -> str:
     doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
            "baseline": str(result.baseline_path) if result.baseline_path else None,
            "baseline_updated": result.baseline_updated}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(_r(doc), indent=2, sort_keys=True) + "\n"
