@@ -327,3 +327,50 @@ def test_control_characters_in_names_cannot_inject_ci_commands(tmp_path, monkeyp
         assert code == 1, err
         assert not any(line.startswith("::error file=x") for line in out.splitlines()), out
         assert "\\x0a::error file=x" in out or "%0A::error file=x" in out
+
+
+def test_fail_on_and_exit_zero(project, run_cli):
+    # the clean project has warnings (WL104 on the toy LM) but no error: exit 0 by default
+    code, out, _ = run_cli("check")
+    assert code == 0 and " warning: " in out
+    assert run_cli("check", "--fail-on", "warning")[0] == 1
+    assert run_cli("check", "--fail-on", "info")[0] == 1
+    project(budget="0.001")  # an error finding
+    assert run_cli("check")[0] == 1
+    assert run_cli("check", "--exit-zero")[0] == 0
+
+
+def test_inline_noqa_on_a_model_entry(project, run_cli, tmp_path):
+    project(budget="0.001")
+    code, out, _ = run_cli("check")
+    assert code == 1 and "WL301" in out and "WL104" in out
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', 'name = "lm"  # wattlint: noqa: WL301, WL1'))
+    code, out, _ = run_cli("check")
+    assert code == 0 and "WL301" not in out and "WL104" not in out  # WL1 is a prefix: every graph rule
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', 'name = "lm"  # wattlint: noqa'))
+    code, out, _ = run_cli("check")
+    assert code == 0 and "All checks passed." in out  # bare noqa: every rule for this model
+
+
+def test_torch_models_are_skipped_with_a_notice_without_torch(tmp_path, monkeypatch, run_cli):
+    """The light (ONNX) hook never blocks a commit because the config also lists a PyTorch model."""
+    import importlib.util
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(ONNX, tmp_path / "models" / "lm.onnx")
+    (tmp_path / "models" / "net.py").write_text("import torch\n\ndef build():\n    return torch.nn.Linear(4, 4)\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "a100"\nprecision = "bf16"\n\n[[tool.wattlint.models]]\nname = "lm"\n'
+        'source = "models/lm.onnx"\nbatch-size = 8\nseq-len = 256\ntokens = 1e6\n\n[[tool.wattlint.models]]\n'
+        'name = "net"\nsource = "models/net.py:build"\ninputs = ["x=float32[8,4]"]\nsteps = 10\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    code, out, err = run_cli("check")
+    assert code == 0, err
+    assert "net: skipped: needs torch (pip install 'wattlint[torch]'" in out and "lm: " in out
+    code, out, _ = run_cli("check", "--format", "json")
+    doc = json.loads(out)
+    assert [m["skipped"] is not None for m in doc["models"]] == [False, True]

@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes to add to 'ignore'")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
+                   help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
+                        "does not fit)")
+    p.add_argument("--exit-zero", action="store_true", help="always exit 0 when the check ran (report only)")
     p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (see 'wattlint "
                    "estimate --help')")
 
@@ -67,7 +71,7 @@ def run(args) -> int:
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
                    force_exclude=args.force_exclude, use_cache=not args.no_cache)
     write_output(args.output, render(result, fmt))
-    return result.exit_code
+    return 0 if args.exit_zero else result.exit_code_for(args.fail_on)
 
 
 def render(result, fmt: str) -> str:

@@ -25,20 +25,11 @@ def _matches(model, files: list[Path], targets: list[Path]) -> bool:
     return False
 
 
-def check(config, paths: list[Path], *, update_baseline: bool = False, force_exclude: bool = False,
-          use_cache: bool = True):
-    from .. import __version__
-    from ..cache import ResultCache, model_files
-    from .baseline import entry_from_summary, load_baseline, write_baseline
-    from .engine import run_rules, sort_findings
-    from .results import CheckResult, ModelResult
+def select_models(config, paths: list[Path], force_exclude: bool) -> list:
+    """The configured models a check covers: all, or those whose source (or a project file it imports) is among
+    ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented."""
+    from ..cache import model_files
 
-    config.check_sources()
-    baseline_path = config.baseline_path
-    baseline = load_baseline(baseline_path)
-    cache = ResultCache.for_config(config, enabled=use_cache)
-
-    # which models
     models = list(config.models)
     if paths:
         targets = []
@@ -47,44 +38,123 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
             ap = (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
             if force_exclude and config.is_excluded(ap):
                 continue
-            if ap.name == "pyproject.toml" or ap == baseline_path or (config.path is not None and ap == config.path):
+            if ap.name == "pyproject.toml" or ap == config.baseline_path or \
+                    (config.path is not None and ap == config.path):
                 run_all = True
             targets.append(ap)
         if not run_all:
             models = [m for m in models if _matches(m, model_files(m, config.root), targets)]
-    models = [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
+    return [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
 
-    result = CheckResult(root=config.root, baseline_path=baseline_path, config_path=config.path)
+
+def missing_extra(m) -> str | None:
+    """Why a model cannot be traced in this environment (a PyTorch or Hugging Face source without torch /
+    transformers installed: the light ONNX install, e.g. the light pre-commit hook), else None."""
+    import importlib.util
+
+    needs = []
+    if m.path is None or m.path.suffix in (".py", ".json"):
+        needs.append(("torch", "torch"))
+    if m.path is not None and m.path.suffix == ".json":
+        needs.append(("transformers", "hf"))
+    for module, extra in needs:
+        if importlib.util.find_spec(module) is None:
+            return (f"skipped: needs {module} (pip install 'wattlint[{extra}]', or the wattlint-torch pre-commit "
+                    f"hook); this environment checks ONNX models only")
+    return None
+
+
+def check(config, paths: list[Path], *, update_baseline: bool = False, force_exclude: bool = False,
+          use_cache: bool = True):
+    from ..cache import ResultCache
+    from .baseline import load_baseline
+    from .results import CheckResult, ModelResult
+
+    config.check_sources()
+    baseline = load_baseline(config.baseline_path)
+    cache = ResultCache.for_config(config, enabled=use_cache)
+    models = select_models(config, paths, force_exclude)
+    result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path)
     for m in models:
         key, _files = cache.key(m, config)
         hit = cache.get(key)
+        if hit is None and missing_extra(m):
+            result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, skipped=missing_extra(m)))
+            continue
         if hit is not None:
-            summary = hit["summary"]
-            graph_findings = [_finding(d) for d in hit.get("findings", [])]
-            cached = True
+            summary, graph_findings, cached = hit["summary"], [_finding(d) for d in hit.get("findings", [])], True
         else:
             summary, graph_findings = estimate_model(m, config)
             cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
                             "model": m.name})
             cached = False
-        totals = run_rules(None, config, m, summary=summary, baseline=baseline.get(m.name), graph_rules=False)
-        findings = sort_findings(list(graph_findings) + totals)
+        findings = _lint_totals(m, config, summary, graph_findings, baseline.get(m.name))
         result.models.append(ModelResult(name=m.name, source=m.raw_source, summary=summary,
                                          items=[_locate(f, m, config) for f in findings], cached=cached))
     cache.save()
-
     if update_baseline:
-        updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
-                   for r in result.models}
-        keep = {k: v for k, v in baseline.items() if k not in updates and k in {m.name for m in config.models}}
-        new = write_baseline(baseline_path, updates, keep=keep, version=__version__)
-        result.baseline_updated = True
-        for r, m in zip(result.models, models):  # regressions are now measured against the new baseline
-            kept = [i for i in r.items if i.finding.code != "WL305"]
-            again = run_rules(None, config, m, summary=r.summary, baseline=new.get(m.name), graph_rules=False)
-            extra = [f for f in again if f.code == "WL305"]
-            r.items = kept + [_locate(f, m, config) for f in extra]
+        _update_baseline(config, models, result)
     return result
+
+
+def _lint_totals(m, config, summary, graph_findings, baseline_entry) -> list:
+    """Graph findings (fresh or cached) + the totals rules (budgets, regressions), minus the entry's noqa codes."""
+    from .engine import run_rules, sort_findings
+
+    totals = run_rules(None, config, m, summary=summary, baseline=baseline_entry, graph_rules=False)
+    noqa = noqa_codes(config, m)
+    return [f for f in sort_findings(list(graph_findings) + totals) if not _suppressed(f.code, noqa)]
+
+
+def _update_baseline(config, models, result) -> None:
+    from .. import __version__
+    from .baseline import entry_from_summary, load_baseline, write_baseline
+
+    checked = [r for r in result.models if not r.skipped]
+    updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
+               for r in checked}
+    old = load_baseline(config.baseline_path)
+    keep = {k: v for k, v in old.items() if k not in updates and k in {m.name for m in config.models}}
+    new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
+    result.baseline_updated = True
+    by_name = {m.name: m for m in models}
+    for r in checked:  # regressions are now measured against the new baseline
+        m = by_name[r.name]
+        kept = [i for i in r.items if i.finding.code != "WL305"]
+        findings = _lint_totals(m, config, r.summary, [], new.get(m.name))
+        r.items = kept + [_locate(f, m, config) for f in findings if f.code == "WL305"]
+
+
+# ---- inline suppression: `# wattlint: noqa[: CODES]` on a model's entry in pyproject.toml ---------------------------
+
+_NOQA = re.compile(r"#\s*wattlint:\s*noqa(?::?\s*((?:WL\d{1,3}|ALL)(?:[\s,]+(?:WL\d{1,3}|ALL))*))?", re.I)
+_TABLE = re.compile(r"^\s*\[")
+
+
+def noqa_codes(config, model) -> frozenset[str]:
+    """Codes suppressed by ``# wattlint: noqa: WL101, WL203`` comments inside the model's ``[[tool.wattlint.models]]``
+    entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa)."""
+    if config.path is None:
+        return frozenset()
+    try:
+        lines = config.path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
+    start = _config_line(config, model) - 1
+    codes: set[str] = set()
+    for i in range(start, len(lines)):
+        if i > start and _TABLE.match(lines[i]):
+            break
+        for m in _NOQA.finditer(lines[i]):
+            if m.group(1):
+                codes.update(c.upper() for c in re.split(r"[\s,]+", m.group(1)))
+            else:
+                codes.add("ALL")
+    return frozenset(codes)
+
+
+def _suppressed(code: str, noqa: frozenset[str]) -> bool:
+    return "ALL" in noqa or any(code.startswith(c) for c in noqa)
 
 
 def estimate_model(m, config):

@@ -36,7 +36,7 @@ def render_text(result: CheckResult) -> str:
     if lines:
         lines.append("")
     for m in result.models:
-        lines.append(model_line(m))
+        lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
     if result.baseline_updated and result.baseline_path is not None:
         lines.append(f"updated baseline {result.baseline_path} ({len(result.models)} model(s))")
     c = result.counts()
@@ -54,7 +54,7 @@ def render_json(result: CheckResult) -> str:
     models = []
     for m in result.models:
         models.append({
-            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"),
+            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"), "skipped": m.skipped,
             "calibration": m.summary.get("calibration"), "cached": m.cached,
             "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
             "assumptions": m.summary.get("assumptions", []),
