@@ -47,6 +47,7 @@ class _Sums:
     layer_e: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     layer_f: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     layer_type: dict[str, str] = field(default_factory=dict)
+    layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     flops: float = 0.0
     micro_ops: int = 0
     opt_ops: int = 0
@@ -82,7 +83,8 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
         if recompute and r.phase is Phase.FORWARD:
             s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
         if layer not in s.layer_type:
-            s.layer_type[layer] = types.get(r.module, r.module_type) or r.module_type or ""
+            s.layer_type[layer] = types.get(r.module) or ""
+        s.layer_kind_e[layer][r.kind.value] += e * k
         if t > 0:
             if r.phase is Phase.OPTIMIZER:
                 s.opt_ops += 1
@@ -132,10 +134,19 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     return total, notes
 
 
+def _layer_type(s: _Sums, name: str) -> str:
+    """The module's class (or ONNX scope type) when the frontend knows it; else what its ops are, by energy:
+    ``elementwise ops`` for an unnamed GELU decomposition, ``optimizer ops`` for the root of an ONNX graph."""
+    if s.layer_type.get(name):
+        return s.layer_type[name]
+    kinds = s.layer_kind_e.get(name) or {}
+    return f"{max(sorted(kinds), key=lambda k: kinds[k])} ops" if kinds else ""
+
+
 def _layers(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
     """Innermost modules, summed over phases; share of the per-GPU step energy. Ties sort by name (deterministic)."""
     denom = gpu_j_one if gpu_j_one > 0 else 1.0
-    layers = [LayerEstimate(name=name, type=s.layer_type.get(name, ""), flops=int(s.layer_f[name] * gpus),
+    layers = [LayerEstimate(name=name, type=_layer_type(s, name), flops=int(s.layer_f[name] * gpus),
                             time_s=s.layer_t[name], gpu_energy_j=s.layer_e[name] * gpus, share=s.layer_e[name] / denom)
               for name in s.layer_e]
     # ties (identical blocks) sort by name: energies compared at 12 significant digits, so float summation noise

@@ -643,10 +643,16 @@ class _Analysis(_Validate, _Shapes):
                 if m and path[:m.start()] in self.module_types:  # a module called twice: relu, relu_1 -> relu
                     path = path[:m.start()]
                 self.scope_cache[scope] = path
-        if path not in self.module_types:
-            self.module_types[path] = cls or _SCOPE_TYPES.get(node.op_type, "")
-        elif not self.module_types[path] and node.op_type in _SCOPE_TYPES:
-            self.module_types[path] = _SCOPE_TYPES[node.op_type]
+        scope_type = _SCOPE_TYPES.get(node.op_type, "")
+        if scope_type == "Linear" and node.op_type == "MatMul" and not any(i in self.inits for i in node.input):
+            scope_type = "BatchMatMul"  # activation x activation: not a Linear layer
+        current = self.module_types.get(path)
+        if current is None:
+            self.module_types[path] = cls or scope_type
+        elif not current and scope_type:
+            self.module_types[path] = scope_type
+        elif {current, scope_type} == {"BatchMatMul", "Softmax"} and not cls:
+            self.module_types[path] = "Attention"  # scores = QK^T, softmax, x V in one scope
         return path, self.module_types[path] or node.op_type
 
     # ---- loss, optimizer, notes -------------------------------------------------------------------------------
