@@ -134,7 +134,8 @@ def max_positions(config) -> int | None:
 
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
-                   activation_checkpointing: bool = False, assumptions: Sequence[str] = ()) -> CostGraph:
+                   activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
+                   optimizer_impl: str = "foreach") -> CostGraph:
     from . import torch as tf
 
     if isinstance(path_or_config, (str, os.PathLike, Mapping)):
@@ -169,4 +170,5 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     with _quiet():
         return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
                                     precision=precision, optimizer=optimizer,
-                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True)
+                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
+                                    optimizer_impl=optimizer_impl)
