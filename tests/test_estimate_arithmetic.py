@@ -22,7 +22,9 @@ PCIE_GPU = GpuSpec(key="test-pcie", name="Test PCIe GPU", vendor="NVIDIA", arch=
                    peak_tflops={"fp32": 10.0}, memory_gb=24, memory_bw_gbs=500, sm_count=50, boost_mhz=1500,
                    tdp_w=250, idle_w=30, nvlink_gbs=0, pcie_gen=4, idle_estimated=False)
 
-HOST_W = 80.0  # docs/ENERGY_MODEL.md "System": host CPU + DRAM per GPU
+# host power per GPU (docs/ENERGY_MODEL.md "Host power"): the test GPU has NVLink -> an SXM/HGX node: node base load
+# 0.41 x TDP per GPU, + power-supply losses at 94 % efficiency on (GPU TDP + base)
+HOST_W = 0.41 * 450 + (1 / 0.94 - 1) * (450 + 0.41 * 450)  # = 184.5 + 40.5 = 225.0 W
 HOST_OP_S = 8e-6  # eager launch cost per op
 NCCL_EFF = 0.8
 LATENCY_S = 30e-6  # per collective call and log2(n) ring step
@@ -83,12 +85,13 @@ def test_single_gpu_step_and_totals():
     assert e.phases["backward"].gpu_energy_j == pytest.approx(3 * 1e-3 * 300)
     assert e.per_step.gpu_energy_j == pytest.approx(6 * 1e-3 * 300)  # 1.8 J
     assert e.per_step.avg_gpu_power_w == pytest.approx(300)
-    assert e.per_step.host_energy_j == pytest.approx(HOST_W * 6e-3)  # 0.48 J
+    assert HOST_W == pytest.approx(225.0, abs=0.05)
+    assert e.per_step.host_energy_j == pytest.approx(HOST_W * 6e-3)  # 1.35 J
     steps = 1000
     assert e.total.time_h == pytest.approx(steps * 6e-3 / 3600)
     assert e.total.gpu_hours == pytest.approx(steps * 6e-3 / 3600)
     gpu_kwh = steps * 1.8 / 3.6e6
-    host_kwh = steps * 0.48 / 3.6e6
+    host_kwh = steps * HOST_W * 6e-3 / 3.6e6
     assert e.total.gpu_energy_kwh == pytest.approx(gpu_kwh)
     assert e.total.host_energy_kwh == pytest.approx(host_kwh)
     assert e.total.energy_kwh == pytest.approx((gpu_kwh + host_kwh) * 1.5)  # PUE 1.5
@@ -110,7 +113,7 @@ def test_grad_accum_and_micro_batch_scaling():
 
 def test_cost_with_and_without_gpu_hour_price():
     g = graph()
-    kwh = (1000 * 1.8 + 1000 * 0.48) / 3.6e6 * 1.5
+    kwh = (1000 * 1.8 + 1000 * HOST_W * 6e-3) / 3.6e6 * 1.5
     gpu_h = 1000 * 6e-3 / 3600
     assert est(g, plan(price_per_kwh=0.2)).total.cost_usd == pytest.approx(kwh * 0.2)
     assert est(g, plan(price_per_kwh=0.0, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(gpu_h * 3.0)
@@ -186,6 +189,9 @@ def test_pcie_link_without_nvlink():
     gap_free = e.phases["communication"].time_s
     assert gap_free == pytest.approx(t_comm - 1e-6)
     assert any("PCIe gen4 x16" in a for a in e.assumptions)
+    # a PCIe data-centre card sits in a server of 8 GPU slots: 450 W of node load shared by 8, + supply losses
+    host_w = 450 / 8 + (1 / 0.94 - 1) * (250 + 450 / 8)
+    assert e.per_step.host_energy_j == pytest.approx(2 * host_w * e.per_step.time_s)
 
 
 def test_zero3_gathers_weights_twice_per_micro_batch():

@@ -81,10 +81,10 @@ class _NoResiduals:
 def test_calibrated_model_without_residuals_gets_the_prior_band():
     measured = pred_mod.CalibratedPredictor(_NoResiduals(), "h100-sxm5-80gb", transferred=False)
     transferred = pred_mod.CalibratedPredictor(_NoResiduals(), "h100-sxm5-80gb", transferred=True)
-    assert measured.range_factors("energy") == pred_mod.PRIOR_RANGE
-    assert measured.range_factors("time") == pred_mod.PRIOR_RANGE
+    assert measured.range_factors("energy") == (0.65, 2.2)  # the prior's bands (docs/ENERGY_MODEL.md)
+    assert measured.range_factors("time") == (0.7, 3.0)
     lo, hi = transferred.range_factors()
-    assert (lo, hi) == pytest.approx((pred_mod.PRIOR_RANGE[0] / 1.5, pred_mod.PRIOR_RANGE[1] * 1.5))
+    assert (lo, hi) == pytest.approx((0.65 / 1.5, 2.2 * 1.5))
 
 
 def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeypatch):
@@ -101,9 +101,8 @@ def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeyp
     model = pred_mod.get_predictor(h100, tmp_path / "models")
     e = api.estimate(mlp_graph(), gpu="h100", steps=10, predictor=model)
     assert e.calibration == "measured"
-    lo, hi = pred_mod.PRIOR_RANGE
-    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * lo, e.total.energy_kwh * hi))
-    assert e.total.time_h_range == pytest.approx((e.total.time_h * lo, e.total.time_h * hi))
+    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.65, e.total.energy_kwh * 2.2))
+    assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.7, e.total.time_h * 3.0))
 
 
 # ---- the models search path ----------------------------------------------------------------------------------------

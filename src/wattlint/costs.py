@@ -92,6 +92,7 @@ DEFAULT_ELEMENTWISE_FLOPS = 1
 BACKWARD_FACTOR = 2  # d(out)/d(in) evaluation + multiply by the incoming gradient
 
 NORM_FLOPS_FWD = {"batch": 7, "layer": 7, "group": 7, "instance": 7, "rms": 4}  # per element, training mode
+BATCHNORM_PASSES = 2  # training-mode BatchNorm reads its input twice (statistics, then normalize); see norm()
 NORM_FLOPS_BWD = {"batch": 11, "layer": 11, "group": 11, "instance": 11, "rms": 7}  # grad input + affine grads
 SOFTMAX_FLOPS_FWD = 5  # max, subtract, exp, sum, divide
 SOFTMAX_FLOPS_BWD = 4  # grad * y, row-sum, subtract, multiply
@@ -435,10 +436,17 @@ def norm(x: Shape, dtype: str, kind: str = "layer", *, affine: bool = True, norm
         stats = n // max(pshape, 1) if kind in ("layer", "rms") else pshape
     p = pshape if affine else 0
     sb = dtype_bytes(stats_dtype)
+    # training-mode BatchNorm reduces each channel over N x H x W, far more than an SM keeps on chip, so its CUDA
+    # kernels read the input twice: forward = statistics pass + normalize pass (PyTorch's
+    # batch_norm_collect_statistics / batch_norm_transform_input kernels, cuDNN's spatial BN likewise), backward =
+    # reduce pass over (dy, x) + element pass over (dy, x) (batch_norm_backward_reduce / _elemt). Layer/RMS/group
+    # norms reduce rows that stay in registers / L1: one pass.
+    passes = BATCHNORM_PASSES if kind == "batch" else 1
     if not backward:
-        return Cost(NORM_FLOPS_FWD[kind] * n, n * e + p * e, n * e + 2 * stats * sb, OpKind.NORM)
+        return Cost(NORM_FLOPS_FWD[kind] * n, passes * n * e + p * e, n * e + 2 * stats * sb, OpKind.NORM)
     # backward reads dy, x, weight, mean/rstd; writes dx, dweight, dbias
-    return Cost(NORM_FLOPS_BWD[kind] * n, 2 * n * e + p * e + 2 * stats * sb, n * e + 2 * p * e, OpKind.NORM)
+    return Cost(NORM_FLOPS_BWD[kind] * n, passes * 2 * n * e + p * e + 2 * stats * sb, n * e + 2 * p * e,
+                OpKind.NORM)
 
 
 def softmax(x: Shape, dtype: str, *, backward: bool = False) -> Cost:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
 OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZER_IMPLS = ("foreach", "fused")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
@@ -173,6 +174,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "weights, TF32 cuDNN convs on Ampere+)", "model", "both", choices=PRECISIONS),
     Option("optimizer", "--optimizer", choice(*OPTIMIZERS), "optimizer (default: as traced, else adamw)", "model",
            "both", choices=OPTIMIZERS),
+    Option("optimizer_impl", "--optimizer-impl", choice(*OPTIMIZER_IMPLS), "optimizer kernels: foreach "
+           "(PyTorch's CUDA default: several multi-tensor passes over the parameters) or fused (fused=True: one "
+           "pass)", "model", "frontend", choices=OPTIMIZER_IMPLS),
     Option("activation_checkpointing", "--activation-checkpointing", boolean, "recompute activations in backward",
            "model", "both"),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "

@@ -15,7 +15,7 @@ import math
 from ..types import GpuSpec, OpKind, OpRecord, Phase
 from . import prior as _prior
 
-FEATURE_SCHEMA_VERSION = "1"
+FEATURE_SCHEMA_VERSION = "2"  # 2: prior_clock_scale, kind_direct_conv (power-limited clocks, depthwise convs)
 
 # op families one-hot encoded (order is part of the schema)
 KIND_ONEHOT: tuple[OpKind, ...] = (
@@ -37,6 +37,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "prior_eff_c",
     "prior_eff_m",
     "prior_activity",
+    "prior_clock_scale",  # sustained / boost clock under the power limit (1: the limit does not bind)
+    "direct_conv",  # depthwise / narrow grouped convolution priced as a bandwidth-bound direct kernel
     "log10_waves",
     "wave_efficiency",
     "log10_m",
@@ -72,7 +74,7 @@ def op_features(rec: OpRecord, gpu: GpuSpec, precision: str) -> list[float]:
     ridge = peak / bw
     nbytes = rec.bytes
     intensity = rec.flops / nbytes if nbytes else (rec.flops if rec.flops else 0.0)
-    if rec.kind in _prior.TENSOR_FAMILIES:
+    if rec.kind in _prior.TENSOR_FAMILIES and not _prior.direct_conv(rec):
         b, m, n, k = _prior.gemm_dims(rec)
         _, waves, weff = _prior.compute_efficiency(rec, gpu, cdt, tensor)
         aligned = 1.0 if all(x % 8 == 0 for x in (m, n, k) if x > 1) else 0.0
@@ -95,6 +97,8 @@ def op_features(rec: OpRecord, gpu: GpuSpec, precision: str) -> list[float]:
         p.eff_c,
         p.eff_m,
         p.activity,
+        p.clock_scale,
+        1.0 if p.kernel == "direct_conv" else 0.0,
         _l10(waves),
         weff,
         _l10(m),

@@ -1,17 +1,36 @@
-"""Physics prior for one op on one GPU: a roofline with size- and wave-dependent efficiency, plus a power model.
+"""Physics prior for one op on one GPU: a roofline whose bounds match how kernels run, and a power model that knows
+the power limit.
 
-No calibration needed; every constant is documented (with its source or reasoning) in docs/ENERGY_MODEL.md.
-A calibrated LightGBM model (wattlint.energy.model) only *corrects* this prior (log time ratio, power fraction),
-so the prior must be sane on its own.
+No calibration needed; every constant is documented with its source in docs/ENERGY_MODEL.md ("Prior constants").
+A calibrated LightGBM model (wattlint.energy.model) only *corrects* this prior, so the prior must be sane on its own.
+
+Time (at full clock)::
 
     compute_s = flops / (peak[compute dtype] x eff_c)
     memory_s  = bytes / (bandwidth x eff_m)
-    time_s    = max(compute_s, memory_s) + gap_s          (gap_s: per-kernel launch/tail overhead on the GPU)
-    power_w   = idle + (board power - idle) x activity    (activity from achieved compute and bandwidth fractions)
+    busy_s    = max(compute_s, memory_s);   time_s = busy_s + GAP_S     (GAP_S: launch / tail gap, at idle power)
 
-eff_c = EFF_MAX[family] x wave efficiency (best of a few cuBLAS/cuDNN-like tile shapes on the SM count)
-        x depth efficiency (small reduction dims k cannot keep tensor cores busy) x alignment penalty.
-eff_m = EFF_MEM_MAX x bytes / (bytes + bandwidth x MEM_LATENCY_S)   (small transfers never reach peak bandwidth).
+* GEMM-family ops (matmul, dense convolution, attention, RNN GEMMs): eff_c = ceiling[family, unit] x wave
+  quantisation x tile fill x reduction depth x alignment, ceilings from published measurements per unit (tensor
+  cores, CUDA cores; CUDA cores of GA10x/AD10x chips, whose doubled FP32 lanes are shared with INT32, reach less).
+* Memory-bound kernels (elementwise, norms, softmax, pooling, reductions, losses, optimizer steps, and depthwise /
+  narrow grouped convolutions, which cannot fill tensor-core tiles): priced by bytes at the achievable bandwidth
+  (eff_m = EFF_MEM_MAX[memory type] x bytes / (bytes + bandwidth x MEM_LATENCY_S)), compute on CUDA cores as the
+  secondary bound.
+
+Power (busy part of the op, at full clock)::
+
+    P = idle + P_mem + P_core
+    P_mem  = E_BIT[memory type] x 8 x bytes / busy_s                              (DRAM interface energy)
+    P_core = P_core_ref x g / g_ref,   g = fill x A_BUSY + (1 - A_BUSY) x u     (u: fraction of the unit's peak)
+
+P_core_ref is the core power of a large tensor-core GEMM at boost clock. It comes from the chip generation, not the
+board: the highest-powered board of a chip generation in the database (W per SM-GHz) shows what the silicon draws,
+so a board with a lower limit (A10, L4, T4, PCIe variants) cannot hold its boost clock under dense math.
+
+Power limit: when P exceeds the board limit the clocks drop until it fits. Dynamic power ~ f x V^2 and, in the DVFS
+range, V ~ f, so P_core ~ f^3: clock scale s = ((limit - idle - P_mem) / P_core)^(1/3); compute time / s, core power
+x s^3 (memory-bound work barely slows). Per op; documented in docs/ENERGY_MODEL.md.
 
 Pure Python, no numpy: it runs per op on the sub-second ONNX path.
 """
@@ -19,28 +38,41 @@ Pure Python, no numpy: it runs per op on the sub-second ONNX path.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..types import GpuSpec, OpKind, OpRecord, Phase
 
-# ---- constants (docs/ENERGY_MODEL.md, "Prior constants") ------------------------------------------------------
-# Best achievable fraction of the dtype's dense peak for large, well-shaped problems.
+# ---- time constants (docs/ENERGY_MODEL.md, "Prior constants") -------------------------------------------------
+# Best achievable fraction of the unit's dense peak for large, well-shaped problems.
 EFF_MAX: dict[str, float] = {
-    "matmul_tc": 0.78,   # cuBLAS large GEMMs on tensor cores: 70-85 % of dense peak (NVIDIA Hopper/Ampere tuning guides)
-    "matmul_simt": 0.88,  # FP32 SGEMM on CUDA cores: ~85-92 % of FP32 peak
-    "conv_tc": 0.62,     # cuDNN implicit-GEMM convolutions: ~55-70 % (MLPerf ResNet-50 ~ 55-60 % of peak)
-    "conv_simt": 0.70,
-    "attention": 0.55,   # FlashAttention-2 forward ~ 50-73 % of peak on A100; backward lower (phase factor below)
-    "rnn": 0.35,         # cuDNN LSTM/GRU: sequential time steps, small GEMMs
-    "other": 0.35,       # non-GEMM arithmetic on CUDA cores (rarely the bound)
+    "matmul_tc": 0.80,     # cuBLAS large tensor-core GEMMs (A100 bf16 ~ 80-90 % of 312 TF/s)
+    "matmul_simt": 0.88,   # SGEMM on CUDA cores: NeuSight V100 large GEMMs median 0.876, A100 80GB 0.909
+    "conv_tc": 0.80,       # cuDNN implicit-GEMM convolutions on tensor cores: GEMM-class kernels
+    "conv_simt": 0.85,     # FP32 cuDNN convs: implicit GEMM (SGEMM 0.88), Winograd 3x3 up to ~1.0 (NeuSight)
+    "conv_direct": 0.50,   # depthwise / narrow grouped convs: direct kernels on CUDA cores (memory bound anyway)
+    "attention": 0.55,     # FlashAttention-2 forward ~ 50-73 % of peak on A100; backward lower (factor below)
+    "rnn": 0.35,           # cuDNN LSTM/GRU: sequential time steps, small GEMMs
+    "other": 0.35,         # non-GEMM arithmetic on CUDA cores (rarely the bound)
 }
 ATTENTION_BACKWARD_FACTOR = 0.8  # FA2 backward reaches ~ 80 % of the forward's efficiency
-EFF_MEM_MAX = 0.82  # achieved fraction of spec DRAM bandwidth by streaming kernels (STREAM-like: 80-90 %)
+# FlashAttention-2 (what PyTorch's SDPA runs) does not use Hopper's asynchronous tensor-core instructions: it reaches
+# ~35 % of the H100's peak (Shah et al., FlashAttention-3, 2024), against 50-73 % of the A100's.
+ATTENTION_EFF_BY_CHIP: dict[str, float] = {"GH100": 0.35}
+# GA10x / AD10x (and GB20x) SMs: 128 FP32 lanes of which 64 also execute INT32 (GA102 whitepaper); GEMM loops issue
+# integer and load instructions, so SGEMM reaches this fraction of what single-issue SMs reach of their FP32 peak.
+DUAL_FP32_SIMT = 0.70
+DUAL_FP32_CHIPS = ("GA10", "AD10", "GB20")
+# achieved fraction of spec DRAM bandwidth by large streaming kernels (NeuSight PyTorch 2.1 elementwise kernels,
+# >= 200 MB: V100 0.88, A100 0.82, P100 0.73 (HBM); T4 0.75 (GDDR6), P4 0.75 (GDDR5))
+EFF_MEM_MAX: dict[str, float] = {"hbm": 0.85, "gddr": 0.76}
 MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth (ramp-up, tail of small kernels)
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
 K_HALF_SIMT = 8
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
+DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run as direct (non-GEMM) kernels
 # tile shapes (rows x cols of the output) a GEMM library picks from, with their relative per-tile efficiency
 TILES: tuple[tuple[int, int, float], ...] = (
     (256, 128, 1.00),
@@ -49,11 +81,18 @@ TILES: tuple[tuple[int, int, float], ...] = (
     (64, 64, 0.72),
     (32, 32, 0.45),
 )
-# power model: activity = ACT_FLOOR + ACT_COMPUTE[unit] x compute fraction + ACT_MEMORY x bandwidth fraction
-ACT_FLOOR = 0.12
-ACT_COMPUTE = {"tensor": 1.05, "simt": 0.85}
-ACT_MEMORY = 0.62
-ACT_MAX = 1.0
+THREADS_PER_SM = 2048  # resident threads per SM (elementwise kernels: one thread per element)
+
+# ---- power constants --------------------------------------------------------------------------------------------
+# DRAM interface + device energy per bit moved: HBM2 ~3.9 pJ/bit (O'Connor et al., MICRO 2017), GDDR6/6X ~7.5
+# pJ/bit (Micron GDDR6X: 7.25 pJ/bit), GDDR5 ~14 pJ/bit (O'Connor et al.).
+E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr5": 14e-12}
+# Core power of a kernel that occupies every SM but waits on memory, as a fraction of a large tensor GEMM's core
+# power (clocks, schedulers, register files, caches and NoC stay busy). Fitted leave-one-GPU-out on the Zeus named
+# rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md).
+A_BUSY = 0.46
+DVFS_EXPONENT = 3.0  # P_dyn ~ f V^2 with V ~ f in the DVFS range
+MIN_CLOCK_SCALE = 0.3  # lowest sustained clock / boost clock considered
 
 TENSOR_FAMILIES = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
 COMPUTE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -62,6 +101,8 @@ _DTYPE_TO_KEY = {
     "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
     "float8_e4m3fn": "fp8", "float8_e5m2": "fp8", "float8_e4m3fnuz": "fp8", "float8_e5m2fnuz": "fp8",
 }
+_HBM_CHIPS = ("GV100", "GA100", "GH100", "GP100", "GB100", "GB200", "GK210")
+_GDDR5_PREFIXES = ("GP10", "GM", "GK")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +112,97 @@ class OpPrior:
     time_s: float
     power_w: float
     energy_j: float
-    compute_s: float  # flops / (peak x eff_c)
+    compute_s: float  # flops / (peak x eff_c), at the sustained clock
     memory_s: float  # bytes / (bw x eff_m)
     bound: str  # "compute" | "memory" | "overhead"
     compute_dtype: str = "fp32"  # peak key used
     eff_c: float = 0.0
     eff_m: float = 0.0
-    activity: float = 0.0
+    activity: float = 0.0  # core activity g / g_ref (1 = a large tensor GEMM)
+    clock_scale: float = 1.0  # sustained clock / boost clock (< 1: the power limit binds)
+    kernel: str = ""  # "gemm" | "direct_conv" | "memory"
 
+
+# ---- hardware classes ---------------------------------------------------------------------------------------------
+
+def _chip(gpu: GpuSpec) -> tuple[str, str]:
+    """(letters, digits) of the chip code in the arch string ('Ampere (GA102)' -> ('GA', '102')), or ('', '')."""
+    m = re.search(r"\(([A-Z]+)(\d+)\)", gpu.arch or "")
+    return (m.group(1), m.group(2)) if m else ("", "")
+
+
+def chip_group(gpu: GpuSpec) -> str:
+    """The chip generation a board belongs to: GA100, GA10x, AD10x, GH100, TU10x, ... (or the arch string)."""
+    letters, digits = _chip(gpu)
+    if not letters:
+        return (gpu.arch or gpu.key).strip()
+    if digits.endswith("00"):
+        return letters + digits
+    return letters + digits[:-1] + "x"
+
+
+def memory_kind(gpu: GpuSpec) -> str:
+    """'hbm' | 'gddr6' | 'gddr5' from the chip (HBM on the x100 data-centre chips and AMD Instinct)."""
+    letters, digits = _chip(gpu)
+    code = letters + digits
+    if code in _HBM_CHIPS or "CDNA" in (gpu.arch or "") or "hbm" in gpu.name.lower():
+        return "hbm"
+    if code and code.startswith(_GDDR5_PREFIXES):
+        return "gddr5"
+    return "gddr6"
+
+
+def dual_fp32(gpu: GpuSpec) -> bool:
+    """GA10x / AD10x / GB20x SMs: doubled FP32 lanes, half of them shared with INT32 (not GA100)."""
+    letters, digits = _chip(gpu)
+    return not digits.endswith("00") and (letters + digits).startswith(DUAL_FP32_CHIPS)
+
+
+def eff_mem_max(gpu: GpuSpec) -> float:
+    return EFF_MEM_MAX["hbm" if memory_kind(gpu) == "hbm" else "gddr"]
+
+
+def memory_power_full(gpu: GpuSpec) -> float:
+    """DRAM power (W) when streaming at the achievable bandwidth."""
+    return E_BIT_J[memory_kind(gpu)] * 8 * gpu.memory_bw_gbs * 1e9 * eff_mem_max(gpu)
+
+
+def _sm_ghz(gpu: GpuSpec) -> float:
+    return max(1, gpu.sm_count) * max(gpu.boost_mhz, 1.0) / 1000.0
+
+
+def _board_k(gpu: GpuSpec) -> float:
+    """W per SM-GHz the board's limit leaves above idle: boards are rated so that their heaviest work, dense tensor
+    math (whose DRAM traffic is small), runs at the limit."""
+    return max(1e-3, gpu.tdp_w - gpu.idle_w) / _sm_ghz(gpu)
+
+
+def consumer(gpu: GpuSpec) -> bool:
+    """GeForce boards: opportunistic boost runs them above the rated boost clock, so their limit per rated SM-GHz
+    overstates what the silicon draws per clock; they do not set a generation's reference."""
+    return gpu.name.lower().startswith("geforce")
+
+
+@lru_cache(maxsize=64)
+def _group_k(group: str) -> float:
+    try:
+        from ..hardware import load_gpus
+
+        gpus = [g for g in load_gpus().values() if chip_group(g) == group]
+    except Exception:  # pragma: no cover - the database always loads in a working install
+        return 0.0
+    ref = [g for g in gpus if not consumer(g)] or gpus
+    return max((_board_k(g) for g in ref), default=0.0)
+
+
+def core_power_ref(gpu: GpuSpec) -> float:
+    """Core power (W) of a large tensor-core GEMM at boost clock on this board: the chip generation's W per SM-GHz
+    (the highest-powered data-centre / workstation board of the generation in the database, or this board if it
+    is higher) x SMs x boost GHz."""
+    return max(_group_k(chip_group(gpu)), _board_k(gpu)) * _sm_ghz(gpu)
+
+
+# ---- compute dtype and efficiency -----------------------------------------------------------------------------------
 
 def _dtype_key(dtype: str) -> str:
     name = str(dtype).rsplit(".", 1)[-1].lower()
@@ -117,6 +241,15 @@ def compute_dtype(rec: OpRecord, gpu: GpuSpec, precision: str) -> str:
     return "fp32"
 
 
+def direct_conv(rec: OpRecord) -> bool:
+    """Depthwise / narrow grouped convolution: fewer than DIRECT_CONV_MAX_N output channels per group (the implicit
+    GEMM's n) or a reduction shorter than 8 per group; such convs run as direct, bandwidth-bound kernels."""
+    if rec.kind is not OpKind.CONV:
+        return False
+    groups, n, k = rec.dim("b", 1), rec.dim("n", 0), rec.dim("k", 0)
+    return groups > 1 and (0 < n < DIRECT_CONV_MAX_N or 0 < k < 8)
+
+
 def uses_tensor_cores(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
     if rec.kind not in TENSOR_FAMILIES or not gpu.tensor_cores:
         return False
@@ -128,7 +261,7 @@ def uses_tensor_cores(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
     # depthwise / tiny-channel convolutions and GEMMs with a degenerate dim do not map onto tensor-core tiles
     n = rec.dim("n", 0)
     k = rec.dim("k", 0)
-    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8):
+    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8 or direct_conv(rec)):
         return False
     return True
 
@@ -173,10 +306,15 @@ def wave_efficiency(gpu: GpuSpec, b: int, m: int, n: int) -> tuple[float, float,
     return best
 
 
+def _elementwise_waves(rec: OpRecord, gpu: GpuSpec) -> float:
+    elems = max(1, rec.bytes_written // 4 or rec.bytes_read // 4)
+    return elems / (max(1, gpu.sm_count) * THREADS_PER_SM)
+
+
 def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> tuple[float, float, float]:
     """(eff_c, waves, wave efficiency) for the op's compute."""
     kind = rec.kind
-    if kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN):
+    if kind in TENSOR_FAMILIES and not direct_conv(rec):
         b, m, n, k = gemm_dims(rec)
         weff, waves, _ = wave_efficiency(gpu, b, m, n)
         if kind is OpKind.MATMUL:
@@ -184,9 +322,12 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
         elif kind is OpKind.CONV:
             base = EFF_MAX["conv_tc" if tensor else "conv_simt"]
         elif kind is OpKind.ATTENTION:
-            base = EFF_MAX["attention"] * (ATTENTION_BACKWARD_FACTOR if rec.phase is Phase.BACKWARD else 1.0)
+            base = ATTENTION_EFF_BY_CHIP.get(chip_group(gpu), EFF_MAX["attention"]) * (
+                ATTENTION_BACKWARD_FACTOR if rec.phase is Phase.BACKWARD else 1.0)
         else:
             base = EFF_MAX["rnn"]
+        if not tensor and dual_fp32(gpu):
+            base *= DUAL_FP32_SIMT
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
         align = 1.0
@@ -195,51 +336,91 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             if kind is OpKind.MATMUL and any(x % mult for x in (m, n, k) if x > 1):
                 align = UNALIGNED_PENALTY
         return max(1e-3, base * weff * depth * align), waves, weff
-    # non-GEMM ops: elementwise-style kernels, one thread per element; waves over ~2048 threads/SM x SMs
-    elems = max(1, rec.bytes_written // 4 or rec.bytes_read // 4)
-    waves = elems / (gpu.sm_count * 2048)
+    # direct convolutions and non-GEMM ops: one thread per output element over ~2048 threads/SM x SMs
+    waves = _elementwise_waves(rec, gpu)
     weff = waves / math.ceil(waves) if waves > 0 else 1.0
-    return max(1e-3, EFF_MAX["other"] * max(weff, 0.5)), waves, weff
+    base = EFF_MAX["conv_direct" if kind is OpKind.CONV else "other"]
+    return max(1e-3, base * max(weff, 0.5)), waves, weff
 
 
 def memory_efficiency(nbytes: int, gpu: GpuSpec) -> float:
     bw = gpu.memory_bw_gbs * 1e9
+    top = eff_mem_max(gpu)
     if nbytes <= 0:
-        return EFF_MEM_MAX
-    return EFF_MEM_MAX * nbytes / (nbytes + bw * MEM_LATENCY_S)
+        return top
+    return top * nbytes / (nbytes + bw * MEM_LATENCY_S)
+
+
+# ---- power --------------------------------------------------------------------------------------------------------
+
+def _g_ref() -> float:
+    return A_BUSY + (1.0 - A_BUSY) * EFF_MAX["matmul_tc"]
+
+
+def core_activity(u: float, fill: float) -> float:
+    """Core activity relative to a large tensor GEMM (g / g_ref): ``fill`` = fraction of SMs the kernel occupies
+    (they draw the busy power), ``u`` = fraction of the unit's whole-chip peak in use (the math itself: its energy per
+    FLOP does not depend on how many SMs share it)."""
+    return (max(0.0, min(1.0, fill)) * A_BUSY + (1.0 - A_BUSY) * max(0.0, u)) / _g_ref()
+
+
+def clock_scale(gpu: GpuSpec, p_mem: float, p_core: float) -> float:
+    """Sustained clock / boost clock so that idle + P_mem + P_core x s^3 fits the board limit (1 when it fits)."""
+    if p_core <= 0 or gpu.idle_w + p_mem + p_core <= gpu.tdp_w:
+        return 1.0
+    room = gpu.tdp_w - gpu.idle_w - p_mem
+    if room <= 0:
+        return MIN_CLOCK_SCALE
+    return max(MIN_CLOCK_SCALE, min(1.0, (room / p_core) ** (1.0 / DVFS_EXPONENT)))
 
 
 def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilization: float | None = None) -> OpPrior:
     """Time, power and energy of one op (one record, one micro-batch) on ``gpu``.
 
-    ``utilization`` (a what-if override, 0 < u <= 1) replaces the predicted compute efficiency of every op.
-    Communication records are not priced here (estimate.py models collectives over the interconnect);
-    they get zero GPU time.
+    ``utilization`` (a what-if override, 0 < u <= 1) replaces the predicted compute efficiency of every op (and the
+    power limit's clock scaling: the user states the achieved fraction of peak). Communication records are not
+    priced here (the system layer models collectives over the interconnect); they get zero GPU time.
     """
     if rec.kind in (OpKind.VIEW, OpKind.COMMUNICATION) or (rec.flops == 0 and rec.bytes == 0):
-        return OpPrior(0.0, gpu.idle_w, 0.0, 0.0, 0.0, "overhead", "fp32", 0.0, 0.0, 0.0)
+        return OpPrior(0.0, gpu.idle_w, 0.0, 0.0, 0.0, "overhead", "fp32", 0.0, 0.0, 0.0, 1.0, "")
     cdt = compute_dtype(rec, gpu, precision)
     tensor = uses_tensor_cores(rec, gpu, cdt)
     peak = peak_flops(gpu, cdt, tensor)
     bw = gpu.memory_bw_gbs * 1e9
-    eff_c, _, _ = compute_efficiency(rec, gpu, cdt, tensor)
+    eff_c, waves, _ = compute_efficiency(rec, gpu, cdt, tensor)
+    gemm = rec.kind in TENSOR_FAMILIES and not direct_conv(rec)
+    kernel = "gemm" if gemm else "direct_conv" if rec.kind is OpKind.CONV else "memory"
     if utilization is not None:
         eff_c = max(1e-3, min(1.0, float(utilization)))
     eff_m = memory_efficiency(rec.bytes, gpu)
     compute_s = rec.flops / (peak * eff_c) if rec.flops else 0.0
     memory_s = rec.bytes / (bw * eff_m) if rec.bytes else 0.0
     busy = max(compute_s, memory_s)
+
+    # power of the busy part at boost clock
+    # average fraction of SMs busy over the kernel: the partial last wave leaves the rest idle (so the busy SM-time
+    # of a GEMM, tiles x time per tile, does not depend on how the work is split over GPUs)
+    fill = waves / math.ceil(waves) if waves > 0 else 1.0
+    u = rec.flops / busy / peak if (busy > 0 and rec.flops) else 0.0  # fraction of the unit's peak in use
+    act = core_activity(u, fill)
+    p_core = core_power_ref(gpu) * act
+    p_mem_rate = E_BIT_J[memory_kind(gpu)] * 8  # J per byte
+    p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
+    s = 1.0 if utilization is not None else clock_scale(gpu, p_mem, p_core)
+    if s < 1.0:
+        compute_s /= s
+        busy = max(compute_s, memory_s)
+        p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
+        p_core *= s ** DVFS_EXPONENT
+    p_busy = min(gpu.tdp_w, gpu.idle_w + p_mem + p_core)
     time_s = busy + GAP_S
     if busy < GAP_S:
         bound = "overhead"
     else:
         bound = "compute" if compute_s >= memory_s else "memory"
-    # achieved fractions of the unit's peak over the op's whole time (gap included)
-    cfrac = min(1.0, rec.flops / time_s / peak) if rec.flops else 0.0
-    mfrac = min(1.0, rec.bytes / time_s / bw) if rec.bytes else 0.0
-    activity = min(ACT_MAX, ACT_FLOOR + ACT_COMPUTE["tensor" if tensor else "simt"] * cfrac + ACT_MEMORY * mfrac)
-    power_w = gpu.idle_w + (gpu.tdp_w - gpu.idle_w) * activity
-    return OpPrior(time_s, power_w, power_w * time_s, compute_s, memory_s, bound, cdt, eff_c, eff_m, activity)
+    power_w = (p_busy * busy + gpu.idle_w * GAP_S) / time_s
+    return OpPrior(time_s, power_w, power_w * time_s, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
+                   act * (s ** DVFS_EXPONENT), s, kernel)
 
 
 def naive_time_energy(flops: float, gpu: GpuSpec, dtype_key: str = "fp32") -> tuple[float, float]:

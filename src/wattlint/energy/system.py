@@ -34,7 +34,7 @@ MIN_EXPOSED = 0.10  # at least this fraction of communication is never hidden (f
 COMM_POWER_ACTIVITY = 0.10  # GPU activity while waiting on exposed communication (NCCL kernels spin a few SMs)
 HOST_OP_S = 8e-6  # eager PyTorch CPU cost per launched op (Python + dispatcher + cudaLaunchKernel: ~5-20 us)
 OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
-HOST_W_PER_GPU = 80.0  # CPU + DRAM share per GPU of a training server (e.g. DGX A100: 2x 225 W CPUs + ~1 TB / 8)
+SERVER_GPU_SLOTS = 8  # a data-centre PCIe server (and a cloud instance's host) holds 8 GPUs; a job's share is per GPU
 SHARDED = ("zero1", "zero2", "zero3", "fsdp")
 HALF = ("fp16", "bf16", "fp8")
 
@@ -172,9 +172,15 @@ def launch_gap_note(n_micro_ops: int, gap_s: float, idle_w: float) -> str:
 # ---- host and facility -----------------------------------------------------------------------------------------
 
 def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
-    """CPU + DRAM power of the hosts for the whole job (W), and the assumption line."""
-    return HOST_W_PER_GPU * max(1, plan.gpus), (f"host CPU + DRAM: {HOST_W_PER_GPU:.0f} W per GPU over the whole "
-                                                 f"run (stated constant)")
+    """Host power (CPUs, DRAM, fans, NICs, power-supply losses) of the whole job (W), and the assumption line, by
+    the platform class of the GPU (energy.host). A job on fewer GPUs than a data-centre server holds (a 1-GPU cloud
+    instance) carries its per-GPU share of that server; a desktop is the job's own machine."""
+    from .host import host_power_w_per_gpu, platform_class
+
+    cls = platform_class(gpu)
+    per_node = plan.gpus_per_node if cls == "desktop" else max(plan.gpus_per_node, SERVER_GPU_SLOTS)
+    w, text = host_power_w_per_gpu(gpu, per_node, cls)
+    return w * max(1, plan.gpus), text
 
 
 def facility_kwh(gpu_kwh: float, host_kwh: float, pue: float) -> float:

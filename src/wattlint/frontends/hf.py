@@ -136,7 +136,7 @@ def max_positions(config) -> int | None:
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
                    activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
-                   capacity_factor: float = 1.0) -> CostGraph:
+                   capacity_factor: float = 1.0, optimizer_impl: str = "foreach") -> CostGraph:
     """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
     at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
     from . import torch as tf
@@ -174,4 +174,5 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
                                     precision=precision, optimizer=optimizer,
                                     activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
-                                    capacity_factor=capacity_factor)
+                                    capacity_factor=capacity_factor,
+                                    optimizer_impl=optimizer_impl)

@@ -49,18 +49,19 @@ _REUSE_SUFFIX = re.compile(r"_\d+$")
 
 def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_size: int | None = None,
                  seq_len: int | None = None, optimizer: str = "adamw", precision: str = "default",
-                 source: str | None = None) -> CostGraph:
+                 source: str | None = None, optimizer_impl: str = "foreach") -> CostGraph:
     """Analyze one training step of the ONNX model at ``path`` (see the module docstring)."""
     p = Path(path)
     model = _load(p)
     try:
         try:
             return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
-                             source or str(path)).run()
+                             source or str(path), optimizer_impl).run()
         except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
             static_inputs = {k: TensorSpec(v.name, v.dtype, (e.static,) + tuple(v.shape[1:]))
                              for k, v in (inputs or {}).items()}
-            g = _Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision, source or str(path)).run()
+            g = _Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision, source or str(path),
+                          optimizer_impl).run()
             return _scale_batch(g, e.static, e.target or batch_size)
     except InputError:
         raise
@@ -99,7 +100,8 @@ STRICT = False  # tests set this to surface internal errors instead of reporting
 # ---- loading and validation -------------------------------------------------------------------------------------
 
 class _Analysis(_Validate, _Shapes):
-    def __init__(self, model, path: Path, inputs, batch_size, seq_len, optimizer, precision, source):
+    def __init__(self, model, path: Path, inputs, batch_size, seq_len, optimizer, precision, source,
+                 optimizer_impl: str = "foreach"):
         self.model = model
         self.path = path
         self.folder = path.resolve().parent
@@ -107,6 +109,9 @@ class _Analysis(_Validate, _Shapes):
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.optimizer = optimizer or "adamw"
+        if optimizer_impl not in ("foreach", "fused"):
+            raise InputError(f"unknown optimizer implementation {optimizer_impl!r} (foreach or fused)")
+        self.optimizer_impl = optimizer_impl
         self.precision = precision or "default"
         self.source = source
         self.assumptions: list[str] = []
@@ -152,6 +157,8 @@ class _Analysis(_Validate, _Shapes):
         self.first_use: dict[str, str] = {}
         self.module_types: dict[str, str] = {}
         self.folded_bn = False
+        self.folded_convs: set[int] = set()
+        self.synth_bn = 0
         self.has_bn = False
         self.shape_consts: set[str] = set()
         self.grad_uses: dict[str, list] = {}
@@ -161,6 +168,10 @@ class _Analysis(_Validate, _Shapes):
         self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
         self._grad_accumulation()
+        if not self.has_bn and not self.folded_bn and self._likely_folded():
+            self.folded_bn = True
+        if self.folded_bn:
+            self._synthesize_batchnorm()
 
         outputs = tuple(TensorSpec(o.name, *self._spec(o.name)) for o in g.output)
         loss = self._loss(g)
@@ -184,7 +195,7 @@ class _Analysis(_Validate, _Shapes):
                          assumptions=tuple(dict.fromkeys(self.assumptions)), micro_batch=int(micro),
                          seq_len=int(seq or 0), precision=self._precision_name(),
                          optimizer=self.optimizer,
-                         extra={"activation_bytes": act_bytes,
+                         extra={"activation_bytes": act_bytes, "optimizer_impl": self.optimizer_impl,
                                 "folded_batchnorm": bool(self.folded_bn),
                                 "external_initializers": self.external,
                                 "opset": _opset(self.model)})
@@ -356,6 +367,7 @@ class _Analysis(_Validate, _Shapes):
                 self.shape_fallback += 1
             if op_type == "Conv" and _is_folded_bn(node):
                 self.folded_bn = True
+                self.folded_convs.add(len(self.fwd))  # index the conv's forward record is about to take
             if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
                 matmul_out.add(node.output[0])
             elif op_type == "Add" and len(ins) == 2 and oc.fwd.flops:
@@ -699,9 +711,11 @@ class _Analysis(_Validate, _Shapes):
                 pdt = "float32"
                 half_params = True
             module = self.first_use.get(name, "")
-            passes = C.OPTIMIZER_FOREACH_PASSES.get(opt)
-            for i, c in enumerate(C.optimizer_foreach(opt, n, pdt)):
-                op = f"optim::{opt}.{passes[i][0]}" if passes else f"optim::{opt}"
+            passes = C.OPTIMIZER_FOREACH_PASSES.get(opt) if self.optimizer_impl == "foreach" else None
+            steps = C.optimizer_foreach(opt, n, pdt) if passes else [C.optimizer_step(opt, n, pdt)]
+            for i, c in enumerate(steps):
+                op = f"optim::{opt}.{passes[i][0]}" if passes else f"optim::{opt}" + (
+                    ".fused" if self.optimizer_impl == "fused" else "")
                 recs.append(OpRecord(op=op, kind=OpKind.OPTIMIZER, module=module, phase=Phase.OPTIMIZER,
                                      dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
                                      bytes_written=c.bytes_written, status=Status.HANDLED,
@@ -718,14 +732,18 @@ class _Analysis(_Validate, _Shapes):
         if self.external:
             a.append(f"{self.external} initializers stored as external data: shapes from initializer dims, "
                      f"weights not read")
+        impl = ("torch's foreach kernels (the CUDA default: one multi-tensor kernel per elementwise op, several "
+                "passes)" if self.optimizer_impl == "foreach" else "one fused kernel (fused=True, one pass)")
         a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
-                 f"(optimizer: {self.optimizer}, as torch's foreach kernels)")
+                 f"(optimizer: {self.optimizer}, as {impl})")
         if not self.has_bn and not self.folded_bn and self._likely_folded():
             self.folded_bn = True
         if self.folded_bn:
-            a.append("BatchNorm appears folded into Conv (eval-mode export): training would add BatchNorm "
-                     "forward/backward work that this graph does not show; activation memory counts the conv "
-                     "output each BatchNorm would save")
+            a.append(f"BatchNorm appears folded into Conv (eval-mode export): a training-mode BatchNorm forward "
+                     f"and backward were synthesized after {self.synth_bn} folded convolutions (as torch's "
+                     f"cudnn_batch_norm: forward reads and writes the conv output, backward reads dy and x and "
+                     f"writes dx); activation memory counts the conv output each BatchNorm saves; its weight "
+                     f"(gamma) is not added to the parameters (the conv bias stands for beta)")
         if self.half:
             a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
                      f"norms and softmax in "
@@ -736,6 +754,45 @@ class _Analysis(_Validate, _Shapes):
         if self.failed:
             parts = ", ".join(f"{k} x{v}" for k, v in sorted(self.failed.items()))
             a.append(f"{self.unknown} nodes could not be costed (unknown shapes or variants): {parts}")
+
+    def _synthesize_batchnorm(self) -> None:
+        """Training-mode BatchNorm after each folded convolution (the exporter flagged it, or every conv when the
+        whole graph looks folded): forward after the conv's forward record, backward first in the conv's backward
+        group (gradients reach BatchNorm before the conv)."""
+        convs = [i for i, r in enumerate(self.fwd) if r.op == "onnx::Conv" and r.status is Status.HANDLED]
+        chosen = [i for i in convs if i in self.folded_convs] or convs
+        self.synth_bn = len(chosen)
+        if not chosen:
+            return
+        fwd: list[OpRecord] = []
+        bn_bwd: dict[str, OpRecord] = {}
+        pick = set(chosen)
+        for i, r in enumerate(self.fwd):
+            fwd.append(r)
+            if i not in pick:
+                continue
+            e = C.dtype_bytes(r.dtype)
+            w = r.shapes[1] if len(r.shapes) > 1 and r.shapes[1] else ()
+            ch = int(w[0]) if w else max(1, r.dim("n", 1) * r.dim("b", 1))
+            n_out = max(ch, r.bytes_written // max(e, 1))
+            x = (n_out // ch, ch)  # (N*H*W, C): BatchNorm normalizes per channel over the rest
+            dt = self.half or r.dtype
+            mt = "BatchNorm (folded)"
+            fc = C.norm(x, dt, "batch")
+            fwd.append(OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module, phase=Phase.FORWARD,
+                                dtype=dt, shapes=(x,), flops=fc.flops, bytes_read=fc.bytes_read,
+                                bytes_written=fc.bytes_written, status=Status.HANDLED, module_type=mt))
+            bc = C.norm(x, dt, "batch", backward=True)
+            bn_bwd[r.module] = OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module,
+                                        phase=Phase.BACKWARD, dtype=dt, shapes=(x,), flops=bc.flops,
+                                        bytes_read=bc.bytes_read, bytes_written=bc.bytes_written,
+                                        status=Status.HANDLED, module_type=mt)
+        self.fwd = fwd
+        for grp in self.bwd:
+            for r in grp:
+                if r.op == "onnx::Conv" and r.module in bn_bwd:
+                    grp.insert(0, bn_bwd.pop(r.module))
+                    break
 
     def _likely_folded(self) -> bool:
         convs = [r for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD]

@@ -61,10 +61,15 @@ def _specs(inputs) -> dict[str, TensorSpec]:
 
 def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
             seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
-            grad_accum: int = 1, activation_checkpointing: bool = False, capacity_factor: float = 1.0) -> CostGraph:
+            grad_accum: int = 1, activation_checkpointing: bool = False, capacity_factor: float = 1.0,
+            optimizer_impl: str = "foreach") -> CostGraph:
     """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
-    tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX)."""
+    tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX). ``optimizer_impl``:
+    ``foreach`` (PyTorch's CUDA default) or ``fused`` (``fused=True``)."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     precision = precision or "default"
+    optimizer_impl = optimizer_impl or "foreach"
     capacity_factor = check_capacity_factor(capacity_factor)
     optimizer = optimizer or "adamw"
     specs = _specs(inputs)
@@ -82,7 +87,7 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
             from .onnx import analyze_onnx  # no torch on this path
 
             return analyze_onnx(src, inputs=specs, batch_size=mb, seq_len=seq_len, optimizer=optimizer,
-                                precision=precision)
+                                precision=precision, optimizer_impl=optimizer_impl)
         if low.endswith(".json"):
             if not os.path.isfile(src):
                 raise InputError(f"config file not found: {src}")
@@ -90,18 +95,19 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
 
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
-                                  assumptions=notes, capacity_factor=capacity_factor)
+                                  assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl)
         if ":" in src:
             obj = load_attr(src)
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
-                                         activation_checkpointing, notes, capacity_factor)
+                                         activation_checkpointing, notes, capacity_factor, optimizer_impl)
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
         raise InputError(f"model source {src!r} not understood: expected file.onnx, config.json, "
                          "package.module:attr or path/file.py:attr")
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
-                                 precision, optimizer, activation_checkpointing, notes, capacity_factor)
+                                 precision, optimizer, activation_checkpointing, notes, capacity_factor,
+                                 optimizer_impl)
 
 
 def load_attr(spec: str) -> Any:
@@ -172,10 +178,10 @@ def _first_line(e: BaseException) -> str:
 
 
 def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
-                          capacity_factor: float = 1.0) -> CostGraph:
+                          capacity_factor: float = 1.0, optimizer_impl: str = "foreach") -> CostGraph:
     from . import torch as tf
 
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
-                                assumptions=notes, capacity_factor=capacity_factor)
+                                assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl)

@@ -440,11 +440,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
           precision: str = "default", optimizer: str = "adamw", activation_checkpointing: bool = False,
           hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
           inputs: Sequence[TensorSpec] = (), name: str = "",
-          capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR) -> CostGraph:
+          capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR, optimizer_impl: str = "foreach") -> CostGraph:
     """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors.
 
     Mixture-of-experts layers are traced at their routed cost (:mod:`wattlint.frontends.torch_moe`: balanced
-    routing, ``capacity_factor`` rows per expert); an MoE layout it does not know raises InputError."""
+    routing, ``capacity_factor`` rows per expert); an MoE layout it does not know raises InputError.
+    ``optimizer_impl``: ``foreach`` (torch's CUDA default: one multi-tensor kernel per elementwise op of the update,
+    several passes over the parameters) or ``fused`` (``fused=True``: one kernel, one pass)."""
     model = to_meta(model)
     model.train()
     args = _meta_like(tuple(args))
@@ -478,7 +480,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             loss.backward()
             tracer.stack.clear()
             tracer.phase = Phase.OPTIMIZER
-            opt_note = _optimizer_step(model, optimizer)
+            opt_note = _optimizer_step(model, optimizer, optimizer_impl)
     except InputError:
         raise
     except Exception as e:  # the user's model failed under tracing: one line for the CLI
@@ -527,7 +529,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
-    extra = {"activation_bytes": int(tracer.saved_bytes), "activation_checkpointing": bool(activation_checkpointing)}
+    extra = {"activation_bytes": int(tracer.saved_bytes), "optimizer_impl": optimizer_impl,
+             "activation_checkpointing": bool(activation_checkpointing)}
     if moe.layers:
         extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
@@ -553,7 +556,20 @@ def _meta_nonzero_all():
     return restore
 
 
-def _optimizer_step(model: nn.Module, optimizer: str) -> str:
+OPTIMIZER_IMPLS = ("foreach", "fused")
+
+
+def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> str:
+    """Record one steady-state optimizer step as CUDA runs it.
+
+    foreach (``torch.optim.<Opt>(foreach=None)`` on CUDA: ``_default_to_fused_or_foreach`` never picks fused by
+    default and picks foreach when every parameter is a CUDA tensor): ``_multi_tensor_adam`` issues one
+    ``torch._foreach_*`` multi-tensor kernel per elementwise op (AdamW: mul_, lerp_, mul_, addcmul_, sqrt, div_,
+    add_, addcdiv_: 8 passes, 13 reads + 8 writes = 84 B per fp32 parameter). fused (``fused=True``): one
+    ``torch._fused_adamw_`` kernel reads param, grad, exp_avg, exp_avg_sq and writes param, exp_avg, exp_avg_sq
+    (28 B per fp32 parameter)."""
+    if impl not in OPTIMIZER_IMPLS:
+        raise InputError(f"unknown optimizer implementation {impl!r} (foreach or fused)")
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         if p.grad is None:
@@ -574,9 +590,52 @@ def _optimizer_step(model: nn.Module, optimizer: str) -> str:
     # steady state: create the optimizer state outside the recording, then record one step
     with torch.utils._python_dispatch._disable_current_modes():
         opt.step()
+    if impl == "fused":
+        _fused_step(opt, optimizer)
+        opt.zero_grad(set_to_none=True)
+        return (f"optimizer: {desc}, fused=True (one kernel, one pass over parameters, gradients and state), "
+                "a steady-state step")
     opt.step()
     opt.zero_grad(set_to_none=True)
-    return f"optimizer: {desc}, torch's foreach implementation (the CUDA default), a steady-state step"
+    return (f"optimizer: {desc}, torch's foreach implementation (the CUDA default: one multi-tensor kernel per "
+            "elementwise op of the update, several passes over the parameters), a steady-state step")
+
+
+def _fused_step(opt, optimizer: str) -> None:
+    """One ``fused=True`` step on meta tensors: torch's fused kernels refuse meta parameters in the optimizer
+    classes, so the fused op is called directly on the optimizer's own state (one record, as on CUDA)."""
+    group = opt.param_groups[0]
+    params = [p for p in group["params"] if p.grad is not None]
+    grads = [p.grad for p in params]
+    with torch.utils._python_dispatch._disable_current_modes():  # step counters: set up, not part of the step
+        steps = [torch.zeros((), device="meta") for _ in params]
+    if optimizer in ("adam", "adamw"):
+        st = [opt.state[p] for p in params]
+        fn = torch._fused_adamw_ if optimizer == "adamw" else torch._fused_adam_
+        b1, b2 = group["betas"]
+        fn(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [], steps, lr=group["lr"],
+           beta1=b1, beta2=b2, weight_decay=group["weight_decay"], eps=group["eps"], amsgrad=False, maximize=False)
+    else:
+        _register_fused_sgd_meta()
+        bufs = [opt.state[p]["momentum_buffer"] for p in params]
+        torch._fused_sgd_(params, grads, bufs, weight_decay=0.0, momentum=group["momentum"], lr=group["lr"],
+                          dampening=0.0, nesterov=False, maximize=False, is_first_step=False)
+
+
+_FUSED_SGD_LIB: list = []
+
+
+def _register_fused_sgd_meta() -> None:
+    """torch has no meta kernel for ``_fused_sgd_`` (in place, returns nothing): a no-op one for tracing."""
+    if _FUSED_SGD_LIB or torch._C._dispatch_has_kernel_for_dispatch_key("aten::_fused_sgd_", "Meta"):
+        return
+    lib = torch.library.Library("aten", "IMPL")
+
+    def fused_sgd_(*args, **kwargs):
+        return None
+
+    lib.impl("_fused_sgd_", fused_sgd_, "Meta")
+    _FUSED_SGD_LIB.append(lib)
 
 
 def _enable_checkpointing(model: nn.Module, hf: bool):
@@ -661,7 +720,8 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                       micro_batch: int | None = None, seq_len: int | None = None, precision: str = "default",
                       optimizer: str = "adamw", activation_checkpointing: bool = False,
                       assumptions: Sequence[str] = (), hf: bool = False,
-                      capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR) -> CostGraph:
+                      capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR,
+                      optimizer_impl: str = "foreach") -> CostGraph:
     """Bind inputs (``--input`` specs win over example inputs), rebind batch / seq dims, and trace."""
     notes = list(assumptions)
     args: list = []
@@ -716,7 +776,8 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                      "(leading dim); pass --batch-size to set the global batch")
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
-                 assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor)
+                 assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
+                 optimizer_impl=optimizer_impl)
 
 
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------

@@ -489,6 +489,8 @@ HANDLERS: dict[str, Handler] = {
     "_adaptive_avg_pool2d_backward": _pool_bwd("avg"), "_adaptive_avg_pool3d_backward": _pool_bwd("avg"),
     "native_dropout": _dropout, "native_dropout_backward": _dropout_bwd,
     "_fused_adamw": _fused_adam("adamw"), "_fused_adam": _fused_adam("adam"), "_fused_sgd": _fused_sgd,
+    # the in-place variants torch.optim(fused=True) calls (base_name keeps the trailing '_' of '_'-prefixed ops)
+    "_fused_adamw_": _fused_adam("adamw"), "_fused_adam_": _fused_adam("adam"), "_fused_sgd_": _fused_sgd,
     "_thnn_fused_lstm_cell": _fused_cell("lstm", "cx"), "_thnn_fused_gru_cell": _fused_cell("gru", "hx"),
     "_thnn_fused_lstm_cell_backward_impl": _fused_cell_bwd("lstm"),
     "_thnn_fused_gru_cell_backward": _fused_cell_bwd("gru"),

@@ -159,17 +159,21 @@ class SmallerGpuLessEnergy(Rule):
     code = "WL203"
     name = "smaller-gpu-less-energy"
     severity = "info"
-    summary = "A smaller GPU from the database trains this model with less energy"
+    summary = "A lower-power GPU from the database trains this model with less energy, no slower"
     what = """
         Re-estimates the same graph and plan on the GPUs of the database with a lower board power (TDP) than the
         planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
         for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
-        least ``min-saving``. The message also gives the time it would take.
+        least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time (default 1.0: never a
+        slower GPU; the time model's resolution, 2 %, is allowed). The message explains the saving: the time ratio
+        and the average GPU power ratio whose product it is, and the host share.
+        A candidate predicted faster although both its peak FLOP/s for the plan's precision and its memory
+        bandwidth are below the planned GPU's is a prediction the physics cannot explain: it is never reported.
     """
     why = """
         Large GPUs have high static power; a model that cannot use their compute burns it anyway. del Rey et al.
-        show GPU energy should scale with the model: oversized GPUs waste energy at low utilization, and smaller
-        accelerators train small models with less energy at a longer wall time.
+        show GPU energy should scale with the model: oversized GPUs waste energy at low utilization. A recommendation
+        must not trade a faster GPU for a slower one unasked, and must say where the saving comes from.
     """
     example = """
         wattlint small_cnn.onnx --gpu h100 --epochs 30        # 4 M-parameter CNN on a 700 W GPU
@@ -182,18 +186,27 @@ class SmallerGpuLessEnergy(Rule):
     options = {
         "min_saving": Option("min_saving", 0.10, fraction, "report only when the energy falls by at least this"),
         "candidates": Option("candidates", (), str_list, "GPU keys to compare (default: all smaller GPUs)"),
-        "max_slowdown": Option("max_slowdown", 4.0, positive, "ignore GPUs that take more than this x the time"),
+        "max_slowdown": Option("max_slowdown", 1.0, positive,
+                               "ignore GPUs that take more than this x the time (1.0: never a slower GPU)"),
         "max_candidates": Option("max_candidates", 6, positive_int,
                                  "re-estimate at most this many GPUs (those with the most peak FLOP/s per watt)"),
     }
     valid = (
         Case("large model that needs the big GPU", {"ops": [{"op": "linear", "m": 16384, "n": 8192, "k": 8192}],
                                                      "params": 3_000_000_000}),
+        Case("tiny model on an H100 with the default max-slowdown: every lower-power GPU is slower",
+             {"ops": [{"op": "linear", "m": 256, "n": 256, "k": 256}], "gpu": "h100-sxm5-80gb", "params": 100_000}),
+        Case("compute-bound model: every lower-power GPU is slower",
+             {"ops": [{"op": "linear", "m": 8192, "n": 8192, "k": 8192}], "gpu": "h100-sxm5-80gb",
+              "params": 200_000_000}),
     )
     invalid = (
-        Case("tiny model on an H100", {"ops": [{"op": "linear", "m": 256, "n": 256, "k": 256}],
-                                       "gpu": "h100-sxm5-80gb", "params": 100_000}, expect="L4 (l4, 72 W) trains it"),
+        Case("tiny model on an H100, a longer run allowed (max-slowdown 4)",
+             {"ops": [{"op": "linear", "m": 256, "n": 256, "k": 256}], "gpu": "h100-sxm5-80gb", "params": 100_000},
+             expect="L4 (l4, 72 W) trains it", options={"max_slowdown": 4.0}),
     )
+
+    TIME_RESOLUTION = 0.02  # launch-bound steps: equal times within the model's resolution count as "no slower"
 
     def check(self, ctx):
         est = ctx.estimate
@@ -203,6 +216,7 @@ class SmallerGpuLessEnergy(Rule):
         t0 = est.total.time_h
         need = float(est.memory.peak_bytes_per_gpu)
         half = est.plan.precision if est.plan.precision in ("fp16", "bf16", "fp8", "tf32") else "fp32"
+        limit = ctx.options["max_slowdown"] * (1.0 + self.TIME_RESOLUTION)
         pool = []
         for spec in ctx.gpus():
             if spec.key == cur.key or (wanted and spec.key not in wanted):
@@ -221,8 +235,11 @@ class SmallerGpuLessEnergy(Rule):
             if other is None or not other.memory.fits:
                 continue
             t = other.total.time_h
-            if t0 > 0 and t > t0 * ctx.options["max_slowdown"]:
-                continue
+            if t0 > 0 and t > t0 * limit:
+                continue  # slower than allowed
+            if t0 > 0 and t < t0 * (1.0 - self.TIME_RESOLUTION) and spec.peak(half) < cur.peak(half) \
+                    and spec.memory_bw_gbs < cur.memory_bw_gbs:
+                continue  # faster on a GPU with less compute AND less bandwidth: not explainable, not claimed
             e = other.total.energy_kwh
             if best is None or e < best[0]:
                 best = (e, t, spec, other)
@@ -231,8 +248,13 @@ class SmallerGpuLessEnergy(Rule):
         kwh, pct = ctx.saving(best[3])
         if pct is None or pct < ctx.options["min_saving"]:
             return
-        e, t, spec, _ = best
+        e, t, spec, other = best
+        p0 = est.per_step.avg_gpu_power_w
+        p1 = other.per_step.avg_gpu_power_w
+        why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W over {t / t0:.2f} x the time"
+               if t0 > 0 and p0 > 0 else "")
         yield ctx.finding(
             f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {units.energy_kwh(e)} instead of "
-            f"{units.energy_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {t:.3g} h instead of {t0:.3g} h",
+            f"{units.energy_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {units.hours(t)} instead of "
+            f"{units.hours(t0)}" + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
