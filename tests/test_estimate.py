@@ -30,6 +30,7 @@ def test_schema_is_valid_and_rejects_broken_docs():
     doc = json_out.to_dict(estimate(mlp_graph(), gpu="a100", steps=10))
     validate(doc)
     for mutate in (lambda d: d.pop("total"), lambda d: d["hardware"].update(calibration="guessed"),
+                   lambda d: d["total"].pop("time_h_range"), lambda d: d["total"].update(gpu_hours_range=[1.0]),
                    lambda d: d["total"].update(energy_kwh=-1.0), lambda d: d.update(schema="wattlint.estimate/2")):
         bad = json.loads(json.dumps(doc))
         mutate(bad)
