@@ -82,7 +82,8 @@ class Tracker:
     optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``.
     Budgets: ``max_kwh`` (facility energy), ``max_co2_kg``, ``max_cost_usd`` with ``on_budget`` warn | stop.
     Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
-    quiet, ``every`` (live line every N steps).
+    quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
+    machine, ``process`` (the process's CPU seconds).
     """
 
     def __init__(self, model=None, *, source: str | None = None, example=None, inputs=None, optimizer=None,
@@ -95,7 +96,7 @@ class Tracker:
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
-                 clock: Callable[[], float] = time.perf_counter, sync: bool | None = None, stream=None,
+                 clock: str | Callable[[], float] = "wall", sync: bool | None = None, stream=None,
                  raise_on_stop: bool = True):
         if on_budget not in ON_BUDGET:
             raise ConfigError(f"on_budget={on_budget!r}: use 'warn' or 'stop'")
@@ -127,7 +128,14 @@ class Tracker:
         self.want_static = static
         self.settings = settings or Settings()
         self._channels_given = channels
-        self.clock = clock
+        if clock == "wall":
+            self.clock, self.clock_name = time.perf_counter, "wall"
+        elif clock == "process":
+            self.clock, self.clock_name = time.process_time, "process"
+        elif callable(clock):
+            self.clock, self.clock_name = clock, "custom"
+        else:
+            raise ConfigError(f"clock={clock!r}: use 'wall', 'process' or a function returning seconds")
         self._sync_opt = sync
         self._display = _display.Display(display, every, stream)
         self.every = self._display.every
@@ -199,11 +207,16 @@ class Tracker:
                 dev = "cuda"
         if dev not in ("cpu", "cuda"):
             raise ConfigError(f"device={self.device!r}: use auto, cuda or cpu")
+        if dev == "cuda" and self.clock_name == "process":
+            raise ConfigError("clock='process' times CPU-only runs (GPU work does not count as process CPU time)")
         self.device_kind = dev
         if dev == "cpu":
             self.channels = [CpuChannel()]
             self.notes.append("CPU energy is MODELLED (no RAPL here): the calibration CPU meter's stated power model "
                               "at the measured busy threads; time is measured")
+            if self.clock_name == "process":
+                self.notes.append("clock 'process': step times are this process's CPU seconds (all its threads), not "
+                                  "wall time: what a shared machine cannot steal; run one thread to read it as time")
             return
         try:
             self.channels, how = open_nvml_channels(self.devices, clock=self.clock)
@@ -299,7 +312,7 @@ class Tracker:
                      "resolved": self.plan.as_dict() if self.plan.steps else None,
                      "assumptions": self.plan_assumptions},
             "static": self.static, "host_w": self.host_w,
-            "settings": {**self.settings.as_dict(), "window_s": self.window_s},
+            "settings": {**self.settings.as_dict(), "window_s": self.window_s, "clock": self.clock_name},
             "budget": {**self.budgets, "on_budget": self.on_budget},
             "software": {"python": platform.python_version(), "platform": platform.platform(),
                          "torch": getattr(torch, "__version__", None)},
