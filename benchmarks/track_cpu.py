@@ -1,7 +1,7 @@
 """Real CPU training runs tracked end to end with ``wattlint.track`` (STEP projection), a run-level fit on some of
 them, and the tracker's overhead. Writes benchmarks/results/track_cpu.json (+ the run records it used).
 
-    nice python benchmarks/track_cpu.py            # ~12 min on one core of the dev machine
+    nice python benchmarks/track_cpu.py            # ~6 min of CPU time (longer wall time on a shared machine)
     python benchmarks/track_cpu.py --quick         # plumbing check, seconds (results not written)
 
 Method
@@ -44,13 +44,13 @@ OUT = ROOT / "benchmarks" / "results" / "track_cpu.json"
 # ---- the split, fixed before fitting -----------------------------------------------------------------------------
 FIT = ("cnn-small-b32", "gpt-tiny-b8-s128", "mlp-mnist-b128")
 HELD_OUT = ("vit-tiny-b32", "mixer-tiny-b32")
-# plan per model: how the work is given (same options as `wattlint estimate`), chosen for ~2-3 min per run
+# plan per model: how the work is given (same options as `wattlint estimate`); ~60-100 s of CPU time each
 PLANS = {
-    "cnn-small-b32": {"epochs": 10, "dataset": 3200},  # 100 steps per epoch: epoch boundaries exercised
-    "gpt-tiny-b8-s128": {"tokens": 550 * 8 * 128, "seq_len": 128},  # 550 steps
-    "mlp-mnist-b128": {"steps": 6000},
-    "vit-tiny-b32": {"steps": 700},
-    "mixer-tiny-b32": {"steps": 1500},
+    "cnn-small-b32": {"epochs": 4, "dataset": 3200},  # 100 steps per epoch: epoch boundaries exercised
+    "gpt-tiny-b8-s128": {"tokens": 250 * 8 * 128, "seq_len": 128},  # 250 steps
+    "mlp-mnist-b128": {"steps": 3000},
+    "vit-tiny-b32": {"steps": 300},
+    "mixer-tiny-b32": {"steps": 800},
 }
 
 
