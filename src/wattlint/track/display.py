@@ -64,7 +64,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     lines.append(f"  warm-up {a['warmup_steps']:,} steps ({u.duration(a['warmup_time_s'])}); stable "
                  f"{u.duration(st['mean'])}/step ±{st['rel_ci90'] * 100:.1f} % (90 % CI), p5–p95 "
                  f"{u.duration(st['p5'])}–{u.duration(st['p95'])}"
-                 + ("" if a.get("stable") else f"; NOT STABLE: {a.get('reason')}"))
+                 + ("" if a.get("stable") else
+                    f"; stable-phase criteria no longer met over the whole run: {a.get('reason')}" if s.get("at_stable")
+                    else f"; NOT STABLE: {a.get('reason')}"))
     for c in a.get("channels") or []:
         if c.get("avg_power_w") is None:
             lines.append(f"  {c['name']}: no valid energy window ({c['windows_failed']} failed)")

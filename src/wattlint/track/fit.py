@@ -163,7 +163,10 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
                               "correction sits on top of ONE op-level model; fit these records separately")
         a = analyze(rec.run_data(), Settings.from_dict(h.get("settings")))
-        if not a.get("stable"):
+        reached = any(e.get("kind") == "stable" for e in rec.events)
+        if not a.get("stable") and not (reached and "step_time_s" in a):
+            # usable when the run reached its stable phase (an event line) even if the spread over the whole run
+            # later grew past the declaration threshold; the stable mean is that of the whole post-warm-up run
             skipped.append({"file": str(f), "reason": f"no stable phase ({a.get('reason')})"})
             continue
         ps = a["per_step"]

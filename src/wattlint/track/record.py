@@ -3,8 +3,9 @@
 Line 1 is the header (model hash, plan, devices, static prediction and its provenance); then one ``window`` line
 per measured window (its steps' times, data waits, energy per device), ``event`` lines (stable phase reached,
 budget warnings / stop), and a ``summary`` line when the run ends normally. Each line is written with ONE
-``write`` on an O_APPEND descriptor and fsync'd, so killing the process at any point leaves every completed line
-valid (only the steps after the last window are lost). The reader accepts a record without a summary and ignores
+``write`` on an O_APPEND descriptor before the tracker returns to the loop (then fsync'd by a background thread),
+so killing the process at any point leaves every completed line valid (only the steps after the last window are
+lost). The reader accepts a record without a summary and ignores
 a torn last line (power loss), saying so.
 """
 
@@ -14,6 +15,7 @@ import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,9 +43,12 @@ def _clean(x: Any) -> Any:
 
 
 class RecordWriter:
-    """Append-only JSON Lines writer: one write + fsync per line."""
+    """Append-only JSON Lines writer. Each line is ONE ``write`` on an O_APPEND descriptor, done before ``write``
+    returns: a killed process leaves it in the file (the kernel holds it). ``fsync`` (durability across an OS crash
+    or power loss) runs in a background thread by default (``fsync="async"``) so that a slow disk never stalls the
+    training loop; ``fsync=True`` syncs every line in the caller, ``False`` never (close always syncs)."""
 
-    def __init__(self, path: str | Path, *, fsync: bool = True):
+    def __init__(self, path: str | Path, *, fsync: bool | str = "async"):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -52,6 +57,23 @@ class RecordWriter:
             raise InputError(f"{self.path} exists: a run record is never overwritten; pass another out=") from None
         self.fsync = fsync
         self.lines = 0
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if fsync == "async":
+            self._thread = threading.Thread(target=self._syncer, name="wattlint-record-fsync", daemon=True)
+            self._thread.start()
+
+    def _syncer(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            with self._lock:
+                if self.fd >= 0:
+                    os.fsync(self.fd)
+                if self._closing:
+                    return
 
     def write(self, obj: dict[str, Any]) -> None:
         data = (json.dumps(_clean(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
@@ -59,14 +81,23 @@ class RecordWriter:
         while view:
             k = os.write(self.fd, view)
             view = view[k:]
-        if self.fsync:
+        if self.fsync is True:
             os.fsync(self.fd)
+        elif self._thread is not None:
+            self._dirty.set()
         self.lines += 1
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        if self._thread is not None:
+            self._closing = True
+            self._dirty.set()
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        with self._lock:
+            if self.fd >= 0:
+                os.fsync(self.fd)
+                os.close(self.fd)
+                self.fd = -1
 
 
 @dataclass
