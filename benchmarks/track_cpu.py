@@ -267,8 +267,8 @@ def overhead(tmp: Path, quick: bool) -> dict:
             "in_tracker_share": s["tracker_overhead_per_step_s"] / step_s,
             "ab_wall_per_step_s": tracked - bare, "ab_share": (tracked - bare) / step_s,
             "note": "in_tracker = time inside t.step() incl. window close (analysis + one JSON line per window, "
-                    "fsync'd by the writer's background thread), amortised per step; A/B = wall time per step of the same busy loop with and without "
-                    "t.step() (tracker start and close excluded; on a shared machine this also carries scheduling "
+                    "fsync'd by the writer's background thread), amortised per step; A/B = wall time per step of "
+                    "the same busy loop with and without t.step() (tracker start and close excluded; on a shared machine this also carries scheduling "
                     "noise)"}
 
 

@@ -143,3 +143,26 @@ def test_predictor_wrapper_and_loader(runs, tmp_path):
     assert t1[0] * p1[0] == pytest.approx(t0[0] * p0[0] * corr.energy_factor)
     assert pred.calibration == "measured" and "run-level correction" in pred.source
     assert pred.range_factors() == pytest.approx(corr.quantiles["energy"])
+
+
+def test_a_record_that_reached_its_stable_phase_is_used(tmp_path):
+    """The tracker declared the phase stable during the run (event line) but the spread over the whole run grew past
+    the threshold afterwards: fit uses it, as the tracker did; without the event it is skipped."""
+    d = tmp_path / "r"
+    write_record(d / "a.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1)
+    noisy = write_record(d / "b.jsonl", model_hash="b", t_meas=0.1, t_pred=0.1)
+    lines = noisy.read_text().splitlines()
+    out = [lines[0]]
+    for ln in lines[1:]:
+        w = json.loads(ln)
+        # after step 60 the machine slows in bursts: 20-step blocks alternate 0.1 s and 0.3 s
+        w["step_times_s"] = [0.3 if i > 60 and (i // 20) % 2 else 0.1
+                             for i, _ in enumerate(w["step_times_s"], start=w["first_step"])]
+        out.append(json.dumps(w))
+    noisy.write_text("\n".join(out) + "\n")
+    with pytest.raises(RunFitError, match="b.jsonl: no stable phase"):
+        fit_records([str(d)], out=str(tmp_path / "o"))
+    with open(noisy, "a") as f:
+        f.write(json.dumps({"type": "event", "kind": "stable", "step": 60, "t": 6.0}) + "\n")
+    corr, _ = fit_records([str(d)], out=str(tmp_path / "o"))
+    assert corr.runs == 2

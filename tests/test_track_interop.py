@@ -96,3 +96,23 @@ def test_import_is_light():
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_compare_run_on_a_committed_record_with_a_reestimate(capsys):
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, "--model", "wattlint.calibrate.zoo:mlp_mnist", "--input", "x=float32[128,784]",
+                 "--cpu-calibration", "calibration/runs/cpu-amd-epyc", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "run-record" and doc["status"] == "completed"
+    meas = doc["analysis"]["per_step"]["time_s"]
+    c = doc["comparison"]["step_time_s"]
+    assert c["measured"] == pytest.approx(meas) and c["error"] == pytest.approx(c["static"] / meas - 1, rel=1e-5)
+    r = doc["reestimate"]
+    assert r["static"]["plan"]["steps"] == 3000 and r["static"]["gpu"] == "cpu-amd-epyc"
+    st = r["static"]["per_step"]["time_s"]
+    assert r["comparison"]["step_time_s"]["error"] == pytest.approx(st / meas - 1, rel=1e-5)
+    assert main(["compare-run", rec]) == 0
+    text = capsys.readouterr().out
+    assert "projection when the stable phase was reached" in text and "modelled" in text

@@ -193,3 +193,24 @@ def test_real_cpu_loop_with_static_estimate(tmp_path):
     assert "cpu-amd-epyc" in st["energy_model"]
     assert rec.summary["comparison"]["step_time_s"]["static"] == pytest.approx(st["per_step"]["time_s"])
     assert any("MODELLED" in n for n in h["notes"])
+
+
+def test_live_line_and_rich_display(tmp_path):
+    import io
+
+    from wattlint.track.display import Display
+
+    clock = Clock()
+    buf = io.StringIO()
+    with _track(tmp_path, clock, steps=100, display="line", every=25, stream=buf) as t:
+        for _ in range(100):
+            clock.t += 0.1
+            t.step()
+    out = buf.getvalue()
+    assert "wattlint: step 25/100" in out and "projected" in out
+    assert "wattlint run record:" in out and "static estimate: unavailable" not in out  # static=False: none asked
+    rich = io.StringIO()
+    d = Display("rich", 10, rich)
+    d.update("wattlint: step 10 | projected 1 s [1 s–2 s]")  # brackets are text, not rich markup
+    d.end(["done"])
+    assert "[1 s–2 s]" in rich.getvalue() and "done" in rich.getvalue()
