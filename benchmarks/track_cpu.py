@@ -268,8 +268,8 @@ def overhead(tmp: Path, quick: bool) -> dict:
             "ab_wall_per_step_s": tracked - bare, "ab_share": (tracked - bare) / step_s,
             "note": "in_tracker = time inside t.step() incl. window close (analysis + one JSON line per window, "
                     "fsync'd by the writer's background thread), amortised per step; A/B = wall time per step of "
-                    "the same busy loop with and without t.step() (tracker start and close excluded; on a shared machine this also carries scheduling "
-                    "noise)"}
+                    "the same busy loop with and without t.step() (tracker start and close excluded; on a shared "
+                    "machine this also carries scheduling noise)"}
 
 
 def main() -> int:
