@@ -81,6 +81,14 @@ def test_time_factor_and_held_out_errors_by_hand(runs, tmp_path):
     assert read_correction(path).time_factor == pytest.approx(expected)
 
 
+def test_fit_cli_prints_factors_and_held_out_errors(runs, tmp_path, capsys):
+    assert main(["fit", str(runs), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    f = math.exp((0.5 * (math.log(1.2) + math.log(1.5)) + math.log(0.8)) / 2)
+    assert f"time x{f:.3f}" in out and "leave-one-model-out time: MAPE" in out
+    assert (tmp_path / "cli" / "run_correction.json").is_file()
+
+
 def test_records_of_another_gpu_are_refused(runs, tmp_path, capsys):
     write_record(runs / "other.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1, gpu_key="a100-sxm4-80gb")
     with pytest.raises(RunFitError, match="measured on a100-sxm4-80gb, not h100-sxm5-80gb"):
