@@ -66,7 +66,7 @@ def main(folder: str) -> int:
     for m in val["models"]:
         p = m["predicted"]
 
-        def cell(k):
+        def cell(k, p=p):
             e = p.get(k)
             return f"{e['time_s'] * 1e3:.1f} ({e['time_err'] * 100:+.0f} %)" if e else "-"
         lines.append(f"| {m['name']} | {m['measured']['time_s'] * 1e3:.1f} | {cell('calibrated')} | {cell('prior')} | "

@@ -40,7 +40,6 @@ def compare(name: str, workdir: Path, shape: tuple | None = None) -> dict:
 
     from wattlint.frontends.onnx import analyze_onnx
     from wattlint.frontends.source import analyze
-    from wattlint.types import TensorSpec
 
     build, in_name, default_shape, dtype = CASES[name]
     shape = tuple(shape or default_shape)

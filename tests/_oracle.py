@@ -9,6 +9,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from wattlint.frontends import torch as wt
+from wattlint.types import OpKind, Phase
 
 
 class _ScalarReads(TorchDispatchMode):
@@ -19,7 +20,6 @@ class _ScalarReads(TorchDispatchMode):
             x = args[0]
             return True if x.dtype == torch.bool else (0.0 if x.is_floating_point() else 1)
         return func(*args, **(kwargs or {}))
-from wattlint.types import OpKind, Phase
 
 
 def oracle_flops(model: nn.Module, args=(), kwargs=None, hf: bool = False) -> tuple[int, int]:

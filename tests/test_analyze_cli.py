@@ -30,7 +30,7 @@ def test_json_contract_and_determinism(run_cli, tmp_path):
     assert doc["schema"] == "wattlint.analysis/1"
     assert doc["model"]["format"] == "torch" and doc["model"]["params"] == 11689512
     assert doc["totals"]["backward"]["flops"] > doc["totals"]["forward"]["flops"] > 0
-    names = {(l["name"], l["phase"]) for l in doc["layers"]}
+    names = {(le["name"], le["phase"]) for le in doc["layers"]}
     assert ("conv1", "forward") in names and ("layers.3.1.conv2", "backward") in names
     assert doc["ops"]["unsupported"] == {} and doc["ops"]["count"] > 0
     assert doc["trace"]["micro_batch"] == 4 and doc["trace"]["outputs"][0]["shape"] == [4, 1000]

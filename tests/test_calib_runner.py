@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from wattlint.calibrate.backends import FakeDevice, fake_truth
-from wattlint.calibrate.runner import CSV_COLUMNS, RunConfig, RunPaths, read_rows, run_calibration
+from wattlint.calibrate.runner import CSV_COLUMNS, RunConfig, read_rows, run_calibration
 from wattlint.calibrate.suites import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]

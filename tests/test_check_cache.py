@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wattlint.cache import HashMemo, ResultCache, atomic_write_text, find_module_file, project_imports
+from wattlint.cache import HashMemo, ResultCache, find_module_file, project_imports
+from wattlint.io import atomic_write_text
 from wattlint.config import parse_config
 
 

@@ -1,5 +1,7 @@
 """Unreadable / non-JSON user files exit 2 with one line (not 'internal error', exit 3)."""
 
+from pathlib import Path
+
 import pytest
 
 
@@ -49,3 +51,38 @@ def test_validate_files_that_are_json_but_not_objects_exit_2(run_cli, tmp_path, 
     code, out, err = run_cli(*[a.format(f=f) for a in argv])
     assert code == 2, err
     assert err.startswith("wattlint: error:") and "internal error" not in err
+
+
+# ---- absurd values (issue 12: D1, D8), refused by the one option table with one line ---------------------------
+
+ONNX_EX = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--batch-size", "1e400"], "argument --batch-size: '1e400': expected a whole number"),  # D1: was a traceback
+    (["--gpus", "4611686018427387904"], "argument --gpus: '4611686018427387904': expected a whole number"),
+    (["--gpu", ""], "argument --gpu: '': expected a non-empty string"),
+    (["--compare", "a100,,"], "argument --compare: 'a100,,': expected a comma-separated list"),
+    (["--tokens", "inf"], "argument --tokens: 'inf': expected a number"),
+    (["--epochs", "nan"], "argument --epochs: 'nan': expected a number"),
+])
+def test_absurd_cli_values_exit_2_one_line(run_cli, argv, needle):
+    code, out, err = run_cli(ONNX_EX, *argv)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and needle in err, err
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("tokens = inf", "'tokens' = inf: expected a number"),  # blamed on the config key, not on a flag never passed
+    ("gpus = 4611686018427387904", "'gpus' = 4611686018427387904: expected a whole number"),
+    ("gpus = 1e300", "'gpus' = 1e+300: expected a whole number"),
+    ("regression-threshold = nan", "'regression-threshold' = nan: expected a number"),
+    ('select = "WL"', "'select' = 'WL': expected a list of non-empty strings"),
+])
+def test_absurd_config_values_name_the_key(run_cli, tmp_path, monkeypatch, line, needle):
+    (tmp_path / "pyproject.toml").write_text(f"[tool.wattlint]\n{line}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(ONNX_EX, "--gpu", "a100")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and needle in err, err
+    assert " --" not in err, err  # no flag the user never passed is blamed

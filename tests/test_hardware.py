@@ -15,12 +15,15 @@ REQUIRED_GPUS = [
     "a10-24gb", "a10g-24gb", "a40-48gb", "l40s-48gb", "l40-48gb", "rtx-a4000-16gb", "rtx-a6000-48gb",
     "rtx3070-8gb", "rtx3080-10gb", "rtx3090-24gb", "rtx4080-16gb", "rtx4090-24gb", "rtx2080ti-11gb",
     "p100-pcie-16gb", "gtx750ti-2gb", "mi250x-128gb", "mi300x-192gb",
+    # issue 15: the GPUs of today
+    "b200-sxm-180gb", "gb200-186gb", "b100-sxm-192gb", "rtx5090-32gb", "rtx5080-16gb", "h20-96gb", "l20-48gb",
+    "mi325x-256gb", "gaudi3-128gb",
 ]
 
 
 def test_database_has_required_gpus():
     gpus = load_gpus()
-    assert len(gpus) >= 25
+    assert len(gpus) >= 40
     missing = [k for k in REQUIRED_GPUS if k not in gpus]
     assert not missing
 
@@ -62,6 +65,33 @@ def test_known_caveats_of_public_tables():
     assert g["a100-sxm4-80gb"].peak_tflops["bf16"] == 312
 
 
+def test_new_gpus_dense_values():
+    g = load_gpus()
+    # HGX B200: 4.5 PF FP16/BF16 and 9 PF FP8 per GPU are with 2:4 sparsity -> half dense
+    b200 = g["b200-sxm-180gb"].peak_tflops
+    assert (b200["bf16"], b200["fp8"], b200["tf32"]) == (4500 / 2, 9000 / 2, 2200 / 2)
+    gb200 = g["gb200-186gb"].peak_tflops  # NVL72 per GPU: 5 PF / 10 PF sparse
+    assert (gb200["bf16"], gb200["fp8"]) == (5000 / 2, 10000 / 2)
+    assert g["b100-sxm-192gb"].peak_tflops["bf16"] == 28000 / 8 / 2  # HGX B100 28 PF sparse over 8 GPUs
+    # GeForce Blackwell: FP32-accumulate = half the FP16-accumulate rate (RTX 5090: 419 -> 209.5; FP8 838 -> 419)
+    r5090 = g["rtx5090-32gb"].peak_tflops
+    assert (r5090["fp16"], r5090["bf16"], r5090["fp8"]) == (419 / 2, 419 / 2, 838 / 2)
+    # RTX 5080 derived from the 5090 by SMs x clock (84 x 2617 / 170 x 2407), flagged
+    k = (84 * 2617) / (170 * 2407)
+    assert g["rtx5080-16gb"].peak_tflops["fp16"] == pytest.approx(209.5 * k, abs=0.05)
+    assert "peak_tflops.fp16" in g["rtx5080-16gb"].unconfirmed
+    # MI325X: the MI300X compute with more/faster memory
+    assert dict(g["mi325x-256gb"].peak_tflops) == dict(g["mi300x-192gb"].peak_tflops)
+    assert (g["mi325x-256gb"].memory_gb, g["mi325x-256gb"].memory_bw_gbs, g["mi325x-256gb"].tdp_w) == (256, 6000, 1000)
+    # China-market parts have no NVIDIA datasheet: every peak flagged
+    for key in ("h20-96gb", "l20-48gb"):
+        assert {f"peak_tflops.{d}" for d in ("tf32", "fp16", "bf16", "fp8")} <= set(g[key].unconfirmed), key
+    # Gaudi 3: the 'SM' count is the 64 TPCs (a stated, flagged mapping); no fp16/tf32 rate is published
+    gaudi = g["gaudi3-128gb"]
+    assert gaudi.sm_count == 64 and "sm_count" in gaudi.unconfirmed and "TPC" in gaudi.sources["sm_count"]
+    assert set(gaudi.peak_tflops) == {"fp32", "bf16", "fp8"} and gaudi.vendor == "Intel"
+
+
 def test_values_are_plausible():
     for key, g in load_gpus().items():
         assert 0 < g.idle_w < g.tdp_w, key
@@ -97,7 +127,10 @@ def test_names_do_not_collide():
     ("a100", "a100-sxm4-80gb"), ("a100-80gb", "a100-sxm4-80gb"), ("A100-40GB", "a100-sxm4-40gb"),
     ("h100", "h100-sxm5-80gb"), ("h200", "h200-sxm-141gb"), ("t4", "t4-16gb"), ("l40s", "l40s-48gb"),
     ("l4", "l4-24gb"), ("a10", "a10-24gb"), ("a10g", "a10g-24gb"), ("4090", "rtx4090-24gb"),
-    ("mi300x", "mi300x-192gb"),
+    ("mi300x", "mi300x-192gb"), ("b200", "b200-sxm-180gb"), ("B200", "b200-sxm-180gb"), ("gb200", "gb200-186gb"),
+    ("b100", "b100-sxm-192gb"), ("rtx5090", "rtx5090-32gb"), ("RTX 5090", "rtx5090-32gb"),
+    ("rtx5080", "rtx5080-16gb"), ("h20", "h20-96gb"), ("l20", "l20-48gb"), ("mi325x", "mi325x-256gb"),
+    ("gaudi3", "gaudi3-128gb"), ("Gaudi 3", "gaudi3-128gb"),
 ])
 def test_alias_resolution_is_stated(alias, key):
     spec, note = resolve_gpu(alias)
@@ -116,6 +149,9 @@ def test_key_resolves_without_assumption():
     ("NVIDIA GeForce RTX 3090", "rtx3090-24gb"), ("Tesla T4", "t4-16gb"), ("Tesla V100-SXM2-32GB", "v100-sxm2-32gb"),
     ("Tesla V100-PCIE-16GB", "v100-pcie-16gb"), ("NVIDIA L40S", "l40s-48gb"), ("NVIDIA H100 PCIe", "h100-pcie-80gb"),
     ("NVIDIA GeForce RTX 4090", "rtx4090-24gb"), ("Tesla P100-PCIE-16GB", "p100-pcie-16gb"),
+    ("NVIDIA B200", "b200-sxm-180gb"), ("NVIDIA GB200", "gb200-186gb"), ("NVIDIA GeForce RTX 5090", "rtx5090-32gb"),
+    ("NVIDIA GeForce RTX 5080", "rtx5080-16gb"), ("NVIDIA H20", "h20-96gb"), ("NVIDIA L20", "l20-48gb"),
+    ("AMD Instinct MI325X", "mi325x-256gb"),
 ])
 def test_nvml_names(nvml, key):
     assert gpu_from_nvml_name(nvml).key == key
@@ -150,6 +186,8 @@ def test_gpu_detail(run_cli, monkeypatch):
     code, out, err = run_cli("gpus", "NVIDIA H100 80GB HBM3", "--format", "json")
     info = json.loads(out)
     assert info["key"] == "h100-sxm5-80gb"
+    assert info["precisions"]["supported"] == ["default", "fp32", "tf32", "fp16", "bf16", "fp8"]
+    assert "H100 Tensor Core GPU Architecture whitepaper" in info["precisions"]["source"]
     assert info["values"]["tdp_w"]["value"] == 700 and "H100" in info["values"]["tdp_w"]["source"]
 
 
@@ -174,16 +212,23 @@ def test_gpus_text_lists_every_key(run_cli, monkeypatch):
 def test_gpus_json_sources(run_cli):
     code, out, _ = run_cli("gpus", "--format", "json", "--sources")
     assert code == 0
-    assert all(r["sources"] for r in json.loads(out))
+    rows = json.loads(out)
+    assert len(rows) >= 40 and all(r["sources"] and r["sources"].get("precisions") for r in rows)
+    v100 = next(r for r in rows if r["key"] == "v100-sxm2-32gb")
+    assert v100["precisions"] == ["default", "fp32", "fp16"]
+
+
+def test_b200_resolves_and_estimates_in_the_cli(run_cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, err = run_cli("gpus", "b200")
+    assert code == 0 and "b200-sxm-180gb" in out and "precisions: default, fp32, tf32, fp16, bf16, fp8" in out
 
 
 def test_calibration_status(tmp_path, monkeypatch):
-    import wattlint.hardware as hw
-
     assert calibration_status("no-such-gpu") == "prior"
     (tmp_path / "t4-16gb").mkdir()
     (tmp_path / "t4-16gb" / "card.json").write_text("{}")
-    monkeypatch.setattr(hw, "MODELS_DIR", tmp_path)
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(tmp_path))  # on the search path
     assert calibration_status("t4-16gb") == "measured"
     assert calibration_status("l4-24gb") == "prior"
 

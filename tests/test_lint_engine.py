@@ -55,12 +55,12 @@ def test_options_and_severity_override_from_config():
     c = cfg(**{"rules": {"WL104": {"min-share": 0.99}, "WL101": {"severity": "error"}}})
     g, e = testing.scenario([{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"},
                              {"op": "elementwise", "shape": [8192, 4096], "count": 1}], precision="fp32")
-    out = run_rules(g, e, c, rules=[R["WL101"], R["WL104"]], reestimator=testing.simple_estimate)
+    out = run_rules(e, c, rules=[R["WL101"], R["WL104"]], reestimator=testing.simple_estimate, strict=True)
     assert [f.code for f in out] == ["WL101"]
     assert out[0].severity == "error" and exit_code(out) == 1
 
 
-def test_a_crashing_rule_becomes_an_info_finding_outside_tests(monkeypatch):
+def test_a_crashing_rule_becomes_an_info_finding_and_strict_raises(monkeypatch):
     class Boom(Rule):
         code, name, summary = "WL499", "boom", "x"
 
@@ -68,24 +68,36 @@ def test_a_crashing_rule_becomes_an_info_finding_outside_tests(monkeypatch):
             raise RuntimeError("kaput")
 
     g, e = testing.scenario([{"op": "linear", "m": 64, "n": 64, "k": 64}])
-    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
     monkeypatch.delenv("WATTLINT_DEBUG", raising=False)
-    out = run_rules(g, e, rules=[Boom])
+    out = run_rules(e, rules=[Boom])
     assert out == [Finding("WL499", "info", "rule WL499 could not run: RuntimeError: kaput")]
+    with pytest.raises(RuntimeError, match="kaput"):
+        run_rules(e, rules=[Boom], strict=True)
 
 
-def test_reestimates_do_not_lint_recursively():
-    calls = []
-
-    def reest(graph, gpu, plan):
-        calls.append(1)
-        inner = run_rules(graph, testing.simple_estimate(graph, gpu, plan))  # what estimate_graph would do
-        assert inner == []
-        return testing.simple_estimate(graph, gpu, plan)
-
+def test_without_a_reestimator_savings_are_unknown_not_invented():
     g, e = testing.scenario([{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"}],
                             precision="fp32")
-    assert run_rules(g, e, rules=[R["WL101"]], reestimator=reest) and calls
+    (f,) = run_rules(e, rules=[R["WL101"]], strict=True)
+    assert f.code == "WL101" and f.saving_kwh is None and f.saving_pct is None
+
+
+def test_reestimates_are_priced_without_lint():
+    """The request path's re-estimator prices variants (no findings on them): lint never recurses."""
+    from wattlint import api
+
+    seen = []
+
+    class Spy(api.Reestimator):
+        def __call__(self, graph, spec, plan):
+            est = super().__call__(graph, spec, plan)
+            seen.append(est)
+            return est
+
+    g, e = testing.scenario([{"op": "linear", "m": 8192, "n": 8192, "k": 8192, "dtype": "float32"}],
+                            precision="fp32", estimator=api.price)
+    assert run_rules(e, rules=[R["WL101"]], reestimator=Spy(), strict=True)
+    assert seen and all(v.findings == () for v in seen)
 
 
 def test_get_rule_by_code_or_name():
@@ -103,3 +115,22 @@ def test_estimate_attaches_findings_without_config():
                             tokens=1e8)
     got = {f.code for f in est.findings}
     assert "WL101" in got and "WL403" not in got
+
+
+def test_ignore_wl201_is_honoured_by_the_estimate_and_check_paths(tmp_path, monkeypatch):
+    """WL201 is only a rule: ignoring it silences it for `wattlint MODEL` and for `wattlint check` alike."""
+    pytest.importorskip("onnx")
+    from wattlint import api
+    from wattlint.lint.check import estimate_model
+
+    model = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    opts = {"steps": 10, "batch_size": 1024}  # ResNet-50 at batch 1024 on a 16 GB T4: does not fit
+    est = api.estimate(str(model), gpu="t4", **opts)
+    assert not est.memory.fits and "WL201" in {f.code for f in est.findings}
+    quiet = api.estimate(str(model), gpu="t4", config=cfg(ignore=["WL201"]), **opts)
+    assert not quiet.memory.fits and "WL201" not in {f.code for f in quiet.findings}
+    for ignore in ([], ["WL201"]):
+        c = parse_config({"gpu": "t4", "steps": 10, "batch-size": 1024, "ignore": ignore,
+                          "models": [{"name": "r50", "source": str(model)}]}, root=tmp_path)
+        _, findings = estimate_model(c.models[0], c)
+        assert ("WL201" in {f.code for f in findings}) == (not ignore)

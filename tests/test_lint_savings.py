@@ -26,7 +26,7 @@ def one(code, ops, **kw):
     g, e = testing.scenario(ops, **kw)
     m = M()
     m.budget = budget
-    out = run_rules(g, e, None, m, rules=[R[code]], baseline=baseline, reestimator=testing.simple_estimate,
+    out = run_rules(e, None, m, rules=[R[code]], baseline=baseline, reestimator=testing.simple_estimate,
                     gpus=testing.gpus_list)
     assert len(out) == 1, out
     return out[0], e
@@ -40,7 +40,7 @@ def test_wl101_fp32_to_bf16_on_a100():
                params=1000)
     assert expected == pytest.approx(0.9375)
     assert f.saving_pct / 100 == pytest.approx(expected, abs=0.002)
-    assert f.saving_kwh == pytest.approx(e.total["energy_kwh"] * expected, rel=0.01)
+    assert f.saving_kwh == pytest.approx(e.total.energy_kwh * expected, rel=0.01)
 
 
 def test_wl106_low_rank_pair_vs_dense():

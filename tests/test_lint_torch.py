@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 import textwrap
 
@@ -64,12 +63,12 @@ MODELS = textwrap.dedent('''
 def est(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     (d / "lint_models.py").write_text(MODELS)
-    E = importlib.import_module("wattlint.estimate")
+    from wattlint.api import estimate
 
     def run(attr, **kw):
         kw.setdefault("precision", "bf16")
         kw.setdefault("steps", 1000)
-        e = E.estimate(f"{d / 'lint_models.py'}:{attr}", gpu="a100-sxm4-80gb", **kw)
+        e = estimate(f"{d / 'lint_models.py'}:{attr}", gpu="a100-sxm4-80gb", **kw)
         return {f.code: f for f in e.findings}
 
     return run

@@ -13,7 +13,7 @@ GIB = 2**30
 
 
 def plan(**kw):
-    base = dict(batch_size=64, steps=1, precision="fp32", optimizer="adamw")
+    base = dict(batch_size=64, steps=1, precision="fp32", optimizer="adamw", pue=1.0, carbon_intensity_g_per_kwh=400.0)
     base.update(kw)
     return Plan(**base)
 
@@ -80,13 +80,13 @@ def test_fallback_activation_estimate_is_stated():
 
 
 def test_untraced_checkpointing_trades_memory_for_time():
-    from wattlint.estimate import estimate
+    from wattlint.api import estimate
 
     g = mlp_graph(activation_bytes=8 * GIB)
     a = estimate(g, gpu="a100", steps=10)
     b = estimate(g, gpu="a100", steps=10, activation_checkpointing=True)
-    assert b.memory["breakdown"]["activations"] == int(8 * GIB * memory.CHECKPOINT_FACTOR)
-    assert b.memory["peak_bytes_per_gpu"] < a.memory["peak_bytes_per_gpu"]
-    fwd = a.phases["forward"]["time_s"]
-    assert b.phases["backward"]["time_s"] == pytest.approx(a.phases["backward"]["time_s"] + fwd)
+    assert b.memory.breakdown["activations"] == int(8 * GIB * memory.CHECKPOINT_FACTOR)
+    assert b.memory.peak_bytes_per_gpu < a.memory.peak_bytes_per_gpu
+    fwd = a.phases['forward'].time_s
+    assert b.phases['backward'].time_s == pytest.approx(a.phases['backward'].time_s + fwd)
     assert any("checkpointing" in x for x in b.assumptions)

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from wattlint.frontends.onnx import analyze_onnx, scope_to_module
-from wattlint.types import InputError, Phase, Status, TensorSpec
+from wattlint.types import InputError, Phase, TensorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET = ROOT / "examples" / "resnet50.onnx"
@@ -354,7 +354,7 @@ def test_analyze_cli_json_on_onnx(run_cli):
         import jsonschema
 
         jsonschema.validate(doc, json.loads(schema.read_text()))
-    names = {(l["name"], l["phase"]) for l in doc["layers"]}
+    names = {(le["name"], le["phase"]) for le in doc["layers"]}
     assert ("layer4.2.conv3", "backward") in names and ("fc", "forward") in names
     assert doc["ops"]["unsupported"] == {}
 

@@ -159,9 +159,19 @@ def test_overrides():
 
 
 def test_precision_without_native_rate_is_stated():
+    # a GPU that runs tf32 but has no sourced TF32 peak (A10G): accepted, costed at the fp32 rate, stated
+    a10g = resolve_gpu("a10g")[0]
+    p = build_plan(graph(), gpu=a10g, epochs=1, precision="tf32")
+    assert p.precision == "tf32"
+    assert any("a10g-24gb has no tf32 tensor-core rate in the database; costed at its fp32 rate" in a
+               for a in p.assumptions)
+    # a precision the GPU has no hardware for: an input error by default, a stated fallback for candidates
     v100 = resolve_gpu("v100")[0]
-    p = build_plan(graph(), gpu=v100, epochs=1, precision="bf16")
-    assert any("no bf16" in a for a in p.assumptions)
+    with pytest.raises(ConfigError, match="no bf16 tensor cores"):
+        build_plan(graph(), gpu=v100, epochs=1, precision="bf16")
+    p = build_plan(graph(), gpu=v100, epochs=1, precision="bf16", strict_precision=False)
+    assert p.precision == "fp16"
+    assert any("no bf16" in a and "costed as fp16" in a for a in p.assumptions)
 
 
 def test_gpus_per_node_default_and_partial_nodes():
@@ -173,26 +183,30 @@ def test_gpus_per_node_default_and_partial_nodes():
 # ---- bad values ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(epochs=-1), "--epochs must be positive"),
-    (dict(epochs=0), "--epochs must be positive"),
-    (dict(batch_size=0), "--batch-size must be positive"),
-    (dict(steps=0), "--steps must be positive"),
+    (dict(epochs=-1), r"--epochs -1: expected a number in \(0, "),
+    (dict(epochs=0), r"--epochs 0: expected a number in \(0, "),
+    (dict(epochs=float("inf")), r"--epochs inf: expected a number"),
+    (dict(batch_size=0), "--batch-size 0: expected a whole number between 1 and"),
+    (dict(batch_size=10**400), "--batch-size 1000.*: expected a whole number between 1 and"),
+    (dict(steps=0), "--steps 0: expected a whole number"),
+    (dict(gpus=4611686018427387904), "--gpus 4611686018427387904: expected a whole number between 1 and 1,000,000"),
     (dict(steps=1.5), "whole number"),
     (dict(steps=10, epochs=2), "--epochs and --steps conflict"),
     (dict(tokens=1e9, epochs=2), "--epochs and --tokens conflict"),
+    (dict(bogus=1), "not a plan option: bogus"),
     (dict(tokens=1e9, steps=2), "--steps and --tokens conflict"),
     (dict(region="XX"), "unknown region 'XX'"),
     (dict(region="XX", carbon_intensity=5), "unknown region"),
     (dict(dataset="imagenet-2k"), "unknown dataset"),
-    (dict(precision="fp4"), "unknown precision"),
-    (dict(optimizer="lamb"), "unknown optimizer"),
-    (dict(sharding="zero4"), "unknown sharding"),
-    (dict(pue=0.9), "--pue must be between"),
+    (dict(precision="fp4"), "--precision 'fp4': expected one of default, fp32"),
+    (dict(optimizer="lamb"), "--optimizer 'lamb': expected one of adamw, adam, sgd"),
+    (dict(sharding="zero4"), "--sharding 'zero4': expected one of none, zero1"),
+    (dict(pue=0.9), r"--pue 0.9: expected a PUE in \[1, 3\]"),
     (dict(utilization=1.5), "--utilization"),
     (dict(utilization=0), "--utilization"),
-    (dict(gpus=0), "--gpus must be positive"),
+    (dict(gpus=0), "--gpus 0: expected a whole number"),
     (dict(batch_size=4, gpus=8), "smaller than gpus x grad-accum"),
-    (dict(carbon_intensity=-1), "--carbon-intensity must be non-negative"),
+    (dict(carbon_intensity=-1), r"--carbon-intensity -1: expected a number in \[0, "),
     (dict(price=-0.1), "--price"),
     (dict(tokens=1e9), "--tokens needs --seq-len"),
 ])

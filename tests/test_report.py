@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from wattlint.estimate import estimate, estimate_many
+from wattlint.api import estimate, estimate_many
 from wattlint.report import html, markdown, text, units as u
 from _estimate_fixtures import mlp_graph
 
@@ -40,8 +40,10 @@ def ests():
 
 
 def test_text_single_and_compare(ests):
-    one = text.render(ests[:1], top=3)
-    assert "Top 3 layers" in one and "Assumptions" in one and "Provenance" in one
+    one = text.render(ests[:1], top=3, group_by="name")
+    assert "Top 3 layers by energy (of 8)" in one and "Assumptions" in one and "Provenance" in one
+    merged = text.render(ests[:1], top=3)  # 4 blocks: layers.*.fc (x4), layers.*.act (x4), the root's optimizer
+    assert "layers.*.fc (x4)" in merged and "layers.*.act (x4)" in merged
     assert "\x1b[" not in one  # no colour codes when not asked
     cmp_ = text.render(ests)
     assert cmp_.count("★") >= 2 and "t4-16gb" in cmp_
@@ -50,7 +52,7 @@ def test_text_single_and_compare(ests):
 def test_markdown(ests):
     md = markdown.render(ests[:1], top=4)
     assert md.startswith("### wattlint estimate")
-    assert "| phase | time | GPU energy | share |" in md
+    assert "| phase | time / step | GPU energy / step | share |" in md
     assert "<details>" in md
     md2 = markdown.render(ests)
     assert "most energy-efficient" in md2
@@ -75,3 +77,48 @@ def test_html_escapes_names():
                                                           params=g.model.params, param_bytes=g.model.param_bytes)})
     doc = html.render([estimate(g, gpu="a100", steps=1)])
     assert "<b>x</b>" not in doc and "&lt;b&gt;x&lt;/b&gt;" in doc
+
+
+def test_units_pick_one_unit_per_column_and_range():
+    assert u.column([0.0238, 0.0442, 0.00284], u.DURATION) == ["23.8 ms", "44.2 ms", "2.84 ms"]
+    assert u.column([2.39 * 3600, 78.7 * 60], u.DURATION) == ["2.39 h", "1.31 h"]  # never "2.39 h" beside "78.7 min"
+    assert u.range_hours(1.51, 7.39, central=3.36) == "1.51 h – 7.39 h"
+    assert u.range_kwh(0.681, 3.33, central=1.51) == "0.681 kWh – 3.33 kWh"
+    # human magnitudes for tiny runs: 6.77e-05 kWh is 244 J, not "6.77e-05 kWh"
+    assert u.energy_kwh(6.77e-05) == "244 J" and u.energy_kwh(0.0003) == "0.300 Wh"
+    assert u.co2_kg(0.000865) == "0.865 g CO2e"
+
+
+def test_layer_grouping_natural_order_and_shortening():
+    from wattlint.report.layers import group_layers, natural_key, shorten
+    from wattlint.types import LayerEstimate
+
+    def le(name, typ, e):
+        return LayerEstimate(name=name, type=typ, flops=10, time_s=1.0, gpu_energy_j=e, share=e / 100)
+
+    layers = [le(f"h.{i}.mlp", "MLP", 5.0) for i in (0, 1, 2, 10, 11)] + [le("head", "Linear", 7.0)]
+    by_name = group_layers(layers, "name")
+    assert [r.name for r in by_name] == ["head", "h.0.mlp", "h.1.mlp", "h.2.mlp", "h.10.mlp", "h.11.mlp"]
+    block = group_layers(layers, "block")
+    assert [(r.name, r.count, r.gpu_energy_j) for r in block] == [("h.*.mlp", 5, 25.0), ("head", 1, 7.0)]
+    assert [(r.name, r.count) for r in group_layers(layers, "type")] == [("MLP", 5), ("Linear", 1)]
+    assert [r.name for r in group_layers(layers, "depth", depth=2)][:2] == ["head", "h.0"]
+    assert natural_key("a.2") < natural_key("a.10")
+    assert shorten("transformer.h.11.mlp.act", 16) == "…h.11.mlp.act"  # whole components only
+    assert shorten("transformer.h.11.mlp.act", 40) == "transformer.h.11.mlp.act"
+
+
+def test_text_report_fits_the_width_and_escapes_control_characters():
+    g = mlp_graph(layers=2)
+    recs = [r.__class__(**{**{f: getattr(r, f) for f in r.__slots__}, "module": "x\n::error file=a::pwned"})
+            if r.module == "layers.0.fc" else r for r in g.records]
+    g = type(g)(**{**g.__dict__, "records": tuple(recs)})
+    e = estimate(g, gpu="a100", steps=10)
+    for width in (60, 80, 100, 160):
+        out = text.render([e], top=10, width=width, group_by="name")
+        table = out[out.index("Top "):out.index("Findings") if "Findings" in out else out.index("Assumptions")]
+        assert max(len(line) for line in table.splitlines()) <= width, width
+        assert not any(line.startswith("::error") for line in out.splitlines())
+        assert "x\\x0a::error" in out
+    md = markdown.render([e], group_by="name")
+    assert "\n::error" not in md and "x\\x0a::error" in md

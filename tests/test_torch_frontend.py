@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 import wattlint
 from _torch_archs import HF_CONFIGS
-from wattlint.frontends import torch as wt
 from wattlint.frontends.hf import analyze_config
 from wattlint.types import InputError, OpKind, Phase, Status
 

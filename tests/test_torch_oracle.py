@@ -121,6 +121,8 @@ def test_bf16_autocast_trace_of_every_architecture(name):
     assert heavy and {r.dtype for r in heavy} == {"bfloat16"}
     model, args, kwargs, hf = build(name)
     g32 = wt.trace(model, args, kwargs, hf=hf)
-    mm = lambda g: sum(r.flops for r in g.records if r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION))
+    def mm(g):
+        return sum(r.flops for r in g.records if r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION))
+
     assert mm(g16) == mm(g32)
     assert not g16.unsupported()

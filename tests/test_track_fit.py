@@ -122,13 +122,14 @@ def test_too_few_usable_records(tmp_path):
 
 
 def test_cpu_corrections_never_go_into_models(tmp_path):
-    from wattlint.energy.predictor import MODELS_DIR
+    from wattlint.energy.predictor import MODELS_DIR, user_models_dir
 
     d = tmp_path / "cpu"
     write_record(d / "a.jsonl", model_hash="a", t_meas=0.12, t_pred=0.1, gpu_key="cpu-amd-epyc", source="modelled")
     write_record(d / "b.jsonl", model_hash="b", t_meas=0.2, t_pred=0.25, gpu_key="cpu-amd-epyc", source="modelled")
-    with pytest.raises(RunFitError, match="never goes into the shipped models"):
-        fit_records([str(d)], out=str(MODELS_DIR / "cpu-amd-epyc"))
+    for models in (MODELS_DIR, user_models_dir()):
+        with pytest.raises(RunFitError, match="never goes into a models folder"):
+            fit_records([str(d)], out=str(models / "cpu-amd-epyc"))
     corr, path = fit_records([str(d)])
     assert path == d / "run_correction.json"
     assert corr.energy_factor is None  # modelled energy: no energy correction
@@ -139,6 +140,9 @@ def test_predictor_wrapper_and_loader(runs, tmp_path):
     corr, _ = fit_records([str(runs)], out=str(models / GPU))
     assert load_run_correction(models, GPU).time_factor == pytest.approx(corr.time_factor)
     assert load_run_correction(models, "a100-sxm4-80gb") is None
+    from wattlint.track.fit import find_run_correction
+
+    assert find_run_correction(GPU, [tmp_path / "nothing", models]).path == str(models / GPU / "run_correction.json")
     spec, _ = resolve_gpu(GPU)
     recs = [OpRecord(op="aten.mm.default", kind=OpKind.MATMUL, module="fc", phase=Phase.FORWARD, dtype="float32",
                      shapes=((1024, 1024), (1024, 1024)), flops=2 * 1024**3, bytes_read=8 * 1024**2,
@@ -150,7 +154,8 @@ def test_predictor_wrapper_and_loader(runs, tmp_path):
     assert t1[0] == pytest.approx(t0[0] * corr.time_factor)
     assert t1[0] * p1[0] == pytest.approx(t0[0] * p0[0] * corr.energy_factor)
     assert pred.calibration == "measured" and "run-level correction" in pred.source
-    assert pred.range_factors() == pytest.approx(corr.quantiles["energy"])
+    assert pred.range_factors("energy") == pytest.approx(corr.quantiles["energy"])
+    assert pred.range_factors("time") == pytest.approx(corr.quantiles["time"])
 
 
 def test_a_record_that_reached_its_stable_phase_is_used(tmp_path):

@@ -18,8 +18,8 @@ def analyze(source, **kwargs):
 
 
 def estimate(source, **kwargs):
-    """Estimate the cost of a training plan (see wattlint.estimate.estimate)."""
-    from .estimate import estimate as _estimate
+    """Estimate the cost of a training plan (see wattlint.api.estimate)."""
+    from .api import estimate as _estimate
 
     return _estimate(source, **kwargs)
 

@@ -23,128 +23,26 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as _toml  # type: ignore[no-redef]
 
+from . import options as O
 from .types import ConfigError
 
 __all__ = ["Config", "ModelConfig", "load_config", "PLAN_KEYS", "BUDGET_KEYS", "find_pyproject", "parse_config"]
 
-PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
-FORMATS = ("text", "json", "sarif", "github")
-
-
-# ---- value checkers: each returns the normalized value or raises ValueError("expected ...") -------------------
-
-def _str(v: Any) -> str:
-    if not isinstance(v, str) or not v.strip():
-        raise ValueError("expected a non-empty string")
-    return v
-
-
-def _bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ValueError("expected true or false")
-    return v
-
-
-def _number(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError("expected a number")
-    return float(v) if isinstance(v, float) else v
-
-
-def _positive_number(v: Any) -> float:
-    v = _number(v)
-    if not v > 0:
-        raise ValueError("expected a number > 0")
-    return v
-
-
-def _nonneg_number(v: Any) -> float:
-    v = _number(v)
-    if v < 0:
-        raise ValueError("expected a number >= 0")
-    return v
-
-
-def _positive_int(v: Any) -> int:
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise ValueError("expected a positive integer")
-    return v
-
-
-def _fraction(v: Any) -> float:
-    v = _number(v)
-    if not 0 <= v <= 1:
-        raise ValueError("expected a number between 0 and 1")
-    return float(v)
-
-
-def _pue(v: Any) -> float:
-    v = _number(v)
-    if not 1.0 <= v <= 3.0:
-        raise ValueError("expected a PUE between 1.0 and 3.0")
-    return float(v)
-
-
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        if not isinstance(v, str) or v not in choices:
-            raise ValueError("expected one of " + ", ".join(repr(c) for c in choices))
-        return v
-
-    return check
-
-
-def _str_list(v: Any) -> tuple[str, ...]:
-    if isinstance(v, str):
-        v = [v]
-    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise ValueError("expected a list of strings")
-    return tuple(v)
-
-
-_INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
-
-
-def _inputs(v: Any) -> tuple[str, ...]:
-    items = _str_list(v)
-    for s in items:
-        if not _INPUT_RE.match(s.replace(" ", "")):
-            raise ValueError(f"expected input specs like 'x=float32[8,3,224,224]', got {s!r}")
-    return items
-
+FORMATS = O.CHECK_FORMATS
+_str = O.nonempty_str
+_bool = O.boolean
+_str_list = O.str_list
+_fraction = O.number(0.0, 1.0, lo_open=False)
+_nonneg_number = O.number(0.0, 1e18, lo_open=False)
+_positive_number = O.number(0.0, 1e18)
 
 # ---- the schema ------------------------------------------------------------------------------------------------
 
-#: Estimate / plan options. Allowed at the top level (defaults for every command) and in each [[models]] entry.
-#: snake_case name -> checker. These are the CLI option dests of ``wattlint estimate``.
+#: Estimate / plan options (the one table, wattlint.options). Allowed at the top level (defaults for every command)
+#: and in each [[models]] entry. snake_case name -> checker; aliases (e.g. 'price' for 'price-per-kwh') included.
 PLAN_KEYS: dict[str, Callable[[Any], Any]] = {
-    "gpu": _str,  # database key or alias ("a100-sxm4-80gb", "h100")
-    "gpus": _positive_int,
-    "gpus_per_node": _positive_int,
-    "precision": _choice(*PRECISIONS),
-    "optimizer": _choice(*OPTIMIZERS),
-    "sharding": _choice(*SHARDINGS),
-    "region": _str,
-    "pue": _pue,
-    "carbon_intensity": _positive_number,  # g CO2e / kWh, overrides region
-    "price_per_kwh": _nonneg_number,  # USD
-    "gpu_hour_price": _nonneg_number,  # USD per GPU-hour
-    "utilization": _fraction,
-    "internode_gbps": _positive_number,
-    "dataset": _str,  # preset name ("imagenet-1k") or a sample count as a string
-    "dataset_size": _positive_int,  # samples per epoch
-    "epochs": _positive_number,
-    "steps": _positive_int,
-    "tokens": _positive_number,
-    "batch_size": _positive_int,  # global batch
-    "seq_len": _positive_int,
-    "grad_accum": _positive_int,
-    "activation_checkpointing": _bool,
-    "inputs": _inputs,  # ["x=float32[8,3,224,224]"]
+    **{n: o.check for n, o in O.OPTIONS.items() if not o.flag_only},
+    **{alias: O.OPTIONS[name].check for alias, name in O.ALIASES.items()},
 }
 
 #: Budget keys (per model, or a top-level default budget). Exceeding one is an error (WL301-WL304).
@@ -157,31 +55,31 @@ BUDGET_KEYS: dict[str, Callable[[Any], Any]] = {
 }
 
 #: Top-level keys of [tool.wattlint] that are not plan options.
-CHECK_KEYS: dict[str, Callable[[Any], Any]] = {
+CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "select": _str_list,
     "ignore": _str_list,
-    "extend-select": _str_list,
+    "extend_select": _str_list,
     "preview": _bool,
     "exclude": _str_list,
     "baseline": _str,
-    "regression_threshold": _nonneg_number,
+    "regression_threshold": _fraction,
     "cache": _bool,
     "cache_dir": _str,
-    "format": _choice(*FORMATS),
+    "models_dir": _str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
+    "format": O.choice(*FORMATS),
     "budget": None,  # table, handled separately
     "rules": None,  # table of per-rule option tables
     "models": None,  # array of tables
 }
-CHECK_KEYS["extend_select"] = CHECK_KEYS.pop("extend-select")
 
 #: Keys of one [[tool.wattlint.models]] entry besides the plan options.
-MODEL_KEYS: dict[str, Callable[[Any], Any]] = {
+MODEL_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "name": _str,
     "source": _str,
     "budget": None,
     "select": _str_list,
     "ignore": _str_list,
-    "regression_threshold": _nonneg_number,
+    "regression_threshold": _fraction,
 }
 
 DEFAULT_BASELINE = "wattlint-baseline.json"
@@ -233,6 +131,7 @@ class Config:
     regression_threshold: float = DEFAULT_REGRESSION_THRESHOLD
     cache: bool = True
     cache_dir: Path | None = None
+    models_dir: Path | None = None  # absolute
     format: str | None = None
     budget: Mapping[str, float] = field(default_factory=dict)  # default budget for every model
     rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # code -> {option: value}
@@ -337,8 +236,9 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
     root = Path(root).resolve()
     if "baseline" in kwargs:
         kwargs["baseline"] = _resolve(root, kwargs["baseline"])
-    if "cache_dir" in kwargs:
-        kwargs["cache_dir"] = _resolve(root, kwargs["cache_dir"])
+    for key in ("cache_dir", "models_dir"):
+        if key in kwargs:
+            kwargs[key] = _resolve(root, kwargs[key])
 
     models_raw = table.get("models", [])
     if isinstance(models_raw, dict):
@@ -428,6 +328,8 @@ def _normalize(table: Mapping[str, Any], where: str, label: str, allowed: Mappin
     spelled: dict[str, str] = {}
     for key, value in table.items():
         norm = key.replace("-", "_")
+        if norm in O.ALIASES and O.ALIASES[norm] in allowed:  # one option, two spellings ('price' = 'price-per-kwh')
+            norm = O.ALIASES[norm]
         if norm not in allowed:
             choices = sorted({k.replace("_", "-") for k in allowed})
             hint = difflib.get_close_matches(key.replace("_", "-"), choices, n=1)
@@ -508,7 +410,7 @@ def _parse_rule_options(raw: Any, where: str, known_codes, specs) -> dict[str, d
         parsed: dict[str, Any] = {}
         for key, value in opts.items():
             if key == "severity":
-                parsed[key] = _check(_choice("error", "warning", "info"), value, where, label, key)
+                parsed[key] = _check(O.choice("error", "warning", "info"), value, where, label, key)
             else:
                 parsed[key] = _check(options[key].check, value, where, label, key)
         out[code] = parsed

@@ -81,6 +81,7 @@ ELEMENTWISE_FLOPS: dict[str, int] = {
     "floor": 1, "ceil": 1, "round": 1, "fill": 0, "copy": 0, "cast": 0, "to": 0,
     "addcmul": 2, "addcdiv": 2, "lerp": 2, "pow": 2, "sqrt": 2, "rsqrt": 2, "square": 1,
     "exp": 4, "log": 4, "log1p": 4, "expm1": 4, "sin": 4, "cos": 4, "erf": 4,
+    "polar": 10,  # abs x (cos + i sin)(angle): complex rotary tables (DeepSeek-V2)
     # activations
     "relu": 1, "relu6": 2, "leaky_relu": 2, "hardtanh": 2, "threshold": 1, "prelu": 2,
     "sigmoid": 4, "tanh": 4, "silu": 5, "swish": 5, "gelu": 8, "gelu_tanh": 10, "fast_gelu": 10,
@@ -188,6 +189,47 @@ def matmul_backward(a: Shape, b: Shape, dtype: str, *, grad_a: bool = True, grad
     if grad_b:
         costs.append(Cost(fwd.flops, (numel(out) + numel(a)) * e, numel(b) * e, OpKind.MATMUL, fwd.dims))
     return costs
+
+
+def grouped_gemm(a: Shape, b: Shape, groups: int, dtype: str, *, bias_elems: int = 0,
+                 out_dtype: str | None = None) -> Cost:
+    """A grouped GEMM (``torch._grouped_mm``, the mixture-of-experts kernel): ``groups`` GEMMs in one kernel,
+    one operand dim jagged across the groups (split by offsets). Layouts (as the op accepts them):
+
+    * 2-D ``[M, K]`` x 3-D ``[G, K, N]`` -> ``[M, N]``: the rows are split across the G groups (expert forward and
+      input gradient);
+    * 2-D ``[M, K]`` x 2-D ``[K, N]`` -> ``[G, M, N]``: the contraction dim is split (expert weight gradient);
+    * 3-D ``[G, M, K]`` x 2-D ``[K, N]`` -> ``[M, N]``: the output columns are split;
+    * 3-D x 3-D: a batched GEMM.
+
+    FLOPs = 2 x M x N x K over the whole jagged dim (the sum of the groups' GEMMs); bytes: both operands read
+    once (every group's weight), the output written once. ``dims``: ``b`` = groups and the per-group ``m, n, k``
+    with the jagged dim at its balanced share ceil(total / G)."""
+    a, b = tuple(int(x) for x in a), tuple(int(x) for x in b)
+    g = max(1, int(groups))
+    if len(a) == 2 and len(b) == 3:
+        m, k, n = a[0], a[1], b[2]
+        per = dict(m=-(-m // g), n=n, k=k)
+        out = m * n
+    elif len(a) == 2 and len(b) == 2:
+        m, k, n = a[0], a[1], b[1]
+        per = dict(m=m, n=n, k=-(-k // g))
+        out = g * m * n
+    elif len(a) == 3 and len(b) == 2:
+        m, k, n = a[1], a[2], b[1]
+        per = dict(m=m, n=-(-n // g), k=k)
+        out = m * n
+    elif len(a) == 3 and len(b) == 3:
+        m, k, n = a[1], a[2], b[2]
+        per = dict(m=m, n=n, k=k)
+        out = g * m * n
+        m = g * m  # the G GEMMs together
+    else:
+        raise ValueError(f"grouped GEMM operands must be 2-D or 3-D, got {a} and {b}")
+    flops = 2 * m * n * k + (out if bias_elems else 0)
+    e = dtype_bytes(dtype)
+    return Cost(flops, (numel(a) + numel(b) + bias_elems) * e, out * dtype_bytes(out_dtype or dtype),
+                OpKind.MATMUL, _dims(b=g, **per))
 
 
 _EINSUM_ARROW = re.compile(r"\s*->\s*")

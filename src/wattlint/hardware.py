@@ -11,19 +11,21 @@ import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 from .types import ConfigError, GpuSpec
 
 DATA_FILE = "gpus.toml"
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 #: scalar fields of a GPU row that carry a value (each needs a source).
 VALUE_FIELDS = ("tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz", "pcie_gen",
                 "nvlink_gbs", "l2_mb")
 PEAK_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
+#: training precisions a plan may ask for; "default" (PyTorch's defaults) and "fp32" run on every GPU.
+PLAN_PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
+#: what a row's ``precisions`` may list: the precisions the hardware runs natively.
+NATIVE_PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8")
 _REQUIRED = ("name", "vendor", "arch", "tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz",
-             "peak_tflops", "sources")
+             "peak_tflops", "precisions", "sources")
 _NOISE_WORDS = ("nvidia", "geforce", "tesla", "amd", "instinct")
 
 
@@ -72,6 +74,13 @@ def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
     bad = set(peaks) - set(PEAK_DTYPES)
     if bad:
         raise ValueError(f"gpus.toml: {key} has unknown peak dtypes {sorted(bad)}")
+    precisions = tuple(str(p).lower() for p in row["precisions"])
+    bad = set(precisions) - set(NATIVE_PRECISIONS)
+    if bad or "fp32" not in precisions:
+        raise ValueError(f"gpus.toml: {key} precisions must include fp32 and name only {NATIVE_PRECISIONS} "
+                         f"(got {list(precisions)})")
+    if "precisions" not in row.get("sources", {}):
+        raise ValueError(f"gpus.toml: {key} has no source for its precisions")
     unconfirmed: list[str] = []
     for f in row.get("unconfirmed", ()):
         if f == "peak_tflops":  # the whole group
@@ -99,14 +108,13 @@ def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
         nvml_names=tuple(row.get("nvml_names", ())),
         sources=_expand_sources(key, row, refs),
         unconfirmed=tuple(unconfirmed),
+        precisions=tuple(p for p in NATIVE_PRECISIONS if p in precisions),
     )
 
 
 @lru_cache(maxsize=1)
 def _database() -> tuple[dict[str, GpuSpec], dict[str, str], dict[str, str]]:
-    data = tomllib.loads(_data_text().decode("utf-8"))
-    refs = data.get("refs", {})
-    gpus = {key: _spec(key, row, refs) for key, row in data["gpu"].items()}
+    gpus = _parse()[0]
     # lookup: normalized key / alias / marketing name / NVML name -> key
     lookup: dict[str, str] = {}
     nvml: dict[str, str] = {}
@@ -116,6 +124,17 @@ def _database() -> tuple[dict[str, GpuSpec], dict[str, str], dict[str, str]]:
         for n in g.nvml_names:
             nvml[normalize(n)] = key
     return gpus, lookup, nvml
+
+
+@lru_cache(maxsize=1)
+def _parse() -> tuple[dict[str, GpuSpec], dict[str, str]]:
+    """(GPUs by key, optional per-GPU ``precision_note``: why a precision is missing, when the generic wording
+    'has no <p> tensor cores' would not be exact)."""
+    data = tomllib.loads(_data_text().decode("utf-8"))
+    refs = data.get("refs", {})
+    gpus = {key: _spec(key, row, refs) for key, row in data["gpu"].items()}
+    notes = {key: str(row["precision_note"]) for key, row in data["gpu"].items() if row.get("precision_note")}
+    return gpus, notes
 
 
 def load_gpus() -> dict[str, GpuSpec]:
@@ -184,11 +203,94 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
     return gpus[key] if key else None
 
 
-def calibration_status(key: str) -> str:
-    """'measured' when a calibrated model card ships for this GPU (models/<key>/card.json), else 'prior'."""
-    return "measured" if (MODELS_DIR / key / "card.json").is_file() else "prior"
+def calibration_status(key: str, dirs=None) -> str:
+    """'measured' when a fitted model for this GPU is on the models search path (energy.predictor.search_path:
+    $WATTLINT_MODELS_DIR, the user data folder, the shipped models; or ``dirs``), else 'prior'."""
+    from .energy.predictor import search_path
+
+    for d in (dirs if dirs is not None else search_path()):
+        if (d.path / key / "card.json").is_file():
+            return "measured"
+    return "prior"
 
 
 def value_fields(spec: GpuSpec) -> list[str]:
     """Names of every value a row carries (for source / flag checks): scalar fields + 'peak_tflops.<dtype>'."""
     return [*VALUE_FIELDS, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
+
+
+# ---- precision support --------------------------------------------------------------------------------------
+
+#: order in which supported precisions are suggested (fastest first)
+_SUGGEST = ("fp8", "bf16", "fp16", "tf32", "fp32")
+#: what an unsupported precision is costed as on the non-strict path, first one the GPU has (else fp32)
+_SUBSTITUTES = {"fp8": ("bf16", "fp16"), "bf16": ("fp16",), "fp16": ("bf16",), "tf32": ()}
+
+
+def _native(gpu: GpuSpec) -> tuple[str, ...]:
+    if gpu.precisions:
+        return tuple(gpu.precisions)
+    # a hand-built spec without the database field: the peaks are the only knowledge
+    peaks = gpu.peak_tflops
+    out = {"fp32"}
+    if gpu.tensor_cores:
+        out |= {p for p in ("tf32", "bf16", "fp8") if peaks.get(p)}
+    if peaks.get("fp16"):
+        out.add("fp16")
+    return tuple(p for p in NATIVE_PRECISIONS if p in out)
+
+
+def supported_precisions(gpu: GpuSpec) -> tuple[str, ...]:
+    """The training precisions ``gpu`` runs natively, in ``PLAN_PRECISIONS`` order ("default" and "fp32" always).
+
+    Driven by the database field ``precisions`` (sourced per architecture: tf32 on Ampere and newer and CDNA 3;
+    bf16 on Ampere and newer, CDNA 2/3 and Gaudi; fp8 on Ada, Hopper, Blackwell, CDNA 3 and Gaudi 3; fp16 on
+    every GPU with tensor/matrix cores and on GP100)."""
+    native = _native(gpu)
+    return tuple(p for p in PLAN_PRECISIONS if p == "default" or p in native)
+
+
+def _family(gpu: GpuSpec) -> str:
+    return gpu.arch.split(" (", 1)[0]
+
+
+def _lacks(gpu: GpuSpec, precision: str) -> str:
+    note = _parse()[1].get(gpu.key)
+    if note:
+        return note.format(precision=precision)
+    if not gpu.tensor_cores:
+        return f"has no tensor cores and no fast {precision} path ({_family(gpu)})"
+    unit = {"NVIDIA": "tensor cores", "AMD": "matrix cores"}.get(gpu.vendor, "matrix-engine support")
+    return f"has no {precision} {unit} ({_family(gpu)})"
+
+
+def _or_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def precision_support(gpu: GpuSpec, precision: str) -> tuple[bool, str]:
+    """(True, "") when ``gpu`` runs ``precision`` natively, else (False, one line giving the reason and the
+    precisions it does support), e.g. "--precision bf16: Tesla V100 SXM2 32GB (v100-sxm2-32gb) has no bf16 tensor
+    cores (Volta); use fp16 or fp32". Pure: no I/O beyond the (cached) database."""
+    p = str(precision).lower()
+    if p not in PLAN_PRECISIONS:
+        return False, f"unknown precision {precision!r}; use one of {', '.join(PLAN_PRECISIONS)}"
+    supported = supported_precisions(gpu)
+    if p in supported:
+        return True, ""
+    use = [q for q in _SUGGEST if q in supported]
+    return False, f"--precision {p}: {gpu.name} ({gpu.key}) {_lacks(gpu, p)}; use {_or_list(use)}"
+
+
+def precision_fallback(gpu: GpuSpec, precision: str) -> tuple[str, str]:
+    """The precision an unsupported ``precision`` is costed as on ``gpu`` (the closest one it runs natively: fp8
+    -> bf16 -> fp16, bf16 -> fp16, fp16 -> bf16, else fp32) and the assumption line that says so. For a supported
+    precision: (precision, "")."""
+    p = str(precision).lower()
+    ok, _ = precision_support(gpu, p)
+    if ok:
+        return p, ""
+    supported = supported_precisions(gpu)
+    sub = next((q for q in _SUBSTITUTES.get(p, ()) if q in supported), "fp32")
+    return sub, (f"--precision {p} is not available on {gpu.key}: it {_lacks(gpu, p)}; costed as {sub}, the "
+                 f"closest precision it runs natively")

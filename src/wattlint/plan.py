@@ -12,19 +12,16 @@ import re
 import tomllib
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
-from . import carbon
+from . import carbon, options
+from .energy import system
+from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
 
-PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
-
-DEFAULT_PUE = 1.2
-DEFAULT_PUE_SOURCE = ("PUE 1.2 (default: between hyperscale fleet averages of ~1.1 - Google 2024 Environmental "
+DEFAULT_PUE_SOURCE = (f"PUE {options.DEFAULT_PUE:g} (default: between hyperscale fleet averages of ~1.1 - Google 2024 Environmental "
                       "Report 1.10 - and the industry-wide 1.58 of the Uptime Institute Global Data Center Survey "
                       "2023; use --pue 1.0 for a desk-side machine)")
-DEFAULT_GPUS_PER_NODE = 8
 PRECISION_DEFAULT_TEXT = ("precision 'default' = PyTorch defaults: fp32 weights and activations, matmuls in FP32 "
                           "(torch.backends.cuda.matmul.allow_tf32=False), cuDNN convolutions in TF32 on Ampere and "
                           "newer (torch.backends.cudnn.allow_tf32=True); pass --precision bf16/fp16 for AMP")
@@ -72,10 +69,8 @@ def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | 
         n = int(spec) if float(spec) == int(spec) else None
         if n is None:
             raise ConfigError(f"--dataset {spec}: a sample count must be a whole number")
-        name = None
     else:
         n = _parse_count(str(spec))
-        name = None
     if n is not None:
         if n <= 0:
             raise ConfigError(f"--dataset {spec}: the sample count must be positive")
@@ -130,201 +125,178 @@ def infer_dataset(graph: CostGraph) -> tuple[str, str]:
                   f"{out.shape[-1]} outputs; {DATASET_RULE}); pass --dataset to override")
 
 
-# ---- validation helpers ------------------------------------------------------------------------------------
-
-def _positive(name: str, value, *, integer: bool = False, allow_zero: bool = False):
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a number (got {value!r})")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number (got {value!r})") from None
-    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'non-negative' if allow_zero else 'positive'} (got {value!r})")
-    if integer:
-        if v != int(v):
-            raise ConfigError(f"{name} must be a whole number (got {value!r})")
-        return int(v)
-    return v
-
-
-def default_internode_gbps(gpu: GpuSpec) -> tuple[float, str]:
-    """Network bandwidth per node (Gbit/s) of a typical cluster for this GPU class."""
-    if gpu.nvlink_gbs > 0 and gpu.pcie_gen >= 5:
-        return 3200.0, "8 x 400 Gbit/s InfiniBand NDR per node (DGX H100-class)"
-    if gpu.nvlink_gbs >= 600:
-        return 1600.0, "8 x 200 Gbit/s InfiniBand HDR per node (DGX A100-class)"
-    if gpu.nvlink_gbs > 0:
-        return 400.0, "4 x 100 Gbit/s InfiniBand EDR per node (DGX-1-class)"
-    return 100.0, "100 Gbit/s Ethernet per node (PCIe servers)"
-
-
 # ---- the plan ----------------------------------------------------------------------------------------------
 
-def build_plan(graph: CostGraph, *, gpu: GpuSpec, epochs=None, steps=None, dataset=None, tokens=None, seq_len=None,
-               batch_size=None, grad_accum=1, precision=None, optimizer=None, gpus=1, gpus_per_node=None,
-               sharding="none", pue=None, region=None, carbon_intensity=None, price=None, gpu_hour_price=None,
-               utilization=None, internode_gbps=None, activation_checkpointing=False) -> Plan:
-    """A validated :class:`Plan` with every default stated in ``assumptions``."""
+def _validated(values: dict[str, Any]) -> dict[str, Any]:
+    """Plan options checked by the one option table (errors name the command-line flag)."""
+    return options.validate(values, label=lambda o: o.flag, error=ConfigError)
+
+
+def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True, **values: Any) -> Plan:
+    """A validated :class:`Plan` for ``graph`` on ``gpu`` with every default stated in ``assumptions``.
+
+    ``values`` are plan options of :data:`wattlint.options.OPTIONS` (``epochs``, ``steps``, ``tokens``,
+    ``dataset``, ``batch_size``, ``precision``, ``gpus``, ``pue``, ``region``, ...); None means "not given".
+    A precision the GPU has no hardware path for (hardware.precision_support) is a ConfigError when
+    ``strict_precision`` (the user asked for it on this GPU); otherwise (a --compare candidate) it is costed as the
+    closest precision the GPU has, stated as an assumption (hardware.precision_fallback)."""
+    unknown = [k for k in values if options.canonical(k) not in options.PLAN_OPTIONS]
+    if unknown:
+        raise ConfigError(f"not a plan option: {', '.join(sorted(unknown))}")
+    v = _validated(values)
+    conflict = options.work_conflict(v, lambda n: options.OPTIONS[n].flag)
+    if conflict:
+        raise ConfigError(conflict)
     notes: list[str] = []
+    plan: dict[str, Any] = {}
+    _parallel(graph, gpu, v, plan, notes)
+    _work(graph, v, plan, notes)
+    _precision(graph, gpu, v, plan, notes, strict_precision)
+    _site(v, plan, notes)
+    return Plan(**plan, assumptions=tuple(notes))
 
-    # -- amounts of work: exactly one of epochs / steps / tokens
-    given = [n for n, v in (("--epochs", epochs), ("--steps", steps), ("--tokens", tokens)) if v is not None]
-    if len(given) > 1:
-        raise ConfigError(f"{' and '.join(given)} conflict: give only one of --epochs, --steps or --tokens")
-    epochs = _positive("--epochs", epochs)
-    steps = _positive("--steps", steps, integer=True)
-    tokens = _positive("--tokens", tokens)
-    seq_len = _positive("--seq-len", seq_len, integer=True)
-    grad_accum = _positive("--grad-accum", 1 if grad_accum is None else grad_accum, integer=True)
-    gpus = _positive("--gpus", 1 if gpus is None else gpus, integer=True)
-    gpus_per_node = _positive("--gpus-per-node", gpus_per_node, integer=True)
-    if batch_size is not None:
-        batch_size = _positive("--batch-size", batch_size, integer=True)
 
-    # -- batch
+def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str]) -> None:
+    """Batch, micro-batch, GPUs, nodes, sharding, network."""
+    gpus = v.get("gpus", 1)
+    grad_accum = v.get("grad_accum", 1)
     micro_traced = max(1, int(graph.micro_batch or 1))
-    if batch_size is None:
-        batch_size = micro_traced * gpus * grad_accum
-        notes.append(f"global batch {batch_size} = traced micro-batch {micro_traced} x {gpus} GPU(s) x "
-                     f"grad-accum {grad_accum} (no --batch-size)")
-    if batch_size < gpus * grad_accum:
-        raise ConfigError(f"--batch-size {batch_size} is smaller than gpus x grad-accum = {gpus * grad_accum}: "
-                          f"each GPU needs at least one sample per micro-step")
-    micro = batch_size // (gpus * grad_accum)
-    if micro * gpus * grad_accum != batch_size:
-        notes.append(f"global batch {batch_size} is not divisible by gpus x grad-accum = {gpus * grad_accum}: "
+    batch = v.get("batch_size")
+    if batch is None:
+        batch = micro_traced * gpus * grad_accum
+        notes.append(f"global batch {batch} = traced micro-batch {micro_traced} x {gpus} GPU(s) x grad-accum "
+                     f"{grad_accum} (no --batch-size)")
+    if batch < gpus * grad_accum:
+        raise ConfigError(f"--batch-size {batch} is smaller than gpus x grad-accum = {gpus * grad_accum}: each GPU "
+                          f"needs at least one sample per micro-step")
+    micro = batch // (gpus * grad_accum)
+    if micro * gpus * grad_accum != batch:
+        notes.append(f"global batch {batch} is not divisible by gpus x grad-accum = {gpus * grad_accum}: "
                      f"micro-batch {micro} per GPU ({micro * gpus * grad_accum} samples per step are costed)")
+    per_node = v.get("gpus_per_node")
+    if per_node is None:
+        per_node = min(gpus, options.DEFAULT_GPUS_PER_NODE)
+        if gpus > 1:
+            notes.append(f"gpus-per-node {per_node} (default min(gpus, {options.DEFAULT_GPUS_PER_NODE}))")
+    elif per_node > gpus:
+        notes.append(f"--gpus-per-node {per_node} > --gpus {gpus}: one node of {gpus} GPUs")
+        per_node = gpus
+    sharding = v.get("sharding", "none")
+    if gpus > 1:
+        nodes = math.ceil(gpus / per_node)
+        notes.append(f"data parallel over {gpus} GPUs ({nodes} node(s) x {per_node}), sharding {sharding}")
+        if gpus % per_node:
+            notes.append(f"{gpus} GPUs do not fill whole nodes of {per_node}: the last node is partial")
+    elif sharding != "none":
+        notes.append(f"sharding {sharding} has no effect on a single GPU")
+    internode = v.get("internode_gbps")
+    if internode is None:
+        internode, why = system.default_internode_gbps(gpu)
+        if gpus > per_node:
+            notes.append(f"inter-node bandwidth {internode:g} Gbit/s per node (default: {why}; --internode-gbps to "
+                         f"change)")
+    if v.get("activation_checkpointing"):
+        notes.append("activation checkpointing: forward recomputed in backward (more time, less memory)")
+    if v.get("utilization") is not None:
+        notes.append(f"utilization override {v['utilization']:g}: predicted compute efficiency replaced (what-if)")
+    plan.update(batch_size=batch, grad_accum=grad_accum, gpus=gpus, gpus_per_node=per_node, sharding=sharding,
+                internode_gbps=float(internode), utilization=v.get("utilization"),
+                activation_checkpointing=bool(v.get("activation_checkpointing", False)))
 
-    # -- steps
-    dataset_name: str | None = None
-    dataset_size: int | None = None
-    seq = seq_len or (graph.seq_len or None)
+
+def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
+    """Steps from tokens, steps or epochs x dataset."""
+    batch = plan["batch_size"]
+    epochs, steps, tokens, dataset = v.get("epochs"), v.get("steps"), v.get("tokens"), v.get("dataset")
+    if dataset is None and v.get("dataset_size") is not None:
+        dataset = str(v["dataset_size"])
+    seq = v.get("seq_len") or (graph.seq_len or None)
+    name = size = None
     if tokens is not None:
         if not seq:
             raise ConfigError("--tokens needs --seq-len (the model's sequence length is unknown)")
-        steps = math.ceil(tokens / (batch_size * seq))
-        notes.append(f"steps {steps:,} = ceil(tokens {tokens:,.0f} / (batch {batch_size} x seq-len {seq}))")
+        steps = math.ceil(tokens / (batch * seq))
+        notes.append(f"steps {steps:,} = ceil(tokens {tokens:,.0f} / (batch {batch} x seq-len {seq}))")
         if dataset is not None:
             notes.append(f"--dataset {dataset} ignored: --tokens sets the amount of work")
     elif steps is not None:
         notes.append(f"steps {steps:,} (--steps); no epochs/dataset needed")
         if dataset is not None:
-            dataset_name, dataset_size, line = resolve_dataset(dataset, seq)
-            epochs = steps * batch_size / dataset_size
+            name, size, line = resolve_dataset(dataset, seq)
+            epochs = steps * batch / size
             notes.append(line)
     else:
         if epochs is None:
             epochs = 1
             notes.append("epochs 1 (no --epochs, --steps or --tokens given)")
         if dataset is None:
-            dataset_name, line = infer_dataset(graph)
-            _, dataset_size, size_line = resolve_dataset(dataset_name, seq)
+            name, line = infer_dataset(graph)
             notes.append(line)
-            notes.append(size_line)
+            _, size, line = resolve_dataset(name, seq)
         else:
-            dataset_name, dataset_size, line = resolve_dataset(dataset, seq)
-            notes.append(line)
-        per_epoch = math.ceil(dataset_size / batch_size)
+            name, size, line = resolve_dataset(dataset, seq)
+        notes.append(line)
+        per_epoch = math.ceil(size / batch)
         steps = math.ceil(per_epoch * epochs)
-        ep = f"{epochs:g}"
-        notes.append(f"steps {steps:,} = ceil({dataset_size:,} samples / batch {batch_size}) = {per_epoch:,} per "
-                     f"epoch x {ep} epochs (last partial batch kept, drop_last=False)")
+        notes.append(f"steps {steps:,} = ceil({size:,} samples / batch {batch}) = {per_epoch:,} per epoch x "
+                     f"{epochs:g} epochs (last partial batch kept, drop_last=False)")
+    plan.update(steps=steps, epochs=epochs, dataset=name, dataset_size=size, tokens=tokens, seq_len=seq)
 
-    # -- precision, optimizer
+
+def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str], strict: bool) -> None:
+    precision = v.get("precision")
     if precision is None:
-        precision = "default"
+        precision = options.DEFAULT_PRECISION
         notes.append(PRECISION_DEFAULT_TEXT)
-    precision = str(precision).lower()
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
+    ok, why = precision_support(gpu, precision)
+    if not ok:
+        if strict:
+            raise ConfigError(why)
+        precision, line = precision_fallback(gpu, precision)
+        notes.append(line)
+    elif precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
         notes.append(f"{gpu.key} has no {precision} tensor-core rate in the database; costed at its "
                      f"{_fallback_dtype(gpu, precision)} rate")
+    optimizer = v.get("optimizer")
     if optimizer is None:
-        optimizer = graph.optimizer or "adamw"
+        optimizer = graph.optimizer or options.DEFAULT_OPTIMIZER
         notes.append(f"optimizer {optimizer} (as traced; pass --optimizer to change)")
-    optimizer = str(optimizer).lower()
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    plan.update(precision=precision, optimizer=optimizer)
 
-    # -- GPUs and parallelism
-    if gpus_per_node is None:
-        gpus_per_node = min(gpus, DEFAULT_GPUS_PER_NODE)
-        if gpus > 1:
-            notes.append(f"gpus-per-node {gpus_per_node} (default min(gpus, {DEFAULT_GPUS_PER_NODE}))")
-    elif gpus_per_node > gpus:
-        notes.append(f"--gpus-per-node {gpus_per_node} > --gpus {gpus}: one node of {gpus} GPUs")
-        gpus_per_node = gpus
-    sharding = (sharding or "none").lower()
-    if sharding not in SHARDINGS:
-        raise ConfigError(f"unknown sharding {sharding!r}; use one of {', '.join(SHARDINGS)}")
-    if gpus > 1:
-        nodes = math.ceil(gpus / gpus_per_node)
-        notes.append(f"data parallel over {gpus} GPUs ({nodes} node(s) x {gpus_per_node}), sharding {sharding}")
-        if gpus % gpus_per_node:
-            notes.append(f"{gpus} GPUs do not fill whole nodes of {gpus_per_node}: the last node is partial")
-    elif sharding != "none":
-        notes.append(f"sharding {sharding} has no effect on a single GPU")
-    if internode_gbps is None:
-        internode_gbps, why = default_internode_gbps(gpu)
-        if gpus > gpus_per_node:
-            notes.append(f"inter-node bandwidth {internode_gbps:g} Gbit/s per node (default: {why}; "
-                         f"--internode-gbps to change)")
-    else:
-        internode_gbps = _positive("--internode-gbps", internode_gbps)
-    if activation_checkpointing:
-        notes.append("activation checkpointing: forward recomputed in backward (more time, less memory)")
-    if utilization is not None:
-        utilization = _positive("--utilization", utilization)
-        if utilization > 1:
-            raise ConfigError(f"--utilization must be in (0, 1] (got {utilization:g})")
-        notes.append(f"utilization override {utilization:g}: predicted compute efficiency replaced (what-if)")
 
-    # -- facility, carbon, money
+def _site(v: dict, plan: dict, notes: list[str]) -> None:
+    """PUE, grid carbon intensity, electricity and GPU-hour prices."""
+    region = v.get("region")
+    pue = v.get("pue")
     if pue is None:
         cloud = carbon.cloud_pue(region) if region else None
         if cloud:
             pue = cloud
             notes.append(f"PUE {pue:g} (listed for cloud region {region} in the mlco2/impact table)")
         else:
-            pue = DEFAULT_PUE
+            pue = options.DEFAULT_PUE
             notes.append(DEFAULT_PUE_SOURCE)
-    else:
-        pue = _positive("--pue", pue)
-        if not 1.0 <= pue <= 3.0:
-            raise ConfigError(f"--pue must be between 1.0 and 3.0 (got {pue:g})")
     region_key = carbon.normalize_region(region) if region else None  # validates even when overridden
-    if carbon_intensity is not None:
-        carbon_intensity = _positive("--carbon-intensity", carbon_intensity, allow_zero=True)
-        notes.append(f"carbon intensity {carbon_intensity:g} gCO2e/kWh (--carbon-intensity"
+    intensity = v.get("carbon_intensity")
+    if intensity is not None:
+        notes.append(f"carbon intensity {intensity:g} gCO2e/kWh (--carbon-intensity"
                      + (f", overrides region {region})" if region else ")"))
     else:
-        carbon_intensity, line = carbon.grid_intensity(region)
+        intensity, line = carbon.grid_intensity(region)
         notes.append(line)
-    if gpu_hour_price is not None:
-        gpu_hour_price = _positive("--gpu-hour-price", gpu_hour_price, allow_zero=True)
-        notes.append(f"GPU-hour price ${gpu_hour_price:g} (rental; includes electricity)")
-    if price is None and gpu_hour_price is not None:
+    hour_price = v.get("gpu_hour_price")
+    price = v.get("price_per_kwh")
+    if hour_price is not None:
+        notes.append(f"GPU-hour price ${hour_price:g} (rental; includes electricity)")
+    if price is None and hour_price is not None:
         # the rental price already pays for the electricity: charging the default tariff on top double-counts it
         price = 0.0
         notes.append("electricity not charged separately: included in the GPU-hour price (pass --price to add it)")
     elif price is None:
         price, line = carbon.price_per_kwh(region_key)
         notes.append(line)
-    else:
-        price = _positive("--price", price, allow_zero=True)
-
-    return Plan(
-        batch_size=batch_size, steps=steps, epochs=epochs, dataset=dataset_name, dataset_size=dataset_size,
-        tokens=tokens, seq_len=seq, grad_accum=grad_accum, precision=precision, optimizer=optimizer, gpus=gpus,
-        gpus_per_node=gpus_per_node, sharding=sharding, pue=pue, region=region_key,
-        carbon_intensity_g_per_kwh=float(carbon_intensity), price_per_kwh=price, gpu_hour_price=gpu_hour_price,
-        utilization=utilization, internode_gbps=float(internode_gbps),
-        activation_checkpointing=bool(activation_checkpointing), assumptions=tuple(notes),
-    )
+    plan.update(pue=pue, region=region_key, carbon_intensity_g_per_kwh=float(intensity), price_per_kwh=price,
+                gpu_hour_price=hour_price)
 
 
 def _fallback_dtype(gpu: GpuSpec, dtype: str) -> str:

@@ -270,6 +270,9 @@ class GpuSpec:
     nvml_names: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)
     unconfirmed: tuple[str, ...] = ()  # fields whose values are flagged unconfirmed in the source data
+    # training precisions the hardware runs natively (subset of fp32, tf32, fp16, bf16, fp8; gpus.toml
+    # ``precisions``); empty = derive from peak_tflops (hand-built specs). See hardware.supported_precisions.
+    precisions: tuple[str, ...] = ()
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s (not TFLOP/s) for a compute dtype name; falls back sensibly."""
@@ -297,10 +300,16 @@ _PEAK_FALLBACK: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class Plan:
-    """A training plan: how much work, at which batch and precision, on how many GPUs, where."""
+    """A training plan: how much work, at which batch and precision, on how many GPUs, where.
+
+    Built (and every default stated as an assumption) by wattlint.plan.build_plan. The fields that change a number
+    and have no neutral value (PUE, grid intensity) have no defaults here, so nothing is costed with an unstated one.
+    """
 
     batch_size: int  # global batch (samples per optimizer step)
     steps: int  # optimizer steps in the whole plan
+    pue: float
+    carbon_intensity_g_per_kwh: float
     epochs: float | None = None
     dataset: str | None = None
     dataset_size: int | None = None  # samples per epoch
@@ -310,15 +319,13 @@ class Plan:
     precision: str = "default"  # default|fp32|tf32|fp16|bf16|fp8
     optimizer: str = "adamw"
     gpus: int = 1
-    gpus_per_node: int = 8
+    gpus_per_node: int = 1
     sharding: str = "none"  # none|zero1|zero2|zero3|fsdp
-    pue: float = 1.2
     region: str | None = None
-    carbon_intensity_g_per_kwh: float = 475.0
     price_per_kwh: float | None = None
     gpu_hour_price: float | None = None
     utilization: float | None = None  # override of predicted efficiency (what-if)
-    internode_gbps: float = 100.0  # network bandwidth per node, Gbit/s
+    internode_gbps: float | None = None  # network bandwidth per node, Gbit/s (None: the GPU class default, stated)
     activation_checkpointing: bool = False
     assumptions: tuple[str, ...] = ()
 
@@ -352,6 +359,54 @@ class Finding:
                 "saving_kwh": self.saving_kwh, "saving_pct": self.saving_pct}
 
 
+Range = tuple[float, float]  # (p5, p95)
+
+
+@dataclass(frozen=True, slots=True)
+class StepCost:
+    """One optimizer step of the whole job (all GPUs): the ``per_step`` block of ``wattlint.estimate/1``."""
+
+    flops: float
+    time_s: float
+    gpu_energy_j: float  # all GPUs of the job (what NVML measures, summed)
+    host_energy_j: float  # CPU + DRAM of the hosts
+    avg_gpu_power_w: float  # per GPU
+
+
+@dataclass(frozen=True, slots=True)
+class TotalCost:
+    """The whole plan: the ``total`` block. Ranges are 5-95 % prediction intervals."""
+
+    steps: int
+    time_h: float
+    time_h_range: Range
+    gpu_hours: float
+    gpu_hours_range: Range
+    gpu_energy_kwh: float
+    host_energy_kwh: float
+    energy_kwh: float  # facility: (GPU + host) x PUE
+    energy_kwh_range: Range
+    co2_kg: float
+    co2_kg_range: Range
+    cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseCost:
+    """Per optimizer step: wall time of the phase on one GPU and its energy on all GPUs."""
+
+    time_s: float
+    gpu_energy_j: float
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    peak_bytes_per_gpu: int
+    gpu_memory_bytes: int
+    fits: bool
+    breakdown: Mapping[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """The cost of one plan on one GPU type. Field names follow the ``wattlint.estimate/1`` contract."""
@@ -359,13 +414,13 @@ class Estimate:
     model: ModelInfo
     gpu: GpuSpec
     plan: Plan
-    calibration: str  # measured|transferred|prior
+    calibration: str  # measured|public-fit|transferred|prior
     calibration_source: str
-    per_step: Mapping[str, float]  # flops, time_s, gpu_energy_j, host_energy_j, avg_gpu_power_w
-    total: Mapping[str, object]  # time_h, gpu_hours, gpu_energy_kwh, energy_kwh, energy_kwh_range, co2_kg, cost_usd
-    memory: Mapping[str, object]  # peak_bytes_per_gpu, gpu_memory_bytes, fits, breakdown
+    per_step: StepCost
+    total: TotalCost
+    memory: MemoryUse
     layers: tuple[LayerEstimate, ...]
-    phases: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # per-phase time_s / gpu_energy_j per step
+    phases: Mapping[str, PhaseCost] = field(default_factory=dict)  # forward, backward, optimizer, idle_gaps, ...
     findings: tuple[Finding, ...] = ()
     assumptions: tuple[str, ...] = ()
     graph: CostGraph | None = None

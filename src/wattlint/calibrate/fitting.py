@@ -79,7 +79,8 @@ def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec,
 
 
 def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
-    from ..energy.model import FitData, sha256_file
+    from ..energy.model import FitData
+    from ..io import sha256_file
     from ..energy.prior import op_prior
     from ..energy.features import op_features
 
@@ -177,15 +178,16 @@ def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = Non
         if is_cpu or is_fake:
             out_dir = str(runs[0].csv.parent / "model")
         else:
-            from ..energy.predictor import MODELS_DIR
+            from ..energy.predictor import user_models_dir
 
-            out_dir = str(MODELS_DIR / spec.key)
+            out_dir = str(user_models_dir() / spec.key)  # the user's own models, never the installed package
     out = Path(out_dir).resolve()
-    from ..energy.predictor import MODELS_DIR
+    from ..energy.predictor import MODELS_DIR, user_models_dir
 
-    if (is_cpu or is_fake) and (out == MODELS_DIR.resolve() or MODELS_DIR.resolve() in out.parents):
-        raise FitError(f"{out_dir}: a {'CPU' if is_cpu else 'fake'}-fitted model never goes into the shipped "
-                       "models/ folder (it is not a GPU calibration); pick another --out")
+    for models in (MODELS_DIR.resolve(), user_models_dir().resolve()):
+        if (is_cpu or is_fake) and (out == models or models in out.parents):
+            raise FitError(f"{out_dir}: a {'CPU' if is_cpu else 'fake'}-fitted model never goes into a models "
+                           f"folder ({models}): it is not a GPU calibration; pick another --out")
     idle_meas = [v for r in prov["runs"] for v in r.get("idle_power_w") or []]
     gpu = {"key": spec.key, "name": spec.name, "vendor": spec.vendor, "arch": spec.arch, "is_cpu": is_cpu,
            "is_fake": is_fake, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w, "spec_source": prov.get("spec_source"),

@@ -13,7 +13,6 @@ temperature. The library never prints: progress goes to a ``Reporter``.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import io
 import json
 import math
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write_json, utc_now, utc_stamp
 from ..types import ConfigError, WattlintError
 from . import backends as _backends
 from .meters import Meter, MeterError
@@ -42,14 +42,6 @@ LAUNCH_BATCH_S = 0.005
 
 class RunError(WattlintError):
     pass
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc_stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
 class Reporter:
@@ -72,15 +64,6 @@ class Reporter:
 
 
 # ---- files -----------------------------------------------------------------------------------------------------
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
 
 def read_rows(csv_path: Path) -> list[dict[str, str]]:
     """All complete rows of a run CSV (a torn last line from a crash is ignored)."""
@@ -233,7 +216,7 @@ def measure_sample(sample: Sample, backend: _backends.Backend, meter: Meter, tim
         row.update(meter.state())
         row["status"] = "ok"
     finally:
-        del fn
+        fn = None  # release the sample's device tensors before the next one
         backend.release()
     row["wall_s"] = time.perf_counter() - t_start
     return row
@@ -371,7 +354,7 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
     session: dict[str, Any] = {"started_utc": utc_now(), "resumed": bool(cfg.resume), "already_done": len(done)}
     prov["status"] = "running"
     prov.setdefault("sessions", []).append(session)
-    write_json_atomic(paths.json, prov)
+    atomic_write_json(paths.json, prov)
     writer = CsvAppender(paths.csv)
     index = len(done_rows)
     temps: list[float] = [float(r["temperature_c"]) for r in done_rows if r.get("temperature_c")]
@@ -393,7 +376,7 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         rep.note(f"idle power {idle.avg_power_w:.1f} W ({idle.source}, {idle.window_s:.1f} s)")
         session["stabilization"] = _stabilize(backend, meter, float(setup.get("stabilize_max_s", 0.0)), rep)
         prov["meter"] = meter.provenance()
-        write_json_atomic(paths.json, prov)
+        atomic_write_json(paths.json, prov)
         timing = dict(suite.timing.get(device, {}))
         over = 0.0
         if device in ("cpu", "cuda"):
@@ -442,7 +425,7 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
             prov["temperature_c_range"] = [min(temps), max(temps)]
         if clocks:
             prov["sm_clock_mhz_range"] = [min(clocks), max(clocks)]
-        write_json_atomic(paths.json, prov)
+        atomic_write_json(paths.json, prov)
     return paths
 
 

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import math
 import statistics
@@ -24,6 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from ..io import atomic_write_json, sha256_bytes, utc_now, utc_stamp
 from ..types import ConfigError, WattlintError
 
 PRED_SCHEMA = "wattlint.validation-predictions/1"
@@ -34,18 +33,6 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 class ValidationError(WattlintError):
     pass
-
-
-def _stamp() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def sha256_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
 
 
 def default_list_path() -> Path:
@@ -94,25 +81,20 @@ def batch_of(cfg: dict[str, Any]) -> int:
 # ---- 1. predict ------------------------------------------------------------------------------------------------
 
 def _variant(est) -> dict[str, Any]:
-    ps = est.per_step
-    rng = est.total.get("energy_kwh_range") if isinstance(est.total, dict) else None
-    out = {"time_s": float(ps["time_s"]), "gpu_energy_j": float(ps["gpu_energy_j"]),
-           "avg_gpu_power_w": float(ps.get("avg_gpu_power_w") or (ps["gpu_energy_j"] / ps["time_s"])),
+    ps, t = est.per_step, est.total
+    out = {"time_s": ps.time_s, "gpu_energy_j": ps.gpu_energy_j,
+           "avg_gpu_power_w": ps.avg_gpu_power_w or (ps.gpu_energy_j / ps.time_s if ps.time_s else 0.0),
            "calibration": est.calibration, "calibration_source": est.calibration_source}
-    try:
-        if rng and est.total.get("energy_kwh"):
-            f = float(est.total["energy_kwh"])
-            out["energy_range_factors"] = [float(rng[0]) / f, float(rng[1]) / f]
-    except (TypeError, ValueError, ZeroDivisionError):
-        pass
+    if t.energy_kwh:
+        out["energy_range_factors"] = [t.energy_kwh_range[0] / t.energy_kwh, t.energy_kwh_range[1] / t.energy_kwh]
     return out
 
 
 def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str | None = None,
             spec_from: str | None = None, out: str | None = None, only: list[str] | None = None) -> Path:
     """Predictions for every configuration of a list on one GPU (or a CPU spec taken from a calibration run)."""
+    from ..api import estimate, trace
     from ..energy.predictor import CalibratedPredictor, PriorPredictor, get_predictor
-    from ..estimate import estimate
     from ..energy.prior import naive_time_energy
 
     configs, lpath, lsha = load_list(list_path, list_name)
@@ -156,15 +138,13 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         entry["predictions"] = {}
         graph = None
         try:
-            from ..estimate import analyze_source
-
-            graph = analyze_source(c["source"], inputs=c["inputs"], batch_size=entry["batch_size"],
-                                   precision=c["precision"], optimizer=c["optimizer"])
+            graph = trace(c["source"], {"inputs": c["inputs"], "batch_size": entry["batch_size"],
+                                        "precision": c["precision"], "optimizer": c["optimizer"]})
             for vname, pred in variants.items():
-                est = estimate(graph, gpu=spec, predictor=pred, batch_size=entry["batch_size"], steps=1,
+                est = estimate(graph, gpu=spec, predictor=pred, lint=False, batch_size=entry["batch_size"], steps=1,
                                precision=c["precision"], optimizer=c["optimizer"])
                 entry["predictions"][vname] = _variant(est)
-            fl = float(est.per_step.get("flops") or graph.total().flops)
+            fl = float(est.per_step.flops or graph.total().flops)
             dk = {"fp32": "fp32", "tf32": "tf32", "bf16": "bf16", "fp16": "fp16"}[c["precision"]]
             t, e = naive_time_energy(fl, spec, dk)
             entry["predictions"]["naive"] = {"time_s": t, "gpu_energy_j": e, "avg_gpu_power_w": spec.tdp_w,
@@ -177,13 +157,12 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
     from .backends import spec_to_dict
 
     doc = {
-        "schema": PRED_SCHEMA, "created_utc": _now(), "device": device, "gpu": spec.key, "spec": spec_to_dict(spec),
+        "schema": PRED_SCHEMA, "created_utc": utc_now(), "device": device, "gpu": spec.key, "spec": spec_to_dict(spec),
         "cpu_threads": threads, "list": {"name": list_name, "path": lpath, "sha256": lsha},
         "variants": sorted(list(variants) + ["naive"]), "model": model_info, "spec_from": spec_from,
         "configs": rows,
         "note": "predictions are made and committed before any measurement; measurements never enter a fit",
     }
-    from .runner import utc_stamp
 
     path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
     if path.is_dir() or str(out or "").endswith("/"):
@@ -294,7 +273,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
         loss.backward()
         opt.step()
 
-    res: dict[str, Any] = {"name": cfg["name"], "precision": prec, "started_utc": _now()}
+    res: dict[str, Any] = {"name": cfg["name"], "precision": prec, "started_utc": utc_now()}
     window = float(cfg.get("window_s", 20.0)) * window_scale
     warm = float(cfg.get("warmup_s", 5.0)) * window_scale
     # warm-up: >= 3 steps and warmup_s
@@ -336,7 +315,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
     if backend.name == "cuda":
         res["max_memory_allocated_bytes"] = int(torch.cuda.max_memory_allocated(dev))
         torch.cuda.reset_peak_memory_stats(dev)
-    del model, opt, inputs
+    model = opt = inputs = None  # release device memory before the next configuration
     if backend.name == "cuda":
         torch.cuda.empty_cache()
     return res
@@ -345,7 +324,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
 def measure(predictions: str, device: str, *, out: str | None = None, only: list[str] | None = None,
             part: tuple[int, int] = (1, 1), window_scale: float = 1.0, reporter=None) -> Path:
     """Measure the configurations of a predictions file on ``device`` (cuda | cpu | fake is refused)."""
-    from .runner import make_meter, utc_stamp, write_json_atomic
+    from .runner import make_meter
     from . import backends as _b
 
     if device == "fake":
@@ -371,7 +350,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {
-        "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": _now(),
+        "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": utc_now(),
         "predictions_file": ppath.name, "predictions_sha256": sha256_bytes(raw), "gpu": pred.get("gpu"),
         "device": backend.info() | {"kind": device}, "meter": meter.provenance(), "part": list(part),
         "window_scale": window_scale, "results": [],
@@ -384,7 +363,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         doc["idle_power_w"] = idle.avg_power_w
         doc["idle_source"] = idle.source
         doc["meter"] = meter.provenance()
-        write_json_atomic(path, doc)
+        atomic_write_json(path, doc)
         for c in configs:
             if reporter:
                 reporter(f"measuring {c['name']} ({c['precision']}, window {c.get('window_s')} s)")
@@ -400,7 +379,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
 
                     torch.cuda.empty_cache()
             doc["results"].append(r)
-            write_json_atomic(path, doc)
+            atomic_write_json(path, doc)
             if reporter:
                 if r["status"] == "ok":
                     reporter(f"  {c['name']}: {r['time_per_step_s'] * 1e3:.2f} ms/step, {r['avg_power_w']:.0f} W "
@@ -410,8 +389,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         doc["status"] = "complete"
     finally:
         doc.setdefault("status", "interrupted")
-        doc["finished_utc"] = _now()
-        write_json_atomic(path, doc)
+        doc["finished_utc"] = utc_now()
+        atomic_write_json(path, doc)
         meter.close()
     return path
 
@@ -497,7 +476,7 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         summary[k] = {"time": _summary(d["time"]), "energy": _summary(d["energy"]), "power": _summary(d["power"]),
                       "energy_range_coverage": (sum(d["in_range"]) / len(d["in_range"])) if d["in_range"] else None}
     doc = {
-        "schema": VAL_SCHEMA, "created_utc": _now(), "gpu": meas.get("gpu"),
+        "schema": VAL_SCHEMA, "created_utc": utc_now(), "gpu": meas.get("gpu"),
         "device": meas.get("device"), "meter": meas.get("meter", {}).get("name"),
         "energy_source": meas.get("meter", {}).get("energy_source"),
         "measurements": [{"file": Path(f).name, "sha256": sha256_bytes(Path(f).read_bytes())} for f in mfiles],
@@ -507,7 +486,6 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         "note": ("CPU: time measured, energy MODELLED (stated power model) - only the time errors are evidence"
                  if (meas.get("device") or {}).get("kind") == "cpu" else ""),
     }
-    from .runner import utc_stamp
 
     path = Path(out) if out else mpath.parent / f"{utc_stamp()}-validation.json"
     if path.is_dir():

@@ -319,8 +319,8 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x):
-        for i, l in enumerate(self.layers):
-            x = l(x)
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
             if i < len(self.layers) - 1:
                 x = F.relu(x)
         return x

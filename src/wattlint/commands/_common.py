@@ -1,32 +1,79 @@
-"""Arguments shared by commands that load a model (analyze, estimate, validate)."""
+"""Argument helpers shared by commands: every estimate option comes from the one table in wattlint.options."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
-OPTIMIZERS = ("adamw", "adam", "sgd")
+from .. import options as O
+
+MODEL_OPTIONS = ("inputs", "batch_size", "seq_len", "precision", "optimizer", "capacity_factor")
+
+
+def cli_type(opt: O.Option):
+    """An argparse ``type`` that validates with the option's checker (numbers may be written 1e3 or 4_096)."""
+    def parse(text: str):
+        try:
+            return opt.check(text, text=True)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{text!r}: {e}") from None
+
+    parse.__name__ = opt.name  # argparse names the type in some messages
+    return parse
 
 
 def positive_int(text: str) -> int:
-    try:
-        v = int(float(text)) if "e" in text.lower() else int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return v
+    """A positive whole number for options outside the estimate table (``--top``, ``--limit``, ``--folds``)."""
+    return cli_type(O.Option("n", "", O.integer(1, 10**9), "", "", ""))(text)
+
+
+def add_option(group, name: str, **overrides: Any) -> None:
+    """Add the option ``name`` of :data:`wattlint.options.OPTIONS` to an argparse group (dest = name)."""
+    opt = O.OPTIONS[name]
+    kw: dict[str, Any] = {"dest": opt.name, "help": opt.help, "default": None}
+    if opt.check is O.boolean:
+        kw["action"] = "store_true"
+    else:
+        kw["metavar"] = opt.metavar
+        if opt.choices:
+            kw["choices"] = opt.choices
+        elif name == "inputs":
+            kw["action"] = "append"  # each spec is parsed (and refused with its reason) by frontends/inputs.py
+        else:
+            kw["type"] = cli_type(opt)
+    kw.update(overrides)
+    if kw.get("choices") is None:
+        kw.pop("choices", None)
+    group.add_argument(opt.flag, **kw)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, model_required: bool = True) -> None:
     p.add_argument("model", nargs=None if model_required else "?", metavar="MODEL",
                    help="model source: file.onnx | config.json (Hugging Face) | package.module:attr | path/file.py:attr")
-    p.add_argument("--input", action="append", metavar="NAME=DTYPE[DIMS]", default=None,
-                   help="an input spec, e.g. x=float32[8,3,224,224] or ids=int64[4,512] (repeatable)")
-    p.add_argument("--batch-size", type=positive_int, metavar="N",
-                   help="global batch size; rebinds the leading dim of the inputs (traced micro-batch = "
-                        "global / (gpus x grad-accum))")
-    p.add_argument("--seq-len", type=positive_int, metavar="N", help="sequence length for language models")
-    p.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="training precision (default: PyTorch's default: fp32 weights, TF32 cuDNN convs on Ampere+)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer (default adamw)")
+    for name in MODEL_OPTIONS:
+        add_option(p, name)
+
+
+def cli_options(args: argparse.Namespace, names) -> dict[str, Any]:
+    """The options among ``names`` the user gave on the command line (argparse already validated them)."""
+    out = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    if "inputs" in out:
+        out["inputs"] = tuple(out["inputs"])
+    return out
+
+
+def write_output(path: str | None, text: str) -> None:
+    """Write a report to ``path`` (atomically, never through a symbolic link) or to stdout."""
+    import sys
+
+    from ..io import atomic_write_text
+    from ..types import InputError
+
+    if not path:
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_text(Path(path), text, refuse_symlink=True)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None

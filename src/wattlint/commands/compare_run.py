@@ -10,19 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from ._common import OPTIMIZERS, PRECISIONS, positive_int
+from ._common import add_option
 
 SCHEMA = "wattlint.run-comparison/1"
-
-
-def _pos_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return v
+# plan options of the estimate to compare with (wattlint.options: same flags, checks and help as `wattlint estimate`)
+PLAN_FLAGS = ("steps", "epochs", "dataset", "tokens", "seq_len", "batch_size", "grad_accum", "precision", "optimizer",
+              "gpus", "pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,26 +25,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     m = p.add_argument_group("estimate to compare with (needed for other tools' logs; re-estimates a run record)")
     m.add_argument("--model", metavar="MODEL", help="model source: file.onnx | config.json | pkg.module:attr | "
                                                     "path/file.py:attr")
-    m.add_argument("--input", action="append", metavar="NAME=DTYPE[DIMS]", default=None, help="input spec (repeatable)")
-    m.add_argument("--gpu", metavar="G", help="GPU database key (default: the record's GPU)")
+    add_option(m, "inputs")
+    add_option(m, "gpu", help="GPU database key (default: the record's GPU)")
     m.add_argument("--cpu-calibration", metavar="DIR", help="CPU calibration run folder (CPU runs)")
-    for flag, typ in (("--steps", positive_int), ("--epochs", _pos_float), ("--tokens", _pos_float),
-                      ("--seq-len", positive_int), ("--batch-size", positive_int), ("--grad-accum", positive_int),
-                      ("--gpus", positive_int), ("--pue", _pos_float), ("--carbon-intensity", _pos_float),
-                      ("--price", _pos_float), ("--gpu-hour-price", _pos_float)):
-        m.add_argument(flag, type=typ, default=None)
-    m.add_argument("--dataset", metavar="NAME|N", default=None)
-    m.add_argument("--region", metavar="R", default=None)
-    m.add_argument("--precision", choices=PRECISIONS, default=None)
-    m.add_argument("--optimizer", choices=OPTIMIZERS, default=None)
+    for name in PLAN_FLAGS:
+        add_option(m, name)
     o = p.add_argument_group("other tools' logs")
     o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index (default: the last row)")
     o.add_argument("--run-id", default=None, help="CodeCarbon: the run_id to compare")
     o.add_argument("--window", default=None, help="Zeus: the window name to compare (summed over its windows)")
-
-
-PLAN_FLAGS = ("steps", "epochs", "tokens", "seq_len", "batch_size", "grad_accum", "gpus", "pue", "carbon_intensity",
-              "price", "gpu_hour_price", "dataset", "region", "precision", "optimizer")
 
 
 def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dict:
@@ -70,7 +52,7 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
 
         spec, _ = resolve_gpu(key)
         predictor = None
-    return _s.static_estimate(model=None, source=args.model, inputs=args.input, spec=spec, predictor=predictor,
+    return _s.static_estimate(model=None, source=args.model, inputs=args.inputs, spec=spec, predictor=predictor,
                               options=options)
 
 

@@ -11,9 +11,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device); or run "
                         "records of tracked training runs (*.jsonl / a folder of them): a run-level correction")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="model folder (default models/<gpu-key>/ for a GPU; <run folder>/model for CPU/fake runs, "
-                        "which never go into models/); run records: models/<gpu-key>/run_correction.json, "
-                        "<records folder>/run_correction.json for CPU records")
+                   help="model folder (default <user data dir>/wattlint/models/<gpu-key>/ for a GPU, searched by "
+                        "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder); "
+                        "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
+                        "run_correction.json for CPU records")
     p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for whole-shape hold-out (5)")
     p.add_argument("--model-hash", default=None, metavar="HASH",

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def rows(with_sources: bool = False) -> list[dict]:
-    from ..hardware import calibration_status, load_gpus
+    from ..hardware import calibration_status, load_gpus, supported_precisions
 
     out = []
     for key, g in load_gpus().items():
@@ -26,7 +26,7 @@ def rows(with_sources: bool = False) -> list[dict]:
             "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
             "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
             "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
-            "calibration": calibration_status(key),
+            "precisions": list(supported_precisions(g)), "calibration": calibration_status(key),
         }
         if with_sources:
             row["sources"] = dict(g.sources)
@@ -39,7 +39,7 @@ def _num(v: float | None, fmt: str = "{:g}") -> str:
 
 
 def detail(name: str) -> tuple[dict, str | None]:
-    from ..hardware import calibration_status, resolve_gpu, value_fields
+    from ..hardware import calibration_status, resolve_gpu, supported_precisions, value_fields
 
     g, note = resolve_gpu(name)
     values = {}
@@ -48,7 +48,9 @@ def detail(name: str) -> tuple[dict, str | None]:
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
-             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key), "values": values}, note)
+             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key),
+             "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
+             "values": values}, note)
 
 
 def _run_detail(args: argparse.Namespace) -> int:
@@ -65,6 +67,8 @@ def _run_detail(args: argparse.Namespace) -> int:
     console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']}); "
                   f"calibration: {info['calibration']}")
     console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
+    console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
+                  markup=False)
     table = Table(header_style="bold")
     table.add_column("field", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
@@ -84,35 +88,25 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    from ..report.text import fit_table
+    from .estimate import terminal_width
 
-    table = Table(title="wattlint GPU database (dense peaks; * = unconfirmed value, ~ = estimated idle)",
-                  title_justify="left", header_style="bold")
-    for col, just in (("key", "left"), ("name", "left"), ("memory", "right"), ("bandwidth", "right"),
-                      ("bf16 TFLOP/s", "right"), ("fp32 TFLOP/s", "right"), ("TDP", "right"), ("idle", "right"),
-                      ("calibration", "left")):
-        table.add_column(col, justify=just, no_wrap=col == "key")
-
+    header = ["key", "memory GB", "GB/s", "bf16 TFLOP/s", "fp32 TFLOP/s", "TDP W", "idle W", "calibration", "name"]
+    table = []
     for r in data:
         flags = set(r["unconfirmed"])
 
-        def mark(field: str, text: str) -> str:
-            return text + ("*" if field in flags else "")
+        def mark(field: str, value, flags=flags) -> str:
+            return "-" if value is None else f"{value:g}" + ("*" if field in flags else "")
 
-        bf16 = r["peak_tflops"].get("bf16")
-        table.add_row(
-            r["key"], r["name"],
-            mark("memory_gb", f"{r['memory_gb']:g} GB"),
-            mark("memory_bw_gbs", f"{r['memory_bw_gbs']:g} GB/s"),
-            mark("peak_tflops.bf16", _num(bf16)) if bf16 else "-",
-            mark("peak_tflops.fp32", _num(r["peak_tflops"].get("fp32"))),
-            mark("tdp_w", f"{r['tdp_w']:g} W"),
-            ("~" if r["idle_estimated"] else "") + f"{r['idle_w']:g} W",
-            r["calibration"],
-        )
-    console = Console(soft_wrap=False)
-    console.print(table)
-    console.print("Idle = power in a running job between kernels; '~' marks a stated estimate (see "
-                  "data/SOURCES.md). Sources of every value: wattlint gpus --format json --sources")
+        table.append([r["key"], mark("memory_gb", r["memory_gb"]), mark("memory_bw_gbs", r["memory_bw_gbs"]),
+                      mark("peak_tflops.bf16", r["peak_tflops"].get("bf16")),
+                      mark("peak_tflops.fp32", r["peak_tflops"].get("fp32")), mark("tdp_w", r["tdp_w"]),
+                      ("~" if r["idle_estimated"] else "") + f"{r['idle_w']:g}", r["calibration"], r["name"]])
+    width = terminal_width(False)
+    text, dropped = fit_table(header, table, width, right=header[1:7])
+    sys.stdout.write(f"wattlint GPU database: {len(data)} GPUs (dense peaks; * unconfirmed, ~ estimated)\n{text}")
+    if dropped:
+        sys.stdout.write(f"(left out at {width} columns: {', '.join(dropped)}; set COLUMNS or use --format json)\n")
+    sys.stdout.write("'wattlint gpus KEY' shows one GPU with the source of every value\n")
     return 0

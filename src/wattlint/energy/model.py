@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..io import sha256_file
 from ..types import WattlintError
 
 MODEL_SCHEMA = "wattlint.energy-model/1"
@@ -354,11 +355,3 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:  # pragma: no cover - optional
             pass
     return v
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

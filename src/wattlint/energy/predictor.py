@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..types import GpuSpec, OpKind, OpRecord
 from . import prior as _prior
@@ -28,18 +30,26 @@ MIN_MEASURED_RANGE = (0.85, 1.15)
 
 
 class Predictor:
-    """Per-op time (s) and power (W) for records on a GPU."""
+    """Per-op time (s) and power (W) for records on a GPU.
+
+    Identical ops (repeated blocks; the same graph re-priced for a lint variant) are priced once per predictor:
+    the cache is keyed by everything the prior reads from a record and by the GPU, precision and utilization."""
 
     calibration: str = "prior"
     source: str = "spec-sheet prior"
+    searched: str = ""  # the models search path that was looked through (provenance)
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple, tuple[float, float]] = {}
 
     def predict(self, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
                 utilization: float | None = None) -> tuple[list[float], list[float]]:
         times: list[float] = []
         powers: list[float] = []
-        cache: dict[tuple, tuple[float, float]] = {}  # repeated blocks: identical ops cost the same
+        cache = self._cache
+        ctx = (gpu.key, gpu.tdp_w, gpu.idle_w, precision, utilization)
         for r in records:
-            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims)
+            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, ctx)
             hit = cache.get(key)
             if hit is None:
                 p = _prior.op_prior(r, gpu, precision, utilization)
@@ -48,7 +58,8 @@ class Predictor:
             powers.append(hit[1])
         return times, powers
 
-    def range_factors(self) -> tuple[float, float]:
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """Multiplicative 5-95 % band for ``quantity`` (energy | time)."""
         return PRIOR_RANGE
 
 
@@ -60,6 +71,7 @@ class CalibratedPredictor(Predictor):
     """The prior x a LightGBM correction fitted on measured op benchmarks."""
 
     def __init__(self, model, model_key: str, *, transferred: bool):
+        super().__init__()
         self.model = model
         self.model_key = model_key
         self.transferred = transferred
@@ -115,21 +127,22 @@ class CalibratedPredictor(Predictor):
         kinds = (card.get("data") or {}).get("record_kinds")
         return frozenset(kinds) if kinds else None
 
-    def range_factors(self):
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """The 5-95 % band from the card's out-of-fold residual quantiles of ``quantity``; a card without them (or
+        with unusable ones) gets the prior's band — no residuals, no claim of a narrower range."""
         lo = hi = None
         rq = getattr(self.model, "residual_quantiles", None)
         if rq is not None:
             try:
-                a, b = rq("energy", transferred=self.transferred)
+                a, b = rq(quantity, transferred=self.transferred)
                 lo, hi = math.exp(float(a)), math.exp(float(b))
-            except Exception:
+            except (KeyError, TypeError, ValueError, OverflowError):
                 lo = hi = None
-        if lo is None or hi is None:
-            lo, hi = _card_quantiles(getattr(self.model, "card", {}) or {})
+        if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            lo, hi = PRIOR_RANGE
             if self.transferred:
                 lo, hi = lo / TRANSFER_WIDEN, hi * TRANSFER_WIDEN
-        lo, hi = min(lo, MIN_MEASURED_RANGE[0]), max(hi, MIN_MEASURED_RANGE[1])
-        return lo, hi
+        return min(lo, MIN_MEASURED_RANGE[0]), max(hi, MIN_MEASURED_RANGE[1])
 
 
 def _card(d: Path) -> dict:
@@ -140,8 +153,52 @@ def _card(d: Path) -> dict:
         return {}
 
 
+@dataclass(frozen=True)
+class ModelsDir:
+    """One folder of fitted models (``<gpu-key>/card.json`` + LightGBM text) and where its place came from."""
+
+    path: Path
+    origin: str  # --models-dir | [tool.wattlint] models-dir | WATTLINT_MODELS_DIR | user data dir | shipped
+
+    def describe(self) -> str:
+        return f"{self.origin} {self.path}"
+
+
+def user_models_dir() -> Path:
+    """The user's own fitted models (``wattlint fit`` writes here by default): the platform's user data folder."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("wattlint", appauthor=False)) / "models"
+
+
+def search_path(cli: str | Path | None = None, config_dir: str | Path | None = None,
+                env: Mapping[str, str] | None = None) -> tuple[ModelsDir, ...]:
+    """Where fitted models are looked up, in order (docs/CALIBRATION.md): ``--models-dir``, ``[tool.wattlint]
+    models-dir``, ``$WATTLINT_MODELS_DIR``, the user data folder, the models shipped in the package."""
+    env = os.environ if env is None else env
+    out = []
+    if cli:
+        out.append(ModelsDir(Path(cli).expanduser().resolve(), "--models-dir"))
+    if config_dir:
+        out.append(ModelsDir(Path(config_dir).expanduser().resolve(), "[tool.wattlint] models-dir"))
+    if env.get("WATTLINT_MODELS_DIR"):
+        out.append(ModelsDir(Path(env["WATTLINT_MODELS_DIR"]).expanduser().resolve(), "WATTLINT_MODELS_DIR"))
+    out.append(ModelsDir(user_models_dir(), "user data dir"))
+    out.append(ModelsDir(MODELS_DIR, "shipped"))
+    seen: set[Path] = set()
+    return tuple(d for d in out if not (d.path in seen or seen.add(d.path)))
+
+
+def _dirs(models_dir) -> tuple[ModelsDir, ...]:
+    if models_dir is None:
+        return search_path()
+    if isinstance(models_dir, (str, Path)):
+        return (ModelsDir(Path(models_dir), "models dir"),)
+    return tuple(models_dir)
+
+
 def calibrated_keys(models_dir: Path | None = None) -> list[str]:
-    """GPU keys with a shipped calibrated GPU model (a card.json in models/<key>/; CPU method-check models and
+    """GPU keys with a calibrated GPU model in ``models_dir`` (a card.json in <key>/; CPU method-check models and
     folders whose card is unreadable are skipped)."""
     d = models_dir or MODELS_DIR
     if not d.is_dir():
@@ -163,29 +220,42 @@ def _load(key: str, models_dir: Path):
 
 
 
-def get_predictor(gpu: GpuSpec, models_dir: Path | None = None) -> Predictor:
-    """The best available model for ``gpu``: measured > transferred > prior.
+def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
+    """The best available model for ``gpu``: measured (its own model, first folder of the search path that has one)
+    > transferred (another GPU's model, same architecture first) > prior.
 
-    Loading a calibrated model that turns out unusable (corrupt card, missing lightgbm) falls back to the next
-    option rather than failing the estimate; the provenance label always says what was used."""
-    d = models_dir or MODELS_DIR
-    keys = calibrated_keys(d)
-    if gpu.key in keys:
-        try:
-            return CalibratedPredictor(_load(gpu.key, d), gpu.key, transferred=False)
-        except Exception:  # pragma: no cover - a broken shipped model must not break estimates
-            pass
-    # transfer: prefer a model of the same architecture / vendor, then any
-    def rank(k: str) -> tuple[int, str]:
-        card = _card(d / k)
+    ``models_dir``: a folder, a sequence of :class:`ModelsDir`, or None for :func:`search_path`. Loading a model
+    that turns out unusable (corrupt card, missing lightgbm) falls back to the next option rather than failing the
+    estimate; the provenance label always says what was used and from which folder."""
+    dirs = _dirs(models_dir)
+    searched = "; ".join(d.describe() for d in dirs)
+    for d in dirs:
+        if gpu.key in calibrated_keys(d.path):
+            try:
+                p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
+            except Exception:  # a broken model must not break estimates: try the next folder
+                continue
+            p.source = f"{p.source} ({d.describe()})"
+            p.searched = searched
+            return p
+
+    def rank(item: tuple[ModelsDir, str]) -> tuple[int, int, str]:
+        d, k = item
+        card = _card(d.path / k)
         g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
         arch = str(g.get("arch", card.get("arch", "")))
         vendor = str(g.get("vendor", card.get("vendor", "")))
-        return (0 if arch and arch == gpu.arch else 1 if vendor and vendor == gpu.vendor else 2, k)
+        return (0 if arch and arch == gpu.arch else 1 if vendor and vendor == gpu.vendor else 2, dirs.index(d), k)
 
-    for k in sorted((k for k in keys if k != gpu.key), key=rank):
+    others = [(d, k) for d in dirs for k in calibrated_keys(d.path) if k != gpu.key]
+    for d, k in sorted(others, key=rank):
         try:
-            return CalibratedPredictor(_load(k, d), k, transferred=True)
-        except Exception:  # pragma: no cover
+            p = CalibratedPredictor(_load(k, d.path), k, transferred=True)
+        except Exception:
             continue
-    return PriorPredictor()
+        p.source = f"{p.source} ({d.describe()})"
+        p.searched = searched
+        return p
+    p = PriorPredictor()
+    p.searched = searched
+    return p

@@ -93,7 +93,8 @@ def build_model(config):
             if cls is transformers.AutoModel:
                 try:
                     model = cls.from_config(config, attn_implementation="sdpa", **fp32)
-                except (ValueError, TypeError):
+                except (ValueError, TypeError):  # no sdpa path: transformers' default for the architecture
+                    config._attn_implementation = None
                     model = cls.from_config(config, **fp32)
             else:
                 try:
@@ -134,7 +135,10 @@ def max_positions(config) -> int | None:
 
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
-                   activation_checkpointing: bool = False, assumptions: Sequence[str] = ()) -> CostGraph:
+                   activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
+                   capacity_factor: float = 1.0) -> CostGraph:
+    """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
+    at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
     from . import torch as tf
 
     if isinstance(path_or_config, (str, os.PathLike, Mapping)):
@@ -169,4 +173,5 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     with _quiet():
         return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
                                     precision=precision, optimizer=optimizer,
-                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True)
+                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
+                                    capacity_factor=capacity_factor)

@@ -685,7 +685,7 @@ class _Analysis(_Validate, _Shapes):
         recs = []
         opt = self.optimizer
         half_params = False
-        for name in self.trainable:
+        for name in (n for n in self.inits if n in self.trainable):  # graph order: deterministic (not set order)
             t = self.param_tensors[name]
             n = C.numel(t.dims)
             pdt = _ONNX_DTYPES.get(t.data_type, "float32")

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from typing import Any, Mapping
 
 from ..types import CostGraph, InputError, TensorSpec
 from .inputs import parse_input_spec, parse_input_specs
+
+
+def check_capacity_factor(value) -> float:
+    """The mixture-of-experts capacity factor as a float > 0 (InputError otherwise)."""
+    try:
+        cf = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"capacity factor must be a number > 0, got {value!r}") from None
+    if not math.isfinite(cf) or cf <= 0:
+        raise InputError(f"capacity factor must be a number > 0, got {value!r}")
+    return cf
 
 
 def micro_batch(batch_size: int | None, gpus: int = 1, grad_accum: int = 1) -> int | None:
@@ -49,8 +61,11 @@ def _specs(inputs) -> dict[str, TensorSpec]:
 
 def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
             seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
-            grad_accum: int = 1, activation_checkpointing: bool = False) -> CostGraph:
+            grad_accum: int = 1, activation_checkpointing: bool = False, capacity_factor: float = 1.0) -> CostGraph:
+    """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
+    tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX)."""
     precision = precision or "default"
+    capacity_factor = check_capacity_factor(capacity_factor)
     optimizer = optimizer or "adamw"
     specs = _specs(inputs)
     mb = micro_batch(batch_size, gpus, grad_accum)
@@ -75,18 +90,18 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
 
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
-                                  assumptions=notes)
+                                  assumptions=notes, capacity_factor=capacity_factor)
         if ":" in src:
             obj = load_attr(src)
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
-                                         activation_checkpointing, notes)
+                                         activation_checkpointing, notes, capacity_factor)
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
         raise InputError(f"model source {src!r} not understood: expected file.onnx, config.json, "
                          "package.module:attr or path/file.py:attr")
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
-                                 precision, optimizer, activation_checkpointing, notes)
+                                 precision, optimizer, activation_checkpointing, notes, capacity_factor)
 
 
 def load_attr(spec: str) -> Any:
@@ -156,10 +171,11 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0] if s else ""
 
 
-def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes) -> CostGraph:
+def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
+                          capacity_factor: float = 1.0) -> CostGraph:
     from . import torch as tf
 
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
-                                assumptions=notes)
+                                assumptions=notes, capacity_factor=capacity_factor)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
+from . import torch_moe as MOE
 from . import torch_ops as T
 
 aten = torch.ops.aten
@@ -43,7 +43,7 @@ AUTOCAST_LOWER = {
     "mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv", "addr", "convolution", "prelu", "_prelu_kernel",
     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
     "_scaled_dot_product_cudnn_attention", "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell", "_cudnn_rnn", "matmul",
-    "linear", "dot",
+    "linear", "dot", "_grouped_mm",
 }
 AUTOCAST_FP32 = {
     "pow", "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal", "rsqrt",
@@ -106,8 +106,9 @@ class _Recorder(TorchDispatchMode):
                                                 and len(args) > 1 and any(
                 isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in (args[1] or []))):
             t.scalar_reads["nonzero->all elements"] += 1
+        shape_only = MOE.SHAPE_ONLY.get(func)
         try:
-            out = func(*args, **kwargs)
+            out = shape_only(*args, **kwargs) if shape_only is not None else func(*args, **kwargs)
         except (NotImplementedError, RuntimeError):
             out = t.data_dependent(name, args, kwargs)
             if out is None:
@@ -438,8 +439,12 @@ def _meta_like(x):
 def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *, source: str = "",
           precision: str = "default", optimizer: str = "adamw", activation_checkpointing: bool = False,
           hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
-          inputs: Sequence[TensorSpec] = (), name: str = "") -> CostGraph:
-    """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors."""
+          inputs: Sequence[TensorSpec] = (), name: str = "",
+          capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR) -> CostGraph:
+    """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors.
+
+    Mixture-of-experts layers are traced at their routed cost (:mod:`wattlint.frontends.torch_moe`: balanced
+    routing, ``capacity_factor`` rows per expert); an MoE layout it does not know raises InputError."""
     model = to_meta(model)
     model.train()
     args = _meta_like(tuple(args))
@@ -448,8 +453,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
+    moe = MOE.MoeRouting(model, capacity_factor).install()  # raises (swapping nothing) on an unknown MoE layout
     handles = []
-    for n, m in model.named_modules():
+    for m in model.modules():
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
     restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
@@ -483,6 +489,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         _AUTOCAST_DTYPE[0] = None
         nonzero_cfg()
         restore_rnn()
+        moe.restore()
         for h in handles:
             h.remove()
         if restore_ckpt:
@@ -516,15 +523,18 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "cell kernel for LSTM/GRU, forward and backward)")
     if activation_checkpointing:
         notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
+    notes.extend(moe.notes())
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
+    extra = {"activation_bytes": int(tracer.saved_bytes), "activation_checkpointing": bool(activation_checkpointing)}
+    if moe.layers:
+        extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=prec, optimizer=optimizer, extra={"activation_bytes": int(tracer.saved_bytes),
-                                                              "activation_checkpointing": bool(activation_checkpointing)})
+                     precision=prec, optimizer=optimizer, extra=extra)
 
 
 def _meta_nonzero_all():
@@ -650,7 +660,8 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
 def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec], *, source: str = "",
                       micro_batch: int | None = None, seq_len: int | None = None, precision: str = "default",
                       optimizer: str = "adamw", activation_checkpointing: bool = False,
-                      assumptions: Sequence[str] = (), hf: bool = False) -> CostGraph:
+                      assumptions: Sequence[str] = (), hf: bool = False,
+                      capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR) -> CostGraph:
     """Bind inputs (``--input`` specs win over example inputs), rebind batch / seq dims, and trace."""
     notes = list(assumptions)
     args: list = []
@@ -705,7 +716,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                      "(leading dim); pass --batch-size to set the global batch")
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
-                 assumptions=notes, inputs=in_specs)
+                 assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor)
 
 
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------

@@ -117,7 +117,8 @@ ELEMENTWISE_ALIAS = {
     "frac": "sub", "addcmul": "addcmul", "addcdiv": "addcdiv", "lerp": "lerp", "pow": "pow", "sqrt": "sqrt",
     "rsqrt": "rsqrt", "square": "square", "exp": "exp", "exp2": "exp", "log": "log", "log2": "log",
     "log10": "log", "log1p": "log1p", "expm1": "expm1", "sin": "sin", "cos": "cos", "tan": "sin", "erf": "erf",
-    "erfc": "erf", "erfinv": "erf", "sinh": "exp", "cosh": "exp", "atan": "sin", "asin": "sin", "acos": "sin",
+    "erfc": "erf", "erfinv": "erf", "polar": "polar", "sinh": "exp", "cosh": "exp", "atan": "sin", "asin": "sin",
+    "acos": "sin",
     "relu": "relu", "relu6": "relu6", "leaky_relu": "leaky_relu", "hardtanh": "hardtanh", "threshold": "threshold",
     "prelu": "prelu", "_prelu_kernel": "prelu", "sigmoid": "sigmoid", "tanh": "tanh", "silu": "silu",
     "gelu": "gelu", "elu": "elu", "selu": "selu", "celu": "celu", "softplus": "softplus", "mish": "mish",
@@ -158,7 +159,8 @@ SCATTER_ADD = {"index_put", "_unsafe_index_put", "index_add", "scatter_add", "sc
 REDUCTIONS = {"sum": 1, "mean": 1, "amax": 1, "amin": 1, "max": 1, "min": 1, "argmax": 1, "argmin": 1,
               "var": 3, "var_mean": 3, "std": 3, "std_mean": 3, "prod": 1, "all": 1, "any": 1, "norm": 2,
               "linalg_vector_norm": 2, "cumsum": 1, "cumprod": 1, "logsumexp": 6, "nansum": 1, "count_nonzero": 1,
-              "aminmax": 2, "_foreach_norm": 2, "logcumsumexp": 6, "topk": 2, "sort": 4, "median": 4,
+              "aminmax": 2, "_foreach_norm": 2, "logcumsumexp": 6, "topk": 2, "sort": 4, "median": 4, "histc": 1,
+              "bincount": 1,
               "kthvalue": 4, "max_unary": 1, "min_unary": 1}
 
 
@@ -187,6 +189,16 @@ def _baddbmm(a, out):
     extra = out.numel() if isinstance(out, torch.Tensor) else 0
     return C.Cost(c.flops + extra, c.bytes_read + a["self"].numel() * a["self"].element_size(), c.bytes_written,
                   OpKind.MATMUL, c.dims)
+
+
+def _grouped_mm(a, out):
+    """torch._grouped_mm (mixture-of-experts grouped GEMM): groups = len(offs), or the batch of a 3-D x 3-D call."""
+    x, w, offs = a["self"], a["mat2"], a.get("offs")
+    groups = int(offs.shape[0]) if isinstance(offs, torch.Tensor) else (int(x.shape[0]) if x.dim() == 3 else 1)
+    bias = a.get("bias")
+    return C.grouped_gemm(shape(x), shape(w), groups, compute_dtype(a, out),
+                          bias_elems=bias.numel() if isinstance(bias, torch.Tensor) else 0,
+                          out_dtype=dt(out) if isinstance(out, torch.Tensor) else None)
 
 
 def _mv(a, out):
@@ -443,7 +455,7 @@ def _fused_cell_bwd(mode: str):
 
 HANDLERS: dict[str, Handler] = {
     "mm": _mm, "addmm": _addmm, "bmm": _bmm, "baddbmm": _baddbmm, "mv": _mv, "addmv": _addmv, "dot": _dot,
-    "vdot": _dot,
+    "vdot": _dot, "_grouped_mm": _grouped_mm,
     "convolution": _convolution, "convolution_backward": _convolution_backward,
     "_scaled_dot_product_efficient_attention": _sdpa_fwd,
     "_scaled_dot_product_flash_attention": _sdpa_fwd,

@@ -51,7 +51,7 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
                    version: str = "") -> dict[str, dict[str, Any]]:
     """Merge ``updates`` into the existing entries (``keep``: entries of models not run this time) and write the file
     atomically. Returns the new mapping."""
-    from ..cache import atomic_write_text
+    from ..io import atomic_write_text
 
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})

@@ -1,7 +1,9 @@
 """The lint engine: rule selection, per-model suppression, rule options, re-estimation for savings, exit codes.
 
-``run_rules(graph, estimate, config=None, model=None)`` is what the estimator calls to attach findings and what
-``wattlint check`` calls per configured model. Selection follows ruff: a rule runs when the most specific matching
+``run_rules(estimate, config=None, model=None, reestimator=...)`` runs the selected rules on an Estimate (its graph
+included); the request path (wattlint.api) calls it for ``wattlint MODEL`` and ``wattlint check``, passing the
+re-estimator that prices variants for savings. The engine never imports the estimator: without a re-estimator,
+savings are unknown (None), never invented. Selection follows ruff: a rule runs when the most specific matching
 ``select`` entry is more specific than the most specific matching ``ignore`` entry (``ignore`` wins ties); a model's
 own ``ignore``/``select`` extend the top-level lists; preview rules run only with ``preview = true`` or when selected
 by their exact code.
@@ -12,15 +14,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import threading
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..types import CostGraph, Estimate, Finding, GpuSpec, Plan
+from ..report.units import energy_kwh as fmt_kwh
+from ..types import CostGraph, Estimate, Finding, GpuSpec, Plan, WattlintError
 from .registry import all_rules
 from .rule import Rule
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-_GUARD = threading.local()  # re-estimates made by rules must not lint again
 
 Reestimator = Callable[[CostGraph, GpuSpec, Plan], Estimate]
 
@@ -68,20 +69,22 @@ def rule_options(rule: type[Rule], config=None, overrides: Mapping[str, Any] | N
 def summarize(estimate: Estimate) -> dict[str, Any]:
     """The JSON-safe facts of an estimate that totals-only rules (budgets, regressions, calibration) need; this is
     what the result cache stores next to the graph findings."""
-    def num(v):
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
-    total = {k: ([num(x) for x in v] if isinstance(v, (list, tuple)) else num(v))
-             for k, v in dict(estimate.total).items() if isinstance(v, (int, float, list, tuple))}
-    mem = {k: v for k, v in dict(estimate.memory).items() if isinstance(v, (int, float, bool))}
+    total = {f.name: plain(getattr(estimate.total, f.name)) for f in dataclasses.fields(estimate.total)}
+    mem = estimate.memory
     return {
         "gpu": estimate.gpu.key,
         "gpu_name": estimate.gpu.name,
         "calibration": estimate.calibration,
         "calibration_source": estimate.calibration_source,
         "total": total,
-        "per_step": {k: num(v) for k, v in dict(estimate.per_step).items() if isinstance(v, (int, float))},
-        "memory": mem,
+        "per_step": {f.name: plain(getattr(estimate.per_step, f.name)) for f in dataclasses.fields(estimate.per_step)},
+        "memory": {"peak_bytes_per_gpu": mem.peak_bytes_per_gpu, "gpu_memory_bytes": mem.gpu_memory_bytes,
+                   "fits": mem.fits},
         "plan": {"batch_size": estimate.plan.batch_size, "steps": estimate.plan.steps,
                  "precision": estimate.plan.precision, "gpus": estimate.plan.gpus},
         "assumptions": list(estimate.assumptions),  # the provenance of every number above (DESIGN §3)
@@ -129,29 +132,24 @@ class Context:
     # ---- re-estimation
     def reestimate(self, *, graph: CostGraph | None = None, plan: Plan | None = None,
                    gpu: GpuSpec | None = None) -> Estimate | None:
-        """The estimate of a variant (another graph, plan or GPU), or None when it cannot be computed."""
-        if self.estimate is None:
+        """The estimate of a variant (another graph, plan or GPU), or None when it cannot be computed (no
+        re-estimator, or a variant the estimator refuses, e.g. a precision the GPU lacks)."""
+        if self.estimate is None or self._reestimator is None:
             return None
         g = graph if graph is not None else self.graph
         p = plan if plan is not None else self.estimate.plan
         spec = gpu if gpu is not None else self.estimate.gpu
-        fn = self._reestimator or _default_reestimator
-        _GUARD.active = getattr(_GUARD, "active", 0) + 1
         try:
-            return fn(g, spec, p)
-        except Exception:  # a variant the estimator cannot price: no saving rather than no finding
-            if os.environ.get("WATTLINT_DEBUG"):
-                raise
+            return self._reestimator(g, spec, p)
+        except WattlintError:  # a variant the user could not run either: no saving rather than no finding
             return None
-        finally:
-            _GUARD.active -= 1
 
     def saving(self, other: Estimate | None) -> tuple[float | None, float | None]:
         """(kWh, fraction) saved by ``other`` against this estimate (facility energy of the whole plan)."""
         if other is None:
             return None, None
         base = self.energy_kwh
-        new = float(other.total.get("energy_kwh") or 0.0)
+        new = float(other.total.energy_kwh)
         if base <= 0:
             return None, None
         return base - new, (base - new) / base
@@ -177,56 +175,25 @@ class Context:
                        model=self.model.name if self.model is not None else None)
 
 
-def _default_reestimator(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
-    from ..estimate import estimate_graph
-
-    try:
-        return estimate_graph(graph, gpu, plan, run_lint=False)
-    except TypeError:  # pragma: no cover - an estimator without run_lint (guarded anyway)
-        return estimate_graph(graph, gpu, plan)
-
-
-def fmt_kwh(x: float) -> str:
-    a = abs(x)
-    if a >= 100:
-        return f"{x:,.0f} kWh"
-    if a >= 10:
-        return f"{x:.1f} kWh"
-    if a >= 0.01:
-        return f"{x:.3g} kWh"
-    return f"{x * 1000:.3g} Wh"
-
-
-def fmt_num(x: float) -> str:
-    a = abs(x)
-    if a >= 100:
-        return f"{x:,.0f}"
-    if a >= 1:
-        return f"{x:.1f}"
-    return f"{x:.3g}"
-
-
 # ---- running -----------------------------------------------------------------------------------------------
 
-def run_rules(graph: CostGraph | None, estimate: Estimate | None, config=None, model=None, *,
-              baseline: Mapping[str, Any] | None = None, reestimator: Reestimator | None = None,
-              gpus: Callable[[], Sequence[GpuSpec]] | None = None, summary: Mapping[str, Any] | None = None,
-              rules: Sequence[type[Rule]] | None = None, graph_rules: bool = True, totals_rules: bool = True,
-              options: Mapping[str, Mapping[str, Any]] | None = None) -> list[Finding]:
+def run_rules(estimate: Estimate | None, config=None, model=None, *, baseline: Mapping[str, Any] | None = None,
+              reestimator: Reestimator | None = None, gpus: Callable[[], Sequence[GpuSpec]] | None = None,
+              summary: Mapping[str, Any] | None = None, rules: Sequence[type[Rule]] | None = None,
+              graph_rules: bool = True, totals_rules: bool = True,
+              options: Mapping[str, Mapping[str, Any]] | None = None, strict: bool = False) -> list[Finding]:
     """Findings of the selected rules for one model.
 
-    ``baseline``: this model's baseline entry (regressions). ``graph_rules`` / ``totals_rules`` pick the rules that
-    need the graph and estimate vs. those that need only the ``summary`` (cached runs pass ``estimate=None`` and a
-    stored summary). ``options``: per-code option overrides (tests).
+    ``estimate`` carries the graph; cached check runs pass ``estimate=None`` and a stored ``summary``, and then only
+    totals rules (budgets, regressions) run. ``baseline``: this model's baseline entry. ``reestimator(graph, gpu,
+    plan) -> Estimate`` prices variants for savings. ``options``: per-code option overrides. A rule that crashes
+    becomes an info finding saying so (``strict``, or WATTLINT_DEBUG=1, re-raises instead).
     """
-    if getattr(_GUARD, "active", 0):
-        return []
     if summary is None:
         if estimate is None:
             raise ValueError("run_rules needs an estimate or a summary")
         summary = summarize(estimate)
-    if graph is None and estimate is not None:
-        graph = estimate.graph
+    graph = estimate.graph if estimate is not None else None
     budget = dict(config.budget) if config is not None else {}
     threshold = config.regression_threshold if config is not None else 0.05
     if model is not None:
@@ -235,7 +202,7 @@ def run_rules(graph: CostGraph | None, estimate: Estimate | None, config=None, m
             threshold = model.regression_threshold
     out: list[Finding] = []
     for rule in (rules if rules is not None else selected_rules(config, model)):
-        if rule.uses_graph and (not graph_rules or graph is None or estimate is None):
+        if rule.uses_graph and (not graph_rules or graph is None):
             continue
         if not rule.uses_graph and not totals_rules:
             continue
@@ -246,7 +213,7 @@ def run_rules(graph: CostGraph | None, estimate: Estimate | None, config=None, m
         try:
             out.extend(rule().check(ctx) or ())
         except Exception as e:
-            if os.environ.get("WATTLINT_DEBUG") or os.environ.get("PYTEST_CURRENT_TEST"):
+            if strict or os.environ.get("WATTLINT_DEBUG"):
                 raise
             out.append(Finding(code=rule.code, severity="info", model=model.name if model is not None else None,
                                message=f"rule {rule.code} could not run: {type(e).__name__}: {e}"))
@@ -254,7 +221,8 @@ def run_rules(graph: CostGraph | None, estimate: Estimate | None, config=None, m
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (f.model or "", SEVERITY_ORDER.get(f.severity, 9), f.code, f.layer or ""))
+    return sorted(findings, key=lambda f: (f.model or "", SEVERITY_ORDER.get(f.severity, 9), f.code, f.layer or "",
+                                           f.message))
 
 
 def exit_code(findings: Iterable[Finding]) -> int:

@@ -35,6 +35,7 @@ class ModelResult:
     summary: dict[str, Any]
     items: list[Located] = field(default_factory=list)
     cached: bool = False
+    skipped: str | None = None  # why the model was not checked (a missing optional extra), else None
 
     @property
     def findings(self) -> list[Finding]:
@@ -61,4 +62,10 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts()["error"] else 0
+        return self.exit_code_for("error")
+
+    def exit_code_for(self, fail_on: str = "error") -> int:
+        """1 when a finding is at least as severe as ``fail_on`` (error | warning | info), else 0."""
+        levels = {"error": ("error",), "warning": ("error", "warning"), "info": ("error", "warning", "info")}
+        c = self.counts()
+        return 1 if any(c[s] for s in levels[fail_on]) else 0

@@ -21,8 +21,8 @@ import math
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
-from ..types import (CostGraph, Estimate, GpuSpec, LayerEstimate, ModelInfo, OpKind, OpRecord, Phase, Plan,
-                     Status)
+from ..types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, ModelInfo, OpKind, OpRecord, Phase,
+                     Plan, StepCost, Status, TotalCost)
 
 GIB = 1 << 30
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int64": 8}
@@ -198,10 +198,12 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
     gpu_j = step_e * n
     kwh = plan.steps * gpu_j * plan.pue / 3.6e6
     time_h = plan.steps * step_t / 3600
-    total = {"time_h": time_h, "gpu_hours": time_h * n, "gpu_energy_kwh": plan.steps * gpu_j / 3.6e6,
-             "energy_kwh": kwh, "energy_kwh_range": [kwh * 0.8, kwh * 1.25],
-             "co2_kg": kwh * plan.carbon_intensity_g_per_kwh / 1000,
-             "cost_usd": kwh * (plan.price_per_kwh if plan.price_per_kwh is not None else 0.15)}
+    co2 = kwh * plan.carbon_intensity_g_per_kwh / 1000
+    total = TotalCost(steps=plan.steps, time_h=time_h, time_h_range=(time_h * 0.8, time_h * 1.25),
+                      gpu_hours=time_h * n, gpu_hours_range=(time_h * n * 0.8, time_h * n * 1.25),
+                      gpu_energy_kwh=plan.steps * gpu_j / 3.6e6, host_energy_kwh=0.0, energy_kwh=kwh,
+                      energy_kwh_range=(kwh * 0.8, kwh * 1.25), co2_kg=co2, co2_kg_range=(co2 * 0.8, co2 * 1.25),
+                      cost_usd=kwh * (plan.price_per_kwh if plan.price_per_kwh is not None else 0.15))
     act = sum(r.bytes_written for r in graph.records if r.phase is Phase.FORWARD) * mb_scale
     if plan.activation_checkpointing:
         act *= 0.25
@@ -209,11 +211,11 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
     cap = gpu.memory_gb * GIB
     layers = tuple(LayerEstimate(name, graph.module_types().get(name, ""), layer_f[name], layer_t[name],
                                  layer_e[name], layer_e[name] / step_e if step_e else 0.0) for name in layer_e)
+    step = StepCost(flops=sum(layer_f.values()) * n, time_s=step_t, gpu_energy_j=gpu_j, host_energy_j=0.0,
+                    avg_gpu_power_w=step_e / step_t if step_t else 0.0)
     return Estimate(model=graph.model, gpu=gpu, plan=plan, calibration="prior", calibration_source="test prior",
-                    per_step={"flops": sum(layer_f.values()) * n, "time_s": step_t, "gpu_energy_j": gpu_j,
-                              "host_energy_j": 0.0, "avg_gpu_power_w": step_e / step_t if step_t else 0.0},
-                    total=total, memory={"peak_bytes_per_gpu": int(peak), "gpu_memory_bytes": int(cap),
-                                         "fits": peak <= cap},
+                    per_step=step, total=total,
+                    memory=MemoryUse(peak_bytes_per_gpu=int(peak), gpu_memory_bytes=int(cap), fits=peak <= cap),
                     layers=layers, graph=graph, op_times_s=tuple(times), op_energy_j=tuple(energies))
 
 
@@ -222,10 +224,11 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
              steps: int = 100_000, batch_size: int | None = None, gpus: int = 1, grad_accum: int = 1,
              activation_checkpointing: bool = False, pue: float = 1.0, carbon: float = 400.0,
              price: float = 0.15, calibration: str = "prior", memory: Mapping[str, Any] | None = None,
-             total: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> tuple[CostGraph,
-                                                                                                      Estimate]:
-    """A (graph, estimate) pair for rule cases: ops per :func:`build_records`, estimated by :func:`simple_estimate`;
-    ``memory`` / ``total`` override parts of the estimate; ``calibration`` its calibration status."""
+             total: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+             estimator=None) -> tuple[CostGraph, Estimate]:
+    """A (graph, estimate) pair for rule cases: ops per :func:`build_records`, estimated by ``estimator(graph, gpu,
+    plan)`` (default :func:`simple_estimate`; pass ``wattlint.api.price`` for the real one); ``memory`` / ``total``
+    override parts of the estimate; ``calibration`` its calibration status."""
     records = build_records(ops)
     if not any(r.phase is Phase.OPTIMIZER for r in records):
         records += build_records([{"op": "optimizer", "params": params}])
@@ -234,15 +237,27 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
                       precision=graph_precision or ("fp32" if precision in ("default", "fp32", "tf32") else precision),
                       extra=dict(extra or {}))
     plan = Plan(batch_size=batch_size or micro_batch * gpus * grad_accum, steps=steps, precision=precision,
-                gpus=gpus, grad_accum=grad_accum, pue=pue, carbon_intensity_g_per_kwh=carbon, price_per_kwh=price,
+                gpus=gpus, gpus_per_node=min(gpus, 8), grad_accum=grad_accum, pue=pue,
+                carbon_intensity_g_per_kwh=carbon, price_per_kwh=price,
                 activation_checkpointing=activation_checkpointing)
-    est = simple_estimate(graph, GPUS[gpu], plan)
-    changes: dict[str, Any] = {"calibration": calibration}
+    est = (estimator or simple_estimate)(graph, GPUS[gpu], plan)
+    return graph, override(est, calibration=calibration, memory=memory, total=total)
+
+
+def override(est: Estimate, *, calibration: str | None = None, memory: Mapping[str, Any] | None = None,
+             total: Mapping[str, Any] | None = None) -> Estimate:
+    """``est`` with some fields of its memory / total parts replaced (rule cases pin a total or a memory fit)."""
+    changes: dict[str, Any] = {}
+    if calibration is not None:
+        changes["calibration"] = calibration
     if memory:
-        changes["memory"] = {**est.memory, **memory}
+        changes["memory"] = dataclasses.replace(est.memory, **memory)
     if total:
-        changes["total"] = {**est.total, **total}
-    return graph, dataclasses.replace(est, **changes)
+        t = dict(total)
+        if "energy_kwh" in t and "energy_kwh_range" not in t:
+            t["energy_kwh_range"] = (t["energy_kwh"] * 0.8, t["energy_kwh"] * 1.25)
+        changes["total"] = dataclasses.replace(est.total, **t)
+    return dataclasses.replace(est, **changes) if changes else est
 
 
 def gpus_list() -> list[GpuSpec]:

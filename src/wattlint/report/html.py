@@ -3,13 +3,18 @@ comparison chart (with --compare), findings, assumptions and provenance. No scri
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _html_escape
 from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient
-from .text import compare_rows, plan_line, summary_rows
+from .layers import group_layers, shorten
+from .tables import PHASE_HEADER, clean, compare_rows, phase_rows, plan_line, step_line, summary_rows
+
+
+def escape(text) -> str:
+    """HTML-escaped, control characters made visible (tables.clean)."""
+    return _html_escape(clean(text))
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2329;margin:24px auto;max-width:1040px;padding:0 16px}
@@ -42,7 +47,7 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
     for i, (label, v, vt) in enumerate(items):
         y = top + i * row_h
         w = max(1.0, bar_w * v / vmax)
-        lab = label if len(label) <= 46 else "…" + label[-45:]
+        lab = shorten(label, 46)
         fill = "#1f9d55" if highlight == i else color
         out.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(lab)}</text>')
         out.append(f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="3" fill="{fill}"/>')
@@ -52,18 +57,11 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
 
 
 def _cards(est: Estimate) -> str:
-    t = est.total
-    lo, hi = t["energy_kwh_range"]
-    mem = est.memory
-    cards = [
-        ("Energy (facility)", u.energy_kwh(t["energy_kwh"]), f"5–95 %: {u.range_kwh(lo, hi)}"),
-        ("Time", u.hours(t["time_h"]), u.gpu_hours(t["gpu_hours"])),
-        ("CO2", u.co2_kg(t["co2_kg"]), f"{est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
-                                       + (f" · {est.plan.region}" if est.plan.region else "")),
-        ("Cost", u.usd(t["cost_usd"]), "energy + GPU-hours" if t["cost_usd"] is not None else "no price given"),
-        ("Memory / GPU", u.bytes_(mem["peak_bytes_per_gpu"]),
-         f"of {u.bytes_(mem['gpu_memory_bytes'])} · " + ("fits" if mem["fits"] else "DOES NOT FIT")),
-    ]
+    rows = dict(summary_rows(est))
+    cards = []
+    for k in ("Energy (facility)", "Time", "GPU-hours", "CO2", "Cost", "Memory per GPU"):
+        main, _, sub = rows[k].partition("  ")
+        cards.append((k, main, sub.strip("()")))
     out = ['<div class="cards">']
     for k, v, s in cards:
         cls = ' class="bad"' if "NOT FIT" in s else ""
@@ -73,7 +71,7 @@ def _cards(est: Estimate) -> str:
     return "".join(out)
 
 
-def _one_body(est: Estimate, top: int) -> list[str]:
+def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) -> list[str]:
     m = est.model
     body = [
         f"<h1>wattlint estimate: <code>{escape(m.source)}</code></h1>",
@@ -84,32 +82,29 @@ def _one_body(est: Estimate, top: int) -> list[str]:
         f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
         _cards(est),
         "<h2>Per optimizer step</h2>",
-        f"<p>{escape(u.duration(est.per_step['time_s']))} · {escape(u.energy_j(est.per_step['gpu_energy_j']))} GPU + "
-        f"{escape(u.energy_j(est.per_step['host_energy_j']))} host · "
-        f"{escape(u.power_w(est.per_step['avg_gpu_power_w']))} average per GPU · "
-        f"{escape(u.flops(est.per_step['flops']))}</p>",
-        '<table><tr><th>phase</th><th class="num">time / step</th><th class="num">GPU energy / step</th>'
-        '<th class="num">share</th></tr>',
+        f"<p>{escape(step_line(est))}</p>",
+        "<table><tr>" + "".join(f'<th{"" if h == "phase" else " class=num"}>{escape(h)}</th>' for h in PHASE_HEADER)
+        + "</tr>",
     ]
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
-    for ph, v in est.phases.items():
-        body.append(f'<tr><td>{escape(ph)}</td><td class="num">{escape(u.duration(v["time_s"]))}</td>'
-                    f'<td class="num">{escape(u.energy_j(v["gpu_energy_j"]))}</td>'
-                    f'<td class="num">{escape(u.pct(v["gpu_energy_j"] / tot_e))}</td></tr>')
+    for row in phase_rows(est):
+        body.append("<tr>" + "".join(f'<td{"" if i == 0 else " class=num"}>{escape(c)}</td>' for i, c in enumerate(row))
+                    + "</tr>")
     body.append("</table>")
-    n = min(top, len(est.layers))
-    if n:
-        body.append(f"<h2>Energy by layer (top {n} of {len(est.layers)})</h2>")
-        items = [(le.name, le.gpu_energy_j, f"{u.energy_j(le.gpu_energy_j)} · {u.pct(le.share)}")
-                 for le in est.layers[:n]]
+    groups = group_layers(est.layers, group_by, depth)[:top]
+    if groups:
+        body.append(f"<h2>Energy by layer (top {len(groups)}; {escape(group_by)} grouping)</h2>")
+        energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)
+        items = [(g.name + (f" (x{g.count})" if g.count > 1 else ""), g.gpu_energy_j, f"{e} · {u.pct(g.share)}")
+                 for g, e in zip(groups, energy)]
         body.append(_bar_chart(items, title="GPU energy per optimizer step, by layer (all phases)"))
+        flops = u.column([g.flops for g in groups], u.FLOP)
+        times = u.column([g.time_s for g in groups], u.DURATION)
         body.append('<table><tr><th>layer</th><th>type</th><th class="num">FLOPs / step</th>'
                     '<th class="num">time / step</th><th class="num">GPU energy / step</th><th class="num">share</th></tr>')
-        for le in est.layers[:n]:
-            body.append(f"<tr><td><code>{escape(le.name)}</code></td><td>{escape(le.type)}</td>"
-                        f'<td class="num">{escape(u.flops(le.flops))}</td><td class="num">{escape(u.duration(le.time_s))}</td>'
-                        f'<td class="num">{escape(u.energy_j(le.gpu_energy_j))}</td>'
-                        f'<td class="num">{escape(u.pct(le.share))}</td></tr>')
+        for g, f, t, e in zip(groups, flops, times, energy):
+            body.append(f"<tr><td><code>{escape(g.name)}</code></td><td>{escape(g.type)}</td>"
+                        f'<td class="num">{escape(f)}</td><td class="num">{escape(t)}</td>'
+                        f'<td class="num">{escape(e)}</td><td class="num">{escape(u.pct(g.share))}</td></tr>')
         body.append("</table>")
     body += _findings(est)
     body += _assumptions(list(est.assumptions), est)
@@ -158,8 +153,9 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     body.append("</table>")
     body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> (least facility energy among GPUs "
                 f"where the model fits)</p>")
-    items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total["energy_kwh"],
-              f"{u.energy_kwh(e.total['energy_kwh'])} · {u.hours(e.total['time_h'])}") for e in ests]
+    kwh = [r[header.index("energy")] for r in rows]
+    hrs = [r[header.index("time")] for r in rows]
+    items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh, f"{k} · {h}") for e, k, h in zip(ests, kwh, hrs)]
     body.append("<h2>GPU comparison</h2>")
     body.append(_bar_chart(items, title="Facility energy of the whole plan, by GPU", color="#7a8ca3", highlight=best))
     body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")
@@ -167,8 +163,8 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     return body
 
 
-def render(ests: Sequence[Estimate], *, top: int = 10) -> str:
-    body = _one_body(ests[0], top) if len(ests) == 1 else _compare_body(ests, top)
+def render(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
+    body = _one_body(ests[0], top, group_by, depth) if len(ests) == 1 else _compare_body(ests, top)
     title = f"wattlint: {ests[0].model.source}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -3,6 +3,7 @@ fixed key order, floats rounded to 6 significant digits, no timestamps."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any, Sequence
@@ -79,24 +80,25 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "idle_estimated": est.gpu.idle_estimated,
         },
         "plan": plan_dict(est),
-        "per_step": {k: est.per_step[k] for k in ("flops", "time_s", "gpu_energy_j", "host_energy_j",
-                                                  "avg_gpu_power_w")},
+        "per_step": dataclasses.asdict(est.per_step),
         "total": {
-            "time_h": total["time_h"],
-            "gpu_hours": total["gpu_hours"],
-            "gpu_energy_kwh": total["gpu_energy_kwh"],
-            "energy_kwh": total["energy_kwh"],
-            "energy_kwh_range": list(total["energy_kwh_range"]),
-            "co2_kg": total["co2_kg"],
-            "co2_kg_range": list(total.get("co2_kg_range", [])),
-            "cost_usd": total["cost_usd"],
+            "time_h": total.time_h,
+            "time_h_range": list(total.time_h_range),
+            "gpu_hours": total.gpu_hours,
+            "gpu_hours_range": list(total.gpu_hours_range),
+            "gpu_energy_kwh": total.gpu_energy_kwh,
+            "energy_kwh": total.energy_kwh,
+            "energy_kwh_range": list(total.energy_kwh_range),
+            "co2_kg": total.co2_kg,
+            "co2_kg_range": list(total.co2_kg_range),
+            "cost_usd": total.cost_usd,
         },
-        "phases": {ph: dict(v) for ph, v in est.phases.items()},
+        "phases": {ph: dataclasses.asdict(v) for ph, v in est.phases.items()},
         "memory": {
-            "peak_bytes_per_gpu": est.memory["peak_bytes_per_gpu"],
-            "gpu_memory_bytes": est.memory["gpu_memory_bytes"],
-            "fits": est.memory["fits"],
-            "breakdown": dict(est.memory.get("breakdown", {})),
+            "peak_bytes_per_gpu": est.memory.peak_bytes_per_gpu,
+            "gpu_memory_bytes": est.memory.gpu_memory_bytes,
+            "fits": est.memory.fits,
+            "breakdown": dict(est.memory.breakdown),
         },
         "layers": [{"name": le.name, "type": le.type, "flops": le.flops, "time_s": le.time_s,
                     "gpu_energy_j": le.gpu_energy_j, "share": le.share} for le in layers],
@@ -114,9 +116,9 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
 
 def most_efficient(ests: Sequence[Estimate]) -> int:
     """Index of the estimate with the least facility energy among those whose memory fits (else among all)."""
-    fitting = [i for i, e in enumerate(ests) if e.memory.get("fits")]
+    fitting = [i for i, e in enumerate(ests) if e.memory.fits]
     pool = fitting or list(range(len(ests)))
-    return min(pool, key=lambda i: (ests[i].total["energy_kwh"], ests[i].gpu.key))
+    return min(pool, key=lambda i: (ests[i].total.energy_kwh, ests[i].gpu.key))
 
 
 def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:

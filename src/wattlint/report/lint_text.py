@@ -5,30 +5,24 @@ from __future__ import annotations
 import json
 
 from ..lint.results import CheckResult
+from . import units as u
+from .tables import clean
+from .json_out import _r  # floats at 6 significant digits: the same text on every run and platform
 
 SCHEMA = "wattlint.check/1"
 
 
-def _fmt(x, unit: str) -> str:
-    if x is None:
-        return "?"
-    x = float(x)
-    if abs(x) >= 100:
-        s = f"{x:,.0f}"
-    elif abs(x) >= 1:
-        s = f"{x:.1f}"
-    else:
-        s = f"{x:.3g}"
-    return f"{s} {unit}" if unit != "$" else f"${s}"
+def _fmt(x, fmt) -> str:
+    return "?" if x is None else fmt(float(x))
 
 
 def model_line(m) -> str:
     t = m.summary.get("total", {})
-    parts = [_fmt(t.get("energy_kwh"), "kWh"), _fmt(t.get("co2_kg"), "kg CO2e"), _fmt(t.get("cost_usd"), "$"),
-             _fmt(t.get("time_h"), "h")]
+    parts = [_fmt(t.get("energy_kwh"), u.energy_kwh), _fmt(t.get("co2_kg"), u.co2_kg), _fmt(t.get("cost_usd"), u.usd),
+             _fmt(t.get("time_h"), u.hours)]
     cal = m.summary.get("calibration") or "?"
     tag = ", cached" if m.cached else ""
-    return f"{m.name}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
+    return f"{clean(m.name)}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
 
 
 def render_text(result: CheckResult) -> str:
@@ -36,13 +30,13 @@ def render_text(result: CheckResult) -> str:
     for m in result.models:
         for it in m.items:
             f = it.finding
-            where = f" [{f.layer}]" if f.layer else ""
-            path = it.display_path(result.root)
-            lines.append(f"{path}:{it.line}: {f.code} {f.severity}: {m.name}{where}: {f.message}")
+            where = f" [{clean(f.layer)}]" if f.layer else ""
+            path = clean(it.display_path(result.root))
+            lines.append(f"{path}:{it.line}: {f.code} {f.severity}: {clean(m.name)}{where}: {clean(f.message)}")
     if lines:
         lines.append("")
     for m in result.models:
-        lines.append(model_line(m))
+        lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
     if result.baseline_updated and result.baseline_path is not None:
         lines.append(f"updated baseline {result.baseline_path} ({len(result.models)} model(s))")
     c = result.counts()
@@ -60,7 +54,7 @@ def render_json(result: CheckResult) -> str:
     models = []
     for m in result.models:
         models.append({
-            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"),
+            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"), "skipped": m.skipped,
             "calibration": m.summary.get("calibration"), "cached": m.cached,
             "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
             "assumptions": m.summary.get("assumptions", []),
@@ -70,4 +64,4 @@ def render_json(result: CheckResult) -> str:
     doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
            "baseline": str(result.baseline_path) if result.baseline_path else None,
            "baseline_updated": result.baseline_updated}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(_r(doc), indent=2, sort_keys=True) + "\n"

@@ -6,11 +6,12 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .text import compare_rows, plan_line, summary_rows
+from .tables import (LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
+                     summary_rows)
 
 
 def _esc(s: str) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    return clean(s).replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
@@ -20,29 +21,24 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
     return out
 
 
-def render_one(est: Estimate, *, top: int = 10) -> str:
+def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     m = est.model
-    lines = [f"### wattlint estimate: `{m.source}`", "",
+    lines = [f"### wattlint estimate: `{_esc(m.source)}`", "",
              f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** (`{est.gpu.key}`) x "
-             f"{est.plan.gpus} · energy model **{est.calibration}** ({est.calibration_source})", "",
+             f"{est.plan.gpus} · energy model **{est.calibration}** ({_esc(est.calibration_source)})", "",
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
-    lines += ["", "**Per optimizer step**", ""]
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
-    rows = [[ph, u.duration(v["time_s"]), u.energy_j(v["gpu_energy_j"]), u.pct(v["gpu_energy_j"] / tot_e)]
-            for ph, v in est.phases.items()]
-    lines += _table(["phase", "time", "GPU energy", "share"], rows, ["---", "---:", "---:", "---:"])
-    n = min(top, len(est.layers))
-    if n:
-        lines += ["", f"**Top {n} layers by energy** (of {len(est.layers)})", ""]
-        rows = [[f"`{le.name}`", le.type, u.flops(le.flops), u.energy_j(le.gpu_energy_j), u.pct(le.share)]
-                for le in est.layers[:n]]
-        lines += _table(["layer", "type", "FLOPs/step", "GPU energy/step", "share"], rows,
-                        ["---", "---", "---:", "---:", "---:"])
+    lines += ["", f"**Per optimizer step**: {step_line(est)}", ""]
+    lines += _table(PHASE_HEADER, phase_rows(est), ["---", "---:", "---:", "---:"])
+    if top and est.layers:
+        title, rows, groups = layer_rows(est, top, group_by, depth)
+        lines += ["", f"**{title}**", ""]
+        rows = [[f"`{layer_name(r[0], g.count)}`", *r[1:]] for r, g in zip(rows, groups)]
+        lines += _table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])
     if est.findings:
         lines += ["", "**Findings**", ""]
         for f in est.findings:
-            where = f" `{f.layer}`" if f.layer else ""
+            where = f" `{_esc(f.layer)}`" if f.layer else ""
             lines.append(f"- **{f.code}** {f.severity}{where}: {_esc(f.message)}")
     lines += ["", "<details><summary>Assumptions and provenance</summary>", ""]
     lines += [f"- {_esc(a)}" for a in est.assumptions]
@@ -53,9 +49,9 @@ def render_one(est: Estimate, *, top: int = 10) -> str:
 def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
-    lines = [f"### wattlint compare: `{e0.model.source}`", "", f"Plan: {plan_line(e0)}", ""]
+    lines = [f"### wattlint compare: `{_esc(e0.model.source)}`", "", f"Plan: {plan_line(e0)}", ""]
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
-    lines += _table(header, rows, ["---"] + ["---:"] * 6 + ["---", "---"])
+    lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
     lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` (least facility energy among GPUs where it fits)",
               "", "<details><summary>Assumptions</summary>", ""]
     lines += [f"- {_esc(a)}" for a in dict.fromkeys(a for e in ests for a in e.assumptions)]
@@ -63,5 +59,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     return "\n".join(lines)
 
 
-def render(ests: Sequence[Estimate], *, top: int = 10) -> str:
-    return render_one(ests[0], top=top) if len(ests) == 1 else render_compare(ests, top=top)
+def render(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
+    if len(ests) == 1:
+        return render_one(ests[0], top=top, group_by=group_by, depth=depth)
+    return render_compare(ests, top=top)

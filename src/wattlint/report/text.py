@@ -8,12 +8,15 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient
+from .layers import shorten
+from .tables import (LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+                     phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
 
 
 def _bar(share: float, width: int = BAR_WIDTH) -> str:
+    """A bar of ``width`` cells filled to ``share`` (eighth-block resolution)."""
     blocks = " ▏▎▍▌▋▊▉█"
     cells = max(0.0, min(1.0, share)) * width
     full = int(cells)
@@ -23,6 +26,27 @@ def _bar(share: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + (blocks[rest] if rest and full < width else "")
 
 
+def fit_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, right: Sequence[str] = (),
+              priority: Sequence[str] | None = None, sep: str = "  ") -> tuple[str, list[str]]:
+    """A plain fixed-width table fitted to ``width``: cells are never wrapped or cut; when the table is too wide,
+    whole columns are dropped, lowest ``priority`` first (default: from the right). Returns (text, dropped)."""
+    cols = list(range(len(header)))
+    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in cols]
+    order = [header.index(h) for h in priority] if priority else cols
+    keep = list(order)
+    while len(keep) > 1 and sum(widths[i] for i in keep) + len(sep) * (len(keep) - 1) + 1 > width:
+        keep.pop()
+    shown = [i for i in cols if i in keep]
+
+    def line(cells):
+        return " " + sep.join(cells[i].rjust(widths[i]) if header[i] in right else cells[i].ljust(widths[i])
+                              for i in shown).rstrip()
+
+    out = [line(list(header)), " " + "─" * (sum(widths[i] for i in shown) + len(sep) * (len(shown) - 1))]
+    out += [line(list(r)) for r in rows]
+    return "\n".join(out) + "\n", [header[i] for i in cols if i not in keep]
+
+
 def _console(color: bool, width: int):
     from rich.console import Console
 
@@ -30,164 +54,130 @@ def _console(color: bool, width: int):
                    highlight=False, emoji=False, soft_wrap=False)
 
 
-def summary_rows(est: Estimate) -> list[tuple[str, str]]:
-    t = est.total
-    lo, hi = t["energy_kwh_range"]
-    mem = est.memory
-    fits = "fits" if mem["fits"] else "DOES NOT FIT"
-    return [
-        ("Energy (facility)", f"{u.energy_kwh(t['energy_kwh'])}  (5–95 %: {u.range_kwh(lo, hi)})"),
-        ("  GPU energy", u.energy_kwh(t["gpu_energy_kwh"])),
-        ("Time", f"{u.hours(t['time_h'])}  ({u.gpu_hours(t['gpu_hours'])})"),
-        ("CO2", f"{u.co2_kg(t['co2_kg'])}  at {est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
-                + (f" ({est.plan.region})" if est.plan.region else "")),
-        ("Cost", u.usd(t["cost_usd"]) if t["cost_usd"] is not None else "— (give --price and/or --gpu-hour-price)"),
-        ("Memory per GPU", f"{u.bytes_(mem['peak_bytes_per_gpu'])} of {u.bytes_(mem['gpu_memory_bytes'])}: {fits}"),
-    ]
-
-
-def plan_line(est: Estimate) -> str:
-    p = est.plan
-    parts = []
-    work = f"{p.epochs:g} epochs" if p.epochs is not None else ""
-    if p.dataset:
-        work += (" of " if work else "") + p.dataset
-        work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
-    if work:
-        parts.append(work)
-    if p.tokens:
-        parts.append(f"{u.count(p.tokens)} tokens")
-    parts.append(f"{u.count(p.steps)} steps")
-    parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.gpus} GPU)")
-    parts.append(f"{p.precision}, {p.optimizer}" + (f", {p.sharding}" if p.sharding != "none" else ""))
-    return " · ".join(parts)
-
-
-def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int = 110) -> str:
+def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
+               depth: int = 2) -> str:
     from rich import box
+    from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
     con = _console(color, width)
     m = est.model
     gpu = est.gpu
-    con.print(Text(f"wattlint estimate: {m.source}", style="bold"))
-    con.print(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}")
-    con.print(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: [bold]{est.calibration}[/] "
-              f"({est.calibration_source})")
-    con.print(f"Plan: {plan_line(est)}")
+    con.print(Text(f"wattlint estimate: {clean(m.source)}", style="bold"))
+    con.print(Text(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}"))
+    con.print(Text.assemble(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: ",
+                            (est.calibration, "bold"), f" ({clean(est.calibration_source)})"))
+    con.print(Text(f"Plan: {plan_line(est)}"))
     con.print()
     t = Table(box=box.SIMPLE_HEAVY, show_header=False, pad_edge=False)
-    t.add_column("", style="bold")
+    t.add_column("", style="bold", no_wrap=True)
     t.add_column("")
     for k, v in summary_rows(est):
-        style = "red" if "NOT FIT" in v else None
-        t.add_row(k, Text(v, style=style) if style else v)
+        t.add_row(k, Text(v, style="red" if "NOT FIT" in v else ""))
     con.print(t)
 
-    ps = est.per_step
     con.print(Text("Per optimizer step", style="bold"))
-    con.print(f"  {u.duration(ps['time_s'])} · {u.energy_j(ps['gpu_energy_j'])} GPU + {u.energy_j(ps['host_energy_j'])}"
-              f" host · {u.power_w(ps['avg_gpu_power_w'])} average per GPU · {u.flops(ps['flops'])}")
-    gaps = est.phases.get("idle_gaps", {}).get("time_s", 0.0)
-    if ps["time_s"] > 0 and gaps / ps["time_s"] > 0.1:
-        con.print(Text(f"  launch-bound: the GPU waits for the CPU {gaps / ps['time_s']:.0%} of each step (small "
-                       f"batch or model); a larger --batch-size, CUDA graphs or torch.compile would help",
-                       style="yellow"))
+    con.print(Text(f"  {step_line(est)}"))
+    share = launch_bound_share(est)
+    if share > 0.1:
+        con.print(Text(f"  launch-bound: the GPU waits for the CPU {share:.0%} of each step (small batch or model); "
+                       f"a larger --batch-size, CUDA graphs or torch.compile would help", style="yellow"))
     ph = Table(box=box.SIMPLE, pad_edge=False)
-    for col, just in (("phase", "left"), ("time / step", "right"), ("GPU energy / step", "right"),
-                      ("share", "right")):
-        ph.add_column(col, justify=just)
-    tot_e = sum(v["gpu_energy_j"] for v in est.phases.values()) or 1.0
-    for name, v in est.phases.items():
-        ph.add_row(name, u.duration(v["time_s"]), u.energy_j(v["gpu_energy_j"]), u.pct(v["gpu_energy_j"] / tot_e))
+    for col in PHASE_HEADER:
+        ph.add_column(col, justify="left" if col == "phase" else "right", no_wrap=True)
+    for row in phase_rows(est):
+        ph.add_row(*row)
     con.print(ph)
 
-    n = min(top, len(est.layers))
-    if n:
-        con.print(Text(f"Top {n} layers by energy (of {len(est.layers)})", style="bold"))
-        lt = Table(box=box.SIMPLE, pad_edge=False)
-        lt.add_column("layer", overflow="fold", max_width=44)
-        lt.add_column("type")
-        lt.add_column("FLOPs/step", justify="right")
-        lt.add_column("GPU energy/step", justify="right")
-        lt.add_column("share", justify="right")
-        lt.add_column("energy by layer", no_wrap=True)
-        top_share = max((le.share for le in est.layers[:n]), default=1.0) or 1.0
-        for le in est.layers[:n]:
-            lt.add_row(le.name, le.type, u.flops(le.flops), u.energy_j(le.gpu_energy_j), u.pct(le.share),
-                       Text(_bar(le.share / top_share), style="green"))
-        con.print(lt)
+    if top and est.layers:
+        title, rows, groups = layer_rows(est, top, group_by, depth)
+        con.print(Text(title, style="bold"))
+        con.print(_layer_table(rows, groups, width))
 
     if est.findings:
         con.print(Text("Findings", style="bold"))
         for f in est.findings:
             style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
-            where = f" [{f.layer}]" if f.layer else ""
-            saving = ""
-            con.print(Text(f"  {f.code} {f.severity}{where}: {f.message}{saving}", style=style))
+            where = f" [{clean(f.layer)}]" if f.layer else ""
+            con.print(Padding(Text(f"{f.code} {f.severity}{where}: {clean(f.message)}", style=style), (0, 0, 0, 2)))
         con.print()
     con.print(Text("Assumptions", style="bold"))
     for a in est.assumptions:
-        con.print(f"  • {a}", markup=False, highlight=False)
+        con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     con.print(Text("Provenance", style="bold"))
-    con.print(f"  energy model: {est.calibration} — {est.calibration_source}", markup=False)
+    con.print(Text(f"  energy model: {est.calibration} — {clean(est.calibration_source)}"))
     srcs = est.gpu.sources or {}
     if srcs:
         first = next(iter(sorted(srcs.items())))
-        con.print(f"  GPU spec ({len(srcs)} sourced fields), e.g. {first[0]}: {first[1]}", markup=False)
+        con.print(Text(f"  GPU spec ({len(srcs)} sourced fields), e.g. {first[0]}: {first[1]}"))
     if est.gpu.unconfirmed:
-        con.print(f"  unconfirmed spec fields: {', '.join(est.gpu.unconfirmed)}", markup=False)
+        con.print(Text(f"  unconfirmed spec fields: {', '.join(est.gpu.unconfirmed)}"))
     return con.file.getvalue()
 
 
-def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], int]:
-    best = most_efficient(ests)
-    header = ["GPU", "time", "GPU-hours", "energy (5–95 %)", "CO2", "cost", "memory / GPU", "fits", "model"]
-    rows = []
-    for i, e in enumerate(ests):
-        t = e.total
-        lo, hi = t["energy_kwh_range"]
-        rows.append([
-            ("★ " if i == best else "") + f"{e.gpu.key} x{e.plan.gpus}",
-            u.hours(t["time_h"]),
-            u.gpu_hours(t["gpu_hours"]),
-            f"{u.energy_kwh(t['energy_kwh'])} ({u.range_kwh(lo, hi)})",
-            u.co2_kg(t["co2_kg"]),
-            u.usd(t["cost_usd"]),
-            u.bytes_(e.memory["peak_bytes_per_gpu"]),
-            "yes" if e.memory["fits"] else "NO",
-            e.calibration,
-        ])
-    return header, rows, best
+def _layer_table(rows, groups, width: int):
+    """The layer table fitted to ``width`` (a rich Text, one line per row): the bar column goes below 96 columns, the
+    type column below 76; names are shortened on dot boundaries, never cut inside a word."""
+    from rich.text import Text
+
+    numeric = [max(len(LAYER_HEADER[i]), *(len(r[i]) for r in rows)) for i in (2, 3, 4)]
+    show_type = width >= 76
+    type_w = min(20, max(4, *(len(r[1]) for r in rows))) if show_type else 0
+    bar_w = min(24, width - 88) if width >= 96 else 0
+    sep = "   "
+    fixed = sum(numeric) + (type_w + len(sep) if show_type else 0) + (bar_w + len(sep) if bar_w else 0)
+    name_w = max(16, width - 1 - fixed - len(sep) * 3)
+    names = [layer_name(r[0], g.count, name_w) for r, g in zip(rows, groups)]
+    # names fit name_w except a single path component longer than it, which is kept whole (never cut in a word)
+    name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
+
+    def line(name, typ, nums, bar=None):
+        cells = [name.ljust(name_w)] + ([typ.ljust(type_w)] if show_type else [])
+        cells += [c.rjust(w) for c, w in zip(nums, numeric)]
+        t = Text(" " + sep.join(cells))
+        if bar is not None:
+            t.append(sep)
+            t.append(bar, style="green")
+        return t
+
+    out = Text()
+    out.append_text(line(LAYER_HEADER[0], LAYER_HEADER[1], LAYER_HEADER[2:]))
+    out.append("\n " + "─" * (len(out.plain) - 1 + (len(sep) + bar_w if bar_w else 0)) + "\n")
+    top_share = max((g.share for g in groups), default=1.0) or 1.0
+    for name, row, g in zip(names, rows, groups):
+        out.append_text(line(name, shorten(row[1], type_w) if show_type else "", row[2:],
+                             _bar(g.share / top_share, bar_w) if bar_w else None))
+        out.append("\n")
+    return out
 
 
-def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 140) -> str:
-    from rich import box
-    from rich.table import Table
+def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100) -> str:
+    from rich.padding import Padding
     from rich.text import Text
 
     con = _console(color, width)
     e0 = ests[0]
-    con.print(Text(f"wattlint compare: {e0.model.source}", style="bold"))
-    con.print(f"Plan: {plan_line(e0)}")
+    con.print(Text(f"wattlint compare: {clean(e0.model.source)}", style="bold"))
+    con.print(Text(f"Plan: {plan_line(e0)}"))
     header, rows, best = compare_rows(ests)
-    t = Table(box=box.SIMPLE_HEAVY, pad_edge=False)
-    for h in header:
-        t.add_column(h, justify="left" if h in ("GPU", "fits", "model") else "right")
-    for i, r in enumerate(rows):
-        t.add_row(*r, style="bold green" if i == best else ("red" if r[7] == "NO" else None))
-    con.print(t)
-    con.print(f"★ most energy-efficient: {ests[best].gpu.key} (least facility energy among GPUs where it fits)")
+    priority = ["GPU", "energy", "time", "fits", "energy 5–95 %", "CO2", "cost", "GPU-hours", "memory / GPU", "model"]
+    text, dropped = fit_table(header, rows, width, right=header[1:8], priority=priority)
+    con.print(Text(text.rstrip("\n")))
+    if dropped:
+        con.print(Text(f"(columns left out at {width} columns: {', '.join(dropped)}; widen the terminal, set "
+                       f"COLUMNS, or use --format json|markdown|html)", style="dim"))
+    con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} (least facility energy among GPUs where it fits)"))
     con.print()
     assumptions = list(dict.fromkeys(a for e in ests for a in e.assumptions))
     con.print(Text("Assumptions", style="bold"))
     for a in assumptions:
-        con.print(f"  • {a}", markup=False, highlight=False)
+        con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     return con.file.getvalue()
 
 
-def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False) -> str:
+def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
+           depth: int = 2) -> str:
     if len(ests) == 1:
-        return render_one(ests[0], top=top, color=color)
-    return render_compare(ests, top=top, color=color)
+        return render_one(ests[0], top=top, color=color, width=width, group_by=group_by, depth=depth)
+    return render_compare(ests, top=top, color=color, width=width)

@@ -1,8 +1,30 @@
-"""Unit formatting. The only place that turns numbers into human units (DESIGN §2: report/ formats units)."""
+"""Unit formatting. The only place that turns numbers into human units (DESIGN §2: report/ formats units).
+
+A single value is shown in the unit it reads best in (``energy_kwh(0.0003)`` -> ``0.3 Wh``; ``energy_kwh(2e-8)`` ->
+``72 mJ``... in J below 0.1 Wh). Columns and ranges use ONE unit for all their values (:func:`column`,
+:func:`range_`): a table never shows ``2.39 h`` beside ``78.7 min``, and a 5-95 % range is written in the unit of its
+central value.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
+
+# (divisor, label, smallest value shown in this unit), largest first
+DURATION = ((86400.0, "days", 3 * 86400.0), (3600.0, "h", 7200.0), (60.0, "min", 120.0), (1.0, "s", 1.0),
+            (1e-3, "ms", 1e-3), (1e-6, "µs", 1e-6), (1e-9, "ns", 0.0))
+ENERGY_J = ((3.6e9, "MWh", 3.6e9), (3.6e6, "kWh", 3.6e5), (1e6, "MJ", 1e6), (1e3, "kJ", 1e3), (1.0, "J", 1.0),
+            (1e-3, "mJ", 1e-3), (1e-6, "µJ", 0.0))
+ENERGY_KWH = ((1e6, "GWh", 1e6), (1e3, "MWh", 1e3), (1.0, "kWh", 0.1), (1e-3, "Wh", 1e-4), (1 / 3.6e6, "J", 1 / 3.6e6),
+              (1 / 3.6e9, "mJ", 0.0))
+CO2_KG = ((1000.0, "t CO2e", 1000.0), (1.0, "kg CO2e", 0.1), (1e-3, "g CO2e", 1e-4), (1e-6, "mg CO2e", 0.0))
+FLOP = ((1e18, "EFLOP", 1e18), (1e15, "PFLOP", 1e15), (1e12, "TFLOP", 1e12), (1e9, "GFLOP", 1e9),
+        (1e6, "MFLOP", 1e6), (1e3, "kFLOP", 1e3), (1.0, "FLOP", 0.0))
+GPU_HOURS = ((1.0, "GPU-h", 1.0), (1 / 60, "GPU-min", 1 / 60), (1 / 3600, "GPU-s", 0.0))
+POWER = ((1e6, "MW", 1e6), (1e3, "kW", 1e4), (1.0, "W", 1.0), (1e-3, "mW", 0.0))
+BYTES = ((2.0**40, "TiB", 2.0**40), (2.0**30, "GiB", 2.0**30), (2.0**20, "MiB", 2.0**20), (2.0**10, "KiB", 2.0**10),
+         (1.0, "B", 0.0))
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -17,6 +39,40 @@ def _num(x: float, digits: int = 3) -> str:
         return f"{x:.{digits - 1}e}"
     return f"{x:,.{decimals}f}"
 
+
+def pick(values: Sequence[float], table) -> tuple[float, str]:
+    """(divisor, label) of ``table`` for the largest magnitude among ``values``."""
+    finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
+    top = max(finite, default=0.0)
+    for scale, label, least in table:
+        if top >= least and top > 0:
+            return scale, label
+    return table[-2][:2] if len(table) > 1 else table[-1][:2]
+
+
+def in_unit(x: float | None, unit: tuple[float, str], digits: int = 3) -> str:
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{_num(x / unit[0], digits)} {unit[1]}"
+
+
+def column(values: Sequence[float], table) -> list[str]:
+    """Every value of a table column in the one unit its largest value reads best in."""
+    unit = pick(values, table)
+    return [in_unit(v, unit) for v in values]
+
+
+def one(x: float | None, table) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else in_unit(x, pick([x], table))
+
+
+def range_(central: float, lo: float, hi: float, table) -> str:
+    """``lo – hi`` in the unit of ``central``."""
+    unit = pick([central], table)
+    return f"{in_unit(lo, unit)} – {in_unit(hi, unit)}"
+
+
+# ---- quantities ----------------------------------------------------------------------------------------------------
 
 def si(x: float, unit: str, digits: int = 3) -> str:
     """SI prefix: 1.2e15 FLOP -> '1.2 PFLOP'."""
@@ -33,64 +89,43 @@ def si(x: float, unit: str, digits: int = 3) -> str:
     return f"{_num(x, digits)} {unit}"
 
 
-def energy_kwh(kwh: float) -> str:
-    if kwh is None or not math.isfinite(kwh):
-        return "n/a"
-    if abs(kwh) >= 1000:
-        return f"{_num(kwh / 1000)} MWh" if abs(kwh) < 1e6 else f"{_num(kwh / 1e6)} GWh"
-    if abs(kwh) >= 0.1:
-        return f"{_num(kwh)} kWh"
-    return f"{_num(kwh * 1000)} Wh"
+def energy_kwh(kwh: float | None) -> str:
+    return one(kwh, ENERGY_KWH) if kwh else "0 kWh"
+
+
+def range_kwh(lo: float, hi: float, central: float | None = None) -> str:
+    return range_(central if central is not None else hi, lo, hi, ENERGY_KWH)
 
 
 def energy_j(j: float) -> str:
-    if j is None or not math.isfinite(j):
-        return "n/a"
-    if abs(j) >= 3.6e5:
-        return energy_kwh(j / 3.6e6)
-    return si(j, "J")
+    return one(j, ENERGY_J)
 
 
 def duration(s: float) -> str:
     if s is None or not math.isfinite(s):
         return "n/a"
-    if s < 1e-6:
-        return f"{_num(s * 1e9)} ns" if s > 0 else "0 s"
-    if s < 1e-3:
-        return f"{_num(s * 1e6)} µs"
-    if s < 1:
-        return f"{_num(s * 1e3)} ms"
-    if s < 120:
-        return f"{_num(s)} s"
-    if s < 7200:
-        return f"{_num(s / 60)} min"
-    if s < 3 * 86400:
-        return f"{_num(s / 3600)} h"
-    return f"{_num(s / 86400)} days"
+    return in_unit(s, pick([s], DURATION)) if s else "0 s"
 
 
 def hours(h: float) -> str:
-    return duration(h * 3600.0)
+    return duration(h * 3600.0) if h is not None else "n/a"
+
+
+def range_hours(lo: float, hi: float, central: float | None = None) -> str:
+    c = central if central is not None else hi
+    return range_(c * 3600.0, lo * 3600.0, hi * 3600.0, DURATION)
 
 
 def gpu_hours(h: float) -> str:
-    if h is None or not math.isfinite(h):
-        return "n/a"
-    if h >= 1 or h == 0:
-        return f"{_num(h)} GPU-h"
-    if h * 60 >= 1:
-        return f"{_num(h * 60)} GPU-min"
-    return f"{_num(h * 3600)} GPU-s"
+    return one(h, GPU_HOURS) if h else "0 GPU-h"
+
+
+def range_gpu_hours(lo: float, hi: float, central: float | None = None) -> str:
+    return range_(central if central is not None else hi, lo, hi, GPU_HOURS)
 
 
 def co2_kg(kg: float) -> str:
-    if kg is None or not math.isfinite(kg):
-        return "n/a"
-    if abs(kg) >= 1000:
-        return f"{_num(kg / 1000)} t CO2e"
-    if abs(kg) >= 0.1:
-        return f"{_num(kg)} kg CO2e"
-    return f"{_num(kg * 1000)} g CO2e"
+    return one(kg, CO2_KG) if kg else "0 kg CO2e"
 
 
 def usd(x: float | None) -> str:
@@ -104,20 +139,19 @@ def usd(x: float | None) -> str:
 
 
 def power_w(w: float) -> str:
-    return si(w, "W")
+    return one(w, POWER)
 
 
 def bytes_(n: float) -> str:
     if n is None or not math.isfinite(n):
         return "n/a"
-    for f, u in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(n) >= f:
-            return f"{_num(n / f)} {u}"
-    return f"{int(n)} B"
+    if abs(n) < 1024:
+        return f"{int(n)} B"
+    return one(n, BYTES)
 
 
 def flops(x: float) -> str:
-    return si(x, "FLOP")
+    return one(x, FLOP) if x else "0 FLOP"
 
 
 def count(n: float) -> str:
@@ -136,7 +170,3 @@ def pct(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     return f"{x * 100:.1f} %" if x >= 0.001 else "<0.1 %"
-
-
-def range_kwh(lo: float, hi: float) -> str:
-    return f"{energy_kwh(lo)} – {energy_kwh(hi)}"

@@ -8,12 +8,13 @@ correction is a factor on top of the op-level energy model that made those predi
     energy_factor = the same on device energy per step (only from measured energy; None when every record's
                     energy is modelled, as on a CPU: energy then follows the time correction at the prior's power)
 
-Models are weighted equally (many runs of one model do not dominate). It is validated leave-one-run-out (each run
-predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out (the honest figure for a
-model never tracked); the 5-95 % range is exp(mean +- 1.645 sd) of the held-out log residuals (widened to cover
-every observed residual). Records of another GPU, of an op-level model other than the first record's, or (with
---model-hash) of another model are refused with a clear message; records with no stable phase or no static
-prediction are skipped and listed.
+Models are weighted equally (many runs of one model do not dominate). Written to ``<user data
+dir>/wattlint/models/<gpu-key>/run_correction.json`` by default (CPU: beside the records). It is validated
+leave-one-run-out (each run predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out
+(the honest figure for a model never tracked); the 5-95 % range is exp(mean +- 1.645 sd) of the held-out log
+residuals (widened to cover every observed residual). Records of another GPU, of an op-level model other than the
+first record's, or (with --model-hash) of another model are refused with a clear message; records with no stable
+phase or no static prediction are skipped and listed.
 """
 
 from __future__ import annotations
@@ -257,19 +258,20 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     source = (f"run-level correction from {len(points)} tracked run(s) of {len(models)} model(s) on {key}: time "
               f"x{tf:.3f}" + (f", energy x{ef:.3f}" if ef is not None else ", energy follows time (no measured "
                               "energy)") + f"; on top of '{base}'")
-    from ..energy.predictor import MODELS_DIR
+    from ..energy.predictor import MODELS_DIR, user_models_dir
 
     is_cpu = key.startswith("cpu-") or kinds == ["modelled"]
-    if out is None:
+    if out is None:  # like `wattlint fit` of calibration runs: the user's models folder, never the package
         out_path = (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / FILE if is_cpu \
-            else MODELS_DIR / key / FILE
+            else user_models_dir() / key / FILE
     else:
         out_path = Path(out)
         if out_path.is_dir() or out_path.suffix != ".json":  # a folder (made when missing)
             out_path = out_path / FILE
-    if is_cpu and MODELS_DIR.resolve() in out_path.resolve().parents:
-        raise RunFitError(f"{out_path}: a CPU run correction never goes into the shipped models/ folder (it is not "
-                          "a GPU calibration); pick another --out")
+    for models in (MODELS_DIR.resolve(), user_models_dir().resolve()):
+        if is_cpu and models in out_path.resolve().parents:
+            raise RunFitError(f"{out_path}: a CPU run correction never goes into a models folder ({models}): it is "
+                              "not a GPU calibration; pick another --out")
     doc = {
         "schema": SCHEMA, "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "gpu": {"key": key, "is_cpu": is_cpu}, "base_energy_model": base, "time_factor": tf, "energy_factor": ef,
@@ -318,6 +320,20 @@ def load_run_correction(models_dir: str | Path, gpu_key: str) -> RunCorrection |
     return c if c.gpu_key == gpu_key else None
 
 
+def find_run_correction(gpu_key: str, dirs=None) -> RunCorrection | None:
+    """The first ``<dir>/<gpu_key>/run_correction.json`` along the models search path
+    (wattlint.energy.predictor.search_path(), or ``dirs``: paths or ModelsDir entries), or None."""
+    if dirs is None:
+        from ..energy.predictor import search_path
+
+        dirs = search_path()
+    for d in dirs:
+        c = load_run_correction(getattr(d, "path", d), gpu_key)
+        if c is not None:
+            return c
+    return None
+
+
 class RunCorrectedPredictor:
     """A predictor (same interface as wattlint.energy.predictor.Predictor) = a base predictor x a run correction.
 
@@ -341,10 +357,19 @@ class RunCorrectedPredictor:
             return list(times), [p * ef for p in powers]
         return [t * tf for t in times], [p * ef / tf for p in powers]
 
-    def range_factors(self) -> tuple[float, float]:
-        q = self.correction.quantiles.get("energy") or self.correction.quantiles.get("time")
+    @property
+    def searched(self) -> str:
+        return getattr(self.base, "searched", "")
+
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """5-95 % band of ``quantity`` (energy | time): the correction's held-out quantiles (energy falls back to
+        time when the energy was not measured)."""
+        q = self.correction.quantiles.get(quantity) or self.correction.quantiles.get("time")
         if not q:
-            return self.base.range_factors()
+            try:
+                return self.base.range_factors(quantity)
+            except TypeError:  # a predictor with the older one-argument interface
+                return self.base.range_factors()
         return float(q[0]), float(q[1])
 
 

@@ -22,6 +22,15 @@ PLAN_OPTIONS = ("epochs", "steps", "dataset", "tokens", "seq_len", "batch_size",
 HASH_METHOD = "wattlint.arch/1: sha256 of module paths and classes, parameter and buffer names, shapes, dtypes"
 
 
+def _aliased(options: dict[str, Any]) -> dict[str, Any]:
+    """``price_per_kwh`` (the option table's name of --price) as ``price``."""
+    o = dict(options)
+    if o.get("price_per_kwh") is not None and o.get("price") is None:
+        o["price"] = o["price_per_kwh"]
+    o.pop("price_per_kwh", None)
+    return o
+
+
 # ---- model identity ----------------------------------------------------------------------------------------------
 
 def module_hash(model) -> str:
@@ -108,6 +117,21 @@ def example_specs(model, example) -> dict[str, TensorSpec] | None:
     return None
 
 
+def spec_strings(inputs) -> list[str]:
+    """Input specs as the option table takes them ("x=float32[8,3,32,32]"); strings pass through."""
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, dict):
+        out = []
+        for k, v in inputs.items():
+            if isinstance(v, TensorSpec):
+                out.append(f"{k}={v.dtype}[{','.join(str(d) for d in v.shape)}]")
+            else:
+                out.append(str(v) if "=" in str(v) else f"{k}={v}")
+        return out
+    return [str(x) for x in inputs]
+
+
 # ---- devices -----------------------------------------------------------------------------------------------------
 
 def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
@@ -172,6 +196,7 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     (its graph may infer the dataset); otherwise wattlint.plan.build_plan on the options with a stub graph."""
     from .project import PlanInfo
 
+    options = _aliased(options)
     work_given = any(options.get(k) is not None for k in ("steps", "epochs", "tokens"))
     if static_plan is not None and work_given:
         p = static_plan
@@ -198,7 +223,7 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None}
     kw.pop("utilization", None)
     try:
-        plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, **kw)
+        plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, strict_precision=False, **kw)
     except WattlintError as e:
         return None, [], f"plan: {e}"
     spe = math.ceil(plan.dataset_size / plan.batch_size) if plan.dataset_size and plan.epochs else None
@@ -215,6 +240,7 @@ def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, 
     import wattlint
     from ..report.json_out import to_dict
 
+    options = _aliased(options)
     kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None}
     if not any(kw.get(k) is not None for k in ("steps", "epochs", "tokens")):
         kw["steps"] = 1  # per-step figures only; totals need a plan
@@ -224,9 +250,9 @@ def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, 
     if source is None:
         target = meta_copy(model)
     if inputs:
-        kw["inputs"] = inputs
+        kw["inputs"] = spec_strings(inputs)
     try:
-        est = wattlint.estimate(target, gpu=spec, predictor=predictor, **kw)
+        est = wattlint.estimate(target, gpu=spec, predictor=predictor, lint=False, **kw)
     except WattlintError as e:
         return {"error": str(e)}
     d = to_dict(est)

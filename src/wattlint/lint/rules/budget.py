@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from ..engine import fmt_kwh, fmt_num
+from ...report import units
 from ..registry import register
 from ..rule import Case, Rule
 
+#: one unit formatter per budget key (report/units.py is the only place that formats units)
+FORMATTERS = {"energy_kwh": units.energy_kwh, "co2_kg": units.co2_kg, "cost_usd": units.usd, "time_h": units.hours,
+              "gpu_hours": units.gpu_hours}
 UPDATE_HINT = "if intended, run 'wattlint check --update-baseline' and commit the baseline file"
 
 
@@ -27,7 +30,7 @@ class _Budget(Rule):
     """
 
     def check(self, ctx):
-        for key, unit in self.keys:
+        for key, _unit in self.keys:
             limit = ctx.budget.get(key)
             value = ctx.total.get(key)
             if limit is None or value is None:
@@ -36,8 +39,8 @@ class _Budget(Rule):
             if value > limit:
                 over = value - limit
                 kwh = over if key == "energy_kwh" else None
-                shown = (fmt_kwh(value), fmt_kwh(limit)) if key == "energy_kwh" else \
-                    (f"{fmt_num(value)} {unit}", f"{fmt_num(limit)} {unit}")
+                fmt = FORMATTERS[key]
+                shown = (fmt(value), fmt(limit))
                 yield ctx.finding(
                     f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by {over / limit:.0%}",
                     saving_kwh=kwh, saving_pct=(over / value) if kwh else None, annotate=False)
@@ -162,6 +165,6 @@ class EnergyRegression(Rule):
         if ctx.baseline.get("gpu") and ctx.summary.get("gpu") and ctx.baseline["gpu"] != ctx.summary["gpu"]:
             gpu_note = f" (baseline on {ctx.baseline['gpu']}, now {ctx.summary['gpu']})"
         yield ctx.finding(
-            f"estimated energy +{rise:.0%} vs baseline ({fmt_kwh(old)} -> {fmt_kwh(new)}, threshold "
+            f"estimated energy +{rise:.0%} vs baseline ({units.energy_kwh(old)} -> {units.energy_kwh(new)}, threshold "
             f"{ctx.regression_threshold:.0%}){gpu_note}; {UPDATE_HINT}",
             saving_kwh=new - old, saving_pct=(new - old) / new, annotate=False)

@@ -614,11 +614,11 @@ class UnneededCheckpointing(Rule):
                  if k not in ("activation_bytes", "activation_checkpointing")}
         graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute], extra=extra)
         other = ctx.reestimate(graph=graph, plan=dataclasses.replace(est.plan, activation_checkpointing=False))
-        if other is None or not other.memory.get("fits"):
+        if other is None or not other.memory.fits:
             return
         kwh, pct = ctx.saving(other)
-        gib = float(other.memory.get("peak_bytes_per_gpu", 0)) / 2**30
-        cap = float(other.memory.get("gpu_memory_bytes", 0)) / 2**30
+        gib = float(other.memory.peak_bytes_per_gpu) / 2**30
+        cap = float(other.memory.gpu_memory_bytes) / 2**30
         rf = sum(r.flops for r in recompute)
         tf = sum(r.flops for r in ctx.graph.records) or 1
         yield ctx.finding(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from ...hardware import precision_support
 from ...types import OpKind, Phase, Status
-from ..engine import fmt_kwh, replace_records
+from ...report import units
+from ..engine import replace_records
 from ..registry import register
 from ..rule import Case, Option, Rule, fraction, positive, positive_int, str_list
 
@@ -45,14 +47,14 @@ class DoesNotFit(Rule):
 
     def check(self, ctx):
         mem = ctx.estimate.memory
-        if mem.get("fits", True):
+        if mem.fits:
             return
-        peak = float(mem.get("peak_bytes_per_gpu", 0)) / GIB
-        cap = float(mem.get("gpu_memory_bytes", 0)) / GIB
+        peak = mem.peak_bytes_per_gpu / GIB
+        cap = mem.gpu_memory_bytes / GIB
         yield ctx.finding(
             f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.0f} GiB: "
-            "use a smaller micro-batch with gradient accumulation, activation checkpointing, ZeRO/FSDP sharding, "
-            "bf16, or a GPU with more memory")
+            "lower the micro-batch per GPU (--grad-accum or more --gpus), use --activation-checkpointing, "
+            "--sharding zero3, bf16, or a GPU with more memory")
 
 
 def _tiles(r) -> float:
@@ -119,7 +121,8 @@ class GpuUnderfilled(Rule):
     )
     invalid = (
         Case("micro-batch 8 on an A100: 16 tiles for 108 SMs",
-             {"ops": [{"op": "linear", "m": 512, "n": 512, "k": 4096, "backward": False}], "micro_batch": 8},
+             {"ops": [{"op": "linear", "m": 512, "n": 512, "k": 4096, "backward": False}], "micro_batch": 8,
+              "params": 4096 * 512},  # the layer's own weights: the optimizer step is not the bulk of the step
              expect="waves"),
     )
 
@@ -197,8 +200,8 @@ class SmallerGpuLessEnergy(Rule):
         cur = est.gpu
         wanted = set(ctx.options["candidates"])
         best = None
-        t0 = float(est.total.get("time_h") or 0.0)
-        need = float(est.memory.get("peak_bytes_per_gpu") or 0)
+        t0 = est.total.time_h
+        need = float(est.memory.peak_bytes_per_gpu)
         half = est.plan.precision if est.plan.precision in ("fp16", "bf16", "fp8", "tf32") else "fp32"
         pool = []
         for spec in ctx.gpus():
@@ -208,17 +211,19 @@ class SmallerGpuLessEnergy(Rule):
                 continue
             if need and spec.memory_gb * GIB < need * 0.9:  # cannot fit (10% slack: memory model varies a little)
                 continue
+            if not precision_support(spec, est.plan.precision)[0]:  # would silently change the plan's precision
+                continue
             pool.append(spec)
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
         pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
         for spec in pool[:ctx.options["max_candidates"]] if not wanted else pool:
             other = ctx.reestimate(gpu=spec)
-            if other is None or not other.memory.get("fits", True):
+            if other is None or not other.memory.fits:
                 continue
-            t = float(other.total.get("time_h") or 0.0)
+            t = other.total.time_h
             if t0 > 0 and t > t0 * ctx.options["max_slowdown"]:
                 continue
-            e = float(other.total.get("energy_kwh") or 0.0)
+            e = other.total.energy_kwh
             if best is None or e < best[0]:
                 best = (e, t, spec, other)
         if best is None:
@@ -228,6 +233,6 @@ class SmallerGpuLessEnergy(Rule):
             return
         e, t, spec, _ = best
         yield ctx.finding(
-            f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {fmt_kwh(e)} instead of "
-            f"{fmt_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {t:.3g} h instead of {t0:.3g} h",
+            f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {units.energy_kwh(e)} instead of "
+            f"{units.energy_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {t:.3g} h instead of {t0:.3g} h",
             saving_kwh=kwh, saving_pct=pct)

@@ -1,0 +1,199 @@
+"""Aggregation: priced ops -> layer -> phase -> step -> plan (an :class:`~wattlint.types.Estimate`).
+
+Nothing here models hardware: op times and powers come from the energy model (wattlint.energy.pricing), and
+communication, launch gaps, host power and facility energy from wattlint.energy.system. This module only adds up:
+
+* every GPU runs ``grad_accum`` micro-batches of forward + backward (each record x grad_accum x the micro-batch
+  scale, when the plan's micro-batch differs from the traced one), then one optimizer step (x 1/n of the parameters
+  under ZeRO / FSDP sharding); activation checkpointing the frontend did not trace adds the forward again to backward;
+* the GPUs run in lock-step: step time = compute + launch gaps + exposed communication; GPU energy of the step =
+  (compute + gaps at idle power + exposed communication) x GPUs;
+* the plan = steps x step; facility energy = (GPU + host) x PUE; CO2 = facility kWh x grid intensity;
+  cost = facility kWh x electricity price + GPU-hours x GPU-hour price (null when neither is known).
+
+The 5-95 % ranges multiply the totals by the energy model's range factors (time and GPU-hours by its time factors).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from . import memory as _memory
+from .energy import system
+from .energy.pricing import PricedOps
+from .types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
+                    StepCost, TotalCost)
+
+ROOT_LAYER = "(root)"
+
+
+@dataclass(frozen=True)
+class EnergyModelInfo:
+    """What priced the ops: provenance label, source, and 5-95 % multiplicative range factors."""
+
+    calibration: str
+    source: str
+    energy_range: tuple[float, float]
+    time_range: tuple[float, float]
+    searched: str = ""  # the models search path looked through
+
+
+@dataclass
+class _Sums:
+    phase_t: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    phase_e: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    layer_t: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    layer_e: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    layer_f: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    layer_type: dict[str, str] = field(default_factory=dict)
+    flops: float = 0.0
+    micro_ops: int = 0
+    opt_ops: int = 0
+
+    def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
+        self.phase_t[phase] += t
+        self.phase_e[phase] += e
+        self.layer_t[layer] += t
+        self.layer_e[layer] += e
+        self.layer_f[layer] += f
+        self.flops += f
+
+
+def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
+    """(forward/backward multiplier, optimizer multiplier) per GPU and step."""
+    traced = max(1, int(graph.micro_batch or 1))
+    fb = max(1, plan.grad_accum) * plan.micro_batch_size / traced
+    opt = 1.0 / plan.gpus if plan.sharding in system.SHARDED and plan.gpus > 1 else 1.0
+    return fb, opt
+
+
+def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
+    fb, opt = multipliers(graph, plan)
+    recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
+    types = graph.module_types()
+    s = _Sums()
+    for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
+        if r.phase is Phase.COMMUNICATION:
+            continue
+        k = opt if r.phase is Phase.OPTIMIZER else fb
+        layer = r.module or ROOT_LAYER
+        s.add(r.phase.value, layer, t * k, e * k, r.flops * k)
+        if recompute and r.phase is Phase.FORWARD:
+            s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
+        if layer not in s.layer_type:
+            s.layer_type[layer] = types.get(r.module, r.module_type) or r.module_type or ""
+        if t > 0:
+            if r.phase is Phase.OPTIMIZER:
+                s.opt_ops += 1
+            else:
+                s.micro_ops += 1
+    return s
+
+
+def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
+    """Launch gaps and communication into the phase sums; returns their assumption lines."""
+    notes = []
+    ga = max(1, plan.grad_accum)
+    fwd, bwd = s.phase_t.get("forward", 0.0), s.phase_t.get("backward", 0.0)
+    gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga)
+    if gap > 1e-7:
+        s.phase_t["idle_gaps"] = gap
+        s.phase_e["idle_gaps"] = gap * gpu.idle_w
+        notes.append(system.launch_gap_note(s.micro_ops, gap, gpu.idle_w))
+    comm = system.data_parallel(graph, gpu, plan, fwd, bwd)
+    if comm is not None:
+        s.phase_t["communication"] = comm.exposed_s
+        s.phase_e["communication"] = comm.energy_j
+        notes.append(comm.note)
+    return notes
+
+
+def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyModelInfo) -> tuple[TotalCost, list[str]]:
+    notes = []
+    steps = max(0, int(plan.steps))
+    time_h = steps * step.time_s / 3600.0
+    gpu_hours = time_h * plan.gpus
+    gpu_kwh = gpu_j_per_step * steps / 3.6e6
+    host_kwh = step.host_energy_j * steps / 3.6e6
+    energy_kwh = system.facility_kwh(gpu_kwh, host_kwh, plan.pue)
+    co2 = energy_kwh * plan.carbon_intensity_g_per_kwh / 1000.0
+    cost = None
+    if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
+        cost = energy_kwh * (plan.price_per_kwh or 0.0) + gpu_hours * (plan.gpu_hour_price or 0.0)
+    else:
+        notes.append("no --price or --gpu-hour-price given: cost_usd is null")
+    (elo, ehi), (tlo, thi) = model.energy_range, model.time_range
+    total = TotalCost(steps=steps, time_h=time_h, time_h_range=(time_h * tlo, time_h * thi), gpu_hours=gpu_hours,
+                      gpu_hours_range=(gpu_hours * tlo, gpu_hours * thi), gpu_energy_kwh=gpu_kwh,
+                      host_energy_kwh=host_kwh, energy_kwh=energy_kwh,
+                      energy_kwh_range=(energy_kwh * elo, energy_kwh * ehi), co2_kg=co2,
+                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost)
+    return total, notes
+
+
+def _layers(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
+    """Innermost modules, summed over phases; share of the per-GPU step energy. Ties sort by name (deterministic)."""
+    denom = gpu_j_one if gpu_j_one > 0 else 1.0
+    layers = [LayerEstimate(name=name, type=s.layer_type.get(name, ""), flops=int(s.layer_f[name] * gpus),
+                            time_s=s.layer_t[name], gpu_energy_j=s.layer_e[name] * gpus, share=s.layer_e[name] / denom)
+              for name in s.layer_e]
+    # ties (identical blocks) sort by name: energies compared at 12 significant digits, so float summation noise
+    # cannot reorder equal layers between runs
+    layers.sort(key=lambda le: (-float(f"{le.gpu_energy_j:.12g}"), le.name))
+    return tuple(layers)
+
+
+def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
+    lo, hi = model.energy_range
+    tlo, thi = model.time_range
+    notes = [f"energy model: {model.calibration} ({model.source}); 5-95 % range energy x{lo:.2f}-x{hi:.2f}, "
+             f"time x{tlo:.2f}-x{thi:.2f}"]
+    if model.searched:
+        notes.append(f"energy models searched in order: {model.searched}")
+    if gpu.idle_estimated:
+        notes.append(f"{gpu.key} idle power {gpu.idle_w:.0f} W is an estimate, not a measurement")
+    if gpu.unconfirmed:
+        notes.append(f"{gpu.key}: unconfirmed spec values: {', '.join(gpu.unconfirmed)}")
+    unsup = graph.unsupported()
+    if unsup:
+        notes.append("unsupported ops counted at zero cost: " + ", ".join(f"{k} x{v}" for k, v in sorted(unsup.items())))
+    return notes
+
+
+def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, model: EnergyModelInfo) -> Estimate:
+    """The estimate of ``plan`` on ``gpu`` from the priced ops of ``graph`` (module doc)."""
+    notes: list[str] = list(graph.assumptions) + list(plan.assumptions) + list(priced.notes)
+    traced = max(1, int(graph.micro_batch or 1))
+    if plan.micro_batch_size != traced:
+        notes.append(f"graph traced at micro-batch {traced}; forward/backward time and energy scaled linearly to "
+                     f"micro-batch {plan.micro_batch_size}")
+    s = _sum_ops(graph, priced, plan)
+    notes += _system(graph, gpu, plan, s)
+    n = max(1, plan.gpus)
+    step_s = sum(s.phase_t.values())
+    gpu_j_one = sum(s.phase_e.values())
+    host_w, host_note = system.host_power_w(gpu, plan)
+    notes.append(host_note)
+    step = StepCost(flops=float(s.flops * n), time_s=step_s, gpu_energy_j=gpu_j_one * n,
+                    host_energy_j=host_w * step_s, avg_gpu_power_w=gpu_j_one / step_s if step_s > 0 else 0.0)
+    total, total_notes = _totals(step, gpu_j_one * n, plan, model)
+    notes += total_notes
+    mem = _memory.peak_memory(graph, gpu, plan)
+    notes += mem.pop("notes", [])
+    notes += _notes(graph, gpu, model)
+    phases = {ph: PhaseCost(time_s=s.phase_t[ph], gpu_energy_j=s.phase_e[ph] * n)
+              for ph in ("forward", "backward", "optimizer", "idle_gaps", "communication") if ph in s.phase_t}
+    return Estimate(
+        model=graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
+        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers(s, n, gpu_j_one), phases=phases,
+        assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
+        op_energy_j=priced.energies_j)
+
+
+def op_multiplier(graph: CostGraph, plan: Plan, record: OpRecord) -> float:
+    """How many times ``record`` runs per GPU and optimizer step under ``plan`` (0 for communication records)."""
+    if record.phase is Phase.COMMUNICATION:
+        return 0.0
+    fb, opt = multipliers(graph, plan)
+    return opt if record.phase is Phase.OPTIMIZER else fb

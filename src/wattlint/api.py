@@ -1,0 +1,196 @@
+"""The one request path: resolve GPU(s) -> trace once -> plan per GPU -> price -> lint.
+
+Every command that produces an estimate (``wattlint MODEL``, ``--compare``, ``wattlint check``, ``validate
+predict``) and the benchmarks go through :func:`run` (or its thin wrappers), so the sequence is written once::
+
+    request --resolve--> GpuSpec(s)           unknown GPU: one-line error before any tracing
+            --trace----> CostGraph            once, whatever the number of GPUs
+            --plan-----> Plan per GPU         every default stated as an assumption
+            --price----> Estimate per GPU     energy model (measured | public-fit | transferred | prior) + system
+            --lint-----> findings             selected rules; savings re-estimated through this same path
+
+The public ``wattlint.estimate()`` is :func:`estimate` here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from . import options as _options
+from .types import ConfigError, CostGraph, Estimate, GpuSpec, Plan
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to estimate. ``options`` are validated estimate options (wattlint.options); ``notes`` are request-level
+    assumption lines (e.g. which default GPU was used) added to the first GPU's estimate."""
+
+    source: Any  # spec string, path, nn.Module or an already traced CostGraph
+    gpus: tuple[str | GpuSpec, ...]
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    config: Any = None  # wattlint.config.Config: lint selection, rule options, budgets
+    model: Any = None  # wattlint.config.ModelConfig when the request is one configured model (check)
+    notes: tuple[str, ...] = ()
+    lint: bool = True  # run the graph rules (and, with totals_rules, the budget/regression rules)
+    totals_rules: bool = True
+    predictor: Any = None  # an energy model to use for every GPU (tests, benchmarks); None: the best for each
+    models_dirs: Any = None  # energy-model search path (energy.predictor.search_path); None: the default one
+
+
+# ---- the steps -------------------------------------------------------------------------------------------------
+
+def resolve_gpu(gpu: str | GpuSpec) -> tuple[GpuSpec, str | None]:
+    """A database GPU and the assumption line its name resolution needs (alias, NVML name), or a ConfigError."""
+    if isinstance(gpu, GpuSpec):
+        return gpu, None
+    from .hardware import resolve_gpu as _resolve
+
+    return _resolve(gpu)
+
+
+def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
+    """Trace one training step of ``source`` with the frontend options among ``opts``."""
+    if isinstance(source, CostGraph):
+        return source
+    from .frontends.source import analyze
+
+    kw = {k: opts[k] for k in _options.FRONTEND_OPTIONS if opts.get(k) is not None}
+    if "inputs" in kw:
+        kw["inputs"] = list(kw["inputs"])
+    return analyze(source, **kw)
+
+
+def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: Sequence[str] = (), *,
+              strict_precision: bool = True) -> Plan:
+    """The plan for ``graph`` on ``spec`` from the plan options among ``opts``; ``notes`` lead its assumptions.
+    ``strict_precision=False`` (--compare candidates): a precision the GPU lacks is costed at its closest one."""
+    from .plan import build_plan
+
+    plan = build_plan(graph, gpu=spec, strict_precision=strict_precision,
+                      **{k: v for k, v in opts.items() if k in _options.PLAN_OPTIONS})
+    if notes:
+        plan = dataclasses.replace(plan, assumptions=tuple(notes) + tuple(a for a in plan.assumptions
+                                                                         if a not in notes))
+    return plan
+
+
+def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estimate:
+    """The estimate of ``plan`` on ``spec`` (no lint): ops priced by the energy model, then aggregated."""
+    from .aggregate import EnergyModelInfo, aggregate
+    from .energy.predictor import get_predictor
+    from .energy.pricing import price as price_ops
+
+    model = predictor if predictor is not None else get_predictor(spec)
+    priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
+    info = EnergyModelInfo(calibration=model.calibration, source=model.source,
+                           energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
+                           searched=getattr(model, "searched", ""))
+    return aggregate(graph, priced, spec, plan, info)
+
+
+class Reestimator:
+    """Prices variants for lint savings through :func:`price`, keeping one energy model per GPU so repeated
+    variants of the same graph reuse the already priced ops (the predictor's cache)."""
+
+    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None):
+        self._models: dict[str, Any] = {}
+        self._dirs = models_dirs
+        if predictor is not None and gpu_key is not None:
+            self._models[gpu_key] = predictor
+
+    def model_for(self, spec: GpuSpec):
+        if spec.key not in self._models:
+            from .energy.predictor import get_predictor
+
+            self._models[spec.key] = get_predictor(spec, self._dirs)
+        return self._models[spec.key]
+
+    def __call__(self, graph: CostGraph, spec: GpuSpec, plan: Plan) -> Estimate:
+        return price(graph, spec, plan, self.model_for(spec))
+
+
+def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | None = None,
+         totals_rules: bool = True) -> Estimate:
+    """``est`` with the findings of the selected rules (config selection and the model's own select/ignore)."""
+    from .lint.engine import run_rules
+
+    findings = run_rules(est, config, model, reestimator=reestimator or Reestimator(), totals_rules=totals_rules)
+    return dataclasses.replace(est, findings=tuple(findings))
+
+
+# ---- the path --------------------------------------------------------------------------------------------------
+
+def run(request: Request) -> list[Estimate]:
+    """Estimates of ``request`` on each of its GPUs (duplicates dropped), in order."""
+    if not request.gpus:
+        raise ConfigError("no GPU to estimate on")
+    specs: list[tuple[GpuSpec, str | None]] = []
+    for g in request.gpus:  # unknown GPU -> one-line error before any tracing
+        spec, note = resolve_gpu(g)
+        if spec.key not in {s.key for s, _ in specs}:
+            specs.append((spec, note))
+    precision = request.options.get("precision")
+    if precision is not None:  # a precision the GPU cannot run: fail before tracing too
+        from .hardware import precision_support
+
+        ok, why = precision_support(specs[0][0], precision)
+        if not ok:
+            raise ConfigError(why)
+    graph = trace(request.source, request.options)
+    out = []
+    for i, (spec, note) in enumerate(specs):
+        notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
+        plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
+        re = Reestimator(request.predictor, spec.key, request.models_dirs)
+        est = price(graph, spec, plan, re.model_for(spec))
+        if request.lint:
+            est = lint(est, config=request.config, model=request.model, reestimator=re,
+                       totals_rules=request.totals_rules)
+        out.append(est)
+    return out
+
+
+def models_search_path(cli_dir=None, config=None):
+    """The energy-model search path for a request: --models-dir, [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR,
+    the user data folder, the shipped models."""
+    from .energy.predictor import search_path
+
+    return search_path(cli_dir, getattr(config, "models_dir", None))
+
+
+def validate_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """API keyword options checked against the one option table (errors name the keyword)."""
+    return _options.validate(values, error=ConfigError)
+
+
+def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=None, config=None, lint: bool = True,
+             models_dir=None, **options: Any) -> Estimate:
+    """Estimate the cost of a training plan: ``wattlint.estimate("model.onnx", gpu="rtx3090", epochs=50)``.
+
+    ``source_or_graph`` is a model source (``.onnx``, ``config.json``, ``pkg.mod:attr``, ``file.py:attr``, an
+    ``nn.Module``) or an already traced :class:`CostGraph`. ``options`` are those of the command line, by their
+    Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
+    ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
+    ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
+    ``activation_checkpointing``, ``inputs``). ``lint=False`` skips the rules (no findings). ``models_dir``: a
+    folder of fitted models searched before the default search path (energy.predictor.search_path)."""
+    notes: tuple[str, ...] = ()
+    if gpu is None:
+        gpu = _options.DEFAULT_GPU
+        notes = (f"no gpu given: {_options.DEFAULT_GPU} (default)",)
+    req = Request(source=source_or_graph, gpus=(gpu,), options=validate_options(options), config=config,
+                  notes=notes, lint=lint, predictor=predictor, models_dirs=models_search_path(models_dir, config))
+    return run(req)[0]
+
+
+def estimate_many(source_or_graph, gpus: Sequence[str | GpuSpec], *, lint: bool = True, config=None,
+                  **options: Any) -> list[Estimate]:
+    """The same model and plan options on several GPUs (what ``--compare`` runs): traced once."""
+    return run(Request(source=source_or_graph, gpus=tuple(gpus), options=validate_options(options), config=config,
+                       lint=lint))
+
+
+#: an already built plan on an already traced graph, without lint (benchmarks and validation)
+estimate_graph = price

@@ -1,0 +1,392 @@
+"""Mixture-of-experts layers traced at their ROUTED cost on meta tensors.
+
+Why this module exists
+----------------------
+Routing is data-dependent (which expert each token goes to decides how many rows each expert computes), and meta
+tensors carry no data. Left alone, transformers' per-expert loop answers its ``expert_idx == num_experts`` check
+with True and skips every expert (zero expert FLOPs), its ``torch.where`` sends every token to every expert
+(experts-times too many), and its grouped-GEMM path has no usable meta kernel (``torch._grouped_mm``'s meta
+function accepts bf16 only, with stride checks a meta gradient fails). So, before the trace, the forward of every
+recognised experts module is replaced by a deterministic routed computation:
+
+* **routing is balanced** (an assumption, stated in every report): the ``tokens x top-k`` token->expert
+  assignments of a micro-batch are split evenly, expert ``e`` computing ``rows[e]`` rows (:func:`expert_rows`);
+  with ``capacity_factor`` c != 1 every expert computes ``ceil(c x tokens x top-k / experts)`` rows (capacity
+  padding when c > 1, dropped tokens when c < 1). Switch Transformers caps the rows at the config's
+  ``expert_capacity`` per sequence, as the model does.
+* the **router** is the model's own code (linear, softmax / sigmoid, top-k, group limits), run unchanged;
+* **dispatch** = one stable sort of the assignments by expert + a gather of the token rows; **combine** = multiply
+  by the routing weight + scatter-add (``index_add``) into the token rows;
+* the **expert GEMMs** follow the model's implementation: transformers' ``experts_implementation`` "grouped_mm"
+  (its default, the kernel Megatron / DeepSpeed-style MoE training uses) records one ``torch._grouped_mm`` per
+  projection; "eager" and Switch Transformers record the per-expert loop (one GEMM per expert and projection).
+  "batched_mm" is data-independent and runs as the model's own code (rows = tokens x top-k; no capacity factor).
+* **backward** comes from autograd over these ops (every expert's weights get their gradient, the router its
+  gradient through the routing weights) and the **optimizer step** covers every expert's parameters.
+
+Layouts handled: transformers' fused experts (classes decorated with ``@use_experts_implementation``: 3-D stacked
+``gate_up_proj``/``up_proj`` + ``down_proj``, called as ``experts(hidden_states, top_k_index, top_k_weights)`` —
+Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3, OLMoE, GLM-4-MoE, ...), and Switch Transformers' top-1 capacity routing with an
+``experts`` ModuleDict. Any other module that holds experts (3-D expert-stacked parameters, a ModuleList/ModuleDict
+of experts, a class named ``*Experts``) makes :meth:`MoeRouting.install` raise :class:`InputError`: an
+unsupported layout is an error, never a silent undercount.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..types import InputError
+from .source import check_capacity_factor
+
+aten = torch.ops.aten
+
+NUM_EXPERT_ATTRS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_routed_experts")
+DEFAULT_CAPACITY_FACTOR = 1.0
+
+
+def expert_rows(assignments: int, experts: int, capacity_factor: float = 1.0) -> tuple[int, ...]:
+    """Rows each expert computes for ``assignments`` token->expert assignments (tokens x top-k) under balanced
+    routing. ``capacity_factor`` 1: the exact even split (dropless; the rows sum to ``assignments``); otherwise
+    every expert computes its capacity ``ceil(capacity_factor x assignments / experts)`` rows."""
+    if experts <= 0:
+        raise ValueError("experts must be > 0")
+    if capacity_factor == 1.0:
+        base, extra = divmod(int(assignments), experts)
+        return tuple(base + (1 if e < extra else 0) for e in range(experts))
+    cap = math.ceil(capacity_factor * assignments / experts)
+    return (cap,) * experts
+
+
+# ---- shape-only kernels the recorder uses instead of meta functions stricter than the CUDA kernels ----------------
+
+def grouped_mm_meta(mat_a, mat_b, offs=None, bias=None, out_dtype=None):
+    """Output of ``aten._grouped_mm`` from shapes alone. torch 2.13's meta function accepts bf16 only and rejects the
+    expanded gradient autograd passes it; the CUDA op runs bf16 on its CUTLASS grouped kernel and fp32/fp16 on a
+    per-group fallback loop (PyTorch PR #162059), so a trace in any precision needs the shapes only."""
+    a2, b2 = mat_a.dim() == 2, mat_b.dim() == 2
+    if a2 and b2:
+        size = (int(offs.shape[0]) if offs is not None else 1, mat_a.shape[0], mat_b.shape[1])
+    elif a2:
+        size = (mat_a.shape[0], mat_b.shape[-1])
+    elif b2:
+        size = (mat_a.shape[1], mat_b.shape[1])
+    else:
+        size = (mat_a.shape[0], mat_a.shape[1], mat_b.shape[-1])
+    return torch.empty(size, dtype=out_dtype or mat_a.dtype, device=mat_a.device)
+
+
+SHAPE_ONLY: dict = {aten._grouped_mm.default: grouped_mm_meta} if hasattr(aten, "_grouped_mm") else {}
+
+
+# ---- what was found ----------------------------------------------------------------------------------------------
+
+@dataclass
+class MoeLayer:
+    path: str
+    cls: str
+    layout: str  # "fused" | "switch"
+    experts: int
+    impl: str  # "grouped" | "loop" | "batched"
+    impl_name: str = ""  # the model's own name for it (transformers experts_implementation)
+    top_k: int = 0
+    tokens: int = 0  # tokens of the last traced call (micro-batch x sequence)
+    rows: tuple[int, ...] = ()  # rows per expert of the last traced call
+    capacity: int | None = None  # Switch: expert capacity per sequence (config)
+    seq: int = 0  # Switch: sequence length of the last call
+    calls: int = 0
+
+
+@dataclass
+class MoeRouting:
+    """Finds the MoE layers of ``model``, swaps in the routed forward (:meth:`install`) and puts it back
+    (:meth:`restore`); :meth:`notes` and :meth:`summary` describe what was traced."""
+    model: nn.Module
+    capacity_factor: float = DEFAULT_CAPACITY_FACTOR
+    layers: list[MoeLayer] = field(default_factory=list)
+    _swapped: list = field(default_factory=list)
+
+    def install(self) -> "MoeRouting":
+        self.capacity_factor = check_capacity_factor(self.capacity_factor)
+        handled: list[str] = []
+        plans: list[tuple[nn.Module, MoeLayer, Callable]] = []
+        for name, m in self.model.named_modules():
+            if any(name == h or name.startswith(h + ".") for h in handled):
+                continue
+            layer = _match(name, m)
+            if layer is None:
+                continue
+            handled.append(name)
+            self.layers.append(layer)
+            if layer.impl != "batched":
+                make = _fused_forward if layer.layout == "fused" else _switch_forward
+                plans.append((m, layer, make))
+        for name, m in self.model.named_modules():
+            reason = _holds_experts(m)
+            if reason and not any(name == h or name.startswith(h + ".") for h in handled):
+                raise InputError(
+                    f"unsupported mixture-of-experts layout: {type(m).__name__} at '{name or '<root>'}' ({reason}). "
+                    "wattlint traces MoE layers at their routed cost for transformers' fused experts "
+                    "(@use_experts_implementation: Mixtral, Qwen-MoE, DeepSeek-V2/V3, OLMoE, ...) and Switch "
+                    "Transformers; tracing this one on meta tensors would miscount its experts (routing is "
+                    f"data-dependent), so it is refused rather than undercounted{_old_transformers_hint(m)}")
+        for m, layer, make in plans:
+            had = "forward" in m.__dict__
+            self._swapped.append((m, m.__dict__.get("forward"), had))
+            m.forward = make(m, layer, self)
+        return self
+
+    def restore(self) -> None:
+        for m, fwd, had in reversed(self._swapped):
+            if had:
+                m.forward = fwd
+            else:
+                del m.forward
+        self._swapped.clear()
+
+    # -- rows --
+    def rows(self, assignments: int, experts: int) -> tuple[int, ...]:
+        return expert_rows(assignments, experts, self.capacity_factor)
+
+    # -- reporting --
+    def notes(self) -> list[str]:
+        if not self.layers:
+            return []
+        out = []
+        groups: dict[tuple, list[MoeLayer]] = {}
+        for ly in self.layers:
+            groups.setdefault((ly.cls, ly.layout, ly.experts, ly.top_k, ly.impl, ly.impl_name, ly.rows, ly.capacity,
+                               ly.seq, ly.tokens), []).append(ly)
+        cf = self.capacity_factor
+        for (cls, layout, e, k, impl, impl_name, rows, cap, seq, tokens), lys in groups.items():
+            traced = sum(1 for ly in lys if ly.calls)
+            head = f"MoE: {len(lys)} x {cls} ({e} experts, top-{k or '?'})"
+            if impl == "batched":
+                out.append(f"{head} run as the model's own experts_implementation=batched_mm (every token x top-k "
+                           "row gathers its expert's weights, then a batched GEMM): no routing assumption, no "
+                           "capacity factor; backward and the optimizer step cover all experts' parameters")
+                continue
+            if not traced:
+                out.append(f"{head}: not called in the traced step (no expert FLOPs)")
+                continue
+            how = ("as grouped GEMMs (one torch._grouped_mm per projection" +
+                   (f"; the model's experts_implementation={impl_name})" if impl_name else ")")
+                   if impl == "grouped" else
+                   "as a per-expert loop (one GEMM per expert and projection" +
+                   (f"; the model's experts_implementation={impl_name})" if impl_name else ")"))
+            lo, hi = (min(rows), max(rows)) if rows else (0, 0)
+            per = f"{lo}" if lo == hi else f"{lo}-{hi}"
+            if layout == "switch":
+                want = math.ceil(cf * seq / e) if e else 0
+                rule = (f"Switch expert capacity {cap} tokens per expert per sequence (config expert_capacity) "
+                        f"caps the rows: min({cap}, ceil({cf:g} x {seq} / {e})) = {min(cap, want) if cap else want} "
+                        f"per sequence, {per} rows per expert per micro-batch; tokens over capacity skip the experts "
+                        "(as the model does)") if cap else \
+                    f"no expert capacity in the config: ceil({cf:g} x {seq} / {e}) rows per sequence"
+                out.append(f"{head} traced at the routed cost: balanced routing assumed; {rule}; experts {how}; "
+                           "router, dispatch (sort + gather) and combine (weighted scatter-add) traced; backward and "
+                           f"the optimizer step cover all {e} experts' parameters")
+            else:
+                cap_s = ("capacity factor 1 (dropless: the rows sum to tokens x top-k)" if cf == 1.0 else
+                         f"capacity factor {cf:g}: each expert computes its capacity ceil({cf:g} x tokens x top-k / "
+                         f"experts) rows ({'padding' if cf > 1 else 'tokens over capacity dropped'})")
+                out.append(f"{head} traced at the routed cost: balanced routing assumed (each expert gets tokens x "
+                           f"top-k / experts = {per} of the {tokens} x {k} token slots of a micro-batch); {cap_s}; "
+                           f"experts {how}; router, dispatch (sort + gather) and combine (weighted scatter-add) "
+                           f"traced; backward and the optimizer step cover all {e} experts' parameters")
+        return out
+
+    def summary(self) -> dict:
+        if not self.layers:
+            return {}
+        return {"capacity_factor": self.capacity_factor, "routing": "balanced",
+                "layers": [{"module": ly.path, "type": ly.cls, "experts": ly.experts, "top_k": ly.top_k,
+                            "implementation": ly.impl, "rows_per_expert": list(ly.rows),
+                            **({"expert_capacity": ly.capacity} if ly.capacity is not None else {})}
+                           for ly in self.layers]}
+
+
+# ---- recognition -------------------------------------------------------------------------------------------------
+
+def _num_experts(m: nn.Module) -> int | None:
+    for a in NUM_EXPERT_ATTRS:
+        v = getattr(m, a, None)
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+    return None
+
+
+def _holds_experts(m: nn.Module) -> str | None:
+    """Why ``m`` looks like it holds mixture-of-experts weights (None if it does not)."""
+    ne = _num_experts(m)
+    if ne and ne > 1:
+        for pn, p in m.named_parameters(recurse=False):
+            if p.dim() == 3 and int(p.shape[0]) == ne:
+                return f"expert weights stacked in 3-D parameter '{pn}' [{', '.join(str(d) for d in p.shape)}]"
+    for cn, c in m.named_children():
+        if isinstance(c, (nn.ModuleList, nn.ModuleDict)) and "expert" in cn.lower() and len(c) > 1:
+            return f"{len(c)} expert modules in '{cn}'"
+    if type(m).__name__.lower().endswith("experts"):
+        return "a module class named *Experts"
+    return None
+
+
+def _old_transformers_hint(m: nn.Module) -> str:
+    if not type(m).__module__.startswith("transformers."):
+        return ""
+    try:
+        import transformers
+
+        major = int(transformers.__version__.split(".", 1)[0])
+    except (ImportError, ValueError):
+        return ""
+    return ("; transformers >= 5 stores the experts of Mixtral, Qwen-MoE, DeepSeek, OLMoE, ... fused (3-D), "
+            f"the layout wattlint supports (installed: {transformers.__version__})") if major < 5 else ""
+
+
+def _is_fused(m: nn.Module) -> bool:
+    ne = _num_experts(m)
+    if not ne or not all(hasattr(m, a) for a in ("has_gate", "is_transposed", "has_bias", "_apply_gate")):
+        return False
+    up = getattr(m, "gate_up_proj" if m.has_gate else "up_proj", None)
+    down = getattr(m, "down_proj", None)
+    return (isinstance(up, torch.Tensor) and isinstance(down, torch.Tensor) and up.dim() == 3 and down.dim() == 3
+            and int(up.shape[0]) == ne and int(down.shape[0]) == ne)
+
+
+def _is_switch(m: nn.Module) -> bool:
+    r, ex = getattr(m, "router", None), getattr(m, "experts", None)
+    return (r is not None and type(r).__name__.endswith("Top1Router") and hasattr(r, "expert_capacity")
+            and isinstance(getattr(r, "classifier", None), nn.Linear)
+            and isinstance(ex, (nn.ModuleDict, nn.ModuleList)) and len(ex) == getattr(r, "num_experts", -1))
+
+
+def _match(name: str, m: nn.Module) -> MoeLayer | None:
+    if _is_fused(m):
+        impl_name = getattr(getattr(m, "config", None), "_experts_implementation", None) or "grouped_mm"
+        impl = {"eager": "loop", "batched_mm": "batched"}.get(impl_name, "grouped")
+        if impl == "grouped" and not SHAPE_ONLY:
+            impl = "loop"  # a torch without _grouped_mm: the loop has the same GEMM FLOPs
+        cfg = getattr(m, "config", None)
+        k = next((v for v in (getattr(cfg, a, None) for a in ("num_experts_per_tok", "moe_top_k", "top_k"))
+                  if isinstance(v, int) and not isinstance(v, bool)), 0)
+        return MoeLayer(name, type(m).__name__, "fused", int(_num_experts(m)), impl, impl_name, top_k=k)
+    if _is_switch(m):
+        cap = m.router.expert_capacity
+        return MoeLayer(name, type(m).__name__, "switch", int(m.router.num_experts), "loop", "",
+                        capacity=int(cap) if isinstance(cap, int) and cap > 0 else None)
+    return None
+
+
+# ---- routed forwards ---------------------------------------------------------------------------------------------
+
+def _dispatch(top_k_index: torch.Tensor, k: int, rows: tuple[int, ...]):
+    """Balanced dispatch: (token of each row, assignment slot of each row, expert id of each row), rows grouped by
+    expert. One stable sort of the assignments by expert (as grouped-GEMM MoE implementations do); when the rows
+    differ from the assignments (capacity factor != 1) the sorted order is cycled to the row count."""
+    ids = top_k_index.reshape(-1)
+    sorted_ids, order = torch.sort(ids, stable=True)
+    s = sum(rows)
+    if s != ids.numel():
+        pick = torch.arange(s, device=ids.device) % max(1, ids.numel())
+        order, sorted_ids = order[pick], sorted_ids[pick]
+    token = torch.div(order, k, rounding_mode="floor")
+    return token, order, sorted_ids
+
+
+def _grouped_linear(x, w, offs, bias, transposed: bool, expert_of_row):
+    out = torch._grouped_mm(x, w if transposed else w.transpose(-2, -1), offs=offs)
+    if bias is not None:
+        out = out + bias[expert_of_row]
+    return out
+
+
+def _expert_linear(x, w, bias, transposed: bool):
+    if transposed:
+        out = x @ w
+        return out + bias if bias is not None else out
+    return F.linear(x, w, bias)
+
+
+def _fused_forward(mod: nn.Module, layer: MoeLayer, routing: MoeRouting):
+    """transformers' fused experts (``@use_experts_implementation``) at the routed cost."""
+
+    def forward(hidden_states, top_k_index, top_k_weights):
+        shape = hidden_states.shape
+        x = hidden_states.reshape(-1, shape[-1])
+        tokens, k, e = int(x.shape[0]), int(top_k_index.shape[-1]), mod.num_experts
+        rows = routing.rows(tokens * k, e)
+        layer.top_k, layer.tokens, layer.rows, layer.calls = k, tokens, rows, layer.calls + 1
+        token, slot, expert_of_row = _dispatch(top_k_index, k, rows)
+        weight = top_k_weights.reshape(-1)[slot]
+        up = mod.gate_up_proj if mod.has_gate else mod.up_proj
+        up_b = (mod.gate_up_proj_bias if mod.has_gate else mod.up_proj_bias) if mod.has_bias else None
+        down_b = mod.down_proj_bias if mod.has_bias else None
+        post = mod.post_expert_norm if getattr(mod, "has_post_expert_norm", False) else None
+        out = torch.zeros_like(x)
+        if layer.impl == "grouped":
+            counts = torch.histc(expert_of_row.float(), bins=e, min=0, max=e - 1)
+            offs = torch.cumsum(counts, dim=0, dtype=torch.int32)
+            h = _grouped_linear(x[token], up, offs, up_b, mod.is_transposed, expert_of_row)
+            h = mod._apply_gate(h) if mod.has_gate else mod.act_fn(h)
+            y = _grouped_linear(h, mod.down_proj, offs, down_b, mod.is_transposed, expert_of_row)
+            if post is not None:
+                y = post(y)
+            y = y * weight.unsqueeze(-1)
+            out = out.index_add(0, token, y.to(out.dtype))
+        else:  # per-expert loop (transformers "eager")
+            start = 0
+            for i, n in enumerate(rows):
+                if n == 0:
+                    continue
+                tok = token[start:start + n]
+                h = _expert_linear(x[tok], up[i], up_b[i] if up_b is not None else None, mod.is_transposed)
+                h = mod._apply_gate(h) if mod.has_gate else mod.act_fn(h)
+                y = _expert_linear(h, mod.down_proj[i], down_b[i] if down_b is not None else None,
+                                   mod.is_transposed)
+                if post is not None:
+                    y = post(y)
+                y = y * weight[start:start + n, None]
+                out.index_add_(0, tok, y.to(out.dtype))
+                start += n
+        return out.reshape(shape).to(hidden_states.dtype)
+
+    return forward
+
+
+def _switch_forward(mod: nn.Module, layer: MoeLayer, routing: MoeRouting):
+    """Switch Transformers' sparse MLP: top-1 router with an expert capacity per sequence, per-expert loop over the
+    experts ModuleDict (each expert module called on its rows, so its submodules are attributed)."""
+
+    def forward(hidden_states, *args, **kwargs):
+        b, seq, hdim = hidden_states.shape
+        router = mod.router
+        selected, probs, _ = router(hidden_states)  # the model's router (capacity mask included)
+        e = int(router.num_experts)
+        want = math.ceil(routing.capacity_factor * seq / e)
+        per_seq = min(layer.capacity, want) if layer.capacity else want
+        rows = (b * per_seq,) * e
+        layer.top_k, layer.tokens, layer.seq, layer.rows, layer.calls = 1, b * seq, seq, rows, layer.calls + 1
+        x = hidden_states.reshape(-1, hdim)
+        expert_index = torch.argmax(selected.reshape(-1, e), dim=-1)
+        token, slot, _ = _dispatch(expert_index, 1, rows)
+        weight = probs.reshape(-1)[slot]
+        out = torch.zeros_like(x)
+        experts = list(mod.experts.values()) if isinstance(mod.experts, nn.ModuleDict) else list(mod.experts)
+        start = 0
+        for expert, n in zip(experts, rows):
+            if n == 0:
+                continue
+            tok = token[start:start + n]
+            y = expert(x[tok]) * weight[start:start + n, None]
+            out.index_add_(0, tok, y.to(out.dtype))
+            start += n
+        return out.reshape(b, seq, hdim)
+
+    return forward

@@ -1,0 +1,93 @@
+"""Small file and provenance helpers used across wattlint: atomic writes, UTC stamps, content hashes.
+
+Atomic writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d over the target, so a
+reader (or a crash) sees either the old file or the complete new one, never a torn one. The temporary name starts
+with ``.<name>.`` and ends with ``.tmp``; :func:`remove_stale_temps` clears those a killed writer left behind.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STALE_TEMP_S = 3600.0  # a temporary file older than this belongs to a writer that died
+
+
+def atomic_write_text(path: Path | str, text: str, *, refuse_symlink: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's permission bits.
+
+    ``refuse_symlink``: refuse (OSError) when ``path`` is a symbolic link, instead of replacing the link by a file
+    (the link's target is never written through either way: ``os.replace`` replaces the link itself)."""
+    path = Path(path)
+    if refuse_symlink and path.is_symlink():
+        raise OSError(f"refusing to write through the symbolic link {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+            os.chmod(tmp, mode)
+        except OSError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: Path | str, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def remove_stale_temps(path: Path | str, *, older_than_s: float = STALE_TEMP_S) -> int:
+    """Remove ``.<name>.*.tmp`` files next to ``path`` left by killed atomic writers; returns how many."""
+    path = Path(path)
+    n = 0
+    now = time.time()
+    try:
+        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            if now - tmp.stat().st_mtime >= older_than_s:
+                tmp.unlink()
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC time to the second: ``2026-12-03T08:11:02Z``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_stamp() -> str:
+    """A file-name-safe UTC stamp: ``20261203T081102Z``."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def sha256_bytes(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,252 @@
+"""The ``wattlint check`` pipeline: select the configured models, estimate each (or answer it from the result
+cache), run the rules, locate findings, and update the baseline on request.
+
+Unchanged models are answered from the result cache (wattlint.cache) without importing torch, onnx or the estimator.
+The estimate itself goes through the one request path (wattlint.api).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+from ..types import Finding
+
+
+# ---- the check -------------------------------------------------------------------------------------------------
+
+def _matches(model, files: list[Path], targets: list[Path]) -> bool:
+    for t in targets:
+        for f in files:
+            if f == t or (t.is_dir() and t in f.parents):
+                return True
+    return False
+
+
+def select_models(config, paths: list[Path], force_exclude: bool) -> list:
+    """The configured models a check covers: all, or those whose source (or a project file it imports) is among
+    ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented."""
+    from ..cache import model_files
+
+    models = list(config.models)
+    if paths:
+        targets = []
+        run_all = False
+        for p in paths:
+            ap = (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
+            if force_exclude and config.is_excluded(ap):
+                continue
+            if ap.name == "pyproject.toml" or ap == config.baseline_path or \
+                    (config.path is not None and ap == config.path):
+                run_all = True
+            targets.append(ap)
+        if not run_all:
+            models = [m for m in models if _matches(m, model_files(m, config.root), targets)]
+    return [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
+
+
+def missing_extra(m) -> str | None:
+    """Why a model cannot be traced in this environment (a PyTorch or Hugging Face source without torch /
+    transformers installed: the light ONNX install, e.g. the light pre-commit hook), else None."""
+    import importlib.util
+
+    needs = []
+    if m.path is None or m.path.suffix in (".py", ".json"):
+        needs.append(("torch", "torch"))
+    if m.path is not None and m.path.suffix == ".json":
+        needs.append(("transformers", "hf"))
+    for module, extra in needs:
+        if importlib.util.find_spec(module) is None:
+            return (f"skipped: needs {module} (pip install 'wattlint[{extra}]', or the wattlint-torch pre-commit "
+                    f"hook); this environment checks ONNX models only")
+    return None
+
+
+def check(config, paths: list[Path], *, update_baseline: bool = False, force_exclude: bool = False,
+          use_cache: bool = True):
+    from ..cache import ResultCache
+    from .baseline import load_baseline
+    from .results import CheckResult, ModelResult
+
+    config.check_sources()
+    baseline = load_baseline(config.baseline_path)
+    cache = ResultCache.for_config(config, enabled=use_cache)
+    models = select_models(config, paths, force_exclude)
+    result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path)
+    for m in models:
+        key, _files = cache.key(m, config)
+        hit = cache.get(key)
+        if hit is None and missing_extra(m):
+            result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, skipped=missing_extra(m)))
+            continue
+        if hit is not None:
+            summary, graph_findings, cached = hit["summary"], [_finding(d) for d in hit.get("findings", [])], True
+        else:
+            summary, graph_findings = estimate_model(m, config)
+            cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
+                            "model": m.name})
+            cached = False
+        findings = _lint_totals(m, config, summary, graph_findings, baseline.get(m.name))
+        result.models.append(ModelResult(name=m.name, source=m.raw_source, summary=summary,
+                                         items=[_locate(f, m, config) for f in findings], cached=cached))
+    cache.save()
+    if update_baseline:
+        _update_baseline(config, models, result)
+    return result
+
+
+def _lint_totals(m, config, summary, graph_findings, baseline_entry) -> list:
+    """Graph findings (fresh or cached) + the totals rules (budgets, regressions), minus the entry's noqa codes."""
+    from .engine import run_rules, sort_findings
+
+    totals = run_rules(None, config, m, summary=summary, baseline=baseline_entry, graph_rules=False)
+    noqa = noqa_codes(config, m)
+    return [f for f in sort_findings(list(graph_findings) + totals) if not _suppressed(f.code, noqa)]
+
+
+def _update_baseline(config, models, result) -> None:
+    from .. import __version__
+    from .baseline import entry_from_summary, load_baseline, write_baseline
+
+    checked = [r for r in result.models if not r.skipped]
+    updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
+               for r in checked}
+    old = load_baseline(config.baseline_path)
+    keep = {k: v for k, v in old.items() if k not in updates and k in {m.name for m in config.models}}
+    new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
+    result.baseline_updated = True
+    by_name = {m.name: m for m in models}
+    for r in checked:  # regressions are now measured against the new baseline
+        m = by_name[r.name]
+        kept = [i for i in r.items if i.finding.code != "WL305"]
+        findings = _lint_totals(m, config, r.summary, [], new.get(m.name))
+        r.items = kept + [_locate(f, m, config) for f in findings if f.code == "WL305"]
+
+
+# ---- inline suppression: `# wattlint: noqa[: CODES]` on a model's entry in pyproject.toml ---------------------------
+
+_NOQA = re.compile(r"#\s*wattlint:\s*noqa(?::?\s*((?:WL\d{1,3}|ALL)(?:[\s,]+(?:WL\d{1,3}|ALL))*))?", re.I)
+_TABLE = re.compile(r"^\s*\[")
+
+
+def noqa_codes(config, model) -> frozenset[str]:
+    """Codes suppressed by ``# wattlint: noqa: WL101, WL203`` comments inside the model's ``[[tool.wattlint.models]]``
+    entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa)."""
+    if config.path is None:
+        return frozenset()
+    try:
+        lines = config.path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return frozenset()
+    start = _config_line(config, model) - 1
+    codes: set[str] = set()
+    for i in range(start, len(lines)):
+        if i > start and _TABLE.match(lines[i]):
+            break
+        for m in _NOQA.finditer(lines[i]):
+            if m.group(1):
+                codes.update(c.upper() for c in re.split(r"[\s,]+", m.group(1)))
+            else:
+                codes.add("ALL")
+    return frozenset(codes)
+
+
+def _suppressed(code: str, noqa: frozenset[str]) -> bool:
+    return "ALL" in noqa or any(code.startswith(c) for c in noqa)
+
+
+def estimate_model(m, config):
+    """Trace + estimate one configured model through the request path and run its graph rules (the totals rules run
+    in :func:`check`, on fresh and cached results alike). Imports the estimator (and torch/onnx) lazily."""
+    from ..api import Request, models_search_path, run
+    from ..options import DEFAULT_GPU
+    from ..types import WattlintError
+    from .engine import summarize
+
+    if str(config.root) not in sys.path:
+        sys.path.insert(0, str(config.root))  # so 'pkg.module:attr' sources import from the project
+    opts = dict(m.options)
+    gpu = opts.pop("gpu", None)
+    notes: tuple[str, ...] = ()
+    if not gpu:
+        gpu = DEFAULT_GPU
+        notes = (f"no gpu configured (model or [tool.wattlint]): {DEFAULT_GPU} (default)",)
+    try:
+        est = run(Request(source=m.source, gpus=(gpu,), options=opts, config=config, model=m, notes=notes,
+                          totals_rules=False, models_dirs=models_search_path(None, config)))[0]
+    except WattlintError as e:
+        raise type(e)(f"model {m.name!r} ({m.raw_source}): {e}") from None
+    findings = [f if f.model else dataclasses.replace(f, model=m.name) for f in est.findings]
+    return summarize(est), findings
+
+
+def _finding_dict(f) -> dict:
+    return {"code": f.code, "severity": f.severity, "message": f.message, "layer": f.layer,
+            "saving_kwh": f.saving_kwh, "saving_pct": f.saving_pct, "model": f.model}
+
+
+def _finding(d):
+    return Finding(code=d["code"], severity=d["severity"], message=d["message"], layer=d.get("layer"),
+                   saving_kwh=d.get("saving_kwh"), saving_pct=d.get("saving_pct"), model=d.get("model"))
+
+
+_LINE_MEMO: dict[tuple[str, int], int] = {}
+
+
+def _config_line(config, model) -> int:
+    """Line of the model's [[tool.wattlint.models]] entry in the config file (1 if not found)."""
+    if config.path is None:
+        return 1
+    memo = (str(config.path), model.index)
+    if memo in _LINE_MEMO:
+        return _LINE_MEMO[memo]
+    line = 1
+    try:
+        text = config.path.read_text(encoding="utf-8").splitlines()
+        hits = [i + 1 for i, ln in enumerate(text) if re.match(r"^\s*\[\[\s*tool\.wattlint\.models\s*\]\]", ln)]
+        if model.index < len(hits):
+            line = hits[model.index]
+        else:  # inline array: find the source string
+            for i, ln in enumerate(text):
+                if model.raw_source in ln:
+                    line = i + 1
+                    break
+    except OSError:
+        pass
+    _LINE_MEMO[memo] = line
+    return line
+
+
+def _def_line(path: Path, attr: str | None) -> int:
+    if not attr:
+        return 1
+    name = attr.split(".")[0]
+    try:
+        for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines()):
+            if re.match(rf"^\s*(def|class)\s+{re.escape(name)}\b", ln) or re.match(rf"^{re.escape(name)}\s*=", ln):
+                return i + 1
+    except (OSError, UnicodeDecodeError):
+        pass
+    return 1
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _locate(f, model, config):
+    """Where a finding points: graph findings at the PyTorch source (def line of the attribute); budget/regression
+    findings, and findings of binary/JSON sources (ONNX, config.json), at the model's entry in pyproject.toml."""
+    from .results import Located
+
+    graph_finding = f.code[:3] in ("WL1", "WL2") or f.code == "WL401" or f.code == "WL403"
+    if graph_finding and model.path is not None and model.path.suffix == ".py":
+        return Located(f, _rel(model.path, config.root), _def_line(model.path, model.attr))
+    if config.path is not None:
+        return Located(f, _rel(config.path, config.root), _config_line(config, model))
+    return Located(f, _rel(model.path, config.root) if model.path else model.raw_source, 1)

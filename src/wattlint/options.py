@@ -1,0 +1,265 @@
+"""The one table of estimate options: names, CLI flags, choices, defaults, bounds and validators.
+
+The CLI (argparse types), ``[tool.wattlint]`` (config.py), the training plan (plan.py) and the Python API (api.py)
+all validate through :data:`OPTIONS`, so a value is accepted or refused the same way wherever it is given, and the
+error names the place the user wrote it (``--batch-size``, ``batch-size`` in pyproject.toml, ``batch_size=``).
+
+Validators take a value and return it normalised, or raise ``ValueError("expected ...")``; callers add where the
+value came from. ``text=True`` (the command line) also parses numbers written as text (``1e3``, ``4_096``).
+Bounds exist to refuse absurd values with one clear line (``--gpus 4611686018427387904``), not to second-guess plans:
+each is far beyond any real training run. Pure Python; nothing here imports the rest of wattlint.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
+ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
+CHECK_FORMATS = ("text", "json", "sarif", "github")
+
+DEFAULT_GPU = "a100-sxm4-80gb"
+DEFAULT_OPTIMIZER = "adamw"
+DEFAULT_PRECISION = "default"
+DEFAULT_GPUS_PER_NODE = 8
+DEFAULT_PUE = 1.2
+
+Checker = Callable[..., Any]
+
+
+# ---- validators ------------------------------------------------------------------------------------------------
+
+def _parse_number(v: Any, text: bool) -> float | int:
+    if isinstance(v, bool):
+        raise ValueError("expected a number, not true/false")
+    if isinstance(v, (int, float)):
+        return v
+    if text and isinstance(v, str):
+        t = v.strip().replace("_", "")
+        if re.fullmatch(r"[+-]?\d+", t):
+            return int(t)
+        try:
+            return float(t)
+        except ValueError:
+            raise ValueError(f"expected a number, got {v!r}") from None
+    raise ValueError(f"expected a number, got {type(v).__name__} {v!r}")
+
+
+def integer(lo: int = 1, hi: int = 10**12) -> Checker:
+    """A whole number in [lo, hi]; integral floats (``1e3``) are accepted."""
+    def check(v: Any, *, text: bool = False) -> int:
+        x = _parse_number(v, text)
+        if isinstance(x, float):
+            if not math.isfinite(x) or x != int(x):
+                raise ValueError(f"expected a whole number between {lo:,} and {hi:,}")
+            x = int(x)
+        if not lo <= x <= hi:
+            raise ValueError(f"expected a whole number between {lo:,} and {hi:,}")
+        return x
+
+    return check
+
+
+def number(lo: float = 0.0, hi: float = 1e18, *, lo_open: bool = True, what: str = "a number") -> Checker:
+    """A finite number in (lo, hi] (``lo_open``) or [lo, hi]."""
+    def check(v: Any, *, text: bool = False) -> float:
+        x = float(_parse_number(v, text))
+        ok = math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi
+        if not ok:
+            left = "(" if lo_open else "["
+            raise ValueError(f"expected {what} in {left}{lo:g}, {hi:g}]")
+        return x
+
+    return check
+
+
+def choice(*choices: str) -> Checker:
+    def check(v: Any, *, text: bool = False) -> str:
+        if not isinstance(v, str) or v.lower() not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return v.lower()
+
+    return check
+
+
+def boolean(v: Any, *, text: bool = False) -> bool:
+    if isinstance(v, bool):
+        return v
+    if text and isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no"):
+        return v.lower() in ("true", "1", "yes")
+    raise ValueError("expected true or false")
+
+
+def nonempty_str(v: Any, *, text: bool = False) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise ValueError("expected a non-empty string")
+    return v.strip()
+
+
+def str_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
+    """A list of non-empty strings (a single string is NOT a list: ``select = "WL"`` is an error)."""
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
+        raise ValueError("expected a list of non-empty strings, e.g. [\"WL1\", \"WL301\"]")
+    return tuple(x.strip() for x in v)
+
+
+def dataset(v: Any, *, text: bool = False) -> str:
+    """A preset name or a sample count (resolved by plan.resolve_dataset)."""
+    if isinstance(v, bool):
+        raise ValueError("expected a dataset preset name or a sample count")
+    if isinstance(v, (int, float)):
+        return str(integer(1, 10**13)(v))
+    return nonempty_str(v)
+
+
+_INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
+
+
+def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...]:
+    items = (v,) if isinstance(v, str) else str_list(v)
+    for s in items:
+        if not _INPUT_RE.match(s.replace(" ", "")):
+            raise ValueError(f"expected input specs like 'x=float32[8,3,224,224]', got {s!r}")
+    return tuple(items)
+
+
+def gpu_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
+    """``--compare a100,h100``: a comma-separated list (or a list) of GPU names, none empty."""
+    items = v.split(",") if isinstance(v, str) else list(str_list(v))
+    names = tuple(x.strip() for x in items)
+    if not names or any(not x for x in names):
+        raise ValueError("expected a comma-separated list of GPU names, e.g. h100,l40s (no empty entries)")
+    return names
+
+
+# ---- the table -------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One estimate option. ``name`` is the API keyword, the config key (snake_case; kebab-case in TOML) and the
+    argparse dest; ``scope`` says who consumes it: the frontend (tracing), the plan, or the request (GPU choice)."""
+
+    name: str
+    flag: str
+    check: Checker
+    help: str
+    group: str  # model | hardware | work | site
+    scope: str  # frontend | plan | both | request
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    flag_only: bool = False  # command line only (not a config key)
+    config_only: bool = False  # config / API only (no flag)
+    aliases: tuple[str, ...] = ()  # other accepted config keys / API keywords
+
+    @property
+    def config_key(self) -> str:
+        return self.name.replace("_", "-")
+
+
+_INT = integer(1, 10**9)
+OPTIONS: dict[str, Option] = {o.name: o for o in (
+    # model / tracing
+    Option("inputs", "--input", input_specs, "an input spec, e.g. x=float32[8,3,224,224] or ids=int64[4,512] "
+           "(repeatable)", "model", "frontend", "NAME=DTYPE[DIMS]"),
+    Option("batch_size", "--batch-size", integer(1, 10**9), "global batch size; rebinds the leading dim of the "
+           "inputs (traced micro-batch = global / (gpus x grad-accum))", "model", "both", "N"),
+    Option("seq_len", "--seq-len", integer(1, 10**8), "sequence length for language models", "model", "both", "N"),
+    Option("precision", "--precision", choice(*PRECISIONS), "training precision (default: PyTorch's default: fp32 "
+           "weights, TF32 cuDNN convs on Ampere+)", "model", "both", choices=PRECISIONS),
+    Option("optimizer", "--optimizer", choice(*OPTIMIZERS), "optimizer (default: as traced, else adamw)", "model",
+           "both", choices=OPTIMIZERS),
+    Option("activation_checkpointing", "--activation-checkpointing", boolean, "recompute activations in backward",
+           "model", "both"),
+    Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
+           "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "
+           "the config's expert capacity)", "model", "frontend", "C"),
+    # hardware
+    Option("gpu", "--gpu", nonempty_str, f"GPU database key or alias (default from [tool.wattlint], else "
+           f"{DEFAULT_GPU}); see 'wattlint gpus'", "hardware", "request", "G"),
+    Option("compare", "--compare", gpu_list, "also estimate on these GPUs; one table side by side", "hardware",
+           "request", "G1,G2", flag_only=True),
+    Option("gpus", "--gpus", integer(1, 10**6), "data-parallel GPUs (default 1)", "hardware", "both", "N"),
+    Option("gpus_per_node", "--gpus-per-node", integer(1, 1024), f"GPUs per node (default min(gpus, "
+           f"{DEFAULT_GPUS_PER_NODE}))", "hardware", "plan", "N"),
+    Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",
+           "hardware", "plan", choices=SHARDINGS),
+    Option("internode_gbps", "--internode-gbps", number(0, 1e6), "network bandwidth per node in Gbit/s (default "
+           "stated)", "hardware", "plan", "GBIT"),
+    Option("utilization", "--utilization", number(0, 1, what="a fraction"), "what-if: override the predicted compute efficiency "
+           "(0 < U <= 1)", "hardware", "plan", "U"),
+    # work
+    Option("epochs", "--epochs", number(0, 1e7), "epochs over --dataset", "work", "plan", "E"),
+    Option("dataset", "--dataset", dataset, "dataset preset (imagenet-1k, cifar10, ...) or sample count", "work",
+           "plan", "NAME|N"),
+    Option("dataset_size", "--dataset-size", integer(1, 10**13), "samples per epoch (same as --dataset N)", "work",
+           "plan", "N", config_only=True),
+    Option("steps", "--steps", integer(1, 10**13), "optimizer steps (instead of --epochs/--tokens)", "work", "plan",
+           "N"),
+    Option("tokens", "--tokens", number(0, 1e17), "training tokens (language models; with --seq-len)", "work",
+           "plan", "T"),
+    Option("grad_accum", "--grad-accum", integer(1, 10**6), "gradient accumulation steps (default 1)", "work",
+           "both", "N"),
+    # site
+    Option("pue", "--pue", number(1.0, 3.0, lo_open=False, what="a PUE"), f"data-centre PUE, 1.0-3.0 (default {DEFAULT_PUE}, "
+           "stated)", "site", "plan", "X"),
+    Option("region", "--region", nonempty_str, "ISO-2/ISO-3 country or cloud region (aws:us-east-1)", "site",
+           "plan", "R"),
+    Option("carbon_intensity", "--carbon-intensity", number(0, 5000, lo_open=False), "gCO2e/kWh (overrides "
+           "--region)", "site", "plan", "G"),
+    Option("price_per_kwh", "--price", number(0, 1e4, lo_open=False), "electricity price in USD per kWh", "site",
+           "plan", "USD", aliases=("price",)),
+    Option("gpu_hour_price", "--gpu-hour-price", number(0, 1e5, lo_open=False), "USD per GPU-hour (rental; "
+           "includes electricity)", "site", "plan", "USD"),
+)}
+
+FRONTEND_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("frontend", "both"))
+PLAN_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("plan", "both"))
+ALIASES: dict[str, str] = {a: o.name for o in OPTIONS.values() for a in o.aliases}
+WORK_OPTIONS = ("epochs", "steps", "tokens")
+
+
+def canonical(name: str) -> str | None:
+    """The option name for an API keyword / config key (snake or kebab case, aliases), or None."""
+    n = name.replace("-", "_")
+    n = ALIASES.get(n, n)
+    return n if n in OPTIONS else None
+
+
+def validate(values: Mapping[str, Any], *, label: Callable[[Option], str] | None = None,
+             text: bool = False, error: type[Exception] = ValueError) -> dict[str, Any]:
+    """Normalised options (``None`` values dropped). Unknown names and bad values raise ``error`` with one line that
+    names the option as the caller spells it (``label``; default the API keyword ``name=``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = canonical(key)
+        if name is None:
+            raise error(f"unknown option {key!r}")
+        if value is None:
+            continue
+        opt = OPTIONS[name]
+        try:
+            out[name] = opt.check(value, text=text)
+        except ValueError as e:
+            where = label(opt) if label else f"{name}="
+            raise error(f"{where} {_show(value)}: {e}") from None
+    return out
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def work_conflict(values: Mapping[str, Any], spell: Callable[[str], str]) -> str | None:
+    """The error line when more than one of epochs / steps / tokens is given (None when at most one)."""
+    given = [spell(n) for n in WORK_OPTIONS if values.get(n) is not None]
+    if len(given) > 1:
+        return f"{' and '.join(given)} conflict: give the amount of work one way (epochs, steps or tokens)"
+    return None

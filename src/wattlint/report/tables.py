@@ -1,0 +1,141 @@
+"""What the human-readable reports show, as rows of strings: summary, per-phase, layers, GPU comparison.
+
+Text, Markdown and HTML lay these out; the numbers and units are decided once, here: one unit per column (the unit
+the column's largest value reads best in), 5-95 % ranges in the unit of their central value, and every string that
+can come from the user's model (names, types, messages) passed through :func:`clean`, so a layer named
+``x\\n::error ...`` cannot inject lines into a terminal or a CI log.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from ..types import Estimate
+from . import units as u
+from .json_out import most_efficient
+from .layers import group_layers, shorten
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(text) -> str:
+    """``text`` with control, line-separator and bidirectional-override characters escaped as ``\\xNN``/``\\uNNNN``."""
+    def esc(m: re.Match) -> str:
+        c = ord(m.group())
+        return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+    return _CONTROL.sub(esc, str(text))
+
+
+def plan_line(est: Estimate) -> str:
+    p = est.plan
+    parts = []
+    work = f"{p.epochs:g} epochs" if p.epochs is not None else ""
+    if p.dataset:
+        work += (" of " if work else "") + p.dataset
+        work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
+    if work:
+        parts.append(work)
+    if p.tokens:
+        parts.append(f"{u.count(p.tokens)} tokens")
+    parts.append(f"{u.count(p.steps)} steps")
+    parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.gpus} GPU)")
+    parts.append(f"{p.precision}, {p.optimizer}" + (f", {p.sharding}" if p.sharding != "none" else ""))
+    return clean(" · ".join(parts))
+
+
+def summary_rows(est: Estimate) -> list[tuple[str, str]]:
+    t = est.total
+    mem = est.memory
+    fits = "fits" if mem.fits else "DOES NOT FIT"
+    return [
+        ("Energy (facility)", f"{u.energy_kwh(t.energy_kwh)}  (5–95 %: "
+                              f"{u.range_kwh(*t.energy_kwh_range, central=t.energy_kwh)})"),
+        ("  GPU energy", u.energy_kwh(t.gpu_energy_kwh)),
+        ("Time", f"{u.hours(t.time_h)}  (5–95 %: {u.range_hours(*t.time_h_range, central=t.time_h)})"),
+        ("GPU-hours", f"{u.gpu_hours(t.gpu_hours)}  (5–95 %: "
+                      f"{u.range_gpu_hours(*t.gpu_hours_range, central=t.gpu_hours)})"),
+        ("CO2", f"{u.co2_kg(t.co2_kg)}  at {est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
+                + (f" ({est.plan.region})" if est.plan.region else "")),
+        ("Cost", u.usd(t.cost_usd) if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
+        ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
+    ]
+
+
+def step_line(est: Estimate) -> str:
+    ps = est.per_step
+    return (f"{u.duration(ps.time_s)} · {u.energy_j(ps.gpu_energy_j)} GPU + {u.energy_j(ps.host_energy_j)} host · "
+            f"{u.power_w(ps.avg_gpu_power_w)} average per GPU · {u.flops(ps.flops)}")
+
+
+def launch_bound_share(est: Estimate) -> float:
+    gaps = est.phases["idle_gaps"].time_s if "idle_gaps" in est.phases else 0.0
+    return gaps / est.per_step.time_s if est.per_step.time_s > 0 else 0.0
+
+
+PHASE_HEADER = ["phase", "time / step", "GPU energy / step", "share"]
+
+
+def phase_rows(est: Estimate) -> list[list[str]]:
+    names = list(est.phases)
+    times = u.column([v.time_s for v in est.phases.values()], u.DURATION)
+    energies = u.column([v.gpu_energy_j for v in est.phases.values()], u.ENERGY_J)
+    tot = sum(v.gpu_energy_j for v in est.phases.values()) or 1.0
+    return [[n, t, e, u.pct(v.gpu_energy_j / tot)] for n, t, e, v in zip(names, times, energies, est.phases.values())]
+
+
+LAYER_HEADER = ["layer", "type", "FLOPs/step", "energy/step", "share"]
+
+
+def layer_name(name: str, count: int, width: int | None = None) -> str:
+    """``name (xN)`` for merged rows, the name shortened on dot boundaries to fit ``width`` with its suffix."""
+    suffix = f" (x{count})" if count > 1 else ""
+    if width is not None:
+        name = shorten(name, max(8, width - len(suffix)))
+    return name + suffix
+
+
+def layer_rows(est: Estimate, top: int, group_by: str = "block", depth: int = 2):
+    """(title, rows, groups): rows are [name, type, flops, energy, share] strings (name without the (xN) count;
+    see :func:`layer_name`) for the ``top`` groups by energy, FLOPs and energy each in one unit."""
+    groups = group_layers(est.layers, group_by, depth)
+    shown = groups[:top]
+    flops = u.column([g.flops for g in shown], u.FLOP)
+    energy = u.column([g.gpu_energy_j for g in shown], u.ENERGY_J)
+    rows = [[clean(g.name), clean(g.type), f, e, u.pct(g.share)] for g, f, e in zip(shown, flops, energy)]
+    what = {"block": "layers (repeated blocks merged)", "name": "layers", "type": "module types",
+            "depth": f"modules at depth {depth}"}[group_by]
+    title = f"Top {len(shown)} {what} by energy (of {len(groups)})"
+    return title, rows, shown
+
+
+COMPARE_HEADER = ["GPU", "time", "GPU-hours", "energy", "energy 5–95 %", "CO2", "cost", "memory / GPU", "fits",
+                  "model"]
+
+
+def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], int]:
+    """One row per GPU; each numeric column in one unit."""
+    best = most_efficient(ests)
+    time_unit = u.pick([e.total.time_h * 3600 for e in ests], u.DURATION)
+    gh_unit = u.pick([e.total.gpu_hours for e in ests], u.GPU_HOURS)
+    kwh_unit = u.pick([e.total.energy_kwh for e in ests], u.ENERGY_KWH)
+    co2_unit = u.pick([e.total.co2_kg for e in ests], u.CO2_KG)
+    mem_unit = u.pick([e.memory.peak_bytes_per_gpu for e in ests], u.BYTES)
+    rows = []
+    for i, e in enumerate(ests):
+        t = e.total
+        lo, hi = t.energy_kwh_range
+        rows.append([
+            ("★ " if i == best else "") + f"{e.gpu.key} x{e.plan.gpus}",
+            u.in_unit(t.time_h * 3600, time_unit),
+            u.in_unit(t.gpu_hours, gh_unit),
+            u.in_unit(t.energy_kwh, kwh_unit),
+            f"{u.in_unit(lo, kwh_unit)} – {u.in_unit(hi, kwh_unit)}",
+            u.in_unit(t.co2_kg, co2_unit),
+            u.usd(t.cost_usd),
+            u.in_unit(e.memory.peak_bytes_per_gpu, mem_unit),
+            "yes" if e.memory.fits else "NO",
+            e.calibration,
+        ])
+    return list(COMPARE_HEADER), rows, best

@@ -1,0 +1,203 @@
+"""The aggregation and system arithmetic, pinned against hand computations.
+
+A stub energy model prices every op at a constant time and power, so every total below can be worked out with a
+calculator from the documented formulas (wattlint/aggregate.py, wattlint/energy/system.py). The constants the
+hand computations use are written out here as numbers, not read from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from wattlint import api
+from wattlint.types import CostGraph, GpuSpec, ModelInfo, OpKind, OpRecord, Phase, Plan
+
+# A made-up GPU with round numbers: NVLink 600 GB/s bidirectional (300 GB/s per direction), idle 50 W, TDP 450 W.
+GPU = GpuSpec(key="test-gpu", name="Test GPU", vendor="NVIDIA", arch="Test",
+              peak_tflops={"fp32": 10.0, "bf16": 100.0}, memory_gb=80, memory_bw_gbs=1000, sm_count=100,
+              boost_mhz=1500, tdp_w=450, idle_w=50, nvlink_gbs=600, pcie_gen=4, idle_estimated=False)
+PCIE_GPU = GpuSpec(key="test-pcie", name="Test PCIe GPU", vendor="NVIDIA", arch="Test",
+                   peak_tflops={"fp32": 10.0}, memory_gb=24, memory_bw_gbs=500, sm_count=50, boost_mhz=1500,
+                   tdp_w=250, idle_w=30, nvlink_gbs=0, pcie_gen=4, idle_estimated=False)
+
+HOST_W = 80.0  # docs/ENERGY_MODEL.md "System": host CPU + DRAM per GPU
+HOST_OP_S = 8e-6  # eager launch cost per op
+NCCL_EFF = 0.8
+LATENCY_S = 30e-6  # per collective call and log2(n) ring step
+BUCKET = 25 * 2**20
+COMM_ACTIVITY = 0.10
+
+
+class Stub:
+    """Every op with work takes ``t`` seconds at ``p`` watts; the 5-95 % band is x0.5 - x2 (energy), x0.8 - x1.25
+    (time)."""
+
+    calibration = "prior"
+    source = "stub"
+
+    def __init__(self, t: float, p: float):
+        self.t, self.p = t, p
+
+    def predict(self, records, gpu, precision, utilization=None):
+        times = [self.t if (r.flops or r.bytes) else 0.0 for r in records]
+        return times, [self.p] * len(records)
+
+    def range_factors(self, quantity="energy"):
+        return (0.5, 2.0) if quantity == "energy" else (0.8, 1.25)
+
+
+def _rec(phase, module="fc", kind=OpKind.MATMUL, op="aten.mm.default"):
+    return OpRecord(op=op, kind=kind, module=module, phase=phase, dtype="float32", flops=1000, bytes_read=100,
+                    bytes_written=100)
+
+
+def graph(params=1_000_000, fwd=2, bwd=3, opt=1, micro_batch=8):
+    recs = [_rec(Phase.FORWARD, f"f{i}") for i in range(fwd)] + [_rec(Phase.BACKWARD, f"b{i}") for i in range(bwd)]
+    recs += [_rec(Phase.OPTIMIZER, "", OpKind.OPTIMIZER, "aten._fused_adamw_.default") for _ in range(opt)]
+    return CostGraph(model=ModelInfo(source="stub", format="torch", params=params, param_bytes=4 * params),
+                     records=tuple(recs), micro_batch=micro_batch, precision="fp32",
+                     extra={"activation_bytes": 1_000_000})
+
+
+def plan(**kw):
+    base = dict(batch_size=8, steps=1000, pue=1.5, carbon_intensity_g_per_kwh=400.0, precision="fp32", gpus=1,
+                gpus_per_node=1, price_per_kwh=None, gpu_hour_price=None)
+    base.update(kw)
+    return Plan(**base)
+
+
+def est(g, p, t=1e-3, w=300.0, gpu=GPU):
+    return api.price(g, gpu, p, Stub(t, w))
+
+
+# ---- one GPU ----------------------------------------------------------------------------------------------------
+
+def test_single_gpu_step_and_totals():
+    e = est(graph(), plan())
+    # 6 ops x 1 ms = 6 ms per step (launch: 5 micro-batch ops x 8 us = 40 us < 5 ms of GPU work: no gap)
+    assert e.per_step.time_s == pytest.approx(6e-3)
+    assert set(e.phases) == {"forward", "backward", "optimizer"}
+    assert e.phases["forward"].time_s == pytest.approx(2e-3)
+    assert e.phases["backward"].gpu_energy_j == pytest.approx(3 * 1e-3 * 300)
+    assert e.per_step.gpu_energy_j == pytest.approx(6 * 1e-3 * 300)  # 1.8 J
+    assert e.per_step.avg_gpu_power_w == pytest.approx(300)
+    assert e.per_step.host_energy_j == pytest.approx(HOST_W * 6e-3)  # 0.48 J
+    steps = 1000
+    assert e.total.time_h == pytest.approx(steps * 6e-3 / 3600)
+    assert e.total.gpu_hours == pytest.approx(steps * 6e-3 / 3600)
+    gpu_kwh = steps * 1.8 / 3.6e6
+    host_kwh = steps * 0.48 / 3.6e6
+    assert e.total.gpu_energy_kwh == pytest.approx(gpu_kwh)
+    assert e.total.host_energy_kwh == pytest.approx(host_kwh)
+    assert e.total.energy_kwh == pytest.approx((gpu_kwh + host_kwh) * 1.5)  # PUE 1.5
+    assert e.total.co2_kg == pytest.approx((gpu_kwh + host_kwh) * 1.5 * 400 / 1000)
+    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.5, e.total.energy_kwh * 2.0))
+    assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.8, e.total.time_h * 1.25))
+    assert e.total.gpu_hours_range == pytest.approx((e.total.gpu_hours * 0.8, e.total.gpu_hours * 1.25))
+    assert e.total.cost_usd is None
+
+
+def test_grad_accum_and_micro_batch_scaling():
+    # global batch 64 on 1 GPU with grad-accum 2: micro-batch 32, traced at 8 -> each fwd/bwd op x 2 x 32/8 = x8
+    e = est(graph(micro_batch=8), plan(batch_size=64, grad_accum=2))
+    assert e.phases["forward"].time_s == pytest.approx(2 * 8 * 1e-3)
+    assert e.phases["backward"].time_s == pytest.approx(3 * 8 * 1e-3)
+    assert e.phases["optimizer"].time_s == pytest.approx(1e-3)  # once per step
+    assert e.per_step.time_s == pytest.approx(41e-3)
+
+
+def test_cost_with_and_without_gpu_hour_price():
+    g = graph()
+    kwh = (1000 * 1.8 + 1000 * 0.48) / 3.6e6 * 1.5
+    gpu_h = 1000 * 6e-3 / 3600
+    assert est(g, plan(price_per_kwh=0.2)).total.cost_usd == pytest.approx(kwh * 0.2)
+    assert est(g, plan(price_per_kwh=0.0, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(gpu_h * 3.0)
+    assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
+
+
+def test_launch_gaps_at_idle_power():
+    # ops of 1 us each: per micro-batch 5 ops x 8 us = 40 us of launching vs 5 us of GPU work -> 35 us idle;
+    # grad-accum 2 -> 70 us; optimizer: 1 launch x 8 us vs 1 us -> 7 us. Total gap 77 us at idle 50 W.
+    g = graph(micro_batch=8)
+    e = est(g, plan(batch_size=16, grad_accum=2), t=1e-6, w=300.0)
+    gap = 2 * (5 * 8e-6 - 5e-6) + (8e-6 - 1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(gap)
+    assert e.phases["idle_gaps"].gpu_energy_j == pytest.approx(gap * 50)
+    assert e.per_step.time_s == pytest.approx(11e-6 + gap)
+    assert any("launch-bound" in a for a in e.assumptions)
+
+
+# ---- data parallel -----------------------------------------------------------------------------------------------
+
+def _latency(n, grad_bytes):
+    calls = max(1, math.ceil(grad_bytes / BUCKET))
+    return calls * LATENCY_S * math.log2(n)
+
+
+def test_ring_all_reduce_inside_a_node():
+    # 4 GPUs over NVLink: each moves 2 x 3/4 x 4 MB = 6 MB at 300 GB/s x 0.8 = 25 us, + 1 call x 30 us x log2(4)
+    params = 1_000_000
+    grad = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4), t=1e-5)
+    t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
+    assert t_comm == pytest.approx(25e-6 + 60e-6)
+    # overlapped with the (one micro-batch's) backward of 10 us: 75 us exposed (more than the 10 % floor)
+    exposed = t_comm - 1e-5
+    assert e.phases["communication"].time_s == pytest.approx(exposed)
+    comm_w = 50 + COMM_ACTIVITY * (450 - 50)  # 90 W
+    assert e.phases["communication"].gpu_energy_j == pytest.approx(4 * exposed * comm_w)
+    assert e.per_step.time_s == pytest.approx(4 * 1e-5 + exposed)  # 2 fwd + 1 bwd + 1 opt + comm
+    assert e.per_step.gpu_energy_j == pytest.approx(4 * (4 * 1e-5 * 300 + exposed * comm_w))
+    assert e.per_step.host_energy_j == pytest.approx(4 * HOST_W * e.per_step.time_s)
+
+
+def test_hierarchical_all_reduce_across_nodes():
+    # 16 GPUs, 8 per node, 100 Gbit/s per node: the inter-node ring moves 2 x 1/2 x 400 MB per node at
+    # 12.5 GB/s x 0.8 = 40 ms; inside the node 2 x 15/16 x 400 MB at 240 GB/s = 3.125 ms; the slower one wins.
+    params = 100_000_000
+    grad = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=128, gpus=16, gpus_per_node=8, internode_gbps=100.0),
+            t=1e-3)
+    t_inter = 2 * grad * (1 / 2) / (100 / 8 * 1e9 * NCCL_EFF)
+    t_intra = 2 * grad * (15 / 16) / (300e9 * NCCL_EFF)
+    assert t_inter == pytest.approx(0.04) and t_intra == pytest.approx(3.125e-3)
+    t_comm = t_inter + _latency(16, grad)  # 16 calls (400 MB / 25 MiB) x 30 us x 4
+    assert e.phases["communication"].time_s == pytest.approx(t_comm - 1e-3)  # minus the 1 ms backward overlap
+    assert any("100 Gbit/s network per node between 2 nodes" in a for a in e.assumptions)
+
+
+def test_exposed_communication_never_below_ten_percent():
+    # a long backward (100 ms) hides the 85 us all-reduce, but 10 % of it stays exposed
+    params = 1_000_000
+    grad = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4), t=0.1)
+    t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
+    assert e.phases["communication"].time_s == pytest.approx(0.1 * t_comm)
+
+
+def test_pcie_link_without_nvlink():
+    # 2 PCIe gen4 GPUs: 24 GB/s per direction; 2 x 1/2 x 4 MB = 4 MB at 19.2 GB/s
+    params = 1_000_000
+    grad = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=16, gpus=2, gpus_per_node=2), t=1e-6, gpu=PCIE_GPU)
+    t_comm = 2 * 1 / 2 * grad / (24e9 * NCCL_EFF) + _latency(2, grad)
+    gap_free = e.phases["communication"].time_s
+    assert gap_free == pytest.approx(t_comm - 1e-6)
+    assert any("PCIe gen4 x16" in a for a in e.assumptions)
+
+
+def test_zero3_gathers_weights_twice_per_micro_batch():
+    # ZeRO-3 in fp32: all-gather weights in forward and backward of each micro-batch (grad-accum 2) + reduce-scatter
+    # of gradients: (2 x 2 + 1) x 3/4 x 4 MB per GPU
+    params = 1_000_000
+    b = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=64, gpus=4, gpus_per_node=4, grad_accum=2,
+                                               sharding="zero3"), t=1e-6)
+    calls = 3 * max(1, math.ceil(b / BUCKET))
+    t_comm = (2 * 2 * b + b) * 3 / 4 / (300e9 * NCCL_EFF) + calls * LATENCY_S * 2
+    fwd_bwd = 2 * (2 + 1) * 1e-6  # forward + backward of both micro-batches overlap with FSDP prefetch
+    assert e.phases["communication"].time_s == pytest.approx(t_comm - fwd_bwd)
+    # optimizer state sharded: the optimizer op runs on 1/4 of the parameters
+    assert e.phases["optimizer"].time_s == pytest.approx(1e-6 / 4)
