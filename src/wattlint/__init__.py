@@ -22,3 +22,14 @@ def estimate(source, **kwargs):
     from .api import estimate as _estimate
 
     return _estimate(source, **kwargs)
+
+
+
+def __getattr__(name):
+    """``wattlint.track``: the tracking subpackage, imported on first use (a callable module:
+    ``with wattlint.track(model, steps=...) as t: ... t.step()``; also ``wattlint.track.Settings`` etc.)."""
+    if name == "track":
+        import importlib
+
+        return importlib.import_module(".track", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

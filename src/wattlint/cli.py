@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("wattlint.commands.calibrate", "measure op micro-benchmarks on this machine's accelerator"),
     "fit": ("wattlint.commands.fit", "fit a LightGBM energy model from calibration runs"),
     "validate": ("wattlint.commands.validate", "predict / measure / compare held-out whole models"),
+    "compare-run": ("wattlint.commands.compare_run", "a tracked run or CodeCarbon/Zeus/Carbontracker log vs estimate"),
 }
 DEFAULT_COMMAND = "estimate"
 

@@ -320,6 +320,96 @@ class NvmlMeter(CounterMeter):
             pass
 
 
+# ---- passive reading for tracked training runs (wattlint.track) -----------------------------------------------
+
+def nvml_device_count() -> int:
+    """Number of GPUs NVML sees (MeterError when NVML cannot start)."""
+    pynvml = _import_pynvml()
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        raise nvml_error(pynvml, e, "init") from None
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    except pynvml.NVMLError as e:
+        raise nvml_error(pynvml, e, "nvmlDeviceGetCount") from None
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # pragma: no cover
+            pass
+
+
+TRACK_SAMPLING_PERIOD_S = 0.1  # power sampling of a tracked run (no energy counter): 10 Hz, like Zeus' monitor
+
+
+class SampledEnergy:
+    """A software energy counter for GPUs without NVML's total-energy counter: one daemon thread samples
+    ``power_w()`` of each registered source every ``period_s`` and integrates it (trapezoid between successive
+    good samples). A failed sample is counted, never raised: the integral bridges the gap from the last good
+    sample to the next one, and the reader decides whether a window had too many failures to be trusted.
+
+    ``read(key, now)`` -> (energy_j so far, good samples, failed samples, last error text); the energy is
+    carried at the last good power from the last sample to ``now`` (back, when the sample is newer than ``now``)."""
+
+    def __init__(self, period_s: float = TRACK_SAMPLING_PERIOD_S, clock: Callable[[], float] = time.perf_counter):
+        self.period_s = period_s
+        self.clock = clock
+        self._sources: dict[Any, Callable[[], float]] = {}
+        self._state: dict[Any, list] = {}  # key -> [energy_j, last_t, last_p, good, failed, last_error]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, key: Any, power_w: Callable[[], float]) -> None:
+        with self._lock:
+            self._sources[key] = power_w
+            self._state[key] = [0.0, None, None, 0, 0, ""]
+        self.sample_once(key)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="wattlint-power-sampler", daemon=True)
+            self._thread.start()
+
+    def sample_once(self, key: Any) -> None:
+        fn = self._sources[key]
+        t = self.clock()
+        try:
+            p = float(fn())
+            ok = finite(p) and p >= 0
+            err = "" if ok else f"invalid power reading {p!r}"
+        except Exception as e:  # noqa: BLE001 - NVMLError or anything else: a failed sample, not a failed run
+            ok, p, err = False, 0.0, f"{type(e).__name__}: {e}"
+        with self._lock:
+            st = self._state[key]
+            if ok:
+                if st[1] is not None:
+                    st[0] += 0.5 * (st[2] + p) * (t - st[1])
+                st[1], st[2] = t, p
+                st[3] += 1
+            else:
+                st[4] += 1
+                st[5] = err
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            for key in list(self._sources):
+                self.sample_once(key)
+
+    def read(self, key: Any, now: float | None = None) -> tuple[float, int, int, str]:
+        now = self.clock() if now is None else now
+        with self._lock:
+            e, t_last, p_last, good, failed, err = self._state[key]
+        if t_last is not None:  # to ``now`` at the last power (backwards when a sample landed after ``now``)
+            e += p_last * (now - t_last)
+        return e, good, failed, err
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+
 # ---- CPU (modelled) --------------------------------------------------------------------------------------------
 
 CPU_IDLE_W = 10.0  # stated model: package idle share attributed to the job
@@ -336,6 +426,11 @@ class CpuMeter(Meter):
         self.threads = max(1, int(threads))
         self.idle_w = CPU_IDLE_W
         self.active_w = CPU_IDLE_W + CPU_W_PER_THREAD * self.threads
+
+    @staticmethod
+    def modelled_power_w(busy_threads: float) -> float:
+        """The stated model at ``busy_threads`` busy threads (e.g. process CPU seconds / wall seconds)."""
+        return CPU_IDLE_W + CPU_W_PER_THREAD * max(0.0, float(busy_threads))
 
     def idle_power(self, seconds: float) -> PowerReading:
         return PowerReading(self.idle_w, 0.0, 0.0, "modelled")

@@ -1,4 +1,5 @@
-"""wattlint fit: LightGBM corrections of the prior from calibration runs -> LightGBM text models + card.json."""
+"""wattlint fit: LightGBM corrections of the prior from calibration runs -> LightGBM text models + card.json;
+or, given run records of tracked training runs (wattlint.track), a model-level run correction for their GPU."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device)")
+                   help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device); or run "
+                        "records of tracked training runs (*.jsonl / a folder of them): a run-level correction")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="model folder (default <user data dir>/wattlint/models/<gpu-key>/ for a GPU, searched by "
-                        "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder)")
+                        "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder); "
+                        "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
+                        "run_correction.json for CPU records")
     p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for whole-shape hold-out (5)")
+    p.add_argument("--model-hash", default=None, metavar="HASH",
+                   help="run records only: fit one model's runs; records of another model hash are refused")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..track.fit import is_run_record_args
+
+    if is_run_record_args(args.runs):
+        from ..track.fit import print_fit
+
+        return print_fit(args.runs, args.out, args.gpu, args.model_hash)
+    if args.model_hash:
+        from ..types import ConfigError
+
+        raise ConfigError("--model-hash applies to run records (wattlint.track), not calibration runs")
     from ..calibrate.fitting import fit_runs
 
     model = fit_runs(args.runs, args.out, args.gpu, folds=args.folds)

@@ -1,0 +1,175 @@
+"""``wattlint compare-run RUN``: a tracked run's record (or a CodeCarbon / Zeus / Carbontracker log) beside the
+static estimate: per-step and whole-plan time and energy, signed errors ``predicted / measured - 1``.
+
+A run record carries its own static prediction; ``--model`` re-estimates the same plan with this wattlint (e.g.
+after ``wattlint fit`` on run records). Other tools' logs need ``--model`` and the plan to compare against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ._common import add_option
+
+SCHEMA = "wattlint.run-comparison/1"
+# plan options of the estimate to compare with (wattlint.options: same flags, checks and help as `wattlint estimate`)
+PLAN_FLAGS = ("steps", "epochs", "dataset", "tokens", "seq_len", "batch_size", "grad_accum", "precision", "optimizer",
+              "gpus", "pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="RUN", help="a run record (.jsonl from wattlint.track), a CodeCarbon emissions.csv, "
+                                              "a Zeus monitor CSV or a Carbontracker output log")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    m = p.add_argument_group("estimate to compare with (needed for other tools' logs; re-estimates a run record)")
+    m.add_argument("--model", metavar="MODEL", help="model source: file.onnx | config.json | pkg.module:attr | "
+                                                    "path/file.py:attr")
+    add_option(m, "inputs")
+    add_option(m, "gpu", help="GPU database key (default: the record's GPU)")
+    m.add_argument("--cpu-calibration", metavar="DIR", help="CPU calibration run folder (CPU runs)")
+    for name in PLAN_FLAGS:
+        add_option(m, name)
+    o = p.add_argument_group("other tools' logs")
+    o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index (default: the last row)")
+    o.add_argument("--run-id", default=None, help="CodeCarbon: the run_id to compare")
+    o.add_argument("--window", default=None, help="Zeus: the window name to compare (summed over its windows)")
+
+
+def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dict:
+    from ..track import static as _s
+    from ..types import ConfigError
+
+    if device_kind == "cpu" and not args.gpu:
+        spec, predictor, _ = _s.cpu_device(args.cpu_calibration)
+        if spec is None:
+            raise ConfigError("a CPU run: pass --cpu-calibration DIR (the CPU calibration run folder) or --gpu")
+    else:
+        key = args.gpu or gpu_key
+        if not key:
+            raise ConfigError("pass --gpu KEY (the run's GPU is not known)")
+        from ..hardware import resolve_gpu
+
+        spec, _ = resolve_gpu(key)
+        predictor = None
+    return _s.static_estimate(model=None, source=args.model, inputs=args.inputs, spec=spec, predictor=predictor,
+                              options=options)
+
+
+def _err(a, b):
+    return None if a is None or not b else a / b - 1.0
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..track.record import is_run_record
+
+    flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
+    if is_run_record(args.run):
+        doc = _record(args, flags)
+    else:
+        doc = _other(args, flags)
+    lines = doc.pop("_lines")
+    if args.format == "json":
+        from ..track.record import _clean
+
+        print(json.dumps(_clean(doc), indent=2, ensure_ascii=False))
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _record(args, flags) -> dict:
+    from ..track.compare import comparison
+    from ..track.display import summary_lines
+    from ..track.project import Settings, analyze
+    from ..track.record import read_record
+
+    rec = read_record(args.run)
+    h = rec.header
+    a = analyze(rec.run_data(), Settings.from_dict(h.get("settings")))
+    complete = bool(rec.summary) and rec.summary.get("status") == "completed"
+    static = h.get("static")
+    at = next((e for e in rec.events if e.get("kind") == "stable"), None)
+    doc = {"schema": SCHEMA, "kind": "run-record", "path": str(rec.path), "status": rec.status,
+           "torn_tail": rec.torn_tail, "model": h.get("model"), "device": h.get("device"), "analysis": a,
+           "at_stable": at, "static": static, "comparison": comparison(a, static, complete=complete),
+           "budget_events": [e for e in rec.events if e.get("kind") == "budget"], "notes": list(h.get("notes") or [])}
+    if rec.torn_tail:
+        doc["notes"].append("the last line was torn (power loss?) and is ignored")
+    lines = summary_lines({**doc, "status": rec.status})
+    if args.model:
+        opts = dict((h.get("plan") or {}).get("request") or {})
+        opts.update(flags)
+        est = _estimate(args, opts, (h.get("device") or {}).get("kind", "cuda"), (h.get("device") or {}).get("gpu_key"))
+        doc["reestimate"] = {"static": est, "comparison": comparison(a, est, complete=complete)}
+        if est.get("error"):
+            lines.append(f"  re-estimate: unavailable ({est['error']})")
+        else:
+            c = doc["reestimate"]["comparison"].get("step_time_s") or {}
+            lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
+                         f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
+                         "no stable steps to compare")
+    for ev in doc["budget_events"]:
+        lines.append(f"  budget: {ev.get('message')}")
+    doc["_lines"] = lines
+    return doc
+
+
+def _other(args, flags) -> dict:
+    from ..report import units as u
+    from ..track.interop import read_measured
+
+    m = read_measured(args.run, row=args.row, run_id=args.run_id, window=args.window)
+    doc = {"schema": SCHEMA, "kind": m.tool, "path": m.path, "measured": m.as_dict()}
+    lines = [f"{m.tool} measurement {m.path}: {u.duration(m.duration_s) if m.duration_s is not None else 'n/a'}, "
+             f"{u.energy_kwh(m.energy_kwh) if m.energy_kwh is not None else 'n/a'} ({m.energy_scope})"
+             + (f", {u.co2_kg(m.co2_kg)}" if m.co2_kg is not None else "")]
+    lines += [f"  note: {n}" for n in m.notes]
+    if not args.model:
+        lines.append("  pass --model MODEL --gpu KEY and the plan (--steps/--epochs ...) to compare with an estimate")
+        doc["_lines"] = lines
+        return doc
+    gpu_key = args.gpu
+    if not gpu_key and m.gpu_model:
+        from ..hardware import gpu_from_nvml_name
+
+        spec = gpu_from_nvml_name(m.gpu_model.split(" x ", 1)[-1])
+        gpu_key = spec.key if spec else None
+    if not any(k in flags for k in ("steps", "epochs", "tokens")):
+        lines.append("  note: no --steps/--epochs/--tokens: the estimate's default plan is compared")
+    est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    doc["static"] = est
+    if est.get("error"):
+        lines.append(f"  estimate unavailable: {est['error']}")
+        doc["_lines"] = lines
+        return doc
+    tot = est["total"]
+    pue = float((est.get("plan") or {}).get("pue") or 1.0)
+    cmp_: dict = {"total_time_s": {"static": tot["time_h"] * 3600.0, "measured": m.duration_s,
+                                   "error": _err(tot["time_h"] * 3600.0, m.duration_s)}}
+    if m.gpu_energy_kwh is not None:
+        cmp_["gpu_energy_kwh"] = {"static": tot["gpu_energy_kwh"], "measured": m.gpu_energy_kwh,
+                                  "error": _err(tot["gpu_energy_kwh"], m.gpu_energy_kwh)}
+    if m.tool == "codecarbon" and m.energy_kwh is not None:
+        s = tot["energy_kwh"] / pue  # GPU + host before PUE, as CodeCarbon's CPU + GPU + RAM
+        cmp_["energy_kwh"] = {"static": s, "measured": m.energy_kwh, "error": _err(s, m.energy_kwh),
+                              "scope": "estimate GPU + host (no PUE) vs CodeCarbon CPU + GPU + RAM"}
+    elif m.tool == "carbontracker" and m.energy_kwh is not None:
+        cmp_["energy_kwh"] = {"static": tot["energy_kwh"], "measured": m.energy_kwh,
+                              "error": _err(tot["energy_kwh"], m.energy_kwh),
+                              "scope": "estimate facility energy (with its PUE) vs Carbontracker's reported energy"}
+    if m.co2_kg is not None and tot.get("co2_kg") is not None:
+        cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
+                          "scope": "each with its own grid intensity"}
+    doc["comparison"] = cmp_
+    lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
+    fmt = {"total_time_s": u.duration, "gpu_energy_kwh": u.energy_kwh, "energy_kwh": u.energy_kwh,
+           "co2_kg": u.co2_kg}
+    for k, c in cmp_.items():
+        if c.get("measured") is None:
+            continue
+        e = c.get("error")
+        lines.append(f"    {k:16s} static {fmt[k](c['static'])} vs measured {fmt[k](c['measured'])}: error "
+                     f"{'n/a' if e is None else f'{e * 100:+.0f} %'}" + (f" ({c['scope']})" if c.get("scope") else ""))
+    doc["_lines"] = lines
+    return doc

@@ -1,0 +1,67 @@
+"""Framework-independent part of the callbacks: when to start, step, mark epochs and data waits, stop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .tracker import Tracker
+
+WORK_KEYS = ("steps", "epochs", "tokens")
+
+
+class CallbackCore:
+    def __init__(self, track_kwargs: dict[str, Any]):
+        if "raise_on_stop" in track_kwargs:
+            raise TypeError("raise_on_stop is set by the callback (the trainer is asked to stop instead)")
+        self.kwargs = dict(track_kwargs)
+        self.tracker: Tracker | None = None
+        self.clock = self.kwargs.get("clock", time.perf_counter)
+        self._mark: float | None = None
+        self._epochs = 0
+
+    def start(self, model, defaults: dict[str, Any]) -> Tracker:
+        kw = dict(self.kwargs)
+        for k, v in defaults.items():
+            if v is None:
+                continue
+            if k == "steps" and any(kw.get(w) is not None for w in WORK_KEYS):
+                continue  # the user's plan wins over the trainer's
+            kw.setdefault(k, v)
+        self.tracker = Tracker(model, raise_on_stop=False, **kw)
+        self.tracker.start()
+        return self.tracker
+
+    def mark(self) -> None:
+        """End of the last step's own work (step end, logging, evaluation, checkpoint)."""
+        self._mark = self.clock()
+
+    def step_begin(self) -> None:
+        if self.tracker is not None and self._mark is not None:
+            self.tracker.data_wait(self.clock() - self._mark)
+        self._mark = None
+
+    def step_end(self) -> bool:
+        if self.tracker is None:
+            return False
+        stop = self.tracker.step()
+        self.mark()
+        return stop
+
+    def epoch_begin(self) -> None:
+        if self.tracker is not None and self._epochs > 0:
+            self.tracker.epoch()
+        self._epochs += 1
+
+    def end(self, status: str | None = None) -> None:
+        if self.tracker is not None and not self.tracker.closed:
+            self.tracker.close(status or ("stopped: budget" if self.tracker.should_stop else "completed"))
+
+
+def precision_of(text: str | None) -> str | None:
+    t = str(text or "").lower()
+    if "bf16" in t:
+        return "bf16"
+    if t.startswith("16") or "fp16" in t:
+        return "fp16"
+    return None

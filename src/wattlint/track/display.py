@@ -1,0 +1,159 @@
+"""Live line and end-of-run summary of a tracked run (units through wattlint.report.units).
+
+Modes: ``rich`` (one live status line on a terminal, refreshed every N steps; no background refresh thread),
+``line`` (a plain log line every N steps: CI logs, notebooks, files), ``quiet`` (nothing; the record is still
+written). ``auto`` picks rich on a terminal and line otherwise; WATTLINT_QUIET=1 forces quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+from ..report import units as u
+
+MODES = ("auto", "rich", "line", "quiet")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.0f} %"
+
+
+def live_text(n: int, total: int | None, a: dict[str, Any] | None, static: dict[str, Any] | None) -> str:
+    parts = [f"step {n:,}" + (f"/{total:,}" if total else "")]
+    if not a or "step_time_s" not in a:
+        parts.append("warming up")
+        return "wattlint: " + " | ".join(parts)
+    st = a["step_time_s"]
+    parts.append(f"{u.duration(st['mean'])}/step" + (f" ±{st['rel_ci90'] * 100:.1f} %" if a.get("stable") else
+                                                     " (not stable yet)"))
+    ps = a.get("per_step") or {}
+    if ps.get("device_power_w") is not None:
+        kinds = {c.get("energy_source") for c in a.get("channels") or []}
+        parts.append(u.power_w(ps["device_power_w"]) + (" modelled" if kinds == {"modelled"} else ""))
+    inp = a.get("input")
+    if inp and inp.get("input_bound"):
+        parts.append(f"INPUT-BOUND ({inp['data_wait_share'] * 100:.0f} % waiting for data)")
+    p = a.get("projection")
+    if p and a.get("stable"):
+        txt = f"projected {u.duration(p['time_s'])} [{u.duration(p['time_s_range'][0])}–" \
+              f"{u.duration(p['time_s_range'][1])}]"
+        if p.get("energy_kwh") is not None:
+            txt += f", {u.energy_kwh(p['energy_kwh'])}"
+        if p.get("co2_kg") is not None:
+            txt += f", {u.co2_kg(p['co2_kg'])}"
+        if p.get("cost_usd") is not None:
+            txt += f", {u.usd(p['cost_usd'])}"
+        parts.append(txt)
+        if static and static.get("total") and static["total"].get("time_h") is not None:
+            s_t = static["total"]["time_h"] * 3600
+            parts.append(f"static {u.duration(s_t)} ({_pct(s_t / p['time_s'] - 1 if p['time_s'] else None)})")
+    return "wattlint: " + " | ".join(parts)
+
+
+def summary_lines(s: dict[str, Any]) -> list[str]:
+    """Human summary of a finished (or re-read) run: the analysis beside the static estimate."""
+    a = s.get("analysis") or {}
+    lines = [f"wattlint run record: {s.get('path')} ({s.get('status')}, {a.get('steps', 0):,} steps, "
+             f"{u.duration(a.get('time_s') or 0.0)})"]
+    if "step_time_s" not in a:
+        lines.append(f"  {a.get('reason') or 'no steps measured'}")
+        return lines
+    st = a["step_time_s"]
+    lines.append(f"  warm-up {a['warmup_steps']:,} steps ({u.duration(a['warmup_time_s'])}); stable "
+                 f"{u.duration(st['mean'])}/step ±{st['rel_ci90'] * 100:.1f} % (90 % CI), p5–p95 "
+                 f"{u.duration(st['p5'])}–{u.duration(st['p95'])}"
+                 + ("" if a.get("stable") else
+                    f"; stable-phase criteria no longer met over the whole run: {a.get('reason')}" if s.get("at_stable")
+                    else f"; NOT STABLE: {a.get('reason')}"))
+    for c in a.get("channels") or []:
+        if c.get("avg_power_w") is None:
+            lines.append(f"  {c['name']}: no valid energy window ({c['windows_failed']} failed)")
+            continue
+        lab = {"modelled": " (modelled, not measured)", "fake": " (fake)"}.get(c.get("energy_source"), "")
+        eps = c.get("energy_per_step_j")
+        lines.append(f"  {c['name']}: {u.power_w(c['avg_power_w'])}{lab}"
+                     + (f", {u.energy_j(eps)}/step" if eps is not None else "")
+                     + (f"; {c['windows_failed']} window(s) failed" if c.get("windows_failed") else "")
+                     + f" [{c.get('energy_source')}]")
+    inp = a.get("input")
+    if inp:
+        lines.append(f"  input: {inp['data_wait_share'] * 100:.1f} % of stable step time waiting for data, "
+                     f"{inp['stall_steps']} stall step(s)" + (" -> INPUT-BOUND" if inp["input_bound"] else ""))
+    else:
+        lines.append("  input: data loading not timed (iterate with t.wrap(loader) to see input-bound steps)")
+    p = a.get("projection")
+    if p:
+        txt = (f"  projected plan ({p['total_steps']:,} steps): {u.duration(p['time_s'])} "
+               f"[{u.duration(p['time_s_range'][0])}–{u.duration(p['time_s_range'][1])}]")
+        if p.get("energy_kwh") is not None:
+            txt += f", {u.energy_kwh(p['energy_kwh'])} [{u.range_kwh(*p['energy_kwh_range'])}]"
+        if p.get("co2_kg") is not None:
+            txt += f", {u.co2_kg(p['co2_kg'])}"
+        if p.get("cost_usd") is not None:
+            txt += f", {u.usd(p['cost_usd'])}"
+        lines.append(txt)
+    elif a.get("projection_note"):
+        lines.append(f"  {a['projection_note']}")
+    at = s.get("at_stable")
+    if at and at.get("projection"):
+        lines.append(f"  projection when the stable phase was reached (step {at['step']:,}, "
+                     f"{u.duration(at['time_s'])} in): {u.duration(at['projection']['time_s'])}")
+    cmp_ = s.get("comparison") or {}
+    st_ = s.get("static") or {}
+    if st_.get("error"):
+        lines.append(f"  static estimate: unavailable ({st_['error']})")
+    elif cmp_:
+        lines.append(f"  static estimate ({st_.get('energy_model')}):")
+        for key, label, fmt in (("step_time_s", "time/step", u.duration),
+                                ("step_device_energy_j", "device energy/step", u.energy_j),
+                                ("total_time_s", "total time", u.duration),
+                                ("total_energy_kwh", "total energy", u.energy_kwh)):
+            c = cmp_.get(key)
+            if c and c.get("static") is not None and c.get("measured") is not None:
+                lines.append(f"    {label:18s} static {fmt(c['static'])} vs {c['basis']} {fmt(c['measured'])}: "
+                             f"error {_pct(c['error'])}")
+    for note in s.get("notes") or []:
+        lines.append(f"  note: {note}")
+    return lines
+
+
+class Display:
+    def __init__(self, mode: str = "auto", every: int = 100, stream: TextIO | None = None):
+        if mode not in MODES:
+            from ..types import ConfigError
+
+            raise ConfigError(f"display={mode!r}: use one of {', '.join(MODES)}")
+        self.stream = stream or sys.stderr
+        if os.environ.get("WATTLINT_QUIET") == "1":
+            mode = "quiet"
+        if mode == "auto":
+            mode = "rich" if getattr(self.stream, "isatty", lambda: False)() else "line"
+        self.mode = mode
+        self.every = max(1, int(every))
+        self._live = None
+
+    def update(self, text: str) -> None:
+        if self.mode == "quiet":
+            return
+        if self.mode == "line":
+            print(text, file=self.stream, flush=True)
+            return
+        if self._live is None:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live("", console=Console(file=self.stream), auto_refresh=False, transient=False)
+            self._live.start()
+        from rich.text import Text
+
+        self._live.update(Text(text), refresh=True)
+
+    def end(self, lines: list[str]) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self.mode == "quiet":
+            return
+        print("\n".join(lines), file=self.stream, flush=True)

@@ -1,0 +1,397 @@
+"""Run records -> a model-level (whole-step) correction for one GPU: ``wattlint fit RUNS_FOLDER``.
+
+Each usable record gives, for one trained model on that GPU, the measured stable step time (and device energy per
+step when it was MEASURED: NVML counter or sampling) beside the static prediction recorded in its header. The
+correction is a factor on top of the op-level energy model that made those predictions:
+
+    time_factor   = exp(mean over models of mean over that model's runs of ln(measured / predicted))
+    energy_factor = the same on device energy per step (only from measured energy; None when every record's
+                    energy is modelled, as on a CPU: energy then follows the time correction at the prior's power)
+
+Models are weighted equally (many runs of one model do not dominate). Written to ``<user data
+dir>/wattlint/models/<gpu-key>/run_correction.json`` by default (CPU: beside the records). It is validated
+leave-one-run-out (each run predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out
+(the honest figure for a model never tracked); the 5-95 % range is exp(mean +- 1.645 sd) of the held-out log
+residuals (widened to cover every observed residual). Records of another GPU, of an op-level model other than the
+first record's, or (with --model-hash) of another model are refused with a clear message; records with no stable
+phase or no static prediction are skipped and listed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..types import WattlintError
+from .project import Settings, analyze
+from .record import read_record
+from .compare import energy_basis
+from .stats import Z90
+
+SCHEMA = "wattlint.run-correction/1"
+FILE = "run_correction.json"
+MIN_RUNS = 2
+METHOD = ("time_factor = exp(mean over models of the mean ln(measured / predicted) stable step time of its runs); "
+          "energy_factor likewise on measured device energy per step (None when energy is modelled); validated "
+          "leave-one-run-out and leave-one-model-out; 5-95 % range exp(mean +- 1.645 sd) of held-out log residuals, "
+          "widened to cover each of them")
+
+
+class RunFitError(WattlintError):
+    pass
+
+
+@dataclass
+class RunPoint:
+    file: str
+    sha256: str
+    model_hash: str | None
+    model_name: str | None
+    gpu_key: str
+    time_meas: float
+    time_pred: float
+    energy_meas: float | None
+    energy_pred: float | None
+    energy_basis: str
+    stable_steps: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RunCorrection:
+    """What the predictor needs: multiply per-step time by ``time_factor`` and device energy by
+    ``energy_factor`` (or ``time_factor`` when None: power unchanged); ``quantiles`` are the 5-95 % multiplicative
+    range of measured / corrected prediction ({"time": (lo, hi), "energy": (lo, hi)})."""
+
+    gpu_key: str
+    time_factor: float
+    energy_factor: float | None
+    quantiles: dict[str, tuple[float, float]]
+    source: str
+    base_energy_model: str
+    runs: int
+    models: int
+    path: str = ""
+    card: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def short(h: str | None) -> str:
+    return (h or "none").replace("sha256:", "")[:12]
+
+
+def record_files(paths: Sequence[str]) -> list[Path]:
+    """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run header)."""
+    from .record import is_run_record
+
+    out: list[Path] = []
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            out.extend(f for f in sorted(pp.glob("*.jsonl")) if is_run_record(f))
+        elif pp.is_file():
+            out.append(pp)
+        else:
+            raise RunFitError(f"{p}: no such file or folder")
+    seen: set[Path] = set()
+    uniq = []
+    for f in out:
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            uniq.append(f)
+    return uniq
+
+
+def is_run_record_args(paths: Sequence[str]) -> bool:
+    """True when the RUN arguments of ``wattlint fit`` are run records (files or folders of them)."""
+    from .record import is_run_record
+
+    found = False
+    for p in paths:
+        pp = Path(p)
+        if pp.is_dir():
+            if any(is_run_record(f) for f in pp.glob("*.jsonl")):
+                found = True
+            elif any(pp.glob("*.csv")):
+                return False
+        elif pp.suffix == ".jsonl" or is_run_record(pp):
+            found = True
+        else:
+            return False
+    return found
+
+
+def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: str | None = None
+                ) -> tuple[list[RunPoint], list[dict[str, str]], str, str]:
+    """(usable points, skipped {file, reason}, gpu key, base energy model). RunFitError for refused records."""
+    points: list[RunPoint] = []
+    skipped: list[dict[str, str]] = []
+    target = gpu_key
+    base: str | None = None
+    base_file = ""
+    for f in files:
+        rec = read_record(f)
+        h = rec.header
+        gk = (h.get("device") or {}).get("gpu_key")
+        if not gk:
+            raise RunFitError(f"{f}: the record names no GPU database key (its GPU was not resolved): it cannot "
+                              "calibrate a GPU; re-run the tracker with gpu=KEY")
+        if target is None:
+            target = gk
+        if gk != target:
+            raise RunFitError(f"{f}: measured on {gk}, not {target}: a run correction belongs to one GPU; fit each "
+                              f"GPU's records separately (wattlint fit --gpu {gk} ...)")
+        mh = (h.get("model") or {}).get("hash")
+        if model_hash and mh != model_hash and short(mh) != short(model_hash):
+            raise RunFitError(f"{f}: model hash {short(mh)} is not --model-hash {short(model_hash)}: a record of "
+                              "another model cannot calibrate this one; move it out of the folder")
+        st = h.get("static") or {}
+        if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
+            skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
+            continue
+        em = str(st.get("energy_model") or f"{st.get('calibration')}: {st.get('calibration_source')}")
+        if "run-level correction" in em:
+            raise RunFitError(f"{f}: its static prediction already includes a run-level correction ({em}); "
+                              "fitting on it would correct twice")
+        if base is None:
+            base, base_file = em, str(f)
+        elif em != base:
+            raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
+                              "correction sits on top of ONE op-level model; fit these records separately")
+        a = analyze(rec.run_data(), Settings.from_dict(h.get("settings")))
+        reached = any(e.get("kind") == "stable" for e in rec.events)
+        if not a.get("stable") and not (reached and "step_time_s" in a):
+            # usable when the run reached its stable phase (an event line) even if the spread over the whole run
+            # later grew past the declaration threshold; the stable mean is that of the whole post-warm-up run
+            skipped.append({"file": str(f), "reason": f"no stable phase ({a.get('reason')})"})
+            continue
+        ps = a["per_step"]
+        basis = energy_basis(a)
+        e_meas = ps.get("device_energy_j") if basis == "measured" else None
+        points.append(RunPoint(
+            file=str(f), sha256=rec.sha256, model_hash=mh, model_name=(h.get("model") or {}).get("name"),
+            gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
+            energy_meas=e_meas, energy_pred=(st["per_step"].get("gpu_energy_j") if e_meas is not None else None),
+            energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
+    if target is None:
+        raise RunFitError("no run records given")
+    return points, skipped, target, base or ""
+
+
+def _factor(points: Sequence[RunPoint], kind: str) -> float | None:
+    """exp(mean over models of the mean log ratio of each model's runs)."""
+    by_model: dict[str, list[float]] = {}
+    for p in points:
+        m, q = (p.time_meas, p.time_pred) if kind == "time" else (p.energy_meas, p.energy_pred)
+        if m is None or q is None or m <= 0 or q <= 0:
+            continue
+        by_model.setdefault(p.model_hash or p.file, []).append(math.log(m / q))
+    if not by_model:
+        return None
+    return math.exp(sum(sum(v) / len(v) for v in by_model.values()) / len(by_model))
+
+
+def _validate(points: Sequence[RunPoint], kind: str, group: str) -> dict[str, Any] | None:
+    """Hold out one run (group='run') or one model (group='model'); errors before/after the correction."""
+    rows = []
+    for i, p in enumerate(points):
+        m, q = (p.time_meas, p.time_pred) if kind == "time" else (p.energy_meas, p.energy_pred)
+        if m is None or q is None:
+            continue
+        if group == "run":
+            others = [o for j, o in enumerate(points) if j != i]
+        else:
+            others = [o for o in points if (o.model_hash or o.file) != (p.model_hash or p.file)]
+        f = _factor(others, kind)
+        if f is None:
+            continue
+        rows.append({"file": Path(p.file).name, "model": p.model_name, "factor": f, "before": q / m - 1.0,
+                     "after": q * f / m - 1.0, "log_residual": math.log(m / (q * f))})
+    if not rows:
+        return None
+
+    def mape(key):
+        return sum(abs(r[key]) for r in rows) / len(rows)
+    return {"n": len(rows), "mape_before": mape("before"), "mape_after": mape("after"),
+            "worst_before": max(abs(r["before"]) for r in rows), "worst_after": max(abs(r["after"]) for r in rows),
+            "rows": rows}
+
+
+def _range(val: dict[str, Any] | None) -> tuple[float, float] | None:
+    if not val:
+        return None
+    r = [row["log_residual"] for row in val["rows"]]
+    mean = sum(r) / len(r)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in r) / (len(r) - 1)) if len(r) > 1 else abs(mean)
+    lo, hi = math.exp(mean - Z90 * sd), math.exp(mean + Z90 * sd)
+    return min(lo, math.exp(min(r))), max(hi, math.exp(max(r)))
+
+
+def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | None = None,
+                model_hash: str | None = None) -> tuple[RunCorrection, Path]:
+    """Fit, validate and write ``run_correction.json``; returns the correction and its path."""
+    files = record_files(paths)
+    if not files:
+        raise RunFitError(f"{', '.join(paths)}: no run records (*.jsonl with a wattlint.run/1 header)")
+    points, skipped, key, base = load_points(files, gpu_key, model_hash)
+    if len(points) < MIN_RUNS:
+        why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "none skipped"
+        raise RunFitError(f"{len(points)} usable run record(s) of {key}; a run correction needs >= {MIN_RUNS} "
+                          f"(validated leave-one-run-out). Skipped: {why}")
+    tf = _factor(points, "time")
+    ef = _factor(points, "energy")
+    val = {"leave_one_run_out": {"time": _validate(points, "time", "run"),
+                                 "energy": _validate(points, "energy", "run")}}
+    models = {p.model_hash or p.file for p in points}
+    if len(models) >= 2:
+        val["leave_one_model_out"] = {"time": _validate(points, "time", "model"),
+                                      "energy": _validate(points, "energy", "model")}
+    basis = val.get("leave_one_model_out") or val["leave_one_run_out"]
+    q_time = _range(basis["time"])
+    q_energy = _range(basis["energy"]) if ef is not None else q_time
+    kinds = sorted({p.energy_basis for p in points})
+    source = (f"run-level correction from {len(points)} tracked run(s) of {len(models)} model(s) on {key}: time "
+              f"x{tf:.3f}" + (f", energy x{ef:.3f}" if ef is not None else ", energy follows time (no measured "
+                              "energy)") + f"; on top of '{base}'")
+    from ..energy.predictor import MODELS_DIR, user_models_dir
+
+    is_cpu = key.startswith("cpu-") or kinds == ["modelled"]
+    if out is None:  # like `wattlint fit` of calibration runs: the user's models folder, never the package
+        out_path = (Path(paths[0]) if Path(paths[0]).is_dir() else Path(paths[0]).parent) / FILE if is_cpu \
+            else user_models_dir() / key / FILE
+    else:
+        out_path = Path(out)
+        if out_path.is_dir() or out_path.suffix != ".json":  # a folder (made when missing)
+            out_path = out_path / FILE
+    for models in (MODELS_DIR.resolve(), user_models_dir().resolve()):
+        if is_cpu and models in out_path.resolve().parents:
+            raise RunFitError(f"{out_path}: a CPU run correction never goes into a models folder ({models}): it is "
+                              "not a GPU calibration; pick another --out")
+    doc = {
+        "schema": SCHEMA, "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "gpu": {"key": key, "is_cpu": is_cpu}, "base_energy_model": base, "time_factor": tf, "energy_factor": ef,
+        "quantiles": {"time": list(q_time) if q_time else None, "energy": list(q_energy) if q_energy else None},
+        "range_basis": "leave-one-model-out" if "leave_one_model_out" in val else "leave-one-run-out",
+        "energy_basis": kinds, "source": source, "validation": val,
+        "runs": [p.as_dict() for p in points], "skipped": skipped, "model_hash": model_hash,
+        "method": METHOD,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return _from_doc(doc, out_path), out_path
+
+
+def _from_doc(doc: dict[str, Any], path: Path) -> RunCorrection:
+    q = doc.get("quantiles") or {}
+    return RunCorrection(gpu_key=doc["gpu"]["key"], time_factor=float(doc["time_factor"]),
+                         energy_factor=None if doc.get("energy_factor") is None else float(doc["energy_factor"]),
+                         quantiles={k: tuple(v) for k, v in q.items() if v}, source=doc["source"],
+                         base_energy_model=doc.get("base_energy_model", ""), runs=len(doc.get("runs") or []),
+                         models=len({r.get("model_hash") or r.get("file") for r in doc.get("runs") or []}),
+                         path=str(path), card=doc)
+
+
+def read_correction(path: str | Path) -> RunCorrection:
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as e:
+        raise RunFitError(f"{p}: unreadable run correction ({e})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise RunFitError(f"{p}: not a run correction ({SCHEMA})")
+    return _from_doc(doc, p)
+
+
+def load_run_correction(models_dir: str | Path, gpu_key: str) -> RunCorrection | None:
+    """The run-level correction of ``gpu_key`` in ``models_dir/<gpu_key>/run_correction.json``, or None (absent or
+    unreadable: an estimate must never fail because of it)."""
+    p = Path(models_dir) / gpu_key / FILE
+    if not p.is_file():
+        return None
+    try:
+        c = read_correction(p)
+    except RunFitError:
+        return None
+    return c if c.gpu_key == gpu_key else None
+
+
+def find_run_correction(gpu_key: str, dirs=None) -> RunCorrection | None:
+    """The first ``<dir>/<gpu_key>/run_correction.json`` along the models search path
+    (wattlint.energy.predictor.search_path(), or ``dirs``: paths or ModelsDir entries), or None."""
+    if dirs is None:
+        from ..energy.predictor import search_path
+
+        dirs = search_path()
+    for d in dirs:
+        c = load_run_correction(getattr(d, "path", d), gpu_key)
+        if c is not None:
+            return c
+    return None
+
+
+class RunCorrectedPredictor:
+    """A predictor (same interface as wattlint.energy.predictor.Predictor) = a base predictor x a run correction.
+
+    Per-op times x ``time_factor``; per-op powers x ``energy_factor / time_factor`` (so energies x
+    ``energy_factor``; power unchanged when the correction has no energy factor). A what-if ``utilization`` keeps
+    the base times (the override replaces the predicted efficiency). Range: the correction's held-out quantiles.
+    Apply it only on top of the base it was fitted on (``correction.base_energy_model``)."""
+
+    calibration = "measured"
+
+    def __init__(self, base, correction: RunCorrection):
+        self.base = base
+        self.correction = correction
+        self.source = correction.source
+
+    def predict(self, records, gpu, precision, utilization=None):
+        times, powers = self.base.predict(records, gpu, precision, utilization)
+        tf = self.correction.time_factor
+        ef = self.correction.energy_factor if self.correction.energy_factor is not None else tf
+        if utilization is not None:
+            return list(times), [p * ef for p in powers]
+        return [t * tf for t in times], [p * ef / tf for p in powers]
+
+    @property
+    def searched(self) -> str:
+        return getattr(self.base, "searched", "")
+
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """5-95 % band of ``quantity`` (energy | time): the correction's held-out quantiles (energy falls back to
+        time when the energy was not measured)."""
+        q = self.correction.quantiles.get(quantity) or self.correction.quantiles.get("time")
+        if not q:
+            try:
+                return self.base.range_factors(quantity)
+            except TypeError:  # a predictor with the older one-argument interface
+                return self.base.range_factors()
+        return float(q[0]), float(q[1])
+
+
+def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_hash: str | None) -> int:
+    """``wattlint fit RUN_RECORDS``: fit, write, and print the factors with their held-out errors."""
+    corr, path = fit_records(paths, out, gpu_key, model_hash)
+    doc = corr.card
+    print(f"run correction for {corr.gpu_key} from {corr.runs} run(s) of {corr.models} model(s) -> {path}")
+    print(f"  on top of: {corr.base_energy_model}")
+    ef = "follows time (energy not measured: " + ", ".join(doc["energy_basis"]) + ")" \
+        if corr.energy_factor is None else f"x{corr.energy_factor:.3f}"
+    print(f"  time x{corr.time_factor:.3f}; energy {ef}")
+    for name, v in doc["validation"].items():
+        for kind in ("time", "energy"):
+            m = v.get(kind)
+            if m:
+                print(f"  {name.replace('_', '-')} {kind}: MAPE {m['mape_before'] * 100:.1f} % -> "
+                      f"{m['mape_after'] * 100:.1f} % (worst {m['worst_before'] * 100:.1f} % -> "
+                      f"{m['worst_after'] * 100:.1f} %, {m['n']} held out)")
+    q = corr.quantiles.get("time")
+    if q:
+        print(f"  5-95 % range ({doc['range_basis']}): x{q[0]:.2f} .. x{q[1]:.2f}")
+    for s in doc["skipped"]:
+        print(f"  skipped {Path(s['file']).name}: {s['reason']}")
+    return 0

@@ -1,0 +1,165 @@
+"""Other tools' measurements as measured runs, to compare with an estimate (``wattlint compare-run FILE``).
+
+* CodeCarbon ``emissions.csv`` (one row per tracked run, appended): ``duration`` (s), ``energy_consumed`` /
+  ``cpu_energy`` / ``gpu_energy`` / ``ram_energy`` (kWh), ``emissions`` (kg CO2e), ``gpu_model``, ``gpu_count``,
+  ``pue``. Default: the last row (``row=`` picks another, 0-based; ``run_id=`` by id).
+* Zeus ``ZeusMonitor(log_file=...)`` CSV: ``start_time,window_name,elapsed_time,gpu<i>_energy...`` (s, J), one row per
+  ended window; the windows of one name are summed (``window=`` picks the name when there are several).
+* Carbontracker output log (``*_carbontracker_output.log``): the last "Actual consumption for N epoch(s)" block
+  (Time H:MM:SS, Energy kWh, CO2eq g), as Carbontracker reports it (with the PUE it applies).
+
+Readers only parse; nothing is imported from those tools.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..types import InputError
+
+CODECARBON_COLUMNS = {"duration", "energy_consumed", "emissions"}
+
+
+@dataclass
+class MeasuredRun:
+    tool: str
+    path: str
+    duration_s: float | None
+    energy_kwh: float | None  # what the tool reports as the total
+    energy_scope: str  # what that total covers
+    gpu_energy_kwh: float | None = None
+    cpu_energy_kwh: float | None = None
+    ram_energy_kwh: float | None = None
+    co2_kg: float | None = None
+    gpu_model: str | None = None
+    gpu_count: int | None = None
+    pue: float | None = None
+    epochs: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _f(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v else None
+
+
+def detect(path: str | Path) -> str | None:
+    """'codecarbon' | 'zeus' | 'carbontracker' | None from the file's first bytes."""
+    p = Path(path)
+    try:
+        head = p.read_bytes()[:4096].decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    first = head.splitlines()[0] if head else ""
+    cols = {c.strip() for c in first.split(",")}
+    if CODECARBON_COLUMNS <= cols:
+        return "codecarbon"
+    if {"start_time", "window_name", "elapsed_time"} <= cols:
+        return "zeus"
+    if "carbontracker" in head.lower() or "Actual consumption for" in head or p.name.endswith(
+            "_carbontracker_output.log"):
+        return "carbontracker"
+    return None
+
+
+def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | None = None) -> MeasuredRun:
+    p = Path(path)
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise InputError(f"{p}: no rows in this CodeCarbon file")
+    if run_id is not None:
+        sel = [r for r in rows if r.get("run_id") == run_id]
+        if not sel:
+            raise InputError(f"{p}: no row with run_id {run_id!r}")
+        r, which = sel[-1], f"run_id {run_id}"
+    elif row is not None:
+        if not -len(rows) <= row < len(rows):
+            raise InputError(f"{p}: row {row} out of range ({len(rows)} rows)")
+        r, which = rows[row], f"row {row}"
+    else:
+        r, which = rows[-1], f"the last of {len(rows)} row(s)"
+    gc = _f(r.get("gpu_count"))
+    notes = [f"CodeCarbon {r.get('codecarbon_version') or '?'}: {which}; energy_consumed = CPU + GPU + RAM as "
+             f"CodeCarbon measured/estimated them (its tracking_mode {r.get('tracking_mode') or '?'}, "
+             f"pue {r.get('pue') or '?'})"]
+    return MeasuredRun(tool="codecarbon", path=str(p), duration_s=_f(r.get("duration")),
+                       energy_kwh=_f(r.get("energy_consumed")), energy_scope="CPU + GPU + RAM (CodeCarbon)",
+                       gpu_energy_kwh=_f(r.get("gpu_energy")), cpu_energy_kwh=_f(r.get("cpu_energy")),
+                       ram_energy_kwh=_f(r.get("ram_energy")), co2_kg=_f(r.get("emissions")),
+                       gpu_model=r.get("gpu_model") or None, gpu_count=int(gc) if gc else None, pue=_f(r.get("pue")),
+                       notes=notes)
+
+
+def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
+    p = Path(path)
+    with open(p, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise InputError(f"{p}: no windows in this Zeus log")
+    names = sorted({r["window_name"] for r in rows})
+    if window is None:
+        if len(names) > 1:
+            raise InputError(f"{p}: windows {', '.join(names)}: pass --window NAME to pick the one to compare")
+        window = names[0]
+    sel = [r for r in rows if r["window_name"] == window]
+    if not sel:
+        raise InputError(f"{p}: no window named {window!r} (windows: {', '.join(names)})")
+    gcols = [c for c in rows[0] if re.fullmatch(r"gpu\d+_energy", c or "")]
+    t = sum(_f(r["elapsed_time"]) or 0.0 for r in sel)
+    e = sum(_f(r[c]) or 0.0 for r in sel for c in gcols)
+    return MeasuredRun(tool="zeus", path=str(p), duration_s=t, energy_kwh=e / 3.6e6, energy_scope="GPUs (NVML)",
+                       gpu_energy_kwh=e / 3.6e6, gpu_count=len(gcols),
+                       notes=[f"Zeus: {len(sel)} window(s) named {window!r} summed, {len(gcols)} GPU column(s)"])
+
+
+_HMS = re.compile(r"(?:(\d+)\s+days?,\s*)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)")
+
+
+def _hms(text: str) -> float | None:
+    m = _HMS.search(text)
+    if not m:
+        return None
+    d, h, mi, s = m.groups()
+    return (int(d or 0) * 24 + int(h)) * 3600 + int(mi) * 60 + float(s)
+
+
+def read_carbontracker(path: str | Path) -> MeasuredRun:
+    p = Path(path)
+    text = p.read_text(encoding="utf-8", errors="replace")
+    blocks = list(re.finditer(r"Actual consumption for (\d+) epoch\(s\):(.*?)(?=\n\s*\n|Predicted consumption|"
+                              r"Actual consumption|\Z)", text, re.S))
+    if not blocks:
+        raise InputError(f"{p}: no 'Actual consumption for N epoch(s)' block in this Carbontracker log")
+    b = blocks[-1]
+    body = b.group(2)
+    tm = re.search(r"Time:\s*([^\n]+)", body)
+    em = re.search(r"Energy:\s*([0-9.eE+-]+)\s*kWh", body)
+    cm = re.search(r"CO2eq:\s*([0-9.eE+-]+)\s*g", body)
+    return MeasuredRun(tool="carbontracker", path=str(p), duration_s=_hms(tm.group(1)) if tm else None,
+                       energy_kwh=_f(em.group(1)) if em else None,
+                       energy_scope="as Carbontracker reports it (its components, with the PUE it applies)",
+                       co2_kg=(_f(cm.group(1)) or 0.0) / 1000.0 if cm else None, epochs=int(b.group(1)),
+                       notes=[f"Carbontracker: last 'Actual consumption' block ({b.group(1)} epoch(s))"])
+
+
+def read_measured(path: str | Path, *, row: int | None = None, run_id: str | None = None,
+                  window: str | None = None) -> MeasuredRun:
+    kind = detect(path)
+    if kind == "codecarbon":
+        return read_codecarbon(path, row=row, run_id=run_id)
+    if kind == "zeus":
+        return read_zeus(path, window=window)
+    if kind == "carbontracker":
+        return read_carbontracker(path)
+    raise InputError(f"{path}: not a wattlint run record, CodeCarbon emissions.csv, Zeus log or Carbontracker log")

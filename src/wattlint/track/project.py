@@ -1,0 +1,256 @@
+"""STEP projection (del Rey et al., arXiv 2307.05520): measure the stable steps of the run itself and project the
+whole plan from them. One pure function, :func:`analyze`, used live by the tracker and offline on a run record,
+so a record re-analysed later gives the same numbers the run showed.
+
+Time:   projected = elapsed + remaining steps x mean stable step time + remaining epoch boundaries x the measured
+        extra time of a boundary step (evaluation, checkpointing, data-loader restart; 0 until one is observed).
+Energy: device energy so far (measured windows; windows whose reading failed are filled at the stable mean power
+        and counted) + remaining time x mean stable power of each device; host energy is modelled (stated).
+Range:  5-95 %: the remaining part scaled by 1 +- (1.645 x batch-means SE / mean + drift), where drift is the
+        difference between the two halves of the stable phase; energy adds the spread of the window powers.
+CO2 / cost: facility energy = (device + host) x PUE, x grid intensity, x price; GPU-hours x GPU-hour price.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .stats import Z90, distribution, stable_stats
+
+INPUT_BOUND_SHARE = 0.10  # stable time spent waiting for data above which a run is flagged input-bound
+STALL_FRACTION = 0.5  # a step is a data-loader stall when its data wait exceeds this share of the step
+MIN_FAILED_SHARE = 0.5  # a sampled window with at least this share of failed samples has no trusted energy
+
+
+@dataclass(frozen=True)
+class Settings:
+    """When the stable phase is declared (all must hold)."""
+
+    min_steps: int = 30  # stable steps
+    min_stable_s: float = 20.0  # seconds of stable steps
+    max_rel_ci: float = 0.03  # 90 % CI half-width of the mean step time / mean
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "Settings":
+        d = d or {}
+        return cls(**{k: d[k] for k in ("min_steps", "min_stable_s", "max_rel_ci") if d.get(k) is not None})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"min_steps": self.min_steps, "min_stable_s": self.min_stable_s, "max_rel_ci": self.max_rel_ci,
+                "warmup_rule": "MSER-5 on the step times (epoch-boundary steps excluded)",
+                "ci": "batch means (10 batches), 90 % two-sided"}
+
+
+@dataclass(frozen=True)
+class PlanInfo:
+    """What the projection needs from the plan (same semantics as ``wattlint estimate``; see wattlint.plan)."""
+
+    steps: int | None = None
+    epochs: float | None = None
+    steps_per_epoch: int | None = None
+    gpus: int = 1
+    pue: float = 1.0
+    carbon_intensity_g_per_kwh: float | None = None
+    price_per_kwh: float | None = None
+    gpu_hour_price: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "PlanInfo":
+        d = d or {}
+        return cls(**{k: d.get(k) for k in cls.__dataclass_fields__ if d.get(k) is not None})
+
+
+@dataclass
+class Window:
+    """One measured window: steps [first, end), wall times (s since start), energy per channel (None = failed)."""
+
+    first: int
+    end: int
+    t0: float
+    t1: float
+    energy_j: list[float | None]
+    failed: list[bool] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return self.end - self.first
+
+    @property
+    def duration(self) -> float:
+        return self.t1 - self.t0
+
+
+@dataclass
+class RunData:
+    step_times: Sequence[float]
+    boundaries: Sequence[int]  # indices of steps that follow an epoch boundary
+    data_wait: Sequence[float] | None  # per step (None: the loop did not report data loading)
+    windows: list[Window]
+    channels: list[dict[str, Any]]  # per channel: name, kind (gpu|cpu), energy_source (counter|sampling|modelled)
+    plan: PlanInfo
+    host_w: float | None = None  # modelled host power for GPU runs (None on CPU runs: the CPU is the device)
+    elapsed_s: float | None = None  # wall seconds since start at the time of analysis (>= sum of step times)
+
+
+def _stable_start(regular_mask: np.ndarray, warm_regular: int) -> int:
+    """Global index of the first stable step, given the warm-up length counted in regular (non-boundary) steps."""
+    idx = np.flatnonzero(regular_mask)
+    return int(idx[warm_regular]) if warm_regular < idx.size else int(regular_mask.size)
+
+
+def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
+    """Warm-up, stable phase, per-step distributions, input-bound share and the projection of the whole plan."""
+    times = np.asarray(data.step_times, dtype=float)
+    n = int(times.size)
+    bset = {int(b) for b in data.boundaries if 0 <= int(b) < n}
+    regular_mask = np.ones(n, dtype=bool)
+    if bset:
+        regular_mask[list(bset)] = False
+    regular = times[regular_mask]
+    elapsed_steps = float(times.sum())
+    out: dict[str, Any] = {"steps": n, "time_s": elapsed_steps, "boundaries": len(bset)}
+    st = stable_stats(regular)
+    if st is None:
+        out.update(stable=False, reason=f"{n} step(s): too few to analyse")
+        return out
+    first_stable = _stable_start(regular_mask, st.warmup)
+    stable_time = st.sum
+    reasons = []
+    if st.n < settings.min_steps:
+        reasons.append(f"{st.n} stable steps < {settings.min_steps}")
+    if stable_time < settings.min_stable_s:
+        reasons.append(f"{stable_time:.1f} s of stable steps < {settings.min_stable_s:g} s")
+    if not st.rel_ci90 <= settings.max_rel_ci:
+        reasons.append(f"mean step time +-{st.rel_ci90 * 100:.1f} % (90 % CI) > {settings.max_rel_ci * 100:g} %")
+    out.update(stable=not reasons, reason="; ".join(reasons) or None, warmup_steps=first_stable,
+               warmup_time_s=float(times[:first_stable].sum()), step_time_s=st.as_dict())
+    mu = st.mean
+    rel_t = Z90 * st.se / mu + st.drift if mu > 0 and math.isfinite(st.se) else float("inf")
+
+    # ---- epoch boundaries: measured extra time of a boundary step
+    obs_b = sorted(bset)
+    extra = [float(times[b]) - mu for b in obs_b]
+    boundary_extra = float(np.mean(extra)) if extra else 0.0
+    out["epoch_boundary_extra_s"] = boundary_extra if extra else None
+
+    # ---- input-bound
+    if data.data_wait is not None and len(data.data_wait) == n:
+        wait = np.asarray(data.data_wait, dtype=float)
+        sel = np.arange(n) >= first_stable
+        share = float(wait[sel].sum() / max(times[sel].sum(), 1e-12))
+        stalls = int(np.sum(wait[sel] > STALL_FRACTION * times[sel]))
+        out["input"] = {"data_wait_share": share, "stall_steps": stalls, "input_bound": share > INPUT_BOUND_SHARE,
+                        "data_wait_s": distribution(wait[sel]),
+                        "rule": f"input-bound when > {INPUT_BOUND_SHARE:.0%} of stable step time waits for data; "
+                                f"a stall is a step waiting > {STALL_FRACTION:.0%} of its time"}
+    else:
+        out["input"] = None
+
+    # ---- energy per channel: stable mean power from valid windows that start after warm-up
+    ch_out = []
+    powers = []
+    energy_so_far = 0.0
+    filled = 0
+    last_t1 = max((w.t1 for w in data.windows), default=0.0)
+    for c, ch in enumerate(data.channels):
+        stable_w = [w for w in data.windows if w.first >= first_stable and w.duration > 0
+                    and c < len(w.energy_j) and w.energy_j[c] is not None]
+        all_valid = [w for w in data.windows if c < len(w.energy_j) and w.energy_j[c] is not None]
+        e_st = sum(w.energy_j[c] for w in stable_w)
+        t_st = sum(w.duration for w in stable_w)
+        s_st = sum(w.steps for w in stable_w)
+        p = e_st / t_st if t_st > 0 else None
+        if p is None and all_valid:  # no stable window yet: mean power of every valid window
+            tt = sum(w.duration for w in all_valid)
+            p = sum(w.energy_j[c] for w in all_valid) / tt if tt > 0 else None
+        pw = [w.energy_j[c] / w.duration for w in stable_w]
+        rel_p = (Z90 * float(np.std(pw, ddof=1)) / math.sqrt(len(pw)) / p) if p and len(pw) >= 2 else 0.0
+        e_meas = sum(w.energy_j[c] for w in all_valid)
+        n_failed = sum(1 for w in data.windows if c >= len(w.energy_j) or w.energy_j[c] is None)
+        e_fill = sum(w.duration for w in data.windows if c >= len(w.energy_j) or w.energy_j[c] is None) * (p or 0.0)
+        filled += n_failed
+        energy_so_far += e_meas + e_fill
+        powers.append((p, rel_p))
+        per_step = [w.energy_j[c] / w.steps for w in stable_w if w.steps > 0]
+        ch_out.append({"name": ch.get("name"), "kind": ch.get("kind"), "energy_source": ch.get("energy_source"),
+                       "avg_power_w": p, "energy_per_step_j": (e_st / s_st) if s_st else None,
+                       "energy_per_step_dist_j": distribution(per_step), "power_dist_w": distribution(pw),
+                       "windows_valid": len(all_valid), "windows_failed": n_failed, "measured_energy_j": e_meas,
+                       "filled_energy_j": e_fill})
+    out["channels"] = ch_out
+    out["windows"] = len(data.windows)
+    dev_p = sum(p for p, _ in powers if p is not None) if powers and any(p is not None for p, _ in powers) else None
+    rel_p_all = max((r for _, r in powers), default=0.0)
+    elapsed = max(float(data.elapsed_s or 0.0), elapsed_steps)
+    # energy after the last closed window (steps not yet in a window) at the mean power
+    tail = max(0.0, elapsed - last_t1)
+    device_so_far = (energy_so_far + (dev_p or 0.0) * tail) if dev_p is not None else None
+    out["measured"] = {"time_s": elapsed_steps, "device_energy_j": device_so_far, "windows_filled": filled,
+                       "host_energy_j": data.host_w * elapsed_steps if data.host_w is not None else None}
+    out["per_step"] = {"time_s": mu, "device_energy_j": dev_p * mu if dev_p is not None else None,
+                       "device_power_w": dev_p, "host_energy_j": data.host_w * mu if data.host_w is not None else None}
+
+    # ---- projection of the whole plan
+    plan = data.plan
+    if not plan.steps:
+        out["projection"] = None
+        out["projection_note"] = "no plan: pass steps=, epochs= (with dataset=) or tokens= to project the whole run"
+        return out
+    total_steps = int(plan.steps)
+    remaining = max(0, total_steps - n)
+    rem_b = 0
+    if plan.steps_per_epoch and plan.steps_per_epoch > 0:
+        total_b = max(0, math.ceil(total_steps / plan.steps_per_epoch) - 1)
+        rem_b = max(0, total_b - sum(1 for b in obs_b if b < n))
+    rem_t = remaining * mu + rem_b * boundary_extra
+    t_total = elapsed_steps + rem_t
+    t_lo, t_hi = elapsed_steps + rem_t * max(0.0, 1 - rel_t), elapsed_steps + rem_t * (1 + rel_t)
+    proj: dict[str, Any] = {"total_steps": total_steps, "remaining_steps": remaining, "remaining_boundaries": rem_b,
+                            "time_s": t_total, "time_s_range": [t_lo, t_hi], "rel_range_time": rel_t,
+                            "gpu_hours": t_total / 3600.0 * max(1, plan.gpus)}
+    if dev_p is not None and device_so_far is not None:
+        rel_e = rel_t + rel_p_all
+        dev_rem = dev_p * rem_t
+        dev_total = device_so_far + dev_p * max(0.0, t_total - elapsed)
+        host_total = data.host_w * t_total if data.host_w is not None else 0.0
+        facility = (dev_total + host_total) * plan.pue
+        lo = (device_so_far + dev_rem * max(0.0, 1 - rel_e) + (data.host_w or 0.0) * t_lo) * plan.pue
+        hi = (device_so_far + dev_rem * (1 + rel_e) + (data.host_w or 0.0) * t_hi) * plan.pue
+        proj.update(device_energy_j=dev_total, host_energy_j=host_total if data.host_w is not None else None,
+                    energy_kwh=facility / 3.6e6, energy_kwh_range=[lo / 3.6e6, hi / 3.6e6], rel_range_energy=rel_e)
+        ci = plan.carbon_intensity_g_per_kwh
+        if ci is not None:
+            proj["co2_kg"] = proj["energy_kwh"] * ci / 1000.0
+            proj["co2_kg_range"] = [x * ci / 1000.0 for x in proj["energy_kwh_range"]]
+        if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
+            pk, gh = plan.price_per_kwh or 0.0, plan.gpu_hour_price or 0.0
+            g = max(1, plan.gpus) / 3600.0
+            proj["cost_usd"] = proj["energy_kwh"] * pk + t_total * g * gh
+            proj["cost_usd_range"] = [proj["energy_kwh_range"][0] * pk + t_lo * g * gh,
+                                      proj["energy_kwh_range"][1] * pk + t_hi * g * gh]
+    out["projection"] = proj
+    return out
+
+
+def measured_totals(data: RunData, analysis: dict[str, Any], plan: PlanInfo) -> dict[str, Any]:
+    """Facility energy, CO2 and cost of what has run so far (for the budget guard's 'already spent' test)."""
+    m = analysis.get("measured") or {}
+    dev = m.get("device_energy_j")
+    if dev is None:
+        return {}
+    host = m.get("host_energy_j") or 0.0
+    kwh = (dev + host) * plan.pue / 3.6e6
+    out = {"energy_kwh": kwh}
+    if plan.carbon_intensity_g_per_kwh is not None:
+        out["co2_kg"] = kwh * plan.carbon_intensity_g_per_kwh / 1000.0
+    if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
+        out["cost_usd"] = kwh * (plan.price_per_kwh or 0.0) + \
+            m.get("time_s", 0.0) / 3600.0 * max(1, plan.gpus) * (plan.gpu_hour_price or 0.0)
+    return out

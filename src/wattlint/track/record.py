@@ -1,0 +1,199 @@
+"""Run records: JSON Lines, schema ``wattlint.run/1`` (src/wattlint/schemas/run.schema.json).
+
+Line 1 is the header (model hash, plan, devices, static prediction and its provenance); then one ``window`` line
+per measured window (its steps' times, data waits, energy per device), ``event`` lines (stable phase reached,
+budget warnings / stop), and a ``summary`` line when the run ends normally. Each line is written with ONE
+``write`` on an O_APPEND descriptor before the tracker returns to the loop (then fsync'd by a background thread),
+so killing the process at any point leaves every completed line valid (only the steps after the last window are
+lost). The reader accepts a record without a summary and ignores
+a torn last line (power loss), saying so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..types import InputError
+
+SCHEMA = "wattlint.run/1"
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats -> null, floats to 7 significant digits, tuples -> lists."""
+    if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
+        return x
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        return float(f"{x:.7g}") if x else 0.0
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item"):  # numpy scalars
+        return _clean(x.item())
+    return str(x)
+
+
+class RecordWriter:
+    """Append-only JSON Lines writer. Each line is ONE ``write`` on an O_APPEND descriptor, done before ``write``
+    returns: a killed process leaves it in the file (the kernel holds it). ``fsync`` (durability across an OS crash
+    or power loss) runs in a background thread by default (``fsync="async"``) so that a slow disk never stalls the
+    training loop; ``fsync=True`` syncs every line in the caller, ``False`` never (close always syncs)."""
+
+    def __init__(self, path: str | Path, *, fsync: bool | str = "async"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except FileExistsError:
+            raise InputError(f"{self.path} exists: a run record is never overwritten; pass another out=") from None
+        self.fsync = fsync
+        self.lines = 0
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if fsync == "async":
+            self._thread = threading.Thread(target=self._syncer, name="wattlint-record-fsync", daemon=True)
+            self._thread.start()
+
+    def _syncer(self) -> None:
+        while True:
+            self._dirty.wait()
+            self._dirty.clear()
+            with self._lock:
+                if self.fd >= 0:
+                    os.fsync(self.fd)
+                if self._closing:
+                    return
+
+    def write(self, obj: dict[str, Any]) -> None:
+        data = (json.dumps(_clean(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            k = os.write(self.fd, view)
+            view = view[k:]
+        if self.fsync is True:
+            os.fsync(self.fd)
+        elif self._thread is not None:
+            self._dirty.set()
+        self.lines += 1
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._closing = True
+            self._dirty.set()
+            self._thread.join(timeout=10.0)
+            self._thread = None
+        with self._lock:
+            if self.fd >= 0:
+                os.fsync(self.fd)
+                os.close(self.fd)
+                self.fd = -1
+
+
+@dataclass
+class RunRecord:
+    path: Path
+    header: dict[str, Any]
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
+    torn_tail: bool = False
+    sha256: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.summary:
+            return str(self.summary.get("status", "unknown"))
+        return "incomplete (no summary line: the process was killed or is still running)"
+
+    def run_data(self):
+        """The record as :class:`wattlint.track.project.RunData` (for :func:`wattlint.track.project.analyze`)."""
+        from .project import PlanInfo, RunData, Window
+
+        times: list[float] = []
+        waits: list[float] = []
+        have_wait = True
+        bounds: list[int] = []
+        wins: list[Window] = []
+        for w in self.windows:
+            st = w.get("step_times_s") or []
+            if int(w["first_step"]) != len(times):
+                raise InputError(f"{self.path}: window {w.get('i')} starts at step {w['first_step']}, "
+                                 f"expected {len(times)} (lines out of order or missing)")
+            times.extend(float(t) for t in st)
+            dw = w.get("data_wait_s")
+            if dw is None or len(dw) != len(st):
+                have_wait = False
+            else:
+                waits.extend(float(t) for t in dw)
+            bounds.extend(int(b) for b in w.get("boundaries") or [])
+            chans = w.get("channels") or []
+            wins.append(Window(first=int(w["first_step"]), end=int(w["first_step"]) + len(st), t0=float(w["t0"]),
+                               t1=float(w["t1"]), energy_j=[c.get("energy_j") for c in chans],
+                               failed=[c.get("energy_j") is None for c in chans]))
+        h = self.header
+        return RunData(step_times=times, boundaries=bounds, data_wait=waits if have_wait and times else None,
+                       windows=wins, channels=list(h.get("channels") or []),
+                       plan=PlanInfo.from_dict((h.get("plan") or {}).get("resolved")), host_w=h.get("host_w"),
+                       elapsed_s=float(wins[-1].t1) if wins else None)
+
+
+def read_record(path: str | Path) -> RunRecord:
+    """Parse a run record; InputError with one clear line when it is not one."""
+    p = Path(path)
+    raw = p.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = False
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    elif lines:
+        torn = True  # no final newline: the last write did not complete
+    objs: list[dict[str, Any]] = []
+    for i, line in enumerate(lines):
+        try:
+            o = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                torn = True
+                break
+            raise InputError(f"{p}:{i + 1}: not a JSON line (the record is corrupt before its last line)") from None
+        if not isinstance(o, dict):
+            raise InputError(f"{p}:{i + 1}: not a JSON object")
+        objs.append(o)
+    else:
+        if torn:  # last line without newline but valid JSON: keep it
+            torn = False
+    if not objs or objs[0].get("schema") != SCHEMA or objs[0].get("type") != "header":
+        raise InputError(f"{p}: not a wattlint run record (first line must be a {SCHEMA} header)")
+    rec = RunRecord(path=p, header=objs[0], torn_tail=torn, sha256=hashlib.sha256(raw).hexdigest())
+    for o in objs[1:]:
+        t = o.get("type")
+        if t == "window":
+            rec.windows.append(o)
+        elif t == "event":
+            rec.events.append(o)
+        elif t == "summary":
+            rec.summary = o
+    return rec
+
+
+def is_run_record(path: str | Path) -> bool:
+    """True when the file's first line is a wattlint.run header (cheap: reads one line)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        o = json.loads(first.decode("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(o, dict) and o.get("schema") == SCHEMA and o.get("type") == "header"

@@ -1,0 +1,265 @@
+"""What the tracker needs from the rest of wattlint: the model's content hash, the device's database key, the plan
+(same options and semantics as ``wattlint estimate``: wattlint.plan.build_plan) and the static estimate for that
+plan (the public ``wattlint.estimate`` API, numbers read through ``report.json_out.to_dict``).
+
+CPU runs are priced on the CPU method-check device of a ``wattlint calibrate --device cpu`` run folder (its
+measured spec, and its fitted model when the folder has one), as benchmarks/cpu_validation.py does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..types import ConfigError, CostGraph, GpuSpec, ModelInfo, TensorSpec, WattlintError
+
+PLAN_OPTIONS = ("epochs", "steps", "dataset", "tokens", "seq_len", "batch_size", "grad_accum", "precision",
+                "optimizer", "gpus", "gpus_per_node", "sharding", "pue", "region", "carbon_intensity", "price",
+                "gpu_hour_price", "utilization", "internode_gbps", "activation_checkpointing")
+HASH_METHOD = "wattlint.arch/1: sha256 of module paths and classes, parameter and buffer names, shapes, dtypes"
+
+
+def _aliased(options: dict[str, Any]) -> dict[str, Any]:
+    """``price_per_kwh`` (the option table's name of --price) as ``price``."""
+    o = dict(options)
+    if o.get("price_per_kwh") is not None and o.get("price") is None:
+        o["price"] = o["price_per_kwh"]
+    o.pop("price_per_kwh", None)
+    return o
+
+
+# ---- model identity ----------------------------------------------------------------------------------------------
+
+def module_hash(model) -> str:
+    """Content hash of a module's architecture (not its weights, which change while training)."""
+    h = hashlib.sha256()
+    for name, m in model.named_modules():
+        h.update(f"M {name} {type(m).__module__}.{type(m).__qualname__}\n".encode())
+    for name, p in model.named_parameters():
+        h.update(f"P {name} {tuple(p.shape)} {p.dtype} {bool(p.requires_grad)}\n".encode())
+    for name, b in model.named_buffers():
+        h.update(f"B {name} {tuple(b.shape)} {b.dtype}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def file_hash(path: str) -> str:
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def model_identity(model=None, source: str | None = None) -> dict[str, Any]:
+    """{name, hash, hash_method, params, source} of the trained model (hash None when nothing identifies it)."""
+    out: dict[str, Any] = {"name": None, "hash": None, "hash_method": None, "params": None, "source": source}
+    if model is not None:
+        out["name"] = type(model).__name__
+        out["hash"] = module_hash(model)
+        out["hash_method"] = HASH_METHOD
+        seen: set[int] = set()
+        n = 0
+        for p in model.parameters():
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        out["params"] = n
+        return out
+    if source and Path(source).is_file():
+        out["name"] = Path(source).name
+        out["hash"] = file_hash(source)
+        out["hash_method"] = "sha256 of the model file"
+    elif source:
+        out["name"] = source.rsplit(":", 1)[-1]
+    return out
+
+
+def meta_copy(model):
+    """A copy of ``model`` on the meta device without copying its weights (no device memory is allocated)."""
+    import copy
+
+    import torch
+
+    memo: dict[int, Any] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        if id(t) in memo:
+            continue
+        mt = torch.empty(t.shape, dtype=t.dtype, device="meta")
+        if isinstance(t, torch.nn.Parameter):
+            mt = torch.nn.Parameter(mt, requires_grad=t.requires_grad)
+        memo[id(t)] = mt
+    return copy.deepcopy(model, memo)
+
+
+def example_specs(model, example) -> dict[str, TensorSpec] | None:
+    """Input specs (name -> TensorSpec) from an example batch: a tensor, a tuple/list of tensors or a dict."""
+    import torch
+
+    from ..frontends.torch import forward_params
+
+    def spec(name, t):
+        return TensorSpec(name, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
+
+    if example is None:
+        return None
+    if isinstance(example, torch.Tensor):
+        example = (example,)
+    if isinstance(example, dict):
+        items = [(k, v) for k, v in example.items() if isinstance(v, torch.Tensor)]
+        return {k: spec(k, v) for k, v in items} or None
+    if isinstance(example, (list, tuple)):
+        names = forward_params(model) if model is not None else []
+        tensors = [t for t in example if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return None
+        if len(names) < len(tensors):
+            names = [f"input{i}" for i in range(len(tensors))]
+        return {names[i]: spec(names[i], t) for i, t in enumerate(tensors)}
+    return None
+
+
+def spec_strings(inputs) -> list[str]:
+    """Input specs as the option table takes them ("x=float32[8,3,32,32]"); strings pass through."""
+    if isinstance(inputs, str):
+        return [inputs]
+    if isinstance(inputs, dict):
+        out = []
+        for k, v in inputs.items():
+            if isinstance(v, TensorSpec):
+                out.append(f"{k}={v.dtype}[{','.join(str(d) for d in v.shape)}]")
+            else:
+                out.append(str(v) if "=" in str(v) else f"{k}={v}")
+        return out
+    return [str(x) for x in inputs]
+
+
+# ---- devices -----------------------------------------------------------------------------------------------------
+
+def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
+    """(spec, predictor, note) of a CPU calibration run folder; (None, None, why) when there is none."""
+    if not folder:
+        return None, None, ("no CPU device spec: pass cpu_calibration=<folder of a 'wattlint calibrate --device cpu' "
+                            "run> for a static estimate of a CPU run")
+    d = Path(folder)
+    runs = []
+    for j in sorted(d.glob("*.json")):
+        try:
+            doc = json.loads(j.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("schema") == "wattlint.calibration-run/1" and \
+                (doc.get("spec") or {}).get("values"):
+            runs.append(doc)
+    if not runs:
+        raise ConfigError(f"{folder}: no CPU calibration run (*.json with a measured spec) in this folder")
+    from ..calibrate.backends import spec_from_dict
+    from ..energy.predictor import CalibratedPredictor, PriorPredictor
+
+    spec = spec_from_dict(runs[-1]["spec"]["values"])
+    if (d / "model" / "card.json").is_file():
+        from ..energy.model import load_model
+
+        m = load_model(d / "model")
+        return spec, CalibratedPredictor(m, m.gpu_key, transferred=False), f"CPU device {spec.key} from {folder}"
+    return spec, PriorPredictor(), f"CPU device {spec.key} from {folder} (no fitted model: prior)"
+
+
+def gpu_key_for(nvml_names: list[str], gpu: str | None) -> tuple[GpuSpec | None, str]:
+    """The database spec of the tracked GPUs: ``gpu`` when given, else the NVML name resolved."""
+    from ..hardware import gpu_from_nvml_name, resolve_gpu
+
+    if gpu:
+        spec, _ = resolve_gpu(gpu)
+        return spec, f"gpu={gpu!r} (given)"
+    names = sorted(set(n for n in nvml_names if n))
+    if not names:
+        return None, "no GPU name"
+    spec = gpu_from_nvml_name(names[0])
+    if spec is None:
+        return None, f"NVML name {names[0]!r} is not in the GPU database: pass gpu=KEY"
+    note = f"NVML name {names[0]!r} -> {spec.key}"
+    if len(names) > 1:
+        note += f" (mixed GPUs {names}: priced as {spec.key})"
+    return spec, note
+
+
+# ---- plan --------------------------------------------------------------------------------------------------------
+
+def _stub_graph(inputs: dict[str, TensorSpec] | None, micro_batch: int, seq_len: int | None) -> CostGraph:
+    return CostGraph(model=ModelInfo(source="tracked run", format="torch", params=0, param_bytes=0), records=(),
+                     inputs=tuple((inputs or {}).values()), micro_batch=max(1, int(micro_batch)),
+                     seq_len=int(seq_len or 0))
+
+
+def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str, TensorSpec] | None,
+                 static_plan: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str], str | None]:
+    """(resolved plan for the projection, assumptions, error). The static estimate's plan wins when there is one
+    (its graph may infer the dataset); otherwise wattlint.plan.build_plan on the options with a stub graph."""
+    from .project import PlanInfo
+
+    options = _aliased(options)
+    work_given = any(options.get(k) is not None for k in ("steps", "epochs", "tokens"))
+    if static_plan is not None and work_given:
+        p = static_plan
+        spe = math.ceil(p["dataset_size"] / p["batch_size"]) if p.get("dataset_size") and p.get("batch_size") \
+            and p.get("epochs") else None
+        return PlanInfo(steps=p.get("steps"), epochs=p.get("epochs"), steps_per_epoch=spe,
+                        gpus=int(options.get("gpus") or 1), pue=float(p.get("pue") or 1.0),
+                        carbon_intensity_g_per_kwh=p.get("carbon_intensity_g_per_kwh"),
+                        price_per_kwh=p.get("price_per_kwh"), gpu_hour_price=p.get("gpu_hour_price")).as_dict(), \
+            ["plan: as in the static estimate"], None
+    if not work_given:
+        return None, [], "no plan (steps=, epochs= with dataset=, or tokens=): per-step rates only, no totals"
+    from ..plan import build_plan
+    from ..types import GpuSpec as _G
+
+    mb = options.get("batch_size") or 1
+    if inputs:
+        first = next(iter(inputs.values()))
+        if first.shape and options.get("batch_size") is None:
+            mb = first.shape[0]
+    seq = options.get("seq_len")
+    gspec = spec or _G(key="unknown", name="unknown", vendor="", arch="", peak_tflops={"fp32": 1.0}, memory_gb=0,
+                       memory_bw_gbs=1, sm_count=1, boost_mhz=0, tdp_w=1, idle_w=0)
+    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None}
+    kw.pop("utilization", None)
+    try:
+        plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, strict_precision=False, **kw)
+    except WattlintError as e:
+        return None, [], f"plan: {e}"
+    spe = math.ceil(plan.dataset_size / plan.batch_size) if plan.dataset_size and plan.epochs else None
+    return PlanInfo(steps=plan.steps, epochs=plan.epochs, steps_per_epoch=spe, gpus=plan.gpus, pue=plan.pue,
+                    carbon_intensity_g_per_kwh=plan.carbon_intensity_g_per_kwh, price_per_kwh=plan.price_per_kwh,
+                    gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), None
+
+
+# ---- static estimate ---------------------------------------------------------------------------------------------
+
+def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, TensorSpec] | list[str] | None,
+                    spec: GpuSpec, predictor=None, options: dict[str, Any]) -> dict[str, Any]:
+    """The static estimate of the same plan (compact), or {"error": ...} when it cannot be made."""
+    import wattlint
+    from ..report.json_out import to_dict
+
+    options = _aliased(options)
+    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None}
+    if not any(kw.get(k) is not None for k in ("steps", "epochs", "tokens")):
+        kw["steps"] = 1  # per-step figures only; totals need a plan
+    target: Any = source if source is not None else model
+    if target is None:
+        return {"error": "no model or source= to estimate"}
+    if source is None:
+        target = meta_copy(model)
+    if inputs:
+        kw["inputs"] = spec_strings(inputs)
+    try:
+        est = wattlint.estimate(target, gpu=spec, predictor=predictor, lint=False, **kw)
+    except WattlintError as e:
+        return {"error": str(e)}
+    d = to_dict(est)
+    return {
+        "gpu": d["hardware"]["gpu"], "calibration": d["hardware"]["calibration"],
+        "calibration_source": d["hardware"]["calibration_source"],
+        "energy_model": d["provenance"]["energy_model"],
+        "per_step": d["per_step"], "total": d["total"], "plan": d["plan"], "phases": d.get("phases"),
+        "model": d["model"], "assumptions": d["assumptions"],
+    }

@@ -1,0 +1,532 @@
+"""The tracker: ``with wattlint.track(model, steps=...) as t: ... t.step()``.
+
+Per step it only reads the clock and appends two floats; device energy is read at window boundaries (every
+``window_s`` seconds, default 2 s, >= the 0.5 s NVML counters need), where a window line is appended to the
+run record, the STEP analysis (wattlint.track.project) is refreshed and the budget guard runs. On CUDA the
+window boundary synchronises the device once so that the energy read belongs to the steps of the window.
+
+The budget guard acts only inside ``step()``, i.e. after the user's optimizer step: in ``on_budget="stop"`` mode a
+plain loop gets :class:`BudgetExceeded`, which the ``with`` block swallows after closing the record (status
+``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as _dt
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+import weakref
+from array import array
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..types import ConfigError, WattlintError
+from . import display as _display
+from .project import PlanInfo, RunData, Settings, Window, analyze, measured_totals
+from .record import SCHEMA, RecordWriter
+
+ON_BUDGET = ("warn", "stop")
+DEFAULT_WINDOW_S = 2.0
+HOST_W_FALLBACK = 80.0  # the estimate's stated host share per GPU when no static estimate gives it
+
+
+class BudgetExceeded(Exception):
+    """Raised by ``Tracker.step()`` in ``on_budget="stop"`` mode (at a step boundary); the ``with`` block of the
+    tracker swallows it after closing the record."""
+
+
+class BudgetWarning(UserWarning):
+    """The projected (or already spent) energy / CO2 / cost exceeds a budget."""
+
+
+def _utc() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _host_w_per_gpu() -> float:
+    for mod in ("wattlint.energy.system", "wattlint.estimate"):
+        try:
+            m = __import__(mod, fromlist=["HOST_W_PER_GPU"])
+            v = getattr(m, "HOST_W_PER_GPU", None)
+            if isinstance(v, (int, float)):
+                return float(v)
+        except Exception:  # noqa: BLE001 - a module being refactored
+            continue
+    return HOST_W_FALLBACK
+
+
+def _optimizer_name(opt) -> str | None:
+    if opt is None or isinstance(opt, str):
+        return opt
+    name = type(opt).__name__.lower()
+    return name if name in ("adamw", "adam", "sgd") else None
+
+
+class Tracker:
+    """Measure a training run step by step, project the whole plan from its stable phase, write a run record.
+
+    Model and static estimate: ``model`` (the nn.Module being trained) and ``example`` (one batch of inputs:
+    tensor, tuple or dict) or ``inputs`` (spec strings), or ``source`` (a wattlint model source); ``gpu`` (database
+    key; default: the NVML name resolved) or, for CPU runs, ``cpu_calibration`` (a CPU calibration run folder).
+    Plan (same options and semantics as ``wattlint estimate``): ``steps`` | ``epochs`` (+ ``dataset``) |
+    ``tokens`` (+ ``seq_len``), ``batch_size``, ``grad_accum``, ``precision``, ``optimizer`` (name or the torch
+    optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``.
+    Budgets: ``max_kwh`` (facility energy), ``max_co2_kg``, ``max_cost_usd`` with ``on_budget`` warn | stop.
+    Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
+    quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
+    machine, ``process`` (the process's CPU seconds).
+    """
+
+    def __init__(self, model=None, *, source: str | None = None, example=None, inputs=None, optimizer=None,
+                 device: str = "auto", gpu: str | None = None, devices: list[int] | None = None,
+                 cpu_calibration: str | None = None,
+                 steps=None, epochs=None, dataset=None, tokens=None, seq_len=None, batch_size=None, grad_accum=None,
+                 precision=None, gpus=None, gpus_per_node=None, sharding=None, pue=None, region=None,
+                 carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
+                 max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
+                 on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
+                 every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
+                 settings: Settings | None = None, channels: list | None = None,
+                 clock: str | Callable[[], float] = "wall", sync: bool | None = None, stream=None,
+                 raise_on_stop: bool = True):
+        if on_budget not in ON_BUDGET:
+            raise ConfigError(f"on_budget={on_budget!r}: use 'warn' or 'stop'")
+        for k, v in (("max_kwh", max_kwh), ("max_co2_kg", max_co2_kg), ("max_cost_usd", max_cost_usd)):
+            if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ConfigError(f"{k}={v!r}: a budget must be a positive number")
+        if not (isinstance(window_s, (int, float)) and window_s > 0):
+            raise ConfigError(f"window_s={window_s!r} must be a positive number of seconds")
+        self.model = model
+        self.source = source
+        self.example = example
+        self.inputs = inputs
+        self.device = device
+        self.gpu = gpu
+        self.devices = devices
+        self.cpu_calibration = cpu_calibration
+        self.options = {"steps": steps, "epochs": epochs, "dataset": dataset, "tokens": tokens, "seq_len": seq_len,
+                        "batch_size": batch_size, "grad_accum": grad_accum, "precision": precision,
+                        "optimizer": _optimizer_name(optimizer), "gpus": gpus, "gpus_per_node": gpus_per_node,
+                        "sharding": sharding, "pue": pue, "region": region, "carbon_intensity": carbon_intensity,
+                        "price": price, "gpu_hour_price": gpu_hour_price,
+                        "activation_checkpointing": activation_checkpointing}
+        self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
+        self.on_budget = on_budget
+        self.raise_on_stop = raise_on_stop
+        self.out = Path(out)
+        self.name = name
+        self.window_s = float(window_s)
+        self.want_static = static
+        self.settings = settings or Settings()
+        self._channels_given = channels
+        if clock == "wall":
+            self.clock, self.clock_name = time.perf_counter, "wall"
+        elif clock == "process":
+            self.clock, self.clock_name = time.process_time, "process"
+        elif callable(clock):
+            self.clock, self.clock_name = clock, "custom"
+        else:
+            raise ConfigError(f"clock={clock!r}: use 'wall', 'process' or a function returning seconds")
+        self._sync_opt = sync
+        self._display = _display.Display(display, every, stream)
+        self.every = self._display.every
+        self.notes: list[str] = []
+        self.channels: list = []
+        self.static: dict[str, Any] | None = None
+        self.plan = PlanInfo()
+        self.path: Path | None = None
+        self.started = False
+        self.closed = False
+        self.should_stop = False
+        self.analysis: dict[str, Any] | None = None
+        self.at_stable: dict[str, Any] | None = None
+        self._summary: dict[str, Any] | None = None
+        self._budget_hit: set[str] = set()
+        self._writer: RecordWriter | None = None
+        self._times = array("d")
+        self._waits = array("d")
+        self._wait_seen = False
+        self._pending_wait = 0.0
+        self._boundaries: list[int] = []
+        self._next_is_boundary = False
+        self._windows: list[Window] = []
+        self._n = 0
+        self._overhead_s = 0.0
+        self._last_analysis_t = -1e18
+        self._sync: Callable[[], None] | None = None
+        self._broken = False
+        self._stop_message = ""
+        self.host_w: float | None = None
+        self.device_kind = "unknown"
+
+    # ---- life cycle ------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "Tracker":
+        self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close("completed")
+            return False
+        if issubclass(exc_type, BudgetExceeded):
+            self.close("stopped: budget")
+            return True
+        if issubclass(exc_type, KeyboardInterrupt):
+            self.close("interrupted")
+            return False
+        self.close(f"error: {exc_type.__name__}: {str(exc)[:200]}")
+        return False
+
+    def _open_channels(self) -> None:
+        from .devices import CpuChannel, open_nvml_channels
+
+        if self._channels_given is not None:
+            self.channels = list(self._channels_given)
+            kinds = {getattr(c, "kind", "gpu") for c in self.channels}
+            self.device_kind = "cpu" if kinds == {"cpu"} else "cuda"
+            return
+        dev = self.device
+        if dev == "auto":
+            dev = "cpu"
+            if self.model is not None:
+                try:
+                    dev = next(iter(self.model.parameters())).device.type
+                except StopIteration:
+                    pass
+            elif "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+                dev = "cuda"
+        if dev not in ("cpu", "cuda"):
+            raise ConfigError(f"device={self.device!r}: use auto, cuda or cpu")
+        if dev == "cuda" and self.clock_name == "process":
+            raise ConfigError("clock='process' times CPU-only runs (GPU work does not count as process CPU time)")
+        self.device_kind = dev
+        if dev == "cpu":
+            self.channels = [CpuChannel()]
+            self.notes.append("CPU energy is MODELLED (no RAPL here): the calibration CPU meter's stated power model "
+                              "at the measured busy threads; time is measured")
+            if self.clock_name == "process":
+                self.notes.append("clock 'process': step times are this process's CPU seconds (all its threads), not "
+                                  "wall time: what a shared machine cannot steal; run one thread to read it as time")
+            return
+        try:
+            self.channels, how = open_nvml_channels(self.devices, clock=self.clock)
+            self.notes.append(f"GPUs measured: {how}")
+            for c in self.channels:
+                self.notes.extend(getattr(c, "notes", []))
+        except Exception as e:  # noqa: BLE001 - measuring must never stop the training run
+            self.channels = []
+            self.notes.append(f"no GPU energy meter ({e}): time only")
+        if self._sync_opt is not False:
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                self._sync = torch.cuda.synchronize
+
+    def _resolve_static(self) -> None:
+        from . import static as _s
+
+        spec = predictor = None
+        if self.device_kind == "cpu" and not self.gpu:
+            try:
+                spec, predictor, note = _s.cpu_device(self.cpu_calibration)
+                self.notes.append(note)
+            except WattlintError as e:
+                self.notes.append(str(e))
+        else:
+            names = [getattr(c, "gpu_name", "") for c in self.channels]
+            try:
+                spec, note = _s.gpu_key_for(names, self.gpu)
+                self.notes.append(note)
+            except WattlintError as e:
+                self.notes.append(str(e))
+        self.spec = spec
+        inputs = self.inputs
+        if inputs is None and self.example is not None:
+            try:
+                inputs = _s.example_specs(self.model, self.example)
+            except Exception as e:  # noqa: BLE001
+                self.notes.append(f"example inputs not understood ({type(e).__name__}: {e})")
+        self._input_specs = inputs if isinstance(inputs, dict) else None
+        self.identity = _s.model_identity(self.model, self.source)
+        if self.want_static and spec is not None and (self.model is not None or self.source is not None):
+            try:
+                self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
+                                                 predictor=predictor, options=self.options)
+            except Exception as e:  # noqa: BLE001 - never stop the training for the estimate
+                self.static = {"error": f"{type(e).__name__}: {e}"}
+        elif self.want_static:
+            why = "no device spec" if spec is None else "no model= or source="
+            self.static = {"error": why}
+        plan, assumptions, err = _s.resolve_plan(
+            spec, self.options, self._input_specs,
+            (self.static or {}).get("plan") if self.static and not self.static.get("error") else None)
+        if err:
+            self.notes.append(err)
+        self.plan_assumptions = [a for a in assumptions if not a.startswith("unknown ")]
+        if plan is not None:
+            if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
+                plan["gpus"] = len(self.channels)
+            self.plan = PlanInfo.from_dict(plan)
+        if self.device_kind == "cuda":
+            per_gpu = None
+            s = self.static or {}
+            if s.get("per_step") and s["per_step"].get("time_s"):
+                g = (s.get("plan") or {}).get("gpus") or self.options.get("gpus") or 1
+                per_gpu = s["per_step"]["host_energy_j"] / s["per_step"]["time_s"] / max(1, int(g))
+            self.host_w = (per_gpu or _host_w_per_gpu()) * max(1, len(self.channels))
+            self.notes.append(f"host CPU + DRAM energy MODELLED at {self.host_w:.0f} W (the estimate's stated "
+                              "constant per GPU), not measured")
+
+    def start(self) -> "Tracker":
+        if self.started:
+            return self
+        self._open_channels()
+        self._resolve_static()
+        stamp = _stamp()
+        label = self.name or (self.identity.get("name") or "run")
+        label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(label))[:60]
+        self.run_id = f"{stamp}-{label}"
+        self.path = self.out if self.out.suffix == ".jsonl" else self.out / f"{self.run_id}.jsonl"
+        self._writer = RecordWriter(self.path)
+        import wattlint
+
+        torch = sys.modules.get("torch")
+        header = {
+            "schema": SCHEMA, "type": "header", "run_id": self.run_id, "started_utc": _utc(),
+            "wattlint_version": wattlint.__version__, "model": self.identity,
+            "device": {"kind": self.device_kind, "gpu_key": getattr(self.spec, "key", None),
+                       "gpu_names": sorted({getattr(c, "gpu_name", "") for c in self.channels} - {""}),
+                       "count": len(self.channels),
+                       "cpu_threads": torch.get_num_threads() if torch is not None else None},
+            "channels": [c.describe() for c in self.channels],
+            "plan": {"request": {k: v for k, v in self.options.items() if v is not None},
+                     "resolved": self.plan.as_dict() if self.plan.steps else None,
+                     "assumptions": self.plan_assumptions},
+            "static": self.static, "host_w": self.host_w,
+            "settings": {**self.settings.as_dict(), "window_s": self.window_s, "clock": self.clock_name},
+            "budget": {**self.budgets, "on_budget": self.on_budget},
+            "software": {"python": platform.python_version(), "platform": platform.platform(),
+                         "torch": getattr(torch, "__version__", None)},
+            "notes": self.notes,
+        }
+        self._writer.write(header)
+        self.started = True
+        self._t_start = self.clock()
+        for c in self.channels:
+            c.begin(self._t_start)
+        self._last = self._win_t0 = self._t_start
+        self._win_first = 0
+        self._next_window = self._t_start + self.window_s
+        ref = weakref.ref(self)
+
+        def _at_exit() -> None:  # the loop ended without close(): keep the record complete
+            t = ref()
+            if t is not None and not t.closed:
+                t.close("interrupted (interpreter exit without close)")
+        self._atexit = _at_exit
+        atexit.register(_at_exit)
+        return self
+
+    # ---- per step --------------------------------------------------------------------------------------------
+
+    def step(self) -> bool:
+        """Mark the end of one optimizer step. Returns True when a budget says stop (``on_budget='stop'``)."""
+        now = self.clock()
+        if not self.started:
+            raise WattlintError("Tracker.step() before start(): use 'with wattlint.track(...) as t:'")
+        due = now >= self._next_window
+        if due and self._sync is not None:
+            self._sync()
+            now = self.clock()
+        self._times.append(now - self._last)
+        self._waits.append(self._pending_wait)
+        self._pending_wait = 0.0
+        if self._next_is_boundary:
+            self._boundaries.append(self._n)
+            self._next_is_boundary = False
+        self._n += 1
+        self._last = now
+        stop = False
+        if due:
+            try:
+                stop = self._close_window(now)
+            except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
+                self._broken = True
+                self._next_window = math.inf
+                self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
+                warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); training continues",
+                              RuntimeWarning, stacklevel=2)
+        elif self._n % self.every == 0:
+            self._display.update(_display.live_text(self._n, self.plan.steps, self.analysis, self.static))
+        self._overhead_s += self.clock() - now
+        if stop and self.raise_on_stop:
+            raise BudgetExceeded(self._stop_message)
+        return self.should_stop
+
+    def epoch(self) -> None:
+        """Mark an epoch boundary: the next step's extra time (evaluation, checkpoint, loader restart) is measured
+        as epoch overhead and projected for the remaining epochs."""
+        if self._n > 0:
+            self._next_is_boundary = True
+
+    def data_wait(self, seconds: float) -> None:
+        """Add time the current step spent waiting for its batch (callbacks and ``wrap`` call this)."""
+        self._wait_seen = True
+        self._pending_wait += max(0.0, float(seconds))
+
+    def wrap(self, iterable: Iterable) -> Iterator:
+        """Iterate a data loader, timing each ``next()`` as data wait; a second pass marks an epoch boundary."""
+        if getattr(self, "_wrapped", False):
+            self.epoch()
+        self._wrapped = True
+        self._wait_seen = True
+        it = iter(iterable)
+        clock = self.clock
+        while True:
+            t0 = clock()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            self._pending_wait += clock() - t0
+            yield item
+
+    # ---- windows ---------------------------------------------------------------------------------------------
+
+    def _run_data(self, now: float) -> RunData:
+        return RunData(step_times=self._times, boundaries=self._boundaries,
+                       data_wait=self._waits if self._wait_seen else None, windows=self._windows,
+                       channels=[c.describe() for c in self.channels], plan=self.plan, host_w=self.host_w,
+                       elapsed_s=now - self._t_start)
+
+    def _close_window(self, now: float, final: bool = False) -> bool:
+        first, end = self._win_first, self._n
+        ch = [c.window(now) for c in self.channels]
+        w = Window(first=first, end=end, t0=self._win_t0 - self._t_start, t1=now - self._t_start,
+                   energy_j=[c.get("energy_j") for c in ch], failed=[c.get("energy_j") is None for c in ch])
+        self._windows.append(w)
+        t_since = now - self._last_analysis_t
+        if final or not (self.analysis and self.analysis.get("stable")) or t_since >= max(10.0, self.window_s):
+            self.analysis = analyze(self._run_data(now), self.settings)
+            self._last_analysis_t = now
+        a = self.analysis
+        stable_from = a.get("warmup_steps") if a else None
+        line = {"type": "window", "i": len(self._windows) - 1, "first_step": first, "t0": w.t0, "t1": w.t1,
+                "step_times_s": list(self._times[first:end]),
+                "data_wait_s": list(self._waits[first:end]) if self._wait_seen else None,
+                "boundaries": [b for b in self._boundaries if first <= b < end], "channels": ch,
+                "phase": ("stable" if a and a.get("stable") and stable_from is not None and first >= stable_from
+                          else "warmup" if a and stable_from is not None and end <= stable_from else "unknown")}
+        if a and a.get("projection"):
+            p = a["projection"]
+            line["projection"] = {k: p.get(k) for k in ("time_s", "time_s_range", "energy_kwh", "co2_kg",
+                                                        "cost_usd")}
+        self._writer.write(line)
+        self._win_first, self._win_t0 = end, now
+        self._next_window = now + self.window_s
+        stop = False
+        if a and a.get("stable") and self.at_stable is None:
+            self.at_stable = {"step": self._n, "time_s": a["time_s"], "warmup_steps": a.get("warmup_steps"),
+                              "step_time_s": a["step_time_s"]["mean"], "projection": a.get("projection")}
+            self._writer.write({"type": "event", "kind": "stable", "step": self._n, "t": now - self._t_start,
+                                **{k: v for k, v in self.at_stable.items() if k != "step"}})
+        if a and not final:
+            stop = self._check_budget(a, now)
+        self._display.update(_display.live_text(self._n, self.plan.steps, a, self.static))
+        return stop
+
+    def _check_budget(self, a: dict[str, Any], now: float) -> bool:
+        if not any(v is not None for v in self.budgets.values()):
+            return False
+        proj = a.get("projection") or {}
+        spent = measured_totals(self._run_data(now), a, self.plan)
+        labels = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg CO2e"),
+                  "cost_usd": ("max_cost_usd", "USD")}
+        stop = False
+        for key, limit in self.budgets.items():
+            if limit is None or key in self._budget_hit:
+                continue
+            s = spent.get(key)
+            rng = proj.get(f"{key}_range") if a.get("stable") else None
+            why = None
+            if s is not None and s > limit:
+                why = f"already spent {s:.4g} {labels[key][1]}"
+            elif rng and rng[0] > limit:
+                why = (f"projected {proj[key]:.4g} {labels[key][1]} (5-95 %: {rng[0]:.4g}-{rng[1]:.4g}) for the "
+                       f"whole plan")
+            if why is None:
+                continue
+            self._budget_hit.add(key)
+            action = self.on_budget
+            msg = f"wattlint budget {labels[key][0]}={limit:g}: {why} at step {self._n:,}" + \
+                  ("; stopping at this step boundary" if action == "stop" else "")
+            self._writer.write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
+                                "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
+                                "range": rng, "action": action, "message": msg})
+            warnings.warn(msg, BudgetWarning, stacklevel=4)
+            if action == "stop":
+                self.should_stop = True
+                self._stop_message = msg
+                stop = True
+        return stop
+
+    # ---- end -------------------------------------------------------------------------------------------------
+
+    def close(self, status: str = "completed") -> dict[str, Any]:
+        """Close the last window, write the summary line, print the summary (unless quiet)."""
+        if self.closed:
+            return self._summary or {}
+        if not self.started:
+            self.closed = True
+            return {}
+        self.closed = True
+        try:
+            atexit.unregister(self._atexit)
+        except Exception:  # noqa: BLE001
+            pass
+        now = self.clock()
+        if self._sync is not None:
+            try:
+                self._sync()
+            except Exception:  # noqa: BLE001 - a CUDA error after an exception in the loop
+                pass
+        if self._n > self._win_first and not self._broken:
+            self._close_window(now, final=True)
+        else:
+            self.analysis = analyze(self._run_data(now), self.settings)
+        from .compare import comparison
+
+        a = self.analysis or {}
+        complete = status == "completed"
+        summary = {"type": "summary", "status": status, "ended_utc": _utc(), "steps": self._n,
+                   "time_s": a.get("time_s"), "close_time_s": now - self._t_start,
+                   "tracker_overhead_s": self._overhead_s,
+                   "tracker_overhead_per_step_s": self._overhead_s / self._n if self._n else None,
+                   "analysis": a, "at_stable": self.at_stable,
+                   "comparison": comparison(a, self.static, complete=complete)}
+        try:
+            if not self._broken:
+                self._writer.write(summary)
+        finally:
+            self._writer.close()
+            for c in self.channels:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        self._summary = {**summary, "path": str(self.path), "static": self.static, "notes": self.notes}
+        self._display.end(_display.summary_lines(self._summary))
+        return self._summary
+
+    def summary(self) -> dict[str, Any]:
+        """The end-of-run summary (after close), else the live analysis."""
+        return self._summary or {"status": "running", "analysis": self.analysis, "path": str(self.path)}

@@ -1,0 +1,89 @@
+"""The Hugging Face Trainer and PyTorch Lightning callbacks, run for real on the CPU with tiny models: optimizer
+steps counted (gradient accumulation included), the trainer's plan picked up, a budget stop honoured by the
+trainer at a step boundary."""
+
+import warnings
+
+import pytest
+
+from wattlint.track import BudgetWarning
+from wattlint.track.record import read_record
+
+torch = pytest.importorskip("torch")
+
+
+def _hf_trainer(tmp_path, callback, max_steps=6, accum=2):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    model = transformers.GPT2LMHeadModel(cfg)
+    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(64)]
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=max_steps,
+                                          per_device_train_batch_size=2, gradient_accumulation_steps=accum,
+                                          report_to=[], use_cpu=True, save_strategy="no", logging_steps=1000,
+                                          disable_tqdm=True, dataloader_num_workers=0)
+    return transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
+
+
+def test_hf_trainer_callback_counts_optimizer_steps(tmp_path):
+    from wattlint.track.hf import WattlintCallback
+
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False, seq_len=16)
+    _hf_trainer(tmp_path, cb).train()
+    rec = read_record(cb.tracker.path)
+    assert rec.summary["status"] == "completed"
+    assert rec.summary["steps"] == 6  # optimizer steps, not the 12 micro-batches
+    req = rec.header["plan"]["request"]
+    assert req["steps"] == 6 and req["batch_size"] == 4 and req["grad_accum"] == 2 and req["optimizer"] == "adamw"
+    assert rec.header["model"]["name"] == "GPT2LMHeadModel"
+    assert rec.summary["analysis"]["input"] is not None  # the wait for each batch is timed
+
+
+def test_hf_trainer_budget_stop(tmp_path):
+    from wattlint.track.hf import WattlintCallback
+
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.001, static=False, max_kwh=1e-12,
+                          on_budget="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetWarning)
+        _hf_trainer(tmp_path, cb, max_steps=50, accum=1).train()
+    rec = read_record(cb.tracker.path)
+    assert rec.summary["status"] == "stopped: budget"
+    assert rec.summary["steps"] < 50
+    assert [e["action"] for e in rec.events if e["kind"] == "budget"] == ["stop"]
+
+
+def test_lightning_callback_with_gradient_accumulation(tmp_path):
+    L = pytest.importorskip("lightning.pytorch")
+    from wattlint.track.lightning import WattlintCallback
+
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    torch.manual_seed(0)
+    ds = torch.utils.data.TensorDataset(torch.randn(40, 8), torch.randint(0, 2, (40,)))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)  # 10 batches per epoch
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False)
+    trainer = L.Trainer(max_epochs=2, accumulate_grad_batches=2, accelerator="cpu", logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=[cb])
+    trainer.fit(Tiny(), loader)
+    rec = read_record(cb.tracker.path)
+    assert rec.summary["status"] == "completed"
+    assert rec.summary["steps"] == 10  # 2 epochs x 10 batches / accumulate 2
+    req = rec.header["plan"]["request"]
+    assert req["steps"] == 10 and req["grad_accum"] == 2 and req["batch_size"] == 8
+    assert rec.summary["analysis"]["boundaries"] == 1  # the second epoch

@@ -1,0 +1,181 @@
+"""``wattlint fit`` on run records: the run-level correction by hand, leave-one-run-out / leave-one-model-out
+errors, refusals (another GPU, another model hash, another op-level model, CPU into models/), the predictor
+wrapper and the loader the estimator calls."""
+
+import json
+import math
+
+import pytest
+
+from wattlint.cli import main
+from wattlint.energy.predictor import PriorPredictor
+from wattlint.hardware import resolve_gpu
+from wattlint.track.fit import (RunCorrectedPredictor, RunFitError, fit_records, load_run_correction,
+                                read_correction)
+from wattlint.track.record import SCHEMA, RecordWriter
+from wattlint.types import OpKind, OpRecord, Phase
+
+GPU = "h100-sxm5-80gb"
+
+
+def write_record(path, *, model_hash, t_meas, t_pred, p_meas=500.0, e_pred=None, gpu_key=GPU, n=200,
+                 energy_model="prior: spec-sheet prior", source="counter"):
+    """A synthetic record: n steps of t_meas s at p_meas W, beside a static prediction (t_pred, e_pred)."""
+    w = RecordWriter(path)
+    w.write({"schema": SCHEMA, "type": "header", "run_id": path.stem, "started_utc": "2026-01-01T00:00:00Z",
+             "wattlint_version": "0.1.0",
+             "model": {"name": f"m-{model_hash}", "hash": f"sha256:{model_hash * 8}", "hash_method": "test",
+                       "params": 1, "source": None},
+             "device": {"kind": "cuda", "gpu_key": gpu_key, "count": 1},
+             "channels": [{"name": "gpu0", "kind": "gpu", "energy_source": source}],
+             "plan": {"request": {"steps": n}, "resolved": {"steps": n, "gpus": 1, "pue": 1.0}},
+             "static": {"gpu": gpu_key, "calibration": "prior", "calibration_source": "spec-sheet prior",
+                        "energy_model": energy_model,
+                        "per_step": {"time_s": t_pred, "gpu_energy_j": e_pred if e_pred else t_pred * 400.0,
+                                     "host_energy_j": 0.0}, "total": {}, "plan": {}},
+             "settings": {"min_steps": 10, "min_stable_s": 1.0, "max_rel_ci": 0.05, "window_s": 1.0},
+             "budget": {"energy_kwh": None, "co2_kg": None, "cost_usd": None, "on_budget": "warn"}, "notes": []})
+    t = 0.0
+    for i, first in enumerate(range(0, n, 20)):
+        d = 20 * t_meas
+        w.write({"type": "window", "i": i, "first_step": first, "t0": t, "t1": t + d, "step_times_s": [t_meas] * 20,
+                 "data_wait_s": None, "boundaries": [], "channels": [{"energy_j": p_meas * d, "source": source}],
+                 "phase": "stable"})
+        t += d
+    w.close()
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path):
+    d = tmp_path / "runs"
+    write_record(d / "a1.jsonl", model_hash="a", t_meas=0.12, t_pred=0.10)
+    write_record(d / "a2.jsonl", model_hash="a", t_meas=0.15, t_pred=0.10)
+    write_record(d / "b1.jsonl", model_hash="b", t_meas=0.20, t_pred=0.25)
+    return d
+
+
+def test_time_factor_and_held_out_errors_by_hand(runs, tmp_path):
+    corr, path = fit_records([str(runs)], out=str(tmp_path / "out"))
+    # models weighted equally: model a's mean log ratio ln(sqrt(1.2 x 1.5)); model b ln(0.8)
+    expected = math.exp((0.5 * (math.log(1.2) + math.log(1.5)) + math.log(0.8)) / 2)
+    assert corr.time_factor == pytest.approx(expected)
+    # energy measured (counter): energy/step = 500 W x t_meas vs prediction 400 W x t_pred -> ratios 1.5, 1.875, 1.0
+    e_expected = math.exp((0.5 * (math.log(1.5) + math.log(1.875)) + math.log(1.0)) / 2)
+    assert corr.energy_factor == pytest.approx(e_expected)
+    doc = json.loads(path.read_text())
+    loro = {r["file"]: r for r in doc["validation"]["leave_one_run_out"]["time"]["rows"]}
+    # b1 held out: factor of a1 + a2 = sqrt(1.8); prediction 0.25 x sqrt(1.8) vs measured 0.2
+    assert loro["b1.jsonl"]["factor"] == pytest.approx(math.sqrt(1.8))
+    assert loro["b1.jsonl"]["before"] == pytest.approx(0.25 / 0.2 - 1)
+    assert loro["b1.jsonl"]["after"] == pytest.approx(0.25 * math.sqrt(1.8) / 0.2 - 1)
+    lomo = doc["validation"]["leave_one_model_out"]["time"]
+    assert lomo["n"] == 3 and doc["range_basis"] == "leave-one-model-out"
+    lo, hi = corr.quantiles["time"]
+    assert lo < 1 < hi
+    import jsonschema
+    from importlib import resources
+
+    schema = json.loads(resources.files("wattlint").joinpath("schemas", "run-correction.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert read_correction(path).time_factor == pytest.approx(expected)
+
+
+def test_fit_cli_prints_factors_and_held_out_errors(runs, tmp_path, capsys):
+    assert main(["fit", str(runs), "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    f = math.exp((0.5 * (math.log(1.2) + math.log(1.5)) + math.log(0.8)) / 2)
+    assert f"time x{f:.3f}" in out and "leave-one-model-out time: MAPE" in out
+    assert (tmp_path / "cli" / "run_correction.json").is_file()
+
+
+def test_records_of_another_gpu_are_refused(runs, tmp_path, capsys):
+    write_record(runs / "other.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1, gpu_key="a100-sxm4-80gb")
+    with pytest.raises(RunFitError, match="measured on a100-sxm4-80gb, not h100-sxm5-80gb"):
+        fit_records([str(runs)], out=str(tmp_path / "o"))
+    assert main(["fit", str(runs), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one GPU" in err[0]
+
+
+def test_model_hash_filter_refuses_other_models(runs, tmp_path):
+    with pytest.raises(RunFitError, match="is not --model-hash"):
+        fit_records([str(runs)], out=str(tmp_path / "o"), model_hash="sha256:" + "a" * 8)
+    # only model a's records: fine
+    corr, _ = fit_records([str(runs / "a1.jsonl"), str(runs / "a2.jsonl")], out=str(tmp_path / "o"),
+                          model_hash="sha256:" + "a" * 8)
+    assert corr.time_factor == pytest.approx(math.sqrt(1.8)) and corr.models == 1
+
+
+def test_records_predicted_by_another_op_level_model_are_refused(runs, tmp_path):
+    write_record(runs / "c.jsonl", model_hash="c", t_meas=0.1, t_pred=0.1, energy_model="measured: h100 run 2026")
+    with pytest.raises(RunFitError, match="ONE op-level model"):
+        fit_records([str(runs)], out=str(tmp_path / "o"))
+
+
+def test_too_few_usable_records(tmp_path):
+    d = tmp_path / "r"
+    write_record(d / "a.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1)
+    write_record(d / "short.jsonl", model_hash="b", t_meas=0.01, t_pred=0.1, n=20)  # 0.2 s < min_stable_s 1 s
+    with pytest.raises(RunFitError, match="needs >= 2.*short.jsonl: no stable phase"):
+        fit_records([str(d)], out=str(tmp_path / "o"))
+
+
+def test_cpu_corrections_never_go_into_models(tmp_path):
+    from wattlint.energy.predictor import MODELS_DIR, user_models_dir
+
+    d = tmp_path / "cpu"
+    write_record(d / "a.jsonl", model_hash="a", t_meas=0.12, t_pred=0.1, gpu_key="cpu-amd-epyc", source="modelled")
+    write_record(d / "b.jsonl", model_hash="b", t_meas=0.2, t_pred=0.25, gpu_key="cpu-amd-epyc", source="modelled")
+    for models in (MODELS_DIR, user_models_dir()):
+        with pytest.raises(RunFitError, match="never goes into a models folder"):
+            fit_records([str(d)], out=str(models / "cpu-amd-epyc"))
+    corr, path = fit_records([str(d)])
+    assert path == d / "run_correction.json"
+    assert corr.energy_factor is None  # modelled energy: no energy correction
+
+
+def test_predictor_wrapper_and_loader(runs, tmp_path):
+    models = tmp_path / "models"
+    corr, _ = fit_records([str(runs)], out=str(models / GPU))
+    assert load_run_correction(models, GPU).time_factor == pytest.approx(corr.time_factor)
+    assert load_run_correction(models, "a100-sxm4-80gb") is None
+    from wattlint.track.fit import find_run_correction
+
+    assert find_run_correction(GPU, [tmp_path / "nothing", models]).path == str(models / GPU / "run_correction.json")
+    spec, _ = resolve_gpu(GPU)
+    recs = [OpRecord(op="aten.mm.default", kind=OpKind.MATMUL, module="fc", phase=Phase.FORWARD, dtype="float32",
+                     shapes=((1024, 1024), (1024, 1024)), flops=2 * 1024**3, bytes_read=8 * 1024**2,
+                     bytes_written=4 * 1024**2)]
+    base = PriorPredictor()
+    t0, p0 = base.predict(recs, spec, "fp32")
+    pred = RunCorrectedPredictor(base, corr)
+    t1, p1 = pred.predict(recs, spec, "fp32")
+    assert t1[0] == pytest.approx(t0[0] * corr.time_factor)
+    assert t1[0] * p1[0] == pytest.approx(t0[0] * p0[0] * corr.energy_factor)
+    assert pred.calibration == "measured" and "run-level correction" in pred.source
+    assert pred.range_factors("energy") == pytest.approx(corr.quantiles["energy"])
+    assert pred.range_factors("time") == pytest.approx(corr.quantiles["time"])
+
+
+def test_a_record_that_reached_its_stable_phase_is_used(tmp_path):
+    """The tracker declared the phase stable during the run (event line) but the spread over the whole run grew past
+    the threshold afterwards: fit uses it, as the tracker did; without the event it is skipped."""
+    d = tmp_path / "r"
+    write_record(d / "a.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1)
+    noisy = write_record(d / "b.jsonl", model_hash="b", t_meas=0.1, t_pred=0.1)
+    lines = noisy.read_text().splitlines()
+    out = [lines[0]]
+    for ln in lines[1:]:
+        w = json.loads(ln)
+        # after step 60 the machine slows in bursts: 20-step blocks alternate 0.1 s and 0.3 s
+        w["step_times_s"] = [0.3 if i > 60 and (i // 20) % 2 else 0.1
+                             for i, _ in enumerate(w["step_times_s"], start=w["first_step"])]
+        out.append(json.dumps(w))
+    noisy.write_text("\n".join(out) + "\n")
+    with pytest.raises(RunFitError, match="b.jsonl: no stable phase"):
+        fit_records([str(d)], out=str(tmp_path / "o"))
+    with open(noisy, "a") as f:
+        f.write(json.dumps({"type": "event", "kind": "stable", "step": 60, "t": 6.0}) + "\n")
+    corr, _ = fit_records([str(d)], out=str(tmp_path / "o"))
+    assert corr.runs == 2

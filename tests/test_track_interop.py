@@ -1,0 +1,118 @@
+"""Other tools' logs as measured runs (CodeCarbon, Zeus, Carbontracker), compare-run against an estimate, and the
+light-import rule for the tracking package."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from wattlint.cli import main
+from wattlint.track.interop import detect, read_carbontracker, read_codecarbon, read_zeus
+
+CC_HEADER = ("timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,cpu_energy,"
+             "gpu_energy,ram_energy,energy_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,"
+             "os,python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,"
+             "ram_total_size,tracking_mode,on_cloud,pue")
+
+
+def _cc_row(run_id, duration, gpu_kwh, cpu_kwh, ram_kwh, kg):
+    total = gpu_kwh + cpu_kwh + ram_kwh
+    return (f"2026-01-01T00:00:00,p,{run_id},{duration},{kg},0,40,300,10,{cpu_kwh},{gpu_kwh},{ram_kwh},{total},"
+            f"France,FRA,,,,Linux,3.11,2.4.2,16,EPYC,1,1 x NVIDIA A100-SXM4-80GB,0,0,64,machine,N,1.0")
+
+
+def test_codecarbon_rows(tmp_path):
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 100.0, 0.5, 0.1, 0.05, 0.03),
+                            _cc_row("r2", 3600.0, 0.3, 0.02, 0.01, 0.02)]) + "\n")
+    assert detect(p) == "codecarbon"
+    m = read_codecarbon(p)  # the last row by default
+    assert m.duration_s == 3600.0 and m.gpu_energy_kwh == 0.3 and m.energy_kwh == pytest.approx(0.33)
+    assert m.gpu_model == "1 x NVIDIA A100-SXM4-80GB" and m.gpu_count == 1
+    assert read_codecarbon(p, run_id="r1").duration_s == 100.0
+    assert read_codecarbon(p, row=0).co2_kg == 0.03
+
+
+def test_zeus_windows_are_summed_per_name(tmp_path):
+    p = tmp_path / "zeus.csv"
+    p.write_text("start_time,window_name,elapsed_time,gpu0_energy,gpu1_energy\n"
+                 "1.0,epoch,10.0,1000.0,2000.0\n1.5,step,0.1,10.0,20.0\n11.0,epoch,12.0,1500.0,2500.0\n")
+    assert detect(p) == "zeus"
+    with pytest.raises(Exception, match="--window"):
+        read_zeus(p)
+    m = read_zeus(p, window="epoch")
+    # 22 s and (1000 + 2000 + 1500 + 2500) J = 7,000 J
+    assert m.duration_s == pytest.approx(22.0) and m.gpu_energy_kwh == pytest.approx(7000 / 3.6e6)
+    assert m.gpu_count == 2
+
+
+def test_carbontracker_last_actual_block(tmp_path):
+    p = tmp_path / "10.2026-01-01T000000Z_carbontracker_output.log"
+    p.write_text("CarbonTracker: The following components were found: GPU with device(s) NVIDIA A100.\n"
+                 "CarbonTracker: \nPredicted consumption for 10 epoch(s):\n\tTime:\t0:10:00\n\tEnergy:\t1.0 kWh\n\n"
+                 "CarbonTracker: \nActual consumption for 1 epoch(s):\n\tTime:\t0:01:05\n\tEnergy:\t0.100000 kWh\n"
+                 "\tCO2eq:\t30.000000 g\n\tThis is equivalent to:\n\t0.2 km travelled by car\n\n"
+                 "CarbonTracker: \nActual consumption for 10 epoch(s):\n\tTime:\t1:02:03.5\n\tEnergy:\t1.250000 kWh\n"
+                 "\tCO2eq:\t375.000000 g\n")
+    assert detect(p) == "carbontracker"
+    m = read_carbontracker(p)
+    assert m.epochs == 10 and m.duration_s == pytest.approx(3723.5)
+    assert m.energy_kwh == pytest.approx(1.25) and m.co2_kg == pytest.approx(0.375)
+
+
+def test_compare_run_against_an_estimate(tmp_path, capsys):
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(64, 64), "
+                     "torch.nn.ReLU(), torch.nn.Linear(64, 10)), (torch.randn(32, 64),)\n")
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    assert main(["compare-run", str(p), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb", "--steps", "1000",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "wattlint.run-comparison/1" and doc["kind"] == "codecarbon"
+    c = doc["comparison"]
+    st = doc["static"]["total"]
+    assert c["total_time_s"]["measured"] == 120.0
+    assert c["total_time_s"]["error"] == pytest.approx(st["time_h"] * 3600 / 120.0 - 1, rel=1e-4)
+    assert c["gpu_energy_kwh"]["error"] == pytest.approx(st["gpu_energy_kwh"] / 0.002 - 1, rel=1e-4)
+    # without a model: the measurement alone, and how to compare
+    assert main(["compare-run", str(p)]) == 0
+    assert "pass --model" in capsys.readouterr().out
+
+
+def test_compare_run_bad_input_is_one_line(tmp_path, capsys):
+    p = tmp_path / "x.csv"
+    p.write_text("a,b\n1,2\n")
+    assert main(["compare-run", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a wattlint run record" in err[0]
+
+
+def test_import_is_light():
+    code = ("import sys, wattlint; t = wattlint.track; import wattlint.track.fit, wattlint.track.interop, "
+            "wattlint.track.record, wattlint.commands.compare_run; assert callable(t) and t.Settings; "
+            "bad = [m for m in ('torch', 'pynvml', 'lightgbm', 'transformers', 'lightning') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_compare_run_on_a_committed_record_with_a_reestimate(capsys):
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, "--model", "wattlint.calibrate.zoo:mlp_mnist", "--input", "x=float32[128,784]",
+                 "--cpu-calibration", "calibration/runs/cpu-amd-epyc", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "run-record" and doc["status"] == "completed"
+    meas = doc["analysis"]["per_step"]["time_s"]
+    c = doc["comparison"]["step_time_s"]
+    assert c["measured"] == pytest.approx(meas) and c["error"] == pytest.approx(c["static"] / meas - 1, rel=1e-5)
+    r = doc["reestimate"]
+    assert r["static"]["plan"]["steps"] == 3000 and r["static"]["gpu"] == "cpu-amd-epyc"
+    st = r["static"]["per_step"]["time_s"]
+    assert r["comparison"]["step_time_s"]["error"] == pytest.approx(st / meas - 1, rel=1e-5)
+    assert main(["compare-run", rec]) == 0
+    text = capsys.readouterr().out
+    assert "projection when the stable phase was reached" in text and "modelled" in text

@@ -1,0 +1,115 @@
+"""STEP analysis: warm-up truncation, stable phase, projection of time/energy/CO2/cost, epoch boundaries,
+input-bound flag, failed windows. Expected values are computed by hand in the comments."""
+
+import math
+
+import pytest
+
+from wattlint.track.project import PlanInfo, RunData, Settings, Window, analyze
+from wattlint.track.stats import mser_truncation, stable_stats
+
+LOOSE = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
+
+
+def _alt(n, mean, amp):
+    """mean +- amp alternating: mean exactly ``mean`` over any even count, tiny batch-means SE."""
+    return [mean + (amp if i % 2 else -amp) for i in range(n)]
+
+
+def test_mser_drops_the_slow_first_steps():
+    # 20 slow steps (1 s) then 200 at 0.1 s: batches of 5 -> the first 4 batch means are 1.0; dropping exactly them
+    # leaves a constant series (MSER = 0), the minimum.
+    x = [1.0] * 20 + [0.1] * 200
+    assert mser_truncation(x) == 20
+    # a stationary series keeps everything
+    assert mser_truncation(_alt(100, 0.1, 0.001)) == 0
+    # too short to judge
+    assert mser_truncation([1.0, 0.1, 0.1]) == 0
+
+
+def test_stable_stats_of_a_known_series():
+    s = stable_stats([1.0] * 10 + _alt(100, 0.2, 0.01))
+    assert s.warmup == 10 and s.n == 100
+    assert s.mean == pytest.approx(0.2)
+    # batch means over 10 batches of 10 alternating values are all exactly 0.2: SE 0
+    assert s.se == pytest.approx(0.0, abs=1e-12) and s.rel_ci90 == pytest.approx(0.0, abs=1e-9)
+    assert s.drift == pytest.approx(0.0, abs=1e-12)
+
+
+def _windows(times, per_window, power_w):
+    """Windows of ``per_window`` steps, energy = power x window duration."""
+    wins, t, i = [], 0.0, 0
+    while i < len(times):
+        j = min(len(times), i + per_window)
+        d = sum(times[i:j])
+        wins.append(Window(first=i, end=j, t0=t, t1=t + d, energy_j=[power_w * d]))
+        t += d
+        i = j
+    return wins
+
+
+def test_projection_time_energy_co2_cost_by_hand():
+    times = [0.5] * 10 + [0.1] * 100  # 5 s warm-up + 10 s stable = 15 s, 110 steps
+    plan = PlanInfo(steps=1000, gpus=1, pue=1.5, carbon_intensity_g_per_kwh=400.0, price_per_kwh=0.2,
+                    gpu_hour_price=2.0)
+    a = analyze(RunData(times, [], None, _windows(times, 10, 200.0), [{"name": "g0", "energy_source": "counter"}],
+                        plan, host_w=50.0), LOOSE)
+    assert a["stable"] and a["warmup_steps"] == 10
+    p = a["projection"]
+    # remaining 890 steps x 0.1 s = 89 s; total 15 + 89 = 104 s
+    assert p["time_s"] == pytest.approx(104.0)
+    assert p["remaining_steps"] == 890
+    # device: 200 W x 104 s = 20,800 J; host 50 W x 104 s = 5,200 J; facility (26,000 J) x 1.5 = 39,000 J
+    assert p["device_energy_j"] == pytest.approx(20800.0)
+    assert p["energy_kwh"] == pytest.approx(39000.0 / 3.6e6)
+    assert p["co2_kg"] == pytest.approx(39000.0 / 3.6e6 * 0.4)
+    # cost: kWh x $0.2 + 104 s / 3600 x 1 GPU x $2
+    assert p["cost_usd"] == pytest.approx(39000.0 / 3.6e6 * 0.2 + 104.0 / 3600.0 * 2.0)
+    # SE 0 and no drift: the range collapses onto the projection
+    assert p["time_s_range"] == pytest.approx([104.0, 104.0])
+    assert a["per_step"]["device_energy_j"] == pytest.approx(20.0)  # 200 W x 0.1 s
+
+
+def test_epoch_boundaries_are_projected_for_the_remaining_epochs():
+    # steps_per_epoch 50: step 50 follows a boundary and takes 0.1 + 2.0 s (evaluation)
+    times = [0.1] * 50 + [2.1] + [0.1] * 49
+    plan = PlanInfo(steps=200, steps_per_epoch=50, pue=1.0)
+    a = analyze(RunData(times, [50], None, [], [], plan), Settings(min_steps=10, min_stable_s=1, max_rel_ci=0.05))
+    assert a["epoch_boundary_extra_s"] == pytest.approx(2.0)
+    p = a["projection"]
+    # 4 epochs -> 3 boundaries, 1 seen: 2 remain. elapsed 12.0 s + 100 steps x 0.1 + 2 x 2.0 = 26.0 s
+    assert p["remaining_boundaries"] == 2
+    assert p["time_s"] == pytest.approx(12.0 + 10.0 + 4.0)
+
+
+def test_input_bound_flag_and_stalls():
+    times = [0.1] * 100
+    waits = [0.03] * 80 + [0.08] * 20  # 20 steps wait 80 % of their time: stalls; share = (2.4 + 1.6) / 10 = 40 %
+    a = analyze(RunData(times, [], waits, [], [], PlanInfo()), Settings(min_steps=10, min_stable_s=1,
+                                                                        max_rel_ci=0.05))
+    inp = a["input"]
+    assert inp["data_wait_share"] == pytest.approx(0.4)
+    assert inp["stall_steps"] == 20 and inp["input_bound"] is True
+    assert a["projection"] is None and "no plan" in a["projection_note"]
+
+
+def test_failed_windows_are_filled_at_the_stable_power_and_counted():
+    times = [0.1] * 100
+    wins = _windows(times, 10, 300.0)
+    wins[3].energy_j = [None]
+    wins[7].energy_j = [None]
+    a = analyze(RunData(times, [], None, wins, [{"name": "g0", "energy_source": "counter"}], PlanInfo(steps=100)),
+                Settings(min_steps=10, min_stable_s=1, max_rel_ci=0.05))
+    ch = a["channels"][0]
+    assert ch["windows_failed"] == 2 and ch["windows_valid"] == 8
+    assert ch["avg_power_w"] == pytest.approx(300.0)
+    # measured 8 x 300 J, filled 2 x 300 J: the whole run 10 s x 300 W
+    assert a["measured"]["device_energy_j"] == pytest.approx(3000.0)
+    assert a["measured"]["windows_filled"] == 2
+
+
+def test_not_stable_until_enough_stable_time():
+    times = [0.1] * 40  # 4 s of steps
+    a = analyze(RunData(times, [], None, [], [], PlanInfo(steps=100)), Settings(min_steps=10, min_stable_s=10.0))
+    assert a["stable"] is False and "< 10 s" in a["reason"]
+    assert math.isfinite(a["projection"]["time_s"])  # a provisional projection is still given

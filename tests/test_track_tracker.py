@@ -1,0 +1,216 @@
+"""The tracker on an injected clock with a fake constant-power channel: record lines valid against the schema,
+projection by hand, stable event, budget guard (warn / stop at a step boundary), data-loader timing, errors."""
+
+import json
+import warnings
+from importlib import resources
+
+import jsonschema
+import pytest
+
+import wattlint
+from wattlint.track import BudgetExceeded, BudgetWarning, Settings
+from wattlint.track.devices import FakeChannel
+from wattlint.track.record import read_record
+
+SETTINGS = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def _schema():
+    return json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def _track(tmp_path, clock, **kw):
+    base = dict(out=tmp_path, display="quiet", window_s=1.0, settings=SETTINGS, channels=[FakeChannel(250.0)],
+                clock=clock, static=False, pue=1.0, carbon_intensity=500.0)
+    base.update(kw)
+    return wattlint.track(**base)
+
+
+def test_plain_loop_record_and_projection(tmp_path):
+    clock = Clock()
+    with _track(tmp_path, clock, steps=200, name="demo") as t:
+        for i in range(100):
+            clock.t += 0.5 if i < 5 else 0.1  # 5 warm-up steps of 0.5 s, then 0.1 s
+            t.step()
+    lines = _lines(t.path)
+    validator = jsonschema.Draft202012Validator(_schema())
+    for ln in lines:
+        validator.validate(ln)
+    assert [ln["type"] for ln in lines][0] == "header" and lines[-1]["type"] == "summary"
+    s = lines[-1]
+    assert s["status"] == "completed" and s["steps"] == 100
+    a = s["analysis"]
+    assert a["warmup_steps"] == 5
+    # measured 2.5 + 95 x 0.1 = 12 s; projected 12 + 100 x 0.1 = 22 s
+    assert a["time_s"] == pytest.approx(12.0)
+    assert a["projection"]["time_s"] == pytest.approx(22.0)
+    # 250 W fake GPU + the estimate's stated 80 W host per GPU (modelled): 22 s x 330 W = 7,260 J at PUE 1.0,
+    # 500 g/kWh
+    assert lines[0]["host_w"] == pytest.approx(80.0)
+    assert a["projection"]["device_energy_j"] == pytest.approx(5500.0)
+    assert a["projection"]["energy_kwh"] == pytest.approx(7260 / 3.6e6)
+    assert a["projection"]["co2_kg"] == pytest.approx(7260 / 3.6e6 * 0.5)
+    events = [ln for ln in lines if ln["type"] == "event"]
+    assert events and events[0]["kind"] == "stable"
+    # every step is in exactly one window, in order
+    wins = [ln for ln in lines if ln["type"] == "window"]
+    assert sum(len(w["step_times_s"]) for w in wins) == 100
+    assert [w["first_step"] for w in wins] == sorted(w["first_step"] for w in wins)
+    rec = read_record(t.path)
+    assert rec.summary and not rec.torn_tail and rec.header["device"]["kind"] == "cuda"
+    assert rec.header["channels"][0]["energy_source"] == "fake"
+
+
+def test_budget_warns_once_and_keeps_running(tmp_path):
+    clock = Clock()
+    # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _track(tmp_path, clock, steps=200, max_kwh=0.001) as t:
+            for _ in range(200):
+                clock.t += 0.1
+                t.step()
+    hits = [w for w in caught if issubclass(w.category, BudgetWarning)]
+    assert len(hits) == 1 and "max_kwh=0.001" in str(hits[0].message)
+    lines = _lines(t.path)
+    assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 200
+    ev = [ln for ln in lines if ln.get("kind") == "budget"]
+    assert len(ev) == 1 and ev[0]["action"] == "warn" and ev[0]["range"][0] > 0.001
+
+
+def test_budget_stop_ends_the_with_block_at_a_step_boundary(tmp_path):
+    clock = Clock()
+    done = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetWarning)
+        with _track(tmp_path, clock, steps=10_000, max_co2_kg=0.001, on_budget="stop") as t:
+            for i in range(10_000):
+                clock.t += 0.1
+                t.step()  # raises BudgetExceeded here, after the optimizer step
+                done.append(i)
+    lines = _lines(t.path)
+    s = lines[-1]
+    assert s["status"] == "stopped: budget"
+    # the step that triggered the stop was recorded and completed; nothing after it ran
+    assert s["steps"] == len(done) + 1 and s["steps"] < 10_000
+    assert t.should_stop
+
+
+def test_budget_stop_raises_outside_a_with_block(tmp_path):
+    clock = Clock()
+    t = _track(tmp_path, clock, steps=10_000, max_kwh=1e-6, on_budget="stop").start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BudgetWarning)
+        with pytest.raises(BudgetExceeded, match="already spent"):
+            for _ in range(10_000):
+                clock.t += 0.1
+                t.step()
+    t.close("stopped: budget")
+
+
+def test_wrap_times_the_data_loader_and_marks_epochs(tmp_path):
+    clock = Clock()
+
+    def loader():
+        for _ in range(50):
+            clock.t += 0.06  # waiting for the batch
+            yield None
+
+    with _track(tmp_path, clock, steps=150) as t:
+        for _epoch in range(3):
+            for _batch in t.wrap(loader()):
+                clock.t += 0.04  # compute
+                t.step()
+    a = t.summary()["analysis"]
+    assert a["input"]["data_wait_share"] == pytest.approx(0.6)
+    assert a["input"]["input_bound"] is True
+    assert a["boundaries"] == 2  # two more passes over the loader
+    lines = _lines(t.path)
+    assert sum(len(ln["boundaries"]) for ln in lines if ln["type"] == "window") == 2
+
+
+def test_exception_in_the_loop_closes_the_record_and_propagates(tmp_path):
+    clock = Clock()
+    with pytest.raises(ZeroDivisionError):
+        with _track(tmp_path, clock, steps=100) as t:
+            for i in range(30):
+                clock.t += 0.1
+                t.step()
+            1 / 0
+    s = _lines(t.path)[-1]
+    assert s["type"] == "summary" and s["status"].startswith("error: ZeroDivisionError")
+
+
+def test_bad_options_are_clear_errors(tmp_path):
+    with pytest.raises(wattlint.WattlintError, match="on_budget"):
+        wattlint.track(on_budget="explode")
+    with pytest.raises(wattlint.WattlintError, match="max_kwh"):
+        wattlint.track(max_kwh=-1)
+    clock = Clock()
+    t = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
+    t.close()
+    with pytest.raises(wattlint.WattlintError, match="never overwritten"):
+        _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
+
+
+def test_real_cpu_loop_with_static_estimate(tmp_path):
+    """A real (tiny) torch loop on the CPU, priced on the repository's CPU method-check device."""
+    import torch
+
+    from wattlint.calibrate.zoo import MLP
+
+    torch.manual_seed(0)
+    model = MLP((32, 16, 4))
+    x = torch.randn(8, 32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with wattlint.track(model, example=x, optimizer=opt, steps=30, out=tmp_path, display="quiet", window_s=0.01,
+                        cpu_calibration="calibration/runs/cpu-amd-epyc") as t:
+        for _ in range(30):
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+            t.step()
+    rec = read_record(t.path)
+    h = rec.header
+    assert h["device"] == {**h["device"], "kind": "cpu", "gpu_key": "cpu-amd-epyc"}
+    assert h["channels"][0]["energy_source"] == "modelled"
+    assert h["model"]["hash"].startswith("sha256:") and h["model"]["params"] == 32 * 16 + 16 + 16 * 4 + 4
+    st = h["static"]
+    assert st["per_step"]["time_s"] > 0 and st["plan"]["steps"] == 30 and st["plan"]["optimizer"] == "sgd"
+    assert "cpu-amd-epyc" in st["energy_model"]
+    assert rec.summary["comparison"]["step_time_s"]["static"] == pytest.approx(st["per_step"]["time_s"])
+    assert any("MODELLED" in n for n in h["notes"])
+
+
+def test_live_line_and_rich_display(tmp_path):
+    import io
+
+    from wattlint.track.display import Display
+
+    clock = Clock()
+    buf = io.StringIO()
+    with _track(tmp_path, clock, steps=100, display="line", every=25, stream=buf) as t:
+        for _ in range(100):
+            clock.t += 0.1
+            t.step()
+    out = buf.getvalue()
+    assert "wattlint: step 25/100" in out and "projected" in out
+    assert "wattlint run record:" in out and "static estimate: unavailable" not in out  # static=False: none asked
+    rich = io.StringIO()
+    d = Display("rich", 10, rich)
+    d.update("wattlint: step 10 | projected 1 s [1 s–2 s]")  # brackets are text, not rich markup
+    d.end(["done"])
+    assert "[1 s–2 s]" in rich.getvalue() and "done" in rich.getvalue()
