@@ -90,7 +90,7 @@ def train(cfg: dict, plan: dict, *, quick: bool, out_dir: Path) -> Path:
         steps_per_epoch = None
         epochs = 1
     if quick:
-        kw["settings"] = wattlint.track.Settings(min_steps=5, min_stable_s=0.5, max_rel_ci=0.5)
+        kw["settings"] = wattlint.tracking.Settings(min_steps=5, min_stable_s=0.5, max_rel_ci=0.5)
     kw["clock"] = "process"
     wall = []
     with wattlint.track(model, example=tuple(pool[0]), **kw) as t:
@@ -121,7 +121,7 @@ def train(cfg: dict, plan: dict, *, quick: bool, out_dir: Path) -> Path:
 
 def wall_projection(path: Path, rec) -> dict:
     """The STEP projection on the wall-clock step times: first prefix declared stable, its projected total."""
-    from wattlint.track.project import RunData, Settings, analyze
+    from wattlint.tracking.project import RunData, Settings, analyze
 
     wall = json.loads(Path(str(path)[: -len(".jsonl")] + ".wall.json").read_text())["step_times_s"]
     d = rec.run_data()
@@ -140,7 +140,7 @@ def wall_projection(path: Path, rec) -> dict:
 
 def prefix_projection(rec, frac: float) -> dict | None:
     """Re-analyse the first ``frac`` of the steps (whole windows) as if the run had been there."""
-    from wattlint.track.project import RunData, Settings, analyze
+    from wattlint.tracking.project import RunData, Settings, analyze
 
     d = rec.run_data()
     n = len(d.step_times)
@@ -158,7 +158,7 @@ def prefix_projection(rec, frac: float) -> dict | None:
 
 
 def run_result(path: Path) -> dict:
-    from wattlint.track.record import read_record
+    from wattlint.tracking.record import read_record
 
     rec = read_record(path)
     s = rec.summary
@@ -187,7 +187,7 @@ def run_result(path: Path) -> dict:
     }
     out["wall_clock"] = wall_projection(path, rec)
     out["cpu_share_of_wall"] = measured / out["wall_clock"]["measured_total_s"]
-    for k, v in out["prefix_projections"].items():
+    for v in out["prefix_projections"].values():
         if v and v["projected_time_s"]:
             v["error"] = v["projected_time_s"] / measured - 1
     return out
@@ -196,9 +196,9 @@ def run_result(path: Path) -> dict:
 def fit_and_hold_out(paths: dict[str, Path], tmp: Path) -> dict:
     import wattlint
     from wattlint.calibrate.validate import batch_of
-    from wattlint.track import static as _s
-    from wattlint.track.fit import RunCorrectedPredictor, fit_records
-    from wattlint.track.record import read_record
+    from wattlint.tracking import static as _s
+    from wattlint.tracking.fit import RunCorrectedPredictor, fit_records
+    from wattlint.tracking.record import read_record
     from wattlint.report.json_out import to_dict
 
     corr, cpath = fit_records([str(paths[m]) for m in FIT], out=str(tmp / "run_correction.json"))

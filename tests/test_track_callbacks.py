@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from wattlint.track import BudgetWarning
-from wattlint.track.record import read_record
+from wattlint.tracking import BudgetWarning
+from wattlint.tracking.record import read_record
 
 torch = pytest.importorskip("torch")
 
@@ -27,7 +27,7 @@ def _hf_trainer(tmp_path, callback, max_steps=6, accum=2):
 
 
 def test_hf_trainer_callback_counts_optimizer_steps(tmp_path):
-    from wattlint.track.hf import WattlintCallback
+    from wattlint.tracking.hf import WattlintCallback
 
     cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False, seq_len=16)
     _hf_trainer(tmp_path, cb).train()
@@ -41,7 +41,7 @@ def test_hf_trainer_callback_counts_optimizer_steps(tmp_path):
 
 
 def test_hf_trainer_budget_stop(tmp_path):
-    from wattlint.track.hf import WattlintCallback
+    from wattlint.tracking.hf import WattlintCallback
 
     cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.001, static=False, max_kwh=1e-12,
                           on_budget="stop")
@@ -56,7 +56,7 @@ def test_hf_trainer_budget_stop(tmp_path):
 
 def test_lightning_callback_with_gradient_accumulation(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
-    from wattlint.track.lightning import WattlintCallback
+    from wattlint.tracking.lightning import WattlintCallback
 
     class Tiny(L.LightningModule):
         def __init__(self):

@@ -10,9 +10,9 @@ import pytest
 from wattlint.cli import main
 from wattlint.energy.predictor import PriorPredictor
 from wattlint.hardware import resolve_gpu
-from wattlint.track.fit import (RunCorrectedPredictor, RunFitError, fit_records, load_run_correction,
+from wattlint.tracking.fit import (RunCorrectedPredictor, RunFitError, fit_records, load_run_correction,
                                 read_correction)
-from wattlint.track.record import SCHEMA, RecordWriter
+from wattlint.tracking.record import SCHEMA, RecordWriter
 from wattlint.types import OpKind, OpRecord, Phase
 
 GPU = "h100-sxm5-80gb"
@@ -140,7 +140,7 @@ def test_predictor_wrapper_and_loader(runs, tmp_path):
     corr, _ = fit_records([str(runs)], out=str(models / GPU))
     assert load_run_correction(models, GPU).time_factor == pytest.approx(corr.time_factor)
     assert load_run_correction(models, "a100-sxm4-80gb") is None
-    from wattlint.track.fit import find_run_correction
+    from wattlint.tracking.fit import find_run_correction
 
     assert find_run_correction(GPU, [tmp_path / "nothing", models]).path == str(models / GPU / "run_correction.json")
     spec, _ = resolve_gpu(GPU)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from wattlint.cli import main
-from wattlint.track.interop import detect, read_carbontracker, read_codecarbon, read_zeus
+from wattlint.tracking.interop import detect, read_carbontracker, read_codecarbon, read_zeus
 
 CC_HEADER = ("timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,cpu_energy,"
              "gpu_energy,ram_energy,energy_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,"
@@ -90,8 +90,9 @@ def test_compare_run_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_import_is_light():
-    code = ("import sys, wattlint; t = wattlint.track; import wattlint.track.fit, wattlint.track.interop, "
-            "wattlint.track.record, wattlint.commands.compare_run; assert callable(t) and t.Settings; "
+    code = ("import sys, wattlint; t = wattlint.track; import wattlint.tracking, wattlint.tracking.fit, "
+            "wattlint.tracking.interop, wattlint.tracking.record, wattlint.commands.compare_run; "
+            "assert callable(t) and callable(wattlint.track) and wattlint.tracking.Settings; "
             "bad = [m for m in ('torch', 'pynvml', 'lightgbm', 'transformers', 'lightning') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -14,15 +14,16 @@ import jsonschema
 import pytest
 
 from wattlint.cli import main
-from wattlint.track.project import analyze
-from wattlint.track.record import read_record
+from wattlint.tracking.project import analyze
+from wattlint.tracking.record import read_record
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PROGRAM = r"""
 import sys, time
 import wattlint
+import wattlint.tracking
 with wattlint.track(device="cpu", steps=100000, out=sys.argv[1], display="quiet", window_s=0.03,
-                    settings=wattlint.track.Settings(min_steps=5, min_stable_s=0.05, max_rel_ci=0.5)) as t:
+                    settings=wattlint.tracking.Settings(min_steps=5, min_stable_s=0.05, max_rel_ci=0.5)) as t:
     for i in range(100000):
         x = sum(range(2000))  # a little CPU work per step
         time.sleep(0.002)

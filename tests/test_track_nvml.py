@@ -10,8 +10,8 @@ import pytest
 
 import wattlint
 from wattlint.calibrate import meters
-from wattlint.track import Settings
-from wattlint.track.record import read_record
+from wattlint.tracking import Settings
+from wattlint.tracking.record import read_record
 
 SETTINGS = Settings(min_steps=5, min_stable_s=0.1, max_rel_ci=0.5)
 
@@ -165,7 +165,7 @@ def test_counter_missing_falls_back_to_sampling_with_failed_samples(monkeypatch,
 
 def test_stuck_counter_switches_to_sampling(monkeypatch, tmp_path):
     monkeypatch.setattr(meters, "TRACK_SAMPLING_PERIOD_S", 0.005)
-    monkeypatch.setattr("wattlint.track.devices.COUNTER_STUCK_MIN_S", 0.05)
+    monkeypatch.setattr("wattlint.tracking.devices.COUNTER_STUCK_MIN_S", 0.05)
     mod = fake_pynvml(time.perf_counter, {0: 300.0})
     mod.nvmlDeviceGetTotalEnergyConsumption = lambda h: 123456  # readable, but never moves
     monkeypatch.setitem(sys.modules, "pynvml", mod)

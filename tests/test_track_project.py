@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from wattlint.track.project import PlanInfo, RunData, Settings, Window, analyze
-from wattlint.track.stats import mser_truncation, stable_stats
+from wattlint.tracking.project import PlanInfo, RunData, Settings, Window, analyze
+from wattlint.tracking.stats import mser_truncation, stable_stats
 
 LOOSE = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
 

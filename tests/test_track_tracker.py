@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 
 import wattlint
-from wattlint.track import BudgetExceeded, BudgetWarning, Settings
-from wattlint.track.devices import FakeChannel
-from wattlint.track.record import read_record
+from wattlint.tracking import BudgetExceeded, BudgetWarning, Settings
+from wattlint.tracking.devices import FakeChannel
+from wattlint.tracking.record import read_record
 
 SETTINGS = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
 
@@ -146,10 +146,10 @@ def test_exception_in_the_loop_closes_the_record_and_propagates(tmp_path):
     clock = Clock()
     with pytest.raises(ZeroDivisionError):
         with _track(tmp_path, clock, steps=100) as t:
-            for i in range(30):
+            for _ in range(30):
                 clock.t += 0.1
                 t.step()
-            1 / 0
+            raise ZeroDivisionError("a bug in the training loop")
     s = _lines(t.path)[-1]
     assert s["type"] == "summary" and s["status"].startswith("error: ZeroDivisionError")
 
@@ -198,7 +198,7 @@ def test_real_cpu_loop_with_static_estimate(tmp_path):
 def test_live_line_and_rich_display(tmp_path):
     import io
 
-    from wattlint.track.display import Display
+    from wattlint.tracking.display import Display
 
     clock = Clock()
     buf = io.StringIO()

@@ -24,12 +24,9 @@ def estimate(source, **kwargs):
     return _estimate(source, **kwargs)
 
 
+def track(model=None, **kwargs):
+    """Measure a training run as it runs (see wattlint.tracking): ``with wattlint.track(model, steps=...) as t:``
+    then ``t.step()`` after each optimizer step. Imports no torch or pynvml until a device is read."""
+    from .tracking import Tracker
 
-def __getattr__(name):
-    """``wattlint.track``: the tracking subpackage, imported on first use (a callable module:
-    ``with wattlint.track(model, steps=...) as t: ... t.step()``; also ``wattlint.track.Settings`` etc.)."""
-    if name == "track":
-        import importlib
-
-        return importlib.import_module(".track", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return Tracker(model, **kwargs)

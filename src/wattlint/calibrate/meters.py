@@ -320,7 +320,7 @@ class NvmlMeter(CounterMeter):
             pass
 
 
-# ---- passive reading for tracked training runs (wattlint.track) -----------------------------------------------
+# ---- passive reading for tracked training runs (wattlint.track, wattlint.tracking) -----------------------------------------------
 
 def nvml_device_count() -> int:
     """Number of GPUs NVML sees (MeterError when NVML cannot start)."""

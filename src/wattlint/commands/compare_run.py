@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dict:
-    from ..track import static as _s
+    from ..tracking import static as _s
     from ..types import ConfigError
 
     if device_kind == "cpu" and not args.gpu:
@@ -61,7 +61,7 @@ def _err(a, b):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..track.record import is_run_record
+    from ..tracking.record import is_run_record
 
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
     if is_run_record(args.run):
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         doc = _other(args, flags)
     lines = doc.pop("_lines")
     if args.format == "json":
-        from ..track.record import _clean
+        from ..tracking.record import _clean
 
         print(json.dumps(_clean(doc), indent=2, ensure_ascii=False))
     else:
@@ -79,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record(args, flags) -> dict:
-    from ..track.compare import comparison
-    from ..track.display import summary_lines
-    from ..track.project import Settings, analyze
-    from ..track.record import read_record
+    from ..tracking.compare import comparison
+    from ..tracking.display import summary_lines
+    from ..tracking.project import Settings, analyze
+    from ..tracking.record import read_record
 
     rec = read_record(args.run)
     h = rec.header
@@ -117,7 +117,7 @@ def _record(args, flags) -> dict:
 
 def _other(args, flags) -> dict:
     from ..report import units as u
-    from ..track.interop import read_measured
+    from ..tracking.interop import read_measured
 
     m = read_measured(args.run, row=args.row, run_id=args.run_id, window=args.window)
     doc = {"schema": SCHEMA, "kind": m.tool, "path": m.path, "measured": m.as_dict()}

@@ -22,10 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..track.fit import is_run_record_args
+    from ..tracking.fit import is_run_record_args
 
     if is_run_record_args(args.runs):
-        from ..track.fit import print_fit
+        from ..tracking.fit import print_fit
 
         return print_fit(args.runs, args.out, args.gpu, args.model_hash)
     if args.model_hash:

@@ -2,7 +2,7 @@
 
 Per step it only reads the clock and appends two floats; device energy is read at window boundaries (every
 ``window_s`` seconds, default 2 s, >= the 0.5 s NVML counters need), where a window line is appended to the
-run record, the STEP analysis (wattlint.track.project) is refreshed and the budget guard runs. On CUDA the
+run record, the STEP analysis (wattlint.tracking.project) is refreshed and the budget guard runs. On CUDA the
 window boundary synchronises the device once so that the energy read belongs to the steps of the window.
 
 The budget guard acts only inside ``step()``, i.e. after the user's optimizer step: in ``on_budget="stop"`` mode a

@@ -1,6 +1,6 @@
 """PyTorch Lightning callback (``lightning`` or the older ``pytorch_lightning`` package):
 
-    from wattlint.track.lightning import WattlintCallback
+    from wattlint.tracking.lightning import WattlintCallback
     trainer = L.Trainer(max_epochs=10, callbacks=[WattlintCallback(gpu="a100-sxm4-80gb")])
 
 The plan defaults to ``trainer.estimated_stepping_batches`` optimizer steps; a step is counted when
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     try:
         import pytorch_lightning as _pl  # type: ignore[no-redef]
     except ImportError as e:
-        raise ImportError("wattlint.track.lightning needs lightning ('pip install lightning')") from e
+        raise ImportError("wattlint.tracking.lightning needs lightning ('pip install lightning')") from e
 
 from ._callback import CallbackCore, precision_of
 

@@ -117,7 +117,7 @@ class RunRecord:
         return "incomplete (no summary line: the process was killed or is still running)"
 
     def run_data(self):
-        """The record as :class:`wattlint.track.project.RunData` (for :func:`wattlint.track.project.analyze`)."""
+        """The record as :class:`wattlint.tracking.project.RunData` (for :func:`wattlint.tracking.project.analyze`)."""
         from .project import PlanInfo, RunData, Window
 
         times: list[float] = []

@@ -1,6 +1,6 @@
 """Hugging Face ``Trainer`` callback:
 
-    from wattlint.track.hf import WattlintCallback
+    from wattlint.tracking.hf import WattlintCallback
     trainer = Trainer(model=model, args=args, train_dataset=ds, callbacks=[WattlintCallback(seq_len=512)])
 
 The plan defaults to the trainer's (``state.max_steps`` optimizer steps, global batch = per-device batch x
@@ -16,7 +16,7 @@ from __future__ import annotations
 try:
     from transformers import TrainerCallback
 except ImportError as e:  # pragma: no cover - depends on the environment
-    raise ImportError("wattlint.track.hf needs transformers ('pip install transformers')") from e
+    raise ImportError("wattlint.tracking.hf needs transformers ('pip install transformers')") from e
 
 from ..types import TensorSpec
 from ._callback import CallbackCore, precision_of
