@@ -49,8 +49,12 @@ def _specs(inputs) -> dict[str, TensorSpec]:
 
 def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
             seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
-            grad_accum: int = 1, activation_checkpointing: bool = False) -> CostGraph:
+            grad_accum: int = 1, activation_checkpointing: bool = False, attention: str = "sdpa") -> CostGraph:
+    """``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax kernels) for
+    PyTorch and Hugging Face sources; ONNX graphs record attention as their nodes do."""
     precision = precision or "default"
+    if attention not in ("sdpa", "eager"):
+        raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     optimizer = optimizer or "adamw"
     specs = _specs(inputs)
     mb = micro_batch(batch_size, gpus, grad_accum)
@@ -75,18 +79,18 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
 
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
-                                  assumptions=notes)
+                                  assumptions=notes, attention=attention)
         if ":" in src:
             obj = load_attr(src)
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
-                                         activation_checkpointing, notes)
+                                         activation_checkpointing, notes, attention)
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
         raise InputError(f"model source {src!r} not understood: expected file.onnx, config.json, "
                          "package.module:attr or path/file.py:attr")
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
-                                 precision, optimizer, activation_checkpointing, notes)
+                                 precision, optimizer, activation_checkpointing, notes, attention)
 
 
 def load_attr(spec: str) -> Any:
@@ -156,10 +160,11 @@ def _first_line(e: BaseException) -> str:
     return s.splitlines()[0] if s else ""
 
 
-def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes) -> CostGraph:
+def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
+                          attention: str = "sdpa") -> CostGraph:
     from . import torch as tf
 
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
-                                assumptions=notes)
+                                assumptions=notes, attention=attention)
