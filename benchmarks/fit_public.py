@@ -181,7 +181,10 @@ def main(argv=None):
         "subsampling": (f"final fit: none (every training kernel); leave-one-GPU-out CV: at most {CV_CAP} kernels "
                         "per GPU and family, drawn at random (seed 0)"),
         "cv_leave_one_gpu_out": cv if cv is not None else old.get("cv_leave_one_gpu_out"),
-        "residuals": {"time": res_q if res_q is not None else (old.get("residuals") or {}).get("time")},
+        # per-kernel LOGO band; the step-level "time" and "energy" bands are written by public_accuracy.py
+        "residuals": {"time_per_kernel": res_q if res_q is not None else
+                      (old.get("residuals") or {}).get("time_per_kernel"),
+                      "time": (old.get("residuals") or {}).get("time") or res_q},
         "held_out": old.get("held_out", {}),
     }
     if (old.get("residuals") or {}).get("energy"):
