@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
 OPTIMIZERS = ("adamw", "adam", "sgd")
 OPTIMIZER_IMPLS = ("foreach", "fused")
+ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
@@ -177,6 +178,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("optimizer_impl", "--optimizer-impl", choice(*OPTIMIZER_IMPLS), "optimizer kernels: foreach "
            "(PyTorch's CUDA default: several multi-tensor passes over the parameters) or fused (fused=True: one "
            "pass)", "model", "frontend", choices=OPTIMIZER_IMPLS),
+    Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
+           "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",
+           "frontend", choices=ATTENTIONS),
     Option("activation_checkpointing", "--activation-checkpointing", boolean, "recompute activations in backward",
            "model", "both"),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "

@@ -27,7 +27,8 @@ def run(args: argparse.Namespace) -> int:
                                "precision": args.precision, "optimizer": args.optimizer, "gpus": args.gpus,
                                "grad_accum": args.grad_accum,
                                "activation_checkpointing": args.activation_checkpointing,
-                               "capacity_factor": args.capacity_factor, "optimizer_impl": args.optimizer_impl})
+                               "capacity_factor": args.capacity_factor, "optimizer_impl": args.optimizer_impl,
+                               "attention": args.attention})
     if args.format == "json":
         text = rep.render_json(graph)
     else:

@@ -209,8 +209,8 @@ def calibrated_keys(models_dir: Path | None = None) -> list[str]:
     out = []
     for p in sorted(d.glob("*/card.json")):
         g = _card(p.parent).get("gpu")
-        if isinstance(g, dict) and g.get("is_cpu"):
-            continue
+        if not isinstance(g, dict) or g.get("is_cpu") or p.parent.name == "public-fit":
+            continue  # CPU method checks, and the cross-GPU public fit, are not one GPU's calibration
         out.append(p.parent.name)
     return out
 
@@ -223,15 +223,7 @@ def _load(key: str, models_dir: Path):
 
 
 
-def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
-    """The best available model for ``gpu``: measured (its own model, first folder of the search path that has one)
-    > transferred (another GPU's model, same architecture first) > prior.
-
-    ``models_dir``: a folder, a sequence of :class:`ModelsDir`, or None for :func:`search_path`. Loading a model
-    that turns out unusable (corrupt card, missing lightgbm) falls back to the next option rather than failing the
-    estimate; the provenance label always says what was used and from which folder."""
-    dirs = _dirs(models_dir)
-    searched = "; ".join(d.describe() for d in dirs)
+def _measured(gpu: GpuSpec, dirs) -> Predictor | None:
     for d in dirs:
         if gpu.key in calibrated_keys(d.path):
             try:
@@ -239,10 +231,12 @@ def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
             except Exception:  # a broken model must not break estimates: try the next folder
                 continue
             p.source = f"{p.source} ({d.describe()})"
-            p.searched = searched
             return p
+    return None
 
-    def rank(item: tuple[ModelsDir, str]) -> tuple[int, int, str]:
+
+def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
+    def rank(item) -> tuple[int, int, str]:
         d, k = item
         card = _card(d.path / k)
         g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
@@ -257,8 +251,51 @@ def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
         except Exception:
             continue
         p.source = f"{p.source} ({d.describe()})"
-        p.searched = searched
         return p
-    p = PriorPredictor()
-    p.searched = searched
-    return p
+    return None
+
+
+def _public_fit(dirs):
+    from .public_fit import MODEL_DIRNAME, load_public_fit
+
+    for d in dirs:
+        if (d.path / MODEL_DIRNAME / "card.json").is_file():
+            p = load_public_fit(d.path)
+            if p is not None:
+                return p
+    return None
+
+
+def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
+    """``base`` x the user's run-level correction for this GPU (wattlint fit on tracked runs), when one was fitted
+    on top of this very base model; else ``base``."""
+    from ..tracking.fit import RunCorrectedPredictor, find_run_correction
+
+    corr = find_run_correction(gpu.key, [d.path for d in dirs])
+    if corr is not None and corr.base_energy_model == f"{base.calibration}: {base.source}":
+        return RunCorrectedPredictor(base, corr)
+    return base
+
+
+def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
+    """The best available energy model for ``gpu``, in order of preference (docs/ENERGY_MODEL.md, "Provenance"):
+
+    measured (its own model: the first folder of the search path that has one; a user's run-level correction from
+    tracked runs on top) > public-fit (the model fitted on public measurements across GPUs, where its card's
+    held-out error beats the prior's and no transferred calibration reports a lower one) > transferred (another
+    GPU's model, same architecture first) > prior.
+
+    ``models_dir``: a folder, a sequence of :class:`ModelsDir`, or None for :func:`search_path`. A model that turns
+    out unusable (corrupt card, missing lightgbm) falls back to the next option rather than failing the estimate;
+    the provenance label always says what was used and from which folder."""
+    from .public_fit import choose_predictor
+
+    dirs = _dirs(models_dir)
+    measured = _measured(gpu, dirs)
+    if measured is not None:
+        p = measured
+    else:
+        p = choose_predictor(gpu, public_fit=_public_fit(dirs), transferred=_transferred(gpu, dirs),
+                             prior=PriorPredictor())
+    p.searched = "; ".join(d.describe() for d in dirs)
+    return _run_corrected(p, gpu, dirs)

@@ -2,7 +2,8 @@
 
 The model class comes from the config's ``architectures`` (e.g. ``LlamaForCausalLM``), falling back to the Auto
 class for its ``model_type``; nothing is downloaded. Attention uses transformers' ``sdpa`` implementation (routed to
-the fused CUDA kernel by the torch frontend); ``use_cache`` is off as in training.
+the fused CUDA kernel by the torch frontend), or its ``eager`` implementation (separate matmul + softmax kernels) with
+``attention="eager"``; ``use_cache`` is off as in training.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     return config
 
 
-def build_model(config):
+def build_model(config, attention: str = "sdpa"):
     import torch
     import transformers
+
+    impl = "eager" if attention == "eager" else "sdpa"
 
     archs = list(getattr(config, "architectures", None) or [])
     cls = None
@@ -80,7 +83,7 @@ def build_model(config):
     if cls is None:
         cls = transformers.AutoModel
     try:
-        config._attn_implementation = "sdpa"
+        config._attn_implementation = impl
     except Exception:  # noqa: BLE001
         pass
     if hasattr(config, "use_cache"):
@@ -92,13 +95,13 @@ def build_model(config):
         with torch.device("meta"), _quiet():
             if cls is transformers.AutoModel:
                 try:
-                    model = cls.from_config(config, attn_implementation="sdpa", **fp32)
-                except (ValueError, TypeError):  # no sdpa path: transformers' default for the architecture
+                    model = cls.from_config(config, attn_implementation=impl, **fp32)
+                except (ValueError, TypeError):  # no such attention path: transformers' default for the architecture
                     config._attn_implementation = None
                     model = cls.from_config(config, **fp32)
             else:
                 try:
-                    model = cls._from_config(config, attn_implementation="sdpa", **fp32)
+                    model = cls._from_config(config, attn_implementation=impl, **fp32)
                 except (ValueError, TypeError):  # architectures without an sdpa path (or no attention)
                     config._attn_implementation = None
                     model = cls._from_config(config, **fp32)
@@ -136,10 +139,14 @@ def max_positions(config) -> int | None:
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
                    activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
-                   capacity_factor: float = 1.0, optimizer_impl: str = "foreach") -> CostGraph:
+                   capacity_factor: float = 1.0, optimizer_impl: str = "foreach",
+                   attention: str = "sdpa") -> CostGraph:
     """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
     at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
     from . import torch as tf
+
+    if attention not in tf.ATTENTION_MODES:
+        raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
 
     if isinstance(path_or_config, (str, os.PathLike, Mapping)):
         config = load_config(path_or_config)
@@ -148,10 +155,11 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         config = path_or_config
         source = type(config).__name__
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
-    model = build_model(config)
+    model = build_model(config, attention)
     notes = list(assumptions)
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
-                 "attn_implementation=sdpa, use_cache=False")
+                 f"attn_implementation={impl}, use_cache=False")
     saved = str(saved_dtype).rsplit(".", 1)[-1] if saved_dtype is not None else ""
     if saved and saved != "float32":
         notes.append(f"weights: float32 master weights for training (the config's dtype {saved} is the "
@@ -175,4 +183,4 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                                     precision=precision, optimizer=optimizer,
                                     activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
                                     capacity_factor=capacity_factor,
-                                    optimizer_impl=optimizer_impl)
+                                    optimizer_impl=optimizer_impl, attention=attention)

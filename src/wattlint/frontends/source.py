@@ -62,14 +62,19 @@ def _specs(inputs) -> dict[str, TensorSpec]:
 def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
             seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
             grad_accum: int = 1, activation_checkpointing: bool = False, capacity_factor: float = 1.0,
-            optimizer_impl: str = "foreach") -> CostGraph:
+            optimizer_impl: str = "foreach", attention: str = "sdpa") -> CostGraph:
     """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
     tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX). ``optimizer_impl``:
-    ``foreach`` (PyTorch's CUDA default) or ``fused`` (``fused=True``)."""
+    ``foreach`` (PyTorch's CUDA default) or ``fused`` (``fused=True``). ``attention``: ``sdpa`` (one fused kernel,
+    default) or ``eager`` (separate GEMM + softmax kernels) for PyTorch and Hugging Face sources; ONNX graphs record
+    attention as their nodes do."""
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     precision = precision or "default"
     optimizer_impl = optimizer_impl or "foreach"
+    attention = attention or "sdpa"
+    if attention not in ("sdpa", "eager"):
+        raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     capacity_factor = check_capacity_factor(capacity_factor)
     optimizer = optimizer or "adamw"
     specs = _specs(inputs)
@@ -95,11 +100,12 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
 
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
-                                  assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl)
+                                  assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl,
+                                  attention=attention)
         if ":" in src:
             obj = load_attr(src)
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
-                                         activation_checkpointing, notes, capacity_factor, optimizer_impl)
+                                         activation_checkpointing, notes, capacity_factor, optimizer_impl, attention)
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
@@ -107,7 +113,7 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
                          "package.module:attr or path/file.py:attr")
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
                                  precision, optimizer, activation_checkpointing, notes, capacity_factor,
-                                 optimizer_impl)
+                                 optimizer_impl, attention)
 
 
 def load_attr(spec: str) -> Any:
@@ -178,10 +184,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
-                          capacity_factor: float = 1.0, optimizer_impl: str = "foreach") -> CostGraph:
+                          capacity_factor: float = 1.0, optimizer_impl: str = "foreach",
+                          attention: str = "sdpa") -> CostGraph:
     from . import torch as tf
 
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
-                                assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl)
+                                assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl,
+                                attention=attention)

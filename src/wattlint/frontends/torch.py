@@ -21,6 +21,7 @@ How it works
 from __future__ import annotations
 
 import contextlib
+import math
 import inspect
 import warnings
 from collections import Counter
@@ -289,11 +290,36 @@ class _Tracer:
 _AUTOCAST_DTYPE: list = [None]  # set while a trace emulates autocast
 
 
-def _fused_sdpa(orig):
+ATTENTION_MODES = ("sdpa", "eager")
+
+
+def _eager_sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None):
+    """Attention as eager PyTorch code runs it (separate kernels): Q @ K^T (batched GEMM), scale, mask, softmax,
+    dropout, @ V (batched GEMM); autograd records the backward of each."""
+    h, kvh = query.shape[1], key.shape[1]
+    if kvh != h:
+        key = key.repeat_interleave(h // kvh, dim=1)
+        value = value.repeat_interleave(h // kvh, dim=1)
+    s = scale if scale is not None else 1.0 / math.sqrt(query.shape[-1])
+    attn = torch.matmul(query, key.transpose(-2, -1)) * s
+    if is_causal:
+        keep = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool, device=query.device).tril()
+        attn = attn.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        attn = attn.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else attn + attn_mask
+    attn = torch.softmax(attn, dim=-1)
+    if dropout_p > 0:
+        attn = F.dropout(attn, p=dropout_p, training=True)
+    return torch.matmul(attn, value)
+
+
+def _fused_sdpa(orig, eager: bool = False):
     def sdpa(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
         if query.device.type != "meta" or query.dim() != 4 or key.dim() != 4:
             return orig(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                         scale=scale, enable_gqa=enable_gqa)
+        if eager:
+            return _eager_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale)
         h, kvh = query.shape[1], key.shape[1]
         if attn_mask is not None and attn_mask.dtype == torch.bool:
             attn_mask = torch.zeros((), dtype=query.dtype, device=query.device).masked_fill(
@@ -324,13 +350,14 @@ def _fused_sdpa(orig):
 
 
 @contextlib.contextmanager
-def fused_attention():
-    """Route F.scaled_dot_product_attention to the fused kernel CUDA would pick (meta tensors only)."""
+def fused_attention(eager: bool = False):
+    """Route F.scaled_dot_product_attention to the fused kernel CUDA would pick (meta tensors only), or with
+    ``eager`` to the separate eager kernels (batched GEMM + softmax + batched GEMM)."""
     orig = F.scaled_dot_product_attention
     if getattr(orig, "__wattlint_fused__", False):
         yield
         return
-    F.scaled_dot_product_attention = _fused_sdpa(orig)
+    F.scaled_dot_product_attention = _fused_sdpa(orig, eager)
     try:
         yield
     finally:
@@ -440,13 +467,19 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
           precision: str = "default", optimizer: str = "adamw", activation_checkpointing: bool = False,
           hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
           inputs: Sequence[TensorSpec] = (), name: str = "",
-          capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR, optimizer_impl: str = "foreach") -> CostGraph:
+          capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR, optimizer_impl: str = "foreach",
+          attention: str = "sdpa") -> CostGraph:
     """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors.
 
     Mixture-of-experts layers are traced at their routed cost (:mod:`wattlint.frontends.torch_moe`: balanced
     routing, ``capacity_factor`` rows per expert); an MoE layout it does not know raises InputError.
     ``optimizer_impl``: ``foreach`` (torch's CUDA default: one multi-tensor kernel per elementwise op of the update,
-    several passes over the parameters) or ``fused`` (``fused=True``: one kernel, one pass)."""
+    several passes over the parameters) or ``fused`` (``fused=True``: one kernel, one pass).
+    ``attention``: ``sdpa`` (default) records F.scaled_dot_product_attention as one fused kernel; ``eager`` as the
+    separate kernels of eager attention (Q @ K^T, scale, mask, softmax, dropout, @ V)."""
+    if attention not in ATTENTION_MODES:
+        raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
+    eager = attention == "eager"
     model = to_meta(model)
     model.train()
     args = _meta_like(tuple(args))
@@ -469,13 +502,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     quiet.__enter__()
     warnings.simplefilter("ignore")
     try:
-        with fused_attention(), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
+        with fused_attention(eager), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
             with mode, autocast_convs(tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
                 loss, loss_note = _loss(output, hf)
         tracer.stack.clear()
-        with fused_attention(), mode:
+        with fused_attention(eager), mode:
             tracer.phase = Phase.BACKWARD
             loss.backward()
             tracer.stack.clear()
@@ -511,6 +544,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
     else:
         notes.append(f"precision: {prec} (no autocast)")
+    if eager:
+        notes.append("attention: eager (separate kernels: Q @ K^T batched GEMM, scale, mask, softmax, dropout, "
+                     "@ V batched GEMM, and their backward), as --attention eager asks")
     if tracer.attention_kernels:
         ks = ", ".join(f"{k.lstrip('_')} x{v}" for k, v in sorted(tracer.attention_kernels.items()))
         notes.append(f"attention: scaled_dot_product_attention recorded as the fused CUDA kernel ({ks}); causal "
@@ -721,7 +757,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                       optimizer: str = "adamw", activation_checkpointing: bool = False,
                       assumptions: Sequence[str] = (), hf: bool = False,
                       capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR,
-                      optimizer_impl: str = "foreach") -> CostGraph:
+                      optimizer_impl: str = "foreach", attention: str = "sdpa") -> CostGraph:
     """Bind inputs (``--input`` specs win over example inputs), rebind batch / seq dims, and trace."""
     notes = list(assumptions)
     args: list = []
@@ -777,7 +813,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
-                 optimizer_impl=optimizer_impl)
+                 optimizer_impl=optimizer_impl, attention=attention)
 
 
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------

@@ -1,0 +1,405 @@
+"""Public-fit time model: per-op-family efficiency against the GPU's FP32 roofline, learned from public measurements.
+
+The NeuSight lesson (Lee, Phanishayee, Mahajan, ASPLOS'25): do not regress latency; predict how much of the GPU's
+roofline a kernel achieves, a bounded quantity that transfers across GPUs. For one op record on one GPU::
+
+    roofline_s = max(flops / peak_fp32, bytes / memory_bandwidth)          (spec-sheet values of the database)
+    efficiency = exp(model_family(features))    clipped to (0, 1] (convolutions: (0, 2.25], Winograd)
+    time_s     = roofline_s / efficiency + KERNEL_GAP_S                    (4 us launch/tail per kernel)
+
+One LightGBM model per op family (``mm``, ``bmm``, ``conv``, ``elementwise``, ``softmax``, ``layernorm``) fitted on
+``ln(efficiency)`` of NeuSight's per-kernel FP32 latencies of five older GPUs (benchmarks/fit_public.py; splits in
+benchmarks/public/splits.json). Kernels timed at the host-dispatch floor of NeuSight's loop (tiny kernels all read
+~25-90 us, the CPU's time to issue one eager op) carry no GPU information and are left out of the fit; launch-bound
+steps are the estimator's business (its launch-gap rule), not a per-kernel efficiency. The features
+(:func:`features`) are hardware-normalised (SMs, clock, bandwidth, L2, FP32 peak, waves and tile fill on the SM
+count, arithmetic intensity over the ridge point, time at roofline) and are computed from wattlint's own
+:class:`~wattlint.types.OpRecord`: the fit builds the same records from the kernels' shapes, so the SAME code serves
+fitting and prediction.
+
+Coverage (what the data measured, and nothing else): FP32 GEMMs on CUDA cores (``mm``/``bmm``, and ungrouped
+convolutions), and the memory-bound elementwise / softmax / layer-norm kernels in any dtype (their features are
+bytes-based). Tensor-core GEMMs and convolutions (tf32/fp16/bf16/fp8), grouped convolutions, attention kernels and
+every other kind keep the physics prior (wattlint.energy.prior), which stays the bound and the fallback. Power comes
+from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the energy-roofline view)
+spread over the public-fit time, on top of idle power, capped at the board power.
+
+Loading never imports torch; lightgbm is imported when a model is first evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..types import GpuSpec, OpKind, OpRecord, Phase, WattlintError
+from .predictor import MODELS_DIR, Predictor
+
+SCHEMA = "wattlint.public-fit/1"
+FEATURE_VERSION = "pf1"
+MODEL_DIRNAME = "public-fit"
+FAMILIES: tuple[str, ...] = ("mm", "bmm", "conv", "elementwise", "softmax", "layernorm")
+LN_EFF_MIN = math.log(1e-4)  # efficiencies are clipped to [1e-4, EFF_MAX[family]] in the fit and in prediction
+# Upper bound of the efficiency per family. 1 for kernels doing the FLOPs and bytes the record counts; convolutions
+# are counted as direct convolutions, and cuDNN's Winograd F(2x2, 3x3) kernels do 2.25x fewer multiplies for a 3x3
+# filter (Lavin & Gray, CVPR 2016): NeuSight's 3x3 conv kernels reach up to 2.25x the direct-conv roofline.
+EFF_MAX: dict[str, float] = {"mm": 1.0, "bmm": 1.0, "conv": 2.25, "elementwise": 1.0, "softmax": 1.0,
+                             "layernorm": 1.0}
+# GPU-side cost of one kernel beyond its roofline work: launch latency + tail between dependent kernels of one
+# stream (~2-5 us on Volta..Hopper; the prior's GAP_S uses the same 4 us). The efficiency is fitted on
+# (measured - KERNEL_GAP_S) so that time = roofline / efficiency + KERNEL_GAP_S reproduces the measurement.
+KERNEL_GAP_S = 4.0e-6
+THREADS_PER_SM = 2048  # resident threads per SM used to count "waves" of one-thread-per-element kernels
+TILES: tuple[tuple[int, int], ...] = ((128, 128), (128, 64), (64, 64), (32, 32))  # SGEMM output tiles counted
+
+FEATURE_NAMES: tuple[str, ...] = (
+    # hardware (spec sheet)
+    "hw_sm_count", "hw_clock_ghz", "hw_bw_tbs", "hw_l2_mb", "hw_peak_fp32_tflops", "hw_log10_ridge",
+    # op vs the GPU's roofline
+    "log10_flops", "log10_bytes", "log10_compute_us", "log10_memory_us", "log10_roofline_us",
+    "log10_intensity_over_ridge", "log10_bytes_over_l2",
+    # GEMM / implicit-GEMM shape on the SM count
+    "log10_b", "log10_m", "log10_n", "log10_k",
+    *(f"log10_waves_{tm}x{tn}" for tm, tn in TILES), *(f"wave_eff_{tm}x{tn}" for tm, tn in TILES),
+    "tile_fill_128x128", "tile_fill_64x64",
+    # vector kernels (one thread per element; row kernels for softmax / layer norm)
+    "log10_elems", "log10_elem_waves", "flops_per_elem", "read_over_write", "log10_row", "log10_rows",
+    "log10_row_waves",
+    # data type and phase (constant in NeuSight's FP32 forward kernels: recorded, not learned from)
+    "dtype_bytes", "phase_backward",
+)
+
+
+class PublicFitError(WattlintError):
+    """The shipped public-fit model folder cannot be used."""
+
+
+def _l10(x: float) -> float:
+    return math.log10(x) if x > 0 else -12.0
+
+
+def _dtype_bytes(dtype: str) -> int:
+    from ..costs import dtype_bytes  # pure module, light
+
+    return dtype_bytes(dtype) if dtype else 4
+
+
+def roofline_s(rec: OpRecord, gpu: GpuSpec) -> float:
+    """max(flops / FP32 peak, bytes / bandwidth) from the spec sheet (no efficiency, no launch gap)."""
+    return max(rec.flops / gpu.peak("fp32"), rec.bytes / (gpu.memory_bw_gbs * 1e9))
+
+
+def _float32(rec: OpRecord) -> bool:
+    return str(rec.dtype).rsplit(".", 1)[-1].lower() in ("float32", "float", "")
+
+
+def _tf32_capable(gpu: GpuSpec) -> bool:
+    return bool(gpu.tensor_cores and gpu.peak_tflops.get("tf32"))
+
+
+def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
+    """The op family whose model prices ``rec``, or None when the public data does not cover it (prior prices it).
+
+    GEMMs are covered only when they run on CUDA cores in FP32: float32 records under ``fp32``/``default`` matmul
+    precision (PyTorch's default has no TF32 matmuls), and convolutions under ``fp32`` or on GPUs without TF32
+    (``default`` lets cuDNN use TF32 on Ampere and newer)."""
+    if rec.kind in (OpKind.VIEW, OpKind.COMMUNICATION) or (rec.flops == 0 and rec.bytes == 0):
+        return None
+    k = rec.kind
+    if k is OpKind.MATMUL:
+        if not _float32(rec) or (precision == "tf32" and _tf32_capable(gpu)):
+            return None
+        return "bmm" if rec.dim("b", 1) > 1 else "mm"
+    if k is OpKind.CONV:
+        if not _float32(rec) or rec.dim("b", 1) != 1:  # half precision / grouped (depthwise) convolutions
+            return None
+        if _tf32_capable(gpu) and precision != "fp32":
+            return None
+        return "conv" if _is_3x3_same(rec) else None  # the only convolutions the public data measured
+    if k in (OpKind.ELEMENTWISE, OpKind.DROPOUT) or (k is OpKind.MEMORY and rec.bytes_read and rec.bytes_written):
+        return "elementwise"  # streaming one-thread-per-element kernels (copies are identity elementwise kernels;
+        # pure fills, which read nothing, are unlike anything measured and stay on the prior)
+    if k is OpKind.SOFTMAX:
+        return "softmax"
+    if k is OpKind.NORM and "layer_norm" in rec.op:
+        return "layernorm"
+    return None
+
+
+def _is_3x3_same(rec: OpRecord) -> bool:
+    """A 2-D 3x3 convolution with stride 1 and 'same' padding (output pixels = input pixels), forward or backward."""
+    sh = rec.shapes
+    x, w = (sh[1], sh[2]) if "backward" in rec.op and len(sh) >= 3 else (sh[0], sh[1]) if len(sh) >= 2 else ((), ())
+    if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (3, 3):
+        return False
+    return rec.dim("m", 0) == int(x[0]) * int(x[2]) * int(x[3])
+
+
+def _row_len(rec: OpRecord, elems: int) -> int:
+    if rec.shapes and rec.shapes[0]:
+        last = int(rec.shapes[0][-1])
+        if last > 0:
+            return last
+    return max(1, elems)
+
+
+def features(rec: OpRecord, gpu: GpuSpec) -> list[float]:
+    """One feature row (len == len(FEATURE_NAMES)) for ``rec`` on ``gpu``."""
+    sm = max(1, int(gpu.sm_count))
+    peak = gpu.peak("fp32")
+    bw = gpu.memory_bw_gbs * 1e9
+    ridge = peak / bw
+    nbytes = rec.bytes
+    compute_s = rec.flops / peak
+    memory_s = nbytes / bw
+    intensity = rec.flops / nbytes if nbytes else 0.0
+    l2 = max(gpu.l2_mb, 0.25) * 1e6
+    b, m, n, k = rec.dim("b", 1) or 1, rec.dim("m", 0), rec.dim("n", 0), rec.dim("k", 0)
+    gemm = rec.kind in (OpKind.MATMUL, OpKind.CONV) and m > 0 and n > 0
+    waves: list[float] = []
+    weffs: list[float] = []
+    fills: list[float] = []
+    for tm, tn in TILES:
+        if gemm:
+            w = b * math.ceil(m / tm) * math.ceil(n / tn) / sm
+            waves.append(_l10(w))
+            weffs.append(w / math.ceil(w) if w > 0 else 0.0)
+        else:
+            waves.append(0.0)
+            weffs.append(0.0)
+    for tm, tn in ((128, 128), (64, 64)):
+        fills.append((m / (math.ceil(m / tm) * tm)) * (n / (math.ceil(n / tn) * tn)) if gemm else 0.0)
+    eb = _dtype_bytes(rec.dtype)
+    elems = max(1, rec.bytes_written // eb) if rec.bytes_written else max(1, rec.bytes_read // eb)
+    row = _row_len(rec, elems)
+    rows = max(1, elems // row)
+    return [
+        float(sm), gpu.boost_mhz / 1000.0, gpu.memory_bw_gbs / 1000.0, float(gpu.l2_mb), peak / 1e12, _l10(ridge),
+        _l10(rec.flops), _l10(nbytes), _l10(compute_s * 1e6), _l10(memory_s * 1e6),
+        _l10(max(compute_s, memory_s) * 1e6), _l10(intensity / ridge) if intensity else -12.0, _l10(nbytes / l2),
+        _l10(b), _l10(m), _l10(n), _l10(k), *waves, *weffs, *fills,
+        _l10(elems), _l10(elems / (sm * THREADS_PER_SM)), rec.flops / elems,
+        rec.bytes_read / rec.bytes_written if rec.bytes_written else 0.0, _l10(row), _l10(rows), _l10(rows / sm),
+        float(eb), 1.0 if rec.phase is Phase.BACKWARD else 0.0,
+    ]
+
+
+# ---- the shipped model ------------------------------------------------------------------------------------------
+
+@dataclass
+class PublicFitModel:
+    """Card + per-family LightGBM text boosters (loaded lazily)."""
+
+    path: Path
+    card: dict[str, Any]
+    _boosters: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(self.card.get("families", {}))
+
+    def booster(self, fam: str):
+        b = self._boosters.get(fam)
+        if b is None:
+            try:
+                import lightgbm as lgb
+            except ImportError:
+                raise PublicFitError("lightgbm is not installed: the public-fit model needs it") from None
+            f = self.path / self.card["families"][fam]["file"]
+            try:
+                b = lgb.Booster(model_str=f.read_text())
+            except Exception as e:  # noqa: BLE001 - LightGBMError / OSError on a broken file
+                raise PublicFitError(f"{f}: cannot read LightGBM text model: {e}") from None
+            self._boosters[fam] = b
+        return b
+
+    def log_efficiency(self, fam: str, rows: Sequence[Sequence[float]]) -> list[float]:
+        if not rows:
+            return []
+        import numpy as np
+
+        pred = self.booster(fam).predict(np.asarray(rows, dtype=float))
+        hi = math.log(EFF_MAX[fam])
+        return [min(hi, max(LN_EFF_MIN, float(v))) for v in pred]
+
+    def residual_quantiles(self, target: str = "time") -> tuple[float, float]:
+        r = self.card["residuals"][target]
+        return float(r["p5"]), float(r["p95"])
+
+    def held_out_time_error(self) -> float | None:
+        """Model-level held-out time error (fraction) the selection rule compares, or None if not yet measured."""
+        v = (self.card.get("held_out") or {}).get("selection_time_mape")
+        return float(v) if isinstance(v, (int, float)) else None
+
+    def prior_time_error(self) -> float | None:
+        v = (self.card.get("held_out") or {}).get("selection_prior_time_mape")
+        return float(v) if isinstance(v, (int, float)) else None
+
+
+_LOADED: dict[tuple, PublicFitModel] = {}
+
+
+def load_model(path: str | Path) -> PublicFitModel:
+    """Read ``card.json`` and check schema, feature names/version and that every family file exists. A folder is
+    loaded once per process (keyed by its card's path, size and mtime): re-estimates on other GPUs share the parsed
+    boosters instead of re-reading megabytes of LightGBM text."""
+    d = Path(path)
+    try:
+        st = (d / "card.json").stat()
+        key = (str(d.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    model = _read_model(d)
+    if key is not None:
+        _LOADED[key] = model
+    return model
+
+
+def _read_model(d: Path) -> PublicFitModel:
+    try:
+        card = json.loads((d / "card.json").read_text())
+    except FileNotFoundError:
+        raise PublicFitError(f"{d}: no card.json (not a public-fit model folder)") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise PublicFitError(f"{d / 'card.json'}: unreadable: {e}") from None
+    if not isinstance(card, dict) or card.get("schema") != SCHEMA:
+        raise PublicFitError(f"{d / 'card.json'}: schema {card.get('schema') if isinstance(card, dict) else None!r},"
+                             f" this wattlint reads {SCHEMA!r}")
+    feats = card.get("features") or {}
+    if feats.get("version") != FEATURE_VERSION or list(feats.get("names") or []) != list(FEATURE_NAMES):
+        raise PublicFitError(f"{d}: fitted on feature version {feats.get('version')!r}, this wattlint computes "
+                             f"{FEATURE_VERSION!r}; refit with benchmarks/fit_public.py")
+    fams = card.get("families")
+    if not isinstance(fams, dict) or not fams:
+        raise PublicFitError(f"{d}: the card lists no op families")
+    for fam, info in fams.items():
+        if fam not in FAMILIES or not (d / str(info.get("file", ""))).is_file():
+            raise PublicFitError(f"{d}: family {fam!r} unknown or its model file is missing")
+    return PublicFitModel(d, card)
+
+
+# ---- predictor --------------------------------------------------------------------------------------------------
+
+class PublicFitPredictor(Predictor):
+    """Per-op time from the public-fit efficiency model where it covers the op, the prior elsewhere; power from the
+    prior's power model (dynamic energy of the op kept, spread over the public-fit time)."""
+
+    calibration = "public-fit"
+
+    def __init__(self, model: PublicFitModel):
+        super().__init__()
+        self.model = model
+        srcs = model.card.get("data_sources") or []
+        names = ", ".join(str(s.get("name")) for s in srcs if isinstance(s, dict) and s.get("name"))
+        self.source = (f"public-fit model {model.card.get('version', '')} ({names or 'public measurements'}); "
+                       "FP32 CUDA-core GEMMs and memory-bound kernels, tensor-core and other ops by the prior").strip()
+
+    def covers(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
+        fam = family(rec, gpu, precision)
+        return fam is not None and fam in self.model.card["families"]
+
+    def predict(self, records, gpu, precision, utilization=None):
+        times, powers = Predictor.predict(self, records, gpu, precision, utilization)
+        if utilization is not None:  # a what-if utilization override keeps the prior's time
+            return times, powers
+        groups: dict[str, dict[tuple, list[int]]] = {}
+        for i, r in enumerate(records):
+            if times[i] <= 0:
+                continue
+            fam = family(r, gpu, precision)
+            if fam is None or fam not in self.model.card["families"]:
+                continue
+            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, r.shapes[:1])
+            groups.setdefault(fam, {}).setdefault(key, []).append(i)
+        span_cap = gpu.tdp_w
+        for fam, by_key in groups.items():
+            idx = [v[0] for v in by_key.values()]
+            le = self.model.log_efficiency(fam, [features(records[i], gpu) for i in idx])
+            for (_, members), first, lne in zip(by_key.items(), idx, le):
+                t = roofline_s(records[first], gpu) / math.exp(lne) + KERNEL_GAP_S
+                t_prior, p_prior = times[first], powers[first]
+                # the prior's dynamic energy (above idle) of this op, spread over the public-fit time
+                p = gpu.idle_w + max(0.0, p_prior - gpu.idle_w) * (t_prior / t if t > 0 else 1.0)
+                p = min(span_cap, p)
+                for i in members:
+                    times[i] = t
+                    powers[i] = p
+        return times, powers
+
+    def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
+        """5-95 % multiplicative band of ``quantity`` (energy | time; GPU-hours follow time) from the card's
+        held-out residuals; the prior's band when the card has none."""
+        q = "time" if quantity == "time" else "energy"
+        try:
+            lo, hi = self.model.residual_quantiles(q)
+            return math.exp(lo), math.exp(hi)
+        except (KeyError, TypeError, ValueError):
+            from .predictor import PRIOR_RANGES
+
+            return PRIOR_RANGES[q]
+
+
+# ---- selection rule -----------------------------------------------------------------------------------------------
+
+def load_public_fit(models_dir: Path | str | None = None) -> PublicFitPredictor | None:
+    """The shipped public-fit predictor (``<models_dir>/public-fit/``), or None when absent or unusable.
+
+    Reads only the card (no lightgbm, no torch); a broken folder returns None so estimates fall back to the
+    next source instead of failing."""
+    d = Path(models_dir) if models_dir is not None else MODELS_DIR
+    try:
+        return PublicFitPredictor(load_model(d / MODEL_DIRNAME))
+    except PublicFitError:
+        return None
+
+
+def public_fit_applies(pf: PublicFitPredictor, gpu: GpuSpec) -> bool:
+    """The GPUs the public data can speak for: NVIDIA GPUs with a FP32 peak, memory bandwidth and SM count in the
+    database (NeuSight measured NVIDIA GPUs only), and only when the card's model-level held-out time error beats
+    the prior's on the same held-out rows (otherwise the public fit would make numbers worse)."""
+    if str(gpu.vendor).upper() != "NVIDIA" or not gpu.peak_tflops.get("fp32") or gpu.memory_bw_gbs <= 0 \
+            or gpu.sm_count <= 0:
+        return False
+    err, prior_err = pf.model.held_out_time_error(), pf.model.prior_time_error()
+    return err is not None and (prior_err is None or err < prior_err)
+
+
+def _calibrated_time_error(pred: Predictor) -> float | None:
+    card = getattr(getattr(pred, "model", None), "card", None) or {}
+    v = ((card.get("cv") or {}).get("leave_shape_out") or {}).get("time_wape")
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def choose_predictor(gpu: GpuSpec, *, measured: Predictor | None = None, public_fit: PublicFitPredictor | None = None,
+                     transferred: Predictor | None = None, prior: Predictor | None = None) -> Predictor:
+    """The order of preference for one GPU: measured > public-fit > transferred > prior.
+
+    * ``measured`` (this GPU's own calibration) always wins: it was fitted on this GPU.
+    * ``public-fit`` is used when :func:`public_fit_applies` (NVIDIA, and its held-out model-level time error is
+      below the prior's on the same rows), unless a ``transferred`` calibration reports a lower held-out time
+      error (its card's leave-shape-out time WAPE widened by the transfer factor) than the public fit's.
+    * ``transferred`` next, then the ``prior`` (a fresh PriorPredictor when not given).
+    """
+    if measured is not None:
+        return measured
+    if public_fit is not None and public_fit_applies(public_fit, gpu):
+        pf_err = public_fit.model.held_out_time_error()
+        tr_err = _calibrated_time_error(transferred) if transferred is not None else None
+        if tr_err is not None and pf_err is not None:
+            from .predictor import TRANSFER_WIDEN
+
+            if tr_err * TRANSFER_WIDEN < pf_err:
+                return transferred  # type: ignore[return-value]
+        return public_fit
+    if transferred is not None:
+        return transferred
+    if prior is not None:
+        return prior
+    from .predictor import PriorPredictor
+
+    return PriorPredictor()

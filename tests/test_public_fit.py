@@ -1,0 +1,202 @@
+"""The public-fit model: features by hand, family routing, the predictor's time/power rule, the shipped card, the
+light import path and the selection rule."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wattlint.energy import public_fit as pf
+from wattlint.energy.predictor import PriorPredictor
+from wattlint.hardware import resolve_gpu
+from wattlint.types import OpKind, OpRecord, Phase
+
+SHIPPED = Path(pf.__file__).resolve().parents[1] / "models" / pf.MODEL_DIRNAME
+
+
+def _gemm(b, m, n, k, dtype="float32", phase=Phase.FORWARD):
+    e = 2 if dtype in ("float16", "bfloat16") else 4
+    return OpRecord(op="aten.bmm.default" if b > 1 else "aten.mm.default", kind=OpKind.MATMUL, module="l",
+                    phase=phase, dtype=dtype, shapes=((b, m, k), (b, k, n)), flops=2 * b * m * n * k,
+                    bytes_read=(b * m * k + b * k * n) * e, bytes_written=b * m * n * e,
+                    dims=(("b", b), ("k", k), ("m", m), ("n", n)))
+
+
+def _ew(n, dtype="float32", kind=OpKind.ELEMENTWISE, op="aten.add.Tensor", rows=1):
+    e = 2 if dtype in ("float16", "bfloat16") else 4
+    return OpRecord(op=op, kind=kind, module="", phase=Phase.FORWARD, dtype=dtype, shapes=((rows, n // rows),),
+                    flops=n, bytes_read=2 * n * e, bytes_written=n * e)
+
+
+def _conv(groups=1, k=3, stride=1, phase=Phase.FORWARD):
+    # x [8, 64, 28, 28], w [128, 64/g, k, k]
+    out = 28 // stride
+    x, w = (8, 64, 28, 28), (128, 64 // groups, k, k)
+    m, n, kk = 8 * out * out, 128 // groups, (64 // groups) * k * k
+    shapes = ((8, 128, out, out), x, w) if phase is Phase.BACKWARD else (x, w)
+    return OpRecord(op="aten.convolution_backward.default" if phase is Phase.BACKWARD else "aten.convolution.default",
+                    kind=OpKind.CONV, module="c", phase=phase, dtype="float32", shapes=shapes,
+                    flops=2 * groups * m * n * kk, bytes_read=4 * (8 * 64 * 28 * 28 + 128 * kk),
+                    bytes_written=4 * 8 * 128 * out * out, dims=(("b", groups), ("k", kk), ("m", m), ("n", n)))
+
+
+def test_roofline_and_features_by_hand():
+    a100 = resolve_gpu("a100-pcie-40gb")[0]  # 108 SMs, 19.5 TFLOP/s fp32, 1555 GB/s, 40 MB L2
+    r = _gemm(1, 1024, 1024, 1024)
+    # 2 * 1024^3 FLOPs / 19.5e12 = 110.1 us; bytes 3 * 4 MiB / 1555e9 = 8.09 us -> compute bound
+    assert pf.roofline_s(r, a100) == pytest.approx(2 * 1024 ** 3 / 19.5e12)
+    f = dict(zip(pf.FEATURE_NAMES, pf.features(r, a100)))
+    assert len(pf.features(r, a100)) == len(pf.FEATURE_NAMES)
+    assert f["hw_sm_count"] == 108 and f["hw_peak_fp32_tflops"] == pytest.approx(19.5)
+    assert f["log10_roofline_us"] == pytest.approx(math.log10(2 * 1024 ** 3 / 19.5e12 * 1e6))
+    # 128x128 tiles: 8 x 8 = 64 tiles on 108 SMs -> 0.593 waves, one partial wave (efficiency = 0.593); 32x32: 1024
+    # tiles -> 9.48 waves, wave efficiency 9.48 / 10
+    assert f["log10_waves_128x128"] == pytest.approx(math.log10(64 / 108))
+    assert f["wave_eff_128x128"] == pytest.approx(64 / 108)
+    assert f["wave_eff_32x32"] == pytest.approx((1024 / 108) / 10)
+    assert f["tile_fill_128x128"] == 1.0 and f["log10_k"] == pytest.approx(math.log10(1024))
+    # intensity 2*1024^3 / (12 MiB) = 170.7 FLOP/B; ridge 19.5e12 / 1555e9 = 12.54 FLOP/B
+    assert f["log10_intensity_over_ridge"] == pytest.approx(math.log10((2 * 1024 ** 3 / (12 * 2 ** 20)) /
+                                                                       (19.5e12 / 1555e9)))
+    g = dict(zip(pf.FEATURE_NAMES, pf.features(_ew(2 ** 20), a100)))
+    # 1 Mi elements on 108 SMs x 2048 threads = 4.74 waves; 1 FLOP and 12 bytes per element: read/write 2
+    assert g["log10_elem_waves"] == pytest.approx(math.log10(2 ** 20 / (108 * 2048)))
+    assert g["flops_per_elem"] == 1.0 and g["read_over_write"] == 2.0 and g["wave_eff_128x128"] == 0.0
+
+
+def test_family_routing_follows_what_the_data_measured():
+    a100, v100 = resolve_gpu("a100-pcie-40gb")[0], resolve_gpu("v100-pcie-32gb")[0]
+    assert pf.family(_gemm(1, 64, 64, 64), a100, "default") == "mm"  # PyTorch default: no TF32 matmuls
+    assert pf.family(_gemm(8, 64, 64, 64), a100, "fp32") == "bmm"
+    assert pf.family(_gemm(1, 64, 64, 64), a100, "tf32") is None  # TF32 tensor cores: prior
+    assert pf.family(_gemm(1, 64, 64, 64), v100, "tf32") == "mm"  # no TF32 on Volta: still FP32 SIMT
+    assert pf.family(_gemm(1, 64, 64, 64, "bfloat16"), a100, "bf16") is None
+    assert pf.family(_conv(), v100, "default") == "conv"
+    assert pf.family(_conv(phase=Phase.BACKWARD), v100, "default") == "conv"
+    assert pf.family(_conv(), a100, "default") is None  # cuDNN TF32 by default on Ampere
+    assert pf.family(_conv(), a100, "fp32") == "conv"
+    assert pf.family(_conv(groups=4), v100, "fp32") is None  # grouped / depthwise: not measured
+    assert pf.family(_conv(k=1), v100, "fp32") is None  # only 3x3 stride-1 convolutions were measured
+    assert pf.family(_conv(stride=2), v100, "fp32") is None
+    assert pf.family(_ew(1024, "bfloat16"), a100, "bf16") == "elementwise"  # memory-bound: any dtype
+    assert pf.family(_ew(1024, kind=OpKind.SOFTMAX, op="aten._softmax.default"), a100, "fp32") == "softmax"
+    assert pf.family(_ew(1024, kind=OpKind.NORM, op="aten.native_layer_norm.default"), a100, "fp32") == "layernorm"
+    assert pf.family(_ew(1024, kind=OpKind.NORM, op="aten.native_batch_norm.default"), a100, "fp32") is None
+    att = OpRecord(op="aten._scaled_dot_product_efficient_attention.default", kind=OpKind.ATTENTION, module="",
+                   phase=Phase.FORWARD, dtype="float32", flops=10, bytes_read=10, bytes_written=10)
+    assert pf.family(att, a100, "fp32") is None
+
+
+def test_shipped_card_is_complete_and_small():
+    card = json.loads((SHIPPED / "card.json").read_text())
+    assert card["schema"] == pf.SCHEMA and card["features"]["names"] == list(pf.FEATURE_NAMES)
+    assert set(card["families"]) == set(pf.FAMILIES)
+    assert any("MIT" in s["licence"] for s in card["data_sources"])
+    assert set(card["train_gpus"]) == {"Tesla P4", "Tesla P100-PCIE-16GB", "Tesla T4", "Tesla V100-PCIE-32GB",
+                                       "NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe"}  # the conv file's GPU
+    import hashlib
+
+    total = 0
+    for info in card["families"].values():
+        p = SHIPPED / info["file"]
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == info["sha256"]
+        total += p.stat().st_size
+    assert total < 6e6
+    t = card["residuals"]["time"]
+    assert t["p5"] < 0 < t["p95"]
+    assert card["held_out"]["selection_time_mape"] < card["held_out"]["selection_prior_time_mape"]
+
+
+def test_predictor_time_is_roofline_over_efficiency_and_keeps_the_prior_dynamic_energy():
+    pred = pf.load_public_fit()
+    assert pred is not None and pred.calibration == "public-fit"
+    h100 = resolve_gpu("h100-sxm5-80gb")[0]
+    recs = [_gemm(1, 2048, 5120, 1280), _gemm(40, 1024, 1024, 64), _ew(2 ** 22),
+            _gemm(1, 2048, 5120, 1280, "bfloat16")]  # the last: tensor cores -> the prior
+    times, powers = pred.predict(recs, h100, "fp32")
+    pt, pp = PriorPredictor().predict(recs, h100, "fp32")
+    for r, t, p, t0, p0 in zip(recs[:3], times, powers, pt, pp):
+        roof = pf.roofline_s(r, h100)
+        assert roof <= t < 50 * roof  # efficiency in (0, 1]
+        # dynamic (above idle) energy of the op as the prior prices it, spread over the public-fit time
+        if p < h100.tdp_w:
+            assert (p - h100.idle_w) * t == pytest.approx((p0 - h100.idle_w) * t0, rel=1e-9)
+    assert (times[3], powers[3]) == (pt[3], pp[3])
+    assert pred.range_factors("time")[0] < 1 < pred.range_factors("time")[1]
+    # identical records are evaluated once and priced identically
+    t2, _ = pred.predict([recs[0], recs[0]], h100, "fp32")
+    assert t2[0] == t2[1] == times[0]
+    # a what-if utilisation keeps the prior
+    assert pred.predict(recs, h100, "fp32", utilization=0.5)[0] == PriorPredictor().predict(recs, h100, "fp32",
+                                                                                          utilization=0.5)[0]
+
+
+def test_large_sgemm_efficiency_is_plausible_on_a_training_gpu():
+    """A large FP32 GEMM on a V100 (a training GPU) reaches most of the FP32 peak: NeuSight's V100 linear kernels
+    top out at 0.96 of the 14 TFLOP/s roofline (kernels-train/linear__Tesla_V100-PCIE-32GB: max efficiency 0.958,
+    median 0.72); an 8192^3 GEMM must land between the median and that maximum."""
+    pred = pf.load_public_fit()
+    v100 = resolve_gpu("v100-pcie-32gb")[0]
+    r = _gemm(1, 8192, 8192, 8192)
+    (t,), _ = pred.predict([r], v100, "fp32")
+    eff = pf.roofline_s(r, v100) / t
+    assert 0.72 <= eff <= 0.96
+
+
+def test_loading_imports_neither_torch_nor_lightgbm():
+    code = ("import sys, wattlint\n"
+            "from wattlint.energy.public_fit import load_public_fit, choose_predictor\n"
+            "from wattlint.hardware import resolve_gpu\n"
+            "p = load_public_fit()\n"
+            "assert p is not None and p.calibration == 'public-fit'\n"
+            "assert choose_predictor(resolve_gpu('h100')[0], public_fit=p) is p\n"
+            "bad = [m for m in ('torch', 'lightgbm') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+
+
+def _fake(card_extra):
+    card = {"families": {"mm": {"file": "mm.txt"}}, "residuals": {"time": {"p5": -0.2, "p95": 0.2}}}
+    card.update(card_extra)
+    return pf.PublicFitPredictor(pf.PublicFitModel(Path("."), card))
+
+
+def test_selection_rule_measured_public_fit_transferred_prior():
+    h100, mi300 = resolve_gpu("h100-sxm5-80gb")[0], resolve_gpu("mi300x-192gb")[0]
+    good = _fake({"held_out": {"selection_time_mape": 0.08, "selection_prior_time_mape": 0.30}})
+    worse = _fake({"held_out": {"selection_time_mape": 0.35, "selection_prior_time_mape": 0.30}})
+    unmeasured = _fake({})
+    measured, prior = PriorPredictor(), PriorPredictor()
+
+    class Transferred(PriorPredictor):
+        calibration = "transferred"
+
+        def __init__(self, wape):
+            self.model = type("M", (), {"card": {"cv": {"leave_shape_out": {"time_wape": wape}}}})()
+
+    assert pf.choose_predictor(h100, measured=measured, public_fit=good) is measured
+    assert pf.choose_predictor(h100, public_fit=good, prior=prior) is good
+    assert pf.choose_predictor(h100, public_fit=worse, prior=prior) is prior  # held-out errors say otherwise
+    assert pf.choose_predictor(h100, public_fit=unmeasured, prior=prior) is prior
+    assert pf.choose_predictor(mi300, public_fit=good, prior=prior) is prior  # NVIDIA data only
+    tr_good, tr_bad = Transferred(0.03), Transferred(0.2)  # widened x1.5: 0.045 < 0.08, 0.3 > 0.08
+    assert pf.choose_predictor(h100, public_fit=good, transferred=tr_good) is tr_good
+    assert pf.choose_predictor(h100, public_fit=good, transferred=tr_bad) is good
+    assert pf.choose_predictor(mi300, public_fit=good, transferred=tr_bad) is tr_bad
+    assert pf.choose_predictor(mi300).calibration == "prior"
+
+
+def test_broken_model_folder_is_none_not_an_error(tmp_path):
+    assert pf.load_public_fit(tmp_path) is None
+    (tmp_path / pf.MODEL_DIRNAME).mkdir()
+    (tmp_path / pf.MODEL_DIRNAME / "card.json").write_text("{not json")
+    assert pf.load_public_fit(tmp_path) is None
+    (tmp_path / pf.MODEL_DIRNAME / "card.json").write_text(json.dumps({"schema": pf.SCHEMA, "features": {
+        "version": "old", "names": []}}))
+    with pytest.raises(pf.PublicFitError, match="feature version"):
+        pf.load_model(tmp_path / pf.MODEL_DIRNAME)
