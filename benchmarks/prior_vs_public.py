@@ -250,6 +250,14 @@ def _resnet50():
 # old prior is recomputed with the same reconstruction (benchmarks/results/prior_vs_public_old.json).
 ZEUS_PRECISION = "tf32"
 
+
+def run_precision(precision: str, gpu) -> str:
+    """The precision a PyTorch 1.x run had on ``gpu``: TF32 where the GPU has it, FP32 otherwise (wattlint refuses
+    --precision tf32 on a GPU without TF32 tensor cores, as it should for a user; the reconstruction is per GPU)."""
+    from wattlint.hardware import precision_support
+
+    return precision if precision_support(gpu, precision)[0] else "fp32"
+
 # workload -> (builder, input maker(batch) -> (args, specs), samples per epoch, precision, notes)
 WORKLOADS = {
     ("cifar100", "shufflenetv2"): dict(
@@ -372,14 +380,14 @@ def zeus_rows(split_rows, quick: bool, measured):
         base, _ = resolve_gpu(s["gpu"])
         gpu = dataclasses.replace(base, tdp_w=float(s["power_limit_w"])) if s["power_limit_w"] != base.tdp_w \
             else base
-        d = _estimate(graph, gpu, b, w["precision"], opt)
+        d = _estimate(graph, gpu, b, run_precision(w["precision"], gpu), opt)
         steps = math.ceil(w["samples"] / b)
         t_pred = steps * d["per_step"]["time_s"]
         e_pred = steps * d["per_step"]["gpu_energy_j"]
         p_pred = d["per_step"]["avg_gpu_power_w"]
         t_meas, p_meas = measured[(s["gpu_file"], s["workload"], b, s["optimizer"], float(s["power_limit_w"]))]
         e_meas = t_meas * p_meas
-        t_naive, e_naive = _naive(steps * d["per_step"]["flops"], gpu, w["precision"])
+        t_naive, e_naive = _naive(steps * d["per_step"]["flops"], gpu, run_precision(w["precision"], gpu))
         rows.append({
             "gpu": base.key, "workload": s["workload"], "batch_size": b, "optimizer": s["optimizer"],
             "power_limit_w": s["power_limit_w"], "measured_epoch_s": round(t_meas, 2),
