@@ -474,7 +474,7 @@ def resnet_rows(order):
         row = {"gpu": key, "ranked": ranked, "batch_size": b}
         for prec, meas_v, tag in (("fp16", meas, "amp"), ("tf32", LAMBDA_FP32.get(key), "tf32")):
             graph = _trace(("resnet50", b, prec), _resnet50, torch.randn(b, 3, 224, 224), b, prec, "sgd")
-            d = _estimate(graph, gpu, b, prec, "sgd")
+            d = _estimate(graph, gpu, b, run_precision(prec, gpu), "sgd")  # Lambda's "fp32" column: TF32 if any
             ips = b / d["per_step"]["time_s"]
             t_naive, _ = _naive(d["per_step"]["flops"], gpu, "fp16" if prec == "fp16" else "tf32")
             row[f"{tag}_measured_images_per_s"] = meas_v
