@@ -1,44 +1,23 @@
 """Meters: NVML against a fake pynvml (counter windows, sampling fallback, error mapping), CPU model labels."""
 
 import sys
-import types
 
 import pytest
+
+from _fake_nvml import Clock, base_module
 
 from wattlint.calibrate import meters
 from wattlint.calibrate.meters import CpuMeter, MeterError, NvmlMeter
 
 
-class _Clock:
-    def __init__(self):
-        self.t = 0.0
-
-    def __call__(self):
-        return self.t
-
-
 def fake_pynvml(clock, *, power_w=300.0, tick_s=0.05, counter="ok", init_error=None):
-    m = types.ModuleType("pynvml")
-
-    class NVMLError(Exception):
-        def __init__(self, value):
-            self.value = value
-            super().__init__(f"NVML error {value}")
-
-    m.NVMLError = NVMLError
-    m.NVML_ERROR_LIBRARY_NOT_FOUND = 12
-    m.NVML_ERROR_NOT_SUPPORTED = 3
-    m.NVML_ERROR_NO_PERMISSION = 4
-    m.NVML_TEMPERATURE_GPU = 0
-    m.NVML_CLOCK_SM = 1
-    m.NVML_CLOCK_MEM = 2
-    m.calls = []
+    m = base_module("a meter changed a device setting")
+    NVMLError = m.NVMLError
 
     def init():
         if init_error is not None:
             raise NVMLError(init_error)
     m.nvmlInit = init
-    m.nvmlShutdown = lambda: None
     m.nvmlDeviceGetHandleByIndex = lambda i: ("h", i)
     m.nvmlDeviceGetHandleByUUID = lambda u: ("h", u)
 
@@ -58,18 +37,12 @@ def fake_pynvml(clock, *, power_w=300.0, tick_s=0.05, counter="ok", init_error=N
     m.nvmlDeviceGetUUID = lambda h: "GPU-1234"
     m.nvmlSystemGetDriverVersion = lambda: "550.54"
     m.nvmlDeviceGetEnforcedPowerLimit = lambda h: 700000
-
-    def setter(*a):  # must never be called
-        raise AssertionError("a meter changed a device setting")
-    for name in ("nvmlDeviceSetPowerManagementLimit", "nvmlDeviceSetApplicationsClocks", "nvmlDeviceSetGpuLockedClocks",
-                 "nvmlDeviceSetPersistenceMode", "nvmlDeviceResetGpuLockedClocks", "nvmlDeviceSetMigMode"):
-        setattr(m, name, setter)
     return m
 
 
 @pytest.fixture
 def clock():
-    return _Clock()
+    return Clock()
 
 
 def _install(monkeypatch, mod):

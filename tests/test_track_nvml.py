@@ -4,9 +4,10 @@ to sampling, and no device setting is ever changed."""
 
 import sys
 import time
-import types
 
 import pytest
+
+from _fake_nvml import Clock, base_module
 
 import wattlint
 from wattlint.calibrate import meters
@@ -16,35 +17,14 @@ from wattlint.tracking.record import read_record
 SETTINGS = Settings(min_steps=5, min_stable_s=0.1, max_rel_ci=0.5)
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
-
-
 def fake_pynvml(clock, powers, *, counter=True, fail=None, names=None):
     """``powers``: W per GPU index. ``fail(fn, index) -> bool``: raise NVMLError for that call now."""
-    m = types.ModuleType("pynvml")
-
-    class NVMLError(Exception):
-        def __init__(self, value):
-            self.value = value
-            super().__init__(f"NVML error {value}")
-
-    m.NVMLError = NVMLError
-    m.NVML_ERROR_NOT_SUPPORTED = 3
-    m.NVML_ERROR_GPU_IS_LOST = 15
-    m.NVML_TEMPERATURE_GPU = 0
-    m.NVML_CLOCK_SM = 1
-    m.NVML_CLOCK_MEM = 2
+    m = base_module("tracking changed a device setting")
+    NVMLError = m.NVMLError
     m.nvmlInit = lambda: None
-    m.nvmlShutdown = lambda: None
     m.nvmlDeviceGetCount = lambda: len(powers)
     m.nvmlDeviceGetHandleByIndex = lambda i: ("h", i)
     m.nvmlDeviceGetHandleByUUID = lambda u: ("h", int(u.rsplit("-", 1)[1]))
-    m.calls = []
 
     def check(fn, h):
         m.calls.append((fn, h[1]))
@@ -64,12 +44,6 @@ def fake_pynvml(clock, powers, *, counter=True, fail=None, names=None):
     m.nvmlDeviceGetPowerUsage = power
     m.nvmlDeviceGetName = lambda h: (names or {}).get(h[1], "NVIDIA H100 80GB HBM3")
     m.nvmlDeviceGetUUID = lambda h: f"GPU-fake-{h[1]}"
-
-    def setter(*a):
-        raise AssertionError("tracking changed a device setting")
-    for name in ("nvmlDeviceSetPowerManagementLimit", "nvmlDeviceSetApplicationsClocks", "nvmlDeviceSetGpuLockedClocks",
-                 "nvmlDeviceSetPersistenceMode", "nvmlDeviceResetGpuLockedClocks", "nvmlDeviceSetMigMode"):
-        setattr(m, name, setter)
     return m
 
 
@@ -90,8 +64,18 @@ def _run(tmp_path, clock, n=60, dt=0.1, **kw):
     return t, read_record(t.path)
 
 
+def _run_wall_clock(tmp_path):
+    """20 steps of 20 ms on the real clock (the sampling thread needs real time), 0.1-s windows."""
+    with wattlint.track(device="cuda", out=tmp_path, display="quiet", window_s=0.1, settings=SETTINGS,
+                        static=False, steps=40, sync=False) as t:
+        for _ in range(20):
+            time.sleep(0.02)
+            t.step()
+    return read_record(t.path)
+
+
 def test_counter_on_two_gpus(monkeypatch, tmp_path):
-    clock = Clock()
+    clock = Clock(1000.0)
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(clock, {0: 300.0, 1: 200.0}))
     t, rec = _run(tmp_path, clock)
     h = rec.header
@@ -107,7 +91,7 @@ def test_counter_on_two_gpus(monkeypatch, tmp_path):
 
 
 def test_cuda_visible_devices_selects_the_gpus(monkeypatch, tmp_path):
-    clock = Clock()
+    clock = Clock(1000.0)
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(clock, {0: 300.0, 1: 200.0, 2: 100.0}))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
     t, rec = _run(tmp_path, clock, n=20)
@@ -117,7 +101,7 @@ def test_cuda_visible_devices_selects_the_gpus(monkeypatch, tmp_path):
 
 
 def test_counter_read_errors_mid_run_fail_windows_not_the_run(monkeypatch, tmp_path):
-    clock = Clock()
+    clock = Clock(1000.0)
     # GPU 1's counter raises between t = 1003.05 and 1004.05 (about one window boundary)
     def fail(fn, i):
         return fn == "energy" and i == 1 and 1003.05 <= clock() <= 1004.05
@@ -146,12 +130,7 @@ def test_counter_missing_falls_back_to_sampling_with_failed_samples(monkeypatch,
         return False
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(time.perf_counter, {0: 250.0}, counter=False,
                                                            fail=fail))
-    with wattlint.track(device="cuda", out=tmp_path, display="quiet", window_s=0.1, settings=SETTINGS,
-                        static=False, steps=40, sync=False) as t:
-        for _ in range(20):
-            time.sleep(0.02)
-            t.step()
-    rec = read_record(t.path)
+    rec = _run_wall_clock(tmp_path)
     assert rec.header["channels"][0]["energy_source"] == "sampling"
     assert any("not supported" in n for n in rec.header["notes"])
     ws = [w["channels"][0] for w in rec.windows]
@@ -169,12 +148,7 @@ def test_stuck_counter_switches_to_sampling(monkeypatch, tmp_path):
     mod = fake_pynvml(time.perf_counter, {0: 300.0})
     mod.nvmlDeviceGetTotalEnergyConsumption = lambda h: 123456  # readable, but never moves
     monkeypatch.setitem(sys.modules, "pynvml", mod)
-    with wattlint.track(device="cuda", out=tmp_path, display="quiet", window_s=0.1, settings=SETTINGS,
-                        static=False, steps=40, sync=False) as t:
-        for _ in range(20):
-            time.sleep(0.02)
-            t.step()
-    rec = read_record(t.path)
+    rec = _run_wall_clock(tmp_path)
     first = rec.windows[0]["channels"][0]
     assert first["energy_j"] is None and "did not move" in first["error"] and "switched to sampling" in first["error"]
     later = [w for w in rec.windows[1:] if w["channels"][0]["energy_j"] is not None]
@@ -185,7 +159,7 @@ def test_stuck_counter_switches_to_sampling(monkeypatch, tmp_path):
 
 
 def test_no_nvml_means_time_only_not_a_failed_run(monkeypatch, tmp_path):
-    clock = Clock()
+    clock = Clock(1000.0)
     monkeypatch.setitem(sys.modules, "pynvml", None)
     t, rec = _run(tmp_path, clock, n=20)
     assert rec.summary["status"] == "completed" and rec.header["channels"] == []

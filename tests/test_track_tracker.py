@@ -8,20 +8,14 @@ from importlib import resources
 import jsonschema
 import pytest
 
+from _fake_nvml import Clock
+
 import wattlint
 from wattlint.tracking import BudgetExceeded, BudgetWarning, Settings
 from wattlint.tracking.devices import FakeChannel
 from wattlint.tracking.record import read_record
 
 SETTINGS = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
-
-
-class Clock:
-    def __init__(self):
-        self.t = 100.0
-
-    def __call__(self):
-        return self.t
 
 
 def _schema():
@@ -40,7 +34,7 @@ def _track(tmp_path, clock, **kw):
 
 
 def test_plain_loop_record_and_projection(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
     with _track(tmp_path, clock, steps=200, name="demo") as t:
         for i in range(100):
             clock.t += 0.5 if i < 5 else 0.1  # 5 warm-up steps of 0.5 s, then 0.1 s
@@ -75,7 +69,7 @@ def test_plain_loop_record_and_projection(tmp_path):
 
 
 def test_budget_warns_once_and_keeps_running(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
     # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -92,7 +86,7 @@ def test_budget_warns_once_and_keeps_running(tmp_path):
 
 
 def test_budget_stop_ends_the_with_block_at_a_step_boundary(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
     done = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BudgetWarning)
@@ -110,7 +104,7 @@ def test_budget_stop_ends_the_with_block_at_a_step_boundary(tmp_path):
 
 
 def test_budget_stop_raises_outside_a_with_block(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
     t = _track(tmp_path, clock, steps=10_000, max_kwh=1e-6, on_budget="stop").start()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BudgetWarning)
@@ -122,7 +116,7 @@ def test_budget_stop_raises_outside_a_with_block(tmp_path):
 
 
 def test_wrap_times_the_data_loader_and_marks_epochs(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
 
     def loader():
         for _ in range(50):
@@ -143,7 +137,7 @@ def test_wrap_times_the_data_loader_and_marks_epochs(tmp_path):
 
 
 def test_exception_in_the_loop_closes_the_record_and_propagates(tmp_path):
-    clock = Clock()
+    clock = Clock(100.0)
     with pytest.raises(ZeroDivisionError):
         with _track(tmp_path, clock, steps=100) as t:
             for _ in range(30):
@@ -159,7 +153,7 @@ def test_bad_options_are_clear_errors(tmp_path):
         wattlint.track(on_budget="explode")
     with pytest.raises(wattlint.WattlintError, match="max_kwh"):
         wattlint.track(max_kwh=-1)
-    clock = Clock()
+    clock = Clock(100.0)
     t = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
     t.close()
     with pytest.raises(wattlint.WattlintError, match="never overwritten"):
@@ -200,7 +194,7 @@ def test_live_line_and_rich_display(tmp_path):
 
     from wattlint.tracking.display import Display
 
-    clock = Clock()
+    clock = Clock(100.0)
     buf = io.StringIO()
     with _track(tmp_path, clock, steps=100, display="line", every=25, stream=buf) as t:
         for _ in range(100):

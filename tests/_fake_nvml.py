@@ -1,0 +1,46 @@
+"""Shared pieces of the fake pynvml modules and clocks the meter and tracker tests build on."""
+
+from __future__ import annotations
+
+import types
+
+SETTERS = ("nvmlDeviceSetPowerManagementLimit", "nvmlDeviceSetApplicationsClocks", "nvmlDeviceSetGpuLockedClocks",
+           "nvmlDeviceSetPersistenceMode", "nvmlDeviceResetGpuLockedClocks", "nvmlDeviceSetMigMode")
+
+
+class Clock:
+    """A clock the test advances by hand (``clock.t += dt``)."""
+
+    def __init__(self, start: float = 0.0):
+        self.t = start
+
+    def __call__(self):
+        return self.t
+
+
+def base_module(setter_message: str) -> types.ModuleType:
+    """A pynvml stand-in with NVMLError, the error/enum constants and every device setter raising AssertionError
+    (measurement must never change a device setting). Callers add the query functions they need."""
+    m = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        def __init__(self, value):
+            self.value = value
+            super().__init__(f"NVML error {value}")
+
+    m.NVMLError = NVMLError
+    m.NVML_ERROR_LIBRARY_NOT_FOUND = 12
+    m.NVML_ERROR_NOT_SUPPORTED = 3
+    m.NVML_ERROR_NO_PERMISSION = 4
+    m.NVML_ERROR_GPU_IS_LOST = 15
+    m.NVML_TEMPERATURE_GPU = 0
+    m.NVML_CLOCK_SM = 1
+    m.NVML_CLOCK_MEM = 2
+    m.nvmlShutdown = lambda: None
+    m.calls = []
+
+    def setter(*a):
+        raise AssertionError(setter_message)
+    for name in SETTERS:
+        setattr(m, name, setter)
+    return m
