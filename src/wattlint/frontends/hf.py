@@ -13,6 +13,9 @@ import os
 from typing import Any, Mapping, Sequence
 
 from ..types import CostGraph, InputError, TensorSpec
+from .extras import require
+
+_WHAT = "Hugging Face config.json sources"  # "<what>: the torch package is not installed; ..."
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 1
@@ -35,11 +38,8 @@ class _quiet:
 
 
 def load_config(path_or_dict: str | Mapping[str, Any]):
-    try:
-        import transformers  # noqa: F401
-        from transformers import AutoConfig
-    except ImportError:
-        raise InputError("Hugging Face configs need the 'transformers' package: pip install 'wattlint[hf]'") from None
+    require("torch", _WHAT, "hf")
+    AutoConfig = require("transformers", _WHAT, "hf").AutoConfig
     if isinstance(path_or_dict, Mapping):
         data = dict(path_or_dict)
         where = "config"
@@ -69,8 +69,8 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
 
 
 def build_model(config, attention: str = "sdpa"):
-    import torch
-    import transformers
+    torch = require("torch", _WHAT, "hf")
+    transformers = require("transformers", _WHAT, "hf")
 
     impl = "eager" if attention == "eager" else "sdpa"
 
@@ -143,8 +143,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                    attention: str = "sdpa") -> CostGraph:
     """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
     at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
-    from . import torch as tf
-
+    tf = require("wattlint.frontends.torch", _WHAT, "hf")
     if attention not in tf.ATTENTION_MODES:
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
 
