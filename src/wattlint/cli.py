@@ -77,6 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _one_line(e: BaseException) -> str:
+    """An error message as one line: newlines folded, other control characters escaped (a message can quote a name
+    from the user's files, which must not inject lines into a terminal or a CI log)."""
+    text = " ".join(str(e).split("\n"))
+    if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c in "\u2028\u2029" for c in text):
+        from .report.tables import clean
+
+        text = clean(text)
+    return text
+
+
 def _main(argv: list[str]) -> int:
     from .types import WattlintError
 
@@ -102,7 +113,7 @@ def _main(argv: list[str]) -> int:
     try:
         return int(args._run(args) or 0)
     except WattlintError as e:
-        print(f"wattlint: error: {e}", file=sys.stderr)
+        print(f"wattlint: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, UsageError, BrokenPipeError):
         raise
@@ -116,7 +127,8 @@ def _main(argv: list[str]) -> int:
         if isinstance(e, json.JSONDecodeError):
             print(f"wattlint: error: not valid JSON: {e}", file=sys.stderr)
             return 2
-        print(f"wattlint: internal error: {type(e).__name__}: {e} (set WATTLINT_DEBUG=1 for a traceback)",
+        print(f"wattlint: internal error: {type(e).__name__}: {_one_line(e)} (set WATTLINT_DEBUG=1 for a traceback); "
+              "please report it",
               file=sys.stderr)
         return 3
 

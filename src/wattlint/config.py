@@ -168,8 +168,8 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     for d in (here, *here.parents):
         candidate = d / "pyproject.toml"
         if candidate.is_file():
-            try:
-                text = candidate.read_text(encoding="utf-8")
+            try:  # a file that is not UTF-8 is still found here if it names [tool.wattlint]; loading it says why not
+                text = candidate.read_bytes().decode("utf-8", errors="replace")
             except OSError:
                 continue
             if "wattlint" in text and re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M):
@@ -199,8 +199,12 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
         data = _toml.loads(file.read_text(encoding="utf-8"))
     except _toml.TOMLDecodeError as e:
         raise ConfigError(f"{file}: invalid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{file}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid TOML: arrays or tables nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read: {e.strerror or e}") from None
     tool = data.get("tool")
     if isinstance(tool, dict) and "wattlint" in tool:
         table = tool["wattlint"]

@@ -7,6 +7,7 @@ written atomically, and an unreadable or foreign file is a ConfigError (exit 2) 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,12 +24,37 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; {_FIX}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"baseline {path}: not valid JSON ({e}); fix it or delete it and run "
-                          "'wattlint check --update-baseline'") from None
+        raise ConfigError(f"baseline {path}: not valid JSON ({' '.join(str(e).split())}); {_FIX}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("models"), dict):
         raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
-    return {k: v for k, v in data["models"].items() if isinstance(v, dict)}
+    for name, entry in data["models"].items():
+        check_entry(path, name, entry)
+    return dict(data["models"])
+
+
+_FIX = "fix it or delete it and run 'wattlint check --update-baseline'"
+
+
+def check_entry(path: Path, name: str, entry: Any) -> None:
+    """A baseline entry is an object whose totals are finite numbers >= 0: a string, NaN or infinity would turn the
+    regression gate off (every comparison false) or fail it falsely, so it is refused (ConfigError naming the entry)."""
+    label = f"baseline {path}: model {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{label}: expected an object of totals, got {type(entry).__name__}; {_FIX}")
+    for k in KEYS:
+        if k not in entry:
+            continue
+        v = entry[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{label}: {k} = {repr(v)[:40]} is not a number; {_FIX}")
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{label}: {k} = {v!r} is not a finite number >= 0; {_FIX}")
+    for k in ("gpu", "calibration", "source"):
+        if entry.get(k) is not None and not isinstance(entry[k], str):
+            raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
 
 
 def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
