@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from ..types import ConfigError
 
 SCHEMA = "wattlint.baseline/1"
+STALE_TEMP_S = 60.0  # the baseline is written in milliseconds: an older temporary file is a killed writer's
 KEYS = ("energy_kwh", "gpu_energy_kwh", "co2_kg", "cost_usd", "time_h", "gpu_hours")
 
 
@@ -79,6 +80,9 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
     atomically. Returns the new mapping."""
     from ..io import atomic_write_text
 
+    from ..io import remove_stale_temps
+
+    remove_stale_temps(Path(path), older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
     try:
