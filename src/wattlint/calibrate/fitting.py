@@ -130,7 +130,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                          "driver_version": prov.get("meter", {}).get("driver_version"),
                          "started_utc": prov.get("started_utc"), "idle_power_w": idle})
         for row in rows:
-            if None in row or any(row.get(k) is None for k in _NEEDED):  # torn: too many or too few fields
+            if None in row or None in row.values() or any(k not in row for k in _NEEDED):  # torn: field count
                 skipped["torn (wrong number of fields)"] += 1
                 continue
             if row.get("status") != "ok":
