@@ -30,6 +30,16 @@ __all__ = ["Config", "ModelConfig", "load_config", "PLAN_KEYS", "BUDGET_KEYS", "
 
 FORMATS = O.CHECK_FORMATS
 _str = O.nonempty_str
+
+
+def _path_str(v: Any, *, text: bool = False) -> str:
+    """A non-empty path string without control characters (a NUL cannot name a file)."""
+    v = O.nonempty_str(v)
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in v):
+        raise ValueError("expected a file path (it holds a control character)")
+    return v
+
+
 _bool = O.boolean
 _str_list = O.str_list
 _fraction = O.number(0.0, 1.0, lo_open=False)
@@ -61,11 +71,11 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "extend_select": _str_list,
     "preview": _bool,
     "exclude": _str_list,
-    "baseline": _str,
+    "baseline": _path_str,
     "regression_threshold": _fraction,
     "cache": _bool,
-    "cache_dir": _str,
-    "models_dir": _str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
+    "cache_dir": _path_str,
+    "models_dir": _path_str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
     "format": O.choice(*FORMATS),
     "budget": None,  # table, handled separately
     "rules": None,  # table of per-rule option tables
@@ -75,7 +85,7 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
 #: Keys of one [[tool.wattlint.models]] entry besides the plan options.
 MODEL_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "name": _str,
-    "source": _str,
+    "source": _path_str,
     "budget": None,
     "select": _str_list,
     "ignore": _str_list,

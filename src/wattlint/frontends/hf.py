@@ -107,7 +107,12 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     if not isinstance(data, dict):
         raise InputError(f"{where}: not a JSON object")
     check_config_sizes(data, where)
+    archs = data.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise InputError(f"{where}: architectures = {str(archs)[:60]}: expected a list of model class names")
     model_type = data.pop("model_type", None)
+    if model_type is not None and not isinstance(model_type, str):
+        raise InputError(f"{where}: model_type = {str(model_type)[:60]}: expected a string such as \"llama\"")
     if not model_type:
         raise InputError(f"{where}: no 'model_type' (not a Hugging Face config.json?)")
     try:
