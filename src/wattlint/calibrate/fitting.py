@@ -62,6 +62,24 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
     return uniq
 
 
+def _check_provenance(prov: dict[str, Any], where: Path) -> None:
+    """The parts of a run's JSON provenance the fit reads have the types the runner writes (FitError otherwise)."""
+    for key in ("spec", "device", "meter", "suite"):
+        if prov.get(key) is not None and not isinstance(prov[key], dict):
+            raise FitError(f"{where}: {key!r} must be an object")
+    spec = prov.get("spec") or {}
+    if spec.get("key") is not None and not isinstance(spec["key"], str):
+        raise FitError(f"{where}: spec.key must be a GPU database key (a string)")
+    sessions = prov.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
+        raise FitError(f"{where}: 'sessions' must be a list of objects")
+    for x in sessions:
+        v = x.get("idle_power_w")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 0):
+            raise FitError(f"{where}: sessions idle_power_w = {str(v)[:40]!r}: expected a finite number >= 0")
+
+
 def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec, str]:
     """The GpuSpec a run's features are computed on: the database entry for GPUs (so fitting and predicting use
     the same numbers), the stored measured spec for CPU / fake runs."""
@@ -103,6 +121,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             raise FitError(f"{rp.json}: not a calibration run (not UTF-8 JSON: {' '.join(str(e).split())})") from None
         if not isinstance(prov, dict) or prov.get("schema") != RUN_SCHEMA:
             raise FitError(f"{rp.json}: not a calibration run")
+        _check_provenance(prov, rp.json)
         if prov.get("validation_data"):
             raise FitError(f"{rp.json}: validation measurements never enter a fit")
         s, s_src = run_spec(prov, gpu_key)
