@@ -438,3 +438,17 @@ def test_onnx_validation_failure_stays_exit_2(run_cli, monkeypatch):
     monkeypatch.setattr(onnx_ops, "handler_for", rejecting)
     code, out, err = run_cli("analyze", EXAMPLES / "resnet50.onnx")
     assert code == 2 and "malformed graph" in _one_error_line(err)
+
+
+# ---- docs say that check runs the model source files -----------------------------------------------------------
+
+def test_docs_say_check_imports_and_runs_model_sources():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    check_section = readme.split("### Lint, budgets and the pre-commit hook", 1)[1].split("\n### ", 1)[0]
+    assert "imports and runs the Python files named as model sources" in check_section
+    assert "imports and runs the Python files named as model sources" in (ROOT / "docs" / "CONFIG.md").read_text()
+
+
+def test_error_lines_escape_control_characters(run_cli):
+    code, out, err = run_cli(EXAMPLES / "resnet50.onnx", "--gpu", "a\n::error x\x1b[31m")
+    assert code == 2 and "\n::error" not in err and "\x1b" not in err and err.count("\n") == 1
