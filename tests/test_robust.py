@@ -452,3 +452,12 @@ def test_docs_say_check_imports_and_runs_model_sources():
 def test_error_lines_escape_control_characters(run_cli):
     code, out, err = run_cli(EXAMPLES / "resnet50.onnx", "--gpu", "a\n::error x\x1b[31m")
     assert code == 2 and "\n::error" not in err and "\x1b" not in err and err.count("\n") == 1
+
+
+def test_d2_per_layer_size_lists_are_accepted_and_checked(run_cli, tmp_path):
+    """Some real configs give a size per layer (Gemma 3n: intermediate_size is a list): each element is bounded."""
+    pytest.importorskip("transformers")
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"model_type": "llama", "intermediate_size": [128, 10 ** 12]}))
+    code, out, err = run_cli("analyze", p)
+    assert code == 2 and "intermediate_size = 1000000000000 is outside" in _one_error_line(err)

@@ -69,14 +69,18 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
         for k in keys:
             if k not in data or data[k] is None:
                 continue
-            v = data[k]
-            ok = isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
-            if not ok:
-                raise InputError(f"{where}: {_prefix}{k} = {v!r}: expected a whole number")
-            if not 0 <= v <= limit:
-                raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
-                                 "not a model this tool can build")
-            values[what] = max(values.get(what, 0), int(v))
+            raw = data[k]
+            # a per-layer list (e.g. Gemma 3n's intermediate_size) is checked element by element
+            items = raw if isinstance(raw, list) and len(raw) <= SIZE_LIMITS["layers"][1] else [raw]
+            for v in items:
+                ok = isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
+                if not ok:
+                    raise InputError(f"{where}: {_prefix}{k} = {str(raw)[:60]}: expected a whole number"
+                                     + (" or a list of them" if isinstance(raw, list) else ""))
+                if not 0 <= v <= limit:
+                    raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
+                                     "not a model this tool can build")
+                values[what] = max(values.get(what, 0), int(v))
     if values.get("layers", 1) * max(1, values.get("experts", 1)) > MAX_EXPERT_MODULES:
         raise InputError(f"{where}: {_prefix}layers x experts = {values['layers']:,} x {values['experts']:,} is more "
                          f"than {MAX_EXPERT_MODULES:,} expert modules: not a model this tool can build")
