@@ -87,15 +87,18 @@ class OnnxInternalError(Exception):
 def raised_by_onnx(e: BaseException) -> bool:
     """Whether ``e`` was raised inside the onnx or onnxruntime packages (their validation or shape inference), as
     opposed to wattlint's own code."""
+    if type(e).__module__.split(".")[0] in ("onnx", "onnxruntime"):  # e.g. onnx.checker.ValidationError
+        return True
+    import sys
+
+    roots = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules.get("onnx"), sys.modules.get("onnxruntime"))
+                  if m is not None and getattr(m, "__file__", None))
     tb = e.__traceback__
-    last = None
-    while tb is not None:
-        last = tb
+    while tb is not None:  # raised while onnx / onnxruntime code was running (however deep, e.g. in numpy)
+        if tb.tb_frame.f_code.co_filename.startswith(roots):
+            return True
         tb = tb.tb_next
-    if last is None:
-        return type(e).__module__.split(".")[0] in ("onnx", "onnxruntime")
-    parts = Path(last.tb_frame.f_code.co_filename).parts
-    return "onnx" in parts or "onnxruntime" in parts
+    return False
 
 
 def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
