@@ -220,6 +220,8 @@ def _project(tmp_path: Path, baseline: str | None = None, extra: str = "") -> Pa
     ('{"energy_kwh": NaN}', "energy_kwh = nan is not a finite number"),
     ('{"energy_kwh": 1e400}', "energy_kwh = inf is not a finite number"),
     ('{"energy_kwh": -1}', "energy_kwh = -1 is not a finite number >= 0"),
+    ('{"energy_kwh": 0}', "energy_kwh = 0: an estimate is never zero"),
+    ('{"energy_kwh": 1, "co2_kg": "1"}', "co2_kg = '1' is not a number"),
     ('{"energy_kwh": true}', "is not a number"),
     ('[1, 2]', "expected an object of totals, got list"),
     ('"x"', "expected an object of totals, got str"),

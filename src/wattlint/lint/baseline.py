@@ -40,8 +40,9 @@ _FIX = "fix it or delete it and run 'wattlint check --update-baseline'"
 
 
 def check_entry(path: Path, name: str, entry: Any) -> None:
-    """A baseline entry is an object whose totals are finite numbers >= 0: a string, NaN or infinity would turn the
-    regression gate off (every comparison false) or fail it falsely, so it is refused (ConfigError naming the entry)."""
+    """A baseline entry is an object whose totals are finite numbers >= 0 (energy > 0): a string, NaN, infinity or a
+    zero energy would turn the regression gate off (every comparison false) or fail it falsely, so it is refused
+    (ConfigError naming the entry)."""
     label = f"baseline {path}: model {name!r}"
     if not isinstance(entry, dict):
         raise ConfigError(f"{label}: expected an object of totals, got {type(entry).__name__}; {_FIX}")
@@ -53,6 +54,8 @@ def check_entry(path: Path, name: str, entry: Any) -> None:
             raise ConfigError(f"{label}: {k} = {repr(v)[:40]} is not a number; {_FIX}")
         if not math.isfinite(v) or v < 0:
             raise ConfigError(f"{label}: {k} = {v!r} is not a finite number >= 0; {_FIX}")
+        if k == "energy_kwh" and v == 0:  # the regression gate measures rises against it: 0 would switch it off
+            raise ConfigError(f"{label}: energy_kwh = 0: an estimate is never zero; {_FIX}")
     for k in ("gpu", "calibration", "source"):
         if entry.get(k) is not None and not isinstance(entry[k], str):
             raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
