@@ -22,17 +22,24 @@ DEFAULT_BATCH = 1
 
 
 class _quiet:
-    """transformers logs config/model warnings on stderr; the library never prints (DESIGN §3)."""
+    """transformers logs config/model warnings on stderr, and torch / transformers emit Python warnings (e.g. torch's
+    "Initializing zero-element tensors is a no-op"); the library never prints (DESIGN §3)."""
 
     def __enter__(self):
+        import warnings
+
         from transformers.utils import logging as tlog
 
         self._tlog = tlog
         self._level = tlog.get_verbosity()
         tlog.set_verbosity_error()
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
         return self
 
     def __exit__(self, *exc):
+        self._warnings.__exit__(*exc)
         self._tlog.set_verbosity(self._level)
         return False
 
