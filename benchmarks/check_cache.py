@@ -53,7 +53,7 @@ def main() -> int:
         tmp = Path(tmp)
         shutil.copytree(ROOT / "examples" / "project", tmp / "project",
                         ignore=shutil.ignore_patterns(".wattlint-cache", "__pycache__"))
-        for f in ("resnet50.onnx", "gpt2-small.onnx"):
+        for f in ("resnet50.onnx", "gpt2-tiny.onnx"):
             shutil.copy(ROOT / "examples" / f, tmp / f)
         proj = tmp / "project"
         env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp / "cache")}
@@ -90,7 +90,7 @@ def main() -> int:
     res = {
         "benchmark": "wattlint check on unchanged models (result cache)",
         "target_s": 0.3,
-        "models": ["classifier (resnet50.onnx)", "lm (gpt2-small.onnx)", "mlp (models/tiny_mlp.py:build, torch)"],
+        "models": ["classifier (resnet50.onnx)", "lm (gpt2-tiny.onnx)", "mlp (models/tiny_mlp.py:build, torch)"],
         "runs": a.runs,
         "cold_s": round(cold, 3),
         "warm_median_s": round(statistics.median(warm), 4),

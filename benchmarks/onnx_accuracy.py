@@ -26,7 +26,7 @@ CASES = {
     "resnet50": (lambda: M.fold_batchnorm(M.resnet50()), "x", (8, 3, 224, 224), "float32"),
     "vit": (lambda: M.logits_only(M.vit_small()), "pixel_values", (8, 3, 224, 224), "float32"),
     "bert": (lambda: M.logits_only(M.bert_small()), "input_ids", (8, 128), "int64"),
-    "gpt2": (lambda: M.logits_only(M.gpt2_small()), "input_ids", (8, 256), "int64"),
+    "gpt2": (lambda: M.logits_only(M.gpt2_tiny()), "input_ids", (8, 256), "int64"),
     "lstm": (lambda: M.lstm_classifier(), "ids", (16, 64), "int64"),
 }
 

@@ -82,7 +82,7 @@ def export_gpt2_depth(layers: int, out: Path) -> Path:
 
     import make_examples as M
 
-    model = M.logits_only(M.gpt2_small(n_layer=layers, n_embd=64, n_head=4, vocab=50257, n_positions=1024))
+    model = M.logits_only(M.gpt2_tiny(n_layer=layers, n_embd=64, n_head=4, vocab=50257, n_positions=1024))
     return M.export_weightless(model, (torch.zeros(2, 16, dtype=torch.long),), out, input_names=["input_ids"],
                                output_names=["logits"],
                                dynamic_axes={"input_ids": {0: "batch", 1: "sequence"},

@@ -1,6 +1,6 @@
 """Regenerate the weight-free example graphs in examples/ (needs torch; transformers for the GPT-2 example).
 
-    python examples/make_examples.py            # writes examples/resnet50.onnx, examples/gpt2-small.onnx
+    python examples/make_examples.py            # writes examples/resnet50.onnx, examples/gpt2-tiny.onnx
 
 Each model is built randomly initialised (offline), exported in eval mode with torch.onnx.export (TorchScript
 exporter, opset 17, static batch dims), saved with every initializer as external data, and the data file is then
@@ -78,7 +78,7 @@ def resnet50(num_classes: int = 1000):
     return ResNet()
 
 
-def gpt2_small(n_layer: int = 4, n_embd: int = 256, n_head: int = 4, vocab: int = 8192, n_positions: int = 256):
+def gpt2_tiny(n_layer: int = 4, n_embd: int = 256, n_head: int = 4, vocab: int = 8192, n_positions: int = 256):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab, n_positions=n_positions,
@@ -206,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                           input_names=["input"], output_names=["logits"])
     print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB)")
     try:
-        gpt = logits_only(gpt2_small())
+        gpt = logits_only(gpt2_tiny())
     except ImportError:
-        print("transformers not installed: skipped gpt2-small.onnx", file=sys.stderr)
+        print("transformers not installed: skipped gpt2-tiny.onnx", file=sys.stderr)
         return 0
-    p = export_weightless(gpt, (torch.zeros(8, 256, dtype=torch.long),), out / "gpt2-small.onnx",
+    p = export_weightless(gpt, (torch.zeros(8, 256, dtype=torch.long),), out / "gpt2-tiny.onnx",
                           input_names=["input_ids"], output_names=["logits"])
     print(f"wrote {p} ({p.stat().st_size / 1e3:.0f} kB)")
     return 0

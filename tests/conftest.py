@@ -1,9 +1,17 @@
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
+
+# Subprocesses the tests start (`python -m wattlint ...`) import this checkout's code whatever their working
+# directory: this src/ first on PYTHONPATH, relative entries made absolute (PYTHONPATH=src would otherwise point
+# elsewhere once a test runs the CLI in a temporary folder, silently testing an installed copy).
+_SRC = str(ROOT / "src")
+_rest = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+os.environ["PYTHONPATH"] = os.pathsep.join([_SRC] + [p for p in _rest if p != _SRC])
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ONNX = ROOT / "examples" / "gpt2-small.onnx"
+ONNX = ROOT / "examples" / "gpt2-tiny.onnx"
 
 CONFIG = """
 [tool.wattlint]

@@ -111,7 +111,7 @@ def test_estimate_attaches_findings_without_config():
     import wattlint
 
     root = Path(__file__).resolve().parents[1]
-    est = wattlint.estimate(str(root / "examples" / "gpt2-small.onnx"), gpu="a100-sxm4-80gb", precision="fp32",
+    est = wattlint.estimate(str(root / "examples" / "gpt2-tiny.onnx"), gpu="a100-sxm4-80gb", precision="fp32",
                             tokens=1e8)
     got = {f.code for f in est.findings}
     assert "WL101" in got and "WL403" not in got

@@ -17,7 +17,7 @@ from wattlint.types import InputError, Phase, TensorSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET = ROOT / "examples" / "resnet50.onnx"
-GPT2 = ROOT / "examples" / "gpt2-small.onnx"
+GPT2 = ROOT / "examples" / "gpt2-tiny.onnx"
 F = TensorProto.FLOAT
 
 

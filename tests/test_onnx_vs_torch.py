@@ -74,7 +74,7 @@ def test_causal_mask_detected_when_attention_mask_is_an_input(tmp_path):
             return self.m(input_ids=ids, attention_mask=mask, use_cache=False, return_dict=False)[0]
 
     M = acc.M
-    p = M.export_weightless(WithMask(M.gpt2_small(n_layer=2)).eval(),
+    p = M.export_weightless(WithMask(M.gpt2_tiny(n_layer=2)).eval(),
                             (torch.zeros(2, 32, dtype=torch.long), torch.ones(2, 32, dtype=torch.long)),
                             tmp_path / "g.onnx", input_names=["input_ids", "attention_mask"], output_names=["logits"],
                             dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}})

@@ -70,7 +70,7 @@ def hook(repo, env, hook_id="wattlint"):
 def test_pre_commit_hook_end_to_end(tmp_path, env):
     repo = tmp_path / "repo"
     (repo / "models").mkdir(parents=True)
-    shutil.copy(ROOT / "examples" / "gpt2-small.onnx", repo / "models" / "lm.onnx")
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", repo / "models" / "lm.onnx")
     (repo / ".gitignore").write_text(".wattlint-cache/\n")
 
     def configure(tokens="2e8", budget="10"):

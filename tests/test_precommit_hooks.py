@@ -52,7 +52,7 @@ def local_config(hook_id: str) -> str:
 def repo(tmp_path):
     r = tmp_path / "repo"
     (r / "models").mkdir(parents=True)
-    shutil.copy(ROOT / "examples" / "gpt2-small.onnx", r / "models" / "lm.onnx")
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", r / "models" / "lm.onnx")
     (r / ".gitignore").write_text(".wattlint-cache/\n")
     (r / ".pre-commit-config.yaml").write_text(local_config("wattlint"))
     (r / "README.md").write_text("x\n")

@@ -62,7 +62,7 @@ def test_sarif_empty_run_validates(validator, tmp_path):
 
 def test_sarif_from_check_command(validator, tmp_path, monkeypatch, run_cli):
     (tmp_path / "m").mkdir()
-    shutil.copy(ROOT / "examples" / "gpt2-small.onnx", tmp_path / "m" / "lm.onnx")
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "m" / "lm.onnx")
     (tmp_path / "pyproject.toml").write_text(
         "[tool.wattlint]\nprecision = 'fp32'\n\n[[tool.wattlint.models]]\nname = 'lm'\nsource = 'm/lm.onnx'\n"
         "tokens = 1e8\nbudget = { energy-kwh = 0.0001 }\n")

@@ -25,7 +25,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .io import atomic_write_text
+from .io import atomic_write_text, escapes_root, remove_stale_temps_in
+from .types import ConfigError
 
 SCHEMA = "wattlint.check-cache/1"
 DIRNAME = ".wattlint-cache"
@@ -216,7 +217,14 @@ class ResultCache:
     def for_config(cls, config, enabled: bool = True) -> "ResultCache":
         env = os.environ.get("WATTLINT_CACHE_DIR")
         d = Path(env) if env else (config.cache_dir or config.root / DIRNAME)
-        return cls(d, enabled=enabled and config.cache)
+        enabled = enabled and config.cache
+        if enabled and not env:  # an explicit WATTLINT_CACHE_DIR is the user's choice wherever it leads
+            target = escapes_root(d, config.root)
+            if target is not None:
+                raise ConfigError(f"cache directory {d} resolves to {target}, outside the project {config.root} "
+                                  "through a symbolic link; refusing to write there (remove the link, or set "
+                                  "cache-dir / WATTLINT_CACHE_DIR to the real path, or pass --no-cache)")
+        return cls(d, enabled=enabled)
 
     def key(self, model, config, extra: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
         """(key, model files) for one configured model."""
@@ -281,3 +289,8 @@ class ResultCache:
     def save(self) -> None:
         if self.enabled:
             self.hashes.save()
+            remove_stale_temps_in(self.dir, older_than_s=STALE_TEMP_S)  # left by a killed check
+
+
+# a cache entry is written in milliseconds: a temporary file older than this belongs to a killed writer
+STALE_TEMP_S = 60.0

@@ -68,13 +68,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except UsageError as e:
-        print(str(e), file=sys.stderr)
+        print(_one_line(e), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wattlint: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # pragma: no cover - e.g. `wattlint ... | head`
         return 0
+
+
+def _one_line(e: BaseException | str) -> str:
+    """An error message as one line: newlines folded, other control characters escaped (a message can quote a name
+    from the user's files, which must not inject lines into a terminal or a CI log)."""
+    text = " ".join(str(e).split("\n"))
+    if any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c in "\u2028\u2029" for c in text):
+        from .report.tables import clean
+
+        text = clean(text)
+    return text
 
 
 def _main(argv: list[str]) -> int:
@@ -102,7 +113,7 @@ def _main(argv: list[str]) -> int:
     try:
         return int(args._run(args) or 0)
     except WattlintError as e:
-        print(f"wattlint: error: {e}", file=sys.stderr)
+        print(f"wattlint: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, UsageError, BrokenPipeError):
         raise
@@ -111,12 +122,13 @@ def _main(argv: list[str]) -> int:
             raise
         # a path the user gave that cannot be read or written, or a user's file that is not JSON: input errors
         if isinstance(e, OSError) and e.filename is not None:
-            print(f"wattlint: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            print(f"wattlint: error: {_one_line(f'{e.filename}: {e.strerror or e}')}", file=sys.stderr)
             return 2
         if isinstance(e, json.JSONDecodeError):
-            print(f"wattlint: error: not valid JSON: {e}", file=sys.stderr)
+            print(f"wattlint: error: not valid JSON: {_one_line(e)}", file=sys.stderr)
             return 2
-        print(f"wattlint: internal error: {type(e).__name__}: {e} (set WATTLINT_DEBUG=1 for a traceback)",
+        print(f"wattlint: internal error: {type(e).__name__}: {_one_line(e)} (set WATTLINT_DEBUG=1 for a traceback); "
+              "please report it",
               file=sys.stderr)
         return 3
 

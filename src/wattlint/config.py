@@ -30,6 +30,16 @@ __all__ = ["Config", "ModelConfig", "load_config", "PLAN_KEYS", "BUDGET_KEYS", "
 
 FORMATS = O.CHECK_FORMATS
 _str = O.nonempty_str
+
+
+def _path_str(v: Any, *, text: bool = False) -> str:
+    """A non-empty path string without control characters (a NUL cannot name a file)."""
+    v = O.nonempty_str(v)
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in v):
+        raise ValueError("expected a file path (it holds a control character)")
+    return v
+
+
 _bool = O.boolean
 _str_list = O.str_list
 _fraction = O.number(0.0, 1.0, lo_open=False)
@@ -61,11 +71,11 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "extend_select": _str_list,
     "preview": _bool,
     "exclude": _str_list,
-    "baseline": _str,
+    "baseline": _path_str,
     "regression_threshold": _fraction,
     "cache": _bool,
-    "cache_dir": _str,
-    "models_dir": _str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
+    "cache_dir": _path_str,
+    "models_dir": _path_str,  # fitted energy models searched first (before $WATTLINT_MODELS_DIR, user dir, shipped)
     "format": O.choice(*FORMATS),
     "budget": None,  # table, handled separately
     "rules": None,  # table of per-rule option tables
@@ -75,7 +85,7 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
 #: Keys of one [[tool.wattlint.models]] entry besides the plan options.
 MODEL_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "name": _str,
-    "source": _str,
+    "source": _path_str,
     "budget": None,
     "select": _str_list,
     "ignore": _str_list,
@@ -168,8 +178,8 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     for d in (here, *here.parents):
         candidate = d / "pyproject.toml"
         if candidate.is_file():
-            try:
-                text = candidate.read_text(encoding="utf-8")
+            try:  # a file that is not UTF-8 is still found here if it names [tool.wattlint]; loading it says why not
+                text = candidate.read_bytes().decode("utf-8", errors="replace")
             except OSError:
                 continue
             if "wattlint" in text and re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M):
@@ -199,8 +209,12 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
         data = _toml.loads(file.read_text(encoding="utf-8"))
     except _toml.TOMLDecodeError as e:
         raise ConfigError(f"{file}: invalid TOML: {e}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{file}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: invalid TOML: arrays or tables nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read: {e.strerror or e}") from None
     tool = data.get("tool")
     if isinstance(tool, dict) and "wattlint" in tool:
         table = tool["wattlint"]

@@ -71,6 +71,39 @@ def remove_stale_temps(path: Path | str, *, older_than_s: float = STALE_TEMP_S) 
     return n
 
 
+def remove_stale_temps_in(directory: Path | str, *, older_than_s: float = STALE_TEMP_S) -> int:
+    """Remove every ``.*.tmp`` file a killed atomic writer left in ``directory``; returns how many."""
+    n = 0
+    now = time.time()
+    try:
+        candidates = list(Path(directory).glob(".*.tmp"))
+    except OSError:
+        return 0
+    for tmp in candidates:
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and now - tmp.stat().st_mtime >= older_than_s:
+                tmp.unlink()
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def escapes_root(path: Path | str, root: Path | str) -> Path | None:
+    """Where ``path`` really leads when it names a place inside ``root`` but resolves (through a symbolic link in one
+    of its components) outside it; None when it stays inside, or when it names a place outside ``root`` outright
+    (an explicit outside path is the user's choice, a link that carries a write out of the project is not)."""
+    absolute = Path(os.path.abspath(path))
+    root_abs = Path(os.path.abspath(root))
+    if absolute != root_abs and root_abs not in absolute.parents:
+        return None
+    resolved = absolute.resolve()
+    root_res = root_abs.resolve()
+    if resolved == root_res or root_res in resolved.parents:
+        return None
+    return resolved
+
+
 def utc_now() -> str:
     """ISO-8601 UTC time to the second: ``2026-12-03T08:11:02Z``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -9,6 +9,7 @@ peaks, clearly labelled, never added to the GPU database).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -37,9 +38,40 @@ def spec_to_dict(spec: GpuSpec) -> dict[str, Any]:
 
 
 def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
+    """A GpuSpec from a stored spec (a run's provenance); InputError naming the field when one is missing or not a
+    finite number in range (a hand-edited or damaged file must not reach the power model as None or NaN)."""
+    from ..types import InputError
+
+    if not isinstance(d, dict):
+        raise InputError(f"stored device spec: expected an object, got {type(d).__name__}")
     keys = ("key", "name", "vendor", "arch", "peak_tflops", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz",
             "tdp_w", "idle_w", "idle_estimated", "tensor_cores", "l2_mb", "sources")
-    return GpuSpec(**{k: d[k] for k in keys if k in d})
+    for k in ("key", "name", "vendor", "arch"):
+        if not isinstance(d.get(k), str):
+            raise InputError(f"stored device spec: {k} = {d.get(k)!r}: expected a string")
+    # (field, zero allowed): a CPU run stores sm_count / boost_mhz 0
+    for k, zero in (("memory_gb", False), ("memory_bw_gbs", False), ("sm_count", True), ("boost_mhz", True),
+                    ("tdp_w", False), ("idle_w", True), ("l2_mb", True)):
+        if k == "l2_mb" and k not in d:
+            continue
+        v = d.get(k)
+        if not (_finite_above(v, 0.0) or (zero and v == 0 and not isinstance(v, bool))):
+            raise InputError(f"stored device spec: {k} = {v!r}: expected a finite number {'>=' if zero else '>'} 0")
+    if d["idle_w"] >= d["tdp_w"]:
+        raise InputError(f"stored device spec: idle_w {d['idle_w']!r} is not below tdp_w {d['tdp_w']!r}")
+    peaks = d.get("peak_tflops")
+    if not isinstance(peaks, dict) or not peaks or not all(
+            isinstance(k, str) and _finite_above(v, 0.0) for k, v in peaks.items()):
+        raise InputError(f"stored device spec: peak_tflops = {str(peaks)[:60]}: expected "
+                         "{dtype: TFLOP/s > 0}")
+    if not isinstance(d.get("sources", {}), dict):
+        raise InputError("stored device spec: sources must be an object")
+    spec = GpuSpec(**{k: d[k] for k in keys if k in d})
+    return dataclasses.replace(spec, sm_count=int(spec.sm_count))
+
+
+def _finite_above(v: Any, lo: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > lo
 
 
 def slug(text: str) -> str:

@@ -11,6 +11,7 @@ Validation measurements (``validation_data: true`` in a provenance) are refused:
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from collections import Counter
@@ -23,6 +24,7 @@ from .backends import spec_from_dict
 from .runner import RUN_SCHEMA, RunPaths, read_rows
 
 POWER_CLIP = (0.0, 1.2)
+_NEEDED = ("family", "params", "precision", "phase", "time_s", "avg_power_w", "sample_id")
 
 
 class FitError(WattlintError):
@@ -60,6 +62,24 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
     return uniq
 
 
+def _check_provenance(prov: dict[str, Any], where: Path) -> None:
+    """The parts of a run's JSON provenance the fit reads have the types the runner writes (FitError otherwise)."""
+    for key in ("spec", "device", "meter", "suite"):
+        if prov.get(key) is not None and not isinstance(prov[key], dict):
+            raise FitError(f"{where}: {key!r} must be an object")
+    spec = prov.get("spec") or {}
+    if spec.get("key") is not None and not isinstance(spec["key"], str):
+        raise FitError(f"{where}: spec.key must be a GPU database key (a string)")
+    sessions = prov.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
+        raise FitError(f"{where}: 'sessions' must be a list of objects")
+    for x in sessions:
+        v = x.get("idle_power_w")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or v < 0):
+            raise FitError(f"{where}: sessions idle_power_w = {str(v)[:40]!r}: expected a finite number >= 0")
+
+
 def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec, str]:
     """The GpuSpec a run's features are computed on: the database entry for GPUs (so fitting and predicting use
     the same numbers), the stored measured spec for CPU / fake runs."""
@@ -91,10 +111,17 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     kinds: Counter = Counter()
     skipped: Counter = Counter()
     meta: dict[str, Any] = {}
+    seen: set[tuple] = set()
     for rp in runs:
-        prov = json.loads(rp.json.read_text())
-        if prov.get("schema") != RUN_SCHEMA:
+        try:
+            prov = json.loads(rp.json.read_text(encoding="utf-8"))
+        except RecursionError:
+            raise FitError(f"{rp.json}: JSON nested too deeply to be a calibration run") from None
+        except (UnicodeDecodeError, ValueError) as e:
+            raise FitError(f"{rp.json}: not a calibration run (not UTF-8 JSON: {' '.join(str(e).split())})") from None
+        if not isinstance(prov, dict) or prov.get("schema") != RUN_SCHEMA:
             raise FitError(f"{rp.json}: not a calibration run")
+        _check_provenance(prov, rp.json)
         if prov.get("validation_data"):
             raise FitError(f"{rp.json}: validation measurements never enter a fit")
         s, s_src = run_spec(prov, gpu_key)
@@ -104,7 +131,12 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                     "energy_source": prov.get("meter", {}).get("energy_source")}
         elif s.key != spec.key:
             raise FitError(f"runs from different devices: {spec.key} and {s.key} ({rp.json}); fit one GPU at a time")
-        rows = read_rows(rp.csv)
+        try:
+            rows = read_rows(rp.csv)
+        except UnicodeDecodeError as e:
+            raise FitError(f"{rp.csv}: not UTF-8 text (byte {e.start}): not a calibration run CSV") from None
+        except csv.Error as e:
+            raise FitError(f"{rp.csv}: not a calibration run CSV ({e})") from None
         idle = [x.get("idle_power_w") for x in prov.get("sessions", []) if x.get("idle_power_w") is not None]
         prov_out.append({"run_id": prov.get("run_id"), "csv": rp.csv.name, "json": rp.json.name,
                          "csv_sha256": sha256_file(rp.csv), "json_sha256": sha256_file(rp.json),
@@ -117,21 +149,37 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                          "driver_version": prov.get("meter", {}).get("driver_version"),
                          "started_utc": prov.get("started_utc"), "idle_power_w": idle})
         for row in rows:
+            if None in row or None in row.values() or any(k not in row for k in _NEEDED):  # torn: field count
+                skipped["torn (wrong number of fields)"] += 1
+                continue
             if row.get("status") != "ok":
                 skipped["not ok"] += 1
                 continue
             try:
                 t_meas = float(row["time_s"])
                 p_meas = float(row["avg_power_w"])
-            except (TypeError, ValueError):
+                params = json.loads(row["params"])
+            except (TypeError, ValueError, RecursionError):
                 skipped["unparseable"] += 1
                 continue
             if not (t_meas > 0 and math.isfinite(t_meas)):
-                skipped["bad time"] += 1
+                skipped["time not a finite number > 0"] += 1
                 continue
-            params = json.loads(row["params"])
+            if not (p_meas >= 0 and math.isfinite(p_meas)):
+                skipped["power not a finite number >= 0"] += 1
+                continue
             fam, prec, phase = row["family"], row["precision"], row["phase"]
-            recs, how = benchmarks.fit_records(fam, params, prec, phase)
+            # the same measurement twice (a run file given under two names, a copied CSV) would count double
+            dup_key = (fam, row["params"], prec, phase, row["time_s"], row["avg_power_w"], row.get("energy_j"))
+            if dup_key in seen:
+                skipped["duplicate sample"] += 1
+                continue
+            seen.add(dup_key)
+            try:
+                recs, how = benchmarks.fit_records(fam, params, prec, phase)
+            except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError) as e:
+                skipped[f"unknown sample ({type(e).__name__})"] += 1
+                continue
             builders[how] += 1
             pri = [op_prior(r, spec, prec) for r in recs]
             t_prior = sum(p.time_s for p in pri)

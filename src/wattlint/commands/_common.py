@@ -63,17 +63,43 @@ def cli_options(args: argparse.Namespace, names) -> dict[str, Any]:
     return out
 
 
-def write_output(path: str | None, text: str) -> None:
-    """Write a report to ``path`` (atomically, never through a symbolic link) or to stdout."""
+def check_output_path(path: str | None, root: Path | str | None = None) -> None:
+    """Refuse (InputError) an ``--output`` path that is a symbolic link, or that names a place inside ``root`` (the
+    project; default the current directory) but resolves outside it through a linked folder."""
+    import os
+
+    from ..io import escapes_root
+    from ..types import InputError
+
+    if not path:
+        return
+    if os.path.islink(path):
+        raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
+                         "it points to, or remove the link)")
+    target = escapes_root(path, root if root is not None else Path.cwd())
+    if target is not None:
+        raise InputError(f"--output {path}: resolves to {target}, outside {Path(root or Path.cwd()).resolve()} "
+                         "through a symbolic link; refusing to write there (name the real path if you mean it)")
+
+
+def write_output(path: str | None, text: str, root: Path | str | None = None) -> None:
+    """Write a report to ``path`` (atomically, never through a symbolic link, never out of ``root`` through a linked
+    folder: :func:`check_output_path`) or to stdout."""
     import sys
 
-    from ..io import atomic_write_text
+    from ..io import atomic_write_text, remove_stale_temps
     from ..types import InputError
 
     if not path:
         sys.stdout.write(text)
         return
+    check_output_path(path, root)
+    remove_stale_temps(Path(path), older_than_s=STALE_OUTPUT_TEMP_S)
     try:
         atomic_write_text(Path(path), text, refuse_symlink=True)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# a report is written in well under a second: a temporary file older than this is a killed writer's
+STALE_OUTPUT_TEMP_S = 60.0

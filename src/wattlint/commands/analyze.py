@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_model_arguments, add_option, positive_int, write_output
+from ._common import add_model_arguments, add_option, check_output_path, positive_int, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..report import analysis as rep
+
+    check_output_path(args.output)
 
     graph = trace(args.model, {"inputs": args.inputs, "batch_size": args.batch_size, "seq_len": args.seq_len,
                                "precision": args.precision, "optimizer": args.optimizer, "gpus": args.gpus,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import positive_int
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cuda", "cpu", "fake"), default=None,
@@ -19,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue an interrupted run (its .csv or .json path): samples already measured are kept")
     p.add_argument("--gpu", default=None, metavar="KEY",
                    help="GPU database key, when the NVML name does not resolve to one")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="measure at most N samples (smoke runs)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="measure at most N samples (smoke runs; 1 or more)")
     p.add_argument("--plan", action="store_true", help="print the planned samples and duration, measure nothing")
     p.add_argument("--no-progress", action="store_true", help="plain one-line-per-sample log instead of a bar")
 
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
             for n in (2, 3):
                 print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
         return 0
+    if (args.device or "cuda") != "fake":
+        from ..frontends.extras import require
+
+        require("torch", f"wattlint calibrate --device {args.device or 'cuda'}")
     cfg = RunConfig(device=args.device or "cuda", suite=args.suite, part=args.part, out=args.out,
                     resume=args.resume, limit=args.limit, gpu_key=args.gpu,
                     extra={"device_given": args.device is not None})

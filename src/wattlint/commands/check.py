@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from ..options import CHECK_FORMATS as FORMATS
-from ._common import write_output
+from ._common import check_output_path, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,9 +68,10 @@ def run(args) -> int:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")
     fmt = args.format or config.format or "text"
+    check_output_path(args.output, config.root)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
                    force_exclude=args.force_exclude, use_cache=not args.no_cache)
-    write_output(args.output, render(result, fmt))
+    write_output(args.output, render(result, fmt), config.root)
     return 0 if args.exit_zero else result.exit_code_for(args.fail_on)
 
 

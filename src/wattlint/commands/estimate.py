@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import options as O
 from ..report.layers import GROUPINGS
-from ._common import add_model_arguments, add_option, cli_options, positive_int, write_output
+from ._common import add_model_arguments, add_option, check_output_path, cli_options, positive_int, write_output
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "sharding", "internode_gbps", "utilization"),
@@ -73,6 +73,7 @@ def request(args) -> tuple[object, str]:
 def run(args) -> int:
     from ..api import run as run_request
 
+    check_output_path(args.output)
     req, fmt = request(args)
     ests = run_request(req)
     write_output(args.output, render(ests, fmt, args))

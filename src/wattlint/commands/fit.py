@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 
 
+def _folds(text: str) -> int:
+    from .. import options as O
+    from ._common import cli_type
+
+    return cli_type(O.Option("folds", "", O.integer(2, 1000), "", "", ""))(text)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="calibration runs: RUN.csv / RUN.json / a folder of runs (all from one device); or run "
@@ -16,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
                         "run_correction.json for CPU records")
     p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for whole-shape hold-out (5)")
+    p.add_argument("--folds", type=_folds, default=5, help="cross-validation folds for whole-shape hold-out "
+                                                          "(2 to 1000; default 5)")
     p.add_argument("--model-hash", default=None, metavar="HASH",
                    help="run records only: fit one model's runs; records of another model hash are refused")
 
@@ -39,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     cv = card["cv"]
     print(f"fitted {card['training']['samples']} samples ({card['training']['rows']} op rows) of "
           f"{card['gpu']['key']} -> {model.path}")
+    dropped = (card.get("data") or {}).get("skipped_rows") or {}
+    if dropped:
+        print(f"  dropped {sum(dropped.values())} row(s): "
+              + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())))
     for name, m in cv.items():
         print(f"  CV {name:17s} ({m['folds']} folds): time MAPE {m['time_mape'] * 100:.1f} % "
               f"(prior {m['prior_time_mape'] * 100:.1f} %), median {m['time_median_ape'] * 100:.1f} %, "

@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from ..types import ConfigError
 
     only = [x.strip() for x in args.only.split(",")] if getattr(args, "only", None) else None
+    if args.step in ("predict", "measure"):  # both build the validation models in PyTorch
+        from ..frontends.extras import require
+
+        require("torch", f"wattlint validate {args.step}")
     if args.step == "predict":
         if not args.gpu and not args.spec_from:
             raise ConfigError("validate predict: give --gpu KEY (or --spec-from RUN.json for a CPU run)")

@@ -13,33 +13,92 @@ import os
 from typing import Any, Mapping, Sequence
 
 from ..types import CostGraph, InputError, TensorSpec
+from .extras import require
+
+_WHAT = "Hugging Face config.json sources"  # "<what>: the torch package is not installed; ..."
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 1
 
 
 class _quiet:
-    """transformers logs config/model warnings on stderr; the library never prints (DESIGN §3)."""
+    """transformers logs config/model warnings on stderr, and torch / transformers emit Python warnings (e.g. torch's
+    "Initializing zero-element tensors is a no-op"); the library never prints (DESIGN §3)."""
 
     def __enter__(self):
+        import warnings
+
         from transformers.utils import logging as tlog
 
         self._tlog = tlog
         self._level = tlog.get_verbosity()
         tlog.set_verbosity_error()
+        self._warnings = warnings.catch_warnings()
+        self._warnings.__enter__()
+        warnings.simplefilter("ignore")
         return self
 
     def __exit__(self, *exc):
+        self._warnings.__exit__(*exc)
         self._tlog.set_verbosity(self._level)
         return False
 
 
+# Upper bounds on the sizes a config may declare, checked before transformers sees the config: a model is built on
+# the meta device module by module, so an absurd count (num_hidden_layers: 10**12) would hang with growing memory
+# instead of failing. Each bound is far above any published model (Llama 3.1 405B: 126 layers, hidden 16,384,
+# vocabulary 128,256, 128 heads; DeepSeek-V3: 256 routed experts; the largest vocabularies are ~260 k).
+SIZE_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
+    "layers": (("num_hidden_layers", "n_layer", "num_layers", "n_layers", "encoder_layers", "decoder_layers",
+                "num_decoder_layers", "num_encoder_layers"), 4096),
+    "hidden": (("hidden_size", "n_embd", "d_model", "intermediate_size", "n_inner", "d_ff", "ffn_dim",
+                "encoder_ffn_dim", "decoder_ffn_dim", "moe_intermediate_size", "head_dim", "d_kv", "embed_dim"),
+               1 << 20),
+    "vocab": (("vocab_size",), 1 << 24),
+    "heads": (("num_attention_heads", "n_head", "num_heads", "num_key_value_heads", "encoder_attention_heads",
+               "decoder_attention_heads"), 1 << 14),
+    "experts": (("num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok", "n_shared_experts",
+                 "moe_num_experts"), 1 << 14),
+    "positions": (("max_position_embeddings", "n_positions", "n_ctx"), 1 << 24),
+}
+# layers x experts bounds the number of expert modules built (4096 layers x 16,384 experts would not finish)
+MAX_EXPERT_MODULES = 1 << 17
+_MAX_DEPTH = 8  # nested sub-configs (text_config, vision_config, encoder / decoder)
+
+
+def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _prefix: str = "") -> None:
+    """Refuse (InputError naming the key) a size in a config dict, or in its nested sub-configs, that is not a whole
+    number within :data:`SIZE_LIMITS`."""
+    if _depth > _MAX_DEPTH:
+        raise InputError(f"{where}: sub-configs nested more than {_MAX_DEPTH} deep")
+    values: dict[str, int] = {}
+    for what, (keys, limit) in SIZE_LIMITS.items():
+        for k in keys:
+            if k not in data or data[k] is None:
+                continue
+            raw = data[k]
+            # a per-layer list (e.g. Gemma 3n's intermediate_size) is checked element by element
+            items = raw if isinstance(raw, list) and len(raw) <= SIZE_LIMITS["layers"][1] else [raw]
+            for v in items:
+                ok = isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
+                if not ok:
+                    raise InputError(f"{where}: {_prefix}{k} = {str(raw)[:60]}: expected a whole number"
+                                     + (" or a list of them" if isinstance(raw, list) else ""))
+                if not 0 <= v <= limit:
+                    raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
+                                     "not a model this tool can build")
+                values[what] = max(values.get(what, 0), int(v))
+    if values.get("layers", 1) * max(1, values.get("experts", 1)) > MAX_EXPERT_MODULES:
+        raise InputError(f"{where}: {_prefix}layers x experts = {values['layers']:,} x {values['experts']:,} is more "
+                         f"than {MAX_EXPERT_MODULES:,} expert modules: not a model this tool can build")
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            check_config_sizes(v, where, _depth + 1, f"{_prefix}{k}.")
+
+
 def load_config(path_or_dict: str | Mapping[str, Any]):
-    try:
-        import transformers  # noqa: F401
-        from transformers import AutoConfig
-    except ImportError:
-        raise InputError("Hugging Face configs need the 'transformers' package: pip install 'wattlint[hf]'") from None
+    require("torch", _WHAT, "hf")
+    AutoConfig = require("transformers", _WHAT, "hf").AutoConfig
     if isinstance(path_or_dict, Mapping):
         data = dict(path_or_dict)
         where = "config"
@@ -50,11 +109,21 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
                 data = json.load(f)
         except FileNotFoundError:
             raise InputError(f"config file not found: {where}") from None
+        except UnicodeDecodeError as e:
+            raise InputError(f"{where}: not UTF-8 text (byte {e.start}): not a Hugging Face config.json") from None
+        except RecursionError:
+            raise InputError(f"{where}: JSON nested too deeply to be a Hugging Face config.json") from None
         except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read {where}: {e}") from None
+            raise InputError(f"cannot read {where}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise InputError(f"{where}: not a JSON object")
+    check_config_sizes(data, where)
+    archs = data.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise InputError(f"{where}: architectures = {str(archs)[:60]}: expected a list of model class names")
     model_type = data.pop("model_type", None)
+    if model_type is not None and not isinstance(model_type, str):
+        raise InputError(f"{where}: model_type = {str(model_type)[:60]}: expected a string such as \"llama\"")
     if not model_type:
         raise InputError(f"{where}: no 'model_type' (not a Hugging Face config.json?)")
     try:
@@ -69,8 +138,8 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
 
 
 def build_model(config, attention: str = "sdpa"):
-    import torch
-    import transformers
+    torch = require("torch", _WHAT, "hf")
+    transformers = require("transformers", _WHAT, "hf")
 
     impl = "eager" if attention == "eager" else "sdpa"
 
@@ -143,8 +212,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                    attention: str = "sdpa") -> CostGraph:
     """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
     at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
-    from . import torch as tf
-
+    tf = require("wattlint.frontends.torch", _WHAT, "hf")
     if attention not in tf.ATTENTION_MODES:
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
 

@@ -53,24 +53,52 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
     """Analyze one training step of the ONNX model at ``path`` (see the module docstring)."""
     p = Path(path)
     model = _load(p)
+    current: list[_Analysis] = []
     try:
         try:
-            return _Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
-                             source or str(path), optimizer_impl).run()
+            current.append(_Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
+                                     source or str(path), optimizer_impl))
+            return current[-1].run()
         except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
             static_inputs = {k: TensorSpec(v.name, v.dtype, (e.static,) + tuple(v.shape[1:]))
                              for k, v in (inputs or {}).items()}
-            g = _Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision, source or str(path),
-                          optimizer_impl).run()
+            current.append(_Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision,
+                                     source or str(path), optimizer_impl))
+            g = current[-1].run()
             return _scale_batch(g, e.static, e.target or batch_size)
     except InputError:
         raise
     except (RecursionError, MemoryError):
         raise InputError(f"{p}: graph too deep or too large to analyze") from None
-    except Exception as e:  # a malformed graph that slipped through validation: still one line, exit 2
+    except Exception as e:
         if STRICT or os.environ.get("WATTLINT_DEBUG"):
             raise
-        raise InputError(f"{p}: malformed graph ({type(e).__name__}: {_one_line(e)})") from None
+        if raised_by_onnx(e):  # onnx / onnxruntime rejected the graph: the user's input
+            raise InputError(f"{p}: malformed graph ({type(e).__name__}: {_one_line(e)})") from None
+        at = current[-1].at if current else None
+        where = f" at {at[0]} node {at[1]!r}" if at else ""
+        raise OnnxInternalError(f"ONNX analysis of {p} failed{where}: {type(e).__name__}: {_one_line(e)}") from e
+
+
+class OnnxInternalError(Exception):
+    """A bug in wattlint's ONNX analysis (not a WattlintError: the CLI reports it as an internal error, exit 3)."""
+
+
+def raised_by_onnx(e: BaseException) -> bool:
+    """Whether ``e`` was raised inside the onnx or onnxruntime packages (their validation or shape inference), as
+    opposed to wattlint's own code."""
+    if type(e).__module__.split(".")[0] in ("onnx", "onnxruntime"):  # e.g. onnx.checker.ValidationError
+        return True
+    import sys
+
+    roots = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules.get("onnx"), sys.modules.get("onnxruntime"))
+                  if m is not None and getattr(m, "__file__", None))
+    tb = e.__traceback__
+    while tb is not None:  # raised while onnx / onnxruntime code was running (however deep, e.g. in numpy)
+        if tb.tb_frame.f_code.co_filename.startswith(roots):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
@@ -121,6 +149,7 @@ class _Analysis(_Validate, _Shapes):
         self.missing_shape_values: dict[str, str] = {}  # initializer -> location, for error messages
         self.rebound: dict[str, int] = {}  # "batch"/"seq" -> the static dim that --batch-size/--seq-len replaced
         self.external = 0
+        self.at: tuple[str, str] | None = None  # the node being analyzed
 
     # ---- top level ----------------------------------------------------------------------------------------------
     def run(self) -> CostGraph:
@@ -287,6 +316,7 @@ class _Analysis(_Validate, _Shapes):
         matmul_out: set[str] = set()
         for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
+            self.at = (op_type, node.name)  # named in an internal-error report
             module, mtype = self._module_of(node)
             qual = f"onnx::{op_type}" if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
             if op_type in ("Constant", "Shape", "Size") and domain in ("", "ai.onnx"):  # metadata: fast path

@@ -12,6 +12,9 @@ from ..types import InputError
 from . import onnx_ops as ops
 from .onnx_load import _ONNX_DTYPES, _all_initializers, _concrete, _dims_of, _first_error
 
+MAX_SHAPE_VALUES = 1 << 16  # entries of one integer shape tensor (Reshape / Expand / Slice targets are rank-sized)
+
+
 def _without_external_data(model):
     """A copy whose externally stored initializers are graph inputs of the same type and shape: onnxruntime's
     symbolic inference would otherwise try to read their data (relative to the current directory)."""
@@ -116,21 +119,48 @@ class _Shapes:
             for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
                 if pos < len(n.input) and n.input[pos] in ext:
                     wanted.add(n.input[pos])
-        from onnx.external_data_helper import load_external_data_for_tensor
-
-        for name in wanted:
+        for name in sorted(wanted):
             t = ext[name]
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
             f = self.folder / loc
-            if f.is_file():
-                try:
-                    load_external_data_for_tensor(t, str(self.folder))
-                    t.data_location = 0
-                    del t.external_data[:]
-                except Exception:
-                    self.missing_shape_values[name] = loc
+            if loc and f.is_file():
+                t.raw_data = self._read_shape_value(t, f, loc)
+                t.data_location = 0
+                del t.external_data[:]
             else:
                 self.missing_shape_values[name] = loc
+
+    def _read_shape_value(self, t, f, loc: str) -> bytes:
+        """The bytes of one external integer shape tensor: its size from its dims (a shape tensor has at most
+        :data:`MAX_SHAPE_VALUES` entries), checked against the declared ``length`` and the data file's size BEFORE
+        reading, then exactly those bytes read (never the whole file)."""
+        where = f"{self.path}: shape tensor {t.name!r} in external data {loc!r}"
+        count = 1
+        for d in t.dims:
+            if d < 0:
+                raise InputError(f"{where}: negative dimension {d}")
+            count *= d
+        if count > MAX_SHAPE_VALUES:
+            raise InputError(f"{where}: {count:,} values; a shape tensor has at most {MAX_SHAPE_VALUES:,}")
+        nbytes = count * (8 if t.data_type == 7 else 4)
+        info = {e.key: e.value for e in t.external_data}
+        try:
+            offset = int(info.get("offset") or 0)
+            length = int(info["length"]) if info.get("length") else nbytes
+        except ValueError:
+            raise InputError(f"{where}: offset / length are not whole numbers") from None
+        if offset < 0 or length != nbytes:
+            raise InputError(f"{where}: declares {length:,} bytes at offset {offset:,}; its dims "
+                             f"{list(t.dims)} need {nbytes:,}")
+        size = f.stat().st_size
+        if offset + nbytes > size:
+            raise InputError(f"{where}: needs bytes {offset:,}..{offset + nbytes:,} but the file has {size:,}")
+        with open(f, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read(nbytes)
+        if len(data) != nbytes:
+            raise InputError(f"{where}: the file ended after {len(data):,} of {nbytes:,} bytes")
+        return data
 
     def _collect_types(self, g) -> None:
         types = self.types

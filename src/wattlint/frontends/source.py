@@ -17,6 +17,7 @@ import sys
 from typing import Any, Mapping
 
 from ..types import CostGraph, InputError, TensorSpec
+from .extras import missing_extra_error, require
 from .inputs import parse_input_spec, parse_input_specs
 
 
@@ -146,6 +147,8 @@ def load_attr(spec: str) -> Any:
             sys.modules.pop(mod_name, None)
             if isinstance(e, KeyboardInterrupt):
                 raise
+            if isinstance(e, ImportError) and (err := missing_extra_error(e, f"importing {target}")) is not None:
+                raise err from None
             raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
     else:
         cwd = os.getcwd()  # like `python -m`: the current directory is importable
@@ -155,6 +158,8 @@ def load_attr(spec: str) -> Any:
         try:
             module = importlib.import_module(target)
         except ModuleNotFoundError as e:
+            if (err := missing_extra_error(e, f"importing {target}")) is not None:
+                raise err from None
             if e.name and target.startswith(e.name):
                 raise InputError(f"no module named {target!r} (is it installed or on PYTHONPATH?)") from None
             raise InputError(f"importing {target} failed: ModuleNotFoundError: {_first_line(e)}") from None
@@ -186,8 +191,7 @@ def _first_line(e: BaseException) -> str:
 def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
                           capacity_factor: float = 1.0, optimizer_impl: str = "foreach",
                           attention: str = "sdpa") -> CostGraph:
-    from . import torch as tf
-
+    tf = require("wattlint.frontends.torch", "PyTorch model sources")
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,

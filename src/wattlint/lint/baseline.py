@@ -7,12 +7,14 @@ written atomically, and an unreadable or foreign file is a ConfigError (exit 2) 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..types import ConfigError
 
 SCHEMA = "wattlint.baseline/1"
+STALE_TEMP_S = 60.0  # the baseline is written in milliseconds: an older temporary file is a killed writer's
 KEYS = ("energy_kwh", "gpu_energy_kwh", "co2_kg", "cost_usd", "time_h", "gpu_hours")
 
 
@@ -23,12 +25,40 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; {_FIX}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"baseline {path}: not valid JSON ({e}); fix it or delete it and run "
-                          "'wattlint check --update-baseline'") from None
+        raise ConfigError(f"baseline {path}: not valid JSON ({' '.join(str(e).split())}); {_FIX}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("models"), dict):
         raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
-    return {k: v for k, v in data["models"].items() if isinstance(v, dict)}
+    for name, entry in data["models"].items():
+        check_entry(path, name, entry)
+    return dict(data["models"])
+
+
+_FIX = "fix it or delete it and run 'wattlint check --update-baseline'"
+
+
+def check_entry(path: Path, name: str, entry: Any) -> None:
+    """A baseline entry is an object whose totals are finite numbers >= 0 (energy > 0): a string, NaN, infinity or a
+    zero energy would turn the regression gate off (every comparison false) or fail it falsely, so it is refused
+    (ConfigError naming the entry)."""
+    label = f"baseline {path}: model {name!r}"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{label}: expected an object of totals, got {type(entry).__name__}; {_FIX}")
+    for k in KEYS:
+        if k not in entry:
+            continue
+        v = entry[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{label}: {k} = {repr(v)[:40]} is not a number; {_FIX}")
+        if not math.isfinite(v) or v < 0:
+            raise ConfigError(f"{label}: {k} = {v!r} is not a finite number >= 0; {_FIX}")
+        if k == "energy_kwh" and v == 0:  # the regression gate measures rises against it: 0 would switch it off
+            raise ConfigError(f"{label}: energy_kwh = 0: an estimate is never zero; {_FIX}")
+    for k in ("gpu", "calibration", "source"):
+        if entry.get(k) is not None and not isinstance(entry[k], str):
+            raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
 
 
 def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -53,6 +83,9 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
     atomically. Returns the new mapping."""
     from ..io import atomic_write_text
 
+    from ..io import remove_stale_temps
+
+    remove_stale_temps(Path(path), older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
     try:

@@ -67,10 +67,12 @@ def missing_extra(m) -> str | None:
 def check(config, paths: list[Path], *, update_baseline: bool = False, force_exclude: bool = False,
           use_cache: bool = True):
     from ..cache import ResultCache
-    from .baseline import load_baseline
+    from ..io import remove_stale_temps
+    from .baseline import STALE_TEMP_S, load_baseline
     from .results import CheckResult, ModelResult
 
     config.check_sources()
+    remove_stale_temps(config.baseline_path, older_than_s=STALE_TEMP_S)  # a killed --update-baseline's temporary
     baseline = load_baseline(config.baseline_path)
     cache = ResultCache.for_config(config, enabled=use_cache)
     models = select_models(config, paths, force_exclude)

@@ -134,9 +134,14 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     target = gpu_key
     base: str | None = None
     base_file = ""
+    seen: dict[str, str] = {}
     for f in files:
         rec = read_record(f)
         h = rec.header
+        if rec.sha256 in seen:  # the same record under two names would count twice
+            skipped.append({"file": str(f), "reason": f"duplicate of {Path(seen[rec.sha256]).name} (same content)"})
+            continue
+        seen[rec.sha256] = str(f)
         gk = (h.get("device") or {}).get("gpu_key")
         if not gk:
             raise RunFitError(f"{f}: the record names no GPU database key (its GPU was not resolved): it cannot "
