@@ -235,9 +235,39 @@ def _scaled(r: OpRecord, f: float, dims: tuple[tuple[str, int], ...] | None = No
                                dims=r.dims if dims is None else dims)
 
 
-def _shard_gemm(r: OpRecord, tp: int, tokens: int) -> OpRecord:
-    """A matmul split over ``tp`` ranks (Megatron column / row parallel): the largest weight dimension (not the
-    token dimension) is divided; FLOPs and bytes follow the new dims."""
+ROW_PARALLEL = re.compile(r"(^|\.)(o_proj|out_proj|c_proj|down_proj|fc2|wo|w2|dense_4h_to_h|proj_out|"
+                          r"output\.dense|attention\.dense|self_attention\.dense)$")
+
+
+def weight_split(graph: CostGraph) -> dict[str, tuple[int, bool]]:
+    """Per matmul module, the weight dimension tensor parallelism splits: the output features of column-parallel
+    layers (QKV, up / gate projections, LM head), the input features of row-parallel ones (attention output and
+    MLP down projections, recognised by name: o_proj, out_proj, c_proj, down_proj, fc2, dense_4h_to_h, ...)."""
+    out: dict[str, tuple[int, bool]] = {}
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.module and r.module not in out:
+            n, k = r.dim("n", 0), r.dim("k", 0)
+            if n and k:
+                row = bool(ROW_PARALLEL.search(r.module))
+                out[r.module] = (k if row else n, row)
+    return out
+
+
+def _split_order(r: OpRecord, row: bool, tokens: int) -> tuple[str, ...]:
+    """Where the split weight dimension sits in this GEMM (for square weights the value alone cannot tell):
+    forward x @ W (m = tokens): column n, row k; input gradient (m = tokens): column k, row n; weight gradient
+    (k = tokens): column m, row n."""
+    if r.phase is Phase.FORWARD:
+        return ("k", "n", "m") if row else ("n", "k", "m")
+    if r.dim("m", 0) == tokens:
+        return ("n", "k", "m") if row else ("k", "n", "m")
+    return ("n", "m", "k") if row else ("m", "n", "k")
+
+
+def _shard_gemm(r: OpRecord, tp: int, tokens: int, split: tuple[int, bool] | None = None) -> OpRecord:
+    """A matmul split over ``tp`` ranks (Megatron column / row parallel): the dimension equal to the module's split
+    weight dimension (:func:`weight_split`; else the largest non-token dimension) is divided; FLOPs and bytes
+    follow the new dims."""
     if r.kind is OpKind.ATTENTION:
         h = r.dim("h", 0)
         if h:
@@ -248,12 +278,18 @@ def _shard_gemm(r: OpRecord, tp: int, tokens: int) -> OpRecord:
     m, n, k = r.dim("m", 0), r.dim("n", 0), r.dim("k", 0)
     if not (m and n and k):
         return _scaled(r, 1.0 / tp)
-    cand = {name: v for name, v in (("m", m), ("n", n), ("k", k)) if v != tokens and v >= tp}
-    if not cand:
-        return _scaled(r, 1.0 / tp)
-    split = max(sorted(cand), key=lambda x: cand[x])
-    new = {"m": m, "n": n, "k": k}
-    new[split] = math.ceil(new[split] / tp)
+    dims_now = {"n": n, "k": k, "m": m}
+    which = None
+    if split is not None:
+        value, row = split
+        which = next((name for name in _split_order(r, row, tokens) if dims_now[name] == value), None)
+    if which is None:
+        cand = {name: v for name, v in dims_now.items() if v != tokens and v >= tp}
+        if not cand:
+            return _scaled(r, 1.0 / tp)
+        which = max(("n", "k", "m"), key=lambda x: cand.get(x, -1))
+    new = dict(dims_now)
+    new[which] = math.ceil(new[which] / tp)
     m2, n2, k2 = new["m"], new["n"], new["k"]
     read_f = (m2 * k2 + k2 * n2) / (m * k + k * n)
     write_f = (m2 * n2) / (m * n)
@@ -282,7 +318,8 @@ def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hi
     return not (hidden and elems > 2 * tokens * hidden)
 
 
-def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]:
+def shard_graph(graph: CostGraph, layout: Layout, *, recompute: bool = False, half: bool = True
+                ) -> tuple[CostGraph, list[str]]:
     """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
 
     * Pipeline parallel: the blocks are split evenly over ``pp`` stages (ceil(L/pp) on the last); the last stage,
@@ -294,11 +331,10 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
       replicated, or split with sequence parallelism; the embedding lookup is replicated.
     * Weights, gradients and optimizer state: params / (tp x pp) per GPU (balanced stages); optimizer kernels
       scaled by the same share.
-    * Activations: Korthikanti et al. 2022, per layer s*b*h*(10 + 24/t) bytes without sequence parallelism,
-      s*b*h*34/t with it (flash attention: no s^2 term); under 1F1B the first stage holds p micro-batches of
-      L/p layers, i.e. the traced full-model total: the traced saved-for-backward bytes x that TP factor.
+    * Activations (:func:`activation_bytes_per_gpu`): Korthikanti et al. 2022 per layer, under 1F1B the first
+      stage holds p micro-batches of L/p layers = L layers of one micro-batch.
     """
-    if not layout.model_parallel or (layout.tp == 1 and layout.pp == 1):
+    if (layout.tp == 1 and layout.pp == 1) or (graph.extra or {}).get("parallel_layout"):
         return graph, []
     notes: list[str] = []
     tp, pp = layout.tp, layout.pp
@@ -321,6 +357,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
             notes.append(f"{blocks.count} blocks do not divide evenly into {pp} stages: the last stage holds "
                          f"{per_stage}")
     pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
+    splits = weight_split(graph) if tp > 1 else {}
     share = 1.0 / (tp * pp)
     out: list[OpRecord] = []
     for r in graph.records:
@@ -335,13 +372,13 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
                 continue
         if tp > 1 and r.kind is not OpKind.VIEW:
             if r.kind in GEMM_KINDS:
-                r = _shard_gemm(r, tp, tokens)
+                r = _shard_gemm(r, tp, tokens, splits.get(r.module))
             elif not _replicated(r, types, blocks, hidden, tokens) or layout.sequence_parallel:
                 r = _scaled(r, 1.0 / tp)
         out.append(r)
     if tp > 1:
-        notes.append(f"tensor parallel {tp}: matmuls split on their largest weight dimension (column / row "
-                     f"parallel), attention heads / {tp}, element-wise work inside attention and MLP / {tp}; norms, "
+        notes.append(f"tensor parallel {tp}: matmuls split (output features of column-parallel layers, input "
+                     f"features of row-parallel ones: attention output and MLP down projections), attention heads / {tp}, element-wise work inside attention and MLP / {tp}; norms, "
                      f"dropout and residual adds " + ("split too (sequence parallel)" if layout.sequence_parallel
                                                       else "replicated on every TP rank"))
     info = graph.model
@@ -351,18 +388,81 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
                                                                            * share)),
                                 trainable_params=trainable)
     extra = dict(graph.extra or {})
-    if extra.get("activation_bytes") is not None:
-        extra["activation_bytes"] = int(round(extra["activation_bytes"] * activation_factor(layout)))
+    act, act_note = activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=recompute, half=half)
+    extra["activation_bytes_per_gpu"] = act
     extra["parallel_full_params"] = graph.params
+    extra["parallel_layout"] = {"tp": tp, "pp": pp, "sequence_parallel": layout.sequence_parallel}
+    extra["parallel_hidden"] = hidden
+    extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
                  f"{pp}) = {params:,} (balanced stages)")
-    if tp > 1:
-        notes.append(f"activations per GPU: traced saved-for-backward bytes x {activation_factor(layout):.3f} "
-                     f"(Korthikanti et al. 2022: per layer sbh(10 + 24/t) without sequence parallelism, sbh(34/t) "
-                     f"with it); under 1F1B the first stage holds p micro-batches x L/p layers = one full model's "
-                     f"activations")
-    sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra)
+    notes.append(act_note)
+    sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
+                                  assumptions=tuple(graph.assumptions) + tuple(notes))
     return sharded, notes
+
+
+def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
+    """``graph`` as one GPU of ``plan``'s layout runs it (:func:`shard_graph`; unchanged without TP / PP, and
+    when it already is a per-GPU graph)."""
+    layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
+                    sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
+                    grad_accum=plan.grad_accum)
+    return shard_graph(graph, layout, recompute=plan.activation_checkpointing,
+                       half=plan.precision in ("fp16", "bf16", "fp8"))[0]
+
+
+def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
+                             recompute: bool = False, half: bool = True) -> tuple[int, str]:
+    """Activation bytes one GPU keeps for backward, and the assumption line.
+
+    Transformers (repeated blocks, hidden size and sequence length known): Korthikanti et al. 2022, per layer and
+    micro-batch of b sequences of s tokens, h hidden, a heads, t = tp, in 16-bit activations:
+    sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t term
+    (stored attention scores) is absent with fused (flash / memory-efficient) attention; full recompute keeps
+    only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B the first stage keeps p micro-batches
+    of L/p layers = L layers of one micro-batch. fp32 activations: x2. Other models: the traced saved-for-backward
+    bytes x :func:`activation_factor`."""
+    t = max(1, layout.tp)
+    s = max(1, int(graph.seq_len or 0))
+    b = max(1, int(graph.micro_batch or 1))
+    heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
+    fused = heads > 0
+    if blocks is not None and hidden and graph.seq_len:
+        L = blocks.count
+        sp = layout.sequence_parallel
+        if recompute:
+            per_layer = 2.0 * s * b * hidden / (t if sp else 1)
+            how = "full recompute: each layer's input 2sbh" + (" / t" if sp else "")
+        else:
+            per_layer = s * b * hidden * ((34.0 / t) if sp else (10.0 + 24.0 / t))
+            how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
+            if not fused:
+                eager_heads = _eager_heads(graph, hidden)
+                per_layer += 5.0 * eager_heads * s * s * b / t
+                how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
+        scale = 1.0 if half else 2.0
+        total = int(round(per_layer * L * scale))
+        return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t} "
+                       f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
+                       + "; under 1F1B the first stage holds p micro-batches of L/p layers) = "
+                       f"{total / 2**30:.2f} GiB; embedding and output-layer activations not counted")
+    raw = (graph.extra or {}).get("activation_bytes")
+    if raw is None:
+        raw = sum(r.bytes_written for r in graph.records
+                  if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
+    f = activation_factor(layout)
+    return int(round(raw * f)), (f"activations per GPU: traced saved-for-backward bytes x {f:.3f} (no transformer "
+                                 f"blocks recognised; Korthikanti et al. 2022 tensor-parallel share)")
+
+
+def _eager_heads(graph: CostGraph, hidden: int) -> int:
+    """Attention heads of an eager-attention graph: the batch of its first forward batched GEMM over micro-batch."""
+    b = max(1, int(graph.micro_batch or 1))
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.dim("b", 1) > b:
+            return max(1, r.dim("b", 1) // b)
+    return max(1, hidden // 64)
 
 
 def activation_factor(layout: Layout) -> float:
