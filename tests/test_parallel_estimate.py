@@ -82,10 +82,15 @@ def test_pipeline_keeps_one_stage_and_prices_the_bubble(gpt_config):
         return sum(r.flops for r in g.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD
                    and b.index(r.module) is not None)
     assert block_mm(pp.graph) == pytest.approx(block_mm(full.graph) / 2, rel=1e-9)
-    # 1F1B bubble: (p-1) x the stage's time per micro-batch = 1 x (forward + backward + p2p) / 8
+    # 1F1B bubble: (p-1) x the other stage's micro-batch = 1 x (its blocks' forward + backward + p2p); the LM head
+    # and loss run on the last stage only
     ph = pp.phases
-    per_mb = (ph["forward"].time_s + ph["backward"].time_s + ph["pipeline_p2p"].time_s) / 8
+    blocks_fb = sum(t for r, t in zip(pp.graph.records, pp.op_times_s)
+                    if r.phase in (Phase.FORWARD, Phase.BACKWARD) and blocks.index(r.module) is not None)
+    per_mb = blocks_fb + ph["pipeline_p2p"].time_s / 8
     assert ph["pipeline_bubble"].time_s == pytest.approx(per_mb, rel=1e-9)
+    head_fb = (ph["forward"].time_s + ph["backward"].time_s) / 8 - blocks_fb
+    assert head_fb > 0  # the LM head + loss: in the stage, not in the bubble
     # priced at idle power
     gpu = resolve_gpu("a100-sxm4-80gb")[0]
     assert ph["pipeline_bubble"].gpu_energy_j == pytest.approx(ph["pipeline_bubble"].time_s * gpu.idle_w * 2)

@@ -20,6 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from . import memory as _memory
+from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
 from .types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
@@ -55,6 +56,7 @@ class _Sums:
     layer_type: dict[str, str] = field(default_factory=dict)
     layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     flops: float = 0.0
+    block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     micro_ops: int = 0
     opt_ops: int = 0
 
@@ -80,6 +82,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
     types = graph.module_types()
+    blocks = _parallel.find_blocks(graph) if plan.pipeline_parallel > 1 else None
     s = _Sums()
     for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
         if r.phase is Phase.COMMUNICATION:
@@ -89,6 +92,8 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
         s.add(r.phase.value, layer, t * k, e * k, r.flops * k)
         if recompute and r.phase is Phase.FORWARD:
             s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
+        if blocks is not None and r.phase is not Phase.OPTIMIZER and blocks.index(r.module) is not None:
+            s.block_fb_t += t * k * (2 if recompute and r.phase is Phase.FORWARD else 1)
         if layer not in s.layer_type:
             s.layer_type[layer] = types.get(r.module) or ""
         s.layer_kind_e[layer][r.kind.value] += e * k
@@ -115,7 +120,7 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
         s.phase_t["communication"] = comm.exposed_s
         s.phase_e["communication"] = comm.energy_j
         notes.append(comm.note)
-    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga)
+    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga)
     if mp is not None:
         for phase, t, w in (("tensor_parallel", mp.tp_s, mp.comm_power_w), ("pipeline_p2p", mp.pp_s, mp.comm_power_w),
                             ("expert_all_to_all", mp.ep_s, mp.comm_power_w), ("pipeline_bubble", mp.bubble_s,

@@ -249,10 +249,16 @@ def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, st
     return bw, lat, name
 
 
-def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float) -> ModelParallelCost | None:
+def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
+                   micro_block_s: float | None = None) -> ModelParallelCost | None:
     """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
     on one GPU of the bottleneck stage (``stage``: the per-GPU graph of wattlint.parallel.per_gpu_graph), given the
-    stage's forward + backward compute per micro-batch."""
+    stage's forward + backward compute per micro-batch and the part of it inside the repeated blocks.
+
+    1F1B step = m x the last stage's micro-batch time + the fill and drain of the other p-1 stages, each one
+    micro-batch of its blocks (+ its collectives and sends): (p-1) x (block time + communication). With balanced
+    stages this is the (p-1)/(m+p-1) bubble; the LM head and loss, which only the last stage runs, are not
+    repeated in it (with one micro-batch the step is the sum of the stages, as GPipe measures show)."""
     from .. import parallel as P
 
     tp, pp, ep = plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel
@@ -304,12 +310,15 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                          f"(balanced routing)")
         else:
             notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer traced; no all-to-all costed")
-    stage_mb = micro_compute_s + tp_mb + pp_mb + ep_mb
-    bubble = (pp - 1) * stage_mb if pp > 1 else 0.0
+    block_s = micro_compute_s if micro_block_s is None else micro_block_s
+    other_mb = block_s + tp_mb + pp_mb + ep_mb
+    bubble = (pp - 1) * other_mb if pp > 1 else 0.0
     if pp > 1:
-        notes.append(f"1F1B pipeline bubble: (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = "
-                     f"{P.bubble_fraction(pp, ga):.1%} of the step ((p-1) x {stage_mb * 1e3:.3g} ms per "
-                     f"micro-batch = {bubble * 1e3:.3g} ms) at idle power ({gpu.idle_w:.0f} W)")
+        notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stage(s), one micro-batch of "
+                     f"their blocks each ({other_mb * 1e3:.3g} ms incl. communication; the LM head and loss run "
+                     f"on the last stage only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); "
+                     f"balanced-stage bubble (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = "
+                     f"{P.bubble_fraction(pp, ga):.1%}")
     return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,
                              notes=tuple(notes))
 
