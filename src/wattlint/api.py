@@ -180,7 +180,8 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
     ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
     ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
-    ``activation_checkpointing``, ``inputs``). ``lint=False`` skips the rules (no findings). ``models_dir``: a
+    ``activation_checkpointing``, ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``expert_parallel``,
+    ``sequence_parallel``, ``micro_batch_size``, ``launch_overhead``, ``goodput``: docs/PARALLEL.md). ``lint=False`` skips the rules (no findings). ``models_dir``: a
     folder of fitted models searched before the default search path (energy.predictor.search_path)."""
     notes: tuple[str, ...] = ()
     if gpu is None:
