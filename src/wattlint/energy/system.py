@@ -249,6 +249,24 @@ def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, st
     return bw, lat, name
 
 
+def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tuple[float, float, str]:
+    """(time, latency per call, link) of collective ``fn`` (wattlint.parallel arithmetic) over a group of ``n``
+    adjacent ranks: inside one node over NVLink / PCIe; spanning nodes, hierarchically like the data-parallel
+    collectives: the ranks of a node over NVLink, the nodes over the node's network links (NCCL runs one channel per
+    NIC, so a group holding every GPU of its nodes gets the whole node's bandwidth), the slower of the two."""
+    per_node = max(1, plan.gpus_per_node)
+    if n <= per_node:
+        bw, lat, name = _link(gpu, plan, True)
+        return fn(nbytes, n, bw, lat), lat, name
+    nodes = math.ceil(n / per_node)
+    intra_bw, _, intra_name = _link(gpu, plan, True)
+    gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+    node_bw = gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY
+    lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
+    t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, nodes, node_bw)) + lat
+    return t, lat, f"{intra_name} inside a node and {gbps:g} Gbit/s per node between {nodes} nodes (hierarchical)"
+
+
 def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
                    micro_block_s: float | None = None) -> ModelParallelCost | None:
     """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
@@ -276,14 +294,15 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                is not None else LATENCY_SOURCE)
     tp_mb = 0.0
     if tp > 1:
-        bw, lat, name = _link(gpu, plan, tp <= plan.gpus_per_node)
         if plan.sequence_parallel:
-            one = P.all_gather_s(msg, tp, bw, lat) + P.reduce_scatter_s(msg, tp, bw, lat)
-            tp_mb = 4 * layers * one
+            one = (_group_collective(P.all_gather_s, msg, tp, gpu, plan)[0]
+                   + _group_collective(P.reduce_scatter_s, msg, tp, gpu, plan)[0])
             what = "2 all-gathers + 2 reduce-scatters per layer forward and again backward (sequence parallel)"
         else:
-            tp_mb = 4 * layers * P.ring_all_reduce_s(msg, tp, bw, lat)
+            one = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)[0]
             what = "2 all-reduces per layer forward and 2 backward"
+        _, lat, name = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)
+        tp_mb = 4 * layers * one
         notes.append(f"tensor parallel {tp}: {what} of micro-batch x seq x hidden = {tokens:,} x {hidden:,} x "
                      f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layers on this GPU, over {name} (NCCL "
                      f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "
