@@ -225,7 +225,7 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     if util_note:
         notes.append(util_note)
     return Estimate(
-        model=graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
+        model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
         per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers(s, n, gpu_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)

@@ -391,6 +391,7 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: bool = False, ha
     act, act_note = activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=recompute, half=half)
     extra["activation_bytes_per_gpu"] = act
     extra["parallel_full_params"] = graph.params
+    extra["parallel_full_model"] = info  # the whole model, for the report (the graph's model is one GPU's share)
     extra["parallel_layout"] = {"tp": tp, "pp": pp, "sequence_parallel": layout.sequence_parallel}
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
