@@ -45,6 +45,7 @@ def _blocks(text: str) -> list[tuple[str, list[str]]]:
     for m in re.finditer(r"^```(\w*)\n(.*?)^```", text, flags=re.M | re.S):
         lang, body = m.group(1), m.group(2)
         if lang in ("bash", "sh", "shell"):
+            body = re.sub(r"\\\n\s*", "", body)  # a command continued over lines with a backslash is one command
             lines = [ln.strip() for ln in body.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         elif lang == "":
             lines = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("wattlint ")]

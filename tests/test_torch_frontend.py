@@ -205,8 +205,11 @@ def test_autocast_bf16_follows_cuda_lists():
     assert g.precision == "bf16" and any("autocast" in a for a in g.assumptions)
     g32 = wattlint.analyze(E.TinyGPT(depth=1), inputs=["ids=int64[8,256]"])
     assert g.total("forward").flops == pytest.approx(g32.total("forward").flops, rel=0.01)
-    t16, t32 = g.total("forward"), g32.total("forward")
-    assert t16.bytes_read + t16.bytes_written < t32.bytes_read + t32.bytes_written
+    # the ops autocast lowers move half the bytes (a 1-layer toy's total also carries the per-step weight casts,
+    # which can outweigh the savings now that dropout is one fused kernel)
+    def gemm_bytes(graph):
+        return sum(r.bytes_read + r.bytes_written for r in _fwd(graph) if r.kind is OpKind.MATMUL)
+    assert gemm_bytes(g) == pytest.approx(gemm_bytes(g32) / 2, rel=0.05)
 
 
 def test_activation_checkpointing_recomputes_in_backward():

@@ -20,12 +20,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from . import memory as _memory
+from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
 from .types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
-                    StepCost, TotalCost)
+                    StepCost, TotalCost, Utilization)
 
 ROOT_LAYER = "(root)"
+PHASES = ("forward", "backward", "optimizer", "idle_gaps", "communication", "tensor_parallel", "pipeline_p2p",
+          "expert_all_to_all", "pipeline_bubble")
+MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): N all "
+                  "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
+                  "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included) / (step time x "
+                  "GPUs x dense peak)")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class _Sums:
     layer_type: dict[str, str] = field(default_factory=dict)
     layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     flops: float = 0.0
+    block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     micro_ops: int = 0
     opt_ops: int = 0
 
@@ -65,7 +73,8 @@ def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
     """(forward/backward multiplier, optimizer multiplier) per GPU and step."""
     traced = max(1, int(graph.micro_batch or 1))
     fb = max(1, plan.grad_accum) * plan.micro_batch_size / traced
-    opt = 1.0 / plan.gpus if plan.sharding in system.SHARDED and plan.gpus > 1 else 1.0
+    dp = plan.data_parallel
+    opt = 1.0 / dp if plan.sharding in system.SHARDED and dp > 1 else 1.0
     return fb, opt
 
 
@@ -73,6 +82,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
     types = graph.module_types()
+    blocks = _parallel.find_blocks(graph) if plan.pipeline_parallel > 1 else None
     s = _Sums()
     for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
         if r.phase is Phase.COMMUNICATION:
@@ -82,6 +92,8 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
         s.add(r.phase.value, layer, t * k, e * k, r.flops * k)
         if recompute and r.phase is Phase.FORWARD:
             s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
+        if blocks is not None and r.phase is not Phase.OPTIMIZER and blocks.index(r.module) is not None:
+            s.block_fb_t += t * k * (2 if recompute and r.phase is Phase.FORWARD else 1)
         if layer not in s.layer_type:
             s.layer_type[layer] = types.get(r.module) or ""
         s.layer_kind_e[layer][r.kind.value] += e * k
@@ -103,21 +115,36 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
         notes.append(system.launch_gap_note(s.micro_ops, gap, gpu.idle_w))
-    comm = system.data_parallel(graph, gpu, plan, fwd, bwd)
+    comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s
         s.phase_e["communication"] = comm.energy_j
         notes.append(comm.note)
+    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga)
+    if mp is not None:
+        for phase, t, w in (("tensor_parallel", mp.tp_s, mp.comm_power_w), ("pipeline_p2p", mp.pp_s, mp.comm_power_w),
+                            ("expert_all_to_all", mp.ep_s, mp.comm_power_w), ("pipeline_bubble", mp.bubble_s,
+                                                                              gpu.idle_w)):
+            if t > 0:
+                s.phase_t[phase] = t
+                s.phase_e[phase] = t * w
+        notes.extend(mp.notes)
     return notes
 
 
-def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyModelInfo) -> tuple[TotalCost, list[str]]:
+def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyModelInfo, gpu: GpuSpec,
+            host_w: float) -> tuple[TotalCost, list[str]]:
     notes = []
     steps = max(0, int(plan.steps))
-    time_h = steps * step.time_s / 3600.0
+    goodput = plan.goodput if 0 < plan.goodput <= 1 else 1.0
+    productive_h = steps * step.time_s / 3600.0
+    time_h = productive_h / goodput
+    lost_h = time_h - productive_h
     gpu_hours = time_h * plan.gpus
-    gpu_kwh = gpu_j_per_step * steps / 3.6e6
-    host_kwh = step.host_energy_j * steps / 3.6e6
+    gpu_kwh = gpu_j_per_step * steps / 3.6e6 + lost_h * gpu.idle_w * plan.gpus / 1000.0
+    host_kwh = step.host_energy_j * steps / 3.6e6 + lost_h * host_w / 1000.0
+    if goodput < 1:
+        notes.append(system.goodput_note(goodput, lost_h, gpu.idle_w))
     energy_kwh = system.facility_kwh(gpu_kwh, host_kwh, plan.pue)
     co2 = energy_kwh * plan.carbon_intensity_g_per_kwh / 1000.0
     cost = None
@@ -130,7 +157,7 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
                       gpu_hours_range=(gpu_hours * tlo, gpu_hours * thi), gpu_energy_kwh=gpu_kwh,
                       host_energy_kwh=host_kwh, energy_kwh=energy_kwh,
                       energy_kwh_range=(energy_kwh * elo, energy_kwh * ehi), co2_kg=co2,
-                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost)
+                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost, goodput=goodput)
     return total, notes
 
 
@@ -188,18 +215,46 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     notes.append(host_note)
     step = StepCost(flops=float(s.flops * n), time_s=step_s, gpu_energy_j=gpu_j_one * n,
                     host_energy_j=host_w * step_s, avg_gpu_power_w=gpu_j_one / step_s if step_s > 0 else 0.0)
-    total, total_notes = _totals(step, gpu_j_one * n, plan, model)
+    total, total_notes = _totals(step, gpu_j_one * n, plan, model, gpu, host_w)
     notes += total_notes
     mem = _memory.peak_memory(graph, gpu, plan)
     notes += mem.pop("notes", [])
     notes += _notes(graph, gpu, model)
-    phases = {ph: PhaseCost(time_s=s.phase_t[ph], gpu_energy_j=s.phase_e[ph] * n)
-              for ph in ("forward", "backward", "optimizer", "idle_gaps", "communication") if ph in s.phase_t}
+    phases = {ph: PhaseCost(time_s=s.phase_t[ph], gpu_energy_j=s.phase_e[ph] * n) for ph in PHASES if ph in s.phase_t}
+    util, util_note = utilization(graph, gpu, plan, step_s, s.flops)
+    if util_note:
+        notes.append(util_note)
     return Estimate(
-        model=graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
+        model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
         per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers(s, n, gpu_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
-        op_energy_j=priced.energies_j)
+        op_energy_j=priced.energies_j, utilization=util)
+
+
+def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops_per_gpu: float
+                ) -> tuple[Utilization | None, str | None]:
+    """MFU, HFU and tokens/s/GPU of a language-model step (None for other models); step time excludes goodput."""
+    from . import parallel as _parallel
+
+    seq = int(plan.seq_len or graph.seq_len or 0)
+    if seq <= 0 or step_s <= 0:
+        return None, None
+    extra = graph.extra or {}
+    n_params = float(extra.get("parallel_full_params") or graph.params)
+    attn = extra.get("attention_flops_per_token")
+    if attn is None:
+        attn = _parallel.attention_forward_flops_per_token(graph)
+    per_token = 6.0 * n_params + 3.0 * float(attn)
+    dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
+    peak = gpu.peak(dtype)
+    tokens_s_gpu = plan.batch_size * seq / step_s / max(1, plan.gpus)
+    mfu = per_token * tokens_s_gpu / peak
+    hfu = flops_per_gpu / step_s / peak
+    util = Utilization(tokens_per_s_per_gpu=tokens_s_gpu, mfu=mfu, hfu=hfu, model_flops_per_token=per_token,
+                       peak_tflops=peak / 1e12, convention=MFU_CONVENTION)
+    note = (f"MFU {mfu:.1%}, HFU {hfu:.1%}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
+            f"dense {dtype} peak of {gpu.key}; {MFU_CONVENTION}; step time without goodput losses")
+    return util, note
 
 
 def op_multiplier(graph: CostGraph, plan: Plan, record: OpRecord) -> float:

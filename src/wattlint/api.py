@@ -56,7 +56,10 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
         return source
     from .frontends.source import analyze
 
+    from .parallel import frontend_batch
+
     kw = {k: opts[k] for k in _options.FRONTEND_OPTIONS if opts.get(k) is not None}
+    kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
     if "inputs" in kw:
         kw["inputs"] = list(kw["inputs"])
     return analyze(source, **kw)
@@ -82,7 +85,10 @@ def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estima
     from .energy.predictor import get_predictor
     from .energy.pricing import price as price_ops
 
+    from .parallel import per_gpu_graph
+
     model = predictor if predictor is not None else get_predictor(spec)
+    graph = per_gpu_graph(graph, plan)  # tensor / pipeline parallel: the bottleneck stage's share on one GPU
     priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
     info = EnergyModelInfo(calibration=model.calibration, source=model.source,
                            energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
@@ -174,7 +180,8 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
     ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
     ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
-    ``activation_checkpointing``, ``inputs``). ``lint=False`` skips the rules (no findings). ``models_dir``: a
+    ``activation_checkpointing``, ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``expert_parallel``,
+    ``sequence_parallel``, ``micro_batch_size``, ``launch_overhead``, ``goodput``: docs/PARALLEL.md). ``lint=False`` skips the rules (no findings). ``models_dir``: a
     folder of fitted models searched before the default search path (energy.predictor.search_path)."""
     notes: tuple[str, ...] = ()
     if gpu is None:

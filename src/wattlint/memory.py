@@ -44,6 +44,9 @@ def checkpointing_traced(graph: CostGraph) -> bool:
 def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     """Activation bytes saved for backward at the plan's micro-batch, and the assumptions made."""
     notes: list[str] = []
+    per_gpu = graph.extra.get("activation_bytes_per_gpu") if graph.extra else None
+    if per_gpu is not None:  # the per-GPU graph of a tensor / pipeline-parallel plan (wattlint.parallel) says it
+        return int(per_gpu), notes
     raw = graph.extra.get("activation_bytes") if graph.extra else None
     traced_ckpt = checkpointing_traced(graph)
     if raw is None:
@@ -65,7 +68,7 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
 
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
-    n = max(1, plan.gpus)
+    n = max(1, plan.data_parallel)  # ZeRO / FSDP shard over the data-parallel group
     params = graph.params
     trainable = graph.trainable_params
     param_bytes = graph.model.param_bytes or params * 4

@@ -169,7 +169,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("inputs", "--input", input_specs, "an input spec, e.g. x=float32[8,3,224,224] or ids=int64[4,512] "
            "(repeatable)", "model", "frontend", "NAME=DTYPE[DIMS]"),
     Option("batch_size", "--batch-size", integer(1, 10**9), "global batch size; rebinds the leading dim of the "
-           "inputs (traced micro-batch = global / (gpus x grad-accum))", "model", "both", "N"),
+           "inputs (traced micro-batch = global / (data-parallel x grad-accum))", "model", "both", "N"),
     Option("seq_len", "--seq-len", integer(1, 10**8), "sequence length for language models", "model", "both", "N"),
     Option("precision", "--precision", choice(*PRECISIONS), "training precision (default: PyTorch's default: fp32 "
            "weights, TF32 cuDNN convs on Ampere+)", "model", "both", choices=PRECISIONS),
@@ -191,13 +191,34 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            f"{DEFAULT_GPU}); see 'wattlint gpus'", "hardware", "request", "G"),
     Option("compare", "--compare", gpu_list, "also estimate on these GPUs; one table side by side", "hardware",
            "request", "G1,G2", flag_only=True),
-    Option("gpus", "--gpus", integer(1, 10**6), "data-parallel GPUs (default 1)", "hardware", "both", "N"),
+    Option("gpus", "--gpus", integer(1, 10**6), "GPUs in the job (default 1); data-parallel degree = gpus / "
+           "(tensor-parallel x pipeline-parallel)", "hardware", "both", "N"),
+    Option("tensor_parallel", "--tensor-parallel", integer(1, 4096), "Megatron tensor-parallel degree: each "
+           "layer's matmuls split over N GPUs (inside a node over NVLink), 2 all-reduces per layer forward and 2 "
+           "backward (default 1)", "hardware", "plan", "N"),
+    Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages (1F1B "
+           "schedule; bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
+    Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
+           "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
+           "hardware", "plan", "N"),
+    Option("sequence_parallel", "--sequence-parallel", boolean, "with --tensor-parallel: split norms, dropout "
+           "and residual adds along the sequence too (all-gather + reduce-scatter instead of all-reduce)",
+           "hardware", "plan"),
+    Option("micro_batch_size", "--micro-batch-size", integer(1, 10**9), "samples per micro-batch per "
+           "data-parallel replica; grad-accum (pipeline micro-batches per step) = batch / (data-parallel x N)",
+           "work", "plan", "N"),
     Option("gpus_per_node", "--gpus-per-node", integer(1, 1024), f"GPUs per node (default min(gpus, "
            f"{DEFAULT_GPUS_PER_NODE}))", "hardware", "plan", "N"),
     Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",
            "hardware", "plan", choices=SHARDINGS),
     Option("internode_gbps", "--internode-gbps", number(0, 1e6), "network bandwidth per node in Gbit/s (default "
            "stated)", "hardware", "plan", "GBIT"),
+    Option("launch_overhead", "--launch-overhead", number(0, 1.0, lo_open=False, what="seconds"), "seconds "
+           "per tensor/pipeline/expert-parallel communication call on the critical path (default: NCCL small-"
+           "message latency, 20 us over NVLink, 40 us over the network, stated)", "hardware", "plan", "S"),
+    Option("goodput", "--goodput", number(0, 1, what="a fraction"), "fraction of wall time spent in useful "
+           "training steps (restarts, checkpoint saves, evaluation are the rest; default 0.90 from 512 GPUs up, "
+           "else 1.0, stated)", "work", "plan", "G"),
     Option("utilization", "--utilization", number(0, 1, what="a fraction"), "what-if: override the predicted compute efficiency "
            "(0 < U <= 1)", "hardware", "plan", "U"),
     # work

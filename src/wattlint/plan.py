@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from . import carbon, options
+from . import carbon, options, parallel
 from .energy import system
 from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
@@ -157,22 +157,37 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True,
 
 
 def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str]) -> None:
-    """Batch, micro-batch, GPUs, nodes, sharding, network."""
+    """Batch, micro-batch, GPUs, nodes, the parallel layout (wattlint.parallel), sharding, network, goodput."""
     gpus = v.get("gpus", 1)
     grad_accum = v.get("grad_accum", 1)
     micro_traced = max(1, int(graph.micro_batch or 1))
+    layout_given = any(v.get(k) is not None for k in parallel.LAYOUT_OPTIONS)
     batch = v.get("batch_size")
-    if batch is None:
-        batch = micro_traced * gpus * grad_accum
-        notes.append(f"global batch {batch} = traced micro-batch {micro_traced} x {gpus} GPU(s) x grad-accum "
-                     f"{grad_accum} (no --batch-size)")
-    if batch < gpus * grad_accum:
-        raise ConfigError(f"--batch-size {batch} is smaller than gpus x grad-accum = {gpus * grad_accum}: each GPU "
-                          f"needs at least one sample per micro-step")
-    micro = batch // (gpus * grad_accum)
-    if micro * gpus * grad_accum != batch:
-        notes.append(f"global batch {batch} is not divisible by gpus x grad-accum = {gpus * grad_accum}: "
-                     f"micro-batch {micro} per GPU ({micro * gpus * grad_accum} samples per step are costed)")
+    if layout_given:
+        if batch is None and v.get("micro_batch_size") is None:
+            v = {**v, "micro_batch_size": micro_traced}
+        layout, lines = parallel.resolve({**v, "gpus": gpus})
+        grad_accum = layout.grad_accum
+        if batch is None:
+            batch = layout.micro_batch * layout.dp * grad_accum
+            notes.append(f"global batch {batch} = micro-batch {layout.micro_batch} x data-parallel {layout.dp} x "
+                         f"grad-accum {grad_accum} (no --batch-size)")
+        notes.extend(lines)
+        dp = layout.dp
+    else:
+        layout = parallel.Layout(gpus=gpus)
+        dp = gpus
+        if batch is None:
+            batch = micro_traced * gpus * grad_accum
+            notes.append(f"global batch {batch} = traced micro-batch {micro_traced} x {gpus} GPU(s) x grad-accum "
+                         f"{grad_accum} (no --batch-size)")
+        if batch < gpus * grad_accum:
+            raise ConfigError(f"--batch-size {batch} is smaller than gpus x grad-accum = {gpus * grad_accum}: each "
+                              f"GPU needs at least one sample per micro-step")
+    micro = batch // (dp * grad_accum)
+    if micro * dp * grad_accum != batch:
+        notes.append(f"global batch {batch} is not divisible by data-parallel x grad-accum = {dp * grad_accum}: "
+                     f"micro-batch {micro} per replica ({micro * dp * grad_accum} samples per step are costed)")
     per_node = v.get("gpus_per_node")
     if per_node is None:
         per_node = min(gpus, options.DEFAULT_GPUS_PER_NODE)
@@ -181,14 +196,20 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     elif per_node > gpus:
         notes.append(f"--gpus-per-node {per_node} > --gpus {gpus}: one node of {gpus} GPUs")
         per_node = gpus
+    if layout.tp > per_node:
+        notes.append(f"--tensor-parallel {layout.tp} spans more than one node of {per_node} GPUs: its collectives "
+                     f"run over the network")
     sharding = v.get("sharding", "none")
-    if gpus > 1:
+    if dp > 1:
         nodes = math.ceil(gpus / per_node)
-        notes.append(f"data parallel over {gpus} GPUs ({nodes} node(s) x {per_node}), sharding {sharding}")
+        notes.append(f"data parallel over {dp} replicas ({gpus} GPUs, {nodes} node(s) x {per_node}), sharding "
+                     f"{sharding}" if layout.model_parallel else
+                     f"data parallel over {gpus} GPUs ({nodes} node(s) x {per_node}), sharding {sharding}")
         if gpus % per_node:
             notes.append(f"{gpus} GPUs do not fill whole nodes of {per_node}: the last node is partial")
     elif sharding != "none":
-        notes.append(f"sharding {sharding} has no effect on a single GPU")
+        notes.append(f"sharding {sharding} has no effect " + ("on a single GPU" if gpus == 1 else
+                                                                 "without data parallelism"))
     internode = v.get("internode_gbps")
     if internode is None:
         internode, why = system.default_internode_gbps(gpu)
@@ -199,9 +220,19 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
         notes.append("activation checkpointing: forward recomputed in backward (more time, less memory)")
     if v.get("utilization") is not None:
         notes.append(f"utilization override {v['utilization']:g}: predicted compute efficiency replaced (what-if)")
+    goodput = v.get("goodput")
+    if goodput is None:
+        goodput, line = system.default_goodput(gpus)
+        if line:
+            notes.append(line)
+    else:
+        notes.append(f"goodput {goodput:g} (--goodput): wall time = productive step time / {goodput:g}")
     plan.update(batch_size=batch, grad_accum=grad_accum, gpus=gpus, gpus_per_node=per_node, sharding=sharding,
                 internode_gbps=float(internode), utilization=v.get("utilization"),
-                activation_checkpointing=bool(v.get("activation_checkpointing", False)))
+                activation_checkpointing=bool(v.get("activation_checkpointing", False)),
+                tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
+                sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
+                goodput=float(goodput))
 
 
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:

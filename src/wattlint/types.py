@@ -327,11 +327,21 @@ class Plan:
     utilization: float | None = None  # override of predicted efficiency (what-if)
     internode_gbps: float | None = None  # network bandwidth per node, Gbit/s (None: the GPU class default, stated)
     activation_checkpointing: bool = False
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    expert_parallel: int = 1
+    sequence_parallel: bool = False
+    launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
+    goodput: float = 1.0  # fraction of wall time in useful steps
     assumptions: tuple[str, ...] = ()
 
     @property
+    def data_parallel(self) -> int:
+        return max(1, self.gpus // (self.tensor_parallel * self.pipeline_parallel))
+
+    @property
     def micro_batch_size(self) -> int:
-        return max(1, self.batch_size // (self.gpus * self.grad_accum))
+        return max(1, self.batch_size // (self.data_parallel * self.grad_accum))
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,6 +399,7 @@ class TotalCost:
     co2_kg: float
     co2_kg_range: Range
     cost_usd: float | None
+    goodput: float = 1.0  # time_h and gpu_hours include the (1/goodput - 1) share of non-productive wall time
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +408,19 @@ class PhaseCost:
 
     time_s: float
     gpu_energy_j: float
+
+
+@dataclass(frozen=True)
+class Utilization:
+    """Throughput of a language-model step: tokens/s/GPU, MFU (6N + attention FLOPs per token, the llm-foundry /
+    PaLM convention) and HFU (the FLOPs wattlint traced, recompute included) against the dense peak."""
+
+    tokens_per_s_per_gpu: float
+    mfu: float
+    hfu: float
+    model_flops_per_token: float
+    peak_tflops: float
+    convention: str
 
 
 @dataclass(frozen=True)
@@ -426,3 +450,4 @@ class Estimate:
     graph: CostGraph | None = None
     op_times_s: tuple[float, ...] = ()  # per record of graph, per micro-batch
     op_energy_j: tuple[float, ...] = ()
+    utilization: Utilization | None = None  # language models: MFU, HFU, tokens/s/GPU

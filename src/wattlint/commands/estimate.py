@@ -16,8 +16,11 @@ from ..report.layers import GROUPINGS
 from ._common import add_model_arguments, add_option, check_output_path, cli_options, positive_int, write_output
 
 GROUPS = {
-    "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "sharding", "internode_gbps", "utilization"),
-    "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "activation_checkpointing"),
+    "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
+                 "expert_parallel", "sequence_parallel", "sharding", "internode_gbps", "launch_overhead",
+                 "utilization"),
+    "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "activation_checkpointing",
+             "goodput"),
     "site": ("pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price"),
 }
 CLI_OPTIONS = tuple(n for names in GROUPS.values() for n in names if n not in ("gpu", "compare")) + \

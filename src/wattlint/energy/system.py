@@ -186,3 +186,173 @@ def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
 def facility_kwh(gpu_kwh: float, host_kwh: float, pue: float) -> float:
     """Facility energy: IT energy (GPUs + hosts) x PUE."""
     return (gpu_kwh + host_kwh) * pue
+
+
+# ---- goodput ---------------------------------------------------------------------------------------------------
+
+GOODPUT_LARGE = 0.90
+GOODPUT_MIN_GPUS = 512
+GOODPUT_SOURCE = ("Llama 3 (Dubey et al. 2024): >90 % effective training time on 16K H100s despite 419 unexpected "
+                  "interruptions in 54 days; MegaScale (Jiang et al., NSDI 2024): >90 % effective training time on "
+                  "10K+ GPUs")
+
+
+def default_goodput(gpus: int) -> tuple[float, str | None]:
+    """The default fraction of wall time in useful steps, and its assumption line (None when it is 1)."""
+    if gpus >= GOODPUT_MIN_GPUS:
+        return GOODPUT_LARGE, (f"goodput {GOODPUT_LARGE:.2f} (default from {GOODPUT_MIN_GPUS} GPUs up; {GOODPUT_SOURCE}): "
+                               f"wall time = productive step time / {GOODPUT_LARGE:.2f}; --goodput to change")
+    return 1.0, None
+
+
+def goodput_note(goodput: float, lost_h: float, idle_w: float) -> str:
+    return (f"goodput {goodput:g}: {lost_h:,.4g} h of non-productive wall time (restarts, checkpoint saves, "
+            f"evaluation) added to time and GPU-hours; its energy priced at GPU idle power ({idle_w:.0f} W) + host "
+            f"power (a lower bound: steps redone after a failure draw full power)")
+
+
+# ---- tensor / pipeline / expert parallelism ----------------------------------------------------------------------
+
+NVLINK_CALL_LATENCY_S = 20e-6  # one NCCL call, small message, inside a node (nccl-tests all_reduce_perf ~10-30 us)
+NETWORK_CALL_LATENCY_S = 40e-6  # one NCCL call across nodes over InfiniBand
+LATENCY_SOURCE = ("NCCL small-message latency: nccl-tests all_reduce_perf reports ~10-30 us per call for 8 B-64 KiB "
+                  "messages on 8-GPU NVLink nodes without CUDA graphs (6 us for 2 H100 with NVLS and CUDA graphs, "
+                  "NVIDIA/nccl#1259), a few 10 us more across InfiniBand")
+
+
+@dataclass(frozen=True)
+class ModelParallelCost:
+    """Per-GPU, per-step time of the model-parallel communication and of the pipeline bubble."""
+
+    tp_s: float
+    pp_s: float
+    ep_s: float
+    bubble_s: float
+    comm_power_w: float
+    notes: tuple[str, ...]
+
+
+def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, str]:
+    """(achieved bytes/s per GPU, latency per call, description) of the link a group uses."""
+    if inside_node:
+        gbs, name = intra_node_gbs(gpu)
+        lat = NVLINK_CALL_LATENCY_S
+        bw = gbs * 1e9 * NCCL_BUS_EFFICIENCY
+    else:
+        gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+        per_node = max(1, plan.gpus_per_node)
+        bw = gbps / 8.0 * 1e9 / per_node * NCCL_BUS_EFFICIENCY
+        lat = NETWORK_CALL_LATENCY_S
+        name = f"network {gbps:g} Gbit/s per node shared by {per_node} GPUs"
+    if plan.launch_overhead_s is not None:
+        lat = plan.launch_overhead_s
+    return bw, lat, name
+
+
+def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tuple[float, float, str]:
+    """(time, latency per call, link) of collective ``fn`` (wattlint.parallel arithmetic) over a group of ``n``
+    adjacent ranks: inside one node over NVLink / PCIe; spanning nodes, hierarchically like the data-parallel
+    collectives: the ranks of a node over NVLink, the nodes over the node's network links (NCCL runs one channel per
+    NIC, so a group holding every GPU of its nodes gets the whole node's bandwidth), the slower of the two."""
+    per_node = max(1, plan.gpus_per_node)
+    if n <= per_node:
+        bw, lat, name = _link(gpu, plan, True)
+        return fn(nbytes, n, bw, lat), lat, name
+    nodes = math.ceil(n / per_node)
+    intra_bw, _, intra_name = _link(gpu, plan, True)
+    gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+    node_bw = gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY
+    lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
+    t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, nodes, node_bw)) + lat
+    return t, lat, f"{intra_name} inside a node and {gbps:g} Gbit/s per node between {nodes} nodes (hierarchical)"
+
+
+def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
+                   micro_block_s: float | None = None) -> ModelParallelCost | None:
+    """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
+    on one GPU of the bottleneck stage (``stage``: the per-GPU graph of wattlint.parallel.per_gpu_graph), given the
+    stage's forward + backward compute per micro-batch and the part of it inside the repeated blocks.
+
+    1F1B step = m x the last stage's micro-batch time + the fill and drain of the other p-1 stages, each one
+    micro-batch of its blocks (+ its collectives and sends): (p-1) x (block time + communication). With balanced
+    stages this is the (p-1)/(m+p-1) bubble; the LM head and loss, which only the last stage runs, are not
+    repeated in it (with one micro-batch the step is the sum of the stages, as GPipe measures show)."""
+    from .. import parallel as P
+
+    tp, pp, ep = plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel
+    if tp <= 1 and pp <= 1 and ep <= 1:
+        return None
+    ga = max(1, plan.grad_accum)
+    act_bytes = 2 if plan.precision in HALF else 4
+    hidden = int((stage.extra or {}).get("parallel_hidden") or P.hidden_size(stage, P.find_blocks(stage)))
+    tokens = max(1, plan.micro_batch_size) * max(1, int(plan.seq_len or stage.seq_len or 1))
+    msg = float(tokens * hidden * act_bytes)
+    layers = P.count_layers(stage)
+    notes: list[str] = []
+    power = gpu.idle_w + COMM_POWER_ACTIVITY * (gpu.tdp_w - gpu.idle_w)
+    lat_src = ("--launch-overhead " + f"{plan.launch_overhead_s * 1e6:g} us per call" if plan.launch_overhead_s
+               is not None else LATENCY_SOURCE)
+    tp_mb = 0.0
+    if tp > 1:
+        if plan.sequence_parallel:
+            one = (_group_collective(P.all_gather_s, msg, tp, gpu, plan)[0]
+                   + _group_collective(P.reduce_scatter_s, msg, tp, gpu, plan)[0])
+            what = "2 all-gathers + 2 reduce-scatters per layer forward and again backward (sequence parallel)"
+        else:
+            one = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)[0]
+            what = "2 all-reduces per layer forward and 2 backward"
+        _, lat, name = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)
+        tp_mb = 4 * layers * one
+        notes.append(f"tensor parallel {tp}: {what} of micro-batch x seq x hidden = {tokens:,} x {hidden:,} x "
+                     f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layers on this GPU, over {name} (NCCL "
+                     f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "
+                     f"{tp_mb * 1e3:.3g} ms per micro-batch, on the critical path (not overlapped with compute)")
+    pp_mb = 0.0
+    if pp > 1:
+        bw, lat, name = _link(gpu, plan, plan.gpus <= plan.gpus_per_node)
+        p2p_bytes = msg / tp  # Megatron scatters the boundary activation over the TP ranks
+        pp_mb = 2 * P.p2p_s(p2p_bytes, bw, lat)
+        notes.append(f"pipeline parallel {pp}: per micro-batch one activation send forward and one gradient send "
+                     f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary over {name}, exposed "
+                     f"({pp_mb * 1e3:.3g} ms per micro-batch)")
+    ep_mb = 0.0
+    if ep > 1:
+        moe = [ly for ly in P.moe_layers(stage) if any(r.module.startswith(ly["module"]) for r in stage.records)]
+        if moe:
+            bw, lat, name = _link(gpu, plan, ep * tp <= plan.gpus_per_node)
+            for ly in moe:
+                a2a = float(tokens * int(ly.get("top_k", 1)) * hidden * act_bytes)
+                ep_mb += 4 * P.all_to_all_s(a2a, ep, bw, lat)
+            notes.append(f"expert parallel {ep}: 4 all-to-alls per MoE layer (dispatch and combine, forward and "
+                         f"backward) of tokens x top-k x hidden x {act_bytes} B over {name} for {len(moe)} MoE "
+                         f"layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute unchanged "
+                         f"(balanced routing)")
+        else:
+            notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer traced; no all-to-all costed")
+    block_s = micro_compute_s if micro_block_s is None else micro_block_s
+    other_mb = block_s + tp_mb + pp_mb + ep_mb
+    bubble = (pp - 1) * other_mb if pp > 1 else 0.0
+    if pp > 1:
+        notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stage(s), one micro-batch of "
+                     f"their blocks each ({other_mb * 1e3:.3g} ms incl. communication; the LM head and loss run "
+                     f"on the last stage only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); "
+                     f"balanced-stage bubble (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = "
+                     f"{P.bubble_fraction(pp, ga):.1%}")
+    return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,
+                             notes=tuple(notes))
+
+
+def data_parallel_plan(plan: Plan) -> Plan:
+    """The plan the data-parallel collectives see under tensor / pipeline parallelism: ``dp`` ranks, the ones in
+    one node (TP ranks adjacent, then DP: per_node // tp of them), and their share of the node's network (the
+    node's other model-parallel groups run their own data-parallel rings at the same time)."""
+    import dataclasses
+
+    if plan.tensor_parallel * plan.pipeline_parallel <= 1:
+        return plan
+    dp = plan.data_parallel
+    per_node = max(1, plan.gpus_per_node)
+    local = max(1, min(dp, per_node // plan.tensor_parallel))
+    gbps = (plan.internode_gbps or 0.0) * local / per_node
+    return dataclasses.replace(plan, gpus=dp, gpus_per_node=local, internode_gbps=gbps, tensor_parallel=1,
+                               pipeline_parallel=1)

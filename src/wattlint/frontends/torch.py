@@ -357,11 +357,29 @@ def fused_attention(eager: bool = False):
     if getattr(orig, "__wattlint_fused__", False):
         yield
         return
+    orig_dropout = F.dropout
     F.scaled_dot_product_attention = _fused_sdpa(orig, eager)
+    F.dropout = _fused_dropout(orig_dropout)
     try:
         yield
     finally:
         F.scaled_dot_product_attention = orig
+        F.dropout = orig_dropout
+
+
+def _fused_dropout(orig):
+    """F.dropout on meta tensors as CUDA runs it: one fused native_dropout kernel (mask + scale) and one backward
+    kernel. On a meta (or CPU) tensor the composite would record bernoulli_ + div_ + mul: 3 kernels."""
+    def dropout(input, p=0.5, training=True, inplace=False):
+        if (training and 0.0 < p < 1.0 and isinstance(input, torch.Tensor) and input.device.type == "meta"
+                and input.is_floating_point()):
+            out = torch.ops.aten.native_dropout(input, p, True)[0]
+            if inplace:
+                return input.copy_(out) if not input.requires_grad else out
+            return out
+        return orig(input, p, training, inplace)
+    dropout.__wattlint_fused__ = True
+    return dropout
 
 
 @contextlib.contextmanager

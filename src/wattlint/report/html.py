@@ -59,7 +59,9 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
 def _cards(est: Estimate) -> str:
     rows = dict(summary_rows(est))
     cards = []
-    for k in ("Energy (facility)", "Time", "GPU-hours", "CO2", "Cost", "Memory per GPU"):
+    for k in ("Energy (facility)", "Time", "GPU-hours", "CO2", "Cost", "Memory per GPU", "Throughput"):
+        if k not in rows:
+            continue
         main, _, sub = rows[k].partition("  ")
         cards.append((k, main, sub.strip("()")))
     out = ['<div class="cards">']

@@ -56,6 +56,13 @@ def plan_dict(est: Estimate) -> dict:
         "price_per_kwh": p.price_per_kwh,
         "gpu_hour_price": p.gpu_hour_price,
         "internode_gbps": p.internode_gbps,
+        "tensor_parallel": p.tensor_parallel,
+        "pipeline_parallel": p.pipeline_parallel,
+        "data_parallel": p.data_parallel,
+        "expert_parallel": p.expert_parallel,
+        "sequence_parallel": p.sequence_parallel,
+        "launch_overhead_s": p.launch_overhead_s,
+        "goodput": p.goodput,
     }
 
 
@@ -92,7 +99,9 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "co2_kg": total.co2_kg,
             "co2_kg_range": list(total.co2_kg_range),
             "cost_usd": total.cost_usd,
+            "goodput": total.goodput,
         },
+        "utilization": dataclasses.asdict(est.utilization) if est.utilization is not None else None,
         "phases": {ph: dataclasses.asdict(v) for ph, v in est.phases.items()},
         "memory": {
             "peak_bytes_per_gpu": est.memory.peak_bytes_per_gpu,

@@ -40,7 +40,13 @@ def plan_line(est: Estimate) -> str:
     if p.tokens:
         parts.append(f"{u.count(p.tokens)} tokens")
     parts.append(f"{u.count(p.steps)} steps")
-    parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.gpus} GPU)")
+    if p.tensor_parallel * p.pipeline_parallel > 1 or p.expert_parallel > 1:
+        parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.data_parallel} "
+                     f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x PP {p.pipeline_parallel} x DP "
+                     f"{p.data_parallel}" + (f", EP {p.expert_parallel}" if p.expert_parallel > 1 else "")
+                     + (", sequence parallel" if p.sequence_parallel else ""))
+    else:
+        parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.gpus} GPU)")
     parts.append(f"{p.precision}, {p.optimizer}" + (f", {p.sharding}" if p.sharding != "none" else ""))
     return clean(" · ".join(parts))
 
@@ -49,7 +55,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     t = est.total
     mem = est.memory
     fits = "fits" if mem.fits else "DOES NOT FIT"
-    return [
+    rows = [
         ("Energy (facility)", f"{u.energy_kwh(t.energy_kwh)}  (5–95 %: "
                               f"{u.range_kwh(*t.energy_kwh_range, central=t.energy_kwh)})"),
         ("  GPU energy", u.energy_kwh(t.gpu_energy_kwh)),
@@ -61,6 +67,15 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("Cost", u.usd(t.cost_usd) if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
         ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
     ]
+    if t.goodput < 1:
+        rows.insert(3, ("Goodput", f"{t.goodput:.0%} of wall time in productive steps (time and GPU-hours include "
+                                   f"the rest)"))
+    ut = est.utilization
+    if ut is not None:
+        rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
+                                   f"{ut.hfu:.1%}  (6N + attention FLOPs/token, {ut.peak_tflops:g} TFLOP/s dense "
+                                   f"peak)"))
+    return rows
 
 
 def step_line(est: Estimate) -> str:

@@ -1,0 +1,480 @@
+"""Benchmark: large-model training under tensor / pipeline / data parallelism (issue 16).
+
+Sections (each row estimated through ``wattlint.estimate`` with the layout flags a user would pass; the default
+energy model of each GPU; nothing here is fitted except the one launch-overhead scalar of section 2b):
+
+1. neusight   NeuSight (ASPLOS'25) summary/summary.csv, the 11 distributed training rows (options dp4, tp4, pp4_1;
+              A100-SXM4-40GB and H100 SXM): FP32 PyTorch 2.1, eager attention, global batch over 4 GPUs; pp4_1 = one
+              micro-batch through 4 stages. Time compared: step time without the optimizer step (NeuSight's e2e
+              latency is forward + backward + communication). Beside NeuSight's own prediction.
+2. vtrain     vTrain (MICRO'24) ground truth, Megatron-DeepSpeed GPT on A100-SXM4-80GB (DGX A100: NVLink, 8 x 200
+              Gbit/s HDR per node), bf16, no recompute, GPT-2 vocabulary (50,257, not padded), GELU tanh
+              approximation as one kernel (Megatron's fused bias-GELU; HF "gelu_pytorch_tanh"): 1,440 single-node
+              rows (2-8 GPUs) and 109 multi-node rows (up to 512 GPUs). Time compared: the whole iteration.
+   2b fitted  one scalar, --launch-overhead (seconds per tensor/pipeline-parallel communication call), fitted on a
+              split fixed before fitting: single-node rows with index % 4 == 0 (360 rows) train, the other 1,080
+              single-node rows and all 109 multi-node rows held out. The step time is linear in it, so each row is
+              estimated twice (default latency and +1 ms) and the fit is a grid search of the train MAPE.
+3. foundry    llm-foundry benchmark tables (216 rows): MPT decoders as GPT-2-shaped configs (d_model, n_heads,
+              n_layers, expansion 4, vocab 50,368, exact GELU as MPT's nn.GELU; MPT has no biases, ALiBi and
+              low-precision LayerNorm: stated differences), FSDP FULL_SHARD
+              (SHARD_GRAD_OP = zero2), activation checkpointing as listed. MFU by llm-foundry's own formula from the
+              predicted throughput (it is linear in throughput: MFU_pred = MFU_measured x tokens/s predicted /
+              tokens/s measured). Target: within +-5 points on >= 80 % of BF16 rows; 13b / 70b rows held out
+              (nothing is fitted on this section anyway); FP8 rows reported separately.
+4. llama2_70b Llama-2-70B on 2048 A100-80GB, TP 8 x PP 4 (sequence parallel), batch 1024 x 4096, 2T tokens, vs the
+              published 1,720,320 GPU-hours (Touvron et al. 2023, Table 2).
+
+Naive baselines on every row: 6ND at 40 % MFU (6 x params x tokens / (GPUs x dense peak x 0.40)) and FLOPs/peak
+(the traced step's FLOPs / (GPUs x dense peak)).
+
+Data: /work/shared/data/{neusight-asplos25 (MIT), vtrain-micro24 (MIT), llm-foundry-mfu (Apache-2.0)}: see each
+folder's SOURCE.md / LICENSE; only derived error figures are written here.
+
+Run: PYTHONPATH=src python benchmarks/parallel_accuracy.py [--section neusight|vtrain|foundry|llama|all]
+     writes benchmarks/results/parallel_accuracy.json and docs/accuracy/parallel.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import wattlint  # noqa: E402
+from wattlint.api import trace  # noqa: E402
+from wattlint.hardware import resolve_gpu  # noqa: E402
+from wattlint.types import Phase  # noqa: E402
+
+DATA = Path("/work/shared/data")
+NEUSIGHT = DATA / "neusight-asplos25"
+VTRAIN = DATA / "vtrain-micro24"
+FOUNDRY = DATA / "llm-foundry-mfu"
+OUT = ROOT / "benchmarks" / "results" / "parallel_accuracy.json"
+DOC = ROOT / "docs" / "accuracy" / "parallel.md"
+CACHE = ROOT / "benchmarks" / "results" / ".parallel_accuracy_sections"
+TMP = ROOT / "benchmarks" / "results" / ".parallel_configs"
+
+NEUSIGHT_GPUS = {"NVIDIA_A100-SXM4-40GB": "a100-sxm4-40gb", "NVIDIA_H100_80GB_HBM3": "h100-sxm5-80gb"}
+FOUNDRY_GPUS = {"a100_40gb": "a100-sxm4-40gb", "a100_80gb": "a100-sxm4-80gb", "h100_80gb": "h100-sxm5-80gb"}
+NAIVE_MFU = 0.40
+LLAMA2_70B_GPU_HOURS = 1_720_320
+FIT_GRID_S = [i * 50e-6 for i in range(0, 101)]  # 0 .. 5 ms per call
+PROBE_S = 1e-3
+
+
+def signed(pred: float, meas: float) -> float:
+    return (pred - meas) / meas * 100.0
+
+
+def summ(errs: list[float]) -> dict:
+    if not errs:
+        return {"n": 0}
+    a = [abs(e) for e in errs]
+    return {"n": len(errs), "mape_pct": round(statistics.fmean(a), 2), "median_ape_pct": round(statistics.median(a), 2),
+            "mean_signed_pct": round(statistics.fmean(errs), 2), "within_15_pct": sum(x <= 15 for x in a),
+            "max_ape_pct": round(max(a), 1)}
+
+
+def _config(name: str, cfg: dict) -> Path:
+    TMP.mkdir(parents=True, exist_ok=True)
+    p = TMP / f"{name}.json"
+    p.write_text(json.dumps(cfg))
+    return p
+
+
+_traces: dict = {}
+
+
+def traced(path: Path, opts: dict):
+    key = (str(path), tuple(sorted(opts.items())))
+    if key not in _traces:
+        t0 = time.time()
+        _traces[key] = trace(str(path), opts)
+        print(f"  traced {path.name} {opts} in {time.time() - t0:.1f} s", flush=True)
+    return _traces[key]
+
+
+def naive_6nd(gpu, precision: str, gpus: int, tokens: float, full_params: int) -> float:
+    """Step time of the 6ND-at-40 %-MFU baseline."""
+    dtype = {"default": "fp32"}.get(precision, precision)
+    return 6.0 * full_params * tokens / (gpus * gpu.peak(dtype) * NAIVE_MFU)
+
+
+def step_flops_over_peak(est, precision: str) -> float:
+    dtype = {"default": "fp32"}.get(precision, precision)
+    return est.per_step.flops / est.plan.gpus / est.gpu.peak(dtype)
+
+
+# ---- 1. NeuSight -------------------------------------------------------------------------------------------------
+
+def neusight_section() -> dict:
+    rows = []
+    for r in csv.DictReader((NEUSIGHT / "summary" / "summary.csv").open()):
+        opt = r["option"]
+        if r["mode"] != "train" or not re.fullmatch(r"dp4|tp4|pp4_\d+", opt or ""):
+            continue
+        gpu = resolve_gpu(NEUSIGHT_GPUS[r["device"]])[0]
+        batch, seq = int(r["batch"]), int(r["seqlen"])
+        cfg = NEUSIGHT / "model_configs" / f"{r['model_name']}.json"
+        lay = {"gpus": 4}
+        if opt == "dp4":
+            micro = batch // 4
+        elif opt == "tp4":
+            lay["tensor_parallel"] = 4
+            micro = batch
+        else:
+            m = int(opt.split("_")[1])
+            lay["pipeline_parallel"] = 4
+            micro = batch // m
+            lay["micro_batch_size"] = micro
+        g = traced(cfg, {"batch_size": micro, "seq_len": seq, "precision": "fp32", "attention": "eager"})
+        est = wattlint.estimate(g, gpu=gpu, lint=False, steps=1, batch_size=batch, seq_len=seq, precision="fp32",
+                                pue=1.0, carbon_intensity=100.0, **lay)
+        t = est.per_step.time_s - (est.phases["optimizer"].time_s if "optimizer" in est.phases else 0.0)
+        meas = float(r["label_all_e2e_latency"]) / 1e3
+        ns = float(r["neusight_all_e2e_latency"]) / 1e3
+        full = est.graph.extra.get("parallel_full_params") or g.params
+        six_nd = naive_6nd(gpu, "fp32", 4, batch * seq, full)
+        fb_flops = sum(x.flops for x in g.records if x.phase in (Phase.FORWARD, Phase.BACKWARD)) * batch / micro
+        fpk = fb_flops / (4 if opt != "pp4_1" else 1) / gpu.peak("fp32")
+        rows.append({"model": r["model_name"], "seq_len": seq, "batch": batch, "device": r["device"],
+                     "option": opt, "measured_ms": round(meas * 1e3, 2), "wattlint_ms": round(t * 1e3, 2),
+                     "neusight_ms": round(ns * 1e3, 2), "naive_6nd_ms": round(six_nd * 1e3, 2),
+                     "naive_flops_peak_ms": round(fpk * 1e3, 2), "wattlint_err": round(signed(t, meas), 2),
+                     "neusight_err": round(signed(ns, meas), 2), "naive_6nd_err": round(signed(six_nd, meas), 2),
+                     "naive_flops_peak_err": round(signed(fpk, meas), 2),
+                     "phases_ms": {k: round(v.time_s * 1e3, 2) for k, v in est.phases.items()}})
+    out = {"rows": rows}
+    for k in ("wattlint", "neusight", "naive_6nd", "naive_flops_peak"):
+        out[k] = summ([x[f"{k}_err"] for x in rows])
+    for opt in ("dp4", "tp4", "pp4_1"):
+        out[f"wattlint_{opt}"] = summ([x["wattlint_err"] for x in rows if x["option"] == opt])
+    return out
+
+
+# ---- 2. vTrain ---------------------------------------------------------------------------------------------------
+
+def _gpt(h: int, a: int, layers: int, seq: int) -> Path:
+    return _config(f"gpt_h{h}_a{a}_l{layers}_s{seq}", dict(
+        model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=h, n_head=a, n_layer=layers,
+        n_positions=seq, vocab_size=50257, n_inner=4 * h, activation_function="gelu_pytorch_tanh"))
+
+
+def _vtrain_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def _vtrain_estimate(r: dict, launch: float | None):
+    h, a, layers, seq = (int(r[k]) for k in ("hidden size", "attention heads", "# layers", "sequence length"))
+    gpus, tp, pp = int(r["# GPUs"]), int(r["tensor parallelism"]), int(r["pipeline parallelism"])
+    batch, micro = int(r["global batch"]), int(r["micro batch"])
+    g = traced(_gpt(h, a, layers, seq), {"batch_size": micro, "seq_len": seq, "precision": "bf16"})
+    kw = dict(gpu="a100-sxm4-80gb", lint=False, steps=1, batch_size=batch, micro_batch_size=micro, seq_len=seq,
+              precision="bf16", gpus=gpus, tensor_parallel=tp, pipeline_parallel=pp, pue=1.0,
+              carbon_intensity=100.0, goodput=1.0)
+    if launch is not None:
+        kw["launch_overhead"] = launch
+    return wattlint.estimate(g, **kw), g, batch * seq
+
+
+def _vtrain_rows_eval(rows: list[dict], split_of) -> list[dict]:
+    out = []
+    for i, r in enumerate(rows):
+        est0, g, tokens = _vtrain_estimate(r, None)
+        est1, _, _ = _vtrain_estimate(r, PROBE_S)
+        meas = float(r["iteration time (ms)"]) / 1e3
+        t0 = est0.per_step.time_s
+        # the step is linear in the per-call latency: slope from the +1 ms probe (both links' calls move to it)
+        est_lat0, _, _ = _vtrain_estimate(r, 0.0)
+        slope = (est1.per_step.time_s - est_lat0.per_step.time_s) / PROBE_S
+        full = est0.graph.extra.get("parallel_full_params") or g.params
+        six_nd = naive_6nd(est0.gpu, "bf16", int(r["# GPUs"]), tokens, full)
+        fpk = step_flops_over_peak(est0, "bf16")
+        out.append({"index": i, "split": split_of(i), "gpus": int(r["# GPUs"]), "tp": int(r["tensor parallelism"]),
+                    "pp": int(r["pipeline parallelism"]), "dp": int(r["data parallelism"]),
+                    "micro": int(r["micro batch"]), "batch": int(r["global batch"]), "hidden": int(r["hidden size"]),
+                    "layers": int(r["# layers"]), "seq": int(r["sequence length"]),
+                    "measured_ms": round(meas * 1e3, 3), "wattlint_ms": round(t0 * 1e3, 3),
+                    "at_zero_latency_ms": round(est_lat0.per_step.time_s * 1e3, 4),
+                    "calls_per_step": round(slope, 2), "naive_6nd_ms": round(six_nd * 1e3, 3),
+                    "naive_flops_peak_ms": round(fpk * 1e3, 3),
+                    "wattlint_err": round(signed(t0, meas), 2), "naive_6nd_err": round(signed(six_nd, meas), 2),
+                    "naive_flops_peak_err": round(signed(fpk, meas), 2)})
+    return out
+
+
+def _fitted_err(row: dict, lat: float) -> float:
+    pred = row["at_zero_latency_ms"] + row["calls_per_step"] * lat * 1e3
+    return signed(pred, row["measured_ms"])
+
+
+def vtrain_section() -> dict:
+    single = _vtrain_rows(VTRAIN / "ground_truth_single.csv")
+    multi = _vtrain_rows(VTRAIN / "ground_truth_multi.csv")
+    s_rows = _vtrain_rows_eval(single, lambda i: "train" if i % 4 == 0 else "held_out")
+    m_rows = _vtrain_rows_eval(multi, lambda i: "held_out")
+    train = [r for r in s_rows if r["split"] == "train"]
+    best = min(FIT_GRID_S, key=lambda lat: statistics.fmean(abs(_fitted_err(r, lat)) for r in train))
+    for r in s_rows + m_rows:
+        r["fitted_err"] = round(_fitted_err(r, best), 2)
+    out = {"fitted_launch_overhead_s": best,
+           "fit": "grid 0-5 ms in 50 us steps, minimising the MAPE of the 360 train rows (single-node index % 4 == 0)"}
+    for name, rows in (("single", s_rows), ("multi", m_rows)):
+        held = [r for r in rows if r["split"] == "held_out"]
+        sec = {"n": len(rows), "unfitted": summ([r["wattlint_err"] for r in rows]),
+               "fitted_held_out": summ([r["fitted_err"] for r in held]),
+               "naive_6nd": summ([r["naive_6nd_err"] for r in rows]),
+               "naive_flops_peak": summ([r["naive_flops_peak_err"] for r in rows])}
+        if name == "single":
+            sec["fitted_train"] = summ([r["fitted_err"] for r in rows if r["split"] == "train"])
+        by = {}
+        for key in ("tp", "pp", "gpus"):
+            for v in sorted({r[key] for r in rows}):
+                sel = [r for r in rows if r[key] == v]
+                by[f"{key}={v}"] = {"unfitted": summ([r["wattlint_err"] for r in sel]),
+                                    "fitted_held_out": summ([r["fitted_err"] for r in sel
+                                                             if r["split"] == "held_out"])}
+        sec["by"] = by
+        sec["rows"] = rows
+        out[name] = sec
+    return out
+
+
+# ---- 3. llm-foundry ----------------------------------------------------------------------------------------------
+
+def _mpt(size: str, seq: int) -> Path:
+    text = (FOUNDRY / "model_yamls" / f"mpt-{size}.yaml").read_text()
+    model = text.split("\nmodel:", 1)[1]
+
+    def num(key):
+        return int(re.search(rf"^\s+{key}:\s*(\d+)", model, re.M).group(1))
+
+    d, heads, layers, exp = num("d_model"), num("n_heads"), num("n_layers"), num("expansion_ratio")
+    vocab = num("vocab_size")
+    return _config(f"mpt_{size}_s{seq}", dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=d,
+                                               n_head=heads, n_layer=layers, n_inner=exp * d, vocab_size=vocab,
+                                               n_positions=seq, activation_function="gelu"))
+
+
+def foundry_section() -> dict:
+    rows = []
+    for r in csv.DictReader((FOUNDRY / "llmfoundry_benchmark_mfu.csv").open()):
+        size, seq, gpus = r["Model"], int(r["SeqLen (T)"]), int(r["# GPUs"])
+        micro, accum, batch = int(r["MicroBatchSize"]), int(r["GradAccum"]), int(r["GlobalBatchSize"])
+        prec = "fp8" if "fp8" in r["Precision"] else "bf16"
+        ckpt = r["Activation Checkpointing"] == "True"
+        sharding = "zero2" if r["Sharding Strategy"] == "SHARD_GRAD_OP" else "fsdp"
+        gpu = resolve_gpu(FOUNDRY_GPUS[r["GPU"]])[0]
+        if batch != micro * gpus * accum:
+            rows.append({"model": size, "status": "skipped: global batch != micro x gpus x accum"})
+            continue
+        opts = {"batch_size": micro, "seq_len": seq, "precision": prec}
+        if ckpt:
+            opts["activation_checkpointing"] = True
+        g = traced(_mpt(size, seq), opts)
+        est = wattlint.estimate(g, gpu=gpu, lint=False, steps=1, batch_size=batch, grad_accum=accum, gpus=gpus,
+                                seq_len=seq, precision=prec, sharding=sharding, activation_checkpointing=ckpt,
+                                pue=1.0, carbon_intensity=100.0, goodput=1.0)
+        tps_pred = batch * seq / est.per_step.time_s
+        tps_meas = float(r["Throughput (T/s)"])
+        mfu_meas = float(r["MFU"])
+        mfu_pred = mfu_meas * tps_pred / tps_meas
+        n = int(r["NumParams"])
+        peak = gpu.peak(prec)
+        # the naive 6ND@40 % throughput expressed in llm-foundry's MFU (6N + attention) for a like-for-like figure
+        tps_naive = NAIVE_MFU * gpus * peak / (6.0 * n)
+        mfu_naive = mfu_meas * tps_naive / tps_meas
+        fpk_step = step_flops_over_peak(est, prec)
+        mfu_fpk = mfu_meas * (batch * seq / fpk_step) / tps_meas
+        rows.append({"model": size, "seq_len": seq, "gpus": gpus, "gpu": r["GPU"], "precision": prec,
+                     "activation_checkpointing": ckpt, "micro": micro, "accum": accum, "section": r["section"],
+                     "held_out": size in ("13b", "70b"), "mfu_measured": mfu_meas, "mfu_wattlint": round(mfu_pred, 2),
+                     "mfu_naive_6nd": round(mfu_naive, 2), "mfu_naive_flops_peak": round(mfu_fpk, 2),
+                     "points_wattlint": round(mfu_pred - mfu_meas, 2),
+                     "points_naive_6nd": round(mfu_naive - mfu_meas, 2),
+                     "points_naive_flops_peak": round(mfu_fpk - mfu_meas, 2),
+                     "tokens_s_err": round(signed(tps_pred, tps_meas), 2)})
+    ok = [r for r in rows if "status" not in r]
+
+    def pts(sel, key):
+        a = [abs(r[key]) for r in sel]
+        return {"n": len(sel), "within_5_points": sum(x <= 5 for x in a),
+                "share_within_5_points_pct": round(100.0 * sum(x <= 5 for x in a) / len(a), 1) if a else None,
+                "mean_abs_points": round(statistics.fmean(a), 2) if a else None,
+                "mean_signed_points": round(statistics.fmean(r[key] for r in sel), 2) if sel else None}
+
+    out = {"rows": rows}
+    groups = {"bf16_all": [r for r in ok if r["precision"] == "bf16"],
+              "bf16_not_held_out": [r for r in ok if r["precision"] == "bf16" and not r["held_out"]],
+              "bf16_held_out_13b_70b": [r for r in ok if r["precision"] == "bf16" and r["held_out"]],
+              "fp8": [r for r in ok if r["precision"] == "fp8"]}
+    for gname in ("a100_40gb", "a100_80gb", "h100_80gb"):
+        groups[f"bf16_{gname}"] = [r for r in ok if r["precision"] == "bf16" and r["gpu"] == gname]
+    for name, sel in groups.items():
+        out[name] = {k: pts(sel, f"points_{k}") for k in ("wattlint", "naive_6nd", "naive_flops_peak")}
+        out[name]["tokens_s"] = summ([r["tokens_s_err"] for r in sel])
+    return out
+
+
+# ---- 4. Llama-2-70B ----------------------------------------------------------------------------------------------
+
+def llama_section() -> dict:
+    cfg = ROOT / "examples" / "configs" / "llama2-70b.json"
+    out = {}
+    for goodput in (None, 1.0):
+        kw = dict(gpu="a100-sxm4-80gb", gpus=2048, tensor_parallel=8, pipeline_parallel=4, sequence_parallel=True,
+                  batch_size=1024, micro_batch_size=1, seq_len=4096, tokens=2e12, precision="bf16", lint=False)
+        if goodput is not None:
+            kw["goodput"] = goodput
+        e = wattlint.estimate(str(cfg), **kw)
+        key = "default_goodput" if goodput is None else "goodput_1"
+        full = e.graph.extra["parallel_full_params"]
+        six_nd_h = 6.0 * full * 2e12 / (e.gpu.peak("bf16") * NAIVE_MFU) / 3600.0
+        out[key] = {"goodput": e.total.goodput, "gpu_hours": round(e.total.gpu_hours),
+                    "ratio_to_published": round(e.total.gpu_hours / LLAMA2_70B_GPU_HOURS, 3),
+                    "step_s": round(e.per_step.time_s, 3), "memory_gib": round(e.memory.peak_bytes_per_gpu / 2**30, 1),
+                    "fits": e.memory.fits, "mfu_pct": round(e.utilization.mfu * 100, 1),
+                    "hfu_pct": round(e.utilization.hfu * 100, 1),
+                    "tokens_s_gpu": round(e.utilization.tokens_per_s_per_gpu),
+                    "phases_s": {k: round(v.time_s, 3) for k, v in e.phases.items()},
+                    "memory_breakdown_gib": {k: round(v / 2**30, 2) for k, v in e.memory.breakdown.items()},
+                    "naive_6nd_40pct_gpu_hours": round(six_nd_h),
+                    "naive_6nd_ratio": round(six_nd_h / LLAMA2_70B_GPU_HOURS, 3)}
+    out["published_gpu_hours"] = LLAMA2_70B_GPU_HOURS
+    out["source"] = "Touvron et al. 2023 (Llama 2), Table 2: 1,720,320 GPU-hours for 70B on A100-80GB, 2T tokens"
+    return out
+
+
+def _fmt(sm: dict) -> str:
+    if not sm or not sm.get("n"):
+        return "n/a"
+    return (f"{sm['mape_pct']:.1f} % (median {sm['median_ape_pct']:.1f} %, signed {sm['mean_signed_pct']:+.1f} %, "
+            f"{sm['within_15_pct']}/{sm['n']} within 15 %)")
+
+
+def report(res: dict) -> str:
+    L = ["# Accuracy: large-model parallelism (issue 16)", "",
+         "Generated by `benchmarks/parallel_accuracy.py` from `benchmarks/results/parallel_accuracy.json`; method in the "
+         "script's docstring and [../PARALLEL.md](../PARALLEL.md). Errors are (predicted - measured) / measured. "
+         "Naive baselines: **6ND@40 %** = 6 x params x tokens / (GPUs x dense peak x 0.40); **FLOPs/peak** = the "
+         "traced step's FLOPs / (GPUs x dense peak). Data licences: NeuSight MIT, vTrain MIT, llm-foundry Apache-2.0 "
+         "(`/work/shared/data/*/LICENSE`); only derived error figures are stored here.", ""]
+    ns = res.get("neusight")
+    if ns:
+        L += ["## 1. NeuSight distributed training rows (target: each within 15 %)", "",
+              "11 rows of NeuSight's `summary/summary.csv` with options dp4, tp4, pp4_1 (A100-SXM4-40GB, H100 SXM; FP32 "
+              "PyTorch 2.1, eager attention, global batch over 4 GPUs; pp4_1 = one micro-batch through 4 stages). "
+              "Compared: the step without the optimizer update. Nothing fitted.", "",
+              "| predictor | MAPE |", "|---|---|",
+              f"| wattlint | {_fmt(ns['wattlint'])} |", f"| NeuSight (their prediction) | {_fmt(ns['neusight'])} |",
+              f"| 6ND@40 % | {_fmt(ns['naive_6nd'])} |", f"| FLOPs/peak | {_fmt(ns['naive_flops_peak'])} |",
+              f"| wattlint dp4 / tp4 / pp4_1 | {ns['wattlint_dp4']['mape_pct']:.1f} / {ns['wattlint_tp4']['mape_pct']:.1f}"
+              f" / {ns['wattlint_pp4_1']['mape_pct']:.1f} % |", "",
+              "| model | batch | GPU | option | measured ms | wattlint ms | error | NeuSight error |",
+              "|---|---|---|---|---|---|---|---|"]
+        L += [f"| {r['model']} | {r['batch']} | {r['device']} | {r['option']} | {r['measured_ms']:.1f} | "
+              f"{r['wattlint_ms']:.1f} | {r['wattlint_err']:+.1f} % | {r['neusight_err']:+.1f} % |" for r in ns["rows"]]
+        L.append("")
+    vt = res.get("vtrain")
+    if vt:
+        lat = vt["fitted_launch_overhead_s"]
+        L += ["## 2. vTrain Megatron-DeepSpeed iteration times (target: MAPE <= 15 % single-node and multi-node)", "",
+              "Megatron GPT models on A100-SXM4-80GB (DGX A100 nodes), bf16, GPT-2 vocabulary, no recompute; each row "
+              "with its TP / PP / DP degrees, micro and global batch. **Unfitted** = defaults (NCCL latency 20 us / "
+              "40 us per call). **Fitted**: one scalar, the per-call latency of tensor/pipeline-parallel communication "
+              "(`--launch-overhead`), fitted on a split fixed before fitting (single-node rows with index % 4 == 0, "
+              f"360 rows), evaluated on the other 1,080 single-node rows and all multi-node rows: fitted value "
+              f"**{lat * 1e6:.0f} us** per call.", "",
+              "| rows | wattlint unfitted | wattlint fitted (held-out) | 6ND@40 % | FLOPs/peak |", "|---|---|---|---|---|"]
+        for name in ("single", "multi"):
+            sec = vt[name]
+            L.append(f"| {name}-node ({sec['n']}) | {_fmt(sec['unfitted'])} | {_fmt(sec['fitted_held_out'])} | "
+                     f"{_fmt(sec['naive_6nd'])} | {_fmt(sec['naive_flops_peak'])} |")
+        L += ["", f"Train split (single-node, fitted): {_fmt(vt['single']['fitted_train'])}.", "",
+              "By degree (MAPE unfitted / fitted held-out, signed mean unfitted):", "",
+              "| rows | group | unfitted | fitted held-out |", "|---|---|---|---|"]
+        for name in ("single", "multi"):
+            for g, v in vt[name]["by"].items():
+                L.append(f"| {name} | {g} | {_fmt(v['unfitted'])} | {_fmt(v['fitted_held_out'])} |")
+        L.append("")
+    fo = res.get("foundry")
+    if fo:
+        def pts(x):
+            return (f"{x['within_5_points']}/{x['n']} = {x['share_within_5_points_pct']:.0f} % within 5 points "
+                    f"(mean abs error {x['mean_abs_points']:.1f}, signed {x['mean_signed_points']:+.1f} points)"
+                    if x["n"] else "n/a")
+        L += ["## 3. llm-foundry MFU (target: within +-5 MFU points on >= 80 % of BF16 rows)", "",
+              "MPT decoders traced as GPT-2-shaped configs (MPT's ALiBi and bias-free layers differ slightly), FSDP "
+              "FULL_SHARD (SHARD_GRAD_OP as zero2), activation checkpointing as listed. MFU by llm-foundry's formula "
+              "from the predicted throughput. Nothing is fitted on these rows; 13b / 70b listed separately as the "
+              "issue asks.", "",
+              "| rows | wattlint | 6ND@40 % | FLOPs/peak | tokens/s MAPE (wattlint) |", "|---|---|---|---|---|"]
+        for g in ("bf16_all", "bf16_not_held_out", "bf16_held_out_13b_70b", "bf16_a100_40gb", "bf16_a100_80gb",
+                  "bf16_h100_80gb", "fp8"):
+            x = fo[g]
+            L.append(f"| {g} | {pts(x['wattlint'])} | {pts(x['naive_6nd'])} | {pts(x['naive_flops_peak'])} | "
+                     f"{_fmt(x['tokens_s'])} |")
+        L.append("")
+    ll = res.get("llama")
+    if ll:
+        d, g1 = ll["default_goodput"], ll["goodput_1"]
+        L += ["## 4. Llama-2-70B on 2048 A100-80GB (target: within +-35 % of 1.72 M GPU-hours; goal +-15 %)", "",
+              "TP 8 x PP 4 x DP 64, sequence parallel, batch 1024 x 4096, micro-batch 1, 2T tokens, bf16; published "
+              "1,720,320 GPU-hours (Touvron et al. 2023, Table 2).", "",
+              "| goodput | GPU-hours | x published | step s | MFU | HFU | tokens/s/GPU | memory / GPU |",
+              "|---|---|---|---|---|---|---|---|"]
+        for x in (d, g1):
+            L.append(f"| {x['goodput']:.2f} | {x['gpu_hours']:,} | {x['ratio_to_published']:.2f} | {x['step_s']:.2f} "
+                     f"| {x['mfu_pct']:.1f} % | {x['hfu_pct']:.1f} % | {x['tokens_s_gpu']:,} | {x['memory_gib']:.1f} GiB"
+                     f" ({'fits' if x['fits'] else 'does not fit'}) |")
+        L += ["", f"6ND@40 %: {d['naive_6nd_40pct_gpu_hours']:,} GPU-hours = {d['naive_6nd_ratio']:.2f} x published.",
+              f"Step phases (s): {d['phases_s']}.", ""]
+    return "\n".join(L)
+
+
+SECTIONS = {"neusight": neusight_section, "vtrain": vtrain_section, "foundry": foundry_section,
+            "llama": llama_section}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--section", default="all", choices=[*SECTIONS, "all", "report"])
+    args = ap.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    names = list(SECTIONS) if args.section == "all" else ([] if args.section == "report" else [args.section])
+    for name in names:
+        t0 = time.time()
+        print(f"section {name}", flush=True)
+        res = SECTIONS[name]()
+        res["wall_s"] = round(time.time() - t0, 1)
+        (CACHE / f"{name}.json").write_text(json.dumps(res, indent=1))
+    result = {"benchmark": "parallel_accuracy", "doc": __doc__.strip().splitlines()[0]}
+    for name in SECTIONS:
+        p = CACHE / f"{name}.json"
+        if p.exists():
+            result[name] = json.loads(p.read_text())
+    import torch
+
+    result["environment"] = {"python": sys.version.split()[0], "torch": torch.__version__,
+                             "wattlint": getattr(wattlint, "__version__", "")}
+    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    text = report(result)
+    if DOC.exists() and "<!-- hand-written -->" in DOC.read_text():
+        head, _, tail = DOC.read_text().partition("<!-- hand-written -->")
+        text = text + "\n<!-- hand-written -->" + tail
+    DOC.write_text(text)
+    print(f"wrote {OUT} and {DOC}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,519 @@
+"""Large-model parallelism: the layout (tensor / pipeline / data / expert parallel), collective arithmetic, and the
+per-GPU share of a traced training step.
+
+Layout (Megatron-LM conventions, Narayanan et al., SC 2021; Korthikanti et al., 2022)::
+
+    gpus = tp x pp x dp          data-parallel degree dp = gpus / (tp x pp)
+    ep divides dp                expert-parallel groups carved out of the data-parallel ranks (MoE)
+    global batch = micro-batch x dp x grad-accum     grad-accum = pipeline micro-batches per step (1F1B)
+
+Collectives, alpha-beta model (Thakur, Rabenseifner & Gropp 2005; NCCL ring algorithms), ``bw`` the achieved
+per-direction link bandwidth in bytes/s, ``latency_s`` one fixed term per call:
+
+* ring all-reduce of ``nbytes``:              2 (n-1)/n x nbytes / bw + latency
+* all-gather / reduce-scatter (``nbytes`` = the full, gathered tensor):  (n-1)/n x nbytes / bw + latency
+* all-to-all (``nbytes`` = each GPU's send buffer):  (n-1)/n x nbytes / bw + latency
+* point-to-point send of ``nbytes``:          nbytes / bw + latency
+* 1F1B pipeline bubble: (p-1) / (m+p-1) of the step, with m micro-batches over p stages.
+
+Pure Python; nothing here imports torch. :func:`shard_graph` turns a traced full-model step into the step of one
+GPU of the bottleneck pipeline stage under tensor parallelism (module doc of that function).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .costs import dtype_bytes
+from .types import ConfigError, CostGraph, OpKind, OpRecord, Phase
+
+# ---- collective arithmetic ---------------------------------------------------------------------------------------
+
+
+def ring_all_reduce_s(nbytes: float, n: int, bw_bytes_s: float, latency_s: float = 0.0) -> float:
+    """Ring all-reduce of ``nbytes`` over ``n`` GPUs: each GPU sends and receives 2(n-1)/n x nbytes."""
+    if n <= 1:
+        return 0.0
+    return 2.0 * (n - 1) / n * nbytes / bw_bytes_s + latency_s
+
+
+def all_gather_s(nbytes: float, n: int, bw_bytes_s: float, latency_s: float = 0.0) -> float:
+    """Ring all-gather producing an ``nbytes`` tensor on every GPU: each receives the (n-1)/n it lacks."""
+    if n <= 1:
+        return 0.0
+    return (n - 1) / n * nbytes / bw_bytes_s + latency_s
+
+
+def reduce_scatter_s(nbytes: float, n: int, bw_bytes_s: float, latency_s: float = 0.0) -> float:
+    """Ring reduce-scatter of an ``nbytes`` tensor: each GPU sends (n-1)/n of it and keeps a 1/n reduced shard."""
+    return all_gather_s(nbytes, n, bw_bytes_s, latency_s)
+
+
+def all_to_all_s(nbytes: float, n: int, bw_bytes_s: float, latency_s: float = 0.0) -> float:
+    """All-to-all where each GPU holds ``nbytes`` to scatter: (n-1)/n of it leaves the GPU."""
+    if n <= 1:
+        return 0.0
+    return (n - 1) / n * nbytes / bw_bytes_s + latency_s
+
+
+def p2p_s(nbytes: float, bw_bytes_s: float, latency_s: float = 0.0) -> float:
+    """One point-to-point send of ``nbytes``."""
+    if nbytes <= 0:
+        return 0.0
+    return nbytes / bw_bytes_s + latency_s
+
+
+def bubble_fraction(p: int, m: int) -> float:
+    """Idle fraction of a 1F1B (or GPipe) pipeline step: (p-1)/(m+p-1) for p stages and m micro-batches."""
+    if p <= 1:
+        return 0.0
+    return (p - 1) / (m + p - 1)
+
+
+# ---- the layout --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """How the GPUs of a job split the model and the batch."""
+
+    gpus: int
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    sequence_parallel: bool = False
+    micro_batch: int = 1
+    grad_accum: int = 1
+
+    @property
+    def dp(self) -> int:
+        return max(1, self.gpus // (self.tp * self.pp))
+
+    @property
+    def model_parallel(self) -> bool:
+        return self.tp > 1 or self.pp > 1 or self.ep > 1
+
+
+LAYOUT_OPTIONS = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "micro_batch_size")
+
+
+def resolve(values: Mapping[str, Any]) -> tuple[Layout, list[str]]:
+    """The layout of validated plan options (``gpus``, ``batch_size``, ``grad_accum``, ``tensor_parallel``,
+    ``pipeline_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``) and its assumption
+    lines. ``batch_size`` may be None (then it is micro-batch x dp x grad-accum). Bad layouts raise ConfigError
+    naming the flag."""
+    gpus = int(values.get("gpus") or 1)
+    tp = int(values.get("tensor_parallel") or 1)
+    pp = int(values.get("pipeline_parallel") or 1)
+    ep = int(values.get("expert_parallel") or 1)
+    sp = bool(values.get("sequence_parallel", False))
+    notes: list[str] = []
+    if gpus % (tp * pp):
+        raise ConfigError(f"--tensor-parallel {tp} x --pipeline-parallel {pp} = {tp * pp} does not divide --gpus "
+                          f"{gpus}: the data-parallel degree gpus / (tp x pp) must be a whole number")
+    dp = gpus // (tp * pp)
+    if dp % ep:
+        raise ConfigError(f"--expert-parallel {ep} does not divide the data-parallel degree {dp} (= --gpus {gpus} / "
+                          f"(tp {tp} x pp {pp})): expert groups are carved out of the data-parallel ranks")
+    batch = values.get("batch_size")
+    micro = values.get("micro_batch_size")
+    ga_given = values.get("grad_accum")
+    if micro is not None:
+        if batch is None:
+            ga = int(ga_given or 1)
+            batch = micro * dp * ga
+        elif batch % (dp * micro):
+            raise ConfigError(f"--batch-size {batch} is not divisible by data-parallel {dp} x --micro-batch-size "
+                              f"{micro} = {dp * micro}")
+        ga = batch // (dp * micro)
+        if ga_given is not None and ga_given != ga:
+            raise ConfigError(f"--grad-accum {ga_given} conflicts with --batch-size {batch} / (data-parallel {dp} x "
+                              f"--micro-batch-size {micro}) = {ga} micro-batches per step; give one of them")
+        if tp * pp > 1 or micro is not None:
+            notes.append(f"micro-batch {micro} (--micro-batch-size): {ga} micro-batch(es) per step = batch {batch} "
+                         f"/ (data-parallel {dp} x {micro})")
+    else:
+        ga = int(ga_given or 1)
+        if batch is not None:
+            if batch < dp * ga:
+                raise ConfigError(f"--batch-size {batch} is smaller than data-parallel {dp} x grad-accum {ga}: each "
+                                  f"replica needs at least one sample per micro-step")
+            micro = batch // (dp * ga)
+        else:
+            micro = 1
+    if tp * pp > 1:
+        notes.append(f"parallel layout: tensor-parallel {tp} x pipeline-parallel {pp} x data-parallel {dp} = {gpus} "
+                     f"GPUs (Megatron-LM order: TP ranks adjacent inside a node, then DP, then PP)")
+    if ep > 1:
+        notes.append(f"expert parallel {ep}: each MoE layer's experts spread over {ep} of the {dp} data-parallel "
+                     f"ranks; tokens routed by all-to-all")
+    if sp and tp == 1:
+        notes.append("--sequence-parallel has no effect without --tensor-parallel > 1")
+        sp = False
+    return Layout(gpus=gpus, tp=tp, pp=pp, ep=ep, sequence_parallel=sp, micro_batch=int(micro),
+                  grad_accum=ga), notes
+
+
+def frontend_batch(opts: Mapping[str, Any]) -> dict[str, int]:
+    """Frontend options that make it trace one data-parallel replica's micro-batch: ``gpus`` -> the data-parallel
+    degree and ``grad_accum`` -> the micro-batches per step (empty when no parallel-layout option is given)."""
+    if not any(opts.get(k) is not None for k in LAYOUT_OPTIONS):
+        return {}
+    layout, _ = resolve(opts)
+    out = {"gpus": layout.dp, "grad_accum": layout.grad_accum}
+    if opts.get("batch_size") is None and opts.get("micro_batch_size") is not None:
+        out["batch_size"] = layout.micro_batch * layout.dp * layout.grad_accum
+    return out
+
+
+# ---- the per-GPU share of a traced step --------------------------------------------------------------------------
+
+_BLOCK_RE = re.compile(r"^(.*?)\.(\d+)(?:\.|$)")
+_REPLICATED_TYPES = ("norm", "dropout")  # module types outside the tensor-parallel region (LayerNorm, RMSNorm, ...)
+GEMM_KINDS = (OpKind.MATMUL, OpKind.ATTENTION)
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """The repeated transformer blocks of a graph: the ModuleList prefix and the block indices."""
+
+    prefix: str
+    indices: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.indices)
+
+    def index(self, module: str) -> int | None:
+        if not module.startswith(self.prefix + "."):
+            return None
+        rest = module[len(self.prefix) + 1:]
+        head = rest.split(".", 1)[0]
+        return int(head) if head.isdigit() else None
+
+
+def find_blocks(graph: CostGraph) -> Blocks | None:
+    """The ModuleList holding the most numbered children with matmuls (the transformer layers), or None."""
+    seen: dict[str, set[int]] = {}
+    for r in graph.records:
+        if r.kind not in GEMM_KINDS or not r.module:
+            continue
+        m = _BLOCK_RE.match(r.module)
+        if m:
+            seen.setdefault(m.group(1), set()).add(int(m.group(2)))
+    if not seen:
+        return None
+    prefix = max(sorted(seen), key=lambda p: len(seen[p]))
+    if len(seen[prefix]) < 2:
+        return None
+    return Blocks(prefix=prefix, indices=tuple(sorted(seen[prefix])))
+
+
+def hidden_size(graph: CostGraph, blocks: Blocks | None = None) -> int:
+    """Residual-stream width: the input features (k) of the first forward matmul inside a block (the attention
+    input projection of a transformer), else of the first forward matmul."""
+    first = None
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.dim("k", 0):
+            if first is None:
+                first = r
+            if blocks is None or blocks.index(r.module) is not None:
+                return int(r.dim("k"))
+    return int(first.dim("k")) if first is not None else 0
+
+
+def tokens_per_micro_batch(graph: CostGraph) -> int:
+    return max(1, int(graph.micro_batch or 1)) * max(1, int(graph.seq_len or 1))
+
+
+def _scaled(r: OpRecord, f: float, dims: tuple[tuple[str, int], ...] | None = None) -> OpRecord:
+    return dataclasses.replace(r, flops=int(round(r.flops * f)), bytes_read=int(round(r.bytes_read * f)),
+                               bytes_written=int(round(r.bytes_written * f)),
+                               dims=r.dims if dims is None else dims)
+
+
+ROW_PARALLEL = re.compile(r"(^|\.)(o_proj|out_proj|c_proj|down_proj|fc2|wo|w2|dense_4h_to_h|proj_out|"
+                          r"output\.dense|attention\.dense|self_attention\.dense)$")
+
+
+def weight_split(graph: CostGraph) -> dict[str, tuple[int, bool]]:
+    """Per matmul module, the weight dimension tensor parallelism splits: the output features of column-parallel
+    layers (QKV, up / gate projections, LM head), the input features of row-parallel ones (attention output and
+    MLP down projections, recognised by name: o_proj, out_proj, c_proj, down_proj, fc2, dense_4h_to_h, ...)."""
+    out: dict[str, tuple[int, bool]] = {}
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.module and r.module not in out:
+            n, k = r.dim("n", 0), r.dim("k", 0)
+            if n and k:
+                row = bool(ROW_PARALLEL.search(r.module))
+                out[r.module] = (k if row else n, row)
+    return out
+
+
+def _split_order(r: OpRecord, row: bool, tokens: int) -> tuple[str, ...]:
+    """Where the split weight dimension sits in this GEMM (for square weights the value alone cannot tell):
+    forward x @ W (m = tokens): column n, row k; input gradient (m = tokens): column k, row n; weight gradient
+    (k = tokens): column m, row n."""
+    if r.phase is Phase.FORWARD:
+        return ("k", "n", "m") if row else ("n", "k", "m")
+    if r.dim("m", 0) == tokens:
+        return ("n", "k", "m") if row else ("k", "n", "m")
+    return ("n", "m", "k") if row else ("m", "n", "k")
+
+
+def _shard_gemm(r: OpRecord, tp: int, tokens: int, split: tuple[int, bool] | None = None) -> OpRecord:
+    """A matmul split over ``tp`` ranks (Megatron column / row parallel): the dimension equal to the module's split
+    weight dimension (:func:`weight_split`; else the largest non-token dimension) is divided; FLOPs and bytes
+    follow the new dims."""
+    if r.kind is OpKind.ATTENTION:
+        h = r.dim("h", 0)
+        if h:
+            hn = max(1, math.ceil(h / tp))
+            dims = tuple((k, hn if k == "h" else v) for k, v in r.dims)
+            return _scaled(r, hn / h, dims)
+        return _scaled(r, 1.0 / tp)
+    m, n, k = r.dim("m", 0), r.dim("n", 0), r.dim("k", 0)
+    if not (m and n and k):
+        return _scaled(r, 1.0 / tp)
+    dims_now = {"n": n, "k": k, "m": m}
+    which = None
+    if split is not None:
+        value, row = split
+        which = next((name for name in _split_order(r, row, tokens) if dims_now[name] == value), None)
+    if which is None:
+        cand = {name: v for name, v in dims_now.items() if v != tokens and v >= tp}
+        if not cand:
+            return _scaled(r, 1.0 / tp)
+        which = max(("n", "k", "m"), key=lambda x: cand.get(x, -1))
+    new = dict(dims_now)
+    new[which] = math.ceil(new[which] / tp)
+    m2, n2, k2 = new["m"], new["n"], new["k"]
+    read_f = (m2 * k2 + k2 * n2) / (m * k + k * n)
+    write_f = (m2 * n2) / (m * n)
+    dims = tuple((key, new[key] if key in new else v) for key, v in r.dims)
+    return dataclasses.replace(r, flops=int(round(r.flops * (m2 * n2 * k2) / (m * n * k))),
+                               bytes_read=int(round(r.bytes_read * read_f)),
+                               bytes_written=int(round(r.bytes_written * write_f)), dims=dims)
+
+
+def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hidden: int, tokens: int) -> bool:
+    """Whether a non-matmul op runs on the whole residual stream on every TP rank (norms, dropout after the
+    row-parallel output, residual adds, embedding lookups) rather than on the rank's shard."""
+    if r.kind is OpKind.EMBEDDING:
+        return True
+    mtype = (types.get(r.module) or "").lower()
+    if any(t in mtype for t in _REPLICATED_TYPES):
+        return True
+    if r.kind is OpKind.NORM:
+        return True
+    b = blocks.index(r.module) if blocks is not None else None
+    if b is not None:
+        # the block module itself (residual adds) is replicated; its attention / MLP children are the TP region
+        return r.module == f"{blocks.prefix}.{b}"
+    # outside the blocks: logits-sized work (vocab-parallel loss) is split, residual-stream-sized work is not
+    elems = max(r.bytes_written, r.bytes_read) / max(1, dtype_bytes(r.dtype))
+    return not (hidden and elems > 2 * tokens * hidden)
+
+
+def shard_graph(graph: CostGraph, layout: Layout, *, recompute: bool = False, half: bool = True
+                ) -> tuple[CostGraph, list[str]]:
+    """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
+
+    * Pipeline parallel: the blocks are split evenly over ``pp`` stages (ceil(L/pp) on the last); the last stage,
+      which also runs the final norm, the LM head and the loss, is kept as the bottleneck stage (the first stage's
+      embedding lookup is assumed no slower than that).
+    * Tensor parallel: matmuls shard their largest weight dimension (column-parallel QKV / up projections, row-
+      parallel output / down projections, vocab-parallel LM head), attention shards its heads, the element-wise
+      work inside attention and MLP is split; norms, dropout and residual adds on the residual stream are
+      replicated, or split with sequence parallelism; the embedding lookup is replicated.
+    * Weights, gradients and optimizer state: params / (tp x pp) per GPU (balanced stages); optimizer kernels
+      scaled by the same share.
+    * Activations (:func:`activation_bytes_per_gpu`): Korthikanti et al. 2022 per layer, under 1F1B the first
+      stage holds p micro-batches of L/p layers = L layers of one micro-batch.
+    """
+    if (layout.tp == 1 and layout.pp == 1) or (graph.extra or {}).get("parallel_layout"):
+        return graph, []
+    notes: list[str] = []
+    tp, pp = layout.tp, layout.pp
+    blocks = find_blocks(graph)
+    tokens = tokens_per_micro_batch(graph)
+    hidden = hidden_size(graph, blocks)
+    types = graph.module_types()
+    keep_from = None
+    if pp > 1:
+        if blocks is None or blocks.count < pp:
+            have = blocks.count if blocks else 0
+            raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
+                              f"(need at least {pp})")
+        per_stage = math.ceil(blocks.count / pp)
+        keep_from = blocks.indices[blocks.count - per_stage]
+        notes.append(f"pipeline parallel {pp}: {blocks.count} blocks of {blocks.prefix} split into stages of "
+                     f"{per_stage}; the last stage (its blocks + final norm, LM head and loss) costed as the "
+                     f"bottleneck stage")
+        if blocks.count % pp:
+            notes.append(f"{blocks.count} blocks do not divide evenly into {pp} stages: the last stage holds "
+                         f"{per_stage}")
+    pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
+    splits = weight_split(graph) if tp > 1 else {}
+    share = 1.0 / (tp * pp)
+    out: list[OpRecord] = []
+    for r in graph.records:
+        if r.phase is Phase.OPTIMIZER:
+            out.append(_scaled(r, share, _scaled_numel(r, share)) if share < 1 else r)
+            continue
+        if pp > 1:
+            b = blocks.index(r.module) if blocks is not None else None
+            if b is not None and b < keep_from:
+                continue
+            if b is None and r.module in pre:
+                continue
+        if tp > 1 and r.kind is not OpKind.VIEW:
+            if r.kind in GEMM_KINDS:
+                r = _shard_gemm(r, tp, tokens, splits.get(r.module))
+            elif not _replicated(r, types, blocks, hidden, tokens) or layout.sequence_parallel:
+                r = _scaled(r, 1.0 / tp)
+        out.append(r)
+    if tp > 1:
+        notes.append(f"tensor parallel {tp}: matmuls split (output features of column-parallel layers, input "
+                     f"features of row-parallel ones: attention output and MLP down projections), attention heads / {tp}, element-wise work inside attention and MLP / {tp}; norms, "
+                     f"dropout and residual adds " + ("split too (sequence parallel)" if layout.sequence_parallel
+                                                      else "replicated on every TP rank"))
+    info = graph.model
+    params = max(1, int(round(graph.params * share)))
+    trainable = max(0, int(round(graph.trainable_params * share)))
+    model = dataclasses.replace(info, params=params, param_bytes=int(round((info.param_bytes or graph.params * 4)
+                                                                           * share)),
+                                trainable_params=trainable)
+    extra = dict(graph.extra or {})
+    act, act_note = activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=recompute, half=half)
+    extra["activation_bytes_per_gpu"] = act
+    extra["parallel_full_params"] = graph.params
+    extra["parallel_full_model"] = info  # the whole model, for the report (the graph's model is one GPU's share)
+    extra["parallel_layout"] = {"tp": tp, "pp": pp, "sequence_parallel": layout.sequence_parallel}
+    extra["parallel_hidden"] = hidden
+    extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
+    notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
+                 f"{pp}) = {params:,} (balanced stages)")
+    notes.append(act_note)
+    sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
+                                  assumptions=tuple(graph.assumptions) + tuple(notes))
+    return sharded, notes
+
+
+def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
+    """``graph`` as one GPU of ``plan``'s layout runs it (:func:`shard_graph`; unchanged without TP / PP, and
+    when it already is a per-GPU graph)."""
+    layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
+                    sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
+                    grad_accum=plan.grad_accum)
+    return shard_graph(graph, layout, recompute=plan.activation_checkpointing,
+                       half=plan.precision in ("fp16", "bf16", "fp8"))[0]
+
+
+def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
+                             recompute: bool = False, half: bool = True) -> tuple[int, str]:
+    """Activation bytes one GPU keeps for backward, and the assumption line.
+
+    Transformers (repeated blocks, hidden size and sequence length known): Korthikanti et al. 2022, per layer and
+    micro-batch of b sequences of s tokens, h hidden, a heads, t = tp, in 16-bit activations:
+    sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t term
+    (stored attention scores) is absent with fused (flash / memory-efficient) attention; full recompute keeps
+    only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B the first stage keeps p micro-batches
+    of L/p layers = L layers of one micro-batch. fp32 activations: x2. Other models: the traced saved-for-backward
+    bytes x :func:`activation_factor`."""
+    t = max(1, layout.tp)
+    s = max(1, int(graph.seq_len or 0))
+    b = max(1, int(graph.micro_batch or 1))
+    heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
+    fused = heads > 0
+    if blocks is not None and hidden and graph.seq_len:
+        L = blocks.count
+        sp = layout.sequence_parallel
+        if recompute:
+            per_layer = 2.0 * s * b * hidden / (t if sp else 1)
+            how = "full recompute: each layer's input 2sbh" + (" / t" if sp else "")
+        else:
+            per_layer = s * b * hidden * ((34.0 / t) if sp else (10.0 + 24.0 / t))
+            how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
+            if not fused:
+                eager_heads = _eager_heads(graph, hidden)
+                per_layer += 5.0 * eager_heads * s * s * b / t
+                how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
+        scale = 1.0 if half else 2.0
+        total = int(round(per_layer * L * scale))
+        return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t} "
+                       f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
+                       + "; under 1F1B the first stage holds p micro-batches of L/p layers) = "
+                       f"{total / 2**30:.2f} GiB; embedding and output-layer activations not counted")
+    raw = (graph.extra or {}).get("activation_bytes")
+    if raw is None:
+        raw = sum(r.bytes_written for r in graph.records
+                  if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
+    f = activation_factor(layout)
+    return int(round(raw * f)), (f"activations per GPU: traced saved-for-backward bytes x {f:.3f} (no transformer "
+                                 f"blocks recognised; Korthikanti et al. 2022 tensor-parallel share)")
+
+
+def _eager_heads(graph: CostGraph, hidden: int) -> int:
+    """Attention heads of an eager-attention graph: the batch of its first forward batched GEMM over micro-batch."""
+    b = max(1, int(graph.micro_batch or 1))
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.dim("b", 1) > b:
+            return max(1, r.dim("b", 1) // b)
+    return max(1, hidden // 64)
+
+
+def activation_factor(layout: Layout) -> float:
+    """Share of one replica's activations each GPU keeps (Korthikanti et al. 2022, flash attention)."""
+    t = layout.tp
+    if t <= 1:
+        return 1.0
+    if layout.sequence_parallel:
+        return 1.0 / t
+    return (10.0 + 24.0 / t) / 34.0
+
+
+def _scaled_numel(r: OpRecord, f: float) -> tuple[tuple[str, int], ...]:
+    return tuple((k, max(1, int(round(v * f))) if k == "numel" else v) for k, v in r.dims)
+
+
+def _pre_block_modules(graph: CostGraph, blocks: Blocks | None) -> set[str]:
+    """Modules outside the blocks that run before the first block in forward (embeddings: the first stage)."""
+    if blocks is None:
+        return set()
+    pre: set[str] = set()
+    after: set[str] = set()
+    seen_block = False
+    for r in graph.records:
+        if r.phase is not Phase.FORWARD:
+            continue
+        if blocks.index(r.module) is not None:
+            seen_block = True
+            continue
+        (after if seen_block else pre).add(r.module)
+    return pre - after - {""}
+
+
+def count_layers(graph: CostGraph, blocks: Blocks | None = None) -> int:
+    b = blocks if blocks is not None else find_blocks(graph)
+    return b.count if b is not None else 0
+
+
+def moe_layers(graph: CostGraph) -> list[dict]:
+    moe = (graph.extra or {}).get("moe") or {}
+    return list(moe.get("layers") or [])
+
+
+def attention_forward_flops_per_token(graph: CostGraph) -> float:
+    """Forward attention-score FLOPs per token with the full s x s square (the MFU convention of llm-foundry /
+    PaLM: 2 x 2 x s x d_model per layer per token), from the traced fused-attention records."""
+    total = 0.0
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.ATTENTION and not r.recompute:
+            b, h, sq, sk = r.dim("b", 1) or 1, r.dim("h", 1) or 1, r.dim("sq", 0), r.dim("sk", 0)
+            d, dv = r.dim("d", 0), r.dim("dv", 0) or r.dim("d", 0)
+            total += 2.0 * b * h * sq * sk * (d + dv)
+    return total / tokens_per_micro_batch(graph)

@@ -1,0 +1,289 @@
+"""Tensor / pipeline / expert parallelism through the estimate path: layout options, per-GPU work, communication,
+bubble, memory split, goodput, MFU/HFU/tokens per second, reports. Expected values computed by hand below."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import wattlint
+from wattlint import parallel as P
+from wattlint.energy import system
+from wattlint.hardware import resolve_gpu
+from wattlint.types import OpKind, Phase
+
+pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[1]
+LLAMA70B = ROOT / "examples" / "configs" / "llama2-70b.json"
+# a GPT-2-shaped decoder small enough to trace in a second: h 512, 8 heads, 4 layers, vocab 1000, seq 256
+GPT = dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=512, n_head=8, n_layer=4, n_positions=256, vocab_size=1000)
+SEQ = 256
+
+
+@pytest.fixture(scope="module")
+def gpt_config(tmp_path_factory):
+    p = tmp_path_factory.mktemp("cfg") / "config.json"
+    p.write_text(json.dumps(GPT))
+    return p
+
+
+def _est(src, **kw):
+    base = dict(gpu="a100-sxm4-80gb", seq_len=SEQ, precision="bf16", steps=10, lint=False)
+    base.update(kw)
+    return wattlint.estimate(str(src), **base)
+
+
+def _flops(graph, phase, kind=OpKind.MATMUL):
+    return sum(r.flops for r in graph.records if r.phase is phase and r.kind is kind)
+
+
+def test_tensor_parallel_splits_matmuls_and_prices_the_all_reduces(gpt_config):
+    full = _est(gpt_config, gpus=8, batch_size=8)  # pure data parallel: micro-batch 1
+    tp = _est(gpt_config, gpus=8, tensor_parallel=4, batch_size=2)  # dp 2: micro-batch 1
+    assert tp.plan.data_parallel == 2 and tp.plan.micro_batch_size == 1 == full.plan.micro_batch_size
+    # every matmul of the step split 4 ways (512, 1536, 2048 and the 1000-word LM head all divide by 4)
+    assert _flops(tp.graph, Phase.FORWARD) == pytest.approx(_flops(full.graph, Phase.FORWARD) / 4, rel=1e-6)
+    assert _flops(tp.graph, Phase.BACKWARD) == pytest.approx(_flops(full.graph, Phase.BACKWARD) / 4, rel=1e-6)
+    # attention heads 8 -> 2 per GPU
+    heads = {r.dim("h") for r in tp.graph.records if r.kind is OpKind.ATTENTION}
+    assert heads == {2}
+    # TP all-reduces: 4 per layer per micro-batch of 1 x 256 tokens x 512 hidden x 2 bytes = 262,144 bytes;
+    # NVLink 600 GB/s bidirectional -> 300 GB/s per direction x 0.80 bus efficiency = 240 GB/s;
+    # ring over 4: 2 x 3/4 x 262,144 / 240e9 = 1.6384 us + 20 us latency = 21.6384 us; 4 layers x 4 = 16 calls
+    one = 2 * 3 / 4 * 262_144 / 240e9 + 20e-6
+    assert tp.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
+    assert "tensor_parallel" not in full.phases
+
+
+def test_column_and_row_parallel_split_the_right_dimension(gpt_config):
+    tp = _est(gpt_config, gpus=4, tensor_parallel=4, batch_size=1)
+    fwd = {r.module.removeprefix("transformer."): r for r in tp.graph.records
+           if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL}
+    # GPT-2 Conv1D: c_attn 512 -> 1536 (column: output / 4 = 384), c_proj 512 -> 512 (row: input / 4 = 128),
+    # mlp.c_fc 512 -> 2048 (column: 512), mlp.c_proj 2048 -> 512 (row: input 2048 / 4 = 512)
+    assert (fwd["h.0.attn.c_attn"].dim("n"), fwd["h.0.attn.c_attn"].dim("k")) == (384, 512)
+    assert (fwd["h.0.attn.c_proj"].dim("n"), fwd["h.0.attn.c_proj"].dim("k")) == (512, 128)
+    assert (fwd["h.0.mlp.c_fc"].dim("n"), fwd["h.0.mlp.c_fc"].dim("k")) == (512, 512)
+    assert (fwd["h.0.mlp.c_proj"].dim("n"), fwd["h.0.mlp.c_proj"].dim("k")) == (512, 512)
+
+
+def test_pipeline_keeps_one_stage_and_prices_the_bubble(gpt_config):
+    full = _est(gpt_config, gpus=1, batch_size=8, grad_accum=8)
+    pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
+    assert pp.plan.grad_accum == 8 and pp.plan.micro_batch_size == 1
+    blocks = P.find_blocks(pp.graph)
+    assert blocks.indices == (2, 3)  # the last stage of 4 blocks over 2 stages
+    # the block matmuls of the stage: half of the model's block matmuls
+    def block_mm(g):
+        b = P.find_blocks(g)
+        return sum(r.flops for r in g.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD
+                   and b.index(r.module) is not None)
+    assert block_mm(pp.graph) == pytest.approx(block_mm(full.graph) / 2, rel=1e-9)
+    # 1F1B bubble: (p-1) x the other stage's micro-batch = 1 x (its blocks' forward + backward + p2p); the LM head
+    # and loss run on the last stage only
+    ph = pp.phases
+    blocks_fb = sum(t for r, t in zip(pp.graph.records, pp.op_times_s)
+                    if r.phase in (Phase.FORWARD, Phase.BACKWARD) and blocks.index(r.module) is not None)
+    per_mb = blocks_fb + ph["pipeline_p2p"].time_s / 8
+    assert ph["pipeline_bubble"].time_s == pytest.approx(per_mb, rel=1e-9)
+    head_fb = (ph["forward"].time_s + ph["backward"].time_s) / 8 - blocks_fb
+    assert head_fb > 0  # the LM head + loss: in the stage, not in the bubble
+    # priced at idle power
+    gpu = resolve_gpu("a100-sxm4-80gb")[0]
+    assert ph["pipeline_bubble"].gpu_energy_j == pytest.approx(ph["pipeline_bubble"].time_s * gpu.idle_w * 2)
+    # p2p: per micro-batch 2 sends of 256 x 512 x 2 B = 262,144 B over NVLink (both stages in one node):
+    # 262,144 / 240e9 + 20 us each
+    assert ph["pipeline_p2p"].time_s == pytest.approx(8 * 2 * (262_144 / 240e9 + 20e-6), rel=1e-9)
+
+
+def test_sequence_parallel_swaps_all_reduce_for_all_gather_and_reduce_scatter(gpt_config):
+    sp = _est(gpt_config, gpus=4, tensor_parallel=4, sequence_parallel=True, batch_size=1)
+    # per layer per micro-batch 4 x (all-gather + reduce-scatter) of 262,144 B over 4 GPUs at 240 GB/s:
+    # each (3/4 x 262,144 / 240e9 + 20 us); 4 layers
+    one = 2 * (3 / 4 * 262_144 / 240e9 + 20e-6)
+    assert sp.phases["tensor_parallel"].time_s == pytest.approx(4 * 4 * one, rel=1e-9)
+    # norms are split too under sequence parallelism
+    norms_sp = sum(r.bytes for r in sp.graph.records if r.kind is OpKind.NORM)
+    tp = _est(gpt_config, gpus=4, tensor_parallel=4, batch_size=1)
+    norms_tp = sum(r.bytes for r in tp.graph.records if r.kind is OpKind.NORM)
+    assert norms_sp == pytest.approx(norms_tp / 4, rel=0.01)
+
+
+def test_memory_split_by_hand(gpt_config):
+    tp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=1, micro_batch_size=1)
+    full_params = tp.graph.extra["parallel_full_params"]
+    per_gpu = round(full_params / 8)
+    bd = tp.memory.breakdown
+    # fp32 weights, fp32 grads, AdamW 2 x fp32 state, bf16 weight casts: params / (tp x pp)
+    assert bd["weights"] == pytest.approx(4 * per_gpu, abs=8)
+    assert bd["gradients"] == pytest.approx(4 * per_gpu, abs=8)
+    assert bd["optimizer_state"] == pytest.approx(8 * per_gpu, abs=16)
+    # activations, Korthikanti et al.: L x s b h (10 + 24/t) = 4 x 256 x 1 x 512 x (10 + 6) bytes
+    assert bd["activations"] == 4 * 256 * 512 * 16
+    sp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, sequence_parallel=True, batch_size=1)
+    assert sp.memory.breakdown["activations"] == 4 * 256 * 512 * 34 // 4
+
+
+def test_goodput_default_and_visible(gpt_config):
+    big = _est(gpt_config, gpus=512, tensor_parallel=2, batch_size=256)
+    assert big.plan.goodput == 0.90 and big.total.goodput == 0.90
+    # wall time = steps x step time / 0.9
+    assert big.total.time_h == pytest.approx(10 * big.per_step.time_s / 3600 / 0.9)
+    assert any(a.startswith("goodput 0.90 (default from 512 GPUs up") for a in big.assumptions)
+    small = _est(gpt_config, gpus=8, tensor_parallel=2, batch_size=4)
+    assert small.plan.goodput == 1.0
+    assert small.total.time_h == pytest.approx(10 * small.per_step.time_s / 3600)
+    given = _est(gpt_config, gpus=8, tensor_parallel=2, batch_size=4, goodput=0.5)
+    assert given.total.gpu_hours == pytest.approx(2 * small.total.gpu_hours)
+    # the lost half of the wall time draws idle GPU power: 10 steps x step time x 8 GPUs x idle W more GPU energy
+    extra_kwh = 10 * small.per_step.time_s * 8 * given.gpu.idle_w / 3.6e6
+    assert given.total.gpu_energy_kwh == pytest.approx(small.total.gpu_energy_kwh + extra_kwh, rel=1e-9)
+
+
+def test_mfu_hfu_tokens_per_second_by_hand(gpt_config):
+    e = _est(gpt_config, gpus=8, tensor_parallel=2, batch_size=8)
+    u = e.utilization
+    n = e.graph.extra["parallel_full_params"]
+    # 6N + 3 x forward attention FLOPs per token over the full square: per layer 2 x 2 x s x h = 4 x 256 x 512
+    per_token = 6 * n + 3 * 4 * (4 * 256 * 512)
+    assert u.model_flops_per_token == pytest.approx(per_token, rel=1e-9)
+    tokens_s_gpu = 8 * 256 / e.per_step.time_s / 8
+    assert u.tokens_per_s_per_gpu == pytest.approx(tokens_s_gpu, rel=1e-9)
+    assert u.mfu == pytest.approx(per_token * tokens_s_gpu / 312e12, rel=1e-9)
+    assert u.hfu == pytest.approx(e.per_step.flops / 8 / e.per_step.time_s / 312e12, rel=1e-9)
+
+
+def test_dropout_is_one_fused_kernel(gpt_config):
+    """On CUDA F.dropout runs native_dropout (one kernel, one backward kernel), not bernoulli_ + div_ + mul."""
+    e = _est(gpt_config, batch_size=1)
+    ops = [r.op for r in e.graph.records if "dropout" in r.module or "drop" == r.module]
+    assert not any("bernoulli" in o for o in ops)
+    fwd = [r for r in e.graph.records if r.phase is Phase.FORWARD and r.op == "aten.native_dropout.default"]
+    # GPT-2: embedding dropout + 2 residual dropouts per layer x 4 layers
+    assert len(fwd) == 1 + 2 * 4
+
+
+def test_reports_carry_layout_and_utilization(gpt_config, run_cli, tmp_path):
+    args = [gpt_config, "--gpus", "8", "--tensor-parallel", "2", "--pipeline-parallel", "2", "--batch-size", "8",
+            "--micro-batch-size", "1", "--seq-len", str(SEQ), "--precision", "bf16", "--steps", "5"]
+    code, out, err = run_cli(*args, "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert (d["plan"]["tensor_parallel"], d["plan"]["pipeline_parallel"], d["plan"]["data_parallel"]) == (2, 2, 2)
+    assert d["plan"]["grad_accum"] == 4 and d["utilization"]["mfu"] > 0
+    assert set(d["phases"]) >= {"tensor_parallel", "pipeline_p2p", "pipeline_bubble"}
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((ROOT / "src" / "wattlint" / "schemas" / "estimate.schema.json").read_text())
+    jsonschema.validate(d, {**schema, "$ref": "#/$defs/estimate"})
+    code, out, err = run_cli(*args)
+    assert code == 0 and "TP 2 x PP 2 x DP 2" in out and "tokens/s/GPU" in out and "MFU" in out
+    code, out, err = run_cli(*args, "--format", "markdown")
+    assert code == 0 and "MFU" in out and "TP 2 x PP 2 x DP 2" in out
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--gpus", "12", "--tensor-parallel", "8"], "--tensor-parallel"),
+    (["--gpus", "8", "--tensor-parallel", "2", "--expert-parallel", "3"], "--expert-parallel"),
+    (["--gpus", "8", "--tensor-parallel", "2", "--batch-size", "10", "--micro-batch-size", "4"],
+     "--micro-batch-size"),
+    (["--gpus", "8", "--pipeline-parallel", "8", "--batch-size", "8"], "--pipeline-parallel"),
+    (["--tensor-parallel", "0"], "--tensor-parallel"),
+    (["--goodput", "1.5"], "--goodput"),
+    (["--launch-overhead", "-1"], "--launch-overhead"),
+])
+def test_bad_layouts_exit_2_with_one_line(gpt_config, run_cli, argv, flag):
+    code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
+    assert code == 2, err
+    assert flag in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_config_keys(gpt_config, run_cli, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.wattlint]\ntensor-parallel = 2\npipeline-parallel = 2\nsequence-parallel = true\n"
+        "micro-batch-size = 1\ngoodput = 0.8\nlaunch-overhead = 1e-4\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(gpt_config, "--gpus", "8", "--batch-size", "8", "--seq-len", str(SEQ), "--steps", "1",
+                             "--format", "json")
+    assert code == 0, err
+    plan = json.loads(out)["plan"]
+    assert (plan["tensor_parallel"], plan["pipeline_parallel"], plan["sequence_parallel"]) == (2, 2, True)
+    assert (plan["goodput"], plan["launch_overhead_s"], plan["grad_accum"]) == (0.8, 1e-4, 4)
+    (tmp_path / "pyproject.toml").write_text("[tool.wattlint]\ntensor-parallel = 0\n")
+    code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1")
+    assert code == 2 and "tensor-parallel" in err
+
+
+def test_launch_overhead_replaces_the_per_call_latency(gpt_config):
+    e = _est(gpt_config, gpus=4, tensor_parallel=4, batch_size=1, launch_overhead=1e-3)
+    one = 2 * 3 / 4 * 262_144 / 240e9 + 1e-3
+    assert e.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
+
+
+def test_data_parallel_under_tensor_parallel_uses_the_replicas_network_share():
+    plan = wattlint.types.Plan(batch_size=64, steps=1, pue=1.2, carbon_intensity_g_per_kwh=400, gpus=64,
+                               gpus_per_node=8, tensor_parallel=2, pipeline_parallel=2, internode_gbps=1600.0)
+    dpp = system.data_parallel_plan(plan)
+    # dp = 64 / 4 = 16 replicas; 8 / tp 2 = 4 of them in a node; the node's 1600 Gbit/s shared by its
+    # 8 / 4 = 2 concurrent data-parallel rings -> 800 Gbit/s each
+    assert (dpp.gpus, dpp.gpus_per_node, dpp.internode_gbps) == (16, 4, 800.0)
+
+
+@pytest.mark.slow
+def test_llama2_70b_on_2048_a100():
+    """Llama-2-70B as Meta trained it (Touvron et al. 2023): 2048 A100-80GB, TP 8 x PP 4, batch 1024 x 4096,
+    2T tokens; published 1,720,320 GPU-hours (Llama 2 paper, Table 2)."""
+    e = wattlint.estimate(str(LLAMA70B), gpu="a100-sxm4-80gb", gpus=2048, tensor_parallel=8, pipeline_parallel=4,
+                          sequence_parallel=True, batch_size=1024, micro_batch_size=1, seq_len=4096, tokens=2e12,
+                          precision="bf16", lint=False)
+    assert e.plan.data_parallel == 64 and e.plan.grad_accum == 16
+    # steps = ceil(2e12 / (1024 x 4096)) = 476,838
+    assert e.total.steps == 476_838
+    # params / 32 per GPU: fp32 weights 4 B + fp32 grads 4 B + AdamW 8 B + bf16 casts 2 B
+    n = e.graph.extra["parallel_full_params"] / 32
+    bd = e.memory.breakdown
+    assert bd["weights"] + bd["gradients"] + bd["optimizer_state"] + bd["weight_casts"] == pytest.approx(18 * n,
+                                                                                                        rel=1e-6)
+    # activations: 80 layers x sbh x 34 / 8 = 80 x 4096 x 8192 x 34 / 8 bytes = 10.6 GiB
+    assert bd["activations"] == 80 * 4096 * 8192 * 34 // 8
+    assert e.memory.fits
+    # measured on this code: 1.44x of the published GPU-hours with the default goodput 0.90 (1.30x at goodput 1):
+    # outside the issue's +-35 % goal with goodput (docs/accuracy/parallel.md); guard against regressions
+    ratio = e.total.gpu_hours / 1_720_320
+    assert 1.0 < ratio < 1.6
+
+
+def test_tensor_parallel_across_nodes_is_hierarchical(gpt_config):
+    e = _est(gpt_config, gpus=16, tensor_parallel=16, batch_size=1)
+    # 262,144 B all-reduce over 16 ranks in 2 nodes of 8: the 8 ranks of a node over NVLink at 240 GB/s,
+    # 2 x 7/8 x 262,144 / 240e9 = 1.911 us; the 2 nodes over 1600 Gbit/s = 200 GB/s x 0.8 = 160 GB/s,
+    # 2 x 1/2 x 262,144 / 160e9 = 1.638 us; the slower + 40 us network latency, 16 calls
+    one = max(2 * 7 / 8 * 262_144 / 240e9, 262_144 / 160e9) + 40e-6
+    assert e.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
+
+
+def test_expert_parallel_all_to_all_by_hand(tmp_path):
+    cfg = dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=256, intermediate_size=512,
+               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_local_experts=4,
+               num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    e = wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=8, expert_parallel=2, batch_size=8, seq_len=64,
+                          precision="bf16", steps=1, lint=False)
+    # micro-batch 8 / 8 = 1 x 64 tokens, top-2, hidden 256, 2 B: 64 x 2 x 256 x 2 = 65,536 B per all-to-all;
+    # over 2 ranks in one node: 1/2 x 65,536 / 240e9 + 20 us; 4 per MoE layer (dispatch + combine, fwd + bwd) x 2
+    one = 1 / 2 * 65_536 / 240e9 + 20e-6
+    assert e.phases["expert_all_to_all"].time_s == pytest.approx(2 * 4 * one, rel=1e-9)
+
+
+def test_full_recompute_keeps_layer_inputs(gpt_config):
+    e = _est(gpt_config, gpus=4, tensor_parallel=4, batch_size=1, activation_checkpointing=True)
+    # Korthikanti et al.: full recompute keeps 2 s b h per layer: 4 layers x 2 x 256 x 1 x 512 bytes
+    assert e.memory.breakdown["activations"] == 4 * 2 * 256 * 512
+    plain = _est(gpt_config, gpus=4, tensor_parallel=4, batch_size=1)
+    # the checkpointed blocks' forward runs again in backward: the recompute records are the difference
+    recompute = sum(t for r, t in zip(e.graph.records, e.op_times_s) if r.recompute)
+    assert recompute > 0.5 * plain.phases["forward"].time_s
+    assert e.phases["backward"].time_s == pytest.approx(plain.phases["backward"].time_s + recompute, rel=0.02)
