@@ -70,26 +70,70 @@ def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
 
 
 def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
+    """Phase / layer sums of the priced ops under ``plan``'s multipliers. They depend only on the graph, the priced
+    ops and (fb, opt, recompute): computed once per such key and kept on ``priced`` (lint re-estimates that change
+    only the GPU's plan reuse them); the caller gets its own copy of the dicts it adds to."""
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
+    key = (id(graph), fb, opt, recompute)
+    hit = priced.sums.get(key)
+    if hit is None or hit[0] is not graph:
+        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute))
+    s = hit[1]
+    return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
+                 layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
+                 flops=s.flops, micro_ops=s.micro_ops, opt_ops=s.opt_ops)
+
+
+_PHASE_VALUE = {p: p.value for p in Phase}
+
+
+def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, recompute: bool) -> _Sums:
+    """One pass over the records (each sum accumulates in record order, as _Sums.add would)."""
     types = graph.module_types()
     s = _Sums()
+    phase_t, phase_e, layer_t, layer_e, layer_f = s.phase_t, s.phase_e, s.layer_t, s.layer_e, s.layer_f
+    layer_type, layer_kind_e = s.layer_type, s.layer_kind_e
+    comm, optim, fwd = Phase.COMMUNICATION, Phase.OPTIMIZER, Phase.FORWARD
+    bwd = Phase.BACKWARD.value
+    pv = _PHASE_VALUE
+    kinds: dict = {}
+    flops = 0.0
+    micro_ops = opt_ops = 0
     for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
-        if r.phase is Phase.COMMUNICATION:
+        ph = r.phase
+        if ph is comm:
             continue
-        k = opt if r.phase is Phase.OPTIMIZER else fb
+        k = opt if ph is optim else fb
         layer = r.module or ROOT_LAYER
-        s.add(r.phase.value, layer, t * k, e * k, r.flops * k)
-        if recompute and r.phase is Phase.FORWARD:
-            s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
-        if layer not in s.layer_type:
-            s.layer_type[layer] = types.get(r.module) or ""
-        s.layer_kind_e[layer][r.kind.value] += e * k
+        tk, ek, fk = t * k, e * k, r.flops * k
+        p = pv[ph]
+        phase_t[p] += tk
+        phase_e[p] += ek
+        layer_t[layer] += tk
+        layer_e[layer] += ek
+        layer_f[layer] += fk
+        flops += fk
+        if recompute and ph is fwd:  # the recompute belongs to backward
+            phase_t[bwd] += tk
+            phase_e[bwd] += ek
+            layer_t[layer] += tk
+            layer_e[layer] += ek
+            layer_f[layer] += fk
+            flops += fk
+        if layer not in layer_type:
+            layer_type[layer] = types.get(r.module) or ""
+        kind = r.kind
+        kv = kinds.get(kind)
+        if kv is None:
+            kv = kinds[kind] = kind.value
+        layer_kind_e[layer][kv] += ek
         if t > 0:
-            if r.phase is Phase.OPTIMIZER:
-                s.opt_ops += 1
+            if ph is optim:
+                opt_ops += 1
             else:
-                s.micro_ops += 1
+                micro_ops += 1
+    s.flops, s.micro_ops, s.opt_ops = flops, micro_ops, opt_ops
     return s
 
 

@@ -78,27 +78,41 @@ def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: S
 
 def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estimate:
     """The estimate of ``plan`` on ``spec`` (no lint): ops priced by the energy model, then aggregated."""
-    from .aggregate import EnergyModelInfo, aggregate
     from .energy.predictor import get_predictor
     from .energy.pricing import price as price_ops
 
     model = predictor if predictor is not None else get_predictor(spec)
     priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
+    return _aggregate(graph, spec, plan, model, priced)
+
+
+def _aggregate(graph: CostGraph, spec: GpuSpec, plan: Plan, model, priced) -> Estimate:
+    from .aggregate import EnergyModelInfo, aggregate
+
     info = EnergyModelInfo(calibration=model.calibration, source=model.source,
                            energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
                            searched=getattr(model, "searched", ""))
     return aggregate(graph, priced, spec, plan, info)
 
 
-class Reestimator:
-    """Prices variants for lint savings through :func:`price`, keeping one energy model per GPU so repeated
-    variants of the same graph reuse the already priced ops (the predictor's cache)."""
+class PriceCache:
+    """Priced work shared by the GPUs of one request and by their lint re-estimates (one energy model per GPU).
 
-    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None):
-        self._models: dict[str, Any] = {}
+    * The request's traced graph (``root``) priced on a GPU under a precision and utilization is kept: the same
+      estimate on another GPU's lint re-estimate (WL203 tries the same candidates for every GPU of a --compare)
+      aggregates the kept priced ops instead of pricing the graph again (and reuses their aggregation sums).
+    * A graph variant (a rule's change to a few records) is priced with the kept priced ops of ``root`` on the same
+      GPU, precision and utilization as its base: only the records the rule replaced are priced
+      (wattlint.energy.pricing). Variants are not kept.
+
+    Results are the ones a fresh pricing gives (tests compare the JSON bytes). Memory: one priced copy of the graph
+    per (GPU, precision, utilization) the request touches."""
+
+    def __init__(self, models_dirs=None, root: CostGraph | None = None):
+        self.root = root
         self._dirs = models_dirs
-        if predictor is not None and gpu_key is not None:
-            self._models[gpu_key] = predictor
+        self._models: dict[str, Any] = {}
+        self._priced: dict[tuple, tuple[Any, GpuSpec, Any]] = {}  # key -> (model, spec, PricedOps)
 
     def model_for(self, spec: GpuSpec):
         if spec.key not in self._models:
@@ -107,8 +121,44 @@ class Reestimator:
             self._models[spec.key] = get_predictor(spec, self._dirs)
         return self._models[spec.key]
 
+    def _kept(self, spec: GpuSpec, plan: Plan, model):
+        hit = self._priced.get((spec.key, plan.precision, plan.utilization, id(model)))
+        if hit is not None and hit[0] is model and hit[1] == spec:
+            return hit[2]
+        return None
+
+    def estimate(self, graph: CostGraph, spec: GpuSpec, plan: Plan, model) -> Estimate:
+        from .energy.pricing import price as price_ops
+
+        if self.root is None:
+            self.root = graph
+        priced = self._kept(spec, plan, model)
+        if graph is self.root:
+            if priced is None:
+                priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
+                self._priced[(spec.key, plan.precision, plan.utilization, id(model))] = (model, spec, priced)
+        else:
+            priced = price_ops(graph, spec, plan.precision, plan.utilization, model, base=priced)
+        return _aggregate(graph, spec, plan, model, priced)
+
+
+class Reestimator:
+    """Prices variants for lint savings through the request's :class:`PriceCache` (priced work reused; one
+    energy model per GPU, so repeated ops are also found in the predictor's cache)."""
+
+    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None, cache: PriceCache | None = None):
+        self._models: dict[str, Any] = {}
+        self._cache = cache if cache is not None else PriceCache(models_dirs)
+        if predictor is not None and gpu_key is not None:
+            self._models[gpu_key] = predictor
+
+    def model_for(self, spec: GpuSpec):
+        if spec.key in self._models:
+            return self._models[spec.key]
+        return self._cache.model_for(spec)
+
     def __call__(self, graph: CostGraph, spec: GpuSpec, plan: Plan) -> Estimate:
-        return price(graph, spec, plan, self.model_for(spec))
+        return self._cache.estimate(graph, spec, plan, self.model_for(spec))
 
 
 def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | None = None,
@@ -139,12 +189,13 @@ def run(request: Request) -> list[Estimate]:
         if not ok:
             raise ConfigError(why)
     graph = trace(request.source, request.options)
+    cache = PriceCache(request.models_dirs, root=graph)  # shared by the GPUs and their lint re-estimates
     out = []
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
         plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
-        re = Reestimator(request.predictor, spec.key, request.models_dirs)
-        est = price(graph, spec, plan, re.model_for(spec))
+        re = Reestimator(request.predictor, spec.key, cache=cache)
+        est = re(graph, spec, plan)
         if request.lint:
             est = lint(est, config=request.config, model=request.model, reestimator=re,
                        totals_rules=request.totals_rules)
