@@ -51,6 +51,7 @@ class _Sums:
     flops: float = 0.0
     micro_ops: int = 0
     opt_ops: int = 0
+    memo: dict = field(default_factory=dict)  # results derived from these sums alone (shared by the copies)
 
     def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
         self.phase_t[phase] += t
@@ -82,7 +83,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
-                 flops=s.flops, micro_ops=s.micro_ops, opt_ops=s.opt_ops)
+                 flops=s.flops, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo)
 
 
 _PHASE_VALUE = {p: p.value for p in Phase}
@@ -199,6 +200,14 @@ def _layers(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
     return tuple(layers)
 
 
+def _layers_once(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
+    """:func:`_layers`, computed once per (sums, GPUs, step energy): re-estimates that reuse the sums reuse it."""
+    key = ("layers", gpus, gpu_j_one)
+    if key not in s.memo:
+        s.memo[key] = _layers(s, gpus, gpu_j_one)
+    return s.memo[key]
+
+
 def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
     lo, hi = model.energy_range
     tlo, thi = model.time_range
@@ -241,7 +250,7 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
               for ph in ("forward", "backward", "optimizer", "idle_gaps", "communication") if ph in s.phase_t}
     return Estimate(
         model=graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
-        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers(s, n, gpu_j_one), phases=phases,
+        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, gpu_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j)
 
