@@ -135,9 +135,9 @@ def _priced_log(monkeypatch):
     orig_price = pricing.price
     orig_predict = pred_mod.Predictor.predict
 
-    def price(graph, gpu, precision, utilization, predictor, base=None):
+    def price(graph, gpu, precision, utilization, predictor, base=None, **kw):
         before = handed[0]
-        out = orig_price(graph, gpu, precision, utilization, predictor, base=base)
+        out = orig_price(graph, gpu, precision, utilization, predictor, base=base, **kw)
         log.append((id(graph), gpu.key, precision, utilization, base is not None, handed[0] - before))
         return out
 

@@ -113,6 +113,7 @@ class PriceCache:
         self._dirs = models_dirs
         self._models: dict[str, Any] = {}
         self._priced: dict[tuple, tuple[Any, GpuSpec, Any]] = {}  # key -> (model, spec, PricedOps)
+        self._groups = None  # the root's optimizer groups, found once
 
     def model_for(self, spec: GpuSpec):
         if spec.key not in self._models:
@@ -135,7 +136,11 @@ class PriceCache:
         priced = self._kept(spec, plan, model)
         if graph is self.root:
             if priced is None:
-                priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
+                if self._groups is None:
+                    from .energy.pricing import optimizer_groups
+
+                    self._groups = optimizer_groups(graph.records)
+                priced = price_ops(graph, spec, plan.precision, plan.utilization, model, groups=self._groups)
                 self._priced[(spec.key, plan.precision, plan.utilization, id(model))] = (model, spec, priced)
         else:
             priced = price_ops(graph, spec, plan.precision, plan.utilization, model, base=priced)

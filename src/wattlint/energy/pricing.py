@@ -19,6 +19,7 @@ import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
+from operator import attrgetter
 from typing import Sequence
 
 from ..types import CostGraph, GpuSpec, OpKind, OpRecord, Phase
@@ -49,7 +50,7 @@ class PricedOps:
 
     @cached_property
     def _groups(self) -> dict[str, list[int]]:
-        return _optimizer_groups(self.records)
+        return optimizer_groups(self.records)
 
     @cached_property
     def _index(self) -> dict[int, int]:
@@ -81,7 +82,9 @@ def autocast_records(graph: CostGraph, precision: str) -> tuple[tuple[OpRecord, 
     return tuple(_autocast_one(r, half) for r in graph.records), True
 
 
-def _optimizer_groups(records: Sequence[OpRecord]) -> dict[str, list[int]]:
+def optimizer_groups(records: Sequence[OpRecord]) -> dict[str, list[int]]:
+    """Optimizer records of each op that form one multi-tensor kernel (autocast keeps them: the same groups for a
+    graph's records before and after it)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         if r.phase is Phase.OPTIMIZER and r.kind is OpKind.OPTIMIZER:
@@ -102,14 +105,16 @@ def _merged(rs: Sequence[OpRecord]) -> OpRecord:
 
 def predict_records(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
                     utilization: float | None, *, base: PricedOps | None = None,
-                    sources: Sequence[OpRecord] | None = None) -> tuple[list[float], list[float]]:
+                    sources: Sequence[OpRecord] | None = None,
+                    groups: dict[str, list[int]] | None = None) -> tuple[list[float], list[float]]:
     """Per-record (time, power), multi-tensor optimizer groups priced as one kernel each (module doc).
 
     ``base`` (priced on the same GPU, precision, utilization and energy model) and ``sources`` (the records before
-    autocast, aligned with ``records``): records found in ``base.source`` keep their price from ``base``."""
-    split = _optimizer_groups(records)
+    autocast, aligned with ``records``): records found in ``base.source`` keep their price from ``base``.
+    ``groups``: :func:`optimizer_groups` of ``records`` when the caller already has them (read only)."""
+    split = groups if groups is not None else optimizer_groups(records)
     if not split and base is None:
-        return predictor.predict(records, gpu, precision, utilization)
+        return _predict_unique(predictor, records, gpu, precision, utilization)
     n = len(records)
     times = [0.0] * n
     powers = [0.0] * n
@@ -140,7 +145,7 @@ def predict_records(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precis
     synth = [_merged([records[i] for i in idx]) for idx in todo.values()]
     if not keep and not synth:
         return times, powers
-    t_all, p_all = predictor.predict([records[i] for i in keep] + synth, gpu, precision, utilization)
+    t_all, p_all = _predict_unique(predictor, [records[i] for i in keep] + synth, gpu, precision, utilization)
     for j, i in enumerate(keep):
         times[i], powers[i] = t_all[j], p_all[j]
     for k, idx in enumerate(todo.values()):
@@ -152,15 +157,37 @@ def predict_records(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precis
     return times, powers
 
 
+# everything an energy model may read from a record: every field but where the op sits (its module's name and type)
+_PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(OpRecord) if f.name not in ("module", "module_type"))
+_signature = attrgetter(*_PRICE_FIELDS)
+
+
+def _predict_unique(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
+                    utilization: float | None) -> tuple[list[float], list[float]]:
+    """``predictor.predict`` on the distinct ops of ``records`` (repeated blocks: one op each), spread back. An
+    op's price depends only on the op, so this is what pricing every record gives."""
+    first: dict[tuple, int] = {}
+    which = [first.setdefault(_signature(r), len(first)) for r in records]
+    if len(first) == len(records):
+        return predictor.predict(records, gpu, precision, utilization)
+    reps = [None] * len(first)
+    for r, j in zip(records, which):
+        if reps[j] is None:
+            reps[j] = r
+    t_u, p_u = predictor.predict(reps, gpu, precision, utilization)
+    return [t_u[j] for j in which], [p_u[j] for j in which]
+
+
 def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
     """Bytes of one optimizer group (called once per group; tests count the calls)."""
     return sum(records[i].bytes for i in idx)
 
 
 def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | None, predictor,
-          base: PricedOps | None = None) -> PricedOps:
+          base: PricedOps | None = None, groups: dict[str, list[int]] | None = None) -> PricedOps:
     """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``; ``base``: the priced ops
-    of the graph ``graph`` is a variant of, on the same GPU, precision, utilization and predictor (module doc)."""
+    of the graph ``graph`` is a variant of, on the same GPU, precision, utilization and predictor (module doc);
+    ``groups``: :func:`optimizer_groups` of ``graph.records``, when the caller prices the graph again and again."""
     autocasted = _autocasts(graph, precision)
     if base is not None and base.autocast != autocasted:
         base = None  # its records ran in another dtype
@@ -170,7 +197,7 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
     else:
         records = graph.records
     times, powers = predict_records(predictor, records, gpu, precision, utilization, base=base,
-                                    sources=graph.records)
+                                    sources=graph.records, groups=groups)
     notes = ()
     if autocasted:
         notes = (f"{precision} autocast applied to the fp32 graph: matmul/conv/attention in {half_dtype(precision)}, "
