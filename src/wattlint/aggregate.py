@@ -59,6 +59,7 @@ class _Sums:
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     micro_ops: int = 0
     opt_ops: int = 0
+    memo: dict = field(default_factory=dict)  # results derived from these sums alone (shared by the copies)
 
     def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
         self.phase_t[phase] += t
@@ -79,29 +80,76 @@ def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
 
 
 def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
+    """Phase / layer sums of the priced ops under ``plan``'s multipliers. They depend only on the graph, the priced
+    ops and (fb, opt, recompute): computed once per such key and kept on ``priced`` (lint re-estimates that change
+    only the GPU's plan reuse them); the caller gets its own copy of the dicts it adds to."""
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
+    blocks = plan.pipeline_parallel > 1
+    key = (id(graph), fb, opt, recompute, blocks)
+    hit = priced.sums.get(key)
+    if hit is None or hit[0] is not graph:
+        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute, blocks))
+    s = hit[1]
+    return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
+                 layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
+                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo)
+
+
+_PHASE_VALUE = {p: p.value for p in Phase}
+
+
+def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, recompute: bool,
+                 pipeline: bool) -> _Sums:
+    """One pass over the records (each sum accumulates in record order, as _Sums.add would); with a pipeline,
+    also the forward + backward time inside the repeated blocks (for the bubble)."""
     types = graph.module_types()
-    blocks = _parallel.find_blocks(graph) if plan.pipeline_parallel > 1 else None
+    blocks = _parallel.find_blocks(graph) if pipeline else None
     s = _Sums()
+    phase_t, phase_e, layer_t, layer_e, layer_f = s.phase_t, s.phase_e, s.layer_t, s.layer_e, s.layer_f
+    layer_type, layer_kind_e = s.layer_type, s.layer_kind_e
+    comm, optim, fwd = Phase.COMMUNICATION, Phase.OPTIMIZER, Phase.FORWARD
+    bwd = Phase.BACKWARD.value
+    pv = _PHASE_VALUE
+    kinds: dict = {}
+    flops = block_fb_t = 0.0
+    micro_ops = opt_ops = 0
     for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
-        if r.phase is Phase.COMMUNICATION:
+        ph = r.phase
+        if ph is comm:
             continue
-        k = opt if r.phase is Phase.OPTIMIZER else fb
+        k = opt if ph is optim else fb
         layer = r.module or ROOT_LAYER
-        s.add(r.phase.value, layer, t * k, e * k, r.flops * k)
-        if recompute and r.phase is Phase.FORWARD:
-            s.add(Phase.BACKWARD.value, layer, t * k, e * k, r.flops * k)  # the recompute belongs to backward
-        if blocks is not None and r.phase is not Phase.OPTIMIZER and blocks.index(r.module) is not None:
-            s.block_fb_t += t * k * (2 if recompute and r.phase is Phase.FORWARD else 1)
-        if layer not in s.layer_type:
-            s.layer_type[layer] = types.get(r.module) or ""
-        s.layer_kind_e[layer][r.kind.value] += e * k
+        tk, ek, fk = t * k, e * k, r.flops * k
+        p = pv[ph]
+        phase_t[p] += tk
+        phase_e[p] += ek
+        layer_t[layer] += tk
+        layer_e[layer] += ek
+        layer_f[layer] += fk
+        flops += fk
+        if recompute and ph is fwd:  # the recompute belongs to backward
+            phase_t[bwd] += tk
+            phase_e[bwd] += ek
+            layer_t[layer] += tk
+            layer_e[layer] += ek
+            layer_f[layer] += fk
+            flops += fk
+        if blocks is not None and ph is not optim and blocks.index(r.module) is not None:
+            block_fb_t += tk * (2 if recompute and ph is fwd else 1)
+        if layer not in layer_type:
+            layer_type[layer] = types.get(r.module) or ""
+        kind = r.kind
+        kv = kinds.get(kind)
+        if kv is None:
+            kv = kinds[kind] = kind.value
+        layer_kind_e[layer][kv] += ek
         if t > 0:
-            if r.phase is Phase.OPTIMIZER:
-                s.opt_ops += 1
+            if ph is optim:
+                opt_ops += 1
             else:
-                s.micro_ops += 1
+                micro_ops += 1
+    s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops, opt_ops
     return s
 
 
@@ -182,6 +230,14 @@ def _layers(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
     return tuple(layers)
 
 
+def _layers_once(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, ...]:
+    """:func:`_layers`, computed once per (sums, GPUs, step energy): re-estimates that reuse the sums reuse it."""
+    key = ("layers", gpus, gpu_j_one)
+    if key not in s.memo:
+        s.memo[key] = _layers(s, gpus, gpu_j_one)
+    return s.memo[key]
+
+
 def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
     lo, hi = model.energy_range
     tlo, thi = model.time_range
@@ -225,8 +281,9 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     if util_note:
         notes.append(util_note)
     return Estimate(
-        model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan, calibration=model.calibration, calibration_source=model.source,
-        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers(s, n, gpu_j_one), phases=phases,
+        model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan,
+        calibration=model.calibration, calibration_source=model.source,
+        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, gpu_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)
 

@@ -81,7 +81,6 @@ def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: S
 
 def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estimate:
     """The estimate of ``plan`` on ``spec`` (no lint): ops priced by the energy model, then aggregated."""
-    from .aggregate import EnergyModelInfo, aggregate
     from .energy.predictor import get_predictor
     from .energy.pricing import price as price_ops
 
@@ -90,21 +89,38 @@ def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estima
     model = predictor if predictor is not None else get_predictor(spec)
     graph = per_gpu_graph(graph, plan)  # tensor / pipeline parallel: the bottleneck stage's share on one GPU
     priced = price_ops(graph, spec, plan.precision, plan.utilization, model)
+    return _aggregate(graph, spec, plan, model, priced)
+
+
+def _aggregate(graph: CostGraph, spec: GpuSpec, plan: Plan, model, priced) -> Estimate:
+    from .aggregate import EnergyModelInfo, aggregate
+
     info = EnergyModelInfo(calibration=model.calibration, source=model.source,
                            energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
                            searched=getattr(model, "searched", ""))
     return aggregate(graph, priced, spec, plan, info)
 
 
-class Reestimator:
-    """Prices variants for lint savings through :func:`price`, keeping one energy model per GPU so repeated
-    variants of the same graph reuse the already priced ops (the predictor's cache)."""
+class PriceCache:
+    """Priced work shared by the GPUs of one request and by their lint re-estimates (one energy model per GPU).
 
-    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None):
-        self._models: dict[str, Any] = {}
+    * The request's traced graph (``root``) priced on a GPU under a precision and utilization is kept: the same
+      estimate on another GPU's lint re-estimate (WL203 tries the same candidates for every GPU of a --compare)
+      aggregates the kept priced ops instead of pricing the graph again (and reuses their aggregation sums).
+    * A graph variant (a rule's change to a few records) is priced with the kept priced ops of ``root`` on the same
+      GPU, precision and utilization as its base: only the records the rule replaced are priced
+      (wattlint.energy.pricing). Variants are not kept.
+
+    Results are the ones a fresh pricing gives (tests compare the JSON bytes). Memory: one priced copy of the graph
+    per (GPU, precision, utilization) the request touches."""
+
+    def __init__(self, models_dirs=None, root: CostGraph | None = None):
+        self.root = root
         self._dirs = models_dirs
-        if predictor is not None and gpu_key is not None:
-            self._models[gpu_key] = predictor
+        self._models: dict[str, Any] = {}
+        self._priced: dict[tuple, tuple[Any, GpuSpec, Any]] = {}  # key -> (model, spec, PricedOps)
+        self._groups = None  # the root's optimizer groups, found once
+        self._per_gpu: dict[tuple, CostGraph] = {}  # the root as one GPU of each parallel layout
 
     def model_for(self, spec: GpuSpec):
         if spec.key not in self._models:
@@ -113,8 +129,68 @@ class Reestimator:
             self._models[spec.key] = get_predictor(spec, self._dirs)
         return self._models[spec.key]
 
+    def _key(self, spec: GpuSpec, plan: Plan, model, layout) -> tuple:
+        return (spec.key, plan.precision, plan.utilization, id(model), layout)
+
+    def _kept(self, key: tuple, spec: GpuSpec, model):
+        hit = self._priced.get(key)
+        if hit is not None and hit[0] is model and hit[1] == spec:
+            return hit[2]
+        return None
+
+    def estimate(self, graph: CostGraph, spec: GpuSpec, plan: Plan, model) -> Estimate:
+        from .energy.pricing import optimizer_groups
+        from .energy.pricing import price as price_ops
+        from .parallel import per_gpu_graph
+
+        if self.root is None:
+            self.root = graph
+        if graph is self.root:
+            layout = _layout_key(plan)
+            per_gpu = self._per_gpu.get(layout)
+            if per_gpu is None:  # tensor / pipeline parallel: the bottleneck stage's share on one GPU, once per layout
+                per_gpu = self._per_gpu[layout] = per_gpu_graph(graph, plan)
+            sharded = per_gpu is not graph
+            key = self._key(spec, plan, model, layout if sharded else None)
+            priced = self._kept(key, spec, model)
+            if priced is None:
+                if not sharded and self._groups is None:
+                    self._groups = optimizer_groups(graph.records)
+                priced = price_ops(per_gpu, spec, plan.precision, plan.utilization, model,
+                                   groups=None if sharded else self._groups)
+                self._priced[key] = (model, spec, priced)
+            return _aggregate(per_gpu, spec, plan, model, priced)
+        per_gpu = per_gpu_graph(graph, plan)
+        # a variant of the root: only its replaced records are priced, the rest keep the root's price; a sharded
+        # variant's records are all new (the per-GPU copy), so it is priced whole
+        base = None if per_gpu is not graph else self._kept(self._key(spec, plan, model, None), spec, model)
+        priced = price_ops(per_gpu, spec, plan.precision, plan.utilization, model, base=base)
+        return _aggregate(per_gpu, spec, plan, model, priced)
+
+
+def _layout_key(plan: Plan) -> tuple:
+    """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan."""
+    return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel, plan.sequence_parallel,
+            plan.micro_batch_size, plan.grad_accum, plan.activation_checkpointing, plan.precision)
+
+
+class Reestimator:
+    """Prices variants for lint savings through the request's :class:`PriceCache` (priced work reused; one
+    energy model per GPU, so repeated ops are also found in the predictor's cache)."""
+
+    def __init__(self, predictor=None, gpu_key: str | None = None, models_dirs=None, cache: PriceCache | None = None):
+        self._models: dict[str, Any] = {}
+        self._cache = cache if cache is not None else PriceCache(models_dirs)
+        if predictor is not None and gpu_key is not None:
+            self._models[gpu_key] = predictor
+
+    def model_for(self, spec: GpuSpec):
+        if spec.key in self._models:
+            return self._models[spec.key]
+        return self._cache.model_for(spec)
+
     def __call__(self, graph: CostGraph, spec: GpuSpec, plan: Plan) -> Estimate:
-        return price(graph, spec, plan, self.model_for(spec))
+        return self._cache.estimate(graph, spec, plan, self.model_for(spec))
 
 
 def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | None = None,
@@ -145,12 +221,13 @@ def run(request: Request) -> list[Estimate]:
         if not ok:
             raise ConfigError(why)
     graph = trace(request.source, request.options)
+    cache = PriceCache(request.models_dirs, root=graph)  # shared by the GPUs and their lint re-estimates
     out = []
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
         plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
-        re = Reestimator(request.predictor, spec.key, request.models_dirs)
-        est = price(graph, spec, plan, re.model_for(spec))
+        re = Reestimator(request.predictor, spec.key, cache=cache)
+        est = re(graph, spec, plan)
         if request.lint:
             est = lint(est, config=request.config, model=request.model, reestimator=re,
                        totals_rules=request.totals_rules)

@@ -6,13 +6,20 @@
 * Multi-tensor optimizer kernels: optimizer records a frontend split per parameter (for per-layer attribution) run
   as ONE foreach / fused kernel per op on the GPU; they are priced together — one launch, one bandwidth ramp — and
   the group's time is shared back by bytes. Linear in the number of records.
+* Reuse: a graph variant (a lint rule's re-estimate: a few records replaced, the rest the same objects) priced with
+  ``base`` = the priced ops of the graph it came from (same GPU, precision, utilization and energy model) prices only
+  the records that are not in ``base`` (and the optimizer groups whose members changed); every other record keeps
+  the time and power ``base`` gave it. An op's price depends only on the op (and its group), so the result is the
+  one a full re-pricing gives.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
+from operator import attrgetter
 from typing import Sequence
 
 from ..types import CostGraph, GpuSpec, OpKind, OpRecord, Phase
@@ -29,29 +36,55 @@ class PricedOps:
     times_s: tuple[float, ...]
     powers_w: tuple[float, ...]
     notes: tuple[str, ...] = ()
+    # what was priced, for reuse by a variant (module doc): the graph's records before autocast and whether
+    # autocast was applied
+    source: tuple[OpRecord, ...] = field(default=(), repr=False, compare=False)
+    autocast: bool = field(default=False, repr=False, compare=False)
+    # aggregation sums of these priced ops, keyed by what they depend on (wattlint.aggregate fills it)
+    sums: dict = field(default_factory=dict, repr=False, compare=False)
 
-    @property
+    @cached_property
     def energies_j(self) -> tuple[float, ...]:
+        """time x power per record (computed once)."""
         return tuple(t * p for t, p in zip(self.times_s, self.powers_w))
+
+    @cached_property
+    def _groups(self) -> dict[str, list[int]]:
+        return optimizer_groups(self.records)
+
+    @cached_property
+    def _index(self) -> dict[int, int]:
+        """id(source record) -> its position (``source`` keeps the records alive, so the ids stay theirs)."""
+        return {id(r): i for i, r in enumerate(self.source)}
 
 
 def half_dtype(precision: str) -> str:
     return "bfloat16" if precision in ("bf16", "fp8") else "float16"
 
 
+def _autocasts(graph: CostGraph, precision: str) -> bool:
+    if precision not in HALF_PRECISIONS or graph.precision in HALF_PRECISIONS:
+        return False
+    return not any(r.dtype in ("float16", "bfloat16") for r in graph.records)
+
+
+def _autocast_one(r: OpRecord, half: str) -> OpRecord:
+    if r.kind in GEMM_FAMILY and r.dtype == "float32":
+        return dataclasses.replace(r, dtype=half, bytes_read=r.bytes_read // 2, bytes_written=r.bytes_written // 2)
+    return r
+
+
 def autocast_records(graph: CostGraph, precision: str) -> tuple[tuple[OpRecord, ...], bool]:
     """Records as they run under ``precision`` and whether autocast was applied here (see the module doc)."""
-    if precision not in HALF_PRECISIONS or graph.precision in HALF_PRECISIONS:
-        return graph.records, False
-    if any(r.dtype in ("float16", "bfloat16") for r in graph.records):
+    if not _autocasts(graph, precision):
         return graph.records, False
     half = half_dtype(precision)
-    out = [dataclasses.replace(r, dtype=half, bytes_read=r.bytes_read // 2, bytes_written=r.bytes_written // 2)
-           if r.kind in GEMM_FAMILY and r.dtype == "float32" else r for r in graph.records]
-    return tuple(out), True
+    return tuple(_autocast_one(r, half) for r in graph.records), True
 
 
-def _optimizer_groups(records: Sequence[OpRecord]) -> dict[str, list[int]]:
+def optimizer_groups(records: Sequence[OpRecord]) -> dict[str, list[int]]:
+    """Optimizer records of each op that form one multi-tensor kernel (autocast keeps them: the same groups for a
+    graph's records before and after it)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(records):
         if r.phase is Phase.OPTIMIZER and r.kind is OpKind.OPTIMIZER:
@@ -60,42 +93,114 @@ def _optimizer_groups(records: Sequence[OpRecord]) -> dict[str, list[int]]:
 
 
 def _merged(rs: Sequence[OpRecord]) -> OpRecord:
-    numel = sum(r.dim("numel", 0) for r in rs)
-    return dataclasses.replace(rs[0], module="", flops=sum(r.flops for r in rs),
-                               bytes_read=sum(r.bytes_read for r in rs),
-                               bytes_written=sum(r.bytes_written for r in rs),
+    numel = flops = read = written = 0
+    for r in rs:  # one pass (integer sums: the order cannot change them)
+        numel += r.dim("numel", 0)
+        flops += r.flops
+        read += r.bytes_read
+        written += r.bytes_written
+    return dataclasses.replace(rs[0], module="", flops=flops, bytes_read=read, bytes_written=written,
                                dims=(("numel", numel),) if numel else rs[0].dims, shapes=())
 
 
 def predict_records(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
-                    utilization: float | None) -> tuple[list[float], list[float]]:
-    """Per-record (time, power), multi-tensor optimizer groups priced as one kernel each (module doc)."""
-    split = _optimizer_groups(records)
-    if not split:
-        return predictor.predict(records, gpu, precision, utilization)
+                    utilization: float | None, *, base: PricedOps | None = None,
+                    sources: Sequence[OpRecord] | None = None,
+                    groups: dict[str, list[int]] | None = None) -> tuple[list[float], list[float]]:
+    """Per-record (time, power), multi-tensor optimizer groups priced as one kernel each (module doc).
+
+    ``base`` (priced on the same GPU, precision, utilization and energy model) and ``sources`` (the records before
+    autocast, aligned with ``records``): records found in ``base.source`` keep their price from ``base``.
+    ``groups``: :func:`optimizer_groups` of ``records`` when the caller already has them (read only)."""
+    split = groups if groups is not None else optimizer_groups(records)
+    if not split and base is None:
+        return _predict_unique(predictor, records, gpu, precision, utilization)
+    n = len(records)
+    times = [0.0] * n
+    powers = [0.0] * n
     grouped = {i for idx in split.values() for i in idx}
-    keep = [i for i in range(len(records)) if i not in grouped]
-    synth = [_merged([records[i] for i in idx]) for idx in split.values()]
-    t_all, p_all = predictor.predict([records[i] for i in keep] + synth, gpu, precision, utilization)
-    times = [0.0] * len(records)
-    powers = [0.0] * len(records)
+    pos = None
+    if base is not None:
+        index = base._index
+        pos = [index.get(id(r), -1) for r in (sources if sources is not None else records)]
+        b_groups = base._groups
+        b_grouped = {j for idx in b_groups.values() for j in idx}
+        b_t, b_p = base.times_s, base.powers_w
+    keep = []
+    for i in range(n):
+        if i in grouped:
+            continue
+        j = -1 if pos is None else pos[i]
+        if j >= 0 and j not in b_grouped:
+            times[i], powers[i] = b_t[j], b_p[j]
+        else:
+            keep.append(i)
+    todo = {}
+    for op, idx in split.items():
+        if pos is not None and [pos[i] for i in idx] == b_groups.get(op):  # the same members: the same kernel
+            for i in idx:
+                times[i], powers[i] = b_t[pos[i]], b_p[pos[i]]
+        else:
+            todo[op] = idx
+    synth = [_merged([records[i] for i in idx]) for idx in todo.values()]
+    if not keep and not synth:
+        return times, powers
+    t_all, p_all = _predict_unique(predictor, [records[i] for i in keep] + synth, gpu, precision, utilization)
     for j, i in enumerate(keep):
         times[i], powers[i] = t_all[j], p_all[j]
-    for k, idx in enumerate(split.values()):
+    for k, idx in enumerate(todo.values()):
         t_g, p_g = t_all[len(keep) + k], p_all[len(keep) + k]
-        total = sum(records[i].bytes for i in idx)  # once per group: linear, not per member
+        total = _group_bytes(records, idx)  # once per group: linear, not per member
         for i in idx:
             times[i] = t_g * (records[i].bytes / total if total else 1 / len(idx))
             powers[i] = p_g
     return times, powers
 
 
-def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | None, predictor) -> PricedOps:
-    """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``."""
-    records, autocasted = autocast_records(graph, precision)
-    times, powers = predict_records(predictor, records, gpu, precision, utilization)
+# everything an energy model may read from a record: every field but where the op sits (its module's name and type)
+_PRICE_FIELDS = tuple(f.name for f in dataclasses.fields(OpRecord) if f.name not in ("module", "module_type"))
+_signature = attrgetter(*_PRICE_FIELDS)
+
+
+def _predict_unique(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
+                    utilization: float | None) -> tuple[list[float], list[float]]:
+    """``predictor.predict`` on the distinct ops of ``records`` (repeated blocks: one op each), spread back. An
+    op's price depends only on the op, so this is what pricing every record gives."""
+    first: dict[tuple, int] = {}
+    which = [first.setdefault(_signature(r), len(first)) for r in records]
+    if len(first) == len(records):
+        return predictor.predict(records, gpu, precision, utilization)
+    reps = [None] * len(first)
+    for r, j in zip(records, which):
+        if reps[j] is None:
+            reps[j] = r
+    t_u, p_u = predictor.predict(reps, gpu, precision, utilization)
+    return [t_u[j] for j in which], [p_u[j] for j in which]
+
+
+def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
+    """Bytes of one optimizer group (called once per group; tests count the calls)."""
+    return sum(records[i].bytes for i in idx)
+
+
+def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | None, predictor,
+          base: PricedOps | None = None, groups: dict[str, list[int]] | None = None) -> PricedOps:
+    """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``; ``base``: the priced ops
+    of the graph ``graph`` is a variant of, on the same GPU, precision, utilization and predictor (module doc);
+    ``groups``: :func:`optimizer_groups` of ``graph.records``, when the caller prices the graph again and again."""
+    autocasted = _autocasts(graph, precision)
+    if base is not None and base.autocast != autocasted:
+        base = None  # its records ran in another dtype
+    if autocasted:
+        half = half_dtype(precision)
+        records = tuple(_autocast_one(r, half) for r in graph.records)
+    else:
+        records = graph.records
+    times, powers = predict_records(predictor, records, gpu, precision, utilization, base=base,
+                                    sources=graph.records, groups=groups)
     notes = ()
     if autocasted:
         notes = (f"{precision} autocast applied to the fp32 graph: matmul/conv/attention in {half_dtype(precision)}, "
                  f"other ops fp32",)
-    return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes)
+    return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes,
+                     source=tuple(graph.records), autocast=autocasted)

@@ -185,13 +185,21 @@ class _Validate:
                                      f"model's folder ({loc!r}); refusing to read it")
 
     def _inside_folder(self, loc: str) -> bool:
+        """Whether external-data ``loc`` resolves inside the model's folder (``self.folder``, resolved once).
+        Each distinct location is resolved once: initializers sharing one weights file cost one resolve."""
         if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
             return False
-        try:
-            target = (self.folder / loc).resolve()
-        except (OSError, ValueError, RuntimeError):
-            return False
-        return target == self.folder or self.folder in target.parents
+        seen = self.__dict__.setdefault("_inside_seen", {})
+        hit = seen.get(loc)
+        if hit is None:
+            try:
+                target = (self.folder / loc).resolve()
+            except (OSError, ValueError, RuntimeError):
+                hit = False
+            else:
+                hit = target == self.folder or self.folder in target.parents
+            seen[loc] = hit
+        return hit
 
     def _declare_domains(self) -> None:
         """onnx shape inference refuses nodes whose domain has no opset import; declare them (custom ops stay
