@@ -203,13 +203,15 @@ def _no_reuse(self, graph, spec, plan, model):
 
 
 @pytest.mark.parametrize("argv", [
-    ["estimate", "examples/gpt2-small.onnx", "--steps", "100", "--compare", "a100,h100,l4,t4,a10,l40s"],
+    ["estimate", "examples/gpt2-tiny.onnx", "--steps", "100", "--compare", "a100,h100,l4,t4,a10,l40s"],
     ["estimate", "examples/resnet50.onnx", "--batch-size", "8", "--precision", "bf16", "--steps", "1000",
      "--compare", "a100,h100,l4,rtx4090"],
-    ["estimate", "examples/gpt2-small.onnx", "--steps", "100", "--activation-checkpointing", "--gpus", "16",
+    ["estimate", "examples/gpt2-tiny.onnx", "--steps", "100", "--activation-checkpointing", "--gpus", "16",
      "--sharding", "zero2", "--grad-accum", "4", "--gpu", "h100"],
     ["estimate", "examples/resnet50.onnx", "--batch-size", "4", "--steps", "10", "--gpu", "h100",
      "--utilization", "0.3"],
+    ["estimate", "examples/torch_models.py:tiny_gpt", "--gpus", "4", "--tensor-parallel", "2", "--pipeline-parallel",
+     "2", "--steps", "10", "--compare", "h100,a100"],
 ])
 def test_json_byte_identical_with_and_without_reuse(monkeypatch, argv):
     """Reusing priced work (and aggregation sums) changes no byte of the JSON report, findings included."""
