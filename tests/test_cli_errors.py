@@ -65,6 +65,10 @@ ONNX_EX = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
     (["--compare", "a100,,"], "argument --compare: 'a100,,': expected a comma-separated list"),
     (["--tokens", "inf"], "argument --tokens: 'inf': expected a number"),
     (["--epochs", "nan"], "argument --epochs: 'nan': expected a number"),
+    # a goodput or utilization near 0 made totals overflow to inf / nan and reach the baseline (review F10)
+    (["--goodput", "1e-300"], "argument --goodput: '1e-300': expected a fraction in [0.1, 1]"),
+    (["--goodput", "0.09"], "argument --goodput: '0.09': expected a fraction in [0.1, 1]"),
+    (["--utilization", "1e-320"], "argument --utilization: '1e-320': expected a fraction in [0.01, 1]"),
 ])
 def test_absurd_cli_values_exit_2_one_line(run_cli, argv, needle):
     code, out, err = run_cli(ONNX_EX, *argv)
@@ -78,6 +82,7 @@ def test_absurd_cli_values_exit_2_one_line(run_cli, argv, needle):
     ("gpus = 1e300", "'gpus' = 1e+300: expected a whole number"),
     ("regression-threshold = nan", "'regression-threshold' = nan: expected a number"),
     ('select = "WL"', "'select' = 'WL': expected a list of non-empty strings"),
+    ("goodput = 1e-320", "'goodput' = 1e-320: expected a fraction in [0.1, 1]"),
 ])
 def test_absurd_config_values_name_the_key(run_cli, tmp_path, monkeypatch, line, needle):
     (tmp_path / "pyproject.toml").write_text(f"[tool.wattlint]\n{line}\n")
@@ -86,3 +91,16 @@ def test_absurd_config_values_name_the_key(run_cli, tmp_path, monkeypatch, line,
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and needle in err, err
     assert " --" not in err, err  # no flag the user never passed is blamed
+
+
+def test_a_non_finite_baseline_entry_is_never_written(tmp_path):
+    """Totals are bounded by the option table; should a NaN / inf ever reach the baseline writer it is our bug
+    (exit 3 through the CLI), and the previous baseline stays as it was."""
+    from wattlint.lint.baseline import write_baseline
+
+    path = tmp_path / ".wattlint-baseline.json"
+    write_baseline(path, {"m": {"energy_kwh": 1.5, "cost_usd": 0.2}})
+    before = path.read_bytes()
+    with pytest.raises(ValueError):
+        write_baseline(path, {"m": {"energy_kwh": float("inf"), "cost_usd": float("nan")}})
+    assert path.read_bytes() == before

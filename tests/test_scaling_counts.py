@@ -166,6 +166,21 @@ def test_compare_prices_the_traced_graph_once_per_gpu(monkeypatch, tmp_path):
     assert {k for k, *_ in full} - {e.gpu.key for e in ests}
 
 
+def test_tensor_parallel_compare_prices_each_per_gpu_graph_once_per_gpu(monkeypatch):
+    """Under tensor parallelism the estimate holds the per-GPU graph of its layout, and the lint rules re-estimate
+    THAT graph (WL203 on candidate GPUs): it is priced once per GPU too, not once per re-estimate."""
+    pytest.importorskip("torch")
+    log = _priced_log(monkeypatch)
+    ests = api.run(api.Request(source=f"{ROOT / 'examples' / 'torch_models.py'}:tiny_gpt", gpus=("a100", "h100", "l4"),
+                               options=api.validate_options({"gpus": 4, "tensor_parallel": 2, "steps": 10})))
+    per_gpu = id(ests[0].graph)
+    assert ests[0].graph.extra.get("parallel_layout")  # the estimate's graph is the sharded one
+    full = [e[1:4] for e in log if e[0] == per_gpu]
+    assert len(full) >= 3
+    assert len(full) == len(set(full)), sorted(full)  # never the same per-GPU graph priced twice on one GPU
+    assert {k for k, *_ in full} - {e.gpu.key for e in ests}  # the rules did re-estimate it on other GPUs
+
+
 def test_variant_prices_only_the_replaced_records(monkeypatch):
     """A lint variant (one record replaced) priced against the original's priced ops hands the energy model that
     one record, and gets exactly the times and powers of a full pricing of the variant."""
@@ -215,7 +230,7 @@ def _no_reuse(self, graph, spec, plan, model):
 ])
 def test_json_byte_identical_with_and_without_reuse(monkeypatch, argv):
     """Reusing priced work (and aggregation sums) changes no byte of the JSON report, findings included."""
-    if not (ROOT / argv[1]).exists():
+    if not (ROOT / argv[1].split(":")[0]).exists():
         pytest.skip(f"{argv[1]} not built")
     monkeypatch.chdir(ROOT)
     fast = _cli_json([*argv, "--format", "json"])

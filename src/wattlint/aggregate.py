@@ -16,6 +16,8 @@ The 5-95 % ranges multiply the totals by the energy model's range factors (time 
 
 from __future__ import annotations
 
+import math
+
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -184,7 +186,9 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
             host_w: float) -> tuple[TotalCost, list[str]]:
     notes = []
     steps = max(0, int(plan.steps))
-    goodput = plan.goodput if 0 < plan.goodput <= 1 else 1.0
+    goodput = plan.goodput
+    if not 0 < goodput <= 1:  # validated by options.py: reaching here is a bug, never silently 1.0
+        raise RuntimeError(f"plan goodput {goodput!r} outside (0, 1]")
     productive_h = steps * step.time_s / 3600.0
     time_h = productive_h / goodput
     lost_h = time_h - productive_h
@@ -200,6 +204,10 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
         cost = energy_kwh * (plan.price_per_kwh or 0.0) + gpu_hours * (plan.gpu_hour_price or 0.0)
     else:
         notes.append("no --price or --gpu-hour-price given: cost_usd is null")
+    bad = [k for k, v in (("time_h", time_h), ("gpu_hours", gpu_hours), ("energy_kwh", energy_kwh),
+                          ("cost_usd", cost if cost is not None else 0.0)) if not math.isfinite(v)]
+    if bad:  # options are bounded so that totals stay finite: a non-finite one is our bug (exit 3), never a report
+        raise RuntimeError(f"non-finite total {', '.join(bad)} (steps {steps}, step {step.time_s!r} s)")
     (elo, ehi), (tlo, thi) = model.energy_range, model.time_range
     total = TotalCost(steps=steps, time_h=time_h, time_h_range=(time_h * tlo, time_h * thi), gpu_hours=gpu_hours,
                       gpu_hours_range=(gpu_hours * tlo, gpu_hours * thi), gpu_energy_kwh=gpu_kwh,

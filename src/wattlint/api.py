@@ -121,6 +121,7 @@ class PriceCache:
         self._priced: dict[tuple, tuple[Any, GpuSpec, Any]] = {}  # key -> (model, spec, PricedOps)
         self._groups = None  # the root's optimizer groups, found once
         self._per_gpu: dict[tuple, CostGraph] = {}  # the root as one GPU of each parallel layout
+        self._layouts: dict[int, tuple] = {}  # id of such a per-GPU graph -> its layout (checked by identity)
 
     def model_for(self, spec: GpuSpec):
         if spec.key not in self._models:
@@ -145,12 +146,19 @@ class PriceCache:
 
         if self.root is None:
             self.root = graph
+        layout = None
         if graph is self.root:
             layout = _layout_key(plan)
             per_gpu = self._per_gpu.get(layout)
             if per_gpu is None:  # tensor / pipeline parallel: the bottleneck stage's share on one GPU, once per layout
                 per_gpu = self._per_gpu[layout] = per_gpu_graph(graph, plan)
-            sharded = per_gpu is not graph
+                if per_gpu is not graph:
+                    self._layouts[id(per_gpu)] = layout
+        else:
+            layout = self._layouts.get(id(graph))
+            per_gpu = graph if layout is not None and self._per_gpu.get(layout) is graph else None
+        if per_gpu is not None:  # the root, or the root already as one GPU of a layout (what lint rules hold)
+            sharded = per_gpu is not self.root
             key = self._key(spec, plan, model, layout if sharded else None)
             priced = self._kept(key, spec, model)
             if priced is None:

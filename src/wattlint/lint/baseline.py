@@ -74,7 +74,7 @@ def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any
 def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str) -> str:
     doc = {"schema": SCHEMA, "generator": f"wattlint {version}",
            "models": {k: dict(v) for k, v in sorted(models.items())}}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"  # a NaN/inf entry is a bug: exit 3
 
 
 def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep: Mapping[str, Any] | None = None,
