@@ -68,7 +68,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
     ]
     if t.goodput < 1:
-        rows.insert(3, ("Goodput", f"{t.goodput:.0%} of wall time in productive steps (time and GPU-hours include "
+        rows.insert(3, ("Goodput", f"{t.goodput * 100:.4g}% of wall time in productive steps (time and GPU-hours include "
                                    f"the rest)"))
     ut = est.utilization
     if ut is not None:
