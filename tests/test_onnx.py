@@ -483,3 +483,21 @@ def test_folded_batchnorm_activation_memory_matches_pytorch():
     g = analyze_onnx(RESNET)
     assert g.extra["folded_batchnorm"] is True
     assert g.extra["activation_bytes"] == pytest.approx(2.756e9, rel=0.10)
+
+
+def test_batch_one_on_a_graph_with_batch_8_baked_in_is_scaled_not_priced_at_8(run_cli):
+    """gpt2-tiny.onnx bakes batch 8 into Reshape targets. At --batch-size 2 shape inference rejects the rebound
+    graph; at 1 it did not (a [1*256, 768] tensor reshaped to [8, 256, 768] went through), and batch 1 was costed
+    like batch 8. Training work is linear in the batch for this model (no batch-dependent kernels): batch 1 must
+    be one eighth of batch 8, and say why."""
+    import json
+
+    flops = {}
+    for b in (1, 8):
+        code, out, err = run_cli("analyze", GPT2, "--batch-size", b, "--format", "json")
+        assert code == 0, err
+        d = json.loads(out)
+        flops[b] = d["totals"]["forward"]["flops"]
+        if b == 1:
+            assert any("batch 8 baked into its shapes" in a for a in d["assumptions"])
+    assert flops[1] * 8 == pytest.approx(flops[8], rel=1e-6)

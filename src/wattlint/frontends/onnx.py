@@ -168,6 +168,7 @@ class _Analysis(_Validate, _Shapes):
         if self._unknown_nodes(inferred.graph):
             inferred = self._symbolic(inferred)
         self._check_outputs_known(inferred.graph)
+        self._check_reshapes_after_rebind(inferred.graph)
         return self._build(inferred, specs)
 
     # ---- records ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ file path so neither torch nor the runtime library is imported), never reading e
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -249,6 +250,21 @@ class _Shapes:
         self.assumptions.append(f"symbolic shape inference (onnxruntime) resolved {before - after} of {before} "
                                 f"nodes with unknown shapes")
         return out
+
+    def _check_reshapes_after_rebind(self, g) -> None:
+        """After ``--batch-size`` replaced a static batch, a Reshape whose known input and output hold different
+        element counts means the old batch is baked into its target (shape inference does not always reject it,
+        e.g. at batch 1): analyze at the baked batch and scale, as when inference fails."""
+        if "batch" not in self.rebound:
+            return
+        for n in g.node:
+            if n.op_type != "Reshape" or not n.input or not n.output:
+                continue
+            src = self.types.get(n.input[0], (None, None))[1]
+            dst = self.types.get(n.output[0], (None, None))[1]
+            if src and dst and all(isinstance(d, int) and d > 0 for d in (*src, *dst)) \
+                    and math.prod(src) != math.prod(dst):
+                self._rebind_failed()
 
     def _check_outputs_known(self, g) -> None:
         if not self.missing_shape_values:
