@@ -5,7 +5,8 @@ communication, launch gaps, host power and facility energy from wattlint.energy.
 
 * every GPU runs ``grad_accum`` micro-batches of forward + backward (each record x grad_accum x the micro-batch
   scale, when the plan's micro-batch differs from the traced one), then one optimizer step (x 1/n of the parameters
-  under ZeRO / FSDP sharding); activation checkpointing the frontend did not trace adds the forward again to backward;
+  under ZeRO / FSDP sharding); full recompute the frontend did not trace adds the forward again to backward, and
+  selective recompute adds the attention core's forward records (wattlint.parallel.attention_core) to backward;
 * the GPUs run in lock-step: step time = compute + launch gaps + exposed communication; GPU energy of the step =
   (compute + gaps at idle power + exposed communication) x GPUs;
 * the plan = steps x step; facility energy = (GPU + host) x PUE; CO2 = facility kWh x grid intensity;
@@ -59,6 +60,7 @@ class _Sums:
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     micro_ops: int = 0
     opt_ops: int = 0
+    core: tuple[int, float, float] | None = None  # selective recompute: (records, FLOPs, time) re-run per step
     memo: dict = field(default_factory=dict)  # results derived from these sums alone (shared by the copies)
 
     def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
@@ -85,24 +87,29 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     only the GPU's plan reuse them); the caller gets its own copy of the dicts it adds to."""
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
+    selective = plan.recompute == "selective" and not recompute
     blocks = plan.pipeline_parallel > 1
-    key = (id(graph), fb, opt, recompute, blocks)
+    key = (id(graph), fb, opt, recompute, selective, blocks)
     hit = priced.sums.get(key)
     if hit is None or hit[0] is not graph:
-        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute, blocks))
+        core = _parallel.attention_core(priced.records) if selective else None
+        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute, blocks, core))
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
-                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo)
+                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
+                 core=s.core)
 
 
 _PHASE_VALUE = {p: p.value for p in Phase}
 
 
 def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, recompute: bool,
-                 pipeline: bool) -> _Sums:
+                 pipeline: bool, core: frozenset[int] | None = None) -> _Sums:
     """One pass over the records (each sum accumulates in record order, as _Sums.add would); with a pipeline,
-    also the forward + backward time inside the repeated blocks (for the bubble)."""
+    also the forward + backward time inside the repeated blocks (for the bubble). ``recompute``: every forward
+    record runs again in backward (full recompute not traced); ``core``: the indices of the records that run
+    again in backward (selective recompute of the attention core)."""
     types = graph.module_types()
     blocks = _parallel.find_blocks(graph) if pipeline else None
     s = _Sums()
@@ -114,7 +121,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     kinds: dict = {}
     flops = block_fb_t = 0.0
     micro_ops = opt_ops = 0
-    for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
+    core_n, core_f, core_t = 0, 0.0, 0.0
+    for i, (r, t, e) in enumerate(zip(priced.records, priced.times_s, priced.energies_j)):
         ph = r.phase
         if ph is comm:
             continue
@@ -128,15 +136,20 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         layer_e[layer] += ek
         layer_f[layer] += fk
         flops += fk
-        if recompute and ph is fwd:  # the recompute belongs to backward
+        again = ph is fwd and (recompute or (core is not None and i in core))
+        if again:  # the recompute belongs to backward
             phase_t[bwd] += tk
             phase_e[bwd] += ek
             layer_t[layer] += tk
             layer_e[layer] += ek
             layer_f[layer] += fk
             flops += fk
+            if core is not None:
+                core_n += 1
+                core_f += fk
+                core_t += tk
         if blocks is not None and ph is not optim and blocks.index(r.module) is not None:
-            block_fb_t += tk * (2 if recompute and ph is fwd else 1)
+            block_fb_t += tk * (2 if again else 1)
         if layer not in layer_type:
             layer_type[layer] = types.get(r.module) or ""
         kind = r.kind
@@ -150,6 +163,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             else:
                 micro_ops += 1
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops, opt_ops
+    if core is not None:
+        s.core = (core_n, core_f, core_t)
     return s
 
 
@@ -263,6 +278,8 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         notes.append(f"graph traced at micro-batch {traced}; forward/backward time and energy scaled linearly to "
                      f"micro-batch {plan.micro_batch_size}")
     s = _sum_ops(graph, priced, plan)
+    if s.core is not None:
+        notes.append(_selective_note(s.core))
     notes += _system(graph, gpu, plan, s)
     n = max(1, plan.gpus)
     step_s = sum(s.phase_t.values())
@@ -286,6 +303,16 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, gpu_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)
+
+
+def _selective_note(core: tuple[int, float, float]) -> str:
+    n, f, t = core
+    if not n:
+        return ("recompute selective: no attention core found in the traced step (no fused attention kernel, no "
+                "QK^T -> softmax -> attention-over-V batched matmuls): nothing re-run in backward")
+    return (f"recompute selective: {n} attention-core forward ops per micro-batch re-run in backward: "
+            f"{f / 1e9:,.2f} GFLOP and "
+            f"{t * 1e3:,.3f} ms per GPU and step (in backward time and in HFU, not in MFU)")
 
 
 def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops_per_gpu: float

@@ -10,7 +10,9 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights (plus one gathered layer in flight).
 * activations: bytes saved for backward at the traced micro-batch (``graph.extra["activation_bytes"]``, from the
   frontend, which already reflects activation checkpointing when it traced with it), scaled linearly to the plan's
-  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated.
+  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
+  removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
+  Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
 * workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation
   (``FRAGMENTATION`` x the dynamic part).
 """
@@ -55,6 +57,16 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append("activation memory approximated by the bytes written in the forward pass (the frontend gave no "
                      "saved-for-backward total): an upper bound")
     act = int(raw)
+    if plan.recompute == "selective" and not traced_ckpt:
+        from .parallel import attention_score_bytes
+
+        scores, what = attention_score_bytes(graph, half=plan.precision in HALF)
+        if scores:
+            act = max(0, act - scores)
+            notes.append(f"recompute selective: the attention scores are not kept, {scores / 2**20:,.1f} MiB "
+                         f"({what}; Korthikanti et al. 2022) less than the traced saved-for-backward bytes")
+        else:
+            notes.append(f"recompute selective keeps the same activations here ({what}): only time is added")
     traced_mb = max(1, int(graph.micro_batch or 1))
     mb = plan.micro_batch_size
     if mb != traced_mb:
