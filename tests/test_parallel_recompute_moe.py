@@ -148,3 +148,84 @@ def test_recompute_cli_config_and_errors(gpt_config, run_cli, tmp_path, monkeypa
     assert code == 2 and "recompute" in err and err.strip().count("\n") == 0
     with pytest.raises(wattlint.types.ConfigError, match="conflicts"):
         _est(gpt_config, recompute="full", activation_checkpointing=False)
+
+
+# ---- 2. expert parallelism in the memory split; 3. MFU of MoE models -----------------------------------------------
+
+# the Mixtral-shaped config of tests/test_moe.py: 4 layers, hidden 1024, FFN 3584, 16 heads (head dim 64), 4 KV heads,
+# 8 experts, top-2, vocab 32000. Parameters by hand (tests/test_moe.py):
+#   embedding 32000 x 1024                                                   =  32,768,000
+#   per layer: attention q 1024x1024 + k 1024x256 + v 1024x256 + o 1024x1024 =   2,621,440
+#              router 1024 x 8                                               =       8,192
+#              routed experts 8 x (gate + up + down = 3 x 1024 x 3584)       =  88,080,384
+#              2 RMSNorm x 1024                                              =       2,048
+#   4 layers x 90,712,064                                                    = 362,848,256
+#   final norm 1,024 + LM head 1024 x 32000 (not tied) 32,768,000
+#   total                                                                    = 428,385,280
+#   routed-expert parameters 4 x 88,080,384                                  = 352,321,536
+#   everything else 428,385,280 - 352,321,536                                =  76,063,744
+MIXTRAL_SMALL = dict(model_type="mixtral", architectures=["MixtralForCausalLM"], num_hidden_layers=4,
+                     hidden_size=1024, intermediate_size=3584, num_attention_heads=16, num_key_value_heads=4,
+                     num_local_experts=8, num_experts_per_tok=2, vocab_size=32000, max_position_embeddings=4096)
+TOTAL, EXPERTS, OTHER = 428_385_280, 352_321_536, 76_063_744
+assert 32_768_000 + 4 * (2_621_440 + 8_192 + 8 * 3 * 1024 * 3584 + 2_048) + 1_024 + 32_768_000 == TOTAL
+assert 4 * 8 * 3 * 1024 * 3584 == EXPERTS and TOTAL - EXPERTS == OTHER
+
+
+@pytest.fixture(scope="module")
+def mixtral_config(tmp_path_factory):
+    p = tmp_path_factory.mktemp("moe") / "config.json"
+    p.write_text(json.dumps(MIXTRAL_SMALL))
+    return p
+
+
+def _moe(src, **kw):
+    base = dict(gpu="a100-sxm4-80gb", batch_size=8, seq_len=256, precision="bf16", steps=1, lint=False, gpus=8)
+    base.update(kw)
+    return wattlint.estimate(str(src), **base)
+
+
+def test_expert_parallel_divides_only_expert_state(mixtral_config):
+    plain = _moe(mixtral_config)
+    assert plain.graph.extra["moe"]["layers"][0]["params"] == 88_080_384  # 8 x 3 x 1024 x 3584
+    ep2 = _moe(mixtral_config, expert_parallel=2)
+    # per GPU: 76,063,744 other + 352,321,536 / 2 = 176,160,768 expert = 252,224,512 parameters
+    per_gpu = OTHER + EXPERTS // 2
+    assert per_gpu == 252_224_512
+    bd, bd0 = ep2.memory.breakdown, plain.memory.breakdown
+    # fp32 weights 4 B, fp32 grads 4 B, AdamW 2 x fp32 = 8 B, bf16 weight casts 2 B per parameter
+    assert (bd0["weights"], bd0["gradients"], bd0["optimizer_state"], bd0["weight_casts"]) == \
+        (4 * TOTAL, 4 * TOTAL, 8 * TOTAL, 2 * TOTAL)
+    assert (bd["weights"], bd["gradients"], bd["optimizer_state"], bd["weight_casts"]) == \
+        (4 * per_gpu, 4 * per_gpu, 8 * per_gpu, 2 * per_gpu)
+    assert any(a.startswith("expert parallel 2: each GPU holds 1/2 of every MoE layer's experts") and
+               "176,160,768 expert + 76,063,744 other" in a for a in ep2.assumptions)
+    # the optimizer step updates this GPU's parameters only: 252,224,512 / 428,385,280 of the time
+    assert ep2.phases["optimizer"].time_s == pytest.approx(plain.phases["optimizer"].time_s * per_gpu / TOTAL,
+                                                           rel=1e-9)
+
+
+def test_expert_parallel_on_top_of_tensor_parallel_and_zero(mixtral_config):
+    # TP 2 x EP 2 on 8 GPUs (dp 4): 428,385,280 / 2 = 214,192,640 per GPU after TP, of which the routed experts'
+    # 352,321,536 / 2 = 176,160,768; / EP 2 -> 88,080,384 expert + 38,031,872 other = 126,112,256
+    tp = _moe(mixtral_config, tensor_parallel=2, expert_parallel=2)
+    per_gpu = (OTHER // 2) + EXPERTS // 4
+    assert per_gpu == 126_112_256
+    assert tp.memory.breakdown["weights"] == 4 * per_gpu
+    # ZeRO-1 over dp 8 with EP 2: other optimizer state over all 8 ranks, expert state over the 8 / 2 = 4 ranks
+    # holding the same experts: (76,063,744 / 8 + 176,160,768 / 4) x 8 B = (9,507,968 + 44,040,192) x 8
+    # = 428,385,280 bytes: the same as without expert parallelism (TOTAL / 8 x 8 B), as it must be
+    z = _moe(mixtral_config, expert_parallel=2, sharding="zero1")
+    assert z.memory.breakdown["optimizer_state"] == pytest.approx((OTHER / 8 + EXPERTS / 2 / 4) * 8, abs=8)
+    assert z.memory.breakdown["optimizer_state"] == pytest.approx(TOTAL, abs=8)
+    assert z.memory.breakdown["weights"] == 4 * (OTHER + EXPERTS // 2)  # zero1 does not shard weights
+    # a dense model: --expert-parallel divides nothing, and says so
+    dense = _est(_dense_config(mixtral_config), gpus=8, expert_parallel=2, batch_size=8)
+    assert any("no routed-expert parameters" in a for a in dense.assumptions)
+    assert dense.memory.breakdown["weights"] == 4 * dense.graph.params
+
+
+def _dense_config(moe_path):
+    p = moe_path.parent / "dense.json"
+    p.write_text(json.dumps(GPT))
+    return p

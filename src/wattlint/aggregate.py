@@ -35,7 +35,6 @@ MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s /
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included) / (step time x "
                   "GPUs x dense peak)")
 
-
 @dataclass(frozen=True)
 class EnergyModelInfo:
     """What priced the ops: provenance label, source, and 5-95 % multiplicative range factors."""
@@ -73,11 +72,18 @@ class _Sums:
 
 
 def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
-    """(forward/backward multiplier, optimizer multiplier) per GPU and step."""
+    """(forward/backward multiplier, optimizer multiplier) per GPU and step. The optimizer step covers this GPU's
+    parameters: 1/n of them under ZeRO / FSDP sharding over n replicas, and under expert parallelism only its
+    experts / ep of the routed-expert parameters (wattlint.parallel.expert_split)."""
     traced = max(1, int(graph.micro_batch or 1))
     fb = max(1, plan.grad_accum) * plan.micro_batch_size / traced
     dp = plan.data_parallel
-    opt = 1.0 / dp if plan.sharding in system.SHARDED and dp > 1 else 1.0
+    sharded = plan.sharding in system.SHARDED and dp > 1
+    opt = 1.0 / dp if sharded else 1.0
+    if plan.expert_parallel > 1 and graph.params:
+        split = _parallel.expert_split(graph, plan.expert_parallel)
+        if split.removed:
+            opt = split.params / graph.params * (split.sharded_share(dp) if sharded else 1.0)
     return fb, opt
 
 

@@ -564,6 +564,56 @@ def moe_layers(graph: CostGraph) -> list[dict]:
     return list(moe.get("layers") or [])
 
 
+def routed_expert_params(graph: CostGraph) -> int:
+    """Parameters of the routed experts of the whole model (every MoE layer, all its experts; the router and any
+    shared experts are not routed experts), from the frontend's MoE summary (0 for dense models)."""
+    return sum(int(ly.get("params") or 0) for ly in moe_layers(graph))
+
+
+def inactive_expert_params(graph: CostGraph) -> float:
+    """Routed-expert parameters a token does not use: per MoE layer, its expert parameters x (1 - top-k /
+    experts) (the dropless, balanced-routing convention: each token runs top-k of the layer's experts)."""
+    total = 0.0
+    for ly in moe_layers(graph):
+        e, k, n = int(ly.get("experts") or 0), int(ly.get("top_k") or 0), int(ly.get("params") or 0)
+        if e > 0 and 0 < k <= e and n:
+            total += n * (1.0 - k / e)
+    return total
+
+
+@dataclass(frozen=True)
+class ExpertSplit:
+    """Parameters one GPU holds under expert parallelism (after the tensor x pipeline split): ``params`` in all,
+    of which ``expert`` are routed-expert parameters; ``removed`` expert parameters that other EP ranks hold."""
+
+    params: float
+    expert: float
+    removed: float
+    ep: int
+
+    def sharded_share(self, n: int) -> float:
+        """Share of ``params`` left after ZeRO / FSDP sharding over ``n`` data-parallel ranks: the non-expert
+        parameters over n, the expert ones over the n / ep ranks that hold the same experts."""
+        if self.params <= 0:
+            return 1.0 / max(1, n)
+        n_exp = max(1, n // max(1, self.ep))
+        return ((self.params - self.expert) / max(1, n) + self.expert / n_exp) / self.params
+
+
+def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
+    """The parameters one GPU keeps when each of ``ep`` expert-parallel ranks holds experts / ep of every MoE
+    layer (Megatron / DeepSpeed expert parallelism) on top of the graph's tensor x pipeline split (``graph`` may
+    be the per-GPU graph of :func:`shard_graph`: its share of the routed-expert parameters is the same as of all
+    parameters, balanced stages). Dense models and ep = 1: nothing removed."""
+    extra = graph.extra or {}
+    here = float(graph.params)
+    full = float(extra.get("parallel_full_params") or graph.params or 0)
+    expert = routed_expert_params(graph) * (here / full if full else 1.0)
+    ep = max(1, int(ep))
+    removed = expert * (1.0 - 1.0 / ep) if ep > 1 else 0.0
+    return ExpertSplit(params=here - removed, expert=expert - removed, removed=removed, ep=ep)
+
+
 def attention_forward_flops_per_token(graph: CostGraph) -> float:
     """Forward attention-score FLOPs per token with the full s x s square (the MFU convention of llm-foundry /
     PaLM: 2 x 2 x s x d_model per layer per token), from the traced fused-attention records."""
