@@ -229,3 +229,23 @@ def _dense_config(moe_path):
     p = moe_path.parent / "dense.json"
     p.write_text(json.dumps(GPT))
     return p
+
+
+def test_moe_mfu_counts_active_parameters(mixtral_config):
+    e = _moe(mixtral_config, expert_parallel=2)
+    u = e.utilization
+    # active parameters: everything but the routed experts (76,063,744) + top-2 / 8 experts of them
+    # (352,321,536 x 2 / 8 = 88,080,384) = 164,144,128
+    active = OTHER + EXPERTS * 2 // 8
+    assert active == 164_144_128
+    # + attention, full s x s square: 3 x 2 x 2 x s x d_model per layer per token = 3 x 4 x 256 x 1024 x 4 layers
+    per_token = 6 * active + 3 * 4 * 256 * 1024 * 4
+    assert per_token == 997_447_680
+    assert u.model_flops_per_token == pytest.approx(per_token, rel=1e-12)
+    assert u.mfu == pytest.approx(per_token * u.tokens_per_s_per_gpu / 312e12, rel=1e-9)
+    assert "N_active" in u.convention and "164,144,128 of 428,385,280" in u.convention
+    # dense models keep 6 N: the GPT-2-shaped model's convention has no active-parameter clause
+    dense = _est(_dense_config(mixtral_config), gpus=8, tensor_parallel=2, batch_size=8)
+    assert "N_active" not in dense.utilization.convention
+    n = dense.graph.extra["parallel_full_params"]
+    assert dense.utilization.model_flops_per_token == pytest.approx(6 * n + 3 * 4 * (4 * 256 * 512), rel=1e-9)

@@ -34,6 +34,14 @@ MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s /
                   "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included) / (step time x "
                   "GPUs x dense peak)")
+MFU_CONVENTION_MOE = ("MFU = (6 N_active + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): "
+                      "N_active = all parameters except the routed experts a token does not use (embeddings, "
+                      "attention, norms, router, shared experts and LM head in full, + top-k / experts of each MoE "
+                      "layer's routed-expert parameters), attention scores over the full s x s square, no recompute "
+                      "(the 6N convention of llm-foundry MFU_FORMULA.md / PaLM appendix B with active parameters); "
+                      "HFU = the FLOPs wattlint traced for the step (routed rows, recompute included) / (step time x "
+                      "GPUs x dense peak)")
+
 
 @dataclass(frozen=True)
 class EnergyModelInfo:
@@ -331,6 +339,13 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         return None, None
     extra = graph.extra or {}
     n_params = float(extra.get("parallel_full_params") or graph.params)
+    inactive = _parallel.inactive_expert_params(graph)
+    convention = MFU_CONVENTION
+    if inactive:  # mixture of experts: active parameters per token
+        convention = MFU_CONVENTION_MOE
+        convention += (f"; here N_active = {n_params - inactive:,.0f} of {n_params:,.0f} parameters "
+                       f"({_parallel.routed_expert_params(graph):,} routed-expert)")
+        n_params -= inactive
     attn = extra.get("attention_flops_per_token")
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
@@ -341,9 +356,9 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     mfu = per_token * tokens_s_gpu / peak
     hfu = flops_per_gpu / step_s / peak
     util = Utilization(tokens_per_s_per_gpu=tokens_s_gpu, mfu=mfu, hfu=hfu, model_flops_per_token=per_token,
-                       peak_tflops=peak / 1e12, convention=MFU_CONVENTION)
+                       peak_tflops=peak / 1e12, convention=convention)
     note = (f"MFU {mfu:.1%}, HFU {hfu:.1%}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
-            f"dense {dtype} peak of {gpu.key}; {MFU_CONVENTION}; step time without goodput losses")
+            f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
 
 
