@@ -244,8 +244,12 @@ def test_moe_mfu_counts_active_parameters(mixtral_config):
     assert u.model_flops_per_token == pytest.approx(per_token, rel=1e-12)
     assert u.mfu == pytest.approx(per_token * u.tokens_per_s_per_gpu / 312e12, rel=1e-9)
     assert "N_active" in u.convention and "164,144,128 of 428,385,280" in u.convention
+    from wattlint.report.tables import summary_rows
+
+    assert "(6N_active + attention FLOPs/token" in dict(summary_rows(e))["Throughput"]
     # dense models keep 6 N: the GPT-2-shaped model's convention has no active-parameter clause
     dense = _est(_dense_config(mixtral_config), gpus=8, tensor_parallel=2, batch_size=8)
     assert "N_active" not in dense.utilization.convention
+    assert "(6N + attention FLOPs/token" in dict(summary_rows(dense))["Throughput"]
     n = dense.graph.extra["parallel_full_params"]
     assert dense.utilization.model_flops_per_token == pytest.approx(6 * n + 3 * 4 * (4 * 256 * 512), rel=1e-9)
