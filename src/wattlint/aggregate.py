@@ -5,7 +5,8 @@ communication, launch gaps, host power and facility energy from wattlint.energy.
 
 * every GPU runs ``grad_accum`` micro-batches of forward + backward (each record x grad_accum x the micro-batch
   scale, when the plan's micro-batch differs from the traced one), then one optimizer step (x 1/n of the parameters
-  under ZeRO / FSDP sharding); activation checkpointing the frontend did not trace adds the forward again to backward;
+  under ZeRO / FSDP sharding); full recompute the frontend did not trace adds the forward again to backward, and
+  selective recompute adds the attention core's forward records (wattlint.parallel.attention_core) to backward;
 * the GPUs run in lock-step: step time = compute + launch gaps + exposed communication; GPU energy of the step =
   (compute + gaps at idle power + exposed communication) x GPUs;
 * the plan = steps x step; facility energy = (GPU + host) x PUE; CO2 = facility kWh x grid intensity;
@@ -35,6 +36,13 @@ MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s /
                   "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included) / (step time x "
                   "GPUs x dense peak)")
+MFU_CONVENTION_MOE = ("MFU = (6 N_active + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): "
+                      "N_active = all parameters except the routed experts a token does not use (embeddings, "
+                      "attention, norms, router, shared experts and LM head in full, + top-k / experts of each MoE "
+                      "layer's routed-expert parameters), attention scores over the full s x s square, no recompute "
+                      "(the 6N convention of llm-foundry MFU_FORMULA.md / PaLM appendix B with active parameters); "
+                      "HFU = the FLOPs wattlint traced for the step (routed rows, recompute included) / (step time x "
+                      "GPUs x dense peak)")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,7 @@ class _Sums:
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     micro_ops: int = 0
     opt_ops: int = 0
+    core: tuple[int, float, float] | None = None  # selective recompute: (records, FLOPs, time) re-run per step
     memo: dict = field(default_factory=dict)  # results derived from these sums alone (shared by the copies)
 
     def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
@@ -73,11 +82,18 @@ class _Sums:
 
 
 def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
-    """(forward/backward multiplier, optimizer multiplier) per GPU and step."""
+    """(forward/backward multiplier, optimizer multiplier) per GPU and step. The optimizer step covers this GPU's
+    parameters: 1/n of them under ZeRO / FSDP sharding over n replicas, and under expert parallelism only its
+    experts / ep of the routed-expert parameters (wattlint.parallel.expert_split)."""
     traced = max(1, int(graph.micro_batch or 1))
     fb = max(1, plan.grad_accum) * plan.micro_batch_size / traced
     dp = plan.data_parallel
-    opt = 1.0 / dp if plan.sharding in system.SHARDED and dp > 1 else 1.0
+    sharded = plan.sharding in system.SHARDED and dp > 1
+    opt = 1.0 / dp if sharded else 1.0
+    if plan.expert_parallel > 1 and graph.params:
+        split = _parallel.expert_split(graph, plan.expert_parallel)
+        if split.removed:
+            opt = split.params / graph.params * (split.sharded_share(dp) if sharded else 1.0)
     return fb, opt
 
 
@@ -87,24 +103,29 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     only the GPU's plan reuse them); the caller gets its own copy of the dicts it adds to."""
     fb, opt = multipliers(graph, plan)
     recompute = plan.activation_checkpointing and not _memory.checkpointing_traced(graph)
+    selective = plan.recompute == "selective" and not recompute
     blocks = plan.pipeline_parallel > 1
-    key = (id(graph), fb, opt, recompute, blocks)
+    key = (id(graph), fb, opt, recompute, selective, blocks)
     hit = priced.sums.get(key)
     if hit is None or hit[0] is not graph:
-        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute, blocks))
+        core = _parallel.attention_core(priced.records) if selective else None
+        hit = priced.sums[key] = (graph, _sum_records(graph, priced, fb, opt, recompute, blocks, core))
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
-                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo)
+                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
+                 core=s.core)
 
 
 _PHASE_VALUE = {p: p.value for p in Phase}
 
 
 def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, recompute: bool,
-                 pipeline: bool) -> _Sums:
+                 pipeline: bool, core: frozenset[int] | None = None) -> _Sums:
     """One pass over the records (each sum accumulates in record order, as _Sums.add would); with a pipeline,
-    also the forward + backward time inside the repeated blocks (for the bubble)."""
+    also the forward + backward time inside the repeated blocks (for the bubble). ``recompute``: every forward
+    record runs again in backward (full recompute not traced); ``core``: the indices of the records that run
+    again in backward (selective recompute of the attention core)."""
     types = graph.module_types()
     blocks = _parallel.find_blocks(graph) if pipeline else None
     s = _Sums()
@@ -116,7 +137,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     kinds: dict = {}
     flops = block_fb_t = 0.0
     micro_ops = opt_ops = 0
-    for r, t, e in zip(priced.records, priced.times_s, priced.energies_j):
+    core_n, core_f, core_t = 0, 0.0, 0.0
+    for i, (r, t, e) in enumerate(zip(priced.records, priced.times_s, priced.energies_j)):
         ph = r.phase
         if ph is comm:
             continue
@@ -130,15 +152,20 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         layer_e[layer] += ek
         layer_f[layer] += fk
         flops += fk
-        if recompute and ph is fwd:  # the recompute belongs to backward
+        again = ph is fwd and (recompute or (core is not None and i in core))
+        if again:  # the recompute belongs to backward
             phase_t[bwd] += tk
             phase_e[bwd] += ek
             layer_t[layer] += tk
             layer_e[layer] += ek
             layer_f[layer] += fk
             flops += fk
+            if core is not None:
+                core_n += 1
+                core_f += fk
+                core_t += tk
         if blocks is not None and ph is not optim and blocks.index(r.module) is not None:
-            block_fb_t += tk * (2 if recompute and ph is fwd else 1)
+            block_fb_t += tk * (2 if again else 1)
         if layer not in layer_type:
             layer_type[layer] = types.get(r.module) or ""
         kind = r.kind
@@ -152,6 +179,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             else:
                 micro_ops += 1
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops, opt_ops
+    if core is not None:
+        s.core = (core_n, core_f, core_t)
     return s
 
 
@@ -271,6 +300,8 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         notes.append(f"graph traced at micro-batch {traced}; forward/backward time and energy scaled linearly to "
                      f"micro-batch {plan.micro_batch_size}")
     s = _sum_ops(graph, priced, plan)
+    if s.core is not None:
+        notes.append(_selective_note(s.core))
     notes += _system(graph, gpu, plan, s)
     n = max(1, plan.gpus)
     step_s = sum(s.phase_t.values())
@@ -296,6 +327,16 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         op_energy_j=priced.energies_j, utilization=util)
 
 
+def _selective_note(core: tuple[int, float, float]) -> str:
+    n, f, t = core
+    if not n:
+        return ("recompute selective: no attention core found in the traced step (no fused attention kernel, no "
+                "QK^T -> softmax -> attention-over-V batched matmuls): nothing re-run in backward")
+    return (f"recompute selective: {n} attention-core forward ops per micro-batch re-run in backward: "
+            f"{f / 1e9:,.2f} GFLOP and "
+            f"{t * 1e3:,.3f} ms per GPU and step (in backward time and in HFU, not in MFU)")
+
+
 def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops_per_gpu: float
                 ) -> tuple[Utilization | None, str | None]:
     """MFU, HFU and tokens/s/GPU of a language-model step (None for other models); step time excludes goodput."""
@@ -306,6 +347,13 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         return None, None
     extra = graph.extra or {}
     n_params = float(extra.get("parallel_full_params") or graph.params)
+    inactive = _parallel.inactive_expert_params(graph)
+    convention = MFU_CONVENTION
+    if inactive:  # mixture of experts: active parameters per token
+        convention = MFU_CONVENTION_MOE
+        convention += (f"; here N_active = {n_params - inactive:,.0f} of {n_params:,.0f} parameters "
+                       f"({_parallel.routed_expert_params(graph):,} routed-expert)")
+        n_params -= inactive
     attn = extra.get("attention_flops_per_token")
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
@@ -316,9 +364,9 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     mfu = per_token * tokens_s_gpu / peak
     hfu = flops_per_gpu / step_s / peak
     util = Utilization(tokens_per_s_per_gpu=tokens_s_gpu, mfu=mfu, hfu=hfu, model_flops_per_token=per_token,
-                       peak_tflops=peak / 1e12, convention=MFU_CONVENTION)
+                       peak_tflops=peak / 1e12, convention=convention)
     note = (f"MFU {mfu:.1%}, HFU {hfu:.1%}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
-            f"dense {dtype} peak of {gpu.key}; {MFU_CONVENTION}; step time without goodput losses")
+            f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
 
 

@@ -59,6 +59,8 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     from .parallel import frontend_batch
 
     kw = {k: opts[k] for k in _options.FRONTEND_OPTIONS if opts.get(k) is not None}
+    if opts.get("recompute") == "full":  # full recompute: the frontend traces checkpointed blocks
+        kw["activation_checkpointing"] = True
     kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
     if "inputs" in kw:
         kw["inputs"] = list(kw["inputs"])
@@ -179,7 +181,7 @@ class PriceCache:
 def _layout_key(plan: Plan) -> tuple:
     """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan."""
     return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel, plan.sequence_parallel,
-            plan.micro_batch_size, plan.grad_accum, plan.activation_checkpointing, plan.precision)
+            plan.micro_batch_size, plan.grad_accum, plan.recompute, plan.precision)
 
 
 class Reestimator:
@@ -265,7 +267,7 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
     ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
     ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
-    ``activation_checkpointing``, ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``expert_parallel``,
+    ``activation_checkpointing`` (= ``recompute="full"``), ``recompute`` (none | selective | full), ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``expert_parallel``,
     ``sequence_parallel``, ``micro_batch_size``, ``launch_overhead``, ``goodput``: docs/PARALLEL.md). ``lint=False`` skips the rules (no findings). ``models_dir``: a
     folder of fitted models searched before the default search path (energy.predictor.search_path)."""
     notes: tuple[str, ...] = ()

@@ -8,9 +8,15 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
 * sharding over the data-parallel group of ``n`` GPUs (ZeRO stages; FSDP FULL_SHARD = ZeRO-3):
   zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights (plus one gathered layer in flight).
+* expert parallelism (``plan.expert_parallel`` = E > 1, mixture-of-experts): each GPU holds experts / E of every
+  MoE layer, so the routed-expert weights, their gradients and optimizer state are divided by E (on top of the
+  tensor x pipeline split); the other parameters are not. Under ZeRO / FSDP the expert state is sharded over the
+  n / E ranks holding the same experts (wattlint.parallel.expert_split).
 * activations: bytes saved for backward at the traced micro-batch (``graph.extra["activation_bytes"]``, from the
   frontend, which already reflects activation checkpointing when it traced with it), scaled linearly to the plan's
-  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated.
+  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
+  removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
+  Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
 * workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation
   (``FRAGMENTATION`` x the dynamic part).
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import math
 
 from . import costs
+from . import parallel as _parallel
 from .types import CostGraph, GpuSpec, OpKind, Phase, Plan
 
 GIB = 1 << 30
@@ -55,6 +62,16 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append("activation memory approximated by the bytes written in the forward pass (the frontend gave no "
                      "saved-for-backward total): an upper bound")
     act = int(raw)
+    if plan.recompute == "selective" and not traced_ckpt:
+        from .parallel import attention_score_bytes
+
+        scores, what = attention_score_bytes(graph, half=plan.precision in HALF)
+        if scores:
+            act = max(0, act - scores)
+            notes.append(f"recompute selective: the attention scores are not kept, {scores / 2**20:,.1f} MiB "
+                         f"({what}; Korthikanti et al. 2022) less than the traced saved-for-backward bytes")
+        else:
+            notes.append(f"recompute selective keeps the same activations here ({what}): only time is added")
     traced_mb = max(1, int(graph.micro_batch or 1))
     mb = plan.micro_batch_size
     if mb != traced_mb:
@@ -66,31 +83,60 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     return act, notes
 
 
+def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
+    ep = plan.expert_parallel
+    if not split.removed:
+        return (f"expert parallel {ep}: no routed-expert parameters in the trace (dense model): weights, gradients "
+                f"and optimizer state not divided by {ep}")
+    full = int((graph.extra or {}).get("parallel_full_params") or graph.params)
+    total = _parallel.routed_expert_params(graph)
+    text = (f"expert parallel {ep}: each GPU holds 1/{ep} of every MoE layer's experts; routed-expert weights, "
+            f"gradients and optimizer state / {ep} (the optimizer step updates only these), the other parameters "
+            f"not: {split.expert:,.0f} expert + "
+            f"{split.params - split.expert:,.0f} other parameters per GPU (of {full:,}, {total:,} of them "
+            f"routed-expert" + (f", after tensor x pipeline parallel {plan.tensor_parallel} x "
+                                 f"{plan.pipeline_parallel}" if plan.tensor_parallel * plan.pipeline_parallel > 1
+                                 else "") + ")")
+    if sharded:
+        text += (f"; {plan.sharding} shards the expert part over the {max(1, plan.data_parallel // ep)} data-parallel "
+                 f"ranks holding the same experts, the rest over all {plan.data_parallel}")
+    return text
+
+
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
     n = max(1, plan.data_parallel)  # ZeRO / FSDP shard over the data-parallel group
+    notes: list[str] = []
+    split = _parallel.expert_split(graph, plan.expert_parallel)
     params = graph.params
-    trainable = graph.trainable_params
+    keep = split.params / params if params and split.removed else 1.0  # expert parallelism: this GPU's experts
+    trainable = max(0.0, graph.trainable_params - split.removed)
     param_bytes = graph.model.param_bytes or params * 4
     bpp = param_bytes / params if params else 4.0  # bytes per parameter as stored
     half = plan.precision in HALF
-    weights = float(param_bytes)
-    weight_copies = 2.0 * params if half else 0.0  # autocast's cached half-precision weight casts
+    weights = float(param_bytes) * keep
+    weight_copies = 2.0 * params * keep if half else 0.0  # autocast's cached half-precision weight casts
     grads = trainable * bpp
     opt_name = (plan.optimizer or "adamw").lower()
     opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * 4.0
     sharding = (plan.sharding or "none").lower()
-    if sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1:
-        opt_state /= n
+    sharded = sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1
+    if plan.expert_parallel > 1:
+        notes.append(_expert_note(graph, split, plan, sharded))
+    if sharded:
+        share = split.sharded_share(n) if split.removed else 1.0 / n
+        opt_state *= share
         if sharding in ("zero2", "zero3", "fsdp"):
-            grads /= n
+            grads *= share
         if sharding in ("zero3", "fsdp"):
             # sharded weights + the largest gathered unit in flight (approximated by 2 / sqrt(layers) of the model)
             layers = max(1, len({r.module for r in graph.records if r.kind in (OpKind.MATMUL, OpKind.CONV)}))
             in_flight = weights * min(1.0, 2.0 / math.sqrt(layers))
-            weights = weights / n + in_flight
-            weight_copies = weight_copies / n + (2.0 * params * min(1.0, 2.0 / math.sqrt(layers)) if half else 0.0)
-    act, notes = activation_bytes(graph, plan)
+            weights = weights * share + in_flight
+            weight_copies = weight_copies * share + (2.0 * params * keep * min(1.0, 2.0 / math.sqrt(layers))
+                                                     if half else 0.0)
+    act, act_notes = activation_bytes(graph, plan)
+    notes += act_notes
     dynamic = act + weight_copies
     frag = FRAGMENTATION * dynamic
     total = weights + weight_copies + grads + opt_state + act + WORKSPACE_BYTES + frag

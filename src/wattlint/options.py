@@ -22,6 +22,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 OPTIMIZER_IMPLS = ("foreach", "fused")
 ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
+RECOMPUTES = ("none", "selective", "full")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
 
@@ -181,8 +182,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",
            "frontend", choices=ATTENTIONS),
-    Option("activation_checkpointing", "--activation-checkpointing", boolean, "recompute activations in backward",
-           "model", "both"),
+    Option("activation_checkpointing", "--activation-checkpointing", boolean, "alias of --recompute full: every "
+           "checkpointed block's forward re-run in backward", "model", "both"),
+    Option("recompute", "--recompute", choice(*RECOMPUTES), "activation recompute (Korthikanti et al. 2022): none "
+           "(default), selective (re-run only the attention core, QK^T / softmax / dropout / attention over V, in "
+           "backward; its stored scores are dropped) or full (re-run each block's forward; keeps only the block "
+           "inputs)", "model", "plan", choices=RECOMPUTES),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
            "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "
            "the config's expert capacity)", "model", "frontend", "C"),
@@ -284,6 +289,18 @@ def _show(value: Any) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def recompute_mode(values: Mapping[str, Any], spell: Callable[[str], str]) -> str:
+    """The recompute choice of validated ``values``: ``recompute`` (none | selective | full), with
+    ``activation_checkpointing`` an alias of full. Raises ValueError (one line, names spelled by ``spell``) when
+    the two disagree: checkpointing true with recompute none / selective, or false with recompute full."""
+    rc, ck = values.get("recompute"), values.get("activation_checkpointing")
+    if (ck is True and rc not in (None, "full")) or (ck is False and rc == "full"):
+        said = "true" if ck else "false"
+        raise ValueError(f"{spell('activation_checkpointing')} {said} (an alias of {spell('recompute')} full) "
+                         f"conflicts with {spell('recompute')} {rc}: give one of them")
+    return rc or ("full" if ck else "none")
 
 
 def work_conflict(values: Mapping[str, Any], spell: Callable[[str], str]) -> str | None:

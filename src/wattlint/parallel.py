@@ -26,7 +26,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .costs import dtype_bytes
 from .types import ConfigError, CostGraph, OpKind, OpRecord, Phase
@@ -318,7 +318,14 @@ def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hi
     return not (hidden and elems > 2 * tokens * hidden)
 
 
-def shard_graph(graph: CostGraph, layout: Layout, *, recompute: bool = False, half: bool = True
+def recompute_mode(recompute: str | bool) -> str:
+    """``none`` | ``selective`` | ``full`` (a bool is the old activation-checkpointing flag: True = full)."""
+    if isinstance(recompute, bool):
+        return "full" if recompute else "none"
+    return recompute or "none"
+
+
+def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "none", half: bool = True
                 ) -> tuple[CostGraph, list[str]]:
     """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
 
@@ -409,21 +416,22 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
                     grad_accum=plan.grad_accum)
-    return shard_graph(graph, layout, recompute=plan.activation_checkpointing,
-                       half=plan.precision in ("fp16", "bf16", "fp8"))[0]
+    return shard_graph(graph, layout, recompute=plan.recompute, half=plan.precision in ("fp16", "bf16", "fp8"))[0]
 
 
 def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
-                             recompute: bool = False, half: bool = True) -> tuple[int, str]:
+                             recompute: str | bool = "none", half: bool = True) -> tuple[int, str]:
     """Activation bytes one GPU keeps for backward, and the assumption line.
 
     Transformers (repeated blocks, hidden size and sequence length known): Korthikanti et al. 2022, per layer and
     micro-batch of b sequences of s tokens, h hidden, a heads, t = tp, in 16-bit activations:
     sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t term
-    (stored attention scores) is absent with fused (flash / memory-efficient) attention; full recompute keeps
-    only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B the first stage keeps p micro-batches
-    of L/p layers = L layers of one micro-batch. fp32 activations: x2. Other models: the traced saved-for-backward
-    bytes x :func:`activation_factor`."""
+    (stored attention scores) is absent with fused (flash / memory-efficient) attention; selective recompute drops
+    that term too (the attention core is re-run in backward), so with fused attention it changes nothing here;
+    full recompute keeps only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B the first stage
+    keeps p micro-batches of L/p layers = L layers of one micro-batch. fp32 activations: x2. Other models: the
+    traced saved-for-backward bytes x :func:`activation_factor`."""
+    mode = recompute_mode(recompute)
     t = max(1, layout.tp)
     s = max(1, int(graph.seq_len or 0))
     b = max(1, int(graph.micro_batch or 1))
@@ -432,13 +440,17 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     if blocks is not None and hidden and graph.seq_len:
         L = blocks.count
         sp = layout.sequence_parallel
-        if recompute:
+        if mode == "full":
             per_layer = 2.0 * s * b * hidden / (t if sp else 1)
             how = "full recompute: each layer's input 2sbh" + (" / t" if sp else "")
         else:
             per_layer = s * b * hidden * ((34.0 / t) if sp else (10.0 + 24.0 / t))
             how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
-            if not fused:
+            if mode == "selective":
+                how += (" (selective recompute: no 5as^2b/t attention-score term, the attention core is re-run in "
+                        "backward" + ("; with fused attention that term is absent anyway, so selective recompute "
+                                      "saves no memory here)" if fused else ")"))
+            elif not fused:
                 eager_heads = _eager_heads(graph, hidden)
                 per_layer += 5.0 * eager_heads * s * s * b / t
                 how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
@@ -455,6 +467,51 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     f = activation_factor(layout)
     return int(round(raw * f)), (f"activations per GPU: traced saved-for-backward bytes x {f:.3f} (no transformer "
                                  f"blocks recognised; Korthikanti et al. 2022 tensor-parallel share)")
+
+
+def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, str]:
+    """The Korthikanti et al. 2022 attention-score activations of an eager-attention transformer, 5as^2b per layer
+    (QK^T output and softmax output in 16 bits, the 1-byte dropout mask; x2 for fp32 activations), which selective
+    recompute does not keep: (bytes, what). 0 with fused attention (no scores stored) or without repeated blocks."""
+    blocks = find_blocks(graph)
+    s = int(graph.seq_len or 0)
+    if blocks is None or not s:
+        return 0, "no transformer blocks recognised"
+    if any(r.kind is OpKind.ATTENTION for r in graph.records):
+        return 0, "fused attention stores no attention scores"
+    b = max(1, int(graph.micro_batch or 1))
+    a = _eager_heads(graph, hidden_size(graph, blocks))
+    total = int(round(5.0 * a * s * s * b * blocks.count * (1.0 if half else 2.0)))
+    return total, (f"{blocks.count} layers x 5as^2b with a={a}, s={s}, b={b}" + ("" if half else ", x2 for fp32"))
+
+
+def _batched_gemm(r: OpRecord) -> bool:
+    """A batched matmul of attention (QK^T or attention over V): bmm-style, not an MoE grouped GEMM."""
+    return (r.kind is OpKind.MATMUL and "grouped" not in r.op and ("bmm" in r.op or r.dim("b", 1) > 1)
+            and bool(r.dim("m", 0) and r.dim("n", 0) and r.dim("k", 0)))
+
+
+def attention_core(records: Sequence[OpRecord]) -> frozenset[int]:
+    """Indices of the forward records that make up the attention core, what selective recompute re-runs in
+    backward (Korthikanti et al. 2022): fused attention kernels (scaled-dot-product / flash: QK^T, softmax,
+    dropout and attention over V in one), and in eager attention the records of one attention module from its
+    QK^T batched matmul to the batched matmul over V whose inner dimension is that QK^T's key length (scale,
+    mask, softmax and dropout between them)."""
+    out: set[int] = set()
+    open_at: dict[str, tuple[int, int]] = {}  # module -> (index of its QK^T, key length)
+    for i, r in enumerate(records):
+        if r.phase is not Phase.FORWARD or r.recompute or not r.module:
+            continue
+        if r.kind is OpKind.ATTENTION:
+            out.add(i)
+        elif _batched_gemm(r):
+            start = open_at.pop(r.module, None)
+            if start is not None and r.dim("k", 0) == start[1]:
+                out.update(j for j in range(start[0], i + 1)
+                           if records[j].module == r.module and records[j].phase is Phase.FORWARD)
+            else:
+                open_at[r.module] = (i, r.dim("n", 0))
+    return frozenset(out)
 
 
 def _eager_heads(graph: CostGraph, hidden: int) -> int:
@@ -505,6 +562,56 @@ def count_layers(graph: CostGraph, blocks: Blocks | None = None) -> int:
 def moe_layers(graph: CostGraph) -> list[dict]:
     moe = (graph.extra or {}).get("moe") or {}
     return list(moe.get("layers") or [])
+
+
+def routed_expert_params(graph: CostGraph) -> int:
+    """Parameters of the routed experts of the whole model (every MoE layer, all its experts; the router and any
+    shared experts are not routed experts), from the frontend's MoE summary (0 for dense models)."""
+    return sum(int(ly.get("params") or 0) for ly in moe_layers(graph))
+
+
+def inactive_expert_params(graph: CostGraph) -> float:
+    """Routed-expert parameters a token does not use: per MoE layer, its expert parameters x (1 - top-k /
+    experts) (the dropless, balanced-routing convention: each token runs top-k of the layer's experts)."""
+    total = 0.0
+    for ly in moe_layers(graph):
+        e, k, n = int(ly.get("experts") or 0), int(ly.get("top_k") or 0), int(ly.get("params") or 0)
+        if e > 0 and 0 < k <= e and n:
+            total += n * (1.0 - k / e)
+    return total
+
+
+@dataclass(frozen=True)
+class ExpertSplit:
+    """Parameters one GPU holds under expert parallelism (after the tensor x pipeline split): ``params`` in all,
+    of which ``expert`` are routed-expert parameters; ``removed`` expert parameters that other EP ranks hold."""
+
+    params: float
+    expert: float
+    removed: float
+    ep: int
+
+    def sharded_share(self, n: int) -> float:
+        """Share of ``params`` left after ZeRO / FSDP sharding over ``n`` data-parallel ranks: the non-expert
+        parameters over n, the expert ones over the n / ep ranks that hold the same experts."""
+        if self.params <= 0:
+            return 1.0 / max(1, n)
+        n_exp = max(1, n // max(1, self.ep))
+        return ((self.params - self.expert) / max(1, n) + self.expert / n_exp) / self.params
+
+
+def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
+    """The parameters one GPU keeps when each of ``ep`` expert-parallel ranks holds experts / ep of every MoE
+    layer (Megatron / DeepSpeed expert parallelism) on top of the graph's tensor x pipeline split (``graph`` may
+    be the per-GPU graph of :func:`shard_graph`: its share of the routed-expert parameters is the same as of all
+    parameters, balanced stages). Dense models and ep = 1: nothing removed."""
+    extra = graph.extra or {}
+    here = float(graph.params)
+    full = float(extra.get("parallel_full_params") or graph.params or 0)
+    expert = routed_expert_params(graph) * (here / full if full else 1.0)
+    ep = max(1, int(ep))
+    removed = expert * (1.0 - 1.0 / ep) if ep > 1 else 0.0
+    return ExpertSplit(params=here - removed, expert=expert - removed, removed=removed, ep=ep)
 
 
 def attention_forward_flops_per_token(graph: CostGraph) -> float:

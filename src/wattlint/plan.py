@@ -147,6 +147,11 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True,
     conflict = options.work_conflict(v, lambda n: options.OPTIONS[n].flag)
     if conflict:
         raise ConfigError(conflict)
+    try:
+        v["recompute"] = options.recompute_mode(v, lambda n: options.OPTIONS[n].flag)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    v["activation_checkpointing"] = v["recompute"] == "full"
     notes: list[str] = []
     plan: dict[str, Any] = {}
     _parallel(graph, gpu, v, plan, notes)
@@ -216,8 +221,13 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
         if gpus > per_node:
             notes.append(f"inter-node bandwidth {internode:g} Gbit/s per node (default: {why}; --internode-gbps to "
                          f"change)")
-    if v.get("activation_checkpointing"):
-        notes.append("activation checkpointing: forward recomputed in backward (more time, less memory)")
+    if v.get("recompute") == "full":
+        notes.append("recompute full (--recompute full / --activation-checkpointing): each block's forward "
+                     "recomputed in backward (more time, less memory)")
+    elif v.get("recompute") == "selective":
+        notes.append("recompute selective (Korthikanti et al. 2022; Megatron --recompute-granularity selective): "
+                     "the attention core (QK^T, softmax, dropout, attention over V) re-run in backward; its "
+                     "FLOPs count in HFU, not in MFU")
     if v.get("utilization") is not None:
         notes.append(f"utilization override {v['utilization']:g}: predicted compute efficiency replaced (what-if)")
     goodput = v.get("goodput")
@@ -230,6 +240,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     plan.update(batch_size=batch, grad_accum=grad_accum, gpus=gpus, gpus_per_node=per_node, sharding=sharding,
                 internode_gbps=float(internode), utilization=v.get("utilization"),
                 activation_checkpointing=bool(v.get("activation_checkpointing", False)),
+                recompute=v.get("recompute", "none"),
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
                 goodput=float(goodput))

@@ -326,7 +326,8 @@ class Plan:
     gpu_hour_price: float | None = None
     utilization: float | None = None  # override of predicted efficiency (what-if)
     internode_gbps: float | None = None  # network bandwidth per node, Gbit/s (None: the GPU class default, stated)
-    activation_checkpointing: bool = False
+    activation_checkpointing: bool = False  # = recompute "full" (kept in step by __post_init__)
+    recompute: str = "none"  # none | selective | full (Korthikanti et al. 2022)
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     expert_parallel: int = 1
@@ -334,6 +335,14 @@ class Plan:
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     goodput: float = 1.0  # fraction of wall time in useful steps
     assumptions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # activation_checkpointing is the full-recompute flag: a plan built with it alone recomputes in full, and a
+        # plan built with recompute="full" alone has it set (dataclasses.replace must change both together)
+        if self.activation_checkpointing and self.recompute != "full":
+            object.__setattr__(self, "recompute", "full")
+        elif self.recompute == "full" and not self.activation_checkpointing:
+            object.__setattr__(self, "activation_checkpointing", True)
 
     @property
     def data_parallel(self) -> int:

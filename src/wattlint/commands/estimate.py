@@ -19,7 +19,8 @@ GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
                  "expert_parallel", "sequence_parallel", "sharding", "internode_gbps", "launch_overhead",
                  "utilization"),
-    "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "activation_checkpointing",
+    "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "recompute",
+             "activation_checkpointing",
              "goodput"),
     "site": ("pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price"),
 }
@@ -60,6 +61,9 @@ def request(args) -> tuple[object, str]:
     if set(O.WORK_OPTIONS) & set(cli):  # the CLI's way of giving the amount of work replaces the config's
         for k in O.WORK_OPTIONS:
             defaults.pop(k, None)
+    if {"recompute", "activation_checkpointing"} & set(cli):  # the CLI's recompute choice replaces the config's
+        defaults.pop("recompute", None)
+        defaults.pop("activation_checkpointing", None)
     opts = {k: v for k, v in defaults.items() if k != "gpu"}
     opts.update(cli)
     gpu = args.gpu or defaults.get("gpu")

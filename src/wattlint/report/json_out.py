@@ -50,6 +50,7 @@ def plan_dict(est: Estimate) -> dict:
         "seq_len": p.seq_len,
         "utilization": p.utilization,
         "activation_checkpointing": p.activation_checkpointing,
+        "recompute": p.recompute,
         "pue": p.pue,
         "region": p.region,
         "carbon_intensity_g_per_kwh": p.carbon_intensity_g_per_kwh,

@@ -73,9 +73,14 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     ut = est.utilization
     if ut is not None:
         rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
-                                   f"{ut.hfu:.1%}  (6N + attention FLOPs/token, {ut.peak_tflops:g} TFLOP/s dense "
+                                   f"{ut.hfu:.1%}  ({_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} TFLOP/s dense "
                                    f"peak)"))
     return rows
+
+
+def _n_term(ut) -> str:
+    """6N, or 6N_active for a mixture-of-experts model (aggregate.MFU_CONVENTION_MOE)."""
+    return "6N_active" if "N_active" in ut.convention else "6N"
 
 
 def step_line(est: Estimate) -> str:

@@ -613,7 +613,8 @@ class UnneededCheckpointing(Rule):
         extra = {k: v for k, v in dict(ctx.graph.extra).items()
                  if k not in ("activation_bytes", "activation_checkpointing")}
         graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute], extra=extra)
-        other = ctx.reestimate(graph=graph, plan=dataclasses.replace(est.plan, activation_checkpointing=False))
+        plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
+        other = ctx.reestimate(graph=graph, plan=plan)
         if other is None or not other.memory.fits:
             return
         kwh, pct = ctx.saving(other)
