@@ -193,6 +193,10 @@ def test_reports_carry_layout_and_utilization(gpt_config, run_cli, tmp_path):
     (["--tensor-parallel", "0"], "--tensor-parallel"),
     (["--goodput", "1.5"], "--goodput"),
     (["--launch-overhead", "-1"], "--launch-overhead"),
+    # 4 blocks over 8 stages above; 4 blocks over 3 stages: unequal stages (memory and bubble assume equal ones)
+    (["--gpus", "3", "--pipeline-parallel", "3", "--batch-size", "3"], "--pipeline-parallel 3 does not divide"),
+    # expert parallelism on a dense model: nothing to spread (it printed contradictory notes and exited 0)
+    (["--gpus", "8", "--expert-parallel", "2", "--batch-size", "8"], "no mixture-of-experts layer"),
 ])
 def test_bad_layouts_exit_2_with_one_line(gpt_config, run_cli, argv, flag):
     code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
@@ -287,3 +291,33 @@ def test_full_recompute_keeps_layer_inputs(gpt_config):
     recompute = sum(t for r, t in zip(e.graph.records, e.op_times_s) if r.recompute)
     assert recompute > 0.5 * plain.phases["forward"].time_s
     assert e.phases["backward"].time_s == pytest.approx(plain.phases["backward"].time_s + recompute, rel=0.02)
+
+
+def test_a_re_estimate_of_the_per_gpu_graph_reads_the_activations_of_its_own_plan(gpt_config):
+    """Lint rules re-estimate the per-GPU graph an estimate holds under another plan (WL107: recompute off; a
+    precision rule: 16-bit activations). Its activation memory must be the one of THAT plan — the same as a fresh
+    estimate of it — not the figure of the plan the graph was sharded for (the stale full-recompute figure made
+    WL107 claim a 180 GiB plan 'fits without checkpointing')."""
+    import dataclasses
+
+    from wattlint.api import Reestimator
+
+    kw = dict(gpus=8, tensor_parallel=2, pipeline_parallel=2, batch_size=2)
+    ckpt = _est(gpt_config, activation_checkpointing=True, **kw)
+    fresh = _est(gpt_config, **kw)
+    assert fresh.memory.breakdown["activations"] > 3 * ckpt.memory.breakdown["activations"]  # full recompute keeps 2sbh only
+    plan = dataclasses.replace(ckpt.plan, activation_checkpointing=False, recompute="none")
+    again = Reestimator()(ckpt.graph, ckpt.gpu, plan)
+    assert again.memory.breakdown["activations"] == fresh.memory.breakdown["activations"]
+    fp32 = _est(gpt_config, activation_checkpointing=True, **{**kw, "precision": "fp32"})
+    plan32 = dataclasses.replace(ckpt.plan, precision="fp32")
+    assert Reestimator()(ckpt.graph, ckpt.gpu, plan32).memory.breakdown["activations"] == fp32.memory.breakdown["activations"]
+
+
+def test_tensor_parallel_on_a_model_without_transformer_blocks_exits_2(run_cli):
+    """ResNet-50 under --tensor-parallel 2 came out faster with half the weights and no communication at all:
+    tensor parallelism is costed for transformer layers only, so a model without them is refused."""
+    code, out, err = run_cli(ROOT / "examples" / "resnet50.onnx", "--gpu", "a100", "--gpus", "2", "--tensor-parallel",
+                             "2", "--steps", "10")
+    assert code == 2 and out == ""
+    assert "--tensor-parallel 2: no repeated transformer blocks" in err and err.count("\n") == 1

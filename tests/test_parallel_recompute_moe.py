@@ -10,7 +10,7 @@ import pytest
 
 import wattlint
 from wattlint import parallel as P
-from wattlint.types import OpKind, Phase
+from wattlint.types import ConfigError, OpKind, Phase
 
 pytest.importorskip("transformers")
 
@@ -219,10 +219,9 @@ def test_expert_parallel_on_top_of_tensor_parallel_and_zero(mixtral_config):
     assert z.memory.breakdown["optimizer_state"] == pytest.approx((OTHER / 8 + EXPERTS / 2 / 4) * 8, abs=8)
     assert z.memory.breakdown["optimizer_state"] == pytest.approx(TOTAL, abs=8)
     assert z.memory.breakdown["weights"] == 4 * (OTHER + EXPERTS // 2)  # zero1 does not shard weights
-    # a dense model: --expert-parallel divides nothing, and says so
-    dense = _est(_dense_config(mixtral_config), gpus=8, expert_parallel=2, batch_size=8)
-    assert any("no routed-expert parameters" in a for a in dense.assumptions)
-    assert dense.memory.breakdown["weights"] == 4 * dense.graph.params
+    # a dense model: nothing to spread, refused (exit 2 through the CLI) rather than costed with contradicting notes
+    with pytest.raises(ConfigError, match="no mixture-of-experts layer"):
+        _est(_dense_config(mixtral_config), gpus=8, expert_parallel=2, batch_size=8)
 
 
 def _dense_config(moe_path):

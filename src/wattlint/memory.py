@@ -53,7 +53,10 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     notes: list[str] = []
     per_gpu = graph.extra.get("activation_bytes_per_gpu") if graph.extra else None
     if per_gpu is not None:  # the per-GPU graph of a tensor / pipeline-parallel plan (wattlint.parallel) says it
-        return int(per_gpu), notes
+        from .parallel import activation_key
+
+        act, note = per_gpu[activation_key(plan.recompute, plan.precision in HALF)]
+        return int(act), [note]
     raw = graph.extra.get("activation_bytes") if graph.extra else None
     traced_ckpt = checkpointing_traced(graph)
     if raw is None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .costs import dtype_bytes
+from .options import RECOMPUTES
 from .types import ConfigError, CostGraph, OpKind, OpRecord, Phase
 
 # ---- collective arithmetic ---------------------------------------------------------------------------------------
@@ -318,6 +319,11 @@ def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hi
     return not (hidden and elems > 2 * tokens * hidden)
 
 
+def activation_key(recompute: str | bool, half: bool) -> str:
+    """Key of a per-GPU graph's activation table: recompute mode and activation width."""
+    return f"{recompute_mode(recompute)}/{16 if half else 32}"
+
+
 def recompute_mode(recompute: str | bool) -> str:
     """``none`` | ``selective`` | ``full`` (a bool is the old activation-checkpointing flag: True = full)."""
     if isinstance(recompute, bool):
@@ -355,14 +361,17 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
             have = blocks.count if blocks else 0
             raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
                               f"(need at least {pp})")
-        per_stage = math.ceil(blocks.count / pp)
+        if blocks.count % pp:  # Megatron-LM's 1F1B schedule requires it; stage memory and bubble assume it
+            raise ConfigError(f"--pipeline-parallel {pp} does not divide the model's {blocks.count} repeated blocks "
+                              f"into equal stages: choose a divisor of {blocks.count}")
+        per_stage = blocks.count // pp
         keep_from = blocks.indices[blocks.count - per_stage]
         notes.append(f"pipeline parallel {pp}: {blocks.count} blocks of {blocks.prefix} split into stages of "
                      f"{per_stage}; the last stage (its blocks + final norm, LM head and loss) costed as the "
                      f"bottleneck stage")
-        if blocks.count % pp:
-            notes.append(f"{blocks.count} blocks do not divide evenly into {pp} stages: the last stage holds "
-                         f"{per_stage}")
+    if tp > 1 and blocks is None:
+        raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
+                          f"parallelism is costed as the Megatron-LM split of transformer layers only")
     pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
     splits = weight_split(graph) if tp > 1 else {}
     share = 1.0 / (tp * pp)
@@ -395,8 +404,11 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
                                                                            * share)),
                                 trainable_params=trainable)
     extra = dict(graph.extra or {})
-    act, act_note = activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=recompute, half=half)
-    extra["activation_bytes_per_gpu"] = act
+    # per recompute mode and activation width, so that a re-estimate of this per-GPU graph under another plan
+    # (a lint rule turning recompute off, or half precision on) reads its own figure (wattlint.memory)
+    extra["activation_bytes_per_gpu"] = {
+        activation_key(mode, h): activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=mode, half=h)
+        for mode in RECOMPUTES for h in (True, False)}
     extra["parallel_full_params"] = graph.params
     extra["parallel_full_model"] = info  # the whole model, for the report (the graph's model is one GPU's share)
     extra["parallel_layout"] = {"tp": tp, "pp": pp, "sequence_parallel": layout.sequence_parallel}
@@ -404,7 +416,6 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
                  f"{pp}) = {params:,} (balanced stages)")
-    notes.append(act_note)
     sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
                                   assumptions=tuple(graph.assumptions) + tuple(notes))
     return sharded, notes

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..types import CostGraph, GpuSpec, Plan
+from ..types import ConfigError, CostGraph, GpuSpec, Plan
 
 NCCL_BUS_EFFICIENCY = 0.80  # achieved / link bandwidth of large NCCL collectives (nccl-tests busbw)
 COLLECTIVE_LATENCY_S = 30e-6  # per collective call and ring step (ring setup, small-message latency)
@@ -327,8 +327,11 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                          f"backward) of tokens x top-k x hidden x {act_bytes} B over {name} for {len(moe)} MoE "
                          f"layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute unchanged "
                          f"(balanced routing)")
+        elif not P.moe_layers(stage):
+            raise ConfigError(f"--expert-parallel {ep}: the model has no mixture-of-experts layer to spread")
         else:
-            notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer traced; no all-to-all costed")
+            notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer on the costed pipeline stage; no "
+                         f"all-to-all costed")
     block_s = micro_compute_s if micro_block_s is None else micro_block_s
     other_mb = block_s + tp_mb + pp_mb + ep_mb
     bubble = (pp - 1) * other_mb if pp > 1 else 0.0
