@@ -321,3 +321,14 @@ def test_tensor_parallel_on_a_model_without_transformer_blocks_exits_2(run_cli):
                              "2", "--steps", "10")
     assert code == 2 and out == ""
     assert "--tensor-parallel 2: no repeated transformer blocks" in err and err.count("\n") == 1
+
+
+def test_full_recompute_repeats_the_tensor_parallel_collectives_of_the_forward(gpt_config):
+    """Megatron's full recompute re-runs each layer's forward, with its 2 TP all-reduces: 6 collectives per layer
+    instead of 4 (2 forward + 2 backward), same message size and layers -> exactly 6/4 of the TP time."""
+    kw = dict(gpus=8, tensor_parallel=2, batch_size=4)
+    plain = _est(gpt_config, **kw).phases["tensor_parallel"].time_s
+    full = _est(gpt_config, activation_checkpointing=True, **kw).phases["tensor_parallel"].time_s
+    selective = _est(gpt_config, recompute="selective", **kw).phases["tensor_parallel"].time_s
+    assert full == pytest.approx(plain * 6 / 4, rel=1e-9)
+    assert selective == pytest.approx(plain, rel=1e-9)  # the attention core has no collective

@@ -101,11 +101,12 @@ class Layout:
 LAYOUT_OPTIONS = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "micro_batch_size")
 
 
-def resolve(values: Mapping[str, Any]) -> tuple[Layout, list[str]]:
+def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tuple[Layout, list[str]]:
     """The layout of validated plan options (``gpus``, ``batch_size``, ``grad_accum``, ``tensor_parallel``,
     ``pipeline_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``) and its assumption
     lines. ``batch_size`` may be None (then it is micro-batch x dp x grad-accum). Bad layouts raise ConfigError
-    naming the flag."""
+    naming the flag. ``micro_from_trace``: the micro-batch is the traced one, not a --micro-batch-size the user
+    gave (said so, never blamed on the flag)."""
     gpus = int(values.get("gpus") or 1)
     tp = int(values.get("tensor_parallel") or 1)
     pp = int(values.get("pipeline_parallel") or 1)
@@ -134,7 +135,9 @@ def resolve(values: Mapping[str, Any]) -> tuple[Layout, list[str]]:
             raise ConfigError(f"--grad-accum {ga_given} conflicts with --batch-size {batch} / (data-parallel {dp} x "
                               f"--micro-batch-size {micro}) = {ga} micro-batches per step; give one of them")
         if tp * pp > 1 or micro is not None:
-            notes.append(f"micro-batch {micro} (--micro-batch-size): {ga} micro-batch(es) per step = batch {batch} "
+            why = "the traced micro-batch: no --batch-size or --micro-batch-size" if micro_from_trace else \
+                "--micro-batch-size"
+            notes.append(f"micro-batch {micro} ({why}): {ga} micro-batch(es) per step = batch {batch} "
                          f"/ (data-parallel {dp} x {micro})")
     else:
         ga = int(ga_given or 1)

@@ -169,9 +169,10 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     layout_given = any(v.get(k) is not None for k in parallel.LAYOUT_OPTIONS)
     batch = v.get("batch_size")
     if layout_given:
-        if batch is None and v.get("micro_batch_size") is None:
+        from_trace = batch is None and v.get("micro_batch_size") is None
+        if from_trace:
             v = {**v, "micro_batch_size": micro_traced}
-        layout, lines = parallel.resolve({**v, "gpus": gpus})
+        layout, lines = parallel.resolve({**v, "gpus": gpus}, micro_from_trace=from_trace)
         grad_accum = layout.grad_accum
         if batch is None:
             batch = layout.micro_batch * layout.dp * grad_accum

@@ -302,7 +302,11 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             one = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)[0]
             what = "2 all-reduces per layer forward and 2 backward"
         _, lat, name = _group_collective(P.ring_all_reduce_s, msg, tp, gpu, plan)
-        tp_mb = 4 * layers * one
+        per_layer = 4
+        if P.recompute_mode(plan.recompute) == "full":  # the re-run forward repeats its 2 collectives per layer
+            per_layer = 6
+            what += " + 2 per layer in the recomputed forward (full recompute)"
+        tp_mb = per_layer * layers * one
         notes.append(f"tensor parallel {tp}: {what} of micro-batch x seq x hidden = {tokens:,} x {hidden:,} x "
                      f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layers on this GPU, over {name} (NCCL "
                      f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "

@@ -82,8 +82,8 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
     mb = micro_batch(batch_size, gpus, grad_accum)
     notes = []
     if batch_size is not None:
-        notes.append(f"batch: global batch {batch_size} / ({gpus} GPU{'s' if gpus != 1 else ''} x {grad_accum} "
-                     f"grad-accum) = micro-batch {mb} traced (leading dim of every input)")
+        notes.append(f"batch: global batch {batch_size} / ({gpus} data-parallel replica{'s' if gpus != 1 else ''} "
+                     f"x {grad_accum} grad-accum) = micro-batch {mb} traced (leading dim of every input)")
     if isinstance(source, str):
         src = source.strip()
         low = src.lower()
