@@ -146,7 +146,10 @@ def test_goodput_default_and_visible(gpt_config):
 def test_mfu_hfu_tokens_per_second_by_hand(gpt_config):
     e = _est(gpt_config, gpus=8, tensor_parallel=2, batch_size=8)
     u = e.utilization
-    n = e.graph.extra["parallel_full_params"]
+    # GPT-2 shape (h 512, L 4, vocab 1000, 256 positions, tied LM head): wte 1000 x 512 + wpe 256 x 512
+    # + 4 x (12 h^2 + 13 h) + final norm 2 h = 512,000 + 131,072 + 12,609,536 + 1,024
+    n = 13_253_632
+    assert e.graph.extra["parallel_full_params"] == n
     # 6N + 3 x forward attention FLOPs per token over the full square: per layer 2 x 2 x s x h = 4 x 256 x 512
     per_token = 6 * n + 3 * 4 * (4 * 256 * 512)
     assert u.model_flops_per_token == pytest.approx(per_token, rel=1e-9)

@@ -34,15 +34,16 @@ PHASES = ("forward", "backward", "optimizer", "idle_gaps", "communication", "ten
           "expert_all_to_all", "pipeline_bubble")
 MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): N all "
                   "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
-                  "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included) / (step time x "
-                  "GPUs x dense peak)")
+                  "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included; causal attention "
+                  "as the s(s+1)/2 pairs the kernel computes, so HFU can sit below MFU) / (step time x GPUs x dense "
+                  "peak)")
 MFU_CONVENTION_MOE = ("MFU = (6 N_active + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): "
                       "N_active = all parameters except the routed experts a token does not use (embeddings, "
                       "attention, norms, router, shared experts and LM head in full, + top-k / experts of each MoE "
                       "layer's routed-expert parameters), attention scores over the full s x s square, no recompute "
                       "(the 6N convention of llm-foundry MFU_FORMULA.md / PaLM appendix B with active parameters); "
-                      "HFU = the FLOPs wattlint traced for the step (routed rows, recompute included) / (step time x "
-                      "GPUs x dense peak)")
+                      "HFU = the FLOPs wattlint traced for the step (routed rows, recompute included, causal attention as "
+                      "the s(s+1)/2 pairs computed) / (step time x GPUs x dense peak)")
 
 
 @dataclass(frozen=True)
