@@ -181,7 +181,7 @@ class PriceCache:
 def _layout_key(plan: Plan) -> tuple:
     """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan."""
     return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel, plan.sequence_parallel,
-            plan.micro_batch_size, plan.grad_accum, plan.recompute, plan.precision)
+            plan.micro_batch_size, plan.grad_accum)
 
 
 class Reestimator:

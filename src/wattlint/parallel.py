@@ -334,21 +334,53 @@ def recompute_mode(recompute: str | bool) -> str:
     return recompute or "none"
 
 
-def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "none", half: bool = True
-                ) -> tuple[CostGraph, list[str]]:
+def _pipeline_start(blocks: Blocks | None, pp: int, notes: list[str]) -> int:
+    """Index of the first block of the last (bottleneck) stage of ``pp`` equal stages; refuses a split that
+    Megatron-LM's 1F1B schedule would refuse (fewer blocks than stages, or stages of unequal size)."""
+    if blocks is None or blocks.count < pp:
+        have = blocks.count if blocks else 0
+        raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
+                          f"(need at least {pp})")
+    if blocks.count % pp:  # stage memory (params / pp) and the bubble assume equal stages
+        raise ConfigError(f"--pipeline-parallel {pp} does not divide the model's {blocks.count} repeated blocks "
+                          f"into equal stages: choose a divisor of {blocks.count}")
+    per_stage = blocks.count // pp
+    notes.append(f"pipeline parallel {pp}: {blocks.count} blocks of {blocks.prefix} split into stages of "
+                 f"{per_stage}; the last stage (its blocks + final norm, LM head and loss) costed as the "
+                 f"bottleneck stage")
+    return blocks.indices[blocks.count - per_stage]
+
+
+def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int) -> dict[str, Any]:
+    """What the per-GPU graph carries for memory, communication and the report."""
+    extra = dict(graph.extra or {})
+    # per recompute mode and activation width, so that a re-estimate of this per-GPU graph under another plan
+    # (a lint rule turning recompute off, or half precision on) reads its own figure (wattlint.memory)
+    extra["activation_bytes_per_gpu"] = {
+        activation_key(mode, h): activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=mode, half=h)
+        for mode in RECOMPUTES for h in (True, False)}
+    extra["parallel_full_params"] = graph.params
+    extra["parallel_full_model"] = graph.model  # the whole model, for the report (the graph's is one GPU's share)
+    extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel}
+    extra["parallel_hidden"] = hidden
+    extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
+    return extra
+
+
+def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]:
     """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
 
-    * Pipeline parallel: the blocks are split evenly over ``pp`` stages (ceil(L/pp) on the last); the last stage,
-      which also runs the final norm, the LM head and the loss, is kept as the bottleneck stage (the first stage's
-      embedding lookup is assumed no slower than that).
-    * Tensor parallel: matmuls shard their largest weight dimension (column-parallel QKV / up projections, row-
-      parallel output / down projections, vocab-parallel LM head), attention shards its heads, the element-wise
-      work inside attention and MLP is split; norms, dropout and residual adds on the residual stream are
-      replicated, or split with sequence parallelism; the embedding lookup is replicated.
+    * Pipeline parallel: the blocks are split into ``pp`` equal stages; the last stage, which also runs the final
+      norm, the LM head and the loss, is kept as the bottleneck stage (the first stage's embedding lookup is
+      assumed no slower than that).
+    * Tensor parallel (transformer blocks only): matmuls shard their largest weight dimension (column-parallel
+      QKV / up projections, row-parallel output / down projections, vocab-parallel LM head), attention shards its
+      heads, the element-wise work inside attention and MLP is split; norms, dropout and residual adds on the
+      residual stream are replicated, or split with sequence parallelism; the embedding lookup is replicated.
     * Weights, gradients and optimizer state: params / (tp x pp) per GPU (balanced stages); optimizer kernels
       scaled by the same share.
-    * Activations (:func:`activation_bytes_per_gpu`): Korthikanti et al. 2022 per layer, under 1F1B the first
-      stage holds p micro-batches of L/p layers = L layers of one micro-batch.
+    * Activations (:func:`activation_bytes_per_gpu`, per recompute mode and width): Korthikanti et al. 2022 per
+      layer, under 1F1B the first stage holds p micro-batches of L/p layers = L layers of one micro-batch.
     """
     if (layout.tp == 1 and layout.pp == 1) or (graph.extra or {}).get("parallel_layout"):
         return graph, []
@@ -358,20 +390,7 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
     tokens = tokens_per_micro_batch(graph)
     hidden = hidden_size(graph, blocks)
     types = graph.module_types()
-    keep_from = None
-    if pp > 1:
-        if blocks is None or blocks.count < pp:
-            have = blocks.count if blocks else 0
-            raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
-                              f"(need at least {pp})")
-        if blocks.count % pp:  # Megatron-LM's 1F1B schedule requires it; stage memory and bubble assume it
-            raise ConfigError(f"--pipeline-parallel {pp} does not divide the model's {blocks.count} repeated blocks "
-                              f"into equal stages: choose a divisor of {blocks.count}")
-        per_stage = blocks.count // pp
-        keep_from = blocks.indices[blocks.count - per_stage]
-        notes.append(f"pipeline parallel {pp}: {blocks.count} blocks of {blocks.prefix} split into stages of "
-                     f"{per_stage}; the last stage (its blocks + final norm, LM head and loss) costed as the "
-                     f"bottleneck stage")
+    keep_from = _pipeline_start(blocks, pp, notes) if pp > 1 else None
     if tp > 1 and blocks is None:
         raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
                           f"parallelism is costed as the Megatron-LM split of transformer layers only")
@@ -384,10 +403,8 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
             out.append(_scaled(r, share, _scaled_numel(r, share)) if share < 1 else r)
             continue
         if pp > 1:
-            b = blocks.index(r.module) if blocks is not None else None
-            if b is not None and b < keep_from:
-                continue
-            if b is None and r.module in pre:
+            b = blocks.index(r.module)
+            if (b is not None and b < keep_from) or (b is None and r.module in pre):
                 continue
         if tp > 1 and r.kind is not OpKind.VIEW:
             if r.kind in GEMM_KINDS:
@@ -397,29 +414,19 @@ def shard_graph(graph: CostGraph, layout: Layout, *, recompute: str | bool = "no
         out.append(r)
     if tp > 1:
         notes.append(f"tensor parallel {tp}: matmuls split (output features of column-parallel layers, input "
-                     f"features of row-parallel ones: attention output and MLP down projections), attention heads / {tp}, element-wise work inside attention and MLP / {tp}; norms, "
-                     f"dropout and residual adds " + ("split too (sequence parallel)" if layout.sequence_parallel
-                                                      else "replicated on every TP rank"))
+                     f"features of row-parallel ones: attention output and MLP down projections), attention heads "
+                     f"/ {tp}, element-wise work inside attention and MLP / {tp}; norms, dropout and residual adds "
+                     + ("split too (sequence parallel)" if layout.sequence_parallel
+                        else "replicated on every TP rank"))
     info = graph.model
     params = max(1, int(round(graph.params * share)))
-    trainable = max(0, int(round(graph.trainable_params * share)))
-    model = dataclasses.replace(info, params=params, param_bytes=int(round((info.param_bytes or graph.params * 4)
-                                                                           * share)),
-                                trainable_params=trainable)
-    extra = dict(graph.extra or {})
-    # per recompute mode and activation width, so that a re-estimate of this per-GPU graph under another plan
-    # (a lint rule turning recompute off, or half precision on) reads its own figure (wattlint.memory)
-    extra["activation_bytes_per_gpu"] = {
-        activation_key(mode, h): activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=mode, half=h)
-        for mode in RECOMPUTES for h in (True, False)}
-    extra["parallel_full_params"] = graph.params
-    extra["parallel_full_model"] = info  # the whole model, for the report (the graph's model is one GPU's share)
-    extra["parallel_layout"] = {"tp": tp, "pp": pp, "sequence_parallel": layout.sequence_parallel}
-    extra["parallel_hidden"] = hidden
-    extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
+    model = dataclasses.replace(info, params=params,
+                                param_bytes=int(round((info.param_bytes or graph.params * 4) * share)),
+                                trainable_params=max(0, int(round(graph.trainable_params * share))))
     notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
                  f"{pp}) = {params:,} (balanced stages)")
-    sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
+    sharded = dataclasses.replace(graph, model=model, records=tuple(out),
+                                  extra=_per_gpu_extra(graph, layout, blocks, hidden),
                                   assumptions=tuple(graph.assumptions) + tuple(notes))
     return sharded, notes
 
@@ -430,7 +437,7 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
                     grad_accum=plan.grad_accum)
-    return shard_graph(graph, layout, recompute=plan.recompute, half=plan.precision in ("fp16", "bf16", "fp8"))[0]
+    return shard_graph(graph, layout)[0]
 
 
 def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
