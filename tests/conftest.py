@@ -25,3 +25,11 @@ def run_cli(capsys):
         return code, out, err
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def gpt_config(tmp_path_factory):
+    """config.json of the small GPT-2-shaped decoder of the parallelism tests (tests/_parallel_fixtures.py)."""
+    from _parallel_fixtures import write_gpt_config
+
+    return write_gpt_config(tmp_path_factory.mktemp("cfg"))

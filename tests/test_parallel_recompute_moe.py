@@ -8,29 +8,17 @@ import json
 
 import pytest
 
+from _parallel_fixtures import GPT, SEQ
+from _parallel_fixtures import est as _est
+
 import wattlint
 from wattlint import parallel as P
 from wattlint.types import ConfigError, OpKind, Phase
 
 pytest.importorskip("transformers")
 
-# a GPT-2-shaped decoder: h 512, 8 heads (head dim 64), 4 layers, vocab 1000, seq 256
-GPT = dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=512, n_head=8, n_layer=4, n_positions=256,
-           vocab_size=1000)
-SEQ = 256
 
 
-@pytest.fixture(scope="module")
-def gpt_config(tmp_path_factory):
-    p = tmp_path_factory.mktemp("cfg") / "config.json"
-    p.write_text(json.dumps(GPT))
-    return p
-
-
-def _est(src, **kw):
-    base = dict(gpu="a100-sxm4-80gb", seq_len=SEQ, precision="bf16", steps=10, lint=False)
-    base.update(kw)
-    return wattlint.estimate(str(src), **base)
 
 
 def _tp4(src, **kw):

@@ -142,13 +142,18 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     else:
         overlap = backward_s / max(1, plan.grad_accum)  # DDP overlaps with the last micro-batch's backward
     exposed = max(t * MIN_EXPOSED, t - overlap)
-    power = gpu.idle_w + COMM_POWER_ACTIVITY * (gpu.tdp_w - gpu.idle_w)
+    power = comm_power_w(gpu)
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
             f"{collective}; {link}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; overlapped with the backward "
             f"pass, exposed part (at least {MIN_EXPOSED:.0%}) at near-idle power ({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"
     return Communication(bytes=volume, time_s=t, exposed_s=exposed, power_w=power, calls=calls, note=note)
+
+
+def comm_power_w(gpu: GpuSpec) -> float:
+    """GPU power while it waits on a collective: idle plus ``COMM_POWER_ACTIVITY`` of the way to TDP."""
+    return gpu.idle_w + COMM_POWER_ACTIVITY * (gpu.tdp_w - gpu.idle_w)
 
 
 # ---- launch-bound gaps -----------------------------------------------------------------------------------------
@@ -289,7 +294,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
     msg = float(tokens * hidden * act_bytes)
     layers = P.count_layers(stage)
     notes: list[str] = []
-    power = gpu.idle_w + COMM_POWER_ACTIVITY * (gpu.tdp_w - gpu.idle_w)
+    power = comm_power_w(gpu)
     lat_src = ("--launch-overhead " + f"{plan.launch_overhead_s * 1e6:g} us per call" if plan.launch_overhead_s
                is not None else LATENCY_SOURCE)
     tp_mb = 0.0
