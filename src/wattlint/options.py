@@ -198,11 +198,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "request", "G1,G2", flag_only=True),
     Option("gpus", "--gpus", integer(1, 10**6), "GPUs in the job (default 1); data-parallel degree = gpus / "
            "(tensor-parallel x pipeline-parallel)", "hardware", "both", "N"),
-    Option("tensor_parallel", "--tensor-parallel", integer(1, 4096), "Megatron tensor-parallel degree: each "
-           "layer's matmuls split over N GPUs (inside a node over NVLink), 2 all-reduces per layer forward and 2 "
-           "backward (default 1)", "hardware", "plan", "N"),
-    Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages (1F1B "
-           "schedule; bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
+    Option("tensor_parallel", "--tensor-parallel", integer(1, 4096), "Megatron tensor-parallel degree of the "
+           "transformer layers: each layer's matmuls split over N GPUs (inside a node over NVLink), 2 all-reduces "
+           "per layer forward and 2 backward (default 1)", "hardware", "plan", "N"),
+    Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages, a divisor "
+           "of the repeated blocks (1F1B schedule; bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
     Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),
