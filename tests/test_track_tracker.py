@@ -189,6 +189,22 @@ def test_real_cpu_loop_with_static_estimate(tmp_path):
     assert any("MODELLED" in n for n in h["notes"])
 
 
+def test_static_estimate_takes_the_recompute_option(tmp_path):
+    """track(recompute=...) reaches the static estimate's plan like the estimate command's --recompute."""
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    from wattlint.hardware import resolve_gpu
+    from wattlint.tracking.static import static_estimate
+
+    gpu, _ = resolve_gpu("h100")
+    src = f"{Path(__file__).resolve().parents[1] / 'examples' / 'torch_models.py'}:tiny_gpt"
+    plain = static_estimate(source=src, inputs=None, spec=gpu, options={"steps": 10})
+    full = static_estimate(source=src, inputs=None, spec=gpu, options={"steps": 10, "recompute": "full"})
+    assert plain["plan"]["recompute"] == "none" and full["plan"]["recompute"] == "full"
+    assert full["per_step"]["time_s"] > plain["per_step"]["time_s"]  # the forward re-runs in backward
+
+
 def test_live_line_and_rich_display(tmp_path):
     import io
 

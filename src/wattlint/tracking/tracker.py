@@ -92,7 +92,7 @@ class Tracker:
                  steps=None, epochs=None, dataset=None, tokens=None, seq_len=None, batch_size=None, grad_accum=None,
                  precision=None, gpus=None, gpus_per_node=None, sharding=None, pue=None, region=None,
                  carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
-                 max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
+                 recompute=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
@@ -118,7 +118,7 @@ class Tracker:
                         "optimizer": _optimizer_name(optimizer), "gpus": gpus, "gpus_per_node": gpus_per_node,
                         "sharding": sharding, "pue": pue, "region": region, "carbon_intensity": carbon_intensity,
                         "price": price, "gpu_hour_price": gpu_hour_price,
-                        "activation_checkpointing": activation_checkpointing}
+                        "activation_checkpointing": activation_checkpointing, "recompute": recompute}
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
