@@ -397,21 +397,24 @@ def test_d12_symlinked_cache_dir_refused(run_cli, tmp_path, monkeypatch):
 
 # ---- internal errors in the ONNX analysis are exit 3, onnx's own rejections exit 2 -----------------------------
 
-def test_onnx_internal_bug_exits_3_with_the_op(run_cli, monkeypatch):
+def _gemm_handler_raising(monkeypatch, raise_it):
+    """Every Gemm node of the ONNX analysis handled by ``raise_it(node)`` (which raises)."""
     from wattlint.frontends import onnx_ops
 
     real = onnx_ops.handler_for
 
-    def buggy(op_type, domain):
+    def patched(op_type, domain):
         h = real(op_type, domain)
-        if op_type != "Gemm" or h is None:
-            return h
+        return raise_it if op_type == "Gemm" and h is not None else h
 
-        def broken(n):
-            raise AttributeError("'NoneType' object has no attribute 'dims'")  # a bug of ours
-        return broken
+    monkeypatch.setattr(onnx_ops, "handler_for", patched)
 
-    monkeypatch.setattr(onnx_ops, "handler_for", buggy)
+
+def test_onnx_internal_bug_exits_3_with_the_op(run_cli, monkeypatch):
+    def broken(n):
+        raise AttributeError("'NoneType' object has no attribute 'dims'")  # a bug of ours
+
+    _gemm_handler_raising(monkeypatch, broken)
     monkeypatch.delenv("WATTLINT_DEBUG", raising=False)
     code, out, err = run_cli("analyze", EXAMPLES / "resnet50.onnx")
     assert code == 3, err
@@ -422,22 +425,12 @@ def test_onnx_validation_failure_stays_exit_2(run_cli, monkeypatch):
     import onnx.checker
     from onnx import TensorProto
 
-    from wattlint.frontends import onnx_ops
+    def via_onnx(n):
+        t = TensorProto()
+        t.name, t.data_type = "x", 9999  # onnx's checker rejects it (ValidationError, raised in onnx's code)
+        onnx.checker.check_tensor(t)
 
-    real = onnx_ops.handler_for
-
-    def rejecting(op_type, domain):
-        h = real(op_type, domain)
-        if op_type != "Gemm" or h is None:
-            return h
-
-        def via_onnx(n):
-            t = TensorProto()
-            t.name, t.data_type = "x", 9999  # onnx's checker rejects it (ValidationError, raised in onnx's code)
-            onnx.checker.check_tensor(t)
-        return via_onnx
-
-    monkeypatch.setattr(onnx_ops, "handler_for", rejecting)
+    _gemm_handler_raising(monkeypatch, via_onnx)
     code, out, err = run_cli("analyze", EXAMPLES / "resnet50.onnx")
     assert code == 2 and "malformed graph" in _one_error_line(err)
 
