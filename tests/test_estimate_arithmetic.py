@@ -7,6 +7,7 @@ hand computations use are written out here as numbers, not read from the code un
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -25,7 +26,7 @@ PCIE_GPU = GpuSpec(key="test-pcie", name="Test PCIe GPU", vendor="NVIDIA", arch=
 # host power per GPU (docs/ENERGY_MODEL.md "Host power"): the test GPU has NVLink -> an SXM/HGX node: node base load
 # 0.41 x TDP per GPU, + power-supply losses at 94 % efficiency on (GPU TDP + base)
 HOST_W = 0.41 * 450 + (1 / 0.94 - 1) * (450 + 0.41 * 450)  # = 184.5 + 40.5 = 225.0 W
-HOST_OP_S = 8e-6  # eager launch cost per op
+HOST_OP_S = 21e-6  # eager launch cost per op (the default fitted on Zeus, docs/ENERGY_MODEL.md)
 NCCL_EFF = 0.8
 LATENCY_S = 30e-6  # per collective call and log2(n) ring step
 BUCKET = 25 * 2**20
@@ -78,7 +79,7 @@ def est(g, p, t=1e-3, w=300.0, gpu=GPU):
 
 def test_single_gpu_step_and_totals():
     e = est(graph(), plan())
-    # 6 ops x 1 ms = 6 ms per step (launch: 5 micro-batch ops x 8 us = 40 us < 5 ms of GPU work: no gap)
+    # 6 ops x 1 ms = 6 ms per step (launch: 5 micro-batch ops x 21 us = 105 us < 5 ms of GPU work: no gap)
     assert e.per_step.time_s == pytest.approx(6e-3)
     assert set(e.phases) == {"forward", "backward", "optimizer"}
     assert e.phases["forward"].time_s == pytest.approx(2e-3)
@@ -121,15 +122,46 @@ def test_cost_with_and_without_gpu_hour_price():
 
 
 def test_launch_gaps_at_idle_power():
-    # ops of 1 us each: per micro-batch 5 ops x 8 us = 40 us of launching vs 5 us of GPU work -> 35 us idle;
-    # grad-accum 2 -> 70 us; optimizer: 1 launch x 8 us vs 1 us -> 7 us. Total gap 77 us at idle 50 W.
+    # ops of 1 us each: per micro-batch 5 ops x 21 us = 105 us of launching vs 5 us of GPU work -> 100 us idle;
+    # grad-accum 2 -> 200 us; optimizer: 1 launch x 21 us vs 1 us -> 20 us. Total gap 220 us at idle 50 W.
     g = graph(micro_batch=8)
     e = est(g, plan(batch_size=16, grad_accum=2), t=1e-6, w=300.0)
-    gap = 2 * (5 * 8e-6 - 5e-6) + (8e-6 - 1e-6)
+    gap = 2 * (5 * 21e-6 - 5e-6) + (21e-6 - 1e-6)
+    assert gap == pytest.approx(220e-6)
     assert e.phases["idle_gaps"].time_s == pytest.approx(gap)
     assert e.phases["idle_gaps"].gpu_energy_j == pytest.approx(gap * 50)
     assert e.per_step.time_s == pytest.approx(11e-6 + gap)
-    assert any("launch-bound" in a for a in e.assumptions)
+    assert any("launch-bound" in a and "21 us" in a and "default" in a for a in e.assumptions)
+
+
+def test_launch_gaps_with_stated_host_op_time():
+    # --host-op-time 10 us: per micro-batch 5 x 10 - 5 = 45 us idle, x2 micro-batches; optimizer 10 - 1 = 9 us
+    e = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=10e-6), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(2 * 45e-6 + 9e-6)
+    assert any("10 us each (--host-op-time)" in a for a in e.assumptions)
+    # a host faster than the GPU work: 5 ops x 0.5 us < 5 us of GPU work, 1 x 0.5 us < 1 us -> no gap
+    assert "idle_gaps" not in est(graph(), plan(host_op_s=0.5e-6), t=1e-6).phases
+
+
+def test_for_loop_optimizer_launches_every_op():
+    # 40 optimizer records of one op: multi-tensor (foreach), they are ONE kernel (the stub prices it 1 us) and
+    # the step launches at most 16 kernels -> 16 x 21 - 1 = 335 us idle; a for-loop step runs 40 kernels of 1 us
+    # and launches all 40 -> 40 x 21 - 40 = 800 us. The micro-batch: 5 x 21 - 5 = 100 us.
+    g = graph(opt=40)
+    e = est(g, plan(), t=1e-6)
+    assert e.phases["optimizer"].time_s == pytest.approx(1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(100e-6 + 16 * 21e-6 - 1e-6)
+    g_loop = dataclasses.replace(g, extra={**g.extra, "optimizer_impl": "for-loop"})
+    e_loop = est(g_loop, plan(), t=1e-6)
+    assert e_loop.phases["optimizer"].time_s == pytest.approx(40e-6)
+    assert e_loop.phases["idle_gaps"].time_s == pytest.approx(100e-6 + 40 * 21e-6 - 40e-6)
+
+
+def test_full_recompute_launches_the_forward_again():
+    # full recompute: 2 forward ops run again in backward -> 7 launches per micro-batch: 7 x 21 - 7 = 140 us
+    # (GPU work 7 x 1 us); optimizer 21 - 1 = 20 us
+    e = est(graph(), plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(7 * 21e-6 - 7e-6 + 20e-6)
 
 
 # ---- data parallel -----------------------------------------------------------------------------------------------
@@ -143,7 +175,8 @@ def test_ring_all_reduce_inside_a_node():
     # 4 GPUs over NVLink: each moves 2 x 3/4 x 4 MB = 6 MB at 300 GB/s x 0.8 = 25 us, + 1 call x 30 us x log2(4)
     params = 1_000_000
     grad = 4.0 * params
-    e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4), t=1e-5)
+    # (a host launching faster than the 10 us ops: no launch gaps in this test)
+    e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4, host_op_s=1e-6), t=1e-5)
     t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
     assert t_comm == pytest.approx(25e-6 + 60e-6)
     # overlapped with the (one micro-batch's) backward of 10 us: 75 us exposed (more than the 10 % floor)

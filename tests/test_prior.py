@@ -260,6 +260,33 @@ def test_optimizer_foreach_vs_fused_passes_and_bytes():
     assert t_u == pytest.approx(28 * big / (3350e9 * 0.85), rel=0.01)  # ~66 ms per step on one H100
 
 
+def test_adadelta_and_the_for_loop_optimizer():
+    torch = pytest.importorskip("torch")
+    from wattlint.frontends.torch import trace
+    from wattlint.types import InputError
+
+    # Adadelta (torch _multi_tensor_adadelta), fp32: mul_, addcmul_, add, sqrt_, add, sqrt_, div_, mul_, mul_,
+    # addcmul_, add_ = 11 kernels reading 1+3+1+1+1+1+2+2+1+3+2 = 18 and writing 11 tensors: 29 x 4 = 116 B per
+    # parameter. for-loop (foreach=False, PyTorch 1.x's default): the same 11 ops once per parameter tensor.
+    def step(impl):
+        m = torch.nn.Sequential(torch.nn.Linear(256, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
+        g = trace(m, (torch.randn(8, 256),), optimizer="adadelta", optimizer_impl=impl)
+        return g, [r for r in g.records if r.phase is Phase.OPTIMIZER]
+
+    n = 256 * 128 + 128 + 128 * 10 + 10  # 34,186 parameters in 4 tensors
+    g_f, opt_f = step("foreach")
+    g_l, opt_l = step("for-loop")
+    assert len(opt_f) == 11 and sum(r.bytes for r in opt_f) == 116 * n
+    assert len(opt_l) == 11 * 4 and sum(r.bytes for r in opt_l) == 116 * n
+    assert g_l.extra["optimizer_impl"] == "for-loop"
+    assert any("foreach=False" in a and "4 tensors" in a for a in g_l.assumptions)
+    # the ONNX frontend's synthesized passes move the same bytes
+    assert sum(c.bytes_read + c.bytes_written for c in costs.optimizer_foreach("adadelta", n)) == 116 * n
+    assert costs.optimizer_state_elems("adadelta", n) == 2 * n  # square_avg, acc_delta
+    with pytest.raises(InputError, match="no fused Adadelta"):
+        step("fused")
+
+
 def test_host_power_by_platform_class():
     from wattlint.energy import host
 

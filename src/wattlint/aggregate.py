@@ -154,7 +154,9 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         layer_f[layer] += fk
         flops += fk
         again = ph is fwd and (recompute or (core is not None and i in core))
-        if again:  # the recompute belongs to backward
+        if again:  # the recompute belongs to backward (and launches its ops again)
+            if t > 0:
+                micro_ops += 1
             phase_t[bwd] += tk
             phase_e[bwd] += ek
             layer_t[layer] += tk
@@ -190,11 +192,15 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     notes = []
     ga = max(1, plan.grad_accum)
     fwd, bwd = s.phase_t.get("forward", 0.0), s.phase_t.get("backward", 0.0)
-    gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga)
+    host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
+    multi = graph.extra.get("optimizer_impl") != "for-loop"
+    gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga,
+                              host_op, multi)
     if gap > 1e-7:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
-        notes.append(system.launch_gap_note(s.micro_ops, gap, gpu.idle_w))
+        n_ops = s.micro_ops * ga + (s.opt_ops if not multi else min(system.OPT_MAX_LAUNCHES, s.opt_ops))
+        notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, plan.host_op_s is not None))
     comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s

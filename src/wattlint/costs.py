@@ -99,12 +99,12 @@ SOFTMAX_FLOPS_BWD = 4  # grad * y, row-sum, subtract, multiply
 ATTENTION_SCORE_FLOPS_FWD = 5  # softmax work per score element inside a fused attention kernel (+ scale)
 ATTENTION_SCORE_FLOPS_BWD = 6
 OPTIMIZER_FLOPS = {"sgd": 2, "sgd_momentum": 4, "adam": 13, "adamw": 15, "adagrad": 6, "rmsprop": 8,
-                   "lion": 8, "adafactor": 12}
+                   "lion": 8, "adafactor": 12, "adadelta": 16}
 # tensors read / written per parameter element by one optimizer step (param, grad, state...)
 OPTIMIZER_TENSORS = {"sgd": (2, 1), "sgd_momentum": (3, 2), "adam": (4, 3), "adamw": (4, 3), "adagrad": (3, 2),
-                     "rmsprop": (3, 2), "lion": (3, 2), "adafactor": (3, 2)}
+                     "rmsprop": (3, 2), "lion": (3, 2), "adafactor": (3, 2), "adadelta": (4, 3)}
 OPTIMIZER_STATE = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 1, "lion": 1,
-                   "adafactor": 1}
+                   "adafactor": 1, "adadelta": 2}
 
 
 def elementwise_flops_per_element(name: str) -> int:
@@ -602,13 +602,18 @@ def optimizer_state_elems(name: str, param_elems: int, *, momentum: bool = False
 
 # The passes of torch's foreach optimizer step (torch.optim.<Opt>(foreach=True), the CUDA default) in steady
 # state: (elementwise op, tensors read, tensors written) per parameter element, in kernel order. AdamW = weight
-# decay mul + Adam's lerp / mul / addcmul / sqrt / div / add / addcdiv; SGD = momentum 0.9 (mul, add) + update.
+# decay mul + Adam's lerp / mul / addcmul / sqrt / div / add / addcdiv; SGD = momentum 0.9 (mul, add) + update;
+# Adadelta (torch.optim.adadelta._multi_tensor_adadelta): square_avg mul / addcmul, std = sqrt(square_avg + eps),
+# delta = sqrt(acc_delta + eps) / std * grad, acc_delta mul / addcmul, param add. The single-tensor (for-loop)
+# implementation runs the same passes once per parameter tensor.
 OPTIMIZER_FOREACH_PASSES: dict[str, tuple[tuple[str, int, int], ...]] = {
     "adamw": (("mul", 1, 1), ("lerp", 2, 1), ("mul", 1, 1), ("addcmul", 3, 1), ("sqrt", 1, 1), ("div", 1, 1),
               ("add", 1, 1), ("addcdiv", 3, 1)),
     "adam": (("lerp", 2, 1), ("mul", 1, 1), ("addcmul", 3, 1), ("sqrt", 1, 1), ("div", 1, 1), ("add", 1, 1),
              ("addcdiv", 3, 1)),
     "sgd": (("mul", 1, 1), ("add", 2, 1), ("add", 2, 1)),
+    "adadelta": (("mul", 1, 1), ("addcmul", 3, 1), ("add", 1, 1), ("sqrt", 1, 1), ("add", 1, 1), ("sqrt", 1, 1),
+                 ("div", 2, 1), ("mul", 2, 1), ("mul", 1, 1), ("addcmul", 3, 1), ("add", 2, 1)),
 }
 
 

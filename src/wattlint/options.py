@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
-OPTIMIZERS = ("adamw", "adam", "sgd")
-OPTIMIZER_IMPLS = ("foreach", "fused")
+OPTIMIZERS = ("adamw", "adam", "sgd", "adadelta")
+OPTIMIZER_IMPLS = ("foreach", "fused", "for-loop")
 ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 RECOMPUTES = ("none", "selective", "full")
@@ -177,8 +177,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("optimizer", "--optimizer", choice(*OPTIMIZERS), "optimizer (default: as traced, else adamw)", "model",
            "both", choices=OPTIMIZERS),
     Option("optimizer_impl", "--optimizer-impl", choice(*OPTIMIZER_IMPLS), "optimizer kernels: foreach "
-           "(PyTorch's CUDA default: several multi-tensor passes over the parameters) or fused (fused=True: one "
-           "pass)", "model", "frontend", choices=OPTIMIZER_IMPLS),
+           "(PyTorch 2.x's CUDA default: several multi-tensor passes over the parameters), fused (fused=True: one "
+           "pass) or for-loop (foreach=False, PyTorch 1.x's default: the same passes launched once per parameter "
+           "tensor)", "model", "frontend", choices=OPTIMIZER_IMPLS),
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",
            "frontend", choices=ATTENTIONS),
@@ -221,6 +222,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("launch_overhead", "--launch-overhead", number(0, 1.0, lo_open=False, what="seconds"), "seconds "
            "per tensor/pipeline/expert-parallel communication call on the critical path (default: NCCL small-"
            "message latency, 20 us over NVLink, 40 us over the network, stated)", "hardware", "plan", "S"),
+    Option("host_op_time", "--host-op-time", number(0, 0.01, lo_open=False, what="seconds"), "seconds of CPU time "
+           "per op launched by eager PyTorch (Python, dispatcher, kernel launch); the GPU idles while launches lag "
+           "its work (default stated in every report: docs/ENERGY_MODEL.md)", "hardware", "plan", "S"),
     Option("goodput", "--goodput", number(0.1, 1, lo_open=False, what="a fraction"), "fraction of wall time spent in useful "
            "training steps, 0.1-1 (restarts, checkpoint saves, evaluation are the rest; default 0.90 from 512 GPUs up, "
            "else 1.0, stated)", "work", "plan", "G"),

@@ -244,7 +244,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 recompute=v.get("recompute", "none"),
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
-                goodput=float(goodput))
+                host_op_s=v.get("host_op_time"), goodput=float(goodput))
 
 
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:

@@ -333,6 +333,7 @@ class Plan:
     expert_parallel: int = 1
     sequence_parallel: bool = False
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
+    host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps
     assumptions: tuple[str, ...] = ()
 

@@ -5,7 +5,8 @@
   autocast's fp32 lists keep norms, softmax and losses in fp32).
 * Multi-tensor optimizer kernels: optimizer records a frontend split per parameter (for per-layer attribution) run
   as ONE foreach / fused kernel per op on the GPU; they are priced together — one launch, one bandwidth ramp — and
-  the group's time is shared back by bytes. Linear in the number of records.
+  the group's time is shared back by bytes. Linear in the number of records. A for-loop (single-tensor) optimizer
+  (``optimizer_impl`` "for-loop") runs each record as its own kernel: no groups.
 * Reuse: a graph variant (a lint rule's re-estimate: a few records replaced, the rest the same objects) priced with
   ``base`` = the priced ops of the graph it came from (same GPU, precision, utilization and energy model) prices only
   the records that are not in ``base`` (and the optimizer groups whose members changed); every other record keeps
@@ -188,6 +189,8 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
     """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``; ``base``: the priced ops
     of the graph ``graph`` is a variant of, on the same GPU, precision, utilization and predictor (module doc);
     ``groups``: :func:`optimizer_groups` of ``graph.records``, when the caller prices the graph again and again."""
+    if graph.extra.get("optimizer_impl") == "for-loop":
+        groups = {}  # single-tensor optimizer: every record is its own kernel (and launch)
     autocasted = _autocasts(graph, precision)
     if base is not None and base.autocast != autocasted:
         base = None  # its records ran in another dtype

@@ -137,8 +137,8 @@ class _Analysis(_Validate, _Shapes):
         self.batch_size = batch_size
         self.seq_len = seq_len
         self.optimizer = optimizer or "adamw"
-        if optimizer_impl not in ("foreach", "fused"):
-            raise InputError(f"unknown optimizer implementation {optimizer_impl!r} (foreach or fused)")
+        if optimizer_impl not in ("foreach", "fused", "for-loop"):
+            raise InputError(f"unknown optimizer implementation {optimizer_impl!r} (foreach, fused or for-loop)")
         self.optimizer_impl = optimizer_impl
         self.precision = precision or "default"
         self.source = source
@@ -742,7 +742,7 @@ class _Analysis(_Validate, _Shapes):
                 pdt = "float32"
                 half_params = True
             module = self.first_use.get(name, "")
-            passes = C.OPTIMIZER_FOREACH_PASSES.get(opt) if self.optimizer_impl == "foreach" else None
+            passes = C.OPTIMIZER_FOREACH_PASSES.get(opt) if self.optimizer_impl != "fused" else None
             steps = C.optimizer_foreach(opt, n, pdt) if passes else [C.optimizer_step(opt, n, pdt)]
             for i, c in enumerate(steps):
                 op = f"optim::{opt}.{passes[i][0]}" if passes else f"optim::{opt}" + (
@@ -763,8 +763,11 @@ class _Analysis(_Validate, _Shapes):
         if self.external:
             a.append(f"{self.external} initializers stored as external data: shapes from initializer dims, "
                      f"weights not read")
-        impl = ("torch's foreach kernels (the CUDA default: one multi-tensor kernel per elementwise op, several "
-                "passes)" if self.optimizer_impl == "foreach" else "one fused kernel (fused=True, one pass)")
+        impl = {"foreach": "torch's foreach kernels (the CUDA default: one multi-tensor kernel per elementwise op, "
+                           "several passes)",
+                "fused": "one fused kernel (fused=True, one pass)",
+                "for-loop": "torch's single-tensor kernels (foreach=False: each elementwise op launched once per "
+                            "parameter tensor)"}[self.optimizer_impl]
         a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
                  f"(optimizer: {self.optimizer}, as {impl})")
         if not self.has_bn and not self.folded_bn and self._likely_folded():

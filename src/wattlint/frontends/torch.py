@@ -610,7 +610,13 @@ def _meta_nonzero_all():
     return restore
 
 
-OPTIMIZER_IMPLS = ("foreach", "fused")
+OPTIMIZER_IMPLS = ("foreach", "fused", "for-loop")
+_OPTIMIZERS = {  # name -> (torch class, constructor arguments, description)
+    "sgd": (torch.optim.SGD, dict(lr=0.1, momentum=0.9), "SGD with momentum 0.9"),
+    "adam": (torch.optim.Adam, dict(lr=1e-3), "Adam"),
+    "adamw": (torch.optim.AdamW, dict(lr=1e-3), "AdamW (weight decay 0.01)"),
+    "adadelta": (torch.optim.Adadelta, dict(lr=1.0), "Adadelta"),
+}
 
 
 def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> str:
@@ -621,26 +627,23 @@ def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> 
     ``torch._foreach_*`` multi-tensor kernel per elementwise op (AdamW: mul_, lerp_, mul_, addcmul_, sqrt, div_,
     add_, addcdiv_: 8 passes, 13 reads + 8 writes = 84 B per fp32 parameter). fused (``fused=True``): one
     ``torch._fused_adamw_`` kernel reads param, grad, exp_avg, exp_avg_sq and writes param, exp_avg, exp_avg_sq
-    (28 B per fp32 parameter)."""
+    (28 B per fp32 parameter). for-loop (``foreach=False``, the default of PyTorch 1.x): the single-tensor
+    implementation, the same elementwise passes launched once per parameter tensor (same bytes, many more
+    launches)."""
     if impl not in OPTIMIZER_IMPLS:
-        raise InputError(f"unknown optimizer implementation {impl!r} (foreach or fused)")
+        raise InputError(f"unknown optimizer implementation {impl!r} ({', '.join(OPTIMIZER_IMPLS)})")
+    if optimizer not in _OPTIMIZERS:
+        raise InputError(f"unknown optimizer {optimizer!r} ({', '.join(_OPTIMIZERS)})")
+    if impl == "fused" and optimizer == "adadelta":
+        raise InputError("torch has no fused Adadelta: use --optimizer-impl foreach or for-loop")
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     if not params:
         return "optimizer: no trainable parameters"
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=0.1, momentum=0.9, foreach=True)
-        desc = "SGD with momentum 0.9"
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=1e-3, foreach=True)
-        desc = "Adam"
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=1e-3, foreach=True)
-        desc = "AdamW (weight decay 0.01)"
-    else:
-        raise InputError(f"unknown optimizer {optimizer!r} (adamw, adam or sgd)")
+    cls, kwargs, desc = _OPTIMIZERS[optimizer]
+    opt = cls(params, foreach=impl != "for-loop", **kwargs)
     # steady state: create the optimizer state outside the recording, then record one step
     with torch.utils._python_dispatch._disable_current_modes():
         opt.step()
@@ -651,6 +654,9 @@ def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> 
                 "a steady-state step")
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if impl == "for-loop":
+        return (f"optimizer: {desc}, foreach=False (PyTorch 1.x's default: each elementwise op of the update "
+                f"launched once per parameter tensor, {len(params)} tensors), a steady-state step")
     return (f"optimizer: {desc}, torch's foreach implementation (the CUDA default: one multi-tensor kernel per "
             "elementwise op of the update, several passes over the parameters), a steady-state step")
 

@@ -63,6 +63,7 @@ def plan_dict(est: Estimate) -> dict:
         "expert_parallel": p.expert_parallel,
         "sequence_parallel": p.sequence_parallel,
         "launch_overhead_s": p.launch_overhead_s,
+        "host_op_s": p.host_op_s,
         "goodput": p.goodput,
     }
 
