@@ -171,8 +171,8 @@ def main(argv=None):
                              "peak_fp32_tflops": specs[dev].peak("fp32") / 1e12}
                        for dev in sorted({k.device for k in kernels})},
         "families": fams,
-        "coverage": ("FP32 CUDA-core GEMMs (mm, bmm), 3x3 stride-1 ungrouped FP32 convolutions, elementwise / "
-                     "dropout / copy kernels, softmax, layer norm; everything else (tensor-core GEMMs and convs, "
+        "coverage": ("FP32 CUDA-core GEMMs (mm, bmm; 1x1 stride-1 ungrouped FP32 convolutions as the GEMMs they "
+                     "are), 3x3 stride-1 ungrouped FP32 convolutions, elementwise / dropout / copy kernels, softmax, layer norm; everything else (tensor-core GEMMs and convs, "
                      "grouped convs, attention kernels, reductions, embeddings, losses, optimizer) is priced by the "
                      "prior"),
         "features": {"version": pf.FEATURE_VERSION, "names": list(pf.FEATURE_NAMES),

@@ -506,7 +506,8 @@ def write_doc(res):
          "Written by `benchmarks/public_accuracy.py` from `benchmarks/results/public_accuracy.json`. Model: "
          "`src/wattlint/models/public-fit/` (fitted by `benchmarks/fit_public.py` on NeuSight's training kernels of "
          "five older GPUs: P4, P100, T4, V100, A100 40GB). Splits fixed before fitting: `benchmarks/public/`.", "",
-         "Method. Per op family (mm, bmm, 3x3 conv, elementwise, softmax, layer norm) a LightGBM model predicts "
+         "Method. Per op family (mm — also 1x1 stride-1 convolutions —, bmm, 3x3 conv, elementwise, softmax, "
+         "layer norm) a LightGBM model predicts "
          "ln(efficiency) against the GPU's FP32 roofline, max(FLOPs / FP32 peak, bytes / bandwidth), from "
          "hardware-normalised features computed on wattlint's own OpRecord (`wattlint.energy.public_fit.features`); "
          "time = roofline / efficiency + 4 us per kernel. Kernels that NeuSight timed at its host-dispatch floor "
@@ -651,7 +652,7 @@ def write_doc(res):
           "- **DLE V100 FP32**: Jasper's FP32 steps are measured faster than FLOPs / FP32 peak allows (the naive "
           "bound is above the measurement), so cuDNN must run its long 1-D filters (k = 11-29) with FFT/Winograd "
           "algorithms that do fewer FLOPs than the direct convolution wattlint counts, or the benchmark batches "
-          "are shorter than the 16.7 s cap assumed in the mapping; public-fit only covers 3x3 2-D convolutions, so "
+          "are shorter than the 16.7 s cap assumed in the mapping; public-fit only covers 3x3 and 1x1 2-D convolutions, so "
           "these are the prior's. ResNet-50, SE-ResNeXt and NCF FP32 rows are within 4-25 %.",
           "- **Zeus energy**: the error is time, not power. ShuffleNetV2 at batch 8-128 runs 4-10x longer than its "
           "GPU work (CIFAR data loading / Python launch bound; average power 40-140 W), which no GPU-side model "

@@ -81,7 +81,12 @@ def test_family_routing_follows_what_the_data_measured():
     assert pf.family(_conv(), a100, "default") is None  # cuDNN TF32 by default on Ampere
     assert pf.family(_conv(), a100, "fp32") == "conv"
     assert pf.family(_conv(groups=4), v100, "fp32") is None  # grouped / depthwise: not measured
-    assert pf.family(_conv(k=1), v100, "fp32") is None  # only 3x3 stride-1 convolutions were measured
+    # only 3x3 stride-1 convolutions were measured; a 1x1 stride-1 convolution is a GEMM (pixels x Cout x Cin)
+    assert pf.family(_conv(k=1), v100, "fp32") == "mm"
+    assert pf.family(_conv(k=1, phase=Phase.BACKWARD), v100, "fp32") == "mm"
+    assert pf.family(_conv(k=1), a100, "default") is None  # TF32 on Ampere by default: prior
+    assert pf.family(_conv(k=1, stride=2), v100, "fp32") is None  # strided 1x1: a gather, not a plain GEMM
+    assert pf.family(_conv(k=5), v100, "fp32") is None
     assert pf.family(_conv(stride=2), v100, "fp32") is None
     assert pf.family(_ew(1024, "bfloat16"), a100, "bf16") == "elementwise"  # memory-bound: any dtype
     assert pf.family(_ew(1024, kind=OpKind.SOFTMAX, op="aten._softmax.default"), a100, "fp32") == "softmax"

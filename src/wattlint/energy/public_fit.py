@@ -118,7 +118,11 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
             return None
         if _tf32_capable(gpu) and precision != "fp32":
             return None
-        return "conv" if _is_3x3_same(rec) else None  # the only convolutions the public data measured
+        if _is_same(rec, 3):
+            return "conv"  # the only convolutions the public data measured
+        # a 1x1 stride-1 convolution IS a GEMM (output pixels x Cout x Cin; cuDNN runs implicit-GEMM sgemm
+        # kernels for it): priced by the GEMM model with those dims
+        return "mm" if _is_same(rec, 1) else None
     if k in (OpKind.ELEMENTWISE, OpKind.DROPOUT) or (k is OpKind.MEMORY and rec.bytes_read and rec.bytes_written):
         return "elementwise"  # streaming one-thread-per-element kernels (copies are identity elementwise kernels;
         # pure fills, which read nothing, are unlike anything measured and stay on the prior)
@@ -129,11 +133,12 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
     return None
 
 
-def _is_3x3_same(rec: OpRecord) -> bool:
-    """A 2-D 3x3 convolution with stride 1 and 'same' padding (output pixels = input pixels), forward or backward."""
+def _is_same(rec: OpRecord, size: int) -> bool:
+    """A 2-D ``size`` x ``size`` convolution with stride 1 and 'same' padding (output pixels = input pixels),
+    forward or backward."""
     sh = rec.shapes
     x, w = (sh[1], sh[2]) if "backward" in rec.op and len(sh) >= 3 else (sh[0], sh[1]) if len(sh) >= 2 else ((), ())
-    if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (3, 3):
+    if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (size, size):
         return False
     return rec.dim("m", 0) == int(x[0]) * int(x[2]) * int(x[3])
 
