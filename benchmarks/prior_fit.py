@@ -7,7 +7,9 @@ GEMM's core power. No public source gives it, so it is fitted on measured power,
 benchmarks/splits/prior_rows.json: the fit rows are the Zeus ``named_gpu_bound`` rows (where the GPU is busy, so
 average power is the kernels' power, not host gaps) of three GPUs; the error reported is that of the held-out
 fourth GPU's rows (all its named rows and its GPU-bound rows), for each of the four folds. The shipped value is the
-fit on all four GPUs; its quality is the held-out figures, not the in-sample ones.
+fit on all four GPUs; its quality is the held-out figures, not the in-sample ones. Each fold prices every row with
+the eager per-op host cost fitted without its held-out GPU (``host_op_fit`` of
+benchmarks/results/prior_vs_public.json: run that first); the final fit uses the shipped default.
 
 Objective: mean absolute percentage error of the average GPU power (time does not depend on A_BUSY).
 """
@@ -28,6 +30,12 @@ import prior_vs_public as P  # noqa: E402
 from wattlint.energy import prior  # noqa: E402
 
 GRID = [round(0.30 + 0.04 * i, 2) for i in range(16)]  # 0.30 .. 0.90
+SHIPPED_NOTE = (
+    "not shipped: refitted after the Zeus rows were rebuilt (PyTorch 1.x single-tensor optimizers, the host-op fit), "
+    "the fit rises to 0.66 (folds 0.62-0.70) because ShuffleNetV2's GPU is busy during what the model prices as "
+    "launch gaps and kernels run ~1.5x longer than predicted: A_BUSY absorbs a time error. At 0.66 a streaming "
+    "kernel on an H100 SXM draws 85 % of its 700 W limit, above what memory-bound kernels draw; the shipped value "
+    "stays the one fitted on the earlier reconstruction (0.46, folds 0.42-0.50)")
 OUT = HERE / "results" / "prior_fit.json"
 
 
@@ -37,28 +45,31 @@ def main():
     z = split["zeus"]
     measured = P._zeus_measured()
     gb_keys = {(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) for r in z["named_gpu_bound"]["rows"]}
-    per_value = {}
+    host = json.loads((HERE / "results" / "prior_vs_public.json").read_text())["host_op_fit"]["per_held_out_gpu"]
+    gpus = z["logo_folds"]
+    per_value = {}  # (A_BUSY, host fold: a held-out GPU, or None for the shipped default) -> rows
     for a in GRID:
         prior.A_BUSY = a
-        rows = P.zeus_rows(z["named"]["rows"], False, measured)
-        per_value[a] = rows
-    keys = [(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) for r in per_value[GRID[0]]]
-    gpus = z["logo_folds"]
+        for fold in [*gpus, None]:
+            h = None if fold is None else host[P.resolve_gpu(fold)[0].key]["host_op_us"] * 1e-6
+            per_value[a, fold] = P.zeus_rows(z["named"]["rows"], False, measured, host_op_s=h)
+    keys = [(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) for r in per_value[GRID[0], None]]
 
-    def mape(a, gpu_in, gpu_bound_only):
-        errs = [abs(r["power_err"]) for r, k in zip(per_value[a], keys)
+    def mape(a, fold, gpu_in, gpu_bound_only):
+        errs = [abs(r["power_err"]) for r, k in zip(per_value[a, fold], keys)
                 if (k[0] in gpu_in) and (not gpu_bound_only or k in gb_keys)]
         return 100 * statistics.fmean(errs) if errs else None
 
     folds = []
     for held in gpus:
         train = [g for g in gpus if g != held]
-        best = min(GRID, key=lambda a: mape(a, train, True))
+        best = min(GRID, key=lambda a: mape(a, held, train, True))
         folds.append({"held_out": held, "fit_on": train, "a_busy": best,
-                      "train_power_mape_pct": round(mape(best, train, True), 1),
-                      "held_out_power_mape_pct_gpu_bound": round(mape(best, [held], True), 1),
-                      "held_out_power_mape_pct_named": round(mape(best, [held], False), 1)})
-    final = min(GRID, key=lambda a: mape(a, gpus, True))
+                      "host_op_us": host[P.resolve_gpu(held)[0].key]["host_op_us"],
+                      "train_power_mape_pct": round(mape(best, held, train, True), 1),
+                      "held_out_power_mape_pct_gpu_bound": round(mape(best, held, [held], True), 1),
+                      "held_out_power_mape_pct_named": round(mape(best, held, [held], False), 1)})
+    final = min(GRID, key=lambda a: mape(a, None, gpus, True))
     held_gb = [f["held_out_power_mape_pct_gpu_bound"] for f in folds]
     held_all = [f["held_out_power_mape_pct_named"] for f in folds]
     result = {
@@ -68,8 +79,10 @@ def main():
         "held_out_mean_power_mape_pct": {"gpu_bound": round(statistics.fmean(held_gb), 1),
                                          "named": round(statistics.fmean(held_all), 1)},
         "final_fit_on_all_four": final,
-        "final_in_sample_power_mape_pct_gpu_bound": round(mape(final, gpus, True), 1),
-        "curve_all_gpus_gpu_bound": {str(a): round(mape(a, gpus, True), 2) for a in GRID},
+        "shipped": prior.SHIPPED_A_BUSY,
+        "shipped_note": SHIPPED_NOTE if final != prior.SHIPPED_A_BUSY else "the fit on all four GPUs",
+        "final_in_sample_power_mape_pct_gpu_bound": round(mape(final, None, gpus, True), 1),
+        "curve_all_gpus_gpu_bound": {str(a): round(mape(a, None, gpus, True), 2) for a in GRID},
         "runtime_s": round(time.time() - t0, 1),
     }
     OUT.write_text(json.dumps(result, indent=1) + "\n")

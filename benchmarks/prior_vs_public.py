@@ -424,7 +424,8 @@ def host_fit(split_rows, quick: bool, measured):
     """The eager per-op host cost fitted on the Zeus named rows (time MAPE over a grid), leave-one-GPU-out.
 
     Returns the named rows, each predicted with the value fitted on the OTHER three GPUs; the per-GPU fits with
-    their training and held-out MAPE; and the fit on all four GPUs (the shipped default)."""
+    their training and held-out MAPE; and the fit on all four GPUs (the shipped default). Power and energy use
+    the shipped power constant ``A_BUSY`` (its own leave-one-GPU-out figures: benchmarks/prior_fit.py)."""
     grid = {h: zeus_rows(split_rows, quick, measured, host_op_s=h * 1e-6) for h in HOST_GRID_US}
     ref = grid[HOST_GRID_US[0]]
     gpus = sorted({r["gpu"] for r in ref})

@@ -91,6 +91,7 @@ E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr5": 14e-12}
 # power (clocks, schedulers, register files, caches and NoC stay busy). Fitted leave-one-GPU-out on the Zeus named
 # rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md).
 A_BUSY = 0.46
+SHIPPED_A_BUSY = A_BUSY  # what benchmarks compare a refit with (benchmarks/prior_fit.py sets A_BUSY while fitting)
 DVFS_EXPONENT = 3.0  # P_dyn ~ f V^2 with V ~ f in the DVFS range
 MIN_CLOCK_SCALE = 0.3  # lowest sustained clock / boost clock considered
 
