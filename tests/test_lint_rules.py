@@ -105,3 +105,22 @@ def test_at_least_twelve_rules_in_families():
     assert len(RULES) >= 12
     assert {c[:3] for c in RULES} >= {"WL1", "WL2", "WL3", "WL4"}
     assert len({r.name for r in RULES.values()}) == len(RULES)
+
+
+def test_launch_bound_names_the_for_loop_optimizer():
+    # a for-loop optimizer: 300 single-tensor AdamW kernels of 4 us (simple estimator), each launched at 20 us ->
+    # 6 ms of launching for 1.2 ms of GPU work; the micro-batch itself (one 4096^3 GEMM + its backward) is not
+    # launch-bound. The finding names the optimizer and its saving is the gap at idle power.
+    rule = RULES["WL204"]
+    ops = [{"op": "linear", "m": 4096, "n": 4096, "k": 4096}] + [{"op": "optimizer", "params": 1000}] * 300
+    graph, est = testing.scenario(ops, host_op_s=20e-6, extra={"optimizer_impl": "for-loop"})
+    gap = est.phases["idle_gaps"].time_s
+    opt_t = sum(t for r, t in zip(graph.records, est.op_times_s) if r.phase.value == "optimizer")
+    assert gap == pytest.approx(300 * 20e-6 - opt_t)
+    findings = run_rules(est, None, Model(), rules=[rule], reestimator=testing.simple_estimate,
+                         gpus=testing.gpus_list, options={"WL204": {}}, strict=True)
+    assert findings and "foreach/fused optimizer" in findings[0].message
+    # the same step with a multi-tensor optimizer launches 16 kernels at most: no finding
+    _, est_multi = testing.scenario(ops, host_op_s=20e-6)
+    assert run_rules(est_multi, None, Model(), rules=[rule], reestimator=testing.simple_estimate,
+                     gpus=testing.gpus_list, options={"WL204": {}}, strict=True) == []

@@ -22,7 +22,7 @@ from collections import defaultdict
 from typing import Any, Mapping, Sequence
 
 from ..types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, ModelInfo, OpKind, OpRecord, Phase,
-                     Plan, StepCost, Status, TotalCost)
+                     PhaseCost, Plan, StepCost, Status, TotalCost)
 
 GIB = 1 << 30
 _BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float8_e4m3fn": 1, "int64": 8}
@@ -195,6 +195,18 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
         layer_e[r.module] += e * m
         layer_t[r.module] += t * m
         layer_f[r.module] += int(r.flops * m)
+    phases = {}
+    if plan.host_op_s is not None:  # launch gaps only when the scenario states a host op time (hand-checkable)
+        from ..energy import system
+
+        micro = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is not Phase.OPTIMIZER]
+        opt = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is Phase.OPTIMIZER]
+        gap = system.launch_gap_s(len(micro), len(opt), sum(micro) * mb_scale, sum(opt), ga, plan.host_op_s,
+                                  graph.extra.get("optimizer_impl") != "for-loop")
+        if gap > 0:
+            phases["idle_gaps"] = PhaseCost(gap, gap * gpu.idle_w)
+            step_t += gap
+            step_e += gap * gpu.idle_w
     gpu_j = step_e * n
     kwh = plan.steps * gpu_j * plan.pue / 3.6e6
     time_h = plan.steps * step_t / 3600
@@ -216,7 +228,8 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
     return Estimate(model=graph.model, gpu=gpu, plan=plan, calibration="prior", calibration_source="test prior",
                     per_step=step, total=total,
                     memory=MemoryUse(peak_bytes_per_gpu=int(peak), gpu_memory_bytes=int(cap), fits=peak <= cap),
-                    layers=layers, graph=graph, op_times_s=tuple(times), op_energy_j=tuple(energies))
+                    layers=layers, graph=graph, op_times_s=tuple(times), op_energy_j=tuple(energies),
+                    phases=phases)
 
 
 def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80gb", params: int = 10_000_000,
@@ -225,7 +238,7 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
              activation_checkpointing: bool = False, pue: float = 1.0, carbon: float = 400.0,
              price: float = 0.15, calibration: str = "prior", memory: Mapping[str, Any] | None = None,
              total: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-             estimator=None) -> tuple[CostGraph, Estimate]:
+             host_op_s: float | None = None, estimator=None) -> tuple[CostGraph, Estimate]:
     """A (graph, estimate) pair for rule cases: ops per :func:`build_records`, estimated by ``estimator(graph, gpu,
     plan)`` (default :func:`simple_estimate`; pass ``wattlint.api.price`` for the real one); ``memory`` / ``total``
     override parts of the estimate; ``calibration`` its calibration status."""
@@ -239,7 +252,7 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
     plan = Plan(batch_size=batch_size or micro_batch * gpus * grad_accum, steps=steps, precision=precision,
                 gpus=gpus, gpus_per_node=min(gpus, 8), grad_accum=grad_accum, pue=pue,
                 carbon_intensity_g_per_kwh=carbon, price_per_kwh=price,
-                activation_checkpointing=activation_checkpointing)
+                activation_checkpointing=activation_checkpointing, host_op_s=host_op_s)
     est = (estimator or simple_estimate)(graph, GPUS[gpu], plan)
     return graph, override(est, calibration=calibration, memory=memory, total=total)
 

@@ -258,3 +258,74 @@ class SmallerGpuLessEnergy(Rule):
             f"{units.energy_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {units.hours(t)} instead of "
             f"{units.hours(t0)}" + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL204 ----------------------------------------------------------------------------------------------------
+
+@register
+class LaunchBound(Rule):
+    code = "WL204"
+    name = "launch-bound"
+    severity = "warning"
+    summary = "The GPU idles between kernels while eager PyTorch launches them: the step is launch-bound"
+    what = """
+        Reads the estimate's launch gaps (``phases.idle_gaps``: per micro-batch, the part of launching its ops from
+        one CPU thread, at ``--host-op-time`` each, that the GPU work does not cover; the same for the optimizer
+        step). Above ``min-share`` of the step time, it names the gap and the launches behind it. The saving is the
+        re-estimate with the launches taken off the critical path (a CUDA graph replays the captured step with one
+        launch), the GPU work unchanged.
+    """
+    why = """
+        Eager PyTorch spends ~5-25 us of CPU time per op (Python, dispatcher, cudaLaunchKernel); kernels shorter
+        than that leave the GPU waiting at near-idle power while the job's wall time, host power and GPU-hours run
+        on. CUDA graphs remove the per-kernel launch cost (NVIDIA, "Accelerating PyTorch with CUDA Graphs", 2021:
+        1.12x on Mask R-CNN at small per-GPU batch); single-tensor optimizers launch each element-wise op once per
+        parameter tensor, the foreach / fused implementations a few kernels per step.
+    """
+    example = """
+        optimizer = torch.optim.Adam(params, foreach=False)   # 8 launches per parameter tensor, every step
+        loss = model(x_small_batch).sum(); loss.backward()    # hundreds of ~10 us kernels
+    """
+    use_instead = """
+        model = torch.compile(model, mode="reduce-overhead")  # CUDA graphs (or torch.cuda.graphs by hand)
+        optimizer = torch.optim.AdamW(params, fused=True)     # or foreach=True; or a larger micro-batch
+    """
+    sources = ("NVIDIA / PyTorch blog, Accelerating PyTorch with CUDA Graphs, 2021",
+               "docs/ENERGY_MODEL.md, Launch-bound gaps (host op time fitted on the Zeus NSDI'23 traces)")
+    options = {
+        "min_share": Option("min_share", 0.25, fraction, "minimum share of the step time the GPU waits on launches"),
+    }
+    valid = (
+        Case("large GEMMs hide the launches", {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096}],
+                                               "host_op_s": 20e-6, "params": 1000}),
+    )
+    invalid = (
+        # 100 tiny element-wise ops forward + 100 backward on an A100 (simple estimator: 4 us + bytes / (0.8 x
+        # 2039 GB/s) each, 264 W); launching them at 20 us: 4 ms of CPU per micro-batch vs ~0.81 ms of GPU work;
+        # the fused-AdamW step over 1,000 parameters: one 4 us kernel, 20 us to launch. The gap (~3.21 ms at the
+        # 60 W idle) is 80 % of the step time and 1 - 0.81 x 264 / (0.81 x 264 + 3.21 x 60) = 47 % of its energy.
+        Case("hundreds of tiny element-wise kernels", {
+            "ops": [{"op": "elementwise", "shape": [64, 64], "count": 100}], "host_op_s": 20e-6, "params": 1000},
+            expect="CUDA graph", saving_pct=47.0),
+    )
+
+    def check(self, ctx):
+        est = ctx.estimate
+        gap = est.phases.get("idle_gaps")
+        step = est.per_step.time_s
+        if gap is None or step <= 0 or gap.time_s / step < ctx.options["min_share"]:
+            return
+        from ...energy import system
+
+        plan = est.plan
+        host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
+        other = ctx.reestimate(plan=dataclasses.replace(plan, host_op_s=0.0))
+        kwh, pct = ctx.saving(other)
+        for_loop = ctx.graph.extra.get("optimizer_impl") == "for-loop"
+        hint = ("capture the step in a CUDA graph (torch.compile(mode=\"reduce-overhead\")), use a larger "
+                "micro-batch" + (", and a foreach/fused optimizer (the for-loop one launches every element-wise "
+                                 "op once per parameter tensor)" if for_loop else ""))
+        yield ctx.finding(
+            f"launch-bound: the GPU waits {gap.time_s / step:.0%} of each step ({units.duration(gap.time_s)} per step) for "
+            f"eager PyTorch to launch kernels at {units.duration(host_op)} each; {hint}",
+            saving_kwh=kwh, saving_pct=pct)
