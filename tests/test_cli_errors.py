@@ -69,6 +69,8 @@ ONNX_EX = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
     (["--goodput", "1e-300"], "argument --goodput: '1e-300': expected a fraction in [0.1, 1]"),
     (["--goodput", "0.09"], "argument --goodput: '0.09': expected a fraction in [0.1, 1]"),
     (["--utilization", "1e-320"], "argument --utilization: '1e-320': expected a fraction in [0.01, 1]"),
+    (["--host-op-time", "1"], "argument --host-op-time: '1': expected seconds in [0, 0.01]"),
+    (["--optimizer", "adadelta", "--optimizer-impl", "fused"], "torch has no fused Adadelta"),
 ])
 def test_absurd_cli_values_exit_2_one_line(run_cli, argv, needle):
     code, out, err = run_cli(ONNX_EX, *argv)

@@ -139,6 +139,8 @@ class _Analysis(_Validate, _Shapes):
         self.optimizer = optimizer or "adamw"
         if optimizer_impl not in ("foreach", "fused", "for-loop"):
             raise InputError(f"unknown optimizer implementation {optimizer_impl!r} (foreach, fused or for-loop)")
+        if optimizer_impl == "fused" and self.optimizer == "adadelta":
+            raise InputError("torch has no fused Adadelta: use --optimizer-impl foreach or for-loop")
         self.optimizer_impl = optimizer_impl
         self.precision = precision or "default"
         self.source = source
