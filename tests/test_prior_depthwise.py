@@ -1,0 +1,125 @@
+"""Depthwise convolutions in the physics prior: which kernel PyTorch runs, and what it costs (issue 14).
+
+Expected values are derived by hand in the comments from DW_NATIVE_MACS_PER_SM_CLK (a published measurement, see
+prior.py) and the database's SM counts and boost clocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from wattlint import costs
+from wattlint.energy import prior
+from wattlint.hardware import resolve_gpu
+from wattlint.types import OpRecord, Phase
+
+
+def db(key):
+    return resolve_gpu(key)[0]
+
+
+def dw_records(x, w, dtype="float32", **conv_kw):
+    """Forward, input-grad and weight-grad records of a depthwise conv, shaped as the torch frontend records them
+    (forward: (x, w); backward: (grad_output, x, w) with a ('grad', 1 | 2) dim)."""
+    groups = x[1]
+    fwd = costs.conv(x, w, dtype, groups=groups, **conv_kw)
+    out = (x[0], w[0], *costs.conv_out_spatial(x[2:], w[2:], *(
+        [conv_kw.get(k, 1 if k != "padding" else 0)] * (len(x) - 2) for k in ("stride", "padding", "dilation"))))
+    f = OpRecord(op="aten.convolution.default", kind=fwd.kind, module="dw", phase=Phase.FORWARD, dtype=dtype,
+                 flops=fwd.flops, bytes_read=fwd.bytes_read, bytes_written=fwd.bytes_written, dims=fwd.dims,
+                 shapes=(tuple(x), tuple(w)))
+    bw = costs.conv_backward(x, w, dtype, groups=groups, **conv_kw)
+    recs = [f]
+    for c, tag in zip(bw, (1, 2)):
+        recs.append(OpRecord(op="aten.convolution_backward.default", kind=c.kind, module="dw", phase=Phase.BACKWARD,
+                             dtype=dtype, flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written,
+                             dims=tuple(sorted(c.dims + (("grad", tag),))), shapes=(out, tuple(x), tuple(w))))
+    return recs
+
+
+def test_long_1d_depthwise_forward_runs_at_the_native_kernel_rate():
+    # QuartzNet-like separable conv: x = [48, 512, 840], w = [512, 1, 75], 'same' padding 37, fp32, A100 SXM4 80GB
+    # (108 SMs, 1410 MHz boost, FP32 19.5 TFLOP/s).
+    #   MACs = 48 x 512 x 840 x 75 = 1,548,288,000
+    #   native forward: 6.6 MACs per SM clock -> 6.6 x 108 x 1.41e9 = 1.005048e12 MAC/s -> 1.54051 ms
+    #   waves: 48 x 512 x 840 = 20,643,840 output threads / (108 x 2048) = 93.33 -> 93.33 / 94 = 0.992908
+    #   time = 1.54051 / 0.992908 = 1.55151 ms (+ 4 us gap); memory: 165 MB at ~1.7 TB/s = 0.1 ms, not the bound
+    g = db("a100-sxm4-80gb")
+    f, gi, gw = dw_records((48, 512, 840), (512, 1, 75), padding=37)
+    assert f.flops == 2 * 1_548_288_000
+    assert prior.native_depthwise(f) == "generic"
+    p = prior.op_prior(f, g, "tf32")
+    assert p.kernel == "direct_conv" and p.bound == "compute" and p.clock_scale == 1.0
+    assert not prior.uses_tensor_cores(f, g, p.compute_dtype)
+    waves = 48 * 512 * 840 / (108 * 2048)
+    assert p.time_s - prior.GAP_S == pytest.approx(1_548_288_000 / (6.6 * 108 * 1.41e9) / (waves / 94), rel=1e-6)
+    assert p.time_s - prior.GAP_S == pytest.approx(1.55151e-3, rel=1e-4)
+
+
+def test_long_1d_depthwise_backward_kernels():
+    # same conv, backward: 2.6 MACs per SM clock for each gradient kernel -> 2.6 x 108 x 1.41e9 = 3.95928e11 MAC/s
+    #   input grad: one thread per input element, 93.33 waves (0.992908) -> 1,548,288,000 / 3.95928e11 / 0.992908
+    #     = 3.93848 ms
+    #   weight grad: 512 x 75 = 38,400 blocks of min(32 x 48, 256) = 256 threads, 8 per SM -> 38,400 / 864 = 44.44
+    #     waves -> 44.44 / 45 = 0.987654 -> 1,548,288,000 / 3.95928e11 / 0.987654 = 3.95943 ms
+    g = db("a100-sxm4-80gb")
+    _, gi, gw = dw_records((48, 512, 840), (512, 1, 75), padding=37)
+    assert prior.native_depthwise(gi) == prior.native_depthwise(gw) == "generic"
+    ti = prior.op_prior(gi, g, "tf32").time_s - prior.GAP_S
+    tw = prior.op_prior(gw, g, "tf32").time_s - prior.GAP_S
+    assert ti == pytest.approx(3.93848e-3, rel=1e-4)
+    assert tw == pytest.approx(3.95943e-3, rel=1e-4)
+
+
+def test_native_rate_reproduces_the_published_rwkv_measurement():
+    # BlinkDL/RWKV-CUDA (PyTorch issue #75747): F.conv1d(groups=C) on x = [32, 768, 1535] (left-padded by T-1),
+    # w = [768, 1, 768] -> 768 outputs, fp32, RTX 3090: forward 14 ms, backward (input + weight grad) 65 ms.
+    # The rates are geometric means over this and a GTX 1070 mobile, so the 3090 alone is reproduced within ~25 %:
+    #   forward: 32 x 768 x 768 x 768 = 14.496e9 MACs / (6.6 x 82 x 1.695e9) = 15.80 ms (+13 %)
+    #   backward: 2 x 14.496e9 / (2.6 x 82 x 1.695e9) = 80.2 ms (+23 %)
+    g = db("rtx3090-24gb")
+    f, gi, gw = dw_records((32, 768, 1535), (768, 1, 768))
+    tf = prior.op_prior(f, g, "default").time_s
+    tb = prior.op_prior(gi, g, "default").time_s + prior.op_prior(gw, g, "default").time_s
+    assert tf == pytest.approx(14e-3, rel=0.15)
+    assert tb == pytest.approx(65e-3, rel=0.25)
+    assert tf == pytest.approx(15.80e-3, rel=0.01)
+
+
+def test_which_depthwise_kernel_pytorch_runs():
+    # fp16, >= 32 channels, 1-D stride 1 -> cuDNN (Convolution.cpp use_cudnn_depthwise, cuDNN >= 8.2): not native
+    f16, gi16, gw16 = dw_records((8, 256, 400), (256, 1, 33), "float16", padding=16)
+    assert {prior.native_depthwise(r) for r in (f16, gi16, gw16)} == {""}
+    # the same conv in bf16 or fp32 (tf32 does not apply to depthwise) runs PyTorch's generic kernels
+    assert prior.native_depthwise(dw_records((8, 256, 400), (256, 1, 33), "bfloat16", padding=16)[0]) == "generic"
+    assert prior.native_depthwise(dw_records((8, 256, 400), (256, 1, 33), padding=16)[0]) == "generic"
+    # fp16 but strided 1-D, or fewer than 32 channels -> PyTorch's kernels
+    assert prior.native_depthwise(dw_records((8, 256, 400), (256, 1, 33), "float16", padding=16, stride=2)[0]) \
+        == "generic"
+    assert prior.native_depthwise(dw_records((8, 16, 400), (16, 1, 33), "float16", padding=16)[0]) == "generic"
+    # fp32 3x3 2-D: unrolled forward / input-grad kernels (templated), the weight gradient is the generic kernel
+    f3, gi3, gw3 = dw_records((32, 256, 56, 56), (256, 1, 3, 3), padding=1)
+    assert [prior.native_depthwise(r) for r in (f3, gi3, gw3)] == ["templated", "templated", "generic"]
+    # fp16 3x3 2-D (stride 1 and 2) -> cuDNN
+    assert prior.native_depthwise(dw_records((32, 256, 56, 56), (256, 1, 3, 3), "float16", padding=1)[2]) == ""
+    assert prior.native_depthwise(dw_records((32, 256, 56, 56), (256, 1, 3, 3), "float16", padding=1,
+                                             stride=2)[0]) == ""
+    # a grouped conv with 4 input channels per group is not depthwise (cuDNN grouped kernels)
+    c = costs.conv((8, 256, 28, 28), (256, 4, 3, 3), "float32", padding=1, groups=64)
+    r = OpRecord(op="aten.convolution.default", kind=c.kind, module="g", phase=Phase.FORWARD, dtype="float32",
+                 flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=c.dims,
+                 shapes=((8, 256, 28, 28), (256, 4, 3, 3)))
+    assert prior.native_depthwise(r) == ""
+
+
+def test_3x3_depthwise_weight_gradient_is_issue_bound():
+    # x = [32, 256, 56, 56], w = [256, 1, 3, 3], fp32 on an A100 SXM4 80GB. Weight gradient (generic kernel):
+    #   MACs = 32 x 256 x 3136 x 9 = 231,211,008; 256 x 9 = 2,304 blocks of 256 threads, 8 per SM -> 2,304 / 864 =
+    #   2.667 waves -> 2.667 / 3 = 0.888889; time = 231,211,008 / (2.6 x 108 x 1.41e9) / 0.888889 = 0.65698 ms
+    #   (bytes: (grad_out + x) x 4 = 205.5 MB -> ~0.12 ms at ~1.7 TB/s: compute-bound)
+    g = db("a100-sxm4-80gb")
+    f, gi, gw = dw_records((32, 256, 56, 56), (256, 1, 3, 3), padding=1)
+    p = prior.op_prior(gw, g, "default")
+    assert p.bound == "compute"
+    assert p.time_s - prior.GAP_S == pytest.approx(0.65698e-3, rel=1e-4)
+    # the templated forward stays bandwidth-bound, as before (tests/test_prior.py)
+    assert prior.op_prior(f, g, "default").bound == "memory"
