@@ -123,3 +123,26 @@ def test_3x3_depthwise_weight_gradient_is_issue_bound():
     assert p.time_s - prior.GAP_S == pytest.approx(0.65698e-3, rel=1e-4)
     # the templated forward stays bandwidth-bound, as before (tests/test_prior.py)
     assert prior.op_prior(f, g, "default").bound == "memory"
+
+
+# ---- split-K: weight-gradient GEMMs whose output cannot fill the SMs ------------------------------------------------
+
+def test_weight_gradient_gemm_uses_split_k():
+    # NCF-like weight gradient: [256 x 1,048,576] @ [1,048,576 x 256], fp16, V100 SXM2 (80 SMs, 125 TFLOP/s).
+    # Without split-K the best tile is 32x32: 64 tiles = 0.8 waves -> 0.8 x 0.45 = 0.36 (eff ~0.8 x 0.36 = 0.29).
+    # Split-K (k // 256 = 4096 slices allowed, at most 32): 128x128 tiles x s = 20 slices = 80 blocks = one full
+    # wave -> 0.96 x 1.0; each slice 1,048,576 / 20 = 52,428.8 deep -> depth 52,428.8 / (52,428.8 + 48).
+    # (256x128 would need s = 40 > 32; 128x64 x 10 = 80 -> 0.88.) eff = 0.80 x 0.96 x 0.999085 = 0.767297
+    g = db("v100-sxm2-16gb")
+    c = costs.gemm(1, 256, 256, 1_048_576, "float16")
+    r = OpRecord(op="aten.mm.default", kind=c.kind, module="fc", phase=Phase.BACKWARD, dtype="float16",
+                 flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=c.dims)
+    eff, waves, weff = prior.compute_efficiency(r, g, "fp16", True)
+    assert waves == pytest.approx(1.0) and weff == pytest.approx(0.96)
+    assert eff == pytest.approx(0.80 * 0.96 * 52_428.8 / (52_428.8 + 48), rel=1e-9)
+    # a GEMM whose tiles fill the SMs is not split: 8192^3 keeps 0.80 x wave x 8192 / (8192 + 48)
+    big = costs.gemm(1, 8192, 8192, 8192, "float16")
+    rb = OpRecord(op="aten.mm.default", kind=big.kind, module="fc", phase=Phase.FORWARD, dtype="float16",
+                  flops=big.flops, bytes_read=big.bytes_read, bytes_written=big.bytes_written, dims=big.dims)
+    eb, wb, qb = prior.compute_efficiency(rb, g, "fp16", True)
+    assert wb > 1 and eb == pytest.approx(0.80 * prior.wave_efficiency(g, 1, 8192, 8192)[0] * 8192 / 8240, rel=1e-9)

@@ -71,6 +71,8 @@ MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth 
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
 K_HALF_SIMT = 8
+SPLIT_K_MIN_DEPTH = 256  # split-K slices keep >= 8 k-steps of 32 (CUTLASS's 128x128x32 tensor-core tiles)
+SPLIT_K_MAX = 32  # most slices considered (the GPU's SM count is reached long before for the tiles of one GEMM)
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
 DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run as direct (non-GEMM) kernels
 # PyTorch's own depthwise kernels (aten/src/ATen/native/cuda/DepthwiseConv2d.cu; 1-D convs run as 2-D with height 1),
@@ -360,6 +362,26 @@ def wave_efficiency(gpu: GpuSpec, b: int, m: int, n: int) -> tuple[float, float,
     return best
 
 
+def split_k(gpu: GpuSpec, b: int, m: int, n: int, k: int, kh: int, weff: float, waves: float,
+            depth: float) -> tuple[float, float, float]:
+    """(wave efficiency, waves, depth efficiency) of the best split-K launch of a GEMM whose output tiles cannot fill
+    the SMs once (a weight gradient: small m x n, long k over the batch's tokens).
+
+    cuBLAS / CUTLASS then cut the reduction into s slices computed by separate thread blocks and reduce the partial
+    sums ("split-K", CUTLASS docs/efficient_gemm.md, "Parallelized Reductions"; cuBLASLt CUBLASLT_ALGO_CONFIG_SPLITK_NUM):
+    s x tiles blocks over the SMs, each a k/s-deep reduction of at least SPLIT_K_MIN_DEPTH. The best s (up to
+    SPLIT_K_MAX) is kept, as the best tile is. The partial-sum traffic (s x m x n fp32 values written and re-read)
+    is small when split-K pays (m x n small) and is not priced."""
+    best = (weff * depth, weff, waves, depth)
+    for s in range(2, min(SPLIT_K_MAX, k // SPLIT_K_MIN_DEPTH) + 1):
+        w_s, waves_s, _ = wave_efficiency(gpu, b * s, m, n)
+        ks = k / s
+        d_s = ks / (ks + kh)
+        if w_s * d_s > best[0]:
+            best = (w_s * d_s, w_s, waves_s, d_s)
+    return best[1], best[2], best[3]
+
+
 def _elementwise_waves(rec: OpRecord, gpu: GpuSpec) -> float:
     elems = max(1, rec.bytes_written // 4 or rec.bytes_read // 4)
     return elems / (max(1, gpu.sm_count) * THREADS_PER_SM)
@@ -384,6 +406,8 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base *= DUAL_FP32_SIMT
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
+        if kind is OpKind.MATMUL and waves < 1.0 and k >= 2 * SPLIT_K_MIN_DEPTH:
+            weff, waves, depth = split_k(gpu, b, m, n, k, kh, weff, waves, depth)
         align = 1.0
         if tensor:
             mult = 4 if cdt == "tf32" else 8
