@@ -146,3 +146,57 @@ def test_weight_gradient_gemm_uses_split_k():
                   flops=big.flops, bytes_read=big.bytes_read, bytes_written=big.bytes_written, dims=big.dims)
     eb, wb, qb = prior.compute_efficiency(rb, g, "fp16", True)
     assert wb > 1 and eb == pytest.approx(0.80 * prior.wave_efficiency(g, 1, 8192, 8192)[0] * 8192 / 8240, rel=1e-9)
+
+
+# ---- NCHW layout transposes around tensor-core convolutions --------------------------------------------------------
+
+def test_nchw_tensor_core_conv_pays_layout_transposes():
+    # 3x3 conv 256 -> 256 at 14x14, batch 256, bf16, A100 SXM4 80GB (2039 GB/s), NCHW (no ('nhwc', 1) dim):
+    #   bytes = (x 12,845,056 + w 589,824 + y 12,845,056) elements x 2 B = 52,559,872 B
+    #   transposes move every operand byte once more in and out: 2 x 52,559,872 = 105,119,744 B
+    #   eff_m = 0.85 x 52,559,872 / (52,559,872 + 2039e9 x 2e-6) = 0.85 x 52,559,872 / 56,637,872 = 0.788804
+    #   layout_s = 105,119,744 / (2039e9 x 0.788804) = 65.357 us, + 2 transpose gaps of 4 us
+    import dataclasses
+
+    g = db("a100-sxm4-80gb")
+    c = costs.conv((256, 256, 14, 14), (256, 256, 3, 3), "bfloat16", padding=1)
+    r = OpRecord(op="aten.convolution.default", kind=c.kind, module="c", phase=Phase.FORWARD, dtype="bfloat16",
+                 flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=c.dims)
+    assert r.bytes == 52_559_872
+    nchw = prior.op_prior(r, g, "bf16")
+    nhwc = prior.op_prior(dataclasses.replace(r, dims=tuple(sorted(r.dims + (("nhwc", 1),)))), g, "bf16")
+    assert nchw.layout_s == pytest.approx(65.357e-6, rel=1e-4)
+    assert nchw.time_s - nhwc.time_s == pytest.approx(nchw.layout_s + 2 * prior.GAP_S, rel=1e-9)
+    assert nchw.energy_j > nhwc.energy_j
+    # FP32 on CUDA cores (cuDNN's NCHW SIMT kernels) and depthwise direct kernels: no transposes
+    f32 = OpRecord(op="aten.convolution.default", kind=c.kind, module="c", phase=Phase.FORWARD, dtype="float32",
+                   flops=c.flops, bytes_read=2 * c.bytes_read, bytes_written=2 * c.bytes_written, dims=c.dims)
+    assert prior.op_prior(f32, g, "fp32").layout_s == 0.0
+    assert prior.op_prior(f32, g, "tf32").layout_s > 0.0
+    f, gi, gw = dw_records((48, 512, 840), (512, 1, 75), "float16", padding=37)
+    assert prior.op_prior(f, g, "fp16").layout_s == 0.0
+
+
+def test_torch_frontend_tags_channels_last_convolutions():
+    # a channels-last model (PyTorch then runs cuDNN channels-last: input OR weight channels-last) is tagged
+    # ('nhwc', 1) on every convolution record, 1x1 filters included (strides (C, 1, C, C) vs contiguous (C, 1, 1, 1));
+    # the default NCHW model is not, and pays the layout transposes under a tensor-core precision
+    torch = pytest.importorskip("torch")
+    from wattlint.frontends.torch import trace
+    from wattlint.types import TensorSpec
+
+    def build(cl):
+        m = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 32, 1)).to("meta")
+        x = torch.empty(4, 8, 16, 16, device="meta")
+        if cl:
+            m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+        return trace(m, (x,), precision="bf16", micro_batch=4, inputs=(TensorSpec("x", "float32", (4, 8, 16, 16)),),
+                     source="t")
+
+    g = db("a100-sxm4-80gb")
+    for cl in (True, False):
+        convs = [r for r in build(cl).records if r.kind.value == "conv"]
+        assert len(convs) == 5  # 2 forward, input grad of the second, weight grads of both
+        assert {r.dim("nhwc", 0) for r in convs} == {1 if cl else 0}
+        assert all((prior.op_prior(r, g, "bf16").layout_s > 0) != cl for r in convs)

@@ -71,6 +71,13 @@ MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth 
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
 K_HALF_SIMT = 8
+# Tensor-core convolutions on NCHW tensors (PyTorch's default layout): cuDNN's tensor-core kernels work on NHWC, so it
+# transposes the NCHW operands to NHWC before the convolution and the result back after it, in separate bandwidth-bound
+# kernels (NVIDIA, "Convolutional Layers User's Guide" (Deep Learning Performance), "Tensor Layouts In Memory: NCHW vs
+# NHWC"; MosaicML Composer's Channels Last method card: NHWC removes these transposes, ~30 % faster ResNet-50
+# training on V100 and A100). Channels-last inputs (the record's ('nhwc', 1) dim) skip them. Per convolution record:
+# one transpose of the operand(s) in and one of the result out.
+LAYOUT_TRANSPOSES = 2
 SPLIT_K_MIN_DEPTH = 256  # split-K slices keep >= 8 k-steps of 32 (CUTLASS's 128x128x32 tensor-core tiles)
 SPLIT_K_MAX = 32  # most slices considered (the GPU's SM count is reached long before for the tiles of one GEMM)
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
@@ -136,6 +143,7 @@ class OpPrior:
     activity: float = 0.0  # core activity g / g_ref (1 = a large tensor GEMM)
     clock_scale: float = 1.0  # sustained clock / boost clock (< 1: the power limit binds)
     kernel: str = ""  # "gemm" | "direct_conv" | "memory"
+    layout_s: float = 0.0  # NCHW <-> NHWC transposes around a tensor-core convolution (separate kernels)
 
 
 # ---- hardware classes ---------------------------------------------------------------------------------------------
@@ -519,9 +527,21 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         bound = "overhead"
     else:
         bound = "compute" if compute_s >= memory_s else "memory"
-    power_w = (p_busy * busy + gpu.idle_w * GAP_S) / time_s
-    return OpPrior(time_s, power_w, power_w * time_s, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
-                   act * (s ** DVFS_EXPONENT), s, kernel)
+    energy = p_busy * busy + gpu.idle_w * GAP_S
+    layout_s = 0.0
+    if tensor and rec.kind is OpKind.CONV and not rec.dim("nhwc", 0):
+        # NCHW tensors: cuDNN's tensor-core convolutions run on NHWC, so it transposes the operands in and the result
+        # back with separate bandwidth-bound kernels (LAYOUT_TRANSPOSES of them); every operand byte is read and
+        # written once more
+        moved = 2 * rec.bytes
+        layout_s = moved / (bw * memory_efficiency(rec.bytes, gpu))
+        p_layout = min(gpu.tdp_w, gpu.idle_w + p_mem_rate * moved / layout_s
+                       + core_power_ref(gpu) * core_activity(0.0, 1.0))
+        energy += p_layout * layout_s + gpu.idle_w * LAYOUT_TRANSPOSES * GAP_S
+        time_s += layout_s + LAYOUT_TRANSPOSES * GAP_S
+    power_w = energy / time_s
+    return OpPrior(time_s, power_w, energy, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
+                   act * (s ** DVFS_EXPONENT), s, kernel, layout_s)
 
 
 def naive_time_energy(flops: float, gpu: GpuSpec, dtype_key: str = "fp32") -> tuple[float, float]:
