@@ -129,7 +129,8 @@ def test_3x3_depthwise_weight_gradient_is_issue_bound():
 
 def test_weight_gradient_gemm_uses_split_k():
     # NCF-like weight gradient: [256 x 1,048,576] @ [1,048,576 x 256], fp16, V100 SXM2 (80 SMs, 125 TFLOP/s).
-    # Without split-K the best tile is 32x32: 64 tiles = 0.8 waves -> 0.8 x 0.45 = 0.36 (eff ~0.8 x 0.36 = 0.29).
+    # Even the smallest tile cannot fill the SMs: 32x32 tiles -> 8 x 8 = 64 tiles = 0.8 waves on 80 SMs, so without
+    # split-K the best is 0.8 x 0.45 = 0.36 (eff ~0.8 x 0.36 = 0.29): split-K is considered.
     # Split-K (k // 256 = 4096 slices allowed, at most 32): 128x128 tiles x s = 20 slices = 80 blocks = one full
     # wave -> 0.96 x 1.0; each slice 1,048,576 / 20 = 52,428.8 deep -> depth 52,428.8 / (52,428.8 + 48).
     # (256x128 would need s = 40 > 32; 128x64 x 10 = 80 -> 0.88.) eff = 0.80 x 0.96 x 0.999085 = 0.767297
@@ -146,6 +147,16 @@ def test_weight_gradient_gemm_uses_split_k():
                   flops=big.flops, bytes_read=big.bytes_read, bytes_written=big.bytes_written, dims=big.dims)
     eb, wb, qb = prior.compute_efficiency(rb, g, "fp16", True)
     assert wb > 1 and eb == pytest.approx(0.80 * prior.wave_efficiency(g, 1, 8192, 8192)[0] * 8192 / 8240, rel=1e-9)
+    # nor one whose output fills the SMs with 32x32 tiles, even at under one wave of 128x128 tiles: m = 256,
+    # n = 4096 on an A100 (108 SMs): 8 x 128 = 1,024 tiles of 32x32 -> the tile model, no split (a smaller GEMM must
+    # not beat a larger one per FLOP: tests/test_properties.py)
+    a100 = db("a100-sxm4-80gb")
+    mid = costs.gemm(1, 256, 4096, 4096, "float32")
+    rm = OpRecord(op="aten.mm.default", kind=mid.kind, module="fc", phase=Phase.FORWARD, dtype="float32",
+                  flops=mid.flops, bytes_read=mid.bytes_read, bytes_written=mid.bytes_written, dims=mid.dims)
+    em, wm, _ = prior.compute_efficiency(rm, a100, "fp32", False)
+    assert wm == prior.wave_efficiency(a100, 1, 256, 4096)[1]
+    assert em == pytest.approx(0.88 * prior.wave_efficiency(a100, 1, 256, 4096)[0] * 4096 / 4104, rel=1e-9)
 
 
 # ---- NCHW layout transposes around tensor-core convolutions --------------------------------------------------------

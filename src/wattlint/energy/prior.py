@@ -372,8 +372,8 @@ def wave_efficiency(gpu: GpuSpec, b: int, m: int, n: int) -> tuple[float, float,
 
 def split_k(gpu: GpuSpec, b: int, m: int, n: int, k: int, kh: int, weff: float, waves: float,
             depth: float) -> tuple[float, float, float]:
-    """(wave efficiency, waves, depth efficiency) of the best split-K launch of a GEMM whose output tiles cannot fill
-    the SMs once (a weight gradient: small m x n, long k over the batch's tokens).
+    """(wave efficiency, waves, depth efficiency) of the best split-K launch of a GEMM whose output cannot fill the
+    SMs once even with the smallest tile (a weight gradient: small m x n, long k over the batch's samples).
 
     cuBLAS / CUTLASS then cut the reduction into s slices computed by separate thread blocks and reduce the partial
     sums ("split-K", CUTLASS docs/efficient_gemm.md, "Parallelized Reductions"; cuBLASLt CUBLASLT_ALGO_CONFIG_SPLITK_NUM):
@@ -414,7 +414,9 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base *= DUAL_FP32_SIMT
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
-        if kind is OpKind.MATMUL and waves < 1.0 and k >= 2 * SPLIT_K_MIN_DEPTH:
+        smallest = TILES[-1]
+        if kind is OpKind.MATMUL and k >= 2 * SPLIT_K_MIN_DEPTH and \
+                b * math.ceil(m / smallest[0]) * math.ceil(n / smallest[1]) < max(1, gpu.sm_count):
             weff, waves, depth = split_k(gpu, b, m, n, k, kh, weff, waves, depth)
         align = 1.0
         if tensor:
