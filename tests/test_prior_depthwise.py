@@ -211,3 +211,19 @@ def test_torch_frontend_tags_channels_last_convolutions():
         assert len(convs) == 5  # 2 forward, input grad of the second, weight grads of both
         assert {r.dim("nhwc", 0) for r in convs} == {1 if cl else 0}
         assert all((prior.op_prior(r, g, "bf16").layout_s > 0) != cl for r in convs)
+
+
+def test_untagged_backward_records_price_like_tagged_ones():
+    # the ONNX frontend's synthesized backward: op 'onnx::Conv', shapes (x, w), no ('grad', n) dim; the weight
+    # gradient is the record that writes the weight's bytes (256 x 9 x 4 B = 9,216 B), the input gradient writes x
+    import dataclasses
+
+    g = db("a100-sxm4-80gb")
+    f, gi, gw = dw_records((32, 256, 56, 56), (256, 1, 3, 3), padding=1)
+    assert gw.bytes_written == 256 * 9 * 4
+    for tagged in (gi, gw):
+        onnx = dataclasses.replace(tagged, op="onnx::Conv", shapes=(f.shapes[0], f.shapes[1]),
+                                   dims=tuple(d for d in tagged.dims if d[0] != "grad"))
+        assert prior.native_depthwise(onnx) == prior.native_depthwise(tagged)
+        assert prior.op_prior(onnx, g, "default").time_s == pytest.approx(prior.op_prior(tagged, g, "default").time_s,
+                                                                          rel=1e-12)

@@ -283,6 +283,19 @@ def _conv_shapes(rec: OpRecord) -> tuple[tuple, tuple]:
     return (), ()
 
 
+def _weight_grad(rec: OpRecord, x: tuple, w: tuple) -> bool:
+    """A convolution's weight-gradient record: tagged ('grad', 2) by the torch frontend; untagged backward records
+    (the ONNX frontend's synthesized backward) are the weight gradient when they write the weight's bytes."""
+    if rec.phase is not Phase.BACKWARD:
+        return False
+    tag = rec.dim("grad", 0)
+    if tag:
+        return tag == 2
+    e = 2 if _dtype_key(rec.dtype) in ("fp16", "bf16") else 4
+    nw, nx = math.prod(int(d) for d in w), math.prod(int(d) for d in x)
+    return nw != nx and rec.bytes_written == nw * e
+
+
 def native_depthwise(rec: OpRecord) -> str:
     """Which PyTorch depthwise kernel runs this record, or '' when it is not one of them.
 
@@ -308,7 +321,7 @@ def native_depthwise(rec: OpRecord) -> str:
             return ""
         if len(x) == 4 and w[2] == w[3] and taps in DW_NATIVE_TEMPLATED_TAPS and in_px < 4.5 * max(out_px, 1):
             return ""
-    weight_grad = rec.phase is Phase.BACKWARD and rec.dim("grad", 0) == 2
+    weight_grad = _weight_grad(rec, x, w)
     if len(x) == 4 and w[2] == w[3] and taps in DW_NATIVE_TEMPLATED_TAPS and not weight_grad:
         return "templated"
     return "generic"
@@ -441,7 +454,7 @@ def _native_depthwise_efficiency(rec: OpRecord, gpu: GpuSpec) -> tuple[float, fl
     gradient: one block per filter tap (output channels x taps blocks) of min(32 x batch, 256) threads."""
     sms = max(1, gpu.sm_count)
     x, w = _conv_shapes(rec)
-    if rec.phase is Phase.BACKWARD and rec.dim("grad", 0) == 2:
+    if _weight_grad(rec, x, w):
         rate = DW_NATIVE_MACS_PER_SM_CLK["backward"]
         threads = min(32 * max(1, int(x[0])), 256)
         waves = int(w[0]) * math.prod(int(d) for d in w[2:]) / (sms * (THREADS_PER_SM // threads))
