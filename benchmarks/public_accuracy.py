@@ -228,13 +228,18 @@ def _e2e_summ(rows):
 PREC = {"FP32": "fp32", "TF32": "tf32", "mixed precision": "fp16"}
 
 
-def _trace_module(build, batch, precision, optimizer):
+def _trace_module(build, batch, precision, optimizer, channels_last=False):
+    """Trace a DLE model; ``channels_last``: model and input in NHWC memory format (meta tensors keep the strides,
+    so the tracer tags the convolutions channels-last)."""
     import dle_models as D
 
     torch.manual_seed(0)
     model, make = D.BUILDERS[build]()
     x = make(batch)
     spec = TensorSpec("x", str(x.dtype).rsplit(".", 1)[-1], tuple(x.shape))
+    if channels_last:
+        model = model.to("meta").to(memory_format=torch.channels_last)
+        x = torch.empty(x.shape, dtype=x.dtype, device="meta").to(memory_format=torch.channels_last)
     return trace(model, (x,), precision=precision, optimizer=optimizer, micro_batch=batch, inputs=(spec,),
                  source=build)
 
@@ -258,10 +263,12 @@ def dle_section():
                     bp = m["batch_per_gpu"]
                     batch = int(bp.get(f"{fam}:{col}", bp.get("all", 0)))
                 accum = int(r.get("grad_accumulation", 1))
-                key = (m["name"], batch, prec, opt)
+                # the mapping's caveat "AMP runs use channels-last (NHWC)": those runs are traced channels-last
+                cl = prec == "fp16" and any("channels-last" in c for c in m.get("caveats", []))
+                key = (m["name"], batch, prec, opt, cl)
                 if key not in cache:
                     t0 = time.time()
-                    cache[key] = _trace_module(m["name"], batch, prec, opt)
+                    cache[key] = _trace_module(m["name"], batch, prec, opt, channels_last=cl)
                     print(f"  traced {key} in {time.time() - t0:.0f} s", flush=True)
                 g = cache[key]
                 res = {}
@@ -274,7 +281,7 @@ def dle_section():
                 meas = batch / thr
                 naive = sum(r.flops for r in g.records) / gpu.peak(nkey)
                 rows.append({"model": m["name"], "group": m["architecture_group"], "gpu": gpu.key, "gpu_family": fam,
-                             "precision_column": col, "precision": prec,
+                             "precision_column": col, "precision": prec, "channels_last": cl,
                              "class": "AMP" if prec == "fp16" else "FP32/TF32", "batch": batch,
                              "grad_accumulation": accum, "throughput": thr, "unit": m["throughput_unit"],
                              "measured_step_ms": round(meas * 1e3, 3),
@@ -290,8 +297,8 @@ def dle_section():
     out["by_gpu_and_class"] = {f"{a} {b}": {m: summary([r[f"{m}_err"] for r in v])
                                             for m in ("public_fit", "prior", "naive")}
                                for (a, b), v in sorted(groups.items())}
-    # supplementary breakdown (not a replacement): QuartzNet is ~all depthwise convolutions, priced by the prior,
-    # whose depthwise pricing is the defect issue 13 fixes
+    # supplementary breakdown (not a replacement): QuartzNet's AMP rows ran a PyTorch whose fp16 depthwise dispatch
+    # differs from the one wattlint prices (see the doc's "Where it misses")
     out["by_gpu_and_class_without_quartznet"] = {
         key: {m: summary([r[f"{m}_err"] for r in v if not r["model"].startswith("QuartzNet")])
               for m in ("public_fit", "prior", "naive")} for key, v in
@@ -302,6 +309,33 @@ def dle_section():
     out["by_model_and_class"] = {f"{a} | {b}": {m: summary([r[f"{m}_err"] for r in v])
                                                 for m in ("public_fit", "prior", "naive")}
                                  for (a, b), v in sorted(bym.items())}
+    out["marginal_per_sample"] = _marginal(rows)
+    return out
+
+
+def _marginal(rows):
+    """Per model x GPU family x precision with two or more batch sizes (grad accumulation 1): the measured step
+    time's least-squares line in the batch, t = intercept + slope x batch, beside the predicted per-sample time at
+    the largest batch. The slope is the marginal GPU cost of one more sample; the intercept is per-step time that
+    does not grow with the batch."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["grad_accumulation"] == 1:
+            groups[(r["model"], r["gpu_family"], r["precision"])].append(r)
+    out = []
+    for (model, fam, prec), v in sorted(groups.items()):
+        bs = sorted({r["batch"] for r in v})
+        if len(bs) < 2:
+            continue
+        xs = [r["batch"] for r in v]
+        ys = [r["measured_step_ms"] for r in v]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+        big = max(v, key=lambda r: r["batch"])
+        pred = big["public_fit_step_ms"] / big["batch"]
+        out.append({"model": model, "gpu_family": fam, "precision": prec, "batches": bs, "n": len(v),
+                    "measured_ms_per_sample": round(slope, 3), "measured_intercept_ms": round(my - slope * mx, 1),
+                    "public_fit_ms_per_sample": round(pred, 3), "per_sample_err": signed(pred, slope)})
     return out
 
 
@@ -588,9 +622,9 @@ def write_doc(res):
             gpu, cls = key.split(" ", 1)
             L.append(f"| {gpu} | {cls} | {s['public_fit']['n']} | {_fmt(s['public_fit'])} | {_fmt(s['prior'])} | "
                      f"{_fmt(s['naive'])} |")
-        L += ["", "Supplementary, without QuartzNet (its depthwise convolutions are priced by the prior, whose "
-              "depthwise pricing is the defect issue 13 fixes):", "", "| GPU | precision | n | public-fit | prior |",
-              "|---|---|---|---|---|"]
+        L += ["", "Supplementary, without QuartzNet (its AMP rows ran PyTorch's own depthwise kernels in fp16, which "
+              "PyTorch >= 1.11 replaced by cuDNN's for stride-1 1-D convs, the path wattlint prices; see below):", "",
+              "| GPU | precision | n | public-fit | prior |", "|---|---|---|---|---|"]
         for key, s in d["by_gpu_and_class_without_quartznet"].items():
             gpu, cls = key.split(" ", 1)
             if s["public_fit"]:
@@ -600,6 +634,17 @@ def write_doc(res):
         for key, s in d["by_model_and_class"].items():
             mname, cls = key.split(" | ")
             L.append(f"| {mname} | {cls} | {_fmt(s['public_fit'])} | {_fmt(s['prior'])} | {_fmt(s['naive'])} |")
+        if d.get("marginal_per_sample"):
+            L += ["", "Marginal cost per sample (models measured at two or more batch sizes): least-squares line of the "
+                  "measured step time in the batch (slope = GPU time of one more sample; intercept = per-step time "
+                  "that does not grow with the batch) beside the predicted time per sample at the largest batch.", "",
+                  "| model | GPU | precision | batches | measured ms / sample | measured intercept ms | "
+                  "predicted ms / sample | err % |", "|---|---|---|---|---|---|---|---|"]
+            for x in d["marginal_per_sample"]:
+                L.append(f"| {x['model']} | {x['gpu_family']} | {x['precision']} | "
+                         f"{', '.join(str(b) for b in x['batches'])} | {x['measured_ms_per_sample']:.2f} | "
+                         f"{x['measured_intercept_ms']:.0f} | {x['public_fit_ms_per_sample']:.2f} | "
+                         f"{100 * x['per_sample_err']:+.1f} |")
         L += ["", "Skipped: " + "; ".join(f"{k} ({v})" for k, v in d["skipped_models"].items()), ""]
     z = res.get("zeus")
     if z:
@@ -643,17 +688,30 @@ def write_doc(res):
     if t:
         L += ["## Targets", ""] + [f"- {x}" for x in t] + [""]
     L += ["## Where it misses, why, and what would close it", "",
-          "- **DLE A100 (TF32 and AMP)** and **DLE V100 AMP**: the public data is FP32 only, so tensor-core GEMMs and "
-          "convolutions — nearly all of these steps — are priced by the prior (public-fit and prior columns are "
-          "almost equal there). QuartzNet's depthwise 1-D convolutions dominate the A100 error: the prior prices "
-          "them as GEMMs with near-zero tile fill (the defect issue 13 fixes); see the table without QuartzNet. "
-          "Closing it needs tensor-core kernel measurements (a calibration run, or public TF32/FP16 per-kernel "
-          "data) and the issue-13 prior.",
-          "- **DLE V100 FP32**: Jasper's FP32 steps are measured faster than FLOPs / FP32 peak allows (the naive "
-          "bound is above the measurement), so cuDNN must run its long 1-D filters (k = 11-29) with FFT/Winograd "
-          "algorithms that do fewer FLOPs than the direct convolution wattlint counts, or the benchmark batches "
-          "are shorter than the 16.7 s cap assumed in the mapping; public-fit only covers 3x3 and 1x1 2-D convolutions, so "
-          "these are the prior's. ResNet-50, SE-ResNeXt and NCF FP32 rows are within 4-25 %.",
+          "- **DLE, tensor-core rows**: the public data is FP32 only, so TF32/AMP GEMMs and convolutions are priced "
+          "by the prior (public-fit and prior columns are almost equal there). Issue 14 fixed three prior defects "
+          "these rows exposed (docs/ENERGY_MODEL.md): PyTorch's own depthwise kernels (QuartzNet TF32) are priced "
+          "at their published multiply-adds per SM clock instead of as bandwidth-bound; NCHW tensor-core "
+          "convolutions pay cuDNN's NCHW <-> NHWC transposes (ResNet-50 / SE-ResNeXt TF32; the AMP CNN rows ran "
+          "channels-last, as the mapping says, and are traced so); weight-gradient GEMMs that cannot fill the SMs "
+          "use split-K (NCF).",
+          "- **QuartzNet AMP (A100)**: wattlint prices fp16 stride-1 1-D depthwise convs as cuDNN's kernels "
+          "(bandwidth model), the path PyTorch >= 1.11 takes (Convolution.cpp `use_cudnn_depthwise`, cuDNN >= 8.2, "
+          "PyTorch PR #58749, merged Oct 2021). DLE's QuartzNet results (released Sep 2021) predate it: PyTorch's "
+          "own depthwise kernels ran in fp16 at the same per-SM-clock cost as in TF32 (the TF32 rows, priced that "
+          "way, are within a few %). No published per-kernel figure for cuDNN's fp16 depthwise kernels with 33-87 "
+          "tap 1-D filters exists to check the modern path.",
+          "- **Jasper** (tensor-core rows too fast, V100 FP32 too slow): see the marginal-cost table. On the "
+          "tensor-core rows the predicted time per sample is close to the measured marginal cost of one more "
+          "sample, but the measured step time has a large intercept (per-step time that does not grow with the "
+          "batch) that no per-op price contains (host, input pipeline or optimizer-side work: the system layer's "
+          "business). On V100 FP32 the marginal cost per sample is below what the V100's FP32 peak allows for the "
+          "direct convolution FLOPs wattlint counts, so cuDNN (benchmark mode) must run reduced-arithmetic "
+          "(FFT-tiling) algorithms for the long dense 1-D filters (k = 11-29) in FP32, which the prior does not "
+          "model (no published per-kernel figure); public-fit only covers 3x3 and 1x1 2-D convolutions.",
+          "- **NCF AMP** (too slow): the trace applies torch.autocast (fp32 embeddings; fp32 -> fp16 casts of the "
+          "1M-row activations forward and back, ~14 ms of the V100 prediction). If DLE's AMP mode ran the whole "
+          "model in fp16 (apex O2), those casts do not exist: a mapping question, not a per-op price.",
           "- **Zeus energy**: the error is time, not power. ShuffleNetV2 at batch 8-128 runs 4-10x longer than its "
           "GPU work (CIFAR data loading / Python launch bound; average power 40-140 W), which no GPU-side model "
           "predicts; BERT-base rows are measured at ~79 % of the FP32 peak over the whole step, which suggests the "

@@ -152,12 +152,16 @@ def test_large_convolution_reaches_two_thirds_of_tensor_peak():
     # n = 256, k = 2,304. Best tile 256x128: ceil(50176/256) x 2 = 392 tiles on 108 SMs = 3.63 waves -> 3.63/4 =
     # 0.907, full tile fill; depth 2304 / (2304 + 48) = 0.9796; eff = 0.80 x 0.907 x 0.9796 = 0.711 >= 0.66.
     # Power: idle 60 + DRAM ~6 W + core 340 W x (0.6 + 0.4 x 0.711) / (0.6 + 0.4 x 0.8) ~ 327 W < 400 W: no throttle.
+    # Channels-last input (the ('nhwc', 1) dim): no layout transposes (tests/test_prior_depthwise.py prices them).
+    import dataclasses
+
     g = db("a100-sxm4-80gb")
     c = costs.conv((256, 256, 14, 14), (256, 256, 3, 3), "bfloat16", padding=1)
     r = rec_from(c, "bfloat16", op="aten.convolution.default")
+    r = dataclasses.replace(r, dims=tuple(sorted(r.dims + (("nhwc", 1),))))
     p = prior.op_prior(r, g, "bf16")
     assert p.eff_c == pytest.approx(0.80 * (392 / 108 / 4) * 2304 / 2352, rel=1e-3)
-    assert p.clock_scale == 1.0
+    assert p.clock_scale == 1.0 and p.layout_s == 0.0
     achieved = r.flops / p.time_s / g.peak("bf16")
     assert 0.66 <= achieved <= 0.80
 

@@ -71,8 +71,30 @@ MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth 
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
 K_HALF_SIMT = 8
+# Tensor-core convolutions on NCHW tensors (PyTorch's default layout): cuDNN's tensor-core kernels work on NHWC, so it
+# transposes the NCHW operands to NHWC before the convolution and the result back after it, in separate bandwidth-bound
+# kernels (NVIDIA, "Convolutional Layers User's Guide" (Deep Learning Performance), "Tensor Layouts In Memory: NCHW vs
+# NHWC"; MosaicML Composer's Channels Last method card: NHWC removes these transposes, ~30 % faster ResNet-50
+# training on V100 and A100). Channels-last inputs (the record's ('nhwc', 1) dim) skip them. Per convolution record:
+# one transpose of the operand(s) in and one of the result out.
+LAYOUT_TRANSPOSES = 2
+SPLIT_K_MIN_DEPTH = 256  # split-K slices keep >= 8 k-steps of 32 (CUTLASS's 128x128x32 tensor-core tiles)
+SPLIT_K_MAX = 32  # most slices considered (the GPU's SM count is reached long before for the tiles of one GEMM)
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
 DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run as direct (non-GEMM) kernels
+# PyTorch's own depthwise kernels (aten/src/ATen/native/cuda/DepthwiseConv2d.cu; 1-D convs run as 2-D with height 1),
+# which it runs for every depthwise conv that cuDNN does not get (see native_depthwise): one thread per output
+# (forward) or input-gradient element loops over the filter taps with two loads per multiply-add; the weight gradient
+# runs one block per filter tap that reduces over batch x positions with an integer div/mod per element. Load- and
+# issue-bound on the CUDA cores whatever the dtype (fp32 accumulation), so they do a fixed number of multiply-adds
+# per SM clock. Published measurement (BlinkDL/RWKV-CUDA README and depthwise_conv1d/run.py, PyTorch issue #75747):
+# F.conv1d(groups=C), B=32, C=768, 768 outputs, K=768 taps (14.5e9 MACs per pass), fp32: RTX 3090 forward 14 ms,
+# backward (input + weight grad) 65 ms; GTX 1070 mobile 94 ms / 529 ms. Per SM clock (82 SMs x 1.695 GHz; 16 SMs x
+# 1.645 GHz): forward 7.45 and 5.9 MACs, backward 3.2 and 2.1 MACs per kernel; geometric means below. The
+# measurement times the two backward kernels together: both get the mean rate.
+DW_NATIVE_MACS_PER_SM_CLK: dict[str, float] = {"forward": 6.6, "backward": 2.6}
+DW_NATIVE_TEMPLATED_TAPS = (1, 9, 25)  # 1x1, 3x3, 5x5 filters: unrolled forward / input-grad kernels (not generic)
+DW_CUDNN_MIN_CHANNELS = 32  # PyTorch's use_cudnn_depthwise: fp16, >= 32 channels (Convolution.cpp)
 # tile shapes (rows x cols of the output) a GEMM library picks from, with their relative per-tile efficiency
 TILES: tuple[tuple[int, int, float], ...] = (
     (256, 128, 1.00),
@@ -122,6 +144,7 @@ class OpPrior:
     activity: float = 0.0  # core activity g / g_ref (1 = a large tensor GEMM)
     clock_scale: float = 1.0  # sustained clock / boost clock (< 1: the power limit binds)
     kernel: str = ""  # "gemm" | "direct_conv" | "memory"
+    layout_s: float = 0.0  # NCHW <-> NHWC transposes around a tensor-core convolution (separate kernels)
 
 
 # ---- hardware classes ---------------------------------------------------------------------------------------------
@@ -251,6 +274,60 @@ def direct_conv(rec: OpRecord) -> bool:
     return groups > 1 and (0 < n < DIRECT_CONV_MAX_N or 0 < k < 8)
 
 
+def _conv_shapes(rec: OpRecord) -> tuple[tuple, tuple]:
+    """(input, weight) shapes of a convolution record: forward (x, w, ...), backward (grad_output, x, w)."""
+    sh = rec.shapes
+    if "backward" in rec.op and len(sh) >= 3:
+        return tuple(sh[1]), tuple(sh[2])
+    if len(sh) >= 2:
+        return tuple(sh[0]), tuple(sh[1])
+    return (), ()
+
+
+def _weight_grad(rec: OpRecord, x: tuple, w: tuple) -> bool:
+    """A convolution's weight-gradient record: tagged ('grad', 2) by the torch frontend; untagged backward records
+    (the ONNX frontend's synthesized backward) are the weight gradient when they write the weight's bytes."""
+    if rec.phase is not Phase.BACKWARD:
+        return False
+    tag = rec.dim("grad", 0)
+    if tag:
+        return tag == 2
+    e = 2 if _dtype_key(rec.dtype) in ("fp16", "bf16") else 4
+    nw, nx = math.prod(int(d) for d in w), math.prod(int(d) for d in x)
+    return nw != nx and rec.bytes_written == nw * e
+
+
+def native_depthwise(rec: OpRecord) -> str:
+    """Which PyTorch depthwise kernel runs this record, or '' when it is not one of them.
+
+    PyTorch (aten/src/ATen/native/Convolution.cpp, ``select_conv_backend``) runs depthwise 1-D / 2-D convolutions
+    (groups = input channels, one input channel per group) with its own CUDA kernels unless
+    ``use_cudnn_depthwise`` holds: float16 (not bfloat16, not fp32/tf32), >= 32 channels, not dilated and, with
+    cuDNN >= 8.2, a 1-D conv with stride 1 or a 2-D conv with a square 1x1/3x3/5x5 filter (stride 1, or stride 2
+    under a workload heuristic taken here as yes). Dilation is not in the record (taken as none); channels-last
+    inputs (always cuDNN) are not traced. Returns 'generic' (the looped kernels: filter sizes other than 1/3/5 and
+    every weight gradient), 'templated' (unrolled 1x1/3x3/5x5 forward and input-gradient kernels) or ''.
+    """
+    if rec.kind is not OpKind.CONV:
+        return ""
+    x, w = _conv_shapes(rec)
+    if len(x) not in (3, 4) or len(w) != len(x) or int(w[1]) != 1 or rec.dim("b", 1) != int(x[1]) or int(x[1]) < 2:
+        return ""
+    taps = math.prod(int(d) for d in w[2:])
+    if _dtype_key(rec.dtype) == "fp16" and int(x[1]) >= DW_CUDNN_MIN_CHANNELS:
+        out_px = rec.dim("m", 0) // max(1, int(x[0]))
+        in_px = math.prod(int(d) for d in x[2:])
+        strided = out_px > 0 and in_px >= 1.5 * out_px
+        if len(x) == 3 and not strided:
+            return ""
+        if len(x) == 4 and w[2] == w[3] and taps in DW_NATIVE_TEMPLATED_TAPS and in_px < 4.5 * max(out_px, 1):
+            return ""
+    weight_grad = _weight_grad(rec, x, w)
+    if len(x) == 4 and w[2] == w[3] and taps in DW_NATIVE_TEMPLATED_TAPS and not weight_grad:
+        return "templated"
+    return "generic"
+
+
 def uses_tensor_cores(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
     if rec.kind not in TENSOR_FAMILIES or not gpu.tensor_cores:
         return False
@@ -307,6 +384,26 @@ def wave_efficiency(gpu: GpuSpec, b: int, m: int, n: int) -> tuple[float, float,
     return best
 
 
+def split_k(gpu: GpuSpec, b: int, m: int, n: int, k: int, kh: int, weff: float, waves: float,
+            depth: float) -> tuple[float, float, float]:
+    """(wave efficiency, waves, depth efficiency) of the best split-K launch of a GEMM whose output cannot fill the
+    SMs once even with the smallest tile (a weight gradient: small m x n, long k over the batch's samples).
+
+    cuBLAS / CUTLASS then cut the reduction into s slices computed by separate thread blocks and reduce the partial
+    sums ("split-K", CUTLASS docs/efficient_gemm.md, "Parallelized Reductions"; cuBLASLt CUBLASLT_ALGO_CONFIG_SPLITK_NUM):
+    s x tiles blocks over the SMs, each a k/s-deep reduction of at least SPLIT_K_MIN_DEPTH. The best s (up to
+    SPLIT_K_MAX) is kept, as the best tile is. The partial-sum traffic (s x m x n fp32 values written and re-read)
+    is small when split-K pays (m x n small) and is not priced."""
+    best = (weff * depth, weff, waves, depth)
+    for s in range(2, min(SPLIT_K_MAX, k // SPLIT_K_MIN_DEPTH) + 1):
+        w_s, waves_s, _ = wave_efficiency(gpu, b * s, m, n)
+        ks = k / s
+        d_s = ks / (ks + kh)
+        if w_s * d_s > best[0]:
+            best = (w_s * d_s, w_s, waves_s, d_s)
+    return best[1], best[2], best[3]
+
+
 def _elementwise_waves(rec: OpRecord, gpu: GpuSpec) -> float:
     elems = max(1, rec.bytes_written // 4 or rec.bytes_read // 4)
     return elems / (max(1, gpu.sm_count) * THREADS_PER_SM)
@@ -331,6 +428,10 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base *= DUAL_FP32_SIMT
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
+        smallest = TILES[-1]
+        if kind is OpKind.MATMUL and k >= 2 * SPLIT_K_MIN_DEPTH and \
+                b * math.ceil(m / smallest[0]) * math.ceil(n / smallest[1]) < max(1, gpu.sm_count):
+            weff, waves, depth = split_k(gpu, b, m, n, k, kh, weff, waves, depth)
         align = 1.0
         if tensor:
             mult = 4 if cdt == "tf32" else 8
@@ -340,8 +441,31 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
     # direct convolutions and non-GEMM ops: one thread per output element over ~2048 threads/SM x SMs
     waves = _elementwise_waves(rec, gpu)
     weff = waves / math.ceil(waves) if waves > 0 else 1.0
+    if kind is OpKind.CONV and native_depthwise(rec) == "generic":
+        return _native_depthwise_efficiency(rec, gpu)
     base = EFF_MAX["conv_direct" if kind is OpKind.CONV else "other"]
     return max(1e-3, base * max(weff, 0.5)), waves, weff
+
+
+def _native_depthwise_efficiency(rec: OpRecord, gpu: GpuSpec) -> tuple[float, float, float]:
+    """(eff_c, waves, wave efficiency) of PyTorch's looped depthwise kernels: DW_NATIVE_MACS_PER_SM_CLK
+    multiply-adds per SM per clock (2 FLOPs each) over the FP32 CUDA-core peak, times the partial last wave.
+
+    Forward / input gradient: one thread per element of what they write (2048 resident threads per SM). Weight
+    gradient: one block per filter tap (output channels x taps blocks) of min(32 x batch, 256) threads."""
+    sms = max(1, gpu.sm_count)
+    x, w = _conv_shapes(rec)
+    if _weight_grad(rec, x, w):
+        rate = DW_NATIVE_MACS_PER_SM_CLK["backward"]
+        threads = min(32 * max(1, int(x[0])), 256)
+        waves = int(w[0]) * math.prod(int(d) for d in w[2:]) / (sms * (THREADS_PER_SM // threads))
+    else:
+        rate = DW_NATIVE_MACS_PER_SM_CLK["backward" if rec.phase is Phase.BACKWARD else "forward"]
+        waves = _elementwise_waves(rec, gpu)
+    weff = waves / math.ceil(waves) if waves > 0 else 1.0
+    macs_per_s = rate * sms * max(gpu.boost_mhz, 1.0) * 1e6
+    eff = 2.0 * macs_per_s / gpu.peak("fp32")
+    return max(1e-4, min(1.0, eff * max(weff, 1e-3))), waves, weff
 
 
 def memory_efficiency(nbytes: int, gpu: GpuSpec) -> float:
@@ -419,9 +543,21 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         bound = "overhead"
     else:
         bound = "compute" if compute_s >= memory_s else "memory"
-    power_w = (p_busy * busy + gpu.idle_w * GAP_S) / time_s
-    return OpPrior(time_s, power_w, power_w * time_s, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
-                   act * (s ** DVFS_EXPONENT), s, kernel)
+    energy = p_busy * busy + gpu.idle_w * GAP_S
+    layout_s = 0.0
+    if tensor and rec.kind is OpKind.CONV and not rec.dim("nhwc", 0):
+        # NCHW tensors: cuDNN's tensor-core convolutions run on NHWC, so it transposes the operands in and the result
+        # back with separate bandwidth-bound kernels (LAYOUT_TRANSPOSES of them); every operand byte is read and
+        # written once more
+        moved = 2 * rec.bytes
+        layout_s = moved / (bw * memory_efficiency(rec.bytes, gpu))
+        p_layout = min(gpu.tdp_w, gpu.idle_w + p_mem_rate * moved / layout_s
+                       + core_power_ref(gpu) * core_activity(0.0, 1.0))
+        energy += p_layout * layout_s + gpu.idle_w * LAYOUT_TRANSPOSES * GAP_S
+        time_s += layout_s + LAYOUT_TRANSPOSES * GAP_S
+    power_w = energy / time_s
+    return OpPrior(time_s, power_w, energy, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
+                   act * (s ** DVFS_EXPONENT), s, kernel, layout_s)
 
 
 def naive_time_energy(flops: float, gpu: GpuSpec, dtype_key: str = "fp32") -> tuple[float, float]:

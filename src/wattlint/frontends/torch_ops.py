@@ -219,11 +219,30 @@ def _conv_kw(a):
                 groups=int(a["groups"]), transposed=bool(a["transposed"]), output_padding=list(a["output_padding"]))
 
 
+def _channels_last(x) -> bool:
+    """A 4-D / 5-D tensor stored channels-last (NHWC / NDHWC): channels innermost (stride 1) and the last spatial
+    dim stepping over all channels, which also tells a channels-last 1x1 filter (strides (C, 1, C, C)) from a
+    contiguous one ((C, 1, 1, 1)). cuDNN's tensor-core convolutions then need no layout transposes
+    (wattlint.energy.prior)."""
+    if not isinstance(x, torch.Tensor) or x.dim() not in (4, 5) or int(x.shape[1]) < 2:
+        return False
+    fmt = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+    return x.is_contiguous(memory_format=fmt) and x.stride(1) == 1 and x.stride(-1) == int(x.shape[1])
+
+
+def _with_layout(c, x, w):
+    """Tag a convolution cost with ('nhwc', 1) when its input or weight is stored channels-last (PyTorch then runs
+    the cuDNN convolution channels-last: ``cudnn_conv_suggest_memory_format`` in aten/src/ATen/native/ConvUtils.h)."""
+    if not (_channels_last(x) or _channels_last(w)):
+        return c
+    return C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind, tuple(sorted(c.dims + (("nhwc", 1),))))
+
+
 def _convolution(a, out):
     x, w = a["input"], a["weight"]
     kw = _conv_kw(a)
-    return C.conv(shape(x), shape(w), compute_dtype(a, out), bias=a.get("bias") is not None,
-                  out_spatial=shape(out)[2:], **kw)
+    return _with_layout(C.conv(shape(x), shape(w), compute_dtype(a, out), bias=a.get("bias") is not None,
+                               out_spatial=shape(out)[2:], **kw), x, w)
 
 
 def _convolution_backward(a, out):
@@ -236,7 +255,8 @@ def _convolution_backward(a, out):
                             bias=False, out_spatial=shape(go)[2:], **kw)
     # tag which gradient each GEMM computes (grad=1: input, grad=2: weight)
     tags = ([1] if mask[0] else []) + ([2] if mask[1] else [])
-    costs = [C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind, tuple(sorted(c.dims + (("grad", g),))))
+    costs = [_with_layout(C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind,
+                                 tuple(sorted(c.dims + (("grad", g),)))), x, w)
              for c, g in zip(costs, tags)]
     if mask[2]:
         costs.append(C.reduction(shape(go), d, out_shape=(shape(go)[1],)))
