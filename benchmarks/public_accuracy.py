@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 import neusight_data as nd  # noqa: E402
 import wattlint  # noqa: E402
+from wattlint import framework  # noqa: E402
 from wattlint.energy import public_fit as pf  # noqa: E402
 from wattlint.energy.predictor import PriorPredictor  # noqa: E402
 from wattlint.energy.prior import op_prior  # noqa: E402
@@ -268,7 +269,10 @@ def dle_section():
                 key = (m["name"], batch, prec, opt, cl)
                 if key not in cache:
                     t0 = time.time()
-                    cache[key] = _trace_module(m["name"], batch, prec, opt, channels_last=cl)
+                    # the run's PyTorch (the mapping's torch_version, from the model's Dockerfile) decides which
+                    # depthwise kernels ran: wattlint.framework
+                    cache[key] = framework.apply(_trace_module(m["name"], batch, prec, opt, channels_last=cl),
+                                                 m.get("torch_version"))
                     print(f"  traced {key} in {time.time() - t0:.0f} s", flush=True)
                 g = cache[key]
                 res = {}
@@ -695,11 +699,13 @@ def write_doc(res):
           "convolutions pay cuDNN's NCHW <-> NHWC transposes (ResNet-50 / SE-ResNeXt TF32; the AMP CNN rows ran "
           "channels-last, as the mapping says, and are traced so); weight-gradient GEMMs that cannot fill the SMs "
           "use split-K (NCF).",
-          "- **QuartzNet AMP (A100)**: wattlint prices fp16 stride-1 1-D depthwise convs as cuDNN's kernels "
-          "(bandwidth model), the path PyTorch >= 1.11 takes (Convolution.cpp `use_cudnn_depthwise`, cuDNN >= 8.2, "
-          "PyTorch PR #58749, merged Oct 2021). DLE's QuartzNet results (released Sep 2021) predate it: PyTorch's "
-          "own depthwise kernels ran in fp16 at the same per-SM-clock cost as in TF32 (the TF32 rows, priced that "
-          "way, are within a few %). No published per-kernel figure for cuDNN's fp16 depthwise kernels with 33-87 "
+          "- **QuartzNet AMP (A100)**: PyTorch >= 1.11 sends fp16 stride-1 1-D depthwise convs to cuDNN "
+          "(Convolution.cpp `use_cudnn_depthwise`, cuDNN >= 8.2, PyTorch PR #58749, merged Oct 2021), which "
+          "wattlint prices as bandwidth-bound kernels; DLE's QuartzNet ran NGC 21.07 (PyTorch 1.10, its "
+          "Dockerfile), whose own depthwise kernels ran fp16 at the same per-SM-clock cost as TF32 (the measured "
+          "AMP speed-up over TF32 is only 1.12-1.14x). The mapping carries that version (`torch_version`, added "
+          "after the first result, where these rows were -75 %) and the trace is priced as `--torch-version 1.10` "
+          "prices any user's run. No published per-kernel figure for cuDNN's fp16 depthwise kernels with 33-87 "
           "tap 1-D filters exists to check the modern path.",
           "- **Jasper** (tensor-core rows too fast, V100 FP32 too slow): see the marginal-cost table. On the "
           "tensor-core rows the predicted time per sample is close to the measured marginal cost of one more "

@@ -104,6 +104,13 @@ def nonempty_str(v: Any, *, text: bool = False) -> str:
     return v.strip()
 
 
+def torch_version(v: Any, *, text: bool = False) -> str:
+    """A PyTorch version, MAJOR.MINOR (a TOML float such as 1.1 is ambiguous with 1.10: write it as a string)."""
+    if not isinstance(v, str) or not re.fullmatch(r"\s*\d{1,2}\.\d{1,3}(\.\d+)?([a-z+].*)?\s*", v):
+        raise ValueError("expected a PyTorch version MAJOR.MINOR as a string, e.g. \"1.10\" or \"2.1\"")
+    return v.strip()
+
+
 def str_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
     """A list of non-empty strings (a single string is NOT a list: ``select = "WL"`` is an error)."""
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
@@ -180,6 +187,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "(PyTorch 2.x's CUDA default: several multi-tensor passes over the parameters), fused (fused=True: one "
            "pass) or for-loop (foreach=False, PyTorch 1.x's default: the same passes launched once per parameter "
            "tensor)", "model", "frontend", choices=OPTIMIZER_IMPLS),
+    Option("torch_version", "--torch-version", torch_version, "the PyTorch version the run uses (default: 2.x "
+           "behaviour): before 2.0 for-loop optimizers and eager attention by default, before 1.11 PyTorch's own "
+           "fp16 depthwise kernels, 1.7-1.11 TF32 matmuls under --precision default", "model", "both", "X.Y"),
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",
            "frontend", choices=ATTENTIONS),

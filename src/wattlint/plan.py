@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-from . import carbon, options, parallel
+from . import carbon, framework, options, parallel
 from .energy import system
 from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
@@ -288,7 +288,12 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
 
 def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str], strict: bool) -> None:
     precision = v.get("precision")
-    if precision is None:
+    version = framework.parse(graph.extra.get("torch_version"))
+    if precision is None and framework.tf32_matmuls_by_default(version) and precision_support(gpu, "tf32")[0]:
+        precision = "tf32"
+        notes.append(f"precision: torch {framework.fmt(version)} ran matmuls and convolutions in TF32 by default "
+                     "on this GPU (torch.backends.cuda.matmul.allow_tf32 defaulted to True from 1.7 to 1.11)")
+    elif precision is None:
         precision = options.DEFAULT_PRECISION
         notes.append(PRECISION_DEFAULT_TEXT)
     ok, why = precision_support(gpu, precision)

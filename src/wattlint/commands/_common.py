@@ -8,7 +8,8 @@ from typing import Any
 
 from .. import options as O
 
-MODEL_OPTIONS = ("inputs", "batch_size", "seq_len", "precision", "optimizer", "optimizer_impl", "attention", "capacity_factor")
+MODEL_OPTIONS = ("inputs", "batch_size", "seq_len", "precision", "optimizer", "optimizer_impl", "attention",
+                 "torch_version", "capacity_factor")
 
 
 def cli_type(opt: O.Option):

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
                                "grad_accum": args.grad_accum,
                                "activation_checkpointing": args.activation_checkpointing,
                                "capacity_factor": args.capacity_factor, "optimizer_impl": args.optimizer_impl,
-                               "attention": args.attention})
+                               "attention": args.attention, "torch_version": args.torch_version})
     if args.format == "json":
         text = rep.render_json(graph)
     else:

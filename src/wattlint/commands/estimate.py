@@ -25,7 +25,8 @@ GROUPS = {
     "site": ("pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price"),
 }
 CLI_OPTIONS = tuple(n for names in GROUPS.values() for n in names if n not in ("gpu", "compare")) + \
-    ("inputs", "batch_size", "seq_len", "precision", "optimizer", "optimizer_impl", "attention", "capacity_factor")
+    ("inputs", "batch_size", "seq_len", "precision", "optimizer", "optimizer_impl", "attention", "torch_version",
+     "capacity_factor")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

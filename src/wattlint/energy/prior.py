@@ -305,8 +305,10 @@ def native_depthwise(rec: OpRecord) -> str:
     ``use_cudnn_depthwise`` holds: float16 (not bfloat16, not fp32/tf32), >= 32 channels, not dilated and, with
     cuDNN >= 8.2, a 1-D conv with stride 1 or a 2-D conv with a square 1x1/3x3/5x5 filter (stride 1, or stride 2
     under a workload heuristic taken here as yes). Dilation is not in the record (taken as none); channels-last
-    inputs (always cuDNN) are not traced. Returns 'generic' (the looped kernels: filter sizes other than 1/3/5 and
-    every weight gradient), 'templated' (unrolled 1x1/3x3/5x5 forward and input-gradient kernels) or ''.
+    inputs (always cuDNN) are not traced. A record tagged ``dw_native`` (``--torch-version`` before 1.11, which had
+    no cuDNN depthwise path: wattlint.framework) runs PyTorch's kernels in fp16 too. Returns 'generic' (the looped
+    kernels: filter sizes other than 1/3/5 and every weight gradient), 'templated' (unrolled 1x1/3x3/5x5 forward and
+    input-gradient kernels) or ''.
     """
     if rec.kind is not OpKind.CONV:
         return ""
@@ -314,7 +316,7 @@ def native_depthwise(rec: OpRecord) -> str:
     if len(x) not in (3, 4) or len(w) != len(x) or int(w[1]) != 1 or rec.dim("b", 1) != int(x[1]) or int(x[1]) < 2:
         return ""
     taps = math.prod(int(d) for d in w[2:])
-    if _dtype_key(rec.dtype) == "fp16" and int(x[1]) >= DW_CUDNN_MIN_CHANNELS:
+    if _dtype_key(rec.dtype) == "fp16" and int(x[1]) >= DW_CUDNN_MIN_CHANNELS and not rec.dim("dw_native", 0):
         out_px = rec.dim("m", 0) // max(1, int(x[0]))
         in_px = math.prod(int(d) for d in x[2:])
         strided = out_px > 0 and in_px >= 1.5 * out_px

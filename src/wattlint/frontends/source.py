@@ -63,17 +63,30 @@ def _specs(inputs) -> dict[str, TensorSpec]:
 def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int | None = None,
             seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw", gpus: int = 1,
             grad_accum: int = 1, activation_checkpointing: bool = False, capacity_factor: float = 1.0,
-            optimizer_impl: str = "foreach", attention: str = "sdpa") -> CostGraph:
+            optimizer_impl: str | None = None, attention: str | None = None,
+            torch_version: str | None = None) -> CostGraph:
     """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
     tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX). ``optimizer_impl``:
-    ``foreach`` (PyTorch's CUDA default) or ``fused`` (``fused=True``). ``attention``: ``sdpa`` (one fused kernel,
-    default) or ``eager`` (separate GEMM + softmax kernels) for PyTorch and Hugging Face sources; ONNX graphs record
-    attention as their nodes do."""
+    ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop`` (``foreach=False``).
+    ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax kernels) for PyTorch
+    and Hugging Face sources; ONNX graphs record attention as their nodes do. ``torch_version``: the PyTorch version
+    of the run (wattlint.framework): it sets the defaults of the two and which depthwise kernels run."""
+    from .. import framework
+
+    graph = _analyze(source, inputs=inputs, batch_size=batch_size, seq_len=seq_len, precision=precision,
+                     optimizer=optimizer, gpus=gpus, grad_accum=grad_accum,
+                     activation_checkpointing=activation_checkpointing, capacity_factor=capacity_factor,
+                     optimizer_impl=optimizer_impl or framework.default_optimizer_impl(framework.parse(torch_version)),
+                     attention=attention or framework.default_attention(framework.parse(torch_version)))
+    return framework.apply(graph, torch_version, optimizer_impl_default=optimizer_impl is None,
+                           attention_default=attention is None)
+
+
+def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus, grad_accum,
+             activation_checkpointing, capacity_factor, optimizer_impl: str, attention: str) -> CostGraph:
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     precision = precision or "default"
-    optimizer_impl = optimizer_impl or "foreach"
-    attention = attention or "sdpa"
     if attention not in ("sdpa", "eager"):
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     capacity_factor = check_capacity_factor(capacity_factor)

@@ -1,0 +1,103 @@
+"""What the PyTorch version of a run changes in the kernels it launches (``--torch-version``).
+
+Tracing uses the torch installed here; the run being estimated may use another version, whose defaults and kernel
+dispatch differ. Each rule below is a documented default of PyTorch, with the release that changed it:
+
+* optimizers: ``foreach`` (multi-tensor) became the default on CUDA in 2.0 (PyTorch 2.0 release notes, "torch.optim:
+  foreach implementations are the default"); before, single-tensor for-loops launched every element-wise op once
+  per parameter tensor (``--optimizer-impl for-loop``);
+* attention: ``torch.nn.functional.scaled_dot_product_attention`` exists from 2.0; before, attention ran as
+  separate batched GEMMs + softmax (``--attention eager``);
+* float16 depthwise convolutions go to cuDNN from 1.11 (``use_cudnn_depthwise``, pytorch/pytorch PR #58749, merged
+  October 2021); before, PyTorch's own depthwise kernels ran them in every dtype;
+* TF32 matmuls: ``torch.backends.cuda.matmul.allow_tf32`` defaulted to True from 1.7 to 1.11 and to False from 1.12
+  (cuDNN convolutions kept TF32 throughout), so ``--precision default`` on an Ampere-or-newer GPU ran matmuls in
+  TF32 on those versions.
+
+No version given: the current behaviour (2.x).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .types import InputError
+
+_VERSION = re.compile(r"^\s*(\d{1,2})\.(\d{1,3})(?:\.\d+)?(?:[a-z+].*)?\s*$")
+FOREACH_DEFAULT = (2, 0)
+SDPA = (2, 0)
+CUDNN_FP16_DEPTHWISE = (1, 11)
+TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
+
+
+def parse(version: str | None) -> tuple[int, int] | None:
+    """``"1.10"``, ``"1.10.0a0+ecc3718"``, ``"2.1"`` -> (major, minor); None -> None; anything else exits 2."""
+    if version is None:
+        return None
+    m = _VERSION.match(str(version))
+    if not m or not (1, 0) <= (int(m.group(1)), int(m.group(2))) < (100, 0):
+        raise InputError(f"torch version {version!r}: expected MAJOR.MINOR, e.g. 1.10 or 2.1")
+    return int(m.group(1)), int(m.group(2))
+
+
+def default_optimizer_impl(v: tuple[int, int] | None) -> str:
+    return "for-loop" if v is not None and v < FOREACH_DEFAULT else "foreach"
+
+
+def default_attention(v: tuple[int, int] | None) -> str:
+    return "eager" if v is not None and v < SDPA else "sdpa"
+
+
+def cudnn_fp16_depthwise(v: tuple[int, int] | None) -> bool:
+    return v is None or v >= CUDNN_FP16_DEPTHWISE
+
+
+def tf32_matmuls_by_default(v: tuple[int, int] | None) -> bool:
+    return v is not None and TF32_MATMUL_DEFAULT[0] <= v < TF32_MATMUL_DEFAULT[1]
+
+
+def fmt(v: tuple[int, int]) -> str:
+    return f"{v[0]}.{v[1]}"
+
+
+def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_default: bool, onnx: bool = False,
+          depthwise: bool = False) -> list[str]:
+    """The assumption lines a version adds to an analysis (only the rules that changed something)."""
+    if v is None:
+        return []
+    out = []
+    if optimizer_impl_default and v < FOREACH_DEFAULT:
+        out.append(f"torch {fmt(v)}: single-tensor (for-loop) optimizer, the default before 2.0")
+    if v < SDPA and onnx:
+        out.append(f"torch {fmt(v)}: ONNX attention patterns are still costed as one fused kernel each (SDPA came "
+                   "with 2.0; the ONNX frontend has no eager-attention mode)")
+    elif attention_default and v < SDPA:
+        out.append(f"torch {fmt(v)}: attention as separate GEMM + softmax kernels (no SDPA before 2.0)")
+    if depthwise and not cudnn_fp16_depthwise(v):
+        out.append(f"torch {fmt(v)}: depthwise convolutions run PyTorch's own kernels in every dtype (cuDNN's fp16 "
+                   "depthwise path arrived in 1.11)")
+    return out
+
+
+def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False):
+    """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
+    fp16 depthwise convolutions did not go to cuDNN yet, ``extra["torch_version"]`` set, and the assumption lines
+    (``*_default``: the frontend chose the optimizer implementation / attention from the version)."""
+    import dataclasses
+
+    from .types import OpKind
+
+    v = parse(version)
+    if v is None:
+        return graph
+    records = graph.records
+    grouped = any(r.kind is OpKind.CONV and r.dim("b", 1) > 1 for r in records)
+    if grouped and not cudnn_fp16_depthwise(v):
+        records = tuple(dataclasses.replace(r, dims=r.dims + (("dw_native", 1),))
+                        if r.kind is OpKind.CONV and r.dim("b", 1) > 1 and not r.dim("dw_native", 0) else r
+                        for r in records)
+    extra = {**dict(graph.extra), "torch_version": fmt(v)}
+    lines = notes(v, optimizer_impl_default=optimizer_impl_default, attention_default=attention_default,
+                  onnx=graph.model.format == "onnx", depthwise=grouped)
+    return dataclasses.replace(graph, records=records, extra=extra,
+                               assumptions=tuple(graph.assumptions) + tuple(lines))

@@ -1,0 +1,110 @@
+"""--torch-version: the PyTorch release of the run sets optimizer / attention defaults, TF32 matmuls and which
+depthwise kernels run (wattlint.framework). Each expectation is a documented PyTorch default with its release."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from wattlint import framework
+from wattlint.energy import prior
+from wattlint.hardware import resolve_gpu
+from wattlint.plan import build_plan
+from wattlint.types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase
+
+
+def test_versions_parse_and_bad_ones_exit_2():
+    assert framework.parse("1.10") == (1, 10)
+    assert framework.parse("1.10.0a0+ecc3718") == (1, 10)  # NGC 21.07's torch.__version__
+    assert framework.parse("2.1") == (2, 1)
+    assert framework.parse(None) is None
+    for bad in ("2", "one.ten", "1.10.x", ""):
+        with pytest.raises(InputError, match="MAJOR.MINOR"):
+            framework.parse(bad)
+
+
+def test_defaults_change_at_the_documented_releases():
+    v = framework.parse
+    assert framework.default_optimizer_impl(v("1.13")) == "for-loop"  # foreach default on CUDA from 2.0
+    assert framework.default_optimizer_impl(v("2.0")) == "foreach"
+    assert framework.default_optimizer_impl(None) == "foreach"
+    assert framework.default_attention(v("1.13")) == "eager"  # SDPA from 2.0
+    assert framework.default_attention(v("2.0")) == "sdpa"
+    assert not framework.cudnn_fp16_depthwise(v("1.10")) and framework.cudnn_fp16_depthwise(v("1.11"))
+    assert not framework.tf32_matmuls_by_default(v("1.6"))  # allow_tf32 arrived in 1.7 ...
+    assert framework.tf32_matmuls_by_default(v("1.7")) and framework.tf32_matmuls_by_default(v("1.11"))
+    assert not framework.tf32_matmuls_by_default(v("1.12"))  # ... and defaulted to False from 1.12
+
+
+def _graph(version=None):
+    rec = OpRecord(op="aten.mm.default", kind=OpKind.MATMUL, module="fc", phase=Phase.FORWARD, dtype="float32",
+                   flops=2 * 1024**3, bytes_read=8 * 1024**2, bytes_written=4 * 1024**2,
+                   dims=(("b", 1), ("m", 1024), ("n", 1024), ("k", 1024)))
+    g = CostGraph(model=ModelInfo(source="t", format="torch", params=1024**2, param_bytes=4 * 1024**2),
+                  records=(rec,), micro_batch=8, precision="fp32", extra={"activation_bytes": 0})
+    return framework.apply(g, version)
+
+
+def test_tf32_matmuls_under_default_precision_on_ampere_only_for_1_7_to_1_11():
+    a100, v100 = resolve_gpu("a100-sxm4-80gb")[0], resolve_gpu("v100-sxm2-16gb")[0]
+    p = build_plan(_graph("1.10"), gpu=a100, steps=1, batch_size=8)
+    assert p.precision == "tf32" and any("torch 1.10 ran matmuls" in a for a in p.assumptions)
+    assert build_plan(_graph("1.12"), gpu=a100, steps=1, batch_size=8).precision == "default"
+    assert build_plan(_graph("1.10"), gpu=v100, steps=1, batch_size=8).precision == "default"  # no TF32 on Volta
+    assert build_plan(_graph("1.10"), gpu=a100, steps=1, batch_size=8, precision="fp32").precision == "fp32"
+
+
+def _depthwise_fp16(tagged: bool):
+    # QuartzNet-style 1-D depthwise conv, 256 channels, 33 taps, stride 1, batch 48 x 512 frames, in fp16
+    x, w = (48, 256, 512), (256, 1, 33)
+    dims = (("b", 256), ("m", 48 * 512), ("n", 1), ("k", 33)) + ((("dw_native", 1),) if tagged else ())
+    return OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="dw", phase=Phase.FORWARD,
+                    dtype="float16", shapes=(x, w), flops=2 * 48 * 512 * 256 * 33, bytes_read=2 * (48 * 256 * 512),
+                    bytes_written=2 * 48 * 256 * 512, dims=dims)
+
+
+def test_fp16_depthwise_runs_pytorch_kernels_before_1_11():
+    assert prior.native_depthwise(_depthwise_fp16(False)) == ""  # torch >= 1.11: cuDNN's fp16 depthwise path
+    assert prior.native_depthwise(_depthwise_fp16(True)) == "generic"  # 33 taps: the looped kernel
+    g = dataclasses.replace(_graph(), records=(dataclasses.replace(_depthwise_fp16(False)),))
+    tagged = framework.apply(g, "1.10")
+    assert tagged.records[0].dim("dw_native") == 1 and tagged.extra["torch_version"] == "1.10"
+    assert any("PyTorch's own kernels" in a for a in tagged.assumptions)
+    assert framework.apply(g, "1.11").records[0].dim("dw_native", 0) == 0
+    a100 = resolve_gpu("a100-sxm4-80gb")[0]
+    t_native = prior.op_prior(tagged.records[0], a100, "fp16").time_s
+    t_cudnn = prior.op_prior(g.records[0], a100, "fp16").time_s
+    # the looped kernel does 6.6 multiply-adds per SM per clock (prior.DW_NATIVE_MACS_PER_SM_CLK): 48 x 512 x 256
+    # x 33 = 207.6 M MACs / (6.6 x 108 SMs x 1410 MHz) = 0.207 ms, over the partial last wave (48 x 256 x 512
+    # threads / (2048 x 108) = 28.4 waves -> 0.98 busy) + a 4 us kernel gap = 0.215 ms; far above the
+    # bandwidth-bound cuDNN path
+    macs = 48 * 512 * 256 * 33
+    waves = 48 * 256 * 512 / (2048 * a100.sm_count)
+    busy = macs / (prior.DW_NATIVE_MACS_PER_SM_CLK["forward"] * a100.sm_count * a100.boost_mhz * 1e6)
+    assert t_native == pytest.approx(busy / (waves / 29) + prior.GAP_S, rel=0.05)
+    assert t_native > 3 * t_cudnn
+
+
+def test_cli_torch_version_sets_the_optimizer_and_attention_of_a_torch_source(run_cli, tmp_path):
+    pytest.importorskip("torch")
+    src = tmp_path / "m.py"
+    src.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), "
+                   "nn.Linear(64, 8))\n")
+    code, out, err = run_cli("analyze", f"{src}:build", "--input", "x=float32[4,64]", "--torch-version", "1.10",
+                             "--format", "json")
+    assert code == 0, err
+    import json
+
+    doc = json.loads(out)
+    assert any("torch 1.10: single-tensor (for-loop) optimizer" in a for a in doc["assumptions"])
+    # AdamW for-loop: 8 element-wise ops per parameter tensor (4 tensors) = 32 optimizer kernels
+    assert any("foreach=False" in a for a in doc["assumptions"])
+    assert any("torch 1.10: attention as separate GEMM + softmax" in a for a in doc["assumptions"])
+    # AdamW for-loop: 8 element-wise ops per parameter tensor (4 tensors) = 32 optimizer kernels; 2.1: 8 foreach
+    from wattlint.frontends.source import analyze
+
+    def opt_records(version):
+        g = analyze(f"{src}:build", inputs=["x=float32[4,64]"], torch_version=version)
+        return sum(1 for r in g.records if r.phase is Phase.OPTIMIZER)
+    assert opt_records("1.10") == 32 and opt_records("2.1") == 8
