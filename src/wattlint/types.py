@@ -334,6 +334,7 @@ class Plan:
     sequence_parallel: bool = False
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     goodput: float = 1.0  # fraction of wall time in useful steps
+    training_stack: str = "pytorch"  # pytorch (as traced) | megatron (wattlint.stack)
     assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

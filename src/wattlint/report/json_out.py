@@ -64,6 +64,7 @@ def plan_dict(est: Estimate) -> dict:
         "sequence_parallel": p.sequence_parallel,
         "launch_overhead_s": p.launch_overhead_s,
         "goodput": p.goodput,
+        "training_stack": p.training_stack,
     }
 
 
