@@ -11,6 +11,12 @@ energy model of each GPU; nothing here is fitted except the one launch-overhead 
               Gbit/s HDR per node), bf16, no recompute, GPT-2 vocabulary (50,257, not padded), GELU tanh
               approximation as one kernel (Megatron's fused bias-GELU; HF "gelu_pytorch_tanh"): 1,440 single-node
               rows (2-8 GPUs) and 109 multi-node rows (up to 512 GPUs). Time compared: the whole iteration.
+              Two training stacks: pytorch (the first result: the HF module under autocast, flash attention via
+              SDPA) and megatron (--training-stack megatron, added after the first result: bf16 parameters, fused
+              LayerNorm / bias-dropout-add / scale-mask-softmax / Adam, and Megatron's attention as it runs in
+              Megatron-DeepSpeed by default and in vTrain's own model of it (VIA-Research/vTrain
+              src/model/gpt_modeling.py): baddbmm QK^T, FusedScaleMaskSoftmax, dropout, bmm, i.e. --attention
+              eager, no flash attention).
    2b fitted  one scalar, --launch-overhead (seconds per tensor/pipeline-parallel communication call), fitted on a
               split fixed before fitting: single-node rows with index % 4 == 0 (360 rows) train, the other 1,080
               single-node rows and all 109 multi-node rows held out. The step time is linear in it, so each row is
@@ -178,7 +184,10 @@ def _vtrain_estimate(r: dict, launch: float | None, stack: str = "megatron"):
     h, a, layers, seq = (int(r[k]) for k in ("hidden size", "attention heads", "# layers", "sequence length"))
     gpus, tp, pp = int(r["# GPUs"]), int(r["tensor parallelism"]), int(r["pipeline parallelism"])
     batch, micro = int(r["global batch"]), int(r["micro batch"])
-    g = traced(_gpt(h, a, layers, seq), {"batch_size": micro, "seq_len": seq, "precision": "bf16"})
+    opts = {"batch_size": micro, "seq_len": seq, "precision": "bf16"}
+    if stack == "megatron":  # Megatron's attention: baddbmm + FusedScaleMaskSoftmax + dropout + bmm (no flash)
+        opts["attention"] = "eager"
+    g = traced(_gpt(h, a, layers, seq), opts)
     kw = dict(gpu="a100-sxm4-80gb", lint=False, steps=1, batch_size=batch, micro_batch_size=micro, seq_len=seq,
               precision="bf16", gpus=gpus, tensor_parallel=tp, pipeline_parallel=pp, pue=1.0,
               carbon_intensity=100.0, goodput=1.0, training_stack=stack)

@@ -14,7 +14,7 @@ from wattlint.hardware import resolve_gpu
 from wattlint.stack import megatron
 from wattlint.types import ConfigError, CostGraph, ModelInfo, OpKind, OpRecord, Phase, Plan
 
-F, B, O = Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER
+F, B, OPT = Phase.FORWARD, Phase.BACKWARD, Phase.OPTIMIZER
 E, N, M = OpKind.ELEMENTWISE, OpKind.NORM, OpKind.MEMORY
 
 
@@ -49,8 +49,8 @@ RECORDS = (
     rec("mul", E, NORM, B, "float32", (X, W), 16, 96, 64, RMS),
     rec("sum", OpKind.REDUCTION, NORM, B, "float32", (X,), 16, 64, 8, RMS),
     rec("add", E, NORM, B, "float32", (X, X), 16, 128, 64, RMS),
-    rec("_foreach_mul_", OpKind.OPTIMIZER, "", O, "float32", (), 100, 400, 400, "Model"),
-    rec("_foreach_addcdiv_", OpKind.OPTIMIZER, "", O, "float32", (), 200, 1200, 400, "Model"),
+    rec("_foreach_mul_", OpKind.OPTIMIZER, "", OPT, "float32", (), 100, 400, 400, "Model"),
+    rec("_foreach_addcdiv_", OpKind.OPTIMIZER, "", OPT, "float32", (), 200, 1200, 400, "Model"),
 )
 
 
@@ -83,6 +83,7 @@ def test_norm_run_is_one_fused_kernel_hand_computed():
     assert (bwd.bytes_read, bwd.bytes_written) == (2 * 16 * 2 + 8 * 2 + 2 * 2 * 4, 16 * 2 + 2 * 8 * 2)
     assert bwd.flops == 16 + 16 + 16
     assert not [r for r in g.records if r.module == NORM and not r.op.startswith("fused::")]
+    assert "2 norm kernels" in megatron(graph(), "bf16", "adamw")[1][0]
 
 
 def test_gated_activation_fused_forward_and_backward():
@@ -105,6 +106,44 @@ def test_no_gate_no_fusion():
     assert [r.op for r in g.records] == [r.op for r in records]
 
 
+ATT = "blk.attn"
+S = (1, 2, 4, 4)  # batch 1, 2 heads, 4 x 4 scores: 32 elements
+
+
+def test_eager_attention_scale_mask_softmax_fused():
+    """Megatron's FusedScaleMaskSoftmax: scale and mask records feeding the softmax join its kernel; backward, the
+    softmax gradient and the scale's gradient are one kernel. Bytes by hand: n = 32 elements x 2 bytes."""
+    records = [rec("bmm", OpKind.MATMUL, ATT, F, "bfloat16", ((2, 4, 8), (2, 8, 4)), 512, 128, 64, "Attn"),
+               rec("mul", E, ATT, F, "bfloat16", (S,), 32, 64, 64, "Attn"),
+               rec("add", E, ATT, F, "bfloat16", (S, (1, 1, 4, 4)), 32, 96, 128, "Attn"),
+               rec("_softmax", OpKind.SOFTMAX, ATT, F, "float32", (S,), 160, 128, 128, "Attn"),
+               rec("native_dropout", OpKind.DROPOUT, ATT, F, "bfloat16", (S,), 96, 64, 96, "Attn"),
+               rec("_softmax_backward_data", OpKind.SOFTMAX, ATT, B, "float32", (S, S), 128, 256, 128, "Attn"),
+               rec("mul", E, ATT, B, "bfloat16", (S,), 32, 64, 64, "Attn"),
+               rec("bmm", OpKind.MATMUL, ATT, B, "bfloat16", ((2, 8, 4), (2, 4, 4)), 512, 128, 64, "Attn")]
+    g, notes = megatron(graph(records), "bf16", "adamw")
+    assert [r.op for r in g.records] == ["aten.bmm.default", "fused::scale_mask_softmax", "aten.native_dropout.default",
+                                         "fused::scale_mask_softmax_backward", "aten.bmm.default"]
+    fwd, bwd = g.records[1], g.records[3]
+    assert (fwd.bytes_read, fwd.bytes_written, fwd.flops) == (32 * 2, 32 * 2, 32 + 32 + 160)
+    assert (bwd.bytes_read, bwd.bytes_written, bwd.flops) == (2 * 32 * 2, 32 * 2, 128 + 32)
+    assert "2 scale-mask-softmax calls" in notes[0]
+
+
+def test_dropout_then_residual_add_fused():
+    """Megatron's fused bias-dropout-add: reads x and the residual (2 x 16 x 2 bytes), writes the sum (16 x 2)
+    and the 1-byte mask (16); a dropout not followed by a residual add is left alone."""
+    records = [rec("native_dropout", OpKind.DROPOUT, "blk.attn.drop", F, "bfloat16", (X,), 48, 32, 48, "Dropout"),
+               rec("add", E, "blk", F, "bfloat16", (X, X), 16, 64, 32, "Block"),
+               rec("native_dropout", OpKind.DROPOUT, "blk.attn.drop2", F, "bfloat16", (X,), 48, 32, 48, "Dropout"),
+               rec("mul", E, "blk", F, "bfloat16", (X, X), 16, 64, 32, "Block")]
+    g, notes = megatron(graph(records), "bf16", "adamw")
+    assert [r.op for r in g.records] == ["fused::dropout_add", "aten.native_dropout.default", "aten.mul.default"]
+    assert (g.records[0].bytes_read, g.records[0].bytes_written, g.records[0].flops) == (2 * 16 * 2, 16 * 2 + 16,
+                                                                                          48 + 16)
+    assert "1 dropout + residual adds" in notes[0]
+
+
 def test_fp32_elementwise_in_half_precision():
     g, _ = megatron(graph(), "bf16", "adamw")
     add, = [r for r in g.records if r.module == "blk" and r.phase is F]
@@ -113,7 +152,7 @@ def test_fp32_elementwise_in_half_precision():
 
 def test_fused_optimizer_over_fp32_master_and_param_copy():
     g, _ = megatron(graph(), "bf16", "adamw")
-    opt = [r for r in g.records if r.phase is O]
+    opt = [r for r in g.records if r.phase is OPT]
     assert [r.op for r in opt] == ["fused::multi_tensor_adamw", "fused::master_to_model_params"]
     step, copy = opt
     # AdamW on 100 fp32 master weights: reads param, grad, exp_avg, exp_avg_sq (4 x 4 bytes), writes param and
@@ -127,7 +166,7 @@ def test_idempotent_and_fp16():
     again, notes = megatron(g, "bf16", "adamw")
     assert again is g and notes == []
     h, notes = megatron(graph(), "fp16", "adamw")
-    assert {r.dtype for r in h.records if r.op.startswith("fused::") and r.phase is not O} == {"float16"}
+    assert {r.dtype for r in h.records if r.op.startswith("fused::") and r.phase is not OPT} == {"float16"}
     assert "fp16 module parameters" in notes[0]
 
 

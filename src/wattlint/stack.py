@@ -26,13 +26,19 @@ factor is fitted:
    parent module multiplies its output element-wise by a tensor of the same shape (the gate) becomes one kernel:
    forward reads the two inputs and writes the product (2n read, n written); backward reads dy and the two inputs
    and writes both input gradients (3n read, 2n written). FLOPs are the merged records' FLOPs.
-5. **Fused optimizer** (apex FusedAdam / Megatron's multi-tensor Adam): the optimizer records are replaced by one
+5. **Fused softmax** (Megatron's FusedScaleMaskSoftmax, for eager attention): the element-wise scale and mask
+   records that feed a softmax in the same attention module become part of the softmax kernel (n read, n written);
+   backward, the softmax gradient and the scale's gradient are one kernel (y and dy read, dx written). Flash /
+   memory-efficient attention is one kernel already.
+6. **Fused bias-dropout-add** (Megatron): a forward dropout followed by the residual add of the same shape in an
+   enclosing module is one kernel (x and the residual read, the sum and the 1-byte mask written).
+7. **Fused optimizer** (apex FusedAdam / Megatron's multi-tensor Adam): the optimizer records are replaced by one
    pass over the fp32 master weights, fp32 gradients and fp32 state (:func:`wattlint.costs.optimizer_step`), plus
    the copy of the updated master weights into the half-precision parameters (4 bytes read, 2 written each).
 
-Unchanged: matmuls and fused attention (already half precision and one kernel), dropout (one kernel), residual adds
-(each its own kernel, now in half precision), the loss at the root module, element-wise work not listed above
-(e.g. rotary embeddings: half precision, not fused), communication. Memory follows in :mod:`wattlint.memory`
+Unchanged: matmuls and attention kernels (half precision already), dropout without a following residual add,
+residual adds without dropout (each its own kernel, now in half precision), the loss at the root module,
+element-wise work not listed above (e.g. rotary embeddings: half precision, not fused), communication. Memory follows in :mod:`wattlint.memory`
 (half-precision weights, an fp32 master copy, fp32 gradients under bf16, no cached weight casts).
 """
 
@@ -123,7 +129,7 @@ def _fuse_norms(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int
             j += 1
         out.append(_norm_run(run, half))
         out.extend(views)
-        fused += len(run) > 1
+        fused += 1
         i = j
     return out, fused
 
@@ -184,6 +190,74 @@ def _fuse_gated(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int
     return out, len(replace)
 
 
+def _same_shape(q: OpRecord, shape: tuple) -> bool:
+    return bool(q.shapes) and tuple(q.shapes[0]) == shape
+
+
+def _fuse_softmax(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int]:
+    """Megatron's FusedScaleMaskSoftmax: the element-wise scale / mask records of eager attention that feed a
+    softmax (same module, phase and shape) and the softmax are one kernel (n read, n written); in backward the
+    softmax gradient and the scale's gradient are one kernel (y and dy read, dx written)."""
+    drop: set[int] = set()
+    replace: dict[int, OpRecord] = {}
+    e = C.dtype_bytes(half)
+    for i, sm in enumerate(records):
+        if sm.kind is not OpKind.SOFTMAX or sm.phase is Phase.OPTIMIZER or not sm.shapes:
+            continue
+        shape = tuple(sm.shapes[0])
+        backward = sm.phase is Phase.BACKWARD
+        step = 1 if backward else -1  # the scale / mask run before the softmax forward, their gradients after it
+        found: list[int] = []
+        j = i + step
+        while 0 <= j < len(records):
+            q = records[j]
+            if q.kind is OpKind.VIEW and q.module == sm.module:
+                j += step
+                continue
+            if (q.module == sm.module and q.phase is sm.phase and q.recompute == sm.recompute
+                    and q.kind is OpKind.ELEMENTWISE and _same_shape(q, shape) and j not in drop):
+                found.append(j)
+                j += step
+                continue
+            break
+        if not found:
+            continue
+        n = _numel(shape)
+        replace[i] = dataclasses.replace(sm, op="fused::scale_mask_softmax" + ("_backward" if backward else ""),
+                                         dtype=half, flops=sm.flops + sum(records[k].flops for k in found),
+                                         bytes_read=(2 if backward else 1) * n * e, bytes_written=n * e,
+                                         shapes=(shape,), dims=())
+        drop.update(found)
+    return [replace.get(i, r) for i, r in enumerate(records) if i not in drop], len(replace)
+
+
+def _fuse_dropout_add(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int]:
+    """Megatron's fused bias-dropout-add: a forward dropout followed by the residual add of the same shape in an
+    enclosing module is one kernel (x and the residual read, the sum and the 1-byte mask written)."""
+    drop: set[int] = set()
+    replace: dict[int, OpRecord] = {}
+    e = C.dtype_bytes(half)
+    for i, d in enumerate(records):
+        if d.kind is not OpKind.DROPOUT or d.phase is not Phase.FORWARD or not d.shapes:
+            continue
+        shape = tuple(d.shapes[0])
+        j = i + 1
+        while j < len(records) and records[j].kind is OpKind.VIEW:
+            j += 1
+        if j >= len(records):
+            continue
+        a = records[j]
+        if not (a.phase is Phase.FORWARD and a.recompute == d.recompute and a.kind is OpKind.ELEMENTWISE
+                and _base(a.op) == "add" and len(a.shapes) == 2 and all(tuple(x) == shape for x in a.shapes)
+                and (d.module.startswith(a.module + ".") or (not a.module and d.module))):
+            continue
+        n = _numel(shape)
+        replace[i] = dataclasses.replace(d, op="fused::dropout_add", dtype=half, flops=d.flops + a.flops,
+                                         bytes_read=2 * n * e, bytes_written=n * e + n, shapes=(shape,), dims=())
+        drop.add(j)
+    return [replace.get(i, r) for i, r in enumerate(records) if i not in drop], len(replace)
+
+
 def _optimizer(graph: CostGraph, optimizer: str, half: str) -> list[OpRecord]:
     n = int(graph.trainable_params)
     name = (optimizer or graph.optimizer or "adamw").lower()
@@ -217,16 +291,20 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
         kept.append(r)
     kept, norms = _fuse_norms(kept, half)
     kept, gated = _fuse_gated(kept, half)
+    kept, softmax = _fuse_softmax(kept, half)
+    kept, dropout_add = _fuse_dropout_add(kept, half)
     opt = [r for r in graph.records if r.phase is Phase.OPTIMIZER]
     name = (optimizer or graph.optimizer or "adamw").lower()
     new_opt = _optimizer(graph, name, half) if opt else []
     hp = "bf16" if half == "bfloat16" else "fp16"
     notes = [f"training stack megatron (--training-stack): {hp} module parameters with an fp32 master copy; "
              f"{casts:,} autocast cast kernels dropped ({cast_bytes / 2**30:,.2f} GiB of traffic per micro-batch), "
-             f"element-wise work inside the model in {hp}; fused kernels: {norms:,} norm calls (apex / Transformer "
-             f"Engine fused LayerNorm / RMSNorm), {gated:,} gated activations (fused SwiGLU / GeGLU), "
-             f"the optimizer as one multi-tensor {name} pass over fp32 master weights, gradients and state plus the "
-             f"copy into the {hp} parameters; matmuls, flash attention, dropout, residual adds and the loss as traced"]
+             f"element-wise work inside the model in {hp}; fused kernels: {norms:,} norm kernels (apex / Transformer "
+             f"Engine fused LayerNorm / RMSNorm), {gated:,} gated activations (fused SwiGLU / GeGLU), {softmax:,} "
+             f"scale-mask-softmax calls of eager attention (FusedScaleMaskSoftmax), {dropout_add:,} dropout + "
+             f"residual adds (fused bias-dropout-add), the optimizer as one multi-tensor {name} pass over fp32 "
+             f"master weights, gradients and state plus the copy into the {hp} parameters; matmuls, attention "
+             f"kernels, other element-wise work and the loss as traced"]
     extra = dict(graph.extra or {})
     extra["training_stack"] = "megatron"
     out = dataclasses.replace(graph, records=tuple(kept + new_opt), precision=precision,
