@@ -22,7 +22,9 @@ energy model of each GPU; nothing here is fitted except the one launch-overhead 
               single-node rows and all 109 multi-node rows held out. The step time is linear in it, so each row is
               estimated twice (default latency and +1 ms) and the fit is a grid search of the train MAPE.
 3. foundry    llm-foundry benchmark tables (216 rows): MPT decoders as GPT-2-shaped configs (d_model, n_heads,
-              n_layers, expansion 4, vocab 50,368, exact GELU as MPT's nn.GELU; MPT has no biases, ALiBi and
+              n_layers, expansion 4, vocab 50,368, exact GELU as MPT's nn.GELU, no dropout (MPT's defaults
+              resid_pdrop = emb_pdrop = attn_pdrop = 0, llm-foundry config_defaults.py; set after the first
+              result, which used GPT-2's 0.1); MPT has no biases, ALiBi and
               low-precision LayerNorm: stated differences), FSDP FULL_SHARD
               (SHARD_GRAD_OP = zero2), activation checkpointing as listed. MFU by llm-foundry's own formula from the
               predicted throughput (it is linear in throughput: MFU_pred = MFU_measured x tokens/s predicted /
@@ -286,7 +288,8 @@ def _mpt(size: str, seq: int) -> Path:
     vocab = num("vocab_size")
     return _config(f"mpt_{size}_s{seq}", dict(model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=d,
                                                n_head=heads, n_layer=layers, n_inner=exp * d, vocab_size=vocab,
-                                               n_positions=seq, activation_function="gelu"))
+                                               n_positions=seq, activation_function="gelu", resid_pdrop=0.0,
+                                               embd_pdrop=0.0, attn_pdrop=0.0))
 
 
 def foundry_section() -> dict:
