@@ -243,6 +243,11 @@ def test_end_to_end_faster_and_stated(run_cli, llama_config):
                              "--batch-size", "4", "--training-stack", "megatron", "--format", "json")
     assert code == 0, err
     data = json.loads(out)
+    import jsonschema
+    from importlib import resources
+
+    schema = json.loads(resources.files("wattlint.schemas").joinpath("estimate.schema.json").read_text())
+    jsonschema.validate(data, schema, cls=jsonschema.Draft202012Validator)
     assert data["plan"]["training_stack"] == "megatron"
     assert "master_weights" in data["memory"]["breakdown"]
     assert any("training stack megatron" in a for a in data["assumptions"])
