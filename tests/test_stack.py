@@ -97,6 +97,21 @@ def test_gated_activation_fused_forward_and_backward():
     assert "2 gated activations" in notes[0]
 
 
+def test_recomputed_forward_fused_as_forward():
+    """Under full recompute the forward re-run inside backward (recompute=True records) is fused like the forward:
+    a forward norm kernel and a forward gated activation, not their backward costs."""
+    import dataclasses
+
+    fwd = [r for r in RECORDS if r.phase is F and r.module != ""]
+    again = [dataclasses.replace(r, phase=B, recompute=True) for r in fwd]
+    g, _ = megatron(graph(again), "bf16", "adamw")
+    norm, = by_op(g, "fused::rms_norm")
+    assert norm.recompute and norm.phase is B
+    assert (norm.bytes_read, norm.bytes_written) == (16 * 2 + 8 * 2, 16 * 2 + 2 * 2 * 4)
+    gate, = by_op(g, "fused::gated_silu")
+    assert (gate.bytes_read, gate.bytes_written) == (2 * 32 * 2, 32 * 2)
+
+
 def test_no_gate_no_fusion():
     """A plain activation (GPT-2's GELU MLP: no element-wise gate in the parent module) is left as one kernel."""
     records = [rec("gelu", E, "blk.mlp.act", F, "bfloat16", (H,), 160, 64, 64, "GELU"),

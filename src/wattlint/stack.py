@@ -97,7 +97,7 @@ def _norm_run(run: list[OpRecord], half: str) -> OpRecord:
     h = int(x[-1]) if x else 1
     affine = any(tuple(s) == (h,) for s in shapes)
     kind = "rms" if "rms" in first.module_type.lower() else "layer"
-    backward = first.phase is Phase.BACKWARD
+    backward = first.phase is Phase.BACKWARD and not first.recompute  # a recomputed forward is a forward kernel
     c = C.norm(tuple(x), half, kind, affine=affine, normalized_elems=h, backward=backward)
     return dataclasses.replace(first, op="fused::" + kind + "_norm" + ("_backward" if backward else ""),
                                kind=OpKind.NORM, dtype=half, shapes=(tuple(x),), flops=sum(r.flops for r in run),
@@ -169,10 +169,10 @@ def _fuse_gated(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int
         if a.kind is not OpKind.ELEMENTWISE or a.phase is Phase.OPTIMIZER or i in drop:
             continue
         name = _base(a.op)
-        if a.phase is Phase.FORWARD and name in ACT_FWD:
+        if (a.phase is Phase.FORWARD or a.recompute) and name in ACT_FWD:
             muls = _gate_muls(records, i, 1, 1)
             read_n, write_n = 2, 1
-        elif a.phase is Phase.BACKWARD and name in ACT_BWD:
+        elif a.phase is Phase.BACKWARD and not a.recompute and name in ACT_BWD:
             muls = _gate_muls(records, i, -1, 2)
             read_n, write_n = 3, 2
         else:
@@ -182,7 +182,7 @@ def _fuse_gated(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int
         n = _numel(a.shapes[0])
         flops = a.flops + sum(records[j].flops for j in muls)
         replace[i] = dataclasses.replace(a, op=f"fused::gated_{name.split('_')[0]}"
-                                         + ("_backward" if a.phase is Phase.BACKWARD else ""),
+                                         + ("_backward" if read_n == 3 else ""),
                                          dtype=half, flops=flops, bytes_read=read_n * n * e,
                                          bytes_written=write_n * n * e, shapes=(tuple(a.shapes[0]),), dims=())
         drop.update(muls)
@@ -205,7 +205,7 @@ def _fuse_softmax(records: list[OpRecord], half: str) -> tuple[list[OpRecord], i
         if sm.kind is not OpKind.SOFTMAX or sm.phase is Phase.OPTIMIZER or not sm.shapes:
             continue
         shape = tuple(sm.shapes[0])
-        backward = sm.phase is Phase.BACKWARD
+        backward = sm.phase is Phase.BACKWARD and not sm.recompute
         step = 1 if backward else -1  # the scale / mask run before the softmax forward, their gradients after it
         found: list[int] = []
         j = i + step
@@ -238,7 +238,7 @@ def _fuse_dropout_add(records: list[OpRecord], half: str) -> tuple[list[OpRecord
     replace: dict[int, OpRecord] = {}
     e = C.dtype_bytes(half)
     for i, d in enumerate(records):
-        if d.kind is not OpKind.DROPOUT or d.phase is not Phase.FORWARD or not d.shapes:
+        if d.kind is not OpKind.DROPOUT or not (d.phase is Phase.FORWARD or d.recompute) or not d.shapes:
             continue
         shape = tuple(d.shapes[0])
         j = i + 1
@@ -247,7 +247,7 @@ def _fuse_dropout_add(records: list[OpRecord], half: str) -> tuple[list[OpRecord
         if j >= len(records):
             continue
         a = records[j]
-        if not (a.phase is Phase.FORWARD and a.recompute == d.recompute and a.kind is OpKind.ELEMENTWISE
+        if not (a.phase is d.phase and a.recompute == d.recompute and a.kind is OpKind.ELEMENTWISE
                 and _base(a.op) == "add" and len(a.shapes) == 2 and all(tuple(x) == shape for x in a.shapes)
                 and (d.module.startswith(a.module + ".") or (not a.module and d.module))):
             continue
