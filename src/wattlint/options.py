@@ -192,7 +192,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("training_stack", "--training-stack", choice(*TRAINING_STACKS), "how the step runs: pytorch (default: "
            "the module as traced under autocast: fp32 parameters, per-matmul casts, unfused element-wise kernels) "
            "or megatron (Megatron-LM / DeepSpeed-style large-model training: bf16/fp16 parameters with an fp32 "
-           "master copy, no autocast casts, fused LayerNorm/RMSNorm, fused SwiGLU/GeGLU, fused multi-tensor Adam; "
+           "master copy, no autocast casts, fused LayerNorm/RMSNorm, SwiGLU/GeGLU, scale-mask-softmax, "
+           "bias-dropout-add and multi-tensor Adam; "
            "needs --precision bf16, fp16 or fp8)", "model", "plan", choices=TRAINING_STACKS),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
            "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "

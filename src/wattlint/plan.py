@@ -313,7 +313,8 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
         notes.append(f"training stack megatron (--training-stack): the traced step rewritten as Megatron-LM / "
                      f"DeepSpeed-style training runs it: {hp} parameters with an fp32 master copy and fp32 "
                      f"{'gradients' if hp == 'bf16' else 'optimizer state'}, no autocast casts, {hp} element-wise "
-                     f"work, fused LayerNorm / RMSNorm, fused gated activation, fused multi-tensor optimizer "
+                     f"work, fused LayerNorm / RMSNorm, gated activation, scale-mask-softmax, bias-dropout-add and "
+                     f"multi-tensor optimizer "
                      f"(docs/PARALLEL.md, 'Training stack')")
     plan.update(precision=precision, optimizer=optimizer, training_stack=stack)
 
