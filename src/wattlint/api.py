@@ -179,9 +179,11 @@ class PriceCache:
 
 
 def _layout_key(plan: Plan) -> tuple:
-    """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan."""
+    """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan (the training stack's rewrite reads the
+    precision and optimizer too)."""
     return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel, plan.sequence_parallel,
-            plan.micro_batch_size, plan.grad_accum)
+            plan.micro_batch_size, plan.grad_accum, plan.training_stack,
+            (plan.precision, plan.optimizer) if plan.training_stack != "pytorch" else None)
 
 
 class Reestimator:

@@ -5,6 +5,9 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * weights: the parameters in their storage dtype (``param_bytes``; fp32 master weights under autocast) plus, under
   fp16/bf16 autocast, the cached half-precision copies of the weights (2 bytes per parameter).
 * gradients: one per trainable parameter in the parameter dtype (fp32 under autocast).
+* training stack megatron (wattlint.stack): weights in half precision (2 bytes), an fp32 master copy (4 bytes per
+  trainable parameter, sharded like the optimizer state), gradients in the fp32 accumulation buffer (4 bytes; 2
+  under fp16), no cached weight casts.
 * optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
 * sharding over the data-parallel group of ``n`` GPUs (ZeRO stages; FSDP FULL_SHARD = ZeRO-3):
   zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights (plus one gathered layer in flight).
@@ -120,6 +123,17 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     weights = float(param_bytes) * keep
     weight_copies = 2.0 * params * keep if half else 0.0  # autocast's cached half-precision weight casts
     grads = trainable * bpp
+    master = 0.0
+    megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and half
+    if megatron:  # wattlint.stack: half-precision parameters, an fp32 master copy, no cached casts
+        weights = 2.0 * params * keep
+        weight_copies = 0.0
+        master = 4.0 * trainable
+        grads = trainable * (2.0 if plan.precision == "fp16" else 4.0)
+        notes.append("training stack megatron: weights 2 bytes per parameter (" + ("fp16" if plan.precision ==
+                     "fp16" else "bf16") + "), fp32 master copy 4 bytes per trainable parameter (sharded like the "
+                     "optimizer state), gradients " + ("2 bytes (fp16)" if plan.precision == "fp16" else
+                     "4 bytes (fp32 accumulation buffer, as Megatron-LM keeps for bf16)") + ", no cached weight casts")
     opt_name = (plan.optimizer or "adamw").lower()
     opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * 4.0
     sharding = (plan.sharding or "none").lower()
@@ -129,6 +143,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     if sharded:
         share = split.sharded_share(n) if split.removed else 1.0 / n
         opt_state *= share
+        master *= share
         if sharding in ("zero2", "zero3", "fsdp"):
             grads *= share
         if sharding in ("zero3", "fsdp"):
@@ -142,7 +157,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     notes += act_notes
     dynamic = act + weight_copies
     frag = FRAGMENTATION * dynamic
-    total = weights + weight_copies + grads + opt_state + act + WORKSPACE_BYTES + frag
+    total = weights + weight_copies + master + grads + opt_state + act + WORKSPACE_BYTES + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {
         "weights": int(weights),
@@ -152,6 +167,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         "activations": int(act),
         "workspace": int(WORKSPACE_BYTES + frag),
     }
+    if megatron:
+        breakdown["master_weights"] = int(master)
     return {
         "peak_bytes_per_gpu": int(total),
         "gpu_memory_bytes": cap,

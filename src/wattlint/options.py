@@ -23,6 +23,7 @@ OPTIMIZER_IMPLS = ("foreach", "fused", "for-loop")
 ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 RECOMPUTES = ("none", "selective", "full")
+TRAINING_STACKS = ("pytorch", "megatron")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
 
@@ -199,6 +200,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "(default), selective (re-run only the attention core, QK^T / softmax / dropout / attention over V, in "
            "backward; its stored scores are dropped) or full (re-run each block's forward; keeps only the block "
            "inputs)", "model", "plan", choices=RECOMPUTES),
+    Option("training_stack", "--training-stack", choice(*TRAINING_STACKS), "how the step runs: pytorch (default: "
+           "the module as traced under autocast: fp32 parameters, per-matmul casts, unfused element-wise kernels) "
+           "or megatron (Megatron-LM / DeepSpeed-style large-model training: bf16/fp16 parameters with an fp32 "
+           "master copy, no autocast casts, fused LayerNorm/RMSNorm, SwiGLU/GeGLU, scale-mask-softmax, "
+           "bias-dropout-add and multi-tensor Adam; "
+           "needs --precision bf16, fp16 or fp8)", "model", "plan", choices=TRAINING_STACKS),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
            "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "
            "the config's expert capacity)", "model", "frontend", "C"),

@@ -432,8 +432,12 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
 
 
 def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
-    """``graph`` as one GPU of ``plan``'s layout runs it (:func:`shard_graph`; unchanged without TP / PP, and
-    when it already is a per-GPU graph)."""
+    """``graph`` as one GPU of ``plan``'s layout runs it: first as ``plan.training_stack`` runs the step
+    (:func:`wattlint.stack.apply`), then :func:`shard_graph` (unchanged without TP / PP, and when it already is a
+    per-GPU graph)."""
+    from .stack import apply
+
+    graph = apply(graph, plan)
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
                     grad_accum=plan.grad_accum)

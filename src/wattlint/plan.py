@@ -309,7 +309,19 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     if optimizer is None:
         optimizer = graph.optimizer or options.DEFAULT_OPTIMIZER
         notes.append(f"optimizer {optimizer} (as traced; pass --optimizer to change)")
-    plan.update(precision=precision, optimizer=optimizer)
+    stack = v.get("training_stack", "pytorch")
+    if stack == "megatron":
+        if precision not in ("bf16", "fp16", "fp8"):
+            raise ConfigError(f"--training-stack megatron needs --precision bf16, fp16 or fp8 (half-precision "
+                              f"parameters with an fp32 master copy); got {precision}")
+        hp = "fp16" if precision == "fp16" else "bf16"
+        notes.append(f"training stack megatron (--training-stack): the traced step rewritten as Megatron-LM / "
+                     f"DeepSpeed-style training runs it: {hp} parameters with an fp32 master copy and fp32 "
+                     f"{'gradients' if hp == 'bf16' else 'optimizer state'}, no autocast casts, {hp} element-wise "
+                     f"work, fused LayerNorm / RMSNorm, gated activation, scale-mask-softmax, bias-dropout-add and "
+                     f"multi-tensor optimizer "
+                     f"(docs/PARALLEL.md, 'Training stack')")
+    plan.update(precision=precision, optimizer=optimizer, training_stack=stack)
 
 
 def _site(v: dict, plan: dict, notes: list[str]) -> None:

@@ -335,6 +335,7 @@ class Plan:
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps
+    training_stack: str = "pytorch"  # pytorch (as traced) | megatron (wattlint.stack)
     assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -65,6 +65,7 @@ def plan_dict(est: Estimate) -> dict:
         "launch_overhead_s": p.launch_overhead_s,
         "host_op_s": p.host_op_s,
         "goodput": p.goodput,
+        "training_stack": p.training_stack,
     }
 
 
