@@ -193,7 +193,7 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     ga = max(1, plan.grad_accum)
     fwd, bwd = s.phase_t.get("forward", 0.0), s.phase_t.get("backward", 0.0)
     host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
-    multi = graph.extra.get("optimizer_impl") != "for-loop"
+    multi = not graph.single_tensor_optimizer
     gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga,
                               host_op, multi)
     if gap > 1e-7:

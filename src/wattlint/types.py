@@ -214,6 +214,12 @@ class CostGraph:
             out[(r.module, r.phase.value)] += Totals(r.flops, r.bytes_read, r.bytes_written, 1)
         return dict(out)
 
+    @property
+    def single_tensor_optimizer(self) -> bool:
+        """The traced optimizer is torch's for-loop (single-tensor) implementation: every optimizer record is its own
+        kernel and launch (``--optimizer-impl for-loop``)."""
+        return self.extra.get("optimizer_impl") == "for-loop"
+
     def module_types(self) -> dict[str, str]:
         types = dict(self.modules)
         for r in self.records:

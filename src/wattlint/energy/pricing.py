@@ -189,7 +189,7 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
     """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``; ``base``: the priced ops
     of the graph ``graph`` is a variant of, on the same GPU, precision, utilization and predictor (module doc);
     ``groups``: :func:`optimizer_groups` of ``graph.records``, when the caller prices the graph again and again."""
-    if graph.extra.get("optimizer_impl") == "for-loop":
+    if graph.single_tensor_optimizer:
         groups = {}  # single-tensor optimizer: every record is its own kernel (and launch)
     autocasted = _autocasts(graph, precision)
     if base is not None and base.autocast != autocasted:

@@ -202,7 +202,7 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
         micro = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is not Phase.OPTIMIZER]
         opt = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is Phase.OPTIMIZER]
         gap = system.launch_gap_s(len(micro), len(opt), sum(micro) * mb_scale, sum(opt), ga, plan.host_op_s,
-                                  graph.extra.get("optimizer_impl") != "for-loop")
+                                  not graph.single_tensor_optimizer)
         if gap > 0:
             phases["idle_gaps"] = PhaseCost(gap, gap * gpu.idle_w)
             step_t += gap

@@ -321,7 +321,7 @@ class LaunchBound(Rule):
         host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
         other = ctx.reestimate(plan=dataclasses.replace(plan, host_op_s=0.0))
         kwh, pct = ctx.saving(other)
-        for_loop = ctx.graph.extra.get("optimizer_impl") == "for-loop"
+        for_loop = ctx.graph.single_tensor_optimizer
         hint = ("capture the step in a CUDA graph (torch.compile(mode=\"reduce-overhead\")), use a larger "
                 "micro-batch" + (", and a foreach/fused optimizer (the for-loop one launches every element-wise "
                                  "op once per parameter tensor)" if for_loop else ""))
