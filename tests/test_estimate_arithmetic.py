@@ -240,3 +240,16 @@ def test_zero3_gathers_weights_twice_per_micro_batch():
     assert e.phases["communication"].time_s == pytest.approx(t_comm - fwd_bwd)
     # optimizer state sharded: the optimizer op runs on 1/4 of the parameters
     assert e.phases["optimizer"].time_s == pytest.approx(1e-6 / 4)
+
+
+def test_launch_gap_with_exposed_launches():
+    from wattlint.energy import system
+
+    # per micro-batch: 5 launches x 21 us = 105 us of host time against 5 us of GPU work; optimizer 21 vs 1 us.
+    # exposed 0 (shipped): only the excess shows: 2 x 100 + 20 = 220 us; exposed 1: all of it: 2 x 105 + 21 = 231 us;
+    # exposed 0.5: 2 x (100 + 0.5 x 5) + (20 + 0.5 x 1) = 225.5 us
+    args = (5, 1, 5e-6, 1e-6, 2, 21e-6, True)
+    assert system.launch_gap_s(*args, exposed=0.0) == pytest.approx(220e-6)
+    assert system.launch_gap_s(*args, exposed=1.0) == pytest.approx(231e-6)
+    assert system.launch_gap_s(*args, exposed=0.5) == pytest.approx(225.5e-6)
+    assert system.HOST_EXPOSED == 0.0  # what the estimates above price (docs/ENERGY_MODEL.md)

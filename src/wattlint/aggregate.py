@@ -195,7 +195,7 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
     multi = not graph.single_tensor_optimizer
     gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga,
-                              host_op, multi)
+                              host_op, multi, system.HOST_EXPOSED)
     if gap > 1e-7:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
