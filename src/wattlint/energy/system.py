@@ -39,7 +39,7 @@ HOST_OP_S = 21e-6
 # Fraction of the launch time the kernels do NOT hide: 0 = the CPU runs ahead of the GPU and only launching longer
 # than the GPU work shows (max(GPU, host)); 1 = launching adds to the step (GPU + host). Shipped: 0. The vTrain train
 # split prefers 1 at HOST_OP_S = 21 us (benchmarks/host_exposed.py -> results/host_exposed.json), but HOST_OP_S
-# refitted on Zeus under 1 is 10 us, and that joint fit is not evaluated yet: docs/ENERGY_MODEL.md, "Launch gaps".
+# refitted on Zeus under 1 is 10 us, where 1 gains less (host_exposed_10us.json): docs/ENERGY_MODEL.md.
 HOST_EXPOSED = 0.0
 OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
 SERVER_GPU_SLOTS = 8  # a data-centre PCIe server (and a cloud instance's host) holds 8 GPUs; a job's share is per GPU
