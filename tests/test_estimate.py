@@ -313,3 +313,15 @@ def test_json_is_byte_identical_across_hash_seeds(tmp_path):
                       for cmd in runs]
     assert outs["1"][0] and outs["1"][1]
     assert outs["1"] == outs["2"]
+
+
+def test_shipped_h200_calibration_transfers_within_nvidia_only():
+    """The shipped H200 calibration (src/wattlint/models/h200-sxm-141gb) makes the H200 'measured', reaches other
+    NVIDIA GPUs only through the public-fit/transfer rule, and never reaches AMD or Intel accelerators."""
+    from wattlint.hardware import resolve_gpu
+
+    h200, _ = resolve_gpu("h200")
+    assert pred_mod.get_predictor(h200).calibration == "measured"
+    for key in ("mi300x", "mi250x", "gaudi3"):
+        spec, _ = resolve_gpu(key)
+        assert pred_mod.get_predictor(spec).calibration == "prior", key

@@ -161,9 +161,15 @@ def test_estimator_picks_up_a_model_folder(fitted, tmp_path):
     assert p.calibration == "measured" and "fake-gpu run" in p.source
     from wattlint.hardware import resolve_gpu
 
-    other, _ = resolve_gpu("a100-sxm4-80gb")
+    import dataclasses
+
+    # another GPU of the model's vendor (the fake simulator's) gets it transferred ...
+    other = dataclasses.replace(FAKE_SPEC, key="fake-gpu-2", sm_count=FAKE_SPEC.sm_count * 2)
     q = get_predictor(other, models_dir=tmp_path)
     assert q.calibration == "transferred"
+    # ... a GPU of another vendor does not: no cross-vendor transfer has been validated
+    a100, _ = resolve_gpu("a100-sxm4-80gb")
+    assert get_predictor(a100, models_dir=tmp_path).calibration == "prior"
     lo, hi = q.range_factors()
     lo2, hi2 = p.range_factors()
     assert hi / lo >= hi2 / lo2  # wider range when transferred

@@ -236,16 +236,23 @@ def _measured(gpu: GpuSpec, dirs) -> Predictor | None:
 
 
 def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
-    def rank(item) -> tuple[int, int, str]:
-        d, k = item
+    """Another GPU's calibration, of the same vendor only (same architecture first). A correction learned on one
+    vendor's kernel libraries (cuBLAS/cuDNN) says nothing measured about another's (ROCm, Gaudi), and no
+    cross-vendor transfer has been validated: such GPUs keep the prior."""
+    def model_gpu(d, k) -> tuple[str, str]:
         card = _card(d.path / k)
         g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
-        arch = str(g.get("arch", card.get("arch", "")))
-        vendor = str(g.get("vendor", card.get("vendor", "")))
-        return (0 if arch and arch == gpu.arch else 1 if vendor and vendor == gpu.vendor else 2, dirs.index(d), k)
+        return str(g.get("arch", card.get("arch", ""))), str(g.get("vendor", card.get("vendor", "")) or _vendor_of(k))
 
-    others = [(d, k) for d in dirs for k in calibrated_keys(d.path) if k != gpu.key]
-    for d, k in sorted(others, key=rank):
+    others = []
+    for d in dirs:
+        for k in calibrated_keys(d.path):
+            if k == gpu.key:
+                continue
+            arch, vendor = model_gpu(d, k)
+            if vendor and vendor == gpu.vendor:
+                others.append((0 if arch and arch == gpu.arch else 1, dirs.index(d), k, d))
+    for _, _, k, d in sorted(others, key=lambda x: x[:3]):
         try:
             p = CalibratedPredictor(_load(k, d.path), k, transferred=True)
         except Exception:
@@ -253,6 +260,17 @@ def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
         p.source = f"{p.source} ({d.describe()})"
         return p
     return None
+
+
+def _vendor_of(key: str) -> str:
+    """The database vendor of a calibrated GPU key (cards written before they stored the vendor); '' if unknown."""
+    from ..hardware import load_gpus
+
+    try:
+        spec = load_gpus().get(key)
+    except Exception:  # noqa: BLE001 - an unreadable database is reported elsewhere; here: unknown vendor
+        return ""
+    return spec.vendor if spec is not None else ""
 
 
 def _public_fit(dirs):
