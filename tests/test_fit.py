@@ -181,3 +181,40 @@ def test_find_runs_skips_non_object_json_in_a_folder(tmp_path):
     (tmp_path / "latin1.json").write_bytes(b'{"a": "\xe9"}')
     with pytest.raises(FitError, match="no calibration runs"):
         find_runs([str(tmp_path)])
+
+
+def test_gpu_backward_calls_host_bound_dropped_kernel_bound_kept_whole(fake_run, tmp_path):
+    """On a GPU, a backward call shorter than 1.5 x the autograd engine overhead is host-bound (its kernel time is
+    not observable) and dropped; a longer one is kernel-bound and enters the fit at its measured call time, also
+    when an older runner subtracted the overhead (time_s + overhead_s is the call time)."""
+    import csv
+
+    from wattlint.calibrate.fitting import HOST_BOUND_FACTOR
+    from wattlint.calibrate.runner import read_rows
+
+    assert HOST_BOUND_FACTOR == 1.5
+    rows = read_rows(fake_run.csv)
+    back = [r for r in rows if r["phase"] == "backward" and r["status"] == "ok"]
+    assert len(back) >= 3
+    engine = 80e-6  # the session's autograd overhead: host-bound below 1.5 x 80 = 120 us
+    back[0].update(time_s=repr(100e-6), overhead_s="0")  # 100 < 120 us: host-bound, dropped
+    back[1].update(time_s=repr(200e-6), overhead_s="0")  # 200 us, kernel-bound: kept at 200 us
+    back[2].update(time_s=repr(119e-6), overhead_s=repr(81e-6))  # old runner: 119 + 81 = 200 us, kept at 200 us
+    for r in back[3:]:  # every other backward call kernel-bound (1 ms)
+        r.update(time_s=repr(1e-3), overhead_s="0")
+    d = tmp_path / "gpu-run"
+    d.mkdir()
+    with (d / fake_run.csv.name).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    prov = json.loads(fake_run.json.read_text())
+    prov["device"]["kind"] = "cuda"
+    prov["sessions"][0]["autograd_overhead_s"] = engine
+    (d / fake_run.json.name).write_text(json.dumps(prov))
+    data, _, meta = load_fit_data(find_runs([str(d)]))
+    assert meta["skipped_rows"] == {"host-bound backward call (kernel time not observable)": 1}
+    times = dict(zip(data.sample, data.sample_time))
+    assert times[f"{back[1]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
+    assert times[f"{back[2]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
+    assert f"{back[0]['sample_id']}@{fake_run.csv.name}" not in times

@@ -98,6 +98,32 @@ def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec,
     raise FitError("the run records no GPU spec: pass --gpu KEY")
 
 
+# A GPU backward call (one autograd.grad) costs the host the autograd engine's fixed overhead (measured per session,
+# `autograd_overhead_s`) besides the launches. Calls back to back take max(host, kernels): a call shorter than
+# HOST_BOUND_FACTOR x that overhead is host-bound, its kernel time is not observable (anything up to the call time),
+# and the sample is dropped; a longer call is kernel-bound and its measured time is the kernels' time, with nothing
+# to subtract. (Runs before 2026-12-04 subtracted up to the whole overhead from calls under 3x it, which made
+# kernel-bound GEMM backward samples on the H200 up to 2x faster than the dense peak; the fit undoes that.)
+HOST_BOUND_FACTOR = 1.5
+
+
+def _float(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if math.isfinite(x) and x > 0 else 0.0
+
+
+def _gpu_engine_overhead(prov: dict[str, Any]) -> float:
+    """The autograd engine overhead of a GPU run (the largest of its sessions'), 0 for CPU and fake runs (there the
+    overhead is serial and the runner subtracts it)."""
+    if prov.get("device", {}).get("kind") != "cuda":
+        return 0.0
+    return max((_float(x.get("autograd_overhead_s")) for x in prov.get("sessions", []) if isinstance(x, dict)),
+               default=0.0)
+
+
 def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     from ..energy.model import FitData
     from ..io import sha256_file
@@ -138,6 +164,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
         except csv.Error as e:
             raise FitError(f"{rp.csv}: not a calibration run CSV ({e})") from None
         idle = [x.get("idle_power_w") for x in prov.get("sessions", []) if x.get("idle_power_w") is not None]
+        engine_s = _gpu_engine_overhead(prov)
         prov_out.append({"run_id": prov.get("run_id"), "csv": rp.csv.name, "json": rp.json.name,
                          "csv_sha256": sha256_file(rp.csv), "json_sha256": sha256_file(rp.json),
                          "suite": prov.get("suite", {}).get("name"), "suite_sha256": prov.get("suite", {}).get("sha256"),
@@ -169,6 +196,11 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                 skipped["power not a finite number >= 0"] += 1
                 continue
             fam, prec, phase = row["family"], row["precision"], row["phase"]
+            if phase == "backward" and engine_s > 0:
+                t_meas += _float(row.get("overhead_s"))  # runs that subtracted the engine overhead: undo it
+                if t_meas < HOST_BOUND_FACTOR * engine_s:
+                    skipped["host-bound backward call (kernel time not observable)"] += 1
+                    continue
             # the same measurement twice (a run file given under two names, a copied CSV) would count double
             dup_key = (fam, row["params"], prec, phase, row["time_s"], row["avg_power_w"], row.get("energy_j"))
             if dup_key in seen:
