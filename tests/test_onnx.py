@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from wattlint.energy import system
 from wattlint.frontends.onnx import analyze_onnx, scope_to_module
 from wattlint.types import InputError, Phase, TensorSpec
 
@@ -229,6 +230,12 @@ def test_recurrent_hand_computed(tmp_path, op, gates, pointwise, bias_grads):
                  + bias_grads * batch * gates * hid)
     bwd_recs = [x for x in _bwd(g) if x.op == f"onnx::{op}"]
     assert len(bwd_recs) == 1 and bwd_recs[0].flops == bwd
+    # one node = one record per phase = one host launch each (energy.system.Launches), as a cuDNN RNN call
+    n = system.Launches()
+    for x in g.records:
+        if x.op == f"onnx::{op}":
+            n.add(x, 1.0)
+    assert n.n == 2
 
 
 # ---- control flow -----------------------------------------------------------------------------------------------

@@ -1041,7 +1041,8 @@ class _CudnnRecurrence(torch.autograd.Function):
             db_ih = dG.sum((0, 1)) if has_bih and need[4] else None
             db_hh = None
             if has_bhh and need[5]:
-                db_hh = db_ih if (mode == "LSTM" and db_ih is not None) else dGh.sum((0, 1))
+                # LSTM: both biases get the same gradient, written by cuDNN into both (a [G*H] copy, not a 2nd pass)
+                db_hh = db_ih.clone() if (mode == "LSTM" and db_ih is not None) else dGh.sum((0, 1))
             return dG, (grad_h if need[1] else None), (grad_c if need[2] else None), dw_hh, db_ih, db_hh, None, None
         finally:
             if tr is not None:
