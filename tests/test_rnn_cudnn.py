@@ -68,11 +68,14 @@ def test_recurrence_structure_by_hand():
 
 def test_one_launch_per_rnn_call_and_phase_fp32():
     g = _trace("fp32")
-    calls = {r.dim(LIB_CALL) for r in g.records if r.module == "lstm" and (r.flops or r.bytes)}
-    assert calls == {1}  # one nn.LSTM call: every record with work of the module is inside it
-    # micro-batch launches: forward = the LSTM call + the loss sum; backward = ones_like (the loss gradient) + the
-    # LSTM backward call -> 4 (each of the 6 + 8 + ... records as an eager op before)
-    assert _launches(g.records) == 4
+    lstm = [r for r in g.records if r.module == "lstm" and (r.flops or r.bytes)]
+    # one nn.LSTM call: every record with work of the module is inside it, except the two zero states (h0, c0) that
+    # nn.LSTM.forward makes in Python before calling the op
+    assert [r.op for r in lstm if not r.dim(LIB_CALL)] == ["aten.new_zeros.default"] * 2
+    assert {r.dim(LIB_CALL) for r in lstm} == {0, 1}
+    # micro-batch launches: forward = 2 zero states + the LSTM call + the loss sum; backward = ones_like (the loss
+    # gradient) + the LSTM backward call -> 6 (each of the 8 GEMMs, 6 cells, ... as an eager op before)
+    assert _launches(g.records) == 6
     assert _launches([r for r in g.records if r.dim(LIB_CALL)]) == 2  # one per phase
 
 
@@ -80,9 +83,10 @@ def test_bf16_casts_once_at_the_entry_and_runs_the_recurrence_in_bf16():
     g = _trace("bf16")
     fwd = [r for r in g.records if r.phase is Phase.FORWARD and r.module == "lstm"]
     bwd = [r for r in g.records if r.phase is Phase.BACKWARD and r.module == "lstm"]
-    # forward casts: the input + 4 weights per layer (w_ih, w_hh, b_ih, b_hh), all at the call's entry
+    # forward casts: the input, h0, c0 (nn.LSTM makes them fp32, in the input's dtype) + 4 weights per layer
+    # (w_ih, w_hh, b_ih, b_hh), all at the call's entry
     casts = _ops(fwd, "_to_copy")
-    assert len(casts) == 1 + 4 * L == 9
+    assert len(casts) == 3 + 4 * L == 11
     first_gemm = fwd.index(_ops(fwd, "mm")[0])
     assert all(fwd.index(c) < first_gemm or c.shapes[0] in {(4 * H, H), (4 * H,)} for c in casts)
     # ... and none between the per-step GEMMs and cells (layer 2's weights are cast when layer 2 starts)
@@ -93,9 +97,9 @@ def test_bf16_casts_once_at_the_entry_and_runs_the_recurrence_in_bf16():
     # backward: the weight gradients go back to fp32 once each (autocast's cast backward), nothing per step
     assert len(_ops(bwd, "_to_copy")) == 4 * L == 8
     assert not [r for r in bwd if r.kind is OpKind.ELEMENTWISE and r.flops]
-    # launches: forward = LSTM call + the output's cast to fp32 for the loss sum + the sum = 3; backward =
-    # ones_like + the gradient's cast to bf16 + the LSTM backward call + 8 weight-gradient casts = 11
-    assert _launches(g.records) == 3 + 11 == 14
+    # launches: forward = 2 zero states + LSTM call + the output's cast to fp32 for the loss sum + the sum = 5;
+    # backward = ones_like + the gradient's cast to bf16 + the LSTM backward call + 8 weight-gradient casts = 11
+    assert _launches(g.records) == 5 + 11 == 16
 
 
 def test_two_calls_are_two_launches():
@@ -107,10 +111,10 @@ def test_two_calls_are_two_launches():
         def forward(self, x):
             return self.lstm(self.lstm(x)[0])[0]
     g = wattlint.analyze(Twice(), inputs=[f"x=float32[{T},{B},{IN}]"])
-    assert {r.dim(LIB_CALL) for r in g.records if r.module == "lstm" and (r.flops or r.bytes)} == {1, 2}
-    # forward: 2 calls + the loss sum; backward: ones_like + 2 calls (the engine's sum of the two calls' weight
-    # gradients is not traced: autograd's input buffer adds them outside the dispatcher's view)
-    assert _launches(g.records) == 3 + 1 + 2
+    assert {r.dim(LIB_CALL) for r in g.records if r.module == "lstm" and (r.flops or r.bytes)} == {0, 1, 2}
+    # forward: 2 x (2 zero states + the call) + the loss sum; backward: ones_like + 2 calls (the engine's sum of the
+    # two calls' weight gradients is not traced: autograd's input buffer adds them outside the dispatcher's view)
+    assert _launches(g.records) == 2 * 3 + 1 + 1 + 2
 
 
 def test_bf16_prior_step_is_not_launch_bound_at_lm_scale():

@@ -877,6 +877,10 @@ def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
     call carries the same ``lib_call`` tag (wattlint.types.LIB_CALL; forward records while the call runs, backward
     records through their autograd node), and wattlint.energy.system.launch_key counts it once per phase."""
     _register_fused_cell_meta()
+    if hx is None:  # nn.LSTM/GRU/RNN.forward makes the zero states in Python (eager ops, in the input's dtype)
+        n = mod.num_layers * (2 if mod.bidirectional else 1)
+        z = input.new_zeros(n, input.shape[0 if mod.batch_first else 1], mod.hidden_size)
+        hx = (z, input.new_zeros(z.shape)) if mod.mode == "LSTM" else z
     tr = _ACTIVE_TRACER[0]
     outer = tr.lib_call if tr is not None else 0
     if tr is not None and not outer:
@@ -899,14 +903,9 @@ def _cudnn_rnn_call(mod: nn.RNNBase, input, hx, tr):
         return tr._cast(x, lo) if tr is not None else x.to(lo)
     bf = mod.batch_first
     x = cast(input.transpose(0, 1) if bf else input)  # [T, B, I]
-    B = x.shape[1]
     dirs = 2 if mod.bidirectional else 1
-    H = mod.hidden_size
     L = mod.num_layers
-    if hx is None:
-        h0 = x.new_zeros(L * dirs, B, H)
-        c0 = x.new_zeros(L * dirs, B, H) if mode == "LSTM" else None
-    elif mode == "LSTM":
+    if mode == "LSTM":
         h0, c0 = cast(hx[0]), cast(hx[1])
     else:
         h0, c0 = cast(hx), None
