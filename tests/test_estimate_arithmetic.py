@@ -164,6 +164,25 @@ def test_full_recompute_launches_the_forward_again():
     assert e.phases["idle_gaps"].time_s == pytest.approx(7 * 21e-6 - 7e-6 + 20e-6)
 
 
+def test_library_call_records_are_one_launch_per_phase():
+    # an RNN call whose kernels cuDNN launches (records tagged lib_call): 1 forward call of 2 steps x (GEMM + cell)
+    # = 4 records, its backward 6 records; plus the stub graph's 2 forward + 3 backward eager ops. Launches per
+    # micro-batch: 2 + 3 + 1 (RNN forward) + 1 (RNN backward) = 7 -> 7 x 21 - 15 x 1 = 132 us of gap (GPU work:
+    # 5 + 4 + 6 = 15 ops of 1 us); optimizer 21 - 1 = 20 us. Counted as eager ops (no tag): 15 x 21 - 15 = 300 us.
+    g = graph()
+    rnn = tuple(dataclasses.replace(_rec(ph, "lstm"), dims=(("lib_call", 1),))
+                for ph, n in ((Phase.FORWARD, 4), (Phase.BACKWARD, 6)) for _ in range(n))
+    tagged = dataclasses.replace(g, records=g.records + rnn)
+    e = est(tagged, plan(), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(7 * 21e-6 - 15e-6 + 20e-6) == 152e-6
+    assert any("launching its 8 ops per step" in a for a in e.assumptions)  # 7 + the optimizer's 1
+    untagged = dataclasses.replace(g, records=g.records + tuple(dataclasses.replace(r, dims=()) for r in rnn))
+    assert est(untagged, plan(), t=1e-6).phases["idle_gaps"].time_s == pytest.approx(300e-6 + 20e-6)
+    # full recompute runs the forward call again in backward: one more launch (and 4 more us of GPU work)
+    e = est(tagged, plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx((7 + 3) * 21e-6 - (15 + 6) * 1e-6 + 20e-6)
+
+
 # ---- data parallel -----------------------------------------------------------------------------------------------
 
 def _latency(n, grad_bytes):

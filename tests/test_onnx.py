@@ -12,6 +12,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from wattlint.energy import system
 from wattlint.frontends.onnx import analyze_onnx, scope_to_module
 from wattlint.types import InputError, Phase, TensorSpec
 
@@ -212,8 +213,8 @@ def test_custom_domain_is_unsupported_not_a_crash(tmp_path):
 
 # ---- recurrent ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op,gates,pointwise", [("LSTM", 4, 22), ("GRU", 3, 20), ("RNN", 1, 5)])
-def test_recurrent_hand_computed(tmp_path, op, gates, pointwise):
+@pytest.mark.parametrize("op,gates,pointwise,bias_grads", [("LSTM", 4, 22, 1), ("GRU", 3, 20, 2), ("RNN", 1, 5, 1)])
+def test_recurrent_hand_computed(tmp_path, op, gates, pointwise, bias_grads):
     seq, batch, inp, hid = 5, 2, 8, 16
     nodes = [helper.make_node(op, ["x", "W", "R", "B"], ["y"], name=f"/rnn/{op}", hidden_size=hid)]
     p = _save(tmp_path, nodes, [_vi("x", [seq, batch, inp])], [_vi("y", None)],
@@ -222,7 +223,19 @@ def test_recurrent_hand_computed(tmp_path, op, gates, pointwise):
     per_step = 2 * batch * (inp + hid) * gates * hid + pointwise * batch * hid + 2 * batch * gates * hid
     r = _fwd(g, f"onnx::{op}")[0]
     assert r.flops == seq * per_step and r.kind.value == "rnn" and r.module == "rnn"
-    assert sum(x.flops for x in _bwd(g) if x.op == f"onnx::{op}") == 2 * seq * per_step
+    # backward as cuDNN's (costs.rnn_layer_backward): twice the GEMM FLOPs (dh per step + dx, dW_ih, dW_hh over
+    # all steps), twice the pointwise cell work, and the bias gradient(s) as one reduction over T x B (LSTM: both
+    # biases share one gradient; GRU: two)
+    bwd = seq * (2 * 2 * batch * (inp + hid) * gates * hid + 2 * pointwise * batch * hid
+                 + bias_grads * batch * gates * hid)
+    bwd_recs = [x for x in _bwd(g) if x.op == f"onnx::{op}"]
+    assert len(bwd_recs) == 1 and bwd_recs[0].flops == bwd
+    # one node = one record per phase = one host launch each (energy.system.Launches), as a cuDNN RNN call
+    n = system.Launches()
+    for x in g.records:
+        if x.op == f"onnx::{op}":
+            n.add(x, 1.0)
+    assert n.n == 2
 
 
 # ---- control flow -----------------------------------------------------------------------------------------------

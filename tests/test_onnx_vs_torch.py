@@ -8,11 +8,12 @@ Per-model differences and their causes (measured; benchmarks/results/onnx_accura
 * vit / bert / gpt2 — forward +0.0..0.4 %: the exporter's SDPA decomposition scales Q and K separately (two extra
   elementwise Muls) and the loss is costed with costs.cross_entropy on the ONNX side; attention itself is
   recognised (MatMul-Softmax-MatMul, causal from the mask) and costed as the same fused kernel.
-* lstm — forward FLOPs -0.1 %, training FLOPs -0.3..-0.6 %, bytes -3 % (test shape [8, 32]) / -9 % (benchmark
-  shape [16, 64]; -67 % before the cell was fused): both sides cost one fused pointwise cell kernel per time step
-  (PyTorch: aten._thnn_fused_lstm_cell and its backward; ONNX: costs.rnn). The PyTorch side additionally records
-  autograd's per-step gradient accumulations (dh, dW_hh, bias grads) and the output stack and its backward,
-  which costs.rnn does not count; the gap grows with sequence length.
+* lstm — forward FLOPs -0.1 %, training FLOPs -0.05 %, bytes +4 % (benchmark shape [16, 64]; -9 % before the
+  backward was cuDNN's on both sides, -67 % before the cell was fused): both sides cost one fused pointwise cell
+  kernel per time step and cuDNN's backward (per step the cell backward + one dh GEMM; dx, dW_ih, dW_hh and the
+  bias gradient once per layer over all steps: PyTorch traces aten._thnn_fused_lstm_cell, its backward and those
+  GEMMs; ONNX prices costs.rnn / costs.rnn_layer_backward). The ONNX side reads W_ih per step in its forward
+  formula (costs.rnn_cell), the PyTorch side once in the whole-sequence projection GEMM.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     pv = _PHASE_VALUE
     kinds: dict = {}
     flops = block_fb_t = 0.0
-    micro_ops = opt_ops = 0
+    micro_ops, opt_ops = system.Launches(), system.Launches()
     core_n, core_f, core_t = 0, 0.0, 0.0
     for i, (r, t, e) in enumerate(zip(priced.records, priced.times_s, priced.energies_j)):
         ph = r.phase
@@ -155,8 +155,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         flops += fk
         again = ph is fwd and (recompute or (core is not None and i in core))
         if again:  # the recompute belongs to backward (and launches its ops again)
-            if t > 0:
-                micro_ops += 1
+            micro_ops.add(r, t, True)
             phase_t[bwd] += tk
             phase_e[bwd] += ek
             layer_t[layer] += tk
@@ -176,12 +175,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         if kv is None:
             kv = kinds[kind] = kind.value
         layer_kind_e[layer][kv] += ek
-        if t > 0:
-            if ph is optim:
-                opt_ops += 1
-            else:
-                micro_ops += 1
-    s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops, opt_ops
+        (opt_ops if ph is optim else micro_ops).add(r, t)
+    s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops.n, opt_ops.n
     if core is not None:
         s.core = (core_n, core_f, core_t)
     return s

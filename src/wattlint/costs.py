@@ -567,17 +567,46 @@ def rnn(mode: str, seq: int, batch: int, input_size: int, hidden: int, dtype: st
         bidirectional: bool = False, bias: bool = True, backward: bool = False) -> Cost:
     """A whole (multi-layer, optionally bidirectional) recurrent layer over ``seq`` steps.
 
-    Backward: ~2x the forward GEMM FLOPs (input and weight gradients) + pointwise gradient work.
+    Backward (:func:`rnn_layer_backward`): cuDNN's, the same work the PyTorch frontend traces for nn.LSTM/GRU/RNN.
     """
     dirs = 2 if bidirectional else 1
     total = Cost(kind=OpKind.RNN)
     for layer in range(layers):
         in_sz = input_size if layer == 0 else hidden * dirs
-        step = rnn_cell(mode, batch, in_sz, hidden, dtype, bias=bias)
-        total = total + step.scaled(seq * dirs)
-    if backward:
-        return Cost(2 * total.flops, 2 * total.bytes_read, total.bytes_read, OpKind.RNN, total.dims)
-    return total
+        if backward:
+            total = total + rnn_layer_backward(mode, seq, batch, in_sz, hidden, dtype, bias=bias).scaled(dirs)
+        else:
+            total = total + rnn_cell(mode, batch, in_sz, hidden, dtype, bias=bias).scaled(seq * dirs)
+    return Cost(total.flops, total.bytes_read, total.bytes_written, OpKind.RNN,
+                _dims(b=1, m=batch, n=RNN_GATES[mode] * hidden, k=input_size + hidden))
+
+
+def rnn_layer_backward(mode: str, seq: int, batch: int, input_size: int, hidden: int, dtype: str, *,
+                       bias: bool = True) -> Cost:
+    """Backward of one layer and direction over ``seq`` steps, as cuDNN runs it. cudnnRNNBackwardData, per step in
+    reverse: the pointwise cell backward (BACKWARD_FACTOR x the cell's work; reads the state gradient(s), the saved
+    states and gates, writes the gate and state gradients) and one GEMM dgates_t W_hh accumulating dh_{t-1};
+    then dx = dG W_ih over all T x B rows in one GEMM. cudnnRNNBackwardWeights: dW_ih = dG^T x and
+    dW_hh = dG^T h_prev, one GEMM each over all T x B rows, and the bias gradient(s) as one reduction of dG
+    (GRU: two, its hidden-side gates differ). No per-step weight-gradient work."""
+    g = RNN_GATES[mode]
+    e = dtype_bytes(dtype)
+    t, b, i, h = seq, batch, input_size, hidden
+    st = 2 if mode == "lstm" else 1
+    gh = g * h
+    pw_f = BACKWARD_FACTOR * RNN_CELL_ELEMENTWISE[mode] * b * h
+    pw_r = (st * b * h + st * b * h + b * gh) * e  # state gradient(s), saved state(s), gates / workspace
+    pw_w = (b * gh + st * b * h) * e  # gate gradients, previous-state gradient(s)
+    mm_f = 2 * b * gh * h
+    mm_r = (b * gh + gh * h + b * h) * e
+    mm_w = b * h * e
+    per_step = Cost(pw_f + mm_f, pw_r + mm_r, pw_w + mm_w, OpKind.RNN)
+    dx = Cost(2 * t * b * gh * i, (t * b * gh + gh * i) * e, t * b * i * e, OpKind.RNN)
+    dw_ih = Cost(2 * t * b * gh * i, (t * b * gh + t * b * i) * e, gh * i * e, OpKind.RNN)
+    dw_hh = Cost(2 * t * b * gh * h, (t * b * gh + t * b * h) * e, gh * h * e, OpKind.RNN)
+    nb = (2 if mode == "gru" else 1) if bias else 0
+    db = Cost(nb * t * b * gh, nb * t * b * gh * e, nb * gh * e, OpKind.RNN)
+    return per_step.scaled(t) + dx + dw_ih + dw_hh + db
 
 
 # ---- optimizer -------------------------------------------------------------------------------------------------

@@ -76,6 +76,17 @@ class OpKind(str, Enum):
         return self.value
 
 
+# ``dims`` tag of a record launched from inside a library call (a cuDNN RNN: the host launches the call once, the
+# library launches its kernels from C++). Records with the same tag and phase are one host launch:
+# wattlint.energy.system.launch_key decides what counts as a launch.
+LIB_CALL = "lib_call"
+
+
+def lib_call_dims(dims: tuple[tuple[str, int], ...], call: int) -> tuple[tuple[str, int], ...]:
+    """``dims`` tagged as belonging to library call ``call`` (0: untouched); kept sorted."""
+    return tuple(sorted(dims + ((LIB_CALL, call),))) if call else dims
+
+
 @dataclass(frozen=True, slots=True)
 class OpRecord:
     """One op of one training step.

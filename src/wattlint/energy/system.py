@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..types import ConfigError, CostGraph, GpuSpec, Plan
+from ..types import LIB_CALL, ConfigError, CostGraph, GpuSpec, OpRecord, Plan
 
 NCCL_BUS_EFFICIENCY = 0.80  # achieved / link bandwidth of large NCCL collectives (nccl-tests busbw)
 COLLECTIVE_LATENCY_S = 30e-6  # per collective call and ring step (ring setup, small-message latency)
@@ -165,6 +165,35 @@ def comm_power_w(gpu: GpuSpec) -> float:
 
 
 # ---- launch-bound gaps -----------------------------------------------------------------------------------------
+
+class Launches:
+    """Counts eager launches: the ONE place that decides what a record costs the host.
+
+    A record with no time launches nothing (views, metadata); any other record is one eager op launch
+    (``host_op_s``), except the records of one library call (``LIB_CALL`` tag in ``dims``: cuDNN's RNN, whose
+    per-step kernels cuDNN launches from C++), which are ONE launch per phase: torch launches ``_cudnn_rnn`` once in
+    forward and ``_cudnn_rnn_backward`` once in backward (a forward call re-run by activation checkpointing launches
+    once more). The library's own per-kernel launch cost is GPU-side time, priced with the op (energy/prior.py)."""
+
+    __slots__ = ("n", "_calls")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._calls: set = set()
+
+    def add(self, r: OpRecord, t: float, recompute: bool = False) -> None:
+        """Count ``r`` (priced at ``t`` seconds); ``recompute``: a forward record run again in backward."""
+        if t <= 0:
+            return
+        call = r.dim(LIB_CALL, 0) if r.dims else 0
+        if not call:
+            self.n += 1
+            return
+        key = (call, r.phase, recompute)
+        if key not in self._calls:
+            self._calls.add(key)
+            self.n += 1
+
 
 def launch_gap_s(n_micro_ops: int, n_opt_ops: int, gpu_micro_s: float, optimizer_s: float, grad_accum: int,
                  host_op_s: float = HOST_OP_S, opt_multi_tensor: bool = True,

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
+from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import torch_moe as MOE
 from . import torch_ops as T
 
@@ -99,8 +99,8 @@ class _Recorder(TorchDispatchMode):
                 or (dev is not None and torch.device(dev).type == "meta")):
             return func(*args, **kwargs)  # host-side bookkeeping (optimizer step counters on CPU)
         name = func._schema.name.split("::", 1)[-1]
-        if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER:
-            args, kwargs = t.autocast(name, args, kwargs)
+        if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER and not t.lib_call_now():
+            args, kwargs = t.autocast(name, args, kwargs)  # (inside a library call: cast once at its entry)
         if name in AUTOCAST_LOWER_BWD and t.lower_dtype is not None and t.phase is Phase.BACKWARD:
             args, kwargs = t.cast_all(args, kwargs)
         if name in ("nonzero", "argwhere") or (name in ("index", "_unsafe_index", "index_put", "index_put_")
@@ -143,6 +143,8 @@ class _Tracer:
         self._keep: list[torch.Tensor] = []
         self.param_ids = {id(p) for p in model.parameters()}
         self.attention_kernels: Counter = Counter()
+        self.lib_call = 0  # > 0 while a library call (cuDNN RNN) runs: its records share one host launch
+        self.lib_calls = 0
 
     # -- module stack and autograd-node tagging --
     def pre_hook(self, module, args, kwargs):
@@ -187,6 +189,14 @@ class _Tracer:
             if node is not None:
                 return node.metadata.get("wl_module", ""), False
         return "", False
+
+    def lib_call_now(self) -> int:
+        """The library call the op being recorded belongs to (0: none): the running one in forward, in backward
+        the one whose autograd node runs (``wl_lib_call`` metadata, set by _tag_library_nodes)."""
+        if self.lib_call or self.phase is not Phase.BACKWARD:
+            return self.lib_call
+        node = torch._C._current_autograd_node()
+        return node.metadata.get("wl_lib_call", 0) if node is not None else 0
 
     # -- data-dependent reads --
     def scalar_read(self, x: torch.Tensor):
@@ -277,17 +287,19 @@ class _Tracer:
         op = str(func)
         if not costs:
             costs = [None]
+        lib = self.lib_call_now()
         for c in costs:
             self.records.append(OpRecord(
                 op=op, kind=(c.kind if c is not None else OpKind.VIEW), module=module, phase=self.phase,
                 dtype=dtype, shapes=a_shapes, flops=int(c.flops) if c else 0,
                 bytes_read=int(c.bytes_read) if c else 0, bytes_written=int(c.bytes_written) if c else 0,
-                status=st, module_type=mtype, dims=tuple(c.dims) if c else (), recompute=recompute))
+                status=st, module_type=mtype, dims=lib_call_dims(tuple(c.dims) if c else (), lib), recompute=recompute))
 
 
 # ---- fused attention routing ------------------------------------------------------------------------------------
 
 _AUTOCAST_DTYPE: list = [None]  # set while a trace emulates autocast
+_ACTIVE_TRACER: list = [None]  # the tracer of the running trace (library calls tag their records through it)
 
 
 ATTENTION_MODES = ("sdpa", "eager")
@@ -515,6 +527,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     restore_rnn, n_rnn = _route_rnns(model)
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
+    _ACTIVE_TRACER[0] = tracer
     nonzero_cfg = _meta_nonzero_all()
     quiet = warnings.catch_warnings()  # the library never prints: the user's model may warn while traced
     quiet.__enter__()
@@ -540,6 +553,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     finally:
         quiet.__exit__(None, None, None)
         _AUTOCAST_DTYPE[0] = None
+        _ACTIVE_TRACER[0] = None
         nonzero_cfg()
         restore_rnn()
         moe.restore()
@@ -843,66 +857,195 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------
 
 def _cudnn_style_rnn(mod: nn.RNNBase, input, hx=None):
-    """nn.LSTM/GRU/RNN the way cuDNN computes it: per layer and direction, ONE input-projection GEMM over all time
-    steps, then a recurrent GEMM + pointwise cell per step. Same math (and FLOPs) as the module; the op shapes
-    describe the GPU run rather than the meta/CPU decomposition (which projects the input step by step).
+    """nn.LSTM/GRU/RNN the way cuDNN computes it (torch's ``_cudnn_rnn``): per layer and direction, ONE
+    input-projection GEMM over all time steps, then a recurrent GEMM + pointwise cell per step. Same math (and
+    FLOPs) as the module; the op shapes describe the GPU run rather than the meta/CPU decomposition (which projects
+    the input step by step).
 
     The LSTM/GRU pointwise cell of a step is ONE fused kernel (``aten._thnn_fused_lstm_cell`` /
     ``aten._thnn_fused_gru_cell``, the kernels torch's CUDA cells use; its backward is one kernel too) instead
-    of ~10 separate elementwise ops; it also adds both gate biases (the GEMMs run without bias)."""
+    of ~10 separate elementwise ops; it also adds both gate biases (the GEMMs run without bias). The backward of the
+    recurrence is cuDNN's (:class:`_CudnnRecurrence`): per step the cell backward + one GEMM for the hidden-state
+    gradient, and the weight / bias gradients ONCE per layer over all steps.
+
+    Autocast: CUDA autocast casts the RNN op's floating inputs (input, h0/c0, every weight) ONCE to the autocast
+    dtype (``lstm``/``gru``/``rnn_*`` are on its lower-precision list; weight casts cached for the step) and cuDNN runs
+    the whole recurrence in that dtype: no per-step casts.
+
+    Launches: the whole call is ONE op for the host (torch launches ``_cudnn_rnn`` once in forward and
+    ``_cudnn_rnn_backward`` once in backward; cuDNN launches the per-step kernels from C++), so every record of the
+    call carries the same ``lib_call`` tag (wattlint.types.LIB_CALL; forward records while the call runs, backward
+    records through their autograd node), and wattlint.energy.system.launch_key counts it once per phase."""
     _register_fused_cell_meta()
+    if hx is None:  # nn.LSTM/GRU/RNN.forward makes the zero states in Python (eager ops, in the input's dtype)
+        n = mod.num_layers * (2 if mod.bidirectional else 1)
+        z = input.new_zeros(n, input.shape[0 if mod.batch_first else 1], mod.hidden_size)
+        hx = (z, input.new_zeros(z.shape)) if mod.mode == "LSTM" else z
+    tr = _ACTIVE_TRACER[0]
+    outer = tr.lib_call if tr is not None else 0
+    if tr is not None and not outer:
+        tr.lib_calls += 1
+        tr.lib_call = tr.lib_calls
+    try:
+        return _cudnn_rnn_call(mod, input, hx, tr)
+    finally:
+        if tr is not None:
+            tr.lib_call = outer
+
+
+def _cudnn_rnn_call(mod: nn.RNNBase, input, hx, tr):
     mode = mod.mode
+    lo = _AUTOCAST_DTYPE[0]
+
+    def cast(x):  # autocast's one cast at the op's entry (weights through the tracer's per-step cache)
+        if lo is None or x is None or not x.is_floating_point() or x.dtype == lo:
+            return x
+        return tr._cast(x, lo) if tr is not None else x.to(lo)
     bf = mod.batch_first
-    x = input.transpose(0, 1) if bf else input  # [T, B, I]
-    T_, B = x.shape[0], x.shape[1]
+    x = cast(input.transpose(0, 1) if bf else input)  # [T, B, I]
     dirs = 2 if mod.bidirectional else 1
-    H = mod.hidden_size
     L = mod.num_layers
-    if hx is None:
-        h0 = x.new_zeros(L * dirs, B, H)
-        c0 = x.new_zeros(L * dirs, B, H) if mode == "LSTM" else None
-    elif mode == "LSTM":
-        h0, c0 = hx
+    if mode == "LSTM":
+        h0, c0 = cast(hx[0]), cast(hx[1])
     else:
-        h0, c0 = hx, None
+        h0, c0 = cast(hx), None
+    entry = [t for t in (x, h0, c0) if t is not None]
     hn, cn = [], []
     layer_in = x
+    fused = mode in ("LSTM", "GRU")  # the fused cell adds both biases (as torch's CUDA cells do)
     for layer in range(L):
         outs = []
         for d in range(dirs):
             sfx = f"_l{layer}" + ("_reverse" if d == 1 else "")
-            w_ih, w_hh = getattr(mod, "weight_ih" + sfx), getattr(mod, "weight_hh" + sfx)
-            b_ih = getattr(mod, "bias_ih" + sfx) if mod.bias else None
-            b_hh = getattr(mod, "bias_hh" + sfx) if mod.bias else None
-            fused = mode in ("LSTM", "GRU")  # the fused cell adds both biases (as torch's CUDA cells do)
+            w_ih, w_hh = cast(getattr(mod, "weight_ih" + sfx)), cast(getattr(mod, "weight_hh" + sfx))
+            b_ih = cast(getattr(mod, "bias_ih" + sfx)) if mod.bias else None
+            b_hh = cast(getattr(mod, "bias_hh" + sfx)) if mod.bias else None
+            entry += [t for t in (w_ih, w_hh, b_ih, b_hh) if t is not None]
             xp = F.linear(layer_in, w_ih, None if fused else b_ih)  # [T, B, G*H]: one GEMM for the whole sequence
-            xs = xp.unbind(0)  # one view per step (backward: one stack, not a zero-filled select_backward per step)
-            h = h0[layer * dirs + d]
             c = c0[layer * dirs + d] if c0 is not None else None
-            steps = range(T_ - 1, -1, -1) if d == 1 else range(T_)
-            ys = [None] * T_
-            for t in steps:
-                hp = F.linear(h, w_hh, None if fused else b_hh)
-                if mode == "LSTM":  # gates i, f, g, o; one kernel writes h, c and the gates saved for backward
-                    h, c, _ = aten._thnn_fused_lstm_cell(xs[t], hp, c, b_ih, b_hh)
-                elif mode == "GRU":  # gates r, z, n; h = (1 - z) * n + z * h_prev in one kernel
-                    h, _ = aten._thnn_fused_gru_cell(xs[t], hp, h, b_ih, b_hh)
-                else:
-                    act = torch.tanh if mode == "RNN_TANH" else torch.relu
-                    h = act(xs[t] + hp)
-                ys[t] = h
-            outs.append(torch.stack(ys, 0))
-            hn.append(h)
-            if c is not None:
-                cn.append(c)
+            res = _CudnnRecurrence.apply(xp, h0[layer * dirs + d], c, w_hh, b_ih if fused else None, b_hh, mode,
+                                         d == 1)
+            outs.append(res[0])
+            hn.append(res[1])
+            if mode == "LSTM":
+                cn.append(res[2])
         layer_in = outs[0] if dirs == 1 else torch.cat(outs, dim=-1)
         if mod.dropout and layer < L - 1 and mod.training:
             layer_in = F.dropout(layer_in, mod.dropout, True)
     out = layer_in.transpose(0, 1) if bf else layer_in
     h_n = torch.stack(hn, 0)
-    if mode == "LSTM":
-        return out, (h_n, torch.stack(cn, 0))
-    return out, h_n
+    result = (out, (h_n, torch.stack(cn, 0))) if mode == "LSTM" else (out, h_n)
+    if tr is not None and torch.is_grad_enabled():
+        _tag_library_nodes(result, entry, tr.lib_call)
+    return result
+
+
+def _tag_library_nodes(result, entry, gid: int) -> None:
+    """Mark the autograd nodes created inside the library call (``wl_lib_call`` metadata): their backward records
+    belong to the call's one backward launch. The walk stops at the entry tensors (the casts into the call run as
+    their own autograd nodes, as autocast's casts do) and at parameter leaves."""
+    stop = {t.grad_fn for t in entry if t.grad_fn is not None}
+    todo = [t.grad_fn for _, t in _flatten(result) if t.grad_fn is not None]
+    seen = set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in stop or node in seen or type(node).__name__ == "AccumulateGrad":
+            continue
+        seen.add(node)
+        node.metadata.setdefault("wl_lib_call", gid)
+        todo.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+
+
+class _CudnnRecurrence(torch.autograd.Function):
+    """The recurrence of one layer and direction over the projected input ``xp`` [T, B, G*H], as cuDNN runs it.
+
+    Forward (cudnnRNNForward): per step one GEMM h_{t-1} W_hh^T and one pointwise cell kernel; the outputs are
+    written into the output / reserve-space buffers (no stack copy: allocations are free in the trace).
+
+    Backward: cudnnRNNBackwardData walks the steps in reverse: per step the pointwise cell backward (gate and
+    cell-state gradients) and ONE GEMM dgates_t W_hh that accumulates the hidden-state gradient into dy_{t-1}
+    (GEMM beta = 1: an addmm, no separate add). The gate gradients of all steps stay in the reserve space, so
+    cudnnRNNBackwardWeights then forms each weight gradient ONCE per layer as one GEMM over all T x B rows
+    (dW_hh = dG^T [h_{-1} .. h_{T-2}]; dW_ih = dG^T x by the input projection's own backward) and the bias
+    gradients as one reduction of dG over T x B: no per-step weight-gradient GEMMs and no per-step gradient adds
+    (the autograd decomposition of the cell would add a [G*H, H] gradient per step). Under autocast all of it runs
+    in the autocast dtype; the gradients go back to fp32 once, through the entry casts' backward."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, w_hh, b_ih, b_hh, mode, reverse):
+        T_, B = xp.shape[0], xp.shape[1]
+        H = h0.shape[-1]
+        ys = xp.new_empty((T_, B, H))
+        h, c = h0, c0
+        saved = []  # per step: LSTM (c_prev, c, workspace); GRU workspace; RNN h
+        for t in (range(T_ - 1, -1, -1) if reverse else range(T_)):
+            if mode == "LSTM":  # gates i, f, g, o; one kernel writes h, c and the gates saved for backward
+                hp = F.linear(h, w_hh)
+                c_prev = c
+                h, c, ws = aten._thnn_fused_lstm_cell(xp[t], hp, c, b_ih, b_hh)
+                saved.append((c_prev, c, ws))
+            elif mode == "GRU":  # gates r, z, n; h = (1 - z) * n + z * h_prev in one kernel
+                hp = F.linear(h, w_hh)
+                h, ws = aten._thnn_fused_gru_cell(xp[t], hp, h, b_ih, b_hh)
+                saved.append(ws)
+            else:
+                act = torch.tanh if mode == "RNN_TANH" else torch.relu
+                h = act(xp[t] + F.linear(h, w_hh, b_hh))
+                saved.append(h)
+        flat = [t for s in saved for t in (s if isinstance(s, tuple) else (s,))]
+        ctx.save_for_backward(ys, h0, w_hh, *flat)
+        ctx.set_materialize_grads(False)
+        ctx.info = (mode, reverse, T_, b_ih is not None, b_hh is not None)
+        return (ys, h, c) if mode == "LSTM" else (ys, h)
+
+    @staticmethod
+    def backward(ctx, dys, dhn, dcn=None):
+        mode, reverse, T_, has_bih, has_bhh = ctx.info
+        ys, h0, w_hh, *flat = ctx.saved_tensors
+        tr = _ACTIVE_TRACER[0]
+        outer = tr.lib_call if tr is not None else 0
+        if tr is not None:
+            tr.lib_call = tr.lib_call_now() or outer
+        try:
+            B, H = h0.shape
+            steps = list(range(T_ - 1, -1, -1) if reverse else range(T_))  # processing order
+            dG = ys.new_empty(ys.shape[:2] + (w_hh.shape[0],))  # gate gradients, kept whole as cuDNN does
+            dGh = ys.new_empty(dG.shape) if mode == "GRU" else dG  # GRU: the hidden-side gates' (r * (W_hn h))
+
+            def dy(i):
+                return dys[steps[i]] if dys is not None else None
+            grad_h = dy(T_ - 1)
+            if dhn is not None:
+                grad_h = dhn if grad_h is None else grad_h + dhn
+            if grad_h is None:
+                grad_h = h0.new_zeros(h0.shape)
+            grad_c = dcn
+            for i in range(T_ - 1, -1, -1):
+                if mode == "LSTM":
+                    c_prev, c, ws = flat[3 * i: 3 * i + 3]
+                    dgh, grad_c, _ = aten._thnn_fused_lstm_cell_backward_impl(grad_h, grad_c, c_prev, c, ws, False)
+                    direct = None
+                elif mode == "GRU":  # dy_{t-1} is added in the same pointwise pass (counted as that kernel's)
+                    _, dgh, direct, _, _ = aten._thnn_fused_gru_cell_backward(grad_h, flat[i], False)
+                else:
+                    dgh = (aten.tanh_backward(grad_h, flat[i]) if mode == "RNN_TANH"
+                           else aten.threshold_backward(grad_h, flat[i], 0))
+                    direct = None
+                # dh_{t-1} = dgates_t W_hh, accumulated by the GEMM (beta = 1) into dy_{t-1} (GRU: the direct term)
+                acc = direct if direct is not None else (dy(i - 1) if i > 0 else None)
+                grad_h = torch.mm(dgh, w_hh) if acc is None else torch.addmm(acc, dgh, w_hh)
+            # cudnnRNNBackwardWeights: one GEMM over all T x B rows (the h_{-1} rows read from hx in the same pass)
+            need = ctx.needs_input_grad
+            dw_hh = torch.mm(dGh.reshape(T_ * B, -1).t(), ys.new_empty((T_ * B, H))) if need[3] else None
+            db_ih = dG.sum((0, 1)) if has_bih and need[4] else None
+            db_hh = None
+            if has_bhh and need[5]:
+                # LSTM: both biases get the same gradient, written by cuDNN into both (a [G*H] copy, not a 2nd pass)
+                db_hh = db_ih.clone() if (mode == "LSTM" and db_ih is not None) else dGh.sum((0, 1))
+            return dG, (grad_h if need[1] else None), (grad_c if need[2] else None), dw_hh, db_ih, db_hh, None, None
+        finally:
+            if tr is not None:
+                tr.lib_call = outer
 
 
 _FUSED_CELL_LIB: list = []

@@ -201,7 +201,10 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
 
         micro = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is not Phase.OPTIMIZER]
         opt = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is Phase.OPTIMIZER]
-        gap = system.launch_gap_s(len(micro), len(opt), sum(micro) * mb_scale, sum(opt), ga, plan.host_op_s,
+        n_micro, n_opt = system.Launches(), system.Launches()
+        for r, t in zip(graph.records, times):
+            (n_opt if r.phase is Phase.OPTIMIZER else n_micro).add(r, t)
+        gap = system.launch_gap_s(n_micro.n, n_opt.n, sum(micro) * mb_scale, sum(opt), ga, plan.host_op_s,
                                   not graph.single_tensor_optimizer)
         if gap > 0:
             phases["idle_gaps"] = PhaseCost(gap, gap * gpu.idle_w)
