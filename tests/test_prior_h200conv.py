@@ -1,5 +1,5 @@
-"""Convolution time rules fitted / checked on the H200 op samples (calibration/runs/h200-sxm-141gb): pointwise NCHW
-convolutions without layout transposes, unaligned input channels on CUDA cores, channels-last depthwise on cuDNN.
+"""Convolution / GEMM time rules fitted or checked on the H200 op samples (calibration/runs/h200-sxm-141gb): unaligned
+input channels on CUDA cores, channels-last depthwise on cuDNN, Hopper's unaligned-GEMM penalty.
 
 Expected values are derived by hand in the comments from the database's H200 SXM spec (132 SMs, 1980 MHz boost,
 bf16 989.4 / tf32 494.7 / fp32 66.9 TFLOP/s dense, 4800 GB/s) and the prior's constants."""
@@ -24,56 +24,6 @@ def conv_rec(x, w, dtype="bfloat16", phase=Phase.FORWARD, **kw):
     c = costs.conv(x, w, dtype, **kw)
     return OpRecord(op="aten.convolution.default", kind=c.kind, module="c", phase=phase, dtype=dtype, flops=c.flops,
                     bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=c.dims, shapes=(tuple(x), tuple(w)))
-
-
-def test_pointwise_nchw_conv_is_a_per_image_gemm_without_transposes():
-    # ResNet bottleneck 1x1, 64 -> 256 channels, x = [64, 64, 56, 56], bf16, H200, NCHW.
-    #   per image: W[256, 64] x X[64, 3136] -> GEMM b = 64 images, m = 3136 pixels, n = 256, k = 64
-    #   256x128 tiles: ceil(3136 / 256) = 13 x 2 = 26 per image x 64 = 1664 tiles / 132 SMs = 12.606 waves
-    #     -> 12.606 / 13 = 0.969697; fill 3136 / (13 x 256) = 0.942308 -> 0.913753 (128x128: 0.96 x 0.969697 x 0.98
-    #     = 0.912291; 128x64: 0.88 x 48.485 / 49 x 0.98 = 0.853; smaller tiles lower)
-    #   eff_c = 0.80 x 0.913753 x 64 / (64 + 48) = 0.417716
-    #   flops = 2 x 64 x 3136 x 256 x 64 = 6,576,668,672 -> compute 6,576,668,672 / (989.4e12 x 0.417716) = 15.913 us
-    #   bytes = (12,845,056 x + 16,384 w + 51,380,224 y) x 2 B = 128,483,328 B
-    #   eff_m = 0.85 x 128,483,328 / (128,483,328 + 4.8e12 x 2e-6) = 0.790902 -> memory 33.844 us: memory-bound
-    #   time = 33.844 + 4 us gap = 37.844 us, no transposes (the H200 measured 39.6 us; with the transposes the prior
-    #   said 113.5 us, more than moving 3 x 128 MB at the 4.3 TB/s this H200 copies at allows for the measurement)
-    g = h200()
-    r = conv_rec((64, 64, 56, 56), (256, 64, 1, 1))
-    assert prior.pointwise_conv(r)
-    eff, _, weff = prior.compute_efficiency(r, g, "bf16", True)
-    assert weff == pytest.approx(0.969697 * 0.942308, rel=1e-5)
-    assert eff == pytest.approx(0.80 * 0.913753 * 64 / 112, rel=1e-5)
-    p = prior.op_prior(r, g, "bf16")
-    assert p.layout_s == 0.0 and p.bound == "memory"
-    assert p.compute_s == pytest.approx(15.913e-6, rel=1e-3)
-    assert p.time_s == pytest.approx(33.844e-6 + prior.GAP_S, rel=1e-4)
-    # the weight and input gradients of the same conv (backward records: (grad_output, x, w)) are pointwise too
-    bw = costs.conv_backward((64, 64, 56, 56), (256, 64, 1, 1), "bfloat16")
-    gi = OpRecord(op="aten.convolution_backward.default", kind=bw[0].kind, module="c", phase=Phase.BACKWARD,
-                  dtype="bfloat16", flops=bw[0].flops, bytes_read=bw[0].bytes_read,
-                  bytes_written=bw[0].bytes_written, dims=tuple(sorted(bw[0].dims + (("grad", 1),))),
-                  shapes=((64, 256, 56, 56), (64, 64, 56, 56), (256, 64, 1, 1)))
-    assert prior.pointwise_conv(gi) and prior.op_prior(gi, g, "bf16").layout_s == 0.0
-
-
-def test_strided_padded_or_grouped_1x1_and_3x3_convs_keep_the_transposes():
-    g = h200()
-    # stride 2: m = 64 x 28 x 28 != 64 x 56 x 56 pixels of the input (a strided gather, not the stored tensor)
-    s2 = conv_rec((64, 256, 56, 56), (512, 256, 1, 1), stride=2)
-    # padding 1 on a 1x1 filter grows the output: m = 64 x 58 x 58
-    padded = conv_rec((64, 256, 56, 56), (256, 256, 1, 1), padding=1)
-    grouped = conv_rec((64, 256, 56, 56), (256, 32, 1, 1), groups=8)
-    k3 = conv_rec((64, 64, 56, 56), (64, 64, 3, 3), padding=1)
-    for r in (s2, padded, grouped, k3):
-        assert not prior.pointwise_conv(r)
-        assert prior.op_prior(r, g, "bf16").layout_s > 0
-    # channels-last (('nhwc', 1)) pointwise: no transposes either way, and the GEMM is the whole batch's pixels
-    # (b = 1, m = 200,704: 1568 tiles of 256x128 = 11.879 waves -> / 12 = 0.989899)
-    r = dataclasses.replace(conv_rec((64, 64, 56, 56), (256, 64, 1, 1)),
-                            dims=tuple(sorted(conv_rec((64, 64, 56, 56), (256, 64, 1, 1)).dims + (("nhwc", 1),))))
-    assert prior.op_prior(r, g, "bf16").layout_s == 0.0
-    assert prior.compute_efficiency(r, g, "bf16", True)[2] == pytest.approx(0.989899, rel=1e-5)
 
 
 def test_unaligned_input_channels_run_on_cuda_cores():
@@ -141,3 +91,33 @@ def test_channels_last_depthwise_runs_cudnn_not_pytorchs_kernels():
     assert c.flops == 1_888_223_232
     assert ph.compute_s == pytest.approx(1_888_223_232 / (66.9e12 * 0.5 * (9_633_792 / 270_336 / 36)), rel=1e-6)
     assert ph.time_s < pn.time_s / 5
+
+
+def gemm_rec(m, n, k, dtype="bfloat16"):
+    c = costs.gemm(1, m, n, k, dtype)
+    return OpRecord(op="aten.mm.default", kind=c.kind, module="fc", phase=Phase.FORWARD, dtype=dtype, flops=c.flops,
+                    bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=c.dims)
+
+
+def test_hopper_unaligned_gemm_penalty():
+    # m = 4097, n = 4095, k = 1023, bf16, H200: 128x128 tiles: ceil(4097 / 128) = 33 x ceil(4095 / 128) = 32 = 1056
+    #   tiles / 132 SMs = 8.0 waves (q = 1); fill 4097 / 4224 x 4095 / 4096 = 0.969697 -> 0.96 x 0.969697 = 0.930909
+    #   eff = 0.80 x 0.930909 x 1023 / (1023 + 48) x 0.19 (GH100, 16-bit, n and k unaligned) = 0.135157
+    #   (the H200 measured 268.8 us forward: 2 x 4097 x 4095 x 1023 / 268.8e-6 = 127.7 TF/s = 0.129 of 989.4)
+    g = h200()
+    r = gemm_rec(4097, 4095, 1023)
+    eff, waves, weff = prior.compute_efficiency(r, g, "bf16", True)
+    assert waves == pytest.approx(8.0) and weff == pytest.approx(0.930909, rel=1e-5)
+    assert eff == pytest.approx(0.80 * 0.930909 * 1023 / 1071 * 0.19, rel=1e-5)
+    # tf32: 0.35 instead of 0.19 (4-byte elements)
+    r32 = dataclasses.replace(r, dtype="float32")
+    assert prior.compute_efficiency(r32, g, "tf32", True)[0] == pytest.approx(0.80 * 0.930909 * 1023 / 1071 * 0.35,
+                                                                              rel=1e-5)
+    # only m (the output's rows) unaligned: no penalty on Hopper (tf32 8191 x 3000 x 1000 ran at the aligned rate)
+    rm = gemm_rec(8191, 3000, 1000, "float32")
+    em, _, wm = prior.compute_efficiency(rm, g, "tf32", True)
+    assert em == pytest.approx(0.80 * wm * 1000 / 1048, rel=1e-9)
+    # other chips keep the generic 0.6 for any unaligned dim (A100: same GEMM, m only)
+    a100 = resolve_gpu("a100-sxm4-80gb")[0]
+    ea, _, wa = prior.compute_efficiency(rm, a100, "tf32", True)
+    assert ea == pytest.approx(0.80 * wa * 1000 / 1048 * 0.6, rel=1e-9)

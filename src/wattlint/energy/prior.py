@@ -76,14 +76,22 @@ K_HALF_SIMT = 8
 # kernels (NVIDIA, "Convolutional Layers User's Guide" (Deep Learning Performance), "Tensor Layouts In Memory: NCHW vs
 # NHWC"; MosaicML Composer's Channels Last method card: NHWC removes these transposes, ~30 % faster ResNet-50
 # training on V100 and A100). Channels-last inputs (the record's ('nhwc', 1) dim) skip them. Per convolution record:
-# one transpose of the operand(s) in and one of the result out. Pointwise convolutions (1x1, stride 1, no padding,
-# one group) skip them too: per image they are a GEMM on the NCHW tensors as stored. H200 op samples: the bf16 1x1
-# forward 64 -> 256 channels on 64 x 56 x 56 moves 128 MB in 39.6 us (3.2 TB/s) and 256 -> 64 in 35.4 us, where the
-# transposes alone would move 2 x 128 MB more (>= 60 us at the ~4.3 TB/s this H200 copies at); tf32: 257 MB in 69-80 us.
+# one transpose of the operand(s) in and one of the result out. (On the H200, cuDNN 9.19, stride-1 1x1 convolutions
+# evidently skip them: docs/ENERGY_MODEL.md, "H200 convolution fits"; not shipped, it worsens held-out public GPUs.)
 LAYOUT_TRANSPOSES = 2
 SPLIT_K_MIN_DEPTH = 256  # split-K slices keep >= 8 k-steps of 32 (CUTLASS's 128x128x32 tensor-core tiles)
 SPLIT_K_MAX = 32  # most slices considered (the GPU's SM count is reached long before for the tiles of one GEMM)
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
+# Hopper: cuBLAS's Hopper kernels load operands with the Tensor Memory Accelerator, whose tensor maps need every
+# global stride to be a multiple of 16 bytes (CUDA Driver API, cuTensorMapEncodeTiled: "globalStrides ... must be a
+# multiple of 16"); GEMMs with an unaligned dim fall back to older kernels with narrow loads. Fitted on the H200 op
+# samples (GEMMs with an unaligned k or n: 1023 x 4097 x 4095 and GPT-2's 768 -> 50,257 head on 512 rows, forward
+# and backward; neither launch-bound nor autograd-overhead-corrected): implied penalty per sample = 0.6 x prior
+# compute time at 0.6 / measured busy time; geometric means per element width: 16-bit (bf16/fp16, 6 samples:
+# 0.13-0.25) 0.19, tf32 (4 samples: 0.32-0.42) 0.35 (a 4-byte element still loads whole). Only an unaligned n or k
+# counts on these chips: the one GEMM unaligned in m alone (tf32, 8191 x 3000 x 1000) ran at the aligned rate (implied
+# 0.92). docs/ENERGY_MODEL.md.
+UNALIGNED_PENALTY_BY_CHIP: dict[str, dict[str, float]] = {"GH100": {"16bit": 0.19, "tf32": 0.35}}
 DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run as direct (non-GEMM) kernels
 # PyTorch's own depthwise kernels (aten/src/ATen/native/cuda/DepthwiseConv2d.cu; 1-D convs run as 2-D with height 1),
 # which it runs for every depthwise conv that cuDNN does not get (see native_depthwise): one thread per output
@@ -329,17 +337,6 @@ def channels_aligned(rec: OpRecord, cdt: str) -> bool:
     return int(w[1]) % mult == 0
 
 
-def pointwise_conv(rec: OpRecord) -> bool:
-    """A 1x1 (pointwise), stride-1, unpadded, ungrouped convolution: on NCHW tensors it is, per image, the GEMM
-    W[Cout, Cin] x X[Cin, H*W] on the tensors as they are stored, so cuDNN needs no NHWC transposes for it."""
-    if rec.kind is not OpKind.CONV or rec.dim("b", 1) != 1:
-        return False
-    x, w = _conv_shapes(rec)
-    if len(x) < 3 or len(w) != len(x) or any(int(d) != 1 for d in w[2:]):
-        return False
-    return rec.dim("m", 0) == int(x[0]) * math.prod(int(d) for d in x[2:])
-
-
 def native_depthwise(rec: OpRecord) -> str:
     """Which PyTorch depthwise kernel runs this record, or '' when it is not one of them.
 
@@ -460,11 +457,6 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
     kind = rec.kind
     if kind in TENSOR_FAMILIES and not direct_conv(rec):
         b, m, n, k = gemm_dims(rec)
-        if tensor and kind is OpKind.CONV and not rec.dim("nhwc", 0) and pointwise_conv(rec):
-            # NCHW pointwise convolution: one GEMM per image over its H x W pixels (no transposes; see
-            # LAYOUT_TRANSPOSES), so the tiles cover each image's pixels separately
-            x, _ = _conv_shapes(rec)
-            b, m = int(x[0]), math.prod(int(d) for d in x[2:])
         weff, waves, _ = wave_efficiency(gpu, b, m, n)
         if kind is OpKind.MATMUL:
             base = EFF_MAX["matmul_tc" if tensor else "matmul_simt"]
@@ -488,7 +480,13 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
         align = 1.0
         if tensor:
             mult = 4 if cdt == "tf32" else 8
-            if kind is OpKind.MATMUL and any(x % mult for x in (m, n, k) if x > 1):
+            by_chip = UNALIGNED_PENALTY_BY_CHIP.get(chip_group(gpu))
+            if kind is OpKind.MATMUL and by_chip is not None:
+                # the output's row length n is a stride, and so is the reduction k of the forward / input-gradient
+                # GEMMs' operands; the output's row count m is not (H200: tf32 8191 x 3000 x 1000 ran at full speed)
+                if any(x % mult for x in (n, k) if x > 1):
+                    align = by_chip["tf32" if cdt == "tf32" else "16bit"]
+            elif kind is OpKind.MATMUL and any(x % mult for x in (m, n, k) if x > 1):
                 align = UNALIGNED_PENALTY
         return max(1e-3, base * weff * depth * align), waves, weff
     # direct convolutions and non-GEMM ops: one thread per output element over ~2048 threads/SM x SMs
@@ -605,7 +603,7 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         bound = "compute" if compute_s >= memory_s else "memory"
     energy = p_busy * busy + gpu.idle_w * GAP_S
     layout_s = 0.0
-    if tensor and rec.kind is OpKind.CONV and not rec.dim("nhwc", 0) and not pointwise_conv(rec):
+    if tensor and rec.kind is OpKind.CONV and not rec.dim("nhwc", 0):
         # NCHW tensors: cuDNN's tensor-core convolutions run on NHWC, so it transposes the operands in and the result
         # back with separate bandwidth-bound kernels (LAYOUT_TRANSPOSES of them); every operand byte is read and
         # written once more
