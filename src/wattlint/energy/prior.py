@@ -114,15 +114,18 @@ DW_NATIVE_MACS_PER_SM_CLK: dict[str, float] = {"forward": 6.6, "backward": 2.6}
 DW_NATIVE_FWD_OUT_SM_CLK = 1.4
 DW_NATIVE_TEMPLATED_TAPS = (1, 9, 25)  # 1x1, 3x3, 5x5 filters: unrolled forward / input-grad kernels (not generic)
 DW_CUDNN_MIN_CHANNELS = 32  # PyTorch's use_cudnn_depthwise: fp16, >= 32 channels (Convolution.cpp)
-# Tensor-core convolutions whose input channels per group are not a multiple of the vector width (8 16-bit / 4
+# Tensor-core convolutions whose input channels (one group) are not a multiple of the vector width (8 16-bit / 4
 # 32-bit elements: one 16-byte load; NVIDIA, "Convolutional Layers User's Guide", "Channels In And Out
 # Requirements"), typically a network's first layer on RGB input (C = 3): on the H200 op samples they run no faster
-# than FP32 CUDA-core convolutions in every precision (12-30 TF/s in bf16, tf32 and fp32 alike), so they are priced
-# on CUDA cores, and the CUDA-core kernels themselves reach only this fraction of an aligned convolution's
-# efficiency (scalar loads, a reduction loop that crosses a filter tap every C elements). Fitted on the 18 H200 op
+# than FP32 CUDA-core convolutions (12-30 TF/s in bf16 and tf32, 2-3 % of the bf16 tensor peak), so they are priced
+# on CUDA cores, and those fallback kernels reach only this fraction of an aligned CUDA-core convolution's efficiency
+# (scalar loads, a reduction loop that crosses a filter tap every C elements). Fitted on the 12 bf16/tf32 H200 op
 # samples with C = 3 that are neither launch-bound (< 30 us) nor autograd-overhead-corrected: geometric mean of
-# measured / predicted efficiency (fit written in docs/ENERGY_MODEL.md, "Unaligned input channels").
-UNALIGNED_CONV_SIMT = 0.41
+# (prior compute time with the factor at 1) / (measured time - gaps) = 0.437 (per sample 0.16-0.63; fit written in
+# docs/ENERGY_MODEL.md, "H200 convolution fits"). FP32 (TF32 off) convolutions, on CUDA cores anyway, are not
+# re-priced: the H200 ran its C = 3 ones at 0.32-0.45 of the prior's rate too, but on a V100 (DLE ResNet-50 FP32)
+# the factor overshoots.
+UNALIGNED_CONV_SIMT = 0.44
 # tile shapes (rows x cols of the output) a GEMM library picks from, with their relative per-tile efficiency
 TILES: tuple[tuple[int, int, float], ...] = (
     (256, 128, 1.00),
@@ -337,6 +340,13 @@ def channels_aligned(rec: OpRecord, cdt: str) -> bool:
     return int(w[1]) % mult == 0
 
 
+def unaligned_tc_fallback(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
+    """A convolution that would run on tensor cores (a tensor-core GPU, a tensor-core dtype) but whose input channels
+    are unaligned (``channels_aligned``): it runs on CUDA cores at ``UNALIGNED_CONV_SIMT`` of ``conv_simt``. FP32
+    (TF32 off) convolutions, on CUDA cores anyway, are not re-priced."""
+    return bool(gpu.tensor_cores) and cdt != "fp32" and not channels_aligned(rec, cdt)
+
+
 def native_depthwise(rec: OpRecord) -> str:
     """Which PyTorch depthwise kernel runs this record, or '' when it is not one of them.
 
@@ -382,7 +392,7 @@ def uses_tensor_cores(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
     # depthwise / tiny-channel convolutions and GEMMs with a degenerate dim do not map onto tensor-core tiles
     n = rec.dim("n", 0)
     k = rec.dim("k", 0)
-    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8 or direct_conv(rec) or not channels_aligned(rec, cdt)):
+    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8 or direct_conv(rec) or unaligned_tc_fallback(rec, gpu, cdt)):
         return False
     return True
 
@@ -462,7 +472,7 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base = EFF_MAX["matmul_tc" if tensor else "matmul_simt"]
         elif kind is OpKind.CONV:
             base = EFF_MAX["conv_tc" if tensor else "conv_simt"]
-            if not channels_aligned(rec, cdt):
+            if unaligned_tc_fallback(rec, gpu, cdt):
                 base *= UNALIGNED_CONV_SIMT
         elif kind is OpKind.ATTENTION:
             base = ATTENTION_EFF_BY_CHIP.get(chip_group(gpu), EFF_MAX["attention"]) * (
