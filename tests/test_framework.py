@@ -75,13 +75,15 @@ def test_fp16_depthwise_runs_pytorch_kernels_before_1_11():
     a100 = resolve_gpu("a100-sxm4-80gb")[0]
     t_native = prior.op_prior(tagged.records[0], a100, "fp16").time_s
     t_cudnn = prior.op_prior(g.records[0], a100, "fp16").time_s
-    # the looped kernel does 6.6 multiply-adds per SM per clock (prior.DW_NATIVE_MACS_PER_SM_CLK): 48 x 512 x 256
-    # x 33 = 207.6 M MACs / (6.6 x 108 SMs x 1410 MHz) = 0.207 ms, over the partial last wave (48 x 256 x 512
-    # threads / (2048 x 108) = 28.4 waves -> 0.98 busy) + a 4 us kernel gap = 0.215 ms; far above the
-    # bandwidth-bound cuDNN path
-    macs = 48 * 512 * 256 * 33
+    # the looped forward kernel spends 1.4 SM clocks per output plus 33 taps / 6.6 multiply-adds per SM clock
+    # (prior.DW_NATIVE_FWD_OUT_SM_CLK, DW_NATIVE_MACS_PER_SM_CLK) = 6.4 SM clocks per output: 48 x 256 x 512 =
+    # 6,291,456 outputs x 6.4 = 40.27 M SM clocks / (108 SMs x 1410 MHz) = 0.264 ms, over the partial last wave
+    # (48 x 256 x 512 threads / (2048 x 108) = 28.4 waves -> 0.98 busy) + a 4 us kernel gap = 0.274 ms; far above
+    # the bandwidth-bound cuDNN path
+    outputs = 48 * 512 * 256
     waves = 48 * 256 * 512 / (2048 * a100.sm_count)
-    busy = macs / (prior.DW_NATIVE_MACS_PER_SM_CLK["forward"] * a100.sm_count * a100.boost_mhz * 1e6)
+    busy = outputs * (prior.DW_NATIVE_FWD_OUT_SM_CLK + 33 / prior.DW_NATIVE_MACS_PER_SM_CLK["forward"]) / (
+        a100.sm_count * a100.boost_mhz * 1e6)
     assert t_native == pytest.approx(busy / (waves / 29) + prior.GAP_S, rel=0.05)
     assert t_native > 3 * t_cudnn
 

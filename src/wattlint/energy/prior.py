@@ -76,11 +76,22 @@ K_HALF_SIMT = 8
 # kernels (NVIDIA, "Convolutional Layers User's Guide" (Deep Learning Performance), "Tensor Layouts In Memory: NCHW vs
 # NHWC"; MosaicML Composer's Channels Last method card: NHWC removes these transposes, ~30 % faster ResNet-50
 # training on V100 and A100). Channels-last inputs (the record's ('nhwc', 1) dim) skip them. Per convolution record:
-# one transpose of the operand(s) in and one of the result out.
+# one transpose of the operand(s) in and one of the result out. (On the H200, cuDNN 9.19, stride-1 1x1 convolutions
+# evidently skip them: docs/ENERGY_MODEL.md, "H200 convolution fits"; not shipped, it worsens held-out public GPUs.)
 LAYOUT_TRANSPOSES = 2
 SPLIT_K_MIN_DEPTH = 256  # split-K slices keep >= 8 k-steps of 32 (CUTLASS's 128x128x32 tensor-core tiles)
 SPLIT_K_MAX = 32  # most slices considered (the GPU's SM count is reached long before for the tiles of one GEMM)
 UNALIGNED_PENALTY = 0.6  # tensor-core GEMM dims not multiples of 8 (fp16/bf16) / 4 (tf32): padded or SIMT fallback
+# Hopper: cuBLAS's Hopper kernels load operands with the Tensor Memory Accelerator, whose tensor maps need every
+# global stride to be a multiple of 16 bytes (CUDA Driver API, cuTensorMapEncodeTiled: "globalStrides ... must be a
+# multiple of 16"); GEMMs with an unaligned dim fall back to older kernels with narrow loads. Fitted on the H200 op
+# samples (GEMMs with an unaligned k or n: 1023 x 4097 x 4095 and GPT-2's 768 -> 50,257 head on 512 rows, forward
+# and backward; neither launch-bound nor autograd-overhead-corrected): implied penalty per sample = 0.6 x prior
+# compute time at 0.6 / measured busy time; geometric means per element width: 16-bit (bf16/fp16, 6 samples:
+# 0.13-0.25) 0.19, tf32 (4 samples: 0.32-0.42) 0.35 (a 4-byte element still loads whole). Only an unaligned n or k
+# counts on these chips: the one GEMM unaligned in m alone (tf32, 8191 x 3000 x 1000) ran at the aligned rate (implied
+# 0.92). docs/ENERGY_MODEL.md.
+UNALIGNED_PENALTY_BY_CHIP: dict[str, dict[str, float]] = {"GH100": {"16bit": 0.19, "tf32": 0.35}}
 DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run as direct (non-GEMM) kernels
 # PyTorch's own depthwise kernels (aten/src/ATen/native/cuda/DepthwiseConv2d.cu; 1-D convs run as 2-D with height 1),
 # which it runs for every depthwise conv that cuDNN does not get (see native_depthwise): one thread per output
@@ -93,8 +104,28 @@ DIRECT_CONV_MAX_N = 8  # grouped convs with fewer output channels per group run 
 # 1.645 GHz): forward 7.45 and 5.9 MACs, backward 3.2 and 2.1 MACs per kernel; geometric means below. The
 # measurement times the two backward kernels together: both get the mean rate.
 DW_NATIVE_MACS_PER_SM_CLK: dict[str, float] = {"forward": 6.6, "backward": 2.6}
+# The forward kernel also pays a fixed cost per output element (index arithmetic: n, c, h, w from the thread index by
+# div/mod, bounds, the store), which the 768-tap published runs cannot see but which dominates short filters: SM
+# clocks per output = DW_NATIVE_FWD_OUT_SM_CLK + taps / DW_NATIVE_MACS_PER_SM_CLK["forward"]. Fitted on the H200
+# op samples (calibration/runs/h200-sxm-141gb, 7 forward depthwise samples, fp32/tf32/bf16: 3x3 on 32 channels
+# 112x112 and 7x7 on 96 ch 56x56 / 384 ch 14x14, batch 64): implied constant per sample = measured SM clocks per
+# output (time x 132 SMs x 1.98 GHz / outputs) - taps / 6.6 = 1.11, 1.11, 1.12, 1.22, 1.63, 1.70, 2.03; geometric
+# mean 1.4. It adds 0.2 % to the 768-tap published runs the rate comes from.
+DW_NATIVE_FWD_OUT_SM_CLK = 1.4
 DW_NATIVE_TEMPLATED_TAPS = (1, 9, 25)  # 1x1, 3x3, 5x5 filters: unrolled forward / input-grad kernels (not generic)
 DW_CUDNN_MIN_CHANNELS = 32  # PyTorch's use_cudnn_depthwise: fp16, >= 32 channels (Convolution.cpp)
+# Tensor-core convolutions whose input channels (one group) are not a multiple of the vector width (8 16-bit / 4
+# 32-bit elements: one 16-byte load; NVIDIA, "Convolutional Layers User's Guide", "Channels In And Out
+# Requirements"), typically a network's first layer on RGB input (C = 3): on the H200 op samples they run no faster
+# than FP32 CUDA-core convolutions (12-30 TF/s in bf16 and tf32, 2-3 % of the bf16 tensor peak), so they are priced
+# on CUDA cores, and those fallback kernels reach only this fraction of an aligned CUDA-core convolution's efficiency
+# (scalar loads, a reduction loop that crosses a filter tap every C elements). Fitted on the 12 bf16/tf32 H200 op
+# samples with C = 3 that are neither launch-bound (< 30 us) nor autograd-overhead-corrected: geometric mean of
+# (prior compute time with the factor at 1) / (measured time - gaps) = 0.437 (per sample 0.16-0.63; fit written in
+# docs/ENERGY_MODEL.md, "H200 convolution fits"). FP32 (TF32 off) convolutions, on CUDA cores anyway, are not
+# re-priced: the H200 ran its C = 3 ones at 0.32-0.45 of the prior's rate too, but on a V100 (DLE ResNet-50 FP32)
+# the factor overshoots.
+UNALIGNED_CONV_SIMT = 0.44
 # tile shapes (rows x cols of the output) a GEMM library picks from, with their relative per-tile efficiency
 TILES: tuple[tuple[int, int, float], ...] = (
     (256, 128, 1.00),
@@ -297,6 +328,25 @@ def _weight_grad(rec: OpRecord, x: tuple, w: tuple) -> bool:
     return nw != nx and rec.bytes_written == nw * e
 
 
+def channels_aligned(rec: OpRecord, cdt: str) -> bool:
+    """A convolution's input channels per group are a multiple of the 16-byte vector width (8 fp16/bf16, 4 tf32/fp32
+    elements); unknown shapes and grouped convolutions (not measured) count as aligned."""
+    if rec.kind is not OpKind.CONV or rec.dim("b", 1) != 1:
+        return True
+    _, w = _conv_shapes(rec)
+    if len(w) < 3:
+        return True
+    mult = 8 if cdt in ("fp16", "bf16", "fp8") else 4
+    return int(w[1]) % mult == 0
+
+
+def unaligned_tc_fallback(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
+    """A convolution that would run on tensor cores (a tensor-core GPU, a tensor-core dtype) but whose input channels
+    are unaligned (``channels_aligned``): it runs on CUDA cores at ``UNALIGNED_CONV_SIMT`` of ``conv_simt``. FP32
+    (TF32 off) convolutions, on CUDA cores anyway, are not re-priced."""
+    return bool(gpu.tensor_cores) and cdt != "fp32" and not channels_aligned(rec, cdt)
+
+
 def native_depthwise(rec: OpRecord) -> str:
     """Which PyTorch depthwise kernel runs this record, or '' when it is not one of them.
 
@@ -304,13 +354,14 @@ def native_depthwise(rec: OpRecord) -> str:
     (groups = input channels, one input channel per group) with its own CUDA kernels unless
     ``use_cudnn_depthwise`` holds: float16 (not bfloat16, not fp32/tf32), >= 32 channels, not dilated and, with
     cuDNN >= 8.2, a 1-D conv with stride 1 or a 2-D conv with a square 1x1/3x3/5x5 filter (stride 1, or stride 2
-    under a workload heuristic taken here as yes). Dilation is not in the record (taken as none); channels-last
-    inputs (always cuDNN) are not traced. A record tagged ``dw_native`` (``--torch-version`` before 1.11, which had
+    under a workload heuristic taken here as yes). Dilation is not in the record (taken as none). Channels-last
+    inputs (the record's ('nhwc', 1) dim) always run cuDNN ("always use cudnn_depthwise for channels_last format"
+    in the same function), whatever the dtype. A record tagged ``dw_native`` (``--torch-version`` before 1.11, which had
     no cuDNN depthwise path: wattlint.framework) runs PyTorch's kernels in fp16 too. Returns 'generic' (the looped
     kernels: filter sizes other than 1/3/5 and every weight gradient), 'templated' (unrolled 1x1/3x3/5x5 forward and
     input-gradient kernels) or ''.
     """
-    if rec.kind is not OpKind.CONV:
+    if rec.kind is not OpKind.CONV or rec.dim("nhwc", 0):
         return ""
     x, w = _conv_shapes(rec)
     if len(x) not in (3, 4) or len(w) != len(x) or int(w[1]) != 1 or rec.dim("b", 1) != int(x[1]) or int(x[1]) < 2:
@@ -341,7 +392,7 @@ def uses_tensor_cores(rec: OpRecord, gpu: GpuSpec, cdt: str) -> bool:
     # depthwise / tiny-channel convolutions and GEMMs with a degenerate dim do not map onto tensor-core tiles
     n = rec.dim("n", 0)
     k = rec.dim("k", 0)
-    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8 or direct_conv(rec)):
+    if rec.kind is OpKind.CONV and (0 < n < 8 or 0 < k < 8 or direct_conv(rec) or unaligned_tc_fallback(rec, gpu, cdt)):
         return False
     return True
 
@@ -421,6 +472,8 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base = EFF_MAX["matmul_tc" if tensor else "matmul_simt"]
         elif kind is OpKind.CONV:
             base = EFF_MAX["conv_tc" if tensor else "conv_simt"]
+            if unaligned_tc_fallback(rec, gpu, cdt):
+                base *= UNALIGNED_CONV_SIMT
         elif kind is OpKind.ATTENTION:
             base = ATTENTION_EFF_BY_CHIP.get(chip_group(gpu), EFF_MAX["attention"]) * (
                 ATTENTION_BACKWARD_FACTOR if rec.phase is Phase.BACKWARD else 1.0)
@@ -437,13 +490,20 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
         align = 1.0
         if tensor:
             mult = 4 if cdt == "tf32" else 8
-            if kind is OpKind.MATMUL and any(x % mult for x in (m, n, k) if x > 1):
+            by_chip = UNALIGNED_PENALTY_BY_CHIP.get(chip_group(gpu))
+            if kind is OpKind.MATMUL and by_chip is not None:
+                # the output's row length n is a stride, and so is the reduction k of the forward / input-gradient
+                # GEMMs' operands; the output's row count m is not (H200: tf32 8191 x 3000 x 1000 ran at full speed)
+                if any(x % mult for x in (n, k) if x > 1):
+                    align = by_chip["tf32" if cdt == "tf32" else "16bit"]
+            elif kind is OpKind.MATMUL and any(x % mult for x in (m, n, k) if x > 1):
                 align = UNALIGNED_PENALTY
         return max(1e-3, base * weff * depth * align), waves, weff
     # direct convolutions and non-GEMM ops: one thread per output element over ~2048 threads/SM x SMs
     waves = _elementwise_waves(rec, gpu)
     weff = waves / math.ceil(waves) if waves > 0 else 1.0
-    if kind is OpKind.CONV and native_depthwise(rec) == "generic":
+    native = native_depthwise(rec) if kind is OpKind.CONV else ""
+    if native == "generic" or (native == "templated" and rec.phase is not Phase.BACKWARD):
         return _native_depthwise_efficiency(rec, gpu)
     base = EFF_MAX["conv_direct" if kind is OpKind.CONV else "other"]
     return max(1e-3, base * max(weff, 0.5)), waves, weff
@@ -453,16 +513,22 @@ def _native_depthwise_efficiency(rec: OpRecord, gpu: GpuSpec) -> tuple[float, fl
     """(eff_c, waves, wave efficiency) of PyTorch's looped depthwise kernels: DW_NATIVE_MACS_PER_SM_CLK
     multiply-adds per SM per clock (2 FLOPs each) over the FP32 CUDA-core peak, times the partial last wave.
 
-    Forward / input gradient: one thread per element of what they write (2048 resident threads per SM). Weight
-    gradient: one block per filter tap (output channels x taps blocks) of min(32 x batch, 256) threads."""
+    Forward / input gradient: one thread per element of what they write (2048 resident threads per SM); the
+    forward (looped or unrolled) also pays DW_NATIVE_FWD_OUT_SM_CLK per output element. Weight gradient: one block
+    per filter tap (output channels x taps blocks) of min(32 x batch, 256) threads."""
     sms = max(1, gpu.sm_count)
     x, w = _conv_shapes(rec)
     if _weight_grad(rec, x, w):
         rate = DW_NATIVE_MACS_PER_SM_CLK["backward"]
         threads = min(32 * max(1, int(x[0])), 256)
         waves = int(w[0]) * math.prod(int(d) for d in w[2:]) / (sms * (THREADS_PER_SM // threads))
+    elif rec.phase is Phase.BACKWARD:
+        rate = DW_NATIVE_MACS_PER_SM_CLK["backward"]
+        waves = _elementwise_waves(rec, gpu)
     else:
-        rate = DW_NATIVE_MACS_PER_SM_CLK["backward" if rec.phase is Phase.BACKWARD else "forward"]
+        # forward: a fixed cost per output element on top of the per-tap rate (DW_NATIVE_FWD_OUT_SM_CLK)
+        taps = max(1, math.prod(int(d) for d in w[2:]))
+        rate = taps / (DW_NATIVE_FWD_OUT_SM_CLK + taps / DW_NATIVE_MACS_PER_SM_CLK["forward"])
         waves = _elementwise_waves(rec, gpu)
     weff = waves / math.ceil(waves) if waves > 0 else 1.0
     macs_per_s = rate * sms * max(gpu.boost_mhz, 1.0) * 1e6
