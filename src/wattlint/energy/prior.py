@@ -123,7 +123,8 @@ SHIPPED_A_BUSY = A_BUSY  # what benchmarks compare a refit with (benchmarks/prio
 # clock| / boost is 0.059 at 1.0, 0.056 (flat minimum) at 1.25-1.5, 0.065 at 2.0; of the minimum, 1.5 has the smallest
 # power bias (mean power error -28 W at 1.0, -12 W at 1.5; MAE 84 -> 80 W). At 1.0 none of the 54 samples whose SM
 # clock fell below boost (the 700 W limit binding) was predicted to throttle, at 1.5 49 of them are (and 40 of the 97
-# measured at boost). Held out: the public rows of benchmarks/prior_vs_public.py (docs/accuracy/prior.md).
+# measured at boost); benchmarks/h200_power.py reproduces the grid. Held out: the public rows of
+# benchmarks/prior_vs_public.py (docs/accuracy/prior.md).
 TENSOR_MATH_POWER = 1.5
 REDUCE_KINDS = (OpKind.REDUCTION, OpKind.LOSS)
 DVFS_EXPONENT = 3.0  # P_dyn ~ f V^2 with V ~ f in the DVFS range
