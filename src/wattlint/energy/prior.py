@@ -22,7 +22,8 @@ Power (busy part of the op, at full clock)::
 
     P = idle + P_mem + P_core
     P_mem  = E_BIT[memory type] x 8 x bytes / busy_s                              (DRAM interface energy)
-    P_core = P_core_ref x g / g_ref,   g = fill x A_BUSY + (1 - A_BUSY) x u     (u: fraction of the unit's peak)
+    P_core = P_core_ref x g / g_ref,   g = fill x A_BUSY + (1 - A_BUSY) x w x u (u: fraction of the unit's peak;
+                                                                             w = TENSOR_MATH_POWER on tensor cores, 1)
 
 P_core_ref is the core power of a large tensor-core GEMM at boost clock. It comes from the chip generation, not the
 board: the highest-powered board of a chip generation in the database (W per SM-GHz) shows what the silicon draws,
@@ -145,6 +146,18 @@ E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr5": 14e-12}
 # rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md).
 A_BUSY = 0.46
 SHIPPED_A_BUSY = A_BUSY  # what benchmarks compare a refit with (benchmarks/prior_fit.py sets A_BUSY while fitting)
+# Tensor-core math draws this many times the dynamic power of CUDA-core math at the same fraction of the unit's peak
+# (it runs 7-15x more FLOP/s), so a large tensor-core GEMM asks for more than the board's rated core power and the
+# power limit lowers its clock. Fitted on the H200 op samples (calibration/runs/h200-sxm-141gb, training data only) to
+# the quantity the power-limit rule predicts, the SM clock: over the 151 tensor-core GEMM / convolution / attention
+# samples of >= 50 us, grid 1.0-2.0 (docs/ENERGY_MODEL.md, "Tensor-core math power"), the mean |predicted - measured
+# clock| / boost is 0.059 at 1.0, 0.056 (flat minimum) at 1.25-1.5, 0.065 at 2.0; of the minimum, 1.5 has the smallest
+# power bias (mean power error -28 W at 1.0, -12 W at 1.5; MAE 84 -> 80 W). At 1.0 none of the 54 samples whose SM
+# clock fell below boost (the 700 W limit binding) was predicted to throttle, at 1.5 49 of them are (and 40 of the 97
+# measured at boost); benchmarks/h200_power.py reproduces the grid. Held out: the public rows of
+# benchmarks/prior_vs_public.py (docs/accuracy/prior.md).
+TENSOR_MATH_POWER = 1.5
+REDUCE_KINDS = (OpKind.REDUCTION, OpKind.LOSS)
 DVFS_EXPONENT = 3.0  # P_dyn ~ f V^2 with V ~ f in the DVFS range
 MIN_CLOCK_SCALE = 0.3  # lowest sustained clock / boost clock considered
 
@@ -550,11 +563,26 @@ def _g_ref() -> float:
     return A_BUSY + (1.0 - A_BUSY) * EFF_MAX["matmul_tc"]
 
 
-def core_activity(u: float, fill: float) -> float:
+def core_activity(u: float, fill: float, tensor: bool = False) -> float:
     """Core activity relative to a large tensor GEMM (g / g_ref): ``fill`` = fraction of SMs the kernel occupies
     (they draw the busy power), ``u`` = fraction of the unit's whole-chip peak in use (the math itself: its energy per
-    FLOP does not depend on how many SMs share it)."""
-    return (max(0.0, min(1.0, fill)) * A_BUSY + (1.0 - A_BUSY) * max(0.0, u)) / _g_ref()
+    FLOP does not depend on how many SMs share it). ``tensor``: the math runs on tensor cores, whose math power at a
+    fraction u of their peak is TENSOR_MATH_POWER x that of CUDA-core math at the same u; a large tensor-core GEMM
+    then asks for more than the reference core power and the power limit lowers its clock (clock_scale)."""
+    w = TENSOR_MATH_POWER if tensor else 1.0
+    return (max(0.0, min(1.0, fill)) * A_BUSY + (1.0 - A_BUSY) * w * max(0.0, u)) / _g_ref()
+
+
+def _power_fill(rec: OpRecord, gpu: GpuSpec, waves: float) -> float:
+    """Average fraction of SMs a kernel keeps busy (power side): the partial last wave of its blocks leaves the rest
+    idle. Reductions and loss forwards (a small output from a large input) are the exception to one thread per output
+    element: PyTorch's reduce kernels split the INPUT over blocks until every SM is busy (aten/src/ATen/native/cuda/
+    Reduce.cuh, ``ReduceConfig``: block and grid sized from the number of input values), so their waves count input
+    elements (H200 op samples: a 64 MB sum / mean draws 497-569 W, as much as an elementwise kernel of that size, where
+    one thread per output element would give ~1 % of the SMs)."""
+    if rec.kind in REDUCE_KINDS and rec.bytes_read > rec.bytes_written:
+        waves = max(1, rec.bytes_read // 4) / (max(1, gpu.sm_count) * THREADS_PER_SM)
+    return waves / math.ceil(waves) if waves > 0 else 1.0
 
 
 def clock_scale(gpu: GpuSpec, p_mem: float, p_core: float) -> float:
@@ -593,9 +621,9 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
     # power of the busy part at boost clock
     # average fraction of SMs busy over the kernel: the partial last wave leaves the rest idle (so the busy SM-time
     # of a GEMM, tiles x time per tile, does not depend on how the work is split over GPUs)
-    fill = waves / math.ceil(waves) if waves > 0 else 1.0
+    fill = _power_fill(rec, gpu, waves)
     u = rec.flops / busy / peak if (busy > 0 and rec.flops) else 0.0  # fraction of the unit's peak in use
-    act = core_activity(u, fill)
+    act = core_activity(u, fill, tensor)
     p_core = core_power_ref(gpu) * act
     p_mem_rate = E_BIT_J[memory_kind(gpu)] * 8  # J per byte
     p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
