@@ -48,7 +48,12 @@ def test_unaligned_input_channels_run_on_cuda_cores():
     #   -> 15,105,785,856 / (66.9e12 x 0.702250) = 321.53 us
     f32 = dataclasses.replace(r, dtype="float32", bytes_read=2 * r.bytes_read, bytes_written=2 * r.bytes_written)
     assert not prior.unaligned_tc_fallback(f32, g, "fp32")
-    assert prior.op_prior(f32, g, "fp32").compute_s == pytest.approx(321.53e-6, rel=1e-4)
+    #   this busy FP32 kernel draws over the 700 W limit (measured idle 124 W), so the power cap slows the clock
+    #   (clock_scale, tested by hand in test_prior_power.py); the conv rule itself is the unscaled figure
+    p32 = prior.op_prior(f32, g, "fp32")
+    assert 0.98 < p32.clock_scale < 1.0
+    assert p32.eff_c == pytest.approx(0.702250 * p32.clock_scale, rel=1e-4)
+    assert p32.compute_s == pytest.approx(321.53e-6 / p32.clock_scale, rel=1e-4)
     # a GPU without tensor cores (P100) is not re-priced either, fp16 included
     p100 = resolve_gpu("p100-pcie-16gb")[0]
     assert not prior.unaligned_tc_fallback(dataclasses.replace(r, dtype="float16"), p100, "fp16")
