@@ -368,3 +368,25 @@ def test_wl203_never_recommends_a_slower_gpu_and_explains_its_saving():
         assert "average GPU power" in f.message and " x the time" in f.message
         ratio = float(f.message.split(" over ")[1].split(" x the time")[0])
         assert ratio <= 1.02
+
+
+def test_wl203_compares_energies_and_times_in_one_unit():
+    # the tiny example MLP on an A100 at micro-batch 512, 20 epochs (examples/project): WL203 offers a smaller GPU whose energy is a few hundred J
+    # and the A100's ~0.2 Wh; "328 J instead of 0.206 Wh" hides a 2.3x ratio, so both sides share one unit
+    pytest.importorskip("torch")
+    import re
+    import wattlint
+
+    import torch.nn as nn
+
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(),
+                        nn.Linear(256, 10))
+    est = wattlint.estimate(mlp, gpu="a100-sxm4-80gb", inputs=["x=float32[512,784]"], batch_size=512, epochs=20,
+                            dataset_size=60_000)
+    wl = [f for f in est.findings if f.code == "WL203"]
+    assert wl
+    for f in wl:
+        m = re.search(r"trains it with [\d.,]+ (\S+) instead of [\d.,]+ (\S+) on .*, in [\d.,]+ (\S+) instead of "
+                      r"[\d.,]+ (\S+?)[:,]", f.message)
+        assert m, f.message
+        assert m.group(1) == m.group(2) and m.group(3) == m.group(4), f.message

@@ -253,10 +253,12 @@ class SmallerGpuLessEnergy(Rule):
         p1 = other.per_step.avg_gpu_power_w
         why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W over {t / t0:.2f} x the time"
                if t0 > 0 and p0 > 0 else "")
+        e_new, e_cur = units.column([e, ctx.energy_kwh], units.ENERGY_KWH)  # one unit for the comparison
+        t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
         yield ctx.finding(
-            f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {units.energy_kwh(e)} instead of "
-            f"{units.energy_kwh(ctx.energy_kwh)} on {cur.name} ({cur.tdp_w:.0f} W), in {units.hours(t)} instead of "
-            f"{units.hours(t0)}" + (f": {why}" if why else ""),
+            f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {e_new} instead of "
+            f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), in {t_new} instead of "
+            f"{t_cur}" + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
 
 
