@@ -390,3 +390,6 @@ def test_wl203_compares_energies_and_times_in_one_unit():
                       r"[\d.,]+ (\S+?)[:,]", f.message)
         assert m, f.message
         assert m.group(1) == m.group(2) and m.group(3) == m.group(4), f.message
+        # the offer leaves an SXM node (A100 SXM4: NVLink baseboard) for a PCIe server: the host share changes with
+        # the platform class and the message says so beside the GPU power
+        assert "(platform class: pcie_server vs sxm_node)" in f.message, f.message

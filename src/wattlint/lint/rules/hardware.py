@@ -253,6 +253,13 @@ class SmallerGpuLessEnergy(Rule):
         p1 = other.per_step.avg_gpu_power_w
         why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W over {t / t0:.2f} x the time"
                if t0 > 0 and p0 > 0 else "")
+        # the host's share (CPUs, DRAM, fans, by platform class: energy.host) moves the total too: say so when it
+        # differs, so a saving that comes from the server class is never passed off as the GPU's
+        h0 = est.per_step.host_energy_j / est.per_step.time_s if est.per_step.time_s > 0 else 0.0
+        h1 = other.per_step.host_energy_j / other.per_step.time_s if other.per_step.time_s > 0 else 0.0
+        if why and abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
+            why += f"; host power {h1:.0f} W instead of {h0:.0f} W (platform class: {_platform(spec)} vs " \
+                   f"{_platform(cur)})"
         e_new, e_cur = units.column([e, ctx.energy_kwh], units.ENERGY_KWH)  # one unit for the comparison
         t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
         yield ctx.finding(
@@ -260,6 +267,12 @@ class SmallerGpuLessEnergy(Rule):
             f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), in {t_new} instead of "
             f"{t_cur}" + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
+
+
+def _platform(gpu) -> str:
+    from ...energy.host import platform_class
+
+    return platform_class(gpu)
 
 
 # ---- WL204 ----------------------------------------------------------------------------------------------------
