@@ -102,3 +102,27 @@ def test_onnx_synthesized_batchnorm_uses_its_channel_column():
     r = bn_record((32 * 112 * 112, 64), op="synth::BatchNormalization")
     assert prior.batchnorm_channels(r) == 64
     assert prior.batchnorm_reduce_fill(r, g)[1] == pytest.approx(64 * 512 / (80 * 2048))
+
+
+def test_torch_frontend_tags_channels_last_batchnorm():
+    # a channels-last model's BatchNorm records (forward and backward) carry ('nhwc', 1), so they keep the plain
+    # bandwidth; the default NCHW model's do not and get the channel-block fill: 16 channels on a V100:
+    # 16 x 512 / (80 x 2048) = 0.05
+    torch = pytest.importorskip("torch")
+    from wattlint.frontends.torch import trace
+    from wattlint.types import TensorSpec
+
+    def build(cl):
+        m = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16)).to("meta")
+        x = torch.empty(4, 8, 16, 16, device="meta")
+        if cl:
+            m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+        return trace(m, (x,), precision="fp32", micro_batch=4, inputs=(TensorSpec("x", "float32", (4, 8, 16, 16)),),
+                     source="t")
+
+    g = db("v100-pcie-16gb")
+    for cl in (True, False):
+        bns = [r for r in build(cl).records if r.kind is OpKind.NORM]
+        assert {r.phase for r in bns} == {Phase.FORWARD, Phase.BACKWARD}
+        assert {r.dim("nhwc", 0) for r in bns} == {1 if cl else 0}
+        assert {prior.batchnorm_reduce_fill(r, g)[1] for r in bns} == ({1.0} if cl else {16 * 512 / (80 * 2048)})
