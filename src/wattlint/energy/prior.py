@@ -136,6 +136,22 @@ TILES: tuple[tuple[int, int, float], ...] = (
     (32, 32, 0.45),
 )
 THREADS_PER_SM = 2048  # resident threads per SM (elementwise kernels: one thread per element)
+# Most resident threads per SM by compute capability (CUDA C++ Programming Guide, "Technical Specifications per
+# Compute Capability"): 2048 on 6.0/7.0/8.0/9.0 (GP100, GV100, GA100, GH100), 1024 on 7.5 (TU10x), 1536 on 8.6/8.9
+# (GA10x, AD10x). Used by BN_REDUCE_THREADS below.
+MAX_THREADS_PER_SM_BY_CHIP: dict[str, int] = {"TU10x": 1024, "GA10x": 1536, "AD10x": 1536}
+# Training-mode BatchNorm on NCHW tensors: the per-channel reduction pass (statistics forward, sum(dy), sum(dy x)
+# backward) runs ONE thread block per channel: PyTorch's batch_norm_collect_statistics_kernel and
+# batch_norm_backward_reduce_kernel (aten/src/ATen/native/cuda/Normalization.cuh: ``dim3 blocks(input.size(1))``,
+# threads (tf, MAX_BLOCK_SIZE / tf) with MAX_BLOCK_SIZE = 512), cuDNN's NCHW spatial BN kernels likewise
+# (bn_fw_tr_1C11_kernel_NCHW<..., 512, ...>: 512 threads, one block per channel in profiles; not measured by us).
+# A streaming kernel's bandwidth is bytes in flight / latency (Little's law), so with fewer blocks than the GPU holds
+# the pass reaches only C x 512 / (SMs x max resident threads) of the achievable bandwidth (a 64-channel BN on a
+# 132-SM H200: 12 %). The normalize / element pass fills the GPU (grid over elements). Checked on the H200 op
+# samples (training data; docs/ENERGY_MODEL.md, "BatchNorm channel blocks"): FP32 BN of 64 channels, measured
+# forward 123.9 us (56x56, batch 64), backward 300.3 / 117.2 us (56x56 b64 / 32x32 b128): predicted/measured
+# 0.36 / 0.23 / 0.41 before, 1.14 / 0.86 / 1.48 with the rule; no constant fitted.
+BN_REDUCE_THREADS = 512
 
 # ---- power constants --------------------------------------------------------------------------------------------
 # DRAM interface + device energy per bit moved: HBM2 ~3.9 pJ/bit (O'Connor et al., MICRO 2017), GDDR6/6X ~7.5
@@ -549,6 +565,35 @@ def _native_depthwise_efficiency(rec: OpRecord, gpu: GpuSpec) -> tuple[float, fl
     return max(1e-4, min(1.0, eff * max(weff, 1e-3))), waves, weff
 
 
+def max_threads_per_sm(gpu: GpuSpec) -> int:
+    return MAX_THREADS_PER_SM_BY_CHIP.get(chip_group(gpu), THREADS_PER_SM)
+
+
+def batchnorm_channels(rec: OpRecord) -> int:
+    """Channels of a BatchNorm record on a channels-first tensor (N, C, ...) or the ONNX frontend's synthesized
+    (N x H x W, C) one; 0 when the record is not a BatchNorm or runs channels-last (('nhwc', 1) dim)."""
+    if rec.kind is not OpKind.NORM or rec.dim("nhwc", 0) or not rec.shapes or len(rec.shapes[0]) < 2:
+        return 0
+    name = rec.op.lower().replace("_", "")
+    if "batchnorm" not in name:
+        return 0
+    return max(1, int(rec.shapes[0][1]))
+
+
+def batchnorm_reduce_fill(rec: OpRecord, gpu: GpuSpec) -> tuple[float, float]:
+    """(fraction of the record's bytes moved by the per-channel reduction pass, fraction of the achievable bandwidth
+    that pass reaches) for a channels-first training BatchNorm (BN_REDUCE_THREADS); (0, 1) for other records.
+
+    The reduction pass reads the input once forward (x) and twice backward (dy, x): half of what the record reads
+    (costs.norm: BATCHNORM_PASSES = 2 reads of each operand)."""
+    c = batchnorm_channels(rec)
+    if not c or rec.bytes <= 0:
+        return 0.0, 1.0
+    share = (rec.bytes_read / 2) / rec.bytes
+    fill = c * BN_REDUCE_THREADS / (max(1, gpu.sm_count) * max_threads_per_sm(gpu))
+    return share, min(1.0, fill)
+
+
 def memory_efficiency(nbytes: int, gpu: GpuSpec) -> float:
     bw = gpu.memory_bw_gbs * 1e9
     top = eff_mem_max(gpu)
@@ -614,6 +659,10 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
     if utilization is not None:
         eff_c = max(1e-3, min(1.0, float(utilization)))
     eff_m = memory_efficiency(rec.bytes, gpu)
+    bn_share, bn_fill = batchnorm_reduce_fill(rec, gpu)
+    if bn_share > 0 and bn_fill < 1.0:
+        # the per-channel reduction pass at bn_fill of the bandwidth, the rest at the full rate
+        eff_m = eff_m / (bn_share / bn_fill + (1.0 - bn_share))
     compute_s = rec.flops / (peak * eff_c) if rec.flops else 0.0
     memory_s = rec.bytes / (bw * eff_m) if rec.bytes else 0.0
     busy = max(compute_s, memory_s)

@@ -33,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .. import costs as C
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import torch_moe as MOE
 from . import torch_ops as T
@@ -128,6 +129,7 @@ class _Tracer:
     def __init__(self, model: nn.Module, precision: str):
         self.model = model
         self.records: list[OpRecord] = []
+        self.last_conv_nhwc = False  # the last convolution traced ran channels-last (BatchNorm follows its format)
         self.phase = Phase.FORWARD
         self.stack: list[_Frame] = []
         self.types: dict[str, str] = {}
@@ -288,6 +290,14 @@ class _Tracer:
         if not costs:
             costs = [None]
         lib = self.lib_call_now()
+        if costs[0] is not None and costs[0].kind is OpKind.CONV:
+            self.last_conv_nhwc = any(dict(c.dims).get("nhwc", 0) for c in costs if c is not None)
+        elif self.last_conv_nhwc and costs[0] is not None and costs[0].kind is OpKind.NORM and "batch_norm" in name:
+            # a channels-last convolution writes channels-last on the GPU (cuDNN), and BatchNorm keeps its input's
+            # format; meta tensors do not model the conv output's format, so the BatchNorm after a channels-last conv
+            # (and its backward) is tagged from the last convolution traced
+            costs = [C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind, tuple(sorted(set(c.dims) | {("nhwc", 1)})))
+                     for c in costs]
         for c in costs:
             self.records.append(OpRecord(
                 op=op, kind=(c.kind if c is not None else OpKind.VIEW), module=module, phase=self.phase,

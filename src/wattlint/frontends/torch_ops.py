@@ -317,12 +317,14 @@ def _rms_norm_bwd(a, out):
 
 def _batch_norm(a, out):
     x = a["input"]
-    return C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None)
+    # channels-last input: tagged ('nhwc', 1) (PyTorch runs its channels-last BatchNorm kernels, whose grid tiles
+    # N x H x W, not one block per channel: wattlint.energy.prior.batchnorm_channels)
+    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None), x, x)
 
 
 def _batch_norm_bwd(a, out):
     x = a["input"]
-    return C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None, backward=True)
+    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None, backward=True), x, x)
 
 
 def _group_norm(a, out):
