@@ -215,17 +215,18 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
     multi = not graph.single_tensor_optimizer
     fb, _ = multipliers(graph, plan)
-    key = ("launch_gap", fb / ga, ga, host_op, multi, system.HOST_EXPOSED)
+    queue = system.LAUNCH_QUEUE
+    key = ("launch_gap", fb / ga, ga, host_op, multi, system.HOST_EXPOSED, queue)
     gap = s.memo.get(key)
     if gap is None:
         gap = s.memo[key] = system.launch_gap_s(s.micro_stream, s.opt_stream, fb / ga, ga, host_op, multi,
-                                                system.HOST_EXPOSED)
+                                                system.HOST_EXPOSED, queue)
     if gap > 1e-7:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
         n_ops = s.micro_ops * ga + (s.opt_ops if not multi else min(system.OPT_MAX_LAUNCHES, s.opt_ops))
         notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, plan.host_op_s is not None,
-                                            system.HOST_EXPOSED))
+                                            system.HOST_EXPOSED, queue))
     comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s

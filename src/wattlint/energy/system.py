@@ -40,6 +40,8 @@ HOST_OP_S = 21e-6
 # not see): 0 = only what the ordered launch queue exposes (launch_gap_s); 1 = launching adds to the step
 # (GPU + host). Shipped: 0 (docs/ENERGY_MODEL.md "Launch-bound gaps"; benchmarks/host_exposed.py).
 HOST_EXPOSED = 0.0
+# Which launch-gap rule prices the step (launch_gap_s): True, the ordered launch queue; False, the whole-phase max.
+LAUNCH_QUEUE = True
 OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
 SERVER_GPU_SLOTS = 8  # a data-centre PCIe server (and a cloud instance's host) holds 8 GPUs; a job's share is per GPU
 SHARDED = ("zero1", "zero2", "zero3", "fsdp")
@@ -251,21 +253,34 @@ def queue_end_s(kernel_s, host_s, gpu_free_s: float = 0.0, host_at_s: float = 0.
 
 def launch_gap_s(micro: LaunchStream, optimizer: LaunchStream, micro_scale: float, grad_accum: int,
                  host_op_s: float = HOST_OP_S, opt_multi_tensor: bool = True,
-                 exposed: float = HOST_EXPOSED) -> float:
-    """GPU idle time per step while eager PyTorch launches ops from one CPU thread (``host_op_s`` each) through the
-    asynchronous launch queue (:func:`queue_end_s`), the syncs as ``LAUNCH_QUEUE_SYNCS`` states.
+                 exposed: float = HOST_EXPOSED, queue: bool | None = None) -> float:
+    """GPU idle time per step while eager PyTorch launches ops from one CPU thread (``host_op_s`` each).
 
     ``micro``: one micro-batch's forward and backward ops in issue order (its kernel times x ``micro_scale`` when
-    the plan's micro-batch differs from the traced one); ``grad_accum`` of them run back to back, then the
-    ``optimizer`` ops. A fused/foreach (multi-tensor) optimizer launches at most ``OPT_MAX_LAUNCHES`` kernels, spread
-    evenly over its timed records; a for-loop one launches every recorded op. The gap is the step's queue end
-    minus its GPU work, plus ``exposed`` x the launch time the queue hid (0 shipped; 1 = GPU + host)."""
+    the plan's micro-batch differs from the traced one); ``grad_accum`` of them run, then the ``optimizer`` ops. A
+    fused/foreach (multi-tensor) optimizer launches at most ``OPT_MAX_LAUNCHES`` kernels (spread evenly over its
+    timed records); a for-loop one launches every recorded op.
+
+    ``queue`` (default ``LAUNCH_QUEUE``): True, the ordered launch queue (:func:`queue_end_s`) with the syncs
+    ``LAUNCH_QUEUE_SYNCS`` states: micro-batches back to back, then the optimizer; the gap is the step's queue end
+    minus its GPU work. False, the whole-phase max: per micro-batch max(0, launching - GPU work), the same for the
+    optimizer step (each from an idle queue). Either way ``exposed`` x the launch time not already in the gap is
+    added (0 shipped; 1 = GPU + host)."""
     import numpy as np
 
     ga = max(1, int(grad_accum))
     k = micro.kernel_s * micro_scale
     h = micro.launches * host_op_s
     K, H = float(k.sum()), float(h.sum())
+    if not (LAUNCH_QUEUE if queue is None else queue):
+        n_opt = optimizer.n_launches
+        n_opt = min(OPT_MAX_LAUNCHES, n_opt) if opt_multi_tensor else n_opt
+        Ho, Ko = n_opt * host_op_s, optimizer.gpu_s
+
+        def gap_max(host: float, gpu: float) -> float:
+            return max(0.0, host - gpu) + exposed * min(host, gpu)
+
+        return gap_max(H, K) * ga + gap_max(Ho, Ko)
     if k.size:
         # one micro-batch from an idle queue, then ga - 1 more back to back: the stream repeats, so the max over
         # its ops of issue + remaining GPU work is reached in the first copy when the GPU is the bottleneck
@@ -287,13 +302,18 @@ def launch_gap_s(micro: LaunchStream, optimizer: LaunchStream, micro_scale: floa
 
 
 def launch_gap_note(n_ops: int, gap_s: float, idle_w: float, host_op_s: float = HOST_OP_S,
-                    stated: bool = False, exposed: float = HOST_EXPOSED) -> str:
+                    stated: bool = False, exposed: float = HOST_EXPOSED, queue: bool | None = None) -> str:
     src = "--host-op-time" if stated else "default: docs/ENERGY_MODEL.md"
-    extra = (f"; plus {exposed:g} x the launch time the queue hides (HOST_EXPOSED)" if exposed else "")
-    return (f"launch-bound gaps from the eager launch queue: {n_ops} ops per step launched from one CPU thread at "
-            f"{host_op_s * 1e6:.3g} us each ({src}); an op starts when the GPU has finished the previous one and the "
-            f"host has issued it, so the CPU runs ahead only while kernels outlast their launches; "
-            f"{LAUNCH_QUEUE_SYNCS}{extra}: the GPU idles {gap_s * 1e3:.3g} ms per step (at {idle_w:.0f} W)")
+    extra = f"; plus {exposed:g} x the launch time otherwise hidden (HOST_EXPOSED)" if exposed else ""
+    if LAUNCH_QUEUE if queue is None else queue:
+        return (f"launch-bound gaps from the eager launch queue: {n_ops} ops per step launched from one CPU thread "
+                f"at {host_op_s * 1e6:.3g} us each ({src}); an op starts when the GPU has finished the previous one "
+                f"and the host has issued it, so the CPU runs ahead only while kernels outlast their launches; "
+                f"{LAUNCH_QUEUE_SYNCS}{extra}: the GPU idles {gap_s * 1e3:.3g} ms per step (at {idle_w:.0f} W)")
+    return (f"launch-bound: GPU work shorter than launching its {n_ops} ops per step from eager PyTorch at "
+            f"{host_op_s * 1e6:.3g} us each ({src}); per micro-batch and for the optimizer step, the part of "
+            f"launching that outlasts the GPU work shows (the CPU runs ahead otherwise){extra}: the GPU idles in "
+            f"the gaps ({gap_s * 1e3:.3g} ms per step at {idle_w:.0f} W)")
 
 
 # ---- host and facility -----------------------------------------------------------------------------------------
