@@ -79,25 +79,20 @@ def est(g, p, t=1e-3, w=300.0, gpu=GPU):
 
 def test_single_gpu_step_and_totals():
     e = est(graph(), plan())
-    # 6 ops x 1 ms = 6 ms of GPU work per step. Launch queue (21 us per op): the step starts from an idle queue, so
-    # the first op starts when it is launched (21 us); after that the host runs ahead (21 us launches < 1 ms
-    # kernels) and hides every other launch: step = 21 us + 6 ms, a 21 us gap at the 50 W idle
-    step_s = 6e-3 + 21e-6
-    assert e.per_step.time_s == pytest.approx(step_s)
-    assert set(e.phases) == {"forward", "backward", "optimizer", "idle_gaps"}
-    assert e.phases["idle_gaps"].time_s == pytest.approx(21e-6)
+    # 6 ops x 1 ms = 6 ms per step (launch: 5 micro-batch ops x 21 us = 105 us < 5 ms of GPU work: no gap)
+    assert e.per_step.time_s == pytest.approx(6e-3)
+    assert set(e.phases) == {"forward", "backward", "optimizer"}
     assert e.phases["forward"].time_s == pytest.approx(2e-3)
     assert e.phases["backward"].gpu_energy_j == pytest.approx(3 * 1e-3 * 300)
-    gpu_j = 6 * 1e-3 * 300 + 21e-6 * 50  # 1.8 J + 1.05 mJ
-    assert e.per_step.gpu_energy_j == pytest.approx(gpu_j)
-    assert e.per_step.avg_gpu_power_w == pytest.approx(gpu_j / step_s)
+    assert e.per_step.gpu_energy_j == pytest.approx(6 * 1e-3 * 300)  # 1.8 J
+    assert e.per_step.avg_gpu_power_w == pytest.approx(300)
     assert HOST_W == pytest.approx(225.0, abs=0.05)
-    assert e.per_step.host_energy_j == pytest.approx(HOST_W * step_s)  # 1.355 J
+    assert e.per_step.host_energy_j == pytest.approx(HOST_W * 6e-3)  # 1.35 J
     steps = 1000
-    assert e.total.time_h == pytest.approx(steps * step_s / 3600)
-    assert e.total.gpu_hours == pytest.approx(steps * step_s / 3600)
-    gpu_kwh = steps * gpu_j / 3.6e6
-    host_kwh = steps * HOST_W * step_s / 3.6e6
+    assert e.total.time_h == pytest.approx(steps * 6e-3 / 3600)
+    assert e.total.gpu_hours == pytest.approx(steps * 6e-3 / 3600)
+    gpu_kwh = steps * 1.8 / 3.6e6
+    host_kwh = steps * HOST_W * 6e-3 / 3.6e6
     assert e.total.gpu_energy_kwh == pytest.approx(gpu_kwh)
     assert e.total.host_energy_kwh == pytest.approx(host_kwh)
     assert e.total.energy_kwh == pytest.approx((gpu_kwh + host_kwh) * 1.5)  # PUE 1.5
@@ -114,95 +109,78 @@ def test_grad_accum_and_micro_batch_scaling():
     assert e.phases["forward"].time_s == pytest.approx(2 * 8 * 1e-3)
     assert e.phases["backward"].time_s == pytest.approx(3 * 8 * 1e-3)
     assert e.phases["optimizer"].time_s == pytest.approx(1e-3)  # once per step
-    assert e.per_step.time_s == pytest.approx(41e-3 + 21e-6)  # + the step's first launch (21 us)
+    assert e.per_step.time_s == pytest.approx(41e-3)
 
 
 def test_cost_with_and_without_gpu_hour_price():
     g = graph()
-    step_s = 6e-3 + 21e-6  # 6 ops x 1 ms + the first launch (test_single_gpu_step_and_totals)
-    kwh = (1000 * (1.8 + 21e-6 * 50) + 1000 * HOST_W * step_s) / 3.6e6 * 1.5
-    gpu_h = 1000 * step_s / 3600
+    kwh = (1000 * 1.8 + 1000 * HOST_W * 6e-3) / 3.6e6 * 1.5
+    gpu_h = 1000 * 6e-3 / 3600
     assert est(g, plan(price_per_kwh=0.2)).total.cost_usd == pytest.approx(kwh * 0.2)
     assert est(g, plan(price_per_kwh=0.0, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(gpu_h * 3.0)
     assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
 
 
 def test_launch_gaps_at_idle_power():
-    # ops of 1 us each, launched every 21 us: each op starts as soon as it is launched. 2 micro-batches x 5 ops
-    # + 1 optimizer op = 11 launches: the last one is issued at 11 x 21 = 231 us and ends at 232 us; the GPU
-    # worked 11 x 1 us -> 221 us idle at 50 W (the old whole-phase max: 2 x (105 - 5) + (21 - 1) = 220 us)
+    # ops of 1 us each: per micro-batch 5 ops x 21 us = 105 us of launching vs 5 us of GPU work -> 100 us idle;
+    # grad-accum 2 -> 200 us; optimizer: 1 launch x 21 us vs 1 us -> 20 us. Total gap 220 us at idle 50 W.
     g = graph(micro_batch=8)
     e = est(g, plan(batch_size=16, grad_accum=2), t=1e-6, w=300.0)
-    gap = 11 * 21e-6 + 1e-6 - 11 * 1e-6
-    assert gap == pytest.approx(221e-6)
+    gap = 2 * (5 * 21e-6 - 5e-6) + (21e-6 - 1e-6)
+    assert gap == pytest.approx(220e-6)
     assert e.phases["idle_gaps"].time_s == pytest.approx(gap)
     assert e.phases["idle_gaps"].gpu_energy_j == pytest.approx(gap * 50)
     assert e.per_step.time_s == pytest.approx(11e-6 + gap)
-    assert any("launch-bound" in a and "21 us" in a and "default" in a and "launch queue" in a
-               for a in e.assumptions)
+    assert any("launch-bound" in a and "21 us" in a and "default" in a for a in e.assumptions)
 
 
 def test_launch_gaps_with_stated_host_op_time():
-    # --host-op-time 10 us: 11 launches of 1 us ops, the last issued at 110 us, ends at 111 us; 11 us of GPU
-    # work -> 100 us idle
+    # --host-op-time 10 us: per micro-batch 5 x 10 - 5 = 45 us idle, x2 micro-batches; optimizer 10 - 1 = 9 us
     e = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=10e-6), t=1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 10e-6 + 1e-6 - 11e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(2 * 45e-6 + 9e-6)
     assert any("10 us each (--host-op-time)" in a for a in e.assumptions)
-    # a host faster than the GPU work (0.5 us launches, 1 us ops): only the first launch shows (0.5 us), the host
-    # then stays ahead: 0.5 + 6 x 1 us
-    e = est(graph(), plan(host_op_s=0.5e-6), t=1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(0.5e-6)
-    assert e.per_step.time_s == pytest.approx(6.5e-6)
-    # no host time: no gap
-    assert "idle_gaps" not in est(graph(), plan(host_op_s=0.0), t=1e-6).phases
+    # a host faster than the GPU work: 5 ops x 0.5 us < 5 us of GPU work, 1 x 0.5 us < 1 us -> no gap
+    assert "idle_gaps" not in est(graph(), plan(host_op_s=0.5e-6), t=1e-6).phases
 
 
 def test_for_loop_optimizer_launches_every_op():
-    # 40 optimizer records of one op: multi-tensor (foreach), they are ONE kernel (the pricing splits its 1 us
-    # over the 40 records: 0.025 us each) and the step launches at most 16 kernels (16 x 21 us spread over the 40
-    # records). Host-bound throughout: the 5 micro-batch ops are issued by 105 us, the optimizer's by
-    # 105 + 16 x 21 = 441 us, its last record ends 0.025 us later; GPU work 5 + 1 us -> 435.025 us idle.
-    # A for-loop step runs 40 kernels of 1 us and launches all 40: issued by 105 + 40 x 21 = 945 us, ends at
-    # 946 us; GPU work 5 + 40 us -> 901 us idle.
+    # 40 optimizer records of one op: multi-tensor (foreach), they are ONE kernel (the stub prices it 1 us) and
+    # the step launches at most 16 kernels -> 16 x 21 - 1 = 335 us idle; a for-loop step runs 40 kernels of 1 us
+    # and launches all 40 -> 40 x 21 - 40 = 800 us. The micro-batch: 5 x 21 - 5 = 100 us.
     g = graph(opt=40)
     e = est(g, plan(), t=1e-6)
     assert e.phases["optimizer"].time_s == pytest.approx(1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(105e-6 + 16 * 21e-6 + 0.025e-6 - 6e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(100e-6 + 16 * 21e-6 - 1e-6)
     g_loop = dataclasses.replace(g, extra={**g.extra, "optimizer_impl": "for-loop"})
     e_loop = est(g_loop, plan(), t=1e-6)
     assert e_loop.phases["optimizer"].time_s == pytest.approx(40e-6)
-    assert e_loop.phases["idle_gaps"].time_s == pytest.approx(105e-6 + 40 * 21e-6 + 1e-6 - 45e-6)
+    assert e_loop.phases["idle_gaps"].time_s == pytest.approx(100e-6 + 40 * 21e-6 - 40e-6)
 
 
 def test_full_recompute_launches_the_forward_again():
-    # full recompute: 2 forward ops run again in backward -> 7 launches per micro-batch + 1 optimizer launch, all
-    # 1 us ops: the last issued at 8 x 21 = 168 us, ends at 169 us; GPU work 8 us -> 161 us idle
+    # full recompute: 2 forward ops run again in backward -> 7 launches per micro-batch: 7 x 21 - 7 = 140 us
+    # (GPU work 7 x 1 us); optimizer 21 - 1 = 20 us
     e = est(graph(), plan(recompute="full"), t=1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 8e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(7 * 21e-6 - 7e-6 + 20e-6)
 
 
 def test_library_call_records_are_one_launch_per_phase():
     # an RNN call whose kernels cuDNN launches (records tagged lib_call): 1 forward call of 2 steps x (GEMM + cell)
-    # = 4 records, its backward 6 records; plus the stub graph's 2 forward + 3 backward eager ops, all 1 us.
-    # Issue order: f0 f1 [rnn: 1 launch, 4 kernels] b0 b1 b2 [rnn backward: 1 launch, 6 kernels], then the
-    # optimizer op. The backward call is launched 7th, at 7 x 21 = 147 us: its 6 kernels end at 153 us (the GPU
-    # kept up with everything before it); the optimizer op is launched at 168 us and ends at 169 us. GPU work
-    # 15 + 1 us -> 153 us idle. Counted as eager ops (no tag): 16 launches, the last at 336 us, ends at 337 us:
-    # 321 us idle.
+    # = 4 records, its backward 6 records; plus the stub graph's 2 forward + 3 backward eager ops. Launches per
+    # micro-batch: 2 + 3 + 1 (RNN forward) + 1 (RNN backward) = 7 -> 7 x 21 - 15 x 1 = 132 us of gap (GPU work:
+    # 5 + 4 + 6 = 15 ops of 1 us); optimizer 21 - 1 = 20 us. Counted as eager ops (no tag): 15 x 21 - 15 = 300 us.
     g = graph()
     rnn = tuple(dataclasses.replace(_rec(ph, "lstm"), dims=(("lib_call", 1),))
                 for ph, n in ((Phase.FORWARD, 4), (Phase.BACKWARD, 6)) for _ in range(n))
     tagged = dataclasses.replace(g, records=g.records + rnn)
     e = est(tagged, plan(), t=1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 16e-6) == 153e-6
-    assert any("8 ops per step launched" in a for a in e.assumptions)  # 7 + the optimizer's 1
+    assert e.phases["idle_gaps"].time_s == pytest.approx(7 * 21e-6 - 15e-6 + 20e-6) == 152e-6
+    assert any("launching its 8 ops per step" in a for a in e.assumptions)  # 7 + the optimizer's 1
     untagged = dataclasses.replace(g, records=g.records + tuple(dataclasses.replace(r, dims=()) for r in rnn))
-    assert est(untagged, plan(), t=1e-6).phases["idle_gaps"].time_s == pytest.approx(16 * 21e-6 + 1e-6 - 16e-6)
-    # full recompute runs the forward ops again at the start of backward (f0 f1 and the RNN call: 3 more launches,
-    # 6 more kernels): the backward RNN call is launched 10th (210 us), its 6 kernels end at 216 us; the optimizer
-    # op is launched 11th (231 us), ends at 232 us; GPU work 22 us -> 210 us idle
+    assert est(untagged, plan(), t=1e-6).phases["idle_gaps"].time_s == pytest.approx(300e-6 + 20e-6)
+    # full recompute runs the forward call again in backward: one more launch (and 4 more us of GPU work)
     e = est(tagged, plan(recompute="full"), t=1e-6)
-    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 22e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx((7 + 3) * 21e-6 - (15 + 6) * 1e-6 + 20e-6)
 
 
 # ---- data parallel -----------------------------------------------------------------------------------------------
@@ -216,7 +194,7 @@ def test_ring_all_reduce_inside_a_node():
     # 4 GPUs over NVLink: each moves 2 x 3/4 x 4 MB = 6 MB at 300 GB/s x 0.8 = 25 us, + 1 call x 30 us x log2(4)
     params = 1_000_000
     grad = 4.0 * params
-    # (a host launching at 1 us, faster than the 10 us ops: only the step's first launch, 1 us, shows)
+    # (a host launching faster than the 10 us ops: no launch gaps in this test)
     e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4, host_op_s=1e-6), t=1e-5)
     t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
     assert t_comm == pytest.approx(25e-6 + 60e-6)
@@ -225,8 +203,8 @@ def test_ring_all_reduce_inside_a_node():
     assert e.phases["communication"].time_s == pytest.approx(exposed)
     comm_w = 50 + COMM_ACTIVITY * (450 - 50)  # 90 W
     assert e.phases["communication"].gpu_energy_j == pytest.approx(4 * exposed * comm_w)
-    assert e.per_step.time_s == pytest.approx(4 * 1e-5 + 1e-6 + exposed)  # 2 fwd + 1 bwd + 1 opt + launch + comm
-    assert e.per_step.gpu_energy_j == pytest.approx(4 * (4 * 1e-5 * 300 + 1e-6 * 50 + exposed * comm_w))
+    assert e.per_step.time_s == pytest.approx(4 * 1e-5 + exposed)  # 2 fwd + 1 bwd + 1 opt + comm
+    assert e.per_step.gpu_energy_j == pytest.approx(4 * (4 * 1e-5 * 300 + exposed * comm_w))
     assert e.per_step.host_energy_j == pytest.approx(4 * HOST_W * e.per_step.time_s)
 
 
@@ -283,6 +261,45 @@ def test_zero3_gathers_weights_twice_per_micro_batch():
     assert e.phases["optimizer"].time_s == pytest.approx(1e-6 / 4)
 
 
+def test_launch_gap_with_exposed_launches():
+    from wattlint.energy import system
+
+    # the shipped rule (LAUNCH_QUEUE False: the whole-phase max). Per micro-batch: 5 launches x 21 us = 105 us of
+    # host time against 5 us of GPU work; optimizer 21 vs 1 us. exposed 0 (shipped): only the excess shows:
+    # 2 x 100 + 20 = 220 us; exposed 1: all of it: 2 x 105 + 21 = 231 us; exposed 0.5: 2 x (100 + 0.5 x 5) +
+    # (20 + 0.5 x 1) = 225.5 us
+    micro = system.LaunchStream.of([1e-6] * 5, [1] * 5)
+    opt = system.LaunchStream.of([1e-6], [1])
+    args = (micro, opt, 1.0, 2, 21e-6, True)
+    assert system.launch_gap_s(*args, exposed=0.0) == pytest.approx(220e-6)
+    assert system.launch_gap_s(*args, exposed=1.0) == pytest.approx(231e-6)
+    assert system.launch_gap_s(*args, exposed=0.5) == pytest.approx(225.5e-6)
+    assert system.HOST_EXPOSED == 0.0  # what the estimates above price (docs/ENERGY_MODEL.md)
+    assert system.LAUNCH_QUEUE is False  # the whole-phase max prices the estimates above (docs/ENERGY_MODEL.md)
+    # the launch queue on the same streams: the 11th launch, at 231 us, ends at 232 us; 11 us of work -> 221 us
+    # idle; exposed 1: all launch time shows (GPU + host): 231 us; exposed 0.5: 221 + 0.5 x (231 - 221) = 226 us
+    assert system.launch_gap_s(*args, exposed=0.0, queue=True) == pytest.approx(221e-6)
+    assert system.launch_gap_s(*args, exposed=1.0, queue=True) == pytest.approx(231e-6)
+    assert system.launch_gap_s(*args, exposed=0.5, queue=True) == pytest.approx(226e-6)
+    # GPU-bound micro-batches (3 ops of 100 us) run back to back with no sync in between: only the step's first
+    # launch shows (21 us); micro-batch scale 2 doubles the kernels, not the launches
+    micro = system.LaunchStream.of([100e-6] * 3, [1] * 3)
+    opt = system.LaunchStream.of([10e-6], [1])
+    assert system.launch_gap_s(micro, opt, 1.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    assert system.launch_gap_s(micro, opt, 2.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    # a foreach optimizer of 40 records launches 16 kernels, spread over its records (0.1 us each); after the
+    # GPU-bound micro-batches (GPU done at 921 us; host at 3 x 63 = 189 us) its launches end at 189 + 16 x 21 =
+    # 525 us < 921 us: hidden, the gap stays 21 us. The whole-phase max: 0 for the micro-batches, 16 x 21 - 4 =
+    # 332 us for the optimizer
+    opt40 = system.LaunchStream.of([0.1e-6] * 40, [1] * 40)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, True, 0.0, False) == pytest.approx(332e-6)
+    # for-loop (all 40 launched): issued by 189 + 840 = 1,029 us, the last ends 0.1 us later; GPU work
+    # 900 + 4 us -> 125.1 us idle (the whole-phase max: 840 - 4 = 836 us)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, False, 0.0, True) == pytest.approx(1029.1e-6 - 904e-6)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, False, 0.0, False) == pytest.approx(836e-6)
+
+
 def _loop_end(kernels, hosts, gpu_free=0.0, host_at=0.0):
     """The launch-queue recurrence, one op at a time: end_i = max(end_{i-1}, issue_i) + kernel_i."""
     end, issue = gpu_free, host_at
@@ -318,7 +335,7 @@ def test_launch_queue_gpu_bound_host_bound_and_front_loaded():
     # host-bound: 100 ops of 1 us: the last is issued at 2,100 us and ends at 2,101 us; 100 us of work -> 2,001 us
     assert gap([1e-6] * 100) == pytest.approx(100 * 21e-6 + 1e-6 - 100e-6)
     # front-loaded: 50 ops of 1 us, then 5 of 1 ms. Launching all 55 (1,155 us) is far shorter than the 5,050 us
-    # of GPU work, so the whole-stream max saw no gap; but the small ops are host-bound (op 50 ends at 1,051 us)
+    # of GPU work, so the whole-stream max sees no gap; but the small ops are host-bound (op 50 ends at 1,051 us)
     # and the first big op is issued at 51 x 21 = 1,071 us, after which the GPU is the bottleneck:
     # end = 1,071 + 5,000 us = 6,071 us -> 1,021 us idle
     small_first = [1e-6] * 50 + [1e-3] * 5
@@ -349,34 +366,53 @@ def test_launch_queue_closed_form_matches_the_recurrence():
         hosts = [x * 21e-6 for x in nn] * ga + [x * 21e-6 for x in no]
         want = _loop_end(stream, hosts) - sum(stream)
         got = system.launch_gap_s(system.LaunchStream.of(kk, nn), system.LaunchStream.of(ko, no), scale, ga,
-                                  21e-6, opt_multi_tensor=False, exposed=0.0)
+                                  21e-6, opt_multi_tensor=False, exposed=0.0, queue=True)
         assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
 
 
-def test_launch_gap_with_exposed_launches():
+@pytest.fixture
+def launch_queue(monkeypatch):
     from wattlint.energy import system
 
-    # per micro-batch 5 ops of 1 us (5 launches of 21 us), 2 micro-batches, then 1 optimizer op of 1 us. The queue
-    # (exposed 0, shipped): the 11th launch at 231 us ends at 232 us; 11 us of work -> 221 us idle. Exposed 1:
-    # all launch time shows (GPU + host): 11 x 21 = 231 us; exposed 0.5: 221 + 0.5 x (231 - 221) = 226 us
-    micro = system.LaunchStream.of([1e-6] * 5, [1] * 5)
-    opt = system.LaunchStream.of([1e-6], [1])
-    args = (micro, opt, 1.0, 2, 21e-6, True)
-    assert system.launch_gap_s(*args, exposed=0.0) == pytest.approx(221e-6)
-    assert system.launch_gap_s(*args, exposed=1.0) == pytest.approx(231e-6)
-    assert system.launch_gap_s(*args, exposed=0.5) == pytest.approx(226e-6)
-    assert system.HOST_EXPOSED == 0.0  # what the estimates above price (docs/ENERGY_MODEL.md)
-    # GPU-bound micro-batches (3 ops of 100 us) run back to back with no sync in between: only the step's first
-    # launch shows (21 us); micro-batch scale 2 doubles the kernels, not the launches
-    micro = system.LaunchStream.of([100e-6] * 3, [1] * 3)
-    opt = system.LaunchStream.of([10e-6], [1])
-    assert system.launch_gap_s(micro, opt, 1.0, 3, 21e-6, True, 0.0) == pytest.approx(21e-6)
-    assert system.launch_gap_s(micro, opt, 2.0, 3, 21e-6, True, 0.0) == pytest.approx(21e-6)
-    # a foreach optimizer of 40 records launches 16 kernels, spread over its records (0.1 us each); after the
-    # GPU-bound micro-batches (GPU done at 921 us; host at 3 x 63 = 189 us) its launches end at 189 + 16 x 21 =
-    # 525 us < 921 us: hidden, the gap stays 21 us
-    opt40 = system.LaunchStream.of([0.1e-6] * 40, [1] * 40)
-    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, True, 0.0) == pytest.approx(21e-6)
-    # for-loop (all 40 launched): issued by 189 + 840 = 1,029 us, the last ends 0.1 us later; GPU work
-    # 900 + 4 us -> 125.1 us idle
-    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, False, 0.0) == pytest.approx(1029.1e-6 - 904e-6)
+    monkeypatch.setattr(system, "LAUNCH_QUEUE", True)
+
+
+def test_estimate_under_the_launch_queue(launch_queue):
+    # 6 ops x 1 ms (GPU-bound): the step starts from an idle queue, so the first op starts when it is launched
+    # (21 us); after that the host runs ahead and hides every other launch: a 21 us gap at the 50 W idle
+    e = est(graph(), plan())
+    assert e.phases["idle_gaps"].time_s == pytest.approx(21e-6)
+    assert e.per_step.time_s == pytest.approx(6e-3 + 21e-6)
+    assert e.per_step.gpu_energy_j == pytest.approx(6 * 1e-3 * 300 + 21e-6 * 50)
+    assert any("eager launch queue" in a and "21 us each" in a for a in e.assumptions)
+    # 1 us ops, grad-accum 2: 11 launches, the last issued at 11 x 21 = 231 us, ends at 232 us; GPU work 11 us ->
+    # 221 us (the whole-phase max: 2 x (105 - 5) + (21 - 1) = 220 us)
+    e = est(graph(micro_batch=8), plan(batch_size=16, grad_accum=2), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 11e-6)
+    # full recompute: 2 forward ops run again at the start of backward -> 7 launches per micro-batch + 1 for the
+    # optimizer, all 1 us ops: the last issued at 8 x 21 = 168 us, ends at 169 us; GPU work 8 us -> 161 us
+    e = est(graph(), plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 8e-6)
+
+
+def test_library_call_under_the_launch_queue(launch_queue):
+    # an RNN call whose kernels cuDNN launches (records tagged lib_call): 1 forward call of 4 records, its backward
+    # 6 records; plus the stub graph's 2 forward + 3 backward eager ops, all 1 us. Issue order: f0 f1 [rnn: 1
+    # launch, 4 kernels] b0 b1 b2 [rnn backward: 1 launch, 6 kernels], then the optimizer op. The backward call is
+    # launched 7th, at 147 us: its 6 kernels end at 153 us (the GPU kept up with everything before it); the
+    # optimizer op is launched at 168 us and ends at 169 us. GPU work 15 + 1 us -> 153 us idle. Untagged: 16
+    # launches, the last at 336 us, ends at 337 us -> 321 us.
+    g = graph()
+    rnn = tuple(dataclasses.replace(_rec(ph, "lstm"), dims=(("lib_call", 1),))
+                for ph, n in ((Phase.FORWARD, 4), (Phase.BACKWARD, 6)) for _ in range(n))
+    tagged = dataclasses.replace(g, records=g.records + rnn)
+    e = est(tagged, plan(), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 16e-6) == 153e-6
+    assert any("8 ops per step launched" in a for a in e.assumptions)  # 7 + the optimizer's 1
+    untagged = dataclasses.replace(g, records=g.records + tuple(dataclasses.replace(r, dims=()) for r in rnn))
+    assert est(untagged, plan(), t=1e-6).phases["idle_gaps"].time_s == pytest.approx(16 * 21e-6 + 1e-6 - 16e-6)
+    # full recompute re-runs f0 f1 and the RNN call at the start of backward (3 more launches, 6 more kernels):
+    # the backward RNN call is launched 10th (210 us), its kernels end at 216 us; the optimizer op is launched
+    # 11th (231 us), ends at 232 us; GPU work 22 us -> 210 us idle
+    e = est(tagged, plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 22e-6)

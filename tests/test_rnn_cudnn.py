@@ -119,14 +119,11 @@ def test_two_calls_are_two_launches():
 
 def test_bf16_prior_step_is_not_launch_bound_at_lm_scale():
     # the H200 validation LSTM LM (2 x 1024, T = 256, B = 64, bf16): the per-step kernels are launched by cuDNN,
-    # so the step has 2 RNN launches per phase-call instead of ~7,200 eager ones: the launch queue hides all but
-    # the launches issued before the first long kernel (at most every launch of the step, < 40 x 21 us)
+    # so the step has 2 RNN launches per phase-call instead of ~7,200 eager ones: no launch-gap phase
     from wattlint.calibrate import zoo
 
     model, _ = zoo.lstm_lm()
     g = wattlint.analyze(model, inputs=["ids=int64[64,256]"], precision="bf16")
     e = wattlint.estimate(g, gpu="h200-sxm-141gb", lint=False, precision="bf16", batch_size=64, steps=1)
+    assert "idle_gaps" not in e.phases
     assert _launches(g.records) < 40
-    gap = e.phases["idle_gaps"].time_s if "idle_gaps" in e.phases else 0.0
-    assert gap <= 40 * 21e-6
-    assert gap < 0.01 * e.per_step.time_s

@@ -41,7 +41,7 @@ HOST_OP_S = 21e-6
 # (GPU + host). Shipped: 0 (docs/ENERGY_MODEL.md "Launch-bound gaps"; benchmarks/host_exposed.py).
 HOST_EXPOSED = 0.0
 # Which launch-gap rule prices the step (launch_gap_s): True, the ordered launch queue; False, the whole-phase max.
-LAUNCH_QUEUE = True
+LAUNCH_QUEUE = False
 OPT_MAX_LAUNCHES = 16  # launches of a fused/foreach optimizer step (multi-tensor apply over chunks of tensors)
 SERVER_GPU_SLOTS = 8  # a data-centre PCIe server (and a cloud instance's host) holds 8 GPUs; a job's share is per GPU
 SHARDED = ("zero1", "zero2", "zero3", "fsdp")

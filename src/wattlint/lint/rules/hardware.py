@@ -269,10 +269,9 @@ class LaunchBound(Rule):
     severity = "warning"
     summary = "The GPU idles between kernels while eager PyTorch launches them: the step is launch-bound"
     what = """
-        Reads the estimate's launch gaps (``phases.idle_gaps``: the time the GPU waits on the eager launch queue,
-        ops launched in order from one CPU thread at ``--host-op-time`` each, an op starting when the GPU has
-        finished the previous one and the host has issued it). Above ``min-share`` of the step time, it names the
-        gap and the launches behind it. The saving is the
+        Reads the estimate's launch gaps (``phases.idle_gaps``: per micro-batch, the part of launching its ops from
+        one CPU thread, at ``--host-op-time`` each, that the GPU work does not cover; the same for the optimizer
+        step). Above ``min-share`` of the step time, it names the gap and the launches behind it. The saving is the
         re-estimate with the launches taken off the critical path (a CUDA graph replays the captured step with one
         launch), the GPU work unchanged.
     """
