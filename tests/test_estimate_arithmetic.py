@@ -264,11 +264,155 @@ def test_zero3_gathers_weights_twice_per_micro_batch():
 def test_launch_gap_with_exposed_launches():
     from wattlint.energy import system
 
-    # per micro-batch: 5 launches x 21 us = 105 us of host time against 5 us of GPU work; optimizer 21 vs 1 us.
-    # exposed 0 (shipped): only the excess shows: 2 x 100 + 20 = 220 us; exposed 1: all of it: 2 x 105 + 21 = 231 us;
-    # exposed 0.5: 2 x (100 + 0.5 x 5) + (20 + 0.5 x 1) = 225.5 us
-    args = (5, 1, 5e-6, 1e-6, 2, 21e-6, True)
+    # the shipped rule (LAUNCH_QUEUE False: the whole-phase max). Per micro-batch: 5 launches x 21 us = 105 us of
+    # host time against 5 us of GPU work; optimizer 21 vs 1 us. exposed 0 (shipped): only the excess shows:
+    # 2 x 100 + 20 = 220 us; exposed 1: all of it: 2 x 105 + 21 = 231 us; exposed 0.5: 2 x (100 + 0.5 x 5) +
+    # (20 + 0.5 x 1) = 225.5 us
+    micro = system.LaunchStream.of([1e-6] * 5, [1] * 5)
+    opt = system.LaunchStream.of([1e-6], [1])
+    args = (micro, opt, 1.0, 2, 21e-6, True)
     assert system.launch_gap_s(*args, exposed=0.0) == pytest.approx(220e-6)
     assert system.launch_gap_s(*args, exposed=1.0) == pytest.approx(231e-6)
     assert system.launch_gap_s(*args, exposed=0.5) == pytest.approx(225.5e-6)
     assert system.HOST_EXPOSED == 0.0  # what the estimates above price (docs/ENERGY_MODEL.md)
+    assert system.LAUNCH_QUEUE is False  # the whole-phase max prices the estimates above (docs/ENERGY_MODEL.md)
+    # the launch queue on the same streams: the 11th launch, at 231 us, ends at 232 us; 11 us of work -> 221 us
+    # idle; exposed 1: all launch time shows (GPU + host): 231 us; exposed 0.5: 221 + 0.5 x (231 - 221) = 226 us
+    assert system.launch_gap_s(*args, exposed=0.0, queue=True) == pytest.approx(221e-6)
+    assert system.launch_gap_s(*args, exposed=1.0, queue=True) == pytest.approx(231e-6)
+    assert system.launch_gap_s(*args, exposed=0.5, queue=True) == pytest.approx(226e-6)
+    # GPU-bound micro-batches (3 ops of 100 us) run back to back with no sync in between: only the step's first
+    # launch shows (21 us); micro-batch scale 2 doubles the kernels, not the launches
+    micro = system.LaunchStream.of([100e-6] * 3, [1] * 3)
+    opt = system.LaunchStream.of([10e-6], [1])
+    assert system.launch_gap_s(micro, opt, 1.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    assert system.launch_gap_s(micro, opt, 2.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    # a foreach optimizer of 40 records launches 16 kernels, spread over its records (0.1 us each); after the
+    # GPU-bound micro-batches (GPU done at 921 us; host at 3 x 63 = 189 us) its launches end at 189 + 16 x 21 =
+    # 525 us < 921 us: hidden, the gap stays 21 us. The whole-phase max: 0 for the micro-batches, 16 x 21 - 4 =
+    # 332 us for the optimizer
+    opt40 = system.LaunchStream.of([0.1e-6] * 40, [1] * 40)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, True, 0.0, True) == pytest.approx(21e-6)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, True, 0.0, False) == pytest.approx(332e-6)
+    # for-loop (all 40 launched): issued by 189 + 840 = 1,029 us, the last ends 0.1 us later; GPU work
+    # 900 + 4 us -> 125.1 us idle (the whole-phase max: 840 - 4 = 836 us)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, False, 0.0, True) == pytest.approx(1029.1e-6 - 904e-6)
+    assert system.launch_gap_s(micro, opt40, 1.0, 3, 21e-6, False, 0.0, False) == pytest.approx(836e-6)
+
+
+def _loop_end(kernels, hosts, gpu_free=0.0, host_at=0.0):
+    """The launch-queue recurrence, one op at a time: end_i = max(end_{i-1}, issue_i) + kernel_i."""
+    end, issue = gpu_free, host_at
+    for k, h in zip(kernels, hosts):
+        issue += h
+        end = max(end, issue) + k
+    return end
+
+
+def test_launch_queue_three_ops_by_hand():
+    from wattlint.energy import system
+
+    # kernels 5, 1, 3 us launched every 2 us: issued at 2, 4, 6 us. Op 1 runs 2-7; op 2 (issued at 4) waits for
+    # the GPU: 7-8; op 3 (issued at 6): 8-11. End 11 us for 9 us of work: 2 us idle (the first launch).
+    assert system.queue_end_s([5e-6, 1e-6, 3e-6], [2e-6] * 3) == pytest.approx(11e-6)
+    # kernels 1, 5, 1 us launched every 3 us: issued at 3, 6, 9. Op 1 runs 3-4; op 2 waits for its launch: 6-11;
+    # op 3 (issued at 9) waits for the GPU: 11-12. End 12 us for 7 us of work: 5 us idle (3 + 2 us)
+    assert system.queue_end_s([1e-6, 5e-6, 1e-6], [3e-6] * 3) == pytest.approx(12e-6)
+    # the same ops after earlier work: GPU busy until 20 us, host already at 15 us: issued at 18, 21, 24; op 1
+    # 20-21, op 2 21-26, op 3 26-27
+    assert system.queue_end_s([1e-6, 5e-6, 1e-6], [3e-6] * 3, 20e-6, 15e-6) == pytest.approx(27e-6)
+
+
+def test_launch_queue_gpu_bound_host_bound_and_front_loaded():
+    from wattlint.energy import system
+
+    def gap(kernels, host=21e-6):
+        return system.queue_end_s(kernels, [host] * len(kernels)) - sum(kernels)
+
+    # GPU-bound: 100 ops of 50 us, launched every 21 us: the host runs ahead after the first launch, which is all
+    # that shows (21 us)
+    assert gap([50e-6] * 100) == pytest.approx(21e-6)
+    # host-bound: 100 ops of 1 us: the last is issued at 2,100 us and ends at 2,101 us; 100 us of work -> 2,001 us
+    assert gap([1e-6] * 100) == pytest.approx(100 * 21e-6 + 1e-6 - 100e-6)
+    # front-loaded: 50 ops of 1 us, then 5 of 1 ms. Launching all 55 (1,155 us) is far shorter than the 5,050 us
+    # of GPU work, so the whole-stream max sees no gap; but the small ops are host-bound (op 50 ends at 1,051 us)
+    # and the first big op is issued at 51 x 21 = 1,071 us, after which the GPU is the bottleneck:
+    # end = 1,071 + 5,000 us = 6,071 us -> 1,021 us idle
+    small_first = [1e-6] * 50 + [1e-3] * 5
+    assert gap(small_first) == pytest.approx(51 * 21e-6 + 5e-3 - 5.05e-3)
+    # the same ops, big ones first: only the first launch shows
+    assert gap(small_first[::-1]) == pytest.approx(21e-6)
+
+
+def test_launch_queue_closed_form_matches_the_recurrence():
+    import random
+
+    from wattlint.energy import system
+
+    rng = random.Random(16)
+    for _ in range(200):
+        n = rng.randint(1, 40)
+        k = [rng.choice([0.0, rng.uniform(0, 50e-6), rng.uniform(0, 2e-3)]) for _ in range(n)]
+        h = [rng.choice([0.0, 21e-6]) for _ in range(n)]
+        free, at = rng.uniform(0, 1e-3), rng.uniform(0, 1e-3)
+        assert system.queue_end_s(k, h, free, at) == pytest.approx(_loop_end(k, h, free, at), rel=1e-12)
+        # launch_gap_s: ga micro-batches back to back, then the optimizer, from an idle queue
+        m = rng.randint(1, 10)
+        ko = [rng.uniform(0, 100e-6) for _ in range(rng.randint(0, 30))]
+        no = [1] * len(ko)
+        ga, scale = rng.randint(1, 4), rng.choice([1.0, 0.5, 3.0])
+        kk, nn = k[:m], [1 if x > 0 else 0 for x in h[:m]]
+        stream = [x * scale for x in kk] * ga + ko
+        hosts = [x * 21e-6 for x in nn] * ga + [x * 21e-6 for x in no]
+        want = _loop_end(stream, hosts) - sum(stream)
+        got = system.launch_gap_s(system.LaunchStream.of(kk, nn), system.LaunchStream.of(ko, no), scale, ga,
+                                  21e-6, opt_multi_tensor=False, exposed=0.0, queue=True)
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+@pytest.fixture
+def launch_queue(monkeypatch):
+    from wattlint.energy import system
+
+    monkeypatch.setattr(system, "LAUNCH_QUEUE", True)
+
+
+def test_estimate_under_the_launch_queue(launch_queue):
+    # 6 ops x 1 ms (GPU-bound): the step starts from an idle queue, so the first op starts when it is launched
+    # (21 us); after that the host runs ahead and hides every other launch: a 21 us gap at the 50 W idle
+    e = est(graph(), plan())
+    assert e.phases["idle_gaps"].time_s == pytest.approx(21e-6)
+    assert e.per_step.time_s == pytest.approx(6e-3 + 21e-6)
+    assert e.per_step.gpu_energy_j == pytest.approx(6 * 1e-3 * 300 + 21e-6 * 50)
+    assert any("eager launch queue" in a and "21 us each" in a for a in e.assumptions)
+    # 1 us ops, grad-accum 2: 11 launches, the last issued at 11 x 21 = 231 us, ends at 232 us; GPU work 11 us ->
+    # 221 us (the whole-phase max: 2 x (105 - 5) + (21 - 1) = 220 us)
+    e = est(graph(micro_batch=8), plan(batch_size=16, grad_accum=2), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 11e-6)
+    # full recompute: 2 forward ops run again at the start of backward -> 7 launches per micro-batch + 1 for the
+    # optimizer, all 1 us ops: the last issued at 8 x 21 = 168 us, ends at 169 us; GPU work 8 us -> 161 us
+    e = est(graph(), plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 8e-6)
+
+
+def test_library_call_under_the_launch_queue(launch_queue):
+    # an RNN call whose kernels cuDNN launches (records tagged lib_call): 1 forward call of 4 records, its backward
+    # 6 records; plus the stub graph's 2 forward + 3 backward eager ops, all 1 us. Issue order: f0 f1 [rnn: 1
+    # launch, 4 kernels] b0 b1 b2 [rnn backward: 1 launch, 6 kernels], then the optimizer op. The backward call is
+    # launched 7th, at 147 us: its 6 kernels end at 153 us (the GPU kept up with everything before it); the
+    # optimizer op is launched at 168 us and ends at 169 us. GPU work 15 + 1 us -> 153 us idle. Untagged: 16
+    # launches, the last at 336 us, ends at 337 us -> 321 us.
+    g = graph()
+    rnn = tuple(dataclasses.replace(_rec(ph, "lstm"), dims=(("lib_call", 1),))
+                for ph, n in ((Phase.FORWARD, 4), (Phase.BACKWARD, 6)) for _ in range(n))
+    tagged = dataclasses.replace(g, records=g.records + rnn)
+    e = est(tagged, plan(), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(8 * 21e-6 + 1e-6 - 16e-6) == 153e-6
+    assert any("8 ops per step launched" in a for a in e.assumptions)  # 7 + the optimizer's 1
+    untagged = dataclasses.replace(g, records=g.records + tuple(dataclasses.replace(r, dims=()) for r in rnn))
+    assert est(untagged, plan(), t=1e-6).phases["idle_gaps"].time_s == pytest.approx(16 * 21e-6 + 1e-6 - 16e-6)
+    # full recompute re-runs f0 f1 and the RNN call at the start of backward (3 more launches, 6 more kernels):
+    # the backward RNN call is launched 10th (210 us), its kernels end at 216 us; the optimizer op is launched
+    # 11th (231 us), ends at 232 us; GPU work 22 us -> 210 us idle
+    e = est(tagged, plan(recompute="full"), t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 22e-6)

@@ -71,6 +71,10 @@ class _Sums:
     micro_ops: int = 0
     opt_ops: int = 0
     core: tuple[int, float, float] | None = None  # selective recompute: (records, FLOPs, time) re-run per step
+    # issue-ordered launch streams (energy.system.LaunchStream): one traced micro-batch's forward, recomputed and
+    # backward ops; the optimizer step's ops (kernel times x the optimizer multiplier)
+    micro_stream: system.LaunchStream | None = None
+    opt_stream: system.LaunchStream | None = None
     memo: dict = field(default_factory=dict)  # results derived from these sums alone (shared by the copies)
 
     def add(self, phase: str, layer: str, t: float, e: float, f: float) -> None:
@@ -115,7 +119,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
                  flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
-                 core=s.core)
+                 core=s.core, micro_stream=s.micro_stream, opt_stream=s.opt_stream)
 
 
 _PHASE_VALUE = {p: p.value for p in Phase}
@@ -139,6 +143,16 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     flops = block_fb_t = 0.0
     micro_ops, opt_ops = system.Launches(), system.Launches()
     core_n, core_f, core_t = 0, 0.0, 0.0
+    # launch streams in issue order: forward, then the recomputed forward ops (at the start of backward: an
+    # approximation of checkpointing's per-block re-run, same ops, no sync in between), then backward; optimizer
+    fwd_k: list[float] = []
+    fwd_n: list[int] = []
+    re_k: list[float] = []
+    re_n: list[int] = []
+    bwd_k: list[float] = []
+    bwd_n: list[int] = []
+    opt_k: list[float] = []
+    opt_n: list[int] = []
     for i, (r, t, e) in enumerate(zip(priced.records, priced.times_s, priced.energies_j)):
         ph = r.phase
         if ph is comm:
@@ -155,7 +169,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         flops += fk
         again = ph is fwd and (recompute or (core is not None and i in core))
         if again:  # the recompute belongs to backward (and launches its ops again)
-            micro_ops.add(r, t, True)
+            re_n.append(micro_ops.add(r, t, True))
+            re_k.append(t)
             phase_t[bwd] += tk
             phase_e[bwd] += ek
             layer_t[layer] += tk
@@ -175,8 +190,18 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
         if kv is None:
             kv = kinds[kind] = kind.value
         layer_kind_e[layer][kv] += ek
-        (opt_ops if ph is optim else micro_ops).add(r, t)
+        if ph is optim:
+            opt_n.append(opt_ops.add(r, t))
+            opt_k.append(t * k)
+        elif ph is fwd:
+            fwd_n.append(micro_ops.add(r, t))
+            fwd_k.append(t)
+        else:
+            bwd_n.append(micro_ops.add(r, t))
+            bwd_k.append(t)
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops.n, opt_ops.n
+    s.micro_stream = system.LaunchStream.of(fwd_k + re_k + bwd_k, fwd_n + re_n + bwd_n)
+    s.opt_stream = system.LaunchStream.of(opt_k, opt_n)
     if core is not None:
         s.core = (core_n, core_f, core_t)
     return s
@@ -189,13 +214,19 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     fwd, bwd = s.phase_t.get("forward", 0.0), s.phase_t.get("backward", 0.0)
     host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
     multi = not graph.single_tensor_optimizer
-    gap = system.launch_gap_s(s.micro_ops, s.opt_ops, (fwd + bwd) / ga, s.phase_t.get("optimizer", 0.0), ga,
-                              host_op, multi, system.HOST_EXPOSED)
+    fb, _ = multipliers(graph, plan)
+    queue = system.LAUNCH_QUEUE
+    key = ("launch_gap", fb / ga, ga, host_op, multi, system.HOST_EXPOSED, queue)
+    gap = s.memo.get(key)
+    if gap is None:
+        gap = s.memo[key] = system.launch_gap_s(s.micro_stream, s.opt_stream, fb / ga, ga, host_op, multi,
+                                                system.HOST_EXPOSED, queue)
     if gap > 1e-7:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
         n_ops = s.micro_ops * ga + (s.opt_ops if not multi else min(system.OPT_MAX_LAUNCHES, s.opt_ops))
-        notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, plan.host_op_s is not None))
+        notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, plan.host_op_s is not None,
+                                            system.HOST_EXPOSED, queue))
     comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s

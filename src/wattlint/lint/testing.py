@@ -199,13 +199,17 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
     if plan.host_op_s is not None:  # launch gaps only when the scenario states a host op time (hand-checkable)
         from ..energy import system
 
-        micro = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is not Phase.OPTIMIZER]
-        opt = [t for r, t in zip(graph.records, times) if t > 0 and r.phase is Phase.OPTIMIZER]
         n_micro, n_opt = system.Launches(), system.Launches()
+        micro_k, micro_n, opt_k, opt_n = [], [], [], []
         for r, t in zip(graph.records, times):
-            (n_opt if r.phase is Phase.OPTIMIZER else n_micro).add(r, t)
-        gap = system.launch_gap_s(n_micro.n, n_opt.n, sum(micro) * mb_scale, sum(opt), ga, plan.host_op_s,
-                                  not graph.single_tensor_optimizer)
+            if r.phase is Phase.OPTIMIZER:
+                opt_k.append(t)
+                opt_n.append(n_opt.add(r, t))
+            else:
+                micro_k.append(t)
+                micro_n.append(n_micro.add(r, t))
+        gap = system.launch_gap_s(system.LaunchStream.of(micro_k, micro_n), system.LaunchStream.of(opt_k, opt_n),
+                                  mb_scale, ga, plan.host_op_s, not graph.single_tensor_optimizer)
         if gap > 0:
             phases["idle_gaps"] = PhaseCost(gap, gap * gpu.idle_w)
             step_t += gap
