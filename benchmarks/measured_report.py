@@ -56,6 +56,7 @@ def build(meas_path: Path, preds: list[tuple[str, Path]]) -> dict:
     got = {r["name"]: r for r in meas["results"] if r.get("status") == "ok"}
     rows: dict[str, dict] = {}
     variants: dict[str, dict[str, list[float]]] = {}
+    done: dict[str, dict[str, dict]] = {}
     files = []
     for label, pp in preds:
         doc = json.loads(pp.read_text())
@@ -63,21 +64,27 @@ def build(meas_path: Path, preds: list[tuple[str, Path]]) -> dict:
         files.append({"label": label, "file": pp.name, "sha256": _sha(pp), "created_utc": doc.get("created_utc"),
                       "blind": blind, "variants": doc.get("variants")})
         spec = doc["spec"]["values"] if "values" in doc.get("spec", {}) else doc["spec"]
+        this: dict[str, dict[str, dict]] = {}  # variant -> config -> predicted numbers, for this file
         for cfg in doc["configs"]:
             m = got.get(cfg["name"])
             if m is None or cfg.get("error"):
                 continue
-            row = rows.setdefault(cfg["name"], {"precision": cfg["precision"],
-                                                "measured": {"time_s": m["time_per_step_s"],
-                                                             "energy_j": m["energy_per_step_j"],
-                                                             "power_w": m["avg_power_w"]}, "predicted": {}})
+            rows.setdefault(cfg["name"], {"precision": cfg["precision"],
+                                          "measured": {"time_s": m["time_per_step_s"],
+                                                       "energy_j": m["energy_per_step_j"],
+                                                       "power_w": m["avg_power_w"]}, "predicted": {}})
             for v, p in _variants(label, cfg, spec).items():
-                base = v.split(" [")[0]
-                if v in row["predicted"] or any(  # the same predictor with the same numbers in an earlier file
-                        w.split(" [")[0] == base and q == p for w, q in row["predicted"].items()):
-                    continue
+                this.setdefault(v, {})[cfg["name"]] = p
+        for v, per_cfg in this.items():
+            base = v.split(" [")[0]
+            # the same predictor with the same numbers on EVERY configuration in an earlier file: listed once
+            if v in variants or any(w.split(" [")[0] == base and done.get(w) == per_cfg for w in variants):
+                continue
+            done[v] = per_cfg
+            d = variants.setdefault(v, {"time": [], "energy": [], "power": []})
+            for name, p in per_cfg.items():
+                row = rows[name]
                 row["predicted"][v] = p
-                d = variants.setdefault(v, {"time": [], "energy": [], "power": []})
                 for q, k in (("time", "time_s"), ("energy", "energy_j"), ("power", "power_w")):
                     d[q].append(p[k] / row["measured"][k] - 1)
     summary = {v: {q: _summary(e) for q, e in d.items()} for v, d in variants.items()}
