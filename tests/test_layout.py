@@ -81,10 +81,10 @@ class _NoResiduals:
 def test_calibrated_model_without_residuals_gets_the_prior_band():
     measured = pred_mod.CalibratedPredictor(_NoResiduals(), "h100-sxm5-80gb", transferred=False)
     transferred = pred_mod.CalibratedPredictor(_NoResiduals(), "h100-sxm5-80gb", transferred=True)
-    assert measured.range_factors("energy") == (0.65, 2.2)  # the prior's bands (docs/ENERGY_MODEL.md)
-    assert measured.range_factors("time") == (0.7, 3.0)
+    assert measured.range_factors("energy") == (0.65, 1.8)  # the prior's bands (docs/ENERGY_MODEL.md)
+    assert measured.range_factors("time") == (0.65, 1.7)
     lo, hi = transferred.range_factors()
-    assert (lo, hi) == pytest.approx((0.65 / 1.5, 2.2 * 1.5))
+    assert (lo, hi) == pytest.approx((0.65 / 1.5, 1.8 * 1.5))
 
 
 def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeypatch):
@@ -101,8 +101,8 @@ def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeyp
     model = pred_mod.get_predictor(h100, tmp_path / "models")
     e = api.estimate(mlp_graph(), gpu="h100", steps=10, predictor=model)
     assert e.calibration == "measured"
-    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.65, e.total.energy_kwh * 2.2))
-    assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.7, e.total.time_h * 3.0))
+    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.65, e.total.energy_kwh * 1.8))
+    assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.65, e.total.time_h * 1.7))
 
 
 # ---- the models search path ----------------------------------------------------------------------------------------
