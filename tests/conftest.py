@@ -33,3 +33,19 @@ def gpt_config(tmp_path_factory):
     from _parallel_fixtures import write_gpt_config
 
     return write_gpt_config(tmp_path_factory.mktemp("cfg"))
+
+
+def trace_small_convnet(layers, precision: str, channels_last: bool):
+    """Trace ``layers`` (torch modules) on meta tensors with an input [4, 8, 16, 16], optionally channels-last
+    (module and input), as the layout tests need; returns the CostGraph."""
+    import torch
+
+    from wattlint.frontends.torch import trace
+    from wattlint.types import TensorSpec
+
+    m = torch.nn.Sequential(*layers).to("meta")
+    x = torch.empty(4, 8, 16, 16, device="meta")
+    if channels_last:
+        m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    return trace(m, (x,), precision=precision, micro_batch=4, inputs=(TensorSpec("x", "float32", (4, 8, 16, 16)),),
+                 source="t")

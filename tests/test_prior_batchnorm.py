@@ -109,16 +109,10 @@ def test_torch_frontend_tags_channels_last_batchnorm():
     # bandwidth; the default NCHW model's do not and get the channel-block fill: 16 channels on a V100:
     # 16 x 512 / (80 x 2048) = 0.05
     torch = pytest.importorskip("torch")
-    from wattlint.frontends.torch import trace
-    from wattlint.types import TensorSpec
+    from tests.conftest import trace_small_convnet
 
     def build(cl):
-        m = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16)).to("meta")
-        x = torch.empty(4, 8, 16, 16, device="meta")
-        if cl:
-            m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-        return trace(m, (x,), precision="fp32", micro_batch=4, inputs=(TensorSpec("x", "float32", (4, 8, 16, 16)),),
-                     source="t")
+        return trace_small_convnet([torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.BatchNorm2d(16)], "fp32", cl)
 
     g = db("v100-pcie-16gb")
     for cl in (True, False):

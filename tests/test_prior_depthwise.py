@@ -204,17 +204,10 @@ def test_torch_frontend_tags_channels_last_convolutions():
     # ('nhwc', 1) on every convolution record, 1x1 filters included (strides (C, 1, C, C) vs contiguous (C, 1, 1, 1));
     # the default NCHW model is not, and pays the layout transposes under a tensor-core precision
     torch = pytest.importorskip("torch")
-    from wattlint.frontends.torch import trace
-    from wattlint.types import TensorSpec
+    from tests.conftest import trace_small_convnet
 
     def build(cl):
-        m = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
-                                torch.nn.Conv2d(16, 32, 1)).to("meta")
-        x = torch.empty(4, 8, 16, 16, device="meta")
-        if cl:
-            m, x = m.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
-        return trace(m, (x,), precision="bf16", micro_batch=4, inputs=(TensorSpec("x", "float32", (4, 8, 16, 16)),),
-                     source="t")
+        return trace_small_convnet([torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 1)], "bf16", cl)
 
     g = db("a100-sxm4-80gb")
     for cl in (True, False):
