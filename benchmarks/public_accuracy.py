@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import statistics
@@ -43,10 +44,10 @@ import wattlint  # noqa: E402
 from wattlint import framework  # noqa: E402
 from wattlint.energy import public_fit as pf  # noqa: E402
 from wattlint.energy.predictor import PriorPredictor  # noqa: E402
-from wattlint.energy.prior import op_prior  # noqa: E402
+from wattlint.energy.prior import memory_kind, op_prior  # noqa: E402
 from wattlint.frontends.hf import analyze_config  # noqa: E402
 from wattlint.frontends.torch import trace  # noqa: E402
-from wattlint.hardware import resolve_gpu  # noqa: E402
+from wattlint.hardware import gddr_idle_w, resolve_gpu  # noqa: E402
 from wattlint.report.json_out import to_dict  # noqa: E402
 from wattlint.types import TensorSpec  # noqa: E402
 
@@ -374,8 +375,11 @@ def zeus_section():
     split = json.loads((PUBLIC / "splits.json").read_text())["zeus"]["rows"]
     # the eager per-op host cost of each held-out GPU: fitted on the OTHER three Zeus GPUs by
     # benchmarks/prior_vs_public.py (run it first); never the shipped default, which saw every Zeus GPU
-    host_fit = json.loads((ROOT / "benchmarks" / "results" / "prior_vs_public.json").read_text())["host_op_fit"]
+    pvp_result = json.loads((ROOT / "benchmarks" / "results" / "prior_vs_public.json").read_text())
+    host_fit = pvp_result["host_op_fit"]
     host_us = {g: v["host_op_us"] for g, v in host_fit["per_held_out_gpu"].items()}
+    # likewise the in-job idle fraction of the GDDR boards (the database's value saw every Zeus GPU)
+    idle_frac = {g: v["gddr_idle_fraction"] for g, v in pvp_result["idle_fit"]["per_held_out_gpu"].items()}
     pfp, prior = public_predictor(), PriorPredictor()
     cache, rows = {}, []
     meas = {}
@@ -395,6 +399,8 @@ def zeus_section():
                                    impl=pvp.ZEUS_OPTIMIZER_IMPL)
         g = cache[ck]
         gpu = resolve_gpu(z["gpu"])[0]
+        if memory_kind(gpu) != "hbm":
+            gpu = dataclasses.replace(gpu, idle_w=float(gddr_idle_w(gpu.tdp_w, idle_frac[gpu.key])))
         m = meas[(z["file"], z["dataset"], z["network"], b, z["optimizer"], z["power_limit_w"])]
         steps = math.ceil(w["samples"] / b)
         t_meas = float(m["time_per_epoch"])

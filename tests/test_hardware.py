@@ -240,3 +240,22 @@ def test_hardware_imports_no_heavy_modules():
             "bad=[m for m in ('torch','onnx','lightgbm','pynvml','rich') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_gddr_boards_follow_the_in_job_idle_rule():
+    # @idle-rule-gddr: a CUDA process keeps a GDDR board in P0 with its memory at full clock: in-job idle = 0.25 x TDP
+    # to the nearest watt. A40: 0.25 x 300 = 75 W; Quadro RTX 6000: 0.25 x 260 = 65 W; T4: 0.25 x 70 = 17.5 -> 18 W;
+    # RTX 4090: 0.25 x 450 = 112.5 -> 113 W. HBM parts keep ~0.15 x TDP (V100 PCIe 250 W: 35 W).
+    from wattlint.energy.prior import memory_kind
+    from wattlint.hardware import IDLE_FRACTION_GDDR, gddr_idle_w
+
+    gpus = load_gpus()
+    assert IDLE_FRACTION_GDDR == 0.25
+    assert [gpus[k].idle_w for k in ("a40-48gb", "quadro-rtx6000-24gb", "t4-16gb", "rtx4090-24gb")] == [75, 65, 18, 113]
+    assert gpus["v100-pcie-16gb"].idle_w == 35
+    ruled = {k for k, g in gpus.items() if "idle 0.25 x TDP" in g.sources.get("idle_w", "")}
+    assert {"a40-48gb", "quadro-rtx6000-24gb", "t4-16gb", "l4-24gb", "a10-24gb", "rtx3090-24gb"} <= ruled
+    for k in ruled:
+        assert gpus[k].idle_w == gddr_idle_w(gpus[k].tdp_w), k
+        assert memory_kind(gpus[k]) != "hbm", k
+    assert gddr_idle_w(70.0) == 18 and gddr_idle_w(260.0) == 65

@@ -16,6 +16,18 @@ from .types import ConfigError, GpuSpec
 
 DATA_FILE = "gpus.toml"
 
+#: In-job idle power of a GDDR board (GDDR5/6/6X/7 memory) as a fraction of its TDP: the rule ``@idle-rule-gddr``
+#: of gpus.toml, whose values are ``gddr_idle_w(tdp_w)``. A CUDA process keeps the board in P0 with its memory at
+#: full clock, so it idles far above its desktop figure (docs/ENERGY_MODEL.md, "In-job idle of GDDR boards").
+#: Fitted leave-one-GPU-out on the Zeus A40 / Quadro RTX 6000 rows (benchmarks/prior_vs_public.py "idle_fit").
+IDLE_FRACTION_GDDR = 0.25
+
+
+def gddr_idle_w(tdp_w: float, fraction: float = IDLE_FRACTION_GDDR) -> int:
+    """In-job idle power (W) of a GDDR board by the stated rule: ``fraction`` x TDP to the nearest watt."""
+    return int(fraction * tdp_w + 0.5)
+
+
 #: scalar fields of a GPU row that carry a value (each needs a source).
 VALUE_FIELDS = ("tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz", "pcie_gen",
                 "nvlink_gbs", "l2_mb")
