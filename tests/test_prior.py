@@ -243,6 +243,11 @@ def test_memory_type_chip_group_and_reference_boards():
     assert prior.memory_kind(db("a100-sxm4-80gb")) == "hbm"
     assert prior.memory_kind(db("rtx3090-24gb")) == "gddr6"
     assert prior.memory_kind(db("tesla-p40-24gb")) == "gddr5"
+    # B200 / GB200 / B100 carry HBM3e (arch string 'Blackwell (GB100, 2 dies)'), Gaudi 3 HBM2e; RTX 5090 GDDR7
+    for key in ("b200-sxm-180gb", "gb200-186gb", "b100-sxm-192gb", "gaudi3-128gb"):
+        assert prior.memory_kind(db(key)) == "hbm", key
+    assert prior.memory_kind(db("rtx5090-32gb")) == "gddr6"
+    assert prior.chip_group(db("b200-sxm-180gb")) == "GB100" and not prior.dual_fp32(db("b200-sxm-180gb"))
     assert prior.chip_group(db("a10-24gb")) == prior.chip_group(db("a40-48gb")) == "GA10x"
     assert prior.chip_group(db("a100-pcie-40gb")) == "GA100"
     assert prior.dual_fp32(db("rtx4090-24gb")) and not prior.dual_fp32(db("a100-sxm4-80gb"))

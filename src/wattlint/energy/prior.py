@@ -210,8 +210,9 @@ class OpPrior:
 # ---- hardware classes ---------------------------------------------------------------------------------------------
 
 def _chip(gpu: GpuSpec) -> tuple[str, str]:
-    """(letters, digits) of the chip code in the arch string ('Ampere (GA102)' -> ('GA', '102')), or ('', '')."""
-    m = re.search(r"\(([A-Z]+)(\d+)\)", gpu.arch or "")
+    """(letters, digits) of the chip code in the arch string ('Ampere (GA102)' -> ('GA', '102'), 'Blackwell (GB100,
+    2 dies)' -> ('GB', '100')), or ('', '')."""
+    m = re.search(r"\(([A-Z]+)(\d+)\b", gpu.arch or "")
     return (m.group(1), m.group(2)) if m else ("", "")
 
 
@@ -226,10 +227,11 @@ def chip_group(gpu: GpuSpec) -> str:
 
 
 def memory_kind(gpu: GpuSpec) -> str:
-    """'hbm' | 'gddr6' | 'gddr5' from the chip (HBM on the x100 data-centre chips and AMD Instinct)."""
+    """'hbm' | 'gddr6' | 'gddr5' from the chip (HBM on the x100 data-centre chips, AMD Instinct and Intel Gaudi)."""
     letters, digits = _chip(gpu)
     code = letters + digits
-    if code in _HBM_CHIPS or "CDNA" in (gpu.arch or "") or "hbm" in gpu.name.lower():
+    arch = gpu.arch or ""
+    if code in _HBM_CHIPS or "CDNA" in arch or "Gaudi" in arch or "hbm" in gpu.name.lower():
         return "hbm"
     if code and code.startswith(_GDDR5_PREFIXES):
         return "gddr5"
