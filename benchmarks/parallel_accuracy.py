@@ -75,6 +75,12 @@ TMP = ROOT / "benchmarks" / "results" / ".parallel_configs"
 
 NEUSIGHT_GPUS = {"NVIDIA_A100-SXM4-40GB": "a100-sxm4-40gb", "NVIDIA_H100_80GB_HBM3": "h100-sxm5-80gb"}
 FOUNDRY_GPUS = {"a100_40gb": "a100-sxm4-40gb", "a100_80gb": "a100-sxm4-80gb", "h100_80gb": "h100-sxm5-80gb"}
+# the PyTorch each table ran (--torch-version): H100 tables with llm-foundry v0.2.0 on mosaicml/pytorch:2.0.1_cu118
+# (scripts/train/benchmarking/h100_benchmarks.sh: TORCH_2_IMAGE, GIT_COMMIT=v0.2.0); the A100 tables predate it
+# (README: "TODO: Update tables with torch 2.0 after next Composer release"; submit_benchmarks.py's default image
+# mosaicml/pytorch:1.13.1_cu117). Attention: MPT's attn_impl flash = the flash-attn 1.0.x package (one fused kernel,
+# FlashAttention-1 generation), traced as --attention sdpa.
+FOUNDRY_TORCH = {"a100_40gb": "1.13", "a100_80gb": "1.13", "h100_80gb": "2.0"}
 NAIVE_MFU = 0.40
 LLAMA2_70B_GPU_HOURS = 1_720_320
 FIT_GRID_S = [i * 50e-6 for i in range(0, 101)]  # 0 .. 5 ms per call
@@ -337,7 +343,8 @@ def foundry_section() -> dict:
         if batch != micro * gpus * accum:
             rows.append({"model": size, "status": "skipped: global batch != micro x gpus x accum"})
             continue
-        opts = {"batch_size": micro, "seq_len": seq, "precision": prec}
+        opts = {"batch_size": micro, "seq_len": seq, "precision": prec, "attention": "sdpa",
+                "torch_version": FOUNDRY_TORCH[r["GPU"]]}
         if ckpt:
             opts["activation_checkpointing"] = True
         g = traced(_mpt(size, seq), opts)
