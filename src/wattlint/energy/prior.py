@@ -61,6 +61,22 @@ ATTENTION_BACKWARD_FACTOR = 0.8  # FA2 backward reaches ~ 80 % of the forward's 
 # FlashAttention-2 (what PyTorch's SDPA runs) does not use Hopper's asynchronous tensor-core instructions: it reaches
 # ~35 % of the H100's peak (Shah et al., FlashAttention-3, 2024), against 50-73 % of the A100's.
 ATTENTION_EFF_BY_CHIP: dict[str, float] = {"GH100": 0.35}
+# FlashAttention-1-generation kernels (records tagged ``fa1`` by wattlint.framework: SDPA before PyTorch 2.2, the
+# flash-attn 1.x package): FlashAttention-2 is "around 2x" faster (Dao 2023, abstract: FlashAttention reaches 25-40 %
+# of the A100's peak, FlashAttention-2 50-73 %; the ratio of those ranges spans 1.25-2.9). The rates above are
+# FlashAttention-2's; an fa1 record runs at them / FA1_SLOWDOWN. Fitted inside that published range on the
+# llm-foundry benchmark rows that are not held out (benchmarks/parallel_accuracy.py section 3: A100 and H100, torch
+# 1.13 / 2.0 with flash-attn 1.0.x; grid 1.25-2.0; the 13b / 70b rows never used): docs/ENERGY_MODEL.md.
+FA1_SLOWDOWN = 1.5
+# Hopper's full tensor-core rate needs the asynchronous warpgroup MMA (wgmma) fed by the Tensor Memory Accelerator;
+# code built without the sm_90a target (CUDA < 12: PyTorch before 2.1; records tagged ``sync_mma``) runs Ampere-style
+# synchronous mma.sync GEMMs. Luo et al. 2025 ("Dissecting the NVIDIA Hopper Architecture through Microbenchmarking
+# and Multiple Level Analysis", arXiv 2501.12084, abstract): the asynchronous (TMA) programming model gives a 1.5x
+# speedup in matrix multiplication; FlashAttention-3 (asynchronous) is 1.5-2.0x faster than FlashAttention-2
+# (synchronous) on the H100 (Shah et al. 2024). Matmul and convolution records tagged sync_mma on these chips run at
+# the tensor-core ceiling / SYNC_MMA_SLOWDOWN; attention already runs synchronous kernels (ATTENTION_EFF_BY_CHIP).
+SYNC_MMA_SLOWDOWN = 1.5
+ASYNC_MMA_CHIPS = ("GH100",)
 # GA10x / AD10x (and GB20x) SMs: 128 FP32 lanes of which 64 also execute INT32 (GA102 whitepaper); GEMM loops issue
 # integer and load instructions, so SGEMM reaches this fraction of what single-issue SMs reach of their FP32 peak.
 DUAL_FP32_SIMT = 0.70
@@ -508,10 +524,15 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
         elif kind is OpKind.ATTENTION:
             base = ATTENTION_EFF_BY_CHIP.get(chip_group(gpu), EFF_MAX["attention"]) * (
                 ATTENTION_BACKWARD_FACTOR if rec.phase is Phase.BACKWARD else 1.0)
+            if rec.dim("fa1", 0):
+                base /= FA1_SLOWDOWN
         else:
             base = EFF_MAX["rnn"]
         if not tensor and dual_fp32(gpu):
             base *= DUAL_FP32_SIMT
+        if tensor and kind in (OpKind.MATMUL, OpKind.CONV) and rec.dim("sync_mma", 0) and \
+                chip_group(gpu) in ASYNC_MMA_CHIPS:
+            base /= SYNC_MMA_SLOWDOWN
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
         smallest = TILES[-1]
