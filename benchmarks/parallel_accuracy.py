@@ -32,9 +32,9 @@ FA1_SLOWDOWN, fitted on section 3's non-held-out rows inside its published range
               predicted throughput (it is linear in throughput: MFU_pred = MFU_measured x tokens/s predicted /
               tokens/s measured). Target: within +-5 points on >= 80 % of BF16 rows; 13b / 70b rows held out
               (never used in a fit); FP8 rows reported separately. The PyTorch each table ran (FOUNDRY_TORCH: H100
-              2.0, A100 1.13) is passed as --torch-version: FlashAttention-1 attention (flash-attn 1.0.x) and, on
-              the H100, CUDA 11.8 GEMMs without wgmma (added after the +10.1-point first result; prior constant
-              FA1_SLOWDOWN fitted on the non-held-out rows, docs/PARALLEL.md "llm-foundry MFU").
+              2.0, A100 1.13) is passed as --torch-version: FlashAttention-1 attention (flash-attn 1.0.x; added after
+              the +10.1-point first result; prior constant FA1_SLOWDOWN fitted on the non-held-out rows,
+              docs/PARALLEL.md "llm-foundry MFU").
 4. llama2_70b Llama-2-70B on 2048 A100-80GB, TP 8 x PP 4 (sequence parallel), batch 1024 x 4096, 2T tokens, vs the
               published 1,720,320 GPU-hours (Touvron et al. 2023, Table 2); megatron stack (Meta's Megatron-style
               model- and sequence-parallel bf16 stack, Touvron et al. 2023a section 2.4) beside pytorch.
@@ -524,8 +524,8 @@ def report(res: dict) -> str:
               "MPT decoders traced as GPT-2-shaped configs (MPT's ALiBi and bias-free layers differ slightly), FSDP "
               "FULL_SHARD (SHARD_GRAD_OP as zero2), activation checkpointing as listed. MFU by llm-foundry's formula "
               "from the predicted throughput, each table priced with the PyTorch it ran (`--torch-version` 2.0 on "
-              "the H100, 1.13 on the A100: FlashAttention-1 kernels (flash-attn 1.0.x), and on the H100 CUDA 11.8 "
-              "GEMMs without Hopper's wgmma; added after the +10.1-point first result, docs/PARALLEL.md). One prior "
+              "the H100, 1.13 on the A100: FlashAttention-1 kernels (flash-attn 1.0.x); added after the "
+              "+10.1-point first result, docs/PARALLEL.md). One prior "
               "constant, FA1_SLOWDOWN = 1.5, was fitted inside its published range (1.25-2.9) on the non-held-out "
               "rows; the 13b / 70b rows are held out and listed separately as the issue asks. **megatron** stack "
               "(after): llm-foundry trains with FSDP `mixed_precision: PURE` (bf16 "

@@ -16,12 +16,11 @@ dispatch differ. Each rule below is a documented default of PyTorch, with the re
 * flash attention generation: SDPA's flash kernel is FlashAttention-2 from 2.2 (PyTorch 2.2 release notes: "FlashAttention-2
   ... around 2x speedups compared to previous versions"); before, fused attention ran FlashAttention-1-generation
   kernels (SDPA in 2.0 / 2.1, and the ``flash-attn`` 1.x package that 1.x-era stacks such as llm-foundry v0.2 used):
-  attention records are tagged ``fa1`` (wattlint.energy.prior prices them at FlashAttention-1 speed);
-* Hopper tensor-core instructions: the asynchronous warpgroup MMA (``wgmma``) needs the ``sm_90a`` target, i.e. PTX
-  ISA 8.0 / CUDA 12.0 (LLVM D155851: "sm_90a is required to generate wgmma"); PyTorch published CUDA 12 builds from
-  2.1 (2.0 shipped CUDA 11.7 / 11.8 builds), so a run on an older version ran Ampere-style synchronous ``mma.sync``
-  GEMM kernels on a Hopper GPU: tensor-core GEMM and convolution records are tagged ``sync_mma`` (priced in
-  wattlint.energy.prior on chips whose full rate needs the asynchronous instructions; no effect on earlier chips).
+  attention records are tagged ``fa1`` (wattlint.energy.prior prices them at FlashAttention-1 speed).
+
+Not a version rule: GEMMs and convolutions on Hopper run at full speed on CUDA 11.8 builds too. cuBLAS and cuDNN ship
+NVIDIA's own Hopper kernels whatever toolkit PyTorch itself was compiled with: cuBLAS 11.11 (CUDA 11.8) ran a bf16
+2048 x 8192 x 8192 GEMM at 720 TFLOPS on an H100 (pytorch/pytorch#100850).
 
 No version given: the current behaviour (2.x).
 """
@@ -38,7 +37,6 @@ SDPA = (2, 0)
 CUDNN_FP16_DEPTHWISE = (1, 11)
 TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
-CUDA12_BUILDS = (2, 1)  # first PyTorch release with CUDA 12 (sm_90a / wgmma-capable) builds
 
 
 def parse(version: str | None) -> tuple[int, int] | None:
@@ -71,17 +69,12 @@ def flash_attention_1(v: tuple[int, int] | None) -> bool:
     return v is not None and v < FLASH_ATTENTION_2
 
 
-def sync_mma_only(v: tuple[int, int] | None) -> bool:
-    """The run's CUDA build cannot emit Hopper's asynchronous warpgroup MMA (CUDA < 12: PyTorch before 2.1)."""
-    return v is not None and v < CUDA12_BUILDS
-
-
 def fmt(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
 
 def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_default: bool, onnx: bool = False,
-          depthwise: bool = False, fused_attention: bool = False, tensor_gemms: bool = False) -> list[str]:
+          depthwise: bool = False, fused_attention: bool = False) -> list[str]:
     """The assumption lines a version adds to an analysis (only the rules that changed something)."""
     if v is None:
         return []
@@ -96,9 +89,6 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
     if fused_attention and flash_attention_1(v):
         out.append(f"torch {fmt(v)}: fused attention priced as FlashAttention-1-generation kernels (SDPA's flash "
                    "kernel became FlashAttention-2 in 2.2; FlashAttention-2 is ~2x faster, Dao 2023)")
-    if tensor_gemms and sync_mma_only(v):
-        out.append(f"torch {fmt(v)}: CUDA 11 builds (CUDA 12 builds from 2.1): on Hopper GPUs GEMMs and "
-                   "convolutions run Ampere-style synchronous mma.sync kernels (wgmma needs sm_90a, CUDA 12)")
     if depthwise and not cudnn_fp16_depthwise(v):
         out.append(f"torch {fmt(v)}: depthwise convolutions run PyTorch's own kernels in every dtype (cuDNN's fp16 "
                    "depthwise path arrived in 1.11)")
@@ -107,8 +97,7 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
 
 def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False):
     """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
-    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2, its matmul
-    and convolution records ``sync_mma`` before 2.1, ``extra["torch_version"]`` set, and the assumption lines
+    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2, ``extra["torch_version"]`` set, and the assumption lines
     (``*_default``: the frontend chose the optimizer implementation / attention from the version)."""
     import dataclasses
 
@@ -127,14 +116,8 @@ def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, a
     if fused_attention and flash_attention_1(v):
         records = tuple(dataclasses.replace(r, dims=r.dims + (("fa1", 1),))
                         if r.kind is OpKind.ATTENTION and not r.dim("fa1", 0) else r for r in records)
-    tensor_gemms = any(r.kind in (OpKind.MATMUL, OpKind.CONV) for r in records)
-    if tensor_gemms and sync_mma_only(v):
-        records = tuple(dataclasses.replace(r, dims=r.dims + (("sync_mma", 1),))
-                        if r.kind in (OpKind.MATMUL, OpKind.CONV) and not r.dim("sync_mma", 0) else r
-                        for r in records)
     extra = {**dict(graph.extra), "torch_version": fmt(v)}
     lines = notes(v, optimizer_impl_default=optimizer_impl_default, attention_default=attention_default,
-                  onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention,
-                  tensor_gemms=tensor_gemms)
+                  onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention)
     return dataclasses.replace(graph, records=records, extra=extra,
                                assumptions=tuple(graph.assumptions) + tuple(lines))

@@ -190,7 +190,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "tensor)", "model", "frontend", choices=OPTIMIZER_IMPLS),
     Option("torch_version", "--torch-version", torch_version, "the PyTorch version the run uses (default: 2.x "
            "behaviour): before 2.0 for-loop optimizers and eager attention by default, before 2.2 FlashAttention-1 "
-           "speed for fused attention, before 2.1 no Hopper wgmma GEMMs (CUDA 11 builds), before 1.11 PyTorch's own "
+           "speed for fused attention, before 1.11 PyTorch's own "
            "fp16 depthwise kernels, 1.7-1.11 TF32 matmuls under --precision default", "model", "both", "X.Y"),
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",

@@ -68,15 +68,6 @@ ATTENTION_EFF_BY_CHIP: dict[str, float] = {"GH100": 0.35}
 # llm-foundry benchmark rows that are not held out (benchmarks/parallel_accuracy.py section 3: A100 and H100, torch
 # 1.13 / 2.0 with flash-attn 1.0.x; grid 1.25-2.0; the 13b / 70b rows never used): docs/ENERGY_MODEL.md.
 FA1_SLOWDOWN = 1.5
-# Hopper's full tensor-core rate needs the asynchronous warpgroup MMA (wgmma) fed by the Tensor Memory Accelerator;
-# code built without the sm_90a target (CUDA < 12: PyTorch before 2.1; records tagged ``sync_mma``) runs Ampere-style
-# synchronous mma.sync GEMMs. Luo et al. 2025 ("Dissecting the NVIDIA Hopper Architecture through Microbenchmarking
-# and Multiple Level Analysis", arXiv 2501.12084, abstract): the asynchronous (TMA) programming model gives a 1.5x
-# speedup in matrix multiplication; FlashAttention-3 (asynchronous) is 1.5-2.0x faster than FlashAttention-2
-# (synchronous) on the H100 (Shah et al. 2024). Matmul and convolution records tagged sync_mma on these chips run at
-# the tensor-core ceiling / SYNC_MMA_SLOWDOWN; attention already runs synchronous kernels (ATTENTION_EFF_BY_CHIP).
-SYNC_MMA_SLOWDOWN = 1.5
-ASYNC_MMA_CHIPS = ("GH100",)
 # GA10x / AD10x (and GB20x) SMs: 128 FP32 lanes of which 64 also execute INT32 (GA102 whitepaper); GEMM loops issue
 # integer and load instructions, so SGEMM reaches this fraction of what single-issue SMs reach of their FP32 peak.
 DUAL_FP32_SIMT = 0.70
@@ -530,9 +521,6 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
             base = EFF_MAX["rnn"]
         if not tensor and dual_fp32(gpu):
             base *= DUAL_FP32_SIMT
-        if tensor and kind in (OpKind.MATMUL, OpKind.CONV) and rec.dim("sync_mma", 0) and \
-                chip_group(gpu) in ASYNC_MMA_CHIPS:
-            base /= SYNC_MMA_SLOWDOWN
         kh = K_HALF if tensor else K_HALF_SIMT
         depth = k / (k + kh) if k else 0.5
         smallest = TILES[-1]
