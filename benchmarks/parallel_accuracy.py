@@ -8,7 +8,10 @@ energy model of each GPU; nothing here is fitted except the one launch-overhead 
               micro-batch through 4 stages. Time compared: step time without the optimizer step (NeuSight's e2e
               latency is forward + backward + communication). Beside NeuSight's own prediction.
 2. vtrain     vTrain (MICRO'24) ground truth, Megatron-DeepSpeed GPT on A100-SXM4-80GB (DGX A100: NVLink, 8 x 200
-              Gbit/s HDR per node), bf16, no recompute, GPT-2 vocabulary (50,257, not padded), GELU tanh
+              Gbit/s HDR per node), bf16, full activation recompute (--recompute full: every one of vTrain's
+              validation configs, config/validation/{single,multi}/*.json at the commit of SOURCE.md, has
+              "use_checkpoint": true, Megatron-DeepSpeed's --checkpoint-activations; until 2026-12-04 this
+              benchmark assumed no recompute), GPT-2 vocabulary (50,257, not padded), GELU tanh
               approximation as one kernel (Megatron's fused bias-GELU; HF "gelu_pytorch_tanh"): 1,440 single-node
               rows (2-8 GPUs) and 109 multi-node rows (up to 512 GPUs). Time compared: the whole iteration.
               Two training stacks: pytorch (the first result: the HF module under autocast, flash attention via
@@ -194,7 +197,7 @@ def _vtrain_estimate(r: dict, launch: float | None, stack: str = "megatron"):
     g = traced(_gpt(h, a, layers, seq), opts)
     kw = dict(gpu="a100-sxm4-80gb", lint=False, steps=1, batch_size=batch, micro_batch_size=micro, seq_len=seq,
               precision="bf16", gpus=gpus, tensor_parallel=tp, pipeline_parallel=pp, pue=1.0,
-              carbon_intensity=100.0, goodput=1.0, training_stack=stack)
+              carbon_intensity=100.0, goodput=1.0, training_stack=stack, recompute="full")
     if launch is not None:
         kw["launch_overhead"] = launch
     return wattlint.estimate(g, **kw), g, batch * seq
@@ -457,7 +460,8 @@ def report(res: dict) -> str:
     if vt:
         mg, py = vt["megatron"], vt["pytorch"]
         L += ["## 2. vTrain Megatron-DeepSpeed iteration times (target: MAPE <= 15 % single-node and multi-node)", "",
-              "Megatron GPT models on A100-SXM4-80GB (DGX A100 nodes), bf16, GPT-2 vocabulary, no recompute; each row "
+              "Megatron GPT models on A100-SXM4-80GB (DGX A100 nodes), bf16, GPT-2 vocabulary, full activation "
+              "recompute (every vTrain validation config has use_checkpoint: true); each row "
               "with its TP / PP / DP degrees, micro and global batch. Two training stacks: **pytorch** (the first "
               "result: the Hugging Face module as traced under autocast: fp32 parameters, per-matmul casts, unfused "
               "fp32 element-wise kernels) and **megatron** (`--training-stack megatron`: bf16 parameters with an fp32 "

@@ -233,6 +233,30 @@ def test_exposed_communication_never_below_ten_percent():
     assert e.phases["communication"].time_s == pytest.approx(0.1 * t_comm)
 
 
+def test_megatron_stack_all_reduces_after_the_backward_pass():
+    # the same 4-GPU all-reduce of 4 MB as above (2 x 3/4 x 4 MB at 240 GB/s = 25 us + 1 call x 30 us x log2(4) =
+    # 85 us) behind a 100 ms backward: PyTorch DDP hides all but the 10 % floor; Megatron-LM's DDP (overlap off by
+    # default) and Megatron-DeepSpeed reduce the gradient buffer after the backward pass: all 85 us exposed
+    from wattlint.energy import system
+
+    params = 1_000_000
+    grad = 4.0 * params
+    g = graph(params=params, bwd=1)
+    t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
+    assert t_comm == pytest.approx(85e-6)
+    base = dict(batch_size=32, gpus=4, gpus_per_node=4, precision="bf16")
+    ddp = system.data_parallel(g, GPU, plan(**base), 0.05, 0.1)
+    assert ddp.exposed_s == pytest.approx(0.1 * 85e-6)
+    meg = system.data_parallel(g, GPU, plan(training_stack="megatron", **base), 0.05, 0.1)
+    assert meg.time_s == pytest.approx(85e-6) and meg.exposed_s == pytest.approx(85e-6)
+    assert "after the backward pass, not overlapped" in meg.note
+    # ZeRO-1 (Megatron's distributed optimizer) likewise; ZeRO-2 / FSDP keep their overlap (prefetch, hooks)
+    assert system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero1", **base), 0.05,
+                                0.1).exposed_s == pytest.approx(85e-6)
+    z2 = system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero2", **base), 0.05, 0.1)
+    assert z2.exposed_s == pytest.approx(0.1 * z2.time_s)
+
+
 def test_pcie_link_without_nvlink():
     # 2 PCIe gen4 GPUs: 24 GB/s per direction; 2 x 1/2 x 4 MB = 4 MB at 19.2 GB/s
     params = 1_000_000

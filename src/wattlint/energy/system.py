@@ -15,7 +15,9 @@ inside one node over NVLink (or PCIe without it); across nodes a hierarchical ri
 network link (``internode_gbps``), where each node moves the same algorithm factor with N nodes instead of n GPUs.
 Every collective call adds a latency term ``calls x COLLECTIVE_LATENCY_S x log2(n)``. Collectives overlap the
 backward pass (DDP buckets) or the whole forward + backward (FSDP prefetch); only the part longer than the overlapped
-compute is exposed — never less than ``MIN_EXPOSED`` of it — at near-idle power.
+compute is exposed — never less than ``MIN_EXPOSED`` of it — at near-idle power. Under the ``megatron`` training
+stack without ZeRO-2/3 / FSDP the gradient all-reduce runs after the backward pass and is exposed whole
+(:func:`after_backward`).
 """
 
 from __future__ import annotations
@@ -152,18 +154,37 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     grad, weight, half = sync_bytes(graph, plan)
     unscaled, calls, collective = _volume(plan, grad, weight)
     t, volume, link = collective_time(unscaled, calls, gpu, plan)
+    after = after_backward(plan)
     if plan.sharding in ("zero3", "fsdp"):
         overlap = forward_s + backward_s  # FSDP prefetches the next unit's weights during compute
+    elif after:
+        overlap = 0.0
     else:
         overlap = backward_s / max(1, plan.grad_accum)  # DDP overlaps with the last micro-batch's backward
-    exposed = max(t * MIN_EXPOSED, t - overlap)
+    exposed = t if after else max(t * MIN_EXPOSED, t - overlap)
     power = comm_power_w(gpu)
+    how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
+           f"overlapped with the backward pass, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
-            f"{collective}; {link}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; overlapped with the backward "
-            f"pass, exposed part (at least {MIN_EXPOSED:.0%}) at near-idle power ({power:.0f} W)")
+            f"{collective}; {link}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
+            f"({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"
     return Communication(bytes=volume, time_s=t, exposed_s=exposed, power_w=power, calls=calls, note=note)
+
+
+AFTER_BACKWARD_SOURCE = ("training stack megatron: Megatron-LM's DistributedDataParallel all-reduces the fp32 "
+                         "gradient buffer once the last micro-batch's backward has finished unless "
+                         "--overlap-grad-reduce is given (off by default), as Megatron-DeepSpeed's "
+                         "allreduce_gradients does")
+
+
+def after_backward(plan: Plan) -> bool:
+    """Whether the data-parallel gradient reduction runs after the backward pass instead of overlapping it: the
+    ``megatron`` training stack without ZeRO-2/3 or FSDP (Megatron-LM / Megatron-DeepSpeed reduce the gradient
+    buffer after the last micro-batch's backward by default); PyTorch DDP (the ``pytorch`` stack) and sharded
+    data parallelism overlap it."""
+    return getattr(plan, "training_stack", "pytorch") == "megatron" and plan.sharding in ("none", "zero1")
 
 
 def comm_power_w(gpu: GpuSpec) -> float:
