@@ -144,6 +144,24 @@ def test_launch_gaps_with_stated_host_op_time():
     assert "idle_gaps" not in est(graph(), plan(host_op_s=0.5e-6), t=1e-6).phases
 
 
+def test_megatron_stack_launches_at_its_own_host_op_time():
+    # --training-stack megatron without --host-op-time: 58 us per launch (the stack's default, fitted on the vTrain
+    # train split). Ops of 1 us: per micro-batch 5 x 58 - 5 = 285 us idle, x2 micro-batches; the stack's optimizer
+    # is 2 kernels (the fused Adam pass and the copy into the bf16 parameters): 2 x 58 - 2 = 114 us
+    e = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=None, precision="bf16", training_stack="megatron"),
+            t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(2 * 285e-6 + 114e-6) == 684e-6
+    assert any("58 us each (megatron stack default" in a for a in e.assumptions)
+    # --host-op-time still wins under the stack: 2 x (5 x 10 - 5) + (2 x 10 - 2) = 90 + 18 us
+    e10 = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=10e-6, precision="bf16",
+                            training_stack="megatron"), t=1e-6)
+    assert e10.phases["idle_gaps"].time_s == pytest.approx(2 * 45e-6 + 18e-6)
+    # long ops (1 ms) hide 5 x 58 us of launching: no gap, and the report still names the host time it assumed
+    e_gpu = est(graph(), plan(host_op_s=None, precision="bf16", training_stack="megatron"), t=1e-3)
+    assert "idle_gaps" not in e_gpu.phases
+    assert any(a.startswith("host launch time 58 us per op (megatron stack default") for a in e_gpu.assumptions)
+
+
 def test_for_loop_optimizer_launches_every_op():
     # 40 optimizer records of one op: multi-tensor (foreach), they are ONE kernel (the stub prices it 1 us) and
     # the step launches at most 16 kernels -> 16 x 21 - 1 = 335 us idle; a for-loop step runs 40 kernels of 1 us
