@@ -452,9 +452,11 @@ def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, st
 
 def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tuple[float, float, str]:
     """(time, latency per call, link) of collective ``fn`` (wattlint.parallel arithmetic) over a group of ``n``
-    adjacent ranks: inside one node over NVLink / PCIe; spanning nodes, hierarchically like the data-parallel
-    collectives: the ranks of a node over NVLink, the nodes over the node's network links (NCCL runs one channel per
-    NIC, so a group holding every GPU of its nodes gets the whole node's bandwidth), the slower of the two."""
+    adjacent ranks: inside one node over NVLink / PCIe; spanning nodes, as NCCL's rings run it: one ring over all
+    ``n`` ranks per channel, each channel leaving the node through its own NIC (so a group holding every GPU of its
+    nodes gets the whole node's network bandwidth), i.e. the ring's algorithm factor over the ``n`` ranks (not the
+    nodes: for 2 nodes of 8 an all-reduce moves 2 x 15/16 of the tensor through the node's NICs, not 2 x 1/2) at the
+    node's bandwidth; the NVLink part over the node's ranks if that is slower."""
     per_node = max(1, plan.gpus_per_node)
     if n <= per_node:
         bw, lat, name = _link(gpu, plan, True)
@@ -464,8 +466,9 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
     gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
     node_bw = gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY
     lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
-    t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, nodes, node_bw)) + lat
-    return t, lat, f"{intra_name} inside a node and {gbps:g} Gbit/s per node between {nodes} nodes (hierarchical)"
+    t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, n, node_bw)) + lat
+    return t, lat, (f"{intra_name} inside a node and {gbps:g} Gbit/s per node between {nodes} nodes (NCCL rings over "
+                    f"all {n} ranks, one channel per NIC)")
 
 
 def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
