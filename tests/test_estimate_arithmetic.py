@@ -144,6 +144,24 @@ def test_launch_gaps_with_stated_host_op_time():
     assert "idle_gaps" not in est(graph(), plan(host_op_s=0.5e-6), t=1e-6).phases
 
 
+def test_megatron_stack_launches_at_its_own_host_op_time():
+    # --training-stack megatron without --host-op-time: 58 us per launch (the stack's default, fitted on the vTrain
+    # train split). Ops of 1 us: per micro-batch 5 x 58 - 5 = 285 us idle, x2 micro-batches; the stack's optimizer
+    # is 2 kernels (the fused Adam pass and the copy into the bf16 parameters): 2 x 58 - 2 = 114 us
+    e = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=None, precision="bf16", training_stack="megatron"),
+            t=1e-6)
+    assert e.phases["idle_gaps"].time_s == pytest.approx(2 * 285e-6 + 114e-6) == 684e-6
+    assert any("58 us each (megatron stack default" in a for a in e.assumptions)
+    # --host-op-time still wins under the stack: 2 x (5 x 10 - 5) + (2 x 10 - 2) = 90 + 18 us
+    e10 = est(graph(), plan(batch_size=16, grad_accum=2, host_op_s=10e-6, precision="bf16",
+                            training_stack="megatron"), t=1e-6)
+    assert e10.phases["idle_gaps"].time_s == pytest.approx(2 * 45e-6 + 18e-6)
+    # long ops (1 ms) hide 5 x 58 us of launching: no gap, and the report still names the host time it assumed
+    e_gpu = est(graph(), plan(host_op_s=None, precision="bf16", training_stack="megatron"), t=1e-3)
+    assert "idle_gaps" not in e_gpu.phases
+    assert any(a.startswith("host launch time 58 us per op (megatron stack default") for a in e_gpu.assumptions)
+
+
 def test_for_loop_optimizer_launches_every_op():
     # 40 optimizer records of one op: multi-tensor (foreach), they are ONE kernel (the stub prices it 1 us) and
     # the step launches at most 16 kernels -> 16 x 21 - 1 = 335 us idle; a for-loop step runs 40 kernels of 1 us
@@ -231,6 +249,30 @@ def test_exposed_communication_never_below_ten_percent():
     e = est(graph(params=params, bwd=1), plan(batch_size=32, gpus=4, gpus_per_node=4), t=0.1)
     t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
     assert e.phases["communication"].time_s == pytest.approx(0.1 * t_comm)
+
+
+def test_megatron_stack_all_reduces_after_the_backward_pass():
+    # the same 4-GPU all-reduce of 4 MB as above (2 x 3/4 x 4 MB at 240 GB/s = 25 us + 1 call x 30 us x log2(4) =
+    # 85 us) behind a 100 ms backward: PyTorch DDP hides all but the 10 % floor; Megatron-LM's DDP (overlap off by
+    # default) and Megatron-DeepSpeed reduce the gradient buffer after the backward pass: all 85 us exposed
+    from wattlint.energy import system
+
+    params = 1_000_000
+    grad = 4.0 * params
+    g = graph(params=params, bwd=1)
+    t_comm = 2 * 3 / 4 * grad / (300e9 * NCCL_EFF) + _latency(4, grad)
+    assert t_comm == pytest.approx(85e-6)
+    base = dict(batch_size=32, gpus=4, gpus_per_node=4, precision="bf16")
+    ddp = system.data_parallel(g, GPU, plan(**base), 0.05, 0.1)
+    assert ddp.exposed_s == pytest.approx(0.1 * 85e-6)
+    meg = system.data_parallel(g, GPU, plan(training_stack="megatron", **base), 0.05, 0.1)
+    assert meg.time_s == pytest.approx(85e-6) and meg.exposed_s == pytest.approx(85e-6)
+    assert "after the backward pass, not overlapped" in meg.note
+    # ZeRO-1 (Megatron's distributed optimizer) likewise; ZeRO-2 / FSDP keep their overlap (prefetch, hooks)
+    assert system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero1", **base), 0.05,
+                                0.1).exposed_s == pytest.approx(85e-6)
+    z2 = system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero2", **base), 0.05, 0.1)
+    assert z2.exposed_s == pytest.approx(0.1 * z2.time_s)
 
 
 def test_pcie_link_without_nvlink():

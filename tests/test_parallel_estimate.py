@@ -255,12 +255,13 @@ def test_llama2_70b_on_2048_a100():
     assert 1.0 < m.total.gpu_hours / 1_720_320 < 1.35
 
 
-def test_tensor_parallel_across_nodes_is_hierarchical(gpt_config):
+def test_tensor_parallel_across_nodes_rings_over_every_rank(gpt_config):
     e = _est(gpt_config, gpus=16, tensor_parallel=16, batch_size=1)
-    # 262,144 B all-reduce over 16 ranks in 2 nodes of 8: the 8 ranks of a node over NVLink at 240 GB/s,
-    # 2 x 7/8 x 262,144 / 240e9 = 1.911 us; the 2 nodes over 1600 Gbit/s = 200 GB/s x 0.8 = 160 GB/s,
-    # 2 x 1/2 x 262,144 / 160e9 = 1.638 us; the slower + 40 us network latency, 16 calls
-    one = max(2 * 7 / 8 * 262_144 / 240e9, 262_144 / 160e9) + 40e-6
+    # 262,144 B all-reduce over 16 ranks in 2 nodes of 8, NCCL rings (one channel per NIC): through the node's
+    # 1600 Gbit/s = 200 GB/s x 0.8 = 160 GB/s the ring moves 2 x 15/16 x 262,144 B: 3.072 us; the NVLink part,
+    # 2 x 7/8 x 262,144 / 240e9 = 1.911 us, is faster; + 40 us network latency, 16 calls
+    one = max(2 * 7 / 8 * 262_144 / 240e9, 2 * 15 / 16 * 262_144 / 160e9) + 40e-6
+    assert 2 * 15 / 16 * 262_144 / 160e9 == pytest.approx(3.072e-6)
     assert e.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
 
 

@@ -212,7 +212,7 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     notes = []
     ga = max(1, plan.grad_accum)
     fwd, bwd = s.phase_t.get("forward", 0.0), s.phase_t.get("backward", 0.0)
-    host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
+    host_op, host_src = system.host_op(plan)
     multi = not graph.single_tensor_optimizer
     fb, _ = multipliers(graph, plan)
     queue = system.LAUNCH_QUEUE
@@ -225,8 +225,11 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
         s.phase_t["idle_gaps"] = gap
         s.phase_e["idle_gaps"] = gap * gpu.idle_w
         n_ops = s.micro_ops * ga + (s.opt_ops if not multi else min(system.OPT_MAX_LAUNCHES, s.opt_ops))
-        notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, plan.host_op_s is not None,
+        notes.append(system.launch_gap_note(n_ops, gap, gpu.idle_w, host_op, host_src,
                                             system.HOST_EXPOSED, queue))
+    elif plan.host_op_s is None and plan.training_stack == "megatron":
+        notes.append(f"host launch time {host_op * 1e6:.3g} us per op ({host_src}): launching is hidden behind the "
+                     f"GPU work here, no launch gaps")
     comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s

@@ -333,7 +333,7 @@ class LaunchBound(Rule):
         from ...energy import system
 
         plan = est.plan
-        host_op = system.HOST_OP_S if plan.host_op_s is None else plan.host_op_s
+        host_op = system.host_op(plan)[0]
         other = ctx.reestimate(plan=dataclasses.replace(plan, host_op_s=0.0))
         kwh, pct = ctx.saving(other)
         for_loop = ctx.graph.single_tensor_optimizer
