@@ -396,7 +396,7 @@ def zeus_section():
         if ck not in cache:
             torch.manual_seed(0)
             cache[ck] = pvp._trace(ck, w["build"], w["input"](b), b, w["precision"], opt,
-                                   impl=pvp.ZEUS_OPTIMIZER_IMPL)
+                                   impl=pvp.ZEUS_OPTIMIZER_IMPL, grads_to_none=pvp.ZEUS_GRADS_TO_NONE)
         g = cache[ck]
         gpu = resolve_gpu(z["gpu"])[0]
         if memory_kind(gpu) != "hbm":
