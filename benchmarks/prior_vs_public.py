@@ -298,6 +298,10 @@ OPTIMIZER_MAP = {"adadelta": "adadelta", "adam": "adam", "adamw": "adamw"}
 # Zeus ran PyTorch 1.x, whose optimizers default to the single-tensor (for-loop) implementation (foreach became the
 # CUDA default in 2.0), and HF run_qa of the time used transformers.AdamW, a Python loop over the parameters.
 ZEUS_OPTIMIZER_IMPL = "for-loop"
+# ... and zeroed gradients in place: zero_grad()'s set_to_none defaulted to False before 2.0 (optimizer.zero_grad() in
+# Zeus's CIFAR-100 loop, model.zero_grad() in HF's Trainer), so backward accumulates into allocated gradients (one add
+# per parameter tensor) and every step fills each gradient with zeros (one kernel per tensor): trace(grads_to_none=).
+ZEUS_GRADS_TO_NONE = False
 # The eager per-op host cost is fitted on the Zeus named rows, leave-one-GPU-out, on this grid (us); the fit on all
 # four GPUs is the shipped default (energy.system.HOST_OP_S).
 HOST_GRID_US = tuple(range(4, 81, 1))  # widened from 4-40 us (a capped grid can flatter a variant)
@@ -312,8 +316,9 @@ IDLE_GDDR_GRID = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
 _TRACES: dict = {}
 
 
-def _trace(key, build, x, b, precision, optimizer, seq=0, ckpt=False, impl="foreach", attention="sdpa"):
-    key = (key, impl, attention)
+def _trace(key, build, x, b, precision, optimizer, seq=0, ckpt=False, impl="foreach", attention="sdpa",
+           grads_to_none=True):
+    key = (key, impl, attention, grads_to_none)
     if key in _TRACES:
         return _TRACES[key]
     torch.manual_seed(0)
@@ -322,7 +327,7 @@ def _trace(key, build, x, b, precision, optimizer, seq=0, ckpt=False, impl="fore
     spec = TensorSpec("x", str(x.dtype).rsplit(".", 1)[-1], tuple(x.shape))
     g = trace(model, (x,), precision=precision, optimizer=optimizer, micro_batch=b, seq_len=seq, inputs=(spec,),
               source=type(model).__name__, activation_checkpointing=ckpt, optimizer_impl=impl,
-              attention=attention)
+              attention=attention, grads_to_none=grads_to_none)
     _TRACES[key] = g
     return g
 
@@ -396,7 +401,8 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None)
             continue
         w = WORKLOADS[wk]
         opt = OPTIMIZER_MAP.get(s["optimizer"], "adam")
-        graph = _trace((wk, b, opt), w["build"], w["input"](b), b, w["precision"], opt, impl=ZEUS_OPTIMIZER_IMPL)
+        graph = _trace((wk, b, opt), w["build"], w["input"](b), b, w["precision"], opt, impl=ZEUS_OPTIMIZER_IMPL,
+                       grads_to_none=ZEUS_GRADS_TO_NONE)
         base, _ = resolve_gpu(s["gpu"])
         if gddr_idle is not None and memory_kind(base) != "hbm":
             base = dataclasses.replace(base, idle_w=float(gddr_idle_w(base.tdp_w, gddr_idle)))
@@ -694,7 +700,9 @@ def run(args):
         "workloads": {f"{a}/{b}": w["note"] for (a, b), w in WORKLOADS.items()},
         "skipped": SKIPPED,
         "zeus_optimizer": "Zeus optimizers (Adadelta, Adam, AdamW) traced as torch's single-tensor for-loop "
-                          "implementation (PyTorch 1.x's default; HF transformers.AdamW of the time loops in Python)",
+                          "implementation (PyTorch 1.x's default; HF transformers.AdamW of the time loops in Python), "
+                          "with zero_grad(set_to_none=False) (the default before 2.0): one gradient-accumulating add "
+                          "per parameter tensor in backward and one zero fill per gradient tensor each step",
         "host_op_fit": "eager per-op host cost (--host-op-time) fitted on the Zeus named rows by time MAPE over "
                        f"a {HOST_GRID_US[0]}-{HOST_GRID_US[-1]} us grid: each GPU's named rows are predicted with the "
                        "value fitted on the other three GPUs (leave-one-GPU-out); the power-limit sweep and the other "

@@ -271,7 +271,9 @@ def dle_section():
                 if key not in cache:
                     t0 = time.time()
                     # the run's PyTorch (the mapping's torch_version, from the model's Dockerfile) decides which
-                    # depthwise kernels ran: wattlint.framework
+                    # depthwise kernels ran: wattlint.framework. Gradients: traced freed (set_to_none), not zeroed as
+                    # torch < 2.0's zero_grad() default would: the 1.10 row (QuartzNet) steps apex's FusedNovoGrad,
+                    # whose zero_grad() sets them to None (set_grad_none=True, apex's default)
                     cache[key] = framework.apply(_trace_module(m["name"], batch, prec, opt, channels_last=cl),
                                                  m.get("torch_version"))
                     print(f"  traced {key} in {time.time() - t0:.0f} s", flush=True)
@@ -396,7 +398,7 @@ def zeus_section():
         if ck not in cache:
             torch.manual_seed(0)
             cache[ck] = pvp._trace(ck, w["build"], w["input"](b), b, w["precision"], opt,
-                                   impl=pvp.ZEUS_OPTIMIZER_IMPL)
+                                   impl=pvp.ZEUS_OPTIMIZER_IMPL, grads_to_none=pvp.ZEUS_GRADS_TO_NONE)
         g = cache[ck]
         gpu = resolve_gpu(z["gpu"])[0]
         if memory_kind(gpu) != "hbm":

@@ -103,13 +103,14 @@ def test_cli_torch_version_sets_the_optimizer_and_attention_of_a_torch_source(ru
     # AdamW for-loop: 8 element-wise ops per parameter tensor (4 tensors) = 32 optimizer kernels
     assert any("foreach=False" in a for a in doc["assumptions"])
     assert any("torch 1.10: attention as separate GEMM + softmax" in a for a in doc["assumptions"])
-    # AdamW for-loop: 8 element-wise ops per parameter tensor (4 tensors) = 32 optimizer kernels; 2.1: 8 foreach
+    # AdamW for-loop: 8 element-wise ops per parameter tensor (4 tensors) = 32 optimizer kernels, + 4 zero_grad
+    # fills (set_to_none=False before 2.0) = 36; 2.1: 8 foreach kernels, gradients set to None (no fill)
     from wattlint.frontends.source import analyze
 
     def opt_records(version):
         g = analyze(f"{src}:build", inputs=["x=float32[4,64]"], torch_version=version)
         return sum(1 for r in g.records if r.phase is Phase.OPTIMIZER)
-    assert opt_records("1.10") == 32 and opt_records("2.1") == 8
+    assert opt_records("1.10") == 32 + 4 and opt_records("2.1") == 8
 
 
 def _attention_and_gemm(version=None):
@@ -155,3 +156,58 @@ def test_fa1_attention_efficiency_by_hand():
     for gpu in (a100, h100):
         assert prior.compute_efficiency(old.records[1], gpu, "bf16", True)[0] == pytest.approx(
             prior.compute_efficiency(new.records[1], gpu, "bf16", True)[0], rel=1e-12)
+
+
+
+
+def test_zero_grad_before_2_0_fills_every_gradient_and_backward_accumulates_into_it(tmp_path):
+    """Two weight tensors (Linear 4->3 and 3->2, no bias: 12 and 6 fp32 values = 48 and 24 bytes). At torch 1.13
+    zero_grad() keeps the gradients (set_to_none=False): each step one fill per gradient (writes 48 / 24 B) and in
+    backward one AccumulateGrad add per gradient (reads grad + new grad = 96 / 48 B, writes 48 / 24 B); two more
+    launches in backward and two more in the optimizer phase. At 2.1 (set_to_none=True): none of them."""
+    pytest.importorskip("torch")
+    from collections import Counter
+
+    from wattlint.energy import system
+    from wattlint.energy.pricing import price
+    from wattlint.energy.predictor import PriorPredictor
+    from wattlint.frontends.source import analyze
+
+    src = tmp_path / "two.py"
+    src.write_text("import torch.nn as nn\n\ndef build():\n    return nn.Sequential(nn.Linear(4, 3, bias=False), "
+                   "nn.Linear(3, 2, bias=False))\n")
+    graphs = {v: analyze(f"{src}:build", inputs=["x=float32[5,4]"], optimizer="sgd", optimizer_impl="for-loop",
+                         torch_version=v) for v in ("1.13", "2.1")}
+
+    def sig(g):
+        return Counter((r.phase, r.op.split(".")[1], r.bytes_read, r.bytes_written) for r in g.records
+                       if r.kind is not OpKind.VIEW)  # views launch nothing (2.1 detaches the grads it takes over)
+    extra = sig(graphs["1.13"]) - sig(graphs["2.1"])
+    assert extra == Counter({(Phase.BACKWARD, "add_", 2 * 48, 48): 1, (Phase.BACKWARD, "add_", 2 * 24, 24): 1,
+                             (Phase.OPTIMIZER, "zero_", 0, 48): 1, (Phase.OPTIMIZER, "zero_", 0, 24): 1})
+    assert not sig(graphs["2.1"]) - sig(graphs["1.13"])  # no other kernel changed
+    assert any("zero_grad(set_to_none=False)" in a and "2 gradient tensors" in a
+               for a in graphs["1.13"].assumptions)
+    assert not any("zero_grad" in a for a in graphs["2.1"].assumptions)
+
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+
+    def launches(g):
+        p = price(g, v100, "fp32", None, PriorPredictor())
+        n = {ph: system.Launches() for ph in Phase}
+        for r, t in zip(p.records, p.times_s):
+            assert r.op.split(".")[1] not in ("zero_", "add_") or r.phase is Phase.FORWARD or t > 0  # priced
+            n[r.phase].add(r, t)
+        return {ph: c.n for ph, c in n.items()}
+    old, new = launches(graphs["1.13"]), launches(graphs["2.1"])
+    assert old[Phase.OPTIMIZER] - new[Phase.OPTIMIZER] == 2 and old[Phase.BACKWARD] - new[Phase.BACKWARD] == 2
+    assert old[Phase.FORWARD] == new[Phase.FORWARD]
+
+
+def test_zero_grad_onnx_graphs_at_1_x_say_the_fills_are_not_priced():
+    g = CostGraph(model=ModelInfo(source="m.onnx", format="onnx", params=1, param_bytes=4), records=(),
+                  micro_batch=1, precision="fp32", extra={})
+    assert any("not priced for ONNX" in a for a in framework.apply(g, "1.13").assumptions)
+    assert not any("zero_grad" in a for a in framework.apply(g, "2.0").assumptions)
+    assert not framework.grads_to_none_by_default((1, 13)) and framework.grads_to_none_by_default((2, 0))
+    assert framework.grads_to_none_by_default(None)

@@ -10,6 +10,11 @@ dispatch differ. Each rule below is a documented default of PyTorch, with the re
   separate batched GEMMs + softmax (``--attention eager``);
 * float16 depthwise convolutions go to cuDNN from 1.11 (``use_cudnn_depthwise``, pytorch/pytorch PR #58749, merged
   October 2021); before, PyTorch's own depthwise kernels ran them in every dtype;
+* gradients: ``zero_grad()`` (``torch.optim.Optimizer`` and ``nn.Module``) defaults to ``set_to_none=True`` from
+  2.0 (PyTorch 2.0 release notes, "set_to_none=True by default for zero_grad"); before, ``set_to_none=False``: the
+  gradients stay allocated, every step fills each with zeros (one kernel per gradient tensor) and backward
+  accumulates into them (torch's AccumulateGrad: one in-place add per parameter tensor instead of taking the new
+  gradient over). PyTorch / Hugging Face sources trace that (``trace(grads_to_none=False)``); ONNX graphs do not;
 * TF32 matmuls: ``torch.backends.cuda.matmul.allow_tf32`` defaulted to True from 1.7 to 1.11 and to False from 1.12
   (cuDNN convolutions kept TF32 throughout), so ``--precision default`` on an Ampere-or-newer GPU ran matmuls in
   TF32 on those versions;
@@ -34,6 +39,7 @@ from .types import InputError
 _VERSION = re.compile(r"^\s*(\d{1,2})\.(\d{1,3})(?:\.\d+)?(?:[a-z+].*)?\s*$")
 FOREACH_DEFAULT = (2, 0)
 SDPA = (2, 0)
+ZERO_GRAD_SET_TO_NONE = (2, 0)
 CUDNN_FP16_DEPTHWISE = (1, 11)
 TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
@@ -51,6 +57,11 @@ def parse(version: str | None) -> tuple[int, int] | None:
 
 def default_optimizer_impl(v: tuple[int, int] | None) -> str:
     return "for-loop" if v is not None and v < FOREACH_DEFAULT else "foreach"
+
+
+def grads_to_none_by_default(v: tuple[int, int] | None) -> bool:
+    """What ``zero_grad()`` does to the gradients on ``v``: True = freed (2.0 on, or no version), False = zeroed."""
+    return v is None or v >= ZERO_GRAD_SET_TO_NONE
 
 
 def default_attention(v: tuple[int, int] | None) -> str:
@@ -89,6 +100,10 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
     if fused_attention and flash_attention_1(v):
         out.append(f"torch {fmt(v)}: fused attention priced as FlashAttention-1-generation kernels (SDPA's flash "
                    "kernel became FlashAttention-2 in 2.2; FlashAttention-2 is ~2x faster, Dao 2023)")
+    if onnx and not grads_to_none_by_default(v):
+        out.append(f"torch {fmt(v)}: zero_grad(set_to_none=False), the default before 2.0, is not priced for ONNX "
+                   "graphs (no per-gradient zero fill, no gradient-accumulating add in backward): the estimate is "
+                   "short by those memory-bound kernels and their launches")
     if depthwise and not cudnn_fp16_depthwise(v):
         out.append(f"torch {fmt(v)}: depthwise convolutions run PyTorch's own kernels in every dtype (cuDNN's fp16 "
                    "depthwise path arrived in 1.11)")

@@ -189,8 +189,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "pass) or for-loop (foreach=False, PyTorch 1.x's default: the same passes launched once per parameter "
            "tensor)", "model", "frontend", choices=OPTIMIZER_IMPLS),
     Option("torch_version", "--torch-version", torch_version, "the PyTorch version the run uses (default: 2.x "
-           "behaviour): before 2.0 for-loop optimizers and eager attention by default, before 2.2 FlashAttention-1 "
-           "speed for fused attention, before 1.11 PyTorch's own "
+           "behaviour): before 2.0 for-loop optimizers, eager attention and zero_grad(set_to_none=False) (a zero "
+           "fill per gradient, an accumulating add per parameter tensor in backward) by default, before 2.2 "
+           "FlashAttention-1 speed for fused attention, before 1.11 PyTorch's own "
            "fp16 depthwise kernels, 1.7-1.11 TF32 matmuls under --precision default", "model", "both", "X.Y"),
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",

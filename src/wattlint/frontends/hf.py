@@ -209,7 +209,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
                    activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
                    capacity_factor: float = 1.0, optimizer_impl: str = "foreach",
-                   attention: str = "sdpa") -> CostGraph:
+                   attention: str = "sdpa", grads_to_none: bool = True) -> CostGraph:
     """Trace one training step of the model a Hugging Face config describes. Mixture-of-experts layers are traced
     at their routed cost (balanced routing, ``capacity_factor`` rows per expert; see ``torch_moe``)."""
     tf = require("wattlint.frontends.torch", _WHAT, "hf")
@@ -251,4 +251,5 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                                     precision=precision, optimizer=optimizer,
                                     activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
                                     capacity_factor=capacity_factor,
-                                    optimizer_impl=optimizer_impl, attention=attention)
+                                    optimizer_impl=optimizer_impl, attention=attention,
+                                    grads_to_none=grads_to_none)

@@ -77,13 +77,15 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
                      optimizer=optimizer, gpus=gpus, grad_accum=grad_accum,
                      activation_checkpointing=activation_checkpointing, capacity_factor=capacity_factor,
                      optimizer_impl=optimizer_impl or framework.default_optimizer_impl(framework.parse(torch_version)),
-                     attention=attention or framework.default_attention(framework.parse(torch_version)))
+                     attention=attention or framework.default_attention(framework.parse(torch_version)),
+                     grads_to_none=framework.grads_to_none_by_default(framework.parse(torch_version)))
     return framework.apply(graph, torch_version, optimizer_impl_default=optimizer_impl is None,
                            attention_default=attention is None)
 
 
 def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus, grad_accum,
-             activation_checkpointing, capacity_factor, optimizer_impl: str, attention: str) -> CostGraph:
+             activation_checkpointing, capacity_factor, optimizer_impl: str, attention: str,
+             grads_to_none: bool = True) -> CostGraph:
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     precision = precision or "default"
@@ -115,11 +117,12 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
                                   assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl,
-                                  attention=attention)
+                                  attention=attention, grads_to_none=grads_to_none)
         if ":" in src:
             obj = load_attr(src)
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
-                                         activation_checkpointing, notes, capacity_factor, optimizer_impl, attention)
+                                         activation_checkpointing, notes, capacity_factor, optimizer_impl, attention,
+                                         grads_to_none)
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
@@ -127,7 +130,7 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
                          "package.module:attr or path/file.py:attr")
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
                                  precision, optimizer, activation_checkpointing, notes, capacity_factor,
-                                 optimizer_impl, attention)
+                                 optimizer_impl, attention, grads_to_none)
 
 
 def load_attr(spec: str) -> Any:
@@ -203,10 +206,10 @@ def _first_line(e: BaseException) -> str:
 
 def _analyze_torch_object(obj, source: str, specs, mb, seq_len, precision, optimizer, ckpt, notes,
                           capacity_factor: float = 1.0, optimizer_impl: str = "foreach",
-                          attention: str = "sdpa") -> CostGraph:
+                          attention: str = "sdpa", grads_to_none: bool = True) -> CostGraph:
     tf = require("wattlint.frontends.torch", "PyTorch model sources")
     model, example = tf.build_module(obj, source)
     return tf.trace_with_inputs(model, example, specs, source=source, micro_batch=mb, seq_len=seq_len,
                                 precision=precision, optimizer=optimizer, activation_checkpointing=ckpt,
                                 assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl,
-                                attention=attention)
+                                attention=attention, grads_to_none=grads_to_none)

@@ -508,7 +508,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
           hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
           inputs: Sequence[TensorSpec] = (), name: str = "",
           capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR, optimizer_impl: str = "foreach",
-          attention: str = "sdpa") -> CostGraph:
+          attention: str = "sdpa", grads_to_none: bool = True) -> CostGraph:
     """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors.
 
     Mixture-of-experts layers are traced at their routed cost (:mod:`wattlint.frontends.torch_moe`: balanced
@@ -516,7 +516,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     ``optimizer_impl``: ``foreach`` (torch's CUDA default: one multi-tensor kernel per elementwise op of the update,
     several passes over the parameters) or ``fused`` (``fused=True``: one kernel, one pass).
     ``attention``: ``sdpa`` (default) records F.scaled_dot_product_attention as one fused kernel; ``eager`` as the
-    separate kernels of eager attention (Q @ K^T, scale, mask, softmax, dropout, @ V)."""
+    separate kernels of eager attention (Q @ K^T, scale, mask, softmax, dropout, @ V).
+    ``grads_to_none``: the loop's ``zero_grad(set_to_none=...)`` (True: PyTorch 2.x's default, gradients freed, no
+    kernels). False (the default before 2.0): the gradients stay allocated, so backward accumulates into them (one
+    in-place add per parameter tensor, torch's AccumulateGrad ``grad += new_grad``) and the step ends with
+    ``zero_grad(set_to_none=False)``: one fill kernel per gradient tensor (``zero_``; one ``_foreach_zero_`` per
+    dtype with a foreach / fused optimizer), recorded in the optimizer phase (steady state: the fill the next
+    iteration's ``zero_grad()`` would run first)."""
     if attention not in ATTENTION_MODES:
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     eager = attention == "eager"
@@ -549,12 +555,14 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                 output = model(*args, **kwargs)
                 loss, loss_note = _loss(output, hf)
         tracer.stack.clear()
+        if not grads_to_none:
+            _allocate_grads(model)  # zeroed, not freed, by the previous step's zero_grad
         with fused_attention(eager), mode:
             tracer.phase = Phase.BACKWARD
             loss.backward()
             tracer.stack.clear()
             tracer.phase = Phase.OPTIMIZER
-            opt_note = _optimizer_step(model, optimizer, optimizer_impl)
+            opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none)
     except InputError:
         raise
     except Exception as e:  # the user's model failed under tracing: one line for the CLI
@@ -573,6 +581,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             restore_ckpt()
     notes.append(loss_note)
     notes.append(opt_note)
+    if not grads_to_none:
+        n_grads = sum(1 for p in model.parameters() if p.requires_grad)
+        notes.append(f"zero_grad(set_to_none=False) (PyTorch's default before 2.0): the {n_grads} gradient tensors "
+                     "stay allocated, so backward accumulates into each (one in-place add per tensor: reads grad and "
+                     "new grad, writes grad) and each step zeroes each (one fill kernel per tensor writing its bytes, "
+                     "one launch each; priced in the optimizer phase, one _foreach_zero_ per dtype with a foreach / "
+                     "fused optimizer)")
     if prec in ("fp16", "bf16", "fp8"):
         notes.append(f"precision: {prec} autocast emulated with CUDA's op lists (matmul/conv/attention in "
                      f"{'float16' if prec == 'fp16' else 'bfloat16'}, norms/softmax/losses/reductions in float32); "
@@ -609,6 +624,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
     extra = {"activation_bytes": int(tracer.saved_bytes), "optimizer_impl": optimizer_impl,
              "activation_checkpointing": bool(activation_checkpointing)}
+    if not grads_to_none:
+        extra["zero_grad_set_to_none"] = False
     if moe.layers:
         extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
@@ -643,7 +660,16 @@ _OPTIMIZERS = {  # name -> (torch class, constructor arguments, description)
 }
 
 
-def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> str:
+def _allocate_grads(model: nn.Module) -> None:
+    """Every trainable parameter's ``.grad`` as a zero tensor, outside the recording (steady state under
+    ``zero_grad(set_to_none=False)``: backward then accumulates into it)."""
+    with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad and p.grad is None:
+                p.grad = torch.zeros_like(p)
+
+
+def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach", grads_to_none: bool = True) -> str:
     """Record one steady-state optimizer step as CUDA runs it.
 
     foreach (``torch.optim.<Opt>(foreach=None)`` on CUDA: ``_default_to_fused_or_foreach`` never picks fused by
@@ -673,11 +699,11 @@ def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach") -> 
         opt.step()
     if impl == "fused":
         _fused_step(opt, optimizer)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=grads_to_none)
         return (f"optimizer: {desc}, fused=True (one kernel, one pass over parameters, gradients and state), "
                 "a steady-state step")
     opt.step()
-    opt.zero_grad(set_to_none=True)
+    opt.zero_grad(set_to_none=grads_to_none)
     if impl == "for-loop":
         return (f"optimizer: {desc}, foreach=False (PyTorch 1.x's default: each elementwise op of the update "
                 f"launched once per parameter tensor, {len(params)} tensors), a steady-state step")
@@ -805,7 +831,8 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                       optimizer: str = "adamw", activation_checkpointing: bool = False,
                       assumptions: Sequence[str] = (), hf: bool = False,
                       capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR,
-                      optimizer_impl: str = "foreach", attention: str = "sdpa") -> CostGraph:
+                      optimizer_impl: str = "foreach", attention: str = "sdpa",
+                      grads_to_none: bool = True) -> CostGraph:
     """Bind inputs (``--input`` specs win over example inputs), rebind batch / seq dims, and trace."""
     notes = list(assumptions)
     args: list = []
@@ -861,7 +888,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
-                 optimizer_impl=optimizer_impl, attention=attention)
+                 optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
 
 
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------
