@@ -562,7 +562,7 @@ def report(res: dict) -> str:
         if bm:
             L += ["", "BF16 rows (megatron) by predicted peak memory / GPU memory: < 0.9: " + pts(bm["lt_0.9"])
                   + "; 0.9-1.1: " + pts(bm["0.9_to_1.1"]) + "; >= 1.1: " + pts(bm["ge_1.1"]) + ". Every row ran, so "
-                  "a fraction above 1 is the memory model's overestimate; the misses gather on the fullest GPUs "
+                  "a fraction above 1 is the memory model's overestimate "
                   "(docs/PARALLEL.md, \"llm-foundry MFU\")."]
         L.append("")
     ll = res.get("llama")
