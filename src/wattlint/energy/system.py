@@ -61,7 +61,7 @@ def host_op(plan: Plan) -> tuple[float, str]:
     training stack's default (``MEGATRON_HOST_OP_S`` for ``megatron``, ``HOST_OP_S`` for ``pytorch``)."""
     if plan.host_op_s is not None:
         return plan.host_op_s, "--host-op-time"
-    if getattr(plan, "training_stack", "pytorch") == "megatron":
+    if plan.training_stack == "megatron":
         return MEGATRON_HOST_OP_S, MEGATRON_HOST_OP_SOURCE
     return HOST_OP_S, "default: docs/ENERGY_MODEL.md"
 
@@ -211,7 +211,7 @@ def after_backward(plan: Plan) -> bool:
     ``megatron`` training stack without ZeRO-2/3 or FSDP (Megatron-LM / Megatron-DeepSpeed reduce the gradient
     buffer after the last micro-batch's backward by default); PyTorch DDP (the ``pytorch`` stack) and sharded
     data parallelism overlap it."""
-    return getattr(plan, "training_stack", "pytorch") == "megatron" and plan.sharding in ("none", "zero1")
+    return plan.training_stack == "megatron" and plan.sharding in ("none", "zero1")
 
 
 def comm_power_w(gpu: GpuSpec) -> float:
