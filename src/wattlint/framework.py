@@ -18,8 +18,8 @@ dispatch differ. Each rule below is a documented default of PyTorch, with the re
 * TF32 matmuls: ``torch.backends.cuda.matmul.allow_tf32`` defaulted to True from 1.7 to 1.11 and to False from 1.12
   (cuDNN convolutions kept TF32 throughout), so ``--precision default`` on an Ampere-or-newer GPU ran matmuls in
   TF32 on those versions;
-* flash attention generation: SDPA's flash kernel is FlashAttention-2 from 2.2 (PyTorch 2.2 release notes: "FlashAttention-2
-  ... around 2x speedups compared to previous versions"); before, fused attention ran FlashAttention-1-generation
+* flash attention generation: SDPA's flash kernel is FlashAttention-2 from 2.2 (PyTorch 2.2 release notes:
+  "FlashAttention-2 ... around 2x speedups compared to previous versions"); before, fused attention ran FlashAttention-1-generation
   kernels (SDPA in 2.0 / 2.1, and the ``flash-attn`` 1.x package that 1.x-era stacks such as llm-foundry v0.2 used):
   attention records are tagged ``fa1`` (wattlint.energy.prior prices them at FlashAttention-1 speed).
 
@@ -112,8 +112,8 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
 
 def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False):
     """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
-    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2, ``extra["torch_version"]`` set, and the assumption lines
-    (``*_default``: the frontend chose the optimizer implementation / attention from the version)."""
+    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2,
+    ``extra["torch_version"]`` set, and the assumption lines (``*_default``: the frontend chose the optimizer implementation / attention from the version)."""
     import dataclasses
 
     from .types import OpKind
