@@ -113,7 +113,8 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
 def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False):
     """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
     fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2,
-    ``extra["torch_version"]`` set, and the assumption lines (``*_default``: the frontend chose the optimizer implementation / attention from the version)."""
+    ``extra["torch_version"]`` set, and the assumption lines (``*_default``: the frontend chose the optimizer
+    implementation / attention from the version)."""
     import dataclasses
 
     from .types import OpKind
