@@ -23,7 +23,7 @@ FA1_SLOWDOWN, fitted on section 3's non-held-out rows inside its published range
               src/model/gpt_modeling.py): baddbmm QK^T, FusedScaleMaskSoftmax, dropout, bmm, i.e. --attention
               eager, no flash attention).
               The megatron stack's default host time per launched op (energy.system.MEGATRON_HOST_OP_S, 58 us;
-              eager PyTorch 17 us) is itself a public fit on this section's train split (below), made jointly with
+              eager PyTorch 15 us) is itself a public fit on this section's train split (below), made jointly with
               the per-call latency on a grid of 17-110 us per op (2026-12-04: 17 / 35 / 42 / 46 / 50 / 54 / 58 / 65
               / 80 / 110 us gave train MAPE 19.5 / 16.3 / 14.6 / 13.8 / 12.9 / 12.1 / 11.8 / 13.3 / 23.4 / 53.4 %,
               each at its best per-call latency; 25 us at 58 us per op). So "unfitted" (defaults) rows include that
@@ -499,7 +499,7 @@ def report(res: dict) -> str:
               "evaluated on the other 1,080 single-node rows and all multi-node rows: fitted value "
               f"**{mg['fitted_launch_overhead_s'] * 1e6:.0f} us** per call (megatron; pytorch "
               f"{py['fitted_launch_overhead_s'] * 1e6:.0f} us).", "",
-              "The megatron stack's default host time per launched op (58 us; eager PyTorch 17 us) is a public fit "
+              "The megatron stack's default host time per launched op (58 us; eager PyTorch 15 us) is a public fit "
               "on the same train split (script docstring), so its **defaults** rows carry one fitted constant: the "
               "held-out column is the honest figure.", "",
               "| rows | stack | wattlint defaults (all rows) | defaults, held-out | wattlint fitted (held-out) | "

@@ -123,16 +123,16 @@ def test_cost_with_and_without_gpu_hour_price():
 
 
 def test_launch_gaps_at_idle_power():
-    # ops of 1 us each: per micro-batch 5 ops x 17 us = 85 us of launching vs 5 us of GPU work -> 80 us idle;
-    # grad-accum 2 -> 160 us; optimizer: 1 launch x 17 us vs 1 us -> 16 us. Total gap 176 us at idle 50 W.
+    # ops of 1 us each: per micro-batch 5 ops x 15 us = 75 us of launching vs 5 us of GPU work -> 70 us idle;
+    # grad-accum 2 -> 140 us; optimizer: 1 launch x 15 us vs 1 us -> 14 us. Total gap 154 us at idle 50 W.
     g = graph(micro_batch=8)
     e = est(g, plan(batch_size=16, grad_accum=2, host_op_s=None), t=1e-6, w=300.0)  # the shipped default
-    gap = 2 * (5 * 17e-6 - 5e-6) + (17e-6 - 1e-6)
-    assert gap == pytest.approx(176e-6)
+    gap = 2 * (5 * 15e-6 - 5e-6) + (15e-6 - 1e-6)
+    assert gap == pytest.approx(154e-6)
     assert e.phases["idle_gaps"].time_s == pytest.approx(gap)
     assert e.phases["idle_gaps"].gpu_energy_j == pytest.approx(gap * 50)
     assert e.per_step.time_s == pytest.approx(11e-6 + gap)
-    assert any("launch-bound" in a and "17 us" in a and "default" in a for a in e.assumptions)
+    assert any("launch-bound" in a and "15 us" in a and "default" in a for a in e.assumptions)
 
 
 def test_launch_gaps_with_stated_host_op_time():

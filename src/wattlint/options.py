@@ -243,7 +243,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "message latency, 20 us over NVLink, 40 us over the network, stated)", "hardware", "plan", "S"),
     Option("host_op_time", "--host-op-time", number(0, 0.01, lo_open=False, what="seconds"), "seconds of CPU time "
            "per op launched by eager PyTorch (Python, dispatcher, kernel launch); the GPU idles while launches lag "
-           "its work (default 17 us, 58 us under --training-stack megatron; stated in every report: docs/ENERGY_MODEL.md)",
+           "its work (default 15 us, 58 us under --training-stack megatron; stated in every report: docs/ENERGY_MODEL.md)",
            "hardware", "plan", "S"),
     Option("goodput", "--goodput", number(0.1, 1, lo_open=False, what="a fraction"), "fraction of wall time spent in useful "
            "training steps, 0.1-1 (restarts, checkpoint saves, evaluation are the rest; default 0.90 from 512 GPUs up, "

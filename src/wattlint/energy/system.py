@@ -35,11 +35,11 @@ PCIE_GBS = {3: 12.0, 4: 24.0, 5: 48.0, 6: 96.0}  # achievable GB/s per direction
 MIN_EXPOSED = 0.10  # at least this fraction of communication is never hidden (first/last buckets)
 COMM_POWER_ACTIVITY = 0.10  # GPU activity while waiting on exposed communication (NCCL kernels spin a few SMs)
 # Eager PyTorch CPU cost per launched op (Python + dispatcher + cudaLaunchKernel). Fitted on the Zeus NSDI'23 traces
-# (ShuffleNetV2 / BERT-base at batch 4-8192 on V100, A40, P100, RTX 6000; PyTorch 1.x): the fit on all four GPUs;
-# leave-one-GPU-out fits range 17-22 us (benchmarks/results/prior_vs_public.json "host_op_fit"; --host-op-time). Refitted
-# when the prior changes (21 us before the NCHW BatchNorm rule, 2026-12-04). Since the Zeus traces carry PyTorch
-# 1.x's zero_grad fills (2026-12-04) that fit is 15 us (folds 15-20 us): 17 kept for now, docs/ENERGY_MODEL.md.
-HOST_OP_S = 17e-6
+# (ShuffleNetV2 / BERT-base at batch 4-8192 on V100, A40, P100, RTX 6000; PyTorch 1.x, traced with its zero_grad
+# fills): the fit on all four GPUs; leave-one-GPU-out fits range 15-20 us (benchmarks/results/prior_vs_public.json
+# "host_op_fit"; --host-op-time). Refitted when the prior or the Zeus traces change: 21 us before the NCHW BatchNorm
+# rule, 17 us before PyTorch 1.x's zero_grad fills were traced, 15 us since (2026-12-04).
+HOST_OP_S = 15e-6
 # Host CPU time per launched op under the megatron training stack (--training-stack megatron), the stack's own
 # default of the same launch-gap model: Megatron-LM / Megatron-DeepSpeed wrap each layer's kernels in Python that
 # eager PyTorch does not run (the tensor-parallel region autograd Functions, apex / TorchScript fused-kernel wrappers,
