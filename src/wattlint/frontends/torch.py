@@ -118,7 +118,7 @@ class _Recorder(TorchDispatchMode):
             if out is None:
                 raise
         t.record(func, args, kwargs, out)
-        t._last_out_ids = {_tensor_key(o) for o in T.tensors(out)}
+        t._last_out_ids, t._last_op = {_tensor_key(o) for o in T.tensors(out)}, name
         return out
 
 
@@ -157,6 +157,7 @@ class _Tracer:
         self._keep: list[torch.Tensor] = []
         self._pending: list[tuple[torch.Tensor, str]] = []  # saved since the last dispatched op (settle_saved)
         self._last_out_ids: set[tuple] = set()
+        self._last_op = ""
         self.param_ids = {id(p) for p in model.parameters()}
         self.attention_kernels: Counter = Counter()
         self.lib_call = 0  # > 0 while a library call (cuDNN RNN) runs: its records share one host launch
@@ -308,6 +309,8 @@ class _Tracer:
             cast_in = {_tensor_key(a) for a in T.tensors(list(args)) if a.dtype == torch.float32}
         keys = [_tensor_key(x) for x, _ in pending]
         packs = Counter(keys)
+        from_attention = self._last_op.startswith("_scaled_dot_product") or "flash" in self._last_op
+        attn_out = set(self._last_out_ids) if from_attention else set()
         prev_out = {k for k in self._last_out_ids if packs[k] > 1}
         for (x, module), key in zip(pending, keys):
             if key in prev_out:  # packed twice: the previous op's saved output (as stored), then this op's input
@@ -328,7 +331,11 @@ class _Tracer:
             self._keep.append(base)
             nbytes = base.numel() * base.element_size()
             self.saved_bytes += nbytes
-            if module and base.dtype == torch.float32 and base.dim() >= 1 and base.shape[-1] > 1:
+            # fp32 inside the model: autocast's residual stream / norm inputs, softmax outputs (the training stack
+            # megatron keeps them in half precision); not the statistics (last dim 1) nor a fused attention
+            # kernel's fp32 log-sum-exp, which stay fp32 in every stack
+            if (module and base.dtype == torch.float32 and base.dim() >= 1 and base.shape[-1] > 1
+                    and key not in attn_out):
                 self.saved_fp32_bytes += nbytes
 
     # -- records --
