@@ -10,14 +10,22 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   under fp16), no cached weight casts.
 * optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
 * sharding over the data-parallel group of ``n`` GPUs (ZeRO stages; FSDP FULL_SHARD = ZeRO-3):
-  zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights (plus one gathered layer in flight).
+  zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights, plus the gathered units in flight
+  (:func:`gathered_share`: the running + the prefetched transformer block and the root unit, which FULL_SHARD keeps
+  gathered through backward; torch.distributed.fsdp ``_post_forward_reshard``).
 * expert parallelism (``plan.expert_parallel`` = E > 1, mixture-of-experts): each GPU holds experts / E of every
   MoE layer, so the routed-expert weights, their gradients and optimizer state are divided by E (on top of the
   tensor x pipeline split); the other parameters are not. Under ZeRO / FSDP the expert state is sharded over the
   n / E ranks holding the same experts (wattlint.parallel.expert_split).
 * activations: bytes saved for backward at the traced micro-batch (``graph.extra["activation_bytes"]``, from the
   frontend, which already reflects activation checkpointing when it traced with it), scaled linearly to the plan's
-  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
+  micro-batch (the torch frontend counts each saved storage once, never a parameter or a view of one, and an
+  fp32 input of an autocast-lowered matmul as its half-precision cast, as CUDA autocast saves it). Under the megatron
+  stack (bf16 parameters) the fp32 tensors autocast keeps inside the model (``activation_bytes_fp32``: residual
+  stream / norm inputs, softmax outputs) are half precision, and a cast of a kept fp32 tensor
+  (``activation_bytes_cast_dup``) is the same tensor: a GPT layer with flash attention and no dropout then keeps
+  32sbh, Korthikanti et al. 2022's 34sbh less the two 1-byte dropout masks (tests/test_memory_activations.py).
+  Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
   removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
   Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
 * workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation

@@ -15,7 +15,10 @@ How it works
   foreach implementation (the CUDA default).
 * Data-dependent reads (``.item()``, ``bool(tensor)``) on meta tensors get a data-independent answer (True /
   1 / 0.0), counted and listed as an assumption.
-* Activation bytes (tensors saved for backward) are measured with ``torch.autograd.graph.saved_tensors_hooks``.
+* Activation bytes (tensors saved for backward) are measured with ``torch.autograd.graph.saved_tensors_hooks``:
+  each storage once, never a parameter or a view of one, an fp32 input of an autocast-lowered op as the
+  half-precision cast CUDA autocast would save (:meth:`_Tracer.settle_saved`); ``extra`` also gives the fp32 part
+  kept inside the model and the repeated blocks' size (``block_params``, ``block_count``) for wattlint.memory.
 """
 
 from __future__ import annotations
