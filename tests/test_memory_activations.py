@@ -131,3 +131,37 @@ def test_gathered_share_without_block_sizes_falls_back():
     g = mlp_graph(width=256, layers=4)  # numbered layers in the records, no block sizes from a frontend
     share, how = memory.gathered_share(g)
     assert share == 2 / 4 and "2 of 4" in how  # the running + the prefetched unit of 4 equal blocks
+
+
+def test_softmax_output_and_its_cast_are_both_kept_under_autocast():
+    """Eager attention core without dropout under bf16 autocast: q @ k^T (bf16), softmax in fp32 (autocast's fp32
+    list; saves its fp32 output), probs @ v (casts the probabilities to bf16 and saves that cast). CUDA autocast
+    keeps both; the megatron stack (bf16 softmax, Megatron's FusedScaleMaskSoftmax) keeps one 2-byte tensor."""
+    import torch
+    import torch.nn as nn
+
+    from wattlint.frontends.torch import trace as torch_trace
+
+    n, d = 64, 32
+
+    class Core(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = nn.Linear(d, d, bias=False)
+
+        def forward(self, x):
+            q = self.q(x)  # bf16 (autocast)
+            p = torch.softmax(q @ q.transpose(-2, -1), dim=-1)  # n x n, fp32
+            return (p @ q).sum()
+
+    # wrapped: tensors saved at the root module itself count as the loss's (kept fp32 in every stack, as
+    # wattlint.stack keeps the root module's casts)
+    g = torch_trace(nn.Sequential(Core()), (torch.empty(n, d),), precision="bf16")
+    e = g.extra
+    # x (fp32 input of the projection, charged as its bf16 cast: n*d*2), q (bf16, saved by both matmuls: once,
+    # n*d*2), softmax output (fp32, n*n*4), its bf16 cast saved by p @ q (n*n*2)
+    assert e["activation_bytes"] == n * d * 2 + n * d * 2 + n * n * 4 + n * n * 2
+    assert e["activation_bytes_fp32"] == n * n * 4
+    assert e["activation_bytes_cast_dup"] == n * n * 2
+    p = _plan(batch_size=1, training_stack="megatron")
+    assert memory.activation_bytes(g, p)[0] == n * d * 2 + n * d * 2 + n * n * 2  # one bf16 probability tensor
