@@ -165,3 +165,39 @@ def test_softmax_output_and_its_cast_are_both_kept_under_autocast():
     assert e["activation_bytes_cast_dup"] == n * n * 2
     p = _plan(batch_size=1, training_stack="megatron")
     assert memory.activation_bytes(g, p)[0] == n * d * 2 + n * d * 2 + n * n * 2  # one bf16 probability tensor
+
+
+def test_real_cpu_autocast_run_saves_what_the_hand_count_says():
+    """A real (CPU) bf16 autocast forward of a GPT-2 layer, autograd's saved tensors seen by the same pack hook:
+    outside the attention core each layer keeps ln_1's fp32 input 4sbh, the bf16 cast of its output (c_attn's
+    input) 2sbh, the attention output (c_proj's input) 2sbh, ln_2's input 4sbh, c_fc's input cast 2sbh, GELU's
+    input 8sbh and c_proj's input 8sbh = 30sbh, plus the LayerNorm statistics; the tracer's count above (36sbh =
+    these 30 + q/k/v 6sbh) relies on exactly this. The old tracer counted the two casts as their fp32 sources."""
+    torch = pytest.importorskip("torch")
+    tf = pytest.importorskip("transformers")
+    s, b, h, a, v = 64, 3, 256, 4, 1000  # s*b differs from every weight dimension
+
+    def saved(layers):
+        cfg = tf.GPT2Config(n_embd=h, n_head=a, n_layer=layers, n_inner=4 * h, vocab_size=v, n_positions=s,
+                            activation_function="gelu", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+        cfg._attn_implementation = "eager"
+        m = tf.GPT2LMHeadModel(cfg).train()
+        shapes = {tuple(p.shape) for p in m.parameters()} | {tuple(p.shape)[::-1] for p in m.parameters()}
+        params = {p.untyped_storage().data_ptr() for p in m.parameters()}
+        kept = {}
+
+        def pack(x):
+            ptr = x.untyped_storage().data_ptr()
+            weight = ptr in params or (x.dtype == torch.bfloat16 and tuple(x.shape) in shapes)  # autocast's casts
+            core = x.dim() == 4 or (x.dim() == 3 and x.shape[0] == b * a)  # q, k, v, scores: kernel-specific
+            if not weight and not core:
+                kept.setdefault(ptr, x.untyped_storage().nbytes())
+            return x
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                m(torch.zeros(b, s, dtype=torch.long))
+        return sum(kept.values())
+
+    sbh = s * b * h
+    assert saved(3) - saved(2) == (4 + 2 + 2 + 4 + 2 + 8 + 8) * sbh + 2 * 2 * (b * s * 4)
