@@ -80,11 +80,12 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         dup = int(graph.extra.get("activation_bytes_cast_dup") or 0)
         if fp32 or dup:
             act = max(0, act - fp32 // 2 - dup)
+            same = (f", and their half-precision casts autocast also kept ({dup / 2**20:,.1f} MiB) are the same "
+                    f"tensors" if dup else "")
             notes.append(f"training stack megatron: the activations autocast keeps in fp32 inside the model (residual "
                          f"stream / norm inputs, softmax outputs: {fp32 / 2**20:,.1f} MiB traced) are half "
-                         f"precision (2 bytes), and their half-precision casts ({dup / 2**20:,.1f} MiB) are the same "
-                         f"tensors: {(fp32 // 2 + dup) / 2**20:,.1f} MiB less than traced; the loss's fp32 logits "
-                         f"stay fp32")
+                         f"precision (2 bytes){same}: {(fp32 // 2 + dup) / 2**20:,.1f} MiB less than traced; the "
+                         f"loss's fp32 log-softmax stays fp32")
     if plan.recompute == "selective" and not traced_ckpt:
         from .parallel import attention_score_bytes
 
