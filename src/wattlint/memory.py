@@ -10,14 +10,22 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   under fp16), no cached weight casts.
 * optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
 * sharding over the data-parallel group of ``n`` GPUs (ZeRO stages; FSDP FULL_SHARD = ZeRO-3):
-  zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights (plus one gathered layer in flight).
+  zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights, plus the gathered units in flight
+  (:func:`gathered_share`: the running + the prefetched transformer block and the root unit, which FULL_SHARD keeps
+  gathered through backward; torch.distributed.fsdp ``_post_forward_reshard``).
 * expert parallelism (``plan.expert_parallel`` = E > 1, mixture-of-experts): each GPU holds experts / E of every
   MoE layer, so the routed-expert weights, their gradients and optimizer state are divided by E (on top of the
   tensor x pipeline split); the other parameters are not. Under ZeRO / FSDP the expert state is sharded over the
   n / E ranks holding the same experts (wattlint.parallel.expert_split).
 * activations: bytes saved for backward at the traced micro-batch (``graph.extra["activation_bytes"]``, from the
   frontend, which already reflects activation checkpointing when it traced with it), scaled linearly to the plan's
-  micro-batch. Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
+  micro-batch (the torch frontend counts each saved storage once, never a parameter or a view of one, and an
+  fp32 input of an autocast-lowered matmul as its half-precision cast, as CUDA autocast saves it). Under the megatron
+  stack (bf16 parameters) the fp32 tensors autocast keeps inside the model (``activation_bytes_fp32``: residual
+  stream / norm inputs, softmax outputs) are half precision, and a cast of a kept fp32 tensor
+  (``activation_bytes_cast_dup``) is the same tensor: a GPT layer with flash attention and no dropout then keeps
+  32sbh, Korthikanti et al. 2022's 34sbh less the two 1-byte dropout masks (tests/test_memory_activations.py).
+  Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
   removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
   Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
 * workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation
@@ -25,8 +33,6 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 """
 
 from __future__ import annotations
-
-import math
 
 from . import costs
 from . import parallel as _parallel
@@ -68,6 +74,18 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append("activation memory approximated by the bytes written in the forward pass (the frontend gave no "
                      "saved-for-backward total): an upper bound")
     act = int(raw)
+    if (getattr(plan, "training_stack", "pytorch") == "megatron" and plan.precision in HALF and graph.extra
+            and graph.extra.get("activation_bytes_fp32") is not None):
+        fp32 = int(graph.extra.get("activation_bytes_fp32") or 0)
+        dup = int(graph.extra.get("activation_bytes_cast_dup") or 0)
+        if fp32 or dup:
+            act = max(0, act - fp32 // 2 - dup)
+            same = (f", and their half-precision casts autocast also kept ({dup / 2**20:,.1f} MiB) are the same "
+                    f"tensors" if dup else "")
+            notes.append(f"training stack megatron: the activations autocast keeps in fp32 inside the model (residual "
+                         f"stream / norm inputs, softmax outputs: {fp32 / 2**20:,.1f} MiB traced) are half "
+                         f"precision (2 bytes){same}: {(fp32 // 2 + dup) / 2**20:,.1f} MiB less than traced; the "
+                         f"loss's fp32 log-softmax stays fp32")
     if plan.recompute == "selective" and not traced_ckpt:
         from .parallel import attention_score_bytes
 
@@ -87,6 +105,37 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append(f"activation checkpointing not traced by the frontend: ~{CHECKPOINT_FACTOR:.0%} of the "
                      f"activations kept (block inputs only), the forward recomputed once in backward")
     return act, notes
+
+
+def gathered_share(graph: CostGraph) -> tuple[float, str]:
+    """Share of the model's parameters FSDP FULL_SHARD / ZeRO-3 holds gathered (unsharded) at the peak, and why.
+
+    With the transformer blocks wrapped one FSDP unit each (an auto-wrap policy on the block class: llm-foundry's
+    MPT ``fsdp_wrap_fn``, Hugging Face Accelerate's transformer_based_wrap, torchtitan), FSDP holds the unit that
+    runs plus the next one it prefetches (``backward_prefetch=BACKWARD_PRE``, the default; ``forward_prefetch`` or
+    ``limit_all_gathers=False`` may hold more) and the root unit (embeddings, final norm, output layer), which FULL_SHARD
+    does not free after forward (torch.distributed.fsdp ``_post_forward_reshard``: the root's parameters are kept
+    for backward). So 2 blocks + the parameters outside the blocks. Without the blocks' sizes (a frontend that did
+    not report them): 2 / blocks of the model when the graph has repeated blocks, else the whole model (one unit)."""
+    params = float(graph.params or 0)
+    extra = graph.extra or {}
+    if not params:
+        return 0.0, "no parameters"
+    full = float(extra.get("parallel_full_params") or params)
+    block, count = extra.get("block_params"), extra.get("block_count")
+    if block and count and full:
+        block, count = float(block), int(count)
+        root = max(0.0, full - block * count)
+        share = min(1.0, (2.0 * block + root) / full)
+        return share, (f"2 transformer blocks of {block:,.0f} parameters (the running unit + the prefetched one) "
+                       f"+ the root unit's {root:,.0f} (embeddings, final norm, output layer, kept gathered for "
+                       f"backward) = {share:.1%} of the model")
+    blocks = _parallel.find_blocks(graph)
+    if blocks is not None and blocks.count >= 2:
+        share = 2.0 / blocks.count
+        return share, (f"2 of {blocks.count} repeated blocks (the running unit + the prefetched one; block sizes "
+                       f"not reported by the frontend: the model / {blocks.count} each) = {share:.1%} of the model")
+    return 1.0, "no repeated blocks found: the whole model is one gathered unit (FSDP without an auto-wrap policy)"
 
 
 def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
@@ -147,12 +196,10 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         if sharding in ("zero2", "zero3", "fsdp"):
             grads *= share
         if sharding in ("zero3", "fsdp"):
-            # sharded weights + the largest gathered unit in flight (approximated by 2 / sqrt(layers) of the model)
-            layers = max(1, len({r.module for r in graph.records if r.kind in (OpKind.MATMUL, OpKind.CONV)}))
-            in_flight = weights * min(1.0, 2.0 / math.sqrt(layers))
-            weights = weights * share + in_flight
-            weight_copies = weight_copies * share + (2.0 * params * keep * min(1.0, 2.0 / math.sqrt(layers))
-                                                     if half else 0.0)
+            gathered, how = gathered_share(graph)
+            weights = weights * share + weights * gathered
+            weight_copies = weight_copies * share + (2.0 * params * keep * gathered if half and not megatron else 0.0)
+            notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
     act, act_notes = activation_bytes(graph, plan)
     notes += act_notes
     dynamic = act + weight_copies

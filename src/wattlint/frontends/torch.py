@@ -15,7 +15,10 @@ How it works
   foreach implementation (the CUDA default).
 * Data-dependent reads (``.item()``, ``bool(tensor)``) on meta tensors get a data-independent answer (True /
   1 / 0.0), counted and listed as an assumption.
-* Activation bytes (tensors saved for backward) are measured with ``torch.autograd.graph.saved_tensors_hooks``.
+* Activation bytes (tensors saved for backward) are measured with ``torch.autograd.graph.saved_tensors_hooks``:
+  each storage once, never a parameter or a view of one, an fp32 input of an autocast-lowered op as the
+  half-precision cast CUDA autocast would save (:meth:`_Tracer.settle_saved`); ``extra`` also gives the fp32 part
+  kept inside the model and the repeated blocks' size (``block_params``, ``block_count``) for wattlint.memory.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class _Recorder(TorchDispatchMode):
                 or (dev is not None and torch.device(dev).type == "meta")):
             return func(*args, **kwargs)  # host-side bookkeeping (optimizer step counters on CPU)
         name = func._schema.name.split("::", 1)[-1]
+        if t._pending:
+            t.settle_saved(name, args)
         if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER and not t.lib_call_now():
             args, kwargs = t.autocast(name, args, kwargs)  # (inside a library call: cast once at its entry)
         if name in AUTOCAST_LOWER_BWD and t.lower_dtype is not None and t.phase is Phase.BACKWARD:
@@ -116,7 +121,14 @@ class _Recorder(TorchDispatchMode):
             if out is None:
                 raise
         t.record(func, args, kwargs, out)
+        t._last_out_ids, t._last_op = {_tensor_key(o) for o in T.tensors(out)}, name
         return out
+
+
+def _tensor_key(x: torch.Tensor) -> tuple:
+    """The same tensor as autograd's pack hook and the dispatch mode see it (they hold different Python objects):
+    its storage, offset, shape, strides and dtype."""
+    return (x.untyped_storage()._cdata, x.storage_offset(), tuple(x.shape), tuple(x.stride()), x.dtype)
 
 
 @dataclass
@@ -141,8 +153,14 @@ class _Tracer:
         self.cast_cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self.scalar_reads: Counter = Counter()
         self.saved_bytes = 0
+        self.saved_fp32_bytes = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
+        self.saved_cast_dup_bytes = 0  # of which half-precision casts of fp32 tensors that are saved themselves
         self._saved_ids: set[int] = set()
+        self._cast_ids: set[tuple] = set()
         self._keep: list[torch.Tensor] = []
+        self._pending: list[tuple[torch.Tensor, str]] = []  # saved since the last dispatched op (settle_saved)
+        self._last_out_ids: set[tuple] = set()
+        self._last_op = ""
         self.param_ids = {id(p) for p in model.parameters()}
         self.attention_kernels: Counter = Counter()
         self.lib_call = 0  # > 0 while a library call (cuDNN RNN) runs: its records share one host launch
@@ -267,13 +285,61 @@ class _Tracer:
 
     # -- saved tensors (activation memory) --
     def pack(self, x):
-        if isinstance(x, torch.Tensor) and id(x) not in self.param_ids:
+        """autograd's pack hook: remember the tensor; :meth:`settle_saved` charges it at the next dispatched op.
+
+        Parameters and views of parameters (``W.t()`` that ``F.linear`` saves for the weight gradient) are not
+        activations: the weights are counted by wattlint.memory (their half-precision casts as weight casts)."""
+        if isinstance(x, torch.Tensor):
             base = x._base if x._base is not None else x
-            if id(base) not in self._saved_ids:
-                self._saved_ids.add(id(base))
-                self._keep.append(base)
-                self.saved_bytes += base.numel() * base.element_size()
+            if id(x) not in self.param_ids and id(base) not in self.param_ids:
+                self._pending.append((x, self.stack[-1].name if self.stack else ""))
         return x
+
+    def settle_saved(self, name: str = "", args=()) -> None:
+        """Charge the tensors autograd saved since the last dispatched op, once per storage.
+
+        autograd packs an op's inputs before the op reaches the dispatcher, its outputs after. Under CUDA autocast
+        the cast sits above autograd, so an autocast-lowered op (matmul, attention) saves the half-precision copy
+        of an fp32 input; this tracer casts below autograd (in the dispatch mode), so autograd hands the fp32
+        tensor to the pack hook. Such an input of the op now dispatched (``name``, ``args``) is charged as its
+        half-precision cast (2 bytes per element, once per cast as the tracer's cast cache records it). A tensor
+        packed twice here that the previous op returned was saved by that op as its output too (softmax saving
+        its fp32 output that the next matmul reads): that pack is charged as stored, both are kept on the GPU."""
+        pending, self._pending = self._pending, []
+        lower = self.lower_dtype
+        cast_in = set()
+        if lower is not None and name in AUTOCAST_LOWER and self.phase is Phase.FORWARD:
+            cast_in = {_tensor_key(a) for a in T.tensors(list(args)) if a.dtype == torch.float32}
+        keys = [_tensor_key(x) for x, _ in pending]
+        packs = Counter(keys)
+        from_attention = self._last_op.startswith("_scaled_dot_product") or "flash" in self._last_op
+        attn_out = set(self._last_out_ids) if from_attention else set()
+        prev_out = {k for k in self._last_out_ids if packs[k] > 1}
+        for (x, module), key in zip(pending, keys):
+            if key in prev_out:  # packed twice: the previous op's saved output (as stored), then this op's input
+                prev_out.discard(key)
+            elif key in cast_in:
+                if key not in self._cast_ids:
+                    self._cast_ids.add(key)
+                    self._keep.append(x)
+                    self.saved_bytes += x.numel() * lower.itemsize
+                    base = x._base if x._base is not None else x
+                    if id(base) in self._saved_ids:  # the fp32 tensor is kept too (softmax output, then its cast)
+                        self.saved_cast_dup_bytes += x.numel() * lower.itemsize
+                continue
+            base = x._base if x._base is not None else x
+            if id(base) in self._saved_ids:
+                continue
+            self._saved_ids.add(id(base))
+            self._keep.append(base)
+            nbytes = base.numel() * base.element_size()
+            self.saved_bytes += nbytes
+            # fp32 inside the model: autocast's residual stream / norm inputs, softmax outputs (the training stack
+            # megatron keeps them in half precision); not the statistics (last dim 1) nor a fused attention
+            # kernel's fp32 log-sum-exp, which stay fp32 in every stack
+            if (module and base.dtype == torch.float32 and base.dim() >= 1 and base.shape[-1] > 1
+                    and key not in attn_out):
+                self.saved_fp32_bytes += nbytes
 
     # -- records --
     def record(self, func, args, kwargs, out):
@@ -554,6 +620,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
                 loss, loss_note = _loss(output, hf)
+            tracer.settle_saved()
         tracer.stack.clear()
         if not grads_to_none:
             _allocate_grads(model)  # zeroed, not freed, by the previous step's zero_grad
@@ -622,8 +689,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
-    extra = {"activation_bytes": int(tracer.saved_bytes), "optimizer_impl": optimizer_impl,
+    extra = {"activation_bytes": int(tracer.saved_bytes), "activation_bytes_fp32": int(tracer.saved_fp32_bytes),
+             "activation_bytes_cast_dup": int(tracer.saved_cast_dup_bytes),
+             "optimizer_impl": optimizer_impl,
              "activation_checkpointing": bool(activation_checkpointing)}
+    blocks = _repeated_blocks(model)
+    if blocks:
+        extra["block_params"], extra["block_count"] = blocks
     if not grads_to_none:
         extra["zero_grad_set_to_none"] = False
     if moe.layers:
@@ -633,6 +705,19 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
                      precision=prec, optimizer=optimizer, extra=extra)
+
+
+def _repeated_blocks(model: nn.Module) -> tuple[int, int] | None:
+    """(parameters of the largest child, number of children) of the ``nn.ModuleList`` holding the most parameters
+    (a transformer's layers): the unit an FSDP auto-wrap policy wraps (wattlint.memory), or None."""
+    best = None
+    for m in model.modules():
+        if not isinstance(m, nn.ModuleList) or len(m) < 2:
+            continue
+        sizes = [count_params(c)[0] for c in m]
+        if best is None or sum(sizes) > best[0]:
+            best = (sum(sizes), max(sizes), len(sizes))
+    return (best[1], best[2]) if best and best[1] > 0 else None
 
 
 def _meta_nonzero_all():
