@@ -19,7 +19,7 @@ from . import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("wattlint.commands.estimate", "estimate energy, time, CO2 and cost of a training plan (default)"),
     "analyze": ("wattlint.commands.analyze", "trace one training step: FLOPs and bytes per layer and phase"),
-    "gpus": ("wattlint.commands.gpus", "list the GPU database with calibration status"),
+    "gpus": ("wattlint.commands.gpus", "list the GPU database with the energy model each GPU uses"),
     "check": ("wattlint.commands.check", "lint configured models against rules, budgets and the baseline"),
     "rules": ("wattlint.commands.rules", "list lint rules"),
     "rule": ("wattlint.commands.rule", "show one rule's documentation"),
