@@ -117,3 +117,35 @@ def test_compare_run_on_a_committed_record_with_a_reestimate(capsys):
     assert main(["compare-run", rec]) == 0
     text = capsys.readouterr().out
     assert "projection when the stable phase was reached" in text and "modelled" in text
+
+
+@pytest.mark.parametrize("extra, named", [(["--gpu", "h100"], "--gpu"), (["--steps", "5000"], "--steps"),
+                                          (["--precision", "bf16", "--gpus", "8"], "--precision, --gpus"),
+                                          (["--cpu-calibration", "calibration/runs/cpu-amd-epyc"],
+                                           "--cpu-calibration"),
+                                          (["--input", "x=float32[128,784]"], "--input")])
+def test_compare_run_refuses_estimate_options_it_would_ignore_on_a_record(capsys, extra, named):
+    """Without --model a run record is shown with the estimate it recorded: a --gpu or plan flag would change
+    nothing, so it is an input error (exit 2, one line naming the flags), never silently ignored."""
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, *extra]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert not captured.out and len(err) == 1 and named in err[0] and "--model" in err[0]
+
+
+def test_compare_run_refuses_log_selectors_of_another_tool(tmp_path, capsys):
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, "--row", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--row" in err[0]
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    assert main(["compare-run", str(p), "--window", "epoch"]) == 2  # a Zeus option on a CodeCarbon log
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--window" in err[0] and "codecarbon" in err[0].lower()
+    assert main(["compare-run", str(p), "--row", "0"]) == 0  # its own selector still works
