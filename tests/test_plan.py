@@ -229,3 +229,14 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     assert not any("EIA" in a for a in p.assumptions)
     p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)  # both explicit: both charged
     assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)
+
+
+@pytest.mark.parametrize("extra", [{}, {"gpus": 4}])
+def test_sequence_parallel_without_tensor_parallel_is_stated_not_silently_dropped(extra):
+    """--sequence-parallel splits work over tensor-parallel ranks only; given alone (no layout option at all) it
+    changes nothing, and the report must say so (it did only when another layout option was also given)."""
+    p = build_plan(graph(), gpu=GPU, epochs=1, sequence_parallel=True, **extra)
+    assert not p.sequence_parallel
+    assert "--sequence-parallel has no effect without --tensor-parallel > 1" in p.assumptions
+    q = build_plan(graph(), gpu=GPU, epochs=1, sequence_parallel=True, micro_batch_size=32, **extra)
+    assert q.assumptions.count("--sequence-parallel has no effect without --tensor-parallel > 1") == 1

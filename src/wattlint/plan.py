@@ -183,6 +183,8 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     else:
         layout = parallel.Layout(gpus=gpus)
         dp = gpus
+        if v.get("sequence_parallel"):  # resolve() states this when a layout option is given; here it is alone
+            notes.append("--sequence-parallel has no effect without --tensor-parallel > 1")
         if batch is None:
             batch = micro_traced * gpus * grad_accum
             notes.append(f"global batch {batch} = traced micro-batch {micro_traced} x {gpus} GPU(s) x grad-accum "
