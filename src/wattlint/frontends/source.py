@@ -67,9 +67,9 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
             torch_version: str | None = None) -> CostGraph:
     """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
     tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only: stated as not applied otherwise).
-    ``optimizer_impl``: ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop`` (``foreach=False``).
-    ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax kernels) for PyTorch
-    and Hugging Face sources; ONNX graphs record attention as their nodes do. ``torch_version``: the PyTorch version
+    ``optimizer_impl``: ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop``
+    (``foreach=False``). ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax
+    kernels) for PyTorch and Hugging Face sources; ONNX graphs record attention as their nodes do (stated). ``torch_version``: the PyTorch version
     of the run (wattlint.framework): it sets the defaults of the two and which depthwise kernels run."""
     from .. import framework
 
