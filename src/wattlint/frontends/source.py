@@ -69,8 +69,9 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
     tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only: stated as not applied otherwise).
     ``optimizer_impl``: ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop``
     (``foreach=False``). ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax
-    kernels) for PyTorch and Hugging Face sources; ONNX graphs record attention as their nodes do (stated). ``torch_version``: the PyTorch version
-    of the run (wattlint.framework): it sets the defaults of the two and which depthwise kernels run."""
+    kernels) for PyTorch and Hugging Face sources; ONNX graphs record attention as their nodes do (stated).
+    ``torch_version``: the PyTorch version of the run (wattlint.framework): it sets the defaults of the two and which
+    depthwise kernels run."""
     from .. import framework
 
     graph = _analyze(source, inputs=inputs, batch_size=batch_size, seq_len=seq_len, precision=precision,
