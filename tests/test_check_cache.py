@@ -115,3 +115,37 @@ def test_installed_module_source_keys_on_its_version(tmp_path, monkeypatch):
     k1 = cache.key(cfg.models[0], cfg)[0]
     monkeypatch.setitem(c._VERSION_MEMO, "somepkg", "2.0")
     assert cache.key(cfg.models[0], cfg)[0] != k1
+
+
+def test_a_new_fitted_model_on_the_search_path_invalidates_cached_results(tmp_path, monkeypatch, run_cli):
+    """`wattlint fit` writes to the user's models folder (or $WATTLINT_MODELS_DIR / models-dir): the next check must
+    price with it, not return the cached public-fit result (stale numbers labelled with a stale provenance)."""
+    import shutil
+
+    from wattlint.energy import predictor as pred_mod
+
+    root = Path(__file__).resolve().parents[1]
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(root / "examples" / "resnet50.onnx", proj / "m.onnx")
+    (proj / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n\n[[tool.wattlint.models]]\n'
+                                         'name = "m"\nsource = "m.onnx"\nsteps = 100\n')
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
+    monkeypatch.chdir(proj)
+
+    def summary():
+        code, out, _ = run_cli("check", "--format", "json")
+        assert code == 0
+        return json.loads(out)["models"][0]
+
+    first = summary()
+    assert first["cached"] is False and first["calibration"] == "public-fit"
+    assert summary()["cached"] is True  # unchanged: a hit
+    # a calibration for this GPU appears on the search path (the shipped H200 model stands in for a fitted one)
+    shutil.copytree(root / "src" / "wattlint" / "models" / "h200-sxm-141gb", models / "a100-sxm4-80gb")
+    after = summary()
+    assert after["cached"] is False and after["calibration"] == "measured"
+    assert summary()["cached"] is True
