@@ -218,3 +218,27 @@ def test_gpu_backward_calls_host_bound_dropped_kernel_bound_kept_whole(fake_run,
     assert times[f"{back[1]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
     assert times[f"{back[2]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
     assert f"{back[0]['sample_id']}@{fake_run.csv.name}" not in times
+
+
+def test_a_refit_that_fails_while_writing_leaves_the_previous_model_intact(fitted, fake_run, tmp_path,
+                                                                             monkeypatch):
+    """Refitting into a folder that holds a model: if writing fails part way (disk full, a kill), the previous
+    model's three files must be untouched and still load; they used to be overwritten one by one, leaving a new
+    time model under the old card (sha256 mismatch: the calibration silently unusable)."""
+    from wattlint import io as wio
+
+    out = tmp_path / "m"
+    shutil.copytree(fitted.path, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = wio._write_temp
+
+    def disk_full_at_the_card(path, text):  # the time and power models are written, then the disk fills
+        if Path(path).name == "card.json":
+            raise OSError(28, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(wio, "_write_temp", disk_full_at_the_card)
+    with pytest.raises(OSError):
+        fit_runs([str(fake_run.csv)], str(out), rounds=20, folds=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temporary left
+    load_model(out)  # still a usable model
