@@ -58,19 +58,20 @@ def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
     """Write several files that belong together (a model's boosters and the card holding their hashes): every
     temporary is written first, then each is moved into place, so a write that fails (disk full, a kill while
     writing) leaves all the previous files untouched and no temporary behind."""
-    done: list[tuple[str, Path]] = []
+    pending: list[tuple[str, Path]] = []
     try:
         for path, text in files.items():
-            done.append((_write_temp(Path(path), text), Path(path)))
+            pending.append((_write_temp(Path(path), text), Path(path)))
+        while pending:
+            os.replace(*pending[0])
+            pending.pop(0)
     except BaseException:
-        for tmp, _ in done:
+        for tmp, _ in pending:  # the temporaries not moved into place
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
         raise
-    for tmp, path in done:
-        os.replace(tmp, path)
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:
