@@ -149,3 +149,30 @@ def test_compare_run_refuses_log_selectors_of_another_tool(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--window" in err[0] and "codecarbon" in err[0].lower()
     assert main(["compare-run", str(p), "--row", "0"]) == 0  # its own selector still works
+
+
+@pytest.mark.parametrize("line, path, value, named", [
+    (0, ("device",), "x", "header.device"),
+    (0, ("static",), True, "header.static"),
+    (0, ("settings", "min_steps"), {}, "header.settings.min_steps"),
+    (0, ("static", "total", "time_h"), [1, 2], "header.static"),
+    (1, ("step_times_s", 0), None, "window.step_times_s[0]"),
+    (1, ("channels",), 2.5, "window.channels"),
+])
+@pytest.mark.parametrize("command", ["compare-run", "fit"])
+def test_a_damaged_run_record_is_an_input_error_not_a_crash(tmp_path, capsys, line, path, value, named, command):
+    """A run record edited or damaged by hand (a field of the wrong type) used to crash compare-run / fit with an
+    internal error (exit 3); it is the user's file: exit 2, one line naming the line and field."""
+    import glob
+
+    src = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    lines = [json.loads(x) for x in open(src).read().splitlines()]
+    o = lines[line]
+    for k in path[:-1]:
+        o = o[k]
+    o[path[-1]] = value
+    bad = tmp_path / "damaged.jsonl"
+    bad.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert main([command, str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"damaged.jsonl:{line + 1}: malformed run record" in err[0] and named in err[0]
