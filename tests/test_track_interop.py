@@ -176,3 +176,33 @@ def test_a_damaged_run_record_is_an_input_error_not_a_crash(tmp_path, capsys, li
     assert main([command, str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"damaged.jsonl:{line + 1}: malformed run record" in err[0] and named in err[0]
+
+
+@pytest.mark.parametrize("field, value", [("duration", "-120"), ("gpu_energy", "inf"), ("gpu_count", "1e400"),
+                                          ("energy_consumed", "-0.5")])
+def test_codecarbon_negative_or_infinite_measurements_are_refused(tmp_path, capsys, field, value):
+    """A negative or infinite measured value is a damaged log: exit 2 naming the field (it used to crash on an
+    infinite gpu_count, exit 3, or compare against a negative duration: 'error -104 %')."""
+    cols = CC_HEADER.split(",")
+    row = _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001).split(",")
+    row[cols.index(field)] = value
+    p = tmp_path / "emissions.csv"
+    p.write_text(CC_HEADER + "\n" + ",".join(row) + "\n")
+    assert main(["compare-run", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{field} = {value}" in err[0]
+
+
+def test_zeus_log_with_a_torn_last_row_still_compares(tmp_path, capsys):
+    """A Zeus CSV whose last row was cut short (the run killed while it was written) used to crash sorting the window
+    names (None vs str, exit 3); the complete rows are used and the torn one is stated."""
+    p = tmp_path / "zeus.csv"
+    p.write_text("start_time,window_name,elapsed_time,gpu0_energy\n0,epoch,5,100\n1,epoch,7,150\n2\n")
+    assert main(["compare-run", str(p), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    m = doc["measured"]
+    assert m["duration_s"] == pytest.approx(5 + 7) and m["gpu_energy_kwh"] == pytest.approx((100 + 150) / 3.6e6)
+    assert any("1 incomplete row(s)" in n for n in m["notes"])
+    p.write_text("start_time,window_name,elapsed_time,gpu0_energy\n0,epoch,-5,100\n")
+    assert main(["compare-run", str(p)]) == 2
+    assert "elapsed_time = -5" in capsys.readouterr().err
