@@ -242,3 +242,23 @@ def test_a_refit_that_fails_while_writing_leaves_the_previous_model_intact(fitte
         fit_runs([str(fake_run.csv)], str(out), rounds=20, folds=3)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temporary left
     load_model(out)  # still a usable model
+
+
+@pytest.mark.parametrize("bad_params", ["[]", "1e400", "\"gemm\""])
+def test_a_row_whose_params_are_not_an_object_is_skipped_not_a_crash(fake_run, tmp_path, bad_params):
+    """A calibration CSV row whose params column is valid JSON but not an object (a damaged or hand-edited row)
+    crashed fit with an internal error (AttributeError, exit 3); it is skipped and counted as unparseable."""
+    import csv as _csv
+
+    rows = list(_csv.DictReader(fake_run.csv.open(newline="")))
+    rows[0]["params"] = bad_params
+    run = tmp_path / fake_run.csv.name
+    with run.open("w", newline="") as f:
+        w = _csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    shutil.copy(fake_run.json, tmp_path / fake_run.json.name)
+    data, _spec, prov = load_fit_data(find_runs([str(run)]))
+    assert prov["skipped_rows"].get("unparseable") == 1
+    ok = sum(1 for r in rows if r["status"] == "ok")
+    assert len(set(data.sample)) <= ok - 1
