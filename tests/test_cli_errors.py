@@ -106,3 +106,12 @@ def test_a_non_finite_baseline_entry_is_never_written(tmp_path):
     with pytest.raises(ValueError):
         write_baseline(path, {"m": {"energy_kwh": float("inf"), "cost_usd": float("nan")}})
     assert path.read_bytes() == before
+
+
+def test_depth_without_group_by_depth_is_refused(run_cli):
+    """--depth only shapes --group-by depth rows; given with another grouping it used to be ignored silently."""
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--depth", "3")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "--group-by depth" in err
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--group-by", "depth",
+                           "--depth", "1")
+    assert code == 0 and "layer1 " in out and "layer1.0" not in out  # rows cut at one path component
