@@ -115,3 +115,11 @@ def test_depth_without_group_by_depth_is_refused(run_cli):
     code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--group-by", "depth",
                            "--depth", "1")
     assert code == 0 and "layer1 " in out and "layer1.0" not in out  # rows cut at one path component
+
+
+@pytest.mark.parametrize("typo, command", [("chek", "check"), ("analyse", "analyze"), ("gpu", "gpus")])
+def test_a_mistyped_command_is_named_as_one(run_cli, typo, command):
+    """'wattlint chek' used to say "model source 'chek' not understood"."""
+    code, out, err = run_cli(typo)
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert f"unknown command {typo!r}; did you mean '{command}'" in err
