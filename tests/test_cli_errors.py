@@ -123,3 +123,19 @@ def test_a_mistyped_command_is_named_as_one(run_cli, typo, command):
     code, out, err = run_cli(typo)
     assert code == 2 and not out and len(err.strip().splitlines()) == 1
     assert f"unknown command {typo!r}; did you mean '{command}'" in err
+
+
+def test_a_models_dir_that_is_not_there_is_refused(run_cli, tmp_path, monkeypatch):
+    """--models-dir / [tool.wattlint] models-dir name the user's fitted models: a folder that does not exist (a typo)
+    used to be searched silently, the estimate falling back to public-fit as if no calibration had been given."""
+    missing = tmp_path / "my-modles"
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--models-dir", missing)
+    assert code == 2 and not out and f"--models-dir {missing}: not a folder" in err
+    (tmp_path / "pyproject.toml").write_text(f'[tool.wattlint]\nmodels-dir = "{missing}"\n')
+    monkeypatch.chdir(tmp_path)
+    model = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    code, out, err = run_cli(model, "--gpu", "a100", "--steps", "10")
+    assert code == 2 and "[tool.wattlint] models-dir" in err and "not a folder" in err
+    missing.mkdir()
+    code, out, err = run_cli(model, "--gpu", "a100", "--steps", "10")
+    assert code == 0
