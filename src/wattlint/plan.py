@@ -256,8 +256,16 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     if dataset is None and v.get("dataset_size") is not None:
         dataset = str(v["dataset_size"])
     seq = v.get("seq_len") or (graph.seq_len or None)
+    no_seq = ""
+    if v.get("seq_len") and not graph.seq_len and graph.inputs:  # e.g. a CNN: the flag has nothing to apply to
+        no_seq = ", ".join(f"{t.name}={t.dtype}{list(t.shape)}" for t in graph.inputs)
+        notes.append(f"--seq-len {v['seq_len']}: the model's inputs have no sequence dimension ({no_seq}); not used")
+        seq = None
     name = size = None
     if tokens is not None:
+        if no_seq:
+            raise ConfigError(f"--tokens: the model's inputs have no sequence dimension ({no_seq}), so tokens do not "
+                              "give its steps; use --steps or --epochs")
         if not seq:
             raise ConfigError("--tokens needs --seq-len (the model's sequence length is unknown)")
         steps = math.ceil(tokens / (batch * seq))
