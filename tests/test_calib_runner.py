@@ -191,3 +191,17 @@ def test_appender_rewrites_a_torn_header(tmp_path):
     w.close()
     rows = read_rows(p)
     assert len(rows) == 1 and rows[0][CSV_COLUMNS[0]] == "x"
+
+
+def test_calibrate_plan_honours_limit(run_cli):
+    """--plan with --limit N plans the N-sample session the same command without --plan would measure (it used to
+    print the whole suite's duration). Expected from the suite's own timing: N x seconds per sample + setup."""
+    from wattlint.calibrate.suites import load_suite
+
+    suite = load_suite("default")
+    code, out, _ = run_cli("calibrate", "--plan", "--suite", "default", "--limit", "20")
+    assert code == 0
+    expect = 20 * suite.sample_seconds("cuda") + suite.planned_seconds("cuda", 0)
+    assert f"--limit 20: at most 20 of {len(suite.samples)} samples this session -> planned {expect / 60:.1f} min" \
+        in out
+    assert "in 2 parts" not in out  # part sizes describe whole-suite runs, not a 20-sample session

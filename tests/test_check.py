@@ -376,3 +376,18 @@ def test_torch_models_are_skipped_with_a_notice_without_torch(tmp_path, monkeypa
     code, out, _ = run_cli("check", "--format", "json")
     doc = json.loads(out)
     assert [m["skipped"] is not None for m in doc["models"]] == [False, True]
+
+
+def test_sarif_and_github_findings_carry_the_energy_model(project, run_cli):
+    """A finding's numbers (a budget overrun, a saving) come from one energy model: in SARIF and in GitHub
+    annotations, where the text summary lines are not shown, each finding must say which (and on which GPU)."""
+    import json as _json
+
+    project(budget="0.001")
+    code, out, _ = run_cli("check", "--format", "sarif")
+    results = _json.loads(out)["runs"][0]["results"]
+    assert results and all(r["properties"]["energy_model"] == "public-fit" for r in results)
+    assert all(r["properties"]["gpu"] for r in results)
+    code, out, _ = run_cli("check", "--format", "github")
+    lines = out.splitlines()
+    assert lines and all("[energy model public-fit on " in ln for ln in lines)

@@ -106,3 +106,36 @@ def test_a_non_finite_baseline_entry_is_never_written(tmp_path):
     with pytest.raises(ValueError):
         write_baseline(path, {"m": {"energy_kwh": float("inf"), "cost_usd": float("nan")}})
     assert path.read_bytes() == before
+
+
+def test_depth_without_group_by_depth_is_refused(run_cli):
+    """--depth only shapes --group-by depth rows; given with another grouping it used to be ignored silently."""
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--depth", "3")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1 and "--group-by depth" in err
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--group-by", "depth",
+                           "--depth", "1")
+    assert code == 0 and "layer1 " in out and "layer1.0" not in out  # rows cut at one path component
+
+
+@pytest.mark.parametrize("typo, command", [("chek", "check"), ("analyse", "analyze"), ("gpu", "gpus")])
+def test_a_mistyped_command_is_named_as_one(run_cli, typo, command):
+    """'wattlint chek' used to say "model source 'chek' not understood"."""
+    code, out, err = run_cli(typo)
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert f"unknown command {typo!r}; did you mean '{command}'" in err
+
+
+def test_a_models_dir_that_is_not_there_is_refused(run_cli, tmp_path, monkeypatch):
+    """--models-dir / [tool.wattlint] models-dir name the user's fitted models: a folder that does not exist (a typo)
+    used to be searched silently, the estimate falling back to public-fit as if no calibration had been given."""
+    missing = tmp_path / "my-modles"
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--models-dir", missing)
+    assert code == 2 and not out and f"--models-dir {missing}: not a folder" in err
+    (tmp_path / "pyproject.toml").write_text(f'[tool.wattlint]\nmodels-dir = "{missing}"\n')
+    monkeypatch.chdir(tmp_path)
+    model = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    code, out, err = run_cli(model, "--gpu", "a100", "--steps", "10")
+    assert code == 2 and "[tool.wattlint] models-dir" in err and "not a folder" in err
+    missing.mkdir()
+    code, out, err = run_cli(model, "--gpu", "a100", "--steps", "10")
+    assert code == 0

@@ -218,3 +218,47 @@ def test_gpu_backward_calls_host_bound_dropped_kernel_bound_kept_whole(fake_run,
     assert times[f"{back[1]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
     assert times[f"{back[2]['sample_id']}@{fake_run.csv.name}"] == pytest.approx(200e-6)
     assert f"{back[0]['sample_id']}@{fake_run.csv.name}" not in times
+
+
+def test_a_refit_that_fails_while_writing_leaves_the_previous_model_intact(fitted, fake_run, tmp_path,
+                                                                             monkeypatch):
+    """Refitting into a folder that holds a model: if writing fails part way (disk full, a kill), the previous
+    model's three files must be untouched and still load; they used to be overwritten one by one, leaving a new
+    time model under the old card (sha256 mismatch: the calibration silently unusable)."""
+    from wattlint import io as wio
+
+    out = tmp_path / "m"
+    shutil.copytree(fitted.path, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = wio._write_temp
+
+    def disk_full_at_the_card(path, text):  # the time and power models are written, then the disk fills
+        if Path(path).name == "card.json":
+            raise OSError(28, "No space left on device")
+        return real(path, text)
+
+    monkeypatch.setattr(wio, "_write_temp", disk_full_at_the_card)
+    with pytest.raises(OSError):
+        fit_runs([str(fake_run.csv)], str(out), rounds=20, folds=3)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, no temporary left
+    load_model(out)  # still a usable model
+
+
+@pytest.mark.parametrize("bad_params", ["[]", "1e400", "\"gemm\""])
+def test_a_row_whose_params_are_not_an_object_is_skipped_not_a_crash(fake_run, tmp_path, bad_params):
+    """A calibration CSV row whose params column is valid JSON but not an object (a damaged or hand-edited row)
+    crashed fit with an internal error (AttributeError, exit 3); it is skipped and counted as unparseable."""
+    import csv as _csv
+
+    rows = list(_csv.DictReader(fake_run.csv.open(newline="")))
+    rows[0]["params"] = bad_params
+    run = tmp_path / fake_run.csv.name
+    with run.open("w", newline="") as f:
+        w = _csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    shutil.copy(fake_run.json, tmp_path / fake_run.json.name)
+    data, _spec, prov = load_fit_data(find_runs([str(run)]))
+    assert prov["skipped_rows"].get("unparseable") == 1
+    ok = sum(1 for r in rows if r["status"] == "ok")
+    assert len(set(data.sample)) <= ok - 1

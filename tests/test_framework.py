@@ -211,3 +211,11 @@ def test_zero_grad_onnx_graphs_at_1_x_say_the_fills_are_not_priced():
     assert not any("zero_grad" in a for a in framework.apply(g, "2.0").assumptions)
     assert not framework.grads_to_none_by_default((1, 13)) and framework.grads_to_none_by_default((2, 0))
     assert framework.grads_to_none_by_default(None)
+
+
+@pytest.mark.parametrize("version, says", [("0.4", "before 1.0"), ("100.0", "expected MAJOR.MINOR"),
+                                           ("two.one", "expected MAJOR.MINOR")])
+def test_torch_version_errors_say_what_is_wrong(version, says):
+    """'0.4' is a MAJOR.MINOR version: the error must say it is out of range, not that the format is wrong."""
+    with pytest.raises(InputError, match=says):
+        framework.parse(version)

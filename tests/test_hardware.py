@@ -197,7 +197,7 @@ def test_gpus_json_list(run_cli):
     data = json.loads(out)
     assert len(data) == len(load_gpus())
     row = next(r for r in data if r["key"] == "rtx3090-24gb")
-    assert row["calibration"] in ("prior", "measured")
+    assert row["calibration"] in ("prior", "public-fit", "transferred", "measured")
     assert row["idle_estimated"] is True and "peak_tflops.bf16" in row["unconfirmed"]
 
 
@@ -259,3 +259,26 @@ def test_gddr_boards_follow_the_in_job_idle_rule():
         assert gpus[k].idle_w == gddr_idle_w(gpus[k].tdp_w), k
         assert memory_kind(gpus[k]) != "hbm", k
     assert gddr_idle_w(70.0) == 18 and gddr_idle_w(260.0) == 65
+
+
+def test_gpus_reports_the_energy_model_an_estimate_uses(run_cli, monkeypatch, tmp_path):
+    """`wattlint gpus` must not call a GPU 'prior' when its estimates run on the public fit: the column is the
+    provenance the estimate prints. README: public-fit is the default for NVIDIA GPUs without a calibration, the
+    prior for every non-NVIDIA device, the shipped H200 SXM calibration is measured."""
+    monkeypatch.delenv("WATTLINT_MODELS_DIR", raising=False)
+    from wattlint.energy import predictor as pred_mod
+
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "empty-user-models")
+    code, out, _ = run_cli("gpus", "--format", "json")
+    assert code == 0
+    by_key = {r["key"]: r["calibration"] for r in json.loads(out)}
+    assert by_key["rtx3090-24gb"] == "public-fit" and by_key["h100-sxm5-80gb"] == "public-fit"
+    assert by_key["mi300x-192gb"] == "prior" and by_key["gaudi3-128gb"] == "prior"
+    assert by_key["h200-sxm-141gb"] == "measured"
+    code, out, _ = run_cli("estimate", "examples/resnet50.onnx", "--gpu", "rtx3090", "--format", "json")
+    assert code == 0 and json.loads(out)["hardware"]["calibration"] == by_key["rtx3090-24gb"]
+    code, out, _ = run_cli("gpus", "h100", "--format", "json")
+    assert code == 0 and json.loads(out)["calibration"] == "public-fit"
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli("gpus", "h100")
+    assert code == 0 and "energy model: public-fit" in out

@@ -147,3 +147,26 @@ def test_a_model_in_the_user_folder_makes_the_gpu_measured(tmp_path, monkeypatch
 
     assert calibration_status(h100.key, pred_mod.search_path()) == "measured"
     assert calibration_status("a100-sxm4-80gb", pred_mod.search_path()) == "prior"
+
+
+def test_an_unusable_calibration_is_stated_not_silently_dropped(tmp_path, monkeypatch, run_cli):
+    """A calibration for the GPU on the search path that fails to load (here: a booster edited after fitting, so
+    its sha256 no longer matches the card) falls back to the next energy model, and the report must say which
+    calibration was not used and why; it used to list the search path only, as if there were none."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    models = tmp_path / "models"
+    shutil.copytree(root / "src" / "wattlint" / "models" / "h200-sxm-141gb", models / "a100-sxm4-80gb")
+    with open(models / "a100-sxm4-80gb" / "time.txt", "a") as f:
+        f.write("\n")
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user")
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["hardware"]["calibration"] == "public-fit"
+    line = next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
+    assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not usable" in line
+    assert "sha256 differs" in line

@@ -124,3 +124,19 @@ def test_launch_bound_names_the_for_loop_optimizer():
     _, est_multi = testing.scenario(ops, host_op_s=20e-6)
     assert run_rules(est_multi, None, Model(), rules=[rule], reestimator=testing.simple_estimate,
                      gpus=testing.gpus_list, options={"WL204": {}}, strict=True) == []
+
+
+def test_wl107_counts_an_untraced_recompute(run_cli):
+    """ONNX graphs do not trace checkpointing: the estimate prices the forward once more in backward. WL107 said
+    'recomputes 0% of the step's FLOPs' there (it counted recompute records only) while the step's FLOPs grew by a
+    forward. resnet50.onnx at batch 32 (wattlint analyze): forward 265.10 GFLOP, backward 520.94, optimizer 0.31;
+    with full recompute the step is 265.10 x 2 + 520.94 + 0.31 = 1051.4 GFLOP, of which 265.10 / 1051.4 = 25 %."""
+    import json as _json
+
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--recompute", "full",
+                           "--format", "json")
+    assert code == 0
+    doc = _json.loads(out)
+    assert doc["per_step"]["flops"] == pytest.approx(1051.4e9, rel=1e-3)
+    wl107 = next(f for f in doc["findings"] if f["code"] == "WL107")
+    assert "recomputes 25% of the step's FLOPs" in wl107["message"]

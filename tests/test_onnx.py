@@ -514,3 +514,24 @@ def test_batch_one_on_a_graph_with_batch_8_baked_in_is_scaled_not_priced_at_8(ru
         if b == 1:
             assert any("batch 8 baked into its shapes" in a for a in d["assumptions"])
     assert flops[1] * 8 == pytest.approx(flops[8], rel=1e-6)
+
+
+def test_model_options_an_onnx_graph_cannot_apply_are_stated(run_cli):
+    """--attention (PyTorch / Hugging Face sources: the ONNX frontend costs attention patterns as found) and
+    --capacity-factor (mixture-of-experts only) change nothing for a dense ONNX graph: the report says so instead of
+    dropping them silently. The estimate itself is unchanged (same energy with and without them)."""
+    import wattlint
+
+    g = wattlint.analyze("examples/gpt2-tiny.onnx", attention="eager", capacity_factor=1.5)
+    text = "\n".join(g.assumptions)
+    assert "--attention eager: not applied to an ONNX graph" in text
+    assert "--capacity-factor 1.5: the model has no mixture-of-experts layer" in text
+    plain = "\n".join(wattlint.analyze("examples/gpt2-tiny.onnx").assumptions)
+    assert "--attention" not in plain and "--capacity-factor" not in plain
+    args = ("examples/gpt2-tiny.onnx", "--gpu", "a100", "--steps", "10", "--format", "json")
+    code, out, _ = run_cli(*args)
+    code2, out2, _ = run_cli(*args, "--attention", "eager", "--capacity-factor", "1.5")
+    assert code == code2 == 0
+    a, b = json.loads(out), json.loads(out2)
+    assert a["total"]["energy_kwh"] == b["total"]["energy_kwh"]
+    assert any("--attention eager: not applied" in s for s in b["assumptions"])

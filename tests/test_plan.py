@@ -229,3 +229,38 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     assert not any("EIA" in a for a in p.assumptions)
     p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)  # both explicit: both charged
     assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)
+
+
+@pytest.mark.parametrize("extra", [{}, {"gpus": 4}])
+def test_sequence_parallel_without_tensor_parallel_is_stated_not_silently_dropped(extra):
+    """--sequence-parallel splits work over tensor-parallel ranks only; given alone (no layout option at all) it
+    changes nothing, and the report must say so (it did only when another layout option was also given)."""
+    p = build_plan(graph(), gpu=GPU, epochs=1, sequence_parallel=True, **extra)
+    assert not p.sequence_parallel
+    assert "--sequence-parallel has no effect without --tensor-parallel > 1" in p.assumptions
+    q = build_plan(graph(), gpu=GPU, epochs=1, sequence_parallel=True, micro_batch_size=32, **extra)
+    assert q.assumptions.count("--sequence-parallel has no effect without --tensor-parallel > 1") == 1
+
+
+def test_seq_len_on_a_model_without_a_sequence_dimension():
+    """A CNN has no sequence dimension: --seq-len is stated as not used, and --tokens cannot give its steps (it used
+    to compute steps = tokens / (batch x seq-len) and print an LM throughput line with MFU 280 %)."""
+    p = build_plan(graph(), gpu=GPU, steps=10, seq_len=512)
+    assert p.seq_len is None
+    assert any(a.startswith("--seq-len 512: the model's inputs have no sequence dimension (x=float32[32, 3, 224, 224])")
+               for a in p.assumptions)
+    with pytest.raises(ConfigError, match="no sequence dimension"):
+        build_plan(graph(), gpu=GPU, tokens=1e9, seq_len=512)
+    # a language model keeps it: 2e9 tokens / (batch 8 x 512) = 488,281.25 -> 488,282 steps
+    q = build_plan(LM, gpu=H100, tokens=2e9, seq_len=512)
+    assert q.seq_len == 512 and q.steps == 488_282
+
+
+def test_onnx_cnn_graph_carries_no_sequence_length_from_the_flag(run_cli):
+    import json as _json
+
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--seq-len", "512",
+                           "--format", "json")
+    assert code == 0
+    doc = _json.loads(out)
+    assert doc["plan"]["seq_len"] is None and doc["utilization"] is None  # no tokens/s or MFU for a CNN

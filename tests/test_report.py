@@ -122,3 +122,22 @@ def test_text_report_fits_the_width_and_escapes_control_characters():
         assert "x\\x0a::error" in out
     md = markdown.render([e], group_by="name")
     assert "\n::error" not in md and "x\\x0a::error" in md
+
+
+def test_compare_table_keeps_each_gpus_energy_model_at_the_default_width(run_cli, monkeypatch):
+    """At the default 100 columns the compare table used to drop its provenance column ('model') first; the
+    assumptions list is deduplicated across GPUs, so a GPU sharing another's energy model had its provenance stated
+    nowhere. The energy model of every row must stay (README: every number says where it comes from)."""
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "h200", "--compare", "a100,mi300x,h100", "--epochs",
+                           "90", "--precision", "bf16")
+    assert code == 0
+    lines = out.splitlines()
+    header = next(ln for ln in lines if ln.lstrip().startswith("GPU "))
+    assert "model" in header.split()
+    want = {"h200-sxm-141gb": "measured", "a100-sxm4-80gb": "public-fit", "mi300x-192gb": "prior",
+            "h100-sxm5-80gb": "public-fit"}
+    for key, model in want.items():
+        row = next(ln for ln in lines if f"{key} x1" in ln)
+        assert row.rstrip().endswith(model) or f" {model} " in row, row
+    assert all(len(ln) <= 100 for ln in lines if "x1" in ln)

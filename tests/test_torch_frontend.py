@@ -364,3 +364,14 @@ def test_custom_ops_are_recorded_as_unsupported():
     assert g.unsupported() == {"wattlint_test.double.default": 1}
     (r,) = [r for r in g.records if r.status is Status.UNSUPPORTED]
     assert r.flops == 0 and (r.bytes_read, r.bytes_written) == (64, 64)
+
+
+def test_a_seq_len_past_the_configs_positions_is_stated():
+    """GPT-2 small's config has n_positions = 1024: --seq-len 4096 is costed as asked, but the report must say the
+    configured model cannot run it (it used to be silent); within the limit nothing is said."""
+    import wattlint
+
+    long = wattlint.analyze("examples/gpt2-small/config.json", seq_len=4096, batch_size=1)
+    assert any(a.startswith("--seq-len 4096 exceeds the config's maximum positions 1024") for a in long.assumptions)
+    ok = wattlint.analyze("examples/gpt2-small/config.json", seq_len=1024, batch_size=1)
+    assert not any("exceeds the config's maximum positions" in a for a in ok.assumptions)

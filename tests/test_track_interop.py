@@ -117,3 +117,92 @@ def test_compare_run_on_a_committed_record_with_a_reestimate(capsys):
     assert main(["compare-run", rec]) == 0
     text = capsys.readouterr().out
     assert "projection when the stable phase was reached" in text and "modelled" in text
+
+
+@pytest.mark.parametrize("extra, named", [(["--gpu", "h100"], "--gpu"), (["--steps", "5000"], "--steps"),
+                                          (["--precision", "bf16", "--gpus", "8"], "--precision, --gpus"),
+                                          (["--cpu-calibration", "calibration/runs/cpu-amd-epyc"],
+                                           "--cpu-calibration"),
+                                          (["--input", "x=float32[128,784]"], "--input")])
+def test_compare_run_refuses_estimate_options_it_would_ignore_on_a_record(capsys, extra, named):
+    """Without --model a run record is shown with the estimate it recorded: a --gpu or plan flag would change
+    nothing, so it is an input error (exit 2, one line naming the flags), never silently ignored."""
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, *extra]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert not captured.out and len(err) == 1 and named in err[0] and "--model" in err[0]
+
+
+def test_compare_run_refuses_log_selectors_of_another_tool(tmp_path, capsys):
+    import glob
+
+    rec = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    assert main(["compare-run", rec, "--row", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--row" in err[0]
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    assert main(["compare-run", str(p), "--window", "epoch"]) == 2  # a Zeus option on a CodeCarbon log
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--window" in err[0] and "codecarbon" in err[0].lower()
+    assert main(["compare-run", str(p), "--row", "0"]) == 0  # its own selector still works
+
+
+@pytest.mark.parametrize("line, path, value, named", [
+    (0, ("device",), "x", "header.device"),
+    (0, ("static",), True, "header.static"),
+    (0, ("settings", "min_steps"), {}, "header.settings.min_steps"),
+    (0, ("static", "total", "time_h"), [1, 2], "header.static"),
+    (1, ("step_times_s", 0), None, "window.step_times_s[0]"),
+    (1, ("channels",), 2.5, "window.channels"),
+])
+@pytest.mark.parametrize("command", ["compare-run", "fit"])
+def test_a_damaged_run_record_is_an_input_error_not_a_crash(tmp_path, capsys, line, path, value, named, command):
+    """A run record edited or damaged by hand (a field of the wrong type) used to crash compare-run / fit with an
+    internal error (exit 3); it is the user's file: exit 2, one line naming the line and field."""
+    import glob
+
+    src = sorted(glob.glob("benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl"))[-1]
+    lines = [json.loads(x) for x in open(src).read().splitlines()]
+    o = lines[line]
+    for k in path[:-1]:
+        o = o[k]
+    o[path[-1]] = value
+    bad = tmp_path / "damaged.jsonl"
+    bad.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert main([command, str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"damaged.jsonl:{line + 1}: malformed run record" in err[0] and named in err[0]
+
+
+@pytest.mark.parametrize("field, value", [("duration", "-120"), ("gpu_energy", "inf"), ("gpu_count", "1e400"),
+                                          ("energy_consumed", "-0.5")])
+def test_codecarbon_negative_or_infinite_measurements_are_refused(tmp_path, capsys, field, value):
+    """A negative or infinite measured value is a damaged log: exit 2 naming the field (it used to crash on an
+    infinite gpu_count, exit 3, or compare against a negative duration: 'error -104 %')."""
+    cols = CC_HEADER.split(",")
+    row = _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001).split(",")
+    row[cols.index(field)] = value
+    p = tmp_path / "emissions.csv"
+    p.write_text(CC_HEADER + "\n" + ",".join(row) + "\n")
+    assert main(["compare-run", str(p)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{field} = {value}" in err[0]
+
+
+def test_zeus_log_with_a_torn_last_row_still_compares(tmp_path, capsys):
+    """A Zeus CSV whose last row was cut short (the run killed while it was written) used to crash sorting the window
+    names (None vs str, exit 3); the complete rows are used and the torn one is stated."""
+    p = tmp_path / "zeus.csv"
+    p.write_text("start_time,window_name,elapsed_time,gpu0_energy\n0,epoch,5,100\n1,epoch,7,150\n2\n")
+    assert main(["compare-run", str(p), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    m = doc["measured"]
+    assert m["duration_s"] == pytest.approx(5 + 7) and m["gpu_energy_kwh"] == pytest.approx((100 + 150) / 3.6e6)
+    assert any("1 incomplete row(s)" in n for n in m["notes"])
+    p.write_text("start_time,window_name,elapsed_time,gpu0_energy\n0,epoch,-5,100\n")
+    assert main(["compare-run", str(p)]) == 2
+    assert "elapsed_time = -5" in capsys.readouterr().err

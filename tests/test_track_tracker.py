@@ -224,3 +224,31 @@ def test_live_line_and_rich_display(tmp_path):
     d.update("wattlint: step 10 | projected 1 s [1 s–2 s]")  # brackets are text, not rich markup
     d.end(["done"])
     assert "[1 s–2 s]" in rich.getvalue() and "done" in rich.getvalue()
+
+
+def test_runs_started_in_the_same_second_get_their_own_records(tmp_path, monkeypatch):
+    """Two trackers writing to one folder in the same second (torchrun ranks, a sweep's processes) must both
+    record: the second used to raise 'exists' at start and stop that process's training. Ranks of a multi-process
+    job are named by their global rank; any remaining collision gets a numeric suffix. No record is overwritten."""
+    from wattlint.tracking import tracker as tracker_mod
+
+    monkeypatch.setattr(tracker_mod, "_stamp", lambda: "20260101T000000Z")
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    clock = Clock(100.0)
+    paths = []
+    for _ in range(3):
+        t = _track(tmp_path, clock, steps=10, name="demo").start()
+        t.step()
+        t.close()
+        paths.append(t.path)
+    assert [p.name for p in paths] == ["20260101T000000Z-demo.jsonl", "20260101T000000Z-demo-2.jsonl",
+                                       "20260101T000000Z-demo-3.jsonl"]
+    assert [read_record(p).header["run_id"] for p in paths] == [p.stem for p in paths]
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("RANK", rank)
+        t = _track(tmp_path, clock, steps=10, name="demo").start()
+        t.close()
+        assert t.path.name == f"20260101T000000Z-demo-rank{rank}.jsonl"
+    assert len(list(tmp_path.glob("*.jsonl"))) == 5

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import options as _options
@@ -252,7 +253,12 @@ def models_search_path(cli_dir=None, config=None):
     the user data folder, the shipped models."""
     from .energy.predictor import search_path
 
-    return search_path(cli_dir, getattr(config, "models_dir", None))
+    config_dir = getattr(config, "models_dir", None)
+    # a folder the user named that is not there: their calibration would be skipped without a word (a typo)
+    for name, d in (("--models-dir", cli_dir), ("[tool.wattlint] models-dir", config_dir)):
+        if d is not None and not Path(d).expanduser().is_dir():
+            raise ConfigError(f"{name} {d}: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)")
+    return search_path(cli_dir, config_dir)
 
 
 def validate_options(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,10 @@ Key (sha256 of a canonical JSON document) =
   * the model's effective options (plan, GPU) and the lint settings that change graph findings (select, ignore,
     preview, rule options);
   * versions: wattlint (``__version__`` plus a stat fingerprint of the installed package, which also covers its data
-    files and the calibrated models shipped in ``wattlint/models``), torch (for PyTorch / HF sources) and onnx
-    (for ONNX sources), read from package metadata without importing them, and the cache schema.
+    files and the calibrated models shipped in ``wattlint/models``), the energy-model search path (a stat
+    fingerprint of every folder on it: a model fitted into the user's folder re-prices the next check), torch (for
+    PyTorch / HF sources) and onnx (for ONNX sources), read from package metadata without importing them, and the
+    cache schema.
 
 Content hashes are memoized by (path, size, mtime_ns, inode) in ``hashes.json`` so a large ONNX file is hashed once.
 Every write is atomic (temporary file in the same directory + ``os.replace``); a corrupt or foreign cache file is
@@ -82,6 +84,27 @@ def package_fingerprint() -> str:
             except OSError:
                 continue
             h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def models_fingerprint(dirs) -> str:
+    """The energy-model search path (energy.predictor.search_path: --models-dir, [tool.wattlint] models-dir,
+    $WATTLINT_MODELS_DIR, the user data folder, the shipped models) as its folders plus (relative path, size,
+    mtime_ns) of every file in them: a model that ``wattlint fit`` writes, edits or removes, or a run correction,
+    changes which energy model prices a check (and its numbers), so it invalidates the cached results."""
+    h = hashlib.sha256()
+    for d in dirs:
+        root = Path(getattr(d, "path", d))
+        h.update(f"dir\0{root}\n".encode())
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                p = os.path.join(dirpath, fn)
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -212,6 +235,7 @@ class ResultCache:
         self.enabled = enabled
         self.hashes = HashMemo(self.dir / "hashes.json" if enabled else None)
         self._fingerprint: str | None = None
+        self._models_fp: dict[Any, str] = {}  # models-dir setting -> fingerprint of the energy-model search path
 
     @classmethod
     def for_config(cls, config, enabled: bool = True) -> "ResultCache":
@@ -239,7 +263,13 @@ class ResultCache:
             except ValueError:
                 rel = str(f)
             content.append([rel, self.hashes.digest(f)])
-        versions = {"wattlint": self._fingerprint, "python": sys.version_info[:2]}
+        models_dir = getattr(config, "models_dir", None)
+        if models_dir not in self._models_fp:
+            from .energy.predictor import search_path
+
+            self._models_fp[models_dir] = models_fingerprint(search_path(None, models_dir))
+        versions = {"wattlint": self._fingerprint, "python": sys.version_info[:2],
+                    "energy_models": self._models_fp[models_dir]}
         if model.path is None and not files:  # an installed package's module (e.g. torchvision.models:resnet50)
             top = model.source.split(":")[0].split(".")[0]
             versions[top] = dist_version(top)

@@ -19,7 +19,7 @@ from . import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "estimate": ("wattlint.commands.estimate", "estimate energy, time, CO2 and cost of a training plan (default)"),
     "analyze": ("wattlint.commands.analyze", "trace one training step: FLOPs and bytes per layer and phase"),
-    "gpus": ("wattlint.commands.gpus", "list the GPU database with calibration status"),
+    "gpus": ("wattlint.commands.gpus", "list the GPU database with the energy model each GPU uses"),
     "check": ("wattlint.commands.check", "lint configured models against rules, budgets and the baseline"),
     "rules": ("wattlint.commands.rules", "list lint rules"),
     "rule": ("wattlint.commands.rule", "show one rule's documentation"),
@@ -88,6 +88,19 @@ def _one_line(e: BaseException | str) -> str:
     return text
 
 
+def _refuse_command_typo(word: str) -> None:
+    """'wattlint chek' is a mistyped command, not a model source: say so (a model source has a '.', ':' or a path
+    separator, or exists)."""
+    import difflib
+
+    if any(c in word for c in ".:/\\") or word.startswith("-") or os.path.exists(word):
+        return
+    close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.75)
+    if close:
+        raise UsageError(f"wattlint: unknown command {word!r}; did you mean '{close[0]}'? ('wattlint --help' lists "
+                         "the commands; a model source is file.onnx, config.json or module:attr)")
+
+
 def _main(argv: list[str]) -> int:
     from .types import WattlintError
 
@@ -104,6 +117,7 @@ def _main(argv: list[str]) -> int:
     if argv[0] in COMMANDS:
         command, rest = argv[0], argv[1:]
     else:
+        _refuse_command_typo(argv[0])
         command, rest = DEFAULT_COMMAND, argv
     parser = build_parser(command)
     try:

@@ -50,9 +50,12 @@ def parse(version: str | None) -> tuple[int, int] | None:
     if version is None:
         return None
     m = _VERSION.match(str(version))
-    if not m or not (1, 0) <= (int(m.group(1)), int(m.group(2))) < (100, 0):
+    if not m:
         raise InputError(f"torch version {version!r}: expected MAJOR.MINOR, e.g. 1.10 or 2.1")
-    return int(m.group(1)), int(m.group(2))
+    v = int(m.group(1)), int(m.group(2))
+    if v < (1, 0):
+        raise InputError(f"torch version {version!r}: versions before 1.0 are not modelled (1.0 or later, e.g. 1.10)")
+    return v
 
 
 def default_optimizer_impl(v: tuple[int, int] | None) -> str:

@@ -217,7 +217,9 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
 
 def calibration_status(key: str, dirs=None) -> str:
     """'measured' when a fitted model for this GPU is on the models search path (energy.predictor.search_path:
-    $WATTLINT_MODELS_DIR, the user data folder, the shipped models; or ``dirs``), else 'prior'."""
+    $WATTLINT_MODELS_DIR, the user data folder, the shipped models; or ``dirs``), else 'prior'. Only whether a card
+    exists: the energy model an estimate actually uses (public-fit, transferred, or a fallback from an unusable card)
+    is energy.predictor.get_predictor's choice (what ``wattlint gpus`` shows)."""
     from .energy.predictor import search_path
 
     for d in (dirs if dirs is not None else search_path()):

@@ -14,19 +14,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 STALE_TEMP_S = 3600.0  # a temporary file older than this belongs to a writer that died
 
 
-def atomic_write_text(path: Path | str, text: str, *, refuse_symlink: bool = False) -> None:
-    """Write ``text`` to ``path`` atomically, keeping the file's permission bits.
-
-    ``refuse_symlink``: refuse (OSError) when ``path`` is a symbolic link, instead of replacing the link by a file
-    (the link's target is never written through either way: ``os.replace`` replaces the link itself)."""
-    path = Path(path)
-    if refuse_symlink and path.is_symlink():
-        raise OSError(f"refusing to write through the symbolic link {path}")
+def _write_temp(path: Path, text: str) -> str:
+    """``text`` in a new temporary file next to ``path`` (flushed to disk, with ``path``'s permission bits if it
+    exists); returns the temporary's name. Removed again if writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
     try:
@@ -39,12 +34,43 @@ def atomic_write_text(path: Path | str, text: str, *, refuse_symlink: bool = Fal
             os.chmod(tmp, mode)
         except OSError:
             pass
-        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+    return tmp
+
+
+def atomic_write_text(path: Path | str, text: str, *, refuse_symlink: bool = False) -> None:
+    """Write ``text`` to ``path`` atomically, keeping the file's permission bits.
+
+    ``refuse_symlink``: refuse (OSError) when ``path`` is a symbolic link, instead of replacing the link by a file
+    (the link's target is never written through either way: ``os.replace`` replaces the link itself)."""
+    path = Path(path)
+    if refuse_symlink and path.is_symlink():
+        raise OSError(f"refusing to write through the symbolic link {path}")
+    atomic_write_texts({path: text})
+
+
+def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
+    """Write several files that belong together (a model's boosters and the card holding their hashes): every
+    temporary is written first, then each is moved into place, so a write that fails (disk full, a kill while
+    writing) leaves all the previous files untouched and no temporary behind."""
+    pending: list[tuple[str, Path]] = []
+    try:
+        for path, text in files.items():
+            pending.append((_write_temp(Path(path), text), Path(path)))
+        while pending:
+            os.replace(*pending[0])
+            pending.pop(0)
+    except BaseException:
+        for tmp, _ in pending:  # the temporaries not moved into place
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         raise
 
 

@@ -183,6 +183,8 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     else:
         layout = parallel.Layout(gpus=gpus)
         dp = gpus
+        if v.get("sequence_parallel"):  # resolve() states this when a layout option is given; here it is alone
+            notes.append("--sequence-parallel has no effect without --tensor-parallel > 1")
         if batch is None:
             batch = micro_traced * gpus * grad_accum
             notes.append(f"global batch {batch} = traced micro-batch {micro_traced} x {gpus} GPU(s) x grad-accum "
@@ -254,8 +256,16 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     if dataset is None and v.get("dataset_size") is not None:
         dataset = str(v["dataset_size"])
     seq = v.get("seq_len") or (graph.seq_len or None)
+    no_seq = ""
+    if v.get("seq_len") and not graph.seq_len and graph.inputs:  # e.g. a CNN: the flag has nothing to apply to
+        no_seq = ", ".join(f"{t.name}={t.dtype}{list(t.shape)}" for t in graph.inputs)
+        notes.append(f"--seq-len {v['seq_len']}: the model's inputs have no sequence dimension ({no_seq}); not used")
+        seq = None
     name = size = None
     if tokens is not None:
+        if no_seq:
+            raise ConfigError(f"--tokens: the model's inputs have no sequence dimension ({no_seq}), so tokens do not "
+                              "give its steps; use --steps or --epochs")
         if not seq:
             raise ConfigError("--tokens needs --seq-len (the model's sequence length is unknown)")
         steps = math.ceil(tokens / (batch * seq))

@@ -189,6 +189,9 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             except (TypeError, ValueError, RecursionError):
                 skipped["unparseable"] += 1
                 continue
+            if not isinstance(params, dict):  # the suites write a JSON object; anything else is a damaged row
+                skipped["unparseable"] += 1
+                continue
             if not (t_meas > 0 and math.isfinite(t_meas)):
                 skipped["time not a finite number > 0"] += 1
                 continue

@@ -87,9 +87,16 @@ def run(args: argparse.Namespace) -> int:
             from ..calibrate.runner import _parse_part
 
             k, n = _parse_part(args.part)
-            print(plan_text(suite, device, suite.part(k, n), f"{k}/{n}"))
+            samples = suite.part(k, n)
+            print(plan_text(suite, device, samples, f"{k}/{n}"))
         else:
+            samples = suite.samples
             print(plan_text(suite, device))
+        if args.limit is not None:  # the session the same command without --plan would run
+            m = min(args.limit, len(samples))
+            print(f"  --limit {args.limit}: at most {m} of {len(samples)} samples this session -> planned "
+                  f"{suite.planned_seconds(device, m) / 60:.1f} min")
+        elif not args.part:
             for n in (2, 3):
                 print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
         return 0

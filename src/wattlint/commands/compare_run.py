@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="a run record (.jsonl from wattlint.track), a CodeCarbon emissions.csv, "
                                               "a Zeus monitor CSV or a Carbontracker output log")
     p.add_argument("--format", choices=("text", "json"), default="text")
-    m = p.add_argument_group("estimate to compare with (needed for other tools' logs; re-estimates a run record)")
+    m = p.add_argument_group("estimate to compare with (needed for other tools' logs; a run record: only with --model, "
+                             "which re-estimates it)")
     m.add_argument("--model", metavar="MODEL", help="model source: file.onnx | config.json | pkg.module:attr | "
                                                     "path/file.py:attr")
     add_option(m, "inputs")
@@ -60,11 +61,38 @@ def _err(a, b):
     return None if a is None or not b else a / b - 1.0
 
 
+# log selectors: which tool's log each one applies to
+SELECTORS = {"row": ("--row", ("codecarbon",)), "run_id": ("--run-id", ("codecarbon",)),
+             "window": ("--window", ("zeus",))}
+
+
+def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
+    """Options that would change nothing for this RUN are input errors, never silently ignored: a log selector of
+    another tool, and (a run record without --model) the estimate options, since the record's own estimate is shown
+    as it was recorded."""
+    from ..options import OPTIONS
+    from ..types import ConfigError
+
+    wrong = [flag for dest, (flag, tools) in SELECTORS.items() if getattr(args, dest) is not None and kind not in tools]
+    if wrong:
+        where = "a wattlint run record" if kind == "run-record" else f"a {kind} log"
+        raise ConfigError(f"{', '.join(wrong)}: not for {where} (--row / --run-id select a CodeCarbon row, --window a "
+                          "Zeus window)")
+    if kind == "run-record" and not args.model:
+        given = [OPTIONS[n].flag for n in ("gpu", "inputs") if getattr(args, n) is not None]
+        given += ["--cpu-calibration"] if args.cpu_calibration is not None else []
+        given += [OPTIONS[n].flag for n in flags]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: apply only to a re-estimate; pass --model MODEL to re-estimate the "
+                              "run (without it the record is compared with the estimate it recorded)")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..tracking.record import is_run_record
 
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
     if is_run_record(args.run):
+        _refuse_unused(args, flags, "run-record")
         doc = _record(args, flags)
     else:
         doc = _other(args, flags)
@@ -119,6 +147,11 @@ def _other(args, flags) -> dict:
     from ..report import units as u
     from ..tracking.interop import read_measured
 
+    from ..tracking.interop import detect
+
+    kind = detect(args.run)
+    if kind is not None:
+        _refuse_unused(args, flags, kind)
     m = read_measured(args.run, row=args.row, run_id=args.run_id, window=args.window)
     doc = {"schema": SCHEMA, "kind": m.tool, "path": m.path, "measured": m.as_dict()}
     lines = [f"{m.tool} measurement {m.path}: {u.duration(m.duration_s) if m.duration_s is not None else 'n/a'}, "

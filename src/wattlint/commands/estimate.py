@@ -44,7 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--group-by", choices=GROUPINGS, default="block",
                    help="layer rows: block (repeated blocks merged, default), name (every module), type (module "
                         "type), depth (modules cut at --depth components)")
-    o.add_argument("--depth", type=positive_int, default=2, metavar="N", help="path depth for --group-by depth (2)")
+    o.add_argument("--depth", type=positive_int, default=None, metavar="N",
+                   help="path depth for --group-by depth (default 2; only with --group-by depth)")
 
 
 def request(args) -> tuple[object, str]:
@@ -82,6 +83,11 @@ def run(args) -> int:
     from ..api import run as run_request
 
     check_output_path(args.output)
+    if args.depth is not None and args.group_by != "depth":
+        from ..types import ConfigError
+
+        raise ConfigError(f"--depth {args.depth} applies to --group-by depth (layer rows are grouped by "
+                          f"{args.group_by}); add --group-by depth or drop --depth")
     req, fmt = request(args)
     ests = run_request(req)
     write_output(args.output, render(ests, fmt, args))
@@ -105,7 +111,7 @@ def terminal_width(to_file: bool) -> int:
 
 
 def render(ests, fmt: str, args) -> str:
-    layers = {"top": args.top, "group_by": args.group_by, "depth": args.depth}
+    layers = {"top": args.top, "group_by": args.group_by, "depth": args.depth or 2}
     if fmt == "json":
         from ..report.json_out import render as render_json
 

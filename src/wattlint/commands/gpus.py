@@ -1,4 +1,4 @@
-"""``wattlint gpus``: the GPU database with calibration status."""
+"""``wattlint gpus``: the GPU database with the energy model (provenance) an estimate on each GPU uses."""
 
 from __future__ import annotations
 
@@ -14,8 +14,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sources", action="store_true", help="JSON: include the source of every value")
 
 
+def energy_model(spec) -> tuple[str, str]:
+    """(provenance, source) of the energy model an estimate on this GPU uses: measured | public-fit | transferred |
+    prior, chosen exactly as the estimate chooses it (energy.predictor.get_predictor), so a GPU priced by the public
+    fit or another GPU's calibration is never listed as 'prior', nor an unusable calibration as 'measured'."""
+    from ..energy.predictor import get_predictor
+
+    p = get_predictor(spec)
+    return p.calibration, p.source
+
+
 def rows(with_sources: bool = False) -> list[dict]:
-    from ..hardware import calibration_status, load_gpus, supported_precisions
+    from ..hardware import load_gpus, supported_precisions
 
     out = []
     for key, g in load_gpus().items():
@@ -26,7 +36,7 @@ def rows(with_sources: bool = False) -> list[dict]:
             "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
             "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
             "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
-            "precisions": list(supported_precisions(g)), "calibration": calibration_status(key),
+            "precisions": list(supported_precisions(g)), "calibration": energy_model(g)[0],
         }
         if with_sources:
             row["sources"] = dict(g.sources)
@@ -39,7 +49,7 @@ def _num(v: float | None, fmt: str = "{:g}") -> str:
 
 
 def detail(name: str) -> tuple[dict, str | None]:
-    from ..hardware import calibration_status, resolve_gpu, supported_precisions, value_fields
+    from ..hardware import resolve_gpu, supported_precisions, value_fields
 
     g, note = resolve_gpu(name)
     values = {}
@@ -47,8 +57,9 @@ def detail(name: str) -> tuple[dict, str | None]:
         v = g.peak_tflops[f.split(".", 1)[1]] if f.startswith("peak_tflops.") else getattr(g, f)
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
+    calibration, calibration_source = energy_model(g)
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
-             "nvml_names": list(g.nvml_names), "calibration": calibration_status(g.key),
+             "nvml_names": list(g.nvml_names), "calibration": calibration, "calibration_source": calibration_source,
              "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
              "values": values}, note)
 
@@ -64,8 +75,8 @@ def _run_detail(args: argparse.Namespace) -> int:
     console = Console(soft_wrap=False)
     if note:
         console.print(f"[dim]{note}[/dim]")
-    console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']}); "
-                  f"calibration: {info['calibration']}")
+    console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']})")
+    console.print(f"energy model: {info['calibration']} ({info['calibration_source']})", markup=False)
     console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
     console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
                   markup=False)
@@ -91,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.text import fit_table
     from .estimate import terminal_width
 
-    header = ["key", "memory GB", "GB/s", "bf16 TFLOP/s", "fp32 TFLOP/s", "TDP W", "idle W", "calibration", "name"]
+    header = ["key", "memory GB", "GB/s", "bf16 TFLOP/s", "fp32 TFLOP/s", "TDP W", "idle W", "energy model", "name"]
     table = []
     for r in data:
         flags = set(r["unconfirmed"])

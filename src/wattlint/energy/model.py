@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import sha256_file
+from ..io import atomic_write_texts, sha256_bytes, sha256_file
 from ..types import WattlintError
 
 MODEL_SCHEMA = "wattlint.energy-model/1"
@@ -305,8 +305,7 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
     pb = _train(lgb, x, np.asarray(data.power_target), w, rounds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / TIME_FILE).write_text(tb.model_to_string())
-    (out / POWER_FILE).write_text(pb.model_to_string())
+    time_text, power_text = tb.model_to_string(), pb.model_to_string()
     oof = cv["oof"]
     t_res = oof.get("time", [])
     p_res = oof.get("power_frac", [])
@@ -324,7 +323,8 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
                     "weighted by their share of the prior time",
             "power": "(measured average board power - gpu.idle_w) / (gpu.tdp_w - gpu.idle_w), clipped [0, 1.2]",
         },
-        "files": {TIME_FILE: sha256_file(out / TIME_FILE), POWER_FILE: sha256_file(out / POWER_FILE)},
+        "files": {TIME_FILE: sha256_bytes(time_text.encode("utf-8")),
+                  POWER_FILE: sha256_bytes(power_text.encode("utf-8"))},
         "data": provenance,
         "training": {"rows": len(data.rows), "samples": len(set(data.sample)), "families": sorted(set(data.family)),
                      "lightgbm_params": LGB_PARAMS, "num_boost_round": rounds},
@@ -339,7 +339,9 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
         },
         "versions": library_versions(),
     }
-    (out / CARD).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    # all three or none: a refit that fails while writing keeps the previous model whole (io.atomic_write_texts)
+    atomic_write_texts({out / TIME_FILE: time_text, out / POWER_FILE: power_text,
+                        out / CARD: json.dumps(card, indent=2, sort_keys=True) + "\n"})
     return load_model(out)
 
 

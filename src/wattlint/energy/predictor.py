@@ -225,12 +225,18 @@ def _load(key: str, models_dir: Path):
 
 
 
-def _measured(gpu: GpuSpec, dirs) -> Predictor | None:
+def _measured(gpu: GpuSpec, dirs, unusable: list[str] | None = None) -> Predictor | None:
+    """This GPU's own calibration from the first folder where it loads; each one that does not is described in
+    ``unusable`` (the estimate states it: a calibration the user fitted must never be dropped silently)."""
     for d in dirs:
         if gpu.key in calibrated_keys(d.path):
             try:
                 p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
-            except Exception:  # a broken model must not break estimates: try the next folder
+            except Exception as e:  # a broken model must not break estimates: try the next folder
+                if unusable is not None:
+                    why = " ".join(str(e).split())[:200]
+                    unusable.append(f"{gpu.key} calibration in {d.describe()} not usable ({type(e).__name__}: "
+                                    f"{why}); refit it with 'wattlint fit'")
                 continue
             p.source = f"{p.source} ({d.describe()})"
             return p
@@ -311,11 +317,12 @@ def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
     from .public_fit import choose_predictor
 
     dirs = _dirs(models_dir)
-    measured = _measured(gpu, dirs)
+    unusable: list[str] = []
+    measured = _measured(gpu, dirs, unusable)
     if measured is not None:
         p = measured
     else:
         p = choose_predictor(gpu, public_fit=_public_fit(dirs), transferred=_transferred(gpu, dirs),
                              prior=PriorPredictor())
-    p.searched = "; ".join(d.describe() for d in dirs)
+    p.searched = "; ".join(d.describe() for d in dirs) + "".join(f"; {u}" for u in unusable)
     return _run_corrected(p, gpu, dirs)

@@ -242,6 +242,11 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                 notes.append(f"sequence length: {sl} (default; pass --seq-len)")
         else:
             sl = seq_len
+            mp = max_positions(config)
+            if mp and sl > mp:  # costed as asked; whether the model can run it depends on its position encoding
+                notes.append(f"--seq-len {sl} exceeds the config's maximum positions {mp}: learned position "
+                             "embeddings (GPT-2, BERT) cannot run it as configured; rotary ones (Llama) run past "
+                             "their trained context only with context extension; costed at the length given")
         specs = default_inputs(model, config, mb, sl)
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")

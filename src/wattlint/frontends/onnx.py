@@ -220,7 +220,9 @@ class _Analysis(_Validate, _Shapes):
         if self.folded_bn:
             # each folded BatchNorm would save its input (the conv output) for backward in training
             act_bytes += sum(r.bytes_written for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD)
-        seq = self.seq_len or self._guess_seq(specs)
+        # --seq-len is the model's sequence length only where an input carries it (a CNN has none)
+        carried = self.seq_len and any(len(sp.shape) >= 2 and sp.shape[1] == self.seq_len for sp in specs)
+        seq = self.seq_len if carried else self._guess_seq(specs)
         micro = specs[0].shape[0] if specs and specs[0].shape else 1
         modules = tuple((m, t) for m, t in self.module_types.items())
         return CostGraph(model=info, records=tuple(records), inputs=tuple(specs), outputs=outputs, modules=modules,

@@ -66,11 +66,12 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
             optimizer_impl: str | None = None, attention: str | None = None,
             torch_version: str | None = None) -> CostGraph:
     """``capacity_factor``: rows each mixture-of-experts expert computes, as a multiple of its balanced share of
-    tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only, ignored for ONNX). ``optimizer_impl``:
-    ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop`` (``foreach=False``).
-    ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax kernels) for PyTorch
-    and Hugging Face sources; ONNX graphs record attention as their nodes do. ``torch_version``: the PyTorch version
-    of the run (wattlint.framework): it sets the defaults of the two and which depthwise kernels run."""
+    tokens x top-k (1 = dropless; PyTorch / Hugging Face sources only: stated as not applied otherwise).
+    ``optimizer_impl``: ``foreach`` (PyTorch's CUDA default), ``fused`` (``fused=True``) or ``for-loop``
+    (``foreach=False``). ``attention``: ``sdpa`` (one fused kernel, default) or ``eager`` (separate GEMM + softmax
+    kernels) for PyTorch and Hugging Face sources; ONNX graphs record attention as their nodes do (stated).
+    ``torch_version``: the PyTorch version of the run (wattlint.framework): it sets the defaults of the two and which
+    depthwise kernels run."""
     from .. import framework
 
     graph = _analyze(source, inputs=inputs, batch_size=batch_size, seq_len=seq_len, precision=precision,
@@ -79,8 +80,25 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
                      optimizer_impl=optimizer_impl or framework.default_optimizer_impl(framework.parse(torch_version)),
                      attention=attention or framework.default_attention(framework.parse(torch_version)),
                      grads_to_none=framework.grads_to_none_by_default(framework.parse(torch_version)))
-    return framework.apply(graph, torch_version, optimizer_impl_default=optimizer_impl is None,
-                           attention_default=attention is None)
+    graph = framework.apply(graph, torch_version, optimizer_impl_default=optimizer_impl is None,
+                            attention_default=attention is None)
+    return _note_unapplied(graph, attention, capacity_factor)
+
+
+def _note_unapplied(graph: CostGraph, attention: str | None, capacity_factor) -> CostGraph:
+    """State the model options given for a graph they cannot change (never drop them silently)."""
+    import dataclasses
+
+    lines = []
+    if attention is not None and graph.model.format == "onnx":
+        lines.append(f"--attention {attention}: not applied to an ONNX graph (an option of PyTorch / Hugging Face "
+                     "sources); its attention is costed as its nodes are")
+    if capacity_factor is not None and float(capacity_factor) != 1.0 and not graph.extra.get("moe"):
+        lines.append(f"--capacity-factor {float(capacity_factor):g}: the model has no mixture-of-experts layer; no "
+                     "effect")
+    if not lines:
+        return graph
+    return dataclasses.replace(graph, assumptions=tuple(graph.assumptions) + tuple(lines))
 
 
 def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus, grad_accum,

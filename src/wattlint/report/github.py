@@ -29,6 +29,8 @@ def render_github(result: CheckResult) -> str:
             name = rules[f.code].name if f.code in rules else ""
             title = f"{f.code} {name} ({m.name})".strip()
             msg = f"{m.name}: {f.message}" + (f" [layer {f.layer}]" if f.layer else "")
+            if m.summary.get("calibration"):  # where the finding's numbers come from
+                msg += f" [energy model {m.summary['calibration']} on {m.summary.get('gpu') or '?'}]"
             path = _escape_prop(it.display_path(result.root))
             out.append(f"::{LEVEL.get(f.severity, 'warning')} file={path},line={it.line},"
                        f"title={_escape_prop(title)}::{_escape_data(msg)}")

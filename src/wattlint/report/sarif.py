@@ -53,7 +53,9 @@ def render_sarif(result: CheckResult, version: str) -> str:
                     "wattlintFinding/v1": hashlib.sha256(f"{m.name}\0{f.code}\0{f.layer or ''}".encode())
                     .hexdigest()[:32]},
                 "properties": {"model": m.name, "layer": f.layer, "saving_kwh": f.saving_kwh,
-                               "saving_pct": f.saving_pct},
+                               "saving_pct": f.saving_pct,
+                               # provenance of the finding's numbers (measured | public-fit | transferred | prior)
+                               "energy_model": m.summary.get("calibration"), "gpu": m.summary.get("gpu")},
             }
             if f.code in index:
                 r["ruleIndex"] = index[f.code]

@@ -161,7 +161,9 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     con.print(Text(f"wattlint compare: {clean(e0.model.source)}", style="bold"))
     con.print(Text(f"Plan: {plan_line(e0)}"))
     header, rows, best = compare_rows(ests)
-    priority = ["GPU", "energy", "time", "fits", "energy 5–95 %", "CO2", "cost", "GPU-hours", "memory / GPU", "model"]
+    # the energy model (provenance) is kept before the secondary columns: the assumptions below are deduplicated
+    # across GPUs, so the column is the one place each row's provenance is always stated
+    priority = ["GPU", "energy", "time", "fits", "model", "energy 5–95 %", "CO2", "cost", "GPU-hours", "memory / GPU"]
     text, dropped = fit_table(header, rows, width, right=header[1:8], priority=priority)
     con.print(Text(text.rstrip("\n")))
     if dropped:

@@ -286,8 +286,9 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
         "runs": [p.as_dict() for p in points], "skipped": skipped, "model_hash": model_hash,
         "method": METHOD,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    from ..io import atomic_write_text  # a failed write keeps the previous correction whole
+
+    atomic_write_text(out_path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return _from_doc(doc, out_path), out_path
 
 

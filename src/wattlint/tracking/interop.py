@@ -14,6 +14,7 @@ Readers only parse; nothing is imported from those tools.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,11 +47,27 @@ class MeasuredRun:
 
 
 def _f(x: Any) -> float | None:
+    """A finite number, or None (empty, text, NaN, infinite)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
         return None
-    return v if v == v else None
+    return v if math.isfinite(v) else None
+
+
+def _q(p: Path, where: str, column: str, x: Any) -> float | None:
+    """A measured quantity (a duration, an energy, a count) of another tool's log: None when the field is empty or
+    not a number (that tool did not measure it); a negative or infinite value is a damaged file (InputError naming
+    the field), never a comparison against a negative or infinite measurement."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    if v != v:
+        return None
+    if not math.isfinite(v) or v < 0:
+        raise InputError(f"{p}: {column} = {str(x).strip()[:30]} ({where}): not a finite non-negative number")
+    return v
 
 
 def detect(path: str | Path) -> str | None:
@@ -89,6 +106,8 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
         r, which = rows[row], f"row {row}"
     else:
         r, which = rows[-1], f"the last of {len(rows)} row(s)"
+    for col in ("duration", "energy_consumed", "gpu_energy", "cpu_energy", "ram_energy", "emissions", "gpu_count"):
+        _q(p, which, col, r.get(col))  # refuses a negative / infinite measurement
     gc = _f(r.get("gpu_count"))
     notes = [f"CodeCarbon {r.get('codecarbon_version') or '?'}: {which}; energy_consumed = CPU + GPU + RAM as "
              f"CodeCarbon measured/estimated them (its tracking_mode {r.get('tracking_mode') or '?'}, "
@@ -105,6 +124,9 @@ def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     p = Path(path)
     with open(p, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
+    complete = [r for r in rows if r.get("window_name") and r.get("elapsed_time") not in (None, "")]
+    torn = len(rows) - len(complete)  # a row cut short (the run killed while Zeus wrote it) or without a name
+    rows = complete
     if not rows:
         raise InputError(f"{p}: no windows in this Zeus log")
     names = sorted({r["window_name"] for r in rows})
@@ -116,11 +138,12 @@ def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     if not sel:
         raise InputError(f"{p}: no window named {window!r} (windows: {', '.join(names)})")
     gcols = [c for c in rows[0] if re.fullmatch(r"gpu\d+_energy", c or "")]
-    t = sum(_f(r["elapsed_time"]) or 0.0 for r in sel)
-    e = sum(_f(r[c]) or 0.0 for r in sel for c in gcols)
+    t = sum(_q(p, f"window {window!r}", "elapsed_time", r.get("elapsed_time")) or 0.0 for r in sel)
+    e = sum(_q(p, f"window {window!r}", c, r.get(c)) or 0.0 for r in sel for c in gcols)
     return MeasuredRun(tool="zeus", path=str(p), duration_s=t, energy_kwh=e / 3.6e6, energy_scope="GPUs (NVML)",
                        gpu_energy_kwh=e / 3.6e6, gpu_count=len(gcols),
-                       notes=[f"Zeus: {len(sel)} window(s) named {window!r} summed, {len(gcols)} GPU column(s)"])
+                       notes=[f"Zeus: {len(sel)} window(s) named {window!r} summed, {len(gcols)} GPU column(s)"]
+                       + ([f"{torn} incomplete row(s) (no window name or elapsed time) ignored"] if torn else []))
 
 
 _HMS = re.compile(r"(?:(\d+)\s+days?,\s*)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)")

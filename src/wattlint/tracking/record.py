@@ -148,6 +148,82 @@ class RunRecord:
                        elapsed_s=float(wins[-1].t1) if wins else None)
 
 
+_SCHEMA_DOC: dict[str, Any] | None = None
+
+
+def _schema_defs() -> dict[str, Any]:
+    global _SCHEMA_DOC
+    if _SCHEMA_DOC is None:
+        from importlib import resources
+
+        _SCHEMA_DOC = json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
+    return _SCHEMA_DOC["$defs"]
+
+
+def _type_ok(v: Any, t: str) -> bool:
+    if t == "null":
+        return v is None
+    if t == "object":
+        return isinstance(v, dict)
+    if t == "array":
+        return isinstance(v, list)
+    if t == "string":
+        return isinstance(v, str)
+    if t == "boolean":
+        return isinstance(v, bool)
+    if t == "integer":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return True
+
+
+def _problem(v: Any, sch: dict[str, Any], at: str) -> str | None:
+    """The first way ``v`` breaks ``sch`` (the subset of JSON Schema run.schema.json uses: $ref, oneOf, type,
+    const, enum, required, properties, items, minimum), as 'at: what'; None when it conforms."""
+    if "$ref" in sch:
+        sch = _schema_defs()[sch["$ref"].rsplit("/", 1)[-1]]
+    if "oneOf" in sch:
+        if not any(_problem(v, alt, at) is None for alt in sch["oneOf"]):
+            return f"{at}: not any of the forms the record format allows"
+        return None
+    types = sch.get("type")
+    if types is not None:
+        types = [types] if isinstance(types, str) else types
+        if not any(_type_ok(v, t) for t in types):
+            return f"{at}: {json.dumps(v)[:40]} is not {' or '.join(types)}"
+    if "const" in sch and v != sch["const"]:
+        return f"{at}: {json.dumps(v)[:40]} is not {json.dumps(sch['const'])}"
+    if "enum" in sch and v not in sch["enum"]:
+        return f"{at}: {json.dumps(v)[:40]} is not one of {', '.join(map(str, sch['enum']))}"
+    if "minimum" in sch and isinstance(v, (int, float)) and not isinstance(v, bool) and v < sch["minimum"]:
+        return f"{at}: {v} is below {sch['minimum']}"
+    if isinstance(v, dict):
+        for k in sch.get("required", ()):
+            if k not in v:
+                return f"{at}: missing {k!r}"
+        for k, sub in sch.get("properties", {}).items():
+            if k in v:
+                bad = _problem(v[k], sub, f"{at}.{k}")
+                if bad:
+                    return bad
+    if isinstance(v, list) and "items" in sch:
+        for i, item in enumerate(v):
+            bad = _problem(item, sch["items"], f"{at}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
+def line_problem(o: dict[str, Any]) -> str | None:
+    """What is wrong with one record line against its kind in run.schema.json (None: conforms; lines of an unknown
+    type are left to newer readers)."""
+    kind = o.get("type")
+    if kind not in ("header", "window", "event", "summary"):
+        return None
+    return _problem(o, _schema_defs()[kind], kind)
+
+
 def read_record(path: str | Path) -> RunRecord:
     """Parse a run record; InputError with one clear line when it is not one."""
     p = Path(path)
@@ -176,6 +252,10 @@ def read_record(path: str | Path) -> RunRecord:
             torn = False
     if not objs or objs[0].get("schema") != SCHEMA or objs[0].get("type") != "header":
         raise InputError(f"{p}: not a wattlint run record (first line must be a {SCHEMA} header)")
+    for i, o in enumerate(objs):  # a record edited or damaged by hand: one clear line, never a crash further on
+        bad = line_problem(o)
+        if bad:
+            raise InputError(f"{p}:{i + 1}: malformed run record ({bad})")
     rec = RunRecord(path=p, header=objs[0], torn_tail=torn, sha256=hashlib.sha256(raw).hexdigest())
     for o in objs[1:]:
         t = o.get("type")

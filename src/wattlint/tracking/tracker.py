@@ -52,6 +52,30 @@ def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _rank_suffix() -> str:
+    """'-rank<N>' for one process of a multi-process job (torchrun / torch.distributed set RANK and WORLD_SIZE),
+    so that each rank's record is named for it; '' otherwise."""
+    rank, world = os.environ.get("RANK", ""), os.environ.get("WORLD_SIZE", "")
+    return f"-rank{rank}" if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
+
+
+def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
+    """(run id, path, writer) of a new record. ``out`` a .jsonl path: that file, which must not exist. ``out`` a
+    folder: <run id>.jsonl, or <run id>-2.jsonl, -3, ... when another run took the name in the same second (ranks
+    or a sweep's processes): created exclusively, so no record is ever overwritten and no run fails to start."""
+    if out.suffix == ".jsonl":
+        return run_id, out, RecordWriter(out)
+    for n in range(1, 10_000):
+        rid = run_id if n == 1 else f"{run_id}-{n}"
+        if (out / f"{rid}.jsonl").exists():
+            continue
+        try:
+            return rid, out / f"{rid}.jsonl", RecordWriter(out / f"{rid}.jsonl")
+        except WattlintError:  # created by another process between the check and the exclusive open
+            continue
+    raise ConfigError(f"{out}: no free record name for {run_id} (9,999 taken); pass another out=")
+
+
 def _host_w_per_gpu() -> float:
     for mod in ("wattlint.energy.system", "wattlint.estimate"):
         try:
@@ -294,9 +318,7 @@ class Tracker:
         stamp = _stamp()
         label = self.name or (self.identity.get("name") or "run")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(label))[:60]
-        self.run_id = f"{stamp}-{label}"
-        self.path = self.out if self.out.suffix == ".jsonl" else self.out / f"{self.run_id}.jsonl"
-        self._writer = RecordWriter(self.path)
+        self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}{_rank_suffix()}")
         import wattlint
 
         torch = sys.modules.get("torch")

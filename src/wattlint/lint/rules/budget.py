@@ -164,6 +164,10 @@ class EnergyRegression(Rule):
         gpu_note = ""
         if ctx.baseline.get("gpu") and ctx.summary.get("gpu") and ctx.baseline["gpu"] != ctx.summary["gpu"]:
             gpu_note = f" (baseline on {ctx.baseline['gpu']}, now {ctx.summary['gpu']})"
+        was, now = ctx.baseline.get("calibration"), ctx.summary.get("calibration")
+        if was and now and was != now:  # a new calibration (or one lost) moves every number: say so
+            gpu_note += (f" (energy model changed: baseline {was}, now {now}; the difference may come from the energy "
+                         "model rather than from the model)")
         yield ctx.finding(
             f"estimated energy +{rise:.0%} vs baseline ({units.energy_kwh(old)} -> {units.energy_kwh(new)}, threshold "
             f"{ctx.regression_threshold:.0%}){gpu_note}; {UPDATE_HINT}",

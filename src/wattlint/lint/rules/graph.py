@@ -620,10 +620,15 @@ class UnneededCheckpointing(Rule):
         kwh, pct = ctx.saving(other)
         gib = float(other.memory.peak_bytes_per_gpu) / 2**30
         cap = float(other.memory.gpu_memory_bytes) / 2**30
-        rf = sum(r.flops for r in recompute)
-        tf = sum(r.flops for r in ctx.graph.records) or 1
+        # the share of the step's FLOPs the recompute adds, from the two estimates: a frontend that did not trace the
+        # recompute (ONNX: the forward is priced once more in backward) has no recompute records to count
+        f_with, f_without = float(est.per_step.flops), float(other.per_step.flops)
+        if f_with > 0:
+            share = max(0.0, 1.0 - f_without / f_with)
+        else:
+            share = sum(r.flops for r in recompute) / (sum(r.flops for r in ctx.graph.records) or 1)
         yield ctx.finding(
-            f"activation checkpointing recomputes {rf / tf:.0%} of the step's FLOPs but the model fits without it "
+            f"activation checkpointing recomputes {share:.0%} of the step's FLOPs but the model fits without it "
             f"({gib:.1f} of {cap:.0f} GiB); turn it off or use the memory for a larger micro-batch",
             saving_kwh=kwh, saving_pct=pct)
 

@@ -72,7 +72,7 @@ class UncalibratedGpu(Rule):
         carry a wider, stated uncertainty (see energy_kwh_range).
     """
     example = """
-        wattlint model.onnx --gpu rtx4090      # calibration: prior
+        wattlint model.onnx --gpu rtx4090      # calibration: public-fit
     """
     use_instead = """
         on a machine with that GPU: wattlint calibrate && wattlint fit   (then commit models/<gpu>/)
