@@ -535,3 +535,18 @@ def test_model_options_an_onnx_graph_cannot_apply_are_stated(run_cli):
     a, b = json.loads(out), json.loads(out2)
     assert a["total"]["energy_kwh"] == b["total"]["energy_kwh"]
     assert any("--attention eager: not applied" in s for s in b["assumptions"])
+
+
+def test_rebound_static_batch_sizes_the_loss_from_the_bound_output(tmp_path):
+    """A batch of 4 baked into the export, run at --batch-size 32: the output's stored shape [4, 10] is stale, so the
+    loss must be sized from the re-inferred [32, 10]. By hand: the MatMul [B,16] x [16,10] is 2 x B x 16 x 10 FLOPs
+    (1,280 at B = 4, 10,240 at B = 32) and every forward record scales by exactly 32 / 4 = 8, the loss included."""
+    p = _save(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["logits"], name="/head/MatMul")],
+              [_vi("x", [4, 16])], [_vi("logits", [4, 10])], [_w("w", [16, 10])])
+    g4 = analyze_onnx(p)
+    g32 = analyze_onnx(p, batch_size=32)
+    assert any("[32, 10] (32 rows x 10 classes)" in a for a in g32.assumptions)
+    assert not any("[4, 10]" in a for a in g32.assumptions)
+    assert [r.flops for r in _fwd(g4, "onnx::MatMul")] == [2 * 4 * 16 * 10]
+    assert [r.flops for r in _fwd(g32, "onnx::MatMul")] == [2 * 32 * 16 * 10]
+    assert g32.total("forward").flops == 8 * g4.total("forward").flops

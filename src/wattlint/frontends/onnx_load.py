@@ -329,11 +329,13 @@ class _Validate:
                 raise InputError(f"{self.path}: input {vi.name!r} has an absurd size {bound}")
             _set_dims(vi, bound)
             specs.append(TensorSpec(vi.name, dt, tuple(bound)))
-        # bound symbolic dims may reappear in outputs / value_info: drop those stale annotations
+        # bound symbolic dims may reappear in outputs / value_info, and a rebound static dim (a batch of 32 baked into
+        # the export, --batch-size 256) leaves the outputs' stored shapes at the export's size: drop those stale
+        # annotations so shape inference gives the outputs (and the loss sized from them) the bound shapes
         del g.value_info[:]
         for o in g.output:
             elem, dims = _dims_of(o)
-            if dims is not None and any(not isinstance(d, int) for d in dims):
+            if dims is not None and (self.rebound or any(not isinstance(d, int) for d in dims)):
                 o.type.tensor_type.ClearField("shape")
         self.params_bound = params
         return specs
