@@ -100,7 +100,8 @@ def main() -> None:
             opts["activation_checkpointing"] = True
         g = pa.traced(pa._mpt(size, seq), opts)
         kw = dict(gpu=gpu, lint=False, steps=1, grad_accum=accum, gpus=gpus, seq_len=seq, precision="bf16",
-                  sharding=sharding, activation_checkpointing=ckpt, pue=1.0, carbon_intensity=100.0, goodput=1.0)
+                  sharding=sharding, activation_checkpointing=ckpt, pue=1.0, carbon_intensity=100.0, goodput=1.0,
+                  loss_impl="fused")  # llm-foundry's ComposerMPTCausalLM default loss_fn: fused_crossentropy
         est = wattlint.estimate(g, training_stack="megatron", batch_size=batch, **kw)
         est_py = wattlint.estimate(g, training_stack="pytorch", batch_size=batch, **kw)
         est2 = wattlint.estimate(g, training_stack="megatron", batch_size=2 * batch, **kw)

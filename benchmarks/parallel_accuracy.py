@@ -365,7 +365,7 @@ def foundry_section() -> dict:
         g = traced(_mpt(size, seq), opts)
         kw = dict(gpu=gpu, lint=False, steps=1, batch_size=batch, grad_accum=accum, gpus=gpus, seq_len=seq,
                   precision=prec, sharding=sharding, activation_checkpointing=ckpt, pue=1.0, carbon_intensity=100.0,
-                  goodput=1.0)
+                  goodput=1.0, loss_impl="fused")  # llm-foundry's default loss_fn: flash-attn's fused cross-entropy
         est = wattlint.estimate(g, training_stack="megatron", **kw)
         est_py = wattlint.estimate(g, training_stack="pytorch", **kw)
         tps_pred = batch * seq / est.per_step.time_s

@@ -201,3 +201,33 @@ def test_real_cpu_autocast_run_saves_what_the_hand_count_says():
 
     sbh = s * b * h
     assert saved(3) - saved(2) == (4 + 2 + 2 + 4 + 2 + 8 + 8) * sbh + 2 * 2 * (b * s * 4)
+
+
+def test_loss_transient_by_hand(tmp_path):
+    """The cross-entropy's memory at the start of backward, beyond the traced fp32 log-probabilities (4 B per
+    logit, already activations). The 2-layer trace has E = s x b x V = 128 x 2 x 1024 = 262,144 bf16 logits (L = 2):
+    torch (log_softmax + nll_loss): the logits held by the output L*E + nll_loss's gradient 4E + log_softmax's
+    gradient 4E = 10E = 2,621,440 B; fused: logits + their gradient 2LE in place of the 4E log-probs = 0 in bf16."""
+    g = _trace(tmp_path, 2)
+    e = S * B * V
+    assert (g.extra["loss_logits_elems"], g.extra["loss_logits_bytes"]) == (e, 2)
+    torch_b, note = memory.loss_transient_bytes(g, _plan())
+    assert torch_b == (2 + 4 + 4) * e == 2_621_440 and "pytorch stack's default" in note
+    assert memory.loss_transient_bytes(g, _plan(loss_impl="fused"))[0] == (2 * 2 - 4) * e == 0
+    assert memory.loss_transient_bytes(g, _plan(training_stack="megatron"))[0] == 0  # megatron: fused by default
+    # micro-batch 4 of a trace at 2: twice the logits; tensor parallel 2 (vocabulary-parallel loss): half per rank
+    assert memory.loss_transient_bytes(g, _plan(batch_size=2 * B))[0] == 2 * 10 * e
+    assert memory.loss_transient_bytes(g, _plan(tensor_parallel=2, gpus=2))[0] == 10 * e // 2
+    gpu = resolve_gpu("a100")[0]
+    bd = memory.peak_memory(g, gpu, _plan())["breakdown"]
+    assert bd["loss_transient"] == torch_b
+    assert memory.peak_memory(g, gpu, _plan(loss_impl="fused"))["breakdown"]["loss_transient"] == 0
+
+
+def test_loss_transient_fp32_by_hand(tmp_path):
+    """fp32 (no autocast): L = 4, torch keeps 4E + 4E + 4E = 12E more than traced, fused (2 x 4 - 4) E = 4E."""
+    g = _trace(tmp_path, 2, precision="fp32")
+    e = S * B * V
+    assert g.extra["loss_logits_bytes"] == 4
+    assert memory.loss_transient_bytes(g, _plan(precision="fp32"))[0] == 12 * e
+    assert memory.loss_transient_bytes(g, _plan(precision="fp32", loss_impl="fused"))[0] == 4 * e

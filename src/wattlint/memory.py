@@ -28,6 +28,9 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
   removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
   Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
+* loss transient (:func:`loss_transient_bytes`): what the cross-entropy over the logits holds at the start of
+  backward beyond the saved tensors, by ``plan.loss_impl`` (torch: (L + 8) bytes per logit of L bytes; fused:
+  (2L - 4)); at that moment every activation is still alive.
 * workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation
   (``FRAGMENTATION`` x the dynamic part).
 """
@@ -105,6 +108,44 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append(f"activation checkpointing not traced by the frontend: ~{CHECKPOINT_FACTOR:.0%} of the "
                      f"activations kept (block inputs only), the forward recomputed once in backward")
     return act, notes
+
+
+def loss_transient_bytes(graph: CostGraph, plan: Plan) -> tuple[int, str | None]:
+    """Bytes the cross-entropy over the logits holds at the start of backward beyond the traced saved tensors (the
+    activations already count its fp32 log-probabilities, 4 bytes per logit), and the note saying so.
+
+    With E logits of L bytes each (``loss_logits_elems`` / ``loss_logits_bytes`` from the torch frontend, scaled to
+    the plan's micro-batch, divided over tensor-parallel ranks: Megatron's vocabulary-parallel loss):
+
+    * ``torch`` (``F.cross_entropy`` = log_softmax + nll_loss, autocast running log_softmax in fp32): while
+      LogSoftmaxBackward runs, the logits the model returned (L·E, held by its output), the gradient of the
+      log-probabilities (4·E, nll_loss's backward) and the gradient of the fp32 logits (4·E) are alive beside the
+      saved log-probabilities: (L + 8)·E more than traced;
+    * ``fused`` (one kernel keeping only the logits and writing their gradient in their dtype, e.g. flash-attn's
+      CrossEntropyLoss, llm-foundry's default ``fused_crossentropy``; Megatron-LM's vocabulary-parallel loss
+      computes its softmax and gradient in place): the logits and their gradient, 2·L·E, in place of the traced
+      4·E log-probabilities: (2L − 4)·E (0 in bf16).
+    """
+    extra = graph.extra or {}
+    elems, size = extra.get("loss_logits_elems"), extra.get("loss_logits_bytes")
+    if not elems or not size:
+        return 0, None
+    traced_mb = max(1, int(graph.micro_batch or 1))
+    e = float(elems) * plan.micro_batch_size / traced_mb / max(1, plan.tensor_parallel)
+    impl = plan.loss_impl or ("fused" if plan.training_stack == "megatron" else "torch")
+    why = "--loss-impl" if plan.loss_impl else f"the {plan.training_stack} stack's default; --loss-impl to change"
+    tp = f" per tensor-parallel rank (vocabulary split over {plan.tensor_parallel})" if plan.tensor_parallel > 1 else ""
+    if impl == "fused":
+        b = max(0.0, (2 * size - 4) * e)
+        what = (f"loss fused ({why}): the {e:,.0f} logits{tp} ({size} B each) and their gradient in place of fp32 "
+                f"log-probabilities, {b / 2**20:,.1f} MiB more than traced")
+    else:
+        b = (size + 8) * e
+        what = (f"loss torch cross-entropy ({why}): at the start of backward the {e:,.0f} logits{tp} ({size} B "
+                f"each, held by the model output), the fp32 gradient of the log-probabilities and of the logits are "
+                f"alive beside the saved log-probabilities: {b / 2**20:,.1f} MiB transient (a fused or chunked loss "
+                f"keeps less: --loss-impl fused)")
+    return int(b), what
 
 
 def gathered_share(graph: CostGraph) -> tuple[float, str]:
@@ -202,9 +243,12 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
     act, act_notes = activation_bytes(graph, plan)
     notes += act_notes
-    dynamic = act + weight_copies
+    loss_tmp, loss_note = loss_transient_bytes(graph, plan)
+    if loss_note:
+        notes.append(loss_note)
+    dynamic = act + weight_copies + loss_tmp
     frag = FRAGMENTATION * dynamic
-    total = weights + weight_copies + master + grads + opt_state + act + WORKSPACE_BYTES + frag
+    total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + WORKSPACE_BYTES + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {
         "weights": int(weights),
@@ -212,6 +256,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         "gradients": int(grads),
         "optimizer_state": int(opt_state),
         "activations": int(act),
+        "loss_transient": int(loss_tmp),
         "workspace": int(WORKSPACE_BYTES + frag),
     }
     if megatron:

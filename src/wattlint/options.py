@@ -24,6 +24,7 @@ ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 RECOMPUTES = ("none", "selective", "full")
 TRAINING_STACKS = ("pytorch", "megatron")
+LOSS_IMPLS = ("torch", "fused")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
 
@@ -208,6 +209,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "master copy, no autocast casts, fused LayerNorm/RMSNorm, SwiGLU/GeGLU, scale-mask-softmax, "
            "bias-dropout-add and multi-tensor Adam; "
            "needs --precision bf16, fp16 or fp8)", "model", "plan", choices=TRAINING_STACKS),
+    Option("loss_impl", "--loss-impl", choice(*LOSS_IMPLS), "memory of the cross-entropy over the logits: torch "
+           "(F.cross_entropy: fp32 log-probabilities kept, their gradient and the logits' gradient allocated at the "
+           "start of backward; the default of the pytorch stack) or fused (one kernel that keeps only the logits "
+           "and writes their gradient in their dtype: flash-attn's CrossEntropyLoss, llm-foundry's default, and "
+           "Megatron's vocab-parallel loss; the default of the megatron stack)", "model", "plan",
+           choices=LOSS_IMPLS),
     Option("capacity_factor", "--capacity-factor", number(0, 64, what="a capacity factor"), "mixture-of-experts: "
            "rows each expert computes, x its balanced share tokens x top-k / experts (default 1.0, dropless; Switch: "
            "the config's expert capacity)", "model", "frontend", "C"),

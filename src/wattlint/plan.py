@@ -331,7 +331,7 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
                      f"work, fused LayerNorm / RMSNorm, gated activation, scale-mask-softmax, bias-dropout-add and "
                      f"multi-tensor optimizer "
                      f"(docs/PARALLEL.md, 'Training stack')")
-    plan.update(precision=precision, optimizer=optimizer, training_stack=stack)
+    plan.update(precision=precision, optimizer=optimizer, training_stack=stack, loss_impl=v.get("loss_impl"))
 
 
 def _site(v: dict, plan: dict, notes: list[str]) -> None:

@@ -353,6 +353,7 @@ class Plan:
     host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps
     training_stack: str = "pytorch"  # pytorch (as traced) | megatron (wattlint.stack)
+    loss_impl: str | None = None  # torch | fused cross-entropy memory (None: the training stack's default)
     assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

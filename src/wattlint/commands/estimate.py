@@ -20,7 +20,7 @@ GROUPS = {
                  "expert_parallel", "sequence_parallel", "sharding", "internode_gbps", "launch_overhead",
                  "host_op_time", "utilization"),
     "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "recompute",
-             "activation_checkpointing", "training_stack",
+             "activation_checkpointing", "training_stack", "loss_impl",
              "goodput"),
     "site": ("pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price"),
 }

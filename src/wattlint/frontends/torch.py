@@ -508,17 +508,25 @@ def autocast_convs(dtype):
 
 # ---- loss -------------------------------------------------------------------------------------------------------
 
-def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
-    """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate."""
+def _logits(output, hf: bool) -> torch.Tensor | None:
+    """The classification logits the traced loss is a cross-entropy over (an output named ``logits``, or a plain
+    module's single 2-D output), else None."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
-    if not flat:
-        raise InputError("the model's forward returned no floating-point tensor to build a loss from")
     logits = None
     for n, t in flat:
         if n == "logits":
             logits = t
     if logits is None and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
         logits = flat[0][1]
+    return logits
+
+
+def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
+    """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate."""
+    flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
+    if not flat:
+        raise InputError("the model's forward returned no floating-point tensor to build a loss from")
+    logits = _logits(output, hf)
     if logits is not None:
         classes = logits.shape[-1]
         rows = logits.reshape(-1, classes)
@@ -620,6 +628,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
                 loss, loss_note = _loss(output, hf)
+                logits = _logits(output, hf)
             tracer.settle_saved()
         tracer.stack.clear()
         if not grads_to_none:
@@ -693,6 +702,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
              "activation_bytes_cast_dup": int(tracer.saved_cast_dup_bytes),
              "optimizer_impl": optimizer_impl,
              "activation_checkpointing": bool(activation_checkpointing)}
+    if logits is not None:  # the cross-entropy's transient memory at the start of backward (wattlint.memory)
+        extra["loss_logits_elems"] = int(logits.numel())
+        extra["loss_logits_bytes"] = int(logits.element_size())
     blocks = _repeated_blocks(model)
     if blocks:
         extra["block_params"], extra["block_count"] = blocks

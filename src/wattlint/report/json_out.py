@@ -66,6 +66,7 @@ def plan_dict(est: Estimate) -> dict:
         "host_op_s": p.host_op_s,
         "goodput": p.goodput,
         "training_stack": p.training_stack,
+        "loss_impl": p.loss_impl,
     }
 
 
