@@ -550,3 +550,19 @@ def test_rebound_static_batch_sizes_the_loss_from_the_bound_output(tmp_path):
     assert [r.flops for r in _fwd(g4, "onnx::MatMul")] == [2 * 4 * 16 * 10]
     assert [r.flops for r in _fwd(g32, "onnx::MatMul")] == [2 * 32 * 16 * 10]
     assert g32.total("forward").flops == 8 * g4.total("forward").flops
+
+
+def test_cross_entropy_loss_memory_by_hand(tmp_path):
+    """The assumed cross-entropy over logits [4, 10] (fp32): its log-softmax keeps 4 B per logit for backward
+    (40 logits: 160 B of activations beside the MatMul's saved input x, 4 x 16 x 4 = 256 B), and the loss reports the
+    logits for wattlint.memory's loss transient (torch: (4 + 8) x 40 = 480 B at the start of backward)."""
+    from wattlint import memory
+    from wattlint.types import Plan
+
+    p = _save(tmp_path, [helper.make_node("MatMul", ["x", "w"], ["logits"], name="/head/MatMul")],
+              [_vi("x", [4, 16])], [_vi("logits", [4, 10])], [_w("w", [16, 10])])
+    g = analyze_onnx(p)
+    assert (g.extra["loss_logits_elems"], g.extra["loss_logits_bytes"]) == (40, 4)
+    assert g.extra["activation_bytes"] == 4 * 16 * 4 + 4 * 40
+    plan = Plan(batch_size=4, steps=1, precision="fp32", optimizer="adamw", pue=1.0, carbon_intensity_g_per_kwh=400.0)
+    assert memory.loss_transient_bytes(g, plan)[0] == 12 * 40

@@ -118,6 +118,8 @@ def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
             f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled)")
     extra = dict(g.extra)
     extra["activation_bytes"] = round(extra.get("activation_bytes", 0) * f)
+    if extra.get("loss_logits_elems"):
+        extra["loss_logits_elems"] = round(extra["loss_logits_elems"] * f)
     return replace(g, records=recs, inputs=ins, outputs=outs, micro_batch=batch,
                    assumptions=tuple(a for a in g.assumptions) + (note,), extra=extra)
 
@@ -184,6 +186,7 @@ class _Analysis(_Validate, _Shapes):
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []
         self.saved: dict[str, int] = {}
+        self.loss_logits: tuple[int, int] | None = None  # (logits, bytes each) of an assumed cross-entropy
         self.unknown = 0
         self.failed: dict[str, int] = {}
         self.first_use: dict[str, str] = {}
@@ -217,6 +220,8 @@ class _Analysis(_Validate, _Shapes):
         info = ModelInfo(self.source, "onnx", params, param_bytes, params, name=name)
         self._notes()
         act_bytes = int(sum(self.saved.values()))
+        if self.loss_logits:
+            act_bytes += 4 * self.loss_logits[0]
         if self.folded_bn:
             # each folded BatchNorm would save its input (the conv output) for backward in training
             act_bytes += sum(r.bytes_written for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD)
@@ -232,7 +237,9 @@ class _Analysis(_Validate, _Shapes):
                          extra={"activation_bytes": act_bytes, "optimizer_impl": self.optimizer_impl,
                                 "folded_batchnorm": bool(self.folded_bn),
                                 "external_initializers": self.external,
-                                "opset": _opset(self.model)})
+                                "opset": _opset(self.model),
+                                **({"loss_logits_elems": self.loss_logits[0], "loss_logits_bytes": self.loss_logits[1]}
+                                   if self.loss_logits else {})})
 
     def _precision_name(self) -> str:
         if self.precision != "default":
@@ -722,6 +729,9 @@ class _Analysis(_Validate, _Shapes):
             b = C.cross_entropy(rows, classes, dt, backward=True)
             self.assumptions.append(f"loss assumed: cross-entropy over output {out!r} {list(shape)} "
                                     f"({rows} rows x {classes} classes); ONNX graphs carry no loss")
+            # as torch's F.cross_entropy: log_softmax keeps its fp32 output for backward (an activation, 4 B per
+            # logit); what the loss holds beyond it at the start of backward is wattlint.memory's loss transient
+            self.loss_logits = (rows * classes, C.nbytes((1,), dt))
             op, mt = "loss::cross_entropy", "CrossEntropyLoss"
         else:
             f = C.elementwise("sub", [shape, shape], shape, dt) + C.reduction(shape, dt, flops_per_element=2)
