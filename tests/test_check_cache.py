@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,9 @@ import pytest
 from wattlint.cache import HashMemo, ResultCache, find_module_file, project_imports
 from wattlint.io import atomic_write_text
 from wattlint.config import parse_config
+
+ROOT_DIR = Path(__file__).resolve().parents[1]
+H200_MODEL = ROOT_DIR / "src" / "wattlint" / "models" / "h200-sxm-141gb"
 
 
 def _tree(root: Path):
@@ -117,24 +121,28 @@ def test_installed_module_source_keys_on_its_version(tmp_path, monkeypatch):
     assert cache.key(cfg.models[0], cfg)[0] != k1
 
 
-def test_a_new_fitted_model_on_the_search_path_invalidates_cached_results(tmp_path, monkeypatch, run_cli):
-    """`wattlint fit` writes to the user's models folder (or $WATTLINT_MODELS_DIR / models-dir): the next check must
-    price with it, not return the cached public-fit result (stale numbers labelled with a stale provenance)."""
-    import shutil
-
+def _project_with_models_dir(tmp_path, monkeypatch, pyproject: str):
+    """A project with resnet50.onnx as m.onnx and ``pyproject``, an empty $WATTLINT_MODELS_DIR and user models
+    folder, the working directory in the project: (project folder, models folder)."""
     from wattlint.energy import predictor as pred_mod
 
-    root = Path(__file__).resolve().parents[1]
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copy(root / "examples" / "resnet50.onnx", proj / "m.onnx")
-    (proj / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n\n[[tool.wattlint.models]]\n'
-                                         'name = "m"\nsource = "m.onnx"\nsteps = 100\n')
+    shutil.copy(ROOT_DIR / "examples" / "resnet50.onnx", proj / "m.onnx")
+    (proj / "pyproject.toml").write_text(pyproject)
     models = tmp_path / "models"
     models.mkdir()
     monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
     monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
     monkeypatch.chdir(proj)
+    return proj, models
+
+
+def test_a_new_fitted_model_on_the_search_path_invalidates_cached_results(tmp_path, monkeypatch, run_cli):
+    """`wattlint fit` writes to the user's models folder (or $WATTLINT_MODELS_DIR / models-dir): the next check must
+    price with it, not return the cached public-fit result (stale numbers labelled with a stale provenance)."""
+    proj, models = _project_with_models_dir(tmp_path, monkeypatch, '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n\n'
+                                            '[[tool.wattlint.models]]\nname = "m"\nsource = "m.onnx"\nsteps = 100\n')
 
     def summary():
         code, out, _ = run_cli("check", "--format", "json")
@@ -145,7 +153,7 @@ def test_a_new_fitted_model_on_the_search_path_invalidates_cached_results(tmp_pa
     assert first["cached"] is False and first["calibration"] == "public-fit"
     assert summary()["cached"] is True  # unchanged: a hit
     # a calibration for this GPU appears on the search path (the shipped H200 model stands in for a fitted one)
-    shutil.copytree(root / "src" / "wattlint" / "models" / "h200-sxm-141gb", models / "a100-sxm4-80gb")
+    shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
     after = summary()
     assert after["cached"] is False and after["calibration"] == "measured"
     assert summary()["cached"] is True
@@ -155,24 +163,12 @@ def test_a_regression_that_follows_an_energy_model_change_says_so(tmp_path, monk
     """The baseline was priced by the public fit; a calibration for the GPU appears on the search path and the
     estimate moves. WL305 must say the energy model changed (baseline public-fit, now measured), as it already does
     for a GPU change, so nobody hunts for a model change that is not there."""
-    import shutil
-
-    from wattlint.energy import predictor as pred_mod
-
-    root = Path(__file__).resolve().parents[1]
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    shutil.copy(root / "examples" / "resnet50.onnx", proj / "m.onnx")
-    (proj / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100-sxm4-80gb"\nbaseline = "b.json"\n\n'
-                                         '[[tool.wattlint.models]]\nname = "m"\nsource = "m.onnx"\nsteps = 1000\n')
-    models = tmp_path / "models"
-    models.mkdir()
-    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
-    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
-    monkeypatch.chdir(proj)
+    proj, models = _project_with_models_dir(tmp_path, monkeypatch, '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n'
+                                            'baseline = "b.json"\n\n[[tool.wattlint.models]]\nname = "m"\n'
+                                            'source = "m.onnx"\nsteps = 1000\n')
     assert run_cli("check", "--update-baseline")[0] == 0
     assert json.loads((proj / "b.json").read_text())["models"]["m"]["calibration"] == "public-fit"
-    shutil.copytree(root / "src" / "wattlint" / "models" / "h200-sxm-141gb", models / "a100-sxm4-80gb")
+    shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
     code, out, _ = run_cli("check", "--format", "json")
     doc = json.loads(out)
     m = doc["models"][0]

@@ -66,17 +66,13 @@ def dist_version(name: str) -> str:
     return str(v)
 
 
-def package_fingerprint() -> str:
-    """wattlint's version + (relative path, size, mtime_ns) of every file of the installed package (code, data,
-    calibrated models): an edited checkout or a new calibrated model invalidates the cache."""
-    import wattlint
-
-    root = Path(wattlint.__file__).resolve().parent
-    h = hashlib.sha256(wattlint.__version__.encode())
+def _hash_tree(h, root, skip=lambda d, f: False) -> None:
+    """Add (relative path, size, mtime_ns) of every file below ``root`` to ``h``, in a stable order; ``skip(dir,
+    file)`` leaves out directories (file None) and files."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        dirnames[:] = sorted(d for d in dirnames if not skip(d, None))
         for fn in sorted(filenames):
-            if fn.endswith((".pyc", ".pyo")):
+            if skip(None, fn):
                 continue
             p = os.path.join(dirpath, fn)
             try:
@@ -84,6 +80,16 @@ def package_fingerprint() -> str:
             except OSError:
                 continue
             h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+
+
+def package_fingerprint() -> str:
+    """wattlint's version + (relative path, size, mtime_ns) of every file of the installed package (code, data,
+    calibrated models): an edited checkout or a new calibrated model invalidates the cache."""
+    import wattlint
+
+    root = Path(wattlint.__file__).resolve().parent
+    h = hashlib.sha256(wattlint.__version__.encode())
+    _hash_tree(h, root, lambda d, f: d == "__pycache__" or bool(f and f.endswith((".pyc", ".pyo"))))
     return h.hexdigest()
 
 
@@ -96,15 +102,7 @@ def models_fingerprint(dirs) -> str:
     for d in dirs:
         root = Path(getattr(d, "path", d))
         h.update(f"dir\0{root}\n".encode())
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for fn in sorted(filenames):
-                p = os.path.join(dirpath, fn)
-                try:
-                    st = os.stat(p)
-                except OSError:
-                    continue
-                h.update(f"{os.path.relpath(p, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        _hash_tree(h, root)
     return h.hexdigest()
 
 
