@@ -40,10 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None, help="output format (default text)")
     o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
-    o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows to show (default 10)")
+    o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows the text / markdown / HTML report shows (default 10; JSON lists every "
+                   "layer)")
     o.add_argument("--group-by", choices=GROUPINGS, default="block",
-                   help="layer rows: block (repeated blocks merged, default), name (every module), type (module "
-                        "type), depth (modules cut at --depth components)")
+                   help="layer rows of the text / markdown / HTML report (JSON lists every module): block "
+                        "(repeated blocks merged, default), name (every module), type (module type), depth (modules "
+                        "cut at --depth components)")
     o.add_argument("--depth", type=positive_int, default=None, metavar="N",
                    help="path depth for --group-by depth (default 2; only with --group-by depth)")
 
