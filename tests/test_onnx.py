@@ -566,3 +566,14 @@ def test_cross_entropy_loss_memory_by_hand(tmp_path):
     assert g.extra["activation_bytes"] == 4 * 16 * 4 + 4 * 40
     plan = Plan(batch_size=4, steps=1, precision="fp32", optimizer="adamw", pue=1.0, carbon_intensity_g_per_kwh=400.0)
     assert memory.loss_transient_bytes(g, plan)[0] == 12 * 40
+
+
+def test_analyze_states_a_global_batch_not_divisible_by_the_replicas(run_cli):
+    """--batch-size 30 over 4 GPUs: micro-batch 30 // 4 = 7 traced, 30 - 4 x 7 = 2 samples per step left out."""
+    code, out, _ = run_cli("analyze", str(RESNET), "--batch-size", "30", "--gpus", "4", "--format", "json")
+    assert code == 0
+    notes = json.loads(out)["assumptions"]
+    assert any("micro-batch 7 traced" in a and "30 is not divisible by 4: 2 samples per step not traced" in a
+               for a in notes)
+    code, out, _ = run_cli("analyze", str(RESNET), "--batch-size", "32", "--gpus", "4", "--format", "json")
+    assert not any("not divisible" in a for a in json.loads(out)["assumptions"])

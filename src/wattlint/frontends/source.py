@@ -115,8 +115,11 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
     mb = micro_batch(batch_size, gpus, grad_accum)
     notes = []
     if batch_size is not None:
+        div = max(1, int(gpus)) * max(1, int(grad_accum))
+        rest = (f"; {batch_size} is not divisible by {div}: {batch_size - mb * div} sample"
+                f"{'s' if batch_size - mb * div != 1 else ''} per step not traced" if batch_size % div else "")
         notes.append(f"batch: global batch {batch_size} / ({gpus} data-parallel replica{'s' if gpus != 1 else ''} "
-                     f"x {grad_accum} grad-accum) = micro-batch {mb} traced (leading dim of every input)")
+                     f"x {grad_accum} grad-accum) = micro-batch {mb} traced (leading dim of every input){rest}")
     if isinstance(source, str):
         src = source.strip()
         low = src.lower()
@@ -125,8 +128,13 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
                 raise InputError(f"model file not found: {src}")
             from .onnx import analyze_onnx  # no torch on this path
 
-            return analyze_onnx(src, inputs=specs, batch_size=mb, seq_len=seq_len, optimizer=optimizer,
-                                precision=precision, optimizer_impl=optimizer_impl)
+            g = analyze_onnx(src, inputs=specs, batch_size=mb, seq_len=seq_len, optimizer=optimizer,
+                             precision=precision, optimizer_impl=optimizer_impl)
+            if notes:  # the same batch statement as the torch frontends
+                from dataclasses import replace
+
+                g = replace(g, assumptions=tuple(notes) + tuple(g.assumptions))
+            return g
         if low.endswith(".json"):
             if not os.path.isfile(src):
                 raise InputError(f"config file not found: {src}")
