@@ -148,80 +148,41 @@ class RunRecord:
                        elapsed_s=float(wins[-1].t1) if wins else None)
 
 
-_SCHEMA_DOC: dict[str, Any] | None = None
+_LINE_VALIDATORS: dict[str, Any] = {}
 
 
-def _schema_defs() -> dict[str, Any]:
-    global _SCHEMA_DOC
-    if _SCHEMA_DOC is None:
+def _line_validator(kind: str):
+    """A jsonschema validator of one line kind of run.schema.json (its ``$defs`` entry), numbers finite."""
+    v = _LINE_VALIDATORS.get(kind)
+    if v is None:
         from importlib import resources
 
-        _SCHEMA_DOC = json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
-    return _SCHEMA_DOC["$defs"]
+        from jsonschema import Draft202012Validator, validators
 
-
-def _type_ok(v: Any, t: str) -> bool:
-    if t == "null":
-        return v is None
-    if t == "object":
-        return isinstance(v, dict)
-    if t == "array":
-        return isinstance(v, list)
-    if t == "string":
-        return isinstance(v, str)
-    if t == "boolean":
-        return isinstance(v, bool)
-    if t == "integer":
-        return isinstance(v, int) and not isinstance(v, bool)
-    if t == "number":
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    return True
-
-
-def _problem(v: Any, sch: dict[str, Any], at: str) -> str | None:
-    """The first way ``v`` breaks ``sch`` (the subset of JSON Schema run.schema.json uses: $ref, oneOf, type,
-    const, enum, required, properties, items, minimum), as 'at: what'; None when it conforms."""
-    if "$ref" in sch:
-        sch = _schema_defs()[sch["$ref"].rsplit("/", 1)[-1]]
-    if "oneOf" in sch:
-        if not any(_problem(v, alt, at) is None for alt in sch["oneOf"]):
-            return f"{at}: not any of the forms the record format allows"
-        return None
-    types = sch.get("type")
-    if types is not None:
-        types = [types] if isinstance(types, str) else types
-        if not any(_type_ok(v, t) for t in types):
-            return f"{at}: {json.dumps(v)[:40]} is not {' or '.join(types)}"
-    if "const" in sch and v != sch["const"]:
-        return f"{at}: {json.dumps(v)[:40]} is not {json.dumps(sch['const'])}"
-    if "enum" in sch and v not in sch["enum"]:
-        return f"{at}: {json.dumps(v)[:40]} is not one of {', '.join(map(str, sch['enum']))}"
-    if "minimum" in sch and isinstance(v, (int, float)) and not isinstance(v, bool) and v < sch["minimum"]:
-        return f"{at}: {v} is below {sch['minimum']}"
-    if isinstance(v, dict):
-        for k in sch.get("required", ()):
-            if k not in v:
-                return f"{at}: missing {k!r}"
-        for k, sub in sch.get("properties", {}).items():
-            if k in v:
-                bad = _problem(v[k], sub, f"{at}.{k}")
-                if bad:
-                    return bad
-    if isinstance(v, list) and "items" in sch:
-        for i, item in enumerate(v):
-            bad = _problem(item, sch["items"], f"{at}[{i}]")
-            if bad:
-                return bad
-    return None
+        doc = json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
+        base = Draft202012Validator.TYPE_CHECKER
+        finite = base.redefine("number", lambda c, x: base.is_type(x, "number") and math.isfinite(x))
+        cls = validators.extend(Draft202012Validator, type_checker=finite)
+        v = _LINE_VALIDATORS[kind] = cls({"$defs": doc["$defs"], "$ref": f"#/$defs/{kind}"})
+    return v
 
 
 def line_problem(o: dict[str, Any]) -> str | None:
-    """What is wrong with one record line against its kind in run.schema.json (None: conforms; lines of an unknown
-    type are left to newer readers)."""
+    """What is wrong with one record line against its kind in run.schema.json, as 'kind.field[i]: what' (None:
+    conforms; lines of an unknown type are left to newer readers)."""
     kind = o.get("type")
     if kind not in ("header", "window", "event", "summary"):
         return None
-    return _problem(o, _schema_defs()[kind], kind)
+    from jsonschema.exceptions import best_match
+
+    err = best_match(_line_validator(kind).iter_errors(o))
+    if err is None:
+        return None
+    at = kind + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in err.absolute_path)
+    x = err.instance
+    if isinstance(x, float) and not math.isfinite(x):
+        return f"{at}: {x} is not a finite number"
+    return f"{at}: {err.message[:120]}"
 
 
 def read_record(path: str | Path) -> RunRecord:
