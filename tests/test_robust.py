@@ -471,3 +471,20 @@ def test_hf_build_prints_no_python_warnings(tmp_path):
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode in (0, 2)
     assert "Warning" not in r.stderr and len(r.stderr.strip().splitlines()) <= 1, r.stderr
+
+
+def test_d12_read_only_output_file_is_not_replaced(run_cli, tmp_path, monkeypatch):
+    """An atomic write renames a temporary over the target, which replaces even a write-protected file: a report
+    written with -o over a read-only file is refused (exit 2, one line) and the file keeps its content."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    _project(proj)
+    monkeypatch.chdir(proj)
+    kept = proj / "kept.txt"
+    kept.write_text("the user's file\n")
+    kept.chmod(0o444)
+    code, out, err = run_cli("analyze", "lm.onnx", "-o", "kept.txt")
+    assert code == 2 and "read-only" in _one_error_line(err)
+    assert kept.read_text() == "the user's file\n"
+    kept.chmod(0o644)
+    assert run_cli("analyze", "lm.onnx", "-o", "kept.txt")[0] == 0 and kept.read_text() != "the user's file\n"

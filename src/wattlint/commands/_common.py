@@ -77,6 +77,9 @@ def check_output_path(path: str | None, root: Path | str | None = None) -> None:
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
+    if os.path.isfile(path) and not os.stat(path).st_mode & 0o222:  # write-protected: a rename would replace it
+        raise InputError(f"--output {path}: the file is read-only; refusing to replace it (make it writable or "
+                         "write elsewhere)")
     target = escapes_root(path, root if root is not None else Path.cwd())
     if target is not None:
         raise InputError(f"--output {path}: resolves to {target}, outside {Path(root or Path.cwd()).resolve()} "
