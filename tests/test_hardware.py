@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from wattlint.hardware import (calibration_status, gpu_from_nvml_name, load_gpus, normalize, resolve_gpu,
+from wattlint.hardware import (gpu_from_nvml_name, load_gpus, normalize, resolve_gpu,
                                value_fields)
 from wattlint.types import ConfigError
 
@@ -222,15 +222,6 @@ def test_b200_resolves_and_estimates_in_the_cli(run_cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     code, out, err = run_cli("gpus", "b200")
     assert code == 0 and "b200-sxm-180gb" in out and "precisions: default, fp32, tf32, fp16, bf16, fp8" in out
-
-
-def test_calibration_status(tmp_path, monkeypatch):
-    assert calibration_status("no-such-gpu") == "prior"
-    (tmp_path / "t4-16gb").mkdir()
-    (tmp_path / "t4-16gb" / "card.json").write_text("{}")
-    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(tmp_path))  # on the search path
-    assert calibration_status("t4-16gb") == "measured"
-    assert calibration_status("l4-24gb") == "prior"
 
 
 def test_hardware_imports_no_heavy_modules():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -142,11 +143,13 @@ def test_a_model_in_the_user_folder_makes_the_gpu_measured(tmp_path, monkeypatch
     monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
     monkeypatch.delenv("WATTLINT_MODELS_DIR", raising=False)
     h100, _ = resolve_gpu("h100")
-    _fake_card(tmp_path / "user-models", h100.key, "mine")
-    from wattlint.hardware import calibration_status
+    import shutil
 
-    assert calibration_status(h100.key, pred_mod.search_path()) == "measured"
-    assert calibration_status("a100-sxm4-80gb", pred_mod.search_path()) == "prior"
+    # a real fitted model (the shipped H200 one stands in for what `wattlint fit` writes)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "src" / "wattlint" / "models" / "h200-sxm-141gb",
+                    tmp_path / "user-models" / h100.key)
+    assert pred_mod.get_predictor(h100, pred_mod.search_path()).calibration == "measured"
+    assert pred_mod.get_predictor(resolve_gpu("a100-sxm4-80gb")[0], pred_mod.search_path()).calibration == "public-fit"
 
 
 def test_an_unusable_calibration_is_stated_not_silently_dropped(tmp_path, monkeypatch, run_cli):

@@ -215,19 +215,6 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
     return gpus[key] if key else None
 
 
-def calibration_status(key: str, dirs=None) -> str:
-    """'measured' when a fitted model for this GPU is on the models search path (energy.predictor.search_path:
-    $WATTLINT_MODELS_DIR, the user data folder, the shipped models; or ``dirs``), else 'prior'. Only whether a card
-    exists: the energy model an estimate actually uses (public-fit, transferred, or a fallback from an unusable card)
-    is energy.predictor.get_predictor's choice (what ``wattlint gpus`` shows)."""
-    from .energy.predictor import search_path
-
-    for d in (dirs if dirs is not None else search_path()):
-        if (d.path / key / "card.json").is_file():
-            return "measured"
-    return "prior"
-
-
 def value_fields(spec: GpuSpec) -> list[str]:
     """Names of every value a row carries (for source / flag checks): scalar fields + 'peak_tflops.<dtype>'."""
     return [*VALUE_FIELDS, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
