@@ -51,8 +51,8 @@ def test_plain_loop_record_and_projection(tmp_path):
     # measured 2.5 + 95 x 0.1 = 12 s; projected 12 + 100 x 0.1 = 22 s
     assert a["time_s"] == pytest.approx(12.0)
     assert a["projection"]["time_s"] == pytest.approx(22.0)
-    # 250 W fake GPU + the estimate's stated 80 W host per GPU (modelled): 22 s x 330 W = 7,260 J at PUE 1.0,
-    # 500 g/kWh
+    # 250 W fake GPU + 80 W host per GPU (modelled; the fake channel names no GPU, so no platform class applies:
+    # the stated flat fallback): 22 s x 330 W = 7,260 J at PUE 1.0, 500 g/kWh
     assert lines[0]["host_w"] == pytest.approx(80.0)
     assert a["projection"]["device_energy_j"] == pytest.approx(5500.0)
     assert a["projection"]["energy_kwh"] == pytest.approx(7260 / 3.6e6)
@@ -66,6 +66,29 @@ def test_plain_loop_record_and_projection(tmp_path):
     rec = read_record(t.path)
     assert rec.summary and not rec.torn_tail and rec.header["device"]["kind"] == "cuda"
     assert rec.header["channels"][0]["energy_source"] == "fake"
+
+
+@pytest.mark.parametrize("gpu, per_node, expected_w", [
+    # SXM/HGX node: 0.41 x 700 W TDP = 287 W of node per GPU, + (1/0.94 - 1) x (700 + 287) W of PSU losses
+    ("h100-sxm5-80gb", None, 287.0 + (1 / 0.94 - 1) * (700.0 + 287.0)),
+    # data-centre PCIe card, one GPU of the job: its 1/8 share of a 450 W server, + losses on 300 W + 56.25 W
+    ("a100-pcie-80gb", None, 450.0 / 8 + (1 / 0.94 - 1) * (300.0 + 450.0 / 8)),
+    # GeForce in a desktop: the whole 120 W machine, + (1/0.90 - 1) x (350 + 120) W; two GPUs share it
+    ("rtx3090-24gb", None, 120.0 + (1 / 0.90 - 1) * (350.0 + 120.0)),
+    ("rtx3090-24gb", 2, 60.0 + (1 / 0.90 - 1) * (350.0 + 60.0)),
+])
+def test_host_power_follows_the_platform_class_without_a_static_estimate(tmp_path, gpu, per_node, expected_w):
+    """No static estimate (static=False): the tracked GPU's host share comes from the estimate's platform-class rule
+    (a flat 80 W per GPU under-counted an HGX H100 node's host ~4x)."""
+    clock = Clock(100.0)
+    kw = {"gpus_per_node": per_node} if per_node else {}
+    with _track(tmp_path, clock, steps=20, gpu=gpu, **kw) as t:
+        for _ in range(20):
+            clock.t += 0.1
+            t.step()
+    header = _lines(t.path)[0]
+    assert header["host_w"] == pytest.approx(expected_w)
+    assert any("host power" in n and "per GPU" in n for n in header["notes"])
 
 
 def test_budget_warns_once_and_keeps_running(tmp_path):

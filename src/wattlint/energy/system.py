@@ -373,15 +373,23 @@ def launch_gap_note(n_ops: int, gap_s: float, idle_w: float, host_op_s: float = 
 
 # ---- host and facility -----------------------------------------------------------------------------------------
 
-def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
-    """Host power (CPUs, DRAM, fans, NICs, power-supply losses) of the whole job (W), and the assumption line, by
-    the platform class of the GPU (energy.host). A job on fewer GPUs than a data-centre server holds (a 1-GPU cloud
-    instance) carries its per-GPU share of that server; a desktop is the job's own machine."""
+def host_power_w_per_job_gpu(gpu: GpuSpec, gpus_per_node: int) -> tuple[float, str]:
+    """Host power (CPUs, DRAM, fans, NICs, power-supply losses) each GPU of a job carries (W), and the assumption
+    line, by the platform class of the GPU (energy.host). A job on fewer GPUs than a data-centre server holds (a
+    1-GPU cloud instance) carries its per-GPU share of that server; a desktop is the job's own machine. The one rule
+    for estimates (host_power_w) and tracked runs (wattlint.track)."""
     from .host import host_power_w_per_gpu, platform_class
 
     cls = platform_class(gpu)
-    per_node = plan.gpus_per_node if cls == "desktop" else max(plan.gpus_per_node, SERVER_GPU_SLOTS)
-    w, text = host_power_w_per_gpu(gpu, per_node, cls)
+    n = max(1, int(gpus_per_node or 1))
+    per_node = n if cls == "desktop" else max(n, SERVER_GPU_SLOTS)
+    return host_power_w_per_gpu(gpu, per_node, cls)
+
+
+def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
+    """Host power of the whole job (W), and the assumption line: :func:`host_power_w_per_job_gpu` x the plan's
+    GPUs."""
+    w, text = host_power_w_per_job_gpu(gpu, plan.gpus_per_node)
     return w * max(1, plan.gpus), text
 
 

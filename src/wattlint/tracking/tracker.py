@@ -32,7 +32,7 @@ from .record import SCHEMA, RecordWriter
 
 ON_BUDGET = ("warn", "stop")
 DEFAULT_WINDOW_S = 2.0
-HOST_W_FALLBACK = 80.0  # the estimate's stated host share per GPU when no static estimate gives it
+HOST_W_FALLBACK = 80.0  # host W per GPU for a GPU not in the database (no platform class to apply)
 
 
 class BudgetExceeded(Exception):
@@ -76,16 +76,17 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     raise ConfigError(f"{out}: no free record name for {run_id} (9,999 taken); pass another out=")
 
 
-def _host_w_per_gpu() -> float:
-    for mod in ("wattlint.energy.system", "wattlint.estimate"):
-        try:
-            m = __import__(mod, fromlist=["HOST_W_PER_GPU"])
-            v = getattr(m, "HOST_W_PER_GPU", None)
-            if isinstance(v, (int, float)):
-                return float(v)
-        except Exception:  # noqa: BLE001 - a module being refactored
-            continue
-    return HOST_W_FALLBACK
+def _modelled_host_w_per_gpu(spec, gpus_per_node: int) -> tuple[float, str]:
+    """Host watts per tracked GPU when no static estimate states them, and how: the estimate's platform-class rule
+    (energy.system.host_power_w_per_job_gpu) for a GPU in the database, else the stated flat fallback."""
+    from ..types import GpuSpec
+
+    if isinstance(spec, GpuSpec):
+        from ..energy.system import host_power_w_per_job_gpu
+
+        return host_power_w_per_job_gpu(spec, gpus_per_node)
+    return HOST_W_FALLBACK, (f"GPU not identified (pass gpu=KEY): host power assumed {HOST_W_FALLBACK:.0f} W per GPU, "
+                             "a flat share without the platform classes of estimates")
 
 
 def _optimizer_name(opt) -> str | None:
@@ -301,14 +302,19 @@ class Tracker:
                 plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
         if self.device_kind == "cuda":
-            per_gpu = None
+            per_gpu, how = None, "the static estimate's host model"
             s = self.static or {}
             if s.get("per_step") and s["per_step"].get("time_s"):
                 g = (s.get("plan") or {}).get("gpus") or self.options.get("gpus") or 1
                 per_gpu = s["per_step"]["host_energy_j"] / s["per_step"]["time_s"] / max(1, int(g))
-            self.host_w = (per_gpu or _host_w_per_gpu()) * max(1, len(self.channels))
-            self.notes.append(f"host CPU + DRAM energy MODELLED at {self.host_w:.0f} W (the estimate's stated "
-                              "constant per GPU), not measured")
+            if not per_gpu:
+                local = os.environ.get("LOCAL_WORLD_SIZE", "")
+                per_node = (self.options.get("gpus_per_node") or (int(local) if local.isdigit() else 0)
+                            or len(self.channels) or 1)
+                per_gpu, how = _modelled_host_w_per_gpu(self.spec, int(per_node))
+            self.host_w = per_gpu * max(1, len(self.channels))
+            self.notes.append(f"host CPU + DRAM energy MODELLED at {self.host_w:.0f} W for this process's "
+                              f"{max(1, len(self.channels))} GPU(s), not measured ({how})")
 
     def start(self) -> "Tracker":
         if self.started:
