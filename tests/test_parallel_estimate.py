@@ -185,8 +185,6 @@ def test_reports_carry_layout_and_utilization(gpt_config, run_cli, tmp_path):
     (["--tensor-parallel", "0"], "--tensor-parallel"),
     (["--goodput", "1.5"], "--goodput"),
     (["--launch-overhead", "-1"], "--launch-overhead"),
-    # 4 blocks over 8 stages above; 4 blocks over 3 stages: unequal stages (memory and bubble assume equal ones)
-    (["--gpus", "3", "--pipeline-parallel", "3", "--batch-size", "3"], "--pipeline-parallel 3 does not divide"),
     # expert parallelism on a dense model: nothing to spread (it printed contradictory notes and exited 0)
     (["--gpus", "8", "--expert-parallel", "2", "--batch-size", "8"], "no mixture-of-experts layer"),
 ])
@@ -329,3 +327,56 @@ def test_full_recompute_repeats_the_tensor_parallel_collectives_of_the_forward(g
     selective = _est(gpt_config, recompute="selective", **kw).phases["tensor_parallel"].time_s
     assert full == pytest.approx(plain * 6 / 4, rel=1e-9)
     assert selective == pytest.approx(plain, rel=1e-9)  # the attention core has no collective
+
+
+# ---- unequal pipeline stages (Llama 3 405B: 126 layers on 16 stages) ---------------------------------------------
+
+def test_stage_blocks_take_the_shortfall_from_the_outer_stages():
+    # 126 = 16 x 8 - 2: the first and the last stage get 7 (Dubey et al. 2024), the 14 others 8
+    assert P.stage_blocks(126, 16) == (7,) + (8,) * 14 + (7,)
+    assert P.stage_blocks(32, 4) == (8, 8, 8, 8)
+    assert P.stage_blocks(10, 4) == (2, 3, 3, 2)  # ceil 3, shortfall 2: first, last
+    assert P.stage_blocks(9, 4) == (2, 2, 3, 2)  # shortfall 3: first, last, then the second
+    assert P.stage_blocks(4, 3) == (1, 2, 1)
+    with pytest.raises(ValueError):
+        P.stage_blocks(3, 4)
+    # 1F1B: stage i keeps p - i micro-batches in flight; 126 on 16: max(7 x 16, 8 x 15, 8 x 14, ...) = 120 layers
+    assert P.inflight_layers(126, 16) == 120
+    assert P.inflight_layers(32, 4) == 32 and P.inflight_layers(10, 4) == max(2 * 4, 3 * 3, 3 * 2, 2 * 1)
+
+
+def test_unequal_stages_cost_the_heaviest_stage_and_its_bubble(gpt_config):
+    """4 blocks on 3 stages: 1/2/1. The middle stage (2 blocks of 12 h^2 = 3.1 M weights each) outweighs the last
+    (1 block + the 1000 x 512 LM head), so it is the costed stage; its fill-and-drain bubble is the other stages'
+    2 blocks + 2 boundary sends; the same 2-block stage under 2 equal stages has 1 block-pair + 1 send."""
+    two = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
+    three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1)
+    assert three.graph.extra["pipeline_stages"] == {"blocks": [1, 2, 1], "costed": 1}
+    assert any("1/2/1 blocks per stage" in a and "stage 2 of 3" in a for a in three.assumptions)
+    # the costed stage runs transformer.h.1 and h.2 and no LM head
+    mods = {r.module for r in three.graph.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD}
+    assert {m.split(".")[2] for m in mods if m.startswith("transformer.h.")} == {"1", "2"}
+    assert not any(m.startswith("lm_head") for m in mods)
+    # weights: 2 of 4 blocks' share of all parameters, as the equal 2-stage split
+    assert three.graph.params == two.graph.params
+    # bubble: others' blocks (2) at the costed stage's per-block time + 2 sends, against the 2-stage bubble
+    # of 1 x (the same 2 blocks + 1 send): they differ by exactly one more send per micro-batch
+    send = three.phases["pipeline_p2p"].time_s / three.plan.grad_accum
+    assert send == pytest.approx(two.phases["pipeline_p2p"].time_s / two.plan.grad_accum, rel=1e-9)
+    assert three.phases["pipeline_bubble"].time_s - two.phases["pipeline_bubble"].time_s == pytest.approx(send,
+                                                                                                         rel=1e-6)
+
+
+def test_llama3_405b_on_16_stages_estimates(run_cli, tmp_path):
+    """The published Llama 3 405B layout (TP 8 x PP 16 x DP 64 on 8,192 H100s, 126 layers) is accepted; it was
+    refused as 'does not divide into equal stages'."""
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 16384,
+                               "intermediate_size": 53248, "num_attention_heads": 128, "num_key_value_heads": 8,
+                               "num_hidden_layers": 126, "vocab_size": 128256, "max_position_embeddings": 8192}))
+    code, out, err = run_cli(str(cfg), "--gpu", "h100-sxm5-80gb", "--gpus", "8192", "--tensor-parallel", "8",
+                             "--pipeline-parallel", "16", "--batch-size", "2048", "--micro-batch-size", "1",
+                             "--seq-len", "8192", "--precision", "bf16", "--steps", "10", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert any("7/8/8/8/8/8/8/8/8/8/8/8/8/8/8/7 blocks per stage" in a for a in d["assumptions"])

@@ -228,8 +228,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("tensor_parallel", "--tensor-parallel", integer(1, 4096), "Megatron tensor-parallel degree of the "
            "transformer layers: each layer's matmuls split over N GPUs (inside a node over NVLink), 2 all-reduces "
            "per layer forward and 2 backward (default 1)", "hardware", "plan", "N"),
-    Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages, a divisor "
-           "of the repeated blocks (1F1B schedule; bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
+    Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages, at most "
+           "the repeated blocks; when they do not divide, the first and last stages take fewer (1F1B schedule; "
+           "bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
     Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),

@@ -334,24 +334,71 @@ def recompute_mode(recompute: str | bool) -> str:
     return recompute or "none"
 
 
-def _pipeline_start(blocks: Blocks | None, pp: int, notes: list[str]) -> int:
-    """Index of the first block of the last (bottleneck) stage of ``pp`` equal stages; refuses a split that
-    Megatron-LM's 1F1B schedule would refuse (fewer blocks than stages, or stages of unequal size)."""
+def stage_blocks(blocks: int, pp: int) -> tuple[int, ...]:
+    """Repeated blocks per pipeline stage, first to last: ceil(blocks / pp) each, the shortfall taken one block at a
+    time from the outermost stages inwards, first and last stage first (they also run the embedding, and the final
+    norm, LM head and loss). Llama 3 405B's 126 layers on 16 stages: 7 on the first and the last, 8 on the others
+    (Dubey et al. 2024, section 3.3.2; Megatron-Core's --decoder-first/last-pipeline-num-layers)."""
+    if pp < 1 or blocks < pp:
+        raise ValueError(f"{blocks} blocks cannot fill {pp} pipeline stages")
+    n = -(-blocks // pp)
+    sizes = [n] * pp
+    order = [i for pair in zip(range(pp), range(pp - 1, -1, -1)) for i in pair]
+    order = list(dict.fromkeys(order))  # 0, p-1, 1, p-2, ...
+    for k in range(n * pp - blocks):
+        sizes[order[k % pp]] -= 1
+    return tuple(sizes)
+
+
+def inflight_layers(blocks: int, pp: int) -> int:
+    """Layers' worth of one micro-batch's activations the fullest stage keeps under 1F1B: stage i (from 0) holds
+    p - i micro-batches in flight, so max_i blocks_i x (p - i); L with equal stages."""
+    if pp <= 1:
+        return blocks
+    return max(n * (pp - i) for i, n in enumerate(stage_blocks(blocks, pp)))
+
+
+def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[str],
+                    notes: list[str]) -> tuple[int, int, bool, tuple[int, ...], int]:
+    """The pipeline stage costed as the bottleneck: (first block position, end position, whether it runs the
+    modules after the blocks (final norm, LM head, loss), blocks per stage, its stage index). Equal stages: the
+    last one. Unequal ones (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage
+    (its blocks + what follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
     if blocks is None or blocks.count < pp:
         have = blocks.count if blocks else 0
         raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
                           f"(need at least {pp})")
-    if blocks.count % pp:  # stage memory (params / pp) and the bubble assume equal stages
-        raise ConfigError(f"--pipeline-parallel {pp} does not divide the model's {blocks.count} repeated blocks "
-                          f"into equal stages: choose a divisor of {blocks.count}")
-    per_stage = blocks.count // pp
-    notes.append(f"pipeline parallel {pp}: {blocks.count} blocks of {blocks.prefix} split into stages of "
-                 f"{per_stage}; the last stage (its blocks + final norm, LM head and loss) costed as the "
-                 f"bottleneck stage")
-    return blocks.indices[blocks.count - per_stage]
+    sizes = stage_blocks(blocks.count, pp)
+    L = blocks.count
+    last = (L - sizes[-1], L, True, sizes, pp - 1)
+    if len(set(sizes)) == 1:
+        notes.append(f"pipeline parallel {pp}: {L} blocks of {blocks.prefix} split into stages of {sizes[0]}; the "
+                     f"last stage (its blocks + final norm, LM head and loss) costed as the bottleneck stage")
+        return last
+    block_f = post_f = 0.0
+    for r in graph.records:
+        if r.phase is Phase.OPTIMIZER:
+            continue
+        if blocks.index(r.module) is not None:
+            block_f += r.flops
+        elif r.module not in pre:
+            post_f += r.flops
+    per_block = block_f / L
+    mid = max(range(1, pp - 1), key=lambda i: sizes[i]) if pp > 2 else pp - 1
+    last_f, mid_f = sizes[-1] * per_block + post_f, sizes[mid] * per_block
+    pick = last if last_f >= mid_f or mid == pp - 1 else (sum(sizes[:mid]), sum(sizes[:mid + 1]), False, sizes, mid)
+    which = ("the last stage (its blocks + final norm, LM head and loss)" if pick[2]
+             else f"stage {mid + 1} of {pp} ({sizes[mid]} blocks, more FLOPs than the last stage's {sizes[-1]} "
+                  f"blocks + LM head and loss)")
+    notes.append(f"pipeline parallel {pp}: {L} blocks of {blocks.prefix} do not divide into {pp} equal stages: "
+                 f"{'/'.join(str(n) for n in sizes)} blocks per stage (the first and last stages, which also run "
+                 f"the embedding and the LM head, take the shortfall, as Llama 3 405B's 126 layers on 16 stages); "
+                 f"{which} costed as the bottleneck stage")
+    return pick
 
 
-def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int) -> dict[str, Any]:
+def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int,
+                   stage: tuple | None = None) -> dict[str, Any]:
     """What the per-GPU graph carries for memory, communication and the report."""
     extra = dict(graph.extra or {})
     # per recompute mode and activation width, so that a re-estimate of this per-GPU graph under another plan
@@ -362,6 +409,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra["parallel_full_params"] = graph.params
     extra["parallel_full_model"] = graph.model  # the whole model, for the report (the graph's is one GPU's share)
     extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel}
+    if stage is not None:
+        extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4]}
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     return extra
@@ -370,17 +419,19 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
 def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]:
     """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
 
-    * Pipeline parallel: the blocks are split into ``pp`` equal stages; the last stage, which also runs the final
-      norm, the LM head and the loss, is kept as the bottleneck stage (the first stage's embedding lookup is
-      assumed no slower than that).
+    * Pipeline parallel: the blocks are split into ``pp`` stages (:func:`stage_blocks`: equal when they divide,
+      else the first and last stages take the shortfall); the last stage, which also runs the final norm, the LM
+      head and the loss, is kept as the bottleneck stage unless a middle stage has more FLOPs (the first stage's
+      embedding lookup is assumed no slower than that).
     * Tensor parallel (transformer blocks only): matmuls shard their largest weight dimension (column-parallel
       QKV / up projections, row-parallel output / down projections, vocab-parallel LM head), attention shards its
       heads, the element-wise work inside attention and MLP is split; norms, dropout and residual adds on the
       residual stream are replicated, or split with sequence parallelism; the embedding lookup is replicated.
-    * Weights, gradients and optimizer state: params / (tp x pp) per GPU (balanced stages); optimizer kernels
-      scaled by the same share.
+    * Weights, gradients and optimizer state: params / (tp x pp) per GPU with equal stages, params x (the costed
+      stage's blocks / all blocks) / tp otherwise; optimizer kernels scaled by the same share.
     * Activations (:func:`activation_bytes_per_gpu`, per recompute mode and width): Korthikanti et al. 2022 per
-      layer, under 1F1B the first stage holds p micro-batches of L/p layers = L layers of one micro-batch.
+      layer; under 1F1B stage i holds p - i micro-batches of its layers (:func:`inflight_layers`: L layers of one
+      micro-batch with equal stages).
     """
     if (layout.tp == 1 and layout.pp == 1) or (graph.extra or {}).get("parallel_layout"):
         return graph, []
@@ -390,21 +441,27 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     tokens = tokens_per_micro_batch(graph)
     hidden = hidden_size(graph, blocks)
     types = graph.module_types()
-    keep_from = _pipeline_start(blocks, pp, notes) if pp > 1 else None
+    pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
+    stage = _pipeline_stage(graph, blocks, pp, pre, notes) if pp > 1 else None
     if tp > 1 and blocks is None:
         raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
                           f"parallelism is costed as the Megatron-LM split of transformer layers only")
-    pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
     splits = weight_split(graph) if tp > 1 else {}
-    share = 1.0 / (tp * pp)
+    # weights, gradients and optimizer state of the costed stage: its share of the blocks (1 / pp with equal stages)
+    pp_share = stage[3][stage[4]] / blocks.count if stage is not None else 1.0
+    share = pp_share / tp
+    position = {idx: k for k, idx in enumerate(blocks.indices)} if stage is not None else {}
     out: list[OpRecord] = []
     for r in graph.records:
         if r.phase is Phase.OPTIMIZER:
             out.append(_scaled(r, share, _scaled_numel(r, share)) if share < 1 else r)
             continue
-        if pp > 1:
+        if stage is not None:
             b = blocks.index(r.module)
-            if (b is not None and b < keep_from) or (b is None and r.module in pre):
+            if b is not None:
+                if not stage[0] <= position.get(b, -1) < stage[1]:
+                    continue
+            elif r.module in pre or not stage[2]:
                 continue
         if tp > 1 and r.kind is not OpKind.VIEW:
             if r.kind in GEMM_KINDS:
@@ -423,10 +480,14 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     model = dataclasses.replace(info, params=params,
                                 param_bytes=int(round((info.param_bytes or graph.params * 4) * share)),
                                 trainable_params=max(0, int(round(graph.trainable_params * share))))
-    notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
-                 f"{pp}) = {params:,} (balanced stages)")
+    if stage is not None and len(set(stage[3])) > 1:
+        notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters x "
+                     f"{stage[3][stage[4]]}/{blocks.count} (the costed stage's blocks) / tp {tp} = {params:,}")
+    else:
+        notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
+                     f"{pp}) = {params:,} (balanced stages)")
     sharded = dataclasses.replace(graph, model=model, records=tuple(out),
-                                  extra=_per_gpu_extra(graph, layout, blocks, hidden),
+                                  extra=_per_gpu_extra(graph, layout, blocks, hidden, stage),
                                   assumptions=tuple(graph.assumptions) + tuple(notes))
     return sharded, notes
 
@@ -453,8 +514,9 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t term
     (stored attention scores) is absent with fused (flash / memory-efficient) attention; selective recompute drops
     that term too (the attention core is re-run in backward), so with fused attention it changes nothing here;
-    full recompute keeps only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B the first stage
-    keeps p micro-batches of L/p layers = L layers of one micro-batch. fp32 activations: x2. Other models: the
+    full recompute keeps only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B stage i keeps
+    p - i micro-batches of its layers; the fullest stage counts (:func:`inflight_layers`; L layers of one
+    micro-batch with equal stages). fp32 activations: x2. Other models: the
     traced saved-for-backward bytes x :func:`activation_factor`."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
@@ -463,7 +525,7 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
     fused = heads > 0
     if blocks is not None and hidden and graph.seq_len:
-        L = blocks.count
+        L = inflight_layers(blocks.count, max(1, layout.pp))
         sp = layout.sequence_parallel
         if mode == "full":
             per_layer = 2.0 * s * b * hidden / (t if sp else 1)
@@ -483,7 +545,8 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
         total = int(round(per_layer * L * scale))
         return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t} "
                        f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
-                       + "; under 1F1B the first stage holds p micro-batches of L/p layers) = "
+                       + "; under 1F1B stage i of p holds p - i micro-batches of its layers: the fullest stage, "
+                       "L layers of one micro-batch with equal stages) = "
                        f"{total / 2**30:.2f} GiB; embedding and output-layer activations not counted")
     raw = (graph.extra or {}).get("activation_bytes")
     if raw is None:

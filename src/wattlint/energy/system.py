@@ -552,7 +552,20 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
     block_s = micro_compute_s if micro_block_s is None else micro_block_s
     other_mb = block_s + tp_mb + pp_mb + ep_mb
     bubble = (pp - 1) * other_mb if pp > 1 else 0.0
-    if pp > 1:
+    stages = (stage.extra or {}).get("pipeline_stages") or {}
+    sizes, costed = list(stages.get("blocks") or []), int(stages.get("costed") or 0)
+    if pp > 1 and len(sizes) == pp and len(set(sizes)) > 1 and sizes[costed] > 0:
+        # unequal stages: the fill and drain run the other stages' own blocks (their tensor-parallel collectives
+        # scale with them), plus one boundary send (and all-to-all) per stage
+        per_block = (block_s + tp_mb) / sizes[costed]
+        others = sum(sizes) - sizes[costed]
+        bubble = others * per_block + (pp - 1) * (pp_mb + ep_mb)
+        notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stages, one micro-batch of their "
+                     f"{others} blocks ({per_block * 1e3:.3g} ms per block incl. tensor-parallel collectives, "
+                     f"{(pp_mb + ep_mb) * 1e3:.3g} ms of sends per stage; the LM head and loss run on the last stage "
+                     f"only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); balanced-stage "
+                     f"bubble (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = {P.bubble_fraction(pp, ga):.1%}")
+    elif pp > 1:
         notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stage(s), one micro-batch of "
                      f"their blocks each ({other_mb * 1e3:.3g} ms incl. communication; the LM head and loss run "
                      f"on the last stage only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); "
