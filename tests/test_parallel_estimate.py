@@ -102,7 +102,8 @@ def test_sequence_parallel_swaps_all_reduce_for_all_gather_and_reduce_scatter(gp
 
 
 def test_memory_split_by_hand(gpt_config):
-    tp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=1, micro_batch_size=1)
+    # batch 2 on dp 1, micro-batch 1: m = 2 micro-batches per step, as many as stages
+    tp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
     full_params = tp.graph.extra["parallel_full_params"]
     per_gpu = round(full_params / 8)
     bd = tp.memory.breakdown
@@ -110,10 +111,15 @@ def test_memory_split_by_hand(gpt_config):
     assert bd["weights"] == pytest.approx(4 * per_gpu, abs=8)
     assert bd["gradients"] == pytest.approx(4 * per_gpu, abs=8)
     assert bd["optimizer_state"] == pytest.approx(8 * per_gpu, abs=16)
-    # activations, Korthikanti et al.: L x s b h (10 + 24/t) = 4 x 256 x 1 x 512 x (10 + 6) bytes
+    # activations, Korthikanti et al.: the first stage holds p = 2 micro-batches of its 2 layers = L = 4 layers of
+    # s b h (10 + 24/t) = 4 x 256 x 1 x 512 x (10 + 6) bytes
     assert bd["activations"] == 4 * 256 * 512 * 16
-    sp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, sequence_parallel=True, batch_size=1)
+    sp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, sequence_parallel=True, batch_size=2,
+              micro_batch_size=1)
     assert sp.memory.breakdown["activations"] == 4 * 256 * 512 * 34 // 4
+    # one micro-batch per step: no stage ever holds more than it, min(m, p - i) = 1 micro-batch of 2 layers
+    one = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=1, micro_batch_size=1)
+    assert one.plan.grad_accum == 1 and one.memory.breakdown["activations"] == 2 * 256 * 512 * 16
 
 
 def test_goodput_default_and_visible(gpt_config):
@@ -380,3 +386,41 @@ def test_llama3_405b_on_16_stages_estimates(run_cli, tmp_path):
     assert code == 0, err
     d = json.loads(out)
     assert any("7/8/8/8/8/8/8/8/8/8/8/8/8/8/8/7 blocks per stage" in a for a in d["assumptions"])
+
+
+# ---- interleaved 1F1B (--virtual-pipeline-stages) ------------------------------------------------------------------
+
+def test_interleaved_bubble_fraction_by_hand():
+    # Narayanan et al. 2021: the bubble time / v; as a fraction of the step (p-1)/(v m + p-1)
+    assert P.bubble_fraction(4, 8, 2) == pytest.approx(3 / 19)
+    assert P.bubble_fraction(4, 8) == pytest.approx(3 / 11)
+    assert P.interleave_penalty(4, 2) == pytest.approx(1 + 3 / 8) and P.interleave_penalty(4, 1) == 1.0
+
+
+def test_interleaved_schedule_divides_the_bubble_and_multiplies_the_sends(gpt_config):
+    """4 blocks on 2 stages, m = 4 micro-batches: with 2 chunks per stage the fill and drain run one block instead
+    of two (bubble - send halves), every micro-batch crosses 2 boundaries per stage (sends x 2), and the first
+    stage keeps 1 + (2-1)/(2 x 2) = 1.25 x the activations (Megatron-LM's interleaved memory penalty)."""
+    kw = dict(gpus=2, pipeline_parallel=2, batch_size=4, micro_batch_size=1)
+    one, two = _est(gpt_config, **kw), _est(gpt_config, virtual_pipeline_stages=2, **kw)
+    assert two.plan.virtual_pipeline_stages == 2 and one.plan.grad_accum == two.plan.grad_accum == 4
+    hop = one.phases["pipeline_p2p"].time_s / 4
+    assert two.phases["pipeline_p2p"].time_s == pytest.approx(2 * one.phases["pipeline_p2p"].time_s, rel=1e-9)
+    assert two.phases["pipeline_bubble"].time_s - hop == pytest.approx(
+        (one.phases["pipeline_bubble"].time_s - hop) / 2, rel=1e-9)
+    assert two.memory.breakdown["activations"] == pytest.approx(1.25 * one.memory.breakdown["activations"], rel=1e-9)
+    # the compute of a micro-batch is the same
+    assert two.phases["forward"].time_s == pytest.approx(one.phases["forward"].time_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--gpus", "2", "--batch-size", "4", "--virtual-pipeline-stages", "2"], "needs --pipeline-parallel > 1"),
+    (["--gpus", "2", "--pipeline-parallel", "2", "--batch-size", "3", "--micro-batch-size", "1",
+      "--virtual-pipeline-stages", "2"], "multiple of --pipeline-parallel 2"),
+    (["--gpus", "2", "--pipeline-parallel", "2", "--batch-size", "4", "--micro-batch-size", "1",
+      "--virtual-pipeline-stages", "3"], "cannot hold 3 model chunks"),
+])
+def test_interleaved_layouts_refused_with_one_line(gpt_config, run_cli, argv, msg):
+    code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
+    assert code == 2, err
+    assert msg in err and err.strip().count("\n") == 0 and "Traceback" not in err

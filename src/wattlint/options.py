@@ -231,6 +231,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("pipeline_parallel", "--pipeline-parallel", integer(1, 4096), "pipeline-parallel stages, at most "
            "the repeated blocks; when they do not divide, the first and last stages take fewer (1F1B schedule; "
            "bubble (p-1)/(m+p-1) priced at idle power; default 1)", "hardware", "plan", "N"),
+    Option("virtual_pipeline_stages", "--virtual-pipeline-stages", integer(1, 1024), "interleaved 1F1B "
+           "(Megatron-LM --virtual-pipeline-model-parallel-size): model chunks per pipeline stage; the bubble / V, "
+           "V x the stage-boundary sends, the first stage's activations x (1 + (P-1)/(P V)); needs "
+           "--pipeline-parallel > 1 and micro-batches per step a multiple of it (default 1)", "hardware", "plan", "V"),
     Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),

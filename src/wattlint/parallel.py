@@ -68,11 +68,13 @@ def p2p_s(nbytes: float, bw_bytes_s: float, latency_s: float = 0.0) -> float:
     return nbytes / bw_bytes_s + latency_s
 
 
-def bubble_fraction(p: int, m: int) -> float:
-    """Idle fraction of a 1F1B (or GPipe) pipeline step: (p-1)/(m+p-1) for p stages and m micro-batches."""
+def bubble_fraction(p: int, m: int, v: int = 1) -> float:
+    """Idle fraction of a 1F1B (or GPipe) pipeline step: (p-1)/(m+p-1) for p stages and m micro-batches; with the
+    interleaved schedule of v model chunks per stage the bubble time is 1/v of that (Narayanan et al. 2021, section
+    2.2.2), so (p-1)/(v m+p-1)."""
     if p <= 1:
         return 0.0
-    return (p - 1) / (m + p - 1)
+    return (p - 1) / (max(1, v) * m + p - 1)
 
 
 # ---- the layout --------------------------------------------------------------------------------------------------
@@ -88,6 +90,7 @@ class Layout:
     sequence_parallel: bool = False
     micro_batch: int = 1
     grad_accum: int = 1
+    vpp: int = 1  # interleaved 1F1B: model chunks per pipeline stage
 
     @property
     def dp(self) -> int:
@@ -98,7 +101,8 @@ class Layout:
         return self.tp > 1 or self.pp > 1 or self.ep > 1
 
 
-LAYOUT_OPTIONS = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "micro_batch_size")
+LAYOUT_OPTIONS = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "micro_batch_size",
+                  "virtual_pipeline_stages")
 
 
 def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tuple[Layout, list[str]]:
@@ -157,8 +161,19 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
     if sp and tp == 1:
         notes.append("--sequence-parallel has no effect without --tensor-parallel > 1")
         sp = False
+    vpp = int(values.get("virtual_pipeline_stages") or 1)
+    if vpp > 1:
+        if pp == 1:
+            raise ConfigError(f"--virtual-pipeline-stages {vpp} needs --pipeline-parallel > 1 (it interleaves model "
+                              f"chunks over the pipeline stages)")
+        if ga % pp:
+            raise ConfigError(f"--virtual-pipeline-stages {vpp}: the interleaved schedule needs the micro-batches per "
+                              f"step ({ga}) to be a multiple of --pipeline-parallel {pp} (Narayanan et al. 2021, "
+                              f"section 2.2.2; Megatron-LM refuses otherwise)")
+        notes.append(f"interleaved 1F1B: {vpp} model chunks per pipeline stage (Narayanan et al. 2021): bubble / "
+                     f"{vpp}, {vpp} x the stage-boundary sends per micro-batch")
     return Layout(gpus=gpus, tp=tp, pp=pp, ep=ep, sequence_parallel=sp, micro_batch=int(micro),
-                  grad_accum=ga), notes
+                  grad_accum=ga, vpp=vpp), notes
 
 
 def frontend_batch(opts: Mapping[str, Any]) -> dict[str, int]:
@@ -350,16 +365,25 @@ def stage_blocks(blocks: int, pp: int) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def inflight_layers(blocks: int, pp: int) -> int:
+def inflight_layers(blocks: int, pp: int, micro_batches: int | None = None) -> int:
     """Layers' worth of one micro-batch's activations the fullest stage keeps under 1F1B: stage i (from 0) holds
-    p - i micro-batches in flight, so max_i blocks_i x (p - i); L with equal stages."""
+    min(m, p - i) micro-batches in flight (Megatron-LM's theoretical memory model), so max_i blocks_i x min(m, p - i);
+    L with equal stages and m >= p."""
     if pp <= 1:
         return blocks
-    return max(n * (pp - i) for i, n in enumerate(stage_blocks(blocks, pp)))
+    m = pp if micro_batches is None else max(1, int(micro_batches))
+    return max(n * min(m, pp - i) for i, n in enumerate(stage_blocks(blocks, pp)))
+
+
+def interleave_penalty(pp: int, vpp: int) -> float:
+    """Activation-memory factor of the interleaved 1F1B schedule on the first stage: 1 + (p - 1) / (p v)
+    (Megatron-LM, megatron/training/theoretical_memory_usage.py, ``interleaved_schedule_memory_penalty``); 1 for
+    plain 1F1B."""
+    return 1.0 + (pp - 1) / (pp * vpp) if pp > 1 and vpp > 1 else 1.0
 
 
 def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[str],
-                    notes: list[str]) -> tuple[int, int, bool, tuple[int, ...], int]:
+                    notes: list[str], vpp: int = 1) -> tuple[int, int, bool, tuple[int, ...], int]:
     """The pipeline stage costed as the bottleneck: (first block position, end position, whether it runs the
     modules after the blocks (final norm, LM head, loss), blocks per stage, its stage index). Equal stages: the
     last one. Unequal ones (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage
@@ -370,6 +394,9 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
                           f"(need at least {pp})")
     sizes = stage_blocks(blocks.count, pp)
     L = blocks.count
+    if min(sizes) < vpp:
+        raise ConfigError(f"--virtual-pipeline-stages {vpp}: a pipeline stage of {min(sizes)} block(s) cannot hold "
+                          f"{vpp} model chunks of at least one block each ({L} blocks on {pp} stages)")
     last = (L - sizes[-1], L, True, sizes, pp - 1)
     if len(set(sizes)) == 1:
         notes.append(f"pipeline parallel {pp}: {L} blocks of {blocks.prefix} split into stages of {sizes[0]}; the "
@@ -408,7 +435,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
         for mode in RECOMPUTES for h in (True, False)}
     extra["parallel_full_params"] = graph.params
     extra["parallel_full_model"] = graph.model  # the whole model, for the report (the graph's is one GPU's share)
-    extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel}
+    extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel,
+                                "vpp": layout.vpp}
     if stage is not None:
         extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4]}
     extra["parallel_hidden"] = hidden
@@ -442,7 +470,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     hidden = hidden_size(graph, blocks)
     types = graph.module_types()
     pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
-    stage = _pipeline_stage(graph, blocks, pp, pre, notes) if pp > 1 else None
+    stage = _pipeline_stage(graph, blocks, pp, pre, notes, layout.vpp) if pp > 1 else None
     if tp > 1 and blocks is None:
         raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
                           f"parallelism is costed as the Megatron-LM split of transformer layers only")
@@ -501,7 +529,7 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     graph = apply(graph, plan)
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
-                    grad_accum=plan.grad_accum)
+                    grad_accum=plan.grad_accum, vpp=plan.virtual_pipeline_stages)
     return shard_graph(graph, layout)[0]
 
 
@@ -525,7 +553,8 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
     fused = heads > 0
     if blocks is not None and hidden and graph.seq_len:
-        L = inflight_layers(blocks.count, max(1, layout.pp))
+        L = inflight_layers(blocks.count, max(1, layout.pp), layout.grad_accum)
+        penalty = interleave_penalty(layout.pp, layout.vpp)
         sp = layout.sequence_parallel
         if mode == "full":
             per_layer = 2.0 * s * b * hidden / (t if sp else 1)
@@ -542,11 +571,13 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
                 per_layer += 5.0 * eager_heads * s * s * b / t
                 how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
         scale = 1.0 if half else 2.0
-        total = int(round(per_layer * L * scale))
-        return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t} "
+        total = int(round(per_layer * L * scale * penalty))
+        inter = (f" x {penalty:.3f} (interleaved 1F1B, {layout.vpp} chunks per stage: 1 + (p-1)/(p v), Megatron-LM's "
+                 f"interleaved_schedule_memory_penalty)" if penalty > 1 else "")
+        return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t}{inter} "
                        f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
-                       + "; under 1F1B stage i of p holds p - i micro-batches of its layers: the fullest stage, "
-                       "L layers of one micro-batch with equal stages) = "
+                       + "; under 1F1B stage i of p holds min(m, p - i) micro-batches of its layers: the fullest "
+                       "stage, L layers of one micro-batch with equal stages and m >= p) = "
                        f"{total / 2**30:.2f} GiB; embedding and output-layer activations not counted")
     raw = (graph.extra or {}).get("activation_bytes")
     if raw is None:

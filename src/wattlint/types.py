@@ -347,6 +347,7 @@ class Plan:
     recompute: str = "none"  # none | selective | full (Korthikanti et al. 2022)
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
+    virtual_pipeline_stages: int = 1  # interleaved 1F1B: model chunks per pipeline stage (1: plain 1F1B)
     expert_parallel: int = 1
     sequence_parallel: bool = False
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)

@@ -524,13 +524,17 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layers on this GPU, over {name} (NCCL "
                      f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "
                      f"{tp_mb * 1e3:.3g} ms per micro-batch, on the critical path (not overlapped with compute)")
-    pp_mb = 0.0
+    pp_mb = hop = 0.0
+    vpp = max(1, int(getattr(plan, "virtual_pipeline_stages", 1) or 1))
     if pp > 1:
         bw, lat, name = _link(gpu, plan, plan.gpus <= plan.gpus_per_node)
         p2p_bytes = msg / tp  # Megatron scatters the boundary activation over the TP ranks
-        pp_mb = 2 * P.p2p_s(p2p_bytes, bw, lat)
+        hop = 2 * P.p2p_s(p2p_bytes, bw, lat)
+        pp_mb = vpp * hop  # interleaved: every model chunk's boundary is crossed by every micro-batch
+        chunks = (f"; {vpp} model chunks per stage (interleaved): {vpp} boundaries per micro-batch" if vpp > 1
+                  else "")
         notes.append(f"pipeline parallel {pp}: per micro-batch one activation send forward and one gradient send "
-                     f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary over {name}, exposed "
+                     f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary over {name}{chunks}, exposed "
                      f"({pp_mb * 1e3:.3g} ms per micro-batch)")
     ep_mb = 0.0
     if ep > 1:
@@ -550,27 +554,28 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer on the costed pipeline stage; no "
                          f"all-to-all costed")
     block_s = micro_compute_s if micro_block_s is None else micro_block_s
-    other_mb = block_s + tp_mb + pp_mb + ep_mb
-    bubble = (pp - 1) * other_mb if pp > 1 else 0.0
-    stages = (stage.extra or {}).get("pipeline_stages") or {}
-    sizes, costed = list(stages.get("blocks") or []), int(stages.get("costed") or 0)
-    if pp > 1 and len(sizes) == pp and len(set(sizes)) > 1 and sizes[costed] > 0:
-        # unequal stages: the fill and drain run the other stages' own blocks (their tensor-parallel collectives
-        # scale with them), plus one boundary send (and all-to-all) per stage
-        per_block = (block_s + tp_mb) / sizes[costed]
+    bubble = 0.0
+    if pp > 1:
+        # fill and drain: the other stages' blocks, one micro-batch each (their tensor-parallel collectives and MoE
+        # all-to-alls scale with them), at the costed stage's time per block, plus one boundary send per stage; the
+        # interleaved schedule runs them in chunks of 1/v of a stage (Narayanan et al. 2021: bubble / v)
+        stages = (stage.extra or {}).get("pipeline_stages") or {}
+        sizes = list(stages.get("blocks") or [])
+        costed = int(stages.get("costed") or 0)
+        if len(sizes) != pp or not sizes[costed]:
+            sizes, costed = [1] * pp, pp - 1
+        per_block = (block_s + tp_mb + ep_mb) / sizes[costed]
         others = sum(sizes) - sizes[costed]
-        bubble = others * per_block + (pp - 1) * (pp_mb + ep_mb)
-        notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stages, one micro-batch of their "
-                     f"{others} blocks ({per_block * 1e3:.3g} ms per block incl. tensor-parallel collectives, "
-                     f"{(pp_mb + ep_mb) * 1e3:.3g} ms of sends per stage; the LM head and loss run on the last stage "
-                     f"only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); balanced-stage "
-                     f"bubble (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = {P.bubble_fraction(pp, ga):.1%}")
-    elif pp > 1:
-        notes.append(f"1F1B pipeline bubble: fill and drain of the other {pp - 1} stage(s), one micro-batch of "
-                     f"their blocks each ({other_mb * 1e3:.3g} ms incl. communication; the LM head and loss run "
-                     f"on the last stage only) = {bubble * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W); "
-                     f"balanced-stage bubble (p-1)/(m+p-1) = {pp - 1}/{ga + pp - 1} = "
-                     f"{P.bubble_fraction(pp, ga):.1%}")
+        bubble = others * per_block / vpp + (pp - 1) * hop
+        unequal = len(set(sizes)) > 1
+        what = (f"their {others} blocks ({per_block * 1e3:.3g} ms per block" if unequal
+                else f"their blocks each ({per_block * sizes[costed] * 1e3:.3g} ms per stage")
+        inter = f", in chunks of 1/{vpp} of a stage (interleaved)" if vpp > 1 else ""
+        notes.append(f"{'interleaved ' if vpp > 1 else ''}1F1B pipeline bubble: fill and drain of the other {pp - 1} "
+                     f"stage(s), one micro-batch of {what} incl. communication{inter}, + {hop * 1e3:.3g} ms of sends "
+                     f"per stage; the LM head and loss run on the last stage only) = {bubble * 1e3:.3g} ms per step "
+                     f"at idle power ({gpu.idle_w:.0f} W); balanced-stage bubble (p-1)/(v m+p-1) = {pp - 1}/"
+                     f"{vpp * ga + pp - 1} = {P.bubble_fraction(pp, ga, vpp):.1%}")
     return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,
                              notes=tuple(notes))
 

@@ -44,6 +44,8 @@ def plan_line(est: Estimate) -> str:
         parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.data_parallel} "
                      f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x PP {p.pipeline_parallel} x DP "
                      f"{p.data_parallel}" + (f", EP {p.expert_parallel}" if p.expert_parallel > 1 else "")
+                     + (f", interleaved {p.virtual_pipeline_stages} chunks per stage"
+                        if p.virtual_pipeline_stages > 1 else "")
                      + (", sequence parallel" if p.sequence_parallel else ""))
     else:
         parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.gpus} GPU)")
