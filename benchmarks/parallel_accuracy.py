@@ -55,7 +55,7 @@ Naive baselines on every row: 6ND at 40 % MFU (6 x params x tokens / (GPUs x den
 Data: /work/shared/data/{neusight-asplos25 (MIT), vtrain-micro24 (MIT), llm-foundry-mfu (Apache-2.0)}: see each
 folder's SOURCE.md / LICENSE; only derived error figures are written here.
 
-Run: PYTHONPATH=src python benchmarks/parallel_accuracy.py [--section neusight|vtrain|foundry|llama|all]
+Run: PYTHONPATH=src python benchmarks/parallel_accuracy.py [--section neusight|vtrain|foundry|llama|llama3|all]
      writes benchmarks/results/parallel_accuracy.json and docs/accuracy/parallel.md
 """
 
@@ -453,6 +453,65 @@ def llama_section() -> dict:
     return out
 
 
+# Llama 3 405B (Dubey et al. 2024, "The Llama 3 Herd of Models"): architecture (Table 3: 126 layers, model dimension
+# 16,384, FFN 53,248, 128 heads, 8 key/value heads; vocabulary 128,256 as in the released config.json) and the
+# pre-training layouts of Table 4 on H100-80GB (700 W), batch 16M tokens of 8,192: GPUs, TP, CP, PP, DP, batch per DP,
+# published TFLOPs/GPU and BF16 MFU (also on Balaji, "Herding Llamas", SC'24). The third row (context parallel 16 at
+# 131,072 tokens) needs context parallelism, which wattlint does not model: listed, not estimated.
+LLAMA3_405B = dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=16384, intermediate_size=53248,
+                   num_attention_heads=128, num_key_value_heads=8, num_hidden_layers=126, vocab_size=128256,
+                   max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=500000.0, tie_word_embeddings=False)
+LLAMA3_ROWS = ((8192, 8, 1, 16, 64, 8192, 32, 430, 43), (16384, 8, 1, 16, 128, 8192, 16, 400, 41),
+               (16384, 8, 16, 16, 8, 131072, 16, 380, 38))
+LLAMA3_VPP = (1, 2, 4, 7)  # the paper does not give its interleaving degree: swept (7 = the 7-block outer stages)
+
+
+def llama3_section() -> dict:
+    """Llama 3 405B pre-training on 8,192 / 16,384 H100s (evaluation only, nothing fitted): predicted model TFLOPs per
+    GPU and MFU beside the published ones, per interleaving degree V (not published); micro-batch 1 and sequence
+    parallelism assumed (both Megatron-style defaults for this layout); the data-parallel optimizer sharding Meta used
+    (FSDP) changes memory, not the compute this compares."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp())
+    cfg = d / "config.json"
+    cfg.write_text(json.dumps(LLAMA3_405B))
+    rows = []
+    for gpus, tp, cp, pp, dp, seq, per_dp, tflops, mfu in LLAMA3_ROWS:
+        row = {"gpus": gpus, "tp": tp, "cp": cp, "pp": pp, "dp": dp, "seq_len": seq, "batch_per_dp": per_dp,
+               "published_tflops_per_gpu": tflops, "published_mfu_pct": mfu}
+        if cp > 1:
+            row["status"] = "skipped: context parallelism is not modelled"
+            rows.append(row)
+            continue
+        preds = {}
+        for v in LLAMA3_VPP:
+            e = wattlint.estimate(str(cfg), gpu="h100-sxm5-80gb", gpus=gpus, tensor_parallel=tp, pipeline_parallel=pp,
+                                  virtual_pipeline_stages=v, sequence_parallel=True, batch_size=per_dp * dp,
+                                  micro_batch_size=1, seq_len=seq, precision="bf16", steps=1, lint=False,
+                                  training_stack="megatron", goodput=1.0)
+            u = e.utilization
+            preds[str(v)] = {"mfu_pct": round(u.mfu * 100, 1),
+                             "tflops_per_gpu": round(u.mfu * e.gpu.peak("bf16") / 1e12),
+                             "ratio_to_published": round(u.mfu * e.gpu.peak("bf16") / 1e12 / tflops, 3),
+                             "bubble_s": round(e.phases["pipeline_bubble"].time_s, 2),
+                             "step_s": round(e.per_step.time_s, 2)}
+        row["predicted_by_vpp"] = preds
+        rows.append(row)
+    done = [r for r in rows if "predicted_by_vpp" in r]
+    ratio = {}
+    if len(done) == 2:
+        for v in LLAMA3_VPP:
+            a, b = (r["predicted_by_vpp"][str(v)]["tflops_per_gpu"] for r in done)
+            ratio[str(v)] = round(b / a, 3)
+    return {"rows": rows, "predicted_16k_over_8k_by_vpp": ratio,
+            "published_16k_over_8k": round(done[1]["published_tflops_per_gpu"] / done[0]["published_tflops_per_gpu"], 3)
+            if len(done) == 2 else None,
+            "source": "Dubey et al. 2024 (The Llama 3 Herd of Models), Tables 3 and 4; H100-80GB SXM, BF16",
+            "convention": "wattlint MFU (6N + 12 L h s per token) x dense bf16 peak; the paper's FLOP convention is "
+                          "not stated (causal attention counted as half would lower ours by ~4 % at s = 8192)"}
+
+
 def _fmt(sm: dict) -> str:
     if not sm or not sm.get("n"):
         return "n/a"
@@ -582,11 +641,34 @@ def report(res: dict) -> str:
         L += ["", f"6ND@40 %: {d['naive_6nd_40pct_gpu_hours']:,} GPU-hours = {d['naive_6nd_ratio']:.2f} x published.",
               f"Step phases (s, megatron): {d['phases_s']}; pytorch: {ll['default_goodput_pytorch']['phases_s']}.",
               f"Memory (GiB, megatron): {d['memory_breakdown_gib']}.", ""]
+    l3 = res.get("llama3")
+    if l3:
+        vs = list(next(r for r in l3["rows"] if "predicted_by_vpp" in r)["predicted_by_vpp"])
+        L += ["## 5. Llama 3 405B pre-training on H100 (evaluation only; no target)", "",
+              "Published layouts of Dubey et al. 2024, Table 4 (H100-80GB, BF16, 16M-token batches of 8,192): TP 8 x "
+              "PP 16 x DP 64 / 128, 126 layers on 16 stages (7/8/.../8/7); megatron stack, sequence parallel, "
+              "micro-batch 1 (assumed), goodput 1. The paper does not give its interleaving degree V: predicted model "
+              "TFLOPs per GPU for each V (" + l3["convention"] + ").", "",
+              "| GPUs | published TFLOPs/GPU (MFU) | " + " | ".join(f"V = {v}" for v in vs) + " |",
+              "|---|---|" + "---|" * len(vs)]
+        for r in l3["rows"]:
+            if "predicted_by_vpp" not in r:
+                L.append(f"| {r['gpus']:,} (CP {r['cp']}, {r['seq_len']:,} tokens) | {r['published_tflops_per_gpu']} "
+                         f"({r['published_mfu_pct']} %) | " + " | ".join("-" for _ in vs) + " |")
+                continue
+            cells = [f"{p['tflops_per_gpu']} ({p['ratio_to_published']:.2f} x)" for p in r["predicted_by_vpp"].values()]
+            L.append(f"| {r['gpus']:,} | {r['published_tflops_per_gpu']} ({r['published_mfu_pct']} %) | "
+                     + " | ".join(cells) + " |")
+        skipped = [r for r in l3["rows"] if "status" in r]
+        L += ["", "16,384 / 8,192 GPUs (half the micro-batches per step, so a larger bubble): published "
+              f"{l3['published_16k_over_8k']}; predicted " + ", ".join(
+                  f"V = {v}: {x}" for v, x in l3["predicted_16k_over_8k_by_vpp"].items()) + "."
+              + (f" Skipped: {len(skipped)} row ({skipped[0]['status']})." if skipped else ""), ""]
     return "\n".join(L)
 
 
 SECTIONS = {"neusight": neusight_section, "vtrain": vtrain_section, "foundry": foundry_section,
-            "llama": llama_section}
+            "llama": llama_section, "llama3": llama3_section}
 
 
 def main() -> None:
