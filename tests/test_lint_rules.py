@@ -140,3 +140,15 @@ def test_wl107_counts_an_untraced_recompute(run_cli):
     assert doc["per_step"]["flops"] == pytest.approx(1051.4e9, rel=1e-3)
     wl107 = next(f for f in doc["findings"] if f["code"] == "WL107")
     assert "recomputes 25% of the step's FLOPs" in wl107["message"]
+
+
+def test_pipeline_bubble_says_when_stages_are_too_short_to_interleave():
+    """2 blocks on 2 stages (1 each) through the product's estimator: a chunk needs a whole block, so WL205 names the
+    short stages and offers no interleaving saving."""
+    from wattlint.lint.rule import Case
+
+    case = Case("one block per stage", {
+        "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(2)],
+        "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16})
+    f = run_case(RULES["WL205"], case, real=True)
+    assert f and "too short for more interleaved chunks" in f[0].message and f[0].saving_kwh is None

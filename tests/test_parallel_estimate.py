@@ -357,7 +357,7 @@ def test_unequal_stages_cost_the_heaviest_stage_and_its_bubble(gpt_config):
     2 blocks + 2 boundary sends; the same 2-block stage under 2 equal stages has 1 block-pair + 1 send."""
     two = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
     three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1)
-    assert three.graph.extra["pipeline_stages"] == {"blocks": [1, 2, 1], "costed": 1}
+    assert three.graph.extra["pipeline_stages"] == {"blocks": [1, 2, 1], "costed": 1, "prefix": "transformer.h"}
     assert any("1/2/1 blocks per stage" in a and "stage 2 of 3" in a for a in three.assumptions)
     # the costed stage runs transformer.h.1 and h.2 and no LM head
     mods = {r.module for r in three.graph.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD}
@@ -424,3 +424,23 @@ def test_interleaved_layouts_refused_with_one_line(gpt_config, run_cli, argv, ms
     code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
     assert code == 2, err
     assert msg in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+
+def test_a_one_block_stage_still_has_a_bubble(gpt_config):
+    """4 blocks on 4 stages: each stage holds one block, which find_blocks alone cannot recognise as the repeated
+    blocks (it needs two numbered children); the bubble and the tensor-parallel collectives must still count it.
+    Equal stages: bubble = 3 x (one block's micro-batch + its collectives + one send)."""
+    four = _est(gpt_config, gpus=8, tensor_parallel=2, pipeline_parallel=4, batch_size=4, micro_batch_size=1)
+    assert four.graph.extra["pipeline_stages"]["blocks"] == [1, 1, 1, 1]
+    assert P.count_layers(four.graph) == 1
+    # TP: 4 all-reduces per layer per micro-batch of 1 x 256 x 512 x 2 B over 2 GPUs at 240 GB/s: 2 x 1/2 x 262,144
+    # / 240e9 + 20 us each; 1 layer, m = 4 micro-batches
+    one = 2 * 1 / 2 * 262_144 / 240e9 + 20e-6
+    assert four.phases["tensor_parallel"].time_s == pytest.approx(4 * 4 * one, rel=1e-9)
+    hop = four.phases["pipeline_p2p"].time_s / 4
+    # the block's own forward + backward time per micro-batch, from the priced records of its modules
+    block = sum(t for r, t in zip(four.graph.records, four.op_times_s)
+                if r.module.startswith("transformer.h.") and r.phase in (Phase.FORWARD, Phase.BACKWARD))
+    assert block > 0
+    assert four.phases["pipeline_bubble"].time_s == pytest.approx(3 * (block + 4 * one + hop), rel=1e-6)

@@ -132,7 +132,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     record runs again in backward (full recompute not traced); ``core``: the indices of the records that run
     again in backward (selective recompute of the attention core)."""
     types = graph.module_types()
-    blocks = _parallel.find_blocks(graph) if pipeline else None
+    blocks = _parallel.stage_blocks_of(graph) if pipeline else None
     s = _Sums()
     phase_t, phase_e, layer_t, layer_e, layer_f = s.phase_t, s.phase_e, s.layer_t, s.layer_e, s.layer_f
     layer_type, layer_kind_e = s.layer_type, s.layer_kind_e

@@ -231,6 +231,20 @@ def find_blocks(graph: CostGraph) -> Blocks | None:
     return Blocks(prefix=prefix, indices=tuple(sorted(seen[prefix])))
 
 
+def stage_blocks_of(graph: CostGraph) -> Blocks | None:
+    """The repeated blocks a graph runs: on the per-GPU graph of a pipeline stage, those of the blocks' ModuleList
+    the full model was split on (a stage may hold a single block, which :func:`find_blocks` cannot tell from any
+    other numbered module); else :func:`find_blocks`."""
+    prefix = ((graph.extra or {}).get("pipeline_stages") or {}).get("prefix")
+    if prefix:
+        found = Blocks(prefix=prefix, indices=())
+        idx = sorted({i for r in graph.records if r.kind in GEMM_KINDS
+                      for i in (found.index(r.module),) if i is not None})
+        if idx:
+            return Blocks(prefix=prefix, indices=tuple(idx))
+    return find_blocks(graph)
+
+
 def hidden_size(graph: CostGraph, blocks: Blocks | None = None) -> int:
     """Residual-stream width: the input features (k) of the first forward matmul inside a block (the attention
     input projection of a transformer), else of the first forward matmul."""
@@ -438,7 +452,7 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel,
                                 "vpp": layout.vpp}
     if stage is not None:
-        extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4]}
+        extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix}
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     return extra
@@ -674,7 +688,7 @@ def _pre_block_modules(graph: CostGraph, blocks: Blocks | None) -> set[str]:
 
 
 def count_layers(graph: CostGraph, blocks: Blocks | None = None) -> int:
-    b = blocks if blocks is not None else find_blocks(graph)
+    b = blocks if blocks is not None else stage_blocks_of(graph)
     return b.count if b is not None else 0
 
 

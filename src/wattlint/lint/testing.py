@@ -8,7 +8,9 @@ numbers a person can check with a calculator:
             q = waves / ceil(waves) (wave quantization of 128x128 tiles on the SMs), a = 0.5 for GEMM dims that are
             not multiples of 8 (fp16/bf16) or 4 (tf32) on tensor cores, else 1
     power = idle + (TDP - idle) x (0.9 if compute bound else 0.6)
-    step  = sum over ops x grad_accum x micro-batch scale, x gpus for energy; optimizer ops once
+    step  = sum over ops x grad_accum x micro-batch scale, x gpus for energy; optimizer ops once; with pipeline
+            stages p (the ops are one stage's work) + the 1F1B fill and drain (p - 1) / v x one micro-batch of the
+            ops at idle power (v: interleaved chunks per stage)
     total energy (kWh) = steps x step energy x PUE / 3.6e6; CO2 = kWh x intensity; cost = kWh x price;
     memory = 16 bytes / parameter (fp32 weights, grads, Adam) + forward bytes written (x 0.25 when checkpointing)
              + 0.75 GiB; fits when <= memory_gb GiB.
@@ -196,6 +198,12 @@ def simple_estimate(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> Estimate:
         layer_t[r.module] += t * m
         layer_f[r.module] += int(r.flops * m)
     phases = {}
+    if plan.pipeline_parallel > 1:  # the ops are one stage's work; 1F1B fill and drain at idle power
+        micro_t = sum(t for r, t in zip(graph.records, times) if r.phase is not Phase.OPTIMIZER) * mb_scale
+        bubble = (plan.pipeline_parallel - 1) * micro_t / max(1, plan.virtual_pipeline_stages)
+        phases["pipeline_bubble"] = PhaseCost(bubble, bubble * gpu.idle_w)
+        step_t += bubble
+        step_e += bubble * gpu.idle_w
     if plan.host_op_s is not None:  # launch gaps only when the scenario states a host op time (hand-checkable)
         from ..energy import system
 
@@ -245,7 +253,8 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
              activation_checkpointing: bool = False, pue: float = 1.0, carbon: float = 400.0,
              price: float = 0.15, calibration: str = "prior", memory: Mapping[str, Any] | None = None,
              total: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-             host_op_s: float | None = None, estimator=None) -> tuple[CostGraph, Estimate]:
+             host_op_s: float | None = None, pipeline_parallel: int = 1, virtual_pipeline_stages: int = 1,
+             estimator=None) -> tuple[CostGraph, Estimate]:
     """A (graph, estimate) pair for rule cases: ops per :func:`build_records`, estimated by ``estimator(graph, gpu,
     plan)`` (default :func:`simple_estimate`; pass ``wattlint.api.price`` for the real one); ``memory`` / ``total``
     override parts of the estimate; ``calibration`` its calibration status."""
@@ -259,7 +268,8 @@ def scenario(ops: Sequence[Mapping[str, Any]] = (), *, gpu: str = "a100-sxm4-80g
     plan = Plan(batch_size=batch_size or micro_batch * gpus * grad_accum, steps=steps, precision=precision,
                 gpus=gpus, gpus_per_node=min(gpus, 8), grad_accum=grad_accum, pue=pue,
                 carbon_intensity_g_per_kwh=carbon, price_per_kwh=price,
-                activation_checkpointing=activation_checkpointing, host_op_s=host_op_s)
+                activation_checkpointing=activation_checkpointing, host_op_s=host_op_s,
+                pipeline_parallel=pipeline_parallel, virtual_pipeline_stages=virtual_pipeline_stages)
     est = (estimator or simple_estimate)(graph, GPUS[gpu], plan)
     return graph, override(est, calibration=calibration, memory=memory, total=total)
 

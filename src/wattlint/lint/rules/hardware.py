@@ -344,3 +344,88 @@ class LaunchBound(Rule):
             f"launch-bound: the GPU waits {gap.time_s / step:.0%} of each step ({units.duration(gap.time_s)} per step) for "
             f"eager PyTorch to launch kernels at {units.duration(host_op)} each; {hint}",
             saving_kwh=kwh, saving_pct=pct)
+
+
+# ---- WL205 ----------------------------------------------------------------------------------------------------
+
+@register
+class PipelineBubble(Rule):
+    code = "WL205"
+    name = "pipeline-bubble"
+    severity = "warning"
+    summary = "Pipeline stages sit idle in the 1F1B fill and drain for a large share of each step"
+    what = """
+        Reads the estimate's pipeline bubble (``phases.pipeline_bubble``: the fill and drain of the other stages,
+        priced at idle power) and fires above ``min-share`` of the step time. When the interleaved schedule is
+        possible (micro-batches per step a multiple of the stages, at least two blocks per model chunk), the saving
+        is the re-estimate with twice the model chunks per stage (``--virtual-pipeline-stages``); otherwise the
+        message says what blocks it, with no saving.
+    """
+    why = """
+        Under 1F1B every stage idles for (p-1) micro-batches of the other stages while the pipeline fills and
+        drains: (p-1)/(m+p-1) of the step with m micro-batches over p stages (Narayanan et al., SC 2021). The GPUs
+        draw idle power and the job's wall time, host power and GPU-hours run on. The interleaved schedule gives
+        each GPU v model chunks and divides the bubble time by v, for v x the stage-boundary sends and
+        1 + (p-1)/(p v) x the first stage's activations; more micro-batches per step (a smaller micro-batch) shrink
+        it too.
+    """
+    example = """
+        # Megatron-LM: 16 stages, 32 micro-batches per step: bubble 15 / 47 = 32 % of the step
+        --pipeline-model-parallel-size 16 --micro-batch-size 1 --global-batch-size 2048   # DP 64
+    """
+    use_instead = """
+        --pipeline-model-parallel-size 16 --virtual-pipeline-model-parallel-size 4   # bubble 15 / 143 = 10 %
+        # (wattlint: --virtual-pipeline-stages 4), or more micro-batches per step
+    """
+    sources = ("Narayanan et al., Efficient Large-Scale Language Model Training on GPU Clusters Using Megatron-LM, "
+               "SC 2021, section 2.2 (1F1B and interleaved schedules)",
+               "Megatron-LM megatron/training/theoretical_memory_usage.py (interleaved_schedule_memory_penalty)")
+    options = {
+        "min_share": Option("min_share", 0.15, fraction, "minimum share of the step time in the pipeline bubble"),
+    }
+    valid = (
+        Case("many micro-batches per stage", {
+            "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
+            "pipeline_parallel": 2, "gpus": 2, "grad_accum": 32, "batch_size": 256}),
+    )
+    invalid = (
+        # One stage's micro-batch of ops takes t on the simple estimator; 2 stages x 2 micro-batches: bubble
+        # (2-1) x t = half the 2t of compute, at idle power (60 W) against ~0.9 x (400-60) + 60 = 366 W of busy
+        # GEMMs. Interleaving 2 chunks halves it: energy 2t x 366 + t x 60 = 792 t -> 2t x 366 + 0.5t x 60 = 762 t,
+        # a 3.8 % saving (the time falls 3t -> 2.5t).
+        Case("two micro-batches on two stages", {
+            "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
+            "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16},
+            expect="--virtual-pipeline-stages 2", saving_pct=3.8),
+        # 3 micro-batches on 2 stages: bubble t of a 4t step (25 %); 3 is not a multiple of 2, so no interleaving
+        Case("micro-batches not a multiple of the stages", {
+            "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
+            "pipeline_parallel": 2, "gpus": 2, "grad_accum": 3, "batch_size": 24},
+            expect="a multiple of 2 allows the interleaved schedule"),
+    )
+
+    def check(self, ctx):
+        est = ctx.estimate
+        bubble = est.phases.get("pipeline_bubble")
+        step = est.per_step.time_s
+        if bubble is None or step <= 0 or bubble.time_s / step < ctx.options["min_share"]:
+            return
+        plan = est.plan
+        p, v, m = plan.pipeline_parallel, plan.virtual_pipeline_stages, max(1, plan.grad_accum)
+        sizes = ((ctx.graph.extra or {}).get("pipeline_stages") or {}).get("blocks") or []
+        head = (f"pipeline bubble: the GPUs idle {bubble.time_s / step:.0%} of each step "
+                f"({units.duration(bubble.time_s)}) in the 1F1B fill and drain of {p} stages with {m} micro-batch(es) "
+                f"per step" + (f" and {v} chunks per stage" if v > 1 else ""))
+        if m % p:
+            yield ctx.finding(f"{head}; more micro-batches per step (a smaller micro-batch) shrink it, and a multiple "
+                              f"of {p} allows the interleaved schedule (--virtual-pipeline-stages)")
+            return
+        if sizes and min(sizes) < 2 * v:
+            yield ctx.finding(f"{head}; the stages ({min(sizes)} blocks on the smallest) are too short for more "
+                              f"interleaved chunks: more micro-batches per step (a smaller micro-batch) shrink it")
+            return
+        other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
+        kwh, pct = ctx.saving(other)
+        yield ctx.finding(f"{head}; interleave {2 * v} model chunks per stage (--virtual-pipeline-stages {2 * v}; "
+                          f"Megatron-LM --virtual-pipeline-model-parallel-size) to divide it by {2 * v // v}, or use "
+                          f"more micro-batches per step", saving_kwh=kwh, saving_pct=pct)
