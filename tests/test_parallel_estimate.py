@@ -444,3 +444,45 @@ def test_a_one_block_stage_still_has_a_bubble(gpt_config):
                 if r.module.startswith("transformer.h.") and r.phase in (Phase.FORWARD, Phase.BACKWARD))
     assert block > 0
     assert four.phases["pipeline_bubble"].time_s == pytest.approx(3 * (block + 4 * one + hop), rel=1e-6)
+
+
+# ---- context parallelism (--context-parallel) ----------------------------------------------------------------------
+
+def test_context_parallel_splits_the_sequence_and_prices_the_kv_ring(gpt_config):
+    """GPT fixture (4 layers, 8 heads of 64, seq 256, bf16) on 4 A100s, CP 2 x DP 2, micro-batch 1."""
+    dp = _est(gpt_config, gpus=2, batch_size=2)  # the same micro-batch on plain data parallelism
+    cp = _est(gpt_config, gpus=4, context_parallel=2, batch_size=2)
+    assert cp.plan.data_parallel == 2 and cp.plan.micro_batch_size == 1 == dp.plan.micro_batch_size
+    # every forward and backward record carries half the tokens: FLOPs halve (attention: 128 queries x 256 keys)
+    for ph in (Phase.FORWARD, Phase.BACKWARD):
+        a = sum(r.flops for r in dp.graph.records if r.phase is ph)
+        b = sum(r.flops for r in cp.graph.records if r.phase is ph)
+        assert b == pytest.approx(a / 2, rel=1e-4)
+    att = [r for r in cp.graph.records if r.kind is OpKind.ATTENTION]
+    assert att and {(r.dim("sq"), r.dim("sk")) for r in att} == {(128, 256)}
+    # weights are not split: same parameters per GPU as plain data parallelism
+    assert cp.graph.params == dp.graph.params
+    # the ring: keys + values of one layer's micro-batch = 2 x 1 x 8 heads x 256 x 64 x 2 B = 524,288 B; this GPU's
+    # chunk is half of it; forward 1 send of 262,144 B, backward 1 send of keys+values+gradients (524,288 B), each over
+    # NVLink at 300 GB/s x 0.80 = 240 GB/s + 20 us; 4 layers; hidden behind the attention kernels but for the rest
+    chunk = 524_288 / 2
+    ring = 4 * ((chunk / 240e9 + 20e-6) + (2 * chunk / 240e9 + 20e-6))
+    attn = sum(t for r, t in zip(cp.graph.records, cp.op_times_s) if r.kind is OpKind.ATTENTION)
+    assert attn > 0
+    exposed = max(0.1 * ring, ring - attn)
+    assert cp.phases["context_parallel"].time_s == pytest.approx(cp.plan.grad_accum * exposed, rel=1e-6)
+    # activations (fused attention): Korthikanti L x sbh(10 + 24/t) with this GPU's s / 2 = 128 tokens, t = 1:
+    # 4 x 128 x 1 x 512 x 34
+    assert cp.memory.breakdown["activations"] == 4 * 128 * 512 * 34
+    # gradients reduced over the 2 x 2 ranks that hold the same weights
+    assert any(a.startswith("data parallel over 4 GPUs") for a in cp.assumptions), cp.assumptions
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--gpus", "4", "--context-parallel", "3", "--batch-size", "4"], "--context-parallel 3"),
+    (["--gpus", "6", "--context-parallel", "3", "--batch-size", "2"], "does not divide into 6 chunks"),
+])
+def test_context_parallel_refusals(gpt_config, run_cli, argv, msg):
+    code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
+    assert code == 2, err
+    assert msg in err and err.strip().count("\n") == 0 and "Traceback" not in err

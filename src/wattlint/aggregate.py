@@ -26,12 +26,12 @@ from . import memory as _memory
 from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
-from .types import (CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
+from .types import (OpKind, CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
                     StepCost, TotalCost, Utilization)
 
 ROOT_LAYER = "(root)"
 PHASES = ("forward", "backward", "optimizer", "idle_gaps", "communication", "tensor_parallel", "pipeline_p2p",
-          "expert_all_to_all", "pipeline_bubble")
+          "expert_all_to_all", "context_parallel", "pipeline_bubble")
 MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): N all "
                   "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included; causal attention "
@@ -68,6 +68,7 @@ class _Sums:
     layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     flops: float = 0.0
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
+    attn_fb_t: float = 0.0  # forward + backward time of the fused attention kernels (context-parallel overlap)
     micro_ops: int = 0
     opt_ops: int = 0
     core: tuple[int, float, float] | None = None  # selective recompute: (records, FLOPs, time) re-run per step
@@ -118,7 +119,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
-                 flops=s.flops, block_fb_t=s.block_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
+                 flops=s.flops, block_fb_t=s.block_fb_t, attn_fb_t=s.attn_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
                  core=s.core, micro_stream=s.micro_stream, opt_stream=s.opt_stream)
 
 
@@ -140,7 +141,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     bwd = Phase.BACKWARD.value
     pv = _PHASE_VALUE
     kinds: dict = {}
-    flops = block_fb_t = 0.0
+    flops = block_fb_t = attn_fb_t = 0.0
     micro_ops, opt_ops = system.Launches(), system.Launches()
     core_n, core_f, core_t = 0, 0.0, 0.0
     # launch streams in issue order: forward, then the recomputed forward ops (at the start of backward: an
@@ -183,6 +184,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
                 core_t += tk
         if blocks is not None and ph is not optim and blocks.index(r.module) is not None:
             block_fb_t += tk * (2 if again else 1)
+        if r.kind is OpKind.ATTENTION and ph is not optim:
+            attn_fb_t += tk * (2 if again else 1)
         if layer not in layer_type:
             layer_type[layer] = types.get(r.module) or ""
         kind = r.kind
@@ -200,6 +203,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             bwd_n.append(micro_ops.add(r, t))
             bwd_k.append(t)
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops.n, opt_ops.n
+    s.attn_fb_t = attn_fb_t
     s.micro_stream = system.LaunchStream.of(fwd_k + re_k + bwd_k, fwd_n + re_n + bwd_n)
     s.opt_stream = system.LaunchStream.of(opt_k, opt_n)
     if core is not None:
@@ -235,11 +239,12 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
         s.phase_t["communication"] = comm.exposed_s
         s.phase_e["communication"] = comm.energy_j
         notes.append(comm.note)
-    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga)
+    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga, s.attn_fb_t / ga)
     if mp is not None:
         for phase, t, w in (("tensor_parallel", mp.tp_s, mp.comm_power_w), ("pipeline_p2p", mp.pp_s, mp.comm_power_w),
-                            ("expert_all_to_all", mp.ep_s, mp.comm_power_w), ("pipeline_bubble", mp.bubble_s,
-                                                                              gpu.idle_w)):
+                            ("expert_all_to_all", mp.ep_s, mp.comm_power_w),
+                            ("context_parallel", mp.cp_s, mp.comm_power_w),
+                            ("pipeline_bubble", mp.bubble_s, gpu.idle_w)):
             if t > 0:
                 s.phase_t[phase] = t
                 s.phase_e[phase] = t * w

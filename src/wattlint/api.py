@@ -182,7 +182,7 @@ class PriceCache:
 def _layout_key(plan: Plan) -> tuple:
     """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan (the training stack's rewrite reads the
     precision and optimizer too)."""
-    return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.virtual_pipeline_stages,
+    return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.virtual_pipeline_stages, plan.context_parallel,
             plan.expert_parallel, plan.sequence_parallel,
             plan.micro_batch_size, plan.grad_accum, plan.training_stack,
             (plan.precision, plan.optimizer) if plan.training_stack != "pytorch" else None)
@@ -276,7 +276,7 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     Python names (wattlint.options: ``epochs``, ``steps``, ``dataset``, ``tokens``, ``seq_len``, ``batch_size``,
     ``grad_accum``, ``precision``, ``optimizer``, ``gpus``, ``gpus_per_node``, ``sharding``, ``pue``, ``region``,
     ``carbon_intensity``, ``price`` / ``price_per_kwh``, ``gpu_hour_price``, ``utilization``, ``internode_gbps``,
-    ``activation_checkpointing`` (= ``recompute="full"``), ``recompute`` (none | selective | full), ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``, ``expert_parallel``,
+    ``activation_checkpointing`` (= ``recompute="full"``), ``recompute`` (none | selective | full), ``inputs``, ``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``, ``context_parallel``, ``expert_parallel``,
     ``sequence_parallel``, ``micro_batch_size``, ``launch_overhead``, ``goodput``: docs/PARALLEL.md). ``lint=False`` skips the rules (no findings). ``models_dir``: a
     folder of fitted models searched before the default search path (energy.predictor.search_path)."""
     notes: tuple[str, ...] = ()

@@ -235,6 +235,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "(Megatron-LM --virtual-pipeline-model-parallel-size): model chunks per pipeline stage; the bubble / V, "
            "V x the stage-boundary sends, the first stage's activations x (1 + (P-1)/(P V)); needs "
            "--pipeline-parallel > 1 and micro-batches per step a multiple of it (default 1)", "hardware", "plan", "V"),
+    Option("context_parallel", "--context-parallel", integer(1, 1024), "context parallelism (Megatron-Core "
+           "--context-parallel-size): each sequence split over N GPUs, attention by ring exchange of keys and values "
+           "overlapped with it; activations / N, weights not; data-parallel = gpus / (tp x N x pp); the sequence "
+           "length must divide into 2N chunks (default 1)", "hardware", "plan", "N"),
     Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),

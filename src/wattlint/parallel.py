@@ -91,18 +91,19 @@ class Layout:
     micro_batch: int = 1
     grad_accum: int = 1
     vpp: int = 1  # interleaved 1F1B: model chunks per pipeline stage
+    cp: int = 1  # context parallel: each sequence split over cp GPUs
 
     @property
     def dp(self) -> int:
-        return max(1, self.gpus // (self.tp * self.pp))
+        return max(1, self.gpus // (self.tp * self.cp * self.pp))
 
     @property
     def model_parallel(self) -> bool:
-        return self.tp > 1 or self.pp > 1 or self.ep > 1
+        return self.tp > 1 or self.pp > 1 or self.ep > 1 or self.cp > 1
 
 
 LAYOUT_OPTIONS = ("tensor_parallel", "pipeline_parallel", "expert_parallel", "micro_batch_size",
-                  "virtual_pipeline_stages")
+                  "virtual_pipeline_stages", "context_parallel")
 
 
 def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tuple[Layout, list[str]]:
@@ -115,12 +116,15 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
     tp = int(values.get("tensor_parallel") or 1)
     pp = int(values.get("pipeline_parallel") or 1)
     ep = int(values.get("expert_parallel") or 1)
+    cp = int(values.get("context_parallel") or 1)
     sp = bool(values.get("sequence_parallel", False))
     notes: list[str] = []
-    if gpus % (tp * pp):
-        raise ConfigError(f"--tensor-parallel {tp} x --pipeline-parallel {pp} = {tp * pp} does not divide --gpus "
-                          f"{gpus}: the data-parallel degree gpus / (tp x pp) must be a whole number")
-    dp = gpus // (tp * pp)
+    if gpus % (tp * cp * pp):
+        what = (f"--tensor-parallel {tp} x --context-parallel {cp} x --pipeline-parallel {pp}" if cp > 1 else
+                f"--tensor-parallel {tp} x --pipeline-parallel {pp}")
+        raise ConfigError(f"{what} = {tp * cp * pp} does not divide --gpus {gpus}: the data-parallel degree gpus / "
+                          f"({'tp x cp x pp' if cp > 1 else 'tp x pp'}) must be a whole number")
+    dp = gpus // (tp * cp * pp)
     if dp % ep:
         raise ConfigError(f"--expert-parallel {ep} does not divide the data-parallel degree {dp} (= --gpus {gpus} / "
                           f"(tp {tp} x pp {pp})): expert groups are carved out of the data-parallel ranks")
@@ -138,7 +142,7 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
         if ga_given is not None and ga_given != ga:
             raise ConfigError(f"--grad-accum {ga_given} conflicts with --batch-size {batch} / (data-parallel {dp} x "
                               f"--micro-batch-size {micro}) = {ga} micro-batches per step; give one of them")
-        if tp * pp > 1 or micro is not None:
+        if tp * cp * pp > 1 or micro is not None:
             why = "the traced micro-batch: no --batch-size or --micro-batch-size" if micro_from_trace else \
                 "--micro-batch-size"
             notes.append(f"micro-batch {micro} ({why}): {ga} micro-batch(es) per step = batch {batch} "
@@ -152,9 +156,14 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
             micro = batch // (dp * ga)
         else:
             micro = 1
-    if tp * pp > 1:
+    if tp * pp > 1 and cp == 1:
         notes.append(f"parallel layout: tensor-parallel {tp} x pipeline-parallel {pp} x data-parallel {dp} = {gpus} "
                      f"GPUs (Megatron-LM order: TP ranks adjacent inside a node, then DP, then PP)")
+    elif cp > 1:
+        notes.append(f"parallel layout: tensor-parallel {tp} x context-parallel {cp} x pipeline-parallel {pp} x "
+                     f"data-parallel {dp} = {gpus} GPUs (Megatron-LM order: TP ranks adjacent inside a node, then CP, "
+                     f"then DP, then PP); each sequence split over the {cp} context-parallel GPUs, attention by ring "
+                     f"exchange of keys and values (Megatron-Core context parallelism)")
     if ep > 1:
         notes.append(f"expert parallel {ep}: each MoE layer's experts spread over {ep} of the {dp} data-parallel "
                      f"ranks; tokens routed by all-to-all")
@@ -173,7 +182,7 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
         notes.append(f"interleaved 1F1B: {vpp} model chunks per pipeline stage (Narayanan et al. 2021): bubble / "
                      f"{vpp}, {vpp} x the stage-boundary sends per micro-batch")
     return Layout(gpus=gpus, tp=tp, pp=pp, ep=ep, sequence_parallel=sp, micro_batch=int(micro),
-                  grad_accum=ga, vpp=vpp), notes
+                  grad_accum=ga, vpp=vpp, cp=cp), notes
 
 
 def frontend_batch(opts: Mapping[str, Any]) -> dict[str, int]:
@@ -295,6 +304,45 @@ def _split_order(r: OpRecord, row: bool, tokens: int) -> tuple[str, ...]:
     if r.dim("m", 0) == tokens:
         return ("n", "k", "m") if row else ("k", "n", "m")
     return ("n", "m", "k") if row else ("m", "n", "k")
+
+
+def _context_split(r: OpRecord, cp: int, tokens: int) -> OpRecord:
+    """One context-parallel rank's share of a forward / backward record: its 1/cp of every sequence's tokens.
+    Matmuls shrink their token dimension (the rows of a forward / input-gradient GEMM, the reduction of a weight
+    gradient); attention keeps its keys and divides its queries (each rank attends its query chunks to every key,
+    balanced over the causal mask: Megatron-Core splits a sequence into 2 cp chunks, rank i holding chunks i and
+    2 cp - 1 - i); the rest is token-proportional and divided by cp."""
+    if r.kind is OpKind.ATTENTION:
+        sq = r.dim("sq", 0)
+        dims = tuple((k, max(1, sq // cp) if k == "sq" else v) for k, v in r.dims) if sq else None
+        return _scaled(r, 1.0 / cp, dims)
+    if r.kind is OpKind.MATMUL:
+        m, n, k = r.dim("m", 0), r.dim("n", 0), r.dim("k", 0)
+        which = next((name for name, v in (("m", m), ("k", k), ("n", n)) if v and v == tokens), None)
+        if which:
+            new = {"m": m, "n": n, "k": k}
+            new[which] = max(1, new[which] // cp)
+            f = new[which] / (m if which == "m" else k if which == "k" else n)
+            read_f = (new["m"] * new["k"] + new["k"] * new["n"]) / (m * k + k * n)
+            write_f = (new["m"] * new["n"]) / (m * n)
+            dims = tuple((key, new[key] if key in new else v) for key, v in r.dims)
+            return dataclasses.replace(r, flops=int(round(r.flops * f)), bytes_read=int(round(r.bytes_read * read_f)),
+                                       bytes_written=int(round(r.bytes_written * write_f)), dims=dims)
+    return _scaled(r, 1.0 / cp)
+
+
+def kv_bytes_per_layer(graph: CostGraph, blocks: Blocks | None, hidden: int) -> tuple[float, str]:
+    """Key + value bytes of one micro-batch's full sequences for one layer (what a context-parallel ring passes
+    around): from the first forward fused-attention record (its reads minus the queries), else 2 x tokens x hidden
+    x 2 bytes (multi-head attention, 16-bit)."""
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.ATTENTION and not r.recompute:
+            b, h, sq, d = r.dim("b", 1) or 1, r.dim("h", 1) or 1, r.dim("sq", 0), r.dim("d", 0)
+            e = dtype_bytes(r.dtype)
+            kv = r.bytes_read - b * h * sq * d * e
+            if sq and d and kv > 0:
+                return float(kv), "the traced attention's key and value reads"
+    return 2.0 * tokens_per_micro_batch(graph) * max(1, hidden) * 2, "2 x tokens x hidden x 2 B (no fused attention)"
 
 
 def _shard_gemm(r: OpRecord, tp: int, tokens: int, split: tuple[int, bool] | None = None) -> OpRecord:
@@ -450,7 +498,7 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra["parallel_full_params"] = graph.params
     extra["parallel_full_model"] = graph.model  # the whole model, for the report (the graph's is one GPU's share)
     extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel,
-                                "vpp": layout.vpp}
+                                "vpp": layout.vpp, "cp": layout.cp}
     if stage is not None:
         extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix}
     extra["parallel_hidden"] = hidden
@@ -475,13 +523,28 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
       layer; under 1F1B stage i holds p - i micro-batches of its layers (:func:`inflight_layers`: L layers of one
       micro-batch with equal stages).
     """
-    if (layout.tp == 1 and layout.pp == 1) or (graph.extra or {}).get("parallel_layout"):
+    if (layout.tp == 1 and layout.pp == 1 and layout.cp == 1) or (graph.extra or {}).get("parallel_layout"):
         return graph, []
     notes: list[str] = []
-    tp, pp = layout.tp, layout.pp
+    tp, pp, cp = layout.tp, layout.pp, layout.cp
     blocks = find_blocks(graph)
     tokens = tokens_per_micro_batch(graph)
     hidden = hidden_size(graph, blocks)
+    cp_info = None
+    if cp > 1:
+        s = int(graph.seq_len or 0)
+        if not s:
+            raise ConfigError(f"--context-parallel {cp}: the model has no sequence to split (language models, with "
+                              f"--seq-len)")
+        if s % (2 * cp):
+            raise ConfigError(f"--context-parallel {cp}: sequence length {s} does not divide into {2 * cp} chunks "
+                              f"(Megatron-Core splits each sequence into 2 x cp chunks to balance the causal mask)")
+        kv, kv_how = kv_bytes_per_layer(graph, blocks, hidden)
+        cp_info = {"kv_bytes_per_layer": kv, "kv_source": kv_how}
+        notes.append(f"context parallel {cp}: each sequence of {s:,} tokens split into {2 * cp} chunks, 2 per GPU "
+                     f"(causal load balance), every token-proportional op / {cp}, attention over its {s // cp:,} "
+                     f"queries against all {s:,} keys (Megatron-Core ring attention); weights, gradients and optimizer "
+                     f"state not divided")
     types = graph.module_types()
     pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
     stage = _pipeline_stage(graph, blocks, pp, pre, notes, layout.vpp) if pp > 1 else None
@@ -505,10 +568,12 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
                     continue
             elif r.module in pre or not stage[2]:
                 continue
+        if cp > 1 and r.kind is not OpKind.VIEW:
+            r = _context_split(r, cp, tokens)
         if tp > 1 and r.kind is not OpKind.VIEW:
             if r.kind in GEMM_KINDS:
-                r = _shard_gemm(r, tp, tokens, splits.get(r.module))
-            elif not _replicated(r, types, blocks, hidden, tokens) or layout.sequence_parallel:
+                r = _shard_gemm(r, tp, tokens // cp, splits.get(r.module))
+            elif not _replicated(r, types, blocks, hidden, tokens // cp) or layout.sequence_parallel:
                 r = _scaled(r, 1.0 / tp)
         out.append(r)
     if tp > 1:
@@ -528,8 +593,10 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     else:
         notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
                      f"{pp}) = {params:,} (balanced stages)")
-    sharded = dataclasses.replace(graph, model=model, records=tuple(out),
-                                  extra=_per_gpu_extra(graph, layout, blocks, hidden, stage),
+    extra = _per_gpu_extra(graph, layout, blocks, hidden, stage)
+    if cp_info is not None:
+        extra["context_parallel"] = cp_info
+    sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
                                   assumptions=tuple(graph.assumptions) + tuple(notes))
     return sharded, notes
 
@@ -543,7 +610,7 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     graph = apply(graph, plan)
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
-                    grad_accum=plan.grad_accum, vpp=plan.virtual_pipeline_stages)
+                    grad_accum=plan.grad_accum, vpp=plan.virtual_pipeline_stages, cp=plan.context_parallel)
     return shard_graph(graph, layout)[0]
 
 
@@ -562,7 +629,8 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     traced saved-for-backward bytes x :func:`activation_factor`."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
-    s = max(1, int(graph.seq_len or 0))
+    s_full = max(1, int(graph.seq_len or 0))
+    s = s_full / max(1, layout.cp)  # context parallel: each GPU keeps its 1/cp of every sequence
     b = max(1, int(graph.micro_batch or 1))
     heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
     fused = heads > 0
@@ -582,13 +650,14 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
                                       "saves no memory here)" if fused else ")"))
             elif not fused:
                 eager_heads = _eager_heads(graph, hidden)
-                per_layer += 5.0 * eager_heads * s * s * b / t
+                per_layer += 5.0 * eager_heads * s * s_full * b / t
                 how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
         scale = 1.0 if half else 2.0
         total = int(round(per_layer * L * scale * penalty))
         inter = (f" x {penalty:.3f} (interleaved 1F1B, {layout.vpp} chunks per stage: 1 + (p-1)/(p v), Megatron-LM's "
                  f"interleaved_schedule_memory_penalty)" if penalty > 1 else "")
-        return total, (f"activations per GPU: {L} layers x {how} with s={s}, b={b}, h={hidden}, t={t}{inter} "
+        cps = f" (its 1/{layout.cp} of {s_full:,}: context parallel)" if layout.cp > 1 else ""
+        return total, (f"activations per GPU: {L} layers x {how} with s={s:,.0f}{cps}, b={b}, h={hidden}, t={t}{inter} "
                        f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
                        + "; under 1F1B stage i of p holds min(m, p - i) micro-batches of its layers: the fullest "
                        "stage, L layers of one micro-batch with equal stages and m >= p) = "

@@ -245,7 +245,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 activation_checkpointing=bool(v.get("activation_checkpointing", False)),
                 recompute=v.get("recompute", "none"),
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
-                virtual_pipeline_stages=layout.vpp,
+                virtual_pipeline_stages=layout.vpp, context_parallel=layout.cp,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
                 host_op_s=v.get("host_op_time"), goodput=float(goodput))
 

@@ -348,6 +348,7 @@ class Plan:
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     virtual_pipeline_stages: int = 1  # interleaved 1F1B: model chunks per pipeline stage (1: plain 1F1B)
+    context_parallel: int = 1  # sequence split over this many GPUs (ring attention)
     expert_parallel: int = 1
     sequence_parallel: bool = False
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
@@ -367,7 +368,7 @@ class Plan:
 
     @property
     def data_parallel(self) -> int:
-        return max(1, self.gpus // (self.tensor_parallel * self.pipeline_parallel))
+        return max(1, self.gpus // (self.tensor_parallel * self.context_parallel * self.pipeline_parallel))
 
     @property
     def micro_batch_size(self) -> int:

@@ -440,6 +440,7 @@ class ModelParallelCost:
     bubble_s: float
     comm_power_w: float
     notes: tuple[str, ...]
+    cp_s: float = 0.0  # context-parallel key/value ring, the part not hidden behind attention
 
 
 def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, str]:
@@ -481,7 +482,7 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
 
 
 def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
-                   micro_block_s: float | None = None) -> ModelParallelCost | None:
+                   micro_block_s: float | None = None, micro_attention_s: float = 0.0) -> ModelParallelCost | None:
     """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
     on one GPU of the bottleneck stage (``stage``: the per-GPU graph of wattlint.parallel.per_gpu_graph), given the
     stage's forward + backward compute per micro-batch and the part of it inside the repeated blocks.
@@ -493,12 +494,14 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
     from .. import parallel as P
 
     tp, pp, ep = plan.tensor_parallel, plan.pipeline_parallel, plan.expert_parallel
-    if tp <= 1 and pp <= 1 and ep <= 1:
+    cp = max(1, int(getattr(plan, "context_parallel", 1) or 1))
+    if tp <= 1 and pp <= 1 and ep <= 1 and cp <= 1:
         return None
     ga = max(1, plan.grad_accum)
     act_bytes = 2 if plan.precision in HALF else 4
     hidden = int((stage.extra or {}).get("parallel_hidden") or P.hidden_size(stage, P.find_blocks(stage)))
-    tokens = max(1, plan.micro_batch_size) * max(1, int(plan.seq_len or stage.seq_len or 1))
+    # tokens of one micro-batch on this GPU (its 1/cp of every sequence under context parallelism)
+    tokens = max(1, plan.micro_batch_size) * max(1, int(plan.seq_len or stage.seq_len or 1)) // cp
     msg = float(tokens * hidden * act_bytes)
     layers = P.count_layers(stage)
     notes: list[str] = []
@@ -553,6 +556,20 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         else:
             notes.append(f"--expert-parallel {ep}: no mixture-of-experts layer on the costed pipeline stage; no "
                          f"all-to-all costed")
+    cp_mb = 0.0
+    if cp > 1:
+        info = (stage.extra or {}).get("context_parallel") or {}
+        mb_scale = max(1, plan.micro_batch_size) / max(1, int(stage.micro_batch or 1))
+        kv_local = float(info.get("kv_bytes_per_layer") or 0.0) * mb_scale / (tp * cp)
+        bw, lat, name = _link(gpu, plan, tp * cp <= plan.gpus_per_node)
+        ring = (cp - 1) * (P.p2p_s(kv_local, bw, lat) + P.p2p_s(2 * kv_local, bw, lat)) * layers
+        cp_mb = max(ring * MIN_EXPOSED, ring - micro_attention_s)
+        notes.append(f"context parallel {cp}: per layer and micro-batch a ring of {cp - 1} key/value sends forward "
+                     f"and {cp - 1} key/value + gradient sends backward of this GPU's chunk ({kv_local / 2**20:,.2f} "
+                     f"MiB: {info.get('kv_source', 'keys and values')} / (tp {tp} x cp {cp})) over {name}, "
+                     f"{layers} layers: {ring * 1e3:.3g} ms per micro-batch, overlapped with the attention kernels "
+                     f"({micro_attention_s * 1e3:.3g} ms): {cp_mb * 1e3:.3g} ms exposed (at least "
+                     f"{MIN_EXPOSED:.0%})")
     block_s = micro_compute_s if micro_block_s is None else micro_block_s
     bubble = 0.0
     if pp > 1:
@@ -564,7 +581,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         costed = int(stages.get("costed") or 0)
         if len(sizes) != pp or not sizes[costed]:
             sizes, costed = [1] * pp, pp - 1
-        per_block = (block_s + tp_mb + ep_mb) / sizes[costed]
+        per_block = (block_s + tp_mb + ep_mb + cp_mb) / sizes[costed]
         others = sum(sizes) - sizes[costed]
         bubble = others * per_block / vpp + (pp - 1) * hop
         unequal = len(set(sizes)) > 1
@@ -577,7 +594,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"at idle power ({gpu.idle_w:.0f} W); balanced-stage bubble (p-1)/(v m+p-1) = {pp - 1}/"
                      f"{vpp * ga + pp - 1} = {P.bubble_fraction(pp, ga, vpp):.1%}")
     return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,
-                             notes=tuple(notes))
+                             notes=tuple(notes), cp_s=cp_mb * ga)
 
 
 def data_parallel_plan(plan: Plan) -> Plan:
@@ -586,11 +603,14 @@ def data_parallel_plan(plan: Plan) -> Plan:
     node's other model-parallel groups run their own data-parallel rings at the same time)."""
     import dataclasses
 
-    if plan.tensor_parallel * plan.pipeline_parallel <= 1:
+    cp = max(1, int(getattr(plan, "context_parallel", 1) or 1))
+    if plan.tensor_parallel * plan.pipeline_parallel * cp <= 1:
         return plan
-    dp = plan.data_parallel
+    # context-parallel ranks hold the same weights: the gradients are reduced over data-parallel x context-parallel
+    # ranks (Megatron-Core's data-parallel group with context parallelism)
+    dp = plan.data_parallel * cp
     per_node = max(1, plan.gpus_per_node)
     local = max(1, min(dp, per_node // plan.tensor_parallel))
     gbps = (plan.internode_gbps or 0.0) * local / per_node
     return dataclasses.replace(plan, gpus=dp, gpus_per_node=local, internode_gbps=gbps, tensor_parallel=1,
-                               pipeline_parallel=1)
+                               pipeline_parallel=1, context_parallel=1)

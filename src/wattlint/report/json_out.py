@@ -60,6 +60,7 @@ def plan_dict(est: Estimate) -> dict:
         "tensor_parallel": p.tensor_parallel,
         "pipeline_parallel": p.pipeline_parallel,
         "virtual_pipeline_stages": p.virtual_pipeline_stages,
+        "context_parallel": p.context_parallel,
         "data_parallel": p.data_parallel,
         "expert_parallel": p.expert_parallel,
         "sequence_parallel": p.sequence_parallel,

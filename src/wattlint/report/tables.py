@@ -40,10 +40,11 @@ def plan_line(est: Estimate) -> str:
     if p.tokens:
         parts.append(f"{u.count(p.tokens)} tokens")
     parts.append(f"{u.count(p.steps)} steps")
-    if p.tensor_parallel * p.pipeline_parallel > 1 or p.expert_parallel > 1:
+    if p.tensor_parallel * p.pipeline_parallel * p.context_parallel > 1 or p.expert_parallel > 1:
         parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.data_parallel} "
-                     f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x PP {p.pipeline_parallel} x DP "
-                     f"{p.data_parallel}" + (f", EP {p.expert_parallel}" if p.expert_parallel > 1 else "")
+                     f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x "
+                     + (f"CP {p.context_parallel} x " if p.context_parallel > 1 else "")
+                     + f"PP {p.pipeline_parallel} x DP {p.data_parallel}" + (f", EP {p.expert_parallel}" if p.expert_parallel > 1 else "")
                      + (f", interleaved {p.virtual_pipeline_stages} chunks per stage"
                         if p.virtual_pipeline_stages > 1 else "")
                      + (", sequence parallel" if p.sequence_parallel else ""))
