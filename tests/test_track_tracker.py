@@ -252,3 +252,72 @@ def test_runs_started_in_the_same_second_get_their_own_records(tmp_path, monkeyp
         t.close()
         assert t.path.name == f"20260101T000000Z-demo-rank{rank}.jsonl"
     assert len(list(tmp_path.glob("*.jsonl"))) == 5
+
+
+def _failing_writes(monkeypatch, after: int):
+    """os.write of the record module fails with ENOSPC (disk full) from the (after+1)-th call on."""
+    import errno
+    import os
+
+    import wattlint.tracking.record as record
+
+    real, calls = os.write, [0]
+
+    def write(fd, data):
+        calls[0] += 1
+        if calls[0] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(record.os, "write", write)
+    return calls
+
+
+def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, monkeypatch):
+    """The last window and the summary are written when the with block ends: a write failing there (disk full)
+    used to raise OSError out of the block, so code after it (saving the trained model) never ran. Now it warns,
+    and the lines written before stay a valid, readable (incomplete) record."""
+    clock = Clock(100.0)
+    after_block = []
+    with pytest.warns(RuntimeWarning, match="tracking stopped .*No space left"):
+        with _track(tmp_path, clock, steps=100) as t:
+            for _ in range(25):  # 0.1 s steps, 1 s windows: 2 full windows written during the loop
+                clock.t += 0.1
+                t.step()
+            lines_before = len(_lines(t.path))
+            _failing_writes(monkeypatch, after=0)  # the disk fills up before the block ends
+        after_block.append("checkpoint saved")
+    assert after_block == ["checkpoint saved"]
+    monkeypatch.undo()
+    lines = _lines(t.path)
+    assert len(lines) == lines_before and lines[0]["type"] == "header"  # nothing lost, nothing torn
+    rec = read_record(t.path)
+    assert rec.summary is None and rec.status.startswith("incomplete")
+    assert any("tracking stopped" in n for n in t.summary()["notes"])
+
+
+def test_disk_full_on_the_summary_line_and_failing_fsync_never_raise(tmp_path, monkeypatch):
+    import errno
+
+    import wattlint.tracking.record as record
+
+    clock = Clock(100.0)
+    with pytest.warns(RuntimeWarning) as caught:
+        with _track(tmp_path, clock, steps=100) as t:
+            for _ in range(25):
+                clock.t += 0.1
+                t.step()
+            n = len(_lines(t.path))
+            # at close: the last window (steps 21-25) is written, then the summary line fails; fsync fails too
+            _failing_writes(monkeypatch, after=1)
+
+            def bad_fsync(fd):
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(record.os, "fsync", bad_fsync)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "no summary line" in messages and "Input/output error" in messages
+    monkeypatch.undo()
+    lines = _lines(t.path)
+    assert len(lines) == n + 1 and lines[-1]["type"] == "window"
+    assert t._writer.fd == -1  # the descriptor was closed although fsync failed

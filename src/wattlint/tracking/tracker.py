@@ -382,11 +382,7 @@ class Tracker:
             try:
                 stop = self._close_window(now)
             except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
-                self._broken = True
-                self._next_window = math.inf
-                self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
-                warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); training continues",
-                              RuntimeWarning, stacklevel=2)
+                self._stop_tracking(e, "training continues", stacklevel=3)
         elif self._n % self.every == 0:
             self._display.update(_display.live_text(self._n, self.plan.steps, self.analysis, self.static))
         self._overhead_s += self.clock() - now
@@ -421,6 +417,16 @@ class Tracker:
                 return
             self._pending_wait += clock() - t0
             yield item
+
+    def _stop_tracking(self, e: BaseException, then: str, stacklevel: int) -> None:
+        """A write to the record (or a meter) failed (disk full, an I/O error): stop writing, keep what was written
+        (every completed line stays valid; a torn last line is ignored by the reader) and warn, never raise into the
+        user's code."""
+        self._broken = True
+        self._next_window = math.inf
+        self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
+        warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning,
+                      stacklevel=stacklevel)
 
     # ---- windows ---------------------------------------------------------------------------------------------
 
@@ -521,9 +527,14 @@ class Tracker:
                 self._sync()
             except Exception:  # noqa: BLE001 - a CUDA error after an exception in the loop
                 pass
+        closed_window = False
         if self._n > self._win_first and not self._broken:
-            self._close_window(now, final=True)
-        else:
+            try:  # the end of the run must not raise into the user's code (a checkpoint save may follow the block)
+                self._close_window(now, final=True)
+                closed_window = True
+            except Exception as e:  # noqa: BLE001 - e.g. disk full while writing the last window
+                self._stop_tracking(e, "the record keeps the lines written before", stacklevel=4)
+        if not closed_window:
             self.analysis = analyze(self._run_data(now), self.settings)
         from .compare import comparison
 
@@ -538,8 +549,14 @@ class Tracker:
         try:
             if not self._broken:
                 self._writer.write(summary)
+        except Exception as e:  # noqa: BLE001 - disk full / I/O error on the summary line: warn, never raise
+            self._stop_tracking(e, "the record has no summary line (read as incomplete)", stacklevel=4)
         finally:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as e:  # noqa: BLE001 - fsync / close failing (I/O error): the lines are written
+                warnings.warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
+                              RuntimeWarning, stacklevel=4)
             for c in self.channels:
                 try:
                     c.close()
