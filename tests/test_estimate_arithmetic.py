@@ -122,6 +122,20 @@ def test_cost_with_and_without_gpu_hour_price():
     assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
 
 
+def test_cost_states_its_formula():
+    """The cost is one printed number made of two prices: the report says how (it printed only the total, and with
+    both prices a reader could not tell that electricity was added to a rental price said to include it)."""
+    g = graph()
+    # facility: 1000 steps x (1.8 J GPU + 225 W x 6 ms = 1.35 J host) = 3,150 J = 0.000875 kWh, x PUE 1.2 = 0.00105
+    # GPU-hours: 1000 x 6 ms = 6 s = 0.0016667 h; cost = 0.00105 x 0.3 + 0.0016667 x 3 = 0.000315 + 0.005 = 0.005315
+    e = est(g, plan(pue=1.2, price_per_kwh=0.3, gpu_hour_price=3.0))
+    assert e.total.energy_kwh == pytest.approx(0.00105) and e.total.cost_usd == pytest.approx(0.005315)
+    assert "cost $0.005315 = 0.00105 kWh (facility) x $0.3/kWh + 0.001667 GPU-h x $3/GPU-h" in e.assumptions
+    e = est(g, plan(pue=1.2, price_per_kwh=0.0, gpu_hour_price=3.0))  # rental only: no electricity term
+    assert "cost $0.005 = 0.001667 GPU-h x $3/GPU-h" in e.assumptions
+    assert not any(a.startswith("cost ") for a in est(g, plan()).assumptions)  # no price: no cost, no line
+
+
 def test_launch_gaps_at_idle_power():
     # ops of 1 us each: per micro-batch 5 ops x 15 us = 75 us of launching vs 5 us of GPU work -> 70 us idle;
     # grad-accum 2 -> 140 us; optimizer: 1 launch x 15 us vs 1 us -> 14 us. Total gap 154 us at idle 50 W.

@@ -267,6 +267,10 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     cost = None
     if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
         cost = energy_kwh * (plan.price_per_kwh or 0.0) + gpu_hours * (plan.gpu_hour_price or 0.0)
+        terms = [f"{energy_kwh:.4g} kWh (facility) x ${plan.price_per_kwh:g}/kWh"] if plan.price_per_kwh else []
+        if plan.gpu_hour_price is not None:
+            terms.append(f"{gpu_hours:.4g} GPU-h x ${plan.gpu_hour_price:g}/GPU-h")
+        notes.append(f"cost ${cost:.4g} = " + (" + ".join(terms) or "0 (prices of 0 given)"))
     else:
         notes.append("no --price or --gpu-hour-price given: cost_usd is null")
     bad = [k for k, v in (("time_h", time_h), ("gpu_hours", gpu_hours), ("energy_kwh", energy_kwh),
