@@ -57,13 +57,18 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
 
 
 def _cards(est: Estimate) -> str:
-    rows = dict(summary_rows(est))
+    # every row of the text / Markdown summary (GPU energy and goodput were left out: the HTML time then included
+    # the non-productive time without saying so)
     cards = []
-    for k in ("Energy (facility)", "Time", "GPU-hours", "CO2", "Cost", "Memory per GPU", "Throughput"):
-        if k not in rows:
-            continue
-        main, _, sub = rows[k].partition("  ")
-        cards.append((k, main, sub.strip("()")))
+    for k, value in summary_rows(est):
+        k = k.strip()
+        main, _, sub = value.partition("  ")
+        if k == "Goodput":
+            main, _, sub = value.partition(" of ")
+        sub = sub.strip()
+        if sub.startswith("(") and sub.endswith(")"):  # one enclosing pair only: "(aws:us-east-1)" keeps its own
+            sub = sub[1:-1]
+        cards.append((k, main, sub))
     out = ['<div class="cards">']
     for k, v, s in cards:
         cls = ' class="bad"' if "NOT FIT" in s else ""
