@@ -74,6 +74,34 @@ def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
         raise
 
 
+def write_new_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path``, which must not exist (FileExistsError otherwise, even when another process creates
+    it meanwhile): complete or absent, never torn, never replacing a file. The complete temporary is hard-linked to
+    ``path`` (atomic, and refused by the kernel when ``path`` exists); where links are not supported, ``path`` is
+    created exclusively and written."""
+    path = Path(path)
+    tmp = _write_temp(path, text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network / FUSE file systems): exclusive create, then write
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(path)
+            raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def atomic_write_json(path: Path | str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
