@@ -275,6 +275,28 @@ def test_torch_source_matched_through_its_imports(tmp_path, monkeypatch, run_cli
     assert any(ln.startswith("models/tiny_mlp.py:8: WL101 warning: mlp: ") for ln in out.splitlines()), out
 
 
+def test_update_baseline_through_a_symbolic_link_updates_its_target(project, run_cli, tmp_path):
+    """A baseline shared through a link (wattlint-baseline.json -> shared/baseline.json): the update replaced the
+    link by a plain file and left the shared baseline stale. Now the target is updated and the link kept; a link to
+    a missing file is refused (exit 2) rather than creating a file wherever it points."""
+    run_cli("check", "--update-baseline")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (tmp_path / "wattlint-baseline.json").rename(shared / "baseline.json")
+    (tmp_path / "wattlint-baseline.json").symlink_to(Path("shared") / "baseline.json")
+    project(tokens="3e8")  # 1.5 x the tokens: the energy rises
+    old = json.loads((shared / "baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 0, out + err
+    assert (tmp_path / "wattlint-baseline.json").is_symlink()
+    new = json.loads((shared / "baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    assert new > old * 1.3  # tokens x 1.5: the steps, and nearly all the energy, x 1.5
+    (shared / "baseline.json").unlink()
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "symbolic link to a missing file" in err and err.count("\n") == 1
+    assert not (shared / "baseline.json").exists()
+
+
 def test_json_and_baseline_match_their_schemas(project, run_cli, tmp_path):
     import jsonschema
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -85,11 +86,19 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
 
     from ..io import remove_stale_temps
 
-    remove_stale_temps(Path(path), older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
+    path = Path(path)
+    if path.is_symlink():  # a baseline shared through a link: update the file it names, keep the link
+        if not path.exists():
+            raise ConfigError(f"baseline {path} is a symbolic link to a missing file ({os.readlink(path)}); create "
+                              f"that file or remove the link")
+        # the target exists and was read as a wattlint baseline (load_baseline): writing through the link can
+        # replace nothing but a baseline; replacing the link by a file would leave the shared baseline stale
+        path = path.resolve()
+    remove_stale_temps(path, older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
     try:
-        atomic_write_text(Path(path), render_baseline(models, version))
+        atomic_write_text(path, render_baseline(models, version))
     except OSError as e:
         raise ConfigError(f"cannot write baseline {path}: {e.strerror or e}; the previous file is unchanged") from None
     return models
