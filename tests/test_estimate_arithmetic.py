@@ -122,6 +122,24 @@ def test_cost_with_and_without_gpu_hour_price():
     assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
 
 
+def test_a_one_sided_band_is_widened_to_contain_the_estimate():
+    """A model whose 5-95 % band lies wholly above (or below) x1 printed a range that did not contain its own
+    estimate; the band is widened to x1 on that side (coverage only grows)."""
+
+    class Above(Stub):
+        def range_factors(self, quantity="energy"):
+            return (1.1, 1.3) if quantity == "energy" else (0.7, 0.9)
+
+    e = api.price(graph(), GPU, plan(), Above(1e-3, 300.0))
+    t = e.total
+    # energy band x1.1-x1.3 -> x1.0-x1.3; time band x0.7-x0.9 -> x0.7-x1.0
+    assert t.energy_kwh_range == pytest.approx((t.energy_kwh * 1.0, t.energy_kwh * 1.3))
+    assert t.co2_kg_range == pytest.approx((t.co2_kg * 1.0, t.co2_kg * 1.3))
+    assert t.time_h_range == pytest.approx((t.time_h * 0.7, t.time_h * 1.0))
+    assert t.gpu_hours_range == pytest.approx((t.gpu_hours * 0.7, t.gpu_hours * 1.0))
+    assert any("5-95 % range energy x1.00-x1.30, time x0.70-x1.00" in a for a in e.assumptions)
+
+
 def test_cost_states_its_formula():
     """The cost is one printed number made of two prices: the report says how (it printed only the total, and with
     both prices a reader could not tell that electricity was added to a rental price said to include it)."""
