@@ -68,6 +68,24 @@ def test_plain_loop_record_and_projection(tmp_path):
     assert rec.header["channels"][0]["energy_source"] == "fake"
 
 
+def test_host_power_without_a_static_estimate_is_the_estimates_host_model(tmp_path):
+    """With no static estimate the record charged a fixed 80 W of host per GPU, called 'the estimate's stated
+    constant', while the estimate of the same GPU charges its platform's host: on an H100 SXM node 0.41 x 700 W TDP
+    = 287 W + power-supply losses (1 / 0.94 - 1) x (700 + 287) = 63.0 W -> 350.0 W per GPU."""
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=200, gpu="h100-sxm5-80gb") as t:
+        for _ in range(50):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    assert h["device"]["gpu_key"] == "h100-sxm5-80gb"
+    assert h["host_w"] == pytest.approx(287.0 + (1 / 0.94 - 1) * 987.0) and h["host_w"] == pytest.approx(350.0, abs=0.1)
+    assert any("MODELLED at 350 W (the estimate's host model for h100-sxm5-80gb" in n for n in h["notes"])
+    # projection: 200 steps x 0.1 s = 20 s at 250 W (fake GPU) + 350 W host, PUE 1.0
+    p = t.summary()["analysis"]["projection"]
+    assert p["energy_kwh"] == pytest.approx(20.0 * (250.0 + 350.0) / 3.6e6, rel=1e-3)
+
+
 def test_budget_warns_once_and_keeps_running(tmp_path):
     clock = Clock(100.0)
     # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget

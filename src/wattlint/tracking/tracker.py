@@ -301,14 +301,27 @@ class Tracker:
                 plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
         if self.device_kind == "cuda":
-            per_gpu = None
+            per_gpu, how = None, ""
             s = self.static or {}
+            n = max(1, len(self.channels))
             if s.get("per_step") and s["per_step"].get("time_s"):
                 g = (s.get("plan") or {}).get("gpus") or self.options.get("gpus") or 1
                 per_gpu = s["per_step"]["host_energy_j"] / s["per_step"]["time_s"] / max(1, int(g))
-            self.host_w = (per_gpu or _host_w_per_gpu()) * max(1, len(self.channels))
-            self.notes.append(f"host CPU + DRAM energy MODELLED at {self.host_w:.0f} W (the estimate's stated "
-                              "constant per GPU), not measured")
+                how = "the static estimate's host power per GPU"
+            elif spec is not None and getattr(spec, "tdp_w", None):
+                # no static estimate: the estimate's own host model for this GPU (a fixed 80 W per GPU here was
+                # 2.5-4.4x below what the estimate of the same plan charges on an SXM node)
+                from ..energy.host import host_power_w_per_gpu, platform_class
+                from ..energy.system import SERVER_GPU_SLOTS
+
+                cls = platform_class(spec)
+                per_gpu, text = host_power_w_per_gpu(spec, n if cls == "desktop" else max(n, SERVER_GPU_SLOTS), cls)
+                how = f"the estimate's host model for {spec.key}: {text}"
+            else:
+                per_gpu = _host_w_per_gpu()
+                how = f"a stated {per_gpu:.0f} W per GPU: the GPU is not in the database, its platform is unknown"
+            self.host_w = per_gpu * n
+            self.notes.append(f"host CPU + DRAM energy MODELLED at {self.host_w:.0f} W ({how}), not measured")
 
     def start(self) -> "Tracker":
         if self.started:
