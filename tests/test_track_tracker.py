@@ -103,6 +103,25 @@ def test_budget_warns_once_and_keeps_running(tmp_path):
     assert len(ev) == 1 and ev[0]["action"] == "warn" and ev[0]["range"][0] > 0.001
 
 
+def test_budget_message_never_rounds_the_spend_down_to_the_budget(tmp_path):
+    """A budget crossed by a little read as met exactly: the plan (30 steps x 0.1 s = 3 s on a 3.6 MW fake GPU + the
+    stated 80 W host, PUE 1) projects 3 s x (3.6e6 + 80) W = 10,800,240 J = 3.0000667 kWh against max_kwh=3, and the
+    warning said 'projected 3 kWh (5-95 %: 3-3)'. The numbers shown now read above the budget, as they are."""
+    import re
+
+    clock = Clock(100.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _track(tmp_path, clock, steps=30, max_kwh=3.0, channels=[FakeChannel(3.6e6)]) as t:
+            for _ in range(30):
+                clock.t += 0.1
+                t.step()
+    (hit,) = [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)]
+    shown = re.search(r"(?:already spent|projected) ([0-9.e+-]+) kWh", hit)
+    assert shown and float(shown.group(1)) > 3.0, hit
+    assert 3.0 < float(shown.group(1)) < 3.001  # 3.0000667 to 5 digits: 3.0001
+
+
 def test_budget_stop_ends_the_with_block_at_a_step_boundary(tmp_path):
     clock = Clock(100.0)
     done = []

@@ -212,6 +212,17 @@ def percent(x: float, differ_from: float | None = None) -> str:
     return f"{text}%"
 
 
+def beyond(x: float, limit: float, digits: int = 4) -> str:
+    """``x`` in ``g`` notation with ``digits`` significant digits, or more (up to 10) when needed so that the text
+    reads beyond ``limit`` as ``x`` is: a budget of 100 crossed by 0.02 is "100.02", not "100"."""
+    text = f"{x:.{digits}g}"
+    for d in range(digits, 11):
+        text = f"{x:.{d}g}"
+        if (x > limit) == (float(text) > limit) and (x < limit) == (float(text) < limit):
+            break
+    return text
+
+
 def fraction(x: float) -> str:
     """A configured fraction (a threshold) as a percentage, exactly as given up to 4 significant digits: 0.025 ->
     2.5%."""

@@ -488,6 +488,7 @@ class Tracker:
     def _check_budget(self, a: dict[str, Any], now: float) -> bool:
         if not any(v is not None for v in self.budgets.values()):
             return False
+        from ..report import units as _u
         proj = a.get("projection") or {}
         spent = measured_totals(self._run_data(now), a, self.plan)
         labels = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg CO2e"),
@@ -499,11 +500,11 @@ class Tracker:
             s = spent.get(key)
             rng = proj.get(f"{key}_range") if a.get("stable") else None
             why = None
-            if s is not None and s > limit:
-                why = f"already spent {s:.4g} {labels[key][1]}"
+            if s is not None and s > limit:  # digits enough to read above the limit (crossed by one window's worth)
+                why = f"already spent {_u.beyond(s, limit)} {labels[key][1]}"
             elif rng and rng[0] > limit:
-                why = (f"projected {proj[key]:.4g} {labels[key][1]} (5-95 %: {rng[0]:.4g}-{rng[1]:.4g}) for the "
-                       f"whole plan")
+                why = (f"projected {_u.beyond(proj[key], limit)} {labels[key][1]} (5-95 %: {_u.beyond(rng[0], limit)}-"
+                       f"{_u.beyond(rng[1], limit)}) for the whole plan")
             if why is None:
                 continue
             self._budget_hit.add(key)
