@@ -113,6 +113,18 @@ def test_cache_hit_and_invalidation(project, run_cli, tmp_path):
     assert (tmp_path / ".wattlint-cache" / ".gitignore").read_text().strip().endswith("*")
 
 
+def test_cache_dir_the_user_already_has_gets_no_catch_all_gitignore(project, run_cli, tmp_path, monkeypatch):
+    """cache-dir = "." put a '# created by wattlint / *' .gitignore at the project root (the cache directory's own
+    .gitignore), after which git ignored every new file of the repository. A directory that existed before gets it
+    only in wattlint's v1/ inside."""
+    monkeypatch.delenv("WATTLINT_CACHE_DIR")
+    project(extra='cache-dir = "."')
+    assert run_cli("check")[0] == 0
+    assert not (tmp_path / ".gitignore").exists()
+    assert (tmp_path / "v1" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert json.loads(run_cli("check", "--format", "json")[1])["models"][0]["cached"] is True  # still a cache
+
+
 def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
     env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp_path / ".wattlint-cache")}
     subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,
