@@ -113,6 +113,28 @@ def test_cache_hit_and_invalidation(project, run_cli, tmp_path):
     assert (tmp_path / ".wattlint-cache" / ".gitignore").read_text().strip().endswith("*")
 
 
+def test_update_baseline_says_what_it_wrote_kept_and_removed(project, run_cli, tmp_path):
+    """'updated baseline (N model(s))' counted skipped models as written and said nothing of the entries it dropped
+    (models no longer configured): an entry disappeared from the baseline without a word."""
+    import jsonschema
+
+    run_cli("check", "--update-baseline")
+    base = tmp_path / "wattlint-baseline.json"
+    doc = json.loads(base.read_text())
+    doc["models"]["retired"] = dict(doc["models"]["lm"])  # a model since removed from pyproject.toml
+    base.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 0, err
+    assert (f"updated baseline {base}: wrote 1 model(s) (lm); removed 1 model(s) (retired) (no longer configured)"
+            in out), out
+    assert "retired" not in json.loads(base.read_text())["models"]
+    code, out, _ = run_cli("check", "--update-baseline", "--format", "json")
+    d = json.loads(out)
+    assert d["baseline_changes"] == {"written": ["lm"], "kept": [], "removed": []}
+    schema = json.loads((ROOT / "src" / "wattlint" / "schemas" / "check.schema.json").read_text())
+    jsonschema.validate(d, schema)
+
+
 def test_cache_dir_the_user_already_has_gets_no_catch_all_gitignore(project, run_cli, tmp_path, monkeypatch):
     """cache-dir = "." put a '# created by wattlint / *' .gitignore at the project root (the cache directory's own
     .gitignore), after which git ignored every new file of the repository. A directory that existed before gets it
