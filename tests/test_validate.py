@@ -71,6 +71,8 @@ def test_predict_measure_compare_on_cpu(cpu_run, tmp_path, run_cli):
     assert set(v["summary"]) == {"prior", "naive"} and v["summary"]["prior"]["time"]["n"] == 1
     assert "MODELLED" in v["note"]
     assert "time MAPE" in out
+    # the printed table says the CPU energy is modelled, above its 'meas J' column (it was only in the file)
+    assert "note: CPU: time measured, energy MODELLED" in out
     # predictions edited after measuring are refused
     pred.write_text(pred.read_text().replace('"cpu-test"', '"cpu-edited"'))
     code, out, err = run_cli("validate", "compare", "--measurements", meas)
@@ -98,6 +100,8 @@ def test_compare_math(tmp_path):
     assert s["energy_range_coverage"] == 1.0 and s["time"]["within_15pct"] == 1.0
     assert doc["failed"] == [{"name": "b", "error": "OOM"}]
     assert "a" in V.table(doc)
+    # the measured columns say where they come from
+    assert V.table(doc).splitlines()[0] == "measured on ? (cuda): time by the clock, energy by nvml (counter)"
 
 
 def test_measure_refuses_fake_and_wrong_files(tmp_path):

@@ -529,7 +529,11 @@ def _refuse_to_replace_data(path: Path, inputs: list[Path]) -> None:
 def table(doc: dict[str, Any]) -> str:
     """Plain-text table of a validation document (time/step, energy/step, power: predicted vs measured)."""
     variants = list(doc["summary"])
-    lines = []
+    # where the measured columns come from (a CPU run's energy is modelled, not measured: said above the numbers)
+    lines = [f"measured on {doc.get('gpu') or '?'} ({(doc.get('device') or {}).get('kind') or '?'}): time by the "
+             f"clock, energy by {doc.get('meter') or '?'} ({doc.get('energy_source') or '?'})"]
+    if doc.get("note"):
+        lines.append(f"note: {doc['note']}")
     head = f"{'model':24s} {'meas ms':>9s} {'meas J':>9s} {'meas W':>7s}"
     for v in variants:
         head += f" | {v[:18]:>18s} t%   E%   P%"
