@@ -135,6 +135,47 @@ def test_update_baseline_says_what_it_wrote_kept_and_removed(project, run_cli, t
     jsonschema.validate(d, schema)
 
 
+def test_concurrent_baseline_updates_keep_each_others_entries(project, run_cli, tmp_path, monkeypatch):
+    """Two --update-baseline runs at once: each read the baseline, merged its models and wrote; the second write
+    lost the entries the first one wrote meanwhile. The read-merge-write now holds a lock: here another writer
+    holds it and updates model 'other' while this run waits; both updates survive."""
+    import threading
+
+    from wattlint.config import load_config
+    from wattlint.lint import baseline as B
+    from wattlint.lint.check import check
+
+    shutil.copy(tmp_path / "models" / "lm.onnx", tmp_path / "models" / "other.onnx")
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text + text[text.index("[[tool.wattlint.models]]"):]
+                                             .replace('name = "lm"', 'name = "other"').replace("lm.onnx", "other.onnx"))
+    assert run_cli("check", "--update-baseline")[0] == 0
+    path = tmp_path / "wattlint-baseline.json"
+    waiting = threading.Event()
+    real = B.locked
+
+    def announced(p):
+        waiting.set()
+        return real(p)
+
+    monkeypatch.setattr(B, "locked", announced)
+    config = load_config(tmp_path)
+    with real(path):  # the other writer
+        t = threading.Thread(target=check, args=(config, [tmp_path / "models" / "lm.onnx"]),
+                             kwargs={"update_baseline": True, "use_cache": False})
+        t.start()
+        assert waiting.wait(120)
+        t.join(0.5)
+        assert t.is_alive()  # blocked on the lock, has not written
+        doc = json.loads(path.read_text())
+        doc["models"]["other"]["energy_kwh"] = 123.0  # the other writer's update
+        path.write_text(B.render_baseline(doc["models"], "test"))
+    t.join(120)
+    models = json.loads(path.read_text())["models"]
+    assert models["other"]["energy_kwh"] == 123.0  # kept: read after the other writer finished
+    assert set(models) == {"lm", "other"}
+
+
 def test_cache_dir_the_user_already_has_gets_no_catch_all_gitignore(project, run_cli, tmp_path, monkeypatch):
     """cache-dir = "." put a '# created by wattlint / *' .gitignore at the project root (the cache directory's own
     .gitignore), after which git ignored every new file of the repository. A directory that existed before gets it

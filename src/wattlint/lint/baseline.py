@@ -6,6 +6,7 @@ written atomically, and an unreadable or foreign file is a ConfigError (exit 2) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -60,6 +61,33 @@ def check_entry(path: Path, name: str, entry: Any) -> None:
     for k in ("gpu", "calibration", "source"):
         if entry.get(k) is not None and not isinstance(entry[k], str):
             raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive advisory lock (flock on the baseline's folder) while reading, merging and writing the
+    baseline: two `check --update-baseline` runs at once (parallel CI jobs on one checkout, a pre-commit hook
+    without require_serial) each merged their models into the file as they had read it, and the second write lost
+    the first one's entries. Where there is no flock (Windows, some network file systems) it does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = Path(path).resolve().parent
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock: proceed unlocked (the window is milliseconds)
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
