@@ -135,6 +135,19 @@ def test_update_baseline_says_what_it_wrote_kept_and_removed(project, run_cli, t
     jsonschema.validate(d, schema)
 
 
+def test_a_read_only_baseline_is_not_replaced(project, run_cli, tmp_path):
+    """A write-protected baseline (chmod a-w: someone froze it) was replaced all the same by the atomic rename,
+    as --output files were before; now refused, exit 2, file untouched."""
+    run_cli("check", "--update-baseline")
+    base = tmp_path / "wattlint-baseline.json"
+    before = base.read_bytes()
+    base.chmod(0o444)
+    project(tokens="3e8")
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "read-only" in err and err.count("\n") == 1
+    assert base.read_bytes() == before and not base.stat().st_mode & 0o222
+
+
 def test_concurrent_baseline_updates_keep_each_others_entries(project, run_cli, tmp_path, monkeypatch):
     """Two --update-baseline runs at once: each read the baseline, merged its models and wrote; the second write
     lost the entries the first one wrote meanwhile. The read-merge-write now holds a lock: here another writer

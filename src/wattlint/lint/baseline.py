@@ -122,6 +122,8 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
         # the target exists and was read as a wattlint baseline (load_baseline): writing through the link can
         # replace nothing but a baseline; replacing the link by a file would leave the shared baseline stale
         path = path.resolve()
+    if path.is_file() and not path.stat().st_mode & 0o222:  # an atomic rename would replace it all the same
+        raise ConfigError(f"baseline {path} is read-only; refusing to replace it (make it writable to update it)")
     remove_stale_temps(path, older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
