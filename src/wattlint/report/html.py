@@ -9,7 +9,8 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .layers import group_layers, shorten
-from .tables import PHASE_HEADER, clean, compare_rows, phase_rows, plan_line, step_line, summary_rows
+from .tables import (PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+                     summary_rows)
 
 
 def escape(text) -> str:
@@ -100,6 +101,8 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
     groups = group_layers(est.layers, group_by, depth)[:top]
     if groups:
         body.append(f"<h2>Energy by layer (top {len(groups)}; {escape(group_by)} grouping)</h2>")
+        if layer_caption(est):
+            body.append(f'<p class="meta">{escape(layer_caption(est))}</p>')
         energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)
         items = [(g.name + (f" (x{g.count})" if g.count > 1 else ""), g.gpu_energy_j, f"{e} · {u.pct(g.share)}")
                  for g, e in zip(groups, energy)]
