@@ -86,6 +86,23 @@ def test_host_power_without_a_static_estimate_is_the_estimates_host_model(tmp_pa
     assert p["energy_kwh"] == pytest.approx(20.0 * (250.0 + 350.0) / 3.6e6, rel=1e-3)
 
 
+def test_a_process_measuring_several_gpus_is_estimated_on_as_many(tmp_path):
+    """One process driving 2 GPUs, gpus= not given: the plan took 2 GPUs from the channels, but the static estimate
+    was made for 1 and its energy compared with both GPUs' (-50 %)."""
+    from pathlib import Path
+
+    onnx = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=100, gpu="a100-sxm4-80gb", source=str(onnx), static=True,
+                channels=[FakeChannel(250.0), FakeChannel(250.0)]) as t:
+        for _ in range(30):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    assert h["plan"]["resolved"]["gpus"] == 2
+    assert h["static"]["plan"]["data_parallel"] == 2  # the estimate's job: the 2 GPUs measured
+
+
 def test_budget_warns_once_and_keeps_running(tmp_path):
     clock = Clock(100.0)
     # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget

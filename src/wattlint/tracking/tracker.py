@@ -281,10 +281,15 @@ class Tracker:
                 self.notes.append(f"example inputs not understood ({type(e).__name__}: {e})")
         self._input_specs = inputs if isinstance(inputs, dict) else None
         self.identity = _s.model_identity(self.model, self.source)
+        options = dict(self.options)
+        if not options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
+            # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was
+            # made for 1 GPU and compared with the energy of all of them)
+            options["gpus"] = len(self.channels)
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
-                                                 predictor=predictor, options=self.options)
+                                                 predictor=predictor, options=options)
             except Exception as e:  # noqa: BLE001 - never stop the training for the estimate
                 self.static = {"error": f"{type(e).__name__}: {e}"}
         elif self.want_static:
