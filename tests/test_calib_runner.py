@@ -179,6 +179,23 @@ def test_resume_into_another_folder(tmp_path):
     assert len(read_rows(p2.csv)) == len(load_suite(TINY).samples)
 
 
+def test_resume_into_a_folder_never_replaces_a_continuation_there(tmp_path):
+    """Resuming the same source into the same --out twice copied the source over the continuation, losing the rows
+    measured there (3 + 2 here: the second copy put back the source's 3)."""
+    from wattlint.calibrate.runner import RunError
+
+    p1 = _run(tmp_path / "a", limit=3)
+    out = tmp_path / "b"
+    p2 = run_calibration(RunConfig(device="fake", resume=str(p1.csv), out=str(out), limit=2))
+    assert len(read_rows(p2.csv)) == 3 + 2
+    before = (p2.csv.read_bytes(), p2.json.read_bytes())
+    with pytest.raises(RunError, match=f"resume that one: --resume {p2.csv}"):
+        run_calibration(RunConfig(device="fake", resume=str(p1.csv), out=str(out), limit=2))
+    assert (p2.csv.read_bytes(), p2.json.read_bytes()) == before
+    run_calibration(RunConfig(device="fake", resume=str(p2.csv), out=str(out), limit=2))  # the way on: 5 + 2
+    assert len(read_rows(p2.csv)) == 3 + 2 + 2 and len(read_rows(p1.csv)) == 3
+
+
 def test_appender_rewrites_a_torn_header(tmp_path):
     """A crash while the header was being written leaves a partial first line: resuming must not append rows to a
     file without a header (the first data row would become the header)."""

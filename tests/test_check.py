@@ -113,6 +113,94 @@ def test_cache_hit_and_invalidation(project, run_cli, tmp_path):
     assert (tmp_path / ".wattlint-cache" / ".gitignore").read_text().strip().endswith("*")
 
 
+def test_update_baseline_says_what_it_wrote_kept_and_removed(project, run_cli, tmp_path):
+    """'updated baseline (N model(s))' counted skipped models as written and said nothing of the entries it dropped
+    (models no longer configured): an entry disappeared from the baseline without a word."""
+    import jsonschema
+
+    run_cli("check", "--update-baseline")
+    base = tmp_path / "wattlint-baseline.json"
+    doc = json.loads(base.read_text())
+    doc["models"]["retired"] = dict(doc["models"]["lm"])  # a model since removed from pyproject.toml
+    base.write_text(json.dumps(doc))
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 0, err
+    assert (f"updated baseline {base}: wrote 1 model(s) (lm); removed 1 model(s) (retired) (no longer configured)"
+            in out), out
+    assert "retired" not in json.loads(base.read_text())["models"]
+    code, out, _ = run_cli("check", "--update-baseline", "--format", "json")
+    d = json.loads(out)
+    assert d["baseline_changes"] == {"written": ["lm"], "kept": [], "removed": []}
+    schema = json.loads((ROOT / "src" / "wattlint" / "schemas" / "check.schema.json").read_text())
+    jsonschema.validate(d, schema)
+
+
+def test_a_read_only_baseline_is_not_replaced(project, run_cli, tmp_path):
+    """A write-protected baseline (chmod a-w: someone froze it) was replaced all the same by the atomic rename,
+    as --output files were before; now refused, exit 2, file untouched."""
+    run_cli("check", "--update-baseline")
+    base = tmp_path / "wattlint-baseline.json"
+    before = base.read_bytes()
+    base.chmod(0o444)
+    project(tokens="3e8")
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "read-only" in err and err.count("\n") == 1
+    assert base.read_bytes() == before and not base.stat().st_mode & 0o222
+
+
+def test_concurrent_baseline_updates_keep_each_others_entries(project, run_cli, tmp_path, monkeypatch):
+    """Two --update-baseline runs at once: each read the baseline, merged its models and wrote; the second write
+    lost the entries the first one wrote meanwhile. The read-merge-write now holds a lock: here another writer
+    holds it and updates model 'other' while this run waits; both updates survive."""
+    import threading
+
+    from wattlint.config import load_config
+    from wattlint.lint import baseline as B
+    from wattlint.lint.check import check
+
+    shutil.copy(tmp_path / "models" / "lm.onnx", tmp_path / "models" / "other.onnx")
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text + text[text.index("[[tool.wattlint.models]]"):]
+                                             .replace('name = "lm"', 'name = "other"').replace("lm.onnx", "other.onnx"))
+    assert run_cli("check", "--update-baseline")[0] == 0
+    path = tmp_path / "wattlint-baseline.json"
+    waiting = threading.Event()
+    real = B.locked
+
+    def announced(p):
+        waiting.set()
+        return real(p)
+
+    monkeypatch.setattr(B, "locked", announced)
+    config = load_config(tmp_path)
+    with real(path):  # the other writer
+        t = threading.Thread(target=check, args=(config, [tmp_path / "models" / "lm.onnx"]),
+                             kwargs={"update_baseline": True, "use_cache": False})
+        t.start()
+        assert waiting.wait(120)
+        t.join(0.5)
+        assert t.is_alive()  # blocked on the lock, has not written
+        doc = json.loads(path.read_text())
+        doc["models"]["other"]["energy_kwh"] = 123.0  # the other writer's update
+        path.write_text(B.render_baseline(doc["models"], "test"))
+    t.join(120)
+    models = json.loads(path.read_text())["models"]
+    assert models["other"]["energy_kwh"] == 123.0  # kept: read after the other writer finished
+    assert set(models) == {"lm", "other"}
+
+
+def test_cache_dir_the_user_already_has_gets_no_catch_all_gitignore(project, run_cli, tmp_path, monkeypatch):
+    """cache-dir = "." put a '# created by wattlint / *' .gitignore at the project root (the cache directory's own
+    .gitignore), after which git ignored every new file of the repository. A directory that existed before gets it
+    only in wattlint's v1/ inside."""
+    monkeypatch.delenv("WATTLINT_CACHE_DIR")
+    project(extra='cache-dir = "."')
+    assert run_cli("check")[0] == 0
+    assert not (tmp_path / ".gitignore").exists()
+    assert (tmp_path / "v1" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert json.loads(run_cli("check", "--format", "json")[1])["models"][0]["cached"] is True  # still a cache
+
+
 def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
     env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp_path / ".wattlint-cache")}
     subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,
@@ -273,6 +361,28 @@ def test_torch_source_matched_through_its_imports(tmp_path, monkeypatch, run_cli
     # micro-batch of 8192 the GEMMs outlast launching the step's ~30 ops; at 64 the step is launch-bound and
     # bf16 would save nothing)
     assert any(ln.startswith("models/tiny_mlp.py:8: WL101 warning: mlp: ") for ln in out.splitlines()), out
+
+
+def test_update_baseline_through_a_symbolic_link_updates_its_target(project, run_cli, tmp_path):
+    """A baseline shared through a link (wattlint-baseline.json -> shared/baseline.json): the update replaced the
+    link by a plain file and left the shared baseline stale. Now the target is updated and the link kept; a link to
+    a missing file is refused (exit 2) rather than creating a file wherever it points."""
+    run_cli("check", "--update-baseline")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (tmp_path / "wattlint-baseline.json").rename(shared / "baseline.json")
+    (tmp_path / "wattlint-baseline.json").symlink_to(Path("shared") / "baseline.json")
+    project(tokens="3e8")  # 1.5 x the tokens: the energy rises
+    old = json.loads((shared / "baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 0, out + err
+    assert (tmp_path / "wattlint-baseline.json").is_symlink()
+    new = json.loads((shared / "baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    assert new > old * 1.3  # tokens x 1.5: the steps, and nearly all the energy, x 1.5
+    (shared / "baseline.json").unlink()
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "symbolic link to a missing file" in err and err.count("\n") == 1
+    assert not (shared / "baseline.json").exists()
 
 
 def test_json_and_baseline_match_their_schemas(project, run_cli, tmp_path):

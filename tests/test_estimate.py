@@ -53,6 +53,23 @@ def test_api_json_validates_and_has_contract_fields():
     assert "layers.0.fc" in names and "layers.3.act" in names
 
 
+def test_json_total_decomposes_into_gpu_and_host_energy():
+    """total.energy_kwh = (GPU + host) x PUE: the JSON gave the GPU part only (the check JSON had the host part), so
+    the facility energy could not be checked from the document. Goodput 0.8: the lost time's idle GPU and host
+    energy are in the totals, not in per_step x steps, so the decomposition needs host_energy_kwh."""
+    e = estimate(mlp_graph(), gpu="h100", steps=1000, pue=1.3, goodput=0.8)
+    doc = json_out.to_dict(e)
+    validate(doc)
+    t, ps = doc["total"], doc["per_step"]
+    assert t["energy_kwh"] == pytest.approx((t["gpu_energy_kwh"] + t["host_energy_kwh"]) * 1.3, rel=1e-5)
+    # host: per-step host energy x 1000 steps, + the lost time (1 / 0.8 - 1 = 0.25 of the productive time) at the
+    # same host power (host power = per-step host energy / step time)
+    productive_s = 1000 * ps["time_s"]
+    host_w = ps["host_energy_j"] / ps["time_s"]
+    assert t["host_energy_kwh"] == pytest.approx((1000 * ps["host_energy_j"] + 0.25 * productive_s * host_w) / 3.6e6,
+                                                 rel=1e-4)
+
+
 @needs_onnx
 def test_cli_json_validates_and_is_byte_identical(run_cli, tmp_path):
     a = tmp_path / "a.json"

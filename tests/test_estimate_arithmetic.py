@@ -122,6 +122,38 @@ def test_cost_with_and_without_gpu_hour_price():
     assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
 
 
+def test_a_one_sided_band_is_widened_to_contain_the_estimate():
+    """A model whose 5-95 % band lies wholly above (or below) x1 printed a range that did not contain its own
+    estimate; the band is widened to x1 on that side (coverage only grows)."""
+
+    class Above(Stub):
+        def range_factors(self, quantity="energy"):
+            return (1.1, 1.3) if quantity == "energy" else (0.7, 0.9)
+
+    e = api.price(graph(), GPU, plan(), Above(1e-3, 300.0))
+    t = e.total
+    # energy band x1.1-x1.3 -> x1.0-x1.3; time band x0.7-x0.9 -> x0.7-x1.0
+    assert t.energy_kwh_range == pytest.approx((t.energy_kwh * 1.0, t.energy_kwh * 1.3))
+    assert t.co2_kg_range == pytest.approx((t.co2_kg * 1.0, t.co2_kg * 1.3))
+    assert t.time_h_range == pytest.approx((t.time_h * 0.7, t.time_h * 1.0))
+    assert t.gpu_hours_range == pytest.approx((t.gpu_hours * 0.7, t.gpu_hours * 1.0))
+    assert any("5-95 % range energy x1.00-x1.30, time x0.70-x1.00" in a for a in e.assumptions)
+
+
+def test_cost_states_its_formula():
+    """The cost is one printed number made of two prices: the report says how (it printed only the total, and with
+    both prices a reader could not tell that electricity was added to a rental price said to include it)."""
+    g = graph()
+    # facility: 1000 steps x (1.8 J GPU + 225 W x 6 ms = 1.35 J host) = 3,150 J = 0.000875 kWh, x PUE 1.2 = 0.00105
+    # GPU-hours: 1000 x 6 ms = 6 s = 0.0016667 h; cost = 0.00105 x 0.3 + 0.0016667 x 3 = 0.000315 + 0.005 = 0.005315
+    e = est(g, plan(pue=1.2, price_per_kwh=0.3, gpu_hour_price=3.0))
+    assert e.total.energy_kwh == pytest.approx(0.00105) and e.total.cost_usd == pytest.approx(0.005315)
+    assert "cost $0.005315 = 0.00105 kWh (facility) x $0.3/kWh + 0.001667 GPU-h x $3/GPU-h" in e.assumptions
+    e = est(g, plan(pue=1.2, price_per_kwh=0.0, gpu_hour_price=3.0))  # rental only: no electricity term
+    assert "cost $0.005 = 0.001667 GPU-h x $3/GPU-h" in e.assumptions
+    assert not any(a.startswith("cost ") for a in est(g, plan()).assumptions)  # no price: no cost, no line
+
+
 def test_launch_gaps_at_idle_power():
     # ops of 1 us each: per micro-batch 5 ops x 15 us = 75 us of launching vs 5 us of GPU work -> 70 us idle;
     # grad-accum 2 -> 140 us; optimizer: 1 launch x 15 us vs 1 us -> 14 us. Total gap 154 us at idle 50 W.

@@ -244,6 +244,17 @@ def test_a_refit_that_fails_while_writing_leaves_the_previous_model_intact(fitte
     load_model(out)  # still a usable model
 
 
+@pytest.mark.parametrize("name, text", [("card.json", '{"mine": 1}\n'), ("time.txt", "my notes\n"),
+                                        ("card.json", "not json")])
+def test_fit_never_overwrites_files_that_are_not_a_model(fake_run, tmp_path, run_cli, name, text):
+    """--out a folder with the user's own card.json / time.txt (e.g. --out .): the fit replaced them."""
+    (tmp_path / name).write_text(text)
+    code, _, err = run_cli("fit", str(fake_run.csv), "--out", str(tmp_path), "--folds", "3")
+    assert code == 2 and "not a wattlint energy model" in err and err.count("\n") == 1, err
+    assert (tmp_path / name).read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing else written
+
+
 @pytest.mark.parametrize("bad_params", ["[]", "1e400", "\"gemm\""])
 def test_a_row_whose_params_are_not_an_object_is_skipped_not_a_crash(fake_run, tmp_path, bad_params):
     """A calibration CSV row whose params column is valid JSON but not an object (a damaged or hand-edited row)

@@ -23,9 +23,11 @@ class M:
 def one(code, ops, **kw):
     budget = kw.pop("budget", {})
     baseline = kw.pop("baseline", None)
+    threshold = kw.pop("regression_threshold", None)
     g, e = testing.scenario(ops, **kw)
     m = M()
     m.budget = budget
+    m.regression_threshold = threshold
     out = run_rules(e, None, m, rules=[R[code]], baseline=baseline, reestimator=testing.simple_estimate,
                     gpus=testing.gpus_list)
     assert len(out) == 1, out
@@ -83,3 +85,44 @@ def test_wl202_batch_scaling_fills_waves():
     f, _ = one("WL202", [{"op": "linear", "m": 512, "n": 512, "k": 65536, "backward": False}], params=1000)
     assert "raise the micro-batch to 64" in f.message
     assert f.saving_pct / 100 == pytest.approx(1 - (16 / 108) / (128 / 216), abs=0.01)
+
+
+def test_wl301_budget_excess_smaller_than_the_rounding_is_still_shown():
+    # 100.4 kWh against a 100 kWh budget: over by 0.4 kWh = 0.4 %. At 3 significant digits both read "100 kWh" and
+    # the excess "0%": the message must show the two different (4 digits: 100.4 vs 100.0) and the excess nonzero.
+    f, _ = one("WL301", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 100.4},
+               budget={"energy_kwh": 100.0})
+    assert "estimated energy 100.4 kWh exceeds the budget of 100.0 kWh by 0.4%" in f.message, f.message
+    assert f.saving_kwh == pytest.approx(0.4)
+
+
+def test_wl301_value_and_budget_in_one_unit():
+    # 1.2 MWh = 1,200 kWh against 999 kWh: both in MWh (the larger value's unit), 1200 / 999 - 1 = 20.12 % -> 20%
+    f, _ = one("WL301", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 1200.0},
+               budget={"energy_kwh": 999.0})
+    assert "1.20 MWh exceeds the budget of 0.999 MWh by 20%" in f.message, f.message
+
+
+def test_wl303_cost_budget_excess_below_a_dollar_of_rounding():
+    # $100.40 against $100: usd() shows whole dollars from $100 on ("$100" twice); cents are needed here.
+    # over = 0.40 / 100 = 0.4 %
+    f, _ = one("WL303", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"cost_usd": 100.4},
+               budget={"cost_usd": 100.0})
+    assert "estimated cost $100.40 exceeds the budget of $100.00 by 0.4%" in f.message, f.message
+
+
+def test_wl305_rise_just_over_the_threshold_reads_over_it():
+    # 105.2 kWh vs a 100 kWh baseline: +5.2 % against the default 5 % threshold; "+5%" would read as "not over"
+    # (the energies at 3 digits, 100 and 105, already differ)
+    f, _ = one("WL305", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 105.2},
+               baseline={"energy_kwh": 100.0, "gpu": "a100-sxm4-80gb"})
+    assert "+5.2% vs baseline (100 kWh -> 105 kWh, threshold 5%)" in f.message, f.message
+    assert f.saving_kwh == pytest.approx(5.2)
+
+
+def test_wl305_rise_hidden_by_three_digits_is_shown():
+    # threshold 0: 100.04 kWh vs 100 kWh is +0.04 %; at 3 digits "+0% (100 kWh -> 100 kWh, threshold 0%)"
+    f, _ = one("WL305", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 100.04},
+               baseline={"energy_kwh": 100.0}, regression_threshold=0.0)
+    assert "+0.04% vs baseline (100.00 kWh -> 100.04 kWh, threshold 0%)" in f.message, f.message
+    assert f.saving_kwh == pytest.approx(0.04)

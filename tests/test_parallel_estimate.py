@@ -486,3 +486,25 @@ def test_context_parallel_refusals(gpt_config, run_cli, argv, msg):
     code, out, err = run_cli(gpt_config, "--seq-len", str(SEQ), "--steps", "1", *argv)
     assert code == 2, err
     assert msg in err and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_config):
+    """PP 2 traces one stage (2 of the 4 blocks + LM head) and prices it for both GPUs: the layer table showed
+    'transformer.h.*.mlp.c_fc (x2)' with the FLOPs of all 4 blocks and the LM head at twice its job total, without
+    saying so. The rows are unchanged (they add up to the step); the title says what they cover."""
+    from wattlint.report import markdown, text
+    from wattlint.report.layers import group_layers
+
+    pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
+    row = next(g for g in group_layers(pp.layers, "block", 2) if g.name == "transformer.h.*.mlp.c_fc")
+    # c_fc 512 -> 2048 over batch 8 x seq 256 = 2,048 tokens: forward 2 x 512 x 2048 FLOPs per token, backward
+    # twice that (input and weight gradients): 6 x 512 x 2048 x 2048 = 12.9 GFLOP per block; the (x2) row holds
+    # 4 blocks' worth, 51.5 GFLOP (+ 0.1 % of bias adds)
+    assert row.count == 2
+    assert row.flops == pytest.approx(4 * 6 * 512 * 2048 * 2048, rel=2e-3)
+    caption = ("pipeline parallel 2: one stage traced and priced for all 2 GPUs, so a block row (xN) covers its layer "
+               "in N x 2 blocks and a layer of that stage only (LM head, final norm) is counted 2 times")
+    assert caption in " ".join(text.render([pp], top=5).split())
+    assert caption in markdown.render([pp], top=5)
+    flat = _est(gpt_config, gpus=1, batch_size=8)
+    assert "pipeline parallel" not in markdown.render([flat], top=5).split("Top")[1].split("\n")[0]

@@ -229,6 +229,17 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     assert not any("EIA" in a for a in p.assumptions)
     p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)  # both explicit: both charged
     assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)
+    assert "electricity price $0.2/kWh (given), charged on top of the GPU-hour price" in p.assumptions
+
+
+def test_given_pue_and_price_are_stated():
+    """Every number behind the totals is an assumption line: a PUE or an electricity price given by the user was
+    used silently (only the defaults were stated), unlike a given carbon intensity."""
+    p = build_plan(graph(), gpu=GPU, epochs=1, pue=1.3, price=0.12)
+    assert p.pue == 1.3 and p.price_per_kwh == 0.12
+    assert "PUE 1.3 (given: facility energy = (GPU + host) x 1.3)" in p.assumptions
+    assert "electricity price $0.12/kWh (given)" in p.assumptions
+    assert not any("EIA" in a or "Uptime" in a for a in p.assumptions)  # the defaults' sources are not claimed
 
 
 @pytest.mark.parametrize("extra", [{}, {"gpus": 4}])

@@ -141,3 +141,28 @@ def test_compare_table_keeps_each_gpus_energy_model_at_the_default_width(run_cli
         row = next(ln for ln in lines if f"{key} x1" in ln)
         assert row.rstrip().endswith(model) or f" {model} " in row, row
     assert all(len(ln) <= 100 for ln in lines if "x1" in ln)
+
+
+def test_html_summary_shows_every_summary_row():
+    """The HTML cards showed 7 of the summary rows: not the GPU energy, and not the goodput, so with goodput 0.8 its
+    time and GPU-hours included 25 % non-productive time (1 / 0.8 - 1) without saying so; and '(aws:us-east-1)'
+    lost its ')' to a strip of the card's parentheses."""
+    g = mlp_graph()
+    est = estimate(g, gpu="a100", steps=1000, goodput=0.8, region="aws:us-east-1")
+    doc = html.render([est])
+    cards = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div><div class="s"[^>]*>([^<]*)</div>',
+                       doc)
+    by = {k: (v, s) for k, v, s in cards}
+    assert [k for k, _ in text_rows(est)] == list(by)
+    assert by["Goodput"] == ("80%", "wall time in productive steps (time and GPU-hours include the rest)")
+    assert by["GPU energy"][0] == u.energy_kwh(est.total.gpu_energy_kwh)
+    assert by["CO2"][1].endswith("(aws:us-east-1)")
+    # the time shown is the productive time / 0.8 (goodput): the same number as the text report's
+    assert est.total.time_h == pytest.approx(1000 * est.per_step.time_s / 3600 / 0.8)
+    assert by["Time"][0] == u.hours(est.total.time_h)
+
+
+def text_rows(est):
+    from wattlint.report.tables import summary_rows
+
+    return [(k.strip(), v) for k, v in summary_rows(est)]

@@ -337,16 +337,19 @@ def test_d10_calibrate_limit_must_be_positive(run_cli, limit):
 def test_d11_stale_baseline_temp_removed_by_next_run(run_cli, tmp_path, monkeypatch):
     d = _project(tmp_path)
     monkeypatch.chdir(d)
-    stale = d / ".b.json.k1ll3d.tmp"
-    fresh = d / ".b.json.wr1t1ng.tmp"
-    stale.write_text("{")
-    fresh.write_text("{")
+    stale = d / ".b.json.k1ll3d_0.tmp"  # mkstemp's names: 8 random characters [a-z0-9_]
+    fresh = d / ".b.json.wr1t1ng0.tmp"
+    users = d / ".b.json.backup.tmp"  # not a name mkstemp gives: the user's own file, whatever its age
+    for f in (stale, fresh, users):
+        f.write_text("{")
     old = time.time() - 600
     os.utime(stale, (old, old))
+    os.utime(users, (old, old))
     code, out, err = run_cli("check", "--no-cache")
     assert code == 0, err
     assert not stale.exists()  # a killed writer's (10 min old)
     assert fresh.exists()  # possibly another process writing right now: kept
+    assert users.exists()
 
 
 def test_d11_stale_cache_temp_removed(run_cli, tmp_path, monkeypatch):
@@ -354,7 +357,7 @@ def test_d11_stale_cache_temp_removed(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(d)
     assert run_cli("check")[0] == 0
     vdir = d / ".wattlint-cache" / "v1"
-    stale = vdir / ".abc.json.x.tmp"
+    stale = vdir / ".abc.json.x0000000.tmp"
     stale.write_text("{")
     old = time.time() - 600
     os.utime(stale, (old, old))

@@ -19,7 +19,7 @@ GPU = "h100-sxm5-80gb"
 
 
 def write_record(path, *, model_hash, t_meas, t_pred, p_meas=500.0, e_pred=None, gpu_key=GPU, n=200,
-                 energy_model="prior: spec-sheet prior", source="counter"):
+                 energy_model="prior: spec-sheet prior", source="counter", job_gpus=1):
     """A synthetic record: n steps of t_meas s at p_meas W, beside a static prediction (t_pred, e_pred)."""
     w = RecordWriter(path)
     w.write({"schema": SCHEMA, "type": "header", "run_id": path.stem, "started_utc": "2026-01-01T00:00:00Z",
@@ -32,7 +32,8 @@ def write_record(path, *, model_hash, t_meas, t_pred, p_meas=500.0, e_pred=None,
              "static": {"gpu": gpu_key, "calibration": "prior", "calibration_source": "spec-sheet prior",
                         "energy_model": energy_model,
                         "per_step": {"time_s": t_pred, "gpu_energy_j": e_pred if e_pred else t_pred * 400.0,
-                                     "host_energy_j": 0.0}, "total": {}, "plan": {}},
+                                     "host_energy_j": 0.0}, "total": {},
+                        "plan": {"data_parallel": job_gpus} if job_gpus > 1 else {}},
              "settings": {"min_steps": 10, "min_stable_s": 1.0, "max_rel_ci": 0.05, "window_s": 1.0},
              "budget": {"energy_kwh": None, "co2_kg": None, "cost_usd": None, "on_budget": "warn"}, "notes": []})
     t = 0.0
@@ -79,6 +80,19 @@ def test_time_factor_and_held_out_errors_by_hand(runs, tmp_path):
     schema = json.loads(resources.files("wattlint").joinpath("schemas", "run-correction.schema.json").read_text())
     jsonschema.validate(doc, schema)
     assert read_correction(path).time_factor == pytest.approx(expected)
+
+
+def test_per_rank_records_are_fitted_against_their_gpus_share_of_the_job(tmp_path):
+    """Records of one rank (its one GPU) of an 8-GPU job, beside the job's estimate (8 GPUs x 400 W x t_pred per
+    step): the energy factor compared one GPU's energy with eight GPUs' estimate and came out ~1/8, a correction
+    that would cut every later estimate on this GPU 8-fold. The record's GPU is compared with 1/8 of it: ratios
+    500 x 0.12 / (400 x 0.10) = 1.5, 500 x 0.15 / (400 x 0.10) = 1.875 and 500 x 0.20 / (400 x 0.25) = 1.0, as on
+    single-GPU records."""
+    d = tmp_path / "runs"
+    for name, h, tm, tp in (("a1", "a", 0.12, 0.10), ("a2", "a", 0.15, 0.10), ("b1", "b", 0.20, 0.25)):
+        write_record(d / f"{name}.jsonl", model_hash=h, t_meas=tm, t_pred=tp, e_pred=8 * 400.0 * tp, job_gpus=8)
+    corr, _ = fit_records([str(d)], out=str(tmp_path / "out"))
+    assert corr.energy_factor == pytest.approx(math.exp((0.5 * (math.log(1.5) + math.log(1.875)) + math.log(1.0)) / 2))
 
 
 def test_fit_cli_prints_factors_and_held_out_errors(runs, tmp_path, capsys):

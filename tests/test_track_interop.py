@@ -81,6 +81,29 @@ def test_compare_run_against_an_estimate(tmp_path, capsys):
     assert "pass --model" in capsys.readouterr().out
 
 
+def test_compare_run_estimates_as_many_gpus_as_the_log_measured(tmp_path, capsys):
+    """A CodeCarbon row of a 4-GPU run was compared with a 1-GPU estimate (its time 4x, nothing said): the log's
+    gpu_count is now the estimate's --gpus unless given, and a different --gpus is pointed out."""
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(64, 64), "
+                     "torch.nn.ReLU(), torch.nn.Linear(64, 10)), (torch.randn(32, 64),)\n")
+    p = tmp_path / "emissions.csv"
+    row = _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001).replace(",1,1 x NVIDIA", ",4,4 x NVIDIA")
+    p.write_text("\n".join([CC_HEADER, row]) + "\n")
+    argv = ["compare-run", str(p), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb", "--steps", "1000",
+            "--format", "json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    plan = doc["static"]["plan"]
+    # no --batch-size: each of the 4 data-parallel GPUs runs the traced micro-batch 32, global batch 4 x 32 = 128
+    assert plan["data_parallel"] == 4 and plan["micro_batch_size"] == 32 and plan["batch_size"] == 128
+    assert doc["notes"] == ["--gpus 4 from the log (codecarbon measured 4 GPU(s)); pass --gpus to change"]
+    assert main(argv + ["--gpus", "1"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["static"]["plan"]["data_parallel"] == 1
+    assert doc["notes"] == ["the estimate is for --gpus 1, the log measured 4 GPU(s)"]
+
+
 def test_compare_run_bad_input_is_one_line(tmp_path, capsys):
     p = tmp_path / "x.csv"
     p.write_text("a,b\n1,2\n")

@@ -70,6 +70,39 @@ def test_projection_time_energy_co2_cost_by_hand():
     assert a["per_step"]["device_energy_j"] == pytest.approx(20.0)  # 200 W x 0.1 s
 
 
+def test_one_rank_of_a_job_projects_and_is_compared_as_its_own_gpu():
+    """Under torchrun each rank's record measures its own GPU while the plan (and the static estimate) is the job's
+    8 GPUs: the projection charged that one GPU's energy but 8 GPUs' rental hours, and the comparison put the job's
+    estimated energy against one GPU's measurement (+700 %). Now the record's figures are its GPU's, and the estimate
+    is compared through its 1/8 share."""
+    from wattlint.tracking.compare import comparison
+
+    times = [0.1] * 100  # stable from the start: 10 s measured
+    plan = PlanInfo(steps=1000, gpus=8, pue=1.0, carbon_intensity_g_per_kwh=400.0, price_per_kwh=0.2,
+                    gpu_hour_price=2.0)
+    a = analyze(RunData(times, [], None, _windows(times, 10, 300.0), [{"name": "g0", "energy_source": "counter"}],
+                        plan, host_w=100.0), LOOSE)
+    p = a["projection"]
+    # 1000 steps x 0.1 s = 100 s; this GPU: 300 W x 100 s = 30,000 J + its host 100 W x 100 s = 10,000 J
+    assert p["time_s"] == pytest.approx(100.0) and p["energy_kwh"] == pytest.approx(40000.0 / 3.6e6)
+    # GPU-hours and rental of this record's 1 GPU: 100 s / 3600 x 1 (not x 8)
+    assert p["gpu_hours"] == pytest.approx(100.0 / 3600.0)
+    assert p["cost_usd"] == pytest.approx(40000.0 / 3.6e6 * 0.2 + 100.0 / 3600.0 * 1 * 2.0)
+    # the job's estimate (8 GPUs = DP 8): 8 x 32 J per step, 8 x 0.0111 kWh in total -> a GPU's share is 1/8
+    static = {"per_step": {"time_s": 0.1, "gpu_energy_j": 8 * 32.0},
+              "total": {"time_h": 100.0 / 3600.0, "energy_kwh": 8 * 0.0111, "gpu_energy_kwh": 8 * 0.0089},
+              "plan": {"data_parallel": 8, "tensor_parallel": 1, "pipeline_parallel": 1, "pue": 1.0}}
+    c = comparison(a, static, complete=False)
+    # per step: 32 J estimated for this GPU vs 300 W x 0.1 s = 30 J measured -> 32 / 30 - 1 = +6.7 %
+    assert c["step_device_energy_j"]["static"] == pytest.approx(32.0)
+    assert c["step_device_energy_j"]["error"] == pytest.approx(32.0 / 30.0 - 1)
+    assert c["step_device_energy_j"]["scope"] == "the estimate x 1/8: this record's GPUs of the job's"
+    # total: 0.0111 kWh for this GPU vs 40,000 J = 0.011111 kWh projected
+    assert c["total_energy_kwh"]["static"] == pytest.approx(0.0111)
+    assert c["total_energy_kwh"]["error"] == pytest.approx(0.0111 / (40000.0 / 3.6e6) - 1)
+    assert c["step_time_s"]["error"] == pytest.approx(0.0)  # time is the job's lock-step time: not scaled
+
+
 def test_epoch_boundaries_are_projected_for_the_remaining_epochs():
     # steps_per_epoch 50: step 50 follows a boundary and takes 0.1 + 2.0 s (evaluation)
     times = [0.1] * 50 + [2.1] + [0.1] * 49

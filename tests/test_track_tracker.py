@@ -91,6 +91,41 @@ def test_host_power_follows_the_platform_class_without_a_static_estimate(tmp_pat
     assert any("host power" in n and "per GPU" in n for n in header["notes"])
 
 
+def test_host_power_without_a_static_estimate_is_the_estimates_host_model(tmp_path):
+    """With no static estimate the record charged a fixed 80 W of host per GPU, called 'the estimate's stated
+    constant', while the estimate of the same GPU charges its platform's host: on an H100 SXM node 0.41 x 700 W TDP
+    = 287 W + power-supply losses (1 / 0.94 - 1) x (700 + 287) = 63.0 W -> 350.0 W per GPU."""
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=200, gpu="h100-sxm5-80gb") as t:
+        for _ in range(50):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    assert h["device"]["gpu_key"] == "h100-sxm5-80gb"
+    assert h["host_w"] == pytest.approx(287.0 + (1 / 0.94 - 1) * 987.0) and h["host_w"] == pytest.approx(350.0, abs=0.1)
+    assert any("MODELLED at 350 W" in n and "SXM/HGX node" in n for n in h["notes"])
+    # projection: 200 steps x 0.1 s = 20 s at 250 W (fake GPU) + 350 W host, PUE 1.0
+    p = t.summary()["analysis"]["projection"]
+    assert p["energy_kwh"] == pytest.approx(20.0 * (250.0 + 350.0) / 3.6e6, rel=1e-3)
+
+
+def test_a_process_measuring_several_gpus_is_estimated_on_as_many(tmp_path):
+    """One process driving 2 GPUs, gpus= not given: the plan took 2 GPUs from the channels, but the static estimate
+    was made for 1 and its energy compared with both GPUs' (-50 %)."""
+    from pathlib import Path
+
+    onnx = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=100, gpu="a100-sxm4-80gb", source=str(onnx), static=True,
+                channels=[FakeChannel(250.0), FakeChannel(250.0)]) as t:
+        for _ in range(30):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    assert h["plan"]["resolved"]["gpus"] == 2
+    assert h["static"]["plan"]["data_parallel"] == 2  # the estimate's job: the 2 GPUs measured
+
+
 def test_budget_warns_once_and_keeps_running(tmp_path):
     clock = Clock(100.0)
     # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget
@@ -106,6 +141,25 @@ def test_budget_warns_once_and_keeps_running(tmp_path):
     assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 200
     ev = [ln for ln in lines if ln.get("kind") == "budget"]
     assert len(ev) == 1 and ev[0]["action"] == "warn" and ev[0]["range"][0] > 0.001
+
+
+def test_budget_message_never_rounds_the_spend_down_to_the_budget(tmp_path):
+    """A budget crossed by a little read as met exactly: the plan (30 steps x 0.1 s = 3 s on a 3.6 MW fake GPU + the
+    stated 80 W host, PUE 1) projects 3 s x (3.6e6 + 80) W = 10,800,240 J = 3.0000667 kWh against max_kwh=3, and the
+    warning said 'projected 3 kWh (5-95 %: 3-3)'. The numbers shown now read above the budget, as they are."""
+    import re
+
+    clock = Clock(100.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _track(tmp_path, clock, steps=30, max_kwh=3.0, channels=[FakeChannel(3.6e6)]) as t:
+            for _ in range(30):
+                clock.t += 0.1
+                t.step()
+    (hit,) = [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)]
+    shown = re.search(r"(?:already spent|projected) ([0-9.e+-]+) kWh", hit)
+    assert shown and float(shown.group(1)) > 3.0, hit
+    assert 3.0 < float(shown.group(1)) < 3.001  # 3.0000667 to 5 digits: 3.0001
 
 
 def test_budget_stop_ends_the_with_block_at_a_step_boundary(tmp_path):
@@ -275,3 +329,72 @@ def test_runs_started_in_the_same_second_get_their_own_records(tmp_path, monkeyp
         t.close()
         assert t.path.name == f"20260101T000000Z-demo-rank{rank}.jsonl"
     assert len(list(tmp_path.glob("*.jsonl"))) == 5
+
+
+def _failing_writes(monkeypatch, after: int):
+    """os.write of the record module fails with ENOSPC (disk full) from the (after+1)-th call on."""
+    import errno
+    import os
+
+    import wattlint.tracking.record as record
+
+    real, calls = os.write, [0]
+
+    def write(fd, data):
+        calls[0] += 1
+        if calls[0] > after:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(record.os, "write", write)
+    return calls
+
+
+def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, monkeypatch):
+    """The last window and the summary are written when the with block ends: a write failing there (disk full)
+    used to raise OSError out of the block, so code after it (saving the trained model) never ran. Now it warns,
+    and the lines written before stay a valid, readable (incomplete) record."""
+    clock = Clock(100.0)
+    after_block = []
+    with pytest.warns(RuntimeWarning, match="tracking stopped .*No space left"):
+        with _track(tmp_path, clock, steps=100) as t:
+            for _ in range(25):  # 0.1 s steps, 1 s windows: 2 full windows written during the loop
+                clock.t += 0.1
+                t.step()
+            lines_before = len(_lines(t.path))
+            _failing_writes(monkeypatch, after=0)  # the disk fills up before the block ends
+        after_block.append("checkpoint saved")
+    assert after_block == ["checkpoint saved"]
+    monkeypatch.undo()
+    lines = _lines(t.path)
+    assert len(lines) == lines_before and lines[0]["type"] == "header"  # nothing lost, nothing torn
+    rec = read_record(t.path)
+    assert rec.summary is None and rec.status.startswith("incomplete")
+    assert any("tracking stopped" in n for n in t.summary()["notes"])
+
+
+def test_disk_full_on_the_summary_line_and_failing_fsync_never_raise(tmp_path, monkeypatch):
+    import errno
+
+    import wattlint.tracking.record as record
+
+    clock = Clock(100.0)
+    with pytest.warns(RuntimeWarning) as caught:
+        with _track(tmp_path, clock, steps=100) as t:
+            for _ in range(25):
+                clock.t += 0.1
+                t.step()
+            n = len(_lines(t.path))
+            # at close: the last window (steps 21-25) is written, then the summary line fails; fsync fails too
+            _failing_writes(monkeypatch, after=1)
+
+            def bad_fsync(fd):
+                raise OSError(errno.EIO, "Input/output error")
+
+            monkeypatch.setattr(record.os, "fsync", bad_fsync)
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "no summary line" in messages and "Input/output error" in messages
+    monkeypatch.undo()
+    lines = _lines(t.path)
+    assert len(lines) == n + 1 and lines[-1]["type"] == "window"
+    assert t._writer.fd == -1  # the descriptor was closed although fsync failed

@@ -71,6 +71,8 @@ def test_predict_measure_compare_on_cpu(cpu_run, tmp_path, run_cli):
     assert set(v["summary"]) == {"prior", "naive"} and v["summary"]["prior"]["time"]["n"] == 1
     assert "MODELLED" in v["note"]
     assert "time MAPE" in out
+    # the printed table says the CPU energy is modelled, above its 'meas J' column (it was only in the file)
+    assert "note: CPU: time measured, energy MODELLED" in out
     # predictions edited after measuring are refused
     pred.write_text(pred.read_text().replace('"cpu-test"', '"cpu-edited"'))
     code, out, err = run_cli("validate", "compare", "--measurements", meas)
@@ -98,6 +100,8 @@ def test_compare_math(tmp_path):
     assert s["energy_range_coverage"] == 1.0 and s["time"]["within_15pct"] == 1.0
     assert doc["failed"] == [{"name": "b", "error": "OOM"}]
     assert "a" in V.table(doc)
+    # the measured columns say where they come from
+    assert V.table(doc).splitlines()[0] == "measured on ? (cuda): time by the clock, energy by nvml (counter)"
 
 
 def test_measure_refuses_fake_and_wrong_files(tmp_path):
@@ -147,3 +151,79 @@ def test_existing_predictions_and_measurements_are_never_overwritten(cpu_run, tm
     code, out, err = run_cli("validate", "measure", "--predictions", pred2, "--device", "cpu", "--out", meas,
                              "--window-scale", "0.1")
     assert code == 2 and "exists" in err and meas.read_text() == "KEEP"
+
+
+def _compare_inputs(tmp_path):
+    pred = {"schema": V.PRED_SCHEMA, "configs": [{"name": "a", "source": "s", "precision": "bf16", "inputs": [],
+                                                  "predictions": {"prior": {"time_s": 1.0, "gpu_energy_j": 100.0,
+                                                                            "avg_gpu_power_w": 100.0}}}]}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(pred))
+    m = {"schema": V.MEAS_SCHEMA, "predictions_file": "p.json", "predictions_sha256": V.sha256_bytes(p.read_bytes()),
+         "device": {"kind": "cuda"}, "meter": {"name": "nvml"}, "results": [
+             {"name": "a", "status": "ok", "time_per_step_s": 1.25, "energy_per_step_j": 100.0, "avg_power_w": 80.0,
+              "timing_steps": 5, "power_steps": 5, "power_source": "counter"}]}
+    mp = tmp_path / "m.json"
+    mp.write_text(json.dumps(m))
+    return p, mp
+
+
+def test_compare_never_overwrites_its_inputs_or_a_foreign_file(tmp_path, run_cli):
+    """--out naming the measurements file replaced hours of device measurements with the comparison."""
+    p, mp = _compare_inputs(tmp_path)
+    before = mp.read_bytes()
+    for out in (mp, p):
+        code, _, err = run_cli("validate", "compare", "--measurements", mp, "--out", out)
+        assert code == 2 and "one of the compared files" in err and len(err.strip().splitlines()) == 1, err
+    assert mp.read_bytes() == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}\n')
+    code, _, err = run_cli("validate", "compare", "--measurements", mp, "--out", notes)
+    assert code == 2 and "not a validation document" in err and notes.read_text() == '{"mine": 1}\n'
+    val = tmp_path / "v.json"
+    assert run_cli("validate", "compare", "--measurements", mp, "--out", val)[0] == 0
+    # time error 1.0 / 1.25 - 1 = -20 %; a validation document is replaced by a re-run
+    doc = json.loads(val.read_text())
+    assert doc["schema"] == V.VAL_SCHEMA and doc["models"][0]["predicted"]["prior"]["time_err"] == pytest.approx(-0.2)
+    assert run_cli("validate", "compare", "--measurements", mp, "--out", val)[0] == 0
+
+
+def test_predictions_file_is_complete_or_absent_when_the_disk_fills(cpu_run, tmp_path):
+    """A write cut short (here by RLIMIT_FSIZE, a file-size limit: the write fails with EFBIG like a full disk)
+    left a truncated predictions file that then blocked its name ('exists: frozen'); now nothing is left and the
+    error is one line, exit 2 (the environment, not a bug)."""
+    import subprocess
+    import sys
+
+    pred = tmp_path / "pred.json"
+    script = ("import resource, signal, sys, runpy; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000)); sys.argv = ['wattlint'] + sys.argv[1:]; "
+              "runpy.run_module('wattlint', run_name='__main__')")
+    r = subprocess.run([sys.executable, "-c", script, "validate", "predict", "--spec-from", str(cpu_run), "--list",
+                        "cpu", "--only", "mlp-mnist-b128", "--out", str(pred)], capture_output=True, text=True,
+                       cwd=ROOT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}, timeout=300)
+    assert r.returncode == 2 and "cannot write" in r.stderr and "nothing written" in r.stderr, r.stderr
+    assert not pred.exists() and not list(tmp_path.glob(".pred.json.*"))
+
+
+def test_write_new_text_never_replaces_and_falls_back_without_links(tmp_path, monkeypatch):
+    import os
+
+    from wattlint import io
+
+    f = tmp_path / "a.json"
+    f.write_text("KEEP")
+    with pytest.raises(FileExistsError):
+        io.write_new_text(f, "new")
+    assert f.read_text() == "KEEP" and not list(tmp_path.glob(".a.json.*"))
+
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(io.os, "link", no_links)
+    g = tmp_path / "b.json"
+    io.write_new_text(g, "text\n")
+    assert g.read_text() == "text\n" and not list(tmp_path.glob(".b.json.*"))
+    with pytest.raises(FileExistsError):
+        io.write_new_text(g, "other")
+    assert g.read_text() == "text\n" and os.path.exists(g)

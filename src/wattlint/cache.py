@@ -14,7 +14,8 @@ Key (sha256 of a canonical JSON document) =
 
 Content hashes are memoized by (path, size, mtime_ns, inode) in ``hashes.json`` so a large ONNX file is hashed once.
 Every write is atomic (temporary file in the same directory + ``os.replace``); a corrupt or foreign cache file is
-treated as a miss, never as an error. The cache directory holds a ``.gitignore`` with ``*``.
+treated as a miss, never as an error. The cache directory holds a ``.gitignore`` with ``*`` (its ``v1/`` does
+when the directory existed before and is not named ``.wattlint-cache``).
 """
 
 from __future__ import annotations
@@ -305,8 +306,13 @@ class ResultCache:
         if not self.enabled:
             return
         try:
+            root = self.dir.parent
+            # the '*' .gitignore goes into the cache directory when it is wattlint's own (the default name, or created
+            # here); a cache-dir the user already had (cache-dir = "." or a shared build folder) gets it only in
+            # wattlint's v1/ inside: a '*' at the project root made git ignore every new file of the repository
+            ours = root.name == DIRNAME or not root.exists()
             self.dir.mkdir(parents=True, exist_ok=True)
-            ignore = self.dir.parent / ".gitignore"
+            ignore = (root if ours else self.dir) / ".gitignore"
             if not ignore.exists():
                 atomic_write_text(ignore, "# created by wattlint\n*\n")
             atomic_write_text(self.dir / f"{key}.json",

@@ -8,15 +8,18 @@ with ``.<name>.`` and ends with ``.tmp``; :func:`remove_stale_temps` clears thos
 from __future__ import annotations
 
 import datetime as _dt
+import glob
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 STALE_TEMP_S = 3600.0  # a temporary file older than this belongs to a writer that died
+_TEMP_RANDOM = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkstemp's random part
 
 
 def _write_temp(path: Path, text: str) -> str:
@@ -74,6 +77,34 @@ def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
         raise
 
 
+def write_new_text(path: Path | str, text: str) -> None:
+    """Write ``text`` to ``path``, which must not exist (FileExistsError otherwise, even when another process creates
+    it meanwhile): complete or absent, never torn, never replacing a file. The complete temporary is hard-linked to
+    ``path`` (atomic, and refused by the kernel when ``path`` exists); where links are not supported, ``path`` is
+    created exclusively and written."""
+    path = Path(path)
+    tmp = _write_temp(path, text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network / FUSE file systems): exclusive create, then write
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            os.unlink(path)
+            raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def atomic_write_json(path: Path | str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -83,8 +114,9 @@ def remove_stale_temps(path: Path | str, *, older_than_s: float = STALE_TEMP_S) 
     path = Path(path)
     n = 0
     now = time.time()
-    try:
-        candidates = list(path.parent.glob(f".{path.name}.*.tmp"))
+    try:  # exactly the names mkstemp gives (8 random characters): a user's '.notes.md.backup.tmp' is not ours
+        candidates = [c for c in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp")
+                      if _TEMP_RANDOM.fullmatch(c.name[len(path.name) + 2:-4])]
     except OSError:
         return 0
     for tmp in candidates:
@@ -102,7 +134,7 @@ def remove_stale_temps_in(directory: Path | str, *, older_than_s: float = STALE_
     n = 0
     now = time.time()
     try:
-        candidates = list(Path(directory).glob(".*.tmp"))
+        candidates = [c for c in Path(directory).glob(".*.????????.tmp") if _TEMP_RANDOM.fullmatch(c.name[-12:-4])]
     except OSError:
         return 0
     for tmp in candidates:

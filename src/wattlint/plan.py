@@ -339,7 +339,9 @@ def _site(v: dict, plan: dict, notes: list[str]) -> None:
     """PUE, grid carbon intensity, electricity and GPU-hour prices."""
     region = v.get("region")
     pue = v.get("pue")
-    if pue is None:
+    if pue is not None:
+        notes.append(f"PUE {pue:g} (given: facility energy = (GPU + host) x {pue:g})")
+    else:
         cloud = carbon.cloud_pue(region) if region else None
         if cloud:
             pue = cloud
@@ -359,11 +361,14 @@ def _site(v: dict, plan: dict, notes: list[str]) -> None:
     price = v.get("price_per_kwh")
     if hour_price is not None:
         notes.append(f"GPU-hour price ${hour_price:g} (rental; includes electricity)")
-    if price is None and hour_price is not None:
+    if price is not None:
+        notes.append(f"electricity price ${price:g}/kWh (given)" + (
+            ", charged on top of the GPU-hour price" if hour_price is not None else ""))
+    elif hour_price is not None:
         # the rental price already pays for the electricity: charging the default tariff on top double-counts it
         price = 0.0
         notes.append("electricity not charged separately: included in the GPU-hour price (pass --price to add it)")
-    elif price is None:
+    else:
         price, line = carbon.price_per_kwh(region_key)
         notes.append(line)
     plan.update(pue=pue, region=region_key, carbon_intensity_g_per_kwh=float(intensity), price_per_kwh=price,

@@ -248,6 +248,25 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                         "skipped_rows": dict(skipped), **meta}
 
 
+def _refuse_foreign_files(out: Path) -> None:
+    """A fit writes card.json, time.txt and power.txt into ``out``, replacing an earlier model there; files of those
+    names that are not a wattlint model (``--out .`` in a project with its own card.json) are never overwritten."""
+    import json
+
+    from ..energy.model import CARD, MODEL_SCHEMA, POWER_FILE, TIME_FILE
+
+    present = [n for n in (CARD, TIME_FILE, POWER_FILE) if (out / n).exists()]
+    if not present:
+        return
+    try:
+        schema = json.loads((out / CARD).read_text(encoding="utf-8")).get("schema")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        schema = None
+    if schema != MODEL_SCHEMA:
+        raise FitError(f"--out {out}: {', '.join(present)} there {'is' if len(present) == 1 else 'are'} not a "
+                       f"wattlint energy model ({MODEL_SCHEMA}) and never overwritten; pick another --out")
+
+
 def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5,
              rounds: int | None = None):
     from ..energy.model import fit_model
@@ -271,6 +290,7 @@ def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = Non
         if (is_cpu or is_fake) and (out == models or models in out.parents):
             raise FitError(f"{out_dir}: a {'CPU' if is_cpu else 'fake'}-fitted model never goes into a models "
                            f"folder ({models}): it is not a GPU calibration; pick another --out")
+    _refuse_foreign_files(out)
     idle_meas = [v for r in prov["runs"] for v in r.get("idle_power_w") or []]
     gpu = {"key": spec.key, "name": spec.name, "vendor": spec.vendor, "arch": spec.arch, "is_cpu": is_cpu,
            "is_fake": is_fake, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w, "spec_source": prov.get("spec_source"),

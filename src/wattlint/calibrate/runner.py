@@ -267,13 +267,18 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
             raise RunError(f"--resume {cfg.resume}: need both {paths.csv.name} and {paths.json.name}")
         if cfg.out and Path(cfg.out).resolve() != paths.csv.parent.resolve():
             # continue in --out (e.g. a folder whose files come back from a remote machine): copy, then append there
-            import shutil
+            from ..io import write_new_text
 
             out = Path(cfg.out)
-            out.mkdir(parents=True, exist_ok=True)
-            for src in (paths.csv, paths.json):
-                shutil.copyfile(src, out / src.name)
-            paths = RunPaths(out / paths.csv.name, out / paths.json.name)
+            copies = {src: out / src.name for src in (paths.csv, paths.json)}
+            for src, dst in copies.items():  # a continuation already in --out has rows the source lacks: never lost
+                if dst.exists() and dst.read_bytes() != src.read_bytes():
+                    raise RunError(f"--out {out}: {dst.name} exists there and differs from {src} (a continuation "
+                                   f"of the run already measured there?); resume that one: --resume {dst}")
+            for src, dst in copies.items():
+                if not dst.exists():  # complete or absent: a copy cut short is never taken for the run
+                    write_new_text(dst, src.read_text(encoding="utf-8"))
+            paths = RunPaths(copies[paths.csv], copies[paths.json])
             cfg = RunConfig(**{**cfg.__dict__, "resume": str(paths.csv)})
         prov = json.loads(paths.json.read_text())
         if prov.get("schema") != RUN_SCHEMA:

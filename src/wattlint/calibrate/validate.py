@@ -22,7 +22,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from ..io import atomic_write_json, sha256_bytes, utc_now, utc_stamp
+from ..io import atomic_write_json, sha256_bytes, utc_now, utc_stamp, write_new_text
 from ..types import ConfigError, WattlintError
 
 PRED_SCHEMA = "wattlint.validation-predictions/1"
@@ -167,11 +167,16 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
     path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
     if path.is_dir() or str(out or "").endswith("/"):
         path = path / f"{utc_stamp()}-predictions.json"
+    frozen = (f"{path} exists: a predictions file is frozen once written (measurements refer to its sha256); "
+              f"pass another --out")
     if path.exists():
-        raise ValidationError(f"{path} exists: a predictions file is frozen once written (measurements refer to "
-                              f"its sha256); pass another --out")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        raise ValidationError(frozen)
+    try:  # complete or absent (a killed write left a torn file that then blocked the name), never replacing one
+        write_new_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    except FileExistsError:  # created by another process since the check above
+        raise ValidationError(frozen) from None
+    except OSError as e:  # disk full, read-only folder: the environment, not a bug (exit 2)
+        raise ValidationError(f"cannot write {path}: {e.strerror or e}; nothing written") from None
     return path
 
 
@@ -356,6 +361,7 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         "window_scale": window_scale, "results": [],
         "note": "validation measurements: never enter a fit",
     }
+    created = False
     try:
         if hasattr(meter, "probe_counter"):
             doc["counter_probe"] = meter.probe_counter()
@@ -363,7 +369,11 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         doc["idle_power_w"] = idle.avg_power_w
         doc["idle_source"] = idle.source
         doc["meter"] = meter.provenance()
-        atomic_write_json(path, doc)
+        try:  # the first write creates the file exclusively: two campaigns given the same --out cannot mix
+            write_new_text(path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+        except FileExistsError:
+            raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out") from None
+        created = True
         for c in configs:
             if reporter:
                 reporter(f"measuring {c['name']} ({c['precision']}, window {c.get('window_s')} s)")
@@ -390,7 +400,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     finally:
         doc.setdefault("status", "interrupted")
         doc["finished_utc"] = utc_now()
-        atomic_write_json(path, doc)
+        if created:  # never over a file this call did not create
+            atomic_write_json(path, doc)
         meter.close()
     return path
 
@@ -490,14 +501,39 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     path = Path(out) if out else mpath.parent / f"{utc_stamp()}-validation.json"
     if path.is_dir():
         path = path / f"{utc_stamp()}-validation.json"
-    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    _refuse_to_replace_data(path, [Path(f) for f in mfiles] + [p for p, _, _ in docs])
+    try:
+        atomic_write_json(path, doc)
+    except OSError as e:
+        raise ValidationError(f"cannot write {path}: {e.strerror or e}; any previous file is unchanged") from None
     return path, doc
+
+
+def _refuse_to_replace_data(path: Path, inputs: list[Path]) -> None:
+    """``compare`` replaces an earlier validation document (it is derived, and re-made from its inputs), never an
+    input or another file: ``--out`` naming the measurements file used to overwrite hours of device measurements."""
+    if not path.exists():
+        return
+    if any(path.resolve() == Path(f).resolve() for f in inputs):
+        raise ValidationError(f"--out {path} is one of the compared files: it would be overwritten; pass another "
+                              f"--out")
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8")).get("schema")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        schema = None
+    if schema != VAL_SCHEMA:
+        raise ValidationError(f"--out {path} exists and is not a validation document ({VAL_SCHEMA}): it is never "
+                              f"overwritten; pass another --out")
 
 
 def table(doc: dict[str, Any]) -> str:
     """Plain-text table of a validation document (time/step, energy/step, power: predicted vs measured)."""
     variants = list(doc["summary"])
-    lines = []
+    # where the measured columns come from (a CPU run's energy is modelled, not measured: said above the numbers)
+    lines = [f"measured on {doc.get('gpu') or '?'} ({(doc.get('device') or {}).get('kind') or '?'}): time by the "
+             f"clock, energy by {doc.get('meter') or '?'} ({doc.get('energy_source') or '?'})"]
+    if doc.get("note"):
+        lines.append(f"note: {doc['note']}")
     head = f"{'model':24s} {'meas ms':>9s} {'meas J':>9s} {'meas W':>7s}"
     for v in variants:
         head += f" | {v[:18]:>18s} t%   E%   P%"

@@ -170,6 +170,15 @@ def _other(args, flags) -> dict:
         gpu_key = spec.key if spec else None
     if not any(k in flags for k in ("steps", "epochs", "tokens")):
         lines.append("  note: no --steps/--epochs/--tokens: the estimate's default plan is compared")
+    gpus_note = None
+    if m.gpu_count and "gpus" not in flags:  # the log's energy and time are those of all its GPUs: so is the estimate
+        flags = {**flags, "gpus": m.gpu_count}
+        gpus_note = f"--gpus {m.gpu_count} from the log ({m.tool} measured {m.gpu_count} GPU(s)); pass --gpus to change"
+    elif m.gpu_count and flags["gpus"] != m.gpu_count:
+        gpus_note = f"the estimate is for --gpus {flags['gpus']}, the log measured {m.gpu_count} GPU(s)"
+    if gpus_note:
+        lines.append(f"  note: {gpus_note}")
+        doc["notes"] = [gpus_note]
     est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
     doc["static"] = est
     if est.get("error"):

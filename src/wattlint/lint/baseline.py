@@ -6,8 +6,10 @@ written atomically, and an unreadable or foreign file is a ConfigError (exit 2) 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -61,6 +63,33 @@ def check_entry(path: Path, name: str, entry: Any) -> None:
             raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive advisory lock (flock on the baseline's folder) while reading, merging and writing the
+    baseline: two `check --update-baseline` runs at once (parallel CI jobs on one checkout, a pre-commit hook
+    without require_serial) each merged their models into the file as they had read it, and the second write lost
+    the first one's entries. Where there is no flock (Windows, some network file systems) it does nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    folder = Path(path).resolve().parent
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock: proceed unlocked (the window is milliseconds)
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
     total = summary.get("total", {})
     entry: dict[str, Any] = {"source": source, "gpu": summary.get("gpu"), "calibration": summary.get("calibration")}
@@ -85,11 +114,21 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
 
     from ..io import remove_stale_temps
 
-    remove_stale_temps(Path(path), older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
+    path = Path(path)
+    if path.is_symlink():  # a baseline shared through a link: update the file it names, keep the link
+        if not path.exists():
+            raise ConfigError(f"baseline {path} is a symbolic link to a missing file ({os.readlink(path)}); create "
+                              f"that file or remove the link")
+        # the target exists and was read as a wattlint baseline (load_baseline): writing through the link can
+        # replace nothing but a baseline; replacing the link by a file would leave the shared baseline stale
+        path = path.resolve()
+    if path.is_file() and not path.stat().st_mode & 0o222:  # an atomic rename would replace it all the same
+        raise ConfigError(f"baseline {path} is read-only; refusing to replace it (make it writable to update it)")
+    remove_stale_temps(path, older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
     try:
-        atomic_write_text(Path(path), render_baseline(models, version))
+        atomic_write_text(path, render_baseline(models, version))
     except OSError as e:
         raise ConfigError(f"cannot write baseline {path}: {e.strerror or e}; the previous file is unchanged") from None
     return models

@@ -110,15 +110,20 @@ def _lint_totals(m, config, summary, graph_findings, baseline_entry) -> list:
 
 def _update_baseline(config, models, result) -> None:
     from .. import __version__
+    from . import baseline as _baseline
     from .baseline import entry_from_summary, load_baseline, write_baseline
 
     checked = [r for r in result.models if not r.skipped]
     updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
                for r in checked}
-    old = load_baseline(config.baseline_path)
-    keep = {k: v for k, v in old.items() if k not in updates and k in {m.name for m in config.models}}
-    new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
+    configured = {m.name for m in config.models}
+    with _baseline.locked(config.baseline_path):  # read, merge and write as one step against other writers
+        old = load_baseline(config.baseline_path)
+        keep = {k: v for k, v in old.items() if k not in updates and k in configured}
+        new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
     result.baseline_updated = True
+    result.baseline_changes = {"written": sorted(updates), "kept": sorted(keep),
+                               "removed": sorted(k for k in old if k not in updates and k not in configured)}
     by_name = {m.name: m for m in models}
     for r in checked:  # regressions are now measured against the new baseline
         m = by_name[r.name]

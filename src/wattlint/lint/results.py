@@ -49,6 +49,9 @@ class CheckResult:
     baseline_path: Path | None = None
     baseline_updated: bool = False
     config_path: Path | None = None
+    # what --update-baseline did to each entry: written (checked now), kept (configured, not checked this time),
+    # removed (no longer configured)
+    baseline_changes: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def items(self) -> list[Located]:

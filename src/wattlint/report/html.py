@@ -9,7 +9,8 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .layers import group_layers, shorten
-from .tables import PHASE_HEADER, clean, compare_rows, phase_rows, plan_line, step_line, summary_rows
+from .tables import (PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+                     summary_rows)
 
 
 def escape(text) -> str:
@@ -57,13 +58,18 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
 
 
 def _cards(est: Estimate) -> str:
-    rows = dict(summary_rows(est))
+    # every row of the text / Markdown summary (GPU energy and goodput were left out: the HTML time then included
+    # the non-productive time without saying so)
     cards = []
-    for k in ("Energy (facility)", "Time", "GPU-hours", "CO2", "Cost", "Memory per GPU", "Throughput"):
-        if k not in rows:
-            continue
-        main, _, sub = rows[k].partition("  ")
-        cards.append((k, main, sub.strip("()")))
+    for k, value in summary_rows(est):
+        k = k.strip()
+        main, _, sub = value.partition("  ")
+        if k == "Goodput":
+            main, _, sub = value.partition(" of ")
+        sub = sub.strip()
+        if sub.startswith("(") and sub.endswith(")"):  # one enclosing pair only: "(aws:us-east-1)" keeps its own
+            sub = sub[1:-1]
+        cards.append((k, main, sub))
     out = ['<div class="cards">']
     for k, v, s in cards:
         cls = ' class="bad"' if "NOT FIT" in s else ""
@@ -95,6 +101,8 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
     groups = group_layers(est.layers, group_by, depth)[:top]
     if groups:
         body.append(f"<h2>Energy by layer (top {len(groups)}; {escape(group_by)} grouping)</h2>")
+        if layer_caption(est):
+            body.append(f'<p class="meta">{escape(layer_caption(est))}</p>')
         energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)
         items = [(g.name + (f" (x{g.count})" if g.count > 1 else ""), g.gpu_energy_j, f"{e} · {u.pct(g.share)}")
                  for g, e in zip(groups, energy)]

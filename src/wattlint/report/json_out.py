@@ -100,6 +100,7 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "gpu_hours": total.gpu_hours,
             "gpu_hours_range": list(total.gpu_hours_range),
             "gpu_energy_kwh": total.gpu_energy_kwh,
+            "host_energy_kwh": total.host_energy_kwh,
             "energy_kwh": total.energy_kwh,
             "energy_kwh_range": list(total.energy_kwh_range),
             "co2_kg": total.co2_kg,

@@ -38,7 +38,13 @@ def render_text(result: CheckResult) -> str:
     for m in result.models:
         lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
     if result.baseline_updated and result.baseline_path is not None:
-        lines.append(f"updated baseline {result.baseline_path} ({len(result.models)} model(s))")
+        ch = result.baseline_changes
+        parts = [f"wrote {_names(ch.get('written'))}"]  # skipped models are not written: they were counted as if
+        if ch.get("kept"):
+            parts.append(f"kept {_names(ch['kept'])} unchanged (not checked this time)")
+        if ch.get("removed"):
+            parts.append(f"removed {_names(ch['removed'])} (no longer configured)")
+        lines.append(f"updated baseline {result.baseline_path}: {'; '.join(parts)}")
     c = result.counts()
     if not result.models:
         lines.append("no configured model matched (see [[tool.wattlint.models]] in pyproject.toml)")
@@ -48,6 +54,11 @@ def render_text(result: CheckResult) -> str:
     else:
         lines.append("All checks passed.")
     return "\n".join(lines) + "\n"
+
+
+def _names(names) -> str:
+    names = list(names or [])
+    return f"{len(names)} model(s)" + (f" ({', '.join(clean(n) for n in names)})" if names else "")
 
 
 def render_json(result: CheckResult) -> str:
@@ -64,4 +75,6 @@ def render_json(result: CheckResult) -> str:
     doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
            "baseline": str(result.baseline_path) if result.baseline_path else None,
            "baseline_updated": result.baseline_updated}
+    if result.baseline_updated:
+        doc["baseline_changes"] = {k: list(result.baseline_changes.get(k, [])) for k in ("written", "kept", "removed")}
     return json.dumps(_r(doc), indent=2, sort_keys=True) + "\n"

@@ -129,8 +129,22 @@ def layer_rows(est: Estimate, top: int, group_by: str = "block", depth: int = 2)
     rows = [[clean(g.name), clean(g.type), f, e, u.pct(g.share)] for g, f, e in zip(shown, flops, energy)]
     what = {"block": "layers (repeated blocks merged)", "name": "layers", "type": "module types",
             "depth": f"modules at depth {depth}"}[group_by]
-    title = f"Top {len(shown)} {what} by energy (of {len(groups)})"
+    title = f"Top {len(shown)} {what} by energy (of {len(groups)})" + (f"; {layer_caption(est)}"
+                                                                       if layer_caption(est) else "")
     return title, rows, shown
+
+
+def layer_caption(est: Estimate) -> str:
+    """What a layer row covers under pipeline parallelism, where the traced step is ONE stage (the bottleneck one,
+    priced for every GPU: docs/PARALLEL.md): a block row '(xN)' stands for its layer in the N x P blocks of the
+    model, and the layers only that stage holds (LM head, final norm) are counted once per stage. Empty without
+    pipeline parallelism."""
+    pp = int(getattr(est.plan, "pipeline_parallel", 1) or 1)
+    if pp <= 1:
+        return ""
+    return (f"pipeline parallel {pp}: one stage traced and priced for all {est.plan.gpus:,} GPUs, so a block row "
+            f"(xN) covers its layer in N x {pp} blocks and a layer of that stage only (LM head, final norm) is "
+            f"counted {pp} times")
 
 
 COMPARE_HEADER = ["GPU", "time", "GPU-hours", "energy", "energy 5–95 %", "CO2", "cost", "memory / GPU", "fits",

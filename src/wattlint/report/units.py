@@ -166,6 +166,69 @@ def count(n: float) -> str:
     return f"{int(n):,}" if float(n).is_integer() else _num(n)
 
 
+# ---- values compared in one message (a budget, a baseline) ----------------------------------------------------------
+
+MAX_DIGITS = 7  # estimates are stored to 6 significant digits (baseline entries): more would show float noise
+
+
+def pair(a: float, b: float, kind: str) -> tuple[str, str]:
+    """``a`` and ``b`` (``kind``: a total's key: energy_kwh, gpu_energy_kwh, co2_kg, cost_usd, time_h, gpu_hours) in
+    ONE unit, the one the larger reads best in, with the fewest significant digits (3 or more) that show them
+    different when they are: an estimate 0.4 % over its budget never reads "100 kWh exceeds the budget of 100 kWh"."""
+    if kind == "cost_usd":
+        return _usd_pair(a, b)
+    table, scale = {"energy_kwh": (ENERGY_KWH, 1.0), "gpu_energy_kwh": (ENERGY_KWH, 1.0), "co2_kg": (CO2_KG, 1.0),
+                    "time_h": (DURATION, 3600.0), "gpu_hours": (GPU_HOURS, 1.0)}[kind]
+    x, y = a * scale, b * scale
+    unit = pick([x, y], table)
+    for digits in range(3, MAX_DIGITS + 1):
+        sx, sy = in_unit(x, unit, digits), in_unit(y, unit, digits)
+        if sx != sy or x == y:
+            break
+    return sx, sy
+
+
+def _usd_pair(a: float, b: float) -> tuple[str, str]:
+    sa, sb = usd(a), usd(b)
+    decimals = 2
+    while sa == sb and a != b and decimals <= 6:
+        sa, sb = (f"${v:,.{decimals}f}" for v in (a, b))
+        decimals += 1
+    return sa, sb
+
+
+def percent(x: float, differ_from: float | None = None) -> str:
+    """``x`` (a fraction) as a percentage with the fewest decimals (0 to 3) that keep a nonzero ``x`` from reading
+    0 % and, with ``differ_from``, that show it different from that fraction: a rise of 5.2 % over a 5 % threshold
+    reads "+5.2%", not "+5%"."""
+    for d in range(0, 4):
+        text = f"{x * 100:.{d}f}"
+        if (x == 0 or float(text) != 0) and (differ_from is None or x == differ_from
+                                             or text != f"{differ_from * 100:.{d}f}"):
+            break
+    else:
+        if x != 0 and float(text) == 0:  # below 0.0005 %: never "0.000%" for a nonzero value
+            return f"{'-' if x < 0 else ''}<0.001%"
+    return f"{text}%"
+
+
+def beyond(x: float, limit: float, digits: int = 4) -> str:
+    """``x`` in ``g`` notation with ``digits`` significant digits, or more (up to 10) when needed so that the text
+    reads beyond ``limit`` as ``x`` is: a budget of 100 crossed by 0.02 is "100.02", not "100"."""
+    text = f"{x:.{digits}g}"
+    for d in range(digits, 11):
+        text = f"{x:.{d}g}"
+        if (x > limit) == (float(text) > limit) and (x < limit) == (float(text) < limit):
+            break
+    return text
+
+
+def fraction(x: float) -> str:
+    """A configured fraction (a threshold) as a percentage, exactly as given up to 4 significant digits: 0.025 ->
+    2.5%."""
+    return f"{x * 100:.4g}%"
+
+
 def pct(x: float) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"

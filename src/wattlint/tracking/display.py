@@ -113,7 +113,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             c = cmp_.get(key)
             if c and c.get("static") is not None and c.get("measured") is not None:
                 lines.append(f"    {label:18s} static {fmt(c['static'])} vs {c['basis']} {fmt(c['measured'])}: "
-                             f"error {_pct(c['error'])}")
+                             f"error {_pct(c['error'])}" + (f" ({c['scope']})" if c.get("scope") else ""))
     for note in s.get("notes") or []:
         lines.append(f"  note: {note}")
     return lines

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 from ..types import WattlintError
 from .project import Settings, analyze
 from .record import read_record
-from .compare import energy_basis
+from .compare import device_share, energy_basis
 from .stats import Z90
 
 SCHEMA = "wattlint.run-correction/1"
@@ -178,10 +178,13 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         ps = a["per_step"]
         basis = energy_basis(a)
         e_meas = ps.get("device_energy_j") if basis == "measured" else None
+        e_pred = st["per_step"].get("gpu_energy_j") if e_meas is not None else None
+        if e_pred is not None:  # one rank's record of a multi-GPU job: its GPU's share of the job's estimate
+            e_pred = float(e_pred) * device_share(a, st)[0]
         points.append(RunPoint(
             file=str(f), sha256=rec.sha256, model_hash=mh, model_name=(h.get("model") or {}).get("name"),
             gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
-            energy_meas=e_meas, energy_pred=(st["per_step"].get("gpu_energy_j") if e_meas is not None else None),
+            energy_meas=e_meas, energy_pred=e_pred,
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
     if target is None:
         raise RunFitError("no run records given")

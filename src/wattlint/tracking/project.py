@@ -212,9 +212,10 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     rem_t = remaining * mu + rem_b * boundary_extra
     t_total = elapsed_steps + rem_t
     t_lo, t_hi = elapsed_steps + rem_t * max(0.0, 1 - rel_t), elapsed_steps + rem_t * (1 + rel_t)
+    devices = record_devices(data.channels, plan)
     proj: dict[str, Any] = {"total_steps": total_steps, "remaining_steps": remaining, "remaining_boundaries": rem_b,
                             "time_s": t_total, "time_s_range": [t_lo, t_hi], "rel_range_time": rel_t,
-                            "gpu_hours": t_total / 3600.0 * max(1, plan.gpus)}
+                            "gpu_hours": t_total / 3600.0 * devices}
     if dev_p is not None and device_so_far is not None:
         rel_e = rel_t + rel_p_all
         dev_rem = dev_p * rem_t
@@ -231,7 +232,7 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
             proj["co2_kg_range"] = [x * ci / 1000.0 for x in proj["energy_kwh_range"]]
         if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
             pk, gh = plan.price_per_kwh or 0.0, plan.gpu_hour_price or 0.0
-            g = max(1, plan.gpus) / 3600.0
+            g = devices / 3600.0  # the GPU-hours of the devices whose energy this is
             proj["cost_usd"] = proj["energy_kwh"] * pk + t_total * g * gh
             proj["cost_usd_range"] = [proj["energy_kwh_range"][0] * pk + t_lo * g * gh,
                                       proj["energy_kwh_range"][1] * pk + t_hi * g * gh]
@@ -252,5 +253,11 @@ def measured_totals(data: RunData, analysis: dict[str, Any], plan: PlanInfo) -> 
         out["co2_kg"] = kwh * plan.carbon_intensity_g_per_kwh / 1000.0
     if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
         out["cost_usd"] = kwh * (plan.price_per_kwh or 0.0) + \
-            m.get("time_s", 0.0) / 3600.0 * max(1, plan.gpus) * (plan.gpu_hour_price or 0.0)
+            m.get("time_s", 0.0) / 3600.0 * record_devices(analysis.get("channels"), plan) * (plan.gpu_hour_price or 0.0)
     return out
+
+
+def record_devices(channels: list[dict[str, Any]] | None, plan: PlanInfo) -> int:
+    """How many devices the record measures, which its energy, GPU-hours and cost cover: its channels (one GPU per
+    rank under torchrun, where the plan's ``gpus`` is the whole job's), else the plan's GPUs."""
+    return len(channels) if channels else max(1, int(plan.gpus or 1))

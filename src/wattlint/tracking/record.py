@@ -57,6 +57,7 @@ class RecordWriter:
             raise InputError(f"{self.path} exists: a run record is never overwritten; pass another out=") from None
         self.fsync = fsync
         self.lines = 0
+        self.sync_error: OSError | None = None
         self._lock = threading.Lock()
         self._dirty = threading.Event()
         self._closing = False
@@ -70,8 +71,12 @@ class RecordWriter:
             self._dirty.wait()
             self._dirty.clear()
             with self._lock:
-                if self.fd >= 0:
-                    os.fsync(self.fd)
+                try:
+                    if self.fd >= 0:
+                        os.fsync(self.fd)
+                except OSError as e:  # an I/O error: close() syncs again and reports it; no traceback from a thread
+                    self.sync_error = e
+                    return
                 if self._closing:
                     return
 
@@ -95,9 +100,11 @@ class RecordWriter:
             self._thread = None
         with self._lock:
             if self.fd >= 0:
-                os.fsync(self.fd)
-                os.close(self.fd)
-                self.fd = -1
+                fd, self.fd = self.fd, -1
+                try:
+                    os.fsync(fd)
+                finally:  # the descriptor is closed even when fsync fails (an I/O error is still raised)
+                    os.close(fd)
 
 
 @dataclass

@@ -282,10 +282,15 @@ class Tracker:
                 self.notes.append(f"example inputs not understood ({type(e).__name__}: {e})")
         self._input_specs = inputs if isinstance(inputs, dict) else None
         self.identity = _s.model_identity(self.model, self.source)
+        options = dict(self.options)
+        if not options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
+            # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was
+            # made for 1 GPU and compared with the energy of all of them)
+            options["gpus"] = len(self.channels)
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
-                                                 predictor=predictor, options=self.options)
+                                                 predictor=predictor, options=options)
             except Exception as e:  # noqa: BLE001 - never stop the training for the estimate
                 self.static = {"error": f"{type(e).__name__}: {e}"}
         elif self.want_static:
@@ -388,11 +393,7 @@ class Tracker:
             try:
                 stop = self._close_window(now)
             except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
-                self._broken = True
-                self._next_window = math.inf
-                self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
-                warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); training continues",
-                              RuntimeWarning, stacklevel=2)
+                self._stop_tracking(e, "training continues", stacklevel=3)
         elif self._n % self.every == 0:
             self._display.update(_display.live_text(self._n, self.plan.steps, self.analysis, self.static))
         self._overhead_s += self.clock() - now
@@ -427,6 +428,16 @@ class Tracker:
                 return
             self._pending_wait += clock() - t0
             yield item
+
+    def _stop_tracking(self, e: BaseException, then: str, stacklevel: int) -> None:
+        """A write to the record (or a meter) failed (disk full, an I/O error): stop writing, keep what was written
+        (every completed line stays valid; a torn last line is ignored by the reader) and warn, never raise into the
+        user's code."""
+        self._broken = True
+        self._next_window = math.inf
+        self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
+        warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning,
+                      stacklevel=stacklevel)
 
     # ---- windows ---------------------------------------------------------------------------------------------
 
@@ -475,6 +486,7 @@ class Tracker:
     def _check_budget(self, a: dict[str, Any], now: float) -> bool:
         if not any(v is not None for v in self.budgets.values()):
             return False
+        from ..report import units as _u
         proj = a.get("projection") or {}
         spent = measured_totals(self._run_data(now), a, self.plan)
         labels = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg CO2e"),
@@ -486,11 +498,11 @@ class Tracker:
             s = spent.get(key)
             rng = proj.get(f"{key}_range") if a.get("stable") else None
             why = None
-            if s is not None and s > limit:
-                why = f"already spent {s:.4g} {labels[key][1]}"
+            if s is not None and s > limit:  # digits enough to read above the limit (crossed by one window's worth)
+                why = f"already spent {_u.beyond(s, limit)} {labels[key][1]}"
             elif rng and rng[0] > limit:
-                why = (f"projected {proj[key]:.4g} {labels[key][1]} (5-95 %: {rng[0]:.4g}-{rng[1]:.4g}) for the "
-                       f"whole plan")
+                why = (f"projected {_u.beyond(proj[key], limit)} {labels[key][1]} (5-95 %: {_u.beyond(rng[0], limit)}-"
+                       f"{_u.beyond(rng[1], limit)}) for the whole plan")
             if why is None:
                 continue
             self._budget_hit.add(key)
@@ -527,9 +539,14 @@ class Tracker:
                 self._sync()
             except Exception:  # noqa: BLE001 - a CUDA error after an exception in the loop
                 pass
+        closed_window = False
         if self._n > self._win_first and not self._broken:
-            self._close_window(now, final=True)
-        else:
+            try:  # the end of the run must not raise into the user's code (a checkpoint save may follow the block)
+                self._close_window(now, final=True)
+                closed_window = True
+            except Exception as e:  # noqa: BLE001 - e.g. disk full while writing the last window
+                self._stop_tracking(e, "the record keeps the lines written before", stacklevel=4)
+        if not closed_window:
             self.analysis = analyze(self._run_data(now), self.settings)
         from .compare import comparison
 
@@ -544,8 +561,14 @@ class Tracker:
         try:
             if not self._broken:
                 self._writer.write(summary)
+        except Exception as e:  # noqa: BLE001 - disk full / I/O error on the summary line: warn, never raise
+            self._stop_tracking(e, "the record has no summary line (read as incomplete)", stacklevel=4)
         finally:
-            self._writer.close()
+            try:
+                self._writer.close()
+            except Exception as e:  # noqa: BLE001 - fsync / close failing (I/O error): the lines are written
+                warnings.warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
+                              RuntimeWarning, stacklevel=4)
             for c in self.channels:
                 try:
                     c.close()

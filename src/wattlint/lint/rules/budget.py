@@ -6,9 +6,6 @@ from ...report import units
 from ..registry import register
 from ..rule import Case, Rule
 
-#: one unit formatter per budget key (report/units.py is the only place that formats units)
-FORMATTERS = {"energy_kwh": units.energy_kwh, "co2_kg": units.co2_kg, "cost_usd": units.usd, "time_h": units.hours,
-              "gpu_hours": units.gpu_hours}
 UPDATE_HINT = "if intended, run 'wattlint check --update-baseline' and commit the baseline file"
 
 
@@ -39,10 +36,10 @@ class _Budget(Rule):
             if value > limit:
                 over = value - limit
                 kwh = over if key == "energy_kwh" else None
-                fmt = FORMATTERS[key]
-                shown = (fmt(value), fmt(limit))
+                shown = units.pair(value, limit, key)  # one unit, digits enough to show the two different
                 yield ctx.finding(
-                    f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by {over / limit:.0%}",
+                    f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by "
+                    f"{units.percent(over / limit)}",
                     saving_kwh=kwh, saving_pct=(over / value) if kwh else None, annotate=False)
 
 
@@ -168,7 +165,8 @@ class EnergyRegression(Rule):
         if was and now and was != now:  # a new calibration (or one lost) moves every number: say so
             gpu_note += (f" (energy model changed: baseline {was}, now {now}; the difference may come from the energy "
                          "model rather than from the model)")
+        was_s, now_s = units.pair(old, new, "energy_kwh")
         yield ctx.finding(
-            f"estimated energy +{rise:.0%} vs baseline ({units.energy_kwh(old)} -> {units.energy_kwh(new)}, threshold "
-            f"{ctx.regression_threshold:.0%}){gpu_note}; {UPDATE_HINT}",
+            f"estimated energy +{units.percent(rise, ctx.regression_threshold)} vs baseline ({was_s} -> {now_s}, "
+            f"threshold {units.fraction(ctx.regression_threshold)}){gpu_note}; {UPDATE_HINT}",
             saving_kwh=new - old, saving_pct=(new - old) / new, annotate=False)
