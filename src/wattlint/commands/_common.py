@@ -77,6 +77,14 @@ def check_output_path(path: str | None, root: Path | str | None = None) -> None:
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
+    if os.path.isdir(path):  # else the rename fails with "Device or resource busy" (for '.') or "Is a directory"
+        raise InputError(f"--output {path}: is a directory; name a file to write (e.g. "
+                         f"{os.path.join(path, 'report.txt')})")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # missing folders are created; the nearest existing one must be a folder
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise InputError(f"--output {path}: {parent} is a file, not a folder")
     if os.path.isfile(path) and not os.stat(path).st_mode & 0o222:  # write-protected: a rename would replace it
         raise InputError(f"--output {path}: the file is read-only; refusing to replace it (make it writable or "
                          "write elsewhere)")

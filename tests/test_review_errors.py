@@ -1,0 +1,122 @@
+"""Fresh-eyes review of the install and the error paths (review-readme): one regression test per defect found.
+
+Contract: bad input -> exactly one line on stderr and exit 2, never a traceback; our own bugs -> exit 3.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wattlint.calibrate.suites import parse_suite
+from wattlint.types import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+SRC = ROOT / "src"
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wattlint: error:"), err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return lines[0]
+
+
+# ---- Python 3.10 (requires-python >= 3.10): no tomllib there ------------------------------------------------------
+
+_PY310 = """
+import sys, tomllib
+sys.modules["tomli"] = tomllib      # what the 'tomli; python_version < "3.11"' dependency provides on 3.10
+sys.modules["tomllib"] = None       # Python 3.10 has no tomllib
+from wattlint.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    [str(EXAMPLES / "resnet50.onnx"), "--gpu", "a100", "--steps", "10", "--format", "json"],
+    ["calibrate", "--device", "cpu", "--suite", "quick", "--plan"],
+])
+def test_runs_without_tomllib_as_on_python_310(argv, tmp_path):
+    """plan.py, hardware.py and the calibration modules imported tomllib unconditionally, so on Python 3.10 every
+    estimate was an internal error (exit 3: No module named 'tomllib'); config.py already fell back to tomli."""
+    env = dict(os.environ, PYTHONPATH=str(SRC), WATTLINT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("WATTLINT_DEBUG", None)
+    r = subprocess.run([sys.executable, "-c", _PY310, *argv], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "tomllib" not in r.stderr
+
+
+# ---- calibration suites: malformed TOML values are input errors, not internal errors -----------------------------
+
+_GEMM = {"family": "gemm", "shapes": [{"m": 64, "n": 64, "k": 64}]}
+
+
+@pytest.mark.parametrize("bad, msg", [
+    ({}, "no samples"),                                                       # an empty file planned "0 samples"
+    ({"suite": 3, "group": [_GEMM]}, "'suite' = 3: expected a table"),        # was AttributeError (exit 3)
+    ({"suite": {"seed": "x"}, "group": [_GEMM]}, "'seed'"),                   # was ValueError in int()
+    ({"suite": {"timing": {"cpu": {"warmup_s": "a"}}}, "group": [_GEMM]}, "'warmup_s'"),  # ValueError in float()
+    ({"suite": {"timing": {"cpu": {"warmup": 1}}}, "group": [_GEMM]}, "unknown key"),     # a typo was ignored
+    ({"suite": {"setup": {"idle_s": -1}}, "group": [_GEMM]}, "'idle_s'"),
+    ({"group": 3}, "array of tables"),                                         # was TypeError: not iterable
+    ({"group": [{"family": "gemm", "shapes": [3]}]}, "list of tables"),        # was TypeError
+    ({"group": [{"family": "gemm", "grid": {"m": 3}}]}, "non-empty list"),     # was TypeError
+    # a string is iterated letter by letter: no precision matched and the group silently measured nothing
+    ({"group": [{**_GEMM, "precisions": "fp32"}]}, "list of strings"),
+    ({"group": [{**_GEMM, "precisions": ["fp8"]}]}, "unknown 'fp8'"),
+    ({"group": [{**_GEMM, "phases": ["backwards"]}]}, "unknown 'backwards'"),
+    # a negative size priced as negative FLOPs and was planned as a sample
+    ({"group": [{"family": "gemm", "shapes": [{"m": -64, "n": 64, "k": 64}]}]}, "'m' = -64"),
+    ({"group": [{"family": "conv", "shapes": [{"n": 2, "c": 8, "h": 8, "w": 8, "cout": 8, "k": 3, "groups": 0}]}]},
+     "bad shape"),                                                             # was ZeroDivisionError
+])
+def test_malformed_suite_is_a_config_error(bad, msg):
+    with pytest.raises(ConfigError, match=msg):
+        parse_suite(bad)
+
+
+def test_malformed_suite_file_exits_2_with_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.toml").write_text("")
+    code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "empty.toml", "--plan")
+    assert code == 2 and "no samples" in _one_error_line(err) and out == ""
+    (tmp_path / "bad.toml").write_text("suite = 3\n")
+    code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "bad.toml", "--plan")
+    assert code == 2 and "expected a table" in _one_error_line(err)
+
+
+# ---- --output naming a directory, or a path under a file ----------------------------------------------------------
+
+@pytest.mark.parametrize("target", [".", "adir"])
+def test_output_directory_is_refused_before_the_work(run_cli, tmp_path, monkeypatch, target):
+    """'-o .' failed after the estimate with 'cannot write .: Device or resource busy' (the rename onto the current
+    directory); a directory is now refused up front, naming what to do."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "-o", target)
+    line = _one_error_line(err)
+    assert code == 2 and "is a directory" in line and "busy" not in line
+    assert out == ""
+
+
+def test_output_under_a_file_is_refused(run_cli, tmp_path, monkeypatch):
+    """'-o model.onnx/report.txt' said 'cannot write ...: File exists' (mkdir of the parent)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "-o", "afile/sub/report.txt")
+    line = _one_error_line(err)
+    assert code == 2 and "afile is a file, not a folder" in line
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_output_in_a_new_folder_still_works(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "-o", "new/report.txt")
+    assert code == 0 and (tmp_path / "new" / "report.txt").read_text().startswith(str(EXAMPLES / "gpt2-tiny.onnx"))
