@@ -120,3 +120,40 @@ def test_output_in_a_new_folder_still_works(run_cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "-o", "new/report.txt")
     assert code == 0 and (tmp_path / "new" / "report.txt").read_text().startswith(str(EXAMPLES / "gpt2-tiny.onnx"))
+
+
+# ---- an installed (non-editable) wattlint has its calibration suites and validation list ---------------------------
+
+def test_wheel_ships_the_suites_and_the_validation_list(tmp_path):
+    """The suites and the validation list lived in calibration/ outside the package: 'pip install wattlint' (not -e)
+    answered 'wattlint calibrate --suite default' with "unknown suite 'default' (available: none)". Build the wheel,
+    unpack it, and load them from there."""
+    pytest.importorskip("setuptools")
+    pytest.importorskip("wheel")
+    import shutil
+    import zipfile
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    shutil.copytree(SRC, tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(tree), "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "No module named pip" in r.stderr:
+        pytest.skip("pip not available")
+    assert r.returncode == 0, r.stderr
+    site = tmp_path / "site"
+    zipfile.ZipFile(next((tmp_path / "dist").glob("wattlint-*.whl"))).extractall(site)
+    code = ("import wattlint.calibrate.suites as s, wattlint.calibrate.validate as v; "
+            "print(len(s.load_suite('default').samples), len(s.load_suite('quick').samples), "
+            "len(v.load_list(None, 'gpu')[0]), s.suites_dir())")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    env.pop("WATTLINT_SUITES", None)  # an explicit suites folder would hide the defect
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    n_default, n_quick, n_gpu, where = out.stdout.split()
+    # README / docs/CALIBRATION.md: the default suite has 664 samples; docs/CALIBRATION.md: 16 GPU configurations
+    assert (int(n_default), int(n_gpu)) == (664, 16) and int(n_quick) > 0
+    assert Path(where).is_relative_to(site)

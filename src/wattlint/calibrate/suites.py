@@ -1,4 +1,4 @@
-"""Calibration suites as data: ``calibration/suites/<name>.toml`` -> an ordered list of samples.
+"""Calibration suites as data: ``src/wattlint/data/suites/<name>.toml`` -> an ordered list of samples.
 
 A suite file::
 
@@ -119,18 +119,14 @@ class Suite:
 
 
 def suites_dir() -> Path:
-    """``calibration/suites`` of the source tree (the suites are data, not package code)."""
+    """The shipped suites, ``wattlint/data/suites`` (package data, so that an installed wattlint finds them too;
+    ``$WATTLINT_SUITES`` names another folder)."""
     import os
 
     env = os.environ.get(SUITE_DIR_ENV)
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "calibration" / "suites"
-        if cand.is_dir():
-            return cand
-    return Path.cwd() / "calibration" / "suites"
+    return Path(__file__).resolve().parents[1] / "data" / "suites"
 
 
 def resolve_suite_path(name_or_path: str) -> Path:

@@ -1,7 +1,7 @@
 """Model-level validation in three steps, so that the device machine only measures:
 
 1. ``predict``  (dev machine): the estimator's per-step predictions for a frozen list of held-out whole models
-   (calibration/validation-models.toml) on one GPU -> ``<stamp>-predictions.json``; committed BEFORE measuring.
+   (src/wattlint/data/validation-models.toml) on one GPU -> ``<stamp>-predictions.json``; committed BEFORE measuring.
    Variants: ``prior`` (spec-sheet physics), ``calibrated`` (a fitted model, when one is given or shipped) and
    ``naive`` (FLOPs / peak x TDP, the baseline most calculators use).
 2. ``measure``  (device): trains every configuration with synthetic data on the device, warm-up then a fixed time
@@ -39,9 +39,8 @@ class ValidationError(WattlintError):
 
 
 def default_list_path() -> Path:
-    from .suites import suites_dir
-
-    return suites_dir().parent / "validation-models.toml"
+    """The shipped frozen list (package data: an installed wattlint has it too)."""
+    return Path(__file__).resolve().parents[1] / "data" / "validation-models.toml"
 
 
 def load_list(path: str | Path | None, name: str) -> tuple[list[dict[str, Any]], str, str]:

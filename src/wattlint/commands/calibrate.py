@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cuda (NVML energy), cpu (time only; energy modelled), fake (simulator for tests); "
                         "default cuda")
     p.add_argument("--suite", default="default", metavar="NAME|PATH",
-                   help="suite name in calibration/suites/ (default, quick) or a .toml path")
+                   help="suite name (default, quick: shipped in wattlint/data/suites/) or a .toml path")
     p.add_argument("--part", default=None, metavar="K/N",
                    help="measure part K of N (every N-th sample; each part is its own run; fit takes them all)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")

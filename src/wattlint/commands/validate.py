@@ -14,7 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="use the device spec stored in a calibration run (CPU runs: measured CPU peaks)")
     pr.add_argument("--list", default="gpu", metavar="NAME", help="list in the validation file: gpu | cpu (gpu)")
     pr.add_argument("--models-file", default=None, metavar="TOML",
-                    help="validation list file (default calibration/validation-models.toml)")
+                    help="validation list file (default: the shipped wattlint/data/validation-models.toml)")
     pr.add_argument("--model", default=None, metavar="DIR",
                     help="calibrated model folder for the 'calibrated' variant (default: the shipped one, if any)")
     pr.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
