@@ -157,3 +157,52 @@ def test_wheel_ships_the_suites_and_the_validation_list(tmp_path):
     # README / docs/CALIBRATION.md: the default suite has 664 samples; docs/CALIBRATION.md: 16 GPU configurations
     assert (int(n_default), int(n_gpu)) == (664, 16) and int(n_quick) > 0
     assert Path(where).is_relative_to(site)
+
+
+# ---- a directory where a file is expected, a missing file: say which -----------------------------------------------
+
+@pytest.mark.parametrize("argv, expect", [
+    # was "model file not found: d.onnx" for a folder that exists
+    (["{d}", "--gpu", "a100", "--steps", "1"], "d.onnx is a directory, not a model file"),
+    (["analyze", "{d}"], "d.onnx is a directory, not a model file"),
+    # was "cannot tell the format of 'plain'"
+    (["{plain}", "--gpu", "a100", "--steps", "1"], "plain is a directory"),
+    # was "not a wattlint run record, CodeCarbon emissions.csv, Zeus log or Carbontracker log" for both
+    (["compare-run", "{missing}"], "file not found"),
+    (["compare-run", "{plain}"], "plain is a directory"),
+    # was "missing: need missing.csv and missing.json"
+    (["fit", "{missing}"], "not found"),
+    # was "config file not found: ." for a folder that exists
+    (["check", "--config", "{plain}"], "is a directory"),
+])
+def test_directory_or_missing_path_is_named_as_such(run_cli, tmp_path, monkeypatch, argv, expect):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.onnx").mkdir()
+    (tmp_path / "plain").mkdir()
+    paths = {"d": "d.onnx", "plain": "plain", "missing": "missing.jsonl"}
+    code, out, err = run_cli(*[a.format(**paths) for a in argv])
+    assert code == 2 and expect in _one_error_line(err)
+
+
+# ---- list-valued config keys: the example in the message fits the key ----------------------------------------------
+
+def test_string_instead_of_list_suggests_the_users_own_value(run_cli, tmp_path, monkeypatch):
+    """'exclude = "experiments/**"' was answered with 'e.g. ["WL1", "WL301"]' (rule codes, for a list of globs)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\nexclude = "experiments/**"\n')
+    code, out, err = run_cli("check")
+    line = _one_error_line(err)
+    assert code == 2 and 'e.g. ["experiments/**"]' in line and "WL301" not in line
+
+
+# ---- Hugging Face config with an unknown model_type: one readable line -------------------------------------------
+
+def test_unknown_model_type_is_short_with_did_you_mean(run_cli, tmp_path):
+    """transformers' message lists every model type it knows: the line was 12 kB."""
+    pytest.importorskip("transformers")
+    p = tmp_path / "config.json"
+    p.write_text('{"model_type": "lama", "num_hidden_layers": 2}')
+    code, out, err = run_cli(p, "--gpu", "a100", "--steps", "1")
+    line = _one_error_line(err)
+    assert code == 2 and "'lama'" in line and "did you mean 'llama'" in line
+    assert len(line) < 400, len(line)

@@ -197,6 +197,8 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
     """
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"--config {path} is a directory: name the pyproject.toml (or TOML file) in it")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         file = path.resolve()

@@ -88,7 +88,15 @@ def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..tracking.record import is_run_record
+    from ..types import InputError
+
+    if os.path.isdir(args.run):
+        raise InputError(f"{args.run} is a directory: name one run record (.jsonl) or log file")
+    if not os.path.isfile(args.run):
+        raise InputError(f"file not found: {args.run}")
 
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
     if is_run_record(args.run):
