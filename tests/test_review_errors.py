@@ -206,3 +206,39 @@ def test_unknown_model_type_is_short_with_did_you_mean(run_cli, tmp_path):
     line = _one_error_line(err)
     assert code == 2 and "'lama'" in line and "did you mean 'llama'" in line
     assert len(line) < 400, len(line)
+
+
+# ---- validate / calibrate --resume: damaged or wrong files are input errors naming the file and field -------------
+
+_MEAS = {"schema": "wattlint.validation-measurements/1", "predictions_file": "p.json", "predictions_sha256": "x",
+         "results": [{"name": "a", "status": "ok"}]}
+
+
+@pytest.mark.parametrize("argv, content, expect", [
+    # was exit 3: UnicodeDecodeError
+    (["validate", "compare", "--measurements", "f.json"], b"\xff\xfe{}", "f.json: not UTF-8"),
+    # was 'not valid JSON: Expecting value: line 1 column 1 (char 0)' without the file's name
+    (["validate", "compare", "--measurements", "f.json"], b"", "f.json: not valid JSON"),
+    # was exit 3: KeyError 'time_per_step_s'
+    (["validate", "compare", "--measurements", "f.json"], __import__("json").dumps(_MEAS).encode(),
+     "f.json.results[0]: missing field 'time_per_step_s'"),
+    # was exit 3: KeyError 'device' (a calibration run whose provenance lacks fields)
+    (["calibrate", "--device", "fake", "--suite", "quick", "--resume", "f.csv", "--limit", "1", "--no-progress"],
+     b'{"schema": "wattlint.calibration-run/1"}', "f.json: missing field 'device'"),
+])
+def test_damaged_validation_and_run_files_exit_2(run_cli, tmp_path, monkeypatch, argv, content, expect):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "f.json").write_bytes(content)
+    (tmp_path / "f.csv").write_text("sample_id\n")
+    code, out, err = run_cli(*argv)
+    assert code == 2 and expect in _one_error_line(err)
+
+
+def test_predictions_missing_a_field_exit_2(tmp_path):
+    pytest.importorskip("torch")
+    from wattlint.calibrate.validate import ValidationError, measure
+
+    p = tmp_path / "p.json"
+    p.write_text('{"schema": "wattlint.validation-predictions/1", "configs": [{"name": "a"}]}')
+    with pytest.raises(ValidationError, match=r"configs\[0\]: missing field 'source'"):
+        measure(str(p), "cpu", out=str(tmp_path / "m.json"))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -275,9 +274,16 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
                 shutil.copyfile(src, out / src.name)
             paths = RunPaths(out / paths.csv.name, out / paths.json.name)
             cfg = RunConfig(**{**cfg.__dict__, "resume": str(paths.csv)})
-        prov = json.loads(paths.json.read_text())
-        if prov.get("schema") != RUN_SCHEMA:
+        from .validate import read_json_file, require_fields
+
+        prov, _ = read_json_file(paths.json, "calibration run (.json)", RunError)
+        if not isinstance(prov, dict) or prov.get("schema") != RUN_SCHEMA:
             raise RunError(f"{paths.json}: not a wattlint calibration run")
+        require_fields(prov, {"device": {"kind": (str,)},
+                              "suite": {"name": (str,), "path": (str,), "sha256": (str,), "part": (list,)}},
+                       str(paths.json), RunError)
+        if len(prov["suite"]["part"]) != 2 or not all(isinstance(k, int) for k in prov["suite"]["part"]):
+            raise RunError(f"{paths.json}: suite.part must be [K, N]")
         device = prov["device"]["kind"]
         if cfg.device and cfg.device != device and cfg.extra.get("device_given"):
             raise RunError(f"--resume: the run was measured on {device!r}, not {cfg.device!r}")
