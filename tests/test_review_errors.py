@@ -242,3 +242,30 @@ def test_predictions_missing_a_field_exit_2(tmp_path):
     p.write_text('{"schema": "wattlint.validation-predictions/1", "configs": [{"name": "a"}]}')
     with pytest.raises(ValidationError, match=r"configs\[0\]: missing field 'source'"):
         measure(str(p), "cpu", out=str(tmp_path / "m.json"))
+
+
+# ---- calibrate / gpus: small refusals ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, expect", [
+    # was "empty.onnx: File exists", after the plan had been printed
+    (["calibrate", "--device", "fake", "--suite", "quick", "--out", "afile", "--limit", "1"], "--out afile: is a file"),
+    # was accepted under --plan (exit 0); without --plan refused only after printing the plan
+    (["calibrate", "--device", "cpu", "--suite", "quick", "--gpu", "nosuchgpu", "--plan"], "unknown GPU"),
+    # was exit 0 with a plan of parts that measure nothing
+    (["calibrate", "--device", "cpu", "--suite", "quick", "--part", "1/100000", "--plan"], "use at most"),
+    # '' listed the whole database (while '   ' was refused as an empty name)
+    (["gpus", ""], "empty GPU name"),
+])
+def test_calibrate_and_gpus_refusals(run_cli, tmp_path, monkeypatch, argv, expect):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    code, out, err = run_cli(*argv)
+    assert code == 2 and expect in _one_error_line(err) and out == ""
+
+
+def test_plan_of_a_tiny_suite_still_prints(run_cli, tmp_path, monkeypatch):
+    """A suite with fewer samples than the 'in 3 parts' line would split is planned without that line."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.toml").write_text('[[group]]\nfamily = "gemm"\nphases = ["forward"]\nshapes = [{m = 8, n = 8, k = 8}]\n')
+    code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "s.toml", "--plan")
+    assert code == 0 and "1 samples" in out and "parts" not in out, (out, err)

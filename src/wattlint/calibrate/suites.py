@@ -100,6 +100,9 @@ class Suite:
         """Part k of n (1-based): every n-th sample of the shuffled order, so each part covers every family."""
         if not (1 <= k <= n):
             raise ConfigError(f"--part {k}/{n}: expected 1 <= K <= N")
+        if n > len(self.samples):  # part K would measure nothing
+            raise ConfigError(f"--part {k}/{n}: the suite {self.name!r} has only {len(self.samples)} samples; "
+                              f"use at most {len(self.samples)} parts")
         return tuple(s for i, s in enumerate(self.samples) if i % n == k - 1)
 
     def planned_seconds(self, device: str, samples: int | None = None, *, with_setup: bool = True) -> float:

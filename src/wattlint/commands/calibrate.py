@@ -77,9 +77,18 @@ class _RichReporter:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..calibrate.runner import RunConfig, run_calibration
     from ..calibrate.suites import load_suite, plan_text
+    from ..types import InputError
 
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out}: is a file; name a folder for the run's .csv and .json")
+    if args.gpu is not None:  # refused up front, also under --plan (not after the plan is printed)
+        from ..hardware import resolve_gpu
+
+        resolve_gpu(args.gpu)
     if args.plan:
         suite = load_suite(args.suite)
         device = args.device or "cuda"
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  --limit {args.limit}: at most {m} of {len(samples)} samples this session -> planned "
                   f"{suite.planned_seconds(device, m) / 60:.1f} min")
         elif not args.part:
-            for n in (2, 3):
+            for n in (2, 3) if len(suite.samples) >= 3 else ():
                 print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
         return 0
     if (args.device or "cuda") != "fake":

@@ -93,7 +93,7 @@ def _run_detail(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.name:
+    if args.name is not None:  # '' is a name too (refused as empty), not a request for the whole list
         return _run_detail(args)
     data = rows(with_sources=args.sources)
     if args.format == "json":
