@@ -269,3 +269,26 @@ def test_plan_of_a_tiny_suite_still_prints(run_cli, tmp_path, monkeypatch):
     (tmp_path / "s.toml").write_text('[[group]]\nfamily = "gemm"\nphases = ["forward"]\nshapes = [{m = 8, n = 8, k = 8}]\n')
     code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "s.toml", "--plan")
     assert code == 0 and "1 samples" in out and "parts" not in out, (out, err)
+
+
+# ---- --help is true: no option that does nothing, numbers bounded --------------------------------------------------
+
+def test_rules_has_no_no_op_all_option(run_cli):
+    """'wattlint rules --all' was documented as 'include preview rules (listed by default, marked)' and changed
+    nothing: every rule is always listed, preview ones marked. The option is gone."""
+    code, out, err = run_cli("rules", "--all")
+    assert code == 2 and "unrecognized arguments: --all" in err
+    code, out, err = run_cli("rules")
+    assert code == 0 and "WL101" in out
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_window_scale_must_be_a_positive_finite_number(run_cli, tmp_path, monkeypatch, value):
+    """--window-scale was a bare float: -1, 0 or nan ran a measurement with negative or NaN windows (exit 0)."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "p.json").write_text('{"schema": "wattlint.validation-predictions/1", "device": "cpu", "configs": []}')
+    code, out, err = run_cli("validate", "measure", "--predictions", "p.json", "--device", "cpu",
+                             "--window-scale", value)
+    assert code == 2 and "--window-scale" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*measurements*.json"))

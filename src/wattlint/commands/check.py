@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="check only the models whose source (or a project file it imports) is among these files or "
                         "under these directories; pyproject.toml or the baseline selects all models (default: all)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="output format (default text)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: 'format' in [tool.wattlint], else text)")
     p.add_argument("--config", metavar="PATH", help="configuration file (default: nearest pyproject.toml with "
                                                     "[tool.wattlint])")
     p.add_argument("--update-baseline", action="store_true",
