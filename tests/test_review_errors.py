@@ -292,3 +292,31 @@ def test_window_scale_must_be_a_positive_finite_number(run_cli, tmp_path, monkey
                              "--window-scale", value)
     assert code == 2 and "--window-scale" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*measurements*.json"))
+
+
+# ---- compare-run: an explicit --model that cannot be estimated; an unmeasured Zeus quantity ----------------------
+
+_ZEUS_NAN = "start_time,window_name,elapsed_time,gpu0_energy\n1.0,epoch,nan,1000.0\n"
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--model", "nope.onnx"], "--model nope.onnx: model file not found"),
+    (["--model", str(EXAMPLES / "gpt2-tiny.onnx"), "--input", "foo=int64[8,256]"], "not an input"),
+])
+def test_compare_run_with_a_model_that_cannot_be_estimated_exits_2(run_cli, tmp_path, monkeypatch, extra, expect):
+    """Printed the measurement and 'estimate unavailable: model file not found: nope.onnx', exit 0."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zeus.csv").write_text("start_time,window_name,elapsed_time,gpu0_energy\n1.0,epoch,10.0,1000.0\n")
+    code, out, err = run_cli("compare-run", "zeus.csv", "--gpu", "a100", "--steps", "5", *extra)
+    assert code == 2 and expect in _one_error_line(err) and out == ""
+
+
+def test_zeus_quantity_no_row_measured_is_unknown_not_zero(tmp_path):
+    """An elapsed_time of NaN in every selected row was summed as 0 s ('measured 0 s')."""
+    from wattlint.tracking.interop import read_zeus
+
+    p = tmp_path / "zeus.csv"
+    p.write_text(_ZEUS_NAN)
+    m = read_zeus(p)
+    assert m.duration_s is None
+    assert m.gpu_energy_kwh == pytest.approx(1000.0 / 3.6e6)  # 1000 J = 1000 / 3.6e6 kWh

@@ -57,6 +57,15 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
                               options=options)
 
 
+def _refuse_failed_estimate(args, est: dict) -> None:
+    """--model was asked for: a model that cannot be estimated (missing file, bad --input, ...) is an input error
+    (exit 2), not a report that exits 0 with 'estimate unavailable'."""
+    if est.get("error"):
+        from ..types import InputError
+
+        raise InputError(f"--model {args.model}: {est['error']}")
+
+
 def _err(a, b):
     return None if a is None or not b else a / b - 1.0
 
@@ -137,14 +146,12 @@ def _record(args, flags) -> dict:
         opts = dict((h.get("plan") or {}).get("request") or {})
         opts.update(flags)
         est = _estimate(args, opts, (h.get("device") or {}).get("kind", "cuda"), (h.get("device") or {}).get("gpu_key"))
+        _refuse_failed_estimate(args, est)
         doc["reestimate"] = {"static": est, "comparison": comparison(a, est, complete=complete)}
-        if est.get("error"):
-            lines.append(f"  re-estimate: unavailable ({est['error']})")
-        else:
-            c = doc["reestimate"]["comparison"].get("step_time_s") or {}
-            lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
-                         f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
-                         "no stable steps to compare")
+        c = doc["reestimate"]["comparison"].get("step_time_s") or {}
+        lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
+                     f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
+                     "no stable steps to compare")
     for ev in doc["budget_events"]:
         lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines
@@ -179,11 +186,8 @@ def _other(args, flags) -> dict:
     if not any(k in flags for k in ("steps", "epochs", "tokens")):
         lines.append("  note: no --steps/--epochs/--tokens: the estimate's default plan is compared")
     est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    _refuse_failed_estimate(args, est)
     doc["static"] = est
-    if est.get("error"):
-        lines.append(f"  estimate unavailable: {est['error']}")
-        doc["_lines"] = lines
-        return doc
     tot = est["total"]
     pue = float((est.get("plan") or {}).get("pue") or 1.0)
     cmp_: dict = {"total_time_s": {"static": tot["time_h"] * 3600.0, "measured": m.duration_s,
