@@ -320,3 +320,27 @@ def test_zeus_quantity_no_row_measured_is_unknown_not_zero(tmp_path):
     m = read_zeus(p)
     assert m.duration_s is None
     assert m.gpu_energy_kwh == pytest.approx(1000.0 / 3.6e6)  # 1000 J = 1000 / 3.6e6 kWh
+
+
+# ---- fit on a CPU run record: the way out is cpu_calibration=, not gpu=KEY ----------------------------------------
+
+def test_fit_on_an_uncalibrated_cpu_record_names_cpu_calibration(run_cli, tmp_path):
+    """docs/TRACKING.md's 'wattlint fit runs/ --out my-correction/' on a CPU run tracked as in its example told the
+    user to 're-run the tracker with gpu=KEY' (a CPU run has no GPU)."""
+    torch = pytest.importorskip("torch")
+    import wattlint
+
+    model = torch.nn.Linear(8, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    x = torch.randn(4, 8)
+    with wattlint.track(model, example=x, optimizer=opt, steps=5, out=str(runs / "r.jsonl"), display="quiet") as t:
+        for _ in range(5):
+            opt.zero_grad()
+            model(x).sum().backward()
+            opt.step()
+            t.step()
+    code, out, err = run_cli("fit", runs, "--out", tmp_path / "corr")
+    line = _one_error_line(err)
+    assert code == 2 and "cpu_calibration=" in line and "gpu=KEY" not in line
