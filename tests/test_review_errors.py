@@ -344,3 +344,32 @@ def test_fit_on_an_uncalibrated_cpu_record_names_cpu_calibration(run_cli, tmp_pa
     code, out, err = run_cli("fit", runs, "--out", tmp_path / "corr")
     line = _one_error_line(err)
     assert code == 2 and "cpu_calibration=" in line and "gpu=KEY" not in line
+
+
+# ---- docs/PRECOMMIT.md: the CPU-torch override must be something pip accepts -----------------------------------------
+
+def test_precommit_cpu_torch_override_is_valid_pip_arguments():
+    """pre-commit runs 'pip install . <item> <item> ...' with each additional_dependencies item as ONE argument; the
+    documented ["torch>=2.4 --index-url https://..."] was one invalid requirement ('Invalid requirement')."""
+    import re
+
+    yaml = pytest.importorskip("yaml")
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    text = (ROOT / "docs" / "PRECOMMIT.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "additional_dependencies" in b]
+    assert blocks
+    for b in blocks:
+        import textwrap
+
+        (hook,) = yaml.safe_load(textwrap.dedent(b))
+        items = hook["additional_dependencies"]
+        assert any(i.startswith("torch") for i in items)
+        for item in items:
+            if item.startswith("--"):
+                assert " " not in item, item  # an option and its value in one argument: --opt=value
+                continue
+            try:
+                Requirement(item)
+            except InvalidRequirement as e:
+                raise AssertionError(f"{item!r} is not a requirement pip accepts: {e}") from None
