@@ -373,3 +373,41 @@ def test_precommit_cpu_torch_override_is_valid_pip_arguments():
                 Requirement(item)
             except InvalidRequirement as e:
                 raise AssertionError(f"{item!r} is not a requirement pip accepts: {e}") from None
+
+
+# ---- a model file whose name is not UTF-8 -----------------------------------------------------------------------
+
+def _non_utf8_model(tmp_path) -> Path:
+    import shutil
+
+    if sys.platform == "win32" or sys.getfilesystemencoding().lower() != "utf-8":
+        pytest.skip("needs a POSIX file system with UTF-8 names")
+    p = tmp_path / os.fsdecode(b"model\xff.onnx")  # the byte 0xff: surrogate-escaped by Python
+    shutil.copy(EXAMPLES / "gpt2-tiny.onnx", p)
+    return p
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_report_of_a_non_utf8_named_model_is_written_as_utf8(run_cli, tmp_path, monkeypatch, fmt):
+    """-o failed with 'internal error: UnicodeEncodeError ... surrogates not allowed' (exit 3)."""
+    model = _non_utf8_model(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(model.name, "--gpu", "a100", "--steps", "1", "--format", fmt, "-o", f"r.{fmt}")
+    assert code == 0, err
+    text = (tmp_path / f"r.{fmt}").read_bytes().decode("utf-8")  # valid UTF-8
+    assert "model\ufffd.onnx" in text
+    if fmt == "json":
+        assert __import__("json").loads(text)["schema"] == "wattlint.estimate/1"
+
+
+def test_stdout_of_a_strict_utf8_locale_takes_a_non_utf8_name(tmp_path):
+    """With a UTF-8 locale Python's stdout is strict: the text report of such a model ended in exit 3."""
+    model = _non_utf8_model(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONIOENCODING="utf-8:strict",
+               WATTLINT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("WATTLINT_DEBUG", None)
+    for argv in ([model.name, "--gpu", "a100", "--steps", "1"], ["analyze", model.name]):
+        r = subprocess.run([sys.executable, "-m", "wattlint", *argv], cwd=tmp_path, env=env, capture_output=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "model\ufffd.onnx" in r.stdout.decode("utf-8")

@@ -102,6 +102,9 @@ def write_output(path: str | None, text: str, root: Path | str | None = None) ->
     from ..io import atomic_write_text, remove_stale_temps
     from ..types import InputError
 
+    # a name taken from the file system (a model file whose name is not UTF-8) arrives with surrogate escapes, which
+    # a UTF-8 file or a strict stdout cannot encode: the report is written as UTF-8, such bytes shown as U+FFFD
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if not path:
         sys.stdout.write(text)
         return
