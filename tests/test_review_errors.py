@@ -411,3 +411,17 @@ def test_stdout_of_a_strict_utf8_locale_takes_a_non_utf8_name(tmp_path):
                            timeout=300)
         assert r.returncode == 0, r.stderr
         assert "model\ufffd.onnx" in r.stdout.decode("utf-8")
+
+
+def test_check_with_a_mistyped_path_exits_2(run_cli, tmp_path, monkeypatch):
+    """'wattlint check modles/net.onnx' selected no model and passed (exit 0, 'no configured model matched')."""
+    import shutil
+
+    shutil.copy(EXAMPLES / "gpt2-tiny.onnx", tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_text('[[tool.wattlint.models]]\nsource = "lm.onnx"\nsteps = 1\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = run_cli("check", "lm.onxx")
+    assert code == 2 and "lm.onxx: no such file or directory" in _one_error_line(err) and out == ""
+    code, out, err = run_cli("check", "lm.onnx")
+    assert code == 0 and "lm: " in out, err

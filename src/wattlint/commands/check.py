@@ -68,6 +68,12 @@ def run(args) -> int:
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # a mistyped path would otherwise select no model and pass ("no configured model matched")
+        from ..types import InputError
+
+        raise InputError(f"{missing[0]}: no such file or directory (PATH arguments select the configured models "
+                         "whose source is among them)")
     fmt = args.format or config.format or "text"
     check_output_path(args.output, config.root)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
