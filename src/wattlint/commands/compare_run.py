@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in PLAN_FLAGS:
         add_option(m, name)
     o = p.add_argument_group("other tools' logs")
-    o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index (default: the last row)")
+    o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index, 0 = the first data row, negative from the end (default: the last row)")
     o.add_argument("--run-id", default=None, help="CodeCarbon: the run_id to compare")
     o.add_argument("--window", default=None, help="Zeus: the window name to compare (summed over its windows)")
 
