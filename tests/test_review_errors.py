@@ -425,3 +425,32 @@ def test_check_with_a_mistyped_path_exits_2(run_cli, tmp_path, monkeypatch):
     assert code == 2 and "lm.onxx: no such file or directory" in _one_error_line(err) and out == ""
     code, out, err = run_cli("check", "lm.onnx")
     assert code == 0 and "lm: " in out, err
+
+
+# ---- [[tool.wattlint.models]] source naming a folder: a package (module spec) or an error naming the model ---------
+
+def test_check_imports_a_package_folder_source_as_a_module(run_cli, tmp_path, monkeypatch):
+    """'source = "mypkg:build"' beside a package folder mypkg/ was taken for a file path: 'mypkg: Is a directory'
+    (exit 2), although 'wattlint mypkg:build' estimated it."""
+    pytest.importorskip("torch")
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("import torch.nn as nn\n\n\ndef build():\n"
+                                                    "    return nn.Linear(8, 8)\n")
+    (tmp_path / "pyproject.toml").write_text('[[tool.wattlint.models]]\nsource = "mypkg:build"\n'
+                                             'inputs = ["x=float32[4,8]"]\nsteps = 1\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))  # restored after the test (check imports from the project root)
+    code, out, err = run_cli("check")
+    assert code == 0, err
+    assert "mypkg: " in out
+
+
+def test_check_source_that_is_a_directory_names_the_model(run_cli, tmp_path, monkeypatch):
+    """Was 'wattlint: error: /abs/path/d.onnx: Is a directory' without the model or the key."""
+    (tmp_path / "d.onnx").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[[tool.wattlint.models]]\nsource = "d.onnx"\nsteps = 1\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = run_cli("check")
+    assert code == 2 and "model 'd': source d.onnx is a directory" in _one_error_line(err)
