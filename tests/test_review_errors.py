@@ -454,3 +454,16 @@ def test_check_source_that_is_a_directory_names_the_model(run_cli, tmp_path, mon
     monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
     code, out, err = run_cli("check")
     assert code == 2 and "model 'd': source d.onnx is a directory" in _one_error_line(err)
+
+
+def test_config_doc_carbon_intensity_bounds_match_the_option(run_cli, tmp_path, monkeypatch):
+    """docs/CONFIG.md said 'number > 0' for carbon-intensity; the option accepts [0, 5000] (0 and 5000 included)."""
+    from wattlint import options as O
+
+    opt = O.OPTIONS["carbon_intensity"]
+    assert opt.check(0) == 0 and opt.check(5000) == 5000
+    with pytest.raises(ValueError):
+        opt.check(5000.5)
+    row = next(ln for ln in (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8").splitlines()
+               if ln.startswith("| `carbon-intensity`"))
+    assert "[0, 5000]" in row and "> 0" not in row
