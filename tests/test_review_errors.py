@@ -467,3 +467,13 @@ def test_config_doc_carbon_intensity_bounds_match_the_option(run_cli, tmp_path, 
     row = next(ln for ln in (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8").splitlines()
                if ln.startswith("| `carbon-intensity`"))
     assert "[0, 5000]" in row and "> 0" not in row
+
+
+@pytest.mark.parametrize("argv", [["gpus", "--sources"], ["gpus", "h100", "--sources"],
+                                  ["gpus", "h100", "--format", "json", "--sources"]])
+def test_gpus_sources_where_it_changes_nothing_is_refused(run_cli, argv):
+    """--sources changed only the JSON list; with the text list or one GPU it was silently ignored (exit 0)."""
+    code, out, err = run_cli(*argv)
+    assert code == 2 and "--sources applies to the JSON list" in _one_error_line(err) and out == ""
+    code, out, err = run_cli("gpus", "--format", "json", "--sources")
+    assert code == 0 and '"sources"' in out
