@@ -477,3 +477,11 @@ def test_gpus_sources_where_it_changes_nothing_is_refused(run_cli, argv):
     assert code == 2 and "--sources applies to the JSON list" in _one_error_line(err) and out == ""
     code, out, err = run_cli("gpus", "--format", "json", "--sources")
     assert code == 0 and '"sources"' in out
+
+
+@pytest.mark.parametrize("opt", [["--resume", "run.csv"], ["--out", "cal"]])
+def test_calibrate_plan_refuses_run_files(run_cli, tmp_path, monkeypatch, opt):
+    """'calibrate --plan --resume RUN' printed the whole suite's plan (not what the resumed run has left), exit 0."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "quick", "--plan", *opt)
+    assert code == 2 and f"{opt[0]} does not apply" in _one_error_line(err) and out == ""

@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
         resolve_gpu(args.gpu)
     if args.plan:
+        given = [opt for opt, v in (("--resume", args.resume), ("--out", args.out)) if v]
+        if given:  # the plan is the suite's, from scratch: it neither reads a run nor writes one
+            raise InputError(f"--plan prints the suite's plan and measures nothing: {given[0]} does not apply "
+                             "(drop it, or drop --plan to measure)")
         suite = load_suite(args.suite)
         device = args.device or "cuda"
         if args.part:
