@@ -485,3 +485,20 @@ def test_calibrate_plan_refuses_run_files(run_cli, tmp_path, monkeypatch, opt):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("calibrate", "--device", "cpu", "--suite", "quick", "--plan", *opt)
     assert code == 2 and f"{opt[0]} does not apply" in _one_error_line(err) and out == ""
+
+
+def test_other_tools_logs_with_a_code_page_text_column_are_read(run_cli, tmp_path, monkeypatch):
+    """A CodeCarbon or Zeus CSV with one Latin-1 byte in a text column (a country or window name written in a
+    Windows code page) ended in 'internal error: UnicodeDecodeError' (exit 3)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zeus.csv").write_bytes(b"start_time,window_name,elapsed_time,gpu0_energy\n1.0,\xe9poch,10.0,1000.0\n")
+    code, out, err = run_cli("compare-run", "zeus.csv")
+    assert code == 0, err
+    assert "10.0 s" in out  # the elapsed_time column, read as written
+    header = ("timestamp,project_name,run_id,duration,emissions,energy_consumed,country_name,gpu_energy,cpu_energy,"
+              "ram_energy")
+    (tmp_path / "emissions.csv").write_bytes((header + "\n2026-01-01T00:00:00,p,r1,100.0,0.03,0.65,Fr\xe9nce,0.5,0.1,"
+                                              "0.05\n").encode("latin-1"))
+    code, out, err = run_cli("compare-run", "emissions.csv")
+    assert code == 0, err
+    assert "100 s" in out and "0.650 kWh" in out

@@ -91,7 +91,9 @@ def detect(path: str | Path) -> str | None:
 
 def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | None = None) -> MeasuredRun:
     p = Path(path)
-    with open(p, newline="", encoding="utf-8") as f:
+    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
+    # the quantities are ASCII numbers
+    with open(p, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise InputError(f"{p}: no rows in this CodeCarbon file")
@@ -122,7 +124,9 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
 
 def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     p = Path(path)
-    with open(p, newline="", encoding="utf-8") as f:
+    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
+    # the quantities are ASCII numbers
+    with open(p, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     complete = [r for r in rows if r.get("window_name") and r.get("elapsed_time") not in (None, "")]
     torn = len(rows) - len(complete)  # a row cut short (the run killed while Zeus wrote it) or without a name
