@@ -502,3 +502,40 @@ def test_other_tools_logs_with_a_code_page_text_column_are_read(run_cli, tmp_pat
     code, out, err = run_cli("compare-run", "emissions.csv")
     assert code == 0, err
     assert "100 s" in out and "0.650 kWh" in out
+
+
+# ---- -o onto a device or a pipe: written into, never replaced ----------------------------------------------------
+# (tested on a FIFO: a failing test must not replace the machine's /dev/null)
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_output_into_a_fifo_writes_into_it_and_keeps_it(run_cli, tmp_path, monkeypatch):
+    """'-o /dev/null' run as root renamed the report over /dev/null: the device became a regular file (the atomic
+    write's os.replace). A device or pipe is now written into."""
+    import stat
+
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so that opening for writing does not block
+    try:
+        code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "-o", "pipe")
+        assert code == 0, err
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still the pipe
+        got = os.read(reader, 1 << 16).decode("utf-8")
+    finally:
+        os.close(reader)
+    assert got.startswith(str(EXAMPLES / "gpt2-tiny.onnx"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_atomic_write_refuses_to_replace_a_special_file(tmp_path):
+    import stat
+
+    from wattlint.io import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        atomic_write_text(fifo, "x")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -109,11 +109,30 @@ def write_output(path: str | None, text: str, root: Path | str | None = None) ->
         sys.stdout.write(text)
         return
     check_output_path(path, root)
+    if _is_special(path):  # /dev/null, a FIFO: written into, never replaced by a renamed file
+        try:
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     remove_stale_temps(Path(path), older_than_s=STALE_OUTPUT_TEMP_S)
     try:
         atomic_write_text(Path(path), text, refuse_symlink=True)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _is_special(path: str) -> bool:
+    """``path`` exists and is a character device or a pipe (not a file, folder or link)."""
+    import os
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 # a report is written in well under a second: a temporary file older than this is a killed writer's
