@@ -539,3 +539,11 @@ def test_atomic_write_refuses_to_replace_a_special_file(tmp_path):
         atomic_write_text(fifo, "x")
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_write_output_takes_any_lone_surrogate(tmp_path):
+    """Not only escaped bytes (U+DC80-U+DCFF): a lone surrogate from a JSON '\\ud800' escape is written too."""
+    from wattlint.commands._common import write_output
+
+    write_output(str(tmp_path / "r.txt"), "a\ud800b \udcff\n")
+    assert (tmp_path / "r.txt").read_bytes().decode("utf-8") == "a?b ?\n"  # encode(..., "replace") writes '?'

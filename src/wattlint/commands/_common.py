@@ -104,7 +104,10 @@ def write_output(path: str | None, text: str, root: Path | str | None = None) ->
 
     # a name taken from the file system (a model file whose name is not UTF-8) arrives with surrogate escapes, which
     # a UTF-8 file or a strict stdout cannot encode: the report is written as UTF-8, such bytes shown as U+FFFD
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a JSON "\\ud800" in a config.json)
+        text = text.encode("utf-8", "replace").decode("utf-8")
     if not path:
         sys.stdout.write(text)
         return
