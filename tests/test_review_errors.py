@@ -547,3 +547,12 @@ def test_write_output_takes_any_lone_surrogate(tmp_path):
 
     write_output(str(tmp_path / "r.txt"), "a\ud800b \udcff\n")
     assert (tmp_path / "r.txt").read_bytes().decode("utf-8") == "a?b ?\n"  # encode(..., "replace") writes '?'
+
+
+def test_validate_only_with_an_unknown_name_is_refused(run_cli, tmp_path, monkeypatch):
+    """'validate predict --only <typo>' wrote a frozen predictions file of 0 configurations (exit 0)."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("validate", "predict", "--gpu", "h100", "--only", "resnet50-b128-bf17", "--out", "p.json")
+    assert code == 2 and "did you mean 'resnet50-b128-bf16'" in _one_error_line(err)
+    assert not (tmp_path / "p.json").exists()

@@ -88,6 +88,20 @@ _MEAS_OK_FIELDS = {"time_per_step_s": _NUM, "energy_per_step_j": _NUM, "avg_powe
                    "power_steps": (int,), "power_source": (str,)}
 
 
+def _only(configs: list[dict[str, Any]], only: list[str], where: str) -> list[dict[str, Any]]:
+    """The configurations named by --only; a name that is not among them is refused (a typo would otherwise write a
+    frozen predictions file, or a measurement, of nothing)."""
+    names = [c["name"] for c in configs]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (configurations: {', '.join(names)})"
+        raise ValidationError(f"--only {unknown[0]!r}: no such configuration in {where}{hint}")
+    return [c for c in configs if c["name"] in only]
+
+
 def _check_predictions(pred: Any, where: str) -> None:
     require_fields(pred, _PRED_FIELDS, where)
     for i, c in enumerate(pred["configs"]):
@@ -174,7 +188,7 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
 
     configs, lpath, lsha = load_list(list_path, list_name)
     if only:
-        configs = [c for c in configs if c["name"] in only]
+        configs = _only(configs, only, lpath)
     if spec_from:
         from .backends import spec_from_dict
 
@@ -413,9 +427,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         raise ValidationError(f"{predictions} was predicted for a {pred['device']} device, not {device}")
     backend = _b.CpuBackend(pred.get("cpu_threads")) if device == "cpu" else _b.make_backend(device)
     meter = make_meter(device, backend)
-    configs = [c for c in pred["configs"] if not c.get("error")]
-    if only:
-        configs = [c for c in configs if c["name"] in only]
+    configs = _only(pred["configs"], only, str(predictions)) if only else pred["configs"]
+    configs = [c for c in configs if not c.get("error")]  # no prediction was made for these: nothing to compare
     if part != (1, 1):
         configs = [c for i, c in enumerate(configs) if i % part[1] == part[0] - 1]
     path = Path(out) if out else ppath.parent / f"{utc_stamp()}-measurements.json"
