@@ -556,3 +556,11 @@ def test_validate_only_with_an_unknown_name_is_refused(run_cli, tmp_path, monkey
     code, out, err = run_cli("validate", "predict", "--gpu", "h100", "--only", "resnet50-b128-bf17", "--out", "p.json")
     assert code == 2 and "did you mean 'resnet50-b128-bf16'" in _one_error_line(err)
     assert not (tmp_path / "p.json").exists()
+
+
+def test_onnx_input_with_another_dtype_is_refused(run_cli):
+    """The dtype of an --input for an ONNX graph was silently ignored (the graph's dtype was costed, exit 0)."""
+    code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "--input", "input_ids=float32[8,256]")
+    assert code == 2 and "write input_ids=int64[8,256]" in _one_error_line(err)
+    code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "--input", "input_ids=long[8,256]")  # an alias
+    assert code == 0, err
