@@ -564,3 +564,15 @@ def test_onnx_input_with_another_dtype_is_refused(run_cli):
     assert code == 2 and "write input_ids=int64[8,256]" in _one_error_line(err)
     code, out, err = run_cli("analyze", EXAMPLES / "gpt2-tiny.onnx", "--input", "input_ids=long[8,256]")  # an alias
     assert code == 0, err
+
+
+@pytest.mark.parametrize("runs, expect", [
+    ("h200-sxm-141gb", "measured on h200-sxm-141gb, not a100-sxm4-80gb"),
+    ("cpu-amd-epyc", "measured on a cpu device, not a GPU"),
+])
+def test_fit_gpu_does_not_relabel_a_calibration(run_cli, tmp_path, runs, expect):
+    """'wattlint fit calibration/runs/h200-sxm-141gb/ --gpu a100' wrote an A100 'measured' model from H200 data
+    (to the user's models folder by default, where every A100 estimate would then use it)."""
+    code, out, err = run_cli("fit", ROOT / "calibration" / "runs" / runs, "--gpu", "a100", "--out", tmp_path / "m")
+    assert code == 2 and expect in _one_error_line(err)
+    assert not (tmp_path / "m").exists()
