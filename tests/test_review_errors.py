@@ -576,3 +576,21 @@ def test_fit_gpu_does_not_relabel_a_calibration(run_cli, tmp_path, runs, expect)
     code, out, err = run_cli("fit", ROOT / "calibration" / "runs" / runs, "--gpu", "a100", "--out", tmp_path / "m")
     assert code == 2 and expect in _one_error_line(err)
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("device", ["cpu", "fake"])
+def test_calibrate_gpu_on_a_non_gpu_device_is_refused(run_cli, tmp_path, monkeypatch, device):
+    """'calibrate --device cpu --gpu a100' filed a CPU run under a100-sxm4-80gb (spec source 'database (--gpu)'),
+    which 'wattlint fit' then turned into an A100 model."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("calibrate", "--device", device, "--suite", "quick", "--gpu", "a100", "--limit", "1",
+                             "--out", "cal", "--no-progress")
+    assert code == 2 and "measures no GPU" in _one_error_line(err) and out == ""
+    assert not (tmp_path / "cal").exists()
+
+
+def test_runner_refuses_gpu_key_for_a_simulated_device(tmp_path):
+    from wattlint.calibrate.runner import RunConfig, RunError, run_calibration
+
+    with pytest.raises(RunError, match="not a GPU"):
+        run_calibration(RunConfig(device="fake", suite="quick", out=str(tmp_path / "o"), limit=1, gpu_key="a100"))

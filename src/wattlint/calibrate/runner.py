@@ -313,13 +313,15 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
 def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) -> RunPaths:
     spec, spec_source = backend.spec()
     if cfg.gpu_key:
-        try:
-            from ..hardware import resolve_gpu
+        from ..hardware import resolve_gpu
 
-            spec, _ = resolve_gpu(cfg.gpu_key)
-            spec_source = "database (--gpu)"
-        except WattlintError:
-            raise
+        given, _ = resolve_gpu(cfg.gpu_key)
+        if device != "cuda":  # a CPU or simulated run filed as a GPU's calibration
+            raise RunError(f"--gpu {cfg.gpu_key}: the run measures a {device} device, not a GPU; drop --gpu")
+        if spec is not None and str(spec_source).startswith("database") and spec.key != given.key:
+            raise RunError(f"--gpu {cfg.gpu_key}: this GPU resolves to {spec.key}, not {given.key}; --gpu names a GPU "
+                           "whose NVML name is not in the database, it does not relabel one (drop it)")
+        spec, spec_source = given, "database (--gpu)"
     if cfg.resume:
         paths = RunPaths.of(cfg.resume)
         done_rows = read_rows(paths.csv)

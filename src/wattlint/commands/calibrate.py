@@ -89,6 +89,9 @@ def run(args: argparse.Namespace) -> int:
         from ..hardware import resolve_gpu
 
         resolve_gpu(args.gpu)
+        if (args.device or "cuda") != "cuda":
+            raise InputError(f"--gpu {args.gpu}: --device {args.device} measures no GPU; --gpu names the CUDA GPU "
+                             "whose NVML name is not in the database (drop it)")
     if args.plan:
         given = [opt for opt, v in (("--resume", args.resume), ("--out", args.out)) if v]
         if given:  # the plan is the suite's, from scratch: it neither reads a run nor writes one
