@@ -594,3 +594,13 @@ def test_runner_refuses_gpu_key_for_a_simulated_device(tmp_path):
 
     with pytest.raises(RunError, match="not a GPU"):
         run_calibration(RunConfig(device="fake", suite="quick", out=str(tmp_path / "o"), limit=1, gpu_key="a100"))
+
+
+def test_validate_predict_gpu_and_spec_from_conflict(run_cli, tmp_path, monkeypatch):
+    """--spec-from won and --gpu was silently ignored."""
+    pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    run = ROOT / "calibration" / "runs" / "cpu-amd-epyc" / "20261123T112820Z-quick.json"
+    code, out, err = run_cli("validate", "predict", "--gpu", "h100", "--spec-from", run, "--list", "cpu",
+                             "--out", "p.json")
+    assert code == 2 and "give one of them" in _one_error_line(err) and not (tmp_path / "p.json").exists()

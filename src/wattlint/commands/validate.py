@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.step == "predict":
         if not args.gpu and not args.spec_from:
             raise ConfigError("validate predict: give --gpu KEY (or --spec-from RUN.json for a CPU run)")
+        if args.gpu and args.spec_from:  # the device is one or the other; --gpu was ignored
+            raise ConfigError("validate predict: --gpu and --spec-from name the device twice; give one of them")
         path = V.predict(args.list, args.gpu, list_path=args.models_file, model_dir=args.model,
                          spec_from=args.spec_from, out=args.out, only=only)
         import json
