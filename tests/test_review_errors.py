@@ -604,3 +604,12 @@ def test_validate_predict_gpu_and_spec_from_conflict(run_cli, tmp_path, monkeypa
     code, out, err = run_cli("validate", "predict", "--gpu", "h100", "--spec-from", run, "--list", "cpu",
                              "--out", "p.json")
     assert code == 2 and "give one of them" in _one_error_line(err) and not (tmp_path / "p.json").exists()
+
+
+def test_compare_run_cpu_calibration_with_a_gpu_estimate_is_refused(run_cli, tmp_path, monkeypatch):
+    """--cpu-calibration was silently ignored when the estimate was made on a GPU (--gpu given)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "zeus.csv").write_text("start_time,window_name,elapsed_time,gpu0_energy\n1.0,epoch,10.0,1000.0\n")
+    code, out, err = run_cli("compare-run", "zeus.csv", "--model", EXAMPLES / "gpt2-tiny.onnx", "--gpu", "a100",
+                             "--steps", "5", "--cpu-calibration", "somewhere")
+    assert code == 2 and "--cpu-calibration applies to a CPU run" in _one_error_line(err) and out == ""

@@ -41,6 +41,10 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
     from ..tracking import static as _s
     from ..types import ConfigError
 
+    if args.cpu_calibration and (args.gpu or device_kind != "cpu"):  # a GPU estimate: it would be ignored
+        why = "--gpu names one: drop one of them" if args.gpu else "the log names its GPU: drop --cpu-calibration"
+        raise ConfigError(f"--cpu-calibration applies to a CPU run; this one is estimated on a GPU "
+                          f"({args.gpu or gpu_key}; {why})")
     if device_kind == "cpu" and not args.gpu:
         spec, predictor, _ = _s.cpu_device(args.cpu_calibration)
         if spec is None:
