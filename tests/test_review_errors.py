@@ -613,3 +613,23 @@ def test_compare_run_cpu_calibration_with_a_gpu_estimate_is_refused(run_cli, tmp
     code, out, err = run_cli("compare-run", "zeus.csv", "--model", EXAMPLES / "gpt2-tiny.onnx", "--gpu", "a100",
                              "--steps", "5", "--cpu-calibration", "somewhere")
     assert code == 2 and "--cpu-calibration applies to a CPU run" in _one_error_line(err) and out == ""
+
+
+@pytest.mark.parametrize("toml, argv, expect", [
+    # was "unknown GPU 'foo'": the user typed no GPU
+    ('gpu = "foo"', [], "[tool.wattlint] gpu = 'foo': unknown GPU 'foo'"),
+    # was "--precision bf16: ... no bf16 tensor cores": the user typed no --precision
+    ('precision = "bf16"', ["--gpu", "v100"], "(from precision = 'bf16' in [tool.wattlint] of pyproject.toml)"),
+])
+def test_estimate_error_from_a_config_default_names_the_config(run_cli, tmp_path, monkeypatch, toml, argv, expect):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text(f"[tool.wattlint]\n{toml}\n")
+    code, out, err = run_cli(EXAMPLES / "gpt2-tiny.onnx", "--steps", "1", *argv)
+    assert code == 2 and expect in _one_error_line(err)
+
+
+def test_estimate_error_from_the_command_line_does_not_blame_the_config(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\nprecision = "bf16"\n')
+    code, out, err = run_cli(EXAMPLES / "gpt2-tiny.onnx", "--steps", "1", "--gpu", "v100", "--precision", "bf16")
+    assert code == 2 and "tool.wattlint" not in _one_error_line(err)
