@@ -6,7 +6,7 @@ them, and the tracker's overhead. Writes benchmarks/results/track_cpu.json (+ th
     python benchmarks/track_cpu.py --reuse         # re-analyse the committed records (no training)
 
 Method
-* Models and inputs: the CPU list of calibration/validation-models.toml (wattlint.calibrate.zoo), one thread
+* Models and inputs: the CPU list of src/wattlint/data/validation-models.toml (wattlint.calibrate.zoo), one thread
   (torch.set_num_threads(1), the thread count the CPU method-check device was measured with), synthetic data from
   a pool of 4 pre-generated batches rotated through (iterated with ``t.wrap``), AdamW (SGD for the MLP), the
   loss the tracer assumes. Every run goes to its end; the measured total is the sum of all step times.
@@ -63,7 +63,7 @@ def rel(p: Path) -> str:
 
 
 def configs() -> dict[str, dict]:
-    data = tomllib.loads((ROOT / "calibration" / "validation-models.toml").read_text())
+    data = tomllib.loads((ROOT / "src" / "wattlint" / "data" / "validation-models.toml").read_text())
     return {c["name"]: c for c in data["cpu"]}
 
 

@@ -209,9 +209,12 @@ def test_predictor_measured_transferred_prior(tmp_path, monkeypatch):
 
 @needs_onnx
 @pytest.mark.parametrize("gpu, heavy", [("rtx3090", ("torch", "pynvml"))])  # public-fit prices it: LightGBM needed
-def test_onnx_path_imports_no_torch(gpu, heavy):
+def test_onnx_path_imports_no_torch(gpu, heavy, tmp_path):
+    # the report goes to a file of the test's own: '-o /dev/null' run as root replaced the device with a regular file
+    # before --output wrote into devices (a failing test must not break the machine)
+    out_file = str(tmp_path / "estimate.json")
     code = ("import sys; from wattlint.cli import main; "
-            f"rc = main([{str(ONNX)!r}, '--gpu', {gpu!r}, '--epochs', '50', '--format', 'json', '-o', '/dev/null']); "
+            f"rc = main([{str(ONNX)!r}, '--gpu', {gpu!r}, '--epochs', '50', '--format', 'json', '-o', {out_file!r}]); "
             f"bad = [m for m in {heavy!r} if m in sys.modules]; "
             "print(rc, bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

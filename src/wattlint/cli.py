@@ -65,6 +65,13 @@ def build_parser(command: str) -> _Parser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        # a UTF-8 locale's stdout is strict: a file name that is not UTF-8, printed by a command, must not end the
+        # run with an internal error (reports go through write_output, which replaces such bytes itself)
+        try:
+            sys.stdout.reconfigure(errors="replace")
+        except (ValueError, OSError):  # pragma: no cover - a stream that cannot be reconfigured
+            pass
     try:
         return _main(argv)
     except UsageError as e:

@@ -158,8 +158,11 @@ class Config:
         raise ConfigError(f"no model named {name!r} in {self.path or '[tool.wattlint]'}")
 
     def check_sources(self) -> None:
-        """Raise ConfigError for the first model whose source file does not exist."""
+        """Raise ConfigError for the first model whose source file does not exist or is a directory."""
         for m in self.models:
+            if m.path is not None and m.path.is_dir():
+                raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source {m.raw_source} is a directory "
+                                  f"({m.path}); name the model file (file.onnx, config.json or file.py:attr)")
             if m.path is not None and not m.path.exists():
                 raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source file not found: {m.raw_source} "
                                   f"(resolved to {m.path})")
@@ -197,6 +200,8 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
     """
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"--config {path} is a directory: name the pyproject.toml (or TOML file) in it")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         file = path.resolve()
@@ -312,8 +317,9 @@ def resolve_source(spec: str, root: Path) -> tuple[str, Path | None, str | None]
     m = re.match(r"^(.*):([A-Za-z_][\w.]*)$", spec)
     if m and not re.match(r"^[A-Za-z]:[\\/]", spec):  # not a Windows drive letter
         target, attr = m.group(1), m.group(2)
+    # a folder named like the module (``mypkg:build`` beside ``mypkg/``) is the package, imported as a module
     is_file = attr is None or "/" in target or "\\" in target or target.endswith(".py") or \
-        (root / target).exists()
+        (root / target).is_file()
     if not is_file:
         return spec, None, attr
     path = _resolve(root, target)

@@ -8,11 +8,13 @@ with ``.<name>.`` and ends with ``.tmp``; :func:`remove_stale_temps` clears thos
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import glob
 import hashlib
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from pathlib import Path
@@ -62,6 +64,8 @@ def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
     temporary is written first, then each is moved into place, so a write that fails (disk full, a kill while
     writing) leaves all the previous files untouched and no temporary behind."""
     pending: list[tuple[str, Path]] = []
+    for path in files:
+        _refuse_special(Path(path))
     try:
         for path, text in files.items():
             pending.append((_write_temp(Path(path), text), Path(path)))
@@ -103,6 +107,18 @@ def write_new_text(path: Path | str, text: str) -> None:
             os.unlink(tmp)
         except OSError:
             pass
+
+
+def _refuse_special(path: Path) -> None:
+    """A rename replaces whatever is at ``path``: over a device or a pipe (``/dev/null``, a FIFO, as root) it would put
+    a regular file in its place. Such a target is refused (OSError); a report writer that means to write into one
+    opens it itself (commands._common.write_output)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise OSError(errno.EINVAL, "not a regular file (a device, pipe or socket): refusing to replace it", str(path))
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:

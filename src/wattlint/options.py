@@ -12,6 +12,7 @@ each is far beyond any real training run. Pure Python; nothing here imports the 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -116,7 +117,9 @@ def torch_version(v: Any, *, text: bool = False) -> str:
 def str_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
     """A list of non-empty strings (a single string is NOT a list: ``select = "WL"`` is an error)."""
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x.strip() for x in v):
-        raise ValueError("expected a list of non-empty strings, e.g. [\"WL1\", \"WL301\"]")
+        # the example is the user's own value as a list (the same checker reads rule codes and exclude globs)
+        one = json.dumps(v.strip()) if isinstance(v, str) and v.strip() else '"..."'
+        raise ValueError(f"expected a list of non-empty strings, e.g. [{one}]")
     return tuple(x.strip() for x in v)
 
 

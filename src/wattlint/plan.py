@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import tomllib
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
 from functools import lru_cache
 from importlib import resources
 from typing import Any

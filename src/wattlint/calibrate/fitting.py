@@ -86,6 +86,16 @@ def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec,
     spec_info = prov.get("spec") or {}
     key = gpu_key or spec_info.get("key")
     source = str(spec_info.get("source", ""))
+    kind = (prov.get("device") or {}).get("kind")
+    if gpu_key and kind in ("cpu", "fake"):
+        raise FitError(f"--gpu {gpu_key}: the runs were measured on a {kind} device, not a GPU; drop --gpu")
+    if gpu_key and source.startswith("database") and spec_info.get("key"):
+        from ..hardware import resolve_gpu
+
+        given, recorded = resolve_gpu(gpu_key)[0].key, resolve_gpu(spec_info["key"])[0].key
+        if given != recorded:  # the calibration would be filed, and used, as another GPU's
+            raise FitError(f"--gpu {gpu_key}: the runs were measured on {recorded}, not {given}; --gpu names a GPU "
+                           "the run could not resolve, it does not relabel one (drop it)")
     if gpu_key or source.startswith("database"):
         if not key:
             raise FitError("the run's GPU is not in the database: pass --gpu KEY")

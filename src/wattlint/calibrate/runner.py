@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import statistics
@@ -280,9 +279,16 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
                     write_new_text(dst, src.read_text(encoding="utf-8"))
             paths = RunPaths(copies[paths.csv], copies[paths.json])
             cfg = RunConfig(**{**cfg.__dict__, "resume": str(paths.csv)})
-        prov = json.loads(paths.json.read_text())
-        if prov.get("schema") != RUN_SCHEMA:
+        from .validate import read_json_file, require_fields
+
+        prov, _ = read_json_file(paths.json, "calibration run (.json)", RunError)
+        if not isinstance(prov, dict) or prov.get("schema") != RUN_SCHEMA:
             raise RunError(f"{paths.json}: not a wattlint calibration run")
+        require_fields(prov, {"device": {"kind": (str,)},
+                              "suite": {"name": (str,), "path": (str,), "sha256": (str,), "part": (list,)}},
+                       str(paths.json), RunError)
+        if len(prov["suite"]["part"]) != 2 or not all(isinstance(k, int) for k in prov["suite"]["part"]):
+            raise RunError(f"{paths.json}: suite.part must be [K, N]")
         device = prov["device"]["kind"]
         if cfg.device and cfg.device != device and cfg.extra.get("device_given"):
             raise RunError(f"--resume: the run was measured on {device!r}, not {cfg.device!r}")
@@ -312,13 +318,15 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
 def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) -> RunPaths:
     spec, spec_source = backend.spec()
     if cfg.gpu_key:
-        try:
-            from ..hardware import resolve_gpu
+        from ..hardware import resolve_gpu
 
-            spec, _ = resolve_gpu(cfg.gpu_key)
-            spec_source = "database (--gpu)"
-        except WattlintError:
-            raise
+        given, _ = resolve_gpu(cfg.gpu_key)
+        if device != "cuda":  # a CPU or simulated run filed as a GPU's calibration
+            raise RunError(f"--gpu {cfg.gpu_key}: the run measures a {device} device, not a GPU; drop --gpu")
+        if spec is not None and str(spec_source).startswith("database") and spec.key != given.key:
+            raise RunError(f"--gpu {cfg.gpu_key}: this GPU resolves to {spec.key}, not {given.key}; --gpu names a GPU "
+                           "whose NVML name is not in the database, it does not relabel one (drop it)")
+        spec, spec_source = given, "database (--gpu)"
     if cfg.resume:
         paths = RunPaths.of(cfg.resume)
         done_rows = read_rows(paths.csv)

@@ -1,4 +1,4 @@
-"""Calibration suites as data: ``calibration/suites/<name>.toml`` -> an ordered list of samples.
+"""Calibration suites as data: ``src/wattlint/data/suites/<name>.toml`` -> an ordered list of samples.
 
 A suite file::
 
@@ -34,7 +34,10 @@ import hashlib
 import itertools
 import json
 import random
-import tomllib
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -97,6 +100,9 @@ class Suite:
         """Part k of n (1-based): every n-th sample of the shuffled order, so each part covers every family."""
         if not (1 <= k <= n):
             raise ConfigError(f"--part {k}/{n}: expected 1 <= K <= N")
+        if n > len(self.samples):  # part K would measure nothing
+            raise ConfigError(f"--part {k}/{n}: the suite {self.name!r} has only {len(self.samples)} samples; "
+                              f"use at most {len(self.samples)} parts")
         return tuple(s for i, s in enumerate(self.samples) if i % n == k - 1)
 
     def planned_seconds(self, device: str, samples: int | None = None, *, with_setup: bool = True) -> float:
@@ -116,18 +122,14 @@ class Suite:
 
 
 def suites_dir() -> Path:
-    """``calibration/suites`` of the source tree (the suites are data, not package code)."""
+    """The shipped suites, ``wattlint/data/suites`` (package data, so that an installed wattlint finds them too;
+    ``$WATTLINT_SUITES`` names another folder)."""
     import os
 
     env = os.environ.get(SUITE_DIR_ENV)
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent / "calibration" / "suites"
-        if cand.is_dir():
-            return cand
-    return Path.cwd() / "calibration" / "suites"
+    return Path(__file__).resolve().parents[1] / "data" / "suites"
 
 
 def resolve_suite_path(name_or_path: str) -> Path:
@@ -153,19 +155,79 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(data, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
 
 
+def _table(v: Any, where: str, key: str) -> dict:
+    if v is None:
+        return {}
+    if not isinstance(v, Mapping):
+        raise ConfigError(f"{where}: {key!r} = {str(v)[:60]}: expected a table")
+    return dict(v)
+
+
+def _strings(v: Any, where: str, key: str, allowed) -> list[str]:
+    if not (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+        raise ConfigError(f"{where}: {key!r} = {str(v)[:60]}: expected a non-empty list of strings")
+    bad = [x for x in v if x not in allowed]
+    if bad:
+        raise ConfigError(f"{where}: {key!r}: unknown {bad[0]!r} (one of {', '.join(allowed)})")
+    return list(v)
+
+
+def _seconds(v: Any, where: str, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 3600:
+        raise ConfigError(f"{where}: {key!r} = {str(v)[:60]}: expected seconds in [0, 3600]")
+    return float(v)
+
+
+def _param(v: Any, where: str, key: str) -> Any:
+    """A shape parameter: a whole number (sizes; 0/1 for flags; groups = -1 for depthwise) or a string (an op
+    name). Sizes that price to negative work are refused once the sample's records are built."""
+    if isinstance(v, str) or isinstance(v, bool):
+        return v
+    if isinstance(v, int) and -1 <= v <= 1 << 40:
+        return v
+    raise ConfigError(f"{where}: shape parameter {key!r} = {str(v)[:60]}: expected a whole number or a name")
+
+
+_TIMING_KEYS = ("warmup_s", "timing_s", "window_s", "overhead_s")
+_PRECISIONS = tuple(benchmarks.PRECISION_DTYPE)
+_PHASES = ("forward", "backward")
+
+
 def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str = "") -> Suite:
-    head = data.get("suite") or {}
+    """A suite from its TOML data; every malformed value is a ConfigError naming the key (exit 2), and a suite that
+    yields no sample is refused."""
     unknown = set(data) - {"suite", "group"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
+    head = _table(data.get("suite"), path, "suite")
+    bad_head = set(head) - {"name", "description", "seed", "timing", "setup"}
+    if bad_head:
+        raise ConfigError(f"{path}: [suite]: unknown key(s) {sorted(bad_head)}")
+    seed = head.get("seed", 1)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{path}: [suite]: 'seed' = {str(seed)[:60]}: expected a whole number")
     timing = {d: dict(DEFAULT_TIMING[d]) for d in DEFAULT_TIMING}
-    for dev, t in (head.get("timing") or {}).items():
-        timing.setdefault(dev, {}).update({k: float(v) for k, v in t.items()})
+    for dev, t in _table(head.get("timing"), path, "suite.timing").items():
+        where_t = f"{path}: [suite.timing.{dev}]"
+        if dev not in DEFAULT_TIMING:
+            raise ConfigError(f"{path}: [suite.timing]: unknown device {dev!r} (one of {', '.join(DEFAULT_TIMING)})")
+        t = _table(t, f"{path}: [suite.timing]", dev)
+        bad_t = set(t) - set(_TIMING_KEYS)
+        if bad_t:
+            raise ConfigError(f"{where_t}: unknown key(s) {sorted(bad_t)} (known: {', '.join(_TIMING_KEYS)})")
+        timing[dev].update({k: _seconds(v, where_t, k) for k, v in t.items()})
     setup = dict(DEFAULT_SETUP)
-    setup.update({k: float(v) for k, v in (head.get("setup") or {}).items()})
+    raw_setup = _table(head.get("setup"), path, "suite.setup")
+    bad_s = set(raw_setup) - set(DEFAULT_SETUP)
+    if bad_s:
+        raise ConfigError(f"{path}: [suite.setup]: unknown key(s) {sorted(bad_s)} (known: {', '.join(DEFAULT_SETUP)})")
+    setup.update({k: _seconds(v, f"{path}: [suite.setup]", k) for k, v in raw_setup.items()})
+    groups = data.get("group") or []
+    if not isinstance(groups, list) or not all(isinstance(g, Mapping) for g in groups):
+        raise ConfigError(f"{path}: 'group' must be an array of tables ([[group]])")
     seen: set[str] = set()
     samples: list[Sample] = []
-    for gi, g in enumerate(data.get("group") or []):
+    for gi, g in enumerate(groups):
         where = f"{path}: group {gi + 1}"
         fam = g.get("family")
         if fam not in benchmarks.FAMILIES:
@@ -173,12 +235,21 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
         bad = set(g) - {"family", "precisions", "phases", "shapes", "grid", "fixed", "note"}
         if bad:
             raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}")
-        precisions = list(g.get("precisions") or ["fp32"])
-        phases = list(g.get("phases") or benchmarks.FAMILIES[fam].phases)
-        fixed = dict(g.get("fixed") or {})
-        shapes = [dict(s) for s in g.get("shapes") or []]
-        grid = g.get("grid")
+        precisions = _strings(g["precisions"], where, "precisions", _PRECISIONS) if "precisions" in g else ["fp32"]
+        phases = (_strings(g["phases"], where, "phases", _PHASES) if "phases" in g
+                  else list(benchmarks.FAMILIES[fam].phases))
+        fixed = {k: _param(v, where, k) for k, v in _table(g.get("fixed"), where, "fixed").items()}
+        raw_shapes = g.get("shapes") or []
+        if not isinstance(raw_shapes, list) or not all(isinstance(s, Mapping) for s in raw_shapes):
+            raise ConfigError(f"{where}: 'shapes' must be a list of tables, e.g. [{{m = 64, n = 64, k = 64}}]")
+        shapes = [{k: _param(v, where, k) for k, v in s.items()} for s in raw_shapes]
+        grid = _table(g.get("grid"), where, "grid")
         if grid:
+            for k, vals in grid.items():
+                if not isinstance(vals, list) or not vals:
+                    raise ConfigError(f"{where}: grid {k!r} = {str(vals)[:60]}: expected a non-empty list of values")
+                for v in vals:
+                    _param(v, where, k)
             keys = sorted(grid)
             for combo in itertools.product(*(grid[k] for k in keys)):
                 shapes.append(dict(zip(keys, combo)))
@@ -194,14 +265,19 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
                         continue
                     s = Sample(fam, tuple(sorted(params.items())), prec, ph)
                     try:
-                        s.records()
-                    except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError) as e:
+                        recs = s.records()
+                    except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError, ZeroDivisionError) as e:
                         raise ConfigError(f"{where}: bad shape {params}: {e}") from None
+                    if not recs or any(r.flops < 0 or r.bytes <= 0 for r in recs):
+                        raise ConfigError(f"{where}: bad shape {params}: sizes must be positive")
                     if s.id in seen:
                         continue
                     seen.add(s.id)
                     samples.append(s)
-    rnd = random.Random(int(head.get("seed", 1)))
+    if not samples:
+        raise ConfigError(f"{path}: the suite has no samples (no [[group]], or none of its precisions/phases can be "
+                          "measured for its family)")
+    rnd = random.Random(seed)
     rnd.shuffle(samples)
     return Suite(name=str(head.get("name") or Path(path).stem), path=path,
                  description=str(head.get("description", "")), samples=tuple(samples), timing=timing, setup=setup,

@@ -1,7 +1,7 @@
 """Model-level validation in three steps, so that the device machine only measures:
 
 1. ``predict``  (dev machine): the estimator's per-step predictions for a frozen list of held-out whole models
-   (calibration/validation-models.toml) on one GPU -> ``<stamp>-predictions.json``; committed BEFORE measuring.
+   (src/wattlint/data/validation-models.toml) on one GPU -> ``<stamp>-predictions.json``; committed BEFORE measuring.
    Variants: ``prior`` (spec-sheet physics), ``calibrated`` (a fitted model, when one is given or shipped) and
    ``naive`` (FLOPs / peak x TDP, the baseline most calculators use).
 2. ``measure``  (device): trains every configuration with synthetic data on the device, warm-up then a fixed time
@@ -18,7 +18,10 @@ import json
 import math
 import statistics
 import time
-import tomllib
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
+    import tomli as tomllib  # type: ignore[no-redef]
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +34,100 @@ VAL_SCHEMA = "wattlint.validation/1"
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
+def read_json_file(path: str | Path, what: str, error=None) -> tuple[Any, bytes]:
+    """(the parsed JSON, its bytes) of a file the user names; a missing file, a directory, non-UTF-8 bytes or broken
+    JSON is ``error`` (default :class:`ValidationError`, an input error: exit 2) naming the file and ``what`` it
+    should be."""
+    error = error or ValidationError
+    p = Path(path)
+    if p.is_dir():
+        raise error(f"{path} is a directory, not a {what}")
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{what} not found: {path}") from None
+    except OSError as e:
+        raise error(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return json.loads(raw.decode("utf-8")), raw
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start}): not a {what}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply: not a {what}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno}): not a {what}") from None
+
+
+def require_fields(doc: Any, fields: dict[str, Any], where: str, error=None) -> None:
+    """Check that ``doc`` has each field with the given type (a tuple of types; a dict: a nested object checked the
+    same way; a list of one dict: a list of such objects), so that a damaged or hand-edited file is an input error
+    naming the field rather than a KeyError deep in the code."""
+    error = error or ValidationError
+    if not isinstance(doc, dict):
+        raise error(f"{where}: expected a JSON object")
+    for key, typ in fields.items():
+        if key not in doc:
+            raise error(f"{where}: missing field {key!r}")
+        v = doc[key]
+        if isinstance(typ, dict):
+            require_fields(v, typ, f"{where}.{key}", error)
+        elif isinstance(typ, list):
+            if not isinstance(v, list):
+                raise error(f"{where}: {key!r} must be a list")
+            for i, item in enumerate(v):
+                require_fields(item, typ[0], f"{where}.{key}[{i}]", error)
+        elif isinstance(v, bool) and bool not in typ or not isinstance(v, typ):
+            raise error(f"{where}: field {key!r} = {str(v)[:40]}: expected {' or '.join(t.__name__ for t in typ)}")
+
+
+_NUM = (int, float)
+_PRED_FIELDS = {"configs": [{"name": (str,), "source": (str,), "precision": (str,), "inputs": (list,)}]}
+_PRED_VALUE_FIELDS = {"time_s": _NUM, "gpu_energy_j": _NUM, "avg_gpu_power_w": _NUM}
+_MEAS_FIELDS = {"predictions_file": (str,), "predictions_sha256": (str,), "results": [{"name": (str,)}]}
+_MEAS_OK_FIELDS = {"time_per_step_s": _NUM, "energy_per_step_j": _NUM, "avg_power_w": _NUM, "timing_steps": (int,),
+                   "power_steps": (int,), "power_source": (str,)}
+
+
+def _only(configs: list[dict[str, Any]], only: list[str], where: str) -> list[dict[str, Any]]:
+    """The configurations named by --only; a name that is not among them is refused (a typo would otherwise write a
+    frozen predictions file, or a measurement, of nothing)."""
+    names = [c["name"] for c in configs]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (configurations: {', '.join(names)})"
+        raise ValidationError(f"--only {unknown[0]!r}: no such configuration in {where}{hint}")
+    return [c for c in configs if c["name"] in only]
+
+
+def _check_predictions(pred: Any, where: str) -> None:
+    require_fields(pred, _PRED_FIELDS, where)
+    for i, c in enumerate(pred["configs"]):
+        if c.get("error"):
+            continue
+        preds = c.get("predictions")
+        if not isinstance(preds, dict):
+            raise ValidationError(f"{where}.configs[{i}]: missing field 'predictions'")
+        for name, v in preds.items():
+            require_fields(v, _PRED_VALUE_FIELDS, f"{where}.configs[{i}].predictions.{name}")
+
+
+def _check_measurements(meas: Any, where: str) -> None:
+    require_fields(meas, _MEAS_FIELDS, where)
+    for i, r in enumerate(meas["results"]):
+        if r.get("status") == "ok":
+            require_fields(r, _MEAS_OK_FIELDS, f"{where}.results[{i}]")
+
+
 class ValidationError(WattlintError):
     pass
 
 
 def default_list_path() -> Path:
-    from .suites import suites_dir
-
-    return suites_dir().parent / "validation-models.toml"
+    """The shipped frozen list (package data: an installed wattlint has it too)."""
+    return Path(__file__).resolve().parents[1] / "data" / "validation-models.toml"
 
 
 def load_list(path: str | Path | None, name: str) -> tuple[list[dict[str, Any]], str, str]:
@@ -99,11 +188,11 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
 
     configs, lpath, lsha = load_list(list_path, list_name)
     if only:
-        configs = [c for c in configs if c["name"] in only]
+        configs = _only(configs, only, lpath)
     if spec_from:
         from .backends import spec_from_dict
 
-        prov = json.loads(Path(spec_from).read_text())
+        prov, _ = read_json_file(spec_from, "calibration run (.json)")
         if not isinstance(prov, dict):
             raise ValidationError(f"{spec_from}: not a calibration run (a JSON object)")
         vals = (prov.get("spec") or {}).get("values")
@@ -335,17 +424,16 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     if device == "fake":
         raise ValidationError("validate measure needs a real device (cuda or cpu)")
     ppath = Path(predictions)
-    raw = ppath.read_bytes()
-    pred = json.loads(raw)
+    pred, raw = read_json_file(ppath, "predictions file")
     if not isinstance(pred, dict) or pred.get("schema") != PRED_SCHEMA:
         raise ValidationError(f"{predictions}: not a predictions file ({PRED_SCHEMA})")
+    _check_predictions(pred, str(predictions))
     if pred.get("device") and pred["device"] != device:
         raise ValidationError(f"{predictions} was predicted for a {pred['device']} device, not {device}")
     backend = _b.CpuBackend(pred.get("cpu_threads")) if device == "cpu" else _b.make_backend(device)
     meter = make_meter(device, backend)
-    configs = [c for c in pred["configs"] if not c.get("error")]
-    if only:
-        configs = [c for c in configs if c["name"] in only]
+    configs = _only(pred["configs"], only, str(predictions)) if only else pred["configs"]
+    configs = [c for c in configs if not c.get("error")]  # no prediction was made for these: nothing to compare
     if part != (1, 1):
         configs = [c for i, c in enumerate(configs) if i % part[1] == part[0] - 1]
     path = Path(out) if out else ppath.parent / f"{utc_stamp()}-measurements.json"
@@ -426,9 +514,10 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     mfiles = [measurements] if isinstance(measurements, (str, Path)) else list(measurements)
     metas = []
     for mf in mfiles:
-        m = json.loads(Path(mf).read_text())
+        m, _ = read_json_file(mf, "measurements file")
         if not isinstance(m, dict) or m.get("schema") != MEAS_SCHEMA:
             raise ValidationError(f"{mf}: not a measurements file ({MEAS_SCHEMA})")
+        _check_measurements(m, str(mf))
         metas.append(m)
     if len({m["predictions_sha256"] for m in metas}) != 1:
         raise ValidationError("the measurement files were made against different predictions files")
@@ -440,11 +529,14 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         pfiles = [mpath.parent / meas["predictions_file"]]
     docs = []
     for i, p in enumerate(pfiles):
-        raw = p.read_bytes()
+        doc, raw = read_json_file(p, "predictions file")
         if i == 0 and sha256_bytes(raw) != meas["predictions_sha256"]:
             raise ValidationError(f"{p}: sha256 differs from the one recorded when measuring "
                                   "(the predictions were changed after the measurement)")
-        docs.append((p, json.loads(raw), sha256_bytes(raw)))
+        if not isinstance(doc, dict) or doc.get("schema") != PRED_SCHEMA:
+            raise ValidationError(f"{p}: not a predictions file ({PRED_SCHEMA})")
+        _check_predictions(doc, str(p))
+        docs.append((p, doc, sha256_bytes(raw)))
     results = {r["name"]: r for r in meas["results"] if r.get("status") == "ok"}
     models = []
     variants: dict[str, dict[str, list[float]]] = {}

@@ -1,4 +1,4 @@
-"""Held-out whole models for validation (calibration/validation-models.toml), in plain torch: no torchvision and
+"""Held-out whole models for validation (src/wattlint/data/validation-models.toml), in plain torch: no torchvision and
 no transformers, so the same code builds on the dev machine (meta tensors, for the estimator) and on the GPU
 image (real weights, for measurement) whatever library versions are installed there.
 

@@ -77,6 +77,14 @@ def check_output_path(path: str | None, root: Path | str | None = None) -> None:
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
+    if os.path.isdir(path):  # else the rename fails with "Device or resource busy" (for '.') or "Is a directory"
+        raise InputError(f"--output {path}: is a directory; name a file to write (e.g. "
+                         f"{os.path.join(path, 'report.txt')})")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)  # missing folders are created; the nearest existing one must be a folder
+    if os.path.exists(parent) and not os.path.isdir(parent):
+        raise InputError(f"--output {path}: {parent} is a file, not a folder")
     if os.path.isfile(path) and not os.stat(path).st_mode & 0o222:  # write-protected: a rename would replace it
         raise InputError(f"--output {path}: the file is read-only; refusing to replace it (make it writable or "
                          "write elsewhere)")
@@ -94,15 +102,40 @@ def write_output(path: str | None, text: str, root: Path | str | None = None) ->
     from ..io import atomic_write_text, remove_stale_temps
     from ..types import InputError
 
+    # a name taken from the file system (a model file whose name is not UTF-8) arrives with surrogate escapes, which
+    # a UTF-8 file or a strict stdout cannot encode: the report is written as UTF-8, such bytes shown as U+FFFD
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte (a JSON "\\ud800" in a config.json)
+        text = text.encode("utf-8", "replace").decode("utf-8")
     if not path:
         sys.stdout.write(text)
         return
     check_output_path(path, root)
+    if _is_special(path):  # /dev/null, a FIFO: written into, never replaced by a renamed file
+        try:
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     remove_stale_temps(Path(path), older_than_s=STALE_OUTPUT_TEMP_S)
     try:
         atomic_write_text(Path(path), text, refuse_symlink=True)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _is_special(path: str) -> bool:
+    """``path`` exists and is a character device or a pipe (not a file, folder or link)."""
+    import os
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 # a report is written in well under a second: a temporary file older than this is a killed writer's

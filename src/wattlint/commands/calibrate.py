@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cuda (NVML energy), cpu (time only; energy modelled), fake (simulator for tests); "
                         "default cuda")
     p.add_argument("--suite", default="default", metavar="NAME|PATH",
-                   help="suite name in calibration/suites/ (default, quick) or a .toml path")
+                   help="suite name (default, quick: shipped in wattlint/data/suites/) or a .toml path")
     p.add_argument("--part", default=None, metavar="K/N",
                    help="measure part K of N (every N-th sample; each part is its own run; fit takes them all)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")
@@ -77,10 +77,26 @@ class _RichReporter:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..calibrate.runner import RunConfig, run_calibration
     from ..calibrate.suites import load_suite, plan_text
+    from ..types import InputError
 
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out}: is a file; name a folder for the run's .csv and .json")
+    if args.gpu is not None:  # refused up front, also under --plan (not after the plan is printed)
+        from ..hardware import resolve_gpu
+
+        resolve_gpu(args.gpu)
+        if (args.device or "cuda") != "cuda":
+            raise InputError(f"--gpu {args.gpu}: --device {args.device} measures no GPU; --gpu names the CUDA GPU "
+                             "whose NVML name is not in the database (drop it)")
     if args.plan:
+        given = [opt for opt, v in (("--resume", args.resume), ("--out", args.out)) if v]
+        if given:  # the plan is the suite's, from scratch: it neither reads a run nor writes one
+            raise InputError(f"--plan prints the suite's plan and measures nothing: {given[0]} does not apply "
+                             "(drop it, or drop --plan to measure)")
         suite = load_suite(args.suite)
         device = args.device or "cuda"
         if args.part:
@@ -97,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  --limit {args.limit}: at most {m} of {len(samples)} samples this session -> planned "
                   f"{suite.planned_seconds(device, m) / 60:.1f} min")
         elif not args.part:
-            for n in (2, 3):
+            for n in (2, 3) if len(suite.samples) >= 3 else ():
                 print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
         return 0
     if (args.device or "cuda") != "fake":

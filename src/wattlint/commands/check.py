@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="check only the models whose source (or a project file it imports) is among these files or "
                         "under these directories; pyproject.toml or the baseline selects all models (default: all)")
-    p.add_argument("--format", choices=FORMATS, default=None, help="output format (default text)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="output format (default: 'format' in [tool.wattlint], else text)")
     p.add_argument("--config", metavar="PATH", help="configuration file (default: nearest pyproject.toml with "
                                                     "[tool.wattlint])")
     p.add_argument("--update-baseline", action="store_true",
@@ -67,6 +68,12 @@ def run(args) -> int:
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # a mistyped path would otherwise select no model and pass ("no configured model matched")
+        from ..types import InputError
+
+        raise InputError(f"{missing[0]}: no such file or directory (PATH arguments select the configured models "
+                         "whose source is among them)")
     fmt = args.format or config.format or "text"
     check_output_path(args.output, config.root)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,

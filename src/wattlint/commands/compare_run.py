@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name in PLAN_FLAGS:
         add_option(m, name)
     o = p.add_argument_group("other tools' logs")
-    o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index (default: the last row)")
+    o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index, 0 = the first data row, negative from the end (default: the last row)")
     o.add_argument("--run-id", default=None, help="CodeCarbon: the run_id to compare")
     o.add_argument("--window", default=None, help="Zeus: the window name to compare (summed over its windows)")
 
@@ -41,6 +41,10 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
     from ..tracking import static as _s
     from ..types import ConfigError
 
+    if args.cpu_calibration and (args.gpu or device_kind != "cpu"):  # a GPU estimate: it would be ignored
+        why = "--gpu names one: drop one of them" if args.gpu else "the log names its GPU: drop --cpu-calibration"
+        raise ConfigError(f"--cpu-calibration applies to a CPU run; this one is estimated on a GPU "
+                          f"({args.gpu or gpu_key}; {why})")
     if device_kind == "cpu" and not args.gpu:
         spec, predictor, _ = _s.cpu_device(args.cpu_calibration)
         if spec is None:
@@ -55,6 +59,15 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
         predictor = None
     return _s.static_estimate(model=None, source=args.model, inputs=args.inputs, spec=spec, predictor=predictor,
                               options=options)
+
+
+def _refuse_failed_estimate(args, est: dict) -> None:
+    """--model was asked for: a model that cannot be estimated (missing file, bad --input, ...) is an input error
+    (exit 2), not a report that exits 0 with 'estimate unavailable'."""
+    if est.get("error"):
+        from ..types import InputError
+
+        raise InputError(f"--model {args.model}: {est['error']}")
 
 
 def _err(a, b):
@@ -88,7 +101,15 @@ def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..tracking.record import is_run_record
+    from ..types import InputError
+
+    if os.path.isdir(args.run):
+        raise InputError(f"{args.run} is a directory: name one run record (.jsonl) or log file")
+    if not os.path.isfile(args.run):
+        raise InputError(f"file not found: {args.run}")
 
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
     if is_run_record(args.run):
@@ -129,14 +150,12 @@ def _record(args, flags) -> dict:
         opts = dict((h.get("plan") or {}).get("request") or {})
         opts.update(flags)
         est = _estimate(args, opts, (h.get("device") or {}).get("kind", "cuda"), (h.get("device") or {}).get("gpu_key"))
+        _refuse_failed_estimate(args, est)
         doc["reestimate"] = {"static": est, "comparison": comparison(a, est, complete=complete)}
-        if est.get("error"):
-            lines.append(f"  re-estimate: unavailable ({est['error']})")
-        else:
-            c = doc["reestimate"]["comparison"].get("step_time_s") or {}
-            lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
-                         f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
-                         "no stable steps to compare")
+        c = doc["reestimate"]["comparison"].get("step_time_s") or {}
+        lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
+                     f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
+                     "no stable steps to compare")
     for ev in doc["budget_events"]:
         lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines
@@ -180,11 +199,8 @@ def _other(args, flags) -> dict:
         lines.append(f"  note: {gpus_note}")
         doc["notes"] = [gpus_note]
     est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    _refuse_failed_estimate(args, est)
     doc["static"] = est
-    if est.get("error"):
-        lines.append(f"  estimate unavailable: {est['error']}")
-        doc["_lines"] = lines
-        return doc
     tot = est["total"]
     pue = float((est.get("plan") or {}).get("pue") or 1.0)
     cmp_: dict = {"total_time_s": {"static": tot["time_h"] * 3600.0, "measured": m.duration_s,

@@ -71,6 +71,15 @@ def request(args) -> tuple[object, str]:
     opts = {k: v for k, v in defaults.items() if k != "gpu"}
     opts.update(cli)
     gpu = args.gpu or defaults.get("gpu")
+    if not args.gpu and defaults.get("gpu"):  # an unknown GPU named in the file must say where it was named
+        from ..config import _where
+        from ..hardware import resolve_gpu
+        from ..types import WattlintError
+
+        try:
+            resolve_gpu(gpu)
+        except WattlintError as e:
+            raise ConfigError(f"{_where(config.path)}: [tool.wattlint] gpu = {gpu!r}: {e}") from None
     notes: tuple[str, ...] = ()
     if not gpu:
         gpu = O.DEFAULT_GPU
@@ -81,8 +90,26 @@ def request(args) -> tuple[object, str]:
     return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
 
 
+def _name_the_config(e, req, cli: set[str]):
+    """An error about an option ('--precision bf16: ...') whose value came from [tool.wattlint], not from the command
+    line (``cli``: the options given there), says so: the user did not type that flag."""
+    from ..config import _where
+    from ..types import ConfigError
+
+    msg = str(e)
+    for name, value in (req.config.defaults.items() if req.config is not None else ()):
+        opt = O.OPTIONS.get(name)
+        if opt is None or name in cli or req.options.get(name) != value:
+            continue  # given on the command line (it wins), or not an option of the plan
+        if msg.startswith(f"{opt.flag} ") or msg.startswith(f"{opt.flag}:"):
+            key = name.replace("_", "-")
+            return ConfigError(f"{msg} (from {key} = {value!r} in [tool.wattlint] of {_where(req.config.path)})")
+    return e
+
+
 def run(args) -> int:
     from ..api import run as run_request
+    from ..types import WattlintError
 
     check_output_path(args.output)
     if args.depth is not None and args.group_by != "depth":
@@ -91,7 +118,10 @@ def run(args) -> int:
         raise ConfigError(f"--depth {args.depth} applies to --group-by depth (layer rows are grouped by "
                           f"{args.group_by}); add --group-by depth or drop --depth")
     req, fmt = request(args)
-    ests = run_request(req)
+    try:
+        ests = run_request(req)
+    except WattlintError as e:
+        raise _name_the_config(e, req, set(cli_options(args, CLI_OPTIONS))) from None
     write_output(args.output, render(ests, fmt, args))
     if args.output:
         print(f"wattlint: wrote {args.output} ({fmt})", file=sys.stderr)

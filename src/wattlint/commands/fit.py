@@ -30,7 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..tracking.fit import is_run_record_args
+    from ..types import InputError
+
+    for p in args.runs:
+        if not os.path.exists(p):
+            raise InputError(f"not found: {p}")
 
     if is_run_record_args(args.runs):
         from ..tracking.fit import print_fit

@@ -11,7 +11,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", nargs="?", metavar="GPU",
                    help="show one GPU (key, alias or NVML name) with the source of every value")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    p.add_argument("--sources", action="store_true", help="JSON: include the source of every value")
+    p.add_argument("--sources", action="store_true",
+                   help="with --format json, for the list: include the source of every value")
 
 
 def energy_model(spec) -> tuple[str, str]:
@@ -93,7 +94,12 @@ def _run_detail(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.name:
+    if args.sources and (args.name is not None or args.format != "json"):
+        from ..types import InputError
+
+        raise InputError("--sources applies to the JSON list ('wattlint gpus --format json --sources'); 'wattlint "
+                         "gpus GPU' always shows the source of each value, and the text list has no room for them")
+    if args.name is not None:  # '' is a name too (refused as empty), not a request for the whole list
         return _run_detail(args)
     data = rows(with_sources=args.sources)
     if args.format == "json":

@@ -7,7 +7,7 @@ import sys
 
 def add_arguments(p) -> None:
     p.add_argument("code", metavar="CODE", help="rule code (WL101) or name (fp32-training)")
-    p.add_argument("--format", choices=("text", "markdown"), default="text")
+    p.add_argument("--format", choices=("text", "markdown"), default="text", help="output format (default text)")
 
 
 def run(args) -> int:

@@ -7,8 +7,9 @@ import sys
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--format", choices=("text", "json", "markdown"), default="text")
-    p.add_argument("--all", action="store_true", help="include preview rules (listed by default, marked)")
+    # every rule is listed, preview rules marked '(preview)' (there is no option to hide or add any)
+    p.add_argument("--format", choices=("text", "json", "markdown"), default="text",
+                   help="output format (default text; markdown is docs/RULES.md)")
 
 
 def run(args) -> int:

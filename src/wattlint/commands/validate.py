@@ -6,6 +6,13 @@ import argparse
 import sys
 
 
+def _window_scale(text: str) -> float:
+    from .. import options as O
+    from ._common import cli_type
+
+    return cli_type(O.Option("window_scale", "", O.number(0.0, 100.0), "", "", ""))(text)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="step", metavar="STEP", required=True)
     pr = sub.add_parser("predict", help="write the estimator's predictions for a frozen list (commit before measuring)")
@@ -14,24 +21,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="use the device spec stored in a calibration run (CPU runs: measured CPU peaks)")
     pr.add_argument("--list", default="gpu", metavar="NAME", help="list in the validation file: gpu | cpu (gpu)")
     pr.add_argument("--models-file", default=None, metavar="TOML",
-                    help="validation list file (default calibration/validation-models.toml)")
+                    help="validation list file (default: the shipped wattlint/data/validation-models.toml)")
     pr.add_argument("--model", default=None, metavar="DIR",
                     help="calibrated model folder for the 'calibrated' variant (default: the shipped one, if any)")
     pr.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
-    pr.add_argument("--out", default=None, metavar="FILE", help="predictions file (default calibration/runs/<gpu>/)")
+    pr.add_argument("--out", default=None, metavar="FILE", help="predictions file, or a folder (existing, or ending in /) for <stamp>-predictions.json "
+                         "(default calibration/runs/<gpu-key>/ under the current directory); never overwritten")
     me = sub.add_parser("measure", help="train each configuration on the device and measure time and power")
-    me.add_argument("--predictions", required=True, metavar="FILE")
-    me.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    me.add_argument("--out", default=None, metavar="FILE|DIR")
+    me.add_argument("--predictions", required=True, metavar="FILE",
+                    help="the predictions file written by 'validate predict' (committed before measuring)")
+    me.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="device to train on (default cuda)")
+    me.add_argument("--out", default=None, metavar="FILE|DIR",
+                    help="measurements file, or a folder for <stamp>-measurements.json (default: next to the "
+                         "predictions file); never overwritten")
     me.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
     me.add_argument("--part", default=None, metavar="K/N", help="every N-th configuration, starting at K")
-    me.add_argument("--window-scale", type=float, default=1.0, help="scale the warm-up and measurement windows")
+    me.add_argument("--window-scale", type=_window_scale, default=1.0, metavar="X",
+                    help="scale the warm-up and measurement windows, 0 < X <= 100 (default 1)")
     co = sub.add_parser("compare", help="predicted vs measured -> <stamp>-validation.json + a table")
     co.add_argument("--measurements", required=True, action="append", metavar="FILE",
                     help="measurements file (repeat for the parts of one campaign)")
     co.add_argument("--predictions", action="append", default=None, metavar="FILE",
                     help="predictions file(s); the first must be the one measured against (default: that one)")
-    co.add_argument("--out", default=None, metavar="FILE|DIR")
+    co.add_argument("--out", default=None, metavar="FILE|DIR",
+                    help="validation file, or a folder for <stamp>-validation.json (default: next to the first "
+                         "measurements file)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     if args.step == "predict":
         if not args.gpu and not args.spec_from:
             raise ConfigError("validate predict: give --gpu KEY (or --spec-from RUN.json for a CPU run)")
+        if args.gpu and args.spec_from:  # the device is one or the other; --gpu was ignored
+            raise ConfigError("validate predict: --gpu and --spec-from name the device twice; give one of them")
         path = V.predict(args.list, args.gpu, list_path=args.models_file, model_dir=args.model,
                          spec_from=args.spec_from, out=args.out, only=only)
         import json

@@ -130,11 +130,33 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
         with _quiet():
             config = AutoConfig.for_model(model_type, **data)
     except (ValueError, KeyError) as e:
-        raise InputError(f"{where}: transformers does not know model_type {model_type!r} ({e})") from None
+        raise InputError(_unknown_model_type(where, model_type, e)) from None
     except Exception as e:  # noqa: BLE001 - e.g. huggingface_hub's strict-dataclass validation of bad values
         msg = " ".join(str(e).split())
         raise InputError(f"{where}: invalid {model_type} config: {type(e).__name__}: {msg}") from None
     return config
+
+
+def _unknown_model_type(where: str, model_type: str, e: Exception) -> str:
+    """The error for a model_type transformers refuses, as one readable line: transformers' own message lists every
+    model type it knows (12 kB as of 5.x), so name the closest ones instead."""
+    import difflib
+
+    try:
+        from transformers import CONFIG_MAPPING
+
+        known = list(CONFIG_MAPPING.keys())
+    except Exception:  # noqa: BLE001 - a transformers without the mapping: keep its message, shortened
+        known = []
+    if known and model_type not in known:
+        close = difflib.get_close_matches(model_type, known, n=3, cutoff=0.7)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        import transformers
+
+        return (f"{where}: transformers {transformers.__version__} does not know model_type {model_type!r}{hint} "
+                "(a newer transformers may; the config's 'model_type' names the architecture)")
+    msg = " ".join(str(e).split())
+    return f"{where}: transformers cannot build a {model_type!r} config: {msg[:300]}{'...' if len(msg) > 300 else ''}"
 
 
 def build_model(config, attention: str = "sdpa"):

@@ -304,6 +304,10 @@ class _Validate:
             dt = _ONNX_DTYPES.get(elem, "float32")
             user = self.user_inputs.get(vi.name)
             if user is not None:
+                if elem in _ONNX_DTYPES and user.dtype != dt:  # the graph's dtype is what is costed: never ignore one
+                    raise InputError(f"--input {vi.name}={user.dtype}[...]: the graph declares {dt} for input "
+                                     f"{vi.name!r}; an ONNX input keeps the graph's dtype: write "
+                                     f"{vi.name}={dt}[{','.join(map(str, user.shape))}]")
                 if dims is not None and len(dims) != len(user.shape):
                     raise InputError(f"--input {vi.name}: rank {len(user.shape)} given, the graph's input has rank "
                                      f"{len(dims)} ({_fmt_dims(dims)})")

@@ -124,8 +124,7 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
         src = source.strip()
         low = src.lower()
         if low.endswith(".onnx"):
-            if not os.path.isfile(src):
-                raise InputError(f"model file not found: {src}")
+            _need_file(src, "model file")
             from .onnx import analyze_onnx  # no torch on this path
 
             g = analyze_onnx(src, inputs=specs, batch_size=mb, seq_len=seq_len, optimizer=optimizer,
@@ -136,8 +135,7 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
                 g = replace(g, assumptions=tuple(notes) + tuple(g.assumptions))
             return g
         if low.endswith(".json"):
-            if not os.path.isfile(src):
-                raise InputError(f"config file not found: {src}")
+            _need_file(src, "config file")
             from .hf import analyze_config
 
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
@@ -149,6 +147,9 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
             return _analyze_torch_object(obj, src, specs, mb, seq_len, precision, optimizer,
                                          activation_checkpointing, notes, capacity_factor, optimizer_impl, attention,
                                          grads_to_none)
+        if os.path.isdir(src):
+            raise InputError(f"{src} is a directory: name a model file in it (file.onnx, config.json or "
+                             "file.py:attr)")
         if os.path.exists(src):
             raise InputError(f"cannot tell the format of {src!r}: expected .onnx, a config .json or "
                              "file.py:attr")
@@ -159,14 +160,21 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
                                  optimizer_impl, attention, grads_to_none)
 
 
+def _need_file(path: str, what: str) -> None:
+    """InputError unless ``path`` is a file: a directory is named as one (not reported as missing)."""
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory, not a {what}")
+    if not os.path.isfile(path):
+        raise InputError(f"{what} not found: {path}")
+
+
 def load_attr(spec: str) -> Any:
     """Import ``package.module:attr`` or ``path/file.py:attr`` and return attr (dotted attrs allowed)."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise InputError(f"model source {spec!r}: expected package.module:attr or path/file.py:attr")
     if target.endswith(".py") or os.sep in target or "/" in target:
-        if not os.path.isfile(target):
-            raise InputError(f"model file not found: {target}")
+        _need_file(target, "model file")
         mod_name = "_wattlint_user_" + os.path.splitext(os.path.basename(target))[0].replace("-", "_")
         try:
             mspec = importlib.util.spec_from_file_location(mod_name, target)

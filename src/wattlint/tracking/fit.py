@@ -144,6 +144,10 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         seen[rec.sha256] = str(f)
         gk = (h.get("device") or {}).get("gpu_key")
         if not gk:
+            if (h.get("device") or {}).get("kind") == "cpu":
+                raise RunFitError(f"{f}: a CPU run tracked without cpu_calibration= names no device and has no "
+                                  "static prediction to correct; track it with cpu_calibration=<folder of a "
+                                  "'wattlint calibrate --device cpu' run>")
             raise RunFitError(f"{f}: the record names no GPU database key (its GPU was not resolved): it cannot "
                               "calibrate a GPU; re-run the tracker with gpu=KEY")
         if target is None:

@@ -91,7 +91,9 @@ def detect(path: str | Path) -> str | None:
 
 def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | None = None) -> MeasuredRun:
     p = Path(path)
-    with open(p, newline="", encoding="utf-8") as f:
+    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
+    # the quantities are ASCII numbers
+    with open(p, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise InputError(f"{p}: no rows in this CodeCarbon file")
@@ -122,7 +124,9 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
 
 def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     p = Path(path)
-    with open(p, newline="", encoding="utf-8") as f:
+    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
+    # the quantities are ASCII numbers
+    with open(p, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.DictReader(f))
     complete = [r for r in rows if r.get("window_name") and r.get("elapsed_time") not in (None, "")]
     torn = len(rows) - len(complete)  # a row cut short (the run killed while Zeus wrote it) or without a name
@@ -138,10 +142,13 @@ def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     if not sel:
         raise InputError(f"{p}: no window named {window!r} (windows: {', '.join(names)})")
     gcols = [c for c in rows[0] if re.fullmatch(r"gpu\d+_energy", c or "")]
-    t = sum(_q(p, f"window {window!r}", "elapsed_time", r.get("elapsed_time")) or 0.0 for r in sel)
-    e = sum(_q(p, f"window {window!r}", c, r.get(c)) or 0.0 for r in sel for c in gcols)
-    return MeasuredRun(tool="zeus", path=str(p), duration_s=t, energy_kwh=e / 3.6e6, energy_scope="GPUs (NVML)",
-                       gpu_energy_kwh=e / 3.6e6, gpu_count=len(gcols),
+    ts = [_q(p, f"window {window!r}", "elapsed_time", r.get("elapsed_time")) for r in sel]
+    es = [_q(p, f"window {window!r}", c, r.get(c)) for r in sel for c in gcols]
+    # a quantity no row measured (every value empty, text or NaN) is unknown, not 0
+    t = sum(v for v in ts if v is not None) if any(v is not None for v in ts) else None
+    e = sum(v for v in es if v is not None) / 3.6e6 if any(v is not None for v in es) else None
+    return MeasuredRun(tool="zeus", path=str(p), duration_s=t, energy_kwh=e, energy_scope="GPUs (NVML)",
+                       gpu_energy_kwh=e, gpu_count=len(gcols),
                        notes=[f"Zeus: {len(sel)} window(s) named {window!r} summed, {len(gcols)} GPU column(s)"]
                        + ([f"{torn} incomplete row(s) (no window name or elapsed time) ignored"] if torn else []))
 
