@@ -15,16 +15,8 @@ import pytest
 from wattlint.calibrate.suites import parse_suite
 from wattlint.types import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
-SRC = ROOT / "src"
-
-
-def _one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("wattlint: error:"), err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return lines[0]
+from _cli_errors import EXAMPLES, ROOT, SRC
+from _cli_errors import one_error_line as _one_error_line
 
 
 # ---- Python 3.10 (requires-python >= 3.10): no tomllib there ------------------------------------------------------

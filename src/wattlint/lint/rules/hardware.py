@@ -275,6 +275,16 @@ def _platform(gpu) -> str:
     return platform_class(gpu)
 
 
+def _phase_over(ctx, name: str):
+    """(the estimate's phase ``name``, step time) when the phase takes at least the rule's ``min-share`` of the step,
+    else (None, step time)."""
+    phase = ctx.estimate.phases.get(name)
+    step = ctx.estimate.per_step.time_s
+    if phase is None or step <= 0 or phase.time_s / step < ctx.options["min_share"]:
+        return None, step
+    return phase, step
+
+
 # ---- WL204 ----------------------------------------------------------------------------------------------------
 
 @register
@@ -326,9 +336,8 @@ class LaunchBound(Rule):
 
     def check(self, ctx):
         est = ctx.estimate
-        gap = est.phases.get("idle_gaps")
-        step = est.per_step.time_s
-        if gap is None or step <= 0 or gap.time_s / step < ctx.options["min_share"]:
+        gap, step = _phase_over(ctx, "idle_gaps")
+        if gap is None:
             return
         from ...energy import system
 
@@ -406,9 +415,8 @@ class PipelineBubble(Rule):
 
     def check(self, ctx):
         est = ctx.estimate
-        bubble = est.phases.get("pipeline_bubble")
-        step = est.per_step.time_s
-        if bubble is None or step <= 0 or bubble.time_s / step < ctx.options["min_share"]:
+        bubble, step = _phase_over(ctx, "pipeline_bubble")
+        if bubble is None:
             return
         plan = est.plan
         p, v, m = plan.pipeline_parallel, plan.virtual_pipeline_stages, max(1, plan.grad_accum)
