@@ -398,3 +398,23 @@ def test_disk_full_on_the_summary_line_and_failing_fsync_never_raise(tmp_path, m
     lines = _lines(t.path)
     assert len(lines) == n + 1 and lines[-1]["type"] == "window"
     assert t._writer.fd == -1  # the descriptor was closed although fsync failed
+
+
+def test_a_model_parallel_job_gets_its_static_estimate_for_its_layout(tmp_path):
+    """A tensor x pipeline-parallel job states its layout to the tracker: the static estimate it is compared with is
+    that job (TP 2 x PP 2 on 4 GPUs), not 4 data-parallel replicas of the whole model."""
+    pytest.importorskip("transformers")
+    from _parallel_fixtures import write_gpt_config
+
+    cfg = write_gpt_config(tmp_path)
+    clock = Clock(100.0)
+    with _track(tmp_path / "runs", clock, steps=100, gpu="a100-sxm4-80gb", source=str(cfg), static=True, seq_len=256,
+                batch_size=4, gpus=4, tensor_parallel=2, pipeline_parallel=2, micro_batch_size=1,
+                precision="bf16", channels=[FakeChannel(250.0)]) as t:
+        for _ in range(30):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    plan = h["static"]["plan"]
+    assert (plan["tensor_parallel"], plan["pipeline_parallel"], plan["data_parallel"]) == (2, 2, 1)
+    assert plan["grad_accum"] == 4  # batch 4 / (DP 1 x micro-batch 1)

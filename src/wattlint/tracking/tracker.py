@@ -104,7 +104,10 @@ class Tracker:
     key; default: the NVML name resolved) or, for CPU runs, ``cpu_calibration`` (a CPU calibration run folder).
     Plan (same options and semantics as ``wattlint estimate``): ``steps`` | ``epochs`` (+ ``dataset``) |
     ``tokens`` (+ ``seq_len``), ``batch_size``, ``grad_accum``, ``precision``, ``optimizer`` (name or the torch
-    optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``.
+    optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``; the parallel
+    layout of a model-parallel job (``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``,
+    ``context_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``, ``training_stack``), so
+    that the static estimate is of the job as it runs.
     Budgets: ``max_kwh`` (facility energy), ``max_co2_kg``, ``max_cost_usd`` with ``on_budget`` warn | stop.
     Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
     quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
@@ -117,7 +120,9 @@ class Tracker:
                  steps=None, epochs=None, dataset=None, tokens=None, seq_len=None, batch_size=None, grad_accum=None,
                  precision=None, gpus=None, gpus_per_node=None, sharding=None, pue=None, region=None,
                  carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
-                 recompute=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
+                 recompute=None, tensor_parallel=None, pipeline_parallel=None, virtual_pipeline_stages=None,
+                 context_parallel=None, expert_parallel=None, sequence_parallel=None, micro_batch_size=None,
+                 training_stack=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
@@ -143,7 +148,11 @@ class Tracker:
                         "optimizer": _optimizer_name(optimizer), "gpus": gpus, "gpus_per_node": gpus_per_node,
                         "sharding": sharding, "pue": pue, "region": region, "carbon_intensity": carbon_intensity,
                         "price": price, "gpu_hour_price": gpu_hour_price,
-                        "activation_checkpointing": activation_checkpointing, "recompute": recompute}
+                        "activation_checkpointing": activation_checkpointing, "recompute": recompute,
+                        "tensor_parallel": tensor_parallel, "pipeline_parallel": pipeline_parallel,
+                        "virtual_pipeline_stages": virtual_pipeline_stages, "context_parallel": context_parallel,
+                        "expert_parallel": expert_parallel, "sequence_parallel": sequence_parallel,
+                        "micro_batch_size": micro_batch_size, "training_stack": training_stack}
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
