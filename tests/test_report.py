@@ -166,3 +166,14 @@ def text_rows(est):
     from wattlint.report.tables import summary_rows
 
     return [(k.strip(), v) for k, v in summary_rows(est)]
+
+
+def test_counts_pick_their_unit_after_rounding():
+    from wattlint.report import units
+
+    assert units.count(999_999) == "1.00 M"  # was "1,000 k"
+    assert units.count(2e12) == "2.00 T"  # was "2,000 B" (Llama-2's 2 T tokens)
+    assert units.count(1_234_567) == "1.23 M"
+    assert units.count(12_345) == "12.3 k"
+    assert units.count(9_999) == "9,999"
+    assert units.count(999_499_999) == "999 M"

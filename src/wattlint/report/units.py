@@ -155,8 +155,15 @@ def flops(x: float) -> str:
 
 
 def count(n: float) -> str:
+    """A count in k / M / B (billion) / T with 3 significant digits; the unit is chosen after rounding, so 999,999
+    reads "1.00 M", not "1,000 k", and 2e12 tokens "2.00 T", not "2,000 B"."""
     if n is None:
         return "n/a"
+    if n and math.isfinite(n) and abs(n) >= 1e4:
+        mag = math.floor(math.log10(abs(n)))
+        n = round(n, 2 - mag)  # 3 significant digits
+    if abs(n) >= 1e12:
+        return f"{_num(n / 1e12)} T"
     if abs(n) >= 1e9:
         return f"{_num(n / 1e9)} B"
     if abs(n) >= 1e6:
