@@ -201,6 +201,17 @@ def test_cache_dir_the_user_already_has_gets_no_catch_all_gitignore(project, run
     assert json.loads(run_cli("check", "--format", "json")[1])["models"][0]["cached"] is True  # still a cache
 
 
+def test_cache_dir_that_is_a_file_is_refused(project, run_cli, tmp_path, monkeypatch):
+    """A cache-dir naming a file silently turned the cache off (every write failed and was swallowed)."""
+    monkeypatch.delenv("WATTLINT_CACHE_DIR")
+    (tmp_path / "notes.txt").write_text("mine\n")
+    project(extra='cache-dir = "notes.txt"')
+    code, out, err = run_cli("check")
+    assert code == 2 and "is a file, not a folder" in err and err.strip().count("\n") == 0
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    assert run_cli("check", "--no-cache")[0] == 0
+
+
 def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
     env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp_path / ".wattlint-cache")}
     subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,

@@ -247,6 +247,10 @@ class ResultCache:
                 raise ConfigError(f"cache directory {d} resolves to {target}, outside the project {config.root} "
                                   "through a symbolic link; refusing to write there (remove the link, or set "
                                   "cache-dir / WATTLINT_CACHE_DIR to the real path, or pass --no-cache)")
+        if enabled and d.exists() and not d.is_dir():
+            src = "WATTLINT_CACHE_DIR" if env else "cache-dir"
+            raise ConfigError(f"cache directory {d} ({src}) is a file, not a folder: nothing could be cached there "
+                              "(point it at a folder, or pass --no-cache)")
         return cls(d, enabled=enabled)
 
     def key(self, model, config, extra: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
