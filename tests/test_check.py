@@ -212,6 +212,14 @@ def test_cache_dir_that_is_a_file_is_refused(project, run_cli, tmp_path, monkeyp
     assert run_cli("check", "--no-cache")[0] == 0
 
 
+def test_baseline_that_is_a_folder_is_named_as_one(project, run_cli, tmp_path):
+    """A baseline path naming a folder was reported as 'not valid JSON ... fix it or delete it'."""
+    project(extra='baseline = "basedir"')
+    (tmp_path / "basedir").mkdir()
+    code, out, err = run_cli("check")
+    assert code == 2 and "is a folder, not a file" in err and err.strip().count("\n") == 0
+
+
 def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
     env = {**os.environ, "WATTLINT_CACHE_DIR": str(tmp_path / ".wattlint-cache")}
     subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,

@@ -25,6 +25,9 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return {}
+    if path.is_dir():
+        raise ConfigError(f"baseline {path} is a folder, not a file: point 'baseline' at a JSON file (it is created by "
+                          "'wattlint check --update-baseline')")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
