@@ -322,13 +322,21 @@ def _context_split(r: OpRecord, cp: int, tokens: int) -> OpRecord:
         if which:
             new = {"m": m, "n": n, "k": k}
             new[which] = max(1, new[which] // cp)
-            f = new[which] / (m if which == "m" else k if which == "k" else n)
-            read_f = (new["m"] * new["k"] + new["k"] * new["n"]) / (m * k + k * n)
-            write_f = (new["m"] * new["n"]) / (m * n)
-            dims = tuple((key, new[key] if key in new else v) for key, v in r.dims)
-            return dataclasses.replace(r, flops=int(round(r.flops * f)), bytes_read=int(round(r.bytes_read * read_f)),
-                                       bytes_written=int(round(r.bytes_written * write_f)), dims=dims)
+            return _resized_gemm(r, new)
     return _scaled(r, 1.0 / cp)
+
+
+def _resized_gemm(r: OpRecord, new: Mapping[str, int]) -> OpRecord:
+    """A GEMM record with its m / n / k changed to ``new``: FLOPs and bytes follow the new dims (operands m x k and
+    k x n read, m x n written)."""
+    m, n, k = r.dim("m", 0), r.dim("n", 0), r.dim("k", 0)
+    m2, n2, k2 = new["m"], new["n"], new["k"]
+    read_f = (m2 * k2 + k2 * n2) / (m * k + k * n)
+    write_f = (m2 * n2) / (m * n)
+    dims = tuple((key, new[key] if key in new else v) for key, v in r.dims)
+    return dataclasses.replace(r, flops=int(round(r.flops * (m2 * n2 * k2) / (m * n * k))),
+                               bytes_read=int(round(r.bytes_read * read_f)),
+                               bytes_written=int(round(r.bytes_written * write_f)), dims=dims)
 
 
 def kv_bytes_per_layer(graph: CostGraph, blocks: Blocks | None, hidden: int) -> tuple[float, str]:
@@ -371,13 +379,7 @@ def _shard_gemm(r: OpRecord, tp: int, tokens: int, split: tuple[int, bool] | Non
         which = max(("n", "k", "m"), key=lambda x: cand.get(x, -1))
     new = dict(dims_now)
     new[which] = math.ceil(new[which] / tp)
-    m2, n2, k2 = new["m"], new["n"], new["k"]
-    read_f = (m2 * k2 + k2 * n2) / (m * k + k * n)
-    write_f = (m2 * n2) / (m * n)
-    dims = tuple((key, new[key] if key in new else v) for key, v in r.dims)
-    return dataclasses.replace(r, flops=int(round(r.flops * (m2 * n2 * k2) / (m * n * k))),
-                               bytes_read=int(round(r.bytes_read * read_f)),
-                               bytes_written=int(round(r.bytes_written * write_f)), dims=dims)
+    return _resized_gemm(r, new)
 
 
 def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hidden: int, tokens: int) -> bool:
