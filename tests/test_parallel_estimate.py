@@ -80,12 +80,59 @@ def test_pipeline_keeps_one_stage_and_prices_the_bubble(gpt_config):
     assert ph["pipeline_bubble"].time_s == pytest.approx(per_mb, rel=1e-9)
     head_fb = (ph["forward"].time_s + ph["backward"].time_s) / 8 - blocks_fb
     assert head_fb > 0  # the LM head + loss: in the stage, not in the bubble
-    # priced at idle power
+    # priced at idle power, with the first stage's wait while the last runs the LM head and loss (it has no head:
+    # half the GPUs wait head time x 8 micro-batches each step)
     gpu = resolve_gpu("a100-sxm4-80gb")[0]
-    assert ph["pipeline_bubble"].gpu_energy_j == pytest.approx(ph["pipeline_bubble"].time_s * gpu.idle_w * 2)
+    head_t = 8 * head_fb
+    assert ph["pipeline_bubble"].gpu_energy_j == pytest.approx(
+        (ph["pipeline_bubble"].time_s + head_t / 2) * gpu.idle_w * 2, rel=1e-9)
     # p2p: per micro-batch 2 sends of 256 x 512 x 2 B = 262,144 B over NVLink (both stages in one node):
     # 262,144 / 240e9 + 20 us each
     assert ph["pipeline_p2p"].time_s == pytest.approx(8 * 2 * (262_144 / 240e9 + 20e-6), rel=1e-9)
+
+
+def test_pipeline_energy_is_the_mean_of_the_stages_own_work(gpt_config):
+    """PP 2, 4 equal blocks: the traced stage is the last one (2 blocks + final norm, LM head, loss). The first
+    stage's GPU runs the same 2 blocks and no head, so the job's forward + backward energy is 2 x the costed
+    stage's minus one head (the head runs on one stage, not two), and its FLOPs likewise; the step time is the
+    costed stage's."""
+    pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
+    blocks = P.find_blocks(pp.graph)
+    fb = (Phase.FORWARD, Phase.BACKWARD)
+    k = 8  # micro-batches per step, traced at micro-batch 1
+    rows = [(r, t, e) for r, t, e in zip(pp.graph.records, pp.op_times_s, pp.op_energy_j) if r.phase in fb]
+    head_e = k * sum(e for r, t, e in rows if blocks.index(r.module) is None)
+    head_f = k * sum(r.flops for r, t, e in rows if blocks.index(r.module) is None)
+    stage_e = k * sum(e for r, t, e in rows)
+    stage_f = k * sum(r.flops for r, t, e in rows)
+    ph = pp.phases
+    assert head_e > 0 and head_f > 0
+    assert ph["forward"].gpu_energy_j + ph["backward"].gpu_energy_j == pytest.approx(2 * stage_e - head_e, rel=1e-9)
+    opt_f = sum(r.flops for r in pp.graph.records if r.phase is Phase.OPTIMIZER)  # x 1: one optimizer step
+    assert pp.per_step.flops == pytest.approx(2 * (stage_f + opt_f) - head_f, rel=1e-9)
+    assert pp.per_step.gpu_energy_j == pytest.approx(sum(p.gpu_energy_j for p in ph.values()), rel=1e-12)
+    assert pp.per_step.time_s == pytest.approx(sum(p.time_s for p in ph.values()), rel=1e-12)
+    assert any("pipeline stages' energy" in a and "2/2 blocks" in a for a in pp.assumptions)
+
+
+def test_unequal_stage_energy_prices_the_head_from_its_flops(gpt_config):
+    """4 blocks on 3 stages (1/2/1): the costed stage is the middle one (2 blocks, no LM head). The stages' mean
+    forward + backward energy = (1 + 2 + 1 + h) / 3 blocks' worth, h the LM head and loss in blocks of FLOPs
+    (priced at the block's rate), against the costed stage's 2 blocks."""
+    three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1)
+    info = three.graph.extra["pipeline_stages"]
+    h = info["head_blocks"]
+    # h by hand: the LM head 512 -> 1000 over 256 tokens: 6 x 512 x 1000 x 256 FLOPs fwd + bwd (plus the final norm
+    # and the loss, small) against one block's 6 x 12 x 512^2 x 256 (+ attention scores and element-wise work)
+    assert 0.8 * (1000 / (12 * 512)) < h < 1.3 * (1000 / (12 * 512))
+    blocks = P.stage_blocks_of(three.graph)
+    rows = [(r, e) for r, e in zip(three.graph.records, three.op_energy_j)
+            if r.phase in (Phase.FORWARD, Phase.BACKWARD)]
+    per_block = 3 * sum(e for r, e in rows if blocks.index(r.module) is not None) / 2
+    rest = 3 * sum(e for r, e in rows if blocks.index(r.module) is None)
+    want = 3 * (rest + (4 + h) / 3 * per_block)
+    ph = three.phases
+    assert ph["forward"].gpu_energy_j + ph["backward"].gpu_energy_j == pytest.approx(want, rel=1e-9)
 
 
 def test_sequence_parallel_swaps_all_reduce_for_all_gather_and_reduce_scatter(gpt_config):
@@ -357,7 +404,9 @@ def test_unequal_stages_cost_the_heaviest_stage_and_its_bubble(gpt_config):
     2 blocks + 2 boundary sends; the same 2-block stage under 2 equal stages has 1 block-pair + 1 send."""
     two = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
     three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1)
-    assert three.graph.extra["pipeline_stages"] == {"blocks": [1, 2, 1], "costed": 1, "prefix": "transformer.h"}
+    stages = dict(three.graph.extra["pipeline_stages"])
+    assert stages.pop("head_blocks") > 0
+    assert stages == {"blocks": [1, 2, 1], "costed": 1, "prefix": "transformer.h"}
     assert any("1/2/1 blocks per stage" in a and "stage 2 of 3" in a for a in three.assumptions)
     # the costed stage runs transformer.h.1 and h.2 and no LM head
     mods = {r.module for r in three.graph.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD}
@@ -478,6 +527,17 @@ def test_context_parallel_splits_the_sequence_and_prices_the_kv_ring(gpt_config)
     assert any(a.startswith("data parallel over 4 GPUs") for a in cp.assumptions), cp.assumptions
 
 
+def test_zero_shards_over_the_context_parallel_ranks_too(gpt_config):
+    """CP 2 x DP 2 on 4 GPUs: all 4 hold the same weights, so ZeRO-1 (Megatron's distributed optimizer) shards the
+    optimizer state and the optimizer step over 4 ranks, not over the 2 data-parallel ones."""
+    one = _est(gpt_config, gpus=1, batch_size=1)
+    cp = _est(gpt_config, gpus=4, context_parallel=2, batch_size=2, sharding="zero1")
+    assert cp.plan.data_parallel == 2 and cp.plan.shard_group == 4
+    assert cp.memory.breakdown["optimizer_state"] == pytest.approx(one.memory.breakdown["optimizer_state"] / 4,
+                                                                   rel=1e-9)
+    assert cp.phases["optimizer"].time_s == pytest.approx(one.phases["optimizer"].time_s / 4, rel=1e-9)
+
+
 @pytest.mark.parametrize("argv, msg", [
     (["--gpus", "4", "--context-parallel", "3", "--batch-size", "4"], "--context-parallel 3"),
     (["--gpus", "6", "--context-parallel", "3", "--batch-size", "2"], "does not divide into 6 chunks"),
@@ -503,7 +563,8 @@ def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_confi
     assert row.count == 2
     assert row.flops == pytest.approx(4 * 6 * 512 * 2048 * 2048, rel=2e-3)
     caption = ("pipeline parallel 2: one stage traced and priced for all 2 GPUs, so a block row (xN) covers its layer "
-               "in N x 2 blocks and a layer of that stage only (LM head, final norm) is counted 2 times")
+               "in N x 2 blocks and a layer of that stage only (LM head, final norm) is counted 2 times (the step "
+               "and run totals price each stage's own work)")
     assert caption in " ".join(text.render([pp], top=5).split())
     assert caption in markdown.render([pp], top=5)
     flat = _est(gpt_config, gpus=1, batch_size=8)

@@ -77,6 +77,9 @@ class _Sums:
     layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     flops: float = 0.0
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
+    block_fb_e: float = 0.0  # ... their energy and FLOPs (the other pipeline stages' own work: _pipeline_mean)
+    block_fb_f: float = 0.0
+    opt_f: float = 0.0  # FLOPs of the optimizer step
     attn_fb_t: float = 0.0  # forward + backward time of the fused attention kernels (context-parallel overlap)
     micro_ops: int = 0
     opt_ops: int = 0
@@ -102,7 +105,7 @@ def multipliers(graph: CostGraph, plan: Plan) -> tuple[float, float]:
     experts / ep of the routed-expert parameters (wattlint.parallel.expert_split)."""
     traced = max(1, int(graph.micro_batch or 1))
     fb = max(1, plan.grad_accum) * plan.micro_batch_size / traced
-    dp = plan.data_parallel
+    dp = plan.shard_group  # ZeRO / FSDP / distributed optimizer: data-parallel x context-parallel ranks
     sharded = plan.sharding in system.SHARDED and dp > 1
     opt = 1.0 / dp if sharded else 1.0
     if plan.expert_parallel > 1 and graph.params:
@@ -128,7 +131,8 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
-                 flops=s.flops, block_fb_t=s.block_fb_t, attn_fb_t=s.attn_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
+                 flops=s.flops, block_fb_t=s.block_fb_t, block_fb_e=s.block_fb_e, block_fb_f=s.block_fb_f,
+                 opt_f=s.opt_f, attn_fb_t=s.attn_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
                  core=s.core, micro_stream=s.micro_stream, opt_stream=s.opt_stream)
 
 
@@ -150,7 +154,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     bwd = Phase.BACKWARD.value
     pv = _PHASE_VALUE
     kinds: dict = {}
-    flops = block_fb_t = attn_fb_t = 0.0
+    flops = block_fb_t = block_fb_e = block_fb_f = opt_f = attn_fb_t = 0.0
     micro_ops, opt_ops = system.Launches(), system.Launches()
     core_n, core_f, core_t = 0, 0.0, 0.0
     # launch streams in issue order: forward, then the recomputed forward ops (at the start of backward: an
@@ -193,6 +197,10 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
                 core_t += tk
         if blocks is not None and ph is not optim and blocks.index(r.module) is not None:
             block_fb_t += tk * (2 if again else 1)
+            block_fb_e += ek * (2 if again else 1)
+            block_fb_f += fk * (2 if again else 1)
+        if ph is optim:
+            opt_f += fk
         if r.kind is OpKind.ATTENTION and ph is not optim:
             attn_fb_t += tk * (2 if again else 1)
         if layer not in layer_type:
@@ -212,6 +220,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             bwd_n.append(micro_ops.add(r, t))
             bwd_k.append(t)
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops.n, opt_ops.n
+    s.block_fb_e, s.block_fb_f, s.opt_f = block_fb_e, block_fb_f, opt_f
     s.attn_fb_t = attn_fb_t
     s.micro_stream = system.LaunchStream.of(fwd_k + re_k + bwd_k, fwd_n + re_n + bwd_n)
     s.opt_stream = system.LaunchStream.of(opt_k, opt_n)
@@ -259,6 +268,70 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
                 s.phase_e[phase] = t * w
         notes.extend(mp.notes)
     return notes
+
+
+BLOCK_PHASES = ("tensor_parallel", "context_parallel", "expert_all_to_all")  # per layer: with a stage's blocks
+
+
+def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tuple[float, str] | None:
+    """Under pipeline parallelism, turn the step energy of the costed (bottleneck) stage's GPU, which the phase sums
+    hold, into the mean over the stages' GPUs: every stage runs in lock-step with the costed one (same step time)
+    but does its own work, its blocks (forward + backward, their per-layer collectives, its share of the optimizer
+    step) and, on the last stage only, the final norm, LM head and loss, and waits at idle power for the rest.
+
+    Stage i's busy work = b + n_i x (one block) + [i last] x head, with the block's time / energy / FLOPs the
+    costed stage's block sums / its n_c blocks, the head the costed stage's non-block work when it is the last
+    stage (else its FLOPs in blocks, ``head_blocks``, priced at the block's rate) and b any other non-block work of
+    the costed stage (every stage). The optimizer step and the per-layer collectives (``BLOCK_PHASES``) scale by
+    n_i / n_c. Phase energies become the means (forward / backward pro rata, the waiting in ``pipeline_bubble``);
+    phase times stay the costed stage's. The first stage's embedding lookup is not priced (as for the step time).
+    Returns (mean FLOPs per GPU and step, the assumption line), or None without pipeline stages."""
+    info = (graph.extra or {}).get("pipeline_stages") or {}
+    sizes = [int(x) for x in info.get("blocks") or []]
+    pp = plan.pipeline_parallel
+    if pp <= 1 or len(sizes) != pp:
+        return None
+    costed = int(info.get("costed", pp - 1))
+    n_c = sizes[costed]
+    if n_c <= 0:
+        return None
+    pt, pe = s.phase_t, s.phase_e
+    fb_t = pt.get("forward", 0.0) + pt.get("backward", 0.0)
+    fb_e = pe.get("forward", 0.0) + pe.get("backward", 0.0)
+    fb_f = s.flops - s.opt_f
+    blk = (s.block_fb_t / n_c, s.block_fb_e / n_c, s.block_fb_f / n_c)
+    rest = (fb_t - s.block_fb_t, fb_e - s.block_fb_e, fb_f - s.block_fb_f)
+    if costed == pp - 1:
+        head, base = rest, (0.0, 0.0, 0.0)
+    else:
+        h = float(info.get("head_blocks") or 0.0)
+        head, base = tuple(h * x for x in blk), rest
+    mean_n = sum(sizes) / pp
+    r = mean_n / n_c  # the optimizer step and the per-layer collectives
+    fb_mean = [base[k] + mean_n * blk[k] + head[k] / pp for k in range(3)]
+    busy_t_c = fb_t + pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES)
+    busy_t_mean = fb_mean[0] + r * (pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES))
+    wait = max(0.0, busy_t_c - busy_t_mean)
+    before = sum(pe.values())
+    if fb_e > 0:
+        for p in ("forward", "backward"):
+            if p in pe:
+                pe[p] *= fb_mean[1] / fb_e
+    for p in ("optimizer",) + BLOCK_PHASES:
+        if p in pe:
+            pe[p] *= r
+    pe["pipeline_bubble"] = pe.get("pipeline_bubble", 0.0) + wait * gpu.idle_w
+    pt.setdefault("pipeline_bubble", 0.0)
+    after = sum(pe.values())
+    flops = fb_mean[2] + r * s.opt_f
+    where = ("the costed (last) stage's own" if costed == pp - 1 else
+             f"priced at the block rate from its FLOPs ({float(info.get('head_blocks') or 0.0):.2f} blocks' worth)")
+    note = (f"pipeline stages' energy: each of the {pp} stages runs its own {'/'.join(map(str, sizes))} blocks (and "
+            f"its share of the optimizer step and per-layer collectives), the final norm, LM head and loss on the "
+            f"last stage only ({where}), and waits at idle power ({gpu.idle_w:.0f} W) for the rest of the costed "
+            f"stage's step ({wait * 1e3:.3g} ms per GPU on average, in pipeline_bubble); GPU energy per step "
+            f"{after / before:.3f} x the costed stage's" if before > 0 else "")
+    return flops, note
 
 
 def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyModelInfo, gpu: GpuSpec,
@@ -359,10 +432,16 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     notes += _system(graph, gpu, plan, s)
     n = max(1, plan.gpus)
     step_s = sum(s.phase_t.values())
+    layer_j_one = sum(s.phase_e.values())  # the costed stage's GPU: what the layer table adds up to
+    flops_one = s.flops
+    stages = _pipeline_mean(graph, plan, gpu, s)
+    if stages is not None:
+        flops_one, stage_note = stages
+        notes.append(stage_note)
     gpu_j_one = sum(s.phase_e.values())
     host_w, host_note = system.host_power_w(gpu, plan)
     notes.append(host_note)
-    step = StepCost(flops=float(s.flops * n), time_s=step_s, gpu_energy_j=gpu_j_one * n,
+    step = StepCost(flops=float(flops_one * n), time_s=step_s, gpu_energy_j=gpu_j_one * n,
                     host_energy_j=host_w * step_s, avg_gpu_power_w=gpu_j_one / step_s if step_s > 0 else 0.0)
     total, total_notes = _totals(step, gpu_j_one * n, plan, model, gpu, host_w)
     notes += total_notes
@@ -370,13 +449,13 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     notes += mem.pop("notes", [])
     notes += _notes(graph, gpu, model)
     phases = {ph: PhaseCost(time_s=s.phase_t[ph], gpu_energy_j=s.phase_e[ph] * n) for ph in PHASES if ph in s.phase_t}
-    util, util_note = utilization(graph, gpu, plan, step_s, s.flops)
+    util, util_note = utilization(graph, gpu, plan, step_s, flops_one)
     if util_note:
         notes.append(util_note)
     return Estimate(
         model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan,
         calibration=model.calibration, calibration_source=model.source,
-        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, gpu_j_one), phases=phases,
+        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, layer_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)
 

@@ -9,7 +9,8 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   trainable parameter, sharded like the optimizer state), gradients in the fp32 accumulation buffer (4 bytes; 2
   under fp16), no cached weight casts.
 * optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
-* sharding over the data-parallel group of ``n`` GPUs (ZeRO stages; FSDP FULL_SHARD = ZeRO-3):
+* sharding over the ``n`` GPUs holding the same weights, data-parallel x context-parallel (``Plan.shard_group``;
+  ZeRO stages; FSDP FULL_SHARD = ZeRO-3; Megatron's distributed optimizer):
   zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights, plus the gathered units in flight
   (:func:`gathered_share`: the running + the prefetched transformer block and the root unit, which FULL_SHARD keeps
   gathered through backward; torch.distributed.fsdp ``_post_forward_reshard``).
@@ -194,14 +195,14 @@ def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
                                  f"{plan.pipeline_parallel}" if plan.tensor_parallel * plan.pipeline_parallel > 1
                                  else "") + ")")
     if sharded:
-        text += (f"; {plan.sharding} shards the expert part over the {max(1, plan.data_parallel // ep)} data-parallel "
-                 f"ranks holding the same experts, the rest over all {plan.data_parallel}")
+        text += (f"; {plan.sharding} shards the expert part over the {max(1, plan.shard_group // ep)} data-parallel "
+                 f"ranks holding the same experts, the rest over all {plan.shard_group}")
     return text
 
 
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
-    n = max(1, plan.data_parallel)  # ZeRO / FSDP shard over the data-parallel group
+    n = max(1, plan.shard_group)  # ZeRO / FSDP shard over the data-parallel (x context-parallel) group
     notes: list[str] = []
     split = _parallel.expert_split(graph, plan.expert_parallel)
     params = graph.params

@@ -446,12 +446,27 @@ def interleave_penalty(pp: int, vpp: int) -> float:
     return 1.0 + (pp - 1) / (pp * vpp) if pp > 1 and vpp > 1 else 1.0
 
 
+def _head_blocks(graph: CostGraph, blocks: Blocks, pre: set[str]) -> float:
+    """Forward + backward FLOPs of the modules after the repeated blocks (final norm, LM head, loss: the last
+    stage's own work) in units of one block's."""
+    block_f = post_f = 0.0
+    for r in graph.records:
+        if r.phase is Phase.OPTIMIZER:
+            continue
+        if blocks.index(r.module) is not None:
+            block_f += r.flops
+        elif r.module not in pre:
+            post_f += r.flops
+    return post_f / (block_f / blocks.count) if block_f > 0 else 0.0
+
+
 def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[str],
-                    notes: list[str], vpp: int = 1) -> tuple[int, int, bool, tuple[int, ...], int]:
+                    notes: list[str], vpp: int = 1) -> tuple[int, int, bool, tuple[int, ...], int, float]:
     """The pipeline stage costed as the bottleneck: (first block position, end position, whether it runs the
-    modules after the blocks (final norm, LM head, loss), blocks per stage, its stage index). Equal stages: the
-    last one. Unequal ones (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage
-    (its blocks + what follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
+    modules after the blocks (final norm, LM head, loss), blocks per stage, its stage index, the LM head and loss
+    in blocks' worth of FLOPs (:func:`_head_blocks`)). Equal stages: the last one. Unequal ones
+    (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage (its blocks + what
+    follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
     if blocks is None or blocks.count < pp:
         have = blocks.count if blocks else 0
         raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
@@ -461,23 +476,16 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
     if min(sizes) < vpp:
         raise ConfigError(f"--virtual-pipeline-stages {vpp}: a pipeline stage of {min(sizes)} block(s) cannot hold "
                           f"{vpp} model chunks of at least one block each ({L} blocks on {pp} stages)")
-    last = (L - sizes[-1], L, True, sizes, pp - 1)
+    head = _head_blocks(graph, blocks, pre)
+    last = (L - sizes[-1], L, True, sizes, pp - 1, head)
     if len(set(sizes)) == 1:
         notes.append(f"pipeline parallel {pp}: {L} blocks of {blocks.prefix} split into stages of {sizes[0]}; the "
                      f"last stage (its blocks + final norm, LM head and loss) costed as the bottleneck stage")
         return last
-    block_f = post_f = 0.0
-    for r in graph.records:
-        if r.phase is Phase.OPTIMIZER:
-            continue
-        if blocks.index(r.module) is not None:
-            block_f += r.flops
-        elif r.module not in pre:
-            post_f += r.flops
-    per_block = block_f / L
     mid = max(range(1, pp - 1), key=lambda i: sizes[i]) if pp > 2 else pp - 1
-    last_f, mid_f = sizes[-1] * per_block + post_f, sizes[mid] * per_block
-    pick = last if last_f >= mid_f or mid == pp - 1 else (sum(sizes[:mid]), sum(sizes[:mid + 1]), False, sizes, mid)
+    last_f, mid_f = sizes[-1] + head, sizes[mid]
+    pick = last if last_f >= mid_f or mid == pp - 1 else (sum(sizes[:mid]), sum(sizes[:mid + 1]), False, sizes, mid,
+                                                          head)
     which = ("the last stage (its blocks + final norm, LM head and loss)" if pick[2]
              else f"stage {mid + 1} of {pp} ({sizes[mid]} blocks, more FLOPs than the last stage's {sizes[-1]} "
                   f"blocks + LM head and loss)")
@@ -502,7 +510,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel,
                                 "vpp": layout.vpp, "cp": layout.cp}
     if stage is not None:
-        extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix}
+        extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix,
+                                    "head_blocks": stage[5]}
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     return extra

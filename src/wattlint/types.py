@@ -371,6 +371,13 @@ class Plan:
         return max(1, self.gpus // (self.tensor_parallel * self.context_parallel * self.pipeline_parallel))
 
     @property
+    def shard_group(self) -> int:
+        """Ranks holding the same weights, over which gradients are reduced and ZeRO / FSDP / the distributed
+        optimizer shard their state: data-parallel x context-parallel (Megatron-Core's data-parallel group with
+        context parallelism; context-parallel ranks hold the same weights)."""
+        return self.data_parallel * max(1, self.context_parallel)
+
+    @property
     def micro_batch_size(self) -> int:
         return max(1, self.batch_size // (self.data_parallel * self.grad_accum))
 

@@ -608,7 +608,7 @@ def data_parallel_plan(plan: Plan) -> Plan:
         return plan
     # context-parallel ranks hold the same weights: the gradients are reduced over data-parallel x context-parallel
     # ranks (Megatron-Core's data-parallel group with context parallelism)
-    dp = plan.data_parallel * cp
+    dp = plan.shard_group
     per_node = max(1, plan.gpus_per_node)
     local = max(1, min(dp, per_node // plan.tensor_parallel))
     gbps = (plan.internode_gbps or 0.0) * local / per_node

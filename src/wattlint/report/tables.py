@@ -144,7 +144,7 @@ def layer_caption(est: Estimate) -> str:
         return ""
     return (f"pipeline parallel {pp}: one stage traced and priced for all {est.plan.gpus:,} GPUs, so a block row "
             f"(xN) covers its layer in N x {pp} blocks and a layer of that stage only (LM head, final norm) is "
-            f"counted {pp} times")
+            f"counted {pp} times (the step and run totals price each stage's own work)")
 
 
 COMPARE_HEADER = ["GPU", "time", "GPU-hours", "energy", "energy 5–95 %", "CO2", "cost", "memory / GPU", "fits",
