@@ -144,11 +144,18 @@ def test_wl107_counts_an_untraced_recompute(run_cli):
 
 def test_pipeline_bubble_says_when_stages_are_too_short_to_interleave():
     """2 blocks on 2 stages (1 each) through the product's estimator: a chunk needs a whole block, so WL205 names the
-    short stages and offers no interleaving saving."""
+    short stages; with micro-batches of 8 its saving is halving them, with micro-batches of 1 there is none."""
     from wattlint.lint.rule import Case
 
     case = Case("one block per stage", {
         "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(2)],
         "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16})
     f = run_case(RULES["WL205"], case, real=True)
+    assert f and "too short for more interleaved chunks" in f[0].message
+    assert "--micro-batch-size 4" in f[0].message and f[0].saving_kwh > 0
+    ones = Case("one block per stage, one-sample micro-batches", {
+        "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(2)],
+        "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 2, "micro_batch": 1})
+    f = run_case(RULES["WL205"], ones, real=True)
     assert f and "too short for more interleaved chunks" in f[0].message and f[0].saving_kwh is None
+    assert "only a larger global batch" in f[0].message

@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from ...hardware import precision_support
+from ...parallel import bubble_fraction
 from ...types import OpKind, Phase, Status
 from ...report import units
 from ..engine import replace_records
@@ -365,10 +366,13 @@ class PipelineBubble(Rule):
     summary = "Pipeline stages sit idle in the 1F1B fill and drain for a large share of each step"
     what = """
         Reads the estimate's pipeline bubble (``phases.pipeline_bubble``: the fill and drain of the other stages,
-        priced at idle power) and fires above ``min-share`` of the step time. When the interleaved schedule is
-        possible (micro-batches per step a multiple of the stages, at least two blocks per model chunk), the saving
-        is the re-estimate with twice the model chunks per stage (``--virtual-pipeline-stages``); otherwise the
-        message says what blocks it, with no saving.
+        priced at idle power) and fires above ``min-share`` of the step time. It re-estimates two fixes and names
+        the one that saves more energy: twice the model chunks per stage (``--virtual-pipeline-stages``), when the
+        interleaved schedule is possible (micro-batches per step a multiple of the stages, at least two blocks per
+        model chunk) and still fits in GPU memory; and half the micro-batch (twice the micro-batches in the same
+        global batch), when the micro-batch is even, priced with its smaller kernels and twice the per-micro-batch
+        sends and collectives. When neither is possible or neither saves energy, the message says why, with no
+        saving.
     """
     why = """
         Under 1F1B every stage idles for (p-1) micro-batches of the other stages while the pipeline fills and
@@ -406,11 +410,18 @@ class PipelineBubble(Rule):
             "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
             "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16},
             expect="--virtual-pipeline-stages 2", saving_pct=3.8),
-        # 3 micro-batches on 2 stages: bubble t of a 4t step (25 %); 3 is not a multiple of 2, so no interleaving
+        # 3 micro-batches of 8 on 2 stages: bubble t of a 4t step (25 %); 3 is not a multiple of 2, so no
+        # interleaving; micro-batches of 4 (6 per step) halve the bubble: 3t x 366 + t x 60 = 1158 t ->
+        # 3t x 366 + 0.5t x 60 = 1128 t, a 2.6 % saving
         Case("micro-batches not a multiple of the stages", {
             "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
             "pipeline_parallel": 2, "gpus": 2, "grad_accum": 3, "batch_size": 24},
-            expect="a multiple of 2 allows the interleaved schedule"),
+            expect="--micro-batch-size 4", saving_pct=2.6),
+        # the same with micro-batches of 1 (3 per step): nothing to halve, no interleaving: says what blocks both
+        Case("one-sample micro-batches, not a multiple of the stages", {
+            "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
+            "pipeline_parallel": 2, "gpus": 2, "grad_accum": 3, "batch_size": 3, "micro_batch": 1},
+            expect="a multiple of 2 micro-batches per step allows the interleaved schedule"),
     )
 
     def check(self, ctx):
@@ -424,16 +435,46 @@ class PipelineBubble(Rule):
         head = (f"pipeline bubble: the GPUs idle {bubble.time_s / step:.0%} of each step "
                 f"({units.duration(bubble.time_s)}) in the 1F1B fill and drain of {p} stages with {m} micro-batch(es) "
                 f"per step" + (f" and {v} chunks per stage" if v > 1 else ""))
+        fixes: list[tuple[float, float, str]] = []  # (kWh saved, fraction, what to do)
+        blocked: list[str] = []
         if m % p:
-            yield ctx.finding(f"{head}; more micro-batches per step (a smaller micro-batch) shrink it, and a multiple "
-                              f"of {p} allows the interleaved schedule (--virtual-pipeline-stages)")
+            blocked.append(f"a multiple of {p} micro-batches per step allows the interleaved schedule "
+                           f"(--virtual-pipeline-stages)")
+        elif sizes and min(sizes) < 2 * v:
+            blocked.append(f"the stages ({min(sizes)} blocks on the smallest) are too short for more interleaved "
+                           f"chunks")
+        else:
+            other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
+            if other is not None and not other.memory.fits and est.memory.fits:
+                blocked.append(f"interleaving {2 * v} chunks per stage would not fit in GPU memory (activations x "
+                               f"{other.memory.peak_bytes_per_gpu / max(1, est.memory.peak_bytes_per_gpu):.2f})")
+            elif other is not None:
+                kwh, pct = ctx.saving(other)
+                fixes.append((kwh, pct, f"interleave {2 * v} model chunks per stage (--virtual-pipeline-stages {2 * v}; "
+                                        f"Megatron-LM --virtual-pipeline-model-parallel-size) to divide it by 2"))
+        mb = plan.micro_batch_size
+        if mb >= 2 and mb % 2 == 0:
+            # the same global batch in twice the micro-batches: the fill and drain run half a micro-batch each, for
+            # smaller GEMMs and twice the per-micro-batch sends and collectives (the re-estimate prices both)
+            other = ctx.reestimate(plan=dataclasses.replace(plan, grad_accum=2 * m))
+            if other is not None:
+                kwh, pct = ctx.saving(other)
+                fixes.append((kwh, pct, f"halve the micro-batch (--micro-batch-size {mb // 2}: {2 * m} micro-batches "
+                                        f"per step; bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with "
+                                        f"equal stages)"))
+        good = [f for f in fixes if f[0] is not None and f[0] > 0]
+        if good:
+            kwh, pct, what = max(good, key=lambda f: f[0])
+            rest = [f[2] for f in good if f[2] != what]
+            yield ctx.finding(f"{head}; {what}" + "".join(f"; or {r}" for r in rest)
+                              + "".join(f"; {b}" for b in blocked), saving_kwh=kwh, saving_pct=pct)
             return
-        if sizes and min(sizes) < 2 * v:
-            yield ctx.finding(f"{head}; the stages ({min(sizes)} blocks on the smallest) are too short for more "
-                              f"interleaved chunks: more micro-batches per step (a smaller micro-batch) shrink it")
-            return
-        other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
-        kwh, pct = ctx.saving(other)
-        yield ctx.finding(f"{head}; interleave {2 * v} model chunks per stage (--virtual-pipeline-stages {2 * v}; "
-                          f"Megatron-LM --virtual-pipeline-model-parallel-size) to divide it by {2 * v // v}, or use "
-                          f"more micro-batches per step", saving_kwh=kwh, saving_pct=pct)
+        if fixes:
+            blocked.append("neither interleaving nor a smaller micro-batch saves energy here (their extra sends and "
+                           "smaller kernels cost more than the bubble)")
+        elif mb >= 2:
+            blocked.append(f"a smaller micro-batch than {mb} (more micro-batches per step) shrinks it")
+        else:
+            blocked.append("with one-sample micro-batches only a larger global batch (more micro-batches per step) or "
+                           "fewer pipeline stages shrink it")
+        yield ctx.finding(f"{head}; " + "; ".join(blocked))
