@@ -1,7 +1,8 @@
 """Small file and provenance helpers used across wattlint: atomic writes, UTC stamps, content hashes.
 
-Atomic writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d over the target, so a
-reader (or a crash) sees either the old file or the complete new one, never a torn one. The temporary name starts
+Atomic writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d over the target and the
+directory fsynced, so a reader (or a crash, or a power loss) sees either the old file or the complete new one, never a
+torn one. The temporary name starts
 with ``.<name>.`` and ends with ``.tmp``; :func:`remove_stale_temps` clears those a killed writer left behind.
 """
 
@@ -48,6 +49,23 @@ def _write_temp(path: Path, text: str) -> str:
     return tmp
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries (a rename or a new link in it) to disk, so that a power loss right after a write
+    cannot bring back the old file or lose the new name (POSIX: the rename is durable only once the directory is
+    synced). Best effort: a platform or file system that cannot open or sync a directory (Windows, some network file
+    systems) keeps the guarantee of the rename alone."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_text(path: Path | str, text: str, *, refuse_symlink: bool = False) -> None:
     """Write ``text`` to ``path`` atomically, keeping the file's permission bits.
 
@@ -72,6 +90,8 @@ def atomic_write_texts(files: Mapping[Path | str, str]) -> None:
         while pending:
             os.replace(*pending[0])
             pending.pop(0)
+        for folder in dict.fromkeys(Path(p).parent for p in files):
+            _fsync_dir(folder)
     except BaseException:
         for tmp, _ in pending:  # the temporaries not moved into place
             try:
@@ -90,6 +110,7 @@ def write_new_text(path: Path | str, text: str) -> None:
     tmp = _write_temp(path, text)
     try:
         os.link(tmp, path)
+        _fsync_dir(path.parent)
     except FileExistsError:
         raise
     except OSError:  # no hard links here (some network / FUSE file systems): exclusive create, then write
@@ -99,6 +120,7 @@ def write_new_text(path: Path | str, text: str) -> None:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
+            _fsync_dir(path.parent)
         except BaseException:
             os.unlink(path)
             raise

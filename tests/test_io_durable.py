@@ -1,0 +1,55 @@
+"""Atomic writes are durable: the directory holding the renamed (or newly linked) file is fsynced after the rename,
+so a power loss cannot bring back the old file or lose the new name (POSIX renames are durable once the directory
+entry is on disk)."""
+
+from __future__ import annotations
+
+import os
+
+from wattlint import io as wio
+
+
+def _record(monkeypatch):
+    events: list[tuple[str, str]] = []
+    fds: dict[int, str] = {}
+    real_open, real_fsync, real_replace, real_link = os.open, os.fsync, os.replace, os.link
+
+    def opened(path, flags, *a, **k):
+        fd = real_open(path, flags, *a, **k)
+        fds[fd] = os.fspath(path)
+        return fd
+
+    def fsynced(fd):
+        events.append(("fsync", fds.get(fd, "file")))
+        return real_fsync(fd)
+
+    def replaced(src, dst):
+        events.append(("replace", os.fspath(dst)))
+        return real_replace(src, dst)
+
+    def linked(src, dst):
+        events.append(("link", os.fspath(dst)))
+        return real_link(src, dst)
+
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(os, "fsync", fsynced)
+    monkeypatch.setattr(os, "replace", replaced)
+    monkeypatch.setattr(os, "link", linked)
+    return events
+
+
+def test_atomic_write_fsyncs_the_directory_after_the_rename(tmp_path, monkeypatch):
+    events = _record(monkeypatch)
+    target = tmp_path / "baseline.json"
+    wio.atomic_write_text(target, "{}\n")
+    assert target.read_text() == "{}\n"
+    i = events.index(("replace", str(target)))
+    assert ("fsync", str(tmp_path)) in events[i + 1:], events
+
+
+def test_write_new_text_fsyncs_the_directory_after_the_link(tmp_path, monkeypatch):
+    events = _record(monkeypatch)
+    target = tmp_path / "run.jsonl"
+    wio.write_new_text(target, "x\n")
+    i = events.index(("link", str(target)))
+    assert ("fsync", str(tmp_path)) in events[i + 1:], events
