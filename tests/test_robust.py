@@ -99,6 +99,7 @@ def test_no_example_named_gpt2_small_onnx():
     ({"num_hidden_layers": 1_000_000_000_000}, "num_hidden_layers"),
     ({"hidden_size": 1 << 40}, "hidden_size"),
     ({"vocab_size": 10 ** 12}, "vocab_size"),
+    ({"vocab_size": 0}, "vocab_size = 0: a vocabulary needs at least one token"),
     ({"num_attention_heads": 10 ** 9}, "num_attention_heads"),
     ({"num_hidden_layers": 2.5}, "num_hidden_layers"),
     ({"num_local_experts": 10 ** 9, "model_type": "mixtral"}, "num_local_experts"),
@@ -454,12 +455,13 @@ def test_d2_per_layer_size_lists_are_accepted_and_checked(run_cli, tmp_path):
 
 
 def test_hf_build_prints_no_python_warnings(tmp_path):
-    """torch warns "Initializing zero-element tensors is a no-op" for a zero vocabulary: that line broke the one-line
-    error contract (found by test_fuzz_inputs); the library prints nothing of its own dependencies'."""
+    """torch warns "Initializing zero-element tensors is a no-op" for a zero-width layer (found by test_fuzz_inputs
+    with a zero vocabulary, which is now refused before building): that line broke the one-line error contract; the
+    library prints nothing of its own dependencies'. A zero MLP width builds zero-element weights the same way."""
     pytest.importorskip("transformers")
     p = tmp_path / "config.json"
     p.write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 1, "n_head": 2,
-                             "n_embd": 32, "vocab_size": 0, "n_positions": 64}))
+                             "n_embd": 32, "vocab_size": 100, "n_inner": 0, "n_positions": 64}))
     env = dict(os.environ, PYTHONPATH=str(SRC))
     r = subprocess.run([sys.executable, "-W", "default", "-m", "wattlint", "analyze", str(p), "--seq-len", "16",
                         "--batch-size", "2"],

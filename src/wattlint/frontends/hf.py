@@ -87,6 +87,9 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
                 if not 0 <= v <= limit:
                     raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
                                      "not a model this tool can build")
+                if what == "vocab" and v < 1:
+                    raise InputError(f"{where}: {_prefix}{k} = {v!r}: a vocabulary needs at least one token (the "
+                                     "embedding and the output layer would be empty)")
                 values[what] = max(values.get(what, 0), int(v))
     if values.get("layers", 1) * max(1, values.get("experts", 1)) > MAX_EXPERT_MODULES:
         raise InputError(f"{where}: {_prefix}layers x experts = {values['layers']:,} x {values['experts']:,} is more "
