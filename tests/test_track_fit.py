@@ -193,3 +193,15 @@ def test_a_record_that_reached_its_stable_phase_is_used(tmp_path):
         f.write(json.dumps({"type": "event", "kind": "stable", "step": 60, "t": 6.0}) + "\n")
     corr, _ = fit_records([str(d)], out=str(tmp_path / "o"))
     assert corr.runs == 2
+
+
+def test_device_share_counts_every_gpu_of_the_job():
+    """A rank's record (1 GPU) of a TP 2 x CP 2 x DP 2 job: 8 GPUs hold the job, so the record is compared with 1/8
+    of the estimate. The context-parallel ranks were left out of the count (dp x tp x pp = 4, share 1/4)."""
+    from wattlint.tracking.compare import device_share
+
+    rec = {"channels": [{"energy_source": "counter"}]}
+    plan = {"data_parallel": 2, "tensor_parallel": 2, "pipeline_parallel": 1, "context_parallel": 2}
+    assert device_share(rec, {"plan": plan})[0] == pytest.approx(1 / 8)
+    assert device_share(rec, {"plan": plan, "hardware": {"gpus": 8}})[0] == pytest.approx(1 / 8)
+    assert device_share({"channels": [{}] * 8}, {"plan": plan})[0] == 1.0

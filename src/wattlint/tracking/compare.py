@@ -28,8 +28,10 @@ def device_share(analysis: dict[str, Any], static: dict[str, Any]) -> tuple[floa
     under torchrun). Its energy is compared with the estimate's share of those GPUs (the estimate prices every GPU
     of the job alike): share = the record's devices / the job's GPUs, and the line that says so (None at 1)."""
     sp = static.get("plan") or {}
-    job = max(1, int(sp.get("data_parallel") or 1) * int(sp.get("tensor_parallel") or 1)
-              * int(sp.get("pipeline_parallel") or 1))
+    job = int((static.get("hardware") or {}).get("gpus") or 0) or (
+        int(sp.get("data_parallel") or 1) * int(sp.get("tensor_parallel") or 1)
+        * int(sp.get("pipeline_parallel") or 1) * int(sp.get("context_parallel") or 1))
+    job = max(1, job)
     mine = len(analysis.get("channels") or []) or job
     if mine >= job:
         return 1.0, None
