@@ -1,8 +1,11 @@
-"""``wattlint compare-run RUN``: a tracked run's record (or a CodeCarbon / Zeus / Carbontracker log) beside the
-static estimate: per-step and whole-plan time and energy, signed errors ``predicted / measured - 1``.
+"""``wattlint compare-run RUN [RUN ...]``: a tracked run's record (or a CodeCarbon / Zeus / Carbontracker log) beside
+the static estimate: per-step and whole-plan time and energy, signed errors ``predicted / measured - 1``.
 
 A run record carries its own static prediction; ``--model`` re-estimates the same plan with this wattlint (e.g.
-after ``wattlint fit`` on run records). Other tools' logs need ``--model`` and the plan to compare against.
+after ``wattlint fit`` on run records). Other tools' logs need ``--model`` and the plan to compare against. Several
+run records are the ranks of one multi-process job (torchrun writes one per rank): they are read together as the job
+(wattlint.tracking.job: the slowest rank's time, the sum of the ranks' energy) and compared with the estimate's share
+of their GPUs.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ PLAN_FLAGS = ("steps", "epochs", "dataset", "tokens", "seq_len", "batch_size", "
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="RUN", help="a run record (.jsonl from wattlint.track), a CodeCarbon emissions.csv, "
-                                              "a Zeus monitor CSV or a Carbontracker output log")
+    p.add_argument("run", metavar="RUN", nargs="+",
+                   help="a run record (.jsonl from wattlint.track), a CodeCarbon emissions.csv, a Zeus monitor CSV or a "
+                        "Carbontracker output log; several run records: the ranks of one job, read together")
     p.add_argument("--format", choices=("text", "json"), default="text")
     m = p.add_argument_group("estimate to compare with (needed for other tools' logs; a run record: only with --model, "
                              "which re-estimates it)")
@@ -106,16 +110,26 @@ def run(args: argparse.Namespace) -> int:
     from ..tracking.record import is_run_record
     from ..types import InputError
 
-    if os.path.isdir(args.run):
-        raise InputError(f"{args.run} is a directory: name one run record (.jsonl) or log file")
-    if not os.path.isfile(args.run):
-        raise InputError(f"file not found: {args.run}")
-
+    runs = list(args.run)
+    for path in runs:
+        if os.path.isdir(path):
+            raise InputError(f"{path} is a directory: name run records (.jsonl) or one log file")
+        if not os.path.isfile(path):
+            raise InputError(f"file not found: {path}")
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
-    if is_run_record(args.run):
+    if len(runs) > 1:
+        other = [p for p in runs if not is_run_record(p)]
+        if other:
+            raise InputError(f"{other[0]}: not a wattlint run record; several RUNs are the ranks' records of one job "
+                             "(other tools' logs: one at a time)")
+        _refuse_unused(args, flags, "run-record")
+        doc = _job_records(args, flags, runs)
+    elif is_run_record(runs[0]):
+        args.run = runs[0]
         _refuse_unused(args, flags, "run-record")
         doc = _record(args, flags)
     else:
+        args.run = runs[0]
         doc = _other(args, flags)
     lines = doc.pop("_lines")
     if args.format == "json":
@@ -147,15 +161,58 @@ def _record(args, flags) -> dict:
         doc["notes"].append("the last line was torn (power loss?) and is ignored")
     lines = summary_lines({**doc, "status": rec.status})
     if args.model:
-        opts = dict((h.get("plan") or {}).get("request") or {})
-        opts.update(flags)
-        est = _estimate(args, opts, (h.get("device") or {}).get("kind", "cuda"), (h.get("device") or {}).get("gpu_key"))
-        _refuse_failed_estimate(args, est)
-        doc["reestimate"] = {"static": est, "comparison": comparison(a, est, complete=complete)}
-        c = doc["reestimate"]["comparison"].get("step_time_s") or {}
-        lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
-                     f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
-                     "no stable steps to compare")
+        _reestimate(args, flags, h, a, complete, doc, lines)
+    for ev in doc["budget_events"]:
+        lines.append(f"  budget: {ev.get('message')}")
+    doc["_lines"] = lines
+    return doc
+
+
+def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: dict, lines: list[str]) -> None:
+    """--model: re-estimate the recorded plan with this wattlint and compare again (into ``doc`` and ``lines``)."""
+    from ..tracking.compare import comparison
+
+    opts = dict((header.get("plan") or {}).get("request") or {})
+    opts.update(flags)
+    dev = header.get("device") or {}
+    est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
+    _refuse_failed_estimate(args, est)
+    doc["reestimate"] = {"static": est, "comparison": comparison(analysis, est, complete=complete)}
+    c = doc["reestimate"]["comparison"].get("step_time_s") or {}
+    lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
+                 f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
+                 "no stable steps to compare")
+
+
+def _job_records(args, flags, paths: list[str]) -> dict:
+    """Several run records: the ranks of one job (wattlint.tracking.job), compared as the job."""
+    from ..tracking import job
+    from ..tracking.compare import comparison
+    from ..tracking.display import summary_lines
+    from ..tracking.project import Settings, analyze
+    from ..tracking.record import read_record
+
+    recs = [read_record(p) for p in paths]
+    notes = job.check_one_job(recs)
+    analyses = [analyze(r.run_data(), Settings.from_dict(r.header.get("settings"))) for r in recs]
+    a = job.merge(recs, analyses)
+    complete = all(r.summary and r.summary.get("status") == "completed" for r in recs)
+    statuses = sorted({r.status for r in recs})
+    status = statuses[0] if len(statuses) == 1 else "mixed: " + "; ".join(statuses)
+    h = recs[0].header
+    static = h.get("static")
+    torn = [str(r.path) for r in recs if r.torn_tail]
+    notes += [f"{p}: the last line was torn (power loss?) and is ignored" for p in torn]
+    doc = {"schema": SCHEMA, "kind": "run-records", "paths": [str(r.path) for r in recs], "ranks": a.get("ranks"),
+           "status": status, "model": h.get("model"), "device": h.get("device"), "analysis": a,
+           "rank_analyses": analyses, "static": static, "comparison": comparison(a, static, complete=complete),
+           "budget_events": [e for r in recs for e in r.events if e.get("kind") == "budget"],
+           "notes": notes + list(h.get("notes") or [])}
+    label = f"job of {len(recs)} ranks ({', '.join(a.get('ranks') or [])})"
+    lines = summary_lines({**doc, "path": label})
+    lines.insert(1, "  time: the slowest rank's; energy, GPU-hours, CO2 and cost: the sum over the ranks")
+    if args.model:
+        _reestimate(args, flags, h, a, complete, doc, lines)
     for ev in doc["budget_events"]:
         lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines

@@ -59,6 +59,25 @@ def _rank_suffix() -> str:
     return f"-rank{rank}" if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
 
 
+def _job() -> dict[str, Any] | None:
+    """Which process of which multi-process job this is, from the variables torchrun / torch.distributed set (RANK,
+    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR / MASTER_PORT, TORCHELASTIC_RUN_ID): what lets
+    ``wattlint compare-run`` put the ranks' records of one job together. None for a single process."""
+    env = os.environ
+    rank, world = env.get("RANK", ""), env.get("WORLD_SIZE", "")
+    if not (rank.isdigit() and world.isdigit() and int(world) > 1):
+        return None
+
+    def num(name: str) -> int | None:
+        v = env.get(name, "")
+        return int(v) if v.isdigit() else None
+
+    master = f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '')}" if env.get("MASTER_ADDR") else None
+    return {"rank": int(rank), "world_size": int(world), "local_rank": num("LOCAL_RANK"),
+            "local_world_size": num("LOCAL_WORLD_SIZE"), "master": master,
+            "run_id": env.get("TORCHELASTIC_RUN_ID") or None}
+
+
 def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     """(run id, path, writer) of a new record. ``out`` a .jsonl path: that file, which must not exist. ``out`` a
     folder: <run id>.jsonl, or <run id>-2.jsonl, -3, ... when another run took the name in the same second (ranks
@@ -353,7 +372,7 @@ class Tracker:
             "plan": {"request": {k: v for k, v in self.options.items() if v is not None},
                      "resolved": self.plan.as_dict() if self.plan.steps else None,
                      "assumptions": self.plan_assumptions},
-            "static": self.static, "host_w": self.host_w,
+            "static": self.static, "host_w": self.host_w, "job": _job(),
             "settings": {**self.settings.as_dict(), "window_s": self.window_s, "clock": self.clock_name},
             "budget": {**self.budgets, "on_budget": self.on_budget},
             "software": {"python": platform.python_version(), "platform": platform.platform(),
