@@ -9,6 +9,7 @@ from ...hardware import precision_support
 from ...parallel import bubble_fraction
 from ...types import OpKind, Phase, Status
 from ...report import units
+from ...report.units import energy_kwh as fmt_kwh
 from ..engine import replace_records
 from ..registry import register
 from ..rule import Case, Option, Rule, fraction, positive, positive_int, str_list
@@ -465,9 +466,10 @@ class PipelineBubble(Rule):
         good = [f for f in fixes if f[0] is not None and f[0] > 0]
         if good:
             kwh, pct, what = max(good, key=lambda f: f[0])
-            rest = [f[2] for f in good if f[2] != what]
-            yield ctx.finding(f"{head}; {what}" + "".join(f"; or {r}" for r in rest)
-                              + "".join(f"; {b}" for b in blocked), saving_kwh=kwh, saving_pct=pct)
+            rest = [f"; or {w} (est. saving {fmt_kwh(k)})" for k, _, w in good if w != what]
+            yield ctx.finding(f"{head}; {what} (est. saving {fmt_kwh(kwh)}, {pct * 100:.0f}% of the run)"
+                              + "".join(rest) + "".join(f"; {b}" for b in blocked),
+                              saving_kwh=kwh, saving_pct=pct, annotate=False)
             return
         if fixes:
             blocked.append("neither interleaving nor a smaller micro-batch saves energy here (their extra sends and "
