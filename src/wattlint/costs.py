@@ -449,12 +449,15 @@ def norm(x: Shape, dtype: str, kind: str = "layer", *, affine: bool = True, norm
                 OpKind.NORM)
 
 
-def softmax(x: Shape, dtype: str, *, backward: bool = False) -> Cost:
+def softmax(x: Shape, dtype: str, *, backward: bool = False, in_dtype: str | None = None,
+            out_dtype: str | None = None) -> Cost:
+    """``dtype``: of y (and dy); ``in_dtype``: of the forward's input x when it differs (autocast's fp16
+    half_to_float softmax reads fp16 and writes fp32); ``out_dtype``: of the backward's dx when it differs."""
     n = numel(x)
     e = dtype_bytes(dtype)
     if backward:  # reads y and dy, writes dx
-        return Cost(SOFTMAX_FLOPS_BWD * n, 2 * n * e, n * e, OpKind.SOFTMAX)
-    return Cost(SOFTMAX_FLOPS_FWD * n, n * e, n * e, OpKind.SOFTMAX)
+        return Cost(SOFTMAX_FLOPS_BWD * n, 2 * n * e, n * dtype_bytes(out_dtype or dtype), OpKind.SOFTMAX)
+    return Cost(SOFTMAX_FLOPS_FWD * n, n * dtype_bytes(in_dtype or dtype), n * e, OpKind.SOFTMAX)
 
 
 def elementwise(name: str, inputs: Sequence[Shape], out: Shape, dtype: str, *, in_dtypes: Sequence[str] | None = None,

@@ -54,9 +54,17 @@ AUTOCAST_FP32 = {
     "pow", "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal", "rsqrt",
     "sinh", "tan", "softplus", "native_layer_norm", "native_group_norm", "_softmax", "_log_softmax",
     "_safe_softmax", "nll_loss_forward", "nll_loss2d_forward", "mse_loss", "binary_cross_entropy_with_logits",
-    "sum", "prod", "cumsum", "cumprod", "norm", "linalg_vector_norm", "_fused_rms_norm", "renorm", "dist",
+    "norm", "linalg_vector_norm", "_fused_rms_norm", "renorm", "dist",
     "cdist", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div",
 }
+# CUDA autocast's "fp32_set_opt_dtype" policy (aten/src/ATen/autocast_mode.cpp: sum, prod, cumsum, cumprod, softmax,
+# log_softmax): a floating, non-double input is NOT cast; the op gets dtype=float32 when the caller gave none, and its
+# kernel reads the half-precision input and accumulates / writes in fp32 (no copy of the input). sum / prod / cumsum /
+# cumprod reach the dispatch mode as themselves (dtype is keyword-only in their schemas); softmax.int reaches it as
+# _softmax, which for a CUDA float16 input with dtype float32 runs half_to_float=True (aten SoftMax.cpp: only Half,
+# a bfloat16 input is converted first): see _Tracer.autocast. _log_softmax keeps the cast: F.cross_entropy, the usual
+# way it is reached, is an "fp32" op that casts the logits before log_softmax.
+AUTOCAST_FP32_SET_DTYPE = {"sum", "prod", "cumsum", "cumprod"}
 AUTOCAST_LOWER_BWD = {
     "convolution_backward", "_scaled_dot_product_efficient_attention_backward",
     "_scaled_dot_product_flash_attention_backward", "_scaled_dot_product_cudnn_attention_backward",
@@ -151,6 +159,7 @@ class _Tracer:
             self.names.setdefault(id(m), n)
         self.lower_dtype = PRECISION_DTYPE.get(precision)
         self.cast_cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._fwd_cast_storages: set[tuple[int, torch.dtype]] = set()  # (storage, dtype) autocast cast in forward
         self.scalar_reads: Counter = Counter()
         self.saved_bytes = 0
         self.saved_fp32_bytes = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
@@ -260,7 +269,17 @@ class _Tracer:
             return hit[1]
         with torch.utils._python_dispatch._disable_current_modes():
             y = aten._to_copy.default(x, dtype=dtype)
+        storage = (x.untyped_storage()._cdata, dtype)
+        recompute = self.phase is Phase.BACKWARD and bool(self.stack)  # checkpointed forward rerun in backward
+        if self.phase is Phase.BACKWARD and not recompute and storage in self._fwd_cast_storages:
+            # CUDA autocast casts above autograd, so autograd saves the half-precision cast and backward reads it;
+            # this tracer casts below autograd, so backward gets the fp32 tensor (or a view of it, W.t()) back:
+            # the cast the forward (or its recompute) already recorded is reused, not launched again
+            self.cast_cache[key] = (x, y)
+            return y
         self.record(aten._to_copy.default, (x,), {"dtype": dtype}, y)
+        if self.phase is Phase.FORWARD or recompute:
+            self._fwd_cast_storages.add(storage)
         self.cast_cache[key] = (x, y)
         return y
 
@@ -272,6 +291,14 @@ class _Tracer:
         return obj
 
     def autocast(self, name, args, kwargs):
+        x = args[0] if args else None
+        eligible = isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float64
+        if name in AUTOCAST_FP32_SET_DTYPE:
+            if eligible and kwargs.get("dtype") is None:
+                kwargs = {**kwargs, "dtype": torch.float32}
+            return args, kwargs
+        if name == "_softmax" and eligible and x.dtype == torch.float16 and len(args) >= 3:
+            return (x, args[1], True), kwargs  # half_to_float: reads fp16, writes fp32
         if name in AUTOCAST_LOWER:
             dtype = self.lower_dtype
         elif name in AUTOCAST_FP32:
@@ -350,6 +377,10 @@ class _Tracer:
             self.attention_kernels[name] += 1
         a_shapes = tuple(T.shape(x) for x in T.tensors(list(args))[:4])
         dtype = T.compute_dtype(T.bind(func, args, kwargs), out) if status != "ignored" else ""
+        if (name in AUTOCAST_FP32_SET_DTYPE and isinstance(kwargs.get("dtype"), torch.dtype)
+                and kwargs["dtype"].is_floating_point) or (name == "_softmax" and len(args) >= 3 and args[2] is True):
+            # autocast's fp32_set_opt_dtype: a half-precision input accumulated (and written) in fp32
+            dtype = "float32" if name == "_softmax" else str(kwargs["dtype"]).rsplit(".", 1)[-1]
         st = Status(status)
         mtype = self.types.get(module, "")
         op = str(func)

@@ -340,12 +340,20 @@ def _group_norm_bwd(a, out):
 
 def _softmax(a, out):
     x = a["self"]
-    return C.softmax(shape(x), dt(out) if isinstance(out, torch.Tensor) else dt(x))
+    # half_to_float (CUDA autocast's fp16 softmax): reads the fp16 input, writes fp32
+    return C.softmax(shape(x), dt(out) if isinstance(out, torch.Tensor) else dt(x), in_dtype=dt(x))
 
 
 def _softmax_bwd(a, out):
     g = a["grad_output"]
     return C.softmax(shape(g), dt(g), backward=True)
+
+
+def _softmax_bwd_data(a, out):
+    g = a["grad_output"]
+    # after autocast's half_to_float forward (fp16 input, fp32 y): reads fp32 y and dy, writes the fp16 gradient
+    half = a.get("input_dtype") == torch.float16 and g.dtype == torch.float32
+    return C.softmax(shape(g), dt(g), backward=True, out_dtype="float16" if half else None)
 
 
 def _nll(a, out):
@@ -495,7 +503,7 @@ HANDLERS: dict[str, Handler] = {
     "cudnn_batch_norm_backward": _batch_norm_bwd,
     "native_group_norm": _group_norm, "native_group_norm_backward": _group_norm_bwd,
     "_softmax": _softmax, "_log_softmax": _softmax, "_safe_softmax": _softmax,
-    "_softmax_backward_data": _softmax_bwd, "_log_softmax_backward_data": _softmax_bwd,
+    "_softmax_backward_data": _softmax_bwd_data, "_log_softmax_backward_data": _softmax_bwd,
     "nll_loss_forward": _nll, "nll_loss2d_forward": _nll, "nll_loss_backward": _nll_bwd,
     "nll_loss2d_backward": _nll_bwd, "mse_loss": _mse, "mse_loss_backward": _mse_bwd,
     "binary_cross_entropy_with_logits": _bce_logits,
