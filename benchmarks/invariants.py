@@ -83,11 +83,17 @@ REL = 1e-6
 SCHEMA = json.loads((ROOT / "src" / "wattlint" / "schemas" / "estimate.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
-GPUS = ["v100-sxm2-32gb", "a100-sxm4-40gb", "a100-sxm4-80gb", "h100-sxm5-80gb", "h100-pcie-80gb", "h200-sxm-141gb",
-        "l4-24gb", "t4-16gb", "a10-24gb", "rtx3090-24gb", "rtx4090-24gb", "mi300x-192gb", "mi250x-128gb",
-        "b200-sxm-180gb"]
 QUICK_GPUS = ["v100-sxm2-32gb", "a100-sxm4-80gb", "h100-sxm5-80gb", "t4-16gb", "mi300x-192gb"]
-PRECISIONS = ["fp32", "tf32", "bf16", "fp16"]
+
+
+def all_gpus() -> list[str]:
+    """Every GPU of the database (pricing is cheap once a model is traced)."""
+    from wattlint.hardware import load_gpus
+
+    return sorted(load_gpus())
+
+
+PRECISIONS = ["default", "fp32", "tf32", "bf16", "fp16", "fp8"]
 
 
 def models(tmp: Path) -> dict[str, dict]:
@@ -186,7 +192,7 @@ def check_result(d: dict, case: dict) -> None:
 
     # power
     _count("power")
-    slack = 1e-6 * tdp
+    slack = 2e-5 * tdp  # JSON numbers carry 6 significant digits
     p = ps["avg_gpu_power_w"]
     if not idle - slack <= p <= tdp + slack:
         violate("power", case, "per-step average GPU power outside [idle, TDP]", power_w=p, idle_w=idle, tdp_w=tdp)
@@ -251,8 +257,30 @@ def check_result(d: dict, case: dict) -> None:
             if not lo * (1 - j) <= tot[k] <= hi * (1 + j):
                 violate("ranges", case, f"{k} outside its 5-95 % range", value=tot[k], lo=lo, hi=hi)
 
+    # utilization arithmetic: tokens/s/GPU = batch x seq / (step time x GPUs); MFU = flops/token x tokens/s / peak
+    if u.get("tokens_per_s_per_gpu") is not None and plan.get("seq_len"):
+        _count("utilization_arithmetic")
+        tps = plan["batch_size"] * plan["seq_len"] / (ps["time_s"] * gpus)
+        if not _close(u["tokens_per_s_per_gpu"], tps, j):
+            violate("utilization_arithmetic", case, "tokens/s/GPU != batch x seq / (step time x GPUs)",
+                    reported=u["tokens_per_s_per_gpu"], expected=tps)
+        if u.get("mfu") is not None and u.get("model_flops_per_token") and u.get("peak_tflops"):
+            mfu = u["model_flops_per_token"] * u["tokens_per_s_per_gpu"] / (u["peak_tflops"] * 1e12)
+            if not _close(u["mfu"], mfu, 5e-5):
+                violate("utilization_arithmetic", case, "MFU != flops/token x tokens/s/GPU / peak",
+                        reported=u["mfu"], expected=mfu)
+    if ps["time_s"] <= 0 or ps["flops"] <= 0:
+        violate("positive", case, "step time or FLOPs not positive", time_s=ps["time_s"], flops=ps["flops"])
+
     # memory fits flag
     mem = d["memory"]
+    _count("memory_breakdown")
+    parts = sum(mem["breakdown"].values())
+    if abs(parts - mem["peak_bytes_per_gpu"]) > 16:
+        violate("memory_breakdown", case, "memory breakdown does not sum to the peak", parts=parts,
+                peak=mem["peak_bytes_per_gpu"])
+    if any(v < 0 for v in mem["breakdown"].values()):
+        violate("memory_breakdown", case, "negative memory part", breakdown=mem["breakdown"])
     _count("fits")
     if mem["fits"] != (mem["peak_bytes_per_gpu"] <= mem["gpu_memory_bytes"]):
         violate("fits", case, "memory.fits disagrees with peak vs GPU memory", fits=mem["fits"],
@@ -269,6 +297,7 @@ def supported(gpu: str, precision: str) -> bool:
 def single_gpu(ms: dict, gpus: list[str], quick: bool) -> list[dict]:
     """Models x GPUs x precisions x batch sizes x recompute on one GPU; precisions a GPU lacks must be refused."""
     rows = []
+    by: dict = {}  # (model, gpu, precision, batch) -> recompute none result
     batches = {"gpt2": (4, 16), "llama": (4, 16), "bert": (8, 32), "mixtral": (4,), "resnet50": (8, 64),
                "gpt2-small": (4,)}
     for name in ("gpt2", "llama", "bert", "mixtral", "resnet50", "gpt2-small"):
@@ -301,7 +330,32 @@ def single_gpu(ms: dict, gpus: list[str], quick: bool) -> list[dict]:
                                      "power_w": d["per_step"]["avg_gpu_power_w"],
                                      "peak_gb": round(d["memory"]["peak_bytes_per_gpu"] / 1e9, 3)})
                     check_recompute(res, {"model": name, "gpu": gpu, "precision": prec, "batch_size": b})
+                    by[(name, gpu, prec, b)] = res["none"]
+    check_batch_precision(by, batches)
     return rows
+
+
+def check_batch_precision(by: dict, batches: dict) -> None:
+    """A larger batch never shortens the step nor lowers its energy or activations; tf32 is never slower than fp32
+    (same bytes, tensor-core math) on a GPU that has both."""
+    for (name, gpu, prec, b), d in by.items():
+        for b2 in batches[name]:
+            d2 = by.get((name, gpu, prec, b2))
+            if d2 is None or b2 <= b:
+                continue
+            _count("batch_monotone")
+            case = {"model": name, "gpu": gpu, "precision": prec, "batch": b, "batch2": b2}
+            for k, get in (("step time", lambda x: x["per_step"]["time_s"]),
+                           ("step energy", lambda x: x["per_step"]["gpu_energy_j"]),
+                           ("activations", lambda x: x["memory"]["breakdown"].get("activations", 0))):
+                if get(d2) < get(d) * (1 - REL):
+                    violate("batch_monotone", case, f"{k} at batch {b2} below batch {b}", small=get(d), large=get(d2))
+        if prec == "tf32" and (name, gpu, "fp32", b) in by:
+            _count("tf32_vs_fp32")
+            t32, tf = by[(name, gpu, "fp32", b)]["per_step"]["time_s"], d["per_step"]["time_s"]
+            if tf > t32 * (1 + REL):
+                violate("tf32_vs_fp32", {"model": name, "gpu": gpu, "batch": b}, "tf32 step slower than fp32",
+                        tf32_s=tf, fp32_s=t32)
 
 
 def check_recompute(res: dict, case: dict) -> None:
@@ -373,12 +427,39 @@ def multi_gpu(ms: dict, quick: bool) -> list[dict]:
                         mem[sh] = d["memory"]["peak_bytes_per_gpu"]
                         rows.append({**case, "step_s": d["per_step"]["time_s"], "gpu_hours": d["total"]["gpu_hours"],
                                      "gpu_kwh": d["total"]["gpu_energy_kwh"], "peak_gb": round(mem[sh] / 1e9, 3)})
+                        if base is not None and sh == "none":  # the job's work does not shrink by splitting it
+                            _count("layout_flops")
+                            ratio = d["per_step"]["flops"] / base["per_step"]["flops"]
+                            rows[-1]["flops_vs_1gpu"] = round(ratio, 6)
+                            if ratio < 1 - REL:
+                                violate("layout_flops", case, "the job's FLOPs per step below the 1-GPU step's",
+                                        flops=d["per_step"]["flops"], one_gpu=base["per_step"]["flops"])
                         if label.startswith("dp") and sh == "none" and base is not None:
                             _count("dp_gpu_hours")
                             if d["total"]["gpu_hours"] < base["total"]["gpu_hours"] * (1 - REL):
                                 violate("dp_gpu_hours", case, "data parallel lowered GPU-hours below 1 GPU's",
                                         gpu_hours=d["total"]["gpu_hours"], one_gpu=base["total"]["gpu_hours"])
                     check_sharding(mem, {"model": name, "gpu": gpu, "gpus": n, "layout": label})
+                    if "none" in mem and name not in ("resnet50",):  # recompute on the layout
+                        res = {}
+                        for rc in ("none", "selective", "full"):
+                            d = run_estimate(m, name, gpu, precision="bf16", batch_size=batch, steps=100, gpus=n,
+                                             recompute=rc, **lay)
+                            check_result(d, {"model": name, "gpu": gpu, "gpus": n, "layout": label, "recompute": rc})
+                            res[rc] = d
+                        check_recompute(res, {"model": name, "gpu": gpu, "gpus": n, "layout": label})
+                    if "none" in mem and not quick and name not in ("resnet50", "llama2-70b"):
+                        for kw in ({"optimizer": "sgd"}, {"optimizer": "adam", "sharding": "zero1"},
+                                   {"training_stack": "megatron"}, {"training_stack": "megatron", "sharding": "zero1"},
+                                   {"batch_size": batch - 8}, {"grad_accum": 2}):
+                            args = {"precision": "bf16", "batch_size": batch, "steps": 100, "gpus": n, **lay, **kw}
+                            case = {"model": name, "gpu": gpu, "gpus": n, "layout": label, **kw}
+                            try:
+                                d = run_estimate(m, name, gpu, **args)
+                            except ConfigError as e:
+                                rows.append({**case, "refused": str(e)})
+                                continue
+                            check_result(d, case)
                     if label in ("dp8", "tp8") and not quick:  # goodput and steps linearity on one layout
                         check_goodput_steps(m, name, gpu, batch, n, lay)
     return rows
@@ -514,7 +595,7 @@ def main(argv=None) -> int:
     out: dict = {"method": __doc__, "quick": a.quick}
     with tempfile.TemporaryDirectory() as tmp:
         ms = models(Path(tmp))
-        gpus = QUICK_GPUS if a.quick else GPUS
+        gpus = QUICK_GPUS if a.quick else all_gpus()
         if "single" in secs:
             out["single_gpu"] = single_gpu(ms, gpus, a.quick)
             print(f"single-GPU: {len(out['single_gpu'])} estimates, {time.perf_counter() - t0:.0f} s", flush=True)
