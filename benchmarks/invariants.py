@@ -151,6 +151,35 @@ def run_estimate(m: dict, name: str, gpu: str, **opts) -> dict:
 # ---- per-result invariants ---------------------------------------------------------------------------------------
 
 VIOLATIONS: list[dict] = []
+
+# Violations traced to a documented, defensible modelling choice (not changed; see the report in the summary).
+EXPLAINED = {
+    ("sharding", "zero3 uses more per-GPU memory than zero2"):
+        "FSDP FULL_SHARD / ZeRO-3 holds its own 1/n shard plus the gathered units in flight (2 blocks + the root "
+        "unit, wattlint.memory.gathered_share). On a model of 2-4 blocks the gathered units are (nearly) the whole "
+        "model, so weights = W/n + W > W (zero2's unsharded copy): FSDP's separate unsharded flat parameter is real. "
+        "Never above sharding none (checked).",
+    ("gpu_ordering_step", None):
+        "The compute phases are faster on the newer GPU; the step is slower only through communication: the H100 "
+        "PCIe has no NVLink in the database (nvlink_gbs 0), so tensor-parallel all-reduces of TP 8 run over PCIe, "
+        "while the A100 SXM4 has 600 GB/s NVLink.",
+    ("batch_monotone", "step time at batch 16 below batch 4"):
+        "The H200's measured energy model (models/h200-sxm-141gb, fitted on op samples) is not monotone in op size "
+        "near the launch floor: a launch-bound 2-layer model's step differs by < 1 % between batches 4 and 16. A "
+        "fitted model; changing it means refitting (not done here).",
+    ("tf32_vs_fp32", "small"):
+        "Left (< 2 %, CNNs with an RGB stem): a convolution with 3 input channels runs on CUDA cores under both "
+        "precisions, but only the TF32 path applies the H200-fitted UNALIGNED_CONV_SIMT factor (0.44); FP32 (TF32 "
+        "off) ones are deliberately not re-priced (docs/ENERGY_MODEL.md, 'Unaligned input channels': applying it "
+        "put DLE's V100 FP32 rows over their target). ResNet-50's 7x7 stem: +1.1 ms forward and backward per "
+        "batch of 64 on an RTX 3090.",
+}
+
+
+def _explained(v: dict) -> str | None:
+    if v["check"] == "tf32_vs_fp32":  # only the small stem effect is explained; a large gap is a bug
+        return EXPLAINED[("tf32_vs_fp32", "small")] if v["tf32_s"] <= 1.02 * v["fp32_s"] else None
+    return EXPLAINED.get((v["check"], v["detail"])) or EXPLAINED.get((v["check"], None))
 CHECKED: dict[str, int] = {}
 
 
@@ -393,6 +422,10 @@ LAYOUTS = {  # gpus -> (label, layout options, models it applies to)
          ("tp2-cp2-pp2", {"tensor_parallel": 2, "context_parallel": 2, "pipeline_parallel": 2}, ("gpt2", "llama")),
          ("tp8-pp8", {"tensor_parallel": 8, "pipeline_parallel": 8, "micro_batch_size": 1}, ("llama2-70b",)),
          ("ep8", {"expert_parallel": 8}, ("mixtral",))],
+    48: [("tp2-pp3", {"tensor_parallel": 2, "pipeline_parallel": 3}, ("gpt2", "llama2-70b")),  # uneven stages
+         ("tp8-pp6", {"tensor_parallel": 8, "pipeline_parallel": 6, "micro_batch_size": 1}, ("llama2-70b",)),
+         ("pp3-vpp", {"pipeline_parallel": 3, "virtual_pipeline_stages": 2, "micro_batch_size": 1},
+          ("gpt2-small",))],
 }
 
 
@@ -400,7 +433,7 @@ def multi_gpu(ms: dict, quick: bool) -> list[dict]:
     """1 / 8 / 64 GPUs x valid layouts x sharding x goodput on A100 80GB and H100 SXM at bf16, same global batch."""
     rows = []
     gpus_list = ["a100-sxm4-80gb"] if quick else ["a100-sxm4-80gb", "h100-sxm5-80gb"]
-    for name in ("gpt2", "llama", "bert", "mixtral", "resnet50", "llama2-70b"):
+    for name in ("gpt2", "llama", "bert", "mixtral", "resnet50", "gpt2-small", "llama2-70b"):
         m = ms[name]
         batch = 128 if name != "llama2-70b" else 512
         for gpu in gpus_list:
@@ -410,7 +443,7 @@ def multi_gpu(ms: dict, quick: bool) -> list[dict]:
                 check_result(base, {"model": name, "gpu": gpu, "gpus": 1, "layout": "single"})
             for n, layouts in LAYOUTS.items():
                 for label, lay, only in layouts:
-                    if only is not None and name not in only:
+                    if (only is not None and name not in only) or (only is None and name == "gpt2-small"):
                         continue
                     if name == "llama2-70b" and label == "dp64":
                         continue
@@ -514,18 +547,68 @@ def gpu_ordering(ms: dict) -> list[dict]:
             for p in {prec, "fp16"}:
                 d = run_estimate(ms[name], name, gpu, precision=p, **kw)
                 check_result(d, {"model": name, "gpu": gpu, "precision": p, **kw})
-                t[(gpu, p)] = d["per_step"]["time_s"]
-                rows.append({"model": name, "setup": what, "gpu": gpu, "precision": p, "step_s": t[(gpu, p)]})
+                compute = sum(d["phases"].get(k, {}).get("time_s", 0.0) for k in COMPUTE_PHASES)
+                t[(gpu, p)] = (d["per_step"]["time_s"], compute)
+                rows.append({"model": name, "setup": what, "gpu": gpu, "precision": p, "step_s": t[(gpu, p)][0],
+                             "compute_s": compute})
         for old, new in order:
             for p in ("bf16", "fp16"):
                 if (old, p) not in t or (new, p) not in t:
                     continue
                 _count("gpu_ordering")
-                if t[(new, p)] > t[(old, p)] * (1 + REL):
+                (t_new, c_new), (t_old, c_old) = t[(new, p)], t[(old, p)]
+                if c_new > c_old * (1 + REL):
                     violate("gpu_ordering", {"model": name, "setup": what, "precision": p},
-                            f"{new} predicted slower than {old}", new_s=t[(new, p)], old_s=t[(old, p)])
+                            f"{new} forward + backward + optimizer predicted slower than {old}'s", new_s=c_new,
+                            old_s=c_old)
+                elif t_new > t_old * (1 + REL):
+                    violate("gpu_ordering_step", {"model": name, "setup": what, "precision": p},
+                            f"{new} step predicted slower than {old}'s (its compute phases are faster)", new_s=t_new,
+                            old_s=t_old, new_compute_s=c_new, old_compute_s=c_old)
     return rows
 
+
+OPTION_VARIANTS = [  # one option (or a valid group) at a time on top of a base plan; each result checked
+    {}, {"optimizer": "sgd"}, {"optimizer": "adadelta"}, {"optimizer_impl": "fused"}, {"optimizer_impl": "for-loop"},
+    {"attention": "eager"}, {"torch_version": "1.10"}, {"torch_version": "2.1"}, {"utilization": 0.5},
+    {"utilization": 1.0}, {"utilization": 0.01}, {"pue": 1.0}, {"pue": 3.0}, {"region": "FR"},
+    {"carbon_intensity": 0}, {"price_per_kwh": 0.3, "gpu_hour_price": 2.0}, {"host_op_time": 0},
+    {"host_op_time": 0.01}, {"launch_overhead": 0}, {"grad_accum": 4}, {"batch_size": 7}, {"batch_size": 1},
+    {"tokens": 1e9}, {"epochs": 0.5, "dataset": 100_000}, {"training_stack": "megatron"},
+    {"training_stack": "megatron", "loss_impl": "torch"}, {"loss_impl": "fused"},
+    {"gpus": 8, "pipeline_parallel": 2, "virtual_pipeline_stages": 2, "micro_batch_size": 1},
+    {"gpus": 16, "gpus_per_node": 4, "internode_gbps": 100}, {"gpus": 16, "gpus_per_node": 8, "internode_gbps": 1},
+    {"gpus": 8, "tensor_parallel": 8}, {"gpus": 8, "tensor_parallel": 4, "gpus_per_node": 2},
+    {"gpus": 1024, "batch_size": 1024}, {"gpus": 4, "pipeline_parallel": 4, "micro_batch_size": 2},
+    {"gpus": 8, "context_parallel": 4, "sequence_parallel": True}, {"gpus": 8, "sharding": "zero3", "grad_accum": 2},
+]
+
+
+def options_sweep(ms: dict, quick: bool) -> list[dict]:
+    """OPTION_VARIANTS on gpt2 / llama (bf16, batch 32, 10 steps) on a spread of GPUs; refusals recorded."""
+    rows = []
+    gpus = ["a100-sxm4-80gb"] if quick else ["a100-sxm4-80gb", "h100-sxm5-80gb", "l4-24gb", "mi300x-192gb",
+                                              "rtx4090-24gb", "gaudi3-128gb"]
+    for name in ("gpt2", "llama"):
+        for gpu in gpus:
+            for var in OPTION_VARIANTS:
+                kw = {"precision": "bf16", "batch_size": 32, **var}
+                if not any(k in var for k in ("tokens", "epochs")):
+                    kw["steps"] = 10
+                case = {"model": name, "gpu": gpu, **var}
+                try:
+                    d = run_estimate(ms[name], name, gpu, **kw)
+                except ConfigError as e:
+                    rows.append({**case, "refused": str(e)})
+                    if "\n" in str(e):
+                        violate("refusal", case, "refusal is not one line", message=str(e))
+                    continue
+                check_result(d, case)
+                rows.append({**case, "step_s": d["per_step"]["time_s"], "power_w": d["per_step"]["avg_gpu_power_w"]})
+    return rows
+
+
+COMPUTE_PHASES = ("forward", "backward", "optimizer")
 
 CLI_SAMPLE = [
     ("gpt2", ["--gpu", "a100", "--precision", "bf16", "--steps", "10"]),
@@ -548,6 +631,15 @@ CLI_SAMPLE = [
     ("resnet50", ["--gpu", "rtx4090", "--precision", "fp32", "--batch-size", "64", "--steps", "10"]),
     ("resnet50", ["--gpu", "rtx3090", "--precision", "bf16", "--batch-size", "64", "--goodput", "0.05"]),  # refused
     ("gpt2", ["--gpu", "b200", "--precision", "fp16", "--steps", "10", "--gpus", "8", "--sharding", "zero1"]),
+    ("gpt2", ["--gpu", "a100", "--compare", "h100,l4,v100", "--precision", "bf16", "--steps", "10"]),
+    ("gpt2", ["--gpu", "gaudi3", "--precision", "bf16", "--tokens", "1e9", "--region", "FR", "--price", "0.2"]),
+    ("llama", ["--gpu", "h100", "--precision", "bf16", "--gpus", "8", "--context-parallel", "3"]),  # refused
+    ("llama", ["--gpu", "h100", "--precision", "bf16", "--gpus", "8", "--pipeline-parallel", "2",
+               "--virtual-pipeline-stages", "2", "--micro-batch-size", "1", "--batch-size", "64", "--steps", "5"]),
+    ("llama", ["--gpu", "h100", "--precision", "fp32", "--training-stack", "megatron"]),  # refused
+    ("gpt2", ["--gpu", "a100", "--gpus", "64", "--batch-size", "8"]),  # refused: fewer samples than GPUs
+    ("gpt2", ["--gpu", "a100", "--precision", "bf16", "--utilization", "1", "--steps", "3", "--attention", "eager",
+              "--torch-version", "1.10", "--optimizer-impl", "for-loop"]),
 ]
 
 
@@ -588,7 +680,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--sections", default="single,multi,order,cli")
+    ap.add_argument("--sections", default="single,multi,options,order,cli")
     a = ap.parse_args(argv)
     secs = set(a.sections.split(","))
     t0 = time.perf_counter()
@@ -602,6 +694,9 @@ def main(argv=None) -> int:
         if "multi" in secs:
             out["multi_gpu"] = multi_gpu(ms, a.quick)
             print(f"multi-GPU: {len(out['multi_gpu'])} rows, {time.perf_counter() - t0:.0f} s", flush=True)
+        if "options" in secs:
+            out["options"] = options_sweep(ms, a.quick)
+            print(f"options: {time.perf_counter() - t0:.0f} s", flush=True)
         if "order" in secs:
             out["gpu_ordering"] = gpu_ordering(ms)
             print(f"ordering: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -611,14 +706,23 @@ def main(argv=None) -> int:
     by_check: dict[str, int] = {}
     for v in VIOLATIONS:
         by_check[v["check"]] = by_check.get(v["check"], 0) + 1
+    for v in VIOLATIONS:
+        why = _explained(v)
+        if why:
+            v["explained"] = why
+    unexplained = [v for v in VIOLATIONS if "explained" not in v]
     out["summary"] = {"checked": CHECKED, "violations_by_check": by_check, "violations": len(VIOLATIONS),
+                      "unexplained": len(unexplained),
+                      "explained": sorted({v["explained"] for v in VIOLATIONS if "explained" in v}),
                       "wall_s": round(time.perf_counter() - t0, 1), **{k: (round(v, 1) if isinstance(v, float) else v)
                                                                       for k, v in STATS.items()}}
     out["violations"] = VIOLATIONS
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1, default=str) + "\n")
     print(json.dumps(out["summary"], indent=1))
-    return 0
+    for v in unexplained[:20]:
+        print("UNEXPLAINED", json.dumps(v)[:300])
+    return 1 if unexplained else 0
 
 
 if __name__ == "__main__":
