@@ -734,7 +734,7 @@ def cli(ms: dict, quick: bool) -> list[dict]:
             except ValueError:
                 violate("cli", case, "exit 0 but stdout is not JSON", stdout=r.stdout[:300])
                 continue
-            docs = d if isinstance(d, list) else [d]
+            docs = d if isinstance(d, list) else d.get("estimates", [d]) if isinstance(d, dict) else []
             for doc in docs:
                 if isinstance(doc, dict) and doc.get("schema") == "wattlint.estimate/1":
                     check_result(doc, {**case, "via": "cli"})
