@@ -170,13 +170,44 @@ def _predict_unique(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precis
     first: dict[tuple, int] = {}
     which = [first.setdefault(_signature(r), len(first)) for r in records]
     if len(first) == len(records):
-        return predictor.predict(records, gpu, precision, utilization)
+        return _faster_of_tf32_fp32(predictor, records, gpu, precision, utilization)
     reps = [None] * len(first)
     for r, j in zip(records, which):
         if reps[j] is None:
             reps[j] = r
-    t_u, p_u = predictor.predict(reps, gpu, precision, utilization)
+    t_u, p_u = _faster_of_tf32_fp32(predictor, reps, gpu, precision, utilization)
     return [t_u[j] for j in which], [p_u[j] for j in which]
+
+
+def tf32_choice(rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
+    """A float32 GEMM-family op that ``precision`` lets run on TF32 tensor cores on ``gpu`` (prior.compute_dtype:
+    ``tf32``, or a cuDNN convolution under the default / autocast precisions) and that would use them: cuBLAS and
+    cuDNN then choose between their TF32 tensor-core and FP32 CUDA-core kernels (allowing TF32 adds kernels, it
+    removes none), so the op costs the faster of the two. Ops that run on CUDA cores either way (depthwise, unaligned
+    channels) have one price."""
+    from .prior import compute_dtype, uses_tensor_cores
+
+    return compute_dtype(rec, gpu, precision) == "tf32" and uses_tensor_cores(rec, gpu, "tf32")
+
+
+def _faster_of_tf32_fp32(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
+                         utilization: float | None) -> tuple[list[float], list[float]]:
+    """``predictor.predict``, with each :func:`tf32_choice` op priced at the faster of its TF32 price and its price
+    under ``fp32`` (TF32 off), with that kernel's power. On GPUs whose TF32 tensor peak is no higher than the FP32
+    CUDA-core peak (GA102 / AD102 / GB202 boards) the FP32 kernel (no NCHW -> NHWC transposes) can be the faster one.
+    A what-if utilization override keeps the TF32 price."""
+    times, powers = predictor.predict(records, gpu, precision, utilization)
+    if utilization is not None or precision == "fp32":
+        return times, powers
+    alt = [i for i, r in enumerate(records) if tf32_choice(r, gpu, precision)]
+    if not alt:
+        return times, powers
+    times, powers = list(times), list(powers)
+    t32, p32 = predictor.predict([records[i] for i in alt], gpu, "fp32", None)
+    for j, i in enumerate(alt):
+        if t32[j] < times[i]:
+            times[i], powers[i] = t32[j], p32[j]
+    return times, powers
 
 
 def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
@@ -201,9 +232,12 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
         records = graph.records
     times, powers = predict_records(predictor, records, gpu, precision, utilization, base=base,
                                     sources=graph.records, groups=groups)
-    notes = ()
+    notes: tuple[str, ...] = ()
     if autocasted:
         notes = (f"{precision} autocast applied to the fp32 graph: matmul/conv/attention in {half_dtype(precision)}, "
                  f"other ops fp32",)
+    if utilization is None and precision != "fp32" and any(tf32_choice(r, gpu, precision) for r in records):
+        notes += ("float32 matmuls / convolutions that may use TF32 are priced at the faster of their TF32 "
+                  "tensor-core and FP32 CUDA-core kernels (cuBLAS / cuDNN choose among both)",)
     return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes,
                      source=tuple(graph.records), autocast=autocasted)
