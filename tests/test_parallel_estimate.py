@@ -551,7 +551,8 @@ def test_context_parallel_refusals(gpt_config, run_cli, argv, msg):
 def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_config):
     """PP 2 traces one stage (2 of the 4 blocks + LM head) and prices it for both GPUs: the layer table showed
     'transformer.h.*.mlp.c_fc (x2)' with the FLOPs of all 4 blocks and the LM head at twice its job total, without
-    saying so. The rows are unchanged (they add up to the step); the title says what they cover."""
+    saying so. The rows are unchanged (the costed stage priced for every GPU; the step and run totals are the mean
+    stage's own work since the pipeline-stage energy change); the title says what they cover."""
     from wattlint.report import markdown, text
     from wattlint.report.layers import group_layers
 
