@@ -273,3 +273,37 @@ def test_gpus_reports_the_energy_model_an_estimate_uses(run_cli, monkeypatch, tm
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_cli("gpus", "h100")
     assert code == 0 and "energy model: public-fit" in out
+
+
+def test_memory_type_rows_and_their_checks():
+    from wattlint.hardware import MEMORY_TYPES, _spec
+
+    gpus = load_gpus()
+    # the GDDR6X / GDDR7 boards (GA102 / AD10x / GB20x whitepapers); the GDDR6 boards of the same chips carry none
+    assert {k for k, g in gpus.items() if g.memory_type} == {
+        "rtx3080-10gb", "rtx3090-24gb", "rtx4080-16gb", "rtx4090-24gb", "rtx5090-32gb", "rtx5080-16gb"}
+    assert gpus["rtx3090-24gb"].memory_type == "GDDR6X" and gpus["rtx5090-32gb"].memory_type == "GDDR7"
+    assert "GDDR6X" in gpus["rtx3090-24gb"].sources["memory_type"]
+    assert MEMORY_TYPES == ("GDDR6X", "GDDR7")
+    row = {"name": "x", "vendor": "NVIDIA", "arch": "Ampere (GA102)", "tdp_w": 300, "idle_w": 75, "memory_gb": 24,
+           "memory_bw_gbs": 900, "sm_count": 80, "boost_mhz": 1700, "peak_tflops": {"fp32": 30},
+           "precisions": ["fp32"], "sources": {"precisions": "s"}}
+    assert _spec("x", row, {}).memory_type == ""
+    with pytest.raises(ValueError, match="no source for its memory_type"):
+        _spec("x", {**row, "memory_type": "GDDR6X"}, {})
+    with pytest.raises(ValueError, match="not one of"):
+        _spec("x", {**row, "memory_type": "HBM9", "sources": {"precisions": "s", "memory_type": "s"}}, {})
+    assert _spec("x", {**row, "memory_type": "GDDR7", "sources": {"precisions": "s", "memory_type": "s"}},
+                 {}).memory_type == "GDDR7"
+
+
+def test_stored_spec_keeps_the_memory_type():
+    from wattlint.calibrate.backends import spec_from_dict, spec_to_dict
+    from wattlint.types import InputError
+
+    g = load_gpus()["rtx3090-24gb"]
+    d = spec_to_dict(g)
+    assert d["memory_type"] == "GDDR6X" and spec_from_dict(d).memory_type == "GDDR6X"
+    assert "memory_type" not in spec_to_dict(load_gpus()["a10-24gb"])
+    with pytest.raises(InputError, match="memory_type"):
+        spec_from_dict({**d, "memory_type": 3})

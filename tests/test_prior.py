@@ -178,15 +178,16 @@ def test_tf32_and_default_differ_on_geforce_ampere():
     # The 3090 is its own power reference (350 - 35 = 315 W of core power at boost for a CUDA-core-equivalent GEMM),
     # but TF32 tensor-core math weighs TENSOR_MATH_POWER = 1.5: g = fill 0.9606 x 0.46 + 0.54 x 1.5 x u 0.7292 =
     # 1.0325 over g_ref 0.892 -> 364.6 W > 350 - 35 - 2.3 (GDDR6X) W, s = (312.7 / 364.6)^(1/3) = 0.950, while the
-    # SIMT GEMM stays at full clock: ratio 1.286 x 0.950 = 1.222.
+    # SIMT GEMM stays at full clock: ratio 1.286 x 0.950 = 1.222. A GeForce board then runs tensor-core GEMMs 1.32x
+    # and CUDA-core GEMMs 1.14x faster than that (CONSUMER_GEMM_ROOF): 1.222 x 1.32 / 1.14 = 1.415.
     g = db("rtx3090-24gb")
     r = rec_from(costs.gemm(1, 4096, 4096, 4096, "float32"))
     d, t = prior.op_prior(r, g, "default"), prior.op_prior(r, g, "tf32")
     assert d.compute_dtype == "fp32" and t.compute_dtype == "tf32"
     assert (d.time_s - prior.GAP_S) / (t.time_s - prior.GAP_S) == pytest.approx(
-        (0.80 * 4096 / 4144) / (0.88 * 0.70 * 4096 / 4104) * t.clock_scale / d.clock_scale, rel=1e-3)
+        (0.80 * 4096 / 4144) / (0.88 * 0.70 * 4096 / 4104) * t.clock_scale / d.clock_scale * 1.32 / 1.14, rel=1e-3)
     assert d.clock_scale == 1.0 and t.clock_scale == pytest.approx(0.950, abs=1e-3)
-    assert d.time_s > 1.2 * t.time_s
+    assert d.time_s > 1.4 * t.time_s
 
 
 def test_power_capped_gemm_on_a_150w_a10_throttles():
@@ -241,12 +242,15 @@ def test_busy_gpu_average_power_is_near_the_limit():
 
 def test_memory_type_chip_group_and_reference_boards():
     assert prior.memory_kind(db("a100-sxm4-80gb")) == "hbm"
-    assert prior.memory_kind(db("rtx3090-24gb")) == "gddr6"
+    # the database's memory_type where the chip code cannot tell it (GA102 carries GDDR6X on the RTX 3090, GDDR6 on
+    # the A10 / A40 / RTX A6000)
+    assert prior.memory_kind(db("rtx3090-24gb")) == "gddr6x"
+    assert prior.memory_kind(db("a10-24gb")) == prior.memory_kind(db("rtx-a6000-48gb")) == "gddr6"
     assert prior.memory_kind(db("tesla-p40-24gb")) == "gddr5"
     # B200 / GB200 / B100 carry HBM3e (arch string 'Blackwell (GB100, 2 dies)'), Gaudi 3 HBM2e; RTX 5090 GDDR7
     for key in ("b200-sxm-180gb", "gb200-186gb", "b100-sxm-192gb", "gaudi3-128gb"):
         assert prior.memory_kind(db(key)) == "hbm", key
-    assert prior.memory_kind(db("rtx5090-32gb")) == "gddr6"
+    assert prior.memory_kind(db("rtx5090-32gb")) == "gddr7"
     assert prior.chip_group(db("b200-sxm-180gb")) == "GB100" and not prior.dual_fp32(db("b200-sxm-180gb"))
     assert prior.chip_group(db("a10-24gb")) == prior.chip_group(db("a40-48gb")) == "GA10x"
     assert prior.chip_group(db("a100-pcie-40gb")) == "GA100"
@@ -400,3 +404,46 @@ def test_wl203_compares_energies_and_times_in_one_unit():
         # the offer leaves an SXM node (A100 SXM4: NVLink baseboard) for a PCIe server: the host share changes with
         # the platform class and the message says so beside the GPU power
         assert "(platform class: pcie_server vs sxm_node)" in f.message, f.message
+
+
+def test_geforce_gemm_roof_speeds_the_gemm_not_its_power():
+    # An 8192^3 fp16 GEMM on the RTX 3090 against the same board not sold as GeForce (name changed only): the power
+    # model, the clock scale and the efficiency are the same, the compute time is 1.32x shorter (CONSUMER_GEMM_ROOF
+    # "tensor"); the board draws its limit in both (the power limit binds: s < 1).
+    import dataclasses
+
+    g = db("rtx3090-24gb")
+    pro = dataclasses.replace(g, name="RTX 3090 as a workstation board")
+    assert prior.consumer(g) and not prior.consumer(pro)
+    r = rec_from(costs.gemm(1, 8192, 8192, 8192, "float16"), dtype="float16")
+    a, b = prior.op_prior(r, g, "fp16"), prior.op_prior(r, pro, "fp16")
+    assert a.clock_scale == b.clock_scale < 1.0
+    assert (b.time_s - prior.GAP_S) / (a.time_s - prior.GAP_S) == pytest.approx(1.32, rel=1e-6)
+    assert a.eff_c == pytest.approx(1.32 * b.eff_c, rel=1e-6)
+    assert a.power_w == pytest.approx(g.tdp_w, rel=0.01) and b.power_w == pytest.approx(g.tdp_w, rel=0.01)
+    # CUDA-core GEMMs get the "simt" roof: FP32 without TF32
+    r32 = rec_from(costs.gemm(1, 8192, 8192, 8192, "float32"))
+    a, b = prior.op_prior(r32, g, "fp32"), prior.op_prior(r32, pro, "fp32")
+    assert (b.time_s - prior.GAP_S) / (a.time_s - prior.GAP_S) == pytest.approx(1.14, rel=1e-6)
+    # elementwise kernels are not GEMMs: no roof
+    e = rec_from(costs.elementwise("relu", [(64, 1024, 1024)], (64, 1024, 1024), "float32"),
+                 op="aten.relu.default")
+    assert e.kind is OpKind.ELEMENTWISE
+    assert prior.op_prior(e, g).time_s == prior.op_prior(e, pro).time_s
+
+
+def test_gddr6x_streaming_bandwidth():
+    # relu over 64 Mi fp32 elements (256 MiB read + 256 MiB written) on an RTX 3090 (GDDR6X, 936 GB/s): the
+    # achievable fraction is 0.87 (GDDR6X copy measurements) x n / (n + 936e9 x 2e-6) with n = 536,870,912 bytes
+    # = 0.86697; time = n / (936e9 x 0.86697) + 4 us = 661.58 us + 4 us. On the A10 (GDDR6, 600 GB/s): 0.76 x
+    # n / (n + 1.2e6) = 0.75830, n / (600e9 x 0.75830) = 1180.0 us + 4 us.
+    e = rec_from(costs.elementwise("relu", [(64, 1024, 1024)], (64, 1024, 1024), "float32"),
+                 op="aten.relu.default")
+    assert e.kind is OpKind.ELEMENTWISE
+    assert e.bytes == 536_870_912
+    p = prior.op_prior(e, db("rtx3090-24gb"))
+    assert p.bound == "memory" and p.eff_m == pytest.approx(0.86697, rel=1e-4)
+    assert p.time_s == pytest.approx(661.58e-6 + 4e-6, rel=1e-4)
+    q = prior.op_prior(e, db("a10-24gb"))
+    assert q.eff_m == pytest.approx(0.75830, rel=1e-4)
+    assert q.time_s == pytest.approx(1180.0e-6 + 4e-6, rel=1e-4)

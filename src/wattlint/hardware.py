@@ -81,6 +81,21 @@ def _expand_sources(key: str, row: dict, refs: dict[str, str]) -> dict[str, str]
     return out
 
 
+#: DRAM technologies a row's optional ``memory_type`` may name (the ones the chip code does not imply)
+MEMORY_TYPES = ("GDDR6X", "GDDR7")
+
+
+def _memory_type(key: str, row: dict) -> str:
+    mt = row.get("memory_type", "")
+    if not mt:
+        return ""
+    if mt not in MEMORY_TYPES:
+        raise ValueError(f"gpus.toml: {key} memory_type {mt!r} is not one of {MEMORY_TYPES}")
+    if "memory_type" not in row.get("sources", {}):
+        raise ValueError(f"gpus.toml: {key} has no source for its memory_type")
+    return mt
+
+
 def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
     missing = [f for f in _REQUIRED if f not in row]
     if missing:
@@ -119,6 +134,7 @@ def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
         nvlink_gbs=float(row.get("nvlink_gbs", 0.0)),
         tensor_cores=bool(row.get("tensor_cores", True)),
         l2_mb=float(row.get("l2_mb", 0.0)),
+        memory_type=_memory_type(key, row),
         aliases=tuple(row.get("aliases", ())),
         nvml_names=tuple(row.get("nvml_names", ())),
         sources=_expand_sources(key, row, refs),

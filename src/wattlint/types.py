@@ -283,6 +283,9 @@ class GpuSpec:
     nvlink_gbs: float = 0.0  # per-GPU NVLink bandwidth (GB/s, bidirectional) ; 0 = none
     tensor_cores: bool = True
     l2_mb: float = 0.0
+    # DRAM technology when the chip code does not tell it ("GDDR6X", "GDDR7"; gpus.toml ``memory_type``); "" = from
+    # the chip (energy/prior.py memory_kind: HBM on the x100 data-centre chips, GDDR6 / GDDR5 otherwise)
+    memory_type: str = ""
     aliases: tuple[str, ...] = ()
     nvml_names: tuple[str, ...] = ()
     sources: Mapping[str, str] = field(default_factory=dict)

@@ -33,6 +33,7 @@ def spec_to_dict(spec: GpuSpec) -> dict[str, Any]:
         "peak_tflops": dict(spec.peak_tflops), "memory_gb": spec.memory_gb, "memory_bw_gbs": spec.memory_bw_gbs,
         "sm_count": spec.sm_count, "boost_mhz": spec.boost_mhz, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w,
         "idle_estimated": spec.idle_estimated, "tensor_cores": spec.tensor_cores, "l2_mb": spec.l2_mb,
+        **({"memory_type": spec.memory_type} if spec.memory_type else {}),
         "sources": dict(spec.sources),
     }
 
@@ -45,7 +46,7 @@ def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
     if not isinstance(d, dict):
         raise InputError(f"stored device spec: expected an object, got {type(d).__name__}")
     keys = ("key", "name", "vendor", "arch", "peak_tflops", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz",
-            "tdp_w", "idle_w", "idle_estimated", "tensor_cores", "l2_mb", "sources")
+            "tdp_w", "idle_w", "idle_estimated", "tensor_cores", "l2_mb", "memory_type", "sources")
     for k in ("key", "name", "vendor", "arch"):
         if not isinstance(d.get(k), str):
             raise InputError(f"stored device spec: {k} = {d.get(k)!r}: expected a string")
@@ -66,6 +67,8 @@ def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
                          "{dtype: TFLOP/s > 0}")
     if not isinstance(d.get("sources", {}), dict):
         raise InputError("stored device spec: sources must be an object")
+    if not isinstance(d.get("memory_type", ""), str):
+        raise InputError(f"stored device spec: memory_type = {d.get('memory_type')!r}: expected a string")
     spec = GpuSpec(**{k: d[k] for k in keys if k in d})
     return dataclasses.replace(spec, sm_count=int(spec.sm_count))
 

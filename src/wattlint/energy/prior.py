@@ -74,7 +74,12 @@ DUAL_FP32_SIMT = 0.70
 DUAL_FP32_CHIPS = ("GA10", "AD10", "GB20")
 # achieved fraction of spec DRAM bandwidth by large streaming kernels (NeuSight PyTorch 2.1 elementwise kernels,
 # >= 200 MB: V100 0.88, A100 0.82, P100 0.73 (HBM); T4 0.75 (GDDR6), P4 0.75 (GDDR5))
-EFF_MEM_MAX: dict[str, float] = {"hbm": 0.85, "gddr": 0.76}
+# GDDR6X / GDDR7 boards (the GeForce RTX 30x0 / 40x0 / 50x0 high end): PyTorch's copy_ of >= 256 MB tensors, 2 x
+# bytes / time (chsasank/device-benchmarks README table, benchmark.py): RTX 3090 831 of 936 GB/s (0.888), RTX 4090
+# 912 of 1008 (0.905), RTX 4070 SUPER 411 of 504 (0.815); mean 0.869. The same table's GDDR6 boards agree with
+# "gddr" (T4 240 of 320 = 0.75, A10 469 of 600 = 0.78). GDDR7 check: cub::DeviceTransform copy on an RTX 5090, 87.8 %
+# of its 1,792 GB/s (NVIDIA/cccl PR #9881, nvbench). benchmarks/gemm_roofs.py recomputes these.
+EFF_MEM_MAX: dict[str, float] = {"hbm": 0.85, "gddr": 0.76, "gddr6x": 0.87}
 MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth (ramp-up, tail of small kernels)
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
@@ -163,7 +168,8 @@ BN_REDUCE_THREADS = 512
 # ---- power constants --------------------------------------------------------------------------------------------
 # DRAM interface + device energy per bit moved: HBM2 ~3.9 pJ/bit (O'Connor et al., MICRO 2017), GDDR6/6X ~7.5
 # pJ/bit (Micron GDDR6X: 7.25 pJ/bit), GDDR5 ~14 pJ/bit (O'Connor et al.).
-E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr5": 14e-12}
+# GDDR7: no published figure found; priced as GDDR6X.
+E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr6x": 7.5e-12, "gddr7": 7.5e-12, "gddr5": 14e-12}
 # Core power of a kernel that occupies every SM but waits on memory, as a fraction of a large tensor GEMM's core
 # power (clocks, schedulers, register files, caches and NoC stay busy). Fitted leave-one-GPU-out on the Zeus named
 # rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md).
@@ -183,6 +189,18 @@ TENSOR_MATH_POWER = 1.5
 REDUCE_KINDS = (OpKind.REDUCTION, OpKind.LOSS)
 DVFS_EXPONENT = 3.0  # P_dyn ~ f V^2 with V ~ f in the DVFS range
 MIN_CLOCK_SCALE = 0.3  # lowest sustained clock / boost clock considered
+
+# GeForce boards reach more of their rated peak in GEMMs than the data-centre and workstation boards the ceilings
+# above were set on: they boost past their rated clock when the power limit allows (GPU Boost; the rated "boost
+# clock" is a typical, not a maximum), and their tensor cores accumulate FP32 at half the rate of the same chip's
+# professional boards, which makes that rate easier to feed. Published square-GEMM microbenchmarks (torch.mm,
+# PyTorch 2.x, the best of 1024-10240: zzc0721/torch-performance-test-data database.md) give each board's measured
+# rate / the prior's rate for the same GEMM; this is the geometric mean of the GeForce boards' ratios over that of
+# the other boards', per unit (tensor: fp16 and bf16; simt: fp32 without TF32). Fitted, leave-one-GeForce-board-out
+# errors and the rows in benchmarks/gemm_roofs.py (results/gemm_roofs.json); docs/ENERGY_MODEL.md, "GeForce roofs".
+# It multiplies the compute rate of GEMM-family kernels (matmul, dense convolution, attention, RNN) on GeForce boards
+# after the power limit's clock scale; the power drawn is the power model's (the board is at its limit either way).
+CONSUMER_GEMM_ROOF: dict[str, float] = {"tensor": 1.32, "simt": 1.14}
 
 TENSOR_FAMILIES = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
 COMPUTE_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
@@ -234,7 +252,10 @@ def chip_group(gpu: GpuSpec) -> str:
 
 
 def memory_kind(gpu: GpuSpec) -> str:
-    """'hbm' | 'gddr6' | 'gddr5' from the chip (HBM on the x100 data-centre chips, AMD Instinct and Intel Gaudi)."""
+    """'hbm' | 'gddr6' | 'gddr6x' | 'gddr7' | 'gddr5': the database's ``memory_type`` where it names one, else from
+    the chip (HBM on the x100 data-centre chips, AMD Instinct and Intel Gaudi)."""
+    if gpu.memory_type:
+        return gpu.memory_type.lower()
     letters, digits = _chip(gpu)
     code = letters + digits
     arch = gpu.arch or ""
@@ -252,7 +273,8 @@ def dual_fp32(gpu: GpuSpec) -> bool:
 
 
 def eff_mem_max(gpu: GpuSpec) -> float:
-    return EFF_MEM_MAX["hbm" if memory_kind(gpu) == "hbm" else "gddr"]
+    kind = memory_kind(gpu)
+    return EFF_MEM_MAX["hbm" if kind == "hbm" else "gddr6x" if kind in ("gddr6x", "gddr7") else "gddr"]
 
 
 def memory_power_full(gpu: GpuSpec) -> float:
@@ -641,6 +663,11 @@ def _power_fill(rec: OpRecord, gpu: GpuSpec, waves: float) -> float:
     return waves / math.ceil(waves) if waves > 0 else 1.0
 
 
+def consumer_gemm_roof(gpu: GpuSpec, tensor: bool) -> float:
+    """CONSUMER_GEMM_ROOF of the unit on a GeForce board, 1 on every other board."""
+    return CONSUMER_GEMM_ROOF["tensor" if tensor else "simt"] if consumer(gpu) else 1.0
+
+
 def clock_scale(gpu: GpuSpec, p_mem: float, p_core: float) -> float:
     """Sustained clock / boost clock so that idle + P_mem + P_core x s^3 fits the board limit (1 when it fits)."""
     if p_core <= 0 or gpu.idle_w + p_mem + p_core <= gpu.tdp_w:
@@ -693,6 +720,11 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         busy = max(compute_s, memory_s)
         p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
         p_core *= s ** DVFS_EXPONENT
+    roof = consumer_gemm_roof(gpu, tensor) if (gemm and utilization is None) else 1.0
+    if roof != 1.0 and compute_s > 0:
+        compute_s /= roof
+        busy = max(compute_s, memory_s)
+        p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
     p_busy = min(gpu.tdp_w, gpu.idle_w + p_mem + p_core)
     time_s = busy + GAP_S
     if busy < GAP_S:
@@ -712,7 +744,7 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         energy += p_layout * layout_s + gpu.idle_w * LAYOUT_TRANSPOSES * GAP_S
         time_s += layout_s + LAYOUT_TRANSPOSES * GAP_S
     power_w = energy / time_s
-    return OpPrior(time_s, power_w, energy, compute_s, memory_s, bound, cdt, eff_c * s, eff_m,
+    return OpPrior(time_s, power_w, energy, compute_s, memory_s, bound, cdt, eff_c * s * roof, eff_m,
                    act * (s ** DVFS_EXPONENT), s, kernel, layout_s)
 
 
