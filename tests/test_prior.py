@@ -447,3 +447,15 @@ def test_gddr6x_streaming_bandwidth():
     q = prior.op_prior(e, db("a10-24gb"))
     assert q.eff_m == pytest.approx(0.75830, rel=1e-4)
     assert q.time_s == pytest.approx(1180.0e-6 + 4e-6, rel=1e-4)
+
+
+def test_geforce_roof_assumption_lines():
+    from wattlint.energy.pricing import roof_notes
+
+    n = roof_notes(db("rtx3090-24gb"), None)
+    assert len(n) == 2 and "1.32x (tensor cores)" in n[0] and "1.14x (CUDA cores)" in n[0]
+    assert n[1].startswith("GDDR6X memory") and "0.87 of the 936 GB/s" in n[1]
+    # a what-if utilization replaces the efficiencies (and the roof): only the memory line stays
+    assert roof_notes(db("rtx3090-24gb"), 0.5) == (n[1],)
+    assert roof_notes(db("rtx5090-32gb"), None)[1].startswith("GDDR7 memory")
+    assert roof_notes(db("a100-sxm4-80gb"), None) == roof_notes(db("rtx-a6000-48gb"), None) == ()

@@ -215,6 +215,23 @@ def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
     return sum(records[i].bytes for i in idx)
 
 
+def roof_notes(gpu: GpuSpec, utilization: float | None) -> tuple[str, ...]:
+    """The assumption lines of the prior's GeForce roofs (energy/prior.py; docs/ENERGY_MODEL.md "GeForce roofs")."""
+    from . import prior
+
+    out: list[str] = []
+    if utilization is None and prior.consumer(gpu):
+        r = prior.CONSUMER_GEMM_ROOF
+        out.append(f"GeForce board: the prior runs GEMMs / convolutions / attention {r['tensor']:.2f}x (tensor cores) "
+                   f"and {r['simt']:.2f}x (CUDA cores) faster than its data-centre ceilings give (boost above the "
+                   "rated clock, half-rate FP32-accumulate tensor cores; fitted on public torch.mm microbenchmarks)")
+    kind = prior.memory_kind(gpu)
+    if kind in ("gddr6x", "gddr7"):
+        out.append(f"{kind.upper()} memory: streaming kernels reach {prior.eff_mem_max(gpu):.2f} of the "
+                   f"{gpu.memory_bw_gbs:.0f} GB/s spec bandwidth (public copy benchmarks; GDDR6 {prior.EFF_MEM_MAX['gddr']:.2f})")
+    return tuple(out)
+
+
 def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | None, predictor,
           base: PricedOps | None = None, groups: dict[str, list[int]] | None = None) -> PricedOps:
     """Every record of ``graph`` priced on ``gpu`` under ``precision`` by ``predictor``; ``base``: the priced ops
@@ -239,5 +256,6 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
     if utilization is None and precision != "fp32" and any(tf32_choice(r, gpu, precision) for r in records):
         notes += ("float32 matmuls / convolutions that may use TF32 are priced at the faster of their TF32 "
                   "tensor-core and FP32 CUDA-core kernels (cuBLAS / cuDNN choose among both)",)
+    notes += roof_notes(gpu, utilization)
     return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes,
                      source=tuple(graph.records), autocast=autocasted)
