@@ -152,9 +152,9 @@ def test_large_convolution_reaches_two_thirds_of_tensor_peak():
     # n = 256, k = 2,304. Best tile 256x128: ceil(50176/256) x 2 = 392 tiles on 108 SMs = 3.63 waves -> 3.63/4 =
     # 0.907, full tile fill; depth 2304 / (2304 + 48) = 0.9796; eff = 0.80 x 0.907 x 0.9796 = 0.711 >= 0.66.
     # Power at boost: idle 60 + DRAM 6.15 W (3.9 pJ x 8 x 52,559,872 B / 266.8 us) + core 340 W x g / g_ref with
-    # g = fill 0.9075 x 0.46 + 0.54 x 1.5 (tensor-core math) x 0.711 = 0.9934, g_ref = 0.46 + 0.54 x 0.8 = 0.892:
-    # 378.7 W -> 444.8 W > 400 W: the clock drops to s = ((400 - 60 - 6.15) / 378.7)^(1/3) = 0.9589, and the
-    # achieved fraction of peak is 0.711 x 0.9589 = 0.682 (0.672 with the 4 us gap) >= 0.66.
+    # g = fill 0.9075 x 0.54 + 0.46 x 1.5 (tensor-core math) x 0.711 = 0.98064, g_ref = 0.54 + 0.46 x 0.8 = 0.908:
+    # 367.2 W -> 433.4 W > 400 W: the clock drops to s = ((400 - 60 - 6.15) / 367.2)^(1/3) = 0.9688, and the
+    # achieved fraction of peak is 0.711 x 0.9688 = 0.689 (0.68 with the 4 us gap) >= 0.66.
     # Channels-last input (the ('nhwc', 1) dim): no layout transposes (tests/test_prior_depthwise.py prices them).
     import dataclasses
 
@@ -163,8 +163,8 @@ def test_large_convolution_reaches_two_thirds_of_tensor_peak():
     r = rec_from(c, "bfloat16", op="aten.convolution.default")
     r = dataclasses.replace(r, dims=tuple(sorted(r.dims + (("nhwc", 1),))))
     p = prior.op_prior(r, g, "bf16")
-    assert p.clock_scale == pytest.approx(((400 - 60 - 6.147) / (340 * 0.99345 / 0.892)) ** (1 / 3), rel=1e-3)
-    assert p.eff_c == pytest.approx(0.80 * (392 / 108 / 4) * 2304 / 2352 * 0.9589, rel=1e-3)
+    assert p.clock_scale == pytest.approx(((400 - 60 - 6.147) / (340 * 0.98064 / 0.908)) ** (1 / 3), rel=1e-3)
+    assert p.eff_c == pytest.approx(0.80 * (392 / 108 / 4) * 2304 / 2352 * 0.9688, rel=1e-3)
     assert p.layout_s == 0.0
     achieved = r.flops / p.time_s / g.peak("bf16")
     assert 0.66 <= achieved <= 0.80
@@ -175,18 +175,19 @@ def test_tf32_and_default_differ_on_geforce_ampere():
     # 0.70 of what single-issue SMs reach (half the FP32 lanes are shared with INT32): ceiling 0.88 x 0.70 = 0.616
     # vs 0.80 on tensor cores. Same tiles; depth k/(k+8) on CUDA cores vs k/(k+48) on tensor cores (k = 4096):
     # time(default) / time(tf32) = (0.80 x 4096/4144) / (0.616 x 4096/4104) = 0.7907 / 0.6148 = 1.286 at full clock.
-    # The 3090 is its own power reference (350 - 35 = 315 W of core power at boost for a CUDA-core-equivalent GEMM),
-    # but TF32 tensor-core math weighs TENSOR_MATH_POWER = 1.5: g = fill 0.9606 x 0.46 + 0.54 x 1.5 x u 0.7292 =
-    # 1.0325 over g_ref 0.892 -> 364.6 W > 350 - 35 - 2.3 (GDDR6X) W, s = (312.7 / 364.6)^(1/3) = 0.950, while the
-    # SIMT GEMM stays at full clock: ratio 1.286 x 0.950 = 1.222. A GeForce board then runs tensor-core GEMMs 1.32x
-    # and CUDA-core GEMMs 1.14x faster than that (CONSUMER_GEMM_ROOF): 1.222 x 1.32 / 1.14 = 1.415.
+    # The 3090 is its own power reference ((350 - 88 idle) W / (82 SMs x 1.695 GHz) = 1.885 W per SM-GHz, above
+    # the GA10x workstation reference 1.539: 262 W of core power at boost for a CUDA-core-equivalent GEMM), but TF32
+    # tensor-core math weighs TENSOR_MATH_POWER = 1.5: g = fill 0.9606 x 0.54 + 0.46 x 1.5 x u 0.7292 = 1.02187
+    # over g_ref 0.908 -> 294.9 W > 350 - 88 - 2.3 (GDDR6X) = 259.7 W, s = (259.7 / 294.9)^(1/3) = 0.9585, while
+    # the SIMT GEMM stays at full clock: ratio 1.286 x 0.9585 = 1.233. A GeForce board then runs tensor-core GEMMs
+    # 1.32x and CUDA-core GEMMs 1.14x faster than that (CONSUMER_GEMM_ROOF): 1.233 x 1.32 / 1.14 = 1.427.
     g = db("rtx3090-24gb")
     r = rec_from(costs.gemm(1, 4096, 4096, 4096, "float32"))
     d, t = prior.op_prior(r, g, "default"), prior.op_prior(r, g, "tf32")
     assert d.compute_dtype == "fp32" and t.compute_dtype == "tf32"
     assert (d.time_s - prior.GAP_S) / (t.time_s - prior.GAP_S) == pytest.approx(
         (0.80 * 4096 / 4144) / (0.88 * 0.70 * 4096 / 4104) * t.clock_scale / d.clock_scale * 1.32 / 1.14, rel=1e-3)
-    assert d.clock_scale == 1.0 and t.clock_scale == pytest.approx(0.950, abs=1e-3)
+    assert d.clock_scale == 1.0 and t.clock_scale == pytest.approx(0.9585, abs=1e-3)
     assert d.time_s > 1.4 * t.time_s
 
 
@@ -195,24 +196,24 @@ def test_power_capped_gemm_on_a_150w_a10_throttles():
     # data-centre/workstation reference is the board with the most W per SM-GHz above idle: the A40 ((300 - 75) W /
     # (84 SMs x 1.74 GHz) = 1.5394; the RTX A6000 has (300 - 75) / (84 x 1.8) = 1.488), so a dense GEMM at boost would
     # need P_core_ref = 1.5394 x 72 x 1.695 = 187.87 W of core power on top of idle. The GEMM (eff 0.780, 28.44 waves
-    # on 72 SMs: fill 0.9808) has g = 0.9808 x 0.46 + 0.54 x 1.5 (tensor-core math) x 0.780 = 1.0831 over g_ref
-    # 0.892: P_core = 187.87 x 1.2142 = 228.1 W, 268 W > 150 W. The clock settles where P_core x s^3 = 150 - 38 - P_mem
-    # (2.14 W of GDDR6): s = (109.86 / 228.1)^(1/3) = 0.784.
+    # on 72 SMs: fill 0.9808) has g = 0.9808 x 0.54 + 0.46 x 1.5 (tensor-core math) x 0.780 = 1.0678 over g_ref
+    # 0.908: P_core = 187.87 x 1.1760 = 220.9 W, 261 W > 150 W. The clock settles where P_core x s^3 = 150 - 38 - P_mem
+    # (2.14 W of GDDR6): s = (109.86 / 220.9)^(1/3) = 0.792.
     g = db("a10-24gb")
     assert g.idle_w == 38
     assert prior.core_power_ref(g) == pytest.approx(225 / (84 * 1.74) * 72 * 1.695, rel=1e-3)
     r = rec_from(costs.gemm(1, 8192, 8192, 8192, "bfloat16"), "bfloat16")
     p = prior.op_prior(r, g, "bf16")
-    assert p.clock_scale == pytest.approx((109.857 / (187.869 * 1.08306 / 0.892)) ** (1 / 3), rel=1e-3)
+    assert p.clock_scale == pytest.approx((109.857 / (187.869 * 1.06783 / 0.908)) ** (1 / 3), rel=1e-3)
     assert 0.77 < p.clock_scale < 0.80
     unthrottled = prior.compute_efficiency(r, g, "bf16", True)[0]
     assert p.compute_s == pytest.approx(r.flops / (g.peak("bf16") * unthrottled) / p.clock_scale, rel=1e-9)
     assert p.power_w == pytest.approx(g.tdp_w, rel=0.01)  # the cap binds (gap at idle aside)
     assert r.flops / p.time_s < 0.7 * g.peak("bf16")  # a 150 W A10 does not sustain its 125 TFLOP/s peak
     # the same GEMM on the 300 W A40 (same chip, twice the limit for 84 SMs at 1.74 GHz) throttles far less:
-    # P_core = 1.5394 x 84 x 1.74 = 225.0 W x (0.9752 x 0.46 + 0.54 x 1.5 x 0.7757) / 0.892 = 271.6 W, room
-    # 300 - 75 - 2.55 = 222.45 W: s = (222.45 / 271.6)^(1/3) = 0.9356
-    assert prior.op_prior(r, db("a40-48gb"), "bf16").clock_scale == pytest.approx(0.9356, abs=1e-3)
+    # P_core = 1.5394 x 84 x 1.74 = 225.0 W x (0.9752 x 0.54 + 0.46 x 1.5 x 0.7757) / 0.908 = 263.1 W, room
+    # 300 - 75 - 2.55 = 222.45 W: s = (222.45 / 263.1)^(1/3) = 0.9456
+    assert prior.op_prior(r, db("a40-48gb"), "bf16").clock_scale == pytest.approx(0.9456, abs=1e-3)
 
 
 def test_busy_gpu_average_power_is_near_the_limit():

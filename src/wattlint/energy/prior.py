@@ -172,8 +172,11 @@ BN_REDUCE_THREADS = 512
 E_BIT_J: dict[str, float] = {"hbm": 3.9e-12, "gddr6": 7.5e-12, "gddr6x": 7.5e-12, "gddr7": 7.5e-12, "gddr5": 14e-12}
 # Core power of a kernel that occupies every SM but waits on memory, as a fraction of a large tensor GEMM's core
 # power (clocks, schedulers, register files, caches and NoC stay busy). Fitted leave-one-GPU-out on the Zeus named
-# rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md).
-A_BUSY = 0.46
+# GPU-bound rows (benchmarks/prior_fit.py; held-out errors in docs/accuracy/prior.md): 0.54 on all four GPUs (folds
+# 0.54-0.58), shipped 2026-12-05 in place of the first reconstruction's 0.46. Independent support: a lent H200 SXM's
+# streaming kernels drew 84-100 % of its 700 W limit (588-711 W at >= 0.85 of its bandwidth; 0.46 gives 80 %, 0.54
+# 87 %): docs/ENERGY_MODEL.md, "Where the H200 power error came from".
+A_BUSY = 0.54
 SHIPPED_A_BUSY = A_BUSY  # what benchmarks compare a refit with (benchmarks/prior_fit.py sets A_BUSY while fitting)
 # Tensor-core math draws this many times the dynamic power of CUDA-core math at the same fraction of the unit's peak
 # (it runs 7-15x more FLOP/s), so a large tensor-core GEMM asks for more than the board's rated core power and the
