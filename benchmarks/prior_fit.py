@@ -32,17 +32,20 @@ from wattlint.energy import prior  # noqa: E402
 GRID = [round(0.30 + 0.04 * i, 2) for i in range(16)]  # 0.30 .. 0.90
 
 
-def streaming_power_fraction(a_busy: float) -> float:
-    """Power of a large streaming (relu, 256 MiB fp32) kernel on an H100 SXM under ``a_busy``, / its power limit:
-    the physical check a refit must pass (memory-bound kernels draw well below the limit)."""
+def streaming_power_fraction(a_busy: float, gpu_key: str = "h100-sxm5-80gb", op: str = "relu",
+                             shape: tuple[int, ...] = (64, 1024, 1024)) -> float:
+    """Power of a large streaming fp32 kernel (default: relu over 256 MiB on an H100 SXM; the H200 check: add over
+    3 x 1 GiB on the H200 SXM, which measured 84-100 % of its limit on such kernels) under ``a_busy``, / the board's
+    power limit."""
     from wattlint import costs
     from wattlint.hardware import resolve_gpu
     from wattlint.types import OpKind, OpRecord, Phase
 
-    c = costs.elementwise("relu", [(64, 1024, 1024)], (64, 1024, 1024), "float32")
-    rec = OpRecord(op="aten.relu.default", kind=OpKind.ELEMENTWISE, module="", phase=Phase.FORWARD,
+    ins = [shape] if op == "relu" else [shape, shape]
+    c = costs.elementwise(op, ins, shape, "float32")
+    rec = OpRecord(op=f"aten.{op}.default", kind=OpKind.ELEMENTWISE, module="", phase=Phase.FORWARD,
                    dtype="float32", flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written)
-    gpu = resolve_gpu("h100-sxm5-80gb")[0]
+    gpu = resolve_gpu(gpu_key)[0]
     saved = prior.A_BUSY
     try:
         prior.A_BUSY = a_busy
@@ -52,23 +55,7 @@ def streaming_power_fraction(a_busy: float) -> float:
 
 
 def h200_streaming_fraction(a_busy: float) -> float:
-    """Power of a large streaming add (3 x 1 GiB fp32) on the H200 SXM under ``a_busy``, / its 700 W limit (the H200
-    measured 84-100 % on such kernels)."""
-    from wattlint import costs
-    from wattlint.hardware import resolve_gpu
-    from wattlint.types import OpKind, OpRecord, Phase
-
-    s = (256, 1024, 1024)
-    c = costs.elementwise("add", [s, s], s, "float32")
-    rec = OpRecord(op="aten.add.Tensor", kind=OpKind.ELEMENTWISE, module="", phase=Phase.FORWARD,
-                   dtype="float32", flops=c.flops, bytes_read=c.bytes_read, bytes_written=c.bytes_written)
-    gpu = resolve_gpu("h200-sxm-141gb")[0]
-    saved = prior.A_BUSY
-    try:
-        prior.A_BUSY = a_busy
-        return prior.op_prior(rec, gpu, "default").power_w / gpu.tdp_w
-    finally:
-        prior.A_BUSY = saved
+    return streaming_power_fraction(a_busy, "h200-sxm-141gb", "add", (256, 1024, 1024))
 
 
 def shipped_note(final: float, folds: list[float]) -> str:
