@@ -307,3 +307,7 @@ def test_stored_spec_keeps_the_memory_type():
     assert "memory_type" not in spec_to_dict(load_gpus()["a10-24gb"])
     with pytest.raises(InputError, match="memory_type"):
         spec_from_dict({**d, "memory_type": 3})
+    # a type the prior does not know is refused (it would otherwise fail deep in the pricing); case is normalised
+    with pytest.raises(InputError, match="memory_type = 'HBM3'"):
+        spec_from_dict({**d, "memory_type": "HBM3"})
+    assert spec_from_dict({**d, "memory_type": "gddr7"}).memory_type == "GDDR7"

@@ -422,6 +422,20 @@ def test_geforce_gemm_roof_speeds_the_gemm_not_its_power():
     assert (b.time_s - prior.GAP_S) / (a.time_s - prior.GAP_S) == pytest.approx(1.32, rel=1e-6)
     assert a.eff_c == pytest.approx(1.32 * b.eff_c, rel=1e-6)
     assert a.power_w == pytest.approx(g.tdp_w, rel=0.01) and b.power_w == pytest.approx(g.tdp_w, rel=0.01)
+    # unthrottled (a 448^3 fp16 GEMM: s = 1, compute-bound, below the limit on both): the same dynamic core energy
+    # in 1.32x less time -> core power x 1.32 (DRAM power also x 1.32: the same bytes), so busy power - idle is
+    # 1.32x the workstation board's (~216 W -> ~164 W above the 88 W idle)
+    small = rec_from(costs.gemm(1, 448, 448, 448, "float16"), dtype="float16")
+    a, b = prior.op_prior(small, g, "fp16"), prior.op_prior(small, pro, "fp16")
+    assert a.clock_scale == b.clock_scale == 1.0 and a.bound == b.bound == "compute"
+    busy_a, busy_b = a.time_s - prior.GAP_S, b.time_s - prior.GAP_S
+    assert busy_b / busy_a == pytest.approx(1.32, rel=1e-6)
+    pa = (a.energy_j - g.idle_w * prior.GAP_S) / busy_a - g.idle_w
+    pb = (b.energy_j - g.idle_w * prior.GAP_S) / busy_b - g.idle_w
+    assert pa == pytest.approx(1.32 * pb, rel=1e-6) and pa + g.idle_w < g.tdp_w
+    # Turing / Maxwell GeForce boards: no CUDA-core roof (fitted on dual-FP32 chips only)
+    assert prior.consumer_gemm_roof(db("rtx2080ti-11gb"), False) == prior.consumer_gemm_roof(db("gtx750ti-2gb"), False) == 1.0
+    assert prior.consumer_gemm_roof(db("rtx2080ti-11gb"), True) == 1.32
     # CUDA-core GEMMs get the "simt" roof: FP32 without TF32
     r32 = rec_from(costs.gemm(1, 8192, 8192, 8192, "float32"))
     a, b = prior.op_prior(r32, g, "fp32"), prior.op_prior(r32, pro, "fp32")
@@ -454,7 +468,12 @@ def test_geforce_roof_assumption_lines():
     from wattlint.energy.pricing import roof_notes
 
     n = roof_notes(db("rtx3090-24gb"), None)
-    assert len(n) == 2 and "1.32x (tensor cores)" in n[0] and "1.14x (CUDA cores)" in n[0]
+    assert len(n) == 2 and "1.32x on tensor cores" in n[0] and "1.14x on CUDA cores" in n[0]
+    # a GeForce board without tensor cores and dual-FP32 SMs (Maxwell GTX 750 Ti): no roof at all, no line;
+    # Turing (RTX 2080 Ti): tensor cores only
+    assert roof_notes(db("gtx750ti-2gb"), None) == ()
+    t = roof_notes(db("rtx2080ti-11gb"), None)
+    assert len(t) == 1 and "tensor cores" in t[0] and "CUDA cores" not in t[0]
     assert n[1].startswith("GDDR6X memory") and "0.87 of the 936 GB/s" in n[1]
     # a what-if utilization replaces the efficiencies (and the roof): only the memory line stays
     assert roof_notes(db("rtx3090-24gb"), 0.5) == (n[1],)

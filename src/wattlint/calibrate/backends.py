@@ -41,6 +41,7 @@ def spec_to_dict(spec: GpuSpec) -> dict[str, Any]:
 def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
     """A GpuSpec from a stored spec (a run's provenance); InputError naming the field when one is missing or not a
     finite number in range (a hand-edited or damaged file must not reach the power model as None or NaN)."""
+    from ..hardware import MEMORY_TYPES
     from ..types import InputError
 
     if not isinstance(d, dict):
@@ -67,8 +68,11 @@ def spec_from_dict(d: dict[str, Any]) -> GpuSpec:
                          "{dtype: TFLOP/s > 0}")
     if not isinstance(d.get("sources", {}), dict):
         raise InputError("stored device spec: sources must be an object")
-    if not isinstance(d.get("memory_type", ""), str):
-        raise InputError(f"stored device spec: memory_type = {d.get('memory_type')!r}: expected a string")
+    mt = d.get("memory_type", "")
+    if mt and (not isinstance(mt, str) or mt.upper() not in MEMORY_TYPES):
+        raise InputError(f"stored device spec: memory_type = {mt!r}: expected one of {', '.join(MEMORY_TYPES)}")
+    if mt:
+        d = {**d, "memory_type": mt.upper()}
     spec = GpuSpec(**{k: d[k] for k in keys if k in d})
     return dataclasses.replace(spec, sm_count=int(spec.sm_count))
 

@@ -15,7 +15,10 @@ import math
 from ..types import GpuSpec, OpKind, OpRecord, Phase
 from . import prior as _prior
 
-FEATURE_SCHEMA_VERSION = "2"  # 2: prior_clock_scale, kind_direct_conv (power-limited clocks, depthwise convs)
+# 2: prior_clock_scale, kind_direct_conv (power-limited clocks, depthwise convs); 3: the prior's values changed under
+# the same names (A_BUSY 0.54, GeForce roofs, GDDR6X bandwidth, 2026-12-05): models fitted on version 2 are refused
+# and must be refitted, so their corrections are not stacked on a prior that moved
+FEATURE_SCHEMA_VERSION = "3"
 
 # op families one-hot encoded (order is part of the schema)
 KIND_ONEHOT: tuple[OpKind, ...] = (

@@ -52,7 +52,7 @@ class Predictor:
         times: list[float] = []
         powers: list[float] = []
         cache = self._cache
-        ctx = (gpu.key, gpu.tdp_w, gpu.idle_w, precision, utilization)
+        ctx = (gpu.key, gpu.name, gpu.memory_type, gpu.tdp_w, gpu.idle_w, precision, utilization)
         for r in records:
             key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, ctx)
             hit = cache.get(key)

@@ -222,9 +222,15 @@ def roof_notes(gpu: GpuSpec, utilization: float | None) -> tuple[str, ...]:
     out: list[str] = []
     if utilization is None and prior.consumer(gpu):
         r = prior.CONSUMER_GEMM_ROOF
-        out.append(f"GeForce board: the prior runs GEMMs / convolutions / attention {r['tensor']:.2f}x (tensor cores) "
-                   f"and {r['simt']:.2f}x (CUDA cores) faster than its data-centre ceilings give (boost above the "
-                   "rated clock, half-rate FP32-accumulate tensor cores; fitted on public torch.mm microbenchmarks)")
+        units = []
+        if gpu.tensor_cores:
+            units.append(f"{r['tensor']:.2f}x on tensor cores (half-rate FP32-accumulate tensor cores)")
+        if prior.dual_fp32(gpu):
+            units.append(f"{r['simt']:.2f}x on CUDA cores")
+        if units:
+            out.append("GeForce board: the prior runs GEMMs / convolutions / attention " + " and ".join(units)
+                       + " faster than its data-centre ceilings give (boost above the rated clock; fitted on public "
+                       "torch.mm microbenchmarks; ops the public-fit model prices keep its times)")
     kind = prior.memory_kind(gpu)
     if kind in ("gddr6x", "gddr7"):
         out.append(f"{kind.upper()} memory: streaming kernels reach {prior.eff_mem_max(gpu):.2f} of the "

@@ -202,7 +202,8 @@ MIN_CLOCK_SCALE = 0.3  # lowest sustained clock / boost clock considered
 # the other boards', per unit (tensor: fp16 and bf16; simt: fp32 without TF32). Fitted, leave-one-GeForce-board-out
 # errors and the rows in benchmarks/gemm_roofs.py (results/gemm_roofs.json); docs/ENERGY_MODEL.md, "GeForce roofs".
 # It multiplies the compute rate of GEMM-family kernels (matmul, dense convolution, attention, RNN) on GeForce boards
-# after the power limit's clock scale; the power drawn is the power model's (the board is at its limit either way).
+# after the power limit's clock scale (CUDA-core roof: dual-FP32 GeForce chips only, what it was fitted on); the
+# kernel's dynamic core energy stays the same, so its core power rises by the roof, capped at the board's limit.
 CONSUMER_GEMM_ROOF: dict[str, float] = {"tensor": 1.32, "simt": 1.14}
 
 TENSOR_FAMILIES = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
@@ -667,8 +668,13 @@ def _power_fill(rec: OpRecord, gpu: GpuSpec, waves: float) -> float:
 
 
 def consumer_gemm_roof(gpu: GpuSpec, tensor: bool) -> float:
-    """CONSUMER_GEMM_ROOF of the unit on a GeForce board, 1 on every other board."""
-    return CONSUMER_GEMM_ROOF["tensor" if tensor else "simt"] if consumer(gpu) else 1.0
+    """CONSUMER_GEMM_ROOF of the unit on a GeForce board, 1 on every other board. The CUDA-core roof was fitted on
+    dual-FP32 GeForce boards only (GA10x / AD10x / GB20x): older GeForce chips (Turing, Maxwell) keep 1 there."""
+    if not consumer(gpu):
+        return 1.0
+    if tensor:
+        return CONSUMER_GEMM_ROOF["tensor"]
+    return CONSUMER_GEMM_ROOF["simt"] if dual_fp32(gpu) else 1.0
 
 
 def clock_scale(gpu: GpuSpec, p_mem: float, p_core: float) -> float:
@@ -725,9 +731,13 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         p_core *= s ** DVFS_EXPONENT
     roof = consumer_gemm_roof(gpu, tensor) if (gemm and utilization is None) else 1.0
     if roof != 1.0 and compute_s > 0:
+        # the same work done faster (a higher clock): its dynamic core energy is unchanged, so core power rises as
+        # the busy time falls (by the roof when compute-bound); the board's limit caps it below (a throttled GEMM
+        # stays at the limit)
         compute_s /= roof
-        busy = max(compute_s, memory_s)
+        busy_before, busy = busy, max(compute_s, memory_s)
         p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
+        p_core *= busy_before / busy if busy > 0 else 1.0
     p_busy = min(gpu.tdp_w, gpu.idle_w + p_mem + p_core)
     time_s = busy + GAP_S
     if busy < GAP_S:
