@@ -68,6 +68,12 @@ def matrices(kernels, specs):
     return {f: {k: np.asarray(v, dtype=float if k != "gpu" else object) for k, v in d.items()} for f, d in by.items()}
 
 
+def domain(x) -> dict:
+    """The family's training box: [min, max] of each pf.DOMAIN_FEATURES column over its training kernels."""
+    return {n: [float(x[:, i].min()), float(x[:, i].max())]
+            for n, i in ((n, pf.FEATURE_NAMES.index(n)) for n in pf.DOMAIN_FEATURES)}
+
+
 def train(x, y):
     return lgb.train(dict(PARAMS), lgb.Dataset(x, label=y, free_raw_data=False), num_boost_round=ROUNDS)
 
@@ -139,12 +145,13 @@ def main(argv=None):
                                       "cv": cv, "time_residuals": res_q},
                                      indent=1) + "\n")
     OUT.mkdir(parents=True, exist_ok=True)
-    fams = {}
+    fams, boxes = {}, {}
     for fam, d in sorted(data.items()):
         b = train(d["x"], d["y"])
         f = OUT / f"{fam}.txt"
         f.write_text(b.model_to_string(num_iteration=-1))
         gpus = sorted(set(d["gpu"]))
+        boxes[fam] = domain(d["x"])
         fams[fam] = {"file": f.name, "sha256": sha256(f), "rows": int(len(d["y"])), "gpus": gpus,
                      "eff_max": pf.EFF_MAX[fam],
                      "neusight_ops": sorted({k for k, v in nd.FILE_FAMILY.items() if v == fam})}
@@ -175,6 +182,11 @@ def main(argv=None):
                      "are), 3x3 stride-1 ungrouped FP32 convolutions, elementwise / dropout / copy kernels, softmax, layer norm; everything else (tensor-core GEMMs and convs, "
                      "grouped convs, attention kernels, reductions, embeddings, losses, optimizer) is priced by the "
                      "prior"),
+        # the domain of applicability (outside it the prior prices the op): rounded outward only by float print
+        "domain": {fam: {n: [math.floor(lo * 1e6) / 1e6, math.ceil(hi * 1e6) / 1e6] for n, (lo, hi) in b.items()}
+                   for fam, b in boxes.items()},
+        "domain_method": ("per family, [min, max] over its training kernels of each size feature in "
+                          "wattlint.energy.public_fit.DOMAIN_FEATURES; an op outside the box is priced by the prior"),
         "features": {"version": pf.FEATURE_VERSION, "names": list(pf.FEATURE_NAMES),
                      "code": "wattlint.energy.public_fit.features (the same function at fit and prediction)"},
         "lightgbm": {"params": PARAMS, "rounds": ROUNDS, "version": lgb.__version__},

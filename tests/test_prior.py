@@ -464,6 +464,22 @@ def test_gddr6x_streaming_bandwidth():
     assert q.time_s == pytest.approx(1180.0e-6 + 4e-6, rel=1e-4)
 
 
+def test_pascal_hbm2_streams_below_the_other_hbm_parts():
+    # The same 512 MiB relu on a P100 (GP100, HBM2, 732 GB/s): NeuSight's P100 elementwise kernels >= 200 MB stream
+    # at 510-535 GB/s (0.73 of spec), so eff = 0.73 x n / (n + 732e9 x 2e-6) = 0.73 x 536870912 / 538334912
+    # = 0.728015 and time = n / (732e9 x 0.728015) + 4 us = 1007.44 + 4 us. A V100 (HBM2, 900 GB/s) keeps the HBM
+    # value: 0.85 x n / (n + 1.8e6) = 0.847160, n / (900e9 x 0.847160) = 704.14 + 4 us.
+    e = rec_from(costs.elementwise("relu", [(64, 1024, 1024)], (64, 1024, 1024), "float32"),
+                 op="aten.relu.default")
+    p = prior.op_prior(e, db("p100-pcie-16gb"))
+    assert prior.chip_group(db("p100-pcie-16gb")) == "GP100" and prior.memory_kind(db("p100-pcie-16gb")) == "hbm"
+    assert p.eff_m == pytest.approx(0.728015, rel=1e-5)
+    assert p.time_s == pytest.approx(1007.44e-6 + 4e-6, rel=1e-5)
+    q = prior.op_prior(e, db("v100-pcie-16gb"))
+    assert q.eff_m == pytest.approx(0.847160, rel=1e-5)
+    assert q.time_s == pytest.approx(704.14e-6 + 4e-6, rel=1e-5)
+
+
 def test_geforce_roof_assumption_lines():
     from wattlint.energy.pricing import roof_notes
 

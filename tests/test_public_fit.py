@@ -205,3 +205,44 @@ def test_broken_model_folder_is_none_not_an_error(tmp_path):
         "version": "old", "names": []}}))
     with pytest.raises(pf.PublicFitError, match="feature version"):
         pf.load_model(tmp_path / pf.MODEL_DIRNAME)
+
+
+def test_shipped_domain_is_the_training_kernels_box():
+    """The card's box for mm comes from NeuSight's linear kernels: the largest B x M of
+    kernels-train/linear__*.csv.gz is 8192 rows (read off the files), so log10_m tops out at log10(8192) = 3.9134."""
+    card = json.loads((SHIPPED / "card.json").read_text())
+    assert set(card["domain"]) == set(pf.FAMILIES)
+    lo, hi = card["domain"]["mm"]["log10_m"]
+    assert hi == pytest.approx(math.log10(8192), abs=1e-5) and lo <= hi
+    for box in card["domain"].values():
+        assert set(box) == set(pf.DOMAIN_FEATURES)
+
+
+def test_ops_outside_the_training_box_are_priced_by_the_prior():
+    """NCF's MLP on a V100: a 1,048,576-row FP32 GEMM is 128x taller than any measured GEMM, so the prior (whose
+    tile and wave physics extrapolate) prices it; a 4,096-row GEMM of the same width is inside and public-fit prices
+    it. A card without a box keeps the old behaviour (everything its families route is covered)."""
+    pred = pf.load_public_fit()
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    tall, inside = _gemm(1, 1_048_576, 256, 256), _gemm(1, 4096, 256, 256)
+    assert pf.family(tall, v100, "fp32") == pf.family(inside, v100, "fp32") == "mm"
+    assert not pred.covers(tall, v100, "fp32") and pred.covers(inside, v100, "fp32")
+    (t_tall, t_in), (p_tall, _) = pred.predict([tall, inside], v100, "fp32")
+    (q_tall, q_in), (qp_tall, _) = PriorPredictor().predict([tall, inside], v100, "fp32")
+    assert (t_tall, p_tall) == (q_tall, qp_tall)
+    assert t_in != q_in
+    boxless = pf.PublicFitPredictor(pf.PublicFitModel(pred.model.path,
+                                                      {k: v for k, v in pred.model.card.items() if k != "domain"}))
+    assert boxless.covers(tall, v100, "fp32")
+    assert boxless.predict([tall], v100, "fp32")[0][0] != q_tall
+
+
+def test_domain_box_edges_are_inclusive():
+    card = {"families": {"mm": {"file": "mm.txt"}},
+            "domain": {"mm": {"log10_m": [math.log10(64), math.log10(8192)]}}}
+    model = pf.PublicFitModel(Path("."), card)
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    row = lambda m: pf.features(_gemm(1, m, 256, 256), v100)  # noqa: E731
+    assert model.in_domain("mm", row(8192)) and model.in_domain("mm", row(64))
+    assert not model.in_domain("mm", row(8193)) and not model.in_domain("mm", row(63))
+    assert model.in_domain("bmm", row(10 ** 6))  # no box for the family: inside

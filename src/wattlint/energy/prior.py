@@ -80,6 +80,9 @@ DUAL_FP32_CHIPS = ("GA10", "AD10", "GB20")
 # "gddr" (T4 240 of 320 = 0.75, A10 469 of 600 = 0.78). GDDR7 check: cub::DeviceTransform copy on an RTX 5090, 87.8 %
 # of its 1,792 GB/s (NVIDIA/cccl PR #9881, nvbench). benchmarks/gemm_roofs.py recomputes these.
 EFF_MEM_MAX: dict[str, float] = {"hbm": 0.85, "gddr": 0.76, "gddr6x": 0.87}
+# per chip where its own streaming kernels sit far from its memory type's value: GP100 (Pascal's HBM2) 0.73, the
+# NeuSight P100 elementwise kernels >= 200 MB above (510-535 of 732 GB/s; V100 / A100 0.88 / 0.82 keep "hbm")
+EFF_MEM_MAX_BY_CHIP: dict[str, float] = {"GP100": 0.73}
 MEM_LATENCY_S = 2.0e-6  # bytes = bw x this reach half the achievable bandwidth (ramp-up, tail of small kernels)
 GAP_S = 4.0e-6  # per-kernel launch + tail gap on a busy stream (CUDA launch ~ 3-5 us; eager PyTorch)
 K_HALF = 48  # GEMM reduction depth at which tensor-core efficiency is halved (pipelining of the K loop)
@@ -277,6 +280,9 @@ def dual_fp32(gpu: GpuSpec) -> bool:
 
 
 def eff_mem_max(gpu: GpuSpec) -> float:
+    chip = EFF_MEM_MAX_BY_CHIP.get(chip_group(gpu))
+    if chip is not None:
+        return chip
     kind = memory_kind(gpu)
     return EFF_MEM_MAX["hbm" if kind == "hbm" else "gddr6x" if kind in ("gddr6x", "gddr7") else "gddr"]
 

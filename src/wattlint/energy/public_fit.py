@@ -20,7 +20,9 @@ fitting and prediction.
 Coverage (what the data measured, and nothing else): FP32 GEMMs on CUDA cores (``mm``/``bmm``, and ungrouped
 convolutions), and the memory-bound elementwise / softmax / layer-norm kernels in any dtype (their features are
 bytes-based). Tensor-core GEMMs and convolutions (tf32/fp16/bf16/fp8), grouped convolutions, attention kernels and
-every other kind keep the physics prior (wattlint.energy.prior), which stays the bound and the fallback. Power comes
+every other kind keep the physics prior (wattlint.energy.prior), which stays the bound and the fallback. So does
+any op outside the box of sizes the family was fitted on (card ``domain``, :data:`DOMAIN_FEATURES`): a tree model
+holds its edge value flat beyond its data, the prior's physics extrapolates. Power comes
 from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the energy-roofline view)
 spread over the public-fit time, on top of idle power, capped at the board power.
 
@@ -52,6 +54,13 @@ EFF_MAX: dict[str, float] = {"mm": 1.0, "bmm": 1.0, "conv": 2.25, "elementwise":
 # stream (~2-5 us on Volta..Hopper; the prior's GAP_S uses the same 4 us). The efficiency is fitted on
 # (measured - KERNEL_GAP_S) so that time = roofline / efficiency + KERNEL_GAP_S reproduces the measurement.
 KERNEL_GAP_S = 4.0e-6
+# The size features that bound the model's domain of applicability: per family, the fit stores the range of each over
+# its training kernels (card "domain"), and an op outside that box is priced by the prior, whose physics extrapolates
+# (a tree model holds its edge value flat: NCF's 1M-row GEMMs are 128x taller than any measured GEMM). GPU-independent
+# by construction (sizes, not times), so the box means the same on every GPU.
+DOMAIN_FEATURES: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_b", "log10_m", "log10_n", "log10_k",
+                                    "log10_elems", "log10_row", "log10_rows")
+DOMAIN_TOLERANCE = 1e-9  # float round-off of log10 at the box's edges
 THREADS_PER_SM = 2048  # resident threads per SM used to count "waves" of one-thread-per-element kernels
 TILES: tuple[tuple[int, int], ...] = ((128, 128), (128, 64), (64, 64), (32, 32))  # SGEMM output tiles counted
 
@@ -230,6 +239,18 @@ class PublicFitModel:
         hi = math.log(EFF_MAX[fam])
         return [min(hi, max(LN_EFF_MIN, float(v))) for v in pred]
 
+    def in_domain(self, fam: str, row: Sequence[float]) -> bool:
+        """Whether a feature row lies inside the family's training box (card ``domain``; True when the card has
+        none: a model fitted before the box was recorded)."""
+        box = (self.card.get("domain") or {}).get(fam)
+        if not box:
+            return True
+        for name, (lo, hi) in box.items():
+            v = row[FEATURE_NAMES.index(name)]
+            if v < lo - DOMAIN_TOLERANCE or v > hi + DOMAIN_TOLERANCE:
+                return False
+        return True
+
     def residual_quantiles(self, target: str = "time") -> tuple[float, float]:
         r = self.card["residuals"][target]
         return float(r["p5"]), float(r["p95"])
@@ -302,11 +323,13 @@ class PublicFitPredictor(Predictor):
         srcs = model.card.get("data_sources") or []
         names = ", ".join(str(s.get("name")) for s in srcs if isinstance(s, dict) and s.get("name"))
         self.source = (f"public-fit model {model.card.get('version', '')} ({names or 'public measurements'}); "
-                       "FP32 CUDA-core GEMMs and memory-bound kernels, tensor-core and other ops by the prior").strip()
+                       "FP32 CUDA-core GEMMs and memory-bound kernels inside its training data's size range, "
+                       "tensor-core, larger or smaller and other ops by the prior").strip()
 
     def covers(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
         fam = family(rec, gpu, precision)
-        return fam is not None and fam in self.model.card["families"]
+        return fam is not None and fam in self.model.card["families"] and \
+            self.model.in_domain(fam, features(rec, gpu))
 
     def predict(self, records, gpu, precision, utilization=None):
         times, powers = Predictor.predict(self, records, gpu, precision, utilization)
@@ -323,9 +346,11 @@ class PublicFitPredictor(Predictor):
             groups.setdefault(fam, {}).setdefault(key, []).append(i)
         span_cap = gpu.tdp_w
         for fam, by_key in groups.items():
-            idx = [v[0] for v in by_key.values()]
-            le = self.model.log_efficiency(fam, [features(records[i], gpu) for i in idx])
-            for (_, members), first, lne in zip(by_key.items(), idx, le):
+            rows = {first: features(records[first], gpu) for first in (v[0] for v in by_key.values())}
+            inside = [(members, members[0]) for members in by_key.values()
+                      if self.model.in_domain(fam, rows[members[0]])]  # outside the training box: the prior's
+            le = self.model.log_efficiency(fam, [rows[first] for _, first in inside])
+            for (members, first), lne in zip(inside, le):
                 t = roofline_s(records[first], gpu) / math.exp(lne) + KERNEL_GAP_S
                 t_prior, p_prior = times[first], powers[first]
                 # the prior's dynamic energy (above idle) of this op, spread over the public-fit time
