@@ -88,6 +88,20 @@ def main(folder: str) -> int:
                           for vp in val_paths}
         (ROOT / "benchmarks" / "results" / "cpu_validation.json").write_text(
             json.dumps(out, indent=2, sort_keys=True) + "\n")
+    later = sorted(d.glob("*-validation-*.json"))  # later code's predictions against the same measurements
+    if later:
+        lines += ["", "Later code, NOT blind (new predictions compared with the same committed measurements, "
+                  "`wattlint validate compare --predictions <committed> --predictions <new>`):", ""]
+        out["later_code"] = {}
+        for vp in later:
+            sv = json.loads(vp.read_text())["summary"]
+            for k, v in sv.items():
+                if k.startswith("calibrated@"):
+                    lines.append(f"* `{vp.name}`: calibrated {v['time']['mape'] * 100:.1f} % step-time MAPE "
+                                 f"({k.split('@', 1)[1]})")
+                    out["later_code"][vp.name] = v["time"]["mape"]
+        (ROOT / "benchmarks" / "results" / "cpu_validation.json").write_text(
+            json.dumps(out, indent=2, sort_keys=True) + "\n")
     old = sorted((d / "attempt1-warm-cache").glob("*-validation.json")) if (d / "attempt1-warm-cache").is_dir() else []
     if old:
         lines += ["", "History: `attempt1-warm-cache/` (benchmarks re-used the same inputs every call, so ops ran from a",

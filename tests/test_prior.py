@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -145,6 +146,29 @@ def test_depthwise_conv_is_a_memory_bound_kernel_not_a_gemm():
     assert p.kernel == "direct_conv" and p.bound == "memory"
     assert p.time_s == pytest.approx(120.94e-6 + prior.GAP_S, rel=2e-3)
     assert not prior.uses_tensor_cores(r, g, p.compute_dtype)
+
+
+def test_depthwise_conv_on_a_cpu_keeps_the_direct_convolution_price():
+    # PyTorch's CUDA depthwise kernels are priced per SM clock; a CPU spec (vendor "cpu", no clock: the calibration
+    # backend's measured spec) runs other kernels and must keep the direct-convolution price, not 1 MHz "SMs"
+    # (that put the CPU-method run's 7x7 depthwise samples 560-3,950x too slow). Depthwise 7x7, x = [16, 64, 32, 32]
+    # fp32 on a CPU with 0.0828 TFLOP/s and 25.76 GB/s, one "SM":
+    #   FLOPs = 2 x 16 x 64 x 32 x 32 x 49 = 102,760,448; outputs 1,048,576 = 512 full waves of 2048 -> eff 0.5
+    #   compute = 102,760,448 / (0.0828e12 x 0.5) = 2482.14 us; memory (8,401,152 B at ~0.755 x 25.76 GB/s) 431.8 us
+    #   power: 10 W idle + ~0.2 W DRAM + 12 W x 0.848 core activity = 20.4 W < 22 W, no throttling
+    #   time = 2482.14 + 4 us gap
+    cpu = gpu("cpu-test", name="CPU", vendor="cpu", arch="x86_64", peak_tflops={"fp32": 0.0828}, memory_gb=25,
+              memory_bw_gbs=25.76, sm_count=1, boost_mhz=0.0, tdp_w=22, idle_w=10)
+    c = costs.conv((16, 64, 32, 32), (64, 1, 7, 7), "float32", padding=3, groups=64)
+    r = dataclasses.replace(rec_from(c, op="aten.convolution.default"), shapes=((16, 64, 32, 32), (64, 1, 7, 7)))
+    assert r.flops == 102_760_448 and r.bytes == 8_401_152
+    assert prior.native_depthwise(r) == "generic"  # a 7x7 filter: PyTorch's looped kernel on a CUDA GPU
+    p = prior.op_prior(r, cpu, "fp32")
+    assert p.kernel == "direct_conv" and p.bound == "compute" and p.clock_scale == 1.0
+    assert p.time_s == pytest.approx(2482.14e-6 + 4e-6, rel=1e-5)
+    # the same record on a GPU with a clock keeps the per-SM-clock native-kernel price (not the direct one)
+    h100 = db("h100-sxm5-80gb")
+    assert prior.op_prior(r, h100, "fp32").eff_c != pytest.approx(0.5, rel=1e-3)
 
 
 def test_large_convolution_reaches_two_thirds_of_tensor_peak():

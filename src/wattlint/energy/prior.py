@@ -574,7 +574,9 @@ def compute_efficiency(rec: OpRecord, gpu: GpuSpec, cdt: str, tensor: bool) -> t
     # direct convolutions and non-GEMM ops: one thread per output element over ~2048 threads/SM x SMs
     waves = _elementwise_waves(rec, gpu)
     weff = waves / math.ceil(waves) if waves > 0 else 1.0
-    native = native_depthwise(rec) if kind is OpKind.CONV else ""
+    # PyTorch's own CUDA / HIP depthwise kernels, priced per SM clock: a CPU (or a spec without a clock) runs
+    # other kernels (oneDNN / ATen CPU loops), so it keeps the direct-convolution price
+    native = native_depthwise(rec) if kind is OpKind.CONV and gpu.vendor != "cpu" and gpu.boost_mhz > 0 else ""
     if native == "generic" or (native == "templated" and rec.phase is not Phase.BACKWARD):
         return _native_depthwise_efficiency(rec, gpu)
     base = EFF_MAX["conv_direct" if kind is OpKind.CONV else "other"]
