@@ -18,7 +18,8 @@ from . import prior as _prior
 # 2: prior_clock_scale, kind_direct_conv (power-limited clocks, depthwise convs); 3: the prior's values changed under
 # the same names (A_BUSY 0.54, GeForce roofs, GDDR6X bandwidth, 2026-12-05): models fitted on version 2 are refused
 # and must be refitted, so their corrections are not stacked on a prior that moved; 4: GP100 (Tesla P100) streams at
-# 0.73 of its spec bandwidth (prior.EFF_MEM_MAX_BY_CHIP, 2026-12-05): its memory-bound ops' prior time and eff moved
+# 0.73 of its spec bandwidth (prior.EFF_MEM_MAX_BY_CHIP, 2026-12-05): its memory-bound ops' prior time and eff moved;
+# and CPU specs' depthwise convolutions keep the direct-convolution price (were priced at a 1 MHz "SM clock")
 FEATURE_SCHEMA_VERSION = "4"
 
 # op families one-hot encoded (order is part of the schema)
