@@ -189,6 +189,15 @@ def test_gpu_detail(run_cli, monkeypatch):
     assert info["precisions"]["supported"] == ["default", "fp32", "tf32", "fp16", "bf16", "fp8"]
     assert "H100 Tensor Core GPU Architecture whitepaper" in info["precisions"]["source"]
     assert info["values"]["tdp_w"]["value"] == 700 and "H100" in info["values"]["tdp_w"]["source"]
+    # memory: HBM from the chip code (GH100) at the HBM streaming fraction; the RTX 3090's GDDR6X is stated in the
+    # database with its source and streams at 0.87 (docs/ENERGY_MODEL.md constants table)
+    assert info["memory"]["type"] == "HBM" and info["memory"]["streaming_fraction"] == 0.85
+    assert "chip code" in info["memory"]["source"]
+    code, out, err = run_cli("gpus", "3090", "--format", "json")
+    m = json.loads(out)["memory"]
+    assert (m["type"], m["streaming_fraction"]) == ("GDDR6X", 0.87) and "GDDR6X" in m["source"]
+    code, out, err = run_cli("gpus", "p100")
+    assert "memory: HBM, streaming kernels reach 0.73" in " ".join(out.split())
 
 
 def test_gpus_json_list(run_cli):

@@ -323,8 +323,8 @@ class PublicFitPredictor(Predictor):
         srcs = model.card.get("data_sources") or []
         names = ", ".join(str(s.get("name")) for s in srcs if isinstance(s, dict) and s.get("name"))
         self.source = (f"public-fit model {model.card.get('version', '')} ({names or 'public measurements'}); "
-                       "FP32 CUDA-core GEMMs and memory-bound kernels inside its training data's size range, "
-                       "tensor-core, larger or smaller and other ops by the prior").strip()
+                       "FP32 CUDA-core GEMMs and memory-bound kernels of the sizes it was fitted on; tensor-core and "
+                       "other ops, and sizes outside that range, by the prior").strip()
 
     def covers(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
         fam = family(rec, gpu, precision)
