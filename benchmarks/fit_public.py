@@ -186,7 +186,9 @@ def main(argv=None):
         "domain": {fam: {n: [math.floor(lo * 1e6) / 1e6, math.ceil(hi * 1e6) / 1e6] for n, (lo, hi) in b.items()}
                    for fam, b in boxes.items()},
         "domain_method": ("per family, [min, max] over its training kernels of each size feature in "
-                          "wattlint.energy.public_fit.DOMAIN_FEATURES; an op outside the box is priced by the prior"),
+                          "wattlint.energy.public_fit.DOMAIN_FEATURES; an op outside the box is priced by the prior "
+                          "(a GEMM record: plus the model's absolute excess over the prior at the box's edge, "
+                          "wattlint.energy.public_fit.edge_gemm)"),
         "features": {"version": pf.FEATURE_VERSION, "names": list(pf.FEATURE_NAMES),
                      "code": "wattlint.energy.public_fit.features (the same function at fit and prediction)"},
         "lightgbm": {"params": PARAMS, "rounds": ROUNDS, "version": lgb.__version__},

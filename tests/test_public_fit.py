@@ -219,22 +219,51 @@ def test_shipped_domain_is_the_training_kernels_box():
 
 
 def test_ops_outside_the_training_box_are_priced_by_the_prior():
-    """NCF's MLP on a V100: a 1,048,576-row FP32 GEMM is 128x taller than any measured GEMM, so the prior (whose
-    tile and wave physics extrapolate) prices it; a 4,096-row GEMM of the same width is inside and public-fit prices
-    it. A card without a box keeps the old behaviour (everything its families route is covered)."""
+    """NCF's MLP on a V100: a 1,048,576-row FP32 GEMM is 128x taller than any measured GEMM (at most 8,192 rows), so
+    the prior (whose tile and wave physics extrapolate) prices it, plus the model's absolute excess over the prior at
+    the box's edge (the 8,192-row GEMM of the same width, which NeuSight measured): no jump at the edge, and the
+    excess fades relative to larger GEMMs. A 4,096-row GEMM is inside and the model prices it. A card without a box
+    keeps the old behaviour (everything its families route is covered)."""
     pred = pf.load_public_fit()
     v100 = resolve_gpu("v100-sxm2-16gb")[0]
-    tall, inside = _gemm(1, 1_048_576, 256, 256), _gemm(1, 4096, 256, 256)
+    tall, inside, edge = _gemm(1, 1_048_576, 256, 256), _gemm(1, 4096, 256, 256), _gemm(1, 8192, 256, 256)
     assert pf.family(tall, v100, "fp32") == pf.family(inside, v100, "fp32") == "mm"
-    assert not pred.covers(tall, v100, "fp32") and pred.covers(inside, v100, "fp32")
-    (t_tall, t_in), (p_tall, _) = pred.predict([tall, inside], v100, "fp32")
-    (q_tall, q_in), (qp_tall, _) = PriorPredictor().predict([tall, inside], v100, "fp32")
-    assert (t_tall, p_tall) == (q_tall, qp_tall)
+    assert not pred.covers(tall, v100, "fp32") and pred.covers(inside, v100, "fp32") and pred.covers(edge, v100, "fp32")
+    (t_tall, t_in, t_edge), _ = pred.predict([tall, inside, edge], v100, "fp32")
+    (q_tall, q_in, q_edge), _ = PriorPredictor().predict([tall, inside, edge], v100, "fp32")
     assert t_in != q_in
+    # the stand-in at the edge is the same GEMM with m clamped to the box's 8,192 rows
+    c = pf.edge_gemm(tall, v100, pred.model, "mm")
+    assert (c.dim("b"), c.dim("m"), c.dim("n"), c.dim("k")) == (1, 8192, 256, 256)
+    assert c.flops == 2 * 8192 * 256 * 256 and c.bytes == (8192 * 256 + 256 * 256 + 8192 * 256) * 4
+    assert t_tall == pytest.approx(q_tall + (t_edge - q_edge), rel=1e-12)
+    assert t_edge > 1.3 * q_edge  # the model is well above the prior at the edge (measured small-K SGEMMs) ...
+    assert t_tall < 1.02 * q_tall  # ... and that excess is < 2 % of a GEMM 128x taller
+    # no jump at the edge, and a bigger GEMM is never priced faster
+    (t_8193, t_16k), _ = pred.predict([_gemm(1, 8193, 256, 256), _gemm(1, 16384, 256, 256)], v100, "fp32")
+    assert t_8193 == pytest.approx(t_edge, rel=0.005)
+    assert t_edge <= t_8193 < t_16k < t_tall
     boxless = pf.PublicFitPredictor(pf.PublicFitModel(pred.model.path,
                                                       {k: v for k, v in pred.model.card.items() if k != "domain"}))
     assert boxless.covers(tall, v100, "fp32")
-    assert boxless.predict([tall], v100, "fp32")[0][0] != q_tall
+    assert boxless.predict([tall], v100, "fp32")[0][0] != t_tall
+
+
+def test_edge_gemm_shrinks_into_the_box():
+    """A GEMM too large in several ways: each dim is clamped into its range first (b, m, n, k), then the largest of
+    m, n, k is halved until FLOPs, bytes and elements fit; a record that is not a GEMM has no stand-in."""
+    card = {"families": {"mm": {"file": "mm.txt"}},
+            "domain": {"mm": {"log10_b": [0.0, 0.0], "log10_m": [0.0, math.log10(8192)],
+                              "log10_n": [0.0, math.log10(8192)], "log10_k": [0.0, math.log10(8192)],
+                              "log10_flops": [0.0, math.log10(2 * 8192 * 4096 * 1024)]}}}
+    model = pf.PublicFitModel(Path("."), card)
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    # m 100,000 -> 8,192 and n 70,000 -> 8,192 by clamping; k 1,024 stays. FLOPs 2 x 8192 x 8192 x 1024 is 2x the
+    # box's top, so the largest dim (m and n tie at 8,192; m comes first) is halved once: 4,096 x 8,192 x 1,024
+    c = pf.edge_gemm(_gemm(1, 100_000, 70_000, 1024), v100, model, "mm")
+    assert (c.dim("m"), c.dim("n"), c.dim("k")) == (4096, 8192, 1024)
+    assert c.flops == 2 * 4096 * 8192 * 1024 and c.op == "aten.mm.default"
+    assert pf.edge_gemm(_ew(2 ** 22), v100, model, "mm") is None
 
 
 def test_domain_box_edges_are_inclusive():

@@ -22,7 +22,9 @@ convolutions), and the memory-bound elementwise / softmax / layer-norm kernels i
 bytes-based). Tensor-core GEMMs and convolutions (tf32/fp16/bf16/fp8), grouped convolutions, attention kernels and
 every other kind keep the physics prior (wattlint.energy.prior), which stays the bound and the fallback. So does
 any op outside the box of sizes the family was fitted on (card ``domain``, :data:`DOMAIN_FEATURES`): a tree model
-holds its edge value flat beyond its data, the prior's physics extrapolates. Power comes
+holds its edge value flat beyond its data, the prior's physics extrapolates. A GEMM record outside the box also
+carries the model's absolute excess over the prior at the box's edge (:func:`edge_gemm`), so its price is continuous
+there and the excess fades relative to larger GEMMs. Power comes
 from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the energy-roofline view)
 spread over the public-fit time, on top of idle power, capped at the board power.
 
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -139,6 +141,36 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
         return "softmax"
     if k is OpKind.NORM and "layer_norm" in rec.op:
         return "layernorm"
+    return None
+
+
+def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) -> OpRecord | None:
+    """The GEMM on the family's training-box edge that stands in for an out-of-box GEMM record (``mm`` / ``bmm``
+    records of kind MATMUL): each of b, m, n, k clamped into its range, then the largest of m, n, k halved (never
+    below its lower bound) until FLOPs, bytes and element counts are inside too. None when the box has no GEMM
+    ranges or no such GEMM exists."""
+    box = (model.card.get("domain") or {}).get(fam) or {}
+    if rec.kind is not OpKind.MATMUL or not all(f"log10_{d}" in box for d in "bmnk"):
+        return None
+
+    def bounds(d: str) -> tuple[int, int]:
+        lo, hi = box[f"log10_{d}"]
+        return max(1, math.ceil(10 ** lo - 1e-6)), max(1, math.floor(10 ** hi + 1e-6))
+
+    lim = {d: bounds(d) for d in "bmnk"}
+    dims = {d: min(lim[d][1], max(lim[d][0], rec.dim(d, 1) or 1)) for d in "bmnk"}
+    e = _dtype_bytes(rec.dtype)
+    for _ in range(64):
+        b, m, n, k = (dims[d] for d in "bmnk")
+        cand = replace(rec, op="aten.bmm.default" if b > 1 else "aten.mm.default", shapes=((b, m, k), (b, k, n)),
+                       flops=2 * b * m * n * k, bytes_read=(b * m * k + b * k * n) * e, bytes_written=b * m * n * e,
+                       dims=(("b", b), ("k", k), ("m", m), ("n", n)))
+        if model.in_domain(fam, features(cand, gpu)):
+            return cand
+        big = max((d for d in "mnk" if dims[d] > lim[d][0]), key=lambda d: dims[d], default=None)
+        if big is None:
+            return None
+        dims[big] = max(lim[big][0], dims[big] // 2)
     return None
 
 
@@ -347,11 +379,30 @@ class PublicFitPredictor(Predictor):
         span_cap = gpu.tdp_w
         for fam, by_key in groups.items():
             rows = {first: features(records[first], gpu) for first in (v[0] for v in by_key.values())}
-            inside = [(members, members[0]) for members in by_key.values()
-                      if self.model.in_domain(fam, rows[members[0]])]  # outside the training box: the prior's
-            le = self.model.log_efficiency(fam, [rows[first] for _, first in inside])
-            for (members, first), lne in zip(inside, le):
-                t = roofline_s(records[first], gpu) / math.exp(lne) + KERNEL_GAP_S
+            inside = [members[0] for members in by_key.values() if self.model.in_domain(fam, rows[members[0]])]
+            # outside the training box the prior prices the op; a GEMM (mm / bmm record) also carries the model's
+            # absolute excess over the prior at the box's edge (edge_gemm), so its price does not jump at the edge
+            # and the excess fades relative to larger GEMMs
+            edges = [(members, edge_gemm(records[members[0]], gpu, self.model, fam)) for members in by_key.values()
+                     if not self.model.in_domain(fam, rows[members[0]])]
+            edges = [(members, c) for members, c in edges if c is not None]
+            t_new: dict[int, float] = {}
+            le = self.model.log_efficiency(fam, [rows[first] for first in inside])
+            for first, lne in zip(inside, le):
+                t_new[first] = roofline_s(records[first], gpu) / math.exp(lne) + KERNEL_GAP_S
+            if edges:
+                cands = [c for _, c in edges]
+                le_c = self.model.log_efficiency(fam, [features(c, gpu) for c in cands])
+                t_c_prior, _ = Predictor.predict(self, cands, gpu, precision)
+                for (members, c), lne, tcp in zip(edges, le_c, t_c_prior):
+                    first = members[0]
+                    excess = roofline_s(c, gpu) / math.exp(lne) + KERNEL_GAP_S - tcp
+                    t_new[first] = max(times[first] + excess, roofline_s(records[first], gpu) + KERNEL_GAP_S)
+            for members in by_key.values():
+                first = members[0]
+                if first not in t_new:
+                    continue
+                t = t_new[first]
                 t_prior, p_prior = times[first], powers[first]
                 # the prior's dynamic energy (above idle) of this op, spread over the public-fit time
                 p = gpu.idle_w + max(0.0, p_prior - gpu.idle_w) * (t_prior / t if t > 0 else 1.0)
