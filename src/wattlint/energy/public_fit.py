@@ -24,7 +24,8 @@ every other kind keep the physics prior (wattlint.energy.prior), which stays the
 any op outside the box of sizes the family was fitted on (card ``domain``, :data:`DOMAIN_FEATURES`): a tree model
 holds its edge value flat beyond its data, the prior's physics extrapolates. A GEMM record outside the box also
 carries the model's absolute excess over the prior at the box's edge (:func:`edge_gemm`), so its price is continuous
-there and the excess fades relative to larger GEMMs. Power comes
+there when it leaves through one of b / m / n / k (not yet through FLOPs / bytes, nor below the lower bounds) and
+the excess fades relative to larger GEMMs. Power comes
 from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the energy-roofline view)
 spread over the public-fit time, on top of idle power, capped at the board power.
 
