@@ -68,10 +68,10 @@ def matrices(kernels, specs):
     return {f: {k: np.asarray(v, dtype=float if k != "gpu" else object) for k, v in d.items()} for f, d in by.items()}
 
 
-def domain(x) -> dict:
-    """The family's training box: [min, max] of each pf.DOMAIN_FEATURES column over its training kernels."""
+def domain(x, fam: str) -> dict:
+    """The family's training box: [min, max] of each of its pf.DOMAIN_FEATURES columns over its training kernels."""
     return {n: [float(x[:, i].min()), float(x[:, i].max())]
-            for n, i in ((n, pf.FEATURE_NAMES.index(n)) for n in pf.DOMAIN_FEATURES)}
+            for n, i in ((n, pf.FEATURE_NAMES.index(n)) for n in pf.DOMAIN_FEATURES[fam])}
 
 
 def train(x, y):
@@ -151,7 +151,7 @@ def main(argv=None):
         f = OUT / f"{fam}.txt"
         f.write_text(b.model_to_string(num_iteration=-1))
         gpus = sorted(set(d["gpu"]))
-        boxes[fam] = domain(d["x"])
+        boxes[fam] = domain(d["x"], fam)
         fams[fam] = {"file": f.name, "sha256": sha256(f), "rows": int(len(d["y"])), "gpus": gpus,
                      "eff_max": pf.EFF_MAX[fam],
                      "neusight_ops": sorted({k for k, v in nd.FILE_FAMILY.items() if v == fam})}
@@ -185,10 +185,10 @@ def main(argv=None):
         # the domain of applicability (outside it the prior prices the op): rounded outward only by float print
         "domain": {fam: {n: [math.floor(lo * 1e6) / 1e6, math.ceil(hi * 1e6) / 1e6] for n, (lo, hi) in b.items()}
                    for fam, b in boxes.items()},
-        "domain_method": ("per family, [min, max] over its training kernels of each size feature in "
+        "domain_method": ("per family, [min, max] over its training kernels of each of its size features in "
                           "wattlint.energy.public_fit.DOMAIN_FEATURES; an op outside the box is priced by the prior "
-                          "(a GEMM record: plus the model's absolute excess over the prior at the box's edge, "
-                          "wattlint.energy.public_fit.edge_gemm)"),
+                          "(a GEMM-like record: plus the model's absolute excess over the prior on the nearest GEMM "
+                          "inside the box, wattlint.energy.public_fit.edge_gemm)"),
         "features": {"version": pf.FEATURE_VERSION, "names": list(pf.FEATURE_NAMES),
                      "code": "wattlint.energy.public_fit.features (the same function at fit and prediction)"},
         "lightgbm": {"params": PARAMS, "rounds": ROUNDS, "version": lgb.__version__},

@@ -192,12 +192,14 @@ def test_gpu_detail(run_cli, monkeypatch):
     # memory: HBM from the chip code (GH100) at the HBM streaming fraction; the RTX 3090's GDDR6X is stated in the
     # database with its source and streams at 0.87 (docs/ENERGY_MODEL.md constants table)
     assert info["memory"]["type"] == "HBM" and info["memory"]["streaming_fraction"] == 0.85
-    assert "chip code" in info["memory"]["source"]
+    assert "chip code" in info["memory"]["type_source"] and "HBM value" in info["memory"]["streaming_source"]
     code, out, err = run_cli("gpus", "3090", "--format", "json")
     m = json.loads(out)["memory"]
-    assert (m["type"], m["streaming_fraction"]) == ("GDDR6X", 0.87) and "GDDR6X" in m["source"]
+    assert (m["type"], m["streaming_fraction"]) == ("GDDR6X", 0.87) and "GDDR6X" in m["type_source"]
+    assert "RTX 3090 0.89" in m["streaming_source"]
     code, out, err = run_cli("gpus", "p100")
-    assert "memory: HBM, streaming kernels reach 0.73" in " ".join(out.split())
+    text = " ".join(out.split())
+    assert "memory: HBM (" in text and "streaming kernels reach 0.73" in text and "per-chip value for GP100" in text
 
 
 def test_gpus_json_list(run_cli):

@@ -153,7 +153,8 @@ def test_depthwise_conv_on_a_cpu_keeps_the_direct_convolution_price():
     # backend's measured spec) runs other kernels and must keep the direct-convolution price, not 1 MHz "SMs"
     # (that put the CPU-method run's 7x7 depthwise samples 560-3,950x too slow). Depthwise 7x7, x = [16, 64, 32, 32]
     # fp32 on a CPU with 0.0828 TFLOP/s and 25.76 GB/s, one "SM":
-    #   FLOPs = 2 x 16 x 64 x 32 x 32 x 49 = 102,760,448; outputs 1,048,576 = 512 full waves of 2048 -> eff 0.5
+    #   FLOPs = 2 x 16 x 64 x 32 x 32 x 49 = 102,760,448; outputs 1,048,576 = 512 full waves of 2048 (wave
+    #   efficiency 1) x EFF_MAX['conv_direct'] 0.5 -> eff 0.5
     #   compute = 102,760,448 / (0.0828e12 x 0.5) = 2482.14 us; memory (8,401,152 B at ~0.755 x 25.76 GB/s) 431.8 us
     #   power: 10 W idle + ~0.2 W DRAM + 12 W x 0.848 core activity = 20.4 W < 22 W, no throttling
     #   time = 2482.14 + 4 us gap

@@ -3,6 +3,7 @@ light import path and the selection rule."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -214,8 +215,11 @@ def test_shipped_domain_is_the_training_kernels_box():
     assert set(card["domain"]) == set(pf.FAMILIES)
     lo, hi = card["domain"]["mm"]["log10_m"]
     assert hi == pytest.approx(math.log10(8192), abs=1e-5) and lo <= hi
-    for box in card["domain"].values():
-        assert set(box) == set(pf.DOMAIN_FEATURES)
+    for fam, box in card["domain"].items():
+        assert set(box) == set(pf.DOMAIN_FEATURES[fam])
+    # a GEMM is bounded by its dims, an elementwise kernel by its element count, not by its tensor's shape
+    assert "log10_rows" not in card["domain"]["mm"] and "log10_rows" not in card["domain"]["elementwise"]
+    assert "log10_rows" in card["domain"]["softmax"]
 
 
 def test_ops_outside_the_training_box_are_priced_by_the_prior():
@@ -228,7 +232,9 @@ def test_ops_outside_the_training_box_are_priced_by_the_prior():
     v100 = resolve_gpu("v100-sxm2-16gb")[0]
     tall, inside, edge = _gemm(1, 1_048_576, 256, 256), _gemm(1, 4096, 256, 256), _gemm(1, 8192, 256, 256)
     assert pf.family(tall, v100, "fp32") == pf.family(inside, v100, "fp32") == "mm"
-    assert not pred.covers(tall, v100, "fp32") and pred.covers(inside, v100, "fp32") and pred.covers(edge, v100, "fp32")
+    inside_box = lambda r: pred.model.in_domain("mm", pf.features(r, v100))  # noqa: E731
+    assert not inside_box(tall) and inside_box(inside) and inside_box(edge)
+    assert pred.covers(tall, v100, "fp32")  # priced with the model's excess at the edge
     (t_tall, t_in, t_edge), _ = pred.predict([tall, inside, edge], v100, "fp32")
     (q_tall, q_in, q_edge), _ = PriorPredictor().predict([tall, inside, edge], v100, "fp32")
     assert t_in != q_in
@@ -250,20 +256,106 @@ def test_ops_outside_the_training_box_are_priced_by_the_prior():
 
 
 def test_edge_gemm_shrinks_into_the_box():
-    """A GEMM too large in several ways: each dim is clamped into its range first (b, m, n, k), then the largest of
-    m, n, k is halved until FLOPs, bytes and elements fit; a record that is not a GEMM has no stand-in."""
+    """A GEMM too large in several ways: each dim is clamped into its range first (b, m, n, k); then the FLOPs, still
+    above the box, are brought inside by the one dim whose change is smallest, shrunk to the largest value that fits
+    and rounded down to its alignment. Here m 100,000 -> 8,192 and n 70,000 -> 8,192 by clamping, k 1,024 stays;
+    FLOPs 2 x 8192 x 8192 x 1024 are over the box's 2 x 8192 x 5000 x 1024: m (or n) would go to 5,000, rounded to a
+    multiple of 128 -> 4,992 (ln(8192/4992) = 0.50); k would go to 625 -> 512 (ln 2 = 0.69). m and n tie; m comes
+    first. A record that is not GEMM-like has no stand-in."""
     card = {"families": {"mm": {"file": "mm.txt"}},
             "domain": {"mm": {"log10_b": [0.0, 0.0], "log10_m": [0.0, math.log10(8192)],
                               "log10_n": [0.0, math.log10(8192)], "log10_k": [0.0, math.log10(8192)],
-                              "log10_flops": [0.0, math.log10(2 * 8192 * 4096 * 1024)]}}}
+                              "log10_flops": [0.0, math.log10(2 * 8192 * 5000 * 1024)]}}}
     model = pf.PublicFitModel(Path("."), card)
     v100 = resolve_gpu("v100-sxm2-16gb")[0]
-    # m 100,000 -> 8,192 and n 70,000 -> 8,192 by clamping; k 1,024 stays. FLOPs 2 x 8192 x 8192 x 1024 is 2x the
-    # box's top, so the largest dim (m and n tie at 8,192; m comes first) is halved once: 4,096 x 8,192 x 1,024
     c = pf.edge_gemm(_gemm(1, 100_000, 70_000, 1024), v100, model, "mm")
-    assert (c.dim("m"), c.dim("n"), c.dim("k")) == (4096, 8192, 1024)
-    assert c.flops == 2 * 4096 * 8192 * 1024 and c.op == "aten.mm.default"
+    assert (c.dim("m"), c.dim("n"), c.dim("k")) == (4992, 8192, 1024)
+    assert c.flops == 2 * 4992 * 8192 * 1024 and c.op == "aten.mm.default"
+    assert c.bytes == (4992 * 1024 + 1024 * 8192 + 4992 * 8192) * 4
     assert pf.edge_gemm(_ew(2 ** 22), v100, model, "mm") is None
+    # below the box: 64 x 64 x 1,024 is 8.4 MFLOP under a 2 x 64 x 64 x 1,500 floor; k grows to 1,500, rounded up
+    # to its alignment (1,024 is a multiple of 128) -> 1,536 (ln 1.5 = 0.41); m and n would grow to 94 -> 128 (ln 2)
+    low = pf.PublicFitModel(Path("."), {"families": {"mm": {"file": "mm.txt"}}, "domain": {"mm": {
+        "log10_b": [0.0, 0.0], "log10_m": [0.0, 4.0], "log10_n": [0.0, 4.0], "log10_k": [0.0, 4.0],
+        "log10_flops": [math.log10(2 * 64 * 64 * 1500), 13.0]}}})
+    c = pf.edge_gemm(_gemm(1, 64, 64, 1024), v100, low, "mm")
+    assert (c.dim("m"), c.dim("n"), c.dim("k")) == (64, 64, 1536)
+    # above the box in one size and below it in another: a 1,000 x 1,000 x 1 outer product moves 4.0 MB (over a
+    # 1 MB top) for 2 MFLOP (under a 10 MFLOP floor): no stand-in
+    both = pf.PublicFitModel(Path("."), {"families": {"mm": {"file": "mm.txt"}}, "domain": {"mm": {
+        "log10_b": [0.0, 0.0], "log10_m": [0.0, 4.0], "log10_n": [0.0, 4.0], "log10_k": [0.0, 4.0],
+        "log10_flops": [7.0, 13.0], "log10_bytes": [0.0, 6.0]}}})
+    assert pf.edge_gemm(_gemm(1, 1000, 1000, 1), v100, both, "mm") is None
+
+
+def test_edge_gemm_convolution_keeps_its_operand_roles():
+    """A convolution's stand-in is the same convolution with smaller implicit-GEMM dims: the weight-gradient record
+    of a 3x3 conv (x [8, 64, 28, 28], w [128, 64, 3, 3]; m = 8 x 28 x 28 = 6,272, n = 128, k = 64 x 9 = 576) writes
+    the weight (k x n) and reads the output gradient (m x n) and the input (m x k / 9). With m capped at 3,136 rows it
+    is the conv of half the batch: writes 576 x 128, reads 3,136 x 128 + 3,136 x 64 elements, half the FLOPs."""
+    model = pf.PublicFitModel(Path("."), {"families": {"conv": {"file": "conv.txt"}}, "domain": {"conv": {
+        "log10_b": [0.0, 0.0], "log10_m": [0.0, math.log10(3136)], "log10_n": [0.0, 4.0], "log10_k": [0.0, 5.0]}}})
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    bw = _conv(phase=Phase.BACKWARD)
+    bw = dataclasses.replace(bw, bytes_read=4 * (8 * 128 * 28 * 28 + 8 * 64 * 28 * 28), bytes_written=4 * 128 * 64 * 9,
+                             dims=tuple(sorted(bw.dims + (("grad", 2),))))
+    c = pf.edge_gemm(bw, v100, model, "conv")
+    assert (c.dim("m"), c.dim("n"), c.dim("k"), c.dim("grad")) == (3136, 128, 576, 2)
+    assert c.bytes_written == 576 * 128 * 4 and c.bytes_read == (3136 * 128 + 3136 * 64) * 4
+    assert c.flops == bw.flops // 2 and c.kind is OpKind.CONV and c.shapes == bw.shapes
+
+
+def test_edge_hand_over_is_continuous_on_the_shipped_box():
+    """The shipped card, V100 FP32: crossing the box through its FLOPs top (8,192 x 28,672 x k: k 12,360 inside,
+    12,364 outside), through its FLOPs floor (a 4,096 x 1 GEMV: k 1,136 inside, 1,135 outside) and through its row
+    top for a 1x1 convolution (256 -> 256 channels at 64 x 64: batch 2 = 8,192 rows inside, 3 outside), the price
+    moves by well under 1 % (the hard switch jumped -11 %, 1.87x and -17 % per row). Below the box the model's excess
+    shrinks with the FLOPs, so a smaller GEMV is cheaper and a tiny GEMM tends to the prior."""
+    pred = pf.load_public_fit()
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    model = pred.model
+    t = lambda rs: pred.predict(rs, v100, "fp32")[0]  # noqa: E731
+    q = lambda rs: PriorPredictor().predict(rs, v100, "fp32")[0]  # noqa: E731
+    ins, out = _gemm(1, 8192, 28672, 12360), _gemm(1, 8192, 28672, 12364)
+    assert model.in_domain("mm", pf.features(ins, v100)) and not model.in_domain("mm", pf.features(out, v100))
+    t_in, t_out = t([ins, out])
+    assert t_in <= t_out < t_in * 1.001
+    ins, out, small = _gemm(1, 4096, 1, 1136), _gemm(1, 4096, 1, 1135), _gemm(1, 4096, 1, 100)
+    assert model.in_domain("mm", pf.features(ins, v100)) and not model.in_domain("mm", pf.features(out, v100))
+    t_in, t_out, t_small = t([ins, out, small])
+    assert t_in * 0.99 < t_out <= t_in
+    q_small = q([small])[0]
+    assert q_small < t_small < q_small + (t_in - q([ins])[0]) * 100 / 1136 * 1.01
+
+    def conv1x1(batch):
+        m = batch * 64 * 64
+        return OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=Phase.FORWARD,
+                        dtype="float32", shapes=((batch, 256, 64, 64), (256, 256, 1, 1)), flops=2 * m * 256 * 256,
+                        bytes_read=(m * 256 + 256 * 256) * 4, bytes_written=m * 256 * 4,
+                        dims=(("b", 1), ("k", 256), ("m", m), ("n", 256)))
+    c2, c3 = conv1x1(2), conv1x1(3)
+    assert pf.family(c3, v100, "fp32") == "mm" and not model.in_domain("mm", pf.features(c3, v100))
+    assert pred.covers(c3, v100, "fp32")  # outside the box but priced with the model's excess
+    t2, t3 = t([c2, c3])
+    q2, q3 = q([c2, c3])
+    assert t3 == pytest.approx(q3 + (t2 - q2), rel=1e-9)  # the stand-in is the in-box batch-2 convolution
+    assert t3 > t2
+
+
+def test_card_domain_is_checked_at_load(tmp_path):
+    """A malformed box is the model folder's fault, reported when it is read, not when an op is priced."""
+    d = tmp_path / pf.MODEL_DIRNAME
+    d.mkdir()
+    card = json.loads((SHIPPED / "card.json").read_text())
+    for fam in card["families"]:
+        (d / card["families"][fam]["file"]).write_text("")
+    for bad in ({"mm": {"log10_nope": [0, 1]}}, {"mm": {"log10_m": [2, 1]}}, {"mm": {"log10_m": [1]}},
+                {"mlp": {"log10_m": [0, 1]}}, [1, 2]):
+        (d / "card.json").write_text(json.dumps({**card, "domain": bad}))
+        with pytest.raises(pf.PublicFitError, match="domain"):
+            pf.load_model(d)
+    (d / "card.json").write_text(json.dumps(card))
+    assert pf.load_model(d).box("mm") == card["domain"]["mm"]
 
 
 def test_domain_box_edges_are_inclusive():

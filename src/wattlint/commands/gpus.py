@@ -59,13 +59,14 @@ def detail(name: str) -> tuple[dict, str | None]:
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
     calibration, calibration_source = energy_model(g)
-    from ..energy.prior import eff_mem_max, memory_kind
+    from ..energy.prior import eff_mem_max, eff_mem_max_source, memory_kind
 
     kind = memory_kind(g)
-    memory = {"type": kind.upper(), "streaming_fraction": eff_mem_max(g),
-              "source": g.sources.get("memory_type", "") if g.memory_type else
+    memory = {"type": kind.upper(),
+              "type_source": g.sources.get("memory_type", "") if g.memory_type else
               "from the chip code (HBM on the x100 data-centre chips, AMD Instinct, Intel Gaudi; GDDR5 on GP10x / "
-              "GM; GDDR6 otherwise)"}
+              "GM; GDDR6 otherwise)",
+              "streaming_fraction": eff_mem_max(g), "streaming_source": eff_mem_max_source(g)}
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
              "nvml_names": list(g.nvml_names), "calibration": calibration, "calibration_source": calibration_source,
              "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
@@ -89,8 +90,9 @@ def _run_detail(args: argparse.Namespace) -> int:
     console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
                   markup=False)
     m = info["memory"]
-    console.print(f"memory: {m['type']}, streaming kernels reach {m['streaming_fraction']:.2f} of the spec bandwidth "
-                  f"({m['source']})", markup=False)
+    console.print(f"memory: {m['type']} ({m['type_source']})", markup=False)
+    console.print(f"  streaming kernels reach {m['streaming_fraction']:.2f} of the spec bandwidth "
+                  f"({m['streaming_source']})", markup=False)
     table = Table(header_style="bold")
     table.add_column("field", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)

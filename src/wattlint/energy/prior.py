@@ -287,6 +287,26 @@ def eff_mem_max(gpu: GpuSpec) -> float:
     return EFF_MEM_MAX["hbm" if kind == "hbm" else "gddr6x" if kind in ("gddr6x", "gddr7") else "gddr"]
 
 
+EFF_MEM_SOURCES: dict[str, str] = {
+    "hbm": "HBM value: NeuSight's PyTorch 2.1 elementwise kernels >= 200 MB, V100 0.88, A100 0.82 of spec",
+    "gddr": "GDDR5 / GDDR6 value: NeuSight's elementwise kernels, T4 0.75, P4 0.75; copy benchmarks, A10 0.78",
+    "gddr6x": "GDDR6X / GDDR7 value: PyTorch copy_ of >= 256 MB, RTX 3090 0.89, RTX 4090 0.90, RTX 4070 SUPER 0.82 "
+              "(chsasank/device-benchmarks); RTX 5090 0.88 (NVIDIA/cccl PR #9881)",
+}
+EFF_MEM_CHIP_SOURCES: dict[str, str] = {
+    "GP100": "per-chip value for GP100: NeuSight's P100 elementwise kernels >= 200 MB, 510-535 of 732 GB/s",
+}
+
+
+def eff_mem_max_source(gpu: GpuSpec) -> str:
+    """Where :func:`eff_mem_max`'s fraction for this GPU comes from (one line)."""
+    chip = chip_group(gpu)
+    if chip in EFF_MEM_MAX_BY_CHIP:
+        return EFF_MEM_CHIP_SOURCES[chip]
+    kind = memory_kind(gpu)
+    return EFF_MEM_SOURCES["hbm" if kind == "hbm" else "gddr6x" if kind in ("gddr6x", "gddr7") else "gddr"]
+
+
 def memory_power_full(gpu: GpuSpec) -> float:
     """DRAM power (W) when streaming at the achievable bandwidth."""
     return E_BIT_J[memory_kind(gpu)] * 8 * gpu.memory_bw_gbs * 1e9 * eff_mem_max(gpu)

@@ -22,12 +22,13 @@ convolutions), and the memory-bound elementwise / softmax / layer-norm kernels i
 bytes-based). Tensor-core GEMMs and convolutions (tf32/fp16/bf16/fp8), grouped convolutions, attention kernels and
 every other kind keep the physics prior (wattlint.energy.prior), which stays the bound and the fallback. So does
 any op outside the box of sizes the family was fitted on (card ``domain``, :data:`DOMAIN_FEATURES`): a tree model
-holds its edge value flat beyond its data, the prior's physics extrapolates. A GEMM record outside the box also
-carries the model's absolute excess over the prior at the box's edge (:func:`edge_gemm`), so its price is continuous
-there when it leaves through one of b / m / n / k (not yet through FLOPs / bytes, nor below the lower bounds) and
-the excess fades relative to larger GEMMs. Power comes
-from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the energy-roofline view)
-spread over the public-fit time, on top of idle power, capped at the board power.
+holds its edge value flat beyond its data, the prior's physics extrapolates. A GEMM-like record outside the box (a
+matmul, or a convolution in its implicit-GEMM view) also carries the model's excess over the prior on the
+nearest GEMM inside the box (:func:`edge_gemm`), so its price is continuous at the box's edges: above the box the
+excess is absolute and fades relative to larger GEMMs, below it the excess shrinks with the FLOPs towards the prior's
+launch-bound time (a record above the box in one size and below it in another has no stand-in: the prior alone).
+Power comes from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the
+energy-roofline view) spread over the public-fit time, on top of idle power, capped at the board power.
 
 Loading never imports torch; lightgbm is imported when a model is first evaluated.
 """
@@ -60,9 +61,16 @@ KERNEL_GAP_S = 4.0e-6
 # The size features that bound the model's domain of applicability: per family, the fit stores the range of each over
 # its training kernels (card "domain"), and an op outside that box is priced by the prior, whose physics extrapolates
 # (a tree model holds its edge value flat: NCF's 1M-row GEMMs are 128x taller than any measured GEMM). GPU-independent
-# by construction (sizes, not times), so the box means the same on every GPU.
-DOMAIN_FEATURES: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_b", "log10_m", "log10_n", "log10_k",
-                                    "log10_elems", "log10_row", "log10_rows")
+# by construction (sizes, not times), so the box means the same on every GPU. Each family is bounded only in the sizes
+# that describe its kernels: a GEMM by its dims (not by a row length, which for a traced addmm is the bias's), an
+# elementwise kernel by its element count (not by how its tensor happens to be shaped), a row kernel (softmax, layer
+# norm: one block per row) by its element count, row length and row count.
+GEMM_DOMAIN: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_b", "log10_m", "log10_n", "log10_k")
+VECTOR_DOMAIN: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_elems")
+ROW_DOMAIN: tuple[str, ...] = (*VECTOR_DOMAIN, "log10_row", "log10_rows")
+DOMAIN_FEATURES: dict[str, tuple[str, ...]] = {"mm": GEMM_DOMAIN, "bmm": GEMM_DOMAIN, "conv": GEMM_DOMAIN,
+                                               "elementwise": VECTOR_DOMAIN, "softmax": ROW_DOMAIN,
+                                               "layernorm": ROW_DOMAIN}
 DOMAIN_TOLERANCE = 1e-9  # float round-off of log10 at the box's edges
 THREADS_PER_SM = 2048  # resident threads per SM used to count "waves" of one-thread-per-element kernels
 TILES: tuple[tuple[int, int], ...] = ((128, 128), (128, 64), (64, 64), (32, 32))  # SGEMM output tiles counted
@@ -145,14 +153,66 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
     return None
 
 
+def _operand_layout(rec: OpRecord) -> tuple[int, str]:
+    """(kernel area, written operand) of a GEMM-like record: a convolution's input holds m x k / area elements
+    (k = Cin x kernel area in its implicit-GEMM view), its weight k x n, its output m x n; the record writes one of
+    them ('x' input gradient, 'w' weight gradient, 'y' forward output, read off the torch frontend's ``grad`` tag or
+    else the bytes written) and reads the other two. A matmul writes its output."""
+    if rec.kind is not OpKind.CONV:
+        return 1, "y"
+    from .prior import _conv_shapes
+
+    _, w = _conv_shapes(rec)
+    area = max(1, math.prod(int(d) for d in w[2:])) if len(w) >= 3 else 1
+    tag = rec.dim("grad", 0)
+    if tag in (1, 2):
+        return area, "x" if tag == 1 else "w"
+    m, n, k = rec.dim("m", 0), rec.dim("n", 0), rec.dim("k", 0)
+    written = rec.bytes_written // _dtype_bytes(rec.dtype)
+    return area, {m * k // area: "x", k * n: "w"}.get(written, "y") if written != m * n else "y"
+
+
+def _gemm_like(rec: OpRecord, dims: dict[str, int], area: int, role: str) -> OpRecord:
+    """``rec`` with its GEMM dims replaced by ``dims`` (b, m, n, k): FLOPs scaled with b*m*n*k, bytes recomputed
+    from the operands (:func:`_operand_layout`), shapes rebuilt for a matmul (a convolution keeps its shapes: its
+    kernel area and tensor rank)."""
+    b, m, n, k = (dims[d] for d in "bmnk")
+    e = _dtype_bytes(rec.dtype)
+    old = max(1, (rec.dim("b", 1) or 1) * rec.dim("m", 1) * rec.dim("n", 1) * rec.dim("k", 1))
+    sizes = {"x": b * m * k // area, "w": b * k * n, "y": b * m * n}
+    written = sizes[role]
+    kw: dict[str, Any] = {}
+    if rec.kind is OpKind.MATMUL:
+        kw["op"] = "aten.bmm.default" if b > 1 else "aten.mm.default"
+        kw["shapes"] = ((n,), (m, k), (k, n)) if rec.shapes and len(rec.shapes[0]) == 1 else ((b, m, k), (b, k, n))
+    new = dict(rec.dims)
+    new.update(dims)
+    return replace(rec, flops=round(rec.flops * (b * m * n * k) / old), bytes_read=(sum(sizes.values()) - written) * e,
+                   bytes_written=written * e, dims=tuple(sorted(new.items())), **kw)
+
+
 def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) -> OpRecord | None:
-    """The GEMM on the family's training-box edge that stands in for an out-of-box GEMM record (``mm`` / ``bmm``
-    records of kind MATMUL): each of b, m, n, k clamped into its range, then the largest of m, n, k halved (never
-    below its lower bound) until FLOPs, bytes and element counts are inside too. None when the box has no GEMM
-    ranges or no such GEMM exists."""
-    box = (model.card.get("domain") or {}).get(fam) or {}
-    if rec.kind is not OpKind.MATMUL or not all(f"log10_{d}" in box for d in "bmnk"):
+    """The nearest GEMM on the family's training box that stands in for an out-of-box GEMM-like record (a matmul, or
+    a convolution in its implicit-GEMM view): b, m, n, k clamped into their ranges; then, while FLOPs or bytes are
+    still above (below) the box, the one dim of m, n, k whose smallest change brings them inside is shrunk (grown)
+    to that value, found by bisection (FLOPs and bytes grow with every dim) and rounded to the dim's power-of-two
+    alignment (up to 128). So a record just past any edge gets a stand-in just inside it. None when the family's box has no GEMM ranges, or when the record is above the
+    box in one size and below it in another."""
+    box = model.box(fam)
+    if rec.kind not in (OpKind.MATMUL, OpKind.CONV) or not all(f"log10_{d}" in box for d in "bmnk"):
         return None
+    if not all(rec.dim(d, 0) > 0 for d in "mnk"):
+        return None
+    area, role = _operand_layout(rec)
+    e = _dtype_bytes(rec.dtype)
+    flops_per_mac = rec.flops / max(1, (rec.dim("b", 1) or 1) * rec.dim("m") * rec.dim("n") * rec.dim("k"))
+
+    def side(d: dict[str, int]) -> tuple[bool, bool]:
+        b, m, n, k = (d[x] for x in "bmnk")
+        nbytes = (b * m * k // area + b * k * n + b * m * n) * e
+        vals = {"log10_flops": _l10(flops_per_mac * b * m * n * k), "log10_bytes": _l10(nbytes),
+                **{f"log10_{x}": _l10(d[x]) for x in "bmnk"}}
+        return model.outside(fam, vals)
 
     def bounds(d: str) -> tuple[int, int]:
         lo, hi = box[f"log10_{d}"]
@@ -160,18 +220,38 @@ def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) ->
 
     lim = {d: bounds(d) for d in "bmnk"}
     dims = {d: min(lim[d][1], max(lim[d][0], rec.dim(d, 1) or 1)) for d in "bmnk"}
-    e = _dtype_bytes(rec.dtype)
-    for _ in range(64):
-        b, m, n, k = (dims[d] for d in "bmnk")
-        cand = replace(rec, op="aten.bmm.default" if b > 1 else "aten.mm.default", shapes=((b, m, k), (b, k, n)),
-                       flops=2 * b * m * n * k, bytes_read=(b * m * k + b * k * n) * e, bytes_written=b * m * n * e,
-                       dims=(("b", b), ("k", k), ("m", m), ("n", n)))
-        if model.in_domain(fam, features(cand, gpu)):
-            return cand
-        big = max((d for d in "mnk" if dims[d] > lim[d][0]), key=lambda d: dims[d], default=None)
-        if big is None:
+    for _ in range(8):
+        above, below = side(dims)
+        if not above and not below:
+            return _gemm_like(rec, dims, area, role)
+        if above and below:
             return None
-        dims[big] = max(lim[big][0], dims[big] // 2)
+        moves = []
+        for i, d in enumerate("mnk"):
+            lo, hi = lim[d]
+            cur = dims[d]
+            if (above and cur <= lo) or (below and cur >= hi):
+                continue
+            ok = (lambda v, d=d: not side({**dims, d: v})[0]) if above else                 (lambda v, d=d: not side({**dims, d: v})[1])
+            end = lo if above else hi
+            if ok(end):  # bisect for the value nearest the current one that fixes the exit
+                good, bad = end, cur
+                while abs(good - bad) > 1:
+                    mid = (good + bad) // 2
+                    good, bad = (mid, bad) if ok(mid) else (good, mid)
+                # keep the dim's power-of-two alignment (up to a 128-wide tile): the model prices tile fill, so an
+                # 8,192-wide GEMM's stand-in is 8,064 wide, not 8,187
+                a = min(128, cur & -cur)
+                aligned = good // a * a if above else -(-good // a) * a
+                if lo <= aligned <= hi:
+                    good = aligned
+                moves.append((0, abs(math.log(good / cur)), i, d, good))
+            else:  # this dim alone cannot: take it to its bound and let another dim finish
+                moves.append((1, abs(math.log(end / cur)), i, d, end))
+        if not moves:
+            return None
+        *_, d, v = min(moves)
+        dims[d] = v
     return None
 
 
@@ -272,17 +352,25 @@ class PublicFitModel:
         hi = math.log(EFF_MAX[fam])
         return [min(hi, max(LN_EFF_MIN, float(v))) for v in pred]
 
+    def box(self, fam: str) -> dict[str, list[float]]:
+        """The family's training box (card ``domain``): {feature name: [lo, hi]}; empty when the card has none."""
+        return (self.card.get("domain") or {}).get(fam) or {}
+
+    def outside(self, fam: str, values: dict[str, float]) -> tuple[bool, bool]:
+        """(above, below): whether any of the box's features in ``values`` lies above the top of its range, and
+        whether any lies below the bottom (edges inclusive)."""
+        above = below = False
+        for name, (lo, hi) in self.box(fam).items():
+            v = values[name]
+            above = above or v > hi + DOMAIN_TOLERANCE
+            below = below or v < lo - DOMAIN_TOLERANCE
+        return above, below
+
     def in_domain(self, fam: str, row: Sequence[float]) -> bool:
         """Whether a feature row lies inside the family's training box (card ``domain``; True when the card has
         none: a model fitted before the box was recorded)."""
-        box = (self.card.get("domain") or {}).get(fam)
-        if not box:
-            return True
-        for name, (lo, hi) in box.items():
-            v = row[FEATURE_NAMES.index(name)]
-            if v < lo - DOMAIN_TOLERANCE or v > hi + DOMAIN_TOLERANCE:
-                return False
-        return True
+        above, below = self.outside(fam, {n: row[FEATURE_NAMES.index(n)] for n in self.box(fam)})
+        return not above and not below
 
     def residual_quantiles(self, target: str = "time") -> tuple[float, float]:
         r = self.card["residuals"][target]
@@ -339,6 +427,14 @@ def _read_model(d: Path) -> PublicFitModel:
     for fam, info in fams.items():
         if fam not in FAMILIES or not (d / str(info.get("file", ""))).is_file():
             raise PublicFitError(f"{d}: family {fam!r} unknown or its model file is missing")
+    dom = card.get("domain", {})
+    if not isinstance(dom, dict) or not all(
+            fam in FAMILIES and isinstance(box, dict) and all(
+                name in FEATURE_NAMES and isinstance(r, list) and len(r) == 2
+                and all(isinstance(x, (int, float)) and math.isfinite(x) for x in r) and r[0] <= r[1]
+                for name, r in box.items())
+            for fam, box in dom.items()):
+        raise PublicFitError(f"{d}: card 'domain' must map op families to {{feature name: [lo, hi]}} with lo <= hi")
     return PublicFitModel(d, card)
 
 
@@ -361,8 +457,9 @@ class PublicFitPredictor(Predictor):
 
     def covers(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
         fam = family(rec, gpu, precision)
-        return fam is not None and fam in self.model.card["families"] and \
-            self.model.in_domain(fam, features(rec, gpu))
+        if fam is None or fam not in self.model.card["families"]:
+            return False
+        return self.model.in_domain(fam, features(rec, gpu)) or edge_gemm(rec, gpu, self.model, fam) is not None
 
     def predict(self, records, gpu, precision, utilization=None):
         times, powers = Predictor.predict(self, records, gpu, precision, utilization)
@@ -381,9 +478,8 @@ class PublicFitPredictor(Predictor):
         for fam, by_key in groups.items():
             rows = {first: features(records[first], gpu) for first in (v[0] for v in by_key.values())}
             inside = [members[0] for members in by_key.values() if self.model.in_domain(fam, rows[members[0]])]
-            # outside the training box the prior prices the op; a GEMM (mm / bmm record) also carries the model's
-            # absolute excess over the prior at the box's edge (edge_gemm), so its price does not jump at the edge
-            # and the excess fades relative to larger GEMMs
+            # outside the training box the prior prices the op; a GEMM-like record also carries the model's excess
+            # over the prior on the nearest in-box GEMM (edge_gemm), so its price does not jump at the edge
             edges = [(members, edge_gemm(records[members[0]], gpu, self.model, fam)) for members in by_key.values()
                      if not self.model.in_domain(fam, rows[members[0]])]
             edges = [(members, c) for members, c in edges if c is not None]
@@ -398,6 +494,9 @@ class PublicFitPredictor(Predictor):
                 for (members, c), lne, tcp in zip(edges, le_c, t_c_prior):
                     first = members[0]
                     excess = roofline_s(c, gpu) / math.exp(lne) + KERNEL_GAP_S - tcp
+                    # below the box the excess shrinks with the work (to the prior's launch-bound time at zero
+                    # size); above it stays absolute, so it fades relative to the larger GEMM
+                    excess *= min(1.0, records[first].flops / c.flops) if c.flops > 0 else 1.0
                     t_new[first] = max(times[first] + excess, roofline_s(records[first], gpu) + KERNEL_GAP_S)
             for members in by_key.values():
                 first = members[0]
