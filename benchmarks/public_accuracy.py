@@ -584,11 +584,12 @@ def write_doc(res):
          "are left out of the fit (they time the CPU). Ops the public data does not cover (tensor-core GEMMs and "
          "convolutions, grouped convolutions, attention kernels, batch norm, reductions, embeddings, losses, "
          "optimizer) keep the physics prior; so does every op outside the box of sizes its family was fitted on "
-         "(card `domain`: per family the [min, max] of FLOPs, bytes, GEMM b / m / n / k, elements, row length and "
-         "rows over the training kernels; a tree model holds its edge value flat beyond its data, e.g. NCF's "
+         "(card `domain`: per family the [min, max] over the training kernels of the sizes that describe its "
+         "kernels: GEMMs FLOPs, bytes, b / m / n / k; element-wise FLOPs, bytes, elements; softmax / layer norm also "
+         "row length and rows; a tree model holds its edge value flat beyond its data, e.g. NCF's "
          "1,048,576-row GEMMs against at most 8,192 measured rows; added 2026-12-05 after a first result, no "
-         "constant fitted; a GEMM record outside the box also carries the model's absolute excess over the prior "
-         "at the box's edge, so its price is continuous there). Power: the prior's per-op dynamic energy spread over the public-fit "
+         "constant fitted; a GEMM-like record outside the box (matmul, convolution) also carries the model's "
+         "excess over the prior on the nearest GEMM inside the box, so its price is continuous at the edges). Power: the prior's per-op dynamic energy spread over the public-fit "
          "time, above idle, capped at the board power. Every figure below is on data held out of the fit: GPUs "
          "never seen (A100 80GB, H100, L4, and the DLE / Zeus GPUs) or kernels and architectures never seen.", ""]
     e = res.get("e2e")
@@ -647,7 +648,7 @@ def write_doc(res):
                      f"{f(g['prior_gpu_bound_mape_pct'])} | {g['n_outside_box']} | "
                      f"{f(g['shipped_gpu_bound_mape_pct'])} |")
         L += ["", "'outside the box': held-out kernels outside the sizes their family was fitted on (card `domain`); "
-              "an estimate prices those by the prior (a GEMM: plus the model's excess over the prior at the box's edge), "
+              "an estimate prices those by the prior (a GEMM: plus the model's excess over the prior on the nearest in-box GEMM), "
               "so 'shipped' = public-fit inside the box, that outside.", "",
               "Per GPU x family (MAPE %, GPU-bound kernels / all kernels):", "",
               "| GPU | family | n (GPU-bound) | public-fit | prior | outside the box | shipped |",
