@@ -187,7 +187,7 @@ def main(argv=None):
                    for fam, b in boxes.items()},
         "domain_method": ("per family, [min, max] over its training kernels of each of its size features in "
                           "wattlint.energy.public_fit.DOMAIN_FEATURES; an op outside the box is priced by the prior "
-                          "(a GEMM-like record: plus the model's absolute excess over the prior on the nearest GEMM "
+                          "(a GEMM-like record: plus the model's excess over the prior on the nearest GEMM "
                           "inside the box, wattlint.energy.public_fit.edge_gemm)"),
         "features": {"version": pf.FEATURE_VERSION, "names": list(pf.FEATURE_NAMES),
                      "code": "wattlint.energy.public_fit.features (the same function at fit and prediction)"},

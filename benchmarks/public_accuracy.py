@@ -104,7 +104,7 @@ def kernels_section():
             pred[i] = pf.roofline_s(ks[i].record, specs[ks[i].device]) / math.exp(v) + pf.KERNEL_GAP_S
             inside[i] = model.in_domain(fam, row)
     # what an estimate prices (PublicFitPredictor: the model inside the box; outside it the prior, a GEMM plus the
-    # model's excess at the box's edge), per device in one call
+    # model's excess over the prior on the nearest in-box GEMM), per device in one call
     shipped = [0.0] * len(ks)
     pfp = pf.PublicFitPredictor(model)
     by_dev = defaultdict(list)
@@ -173,7 +173,7 @@ def kernels_section():
                      "shown beside them. 'roofline (ours)' = spec-sheet roofline with efficiency 1; 'prior' = the "
                      "physics prior of this checkout; 'shipped' = what an estimate uses: the model inside the box "
                      "of sizes its family was fitted on (card 'domain'), the prior outside it (n_outside_box "
-                     "kernels; a GEMM plus the model's excess over the prior at the box's edge).")}
+                     "kernels; a GEMM plus the model's excess over the prior on the nearest in-box GEMM).")}
 
 
 # ---- 2. NeuSight end-to-end OOD training rows ------------------------------------------------------------------

@@ -24,9 +24,10 @@ every other kind keep the physics prior (wattlint.energy.prior), which stays the
 any op outside the box of sizes the family was fitted on (card ``domain``, :data:`DOMAIN_FEATURES`): a tree model
 holds its edge value flat beyond its data, the prior's physics extrapolates. A GEMM-like record outside the box (a
 matmul, or a convolution in its implicit-GEMM view) also carries the model's excess over the prior on the
-nearest GEMM inside the box (:func:`edge_gemm`), so its price is continuous at the box's edges: above the box the
-excess is absolute and fades relative to larger GEMMs, below it the excess shrinks with the FLOPs towards the prior's
-launch-bound time (a record above the box in one size and below it in another has no stand-in: the prior alone).
+nearest GEMM inside the box (:func:`edge_gemm`), so its price moves little across the box's edges (a few per cent at most in
+review sweeps, beyond the prior's own wave steps): above the box the excess is absolute and fades relative to larger ops, below it a
+positive excess shrinks with the roofline time towards the prior's launch-bound price (a record above the box in one size
+and below it in another has no stand-in: the prior alone).
 Power comes from the prior's power model: each op keeps the prior's dynamic energy (work-proportional, the
 energy-roofline view) spread over the public-fit time, on top of idle power, capped at the board power.
 
@@ -64,7 +65,10 @@ KERNEL_GAP_S = 4.0e-6
 # by construction (sizes, not times), so the box means the same on every GPU. Each family is bounded only in the sizes
 # that describe its kernels: a GEMM by its dims (not by a row length, which for a traced addmm is the bias's), an
 # elementwise kernel by its element count (not by how its tensor happens to be shaped), a row kernel (softmax, layer
-# norm: one block per row) by its element count, row length and row count.
+# norm: one block per row) by its element count, row length and row count. A 3x3 convolution's image width (its
+# shapes[0][-1]: 5-252 pixels measured) is not bounded, though its model uses it: bounding it switched convolutions at
+# 253 pixels to the prior with no GEMM stand-in (jumps of -51 % to +200 % in review), and an implicit GEMM's work is
+# set by its dims; beyond 252 pixels the model holds its width effect flat (0.80 -> 0.73 of the roofline in one check).
 GEMM_DOMAIN: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_b", "log10_m", "log10_n", "log10_k")
 VECTOR_DOMAIN: tuple[str, ...] = ("log10_flops", "log10_bytes", "log10_elems")
 ROW_DOMAIN: tuple[str, ...] = (*VECTOR_DOMAIN, "log10_row", "log10_rows")
@@ -153,66 +157,87 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
     return None
 
 
-def _operand_layout(rec: OpRecord) -> tuple[int, str]:
-    """(kernel area, written operand) of a GEMM-like record: a convolution's input holds m x k / area elements
-    (k = Cin x kernel area in its implicit-GEMM view), its weight k x n, its output m x n; the record writes one of
-    them ('x' input gradient, 'w' weight gradient, 'y' forward output, read off the torch frontend's ``grad`` tag or
-    else the bytes written) and reads the other two. A matmul writes its output."""
-    if rec.kind is not OpKind.CONV:
-        return 1, "y"
-    from .prior import _conv_shapes
+def _operand_layout(rec: OpRecord) -> tuple[int, str, float]:
+    """(kernel area, written operand, extra elements read per output element) of a GEMM-like record.
 
-    _, w = _conv_shapes(rec)
-    area = max(1, math.prod(int(d) for d in w[2:])) if len(w) >= 3 else 1
-    tag = rec.dim("grad", 0)
+    A convolution's input holds m x k / area elements (k = Cin x kernel area in its implicit-GEMM view), its weight
+    k x n, its output m x n (a matmul: area 1, b x m x k, b x k x n, b x m x n). The record writes one of them ('x'
+    input gradient, 'w' weight gradient, 'y' forward output: the torch frontend's ``grad`` tag, else the operand the
+    bytes written match; a backward matmul of the ONNX frontend writes dA or dB) and reads the other two, plus any
+    extra input (a bias, addmm's C, baddbmm's self), counted per output element so that a stand-in keeps it."""
+    area = 1
+    if rec.kind is OpKind.CONV:
+        from .prior import _conv_shapes
+
+        _, w = _conv_shapes(rec)
+        area = max(1, math.prod(int(d) for d in w[2:])) if len(w) >= 3 else 1
+    b, m, n, k = rec.dim("b", 1) or 1, rec.dim("m", 0), rec.dim("n", 0), rec.dim("k", 0)
+    e = _dtype_bytes(rec.dtype)
+    sizes = {"x": b * m * k // area, "w": b * k * n, "y": b * m * n}
+    tag = rec.dim("grad", 0) if rec.kind is OpKind.CONV else 0
+    written = rec.bytes_written // e
     if tag in (1, 2):
-        return area, "x" if tag == 1 else "w"
-    m, n, k = rec.dim("m", 0), rec.dim("n", 0), rec.dim("k", 0)
-    written = rec.bytes_written // _dtype_bytes(rec.dtype)
-    return area, {m * k // area: "x", k * n: "w"}.get(written, "y") if written != m * n else "y"
+        role = "x" if tag == 1 else "w"
+    else:
+        role = "y" if written == sizes["y"] else {sizes["x"]: "x", sizes["w"]: "w"}.get(written, "y")
+    extra = max(0, rec.bytes_read // e - (sum(sizes.values()) - sizes[role]))
+    return area, role, extra / max(1, sizes["y"])
 
 
-def _gemm_like(rec: OpRecord, dims: dict[str, int], area: int, role: str) -> OpRecord:
-    """``rec`` with its GEMM dims replaced by ``dims`` (b, m, n, k): FLOPs scaled with b*m*n*k, bytes recomputed
-    from the operands (:func:`_operand_layout`), shapes rebuilt for a matmul (a convolution keeps its shapes: its
-    kernel area and tensor rank)."""
+def _gemm_sizes(dims: dict[str, int], area: int, role: str, extra: float) -> tuple[int, int]:
+    """(elements read, elements written) of the GEMM-like op with ``dims`` and the record's operand layout."""
+    b, m, n, k = (dims[d] for d in "bmnk")
+    sizes = {"x": b * m * k // area, "w": b * k * n, "y": b * m * n}
+    written = sizes[role]
+    return sum(sizes.values()) - written + round(extra * sizes["y"]), written
+
+
+def _gemm_like(rec: OpRecord, dims: dict[str, int], layout: tuple[int, str, float]) -> OpRecord:
+    """``rec`` with its GEMM dims replaced by ``dims`` (b, m, n, k): FLOPs scaled with b*m*n*k, bytes from the
+    record's operand layout (:func:`_operand_layout`), shapes rebuilt for a matmul (a convolution keeps its shapes:
+    its kernel area and tensor rank)."""
     b, m, n, k = (dims[d] for d in "bmnk")
     e = _dtype_bytes(rec.dtype)
     old = max(1, (rec.dim("b", 1) or 1) * rec.dim("m", 1) * rec.dim("n", 1) * rec.dim("k", 1))
-    sizes = {"x": b * m * k // area, "w": b * k * n, "y": b * m * n}
-    written = sizes[role]
+    read, written = _gemm_sizes(dims, *layout)
     kw: dict[str, Any] = {}
     if rec.kind is OpKind.MATMUL:
         kw["op"] = "aten.bmm.default" if b > 1 else "aten.mm.default"
         kw["shapes"] = ((n,), (m, k), (k, n)) if rec.shapes and len(rec.shapes[0]) == 1 else ((b, m, k), (b, k, n))
     new = dict(rec.dims)
     new.update(dims)
-    return replace(rec, flops=round(rec.flops * (b * m * n * k) / old), bytes_read=(sum(sizes.values()) - written) * e,
-                   bytes_written=written * e, dims=tuple(sorted(new.items())), **kw)
+    return replace(rec, flops=round(rec.flops * (b * m * n * k) / old), bytes_read=read * e, bytes_written=written * e,
+                   dims=tuple(sorted(new.items())), **kw)
 
 
 def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) -> OpRecord | None:
-    """The nearest GEMM on the family's training box that stands in for an out-of-box GEMM-like record (a matmul, or
-    a convolution in its implicit-GEMM view): b, m, n, k clamped into their ranges; then, while FLOPs or bytes are
-    still above (below) the box, the one dim of m, n, k whose smallest change brings them inside is shrunk (grown)
-    to that value, found by bisection (FLOPs and bytes grow with every dim) and rounded to the dim's power-of-two
-    alignment (up to 128). So a record just past any edge gets a stand-in just inside it. None when the family's box has no GEMM ranges, or when the record is above the
-    box in one size and below it in another."""
+    """The GEMM inside the family's training box that stands in for an out-of-box GEMM-like record (a matmul, or a
+    convolution in its implicit-GEMM view): b, m, n, k clamped into their ranges; then, while FLOPs or bytes are
+    still above (below) the box, every one of m, n, k that can move is scaled by ONE common factor, the one closest
+    to 1 that brings them inside (bisection; FLOPs and bytes grow with every dim). A record just past an edge gets
+    a stand-in just inside it, and the stand-in moves continuously with the record (no switching between dims).
+    None when the family's box has no GEMM ranges, when the record is outside in a size that is not a GEMM dim (a
+    convolution's image width), or when no such GEMM exists."""
     box = model.box(fam)
     if rec.kind not in (OpKind.MATMUL, OpKind.CONV) or not all(f"log10_{d}" in box for d in "bmnk"):
         return None
     if not all(rec.dim(d, 0) > 0 for d in "mnk"):
         return None
-    area, role = _operand_layout(rec)
+    others = [name for name in box if name not in GEMM_DOMAIN]
+    if others:
+        row = features(rec, gpu)
+        if any(model.outside(fam, {name: row[FEATURE_NAMES.index(name)]})[0] or
+               model.outside(fam, {name: row[FEATURE_NAMES.index(name)]})[1] for name in others):
+            return None
+    layout = _operand_layout(rec)
     e = _dtype_bytes(rec.dtype)
     flops_per_mac = rec.flops / max(1, (rec.dim("b", 1) or 1) * rec.dim("m") * rec.dim("n") * rec.dim("k"))
 
     def side(d: dict[str, int]) -> tuple[bool, bool]:
-        b, m, n, k = (d[x] for x in "bmnk")
-        nbytes = (b * m * k // area + b * k * n + b * m * n) * e
-        vals = {"log10_flops": _l10(flops_per_mac * b * m * n * k), "log10_bytes": _l10(nbytes),
-                **{f"log10_{x}": _l10(d[x]) for x in "bmnk"}}
-        return model.outside(fam, vals)
+        read, written = _gemm_sizes(d, *layout)
+        vals = {"log10_flops": _l10(flops_per_mac * d["b"] * d["m"] * d["n"] * d["k"]),
+                "log10_bytes": _l10((read + written) * e), **{f"log10_{x}": _l10(d[x]) for x in "bmnk"}}
+        return model.outside(fam, {n: v for n, v in vals.items() if n in box})
 
     def bounds(d: str) -> tuple[int, int]:
         lo, hi = box[f"log10_{d}"]
@@ -220,38 +245,37 @@ def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) ->
 
     lim = {d: bounds(d) for d in "bmnk"}
     dims = {d: min(lim[d][1], max(lim[d][0], rec.dim(d, 1) or 1)) for d in "bmnk"}
-    for _ in range(8):
+    for _ in range(4):
         above, below = side(dims)
         if not above and not below:
-            return _gemm_like(rec, dims, area, role)
+            return _gemm_like(rec, dims, layout)
         if above and below:
             return None
-        moves = []
-        for i, d in enumerate("mnk"):
-            lo, hi = lim[d]
-            cur = dims[d]
-            if (above and cur <= lo) or (below and cur >= hi):
-                continue
-            ok = (lambda v, d=d: not side({**dims, d: v})[0]) if above else                 (lambda v, d=d: not side({**dims, d: v})[1])
-            end = lo if above else hi
-            if ok(end):  # bisect for the value nearest the current one that fixes the exit
-                good, bad = end, cur
-                while abs(good - bad) > 1:
-                    mid = (good + bad) // 2
-                    good, bad = (mid, bad) if ok(mid) else (good, mid)
-                # keep the dim's power-of-two alignment (up to a 128-wide tile): the model prices tile fill, so an
-                # 8,192-wide GEMM's stand-in is 8,064 wide, not 8,187
-                a = min(128, cur & -cur)
-                aligned = good // a * a if above else -(-good // a) * a
-                if lo <= aligned <= hi:
-                    good = aligned
-                moves.append((0, abs(math.log(good / cur)), i, d, good))
-            else:  # this dim alone cannot: take it to its bound and let another dim finish
-                moves.append((1, abs(math.log(end / cur)), i, d, end))
-        if not moves:
+        base = dict(dims)
+
+        def scaled(f: float, base=base, above=above) -> dict[str, int]:
+            out = dict(base)
+            for d in "mnk":
+                lo, hi = lim[d]
+                out[d] = min(hi, max(lo, round(base[d] * f)))
+            return out
+
+        if above:  # the largest factor in (0, 1) that is not above the box
+            ok = lambda f: not side(scaled(f))[0]  # noqa: E731
+            good, bad = 0.0, 1.0
+        else:  # the smallest factor > 1 that is not below it
+            ok = lambda f: not side(scaled(f))[1]  # noqa: E731
+            good = max(lim[d][1] / base[d] for d in "mnk") + 1.0
+            bad = 1.0
+        if not ok(good):
             return None
-        *_, d, v = min(moves)
-        dims[d] = v
+        for _ in range(60):
+            mid = (good + bad) / 2
+            good, bad = (mid, bad) if ok(mid) else (good, mid)
+        new = scaled(good)
+        if new == dims:
+            return None
+        dims = new
     return None
 
 
@@ -261,6 +285,10 @@ def _is_same(rec: OpRecord, size: int) -> bool:
     sh = rec.shapes
     x, w = (sh[1], sh[2]) if "backward" in rec.op and len(sh) >= 3 else (sh[0], sh[1]) if len(sh) >= 2 else ((), ())
     if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (size, size):
+        return False
+    # an ordinary convolution's implicit GEMM: n = Cout (the weight's first dim), k = Cin x area (its second dim x
+    # area); a transposed one (weight [Cin, Cout, kh, kw]) has the roles swapped and is not what was measured
+    if rec.dim("n", 0) != int(w[0]) or rec.dim("k", 0) != int(w[1]) * size * size:
         return False
     return rec.dim("m", 0) == int(x[0]) * int(x[2]) * int(x[3])
 
@@ -357,10 +385,12 @@ class PublicFitModel:
         return (self.card.get("domain") or {}).get(fam) or {}
 
     def outside(self, fam: str, values: dict[str, float]) -> tuple[bool, bool]:
-        """(above, below): whether any of the box's features in ``values`` lies above the top of its range, and
-        whether any lies below the bottom (edges inclusive)."""
+        """(above, below): whether any of the box's features given in ``values`` lies above the top of its range,
+        and whether any lies below the bottom (edges inclusive; features not given are not checked)."""
         above = below = False
         for name, (lo, hi) in self.box(fam).items():
+            if name not in values:
+                continue
             v = values[name]
             above = above or v > hi + DOMAIN_TOLERANCE
             below = below or v < lo - DOMAIN_TOLERANCE
@@ -453,7 +483,8 @@ class PublicFitPredictor(Predictor):
         names = ", ".join(str(s.get("name")) for s in srcs if isinstance(s, dict) and s.get("name"))
         self.source = (f"public-fit model {model.card.get('version', '')} ({names or 'public measurements'}); "
                        "FP32 CUDA-core GEMMs and memory-bound kernels of the sizes it was fitted on; tensor-core and "
-                       "other ops, and sizes outside that range, by the prior").strip()
+                       "other ops by the prior, and sizes outside that range too (a GEMM with the model's excess on "
+                       "the nearest fitted size)").strip()
 
     def covers(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
         fam = family(rec, gpu, precision)
@@ -494,10 +525,15 @@ class PublicFitPredictor(Predictor):
                 for (members, c), lne, tcp in zip(edges, le_c, t_c_prior):
                     first = members[0]
                     excess = roofline_s(c, gpu) / math.exp(lne) + KERNEL_GAP_S - tcp
-                    # below the box the excess shrinks with the work (to the prior's launch-bound time at zero
-                    # size); above it stays absolute, so it fades relative to the larger GEMM
-                    excess *= min(1.0, records[first].flops / c.flops) if c.flops > 0 else 1.0
-                    t_new[first] = max(times[first] + excess, roofline_s(records[first], gpu) + KERNEL_GAP_S)
+                    # below the box a positive excess shrinks with the roofline time (FLOPs when compute bound,
+                    # bytes when memory bound: to the prior's launch-bound time at zero size); a negative one, and
+                    # any excess above the box, stays absolute (above, it fades relative to the larger op; below,
+                    # shrinking it would price a smaller op higher where the prior is flat)
+                    roof_r, roof_c = roofline_s(records[first], gpu), roofline_s(c, gpu)
+                    if excess > 0 and roof_c > 0:
+                        excess *= min(1.0, roof_r / roof_c)
+                    # floored at the family's own bound (a Winograd 3x3 convolution beats the direct-conv roofline)
+                    t_new[first] = max(times[first] + excess, roof_r / EFF_MAX[fam] + KERNEL_GAP_S)
             for members in by_key.values():
                 first = members[0]
                 if first not in t_new:
