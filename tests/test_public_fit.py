@@ -46,6 +46,16 @@ def _conv(groups=1, k=3, stride=1, phase=Phase.FORWARD):
                     bytes_written=4 * 8 * 128 * out * out, dims=(("b", groups), ("k", kk), ("m", m), ("n", n)))
 
 
+def _same_conv(batch, ch, hw, ks):
+    """A forward ch -> ch ks x ks stride-1 'same' convolution at hw x hw, no bias (costs.conv's implicit GEMM: m = batch
+    x hw^2, n = ch, k = ch x ks^2)."""
+    m, k = batch * hw * hw, ch * ks * ks
+    return OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=Phase.FORWARD, dtype="float32",
+                    shapes=((batch, ch, hw, hw), (ch, ch, ks, ks)), flops=2 * m * ch * k,
+                    bytes_read=(m * ch + ch * k) * 4, bytes_written=m * ch * 4,
+                    dims=(("b", 1), ("k", k), ("m", m), ("n", ch)))
+
+
 def test_roofline_and_features_by_hand():
     a100 = resolve_gpu("a100-pcie-40gb")[0]  # 108 SMs, 19.5 TFLOP/s fp32, 1555 GB/s, 40 MB L2
     r = _gemm(1, 1024, 1024, 1024)
@@ -339,13 +349,7 @@ def test_edge_hand_over_is_continuous_on_the_shipped_box():
     g1, g3 = t([_gemm(1, 1, 1024, 1024), _gemm(1, 3, 1024, 1024)])
     assert g1 <= g3 * 1.0001 and g1 > 0.95 * g3
 
-    def conv1x1(batch):
-        m = batch * 64 * 64
-        return OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=Phase.FORWARD,
-                        dtype="float32", shapes=((batch, 256, 64, 64), (256, 256, 1, 1)), flops=2 * m * 256 * 256,
-                        bytes_read=(m * 256 + 256 * 256) * 4, bytes_written=m * 256 * 4,
-                        dims=(("b", 1), ("k", 256), ("m", m), ("n", 256)))
-    c2, c3 = conv1x1(2), conv1x1(3)
+    c2, c3 = _same_conv(2, 256, 64, 1), _same_conv(3, 256, 64, 1)
     assert pf.family(c3, v100, "fp32") == "mm" and not model.in_domain("mm", pf.features(c3, v100))
     assert pred.covers(c3, v100, "fp32")  # outside the box but priced with the model's excess
     t2, t3 = t([c2, c3])
@@ -357,13 +361,7 @@ def test_edge_hand_over_is_continuous_on_the_shipped_box():
     # x 512 x 9 = 231 MFLOP per image, so batch 276 is inside and 277 outside; the price per image must not jump.
     # The model prices this conv's Winograd kernels above the direct-conv roofline, so flooring the edge price at that
     # roofline (the first version) lifted batch 277 by +79 %
-    def conv3x3(batch):
-        m = batch * 7 * 7
-        return OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=Phase.FORWARD,
-                        dtype="float32", shapes=((batch, 512, 7, 7), (512, 512, 3, 3)), flops=2 * m * 512 * 4608,
-                        bytes_read=(m * 512 + 512 * 4608) * 4, bytes_written=m * 512 * 4,
-                        dims=(("b", 1), ("k", 4608), ("m", m), ("n", 512)))
-    c276, c277 = conv3x3(276), conv3x3(277)
+    c276, c277 = _same_conv(276, 512, 7, 3), _same_conv(277, 512, 7, 3)
     assert pf.family(c277, v100, "fp32") == "conv"
     assert model.in_domain("conv", pf.features(c276, v100)) and not model.in_domain("conv", pf.features(c277, v100))
     t276, t277 = t([c276, c277])
