@@ -292,6 +292,10 @@ def test_edge_gemm_shrinks_into_the_box():
         "log10_flops": [math.log10(2 * 64 * 64 * 1500), 13.0]}}})
     c = pf.edge_gemm(_gemm(1, 64, 64, 1024), v100, low, "mm")
     assert (c.dim("m"), c.dim("n"), c.dim("k")) == (73, 73, 1160)
+    # a box that also bounds a size no GEMM dim can move (here the row length, k = 1,024 > 10^2): no stand-in
+    rowbox = pf.PublicFitModel(Path("."), {"families": {"mm": {"file": "mm.txt"}}, "domain": {"mm": {
+        **low.box("mm"), "log10_row": [0.0, 2.0]}}})
+    assert pf.edge_gemm(_gemm(1, 64, 64, 1024), v100, rowbox, "mm") is None
     # above the box in one size and below it in another: a 1,000 x 1,000 x 1 outer product moves 4.0 MB (over a
     # 1 MB top) for 2 MFLOP (under a 10 MFLOP floor): no stand-in
     both = pf.PublicFitModel(Path("."), {"families": {"mm": {"file": "mm.txt"}}, "domain": {"mm": {

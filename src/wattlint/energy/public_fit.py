@@ -226,8 +226,7 @@ def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) ->
     others = [name for name in box if name not in GEMM_DOMAIN]
     if others:
         row = features(rec, gpu)
-        if any(model.outside(fam, {name: row[FEATURE_NAMES.index(name)]})[0] or
-               model.outside(fam, {name: row[FEATURE_NAMES.index(name)]})[1] for name in others):
+        if any(model.outside(fam, {name: row[FEATURE_NAMES.index(name)] for name in others})):
             return None
     layout = _operand_layout(rec)
     e = _dtype_bytes(rec.dtype)
