@@ -252,7 +252,7 @@ def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) ->
             return None
         base = dict(dims)
 
-        def scaled(f: float, base=base, above=above) -> dict[str, int]:
+        def scaled(f: float, base=base) -> dict[str, int]:
             out = dict(base)
             for d in "mnk":
                 lo, hi = lim[d]
@@ -281,8 +281,9 @@ def edge_gemm(rec: OpRecord, gpu: GpuSpec, model: "PublicFitModel", fam: str) ->
 def _is_same(rec: OpRecord, size: int) -> bool:
     """A 2-D ``size`` x ``size`` convolution with stride 1 and 'same' padding (output pixels = input pixels),
     forward or backward."""
-    sh = rec.shapes
-    x, w = (sh[1], sh[2]) if "backward" in rec.op and len(sh) >= 3 else (sh[0], sh[1]) if len(sh) >= 2 else ((), ())
+    from .prior import _conv_shapes
+
+    x, w = _conv_shapes(rec)
     if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (size, size):
         return False
     # an ordinary convolution's implicit GEMM: n = Cout (the weight's first dim), k = Cin x area (its second dim x
