@@ -85,6 +85,30 @@ def test_matmul_broadcast_and_einsum():
     assert e.flops == c.flops
 
 
+def test_matmul_folds_a_broadcast_operand_as_torch_does():
+    """x [8, 128, 768] @ W [768, 3072] (an ONNX export's Linear) runs as ONE [1024, 768] @ [768, 3072] GEMM, as
+    torch.matmul folds it, not 8 GEMMs of 128 rows; its gradients are dX = dY [1024, 3072] @ W^T (m 1024, n 768,
+    k 3072) and dW = X^T [768, 1024] @ dY (m 768, n 3072, k 1024). Bytes: each operand once (W is read once, not 8
+    times)."""
+    fwd = C.matmul((8, 128, 768), (768, 3072), "float32")
+    assert dict(fwd.dims) == {"b": 1, "m": 1024, "n": 3072, "k": 768}
+    assert fwd.bytes_read == (8 * 128 * 768 + 768 * 3072) * 4 and fwd.bytes_written == 1024 * 3072 * 4
+    da, dw = C.matmul_backward((8, 128, 768), (768, 3072), "float32")
+    assert dict(da.dims) == {"b": 1, "m": 1024, "n": 768, "k": 3072}
+    assert dict(dw.dims) == {"b": 1, "m": 768, "n": 3072, "k": 1024}
+    assert da.bytes_written == 8 * 128 * 768 * 4 and dw.bytes_written == 768 * 3072 * 4
+    assert da.flops == dw.flops == fwd.flops == 2 * 1024 * 3072 * 768
+    # a 2-D left operand against a batched right one folds the batch into the columns: 4 x [64, 16] -> [64, 64]
+    left = C.matmul((32, 64), (4, 64, 16), "float32")
+    assert dict(left.dims) == {"b": 1, "m": 64, "n": 32, "k": 64}
+    # batched against batched (attention scores) stays a batched GEMM; its gradients swap the roles per batch
+    qk = C.matmul((2, 12, 128, 64), (2, 12, 64, 128), "float32")
+    assert dict(qk.dims) == {"b": 24, "m": 128, "n": 128, "k": 64}
+    dq, dk = C.matmul_backward((2, 12, 128, 64), (2, 12, 64, 128), "float32")
+    assert dict(dq.dims) == {"b": 24, "m": 128, "n": 64, "k": 128}
+    assert dict(dk.dims) == {"b": 24, "m": 64, "n": 128, "k": 128}
+
+
 def test_optimizer_step_bytes():
     c = C.optimizer_step("adamw", 1000)
     assert c.flops == C.OPTIMIZER_FLOPS["adamw"] * 1000

@@ -145,14 +145,32 @@ def gemm(b: int, m: int, n: int, k: int, dtype: str, *, a_elems: int | None = No
                 OpKind.MATMUL, _dims(b=b, m=m, n=n, k=k))
 
 
-def matmul(a: Shape, b: Shape, dtype: str, *, bias: Shape | None = None, out_dtype: str | None = None) -> Cost:
-    """``a @ b`` with numpy/torch broadcasting semantics (1-D operands promoted)."""
-    a, b = tuple(a), tuple(b)
-    a2 = (1,) + a if len(a) == 1 else a
-    b2 = b + (1,) if len(b) == 1 else b
-    batch = numel(broadcast_shapes(a2[:-2], b2[:-2]))
+def _matmul_gemms(a: Shape, b: Shape) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int],
+                                               tuple[int, int, int, int]]:
+    """The (batch, m, n, k) of the GEMMs ``a @ b`` runs as, forward and the two backward GEMMs (dA, dB), with
+    torch.matmul's folding: a batched operand against a 2-D one is ONE GEMM over the folded rows (``x @ W`` with x
+    [B, S, K] and W [K, N] is an [B*S, K] @ [K, N] mm, as ``nn.Linear`` runs it), not B GEMMs of S rows; a 2-D
+    operand against a batched one folds the batch into the columns (torch transposes: (b^T @ a^T)^T). Only a batched
+    operand against a batched one stays a batched GEMM. 1-D operands are promoted as numpy does."""
+    a2 = (1,) + tuple(a) if len(a) == 1 else tuple(a)
+    b2 = tuple(b) + (1,) if len(b) == 1 else tuple(b)
     m, k, n = a2[-2], a2[-1], b2[-1]
-    return gemm(batch, m, n, k, dtype, a_elems=numel(a), b_elems=numel(b),
+    if len(a2) > 2 and len(b2) == 2:  # fold a's batch into the rows
+        rows = numel(a2[:-1])
+        return (1, rows, n, k), (1, rows, k, n), (1, k, n, rows)
+    if len(a2) == 2 and len(b2) > 2:  # fold b's batch into the columns
+        cols = numel(b2[:-2]) * n
+        return (1, cols, m, k), (1, m, k, cols), (1, k, cols, m)
+    batch = numel(broadcast_shapes(a2[:-2], b2[:-2]))
+    return (batch, m, n, k), (batch, m, k, n), (batch, k, n, m)
+
+
+def matmul(a: Shape, b: Shape, dtype: str, *, bias: Shape | None = None, out_dtype: str | None = None) -> Cost:
+    """``a @ b`` with numpy/torch broadcasting semantics (1-D operands promoted; batch folded as torch.matmul
+    folds it, :func:`_matmul_gemms`)."""
+    a, b = tuple(a), tuple(b)
+    bt, m, n, k = _matmul_gemms(a, b)[0]
+    return gemm(bt, m, n, k, dtype, a_elems=numel(a), b_elems=numel(b),
                 bias_elems=numel(bias) if bias else 0, out_dtype=out_dtype)
 
 
@@ -180,15 +198,19 @@ def linear_backward(x: Shape, weight: Shape, dtype: str, *, input_grad: bool = T
 
 
 def matmul_backward(a: Shape, b: Shape, dtype: str, *, grad_a: bool = True, grad_b: bool = True) -> list[Cost]:
-    """Backward of ``a @ b``: dA = dC @ B^T (same FLOPs as forward), dB = A^T @ dC (same FLOPs)."""
+    """Backward of ``a @ b``: dA = dC @ B^T and dB = A^T @ dC, each with the forward's FLOPs, shaped as the GEMMs
+    they run as (:func:`_matmul_gemms`: a folded weight's gradient is one GEMM over all the rows)."""
     fwd = matmul(a, b, dtype)
     out = matmul_out_shape(a, b)
     e = dtype_bytes(dtype)
+    _, da, db = _matmul_gemms(a, b)
     costs = []
     if grad_a:
-        costs.append(Cost(fwd.flops, (numel(out) + numel(b)) * e, numel(a) * e, OpKind.MATMUL, fwd.dims))
+        costs.append(Cost(fwd.flops, (numel(out) + numel(b)) * e, numel(a) * e, OpKind.MATMUL,
+                          _dims(b=da[0], m=da[1], n=da[2], k=da[3])))
     if grad_b:
-        costs.append(Cost(fwd.flops, (numel(out) + numel(a)) * e, numel(b) * e, OpKind.MATMUL, fwd.dims))
+        costs.append(Cost(fwd.flops, (numel(out) + numel(a)) * e, numel(b) * e, OpKind.MATMUL,
+                          _dims(b=db[0], m=db[1], n=db[2], k=db[3])))
     return costs
 
 
