@@ -391,6 +391,8 @@ def test_edge_hand_over_is_continuous_on_the_shipped_box():
     assert model.in_domain("bmm", pf.features(bb_in, v100)) and not model.in_domain("bmm", pf.features(bb_out, v100))
     c = pf.edge_gemm(bb_out, v100, model, "bmm")
     assert c.dim("b") == 1025 and c.bytes_read == bb_in.bytes_read
+    # ... and its shapes, self first (the row length the model reads is self's 256, not the operand's 64)
+    assert c.shapes == bb_in.shapes and pf.features(c, v100) == pf.features(bb_in, v100)
     t_in, t_out = t([bb_in, bb_out])
     assert t_in < t_out < t_in * 1.01
 
@@ -442,3 +444,24 @@ def test_transposed_convolutions_are_not_priced_as_measured_convolutions():
                      dims=(("b", 1), ("k", 128), ("m", m), ("n", 576)))
     assert pf.family(convt, v100, "fp32") is None
     assert pf.family(_conv(), v100, "fp32") == "conv"
+
+
+def test_transposed_convolution_whose_gemm_view_looks_like_a_same_conv_is_tagged():
+    """ConvTranspose2d 576 -> 64 channels, 3x3, stride 1, padding 1 at 14 x 14 (weight [576, 64, 3, 3]): its GEMM view
+    is n = Cout x 9 = 576 = the weight's first dim and k = Cin = 576 = 64 x 9 = the weight's second dim x area, so
+    by shape alone it reads as a 'same' 3x3 convolution 64 -> 576. costs.conv tags it ('transposed', 1) and the conv
+    model never prices it, forward or as its input / weight gradient."""
+    from wattlint import costs as C
+
+    v100 = resolve_gpu("v100-sxm2-16gb")[0]
+    kw = dict(stride=1, padding=1, transposed=True)
+    fwd = C.conv((8, 576, 14, 14), (576, 64, 3, 3), "float32", **kw)
+    assert dict(fwd.dims) == {"b": 1, "m": 8 * 14 * 14, "n": 576, "k": 576, "transposed": 1}
+    grads = C.conv_backward((8, 576, 14, 14), (576, 64, 3, 3), "float32", **kw)
+    for phase, c in [(Phase.FORWARD, fwd)] + [(Phase.BACKWARD, g) for g in grads]:
+        rec = OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=phase, dtype="float32",
+                       shapes=((8, 576, 14, 14), (576, 64, 3, 3)), flops=c.flops, bytes_read=c.bytes_read,
+                       bytes_written=c.bytes_written, dims=c.dims)
+        assert pf.family(rec, v100, "fp32") is None
+        untagged = dataclasses.replace(rec, dims=tuple(d for d in c.dims if d[0] != "transposed"))
+        assert pf.family(untagged, v100, "fp32") == "conv"  # what the shape check alone concluded

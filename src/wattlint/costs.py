@@ -355,9 +355,12 @@ def conv(x: Shape, weight: Shape, dtype: str, *, stride: int | Shape = 1, paddin
     flops = 2 * macs + (numel(out_shape) if bias else 0)
     # implicit GEMM view, batched over groups (b*m*n*k = MACs):
     #   conv:       M = N*out_pixels, N = Cout/g, K = Cin/g * prod(K)
-    #   transposed: M = N*in_pixels,  N = Cout/g * prod(K), K = Cin/g  (each input pixel scatters a K-window)
+    #   transposed: M = N*in_pixels,  N = Cout/g * prod(K), K = Cin/g  (each input pixel scatters a K-window);
+    #   tagged ('transposed', 1): its kernels (col2im scatter) are not the measured forward convolutions, and the
+    #   GEMM view alone cannot tell the two apart when Cin = Cout x prod(K)
     if transposed:
-        dims = _dims(b=groups, m=n * numel(x[2:]), n=weight[1] * numel(kernel), k=x[1] // max(groups, 1))
+        dims = _dims(b=groups, m=n * numel(x[2:]), n=weight[1] * numel(kernel), k=x[1] // max(groups, 1),
+                     transposed=1)
     else:
         dims = _dims(b=groups, m=n * numel(out_spatial), n=cout // max(groups, 1), k=weight[1] * numel(kernel))
     return Cost(flops, (numel(x) + numel(weight) + (cout if bias else 0)) * e, numel(out_shape) * e, OpKind.CONV,

@@ -192,6 +192,13 @@ def _gemm_sizes(dims: dict[str, int], area: int, role: str, extra: float) -> tup
     return sum(sizes.values()) - written + round(extra * sizes["y"]), written
 
 
+def _resized_extra(shape: Sequence[int], b: int, m: int, n: int) -> tuple[int, ...]:
+    """An addmm C / baddbmm self of ``shape`` (broadcast to [b,] m, n) at new sizes: its broadcast (size-1) dims stay
+    1, its last dim becomes n, the one before m, the one before that b."""
+    new = (b, m, n)[-len(shape):] if shape else ()
+    return tuple(1 if int(old) == 1 else int(v) for old, v in zip(shape, new))
+
+
 def _gemm_like(rec: OpRecord, dims: dict[str, int], layout: tuple[int, str, float]) -> OpRecord:
     """``rec`` with its GEMM dims replaced by ``dims`` (b, m, n, k): FLOPs scaled with b*m*n*k, bytes from the
     record's operand layout (:func:`_operand_layout`), shapes rebuilt for a matmul (a convolution keeps its shapes:
@@ -203,7 +210,11 @@ def _gemm_like(rec: OpRecord, dims: dict[str, int], layout: tuple[int, str, floa
     kw: dict[str, Any] = {}
     if rec.kind is OpKind.MATMUL:
         kw["op"] = "aten.bmm.default" if b > 1 else "aten.mm.default"
-        kw["shapes"] = ((n,), (m, k), (k, n)) if rec.shapes and len(rec.shapes[0]) == 1 else ((b, m, k), (b, k, n))
+        operands = ((b, m, k), (b, k, n))
+        if rec.shapes and len(rec.shapes) == 3:  # addmm's C / baddbmm's self first: rebuilt at the new sizes
+            kw["shapes"] = (_resized_extra(rec.shapes[0], b, m, n),) + operands
+        else:
+            kw["shapes"] = operands
     new = dict(rec.dims)
     new.update(dims)
     return replace(rec, flops=round(rec.flops * (b * m * n * k) / old), bytes_read=read * e, bytes_written=written * e,
@@ -283,6 +294,8 @@ def _is_same(rec: OpRecord, size: int) -> bool:
     forward or backward."""
     from .prior import _conv_shapes
 
+    if rec.dim("transposed", 0):  # costs.conv's tag: a transposed convolution is never a 'same' one
+        return False
     x, w = _conv_shapes(rec)
     if len(x) != 4 or len(w) != 4 or tuple(w[2:]) != (size, size):
         return False
