@@ -233,10 +233,26 @@ def test_moe_mfu_counts_active_parameters(mixtral_config):
     assert "N_active" in u.convention and "164,144,128 of 428,385,280" in u.convention
     from wattlint.report.tables import summary_rows
 
-    assert "(6N_active + attention FLOPs/token" in dict(summary_rows(e))["Throughput"]
+    assert "(MFU: 6N_active + attention FLOPs/token" in dict(summary_rows(e))["Throughput"]
     # dense models keep 6 N: the GPT-2-shaped model's convention has no active-parameter clause
     dense = _est(_dense_config(mixtral_config), gpus=8, tensor_parallel=2, batch_size=8)
     assert "N_active" not in dense.utilization.convention
-    assert "(6N + attention FLOPs/token" in dict(summary_rows(dense))["Throughput"]
+    assert "(MFU: 6N + attention FLOPs/token" in dict(summary_rows(dense))["Throughput"]
     n = dense.graph.extra["parallel_full_params"]
     assert dense.utilization.model_flops_per_token == pytest.approx(6 * n + 3 * 4 * (4 * 256 * 512), rel=1e-9)
+
+
+def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config):
+    """MIXTRAL_SMALL has 16 query heads, 4 key/value heads (GQA) and 8 experts per MoE layer. Megatron-LM gives each
+    tensor-parallel rank whole heads and whole key/value groups, and each expert-parallel rank whole experts:
+    TP 4 (16 / 4, 4 / 4) and EP 8 run; TP 8 (4 KV groups / 8) and EP 16 (8 experts / 16) cannot, and are refused
+    naming the flag instead of being costed with fractions of a head or an expert."""
+    assert _moe(mixtral_config, tensor_parallel=4).per_step.time_s > 0
+    assert _moe(mixtral_config, gpus=8, expert_parallel=8).per_step.time_s > 0
+    with pytest.raises(ConfigError, match=r"--tensor-parallel 8 does not divide the model's 4 key/value heads"):
+        _moe(mixtral_config, tensor_parallel=8)
+    with pytest.raises(ConfigError, match=r"--expert-parallel 16 does not divide the 8 experts of "):
+        _moe(mixtral_config, gpus=16, batch_size=16, expert_parallel=16)
+    # 16 query heads: TP 32 is refused on the query heads first
+    with pytest.raises(ConfigError, match=r"--tensor-parallel 32 does not divide the model's 16 attention heads"):
+        _moe(mixtral_config, gpus=32, batch_size=32, tensor_parallel=32)

@@ -206,6 +206,9 @@ def test_gpus_per_node_default_and_partial_nodes():
     (dict(utilization=0), "--utilization"),
     (dict(gpus=0), "--gpus 0: expected a whole number"),
     (dict(batch_size=4, gpus=8), "smaller than gpus x grad-accum"),
+    # every replica runs the same micro-batch: 3 samples over 2 GPUs, 12 over 2 GPUs x 4 micro-steps cannot
+    (dict(batch_size=3, gpus=2), r"--batch-size 3 is not divisible by 2 GPU\(s\) x grad-accum 1 = 2"),
+    (dict(batch_size=12, gpus=2, grad_accum=4), r"--batch-size 12 is not divisible by 2 GPU\(s\) x grad-accum 4 = 8"),
     (dict(carbon_intensity=-1), r"--carbon-intensity -1: expected a number in \[0, "),
     (dict(price=-0.1), "--price"),
     (dict(tokens=1e9), "--tokens needs --seq-len"),

@@ -152,6 +152,52 @@ def test_predictor_time_is_roofline_over_efficiency_and_keeps_the_prior_dynamic_
                                                                                           utilization=0.5)[0]
 
 
+def test_coverage_is_the_share_of_op_time_the_model_prices_and_the_band_follows_it():
+    """Two records priced 3 s and 1 s: an FP32 CUDA-core GEMM inside the box (public-fit prices it) and the same GEMM
+    in bf16 (tensor cores: the prior). Coverage = 3 / (3 + 1) = 0.75 whatever the model's own times; a view record
+    (0 s) does not count. The 5-95 % band of such a step mixes the card's band and the prior's in log space by that
+    share: lo = exp(0.75 ln lo_card + 0.25 ln lo_prior)."""
+    import math
+
+    from wattlint.api import _blended_range
+    from wattlint.energy.predictor import PRIOR_RANGES
+
+    pred = pf.load_public_fit()
+    h100 = resolve_gpu("h100-sxm5-80gb")[0]
+    fp32, bf16 = _gemm(1, 2048, 5120, 1280), _gemm(1, 2048, 5120, 1280, "bfloat16")
+    assert pred.prices(fp32, h100, "fp32") and not pred.prices(bf16, h100, "fp32")
+    view = dataclasses.replace(fp32, kind=OpKind.VIEW)
+    assert pred.coverage([fp32, bf16, view], [3.0, 1.0, 0.0], h100, "fp32") == 0.75
+    assert PriorPredictor().coverage([fp32, bf16], [3.0, 1.0], h100, "fp32") == 1.0
+    lo, hi = pred.range_factors("time")
+    plo, phi = PRIOR_RANGES["time"]
+    blo, bhi = _blended_range(pred, "time", 0.75)
+    assert blo == pytest.approx(math.exp(0.75 * math.log(lo) + 0.25 * math.log(plo)), rel=1e-12)
+    assert bhi == pytest.approx(math.exp(0.75 * math.log(hi) + 0.25 * math.log(phi)), rel=1e-12)
+    assert _blended_range(pred, "time", 1.0) == (lo, hi)
+
+
+def test_reports_say_how_much_of_the_step_public_fit_priced():
+    """ResNet-50 (ONNX) on an A100 at the default precision: its convolutions run on TF32 tensor cores (the prior),
+    so public-fit prices a minority of the op time; the JSON carries that share and the text says it."""
+    import wattlint
+    from wattlint.report import json_out, text
+
+    from tests.conftest import EXAMPLES
+
+    est = wattlint.estimate(str(EXAMPLES / "resnet50.onnx"), gpu="a100-sxm4-80gb", steps=10)
+    assert est.calibration == "public-fit"
+    pred = pf.load_public_fit()
+    g = est.graph
+    by_hand = sum(t for r, t in zip(g.records, est.op_times_s) if t > 0 and pred.covers(r, est.gpu, "default")) / \
+        sum(t for t in est.op_times_s if t > 0)
+    assert est.calibration_coverage == pytest.approx(by_hand, rel=1e-9) and 0.0 < by_hand < 0.5
+    doc = json_out.to_dict(est)
+    assert doc["hardware"]["calibration_coverage"] == pytest.approx(by_hand, rel=1e-3)
+    assert f"it priced {by_hand:.0%} of this step's op time, the spec-sheet prior the rest" in \
+        " ".join(text.render([est], width=200).split())
+
+
 def test_large_sgemm_efficiency_is_plausible_on_a_training_gpu():
     """A large FP32 GEMM on a V100 (a training GPU) reaches most of the FP32 peak: NeuSight's V100 linear kernels
     top out at 0.96 of the 14 TFLOP/s roofline (kernels-train/linear__Tesla_V100-PCIE-32GB: max efficiency 0.958,

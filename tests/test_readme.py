@@ -10,6 +10,7 @@ commands that need a CUDA GPU, and commands whose arguments are placeholders for
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -122,3 +123,22 @@ def test_readme_command_runs(lang, block, sandbox):
                 cwd = Path(state.read_text().strip())
         assert r.returncode == 0, f"{code!r} exited {r.returncode}: {r.stderr[-2000:]}"
         assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_readme_accuracy_figures_match_the_committed_results():
+    """The accuracy sentence of the README quotes the committed benchmark results, not a figure from an older run
+    (benchmarks/results/public_accuracy.json and parallel_accuracy.json are what the benchmarks last wrote)."""
+    text = " ".join(README.read_text().split())
+    results = ROOT / "benchmarks" / "results"
+    pa = json.loads((results / "public_accuracy.json").read_text())["e2e"]
+    par = json.loads((results / "parallel_accuracy.json").read_text())
+    ood = pa["all"]["public_fit"]["mape_pct"]
+    dense, theirs = pa["without_moe"]["public_fit"]["mape_pct"], pa["without_moe"]["neusight"]["mape_pct"]
+    assert f"{ood:.1f} % MAPE on NeuSight's out-of-distribution transformer rows" in text
+    assert f"{dense:.2f} % against their {theirs:.2f} %" in text
+    assert f"{par['neusight']['wattlint']['mape_pct']:.1f} % on their 4-GPU data" in text
+    llama = par["llama"]
+    assert f"Llama-2-70B comes out at {llama['default_goodput']['ratio_to_published']:.2f}x" in text
+    assert f"({llama['default_goodput_pytorch']['ratio_to_published']:.2f}x with the default pytorch stack)" in text
+    foundry = par["foundry"]["bf16_all"]["wattlint"]["share_within_5_points_pct"]
+    assert f"{foundry:.0f} % of MosaicML's llm-foundry BF16 MFU rows are within 5 points" in text

@@ -56,6 +56,7 @@ class EnergyModelInfo:
     energy_range: tuple[float, float]
     time_range: tuple[float, float]
     searched: str = ""  # the models search path looked through
+    coverage: float = 1.0  # share of the step's op time the named model prices (the prior the rest)
 
     def __post_init__(self):
         # a 5-95 % band always contains the estimate it brackets: a model whose held-out residuals all lie on one side
@@ -454,7 +455,7 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         notes.append(util_note)
     return Estimate(
         model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan,
-        calibration=model.calibration, calibration_source=model.source,
+        calibration=model.calibration, calibration_source=model.source, calibration_coverage=model.coverage,
         per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, layer_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)

@@ -562,6 +562,8 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     if tp > 1 and blocks is None:
         raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
                           f"parallelism is costed as the Megatron-LM split of transformer layers only")
+    if tp > 1:
+        check_tensor_parallel(graph, tp)
     splits = weight_split(graph) if tp > 1 else {}
     # weights, gradients and optimizer state of the costed stage: its share of the blocks (1 / pp with equal stages)
     pp_share = stage[3][stage[4]] / blocks.count if stage is not None else 1.0
@@ -727,6 +729,33 @@ def attention_core(records: Sequence[OpRecord]) -> frozenset[int]:
     return frozenset(out)
 
 
+def attention_heads(graph: CostGraph) -> tuple[int, int]:
+    """(query heads, key / value heads) of the model's fused attention kernels: ``h`` of the first forward
+    attention record, and the head dim of its key tensor ([B, heads, S, D]: fewer under grouped-query attention);
+    (0, 0) when the graph has no fused attention record."""
+    for r in graph.records:
+        if r.kind is OpKind.ATTENTION and r.phase is Phase.FORWARD and r.dim("h", 0):
+            h = int(r.dim("h", 0))
+            k = r.shapes[1] if len(r.shapes) > 1 else ()
+            kv = int(k[-3]) if len(k) == 4 and 0 < int(k[-3]) <= h and h % int(k[-3]) == 0 else h
+            return h, kv
+    return 0, 0
+
+
+def check_tensor_parallel(graph: CostGraph, tp: int) -> None:
+    """ConfigError unless ``tp`` ranks can split the model as Megatron-LM does: each rank takes whole attention
+    heads and whole key / value groups (Megatron asserts num_attention_heads % tp == 0 and num_query_groups % tp ==
+    0), so a degree that leaves a fraction of a head is not a layout anyone can run."""
+    heads, kv = attention_heads(graph)
+    if heads and heads % tp:
+        raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {heads} attention heads: each "
+                          f"tensor-parallel rank takes whole heads (Megatron-LM); use a divisor of {heads}")
+    if kv and kv % tp:
+        raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {kv} key/value heads (grouped-query "
+                          f"attention): each tensor-parallel rank takes whole key/value groups (Megatron-LM); use a "
+                          f"divisor of {kv}")
+
+
 def _eager_heads(graph: CostGraph, hidden: int) -> int:
     """Attention heads of an eager-attention graph: the batch of its first forward batched GEMM over micro-batch."""
     b = max(1, int(graph.micro_batch or 1))
@@ -823,6 +852,12 @@ def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
     full = float(extra.get("parallel_full_params") or graph.params or 0)
     expert = routed_expert_params(graph) * (here / full if full else 1.0)
     ep = max(1, int(ep))
+    for ly in moe_layers(graph):
+        n_exp = int(ly.get("experts") or 0)
+        if ep > 1 and n_exp and n_exp % ep:
+            where = ly.get("module") or "a mixture-of-experts layer"
+            raise ConfigError(f"--expert-parallel {ep} does not divide the {n_exp} experts of {where}: each "
+                              f"expert-parallel rank holds whole experts; use a divisor of {n_exp}")
     removed = expert * (1.0 - 1.0 / ep) if ep > 1 else 0.0
     return ExpertSplit(params=here - removed, expert=expert - removed, removed=removed, ep=ep)
 

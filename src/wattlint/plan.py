@@ -197,8 +197,13 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                               f"GPU needs at least one sample per micro-step")
     micro = batch // (dp * grad_accum)
     if micro * dp * grad_accum != batch:
-        notes.append(f"global batch {batch} is not divisible by data-parallel x grad-accum = {dp * grad_accum}: "
-                     f"micro-batch {micro} per replica ({micro * dp * grad_accum} samples per step are costed)")
+        # every replica runs the same micro-batch per micro-step: costing batch // (dp x ga) of them would drop the
+        # remainder while the step count still covers the whole batch (an epoch at batch 3 on 2 GPUs came out a
+        # third cheaper than at batch 2), and rounding up would cost samples the user did not ask for
+        what = f"data-parallel {dp} x grad-accum {grad_accum}" if layout.model_parallel else \
+            f"{gpus} GPU(s) x grad-accum {grad_accum}"
+        raise ConfigError(f"--batch-size {batch} is not divisible by {what} = {dp * grad_accum}: every replica "
+                          f"runs the same micro-batch; give a multiple of {dp * grad_accum}")
     per_node = v.get("gpus_per_node")
     if per_node is None:
         per_node = min(gpus, options.DEFAULT_GPUS_PER_NODE)

@@ -492,3 +492,4 @@ class Estimate:
     op_times_s: tuple[float, ...] = ()  # per record of graph, per micro-batch
     op_energy_j: tuple[float, ...] = ()
     utilization: Utilization | None = None  # language models: MFU, HFU, tokens/s/GPU
+    calibration_coverage: float = 1.0  # share of the step's op time priced by the named model (the prior the rest)

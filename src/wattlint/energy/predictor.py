@@ -67,6 +67,28 @@ class Predictor:
         """Multiplicative 5-95 % band for ``quantity`` (energy | time)."""
         return PRIOR_RANGES["time" if quantity == "time" else "energy"]
 
+    def prices(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
+        """Whether this predictor's own model prices ``rec`` (the rest falls back to the spec-sheet prior). The
+        prior prices every record itself."""
+        return True
+
+    def coverage(self, records: Sequence[OpRecord], times_s: Sequence[float], gpu: GpuSpec,
+                 precision: str) -> float:
+        """Share of the priced op time (``times_s``, aligned with ``records``) that this predictor's own model
+        prices (:meth:`prices`); 1.0 when nothing is priced."""
+        total = own = 0.0
+        seen: dict[tuple, bool] = {}
+        for r, t in zip(records, times_s):
+            if t <= 0:
+                continue
+            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, r.shapes[:1])
+            hit = seen.get(key)
+            if hit is None:
+                hit = seen[key] = self.prices(r, gpu, precision)
+            total += t
+            own += t if hit else 0.0
+        return own / total if total > 0 else 1.0
+
 
 class PriorPredictor(Predictor):
     pass
@@ -125,6 +147,11 @@ class CalibratedPredictor(Predictor):
             if math.isfinite(pf):
                 powers[i] = min(gpu.tdp_w, gpu.idle_w + span * max(0.0, pf))
         return times, powers
+
+    def prices(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
+        """The correction applies to the op kinds the calibration measured (:meth:`predict`)."""
+        seen = self.measured_kinds()
+        return rec.kind not in (OpKind.VIEW, OpKind.COMMUNICATION) and (seen is None or rec.kind.value in seen)
 
     def measured_kinds(self) -> frozenset[str] | None:
         """Op kinds present in the calibration data (None: the card does not say, correct every kind)."""

@@ -505,6 +505,9 @@ class PublicFitPredictor(Predictor):
             return False
         return self.model.in_domain(fam, features(rec, gpu)) or edge_gemm(rec, gpu, self.model, fam) is not None
 
+    def prices(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
+        return self.covers(rec, gpu, precision)
+
     def predict(self, records, gpu, precision, utilization=None):
         times, powers = Predictor.predict(self, records, gpu, precision, utilization)
         if utilization is not None:  # a what-if utilization override keeps the prior's time

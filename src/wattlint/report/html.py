@@ -9,7 +9,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .layers import group_layers, shorten
-from .tables import (PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+from .tables import (energy_model_source, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -86,7 +86,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
         f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
         f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span> '
-        f"{escape(est.calibration_source)}</p>",
+        f"{escape(energy_model_source(est))}</p>",
         f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
         _cards(est),
         "<h2>Per optimizer step</h2>",
@@ -137,7 +137,7 @@ def _assumptions(assumptions: list[str], est: Estimate) -> list[str]:
     out = ['<h2>Assumptions</h2><ul class="assume">']
     out += [f"<li>{escape(a)}</li>" for a in assumptions]
     out.append("</ul><h2>Provenance</h2><ul class=\"assume\">")
-    out.append(f"<li>energy model: {escape(est.calibration)} — {escape(est.calibration_source)}</li>")
+    out.append(f"<li>energy model: {escape(est.calibration)} — {escape(energy_model_source(est))}</li>")
     for k, v in sorted((est.gpu.sources or {}).items()):
         out.append(f"<li>{escape(est.gpu.key)} {escape(k)}: {escape(str(v))}</li>")
     if est.gpu.unconfirmed:

@@ -88,6 +88,7 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "gpus_per_node": est.plan.gpus_per_node,
             "calibration": est.calibration,
             "calibration_source": est.calibration_source,
+            "calibration_coverage": est.calibration_coverage,
             "tdp_w": est.gpu.tdp_w,
             "idle_w": est.gpu.idle_w,
             "idle_estimated": est.gpu.idle_estimated,

@@ -28,6 +28,16 @@ def clean(text) -> str:
     return _CONTROL.sub(esc, str(text))
 
 
+def energy_model_source(est: Estimate) -> str:
+    """The energy model's source line, with the share of the step it prices when that is not all of it (a
+    public-fit or calibrated model prices the op kinds and sizes it was fitted on; the spec-sheet prior the rest)."""
+    src = est.calibration_source
+    c = est.calibration_coverage
+    if est.calibration != "prior" and c < 0.995:
+        src += f"; it priced {c:.0%} of this step's op time, the spec-sheet prior the rest"
+    return src
+
+
 def plan_line(est: Estimate) -> str:
     p = est.plan
     parts = []
@@ -75,9 +85,11 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                                    f"the rest)"))
     ut = est.utilization
     if ut is not None:
+        below = ("; HFU counts the FLOPs traced, causal attention as the half it computes, so it can sit below MFU"
+                 if ut.hfu < ut.mfu else "")
         rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
-                                   f"{ut.hfu:.1%}  ({_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} TFLOP/s dense "
-                                   f"peak)"))
+                                   f"{ut.hfu:.1%}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
+                                   f"TFLOP/s dense peak{below})"))
     return rows
 
 

@@ -9,7 +9,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .layers import shorten
-from .tables import (LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (energy_model_source, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -67,7 +67,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     con.print(Text(f"wattlint estimate: {clean(m.source)}", style="bold"))
     con.print(Text(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}"))
     con.print(Text.assemble(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: ",
-                            (est.calibration, "bold"), f" ({clean(est.calibration_source)})"))
+                            (est.calibration, "bold"), f" ({clean(energy_model_source(est))})"))
     con.print(Text(f"Plan: {plan_line(est)}"))
     con.print()
     t = Table(box=box.SIMPLE_HEAVY, show_header=False, pad_edge=False)
@@ -106,7 +106,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     for a in est.assumptions:
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     con.print(Text("Provenance", style="bold"))
-    con.print(Text(f"  energy model: {est.calibration} — {clean(est.calibration_source)}"))
+    con.print(Text(f"  energy model: {est.calibration} — {clean(energy_model_source(est))}"))
     srcs = est.gpu.sources or {}
     if srcs:
         first = next(iter(sorted(srcs.items())))

@@ -167,8 +167,10 @@ class SmallerGpuLessEnergy(Rule):
         planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
         for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
         least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time (default 1.0: never a
-        slower GPU; the time model's resolution, 2 %, is allowed). The message explains the saving: the time ratio
-        and the average GPU power ratio whose product it is, and the host share.
+        slower GPU). The energies compared keep the planned machine's host power per hour (the candidate GPU in the
+        same kind of machine), so the saving is the GPU's: the time ratio and the average GPU power ratio whose
+        product it is. When the candidate's usual platform class (a PCIe server, an SXM node, a desktop) draws a
+        different host power, the message adds what the run would cost in such a machine, as a separate figure.
         A candidate predicted faster although both its peak FLOP/s for the plan's precision and its memory
         bandwidth are below the planned GPU's is a prediction the physics cannot explain: it is never reported.
     """
@@ -208,8 +210,6 @@ class SmallerGpuLessEnergy(Rule):
              expect="L4 (l4, 72 W) trains it", options={"max_slowdown": 4.0}),
     )
 
-    TIME_RESOLUTION = 0.02  # launch-bound steps: equal times within the model's resolution count as "no slower"
-
     def check(self, ctx):
         est = ctx.estimate
         cur = est.gpu
@@ -218,7 +218,15 @@ class SmallerGpuLessEnergy(Rule):
         t0 = est.total.time_h
         need = float(est.memory.peak_bytes_per_gpu)
         half = est.plan.precision if est.plan.precision in ("fp16", "bf16", "fp8", "tf32") else "fp32"
-        limit = ctx.options["max_slowdown"] * (1.0 + self.TIME_RESOLUTION)
+        limit = ctx.options["max_slowdown"]
+        # the planned machine's host energy per hour of the run, and the facility overhead (PUE) of the plan: a
+        # candidate is compared in the same machine, so a saving is never the host's
+        host_per_h = est.total.host_energy_kwh / t0 if t0 > 0 else 0.0
+        it = est.total.gpu_energy_kwh + est.total.host_energy_kwh
+        pue = est.total.energy_kwh / it if it > 0 else 1.0
+
+        def same_host_kwh(other) -> float:
+            return (other.total.gpu_energy_kwh + host_per_h * other.total.time_h) * pue
         pool = []
         for spec in ctx.gpus():
             if spec.key == cur.key or (wanted and spec.key not in wanted):
@@ -239,30 +247,32 @@ class SmallerGpuLessEnergy(Rule):
             t = other.total.time_h
             if t0 > 0 and t > t0 * limit:
                 continue  # slower than allowed
-            if t0 > 0 and t < t0 * (1.0 - self.TIME_RESOLUTION) and spec.peak(half) < cur.peak(half) \
-                    and spec.memory_bw_gbs < cur.memory_bw_gbs:
+            if t0 > 0 and t < t0 and spec.peak(half) < cur.peak(half) and spec.memory_bw_gbs < cur.memory_bw_gbs:
                 continue  # faster on a GPU with less compute AND less bandwidth: not explainable, not claimed
-            e = other.total.energy_kwh
+            e = same_host_kwh(other)
             if best is None or e < best[0]:
                 best = (e, t, spec, other)
         if best is None:
             return
-        kwh, pct = ctx.saving(best[3])
-        if pct is None or pct < ctx.options["min_saving"]:
-            return
         e, t, spec, other = best
+        base = ctx.energy_kwh
+        if base <= 0:
+            return
+        kwh, pct = base - e, (base - e) / base
+        if pct < ctx.options["min_saving"]:
+            return
         p0 = est.per_step.avg_gpu_power_w
         p1 = other.per_step.avg_gpu_power_w
         why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W over {t / t0:.2f} x the time"
                if t0 > 0 and p0 > 0 else "")
-        # the host's share (CPUs, DRAM, fans, by platform class: energy.host) moves the total too: say so when it
-        # differs, so a saving that comes from the server class is never passed off as the GPU's
+        # the host (CPUs, DRAM, fans, by platform class: energy.host) of the candidate's usual machine differs: the
+        # comparison above keeps the planned machine's; what the other machine would add or save is a separate figure
         h0 = est.per_step.host_energy_j / est.per_step.time_s if est.per_step.time_s > 0 else 0.0
         h1 = other.per_step.host_energy_j / other.per_step.time_s if other.per_step.time_s > 0 else 0.0
-        if why and abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
-            why += f"; host power {h1:.0f} W instead of {h0:.0f} W (platform class: {_platform(spec)} vs " \
-                   f"{_platform(cur)})"
-        e_new, e_cur = units.column([e, ctx.energy_kwh], units.ENERGY_KWH)  # one unit for the comparison
+        e_new, e_cur, e_own = units.column([e, base, other.total.energy_kwh], units.ENERGY_KWH)  # one unit
+        if abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
+            why += (f"; both with this machine's host power ({h0:.0f} W); in its own platform class "
+                    f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W) the run would take {e_own}")
         t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
         yield ctx.finding(
             f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {e_new} instead of "
