@@ -55,6 +55,21 @@ def test_tf32_matmuls_under_default_precision_on_ampere_only_for_1_7_to_1_11():
     assert build_plan(_graph("1.10"), gpu=a100, steps=1, batch_size=8, precision="fp32").precision == "fp32"
 
 
+def test_a_torch_version_older_than_the_gpus_first_official_build_is_stated():
+    """H100 (sm_90) needs CUDA 11.8, first in PyTorch 2.0's wheels; A100 (sm_80) CUDA 11.0, PyTorch 1.7; a V100 runs
+    every modelled version. Stated as an assumption (a --compare across generations must still run), not refused."""
+    h100, a100, v100 = (resolve_gpu(k)[0] for k in ("h100-sxm5-80gb", "a100-sxm4-80gb", "v100-sxm2-16gb"))
+
+    def line(version, gpu):
+        p = build_plan(_graph(version), gpu=gpu, steps=1, batch_size=8)
+        return [a for a in p.assumptions if "official CUDA builds" in a]
+
+    assert line("1.13", h100) == ["--torch-version 1.13: PyTorch's official CUDA builds reach this GPU (GH100: sm_90, "
+                                  "CUDA 11.8) from 2.0; the run's kernels are priced as a build that runs on it"]
+    assert line("2.0", h100) == [] and line("1.7", a100) == [] and line("1.10", v100) == []
+    assert len(line("1.6", a100)) == 1
+
+
 def _depthwise_fp16(tagged: bool):
     # QuartzNet-style 1-D depthwise conv, 256 channels, 33 taps, stride 1, batch 48 x 512 frames, in fp16
     x, w = (48, 256, 512), (256, 1, 33)

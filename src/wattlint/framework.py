@@ -27,6 +27,9 @@ Not a version rule: GEMMs and convolutions on Hopper run at full speed on CUDA 1
 NVIDIA's own Hopper kernels whatever toolkit PyTorch itself was compiled with: cuBLAS 11.11 (CUDA 11.8) ran a bf16
 2048 x 8192 x 8192 GEMM at 720 TFLOPS on an H100 (pytorch/pytorch#100850).
 
+A version older than the GPU generation's first official build (``MIN_TORCH_BY_CHIP``: Hopper needs 2.0, Blackwell
+2.7) is stated as an assumption, not refused: a ``--compare`` across generations must still run.
+
 No version given: the current behaviour (2.x).
 """
 
@@ -43,6 +46,26 @@ ZERO_GRAD_SET_TO_NONE = (2, 0)
 CUDNN_FP16_DEPTHWISE = (1, 11)
 TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
+
+
+# The first PyTorch release whose official CUDA builds run natively on a GPU generation (the CUDA toolkit that added
+# its compute capability: 11.0 sm_80, 11.1 sm_86 (Ada's sm_89 runs sm_86 code), 11.8 sm_90, 12.8 sm_100 / sm_120;
+# PyTorch's first wheels built with it: 1.7 cu110, 1.8 cu111, 2.0 cu118, 2.7 cu128).
+MIN_TORCH_BY_CHIP: dict[str, tuple[tuple[int, int], str]] = {
+    "GA100": ((1, 7), "sm_80, CUDA 11.0"), "GA10x": ((1, 8), "sm_86, CUDA 11.1"),
+    "AD10x": ((1, 8), "sm_89 runs sm_86 code, CUDA 11.1"), "GH100": ((2, 0), "sm_90, CUDA 11.8"),
+    "GB100": ((2, 7), "sm_100, CUDA 12.8"), "GB20x": ((2, 7), "sm_120, CUDA 12.8"),
+}
+
+
+def predates_gpu(v: tuple[int, int] | None, chip: str) -> str | None:
+    """An assumption line when PyTorch ``v`` predates official builds for a GPU of generation ``chip`` (the run
+    as described cannot have used that version's stock wheels there); None otherwise."""
+    need = MIN_TORCH_BY_CHIP.get(chip)
+    if v is None or need is None or v >= need[0]:
+        return None
+    return (f"--torch-version {fmt(v)}: PyTorch's official CUDA builds reach this GPU ({chip}: {need[1]}) from "
+            f"{fmt(need[0])}; the run's kernels are priced as a build that runs on it")
 
 
 def parse(version: str | None) -> tuple[int, int] | None:

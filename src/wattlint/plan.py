@@ -315,6 +315,12 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     elif precision is None:
         precision = options.DEFAULT_PRECISION
         notes.append(PRECISION_DEFAULT_TEXT)
+    if gpu.vendor == "NVIDIA":
+        from .energy.prior import chip_group
+
+        line = framework.predates_gpu(version, chip_group(gpu))
+        if line:
+            notes.append(line)
     ok, why = precision_support(gpu, precision)
     if not ok:
         if strict:

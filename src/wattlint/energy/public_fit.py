@@ -615,7 +615,11 @@ def choose_predictor(gpu: GpuSpec, *, measured: Predictor | None = None, public_
     * ``measured`` (this GPU's own calibration) always wins: it was fitted on this GPU.
     * ``public-fit`` is used when :func:`public_fit_applies` (NVIDIA, and its held-out model-level time error is
       below the prior's on the same rows), unless a ``transferred`` calibration reports a lower held-out time
-      error (its card's leave-shape-out time WAPE widened by the transfer factor) than the public fit's.
+      error (its card's leave-shape-out time WAPE widened by the transfer factor) than the public fit's. The two
+      errors are not the same metric: public-fit's is a whole-step MAPE on unseen GPUs, the transferred card's an
+      op-level WAPE over held-out shapes of its own GPU, widened by ``TRANSFER_WIDEN`` for the GPU change. No data
+      here gives both on the same rows (a transferred calibration needs a user's NVML run), so the rule compares the
+      closest figures each card carries; docs/ACCURACY.md states it.
     * ``transferred`` next, then the ``prior`` (a fresh PriorPredictor when not given).
     """
     if measured is not None:
