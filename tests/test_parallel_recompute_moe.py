@@ -242,17 +242,30 @@ def test_moe_mfu_counts_active_parameters(mixtral_config):
     assert dense.utilization.model_flops_per_token == pytest.approx(6 * n + 3 * 4 * (4 * 256 * 512), rel=1e-9)
 
 
-def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config):
-    """MIXTRAL_SMALL has 16 query heads, 4 key/value heads (GQA) and 8 experts per MoE layer. Megatron-LM gives each
-    tensor-parallel rank whole heads and whole key/value groups, and each expert-parallel rank whole experts:
-    TP 4 (16 / 4, 4 / 4) and EP 8 run; TP 8 (4 KV groups / 8) and EP 16 (8 experts / 16) cannot, and are refused
-    naming the flag instead of being costed with fractions of a head or an expert."""
+def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config, tmp_path):
+    """Megatron-LM gives each tensor-parallel rank whole heads, and each expert-parallel rank whole experts; key /
+    value groups are split whole or, when there are fewer groups than ranks, replicated (tp a multiple of them).
+    MIXTRAL_SMALL (16 heads, 4 KV groups, 8 experts): TP 4 and EP 8 run, TP 8 runs with each KV group on 2 ranks,
+    TP 32 (16 heads / 32) and EP 16 (8 experts / 16) are refused. A Llama-style config with 24 heads and 6 KV groups:
+    TP 3 and TP 12 run; TP 4 (6 groups / 4) and TP 8 (neither a divisor nor a multiple of 6) are refused. The counts
+    come from the config: transformers repeats the KV heads before the attention kernel."""
     assert _moe(mixtral_config, tensor_parallel=4).per_step.time_s > 0
+    assert _moe(mixtral_config, tensor_parallel=8).per_step.time_s > 0
     assert _moe(mixtral_config, gpus=8, expert_parallel=8).per_step.time_s > 0
-    with pytest.raises(ConfigError, match=r"--tensor-parallel 8 does not divide the model's 4 key/value heads"):
-        _moe(mixtral_config, tensor_parallel=8)
     with pytest.raises(ConfigError, match=r"--expert-parallel 16 does not divide the 8 experts of "):
         _moe(mixtral_config, gpus=16, batch_size=16, expert_parallel=16)
-    # 16 query heads: TP 32 is refused on the query heads first
     with pytest.raises(ConfigError, match=r"--tensor-parallel 32 does not divide the model's 16 attention heads"):
         _moe(mixtral_config, gpus=32, batch_size=32, tensor_parallel=32)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=384,
+                                 intermediate_size=1024, num_hidden_layers=2, num_attention_heads=24,
+                                 num_key_value_heads=6, vocab_size=1000, max_position_embeddings=512)))
+
+    def llama(tp):
+        return wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=tp, tensor_parallel=tp, batch_size=tp, seq_len=64,
+                                 precision="bf16", steps=1, lint=False)
+
+    assert llama(3).per_step.time_s > 0 and llama(12).per_step.time_s > 0
+    for tp in (4, 8):
+        with pytest.raises(ConfigError, match=rf"--tensor-parallel {tp} does not divide the model's 6 key/value heads"):
+            llama(tp)

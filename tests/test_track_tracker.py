@@ -126,6 +126,28 @@ def test_a_process_measuring_several_gpus_is_estimated_on_as_many(tmp_path):
     assert h["static"]["plan"]["data_parallel"] == 2  # the estimate's job: the 2 GPUs measured
 
 
+def test_an_uneven_data_parallel_batch_keeps_its_static_estimate(tmp_path):
+    """One process on 2 GPUs with batch 33: nn.DataParallel scatters it 17 + 16. The plan (gpus taken from the
+    channels, not from the user) costs each step at the larger share, 17 per GPU, instead of refusing a batch the
+    user never split; given explicitly to an estimate, the same batch is refused (exit 2 through the CLI)."""
+    from pathlib import Path
+
+    from wattlint.types import ConfigError
+
+    onnx = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=100, gpu="a100-sxm4-80gb", source=str(onnx), static=True, batch_size=33,
+                channels=[FakeChannel(250.0), FakeChannel(250.0)]) as t:
+        for _ in range(30):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    assert "error" not in h["static"], h["static"]
+    assert h["static"]["plan"]["data_parallel"] == 2 and h["static"]["plan"]["micro_batch_size"] == 17
+    with pytest.raises(ConfigError, match="--batch-size 33 is not divisible by 2 GPU"):
+        wattlint.estimate(str(onnx), gpu="a100-sxm4-80gb", gpus=2, batch_size=33, steps=1, lint=False)
+
+
 def test_budget_warns_once_and_keeps_running(tmp_path):
     clock = Clock(100.0)
     # projected 200 steps x 0.1 s x 250 W = 5,000 J = 0.00139 kWh > 0.001 kWh budget

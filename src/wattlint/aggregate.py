@@ -18,6 +18,7 @@ widened where needed to contain the estimate itself (x1).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from collections import defaultdict
@@ -84,6 +85,8 @@ class _Sums:
     attn_fb_t: float = 0.0  # forward + backward time of the fused attention kernels (context-parallel overlap)
     micro_ops: int = 0
     opt_ops: int = 0
+    own_t: float = 0.0  # op time per step the energy model itself priced (PricedOps.own), recompute included
+    ops_t: float = 0.0  # all op time per step, weighted the same way
     core: tuple[int, float, float] | None = None  # selective recompute: (records, FLOPs, time) re-run per step
     # issue-ordered launch streams (energy.system.LaunchStream): one traced micro-batch's forward, recomputed and
     # backward ops; the optimizer step's ops (kernel times x the optimizer multiplier)
@@ -134,6 +137,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
                  flops=s.flops, block_fb_t=s.block_fb_t, block_fb_e=s.block_fb_e, block_fb_f=s.block_fb_f,
                  opt_f=s.opt_f, attn_fb_t=s.attn_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
+                 own_t=s.own_t, ops_t=s.ops_t,
                  core=s.core, micro_stream=s.micro_stream, opt_stream=s.opt_stream)
 
 
@@ -158,6 +162,8 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     flops = block_fb_t = block_fb_e = block_fb_f = opt_f = attn_fb_t = 0.0
     micro_ops, opt_ops = system.Launches(), system.Launches()
     core_n, core_f, core_t = 0, 0.0, 0.0
+    own = priced.own
+    own_t = ops_t = 0.0
     # launch streams in issue order: forward, then the recomputed forward ops (at the start of backward: an
     # approximation of checkpointing's per-block re-run, same ops, no sync in between), then backward; optimizer
     fwd_k: list[float] = []
@@ -202,6 +208,10 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             block_fb_f += fk * (2 if again else 1)
         if ph is optim:
             opt_f += fk
+        runs = tk * (2 if again else 1)
+        ops_t += runs
+        if own is None or own[i]:
+            own_t += runs
         if r.kind is OpKind.ATTENTION and ph is not optim:
             attn_fb_t += tk * (2 if again else 1)
         if layer not in layer_type:
@@ -223,6 +233,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     s.flops, s.block_fb_t, s.micro_ops, s.opt_ops = flops, block_fb_t, micro_ops.n, opt_ops.n
     s.block_fb_e, s.block_fb_f, s.opt_f = block_fb_e, block_fb_f, opt_f
     s.attn_fb_t = attn_fb_t
+    s.own_t, s.ops_t = own_t, ops_t
     s.micro_stream = system.LaunchStream.of(fwd_k + re_k + bwd_k, fwd_n + re_n + bwd_n)
     s.opt_stream = system.LaunchStream.of(opt_k, opt_n)
     if core is not None:
@@ -403,6 +414,25 @@ def _layers_once(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, 
     return s.memo[key]
 
 
+def covered(model: EnergyModelInfo, coverage: float) -> EnergyModelInfo:
+    """``model`` for a step it prices ``coverage`` of (share of the step's op time, recompute and the step's
+    multipliers included; the spec-sheet prior prices the rest): its 5-95 % bands mixed with the prior's in log
+    space by that share (a model's band, measured on the ops it prices, says nothing about the ops it leaves to
+    the prior)."""
+    if coverage >= 1.0:
+        return dataclasses.replace(model, coverage=1.0)
+    from .energy.predictor import PRIOR_RANGES
+
+    c = max(0.0, coverage)
+
+    def mix(own: tuple[float, float], prior: tuple[float, float]) -> tuple[float, float]:
+        return (math.exp(c * math.log(own[0]) + (1 - c) * math.log(prior[0])),
+                math.exp(c * math.log(own[1]) + (1 - c) * math.log(prior[1])))
+
+    return dataclasses.replace(model, coverage=c, energy_range=mix(model.energy_range, PRIOR_RANGES["energy"]),
+                               time_range=mix(model.time_range, PRIOR_RANGES["time"]))
+
+
 def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
     lo, hi = model.energy_range
     tlo, thi = model.time_range
@@ -430,6 +460,7 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     s = _sum_ops(graph, priced, plan)
     if s.core is not None:
         notes.append(_selective_note(s.core))
+    model = covered(model, s.own_t / s.ops_t if s.ops_t > 0 and priced.own is not None else 1.0)
     notes += _system(graph, gpu, plan, s)
     n = max(1, plan.gpus)
     step_s = sum(s.phase_t.values())

@@ -15,7 +15,6 @@ The public ``wattlint.estimate()`` is :func:`estimate` here.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -99,30 +98,10 @@ def price(graph: CostGraph, spec: GpuSpec, plan: Plan, predictor=None) -> Estima
 def _aggregate(graph: CostGraph, spec: GpuSpec, plan: Plan, model, priced) -> Estimate:
     from .aggregate import EnergyModelInfo, aggregate
 
-    coverage = 1.0
-    share = getattr(model, "coverage", None)
-    if share is not None and model.calibration != "prior":
-        coverage = float(share(graph.records, priced.times_s, spec, plan.precision))
     info = EnergyModelInfo(calibration=model.calibration, source=model.source,
-                           energy_range=_blended_range(model, "energy", coverage),
-                           time_range=_blended_range(model, "time", coverage),
-                           searched=getattr(model, "searched", ""), coverage=coverage)
+                           energy_range=model.range_factors("energy"), time_range=model.range_factors("time"),
+                           searched=getattr(model, "searched", ""))
     return aggregate(graph, priced, spec, plan, info)
-
-
-def _blended_range(model, quantity: str, coverage: float) -> tuple[float, float]:
-    """The 5-95 % band of ``quantity`` for a step the model prices ``coverage`` of (by op time), the prior the rest:
-    the two bands' factors mixed in log space by that share (a model's band, measured on the ops it prices, says
-    nothing about the ops it leaves to the prior)."""
-    lo, hi = model.range_factors(quantity)
-    if coverage >= 1.0:
-        return lo, hi
-    from .energy.predictor import PRIOR_RANGES
-
-    plo, phi = PRIOR_RANGES["time" if quantity == "time" else "energy"]
-    c = max(0.0, coverage)
-    return (math.exp(c * math.log(lo) + (1 - c) * math.log(plo)),
-            math.exp(c * math.log(hi) + (1 - c) * math.log(phi)))
 
 
 class PriceCache:

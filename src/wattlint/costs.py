@@ -409,6 +409,11 @@ def _pairs_closed(sq: int, sk: int, off: int) -> int:
     return total
 
 
+def _kv(kvh: int, h: int) -> dict[str, int]:
+    """The ``kvh`` dim of an attention record under grouped-query attention (key / value heads < query heads)."""
+    return {"kvh": kvh} if kvh != h else {}
+
+
 def attention(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype: str, *, causal: bool = False,
               kv_heads: int | None = None, mask_bytes: int = 0, fused: bool = True) -> Cost:
     """Scaled-dot-product attention forward: QK^T and PV GEMMs over the computed pairs, + softmax work.
@@ -423,7 +428,7 @@ def attention(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype: str, *, 
     read = (b * h * sq * d + b * kvh * sk * d + b * kvh * sk * dv) * e + mask_bytes
     written = b * h * sq * dv * e + b * h * sq * 4  # output + fp32 logsumexp
     return Cost(flops, read, written, OpKind.ATTENTION, _dims(b=b, h=h, sq=sq, sk=sk, d=d, dv=dv,
-                                                             causal=int(causal)))
+                                                             causal=int(causal), **_kv(kvh, h)))
 
 
 def attention_matmul_flops(b: int, h: int, sq: int, sk: int, d: int, dv: int, *, causal: bool = False) -> int:
@@ -443,7 +448,7 @@ def attention_backward(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype:
     read = (b * h * sq * d + b * kvh * sk * (d + dv) + 2 * b * h * sq * dv) * e + b * h * sq * 4 + mask_bytes
     written = (b * h * sq * d + b * kvh * sk * (d + dv)) * e
     return Cost(flops, read, written, OpKind.ATTENTION, _dims(b=b, h=h, sq=sq, sk=sk, d=d, dv=dv,
-                                                             causal=int(causal)))
+                                                             causal=int(causal), **_kv(kvh, h)))
 
 
 # ---- normalization, softmax, elementwise, reductions --------------------------------------------------------

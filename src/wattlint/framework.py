@@ -48,12 +48,12 @@ TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
 
 
-# The first PyTorch release whose official CUDA builds run natively on a GPU generation (the CUDA toolkit that added
-# its compute capability: 11.0 sm_80, 11.1 sm_86 (Ada's sm_89 runs sm_86 code), 11.8 sm_90, 12.8 sm_100 / sm_120;
-# PyTorch's first wheels built with it: 1.7 cu110, 1.8 cu111, 2.0 cu118, 2.7 cu128).
+# The first PyTorch release whose official CUDA builds run on a GPU generation (the CUDA toolkit that added its
+# compute capability: 11.0 sm_80, which sm_86 / sm_89 boards also run (same major version); 11.8 sm_90; 12.8
+# sm_100 / sm_120; PyTorch's first wheels built with it: 1.7 cu110, 2.0 cu118, 2.7 cu128).
 MIN_TORCH_BY_CHIP: dict[str, tuple[tuple[int, int], str]] = {
-    "GA100": ((1, 7), "sm_80, CUDA 11.0"), "GA10x": ((1, 8), "sm_86, CUDA 11.1"),
-    "AD10x": ((1, 8), "sm_89 runs sm_86 code, CUDA 11.1"), "GH100": ((2, 0), "sm_90, CUDA 11.8"),
+    "GA100": ((1, 7), "sm_80, CUDA 11.0"), "GA10x": ((1, 7), "sm_86 runs sm_80 code, CUDA 11.0"),
+    "AD10x": ((1, 7), "sm_89 runs sm_80 code, CUDA 11.0"), "GH100": ((2, 0), "sm_90, CUDA 11.8"),
     "GB100": ((2, 7), "sm_100, CUDA 12.8"), "GB20x": ((2, 7), "sm_120, CUDA 12.8"),
 }
 

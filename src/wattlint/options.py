@@ -251,6 +251,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("micro_batch_size", "--micro-batch-size", integer(1, 10**9), "samples per micro-batch per "
            "data-parallel replica; grad-accum (pipeline micro-batches per step) = batch / (data-parallel x N)",
            "work", "plan", "N"),
+    Option("uneven_batch", "--uneven-batch", boolean, "a global batch that does not divide over the replicas is "
+           "scattered unevenly (nn.DataParallel: 33 over 2 GPUs = 17 + 16) and each micro-step costed at the "
+           "largest share; without it such a batch is refused (wattlint.track sets it for the GPUs it measures)",
+           "work", "plan", config_only=True),
     Option("gpus_per_node", "--gpus-per-node", integer(1, 1024), f"GPUs per node (default min(gpus, "
            f"{DEFAULT_GPUS_PER_NODE}))", "hardware", "plan", "N"),
     Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",

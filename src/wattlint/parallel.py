@@ -730,30 +730,37 @@ def attention_core(records: Sequence[OpRecord]) -> frozenset[int]:
 
 
 def attention_heads(graph: CostGraph) -> tuple[int, int]:
-    """(query heads, key / value heads) of the model's fused attention kernels: ``h`` of the first forward
-    attention record, and the head dim of its key tensor ([B, heads, S, D]: fewer under grouped-query attention);
-    (0, 0) when the graph has no fused attention record."""
+    """(query heads, key / value heads) of the model: the config's counts when the frontend recorded them
+    (``extra["attention_heads"]``: Hugging Face models repeat grouped key / value heads before the kernel), else
+    the first forward fused attention record's ``h`` and its ``kvh`` dim (grouped-query attention) or its key
+    tensor's head dim ([B, heads, S, D]); (0, 0) when the graph has no fused attention record."""
+    given = (graph.extra or {}).get("attention_heads")
+    if given:
+        return int(given[0]), int(given[1])
     for r in graph.records:
         if r.kind is OpKind.ATTENTION and r.phase is Phase.FORWARD and r.dim("h", 0):
             h = int(r.dim("h", 0))
-            k = r.shapes[1] if len(r.shapes) > 1 else ()
-            kv = int(k[-3]) if len(k) == 4 and 0 < int(k[-3]) <= h and h % int(k[-3]) == 0 else h
+            kv = int(r.dim("kvh", 0))
+            if not kv:
+                k = r.shapes[1] if len(r.shapes) > 1 else ()
+                kv = int(k[-3]) if len(k) == 4 and 0 < int(k[-3]) <= h and h % int(k[-3]) == 0 else h
             return h, kv
     return 0, 0
 
 
 def check_tensor_parallel(graph: CostGraph, tp: int) -> None:
     """ConfigError unless ``tp`` ranks can split the model as Megatron-LM does: each rank takes whole attention
-    heads and whole key / value groups (Megatron asserts num_attention_heads % tp == 0 and num_query_groups % tp ==
-    0), so a degree that leaves a fraction of a head is not a layout anyone can run."""
+    heads (Megatron asserts num_attention_heads % tp == 0), and whole key / value groups (num_query_groups % tp ==
+    0) unless there are fewer groups than ranks and each is replicated on tp / groups ranks (multi-query or
+    grouped-query attention with few groups: the stacks that train it replicate them)."""
     heads, kv = attention_heads(graph)
     if heads and heads % tp:
         raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {heads} attention heads: each "
                           f"tensor-parallel rank takes whole heads (Megatron-LM); use a divisor of {heads}")
-    if kv and kv % tp:
+    if kv and (kv % tp if kv >= tp else tp % kv):
         raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {kv} key/value heads (grouped-query "
-                          f"attention): each tensor-parallel rank takes whole key/value groups (Megatron-LM); use a "
-                          f"divisor of {kv}")
+                          f"attention) and is not a multiple of them (replicated groups): each tensor-parallel rank "
+                          f"takes whole key/value groups; use a divisor or a multiple of {kv}")
 
 
 def _eager_heads(graph: CostGraph, hidden: int) -> int:

@@ -196,7 +196,13 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
             raise ConfigError(f"--batch-size {batch} is smaller than gpus x grad-accum = {gpus * grad_accum}: each "
                               f"GPU needs at least one sample per micro-step")
     micro = batch // (dp * grad_accum)
-    if micro * dp * grad_accum != batch:
+    uneven = False
+    if micro * dp * grad_accum != batch and v.get("uneven_batch"):
+        uneven = True
+        notes.append(f"global batch {batch} scattered unevenly over {dp * grad_accum} replica micro-steps "
+                     f"(nn.DataParallel-style): each costed at the largest share, {-(-batch // (dp * grad_accum))} "
+                     f"samples (uneven batch)")
+    elif micro * dp * grad_accum != batch:
         # every replica runs the same micro-batch per micro-step: costing batch // (dp x ga) of them would drop the
         # remainder while the step count still covers the whole batch (an epoch at batch 3 on 2 GPUs came out a
         # third cheaper than at batch 2), and rounding up would cost samples the user did not ask for
@@ -255,7 +261,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
                 virtual_pipeline_stages=layout.vpp, context_parallel=layout.cp,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
-                host_op_s=v.get("host_op_time"), goodput=float(goodput))
+                host_op_s=v.get("host_op_time"), goodput=float(goodput), uneven_batch=uneven)
 
 
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:

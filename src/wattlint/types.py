@@ -357,6 +357,9 @@ class Plan:
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps
+    # a global batch scattered unevenly over the replicas (nn.DataParallel): each micro-step costed at the largest
+    # share, ceil(batch / (dp x grad-accum)); otherwise the batch must divide (wattlint.plan refuses it)
+    uneven_batch: bool = False
     training_stack: str = "pytorch"  # pytorch (as traced) | megatron (wattlint.stack)
     loss_impl: str | None = None  # torch | fused cross-entropy memory (None: the training stack's default)
     assumptions: tuple[str, ...] = ()
@@ -382,7 +385,8 @@ class Plan:
 
     @property
     def micro_batch_size(self) -> int:
-        return max(1, self.batch_size // (self.data_parallel * self.grad_accum))
+        d = self.data_parallel * self.grad_accum
+        return max(1, -(-self.batch_size // d) if self.uneven_batch else self.batch_size // d)
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,23 +72,6 @@ class Predictor:
         prior prices every record itself."""
         return True
 
-    def coverage(self, records: Sequence[OpRecord], times_s: Sequence[float], gpu: GpuSpec,
-                 precision: str) -> float:
-        """Share of the priced op time (``times_s``, aligned with ``records``) that this predictor's own model
-        prices (:meth:`prices`); 1.0 when nothing is priced."""
-        total = own = 0.0
-        seen: dict[tuple, bool] = {}
-        for r, t in zip(records, times_s):
-            if t <= 0:
-                continue
-            key = (r.kind, r.phase, r.dtype, r.flops, r.bytes_read, r.bytes_written, r.dims, r.shapes[:1])
-            hit = seen.get(key)
-            if hit is None:
-                hit = seen[key] = self.prices(r, gpu, precision)
-            total += t
-            own += t if hit else 0.0
-        return own / total if total > 0 else 1.0
-
 
 class PriorPredictor(Predictor):
     pass

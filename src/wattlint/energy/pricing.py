@@ -43,6 +43,9 @@ class PricedOps:
     autocast: bool = field(default=False, repr=False, compare=False)
     # aggregation sums of these priced ops, keyed by what they depend on (wattlint.aggregate fills it)
     sums: dict = field(default_factory=dict, repr=False, compare=False)
+    # per record: whether the predictor's own model priced it (False: the spec-sheet prior's price was kept);
+    # None when the predictor is the prior itself or cannot say (every price is its own)
+    own: tuple[bool, ...] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def energies_j(self) -> tuple[float, ...]:
@@ -210,6 +213,31 @@ def _faster_of_tf32_fp32(predictor, records: Sequence[OpRecord], gpu: GpuSpec, p
     return times, powers
 
 
+def own_prices(predictor, records: Sequence[OpRecord], times_s: Sequence[float], gpu: GpuSpec, precision: str,
+               utilization: float | None) -> tuple[bool, ...] | None:
+    """Per record, whether ``predictor``'s own model (public-fit, a calibration) priced it as :func:`price` did,
+    rather than the spec-sheet prior it falls back to: a :func:`tf32_choice` op that took its FP32 kernel's price is
+    the model's when the model prices it under ``fp32``; under a what-if utilization the model's times are not used
+    at all. None for the prior itself, or a predictor that cannot say (``prices``)."""
+    if getattr(predictor, "calibration", "prior") == "prior" or not hasattr(predictor, "prices"):
+        return None
+    if utilization is not None:
+        return tuple(False for _ in records)
+    seen: dict[tuple, bool] = {}
+    out = []
+    for r, t in zip(records, times_s):
+        key = (_signature(r), t)
+        hit = seen.get(key)
+        if hit is None:
+            prec = precision
+            if precision != "fp32" and tf32_choice(r, gpu, precision) and \
+                    predictor.predict([r], gpu, "fp32", None)[0][0] == t:
+                prec = "fp32"  # the FP32 CUDA-core kernel's price was the faster one (_faster_of_tf32_fp32)
+            hit = seen[key] = bool(predictor.prices(r, gpu, prec))
+        out.append(hit)
+    return tuple(out)
+
+
 def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
     """Bytes of one optimizer group (called once per group; tests count the calls)."""
     return sum(records[i].bytes for i in idx)
@@ -264,4 +292,5 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
                   "tensor-core and FP32 CUDA-core kernels (cuBLAS / cuDNN choose among both)",)
     notes += roof_notes(gpu, utilization)
     return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes,
-                     source=tuple(graph.records), autocast=autocasted)
+                     source=tuple(graph.records), autocast=autocasted,
+                     own=own_prices(predictor, records, times, gpu, precision, utilization))

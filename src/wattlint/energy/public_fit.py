@@ -211,8 +211,15 @@ def _gemm_like(rec: OpRecord, dims: dict[str, int], layout: tuple[int, str, floa
     if rec.kind is OpKind.MATMUL:
         kw["op"] = "aten.bmm.default" if b > 1 else "aten.mm.default"
         operands = ((b, m, k), (b, k, n))
-        if rec.shapes and len(rec.shapes) == 3:  # addmm's C / baddbmm's self first: rebuilt at the new sizes
+        base = rec.op.split(".")[1] if rec.op.startswith("aten.") else rec.op
+        if rec.shapes and len(rec.shapes) == 3 and base in ("addmm", "baddbmm"):
+            # torch lists the added C / self first: rebuilt at the new sizes, still first
             kw["shapes"] = (_resized_extra(rec.shapes[0], b, m, n),) + operands
+        elif rec.shapes and len(rec.shapes) == 3 and base == "addmv":
+            kw["shapes"] = ((m,),) + operands  # self: one value per output row
+        elif rec.shapes and len(rec.shapes) == 3:
+            # ONNX Gemm (A, B, C): the operands first, C last, as the record had them
+            kw["shapes"] = operands + (_resized_extra(rec.shapes[2], b, m, n),)
         else:
             kw["shapes"] = operands
     new = dict(rec.dims)

@@ -277,9 +277,27 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
     with _quiet():
-        return tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
-                                    precision=precision, optimizer=optimizer,
-                                    activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
-                                    capacity_factor=capacity_factor,
-                                    optimizer_impl=optimizer_impl, attention=attention,
-                                    grads_to_none=grads_to_none)
+        graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
+                                     precision=precision, optimizer=optimizer,
+                                     activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
+                                     capacity_factor=capacity_factor,
+                                     optimizer_impl=optimizer_impl, attention=attention,
+                                     grads_to_none=grads_to_none)
+    heads = _heads(getattr(model, "config", None) or config)
+    if heads is None:
+        return graph
+    import dataclasses
+
+    # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced kernels
+    # do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
+    return dataclasses.replace(graph, extra={**(graph.extra or {}), "attention_heads": list(heads)})
+
+
+def _heads(config) -> tuple[int, int] | None:
+    """(query heads, key / value heads) of a decoder / encoder config, or None when it does not say."""
+    cfg = getattr(config, "text_config", None) or config
+    h = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None)
+    if not isinstance(h, int) or h <= 0:
+        return None
+    kv = getattr(cfg, "num_key_value_heads", None)
+    return h, kv if isinstance(kv, int) and 0 < kv <= h else h

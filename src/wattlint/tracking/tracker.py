@@ -315,6 +315,8 @@ class Tracker:
             # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was
             # made for 1 GPU and compared with the energy of all of them)
             options["gpus"] = len(self.channels)
+            # one process over several GPUs is nn.DataParallel, which scatters any batch (33 = 17 + 16)
+            options.setdefault("uneven_batch", True)
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,

@@ -181,6 +181,8 @@ class SmallerGpuLessEnergy(Rule):
     """
     example = """
         wattlint small_cnn.onnx --gpu h100 --epochs 30        # 4 M-parameter CNN on a 700 W GPU
+        # launch-bound: an L4 takes as long and draws far less; with a deadline that allows a slower GPU:
+        # [tool.wattlint.rules.WL203] max-slowdown = 4
     """
     use_instead = """
         wattlint small_cnn.onnx --gpu h100 --compare l4,a10g
@@ -245,9 +247,10 @@ class SmallerGpuLessEnergy(Rule):
             if other is None or not other.memory.fits:
                 continue
             t = other.total.time_h
-            if t0 > 0 and t > t0 * limit:
+            if t0 > 0 and t > t0 * limit * (1.0 + 1e-9):  # (the same time up to float rounding is not slower)
                 continue  # slower than allowed
-            if t0 > 0 and t < t0 and spec.peak(half) < cur.peak(half) and spec.memory_bw_gbs < cur.memory_bw_gbs:
+            if t0 > 0 and t < t0 * (1.0 - 1e-9) and spec.peak(half) < cur.peak(half) \
+                    and spec.memory_bw_gbs < cur.memory_bw_gbs:
                 continue  # faster on a GPU with less compute AND less bandwidth: not explainable, not claimed
             e = same_host_kwh(other)
             if best is None or e < best[0]:
