@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_option(p, "activation_checkpointing", default=False,
                help="trace with activation checkpointing of the repeated blocks (recompute in backward)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
     p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers in the text table (default 15)")
 
 

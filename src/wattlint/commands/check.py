@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="re-estimate every model (ignore the result cache)")
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes to add to 'ignore'")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
                         "does not fit)")

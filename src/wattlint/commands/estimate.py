@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None, help="output format (default text)")
-    o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout")
+    o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
     o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows the text / markdown / HTML report shows (default 10; JSON lists every "
                    "layer)")
     o.add_argument("--group-by", choices=GROUPINGS, default="block",
