@@ -105,8 +105,7 @@ class CalibratedPredictor(Predictor):
         # Corrections are applied only to op kinds the calibration measured: with whole op families held out,
         # the fitted correction does worse than the prior (card CV metrics), so unseen kinds keep the prior.
         seen = self.measured_kinds()
-        idx = [i for i, r in enumerate(records) if times[i] > 0 and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION)
-               and (seen is None or r.kind.value in seen)]
+        idx = [i for i, r in enumerate(records) if times[i] > 0 and self._corrects(r, seen)]
         if not idx:
             return times, powers
         rows = [op_features(records[i], gpu, precision) for i in idx]
@@ -133,7 +132,10 @@ class CalibratedPredictor(Predictor):
 
     def prices(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
         """The correction applies to the op kinds the calibration measured (:meth:`predict`)."""
-        seen = self.measured_kinds()
+        return self._corrects(rec, self.measured_kinds())
+
+    @staticmethod
+    def _corrects(rec: OpRecord, seen: frozenset[str] | None) -> bool:
         return rec.kind not in (OpKind.VIEW, OpKind.COMMUNICATION) and (seen is None or rec.kind.value in seen)
 
     def measured_kinds(self) -> frozenset[str] | None:

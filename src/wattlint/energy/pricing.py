@@ -223,19 +223,17 @@ def own_prices(predictor, records: Sequence[OpRecord], times_s: Sequence[float],
         return None
     if utilization is not None:
         return tuple(False for _ in records)
-    seen: dict[tuple, bool] = {}
-    out = []
-    for r, t in zip(records, times_s):
-        key = (_signature(r), t)
-        hit = seen.get(key)
-        if hit is None:
-            prec = precision
-            if precision != "fp32" and tf32_choice(r, gpu, precision) and \
-                    predictor.predict([r], gpu, "fp32", None)[0][0] == t:
-                prec = "fp32"  # the FP32 CUDA-core kernel's price was the faster one (_faster_of_tf32_fp32)
-            hit = seen[key] = bool(predictor.prices(r, gpu, prec))
-        out.append(hit)
-    return tuple(out)
+    keys = [(_signature(r), t) for r, t in zip(records, times_s)]
+    reps: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        reps.setdefault(k, i)
+    # the FP32 CUDA-core kernel's price was the faster one (_faster_of_tf32_fp32): priced once for all such ops
+    alt = [i for i in reps.values() if precision != "fp32" and tf32_choice(records[i], gpu, precision)]
+    t32 = predictor.predict([records[i] for i in alt], gpu, "fp32", None)[0] if alt else []
+    took_fp32 = {i for i, t in zip(alt, t32) if t == times_s[i]}
+    own = {k: bool(predictor.prices(records[i], gpu, "fp32" if i in took_fp32 else precision))
+           for k, i in reps.items()}
+    return tuple(own[k] for k in keys)
 
 
 def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
