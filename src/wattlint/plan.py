@@ -196,13 +196,11 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
             raise ConfigError(f"--batch-size {batch} is smaller than gpus x grad-accum = {gpus * grad_accum}: each "
                               f"GPU needs at least one sample per micro-step")
     micro = batch // (dp * grad_accum)
-    uneven = False
-    if micro * dp * grad_accum != batch and v.get("uneven_batch"):
-        uneven = True
+    uneven = micro * dp * grad_accum != batch
+    if uneven and v.get("uneven_batch"):
         notes.append(f"global batch {batch} scattered unevenly over {dp * grad_accum} replica micro-steps "
-                     f"(nn.DataParallel-style): each costed at the largest share, {-(-batch // (dp * grad_accum))} "
-                     f"samples (uneven batch)")
-    elif micro * dp * grad_accum != batch:
+                     f"(nn.DataParallel-style): each costed at the largest share, {micro + 1} samples (uneven batch)")
+    elif uneven:
         # every replica runs the same micro-batch per micro-step: costing batch // (dp x ga) of them would drop the
         # remainder while the step count still covers the whole batch (an epoch at batch 3 on 2 GPUs came out a
         # third cheaper than at batch 2), and rounding up would cost samples the user did not ask for

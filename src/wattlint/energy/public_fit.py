@@ -512,8 +512,7 @@ class PublicFitPredictor(Predictor):
             return False
         return self.model.in_domain(fam, features(rec, gpu)) or edge_gemm(rec, gpu, self.model, fam) is not None
 
-    def prices(self, rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
-        return self.covers(rec, gpu, precision)
+    prices = covers  # what public-fit itself prices (Predictor.prices): the ops it covers
 
     def predict(self, records, gpu, precision, utilization=None):
         times, powers = Predictor.predict(self, records, gpu, precision, utilization)

@@ -8,6 +8,7 @@ the fused CUDA kernel by the torch frontend), or its ``eager`` implementation (s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any, Mapping, Sequence
@@ -286,8 +287,6 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     heads = _heads(getattr(model, "config", None) or config)
     if heads is None:
         return graph
-    import dataclasses
-
     # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced kernels
     # do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
     return dataclasses.replace(graph, extra={**(graph.extra or {}), "attention_heads": list(heads)})
