@@ -70,7 +70,11 @@ def test_precision_semantics():
     assert prior.compute_dtype(mm, g, "fp32") == "fp32"
     assert prior.compute_dtype(conv, g, "fp32") == "fp32"
     half = rec_from(costs.gemm(1, 4096, 4096, 4096, "bfloat16"), "bfloat16")
-    assert prior.compute_dtype(half, g, "fp8") == "fp8"
+    # fp8: only the linear-layer GEMMs wattlint.fp8 tags run at the FP8 peak; the rest stays in bf16
+    assert prior.compute_dtype(half, g, "fp8") == "bf16"
+    tagged = dataclasses.replace(half, dims=tuple(sorted(half.dims + (("fp8", 1),))))
+    assert prior.compute_dtype(tagged, g, "fp8") == "fp8"
+    assert prior.compute_dtype(tagged, g, "bf16") == "bf16"
     assert prior.compute_dtype(half, g, "bf16") == "bf16"
     # no TF32 on Turing: default convs stay FP32
     assert prior.compute_dtype(conv, T4(), "default") == "fp32"

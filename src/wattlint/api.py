@@ -181,11 +181,11 @@ class PriceCache:
 
 def _layout_key(plan: Plan) -> tuple:
     """Everything :func:`wattlint.parallel.per_gpu_graph` reads from a plan (the training stack's rewrite reads the
-    precision and optimizer too)."""
+    precision and optimizer too; so does the fp8 rewrite, wattlint.fp8)."""
     return (plan.gpus, plan.tensor_parallel, plan.pipeline_parallel, plan.virtual_pipeline_stages, plan.context_parallel,
             plan.expert_parallel, plan.sequence_parallel,
             plan.micro_batch_size, plan.grad_accum, plan.training_stack,
-            (plan.precision, plan.optimizer) if plan.training_stack != "pytorch" else None)
+            (plan.precision, plan.optimizer) if plan.training_stack != "pytorch" or plan.precision == "fp8" else None)
 
 
 class Reestimator:

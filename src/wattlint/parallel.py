@@ -617,14 +617,16 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
 def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     """``graph`` as one GPU of ``plan``'s layout runs it: first as ``plan.training_stack`` runs the step
     (:func:`wattlint.stack.apply`), then :func:`shard_graph` (unchanged without TP / PP, and when it already is a
-    per-GPU graph)."""
+    per-GPU graph), then, under ``--precision fp8``, with Transformer Engine's FP8 GEMMs and casts
+    (:func:`wattlint.fp8.apply`, on the per-GPU shapes)."""
+    from . import fp8
     from .stack import apply
 
     graph = apply(graph, plan)
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
                     grad_accum=plan.grad_accum, vpp=plan.virtual_pipeline_stages, cp=plan.context_parallel)
-    return shard_graph(graph, layout)[0]
+    return fp8.apply(shard_graph(graph, layout)[0], plan)
 
 
 def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,

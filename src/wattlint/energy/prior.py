@@ -365,8 +365,9 @@ def compute_dtype(rec: OpRecord, gpu: GpuSpec, precision: str) -> str:
       cuDNN convolutions in TF32 on GPUs that have it (``torch.backends.cudnn.allow_tf32 = True``, Ampere and newer).
     * ``tf32``: FP32 matmuls and convolutions on TF32 tensor cores where the GPU has them.
     * ``fp16`` / ``bf16``: autocast; the record's dtype tells which ops run in half precision.
-    * ``fp8``: GEMMs (matmul kind) of half-precision records run at the FP8 peak (Transformer-Engine style);
-      attention and convolutions stay in bf16/fp16.
+    * ``fp8``: the linear-layer GEMMs Transformer Engine runs in FP8 (records tagged ``('fp8', 1)`` by
+      :func:`wattlint.fp8.apply`) run at the FP8 peak; every other half-precision record (the output layer,
+      batched matmuls, attention, convolutions) stays in bf16/fp16.
     Non-GEMM ops run on CUDA cores (FP32 peak; they are almost always memory bound).
     """
     key = _dtype_key(rec.dtype)
@@ -377,7 +378,7 @@ def compute_dtype(rec: OpRecord, gpu: GpuSpec, precision: str) -> str:
     if key == "fp8":
         return "fp8"
     if key in ("fp16", "bf16"):
-        if precision == "fp8" and rec.kind is OpKind.MATMUL and gpu.peak_tflops.get("fp8"):
+        if precision == "fp8" and rec.kind is OpKind.MATMUL and rec.dim("fp8", 0) and gpu.peak_tflops.get("fp8"):
             return "fp8"
         return key
     # float32 records

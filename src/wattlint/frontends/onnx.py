@@ -147,9 +147,10 @@ class _Analysis(_Validate, _Shapes):
         self.precision = precision or "default"
         self.source = source
         self.assumptions: list[str] = []
-        # fp8 training runs GEMMs in fp8 and keeps activations in bf16
+        # fp8 is traced as bf16 (as the torch frontend traces it under autocast): which GEMMs run in FP8, and the
+        # casts they need, are decided on the whole graph at estimate time (wattlint.fp8)
         self.half = "bfloat16" if self.precision == "fp8" else _PRECISION_DTYPE.get(self.precision)
-        self.gemm_dtype = _PRECISION_DTYPE.get(self.precision)
+        self.gemm_dtype = self.half
         self.missing_shape_values: dict[str, str] = {}  # initializer -> location, for error messages
         self.rebound: dict[str, int] = {}  # "batch"/"seq" -> the static dim that --batch-size/--seq-len replaced
         self.external = 0
@@ -794,8 +795,9 @@ class _Analysis(_Validate, _Shapes):
                      f"(gamma) is not added to the parameters (the conv bias stands for beta)")
         if self.half:
             a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
-                     f"norms and softmax in "
-                     f"float32, parameters and optimizer state in float32")
+                     f"norms and softmax in float32, parameters and optimizer state in float32"
+                     + ("; traced as bf16, the GEMMs that run in FP8 chosen at estimate time"
+                        if self.precision == "fp8" else ""))
         if self.shape_fallback:
             a.append(f"{self.shape_fallback} output shapes that shape inference left unknown were derived from "
                      f"the op's semantics")

@@ -703,7 +703,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             notes.append("precision: fp16 loss scaling (GradScaler's unscale / inf-check pass over the gradients) "
                          "is not traced")
         if prec == "fp8":
-            notes.append("precision: fp8 traced as bf16 autocast (FLOPs/bytes of matmuls scale at estimate time)")
+            notes.append("precision: fp8 traced as bf16 autocast (the linear layers that run in FP8 and their casts "
+                         "are decided at estimate time: wattlint.fp8)")
     elif precision in ("default", None):
         notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
     else:

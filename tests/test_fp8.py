@@ -1,0 +1,151 @@
+"""FP8 training as Transformer Engine runs it (wattlint.fp8): which GEMMs run in FP8, the casts, by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wattlint import fp8
+from wattlint.energy import prior
+from wattlint.hardware import resolve_gpu
+from wattlint.types import CostGraph, ModelInfo, OpKind, OpRecord, Phase, Plan
+
+F, B = Phase.FORWARD, Phase.BACKWARD
+MM = OpKind.MATMUL
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def gemm(op, module, phase, m, k, n, dtype="bfloat16", recompute=False):
+    """A 2-D GEMM record m x k @ k x n (2-byte operands read, output written)."""
+    return OpRecord(op=f"aten.{op}.default", kind=MM, module=module, phase=phase, dtype=dtype,
+                    shapes=((m, k), (k, n)), flops=2 * m * k * n, bytes_read=2 * (m * k + k * n),
+                    bytes_written=2 * m * n, module_type="Linear",
+                    dims=(("b", 1), ("k", k), ("m", m), ("n", n)), recompute=recompute)
+
+
+# two transformer blocks, each one Linear 32 -> 16 over 64 tokens, and an LM head 32 -> 100 (outside the blocks)
+def records(weight_cast=False, recompute=False):
+    out = []
+    for i in (0, 1):
+        if weight_cast:  # autocast's cast of the fp32 weight (32 x 16): 4 bytes read, 2 written per element
+            out.append(OpRecord(op="aten._to_copy.default", kind=OpKind.MEMORY, module=f"h.{i}.fc", phase=F,
+                                dtype="float32", shapes=((32, 16),), bytes_read=2048, bytes_written=1024))
+            out.append(OpRecord(op="aten._to_copy.default", kind=OpKind.MEMORY, module=f"h.{i}.fc", phase=F,
+                                dtype="float32", shapes=((16,),), bytes_read=64, bytes_written=32))  # the bias
+        out.append(gemm("addmm", f"h.{i}.fc", F, 64, 32, 16))
+    out.append(gemm("mm", "lm_head", F, 64, 32, 100))
+    out.append(gemm("mm", "lm_head", B, 64, 100, 32))
+    for i in (1, 0):
+        if recompute:
+            out.append(gemm("addmm", f"h.{i}.fc", B, 64, 32, 16, recompute=True))
+        out.append(gemm("mm", f"h.{i}.fc", B, 64, 16, 32))  # data gradient
+        out.append(gemm("mm", f"h.{i}.fc", B, 32, 64, 16))  # weight gradient
+    return tuple(out)
+
+
+def graph(recs, stack=None):
+    return CostGraph(model=ModelInfo(name="t", source="t", format="torch", params=1536, trainable_params=1536,
+                                     param_bytes=6144),
+                     records=recs, precision="fp8", optimizer="adamw",
+                     extra={"training_stack": stack} if stack else {})
+
+
+def plan(precision="fp8"):
+    return Plan(batch_size=1, steps=1, precision=precision, optimizer="adamw", pue=1.0,
+                carbon_intensity_g_per_kwh=1.0)
+
+
+def casts(g, what=None):
+    return [r for r in g.records if r.op == fp8.CAST_OP and (what is None or r.dim(what))]
+
+
+def test_only_the_blocks_linear_gemms_run_in_fp8():
+    g = fp8.apply(graph(records(), "megatron"), plan())
+    tagged = [r for r in g.records if r.dim("fp8")]
+    # per block: the forward GEMM and both backward GEMMs; the LM head (outside the blocks) stays in bf16
+    assert len(tagged) == 6 and {r.module for r in tagged} == {"h.0.fc", "h.1.fc"}
+    assert not any(r.dim("fp8") for r in g.records if r.module == "lm_head")
+    fwd = next(r for r in tagged if r.phase is F)
+    assert fwd.bytes_read == (64 * 32 + 32 * 16)  # 1-byte operands: half of the bf16 record's 2 x (2048 + 512)
+    assert fwd.bytes_written == 2 * 64 * 16 and fwd.flops == 2 * 64 * 32 * 16  # output and FLOPs unchanged
+    gpu, _ = resolve_gpu("h100")
+    assert prior.compute_dtype(fwd, gpu, "fp8") == "fp8"
+    head = next(r for r in g.records if r.module == "lm_head" and r.phase is F)
+    assert prior.compute_dtype(head, gpu, "fp8") == "bf16"
+
+
+def test_cast_transpose_bytes_by_hand():
+    g = fp8.apply(graph(records(), "megatron"), plan())
+    x, w, dy = casts(g, "fp8_input"), casts(g, "fp8_weight"), casts(g, "fp8_grad_output")
+    assert len(x) == len(w) == len(dy) == 2
+    # input 64 x 32 = 2048 elements: 2 bytes read (bf16), FP8 copy + transpose written (2 x 1 byte)
+    assert {(r.bytes_read, r.bytes_written, r.phase) for r in x} == {(4096, 4096, F)}
+    # weight 32 x 16 = 512 elements, bf16 parameters (megatron stack): 1024 read, 1024 written
+    assert {(r.bytes_read, r.bytes_written) for r in w} == {(1024, 1024)}
+    # output gradient 64 x 16 = 1024 elements, cast in backward before the block's first backward GEMM
+    assert {(r.bytes_read, r.bytes_written, r.phase) for r in dy} == {(2048, 2048, B)}
+    recs = list(g.records)
+    for r in dy:
+        first_bwd = next(i for i, q in enumerate(recs) if q.module == r.module and q.phase is B and q.kind is MM)
+        assert recs.index(r) == first_bwd - 1
+    assert g.extra["fp8"] == {"gemms": 6, "casts": 6}
+    assert any("Transformer Engine" in a for a in g.assumptions)
+
+
+def test_pytorch_stack_weight_cast_replaced_by_the_fp8_cast():
+    g = fp8.apply(graph(records(weight_cast=True)), plan())
+    copies = [r for r in g.records if r.op == "aten._to_copy.default"]
+    assert [r.shapes for r in copies] == [((16,),), ((16,),)]  # the weight casts are gone, the bias casts stay
+    # TE casts the fp32 parameter itself: 512 elements x 4 bytes read, 2 x 1 byte written
+    assert {(r.bytes_read, r.bytes_written) for r in casts(g, "fp8_weight")} == {(2048, 1024)}
+
+
+def test_recomputed_forward_casts_again_without_a_second_gradient_cast():
+    g = fp8.apply(graph(records(recompute=True), "megatron"), plan())
+    assert len(casts(g, "fp8_input")) == 4 and len(casts(g, "fp8_weight")) == 4  # forward + recompute, 2 blocks
+    assert all(r.recompute for r in casts(g, "fp8_input") if r.phase is B)
+    assert len(casts(g, "fp8_grad_output")) == 2
+    assert len([r for r in g.records if r.dim("fp8")]) == 8  # + the 2 recomputed forward GEMMs
+
+
+def test_other_precisions_and_a_second_pass_leave_the_graph_alone():
+    g = graph(records(), "megatron")
+    assert fp8.apply(g, plan("bf16")) is g
+    once = fp8.apply(g, plan())
+    assert fp8.apply(once, plan()) is once
+
+
+def test_fp8_step_faster_than_bf16_on_large_gemms_but_not_twice():
+    """Blocks of 16384 x 4096 x 4096 GEMMs on an H100: each FP8 GEMM takes about half its bf16 time (~0.77 ms in
+    bf16), and the casts take back part of the saving: per block the input (67.1 M elements x 4 bytes moved) and the
+    fp32 weight (16.8 M x (4 + 2)) = 369 MB at ~2.85 TB/s (85 % of 3.35) = ~0.13 ms. Forward: 0.5 + 0.13 / 0.77 =
+    ~0.67 of the bf16 time (without the casts it would be 0.5)."""
+    import wattlint
+
+    big = []
+    for i in range(4):
+        big.append(gemm("mm", f"h.{i}.fc", F, 16384, 4096, 4096))
+    for i in reversed(range(4)):
+        big += [gemm("mm", f"h.{i}.fc", B, 16384, 4096, 4096), gemm("mm", f"h.{i}.fc", B, 4096, 16384, 4096)]
+    g = CostGraph(model=ModelInfo(name="t", source="t", format="torch", params=4 * 4096 * 4096,
+                                  trainable_params=4 * 4096 * 4096, param_bytes=4 * 4 * 4096 * 4096),
+                  records=tuple(big), precision="bf16", optimizer="adamw")
+    kw = dict(gpu="h100", batch_size=1, steps=1, lint=False, host_op_time=0.0)
+    t8 = wattlint.estimate(g, precision="fp8", **kw).phases["forward"].time_s
+    t16 = wattlint.estimate(g, precision="bf16", **kw).phases["forward"].time_s
+    assert 0.6 < t8 / t16 < 0.75
+
+
+def test_onnx_fp8_is_traced_in_bf16_and_the_block_linears_chosen_at_estimate_time():
+    """The ONNX GPT-2 example (4 blocks of 4 linear layers, and an LM head): 4 x 4 x 3 GEMMs run in FP8 (forward,
+    data and weight gradient); the head's stay in bf16."""
+    import wattlint
+
+    path = ROOT / "examples" / "gpt2-tiny.onnx"
+    if not path.exists():
+        pytest.skip("examples/gpt2-tiny.onnx not built")
+    e8 = wattlint.estimate(str(path), precision="fp8", gpu="h100", batch_size=8, steps=1, lint=False)
+    assert e8.graph.extra["fp8"]["gemms"] == 4 * 4 * 3
+    assert not any(r.dtype.startswith("float8") for r in e8.graph.records)
+    assert sum(1 for r in e8.graph.records if r.dim("fp8")) == 48
