@@ -48,7 +48,11 @@ from ..types import GpuSpec, OpKind, OpRecord, Phase
 # ---- time constants (docs/ENERGY_MODEL.md, "Prior constants") -------------------------------------------------
 # Best achievable fraction of the unit's dense peak for large, well-shaped problems.
 EFF_MAX: dict[str, float] = {
-    "matmul_tc": 0.80,     # cuBLAS large tensor-core GEMMs (A100 bf16 ~ 80-90 % of 312 TF/s)
+    # cuBLAS large tensor-core GEMMs (A100 bf16 ~ 80-90 % of 312 TF/s). FP8 shares it: on one (500 W) H100, FP8
+    # GEMMs ran 1.88-2.09x the bf16 rate of the same shapes (pytorch/FBGEMM PR #2546: 8192^3 bf16 585 TF/s, FP8
+    # row-wise 1,126; 65536 x 8192 x 7168: 575 vs 1,083), i.e. the same fraction of a 2x peak; DeepGEMM's tuned
+    # FP8 kernels reach 1,500 TF/s on an H800 SXM (deepseek-ai/DeepGEMM PR #81), 0.76 of its 1,979
+    "matmul_tc": 0.80,
     "matmul_simt": 0.88,   # SGEMM on CUDA cores: NeuSight V100 large GEMMs median 0.876, A100 80GB 0.909
     "conv_tc": 0.80,       # cuDNN implicit-GEMM convolutions on tensor cores: GEMM-class kernels
     "conv_simt": 0.85,     # FP32 cuDNN convs: implicit GEMM (SGEMM 0.88), Winograd 3x3 up to ~1.0 (NeuSight)
