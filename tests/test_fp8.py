@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -51,9 +52,15 @@ def graph(recs, stack=None):
                      extra={"training_stack": stack} if stack else {})
 
 
-def plan(precision="fp8"):
-    return Plan(batch_size=1, steps=1, precision=precision, optimizer="adamw", pue=1.0,
-                carbon_intensity_g_per_kwh=1.0)
+def plan(precision="fp8", grad_accum=1):
+    return Plan(batch_size=grad_accum, steps=1, precision=precision, optimizer="adamw", pue=1.0,
+                carbon_intensity_g_per_kwh=1.0, grad_accum=grad_accum)
+
+
+def attention(module, phase=F):
+    return OpRecord(op="aten._scaled_dot_product_flash_attention.default", kind=OpKind.ATTENTION, module=module,
+                    phase=phase, dtype="bfloat16", flops=1, bytes_read=1, bytes_written=1,
+                    dims=(("b", 1), ("d", 16), ("h", 2), ("sk", 32), ("sq", 32)))
 
 
 def casts(g, what=None):
@@ -149,3 +156,73 @@ def test_onnx_fp8_is_traced_in_bf16_and_the_block_linears_chosen_at_estimate_tim
     assert e8.graph.extra["fp8"]["gemms"] == 4 * 4 * 3
     assert not any(r.dtype.startswith("float8") for r in e8.graph.records)
     assert sum(1 for r in e8.graph.records if r.dim("fp8")) == 48
+
+
+def test_an_fp32_trace_gets_its_fp8_gemms_too():
+    """A graph traced in fp32 (ONNX, or a torch trace without autocast) is autocast by pricing; the rewrite sees
+    its GEMMs as pricing will run them, so the blocks' linears still run in FP8."""
+    recs = tuple(dataclasses.replace(r, dtype="float32", bytes_read=2 * r.bytes_read,
+                                     bytes_written=2 * r.bytes_written) for r in records())
+    g = dataclasses.replace(graph(recs), precision="fp32")
+    out = fp8.apply(g, plan())
+    tagged = [r for r in out.records if r.dim("fp8")]
+    assert len(tagged) == 6 and {r.dtype for r in tagged} == {"bfloat16"}
+    assert {r.bytes_read for r in tagged if r.phase is F} == {64 * 32 + 32 * 16}  # fp32 -> bf16 -> 1-byte operands
+
+
+def test_both_stacks_of_an_encoder_decoder_run_in_fp8():
+    recs = []
+    for stack in ("encoder.block", "decoder.block"):
+        for i in (0, 1):
+            recs.append(gemm("mm", f"{stack}.{i}.wi", F, 64, 32, 16))
+    recs.append(gemm("mm", "lm_head", F, 64, 32, 128))
+    g = fp8.apply(graph(tuple(recs), "megatron"), plan())
+    assert {r.module for r in g.records if r.dim("fp8")} == {"encoder.block.0.wi", "encoder.block.1.wi",
+                                                              "decoder.block.0.wi", "decoder.block.1.wi"}
+
+
+def test_layers_fed_one_tensor_share_its_input_cast_and_unaligned_layers_stay_bf16():
+    """q / k / v read the same 64 x 32 input: one input cast (TE's fused LayerNormLinear); the output projection
+    after the attention kernel casts its own; a router of 8 outputs (not a multiple of 16) stays in bf16."""
+    recs = []
+    for i in (0, 1):
+        a = f"h.{i}.attn"
+        recs += [gemm("mm", f"{a}.q", F, 64, 32, 32), gemm("mm", f"{a}.k", F, 64, 32, 16),
+                 gemm("mm", f"{a}.v", F, 64, 32, 16), attention(a), gemm("mm", f"{a}.o", F, 64, 32, 32),
+                 gemm("mm", f"h.{i}.router", F, 64, 32, 8)]
+    g = fp8.apply(graph(tuple(recs), "megatron"), plan())
+    inputs = casts(g, "fp8_input")
+    assert [(r.module, r.dim("numel")) for r in inputs] == [("h.0.attn.q", 2048), ("h.0.attn.o", 2048),
+                                                             ("h.1.attn.q", 2048), ("h.1.attn.o", 2048)]
+    assert len(casts(g, "fp8_weight")) == 8  # every FP8 layer's own weight
+    assert not any(r.dim("fp8") for r in g.records if r.module.endswith("router"))
+
+
+def test_megatron_casts_the_weights_once_per_step():
+    """Under --training-stack megatron TE keeps the FP8 weights of the first micro-batch (is_first_microbatch):
+    with 4 micro-batches per step each micro-batch carries a quarter of the weight casts' bytes."""
+    g = fp8.apply(graph(records(), "megatron"), plan(grad_accum=4))
+    assert {(r.bytes_read, r.bytes_written) for r in casts(g, "fp8_weight")} == {(1024 // 4, 1024 // 4)}
+    assert {(r.bytes_read, r.bytes_written) for r in casts(g, "fp8_input")} == {(4096, 4096)}  # per micro-batch
+
+
+def test_pytorch_stack_input_cast_from_fp32_reads_4_bytes():
+    """Autocast cast the fp32 input (64 x 32) and the weight (32 x 16) before the layer; TE casts both itself."""
+    recs = []
+    for i in (0, 1):
+        m = f"h.{i}.fc"
+        recs += [OpRecord(op="aten._to_copy.default", kind=OpKind.MEMORY, module=m, phase=F, dtype="float32",
+                          shapes=((64, 32),), bytes_read=8192, bytes_written=4096),
+                 OpRecord(op="aten._to_copy.default", kind=OpKind.MEMORY, module=m, phase=F, dtype="float32",
+                          shapes=((32, 16),), bytes_read=2048, bytes_written=1024),
+                 gemm("addmm", m, F, 64, 32, 16)]
+    g = fp8.apply(graph(tuple(recs)), plan())
+    assert not any(r.op == "aten._to_copy.default" for r in g.records)
+    assert {(r.bytes_read, r.bytes_written) for r in casts(g, "fp8_input")} == {(64 * 32 * 4, 64 * 32 * 2)}
+    assert {(r.bytes_read, r.bytes_written) for r in casts(g, "fp8_weight")} == {(32 * 16 * 4, 32 * 16 * 2)}
+
+
+def test_a_rewritten_graph_without_its_flag_is_not_rewritten_again():
+    once = fp8.apply(graph(records(), "megatron"), plan())
+    stripped = dataclasses.replace(once, extra={"training_stack": "megatron"})
+    assert fp8.apply(stripped, plan()) is stripped

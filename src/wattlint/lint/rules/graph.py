@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections import defaultdict
 
+from ...fp8 import CAST_OP as FP8_CAST_OP
 from ...types import OpKind, OpRecord, Phase, Status
 from ..engine import ceil_to, replace_records
 from ..registry import register
@@ -371,7 +372,8 @@ class MemoryBoundHotspots(Rule):
             return
         hits = [i for i, r in enumerate(ctx.graph.records)
                 if r.kind in MEMORY_BOUND_KINDS and r.status is Status.HANDLED and r.bytes > 0
-                and r.flops / r.bytes < ridge and r.phase is not Phase.OPTIMIZER]
+                and r.flops / r.bytes < ridge and r.phase is not Phase.OPTIMIZER
+                and r.op != FP8_CAST_OP]  # FP8 quantization (wattlint.fp8): not a fusable eager op
         share = sum(energy[i] for i in hits) / tot
         if share < ctx.options["min_share"]:
             return
