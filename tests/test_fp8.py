@@ -226,3 +226,11 @@ def test_a_rewritten_graph_without_its_flag_is_not_rewritten_again():
     once = fp8.apply(graph(records(), "megatron"), plan())
     stripped = dataclasses.replace(once, extra={"training_stack": "megatron"})
     assert fp8.apply(stripped, plan()) is stripped
+
+
+def test_a_model_without_fp8_layers_says_so():
+    """A CNN's classifier of 1,000 outputs (not a multiple of 16) and no repeated blocks: nothing runs in FP8."""
+    recs = (gemm("addmm", "fc", F, 64, 2048, 1000), gemm("mm", "fc", B, 64, 1000, 2048))
+    g = fp8.apply(graph(recs), plan())
+    assert g.records == recs and g.extra["fp8"] == {"gemms": 0, "casts": 0}
+    assert any("no linear layer of this model qualifies" in a for a in g.assumptions)

@@ -127,7 +127,10 @@ def apply(graph: CostGraph, plan) -> CostGraph:
     records, _ = autocast_records(graph, "fp8")  # an fp32 trace: its GEMMs as autocast runs them (pricing's rule)
     mods = fp8_modules(records, graph)
     if not mods:
-        return graph
+        note = ("precision fp8 (Transformer Engine recipe): no linear layer of this model qualifies (inside the "
+                "repeated blocks, k and n multiples of 16); every op is costed in bf16")
+        return dataclasses.replace(graph, extra=dict(graph.extra or {}, fp8={"gemms": 0, "casts": 0}),
+                                   assumptions=tuple(graph.assumptions) + (note,))
     megatron = (graph.extra or {}).get("training_stack") == "megatron"
     param_bytes = 2 if megatron else 4
     weight_share = max(1, int(getattr(plan, "grad_accum", 1) or 1)) if megatron else 1
