@@ -25,7 +25,7 @@ under ``fp8_autocast`` with delayed scaling): the recipe of Megatron-LM / NeMo, 
      MLP: TE's fused ``LayerNormLinear`` / ``LayerNormMLP``) share one input cast;
    * the weight (k x n: its parameter bytes read, 2 written); under ``--training-stack megatron`` once per step,
      not per micro-batch (Megatron passes ``is_first_microbatch``, and TE keeps the FP8 weights of the first
-     micro-batch), so its bytes are spread over the step's micro-batches;
+     micro-batch), so its bytes are spread over the step's micro-batches and a recomputed forward reuses them;
    * the output gradient (m x n: 2 read, 2 written), in backward before the layer's first backward GEMM.
    A recomputed forward (activation checkpointing) casts its input again. Under the ``pytorch`` stack TE casts the
    fp32 parameter and the fp32 input itself, so autocast's casts of that layer's weight and input (fp32 -> half
@@ -160,8 +160,9 @@ def apply(graph: CostGraph, plan) -> CostGraph:
                 out.append(_cast(r, r.phase, x, 4 if fp32_in else 2, "fp8_input"))
                 casts += 1
             group = key
-            out.append(_cast(r, r.phase, w, param_bytes, "fp8_weight", weight_share))
-            casts += 1
+            if not (megatron and r.recompute):  # Megatron's recomputed forward reuses the step's FP8 weights
+                out.append(_cast(r, r.phase, w, param_bytes, "fp8_weight", weight_share))
+                casts += 1
             if not r.recompute:
                 pending_bwd.setdefault(r.module, []).append(r)
         else:
