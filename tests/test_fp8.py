@@ -236,3 +236,19 @@ def test_a_model_without_fp8_layers_says_so():
     g = fp8.apply(graph(recs), plan())
     assert g.records == recs and g.extra["fp8"] == {"gemms": 0, "casts": 0}
     assert any("no linear layer of this model qualifies" in a for a in g.assumptions)
+
+
+def test_compare_costs_a_gpu_without_fp8_in_bf16_as_on_its_own():
+    """--compare h100,a100 --precision fp8: the A100 (no FP8 tensor cores) is costed as bf16, with no FP8 rewrite,
+    exactly as a bf16 estimate of it alone; the H100 gets the rewrite (the shared price cache keys it apart)."""
+    from wattlint.api import estimate_many
+
+    path = ROOT / "examples" / "gpt2-tiny.onnx"
+    if not path.exists():
+        pytest.skip("examples/gpt2-tiny.onnx not built")
+    kw = dict(batch_size=8, steps=10, lint=False)
+    h100, a100 = estimate_many(str(path), ["h100", "a100"], precision="fp8", **kw)
+    alone = estimate_many(str(path), ["a100"], precision="bf16", **kw)[0]
+    assert a100.plan.precision == "bf16" and "fp8" not in (a100.graph.extra or {})
+    assert a100.per_step.time_s == alone.per_step.time_s and a100.per_step.gpu_energy_j == alone.per_step.gpu_energy_j
+    assert h100.graph.extra["fp8"]["gemms"] == 48
