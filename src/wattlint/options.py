@@ -185,7 +185,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "inputs (traced micro-batch = global / (data-parallel x grad-accum))", "model", "both", "N"),
     Option("seq_len", "--seq-len", integer(1, 10**8), "sequence length for language models", "model", "both", "N"),
     Option("precision", "--precision", choice(*PRECISIONS), "training precision (default: PyTorch's default: fp32 "
-           "weights, TF32 cuDNN convs on Ampere+)", "model", "both", choices=PRECISIONS),
+           "weights, TF32 cuDNN convs on Ampere+; fp8: Transformer Engine's recipe, the transformer blocks' linear "
+           "layers in FP8 with their casts)", "model", "both", choices=PRECISIONS),
     Option("optimizer", "--optimizer", choice(*OPTIMIZERS), "optimizer (default: as traced, else adamw)", "model",
            "both", choices=OPTIMIZERS),
     Option("optimizer_impl", "--optimizer-impl", choice(*OPTIMIZER_IMPLS), "optimizer kernels: foreach "
