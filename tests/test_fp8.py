@@ -170,6 +170,7 @@ def test_an_fp32_trace_gets_its_fp8_gemms_too():
     tagged = [r for r in out.records if r.dim("fp8")]
     assert len(tagged) == 6 and {r.dtype for r in tagged} == {"bfloat16"}
     assert {r.bytes_read for r in tagged if r.phase is F} == {64 * 32 + 32 * 16}  # fp32 -> bf16 -> 1-byte operands
+    assert any(a.startswith("fp8 autocast applied to the fp32 graph") for a in out.assumptions)
 
 
 def test_both_stacks_of_an_encoder_decoder_run_in_fp8():

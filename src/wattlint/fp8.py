@@ -124,13 +124,15 @@ def apply(graph: CostGraph, plan) -> CostGraph:
         return graph
     from .energy.pricing import autocast_records
 
-    records, _ = autocast_records(graph, "fp8")  # an fp32 trace: its GEMMs as autocast runs them (pricing's rule)
+    records, autocast = autocast_records(graph, "fp8")  # an fp32 trace: its GEMMs as autocast runs them (pricing's)
+    lead = (("fp8 autocast applied to the fp32 graph: matmul/conv/attention in bfloat16, other ops fp32",)
+            if autocast else ())
     mods = fp8_modules(records, graph)
     if not mods:
         note = ("precision fp8 (Transformer Engine recipe): no linear layer of this model qualifies (inside the "
                 "repeated blocks, k and n multiples of 16); every op is costed in bf16")
-        return dataclasses.replace(graph, extra=dict(graph.extra or {}, fp8={"gemms": 0, "casts": 0}),
-                                   assumptions=tuple(graph.assumptions) + (note,))
+        return dataclasses.replace(graph, records=records, extra=dict(graph.extra or {}, fp8={"gemms": 0, "casts": 0}),
+                                   assumptions=tuple(graph.assumptions) + lead + (note,))
     megatron = (graph.extra or {}).get("training_stack") == "megatron"
     param_bytes = 2 if megatron else 4
     weight_share = max(1, int(getattr(plan, "grad_accum", 1) or 1)) if megatron else 1
@@ -183,4 +185,4 @@ def apply(graph: CostGraph, plan) -> CostGraph:
     extra = dict(graph.extra or {})
     extra["fp8"] = {"gemms": gemms, "casts": casts}
     return dataclasses.replace(graph, records=tuple(out), extra=extra,
-                               assumptions=tuple(graph.assumptions) + (note,))
+                               assumptions=tuple(graph.assumptions) + lead + (note,))
