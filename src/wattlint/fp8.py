@@ -13,7 +13,8 @@ under ``fp8_autocast`` with delayed scaling): the recipe of Megatron-LM / NeMo, 
    (data and weight gradient), whose per-GEMM ``k`` and ``n`` are multiples of 16 (TE's FP8 GEMMs need both:
    Accelerate leaves other linears in bf16, e.g. a mixture-of-experts router of 8 outputs). Those stacks build
    their transformer layers from TE modules; the embedding and the output layer (the LM head) are plain PyTorch
-   modules and stay in bf16 / fp16. Batched matmuls between activations (eager attention scores), attention
+   modules and stay in bf16 / fp16 (Accelerate's wholesale ``nn.Linear`` conversion would also take an LM head whose
+   dims are multiples of 16: not modelled). Batched matmuls between activations (eager attention scores), attention
    kernels and convolutions stay in half precision. A model without repeated blocks: every eligible linear. The
    FP8 GEMMs read 1-byte operands (their records' bytes read are halved) and write the half-precision output; they
    are tagged ``('fp8', 1)`` and priced at the FP8 peak (:func:`wattlint.energy.prior.compute_dtype`).
