@@ -420,7 +420,33 @@ def foundry_section() -> dict:
                                                            "naive_flops_peak")}
         out[name]["tokens_s"] = summ([r["tokens_s_err"] for r in sel])
         out[name]["tokens_s_pytorch"] = summ([r["tokens_s_err_pytorch"] for r in sel])
+    out["fp8_over_bf16"] = fp8_speedup_pairs(ok)
     return out
+
+
+def fp8_speedup_pairs(ok: list[dict]) -> dict:
+    """What a user turning FP8 on wants: the FP8 / BF16 tokens-per-second ratio of one configuration. The H100
+    tables have FP8 and BF16 rows of the same model, sequence length, GPU count, micro-batch and checkpointing;
+    tokens/s = MFU x that precision's peak x GPUs / FLOPs per token, so the ratio is 2 x MFU_fp8 / MFU_bf16 (FP8's
+    dense peak is twice BF16's on the H100), measured and predicted."""
+    def key(r):
+        return (r["gpu"], r["model"], r["seq_len"], r["gpus"], r["micro"], r["activation_checkpointing"])
+    bf16 = {key(r): r for r in ok if r["precision"] == "bf16"}
+    pairs = []
+    for r in ok:
+        b = bf16.get(key(r)) if r["precision"] == "fp8" else None
+        if b is None:
+            continue
+        meas = 2.0 * r["mfu_measured"] / b["mfu_measured"]
+        row = {"model": r["model"], "seq_len": r["seq_len"], "gpus": r["gpus"], "micro": r["micro"],
+               "measured": round(meas, 3)}
+        for stack, col in (("wattlint", "mfu_wattlint"), ("wattlint_pytorch", "mfu_wattlint_pytorch")):
+            pred = 2.0 * r[col] / b[col]
+            row[stack] = round(pred, 3)
+            row[f"{stack}_err_pct"] = round(signed(pred, meas), 1)
+        pairs.append(row)
+    return {"pairs": pairs, **{f"{s}_mape_pct": round(statistics.fmean(abs(p[f"{s}_err_pct"]) for p in pairs), 1)
+                               for s in ("wattlint", "wattlint_pytorch") if pairs}}
 
 
 # ---- 4. Llama-2-70B ----------------------------------------------------------------------------------------------
@@ -623,6 +649,15 @@ def report(res: dict) -> str:
             x = fo[g]
             L.append(f"| {g} | {pts(x['wattlint'])} | {pts(x['wattlint_pytorch'])} | {pts(x['naive_6nd'])} | "
                      f"{pts(x['naive_flops_peak'])} | {_fmt(x['tokens_s'])} |")
+        sp = fo.get("fp8_over_bf16")
+        if sp and sp["pairs"]:
+            L += ["", "FP8 over BF16 on the H100 (the same model, sequence length, GPUs, micro-batch and checkpointing "
+                  "in both tables; tokens/s ratio = 2 x MFU_fp8 / MFU_bf16): measured against predicted, megatron "
+                  f"stack MAPE {sp['wattlint_mape_pct']} %, pytorch {sp['wattlint_pytorch_mape_pct']} %.", "",
+                  "| model | seq | GPUs | micro | measured | megatron | pytorch |", "|---|---|---|---|---|---|---|"]
+            L += [f"| {p['model']} | {p['seq_len']} | {p['gpus']} | {p['micro']} | {p['measured']:.2f}x | "
+                  f"{p['wattlint']:.2f}x ({p['wattlint_err_pct']:+.0f} %) | {p['wattlint_pytorch']:.2f}x "
+                  f"({p['wattlint_pytorch_err_pct']:+.0f} %) |" for p in sp["pairs"]]
         bm = fo.get("bf16_by_memory_fraction")
         if bm:
             L += ["", "BF16 rows (megatron) by predicted peak memory / GPU memory: < 0.9: " + pts(bm["lt_0.9"])
