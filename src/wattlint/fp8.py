@@ -40,19 +40,12 @@ attention).
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 
 from .types import CostGraph, OpKind, OpRecord, Phase
 
 CAST_OP = "te::cast_transpose"
 FP8_ALIGN = 16  # TE's FP8 GEMMs need k and n multiples of 16
-_BLOCK = re.compile(r"^(.*?)\.(\d+)(?:\.|$)")
 _HALF = ("bfloat16", "float16")
-
-
-def _numel(shape) -> int:
-    return math.prod(int(d) for d in shape) if shape else 0
 
 
 def _grouped(r: OpRecord) -> bool:
@@ -69,23 +62,15 @@ def _linear_gemm(r: OpRecord) -> bool:
 def _in_blocks(records, graph: CostGraph):
     """A predicate: is a module inside the repeated blocks (every numbered family holding GEMMs in two or more
     numbered children, and a pipeline stage's own block list); None when the model has no repeated blocks."""
-    seen: dict[str, set[int]] = {}
-    for r in records:
-        if r.kind in (OpKind.MATMUL, OpKind.ATTENTION) and r.module:
-            m = _BLOCK.match(r.module)
-            if m:
-                seen.setdefault(m.group(1), set()).add(int(m.group(2)))
-    prefixes = {p for p, idx in seen.items() if len(idx) >= 2}
+    from .parallel import block_families, block_prefix
+
+    prefixes = {p for p, idx in block_families(records).items() if len(idx) >= 2}
     stage = ((graph.extra or {}).get("pipeline_stages") or {}).get("prefix")
     if stage:
         prefixes.add(stage)
     if not prefixes:
         return None
-
-    def inside(module: str) -> bool:
-        m = _BLOCK.match(module)
-        return bool(m) and m.group(1) in prefixes
-    return inside
+    return lambda module: block_prefix(module) in prefixes
 
 
 def fp8_modules(records, graph: CostGraph) -> set[str]:
@@ -105,9 +90,10 @@ def _cast(like: OpRecord, phase: Phase, elems: int, read_bytes: float, what: str
 
 def _autocast_cast(r: OpRecord) -> bool:
     """Autocast's fp32 -> half cast of a weight or an activation (two or more dims; 1-D biases are left)."""
-    return (r.op.split(".")[1:2] == ["_to_copy"] and r.dtype == "float32" and r.flops == 0
-            and r.bytes_read == 2 * r.bytes_written and len(r.shapes) == 1 and len(r.shapes[0]) >= 2
-            and (r.phase is Phase.FORWARD or r.recompute))
+    from .stack import _is_cast
+
+    return (_is_cast(r) and r.dtype == "float32" and r.bytes_read == 2 * r.bytes_written and len(r.shapes) == 1
+            and len(r.shapes[0]) >= 2 and (r.phase is Phase.FORWARD or r.recompute))
 
 
 def _sizes(r: OpRecord) -> tuple[int, int, int]:

@@ -223,15 +223,27 @@ class Blocks:
         return int(head) if head.isdigit() else None
 
 
-def find_blocks(graph: CostGraph) -> Blocks | None:
-    """The ModuleList holding the most numbered children with matmuls (the transformer layers), or None."""
+def block_families(records) -> dict[str, set[int]]:
+    """Every numbered module family with matmuls / attention: ModuleList prefix -> the indices seen."""
     seen: dict[str, set[int]] = {}
-    for r in graph.records:
+    for r in records:
         if r.kind not in GEMM_KINDS or not r.module:
             continue
         m = _BLOCK_RE.match(r.module)
         if m:
             seen.setdefault(m.group(1), set()).add(int(m.group(2)))
+    return seen
+
+
+def block_prefix(module: str) -> str | None:
+    """The ModuleList prefix of a numbered module path ("model.layers.3.mlp" -> "model.layers"), else None."""
+    m = _BLOCK_RE.match(module)
+    return m.group(1) if m else None
+
+
+def find_blocks(graph: CostGraph) -> Blocks | None:
+    """The ModuleList holding the most numbered children with matmuls (the transformer layers), or None."""
+    seen = block_families(graph.records)
     if not seen:
         return None
     prefix = max(sorted(seen), key=lambda p: len(seen[p]))
