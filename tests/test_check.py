@@ -520,3 +520,20 @@ def test_sarif_and_github_findings_carry_the_energy_model(project, run_cli):
     code, out, _ = run_cli("check", "--format", "github")
     lines = out.splitlines()
     assert lines and all("[energy model public-fit on " in ln for ln in lines)
+
+
+def test_missing_transformers_names_what_this_environment_still_checks(monkeypatch):
+    """torch installed, transformers not: a config.json model is skipped with the hf extra named, and the notice does
+    not claim that only ONNX models are checked (PyTorch sources still are)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from wattlint.lint.check import missing_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    msg = missing_extra(SimpleNamespace(path=Path("models/lm/config.json")))
+    assert msg.startswith("skipped: needs transformers (pip install 'wattlint[hf]'")
+    assert msg.endswith("checks ONNX models and PyTorch sources, not config.json")
+    assert missing_extra(SimpleNamespace(path=Path("models/net.py"))) is None
+    assert missing_extra(SimpleNamespace(path=Path("models/net.onnx"))) is None

@@ -142,3 +142,8 @@ def test_readme_accuracy_figures_match_the_committed_results():
     assert f"({llama['default_goodput_pytorch']['ratio_to_published']:.2f}x with the default pytorch stack)" in text
     foundry = par["foundry"]["bf16_all"]["wattlint"]["share_within_5_points_pct"]
     assert f"{foundry:.0f} % of MosaicML's llm-foundry BF16 MFU rows are within 5 points" in text
+    zeus_prior = json.loads((results / "prior_vs_public.json").read_text())["summary"]["zeus_named"]["all"]
+    zeus_fit = json.loads((results / "public_accuracy.json").read_text())["zeus"]["all"]
+    assert (f"are {zeus_prior['time']['mape_pct']:.0f} % off in time and {zeus_prior['energy']['mape_pct']:.0f} % in "
+            f"energy with the prior alone ({zeus_fit['public_fit_time']['mape_pct']:.0f} % / "
+            f"{zeus_fit['public_fit_energy']['mape_pct']:.0f} % with public-fit") in text

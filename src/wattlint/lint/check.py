@@ -59,8 +59,9 @@ def missing_extra(m) -> str | None:
         needs.append(("transformers", "hf"))
     for module, extra in needs:
         if importlib.util.find_spec(module) is None:
+            scope = "ONNX models only" if module == "torch" else "ONNX models and PyTorch sources, not config.json"
             return (f"skipped: needs {module} (pip install 'wattlint[{extra}]', or the wattlint-torch pre-commit "
-                    f"hook); this environment checks ONNX models only")
+                    f"hook); this environment checks {scope}")
     return None
 
 
