@@ -65,7 +65,13 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
     if "inputs" in kw:
         kw["inputs"] = list(kw["inputs"])
-    return analyze(source, **kw)
+    import contextlib
+    import sys
+
+    # the model's own code runs here (its import, factory and forward): what it prints goes to stderr, so that
+    # stdout carries only wattlint's report (a --format json / sarif report stays parseable)
+    with contextlib.redirect_stdout(sys.stderr):
+        return analyze(source, **kw)
 
 
 def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: Sequence[str] = (), *,

@@ -138,6 +138,10 @@ def _main(argv: list[str]) -> int:
         return 2
     except (KeyboardInterrupt, UsageError, BrokenPipeError):
         raise
+    except SystemExit as e:  # wattlint's commands return their code: this is code they ran (a user's model source)
+        print(f"wattlint: error: code run for this command called sys.exit({e.code!r}) (a model source's import, "
+              "factory or forward?); nothing was estimated", file=sys.stderr)
+        return 2
     except Exception as e:  # an internal error: still one line, traceback on demand
         if os.environ.get("WATTLINT_DEBUG"):
             raise

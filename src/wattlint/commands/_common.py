@@ -64,9 +64,25 @@ def cli_options(args: argparse.Namespace, names) -> dict[str, Any]:
     return out
 
 
-def check_output_path(path: str | None, root: Path | str | None = None) -> None:
-    """Refuse (InputError) an ``--output`` path that is a symbolic link, or that names a place inside ``root`` (the
-    project; default the current directory) but resolves outside it through a linked folder."""
+def model_file(source: str | None) -> str | None:
+    """The file a model source names (``model.onnx``, ``config.json``, ``file.py`` of ``file.py:attr``), or None (a
+    ``package.module:attr`` source, a name that is no file)."""
+    import os
+
+    if not source:
+        return None
+    if os.path.isfile(source):
+        return source
+    head = source.rsplit(":", 1)[0] if ":" in source else ""
+    return head if head and os.path.isfile(head) else None
+
+
+def check_output_path(path: str | None, root: Path | str | None = None,
+                      inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
+    """Refuse (InputError) an ``--output`` path that is a symbolic link, that names a place inside ``root`` (the
+    project; default the current directory) but resolves outside it through a linked folder, or that is one of the
+    run's own ``inputs`` ((path, what it is) pairs: the model file, the configuration, the baseline), which the report
+    would replace."""
     import os
 
     from ..io import escapes_root
@@ -74,6 +90,14 @@ def check_output_path(path: str | None, root: Path | str | None = None) -> None:
 
     if not path:
         return
+    for src, what in inputs:
+        try:
+            same = src is not None and os.path.exists(path) and os.path.samefile(path, src)
+        except OSError:
+            same = False
+        if same:
+            raise InputError(f"--output {path}: is {what} of this run; refusing to overwrite it with the report "
+                             "(write the report to another file)")
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
@@ -94,7 +118,8 @@ def check_output_path(path: str | None, root: Path | str | None = None) -> None:
                          "through a symbolic link; refusing to write there (name the real path if you mean it)")
 
 
-def write_output(path: str | None, text: str, root: Path | str | None = None) -> None:
+def write_output(path: str | None, text: str, root: Path | str | None = None,
+                 inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
     """Write a report to ``path`` (atomically, never through a symbolic link, never out of ``root`` through a linked
     folder: :func:`check_output_path`) or to stdout."""
     import sys
@@ -111,7 +136,7 @@ def write_output(path: str | None, text: str, root: Path | str | None = None) ->
     if not path:
         sys.stdout.write(text)
         return
-    check_output_path(path, root)
+    check_output_path(path, root, inputs)
     if _is_special(path):  # /dev/null, a FIFO: written into, never replaced by a renamed file
         try:
             with open(path, "w", encoding="utf-8", newline="\n") as f:

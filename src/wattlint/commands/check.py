@@ -75,10 +75,12 @@ def run(args) -> int:
         raise InputError(f"{missing[0]}: no such file or directory (PATH arguments select the configured models "
                          "whose source is among them)")
     fmt = args.format or config.format or "text"
-    check_output_path(args.output, config.root)
+    inputs = [(config.path, "the configuration file"), (config.baseline_path, "the baseline"),
+              *((m.path, f"the model file of {m.name}") for m in config.models)]
+    check_output_path(args.output, config.root, inputs)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
                    force_exclude=args.force_exclude, use_cache=not args.no_cache)
-    write_output(args.output, render(result, fmt), config.root)
+    write_output(args.output, render(result, fmt), config.root, inputs)
     return 0 if args.exit_zero else result.exit_code_for(args.fail_on)
 
 

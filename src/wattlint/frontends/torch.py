@@ -672,9 +672,12 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none)
     except InputError:
         raise
-    except Exception as e:  # the user's model failed under tracing: one line for the CLI
-        raise InputError(f"tracing the model failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                         ) from e
+    except BaseException as e:  # the user's model failed under tracing (sys.exit() too): one line for the CLI
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        what = (f"the model called sys.exit({e.code!r})" if isinstance(e, SystemExit) else
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise InputError(f"tracing the model failed: {what}") from (None if isinstance(e, SystemExit) else e)
     finally:
         quiet.__exit__(None, None, None)
         _AUTOCAST_DTYPE[0] = None
@@ -943,9 +946,12 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
             raise InputError(f"{source}: cannot build {obj.__name__}() without arguments ({e}); "
                              "point at a zero-argument factory instead") from None
         raise InputError(f"{source}: calling the factory failed: TypeError: {e}") from None
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"{source}: building the model failed: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    except BaseException as e:  # noqa: BLE001 - the user's factory failed (a sys.exit() in it too)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        what = (f"it called sys.exit({e.code!r})" if isinstance(e, SystemExit) else
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        raise InputError(f"{source}: building the model failed: {what}") from None
     example = None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
         made, example = made

@@ -1,0 +1,135 @@
+"""The run's own inputs survive a report, and a model's own code cannot end or pollute a run (review of
+2026-12-05 night): ``-o`` naming the model file, the configuration or the baseline is refused (exit 2, the file
+unchanged); a model source that calls ``sys.exit()`` is an input error (exit 2 with one line), never a silent exit 0;
+what the model's code prints goes to stderr, so ``--format json`` stays parseable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = ROOT / "examples" / "resnet50.onnx"
+
+pytest.importorskip("torch")
+
+SOURCE = '''import sys
+import torch
+
+print("printed at import")
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+
+    def forward(self, x):
+        print("printed in forward")
+        return self.fc(x)
+
+
+class Quits(Net):
+    def forward(self, x):
+        sys.exit(0)
+
+
+def good():
+    print("printed in the factory")
+    return Net()
+
+
+def exits():
+    sys.exit(0)
+
+
+def exits3():
+    sys.exit(3)
+
+
+def quits_in_forward():
+    return Quits()
+'''
+
+
+@pytest.fixture()
+def src(tmp_path, monkeypatch):
+    (tmp_path / "m.py").write_text(SOURCE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("cmd", [(), ("analyze",)])
+def test_output_onto_the_model_file_is_refused(tmp_path, monkeypatch, run_cli, cmd):
+    model = tmp_path / "m.onnx"
+    shutil.copy(ONNX, model)
+    before = model.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    extra = ("--gpu", "a100", "--steps", "1") if not cmd else ()
+    code, out, err = run_cli(*cmd, "m.onnx", *extra, "-o", "m.onnx")
+    assert code == 2
+    assert err.strip() == ("wattlint: error: --output m.onnx: is the model file of this run; refusing to overwrite it "
+                           "with the report (write the report to another file)")
+    assert model.read_bytes() == before
+
+
+def test_output_onto_the_source_file_of_a_torch_model_is_refused(src, run_cli):
+    before = (src / "m.py").read_text()
+    code, _, err = run_cli("m.py:good", "--input", "x=float32[8,4]", "--steps", "1", "-o", "m.py")
+    assert code == 2 and "is the model file of this run" in err
+    assert (src / "m.py").read_text() == before
+
+
+def test_check_refuses_to_write_its_report_over_the_config_or_the_baseline(tmp_path, monkeypatch, run_cli):
+    (tmp_path / "models").mkdir()
+    shutil.copy(ONNX, tmp_path / "models" / "net.onnx")
+    config = ('[tool.wattlint]\ngpu = "a100"\n\n[[tool.wattlint.models]]\nname = "net"\n'
+              'source = "models/net.onnx"\nsteps = 10\n')
+    (tmp_path / "pyproject.toml").write_text(config)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 0, err
+    baseline = (tmp_path / "wattlint-baseline.json").read_text()
+    for target, what in (("pyproject.toml", "the configuration file"), ("wattlint-baseline.json", "the baseline"),
+                         ("models/net.onnx", "the model file of net")):
+        code, _, err = run_cli("check", "--format", "json", "-o", target)
+        assert code == 2, target
+        assert f"--output {target}: is {what} of this run" in err
+    assert (tmp_path / "pyproject.toml").read_text() == config
+    assert (tmp_path / "wattlint-baseline.json").read_text() == baseline
+    code, _, err = run_cli("check")  # still a working project
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("attr, message", [
+    ("exits", "wattlint: error: m.py:exits: building the model failed: it called sys.exit(0)"),
+    ("exits3", "wattlint: error: m.py:exits3: building the model failed: it called sys.exit(3)"),
+    ("quits_in_forward", "wattlint: error: tracing the model failed: the model called sys.exit(0)"),
+])
+def test_a_model_that_calls_sys_exit_is_an_input_error(src, run_cli, attr, message):
+    code, out, err = run_cli(f"m.py:{attr}", "--input", "x=float32[8,4]", "--steps", "1")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == message
+    assert "Traceback" not in err and "printed" not in out
+
+
+def test_check_fails_a_model_that_calls_sys_exit_instead_of_passing(src, run_cli):
+    (src / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\n\n[[tool.wattlint.models]]\nname = "q"\n'
+                                        'source = "m.py:exits"\ninputs = ["x=float32[8,4]"]\nsteps = 10\n')
+    code, out, err = run_cli("check")
+    assert code == 2, (out, err)
+    assert "it called sys.exit(0)" in out + err
+
+
+def test_what_the_model_prints_goes_to_stderr(src, run_cli):
+    code, out, err = run_cli("m.py:good", "--input", "x=float32[8,4]", "--steps", "1", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)  # only the report on stdout
+    assert doc["schema"] == "wattlint.estimate/1"
+    for line in ("printed at import", "printed in the factory", "printed in forward"):
+        assert line in err
