@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from _models_fixtures import stand_in_model
 
 from wattlint.cache import HashMemo, ResultCache, find_module_file, project_imports
 from wattlint.io import atomic_write_text
@@ -153,7 +154,7 @@ def test_a_new_fitted_model_on_the_search_path_invalidates_cached_results(tmp_pa
     assert first["cached"] is False and first["calibration"] == "public-fit"
     assert summary()["cached"] is True  # unchanged: a hit
     # a calibration for this GPU appears on the search path (the shipped H200 model stands in for a fitted one)
-    shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
+    stand_in_model(models / "a100-sxm4-80gb")
     after = summary()
     assert after["cached"] is False and after["calibration"] == "measured"
     assert summary()["cached"] is True
@@ -174,7 +175,7 @@ def test_a_regression_that_follows_an_energy_model_change_says_so(tmp_path, monk
     for k in ("energy_kwh", "gpu_energy_kwh", "co2_kg", "cost_usd", "time_h", "gpu_hours"):
         base["models"]["m"][k] *= 0.7
     (proj / "b.json").write_text(json.dumps(base))
-    shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
+    stand_in_model(models / "a100-sxm4-80gb")
     code, out, _ = run_cli("check", "--format", "json")
     doc = json.loads(out)
     m = doc["models"][0]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -143,11 +142,11 @@ def test_a_model_in_the_user_folder_makes_the_gpu_measured(tmp_path, monkeypatch
     monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user-models")
     monkeypatch.delenv("WATTLINT_MODELS_DIR", raising=False)
     h100, _ = resolve_gpu("h100")
-    import shutil
 
     # a real fitted model (the shipped H200 one stands in for what `wattlint fit` writes)
-    shutil.copytree(Path(__file__).resolve().parents[1] / "src" / "wattlint" / "models" / "h200-sxm-141gb",
-                    tmp_path / "user-models" / h100.key)
+    from _models_fixtures import stand_in_model
+
+    stand_in_model(tmp_path / "user-models" / h100.key)
     assert pred_mod.get_predictor(h100, pred_mod.search_path()).calibration == "measured"
     assert pred_mod.get_predictor(resolve_gpu("a100-sxm4-80gb")[0], pred_mod.search_path()).calibration == "public-fit"
 
@@ -156,12 +155,11 @@ def test_an_unusable_calibration_is_stated_not_silently_dropped(tmp_path, monkey
     """A calibration for the GPU on the search path that fails to load (here: a booster edited after fitting, so
     its sha256 no longer matches the card) falls back to the next energy model, and the report must say which
     calibration was not used and why; it used to list the search path only, as if there were none."""
-    import shutil
-    from pathlib import Path
+    from _models_fixtures import stand_in_model
 
-    root = Path(__file__).resolve().parents[1]
     models = tmp_path / "models"
-    shutil.copytree(root / "src" / "wattlint" / "models" / "h200-sxm-141gb", models / "a100-sxm4-80gb")
+
+    stand_in_model(models / "a100-sxm4-80gb")
     with open(models / "a100-sxm4-80gb" / "time.txt", "a") as f:
         f.write("\n")
     monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
@@ -173,3 +171,29 @@ def test_an_unusable_calibration_is_stated_not_silently_dropped(tmp_path, monkey
     line = next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
     assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not usable" in line
     assert "sha256 differs" in line
+
+
+@pytest.mark.parametrize("break_it, why", [
+    (lambda d: None, "its card says it was fitted on h200-sxm-141gb, not a100-sxm4-80gb"),
+    (lambda d: (d / "card.json").write_text("{not json"), "its card.json is unreadable or has no gpu entry"),
+])
+def test_a_calibration_of_another_gpu_or_an_unreadable_card_is_not_measured(tmp_path, monkeypatch, run_cli,
+                                                                               break_it, why):
+    """A model copied into another GPU's folder (the H200 calibration under a100-sxm4-80gb/), or a garbage card,
+    must not make that GPU "measured"; the report says which folder was not used and why (fuzz review)."""
+    import shutil
+
+    from _models_fixtures import H200_MODEL
+
+    models = tmp_path / "models"
+    shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
+    break_it(models / "a100-sxm4-80gb")
+    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user")
+    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["hardware"]["calibration"] == "public-fit"
+    line = next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
+    assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not used: {why}" in line
+    assert "a100-sxm4-80gb" not in pred_mod.calibrated_keys(models)

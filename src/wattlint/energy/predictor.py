@@ -220,13 +220,24 @@ def calibrated_keys(models_dir: Path | None = None) -> list[str]:
     d = models_dir or MODELS_DIR
     if not d.is_dir():
         return []
-    out = []
-    for p in sorted(d.glob("*/card.json")):
-        g = _card(p.parent).get("gpu")
-        if not isinstance(g, dict) or g.get("is_cpu") or p.parent.name == "public-fit":
-            continue  # CPU method checks, and the cross-GPU public fit, are not one GPU's calibration
-        out.append(p.parent.name)
-    return out
+    return [p.parent.name for p in sorted(d.glob("*/card.json"))
+            if p.parent.name != "public-fit" and card_problem(p.parent) is None]
+
+
+def card_problem(folder: Path) -> str | None:
+    """Why ``folder`` (``<models dir>/<gpu key>``) holds no calibration of that GPU, or None when it does: an
+    unreadable card, a CPU method check (not GPU measurements), or a card of another GPU (a model copied into the
+    wrong folder, or fitted on the fake test device, must not be labelled "measured" for this one)."""
+    card = _card(folder)
+    g = card.get("gpu")
+    if not isinstance(g, dict):
+        return "its card.json is unreadable or has no gpu entry"
+    if g.get("is_cpu"):
+        return "it is a CPU method check, not a GPU calibration"
+    key = g.get("key")
+    if key is not None and key != folder.name:
+        return f"its card says it was fitted on {key}, not {folder.name}"
+    return None
 
 
 def _load(key: str, models_dir: Path):
@@ -241,6 +252,10 @@ def _measured(gpu: GpuSpec, dirs, unusable: list[str] | None = None) -> Predicto
     """This GPU's own calibration from the first folder where it loads; each one that does not is described in
     ``unusable`` (the estimate states it: a calibration the user fitted must never be dropped silently)."""
     for d in dirs:
+        folder = d.path / gpu.key
+        if unusable is not None and (folder / "card.json").is_file() and (why := card_problem(folder)) is not None:
+            unusable.append(f"{gpu.key} calibration in {d.describe()} not used: {why}")
+            continue
         if gpu.key in calibrated_keys(d.path):
             try:
                 p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
