@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -177,3 +178,19 @@ def test_counts_pick_their_unit_after_rounding():
     assert units.count(12_345) == "12.3 k"
     assert units.count(9_999) == "9,999"
     assert units.count(999_499_999) == "999 M"
+
+
+def test_compare_says_when_the_model_fits_on_none_of_the_gpus(run_cli):
+    """The ★ falls back to all GPUs when the model fits on none: the report must say so, not claim "among GPUs
+    where it fits" (fuzz review). GPT-2 small at 64 x 1024 tokens per step in fp16 needs far more than 16-24 GB."""
+    args = ("examples/gpt2-small/config.json", "--gpu", "t4", "--compare", "l4", "--batch-size", "64",
+            "--seq-len", "1024", "--steps", "10", "--precision", "fp16")
+    code, out, err = run_cli(*args, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [e["memory"]["fits"] for e in doc["estimates"]] == [False, False]
+    for fmt in ("text", "markdown"):
+        code, out, err = run_cli(*args, "--format", fmt)
+        assert code == 0, err
+        assert "the model fits on none of these GPUs as planned" in " ".join(out.split())
+        assert "among GPUs where it fits" not in out

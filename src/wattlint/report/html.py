@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
+from .json_out import most_efficient_why
 from .layers import group_layers, shorten
 from .tables import (energy_model_source, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
                      summary_rows)
@@ -161,8 +162,7 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
             cells.append(f'<td class="{"" if h in ("GPU", "fits", "model") else "num"}{bad}">{escape(c)}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     body.append("</table>")
-    body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> (least facility energy among GPUs "
-                f"where the model fits)</p>")
+    body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> ({escape(most_efficient_why(ests))})</p>")
     kwh = [r[header.index("energy")] for r in rows]
     hrs = [r[header.index("time")] for r in rows]
     items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh, f"{k} · {h}") for e, k, h in zip(ests, kwh, hrs)]

@@ -138,6 +138,13 @@ def most_efficient(ests: Sequence[Estimate]) -> int:
     return min(pool, key=lambda i: (ests[i].total.energy_kwh, ests[i].gpu.key))
 
 
+def most_efficient_why(ests: Sequence[Estimate]) -> str:
+    """What the ★ of :func:`most_efficient` means for these estimates (the reports' one sentence)."""
+    if any(e.memory.fits for e in ests):
+        return "least facility energy among GPUs where the model fits"
+    return "least facility energy; the model fits on none of these GPUs as planned: see memory"
+
+
 def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:
     best = most_efficient(ests)
     return _r({

@@ -8,6 +8,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
+from .json_out import most_efficient_why
 from .layers import shorten
 from .tables import (energy_model_source, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
@@ -169,7 +170,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     if dropped:
         con.print(Text(f"(columns left out at {width} columns: {', '.join(dropped)}; widen the terminal, set "
                        f"COLUMNS, or use --format json|markdown|html)", style="dim"))
-    con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} (least facility energy among GPUs where it fits)"))
+    con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} ({most_efficient_why(ests)})"))
     con.print()
     assumptions = list(dict.fromkeys(a for e in ests for a in e.assumptions))
     con.print(Text("Assumptions", style="bold"))
