@@ -485,3 +485,11 @@ def test_d12_read_only_output_file_is_not_replaced(run_cli, tmp_path, monkeypatc
     assert kept.read_text() == "the user's file\n"
     kept.chmod(0o644)
     assert run_cli("analyze", "lm.onnx", "-o", "kept.txt")[0] == 0 and kept.read_text() != "the user's file\n"
+
+
+def test_a_dataset_count_beyond_any_real_run_is_refused(run_cli):
+    """--dataset N has --dataset-size's bound (1e13 samples): 1e30 used to print a 7e14 GWh run (fuzz review)."""
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--dataset", "1e30", "--epochs", "1")
+    assert code == 2 and out == ""
+    assert err.strip() == "wattlint: error: --dataset 1e30: expected at most 1e+13 samples per epoch"
+    assert run_cli("examples/resnet50.onnx", "--gpu", "a100", "--dataset", "1e13", "--epochs", "1")[0] == 0

@@ -123,12 +123,15 @@ def str_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
     return tuple(x.strip() for x in v)
 
 
+MAX_SAMPLES = 10**13  # samples per epoch (--dataset N, --dataset-size): beyond any real run
+
+
 def dataset(v: Any, *, text: bool = False) -> str:
     """A preset name or a sample count (resolved by plan.resolve_dataset)."""
     if isinstance(v, bool):
         raise ValueError("expected a dataset preset name or a sample count")
     if isinstance(v, (int, float)):
-        return str(integer(1, 10**13)(v))
+        return str(integer(1, MAX_SAMPLES)(v))
     return nonempty_str(v)
 
 
@@ -278,7 +281,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("epochs", "--epochs", number(0, 1e7), "epochs over --dataset", "work", "plan", "E"),
     Option("dataset", "--dataset", dataset, "dataset preset (imagenet-1k, cifar10, ...) or sample count", "work",
            "plan", "NAME|N"),
-    Option("dataset_size", "--dataset-size", integer(1, 10**13), "samples per epoch (same as --dataset N)", "work",
+    Option("dataset_size", "--dataset-size", integer(1, MAX_SAMPLES), "samples per epoch (same as --dataset N)", "work",
            "plan", "N", config_only=True),
     Option("steps", "--steps", integer(1, 10**13), "optimizer steps (instead of --epochs/--tokens)", "work", "plan",
            "N"),

@@ -77,6 +77,8 @@ def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | 
     if n is not None:
         if n <= 0:
             raise ConfigError(f"--dataset {spec}: the sample count must be positive")
+        if n > options.MAX_SAMPLES:
+            raise ConfigError(f"--dataset {spec}: expected at most {options.MAX_SAMPLES:.0e} samples per epoch")
         return None, n, f"dataset: {n:,} samples per epoch (--dataset {spec})"
     text = str(spec).strip()
     key = _dataset_lookup().get(_norm(text))
