@@ -181,6 +181,11 @@ def test_compare_run_refuses_log_selectors_of_another_tool(tmp_path, capsys):
     (0, ("static", "total", "time_h"), [1, 2], "header.static"),
     (1, ("step_times_s", 0), None, "window.step_times_s[0]"),
     (1, ("channels",), 2.5, "window.channels"),
+    # values no run has (fuzz review: they were priced: "-5 steps", negative CO2, PUE 100 = 83x the energy)
+    (0, ("plan", "resolved", "steps"), -5, "header.plan.resolved.steps"),
+    (0, ("plan", "resolved", "steps"), 1e300, "header.plan.resolved.steps"),
+    (0, ("plan", "resolved", "pue"), 100, "header.plan.resolved.pue"),
+    (0, ("plan", "resolved", "carbon_intensity_g_per_kwh"), -1, "header.plan.resolved.carbon_intensity_g_per_kwh"),
 ])
 @pytest.mark.parametrize("command", ["compare-run", "fit"])
 def test_a_damaged_run_record_is_an_input_error_not_a_crash(tmp_path, capsys, line, path, value, named, command):
