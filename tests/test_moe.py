@@ -126,6 +126,11 @@ def test_capacity_factor_through_source_analyze(tmp_path):
     g = wattlint.analyze(str(p), batch_size=1, seq_len=64, capacity_factor=1.25)
     assert _expert_fwd(g) == TINY_EXPERT_FWD * 20 // 16
     assert any("capacity factor 1.25" in a for a in g.assumptions)
+    # 64 tokens x top-2 / 8 experts = 16 balanced rows; capacity ceil(1.25 x 16) = 20 (the text used to call 20 the
+    # balanced share)
+    line = next(a for a in g.assumptions if "balanced routing" in a)
+    assert "each expert gets tokens x top-k / experts = 16 of the 64 x 2 token slots" in line
+    assert "capacity ceil(1.25 x tokens x top-k / experts) = 20 rows (padding)" in line
     for bad in (0, -1, float("nan"), "x"):
         with pytest.raises(InputError, match="capacity factor"):
             wattlint.analyze(str(p), capacity_factor=bad)

@@ -194,11 +194,13 @@ class MoeRouting:
                            "router, dispatch (sort + gather) and combine (weighted scatter-add) traced; backward and "
                            f"the optimizer step cover all {e} experts' parameters")
             else:
+                share = tokens * k / e if e else 0.0
+                share_s = f"{share:.0f}" if share == int(share) else f"{share:.1f}"
                 cap_s = ("capacity factor 1 (dropless: the rows sum to tokens x top-k)" if cf == 1.0 else
                          f"capacity factor {cf:g}: each expert computes its capacity ceil({cf:g} x tokens x top-k / "
-                         f"experts) rows ({'padding' if cf > 1 else 'tokens over capacity dropped'})")
+                         f"experts) = {per} rows ({'padding' if cf > 1 else 'tokens over capacity dropped'})")
                 out.append(f"{head} traced at the routed cost: balanced routing assumed (each expert gets tokens x "
-                           f"top-k / experts = {per} of the {tokens} x {k} token slots of a micro-batch); {cap_s}; "
+                           f"top-k / experts = {share_s} of the {tokens} x {k} token slots of a micro-batch); {cap_s}; "
                            f"experts {how}; router, dispatch (sort + gather) and combine (weighted scatter-add) "
                            f"traced; backward and the optimizer step cover all {e} experts' parameters")
         return out
