@@ -375,3 +375,14 @@ def test_a_seq_len_past_the_configs_positions_is_stated():
     assert any(a.startswith("--seq-len 4096 exceeds the config's maximum positions 1024") for a in long.assumptions)
     ok = wattlint.analyze("examples/gpt2-small/config.json", seq_len=1024, batch_size=1)
     assert not any("exceeds the config's maximum positions" in a for a in ok.assumptions)
+
+
+def test_an_unknown_hf_architecture_is_stated_not_silently_replaced():
+    """A config.json whose architectures name no transformers class is built as its model_type's base model (no
+    task head): the assumptions must say so (fuzz review: it was silent), and a known class is not flagged."""
+    cfg = {"model_type": "gpt2", "n_embd": 64, "n_head": 2, "n_layer": 1, "vocab_size": 128, "n_positions": 64}
+    g = analyze_config({**cfg, "architectures": ["NoSuchArch"]}, seq_len=16, micro_batch=1)
+    line = next(a for a in g.assumptions if a.startswith("architectures ['NoSuchArch']"))
+    assert "built the base model of model_type 'gpt2' instead (GPT2Model: no task head" in line
+    g = analyze_config({**cfg, "architectures": ["GPT2LMHeadModel"]}, seq_len=16, micro_batch=1)
+    assert not any(a.startswith("architectures [") for a in g.assumptions)

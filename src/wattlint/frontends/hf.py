@@ -254,6 +254,13 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")
+    archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
+    if archs and type(model).__name__ not in archs:
+        import transformers
+
+        notes.append(f"architectures {archs}: no such class in transformers {transformers.__version__}; built the "
+                     f"base model of model_type {getattr(config, 'model_type', '?')!r} instead "
+                     f"({type(model).__name__}: no task head, so no LM / classification head is costed)")
     saved = str(saved_dtype).rsplit(".", 1)[-1] if saved_dtype is not None else ""
     if saved and saved != "float32":
         notes.append(f"weights: float32 master weights for training (the config's dtype {saved} is the "
