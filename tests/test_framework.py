@@ -154,6 +154,11 @@ def test_flash_attention_1_before_2_2_only():
     assert g20.records[1] == _attention_and_gemm().records[1]
     g22 = _attention_and_gemm("2.2")
     assert g22.records[0].dim("fa1", 0) == 0
+    # a fused attention kernel before 2.0 (there was no SDPA) is the flash-attn 1.x package: the note says so
+    # instead of naming SDPA's kernel (fuzz review: the notes contradicted each other)
+    note = next(a for a in _attention_and_gemm("1.13").assumptions if "FlashAttention-1" in a)
+    assert "(the flash-attn 1.x package: torch has no SDPA before 2.0;" in note
+    assert "SDPA's flash kernel" in next(a for a in g20.assumptions if "FlashAttention-1" in a)
 
 
 def test_fa1_attention_efficiency_by_hand():

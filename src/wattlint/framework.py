@@ -124,8 +124,10 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
     elif attention_default and v < SDPA:
         out.append(f"torch {fmt(v)}: attention as separate GEMM + softmax kernels (no SDPA before 2.0)")
     if fused_attention and flash_attention_1(v):
-        out.append(f"torch {fmt(v)}: fused attention priced as FlashAttention-1-generation kernels (SDPA's flash "
-                   "kernel became FlashAttention-2 in 2.2; FlashAttention-2 is ~2x faster, Dao 2023)")
+        which = ("the flash-attn 1.x package: torch has no SDPA before 2.0" if v < SDPA else
+                 "SDPA's flash kernel became FlashAttention-2 in 2.2")
+        out.append(f"torch {fmt(v)}: fused attention priced as FlashAttention-1-generation kernels ({which}; "
+                   "FlashAttention-2 is ~2x faster, Dao 2023)")
     if onnx and not grads_to_none_by_default(v):
         out.append(f"torch {fmt(v)}: zero_grad(set_to_none=False), the default before 2.0, is not priced for ONNX "
                    "graphs (no per-gradient zero fill, no gradient-accumulating add in backward): the estimate is "
