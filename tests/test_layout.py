@@ -158,19 +158,24 @@ def test_an_unusable_calibration_is_stated_not_silently_dropped(tmp_path, monkey
     from _models_fixtures import stand_in_model
 
     models = tmp_path / "models"
-
     stand_in_model(models / "a100-sxm4-80gb")
     with open(models / "a100-sxm4-80gb" / "time.txt", "a") as f:
         f.write("\n")
+    line = _a100_models_line(tmp_path, monkeypatch, run_cli, models)
+    assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not usable" in line
+    assert "sha256 differs" in line
+
+
+def _a100_models_line(tmp_path, monkeypatch, run_cli, models) -> str:
+    """Estimate on the A100 with ``models`` as $WATTLINT_MODELS_DIR: the report must fall back to public-fit; its
+    "energy models searched" assumption line."""
     monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
     monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user")
     code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--format", "json")
     assert code == 0
     doc = json.loads(out)
     assert doc["hardware"]["calibration"] == "public-fit"
-    line = next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
-    assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not usable" in line
-    assert "sha256 differs" in line
+    return next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
 
 
 @pytest.mark.parametrize("break_it, why", [
@@ -188,12 +193,6 @@ def test_a_calibration_of_another_gpu_or_an_unreadable_card_is_not_measured(tmp_
     models = tmp_path / "models"
     shutil.copytree(H200_MODEL, models / "a100-sxm4-80gb")
     break_it(models / "a100-sxm4-80gb")
-    monkeypatch.setenv("WATTLINT_MODELS_DIR", str(models))
-    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "user")
-    code, out, _ = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--steps", "10", "--format", "json")
-    assert code == 0
-    doc = json.loads(out)
-    assert doc["hardware"]["calibration"] == "public-fit"
-    line = next(a for a in doc["assumptions"] if a.startswith("energy models searched in order"))
+    line = _a100_models_line(tmp_path, monkeypatch, run_cli, models)
     assert f"a100-sxm4-80gb calibration in WATTLINT_MODELS_DIR {models} not used: {why}" in line
     assert "a100-sxm4-80gb" not in pred_mod.calibrated_keys(models)
