@@ -537,3 +537,25 @@ def test_missing_transformers_names_what_this_environment_still_checks(monkeypat
     assert msg.endswith("checks ONNX models and PyTorch sources, not config.json")
     assert missing_extra(SimpleNamespace(path=Path("models/net.py"))) is None
     assert missing_extra(SimpleNamespace(path=Path("models/net.onnx"))) is None
+
+
+def test_check_errors_name_config_keys_not_command_line_flags(tmp_path, monkeypatch, run_cli):
+    """Under `check` every option comes from [tool.wattlint]: an error names the keys (fuzz review: "--steps and
+    --tokens conflict" for two keys of pyproject.toml)."""
+    shutil.copy(ONNX, tmp_path / "m.onnx")
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\nsteps = 10\ntokens = 1e6\n'
+                                             'seq-len = 256\n\n[[tool.wattlint.models]]\nname = "m"\n'
+                                             'source = "m.onnx"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    code, _, err = run_cli("check")
+    assert code == 2
+    assert err.strip() == ("wattlint: error: model 'm' (m.onnx): steps and tokens conflict: give the amount of work "
+                           "one way (epochs, steps or tokens)")
+
+
+def test_as_config_keys_rewrites_option_flags_only():
+    from wattlint.options import as_config_keys
+
+    assert as_config_keys("--batch-size 0: pass --seq-len, not --format or --steps-x") == \
+        "batch-size 0: pass seq-len, not --format or --steps-x"

@@ -360,3 +360,10 @@ def work_conflict(values: Mapping[str, Any], spell: Callable[[str], str]) -> str
     if len(given) > 1:
         return f"{' and '.join(given)} conflict: give the amount of work one way (epochs, steps or tokens)"
     return None
+
+
+def as_config_keys(message: str) -> str:
+    """``message`` with each option's command-line flag (``--steps``) written as its ``[tool.wattlint]`` key
+    (``steps``): for errors about values that came from the configuration file (``wattlint check``)."""
+    flags = {o.flag: o.config_key for o in OPTIONS.values() if o.flag and not o.flag_only}
+    return re.sub(r"(?<![\w-])--[a-z][\w-]*", lambda m: flags.get(m.group(0), m.group(0)), message)

@@ -169,7 +169,7 @@ def estimate_model(m, config):
     """Trace + estimate one configured model through the request path and run its graph rules (the totals rules run
     in :func:`check`, on fresh and cached results alike). Imports the estimator (and torch/onnx) lazily."""
     from ..api import Request, models_search_path, run
-    from ..options import DEFAULT_GPU
+    from ..options import DEFAULT_GPU, as_config_keys
     from ..types import WattlintError
     from .engine import summarize
 
@@ -185,7 +185,8 @@ def estimate_model(m, config):
         est = run(Request(source=m.source, gpus=(gpu,), options=opts, config=config, model=m, notes=notes,
                           totals_rules=False, models_dirs=models_search_path(None, config)))[0]
     except WattlintError as e:
-        raise type(e)(f"model {m.name!r} ({m.raw_source}): {e}") from None
+        # every option here came from the configuration: name its keys, not the command line's flags
+        raise type(e)(f"model {m.name!r} ({m.raw_source}): {as_config_keys(str(e))}") from None
     findings = [f if f.model else dataclasses.replace(f, model=m.name) for f in est.findings]
     return summarize(est), findings
 
