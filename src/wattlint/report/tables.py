@@ -41,7 +41,7 @@ def energy_model_source(est: Estimate) -> str:
 def plan_line(est: Estimate) -> str:
     p = est.plan
     parts = []
-    work = f"{p.epochs:g} epochs" if p.epochs is not None else ""
+    work = f"{p.epochs:g} epoch{'' if p.epochs == 1 else 's'}" if p.epochs is not None else ""
     if p.dataset:
         work += (" of " if work else "") + p.dataset
         work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
@@ -49,7 +49,7 @@ def plan_line(est: Estimate) -> str:
         parts.append(work)
     if p.tokens:
         parts.append(f"{u.count(p.tokens)} tokens")
-    parts.append(f"{u.count(p.steps)} steps")
+    parts.append(f"{u.count(p.steps)} step{'' if p.steps == 1 else 's'}")
     if p.tensor_parallel * p.pipeline_parallel * p.context_parallel > 1 or p.expert_parallel > 1:
         parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.data_parallel} "
                      f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x "
