@@ -263,9 +263,9 @@ def run_precision(precision: str, gpu) -> str:
 WORKLOADS = {
     ("cifar100", "shufflenetv2"): dict(
         build=lambda: ShuffleNetV2Cifar(100), input=lambda b: torch.randn(b, 3, 32, 32), dtype="float32",
-        samples=50_000, precision=ZEUS_PRECISION,
+        samples=50_000, precision=ZEUS_PRECISION, loader=True,
         note="ShuffleNetV2 x1.0, CIFAR stem (3x3 stride 1, no max-pool); 50,000 training images; fp32 (TF32 on "
-             "Ampere: PyTorch 1.x defaults)"),
+             "Ampere: PyTorch 1.x defaults); DataLoader(num_workers=4), PIL transforms, new workers every epoch"),
     ("imagenet", "resnet50"): dict(
         build=_resnet50, input=lambda b: torch.randn(b, 3, 224, 224), dtype="float32",
         samples=1_281_167, precision=ZEUS_PRECISION,
@@ -309,6 +309,9 @@ HOST_GRID_US = tuple(range(4, 81, 1))  # widened from 4-40 us (a capped grid can
 # the gpus.toml rule @idle-rule-gddr) is fitted on the Zeus named rows by average-power MAPE, leave-one-GPU-out, on this
 # grid, each fold at its own held-out host cost; HBM boards keep their idle power.
 IDLE_GDDR_GRID = (0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
+# One DataLoader worker's samples per second for the CIFAR-100 rows, fitted leave-one-GPU-out on the named rows on top
+# of the host and idle fits (loader_fit); the named rows before it are kept as ``zeus_named_without_loader``.
+LOADER_GRID = tuple(range(500, 20001, 250))
 
 
 # ---- helpers ----------------------------------------------------------------------------------------------------
@@ -388,9 +391,11 @@ def _zeus_measured():
     return out
 
 
-def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None):
+def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None, loader_rate=None):
     """One row per split row; ``host_op_s``: the eager per-op host cost (None: the shipped default); ``gddr_idle``:
-    the in-job idle power of GDDR boards as a fraction of TDP (None: the GPU database's values)."""
+    the in-job idle power of GDDR boards as a fraction of TDP (None: the GPU database's values); ``loader_rate``:
+    samples per second of one DataLoader worker for the CIFAR-100 rows (--loader-sample-time = 1 / it; None: data
+    loading not priced), a mapping GPU key -> rate or one rate for all."""
     rows = []
     for s in split_rows:
         wk = tuple(s["workload"].split("/"))
@@ -408,12 +413,17 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None)
             base = dataclasses.replace(base, idle_w=float(gddr_idle_w(base.tdp_w, gddr_idle)))
         gpu = dataclasses.replace(base, tdp_w=float(s["power_limit_w"])) if s["power_limit_w"] != base.tdp_w \
             else base
+        rate = loader_rate.get(base.key) if isinstance(loader_rate, dict) else loader_rate
+        rate = rate if w.get("loader") else None
         d = _estimate(graph, gpu, b, run_precision(w["precision"], gpu), opt,
-                      **({} if host_op_s is None else {"host_op_time": host_op_s}))
+                      **({} if host_op_s is None else {"host_op_time": host_op_s}),
+                      **({} if rate is None else {"steps": None, "dataset": w["samples"], "epochs": 1,
+                                                  "loader_sample_time": 1.0 / rate}))
         steps = math.ceil(w["samples"] / b)
-        t_pred = steps * d["per_step"]["time_s"]
-        e_pred = steps * d["per_step"]["gpu_energy_j"]
-        p_pred = d["per_step"]["avg_gpu_power_w"]
+        wait_s = d["total"]["loader_wait_h"] * 3600.0  # the epoch's first DataLoader batch, at idle power
+        t_pred = steps * d["per_step"]["time_s"] + wait_s
+        e_pred = steps * d["per_step"]["gpu_energy_j"] + wait_s * d["hardware"]["idle_w"]
+        p_pred = e_pred / t_pred
         t_meas, p_meas = measured[(s["gpu_file"], s["workload"], b, s["optimizer"], float(s["power_limit_w"]))]
         e_meas = t_meas * p_meas
         t_naive, e_naive = _naive(steps * d["per_step"]["flops"], gpu, run_precision(w["precision"], gpu))
@@ -490,6 +500,39 @@ def idle_fit(split_rows, quick: bool, measured, host):
     return [held[i] for i in range(len(ref))], {"per_held_out_gpu": fits, "all_gpus": all_fit,
                                                 "shipped": IDLE_FRACTION_GDDR,
                                                 "power_mape_by_fraction_at_all_gpus_host": curve}
+
+
+def loader_fit(split_rows, quick: bool, measured, held: list[dict], host: dict, idle: dict):
+    """One DataLoader worker's rate (samples / s; --loader-sample-time = 1 / it) fitted on the Zeus named rows by time
+    MAPE over LOADER_GRID, leave-one-GPU-out, on top of the host and idle fits: each epoch's first batch is built by
+    one worker before the GPU has work (Zeus's CIFAR-100 loop: DataLoader(num_workers=4), no persistent workers), so
+    a CIFAR-100 row's epoch gains batch / rate seconds at idle power (docs/ENERGY_MODEL.md, "Data loading"). The
+    rate for a GPU is fitted on the OTHER GPUs' rows as ``held`` gives them (each at its own held-out host cost and
+    idle fraction), adding the term by hand (it is additive); the GPU's own rows are then estimated through the
+    product (``--loader-sample-time``) at its held-out host cost, idle fraction and rate."""
+    gpus = sorted({r["gpu"] for r in held})
+
+    def extra(r, rate):
+        return r["batch_size"] / rate if WORKLOADS[tuple(r["workload"].split("/"))].get("loader") else 0.0
+
+    def mape(rows, rate):
+        return statistics.fmean(abs((r["prior_epoch_s"] + extra(r, rate)) / r["measured_epoch_s"] - 1) for r in rows)
+
+    fits, out = {}, {}
+    for g in gpus:
+        train = [r for r in held if r["gpu"] != g]
+        rate = min(LOADER_GRID, key=lambda x: mape(train, x))
+        h = host["per_held_out_gpu"][g]["host_op_us"]
+        f = idle["per_held_out_gpu"][g]["gddr_idle_fraction"]
+        mine = [s for s in split_rows if s["gpu"] == g]
+        rows = zeus_rows(mine, quick, measured, host_op_s=h * 1e-6, gddr_idle=f, loader_rate=rate)
+        fits[g] = {"samples_per_s": rate, "train_time_mape_pct": round(100 * mape(train, rate), 1),
+                   "held_out_time_mape_pct": round(100 * _time_mape(rows), 1)}
+        out[g] = [dict(r, host_op_us=h, gddr_idle_fraction=f, loader_samples_per_s=rate) for r in rows]
+    order = [(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) for r in held]
+    by_key = {(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]): r for rs in out.values() for r in rs}
+    all_fit = min(LOADER_GRID, key=lambda x: mape(held, x))
+    return [by_key[k] for k in order], {"per_held_out_gpu": fits, "all_gpus_samples_per_s": all_fit}
 
 
 def sweep_slowdowns(sweep_rows, named_rows):
@@ -640,17 +683,21 @@ def run(args):
         z = split["zeus"]
         _, fit = host_fit(z["named"]["rows"], args.quick, measured)
         result["host_op_fit"] = fit
-        named, ifit = idle_fit(z["named"]["rows"], args.quick, measured, fit)
+        named_no_loader, ifit = idle_fit(z["named"]["rows"], args.quick, measured, fit)
         result["idle_fit"] = ifit
+        named, lfit = loader_fit(z["named"]["rows"], args.quick, measured, named_no_loader, fit, ifit)
+        result["loader_fit"] = lfit
         gb_keys = {(r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) for r in z["named_gpu_bound"]["rows"]}
         gpu_bound = [r for r in named if (r["gpu"], r["workload"], r["batch_size"], r["optimizer"]) in gb_keys]
         separate = zeus_rows(z["separate"]["rows"], args.quick, measured)
         sweep = zeus_rows(z["power_limit_sweep"]["rows"], args.quick, measured) if not args.no_sweep else []
-        slow = sweep_slowdowns(sweep, named)
-        result["rows"].update({"zeus_named": named, "zeus_separate": separate, "zeus_power_limit_sweep": sweep,
+        slow = sweep_slowdowns(sweep, named_no_loader)  # like for like: the sweep rows are not priced with a loader
+        result["rows"].update({"zeus_named": named, "zeus_named_without_loader": named_no_loader,
+                               "zeus_separate": separate, "zeus_power_limit_sweep": sweep,
                                "zeus_throttle_slowdowns": slow})
         result["summary"].update({
             "zeus_named": summarize(named, ("workload",)), "zeus_named_by_gpu": summarize(named, ("gpu",)),
+            "zeus_named_without_loader": summarize(named_no_loader, ("workload",)),
             "zeus_named_gpu_bound": summarize(gpu_bound, ("workload",)),
             "zeus_named_gpu_bound_by_gpu": summarize(gpu_bound, ("gpu",)),
             "zeus_separate": summarize(separate, ("workload",)),
@@ -712,6 +759,13 @@ def run(args):
                     "zeus_named rows) are predicted at its held-out host cost with the fraction fitted on the other "
                     "three GPUs at that host cost (leave-one-GPU-out; only GDDR rows move with it); the host-cost "
                     "grid runs on the GPU database's idle values; the sweep and other datasets use the database",
+        "loader_fit": "data loading (--loader-sample-time) for the CIFAR-100 rows: each epoch's first batch is built "
+                      "by one DataLoader worker before the GPU has work (Zeus's loop: num_workers=4, no persistent "
+                      "workers, PIL transforms); one worker's rate fitted by time MAPE over "
+                      f"{LOADER_GRID[0]}-{LOADER_GRID[-1]} samples/s on the other three GPUs' named rows (each at its "
+                      "held-out host cost and idle fraction), leave-one-GPU-out; BERT rows (HF Trainer, tokenized "
+                      "features) get none; zeus_named_without_loader are the rows before it; the sweep and separate "
+                      "rows are not priced with it",
         "mc_model": MCTransformer.__doc__.replace("\n    ", " "),
         "mpt_model": Mpt.__doc__ + " " + MptBlock.__doc__.replace("\n    ", " "),
     }

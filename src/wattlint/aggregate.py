@@ -353,12 +353,16 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     goodput = plan.goodput
     if not 0 < goodput <= 1:  # validated by options.py: reaching here is a bug, never silently 1.0
         raise RuntimeError(f"plan goodput {goodput!r} outside (0, 1]")
-    productive_h = steps * step.time_s / 3600.0
+    loader_h, loader_note = system.loader_wait_h(plan)
+    if loader_note:
+        notes.append(loader_note)
+    productive_h = steps * step.time_s / 3600.0 + loader_h
     time_h = productive_h / goodput
     lost_h = time_h - productive_h
     gpu_hours = time_h * plan.gpus
-    gpu_kwh = gpu_j_per_step * steps / 3.6e6 + lost_h * gpu.idle_w * plan.gpus / 1000.0
-    host_kwh = step.host_energy_j * steps / 3.6e6 + lost_h * host_w / 1000.0
+    idle_h = lost_h + loader_h  # the GPUs wait at idle power while the loader builds each epoch's first batch
+    gpu_kwh = gpu_j_per_step * steps / 3.6e6 + idle_h * gpu.idle_w * plan.gpus / 1000.0
+    host_kwh = step.host_energy_j * steps / 3.6e6 + idle_h * host_w / 1000.0
     if goodput < 1:
         notes.append(system.goodput_note(goodput, lost_h, gpu.idle_w))
     energy_kwh = system.facility_kwh(gpu_kwh, host_kwh, plan.pue)
@@ -381,7 +385,7 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
                       gpu_hours_range=(gpu_hours * tlo, gpu_hours * thi), gpu_energy_kwh=gpu_kwh,
                       host_energy_kwh=host_kwh, energy_kwh=energy_kwh,
                       energy_kwh_range=(energy_kwh * elo, energy_kwh * ehi), co2_kg=co2,
-                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost, goodput=goodput)
+                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost, goodput=goodput, loader_wait_h=loader_h)
     return total, notes
 
 

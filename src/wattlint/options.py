@@ -272,6 +272,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "per op launched by eager PyTorch (Python, dispatcher, kernel launch); the GPU idles while launches lag "
            "its work (default 15 us, 58 us under --training-stack megatron; stated in every report: docs/ENERGY_MODEL.md)",
            "hardware", "plan", "S"),
+    Option("loader_sample_time", "--loader-sample-time", number(0, 1.0, what="seconds"), "CPU seconds one "
+           "data-loader worker spends per sample (read, decode, augment): each epoch's first micro-batch is built by "
+           "one worker before the GPU gets work (PyTorch DataLoader without persistent workers), so every epoch waits "
+           "micro-batch x S at idle power (default: not modelled, stated)", "work", "plan", "S"),
     Option("goodput", "--goodput", number(0.1, 1, lo_open=False, what="a fraction"), "fraction of wall time spent in useful "
            "training steps, 0.1-1 (restarts, checkpoint saves, evaluation are the rest; default 0.90 from 512 GPUs up, "
            "else 1.0, stated)", "work", "plan", "G"),

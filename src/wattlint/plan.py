@@ -261,7 +261,8 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
                 virtual_pipeline_stages=layout.vpp, context_parallel=layout.cp,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
-                host_op_s=v.get("host_op_time"), goodput=float(goodput), uneven_batch=uneven)
+                host_op_s=v.get("host_op_time"), goodput=float(goodput), uneven_batch=uneven,
+                loader_sample_time_s=v.get("loader_sample_time"))
 
 
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:

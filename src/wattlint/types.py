@@ -357,6 +357,7 @@ class Plan:
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps
+    loader_sample_time_s: float | None = None  # one data-loader worker's CPU s per sample (None: not modelled)
     # a global batch scattered unevenly over the replicas (nn.DataParallel): each micro-step costed at the largest
     # share, ceil(batch / (dp x grad-accum)); otherwise the batch must divide (wattlint.plan refuses it)
     uneven_batch: bool = False
@@ -445,6 +446,7 @@ class TotalCost:
     co2_kg_range: Range
     cost_usd: float | None
     goodput: float = 1.0  # time_h and gpu_hours include the (1/goodput - 1) share of non-productive wall time
+    loader_wait_h: float = 0.0  # wall time waiting for each epoch's first data-loader batch (in time_h)
 
 
 @dataclass(frozen=True, slots=True)

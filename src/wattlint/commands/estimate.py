@@ -21,7 +21,7 @@ GROUPS = {
                  "host_op_time", "utilization"),
     "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "recompute",
              "activation_checkpointing", "training_stack", "loss_impl",
-             "goodput"),
+             "goodput", "loader_sample_time"),
     "site": ("pue", "region", "carbon_intensity", "price_per_kwh", "gpu_hour_price"),
 }
 CLI_OPTIONS = tuple(n for names in GROUPS.values() for n in names if n not in ("gpu", "compare")) + \

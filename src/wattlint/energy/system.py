@@ -415,6 +415,29 @@ def default_goodput(gpus: int) -> tuple[float, str | None]:
     return 1.0, None
 
 
+def loader_wait_h(plan: Plan) -> tuple[float, str]:
+    """Wall time (h) the GPUs wait for each epoch's first data-loader batch, and its assumption line.
+
+    ``--loader-sample-time S``: a PyTorch DataLoader without persistent workers starts new worker processes every
+    epoch, and each worker builds whole batches, so an epoch's first micro-batch is built by ONE worker, sample by
+    sample (S each), before the GPU has any work: micro-batch x S per epoch (started epochs, the last partial one
+    included), at idle power. Later batches come from the workers in parallel while the GPU computes (a loader
+    slower than the GPU overall is not modelled). Not given: not modelled, and said so when the plan has epochs."""
+    s = plan.loader_sample_time_s
+    if plan.epochs is None:
+        return 0.0, ("" if s is None else f"--loader-sample-time {s:g} s: not applied (the plan has no epochs: give "
+                                          "--epochs or --dataset)")
+    if s is None:
+        return 0.0, ("data loading not modelled: each epoch's first batch, built by one DataLoader worker before the "
+                     "GPU starts, is not priced (--loader-sample-time to state one worker's seconds per sample)")
+    epochs = math.ceil(plan.epochs - 1e-9)
+    wait_s = plan.micro_batch_size * s
+    h = epochs * wait_s / 3600.0
+    return h, (f"data loading: each of the {epochs:,} epochs waits {wait_s * 1e3:.4g} ms for its first micro-batch "
+               f"({plan.micro_batch_size:,} samples x {s:g} s, built by one DataLoader worker: new workers every "
+               f"epoch, no persistent_workers), {h:.4g} h in all at idle power (--loader-sample-time)")
+
+
 def goodput_note(goodput: float, lost_h: float, idle_w: float) -> str:
     return (f"goodput {goodput:g}: {lost_h:,.4g} h of non-productive wall time (restarts, checkpoint saves, "
             f"evaluation) added to time and GPU-hours; its energy priced at GPU idle power ({idle_w:.0f} W) + host "

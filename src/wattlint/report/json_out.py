@@ -67,6 +67,7 @@ def plan_dict(est: Estimate) -> dict:
         "launch_overhead_s": p.launch_overhead_s,
         "host_op_s": p.host_op_s,
         "goodput": p.goodput,
+        "loader_sample_time_s": p.loader_sample_time_s,
         "training_stack": p.training_stack,
         "loss_impl": p.loss_impl,
     }
@@ -108,6 +109,7 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "co2_kg_range": list(total.co2_kg_range),
             "cost_usd": total.cost_usd,
             "goodput": total.goodput,
+            "loader_wait_h": total.loader_wait_h,
         },
         "utilization": dataclasses.asdict(est.utilization) if est.utilization is not None else None,
         "phases": {ph: dataclasses.asdict(v) for ph, v in est.phases.items()},
