@@ -18,6 +18,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
+
+def _triple(res: dict, key: str) -> str:
+    """'time / energy / power' MAPE of a summary block, or '-'."""
+    block = (res.get("summary") or {}).get(key, {}).get("all")
+    if not block:
+        return "-"
+    return " / ".join(f"{block[q]['mape_pct']:.1f} %" for q in ("time", "energy", "power"))
+
 def _m(s: dict, key: str) -> str:
     v = (s or {}).get(key) or {}
     return f"{v['mape_pct']:.1f}" if "mape_pct" in v else "-"
@@ -126,6 +134,14 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         "inherits the other host's speed: median signed time error at batch <= 128 "
         f"V100 {signed('v100', 'cifar', 8, 128)}, A40 {signed('a40', 'cifar', 8, 128)}, "
         f"P100 {signed('p100', 'cifar', 8, 128)}, RTX 6000 {signed('quadro', 'cifar', 8, 128)}.",
+        "* **Each epoch's first data-loader batch** (`--loader-sample-time`): the measured ShuffleNetV2 epoch time "
+        "rises with the batch at large batches, which no GPU-side cost does; Zeus's loop starts new DataLoader "
+        "workers every epoch and one worker builds the first batch before the GPU gets work. One worker's rate is "
+        "fitted leave-one-GPU-out on top of the host and idle fits (held-out fits "
+        f"{', '.join(str(f['samples_per_s']) for f in ((new.get('loader_fit') or {}).get('per_held_out_gpu') or {}).values())}"
+        " samples/s); the rows without it: "
+        f"{_triple(new, 'zeus_named_without_loader')} time / energy / power MAPE (docs/ENERGY_MODEL.md, "
+        "\"Data loading\").",
         "* **ShuffleNetV2 at large batch is still predicted too fast** (median signed time error at batch >= 1024: "
         f"V100 {signed('v100', 'cifar', 1024, 8192)}, A40 {signed('a40', 'cifar', 1024, 8192)}, "
         f"P100 {signed('p100', 'cifar', 1024, 8192)}, RTX 6000 {signed('quadro', 'cifar', 1024, 8192)}) while "

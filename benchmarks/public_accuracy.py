@@ -406,6 +406,8 @@ def zeus_section():
     host_us = {g: v["host_op_us"] for g, v in host_fit["per_held_out_gpu"].items()}
     # likewise the in-job idle fraction of the GDDR boards (the database's value saw every Zeus GPU)
     idle_frac = {g: v["gddr_idle_fraction"] for g, v in pvp_result["idle_fit"]["per_held_out_gpu"].items()}
+    # and one DataLoader worker's rate for the CIFAR-100 rows (each epoch's first batch: --loader-sample-time)
+    loader_rate = {g: v["samples_per_s"] for g, v in pvp_result["loader_fit"]["per_held_out_gpu"].items()}
     pfp, prior = public_predictor(), PriorPredictor()
     cache, rows = {}, []
     meas = {}
@@ -434,14 +436,17 @@ def zeus_section():
         row = {"gpu": gpu.key, "workload": f"{wk[0]}/{wk[1]}", "batch_size": b, "optimizer": z["optimizer"],
                "measured_epoch_s": t_meas, "measured_avg_power_w": p_meas, "e_meas": t_meas * p_meas,
                "idle": gpu.idle_w, "host_op_us": host_us[gpu.key]}
+        work = ({"dataset": w["samples"], "epochs": 1, "loader_sample_time": 1.0 / loader_rate[gpu.key]}
+                if w.get("loader") else {"steps": 1})
         for name, pred in (("public_fit", pfp), ("prior", prior)):
-            est = wattlint.estimate(g, gpu=gpu, predictor=pred, lint=False, steps=1, batch_size=b,
+            est = wattlint.estimate(g, gpu=gpu, predictor=pred, lint=False, batch_size=b,
                                     precision=pvp.run_precision(w["precision"], gpu),
                                     optimizer=opt, pue=1.0, carbon_intensity=100.0,
-                                    host_op_time=host_us[gpu.key] * 1e-6)
-            ps = to_dict(est)["per_step"]
-            row[f"{name}_epoch_s"] = steps * ps["time_s"]
-            row[f"{name}_epoch_j"] = steps * ps["gpu_energy_j"]
+                                    host_op_time=host_us[gpu.key] * 1e-6, **work)
+            doc = to_dict(est)
+            ps, wait_s = doc["per_step"], doc["total"]["loader_wait_h"] * 3600.0
+            row[f"{name}_epoch_s"] = steps * ps["time_s"] + wait_s
+            row[f"{name}_epoch_j"] = steps * ps["gpu_energy_j"] + wait_s * gpu.idle_w
         flops = steps * sum(r.flops for r in g.records)
         row["naive_epoch_s"] = flops / gpu.peak("fp32")
         row["naive_epoch_j"] = row["naive_epoch_s"] * gpu.tdp_w

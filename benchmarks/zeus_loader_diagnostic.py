@@ -1,4 +1,5 @@
-"""Diagnostic (nothing shipped): does each epoch's first data-loader batch explain the Zeus large-batch rows?
+"""Diagnostic: does each epoch's first data-loader batch explain the Zeus large-batch rows? (Found here; the product now
+prices it with --loader-sample-time and benchmarks/prior_vs_public.py fits it: docs/ENERGY_MODEL.md "Data loading".)
 
 On the Zeus ShuffleNetV2 / CIFAR-100 rows the measured epoch time RISES with the batch at large batches (A40 8.5 s at
 1,024 -> 11.1 s at 8,192; Quadro RTX 6000 9.5 -> 10.7 s and V100 7.4 -> 8.3 s from 1,024 to 4,096), which no GPU-side
