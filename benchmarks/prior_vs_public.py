@@ -507,9 +507,10 @@ def loader_fit(split_rows, quick: bool, measured, held: list[dict], host: dict, 
     MAPE over LOADER_GRID, leave-one-GPU-out, on top of the host and idle fits: each epoch's first batch is built by
     one worker before the GPU has work (Zeus's CIFAR-100 loop: DataLoader(num_workers=4), no persistent workers), so
     a CIFAR-100 row's epoch gains batch / rate seconds at idle power (docs/ENERGY_MODEL.md, "Data loading"). The
-    rate for a GPU is fitted on the OTHER GPUs' rows as ``held`` gives them (each at its own held-out host cost and
-    idle fraction), adding the term by hand (it is additive); the GPU's own rows are then estimated through the
-    product (``--loader-sample-time``) at its held-out host cost, idle fraction and rate."""
+    rate for GPU g is fitted on the OTHER GPUs' rows priced at g's held-out host cost and idle fraction (as idle_fit
+    does: those two were fitted without g's rows, so nothing of g reaches its rate), the term added by hand (it is
+    additive); g's own rows are then estimated through the product (``--loader-sample-time``) at its held-out host
+    cost, idle fraction and rate. ``held``: the rows without the term (their order is kept)."""
     gpus = sorted({r["gpu"] for r in held})
 
     def extra(r, rate):
@@ -520,10 +521,10 @@ def loader_fit(split_rows, quick: bool, measured, held: list[dict], host: dict, 
 
     fits, out = {}, {}
     for g in gpus:
-        train = [r for r in held if r["gpu"] != g]
-        rate = min(LOADER_GRID, key=lambda x: mape(train, x))
         h = host["per_held_out_gpu"][g]["host_op_us"]
         f = idle["per_held_out_gpu"][g]["gddr_idle_fraction"]
+        train = zeus_rows([s for s in split_rows if s["gpu"] != g], quick, measured, host_op_s=h * 1e-6, gddr_idle=f)
+        rate = min(LOADER_GRID, key=lambda x: mape(train, x))
         mine = [s for s in split_rows if s["gpu"] == g]
         rows = zeus_rows(mine, quick, measured, host_op_s=h * 1e-6, gddr_idle=f, loader_rate=rate)
         fits[g] = {"samples_per_s": rate, "train_time_mape_pct": round(100 * mape(train, rate), 1),

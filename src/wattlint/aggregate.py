@@ -381,8 +381,11 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     if bad:  # options are bounded so that totals stay finite: a non-finite one is our bug (exit 3), never a report
         raise RuntimeError(f"non-finite total {', '.join(bad)} (steps {steps}, step {step.time_s!r} s)")
     (elo, ehi), (tlo, thi) = model.energy_range, model.time_range
-    total = TotalCost(steps=steps, time_h=time_h, time_h_range=(time_h * tlo, time_h * thi), gpu_hours=gpu_hours,
-                      gpu_hours_range=(gpu_hours * tlo, gpu_hours * thi), gpu_energy_kwh=gpu_kwh,
+    # the model's 5-95 % time band covers the priced steps; the loader wait is the user's stated input
+    steps_h = productive_h - loader_h
+    t_lo, t_hi = (steps_h * tlo + loader_h) / goodput, (steps_h * thi + loader_h) / goodput
+    total = TotalCost(steps=steps, time_h=time_h, time_h_range=(t_lo, t_hi), gpu_hours=gpu_hours,
+                      gpu_hours_range=(t_lo * plan.gpus, t_hi * plan.gpus), gpu_energy_kwh=gpu_kwh,
                       host_energy_kwh=host_kwh, energy_kwh=energy_kwh,
                       energy_kwh_range=(energy_kwh * elo, energy_kwh * ehi), co2_kg=co2,
                       co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost, goodput=goodput, loader_wait_h=loader_h)

@@ -415,27 +415,49 @@ def default_goodput(gpus: int) -> tuple[float, str | None]:
     return 1.0, None
 
 
+def loader_started_epochs(plan: Plan) -> int:
+    """Epochs the plan starts (each starts its DataLoader afresh): the steps over the steps per epoch (the last
+    partial batch kept) when the dataset size is known, else its epochs rounded up; at least 1."""
+    if plan.dataset_size and plan.batch_size:
+        per_epoch = max(1, math.ceil(plan.dataset_size / plan.batch_size))
+        return max(1, math.ceil(plan.steps / per_epoch))
+    return max(1, math.ceil((plan.epochs or 0.0) - 1e-9))
+
+
+def loader_batch(plan: Plan) -> int:
+    """Samples one DataLoader builds per iteration: a data-parallel rank's micro-batch; under nn.DataParallel
+    (``uneven_batch``: one process scatters the batch) the whole micro-step's batch."""
+    if plan.uneven_batch:
+        return max(1, plan.batch_size // max(1, plan.grad_accum))
+    return plan.micro_batch_size
+
+
 def loader_wait_h(plan: Plan) -> tuple[float, str]:
     """Wall time (h) the GPUs wait for each epoch's first data-loader batch, and its assumption line.
 
     ``--loader-sample-time S``: a PyTorch DataLoader without persistent workers starts new worker processes every
-    epoch, and each worker builds whole batches, so an epoch's first micro-batch is built by ONE worker, sample by
-    sample (S each), before the GPU has any work: micro-batch x S per epoch (started epochs, the last partial one
-    included), at idle power. Later batches come from the workers in parallel while the GPU computes (a loader
-    slower than the GPU overall is not modelled). Not given: not modelled, and said so when the plan has epochs."""
+    epoch, and each worker builds whole batches, so an epoch's first batch is built by ONE worker, sample by sample
+    (S each), before the GPU has any work: :func:`loader_batch` x S per started epoch (the last partial one
+    included), the GPUs at idle power and the host at its power. Later batches come from the workers in parallel
+    while the GPU computes (a loader slower than the GPU overall is not modelled; loaders with persistent workers or
+    one endless iterator, as Megatron-style stacks use, do not restart: leave the option out). Not given: not
+    modelled, and said so when the plan has epochs."""
     s = plan.loader_sample_time_s
     if plan.epochs is None:
-        return 0.0, ("" if s is None else f"--loader-sample-time {s:g} s: not applied (the plan has no epochs: give "
-                                          "--epochs or --dataset)")
+        return 0.0, ("" if s is None else f"--loader-sample-time {s:g} s: not applied (the plan has no epochs: a "
+                                          "tokens plan never restarts its loader; give --epochs or --steps with "
+                                          "--dataset)")
     if s is None:
         return 0.0, ("data loading not modelled: each epoch's first batch, built by one DataLoader worker before the "
                      "GPU starts, is not priced (--loader-sample-time to state one worker's seconds per sample)")
-    epochs = math.ceil(plan.epochs - 1e-9)
-    wait_s = plan.micro_batch_size * s
+    epochs, batch = loader_started_epochs(plan), loader_batch(plan)
+    wait_s = batch * s
     h = epochs * wait_s / 3600.0
-    return h, (f"data loading: each of the {epochs:,} epochs waits {wait_s * 1e3:.4g} ms for its first micro-batch "
-               f"({plan.micro_batch_size:,} samples x {s:g} s, built by one DataLoader worker: new workers every "
-               f"epoch, no persistent_workers), {h:.4g} h in all at idle power (--loader-sample-time)")
+    each = f"{wait_s * 1e3:.4g} ms" if wait_s < 1 else f"{wait_s:.4g} s"
+    return h, (f"data loading: {'each of the ' + format(epochs, ',') + ' epochs waits' if epochs > 1 else 'the epoch waits'}"
+               f" {each} for its first batch ({batch:,} samples x {s:g} s, built by one DataLoader worker: new "
+               f"workers every epoch, no persistent_workers), {h:.4g} h in all, GPUs at idle power "
+               "(--loader-sample-time)")
 
 
 def goodput_note(goodput: float, lost_h: float, idle_w: float) -> str:
