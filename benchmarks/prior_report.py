@@ -121,6 +121,8 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         v = [r[key] for r in zrows if r["gpu"].startswith(gpu_prefix) and r["workload"].startswith(workload)
              and lo <= r["batch_size"] <= hi]
         return f"{100 * statistics.median(v):+.0f} %" if v else "-"
+    lf = (new.get("loader_fit") or {}).get("per_held_out_gpu") or {}
+    loader_folds = ", ".join(f"{g} {f['samples_per_s']}" for g, f in lf.items())
     parts += [
         "### Reading the misses",
         "",
@@ -138,8 +140,8 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         "rises with the batch at large batches, which no GPU-side cost does; Zeus's loop starts new DataLoader "
         "workers every epoch and one worker builds the first batch before the GPU gets work. One worker's rate is "
         "fitted leave-one-GPU-out on top of the host and idle fits (held-out fits "
-        f"{', '.join(str(f['samples_per_s']) for f in ((new.get('loader_fit') or {}).get('per_held_out_gpu') or {}).values())}"
-        " samples/s); the rows without it: "
+        f"{loader_folds} samples/s); the model form was chosen after seeing these rows' curves, so the gain is not a blind result; "
+        "the rows without it: "
         f"{_triple(new, 'zeus_named_without_loader')} time / energy / power MAPE (docs/ENERGY_MODEL.md, "
         "\"Data loading\").",
         "* **ShuffleNetV2 at large batch is still predicted too fast** (median signed time error at batch >= 1024: "
