@@ -20,7 +20,8 @@ PLAN_OPTIONS = ("epochs", "steps", "dataset", "tokens", "seq_len", "batch_size",
                 "optimizer", "gpus", "gpus_per_node", "sharding", "pue", "region", "carbon_intensity", "price",
                 "gpu_hour_price", "utilization", "internode_gbps", "activation_checkpointing", "recompute",
                 "tensor_parallel", "pipeline_parallel", "virtual_pipeline_stages", "context_parallel",
-                "expert_parallel", "sequence_parallel", "micro_batch_size", "training_stack", "uneven_batch")
+                "expert_parallel", "sequence_parallel", "micro_batch_size", "training_stack", "uneven_batch",
+                "loader_sample_time")
 HASH_METHOD = "wattlint.arch/1: sha256 of module paths and classes, parameter and buffer names, shapes, dtypes"
 
 

@@ -126,7 +126,8 @@ class Tracker:
     optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``; the parallel
     layout of a model-parallel job (``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``,
     ``context_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``, ``training_stack``), so
-    that the static estimate is of the job as it runs.
+    that the static estimate is of the job as it runs; ``loader_sample_time`` (one DataLoader worker's seconds per
+    sample: each epoch's first batch, as ``--loader-sample-time``).
     Budgets: ``max_kwh`` (facility energy), ``max_co2_kg``, ``max_cost_usd`` with ``on_budget`` warn | stop.
     Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
     quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
@@ -141,7 +142,7 @@ class Tracker:
                  carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
                  recompute=None, tensor_parallel=None, pipeline_parallel=None, virtual_pipeline_stages=None,
                  context_parallel=None, expert_parallel=None, sequence_parallel=None, micro_batch_size=None,
-                 training_stack=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
+                 training_stack=None, loader_sample_time=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
@@ -171,7 +172,8 @@ class Tracker:
                         "tensor_parallel": tensor_parallel, "pipeline_parallel": pipeline_parallel,
                         "virtual_pipeline_stages": virtual_pipeline_stages, "context_parallel": context_parallel,
                         "expert_parallel": expert_parallel, "sequence_parallel": sequence_parallel,
-                        "micro_batch_size": micro_batch_size, "training_stack": training_stack}
+                        "micro_batch_size": micro_batch_size, "training_stack": training_stack,
+                        "loader_sample_time": loader_sample_time}
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
