@@ -83,3 +83,10 @@ def test_bad_loader_sample_time_is_an_input_error(run_cli, bad):
     code, out, err = run_cli(*ARGS, "--epochs", "1", "--loader-sample-time", bad)
     assert code == 2 and out == ""
     assert err.strip() == f"wattlint [estimate]: argument --loader-sample-time: {bad!r}: expected seconds in (0, 1]"
+
+
+def test_goodput_row_counts_the_loader_wait_as_productive_time(run_cli):
+    code, out, err = run_cli(*ARGS[:-2], "--epochs", "20", "--loader-sample-time", "0.004", "--goodput", "0.8")
+    assert code == 0, err
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("Goodput"))
+    assert "80% of wall time in productive steps and loader waits" in line

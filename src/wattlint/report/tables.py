@@ -81,8 +81,9 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
     ]
     if t.goodput < 1:
-        rows.insert(3, ("Goodput", f"{t.goodput * 100:.4g}% of wall time in productive steps and loader waits (time "
-                                   f"and GPU-hours include the rest)"))
+        waits = " and loader waits" if t.loader_wait_h > 0 else ""
+        rows.insert(3, ("Goodput", f"{t.goodput * 100:.4g}% of wall time in productive steps{waits} (time and "
+                                   f"GPU-hours include the rest)"))
     if t.loader_wait_h > 0:
         rows.insert(3, ("  data-loader wait", f"{u.hours(t.loader_wait_h)}  (each epoch's first batch, "
                                               "--loader-sample-time; in Time)"))
