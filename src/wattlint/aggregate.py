@@ -356,7 +356,8 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     loader_h, loader_note = system.loader_wait_h(plan)
     if loader_note:
         notes.append(loader_note)
-    productive_h = steps * step.time_s / 3600.0 + loader_h
+    steps_h = steps * step.time_s / 3600.0
+    productive_h = steps_h + loader_h
     time_h = productive_h / goodput
     lost_h = time_h - productive_h
     gpu_hours = time_h * plan.gpus
@@ -382,7 +383,6 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
         raise RuntimeError(f"non-finite total {', '.join(bad)} (steps {steps}, step {step.time_s!r} s)")
     (elo, ehi), (tlo, thi) = model.energy_range, model.time_range
     # the model's 5-95 % time band covers the priced steps; the loader wait is the user's stated input
-    steps_h = productive_h - loader_h
     t_lo, t_hi = (steps_h * tlo + loader_h) / goodput, (steps_h * thi + loader_h) / goodput
     total = TotalCost(steps=steps, time_h=time_h, time_h_range=(t_lo, t_hi), gpu_hours=gpu_hours,
                       gpu_hours_range=(t_lo * plan.gpus, t_hi * plan.gpus), gpu_energy_kwh=gpu_kwh,

@@ -253,20 +253,22 @@ def _measured(gpu: GpuSpec, dirs, unusable: list[str] | None = None) -> Predicto
     ``unusable`` (the estimate states it: a calibration the user fitted must never be dropped silently)."""
     for d in dirs:
         folder = d.path / gpu.key
-        if unusable is not None and (folder / "card.json").is_file() and (why := card_problem(folder)) is not None:
-            unusable.append(f"{gpu.key} calibration in {d.describe()} not used: {why}")
+        if not (folder / "card.json").is_file():
             continue
-        if gpu.key in calibrated_keys(d.path):
-            try:
-                p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
-            except Exception as e:  # a broken model must not break estimates: try the next folder
-                if unusable is not None:
-                    why = " ".join(str(e).split())[:200]
-                    unusable.append(f"{gpu.key} calibration in {d.describe()} not usable ({type(e).__name__}: "
-                                    f"{why}); refit it with 'wattlint fit'")
-                continue
-            p.source = f"{p.source} ({d.describe()})"
-            return p
+        if (why := card_problem(folder)) is not None:
+            if unusable is not None:
+                unusable.append(f"{gpu.key} calibration in {d.describe()} not used: {why}")
+            continue
+        try:  # this GPU's own calibration (what calibrated_keys lists for the folder)
+            p = CalibratedPredictor(_load(gpu.key, d.path), gpu.key, transferred=False)
+        except Exception as e:  # a broken model must not break estimates: try the next folder
+            if unusable is not None:
+                why = " ".join(str(e).split())[:200]
+                unusable.append(f"{gpu.key} calibration in {d.describe()} not usable ({type(e).__name__}: "
+                                f"{why}); refit it with 'wattlint fit'")
+            continue
+        p.source = f"{p.source} ({d.describe()})"
+        return p
     return None
 
 
