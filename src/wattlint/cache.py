@@ -290,7 +290,7 @@ class ResultCache:
             "content": content,
             "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(model.options.items())},
             "lint": {"select": list(config.select), "extend_select": list(config.extend_select),
-                     "ignore": list(config.ignore), "preview": config.preview, "model_select": list(model.select),
+                     "ignore": list(config.ignore), "force_ignore": list(config.force_ignore), "preview": config.preview, "model_select": list(model.select),
                      "model_ignore": list(model.ignore), "rules": rule_opts},
             "versions": versions,
             "extra": dict(extra or {}),

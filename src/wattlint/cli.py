@@ -108,6 +108,37 @@ def _refuse_command_typo(word: str) -> None:
                          "the commands; a model source is file.onnx, config.json or module:attr)")
 
 
+def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: list[str]) -> None:
+    """A mistyped long option is named as such: argparse checks the required MODEL first, so 'wattlint --versoin'
+    would say "MODEL required". Mirrors argparse's own matching (exact, '--opt=value', unambiguous prefixes)."""
+    import difflib
+
+    def options(p: argparse.ArgumentParser) -> set[str]:  # with those of its sub-commands ('validate compare ...')
+        found = {s for a in p._actions for s in a.option_strings if s.startswith("--")}
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    found |= options(sub)
+        return found
+
+    longs = sorted(options(parser))
+    for tok in rest:
+        if tok == "--":
+            return
+        if not tok.startswith("--") or len(tok) <= 2:
+            continue
+        name = tok.split("=", 1)[0]
+        if name in longs or (parser.allow_abbrev and any(o.startswith(name) for o in longs)):
+            continue
+        offered = longs + ["--version"]
+        close = difflib.get_close_matches(name, offered, n=1, cutoff=0.7)
+        if close == [name]:  # --version after a command or a model: it is a top-level option
+            raise UsageError(f"{parser.prog}: {name} goes first: 'wattlint {name}'")
+        hint = f"did you mean '{close[0]}'?" if close else \
+            f"'wattlint {command if command != DEFAULT_COMMAND else 'estimate'} --help' lists the options"
+        raise UsageError(f"{parser.prog}: unrecognized option {name!r}; {hint}")
+
+
 def _main(argv: list[str]) -> int:
     from .types import WattlintError
 
@@ -127,6 +158,7 @@ def _main(argv: list[str]) -> int:
         _refuse_command_typo(argv[0])
         command, rest = DEFAULT_COMMAND, argv
     parser = build_parser(command)
+    _refuse_unknown_option(parser, command, rest)
     try:
         args = parser.parse_args(rest)
     except SystemExit as e:  # --help inside a command

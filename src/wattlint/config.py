@@ -135,6 +135,9 @@ class Config:
     select: tuple[str, ...] = ("WL",)
     extend_select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
+    # ``check --ignore`` codes: the command line overrides the file, so these win over any select, however specific
+    # (a configured select = ["WL101"] would otherwise keep WL101 on under ``--ignore ALL`` or ``--ignore WL1``)
+    force_ignore: tuple[str, ...] = ()
     preview: bool = False
     exclude: tuple[str, ...] = ()
     baseline: Path | None = None  # absolute

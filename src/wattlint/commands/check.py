@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="honour 'exclude' for paths passed explicitly (as pre-commit does)")
     p.add_argument("--no-cache", action="store_true", help="re-estimate every model (ignore the result cache)")
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
-    p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes to add to 'ignore'")
+    p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes (or ALL) to turn off, "
+                   "whatever the config selects")
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
@@ -50,18 +51,22 @@ def run(args) -> int:
     from ..types import ConfigError
 
     config = load_config(path=Path(args.config)) if args.config else load_config(Path.cwd())
-    if args.select or args.ignore:
+    if args.select is not None or args.ignore is not None:
         from ..config import _check_code, _rule_registry
+        from ..types import InputError
 
         known, _ = _rule_registry()
-        for opt, codes in (("--select", _codes(args.select)), ("--ignore", _codes(args.ignore))):
-            for c in codes:
+        for opt, text in (("--select", args.select), ("--ignore", args.ignore)):
+            if text is not None and not _codes(text):
+                raise InputError(f"{opt} {text!r} names no rule code (expected e.g. 'WL301', a prefix like 'WL3', "
+                                 "or 'ALL'; 'wattlint rules' lists them)")
+            for c in _codes(text):
                 _check_code(c, known, "command line", opt, opt.lstrip("-"))
         changes = {}
-        if args.select:
+        if args.select is not None:
             changes["select"] = _codes(args.select)
-        if args.ignore:
-            changes["ignore"] = tuple(config.ignore) + _codes(args.ignore)
+        if args.ignore is not None:
+            changes["force_ignore"] = _codes(args.ignore)
         config = dataclasses.replace(config, **changes)
     if args.models_dir:
         config = dataclasses.replace(config, models_dir=Path(args.models_dir).expanduser().resolve())

@@ -42,6 +42,8 @@ def is_enabled(rule: type[Rule], config=None, model=None) -> bool:
     select = tuple(config.select if config is not None else ("WL",)) + \
         tuple(config.extend_select if config is not None else ()) + tuple(model.select if model is not None else ())
     ignore = tuple(config.ignore if config is not None else ()) + tuple(model.ignore if model is not None else ())
+    if config is not None and _specificity(rule.code, config.force_ignore) >= 0:
+        return False
     s = _specificity(rule.code, select)
     i = _specificity(rule.code, ignore)
     if s < 0 or i >= s:

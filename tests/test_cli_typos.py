@@ -1,0 +1,91 @@
+"""Mistyped options and empty / overriding rule selections on the command line: one clear line, exit 2, or the
+selection the user asked for (never a silent no-op)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wattlint.lint.engine import is_enabled
+from wattlint.lint.registry import all_rules
+from wattlint.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = ROOT / "examples" / "gpt2-tiny.onnx"
+
+
+def test_mistyped_top_level_option_is_named_not_a_missing_model(run_cli):
+    code, out, err = run_cli("--versoin")
+    assert code == 2 and "unrecognized option '--versoin'" in err and "did you mean '--version'" in err
+    assert "MODEL" not in err
+
+
+def test_mistyped_command_option_suggests_the_close_one(run_cli):
+    code, out, err = run_cli(str(ONNX), "--gpuu", "a100-sxm4-80gb")
+    assert code == 2 and "did you mean '--gpu'?" in err
+    code, out, err = run_cli("check", "--selct", "WL1")
+    assert code == 2 and "wattlint check: unrecognized option '--selct'; did you mean '--select'?" in err
+
+
+def test_version_after_a_command_says_where_it_goes(run_cli):
+    code, out, err = run_cli(str(ONNX), "--version")
+    assert code == 2 and "--version goes first" in err
+
+
+def test_unambiguous_prefixes_and_equals_forms_still_parse(run_cli):
+    """argparse accepts an unambiguous prefix ('--step' for '--steps') and '--opt=value': the typo check must not
+    refuse what argparse accepts."""
+    code, out, err = run_cli(str(ONNX), "--gpu=a100-sxm4-80gb", "--step", "3", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["plan"]["steps"] == 3
+    code, out, err = run_cli(str(ONNX), "--gp", "a100-sxm4-80gb")
+    assert code == 2 and "ambiguous option" in err  # argparse's own message for an ambiguous prefix
+
+
+def _rule_codes(config, model=None):
+    return {code for code, r in all_rules().items() if is_enabled(r, config, model)}
+
+
+def test_force_ignore_beats_a_more_specific_select(tmp_path):
+    """The configured select = ["WL202"] is more specific than an ignore of 'WL2' or 'ALL' in the file (ruff's rule:
+    the more specific selector wins), but codes given to 'check --ignore' override the file."""
+    cfg = parse_config({"select": ["WL202"], "ignore": ["WL2"]}, root=tmp_path)
+    assert _rule_codes(cfg) == {"WL202"}  # file semantics unchanged
+    import dataclasses
+
+    assert _rule_codes(dataclasses.replace(cfg, force_ignore=("WL2",))) == set()
+    everything = parse_config({"select": ["ALL"]}, root=tmp_path)
+    stable = {c for c, r in all_rules().items() if r.status != "preview"}  # preview rules need preview = true
+    assert _rule_codes(everything) == stable
+    assert _rule_codes(dataclasses.replace(everything, force_ignore=("ALL",))) == set()
+    left = _rule_codes(dataclasses.replace(everything, force_ignore=("WL1",)))
+    assert left and not any(c.startswith("WL1") for c in left)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    shutil.copy(ONNX, tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\nselect = ["WL202"]\n\n[[tool.wattlint.models]]\nname = "lm"\n'
+        'source = "lm.onnx"\nbatch-size = 8\nseq-len = 256\nsteps = 10\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_check_ignore_all_turns_every_rule_off(run_cli, project):
+    code, out, err = run_cli("check", "--no-cache", "--select", "ALL", "--format", "json")
+    assert code in (0, 1), err
+    counts = json.loads(out)["counts"]
+    assert sum(counts.values()) > 0, "the model must raise a finding for this test to mean anything"
+    code, out, err = run_cli("check", "--no-cache", "--ignore", "ALL", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["counts"] == {"error": 0, "warning": 0, "info": 0}
+
+
+@pytest.mark.parametrize("opt,value", [("--select", ""), ("--select", ","), ("--ignore", " , ")])
+def test_check_empty_selection_is_refused(run_cli, project, opt, value):
+    code, out, err = run_cli("check", opt, value)
+    assert code == 2 and f"{opt} {value!r} names no rule code" in err
