@@ -13,6 +13,7 @@ from _fake_nvml import Clock
 import wattlint
 from wattlint.tracking import BudgetExceeded, BudgetWarning, Settings
 from wattlint.tracking.devices import FakeChannel
+from wattlint.tracking.tracker import Tracker
 from wattlint.tracking.record import read_record
 
 SETTINGS = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
@@ -457,3 +458,38 @@ def test_the_static_estimate_takes_the_loader_sample_time(tmp_path):
     h = _lines(t.path)[0]
     assert h["static"]["plan"]["loader_sample_time_s"] == 0.01
     assert h["static"]["total"]["loader_wait_h"] == pytest.approx(2 * 16 * 0.01 / 3600)
+
+
+def test_the_tracker_takes_every_plan_option_of_the_command_line():
+    """Each plan option of `wattlint estimate` (wattlint.options.OPTIONS, but the model inputs, the GPU and
+    --compare, which the tracker takes its own way) is a Tracker keyword: review found goodput, torch_version,
+    attention, host_op_time and others missing, so a tracked run's static estimate could not state them."""
+    import inspect
+
+    from wattlint.options import OPTIONS
+    from wattlint.tracking.static import PLAN_OPTIONS
+
+    kwargs = set(inspect.signature(Tracker.__init__).parameters)
+    expected = {k for k in OPTIONS if k not in ("inputs", "gpu", "compare", "price_per_kwh")} | {"price"}
+    assert set(PLAN_OPTIONS) == expected
+    assert expected <= kwargs, sorted(expected - kwargs)
+
+
+def test_the_static_estimate_takes_goodput_and_frontend_options(tmp_path):
+    """goodput 0.5 doubles the static estimate's total time (productive steps / goodput: docs/PARALLEL.md); the
+    frontend option attention='eager' reaches the trace (its plan states it) without breaking the projection."""
+    src = tmp_path / "m.py"
+    src.write_text("import torch\n\ndef build():\n    return torch.nn.Linear(8, 4)\n")
+    totals = {}
+    for goodput in (1.0, 0.5):
+        clock = Clock(100.0)
+        with _track(tmp_path / f"runs{goodput}", clock, steps=10, gpu="a100-sxm4-80gb", source=f"{src}:build",
+                    inputs=["x=float32[16,8]"], batch_size=16, static=True, goodput=goodput, torch_version="2.1",
+                    channels=[FakeChannel(250.0)]) as t:
+            clock.t += 0.1
+            t.step()
+        h = _lines(t.path)[0]
+        assert "error" not in h["static"], h["static"]
+        assert h["static"]["plan"]["goodput"] == goodput
+        totals[goodput] = h["static"]["total"]["time_h"]
+    assert totals[0.5] == pytest.approx(2 * totals[1.0], rel=1e-4)  # the record keeps 6 significant digits

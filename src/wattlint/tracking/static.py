@@ -14,14 +14,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..options import OPTIONS as _OPTIONS
 from ..types import ConfigError, CostGraph, GpuSpec, ModelInfo, TensorSpec, WattlintError
 
-PLAN_OPTIONS = ("epochs", "steps", "dataset", "tokens", "seq_len", "batch_size", "grad_accum", "precision",
-                "optimizer", "gpus", "gpus_per_node", "sharding", "pue", "region", "carbon_intensity", "price",
-                "gpu_hour_price", "utilization", "internode_gbps", "activation_checkpointing", "recompute",
-                "tensor_parallel", "pipeline_parallel", "virtual_pipeline_stages", "context_parallel",
-                "expert_parallel", "sequence_parallel", "micro_batch_size", "training_stack", "uneven_batch",
-                "loader_sample_time")
+# every option of the command line that a plan takes, by its Python name (``price`` for --price): the Tracker takes
+# each as a keyword argument (tests/test_track_tracker.py keeps the two in step)
+PLAN_OPTIONS = tuple(k for k in _OPTIONS if k not in ("inputs", "gpu", "compare", "price_per_kwh")) + ("price",)
 HASH_METHOD = "wattlint.arch/1: sha256 of module paths and classes, parameter and buffer names, shapes, dtypes"
 
 
@@ -223,7 +221,10 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     seq = options.get("seq_len")
     gspec = spec or _G(key="unknown", name="unknown", vendor="", arch="", peak_tflops={"fp32": 1.0}, memory_gb=0,
                        memory_bw_gbs=1, sm_count=1, boost_mhz=0, tdp_w=1, idle_w=0)
-    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None}
+    from ..options import PLAN_OPTIONS as _PLAN_ONLY, canonical
+
+    # the frontend's options (attention, optimizer_impl, ...) change the traced graph, not this projection's plan
+    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None and canonical(k) in _PLAN_ONLY}
     kw.pop("utilization", None)
     try:
         plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, strict_precision=False, **kw)

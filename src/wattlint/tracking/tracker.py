@@ -142,7 +142,10 @@ class Tracker:
                  carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
                  recompute=None, tensor_parallel=None, pipeline_parallel=None, virtual_pipeline_stages=None,
                  context_parallel=None, expert_parallel=None, sequence_parallel=None, micro_batch_size=None,
-                 training_stack=None, loader_sample_time=None, max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
+                 training_stack=None, loader_sample_time=None, optimizer_impl=None, torch_version=None,
+                 attention=None, loss_impl=None, capacity_factor=None, uneven_batch=None, dataset_size=None,
+                 internode_gbps=None, launch_overhead=None, host_op_time=None, goodput=None, utilization=None,
+                 max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
@@ -173,7 +176,12 @@ class Tracker:
                         "virtual_pipeline_stages": virtual_pipeline_stages, "context_parallel": context_parallel,
                         "expert_parallel": expert_parallel, "sequence_parallel": sequence_parallel,
                         "micro_batch_size": micro_batch_size, "training_stack": training_stack,
-                        "loader_sample_time": loader_sample_time}
+                        "loader_sample_time": loader_sample_time, "optimizer_impl": optimizer_impl,
+                        "torch_version": torch_version, "attention": attention, "loss_impl": loss_impl,
+                        "capacity_factor": capacity_factor, "uneven_batch": uneven_batch,
+                        "dataset_size": dataset_size, "internode_gbps": internode_gbps,
+                        "launch_overhead": launch_overhead, "host_op_time": host_op_time, "goodput": goodput,
+                        "utilization": utilization}
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
@@ -318,7 +326,8 @@ class Tracker:
             # made for 1 GPU and compared with the energy of all of them)
             options["gpus"] = len(self.channels)
             # one process over several GPUs is nn.DataParallel, which scatters any batch (33 = 17 + 16)
-            options.setdefault("uneven_batch", True)
+            if options.get("uneven_batch") is None:
+                options["uneven_batch"] = True
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
