@@ -557,7 +557,8 @@ def report(res: dict) -> str:
          "script's docstring and [../PARALLEL.md](../PARALLEL.md). Errors are (predicted - measured) / measured. "
          "Naive baselines: **6ND@40 %** = 6 x params x tokens / (GPUs x dense peak x 0.40); **FLOPs/peak** = the "
          "traced step's FLOPs / (GPUs x dense peak). Data licences: NeuSight MIT, vTrain MIT, llm-foundry Apache-2.0 "
-         "(`/work/shared/data/*/LICENSE`); only derived error figures are stored here.", ""]
+         "(github.com/sitar-lab/NeuSight, github.com/VIA-Research/vTrain, github.com/mosaicml/llm-foundry; licence "
+         "texts in `benchmarks/public/licences/`); only derived error figures are stored here.", ""]
     ns = res.get("neusight")
     if ns:
         L += ["## 1. NeuSight distributed training rows (target: each within 15 %)", "",

@@ -76,7 +76,9 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         "27.5 % and Mayaki 35.0 %.",
         "",
         "Data licences: Zeus traces Apache-2.0, Mayaki & Charpenay MIT, MosaicML llm-foundry Apache-2.0, NVIDIA "
-        "DeepLearningExamples BSD-3-Clause (licence files beside each folder of /work/shared/data); Lambda's "
+        "DeepLearningExamples BSD-3-Clause (github.com/ml-energy/zeus, github.com/MansMayaki/MLEnergyConsumption, "
+        "github.com/mosaicml/llm-foundry, github.com/NVIDIA/DeepLearningExamples; licence texts in "
+        "`benchmarks/public/licences/`, DeepLearningExamples' in each model folder upstream); Lambda's "
         "deeplearning-benchmark figures are quoted facts with their repository path and commit.",
         "",
         "## Targets",
