@@ -38,7 +38,7 @@ DIRNAME = ".wattlint-cache"
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged cache file is a miss (RecursionError: nested too deep)
         return None
 
 

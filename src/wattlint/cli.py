@@ -108,6 +108,14 @@ def _refuse_command_typo(word: str) -> None:
                          "the commands; a model source is file.onnx, config.json or module:attr)")
 
 
+def _raised_by_json(e: BaseException) -> bool:
+    """Whether ``e`` came out of the json decoder (its innermost Python frame is in the json package)."""
+    tb, last = e.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and os.path.dirname(last.tb_frame.f_code.co_filename) == os.path.dirname(json.__file__)
+
+
 def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: list[str]) -> None:
     """A mistyped long option is named as such: argparse checks the required MODEL first, so 'wattlint --versoin'
     would say "MODEL required". Mirrors argparse's own matching (exact, '--opt=value', unambiguous prefixes)."""
@@ -183,6 +191,10 @@ def _main(argv: list[str]) -> int:
             return 2
         if isinstance(e, json.JSONDecodeError):
             print(f"wattlint: error: not valid JSON: {_one_line(e)}", file=sys.stderr)
+            return 2
+        if isinstance(e, RecursionError) and _raised_by_json(e):  # a user's file nested thousands of levels deep
+            print("wattlint: error: a JSON file given is nested too deeply to read (thousands of levels); it is not "
+                  "one wattlint writes", file=sys.stderr)
             return 2
         print(f"wattlint: internal error: {type(e).__name__}: {_one_line(e)} (set WATTLINT_DEBUG=1 for a traceback); "
               "please report it",

@@ -13,6 +13,7 @@ validated against the lint registry (pure Python, light).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,6 +177,17 @@ class Config:
 
 # ---- loading ---------------------------------------------------------------------------------------------------
 
+def _has_dotted_table(text: str) -> bool:
+    """``[tool]`` + ``wattlint.gpu = ...`` (or a top-level ``tool.wattlint.gpu``) is the same table in TOML's dotted
+    keys: parse to see it (only files that mention wattlint outside a [tool.wattlint] header get here)."""
+    try:
+        data = _toml.loads(text.lstrip("\ufeff"))
+    except (_toml.TOMLDecodeError, RecursionError):
+        return False
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "wattlint" in tool
+
+
 def find_pyproject(start: Path | None = None) -> Path | None:
     """The nearest pyproject.toml at or above ``start`` that has a ``[tool.wattlint]`` table."""
     here = Path(start or Path.cwd()).resolve()
@@ -185,10 +197,13 @@ def find_pyproject(start: Path | None = None) -> Path | None:
         candidate = d / "pyproject.toml"
         if candidate.is_file():
             try:  # a file that is not UTF-8 is still found here if it names [tool.wattlint]; loading it says why not
-                text = candidate.read_bytes().decode("utf-8", errors="replace")
+                raw = candidate.read_bytes()
             except OSError:
                 continue
-            if "wattlint" in text and re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M):
+            utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # an editor's UTF-16: found, then refused as not UTF-8
+            text = raw.decode("utf-16" if utf16 else "utf-8", errors="replace")
+            if "wattlint" in text and (re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M)
+                                       or _has_dotted_table(text)):
                 return candidate
     return None
 
@@ -214,7 +229,7 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
             root = Path(start or Path.cwd()).resolve()
             return Config(path=None, root=root.parent if root.is_file() else root)
     try:
-        data = _toml.loads(file.read_text(encoding="utf-8"))
+        data = _toml.loads(file.read_text(encoding="utf-8").lstrip("\ufeff"))  # a UTF-8 BOM some editors write
     except _toml.TOMLDecodeError as e:
         raise ConfigError(f"{file}: invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
@@ -256,8 +271,9 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
     rule_options = _parse_rule_options(table.get("rules"), where, known_codes, rule_option_specs)
 
     root = Path(root).resolve()
-    if "baseline" in kwargs:
-        kwargs["baseline"] = _resolve(root, kwargs["baseline"])
+    if "baseline" in kwargs:  # not resolved: a baseline that is a link stays a link (write_baseline's checks)
+        q = Path(kwargs["baseline"]).expanduser()
+        kwargs["baseline"] = Path(os.path.abspath(q if q.is_absolute() else root / q))
     for key in ("cache_dir", "models_dir"):
         if key in kwargs:
             kwargs[key] = _resolve(root, kwargs[key])

@@ -42,7 +42,7 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
             for j in found:
                 try:
                     doc = json.loads(j.read_text())
-                except (OSError, ValueError):  # unreadable, not JSON, not UTF-8: not a run
+                except (OSError, ValueError, RecursionError):  # unreadable, not JSON, not UTF-8, too deep: not a run
                     continue
                 if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
                     runs.append(RunPaths.of(j))
@@ -222,7 +222,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             seen.add(dup_key)
             try:
                 recs, how = benchmarks.fit_records(fam, params, prec, phase)
-            except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError) as e:
+            except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError, OverflowError) as e:
                 skipped[f"unknown sample ({type(e).__name__})"] += 1
                 continue
             builders[how] += 1
@@ -230,6 +230,9 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             t_prior = sum(p.time_s for p in pri)
             if t_prior <= 0:
                 skipped["zero prior"] += 1
+                continue
+            if not PLAUSIBLE[0] <= t_meas / t_prior <= PLAUSIBLE[1]:  # e.g. time_s 1e308: a damaged row
+                skipped[f"measured / prior time outside [{PLAUSIBLE[0]:g}, {PLAUSIBLE[1]:g}]"] += 1
                 continue
             span = max(spec.tdp_w - spec.idle_w, 1e-9)
             pf = min(POWER_CLIP[1], max(POWER_CLIP[0], (p_meas - spec.idle_w) / span))
@@ -256,6 +259,12 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
         raise FitError("no runs given")
     return data, spec, {"runs": prov_out, "record_builders": dict(builders), "record_kinds": dict(sorted(kinds.items())),
                         "skipped_rows": dict(skipped), **meta}
+
+
+# measured / prior time of one sample beyond which the row is damaged, not a calibration signal: the prior is a
+# roofline bound with efficiency ceilings, so a real kernel lands within ~0.1-20x of it; 1e-4 / 1e4 only drops rows
+# no GPU can produce (review: time_s 1e308 overflowed the fit, exit 3)
+PLAUSIBLE = (1e-4, 1e4)
 
 
 def _refuse_foreign_files(out: Path) -> None:

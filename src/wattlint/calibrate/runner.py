@@ -72,6 +72,25 @@ def read_rows(csv_path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _check_resume_csv(csv_path: Path) -> None:
+    """A run CSV can be resumed only if its rows can be read back and new rows would match its header: review found a
+    foreign CSV ended --resume with KeyError (exit 3), a non-UTF-8 one with UnicodeDecodeError, and one with another
+    column layout took the new rows under the old header (exit 0, the file silently inconsistent)."""
+    try:
+        text = csv_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RunError(f"--resume {csv_path}: not UTF-8 text (byte {e.start}): not a calibration run CSV") from None
+    if "\n" not in text:
+        return  # empty, or a header torn by a crash: the appender rewrites it
+    try:
+        header = next(csv.reader([text[: text.index("\n")]]))
+    except (csv.Error, StopIteration) as e:
+        raise RunError(f"--resume {csv_path}: not a calibration run CSV ({e})") from None
+    if tuple(header) != CSV_COLUMNS:
+        raise RunError(f"--resume {csv_path}: its columns are not this wattlint's calibration CSV layout "
+                       f"({len(header)} columns, first {header[:3]}); new rows would not line up: start a new run")
+
+
 def _repair_tail(csv_path: Path) -> int:
     """Truncate a torn last line (crash mid-write); returns bytes dropped."""
     size = csv_path.stat().st_size
@@ -296,6 +315,7 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
         if suite.sha256 != prov["suite"]["sha256"]:
             raise RunError(f"--resume: suite {suite.path} changed since the run started (sha256 differs); "
                            "start a new run")
+        _check_resume_csv(paths.csv)
         part = tuple(prov["suite"]["part"])  # type: ignore[assignment]
     else:
         device = cfg.device

@@ -57,8 +57,12 @@ def check_entry(path: Path, name: str, entry: Any) -> None:
         v = entry[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"{label}: {k} = {repr(v)[:40]} is not a number; {_FIX}")
-        if not math.isfinite(v) or v < 0:
-            raise ConfigError(f"{label}: {k} = {v!r} is not a finite number >= 0; {_FIX}")
+        try:
+            finite = math.isfinite(v)
+        except OverflowError:  # an integer beyond any float (a 340-digit energy)
+            finite = False
+        if not finite or v < 0:
+            raise ConfigError(f"{label}: {k} = {repr(v)[:40]} is not a finite number >= 0; {_FIX}")
         if k == "energy_kwh" and v == 0:  # the regression gate measures rises against it: 0 would switch it off
             raise ConfigError(f"{label}: energy_kwh = 0: an estimate is never zero; {_FIX}")
     for k in ("gpu", "calibration", "source"):

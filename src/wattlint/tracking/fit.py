@@ -35,6 +35,10 @@ from .stats import Z90
 SCHEMA = "wattlint.run-correction/1"
 FILE = "run_correction.json"
 MIN_RUNS = 2
+# A run whose measured / predicted time or energy lies outside this band is not fitted: a static estimate off by
+# more than 1,000x is a damaged record (or a bug), not a calibration signal, and one such run would drive the
+# correction to ~0 or overflow it (review: a record with time_s 1e308 wrote 'time x0.000' and NaN ranges)
+PLAUSIBLE_RATIO = (1e-3, 1e3)
 METHOD = ("time_factor = exp(mean over models of the mean ln(measured / predicted) stable step time of its runs); "
           "energy_factor likewise on measured device energy per step (None when energy is modelled); validated "
           "leave-one-run-out and leave-one-model-out; 5-95 % range exp(mean +- 1.645 sd) of held-out log residuals, "
@@ -185,6 +189,11 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         e_pred = st["per_step"].get("gpu_energy_j") if e_meas is not None else None
         if e_pred is not None:  # one rank's record of a multi-GPU job: its GPU's share of the job's estimate
             e_pred = float(e_pred) * device_share(a, st)[0]
+        odd = _implausible(("time", ps.get("time_s"), st["per_step"].get("time_s")),
+                           *((("energy", e_meas, e_pred),) if e_meas is not None else ()))
+        if odd:
+            skipped.append({"file": str(f), "reason": odd})
+            continue
         points.append(RunPoint(
             file=str(f), sha256=rec.sha256, model_hash=mh, model_name=(h.get("model") or {}).get("name"),
             gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
@@ -193,6 +202,22 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     if target is None:
         raise RunFitError("no run records given")
     return points, skipped, target, base or ""
+
+
+def _implausible(*pairs) -> str | None:
+    """Why a (quantity, measured, predicted) pair cannot be fitted, or None."""
+    lo, hi = PLAUSIBLE_RATIO
+    for what, meas, pred in pairs:
+        try:
+            m, q = float(meas), float(pred)
+        except (TypeError, ValueError):
+            return f"{what}: measured {meas!r} / predicted {pred!r} are not numbers"
+        if not (math.isfinite(m) and math.isfinite(q) and m > 0 and q > 0):
+            return f"{what}: measured {m:g} / predicted {q:g} are not positive finite numbers"
+        if not lo <= m / q <= hi:
+            return (f"{what}: measured / predicted = {m / q:.3g}, outside [{lo:g}, {hi:g}]: a damaged record, not "
+                    "a calibration signal")
+    return None
 
 
 def _factor(points: Sequence[RunPoint], kind: str) -> float | None:
@@ -278,8 +303,12 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
             else user_models_dir() / key / FILE
     else:
         out_path = Path(out)
+        if out_path.suffix != ".json" and out_path.exists() and not out_path.is_dir():
+            raise RunFitError(f"--out {out}: an existing file, not a folder (a run correction is a .json file, or "
+                              f"goes into a folder as {FILE}); pick another --out")
         if out_path.is_dir() or out_path.suffix != ".json":  # a folder (made when missing)
             out_path = out_path / FILE
+    _refuse_replacing(out_path, files)
     for models in (MODELS_DIR.resolve(), user_models_dir().resolve()):
         if is_cpu and models in out_path.resolve().parents:
             raise RunFitError(f"{out_path}: a CPU run correction never goes into a models folder ({models}): it is "
@@ -295,8 +324,28 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     }
     from ..io import atomic_write_text  # a failed write keeps the previous correction whole
 
-    atomic_write_text(out_path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out_path, json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return _from_doc(doc, out_path), out_path
+
+
+def _refuse_replacing(out_path: Path, inputs: Sequence[Path]) -> None:
+    """``--out`` may replace an earlier run correction, never a run record being fitted nor any other file (a
+    baseline, a config, a record of another run): review found `fit a.json b.json --out a.json` replaced the
+    record a.json with the correction."""
+    target = out_path.resolve()
+    if any(target == Path(f).resolve() for f in inputs):
+        raise RunFitError(f"--out {out_path}: that is one of the run records being fitted; pick another --out")
+    if not out_path.exists():
+        return
+    if out_path.is_dir():
+        raise RunFitError(f"--out {out_path}: a folder where the correction file would go; pick another --out")
+    try:
+        schema = json.loads(out_path.read_text(encoding="utf-8")).get("schema")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, RecursionError):
+        schema = None
+    if schema != SCHEMA:
+        raise RunFitError(f"--out {out_path}: an existing file that is not a run correction ({SCHEMA}) is never "
+                          "overwritten; pick another --out")
 
 
 def _from_doc(doc: dict[str, Any], path: Path) -> RunCorrection:
@@ -312,12 +361,34 @@ def _from_doc(doc: dict[str, Any], path: Path) -> RunCorrection:
 def read_correction(path: str | Path) -> RunCorrection:
     p = Path(path)
     try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise RunFitError(f"{p}: unreadable run correction ({e})") from None
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise RunFitError(f"{p}: unreadable run correction ({type(e).__name__}: {e})") from None
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise RunFitError(f"{p}: not a run correction ({SCHEMA})")
-    return _from_doc(doc, p)
+    bad = _bad_numbers(doc)
+    if bad:
+        raise RunFitError(f"{p}: not a usable run correction ({bad})")
+    try:
+        return _from_doc(doc, p)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunFitError(f"{p}: not a usable run correction ({type(e).__name__}: {e})") from None
+
+
+def _bad_numbers(doc: dict[str, Any]) -> str | None:
+    """Why a correction's factors or ranges cannot be applied (non-finite, non-positive, implausible), or None."""
+    lo, hi = PLAUSIBLE_RATIO
+    q = doc.get("quantiles") or {}
+    values = [("time_factor", doc.get("time_factor"))]
+    if doc.get("energy_factor") is not None:
+        values.append(("energy_factor", doc.get("energy_factor")))
+    for k in ("time", "energy"):
+        for i, v in enumerate(q.get(k) or [] if isinstance(q, dict) else []):
+            values.append((f"quantiles.{k}[{i}]", v))
+    for name, v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
+            return f"{name} = {v!r}: expected a finite factor in [{lo:g}, {hi:g}]"
+    return None
 
 
 def load_run_correction(models_dir: str | Path, gpu_key: str) -> RunCorrection | None:

@@ -89,12 +89,20 @@ def detect(path: str | Path) -> str | None:
     return None
 
 
+def _csv_rows(p: Path, tool: str) -> list[dict[str, str]]:
+    """The rows of another tool's CSV log. errors="replace": a text column in a Windows code page (a country or CPU
+    name) must not stop the comparison; the quantities are ASCII numbers. A file the csv module cannot parse (a field
+    over its 128 KiB limit, a NUL byte) is a damaged log: InputError, not an internal error."""
+    try:
+        with open(p, newline="", encoding="utf-8", errors="replace") as f:
+            return list(csv.DictReader(f))
+    except csv.Error as e:
+        raise InputError(f"{p}: not a readable {tool} CSV log ({e})") from None
+
+
 def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | None = None) -> MeasuredRun:
     p = Path(path)
-    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
-    # the quantities are ASCII numbers
-    with open(p, newline="", encoding="utf-8", errors="replace") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv_rows(p, "CodeCarbon")
     if not rows:
         raise InputError(f"{p}: no rows in this CodeCarbon file")
     if run_id is not None:
@@ -124,10 +132,7 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
 
 def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
     p = Path(path)
-    # errors="replace": a text column in a Windows code page (a country or CPU name) must not stop the comparison;
-    # the quantities are ASCII numbers
-    with open(p, newline="", encoding="utf-8", errors="replace") as f:
-        rows = list(csv.DictReader(f))
+    rows = _csv_rows(p, "Zeus")
     complete = [r for r in rows if r.get("window_name") and r.get("elapsed_time") not in (None, "")]
     torn = len(rows) - len(complete)  # a row cut short (the run killed while Zeus wrote it) or without a name
     rows = complete

@@ -174,6 +174,18 @@ def _line_validator(kind: str):
     return v
 
 
+def _window_problem(o: dict[str, Any]) -> str | None:
+    """A window whose own numbers contradict each other (the schema checks each alone): it ends before it starts, or
+    its input waits add up to more than its duration (review: data_wait_s 1e9 printed '503646660017.1 % waiting')."""
+    span = float(o["t1"]) - float(o["t0"])
+    if span < 0:
+        return f"window: t1 {o['t1']} is before t0 {o['t0']}"
+    waits = sum(o.get("data_wait_s") or ())
+    if waits > span + 1.0:  # 1 s of slack: a wait timed across the window's edge
+        return f"window.data_wait_s: the input waits add up to {waits:.4g} s, longer than the window ({span:.4g} s)"
+    return None
+
+
 def line_problem(o: dict[str, Any]) -> str | None:
     """What is wrong with one record line against its kind in run.schema.json, as 'kind.field[i]: what' (None:
     conforms; lines of an unknown type are left to newer readers)."""
@@ -184,7 +196,7 @@ def line_problem(o: dict[str, Any]) -> str | None:
 
     err = best_match(_line_validator(kind).iter_errors(o))
     if err is None:
-        return None
+        return _window_problem(o) if kind == "window" else None
     at = kind + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in err.absolute_path)
     x = err.instance
     if isinstance(x, float) and not math.isfinite(x):
@@ -207,7 +219,7 @@ def read_record(path: str | Path) -> RunRecord:
     for i, line in enumerate(lines):
         try:
             o = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than a record ever is
             if i == len(lines) - 1:
                 torn = True
                 break

@@ -1,0 +1,249 @@
+"""Damaged, hostile or mistaken inputs to the commands that read and write the user's data (a review fuzzed them on
+2026-12-06): each is one line on stderr and exit 2, and nothing of the user's is replaced or corrupted."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wattlint.tracking.fit import load_run_correction, read_correction, RunFitError
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = sorted(glob.glob(str(ROOT / "benchmarks" / "results" / "track_cpu_runs" / "*.jsonl")))
+TINY = str(ROOT / "tests" / "data" / "calib-tiny.toml")
+
+
+def _one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wattlint: error:"), err
+    return lines[0]
+
+
+@pytest.fixture
+def records(tmp_path):
+    assert len(RUNS) >= 3, "the committed CPU run records are the fixture"
+    out = []
+    for i, r in enumerate(RUNS[:3]):
+        dst = tmp_path / f"r{i}.jsonl"
+        shutil.copy(r, dst)
+        out.append(dst)
+    return out
+
+
+# ---- wattlint fit (run records) ----------------------------------------------------------------------------------
+
+def test_fit_out_naming_one_of_its_records_is_refused(run_cli, records, tmp_path):
+    as_json = tmp_path / "a.json"  # a record saved under a .json name: --out would have been taken as the file
+    shutil.copy(records[0], as_json)
+    before = as_json.read_bytes()
+    code, out, err = run_cli("fit", str(as_json), *map(str, records[1:]), "--out", str(as_json))
+    assert code == 2 and "one of the run records being fitted" in _one_line(err)
+    assert as_json.read_bytes() == before
+    before = records[0].read_bytes()
+    code, out, err = run_cli("fit", *map(str, records), "--out", str(records[0]))
+    assert code == 2 and "an existing file, not a folder" in _one_line(err)
+    assert records[0].read_bytes() == before
+
+
+def test_fit_out_never_replaces_a_file_that_is_not_a_run_correction(run_cli, records, tmp_path):
+    baseline = tmp_path / "wattlint-baseline.json"
+    baseline.write_text('{"schema": "wattlint.baseline/1", "models": {}}\n')
+    code, out, err = run_cli("fit", *map(str, records), "--out", str(baseline))
+    assert code == 2 and "not a run correction" in _one_line(err)
+    assert baseline.read_text() == '{"schema": "wattlint.baseline/1", "models": {}}\n'
+    # an earlier correction at the same place is replaced, as documented
+    target = tmp_path / "c.json"
+    assert run_cli("fit", *map(str, records), "--out", str(target))[0] == 0
+    assert run_cli("fit", *map(str, records), "--out", str(target))[0] == 0
+
+
+def _with_static_time(src: Path, dst: Path, time_s: float) -> Path:
+    lines = src.read_text().split("\n")
+    h = json.loads(lines[0])
+    h["static"]["per_step"]["time_s"] = time_s
+    dst.write_text("\n".join([json.dumps(h)] + lines[1:]))
+    return dst
+
+
+def test_an_implausible_record_is_skipped_and_never_reaches_the_correction(run_cli, records, tmp_path):
+    """A record predicting 1e6 s per step (measured: milliseconds) is no calibration signal (1e308, refused by the
+    schema since, wrote 'time x0.000' and NaN ranges before; it is
+    now skipped with its reason, and the correction of the other records is the one written without it."""
+    bad = _with_static_time(records[0], tmp_path / "bad.jsonl", 1e6)  # within the schema's bound, 1e6 x measured
+    code, out, err = run_cli("fit", str(bad), str(records[1]), "--out", str(tmp_path / "a"))
+    assert code == 2 and "outside [0.001, 1000]" in _one_line(err)
+    code, out, err = run_cli("fit", str(bad), *map(str, records[1:]), "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    written = (tmp_path / "b" / "run_correction.json").read_text()
+    doc = json.loads(written, parse_constant=lambda c: pytest.fail(f"{c} in the correction"))
+    assert [Path(s["file"]).name for s in doc["skipped"]] == ["bad.jsonl"]
+    assert len(doc["runs"]) == 2
+    code, out, err = run_cli("fit", *map(str, records[1:]), "--out", str(tmp_path / "c"))
+    assert code == 0
+    assert json.loads((tmp_path / "c" / "run_correction.json").read_text())["time_factor"] == doc["time_factor"]
+
+
+@pytest.mark.parametrize("field, value", [("time_factor", float("nan")), ("time_factor", 0.0),
+                                          ("energy_factor", float("inf")), ("quantiles", {"time": [0.5, 1e9]})])
+def test_a_correction_with_unusable_numbers_is_never_applied(tmp_path, field, value):
+    gpu = tmp_path / "a100-sxm4-80gb"
+    gpu.mkdir()
+    doc = {"schema": "wattlint.run-correction/1", "gpu": {"key": "a100-sxm4-80gb", "is_cpu": False},
+           "time_factor": 1.1, "energy_factor": 1.05, "quantiles": {"time": [0.9, 1.2], "energy": [0.9, 1.2]},
+           "source": "test", "runs": []}
+    doc[field] = value
+    (gpu / "run_correction.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFitError, match="not a usable run correction"):
+        read_correction(gpu / "run_correction.json")
+    assert load_run_correction(tmp_path, "a100-sxm4-80gb") is None  # an estimate never uses it
+
+
+# ---- run records: nesting, impossible values ---------------------------------------------------------------------
+
+def test_deeply_nested_json_is_an_input_error(run_cli, records, tmp_path):
+    lines = records[0].read_text().split("\n")
+    lines.insert(1, '{"type": "event", "kind": ' + "[" * 100_000 + "}")
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("\n".join(lines))
+    code, out, err = run_cli("compare-run", str(deep))
+    assert code == 2 and "deep.jsonl:2: not a JSON line" in _one_line(err)
+    flat = tmp_path / "deep.json"
+    flat.write_text("[" * 100_000)
+    code, out, err = run_cli("compare-run", str(flat))
+    assert code == 2 and "nested too deeply" in _one_line(err)
+
+
+def _edit_first(src: Path, dst: Path, kind: str, edit) -> Path:
+    lines = src.read_text().split("\n")
+    for i, line in enumerate(lines):
+        if line and json.loads(line).get("type") == kind:
+            o = json.loads(line)
+            edit(o)
+            lines[i] = json.dumps(o)
+            break
+    else:
+        pytest.fail(f"no {kind} line")
+    dst.write_text("\n".join(lines))
+    return dst
+
+
+def test_record_values_no_run_can_have_are_refused(run_cli, records, tmp_path):
+    neg = _edit_first(records[0], tmp_path / "neg.jsonl", "header", lambda h: h.__setitem__("host_w", -100))
+    code, out, err = run_cli("compare-run", str(neg))
+    assert code == 2 and "header.host_w" in _one_line(err)
+
+    def wait_longer_than_the_window(w):
+        w["data_wait_s"] = [1e6] * max(1, len(w["step_times_s"]))
+    wait = _edit_first(records[0], tmp_path / "wait.jsonl", "window", wait_longer_than_the_window)
+    code, out, err = run_cli("compare-run", str(wait))
+    assert code == 2 and "longer than the window" in _one_line(err)
+
+
+# ---- baseline and configuration ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\nbaseline = "wattlint-baseline.json"\n\n'
+        '[[tool.wattlint.models]]\nname = "lm"\nsource = "lm.onnx"\nbatch-size = 8\nseq-len = 256\nsteps = 10\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_dangling_baseline_link_is_refused_not_followed(run_cli, project, tmp_path):
+    target = tmp_path / "elsewhere" / "base.json"
+    (project / "wattlint-baseline.json").symlink_to(target)
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "symbolic link to a missing file" in _one_line(err)
+    assert not target.exists() and not target.parent.exists()
+
+
+def test_a_baseline_number_beyond_any_float_is_an_input_error(run_cli, project):
+    (project / "wattlint-baseline.json").write_text(
+        '{"schema": "wattlint.baseline/1", "models": {"lm": {"energy_kwh": 1' + "0" * 340 + "}}}")
+    code, out, err = run_cli("check")
+    assert code == 2 and "energy_kwh" in _one_line(err)
+
+
+def test_a_deep_cache_file_is_a_miss_not_an_error(run_cli, project):
+    assert run_cli("check")[0] == 0
+    hashes = list(project.glob(".wattlint-cache/**/*.json"))
+    assert hashes, "the check wrote its cache"
+    for h in hashes:
+        h.write_text("[" * 100_000)
+    code, out, err = run_cli("check")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("text", [
+    '[project]\nname = "x"\n\n[tool]\nwattlint.gpu = "h100-sxm5-80gb"\n',  # TOML dotted keys: the same table
+    '\ufeff[tool.wattlint]\ngpu = "h100-sxm5-80gb"\n',  # a UTF-8 byte-order mark some editors write
+])
+def test_config_spellings_toml_allows_are_read(run_cli, tmp_path, monkeypatch, text):
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("lm.onnx", "--steps", "1", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["hardware"]["gpu"] == "h100-sxm5-80gb"
+
+
+def test_a_utf16_config_is_refused_not_ignored(run_cli, tmp_path, monkeypatch):
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_bytes('[tool.wattlint]\ngpu = "h100-sxm5-80gb"\n'.encode("utf-16"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("lm.onnx", "--steps", "1")
+    assert code == 2 and "not UTF-8" in _one_line(err)
+
+
+# ---- other tools' logs, calibration runs ---------------------------------------------------------------------------
+
+def test_a_codecarbon_log_the_csv_module_cannot_read_is_an_input_error(run_cli, tmp_path):
+    log = tmp_path / "emissions.csv"
+    from wattlint.tracking.interop import CODECARBON_COLUMNS
+
+    cols = sorted(CODECARBON_COLUMNS)
+    log.write_text(",".join(cols) + "\n" + ",".join(["x" * 200_000] + ["1"] * (len(cols) - 1)) + "\n")
+    code, out, err = run_cli("compare-run", str(log), "--model", "lm.onnx")
+    assert code == 2 and "not a readable CodeCarbon CSV log" in _one_line(err)
+
+
+def _fake_run(run_cli, out: Path, limit: int = 6) -> Path:
+    code, o, err = run_cli("calibrate", "--device", "fake", "--suite", TINY, "--out", str(out), "--limit", str(limit),
+                           "--no-progress")
+    assert code == 0, err
+    return next(out.glob("*.csv"))
+
+
+@pytest.mark.parametrize("content, expect", [
+    (b"\xff\xfe" + b"index,sample_id\n", "not UTF-8"),
+    ("a,b,c\n1,2,3\n".encode(), "columns are not this wattlint's calibration CSV layout"),
+])
+def test_resume_refuses_a_csv_it_cannot_continue(run_cli, tmp_path, content, expect):
+    csv_path = _fake_run(run_cli, tmp_path / "r", limit=2)
+    csv_path.write_bytes(content)
+    code, out, err = run_cli("calibrate", "--resume", str(csv_path), "--no-progress")
+    assert code == 2 and expect in _one_line(err)
+    assert csv_path.read_bytes() == content  # nothing appended
+
+
+def test_calibration_fit_skips_rows_no_device_can_produce(run_cli, tmp_path):
+    """A calibration CSV row with time_s 1e308 ended `wattlint fit` with OverflowError (exit 3): it is now skipped
+    and counted in the card's reasons, and the fit runs on the other rows."""
+    csv_path = _fake_run(run_cli, tmp_path / "r", limit=16)
+    rows = list(csv.DictReader(open(csv_path, newline="")))
+    rows[0]["time_s"] = "1e308"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, out, err = run_cli("fit", str(tmp_path / "r"), "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    card = (tmp_path / "m" / "card.json").read_text()
+    assert '"measured / prior time outside [0.0001, 10000]": 1' in card
