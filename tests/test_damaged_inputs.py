@@ -247,3 +247,35 @@ def test_calibration_fit_skips_rows_no_device_can_produce(run_cli, tmp_path):
     assert code == 0, err
     card = (tmp_path / "m" / "card.json").read_text()
     assert '"measured / prior time outside [0.0001, 10000]": 1' in card
+
+
+# ---- files of another wattlint version; the tracker's out= ---------------------------------------------------------
+
+def test_files_of_another_wattlint_version_say_so(run_cli, project, records):
+    (project / "wattlint-baseline.json").write_text('{"schema": "wattlint.baseline/2", "models": {}}')
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "written as wattlint.baseline/2 by another wattlint version" in _one_line(err)
+    assert (project / "wattlint-baseline.json").read_text() == '{"schema": "wattlint.baseline/2", "models": {}}'
+    newer = _edit_first(records[0], project / "newer.jsonl", "header", lambda h: h.__setitem__("schema",
+                                                                                                "wattlint.run/2"))
+    code, out, err = run_cli("compare-run", str(newer))
+    assert code == 2 and "written as wattlint.run/2 by another wattlint version" in _one_line(err)
+
+
+@pytest.mark.parametrize("name, make_file, expect", [("notes.txt", True, "is an existing file"),
+                                                     ("run.json", False, "name the file .jsonl")])
+def test_tracker_out_that_is_a_file_is_a_config_error(tmp_path, name, make_file, expect):
+    import wattlint
+    from wattlint.tracking.devices import FakeChannel
+    from wattlint.types import ConfigError
+
+    out = tmp_path / name
+    if make_file:
+        out.write_text("my notes\n")
+    with pytest.raises(ConfigError, match=expect):
+        with wattlint.track(out=out, display="quiet", channels=[FakeChannel(250.0)], static=False, steps=10):
+            pass
+    if make_file:
+        assert out.read_text() == "my notes\n"
+    else:
+        assert not out.exists()

@@ -34,6 +34,10 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; {_FIX}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise ConfigError(f"baseline {path}: not valid JSON ({' '.join(str(e).split())}); {_FIX}") from None
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if isinstance(schema, str) and schema != SCHEMA and schema.startswith(SCHEMA.split("/")[0] + "/"):
+        raise ConfigError(f"baseline {path}: written as {schema} by another wattlint version (this one reads "
+                          f"{SCHEMA}); update wattlint, or regenerate the baseline with this one")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("models"), dict):
         raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
     for name, entry in data["models"].items():

@@ -230,6 +230,10 @@ def read_record(path: str | Path) -> RunRecord:
     else:
         if torn:  # last line without newline but valid JSON: keep it
             torn = False
+    schema = objs[0].get("schema") if objs else None
+    if isinstance(schema, str) and schema != SCHEMA and schema.startswith(SCHEMA.split("/")[0] + "/"):
+        raise InputError(f"{p}: a run record written as {schema} by another wattlint version (this one reads "
+                         f"{SCHEMA}); update wattlint to read it")
     if not objs or objs[0].get("schema") != SCHEMA or objs[0].get("type") != "header":
         raise InputError(f"{p}: not a wattlint run record (first line must be a {SCHEMA} header)")
     for i, o in enumerate(objs):  # a record edited or damaged by hand: one clear line, never a crash further on
@@ -256,4 +260,6 @@ def is_run_record(path: str | Path) -> bool:
         o = json.loads(first.decode("utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(o, dict) and o.get("schema") == SCHEMA and o.get("type") == "header"
+    # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
+    return isinstance(o, dict) and str(o.get("schema")).startswith(SCHEMA.split("/")[0] + "/") and \
+        o.get("type") == "header"

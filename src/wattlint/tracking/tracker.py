@@ -84,6 +84,11 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     or a sweep's processes): created exclusively, so no record is ever overwritten and no run fails to start."""
     if out.suffix == ".jsonl":
         return run_id, out, RecordWriter(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is an existing file: pass a folder (records go in as <run id>.jsonl) or a "
+                          "new .jsonl path")
+    if out.suffix == ".json":
+        raise ConfigError(f"out={str(out)!r}: a run record is JSON Lines; name the file .jsonl, or pass a folder")
     for n in range(1, 10_000):
         rid = run_id if n == 1 else f"{run_id}-{n}"
         if (out / f"{rid}.jsonl").exists():
