@@ -89,3 +89,22 @@ def test_check_ignore_all_turns_every_rule_off(run_cli, project):
 def test_check_empty_selection_is_refused(run_cli, project, opt, value):
     code, out, err = run_cli("check", opt, value)
     assert code == 2 and f"{opt} {value!r} names no rule code" in err
+
+
+def test_check_notes_name_config_keys_not_flags(run_cli, tmp_path, monkeypatch):
+    """Under `check` every option came from [tool.wattlint]: the notes' advice names its keys (loader-sample-time),
+    as its errors do, not the command line's flags (--loader-sample-time)."""
+    shutil.copy(ONNX, tmp_path / "lm.onnx")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n\n[[tool.wattlint.models]]\nname = "lm"\nsource = "lm.onnx"\n'
+        'batch-size = 8\nseq-len = 256\nepochs = 1\ndataset-size = 64\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check", "--no-cache", "--format", "json")
+    assert code in (0, 1), err
+    notes = json.loads(out)["models"][0]["assumptions"]
+    assert any("(loader-sample-time to state" in a for a in notes), notes
+    assert not [a for a in notes if "--loader-sample-time" in a or "--optimizer " in a]
+    # the estimate command keeps the flags
+    code, out, err = run_cli("lm.onnx", "--gpu", "a100-sxm4-80gb", "--batch-size", "8", "--epochs", "1",
+                             "--dataset", "64", "--format", "json")
+    assert any("--loader-sample-time" in a for a in json.loads(out)["assumptions"])

@@ -188,6 +188,8 @@ def estimate_model(m, config):
         # every option here came from the configuration: name its keys, not the command line's flags
         raise type(e)(f"model {m.name!r} ({m.raw_source}): {as_config_keys(str(e))}") from None
     findings = [f if f.model else dataclasses.replace(f, model=m.name) for f in est.findings]
+    # the notes' advice names the configuration's keys ('loader-sample-time'), not the command line's flags
+    est = dataclasses.replace(est, assumptions=tuple(as_config_keys(a) for a in est.assumptions))
     return summarize(est), findings
 
 
