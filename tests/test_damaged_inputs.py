@@ -279,3 +279,25 @@ def test_tracker_out_that_is_a_file_is_a_config_error(tmp_path, name, make_file,
         assert out.read_text() == "my notes\n"
     else:
         assert not out.exists()
+
+
+def test_calibrate_suite_naming_a_folder_says_so(run_cli, tmp_path):
+    code, out, err = run_cli("calibrate", "--device", "fake", "--suite", str(tmp_path), "--plan")
+    assert code == 2 and "is a folder" in _one_line(err)
+
+
+@pytest.mark.parametrize("inside, code", [(True, 3), (False, 2)])
+def test_a_missing_file_of_wattlint_itself_is_an_internal_error(run_cli, monkeypatch, tmp_path, inside, code):
+    """An OSError naming a file is the user's input (exit 2) unless the file is wattlint's own: a packaged data file
+    that cannot be read is our bug (exit 3), never reported as the user's bad input."""
+    import wattlint
+    import wattlint.commands.gpus as gpus
+
+    name = Path(wattlint.__file__).parent / "data" / "missing.toml" if inside else tmp_path / "mine.json"
+
+    def boom(args):
+        raise FileNotFoundError(2, "No such file or directory", str(name))
+    monkeypatch.setattr(gpus, "run", boom)
+    got, out, err = run_cli("gpus")
+    assert got == code, err
+    assert ("internal error" in err) == inside

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+from pathlib import Path
 import sys
 
 from . import __version__
@@ -108,6 +109,15 @@ def _refuse_command_typo(word: str) -> None:
                          "the commands; a model source is file.onnx, config.json or module:attr)")
 
 
+def _inside_package(filename) -> bool:
+    """Whether an OSError's file is one of wattlint's own (a missing or unreadable packaged data file is our bug, exit
+    3, never the user's input)."""
+    try:
+        return Path(os.path.abspath(os.fsdecode(filename))).is_relative_to(Path(__file__).resolve().parent)
+    except (TypeError, ValueError):
+        return False
+
+
 def _raised_by_json(e: BaseException) -> bool:
     """Whether ``e`` came out of the json decoder (its innermost Python frame is in the json package)."""
     tb, last = e.__traceback__, None
@@ -186,7 +196,7 @@ def _main(argv: list[str]) -> int:
         if os.environ.get("WATTLINT_DEBUG"):
             raise
         # a path the user gave that cannot be read or written, or a user's file that is not JSON: input errors
-        if isinstance(e, OSError) and e.filename is not None:
+        if isinstance(e, OSError) and e.filename is not None and not _inside_package(e.filename):
             print(f"wattlint: error: {_one_line(f'{e.filename}: {e.strerror or e}')}", file=sys.stderr)
             return 2
         if isinstance(e, json.JSONDecodeError):

@@ -135,6 +135,8 @@ def suites_dir() -> Path:
 def resolve_suite_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
+        if p.is_dir():
+            raise ConfigError(f"suite {name_or_path!r} is a folder: name a suite's .toml file (or a built-in suite)")
         if not p.is_file():
             raise ConfigError(f"suite file {name_or_path!r} not found")
         return p
