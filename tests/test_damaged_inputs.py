@@ -71,8 +71,7 @@ def _with_static_time(src: Path, dst: Path, time_s: float) -> Path:
 
 
 def test_an_implausible_record_is_skipped_and_never_reaches_the_correction(run_cli, records, tmp_path):
-    """A record predicting 1e6 s per step (measured: milliseconds) is no calibration signal (1e308, refused by the
-    schema since, wrote 'time x0.000' and NaN ranges before; it is
+    """A record predicting 1e6 s per step (measured: milliseconds) is no calibration signal (1e308 wrote 'time x0.000' and NaN ranges before; it is
     now skipped with its reason, and the correction of the other records is the one written without it."""
     bad = _with_static_time(records[0], tmp_path / "bad.jsonl", 1e6)  # within the schema's bound, 1e6 x measured
     code, out, err = run_cli("fit", str(bad), str(records[1]), "--out", str(tmp_path / "a"))
@@ -301,3 +300,81 @@ def test_a_missing_file_of_wattlint_itself_is_an_internal_error(run_cli, monkeyp
     got, out, err = run_cli("gpus")
     assert got == code, err
     assert ("internal error" in err) == inside
+
+
+# ---- review of the fixes above (2026-12-06) -------------------------------------------------------------------------
+
+def test_a_baseline_link_named_as_a_path_still_checks_every_model(run_cli, project, tmp_path):
+    """pre-commit passes the changed files: the baseline (a link to a shared file) among them selects all models."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "b.json").write_text('{"schema": "wattlint.baseline/1", "models": {}}\n')
+    (project / "wattlint-baseline.json").symlink_to(shared / "b.json")
+    code, out, err = run_cli("check", "wattlint-baseline.json", "--no-cache", "--format", "json")
+    assert code in (0, 1), err
+    assert [m["name"] for m in json.loads(out)["models"]] == ["lm"]
+
+
+def test_a_baseline_path_through_a_linked_folder_is_the_file_the_os_opens(tmp_path):
+    from wattlint.config import parse_config
+
+    (tmp_path / "s2" / "inner").mkdir(parents=True)
+    (tmp_path / "p2").mkdir()
+    (tmp_path / "p2" / "ci").symlink_to(tmp_path / "s2" / "inner")
+    cfg = parse_config({"baseline": "ci/../b.json"}, root=tmp_path / "p2")
+    assert cfg.baseline_path == (tmp_path / "s2" / "b.json").resolve()
+    link = tmp_path / "p2" / "wb.json"
+    link.symlink_to(tmp_path / "s2" / "b.json")
+    assert parse_config({"baseline": "wb.json"}, root=tmp_path / "p2").baseline_path == link  # the link kept
+
+
+def test_a_folder_fit_leaves_out_a_record_of_another_version(run_cli, records, tmp_path):
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    for r in records:
+        shutil.copy(r, folder / r.name)
+    _edit_first(records[0], folder / "newer.jsonl", "header", lambda h: h.__setitem__("schema", "wattlint.run/2"))
+    code, out, err = run_cli("fit", str(folder), "--out", str(tmp_path / "c"))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "c" / "run_correction.json").read_text())
+    assert "newer.jsonl" not in json.dumps(doc) and len(doc["runs"]) + len(doc["skipped"]) == len(records)
+
+
+def test_a_huge_static_estimate_in_a_record_still_reads(records, tmp_path):
+    """The static estimate is wattlint's own output and has no bound in the schema: a record of an absurd plan (1.4e7
+    s per step) must stay readable, its measured run is the user's."""
+    from wattlint.tracking.record import read_record
+
+    rec = _with_static_time(records[0], tmp_path / "big.jsonl", 1.4e7)
+    assert read_record(rec).header["static"]["per_step"]["time_s"] == 1.4e7
+
+
+def test_an_output_name_starting_with_dashes_and_holding_a_space_is_a_value(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(str(ROOT / "examples" / "gpt2-tiny.onnx"), "--steps", "1", "-o", "--my report.json",
+                             "--format", "json")
+    assert code == 0, err
+    assert json.loads((tmp_path / "--my report.json").read_text())["plan"]["steps"] == 1
+
+
+def test_a_plain_tool_wattlint_value_is_not_a_config(tmp_path, monkeypatch):
+    from wattlint.config import find_pyproject
+
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "h100-sxm5-80gb"\n')
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "pyproject.toml").write_text('[tool]\nwattlint = "1.0"\n')
+    assert find_pyproject(sub) == tmp_path / "pyproject.toml"
+
+
+def test_a_recursion_error_of_our_own_json_encoding_is_internal(run_cli, monkeypatch):
+    import wattlint.commands.gpus as gpus
+
+    def deep(args):
+        x: list = []
+        for _ in range(100_000):
+            x = [x]
+        json.dumps(x)
+    monkeypatch.setattr(gpus, "run", deep)
+    code, out, err = run_cli("gpus")
+    assert code == 3 and "internal error" in err

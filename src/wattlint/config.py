@@ -13,7 +13,6 @@ validated against the lint registry (pure Python, light).
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,7 +184,7 @@ def _has_dotted_table(text: str) -> bool:
     except (_toml.TOMLDecodeError, RecursionError):
         return False
     tool = data.get("tool")
-    return isinstance(tool, dict) and "wattlint" in tool
+    return isinstance(tool, dict) and isinstance(tool.get("wattlint"), dict)
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -271,9 +270,10 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
     rule_options = _parse_rule_options(table.get("rules"), where, known_codes, rule_option_specs)
 
     root = Path(root).resolve()
-    if "baseline" in kwargs:  # not resolved: a baseline that is a link stays a link (write_baseline's checks)
-        q = Path(kwargs["baseline"]).expanduser()
-        kwargs["baseline"] = Path(os.path.abspath(q if q.is_absolute() else root / q))
+    if "baseline" in kwargs:  # its folder resolved, the file itself not: a baseline that is a link stays a link
+        q = Path(kwargs["baseline"]).expanduser()  # (write_baseline refuses a dangling one, writes through a live one)
+        q = q if q.is_absolute() else root / q
+        kwargs["baseline"] = q.parent.resolve() / q.name
     for key in ("cache_dir", "models_dir"):
         if key in kwargs:
             kwargs[key] = _resolve(root, kwargs[key])

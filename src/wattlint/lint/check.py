@@ -38,7 +38,7 @@ def select_models(config, paths: list[Path], force_exclude: bool) -> list:
             ap = (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
             if force_exclude and config.is_excluded(ap):
                 continue
-            if ap.name == "pyproject.toml" or ap == config.baseline_path or \
+            if ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
                     (config.path is not None and ap == config.path):
                 run_all = True
             targets.append(ap)

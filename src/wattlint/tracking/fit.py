@@ -97,7 +97,9 @@ def record_files(paths: Sequence[str]) -> list[Path]:
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            out.extend(f for f in sorted(pp.glob("*.jsonl")) if is_run_record(f))
+            # a folder's records of this version only (one written by another wattlint version is left out, as
+            # any other file; named explicitly, read_record says which version wrote it)
+            out.extend(f for f in sorted(pp.glob("*.jsonl")) if is_run_record(f, exact=True))
         elif pp.is_file():
             out.append(pp)
         else:

@@ -252,8 +252,9 @@ def read_record(path: str | Path) -> RunRecord:
     return rec
 
 
-def is_run_record(path: str | Path) -> bool:
-    """True when the file's first line is a wattlint.run header (cheap: reads one line)."""
+def is_run_record(path: str | Path, exact: bool = False) -> bool:
+    """True when the file's first line is a wattlint.run header (cheap: reads one line); ``exact``: of this
+    version's schema only."""
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
@@ -261,5 +262,6 @@ def is_run_record(path: str | Path) -> bool:
     except (OSError, ValueError):
         return False
     # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
-    return isinstance(o, dict) and str(o.get("schema")).startswith(SCHEMA.split("/")[0] + "/") and \
-        o.get("type") == "header"
+    if not (isinstance(o, dict) and o.get("type") == "header"):
+        return False
+    return o.get("schema") == SCHEMA if exact else str(o.get("schema")).startswith(SCHEMA.split("/")[0] + "/")
