@@ -378,3 +378,34 @@ def test_a_recursion_error_of_our_own_json_encoding_is_internal(run_cli, monkeyp
     monkeypatch.setattr(gpus, "run", deep)
     code, out, err = run_cli("gpus")
     assert code == 3 and "internal error" in err
+
+
+@pytest.mark.parametrize("where", ["create", "header"])
+def test_a_record_that_cannot_be_written_at_start_never_stops_the_training(tmp_path, monkeypatch, where):
+    """TRACKING.md: measuring never stops your training. A disk full when the record is created or its header
+    written raised OSError into the user's `with` block and left a torn file: now a RuntimeWarning, the loop runs,
+    no file is left."""
+    import errno
+
+    import wattlint
+    from wattlint.tracking import record
+    from wattlint.tracking.devices import FakeChannel
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    if where == "create":
+        monkeypatch.setattr(record.RecordWriter, "__init__", full)
+    else:
+        monkeypatch.setattr(record.RecordWriter, "write", full)
+    steps = 0
+    with pytest.warns(RuntimeWarning, match="No space left on device"):
+        with wattlint.track(out=tmp_path / "runs", display="quiet", channels=[FakeChannel(250.0)], static=False,
+                            steps=5) as t:
+            for _ in range(5):
+                t.step()
+                steps += 1
+    assert steps == 5 and t.summary()["status"] == "completed" and t.summary()["path"] is None
+    if where == "header":  # the folder was made and the file created: the torn file is removed
+        assert (tmp_path / "runs").is_dir() and not list((tmp_path / "runs").iterdir())
+    else:
+        assert not (tmp_path / "runs").exists()

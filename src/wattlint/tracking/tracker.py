@@ -100,6 +100,18 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     raise ConfigError(f"{out}: no free record name for {run_id} (9,999 taken); pass another out=")
 
 
+class _NullWriter:
+    """Stands in for the record writer when the record could not be created or its header written."""
+
+    lines = 0
+
+    def write(self, obj) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _modelled_host_w_per_gpu(spec, gpus_per_node: int) -> tuple[float, str]:
     """Host watts per tracked GPU when no static estimate states them, and how: the estimate's platform-class rule
     (energy.system.host_power_w_per_job_gpu) for a GPU in the database, else the stated flat fallback."""
@@ -375,7 +387,11 @@ class Tracker:
         stamp = _stamp()
         label = self.name or (self.identity.get("name") or "run")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(label))[:60]
-        self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}{_rank_suffix()}")
+        try:
+            self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}{_rank_suffix()}")
+        except OSError as e:  # disk full, no permission: measure nothing, but never stop the training
+            self.run_id, self.path, self._writer = f"{stamp}-{label}", None, _NullWriter()
+            self._stop_tracking(e, "no run record is written; training continues", stacklevel=3)
         import wattlint
 
         torch = sys.modules.get("torch")
@@ -397,7 +413,16 @@ class Tracker:
                          "torch": getattr(torch, "__version__", None)},
             "notes": self.notes,
         }
-        self._writer.write(header)
+        try:
+            self._writer.write(header)
+        except OSError as e:  # the header did not fit on the disk: drop the torn file, keep training
+            self._writer, torn, self.path = _NullWriter(), self.path, None
+            self._stop_tracking(e, "no run record is written; training continues", stacklevel=3)
+            try:
+                if torn is not None:
+                    os.unlink(torn)  # our own file of this second, holding nothing of the user's
+            except OSError:
+                pass
         self.started = True
         self._t_start = self.clock()
         for c in self.channels:
@@ -620,10 +645,12 @@ class Tracker:
                     c.close()
                 except Exception:  # noqa: BLE001
                     pass
-        self._summary = {**summary, "path": str(self.path), "static": self.static, "notes": self.notes}
+        self._summary = {**summary, "path": str(self.path) if self.path else None, "static": self.static,
+                         "notes": self.notes}
         self._display.end(_display.summary_lines(self._summary))
         return self._summary
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (after close), else the live analysis."""
-        return self._summary or {"status": "running", "analysis": self.analysis, "path": str(self.path)}
+        return self._summary or {"status": "running", "analysis": self.analysis,
+                                 "path": str(self.path) if self.path else None}
