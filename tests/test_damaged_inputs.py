@@ -409,3 +409,21 @@ def test_a_record_that_cannot_be_written_at_start_never_stops_the_training(tmp_p
         assert (tmp_path / "runs").is_dir() and not list((tmp_path / "runs").iterdir())
     else:
         assert not (tmp_path / "runs").exists()
+
+
+def test_a_record_line_that_is_not_utf8_is_refused_by_every_reader(run_cli, records, tmp_path):
+    """fit decoded a damaged record with errors='replace' (and fitted it) where compare-run refused it: both now
+    name the line; a torn multi-byte character at the very end of a killed run stays a torn tail."""
+    lines = records[0].read_bytes().split(b"\n")
+    assert b'"run_id":"' in lines[0]
+    lines[0] = lines[0].replace(b'"run_id":"', b'"run_id":"\xff', 1)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines))
+    for argv in (("compare-run", str(bad)), ("fit", str(bad), *map(str, records[1:]), "--out", str(tmp_path / "c"))):
+        code, out, err = run_cli(*argv)
+        assert code == 2 and "bad.jsonl:1: not UTF-8" in _one_line(err), argv
+    from wattlint.tracking.record import read_record
+
+    torn = tmp_path / "torn.jsonl"
+    torn.write_bytes(records[0].read_bytes().rstrip(b"\n") + b'\n{"type": "window", "x": "\xc3')
+    assert read_record(torn).torn_tail

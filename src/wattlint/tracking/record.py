@@ -216,7 +216,17 @@ def read_record(path: str | Path) -> RunRecord:
     elif lines:
         torn = True  # no final newline: the last write did not complete
     objs: list[dict[str, Any]] = []
+    raw_lines = raw.split(b"\n")
     for i, line in enumerate(lines):
+        if "\ufffd" in line:  # a byte that is not UTF-8: the tracker writes UTF-8, so a damaged line (or a torn
+            try:               # multi-byte character at the very end of a killed run's last line)
+                raw_lines[i].decode("utf-8")
+            except UnicodeDecodeError as e:
+                if i == len(lines) - 1:
+                    torn = True
+                    break
+                raise InputError(f"{p}:{i + 1}: not UTF-8 (byte {e.start} of the line): the record is damaged") \
+                    from None
         try:
             o = json.loads(line)
         except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than a record ever is
@@ -258,7 +268,7 @@ def is_run_record(path: str | Path, exact: bool = False) -> bool:
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
-        o = json.loads(first.decode("utf-8"))
+        o = json.loads(first.decode("utf-8", errors="replace"))  # read_record then says what is wrong
     except (OSError, ValueError):
         return False
     # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
