@@ -239,3 +239,19 @@ def test_torch_version_errors_say_what_is_wrong(version, says):
     """'0.4' is a MAJOR.MINOR version: the error must say it is out of range, not that the format is wrong."""
     with pytest.raises(InputError, match=says):
         framework.parse(version)
+
+
+@pytest.mark.parametrize("optimizer, version, stated", [
+    ("adamw", "1.13", True),   # fused AdamW arrived in 2.0 (pytorch/pytorch#88015, after the 1.13 branch)
+    ("adamw", "2.0", False),
+    ("adam", "1.12", True),    # fused Adam is 1.13's (pytorch/pytorch#90752)
+    ("adam", "1.13", False),
+    ("sgd", "1.10", False),    # not checked for SGD: nothing claimed
+])
+def test_fused_optimizer_before_its_release_is_stated(optimizer, version, stated):
+    lines = framework.notes(framework.parse(version), optimizer_impl_default=False, attention_default=False,
+                            optimizer=optimizer, optimizer_impl="fused")
+    assert any("has no fused=True before" in line for line in lines) == stated, lines
+    # foreach / for-loop never get the line
+    assert not framework.notes(framework.parse(version), optimizer_impl_default=False, attention_default=False,
+                               optimizer=optimizer, optimizer_impl="foreach")

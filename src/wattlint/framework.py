@@ -23,6 +23,10 @@ dispatch differ. Each rule below is a documented default of PyTorch, with the re
   kernels (SDPA in 2.0 / 2.1, and the ``flash-attn`` 1.x package that 1.x-era stacks such as llm-foundry v0.2 used):
   attention records are tagged ``fa1`` (wattlint.energy.prior prices them at FlashAttention-1 speed).
 
+* fused optimizers: ``torch.optim.Adam(fused=True)`` exists from 1.13 and ``AdamW(fused=True)`` from 2.0; an
+  earlier version with ``--optimizer-impl fused`` is priced as asked (apex's FusedAdam ran on older torch) and the
+  assumption line says torch's own optimizer had no such path.
+
 Not a version rule: GEMMs and convolutions on Hopper run at full speed on CUDA 11.8 builds too. cuBLAS and cuDNN ship
 NVIDIA's own Hopper kernels whatever toolkit PyTorch itself was compiled with: cuBLAS 11.11 (CUDA 11.8) ran a bf16
 2048 x 8192 x 8192 GEMM at 720 TFLOPS on an H100 (pytorch/pytorch#100850).
@@ -46,6 +50,10 @@ ZERO_GRAD_SET_TO_NONE = (2, 0)
 CUDNN_FP16_DEPTHWISE = (1, 11)
 TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
+# The first release whose torch.optim optimizer takes fused=True: Adam 1.13 (pytorch/pytorch#90752 reports "the 1.13
+# Adam(fused=true) implementation"), AdamW 2.0 (its fused kernel, pytorch/pytorch#88015, merged after the 1.13
+# branch). SGD / Adadelta: not checked here, so not stated.
+FUSED_OPTIMIZER = {"adam": (1, 13), "adamw": (2, 0)}
 
 
 # The first PyTorch release whose official CUDA builds run on a GPU generation (the CUDA toolkit that added its
@@ -106,16 +114,25 @@ def flash_attention_1(v: tuple[int, int] | None) -> bool:
     return v is not None and v < FLASH_ATTENTION_2
 
 
+_OPT_CLASS = {"adam": "Adam", "adamw": "AdamW"}
+
+
 def fmt(v: tuple[int, int]) -> str:
     return f"{v[0]}.{v[1]}"
 
 
 def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_default: bool, onnx: bool = False,
-          depthwise: bool = False, fused_attention: bool = False) -> list[str]:
+          depthwise: bool = False, fused_attention: bool = False, optimizer: str | None = None,
+          optimizer_impl: str | None = None) -> list[str]:
     """The assumption lines a version adds to an analysis (only the rules that changed something)."""
     if v is None:
         return []
     out = []
+    first = FUSED_OPTIMIZER.get(optimizer or "")
+    if optimizer_impl == "fused" and first and v < first:
+        out.append(f"torch {fmt(v)}: torch.optim.{_OPT_CLASS[optimizer]} has no fused=True before {fmt(first)}; "
+                   "priced as one fused kernel as asked (an outside implementation such as apex's FusedAdam; "
+                   "--optimizer-impl foreach or for-loop for torch's own)")
     if optimizer_impl_default and v < FOREACH_DEFAULT:
         out.append(f"torch {fmt(v)}: single-tensor (for-loop) optimizer, the default before 2.0")
     if v < SDPA and onnx:
@@ -138,7 +155,8 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
     return out
 
 
-def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False):
+def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False,
+          optimizer: str | None = None, optimizer_impl: str | None = None):
     """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
     fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2,
     ``extra["torch_version"]`` set, and the assumption lines (``*_default``: the frontend chose the optimizer
@@ -162,6 +180,7 @@ def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, a
                         if r.kind is OpKind.ATTENTION and not r.dim("fa1", 0) else r for r in records)
     extra = {**dict(graph.extra), "torch_version": fmt(v)}
     lines = notes(v, optimizer_impl_default=optimizer_impl_default, attention_default=attention_default,
-                  onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention)
+                  onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention,
+                  optimizer=optimizer, optimizer_impl=optimizer_impl)
     return dataclasses.replace(graph, records=records, extra=extra,
                                assumptions=tuple(graph.assumptions) + tuple(lines))

@@ -81,7 +81,7 @@ def analyze(source, *, inputs: list[str] | dict | None = None, batch_size: int |
                      attention=attention or framework.default_attention(framework.parse(torch_version)),
                      grads_to_none=framework.grads_to_none_by_default(framework.parse(torch_version)))
     graph = framework.apply(graph, torch_version, optimizer_impl_default=optimizer_impl is None,
-                            attention_default=attention is None)
+                            attention_default=attention is None, optimizer=optimizer, optimizer_impl=optimizer_impl)
     return _note_unapplied(graph, attention, capacity_factor)
 
 
