@@ -35,7 +35,7 @@ ROOT_LAYER = "(root)"
 PHASES = ("forward", "backward", "optimizer", "idle_gaps", "communication", "tensor_parallel", "pipeline_p2p",
           "expert_all_to_all", "context_parallel", "pipeline_bubble")
 MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): N all "
-                  "parameters, attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
+                  "parameters (an untied input embedding too, whose lookup does no FLOPs), attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included; causal attention "
                   "as the s(s+1)/2 pairs the kernel computes, so HFU can sit below MFU) / (step time x GPUs x dense "
                   "peak)")

@@ -225,6 +225,10 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
                      "fp16" else "bf16") + "), fp32 master copy 4 bytes per trainable parameter (sharded like the "
                      "optimizer state), gradients " + ("2 bytes (fp16)" if plan.precision == "fp16" else
                      "4 bytes (fp32 accumulation buffer, as Megatron-LM keeps for bf16)") + ", no cached weight casts")
+    elif graph.extra.get("fp32_master_weights") and trainable:  # an ONNX graph stored in fp16 / bf16
+        master = 4.0 * trainable
+        notes.append("half-precision weights in the graph, trained in mixed precision: an fp32 master copy, 4 bytes "
+                     "per trainable parameter (sharded like the optimizer state)")
     opt_name = (plan.optimizer or "adamw").lower()
     opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * 4.0
     sharding = (plan.sharding or "none").lower()
@@ -260,7 +264,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         "loss_transient": int(loss_tmp),
         "workspace": int(WORKSPACE_BYTES + frag),
     }
-    if megatron:
+    if master:
         breakdown["master_weights"] = int(master)
     return {
         "peak_bytes_per_gpu": int(total),

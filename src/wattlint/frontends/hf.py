@@ -88,6 +88,11 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
                 if not 0 <= v <= limit:
                     raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
                                      "not a model this tool can build")
+                if k in ("num_experts_per_tok", "moe_top_k", "num_selected_experts") and v < 1 and any(
+                        (data.get(e) or 0) > 0 for e in ("num_local_experts", "num_experts", "n_routed_experts",
+                                                         "moe_num_experts")):
+                    raise InputError(f"{where}: {_prefix}{k} = {v!r}: a mixture-of-experts layer routes each token to "
+                                     "at least one expert (top-k >= 1)")
                 if what == "vocab" and v < 1:
                     raise InputError(f"{where}: {_prefix}{k} = {v!r}: a vocabulary needs at least one token (the "
                                      "embedding and the output layer would be empty)")
@@ -138,7 +143,32 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     except Exception as e:  # noqa: BLE001 - e.g. huggingface_hub's strict-dataclass validation of bad values
         msg = " ".join(str(e).split())
         raise InputError(f"{where}: invalid {model_type} config: {type(e).__name__}: {msg}") from None
+    amap = dict(getattr(config, "attribute_map", None) or {})  # alias -> stored key (GPT-2: hidden_size -> n_embd)
+    given = set(data) | {amap[k] for k in data if k in amap} | {a for a, real in amap.items() if real in data}
+    filled = {k: getattr(config, k) for k in _CORE_SIZES if k not in given and amap.get(k, k) not in given
+              and isinstance(getattr(config, k, None), int) and not isinstance(getattr(config, k), bool)}
+    if filled:
+        _DEFAULTED[id(config)] = (type(config).__name__, filled)
     return config
+
+
+# the sizes that make a model's cost: when config.json leaves one out, transformers' class default fills it in (a
+# bare {"model_type": "llama"} is Llama-2-7B's 6.6 B parameters), which the estimate states
+_CORE_SIZES = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+               "vocab_size", "n_layer", "n_embd", "n_head", "d_model", "num_layers", "num_heads", "d_ff",
+               "num_local_experts", "num_experts_per_tok")
+_DEFAULTED: dict[int, tuple[str, dict[str, int]]] = {}
+
+
+def defaulted_sizes_note(config) -> str | None:
+    """The assumption line naming the sizes transformers filled in for ``config`` (loaded by :func:`load_config`)."""
+    got = _DEFAULTED.pop(id(config), None)
+    if not got:
+        return None
+    cls, filled = got
+    sizes = ", ".join(f"{k} {v:,}" for k, v in filled.items())
+    return (f"config.json does not give {', '.join(filled)}: {cls}'s defaults used ({sizes}); write them in the "
+            "config to estimate another size")
 
 
 def _unknown_model_type(where: str, model_type: str, e: Exception) -> str:
@@ -251,6 +281,9 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
     notes = list(assumptions)
+    filled = defaulted_sizes_note(config)
+    if filled:
+        notes.append(filled)
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")

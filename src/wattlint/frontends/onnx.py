@@ -33,6 +33,9 @@ _PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3fn
 _FP32_OPS = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
              "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "BatchNormalization",
              "InstanceNormalization", "Softmax", "LogSoftmax"}
+# iterations of one ONNX Loop in one step: its body's cost is multiplied by the trip count (it was capped at 2**20
+# silently, pricing a 4e6-trip Loop 3.8x low); beyond this a graph is not a training step
+MAX_LOOP_TRIPS = 1 << 30
 # module type shown for a scope, from the op that defines it (PyTorch class names where they are unambiguous)
 _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linear", "MatMul": "Linear",
                 "BatchNormalization": "BatchNorm", "LayerNormalization": "LayerNorm",
@@ -237,6 +240,8 @@ class _Analysis(_Validate, _Shapes):
                          optimizer=self.optimizer,
                          extra={"activation_bytes": act_bytes, "optimizer_impl": self.optimizer_impl,
                                 "folded_batchnorm": bool(self.folded_bn),
+                                # the assumption line above: memory then holds an fp32 master copy
+                                "fp32_master_weights": bool(getattr(self, "half_params", False)),
                                 "external_initializers": self.external,
                                 "opset": _opset(self.model),
                                 **({"loss_logits_elems": self.loss_logits[0], "loss_logits_bytes": self.loss_logits[1]}
@@ -626,10 +631,16 @@ class _Analysis(_Validate, _Shapes):
             return
         if node.op_type == "Loop":
             trips = self._int_value(node.input[0]) if node.input and node.input[0] else None
+            label = f"Loop {node.name}" if node.name else "an unnamed Loop"
             if trips is None:
                 trips = 1
-                self.assumptions.append(f"Loop {node.name or ''}: trip count unknown, counted once")
-            trips = max(0, min(int(trips), 1 << 20))
+                self.assumptions.append(f"{label}: trip count unknown, counted once")
+            elif int(trips) < 0:
+                self.assumptions.append(f"{label}: trip count {int(trips)} < 0, counted as 0 iterations")
+            elif int(trips) > MAX_LOOP_TRIPS:
+                raise InputError(f"{label}: trip count {int(trips):,} is more than {MAX_LOOP_TRIPS:,} iterations "
+                                 "in one step: not a training graph this tool can price")
+            trips = max(0, int(trips))
         else:
             nscan = int(attrs["num_scan_inputs"].i) if "num_scan_inputs" in attrs else 1
             first_scan = len(node.input) - nscan
@@ -713,10 +724,9 @@ class _Analysis(_Validate, _Shapes):
     # ---- loss, optimizer, notes -------------------------------------------------------------------------------
     def _loss(self, g) -> tuple[list, list]:
         out = self._loss_output(g)
-        if out is None:
-            self.assumptions.append("no float output: no loss assumed, backward not synthesized")
-            self.bwd = []
-            return [], []
+        if out is None:  # as the PyTorch frontend: a training estimate needs a loss
+            raise InputError(f"{self.path}: the graph has no floating-point output to build a loss from: nothing to "
+                             "train (an ONNX export of a training model ends in its logits or loss)")
         dt, shape = self.types.get(out, ("float32", None))
         if not shape:
             self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
@@ -766,6 +776,7 @@ class _Analysis(_Validate, _Shapes):
                                      dtype=pdt, shapes=(tuple(t.dims),), flops=c.flops, bytes_read=c.bytes_read,
                                      bytes_written=c.bytes_written, status=Status.HANDLED,
                                      module_type=self.module_types.get(module, ""), dims=c.dims))
+        self.half_params = half_params
         if half_params:
             self.assumptions.append("half-precision weights in the graph: trained with fp32 master weights and "
                                     "fp32 optimizer state (mixed precision)")
@@ -783,8 +794,13 @@ class _Analysis(_Validate, _Shapes):
                 "fused": "one fused kernel (fused=True, one pass)",
                 "for-loop": "torch's single-tensor kernels (foreach=False: each elementwise op launched once per "
                             "parameter tensor)"}[self.optimizer_impl]
-        a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
-                 f"(optimizer: {self.optimizer}, as {impl})")
+        if self.trainable:
+            a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
+                     f"(optimizer: {self.optimizer}, as {impl})")
+        else:
+            a.append("no trainable parameters: the graph has no float initializers used as weights (weights fed as "
+                     "graph inputs, or quantized ones, are not parameters here): forward and backward are priced, "
+                     "no weight gradients and no optimizer step")
         if not self.has_bn and not self.folded_bn and self._likely_folded():
             self.folded_bn = True
         if self.folded_bn:

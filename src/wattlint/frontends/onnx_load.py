@@ -59,6 +59,14 @@ def _load(p: Path):
         raise InputError(f"{p}: not an ONNX model (no graph nodes; truncated file or another format?)")
     if model.ir_version <= 0 or model.ir_version > 100:
         raise InputError(f"{p}: not an ONNX model (ir_version {model.ir_version})")
+    if len(model.functions):  # model-local functions (an exporter's custom modules): priced as the nodes they are
+        from onnx.inliner import inline_local_functions
+
+        try:
+            model = inline_local_functions(model)
+        except Exception as e:  # noqa: BLE001 - a malformed function body is the user's graph
+            raise InputError(f"{p}: its local functions cannot be inlined ({_one_line(e) or type(e).__name__})") \
+                from None
     return model
 
 def _one_line(e: BaseException) -> str:

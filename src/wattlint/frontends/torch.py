@@ -677,6 +677,12 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             raise
         what = (f"the model called sys.exit({e.code!r})" if isinstance(e, SystemExit) else
                 f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if isinstance(e, RuntimeError) and "does not require grad" in str(e):  # torch's words for nothing to train
+            what = ("nothing to train: the loss does not depend on any trainable parameter (no parameters, all "
+                    "frozen, only buffers, or outputs computed under torch.no_grad() / .detach())")
+        elif isinstance(e, (RuntimeError, AssertionError)) and ("CUDA" in str(e) or "meta tensor" in str(e)):
+            what += (" (wattlint builds the model on the meta device, without a GPU: a model that moves itself "
+                     "with .cuda() / .to(device) inside its factory or forward cannot be traced; move it outside)")
         raise InputError(f"tracing the model failed: {what}") from (None if isinstance(e, SystemExit) else e)
     finally:
         quiet.__exit__(None, None, None)

@@ -89,8 +89,8 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                                               "--loader-sample-time; in Time)"))
     ut = est.utilization
     if ut is not None:
-        below = ("; HFU counts the FLOPs traced, causal attention as the half it computes, so it can sit below MFU"
-                 if ut.hfu < ut.mfu else "")
+        below = ("; HFU counts the FLOPs traced (causal attention as the half it computes, no FLOPs for an input "
+                 "embedding's lookup, which MFU's N includes), so it can sit below MFU" if ut.hfu < ut.mfu else "")
         rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
                                    f"{ut.hfu:.1%}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))

@@ -1,0 +1,128 @@
+"""Odd but legal model sources (a review fuzzed the frontends on 2026-12-06): each is priced right and says what it
+assumed, or is refused with one line; expected values by hand."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+from onnx import numpy_helper as nh
+
+from wattlint.frontends.onnx import MAX_LOOP_TRIPS
+
+
+def _vi(name, shape, t=T.FLOAT):
+    return h.make_tensor_value_info(name, t, shape)
+
+
+def _save(graph, path, functions=(), extra_opsets=()):
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17), *extra_opsets], functions=list(functions))
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _loop(path, trips: int) -> str:
+    """A Loop whose body is one [8, 64] x [64, 64] MatMul (2 x 8 x 64 x 64 = 65,536 FLOPs per trip)."""
+    w = nh.from_array(np.zeros((64, 64), np.float32), "W")
+    body = h.make_graph([h.make_node("Identity", ["c"], ["co"]), h.make_node("MatMul", ["s", "W"], ["so"])], "b",
+                        [_vi("i", [], T.INT64), _vi("c", [], T.BOOL), _vi("s", [8, 64])],
+                        [_vi("co", [], T.BOOL), _vi("so", [8, 64])])
+    g = h.make_graph([h.make_node("Loop", ["t", "k", "x"], ["y"], body=body)], "l", [_vi("x", [8, 64])],
+                     [_vi("y", [8, 64])],
+                     [w, nh.from_array(np.array(True), "k"), nh.from_array(np.array(trips, np.int64), "t")])
+    return _save(g, path)
+
+
+def test_a_loop_is_priced_for_every_trip(run_cli, tmp_path):
+    """4,000,000 trips were capped at 2**20 silently (3.8x low): now 4e6 x 65,536 FLOPs of forward MatMul."""
+    code, out, err = run_cli("analyze", _loop(tmp_path / "l.onnx", 4_000_000), "--format", "json")
+    assert code == 0, err
+    fwd = json.loads(out)["totals"]["forward"]["flops"]
+    assert 4_000_000 * 65_536 <= fwd < 4_000_000 * 65_536 * 1.001  # the loss on the [8, 64] output adds a little
+    code, out, err = run_cli("analyze", _loop(tmp_path / "big.onnx", MAX_LOOP_TRIPS + 1))
+    assert code == 2 and "trip count" in err and err.count("\n") == 1
+    code, out, err = run_cli("analyze", _loop(tmp_path / "neg.onnx", -3), "--format", "json")
+    assert code == 0 and any("trip count -3 < 0, counted as 0" in a for a in json.loads(out)["assumptions"])
+
+
+def test_half_precision_onnx_weights_hold_the_fp32_master_copy_they_state(run_cli, tmp_path):
+    """fp16 weights (5.5 B parameters, external data absent: shapes only): the report states fp32 master weights;
+    memory now holds them: 4 B x 5,502,926,848 = 20.5 GiB more, which no longer fits in an H100's 80 GiB."""
+    t = T()
+    t.name, t.data_type, t.data_location = "W", T.FLOAT16, T.EXTERNAL
+    t.dims.extend([65536, 83968])
+    for k, v in (("location", "w.bin"), ("offset", "0"), ("length", "1")):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    g = h.make_graph([h.make_node("MatMul", ["x", "W"], ["y"])], "g", [_vi("x", [8, 65536], T.FLOAT16)],
+                     [_vi("y", [8, 83968], T.FLOAT16)], [t])
+    code, out, err = run_cli(_save(g, tmp_path / "fp16.onnx"), "--gpu", "h100", "--steps", "10", "--format", "json")
+    assert code in (0, 1), err
+    mem = json.loads(out)["memory"]
+    assert mem["breakdown"]["master_weights"] == 4 * 65536 * 83968
+    assert mem["fits"] is False
+
+
+def test_an_onnx_graph_with_nothing_to_train(run_cli, tmp_path):
+    argmax = h.make_graph([h.make_node("ArgMax", ["x"], ["y"], axis=1)], "g", [_vi("x", [8, 64])],
+                          [_vi("y", [8, 1], T.INT64)])
+    code, out, err = run_cli(_save(argmax, tmp_path / "argmax.onnx"), "--steps", "1")
+    assert code == 2 and "no floating-point output to build a loss from" in err and err.count("\n") == 1
+    relu = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [_vi("x", [8, 64])], [_vi("y", [8, 64])])
+    code, out, err = run_cli(_save(relu, tmp_path / "relu.onnx"), "--steps", "1", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert any(a.startswith("no trainable parameters") for a in d["assumptions"])
+    assert "optimizer" not in d["phases"]  # no parameter: no optimizer step priced
+
+
+def test_model_local_functions_are_priced_as_their_nodes(run_cli, tmp_path):
+    """A local function wrapping one MatMul was 'unsupported' at 0 FLOPs: inlined, it is 2 x 8 x 64 x 32."""
+    f = h.make_function("local", "MyLin", ["a", "b"], ["c"], [h.make_node("MatMul", ["a", "b"], ["c"])],
+                        opset_imports=[h.make_opsetid("", 17)])
+    w = nh.from_array(np.zeros((64, 32), np.float32), "W")
+    g = h.make_graph([h.make_node("MyLin", ["x", "W"], ["y"], domain="local")], "g", [_vi("x", [8, 64])],
+                     [_vi("y", [8, 32])], [w])
+    path = _save(g, tmp_path / "local.onnx", functions=[f], extra_opsets=[h.make_opsetid("local", 1)])
+    code, out, err = run_cli("analyze", path, "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["ops"]["unsupported"] == {} and d["ops"]["handled"] == d["ops"]["count"]
+    assert 2 * 8 * 64 * 32 <= d["totals"]["forward"]["flops"] < 2 * 8 * 64 * 32 * 1.1  # + the loss on [8, 32]
+
+
+pytest.importorskip("transformers")
+
+
+def test_moe_top_k_zero_is_refused(run_cli, tmp_path):
+    cfg = {"model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "hidden_size": 64,
+           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "vocab_size": 256, "num_local_experts": 4, "num_experts_per_tok": 0}
+    (tmp_path / "c.json").write_text(json.dumps(cfg))
+    code, out, err = run_cli(str(tmp_path / "c.json"), "--steps", "1")
+    assert code == 2 and "num_experts_per_tok = 0" in err and err.count("\n") == 1
+
+
+def test_sizes_transformers_fills_in_are_stated(run_cli, tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4}))
+    code, out, err = run_cli(str(tmp_path / "c.json"), "--steps", "1", "--batch-size", "1", "--seq-len", "8",
+                             "--format", "json")
+    assert code == 0, err
+    notes = [a for a in json.loads(out)["assumptions"] if "defaults used" in a]
+    # vocab_size is the only core size left out; n_layer / n_embd / n_head (and their aliases) were given
+    assert len(notes) == 1 and "does not give vocab_size:" in notes[0] and "vocab_size 50,257" in notes[0]
+
+
+def test_a_torch_model_with_nothing_to_train_says_so(run_cli, tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "m.py").write_text(
+        "import torch\n\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.register_buffer('w', torch.ones(8, 4))\n    def forward(self, x):\n        return x @ self.w\n\n"
+        "def build():\n    return M()\n")
+    code, out, err = run_cli(f"{tmp_path / 'm.py'}:build", "--input", "x=float32[2,8]", "--steps", "1")
+    assert code == 2 and "nothing to train: the loss does not depend on any trainable parameter" in err
+    assert err.count("\n") == 1
