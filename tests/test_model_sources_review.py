@@ -126,3 +126,21 @@ def test_a_torch_model_with_nothing_to_train_says_so(run_cli, tmp_path):
     code, out, err = run_cli(f"{tmp_path / 'm.py'}:build", "--input", "x=float32[2,8]", "--steps", "1")
     assert code == 2 and "nothing to train: the loss does not depend on any trainable parameter" in err
     assert err.count("\n") == 1
+
+
+def test_one_gpu_per_node_gets_one_nic_and_no_nvlink_in_its_notes(run_cli):
+    """--gpus-per-node 1 on H100s said 'NVLink ... inside a node' and gave each 1-GPU node 8 x 400 Gbit/s: a DGX
+    H100 has one 400 Gbit/s NIC per GPU, so a 1-GPU node has 400 Gbit/s."""
+    from pathlib import Path
+
+    onnx_path = Path(__file__).resolve().parents[1] / "examples" / "gpt2-tiny.onnx"
+    code, out, err = run_cli(str(onnx_path), "--gpu", "h100", "--gpus", "4", "--gpus-per-node", "1",
+                             "--batch-size", "32", "--steps", "10", "--format", "json")
+    assert code == 0, err
+    notes = json.loads(out)["assumptions"]
+    assert any("inter-node bandwidth 400 Gbit/s per node (default: 1 x 400 Gbit/s" in a for a in notes), notes
+    comm = [a for a in notes if "ring all-reduce" in a]
+    assert comm and "NVLink" not in comm[0] and "one GPU per node: 400 Gbit/s" in comm[0]
+    code, out, err = run_cli(str(onnx_path), "--gpu", "h100", "--gpus", "16", "--batch-size", "32", "--steps", "10",
+                             "--format", "json")
+    assert any("inter-node bandwidth 3200 Gbit/s per node" in a for a in json.loads(out)["assumptions"])

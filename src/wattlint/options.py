@@ -279,8 +279,10 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("goodput", "--goodput", number(0.1, 1, lo_open=False, what="a fraction"), "fraction of wall time spent in useful "
            "training steps, 0.1-1 (restarts, checkpoint saves, evaluation are the rest; default 0.90 from 512 GPUs up, "
            "else 1.0, stated)", "work", "plan", "G"),
-    Option("utilization", "--utilization", number(0.01, 1, lo_open=False, what="a fraction"), "what-if: override "
-           "the predicted compute efficiency (0.01 <= U <= 1)", "hardware", "plan", "U"),
+    Option("utilization", "--utilization", number(0.01, 1, lo_open=False, what="a fraction"), "what-if: each op's "
+           "compute efficiency (fraction of the dense peak while its FLOPs run; memory-bound ops keep their "
+           "bandwidth, launch gaps and communication stay): not the end-to-end MFU (0.01 <= U <= 1)", "hardware",
+           "plan", "U"),
     # work
     Option("epochs", "--epochs", number(0, 1e7), "epochs over --dataset", "work", "plan", "E"),
     Option("dataset", "--dataset", dataset, "dataset preset (imagenet-1k, cifar10, ...) or sample count", "work",

@@ -234,7 +234,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                                                                  "without data parallelism"))
     internode = v.get("internode_gbps")
     if internode is None:
-        internode, why = system.default_internode_gbps(gpu)
+        internode, why = system.default_internode_gbps(gpu, per_node)
         if gpus > per_node:
             notes.append(f"inter-node bandwidth {internode:g} Gbit/s per node (default: {why}; --internode-gbps to "
                          f"change)")

@@ -93,14 +93,17 @@ def intra_node_gbs(gpu: GpuSpec) -> tuple[float, str]:
     return PCIE_GBS.get(gen, 24.0), f"PCIe gen{gen} x16"
 
 
-def default_internode_gbps(gpu: GpuSpec) -> tuple[float, str]:
-    """Network bandwidth per node (Gbit/s) of a typical cluster for this GPU class, and why."""
+def default_internode_gbps(gpu: GpuSpec, gpus_per_node: int = 8) -> tuple[float, str]:
+    """Network bandwidth per node (Gbit/s) of a typical cluster for this GPU class, and why. The NVLink classes have
+    one NIC per GPU (DGX H100 / A100: 8 for 8 GPUs; DGX-1: 4 for 8): a node of fewer GPUs has that many fewer."""
+    k = max(1, min(8, int(gpus_per_node)))
     if gpu.nvlink_gbs > 0 and gpu.pcie_gen >= 5:
-        return 3200.0, "8 x 400 Gbit/s InfiniBand NDR per node (DGX H100-class)"
+        return 400.0 * k, f"{k} x 400 Gbit/s InfiniBand NDR per node (one per GPU, as DGX H100-class nodes)"
     if gpu.nvlink_gbs >= 600:
-        return 1600.0, "8 x 200 Gbit/s InfiniBand HDR per node (DGX A100-class)"
+        return 200.0 * k, f"{k} x 200 Gbit/s InfiniBand HDR per node (one per GPU, as DGX A100-class nodes)"
     if gpu.nvlink_gbs > 0:
-        return 400.0, "4 x 100 Gbit/s InfiniBand EDR per node (DGX-1-class)"
+        nics = max(1, k // 2)
+        return 100.0 * nics, f"{nics} x 100 Gbit/s InfiniBand EDR per node (one per 2 GPUs, as DGX-1-class nodes)"
     return 100.0, "100 Gbit/s Ethernet per node (PCIe servers)"
 
 
@@ -165,10 +168,11 @@ def collective_time(bytes_unscaled: float, calls: int, gpu: GpuSpec, plan: Plan)
     if nodes <= 1:
         t, link = t_intra, intra_name
     else:
-        gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+        gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
         t_inter = bytes_unscaled * (nodes - 1) / nodes / (gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY)
         t = max(t_inter, t_intra)
-        link = f"{intra_name} inside a node, {gbps:g} Gbit/s network per node between {nodes} nodes"
+        link = (f"{intra_name} inside a node, " if per_node > 1 else "one GPU per node: ") + \
+            f"{gbps:g} Gbit/s network per node between {nodes} nodes"
     t += calls * COLLECTIVE_LATENCY_S * math.log2(n)
     return t, volume, link
 
@@ -495,7 +499,7 @@ def _link(gpu: GpuSpec, plan: Plan, inside_node: bool) -> tuple[float, float, st
         lat = NVLINK_CALL_LATENCY_S
         bw = gbs * 1e9 * NCCL_BUS_EFFICIENCY
     else:
-        gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+        gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
         per_node = max(1, plan.gpus_per_node)
         bw = gbps / 8.0 * 1e9 / per_node * NCCL_BUS_EFFICIENCY
         lat = NETWORK_CALL_LATENCY_S
@@ -518,11 +522,12 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
         return fn(nbytes, n, bw, lat), lat, name
     nodes = math.ceil(n / per_node)
     intra_bw, _, intra_name = _link(gpu, plan, True)
-    gbps = plan.internode_gbps or default_internode_gbps(gpu)[0]
+    gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
     node_bw = gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY
     lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
     t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, n, node_bw)) + lat
-    return t, lat, (f"{intra_name} inside a node and {gbps:g} Gbit/s per node between {nodes} nodes (NCCL rings over "
+    inside = f"{intra_name} inside a node and " if per_node > 1 else "one GPU per node: "
+    return t, lat, (f"{inside}{gbps:g} Gbit/s per node between {nodes} nodes (NCCL rings over "
                     f"all {n} ranks, one channel per NIC)")
 
 
