@@ -160,7 +160,7 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         "(their idle powers are 45 W and 25 W) where the V100 and P100 draw 39-40 W (idle 35 W): the GPU stays in "
         "P0 with its memory clocked up between launches. The model prices launch gaps at idle power.",
         "* **BERT-base/SQuAD on the V100** is predicted too slow at small batch "
-        f"({signed('v100', 'squad', 1, 16)} at batch <= 16): at batch 8 the measured V100 step implies ~86 % of "
+        f"({signed('v100', 'squad', 1, 16)} at batch <= 16): at batch 8 the measured V100 step implies ~87 % of "
         "its FP32 peak over the whole step, which FP32 at 384 padded tokens cannot reach (its 1.73 TFLOP per step need "
         "124 ms at 100 % of peak; the step took 142 ms). Mixed precision does not explain it either (priced at "
         "384 tokens it is 2x too fast: 826 s against 1,573 s per epoch). Dynamic padding would: the measured time "
@@ -169,7 +169,7 @@ def write_report(old_path: Path, new_path: Path, out: Path) -> None:
         "(ml-energy/zeus examples/capriccio/train.py, BERT) pads dynamically unless --pad_to_max_length is passed "
         "and trains in FP32 with a plain loop. The reconstruction, fixed before the prior was changed, pads to "
         "384; SQuAD's feature lengths are not available offline to price dynamic padding, so it stays (checked "
-        "2026-12-06, nothing changed).",
+        "2026-12-06, nothing changed: benchmarks/zeus_bert_precision.py).",
         "* **H100 MFU** is over-predicted while A100 MFU is within ~8-10 %: the prior keeps one tensor-GEMM "
         "ceiling for both and the H100 SXM sets its own power reference (no throttling).",
         "",
