@@ -17,28 +17,24 @@ Run: PYTHONPATH=src python benchmarks/foundry_h100_breakdown.py  (-> benchmarks/
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
+import sys
 from collections import defaultdict
 from pathlib import Path
 
-import wattlint
-from wattlint.hardware import resolve_gpu
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import parallel_accuracy as pa  # noqa: E402 - the foundry section's tracing and tables
+
+import wattlint  # noqa: E402
+from wattlint.hardware import resolve_gpu  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "foundry_h100_breakdown.json"
 ROW = {"size": "7b", "seq": 2048, "gpus": 8, "micro": 6}
 
 
-def _parallel_accuracy():
-    spec = importlib.util.spec_from_file_location("parallel_accuracy", ROOT / "benchmarks" / "parallel_accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> dict:
-    pa = _parallel_accuracy()
     table = {(r["GPU"], r["Model"], int(r["SeqLen (T)"]), int(r["# GPUs"]), int(r["MicroBatchSize"])): r
              for r in csv.DictReader((pa.FOUNDRY / "llmfoundry_benchmark_mfu.csv").open())}
     out = {"benchmark": "foundry_h100_breakdown", "method": __doc__, "row": ROW, "gpus": {}}

@@ -17,30 +17,24 @@ Run: PYTHONPATH=src python benchmarks/zeus_bert_precision.py  (-> benchmarks/res
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
-from wattlint.hardware import resolve_gpu
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import prior_vs_public as m  # noqa: E402 - the Zeus reconstruction (traces, plan, measured rows)
+
+from wattlint.hardware import resolve_gpu  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "zeus_bert_precision.json"
 GPUS = (("v100-pcie-16gb", "v100", 250.0), ("a40-48gb", "a40", 300.0), ("p100-pcie-16gb", "p100", 250.0),
         ("quadro-rtx6000-24gb", "rtx6000", 260.0))
 BATCHES = (8, 16, 32)
 
 
-def _pvp():
-    sys.argv = sys.argv[:1]
-    spec = importlib.util.spec_from_file_location("prior_vs_public", ROOT / "benchmarks" / "prior_vs_public.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def main() -> dict:
-    m = _pvp()
     measured = m._zeus_measured()
     w = m.WORKLOADS[("squad", "bert_base_uncased")]
     rows = []

@@ -278,10 +278,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     else:
         config = path_or_config
         source = type(config).__name__
+    filled = defaulted_sizes_note(config)  # taken at once: a failing build below must not leave it behind
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
     notes = list(assumptions)
-    filled = defaulted_sizes_note(config)
     if filled:
         notes.append(filled)
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
