@@ -144,3 +144,83 @@ def test_one_gpu_per_node_gets_one_nic_and_no_nvlink_in_its_notes(run_cli):
     code, out, err = run_cli(str(onnx_path), "--gpu", "h100", "--gpus", "16", "--batch-size", "32", "--steps", "10",
                              "--format", "json")
     assert any("inter-node bandwidth 3200 Gbit/s per node" in a for a in json.loads(out)["assumptions"])
+
+
+# ---- malformed ONNX graphs (left over from that review; refused with one line since 2026-12-06) -------------------
+
+def _matmul_graph(path, w=None, nodes=None, x_shape=(8, 16), opset=17):
+    w = w if w is not None else nh.from_array(np.zeros((16, 32), np.float32), "w")
+    nodes = nodes or [h.make_node("MatMul", ["x", "w"], ["y"])]
+    g = h.make_graph(nodes, "m", [_vi("x", list(x_shape))], [_vi("y", [8, 32])], [w])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", opset)])
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _conv_graph(path, op, x_shape, w_shape, group):
+    w = nh.from_array(np.zeros(w_shape, np.float32), "w")
+    g = h.make_graph([h.make_node(op, ["x", "w"], ["y"], group=group)], "c", [_vi("x", list(x_shape))],
+                     [_vi("y", None)], [w])
+    return _save(g, path)
+
+
+def _refused(run_cli, path, *needles):
+    code, out, err = run_cli("analyze", path)
+    assert code == 2, (code, err)
+    assert err.count("\n") == 1 and "Traceback" not in err
+    for s in needles:
+        assert s in err, err
+
+
+def test_an_initializer_without_a_data_type_is_refused(run_cli, tmp_path):
+    """data_type 0 (UNDEFINED) was read as 'no float initializers' and the MatMul priced without weights."""
+    w = nh.from_array(np.zeros((16, 32), np.float32), "w")
+    w.data_type = 0
+    _refused(run_cli, _matmul_graph(tmp_path / "d.onnx", w=w), "initializer 'w' has no valid data type")
+
+
+def test_a_tensor_written_by_two_nodes_is_refused(run_cli, tmp_path):
+    """Two MatMuls writing 'y' were both priced (2x the work of the graph they claim to be)."""
+    two = [h.make_node("MatMul", ["x", "w"], ["y"], name="a"), h.make_node("MatMul", ["x", "w"], ["y"], name="b")]
+    _refused(run_cli, _matmul_graph(tmp_path / "t.onnx", nodes=two), "tensor 'y' is written twice",
+             "node 'a' and node 'b'")
+    over = [h.make_node("MatMul", ["x", "w"], ["w"], name="c")]  # a node overwriting an initializer
+    g = h.make_graph(over, "o", [_vi("x", [8, 16])], [_vi("w", [8, 32])],
+                     [nh.from_array(np.zeros((16, 32), np.float32), "w")])
+    _refused(run_cli, _save(g, tmp_path / "o.onnx"), "tensor 'w' is written twice",
+             "a graph input or initializer")
+
+
+@pytest.mark.parametrize("op, x, w, group, needs", [
+    ("Conv", (2, 6, 8, 8), (8, 3, 3, 3), 4, "needs 12"),         # C = W[1] x group = 3 x 4 = 12, not 6
+    ("Conv", (2, 6, 8, 8), (6, 2, 3, 3), 4, "needs 8"),          # 2 x 4 = 8 channels, and 6 outputs not / 4
+    ("ConvTranspose", (2, 8, 8, 8), (5, 4, 3, 3), 1, "needs 5"),  # ConvTranspose: C = W[0] = 5
+])
+def test_a_convolution_whose_channels_contradict_its_weight_is_refused(run_cli, tmp_path, op, x, w, group, needs):
+    """ONNX shape inference does not check Conv channels against the weight and group: such graphs were priced."""
+    _refused(run_cli, _conv_graph(tmp_path / "c.onnx", op, x, w, group), f"({op})", needs)
+
+
+def test_a_consistent_grouped_convolution_is_still_priced(run_cli, tmp_path):
+    """Control for the check above: depthwise (8 channels, group 8, W [8, 1, 3, 3]) and ConvTranspose with
+    W [8, 4, 3, 3] (C = W[0] = 8, group 2: 8 outputs) are valid."""
+    for op, w, group in (("Conv", (8, 1, 3, 3), 8), ("ConvTranspose", (8, 4, 3, 3), 2)):
+        code, out, err = run_cli("analyze", _conv_graph(tmp_path / f"{op}.onnx", op, (2, 8, 8, 8), w, group))
+        assert code == 0, err
+
+
+def test_a_zero_size_input_dim_is_named_as_such(run_cli, tmp_path):
+    """dim_value 0 is read as unknown, as exporters use it; the message no longer calls it a symbolic dim."""
+    path = _matmul_graph(tmp_path / "z.onnx", x_shape=(0, 16))
+    _refused(run_cli, path, "dim 0 (size 0, read as unknown) of input 'x' is unbound", "--batch-size")
+    code, out, err = run_cli("analyze", path, "--batch-size", "4", "--format", "json")
+    assert code == 0 and "zero-size dim 0 of input 'x' bound to 4" in json.loads(out)["assumptions"]
+
+
+def test_an_opset_newer_than_the_installed_onnx_is_stated(run_cli, tmp_path):
+    newest = onnx.defs.onnx_opset_version()
+    code, out, err = run_cli("analyze", _matmul_graph(tmp_path / "n.onnx", opset=newest + 5), "--format", "json")
+    assert code == 0, err
+    assert any(f"opset {newest + 5}, newer than the installed onnx" in a for a in json.loads(out)["assumptions"])
+    code, out, err = run_cli("analyze", _matmul_graph(tmp_path / "k.onnx", opset=newest), "--format", "json")
+    assert code == 0 and not any("newer than the installed" in a for a in json.loads(out)["assumptions"])

@@ -396,6 +396,9 @@ class _Analysis(_Validate, _Shapes):
                     oc = self._fused_attention(match, idx, n)
                 else:
                     oc = handler(n)
+            except ops.Malformed as e:
+                raise InputError(f"{self.path}: malformed graph: node {node.name or op_type!r} ({op_type}): {e}") \
+                    from None
             except ops.Unsupported as e:
                 self.unknown += 1
                 self.failed[f"{op_type} ({e})"] = self.failed.get(f"{op_type} ({e})", 0) + 1

@@ -1,7 +1,10 @@
 """ONNX frontend, part 1: load a model without its weights, validate it, bind its symbolic input dims.
 
-Malformed input of any kind (empty file, random bytes, truncated protobuf, invalid UTF-8, cycles, negative or
-absurd dims, external data outside the model's folder) becomes one :class:`InputError` line.
+Malformed input of any kind (empty file, random bytes, truncated protobuf, invalid UTF-8, cycles, a tensor written
+twice, an initializer without a data type, negative or absurd dims, external data outside the model's folder)
+becomes one :class:`InputError` line; a Conv whose channels contradict its weight and group is refused where it is
+priced (onnx_ops.Malformed). onnx.checker is not called: it also refuses legal exports (graph outputs without a
+shape), so the checks that change a price are made here.
 """
 
 from __future__ import annotations
@@ -175,7 +178,12 @@ class _Validate:
     """Mixin of :class:`wattlint.frontends.onnx._Analysis`: structure checks and input binding."""
 
     def _validate_initializers(self, g) -> None:
+        from onnx import TensorProto  # loaded already: the model was parsed with it
+        valid = set(TensorProto.DataType.values()) - {TensorProto.UNDEFINED}
         for t in _all_initializers(g):
+            if t.data_type not in valid:
+                raise InputError(f"{self.path}: malformed model: initializer {t.name!r} has no valid data type "
+                                 f"(data_type {t.data_type})")
             total = 1
             for d in t.dims:
                 if d < 0:
@@ -237,6 +245,17 @@ class _Validate:
         known.update(t.values.name for t in g.sparse_initializer)
         known.add("")
         nodes = list(g.node)
+        local = {i.name for i in g.input} | {t.name for t in g.initializer}
+        writer: dict[str, str] = {}
+        for n in nodes:
+            for o in n.output:
+                if not o:
+                    continue
+                if o in writer or o in local:
+                    first = writer.get(o) or "a graph input or initializer"
+                    raise InputError(f"{self.path}: malformed {what}: tensor {o!r} is written twice ({first} and "
+                                     f"node {n.name or n.op_type!r}); ONNX graphs assign each name once")
+                writer[o] = f"node {n.name or n.op_type!r}"
         pending = []
         for n in nodes:
             if all(i in known for i in n.input):
@@ -366,7 +385,6 @@ class _Validate:
             return d
         if isinstance(d, int) and d < 0:
             raise InputError(f"{self.path}: input {name!r} has a negative dim {d}")
-        label = d if isinstance(d, str) else f"dim {i}"
         if isinstance(d, str) and d in params:
             return params[d]
         seq_like = isinstance(d, str) and _SEQ_NAME.search(d) and not _BATCH_NAME.search(d)
@@ -378,13 +396,14 @@ class _Validate:
             v = self.seq_len
         if v is None:
             flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == 1 else "--input")
-            raise InputError(f"symbolic dim {label!r} of input {name!r} is unbound: pass {flag} N or --input "
-                             f"{name}={dt}[...]")
+            what = (f"symbolic dim {d!r}" if isinstance(d, str) else
+                    f"dim {i} (size 0, read as unknown)" if d == 0 else f"dim {i} (no size given)")
+            raise InputError(f"{what} of input {name!r} is unbound: pass {flag} N or --input {name}={dt}[...]")
         if isinstance(d, str):
             params[d] = v
             self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
         else:
-            self.assumptions.append(f"unnamed dim {i} of input {name!r} bound to {v}")
+            self.assumptions.append(f"{'zero-size' if d == 0 else 'unnamed'} dim {i} of input {name!r} bound to {v}")
         return v
 
     def _rebind_failed(self) -> None:

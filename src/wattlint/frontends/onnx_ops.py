@@ -59,6 +59,10 @@ class Unsupported(Exception):
     """The handler cannot cost this node (unknown shapes or an unhandled variant)."""
 
 
+class Malformed(Exception):
+    """The node contradicts itself (shapes its op cannot take): the model is invalid, not merely unsupported."""
+
+
 def _need(*shapes) -> None:
     for s in shapes:
         if s is None:
@@ -253,6 +257,7 @@ def _conv(n: Node) -> OpCost:
     if len(x) < 3 or len(w) != len(x):
         raise Unsupported("conv rank")
     transposed = n.op_type == "ConvTranspose"
+    _check_conv_channels(x, w, int(n.attrs.get("group", 1)), transposed)
     y = n.out_shapes[0]
     nsp = len(x) - 2
     kw = dict(stride=list(n.attrs.get("strides", [1] * nsp)), dilation=list(n.attrs.get("dilations", [1] * nsp)),
@@ -270,6 +275,21 @@ def _conv(n: Node) -> OpCost:
     if gw and not n.in_const[0]:
         saved.append(_saved(n, 0))
     return OpCost(fwd, bwd, saved)
+
+
+def _check_conv_channels(x: Shape, w: Shape, group: int, transposed: bool) -> None:
+    """ONNX Conv: W is [M, C/group, k...], so C = W[1] x group and group divides M; ConvTranspose: W is
+    [C, M/group, k...], so C = W[0] and group divides C. Shape inference does not check either."""
+    if group < 1:
+        raise Malformed(f"group {group} (must be >= 1)")
+    if transposed:
+        if x[1] != w[0] or w[0] % group:
+            raise Malformed(f"input has {x[1]} channels, weight {list(w)} with group {group} needs {w[0]} "
+                            f"(divisible by the group)")
+    elif x[1] != w[1] * group or w[0] % group:
+        raise Malformed(f"input has {x[1]} channels, weight {list(w)} with group {group} needs "
+                        f"{w[1] * group}" + (f" and {w[0]} output channels divisible by {group}" if w[0] % group
+                                             else ""))
 
 
 # ---- attention (fused contrib and opset-23 ops) -----------------------------------------------------------------

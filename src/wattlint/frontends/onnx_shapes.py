@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..types import InputError
 from . import onnx_ops as ops
-from .onnx_load import _ONNX_DTYPES, _all_initializers, _concrete, _dims_of, _first_error
+from .onnx_load import _ONNX_DTYPES, _all_initializers, _concrete, _dims_of, _first_error, _opset
 
 MAX_SHAPE_VALUES = 1 << 16  # entries of one integer shape tensor (Reshape / Expand / Slice targets are rank-sized)
 
@@ -91,6 +91,11 @@ class _Shapes:
         from onnx import shape_inference
 
         self._load_shape_values()
+        newest = onnx.defs.onnx_opset_version()
+        if _opset(self.model) > newest:
+            self.assumptions.append(f"the model declares ONNX opset {_opset(self.model)}, newer than the installed "
+                                    f"onnx {onnx.__version__} knows (up to {newest}): its ops are read with their "
+                                    f"opset-{newest} definitions (upgrade onnx if an op changed since)")
         try:
             return shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
         except Exception as e:
