@@ -8,7 +8,7 @@ GPU + host), the vTrain single-node rows are priced with the megatron training s
 and the per-call latency is refitted on the fixed train split (index % 4 == 0) as that benchmark does; the choice is
 the candidate with the lowest train-split MAPE. Held-out and multi-node figures are reported beside it, not used.
 The chosen value is not necessarily the shipped one (``shipped`` in the output; docs/ENERGY_MODEL.md).
-Data: vTrain MICRO'24 ground truth (MIT, /work/shared/data/vtrain-micro24).
+Data: vTrain MICRO'24 ground truth (MIT, ../shared/data/vtrain-micro24).
 """
 
 from __future__ import annotations

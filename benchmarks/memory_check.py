@@ -1,6 +1,6 @@
 """Benchmark: the per-GPU memory model (wattlint.memory) on the llm-foundry BF16 rows, which all ran.
 
-Data: /work/shared/data/llm-foundry-mfu (Apache-2.0; mosaicml/llm-foundry scripts/train/benchmarking/README.md):
+Data: ../shared/data/llm-foundry-mfu (Apache-2.0; mosaicml/llm-foundry scripts/train/benchmarking/README.md):
 MPT models 125m-70b trained with FSDP FULL_SHARD (SHARD_GRAD_OP rows = zero2), mixed_precision PURE / DEFAULT
 (bf16 parameters for compute, fp32 sharded master weights and Adam state), flash attention, activation checkpointing
 as listed, on A100-40GB, A100-80GB and H100-80GB. Every row is a run that completed, so every row fits.

@@ -36,9 +36,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NEUSIGHT = HERE.parent.parent / "shared" / "data" / "neusight-asplos25"
-if not NEUSIGHT.is_dir():
-    NEUSIGHT = Path("/work/shared/data/neusight-asplos25")
+from shared_data import DATA as SHARED  # noqa: E402 - the public data folder (one home)
+NEUSIGHT = SHARED / "neusight-asplos25"
 SEQ, BATCH = 4096, 1
 
 MODELS = {

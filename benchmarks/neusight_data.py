@@ -4,7 +4,7 @@ Shared by benchmarks/fit_public.py (fit) and benchmarks/public_accuracy.py (held
 the OpRecord the torch frontend would record for that op (FLOPs and bytes from wattlint.costs, GEMM dims b/m/n/k),
 so the public-fit features are computed by the same code at fit and at prediction time.
 
-Data: /work/shared/data/neusight-asplos25 (MIT; see its SOURCE.md / LICENSE). GPU names -> database keys:
+Data: ../shared/data/neusight-asplos25 (MIT; see its SOURCE.md / LICENSE). GPU names -> database keys:
 benchmarks/public/neusight_gpus.csv. Latencies are in ms in the files, seconds here.
 """
 
@@ -21,7 +21,8 @@ from wattlint.hardware import resolve_gpu
 from wattlint.types import GpuSpec, OpKind, OpRecord, Phase
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/neusight-asplos25")
+from shared_data import DATA as SHARED  # noqa: E402 - the public data folder (one home)
+DATA = SHARED / "neusight-asplos25"
 PUBLIC = ROOT / "benchmarks" / "public"
 
 # elementwise file op name -> (wattlint elementwise name, number of tensor inputs)

@@ -52,7 +52,7 @@ FA1_SLOWDOWN, fitted on section 3's non-held-out rows inside its published range
 Naive baselines on every row: 6ND at 40 % MFU (6 x params x tokens / (GPUs x dense peak x 0.40)) and FLOPs/peak
 (the traced step's FLOPs / (GPUs x dense peak)).
 
-Data: /work/shared/data/{neusight-asplos25 (MIT), vtrain-micro24 (MIT), llm-foundry-mfu (Apache-2.0)}: see each
+Data: ../shared/data/{neusight-asplos25 (MIT), vtrain-micro24 (MIT), llm-foundry-mfu (Apache-2.0)}: see each
 folder's SOURCE.md / LICENSE; only derived error figures are written here.
 
 Run: PYTHONPATH=src python benchmarks/parallel_accuracy.py [--section neusight|vtrain|foundry|llama|llama3|all]
@@ -78,7 +78,8 @@ from wattlint.api import trace  # noqa: E402
 from wattlint.hardware import resolve_gpu  # noqa: E402
 from wattlint.types import Phase  # noqa: E402
 
-DATA = Path("/work/shared/data")
+from shared_data import DATA as SHARED  # noqa: E402 - the public data folder (one home)
+DATA = SHARED
 NEUSIGHT = DATA / "neusight-asplos25"
 VTRAIN = DATA / "vtrain-micro24"
 FOUNDRY = DATA / "llm-foundry-mfu"

@@ -6,7 +6,7 @@
     python benchmarks/prior_vs_public.py --report         # old vs new vs naive tables -> docs/accuracy/prior.md
 
 The evaluation rows are fixed in ``benchmarks/splits/prior_rows.json`` (committed before the prior was changed for
-issue 13); this script only reads them. Data (read-only, /work/shared/data, see its README; licences beside each
+issue 13); this script only reads them. Data (read-only, ../shared/data, see its README; licences beside each
 folder):
 
 * Zeus (NSDI'23, Apache-2.0) power traces: per-epoch time and average GPU power (NVML, GPU only) on V100 (250 W: the
@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data")
+from shared_data import DATA as SHARED  # noqa: E402 - the public data folder (one home)
+DATA = SHARED
 SPLIT = ROOT / "benchmarks" / "splits" / "prior_rows.json"
 OUT = ROOT / "benchmarks" / "results" / "prior_vs_public.json"
 OLD = ROOT / "benchmarks" / "results" / "prior_vs_public_old.json"

@@ -56,7 +56,8 @@ DOC = ROOT / "docs" / "accuracy" / "public_fit.md"
 CARD = ROOT / "src" / "wattlint" / "models" / pf.MODEL_DIRNAME / "card.json"
 PUBLIC = ROOT / "benchmarks" / "public"
 NEUSIGHT = nd.DATA
-ZEUS = Path("/work/shared/data/zeus-nsdi23")
+from shared_data import DATA as SHARED  # noqa: E402 - the public data folder (one home)
+ZEUS = SHARED / "zeus-nsdi23"
 NS_GROUP = {"bmm": "BMM", "mm": "FC", "elementwise": "EW", "softmax": "Softmax", "layernorm": "LN"}
 OOD_DEVICES = {"NVIDIA A100 80GB PCIe", "NVIDIA H100 80GB HBM3", "NVIDIA L4"}
 TARGETS = {"e2e_mape_pct": 10.0, "e2e_goal_pct": 7.10, "dle_mape_pct": 20.0, "zeus_energy_mape_pct": 15.0}

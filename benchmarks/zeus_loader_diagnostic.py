@@ -22,7 +22,7 @@ Two independent estimates of t_sample:
    Python, the batch's pickling to the main process and the workers' start-up are not in it).
 
 Run: PYTHONPATH=src python benchmarks/zeus_loader_diagnostic.py  (writes benchmarks/results/zeus_loader_diagnostic.json;
-reads the committed prior_vs_public.json, no estimation: a few seconds). Data: /work/shared/data/zeus-nsdi23
+reads the committed prior_vs_public.json, no estimation: a few seconds). Data: ../shared/data/zeus-nsdi23
 (Apache-2.0), via the committed results file.
 """
 

@@ -5,7 +5,7 @@ For each named V100 ShuffleNetV2 row at batch 64 / 256 / 1024 (both optimizers),
 (forward, backward, optimizer, idle launch gaps) with their average power, and what the measured average power
 implies about how busy the GPU was: busy share = (measured W - idle W) / (forward+backward W - idle W), the
 prior's own forward+backward power standing in for the busy power. Built with benchmarks/prior_vs_public.py's
-Zeus reconstruction (same traces, same plan). Data: /work/shared/data/zeus-nsdi23 (Apache-2.0).
+Zeus reconstruction (same traces, same plan). Data: ../shared/data/zeus-nsdi23 (Apache-2.0).
 
 Run: PYTHONPATH=src python benchmarks/zeus_phase_breakdown.py  (writes benchmarks/results/zeus_phase_breakdown.json)
 """
