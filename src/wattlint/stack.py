@@ -272,6 +272,11 @@ def _optimizer(graph: CostGraph, optimizer: str, half: str) -> list[OpRecord]:
                      dims=(("numel", n),))]
 
 
+# the tracer's lines that the megatron stack's rewrite replaces (autocast, fp32 module weights, torch's optimizer
+# implementation): a report must not state both
+SUPERSEDED = ("precision: ", "optimizer: ", "weights: float32 master weights")
+
+
 def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGraph, list[str]]:
     """``graph`` as a Megatron-style stack runs it (module doc); the assumption lines of what changed."""
     if (graph.extra or {}).get("training_stack") == "megatron":
@@ -304,11 +309,13 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
              f"scale-mask-softmax calls of eager attention (FusedScaleMaskSoftmax), {dropout_add:,} dropout + "
              f"residual adds (fused bias-dropout-add), the optimizer as one multi-tensor {name} pass over fp32 "
              f"master weights, gradients and state plus the copy into the {hp} parameters; matmuls, attention "
-             f"kernels, other element-wise work and the loss as traced"]
+             f"kernels, other element-wise work and the loss as traced (in place of the traced autocast, fp32 "
+             f"module weights and torch optimizer, whose lines are dropped)"]
     extra = dict(graph.extra or {})
     extra["training_stack"] = "megatron"
+    kept_notes = tuple(a for a in graph.assumptions if not a.startswith(SUPERSEDED))
     out = dataclasses.replace(graph, records=tuple(kept + new_opt), precision=precision,
-                              extra=extra, assumptions=tuple(graph.assumptions) + tuple(notes))
+                              extra=extra, assumptions=kept_notes + tuple(notes))
     return out, notes
 
 

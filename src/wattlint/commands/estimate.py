@@ -84,6 +84,13 @@ def request(args) -> tuple[object, str]:
     if not gpu:
         gpu = O.DEFAULT_GPU
         notes = (f"no --gpu given: {O.DEFAULT_GPU}",)
+    from_file = [(k, v) for k, v in defaults.items() if (k == "gpu" and not args.gpu) or (k != "gpu" and k not in cli)]
+    if from_file:  # every number they change must say where its setting came from
+        from ..config import _where
+
+        said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file)
+        notes += (f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): "
+                  f"{said}",)
     gpus = (gpu,) + tuple(g for g in (args.compare or ()) if g != gpu)
     fmt = args.format or (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
     dirs = models_search_path(args.models_dir, config)

@@ -240,6 +240,7 @@ class _Analysis(_Validate, _Shapes):
                          optimizer=self.optimizer,
                          extra={"activation_bytes": act_bytes, "optimizer_impl": self.optimizer_impl,
                                 "folded_batchnorm": bool(self.folded_bn),
+                                "synthesized_batchnorm": int(self.synth_bn),
                                 # the assumption line above: memory then holds an fp32 master copy
                                 "fp32_master_weights": bool(getattr(self, "half_params", False)),
                                 "external_initializers": self.external,

@@ -77,7 +77,8 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                       f"{u.range_gpu_hours(*t.gpu_hours_range, central=t.gpu_hours)})"),
         ("CO2", f"{u.co2_kg(t.co2_kg)}  at {est.plan.carbon_intensity_g_per_kwh:g} g/kWh"
                 + (f" ({est.plan.region})" if est.plan.region else "")),
-        ("Cost", u.usd(t.cost_usd) if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
+        (_cost_label(est.plan), u.usd(t.cost_usd) if t.cost_usd is not None
+         else "— (give --price and/or --gpu-hour-price)"),
         ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
     ]
     if t.goodput < 1:
@@ -95,6 +96,14 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                                    f"{ut.hfu:.1%}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))
     return rows
+
+
+def _cost_label(plan) -> str:
+    """What the cost adds up: electricity (--price), GPU rental (--gpu-hour-price) or both; a bare "Cost" next to an
+    electricity-only figure reads as the run's whole price."""
+    parts = [w for w, given in (("electricity", plan.price_per_kwh), ("GPU-hours", plan.gpu_hour_price))
+             if given is not None]
+    return f"Cost ({' + '.join(parts)})" if parts else "Cost"
 
 
 def _n_term(ut) -> str:

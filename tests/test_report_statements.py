@@ -1,0 +1,72 @@
+"""What a report states matches what it priced (a fresh-user review of 2026-12-06): settings taken from
+[tool.wattlint] are named, the cost row says what it adds up, the megatron stack's report does not also state the
+autocast / torch optimizer it replaced, GPU provenance cites a file that ships, WL403 says the norms were
+synthesized."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import wattlint
+
+ROOT = Path(__file__).resolve().parents[1]
+ONNX = ROOT / "examples" / "resnet50.onnx"
+
+
+def test_settings_from_the_config_file_are_named(run_cli, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100-sxm4-80gb"\nprecision = "bf16"\n'
+                                             'pue = 1.3\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(ONNX, "--epochs", "1", "--format", "json")
+    assert code == 0, err
+    notes = [a for a in json.loads(out)["assumptions"] if a.startswith("settings from [tool.wattlint]")]
+    assert notes == ["settings from [tool.wattlint] of pyproject.toml (the command line overrides them): "
+                     "gpu = 'a100-sxm4-80gb', precision = 'bf16', pue = 1.3"]
+    # a setting given on the command line is the command line's, not the file's
+    code, out, err = run_cli(ONNX, "--epochs", "1", "--gpu", "h100", "--pue", "1.1", "--format", "json")
+    notes = [a for a in json.loads(out)["assumptions"] if a.startswith("settings from [tool.wattlint]")]
+    assert notes == ["settings from [tool.wattlint] of pyproject.toml (the command line overrides them): "
+                     "precision = 'bf16'"]
+
+
+def test_no_config_no_settings_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(ONNX, "--epochs", "1", "--gpu", "a100", "--format", "json")
+    assert code == 0 and not any("[tool.wattlint]" in a for a in json.loads(out)["assumptions"])
+
+
+def test_the_cost_row_says_what_it_adds_up():
+    from wattlint.report.tables import summary_rows
+
+    def label(**prices):
+        est = wattlint.estimate(str(ONNX), gpu="a100", epochs=1, **prices)
+        return next(k for k, _ in summary_rows(est) if k.startswith("Cost"))
+
+    assert label(price_per_kwh=0.2) == "Cost (electricity)"
+    assert label(price_per_kwh=0.2, gpu_hour_price=2.0) == "Cost (electricity + GPU-hours)"
+
+
+def test_the_megatron_stack_does_not_also_state_what_it_replaced(gpt_config):
+    est = wattlint.estimate(gpt_config, gpu="a100", steps=1, precision="bf16", training_stack="megatron")
+    lines = est.assumptions
+    assert any(a.startswith("training stack megatron (--training-stack): bf16 module parameters") for a in lines)
+    assert not any(a.startswith(("precision: bf16 autocast", "optimizer: ", "weights: float32 master")) for a in lines)
+    plain = wattlint.estimate(gpt_config, gpu="a100", steps=1, precision="bf16")
+    assert any(a.startswith("precision: bf16 autocast") for a in plain.assumptions)  # the pytorch stack keeps it
+
+
+def test_gpu_provenance_cites_a_file_that_ships(run_cli):
+    code, out, err = run_cli("gpus", "h100", "--format", "json")
+    assert code == 0, err
+    assert "wattlint/data/gpu_specs.csv" in out and "shared/data" not in out
+    shipped = Path(wattlint.__file__).parent / "data" / "gpu_specs.csv"
+    rows = {r["gpu_key"]: r for r in csv.DictReader(shipped.open())}
+    assert rows["h100-sxm5-80gb"]["tdp_w"] == "700" and rows["h100-sxm5-80gb"]["source_vendor_figures"]
+
+
+def test_wl403_says_the_norms_were_synthesized():
+    from wattlint.lint.rules.quality import FoldedBatchnorm
+
+    assert "synthesized" in FoldedBatchnorm.summary and "missing" not in FoldedBatchnorm.summary
