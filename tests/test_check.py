@@ -484,6 +484,38 @@ def test_inline_noqa_on_a_model_entry(project, run_cli, tmp_path):
     assert code == 0 and "All checks passed." in out  # bare noqa: every rule for this model
 
 
+@pytest.mark.parametrize("comment, says", [
+    ("# wattlint: noqa: fp32-training", "names the rule 'fp32-training': write its code (WL101)"),
+    ("# wattlint: noqa: WL 101", "'WL' ... placeholder"),
+    ("# wattlint: noqa=WL101", "malformed noqa comment"),
+    ("# wattlint: noqa: WL10l", "'WL10l' is not a rule code"),
+    ("# wattlint: noqa: WL1O1", "'WL1O1' is not a rule code"),
+    ("# wattlint: noqa: WL999", "'WL999' selects no rule"),
+    ("# wattlint: noqa:", "names no code"),
+])
+def test_a_malformed_noqa_is_refused_not_read_as_bare(project, run_cli, tmp_path, comment, says):
+    """Read loosely, each of these silenced every rule of the model, its failing budget included (exit 0), or a
+    whole family (WL10l -> WL10): now exit 2 with the line, before any finding is dropped."""
+    project(budget="0.001")
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', f'name = "lm"  {comment}'))
+    code, out, err = run_cli("check")
+    assert code == 2 and err.count("\n") == 1 and "pyproject.toml:" in err, (code, out, err)
+    if "placeholder" in says:  # 'WL' is a valid prefix (every rule); '101' is not a code
+        assert "'101' is not a rule code" in err, err
+    else:
+        assert says in err, err
+
+
+def test_a_bare_noqa_may_carry_an_explanation(project, run_cli, tmp_path):
+    project(budget="0.001")
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(
+        text.replace('name = "lm"', 'name = "lm"  # wattlint: noqa # legacy model, budget under review'))
+    code, out, err = run_cli("check")
+    assert code == 0 and "All checks passed." in out, (out, err)
+
+
 def test_torch_models_are_skipped_with_a_notice_without_torch(tmp_path, monkeypatch, run_cli):
     """The light (ONNX) hook never blocks a commit because the config also lists a PyTorch model."""
     import importlib.util
@@ -559,3 +591,63 @@ def test_as_config_keys_rewrites_option_flags_only():
 
     assert as_config_keys("--batch-size 0: pass --seq-len, not --format or --steps-x") == \
         "batch-size 0: pass seq-len, not --format or --steps-x"
+
+
+# ---- the regression gate says where it did not run; exit codes agree everywhere (review of 2026-12-06) -------------
+
+def test_threshold_zero_passes_an_unchanged_model(project, run_cli, tmp_path):
+    """The baseline keeps 6 significant digits; the estimate was compared unrounded, so threshold 0 failed forever
+    ('+<0.001 %') and --update-baseline could not fix it."""
+    project(extra="regression-threshold = 0")
+    assert run_cli("check", "--update-baseline")[0] == 0
+    code, out, err = run_cli("check")
+    assert code == 0 and "WL305" not in out, out
+    project(tokens="2.0002e8", extra="regression-threshold = 0")  # +0.01 %: above 0, kept at 6 digits
+    code, out, err = run_cli("check")
+    assert code == 1 and "WL305" in out, out
+
+
+def test_a_missing_baseline_file_is_a_notice(project, run_cli):
+    code, out, err = run_cli("check")
+    assert code == 0
+    assert "note: no baseline file wattlint-baseline.json: energy regressions (WL305) not checked" in out
+    doc = json.loads(run_cli("check", "--format", "json")[1])
+    assert any("no baseline file" in n for n in doc["notices"])
+    run_cli("check", "--update-baseline")
+    code, out, err = run_cli("check")
+    assert "note:" not in out and json.loads(run_cli("check", "--format", "json")[1])["notices"] == []
+
+
+def test_a_renamed_model_is_named_as_unchecked(project, run_cli, tmp_path):
+    run_cli("check", "--update-baseline")
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', 'name = "lm-v2"'))
+    code, out, err = run_cli("check")
+    assert code == 0
+    assert "note: lm-v2: no entry in wattlint-baseline.json: energy regression (WL305) not checked" in out
+    assert "note: wattlint-baseline.json has entries no configured model has: lm (renamed or removed?" in out
+
+
+@pytest.mark.parametrize("entry, says", [
+    ({}, "no energy_kwh"),
+    ({"energy_kwhh": 1.0}, "unknown key 'energy_kwhh' (did you mean 'energy_kwh'?)"),
+])
+def test_a_baseline_entry_the_gate_cannot_use_is_refused(project, run_cli, tmp_path, entry, says):
+    (tmp_path / "wattlint-baseline.json").write_text(json.dumps(
+        {"schema": "wattlint.baseline/1", "generator": "hand", "models": {"lm": entry}}))
+    before = (tmp_path / "wattlint-baseline.json").read_bytes()
+    code, out, err = run_cli("check")
+    assert code == 2 and says in err and err.count("\n") == 1, err
+    assert (tmp_path / "wattlint-baseline.json").read_bytes() == before
+
+
+def test_fail_on_and_exit_zero_agree_with_the_json_and_the_text(project, run_cli):
+    code, out, _ = run_cli("check", "--fail-on", "warning", "--format", "json")
+    assert code == 1 and json.loads(out)["exit_code"] == 1  # was 0 in the JSON
+    code, out, _ = run_cli("check", "--fail-on", "warning")
+    assert code == 1 and "— failing: warnings or errors exit 1" in out
+    project(budget="0.001")
+    code, out, _ = run_cli("check", "--exit-zero")
+    assert code == 0 and "— not failing: --exit-zero (else errors exit 1)" in out  # said "failing" before
+    code, out, _ = run_cli("check", "--exit-zero", "--format", "json")
+    assert code == 0 and json.loads(out)["exit_code"] == 0

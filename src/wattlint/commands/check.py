@@ -8,6 +8,7 @@ does not fit); 2 usage or configuration error (one line). Unchanged models are a
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..options import CHECK_FORMATS as FORMATS
@@ -85,8 +86,11 @@ def run(args) -> int:
     check_output_path(args.output, config.root, inputs)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
                    force_exclude=args.force_exclude, use_cache=not args.no_cache)
+    result.fail_on, result.exit_zero = args.fail_on, bool(args.exit_zero)
     write_output(args.output, render(result, fmt), config.root, inputs)
-    return 0 if args.exit_zero else result.exit_code_for(args.fail_on)
+    if args.output:
+        print(f"wattlint: wrote {args.output} ({fmt})", file=sys.stderr)
+    return result.exit_code
 
 
 def render(result, fmt: str) -> str:

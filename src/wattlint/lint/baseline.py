@@ -72,6 +72,15 @@ def check_entry(path: Path, name: str, entry: Any) -> None:
     for k in ("gpu", "calibration", "source"):
         if entry.get(k) is not None and not isinstance(entry[k], str):
             raise ConfigError(f"{label}: {k} must be a string; {_FIX}")
+    unknown = sorted(set(entry) - set(KEYS) - {"gpu", "calibration", "source"})
+    if unknown:  # a misspelt total ('energy_kwhh') would leave the gate without the figure it compares
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], KEYS, n=1)
+        raise ConfigError(f"{label}: unknown key {unknown[0]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; {_FIX}")
+    if "energy_kwh" not in entry:  # WL305 compares it: an entry without it turned the gate off for the model
+        raise ConfigError(f"{label}: no energy_kwh, the total the regression gate (WL305) compares; {_FIX}")
 
 
 @contextlib.contextmanager
@@ -101,13 +110,19 @@ def locked(path: Path):
         os.close(fd)  # releases the lock
 
 
+def stored(value: float) -> float:
+    """A total as the baseline file keeps it (6 significant digits): a check compares an estimate rounded the same
+    way, so an unchanged model is never a regression, even at regression-threshold = 0."""
+    return float(f"{float(value):.6g}")
+
+
 def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any]:
     total = summary.get("total", {})
     entry: dict[str, Any] = {"source": source, "gpu": summary.get("gpu"), "calibration": summary.get("calibration")}
     for k in KEYS:
         v = total.get(k)
         if isinstance(v, (int, float)):
-            entry[k] = float(f"{float(v):.6g}")
+            entry[k] = stored(v)
     return entry
 
 

@@ -97,7 +97,32 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     cache.save()
     if update_baseline:
         _update_baseline(config, models, result)
+    else:
+        result.notices.extend(_gate_notices(config, result, baseline))
     return result
+
+
+def _gate_notices(config, result, baseline) -> list[str]:
+    """Where the regression gate (WL305) did not run, say so: a missing baseline file (a mistyped `baseline`
+    path looked like a pass), a checked model without an entry (a renamed model escaped the gate), and entries no
+    configured model has (the old name of a renamed one)."""
+    from ..config import _where
+
+    checked = [m.name for m in result.models if not m.skipped and m.summary]
+    if not checked:
+        return []
+    where = _where(config.baseline_path)
+    if not config.baseline_path.exists():
+        return [f"no baseline file {where}: energy regressions (WL305) not checked; 'wattlint check "
+                f"--update-baseline' writes it"]
+    out = [f"{name}: no entry in {where}: energy regression (WL305) not checked; 'wattlint check "
+           f"--update-baseline' adds it" for name in checked if name not in baseline]
+    configured = {m.name for m in config.models}
+    stale = sorted(k for k in baseline if k not in configured)
+    if stale:
+        out.append(f"{where} has entries no configured model has: {', '.join(stale)} (renamed or removed? "
+                   f"'wattlint check --update-baseline' drops them)")
+    return out
 
 
 def _lint_totals(m, config, summary, graph_findings, baseline_entry) -> list:
@@ -135,13 +160,16 @@ def _update_baseline(config, models, result) -> None:
 
 # ---- inline suppression: `# wattlint: noqa[: CODES]` on a model's entry in pyproject.toml ---------------------------
 
-_NOQA = re.compile(r"#\s*wattlint:\s*noqa(?::?\s*((?:WL\d{1,3}|ALL)(?:[\s,]+(?:WL\d{1,3}|ALL))*))?", re.I)
+_NOQA = re.compile(r"#\s*wattlint:\s*noqa\b(?P<rest>[^#]*)", re.I)
 _TABLE = re.compile(r"^\s*\[")
+_NOQA_FORM = "write '# wattlint: noqa: WL101, WL2' (codes or prefixes) or a bare '# wattlint: noqa'"
 
 
 def noqa_codes(config, model) -> frozenset[str]:
     """Codes suppressed by ``# wattlint: noqa: WL101, WL203`` comments inside the model's ``[[tool.wattlint.models]]``
-    entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa)."""
+    entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa). A comment that
+    is not one of those two forms, or names a code no rule has, is a ConfigError: read loosely, a typo such as
+    ``noqa=WL101`` or ``noqa: WL10l`` silenced every rule (budgets included) or a whole family."""
     if config.path is None:
         return frozenset()
     try:
@@ -154,11 +182,37 @@ def noqa_codes(config, model) -> frozenset[str]:
         if i > start and _TABLE.match(lines[i]):
             break
         for m in _NOQA.finditer(lines[i]):
-            if m.group(1):
-                codes.update(c.upper() for c in re.split(r"[\s,]+", m.group(1)))
-            else:
-                codes.add("ALL")
+            from ..config import _where
+
+            codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
     return frozenset(codes)
+
+
+def _noqa_selectors(rest: str, where: str) -> set[str]:
+    from ..types import ConfigError
+    from .registry import all_rules
+
+    rest = rest.strip()
+    if not rest:
+        return {"ALL"}
+    if not rest.startswith(":"):
+        raise ConfigError(f"{where}: malformed noqa comment ('noqa{rest}'): {_NOQA_FORM}")
+    tokens = [t for t in re.split(r"[\s,]+", rest[1:].strip()) if t]
+    if not tokens:
+        raise ConfigError(f"{where}: the noqa comment names no code after ':': {_NOQA_FORM}")
+    rules = all_rules()
+    names = {r.name: code for code, r in rules.items()}
+    out = set()
+    for t in tokens:
+        u = t.upper()
+        if t.lower() in names:
+            raise ConfigError(f"{where}: noqa names the rule {t!r}: write its code ({names[t.lower()]})")
+        if not re.fullmatch(r"ALL|WL\d{0,3}", u):
+            raise ConfigError(f"{where}: noqa: {t!r} is not a rule code: {_NOQA_FORM}")
+        if u != "ALL" and not any(c.startswith(u) for c in rules):
+            raise ConfigError(f"{where}: noqa: {t!r} selects no rule (see 'wattlint rules')")
+        out.add(u)
+    return out
 
 
 def _suppressed(code: str, noqa: frozenset[str]) -> bool:

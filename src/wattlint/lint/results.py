@@ -52,6 +52,9 @@ class CheckResult:
     # what --update-baseline did to each entry: written (checked now), kept (configured, not checked this time),
     # removed (no longer configured)
     baseline_changes: dict[str, list[str]] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # what was not checked and why (no baseline entry, ...)
+    fail_on: str = "error"  # the command's --fail-on
+    exit_zero: bool = False  # the command's --exit-zero
 
     @property
     def items(self) -> list[Located]:
@@ -65,7 +68,8 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        return self.exit_code_for("error")
+        """The process's exit status for this result: --exit-zero and --fail-on applied."""
+        return 0 if self.exit_zero else self.exit_code_for(self.fail_on)
 
     def exit_code_for(self, fail_on: str = "error") -> int:
         """1 when a finding is at least as severe as ``fail_on`` (error | warning | info), else 0."""

@@ -45,15 +45,25 @@ def render_text(result: CheckResult) -> str:
         if ch.get("removed"):
             parts.append(f"removed {_names(ch['removed'])} (no longer configured)")
         lines.append(f"updated baseline {result.baseline_path}: {'; '.join(parts)}")
+    lines.extend(f"note: {clean(n)}" for n in result.notices)
     c = result.counts()
     if not result.models:
-        lines.append("no configured model matched (see [[tool.wattlint.models]] in pyproject.toml)")
+        lines.append("no configured model matched (see [[tool.wattlint.models]] in "
+                     f"{result.config_path.name if result.config_path else 'pyproject.toml'})")
     elif any(c.values()):
-        lines.append(f"Found {c['error']} error(s), {c['warning']} warning(s), {c['info']} info(s)"
-                     + (" — failing: errors exit 1" if c["error"] else ""))
+        lines.append(f"Found {c['error']} error(s), {c['warning']} warning(s), {c['info']} info(s)" + _verdict(result))
     else:
         lines.append("All checks passed.")
     return "\n".join(lines) + "\n"
+
+
+def _verdict(result: CheckResult) -> str:
+    """What the exit status is and which option made it (--fail-on, --exit-zero)."""
+    would = result.exit_code_for(result.fail_on)
+    level = {"error": "errors", "warning": "warnings or errors", "info": "any finding"}[result.fail_on]
+    if would and result.exit_zero:
+        return f" — not failing: --exit-zero (else {level} exit 1)"
+    return f" — failing: {level} exit 1" if would else ""
 
 
 def _names(names) -> str:
@@ -74,7 +84,7 @@ def render_json(result: CheckResult) -> str:
         })
     doc = {"schema": SCHEMA, "models": models, "counts": result.counts(), "exit_code": result.exit_code,
            "baseline": str(result.baseline_path) if result.baseline_path else None,
-           "baseline_updated": result.baseline_updated}
+           "baseline_updated": result.baseline_updated, "notices": list(result.notices)}
     if result.baseline_updated:
         doc["baseline_changes"] = {k: list(result.baseline_changes.get(k, [])) for k in ("written", "kept", "removed")}
     return json.dumps(_r(doc), indent=2, sort_keys=True) + "\n"

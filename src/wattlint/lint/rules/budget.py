@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...report import units
+from ..baseline import stored
 from ..registry import register
 from ..rule import Case, Rule
 
@@ -124,7 +125,9 @@ class EnergyRegression(Rule):
     what = """
         Compares the estimate's total energy with the model's entry in the baseline file (`baseline`, default
         wattlint-baseline.json, written by `wattlint check --update-baseline`). A rise above `regression-threshold`
-        (a fraction, default 0.05; per model or top level) is an error. Models without a baseline entry are skipped.
+        (a fraction, default 0.05; per model or top level) is an error, compared at the 6 significant
+        digits the file keeps. Models without a baseline entry are skipped, and the check says so in a note (as it
+        does for a missing baseline file and for entries no configured model has).
     """
     why = """
         Budgets catch the big mistakes; the baseline catches drift: each commit that adds a few percent (a wider
@@ -155,7 +158,7 @@ class EnergyRegression(Rule):
             return
         old = float(ctx.baseline["energy_kwh"])
         new = ctx.energy_kwh
-        rise = (new - old) / old
+        rise = (stored(new) - old) / old  # at the baseline's precision: unchanged is +0, not +<0.001 %
         if rise <= ctx.regression_threshold:
             return
         gpu_note = ""
