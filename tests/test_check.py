@@ -651,3 +651,15 @@ def test_fail_on_and_exit_zero_agree_with_the_json_and_the_text(project, run_cli
     assert code == 0 and "— not failing: --exit-zero (else errors exit 1)" in out  # said "failing" before
     code, out, _ = run_cli("check", "--exit-zero", "--format", "json")
     assert code == 0 and json.loads(out)["exit_code"] == 0
+
+
+def test_wl203_candidates_take_gpu_names_as_gpu_does(project, run_cli, tmp_path):
+    """candidates were compared as raw database keys: 'l20' or 'L4' selected nothing, an unknown name passed."""
+    from wattlint.lint.rule import gpu_list
+
+    assert gpu_list(["l20", "L4", "h100-sxm5-80gb"]) == ("l20-48gb", "l4-24gb", "h100-sxm5-80gb")
+    with pytest.raises(ValueError, match="unknown GPU 'nonexistent-gpu'"):
+        gpu_list(["nonexistent-gpu"])
+    project(extra='[tool.wattlint.rules.WL203]\ncandidates = ["l4", "nonexistent-gpu"]')
+    code, out, err = run_cli("check")
+    assert code == 2 and "WL203" in err and "unknown GPU 'nonexistent-gpu'" in err, err

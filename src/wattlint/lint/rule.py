@@ -138,3 +138,18 @@ def str_list(v: Any) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError("expected a list of strings")
     return tuple(v)
+
+
+def gpu_list(v: Any) -> tuple[str, ...]:
+    """GPU names (keys, aliases or NVML names, as --gpu takes them) -> database keys; an unknown name is an error
+    (matched as raw keys, an alias or a typo made the option select nothing, silently)."""
+    from ..hardware import resolve_gpu
+    from ..types import WattlintError
+
+    keys = []
+    for name in str_list(v):
+        try:
+            keys.append(resolve_gpu(name)[0].key)
+        except WattlintError as e:
+            raise ValueError(str(e)) from None
+    return tuple(keys)

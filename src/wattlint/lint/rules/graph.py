@@ -83,6 +83,11 @@ class Fp32Training(Rule):
         Case("default precision (fp32 matmuls) on an H100",
              {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096, "dtype": "float32"}],
               "precision": "default", "gpu": "h100-sxm5-80gb"}, expect="torch.autocast"),
+        Case("default precision on an A100: cuDNN convolutions in TF32, matmuls in FP32 (A100 datasheet peaks)",
+             {"ops": [{"op": "conv", "m": 65536, "n": 256, "k": 2304, "dtype": "float32"},
+                      {"op": "linear", "m": 8192, "n": 4096, "k": 4096, "dtype": "float32"}],
+              "precision": "default"},
+             expect="convolutions in TF32 (156 TFLOP/s), matmuls in FP32 (19.5 TFLOP/s) (precision=default)"),
     )
 
     def check(self, ctx):
@@ -110,12 +115,30 @@ class Fp32Training(Rule):
         kwh, pct = ctx.saving(other)
         if pct is not None and pct < ctx.options["min_saving"]:
             return
-        fp32_rate = gpu.peak("tf32" if precision == "tf32" else "fp32") / 1e12
         yield ctx.finding(
-            f"matmul/conv/attention run in {'tf32' if precision == 'tf32' else 'fp32'} (precision={precision}) on "
-            f"{gpu.name}, {share:.0%} of step energy; train with {half} autocast (torch.autocast('cuda', "
-            f"dtype=torch.{half_dtype})): {gpu.peak(half) / 1e12:.0f} vs {fp32_rate:.0f} TFLOP/s",
+            f"{_fp32_rates(fp32_ops, gpu, precision)} (precision={precision}) on {gpu.name}, {share:.0%} of step "
+            f"energy; train with {half} autocast (torch.autocast('cuda', dtype=torch.{half_dtype})): "
+            f"{gpu.peak(half) / 1e12:.0f} TFLOP/s",
             saving_kwh=kwh, saving_pct=pct)
+
+
+_KIND_WORDS = {OpKind.MATMUL: "matmuls", OpKind.CONV: "convolutions", OpKind.ATTENTION: "attention",
+               OpKind.RNN: "RNNs"}
+
+
+def _fp32_rates(records, gpu, precision: str) -> str:
+    """Which float32 GEMM-family ops run at which peak, as the estimate priced them (the prior's compute_dtype:
+    under ``default``, cuDNN convolutions in TF32 on Ampere+ and matmuls in FP32): 'convolutions in TF32 (156
+    TFLOP/s), matmuls in FP32 (19.5 TFLOP/s)'."""
+    from ...energy.prior import compute_dtype  # pure Python, no estimator
+
+    by_rate: dict[str, list[str]] = {}
+    for r in records:
+        words = by_rate.setdefault(compute_dtype(r, gpu, precision), [])
+        if _KIND_WORDS.get(r.kind, "others") not in words:
+            words.append(_KIND_WORDS.get(r.kind, "others"))
+    return ", ".join(f"{'/'.join(words)} in {key.upper()} ({gpu.peak(key) / 1e12:.3g} TFLOP/s)"
+                     for key, words in sorted(by_rate.items(), key=lambda kv: -gpu.peak(kv[0])))
 
 
 # ---- WL102 ----------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from ...report import units
 from ...report.units import energy_kwh as fmt_kwh
 from ..engine import replace_records
 from ..registry import register
-from ..rule import Case, Option, Rule, fraction, positive, positive_int, str_list
+from ..rule import Case, Option, Rule, fraction, positive, positive_int, gpu_list
 
 GIB = 2**30
 
@@ -191,7 +191,8 @@ class SmallerGpuLessEnergy(Rule):
     sources = ("del Rey et al., GPU right-sizing and energy (seed paper)",)
     options = {
         "min_saving": Option("min_saving", 0.10, fraction, "report only when the energy falls by at least this"),
-        "candidates": Option("candidates", (), str_list, "GPU keys to compare (default: all smaller GPUs)"),
+        "candidates": Option("candidates", (), gpu_list,
+                             "GPUs to compare, as --gpu names them (default: all smaller GPUs)"),
         "max_slowdown": Option("max_slowdown", 1.0, positive,
                                "ignore GPUs that take more than this x the time (1.0: never a slower GPU)"),
         "max_candidates": Option("max_candidates", 6, positive_int,
