@@ -663,3 +663,24 @@ def test_wl203_candidates_take_gpu_names_as_gpu_does(project, run_cli, tmp_path)
     project(extra='[tool.wattlint.rules.WL203]\ncandidates = ["l4", "nonexistent-gpu"]')
     code, out, err = run_cli("check")
     assert code == 2 and "WL203" in err and "unknown GPU 'nonexistent-gpu'" in err, err
+
+
+def test_annotations_are_relative_to_the_repository_root(project, run_cli, tmp_path, monkeypatch):
+    """GitHub resolves annotation and SARIF paths from the repository root: a project in a subfolder of the repo
+    (a monorepo's ml/), checked from a folder below it, annotated 'pyproject.toml' or '../pyproject.toml'."""
+    project(budget="0.001")  # an error finding on pyproject.toml line 9
+    repo = tmp_path.parent / (tmp_path.name + "-repo")
+    repo.mkdir()
+    (repo / ".git").mkdir()
+    ml = repo / "ml"
+    shutil.copytree(tmp_path, ml, ignore=shutil.ignore_patterns(".wattlint-cache"))
+    monkeypatch.chdir(ml / "models")
+    monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    code, out, _ = run_cli("check", "--format", "github")
+    assert code == 1 and "::error file=ml/pyproject.toml,line=9," in out, out
+    doc = json.loads(run_cli("check", "--format", "sarif")[1])
+    loc = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert loc == {"uri": "ml/pyproject.toml", "uriBaseId": "%SRCROOT%"}
+    assert doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"] == repo.resolve().as_uri() + "/"
+    code, out, _ = run_cli("check")  # the terminal's text keeps the path from the current directory
+    assert out.startswith("../pyproject.toml:9: WL301"), out

@@ -28,6 +28,38 @@ class Located:
         return Path(rel).as_posix() if not rel.startswith("..") or not p.is_absolute() else full.as_posix()
 
 
+    def repo_path(self, root: Path) -> str:
+        """The path relative to the repository root (GITHUB_WORKSPACE, else the nearest folder above ``root`` holding
+        ``.git``, else ``root``), as GitHub annotations and SARIF uploads resolve it: relative to the current
+        directory, a check run from a subfolder or a monorepo's project folder attached nowhere."""
+        import os
+
+        p = Path(self.path)
+        full = (p if p.is_absolute() else Path(root) / p).resolve()
+        base = repository_root(Path(root))
+        try:
+            return full.relative_to(base).as_posix()
+        except ValueError:
+            return os.path.relpath(full, base).replace(os.sep, "/") if not p.is_absolute() else full.as_posix()
+
+
+def repository_root(start: Path) -> Path:
+    """$GITHUB_WORKSPACE when ``start`` lies inside it, else the nearest folder at or above ``start`` with a ``.git``
+    (folder or file: worktrees, submodules), else ``start`` itself."""
+    import os
+
+    start = Path(start).resolve()
+    ws = os.environ.get("GITHUB_WORKSPACE")
+    if ws:
+        w = Path(ws).resolve()
+        if start == w or w in start.parents:
+            return w
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
+
+
 @dataclass
 class ModelResult:
     name: str

@@ -31,7 +31,7 @@ def render_github(result: CheckResult) -> str:
             msg = f"{m.name}: {f.message}" + (f" [layer {f.layer}]" if f.layer else "")
             if m.summary.get("calibration"):  # where the finding's numbers come from
                 msg += f" [energy model {m.summary['calibration']} on {m.summary.get('gpu') or '?'}]"
-            path = _escape_prop(it.display_path(result.root))
+            path = _escape_prop(it.repo_path(result.root))  # GitHub resolves it from the repository root
             out.append(f"::{LEVEL.get(f.severity, 'warning')} file={path},line={it.line},"
                        f"title={_escape_prop(title)}::{_escape_data(msg)}")
     return "\n".join(out) + ("\n" if out else "")

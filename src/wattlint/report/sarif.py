@@ -29,6 +29,7 @@ def _rule_descriptor(rule) -> dict:
 
 def render_sarif(result: CheckResult, version: str) -> str:
     from ..lint.registry import all_rules
+    from ..lint.results import repository_root
 
     rules = all_rules()
     used = sorted({i.finding.code for i in result.items if i.finding.code in rules})
@@ -43,7 +44,7 @@ def render_sarif(result: CheckResult, version: str) -> str:
                 "message": {"text": f"{m.name}: {f.message}"},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": ({"uri": it.path, "uriBaseId": "%SRCROOT%"}
+                        "artifactLocation": ({"uri": it.repo_path(result.root), "uriBaseId": "%SRCROOT%"}
                                              if not it.path.startswith("/") else {"uri": "file://" + it.path}),
                         "region": {"startLine": max(1, it.line)},
                     },
@@ -67,7 +68,7 @@ def render_sarif(result: CheckResult, version: str) -> str:
             "tool": {"driver": {"name": "wattlint", "version": version, "semanticVersion": version,
                                 "informationUri": "https://github.com/wattlint/wattlint",
                                 "rules": [_rule_descriptor(rules[c]) for c in used]}},
-            "originalUriBaseIds": {"%SRCROOT%": {"uri": result.root.as_uri() + "/"}},
+            "originalUriBaseIds": {"%SRCROOT%": {"uri": repository_root(result.root).as_uri() + "/"}},
             "results": results,
             "columnKind": "unicodeCodePoints",
         }],
