@@ -70,3 +70,13 @@ def test_wl403_says_the_norms_were_synthesized():
     from wattlint.lint.rules.quality import FoldedBatchnorm
 
     assert "synthesized" in FoldedBatchnorm.summary and "missing" not in FoldedBatchnorm.summary
+
+
+def test_gb200_nvl72_is_one_nvlink_domain_of_72_gpus():
+    """A 144-GPU GB200 NVL72 job is 2 racks of 72 GPUs on NVLink (NVIDIA's GB200 NVL72 datasheet), each GPU with a
+    400 Gbit/s NIC: 72 x 400 = 28,800 Gbit/s per domain; it was costed as 18 DGX-style nodes of 8."""
+    est = wattlint.estimate(str(ONNX), gpu="gb200", gpus=144, epochs=1)
+    assert est.plan.gpus_per_node == 72 and est.plan.internode_gbps == 72 * 400
+    assert any("one NVLink domain of 72 GPUs" in a for a in est.assumptions)
+    h100 = wattlint.estimate(str(ONNX), gpu="h100", gpus=16, epochs=1)  # servers stay 8 GPUs, 8 x 400 Gbit/s
+    assert h100.plan.gpus_per_node == 8 and h100.plan.internode_gbps == 8 * 400

@@ -33,7 +33,7 @@ def gddr_idle_w(tdp_w: float, fraction: float = IDLE_FRACTION_GDDR) -> int:
 
 #: scalar fields of a GPU row that carry a value (each needs a source).
 VALUE_FIELDS = ("tdp_w", "idle_w", "memory_gb", "memory_bw_gbs", "sm_count", "boost_mhz", "pcie_gen",
-                "nvlink_gbs", "l2_mb")
+                "nvlink_gbs", "nvlink_domain", "l2_mb")
 PEAK_DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8", "int8")
 #: training precisions a plan may ask for; "default" (PyTorch's defaults) and "fp32" run on every GPU.
 PLAN_PRECISIONS = ("default", "fp32", "tf32", "fp16", "bf16", "fp8")
@@ -132,6 +132,7 @@ def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
         idle_estimated=bool(row.get("idle_estimated", True)),
         pcie_gen=int(row.get("pcie_gen", 0)),
         nvlink_gbs=float(row.get("nvlink_gbs", 0.0)),
+        nvlink_domain=int(row.get("nvlink_domain", 0)),
         tensor_cores=bool(row.get("tensor_cores", True)),
         l2_mb=float(row.get("l2_mb", 0.0)),
         memory_type=_memory_type(key, row),
@@ -236,7 +237,8 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
 
 def value_fields(spec: GpuSpec) -> list[str]:
     """Names of every value a row carries (for source / flag checks): scalar fields + 'peak_tflops.<dtype>'."""
-    return [*VALUE_FIELDS, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
+    scalar = [f for f in VALUE_FIELDS if f != "nvlink_domain" or spec.nvlink_domain]  # optional: rack-scale parts
+    return [*scalar, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
 
 
 # ---- precision support --------------------------------------------------------------------------------------

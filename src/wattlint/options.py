@@ -259,8 +259,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "scattered unevenly (nn.DataParallel: 33 over 2 GPUs = 17 + 16) and each micro-step costed at the "
            "largest share; without it such a batch is refused (wattlint.track sets it for the GPUs it measures)",
            "work", "plan", config_only=True),
-    Option("gpus_per_node", "--gpus-per-node", integer(1, 1024), f"GPUs per node (default min(gpus, "
-           f"{DEFAULT_GPUS_PER_NODE}))", "hardware", "plan", "N"),
+    Option("gpus_per_node", "--gpus-per-node", integer(1, 1024), f"GPUs per node, i.e. per NVLink domain (default "
+           f"min(gpus, {DEFAULT_GPUS_PER_NODE}); min(gpus, 72) on a rack-scale NVLink part such as GB200 NVL72)",
+           "hardware", "plan", "N"),
     Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",
            "hardware", "plan", choices=SHARDINGS),
     Option("internode_gbps", "--internode-gbps", number(0, 1e6), "network bandwidth per node in Gbit/s (default "

@@ -212,9 +212,11 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                           f"runs the same micro-batch; give a multiple of {dp * grad_accum}")
     per_node = v.get("gpus_per_node")
     if per_node is None:
-        per_node = min(gpus, options.DEFAULT_GPUS_PER_NODE)
+        domain = gpu.nvlink_domain or options.DEFAULT_GPUS_PER_NODE
+        per_node = min(gpus, domain)
         if gpus > 1:
-            notes.append(f"gpus-per-node {per_node} (default min(gpus, {options.DEFAULT_GPUS_PER_NODE}))")
+            why = (f"{gpu.name}: one NVLink domain of {domain} GPUs" if gpu.nvlink_domain else "")
+            notes.append(f"gpus-per-node {per_node} (default min(gpus, {domain})" + (f"; {why})" if why else ")"))
     elif per_node > gpus:
         notes.append(f"--gpus-per-node {per_node} > --gpus {gpus}: one node of {gpus} GPUs")
         per_node = gpus

@@ -281,6 +281,8 @@ class GpuSpec:
     idle_estimated: bool = True
     pcie_gen: int = 0
     nvlink_gbs: float = 0.0  # per-GPU NVLink bandwidth (GB/s, bidirectional) ; 0 = none
+    # GPUs one NVLink domain joins when it is larger than a server (GB200 NVL72: 72); 0 = the server (8 by default)
+    nvlink_domain: int = 0
     tensor_cores: bool = True
     l2_mb: float = 0.0
     # DRAM technology when the chip code does not tell it ("GDDR6X", "GDDR7"; gpus.toml ``memory_type``); "" = from

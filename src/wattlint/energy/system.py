@@ -96,7 +96,10 @@ def intra_node_gbs(gpu: GpuSpec) -> tuple[float, str]:
 def default_internode_gbps(gpu: GpuSpec, gpus_per_node: int = 8) -> tuple[float, str]:
     """Network bandwidth per node (Gbit/s) of a typical cluster for this GPU class, and why. The NVLink classes have
     one NIC per GPU (DGX H100 / A100: 8 for 8 GPUs; DGX-1: 4 for 8): a node of fewer GPUs has that many fewer."""
-    k = max(1, min(8, int(gpus_per_node)))
+    k = max(1, min(gpu.nvlink_domain or 8, int(gpus_per_node)))
+    if gpu.nvlink_domain:  # a rack-scale NVLink domain (GB200 NVL72): one NIC per GPU for the network between racks
+        return 400.0 * k, (f"{k} x 400 Gbit/s per NVLink domain of {k} GPUs (one NIC per GPU, as GB200 NVL72 "
+                           f"racks)")
     if gpu.nvlink_gbs > 0 and gpu.pcie_gen >= 5:
         return 400.0 * k, f"{k} x 400 Gbit/s InfiniBand NDR per node (one per GPU, as DGX H100-class nodes)"
     if gpu.nvlink_gbs >= 600:
