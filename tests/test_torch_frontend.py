@@ -366,15 +366,27 @@ def test_custom_ops_are_recorded_as_unsupported():
     assert r.flops == 0 and (r.bytes_read, r.bytes_written) == (64, 64)
 
 
-def test_a_seq_len_past_the_configs_positions_is_stated():
-    """GPT-2 small's config has n_positions = 1024: --seq-len 4096 is costed as asked, but the report must say the
-    configured model cannot run it (it used to be silent); within the limit nothing is said."""
-    import wattlint
+def test_a_seq_len_past_the_configs_positions_is_refused_or_stated(tmp_path):
+    """GPT-2 small's config has n_positions = 1024 learned positions (transformer.wpe, 1024 rows): --seq-len 4096
+    cannot run and is refused (it was costed with a note); a rotary model (Llama-shaped, 128 positions) runs past
+    its trained context with context extension: costed, and stated; within the limit nothing is said."""
+    import json
 
-    long = wattlint.analyze("examples/gpt2-small/config.json", seq_len=4096, batch_size=1)
-    assert any(a.startswith("--seq-len 4096 exceeds the config's maximum positions 1024") for a in long.assumptions)
+    import wattlint
+    from wattlint.types import InputError
+
+    with pytest.raises(InputError, match=r"--seq-len 4096 exceeds the 1024 learned position embeddings .*"
+                                         r"\(transformer\.wpe\)"):
+        wattlint.analyze("examples/gpt2-small/config.json", seq_len=4096, batch_size=1)
     ok = wattlint.analyze("examples/gpt2-small/config.json", seq_len=1024, batch_size=1)
     assert not any("exceeds the config's maximum positions" in a for a in ok.assumptions)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+                               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+                               "vocab_size": 256, "max_position_embeddings": 128}))
+    long = wattlint.analyze(str(cfg), seq_len=512, batch_size=1)
+    assert any(a.startswith("--seq-len 512 exceeds the config's maximum positions 128: the model has no learned "
+                            "position table") for a in long.assumptions)
 
 
 def test_an_unknown_hf_architecture_is_stated_not_silently_replaced():

@@ -253,6 +253,18 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     return specs
 
 
+def _learned_positions(model) -> str | None:
+    """The name of the model's learned absolute position table (an nn.Embedding named like 'wpe' or
+    '*position*embed*'), else None (rotary / relative / ALiBi positions have none)."""
+    import torch.nn as nn
+
+    for name, mod in model.named_modules():
+        leaf = name.rsplit(".", 1)[-1].lower()
+        if isinstance(mod, nn.Embedding) and (leaf == "wpe" or ("pos" in leaf and "embed" in leaf)):
+            return name
+    return None
+
+
 def max_positions(config) -> int | None:
     for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
         v = getattr(config, k, None)
@@ -309,10 +321,16 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         else:
             sl = seq_len
             mp = max_positions(config)
-            if mp and sl > mp:  # costed as asked; whether the model can run it depends on its position encoding
-                notes.append(f"--seq-len {sl} exceeds the config's maximum positions {mp}: learned position "
-                             "embeddings (GPT-2, BERT) cannot run it as configured; rotary ones (Llama) run past "
-                             "their trained context only with context extension; costed at the length given")
+            learned = _learned_positions(model) if mp and sl > mp else None
+            if learned:  # an embedding table of positions: indices past it do not exist, the model cannot run
+                raise InputError(f"--seq-len {sl} exceeds the {mp} learned position embeddings of this "
+                                 f"{type(model).__name__} ({learned}): it cannot run that length; raise "
+                                 f"max_position_embeddings / n_positions in the config to cost a longer context")
+            if mp and sl > mp:  # costed as asked: rotary / relative positions run past their trained context
+                notes.append(f"--seq-len {sl} exceeds the config's maximum positions {mp}: the model has no "
+                             "learned position table (rotary / relative positions, as Llama's), so it runs that "
+                             "length, past its trained context only with context extension; costed at the length "
+                             "given")
         specs = default_inputs(model, config, mb, sl)
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")

@@ -62,9 +62,11 @@ class UncalibratedGpu(Rule):
     name = "uncalibrated-gpu"
     severity = "info"
     uses_graph = False
-    summary = "No measured energy model for this GPU: numbers come from the spec-sheet prior or a transfer"
+    summary = ("No measured energy model for this GPU: numbers come from the public-fit model, a transfer or the "
+               "spec-sheet prior")
     what = """
-        Reports when the estimate's calibration is not ``measured`` (``transferred``: a model fitted on other GPUs
+        Reports when the estimate's calibration is not ``measured`` (``public-fit``: the shipped model learned from
+        published measurements on other GPUs, docs/ACCURACY.md; ``transferred``: a model fitted on other GPUs
         applied through hardware-normalized features; ``prior``: roofline + power model from the datasheet only).
     """
     why = """
