@@ -80,3 +80,41 @@ def test_gb200_nvl72_is_one_nvlink_domain_of_72_gpus():
     assert any("one NVLink domain of 72 GPUs" in a for a in est.assumptions)
     h100 = wattlint.estimate(str(ONNX), gpu="h100", gpus=16, epochs=1)  # servers stay 8 GPUs, 8 x 400 Gbit/s
     assert h100.plan.gpus_per_node == 8 and h100.plan.internode_gbps == 8 * 400
+
+
+def test_a_torch_version_newer_than_modelled_is_stated():
+    from wattlint import framework
+
+    pin = next(ln.split("==")[1].strip() for ln in (ROOT / "constraints.txt").read_text().splitlines()
+               if ln.startswith("torch=="))
+    assert framework.fmt(framework.NEWEST_MODELLED) == ".".join(pin.split(".")[:2])  # in step with the test pin
+    newer = wattlint.estimate(str(ONNX), gpu="a100", epochs=1, torch_version="3.0")
+    assert newer.assumptions.count("--torch-version 3.0 is newer than the releases whose defaults wattlint models "
+                                   "(up to 2.13): priced with 2.13's defaults") == 1
+    same = wattlint.estimate(str(ONNX), gpu="a100", epochs=1, torch_version="2.13")
+    assert not any("is newer than the releases" in a for a in same.assumptions)
+
+
+def test_an_api_keyword_typo_gets_a_suggestion():
+    import pytest
+
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown option 'epoch' \(did you mean 'epochs'\?\)"):
+        wattlint.estimate(str(ONNX), gpu="a100", epoch=1)
+
+
+def test_pipeline_parallel_on_a_model_without_layer_stack_says_what_it_needs(run_cli, gpt_config):
+    code, out, err = run_cli(ONNX, "--gpu", "a100", "--epochs", "1", "--pipeline-parallel", "2", "--gpus", "2")
+    assert code == 2 and "no stack of numbered blocks with matmuls or attention" in err
+    # the small GPT of the parallel tests has 4 blocks: 8 stages are too many, and the message names them
+    code, out, err = run_cli(gpt_config, "--gpu", "a100", "--steps", "1", "--pipeline-parallel", "8", "--gpus", "8",
+                             "--batch-size", "8")
+    assert code == 2 and "repeated blocks (transformer.h.*) to split into stages (need at least 8)" in err, err
+
+
+def test_the_html_badge_of_every_provenance_is_styled():
+    from wattlint.report.html import CSS
+
+    for provenance in ("measured", "public-fit", "transferred", "prior"):
+        assert f".{provenance}{{" in CSS

@@ -54,6 +54,9 @@ FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
 # Adam(fused=true) implementation"), AdamW 2.0 (its fused kernel, pytorch/pytorch#88015, merged after the 1.13
 # branch). SGD / Adadelta: not checked here, so not stated.
 FUSED_OPTIMIZER = {"adam": (1, 13), "adamw": (2, 0)}
+# The newest release whose defaults are modelled here (the version the test install pins: constraints.txt); a later
+# version is priced with these defaults and says so
+NEWEST_MODELLED = (2, 13)
 
 
 # The first PyTorch release whose official CUDA builds run on a GPU generation (the CUDA toolkit that added its
@@ -182,5 +185,8 @@ def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, a
     lines = notes(v, optimizer_impl_default=optimizer_impl_default, attention_default=attention_default,
                   onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention,
                   optimizer=optimizer, optimizer_impl=optimizer_impl)
+    if v > NEWEST_MODELLED:
+        lines = [f"--torch-version {fmt(v)} is newer than the releases whose defaults wattlint models (up to "
+                 f"{fmt(NEWEST_MODELLED)}): priced with {fmt(NEWEST_MODELLED)}'s defaults", *lines]
     return dataclasses.replace(graph, records=records, extra=extra,
                                assumptions=tuple(graph.assumptions) + tuple(lines))

@@ -330,7 +330,10 @@ def validate(values: Mapping[str, Any], *, label: Callable[[Option], str] | None
     for key, value in values.items():
         name = canonical(key)
         if name is None:
-            raise error(f"unknown option {key!r}")
+            import difflib
+
+            close = difflib.get_close_matches(str(key).replace("-", "_"), [*OPTIONS, *ALIASES], n=1)
+            raise error(f"unknown option {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         if value is None:
             continue
         opt = OPTIONS[name]

@@ -479,10 +479,13 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
     in blocks' worth of FLOPs (:func:`_head_blocks`)). Equal stages: the last one. Unequal ones
     (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage (its blocks + what
     follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
-    if blocks is None or blocks.count < pp:
-        have = blocks.count if blocks else 0
-        raise ConfigError(f"--pipeline-parallel {pp}: the model has {have} repeated blocks to split into stages "
-                          f"(need at least {pp})")
+    if blocks is None:
+        raise ConfigError(f"--pipeline-parallel {pp}: no stack of numbered blocks with matmuls or attention (a "
+                          f"ModuleList of transformer layers, 'layers.0', 'layers.1', ...) was found to split into "
+                          f"stages: pipeline stages are planned for transformer-style models")
+    if blocks.count < pp:
+        raise ConfigError(f"--pipeline-parallel {pp}: the model has {blocks.count} repeated blocks "
+                          f"({blocks.prefix}.*) to split into stages (need at least {pp})")
     sizes = stage_blocks(blocks.count, pp)
     L = blocks.count
     if min(sizes) < vpp:

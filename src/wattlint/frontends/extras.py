@@ -30,7 +30,10 @@ def missing_extra_error(e: ImportError, what: str, extra: str | None = None) -> 
     name = (getattr(e, "name", None) or "").split(".")[0]
     if name not in EXTRAS or not EXTRAS[name]:
         return None
-    return InputError(f"{what}: the {name!r} package is not installed; {install_hint(name, extra)}")
+    cpu = ((" (tracing runs on the meta device: torch's CPU build is enough, e.g. add --extra-index-url "
+            "https://download.pytorch.org/whl/cpu instead of the multi-GB CUDA build)")
+           if (extra or EXTRAS[name]) in ("torch", "hf") else "")
+    return InputError(f"{what}: the {name!r} package is not installed; {install_hint(name, extra)}{cpu}")
 
 
 def require(module: str, what: str, extra: str | None = None) -> ModuleType:

@@ -22,7 +22,7 @@ CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1d2329;margin:24px auto;max-width:1040px;padding:0 16px}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:26px 0 8px;border-bottom:1px solid #dde3e8;padding-bottom:4px}
 .meta{color:#5b6770;margin:2px 0} .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
-.measured{background:#d8f3dc;color:#1b5e20}.transferred{background:#fff3cd;color:#7a5a00}.prior{background:#e7ecf5;color:#243b6b}
+.measured{background:#d8f3dc;color:#1b5e20}.public-fit{background:#e3f2fd;color:#0d47a1}.transferred{background:#fff3cd;color:#7a5a00}.prior{background:#e7ecf5;color:#243b6b}
 table{border-collapse:collapse;width:100%;margin:6px 0} th,td{padding:5px 8px;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:10px;margin:14px 0}
