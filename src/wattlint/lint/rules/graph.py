@@ -374,10 +374,16 @@ class MemoryBoundHotspots(Rule):
         "min_share": Option("min_share", 0.30, fraction, "minimum share of step energy in memory-bound ops"),
         "fusion_byte_reduction": Option("fusion_byte_reduction", 0.5, fraction,
                                         "fraction of those ops' HBM bytes assumed removed by fusion"),
+        "min_saving": Option("min_saving", 0.02, fraction, "report only when fusing saves at least this fraction "
+                             "of the run's energy (a launch-bound step saves nothing by moving fewer bytes)"),
     }
     valid = (
         Case("GEMM-dominated MLP", {"ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096},
                                             {"op": "elementwise", "shape": [8192, 4096]}]}),
+        Case("memory-bound ops above min-share, but fusing them saves under min-saving",
+             {"ops": [{"op": "linear", "m": 8192, "n": 1024, "k": 1024},
+                      {"op": "elementwise", "name": "gelu", "shape": [8192, 4096], "count": 6}]},
+             options={"min_saving": 0.99}),
     )
     invalid = (
         Case("many unfused elementwise ops",
@@ -406,6 +412,8 @@ class MemoryBoundHotspots(Rule):
                    if i in hit else r for i, r in enumerate(ctx.graph.records)]
         other = ctx.reestimate(graph=replace_records(ctx.graph, records))
         kwh, pct = ctx.saving(other)
+        if pct is not None and pct < ctx.options["min_saving"]:
+            return
         by_op: dict[str, float] = defaultdict(float)
         by_mod: dict[str, float] = defaultdict(float)
         for i in hits:
