@@ -684,3 +684,20 @@ def test_annotations_are_relative_to_the_repository_root(project, run_cli, tmp_p
     assert doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"] == repo.resolve().as_uri() + "/"
     code, out, _ = run_cli("check")  # the terminal's text keeps the path from the current directory
     assert out.startswith("../pyproject.toml:9: WL301"), out
+
+
+def test_wl201_advice_skips_what_the_plan_already_does():
+    """The advice named --activation-checkpointing, --sharding zero3 and bf16 to a plan that used all three (and
+    ZeRO-3 on one GPU shards nothing)."""
+    import wattlint
+
+    cfg = str(ROOT / "examples" / "gpt2-small" / "config.json")
+    done = wattlint.estimate(cfg, gpu="a100-sxm4-40gb", precision="bf16", batch_size=64, seq_len=1024, steps=10,
+                             activation_checkpointing=True, sharding="zero3")
+    (msg,) = [f.message for f in done.findings if f.code == "WL201"]
+    assert "activation-checkpointing" not in msg and "--precision bf16" not in msg
+    assert "more --gpus (--sharding zero3 shards nothing over one data-parallel GPU)" in msg
+    plain = wattlint.estimate(cfg, gpu="a100-sxm4-40gb", batch_size=64, seq_len=1024, steps=10)
+    (msg,) = [f.message for f in plain.findings if f.code == "WL201"]
+    assert "use --activation-checkpointing" in msg and "--sharding zero3 with more --gpus" in msg
+    assert "bf16 autocast (--precision bf16)" in msg

@@ -241,7 +241,9 @@ def estimate_model(m, config):
     except WattlintError as e:
         # every option here came from the configuration: name its keys, not the command line's flags
         raise type(e)(f"model {m.name!r} ({m.raw_source}): {as_config_keys(str(e))}") from None
-    findings = [f if f.model else dataclasses.replace(f, model=m.name) for f in est.findings]
+    # a finding's advice names the configuration's keys ('activation-checkpointing'), as the notes below do
+    findings = [dataclasses.replace(f, model=f.model or m.name, message=as_config_keys(f.message))
+                for f in est.findings]
     # the notes' advice names the configuration's keys ('loader-sample-time'), not the command line's flags
     est = dataclasses.replace(est, assumptions=tuple(as_config_keys(a) for a in est.assumptions))
     return summarize(est), findings

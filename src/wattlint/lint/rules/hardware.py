@@ -55,8 +55,25 @@ class DoesNotFit(Rule):
         cap = mem.gpu_memory_bytes / GIB
         yield ctx.finding(
             f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.0f} GiB: "
-            "lower the micro-batch per GPU (--grad-accum or more --gpus), use --activation-checkpointing, "
-            "--sharding zero3, bf16, or a GPU with more memory")
+            + ", ".join(_memory_remedies(ctx.estimate.plan)))
+
+
+def _memory_remedies(plan) -> list[str]:
+    """What the plan does not do yet that lowers memory per GPU (advice it already follows is not repeated)."""
+    out = []
+    if plan.micro_batch_size > 1:
+        out.append(f"lower the micro-batch per GPU (now {plan.micro_batch_size}: --grad-accum or more --gpus)")
+    if plan.recompute != "full":
+        out.append("use --activation-checkpointing")
+    if plan.sharding not in ("zero3", "fsdp"):
+        out.append("--sharding zero3" + (f" over the {plan.data_parallel} data-parallel GPUs"
+                                          if plan.data_parallel > 1 else " with more --gpus"))
+    elif plan.data_parallel == 1:
+        out.append(f"more --gpus (--sharding {plan.sharding} shards nothing over one data-parallel GPU)")
+    if plan.precision in ("default", "fp32", "tf32"):
+        out.append("bf16 autocast (--precision bf16)")
+    out.append("or a GPU with more memory")
+    return out
 
 
 def _tiles(r) -> float:
