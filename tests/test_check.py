@@ -250,9 +250,13 @@ def test_force_exclude(project, run_cli, tmp_path):
     shutil.copy(ONNX, tmp_path / "experiments" / "lm.onnx")
     text = (tmp_path / "pyproject.toml").read_text().replace("models/lm.onnx", "experiments/lm.onnx")
     (tmp_path / "pyproject.toml").write_text(text)
-    assert "no configured model matched" in run_cli("check")[1]  # excluded when discovered
-    assert "lm: " in run_cli("check", "experiments/lm.onnx")[1]  # explicit path: checked
-    assert "no configured model matched" in run_cli("check", "--force-exclude", "experiments/lm.onnx")[1]
+    out = run_cli("check")[1]
+    assert "no configured model matched" in out  # excluded when discovered
+    assert "note: not checked, matched by exclude: lm" in out  # and said so (it left no trace before)
+    out = run_cli("check", "experiments/lm.onnx")[1]
+    assert "lm: " in out and "matched by exclude" not in out  # explicit path: checked
+    out = run_cli("check", "--force-exclude", "experiments/lm.onnx")[1]
+    assert "no configured model matched" in out and "note: not checked, matched by exclude: lm" in out
 
 
 @pytest.mark.parametrize("extra, needle", [

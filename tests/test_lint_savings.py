@@ -111,6 +111,18 @@ def test_wl303_cost_budget_excess_below_a_dollar_of_rounding():
     assert "estimated cost $100.40 exceeds the budget of $100.00 by 0.4%" in f.message, f.message
 
 
+def test_wl304_names_the_total_it_compares_and_a_far_excess_reads_as_a_ratio():
+    # GPU-hours 38.5 against 0.5: 77x the budget (was "estimated time 38.5 GPU-h ... by 7600%")
+    f, _ = one("WL304", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"gpu_hours": 38.5},
+               budget={"gpu_hours": 0.5})
+    assert f.message.startswith("estimated GPU-hours 38.5 GPU-h exceeds the budget of 0.500 GPU-h (77x the budget)"), \
+        f.message
+    # wall time 12 h against 10 h: 20 % over, still a percentage
+    f, _ = one("WL304", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"time_h": 12.0},
+               budget={"time_h": 10.0})
+    assert "estimated wall time" in f.message and f.message.endswith("by 20%"), f.message
+
+
 def test_wl305_rise_just_over_the_threshold_reads_over_it():
     # 105.2 kWh vs a 100 kWh baseline: +5.2 % against the default 5 % threshold; "+5%" would read as "not over"
     # (the energies at 3 digits, 100 and 105, already differ)

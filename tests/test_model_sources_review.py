@@ -224,3 +224,24 @@ def test_an_opset_newer_than_the_installed_onnx_is_stated(run_cli, tmp_path):
     assert any(f"opset {newest + 5}, newer than the installed onnx" in a for a in json.loads(out)["assumptions"])
     code, out, err = run_cli("analyze", _matmul_graph(tmp_path / "k.onnx", opset=newest), "--format", "json")
     assert code == 0 and not any("newer than the installed" in a for a in json.loads(out)["assumptions"])
+
+
+def test_a_package_file_named_by_path_gets_the_module_form_suggested(run_cli, tmp_path, monkeypatch):
+    """models/tiny.py does `from .blocks import make`: loaded as a file it cannot import its sibling; the error now
+    names the form that works (models.tiny:build), which is then accepted."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")
+    (tmp_path / "models" / "blocks.py").write_text("import torch\n\ndef make():\n    return torch.nn.Linear(4, 4)\n")
+    (tmp_path / "models" / "tiny.py").write_text("from .blocks import make\n\ndef build():\n    return make()\n")
+    monkeypatch.chdir(tmp_path)
+    args = ("--gpu", "a100", "--steps", "1", "--input", "x=float32[2,4]")
+    code, out, err = run_cli("models/tiny.py:build", *args)
+    assert code == 2 and "name it as a module, e.g. models.tiny:build" in err and err.count("\n") == 1, err
+    import sys
+
+    try:
+        code, out, err = run_cli("models.tiny:build", *args)
+        assert code == 0, err
+    finally:  # this test's 'models' package must not shadow another test's
+        for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+            del sys.modules[name]

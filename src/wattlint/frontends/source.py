@@ -199,7 +199,12 @@ def load_attr(spec: str) -> Any:
                 raise
             if isinstance(e, ImportError) and (err := missing_extra_error(e, f"importing {target}")) is not None:
                 raise err from None
-            raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}") from None
+            hint = ""
+            if isinstance(e, ImportError) and "relative import" in str(e):  # a file of a package, loaded alone
+                dotted = os.path.splitext(os.path.normpath(target))[0].replace(os.sep, ".").lstrip(".")
+                hint = (f"; a file of a package imports its siblings relatively only when imported as part of it: "
+                        f"name it as a module, e.g. {dotted}:{attr}")
+            raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}{hint}") from None
     else:
         cwd = os.getcwd()  # like `python -m`: the current directory is importable
         added_cwd = cwd not in sys.path and "" not in sys.path

@@ -99,6 +99,11 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
         _update_baseline(config, models, result)
     else:
         result.notices.extend(_gate_notices(config, result, baseline))
+    chosen = {id(m) for m in models}
+    excluded = [m.name for m in config.models if id(m) not in chosen and m.path is not None
+                and config.is_excluded(m.path)]
+    if excluded:  # an excluded model leaves no other trace in the output
+        result.notices.append(f"not checked, matched by exclude: {', '.join(excluded)}")
     return result
 
 

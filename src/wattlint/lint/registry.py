@@ -46,6 +46,11 @@ def get_rule(code: str) -> type[Rule]:
 
     import difflib
 
-    hint = difflib.get_close_matches(key, list(rules), n=1)
+    prefixed = sorted(c for c in rules if c.startswith(key)) if key.startswith("WL") else []
+    if prefixed:  # 'WL1' is a selector of many rules, not a near miss of one
+        raise WattlintError(f"{code.strip()!r} is a prefix of {len(prefixed)} rules ({', '.join(prefixed)}): "
+                            f"'wattlint rule' shows one; 'wattlint rules' lists them")
+    hint = (difflib.get_close_matches(key, list(rules), n=1)
+            or difflib.get_close_matches(code.strip().lower(), [r.name for r in rules.values()], n=1))
     raise WattlintError(f"unknown rule {code!r}" + (f" (did you mean {hint[0]}?)" if hint else "")
                         + "; 'wattlint rules' lists them")

@@ -15,6 +15,7 @@ class _Budget(Rule):
     uses_graph = False
     keys: tuple[tuple[str, str], ...] = ()  # (budget / total key, unit label)
     label = ""
+    key_labels: dict[str, str] = {}  # what a total is called when the rule checks several (WL304: wall time, GPU-hours)
     example = """
         [[tool.wattlint.models]]
         name = "classifier"
@@ -38,9 +39,12 @@ class _Budget(Rule):
                 over = value - limit
                 kwh = over if key == "energy_kwh" else None
                 shown = units.pair(value, limit, key)  # one unit, digits enough to show the two different
+                # ten times over reads as a ratio ("(3.85e+12x the budget)"), not "by 3845128598234%"
+                by = (f"({value / limit:,.3g}x the budget)" if value >= 10 * limit
+                      else f"by {units.percent(over / limit)}")
                 yield ctx.finding(
-                    f"estimated {self.label} {shown[0]} exceeds the budget of {shown[1]} by "
-                    f"{units.percent(over / limit)}",
+                    f"estimated {self.key_labels.get(key, self.label)} {shown[0]} exceeds the budget of {shown[1]} "
+                    f"{by}",
                     saving_kwh=kwh, saving_pct=(over / value) if kwh else None, annotate=False)
 
 
@@ -109,6 +113,7 @@ class TimeBudget(_Budget):
     summary = "Estimated wall time or GPU-hours of the training plan exceed the model's time-h / gpu-hours budget"
     keys = (("time_h", "h"), ("gpu_hours", "GPU-h"))
     label = "time"
+    key_labels = {"time_h": "wall time", "gpu_hours": "GPU-hours"}
     what = "Compares the estimate's wall time with `budget.time-h` and its GPU-hours with `budget.gpu-hours`."
     why = "Wall time bounds iteration speed and GPU-hours are what clusters allocate."
     sources = ("wattlint design, §8 (budgets)",)

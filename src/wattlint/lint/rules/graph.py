@@ -333,7 +333,7 @@ class UnfusedAttention(Rule):
         sq, sk = mods[name]
         more = f" (and {len(mods) - 1} more module(s))" if len(mods) > 1 else ""
         yield ctx.finding(
-            f"attention in '{name}'{more} materializes a {sq}x{sk} softmax(QKᵀ) score matrix in memory; use "
+            f"attention in {repr(name) if name else 'the root module'}{more} materializes a {sq}x{sk} softmax(QKᵀ) score matrix in memory; use "
             "torch.nn.functional.scaled_dot_product_attention (a fused FlashAttention kernel)",
             layer=name or None, saving_kwh=kwh, saving_pct=pct)
 
