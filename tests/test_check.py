@@ -705,3 +705,30 @@ def test_wl201_advice_skips_what_the_plan_already_does():
     (msg,) = [f.message for f in plain.findings if f.code == "WL201"]
     assert "use --activation-checkpointing" in msg and "--sharding zero3 with more --gpus" in msg
     assert "bf16 autocast (--precision bf16)" in msg
+
+
+def test_rule_prefix_lists_what_it_selects(run_cli):
+    code, out, err = run_cli("rule", "WL1")
+    assert code == 2 and "'WL1' is a prefix of" in err and "WL101" in err and "WL401" not in err, err
+    code, out, err = run_cli("rule", "fp32-trainin")
+    assert code == 2 and "did you mean fp32-training?" in err
+
+
+def test_wl103_names_the_root_module_when_attention_is_not_in_a_submodule():
+    """A model whose forward computes softmax(QK^T)V itself: the finding said "attention in ''"."""
+    import torch
+
+    import wattlint
+
+    class Root(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = torch.nn.Linear(64, 192)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            return torch.softmax(q @ k.transpose(-1, -2) / 8.0, dim=-1) @ v
+
+    est = wattlint.estimate(Root(), inputs=["x=float32[4,1024,64]"], gpu="a100", steps=1)
+    msgs = [f.message for f in est.findings if f.code == "WL103"]
+    assert msgs and msgs[0].startswith("attention in the root module materializes a 1024x1024"), msgs
