@@ -227,21 +227,23 @@ def test_an_opset_newer_than_the_installed_onnx_is_stated(run_cli, tmp_path):
 
 
 def test_a_package_file_named_by_path_gets_the_module_form_suggested(run_cli, tmp_path, monkeypatch):
-    """models/tiny.py does `from .blocks import make`: loaded as a file it cannot import its sibling; the error now
-    names the form that works (models.tiny:build), which is then accepted."""
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "__init__.py").write_text("")
-    (tmp_path / "models" / "blocks.py").write_text("import torch\n\ndef make():\n    return torch.nn.Linear(4, 4)\n")
-    (tmp_path / "models" / "tiny.py").write_text("from .blocks import make\n\ndef build():\n    return make()\n")
-    monkeypatch.chdir(tmp_path)
-    args = ("--gpu", "a100", "--steps", "1", "--input", "x=float32[2,4]")
-    code, out, err = run_cli("models/tiny.py:build", *args)
-    assert code == 2 and "name it as a module, e.g. models.tiny:build" in err and err.count("\n") == 1, err
+    """relpkg/tiny.py does `from .blocks import make`: loaded as a file it cannot import its sibling; the error now
+    names the form that works (relpkg.tiny:build), which is then accepted. (A package name no other test uses: an
+    imported 'models' package of another test would shadow it in sys.modules.)"""
     import sys
 
+    pkg = tmp_path / "wl_relpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "blocks.py").write_text("import torch\n\ndef make():\n    return torch.nn.Linear(4, 4)\n")
+    (pkg / "tiny.py").write_text("from .blocks import make\n\ndef build():\n    return make()\n")
+    monkeypatch.chdir(tmp_path)
+    args = ("--gpu", "a100", "--steps", "1", "--input", "x=float32[2,4]")
+    code, out, err = run_cli("wl_relpkg/tiny.py:build", *args)
+    assert code == 2 and "name it as a module, e.g. wl_relpkg.tiny:build" in err and err.count("\n") == 1, err
     try:
-        code, out, err = run_cli("models.tiny:build", *args)
+        code, out, err = run_cli("wl_relpkg.tiny:build", *args)
         assert code == 0, err
-    finally:  # this test's 'models' package must not shadow another test's
-        for name in [n for n in sys.modules if n == "models" or n.startswith("models.")]:
+    finally:
+        for name in [n for n in sys.modules if n == "wl_relpkg" or n.startswith("wl_relpkg.")]:
             del sys.modules[name]
