@@ -732,3 +732,23 @@ def test_wl103_names_the_root_module_when_attention_is_not_in_a_submodule():
     est = wattlint.estimate(Root(), inputs=["x=float32[4,1024,64]"], gpu="a100", steps=1)
     msgs = [f.message for f in est.findings if f.code == "WL103"]
     assert msgs and msgs[0].startswith("attention in the root module materializes a 1024x1024"), msgs
+
+
+def test_gate_notes_only_where_the_gate_applies(project, run_cli, tmp_path):
+    """With WL305 ignored (or noqa'd) there is no regression gate to report on; a PATH selection that leaves an
+    excluded model out anyway does not name it."""
+    text = (tmp_path / "pyproject.toml").read_text()
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', 'name = "lm"\nignore = ["WL305"]'))
+    code, out, err = run_cli("check")
+    assert code == 0 and "WL305" not in out and "note:" not in out, (out, err)
+    (tmp_path / "pyproject.toml").write_text(text.replace('name = "lm"', 'name = "lm"  # wattlint: noqa: WL305'))
+    code, out, err = run_cli("check")
+    assert code == 0 and "note:" not in out, out
+    (tmp_path / "pyproject.toml").write_text(text + '\n[[tool.wattlint.models]]\nname = "old"\n'
+                                             'source = "experiments/lm.onnx"\nsteps = 1\n')
+    (tmp_path / "experiments").mkdir()
+    shutil.copy(ONNX, tmp_path / "experiments" / "lm.onnx")
+    out = run_cli("check", "models/lm.onnx")[1]
+    assert "matched by exclude" not in out, out  # the path selected only lm
+    out = run_cli("check")[1]
+    assert "note: not checked, matched by exclude: old" in out, out

@@ -118,3 +118,60 @@ def test_the_html_badge_of_every_provenance_is_styled():
 
     for provenance in ("measured", "public-fit", "transferred", "prior"):
         assert f".{provenance}{{" in CSS
+
+
+def test_megatron_keeps_the_fp16_loss_scaling_line(gpt_config):
+    """The stack replaces autocast and the torch optimizer, not fp16 loss scaling (still not traced): its line stays."""
+    est = wattlint.estimate(gpt_config, gpu="a100", steps=1, precision="fp16", training_stack="megatron")
+    assert any(a.startswith("precision: fp16 loss scaling") for a in est.assumptions)
+    assert not any(a.startswith("precision: fp16 autocast emulated") for a in est.assumptions)
+
+
+def test_sarif_location_of_a_file_outside_the_repository_is_a_file_uri():
+    from wattlint.report.sarif import _artifact
+
+    assert _artifact("ml/pyproject.toml") == {"uri": "ml/pyproject.toml", "uriBaseId": "%SRCROOT%"}
+    assert _artifact("/srv/shared/net.py") == {"uri": "file:///srv/shared/net.py"}
+
+
+def test_only_a_text_position_table_of_the_configured_size_blocks_a_longer_seq_len():
+    """A vision tower's 257-row patch-position table is not the text positions of a 2,048-position model (idefics);
+    OPT's table has 2 rows more than its limit."""
+    import torch.nn as nn
+
+    from wattlint.frontends.hf import _learned_positions
+
+    class M(nn.Module):
+        def __init__(self, rows):
+            super().__init__()
+            self.vision = nn.Module()
+            self.vision.position_embedding = nn.Embedding(257, 8)
+            self.embed_positions = nn.Embedding(rows, 8)
+
+    assert _learned_positions(M(2050), 2048) == "embed_positions"  # OPT-style offset of 2
+    assert _learned_positions(M(100), 2048) is None  # neither table has the model's 2,048 positions
+
+
+def test_an_nhwc_qlinearconv_is_not_refused_for_its_channel_layout(run_cli, tmp_path):
+    """onnxruntime's optimizer writes com.microsoft QLinearConv with channels_last = 1: x is [N, H, W, C], so x[1]
+    is H; the channel check read it as C and refused a legal model (review of 2026-12-06)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto as T
+    from onnx import helper as h
+    from onnx import numpy_helper as nh
+
+    inits = [nh.from_array(np.array(0.1, np.float32), "xs"), nh.from_array(np.array(0, np.uint8), "xz"),
+             nh.from_array(np.zeros((16, 8, 3, 3), np.int8), "w"), nh.from_array(np.array([0.1] * 16, np.float32),
+                                                                                  "ws"),
+             nh.from_array(np.zeros(16, np.int8), "wz"), nh.from_array(np.array(0.1, np.float32), "ys"),
+             nh.from_array(np.array(0, np.uint8), "yz")]
+    node = h.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"], domain="com.microsoft",
+                       channels_last=1, pads=[1, 1, 1, 1])
+    g = h.make_graph([node, h.make_node("Cast", ["y"], ["out"], to=T.FLOAT)], "q",
+                     [h.make_tensor_value_info("x", T.UINT8, [1, 16, 16, 8])],
+                     [h.make_tensor_value_info("out", T.FLOAT, [1, 16, 16, 16])], inits)
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 17), h.make_opsetid("com.microsoft", 1)])
+    onnx.save(model, str(tmp_path / "q.onnx"))
+    code, out, err = run_cli("analyze", tmp_path / "q.onnx")
+    assert code == 0 and "malformed" not in err, err

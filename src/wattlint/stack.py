@@ -274,7 +274,8 @@ def _optimizer(graph: CostGraph, optimizer: str, half: str) -> list[OpRecord]:
 
 # the tracer's lines that the megatron stack's rewrite replaces (autocast, fp32 module weights, torch's optimizer
 # implementation): a report must not state both
-SUPERSEDED = ("precision: ", "optimizer: ", "weights: float32 master weights")
+SUPERSEDED = ("precision: bf16 autocast emulated", "precision: fp16 autocast emulated", "precision: fp8 traced as",
+              "optimizer: ", "weights: float32 master weights")
 
 
 def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGraph, list[str]]:

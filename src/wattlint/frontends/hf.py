@@ -253,14 +253,16 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     return specs
 
 
-def _learned_positions(model) -> str | None:
-    """The name of the model's learned absolute position table (an nn.Embedding named like 'wpe' or
-    '*position*embed*'), else None (rotary / relative / ALiBi positions have none)."""
+def _learned_positions(model, limit: int) -> str | None:
+    """The name of the model's learned absolute position table for text (an nn.Embedding named like 'wpe' or
+    '*position*embed*' with at least ``limit`` rows: OPT's has limit + 2; a vision tower's smaller patch-position
+    table is not it), else None (rotary / relative / ALiBi positions have none)."""
     import torch.nn as nn
 
     for name, mod in model.named_modules():
         leaf = name.rsplit(".", 1)[-1].lower()
-        if isinstance(mod, nn.Embedding) and (leaf == "wpe" or ("pos" in leaf and "embed" in leaf)):
+        if isinstance(mod, nn.Embedding) and (leaf == "wpe" or ("pos" in leaf and "embed" in leaf)) \
+                and limit <= mod.num_embeddings <= limit + 2:
             return name
     return None
 
@@ -321,7 +323,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         else:
             sl = seq_len
             mp = max_positions(config)
-            learned = _learned_positions(model) if mp and sl > mp else None
+            learned = _learned_positions(model, mp) if mp and sl > mp else None
             if learned:  # an embedding table of positions: indices past it do not exist, the model cannot run
                 raise InputError(f"--seq-len {sl} exceeds the {mp} learned position embeddings of this "
                                  f"{type(model).__name__} ({learned}): it cannot run that length; raise "

@@ -257,7 +257,8 @@ def _conv(n: Node) -> OpCost:
     if len(x) < 3 or len(w) != len(x):
         raise Unsupported("conv rank")
     transposed = n.op_type == "ConvTranspose"
-    _check_conv_channels(x, w, int(n.attrs.get("group", 1)), transposed)
+    if not n.attrs.get("channels_last"):  # com.microsoft NHWC variants (ORT's QLinearConv): x[1] is not C
+        _check_conv_channels(x, w, int(n.attrs.get("group", 1)), transposed)
     y = n.out_shapes[0]
     nsp = len(x) - 2
     kw = dict(stride=list(n.attrs.get("strides", [1] * nsp)), dilation=list(n.attrs.get("dilations", [1] * nsp)),

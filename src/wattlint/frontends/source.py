@@ -168,6 +168,22 @@ def _need_file(path: str, what: str) -> None:
         raise InputError(f"{what} not found: {path}")
 
 
+def _module_form(target: str, attr: str) -> str:
+    """How to name a package's file so that its relative imports work: the dotted path from the folder above its
+    outermost package (the folders holding ``__init__.py``), and that folder."""
+    path = os.path.abspath(target)
+    parts = [os.path.splitext(os.path.basename(path))[0]]
+    folder = os.path.dirname(path)
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        parts.insert(0, os.path.basename(folder))
+        folder = os.path.dirname(folder)
+    if len(parts) == 1:  # not inside a package: no module name makes `from .x import` work
+        return "; the file uses relative imports but is not inside a package (no __init__.py beside it)"
+    where = os.path.relpath(folder) if not os.path.relpath(folder).startswith("..") else folder
+    return (f"; a file of a package imports its siblings relatively only when imported as part of it: name it as "
+            f"a module, {'.'.join(parts)}:{attr}, with {where!r} as the working folder (or on PYTHONPATH)")
+
+
 def load_attr(spec: str) -> Any:
     """Import ``package.module:attr`` or ``path/file.py:attr`` and return attr (dotted attrs allowed)."""
     target, _, attr = spec.rpartition(":")
@@ -201,9 +217,7 @@ def load_attr(spec: str) -> Any:
                 raise err from None
             hint = ""
             if isinstance(e, ImportError) and "relative import" in str(e):  # a file of a package, loaded alone
-                dotted = os.path.splitext(os.path.normpath(target))[0].replace(os.sep, ".").lstrip(".")
-                hint = (f"; a file of a package imports its siblings relatively only when imported as part of it: "
-                        f"name it as a module, e.g. {dotted}:{attr}")
+                hint = _module_form(target, attr)
             raise InputError(f"importing {target} failed: {type(e).__name__}: {_first_line(e)}{hint}") from None
     else:
         cwd = os.getcwd()  # like `python -m`: the current directory is importable

@@ -28,6 +28,12 @@ def _matches(model, files: list[Path], targets: list[Path]) -> bool:
 def select_models(config, paths: list[Path], force_exclude: bool) -> list:
     """The configured models a check covers: all, or those whose source (or a project file it imports) is among
     ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented."""
+    models = _path_selected(config, paths, force_exclude)
+    return [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
+
+
+def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
+    """The configured models the PATH arguments select (all without paths), before ``exclude`` applies."""
     from ..cache import model_files
 
     models = list(config.models)
@@ -44,7 +50,7 @@ def select_models(config, paths: list[Path], force_exclude: bool) -> list:
             targets.append(ap)
         if not run_all:
             models = [m for m in models if _matches(m, model_files(m, config.root), targets)]
-    return [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
+    return models
 
 
 def missing_extra(m) -> str | None:
@@ -100,8 +106,9 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     else:
         result.notices.extend(_gate_notices(config, result, baseline))
     chosen = {id(m) for m in models}
-    excluded = [m.name for m in config.models if id(m) not in chosen and m.path is not None
-                and config.is_excluded(m.path)]
+    # only the models this run would have checked but for `exclude` (not those a PATH selection left out anyway)
+    excluded = [m.name for m in _path_selected(config, paths, False) if id(m) not in chosen
+                and m.path is not None and config.is_excluded(m.path)]
     if excluded:  # an excluded model leaves no other trace in the output
         result.notices.append(f"not checked, matched by exclude: {', '.join(excluded)}")
     return result
@@ -113,8 +120,15 @@ def _gate_notices(config, result, baseline) -> list[str]:
     configured model has (the old name of a renamed one)."""
     from ..config import _where
 
-    checked = [m.name for m in result.models if not m.skipped and m.summary]
-    if not checked:
+    from .engine import is_enabled
+    from .registry import get_rule
+
+    wl305 = get_rule("WL305")
+    by_name = {m.name: m for m in config.models}
+    checked = [r.name for r in result.models if not r.skipped and r.summary and r.name in by_name
+               and is_enabled(wl305, config, by_name[r.name])
+               and not _suppressed("WL305", noqa_codes(config, by_name[r.name]))]
+    if not checked:  # no model the gate applies to (WL305 not selected, ignored or noqa'd): nothing to say
         return []
     where = _where(config.baseline_path)
     if not config.baseline_path.exists():

@@ -27,6 +27,15 @@ def _rule_descriptor(rule) -> dict:
     }
 
 
+def _artifact(path: str) -> dict:
+    """A location relative to the repository root (%SRCROOT%), or a file URI for a file outside the repository."""
+    from pathlib import PurePosixPath
+
+    if PurePosixPath(path).is_absolute():
+        return {"uri": PurePosixPath(path).as_uri()}
+    return {"uri": path, "uriBaseId": "%SRCROOT%"}
+
+
 def render_sarif(result: CheckResult, version: str) -> str:
     from ..lint.registry import all_rules
     from ..lint.results import repository_root
@@ -44,8 +53,7 @@ def render_sarif(result: CheckResult, version: str) -> str:
                 "message": {"text": f"{m.name}: {f.message}"},
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": ({"uri": it.repo_path(result.root), "uriBaseId": "%SRCROOT%"}
-                                             if not it.path.startswith("/") else {"uri": "file://" + it.path}),
+                        "artifactLocation": _artifact(it.repo_path(result.root)),
                         "region": {"startLine": max(1, it.line)},
                     },
                     **({"logicalLocations": [{"fullyQualifiedName": f.layer, "kind": "module"}]} if f.layer else {}),

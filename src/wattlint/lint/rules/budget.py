@@ -39,9 +39,14 @@ class _Budget(Rule):
                 over = value - limit
                 kwh = over if key == "energy_kwh" else None
                 shown = units.pair(value, limit, key)  # one unit, digits enough to show the two different
-                # ten times over reads as a ratio ("(3.85e+12x the budget)"), not "by 3845128598234%"
-                by = (f"({value / limit:,.3g}x the budget)" if value >= 10 * limit
-                      else f"by {units.percent(over / limit)}")
+                # ten times over reads as a ratio ("(38,451,285,982x the budget)"), not "by 3845128598234%"
+                ratio = value / limit
+                if ratio >= 1000:
+                    by = f"({ratio:,.0f}x the budget)"
+                elif ratio >= 10:
+                    by = f"({ratio:.3g}x the budget)"
+                else:
+                    by = f"by {units.percent(over / limit)}"
                 yield ctx.finding(
                     f"estimated {self.key_labels.get(key, self.label)} {shown[0]} exceeds the budget of {shown[1]} "
                     f"{by}",

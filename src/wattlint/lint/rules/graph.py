@@ -87,7 +87,7 @@ class Fp32Training(Rule):
              {"ops": [{"op": "conv", "m": 65536, "n": 256, "k": 2304, "dtype": "float32"},
                       {"op": "linear", "m": 8192, "n": 4096, "k": 4096, "dtype": "float32"}],
               "precision": "default"},
-             expect="convolutions in TF32 (156 TFLOP/s), matmuls in FP32 (19.5 TFLOP/s) (precision=default)"),
+             expect="convolutions in TF32 (156 TFLOP/s), matmuls in FP32 (19.5 TFLOP/s) under precision=default"),
     )
 
     def check(self, ctx):
@@ -116,8 +116,8 @@ class Fp32Training(Rule):
         if pct is not None and pct < ctx.options["min_saving"]:
             return
         yield ctx.finding(
-            f"{_fp32_rates(fp32_ops, gpu, precision)} (precision={precision}) on {gpu.name}, {share:.0%} of step "
-            f"energy; train with {half} autocast (torch.autocast('cuda', dtype=torch.{half_dtype})): "
+            f"{_fp32_rates(fp32_ops, gpu, precision)} under precision={precision} on {gpu.name}, {share:.0%} of "
+            f"step energy; train with {half} autocast (torch.autocast('cuda', dtype=torch.{half_dtype})): "
             f"{gpu.peak(half) / 1e12:.0f} TFLOP/s",
             saving_kwh=kwh, saving_pct=pct)
 
