@@ -175,3 +175,16 @@ def test_an_nhwc_qlinearconv_is_not_refused_for_its_channel_layout(run_cli, tmp_
     onnx.save(model, str(tmp_path / "q.onnx"))
     code, out, err = run_cli("analyze", tmp_path / "q.onnx")
     assert code == 0 and "malformed" not in err, err
+
+
+def test_checkpointing_says_what_it_wrapped_and_wl107_stays_quiet_when_nothing_is_recomputed():
+    """A flat nn.Sequential of Linear / ReLU under --activation-checkpointing: its top-level children are wrapped,
+    torch recomputes nothing for them (a Linear's saved input is the checkpoint's input), and WL107 said
+    'recomputes 0 % of the step's FLOPs ... turn it off' with no saving."""
+    import torch.nn as nn
+
+    flat = nn.Sequential(nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+    est = wattlint.estimate(flat, inputs=["x=float32[64,512]"], gpu="a100", steps=100, activation_checkpointing=True)
+    assert not [f for f in est.findings if f.code == "WL107"]
+    assert any(a.startswith("activation checkpointing: the model's 5 top-level children (no ModuleList of blocks "
+                            "found) wrapped in torch.utils.checkpoint") for a in est.assumptions)

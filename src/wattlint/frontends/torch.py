@@ -644,7 +644,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
-    restore_ckpt = _enable_checkpointing(model, hf) if activation_checkpointing else None
+    restore_ckpt, ckpt_where = _enable_checkpointing(model, hf) if activation_checkpointing else (None, "")
     restore_rnn, n_rnn = _route_rnns(model)
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
@@ -734,7 +734,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "direction over the whole sequence, then per step a recurrent GEMM + one fused pointwise "
                      "cell kernel for LSTM/GRU, forward and backward)")
     if activation_checkpointing:
-        notes.append("activation checkpointing: checkpointed blocks recompute their forward in backward")
+        notes.append(f"activation checkpointing: {ckpt_where} wrapped in torch.utils.checkpoint (non-reentrant), "
+                     "which recomputes their forward in backward where it saved tensors for it")
     notes.extend(moe.notes())
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
@@ -887,7 +888,8 @@ def _register_fused_sgd_meta() -> None:
 
 
 def _enable_checkpointing(model: nn.Module, hf: bool):
-    """Wrap each repeated block (children of the first ModuleList) in non-reentrant checkpointing."""
+    """Wrap each repeated block (children of the first ModuleList) in non-reentrant checkpointing; returns the undo
+    function and which modules were wrapped (for the assumption line)."""
     from torch.utils.checkpoint import checkpoint
 
     # the repeated blocks: children of every outermost ModuleList (T5 has one in the encoder and one in the decoder)
@@ -897,8 +899,10 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
         if isinstance(m, nn.ModuleList) and len(m) > 0 and not any(name.startswith(t + ".") for t in taken):
             blocks.extend(m)
             taken.append(name)
+    where = (f"{len(blocks)} blocks (the children of {', '.join(repr(t) for t in taken)})" if blocks else "")
     if not blocks:
         blocks = [m for m in model.children()]
+        where = f"the model's {len(blocks)} top-level children (no ModuleList of blocks found)"
     originals = []
     for blk in blocks:
         fwd = blk.forward
@@ -911,7 +915,7 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
     def restore():
         for blk, fwd in originals:
             blk.forward = fwd
-    return restore
+    return restore, where
 
 
 # ---- module sources ---------------------------------------------------------------------------------------------
