@@ -479,6 +479,10 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
     in blocks' worth of FLOPs (:func:`_head_blocks`)). Equal stages: the last one. Unequal ones
     (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage (its blocks + what
     follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
+    if blocks is None and block_families(graph.records):  # one numbered block (a 1-layer model)
+        prefix = max(sorted(block_families(graph.records)), key=lambda k: len(block_families(graph.records)[k]))
+        raise ConfigError(f"--pipeline-parallel {pp}: the model has 1 block ({prefix}.*) to split into stages "
+                          f"(need at least {pp})")
     if blocks is None:
         raise ConfigError(f"--pipeline-parallel {pp}: no stack of numbered blocks with matmuls or attention (a "
                           f"ModuleList of transformer layers, 'layers.0', 'layers.1', ...) was found to split into "
