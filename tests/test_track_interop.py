@@ -234,3 +234,28 @@ def test_zeus_log_with_a_torn_last_row_still_compares(tmp_path, capsys):
     p.write_text("start_time,window_name,elapsed_time,gpu0_energy\n0,epoch,-5,100\n")
     assert main(["compare-run", str(p)]) == 2
     assert "elapsed_time = -5" in capsys.readouterr().err
+
+
+def test_compare_run_takes_the_work_and_pue_a_log_states_or_refuses(tmp_path, capsys):
+    """A Carbontracker log says how many epochs it measured and the PUE in its energy: the estimate takes both (it
+    compared a 1-step default plan with a 20-minute epoch: -100 %, and PUE 1.2 with 1.58). A log that states no
+    work is refused without --steps/--epochs/--tokens (exit 2)."""
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(64, 64), "
+                     "torch.nn.ReLU(), torch.nn.Linear(64, 10)), (torch.randn(32, 64),)\n")
+    ct = tmp_path / "carbontracker_output.log"
+    ct.write_text("2024-05-01 10:00:00 - Only predicted and actual consumptions are multiplied by a PUE coefficient "
+                  "of 1.58 (Rhonda Ascierto, 2019, Uptime Institute Global Data Center Survey).\n"
+                  "2024-05-01 10:20:00 - Actual consumption for 3 epoch(s):\n\tTime:\t0:20:00\n"
+                  "\tEnergy:\t0.150000 kWh\n\tCO2eq:\t40.500000 g\n")
+    assert read_carbontracker(ct).pue == 1.58
+    args = ["compare-run", str(ct), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb", "--dataset", "3200",
+            "--format", "json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["static"]["plan"]["pue"] == 1.58
+    assert doc["static"]["plan"]["steps"] == 3 * 100  # 3 epochs of 3,200 samples at the traced batch of 32
+    cc = tmp_path / "emissions.csv"
+    cc.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb"]) == 2
+    assert "does not say how much training it measured" in capsys.readouterr().err

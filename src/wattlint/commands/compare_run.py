@@ -245,7 +245,17 @@ def _other(args, flags) -> dict:
         spec = gpu_from_nvml_name(m.gpu_model.split(" x ", 1)[-1])
         gpu_key = spec.key if spec else None
     if not any(k in flags for k in ("steps", "epochs", "tokens")):
-        lines.append("  note: no --steps/--epochs/--tokens: the estimate's default plan is compared")
+        from ..types import InputError
+
+        if not m.epochs:  # a default plan is not the run the log measured: the comparison would mean nothing
+            raise InputError(f"{m.path}: the {m.tool} log does not say how much training it measured: pass the "
+                             f"run's --steps, --epochs or --tokens (and --dataset / --batch-size) to compare")
+        flags = {**flags, "epochs": m.epochs}
+        lines.append(f"  note: --epochs {m.epochs} from the log ({m.tool} measured {m.epochs} epoch(s)); pass "
+                     f"--epochs / --steps to change")
+    if m.pue and "pue" not in flags:  # the log's energy carries its PUE: so does the estimate it is compared with
+        flags = {**flags, "pue": m.pue}
+        lines.append(f"  note: --pue {m.pue:g} from the log (its energy includes it); pass --pue to change")
     gpus_note = None
     if m.gpu_count and "gpus" not in flags:  # the log's energy and time are those of all its GPUs: so is the estimate
         flags = {**flags, "gpus": m.gpu_count}

@@ -181,10 +181,12 @@ def read_carbontracker(path: str | Path) -> MeasuredRun:
     tm = re.search(r"Time:\s*([^\n]+)", body)
     em = re.search(r"Energy:\s*([0-9.eE+-]+)\s*kWh", body)
     cm = re.search(r"CO2eq:\s*([0-9.eE+-]+)\s*g", body)
+    pm = re.search(r"PUE coefficient of\s*([0-9.]+)", text)
     return MeasuredRun(tool="carbontracker", path=str(p), duration_s=_hms(tm.group(1)) if tm else None,
                        energy_kwh=_f(em.group(1)) if em else None,
                        energy_scope="as Carbontracker reports it (its components, with the PUE it applies)",
                        co2_kg=(_f(cm.group(1)) or 0.0) / 1000.0 if cm else None, epochs=int(b.group(1)),
+                       pue=_f(pm.group(1).rstrip(".")) if pm else None,
                        notes=[f"Carbontracker: last 'Actual consumption' block ({b.group(1)} epoch(s))"])
 
 
