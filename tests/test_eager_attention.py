@@ -70,5 +70,13 @@ def test_eager_attention_hf_config_uses_the_eager_implementation():
 
 
 def test_unknown_attention_is_an_input_error():
-    with pytest.raises(InputError, match="unknown attention"):
+    # checked with the other option values before tracing (a ConfigError, as wattlint.estimate raises); the frontend
+    # still refuses it when called directly
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError, match="attention= 'flash': expected one of"):
         wattlint.analyze(Attn(), inputs=["x=float32[2,16,32]"], attention="flash")
+    from wattlint.frontends.source import analyze as frontend_analyze
+
+    with pytest.raises(InputError, match="unknown attention"):
+        frontend_analyze(Attn(), inputs=["x=float32[2,16,32]"], attention="flash")

@@ -188,3 +188,23 @@ def test_checkpointing_says_what_it_wrapped_and_wl107_stays_quiet_when_nothing_i
     assert not [f for f in est.findings if f.code == "WL107"]
     assert any(a.startswith("activation checkpointing: the model's 5 top-level children (no ModuleList of blocks "
                             "found) wrapped in torch.utils.checkpoint") for a in est.assumptions)
+
+
+def test_api_and_tracker_refuse_bad_values_up_front():
+    """wattlint.analyze took optimizer='lion' and stated it; the Tracker took precision='fp99' / steps=-1 / an
+    unknown gpu and only noted them at the end of the run; estimate(gpu=[...]) failed deep inside."""
+    import pytest
+    import torch
+
+    from wattlint.types import ConfigError
+
+    for kw, says in ((dict(optimizer="lion"), "optimizer= 'lion': expected one of"),
+                     (dict(gpus=0), "gpus= 0"), (dict(gpu="a100"), r"analyze\(\) takes no option 'gpu'")):
+        with pytest.raises(ConfigError, match=says):
+            wattlint.analyze(str(ONNX), **kw)
+    for kw, says in ((dict(precision="fp99"), "precision= 'fp99'"), (dict(steps=-1), "steps= -1"),
+                     (dict(gpu="nope"), "unknown GPU 'nope'")):
+        with pytest.raises(ConfigError, match=says):
+            wattlint.track(torch.nn.Linear(4, 4), example=torch.randn(2, 4), display="quiet", **kw)
+    with pytest.raises(ConfigError, match="estimate_many"):
+        wattlint.estimate(str(ONNX), gpu=["a100", "h100"], epochs=1)

@@ -183,7 +183,9 @@ def test_optimizer_variants_cost_in_order():
     by = {o: c.bytes_read + c.bytes_written for o, c in cost.items()}
     assert by["sgd"] < by["adam"] <= by["adamw"]
     assert cost["adam"].flops < cost["adamw"].flops  # decoupled weight decay
-    with pytest.raises(InputError):
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError, match="optimizer= 'lion': expected one of"):  # as wattlint.estimate refuses it
         wattlint.analyze(E.MLP(), inputs=["x=float32[8,784]"], optimizer="lion")
 
 

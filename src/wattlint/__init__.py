@@ -12,8 +12,23 @@ from .types import CostGraph, OpRecord, Phase, OpKind, Status, WattlintError  # 
 
 def analyze(source, **kwargs):
     """Trace one training step of a model and return its :class:`CostGraph` (see wattlint.frontends.source)."""
-    from .frontends.source import analyze as _analyze
+    import inspect
 
+    from .frontends.source import analyze as _analyze
+    from .options import canonical, validate
+    from .types import ConfigError
+
+    takes = set(inspect.signature(_analyze).parameters) - {"source"}
+    for k in kwargs:
+        if k not in takes:  # an estimate's plan option, or a typo: one line, not a TypeError from deep inside
+            import difflib
+
+            close = difflib.get_close_matches(k, sorted(takes), n=1)
+            raise ConfigError(f"analyze() takes no option {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + (" (wattlint.estimate takes the plan)" if canonical(k) and not close else ""))
+    # the values are checked as wattlint.estimate and the command line check them (optimizer='lion', gpus=0, ...)
+    validate({k: v for k, v in kwargs.items() if canonical(k) and not (k == "inputs" and isinstance(v, dict))},
+             error=ConfigError)  # a dict of TensorSpecs is analyze's own form of inputs
     return _analyze(source, **kwargs)
 
 

@@ -289,6 +289,9 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     if gpu is None:
         gpu = _options.DEFAULT_GPU
         notes = (f"no gpu given: {_options.DEFAULT_GPU} (default)",)
+    if not isinstance(gpu, (str, GpuSpec)):
+        raise ConfigError(f"gpu={gpu!r}: one GPU name or GpuSpec; wattlint.api.estimate_many(source, [...]) estimates "
+                          f"several")
     req = Request(source=source_or_graph, gpus=(gpu,), options=validate_options(options), config=config,
                   notes=notes, lint=lint, predictor=predictor, models_dirs=models_search_path(models_dir, config))
     return run(req)[0]

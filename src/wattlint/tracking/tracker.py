@@ -199,6 +199,15 @@ class Tracker:
                         "dataset_size": dataset_size, "internode_gbps": internode_gbps,
                         "launch_overhead": launch_overhead, "host_op_time": host_op_time, "goodput": goodput,
                         "utilization": utilization}
+        # a wrong value ('fp99', steps=-1) or GPU name is the caller's mistake: refused here, before the loop, as
+        # wattlint.estimate refuses it (the optimizer may be the user's own class: its name is not checked)
+        from ..options import validate as _validate
+
+        _validate({k: v for k, v in self.options.items() if v is not None and k != "optimizer"}, error=ConfigError)
+        if gpu is not None:
+            from ..hardware import resolve_gpu
+
+            resolve_gpu(gpu)
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
