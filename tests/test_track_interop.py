@@ -137,9 +137,16 @@ def test_compare_run_on_a_committed_record_with_a_reestimate(capsys):
     assert r["static"]["plan"]["steps"] == 3000 and r["static"]["gpu"] == "cpu-amd-epyc"
     st = r["static"]["per_step"]["time_s"]
     assert r["comparison"]["step_time_s"]["error"] == pytest.approx(st / meas - 1, rel=1e-5)
+    assert "note" not in r  # the same device: no device note
     assert main(["compare-run", rec]) == 0
     text = capsys.readouterr().out
     assert "projection when the stable phase was reached" in text and "modelled" in text
+    # re-estimated for an A100, the CPU record's comparison says it compares two devices (it did not)
+    assert main(["compare-run", rec, "--model", "wattlint.calibrate.zoo:mlp_mnist", "--input", "x=float32[128,784]",
+                 "--gpu", "a100"]) == 0
+    out = capsys.readouterr().out
+    assert "re-estimate now on a100-sxm4-80gb" in out
+    assert "note: the run was measured on cpu-amd-epyc, the re-estimate is for a100-sxm4-80gb" in out
 
 
 @pytest.mark.parametrize("extra, named", [(["--gpu", "h100"], "--gpu"), (["--steps", "5000"], "--steps"),

@@ -179,9 +179,15 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     _refuse_failed_estimate(args, est)
     doc["reestimate"] = {"static": est, "comparison": comparison(analysis, est, complete=complete)}
     c = doc["reestimate"]["comparison"].get("step_time_s") or {}
-    lines.append(f"  re-estimate now ({est.get('energy_model')}): time/step error "
+    lines.append(f"  re-estimate now on {est.get('gpu') or 'cpu'} ({est.get('energy_model')}): time/step error "
                  f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
                  "no stable steps to compare")
+    measured_on = dev.get("gpu_key") or dev.get("kind", "cuda")
+    if (est.get("gpu") or "cpu") != measured_on and not (dev.get("kind") == "cuda" and not dev.get("gpu_key")):
+        note = (f"the run was measured on {measured_on}, the re-estimate is for {est.get('gpu') or 'cpu'}: the error "
+                f"compares two devices, not the estimate with the run")
+        lines.append(f"  note: {note}")
+        doc["reestimate"]["note"] = note
 
 
 def _job_records(args, flags, paths: list[str]) -> dict:
