@@ -208,3 +208,33 @@ def test_api_and_tracker_refuse_bad_values_up_front():
             wattlint.track(torch.nn.Linear(4, 4), example=torch.randn(2, 4), display="quiet", **kw)
     with pytest.raises(ConfigError, match="estimate_many"):
         wattlint.estimate(str(ONNX), gpu=["a100", "h100"], epochs=1)
+
+
+def test_a_run_past_its_plan_says_so_and_compares_per_step_only(tmp_path):
+    """A tracked loop of 60 steps on a plan of 40: the summary read 'projected plan (40 steps)' beside the 60-step
+    time and compared totals over different step counts."""
+    import torch
+
+    from wattlint.tracking.compare import comparison
+    from wattlint.tracking.display import summary_lines
+    from wattlint.tracking.project import Settings, analyze
+    from wattlint.tracking.record import read_record
+
+    m = torch.nn.Linear(16, 16)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x = torch.randn(8, 16)
+    with wattlint.track(m, example=x, steps=40, out=tmp_path, display="quiet", static=False) as t:
+        for _ in range(60):
+            opt.zero_grad()
+            m(x).sum().backward()
+            opt.step()
+            t.step()
+    rec = read_record(t.path)
+    a = analyze(rec.run_data(), Settings.from_dict(rec.header.get("settings")))
+    assert a["steps"] == 60 and a["projection"]["overrun_steps"] == 20
+    static = {"per_step": {"time_s": 1e-4}, "total": {"time_h": 40 * 1e-4 / 3600}}
+    c = comparison(a, static, complete=True)
+    assert "total_time_s" not in c and c["note"].startswith("the run took 60 steps, 20 more than the plan's 40")
+    lines = summary_lines({"path": str(t.path), "status": "completed", "analysis": a, "comparison": c,
+                           "static": static, "notes": []})
+    assert any("the run went 20 steps past its plan of 40; what ran (60 steps)" in ln for ln in lines), lines

@@ -62,6 +62,10 @@ def comparison(analysis: dict[str, Any], static: dict[str, Any] | None, *, compl
     proj = analysis.get("projection") or {}
     steps_plan = proj.get("total_steps")
     done = complete and steps_plan is not None and analysis.get("steps") == steps_plan
+    if proj.get("overrun_steps"):  # the plan's totals and the run's cover different numbers of steps
+        out["note"] = (f"the run took {analysis.get('steps'):,} steps, {proj['overrun_steps']:,} more than the plan's "
+                       f"{steps_plan:,}: totals are not compared, the per-step figures are")
+        return out
     if tot.get("time_h") is not None and proj:
         meas_t = analysis["time_s"] if done else proj.get("time_s")
         out["total_time_s"] = {"static": tot["time_h"] * 3600.0, "measured": meas_t,

@@ -85,7 +85,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         lines.append("  input: data loading not timed (iterate with t.wrap(loader) to see input-bound steps)")
     p = a.get("projection")
     if p:
-        txt = (f"  projected plan ({p['total_steps']:,} steps): {u.duration(p['time_s'])} "
+        over = p.get("overrun_steps")
+        what = (f"the run went {over:,} steps past its plan of {p['total_steps']:,}; what ran "
+                f"({p['total_steps'] + over:,} steps)" if over else f"projected plan ({p['total_steps']:,} steps)")
+        txt = (f"  {what}: {u.duration(p['time_s'])} "
                f"[{u.duration(p['time_s_range'][0])}–{u.duration(p['time_s_range'][1])}]")
         if p.get("energy_kwh") is not None:
             txt += f", {u.energy_kwh(p['energy_kwh'])} [{u.range_kwh(*p['energy_kwh_range'])}]"
@@ -114,6 +117,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             if c and c.get("static") is not None and c.get("measured") is not None:
                 lines.append(f"    {label:18s} static {fmt(c['static'])} vs {c['basis']} {fmt(c['measured'])}: "
                              f"error {_pct(c['error'])}" + (f" ({c['scope']})" if c.get("scope") else ""))
+        if cmp_.get("note"):
+            lines.append(f"    note: {cmp_['note']}")
     for note in s.get("notes") or []:
         lines.append(f"  note: {note}")
     return lines

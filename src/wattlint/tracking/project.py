@@ -216,6 +216,8 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     proj: dict[str, Any] = {"total_steps": total_steps, "remaining_steps": remaining, "remaining_boundaries": rem_b,
                             "time_s": t_total, "time_s_range": [t_lo, t_hi], "rel_range_time": rel_t,
                             "gpu_hours": t_total / 3600.0 * devices}
+    if n > total_steps:  # the loop ran past its plan: the totals are of what ran, not of the plan
+        proj["overrun_steps"] = n - total_steps
     if dev_p is not None and device_so_far is not None:
         rel_e = rel_t + rel_p_all
         dev_rem = dev_p * rem_t
