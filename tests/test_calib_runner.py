@@ -222,3 +222,24 @@ def test_calibrate_plan_honours_limit(run_cli):
     assert f"--limit 20: at most 20 of {len(suite.samples)} samples this session -> planned {expect / 60:.1f} min" \
         in out
     assert "in 2 parts" not in out  # part sizes describe whole-suite runs, not a 20-sample session
+
+
+def test_an_interrupted_run_names_the_csv_to_resume(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: the message named a placeholder 'RUN.csv'; it names the run's CSV now, and the
+    command it prints resumes the run."""
+    out = tmp_path / "int"
+    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.06", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        found = list(out.glob("*.csv")) if out.exists() else []
+        if found and len(read_rows(found[0])) >= 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    (csv_path,) = list(out.glob("*.csv"))
+    assert f"continue with 'wattlint calibrate --resume {csv_path}'" in err, err

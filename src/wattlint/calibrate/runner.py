@@ -359,6 +359,8 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         if paths.csv.exists():
             raise RunError(f"{paths.csv} exists; use --resume {paths.csv}")
         done_rows = []
+    if isinstance(cfg.extra, dict):  # the command names it if the run is interrupted
+        cfg.extra["csv_path"] = str(paths.csv)
         from ..energy.model import library_versions
 
         prov = {

@@ -127,8 +127,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         paths = run_calibration(cfg, rep)
     except KeyboardInterrupt:
-        print("wattlint: calibration interrupted; measured samples are saved: continue with "
-              "'wattlint calibrate --resume RUN.csv'", file=sys.stderr)
+        csv = cfg.extra.get("csv_path") or "RUN.csv"
+        print(f"wattlint: calibration interrupted; measured samples are saved: continue with "
+              f"'wattlint calibrate --resume {csv}'", file=sys.stderr)
         return 130
     import json
 
