@@ -359,8 +359,6 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         if paths.csv.exists():
             raise RunError(f"{paths.csv} exists; use --resume {paths.csv}")
         done_rows = []
-    if isinstance(cfg.extra, dict):  # the command names it if the run is interrupted
-        cfg.extra["csv_path"] = str(paths.csv)
         from ..energy.model import library_versions
 
         prov = {
@@ -384,6 +382,8 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
             "note": ("CPU run: time measured, energy MODELLED from a stated power model; never a GPU calibration"
                      if device == "cpu" else "simulated data for tests" if device == "fake" else ""),
         }
+    if isinstance(cfg.extra, dict):  # the command names it if the run is interrupted
+        cfg.extra["csv_path"] = str(paths.csv)
     done = {r["sample_id"] for r in done_rows}
     todo = [s for s in samples if s.id not in done]
     session: dict[str, Any] = {"started_utc": utc_now(), "resumed": bool(cfg.resume), "already_done": len(done)}
