@@ -479,8 +479,9 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
     in blocks' worth of FLOPs (:func:`_head_blocks`)). Equal stages: the last one. Unequal ones
     (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage (its blocks + what
     follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
-    if blocks is None and block_families(graph.records):  # one numbered block (a 1-layer model)
-        prefix = max(sorted(block_families(graph.records)), key=lambda k: len(block_families(graph.records)[k]))
+    families = block_families(graph.records) if blocks is None else {}
+    if families:  # one numbered block (a 1-layer model): find_blocks needs two
+        prefix = max(sorted(families), key=lambda k: len(families[k]))
         raise ConfigError(f"--pipeline-parallel {pp}: the model has 1 block ({prefix}.*) to split into stages "
                           f"(need at least {pp})")
     if blocks is None:

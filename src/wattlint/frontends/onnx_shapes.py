@@ -91,9 +91,9 @@ class _Shapes:
         from onnx import shape_inference
 
         self._load_shape_values()
-        newest = onnx.defs.onnx_opset_version()
-        if _opset(self.model) > newest:
-            self.assumptions.append(f"the model declares ONNX opset {_opset(self.model)}, newer than the installed "
+        newest, declared = onnx.defs.onnx_opset_version(), _opset(self.model)
+        if declared > newest:
+            self.assumptions.append(f"the model declares ONNX opset {declared}, newer than the installed "
                                     f"onnx {onnx.__version__} knows (up to {newest}): its ops are read with their "
                                     f"opset-{newest} definitions (upgrade onnx if an op changed since)")
         try:

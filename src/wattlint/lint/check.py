@@ -189,6 +189,8 @@ def noqa_codes(config, model) -> frozenset[str]:
     entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa). A comment that
     is not one of those two forms, or names a code no rule has, is a ConfigError: read loosely, a typo such as
     ``noqa=WL101`` or ``noqa: WL10l`` silenced every rule (budgets included) or a whole family."""
+    from ..config import _where
+
     if config.path is None:
         return frozenset()
     try:
@@ -201,8 +203,6 @@ def noqa_codes(config, model) -> frozenset[str]:
         if i > start and _TABLE.match(lines[i]):
             break
         for m in _NOQA.finditer(lines[i]):
-            from ..config import _where
-
             codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
     return frozenset(codes)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,6 @@ class Located:
             return full.as_posix()
         return Path(rel).as_posix() if not rel.startswith("..") or not p.is_absolute() else full.as_posix()
 
-
     def repo_path(self, root: Path) -> str:
         """The path relative to the repository root (GITHUB_WORKSPACE, else the nearest folder above ``root`` holding
         ``.git``, else ``root``), as GitHub annotations and SARIF uploads resolve it: relative to the current
@@ -45,11 +45,16 @@ class Located:
 
 def repository_root(start: Path) -> Path:
     """$GITHUB_WORKSPACE when ``start`` lies inside it, else the nearest folder at or above ``start`` with a ``.git``
-    (folder or file: worktrees, submodules), else ``start`` itself."""
+    (folder or file: worktrees, submodules), else ``start`` itself. Looked up once per folder and workspace (every
+    finding's location asks)."""
     import os
 
-    start = Path(start).resolve()
-    ws = os.environ.get("GITHUB_WORKSPACE")
+    return _repository_root(str(Path(start).resolve()), os.environ.get("GITHUB_WORKSPACE"))
+
+
+@lru_cache(maxsize=64)
+def _repository_root(start_text: str, ws: str | None) -> Path:
+    start = Path(start_text)
     if ws:
         w = Path(ws).resolve()
         if start == w or w in start.parents:

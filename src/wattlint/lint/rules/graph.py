@@ -134,9 +134,9 @@ def _fp32_rates(records, gpu, precision: str) -> str:
 
     by_rate: dict[str, list[str]] = {}
     for r in records:
-        words = by_rate.setdefault(compute_dtype(r, gpu, precision), [])
-        if _KIND_WORDS.get(r.kind, "others") not in words:
-            words.append(_KIND_WORDS.get(r.kind, "others"))
+        words, word = by_rate.setdefault(compute_dtype(r, gpu, precision), []), _KIND_WORDS.get(r.kind, "others")
+        if word not in words:
+            words.append(word)
     return ", ".join(f"{'/'.join(words)} in {key.upper()} ({gpu.peak(key) / 1e12:.3g} TFLOP/s)"
                      for key, words in sorted(by_rate.items(), key=lambda kv: -gpu.peak(kv[0])))
 

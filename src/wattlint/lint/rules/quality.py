@@ -124,7 +124,7 @@ class FoldedBatchnorm(Rule):
     def check(self, ctx):
         if ctx.graph.extra.get("folded_batchnorm"):
             n = int(ctx.graph.extra.get("synthesized_batchnorm", 0))
-            where = f"after {n} convolutions" if n else "where the export left no convolution to attach it to"
-            yield ctx.finding(f"BatchNorm is folded into convolutions (ONNX exported in eval mode): a training-mode "
-                              f"BatchNorm was synthesized {where}, an assumption; export in training mode to "
-                              f"price the norms the model has")
+            done = (f"a training-mode BatchNorm was synthesized after {n} convolutions, an assumption" if n else
+                    "no convolution was left to attach a synthesized BatchNorm to, so the norms are not priced")
+            yield ctx.finding(f"BatchNorm is folded into convolutions (ONNX exported in eval mode): {done}; export "
+                              f"in training mode to price the norms the model has")
