@@ -194,3 +194,29 @@ def test_compare_says_when_the_model_fits_on_none_of_the_gpus(run_cli):
         assert code == 0, err
         assert "the model fits on none of these GPUs as planned" in " ".join(out.split())
         assert "among GPUs where it fits" not in out
+
+
+def test_single_reports_state_the_energy_model_source_and_unconfirmed_specs_once():
+    """The energy model's source and the GPU's unconfirmed spec values are stated once per report, under
+    Provenance (the header and the assumptions each repeated them: three copies of a 300-character line)."""
+    from html import escape
+
+    est = estimate(mlp_graph(), gpu="rtx3090", steps=10)
+    src = est.calibration_source
+    unconfirmed = ", ".join(est.gpu.unconfirmed)
+    assert src and unconfirmed  # the RTX 3090 has unconfirmed spec fields (tf32 / bf16 / int8 peaks)
+    docs = {"text": text.render([est], width=2000), "markdown": markdown.render([est]),
+            "html": html.render([est])}
+    for fmt, doc in docs.items():
+        s, un = (escape(src), escape(unconfirmed)) if fmt == "html" else (src, unconfirmed)
+        assert doc.count(s) == 1, fmt
+        assert doc.count(un) == 1, fmt
+        assert doc.index(s) > doc.index("Provenance" if fmt != "markdown" else "Assumptions and provenance"), fmt
+    # the header still names the model and how much of the step it priced
+    head = docs["text"].splitlines()[2]
+    assert f"energy model: {est.calibration}" in head
+    if est.calibration_coverage < 0.995:
+        assert f"{est.calibration_coverage:.0%} of the op time" in head
+    # the JSON keeps every assumption line
+    from wattlint.report.json_out import to_dict
+    assert any(a.startswith(f"energy model: {est.calibration} (") for a in to_dict(est)["assumptions"])

@@ -440,17 +440,22 @@ def covered(model: EnergyModelInfo, coverage: float) -> EnergyModelInfo:
                                time_range=mix(model.time_range, PRIOR_RANGES["time"]))
 
 
+# The starts of two assumption lines the reports' Provenance sections restate (report.tables.report_assumptions).
+ENERGY_MODEL_NOTE = "energy model: "
+UNCONFIRMED_NOTE = ": unconfirmed spec values: "
+
+
 def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
     lo, hi = model.energy_range
     tlo, thi = model.time_range
-    notes = [f"energy model: {model.calibration} ({model.source}); 5-95 % range energy x{lo:.2f}-x{hi:.2f}, "
+    notes = [f"{ENERGY_MODEL_NOTE}{model.calibration} ({model.source}); 5-95 % range energy x{lo:.2f}-x{hi:.2f}, "
              f"time x{tlo:.2f}-x{thi:.2f}"]
     if model.searched:
         notes.append(f"energy models searched in order: {model.searched}")
     if gpu.idle_estimated:
         notes.append(f"{gpu.key} idle power {gpu.idle_w:.0f} W is an estimate, not a measurement")
     if gpu.unconfirmed:
-        notes.append(f"{gpu.key}: unconfirmed spec values: {', '.join(gpu.unconfirmed)}")
+        notes.append(f"{gpu.key}{UNCONFIRMED_NOTE}{', '.join(gpu.unconfirmed)}")
     unsup = graph.unsupported()
     if unsup:
         notes.append("unsupported ops counted at zero cost: " + ", ".join(f"{k} x{v}" for k, v in sorted(unsup.items())))

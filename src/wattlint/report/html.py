@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import group_layers, shorten
-from .tables import (energy_model_source, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+from .tables import (energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -86,8 +86,8 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         f"<h1>wattlint estimate: <code>{escape(m.source)}</code></h1>",
         f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
         f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
-        f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span> '
-        f"{escape(energy_model_source(est))}</p>",
+        f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span>'
+        f"{escape(energy_model_headline(est)[len(est.calibration):])} (source under Provenance)</p>",
         f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
         _cards(est),
         "<h2>Per optimizer step</h2>",
@@ -118,7 +118,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
                         f'<td class="num">{escape(e)}</td><td class="num">{escape(u.pct(g.share))}</td></tr>')
         body.append("</table>")
     body += _findings(est)
-    body += _assumptions(list(est.assumptions), est)
+    body += _assumptions(report_assumptions(est), est)
     return body
 
 

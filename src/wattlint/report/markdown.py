@@ -7,7 +7,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
-from .tables import (energy_model_source, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
+from .tables import (energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -26,7 +26,7 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
     m = est.model
     lines = [f"### wattlint estimate: `{_esc(m.source)}`", "",
              f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** (`{est.gpu.key}`) x "
-             f"{est.plan.gpus} · energy model **{est.calibration}** ({_esc(energy_model_source(est))})", "",
+             f"{est.plan.gpus} · energy model **{_esc(energy_model_headline(est))}**", "",
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
     lines += ["", f"**Per optimizer step**: {step_line(est)}", ""]
@@ -42,8 +42,11 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
             where = f" `{_esc(f.layer)}`" if f.layer else ""
             lines.append(f"- **{f.code}** {f.severity}{where}: {_esc(f.message)}")
     lines += ["", "<details><summary>Assumptions and provenance</summary>", ""]
-    lines += [f"- {_esc(a)}" for a in est.assumptions]
-    lines += [f"- energy model: {est.calibration} — {_esc(energy_model_source(est))}", "", "</details>", ""]
+    lines += [f"- {_esc(a)}" for a in report_assumptions(est)]
+    lines += [f"- energy model: {est.calibration} — {_esc(energy_model_source(est))}"]
+    if est.gpu.unconfirmed:
+        lines.append(f"- unconfirmed spec fields of {est.gpu.key}: {_esc(', '.join(est.gpu.unconfirmed))}")
+    lines += ["", "</details>", ""]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from ..aggregate import ENERGY_MODEL_NOTE, UNCONFIRMED_NOTE
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient
@@ -36,6 +37,21 @@ def energy_model_source(est: Estimate) -> str:
     if est.calibration != "prior" and c < 0.995:
         src += f"; it priced {c:.0%} of this step's op time, the spec-sheet prior the rest"
     return src
+
+
+def energy_model_headline(est: Estimate) -> str:
+    """The energy model in a few words, for a report's header; its source is stated once, under Provenance."""
+    c = est.calibration_coverage
+    if est.calibration != "prior" and c < 0.995:
+        return f"{est.calibration} ({c:.0%} of the op time, the spec-sheet prior the rest)"
+    return est.calibration
+
+
+def report_assumptions(est: Estimate) -> list[str]:
+    """The assumption lines a one-GPU report lists: all of them but those its Provenance section states (the
+    energy model's source and the GPU's unconfirmed spec values), which were printed twice."""
+    restated = (ENERGY_MODEL_NOTE, f"{est.gpu.key}{UNCONFIRMED_NOTE}")
+    return [a for a in est.assumptions if not a.startswith(restated)]
 
 
 def plan_line(est: Estimate) -> str:
@@ -90,8 +106,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                                               "--loader-sample-time; in Time)"))
     ut = est.utilization
     if ut is not None:
-        below = ("; HFU counts the FLOPs traced (causal attention as the half it computes, no FLOPs for an input "
-                 "embedding's lookup, which MFU's N includes), so it can sit below MFU" if ut.hfu < ut.mfu else "")
+        below = "; why HFU sits below MFU: Assumptions" if ut.hfu < ut.mfu else ""
         rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
                                    f"{ut.hfu:.1%}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))

@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import shorten
-from .tables import (energy_model_source, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -68,7 +68,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     con.print(Text(f"wattlint estimate: {clean(m.source)}", style="bold"))
     con.print(Text(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}"))
     con.print(Text.assemble(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: ",
-                            (est.calibration, "bold"), f" ({clean(energy_model_source(est))})"))
+                            (energy_model_headline(est), "bold"), " (source under Provenance)"))
     con.print(Text(f"Plan: {plan_line(est)}"))
     con.print()
     t = Table(box=box.SIMPLE_HEAVY, show_header=False, pad_edge=False)
@@ -104,7 +104,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
             con.print(Padding(Text(f"{f.code} {f.severity}{where}: {clean(f.message)}", style=style), (0, 0, 0, 2)))
         con.print()
     con.print(Text("Assumptions", style="bold"))
-    for a in est.assumptions:
+    for a in report_assumptions(est):
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     con.print(Text("Provenance", style="bold"))
     con.print(Text(f"  energy model: {est.calibration} — {clean(energy_model_source(est))}"))
