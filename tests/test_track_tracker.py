@@ -493,3 +493,39 @@ def test_the_static_estimate_takes_goodput_and_frontend_options(tmp_path):
         assert h["static"]["plan"]["goodput"] == goodput
         totals[goodput] = h["static"]["total"]["time_h"]
     assert totals[0.5] == pytest.approx(2 * totals[1.0], rel=1e-4)  # the record keeps 6 significant digits
+
+
+def test_cpu_channel_models_power_over_wall_time_when_the_step_clock_is_process_time():
+    """clock='process' hands the channels CPU seconds: the CPU channel read 1 busy thread whatever ran and charged
+    its power per CPU second. By hand, 2 threads busy for 1 wall second: 2 CPU seconds, busy 2, energy
+    (10 W + 2 x 12 W) x 1 s = 34 J (the stated model, CPU_IDLE_W + CPU_W_PER_THREAD x threads); it read 44 J."""
+    from wattlint.calibrate.meters import CPU_IDLE_W, CPU_W_PER_THREAD
+    from wattlint.tracking.devices import CpuChannel
+
+    cpu, wall = [0.0], [50.0]
+    ch = CpuChannel(process_time=lambda: cpu[0], wall=lambda: wall[0])
+    ch.begin(now=cpu[0])  # the tracker's clock is process time: now = CPU seconds
+    cpu[0] += 2.0
+    wall[0] += 1.0
+    w = ch.window(now=cpu[0])
+    assert (CPU_IDLE_W, CPU_W_PER_THREAD) == (10.0, 12.0)
+    assert w["busy_threads"] == pytest.approx(2.0)
+    assert w["energy_j"] == pytest.approx(34.0)
+    # without its own wall clock (clock='wall': the tracker's now is wall time) the same window reads the same
+    cpu, t = [0.0], [0.0]
+    ch = CpuChannel(process_time=lambda: cpu[0])
+    ch.begin(now=t[0])
+    cpu[0], t[0] = 2.0, 1.0
+    assert ch.window(now=t[0])["energy_j"] == pytest.approx(34.0)
+
+
+def test_process_clock_cpu_run_gives_the_cpu_channel_a_wall_clock(tmp_path):
+    t = Tracker(out=tmp_path, display="quiet", clock="process", device="cpu", static=False, pue=1.0,
+                carbon_intensity=500.0)
+    t.start()
+    try:
+        ch = t.channels[0]
+        assert ch.kind == "cpu" and ch.wall is not None
+        assert any("wall time" in n and "modelled CPU energy" in n for n in t.notes)
+    finally:
+        t.close()

@@ -141,16 +141,22 @@ class CpuChannel(Channel):
     energy_source = "modelled"
     name = "cpu"
 
-    def __init__(self, process_time: Callable[[], float] = time.process_time):
+    def __init__(self, process_time: Callable[[], float] = time.process_time,
+                 wall: Callable[[], float] | None = None):
+        """``wall``: the channel's own wall clock, for a tracker whose clock is not wall time (clock='process': its
+        ``now`` is CPU seconds of all threads, so busy threads would read 1 and the modelled power would run over
+        CPU seconds); None: the tracker's ``now``."""
         self.process_time = process_time
+        self.wall = wall
         self._cpu = 0.0
         self._t: float | None = None
 
     def begin(self, now: float) -> None:
-        self._t, self._cpu = now, self.process_time()
+        self._t, self._cpu = (now if self.wall is None else self.wall()), self.process_time()
 
     def window(self, now: float) -> dict[str, Any]:
         cpu = self.process_time()
+        now = now if self.wall is None else self.wall()
         dt = now - (self._t if self._t is not None else now)
         dcpu = cpu - self._cpu
         self._t, self._cpu = now, cpu

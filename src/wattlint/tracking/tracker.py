@@ -300,12 +300,14 @@ class Tracker:
             raise ConfigError("clock='process' times CPU-only runs (GPU work does not count as process CPU time)")
         self.device_kind = dev
         if dev == "cpu":
-            self.channels = [CpuChannel()]
+            # energy is power x WALL time at the busy threads measured over wall time, whatever the step clock
+            self.channels = [CpuChannel(wall=time.perf_counter if self.clock_name == "process" else None)]
             self.notes.append("CPU energy is MODELLED (no RAPL here): the calibration CPU meter's stated power model "
                               "at the measured busy threads; time is measured")
             if self.clock_name == "process":
                 self.notes.append("clock 'process': step times are this process's CPU seconds (all its threads), not "
-                                  "wall time: what a shared machine cannot steal; run one thread to read it as time")
+                                  "wall time: what a shared machine cannot steal; run one thread to read it as time; "
+                                  "the modelled CPU energy is still its power at the busy threads x wall time")
             return
         try:
             self.channels, how = open_nvml_channels(self.devices, clock=self.clock)
