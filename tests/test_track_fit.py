@@ -4,6 +4,7 @@ wrapper and the loader the estimator calls."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -113,8 +114,16 @@ def test_records_of_another_gpu_are_refused(runs, tmp_path, capsys):
 
 
 def test_model_hash_filter_refuses_other_models(runs, tmp_path):
+    # a record of another model named as an argument: refused
     with pytest.raises(RunFitError, match="is not --model-hash"):
-        fit_records([str(runs)], out=str(tmp_path / "o"), model_hash="sha256:" + "a" * 8)
+        fit_records([str(runs / "a1.jsonl"), str(runs / "a2.jsonl"), str(runs / "b1.jsonl")],
+                    out=str(tmp_path / "o"), model_hash="sha256:" + "a" * 8)
+    # found in a folder: skipped and listed; model a's two runs give the factor by hand, sqrt(1.2 x 1.5)
+    corr, path = fit_records([str(runs)], out=str(tmp_path / "f"), model_hash="sha256:" + "a" * 8)
+    assert corr.time_factor == pytest.approx(math.sqrt(1.8)) and corr.models == 1 and corr.runs == 2
+    doc = json.loads(path.read_text())
+    assert [(Path(s["file"]).name, s["reason"]) for s in doc["skipped"]] == [
+        ("b1.jsonl", "another model (hash bbbbbbbb, not --model-hash aaaaaaaa)")]
     # only model a's records: fine
     corr, _ = fit_records([str(runs / "a1.jsonl"), str(runs / "a2.jsonl")], out=str(tmp_path / "o"),
                           model_hash="sha256:" + "a" * 8)
@@ -205,3 +214,16 @@ def test_device_share_counts_every_gpu_of_the_job():
     assert device_share(rec, {"plan": plan})[0] == pytest.approx(1 / 8)
     assert device_share(rec, {"plan": plan, "hardware": {"gpus": 8}})[0] == pytest.approx(1 / 8)
     assert device_share({"channels": [{}] * 8}, {"plan": plan})[0] == 1.0
+
+
+def test_records_timed_on_different_clocks_are_refused(runs, tmp_path):
+    """A clock='process' record times steps in CPU seconds of all threads, a wall-clock one in elapsed time: one
+    factor over both is neither (a 2-thread process run reads 2x slow against a wall-clock prediction)."""
+    p = write_record(runs / "c.jsonl", model_hash="c", t_meas=0.1, t_pred=0.1)
+    lines = [json.loads(x) for x in p.read_text().splitlines()]
+    lines[0]["settings"]["clock"] = "process"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    with pytest.raises(RunFitError, match="timed on the 'process' clock, but .*a1.jsonl's on the 'wall' clock"):
+        fit_records([str(runs)], out=str(tmp_path / "o"))
+    corr, path = fit_records([str(runs / "a1.jsonl"), str(runs / "b1.jsonl")], out=str(tmp_path / "w"))
+    assert json.loads(path.read_text())["clock"] == "wall"

@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=_folds, default=5, help="cross-validation folds for whole-shape hold-out "
                                                           "(2 to 1000; default 5)")
     p.add_argument("--model-hash", default=None, metavar="HASH",
-                   help="run records only: fit one model's runs; records of another model hash are refused")
+                   help="run records only: fit one model's runs; a folder's records of another model are "
+                        "skipped and listed, one named as an argument is refused")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,9 @@ dir>/wattlint/models/<gpu-key>/run_correction.json`` by default (CPU: beside the
 leave-one-run-out (each run predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out
 (the honest figure for a model never tracked); the 5-95 % range is exp(mean +- 1.645 sd) of the held-out log
 residuals (widened to cover every observed residual). Records of another GPU, of an op-level model other than the
-first record's, or (with --model-hash) of another model are refused with a clear message; records with no stable
-phase or no static prediction are skipped and listed.
+first record's, timed on another step clock than the first record's (wall / process), or (with --model-hash) of
+another model named one by one are refused with a clear message; records with no stable phase or no static
+prediction, or (with --model-hash) of another model found in a folder, are skipped and listed.
 """
 
 from __future__ import annotations
@@ -132,14 +133,19 @@ def is_run_record_args(paths: Sequence[str]) -> bool:
     return found
 
 
-def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: str | None = None
-                ) -> tuple[list[RunPoint], list[dict[str, str]], str, str]:
-    """(usable points, skipped {file, reason}, gpu key, base energy model). RunFitError for refused records."""
+def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: str | None = None,
+                named: Sequence[Path] | None = None) -> tuple[list[RunPoint], list[dict[str, str]], str, str, str]:
+    """(usable points, skipped {file, reason}, gpu key, base energy model, step clock). RunFitError for refused
+    records. ``named``: the files the user named one by one (None: all of them); under ``model_hash`` a record of
+    another model found in a folder is skipped and listed, a named one is refused."""
     points: list[RunPoint] = []
     skipped: list[dict[str, str]] = []
     target = gpu_key
     base: str | None = None
     base_file = ""
+    clock: str | None = None
+    clock_file = ""
+    named_set = None if named is None else {Path(f).resolve() for f in named}
     seen: dict[str, str] = {}
     for f in files:
         rec = read_record(f)
@@ -163,8 +169,19 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                               f"GPU's records separately (wattlint fit --gpu {gk} ...)")
         mh = (h.get("model") or {}).get("hash")
         if model_hash and mh != model_hash and short(mh) != short(model_hash):
+            if named_set is not None and Path(f).resolve() not in named_set:
+                skipped.append({"file": str(f), "reason": f"another model (hash {short(mh)}, not --model-hash "
+                                                          f"{short(model_hash)})"})
+                continue
             raise RunFitError(f"{f}: model hash {short(mh)} is not --model-hash {short(model_hash)}: a record of "
-                              "another model cannot calibrate this one; move it out of the folder")
+                              "another model cannot calibrate this one; leave it out of the arguments")
+        ck = str((h.get("settings") or {}).get("clock") or "wall")
+        if clock is None:
+            clock, clock_file = ck, str(f)
+        elif ck != clock:
+            raise RunFitError(f"{f}: its steps were timed on the {ck!r} clock, but {clock_file}'s on the {clock!r} "
+                              "clock (process: CPU seconds of all threads; wall: elapsed time): one correction "
+                              "cannot mix them; fit these records separately")
         st = h.get("static") or {}
         if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
             skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
@@ -203,7 +220,7 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
     if target is None:
         raise RunFitError("no run records given")
-    return points, skipped, target, base or ""
+    return points, skipped, target, base or "", clock or "wall"
 
 
 def _implausible(*pairs) -> str | None:
@@ -277,7 +294,8 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     files = record_files(paths)
     if not files:
         raise RunFitError(f"{', '.join(paths)}: no run records (*.jsonl with a wattlint.run/1 header)")
-    points, skipped, key, base = load_points(files, gpu_key, model_hash)
+    named = [Path(p) for p in paths if not Path(p).is_dir()]
+    points, skipped, key, base, clock = load_points(files, gpu_key, model_hash, named)
     if len(points) < MIN_RUNS:
         why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "none skipped"
         raise RunFitError(f"{len(points)} usable run record(s) of {key}; a run correction needs >= {MIN_RUNS} "
@@ -296,7 +314,8 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     kinds = sorted({p.energy_basis for p in points})
     source = (f"run-level correction from {len(points)} tracked run(s) of {len(models)} model(s) on {key}: time "
               f"x{tf:.3f}" + (f", energy x{ef:.3f}" if ef is not None else ", energy follows time (no measured "
-                              "energy)") + f"; on top of '{base}'")
+                              "energy)") + f"; on top of '{base}'"
+              + (f"; steps timed on the {clock!r} clock" if clock != "wall" else ""))
     from ..energy.predictor import MODELS_DIR, user_models_dir
 
     is_cpu = key.startswith("cpu-") or kinds == ["modelled"]
@@ -321,7 +340,7 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
         "quantiles": {"time": list(q_time) if q_time else None, "energy": list(q_energy) if q_energy else None},
         "range_basis": "leave-one-model-out" if "leave_one_model_out" in val else "leave-one-run-out",
         "energy_basis": kinds, "source": source, "validation": val,
-        "runs": [p.as_dict() for p in points], "skipped": skipped, "model_hash": model_hash,
+        "runs": [p.as_dict() for p in points], "skipped": skipped, "model_hash": model_hash, "clock": clock,
         "method": METHOD,
     }
     from ..io import atomic_write_text  # a failed write keeps the previous correction whole
