@@ -529,3 +529,21 @@ def test_process_clock_cpu_run_gives_the_cpu_channel_a_wall_clock(tmp_path):
         assert any("wall time" in n and "modelled CPU energy" in n for n in t.notes)
     finally:
         t.close()
+
+
+def test_run_summary_compares_static_and_measured_in_one_unit():
+    """'static 35.9 J vs projected 2.50 Wh' hid a factor of 250: each comparison line writes both values in the
+    unit the larger reads best in (here Wh: 35.9 J = 0.00997 Wh), and a range in its central value's unit."""
+    from wattlint.tracking.display import summary_lines
+
+    a = {"steps": 300, "time_s": 15.0, "warmup_steps": 0, "warmup_time_s": 0.0, "stable": True,
+         "step_time_s": {"mean": 0.05, "rel_ci90": 0.0, "p5": 0.0009, "p95": 0.05},
+         "projection": {"total_steps": 400, "time_s": 150.0, "time_s_range": (90.0, 200.0)}}
+    cmp_ = {"total_energy_kwh": {"static": 35.9 / 3.6e6, "measured": 2.5e-3, "basis": "projected", "error": -0.996},
+            "step_time_s": {"static": 0.000345, "measured": 0.05, "basis": "measured", "error": -0.993}}
+    text = "\n".join(summary_lines({"path": "r.jsonl", "status": "completed", "analysis": a, "comparison": cmp_,
+                                    "static": {"energy_model": "prior"}}))
+    assert "static 0.00997 Wh vs projected 2.50 Wh" in text
+    assert "static 0.345 ms vs measured 50.0 ms" in text
+    assert "p5–p95 0.900 ms – 50.0 ms" in text
+    assert "[1.50 min – 3.33 min]" in text

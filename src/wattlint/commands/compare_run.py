@@ -294,13 +294,14 @@ def _other(args, flags) -> dict:
                           "scope": "each with its own grid intensity"}
     doc["comparison"] = cmp_
     lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
-    fmt = {"total_time_s": u.duration, "gpu_energy_kwh": u.energy_kwh, "energy_kwh": u.energy_kwh,
-           "co2_kg": u.co2_kg}
+    table = {"total_time_s": u.DURATION, "gpu_energy_kwh": u.ENERGY_KWH, "energy_kwh": u.ENERGY_KWH,
+             "co2_kg": u.CO2_KG}
     for k, c in cmp_.items():
         if c.get("measured") is None:
             continue
         e = c.get("error")
-        lines.append(f"    {k:16s} static {fmt[k](c['static'])} vs measured {fmt[k](c['measured'])}: error "
+        st, me = u.column([c["static"], c["measured"]], table[k])  # one unit for both
+        lines.append(f"    {k:16s} static {st} vs measured {me}: error "
                      f"{'n/a' if e is None else f'{e * 100:+.0f} %'}" + (f" ({c['scope']})" if c.get("scope") else ""))
     doc["_lines"] = lines
     return doc

@@ -63,7 +63,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     st = a["step_time_s"]
     lines.append(f"  warm-up {a['warmup_steps']:,} steps ({u.duration(a['warmup_time_s'])}); stable "
                  f"{u.duration(st['mean'])}/step ±{st['rel_ci90'] * 100:.1f} % (90 % CI), p5–p95 "
-                 f"{u.duration(st['p5'])}–{u.duration(st['p95'])}"
+                 f"{u.range_(st['mean'], st['p5'], st['p95'], u.DURATION)}"
                  + ("" if a.get("stable") else
                     f"; stable-phase criteria no longer met over the whole run: {a.get('reason')}" if s.get("at_stable")
                     else f"; NOT STABLE: {a.get('reason')}"))
@@ -89,7 +89,7 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         what = (f"the run went {over:,} steps past its plan of {p['total_steps']:,}; what ran "
                 f"({p['total_steps'] + over:,} steps)" if over else f"projected plan ({p['total_steps']:,} steps)")
         txt = (f"  {what}: {u.duration(p['time_s'])} "
-               f"[{u.duration(p['time_s_range'][0])}–{u.duration(p['time_s_range'][1])}]")
+               f"[{u.range_(p['time_s'], *p['time_s_range'], u.DURATION)}]")
         if p.get("energy_kwh") is not None:
             txt += f", {u.energy_kwh(p['energy_kwh'])} [{u.range_kwh(*p['energy_kwh_range'])}]"
         if p.get("co2_kg") is not None:
@@ -109,13 +109,15 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         lines.append(f"  static estimate: unavailable ({st_['error']})")
     elif cmp_:
         lines.append(f"  static estimate ({st_.get('energy_model')}):")
-        for key, label, fmt in (("step_time_s", "time/step", u.duration),
-                                ("step_device_energy_j", "device energy/step", u.energy_j),
-                                ("total_time_s", "total time", u.duration),
-                                ("total_energy_kwh", "total energy", u.energy_kwh)):
+        for key, label, table in (("step_time_s", "time/step", u.DURATION),
+                                  ("step_device_energy_j", "device energy/step", u.ENERGY_J),
+                                  ("total_time_s", "total time", u.DURATION),
+                                  ("total_energy_kwh", "total energy", u.ENERGY_KWH)):
             c = cmp_.get(key)
             if c and c.get("static") is not None and c.get("measured") is not None:
-                lines.append(f"    {label:18s} static {fmt(c['static'])} vs {c['basis']} {fmt(c['measured'])}: "
+                # both in the unit the larger reads best in ("35.9 J vs 2.50 Wh" hid a factor of 250)
+                st, me = u.column([c["static"], c["measured"]], table)
+                lines.append(f"    {label:18s} static {st} vs {c['basis']} {me}: "
                              f"error {_pct(c['error'])}" + (f" ({c['scope']})" if c.get("scope") else ""))
         if cmp_.get("note"):
             lines.append(f"    note: {cmp_['note']}")
