@@ -27,7 +27,7 @@ def test_mistyped_command_option_suggests_the_close_one(run_cli):
     code, out, err = run_cli(str(ONNX), "--gpuu", "a100-sxm4-80gb")
     assert code == 2 and "did you mean '--gpu'?" in err
     code, out, err = run_cli("check", "--selct", "WL1")
-    assert code == 2 and "wattlint check: unrecognized option '--selct'; did you mean '--select'?" in err
+    assert code == 2 and "wattlint: error: check: unrecognized option '--selct'; did you mean '--select'?" in err
 
 
 def test_version_after_a_command_says_where_it_goes(run_cli):
@@ -108,3 +108,17 @@ def test_check_notes_name_config_keys_not_flags(run_cli, tmp_path, monkeypatch):
     code, out, err = run_cli("lm.onnx", "--gpu", "a100-sxm4-80gb", "--batch-size", "8", "--epochs", "1",
                              "--dataset", "64", "--format", "json")
     assert any("--loader-sample-time" in a for a in json.loads(out)["assumptions"])
+
+
+def test_usage_errors_read_like_every_other_input_error(run_cli):
+    """argparse's refusals printed 'wattlint [estimate]: ...' / 'wattlint check: ...' while every other input error
+    reads 'wattlint: error: ...': one prefix for all, the sub-command named after it."""
+    for argv, expected in ((["estimate", "m.onnx", "--epochs", "x"],
+                            "wattlint: error: argument --epochs: 'x': expected a number, got 'x'"),
+                           (["check", "--selct", "WL1"],
+                            "wattlint: error: check: unrecognized option '--selct'; did you mean '--select'?"),
+                           (["chek"], "wattlint: error: unknown command 'chek'; did you mean 'check'?")):
+        code, out, err = run_cli(*argv)
+        assert code == 2 and out == "", argv
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(expected), (argv, err)

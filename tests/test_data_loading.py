@@ -82,7 +82,7 @@ def test_the_text_report_shows_the_wait(run_cli):
 def test_bad_loader_sample_time_is_an_input_error(run_cli, bad):
     code, out, err = run_cli(*ARGS, "--epochs", "1", "--loader-sample-time", bad)
     assert code == 2 and out == ""
-    assert err.strip() == f"wattlint [estimate]: argument --loader-sample-time: {bad!r}: expected seconds in (0, 1]"
+    assert err.strip() == f"wattlint: error: argument --loader-sample-time: {bad!r}: expected seconds in (0, 1]"
 
 
 def test_goodput_row_counts_the_loader_wait_as_productive_time(run_cli):

@@ -38,11 +38,19 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage + exiting, so errors are one line."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{_context(self.prog)}{message}")
 
 
 class UsageError(Exception):
-    pass
+    """A command line argparse (or wattlint's own option check) refuses: printed as every input error is, one
+    'wattlint: error: ...' line, exit 2."""
+
+
+def _context(prog: str) -> str:
+    """What names the command in a usage error: '' for the default command (estimate) and the top level, 'check: '
+    for 'wattlint check' (and 'validate compare: ' for a sub-command)."""
+    words = prog.split()[1:]
+    return "" if not words or words == ["[estimate]"] else " ".join(words) + ": "
 
 
 def _top_parser() -> _Parser:
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except UsageError as e:
-        print(_one_line(e), file=sys.stderr)
+        print(f"wattlint: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wattlint: interrupted", file=sys.stderr)
@@ -105,7 +113,7 @@ def _refuse_command_typo(word: str) -> None:
         return
     close = difflib.get_close_matches(word, list(COMMANDS), n=1, cutoff=0.75)
     if close:
-        raise UsageError(f"wattlint: unknown command {word!r}; did you mean '{close[0]}'? ('wattlint --help' lists "
+        raise UsageError(f"unknown command {word!r}; did you mean '{close[0]}'? ('wattlint --help' lists "
                          "the commands; a model source is file.onnx, config.json or module:attr)")
 
 
@@ -152,10 +160,10 @@ def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: 
         offered = longs + ["--version"]
         close = difflib.get_close_matches(name, offered, n=1, cutoff=0.7)
         if close == [name]:  # --version after a command or a model: it is a top-level option
-            raise UsageError(f"{parser.prog}: {name} goes first: 'wattlint {name}'")
+            raise UsageError(f"{_context(parser.prog)}{name} goes first: 'wattlint {name}'")
         hint = f"did you mean '{close[0]}'?" if close else \
             f"'wattlint {command if command != DEFAULT_COMMAND else 'estimate'} --help' lists the options"
-        raise UsageError(f"{parser.prog}: unrecognized option {name!r}; {hint}")
+        raise UsageError(f"{_context(parser.prog)}unrecognized option {name!r}; {hint}")
 
 
 def _main(argv: list[str]) -> int:
