@@ -87,7 +87,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
         f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
         f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span>'
-        f"{escape(energy_model_headline(est)[len(est.calibration):])} (source under Provenance)</p>",
+        f"{escape(energy_model_headline(est))}</p>",
         f'<p class="meta">Plan: {escape(plan_line(est))}</p>',
         _cards(est),
         "<h2>Per optimizer step</h2>",

@@ -26,7 +26,7 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
     m = est.model
     lines = [f"### wattlint estimate: `{_esc(m.source)}`", "",
              f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** (`{est.gpu.key}`) x "
-             f"{est.plan.gpus} · energy model **{_esc(energy_model_headline(est))}**", "",
+             f"{est.plan.gpus} · energy model **{est.calibration}**{_esc(energy_model_headline(est))}", "",
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
     lines += ["", f"**Per optimizer step**: {step_line(est)}", ""]

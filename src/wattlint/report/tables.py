@@ -40,11 +40,12 @@ def energy_model_source(est: Estimate) -> str:
 
 
 def energy_model_headline(est: Estimate) -> str:
-    """The energy model in a few words, for a report's header; its source is stated once, under Provenance."""
+    """What follows the energy model's name in a report's header: the share of the step it priced, and where its
+    source is stated (once, under Provenance)."""
     c = est.calibration_coverage
-    if est.calibration != "prior" and c < 0.995:
-        return f"{est.calibration} ({c:.0%} of the op time, the spec-sheet prior the rest)"
-    return est.calibration
+    share = f"{c:.0%} of the op time, the spec-sheet prior the rest; " if est.calibration != "prior" and c < 0.995 \
+        else ""
+    return f" ({share}source under Provenance)"
 
 
 def report_assumptions(est: Estimate) -> list[str]:

@@ -68,7 +68,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     con.print(Text(f"wattlint estimate: {clean(m.source)}", style="bold"))
     con.print(Text(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}"))
     con.print(Text.assemble(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: ",
-                            (energy_model_headline(est), "bold"), " (source under Provenance)"))
+                            (est.calibration, "bold"), energy_model_headline(est)))
     con.print(Text(f"Plan: {plan_line(est)}"))
     con.print()
     t = Table(box=box.SIMPLE_HEAVY, show_header=False, pad_edge=False)
