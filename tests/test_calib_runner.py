@@ -243,3 +243,68 @@ def test_an_interrupted_run_names_the_csv_to_resume(tmp_path):
     assert proc.returncode == 130, err
     (csv_path,) = list(out.glob("*.csv"))
     assert f"continue with 'wattlint calibrate --resume {csv_path}'" in err, err
+
+
+def test_a_run_being_measured_cannot_be_resumed_by_a_second_process(tmp_path):
+    """Review: `calibrate --resume RUN` while RUN was still being measured appended the same samples a second time
+    with other values (458 rows for a 249-sample suite) and rewrote the JSON. The measuring session locks the CSV;
+    a second session is refused before it touches either file."""
+    from wattlint.calibrate.runner import RunError
+    from wattlint.io import exclusive_lock
+
+    paths = _run(tmp_path, limit=2)
+    csv_before, json_before = paths.csv.read_bytes(), paths.json.read_bytes()
+    with exclusive_lock(paths.csv, wait=False):  # what the measuring session holds (its own open file)
+        with pytest.raises(RunError, match="another process is measuring this run now"):
+            run_calibration(RunConfig(device="fake", resume=str(paths.csv)))
+    assert paths.csv.read_bytes() == csv_before and paths.json.read_bytes() == json_before
+    run_calibration(RunConfig(device="fake", resume=str(paths.csv)))  # free again: the run goes on
+    assert json.loads(paths.json.read_text())["status"] == "complete"
+
+
+def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
+    """SIGTERM (a scheduler's stop, `kill`) left the JSON at status 'running' with no word; it now ends the run as
+    Ctrl-C does: status interrupted, the resume command printed, exit 143."""
+    out = tmp_path / "term"
+    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.06", PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        found = list(out.glob("*.csv")) if out.exists() else []
+        if found and len(read_rows(found[0])) >= 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    (csv_path,) = list(out.glob("*.csv"))
+    assert f"terminated (SIGTERM); measured samples are saved: continue with 'wattlint calibrate --resume " \
+           f"{csv_path}'" in err, err
+    assert json.loads(csv_path.with_suffix(".json").read_text())["status"] == "interrupted"
+
+
+def test_resume_refuses_suite_and_part_and_limit_says_what_it_measures(run_cli, tmp_path):
+    paths = _run(tmp_path / "a", limit=2)
+    for extra in (["--suite", "quick"], ["--part", "1/2"]):
+        code, _, err = run_cli("calibrate", "--device", "fake", "--resume", str(paths.csv), *extra)
+        assert code == 2 and err.strip().splitlines() == [
+            f"wattlint: error: {extra[0]} does not apply to --resume: the run continues its own suite and part (drop "
+            "it, or start a new run without --resume)"]
+    n = len(load_suite(TINY).samples)
+    code, _, err = run_cli("calibrate", "--device", "fake", "--resume", str(paths.csv), "--limit", "1",
+                           "--no-progress")
+    assert code == 0 and f"measuring 1 of {n} samples (2 already done) (--limit; {n - 3} left for a later " \
+                          "--resume)" in err, err
+
+
+def test_an_out_that_cannot_be_created_is_one_line_naming_it(run_cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, out, err = run_cli("calibrate", "--device", "fake", "--suite", TINY, "--out", str(blocker / "sub"),
+                             "--no-progress")
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"wattlint: error: --out {blocker / 'sub'}: cannot create the "
+                                                   "run's folder"), err

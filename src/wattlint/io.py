@@ -8,6 +8,7 @@ with ``.<name>.`` and ends with ``.tmp``; :func:`remove_stale_temps` clears thos
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import glob
@@ -198,6 +199,37 @@ def escapes_root(path: Path | str, root: Path | str) -> Path | None:
     if resolved == root_res or root_res in resolved.parents:
         return None
     return resolved
+
+
+class LockHeld(OSError):
+    """:func:`exclusive_lock` with ``wait=False`` found the lock held by another process."""
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path | str, *, wait: bool = True, create: bool = False):
+    """Hold an exclusive advisory lock (flock) on ``path`` (a file, or a folder) for the ``with`` block. ``wait``:
+    block until it is free, else raise :class:`LockHeld` at once; ``create``: create a missing file (empty). Where
+    there is no flock (Windows, some network file systems) it locks nothing."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_CREAT if create else 0), 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(errno.EWOULDBLOCK, "locked by another process", str(path)) from None
+        except OSError:  # a file system without flock: proceed unlocked
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def utc_now() -> str:

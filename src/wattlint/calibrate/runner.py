@@ -12,6 +12,8 @@ temperature. The library never prints: progress goes to a ``Reporter``.
 
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import io
 import math
@@ -49,8 +51,9 @@ class Reporter:
     def plan(self, text: str) -> None:
         pass
 
-    def start(self, total: int, done: int) -> None:
-        pass
+    def start(self, total: int, done: int, todo: int | None = None) -> None:
+        """``total`` samples in the run's part, ``done`` already measured, ``todo`` to measure in this session
+        (fewer than ``total - done`` under --limit)."""
 
     def advance(self, sample: Sample, row: dict[str, Any]) -> None:
         pass
@@ -323,9 +326,6 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
         part = _parse_part(cfg.part)
         prov = {}
     samples = suite.part(*part) if part != (1, 1) else suite.samples
-    part_s = f"{part[0]}/{part[1]}" if part != (1, 1) else ""
-    rep.plan(__import__("wattlint.calibrate.suites", fromlist=["plan_text"]).plan_text(suite, device, samples,
-                                                                                         part_s))
     backend = _backends.make_backend(device)
     meter = make_meter(device, backend)
     try:
@@ -349,21 +349,52 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         spec, spec_source = given, "database (--gpu)"
     if cfg.resume:
         paths = RunPaths.of(cfg.resume)
-        done_rows = read_rows(paths.csv)
     else:
         key = spec.key if spec is not None else _backends.slug(backend.info().get("name", device))
         out = Path(cfg.out) if cfg.out else Path("calibration") / "runs" / key
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"{'--out ' if cfg.out else ''}{out}: cannot create the run's folder "
+                           f"({e.strerror or e})") from None
         stem = f"{utc_stamp()}-{suite.name}" + (f"-p{part[0]}of{part[1]}" if part != (1, 1) else "")
         paths = RunPaths(out / f"{stem}.csv", out / f"{stem}.json")
         if paths.csv.exists():
             raise RunError(f"{paths.csv} exists; use --resume {paths.csv}")
+    with _run_lock(paths.csv):
+        return _run_locked(cfg, rep, backend, meter, suite, samples, part, device, prov, spec, spec_source, paths)
+
+
+@contextlib.contextmanager
+def _run_lock(csv_path: Path):
+    """The run is measured by one process at a time: its CSV is locked (flock) while a session appends to it. A
+    second session (--resume of a run still being measured) appended the same samples with other values and
+    rewrote the JSON (458 rows for a 249-sample suite in review); it is now refused before it touches either file."""
+    from ..io import LockHeld, exclusive_lock
+
+    try:
+        with exclusive_lock(csv_path, wait=False, create=True):
+            yield
+    except LockHeld:
+        raise RunError(f"{csv_path}: another process is measuring this run now (the file is locked); wait for it "
+                       "to finish or stop it, then --resume") from None
+
+
+def _run_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov, spec, spec_source,
+                paths: RunPaths) -> RunPaths:
+    # the plan is printed once the run can start (a refused --gpu, --out or a locked run prints only its error)
+    from .suites import plan_text
+
+    rep.plan(plan_text(suite, device, samples, f"{part[0]}/{part[1]}" if part != (1, 1) else ""))
+    if cfg.resume:
+        done_rows = read_rows(paths.csv)
+    else:
         done_rows = []
         from ..energy.model import library_versions
 
         prov = {
             "schema": RUN_SCHEMA,
-            "run_id": stem,
+            "run_id": paths.csv.stem,
             "status": "running",
             "started_utc": utc_now(),
             "suite": {"name": suite.name, "path": suite.path, "sha256": suite.sha256, "part": list(part),
@@ -420,7 +451,7 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
             over = autograd_call_overhead("cuda:0" if device == "cuda" else "cpu")
         session["autograd_overhead_s"] = over
         rep.note(f"autograd.grad call overhead {over * 1e6:.1f} us (subtracted from backward samples)")
-        rep.start(len(samples), len(done))
+        rep.start(len(samples), len(done), len(todo) if cfg.limit is None else min(cfg.limit, len(todo)))
         measured = 0
         for s in todo:
             if cfg.limit is not None and measured >= cfg.limit:

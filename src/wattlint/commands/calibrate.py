@@ -12,10 +12,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("cuda", "cpu", "fake"), default=None,
                    help="cuda (NVML energy), cpu (time only; energy modelled), fake (simulator for tests); "
                         "default cuda")
-    p.add_argument("--suite", default="default", metavar="NAME|PATH",
-                   help="suite name (default, quick: shipped in wattlint/data/suites/) or a .toml path")
+    p.add_argument("--suite", default=None, metavar="NAME|PATH",
+                   help="suite name (default, quick: shipped in wattlint/data/suites/) or a .toml path (default: "
+                        "default; a resumed run keeps its own)")
     p.add_argument("--part", default=None, metavar="K/N",
-                   help="measure part K of N (every N-th sample; each part is its own run; fit takes them all)")
+                   help="measure part K of N (every N-th sample; each part is its own run; fit takes them all; a "
+                        "resumed run keeps its own)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue an interrupted run (its .csv or .json path): samples already measured are kept")
@@ -25,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure at most N samples (smoke runs; 1 or more)")
     p.add_argument("--plan", action="store_true", help="print the planned samples and duration, measure nothing")
     p.add_argument("--no-progress", action="store_true", help="plain one-line-per-sample log instead of a bar")
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during a calibration run."""
 
 
 class _RichReporter:
@@ -44,10 +50,13 @@ class _RichReporter:
     def note(self, text: str) -> None:
         self.console.print(text, highlight=False, soft_wrap=True)
 
-    def start(self, total: int, done: int) -> None:
+    def start(self, total: int, done: int, todo: int | None = None) -> None:
         self.total, self.n = total, done
         if self.plain:
-            self.console.print(f"measuring {total - done} samples ({done} already done)", highlight=False)
+            todo = total - done if todo is None else todo
+            limited = f" (--limit; {total - done - todo} left for a later --resume)" if todo < total - done else ""
+            self.console.print(f"measuring {todo} of {total} samples ({done} already done){limited}",
+                               highlight=False, soft_wrap=True)
             return
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
@@ -92,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
         if (args.device or "cuda") != "cuda":
             raise InputError(f"--gpu {args.gpu}: --device {args.device} measures no GPU; --gpu names the CUDA GPU "
                              "whose NVML name is not in the database (drop it)")
+    if args.resume:
+        given = [opt for opt, v in (("--suite", args.suite), ("--part", args.part)) if v is not None]
+        if given:  # the run's own suite and part are continued (they were silently ignored)
+            raise InputError(f"{given[0]} does not apply to --resume: the run continues its own suite and part "
+                             "(drop it, or start a new run without --resume)")
+    args.suite = args.suite or "default"
     if args.plan:
         given = [opt for opt, v in (("--resume", args.resume), ("--out", args.out)) if v]
         if given:  # the plan is the suite's, from scratch: it neither reads a run nor writes one
@@ -124,13 +139,27 @@ def run(args: argparse.Namespace) -> int:
                     resume=args.resume, limit=args.limit, gpu_key=args.gpu,
                     extra={"device_given": args.device is not None})
     rep = _RichReporter(args.no_progress)
+    import signal
+
+    def terminated(signum, frame):  # SIGTERM (a scheduler, `kill`) ends the run as Ctrl-C does: marked, resumable
+        raise _Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # pragma: no cover - not the main thread (an embedding application): its handler stays
+        old = None
     try:
         paths = run_calibration(cfg, rep)
-    except KeyboardInterrupt:
-        csv = cfg.extra.get("csv_path") or "RUN.csv"
-        print(f"wattlint: calibration interrupted; measured samples are saved: continue with "
-              f"'wattlint calibrate --resume {csv}'", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        csv = cfg.extra.get("csv_path")
+        how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        print(f"wattlint: calibration {how}; measured samples are saved: continue with "
+              f"'wattlint calibrate --resume {csv}'" if csv else f"wattlint: calibration {how} before it started; "
+              "nothing was measured", file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     import json
 
     prov = json.loads(paths.json.read_text())

@@ -89,25 +89,10 @@ def locked(path: Path):
     baseline: two `check --update-baseline` runs at once (parallel CI jobs on one checkout, a pre-commit hook
     without require_serial) each merged their models into the file as they had read it, and the second write lost
     the first one's entries. Where there is no flock (Windows, some network file systems) it does nothing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
+    from ..io import exclusive_lock
+
+    with exclusive_lock(Path(path).resolve().parent):
         yield
-        return
-    folder = Path(path).resolve().parent
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:  # a file system without flock: proceed unlocked (the window is milliseconds)
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def stored(value: float) -> float:
