@@ -273,3 +273,20 @@ def test_a_row_whose_params_are_not_an_object_is_skipped_not_a_crash(fake_run, t
     assert prov["skipped_rows"].get("unparseable") == 1
     ok = sum(1 for r in rows if r["status"] == "ok")
     assert len(set(data.sample)) <= ok - 1
+
+
+def test_fit_says_how_to_use_its_folder_and_names_an_unfinished_run(run_cli, tmp_path):
+    """Review: `fit --out h200m` wrote a model no estimate finds (models are looked up in <folder>/<gpu-key>/),
+    `--models-dir h200m` then used the shipped models without a word, and a fit on an interrupted run did not
+    say the run was unfinished."""
+    part = run_calibration(RunConfig(device="fake", suite=TINY, out=str(tmp_path / "run"), limit=12))
+    code, out, err = run_cli("fit", str(part.csv), "--out", str(tmp_path / "m"), "--folds", "2")
+    assert code == 0, err
+    assert f"note: run {part.csv.stem} is partial (12 of 40 samples measured)" in out
+    assert "note: estimates look models up in <folder>/fake-gpu/; to use this one, move it to DIR/fake-gpu/" in out
+    code, _, err = run_cli(str(Path(__file__).parents[1] / "examples" / "gpt2-tiny.onnx"), "--steps", "1",
+                           "--models-dir", str(tmp_path / "m"))
+    assert code == 2 and "a fitted model's own folder (it holds card.json)" in err, err
+    # fitted straight into DIR/<key>/: nothing to move
+    code, out, err = run_cli("fit", str(part.csv), "--out", str(tmp_path / "d" / "fake-gpu"), "--folds", "2")
+    assert code == 0 and "estimates look models up" not in out, err

@@ -227,3 +227,62 @@ def test_write_new_text_never_replaces_and_falls_back_without_links(tmp_path, mo
     with pytest.raises(FileExistsError):
         io.write_new_text(g, "other")
     assert g.read_text() == "text\n" and os.path.exists(g)
+
+
+def test_compare_refuses_what_would_validate_nothing_or_mix_devices(tmp_path, run_cli):
+    """Review: the same measurements twice were listed twice; another device's predictions were compared (CPU
+    measurements against an H200's predictions: -98 % / +892 %); measurements with no ok result gave an empty
+    'validation'. Each is one line, exit 2. A trailing-slash --out is a folder (it wrote a FILE named 'vdir')."""
+    p, mp = _compare_inputs(tmp_path)
+    code, _, err = run_cli("validate", "compare", "--measurements", mp, "--measurements", mp)
+    assert code == 2 and "given twice" in err, err
+    other = json.loads(p.read_text())
+    other.update(gpu="h200-sxm-141gb", device="cuda")
+    # the measured device's predictions carry no gpu field here: (None, None) differs from the H200's
+    op = tmp_path / "h200.json"
+    op.write_text(json.dumps(other))
+    code, _, err = run_cli("validate", "compare", "--measurements", mp, "--predictions", p, "--predictions", op)
+    assert code == 2 and "predictions for h200-sxm-141gb (cuda)" in err and len(err.strip().splitlines()) == 1, err
+    m = json.loads(mp.read_text())
+    m["results"][0]["status"] = "error"
+    m["results"][0]["error"] = "OOM"
+    mp.write_text(json.dumps(m))
+    code, _, err = run_cli("validate", "compare", "--measurements", mp)
+    assert code == 2 and "nothing to compare" in err, err
+    (tmp_path / "b").mkdir()
+    _, mp2 = _compare_inputs(tmp_path / "b")
+    code, out, err = run_cli("validate", "compare", "--measurements", mp2, "--out", f"{tmp_path / 'vdir'}/")
+    assert code == 0, err
+    (made,) = (tmp_path / "vdir").iterdir()
+    assert made.name.endswith("-validation.json")
+
+
+def test_compare_names_the_file_the_measurements_were_made_against(tmp_path, run_cli):
+    p, mp = _compare_inputs(tmp_path)
+    q = tmp_path / "q.json"
+    q.write_text(p.read_text().replace("1.0", "1.5"))
+    code, _, err = run_cli("validate", "compare", "--measurements", mp, "--predictions", q)
+    assert code == 2 and "not the predictions file the measurements were made against (p.json)" in err, err
+
+
+def test_measure_refuses_an_empty_selection(cpu_run, tmp_path, run_cli):
+    pred = tmp_path / "pred.json"
+    assert run_cli("validate", "predict", "--spec-from", cpu_run, "--list", "cpu", "--only", "mlp-mnist-b128",
+                   "--out", pred)[0] == 0
+    code, _, err = run_cli("validate", "measure", "--predictions", pred, "--device", "cpu", "--part", "2/2",
+                           "--out", tmp_path / "m.json")
+    assert code == 2 and "selected none" in err and not (tmp_path / "m.json").exists(), err
+
+
+def test_predict_refuses_a_cpu_fit_for_a_gpu(tmp_path, run_cli, monkeypatch):
+    """A CPU method check's model priced an H200 as 'calibrated' (review); fits never cross CPU and GPU."""
+    from wattlint.energy import model as M
+
+    class CpuModel:
+        is_cpu, gpu_key, source = True, "cpu-amd-epyc", "cpu fit"
+
+    monkeypatch.setattr(M, "load_model", lambda path: CpuModel())
+    code, _, err = run_cli("validate", "predict", "--gpu", "h200", "--list", "cpu", "--only", "mlp-mnist-b128",
+                           "--model", tmp_path, "--out", tmp_path / "p.json")
+    assert code == 2 and "CPU and GPU fits never price each other's device" in err, err
+    assert not (tmp_path / "p.json").exists()

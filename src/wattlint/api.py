@@ -265,6 +265,10 @@ def models_search_path(cli_dir=None, config=None):
     for name, d in (("--models-dir", cli_dir), ("[tool.wattlint] models-dir", config_dir)):
         if d is not None and not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name} {d}: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)")
+        if d is not None and (Path(d).expanduser() / "card.json").is_file():
+            # a model's own folder (`wattlint fit --out DIR`): no estimate would find it, and none said so
+            raise ConfigError(f"{name} {d}: a fitted model's own folder (it holds card.json); fitted models are "
+                              f"looked up in <folder>/<gpu-key>/: move it to DIR/<gpu-key>/ and pass DIR")
     return search_path(cli_dir, config_dir)
 
 

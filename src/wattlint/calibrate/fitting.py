@@ -179,6 +179,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                          "csv_sha256": sha256_file(rp.csv), "json_sha256": sha256_file(rp.json),
                          "suite": prov.get("suite", {}).get("name"), "suite_sha256": prov.get("suite", {}).get("sha256"),
                          "part": prov.get("suite", {}).get("part"), "rows": len(rows),
+                         "status": prov.get("status"), "samples_in_part": prov.get("suite", {}).get("samples_in_part"),
                          "meter": prov.get("meter", {}).get("name"),
                          "energy_source": prov.get("meter", {}).get("energy_source"),
                          "device": {k: prov.get("device", {}).get(k) for k in ("kind", "name", "uuid")},

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import statistics
 import time
@@ -212,6 +213,12 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         from ..energy.model import load_model
 
         m = load_model(model_dir)
+        on_cpu = device == "cpu" or spec.key.startswith("cpu-")
+        if m.is_cpu != on_cpu:  # a CPU method check priced an H200 as 'calibrated' (review): fits never cross
+            raise ValidationError(f"--model {model_dir}: fitted on {m.gpu_key} ("
+                                  f"{'a CPU method check' if m.is_cpu else 'a GPU'}), the predictions are for "
+                                  f"{spec.key} ({'a CPU' if on_cpu else 'a GPU'}): CPU and GPU fits never price "
+                                  "each other's device")
         variants["calibrated"] = CalibratedPredictor(m, m.gpu_key, transferred=m.gpu_key != spec.key)
         model_info = {"path": str(model_dir), "calibration_source": m.source,
                       "card_sha256": sha256_bytes((Path(model_dir) / "card.json").read_bytes())}
@@ -253,9 +260,7 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         "note": "predictions are made and committed before any measurement; measurements never enter a fit",
     }
 
-    path = Path(out) if out else Path("calibration") / "runs" / spec.key / f"{utc_stamp()}-predictions.json"
-    if path.is_dir() or str(out or "").endswith("/"):
-        path = path / f"{utc_stamp()}-predictions.json"
+    path = _out_path(out, Path("calibration") / "runs" / spec.key, "predictions")
     frozen = (f"{path} exists: a predictions file is frozen once written (measurements refer to its sha256); "
               f"pass another --out")
     if path.exists():
@@ -436,9 +441,11 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     configs = [c for c in configs if not c.get("error")]  # no prediction was made for these: nothing to compare
     if part != (1, 1):
         configs = [c for i, c in enumerate(configs) if i % part[1] == part[0] - 1]
-    path = Path(out) if out else ppath.parent / f"{utc_stamp()}-measurements.json"
-    if path.is_dir():
-        path = path / f"{utc_stamp()}-measurements.json"
+    if not configs:  # an empty campaign wrote 'complete' with no result (review): nothing would be validated
+        raise ValidationError(f"{predictions}: no configuration to measure (" + (
+            "--only / --part selected none of its predictions" if only or part != (1, 1)
+            else "it holds no configuration with a prediction") + ")")
+    path = _out_path(out, ppath.parent, "measurements")
     if path.exists():
         raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -519,6 +526,8 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
             raise ValidationError(f"{mf}: not a measurements file ({MEAS_SCHEMA})")
         _check_measurements(m, str(mf))
         metas.append(m)
+    if len({Path(f).resolve() for f in mfiles}) != len(mfiles):
+        raise ValidationError("a measurements file is given twice: each would count its results again")
     if len({m["predictions_sha256"] for m in metas}) != 1:
         raise ValidationError("the measurement files were made against different predictions files")
     mpath = Path(mfiles[0])
@@ -531,11 +540,17 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     for i, p in enumerate(pfiles):
         doc, raw = read_json_file(p, "predictions file")
         if i == 0 and sha256_bytes(raw) != meas["predictions_sha256"]:
-            raise ValidationError(f"{p}: sha256 differs from the one recorded when measuring "
-                                  "(the predictions were changed after the measurement)")
+            raise ValidationError(f"{p}: sha256 differs from the one recorded when measuring: not the predictions "
+                                  f"file the measurements were made against ({meas.get('predictions_file')}), or "
+                                  "changed after the measurement")
         if not isinstance(doc, dict) or doc.get("schema") != PRED_SCHEMA:
             raise ValidationError(f"{p}: not a predictions file ({PRED_SCHEMA})")
         _check_predictions(doc, str(p))
+        if docs and (doc.get("gpu"), doc.get("device")) != (docs[0][1].get("gpu"), docs[0][1].get("device")):
+            # CPU measurements compared with an H200's predictions read -98 % / +892 % (review)
+            raise ValidationError(f"{p}: predictions for {doc.get('gpu')} ({doc.get('device')}), but the measured "
+                                  f"device's are for {docs[0][1].get('gpu')} ({docs[0][1].get('device')}): compare "
+                                  "predictions of the measured device only")
         docs.append((p, doc, sha256_bytes(raw)))
     results = {r["name"]: r for r in meas["results"] if r.get("status") == "ok"}
     models = []
@@ -574,6 +589,8 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                 d["power"].append(e["power_err"])
                 if "energy_in_range" in e:
                     d["in_range"].append(1.0 if e["energy_in_range"] else 0.0)
+    if not models:
+        raise ValidationError("no configuration was measured ok and predicted in these files: nothing to compare")
     summary = {}
     for k, d in variants.items():
         summary[k] = {"time": _summary(d["time"]), "energy": _summary(d["energy"]), "power": _summary(d["power"]),
@@ -590,15 +607,28 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                  if (meas.get("device") or {}).get("kind") == "cpu" else ""),
     }
 
-    path = Path(out) if out else mpath.parent / f"{utc_stamp()}-validation.json"
-    if path.is_dir():
-        path = path / f"{utc_stamp()}-validation.json"
+    path = _out_path(out, mpath.parent, "validation")
     _refuse_to_replace_data(path, [Path(f) for f in mfiles] + [p for p, _, _ in docs])
     try:
         atomic_write_json(path, doc)
     except OSError as e:
         raise ValidationError(f"cannot write {path}: {e.strerror or e}; any previous file is unchanged") from None
     return path, doc
+
+
+def _out_path(out: str | None, default_folder: Path, kind: str) -> Path:
+    """Where a validate step writes: ``--out`` as a file, or as a folder (an existing one, or a name ending in a
+    path separator: 'meas/' wrote a FILE named meas) for ``<stamp>-<kind>.json``; without it, ``default_folder``."""
+    if not out:
+        return default_folder / f"{utc_stamp()}-{kind}.json"
+    path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValidationError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+        return path / f"{utc_stamp()}-{kind}.json"
+    return path
 
 
 def _refuse_to_replace_data(path: Path, inputs: list[Path]) -> None:

@@ -66,4 +66,14 @@ def run(args: argparse.Namespace) -> int:
               f"power-fraction MAE {m['power_fraction_mae']:.3f}")
     r = card["residuals"]["time"]
     print(f"  time residual p5..p95: x{__import__('math').exp(r['p5']):.2f} .. x{__import__('math').exp(r['p95']):.2f}")
+    for run in (card.get("data") or {}).get("runs") or []:
+        if run.get("status") not in (None, "complete"):  # an interrupted or --limit run: part of its suite only
+            of = f" of {run['samples_in_part']}" if run.get("samples_in_part") else ""
+            print(f"  note: run {run.get('run_id')} is {run['status']} ({run.get('rows')}{of} samples measured); "
+                  f"'wattlint calibrate --resume {run.get('csv')}' (in its folder) measures the rest, then fit again")
+    key = card["gpu"]["key"]
+    if args.out and not card["gpu"].get("is_cpu") and model.path.name != key:
+        # estimates look fitted models up in <models dir>/<gpu key>/: this folder is found by none
+        print(f"  note: estimates look models up in <folder>/{key}/; to use this one, move it to DIR/{key}/ and "
+              f"pass --models-dir DIR (or fit with --out DIR/{key})")
     return 0

@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--models-file", default=None, metavar="TOML",
                     help="validation list file (default: the shipped wattlint/data/validation-models.toml)")
     pr.add_argument("--model", default=None, metavar="DIR",
-                    help="calibrated model folder for the 'calibrated' variant (default: the shipped one, if any)")
+                    help="calibrated model folder for the 'calibrated' variant (default: the model an estimate for "
+                         "this GPU would use: measured, public-fit or transferred, if any)")
     pr.add_argument("--only", default=None, metavar="NAMES", help="comma-separated config names")
     pr.add_argument("--out", default=None, metavar="FILE", help="predictions file, or a folder (existing, or ending in /) for <stamp>-predictions.json "
                          "(default calibration/runs/<gpu-key>/ under the current directory); never overwritten")
