@@ -139,3 +139,18 @@ def test_a_models_dir_that_is_not_there_is_refused(run_cli, tmp_path, monkeypatc
     missing.mkdir()
     code, out, err = run_cli(model, "--gpu", "a100", "--steps", "10")
     assert code == 0
+
+
+def test_a_closed_pipe_is_not_reported_as_a_user_error():
+    """`wattlint gpus h100 | head -1`: rich reacts to the closed pipe with SystemExit(1), which was reported as
+    "code run for this command called sys.exit(1)" (exit 2). Stdout here is a pipe whose reader is gone."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "r, w = os.pipe(); os.close(r); os.dup2(w, 1)\n"
+            "from wattlint.cli import main\n"
+            "rc = main(['gpus', 'h100'])\n"
+            "sys.stderr.write(f'RC={rc}\\n')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stderr.strip().splitlines() == ["RC=0"], res.stderr
