@@ -122,3 +122,9 @@ def test_usage_errors_read_like_every_other_input_error(run_cli):
         assert code == 2 and out == "", argv
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(expected), (argv, err)
+
+
+def test_a_negative_number_in_scientific_notation_is_a_value(run_cli):
+    """'--tokens -1e9' read as an option ('expected one argument'); it is the option's value, refused by its range."""
+    code, _, err = run_cli("m.onnx", "--tokens", "-1e9", "--seq-len", "10")
+    assert code == 2 and err.strip() == "wattlint: error: argument --tokens: '-1e9': expected a number in (0, 1e+17]"

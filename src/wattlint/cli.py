@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 from pathlib import Path
 import sys
 
@@ -34,8 +35,17 @@ DEFAULT_COMMAND = "estimate"
 EPILOG = "Run 'wattlint COMMAND --help' for a command's options. 'wattlint MODEL ...' is 'wattlint estimate MODEL ...'."
 
 
+_NEGATIVE_NUMBER = re.compile(r"^-(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage + exiting, so errors are one line."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a negative number in scientific notation ('--tokens -1e9') is a value, not an option: argparse's own
+        # pattern knows only -12 and -1.5, and said "expected one argument" instead of the option's range
+        self._negative_number_matcher = _NEGATIVE_NUMBER
 
     def error(self, message: str):  # type: ignore[override]
         raise UsageError(f"{_context(self.prog)}{message}")
