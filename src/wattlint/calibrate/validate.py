@@ -471,7 +471,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         created = True
         for c in configs:
             if reporter:
-                reporter(f"measuring {c['name']} ({c['precision']}, window {c.get('window_s')} s)")
+                reporter(f"measuring {c['name']} ({c['precision']}, window "
+                         f"{float(c.get('window_s', 20.0)) * window_scale:g} s)")
             try:
                 r = measure_config(c, backend, meter, window_scale=window_scale)
                 r["status"] = "ok"
