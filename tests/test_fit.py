@@ -290,3 +290,12 @@ def test_fit_says_how_to_use_its_folder_and_names_an_unfinished_run(run_cli, tmp
     # fitted straight into DIR/<key>/: nothing to move
     code, out, err = run_cli("fit", str(part.csv), "--out", str(tmp_path / "d" / "fake-gpu"), "--folds", "2")
     assert code == 0 and "estimates look models up" not in out, err
+
+
+def test_fit_names_a_folder_of_run_records_given_beside_calibration_runs(run_cli, fake_run, tmp_path):
+    """`fit records/ calibration-runs/` said "records/: no calibration runs" though it holds run records."""
+    rec = sorted((Path(__file__).parents[1] / "benchmarks" / "results" / "track_cpu_runs").glob("*.jsonl"))[0]
+    (tmp_path / "tr").mkdir()
+    shutil.copy(rec, tmp_path / "tr" / rec.name)
+    code, _, err = run_cli("fit", str(tmp_path / "tr"), str(fake_run.csv.parent), "--out", str(tmp_path / "m"))
+    assert code == 2 and "holds tracked run records (wattlint.track), not calibration runs" in err, err

@@ -47,6 +47,11 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
                 if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
                     runs.append(RunPaths.of(j))
             if not runs:
+                from ..tracking.record import is_run_record
+
+                if any(is_run_record(f) for f in pp.glob("*.jsonl")):  # given beside calibration runs
+                    raise FitError(f"{p}: holds tracked run records (wattlint.track), not calibration runs: fit "
+                                   "run records on their own (wattlint fit RECORDS...), calibration runs on theirs")
                 raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
             out.extend(runs)
         else:
