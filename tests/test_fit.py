@@ -299,3 +299,10 @@ def test_fit_names_a_folder_of_run_records_given_beside_calibration_runs(run_cli
     shutil.copy(rec, tmp_path / "tr" / rec.name)
     code, _, err = run_cli("fit", str(tmp_path / "tr"), str(fake_run.csv.parent), "--out", str(tmp_path / "m"))
     assert code == 2 and "holds tracked run records (wattlint.track), not calibration runs" in err, err
+
+
+def test_fit_out_naming_an_existing_file_says_so(fake_run, tmp_path, run_cli):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine\n")
+    code, _, err = run_cli("fit", str(fake_run.csv), "--out", str(f), "--folds", "3")
+    assert code == 2 and f"--out {f}: an existing file, not a folder" in err and f.read_text() == "mine\n", err

@@ -280,6 +280,9 @@ def _refuse_foreign_files(out: Path) -> None:
 
     from ..energy.model import CARD, MODEL_SCHEMA, POWER_FILE, TIME_FILE
 
+    if out.exists() and not out.is_dir():
+        raise FitError(f"--out {out}: an existing file, not a folder (a fitted model is a folder of card.json, time.txt "
+                       "and power.txt); pick another --out")
     present = [n for n in (CARD, TIME_FILE, POWER_FILE) if (out / n).exists()]
     if not present:
         return
