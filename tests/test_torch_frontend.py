@@ -400,3 +400,29 @@ def test_an_unknown_hf_architecture_is_stated_not_silently_replaced():
     assert "built the base model of model_type 'gpt2' instead (GPT2Model: no task head" in line
     g = analyze_config({**cfg, "architectures": ["GPT2LMHeadModel"]}, seq_len=16, micro_batch=1)
     assert not any(a.startswith("architectures [") for a in g.assumptions)
+
+
+class _DictNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, batch):
+        return self.fc(torch.cat([batch["x"], batch["y"]], dim=-1))
+
+
+def test_a_forward_taking_a_dict_reads_its_batch_and_rebinds_it():
+    """Review: a dict of [4, ...] tensors was read as micro-batch 1, and --batch-size 4 then scaled the already
+    batched trace 4x (work off by the real batch). Oracle: the same module traced on a real batch of 8."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    def ex(b):
+        return ({"x": torch.randn(b, 16), "y": torch.randn(b, 8)},)
+
+    g4 = trace_with_inputs(_DictNet(), ex(4), {})
+    assert g4.micro_batch == 4 and [s.name for s in g4.inputs] == ["input.x", "input.y"]
+    g8 = trace_with_inputs(_DictNet(), ex(8), {})
+    rebound = trace_with_inputs(_DictNet(), ex(4), {}, micro_batch=8)
+    assert rebound.micro_batch == 8 and rebound.total().flops == g8.total().flops
+    # the forward GEMM alone, by hand: 2 x 8 x 24 x 10 FLOPs
+    assert any(r.flops == 2 * 8 * 24 * 10 for r in rebound.records)

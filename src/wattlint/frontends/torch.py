@@ -1004,6 +1004,10 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     kwargs = _meta_like(kwargs)
 
     def rebind(t):
+        if isinstance(t, Mapping):  # a forward taking a dict (or list) of tensors: rebind every tensor in it
+            return {k: rebind(v) for k, v in t.items()}
+        if isinstance(t, (list, tuple)) and not hasattr(t, "_fields"):
+            return type(t)(rebind(v) for v in t)
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             return t
         shape_ = list(t.shape)
@@ -1015,9 +1019,10 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     if micro_batch is not None or seq_len is not None:
         args = [rebind(a) for a in args]
         kwargs = {k: rebind(v) for k, v in kwargs.items()}
-    all_t = [(f"input{i}" if len(args) > 1 else "input", a) for i, a in enumerate(args)
-             if isinstance(a, torch.Tensor)]
-    all_t += [(k, v) for k, v in kwargs.items() if isinstance(v, torch.Tensor)]
+    # every tensor, also inside a dict / list argument (the micro-batch was read as 1 from a dict of [4, ...]
+    # tensors, and --batch-size then scaled an already batched trace)
+    all_t = [x for i, a in enumerate(args) for x in _tensor_leaves(f"input{i}" if len(args) > 1 else "input", a)]
+    all_t += [x for k, v in kwargs.items() for x in _tensor_leaves(k, v)]
     if specs:
         all_t = list(zip(specs.keys(), [t for _, t in all_t]))
     in_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)) for n, t in all_t)
@@ -1034,6 +1039,18 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
                  optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
+
+
+def _tensor_leaves(name: str, obj) -> list:
+    """(name, tensor) of every tensor in ``obj``: a tensor, or a dict / list / tuple of them at any depth (names
+    'batch.x', 'input.0')."""
+    if isinstance(obj, torch.Tensor):
+        return [(name, obj)]
+    if isinstance(obj, Mapping):
+        return [x for k, v in obj.items() for x in _tensor_leaves(f"{name}.{k}", v)]
+    if isinstance(obj, (list, tuple)):
+        return [x for i, v in enumerate(obj) for x in _tensor_leaves(f"{name}.{i}", v)]
+    return []
 
 
 # ---- recurrent layers as cuDNN runs them ------------------------------------------------------------------------
