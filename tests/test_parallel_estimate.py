@@ -574,3 +574,25 @@ def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_confi
     assert caption in markdown.render([pp], top=5)
     flat = _est(gpt_config, gpus=1, batch_size=8)
     assert "pipeline parallel" not in markdown.render([flat], top=5).split("Top")[1].split("\n")[0]
+
+
+@pytest.mark.parametrize("arch, expect", [
+    ("t5", "the model has 2 stacks of layers (decoder.block, encoder.block)"),
+    ("convnext", "have no attention"),
+    ("swin", "stages holding their own numbered layers"),
+])
+@pytest.mark.parametrize("flag", ["--tensor-parallel", "--pipeline-parallel"])
+def test_model_parallelism_needs_one_stack_of_transformer_layers(arch, expect, flag, run_cli, tmp_path):
+    """Review 2026-12-06: pipeline stages of an encoder-decoder dropped the encoder's work (BART 7.0e8 FLOPs per
+    step against 1.04e9 unsplit), a ConvNeXt was 'tensor parallel' with its 5 logits split over a vocabulary, a
+    Swin's unequal stages were priced as equal blocks. Each is refused with one line."""
+    from _torch_archs import HF_CONFIGS
+
+    cfgs = dict(HF_CONFIGS, swin=dict(model_type="swin", architectures=["SwinForImageClassification"],
+                                      embed_dim=32, depths=[1, 1], num_heads=[2, 4], image_size=64, patch_size=4,
+                                      window_size=4, num_labels=10))
+    path = tmp_path / f"{arch}.json"
+    path.write_text(json.dumps(cfgs[arch]))
+    code, _, err = run_cli(str(path), "--steps", "1", "--seq-len", "64", "--batch-size", "4", "--gpus", "2",
+                           flag, "2")
+    assert code == 2 and err.strip().count("\n") == 0 and f"{flag} 2: " in err and expect in err, err

@@ -215,7 +215,7 @@ _MEAS = {"schema": "wattlint.validation-measurements/1", "predictions_file": "p.
     (["validate", "compare", "--measurements", "f.json"], __import__("json").dumps(_MEAS).encode(),
      "f.json.results[0]: missing field 'time_per_step_s'"),
     # was exit 3: KeyError 'device' (a calibration run whose provenance lacks fields)
-    (["calibrate", "--device", "fake", "--suite", "quick", "--resume", "f.csv", "--limit", "1", "--no-progress"],
+    (["calibrate", "--device", "fake", "--resume", "f.csv", "--limit", "1", "--no-progress"],
      b'{"schema": "wattlint.calibration-run/1"}', "f.json: missing field 'device'"),
 ])
 def test_damaged_validation_and_run_files_exit_2(run_cli, tmp_path, monkeypatch, argv, content, expect):

@@ -537,6 +537,49 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     return extra
 
 
+def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout: Layout) -> None:
+    """Model parallelism is costed for ONE stack of alike transformer layers (Megatron's split): refused for a
+    model with several stacks (an encoder-decoder, a two-tower CLIP: pipeline stages dropped the encoder's work,
+    activations counted one stack), for blocks without attention (a ConvNeXt's stages: weights halved under
+    'tensor parallel' with a vocabulary split of its 5 logits) and for blocks of unequal work (Swin's hierarchical
+    stages, priced as equal blocks). Review findings of 2026-12-06."""
+    if blocks is None:
+        return  # each option's own refusal says what is missing
+    opt = ("--tensor-parallel", layout.tp) if layout.tp > 1 else ("--pipeline-parallel", layout.pp) if layout.pp > 1 \
+        else ("--context-parallel", layout.cp)
+    what = f"{opt[0]} {opt[1]}"
+    stacks = sorted(p for p, idx in block_families(graph.records).items() if len(idx) >= 2)
+    if len(stacks) > 1:
+        raise ConfigError(f"{what}: the model has {len(stacks)} stacks of layers ({', '.join(stacks)}): model "
+                          "parallelism is costed for one stack of transformer layers (decoder-only or encoder-only "
+                          "models); estimate this one data-parallel (--gpus N)")
+    flops: dict[int, float] = {}
+    attention = nested = False
+    for r in graph.records:
+        b = blocks.index(r.module) if r.module else None
+        if b is None or r.phase is not Phase.FORWARD:
+            continue
+        flops[b] = flops.get(b, 0.0) + r.flops
+        if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
+            attention = True
+            # attention inside a numbered list inside the block: the blocks are stages of layers (Swin's
+            # 'encoder.layers.0.blocks.1.attention'); an MoE layer's numbered experts hold no attention
+            nested = nested or bool(_BLOCK_RE.match(r.module[len(blocks.prefix) + 1:].split(".", 1)[-1]))
+    if nested:
+        raise ConfigError(f"{what}: the blocks of {blocks.prefix} are stages holding their own numbered layers "
+                          "(a hierarchical model): model parallelism is costed for one stack of alike transformer "
+                          "layers; estimate this one data-parallel (--gpus N)")
+    if not attention:
+        raise ConfigError(f"{what}: the repeated blocks of {blocks.prefix} have no attention (a convolutional "
+                          "network's stages?): model parallelism is costed for transformer layers; estimate this "
+                          "one data-parallel (--gpus N)")
+    work = [f for f in flops.values() if f > 0]
+    if work and max(work) > 2 * min(work):
+        raise ConfigError(f"{what}: the blocks of {blocks.prefix} differ in work up to {max(work) / min(work):.1f}x "
+                          "(hierarchical stages, not a stack of alike transformer layers): model parallelism is "
+                          "costed for equal layers; estimate this one data-parallel (--gpus N)")
+
+
 def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]:
     """The step of one GPU of the bottleneck pipeline stage under ``layout``, from the traced full-model step.
 
@@ -559,6 +602,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     notes: list[str] = []
     tp, pp, cp = layout.tp, layout.pp, layout.cp
     blocks = find_blocks(graph)
+    _check_one_transformer_stack(graph, blocks, layout)
     tokens = tokens_per_micro_batch(graph)
     hidden = hidden_size(graph, blocks)
     cp_info = None

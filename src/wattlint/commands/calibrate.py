@@ -101,11 +101,7 @@ def run(args: argparse.Namespace) -> int:
         if (args.device or "cuda") != "cuda":
             raise InputError(f"--gpu {args.gpu}: --device {args.device} measures no GPU; --gpu names the CUDA GPU "
                              "whose NVML name is not in the database (drop it)")
-    if args.resume:
-        given = [opt for opt, v in (("--suite", args.suite), ("--part", args.part)) if v is not None]
-        if given:  # the run's own suite and part are continued (they were silently ignored)
-            raise InputError(f"{given[0]} does not apply to --resume: the run continues its own suite and part "
-                             "(drop it, or start a new run without --resume)")
+    suite_given = args.suite
     args.suite = args.suite or "default"
     if args.plan:
         given = [opt for opt, v in (("--resume", args.resume), ("--out", args.out)) if v]
@@ -131,6 +127,11 @@ def run(args: argparse.Namespace) -> int:
             for n in (2, 3) if len(suite.samples) >= 3 else ():
                 print(f"  in {n} parts: {suite.planned_seconds(device, len(suite.part(1, n))) / 60:.1f} min each")
         return 0
+    if args.resume:
+        given = [opt for opt, v in (("--suite", suite_given), ("--part", args.part)) if v is not None]
+        if given:  # the run's own suite and part are continued (they were silently ignored)
+            raise InputError(f"{given[0]} does not apply to --resume: the run continues its own suite and part "
+                             "(drop it, or start a new run without --resume)")
     if (args.device or "cuda") != "fake":
         from ..frontends.extras import require
 
