@@ -80,3 +80,22 @@ def test_unknown_attention_is_an_input_error():
 
     with pytest.raises(InputError, match="unknown attention"):
         frontend_analyze(Attn(), inputs=["x=float32[2,16,32]"], attention="flash")
+
+
+def test_mfu_keeps_the_attention_term_when_attention_runs_eagerly(tmp_path):
+    """Review: under --attention eager (and for models with their own eager attention) MFU's model FLOPs were 6N
+    only, against the stated (6N + 12 L h s) convention. By hand for the llama test config (L = 2, heads x head dim
+    = 512, s = 128): 6N + 12 x 2 x 512 x 128 per token, under both attention kernels."""
+    import json as _json
+
+    import wattlint
+    from _torch_archs import HF_CONFIGS
+
+    cfg = tmp_path / "llama.json"
+    cfg.write_text(_json.dumps(HF_CONFIGS["llama"]))
+    got = {}
+    for attention in ("sdpa", "eager"):
+        est = wattlint.estimate(str(cfg), gpu="a100", steps=1, seq_len=128, attention=attention)
+        got[attention] = est.utilization.model_flops_per_token
+        n = est.model.params
+    assert got["eager"] == pytest.approx(got["sdpa"]) == pytest.approx(6 * n + 12 * 2 * 512 * 128)

@@ -944,4 +944,32 @@ def attention_forward_flops_per_token(graph: CostGraph) -> float:
             b, h, sq, sk = r.dim("b", 1) or 1, r.dim("h", 1) or 1, r.dim("sq", 0), r.dim("sk", 0)
             d, dv = r.dim("d", 0), r.dim("dv", 0) or r.dim("d", 0)
             total += 2.0 * b * h * sq * sk * (d + dv)
+    if total == 0.0:
+        total = _eager_attention_flops(graph)
     return total / tokens_per_micro_batch(graph)
+
+
+def _eager_attention_flops(graph: CostGraph) -> float:
+    """Forward attention-score FLOPs of attention run as separate kernels (--attention eager, or a model's own
+    eager code: BLOOM's baddbmm, DeBERTa, Gemma 2's soft-capping): per softmax over E = b x h x sq x sk scores, the
+    batched GEMMs of its module that make them (b' m n = E: Q K^T, 2 E d) and use them (b' m k = E: P V, 2 E dv).
+    MFU dropped the attention term for these (6N only), against its stated convention."""
+    scores: dict[str, list[int]] = {}
+    gemms: dict[str, list[OpRecord]] = {}
+    for r in graph.records:
+        if r.phase is not Phase.FORWARD or r.recompute or not r.module:
+            continue
+        if r.kind is OpKind.SOFTMAX and r.shapes and r.shapes[0]:
+            scores.setdefault(r.module, []).append(math.prod(int(x) for x in r.shapes[0]))
+        elif r.kind is OpKind.MATMUL and (r.dim("b", 1) or 1) > 1:
+            gemms.setdefault(r.module, []).append(r)
+    total = 0.0
+    for module, sizes in scores.items():
+        left = list(gemms.get(module, []))
+        for e in sizes:
+            for role in ("n", "k"):  # Q K^T writes the scores (m x n); P V reads them (m x k)
+                hit = next((g for g in left if g.dim("b", 1) * g.dim("m", 0) * g.dim(role, 0) == e), None)
+                if hit is not None:
+                    left.remove(hit)
+                    total += 2.0 * hit.dim("b", 1) * hit.dim("m", 0) * hit.dim("n", 0) * hit.dim("k", 0)
+    return total
