@@ -426,3 +426,31 @@ def test_a_forward_taking_a_dict_reads_its_batch_and_rebinds_it():
     assert rebound.micro_batch == 8 and rebound.total().flops == g8.total().flops
     # the forward GEMM alone, by hand: 2 x 8 x 24 x 10 FLOPs
     assert any(r.flops == 2 * 8 * 24 * 10 for r in rebound.records)
+
+
+class _ConvBlocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+                                    for _ in range(2))
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_checkpointed_convolutions_recompute_under_autocast(precision):
+    """Review: --activation-checkpointing with --precision bf16 / fp16 failed on every CNN ('Input type (BFloat16)
+    and bias type (float) should be the same'): the recompute in backward ran without the conv autocast. Each
+    block's convolution now runs again in backward, in the autocast dtype, as in forward."""
+    from wattlint.frontends.torch import trace
+
+    g = trace(_ConvBlocks(), (torch.randn(4, 8, 16, 16),), precision=precision, activation_checkpointing=True)
+    half = {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    fwd = [r for r in g.records if r.kind is OpKind.CONV and r.phase is Phase.FORWARD and not r.recompute]
+    again = [r for r in g.records if r.kind is OpKind.CONV and r.recompute]
+    assert len(fwd) == len(again) == 2
+    assert {r.dtype for r in fwd} == {r.dtype for r in again} == {half}

@@ -664,7 +664,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         tracer.stack.clear()
         if not grads_to_none:
             _allocate_grads(model)  # zeroed, not freed, by the previous step's zero_grad
-        with fused_attention(eager), mode:
+        # convolutions re-run by activation checkpointing in backward are cast as in forward (checkpoint restores
+        # autocast for the recompute; without it a bf16 run failed: 'Input type BFloat16 and bias type float')
+        with fused_attention(eager), mode, autocast_convs(tracer.lower_dtype):
             tracer.phase = Phase.BACKWARD
             loss.backward()
             tracer.stack.clear()
