@@ -220,3 +220,22 @@ def test_single_reports_state_the_energy_model_source_and_unconfirmed_specs_once
     # the JSON keeps every assumption line
     from wattlint.report.json_out import to_dict
     assert any(a.startswith(f"energy model: {est.calibration} (") for a in to_dict(est)["assumptions"])
+
+
+def test_layer_table_fits_when_a_name_is_kept_whole():
+    """A layer name with a path component longer than the name column is kept whole (never cut inside a word); the
+    table then ran past the width and every bar row wrapped (HF Llama at 100 columns). The bar gives up the room
+    now, and is dropped when less than 4 cells are left (then the type column, if still too wide)."""
+    from types import SimpleNamespace
+
+    from wattlint.report.text import _layer_table
+
+    long = "model.layers.*.post_attention_layernorm"
+    rows = [[long, "Qwen2MoeSparseMoeBlock", "1.19 MFLOP", "19.0 mJ", "6.2 %"],
+            ["lm_head", "Linear", "0.393 GFLOP", "26.7 mJ", "30.0 %"]]
+    groups = [SimpleNamespace(count=2, share=0.062), SimpleNamespace(count=1, share=0.3)]
+    for width, bar in ((80, False), (96, False), (100, True), (120, True)):
+        lines = _layer_table(rows, groups, width).plain.splitlines()
+        assert max(len(line) for line in lines) <= width, (width, [len(x) for x in lines])
+        assert any("post_attention_layernorm (x2)" in line for line in lines)
+        assert any("█" in line for line in lines) is bar, width

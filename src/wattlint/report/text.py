@@ -132,6 +132,14 @@ def _layer_table(rows, groups, width: int):
     names = [layer_name(r[0], g.count, name_w) for r, g in zip(rows, groups)]
     # names fit name_w except a single path component longer than it, which is kept whole (never cut in a word)
     name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
+    # a name kept whole can widen the table: the bar gives up what it takes (rows wrapped at the terminal width)
+    cells = [name_w] + ([type_w] if show_type else []) + numeric
+    row = 1 + sum(cells) + len(sep) * (len(cells) - 1)
+    if bar_w:
+        bar_w = min(bar_w, width - 1 - row - len(sep))
+        bar_w = bar_w if bar_w >= 4 else 0
+    if row > width and show_type:  # still too wide without the bar: the type column goes too
+        show_type = False
 
     def line(name, typ, nums, bar=None):
         cells = [name.ljust(name_w)] + ([typ.ljust(type_w)] if show_type else [])
