@@ -159,3 +159,19 @@ def test_pipeline_bubble_says_when_stages_are_too_short_to_interleave():
     f = run_case(RULES["WL205"], ones, real=True)
     assert f and "too short for more interleaved chunks" in f[0].message and f[0].saving_kwh is None
     assert "only a larger global batch" in f[0].message
+
+
+def test_wl203_says_same_time_when_both_gpus_wait_for_the_cpu(tmp_path, run_cli):
+    """A launch-bound step takes as long on either GPU: WL203 read 'in 37.5 ms instead of 37.5 ms ... over 1.00 x
+    the time'."""
+    import json as _json
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(_json.dumps({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+                                "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000}))
+    code, out, err = run_cli(str(cfg), "--steps", "10", "--gpu", "a100", "--format", "json")
+    assert code == 0, err
+    (f,) = [x for x in _json.loads(out)["findings"] if x["code"] == "WL203"]
+    assert "in the same time (" in f["message"] and "x the time" not in f["message"], f["message"]
+    t = re.search(r"in the same time \(([^)]*)\)", f["message"]).group(1)
+    assert f"instead of {t}" not in f["message"]

@@ -578,7 +578,7 @@ def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_confi
 
 @pytest.mark.parametrize("arch, expect", [
     ("t5", "the model has 2 stacks of layers (decoder.block, encoder.block)"),
-    ("convnext", "have no attention"),
+    ("convnext", "are convolutional, without attention"),
     ("swin", "stages holding their own numbered layers"),
 ])
 @pytest.mark.parametrize("flag", ["--tensor-parallel", "--pipeline-parallel"])

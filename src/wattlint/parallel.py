@@ -540,7 +540,7 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
 def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout: Layout) -> None:
     """Model parallelism is costed for ONE stack of alike transformer layers (Megatron's split): refused for a
     model with several stacks (an encoder-decoder, a two-tower CLIP: pipeline stages dropped the encoder's work,
-    activations counted one stack), for blocks without attention (a ConvNeXt's stages: weights halved under
+    activations counted one stack), for convolutional blocks without attention (a ConvNeXt's stages: weights halved under
     'tensor parallel' with a vocabulary split of its 5 logits) and for blocks of unequal work (Swin's hierarchical
     stages, priced as equal blocks). Review findings of 2026-12-06."""
     if blocks is None:
@@ -554,12 +554,13 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
                           "parallelism is costed for one stack of transformer layers (decoder-only or encoder-only "
                           "models); estimate this one data-parallel (--gpus N)")
     flops: dict[int, float] = {}
-    attention = nested = False
+    attention = nested = conv = False
     for r in graph.records:
         b = blocks.index(r.module) if r.module else None
         if b is None or r.phase is not Phase.FORWARD:
             continue
         flops[b] = flops.get(b, 0.0) + r.flops
+        conv = conv or r.kind is OpKind.CONV
         if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
             attention = True
             # attention inside a numbered list inside the block: the blocks are stages of layers (Swin's
@@ -569,10 +570,10 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
         raise ConfigError(f"{what}: the blocks of {blocks.prefix} are stages holding their own numbered layers "
                           "(a hierarchical model): model parallelism is costed for one stack of alike transformer "
                           "layers; estimate this one data-parallel (--gpus N)")
-    if not attention:
-        raise ConfigError(f"{what}: the repeated blocks of {blocks.prefix} have no attention (a convolutional "
-                          "network's stages?): model parallelism is costed for transformer layers; estimate this "
-                          "one data-parallel (--gpus N)")
+    if conv and not attention:
+        raise ConfigError(f"{what}: the repeated blocks of {blocks.prefix} are convolutional, without attention (a "
+                          "CNN's stages): model parallelism is costed for transformer layers; estimate this one "
+                          "data-parallel (--gpus N)")
     work = [f for f in flops.values() if f > 0]
     if work and max(work) > 2 * min(work):
         raise ConfigError(f"{what}: the blocks of {blocks.prefix} differ in work up to {max(work) / min(work):.1f}x "

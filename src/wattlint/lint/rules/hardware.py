@@ -284,8 +284,10 @@ class SmallerGpuLessEnergy(Rule):
             return
         p0 = est.per_step.avg_gpu_power_w
         p1 = other.per_step.avg_gpu_power_w
-        why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W over {t / t0:.2f} x the time"
-               if t0 > 0 and p0 > 0 else "")
+        t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
+        same_time = t_new == t_cur  # a launch-bound step takes as long on either GPU: "in 37.5 ms instead of 37.5 ms"
+        why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W"
+               + ("" if same_time else f" over {t / t0:.2f} x the time") if t0 > 0 and p0 > 0 else "")
         # the host (CPUs, DRAM, fans, by platform class: energy.host) of the candidate's usual machine differs: the
         # comparison above keeps the planned machine's; what the other machine would add or save is a separate figure
         h0 = est.per_step.host_energy_j / est.per_step.time_s if est.per_step.time_s > 0 else 0.0
@@ -294,11 +296,11 @@ class SmallerGpuLessEnergy(Rule):
         if abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
             why += (f"; both with this machine's host power ({h0:.0f} W); in its own platform class "
                     f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W) the run would take {e_own}")
-        t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
         yield ctx.finding(
             f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {e_new} instead of "
-            f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), in {t_new} instead of "
-            f"{t_cur}" + (f": {why}" if why else ""),
+            f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), "
+            + (f"in the same time ({t_cur})" if same_time else f"in {t_new} instead of {t_cur}")
+            + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
 
 
