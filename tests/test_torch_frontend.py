@@ -454,3 +454,24 @@ def test_checkpointed_convolutions_recompute_under_autocast(precision):
     again = [r for r in g.records if r.kind is OpKind.CONV and r.recompute]
     assert len(fwd) == len(again) == 2
     assert {r.dtype for r in fwd} == {r.dtype for r in again} == {half}
+
+
+def test_an_encoder_decoder_given_its_encoder_input_gets_decoder_tokens(tmp_path, run_cli):
+    """Whisper's own hint ('pass --input input_features=...') led to a second failure: transformers' 'You cannot
+    specify both decoder_input_ids and decoder_inputs_embeds'. The decoder's tokens are added (and stated)."""
+    import json as _json
+
+    cfg = tmp_path / "whisper.json"
+    cfg.write_text(_json.dumps(dict(model_type="whisper", architectures=["WhisperForConditionalGeneration"],
+                                    d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                                    decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+                                    num_mel_bins=80, max_source_positions=1500, max_target_positions=448,
+                                    vocab_size=1000, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                    decoder_start_token_id=1)))
+    code, _, err = run_cli(str(cfg), "--steps", "1")
+    assert code == 2 and "--input input_features=float32[1,80,3000]" in err, err
+    code, out, err = run_cli(str(cfg), "--steps", "1", "--input", "input_features=float32[2,80,3000]", "--format",
+                             "json")
+    assert code == 0, err
+    doc = _json.loads(out)
+    assert any(a.startswith("decoder_input_ids: int64[2, 448] added") for a in doc["assumptions"])

@@ -245,7 +245,10 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         specs[name] = TensorSpec(name, "float32", (micro_batch, ch, int(h), int(w)))
     elif name in ("input_values", "input_features"):
-        raise InputError(f"{type(model).__name__} takes {name}; pass --input {name}=float32[...]")
+        example = "float32[1,80,3000] (80 mel bins x 3,000 frames: 30 s)" if name == "input_features" else \
+            "float32[1,16000] (1 s of 16 kHz audio)"
+        raise InputError(f"{type(model).__name__} takes {name}; pass --input {name}=DTYPE[DIMS], e.g. "
+                         f"--input {name}={example}")
     else:
         specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
     if getattr(config, "is_encoder_decoder", False):
@@ -313,6 +316,17 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         notes.append(f"weights: float32 master weights for training (the config's dtype {saved} is the "
                      "checkpoint's storage dtype; use --precision bf16/fp16 for mixed precision)")
     specs = dict(inputs or {})
+    dec = ("decoder_input_ids", "decoder_inputs_embeds", "labels")
+    if specs and getattr(config, "is_encoder_decoder", False) and not any(k in specs for k in dec):
+        # an encoder-decoder given only its encoder input (Whisper's input_features): its decoder needs tokens too
+        # (transformers failed: 'You cannot specify both decoder_input_ids and decoder_inputs_embeds')
+        first = next(iter(specs.values()))
+        mb = int(first.shape[0]) if first.shape else 1
+        cap = getattr(config, "max_target_positions", None) or max_positions(config)
+        sl = seq_len or (min(DEFAULT_SEQ_LEN, cap) if isinstance(cap, int) and cap > 0 else DEFAULT_SEQ_LEN)
+        specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (mb, sl))
+        notes.append(f"decoder_input_ids: int64[{mb}, {sl}] added (an encoder-decoder's decoder tokens; pass "
+                     "--input decoder_input_ids=int64[B,S] or --seq-len to change)")
     if not specs:
         mb = micro_batch or DEFAULT_BATCH
         if seq_len is None:
