@@ -475,3 +475,21 @@ def test_an_encoder_decoder_given_its_encoder_input_gets_decoder_tokens(tmp_path
     assert code == 0, err
     doc = _json.loads(out)
     assert any(a.startswith("decoder_input_ids: int64[2, 448] added") for a in doc["assumptions"])
+
+
+def test_a_two_tower_model_gets_images_and_its_text_towers_length(tmp_path, run_cli):
+    """CLIP failed with "'NoneType' object has no attribute 'shape'" (no pixel_values), and its 77 text positions
+    were not read (the default 512 tokens then failed inside transformers)."""
+    import json as _json
+
+    tower = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4)
+    cfg = tmp_path / "clip.json"
+    cfg.write_text(_json.dumps(dict(model_type="clip", architectures=["CLIPModel"], projection_dim=32,
+                                    text_config=dict(tower, vocab_size=1000, max_position_embeddings=77),
+                                    vision_config=dict(tower, image_size=64, patch_size=16))))
+    code, out, err = run_cli(str(cfg), "--steps", "1", "--batch-size", "2")
+    assert code == 0, err
+    from wattlint.api import trace
+
+    shapes = {i.name: i.shape for i in trace(str(cfg), {"batch_size": 2}).inputs}
+    assert shapes == {"input_ids": (2, 77), "pixel_values": (2, 3, 64, 64)}, shapes

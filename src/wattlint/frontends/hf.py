@@ -251,6 +251,13 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
                          f"--input {name}={example}")
     else:
         specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
+    vision = getattr(config, "vision_config", None)
+    if vision is not None and "pixel_values" not in specs and getattr(config, "text_config", None) is not None:
+        # a two-tower model (CLIP, SigLIP): its forward needs images beside the text ('NoneType' has no 'shape')
+        size = getattr(vision, "image_size", 224)
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        specs["pixel_values"] = TensorSpec("pixel_values", "float32",
+                                           (micro_batch, int(getattr(vision, "num_channels", 3)), int(h), int(w)))
     if getattr(config, "is_encoder_decoder", False):
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
     return specs
@@ -271,10 +278,11 @@ def _learned_positions(model, limit: int) -> str | None:
 
 
 def max_positions(config) -> int | None:
-    for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
-        v = getattr(config, k, None)
-        if isinstance(v, int) and v > 0:
-            return v
+    for cfg in (config, getattr(config, "text_config", None)):  # a two-tower model (CLIP): its text tower's
+        for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+            v = getattr(cfg, k, None)
+            if isinstance(v, int) and v > 0:
+                return v
     return None
 
 
