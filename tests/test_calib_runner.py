@@ -224,10 +224,8 @@ def test_calibrate_plan_honours_limit(run_cli):
     assert "in 2 parts" not in out  # part sizes describe whole-suite runs, not a 20-sample session
 
 
-def test_an_interrupted_run_names_the_csv_to_resume(tmp_path):
-    """Ctrl-C (SIGINT) mid-run: the message named a placeholder 'RUN.csv'; it names the run's CSV now, and the
-    command it prints resumes the run."""
-    out = tmp_path / "int"
+def _signal_a_run(out: Path, sig) -> tuple[int, str, Path]:
+    """Start a fake calibration into ``out``, send ``sig`` once 2 samples are written; (exit code, stderr, CSV)."""
     env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.06", PYTHONPATH=str(ROOT / "src"))
     cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
            "--no-progress"]
@@ -238,10 +236,17 @@ def test_an_interrupted_run_names_the_csv_to_resume(tmp_path):
         if found and len(read_rows(found[0])) >= 2:
             break
         time.sleep(0.005)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
     (csv_path,) = list(out.glob("*.csv"))
+    return proc.returncode, err, csv_path
+
+
+def test_an_interrupted_run_names_the_csv_to_resume(tmp_path):
+    """Ctrl-C (SIGINT) mid-run: the message named a placeholder 'RUN.csv'; it names the run's CSV now, and the
+    command it prints resumes the run."""
+    code, err, csv_path = _signal_a_run(tmp_path / "int", signal.SIGINT)
+    assert code == 130, err
     assert f"continue with 'wattlint calibrate --resume {csv_path}'" in err, err
 
 
@@ -265,21 +270,8 @@ def test_a_run_being_measured_cannot_be_resumed_by_a_second_process(tmp_path):
 def test_sigterm_ends_a_run_like_ctrl_c(tmp_path):
     """SIGTERM (a scheduler's stop, `kill`) left the JSON at status 'running' with no word; it now ends the run as
     Ctrl-C does: status interrupted, the resume command printed, exit 143."""
-    out = tmp_path / "term"
-    env = dict(os.environ, WATTLINT_FAKE_SLEEP_S="0.06", PYTHONPATH=str(ROOT / "src"))
-    cmd = [sys.executable, "-m", "wattlint", "calibrate", "--device", "fake", "--suite", TINY, "--out", str(out),
-           "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        found = list(out.glob("*.csv")) if out.exists() else []
-        if found and len(read_rows(found[0])) >= 2:
-            break
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143, err
-    (csv_path,) = list(out.glob("*.csv"))
+    code, err, csv_path = _signal_a_run(tmp_path / "term", signal.SIGTERM)
+    assert code == 143, err
     assert f"terminated (SIGTERM); measured samples are saved: continue with 'wattlint calibrate --resume " \
            f"{csv_path}'" in err, err
     assert json.loads(csv_path.with_suffix(".json").read_text())["status"] == "interrupted"
