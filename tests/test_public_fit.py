@@ -205,7 +205,9 @@ def test_reports_say_how_much_of_the_step_public_fit_priced():
     assert f"it priced {num / den:.0%} of this step's op time, the spec-sheet prior the rest" in \
         " ".join(text.render([est], width=200).split())
     what_if = wattlint.estimate(src, utilization=0.5, **kw)
-    assert what_if.calibration == "public-fit" and what_if.calibration_coverage == 0.0
+    # public-fit priced none of it: the prior made every number, and the label says so
+    assert what_if.calibration == "prior" and "public-fit model" in what_if.calibration_source \
+        and "prices none of this step's ops" in what_if.calibration_source
 
 
 def test_a_tf32_op_that_took_its_fp32_price_counts_as_public_fit():
@@ -564,3 +566,20 @@ def test_transposed_convolution_whose_gemm_view_looks_like_a_same_conv_is_tagged
         assert pf.family(rec, v100, "fp32") is None
         untagged = dataclasses.replace(rec, dims=tuple(d for d in c.dims if d[0] != "transposed"))
         assert pf.family(untagged, v100, "fp32") == "conv"  # what the shape check alone concluded
+
+
+def test_a_step_public_fit_prices_none_of_is_labelled_prior(tmp_path):
+    """A small bf16 ConvNeXt: every op is a tensor-core or bf16 kernel the public-fit model was not fitted on, so the prior
+    made every number; the report said 'energy model: public-fit (0% of the op time, ...)'."""
+    import json as _json
+
+    import wattlint
+
+    cfg = tmp_path / "convnext.json"
+    cfg.write_text(_json.dumps(dict(model_type="convnext", architectures=["ConvNextForImageClassification"],
+                                    hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], image_size=64,
+                                    num_labels=10)))
+    est = wattlint.estimate(str(cfg), gpu="a100", steps=1, precision="bf16")
+    assert est.calibration == "prior" and "prices none of this step's ops" in est.calibration_source
+    fp32 = wattlint.estimate(str(cfg), gpu="a100", steps=1, precision="fp32")  # CUDA-core kernels: public-fit
+    assert fp32.calibration == "public-fit" and fp32.calibration_coverage > 0.005

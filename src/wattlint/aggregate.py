@@ -431,6 +431,10 @@ def covered(model: EnergyModelInfo, coverage: float) -> EnergyModelInfo:
     from .energy.predictor import PRIOR_RANGES
 
     c = max(0.0, coverage)
+    if c < 0.005:  # it prices none of this step's ops (a bf16 CNN under public-fit): the prior made every number
+        return EnergyModelInfo(calibration="prior", source=f"spec-sheet prior (the {model.calibration} model, "
+                               f"{model.source}, prices none of this step's ops)", energy_range=PRIOR_RANGES["energy"],
+                               time_range=PRIOR_RANGES["time"], searched=model.searched, coverage=1.0)
 
     def mix(own: tuple[float, float], prior: tuple[float, float]) -> tuple[float, float]:
         return (math.exp(c * math.log(own[0]) + (1 - c) * math.log(prior[0])),
