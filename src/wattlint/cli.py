@@ -136,29 +136,19 @@ def _inside_package(filename) -> bool:
         return False
 
 
-def _innermost(e: BaseException):
-    """The innermost Python frame ``e`` was raised in (a dummy frame-like object when it has no traceback)."""
+def _innermost_code(e: BaseException):
+    """The code object of the innermost Python frame ``e`` was raised in (None without a traceback)."""
     tb, last = e.__traceback__, None
     while tb is not None:
         last, tb = tb, tb.tb_next
-    return last.tb_frame if last is not None else _NO_FRAME
-
-
-class _NoCode:
-    co_name = co_filename = ""
-
-
-class _NoFrame:
-    f_code = _NoCode()
-
-
-_NO_FRAME = _NoFrame()
+    return last.tb_frame.f_code if last is not None else None
 
 
 def _raised_by_json(e: BaseException) -> bool:
     """Whether ``e`` came out of the json decoder (its innermost Python frame is json/decoder.py; the encoder, run on
     wattlint's own data, is our bug)."""
-    return _innermost(e).f_code.co_filename == json.decoder.__file__
+    code = _innermost_code(e)
+    return code is not None and code.co_filename == json.decoder.__file__
 
 
 def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: list[str]) -> None:
@@ -224,7 +214,8 @@ def _main(argv: list[str]) -> int:
     except (KeyboardInterrupt, UsageError, BrokenPipeError):
         raise
     except SystemExit as e:  # wattlint's commands return their code: this is code they ran (a user's model source)
-        if _innermost(e).f_code.co_name == "on_broken_pipe":  # rich's reaction to a closed pipe (`... | head`)
+        code = _innermost_code(e)
+        if code is not None and code.co_name == "on_broken_pipe":  # rich's reaction to a closed pipe (`... | head`)
             return 0
         print(f"wattlint: error: code run for this command called sys.exit({e.code!r}) (a model source's import, "
               "factory or forward?); nothing was estimated", file=sys.stderr)

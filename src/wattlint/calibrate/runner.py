@@ -13,7 +13,6 @@ temperature. The library never prints: progress goes to a ``Reporter``.
 from __future__ import annotations
 
 import contextlib
-
 import csv
 import io
 import math

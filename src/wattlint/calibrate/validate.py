@@ -15,8 +15,8 @@
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import statistics
 import time
 try:  # Python 3.11+

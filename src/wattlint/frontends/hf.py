@@ -236,14 +236,18 @@ def build_model(config, attention: str = "sdpa"):
     return model
 
 
+def _image_spec(config, micro_batch: int) -> TensorSpec:
+    """pixel_values [B, channels, H, W] from a (vision) config's num_channels and image_size (an int or H, W)."""
+    size = getattr(config, "image_size", 224)
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    return TensorSpec("pixel_values", "float32", (micro_batch, int(getattr(config, "num_channels", 3)), int(h), int(w)))
+
+
 def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, TensorSpec]:
     name = getattr(model, "main_input_name", "input_ids")
     specs: dict[str, TensorSpec] = {}
     if name in ("pixel_values",):
-        ch = int(getattr(config, "num_channels", 3))
-        size = getattr(config, "image_size", 224)
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        specs[name] = TensorSpec(name, "float32", (micro_batch, ch, int(h), int(w)))
+        specs[name] = _image_spec(config, micro_batch)
     elif name in ("input_values", "input_features"):
         example = "float32[1,80,3000] (80 mel bins x 3,000 frames: 30 s)" if name == "input_features" else \
             "float32[1,16000] (1 s of 16 kHz audio)"
@@ -254,10 +258,7 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     vision = getattr(config, "vision_config", None)
     if vision is not None and "pixel_values" not in specs and getattr(config, "text_config", None) is not None:
         # a two-tower model (CLIP, SigLIP): its forward needs images beside the text ('NoneType' has no 'shape')
-        size = getattr(vision, "image_size", 224)
-        h, w = (size, size) if isinstance(size, int) else tuple(size)
-        specs["pixel_values"] = TensorSpec("pixel_values", "float32",
-                                           (micro_batch, int(getattr(vision, "num_channels", 3)), int(h), int(w)))
+        specs["pixel_values"] = _image_spec(vision, micro_batch)
     if getattr(config, "is_encoder_decoder", False):
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
     return specs
