@@ -428,6 +428,56 @@ def test_a_forward_taking_a_dict_reads_its_batch_and_rebinds_it():
     assert any(r.flops == 2 * 8 * 24 * 10 for r in rebound.records)
 
 
+class _SeqFirstGRU(nn.Module):
+    def __init__(self, batch_first: bool = False):
+        super().__init__()
+        self.gru = nn.GRU(16, 32, batch_first=batch_first)
+        self.head = nn.Linear(32, 5)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        return self.head(y[-1] if not self.gru.batch_first else y[:, -1])
+
+
+def test_a_seq_first_rnn_reads_its_batch_from_dim_1_and_rebinds_it():
+    """Review: nn.GRU's default layout is [seq, batch, features]; a GRU taking [50, 4, 16] was priced as micro-batch
+    50, and --batch-size 8 rebound the sequence (50 -> 8) instead of the batch. Oracle: the same weights in a
+    batch_first=True GRU given [8, 50, 16] (identical work), and the forward input GEMM by hand:
+    2 x (50 x 8) rows x 16 x (3 x 32) gates."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    g = trace_with_inputs(_SeqFirstGRU(), (torch.randn(50, 4, 16),), {})
+    assert g.micro_batch == 4
+    assert any("batch_first=False" in a and "dim 1" in a for a in g.assumptions)
+    rebound = trace_with_inputs(_SeqFirstGRU(), (torch.randn(50, 4, 16),), {}, micro_batch=8)
+    oracle = trace_with_inputs(_SeqFirstGRU(batch_first=True), (torch.randn(8, 50, 16),), {})
+    assert rebound.micro_batch == oracle.micro_batch == 8
+    assert [s.shape for s in rebound.inputs] == [(50, 8, 16)]
+    assert rebound.total().flops == oracle.total().flops
+    assert any(r.flops == 2 * 50 * 8 * 16 * 3 * 32 for r in _fwd(rebound))
+    # batch_first=True keeps the leading dim, and says nothing about the layout
+    assert oracle.micro_batch == 8 and not any("batch_first" in a for a in oracle.assumptions)
+
+
+def test_mixed_rnn_layouts_keep_the_leading_dim_and_say_so():
+    from wattlint.frontends.torch import trace_with_inputs
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.GRU(16, 16, batch_first=True)
+            self.b = nn.GRU(16, 16)
+
+        def forward(self, x):
+            y, _ = self.a(x)
+            z, _ = self.b(y.transpose(0, 1))
+            return z.sum()
+
+    g = trace_with_inputs(Mixed(), (torch.randn(4, 10, 16),), {})
+    assert g.micro_batch == 4
+    assert any("batch_first=False while other modules have batch_first=True" in a for a in g.assumptions)
+
+
 class _ConvBlocks(nn.Module):
     def __init__(self):
         super().__init__()

@@ -119,7 +119,7 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
         rest = (f"; {batch_size} is not divisible by {div}: {batch_size - mb * div} sample"
                 f"{'s' if batch_size - mb * div != 1 else ''} per step not traced" if batch_size % div else "")
         notes.append(f"batch: global batch {batch_size} / ({gpus} data-parallel replica{'s' if gpus != 1 else ''} "
-                     f"x {grad_accum} grad-accum) = micro-batch {mb} traced (leading dim of every input){rest}")
+                     f"x {grad_accum} grad-accum) = micro-batch {mb} traced (the batch dim of every input: the leading one, dim 1 for [seq, batch, ...] models){rest}")
     if isinstance(source, str):
         src = source.strip()
         low = src.lower()

@@ -1004,6 +1004,9 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         raise InputError(f"{source}: no example inputs; pass --input NAME=DTYPE[DIMS] (e.g. x=float32[8,3,224,224])")
     args = list(_meta_like(tuple(args)))
     kwargs = _meta_like(kwargs)
+    bdim, layout_note = (0, None) if hf else _batch_dim(model)
+    if layout_note:
+        notes.append(layout_note)
 
     def rebind(t):
         if isinstance(t, Mapping):  # a forward taking a dict (or list) of tensors: rebind every tensor in it
@@ -1013,10 +1016,11 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             return t
         shape_ = list(t.shape)
+        b = _dim_of_batch(t, bdim)
         if micro_batch is not None:
-            shape_[0] = micro_batch
+            shape_[b] = micro_batch
         if seq_len is not None and t.dim() >= 2 and not t.is_floating_point():
-            shape_[1] = seq_len
+            shape_[1 - b] = seq_len
         return torch.empty(shape_, dtype=t.dtype, device="meta")
     if micro_batch is not None or seq_len is not None:
         args = [rebind(a) for a in args]
@@ -1028,19 +1032,49 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     if specs:
         all_t = list(zip(specs.keys(), [t for _, t in all_t]))
     in_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)) for n, t in all_t)
-    mb = int(all_t[0][1].shape[0]) if all_t and all_t[0][1].dim() > 0 else 1
+    mb = int(all_t[0][1].shape[_dim_of_batch(all_t[0][1], bdim)]) if all_t and all_t[0][1].dim() > 0 else 1
     sl = 0
     for _, t in all_t:
         if not t.is_floating_point() and t.dim() >= 2:
-            sl = int(t.shape[1])
+            sl = int(t.shape[1 - _dim_of_batch(t, bdim)])
             break
     if micro_batch is None:
+        where = "leading dim" if bdim == 0 else "dim 1 of every input of 2 or more dims, dim 0 of 1-D ones"
         notes.append(f"batch: micro-batch {mb} from the {'--input specs' if specs else 'example inputs'} "
-                     "(leading dim); pass --batch-size to set the global batch")
+                     f"({where}); pass --batch-size to set the global batch")
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
                  optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
+
+
+_SEQ_FIRST_TYPES = (nn.RNNBase, nn.MultiheadAttention)
+
+
+def _batch_dim(model: nn.Module) -> tuple[int, str | None]:
+    """Which dim of the inputs is the batch: 1 when every recurrent / attention module that takes a ``batch_first``
+    flag has it False (PyTorch's default for ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` / ``nn.MultiheadAttention`` /
+    ``nn.Transformer*``: inputs are [seq, batch, ...]), else 0; with the assumption line saying so. A model mixing
+    both layouts keeps dim 0 and says it could not tell (review: a GRU taking [50, 4, 64] was priced as batch 50 and
+    ``--batch-size 8`` shortened its sequence instead)."""
+    flags = {n or "(root)": bool(m.batch_first) for n, m in model.named_modules()
+             if isinstance(m, _SEQ_FIRST_TYPES) and hasattr(m, "batch_first")}
+    if not flags or all(flags.values()):
+        return 0, None
+    seq_first = sorted(n for n, f in flags.items() if not f)
+    shown = ", ".join(seq_first[:3]) + (f" and {len(seq_first) - 3} more" if len(seq_first) > 3 else "")
+    if len(seq_first) == len(flags):
+        return 1, (f"inputs read as [seq, batch, ...]: {shown} {'has' if len(seq_first) == 1 else 'have'} "
+                   "batch_first=False (PyTorch's default), so the batch is dim 1 of every input of 2 or more dims "
+                   "(dim 0 of 1-D inputs such as lengths); --batch-size and --seq-len rebind those dims")
+    return 0, (f"batch read from the leading dim, but {shown} {'has' if len(seq_first) == 1 else 'have'} "
+               "batch_first=False while other modules have batch_first=True: check that the micro-batch stated "
+               "below is the batch")
+
+
+def _dim_of_batch(t, bdim: int) -> int:
+    """The batch dim of one input tensor under the model's layout ``bdim`` (1-D inputs keep dim 0)."""
+    return bdim if t.dim() >= 2 else 0
 
 
 def _tensor_leaves(name: str, obj) -> list:
