@@ -398,6 +398,10 @@ def test_an_unknown_hf_architecture_is_stated_not_silently_replaced():
     g = analyze_config({**cfg, "architectures": ["NoSuchArch"]}, seq_len=16, micro_batch=1)
     line = next(a for a in g.assumptions if a.startswith("architectures ['NoSuchArch']"))
     assert "built the base model of model_type 'gpt2' instead (GPT2Model: no task head" in line
+    assert "did you mean" not in line
+    typo = analyze_config({**cfg, "architectures": ["GPT2LMHeadModle"]}, seq_len=16, micro_batch=1)
+    line = next(a for a in typo.assumptions if a.startswith("architectures ['GPT2LMHeadModle']"))
+    assert "(did you mean GPT2LMHeadModel?)" in line
     g = analyze_config({**cfg, "architectures": ["GPT2LMHeadModel"]}, seq_len=16, micro_batch=1)
     assert not any(a.startswith("architectures [") for a in g.assumptions)
 

@@ -315,10 +315,15 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                  f"attn_implementation={impl}, use_cache=False")
     archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
     if archs and type(model).__name__ not in archs:
+        import difflib
+
         import transformers
 
-        notes.append(f"architectures {archs}: no such class in transformers {transformers.__version__}; built the "
-                     f"base model of model_type {getattr(config, 'model_type', '?')!r} instead "
+        known = [n for n in dir(transformers) if n[:1].isupper()]
+        near = [m for a in archs for m in difflib.get_close_matches(a, known, n=1, cutoff=0.85) if m != a]
+        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        notes.append(f"architectures {archs}: no such class in transformers {transformers.__version__}{hint}; built "
+                     f"the base model of model_type {getattr(config, 'model_type', '?')!r} instead "
                      f"({type(model).__name__}: no task head, so no LM / classification head is costed)")
     saved = str(saved_dtype).rsplit(".", 1)[-1] if saved_dtype is not None else ""
     if saved and saved != "float32":
