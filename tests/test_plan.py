@@ -60,6 +60,25 @@ def test_presets():
     assert d["coco"]["samples"] == 118287
     assert all(row.get("source") for row in d.values())
     assert all(("samples" in row) != ("tokens" in row) for row in d.values())
+    assert {row.get("modality") for row in d.values()} == {"image", "text", "audio", "tabular"}
+    assert all(d[n]["modality"] == "text" for n, row in d.items() if "tokens" in row)
+
+
+@pytest.mark.parametrize("g,dataset,flagged", [
+    (LM, "imagenet-1k", "imagenet-1k is an image dataset, but the model takes only integer token ids "
+                        "(x=int64[8,512])"),
+    (graph(), "squad", "squad is a text dataset, but the model takes image batches (x=float32[32,3,224,224])"),
+    (graph(), "cifar10", None),
+    (LM, "sst2", None),
+    (LM, "librispeech-960h", None),  # audio / tabular presets are not judged against token or image inputs
+])
+def test_a_dataset_of_another_modality_is_flagged(g, dataset, flagged):
+    """Review: --dataset imagenet-1k on GPT-2 was taken silently (1.28 M 'samples' of token ids)."""
+    notes = build_plan(g, gpu=GPU, dataset=dataset, epochs=1).assumptions
+    lines = [a for a in notes if a.startswith("check --dataset")]
+    assert lines == ([f"check --dataset: {flagged}; its sample count sets the steps all the same"] if flagged else [])
+    with_steps = build_plan(g, gpu=GPU, dataset=dataset, steps=10).assumptions
+    assert [a for a in with_steps if a.startswith("check --dataset")] == lines
 
 
 @pytest.mark.parametrize("spec,size", [("imagenet", 1281167), ("ImageNet-1K", 1281167), ("CIFAR-10", 50000),

@@ -101,6 +101,32 @@ def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | 
                     f"({row['source']})")
 
 
+def input_modality(graph: CostGraph) -> str | None:
+    """'image' when a floating-point input is a batch of images (4 dims), 'text' when every input is an integer
+    tensor of at most 2 dims (token ids), else None (audio features, tabular rows, mixed inputs: not judged)."""
+    specs = graph.inputs
+    if not specs:
+        return None
+    if any(len(s.shape) == 4 and s.dtype.startswith(("float", "bfloat")) for s in specs):
+        return "image"
+    if all(s.dtype.startswith(("int", "uint")) and len(s.shape) <= 2 for s in specs):
+        return "text"
+    return None
+
+
+def _modality_mismatch(graph: CostGraph, name: str | None) -> list[str]:
+    """The assumption line flagging an image preset on a token-id model or a text preset on an image model (the
+    epoch's sample count is then another dataset's: review found --dataset imagenet-1k on GPT-2 taken silently)."""
+    want = load_datasets().get(name, {}).get("modality") if name else None
+    have = input_modality(graph)
+    if not want or not have or want == have or want not in ("image", "text"):
+        return []
+    takes = "image batches" if have == "image" else "only integer token ids"
+    article = "an" if want == "image" else "a"
+    return [f"check --dataset: {name} is {article} {want} dataset, but the model takes {takes} "
+            f"({_shape_text(graph.inputs)}); its sample count sets the steps all the same"]
+
+
 def _shape_text(specs: tuple[TensorSpec, ...]) -> str:
     return ", ".join(f"{s.name}={s.dtype}[{','.join(map(str, s.shape))}]" for s in specs) or "none"
 
@@ -296,6 +322,7 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
             name, size, line = resolve_dataset(dataset, seq)
             epochs = steps * batch / size
             notes.append(line)
+            notes.extend(_modality_mismatch(graph, name))
     else:
         if epochs is None:
             epochs = 1
@@ -306,6 +333,7 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
             _, size, line = resolve_dataset(name, seq)
         else:
             name, size, line = resolve_dataset(dataset, seq)
+            notes.extend(_modality_mismatch(graph, name))
         notes.append(line)
         per_epoch = math.ceil(size / batch)
         steps = math.ceil(per_epoch * epochs)
