@@ -104,6 +104,14 @@ def test_fit_cli_prints_factors_and_held_out_errors(runs, tmp_path, capsys):
     assert (tmp_path / "cli" / "run_correction.json").is_file()
 
 
+def test_folds_are_refused_for_run_records(runs, tmp_path, capsys):
+    """Review: `fit RECORDS --folds 3` was silently ignored (the run-record fit holds out runs and models)."""
+    assert main(["fit", str(runs), "--folds", "3", "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--folds applies to calibration runs" in err[0]
+    assert not (tmp_path / "cli").exists()
+
+
 def test_records_of_another_gpu_are_refused(runs, tmp_path, capsys):
     write_record(runs / "other.jsonl", model_hash="a", t_meas=0.1, t_pred=0.1, gpu_key="a100-sxm4-80gb")
     with pytest.raises(RunFitError, match="measured on a100-sxm4-80gb, not h100-sxm5-80gb"):

@@ -23,8 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
                         "run_correction.json for CPU records")
     p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
-    p.add_argument("--folds", type=_folds, default=5, help="cross-validation folds for whole-shape hold-out "
-                                                          "(2 to 1000; default 5)")
+    p.add_argument("--folds", type=_folds, default=None, help="calibration runs only: cross-validation folds for "
+                                                             "whole-shape hold-out (2 to 1000; default 5)")
     p.add_argument("--model-hash", default=None, metavar="HASH",
                    help="run records only: fit one model's runs; a folder's records of another model are "
                         "skipped and listed, one named as an argument is refused")
@@ -43,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     if is_run_record_args(args.runs):
         from ..tracking.fit import print_fit
 
+        if args.folds is not None:
+            from ..types import ConfigError
+
+            raise ConfigError("--folds applies to calibration runs; a run-record fit holds out each run and each "
+                              "model in turn (leave-one-run-out, leave-one-model-out), not folds")
+
         return print_fit(args.runs, args.out, args.gpu, args.model_hash)
     if args.model_hash:
         from ..types import ConfigError
@@ -50,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--model-hash applies to run records (wattlint.track), not calibration runs")
     from ..calibrate.fitting import fit_runs
 
-    model = fit_runs(args.runs, args.out, args.gpu, folds=args.folds)
+    model = fit_runs(args.runs, args.out, args.gpu, folds=5 if args.folds is None else args.folds)
     card = model.card
     cv = card["cv"]
     print(f"fitted {card['training']['samples']} samples ({card['training']['rows']} op rows) of "
