@@ -184,8 +184,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     # model / tracing
     Option("inputs", "--input", input_specs, "an input spec, e.g. x=float32[8,3,224,224] or ids=int64[4,512] "
            "(repeatable)", "model", "frontend", "NAME=DTYPE[DIMS]"),
-    Option("batch_size", "--batch-size", integer(1, 10**9), "global batch size; rebinds the leading dim of the "
-           "inputs (traced micro-batch = global / (data-parallel x grad-accum))", "model", "both", "N"),
+    Option("batch_size", "--batch-size", integer(1, 10**9), "global batch size; rebinds the batch dim of the "
+           "inputs (the leading one; dim 1 for a torch model whose RNN / attention modules are all batch_first="
+           "False) (traced micro-batch = global / (data-parallel x grad-accum))", "model", "both", "N"),
     Option("seq_len", "--seq-len", integer(1, 10**8), "sequence length for language models", "model", "both", "N"),
     Option("precision", "--precision", choice(*PRECISIONS), "training precision (default: PyTorch's default: fp32 "
            "weights, TF32 cuDNN convs on Ampere+; fp8: Transformer Engine's recipe, the transformer blocks' linear "
