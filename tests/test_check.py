@@ -257,6 +257,11 @@ def test_force_exclude(project, run_cli, tmp_path):
     assert "lm: " in out and "matched by exclude" not in out  # explicit path: checked
     out = run_cli("check", "--force-exclude", "experiments/lm.onnx")[1]
     assert "no configured model matched" in out and "note: not checked, matched by exclude: lm" in out
+    # a folder (even the excluded one), '.' or pyproject.toml select as no arguments do: exclusions
+    # kept (review: `wattlint check .` checked the excluded experiments and could fail on them)
+    for arg in (".", "experiments", "pyproject.toml"):
+        out = run_cli("check", arg)[1]
+        assert "lm: " not in out and "note: not checked, matched by exclude: lm" in out, (arg, out)
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -27,9 +27,32 @@ def _matches(model, files: list[Path], targets: list[Path]) -> bool:
 
 def select_models(config, paths: list[Path], force_exclude: bool) -> list:
     """The configured models a check covers: all, or those whose source (or a project file it imports) is among
-    ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented."""
+    ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented: a
+    model whose source (or a file it imports) is named as a FILE is checked even when excluded, unless
+    ``--force-exclude``; a folder, pyproject.toml or the baseline selects as no arguments do, exclusions kept
+    (review: `wattlint check .` checked the excluded experiments)."""
+    from ..cache import model_files
+
     models = _path_selected(config, paths, force_exclude)
-    return [m for m in models if m.path is None or not config.is_excluded(m.path) or (paths and not force_exclude)]
+    named = [] if force_exclude else _named_files(config, paths)
+    return [m for m in models if m.path is None or not config.is_excluded(m.path)
+            or (named and _matches(m, model_files(m, config.root), named))]
+
+
+def _resolved(p: Path) -> Path:
+    return (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
+
+
+def _named_files(config, paths: list[Path]) -> list[Path]:
+    """The PATH arguments that name one file other than pyproject.toml, the config file or the baseline."""
+    out = []
+    for p in paths:
+        ap = _resolved(p)
+        if ap.is_dir() or ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
+                (config.path is not None and ap == config.path):
+            continue
+        out.append(ap)
+    return out
 
 
 def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
@@ -41,7 +64,7 @@ def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
         targets = []
         run_all = False
         for p in paths:
-            ap = (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
+            ap = _resolved(p)
             if force_exclude and config.is_excluded(ap):
                 continue
             if ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
