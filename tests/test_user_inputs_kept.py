@@ -106,6 +106,31 @@ def test_check_refuses_to_write_its_report_over_the_config_or_the_baseline(tmp_p
     assert code == 0, err
 
 
+@pytest.mark.parametrize("cmd", [(), ("analyze",)])
+def test_estimate_and_analyze_refuse_to_write_over_the_project_files(tmp_path, monkeypatch, run_cli, cmd):
+    """Review: `wattlint MODEL -o wattlint-baseline.json` replaced the project's baseline with a text report, and
+    `wattlint analyze MODEL -o pyproject.toml` the configuration (only `check` refused them)."""
+    shutil.copy(ONNX, tmp_path / "m.onnx")
+    config = '[tool.wattlint]\ngpu = "a100"\nbaseline = "gate/base.json"\n'
+    (tmp_path / "pyproject.toml").write_text(config)
+    (tmp_path / "gate").mkdir()
+    (tmp_path / "gate" / "base.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    extra = ("--steps", "1") if not cmd else ()
+    code, _, err = run_cli(*cmd, "m.onnx", *extra, "-o", "gate/base.json")
+    assert code == 2 and "--output gate/base.json: is the baseline of this run" in err, err
+    code, _, err = run_cli(*cmd, "m.onnx", *extra, "-o", "pyproject.toml")
+    assert code == 2 and err.startswith("wattlint: error: --output pyproject.toml: is ") and \
+        "refusing to overwrite it with the report" in err, err
+    code, _, err = run_cli(*cmd, "m.onnx", *extra, "-o", "other/pyproject.toml")  # any project's configuration
+    assert code == 2 and "is a project's pyproject.toml; refusing to overwrite it" in err
+    assert not (tmp_path / "other").exists()
+    assert (tmp_path / "pyproject.toml").read_text() == config
+    assert (tmp_path / "gate" / "base.json").read_text() == "{}"
+    code, _, err = run_cli(*cmd, "m.onnx", *extra, "-o", "report.txt")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("attr, message", [
     ("exits", "wattlint: error: m.py:exits: building the model failed: it called sys.exit(0)"),
     ("exits3", "wattlint: error: m.py:exits3: building the model failed: it called sys.exit(3)"),

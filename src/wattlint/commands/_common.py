@@ -77,6 +77,23 @@ def model_file(source: str | None) -> str | None:
     return head if head and os.path.isfile(head) else None
 
 
+def project_inputs(config=None) -> list[tuple[object, str]]:
+    """(path, what) of the project files a report must never replace: the ``[tool.wattlint]`` configuration and the
+    baseline of ``config``, or of the project found from the current directory (an unreadable configuration names
+    its file only; its errors are the commands' own to report)."""
+    if config is None:
+        from ..config import find_pyproject, load_config
+        from ..types import WattlintError
+
+        try:
+            config = load_config(Path.cwd())
+        except WattlintError:
+            return [(find_pyproject(Path.cwd()), "the configuration file")]
+    if config.path is None:
+        return [(config.baseline_path, "the baseline")]
+    return [(config.path, "the configuration file"), (config.baseline_path, "the baseline")]
+
+
 def check_output_path(path: str | None, root: Path | str | None = None,
                       inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
     """Refuse (InputError) an ``--output`` path that is a symbolic link, that names a place inside ``root`` (the
@@ -98,6 +115,9 @@ def check_output_path(path: str | None, root: Path | str | None = None,
         if same:
             raise InputError(f"--output {path}: is {what} of this run; refusing to overwrite it with the report "
                              "(write the report to another file)")
+    if os.path.basename(path) == "pyproject.toml":  # a project's configuration, never a report
+        raise InputError(f"--output {path}: is a project's pyproject.toml; refusing to overwrite it with the report "
+                         "(write the report to another file)")
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")

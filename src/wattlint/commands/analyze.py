@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import add_model_arguments, add_option, check_output_path, model_file, positive_int, write_output
+from ._common import (add_model_arguments, add_option, check_output_path, model_file, positive_int, project_inputs,
+                      write_output)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,7 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..report import analysis as rep
 
-    check_output_path(args.output, inputs=((model_file(args.model), "the model file"),))
+    inputs = ((model_file(args.model), "the model file"), *project_inputs())
+    check_output_path(args.output, inputs=inputs)
 
     graph = trace(args.model, {"inputs": args.inputs, "batch_size": args.batch_size, "seq_len": args.seq_len,
                                "precision": args.precision, "optimizer": args.optimizer, "gpus": args.gpus,
@@ -35,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
         text = rep.render_json(graph)
     else:
         text = rep.render_text(graph, top=args.top, color=args.output is None and sys.stdout.isatty())
-    write_output(args.output, text, inputs=((model_file(args.model), "the model file"),))
+    write_output(args.output, text, inputs=inputs)
     return 0

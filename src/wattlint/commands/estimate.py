@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .. import options as O
 from ..report.layers import GROUPINGS
-from ._common import add_model_arguments, add_option, check_output_path, model_file, cli_options, positive_int, write_output
+from ._common import (add_model_arguments, add_option, check_output_path, cli_options, model_file, positive_int,
+                      project_inputs, write_output)
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
@@ -125,8 +126,7 @@ def run(args) -> int:
         raise ConfigError(f"--depth {args.depth} applies to --group-by depth (layer rows are grouped by "
                           f"{args.group_by}); add --group-by depth or drop --depth")
     req, fmt = request(args)
-    inputs = ((model_file(args.model), "the model file"),
-              (req.config.path if req.config is not None else None, "the configuration file"))
+    inputs = ((model_file(args.model), "the model file"), *project_inputs(req.config))
     check_output_path(args.output, inputs=inputs)
     try:
         ests = run_request(req)
