@@ -182,3 +182,21 @@ def test_a_regression_that_follows_an_energy_model_change_says_so(tmp_path, monk
     assert m["calibration"] == "measured"
     wl305 = [f for f in m["findings"] if f["code"] == "WL305"]
     assert len(wl305) == 1 and "energy model changed: baseline public-fit, now measured" in wl305[0]["message"]
+
+
+def test_check_models_dir_is_searched_before_the_configs_not_instead(tmp_path, monkeypatch, run_cli):
+    """Review: `check --models-dir B` replaced the config's models-dir A (and labelled B as the config key), where
+    `wattlint MODEL --models-dir B` searches B, then A; a missing B was reported once per model."""
+    proj, models = _project_with_models_dir(tmp_path, monkeypatch, '[tool.wattlint]\ngpu = "a100-sxm4-80gb"\n'
+                                            'models-dir = "mA"\n\n[[tool.wattlint.models]]\nname = "m"\n'
+                                            'source = "m.onnx"\nsteps = 100\n')
+    (proj / "mA").mkdir()
+    (proj / "mB").mkdir()
+    stand_in_model(proj / "mA" / "a100-sxm4-80gb")  # the config's folder holds the calibration
+    code, out, err = run_cli("check", "--format", "json", "--models-dir", "mB")
+    assert code == 0, err
+    m = json.loads(out)["models"][0]
+    assert m["calibration"] == "measured"  # found in mA, still searched after mB
+    code, out, err = run_cli("check", "--models-dir", "nowhere")
+    assert code == 2 and err.strip().splitlines() == [
+        "wattlint: error: --models-dir nowhere: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)"]

@@ -266,13 +266,13 @@ class ResultCache:
             except ValueError:
                 rel = str(f)
             content.append([rel, self.hashes.digest(f)])
-        models_dir = getattr(config, "models_dir", None)
-        if models_dir not in self._models_fp:
+        dirs = (getattr(config, "cli_models_dir", None), getattr(config, "models_dir", None))
+        if dirs not in self._models_fp:
             from .energy.predictor import search_path
 
-            self._models_fp[models_dir] = models_fingerprint(search_path(None, models_dir))
+            self._models_fp[dirs] = models_fingerprint(search_path(*dirs))
         versions = {"wattlint": self._fingerprint, "python": sys.version_info[:2],
-                    "energy_models": self._models_fp[models_dir]}
+                    "energy_models": self._models_fp[dirs]}
         if model.path is None and not files:  # an installed package's module (e.g. torchvision.models:resnet50)
             top = model.source.split(":")[0].split(".")[0]
             versions[top] = dist_version(top)

@@ -145,6 +145,8 @@ class Config:
     cache: bool = True
     cache_dir: Path | None = None
     models_dir: Path | None = None  # absolute
+    # ``check --models-dir``: searched before ``models_dir`` (the command line comes first, as for an estimate)
+    cli_models_dir: Path | None = None
     format: str | None = None
     budget: Mapping[str, float] = field(default_factory=dict)  # default budget for every model
     rule_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # code -> {option: value}

@@ -70,7 +70,10 @@ def run(args) -> int:
             changes["force_ignore"] = _codes(args.ignore)
         config = dataclasses.replace(config, **changes)
     if args.models_dir:
-        config = dataclasses.replace(config, models_dir=Path(args.models_dir).expanduser().resolve())
+        from ..api import models_search_path
+
+        config = dataclasses.replace(config, cli_models_dir=Path(args.models_dir).expanduser().resolve())
+        models_search_path(args.models_dir, config)  # a folder that is not there: one line, not one per model
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")

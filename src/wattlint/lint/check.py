@@ -279,7 +279,7 @@ def estimate_model(m, config):
         notes = (f"no gpu configured (model or [tool.wattlint]): {DEFAULT_GPU} (default)",)
     try:
         est = run(Request(source=m.source, gpus=(gpu,), options=opts, config=config, model=m, notes=notes,
-                          totals_rules=False, models_dirs=models_search_path(None, config)))[0]
+                          totals_rules=False, models_dirs=models_search_path(config.cli_models_dir, config)))[0]
     except WattlintError as e:
         # every option here came from the configuration: name its keys, not the command line's flags
         raise type(e)(f"model {m.name!r} ({m.raw_source}): {as_config_keys(str(e))}") from None
