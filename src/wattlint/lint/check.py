@@ -155,6 +155,11 @@ def _gate_notices(config, result, baseline) -> list[str]:
         return []
     where = _where(config.baseline_path)
     if not config.baseline_path.exists():
+        if config.baseline_path.is_symlink():  # 'no baseline file' and '--update-baseline writes it' were both wrong
+            import os
+
+            return [f"baseline {where} is a symbolic link to a missing file ({os.readlink(config.baseline_path)}): "
+                    "energy regressions (WL305) not checked; create that file or remove the link"]
         return [f"no baseline file {where}: energy regressions (WL305) not checked; 'wattlint check "
                 f"--update-baseline' writes it"]
     out = [f"{name}: no entry in {where}: energy regression (WL305) not checked; 'wattlint check "
