@@ -764,3 +764,18 @@ def test_gate_notes_only_where_the_gate_applies(project, run_cli, tmp_path):
     assert "matched by exclude" not in out, out  # the path selected only lm
     out = run_cli("check")[1]
     assert "note: not checked, matched by exclude: old" in out, out
+
+
+def test_config_without_the_table_or_without_models(tmp_path, monkeypatch, run_cli):
+    """Review: `check --config pyproject.toml` naming a file without [tool.wattlint] printed 'no configured model
+    matched' and exited 0 (discovery of the same file exits 2); a table without models read like a path filter."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    code, out, err = run_cli("check", "--config", "pyproject.toml")
+    assert code == 2 and out == ""
+    assert err.strip() == "wattlint: error: --config pyproject.toml: no [tool.wattlint] table in it (see docs/CONFIG.md)"
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\n')
+    code, out, err = run_cli("check")
+    assert code == 0, err
+    assert out.strip() == "no models configured: add [[tool.wattlint.models]] entries to pyproject.toml (docs/CONFIG.md)"

@@ -244,6 +244,8 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
         table = tool["wattlint"]
     elif path is not None and file.name != "pyproject.toml":
         table = data
+    elif path is not None:  # --config naming a pyproject.toml without the table: it checked nothing, exit 0
+        raise ConfigError(f"--config {path}: no [tool.wattlint] table in it (see docs/CONFIG.md)")
     else:
         table = {}
     if not isinstance(table, dict):

@@ -106,7 +106,8 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     baseline = load_baseline(config.baseline_path)
     cache = ResultCache.for_config(config, enabled=use_cache)
     models = select_models(config, paths, force_exclude)
-    result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path)
+    result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path,
+                         configured=bool(config.models))
     for m in models:
         key, _files = cache.key(m, config)
         hit = cache.get(key)

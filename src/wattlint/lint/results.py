@@ -92,6 +92,7 @@ class CheckResult:
     notices: list[str] = field(default_factory=list)  # what was not checked and why (no baseline entry, ...)
     fail_on: str = "error"  # the command's --fail-on
     exit_zero: bool = False  # the command's --exit-zero
+    configured: bool = True  # the configuration has models (else "no configured model matched" misleads)
 
     @property
     def items(self) -> list[Located]:

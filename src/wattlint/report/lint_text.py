@@ -48,8 +48,10 @@ def render_text(result: CheckResult) -> str:
     lines.extend(f"note: {clean(n)}" for n in result.notices)
     c = result.counts()
     if not result.models:
-        lines.append("no configured model matched (see [[tool.wattlint.models]] in "
-                     f"{result.config_path.name if result.config_path else 'pyproject.toml'})")
+        where = result.config_path.name if result.config_path else "pyproject.toml"
+        lines.append(f"no configured model matched (see [[tool.wattlint.models]] in {where})"
+                     if result.configured else
+                     f"no models configured: add [[tool.wattlint.models]] entries to {where} (docs/CONFIG.md)")
     elif any(c.values()):
         lines.append(f"Found {c['error']} error(s), {c['warning']} warning(s), {c['info']} info(s)" + _verdict(result))
     else:
