@@ -123,14 +123,29 @@ class PriceCache:
     Results are the ones a fresh pricing gives (tests compare the JSON bytes). Memory: one priced copy of the graph
     per (GPU, precision, utilization) the request touches."""
 
-    def __init__(self, models_dirs=None, root: CostGraph | None = None):
+    def __init__(self, models_dirs=None, root: CostGraph | None = None, source: Any = None,
+                 options: Mapping[str, Any] | None = None):
         self.root = root
         self._dirs = models_dirs
+        # the request's source and options, to trace it again under another precision (WL101's bf16 variant is
+        # the step `--precision bf16` traces, not the fp32 trace with its GEMMs relabelled); None: a graph given
+        self._source = None if isinstance(source, CostGraph) else source
+        self._options = dict(options or {})
+        self._retraced: dict[str, CostGraph] = {}
         self._models: dict[str, Any] = {}
         self._priced: dict[tuple, tuple[Any, GpuSpec, Any]] = {}  # key -> (model, spec, PricedOps)
         self._groups = None  # the root's optimizer groups, found once
         self._per_gpu: dict[tuple, CostGraph] = {}  # the root as one GPU of each parallel layout
         self._layouts: dict[int, tuple] = {}  # id of such a per-GPU graph -> its layout (checked by identity)
+
+    def retrace(self, precision: str) -> CostGraph | None:
+        """The request's source traced under ``precision`` (once per request), or None when the request gave an
+        already traced graph."""
+        if self._source is None:
+            return None
+        if precision not in self._retraced:
+            self._retraced[precision] = trace(self._source, {**self._options, "precision": precision})
+        return self._retraced[precision]
 
     def model_for(self, spec: GpuSpec):
         if spec.key not in self._models:
@@ -212,6 +227,10 @@ class Reestimator:
     def __call__(self, graph: CostGraph, spec: GpuSpec, plan: Plan) -> Estimate:
         return self._cache.estimate(graph, spec, plan, self.model_for(spec))
 
+    def retrace(self, precision: str) -> CostGraph | None:
+        """The request's model traced under ``precision`` (see :meth:`PriceCache.retrace`)."""
+        return self._cache.retrace(precision)
+
 
 def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | None = None,
          totals_rules: bool = True) -> Estimate:
@@ -241,7 +260,8 @@ def run(request: Request) -> list[Estimate]:
         if not ok:
             raise ConfigError(why)
     graph = trace(request.source, request.options)
-    cache = PriceCache(request.models_dirs, root=graph)  # shared by the GPUs and their lint re-estimates
+    cache = PriceCache(request.models_dirs, root=graph, source=request.source,
+                       options=request.options)  # shared by the GPUs and their lint re-estimates
     out = []
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())

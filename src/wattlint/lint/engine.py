@@ -146,6 +146,17 @@ class Context:
         except WattlintError:  # a variant the user could not run either: no saving rather than no finding
             return None
 
+    def retraced(self, precision: str) -> CostGraph | None:
+        """The model traced again under ``precision`` (what ``--precision`` would trace), or None when the estimate
+        came from an already traced graph or the trace under that precision fails."""
+        retrace = getattr(self._reestimator, "retrace", None)
+        if self.estimate is None or retrace is None:
+            return None
+        try:
+            return retrace(precision)
+        except WattlintError:
+            return None
+
     def saving(self, other: Estimate | None) -> tuple[float | None, float | None]:
         """(kWh, fraction) saved by ``other`` against this estimate (facility energy of the whole plan)."""
         if other is None:
