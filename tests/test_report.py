@@ -194,6 +194,16 @@ def test_compare_says_when_the_model_fits_on_none_of_the_gpus(run_cli):
         assert code == 0, err
         assert "the model fits on none of these GPUs as planned" in " ".join(out.split())
         assert "among GPUs where it fits" not in out
+    # every GPU's findings are in every format (review: text and markdown printed none, HTML only the best GPU's,
+    # which hid the WL201 'does not fit' errors behind a 'fits NO' column)
+    wl201 = {e["hardware"]["gpu"]: [f for f in e["findings"] if f["code"] == "WL201"] for e in doc["estimates"]}
+    assert all(len(v) == 1 for v in wl201.values()), wl201
+    for fmt in ("text", "markdown", "html"):
+        out = " ".join(run_cli(*args, "--format", fmt)[1].split())
+        for key in wl201:
+            assert (f"{key}: WL201 error" in out or f"`{key}` **WL201** error" in out
+                    or f"<code>{key}</code> <b>WL201</b> error" in out or
+                    (fmt == "html" and f"{key}: detail" in out and "<b>WL201</b> error" in out)), (fmt, key)
 
 
 def test_single_reports_state_the_energy_model_source_and_unconfirmed_specs_once():

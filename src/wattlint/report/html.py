@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import group_layers, shorten
-from .tables import (energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -168,6 +168,14 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh, f"{k} · {h}") for e, k, h in zip(ests, kwh, hrs)]
     body.append("<h2>GPU comparison</h2>")
     body.append(_bar_chart(items, title="Facility energy of the whole plan, by GPU", color="#7a8ca3", highlight=best))
+    others = compare_findings(ests, skip=best)  # the best GPU's own findings are in its detail below
+    if others:
+        body.append("<h2>Findings on the other GPUs</h2><ul>")
+        for key, f in others:
+            where = f" <code>{escape(f.layer)}</code>" if f.layer else ""
+            body.append(f'<li class="find-{escape(f.severity)}"><code>{escape(key)}</code> <b>{escape(f.code)}</b> '
+                        f"{escape(f.severity)}{where}: {escape(f.message)}</li>")
+        body.append("</ul>")
     body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")
     body += _one_body(ests[best], top)[3:]
     return body

@@ -7,7 +7,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
-from .tables import (energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
+from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -56,8 +56,14 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     lines = [f"### wattlint compare: `{_esc(e0.model.source)}`", "", f"Plan: {plan_line(e0)}", ""]
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
     lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
-    lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` ({most_efficient_why(ests)})",
-              "", "<details><summary>Assumptions</summary>", ""]
+    lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` ({most_efficient_why(ests)})"]
+    found = compare_findings(ests)
+    if found:
+        lines += ["", "**Findings**", ""]
+        for key, f in found:
+            where = f" `{_esc(f.layer)}`" if f.layer else ""
+            lines.append(f"- `{key}` **{f.code}** {f.severity}{where}: {_esc(f.message)}")
+    lines += ["", "<details><summary>Assumptions</summary>", ""]
     lines += [f"- {_esc(a)}" for a in dict.fromkeys(a for e in ests for a in e.assumptions)]
     lines += ["", "</details>", ""]
     return "\n".join(lines)

@@ -192,6 +192,14 @@ COMPARE_HEADER = ["GPU", "time", "GPU-hours", "energy", "energy 5–95 %", "CO2"
                   "model"]
 
 
+def compare_findings(ests: Sequence[Estimate], skip: int | None = None) -> list[tuple[str, object]]:
+    """(GPU key, finding) of every GPU of a comparison, in GPU order, errors first within a GPU (a GPU the model
+    does not fit says so); ``skip``: the index of a GPU whose findings are shown elsewhere (the HTML detail)."""
+    rank = {"error": 0, "warning": 1, "info": 2}
+    return [(e.gpu.key, f) for i, e in enumerate(ests) if i != skip
+            for f in sorted(e.findings, key=lambda f: rank.get(f.severity, 3))]
+
+
 def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], int]:
     """One row per GPU; each numeric column in one unit."""
     best = most_efficient(ests)

@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import shorten
-from .tables import (energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -180,6 +180,15 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
                        f"COLUMNS, or use --format json|markdown|html)", style="dim"))
     con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} ({most_efficient_why(ests)})"))
     con.print()
+    found = compare_findings(ests)
+    if found:
+        con.print(Text("Findings", style="bold"))
+        for key, f in found:
+            style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
+            where = f" [{clean(f.layer)}]" if f.layer else ""
+            con.print(Padding(Text(f"{key}: {f.code} {f.severity}{where}: {clean(f.message)}", style=style),
+                              (0, 0, 0, 2)))
+        con.print()
     assumptions = list(dict.fromkeys(a for e in ests for a in e.assumptions))
     con.print(Text("Assumptions", style="bold"))
     for a in assumptions:
