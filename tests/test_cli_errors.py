@@ -71,6 +71,9 @@ ONNX_EX = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
     (["--utilization", "1e-320"], "argument --utilization: '1e-320': expected a fraction in [0.01, 1]"),
     (["--host-op-time", "1"], "argument --host-op-time: '1': expected seconds in [0, 0.01]"),
     (["--optimizer", "adadelta", "--optimizer-impl", "fused"], "torch has no fused Adadelta"),
+    # a comparison of the --gpu with itself printed a single report and switched the JSON schema
+    (["--gpu", "a100", "--compare", "a100-sxm4-80gb,a100"], "--compare a100-sxm4-80gb,a100: names no GPU other than "
+                                                            "the --gpu (a100-sxm4-80gb): nothing to compare"),
 ])
 def test_absurd_cli_values_exit_2_one_line(run_cli, argv, needle):
     code, out, err = run_cli(ONNX_EX, *argv)

@@ -93,6 +93,13 @@ def request(args) -> tuple[object, str]:
         notes += (f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): "
                   f"{said}",)
     gpus = (gpu,) + tuple(g for g in (args.compare or ()) if g != gpu)
+    if args.compare:  # a comparison of one GPU printed a single report (and another JSON schema): refuse it
+        from ..hardware import resolve_gpu
+
+        keys = {resolve_gpu(g)[0].key for g in gpus}  # an unknown name is its own one-line error here
+        if len(keys) == 1:
+            raise ConfigError(f"--compare {','.join(args.compare)}: names no GPU other than the --gpu "
+                              f"({keys.pop()}): nothing to compare; name other GPUs or drop --compare")
     fmt = args.format or (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
     dirs = models_search_path(args.models_dir, config)
     return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
