@@ -157,3 +157,22 @@ def test_a_closed_pipe_is_not_reported_as_a_user_error():
             "sys.stderr.write(f'RC={rc}\\n')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.stderr.strip().splitlines() == ["RC=0"], res.stderr
+
+
+def test_output_names_stdout_refuses_an_empty_name_and_implies_the_format(run_cli, tmp_path, monkeypatch):
+    """Review: `-o -` wrote a file named '-', `-o ''` printed to stdout silently, and `-o r.json` wrote the text
+    report into a .json file (only '(text)' on stderr said so)."""
+    monkeypatch.chdir(tmp_path)
+    base = (ONNX_EX, "--gpu", "a100", "--steps", "10")
+    code, out, err = run_cli(*base, "-o", "-")
+    assert code == 0 and out.startswith("wattlint estimate:") and not (tmp_path / "-").exists()
+    code, out, err = run_cli(*base, "-o", "")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "expected a file name ('-' for stdout)" in err
+    for name, head in (("r.json", '{\n  "schema": "wattlint.estimate/1"'), ("r.md", "### wattlint estimate"),
+                       ("r.html", "<!DOCTYPE html>"), ("r.txt", "wattlint estimate:")):
+        code, _, err = run_cli(*base, "-o", name)
+        assert code == 0 and (tmp_path / name).read_text().startswith(head), (name, err)
+    code, _, _ = run_cli(*base, "-o", "forced.json", "--format", "text")  # --format wins over the name
+    assert code == 0 and (tmp_path / "forced.json").read_text().startswith("wattlint estimate:")
+    code, _, _ = run_cli("analyze", ONNX_EX, "-o", "a.json")
+    assert code == 0 and '"schema": "wattlint.analysis/1"' in (tmp_path / "a.json").read_text()

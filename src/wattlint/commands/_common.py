@@ -77,6 +77,35 @@ def model_file(source: str | None) -> str | None:
     return head if head and os.path.isfile(head) else None
 
 
+_SUFFIX_FORMATS = {".json": "json", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html",
+                   ".sarif": "sarif", ".txt": "text"}
+
+
+def output_arg(text: str) -> str | None:
+    """``--output`` value: a file name; '-' is stdout (None); an empty name is refused (it printed to stdout)."""
+    import argparse
+
+    if text == "-":
+        return None
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file name ('-' for stdout)")
+    return text
+
+
+def add_output_argument(p) -> None:
+    p.add_argument("--output", "-o", metavar="FILE", type=output_arg,
+                   help="write the report to FILE instead of stdout ('-': stdout; atomically; missing parent folders "
+                        "are created); without --format, a .json / .md / .html / .sarif name picks the format")
+
+
+def format_for(output: str | None, allowed: "tuple[str, ...]") -> str | None:
+    """The report format an ``--output`` file name implies (its suffix), if the command writes that format."""
+    if not output:
+        return None
+    fmt = _SUFFIX_FORMATS.get(Path(output).suffix.lower())
+    return fmt if fmt in allowed else None
+
+
 def project_inputs(config=None) -> list[tuple[object, str]]:
     """(path, what) of the project files a report must never replace: the ``[tool.wattlint]`` configuration and the
     baseline of ``config``, or of the project found from the current directory (an unreadable configuration names

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import (add_model_arguments, add_option, check_output_path, model_file, positive_int, project_inputs,
+from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, format_for, model_file,
+                      positive_int, project_inputs,
                       write_output)
 
 
@@ -15,8 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_option(p, "grad_accum", default=1)
     add_option(p, "activation_checkpointing", default=False,
                help="trace with activation checkpointing of the repeated blocks (recompute in backward)")
-    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
+    p.add_argument("--format", choices=("text", "json"), default=None,
+                   help="output format (default text, or json for an --output named *.json)")
+    add_output_argument(p)
     p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers in the text table (default 15)")
 
 
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
                                "activation_checkpointing": args.activation_checkpointing,
                                "capacity_factor": args.capacity_factor, "optimizer_impl": args.optimizer_impl,
                                "attention": args.attention, "torch_version": args.torch_version})
-    if args.format == "json":
+    if (args.format or format_for(args.output, ("text", "json")) or "text") == "json":
         text = rep.render_json(graph)
     else:
         text = rep.render_text(graph, top=args.top, color=args.output is None and sys.stdout.isatty())

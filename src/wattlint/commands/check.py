@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..options import CHECK_FORMATS as FORMATS
-from ._common import check_output_path, write_output
+from ._common import add_output_argument, check_output_path, format_for, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="check only the models whose source (or a project file it imports) is among these files or "
                         "under these directories; pyproject.toml or the baseline selects all models (default: all)")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: 'format' in [tool.wattlint], else text)")
+                   help="output format (default: the one an --output name implies (.json, .sarif), else 'format' "
+                        "in [tool.wattlint], else text)")
     p.add_argument("--config", metavar="PATH", help="configuration file (default: nearest pyproject.toml with "
                                                     "[tool.wattlint])")
     p.add_argument("--update-baseline", action="store_true",
@@ -31,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes (or ALL) to turn off, "
                    "whatever the config selects")
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
+    add_output_argument(p)
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
                         "does not fit)")
@@ -83,7 +84,7 @@ def run(args) -> int:
 
         raise InputError(f"{missing[0]}: no such file or directory (PATH arguments select the configured models "
                          "whose source is among them)")
-    fmt = args.format or config.format or "text"
+    fmt = args.format or format_for(args.output, FORMATS) or config.format or "text"
     inputs = [(config.path, "the configuration file"), (config.baseline_path, "the baseline"),
               *((m.path, f"the model file of {m.name}") for m in config.models)]
     check_output_path(args.output, config.root, inputs)

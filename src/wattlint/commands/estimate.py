@@ -13,7 +13,8 @@ from pathlib import Path
 
 from .. import options as O
 from ..report.layers import GROUPINGS
-from ._common import (add_model_arguments, add_option, check_output_path, cli_options, model_file, positive_int,
+from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
+                      format_for, model_file, positive_int,
                       project_inputs, write_output)
 
 GROUPS = {
@@ -39,8 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (then [tool.wattlint] "
                    "models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     o = p.add_argument_group("output")
-    o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None, help="output format (default text)")
-    o.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout (atomically; missing parent folders are created)")
+    o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None,
+                   help="output format (default text, or the one an --output name implies: .json, .md, .html)")
+    add_output_argument(o)
     o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows the text / markdown / HTML report shows (default 10; JSON lists every "
                    "layer)")
     o.add_argument("--group-by", choices=GROUPINGS, default="block",
@@ -100,7 +102,8 @@ def request(args) -> tuple[object, str]:
         if len(keys) == 1:
             raise ConfigError(f"--compare {','.join(args.compare)}: names no GPU other than the --gpu "
                               f"({keys.pop()}): nothing to compare; name other GPUs or drop --compare")
-    fmt = args.format or (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
+    fmt = args.format or format_for(args.output, O.ESTIMATE_FORMATS) or \
+        (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
     dirs = models_search_path(args.models_dir, config)
     return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
 
