@@ -252,6 +252,19 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)  # both explicit: both charged
     assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)
     assert "electricity price $0.2/kWh (given), charged on top of the GPU-hour price" in p.assumptions
+    # and the GPU-hour line no longer says the rental includes electricity (review: both lines side by side)
+    assert "GPU-hour price $2 (rental; electricity charged on top at --price)" in p.assumptions
+
+
+def test_cost_label_names_what_is_charged():
+    """Review: with --gpu-hour-price alone the summary row read 'Cost (electricity + GPU-hours)' while electricity
+    was not charged."""
+    from wattlint.report.tables import _cost_label
+
+    assert _cost_label(build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0)) == "Cost (GPU-hours)"
+    assert _cost_label(build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=2.0, price=0.2)) == \
+        "Cost (electricity + GPU-hours)"
+    assert _cost_label(build_plan(graph(), gpu=GPU, epochs=1)) == "Cost (electricity)"
 
 
 def test_given_pue_and_price_are_stated():

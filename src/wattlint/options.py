@@ -307,7 +307,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("price_per_kwh", "--price", number(0, 1e4, lo_open=False), "electricity price in USD per kWh", "site",
            "plan", "USD", aliases=("price",)),
     Option("gpu_hour_price", "--gpu-hour-price", number(0, 1e5, lo_open=False), "USD per GPU-hour (rental; "
-           "includes electricity)", "site", "plan", "USD"),
+           "taken to include electricity unless --price is given too)", "site", "plan", "USD"),
 )}
 
 FRONTEND_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("frontend", "both"))

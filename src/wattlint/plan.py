@@ -411,7 +411,8 @@ def _site(v: dict, plan: dict, notes: list[str]) -> None:
     hour_price = v.get("gpu_hour_price")
     price = v.get("price_per_kwh")
     if hour_price is not None:
-        notes.append(f"GPU-hour price ${hour_price:g} (rental; includes electricity)")
+        notes.append(f"GPU-hour price ${hour_price:g} (rental" + ("; electricity charged on top at --price)"
+                                                                 if price is not None else "; includes electricity)"))
     if price is not None:
         notes.append(f"electricity price ${price:g}/kWh (given)" + (
             ", charged on top of the GPU-hour price" if hour_price is not None else ""))

@@ -118,7 +118,7 @@ def _cost_label(plan) -> str:
     """What the cost adds up: electricity (--price), GPU rental (--gpu-hour-price) or both; a bare "Cost" next to an
     electricity-only figure reads as the run's whole price."""
     parts = [w for w, given in (("electricity", plan.price_per_kwh), ("GPU-hours", plan.gpu_hour_price))
-             if given is not None]
+             if given]  # electricity at 0: included in a GPU-hour price (review: the label still named it)
     return f"Cost ({' + '.join(parts)})" if parts else "Cost"
 
 
