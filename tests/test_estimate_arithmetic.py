@@ -271,7 +271,8 @@ def test_hierarchical_all_reduce_across_nodes():
     assert t_inter == pytest.approx(0.04) and t_intra == pytest.approx(3.125e-3)
     t_comm = t_inter + _latency(16, grad)  # 16 calls (400 MB / 25 MiB) x 30 us x 4
     assert e.phases["communication"].time_s == pytest.approx(t_comm - 1e-3)  # minus the 1 ms backward overlap
-    assert any("100 Gbit/s network per node between 2 nodes" in a for a in e.assumptions)
+    assert any("100 Gbit/s of network per node for this ring between 2 nodes" in a for a in e.assumptions)
+    assert not any("shared by the" in a for a in e.assumptions)  # no model parallelism: the whole network
 
 
 def test_exposed_communication_never_below_ten_percent():

@@ -278,6 +278,17 @@ def test_data_parallel_under_tensor_parallel_uses_the_replicas_network_share():
     assert (dpp.gpus, dpp.gpus_per_node, dpp.internode_gbps) == (16, 4, 800.0)
 
 
+
+def test_the_data_parallel_note_says_the_ring_has_a_share_of_the_node(gpt_config):
+    """Review: under TP x PP the note read 'one GPU per node: 200 Gbit/s network per node' while the pipeline line
+    said 1600 Gbit/s per node: the ring's figure is its share (1600 / 8 rings)."""
+    e = _est(gpt_config, gpus=128, tensor_parallel=4, batch_size=32, internode_gbps=1600.0)
+    line = next(a for a in e.assumptions if a.startswith("data parallel over") and "ring" in a)
+    # dp = 128 / 4 = 32 ranks, 8 / 4 = 2 per node; 1600 x 2 / 8 = 400 Gbit/s for the node's 4 rings
+    assert "400 Gbit/s of network per node for this ring between 16 nodes (the node's 1600 Gbit/s shared by the 4 " \
+           "data-parallel rings of its model-parallel ranks)" in " ".join(line.split()), line
+
+
 @pytest.mark.slow
 def test_llama2_70b_on_2048_a100():
     """Llama-2-70B as Meta trained it (Touvron et al. 2023): 2048 A100-80GB, TP 8 x PP 4, batch 1024 x 4096,

@@ -264,7 +264,7 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
     elif plan.host_op_s is None and plan.training_stack == "megatron":
         notes.append(f"host launch time {host_op * 1e6:.3g} us per op ({host_src}): launching is hidden behind the "
                      f"GPU work here, no launch gaps")
-    comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd)
+    comm = system.data_parallel(graph, gpu, system.data_parallel_plan(plan), fwd, bwd, job=plan)
     if comm is not None:
         s.phase_t["communication"] = comm.exposed_s
         s.phase_e["communication"] = comm.energy_j

@@ -175,16 +175,23 @@ def collective_time(bytes_unscaled: float, calls: int, gpu: GpuSpec, plan: Plan)
         t_inter = bytes_unscaled * (nodes - 1) / nodes / (gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY)
         t = max(t_inter, t_intra)
         link = (f"{intra_name} inside a node, " if per_node > 1 else "one GPU per node: ") + \
-            f"{gbps:g} Gbit/s network per node between {nodes} nodes"
+            f"{gbps:g} Gbit/s of network per node for this ring between {nodes} nodes"
     t += calls * COLLECTIVE_LATENCY_S * math.log2(n)
     return t, volume, link
 
 
-def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, backward_s: float
-                  ) -> Communication | None:
-    """Communication of one step given the per-GPU forward / backward compute time of the step (None on 1 GPU)."""
+def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, backward_s: float,
+                  job: Plan | None = None) -> Communication | None:
+    """Communication of one step given the per-GPU forward / backward compute time of the step (None on 1 GPU);
+    ``plan`` is the data-parallel group's (:func:`data_parallel_plan` of ``job``, the whole job's plan)."""
     if plan.gpus <= 1:
         return None
+    network_share = ""
+    if job is not None and job is not plan and plan.gpus > plan.gpus_per_node:
+        full = job.internode_gbps or default_internode_gbps(gpu, job.gpus_per_node)[0]
+        rings = max(1, job.gpus_per_node // max(1, plan.gpus_per_node))
+        network_share = (f" (the node's {full:g} Gbit/s shared by the {rings} data-parallel rings of its "
+                         f"model-parallel ranks)") if rings > 1 else ""
     grad, weight, half = sync_bytes(graph, plan)
     unscaled, calls, collective = _volume(plan, grad, weight)
     t, volume, link = collective_time(unscaled, calls, gpu, plan)
@@ -200,7 +207,7 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
            f"overlapped with the backward pass, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
-            f"{collective}; {link}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
+            f"{collective}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
             f"({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"
