@@ -21,6 +21,8 @@ def test_units():
     assert u.duration(0.0663) == "66.3 ms"
     assert u.duration(36.9 * 3600) == "36.9 h"
     assert u.duration(5 * 86400) == "5.00 days"
+    assert u.duration(700 * 86400) == "700 days"  # under two years: days
+    assert u.duration(366963 * 86400) == "1,005 years"  # 366,963 / 365.25 (review: '366,963 days')
     assert u.duration(5e-6) == "5.00 µs"
     assert u.co2_kg(6.866) == "6.87 kg CO2e"
     assert u.co2_kg(1234) == "1.23 t CO2e"

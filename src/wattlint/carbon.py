@@ -113,11 +113,11 @@ def grid_intensity(region: str | None) -> tuple[float, str]:
         value = float(row["impact"])
         where = ", ".join(x for x in (row.get("regionName"), row.get("city"), row.get("country")) if x)
         src = (row.get("source") or "").strip()
-        return value, (f"carbon intensity {value:g} gCO2e/kWh: cloud region {key} ({where}) from {CLOUD_SOURCE}"
+        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}) from {CLOUD_SOURCE}"
                        + (f", row source: {src}" if src else ""))
     row = _countries()[key]
     value = float(row["carbon_intensity"])
-    return value, (f"carbon intensity {value:.1f} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
+    return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
                    f"{COUNTRY_SOURCE}")
 
 

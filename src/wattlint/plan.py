@@ -338,7 +338,7 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
         per_epoch = math.ceil(size / batch)
         steps = math.ceil(per_epoch * epochs)
         notes.append(f"steps {steps:,} = ceil({size:,} samples / batch {batch}) = {per_epoch:,} per epoch x "
-                     f"{epochs:g} epochs (last partial batch kept, drop_last=False)")
+                     f"{epochs:g} epoch{'' if epochs == 1 else 's'} (last partial batch kept, drop_last=False)")
     plan.update(steps=steps, epochs=epochs, dataset=name, dataset_size=size, tokens=tokens, seq_len=seq)
 
 

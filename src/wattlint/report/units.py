@@ -12,7 +12,7 @@ import math
 from typing import Sequence
 
 # (divisor, label, smallest value shown in this unit), largest first
-DURATION = ((86400.0, "days", 3 * 86400.0), (3600.0, "h", 7200.0), (60.0, "min", 120.0), (1.0, "s", 1.0),
+DURATION = ((365.25 * 86400.0, "years", 2 * 365.25 * 86400.0), (86400.0, "days", 3 * 86400.0), (3600.0, "h", 7200.0), (60.0, "min", 120.0), (1.0, "s", 1.0),
             (1e-3, "ms", 1e-3), (1e-6, "µs", 1e-6), (1e-9, "ns", 0.0))
 ENERGY_J = ((3.6e9, "MWh", 3.6e9), (3.6e6, "kWh", 3.6e5), (1e6, "MJ", 1e6), (1e3, "kJ", 1e3), (1.0, "J", 1.0),
             (1e-3, "mJ", 1e-3), (1e-6, "µJ", 0.0))
