@@ -42,6 +42,12 @@ def ests():
     return estimate_many(g, ["a100", "h100", "t4"], steps=1000)
 
 
+def test_text_reports_carry_no_trailing_blanks(ests):
+    """Review: every line of the text report (blank ones too) was padded with spaces to 100 columns, into -o files."""
+    for doc in (text.render(ests[:1]), text.render(ests)):
+        assert doc.endswith("\n") and not any(line != line.rstrip() for line in doc.splitlines())
+
+
 def test_text_single_and_compare(ests):
     one = text.render(ests[:1], top=3, group_by="name")
     assert "Top 3 layers by energy (of 8)" in one and "Assumptions" in one and "Provenance" in one

@@ -199,5 +199,9 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
 def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
            depth: int = 2) -> str:
     if len(ests) == 1:
-        return render_one(ests[0], top=top, color=color, width=width, group_by=group_by, depth=depth)
-    return render_compare(ests, top=top, color=color, width=width)
+        text = render_one(ests[0], top=top, color=color, width=width, group_by=group_by, depth=depth)
+    else:
+        text = render_compare(ests, top=top, color=color, width=width)
+    # rich pads every line to the console width: without colour codes the padding is trailing blanks in a file or
+    # a pipe (review), so it goes
+    return text if color else "".join(line.rstrip() + "\n" for line in text.splitlines())
