@@ -322,7 +322,11 @@ def test_rules_and_rule_commands(run_cli):
     assert code == 0 and "Why it matters:" in out and "--update-baseline" in out
     assert run_cli("rule", "fp32-training")[1].startswith("WL101 (fp32-training)")
     code, _, err = run_cli("rule", "WL999")
-    assert code == 2 and "unknown rule 'WL999'" in err
+    assert code == 2 and "unknown rule 'WL999' (the rules are WL1xx, WL2xx, WL3xx, WL4xx)" in err
+    code, _, err = run_cli("rule", "WL209")  # a code-shaped miss names its group's codes
+    assert code == 2 and "unknown rule 'WL209' (its group has WL201, " in err
+    code, _, err = run_cli("rule", "fp32-trainin")
+    assert code == 2 and "(did you mean fp32-training?)" in err
     rules = json.loads(run_cli("rules", "--format", "json")[1])
     assert {r["code"] for r in rules} >= {"WL101", "WL201", "WL301", "WL305", "WL401", "WL402"}
 
@@ -504,6 +508,7 @@ def test_inline_noqa_on_a_model_entry(project, run_cli, tmp_path):
     ("# wattlint: noqa: fp32-training", "names the rule 'fp32-training': write its code (WL101)"),
     ("# wattlint: noqa: WL 101", "'WL' ... placeholder"),
     ("# wattlint: noqa=WL101", "malformed noqa comment"),
+    ("# wattlint: noqa WL101", "malformed noqa comment ('noqa WL101')"),  # the space it complains about is kept
     ("# wattlint: noqa: WL10l", "'WL10l' is not a rule code"),
     ("# wattlint: noqa: WL1O1", "'WL1O1' is not a rule code"),
     ("# wattlint: noqa: WL999", "'WL999' selects no rule"),

@@ -33,6 +33,10 @@ def test_units():
     assert u.pct(0.0242) == "2.4 %"
     assert u.gpu_hours(36.9) == "36.9 GPU-h" and u.gpu_hours(0.5) == "30.0 GPU-min" and u.gpu_hours(1e-4) == "0.360 GPU-s"
     assert u.usd(0.001) == "<$0.01"
+    # a budget compared with an estimate shows its digits, never a bound (review: 'exceeds the budget of <$0.01')
+    assert u.pair(0.0214, 0.001, "cost_usd") == ("$0.0214", "$0.001")
+    assert u.pair(0.02141, 0.0214, "cost_usd") == ("$0.02141", "$0.02140")
+    assert u.pair(5.0, 3.0, "cost_usd") == ("$5.00", "$3.00")
     assert u.energy_j(0.0688) == "68.8 mJ" and u.duration(1.06e-9) == "1.06 ns" and u.duration(0) == "0 s"
 
 

@@ -244,7 +244,7 @@ def _noqa_selectors(rest: str, where: str) -> set[str]:
     if not rest:
         return {"ALL"}
     if not rest.startswith(":"):
-        raise ConfigError(f"{where}: malformed noqa comment ('noqa{rest}'): {_NOQA_FORM}")
+        raise ConfigError(f"{where}: malformed noqa comment ('noqa {rest}'): {_NOQA_FORM}")
     tokens = [t for t in re.split(r"[\s,]+", rest[1:].strip()) if t]
     if not tokens:
         raise ConfigError(f"{where}: the noqa comment names no code after ':': {_NOQA_FORM}")

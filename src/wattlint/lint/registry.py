@@ -50,6 +50,12 @@ def get_rule(code: str) -> type[Rule]:
     if prefixed:  # 'WL1' is a selector of many rules, not a near miss of one
         raise WattlintError(f"{code.strip()!r} is a prefix of {len(prefixed)} rules ({', '.join(prefixed)}): "
                             f"'wattlint rule' shows one; 'wattlint rules' lists them")
+    if re.fullmatch(r"WL\d{3}", key):  # a code-shaped miss: its hundred's codes ('WL199' -> WL101 ... WL108)
+        group = sorted(c for c in rules if c[:3] == key[:3])
+        groups = sorted({c[:3] + "xx" for c in rules})
+        raise WattlintError(f"unknown rule {code!r}" + (f" (its group has {', '.join(group)})" if group else
+                                                         f" (the rules are {', '.join(groups)})")
+                            + "; 'wattlint rules' lists them")
     hint = (difflib.get_close_matches(key, list(rules), n=1)
             or difflib.get_close_matches(code.strip().lower(), [r.name for r in rules.values()], n=1))
     raise WattlintError(f"unknown rule {code!r}" + (f" (did you mean {hint[0]}?)" if hint else "")

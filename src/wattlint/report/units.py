@@ -196,6 +196,12 @@ def pair(a: float, b: float, kind: str) -> tuple[str, str]:
 
 
 def _usd_pair(a: float, b: float) -> tuple[str, str]:
+    if any(0 < abs(v) < 0.01 for v in (a, b)):  # a budget of $0.001 read "<$0.01" (review): digits, not a bound
+        for digits in range(3, MAX_DIGITS + 1):
+            sa, sb = (f"${v:.{digits}g}" for v in (a, b))
+            if sa != sb or a == b:
+                break
+        return sa, sb
     sa, sb = usd(a), usd(b)
     decimals = 2
     while sa == sb and a != b and decimals <= 6:
