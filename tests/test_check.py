@@ -74,8 +74,16 @@ def test_regression_and_update_baseline(project, run_cli, tmp_path):
     assert code == 1
     assert "WL305 error: lm: estimated energy +50% vs baseline" in out
     assert "--update-baseline" in out
+    old_kwh = base["models"]["lm"]["energy_kwh"]
     code, out, _ = run_cli("check", "--update-baseline")
     assert code == 0 and "WL305" not in out
+    new_kwh = json.loads((tmp_path / "wattlint-baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    # the accepted rise is in the update line, for the reviewer of the baseline commit (review: 'wrote 1 model(s)')
+    from wattlint.report.units import pair, percent
+
+    shown = " -> ".join(pair(old_kwh, new_kwh, "energy_kwh"))
+    assert f"wrote 1 model(s) (lm); energy lm {shown} (+{percent(new_kwh / old_kwh - 1)})" in out, out
+    assert "+50%" in out
     assert run_cli("check")[0] == 0
     # within the threshold: no finding
     project(tokens="3.1e8")

@@ -197,7 +197,10 @@ def _update_baseline(config, models, result) -> None:
         new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
     result.baseline_updated = True
     result.baseline_changes = {"written": sorted(updates), "kept": sorted(keep),
-                               "removed": sorted(k for k in old if k not in updates and k not in configured)}
+                               "removed": sorted(k for k in old if k not in updates and k not in configured),
+                               # what the reviewer of the baseline commit is accepting (text report only)
+                               "moved": {k: (old[k]["energy_kwh"], updates[k]["energy_kwh"]) for k in sorted(updates)
+                                         if k in old and old[k].get("energy_kwh") != updates[k].get("energy_kwh")}}
     by_name = {m.name: m for m in models}
     for r in checked:  # regressions are now measured against the new baseline
         m = by_name[r.name]

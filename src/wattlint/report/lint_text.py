@@ -40,6 +40,11 @@ def render_text(result: CheckResult) -> str:
     if result.baseline_updated and result.baseline_path is not None:
         ch = result.baseline_changes
         parts = [f"wrote {_names(ch.get('written'))}"]  # skipped models are not written: they were counted as if
+        moved = ch.get("moved") or {}
+        if moved:  # the rise (or fall) being accepted, as the reviewer of the baseline commit needs it
+            parts.append("energy " + ", ".join(
+                f"{clean(k)} {' -> '.join(u.pair(a, b, 'energy_kwh'))} "
+                f"({'+' if b >= a else ''}{u.percent((b - a) / a)})" for k, (a, b) in moved.items()))
         if ch.get("kept"):
             parts.append(f"kept {_names(ch['kept'])} unchanged (not checked this time)")
         if ch.get("removed"):
