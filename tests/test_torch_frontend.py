@@ -463,6 +463,40 @@ def test_a_seq_first_rnn_reads_its_batch_from_dim_1_and_rebinds_it():
     assert oracle.micro_batch == 8 and not any("batch_first" in a for a in oracle.assumptions)
 
 
+class _TransposingGRU(nn.Module):
+    """A [batch, seq, features] model that transposes for its seq-first GRU itself (older code bases)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.gru = nn.GRU(16, 32)
+
+    def forward(self, ids):
+        y, _ = self.gru(self.embed(ids).transpose(0, 1))
+        return y[-1]
+
+
+def test_a_model_that_transposes_for_its_seq_first_rnn_keeps_the_leading_dim():
+    """The batch_first=False rule must not misread a [batch, seq] input the model transposes itself: a probe runs
+    the forward up to the GRU and sees its [seq, batch] input come from the input's dims swapped."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    ids = torch.randint(0, 100, (4, 50))
+    g = trace_with_inputs(_TransposingGRU(), (ids,), {})
+    assert g.micro_batch == 4 and g.seq_len == 50
+    assert not any("batch_first" in a for a in g.assumptions)
+    rebound = trace_with_inputs(_TransposingGRU(), (ids,), {}, micro_batch=8)
+    assert [s.shape for s in rebound.inputs] == [(8, 50)]
+    # an embedding in front of a seq-first GRU fed [seq, batch] ids: dim 1 is the batch
+    class SeqFirstIds(_TransposingGRU):
+        def forward(self, ids):
+            y, _ = self.gru(self.embed(ids))
+            return y[-1]
+
+    g2 = trace_with_inputs(SeqFirstIds(), (ids.T.contiguous(),), {})
+    assert g2.micro_batch == 4 and g2.seq_len == 50
+
+
 def test_mixed_rnn_layouts_keep_the_leading_dim_and_say_so():
     from wattlint.frontends.torch import trace_with_inputs
 

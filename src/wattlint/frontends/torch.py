@@ -1004,7 +1004,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         raise InputError(f"{source}: no example inputs; pass --input NAME=DTYPE[DIMS] (e.g. x=float32[8,3,224,224])")
     args = list(_meta_like(tuple(args)))
     kwargs = _meta_like(kwargs)
-    bdim, layout_note = (0, None) if hf else _batch_dim(model)
+    bdim, layout_note = (0, None) if hf else _batch_dim(model, args, kwargs)
     if layout_note:
         notes.append(layout_note)
 
@@ -1051,19 +1051,58 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
 _SEQ_FIRST_TYPES = (nn.RNNBase, nn.MultiheadAttention)
 
 
-def _batch_dim(model: nn.Module) -> tuple[int, str | None]:
+class _Reached(Exception):
+    """Raised by the layout probe's hook: the first [seq, batch, ...] module was reached (its input's shape kept)."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape
+
+
+def _probe_layout(model: nn.Module, modules: Sequence[nn.Module], args, kwargs) -> tuple[int, ...] | None:
+    """The shape of the first input the first of ``modules`` receives when ``model`` runs on the (meta) inputs, or
+    None (the forward failed before, or never reached one): the forward stops at that module, so only the model's
+    code before it runs (an embedding, a transpose)."""
+    def hook(_mod, inputs):
+        x = inputs[0] if inputs else None
+        raise _Reached(tuple(x.shape) if isinstance(x, torch.Tensor) else None)
+
+    handles = [m.register_forward_pre_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except _Reached as r:
+        return r.shape
+    except Exception:  # noqa: BLE001 - the model's own code on meta tensors; the trace reports its errors later
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    return None
+
+
+def _batch_dim(model: nn.Module, args=(), kwargs=None) -> tuple[int, str | None]:
     """Which dim of the inputs is the batch: 1 when every recurrent / attention module that takes a ``batch_first``
     flag has it False (PyTorch's default for ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` / ``nn.MultiheadAttention`` /
-    ``nn.Transformer*``: inputs are [seq, batch, ...]), else 0; with the assumption line saying so. A model mixing
-    both layouts keeps dim 0 and says it could not tell (review: a GRU taking [50, 4, 64] was priced as batch 50 and
-    ``--batch-size 8`` shortened its sequence instead)."""
-    flags = {n or "(root)": bool(m.batch_first) for n, m in model.named_modules()
-             if isinstance(m, _SEQ_FIRST_TYPES) and hasattr(m, "batch_first")}
+    ``nn.Transformer*``: they take [seq, batch, ...]) and the model hands them its input's dims in that order (a
+    probe runs the forward up to the first of them: a model that transposes a [batch, seq, ...] input itself keeps
+    dim 0), else 0; with the assumption line saying so. A model mixing both layouts keeps dim 0 and says it could
+    not tell (review: a GRU taking [50, 4, 64] was priced as batch 50 and ``--batch-size 8`` shortened its sequence
+    instead)."""
+    found = [(n or "(root)", m) for n, m in model.named_modules()
+             if isinstance(m, _SEQ_FIRST_TYPES) and hasattr(m, "batch_first")]
+    flags = {n: bool(m.batch_first) for n, m in found}
     if not flags or all(flags.values()):
         return 0, None
     seq_first = sorted(n for n, f in flags.items() if not f)
     shown = ", ".join(seq_first[:3]) + (f" and {len(seq_first) - 3} more" if len(seq_first) > 3 else "")
     if len(seq_first) == len(flags):
+        first = next((t for _, t in _tensor_leaves("input", list(args) + list((kwargs or {}).values()))
+                      if t.dim() >= 2), None)
+        seen = _probe_layout(model, [m for _, m in found], args, kwargs or {}) if first is not None else None
+        if seen is not None and len(seen) >= 2 and first.shape[0] != first.shape[1]:
+            if (seen[0], seen[1]) == (first.shape[1], first.shape[0]):  # transposed inside: a [batch, seq] input
+                return 0, None
         return 1, (f"inputs read as [seq, batch, ...]: {shown} {'has' if len(seq_first) == 1 else 'have'} "
                    "batch_first=False (PyTorch's default), so the batch is dim 1 of every input of 2 or more dims "
                    "(dim 0 of 1-D inputs such as lengths); --batch-size and --seq-len rebind those dims")
