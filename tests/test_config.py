@@ -144,3 +144,13 @@ def test_exclude(tmp_path):
     assert is_excluded(root / "a/m_old.onnx", ("*_old.onnx",), root)
     assert not is_excluded(root / "models/m.onnx", ("experiments/**",), root)
     assert Config(root=root, exclude=("models/*.onnx",)).is_excluded(root / "models/m.onnx")
+
+
+def test_malformed_toml_is_named_as_the_other_config_errors_name_it(tmp_path, monkeypatch):
+    """Review: a TOML syntax error named the absolute path ('/tmp/.../pyproject.toml: invalid TOML'), every other
+    config error 'pyproject.toml:'."""
+    write(tmp_path, "[tool.wattlint\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert str(e.value).startswith("pyproject.toml: invalid TOML: ")

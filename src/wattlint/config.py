@@ -232,13 +232,13 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
     try:
         data = _toml.loads(file.read_text(encoding="utf-8").lstrip("\ufeff"))  # a UTF-8 BOM some editors write
     except _toml.TOMLDecodeError as e:
-        raise ConfigError(f"{file}: invalid TOML: {e}") from None
+        raise ConfigError(f"{_where(file)}: invalid TOML: {e}") from None
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{file}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8") from None
+        raise ConfigError(f"{_where(file)}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8") from None
     except RecursionError:
-        raise ConfigError(f"{file}: invalid TOML: arrays or tables nested too deeply") from None
+        raise ConfigError(f"{_where(file)}: invalid TOML: arrays or tables nested too deeply") from None
     except OSError as e:
-        raise ConfigError(f"{file}: cannot read: {e.strerror or e}") from None
+        raise ConfigError(f"{_where(file)}: cannot read: {e.strerror or e}") from None
     tool = data.get("tool")
     if isinstance(tool, dict) and "wattlint" in tool:
         table = tool["wattlint"]
@@ -249,7 +249,7 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
     else:
         table = {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{file}: [tool.wattlint] must be a table")
+        raise ConfigError(f"{_where(file)}: [tool.wattlint] must be a table")
     return parse_config(table, root=file.parent, path=file)
 
 
