@@ -200,3 +200,14 @@ def test_check_models_dir_is_searched_before_the_configs_not_instead(tmp_path, m
     code, out, err = run_cli("check", "--models-dir", "nowhere")
     assert code == 2 and err.strip().splitlines() == [
         "wattlint: error: --models-dir nowhere: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)"]
+
+
+def test_an_absolute_import_brings_its_packages_init(tmp_path):
+    """Review: `from models.blocks import X` runs models/__init__.py, which the key left out (editing it kept the
+    model cached)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("WIDTH = 8\n")
+    (tmp_path / "models" / "blocks.py").write_text("class Block: pass\n")
+    (tmp_path / "net.py").write_text("from models.blocks import Block\n")
+    files = {p.relative_to(tmp_path).as_posix() for p in project_imports(tmp_path / "net.py", tmp_path)}
+    assert files == {"net.py", "models/__init__.py", "models/blocks.py"}

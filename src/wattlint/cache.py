@@ -158,6 +158,8 @@ def project_imports(path: Path, root: Path) -> list[Path]:
                     continue
                 mod = node.module or ""
                 names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # importing pkg.sub runs pkg/__init__.py first: the packages on the way are part of the model too
+            names += [".".join(n.split(".")[:i]) for n in list(names) for i in range(1, n.count(".") + 1)]
             for name in names:
                 f = find_module_file(name, roots)
                 if f is not None:
