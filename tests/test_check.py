@@ -512,6 +512,25 @@ def test_inline_noqa_on_a_model_entry(project, run_cli, tmp_path):
     assert code == 0 and "All checks passed." in out  # bare noqa: every rule for this model
 
 
+def test_noqa_after_an_entrys_sub_table_applies_and_a_stray_one_is_named(project, run_cli, tmp_path):
+    """Review: a noqa after the entry's own [tool.wattlint.models.budget] sub-table, or one in [tool.wattlint], did
+    nothing, silently."""
+    project(budget="0.001")
+    base = (tmp_path / "pyproject.toml").read_text().replace("budget = { energy-kwh = 0.001 }\n", "")
+    (tmp_path / "pyproject.toml").write_text(base + "\n[tool.wattlint.models.budget]\nenergy-kwh = 0.001  "
+                                             "# wattlint: noqa: WL301\n")
+    code, out, err = run_cli("check")
+    assert code == 0 and "WL301" not in out, out + err  # the sub-table belongs to the entry
+    lines = base.splitlines()
+    at = lines.index("[tool.wattlint]") + 1
+    lines.insert(at, "# wattlint: noqa: WL104")
+    (tmp_path / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli("check")
+    assert (f"note: pyproject.toml:{at + 1}: noqa comment outside every [[tool.wattlint.models]] entry suppresses "
+            "nothing (put it inside the model's entry)") in out, out
+    assert "WL104 warning" in out  # still reported: the stray comment suppressed nothing
+
+
 @pytest.mark.parametrize("comment, says", [
     ("# wattlint: noqa: fp32-training", "names the rule 'fp32-training': write its code (WL101)"),
     ("# wattlint: noqa: WL 101", "'WL' ... placeholder"),

@@ -135,6 +135,7 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
                 and m.path is not None and config.is_excluded(m.path)]
     if excluded:  # an excluded model leaves no other trace in the output
         result.notices.append(f"not checked, matched by exclude: {', '.join(excluded)}")
+    result.notices.extend(stray_noqa(config))
     return result
 
 
@@ -213,6 +214,8 @@ def _update_baseline(config, models, result) -> None:
 
 _NOQA = re.compile(r"#\s*wattlint:\s*noqa\b(?P<rest>[^#]*)", re.I)
 _TABLE = re.compile(r"^\s*\[")
+_ENTRY = re.compile(r"^\s*\[\[\s*tool\.wattlint\.models\s*\]\]")
+_SUBTABLE = re.compile(r"^\s*\[\s*tool\.wattlint\.models\.")  # [tool.wattlint.models.budget]: the entry's own
 _NOQA_FORM = "write '# wattlint: noqa: WL101, WL2' (codes or prefixes) or a bare '# wattlint: noqa'"
 
 
@@ -232,11 +235,34 @@ def noqa_codes(config, model) -> frozenset[str]:
     start = _config_line(config, model) - 1
     codes: set[str] = set()
     for i in range(start, len(lines)):
-        if i > start and _TABLE.match(lines[i]):
+        if i > start and _TABLE.match(lines[i]) and not _SUBTABLE.match(lines[i]):
             break
         for m in _NOQA.finditer(lines[i]):
             codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
     return frozenset(codes)
+
+
+def stray_noqa(config) -> list[str]:
+    """Notices for ``# wattlint: noqa`` comments outside every ``[[tool.wattlint.models]]`` entry (its sub-tables
+    included): they suppress nothing, which the user would not otherwise learn (review)."""
+    from ..config import _where
+
+    if config.path is None:
+        return []
+    try:
+        lines = config.path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    if not any(_ENTRY.match(ln) for ln in lines):  # an inline `models = [...]` array: entries are not tables
+        return []
+    out, inside = [], False
+    for i, ln in enumerate(lines):
+        if _TABLE.match(ln):
+            inside = bool(_ENTRY.match(ln) or (inside and _SUBTABLE.match(ln)))
+        if not inside and _NOQA.search(ln):
+            out.append(f"{_where(config.path)}:{i + 1}: noqa comment outside every [[tool.wattlint.models]] entry "
+                       "suppresses nothing (put it inside the model's entry)")
+    return out
 
 
 def _noqa_selectors(rest: str, where: str) -> set[str]:
