@@ -261,3 +261,12 @@ def test_layer_table_fits_when_a_name_is_kept_whole():
         assert max(len(line) for line in lines) <= width, (width, [len(x) for x in lines])
         assert any("post_attention_layernorm (x2)" in line for line in lines)
         assert any("█" in line for line in lines) is bar, width
+
+
+def test_plan_line_says_when_whole_steps_cost_more_tokens_than_asked(run_cli):
+    """Review: `--tokens 100` read '100 tokens · 1 step' while one whole step of 8 x 256 tokens was costed."""
+    code, out, err = run_cli("examples/gpt2-tiny.onnx", "--gpu", "a100", "--tokens", "100")
+    assert code == 0, err
+    assert "Plan: 100 tokens · 1 step = 2,048 tokens costed (whole steps) · batch 8" in out  # 1 x 8 x 256
+    code, out, err = run_cli("examples/gpt2-tiny.onnx", "--gpu", "a100", "--tokens", "2e8")
+    assert code == 0 and "200 M tokens · 97.7 k steps · batch 8" in out  # ceil(2e8 / 2048) = 97,657: within 0.5 %

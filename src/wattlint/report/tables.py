@@ -64,9 +64,13 @@ def plan_line(est: Estimate) -> str:
         work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
     if work:
         parts.append(work)
+    steps = f"{u.count(p.steps)} step{'' if p.steps == 1 else 's'}"
     if p.tokens:
         parts.append(f"{u.count(p.tokens)} tokens")
-    parts.append(f"{u.count(p.steps)} step{'' if p.steps == 1 else 's'}")
+        run = p.steps * p.batch_size * (p.seq_len or 0)
+        if run and run > p.tokens * 1.005:  # whole steps: the last one is costed in full (review: '100 tokens')
+            steps += f" = {u.count(run)} tokens costed (whole steps)"
+    parts.append(steps)
     if p.tensor_parallel * p.pipeline_parallel * p.context_parallel > 1 or p.expert_parallel > 1:
         parts.append(f"batch {p.batch_size} (micro {p.micro_batch_size} x accum {p.grad_accum} x {p.data_parallel} "
                      f"DP) on {p.gpus} GPUs = TP {p.tensor_parallel} x "
