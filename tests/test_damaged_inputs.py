@@ -170,6 +170,16 @@ def test_a_baseline_number_beyond_any_float_is_an_input_error(run_cli, project):
     assert code == 2 and "energy_kwh" in _one_line(err)
 
 
+def test_a_baseline_whose_models_is_not_an_object_says_so(run_cli, project):
+    """Review: a baseline with the right schema and "models" a list read 'not a wattlint baseline (expected
+    "schema": ...)', pointing at the one field that was right."""
+    text = '{"schema": "wattlint.baseline/1", "models": []}'
+    (project / "wattlint-baseline.json").write_text(text)
+    code, out, err = run_cli("check")
+    assert code == 2 and '"models" must be an object of model name -> totals, got list' in _one_line(err)
+    assert (project / "wattlint-baseline.json").read_text() == text
+
+
 def test_a_deep_cache_file_is_a_miss_not_an_error(run_cli, project):
     assert run_cli("check")[0] == 0
     hashes = list(project.glob(".wattlint-cache/**/*.json"))

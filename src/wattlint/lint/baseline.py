@@ -38,8 +38,11 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     if isinstance(schema, str) and schema != SCHEMA and schema.startswith(SCHEMA.split("/")[0] + "/"):
         raise ConfigError(f"baseline {path}: written as {schema} by another wattlint version (this one reads "
                           f"{SCHEMA}); update wattlint, or regenerate the baseline with this one")
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("models"), dict):
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
+    if not isinstance(data.get("models"), dict):  # the schema is right: say what is wrong (review)
+        raise ConfigError(f"baseline {path}: \"models\" must be an object of model name -> totals, got "
+                          f"{type(data.get('models')).__name__ if 'models' in data else 'none'}; {_FIX}")
     for name, entry in data["models"].items():
         check_entry(path, name, entry)
     return dict(data["models"])
