@@ -54,6 +54,62 @@ def test_hf_trainer_budget_stop(tmp_path):
     assert [e["action"] for e in rec.events if e["kind"] == "budget"] == ["stop"]
 
 
+def test_hf_trainer_callback_with_the_process_clock(tmp_path):
+    """Review: clock="process" (a name the Tracker resolves) was called as a function by the callbacks: a TypeError
+    in the training loop and a record left 'interrupted'."""
+    from wattlint.tracking.hf import WattlintCallback
+
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False, clock="process")
+    _hf_trainer(tmp_path, cb, max_steps=4, accum=1).train()
+    rec = read_record(cb.tracker.path)
+    assert rec.summary["status"] == "completed" and rec.summary["steps"] == 4
+    assert rec.header["settings"]["clock"] == "process"
+
+
+def _lightning_tiny(L):
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(8, 2)
+
+        def forward(self, x):
+            return self.net(x)
+
+        def training_step(self, batch, idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    return Tiny()
+
+
+def test_lightning_callback_reused_for_a_second_fit_and_the_process_clock(tmp_path):
+    """Review: the same callback on a second trainer.fit stepped the closed tracker ('tracking stopped (OSError:
+    Bad file descriptor)') and made no second record; clock="process" crashed the callback."""
+    L = pytest.importorskip("lightning.pytorch")
+    from wattlint.tracking.lightning import WattlintCallback
+
+    torch.manual_seed(0)
+    ds = torch.utils.data.TensorDataset(torch.randn(24, 8), torch.randint(0, 2, (24,)))
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)  # 6 batches per epoch
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False, clock="process")
+    paths = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # 'tracking stopped' would fail the test
+        for _ in range(2):
+            trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                                enable_progress_bar=False, enable_model_summary=False, callbacks=[cb])
+            trainer.fit(_lightning_tiny(L), loader)
+            paths.append(cb.tracker.path)
+    assert paths[0] != paths[1]
+    for p in paths:
+        rec = read_record(p)
+        assert rec.summary["status"] == "completed" and rec.summary["steps"] == 12  # 2 epochs x 6
+        assert rec.summary["analysis"]["boundaries"] == 1
+
+
 def test_lightning_callback_with_gradient_accumulation(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
     from wattlint.tracking.lightning import WattlintCallback

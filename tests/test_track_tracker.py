@@ -166,6 +166,44 @@ def test_budget_warns_once_and_keeps_running(tmp_path):
     assert len(ev) == 1 and ev[0]["action"] == "warn" and ev[0]["range"][0] > 0.001
 
 
+def test_warnings_turned_into_errors_never_reach_the_training_loop(tmp_path, capsys):
+    """Review: under `python -W error` (or pytest's filterwarnings = error) the BudgetWarning, then the tracker's own
+    'tracking stopped' RuntimeWarning, raised into the loop: training died and the record had no summary."""
+    clock = Clock(100.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _track(tmp_path, clock, steps=200, max_kwh=0.001) as t:
+            for _ in range(200):
+                clock.t += 0.1
+                t.step()
+    lines = _lines(t.path)
+    assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 200
+    assert [ln["action"] for ln in lines if ln.get("kind") == "budget"] == ["warn"]
+    assert "BudgetWarning: wattlint budget max_kwh=0.001" in capsys.readouterr().err  # said on stderr instead
+
+
+def test_a_display_that_cannot_write_falls_silent(tmp_path):
+    """Review: `python train.py | head -1` raised BrokenPipeError from t.step() (the live line) and again from the
+    summary at the end of the with-block; training died at step 20."""
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def isatty(self):
+            return False
+
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=100, display="line", every=5, stream=ClosedPipe()) as t:
+        for _ in range(100):
+            clock.t += 0.1
+            t.step()
+    lines = _lines(t.path)
+    assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 100
+
+
 def test_budget_message_never_rounds_the_spend_down_to_the_budget(tmp_path):
     """A budget crossed by a little read as met exactly: the plan (30 steps x 0.1 s = 3 s on a 3.6 MW fake GPU + the
     stated 80 W host, PUE 1) projects 3 s x (3.6e6 + 80) W = 10,800,240 J = 3.0000667 kWh against max_kwh=3, and the

@@ -16,7 +16,6 @@ class CallbackCore:
             raise TypeError("raise_on_stop is set by the callback (the trainer is asked to stop instead)")
         self.kwargs = dict(track_kwargs)
         self.tracker: Tracker | None = None
-        self.clock = self.kwargs.get("clock", time.perf_counter)
         self._mark: float | None = None
         self._epochs = 0
 
@@ -28,28 +27,41 @@ class CallbackCore:
             if k == "steps" and any(kw.get(w) is not None for w in WORK_KEYS):
                 continue  # the user's plan wins over the trainer's
             kw.setdefault(k, v)
+        if self.tracker is not None and not self.tracker.closed:  # a previous fit's run still open: end it first
+            self.end()
         self.tracker = Tracker(model, raise_on_stop=False, **kw)
         self.tracker.start()
+        self._epochs, self._mark = 0, None  # a callback reused for another fit starts a new run (and record)
         return self.tracker
+
+    @property
+    def active(self) -> bool:
+        """A run is being tracked (started and not closed: a finished fit's tracker is closed)."""
+        return self.tracker is not None and not self.tracker.closed
+
+    def clock(self) -> float:
+        """The tracker's own step clock (``clock="process"`` is a name the Tracker resolves: the callbacks called
+        the string, a TypeError in the user's training loop)."""
+        return (self.tracker.clock if self.tracker is not None else time.perf_counter)()
 
     def mark(self) -> None:
         """End of the last step's own work (step end, logging, evaluation, checkpoint)."""
         self._mark = self.clock()
 
     def step_begin(self) -> None:
-        if self.tracker is not None and self._mark is not None:
+        if self.active and self._mark is not None:
             self.tracker.data_wait(self.clock() - self._mark)
         self._mark = None
 
     def step_end(self) -> bool:
-        if self.tracker is None:
+        if not self.active:
             return False
         stop = self.tracker.step()
         self.mark()
         return stop
 
     def epoch_begin(self) -> None:
-        if self.tracker is not None and self._epochs > 0:
+        if self.active and self._epochs > 0:
             self.tracker.epoch()
         self._epochs += 1
 

@@ -47,13 +47,13 @@ class WattlintCallback(_pl.Callback):
         return self.core.tracker
 
     def on_train_epoch_start(self, trainer, pl_module):
-        if self.core.tracker is not None:
+        if self.core.active:
             self.core.epoch_begin()
         else:
             self.core._epochs += 1
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.core.tracker is None:
+        if not self.core.active:  # the first batch, or the first of another fit with this callback (a new run)
             kw = self.core.kwargs
             steps = getattr(trainer, "estimated_stepping_batches", None)
             try:
@@ -73,6 +73,7 @@ class WattlintCallback(_pl.Callback):
                         defaults["batch_size"] = int(lead.shape[0]) * ga * world
             self._last_global = int(trainer.global_step)
             self.core.start(pl_module, defaults)
+            self.core._epochs = 1  # this batch's epoch has begun (on_train_epoch_start ran before the run did)
             return
         self.core.step_begin()
 
@@ -86,7 +87,7 @@ class WattlintCallback(_pl.Callback):
             self.core.mark()
 
     def on_validation_end(self, trainer, pl_module):
-        if self.core.tracker is not None:
+        if self.core.active:
             self.core.mark()
 
     def on_train_end(self, trainer, pl_module):

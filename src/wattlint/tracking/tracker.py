@@ -132,6 +132,20 @@ def _optimizer_name(opt) -> str | None:
     return name if name in ("adamw", "adam", "sgd") else None
 
 
+
+def _warn(message: str, category: type[Warning], stacklevel: int) -> None:
+    """``warnings.warn`` that never raises into the user's code: under ``-W error`` (or pytest's
+    ``filterwarnings = error``) the warning became an exception that killed training and left the record without
+    its summary (review); it is written to stderr instead."""
+    try:
+        warnings.warn(message, category, stacklevel=stacklevel + 1)
+    except Warning:
+        try:
+            sys.stderr.write(f"{category.__name__}: {message}\n")
+        except Exception:  # noqa: BLE001 - no stderr either: the record keeps the event
+            pass
+
+
 class Tracker:
     """Measure a training run step by step, project the whole plan from its stable phase, write a run record.
 
@@ -477,7 +491,7 @@ class Tracker:
             except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
                 self._stop_tracking(e, "training continues", stacklevel=3)
         elif self._n % self.every == 0:
-            self._display.update(_display.live_text(self._n, self.plan.steps, self.analysis, self.static))
+            self._show("update", _display.live_text(self._n, self.plan.steps, self.analysis, self.static))
         self._overhead_s += self.clock() - now
         if stop and self.raise_on_stop:
             raise BudgetExceeded(self._stop_message)
@@ -518,8 +532,7 @@ class Tracker:
         self._broken = True
         self._next_window = math.inf
         self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
-        warnings.warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning,
-                      stacklevel=stacklevel)
+        _warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning, stacklevel)
 
     # ---- windows ---------------------------------------------------------------------------------------------
 
@@ -562,7 +575,7 @@ class Tracker:
                                 **{k: v for k, v in self.at_stable.items() if k != "step"}})
         if a and not final:
             stop = self._check_budget(a, now)
-        self._display.update(_display.live_text(self._n, self.plan.steps, a, self.static))
+        self._show("update", _display.live_text(self._n, self.plan.steps, a, self.static))
         return stop
 
     def _check_budget(self, a: dict[str, Any], now: float) -> bool:
@@ -594,7 +607,7 @@ class Tracker:
             self._writer.write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
                                 "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
                                 "range": rng, "action": action, "message": msg})
-            warnings.warn(msg, BudgetWarning, stacklevel=4)
+            _warn(msg, BudgetWarning, 4)
             if action == "stop":
                 self.should_stop = True
                 self._stop_message = msg
@@ -649,8 +662,8 @@ class Tracker:
             try:
                 self._writer.close()
             except Exception as e:  # noqa: BLE001 - fsync / close failing (I/O error): the lines are written
-                warnings.warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
-                              RuntimeWarning, stacklevel=4)
+                _warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
+                      RuntimeWarning, 4)
             for c in self.channels:
                 try:
                     c.close()
@@ -658,8 +671,17 @@ class Tracker:
                     pass
         self._summary = {**summary, "path": str(self.path) if self.path else None, "static": self.static,
                          "notes": self.notes}
-        self._display.end(_display.summary_lines(self._summary))
+        self._show("end", _display.summary_lines(self._summary))
         return self._summary
+
+    def _show(self, what: str, payload) -> None:
+        """The live line / summary: a display that cannot write (a closed pipe: `python train.py | head`) falls
+        silent for the rest of the run instead of raising into the training loop (review: BrokenPipeError from
+        t.step())."""
+        try:
+            getattr(self._display, what)(payload)
+        except Exception:  # noqa: BLE001 - OSError (EPIPE, EIO) or the terminal library's own error
+            self._display = _display.Display("quiet")
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (after close), else the live analysis."""
