@@ -61,6 +61,23 @@ def test_carbontracker_last_actual_block(tmp_path):
     assert m.energy_kwh == pytest.approx(1.25) and m.co2_kg == pytest.approx(0.375)
 
 
+def test_carbontracker_negative_energy_is_a_damaged_log_and_nan_is_not_measured(tmp_path):
+    """Review: 'Energy: -0.5 kWh' was compared ('measured -0.500 kWh: error -100 %') and 'CO2eq: nan' read as 0 g;
+    CodeCarbon and Zeus logs refuse the same data."""
+    from wattlint.types import InputError
+
+    def log(energy, co2):
+        p = tmp_path / "1.2026-01-01T000000Z_carbontracker_output.log"
+        p.write_text("CarbonTracker: \nActual consumption for 1 epoch(s):\n\tTime:\t0:01:05\n"
+                     f"\tEnergy:\t{energy} kWh\n\tCO2eq:\t{co2} g\n")
+        return p
+
+    with pytest.raises(InputError, match=r"Energy = -0.5 \(last 'Actual consumption' block\): not a finite non-negative"):
+        read_carbontracker(log("-0.5", "30"))
+    m = read_carbontracker(log("0.1", "nan"))
+    assert m.energy_kwh == pytest.approx(0.1) and m.co2_kg is None
+
+
 def test_compare_run_against_an_estimate(tmp_path, capsys):
     model = tmp_path / "tiny.py"
     model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(64, 64), "

@@ -179,15 +179,21 @@ def read_carbontracker(path: str | Path) -> MeasuredRun:
     b = blocks[-1]
     body = b.group(2)
     tm = re.search(r"Time:\s*([^\n]+)", body)
-    em = re.search(r"Energy:\s*([0-9.eE+-]+)\s*kWh", body)
-    cm = re.search(r"CO2eq:\s*([0-9.eE+-]+)\s*g", body)
+    em = re.search(r"Energy:\s*([0-9.eE+-]+|nan|inf)\s*kWh", body, re.I)
+    cm = re.search(r"CO2eq:\s*([0-9.eE+-]+|nan|inf)\s*g", body, re.I)
     pm = re.search(r"PUE coefficient of\s*([0-9.]+)", text)
     return MeasuredRun(tool="carbontracker", path=str(p), duration_s=_hms(tm.group(1)) if tm else None,
-                       energy_kwh=_f(em.group(1)) if em else None,
+                       # a negative or infinite figure is a damaged log (as CodeCarbon's / Zeus's); NaN: not measured
+                       energy_kwh=_q(p, "last 'Actual consumption' block", "Energy", em.group(1)) if em else None,
                        energy_scope="as Carbontracker reports it (its components, with the PUE it applies)",
-                       co2_kg=(_f(cm.group(1)) or 0.0) / 1000.0 if cm else None, epochs=int(b.group(1)),
+                       co2_kg=_co2_kg(p, cm.group(1)) if cm else None, epochs=int(b.group(1)),
                        pue=_f(pm.group(1).rstrip(".")) if pm else None,
                        notes=[f"Carbontracker: last 'Actual consumption' block ({b.group(1)} epoch(s))"])
+
+
+def _co2_kg(p: Path, grams: str) -> float | None:
+    g = _q(p, "last 'Actual consumption' block", "CO2eq", grams)
+    return None if g is None else g / 1000.0  # NaN read as 0 g before (review): not measured is not zero
 
 
 def read_measured(path: str | Path, *, row: int | None = None, run_id: str | None = None,
