@@ -224,6 +224,26 @@ def test_device_share_counts_every_gpu_of_the_job():
     assert device_share({"channels": [{}] * 8}, {"plan": plan})[0] == 1.0
 
 
+def test_a_folders_record_without_a_device_or_prediction_is_skipped_not_refused(runs, tmp_path):
+    """Review: `wattlint fit wattlint-runs/` (the default folder, every run) was refused over one CPU record tracked
+    without cpu_calibration=, and over a record on the other clock that had no static prediction anyway."""
+    p = write_record(runs / "zz-cpu.jsonl", model_hash="z", t_meas=0.1, t_pred=0.1)
+    lines = [json.loads(x) for x in p.read_text().splitlines()]
+    lines[0]["device"] = {**lines[0]["device"], "kind": "cpu", "gpu_key": None}
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    q = write_record(runs / "zz-noplan.jsonl", model_hash="y", t_meas=0.1, t_pred=0.1)
+    lines = [json.loads(x) for x in q.read_text().splitlines()]
+    lines[0]["settings"]["clock"] = "process"
+    lines[0]["static"] = {"error": "no plan"}
+    q.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    corr, path = fit_records([str(runs)], out=str(tmp_path / "o"))
+    skipped = {Path(s["file"]).name: s["reason"] for s in json.loads(path.read_text())["skipped"]}
+    assert skipped["zz-cpu.jsonl"].startswith("no device to correct")
+    assert skipped["zz-noplan.jsonl"] == "no static prediction (no plan)"
+    with pytest.raises(RunFitError, match="a CPU run tracked without cpu_calibration="):  # named: refused
+        fit_records([str(p), str(runs / "a1.jsonl"), str(runs / "b1.jsonl")], out=str(tmp_path / "n"))
+
+
 def test_records_timed_on_different_clocks_are_refused(runs, tmp_path):
     """A clock='process' record times steps in CPU seconds of all threads, a wall-clock one in elapsed time: one
     factor over both is neither (a 2-thread process run reads 2x slow against a wall-clock prediction)."""

@@ -15,7 +15,9 @@ leave-one-run-out (each run predicted by the factor of all the others) and, with
 residuals (widened to cover every observed residual). Records of another GPU, of an op-level model other than the
 first record's, timed on another step clock than the first record's (wall / process), or (with --model-hash) of
 another model named one by one are refused with a clear message; records with no stable phase or no static
-prediction, or (with --model-hash) of another model found in a folder, are skipped and listed.
+prediction, records found in a folder that name no device to correct (a CPU run tracked without cpu_calibration=,
+an unresolved GPU: the default wattlint-runs/ folder collects every run) and (with --model-hash) of another model
+found in a folder, are skipped and listed.
 """
 
 from __future__ import annotations
@@ -154,7 +156,12 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             skipped.append({"file": str(f), "reason": f"duplicate of {Path(seen[rec.sha256]).name} (same content)"})
             continue
         seen[rec.sha256] = str(f)
+        in_folder = named_set is not None and Path(f).resolve() not in named_set  # found in a folder, not named
         gk = (h.get("device") or {}).get("gpu_key")
+        if not gk and in_folder:  # the default wattlint-runs/ collects every run: list it, fit the others
+            skipped.append({"file": str(f), "reason": "no device to correct (a CPU run without cpu_calibration=, "
+                                                      "or a GPU the tracker did not resolve)"})
+            continue
         if not gk:
             if (h.get("device") or {}).get("kind") == "cpu":
                 raise RunFitError(f"{f}: a CPU run tracked without cpu_calibration= names no device and has no "
@@ -169,12 +176,17 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                               f"GPU's records separately (wattlint fit --gpu {gk} ...)")
         mh = (h.get("model") or {}).get("hash")
         if model_hash and mh != model_hash and short(mh) != short(model_hash):
-            if named_set is not None and Path(f).resolve() not in named_set:
+            if in_folder:
                 skipped.append({"file": str(f), "reason": f"another model (hash {short(mh)}, not --model-hash "
                                                           f"{short(model_hash)})"})
                 continue
             raise RunFitError(f"{f}: model hash {short(mh)} is not --model-hash {short(model_hash)}: a record of "
                               "another model cannot calibrate this one; leave it out of the arguments")
+        st = h.get("static") or {}
+        if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):  # before the clock check:
+            # a record skipped anyway does not refuse the others (review)
+            skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
+            continue
         ck = str((h.get("settings") or {}).get("clock") or "wall")
         if clock is None:
             clock, clock_file = ck, str(f)
@@ -182,10 +194,6 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             raise RunFitError(f"{f}: its steps were timed on the {ck!r} clock, but {clock_file}'s on the {clock!r} "
                               "clock (process: CPU seconds of all threads; wall: elapsed time): one correction "
                               "cannot mix them; fit these records separately")
-        st = h.get("static") or {}
-        if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
-            skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
-            continue
         em = str(st.get("energy_model") or f"{st.get('calibration')}: {st.get('calibration_source')}")
         if "run-level correction" in em:
             raise RunFitError(f"{f}: its static prediction already includes a run-level correction ({em}); "
