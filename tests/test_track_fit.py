@@ -244,6 +244,20 @@ def test_a_folders_record_without_a_device_or_prediction_is_skipped_not_refused(
         fit_records([str(p), str(runs / "a1.jsonl"), str(runs / "b1.jsonl")], out=str(tmp_path / "n"))
 
 
+def test_a_cpu_run_against_a_gpu_estimate_never_calibrates_that_gpu(runs, tmp_path):
+    """Review: the docs' example (gpu="a100-sxm4-80gb") run on a laptop CPU wrote records that `fit` turned into an
+    A100 run correction from CPU timings."""
+    p = write_record(runs / "laptop.jsonl", model_hash="l", t_meas=0.6, t_pred=0.0003)
+    lines = [json.loads(x) for x in p.read_text().splitlines()]
+    lines[0]["device"] = {**lines[0]["device"], "kind": "cpu"}  # gpu_key stays the A100's: gpu= was given
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    corr, path = fit_records([str(runs)], out=str(tmp_path / "o"))
+    skipped = {Path(s["file"]).name: s["reason"] for s in json.loads(path.read_text())["skipped"]}
+    assert skipped["laptop.jsonl"].startswith("measured on a CPU against a h100-sxm5-80gb estimate")
+    with pytest.raises(RunFitError, match="measured on a CPU against a h100-sxm5-80gb estimate"):
+        fit_records([str(p), str(runs / "a1.jsonl"), str(runs / "b1.jsonl")], out=str(tmp_path / "n"))
+
+
 def test_records_timed_on_different_clocks_are_refused(runs, tmp_path):
     """A clock='process' record times steps in CPU seconds of all threads, a wall-clock one in elapsed time: one
     factor over both is neither (a 2-thread process run reads 2x slow against a wall-clock prediction)."""

@@ -327,6 +327,26 @@ def test_real_cpu_loop_with_static_estimate(tmp_path):
     assert any("MODELLED" in n for n in h["notes"])
 
 
+def test_a_cpu_run_with_gpu_says_the_comparison_is_not_like_with_like(tmp_path):
+    """Review: the docs' example (gpu="a100-sxm4-80gb") on a machine without CUDA printed 'static 270 us (A100) vs
+    measured 634 us (CPU)' without a word."""
+    import torch
+
+    from wattlint.calibrate.zoo import MLP
+
+    model = MLP((32, 16, 4))
+    x = torch.randn(8, 32)
+    with wattlint.track(model, example=x, steps=5, out=tmp_path, display="quiet", window_s=0.01,
+                        gpu="a100-sxm4-80gb") as t:
+        for _ in range(5):
+            model(x).sum().backward()
+            t.step()
+    h = read_record(t.path).header
+    assert h["device"]["kind"] == "cpu" and h["device"]["gpu_key"] == "a100-sxm4-80gb"
+    assert any(n.startswith("measured on this machine's CPU, estimated on a100-sxm4-80gb: the comparison is not like "
+                            "with like") for n in h["notes"])
+
+
 def test_static_estimate_takes_the_recompute_option(tmp_path):
     """track(recompute=...) reaches the static estimate's plan like the estimate command's --recompute."""
     pytest.importorskip("torch")

@@ -169,6 +169,13 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                                   "'wattlint calibrate --device cpu' run>")
             raise RunFitError(f"{f}: the record names no GPU database key (its GPU was not resolved): it cannot "
                               "calibrate a GPU; re-run the tracker with gpu=KEY")
+        if (h.get("device") or {}).get("kind") == "cpu" and not str(gk).startswith("cpu-"):
+            why = (f"measured on a CPU against a {gk} estimate (gpu= on a machine without CUDA): it cannot "
+                   f"calibrate {gk}")
+            if in_folder:
+                skipped.append({"file": str(f), "reason": why})
+                continue
+            raise RunFitError(f"{f}: {why}; leave it out of the arguments")
         if target is None:
             target = gk
         if gk != target:

@@ -351,6 +351,10 @@ class Tracker:
             try:
                 spec, note = _s.gpu_key_for(names, self.gpu)
                 self.notes.append(note)
+                if self.device_kind == "cpu":  # gpu= on a machine without CUDA (a laptop run of the docs' example)
+                    self.notes.append(f"measured on this machine's CPU, estimated on {spec.key}: the comparison is "
+                                      "not like with like (a projection of the GPU run, not a check of it), and "
+                                      "`wattlint fit` does not use this record")
             except WattlintError as e:
                 self.notes.append(str(e))
         self.spec = spec
