@@ -283,3 +283,26 @@ def test_compare_run_takes_the_work_and_pue_a_log_states_or_refuses(tmp_path, ca
     cc.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
     assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb"]) == 2
     assert "does not say how much training it measured" in capsys.readouterr().err
+
+
+def test_compare_run_steps_flag_replaces_a_recorded_epochs_plan(tmp_path, capsys):
+    """Review: `compare-run RECORD --model ... --steps N` on a record planned in epochs failed with '--epochs and
+    --steps conflict' (the record's epochs were kept beside the flag)."""
+    import torch
+
+    import wattlint
+    from wattlint.calibrate.zoo import MLP
+
+    model = MLP((32, 16, 4))
+    x = torch.randn(8, 32)
+    with wattlint.track(model, example=x, epochs=2, dataset=40, out=tmp_path, display="quiet", window_s=0.01,
+                        cpu_calibration="calibration/runs/cpu-amd-epyc") as t:
+        for _ in range(10):
+            model(x).sum().backward()
+            t.step()
+    src = tmp_path / "m.py"
+    src.write_text("from wattlint.calibrate.zoo import MLP\n\ndef build():\n    return MLP((32, 16, 4))\n")
+    assert main(["compare-run", str(t.path), "--model", f"{src}:build", "--input", "x=float32[8,32]",
+                 "--cpu-calibration", "calibration/runs/cpu-amd-epyc", "--steps", "25", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["reestimate"]["static"]["plan"]["steps"] == 25

@@ -172,7 +172,12 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     """--model: re-estimate the recorded plan with this wattlint and compare again (into ``doc`` and ``lines``)."""
     from ..tracking.compare import comparison
 
+    from .. import options as O
+
     opts = dict((header.get("plan") or {}).get("request") or {})
+    if set(O.WORK_OPTIONS) & set(flags):  # the command line's amount of work replaces the record's, as an
+        for k in O.WORK_OPTIONS:  # estimate's flags replace [tool.wattlint]'s (--steps over a recorded epochs plan)
+            opts.pop(k, None)
     opts.update(flags)
     dev = header.get("device") or {}
     est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
