@@ -291,6 +291,15 @@ def test_bad_options_are_clear_errors(tmp_path):
         wattlint.track(on_budget="explode")
     with pytest.raises(wattlint.WattlintError, match="max_kwh"):
         wattlint.track(max_kwh=-1)
+    # an optimizer NAME is checked like the estimate's (review: 'lion' became a note and dropped the whole plan);
+    # the user's own optimizer object is not (its class name is not an option value)
+    with pytest.raises(wattlint.WattlintError, match="optimizer"):
+        wattlint.track(optimizer="lion", steps=10)
+
+    class Lion:
+        pass
+
+    wattlint.track(optimizer=Lion(), steps=10, out=tmp_path / "own", display="quiet")  # accepted (not started)
     clock = Clock(100.0)
     t = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
     t.close()

@@ -132,7 +132,6 @@ def _optimizer_name(opt) -> str | None:
     return name if name in ("adamw", "adam", "sgd") else None
 
 
-
 def _warn(message: str, category: type[Warning], stacklevel: int) -> None:
     """``warnings.warn`` that never raises into the user's code: under ``-W error`` (or pytest's
     ``filterwarnings = error``) the warning became an exception that killed training and left the record without
@@ -217,7 +216,8 @@ class Tracker:
         # wattlint.estimate refuses it (the optimizer may be the user's own class: its name is not checked)
         from ..options import validate as _validate
 
-        _validate({k: v for k, v in self.options.items() if v is not None and k != "optimizer"}, error=ConfigError)
+        _validate({k: v for k, v in self.options.items()
+                   if v is not None and (k != "optimizer" or isinstance(optimizer, str))}, error=ConfigError)
         if gpu is not None:
             from ..hardware import resolve_gpu
 
