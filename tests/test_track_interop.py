@@ -283,6 +283,10 @@ def test_compare_run_takes_the_work_and_pue_a_log_states_or_refuses(tmp_path, ca
     cc.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
     assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb"]) == 2
     assert "does not say how much training it measured" in capsys.readouterr().err
+    # a GPU tool's log without --gpu is not "a CPU run" (review: it asked for --cpu-calibration)
+    assert main(["compare-run", str(ct), "--model", f"{model}:build", "--dataset", "3200"]) == 2
+    err = capsys.readouterr().err
+    assert "the carbontracker log does not name its GPU: pass --gpu KEY (or --cpu-calibration DIR for a CPU run)" in err
 
 
 def test_compare_run_steps_flag_replaces_a_recorded_epochs_plan(tmp_path, capsys):

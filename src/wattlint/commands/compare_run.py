@@ -276,6 +276,13 @@ def _other(args, flags) -> dict:
     if gpus_note:
         lines.append(f"  note: {gpus_note}")
         doc["notes"] = [gpus_note]
+    if not gpu_key and not args.gpu and not args.cpu_calibration and (m.gpu_model or m.tool != "codecarbon"):
+        from ..types import ConfigError
+
+        # a GPU tool's log (Zeus; Carbontracker's GPU components) or a GPU the database lacks: not "a CPU run"
+        raise ConfigError(f"{m.path}: " + (f"its GPU {m.gpu_model!r} is not in the GPU database ('wattlint gpus' "
+                                           "lists it)" if m.gpu_model else f"the {m.tool} log does not name its GPU")
+                          + ": pass --gpu KEY (or --cpu-calibration DIR for a CPU run)")
     est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
     _refuse_failed_estimate(args, est)
     doc["static"] = est
