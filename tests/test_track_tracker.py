@@ -204,6 +204,25 @@ def test_a_display_that_cannot_write_falls_silent(tmp_path):
     assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 100
 
 
+def test_a_loop_that_ends_before_the_plan_says_so(tmp_path):
+    """Review: the docs' snippet (epochs=10 over one pass of the loader) ended 'completed' at 63 of 630 steps."""
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=200) as t:
+        for _ in range(50):
+            clock.t += 0.1
+            t.step()
+    last = _lines(t.path)[-1]
+    assert last["status"] == "completed" and last["steps"] == 50
+    assert last["notes"] == ["the loop ended after 50 of the plan's 200 steps: the totals measured are the steps run; "
+                             "the projections are the whole plan's"]
+    jsonschema.validate(last, {**_schema(), "$ref": "#/$defs/summary"})
+    with _track(tmp_path, clock, steps=20) as t2:  # the whole plan: no note
+        for _ in range(20):
+            clock.t += 0.1
+            t2.step()
+    assert "notes" not in _lines(t2.path)[-1]
+
+
 def test_budget_message_never_rounds_the_spend_down_to_the_budget(tmp_path):
     """A budget crossed by a little read as met exactly: the plan (30 steps x 0.1 s = 3 s on a 3.6 MW fake GPU + the
     stated 80 W host, PUE 1) projects 3 s x (3.6e6 + 80) W = 10,800,240 J = 3.0000667 kWh against max_kwh=3, and the

@@ -651,12 +651,20 @@ class Tracker:
 
         a = self.analysis or {}
         complete = status == "completed"
+        planned = getattr(self.plan, "steps", None)
+        short_note = None
+        if complete and planned and self._n < planned:  # review: epochs=10 over one pass of the loader read
+            # 'completed' at 63 of 630 steps without a word
+            short_note = (f"the loop ended after {self._n:,} of the plan's {planned:,} steps: the totals measured "
+                          "are the steps run; the projections are the whole plan's")
+            self.notes.append(short_note)
         summary = {"type": "summary", "status": status, "ended_utc": _utc(), "steps": self._n,
                    "time_s": a.get("time_s"), "close_time_s": now - self._t_start,
                    "tracker_overhead_s": self._overhead_s,
                    "tracker_overhead_per_step_s": self._overhead_s / self._n if self._n else None,
                    "analysis": a, "at_stable": self.at_stable,
-                   "comparison": comparison(a, self.static, complete=complete)}
+                   "comparison": comparison(a, self.static, complete=complete),
+                   **({"notes": [short_note]} if short_note else {})}
         try:
             if not self._broken:
                 self._writer.write(summary)
