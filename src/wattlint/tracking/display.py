@@ -74,7 +74,9 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         lab = {"modelled": " (modelled, not measured)", "fake": " (fake)"}.get(c.get("energy_source"), "")
         eps = c.get("energy_per_step_j")
         lines.append(f"  {c['name']}: {u.power_w(c['avg_power_w'])}{lab}"
-                     + (f", {u.energy_j(eps)}/step" if eps is not None else "")
+                     # window energy over window steps: the time between steps (evaluation, checkpoints) included,
+                     # unlike the comparison's power x mean step time (review: two per-step energies, one label)
+                     + (f", {u.energy_j(eps)} per step incl. time between steps" if eps is not None else "")
                      + (f"; {c['windows_failed']} window(s) failed" if c.get("windows_failed") else "")
                      + f" [{c.get('energy_source')}]")
     inp = a.get("input")

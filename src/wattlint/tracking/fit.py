@@ -234,6 +234,11 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             energy_meas=e_meas, energy_pred=e_pred,
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
     if target is None:
+        if skipped:  # every record skipped (a folder of CPU runs without cpu_calibration=): say why, each
+            why = "; ".join(f"{Path(x['file']).name}: {x['reason']}" for x in skipped)
+            raise RunFitError(f"no usable run record: {why}" + (
+                "; a CPU run needs cpu_calibration=<folder of a 'wattlint calibrate --device cpu' run> when it is "
+                "tracked" if any(x["reason"].startswith("no device to correct") for x in skipped) else ""))
         raise RunFitError("no run records given")
     return points, skipped, target, base or "", clock or "wall"
 
