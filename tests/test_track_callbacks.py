@@ -114,21 +114,6 @@ def test_lightning_callback_with_gradient_accumulation(tmp_path):
     L = pytest.importorskip("lightning.pytorch")
     from wattlint.tracking.lightning import WattlintCallback
 
-    class Tiny(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = torch.nn.Linear(8, 2)
-
-        def forward(self, x):
-            return self.net(x)
-
-        def training_step(self, batch, idx):
-            x, y = batch
-            return torch.nn.functional.cross_entropy(self(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
-
     torch.manual_seed(0)
     ds = torch.utils.data.TensorDataset(torch.randn(40, 8), torch.randint(0, 2, (40,)))
     loader = torch.utils.data.DataLoader(ds, batch_size=4)  # 10 batches per epoch
@@ -136,7 +121,7 @@ def test_lightning_callback_with_gradient_accumulation(tmp_path):
     trainer = L.Trainer(max_epochs=2, accumulate_grad_batches=2, accelerator="cpu", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[cb])
-    trainer.fit(Tiny(), loader)
+    trainer.fit(_lightning_tiny(L), loader)
     rec = read_record(cb.tracker.path)
     assert rec.summary["status"] == "completed"
     assert rec.summary["steps"] == 10  # 2 epochs x 10 batches / accumulate 2
