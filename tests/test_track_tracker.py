@@ -314,6 +314,9 @@ def test_bad_options_are_clear_errors(tmp_path):
     # the user's own optimizer object is not (its class name is not an option value)
     with pytest.raises(wattlint.WattlintError, match="optimizer"):
         wattlint.track(optimizer="lion", steps=10)
+    for bad in (0, -5, 2.5, True):  # every=0 was taken as 1 without a word
+        with pytest.raises(wattlint.WattlintError, match=r"every=.*a whole number >= 1"):
+            wattlint.track(every=bad)
 
     class Lion:
         pass
@@ -633,3 +636,12 @@ def test_run_summary_compares_static_and_measured_in_one_unit():
     assert "static 0.345 ms vs measured 50.0 ms" in text
     assert "p5–p95 0.900 ms – 50.0 ms" in text
     assert "[1.50 min – 3.33 min]" in text
+
+
+def test_summary_without_a_record_says_none_was_written():
+    """Review: 'wattlint run record: None (completed, ...)' when the record could not be created."""
+    from wattlint.tracking.display import summary_lines
+
+    first = summary_lines({"path": None, "status": "completed", "analysis": {"steps": 3, "time_s": 1.0}})[0]
+    assert first.startswith("wattlint run record: none written (the record could not be created; see the notes)")
+    assert "None" not in first

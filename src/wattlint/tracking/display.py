@@ -55,7 +55,8 @@ def live_text(n: int, total: int | None, a: dict[str, Any] | None, static: dict[
 def summary_lines(s: dict[str, Any]) -> list[str]:
     """Human summary of a finished (or re-read) run: the analysis beside the static estimate."""
     a = s.get("analysis") or {}
-    lines = [f"wattlint run record: {s.get('path')} ({s.get('status')}, {a.get('steps', 0):,} steps, "
+    where = s.get("path") or "none written (the record could not be created; see the notes)"
+    lines = [f"wattlint run record: {where} ({s.get('status')}, {a.get('steps', 0):,} steps, "
              f"{u.duration(a.get('time_s') or 0.0)})"]
     if "step_time_s" not in a:
         lines.append(f"  {a.get('reason') or 'no steps measured'}")

@@ -240,6 +240,8 @@ class Tracker:
         else:
             raise ConfigError(f"clock={clock!r}: use 'wall', 'process' or a function returning seconds")
         self._sync_opt = sync
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:  # every=0 was taken as 1, silently
+            raise ConfigError(f"every={every!r}: the live line's period in steps, a whole number >= 1")
         self._display = _display.Display(display, every, stream)
         self.every = self._display.every
         self.notes: list[str] = []
