@@ -65,6 +65,10 @@ def test_text_single_and_compare(ests):
 def test_markdown(ests):
     md = markdown.render(ests[:1], top=4)
     assert md.startswith("### wattlint estimate")
+    # a heading's code span keeps the name as it is (review: 'x<b>\\|y.onnx' showed its backslash)
+    from wattlint.report.markdown import _code
+
+    assert _code("x|y.onnx") == "`x|y.onnx`" and _code("a`b.onnx") == "`` a`b.onnx ``"
     assert "| phase | time / step | GPU energy / step | share |" in md
     assert "<details>" in md
     md2 = markdown.render(ests)

@@ -15,6 +15,13 @@ def _esc(s: str) -> str:
     return clean(s).replace("|", "\\|")
 
 
+def _code(s: str) -> str:
+    """``s`` as a code span outside a table: no ``\\|`` escape there (a literal backslash showed in headings); a
+    backtick in ``s`` takes a double-backtick span."""
+    text = clean(s)
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
     align = align or ["---"] * len(header)
     out = ["| " + " | ".join(_esc(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
@@ -24,7 +31,7 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 
 def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     m = est.model
-    lines = [f"### wattlint estimate: `{_esc(m.source)}`", "",
+    lines = [f"### wattlint estimate: {_code(m.source)}", "",
              f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** (`{est.gpu.key}`) x "
              f"{est.plan.gpus} · energy model **{est.calibration}**{_esc(energy_model_headline(est))}", "",
              f"Plan: {plan_line(est)}", ""]
@@ -53,7 +60,7 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
 def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
-    lines = [f"### wattlint compare: `{_esc(e0.model.source)}`", "", f"Plan: {plan_line(e0)}", ""]
+    lines = [f"### wattlint compare: {_code(e0.model.source)}", "", f"Plan: {plan_line(e0)}", ""]
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
     lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
     lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` ({most_efficient_why(ests)})"]
