@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, format_for, model_file,
-                      positive_int, project_inputs,
-                      write_output)
+                      positive_int, project_inputs, write_output)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

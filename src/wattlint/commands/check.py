@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..options import CHECK_FORMATS as FORMATS
-from ._common import add_output_argument, check_output_path, format_for, write_output
+from ._common import add_output_argument, check_output_path, format_for, project_inputs, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -85,8 +85,7 @@ def run(args) -> int:
         raise InputError(f"{missing[0]}: no such file or directory (PATH arguments select the configured models "
                          "whose source is among them)")
     fmt = args.format or format_for(args.output, FORMATS) or config.format or "text"
-    inputs = [(config.path, "the configuration file"), (config.baseline_path, "the baseline"),
-              *((m.path, f"the model file of {m.name}") for m in config.models)]
+    inputs = [*project_inputs(config), *((m.path, f"the model file of {m.name}") for m in config.models)]
     check_output_path(args.output, config.root, inputs)
     result = check(config, [Path(p) for p in args.paths], update_baseline=args.update_baseline,
                    force_exclude=args.force_exclude, use_cache=not args.no_cache)

@@ -170,9 +170,8 @@ def _record(args, flags) -> dict:
 
 def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: dict, lines: list[str]) -> None:
     """--model: re-estimate the recorded plan with this wattlint and compare again (into ``doc`` and ``lines``)."""
-    from ..tracking.compare import comparison
-
     from .. import options as O
+    from ..tracking.compare import comparison
 
     opts = dict((header.get("plan") or {}).get("request") or {})
     if set(O.WORK_OPTIONS) & set(flags):  # the command line's amount of work replaces the record's, as an

@@ -14,8 +14,7 @@ from pathlib import Path
 from .. import options as O
 from ..report.layers import GROUPINGS
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
-                      format_for, model_file, positive_int,
-                      project_inputs, write_output)
+                      format_for, model_file, positive_int, project_inputs, write_output)
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",

@@ -43,16 +43,15 @@ def _resolved(p: Path) -> Path:
     return (Path.cwd() / p).resolve() if not p.is_absolute() else p.resolve()
 
 
+def _selects_all(config, ap: Path) -> bool:
+    """A resolved PATH argument that selects every model: a pyproject.toml, the configuration file, the baseline."""
+    return ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
+        (config.path is not None and ap == config.path)
+
+
 def _named_files(config, paths: list[Path]) -> list[Path]:
     """The PATH arguments that name one file other than pyproject.toml, the config file or the baseline."""
-    out = []
-    for p in paths:
-        ap = _resolved(p)
-        if ap.is_dir() or ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
-                (config.path is not None and ap == config.path):
-            continue
-        out.append(ap)
-    return out
+    return [ap for ap in map(_resolved, paths) if not ap.is_dir() and not _selects_all(config, ap)]
 
 
 def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
@@ -67,8 +66,7 @@ def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
             ap = _resolved(p)
             if force_exclude and config.is_excluded(ap):
                 continue
-            if ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
-                    (config.path is not None and ap == config.path):
+            if _selects_all(config, ap):
                 run_all = True
             targets.append(ap)
         if not run_all:

@@ -123,12 +123,18 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
 
 
 def _findings(est: Estimate) -> list[str]:
-    if not est.findings:
+    return _finding_list("Findings", [(None, f) for f in est.findings])
+
+
+def _finding_list(title: str, found) -> list[str]:
+    """A findings section: one list item per (GPU key or None, finding); nothing when there is none."""
+    if not found:
         return []
-    out = ["<h2>Findings</h2><ul>"]
-    for f in est.findings:
+    out = [f"<h2>{escape(title)}</h2><ul>"]
+    for key, f in found:
         where = f" <code>{escape(f.layer)}</code>" if f.layer else ""
-        out.append(f'<li class="find-{escape(f.severity)}"><b>{escape(f.code)}</b> {escape(f.severity)}{where}: '
+        gpu = f"<code>{escape(key)}</code> " if key else ""
+        out.append(f'<li class="find-{escape(f.severity)}">{gpu}<b>{escape(f.code)}</b> {escape(f.severity)}{where}: '
                    f"{escape(f.message)}</li>")
     out.append("</ul>")
     return out
@@ -168,14 +174,8 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh, f"{k} · {h}") for e, k, h in zip(ests, kwh, hrs)]
     body.append("<h2>GPU comparison</h2>")
     body.append(_bar_chart(items, title="Facility energy of the whole plan, by GPU", color="#7a8ca3", highlight=best))
-    others = compare_findings(ests, skip=best)  # the best GPU's own findings are in its detail below
-    if others:
-        body.append("<h2>Findings on the other GPUs</h2><ul>")
-        for key, f in others:
-            where = f" <code>{escape(f.layer)}</code>" if f.layer else ""
-            body.append(f'<li class="find-{escape(f.severity)}"><code>{escape(key)}</code> <b>{escape(f.code)}</b> '
-                        f"{escape(f.severity)}{where}: {escape(f.message)}</li>")
-        body.append("</ul>")
+    # the best GPU's own findings are in its detail below
+    body += _finding_list("Findings on the other GPUs", compare_findings(ests, skip=best))
     body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")
     body += _one_body(ests[best], top)[3:]
     return body

@@ -22,6 +22,15 @@ def _code(s: str) -> str:
     return f"`` {text} ``" if "`" in text else f"`{text}`"
 
 
+def _findings(found) -> list[str]:
+    """The Findings section: one bullet per (GPU key or None, finding)."""
+    lines = ["", "**Findings**", ""]
+    for key, f in found:
+        where = f" `{_esc(f.layer)}`" if f.layer else ""
+        lines.append(f"- {f'`{key}` ' if key else ''}**{f.code}** {f.severity}{where}: {_esc(f.message)}")
+    return lines
+
+
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
     align = align or ["---"] * len(header)
     out = ["| " + " | ".join(_esc(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
@@ -44,10 +53,7 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
         rows = [[f"`{layer_name(r[0], g.count)}`", *r[1:]] for r, g in zip(rows, groups)]
         lines += _table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])
     if est.findings:
-        lines += ["", "**Findings**", ""]
-        for f in est.findings:
-            where = f" `{_esc(f.layer)}`" if f.layer else ""
-            lines.append(f"- **{f.code}** {f.severity}{where}: {_esc(f.message)}")
+        lines += _findings([(None, f) for f in est.findings])
     lines += ["", "<details><summary>Assumptions and provenance</summary>", ""]
     lines += [f"- {_esc(a)}" for a in report_assumptions(est)]
     lines += [f"- energy model: {est.calibration} — {_esc(energy_model_source(est))}"]
@@ -66,10 +72,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` ({most_efficient_why(ests)})"]
     found = compare_findings(ests)
     if found:
-        lines += ["", "**Findings**", ""]
-        for key, f in found:
-            where = f" `{_esc(f.layer)}`" if f.layer else ""
-            lines.append(f"- `{key}` **{f.code}** {f.severity}{where}: {_esc(f.message)}")
+        lines += _findings(found)
     lines += ["", "<details><summary>Assumptions</summary>", ""]
     lines += [f"- {_esc(a)}" for a in dict.fromkeys(a for e in ests for a in e.assumptions)]
     lines += ["", "</details>", ""]

@@ -97,11 +97,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
         con.print(_layer_table(rows, groups, width))
 
     if est.findings:
-        con.print(Text("Findings", style="bold"))
-        for f in est.findings:
-            style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
-            where = f" [{clean(f.layer)}]" if f.layer else ""
-            con.print(Padding(Text(f"{f.code} {f.severity}{where}: {clean(f.message)}", style=style), (0, 0, 0, 2)))
+        _print_findings(con, [(None, f) for f in est.findings])
         con.print()
     con.print(Text("Assumptions", style="bold"))
     for a in report_assumptions(est):
@@ -182,18 +178,26 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     con.print()
     found = compare_findings(ests)
     if found:
-        con.print(Text("Findings", style="bold"))
-        for key, f in found:
-            style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
-            where = f" [{clean(f.layer)}]" if f.layer else ""
-            con.print(Padding(Text(f"{key}: {f.code} {f.severity}{where}: {clean(f.message)}", style=style),
-                              (0, 0, 0, 2)))
+        _print_findings(con, found)
         con.print()
     assumptions = list(dict.fromkeys(a for e in ests for a in e.assumptions))
     con.print(Text("Assumptions", style="bold"))
     for a in assumptions:
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     return con.file.getvalue()
+
+
+def _print_findings(con, found) -> None:
+    """The Findings section: one indented line per (GPU key or None, finding), coloured by severity."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    con.print(Text("Findings", style="bold"))
+    for key, f in found:
+        style = {"error": "bold red", "warning": "yellow"}.get(f.severity, "cyan")
+        where = f" [{clean(f.layer)}]" if f.layer else ""
+        gpu = f"{key}: " if key else ""
+        con.print(Padding(Text(f"{gpu}{f.code} {f.severity}{where}: {clean(f.message)}", style=style), (0, 0, 0, 2)))
 
 
 def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
