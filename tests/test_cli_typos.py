@@ -128,3 +128,12 @@ def test_a_negative_number_in_scientific_notation_is_a_value(run_cli):
     """'--tokens -1e9' read as an option ('expected one argument'); it is the option's value, refused by its range."""
     code, _, err = run_cli("m.onnx", "--tokens", "-1e9", "--seq-len", "10")
     assert code == 2 and err.strip() == "wattlint: error: argument --tokens: '-1e9': expected a number in (0, 1e+17]"
+
+
+def test_no_arguments_is_a_usage_error_naming_the_commands(run_cli):
+    """A hook or script that lost its arguments must not pass: bare 'wattlint' exits 2 with one line."""
+    code, out, err = run_cli()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "give a model to estimate or a command" in err and "compare-run" in err
+    code, out, err = run_cli("--help")
+    assert code == 0 and "usage: wattlint" in out

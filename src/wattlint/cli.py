@@ -188,8 +188,10 @@ def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "--version"):
         parser = _top_parser()
         if not argv:
-            parser.print_help()
-            return 0
+            # nothing to do is a usage error (a script or hook that lost its arguments must not pass silently)
+            print(f"wattlint: error: give a model to estimate or a command ({', '.join(COMMANDS)}); "
+                  "'wattlint --help' lists them", file=sys.stderr)
+            return 2
         try:
             parser.parse_args(argv)
         except SystemExit as e:  # --help / --version
