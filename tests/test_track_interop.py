@@ -310,3 +310,16 @@ def test_compare_run_steps_flag_replaces_a_recorded_epochs_plan(tmp_path, capsys
                  "--cpu-calibration", "calibration/runs/cpu-amd-epyc", "--steps", "25", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["reestimate"]["static"]["plan"]["steps"] == 25
+
+
+def test_logs_saved_with_a_byte_order_mark_are_still_recognised(tmp_path):
+    """Excel / Windows editors write a UTF-8 BOM before the header: the first column name must not carry it."""
+    z = tmp_path / "zeus.csv"
+    z.write_bytes(b"\xef\xbb\xbfstart_time,window_name,elapsed_time,gpu0_energy\n1.0,epoch,10.0,3600.0\n")
+    assert detect(z) == "zeus"
+    m = read_zeus(z)
+    assert m.duration_s == pytest.approx(10.0) and m.gpu_energy_kwh == pytest.approx(3600 / 3.6e6)
+    c = tmp_path / "emissions.csv"
+    c.write_bytes(b"\xef\xbb\xbf" + (CC_HEADER + "\n" + _cc_row("r1", 100.0, 0.5, 0.1, 0.05, 0.03) + "\n").encode())
+    assert detect(c) == "codecarbon"
+    assert read_codecarbon(c).gpu_energy_kwh == 0.5

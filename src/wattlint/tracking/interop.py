@@ -74,7 +74,8 @@ def detect(path: str | Path) -> str | None:
     """'codecarbon' | 'zeus' | 'carbontracker' | None from the file's first bytes."""
     p = Path(path)
     try:
-        head = p.read_bytes()[:4096].decode("utf-8", errors="replace")
+        # utf-8-sig: a CSV saved again by Excel / Windows tools starts with a byte-order mark
+        head = p.read_bytes()[:4096].decode("utf-8-sig", errors="replace")
     except OSError:
         return None
     first = head.splitlines()[0] if head else ""
@@ -94,7 +95,7 @@ def _csv_rows(p: Path, tool: str) -> list[dict[str, str]]:
     name) must not stop the comparison; the quantities are ASCII numbers. A file the csv module cannot parse (a field
     over its 128 KiB limit, a NUL byte) is a damaged log: InputError, not an internal error."""
     try:
-        with open(p, newline="", encoding="utf-8", errors="replace") as f:
+        with open(p, newline="", encoding="utf-8-sig", errors="replace") as f:
             return list(csv.DictReader(f))
     except csv.Error as e:
         raise InputError(f"{p}: not a readable {tool} CSV log ({e})") from None
@@ -171,7 +172,7 @@ def _hms(text: str) -> float | None:
 
 def read_carbontracker(path: str | Path) -> MeasuredRun:
     p = Path(path)
-    text = p.read_text(encoding="utf-8", errors="replace")
+    text = p.read_text(encoding="utf-8-sig", errors="replace")
     blocks = list(re.finditer(r"Actual consumption for (\d+) epoch\(s\):(.*?)(?=\n\s*\n|Predicted consumption|"
                               r"Actual consumption|\Z)", text, re.S))
     if not blocks:
