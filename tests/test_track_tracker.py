@@ -160,6 +160,8 @@ def test_budget_warns_once_and_keeps_running(tmp_path):
                 t.step()
     hits = [w for w in caught if issubclass(w.category, BudgetWarning)]
     assert len(hits) == 1 and "max_kwh=0.001" in str(hits[0].message)
+    # attributed to the training loop's line (t.step() here), not to a file inside wattlint
+    assert hits[0].filename == __file__, hits[0].filename
     lines = _lines(t.path)
     assert lines[-1]["status"] == "completed" and lines[-1]["steps"] == 200
     ev = [ln for ln in lines if ln.get("kind") == "budget"]
@@ -468,7 +470,7 @@ def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, 
     and the lines written before stay a valid, readable (incomplete) record."""
     clock = Clock(100.0)
     after_block = []
-    with pytest.warns(RuntimeWarning, match="tracking stopped .*No space left"):
+    with pytest.warns(RuntimeWarning, match="tracking stopped .*No space left") as caught:
         with _track(tmp_path, clock, steps=100) as t:
             for _ in range(25):  # 0.1 s steps, 1 s windows: 2 full windows written during the loop
                 clock.t += 0.1
@@ -476,6 +478,8 @@ def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, 
             lines_before = len(_lines(t.path))
             _failing_writes(monkeypatch, after=0)  # the disk fills up before the block ends
         after_block.append("checkpoint saved")
+    # attributed to the user's with-statement, not to a line inside wattlint (it named tracker.py before)
+    assert {w.filename for w in caught if "tracking stopped" in str(w.message)} == {__file__}
     assert after_block == ["checkpoint saved"]
     monkeypatch.undo()
     lines = _lines(t.path)

@@ -132,12 +132,24 @@ def _optimizer_name(opt) -> str | None:
     return name if name in ("adamw", "adam", "sgd") else None
 
 
-def _warn(message: str, category: type[Warning], stacklevel: int) -> None:
+_PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that attributes a warning to the first caller outside the wattlint package (the user's
+    training loop, or the Lightning / Transformers frame that called a callback), whatever path led here."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` that never raises into the user's code: under ``-W error`` (or pytest's
     ``filterwarnings = error``) the warning became an exception that killed training and left the record without
-    its summary (review); it is written to stderr instead."""
+    its summary (review); it is written to stderr instead. Attributed to the first frame outside wattlint."""
     try:
-        warnings.warn(message, category, stacklevel=stacklevel + 1)
+        warnings.warn(message, category, stacklevel=_user_stacklevel())
     except Warning:
         try:
             sys.stderr.write(f"{category.__name__}: {message}\n")
@@ -422,7 +434,7 @@ class Tracker:
             self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}{_rank_suffix()}")
         except OSError as e:  # disk full, no permission: measure nothing, but never stop the training
             self.run_id, self.path, self._writer = f"{stamp}-{label}", None, _NullWriter()
-            self._stop_tracking(e, "no run record is written; training continues", stacklevel=3)
+            self._stop_tracking(e, "no run record is written; training continues")
         import wattlint
 
         torch = sys.modules.get("torch")
@@ -448,7 +460,7 @@ class Tracker:
             self._writer.write(header)
         except OSError as e:  # the header did not fit on the disk: drop the torn file, keep training
             self._writer, torn, self.path = _NullWriter(), self.path, None
-            self._stop_tracking(e, "no run record is written; training continues", stacklevel=3)
+            self._stop_tracking(e, "no run record is written; training continues")
             try:
                 if torn is not None:
                     os.unlink(torn)  # our own file of this second, holding nothing of the user's
@@ -495,7 +507,7 @@ class Tracker:
             try:
                 stop = self._close_window(now)
             except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
-                self._stop_tracking(e, "training continues", stacklevel=3)
+                self._stop_tracking(e, "training continues")
         elif self._n % self.every == 0:
             self._show("update", _display.live_text(self._n, self.plan.steps, self.analysis, self.static))
         self._overhead_s += self.clock() - now
@@ -531,14 +543,14 @@ class Tracker:
             self._pending_wait += clock() - t0
             yield item
 
-    def _stop_tracking(self, e: BaseException, then: str, stacklevel: int) -> None:
+    def _stop_tracking(self, e: BaseException, then: str) -> None:
         """A write to the record (or a meter) failed (disk full, an I/O error): stop writing, keep what was written
         (every completed line stays valid; a torn last line is ignored by the reader) and warn, never raise into the
         user's code."""
         self._broken = True
         self._next_window = math.inf
         self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
-        _warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning, stacklevel)
+        _warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning)
 
     # ---- windows ---------------------------------------------------------------------------------------------
 
@@ -613,7 +625,7 @@ class Tracker:
             self._writer.write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
                                 "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
                                 "range": rng, "action": action, "message": msg})
-            _warn(msg, BudgetWarning, 4)
+            _warn(msg, BudgetWarning)
             if action == "stop":
                 self.should_stop = True
                 self._stop_message = msg
@@ -646,7 +658,7 @@ class Tracker:
                 self._close_window(now, final=True)
                 closed_window = True
             except Exception as e:  # noqa: BLE001 - e.g. disk full while writing the last window
-                self._stop_tracking(e, "the record keeps the lines written before", stacklevel=4)
+                self._stop_tracking(e, "the record keeps the lines written before")
         if not closed_window:
             self.analysis = analyze(self._run_data(now), self.settings)
         from .compare import comparison
@@ -671,13 +683,13 @@ class Tracker:
             if not self._broken:
                 self._writer.write(summary)
         except Exception as e:  # noqa: BLE001 - disk full / I/O error on the summary line: warn, never raise
-            self._stop_tracking(e, "the record has no summary line (read as incomplete)", stacklevel=4)
+            self._stop_tracking(e, "the record has no summary line (read as incomplete)")
         finally:
             try:
                 self._writer.close()
             except Exception as e:  # noqa: BLE001 - fsync / close failing (I/O error): the lines are written
                 _warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
-                      RuntimeWarning, 4)
+                      RuntimeWarning)
             for c in self.channels:
                 try:
                     c.close()
