@@ -156,3 +156,16 @@ def test_wl101_saving_is_what_running_its_advice_gives(source, gpu):
     saved = fp32.total.energy_kwh - bf16.total.energy_kwh
     assert f.saving_kwh == pytest.approx(saved, rel=2e-3)  # the finding keeps 3 significant figures
     assert f.saving_pct == pytest.approx(100 * saved / fp32.total.energy_kwh, rel=2e-3)
+
+
+def test_saving_annotation_is_in_the_unit_the_run_reads_in():
+    """Review: a 0.168 Wh run's WL203 said '... would take 0.0918 Wh (est. saving 178 J, 29% of the run)'. The
+    saving is written in the unit of the run's energy (saving / share): 0.0494 Wh of a 0.168 Wh run (29.4 %)."""
+    from wattlint.lint.engine import Context
+
+    ctx = Context(R["WL203"], graph=None, estimate=None, summary={}, options={})
+    f = ctx.finding("x", saving_kwh=0.0494e-3, saving_pct=0.0494 / 0.168)
+    assert f.message == "x (est. saving 0.0494 Wh, 29% of the run)"
+    # a large run keeps kWh even for a saving that alone would read in Wh
+    f = ctx.finding("y", saving_kwh=0.05, saving_pct=0.05 / 12.0)
+    assert f.message == "y (est. saving 0.0500 kWh, 0.4% of the run)"  # a saving under 1 % never reads 0 %

@@ -16,7 +16,7 @@ import math
 import os
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..report.units import energy_kwh as fmt_kwh
+from ..report import units
 from ..types import CostGraph, Estimate, Finding, GpuSpec, Plan, WattlintError
 from .registry import all_rules
 from .rule import Rule
@@ -181,7 +181,11 @@ class Context:
         """A finding of this rule; with ``annotate``, the saving is appended to the message."""
         sev = self.options.get("severity") or severity or self.rule.severity
         if annotate and saving_kwh is not None and saving_pct is not None and saving_kwh > 0:
-            message = f"{message} (est. saving {fmt_kwh(saving_kwh)}, {saving_pct * 100:.0f}% of the run)"
+            # in the unit the run's own energy (saving / share) reads in, as the message's energies are: a 0.17 Wh
+            # run saves "0.049 Wh", not "178 J"
+            run_kwh = saving_kwh / saving_pct if saving_pct > 0 else saving_kwh
+            unit = units.pick([run_kwh, saving_kwh], units.ENERGY_KWH)
+            message = f"{message} (est. saving {units.in_unit(saving_kwh, unit)}, {units.percent(saving_pct)} of the run)"
         return Finding(code=self.rule.code, severity=sev, message=message, layer=layer,
                        saving_kwh=None if saving_kwh is None else round(float(saving_kwh), 6),
                        saving_pct=None if saving_pct is None else round(float(saving_pct) * 100, 3),
