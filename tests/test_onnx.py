@@ -238,6 +238,47 @@ def test_recurrent_hand_computed(tmp_path, op, gates, pointwise, bias_grads):
     assert n.n == 2
 
 
+def _lstm_graph(tmp_path, x_dims, layout=0, transpose=False, embed=False, name="rnn.onnx"):
+    """x -> [Gather(emb, x)] -> [Transpose 1,0,2] -> LSTM(layout) -> y, hidden 16 on 8 features."""
+    hid, inp = 16, 8
+    nodes, src, inits = [], "x", [_w("W", [1, 4 * hid, inp]), _w("R", [1, 4 * hid, hid])]
+    x_type = F
+    if embed:
+        nodes.append(helper.make_node("Gather", ["E", "x"], ["e"], name="/emb/Gather"))
+        inits.append(_w("E", [100, inp]))
+        src, x_type = "e", TensorProto.INT64
+    if transpose:
+        nodes.append(helper.make_node("Transpose", [src], ["t"], name="/Transpose", perm=[1, 0, 2]))
+        src = "t"
+    nodes.append(helper.make_node("LSTM", [src, "W", "R"], ["y"], name="/rnn/LSTM", hidden_size=hid, layout=layout))
+    return _save(tmp_path, nodes, [_vi("x", x_dims, x_type)], [_vi("y", None)], inits, name=name)
+
+
+def test_sequence_first_rnn_inputs_read_the_batch_from_dim_1(tmp_path):
+    """Review: an LSTM exported from a batch_first=False module takes [seq, batch, features] (ONNX layout 0): a
+    static [50, 4, 8] input was priced as batch 50, and --batch-size 8 replaced the sequence length."""
+    p = _lstm_graph(tmp_path, [50, 4, 8])
+    g = analyze_onnx(p)
+    assert g.micro_batch == 4 and any("batch read from dim 1 of 'x'" in a for a in g.assumptions)
+    g8 = analyze_onnx(p, batch_size=8)
+    assert g8.micro_batch == 8 and g8.inputs[0].shape == (50, 8, 8)
+    # the LSTM's forward FLOPs follow the batch, the sequence stays 50: x 2
+    assert _fwd(g8, "onnx::LSTM")[0].flops == 2 * _fwd(g, "onnx::LSTM")[0].flops
+    # through an embedding lookup: int64 ids [seq 50, batch 4] (the sequence from dim 0)
+    e = analyze_onnx(_lstm_graph(tmp_path, [50, 4], embed=True, name="emb.onnx"))
+    assert e.micro_batch == 4 and e.seq_len == 50
+
+
+@pytest.mark.parametrize("layout,transpose", [(1, False), (0, True)])
+def test_batch_first_rnn_inputs_keep_the_batch_in_dim_0(tmp_path, layout, transpose):
+    """layout 1 ([batch, seq, features]), or a Transpose before a layout-0 LSTM (how PyTorch exports batch_first=True
+    modules): dim 0 stays the batch."""
+    p = _lstm_graph(tmp_path, [4, 50, 8], layout=layout, transpose=transpose)
+    g = analyze_onnx(p, batch_size=8)
+    assert g.micro_batch == 8 and g.inputs[0].shape == (8, 50, 8)
+    assert not any("batch read from dim 1" in a for a in g.assumptions)
+
+
 # ---- control flow -----------------------------------------------------------------------------------------------
 
 def _body_matmul(inputs, outputs, name="body"):

@@ -63,12 +63,12 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
                                      source or str(path), optimizer_impl))
             return current[-1].run()
         except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
-            static_inputs = {k: TensorSpec(v.name, v.dtype, (e.static,) + tuple(v.shape[1:]))
+            static_inputs = {k: TensorSpec(v.name, v.dtype, _with_dim(v.shape, e.axis, e.static))
                              for k, v in (inputs or {}).items()}
             current.append(_Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision,
                                      source or str(path), optimizer_impl))
             g = current[-1].run()
-            return _scale_batch(g, e.static, e.target or batch_size)
+            return _scale_batch(g, e.static, e.target or batch_size, e.axis)
     except InputError:
         raise
     except (RecursionError, MemoryError):
@@ -104,19 +104,24 @@ def raised_by_onnx(e: BaseException) -> bool:
     return False
 
 
-def _scale_batch(g: CostGraph, static: int, batch: int) -> CostGraph:
+def _with_dim(shape, axis: int, value: int) -> tuple:
+    shape = tuple(shape)
+    return shape[:axis] + (value,) + shape[axis + 1:] if len(shape) > axis else shape
+
+
+def _scale_batch(g: CostGraph, static: int, batch: int, axis: int = 0) -> CostGraph:
     """Forward/backward costs scale with the batch (every op of these graphs is per-sample or a GEMM whose rows are
-    samples); the optimizer step does not."""
+    samples); the optimizer step does not. ``axis``: the inputs' (and outputs') batch dim."""
     from dataclasses import replace
 
     f = batch / static
     recs = tuple(r if r.phase is Phase.OPTIMIZER else
                  replace(r, flops=round(r.flops * f), bytes_read=round(r.bytes_read * f),
                          bytes_written=round(r.bytes_written * f)) for r in g.records)
-    ins = tuple(TensorSpec(t.name, t.dtype, (batch,) + t.shape[1:]) if t.shape and t.shape[0] == static else t
-                for t in g.inputs)
-    outs = tuple(TensorSpec(t.name, t.dtype, (batch,) + t.shape[1:]) if t.shape and t.shape[0] == static else t
-                 for t in g.outputs)
+    ins = tuple(TensorSpec(t.name, t.dtype, _with_dim(t.shape, axis, batch))
+                if len(t.shape) > axis and t.shape[axis] == static else t for t in g.inputs)
+    outs = tuple(TensorSpec(t.name, t.dtype, _with_dim(t.shape, axis, batch))
+                 if len(t.shape) > axis and t.shape[axis] == static else t for t in g.outputs)
     note = (f"the graph has batch {static} baked into its shapes (Reshape targets): costs at batch {batch} are "
             f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled)")
     extra = dict(g.extra)
@@ -230,9 +235,16 @@ class _Analysis(_Validate, _Shapes):
             # each folded BatchNorm would save its input (the conv output) for backward in training
             act_bytes += sum(r.bytes_written for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD)
         # --seq-len is the model's sequence length only where an input carries it (a CNN has none)
-        carried = self.seq_len and any(len(sp.shape) >= 2 and sp.shape[1] == self.seq_len for sp in specs)
+        # sequence-first RNN inputs ([seq, batch, ...]: seq_first_inputs) carry the batch in dim 1
+        axes = self.batch_axes
+        carried = self.seq_len and any(len(sp.shape) >= 2 and sp.shape[1 - axes.get(sp.name, 0)] == self.seq_len
+                                       for sp in specs)
         seq = self.seq_len if carried else self._guess_seq(specs)
-        micro = specs[0].shape[0] if specs and specs[0].shape else 1
+        micro = specs[0].shape[axes.get(specs[0].name, 0)] if specs and specs[0].shape else 1
+        if any(axes.values()):
+            self.assumptions.append(
+                "batch read from dim 1 of " + ", ".join(repr(n) for n, a in axes.items() if a == 1)
+                + ": sequence-first ([seq, batch, ...]) inputs of a recurrent layer with ONNX layout 0")
         modules = tuple((m, t) for m, t in self.module_types.items())
         return CostGraph(model=info, records=tuple(records), inputs=tuple(specs), outputs=outputs, modules=modules,
                          assumptions=tuple(dict.fromkeys(self.assumptions)), micro_batch=int(micro),
@@ -257,7 +269,7 @@ class _Analysis(_Validate, _Shapes):
     def _guess_seq(self, specs) -> int:
         for s in specs:
             if s.dtype in ("int64", "int32") and len(s.shape) == 2:
-                return s.shape[1]
+                return s.shape[1 - self.batch_axes.get(s.name, 0)]
         return 0
 
     def _spec(self, name) -> tuple[str, tuple]:

@@ -31,10 +31,55 @@ _BATCH_NAME = re.compile(r"batch|^n$|^b$|^bs$|^N$", re.I)
 
 
 class _BatchBaked(InputError):
-    def __init__(self, static: int, target: int | None = None):
+    def __init__(self, static: int, target: int | None = None, axis: int = 0):
         super().__init__(f"batch {static} is baked into the graph's shapes")
         self.static = static
         self.target = target
+        self.axis = axis  # the inputs' batch dim (1 for sequence-first RNN inputs)
+
+
+# ops through which a graph input keeps its leading [seq, batch] dims on the way to a recurrent node (input index
+# that carries them; None: any input): embedding lookups (Gather's indices), element-wise ops, casts, projections
+_LEADING_DIMS_KEPT: dict[str, int | None] = {
+    "Gather": 1, "Cast": 0, "Identity": 0, "Dropout": 0, "Relu": 0, "Tanh": 0, "Sigmoid": 0, "Gelu": 0, "Elu": 0,
+    "LeakyRelu": 0, "Softplus": 0, "Neg": 0, "Sqrt": 0, "Exp": 0, "Erf": 0, "Add": None, "Sub": None, "Mul": None,
+    "Div": None, "Pow": 0, "MatMul": 0, "LayerNormalization": 0}
+_RNN_OPS = ("LSTM", "GRU", "RNN")
+_MAX_HOPS = 32
+
+
+def seq_first_inputs(g) -> set[str]:
+    """Graph inputs whose dim 0 is the sequence and dim 1 the batch: those that reach the X input of an LSTM / GRU /
+    RNN node with ``layout`` 0 (ONNX's default, [seq_length, batch_size, input_size]; PyTorch exports
+    ``batch_first=False`` modules so) through ops that keep their leading dims (an embedding lookup, element-wise
+    ops, a projection). A Transpose, Reshape or any other op on the way stops the search: dim 0 stays the batch."""
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for idx, name in enumerate(n.input):
+            if name:
+                consumers.setdefault(name, []).append((n, idx))
+    found: set[str] = set()
+    for vi in g.input:
+        frontier, seen, hops = [vi.name], {vi.name}, 0
+        while frontier and hops < _MAX_HOPS and vi.name not in found:
+            hops += 1
+            nxt = []
+            for name in frontier:
+                for n, idx in consumers.get(name, ()):
+                    if n.op_type in _RNN_OPS and idx == 0:
+                        layout = next((a.i for a in n.attribute if a.name == "layout"), 0)
+                        if layout == 0:
+                            found.add(vi.name)
+                        continue
+                    carry = _LEADING_DIMS_KEPT.get(n.op_type, -1)
+                    if carry == -1 or (carry is not None and carry != idx):
+                        continue
+                    for out in n.output[:1]:
+                        if out and out not in seen:
+                            seen.add(out)
+                            nxt.append(out)
+            frontier = nxt
+    return found
 
 
 def _load(p: Path):
@@ -323,8 +368,13 @@ class _Validate:
             raise InputError(f"--input {sorted(unknown)[0]!r} is not an input of {self.path.name} (inputs: {names})")
         params: dict[str, int] = {}
         specs = []
+        seq_first = seq_first_inputs(g)
+        self.batch_axes: dict[str, int] = {}
         for vi in graph_inputs:
             elem, dims = _dims_of(vi)
+            bax = 1 if vi.name in seq_first and dims is not None and len(dims) >= 2 else 0
+            sax = 0 if bax == 1 else 1
+            self.batch_axes[vi.name] = bax
             if elem is None:
                 raise InputError(f"{self.path}: input {vi.name!r} is not a tensor (sequence/map inputs are not "
                                  f"supported)")
@@ -342,17 +392,17 @@ class _Validate:
                     if isinstance(d, str):
                         params.setdefault(d, v)
                     elif isinstance(d, int) and d > 0 and d != v:  # a static dim replaced: may be baked in
-                        if i == 0:
+                        if i == bax:
                             self.rebound.setdefault("batch", d)
                             self.rebound_target = v
-                        elif i == 1 and dt in ("int64", "int32"):
+                        elif i == sax and dt in ("int64", "int32"):
                             self.rebound.setdefault("seq", d)
                 bound = list(user.shape)
             else:
                 if dims is None:
                     raise InputError(f"{self.path}: input {vi.name!r} has no shape; pass --input "
                                      f"{vi.name}={dt}[d0,d1,...]")
-                bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params) for i, d in enumerate(dims)]
+                bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params, bax) for i, d in enumerate(dims)]
             for d in bound:
                 if d < 0 or d > MAX_DIM:
                     raise InputError(f"{self.path}: input {vi.name!r} has an invalid dim {d}")
@@ -371,14 +421,17 @@ class _Validate:
         self.params_bound = params
         return specs
 
-    def _bind_dim(self, name, dt, i, d, rank, params) -> int:
+    def _bind_dim(self, name, dt, i, d, rank, params, bax: int = 0) -> int:
+        """Dim ``i`` of input ``name``; ``bax``: the input's batch dim (1 for a sequence-first RNN input, whose
+        sequence is dim 0), the sequence the other of dims 0 and 1."""
+        sax = 0 if bax == 1 else 1
         if isinstance(d, int) and d > 0:
-            if i == 0 and self.batch_size and d != self.batch_size and rank > 1:
-                self.assumptions.append(f"input {name!r}: leading dim {d} rebound to --batch-size "
-                                        f"{self.batch_size}")
+            if i == bax and self.batch_size and d != self.batch_size and rank > 1:
+                where = "leading dim" if i == 0 else f"batch dim {i} (sequence-first RNN input)"
+                self.assumptions.append(f"input {name!r}: {where} {d} rebound to --batch-size {self.batch_size}")
                 self.rebound["batch"] = d
                 return self.batch_size
-            if i == 1 and self.seq_len and d != self.seq_len and rank == 2 and dt in ("int64", "int32"):
+            if i == sax and self.seq_len and d != self.seq_len and rank == 2 and dt in ("int64", "int32"):
                 self.assumptions.append(f"input {name!r}: sequence dim {d} rebound to --seq-len {self.seq_len}")
                 self.rebound["seq"] = d
                 return self.seq_len
@@ -388,14 +441,14 @@ class _Validate:
         if isinstance(d, str) and d in params:
             return params[d]
         seq_like = isinstance(d, str) and _SEQ_NAME.search(d) and not _BATCH_NAME.search(d)
-        batch_like = (isinstance(d, str) and _BATCH_NAME.search(d)) or (i == 0 and not seq_like)
+        batch_like = (isinstance(d, str) and _BATCH_NAME.search(d)) or (i == bax and not seq_like)
         v = None
         if batch_like and self.batch_size:
             v = self.batch_size
-        elif not batch_like and self.seq_len and (seq_like or i == 1):
+        elif not batch_like and self.seq_len and (seq_like or i == sax):
             v = self.seq_len
         if v is None:
-            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == 1 else "--input")
+            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == sax else "--input")
             what = (f"symbolic dim {d!r}" if isinstance(d, str) else
                     f"dim {i} (size 0, read as unknown)" if d == 0 else f"dim {i} (no size given)")
             raise InputError(f"{what} of input {name!r} is unbound: pass {flag} N or --input {name}={dt}[...]")
@@ -412,4 +465,10 @@ class _Validate:
                              f"shapes; re-export it with a dynamic sequence axis, or keep that length (--seq-len / "
                              f"--input)")
         if "batch" in self.rebound:
-            raise _BatchBaked(self.rebound["batch"], getattr(self, "rebound_target", None) or self.batch_size)
+            raise _BatchBaked(self.rebound["batch"], getattr(self, "rebound_target", None) or self.batch_size,
+                              self.first_batch_axis())
+
+    def first_batch_axis(self) -> int:
+        """The batch dim of the graph's first data input (what the micro-batch is read from)."""
+        axes = getattr(self, "batch_axes", {})
+        return next(iter(axes.values()), 0)
