@@ -649,3 +649,52 @@ def test_summary_without_a_record_says_none_was_written():
     first = summary_lines({"path": None, "status": "completed", "analysis": {"steps": 3, "time_s": 1.0}})[0]
     assert first.startswith("wattlint run record: none written (the record could not be created; see the notes)")
     assert "None" not in first
+
+
+class _PiecewiseChannel(FakeChannel):
+    """Integrates power(t) exactly over each window (FakeChannel holds the window's first power throughout)."""
+
+    def __init__(self, power, clock):
+        super().__init__(0.0)
+        self.p, self.clock_ = power, clock
+
+    def window(self, now):
+        t0 = self._t if self._t is not None else now
+        self._t = now
+        n = 1000
+        dt = (now - t0) / n
+        return {"energy_j": sum(self.p(t0 + (i + 0.5) * dt) for i in range(n)) * dt, "source": "fake"}
+
+
+def test_work_after_the_last_step_is_kept_apart_from_the_steps_totals(tmp_path):
+    """Review: a final evaluation inside the tracked block (5 s at 100 W after 10 s of steps at 250 W) was in the
+    measured energy (3,000 J) but not in the measured time (10 s): the steps' power read 300 W and the comparison
+    with the estimate was 20 % high. The steps keep 10 s and 2,500 J; the 5 s and 500 J after them are reported
+    apart."""
+    clock = Clock(100.0)
+    end_of_steps = 100.0 + 10.0
+    chan = _PiecewiseChannel(lambda t: 250.0 if t < end_of_steps else 100.0, clock)
+    with _track(tmp_path, clock, steps=100, channels=[chan]) as t:
+        for _ in range(100):
+            clock.t += 0.1
+            t.step()
+        clock.t += 5.0  # evaluation after the loop, inside the block
+    rec = read_record(t.path)
+    m = rec.summary["analysis"]["measured"]
+    assert m["time_s"] == pytest.approx(10.0)
+    assert m["device_energy_j"] == pytest.approx(2500.0, rel=1e-3)
+    assert m["after_steps"]["time_s"] == pytest.approx(5.0)
+    assert m["after_steps"]["device_energy_j"] == pytest.approx(500.0, rel=1e-3)
+    assert rec.summary["analysis"]["channels"][0]["avg_power_w"] == pytest.approx(250.0)
+    wins = [ln for ln in _lines(t.path) if ln["type"] == "window"]
+    assert wins[-1]["after_steps_s"] == pytest.approx(5.0) and not any("after_steps_s" in w for w in wins[:-1])
+    validator = jsonschema.Draft202012Validator(_schema())
+    for ln in _lines(t.path):
+        validator.validate(ln)
+    # the record read back gives the same split (RunData from the lines)
+    from wattlint.tracking.project import analyze
+    again = analyze(rec.run_data(), SETTINGS)["measured"]
+    assert again["device_energy_j"] == pytest.approx(2500.0, rel=1e-3)
+    from wattlint.tracking.display import summary_lines
+    text = "\n".join(summary_lines(t.summary()))
+    assert "after the last step: 5.00 s, 500 J on the device(s)" in text

@@ -80,6 +80,12 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                      + (f", {u.energy_j(eps)} per step incl. time between steps" if eps is not None else "")
                      + (f"; {c['windows_failed']} window(s) failed" if c.get("windows_failed") else "")
                      + f" [{c.get('energy_source')}]")
+    after = (a.get("measured") or {}).get("after_steps")
+    if after:
+        e = after.get("device_energy_j")
+        lines.append(f"  after the last step: {u.duration(after['time_s'])}"
+                     + (f", {u.energy_j(e)} on the device(s)" if e is not None else "")
+                     + " (evaluation / saving inside the tracked block): measured, not in the steps' totals")
     inp = a.get("input")
     if inp:
         lines.append(f"  input: {inp['data_wait_share'] * 100:.1f} % of stable step time waiting for data, "

@@ -77,6 +77,7 @@ class Window:
     t1: float
     energy_j: list[float | None]
     failed: list[bool] = field(default_factory=list)
+    after_s: float = 0.0  # seconds at the window's end after its last step (the run's last window: work after the loop)
 
     @property
     def steps(self) -> int:
@@ -85,6 +86,21 @@ class Window:
     @property
     def duration(self) -> float:
         return self.t1 - self.t0
+
+    @property
+    def steps_duration(self) -> float:
+        """The part of the window the steps ran in (without the time after the last step)."""
+        return max(0.0, self.duration - self.after_s)
+
+    def steps_energy(self, energy_j: float, power_w: float | None) -> float:
+        """The part of ``energy_j`` (this window's, one channel) the steps drew: all of it without time after the
+        last step; else the steps' time at ``power_w`` (the run's stable power: evaluation or checkpointing after the
+        loop draws what it draws), capped at the window's energy, or pro rata in time without a stable power."""
+        if self.after_s <= 0 or self.duration <= 0:
+            return energy_j
+        if power_w is not None:
+            return min(energy_j, power_w * self.steps_duration)
+        return energy_j * self.steps_duration / self.duration
 
 
 @dataclass
@@ -159,9 +175,13 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     energy_so_far = 0.0
     filled = 0
     last_t1 = max((w.t1 for w in data.windows), default=0.0)
+    after_s = sum(w.after_s for w in data.windows)
+    after_energy = 0.0
     for c, ch in enumerate(data.channels):
         stable_w = [w for w in data.windows if w.first >= first_stable and w.duration > 0
                     and c < len(w.energy_j) and w.energy_j[c] is not None]
+        if any(not w.after_s for w in stable_w):  # the last window's work after the loop is not a step's power
+            stable_w = [w for w in stable_w if not w.after_s]
         all_valid = [w for w in data.windows if c < len(w.energy_j) and w.energy_j[c] is not None]
         e_st = sum(w.energy_j[c] for w in stable_w)
         t_st = sum(w.duration for w in stable_w)
@@ -172,9 +192,12 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
             p = sum(w.energy_j[c] for w in all_valid) / tt if tt > 0 else None
         pw = [w.energy_j[c] / w.duration for w in stable_w]
         rel_p = (Z90 * float(np.std(pw, ddof=1)) / math.sqrt(len(pw)) / p) if p and len(pw) >= 2 else 0.0
-        e_meas = sum(w.energy_j[c] for w in all_valid)
+        e_all = sum(w.energy_j[c] for w in all_valid)
+        e_meas = sum(w.steps_energy(w.energy_j[c], p) for w in all_valid)  # the steps' part (all but after the loop)
+        after_energy += e_all - e_meas
         n_failed = sum(1 for w in data.windows if c >= len(w.energy_j) or w.energy_j[c] is None)
-        e_fill = sum(w.duration for w in data.windows if c >= len(w.energy_j) or w.energy_j[c] is None) * (p or 0.0)
+        e_fill = sum(w.steps_duration for w in data.windows
+                     if c >= len(w.energy_j) or w.energy_j[c] is None) * (p or 0.0)
         filled += n_failed
         energy_so_far += e_meas + e_fill
         powers.append((p, rel_p))
@@ -183,7 +206,7 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
                        "avg_power_w": p, "energy_per_step_j": (e_st / s_st) if s_st else None,
                        "energy_per_step_dist_j": distribution(per_step), "power_dist_w": distribution(pw),
                        "windows_valid": len(all_valid), "windows_failed": n_failed, "measured_energy_j": e_meas,
-                       "filled_energy_j": e_fill})
+                       "filled_energy_j": e_fill, "after_steps_energy_j": e_all - e_meas})
     out["channels"] = ch_out
     out["windows"] = len(data.windows)
     dev_p = sum(p for p, _ in powers if p is not None) if powers and any(p is not None for p, _ in powers) else None
@@ -192,8 +215,12 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     # energy after the last closed window (steps not yet in a window) at the mean power
     tail = max(0.0, elapsed - last_t1)
     device_so_far = (energy_so_far + (dev_p or 0.0) * tail) if dev_p is not None else None
+    # time and energy cover the same span, the steps: work after the last step inside the tracked block (a final
+    # evaluation, a checkpoint save) is measured but kept apart, never in the totals compared with an estimate
     out["measured"] = {"time_s": elapsed_steps, "device_energy_j": device_so_far, "windows_filled": filled,
-                       "host_energy_j": data.host_w * elapsed_steps if data.host_w is not None else None}
+                       "host_energy_j": data.host_w * elapsed_steps if data.host_w is not None else None,
+                       "after_steps": ({"time_s": after_s, "device_energy_j": after_energy if dev_p is not None
+                                        else None} if after_s > 0 else None)}
     out["per_step"] = {"time_s": mu, "device_energy_j": dev_p * mu if dev_p is not None else None,
                        "device_power_w": dev_p, "host_energy_j": data.host_w * mu if data.host_w is not None else None}
 

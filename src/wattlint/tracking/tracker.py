@@ -563,8 +563,12 @@ class Tracker:
     def _close_window(self, now: float, final: bool = False) -> bool:
         first, end = self._win_first, self._n
         ch = [c.window(now) for c in self.channels]
+        # the run's last window, closed when the tracked block ends: the time after the last step (a final
+        # evaluation, a checkpoint save inside the block) is in its energy reading; analyze keeps it apart
+        after = max(0.0, now - self._last) if final else 0.0
         w = Window(first=first, end=end, t0=self._win_t0 - self._t_start, t1=now - self._t_start,
-                   energy_j=[c.get("energy_j") for c in ch], failed=[c.get("energy_j") is None for c in ch])
+                   energy_j=[c.get("energy_j") for c in ch], failed=[c.get("energy_j") is None for c in ch],
+                   after_s=after)
         self._windows.append(w)
         t_since = now - self._last_analysis_t
         if final or not (self.analysis and self.analysis.get("stable")) or t_since >= max(10.0, self.window_s):
@@ -576,6 +580,7 @@ class Tracker:
                 "step_times_s": list(self._times[first:end]),
                 "data_wait_s": list(self._waits[first:end]) if self._wait_seen else None,
                 "boundaries": [b for b in self._boundaries if first <= b < end], "channels": ch,
+                **({"after_steps_s": after} if after > 0 else {}),
                 "phase": ("stable" if a and a.get("stable") and stable_from is not None and first >= stable_from
                           else "warmup" if a and stable_from is not None and end <= stable_from else "unknown")}
         if a and a.get("projection"):
