@@ -323,3 +323,25 @@ def test_logs_saved_with_a_byte_order_mark_are_still_recognised(tmp_path):
     c.write_bytes(b"\xef\xbb\xbf" + (CC_HEADER + "\n" + _cc_row("r1", 100.0, 0.5, 0.1, 0.05, 0.03) + "\n").encode())
     assert detect(c) == "codecarbon"
     assert read_codecarbon(c).gpu_energy_kwh == 0.5
+
+
+def test_codecarbon_torn_last_row_is_ignored_and_counted(tmp_path):
+    """Review: a CodeCarbon CSV cut in the middle of its last row ('...,0.0234,0.6' for 0.6684, the columns after
+    it missing) was read as measured 0.600 kWh with an unknown PUE. The complete row before it is used; selecting the
+    torn one is refused."""
+    full = _cc_row("r2", 3600.0, 0.3, 0.02, 0.01, 0.02)
+    torn = full[:full.index(",France")]  # cut after energy_consumed's first digits
+    torn = torn[:-2]
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 100.0, 0.5, 0.1, 0.05, 0.03), torn]))
+    m = read_codecarbon(p)
+    assert m.duration_s == 100.0 and m.gpu_energy_kwh == 0.5
+    assert any("1 incomplete row(s)" in n for n in m.notes)
+    with pytest.raises(Exception, match="row selected .*incomplete"):
+        read_codecarbon(p, row=-1)
+    with pytest.raises(Exception, match="row selected .*incomplete"):
+        read_codecarbon(p, run_id="r2")
+    only = tmp_path / "only.csv"
+    only.write_text(CC_HEADER + "\n" + torn)
+    with pytest.raises(Exception, match="no complete rows"):
+        read_codecarbon(only)

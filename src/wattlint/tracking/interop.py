@@ -104,8 +104,19 @@ def _csv_rows(p: Path, tool: str) -> list[dict[str, str]]:
 def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | None = None) -> MeasuredRun:
     p = Path(path)
     rows = _csv_rows(p, "CodeCarbon")
+    # a row with fewer fields than the header (the run killed while CodeCarbon wrote it: its last number cut short,
+    # the columns after it missing) or more is damaged: never read, counted in the notes
+    complete = [r for r in rows if None not in r and None not in r.values()]
+    torn = len(rows) - len(complete)
+    if torn and (row is not None or run_id is not None):
+        picked = ([r for r in rows if r.get("run_id") == run_id] if run_id is not None else
+                  [rows[row]] if -len(rows) <= row < len(rows) else [])
+        if picked and picked[-1] not in complete:
+            raise InputError(f"{p}: the row selected ({'run_id ' + run_id if run_id is not None else f'row {row}'})"
+                             " is incomplete (fewer or more fields than the header): a damaged log")
+    rows = complete
     if not rows:
-        raise InputError(f"{p}: no rows in this CodeCarbon file")
+        raise InputError(f"{p}: no {'complete ' if torn else ''}rows in this CodeCarbon file")
     if run_id is not None:
         sel = [r for r in rows if r.get("run_id") == run_id]
         if not sel:
@@ -122,7 +133,8 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
     gc = _f(r.get("gpu_count"))
     notes = [f"CodeCarbon {r.get('codecarbon_version') or '?'}: {which}; energy_consumed = CPU + GPU + RAM as "
              f"CodeCarbon measured/estimated them (its tracking_mode {r.get('tracking_mode') or '?'}, "
-             f"pue {r.get('pue') or '?'})"]
+             f"pue {r.get('pue') or '?'})"] + ([f"{torn} incomplete row(s) (fewer or more fields than the header: "
+                                               "the log cut short) ignored"] if torn else [])
     return MeasuredRun(tool="codecarbon", path=str(p), duration_s=_f(r.get("duration")),
                        energy_kwh=_f(r.get("energy_consumed")), energy_scope="CPU + GPU + RAM (CodeCarbon)",
                        gpu_energy_kwh=_f(r.get("gpu_energy")), cpu_energy_kwh=_f(r.get("cpu_energy")),
