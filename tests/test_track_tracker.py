@@ -698,3 +698,19 @@ def test_work_after_the_last_step_is_kept_apart_from_the_steps_totals(tmp_path):
     from wattlint.tracking.display import summary_lines
     text = "\n".join(summary_lines(t.summary()))
     assert "after the last step: 5.00 s, 500 J on the device(s)" in text
+
+
+def test_wrong_settings_are_refused_before_any_record_is_opened(tmp_path):
+    """Review: settings={"min_steps": 3} raised AttributeError from start() and left a 0-byte record behind;
+    Settings(min_steps=-3, max_rel_ci=-1) was accepted ('mean step time +-0.1 % > -100 %')."""
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError, match="settings=.*Settings\\(min_steps"):
+        wattlint.track(out=tmp_path, display="quiet", static=False, settings={"min_steps": 3})
+    assert list(tmp_path.iterdir()) == []
+    for bad, word in (({"min_steps": -3}, "min_steps"), ({"min_steps": 2.5}, "min_steps"),
+                      ({"max_rel_ci": -1}, "max_rel_ci"), ({"max_rel_ci": 0}, "max_rel_ci"),
+                      ({"min_stable_s": float("nan")}, "min_stable_s"), ({"min_steps": True}, "min_steps")):
+        with pytest.raises(ConfigError, match=word):
+            Settings(**bad)
+    assert Settings(min_steps=2, min_stable_s=0, max_rel_ci=1).min_steps == 2

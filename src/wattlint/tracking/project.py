@@ -34,6 +34,20 @@ class Settings:
     min_stable_s: float = 20.0  # seconds of stable steps
     max_rel_ci: float = 0.03  # 90 % CI half-width of the mean step time / mean
 
+    def __post_init__(self) -> None:
+        from ..types import ConfigError
+
+        def number(x) -> bool:
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+        if not (number(self.min_steps) and float(self.min_steps).is_integer() and self.min_steps >= 2):
+            raise ConfigError(f"Settings(min_steps={self.min_steps!r}): a whole number of stable steps >= 2")
+        if not (number(self.min_stable_s) and self.min_stable_s >= 0):
+            raise ConfigError(f"Settings(min_stable_s={self.min_stable_s!r}): seconds of stable steps, >= 0")
+        if not (number(self.max_rel_ci) and 0 < self.max_rel_ci <= 1):
+            raise ConfigError(f"Settings(max_rel_ci={self.max_rel_ci!r}): the 90 % CI half-width of the mean step "
+                              "time over the mean, a fraction in (0, 1]")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "Settings":
         d = d or {}

@@ -200,6 +200,9 @@ class Tracker:
                 raise ConfigError(f"{k}={v!r}: a budget must be a positive number")
         if not (isinstance(window_s, (int, float)) and window_s > 0):
             raise ConfigError(f"window_s={window_s!r} must be a positive number of seconds")
+        if settings is not None and not isinstance(settings, Settings):
+            raise ConfigError(f"settings={settings!r}: pass wattlint.tracking.Settings(min_steps=..., "
+                              "min_stable_s=..., max_rel_ci=...)")
         self.model = model
         self.source = source
         self.example = example
