@@ -2,6 +2,7 @@
 light-import rule for the tracking package."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -279,8 +280,17 @@ def test_compare_run_takes_the_work_and_pue_a_log_states_or_refuses(tmp_path, ca
     doc = json.loads(capsys.readouterr().out)
     assert doc["static"]["plan"]["pue"] == 1.58
     assert doc["static"]["plan"]["steps"] == 3 * 100  # 3 epochs of 3,200 samples at the traced batch of 32
+    # another amount of work than the log measured is said to be one (review: compared without a word)
+    assert main(args[:-2] + ["--epochs", "5"]) == 0
+    assert "the estimate is for --epochs 5, the log measured 3 epoch(s)" in capsys.readouterr().out
     cc = tmp_path / "emissions.csv"
     cc.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    # the log's GPU is an A100-SXM4-80GB: an estimate on an H100 compares two GPUs, and says so
+    assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "h100-sxm5-80gb", "--steps", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "the estimate is for --gpu h100-sxm5-80gb, the log measured 1 x NVIDIA A100-SXM4-80GB" in out
+    assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100", "--steps", "10"]) == 0
+    assert "the log measured 1 x" not in capsys.readouterr().out  # an alias of the same board
     assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb"]) == 2
     assert "does not say how much training it measured" in capsys.readouterr().err
     # a GPU tool's log without --gpu is not "a CPU run" (review: it asked for --cpu-calibration)
@@ -310,6 +320,15 @@ def test_compare_run_steps_flag_replaces_a_recorded_epochs_plan(tmp_path, capsys
                  "--cpu-calibration", "calibration/runs/cpu-amd-epyc", "--steps", "25", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["reestimate"]["static"]["plan"]["steps"] == 25
+    assert "model_mismatch" not in doc["reestimate"]  # the same model (32*16+16 + 16*4+4 = 596 parameters)
+    # another model than the one the run measured is said to be one (review: a ResNet re-estimate of an MLP's run
+    # printed 'time/step error +290612 %' without a word)
+    other = tmp_path / "other.py"
+    other.write_text("from wattlint.calibrate.zoo import MLP\n\ndef build():\n    return MLP((32, 64, 4))\n")
+    assert main(["compare-run", str(t.path), "--model", f"{other}:build", "--input", "x=float32[8,32]",
+                 "--cpu-calibration", "calibration/runs/cpu-amd-epyc"]) == 0
+    out = capsys.readouterr().out
+    assert "has 2,372 parameters, the recorded model (MLP) 596: the re-estimate is for a different model" in out
 
 
 def test_logs_saved_with_a_byte_order_mark_are_still_recognised(tmp_path):
@@ -345,3 +364,47 @@ def test_codecarbon_torn_last_row_is_ignored_and_counted(tmp_path):
     only.write_text(CC_HEADER + "\n" + torn)
     with pytest.raises(Exception, match="no complete rows"):
         read_codecarbon(only)
+
+
+@pytest.mark.parametrize("total, included", [(0.0035 * 1.5, True), (0.0035, False)])
+def test_codecarbon_pue_scope_is_read_off_the_row(tmp_path, capsys, total, included):
+    """Review: a CodeCarbon log with pue 1.5 printed 'its energy includes it' and then compared its energy with the
+    estimate WITHOUT PUE. The row tells: energy_consumed is the CPU + GPU + RAM sum (0.0035 kWh) or that sum x PUE;
+    the estimate's energy is compared on the same footing (its facility energy / 1.5 or not)."""
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(64, 64), "
+                     "torch.nn.ReLU(), torch.nn.Linear(64, 10)), (torch.randn(32, 64),)\n")
+    row = _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001).rsplit(",", 1)[0] + ",1.5"
+    row = row.replace(",0.0035,", f",{total},")  # energy_consumed
+    cc = tmp_path / "emissions.csv"
+    cc.write_text(CC_HEADER + "\n" + row + "\n")
+    m = read_codecarbon(cc)
+    assert m.pue == 1.5 and m.pue_in_energy is included
+    assert main(["compare-run", str(cc), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb", "--steps", "100",
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    facility = doc["static"]["total"]["energy_kwh"]
+    e = doc["comparison"]["energy_kwh"]
+    assert e["measured"] == pytest.approx(total)
+    assert e["static"] == pytest.approx(facility if included else facility / 1.5)
+
+
+@pytest.mark.parametrize("column, value, word", [("gpu_count", "1e308", "gpu_count '1e308' is not a number of GPUs"),
+                                                 ("gpu_count", "0.5", "gpu_count '0.5'"),
+                                                 ("pue", "-5", "pue '-5' is outside [1, 3]"),
+                                                 ("pue", "0", "pue '0' is outside")])
+def test_codecarbon_impossible_counts_and_pue_name_the_log(tmp_path, capsys, column, value, word):
+    """Review: gpu_count=1e308 / pue=-5 in the log were reported as '--model m.onnx: gpus= ...' / '--model m.onnx:
+    pue= -5.0': blamed on an option the user never passed. The log's file and row are named (exit 2)."""
+    cols = CC_HEADER.split(",")
+    vals = _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001).split(",")
+    vals[cols.index(column)] = value
+    cc = tmp_path / "emissions.csv"
+    cc.write_text(CC_HEADER + "\n" + ",".join(vals) + "\n")
+    onnx = str(Path(__file__).resolve().parents[1] / "examples" / "gpt2-tiny.onnx")
+    assert main(["compare-run", str(cc), "--model", onnx, "--gpu", "a100", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cc}: the last of 1 row(s): {word}" in err and "--model" not in err
+    vals[cols.index(column)] = "0" if column == "gpu_count" else "1.2"  # no GPU / a plain PUE: read
+    cc.write_text(CC_HEADER + "\n" + ",".join(vals) + "\n")
+    read_codecarbon(cc)

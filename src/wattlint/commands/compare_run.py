@@ -186,6 +186,16 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     lines.append(f"  re-estimate now on {est.get('gpu') or 'cpu'} ({est.get('energy_model')}): time/step error "
                  f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
                  "no stable steps to compare")
+    recorded = header.get("model") or {}
+    now = est.get("model") or {}
+    n_rec, n_now = recorded.get("params"), now.get("params")
+    if n_rec and n_now and int(n_rec) != int(n_now):  # another model (or another version of it): say so
+        note = (f"--model {args.model} has {int(n_now):,} parameters, the recorded model "
+                f"({recorded.get('name') or '?'}) {int(n_rec):,}: the re-estimate is for a different model, not the "
+                "one the run measured")
+        lines.append(f"  note: {note}")
+        doc.setdefault("notes", []).append(note)
+        doc["reestimate"]["model_mismatch"] = True
     measured_on = dev.get("gpu_key") or dev.get("kind", "cuda")
     if (est.get("gpu") or "cpu") != measured_on and not (dev.get("kind") == "cuda" and not dev.get("gpu_key")):
         note = (f"the run was measured on {measured_on}, the re-estimate is for {est.get('gpu') or 'cpu'}: the error "
@@ -249,11 +259,18 @@ def _other(args, flags) -> dict:
         doc["_lines"] = lines
         return doc
     gpu_key = args.gpu
-    if not gpu_key and m.gpu_model:
-        from ..hardware import gpu_from_nvml_name
+    notes: list[str] = []
+    if m.gpu_model:
+        from ..hardware import gpu_from_nvml_name, resolve_gpu
 
         spec = gpu_from_nvml_name(m.gpu_model.split(" x ", 1)[-1])
-        gpu_key = spec.key if spec else None
+        if not gpu_key:
+            gpu_key = spec.key if spec else None
+        elif spec is not None and resolve_gpu(args.gpu)[0].key != spec.key:  # --gpu names another board
+            notes.append(f"the estimate is for --gpu {args.gpu}, the log measured {m.gpu_model}: the errors compare "
+                         "two GPUs, not the estimate with the run")
+    if m.epochs and flags.get("epochs") is not None and float(flags["epochs"]) != float(m.epochs):
+        notes.append(f"the estimate is for --epochs {flags['epochs']:g}, the log measured {m.epochs} epoch(s)")
     if not any(k in flags for k in ("steps", "epochs", "tokens")):
         from ..types import InputError
 
@@ -263,18 +280,21 @@ def _other(args, flags) -> dict:
         flags = {**flags, "epochs": m.epochs}
         lines.append(f"  note: --epochs {m.epochs} from the log ({m.tool} measured {m.epochs} epoch(s)); pass "
                      f"--epochs / --steps to change")
-    if m.pue and "pue" not in flags:  # the log's energy carries its PUE: so does the estimate it is compared with
+    if m.pue and "pue" not in flags:  # the site's PUE the log states: the estimate's facility energy and CO2 use it
         flags = {**flags, "pue": m.pue}
-        lines.append(f"  note: --pue {m.pue:g} from the log (its energy includes it); pass --pue to change")
+        how = {True: "its energy_consumed includes it", False: "its energy_consumed excludes it (the CPU + GPU + RAM "
+               "sum)", None: "the log's CO2 used it"}[m.pue_in_energy]
+        lines.append(f"  note: --pue {m.pue:g} from the log ({how}); pass --pue to change")
     gpus_note = None
     if m.gpu_count and "gpus" not in flags:  # the log's energy and time are those of all its GPUs: so is the estimate
         flags = {**flags, "gpus": m.gpu_count}
         gpus_note = f"--gpus {m.gpu_count} from the log ({m.tool} measured {m.gpu_count} GPU(s)); pass --gpus to change"
     elif m.gpu_count and flags["gpus"] != m.gpu_count:
         gpus_note = f"the estimate is for --gpus {flags['gpus']}, the log measured {m.gpu_count} GPU(s)"
-    if gpus_note:
-        lines.append(f"  note: {gpus_note}")
-        doc["notes"] = [gpus_note]
+    notes += [gpus_note] if gpus_note else []
+    if notes:
+        lines += [f"  note: {n}" for n in notes]
+        doc["notes"] = notes
     if not gpu_key and not args.gpu and not args.cpu_calibration and (m.gpu_model or m.tool != "codecarbon"):
         from ..types import ConfigError
 
@@ -293,9 +313,11 @@ def _other(args, flags) -> dict:
         cmp_["gpu_energy_kwh"] = {"static": tot["gpu_energy_kwh"], "measured": m.gpu_energy_kwh,
                                   "error": _err(tot["gpu_energy_kwh"], m.gpu_energy_kwh)}
     if m.tool == "codecarbon" and m.energy_kwh is not None:
-        s = tot["energy_kwh"] / pue  # GPU + host before PUE, as CodeCarbon's CPU + GPU + RAM
-        cmp_["energy_kwh"] = {"static": s, "measured": m.energy_kwh, "error": _err(s, m.energy_kwh),
-                              "scope": "estimate GPU + host (no PUE) vs CodeCarbon CPU + GPU + RAM"}
+        if m.pue_in_energy:  # the row's total is (CPU + GPU + RAM) x PUE: compare facility energy with it
+            s, scope = tot["energy_kwh"], f"estimate (GPU + host) x PUE {pue:g} vs CodeCarbon (CPU + GPU + RAM) x PUE"
+        else:  # GPU + host before PUE, as CodeCarbon's CPU + GPU + RAM
+            s, scope = tot["energy_kwh"] / pue, "estimate GPU + host (no PUE) vs CodeCarbon CPU + GPU + RAM"
+        cmp_["energy_kwh"] = {"static": s, "measured": m.energy_kwh, "error": _err(s, m.energy_kwh), "scope": scope}
     elif m.tool == "carbontracker" and m.energy_kwh is not None:
         cmp_["energy_kwh"] = {"static": tot["energy_kwh"], "measured": m.energy_kwh,
                               "error": _err(tot["energy_kwh"], m.energy_kwh),

@@ -39,6 +39,7 @@ class MeasuredRun:
     gpu_model: str | None = None
     gpu_count: int | None = None
     pue: float | None = None
+    pue_in_energy: bool | None = None  # whether energy_kwh includes the PUE (None: unknown)
     epochs: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -131,6 +132,11 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
     for col in ("duration", "energy_consumed", "gpu_energy", "cpu_energy", "ram_energy", "emissions", "gpu_count"):
         _q(p, which, col, r.get(col))  # refuses a negative / infinite measurement
     gc = _f(r.get("gpu_count"))
+    if gc is not None and not (float(gc).is_integer() and 0 <= gc <= MAX_GPUS):  # 0: no GPU (CodeCarbon on a CPU)
+        raise InputError(f"{p}: {which}: gpu_count {r.get('gpu_count')!r} is not a number of GPUs (a damaged log)")
+    pue = _log_pue(p, which, _f(r.get("pue")), r.get("pue"))
+    pue_in = _pue_in_total(_f(r.get("energy_consumed")), [_f(r.get(c)) for c in ("cpu_energy", "gpu_energy",
+                                                                                 "ram_energy")], pue)
     notes = [f"CodeCarbon {r.get('codecarbon_version') or '?'}: {which}; energy_consumed = CPU + GPU + RAM as "
              f"CodeCarbon measured/estimated them (its tracking_mode {r.get('tracking_mode') or '?'}, "
              f"pue {r.get('pue') or '?'})"] + ([f"{torn} incomplete row(s) (fewer or more fields than the header: "
@@ -139,8 +145,33 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
                        energy_kwh=_f(r.get("energy_consumed")), energy_scope="CPU + GPU + RAM (CodeCarbon)",
                        gpu_energy_kwh=_f(r.get("gpu_energy")), cpu_energy_kwh=_f(r.get("cpu_energy")),
                        ram_energy_kwh=_f(r.get("ram_energy")), co2_kg=_f(r.get("emissions")),
-                       gpu_model=r.get("gpu_model") or None, gpu_count=int(gc) if gc else None, pue=_f(r.get("pue")),
-                       notes=notes)
+                       gpu_model=r.get("gpu_model") or None, gpu_count=int(gc) if gc else None, pue=pue,
+                       pue_in_energy=pue_in, notes=notes)
+
+
+MAX_GPUS = 1_000_000
+
+
+def _log_pue(p: Path, where: str, pue: float | None, raw: Any) -> float | None:
+    """A log's PUE, refused (naming the file) outside [1, 3], the range an estimate takes (a PUE below 1 is
+    impossible): the estimate would otherwise blame --model for the log's value."""
+    if pue is not None and not 1.0 <= pue <= 3.0:
+        raise InputError(f"{p}: {where}: pue {raw!r} is outside [1, 3] (a damaged log; pass --pue to compare at "
+                         "another)")
+    return pue
+
+
+def _pue_in_total(total: float | None, parts: list[float | None], pue: float | None) -> bool | None:
+    """Whether CodeCarbon's energy_consumed carries its PUE, read off the row itself: the total is either the sum of
+    its CPU, GPU and RAM energies or that sum x PUE (the two differ only when PUE != 1). None when the row cannot
+    tell (PUE 1 or missing, a part missing, a zero sum)."""
+    if total is None or pue is None or abs(pue - 1.0) < 1e-9 or any(p is None for p in parts):
+        return None
+    base = sum(parts)
+    if base <= 0:
+        return None
+    ratio = total / base
+    return abs(ratio - pue) < abs(ratio - 1.0)
 
 
 def read_zeus(path: str | Path, *, window: str | None = None) -> MeasuredRun:
@@ -200,7 +231,7 @@ def read_carbontracker(path: str | Path) -> MeasuredRun:
                        energy_kwh=_q(p, "last 'Actual consumption' block", "Energy", em.group(1)) if em else None,
                        energy_scope="as Carbontracker reports it (its components, with the PUE it applies)",
                        co2_kg=_co2_kg(p, cm.group(1)) if cm else None, epochs=int(b.group(1)),
-                       pue=_f(pm.group(1).rstrip(".")) if pm else None,
+                       pue=_log_pue(p, "its PUE line", _f(pm.group(1).rstrip(".")), pm.group(1)) if pm else None,
                        notes=[f"Carbontracker: last 'Actual consumption' block ({b.group(1)} epoch(s))"])
 
 
