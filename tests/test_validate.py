@@ -286,3 +286,35 @@ def test_predict_refuses_a_cpu_fit_for_a_gpu(tmp_path, run_cli, monkeypatch):
                            "--model", tmp_path, "--out", tmp_path / "p.json")
     assert code == 2 and "CPU and GPU fits never price each other's device" in err, err
     assert not (tmp_path / "p.json").exists()
+
+
+def test_predict_refuses_a_model_fitted_on_the_fake_simulator(tmp_path, run_cli, monkeypatch):
+    """Review: a model fitted on the fake test device was accepted and its predictions labelled 'transferred', where
+    the estimator refuses the same card."""
+    from wattlint.energy import model as M
+
+    class FakeFit:
+        is_cpu, gpu_key, source = False, "fake-gpu", "fake fit"
+
+    monkeypatch.setattr(M, "load_model", lambda path: FakeFit())
+    code, _, err = run_cli("validate", "predict", "--gpu", "h100", "--list", "cpu", "--only", "mlp-mnist-b128",
+                           "--model", tmp_path, "--out", tmp_path / "p.json")
+    assert code == 2 and "fitted on fake-gpu, the deterministic test simulator" in err, err
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_predict_with_every_configuration_failing_writes_nothing_and_exits_2(tmp_path, run_cli):
+    """Review: every configuration failing printed '0 predictions', exited 0 and wrote a frozen file with none."""
+    code, out, err = run_cli("validate", "predict", "--gpu", "v100", "--only", "resnet50-b128-bf16",
+                             "--out", tmp_path / "p.json")
+    assert code == 2 and "no configuration could be predicted (1 tried; resnet50-b128-bf16:" in err, err
+    assert "no bf16 tensor cores" in err and not (tmp_path / "p.json").exists()
+
+
+def test_predict_text_names_the_variant_shown(cpu_run, tmp_path, run_cli):
+    code, out, _ = run_cli("validate", "predict", "--spec-from", cpu_run, "--list", "cpu", "--only", "mlp-mnist-b128",
+                           "--out", tmp_path / "p.json")
+    doc = json.loads((tmp_path / "p.json").read_text())
+    shown = doc["configs"][0]["predictions"].get("calibrated") or doc["configs"][0]["predictions"]["prior"]
+    assert code == 0 and "shown: the calibrated variant where there is one, else the prior" in out
+    assert f"J/step  [{shown['calibration']}]" in out

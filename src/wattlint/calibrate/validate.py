@@ -213,6 +213,11 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         from ..energy.model import load_model
 
         m = load_model(model_dir)
+        from .backends import FAKE_SPEC
+
+        if m.gpu_key == FAKE_SPEC.key:  # the estimator refuses such a card too (energy.predictor.card_problem)
+            raise ValidationError(f"--model {model_dir}: fitted on {FAKE_SPEC.key}, the deterministic test simulator, "
+                                  "not a GPU: its numbers are not measurements of any device")
         on_cpu = device == "cpu" or spec.key.startswith("cpu-")
         if m.is_cpu != on_cpu:  # a CPU method check priced an H200 as 'calibrated' (review): fits never cross
             raise ValidationError(f"--model {model_dir}: fitted on {m.gpu_key} ("
@@ -250,6 +255,10 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
         except WattlintError as e:
             entry["error"] = str(e)
         rows.append(entry)
+    if rows and all(r.get("error") for r in rows):  # a frozen file without one prediction: nothing to measure
+        first = rows[0]
+        raise ValidationError(f"no configuration could be predicted ({len(rows)} tried; {first['name']}: "
+                              f"{first['error']}): no predictions file written")
     from .backends import spec_to_dict
 
     doc = {

@@ -69,13 +69,15 @@ def run(args: argparse.Namespace) -> int:
 
         doc = json.loads(path.read_text())
         bad = [c["name"] for c in doc["configs"] if c.get("error")]
-        print(f"{len(doc['configs']) - len(bad)} predictions ({', '.join(doc['variants'])}) for {doc['gpu']} -> {path}")
+        print(f"{len(doc['configs']) - len(bad)} predictions ({', '.join(doc['variants'])}) for {doc['gpu']} -> {path}"
+              "; shown: the calibrated variant where there is one, else the prior (every variant is in the file)")
         for c in doc["configs"]:
             if c.get("error"):
                 print(f"  {c['name']}: ERROR {c['error']}")
             else:
                 v = c["predictions"].get("calibrated") or c["predictions"]["prior"]
-                print(f"  {c['name']:28s} {v['time_s'] * 1e3:10.2f} ms/step {v['gpu_energy_j']:10.2f} J/step")
+                print(f"  {c['name']:28s} {v['time_s'] * 1e3:10.2f} ms/step {v['gpu_energy_j']:10.2f} J/step  "
+                      f"[{v.get('calibration') or '?'}]")
         return 0
     if args.step == "measure":
         from ..calibrate.runner import _parse_part
