@@ -300,3 +300,16 @@ def test_an_out_that_cannot_be_created_is_one_line_naming_it(run_cli, tmp_path):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"wattlint: error: --out {blocker / 'sub'}: cannot create the "
                                                    "run's folder"), err
+
+
+def test_cuda_unavailable_says_why_and_what_to_do():
+    """Review: 'torch sees no CUDA device' on a CPU-only torch build did not say the build is the reason."""
+    from types import SimpleNamespace
+
+    from wattlint.calibrate.backends import cuda_unavailable_reason
+
+    cpu_build = SimpleNamespace(__version__="2.13.0+cpu", version=SimpleNamespace(cuda=None))
+    assert "torch 2.13.0+cpu is a CPU-only build: install a CUDA build" in cuda_unavailable_reason(cpu_build)
+    cuda_build = SimpleNamespace(__version__="2.13.0+cu128", version=SimpleNamespace(cuda="12.8"))
+    why = cuda_unavailable_reason(cuda_build)
+    assert "(CUDA 12.8) sees no CUDA device" in why and "CUDA_VISIBLE_DEVICES" in why and "--device cpu" in why

@@ -386,6 +386,17 @@ class CpuBackend(Backend):
 
 # ---- cuda ------------------------------------------------------------------------------------------------------
 
+def cuda_unavailable_reason(torch) -> str:
+    """Why torch has no CUDA device, and what to do (one line)."""
+    if getattr(torch.version, "cuda", None) is None:
+        return (f"--device cuda: the installed torch {torch.__version__} is a CPU-only build: install a CUDA build "
+                "of torch on a machine with an NVIDIA GPU (and the [nvml] extra for power), or use --device cpu / "
+                "--plan")
+    return (f"--device cuda: torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device "
+            "(torch.cuda.is_available() is False: no NVIDIA GPU, no driver, or CUDA_VISIBLE_DEVICES hides it); use "
+            "--device cpu or --plan")
+
+
 class CudaBackend(Backend):
     name = "cuda"
 
@@ -393,7 +404,7 @@ class CudaBackend(Backend):
         import torch
 
         if not torch.cuda.is_available():
-            raise DeviceError("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False)")
+            raise DeviceError(cuda_unavailable_reason(torch))
         self.torch = torch
         self.index = index
         torch.cuda.set_device(index)
