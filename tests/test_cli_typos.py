@@ -137,3 +137,19 @@ def test_no_arguments_is_a_usage_error_naming_the_commands(run_cli):
     assert err.count("\n") == 1 and "give a model to estimate or a command" in err and "compare-run" in err
     code, out, err = run_cli("--help")
     assert code == 0 and "usage: wattlint" in out
+
+
+def test_an_option_given_twice_is_refused_not_overridden(run_cli):
+    """Review: '--gpu a100 --gpu h100' estimated on the H100 and '--steps 10 --steps 20' ran 20 without a word."""
+    code, out, err = run_cli(str(ONNX), "--gpu", "a100", "--gpu", "h100", "--steps", "10")
+    assert code == 2 and "--gpu given twice ('--gpu a100', then '--gpu h100')" in err and out == ""
+    code, out, err = run_cli(str(ONNX), "--gpu", "a100", "--steps", "10", "--steps=20")
+    assert code == 2 and "--steps given twice ('--steps 10', then '--steps=20')" in err
+    code, out, err = run_cli("compare-run", "x.csv", "--row", "-1", "--row", "0")
+    assert code == 2 and "--row given twice" in err
+    # a value that looks like an option is the option's value, not a second option; repeatable options repeat
+    code, out, err = run_cli(str(ONNX), "--gpu", "a100", "--steps", "2", "-o", "-", "--format", "json")
+    assert code == 0, err
+    code, out, err = run_cli("analyze", str(ONNX), "--input", "input_ids=int64[2,16]", "--input",
+                             "attention_mask=int64[2,16]", "--format", "json")
+    assert "given twice" not in err

@@ -182,6 +182,53 @@ def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: 
         raise UsageError(f"{_context(parser.prog)}unrecognized option {name!r}; {hint}")
 
 
+_SINGLE = (argparse._StoreAction, argparse._StoreConstAction, argparse._StoreTrueAction, argparse._StoreFalseAction,
+           argparse.BooleanOptionalAction)
+
+
+def _refuse_repeated_option(parser: argparse.ArgumentParser, rest: list[str]) -> None:
+    """An option that takes one value given twice ('--gpu a100 --gpu h100', '--steps 10 --steps 20') is refused:
+    argparse keeps the last silently, so one of the two was not what the user meant. Repeatable options (--input,
+    --select ...: append actions) are not concerned. Exact names and '--opt=value' forms, each sub-command's options
+    included; an option whose action differs between sub-commands is left to them."""
+    actions: dict[str, list] = {}
+
+    def collect(p: argparse.ArgumentParser) -> None:
+        for a in p._actions:
+            for o in a.option_strings:
+                actions.setdefault(o, []).append(a)
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    collect(sub)
+
+    collect(parser)
+    seen: dict[int, str] = {}
+    i = 0
+    while i < len(rest):
+        tok = rest[i]
+        i += 1
+        if tok == "--":
+            return
+        if not tok.startswith("-") or tok == "-":
+            continue
+        name, has_value = (tok.split("=", 1)[0], True) if tok.startswith("--") and "=" in tok else (tok, False)
+        acts = actions.get(name)
+        if not acts:
+            continue
+        shown = tok
+        if not has_value and all(a.nargs is None and isinstance(a, argparse._StoreAction) for a in acts):
+            if i < len(rest):  # its value, whatever it looks like ('-o -', '--price -5')
+                shown = f"{tok} {rest[i]}"
+            i += 1
+        if len({id(a) for a in acts}) != 1 or not isinstance(acts[0], _SINGLE):
+            continue
+        key = id(acts[0])
+        if key in seen:
+            raise UsageError(f"{_context(parser.prog)}{name} given twice ('{seen[key]}', then '{shown}'): give it "
+                             "once (only the last would count)")
+        seen[key] = shown
+
+
 def _main(argv: list[str]) -> int:
     from .types import WattlintError
 
@@ -204,6 +251,7 @@ def _main(argv: list[str]) -> int:
         command, rest = DEFAULT_COMMAND, argv
     parser = build_parser(command)
     _refuse_unknown_option(parser, command, rest)
+    _refuse_repeated_option(parser, rest)
     try:
         args = parser.parse_args(rest)
     except SystemExit as e:  # --help inside a command
