@@ -313,3 +313,10 @@ def test_cuda_unavailable_says_why_and_what_to_do():
     cuda_build = SimpleNamespace(__version__="2.13.0+cu128", version=SimpleNamespace(cuda="12.8"))
     why = cuda_unavailable_reason(cuda_build)
     assert "(CUDA 12.8) sees no CUDA device" in why and "CUDA_VISIBLE_DEVICES" in why and "--device cpu" in why
+
+
+def test_a_suite_saved_with_a_byte_order_mark_loads(tmp_path):
+    """Review: a suite TOML with a UTF-8 BOM said 'invalid TOML: Invalid statement (at line 1, column 1)'."""
+    p = tmp_path / "bom.toml"
+    p.write_bytes(b"\xef\xbb\xbf" + Path(TINY).read_bytes())
+    assert len(load_suite(str(p)).samples) == len(load_suite(TINY).samples)

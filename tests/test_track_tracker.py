@@ -714,3 +714,18 @@ def test_wrong_settings_are_refused_before_any_record_is_opened(tmp_path):
         with pytest.raises(ConfigError, match=word):
             Settings(**bad)
     assert Settings(min_steps=2, min_stable_s=0, max_rel_ci=1).min_steps == 2
+
+
+def test_a_run_record_saved_with_a_byte_order_mark_is_still_read(tmp_path):
+    """Review: a record opened and saved in an editor that adds a UTF-8 BOM was 'not a wattlint run record'."""
+    from wattlint.tracking.record import is_run_record
+
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=20) as t:
+        for _ in range(20):
+            clock.t += 0.1
+            t.step()
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + t.path.read_bytes())
+    assert is_run_record(bom)
+    assert read_record(bom).summary["steps"] == read_record(t.path).summary["steps"] == 20

@@ -151,7 +151,7 @@ def load_suite(name_or_path: str) -> Suite:
     path = resolve_suite_path(name_or_path)
     raw = path.read_bytes()
     try:
-        data = tomllib.loads(raw.decode())
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # an editor's byte-order mark is not TOML
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
     return parse_suite(data, path=str(path), sha256=hashlib.sha256(raw).hexdigest())

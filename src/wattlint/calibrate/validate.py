@@ -138,8 +138,8 @@ def load_list(path: str | Path | None, name: str) -> tuple[list[dict[str, Any]],
         raise ConfigError(f"validation list {p} not found")
     raw = p.read_bytes()
     try:
-        data = tomllib.loads(raw.decode())
-    except tomllib.TOMLDecodeError as e:
+        data = tomllib.loads(raw.decode("utf-8-sig"))  # an editor's byte-order mark is not TOML
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
     if name not in data:
         raise ConfigError(f"{p}: no list {name!r} (lists: {', '.join(k for k in data if isinstance(data[k], list))})")

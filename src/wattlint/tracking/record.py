@@ -209,6 +209,8 @@ def read_record(path: str | Path) -> RunRecord:
     """Parse a run record; InputError with one clear line when it is not one."""
     p = Path(path)
     raw = p.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (the record opened and saved in an editor)
+        raw = raw[3:]
     text = raw.decode("utf-8", errors="replace")
     lines = text.split("\n")
     torn = False
@@ -269,7 +271,7 @@ def is_run_record(path: str | Path, exact: bool = False) -> bool:
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
-        o = json.loads(first.decode("utf-8", errors="replace"))  # read_record then says what is wrong
+        o = json.loads(first.decode("utf-8-sig", errors="replace"))  # read_record then says what is wrong
     except (OSError, ValueError):
         return False
     # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
