@@ -21,7 +21,7 @@ from typing import Any
 from ..types import GpuSpec, WattlintError
 from . import benchmarks
 from .backends import spec_from_dict
-from .runner import RUN_SCHEMA, RunPaths, read_rows
+from .runner import RUN_SCHEMA, RunPaths, has_torn_tail, read_rows
 
 POWER_CLIP = (0.0, 1.2)
 _NEEDED = ("family", "params", "precision", "phase", "time_s", "avg_power_w", "sample_id")
@@ -174,6 +174,8 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             raise FitError(f"runs from different devices: {spec.key} and {s.key} ({rp.json}); fit one GPU at a time")
         try:
             rows = read_rows(rp.csv)
+            if has_torn_tail(rp.csv):  # dropped by read_rows: counted, never silently
+                skipped["torn last line (crash mid-write)"] += 1
         except UnicodeDecodeError as e:
             raise FitError(f"{rp.csv}: not UTF-8 text (byte {e.start}): not a calibration run CSV") from None
         except csv.Error as e:

@@ -67,11 +67,18 @@ class Reporter:
 # ---- files -----------------------------------------------------------------------------------------------------
 
 def read_rows(csv_path: Path) -> list[dict[str, str]]:
-    """All complete rows of a run CSV (a torn last line from a crash is ignored)."""
+    """All complete rows of a run CSV (a torn last line from a crash is ignored: :func:`has_torn_tail` says so)."""
     text = csv_path.read_text()
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     return list(csv.DictReader(io.StringIO(text)))
+
+
+def has_torn_tail(csv_path: Path) -> bool:
+    """Whether the run CSV ends in a line without its newline (a crash mid-write), which :func:`read_rows` drops;
+    a torn header (no newline at all) is not a row."""
+    data = csv_path.read_bytes()
+    return bool(data) and not data.endswith(b"\n") and b"\n" in data
 
 
 def _check_resume_csv(csv_path: Path) -> None:
