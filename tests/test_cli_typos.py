@@ -153,3 +153,10 @@ def test_an_option_given_twice_is_refused_not_overridden(run_cli):
     code, out, err = run_cli("analyze", str(ONNX), "--input", "input_ids=int64[2,16]", "--input",
                              "attention_mask=int64[2,16]", "--format", "json")
     assert "given twice" not in err
+
+
+def test_an_error_quoting_a_huge_argument_stays_a_readable_line(run_cli):
+    """Review: a 100,000-character GPU name was echoed in full in the error line."""
+    code, out, err = run_cli("gpus", "x" * 100_000)
+    assert code == 2 and err.count("\n") == 1 and len(err) < 1200
+    assert "unknown GPU 'xxx" in err and "characters cut" in err

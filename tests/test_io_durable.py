@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from wattlint import io as wio
 
 
@@ -53,3 +55,21 @@ def test_write_new_text_fsyncs_the_directory_after_the_link(tmp_path, monkeypatc
     wio.write_new_text(target, "x\n")
     i = events.index(("link", str(target)))
     assert ("fsync", str(tmp_path)) in events[i + 1:], events
+
+
+def test_a_folder_that_refuses_new_files_is_named_not_our_temporary(tmp_path, monkeypatch):
+    """Review: a read-only output folder failed with '.../.2026...-quick.json.uvegr9m7.tmp: Operation not permitted',
+    naming an internal temporary; the error names the file asked for and its folder."""
+    import errno
+    import tempfile
+
+    from wattlint.io import atomic_write_text
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(tmp_path / ".r.json.abcdefgh.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(OSError) as e:
+        atomic_write_text(tmp_path / "r.json", "{}")
+    assert e.value.filename == str(tmp_path / "r.json") and e.value.errno == errno.EPERM
+    assert f"cannot write in {tmp_path}" in str(e.value) and ".tmp" not in str(e.value)

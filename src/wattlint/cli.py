@@ -111,7 +111,13 @@ def _one_line(e: BaseException | str) -> str:
         from .report.tables import clean
 
         text = clean(text)
+    if len(text) > MAX_ERROR_CHARS:  # a message quoting a huge argument (a 100,000-character GPU name)
+        cut = len(text) - MAX_ERROR_CHARS
+        text = f"{text[:MAX_ERROR_CHARS // 2]} … ({cut:,} characters cut) … {text[-MAX_ERROR_CHARS // 2:]}"
     return text
+
+
+MAX_ERROR_CHARS = 1000
 
 
 def _refuse_command_typo(word: str) -> None:

@@ -30,7 +30,10 @@ def _write_temp(path: Path, text: str) -> str:
     """``text`` in a new temporary file next to ``path`` (flushed to disk, with ``path``'s permission bits if it
     exists); returns the temporary's name. Removed again if writing fails."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
+    except OSError as e:  # a read-only folder: name the file the user asked for, not our temporary
+        raise OSError(e.errno, f"{e.strerror} (cannot write in {path.parent})", str(path)) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
