@@ -319,3 +319,26 @@ def test_a_torn_last_csv_line_is_counted_as_dropped(fake_run, tmp_path):
     assert prov["skipped_rows"].get("torn last line (crash mid-write)") == 1
     _data, _spec, prov = load_fit_data(find_runs([str(fake_run.csv)]))
     assert "torn last line (crash mid-write)" not in prov["skipped_rows"]
+
+
+def test_fit_names_the_file_that_is_not_a_calibration_run(fake_run, tmp_path, run_cli):
+    """Review: 'fit RECORD.jsonl emissions.csv' said 'RECORD.jsonl: need RECORD.csv and RECORD.json' (blaming the
+    good run record); a folder whose run .json is damaged said 'no calibration runs in this folder'."""
+    import wattlint
+
+    rec_dir = tmp_path / "recs"
+    with wattlint.track(out=rec_dir, display="quiet", static=False, steps=2) as t:
+        t.step()
+        t.step()
+    cc = tmp_path / "emissions.csv"
+    cc.write_text("timestamp,duration\n2026-01-01,1\n")
+    code, _, err = run_cli("fit", t.path, cc)
+    assert code == 2 and f"{t.path}: a tracked run record (wattlint.track) among other files" in err, err
+    code, _, err = run_cli("fit", cc)
+    assert code == 2 and "emissions.csv: not a calibration run" in err and "compare-run" in err, err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    shutil.copy(fake_run.csv, bad / fake_run.csv.name)
+    (bad / fake_run.json.name).write_text('{"schema": "x",,}')
+    code, _, err = run_cli("fit", bad)
+    assert code == 2 and f"no readable calibration run: {fake_run.json.name} (JSONDecodeError" in err, err

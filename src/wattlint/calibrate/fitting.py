@@ -38,11 +38,13 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
         pp = Path(p)
         if pp.is_dir():
             found = sorted(pp.glob("*.json"))
-            runs = []
+            runs, unreadable = [], []
             for j in found:
                 try:
                     doc = json.loads(j.read_text())
-                except (OSError, ValueError, RecursionError):  # unreadable, not JSON, not UTF-8, too deep: not a run
+                except (OSError, ValueError, RecursionError) as e:  # unreadable, not JSON, not UTF-8, too deep
+                    if j.with_suffix(".csv").is_file():  # beside a CSV: a calibration run's, damaged
+                        unreadable.append(f"{j.name} ({type(e).__name__}: {str(e)[:80]})")
                     continue
                 if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
                     runs.append(RunPaths.of(j))
@@ -52,12 +54,22 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
                 if any(is_run_record(f) for f in pp.glob("*.jsonl")):  # given beside calibration runs
                     raise FitError(f"{p}: holds tracked run records (wattlint.track), not calibration runs: fit "
                                    "run records on their own (wattlint fit RECORDS...), calibration runs on theirs")
+                if unreadable:
+                    raise FitError(f"{p}: no readable calibration run: {unreadable[0]}"
+                                   + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""))
                 raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
             out.extend(runs)
         else:
+            from ..tracking.record import is_run_record
+
+            if is_run_record(pp):  # given beside calibration runs or another tool's log
+                raise FitError(f"{p}: a tracked run record (wattlint.track) among other files: fit run records on "
+                               "their own (wattlint fit RECORDS...), calibration runs on theirs")
             rp = RunPaths.of(pp)
             if not rp.csv.is_file() or not rp.json.is_file():
-                raise FitError(f"{p}: need {rp.csv.name} and {rp.json.name}")
+                raise FitError(f"{p}: not a calibration run (it needs {rp.csv.name} and {rp.json.name} side by "
+                               "side, as wattlint calibrate writes them); fit reads calibration runs or tracked run "
+                               "records; another tool's log (CodeCarbon, Zeus, Carbontracker) goes to compare-run")
             out.append(rp)
     seen, uniq = set(), []
     for r in out:
