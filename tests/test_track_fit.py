@@ -150,6 +150,10 @@ def test_too_few_usable_records(tmp_path):
     write_record(d / "short.jsonl", model_hash="b", t_meas=0.01, t_pred=0.1, n=20)  # 0.2 s < min_stable_s 1 s
     with pytest.raises(RunFitError, match="needs >= 2.*short.jsonl: no stable phase"):
         fit_records([str(d)], out=str(tmp_path / "o"))
+    # the same record named twice counts once, and says so (review: 'Skipped: none skipped')
+    with pytest.raises(RunFitError, match=r"1 usable run record\(s\).*Skipped: none; 1 record\(s\) named more than "
+                                          r"once counted once \(a.jsonl\)"):
+        fit_records([str(d / "a.jsonl"), str(d / "a.jsonl")], out=str(tmp_path / "o"))
 
 
 def test_cpu_corrections_never_go_into_models(tmp_path):

@@ -92,8 +92,9 @@ def short(h: str | None) -> str:
     return (h or "none").replace("sha256:", "")[:12]
 
 
-def record_files(paths: Sequence[str]) -> list[Path]:
-    """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run header)."""
+def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> list[Path]:
+    """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run header); a file
+    reached twice counts once (appended to ``duplicates`` when given)."""
     from .record import is_run_record
 
     out: list[Path] = []
@@ -113,6 +114,8 @@ def record_files(paths: Sequence[str]) -> list[Path]:
         if f.resolve() not in seen:
             seen.add(f.resolve())
             uniq.append(f)
+        elif duplicates is not None:
+            duplicates.append(f)
     return uniq
 
 
@@ -311,15 +314,18 @@ def _range(val: dict[str, Any] | None) -> tuple[float, float] | None:
 def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | None = None,
                 model_hash: str | None = None) -> tuple[RunCorrection, Path]:
     """Fit, validate and write ``run_correction.json``; returns the correction and its path."""
-    files = record_files(paths)
+    dups: list[Path] = []
+    files = record_files(paths, dups)
     if not files:
         raise RunFitError(f"{', '.join(paths)}: no run records (*.jsonl with a wattlint.run/1 header)")
     named = [Path(p) for p in paths if not Path(p).is_dir()]
     points, skipped, key, base, clock = load_points(files, gpu_key, model_hash, named)
     if len(points) < MIN_RUNS:
-        why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "none skipped"
+        why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "none"
+        twice = (f"; {len(dups)} record(s) named more than once counted once ({', '.join(sorted({d.name for d in dups}))})"
+                 if dups else "")
         raise RunFitError(f"{len(points)} usable run record(s) of {key}; a run correction needs >= {MIN_RUNS} "
-                          f"(validated leave-one-run-out). Skipped: {why}")
+                          f"(validated leave-one-run-out). Skipped: {why}{twice}")
     tf = _factor(points, "time")
     ef = _factor(points, "energy")
     val = {"leave_one_run_out": {"time": _validate(points, "time", "run"),
