@@ -729,3 +729,35 @@ def test_a_run_record_saved_with_a_byte_order_mark_is_still_read(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + t.path.read_bytes())
     assert is_run_record(bom)
     assert read_record(bom).summary["steps"] == read_record(t.path).summary["steps"] == 20
+
+
+def test_long_unstable_runs_analyse_on_a_geometric_schedule(tmp_path, monkeypatch):
+    """Review: the analysis reads every step so far and ran at every window until the run was stable: 600,000 tiny
+    steps in 0.05 s windows spent 88 % of the loop analysing. Past ANALYSIS_EVERY_N steps the next analysis waits
+    until the run has grown by ANALYSIS_GROWTH; the last one (at the end) sees every step."""
+    from wattlint.tracking import tracker as T
+
+    calls = []
+    real = T.analyze
+
+    def unstable(data, settings):
+        calls.append(len(data.step_times))
+        return {**real(data, settings), "stable": False}
+
+    monkeypatch.setattr(T, "analyze", unstable)
+    monkeypatch.setattr(T, "ANALYSIS_EVERY_N", 50)
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, steps=1000) as t:
+        for _ in range(1000):
+            clock.t += 0.1  # 1 s windows: 10 steps each, 100 windows
+            t.step()
+    # every window while the run has < 50 steps, then only windows ending >= 10 % past the last analysed step
+    # count; the final window is always analysed, over all 1,000 steps
+    ends = [w["first_step"] + len(w["step_times_s"]) for w in _lines(t.path) if w["type"] == "window"]
+    expected, n = [], 0
+    for end in ends[:-1]:
+        if end < 50 or end - n >= 0.1 * n:
+            expected.append(end)
+            n = end
+    assert calls == expected + [1000] and ends[-1] == 1000
+    assert len(ends) > 85 and len(calls) < 45  # ~90 windows; every one was analysed before
