@@ -218,6 +218,10 @@ def test_loss_transient_by_hand(tmp_path):
     # micro-batch 4 of a trace at 2: twice the logits; tensor parallel 2 (vocabulary-parallel loss): half per rank
     assert memory.loss_transient_bytes(g, _plan(batch_size=2 * B))[0] == 2 * 10 * e
     assert memory.loss_transient_bytes(g, _plan(tensor_parallel=2, gpus=2))[0] == 10 * e // 2
+    # context parallel 2 on 2 GPUs at batch 2B: one replica, micro-batch 2B, each rank holding half of every
+    # sequence's tokens, so half of the 2 x E logits: E per rank (review: it grew with C, 19.6 GiB at C = 2 for 9.8)
+    b, note = memory.loss_transient_bytes(g, _plan(context_parallel=2, gpus=2, batch_size=2 * B))
+    assert b == 10 * e and "1/2 of the tokens (context parallel)" in note
     gpu = resolve_gpu("a100")[0]
     bd = memory.peak_memory(g, gpu, _plan())["breakdown"]
     assert bd["loss_transient"] == torch_b

@@ -132,10 +132,13 @@ def loss_transient_bytes(graph: CostGraph, plan: Plan) -> tuple[int, str | None]
     if not elems or not size:
         return 0, None
     traced_mb = max(1, int(graph.micro_batch or 1))
-    e = float(elems) * plan.micro_batch_size / traced_mb / max(1, plan.tensor_parallel)
+    # a context-parallel rank holds its 1/C of each sequence's tokens, so 1/C of their logits
+    cp = max(1, int(getattr(plan, "context_parallel", 1) or 1))
+    e = float(elems) * plan.micro_batch_size / traced_mb / max(1, plan.tensor_parallel) / cp
     impl = plan.loss_impl or ("fused" if plan.training_stack == "megatron" else "torch")
     why = "--loss-impl" if plan.loss_impl else f"the {plan.training_stack} stack's default; --loss-impl to change"
     tp = f" per tensor-parallel rank (vocabulary split over {plan.tensor_parallel})" if plan.tensor_parallel > 1 else ""
+    tp += f" of this GPU's 1/{cp} of the tokens (context parallel)" if cp > 1 else ""
     if impl == "fused":
         b = max(0.0, (2 * size - 4) * e)
         what = (f"loss fused ({why}): the {e:,.0f} logits{tp} ({size} B each) and their gradient in place of fp32 "
