@@ -607,3 +607,24 @@ def test_model_parallelism_needs_one_stack_of_transformer_layers(arch, expect, f
     code, _, err = run_cli(str(path), "--steps", "1", "--seq-len", "64", "--batch-size", "4", "--gpus", "2",
                            flag, "2")
     assert code == 2 and err.strip().count("\n") == 0 and f"{flag} 2: " in err and expect in err, err
+
+
+def test_context_parallel_ring_carries_keys_and_values_not_the_attention_mask(tmp_path):
+    """Review: a sliding-window Mistral priced its ring chunk from the attention's reads, which include the
+    [s, s] mask Hugging Face passes to SDPA (2,064 MiB for a 4 MiB chunk, the step 56x too slow). The chunk is the
+    model's keys and values: b x KV heads x keys x (d + dv) x 2 B = 1 x 2 x 256 x 128 x 2 = 131,072 B per layer, with
+    or without the window (786,432 B with it before: the mask, and the 2 KV heads Hugging Face repeats to the 4
+    query heads before SDPA when it passes a mask)."""
+    kv = {}
+    for window in (64, None):
+        cfg = {"architectures": ["MistralForCausalLM"], "model_type": "mistral", "hidden_size": 256,
+               "intermediate_size": 512, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
+               "vocab_size": 1000, "max_position_embeddings": 512, "sliding_window": window,
+               "torch_dtype": "bfloat16"}
+        p = tmp_path / f"w{window}" / "config.json"
+        p.parent.mkdir()
+        p.write_text(json.dumps(cfg))
+        est = wattlint.estimate(str(p), gpu="h100", gpus=2, context_parallel=2, batch_size=1, seq_len=256, steps=1,
+                                precision="bf16", lint=False)
+        kv[window] = est.graph.extra["context_parallel"]["kv_bytes_per_layer"]
+    assert kv[64] == kv[None] == 1 * 2 * 256 * (64 + 64) * 2

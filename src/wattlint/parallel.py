@@ -353,15 +353,20 @@ def _resized_gemm(r: OpRecord, new: Mapping[str, int]) -> OpRecord:
 
 def kv_bytes_per_layer(graph: CostGraph, blocks: Blocks | None, hidden: int) -> tuple[float, str]:
     """Key + value bytes of one micro-batch's full sequences for one layer (what a context-parallel ring passes
-    around): from the first forward fused-attention record (its reads minus the queries), else 2 x tokens x hidden
-    x 2 bytes (multi-head attention, 16-bit)."""
+    around): from the first forward fused-attention record's dims (b x key/value heads x keys x (d + dv) x element
+    bytes: its K and V, never an attention mask it also reads; the model's own key/value heads under grouped-query
+    attention, which the ring passes before any repeat: Hugging Face repeats them for SDPA with a mask), else
+    2 x tokens x hidden x 2 bytes (multi-head attention, 16-bit)."""
+    heads = (graph.extra or {}).get("attention_heads") or ()
     for r in graph.records:
         if r.phase is Phase.FORWARD and r.kind is OpKind.ATTENTION and not r.recompute:
-            b, h, sq, d = r.dim("b", 1) or 1, r.dim("h", 1) or 1, r.dim("sq", 0), r.dim("d", 0)
-            e = dtype_bytes(r.dtype)
-            kv = r.bytes_read - b * h * sq * d * e
-            if sq and d and kv > 0:
-                return float(kv), "the traced attention's key and value reads"
+            b, h, sk, d = r.dim("b", 1) or 1, r.dim("h", 1) or 1, r.dim("sk", 0), r.dim("d", 0)
+            kvh, dv = r.dim("kvh", 0) or h, r.dim("dv", 0) or d
+            if len(heads) == 2 and heads[0] == h and 0 < heads[1] < kvh:  # repeated to the query heads
+                kvh = int(heads[1])
+            kv = b * kvh * sk * (d + dv) * dtype_bytes(r.dtype)
+            if sk and d and kv > 0:
+                return float(kv), "the traced attention's key and value tensors"
     return 2.0 * tokens_per_micro_batch(graph) * max(1, hidden) * 2, "2 x tokens x hidden x 2 B (no fused attention)"
 
 
