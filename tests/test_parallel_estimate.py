@@ -628,3 +628,21 @@ def test_context_parallel_ring_carries_keys_and_values_not_the_attention_mask(tm
                                 precision="bf16", lint=False)
         kv[window] = est.graph.extra["context_parallel"]["kv_bytes_per_layer"]
     assert kv[64] == kv[None] == 1 * 2 * 256 * (64 + 64) * 2
+
+
+def test_vision_transformer_messages_count_its_patch_tokens(tmp_path):
+    """Review: a ViT (no --seq-len) priced its tensor-parallel all-reduces as micro-batch x 1 x hidden (0.4 MiB for
+    74 MiB) and its pipeline sends likewise. The tokens per sample are its attention's query length: (32 / 8)^2 = 16
+    patches + the class token = 17; micro-batch 8, hidden 64, bf16: 8 x 17 x 64 x 2 B = 17,408 B per all-reduce."""
+    cfg = {"architectures": ["ViTForImageClassification"], "model_type": "vit", "hidden_size": 64,
+           "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 32,
+           "patch_size": 8, "num_channels": 3, "num_labels": 10, "hidden_dropout_prob": 0.0,
+           "attention_probs_dropout_prob": 0.0}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    est = wattlint.estimate(str(p), gpu="a100", gpus=2, tensor_parallel=2, batch_size=8, steps=1, precision="bf16",
+                            lint=False)
+    line = next(a for a in est.assumptions if "all-reduces per layer" in a)
+    assert "micro-batch x seq x hidden = 136 x 64 x 2 B" in line, line
+    act = next(a for a in est.assumptions if a.startswith("activations per GPU"))
+    assert "with s=17, b=8, h=64, t=2" in act, act  # Korthikanti per layer, not 'no transformer blocks recognised'

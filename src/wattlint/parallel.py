@@ -279,8 +279,20 @@ def hidden_size(graph: CostGraph, blocks: Blocks | None = None) -> int:
     return int(first.dim("k")) if first is not None else 0
 
 
+def sequence_length(graph: CostGraph) -> int:
+    """Tokens per sample: the trace's sequence length (language models, --seq-len), else the query length of its
+    first forward fused attention (a vision transformer's patches + class token, which no --seq-len states); 0
+    when neither is known."""
+    if graph.seq_len:
+        return int(graph.seq_len)
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.ATTENTION and not r.recompute and r.dim("sq", 0):
+            return int(r.dim("sq", 0))
+    return 0
+
+
 def tokens_per_micro_batch(graph: CostGraph) -> int:
-    return max(1, int(graph.micro_batch or 1)) * max(1, int(graph.seq_len or 1))
+    return max(1, int(graph.micro_batch or 1)) * max(1, sequence_length(graph))
 
 
 def _scaled(r: OpRecord, f: float, dims: tuple[tuple[str, int], ...] | None = None) -> OpRecord:
@@ -714,12 +726,13 @@ def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | 
     traced saved-for-backward bytes x :func:`activation_factor`."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
-    s_full = max(1, int(graph.seq_len or 0))
+    seq = sequence_length(graph)
+    s_full = max(1, seq)
     s = s_full / max(1, layout.cp)  # context parallel: each GPU keeps its 1/cp of every sequence
     b = max(1, int(graph.micro_batch or 1))
     heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
     fused = heads > 0
-    if blocks is not None and hidden and graph.seq_len:
+    if blocks is not None and hidden and seq:
         L = inflight_layers(blocks.count, max(1, layout.pp), layout.grad_accum)
         penalty = interleave_penalty(layout.pp, layout.vpp)
         sp = layout.sequence_parallel

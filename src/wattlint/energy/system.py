@@ -561,7 +561,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
     act_bytes = 2 if plan.precision in HALF else 4
     hidden = int((stage.extra or {}).get("parallel_hidden") or P.hidden_size(stage, P.find_blocks(stage)))
     # tokens of one micro-batch on this GPU (its 1/cp of every sequence under context parallelism)
-    tokens = max(1, plan.micro_batch_size) * max(1, int(plan.seq_len or stage.seq_len or 1)) // cp
+    tokens = max(1, plan.micro_batch_size) * max(1, int(plan.seq_len or P.sequence_length(stage) or 1)) // cp
     msg = float(tokens * hidden * act_bytes)
     layers = P.count_layers(stage)
     notes: list[str] = []
