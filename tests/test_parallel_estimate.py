@@ -646,3 +646,13 @@ def test_vision_transformer_messages_count_its_patch_tokens(tmp_path):
     assert "micro-batch x seq x hidden = 136 x 64 x 2 B" in line, line
     act = next(a for a in est.assumptions if a.startswith("activations per GPU"))
     assert "with s=17, b=8, h=64, t=2" in act, act  # Korthikanti per layer, not 'no transformer blocks recognised'
+
+
+@pytest.mark.parametrize("argv", [["--gpus", "12", "--gpus-per-node", "6", "--tensor-parallel", "4"],
+                                  ["--gpus", "32", "--gpus-per-node", "6", "--tensor-parallel", "8"]])
+def test_tensor_parallel_groups_that_would_straddle_nodes_are_refused(gpt_config, run_cli, argv):
+    """Review: TP 4 on nodes of 6 (or TP 16 on 72-GPU NVL72 racks) priced every TP group over NVLink although one
+    group of adjacent ranks spans two nodes, and the report's node counts contradicted each other."""
+    code, out, err = run_cli(str(gpt_config), "--gpu", "h100", "--batch-size", "24", "--seq-len", "256", "--steps", "1",
+                             "--precision", "bf16", *argv)
+    assert code == 2 and "would straddle two nodes" in err and err.count("\n") == 1, err

@@ -246,6 +246,13 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     elif per_node > gpus:
         notes.append(f"--gpus-per-node {per_node} > --gpus {gpus}: one node of {gpus} GPUs")
         per_node = gpus
+    if layout.tp > 1 and (per_node % layout.tp if layout.tp < per_node else layout.tp % per_node):
+        # Megatron places a TP group on adjacent ranks: then some group straddles two nodes, and the step waits for
+        # its network collectives while the report would price NVLink
+        fit = ("divides" if layout.tp < per_node else "is a multiple of")
+        raise ConfigError(f"--tensor-parallel {layout.tp} does not fit nodes of {per_node} GPUs (--gpus-per-node "
+                          f"{'' if v.get('gpus_per_node') is not None else 'default '}{per_node}): a tensor-parallel "
+                          f"group of adjacent ranks would straddle two nodes; give a degree that {fit} {per_node}")
     if layout.tp > per_node:
         notes.append(f"--tensor-parallel {layout.tp} spans more than one node of {per_node} GPUs: its collectives "
                      f"run over the network")
