@@ -184,6 +184,9 @@ class MisalignedGemmDims(Rule):
         Case("aligned bf16 GEMM", {"ops": [{"op": "linear", "m": 4096, "n": 4096, "k": 1024}]}),
         Case("fp32 on CUDA cores: alignment does not matter",
              {"ops": [{"op": "linear", "m": 4096, "n": 1000, "k": 1000, "dtype": "float32"}], "precision": "fp32"}),
+        Case("a token count that is no multiple of 8 (the weight gradient's k, e.g. a routed expert's 274 rows): "
+             "not a model size to pad",
+             {"ops": [{"op": "linear", "m": 16370, "n": 4096, "k": 4096, "module": "experts"}]}),
     )
     invalid = (
         Case("lm head with vocabulary 50257 in bf16",
@@ -202,6 +205,14 @@ class MisalignedGemmDims(Rule):
         bad: dict[int, tuple[int, int, int]] = {}
         per_layer: dict[str, float] = defaultdict(float)
         dims_of: dict[str, tuple[int, int, int]] = {}
+        # a backward GEMM's n / k can be a token count (a weight gradient reduces over the tokens: for a routed
+        # expert, tokens x top-k / experts rows), which no model size pads: only the dims of the module's forward
+        # GEMMs (its weights' features) are the model's to pad
+        model_dims: dict[str, set[int]] = defaultdict(set)
+        for r in ctx.graph.records:
+            if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.phase is Phase.FORWARD:
+                model_dims[r.module].update((r.dim("n"), r.dim("k")))
+        lo = ctx.options["min_dim"]
         for i, r in enumerate(ctx.graph.records):
             if r.kind not in (OpKind.MATMUL, OpKind.CONV) or r.status is not Status.HANDLED:
                 continue
@@ -210,8 +221,12 @@ class MisalignedGemmDims(Rule):
             n, k = r.dim("n"), r.dim("k")
             if not m or not n or not k:
                 continue
-            lo = ctx.options["min_dim"]
-            if (n % m and n >= lo) or (k % m and k >= lo):
+            own = model_dims.get(r.module) if r.phase is not Phase.FORWARD else None
+
+            def paddable(v: int) -> bool:
+                return bool(v % m and v >= lo and (own is None or v in own))
+
+            if paddable(n) or paddable(k):
                 bad[i] = (m, n, k)
                 per_layer[r.module] += energy[i]
                 if r.phase is Phase.FORWARD or r.module not in dims_of:
@@ -222,8 +237,9 @@ class MisalignedGemmDims(Rule):
         records = list(ctx.graph.records)
         for i, (m, n, k) in bad.items():
             r = records[i]
-            n2 = ceil_to(n, m) if n % m and n >= ctx.options["min_dim"] else n
-            k2 = ceil_to(k, m) if k % m and k >= ctx.options["min_dim"] else k
+            own = model_dims.get(r.module) if r.phase is not Phase.FORWARD else None
+            n2 = ceil_to(n, m) if n % m and n >= lo and (own is None or n in own) else n
+            k2 = ceil_to(k, m) if k % m and k >= lo and (own is None or k in own) else k
             f = (n2 * k2) / (n * k)
             dims = tuple((name, n2 if name == "n" else k2 if name == "k" else v) for name, v in r.dims)
             records[i] = dataclasses.replace(r, dims=dims, flops=int(r.flops * f), bytes_read=int(r.bytes_read * f),
@@ -236,8 +252,9 @@ class MisalignedGemmDims(Rule):
         parts = []
         for name in worst[:3]:
             m, n, k = dims_of[name]
+            own = model_dims.get(name)
             fixes = [f"{label}={v} (pad to {ceil_to(v, m)})" for label, v in (("n", n), ("k", k))
-                     if v % m and v >= ctx.options["min_dim"]]
+                     if v % m and v >= lo and (own is None or v in own)]
             parts.append(f"{name or '<root>'}: " + ", ".join(fixes))
         more = f" and {len(worst) - 3} more" if len(worst) > 3 else ""
         yield ctx.finding(
