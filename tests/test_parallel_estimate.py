@@ -656,3 +656,18 @@ def test_tensor_parallel_groups_that_would_straddle_nodes_are_refused(gpt_config
     code, out, err = run_cli(str(gpt_config), "--gpu", "h100", "--batch-size", "24", "--seq-len", "256", "--steps", "1",
                              "--precision", "bf16", *argv)
     assert code == 2 and "would straddle two nodes" in err and err.count("\n") == 1, err
+
+
+def test_tensor_parallel_must_divide_the_intermediate_size(tmp_path, run_cli):
+    """Review: intermediate_size 14,000 with --tensor-parallel 32 (437.5 features per rank) was accepted silently;
+    Megatron-LM divides the MLP's intermediate size exactly over the ranks. 16 divides it (875): accepted."""
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 512, "intermediate_size": 1400,
+           "num_hidden_layers": 2, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 1000,
+           "max_position_embeddings": 512, "torch_dtype": "bfloat16"}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    base = [str(p), "--gpu", "h100", "--batch-size", "1", "--seq-len", "128", "--steps", "1", "--precision", "bf16"]
+    code, _, err = run_cli(*base, "--gpus", "32", "--tensor-parallel", "32", "--gpus-per-node", "32")
+    assert code == 2 and "does not divide the 1,400 output features of model.layers.0.mlp.gate_proj" in err, err
+    code, _, err = run_cli(*base, "--gpus", "8", "--tensor-parallel", "8")
+    assert code == 0, err  # 1,400 / 8 = 175; the 8 key/value heads (k_proj: 128 features) are whole groups

@@ -647,6 +647,8 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     if tp > 1:
         check_tensor_parallel(graph, tp)
     splits = weight_split(graph) if tp > 1 else {}
+    if tp > 1:
+        _check_split_features(splits, blocks, tp, hidden)
     # weights, gradients and optimizer state of the costed stage: its share of the blocks (1 / pp with equal stages)
     pp_share = stage[3][stage[4]] / blocks.count if stage is not None else 1.0
     share = pp_share / tp
@@ -846,6 +848,21 @@ def check_tensor_parallel(graph: CostGraph, tp: int) -> None:
         raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {kv} key/value heads (grouped-query "
                           f"attention) and is not a multiple of them (replicated groups): each tensor-parallel rank "
                           f"takes whole key/value groups; use a divisor or a multiple of {kv}")
+
+
+def _check_split_features(splits: Mapping[str, tuple[int, bool]], blocks: Blocks | None, tp: int,
+                          hidden: int) -> None:
+    """ConfigError when a transformer block's split weight dimension wider than the hidden size (an MLP's
+    intermediate size, a fused QKV's output features) is not a multiple of ``tp``: Megatron-LM divides it exactly
+    over the ranks (its ``divide`` asserts it). Narrower ones are left to the head checks (grouped key / value
+    projections, which replicated groups need not divide); the vocabulary is not checked (Megatron pads it to a
+    multiple of 128 x tp)."""
+    for module, (features, row) in splits.items():
+        if blocks is not None and blocks.index(module) is not None and features > hidden and features % tp:
+            what = "input" if row else "output"
+            raise ConfigError(f"--tensor-parallel {tp} does not divide the {features:,} {what} features of {module} "
+                              f"(the model's intermediate or projection size): Megatron-LM splits them exactly over "
+                              f"the tensor-parallel ranks; use a divisor of {features:,}")
 
 
 def _eager_heads(graph: CostGraph, hidden: int) -> int:
