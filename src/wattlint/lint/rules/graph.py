@@ -222,11 +222,7 @@ class MisalignedGemmDims(Rule):
             if not m or not n or not k:
                 continue
             own = model_dims.get(r.module) if r.phase is not Phase.FORWARD else None
-
-            def paddable(v: int) -> bool:
-                return bool(v % m and v >= lo and (own is None or v in own))
-
-            if paddable(n) or paddable(k):
+            if _paddable(n, m, lo, own) or _paddable(k, m, lo, own):
                 bad[i] = (m, n, k)
                 per_layer[r.module] += energy[i]
                 if r.phase is Phase.FORWARD or r.module not in dims_of:
@@ -238,8 +234,8 @@ class MisalignedGemmDims(Rule):
         for i, (m, n, k) in bad.items():
             r = records[i]
             own = model_dims.get(r.module) if r.phase is not Phase.FORWARD else None
-            n2 = ceil_to(n, m) if n % m and n >= lo and (own is None or n in own) else n
-            k2 = ceil_to(k, m) if k % m and k >= lo and (own is None or k in own) else k
+            n2 = ceil_to(n, m) if _paddable(n, m, lo, own) else n
+            k2 = ceil_to(k, m) if _paddable(k, m, lo, own) else k
             f = (n2 * k2) / (n * k)
             dims = tuple((name, n2 if name == "n" else k2 if name == "k" else v) for name, v in r.dims)
             records[i] = dataclasses.replace(r, dims=dims, flops=int(r.flops * f), bytes_read=int(r.bytes_read * f),
@@ -252,9 +248,8 @@ class MisalignedGemmDims(Rule):
         parts = []
         for name in worst[:3]:
             m, n, k = dims_of[name]
-            own = model_dims.get(name)
             fixes = [f"{label}={v} (pad to {ceil_to(v, m)})" for label, v in (("n", n), ("k", k))
-                     if v % m and v >= lo and (own is None or v in own)]
+                     if _paddable(v, m, lo, model_dims.get(name))]
             parts.append(f"{name or '<root>'}: " + ", ".join(fixes))
         more = f" and {len(worst) - 3} more" if len(worst) > 3 else ""
         yield ctx.finding(
@@ -262,6 +257,12 @@ class MisalignedGemmDims(Rule):
             f"({share:.0%} of step energy): " + "; ".join(parts) + more +
             "; pad hidden/vocabulary/channel sizes (64 for vocabularies)",
             layer=worst[0] or None, saving_kwh=kwh, saving_pct=pct)
+
+
+def _paddable(v: int, granule: int, least: int, own: set[int] | None) -> bool:
+    """A GEMM dim the model could pad: not a multiple of the tensor-core granule, not tiny, and (``own``: the dims
+    of its module's forward GEMMs, for a backward record) one of the model's own sizes, not a token count."""
+    return bool(v % granule and v >= least and (own is None or v in own))
 
 
 # ---- WL103 ----------------------------------------------------------------------------------------------------
