@@ -811,3 +811,18 @@ def test_config_without_the_table_or_without_models(tmp_path, monkeypatch, run_c
     code, out, err = run_cli("check")
     assert code == 0, err
     assert out.strip() == "no models configured: add [[tool.wattlint.models]] entries to pyproject.toml (docs/CONFIG.md)"
+
+
+def test_wl201_says_when_the_static_memory_alone_exceeds_the_gpu():
+    """Review: Llama-2-70B on one H100 (weights, gradients and AdamW state ~1.13 TiB) was told to use
+    --activation-checkpointing first, which cannot make it fit. 69 B parameters x (2 bf16 weight casts + 4 fp32
+    weights + 4 gradients + 8 Adam moments) ~ 1,156 GiB > 80 GiB: the split is named, activation advice is not."""
+    import wattlint
+
+    est = wattlint.estimate(str(ROOT / "examples" / "configs" / "llama2-70b.json"), gpu="h100", steps=1, batch_size=1,
+                            seq_len=512, precision="bf16")
+    (msg,) = [f.message for f in est.findings if f.code == "WL201"]
+    static = sum(v for k, v in est.memory.breakdown.items()
+                 if k in ("weights", "weight_casts", "gradients", "optimizer_state", "master_weights")) / 2**30
+    assert f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split" in msg
+    assert static > 1100 and "activation-checkpointing" not in msg and "micro-batch" not in msg

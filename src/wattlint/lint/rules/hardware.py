@@ -53,17 +53,28 @@ class DoesNotFit(Rule):
             return
         peak = mem.peak_bytes_per_gpu / GIB
         cap = mem.gpu_memory_bytes / GIB
+        static = sum(v for k, v in (mem.breakdown or {}).items() if k in STATIC_MEMORY) / GIB
+        lead = ""
+        if static > cap:  # no activation saving can make it fit: say what can
+            lead = (f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split "
+                    f"(tensor / pipeline parallelism or sharding over more GPUs); ")
         yield ctx.finding(
             f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.0f} GiB: "
-            + ", ".join(_memory_remedies(ctx.estimate.plan)))
+            + lead + ", ".join(_memory_remedies(ctx.estimate.plan, activations_help=static <= cap)))
 
 
-def _memory_remedies(plan) -> list[str]:
-    """What the plan does not do yet that lowers memory per GPU (advice it already follows is not repeated)."""
+# memory that does not depend on the micro-batch (wattlint.memory's breakdown keys)
+STATIC_MEMORY = ("weights", "weight_casts", "gradients", "optimizer_state", "master_weights")
+
+
+def _memory_remedies(plan, activations_help: bool = True) -> list[str]:
+    """What the plan does not do yet that lowers memory per GPU (advice it already follows is not repeated);
+    ``activations_help``: False when the static memory alone exceeds the GPU, so that lowering activations
+    (micro-batch, recompute) cannot make it fit and is not offered."""
     out = []
-    if plan.micro_batch_size > 1:
+    if activations_help and plan.micro_batch_size > 1:
         out.append(f"lower the micro-batch per GPU (now {plan.micro_batch_size}: --grad-accum or more --gpus)")
-    if plan.recompute != "full":
+    if activations_help and plan.recompute != "full":
         out.append("use --activation-checkpointing")
     if plan.sharding not in ("zero3", "fsdp"):
         out.append("--sharding zero3" + (f" over the {plan.data_parallel} data-parallel GPUs"
