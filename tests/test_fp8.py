@@ -253,3 +253,17 @@ def test_compare_costs_a_gpu_without_fp8_in_bf16_as_on_its_own():
     assert a100.plan.precision == "bf16" and "fp8" not in (a100.graph.extra or {})
     assert a100.per_step.time_s == alone.per_step.time_s and a100.per_step.gpu_energy_j == alone.per_step.gpu_energy_j
     assert h100.graph.extra["fp8"]["gemms"] == 48
+
+
+def test_an_fp8_trace_says_it_ran_bf16_autocast_and_the_megatron_stack_drops_that_line(gpt_config):
+    """Review: an fp8 plan's trace said 'fp8 autocast emulated ... matmul in bfloat16' (no such autocast) beside
+    the Transformer Engine line, and kept it under the megatron stack, which replaces autocast."""
+    import wattlint
+
+    kw = dict(gpu="h100", steps=1, batch_size=2, seq_len=256, precision="fp8", lint=False)
+    plain = wattlint.estimate(str(gpt_config), **kw).assumptions
+    assert not any("fp8 autocast" in a for a in plain)
+    (line,) = [a for a in plain if a.startswith("precision: bf16 autocast emulated")]
+    assert "an fp8 plan is traced so" in line
+    mega = wattlint.estimate(str(gpt_config), training_stack="megatron", **kw).assumptions
+    assert not any("autocast emulated" in a for a in mega) and any("Transformer Engine" in a for a in mega)

@@ -707,15 +707,15 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "one launch each; priced in the optimizer phase, one _foreach_zero_ per dtype with a foreach / "
                      "fused optimizer)")
     if prec in ("fp16", "bf16", "fp8"):
-        notes.append(f"precision: {prec} autocast emulated with CUDA's op lists (matmul/conv/attention in "
+        traced = "bf16" if prec == "fp8" else prec
+        notes.append(f"precision: {traced} autocast emulated with CUDA's op lists (matmul/conv/attention in "
                      f"{'float16' if prec == 'fp16' else 'bfloat16'}, norms/softmax/losses/reductions in float32); "
-                     f"fp32 master weights and optimizer state")
+                     f"fp32 master weights and optimizer state"
+                     + ("; an fp8 plan is traced so: the linear layers that run in FP8 and their casts are decided "
+                        "at estimate time (wattlint.fp8)" if prec == "fp8" else ""))
         if prec == "fp16":
             notes.append("precision: fp16 loss scaling (GradScaler's unscale / inf-check pass over the gradients) "
                          "is not traced")
-        if prec == "fp8":
-            notes.append("precision: fp8 traced as bf16 autocast (the linear layers that run in FP8 and their casts "
-                         "are decided at estimate time: wattlint.fp8)")
     elif precision in ("default", None):
         notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
     else:
