@@ -151,10 +151,11 @@ def test_sequence_parallel_swaps_all_reduce_for_all_gather_and_reduce_scatter(gp
 def test_memory_split_by_hand(gpt_config):
     # batch 2 on dp 1, micro-batch 1: m = 2 micro-batches per step, as many as stages
     tp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
-    full_params = tp.graph.extra["parallel_full_params"]
-    per_gpu = round(full_params / 8)
+    # the costed (last) stage holds its 2 GPT-2 blocks (12 h^2 + 13 h = 3,152,384 parameters each at h 512) and the
+    # 1000 x 512 LM head, split over tp 4 (not an even 1/8 of the model's embeddings and head)
+    per_gpu = round((2 * (12 * 512**2 + 13 * 512) + 1000 * 512) / 4)
     bd = tp.memory.breakdown
-    # fp32 weights, fp32 grads, AdamW 2 x fp32 state, bf16 weight casts: params / (tp x pp)
+    # fp32 weights, fp32 grads, AdamW 2 x fp32 state, bf16 weight casts
     assert bd["weights"] == pytest.approx(4 * per_gpu, abs=8)
     assert bd["gradients"] == pytest.approx(4 * per_gpu, abs=8)
     assert bd["optimizer_state"] == pytest.approx(8 * per_gpu, abs=16)
@@ -299,8 +300,10 @@ def test_llama2_70b_on_2048_a100():
     assert e.plan.data_parallel == 64 and e.plan.grad_accum == 16
     # steps = ceil(2e12 / (1024 x 4096)) = 476,838
     assert e.total.steps == 476_838
-    # params / 32 per GPU: fp32 weights 4 B + fp32 grads 4 B + AdamW 8 B + bf16 casts 2 B
-    n = e.graph.extra["parallel_full_params"] / 32
+    # the last stage's 20 blocks (q, o 8192^2; k, v 8192 x 1024; gate, up, down 8192 x 28672; 2 norms) and the
+    # 32000 x 8192 LM head, over tp 8: fp32 weights 4 B + fp32 grads 4 B + AdamW 8 B + bf16 casts 2 B
+    block = 2 * 8192**2 + 2 * 8192 * 1024 + 3 * 8192 * 28672 + 2 * 8192
+    n = (20 * block + 32000 * 8192) / 8
     bd = e.memory.breakdown
     assert bd["weights"] + bd["gradients"] + bd["optimizer_state"] + bd["weight_casts"] == pytest.approx(18 * n,
                                                                                                         rel=1e-6)
@@ -427,8 +430,10 @@ def test_unequal_stages_cost_the_heaviest_stage_and_its_bubble(gpt_config):
     mods = {r.module for r in three.graph.records if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD}
     assert {m.split(".")[2] for m in mods if m.startswith("transformer.h.")} == {"1", "2"}
     assert not any(m.startswith("lm_head") for m in mods)
-    # weights: 2 of 4 blocks' share of all parameters, as the equal 2-stage split
-    assert three.graph.params == two.graph.params
+    # weights: the middle stage's 2 blocks (12 h^2 + 13 h each at h 512); the 2-stage split's last stage holds its 2
+    # blocks and the 1000 x 512 LM head
+    assert three.graph.params == 2 * (12 * 512**2 + 13 * 512) == 6_304_768
+    assert two.graph.params == 6_304_768 + 1000 * 512
     # bubble: others' blocks (2) at the costed stage's per-block time + 2 sends, against the 2-stage bubble
     # of 1 x (the same 2 blocks + 1 send): they differ by exactly one more send per micro-batch
     send = three.phases["pipeline_p2p"].time_s / three.plan.grad_accum

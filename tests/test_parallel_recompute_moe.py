@@ -246,7 +246,8 @@ def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config, tmp
     """Megatron-LM gives each tensor-parallel rank whole heads, and each expert-parallel rank whole experts; key /
     value groups are split whole or, when there are fewer groups than ranks, replicated (tp a multiple of them).
     MIXTRAL_SMALL (16 heads, 4 KV groups, 8 experts): TP 4 and EP 8 run, TP 8 runs with each KV group on 2 ranks,
-    TP 32 (16 heads / 32) and EP 16 (8 experts / 16) are refused. A Llama-style config with 24 heads and 6 KV groups:
+    TP 32 (16 heads / 32) and EP 16 (8 experts / 16) are refused. A Llama-style config with 24 heads and 6 KV groups
+    (intermediate size 1,152, a multiple of 3 and 12, which Megatron-LM needs too):
     TP 3 and TP 12 run; TP 4 (6 groups / 4) and TP 8 (neither a divisor nor a multiple of 6) are refused. The counts
     come from the config: transformers repeats the KV heads before the attention kernel."""
     assert _moe(mixtral_config, tensor_parallel=4).per_step.time_s > 0
@@ -258,12 +259,12 @@ def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config, tmp
         _moe(mixtral_config, gpus=32, batch_size=32, tensor_parallel=32)
     p = tmp_path / "config.json"
     p.write_text(json.dumps(dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=384,
-                                 intermediate_size=1024, num_hidden_layers=2, num_attention_heads=24,
+                                 intermediate_size=1152, num_hidden_layers=2, num_attention_heads=24,
                                  num_key_value_heads=6, vocab_size=1000, max_position_embeddings=512)))
 
     def llama(tp):
         return wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=tp, tensor_parallel=tp, batch_size=tp, seq_len=64,
-                                 precision="bf16", steps=1, lint=False)
+                                 precision="bf16", steps=1, lint=False, gpus_per_node=tp)  # one node of tp GPUs
 
     assert llama(3).per_step.time_s > 0 and llama(12).per_step.time_s > 0
     for tp in (4, 8):

@@ -489,6 +489,28 @@ def _head_blocks(graph: CostGraph, blocks: Blocks, pre: set[str]) -> float:
     return post_f / (block_f / blocks.count) if block_f > 0 else 0.0
 
 
+def _stage_param_share(graph: CostGraph, blocks: Blocks, stage: tuple, pre: set[str]) -> tuple[float, str | None]:
+    """The costed pipeline stage's share of the model's parameters, and what it holds (None when the per-block
+    parameters are not known: then its blocks' share of all blocks). The stage holds its blocks' parameters and,
+    when it runs the modules after the blocks (the last stage), their weights (the LM head: Megatron-LM keeps a copy
+    of a tied embedding there), not an even 1 / pp of the embedding and head."""
+    per_block = int((graph.extra or {}).get("block_params") or 0)
+    n_blocks = stage[3][stage[4]]
+    if not per_block or not graph.params:
+        return n_blocks / blocks.count, None
+    post, seen = 0, set()
+    if stage[2]:
+        for r in graph.records:
+            if (r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.module not in seen and r.module not in pre
+                    and blocks.index(r.module) is None and r.dim("n", 0) and r.dim("k", 0)):
+                seen.add(r.module)
+                post += r.dim("n", 0) * r.dim("k", 0)
+    held = n_blocks * per_block + post
+    what = (f"{n_blocks} blocks x {per_block:,}" + (f" + the {post:,} weights after them (LM head)" if post else "")
+            + f" = {held:,} parameters")
+    return min(1.0, held / graph.params), what
+
+
 def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[str],
                     notes: list[str], vpp: int = 1) -> tuple[int, int, bool, tuple[int, ...], int, float]:
     """The pipeline stage costed as the bottleneck: (first block position, end position, whether it runs the
@@ -609,8 +631,9 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
       QKV / up projections, row-parallel output / down projections, vocab-parallel LM head), attention shards its
       heads, the element-wise work inside attention and MLP is split; norms, dropout and residual adds on the
       residual stream are replicated, or split with sequence parallelism; the embedding lookup is replicated.
-    * Weights, gradients and optimizer state: params / (tp x pp) per GPU with equal stages, params x (the costed
-      stage's blocks / all blocks) / tp otherwise; optimizer kernels scaled by the same share.
+    * Weights, gradients and optimizer state: the costed stage's parameters (:func:`_stage_param_share`: its blocks,
+      + the LM head's weights on the last stage; its blocks' share of all blocks when the per-block count is not
+      known) / tp; optimizer kernels scaled by the same share.
     * Activations (:func:`activation_bytes_per_gpu`, per recompute mode and width): Korthikanti et al. 2022 per
       layer; under 1F1B stage i holds p - i micro-batches of its layers (:func:`inflight_layers`: L layers of one
       micro-batch with equal stages).
@@ -650,7 +673,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     if tp > 1:
         _check_split_features(splits, blocks, tp, hidden)
     # weights, gradients and optimizer state of the costed stage: its share of the blocks (1 / pp with equal stages)
-    pp_share = stage[3][stage[4]] / blocks.count if stage is not None else 1.0
+    pp_share, stage_params = _stage_param_share(graph, blocks, stage, pre) if stage is not None else (1.0, None)
     share = pp_share / tp
     position = {idx: k for k, idx in enumerate(blocks.indices)} if stage is not None else {}
     out: list[OpRecord] = []
@@ -684,7 +707,10 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     model = dataclasses.replace(info, params=params,
                                 param_bytes=int(round((info.param_bytes or graph.params * 4) * share)),
                                 trainable_params=max(0, int(round(graph.trainable_params * share))))
-    if stage is not None and len(set(stage[3])) > 1:
+    if stage_params is not None:
+        notes.append(f"weights, gradients and optimizer state per GPU: the costed stage's {stage_params} / tp {tp} = "
+                     f"{params:,} parameters (of {graph.params:,})")
+    elif stage is not None and len(set(stage[3])) > 1:
         notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters x "
                      f"{stage[3][stage[4]]}/{blocks.count} (the costed stage's blocks) / tp {tp} = {params:,}")
     else:
