@@ -274,32 +274,24 @@ def test_measure_refuses_an_empty_selection(cpu_run, tmp_path, run_cli):
     assert code == 2 and "selected none" in err and not (tmp_path / "m.json").exists(), err
 
 
-def test_predict_refuses_a_cpu_fit_for_a_gpu(tmp_path, run_cli, monkeypatch):
-    """A CPU method check's model priced an H200 as 'calibrated' (review); fits never cross CPU and GPU."""
+@pytest.mark.parametrize("is_cpu, key, gpu, message", [
+    # a CPU method check's model priced an H200 as 'calibrated' (review); fits never cross CPU and GPU
+    (True, "cpu-amd-epyc", "h200", "CPU and GPU fits never price each other's device"),
+    # a model fitted on the fake test device was accepted and labelled 'transferred' (review), where the estimator
+    # refuses the same card
+    (False, "fake-gpu", "h100", "fitted on fake-gpu, the deterministic test simulator"),
+])
+def test_predict_refuses_a_model_that_cannot_price_the_gpu(tmp_path, run_cli, monkeypatch, is_cpu, key, gpu, message):
     from wattlint.energy import model as M
 
-    class CpuModel:
-        is_cpu, gpu_key, source = True, "cpu-amd-epyc", "cpu fit"
+    class Fitted:
+        pass
 
-    monkeypatch.setattr(M, "load_model", lambda path: CpuModel())
-    code, _, err = run_cli("validate", "predict", "--gpu", "h200", "--list", "cpu", "--only", "mlp-mnist-b128",
+    Fitted.is_cpu, Fitted.gpu_key, Fitted.source = is_cpu, key, "a fit"
+    monkeypatch.setattr(M, "load_model", lambda path: Fitted())
+    code, _, err = run_cli("validate", "predict", "--gpu", gpu, "--list", "cpu", "--only", "mlp-mnist-b128",
                            "--model", tmp_path, "--out", tmp_path / "p.json")
-    assert code == 2 and "CPU and GPU fits never price each other's device" in err, err
-    assert not (tmp_path / "p.json").exists()
-
-
-def test_predict_refuses_a_model_fitted_on_the_fake_simulator(tmp_path, run_cli, monkeypatch):
-    """Review: a model fitted on the fake test device was accepted and its predictions labelled 'transferred', where
-    the estimator refuses the same card."""
-    from wattlint.energy import model as M
-
-    class FakeFit:
-        is_cpu, gpu_key, source = False, "fake-gpu", "fake fit"
-
-    monkeypatch.setattr(M, "load_model", lambda path: FakeFit())
-    code, _, err = run_cli("validate", "predict", "--gpu", "h100", "--list", "cpu", "--only", "mlp-mnist-b128",
-                           "--model", tmp_path, "--out", tmp_path / "p.json")
-    assert code == 2 and "fitted on fake-gpu, the deterministic test simulator" in err, err
+    assert code == 2 and message in err, err
     assert not (tmp_path / "p.json").exists()
 
 
