@@ -125,6 +125,25 @@ def test_fsdp_gathered_units_by_hand(tmp_path):
     assert b["weight_casts"] == int(2 * params / 8 + 2 * (2 * block + root))
 
 
+def test_fsdp_gathered_units_on_a_pipeline_stage_by_hand(tmp_path):
+    """PP 2 x FSDP over 4 data-parallel ranks, 8 layers, megatron stack: the last stage holds 4 blocks + the LM
+    head's V x h weights (tied embedding copy) and gathers 2 of ITS blocks + that head, not a share of the whole
+    model's units scaled by the stage."""
+    from wattlint import parallel
+
+    g = _trace(tmp_path, 8)
+    block = 12 * H * H + 13 * H
+    stage = 4 * block + V * H  # 4 blocks + the LM head (wte tied with lm_head)
+    plan = _plan(gpus=8, pipeline_parallel=2, batch_size=4, sharding="fsdp", training_stack="megatron")
+    per_gpu = parallel.per_gpu_graph(g, plan)
+    assert per_gpu.params == stage
+    share, how = memory.gathered_share(per_gpu)
+    assert share == pytest.approx((2 * block + V * H) / stage)
+    assert "2 of the stage's 4" in how
+    b = memory.peak_memory(per_gpu, resolve_gpu("a100")[0], plan)["breakdown"]
+    assert b["weights"] == int(2 * stage / 4 + 2 * (2 * block + V * H))  # bf16 shards over 4 + the gathered units
+
+
 def test_gathered_share_without_block_sizes_falls_back():
     from _estimate_fixtures import mlp_graph
 

@@ -168,6 +168,9 @@ def gathered_share(graph: CostGraph) -> tuple[float, str]:
         return 0.0, "no parameters"
     full = float(extra.get("parallel_full_params") or params)
     block, count = extra.get("block_params"), extra.get("block_count")
+    stages = extra.get("pipeline_stages")
+    if block and count and full and stages:
+        return _stage_gathered_share(graph, float(block), stages)
     if block and count and full:
         block, count = float(block), int(count)
         root = max(0.0, full - block * count)
@@ -181,6 +184,21 @@ def gathered_share(graph: CostGraph) -> tuple[float, str]:
         return share, (f"2 of {blocks.count} repeated blocks (the running unit + the prefetched one; block sizes "
                        f"not reported by the frontend: the model / {blocks.count} each) = {share:.1%} of the model")
     return 1.0, "no repeated blocks found: the whole model is one gathered unit (FSDP without an auto-wrap policy)"
+
+
+def _stage_gathered_share(graph: CostGraph, block: float, stages: dict) -> tuple[float, str]:
+    """:func:`gathered_share` on one pipeline stage's GPU (the graph holds that stage's parameters / tp): the units
+    FSDP / ZeRO-3 gathers there are the stage's own, 2 of its blocks (or its one block) + the parameters it holds
+    outside its blocks (the LM head on the last stage), as a share of the stage's parameters."""
+    tp = max(1, int(((graph.extra or {}).get("parallel_layout") or {}).get("tp", 1)))
+    n_blocks = int(stages["blocks"][stages["costed"]])
+    held = float(graph.params) * tp  # the stage's parameters before the tensor-parallel split
+    root = max(0.0, held - n_blocks * block)
+    running = min(2, n_blocks)
+    share = min(1.0, (running * block + root) / held) if held else 1.0
+    return share, (f"{running} of the stage's {n_blocks} transformer blocks of {block:,.0f} parameters (the running "
+                   f"unit + the prefetched one) + the {root:,.0f} parameters it holds outside them (the LM head on "
+                   f"the last stage, kept gathered for backward) = {share:.1%} of the stage's parameters")
 
 
 def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
