@@ -62,3 +62,28 @@ def test_sigkill_leaves_a_valid_record(tmp_path, min_lines):
     a = analyze(data)
     assert a["steps"] == len(data.step_times)
     assert main(["compare-run", str(out)]) == 0
+
+
+CRASH = r"""
+import sys
+import wattlint
+t = wattlint.track(device="cpu", steps=1000, out=sys.argv[1], display="quiet", window_s=0.01)
+t.start()  # as a framework callback does (the Hugging Face Trainer has no exception hook): no with-block
+for i in range(20):
+    t.step()
+if sys.argv[2] == "raise":
+    raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+"""
+
+
+@pytest.mark.parametrize("how, status", [("raise", "error: RuntimeError: CUDA out of memory. Tried to allocate "
+                                                   "2.00 GiB"),
+                                         ("return", "interrupted (interpreter exit without close)")])
+def test_open_record_at_interpreter_exit_names_the_uncaught_exception(tmp_path, how, status):
+    out = tmp_path / "run.jsonl"
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(out), how], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == (1 if how == "raise" else 0), proc.stderr
+    rec = read_record(out)
+    assert rec.summary is not None and rec.summary["status"] == status

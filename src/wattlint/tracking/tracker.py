@@ -135,6 +135,17 @@ def _optimizer_name(opt) -> str | None:
 _PACKAGE_DIR = str(Path(__file__).resolve().parents[1]) + os.sep
 
 
+def exit_status() -> str:
+    """The status of a record still open when the interpreter exits: the uncaught exception that ended the script
+    when there is one (Python sets ``sys.last_value`` before the atexit handlers run), in the form the Lightning
+    callback's ``on_exception`` writes; else ``interrupted``. The Hugging Face Trainer has no exception hook, so a
+    crash inside ``trainer.train()`` is named this way."""
+    exc = getattr(sys, "last_value", None)
+    if exc is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return "interrupted (interpreter exit without close)"
+    return f"error: {type(exc).__name__}: {str(exc)[:200]}"
+
+
 ANALYSIS_EVERY_N = 100_000  # below this many steps every window is analysed
 ANALYSIS_GROWTH = 0.10  # above it, the next analysis waits until the run has grown by this fraction
 
@@ -486,7 +497,7 @@ class Tracker:
         def _at_exit() -> None:  # the loop ended without close(): keep the record complete
             t = ref()
             if t is not None and not t.closed:
-                t.close("interrupted (interpreter exit without close)")
+                t.close(exit_status())
         self._atexit = _at_exit
         atexit.register(_at_exit)
         return self
