@@ -70,6 +70,27 @@ def test_projection_time_energy_co2_cost_by_hand():
     assert a["per_step"]["device_energy_j"] == pytest.approx(20.0)  # 200 W x 0.1 s
 
 
+def test_projection_after_an_early_end_leaves_the_work_after_the_last_step_apart():
+    """The loop ends after 110 of 1,000 steps, then 5 s of work (a final evaluation at 300 W) run in the last
+    window: the remaining 890 steps are still projected at 200 W; the 5 s are neither time nor energy of the plan."""
+    times = [0.5] * 10 + [0.1] * 100
+    wins = _windows(times, 10, 200.0)
+    last = wins[-1]
+    wins[-1] = Window(first=last.first, end=last.end, t0=last.t0, t1=last.t1 + 5.0,
+                      energy_j=[last.energy_j[0] + 300.0 * 5.0], after_s=5.0)
+    plan = PlanInfo(steps=1000, gpus=1, pue=1.5)
+    a = analyze(RunData(times, [], None, wins, [{"name": "g0", "energy_source": "counter"}], plan,
+                        elapsed_s=15.0 + 5.0), LOOSE)
+    assert a["measured"]["after_steps"]["time_s"] == pytest.approx(5.0)
+    p = a["projection"]
+    # time: 15 s of steps + 890 x 0.1 s = 104 s; device energy 200 W x 104 s = 20,800 J (not 200 W x 99 s)
+    assert p["time_s"] == pytest.approx(104.0)
+    assert p["device_energy_j"] == pytest.approx(20800.0)
+    assert p["energy_kwh"] == pytest.approx(20800.0 * 1.5 / 3.6e6)
+    lo, hi = p["energy_kwh_range"]
+    assert lo <= p["energy_kwh"] <= hi
+
+
 def test_one_rank_of_a_job_projects_and_is_compared_as_its_own_gpu():
     """Under torchrun each rank's record measures its own GPU while the plan (and the static estimate) is the job's
     8 GPUs: the projection charged that one GPU's energy but 8 GPUs' rental hours, and the comparison put the job's

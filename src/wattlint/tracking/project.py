@@ -262,7 +262,8 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     if dev_p is not None and device_so_far is not None:
         rel_e = rel_t + rel_p_all
         dev_rem = dev_p * rem_t
-        dev_total = device_so_far + dev_p * max(0.0, t_total - elapsed)
+        # device_so_far covers the run's wall time less the work after its last step (kept apart above)
+        dev_total = device_so_far + dev_p * max(0.0, t_total - (elapsed - after_s))
         host_total = data.host_w * t_total if data.host_w is not None else 0.0
         facility = (dev_total + host_total) * plan.pue
         lo = (device_so_far + dev_rem * max(0.0, 1 - rel_e) + (data.host_w or 0.0) * t_lo) * plan.pue
