@@ -131,6 +131,26 @@ def test_estimate_and_analyze_refuse_to_write_over_the_project_files(tmp_path, m
     assert code == 0, err
 
 
+@pytest.mark.parametrize("cmd", [(), ("analyze",)])
+def test_reports_refuse_to_write_over_a_run_record(tmp_path, monkeypatch, run_cli, cmd):
+    """Review: `wattlint MODEL -o run.jsonl` and `wattlint analyze MODEL -o run.jsonl` replaced a tracked run's
+    record (measured data) with the report, exit 0."""
+    import wattlint
+
+    shutil.copy(ONNX, tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    with wattlint.track(device="cpu", steps=3, out="runs", display="quiet") as t:
+        for _ in range(3):
+            t.step()
+    record = next((tmp_path / "runs").glob("*.jsonl"))
+    before = record.read_bytes()
+    extra = ("--steps", "1") if not cmd else ()
+    code, _, err = run_cli(*cmd, "m.onnx", *extra, "--format", "json", "-o", str(record))
+    assert code == 2, err
+    assert "is a wattlint run record (measured data); refusing to overwrite it" in err
+    assert record.read_bytes() == before
+
+
 @pytest.mark.parametrize("attr, message", [
     ("exits", "wattlint: error: m.py:exits: building the model failed: it called sys.exit(0)"),
     ("exits3", "wattlint: error: m.py:exits3: building the model failed: it called sys.exit(3)"),

@@ -144,6 +144,12 @@ def check_output_path(path: str | None, root: Path | str | None = None,
         if same:
             raise InputError(f"--output {path}: is {what} of this run; refusing to overwrite it with the report "
                              "(write the report to another file)")
+    if os.path.isfile(path):
+        from ..tracking.record import is_run_record
+
+        if is_run_record(path):  # a tracked run's measurements, never a report
+            raise InputError(f"--output {path}: is a wattlint run record (measured data); refusing to overwrite "
+                             "it with the report (write the report to another file)")
     if os.path.basename(path) == "pyproject.toml":  # a project's configuration, never a report
         raise InputError(f"--output {path}: is a project's pyproject.toml; refusing to overwrite it with the report "
                          "(write the report to another file)")
