@@ -40,6 +40,33 @@ def test_hf_trainer_callback_counts_optimizer_steps(tmp_path):
     assert rec.summary["analysis"]["input"] is not None  # the wait for each batch is timed
 
 
+def test_hf_trainer_crash_then_a_new_fit_is_not_recorded_as_completed(tmp_path):
+    """Review: a callback raised at step 5 inside trainer.train() (the Trainer has no exception hook), the user
+    caught it and called train() again: the first record's summary read 'completed'."""
+    transformers = pytest.importorskip("transformers")
+
+    from wattlint.tracking._callback import PREVIOUS_FIT_OPEN
+    from wattlint.tracking.hf import WattlintCallback
+
+    class Boom(transformers.TrainerCallback):
+        armed = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.armed and state.global_step == 3:
+                Boom.armed = False
+                raise RuntimeError("boom")
+
+    cb = WattlintCallback(out=tmp_path / "runs", display="quiet", window_s=0.01, static=False, seq_len=16)
+    trainer = _hf_trainer(tmp_path, cb, accum=1)
+    trainer.add_callback(Boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.train()
+    first = cb.tracker.path
+    trainer.train()
+    assert read_record(first).summary["status"] == PREVIOUS_FIT_OPEN
+    assert read_record(cb.tracker.path).summary["status"] == "completed"
+
+
 def test_hf_trainer_budget_stop(tmp_path):
     from wattlint.tracking.hf import WattlintCallback
 

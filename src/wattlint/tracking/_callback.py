@@ -8,6 +8,7 @@ from typing import Any
 from .tracker import Tracker
 
 WORK_KEYS = ("steps", "epochs", "tokens")
+PREVIOUS_FIT_OPEN = "interrupted (the fit never reached the end of training: an exception, then a new fit)"
 
 
 class CallbackCore:
@@ -27,8 +28,10 @@ class CallbackCore:
             if k == "steps" and any(kw.get(w) is not None for w in WORK_KEYS):
                 continue  # the user's plan wins over the trainer's
             kw.setdefault(k, v)
-        if self.tracker is not None and not self.tracker.closed:  # a previous fit's run still open: end it first
-            self.end()
+        if self.tracker is not None and not self.tracker.closed:
+            # a previous fit's run still open: it never reached the trainer's end of training (an exception the
+            # trainer has no hook for, caught by the user's code, then a new fit), so it did not complete
+            self.end(PREVIOUS_FIT_OPEN)
         self.tracker = Tracker(model, raise_on_stop=False, **kw)
         self.tracker.start()
         self._epochs, self._mark = 0, None  # a callback reused for another fit starts a new run (and record)
