@@ -2,10 +2,12 @@
 projection by hand, stable event, budget guard (warn / stop at a step boundary), data-loader timing, errors."""
 
 import json
+import sys
 import warnings
 from importlib import resources
 
 import jsonschema
+
 import pytest
 
 from _fake_nvml import Clock
@@ -305,6 +307,20 @@ def test_exception_in_the_loop_closes_the_record_and_propagates(tmp_path):
             raise ZeroDivisionError("a bug in the training loop")
     s = _lines(t.path)[-1]
     assert s["type"] == "summary" and s["status"].startswith("error: ZeroDivisionError")
+
+
+@pytest.mark.parametrize("code, status", [(0, "completed"), (None, "completed"), (5, "exited: 5")])
+def test_sys_exit_inside_the_block_is_not_an_error(tmp_path, code, status):
+    """Review: sys.exit(0) after the last step was recorded as 'error: SystemExit: 0'."""
+    clock = Clock(100.0)
+    with pytest.raises(SystemExit):
+        with _track(tmp_path, clock, steps=30) as t:
+            for _ in range(30):
+                clock.t += 0.1
+                t.step()
+            sys.exit(code)
+    s = _lines(t.path)[-1]
+    assert s["type"] == "summary" and s["status"] == status
 
 
 def test_bad_options_are_clear_errors(tmp_path):

@@ -320,6 +320,10 @@ class Tracker:
         if issubclass(exc_type, KeyboardInterrupt):
             self.close("interrupted")
             return False
+        if issubclass(exc_type, SystemExit):  # sys.exit() inside the block: a clean exit is no error
+            code = getattr(exc, "code", None)
+            self.close("completed" if code in (None, 0) else f"exited: {code}")
+            return False
         self.close(f"error: {exc_type.__name__}: {str(exc)[:200]}")
         return False
 
