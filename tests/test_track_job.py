@@ -106,6 +106,21 @@ def test_records_of_different_jobs_are_refused(run_cli, tmp_path, second, needle
     assert code == 2 and needle in err and err.strip().count("\n") == 0, err
 
 
+@pytest.mark.parametrize("rank", [0, None])
+def test_a_copy_of_a_record_is_not_a_second_rank(run_cli, tmp_path, rank):
+    """Review: `compare-run rec.jsonl copy-of-rec.jsonl` read the copy as a second rank (2 x the energy); records
+    without a rank were merged the same way."""
+    import shutil
+
+    r0 = write_rank(tmp_path / "a.jsonl", rank=rank, t_step=0.1, watts=300.0)
+    (tmp_path / "elsewhere").mkdir()
+    copy = tmp_path / "elsewhere" / "a-copy.jsonl"
+    shutil.copy(r0, copy)
+    code, out, err = run_cli("compare-run", r0, copy)
+    assert code == 2 and err.strip().count("\n") == 0, err
+    assert "a-copy.jsonl: the same run as " in err and "(same content)" in err
+
+
 def test_a_log_of_another_tool_among_several_runs_is_refused(run_cli, tmp_path):
     r0 = write_rank(tmp_path / "a.jsonl", rank=0, t_step=0.1, watts=300.0)
     other = tmp_path / "emissions.csv"
