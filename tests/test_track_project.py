@@ -167,3 +167,12 @@ def test_not_stable_until_enough_stable_time():
     a = analyze(RunData(times, [], None, [], [], PlanInfo(steps=100)), Settings(min_steps=10, min_stable_s=10.0))
     assert a["stable"] is False and "< 10 s" in a["reason"]
     assert math.isfinite(a["projection"]["time_s"])  # a provisional projection is still given
+
+
+def test_not_stable_reason_never_reads_as_equal_values():
+    """Review: 'NOT STABLE: 0.2 s of stable steps < 0.2 s' (0.195 s rounded to one decimal)."""
+    times = [0.005] * 39  # 0.195 s in all, constant: stable from the first step
+    a = analyze(RunData(times, [], None, _windows(times, 13, 100.0), [{"name": "g0", "energy_source": "counter"}],
+                        PlanInfo(steps=100)), Settings(min_steps=10, min_stable_s=0.2, max_rel_ci=0.5))
+    assert not a["stable"]
+    assert "0.195 s of stable steps < 0.2 s" in a["reason"]

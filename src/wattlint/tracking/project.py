@@ -129,6 +129,15 @@ class RunData:
     elapsed_s: float | None = None  # wall seconds since start at the time of analysis (>= sum of step times)
 
 
+def _shorter(value: float, limit: float) -> str:
+    """``value`` (< ``limit``) with enough digits to read below it: 0.19 against 0.2, not 0.2 < 0.2."""
+    for digits in range(1, 7):
+        text = f"{value:.{digits}f}"
+        if float(text) < limit:
+            return text
+    return f"{value:.6g}"
+
+
 def _stable_start(regular_mask: np.ndarray, warm_regular: int) -> int:
     """Global index of the first stable step, given the warm-up length counted in regular (non-boundary) steps."""
     idx = np.flatnonzero(regular_mask)
@@ -156,7 +165,8 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     if st.n < settings.min_steps:
         reasons.append(f"{st.n} stable steps < {settings.min_steps}")
     if stable_time < settings.min_stable_s:
-        reasons.append(f"{stable_time:.1f} s of stable steps < {settings.min_stable_s:g} s")
+        reasons.append(f"{_shorter(stable_time, settings.min_stable_s)} s of stable steps < "
+                       f"{settings.min_stable_s:g} s")
     if not st.rel_ci90 <= settings.max_rel_ci:
         reasons.append(f"mean step time +-{st.rel_ci90 * 100:.1f} % (90 % CI) > {settings.max_rel_ci * 100:g} %")
     out.update(stable=not reasons, reason="; ".join(reasons) or None, warmup_steps=first_stable,
