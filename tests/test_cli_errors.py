@@ -1,5 +1,6 @@
 """Unreadable / non-JSON user files exit 2 with one line (not 'internal error', exit 3)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,27 @@ def test_a_closed_pipe_is_not_reported_as_a_user_error():
             "sys.stderr.write(f'RC={rc}\\n')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.stderr.strip().splitlines() == ["RC=0"], res.stderr
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("redirect, message", [
+    ("full", "wattlint: error: cannot write the output: No space left on device"),
+    ("closed", None),
+])
+def test_a_full_or_closed_stdout_is_not_an_internal_error(redirect, message):
+    """Review: `wattlint rules > /dev/full` ended 'internal error: OSError ... please report it' (exit 3) and
+    `wattlint rules >&-` 'internal error: AttributeError' (exit 3)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", "import sys\nfrom wattlint.cli import main\nsys.exit(main(['rules']))"]
+    with open("/dev/full", "w") as full:  # closed: fd 1 closed in the child before Python starts (sys.stdout None)
+        kw = {"stdout": full} if redirect == "full" else {"preexec_fn": lambda: os.close(1)}
+        res = subprocess.run(cmd, stderr=subprocess.PIPE, text=True, timeout=120, **kw)
+    if message is None:
+        assert res.returncode == 0 and res.stderr == "", res.stderr
+    else:
+        assert res.returncode == 2 and res.stderr.strip().splitlines() == [message], res.stderr
 
 
 def test_output_names_stdout_refuses_an_empty_name_and_implies_the_format(run_cli, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ modules are imported only when their command runs, so ``wattlint --help`` and th
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
 import os
@@ -82,6 +83,10 @@ def build_parser(command: str) -> _Parser:
     return p
 
 
+# errors of writing to standard output that are the environment's, not wattlint's (no file name: the stream's)
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
@@ -91,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.reconfigure(errors="replace")
         except (ValueError, OSError):  # pragma: no cover - a stream that cannot be reconfigured
             pass
+    if sys.stdout is None:  # started with stdout closed (`wattlint ... >&-`): what it prints goes nowhere, as asked
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
     try:
         return _main(argv)
     except UsageError as e:
@@ -282,6 +289,12 @@ def _main(argv: list[str]) -> int:
         # a path the user gave that cannot be read or written, or a user's file that is not JSON: input errors
         if isinstance(e, OSError) and e.filename is not None and not _inside_package(e.filename):
             print(f"wattlint: error: {_one_line(f'{e.filename}: {e.strerror or e}')}", file=sys.stderr)
+            return 2
+        if isinstance(e, OSError) and e.filename is None and e.errno in OUTPUT_ERRNOS:
+            # standard output could not take the report (`> /dev/full`, a full disk, a dead terminal): the
+            # environment's error; stdout is dropped so that the exit's own flush does not fail a second time
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+            print(f"wattlint: error: cannot write the output: {e.strerror or e}", file=sys.stderr)
             return 2
         if isinstance(e, json.JSONDecodeError):
             print(f"wattlint: error: not valid JSON: {_one_line(e)}", file=sys.stderr)
