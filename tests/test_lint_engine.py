@@ -35,6 +35,8 @@ def test_default_selection_is_all_stable_rules():
     ({"select": ["WL301"], "ignore": ["WL3"]}, {"WL301"}, {"WL302"}),  # more specific select wins
     ({"select": ["WL3"], "ignore": ["WL3"]}, set(), {"WL301"}),  # ignore wins ties
     ({"select": ["ALL"], "ignore": ["WL1"]}, {"WL201"}, {"WL101"}),
+    ({"ignore": ["ALL"]}, set(), {"WL101", "WL201", "WL301"}),  # review: was ignored under the default select
+    ({"select": ["WL2"], "ignore": ["ALL"]}, {"WL201"}, {"WL101"}),  # a longer prefix still wins
     ({"preview": True}, {"WL403"}, set()),
     ({"extend-select": ["WL403"]}, {"WL403"}, set()),  # preview rule selected by exact code
     ({"select": ["WL4"]}, {"WL401"}, {"WL403"}),  # ...but not by prefix
@@ -42,6 +44,11 @@ def test_default_selection_is_all_stable_rules():
 def test_selection(table, on, off):
     got = codes(cfg(**table))
     assert on <= got and not (off & got)
+
+
+def test_model_ignore_all_turns_that_models_rules_off():
+    c = cfg(models=[{"name": "m", "source": "m.onnx", "ignore": ["ALL"]}])
+    assert codes(c, c.models[0]) == set() and "WL101" in codes(c)
 
 
 def test_model_ignore_extends_top_level():

@@ -29,10 +29,13 @@ Reestimator = Callable[[CostGraph, GpuSpec, Plan], Estimate]
 # ---- selection ---------------------------------------------------------------------------------------------
 
 def _specificity(code: str, selectors: Iterable[str]) -> int:
+    """How specifically ``selectors`` name ``code`` (-1: not at all). ``ALL`` is every rule, the same set as the
+    prefix ``WL``, and ranks with it: ``ignore = ["ALL"]`` turns the default ``select = ["WL"]`` off (ignore wins
+    ties) while a longer prefix or a code still wins over it (``select = ["WL2"]`` beside it keeps WL2xx)."""
     best = -1
     for s in selectors:
         if s == "ALL":
-            best = max(best, 0)
+            best = max(best, len("WL"))
         elif code.startswith(s):
             best = max(best, len(s))
     return best
