@@ -198,3 +198,14 @@ def test_output_names_stdout_refuses_an_empty_name_and_implies_the_format(run_cl
     assert code == 0 and (tmp_path / "forced.json").read_text().startswith("wattlint estimate:")
     code, _, _ = run_cli("analyze", ONNX_EX, "-o", "a.json")
     assert code == 0 and '"schema": "wattlint.analysis/1"' in (tmp_path / "a.json").read_text()
+
+
+@pytest.mark.parametrize("command, formats", [("check", ("text", "json", "sarif", "github")),
+                                              ("analyze", ("text", "json"))])
+def test_output_help_names_only_suffixes_the_command_writes(run_cli, command, formats):
+    """Review: `check --help` said a .md / .html name picks the format; `check -o out.md` wrote text."""
+    code, out, _ = run_cli(command, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    assert ".json" in text and ".md" not in text and ".html" not in text
+    assert (".sarif" in text) == ("sarif" in formats)

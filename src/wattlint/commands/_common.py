@@ -92,10 +92,13 @@ def output_arg(text: str) -> str | None:
     return text
 
 
-def add_output_argument(p) -> None:
+def add_output_argument(p, formats: "tuple[str, ...]") -> None:
+    """``--output``; its help names the file suffixes that pick one of ``formats`` (the command's own)."""
+    picks = [s for s, f in _SUFFIX_FORMATS.items() if f in formats and f != "text"]
     p.add_argument("--output", "-o", metavar="FILE", type=output_arg,
                    help="write the report to FILE instead of stdout ('-': stdout; atomically; missing parent folders "
-                        "are created); without --format, a .json / .md / .html / .sarif name picks the format")
+                        "are created); without --format, a " + " / ".join(picks) + " name picks the format (any "
+                        "other name: text)")
 
 
 def format_for(output: str | None, allowed: "tuple[str, ...]") -> str | None:

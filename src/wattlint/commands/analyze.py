@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                help="trace with activation checkpointing of the repeated blocks (recompute in backward)")
     p.add_argument("--format", choices=("text", "json"), default=None,
                    help="output format (default text, or json for an --output named *.json)")
-    add_output_argument(p)
+    add_output_argument(p, ("text", "json"))
     p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers in the text table (default 15)")
 
 

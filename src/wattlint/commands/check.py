@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--select", metavar="CODES", help="comma-separated rule codes/prefixes (overrides the config)")
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes (or ALL) to turn off, "
                    "whatever the config selects")
-    add_output_argument(p)
+    add_output_argument(p, FORMATS)
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
                         "does not fit)")

@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None,
                    help="output format (default text, or the one an --output name implies: .json, .md, .html)")
-    add_output_argument(o)
+    add_output_argument(o, O.ESTIMATE_FORMATS)
     o.add_argument("--top", type=positive_int, default=10, metavar="N", help="layer rows the text / markdown / HTML report shows (default 10; JSON lists every "
                    "layer)")
     o.add_argument("--group-by", choices=GROUPINGS, default="block",
