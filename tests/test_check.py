@@ -54,6 +54,21 @@ def test_clean_model_passes(project, run_cli):
     assert err == ""
 
 
+def test_text_states_the_factors_behind_co2_and_cost(project, run_cli):
+    """Review: the text output printed CO2 and $ (and a CO2 budget failure) without the carbon intensity or price
+    they rest on; only --format json listed them."""
+    project(extra='region = "FR"\npue = 1.3\nprice-per-kwh = 0.2')
+    code, out, err = run_cli("check")
+    assert code == 0, out + err
+    line = next(ln for ln in out.splitlines() if ln.startswith("assumed: "))
+    assert "PUE 1.3" in line and "carbon intensity 56 gCO2e/kWh (France (FRA), year 2023)" in line
+    assert "electricity price $0.2/kWh" in line and "(default)" not in line
+    project()  # no region, no price: the world average and the default price, said so
+    code, out, err = run_cli("check")
+    line = next(ln for ln in out.splitlines() if ln.startswith("assumed: "))
+    assert "world average" in line and "electricity price $0.13/kWh (default)" in line
+
+
 def test_budget_exceeded_exits_1(project, run_cli):
     project(budget="0.001")
     code, out, err = run_cli("check")

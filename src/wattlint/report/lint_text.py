@@ -25,6 +25,39 @@ def model_line(m) -> str:
     return f"{clean(m.name)}: {', '.join(parts)} on {m.summary.get('gpu', '?')} ({cal}{tag})"
 
 
+FACTOR_PREFIXES = ("PUE ", "carbon intensity ", "electricity price ", "GPU-hour price ")
+
+
+def factors(assumptions) -> str:
+    """The factors behind the CO2 and $ figures, from an estimate's assumption lines, in short: PUE, carbon intensity
+    with its region and year, electricity and GPU-hour prices (defaults said so); '' when none is listed."""
+    out = []
+    for a in assumptions or ():
+        a = str(a)
+        if not a.startswith(FACTOR_PREFIXES):
+            continue
+        if a.startswith("carbon intensity "):
+            head, _, src = a.partition(": ")
+            out.append(f"{head} ({', '.join(src.split(', ')[:2])})" if src else head)
+        else:
+            head = a.split(" (", 1)[0]
+            out.append(head + (" (default)" if "default" in a and "(given" not in a else ""))
+    return ", ".join(out)
+
+
+def factor_lines(result: CheckResult) -> list[str]:
+    """'assumed: ...' once when every model shares its factors, else one line per model (their numbers above rest
+    on them; --format json lists every assumption)."""
+    per = [(m.name, factors(m.summary.get("assumptions"))) for m in result.models if not m.skipped]
+    per = [(n, f) for n, f in per if f]
+    if not per:
+        return []
+    tail = " (--format json lists every assumption)"
+    if len({f for _, f in per}) == 1:
+        return [f"assumed: {clean(per[0][1])}{tail}"]
+    return [f"{clean(n)}: assumed {clean(f)}" for n, f in per] + ["assumptions: --format json lists them all"]
+
+
 def render_text(result: CheckResult) -> str:
     lines = []
     for m in result.models:
@@ -37,6 +70,7 @@ def render_text(result: CheckResult) -> str:
         lines.append("")
     for m in result.models:
         lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
+    lines.extend(factor_lines(result))
     if result.baseline_updated and result.baseline_path is not None:
         ch = result.baseline_changes
         parts = [f"wrote {_names(ch.get('written'))}"]  # skipped models are not written: they were counted as if
