@@ -152,3 +152,23 @@ def test_hf_config_analysis_is_quiet(run_cli, tmp_path):
     p.write_text(json.dumps(dict(HF_CONFIGS["gpt2"], bos_token_id=50256, eos_token_id=50256)))
     code, out, err = run_cli("analyze", p, "--seq-len", "32", "--format", "json")
     assert code == 0 and err == "", err
+
+
+def test_analyze_reads_the_project_defaults_and_the_command_line_wins(run_cli, tmp_path, monkeypatch):
+    """Review: `wattlint analyze` ignored [tool.wattlint] (traced fp32 where the estimate used the file's bf16) and
+    ran on a configuration the estimate refuses."""
+    import shutil
+
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\nprecision = "bf16"\nbatch-size = 8\n')
+    code, out, err = run_cli("analyze", "m.onnx", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["trace"]["precision"] == "bf16"
+    assert "settings from [tool.wattlint] of pyproject.toml" in err and "precision = 'bf16'" in err
+    code, out, err = run_cli("analyze", "m.onnx", "--format", "json", "--precision", "fp32")
+    assert code == 0 and json.loads(out)["trace"]["precision"] == "fp32"
+    assert "precision" not in err
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\nselec = ["WL"]\n')
+    code, out, err = run_cli("analyze", "m.onnx")
+    assert code == 2 and "selec" in err and out == ""

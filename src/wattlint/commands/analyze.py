@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, format_for, model_file,
-                      positive_int, project_inputs, write_output)
+from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options, format_for,
+                      model_file, positive_int, project_inputs, write_output)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    add_option(p, "gpus", default=1, help="data-parallel GPUs (the traced micro-batch is batch / (gpus x grad-accum))")
-    add_option(p, "grad_accum", default=1)
-    add_option(p, "activation_checkpointing", default=False,
+    add_option(p, "gpus", help="data-parallel GPUs (the traced micro-batch is batch / (gpus x grad-accum))")
+    add_option(p, "grad_accum")
+    add_option(p, "activation_checkpointing",
                help="trace with activation checkpointing of the repeated blocks (recompute in backward)")
     p.add_argument("--format", choices=("text", "json"), default=None,
                    help="output format (default text, or json for an --output named *.json)")
@@ -21,19 +22,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers in the text table (default 15)")
 
 
+TRACE_OPTIONS = ("inputs", "batch_size", "seq_len", "precision", "optimizer", "gpus", "grad_accum",
+                 "activation_checkpointing", "capacity_factor", "optimizer_impl", "attention", "torch_version")
+FALLBACKS = {"gpus": 1, "grad_accum": 1, "activation_checkpointing": False}
+
+
+def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
+    """The trace's options: the command line's, else ``[tool.wattlint]``'s (``defaults``), else the trace's own;
+    and those taken from the file. A configured ``recompute = "full"`` is activation checkpointing here."""
+    cli = cli_options(args, TRACE_OPTIONS)
+    if not args.activation_checkpointing:
+        cli.pop("activation_checkpointing", None)  # a store_true flag left off is not a choice
+    file = {k: v for k, v in defaults.items() if k in TRACE_OPTIONS and k not in cli}
+    if "activation_checkpointing" not in cli and "activation_checkpointing" not in file and \
+            defaults.get("recompute") == "full":
+        file["activation_checkpointing"] = True
+    opts = {k: FALLBACKS.get(k) for k in TRACE_OPTIONS}
+    opts.update(file)
+    opts.update(cli)
+    return opts, file
+
+
 def run(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..report import analysis as rep
 
-    inputs = ((model_file(args.model), "the model file"), *project_inputs())
-    check_output_path(args.output, inputs=inputs)
+    from ..config import _where, load_config
 
-    graph = trace(args.model, {"inputs": args.inputs, "batch_size": args.batch_size, "seq_len": args.seq_len,
-                               "precision": args.precision, "optimizer": args.optimizer, "gpus": args.gpus,
-                               "grad_accum": args.grad_accum,
-                               "activation_checkpointing": args.activation_checkpointing,
-                               "capacity_factor": args.capacity_factor, "optimizer_impl": args.optimizer_impl,
-                               "attention": args.attention, "torch_version": args.torch_version})
+    config = load_config(Path.cwd())  # the estimate's defaults from [tool.wattlint] (docs/CONFIG.md), CLI wins
+    inputs = ((model_file(args.model), "the model file"), *project_inputs(config))
+    check_output_path(args.output, inputs=inputs)
+    opts, from_file = trace_options(args, config.defaults)
+    if from_file:
+        said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file.items())
+        print(f"wattlint: settings from [tool.wattlint] of {_where(config.path)} (the command line overrides "
+              f"them): {said}", file=sys.stderr)
+    graph = trace(args.model, opts)
     if (args.format or format_for(args.output, ("text", "json")) or "text") == "json":
         text = rep.render_json(graph)
     else:
