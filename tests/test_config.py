@@ -110,6 +110,19 @@ def test_bad_config_names_the_problem(tmp_path, text, needle):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("baseline, needle", [("pyproject.toml", "is this configuration file"),
+                                               ("m.onnx", "is the source of model 'm'")])
+def test_a_baseline_naming_the_configuration_or_a_model_is_refused(tmp_path, baseline, needle):
+    """Review: baseline = "pyproject.toml" went on to 'not valid JSON; fix it or delete it', pointing the user at
+    deleting their configuration (or model)."""
+    (tmp_path / "m.onnx").write_bytes(b"onnx")
+    write(tmp_path, f"[tool.wattlint]\nbaseline = '{baseline}'\n[[tool.wattlint.models]]\nname='m'\n"
+                    "source='m.onnx'\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert needle in str(e.value) and "name another file" in str(e.value)
+
+
 def test_missing_model_file(tmp_path):
     write(tmp_path, "[[tool.wattlint.models]]\nname='m'\nsource='nope/m.onnx'\n")
     cfg = load_config(tmp_path)

@@ -296,8 +296,29 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
         names.add(m.name)
         models.append(m)
 
+    if "baseline" in kwargs:
+        _refuse_baseline_over(kwargs["baseline"], path, models, where)
     return Config(path=path, root=root, defaults=defaults, budget=budget, rule_options=rule_options,
                   models=tuple(models), **kwargs)
+
+
+def _refuse_baseline_over(baseline: Path, config_path: Path | None, models, where: str) -> None:
+    """A ``baseline`` that names this configuration file or a model's source file is refused (ConfigError): the
+    baseline is rewritten by ``--update-baseline``, and the advice for a damaged baseline ("delete it") would
+    point at the user's configuration or model."""
+    import os
+
+    def same(a, b) -> bool:
+        try:
+            return a is not None and b is not None and os.path.exists(a) and os.path.samefile(a, b)
+        except OSError:
+            return False
+
+    what = "this configuration file" if same(baseline, config_path) else next(
+        (f"the source of model {m.name!r}" for m in models if same(baseline, m.path)), None)
+    if what is not None:
+        raise ConfigError(f"{where}: [tool.wattlint] baseline = {str(baseline)!r}: is {what}; the baseline is a "
+                          f"JSON file wattlint writes (default {DEFAULT_BASELINE}): name another file")
 
 
 def _parse_model(raw: Mapping[str, Any], i: int, root: Path, where: str, defaults: Mapping[str, Any],
