@@ -131,6 +131,22 @@ def test_estimate_and_analyze_refuse_to_write_over_the_project_files(tmp_path, m
     assert code == 0, err
 
 
+@pytest.mark.parametrize("name", ["models/blocks.py", "models/__init__.py", "weights.safetensors", "setup.cfg"])
+def test_check_refuses_to_write_over_project_code_and_models(tmp_path, monkeypatch, run_cli, name):
+    """Review: `check -o models/blocks.py` (a module the configured model imports) replaced it with the JSON
+    report (exit 0); the next check failed. Only the model's own file and the configuration were guarded."""
+    shutil.copy(ONNX, tmp_path / "m.onnx")
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\n[[tool.wattlint.models]]\n'
+                                             'source = "m.onnx"\nsteps = 1\n')
+    (tmp_path / "models").mkdir()
+    target = tmp_path / name
+    target.write_text("KEEP = 1\n")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("check", "--format", "json", "-o", name)
+    assert code == 2 and "refusing to overwrite it with the report" in err, err
+    assert target.read_text() == "KEEP = 1\n"
+
+
 @pytest.mark.parametrize("cmd", [(), ("analyze",)])
 def test_reports_refuse_to_write_over_a_run_record(tmp_path, monkeypatch, run_cli, cmd):
     """Review: `wattlint MODEL -o run.jsonl` and `wattlint analyze MODEL -o run.jsonl` replaced a tracked run's

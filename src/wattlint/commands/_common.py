@@ -126,6 +126,12 @@ def project_inputs(config=None) -> list[tuple[object, str]]:
     return [(config.path, "the configuration file"), (config.baseline_path, "the baseline")]
 
 
+# suffixes of files a report never replaces: a project's code (a model module the configured model imports), model
+# weights and graphs, configurations (any name: the model-file and pyproject guards only know the run's own inputs)
+NEVER_A_REPORT = (".py", ".pyi", ".ipynb", ".onnx", ".pt", ".pth", ".safetensors", ".ckpt", ".bin", ".toml", ".yaml",
+                  ".yml", ".cfg", ".ini")
+
+
 def check_output_path(path: str | None, root: Path | str | None = None,
                       inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
     """Refuse (InputError) an ``--output`` path that is a symbolic link, that names a place inside ``root`` (the
@@ -156,6 +162,11 @@ def check_output_path(path: str | None, root: Path | str | None = None,
     if os.path.basename(path) == "pyproject.toml":  # a project's configuration, never a report
         raise InputError(f"--output {path}: is a project's pyproject.toml; refusing to overwrite it with the report "
                          "(write the report to another file)")
+    if inputs and os.path.isfile(path) and os.path.splitext(path)[1].lower() in NEVER_A_REPORT:
+        # (checked with the run's inputs known, so that the model's own file is named as such first)
+        raise InputError(f"--output {path}: an existing {os.path.splitext(path)[1]} file (code, a model or a "
+                         "configuration, not a report); refusing to overwrite it with the report (write the report "
+                         "to another file)")
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
