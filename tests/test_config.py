@@ -167,3 +167,12 @@ def test_malformed_toml_is_named_as_the_other_config_errors_name_it(tmp_path, mo
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path)
     assert str(e.value).startswith("pyproject.toml: invalid TOML: ")
+
+
+def test_rule_selectors_are_case_insensitive(tmp_path):
+    """Review: '# wattlint: noqa: wl101' and --ignore wl101 were accepted, ignore = ["wl101"] in the file refused."""
+    write(tmp_path, "[tool.wattlint]\nignore = ['wl101', 'all']\nselect = ['wl']\n[[tool.wattlint.models]]\n"
+                    "name='m'\nsource='m.onnx'\nselect = ['wl3']\n")
+    cfg = load_config(tmp_path)
+    assert tuple(cfg.ignore) == ("WL101", "ALL") and tuple(cfg.select) == ("WL",)
+    assert tuple(cfg.models[0].select) == ("WL3",)

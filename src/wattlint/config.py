@@ -267,6 +267,8 @@ def parse_config(table: Mapping[str, Any], *, root: Path, path: Path | None = No
 
     known_codes, rule_option_specs = _rule_registry()
     for key in ("select", "extend_select", "ignore"):
+        if key in kwargs:  # case-insensitive, as --select / --ignore and '# wattlint: noqa' comments are
+            kwargs[key] = type(kwargs[key])(c.upper() for c in kwargs[key])
         for code in kwargs.get(key, ()):
             _check_code(code, known_codes, where, "[tool.wattlint]", key)
 
@@ -337,6 +339,8 @@ def _parse_model(raw: Mapping[str, Any], i: int, root: Path, where: str, default
         elif MODEL_KEYS.get(key) is not None:
             other[key] = _check(MODEL_KEYS[key], value, where, label, key)
     for key in ("select", "ignore"):
+        if key in other:
+            other[key] = type(other[key])(c.upper() for c in other[key])
         for code in other.get(key, ()):
             _check_code(code, known_codes, where, label, key)
     raw_source = other["source"]
