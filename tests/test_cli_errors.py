@@ -41,6 +41,16 @@ def test_invalid_hf_config_values_exit_2(run_cli, tmp_path):
     assert err.startswith("wattlint: error:") and "hidden_size = -5" in err and err.count("\n") == 1
 
 
+def test_a_size_written_as_a_string_is_quoted_in_the_error(run_cli, tmp_path):
+    """Review: "n_embd": "96" was refused as 'n_embd = 96: expected a whole number' (the quotes lost)."""
+    pytest.importorskip("transformers")
+    p = tmp_path / "config.json"
+    p.write_text('{"model_type": "gpt2", "n_embd": "96", "n_head": 4, "n_layer": 2}')
+    code, out, err = run_cli("analyze", p)
+    assert code == 2 and err.count("\n") == 1, err
+    assert 'n_embd = "96": expected a whole number, not a string (write 96 without quotes)' in err
+
+
 @pytest.mark.parametrize("argv", [
     ["validate", "compare", "--measurements", "{f}"],
     ["validate", "measure", "--predictions", "{f}", "--device", "cpu"],

@@ -83,8 +83,11 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
             for v in items:
                 ok = isinstance(v, int) and not isinstance(v, bool) or (isinstance(v, float) and v.is_integer())
                 if not ok:
-                    raise InputError(f"{where}: {_prefix}{k} = {str(raw)[:60]}: expected a whole number"
-                                     + (" or a list of them" if isinstance(raw, list) else ""))
+                    shown = json.dumps(raw)[:60]  # as written in the file: "96" (a string) must not read as 96
+                    raise InputError(f"{where}: {_prefix}{k} = {shown}: expected a whole number"
+                                     + (" or a list of them" if isinstance(raw, list) else "")
+                                     + (f", not a string (write {raw} without quotes)" if isinstance(raw, str)
+                                        and raw.strip().isdigit() else ""))
                 if not 0 <= v <= limit:
                     raise InputError(f"{where}: {_prefix}{k} = {v!r} is outside 0..{limit:,} ({what}): "
                                      "not a model this tool can build")
