@@ -41,6 +41,17 @@ def test_invalid_hf_config_values_exit_2(run_cli, tmp_path):
     assert err.startswith("wattlint: error:") and "hidden_size = -5" in err and err.count("\n") == 1
 
 
+def test_query_heads_not_a_multiple_of_kv_heads_name_the_keys(run_cli, tmp_path):
+    """Review: 4 attention heads over 3 key/value heads ended in torch's 'returned an invalid gradient' error."""
+    pytest.importorskip("transformers")
+    p = tmp_path / "config.json"
+    p.write_text('{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, '
+                 '"num_attention_heads": 4, "num_key_value_heads": 3, "vocab_size": 100}')
+    code, out, err = run_cli("analyze", p, "--seq-len", "16")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "num_attention_heads = 4 is not a multiple of num_key_value_heads = 3" in err
+
+
 def test_a_size_written_as_a_string_is_quoted_in_the_error(run_cli, tmp_path):
     """Review: "n_embd": "96" was refused as 'n_embd = 96: expected a whole number' (the quotes lost)."""
     pytest.importorskip("transformers")

@@ -100,6 +100,12 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
                     raise InputError(f"{where}: {_prefix}{k} = {v!r}: a vocabulary needs at least one token (the "
                                      "embedding and the output layer would be empty)")
                 values[what] = max(values.get(what, 0), int(v))
+    heads, kv = data.get("num_attention_heads"), data.get("num_key_value_heads")
+    if isinstance(heads, int) and isinstance(kv, int) and not isinstance(heads, bool) and not isinstance(kv, bool) \
+            and kv > 0 and heads % kv:  # grouped-query attention repeats each key/value head heads / kv times
+        raise InputError(f"{where}: {_prefix}num_attention_heads = {heads} is not a multiple of "
+                         f"{_prefix}num_key_value_heads = {kv}: grouped-query attention shares each key/value head "
+                         "among a whole number of query heads")
     if values.get("layers", 1) * max(1, values.get("experts", 1)) > MAX_EXPERT_MODULES:
         raise InputError(f"{where}: {_prefix}layers x experts = {values['layers']:,} x {values['experts']:,} is more "
                          f"than {MAX_EXPERT_MODULES:,} expert modules: not a model this tool can build")
