@@ -316,14 +316,31 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     if not isinstance(gpu, (str, GpuSpec)):
         raise ConfigError(f"gpu={gpu!r}: one GPU name or GpuSpec; wattlint.api.estimate_many(source, [...]) estimates "
                           f"several")
+    if options.get("compare") is not None:
+        raise ConfigError("compare=: estimate() costs one GPU; wattlint.api.estimate_many(source, [gpu, ...]) "
+                          "estimates several (what --compare runs)")
+    _refuse_retrace(source_or_graph, options)
     req = Request(source=source_or_graph, gpus=(gpu,), options=validate_options(options), config=config,
                   notes=notes, lint=lint, predictor=predictor, models_dirs=models_search_path(models_dir, config))
     return run(req)[0]
 
 
+def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
+    """A traced CostGraph is priced as traced: a seq_len other than the one it was traced at would count the plan's
+    steps at one length and price each at the other (ConfigError: trace again with that seq_len)."""
+    if not isinstance(source_or_graph, CostGraph):
+        return
+    seq = options.get("seq_len")
+    if seq is not None and source_or_graph.seq_len and int(seq) != source_or_graph.seq_len:
+        raise ConfigError(f"seq_len={seq}: the graph was traced at sequence length {source_or_graph.seq_len}; a "
+                          f"traced graph is priced as traced: trace it again with seq_len={seq} "
+                          "(wattlint.analyze(source, seq_len=...)) or estimate the source")
+
+
 def estimate_many(source_or_graph, gpus: Sequence[str | GpuSpec], *, lint: bool = True, config=None,
                   **options: Any) -> list[Estimate]:
     """The same model and plan options on several GPUs (what ``--compare`` runs): traced once."""
+    _refuse_retrace(source_or_graph, options)
     return run(Request(source=source_or_graph, gpus=tuple(gpus), options=validate_options(options), config=config,
                        lint=lint))
 
