@@ -274,3 +274,20 @@ def test_plan_line_says_when_whole_steps_cost_more_tokens_than_asked(run_cli):
     assert "Plan: 100 tokens · 1 step = 2,048 tokens costed (whole steps) · batch 8" in out  # 1 x 8 x 256
     code, out, err = run_cli("examples/gpt2-tiny.onnx", "--gpu", "a100", "--tokens", "2e8")
     assert code == 0 and "200 M tokens · 97.7 k steps · batch 8" in out  # ceil(2e8 / 2048) = 97,657: within 0.5 %
+
+
+def test_markdown_never_lets_a_names_html_through():
+    """Review: a node named x`<img src=x onerror=alert(1)>`y closed the layer cell's single-backtick span, and an
+    output named <img ...> went raw into an assumption line, in a report meant for pull-request comments."""
+    import dataclasses
+
+    from wattlint.report.markdown import _esc
+
+    bad = "x`<img src=x onerror=alert(1)>`y"
+    g = mlp_graph(layers=1)
+    g = dataclasses.replace(g, records=tuple(dataclasses.replace(r, module=r.module.replace("layers.0", bad))
+                                             for r in g.records))
+    md = markdown.render([estimate(g, gpu="a100", steps=10)], top=4, group_by="name")
+    row = next(ln for ln in md.splitlines() if "onerror" in ln)
+    assert row.startswith(f"| `` {bad}.") and " `` |" in row  # one double-backtick span: the name stays literal
+    assert _esc("output '<img src=x>' & more") == "output '&lt;img src=x&gt;' &amp; more"

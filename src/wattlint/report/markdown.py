@@ -12,21 +12,30 @@ from .tables import (compare_findings, energy_model_headline, energy_model_sourc
 
 
 def _esc(s: str) -> str:
-    return clean(s).replace("|", "\\|")
+    """Text for the report (a table cell, a list item): ``|`` escaped for tables, and ``&``, ``<``, ``>`` as entities:
+    a model's node or output names (user data) must not put raw HTML into a pull-request comment."""
+    return clean(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
 
 
-def _code(s: str) -> str:
-    """``s`` as a code span outside a table: no ``\\|`` escape there (a literal backslash showed in headings); a
-    backtick in ``s`` takes a double-backtick span."""
+class _Span(str):
+    """A code span already built (its text literal, not entity-escaped); a table cell only escapes its ``|``."""
+
+
+def _code(s: str, *, table: bool = False) -> str:
+    """``s`` as a code span: a backtick in ``s`` takes a double-backtick span (a name cannot close it early and let
+    what follows render as HTML); inside a table ``|`` is escaped (GFM reads ``\\|`` in a code span as a pipe),
+    outside it not (a literal backslash showed in headings)."""
     text = clean(s)
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
+    if table:
+        text = text.replace("|", "\\|")
+    return _Span(f"`` {text} ``" if "`" in text else f"`{text}`")
 
 
 def _findings(found) -> list[str]:
     """The Findings section: one bullet per (GPU key or None, finding)."""
     lines = ["", "**Findings**", ""]
     for key, f in found:
-        where = f" `{_esc(f.layer)}`" if f.layer else ""
+        where = f" {_code(f.layer)}" if f.layer else ""
         lines.append(f"- {f'`{key}` ' if key else ''}**{f.code}** {f.severity}{where}: {_esc(f.message)}")
     return lines
 
@@ -34,7 +43,7 @@ def _findings(found) -> list[str]:
 def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
     align = align or ["---"] * len(header)
     out = ["| " + " | ".join(_esc(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
-    out += ["| " + " | ".join(_esc(c) for c in r) + " |" for r in rows]
+    out += ["| " + " | ".join(c if isinstance(c, _Span) else _esc(c) for c in r) + " |" for r in rows]
     return out
 
 
@@ -50,7 +59,7 @@ def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: 
     if top and est.layers:
         title, rows, groups = layer_rows(est, top, group_by, depth)
         lines += ["", f"**{title}**", ""]
-        rows = [[f"`{layer_name(r[0], g.count)}`", *r[1:]] for r, g in zip(rows, groups)]
+        rows = [[_code(layer_name(r[0], g.count), table=True), *r[1:]] for r, g in zip(rows, groups)]
         lines += _table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])
     if est.findings:
         lines += _findings([(None, f) for f in est.findings])
