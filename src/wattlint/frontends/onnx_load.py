@@ -103,7 +103,11 @@ def _load(p: Path):
     except Exception as e:  # DecodeError and friends from protobuf
         raise InputError(f"{p}: not an ONNX model (protobuf parse failed: {_one_line(e) or type(e).__name__})") \
             from None
-    if not model.HasField("graph") or len(model.graph.node) == 0:
+    if not model.HasField("graph"):
+        raise InputError(f"{p}: not an ONNX model (no graph; truncated file or another format?)")
+    if len(model.graph.node) == 0:
+        if model.ir_version > 0 and (model.graph.input or model.graph.output or model.opset_import):
+            raise InputError(f"{p}: an ONNX model with an empty graph (no nodes): nothing to train or price")
         raise InputError(f"{p}: not an ONNX model (no graph nodes; truncated file or another format?)")
     if model.ir_version <= 0 or model.ir_version > 100:
         raise InputError(f"{p}: not an ONNX model (ir_version {model.ir_version})")
