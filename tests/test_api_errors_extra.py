@@ -39,3 +39,12 @@ def test_a_valid_onnx_model_with_an_empty_graph_is_named_as_such(tmp_path, run_c
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07")  # parses as a ModelProto with no graph at all
     code, out, err = run_cli(str(tmp_path / "junk.onnx"), "--steps", "1")
     assert code == 2 and "not an ONNX model" in err
+
+
+def test_compare_candidate_without_half_precision_under_megatron_is_named(run_cli):
+    """Review: `--compare gtx750ti --precision bf16 --training-stack megatron` said '... needs --precision bf16 ...;
+    got fp32' (the candidate's fallback), naming neither the GPU nor the way out."""
+    code, out, err = run_cli(str(ONNX), "--gpu", "h100", "--compare", "gtx750ti", "--precision", "bf16",
+                             "--training-stack", "megatron", "--steps", "10")
+    assert code == 2 and err.count("\n") == 1
+    assert "--compare gtx750ti-2gb: no half-precision rate for --training-stack megatron" in err

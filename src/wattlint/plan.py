@@ -381,6 +381,11 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     stack = v.get("training_stack", "pytorch")
     if stack == "megatron":
         if precision not in ("bf16", "fp16", "fp8"):
+            asked = v.get("precision")
+            if asked in ("bf16", "fp16", "fp8") and asked != precision:  # a --compare candidate's fallback
+                raise ConfigError(f"--compare {gpu.key}: no half-precision rate for --training-stack megatron "
+                                  f"(--precision {asked} would be costed as {precision} on it); drop it from "
+                                  f"--compare or use --training-stack pytorch")
             raise ConfigError(f"--training-stack megatron needs --precision bf16, fp16 or fp8 (half-precision "
                               f"parameters with an fp32 master copy); got {precision}")
         hp = "fp16" if precision == "fp16" else "bf16"
