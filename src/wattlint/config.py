@@ -308,16 +308,10 @@ def _refuse_baseline_over(baseline: Path, config_path: Path | None, models, wher
     """A ``baseline`` that names this configuration file or a model's source file is refused (ConfigError): the
     baseline is rewritten by ``--update-baseline``, and the advice for a damaged baseline ("delete it") would
     point at the user's configuration or model."""
-    import os
+    from .io import same_file
 
-    def same(a, b) -> bool:
-        try:
-            return a is not None and b is not None and os.path.exists(a) and os.path.samefile(a, b)
-        except OSError:
-            return False
-
-    what = "this configuration file" if same(baseline, config_path) else next(
-        (f"the source of model {m.name!r}" for m in models if same(baseline, m.path)), None)
+    what = "this configuration file" if same_file(baseline, config_path) else next(
+        (f"the source of model {m.name!r}" for m in models if same_file(baseline, m.path)), None)
     if what is not None:
         raise ConfigError(f"{where}: [tool.wattlint] baseline = {str(baseline)!r}: is {what}; the baseline is a "
                           f"JSON file wattlint writes (default {DEFAULT_BASELINE}): name another file")

@@ -235,6 +235,14 @@ def exclusive_lock(path: Path | str, *, wait: bool = True, create: bool = False)
         os.close(fd)  # releases the lock
 
 
+def same_file(a: Path | str | None, b: Path | str | None) -> bool:
+    """Whether ``a`` and ``b`` name one existing file (through links or other spellings of the path)."""
+    try:
+        return a is not None and b is not None and os.path.exists(a) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def utc_now() -> str:
     """ISO-8601 UTC time to the second: ``2026-12-03T08:11:02Z``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -56,6 +56,15 @@ def add_model_arguments(p: argparse.ArgumentParser, *, model_required: bool = Tr
         add_option(p, name)
 
 
+def settings_note(config, from_file) -> str:
+    """The line every command that takes ``[tool.wattlint]`` defaults prints: which settings (``(key, value)`` pairs)
+    came from which file."""
+    from ..config import _where
+
+    said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file)
+    return f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): {said}"
+
+
 def cli_options(args: argparse.Namespace, names) -> dict[str, Any]:
     """The options among ``names`` the user gave on the command line (argparse already validated them)."""
     out = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
@@ -140,17 +149,13 @@ def check_output_path(path: str | None, root: Path | str | None = None,
     would replace."""
     import os
 
-    from ..io import escapes_root
+    from ..io import escapes_root, same_file
     from ..types import InputError
 
     if not path:
         return
     for src, what in inputs:
-        try:
-            same = src is not None and os.path.exists(path) and os.path.samefile(path, src)
-        except OSError:
-            same = False
-        if same:
+        if same_file(path, src):
             raise InputError(f"--output {path}: is {what} of this run; refusing to overwrite it with the report "
                              "(write the report to another file)")
     if os.path.isfile(path):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options, format_for,
-                      model_file, positive_int, project_inputs, write_output)
+                      model_file, positive_int, project_inputs, settings_note, write_output)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,16 +47,14 @@ def run(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..report import analysis as rep
 
-    from ..config import _where, load_config
+    from ..config import load_config
 
     config = load_config(Path.cwd())  # the estimate's defaults from [tool.wattlint] (docs/CONFIG.md), CLI wins
     inputs = ((model_file(args.model), "the model file"), *project_inputs(config))
     check_output_path(args.output, inputs=inputs)
     opts, from_file = trace_options(args, config.defaults)
     if from_file:
-        said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file.items())
-        print(f"wattlint: settings from [tool.wattlint] of {_where(config.path)} (the command line overrides "
-              f"them): {said}", file=sys.stderr)
+        print(f"wattlint: {settings_note(config, from_file.items())}", file=sys.stderr)
     graph = trace(args.model, opts)
     if (args.format or format_for(args.output, ("text", "json")) or "text") == "json":
         text = rep.render_json(graph)

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import options as O
 from ..report.layers import GROUPINGS
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
-                      format_for, model_file, positive_int, project_inputs, write_output)
+                      format_for, model_file, positive_int, project_inputs, settings_note, write_output)
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
@@ -88,11 +88,7 @@ def request(args) -> tuple[object, str]:
         notes = (f"no --gpu given: {O.DEFAULT_GPU}",)
     from_file = [(k, v) for k, v in defaults.items() if (k == "gpu" and not args.gpu) or (k != "gpu" and k not in cli)]
     if from_file:  # every number they change must say where its setting came from
-        from ..config import _where
-
-        said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file)
-        notes += (f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): "
-                  f"{said}",)
+        notes += (settings_note(config, from_file),)
     gpus = (gpu,) + tuple(g for g in (args.compare or ()) if g != gpu)
     if args.compare:  # a comparison of one GPU printed a single report (and another JSON schema): refuse it
         from ..hardware import resolve_gpu

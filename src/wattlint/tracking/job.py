@@ -35,11 +35,13 @@ def check_one_job(records: list) -> list[str]:
         raise InputError("the same run record is named twice")
     seen: dict = {}
     for r in records:  # a copy, or the same file by another path: its energy would count twice
-        for key in (("content", r.sha256), ("run id", (r.header.get("run_id"), r.header.get("started_utc")))):
-            if key[1] and key[1] != (None, None) and key in seen:
+        ident = (r.header.get("run_id"), r.header.get("started_utc"))
+        keys = ([("content", r.sha256)] if r.sha256 else []) + ([("run id", ident)] if any(ident) else [])
+        for key in keys:
+            if key in seen:
                 raise InputError(f"{r.path}: the same run as {seen[key]} (same {key[0]}): a rank named twice would "
                                  f"count its energy twice")
-            seen.setdefault(key, r.path)
+            seen[key] = r.path
 
     def same(what: str, get) -> None:
         vals = [get(r.header) for r in records]

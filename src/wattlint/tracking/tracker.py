@@ -143,6 +143,11 @@ def exit_status() -> str:
     exc = getattr(sys, "last_value", None)
     if exc is None or isinstance(exc, (KeyboardInterrupt, SystemExit)):
         return "interrupted (interpreter exit without close)"
+    return error_status(exc)
+
+
+def error_status(exc: BaseException) -> str:
+    """A record's status when the training loop raised ``exc``."""
     return f"error: {type(exc).__name__}: {str(exc)[:200]}"
 
 
@@ -324,7 +329,7 @@ class Tracker:
             code = getattr(exc, "code", None)
             self.close("completed" if code in (None, 0) else f"exited: {code}")
             return False
-        self.close(f"error: {exc_type.__name__}: {str(exc)[:200]}")
+        self.close(error_status(exc) if exc is not None else f"error: {exc_type.__name__}")
         return False
 
     def _open_channels(self) -> None:
