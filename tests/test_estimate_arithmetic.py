@@ -113,6 +113,23 @@ def test_grad_accum_and_micro_batch_scaling():
     assert e.per_step.time_s == pytest.approx(41e-3)
 
 
+def test_a_plan_batch_other_than_the_traced_one_says_how_it_was_scaled_and_which_way_it_leans():
+    """A graph traced at micro-batch 8 (its frontend line ends 'pass --batch-size to set the global batch') priced
+    at batch 32 and 4: the frontend's line is what the plan overrode (dropped: the report said both 'micro-batch 8
+    from the inputs; pass --batch-size' and 'scaled to 32'); the scaling line gives the factor (32 / 8 = 4, 4 / 8 =
+    0.5) and the direction (larger kernels run more efficiently: scaling up leans high, down leans low)."""
+    hinted = dataclasses.replace(graph(micro_batch=8), assumptions=(
+        "batch: micro-batch 8 from the --input specs (leading dim); pass --batch-size to set the global batch",))
+    up = est(hinted, plan(batch_size=32))
+    assert not any("pass --batch-size" in a for a in up.assumptions)
+    line = next(a for a in up.assumptions if a.startswith("graph traced at micro-batch 8, plan micro-batch 32"))
+    assert "(x4;" in line and "leans high" in line
+    down = next(a for a in est(hinted, plan(batch_size=4)).assumptions if a.startswith("graph traced at"))
+    assert "(x0.5;" in down and "leans low" in down
+    same = est(hinted, plan(batch_size=8)).assumptions
+    assert any("pass --batch-size" in a for a in same) and not any(a.startswith("graph traced at") for a in same)
+
+
 def test_cost_with_and_without_gpu_hour_price():
     g = graph()
     kwh = (1000 * 1.8 + 1000 * HOST_W * 6e-3) / 3.6e6 * 1.5

@@ -28,7 +28,7 @@ from . import memory as _memory
 from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
-from .types import (OpKind, CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
+from .types import (BATCH_HINT, OpKind, CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
                     StepCost, TotalCost, Utilization)
 
 ROOT_LAYER = "(root)"
@@ -471,8 +471,9 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     notes: list[str] = list(graph.assumptions) + list(plan.assumptions) + list(priced.notes)
     traced = max(1, int(graph.micro_batch or 1))
     if plan.micro_batch_size != traced:
-        notes.append(f"graph traced at micro-batch {traced}; forward/backward time and energy scaled linearly to "
-                     f"micro-batch {plan.micro_batch_size}")
+        # the frontend's "micro-batch N from the inputs; pass --batch-size" line is what this plan just overrode
+        notes = [n for n in notes if not n.endswith(BATCH_HINT)]
+        notes.append(scaled_note(traced, plan.micro_batch_size))
     s = _sum_ops(graph, priced, plan)
     if s.core is not None:
         notes.append(_selective_note(s.core))
@@ -506,6 +507,17 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
         per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, layer_j_one), phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)
+
+
+def scaled_note(traced: int, micro: int) -> str:
+    """The assumption line of a plan whose micro-batch is not the traced one: kernel time and energy are the traced
+    ones x micro / traced (launches are per op, not scaled). A kernel's efficiency grows with its size (tile and wave
+    fill, weights read once per kernel), so scaling up from a smaller trace leans high and scaling down leans low."""
+    lean = "high" if micro > traced else "low"
+    return (f"graph traced at micro-batch {traced}, plan micro-batch {micro}: forward/backward kernel time and "
+            f"energy scaled linearly (x{micro / traced:.4g}; launches per op, not scaled); kernels run more "
+            f"efficiently the larger they are, so this leans {lean}: trace at the plan's batch "
+            f"(wattlint.analyze(source, batch_size=...)) to price the kernels at their own shapes")
 
 
 def _selective_note(core: tuple[int, float, float]) -> str:

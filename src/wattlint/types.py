@@ -81,6 +81,10 @@ class OpKind(str, Enum):
 # wattlint.energy.system.launch_key decides what counts as a launch.
 LIB_CALL = "lib_call"
 
+# How a frontend's batch line ends when the micro-batch came from the example inputs or --input specs (no
+# --batch-size): an estimate that sets its own batch on the traced graph drops the line (wattlint.aggregate).
+BATCH_HINT = "pass --batch-size to set the global batch"
+
 
 def lib_call_dims(dims: tuple[tuple[str, int], ...], call: int) -> tuple[tuple[str, int], ...]:
     """``dims`` tagged as belonging to library call ``call`` (0: untouched); kept sorted."""

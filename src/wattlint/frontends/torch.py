@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import costs as C
-from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
+from ..types import BATCH_HINT, CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import torch_moe as MOE
 from . import torch_ops as T
 
@@ -1041,7 +1041,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     if micro_batch is None:
         where = "leading dim" if bdim == 0 else "dim 1 of every input of 2 or more dims, dim 0 of 1-D ones"
         notes.append(f"batch: micro-batch {mb} from the {'--input specs' if specs else 'example inputs'} "
-                     f"({where}); pass --batch-size to set the global batch")
+                     f"({where}); {BATCH_HINT}")
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
                  assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
