@@ -173,3 +173,77 @@ def test_cli_exit_2_one_line_and_compare_fallback(run_cli):
     v = [e for e in ests if e["hardware"]["gpu"] == "v100-sxm2-32gb"][0]
     assert v["plan"]["precision"] == "fp16"
     assert any("--precision bf16 is not available on v100-sxm2-32gb" in a for a in v["assumptions"])
+
+
+# ---- a graph traced / exported in half precision: its own precision, never the plan's -----------------------------
+
+def _half_onnx(tmp_path, dtype: int, name: str):
+    """x[64, 1024] @ W[1024, 1024] -> Relu -> @ W2[1024, 10], every tensor in ``dtype`` (an fp16 / bf16 export)."""
+    import numpy as np
+    import onnx
+    from onnx import helper
+
+    def w(n, shape):
+        return helper.make_tensor(n, dtype, shape, vals=np.zeros(int(np.prod(shape)), dtype=np.uint16).tobytes(),
+                                  raw=True)
+
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", dtype, [64, 1024])],
+                          [helper.make_tensor_value_info("y", dtype, [64, 10])], [w("W", [1024, 1024]), w("W2", [1024, 10])])
+    p = tmp_path / name
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
+    return p
+
+
+def test_an_fp16_export_is_costed_as_fp16_and_says_so_under_default_and_fp32(tmp_path, run_cli):
+    """An fp16 ONNX export under the default precision printed "precision 'default' = ... fp32 weights and
+    activations, matmuls in FP32" while pricing its fp16 ops; under --precision fp32 the flag changed nothing and
+    nothing said so. The plan takes the graph's fp16 and states why; the ops, hence the energy, are the same."""
+    from onnx import TensorProto
+
+    model = _half_onnx(tmp_path, TensorProto.FLOAT16, "fp16.onnx")
+    out = {}
+    for flag in ((), ("--precision", "fp32"), ("--precision", "fp16")):
+        code, text, err = run_cli(model, "--gpu", "a100", "--steps", 100, *flag, "--format", "json")
+        assert code == 0, err
+        out[flag] = json.loads(text)
+    default, fp32, fp16 = out[()], out[("--precision", "fp32")], out[("--precision", "fp16")]
+    assert {d["plan"]["precision"] for d in out.values()} == {"fp16"}
+    assert not any(a.startswith("precision 'default'") for a in default["assumptions"])
+    assert "precision fp16: as the graph was traced / exported" in "\n".join(default["assumptions"])
+    assert any(a.startswith("--precision fp32 not applied: the graph was traced / exported in fp16")
+               for a in fp32["assumptions"])
+    assert not any("not applied" in a for a in fp16["assumptions"])
+    assert default["total"]["energy_kwh"] == fp32["total"]["energy_kwh"] == fp16["total"]["energy_kwh"]
+
+
+def test_a_bf16_export_on_a_gpu_without_bf16_names_the_graph_not_a_flag(tmp_path, run_cli):
+    """bf16 weights on a V100 (no bf16 tensor cores): refused as the graph's precision (the user passed no
+    --precision), and as a --compare candidate costed at the fallback with the graph named."""
+    from onnx import TensorProto
+
+    model = _half_onnx(tmp_path, TensorProto.BFLOAT16, "bf16.onnx")
+    code, _, err = run_cli(model, "--gpu", "v100", "--steps", 10)
+    assert code == 2
+    assert err.startswith("wattlint: error: the graph is bf16 (traced / exported in it): ")
+    assert "no bf16 tensor cores" in err and "--precision" not in err
+    code, text, err = run_cli(model, "--gpu", "a100", "--compare", "v100", "--steps", 10, "--format", "json")
+    assert code == 0, err
+    v100 = next(e for e in json.loads(text)["estimates"] if e["hardware"]["gpu"].startswith("v100"))
+    assert v100["plan"]["precision"] == "fp16"
+    assert any(a.startswith("the graph's bf16 is not available on v100") for a in v100["assumptions"])
+
+
+def test_a_graph_traced_at_bf16_keeps_bf16_under_an_api_precision_and_its_mfu_peak():
+    """wattlint.estimate(graph traced at bf16, precision='fp32') priced the bf16 ops and printed an MFU of 145 %
+    against the fp32 peak. The plan keeps bf16 (stated), so the estimate equals the one without a precision."""
+    import wattlint
+
+    g = wattlint.analyze("examples/gpt2-tiny.onnx", precision="bf16")
+    asked = wattlint.estimate(g, gpu="a100", steps=100, precision="fp32")
+    plain = wattlint.estimate(g, gpu="a100", steps=100)
+    assert asked.plan.precision == plain.plan.precision == "bf16"
+    assert asked.total.energy_kwh == plain.total.energy_kwh
+    assert asked.utilization.mfu == plain.utilization.mfu < 1.0
+    assert any(a.startswith("--precision fp32 not applied") for a in asked.assumptions)

@@ -349,10 +349,35 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     plan.update(steps=steps, epochs=epochs, dataset=name, dataset_size=size, tokens=tokens, seq_len=seq)
 
 
+# precisions a graph can be traced / exported in whose ops already hold half-precision dtypes: a plan cannot cost it
+# at another precision (pricing casts fp32 graphs down, never half ones up)
+TRACED_HALF = ("fp16", "bf16", "fp8")
+# fp8 is traced as bf16 and chosen at estimate time (wattlint.fp8): either plan applies to a graph traced at either
+FP8_FROM_BF16 = {"bf16", "fp8"}
+
+
+def _graph_precision(graph: CostGraph, asked: str | None, notes: list[str]) -> str | None:
+    """The precision of a graph traced / exported in half precision, which the plan must take (None for an fp32
+    graph: the plan's precision applies). States it, and a different ``asked`` precision as not applied."""
+    traced = graph.precision if graph.precision in TRACED_HALF else None
+    if traced is None or asked == traced or {traced, asked} <= FP8_FROM_BF16:
+        return None
+    if asked is None:
+        notes.append(f"precision {traced}: as the graph was traced / exported (its matmuls and convolutions hold "
+                     f"{traced} tensors)")
+    else:
+        notes.append(f"--precision {asked} not applied: the graph was traced / exported in {traced} and its ops are "
+                     f"costed in the dtypes they hold (trace or export it in {asked} to cost {asked})")
+    return traced
+
+
 def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str], strict: bool) -> None:
     precision = v.get("precision")
     version = framework.parse(graph.extra.get("torch_version"))
-    if precision is None and framework.tf32_matmuls_by_default(version) and precision_support(gpu, "tf32")[0]:
+    from_graph = _graph_precision(graph, precision, notes)
+    if from_graph is not None:
+        precision = from_graph
+    elif precision is None and framework.tf32_matmuls_by_default(version) and precision_support(gpu, "tf32")[0]:
         precision = "tf32"
         notes.append(f"precision: torch {framework.fmt(version)} ran matmuls and convolutions in TF32 by default "
                      "on this GPU (torch.backends.cuda.matmul.allow_tf32 defaulted to True from 1.7 to 1.11)")
@@ -367,10 +392,13 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
             notes.append(line)
     ok, why = precision_support(gpu, precision)
     if not ok:
+        if from_graph is not None:  # not the user's --precision: the graph's own dtypes
+            why = (f"the graph is {from_graph} (traced / exported in it): "
+                   f"{why.split(': ', 1)[1].replace('; use ', '; trace / export it in ')}")
         if strict:
             raise ConfigError(why)
-        precision, line = precision_fallback(gpu, precision)
-        notes.append(line)
+        asked, (precision, line) = precision, precision_fallback(gpu, precision)
+        notes.append(line.replace(f"--precision {asked} ", f"the graph's {asked} ") if from_graph else line)
     elif precision not in ("default", "fp32") and precision not in gpu.peak_tflops:
         notes.append(f"{gpu.key} has no {precision} tensor-core rate in the database; costed at its "
                      f"{_fallback_dtype(gpu, precision)} rate")

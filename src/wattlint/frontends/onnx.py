@@ -261,10 +261,14 @@ class _Analysis(_Validate, _Shapes):
                                    if self.loss_logits else {})})
 
     def _precision_name(self) -> str:
-        if self.precision != "default":
+        """The precision the graph's ops run in: a half-precision one asked for (the frontend cast the fp32 ops
+        to it), else what the weights hold (an fp16 / bf16 export stays so under --precision fp32 or default: the
+        plan states that it was not applied)."""
+        if self.half:
             return self.precision
         dts = {self.types[k][0] for k in self.trainable if k in self.types}
-        return "fp16" if dts == {"float16"} else "bf16" if dts == {"bfloat16"} else "fp32"
+        held = "fp16" if dts == {"float16"} else "bf16" if dts == {"bfloat16"} else None
+        return held or ("fp32" if self.precision == "default" else self.precision)
 
     def _guess_seq(self, specs) -> int:
         for s in specs:
