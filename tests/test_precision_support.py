@@ -173,6 +173,12 @@ def test_cli_exit_2_one_line_and_compare_fallback(run_cli):
     v = [e for e in ests if e["hardware"]["gpu"] == "v100-sxm2-32gb"][0]
     assert v["plan"]["precision"] == "fp16"
     assert any("--precision bf16 is not available on v100-sxm2-32gb" in a for a in v["assumptions"])
+    # the table names the fallback on the row (the plan line above it says bf16), the asked-for GPU row nothing
+    for fmt, cell in (("text", "v100-sxm2-32gb x1 (as fp16)"), ("markdown", "| v100-sxm2-32gb x1 (as fp16) |")):
+        code, out, err = run_cli(onnx, "--gpu", "a100", "--precision", "bf16", "--compare", "v100", "--steps", "10",
+                                 "--format", fmt)
+        assert code == 0, err
+        assert cell in out and "a100-sxm4-80gb x1 (as" not in out
 
 
 # ---- a graph traced / exported in half precision: its own precision, never the plan's -----------------------------

@@ -205,8 +205,10 @@ def compare_findings(ests: Sequence[Estimate], skip: int | None = None) -> list[
 
 
 def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], int]:
-    """One row per GPU; each numeric column in one unit."""
+    """One row per GPU; each numeric column in one unit. A GPU costed at another precision than the plan line's
+    (a --compare candidate without it: its fallback, stated in the assumptions) names it after its key."""
     best = most_efficient(ests)
+    planned = ests[0].plan.precision if ests else ""
     time_unit = u.pick([e.total.time_h * 3600 for e in ests], u.DURATION)
     gh_unit = u.pick([e.total.gpu_hours for e in ests], u.GPU_HOURS)
     kwh_unit = u.pick([e.total.energy_kwh for e in ests], u.ENERGY_KWH)
@@ -217,7 +219,8 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
         t = e.total
         lo, hi = t.energy_kwh_range
         rows.append([
-            ("★ " if i == best else "") + f"{e.gpu.key} x{e.plan.gpus}",
+            ("★ " if i == best else "") + f"{e.gpu.key} x{e.plan.gpus}"
+            + (f" (as {e.plan.precision})" if e.plan.precision != planned else ""),
             u.in_unit(t.time_h * 3600, time_unit),
             u.in_unit(t.gpu_hours, gh_unit),
             u.in_unit(t.energy_kwh, kwh_unit),
