@@ -256,6 +256,52 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     assert "GPU-hour price $2 (rental; electricity charged on top at --price)" in p.assumptions
 
 
+def test_gpu_hour_price_per_gpu_picks_the_estimated_gpus_price():
+    """--gpu-hour-price a100=1.8,rtx3090=0.45 (a --compare of rental GPUs): each GPU's plan takes its own price, the
+    names resolved as --gpu resolves them (rtx3090 -> rtx3090-24gb); a GPU without a price, an unknown name, or one
+    GPU at two prices is refused with the option named."""
+    from wattlint.options import OPTIONS
+
+    check = OPTIONS["gpu_hour_price"].check
+    pairs = check("a100=1.8, rtx3090=0.45", text=True)
+    assert pairs == (("a100", 1.8), ("rtx3090", 0.45))
+    assert check({"a100": 1.8, "rtx3090": 0.45}) == pairs and check(pairs) == pairs  # TOML table / validated once
+    assert check("2.5", text=True) == 2.5
+    for bad in ("a100=x", "a100=-1", "=2", "a100=1,,h100=2"):
+        with pytest.raises(ValueError):
+            check(bad, text=True)
+    p = build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=pairs)
+    assert p.gpu_hour_price == 0.45 and p.price_per_kwh == 0.0
+    assert "GPU-hour price $0.45 for rtx3090-24gb (rental; includes electricity)" in p.assumptions
+    with pytest.raises(ConfigError, match=r"^--gpu-hour-price names no price for rtx3090-24gb \(given for "
+                                          r"a100-sxm4-80gb\)"):
+        build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=(("a100", 1.8),))
+    with pytest.raises(ConfigError, match=r"^--gpu-hour-price: unknown GPU 'rtx9090'"):
+        build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=(("rtx9090", 1.0), ("rtx3090", 0.45)))
+    with pytest.raises(ConfigError, match="both rtx3090-24gb, at different prices"):
+        build_plan(graph(), gpu=GPU, epochs=1, gpu_hour_price=(("rtx3090", 0.4), ("rtx3090-24gb", 0.5)))
+
+
+def test_compare_costs_each_gpu_at_its_own_hour_price(run_cli):
+    """Rental only (electricity included): each compared GPU's cost = its GPU-hours x its own price."""
+    import json
+
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--compare", "h100,l4", "--epochs", 1,
+                             "--gpu-hour-price", "a100=1.8,h100=3.9,l4=0.8", "--format", "json")
+    assert code == 0, err
+    prices = {"a100-sxm4-80gb": 1.8, "h100-sxm5-80gb": 3.9, "l4-24gb": 0.8}
+    ests = json.loads(out)["estimates"]
+    assert {e["hardware"]["gpu"] for e in ests} == set(prices)
+    for e in ests:
+        assert e["total"]["cost_usd"] == pytest.approx(e["total"]["gpu_hours"] * prices[e["hardware"]["gpu"]],
+                                                       rel=1e-5)
+    code, out, err = run_cli("examples/resnet50.onnx", "--gpu", "a100", "--compare", "h100", "--epochs", 1,
+                             "--gpu-hour-price", "a100=1.8")
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["wattlint: error: --gpu-hour-price names no price for h100-sxm5-80gb (given for "
+                                "a100-sxm4-80gb): add h100-sxm5-80gb=USD, or give one number for every GPU"]
+
+
 def test_cost_label_names_what_is_charged():
     """Review: with --gpu-hour-price alone the summary row read 'Cost (electricity + GPU-hours)' while electricity
     was not charged."""

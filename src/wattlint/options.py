@@ -155,6 +155,32 @@ def gpu_list(v: Any, *, text: bool = False) -> tuple[str, ...]:
     return names
 
 
+MAX_GPU_HOUR_PRICE = 1e5
+
+
+def gpu_hour_price(v: Any, *, text: bool = False) -> float | tuple[tuple[str, float], ...]:
+    """USD per GPU-hour: one number for every GPU, or one per GPU (``--gpu-hour-price a100=1.8,h100=3.9``; a TOML
+    table ``{a100 = 1.8, h100 = 3.9}``; a dict in the API) as ((GPU name as written, price), ...), resolved to the
+    estimated GPU by plan.build_plan."""
+    price = number(0, MAX_GPU_HOUR_PRICE, lo_open=False)
+    pairs = isinstance(v, tuple) and v and all(isinstance(p, tuple) and len(p) == 2 for p in v)  # validated once
+    if pairs or isinstance(v, Mapping) or (text and isinstance(v, str) and "=" in v):
+        items = list(v) if pairs else list(v.items()) if isinstance(v, Mapping) else \
+            [p.partition("=")[::2] for p in v.split(",")]
+        out = []
+        for name, val in items:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError("expected GPU=USD pairs, e.g. a100=1.8,h100=3.9 (no empty GPU name)")
+            try:
+                out.append((name.strip(), price(val.strip() if isinstance(val, str) else val, text=True)))
+            except ValueError as e:
+                raise ValueError(f"{name.strip()}: {e}") from None
+        if not out:
+            raise ValueError("expected a number or GPU=USD pairs, e.g. a100=1.8,h100=3.9")
+        return tuple(out)
+    return price(v, text=text)
+
+
 # ---- the table -------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -306,8 +332,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "--region)", "site", "plan", "G"),
     Option("price_per_kwh", "--price", number(0, 1e4, lo_open=False), "electricity price in USD per kWh", "site",
            "plan", "USD", aliases=("price",)),
-    Option("gpu_hour_price", "--gpu-hour-price", number(0, 1e5, lo_open=False), "USD per GPU-hour (rental; "
-           "taken to include electricity unless --price is given too)", "site", "plan", "USD"),
+    Option("gpu_hour_price", "--gpu-hour-price", gpu_hour_price, "USD per GPU-hour (rental; taken to include "
+           "electricity unless --price is given too): one number, or one per GPU for --compare "
+           "(a100=1.8,h100=3.9)", "site", "plan", "USD|GPU=USD,..."),
 )}
 
 FRONTEND_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("frontend", "both"))

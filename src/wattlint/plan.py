@@ -188,7 +188,7 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True,
     _parallel(graph, gpu, v, plan, notes)
     _work(graph, v, plan, notes)
     _precision(graph, gpu, v, plan, notes, strict_precision)
-    _site(v, plan, notes)
+    _site(v, plan, notes, gpu)
     return Plan(**plan, assumptions=tuple(notes))
 
 
@@ -426,7 +426,29 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     plan.update(precision=precision, optimizer=optimizer, training_stack=stack, loss_impl=v.get("loss_impl"))
 
 
-def _site(v: dict, plan: dict, notes: list[str]) -> None:
+def gpu_hour_price_for(given, gpu: GpuSpec) -> tuple[float | None, str]:
+    """The GPU-hour price of ``gpu`` from --gpu-hour-price (one number, or (GPU name, price) pairs: options.
+    gpu_hour_price) and what it is the price of; ConfigError when pairs name no price for this GPU, or an unknown GPU."""
+    if given is None or isinstance(given, (int, float)):
+        return given, ""
+    from .hardware import resolve_gpu
+
+    keys = {}
+    for name, price in given:
+        try:
+            key = gpu.key if name == gpu.key else resolve_gpu(name)[0].key
+        except ConfigError as e:
+            raise ConfigError(f"--gpu-hour-price: {e}") from None
+        if key in keys and keys[key][1] != price:
+            raise ConfigError(f"--gpu-hour-price: {keys[key][0]} and {name} are both {key}, at different prices")
+        keys[key] = (name, price)
+    if gpu.key not in keys:
+        raise ConfigError(f"--gpu-hour-price names no price for {gpu.key} (given for {', '.join(sorted(keys))}): "
+                          f"add {gpu.key}=USD, or give one number for every GPU")
+    return keys[gpu.key][1], f" for {gpu.key}"
+
+
+def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
     """PUE, grid carbon intensity, electricity and GPU-hour prices."""
     region = v.get("region")
     pue = v.get("pue")
@@ -448,10 +470,10 @@ def _site(v: dict, plan: dict, notes: list[str]) -> None:
     else:
         intensity, line = carbon.grid_intensity(region)
         notes.append(line)
-    hour_price = v.get("gpu_hour_price")
+    hour_price, of = gpu_hour_price_for(v.get("gpu_hour_price"), gpu)
     price = v.get("price_per_kwh")
     if hour_price is not None:
-        notes.append(f"GPU-hour price ${hour_price:g} (rental" + ("; electricity charged on top at --price)"
+        notes.append(f"GPU-hour price ${hour_price:g}{of} (rental" + ("; electricity charged on top at --price)"
                                                                  if price is not None else "; includes electricity)"))
     if price is not None:
         notes.append(f"electricity price ${price:g}/kWh (given)" + (

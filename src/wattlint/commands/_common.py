@@ -61,7 +61,12 @@ def settings_note(config, from_file) -> str:
     came from which file."""
     from ..config import _where
 
-    said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in from_file)
+    def shown(v) -> str:  # per-GPU prices as the user wrote them: {a100 = 1.8, h100 = 3.9}
+        if isinstance(v, tuple) and v and all(isinstance(p, tuple) and len(p) == 2 for p in v):
+            return "{" + ", ".join(f"{n} = {x:g}" for n, x in v) + "}"
+        return repr(v)
+
+    said = ", ".join(f"{k.replace('_', '-')} = {shown(v)}" for k, v in from_file)
     return f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): {said}"
 
 
