@@ -143,6 +143,27 @@ def test_fit_refuses_validation_data_and_shipping_non_gpu_models(fake_run, tmp_p
         fit_runs([str(d / "r.csv")], str(tmp_path / "o"), rounds=5)
 
 
+def test_a_fit_never_replaces_another_gpus_model_nor_a_measured_one_by_a_fake(fake_run, tmp_path):
+    """A fake-device fit with --out at the user's H200 model in a --models-dir / WATTLINT_MODELS_DIR folder replaced
+    its three files (the guard covered only the shipped and the user-data folders). Refused wherever the folder
+    is, by what the card there holds; the folder's bytes are unchanged."""
+    from wattlint.energy.predictor import MODELS_DIR
+
+    mine = tmp_path / "usermodels" / "h200-sxm-141gb"
+    shutil.copytree(MODELS_DIR / "h200-sxm-141gb", mine)
+    before = {p.name: p.read_bytes() for p in mine.iterdir()}
+    with pytest.raises(FitError, match="holds the energy model of h200-sxm-141gb; fitting fake-gpu there"):
+        fit_runs([str(fake_run.csv)], str(mine), rounds=5)
+    # the same GPU key, but a measured model: a fake fit still never replaces it
+    card = json.loads((mine / "card.json").read_text())
+    card["gpu"]["key"] = "fake-gpu"
+    (mine / "card.json").write_text(json.dumps(card))
+    before["card.json"] = (mine / "card.json").read_bytes()
+    with pytest.raises(FitError, match="holds a measured GPU energy model"):
+        fit_runs([str(fake_run.csv)], str(mine), rounds=5)
+    assert {p.name: p.read_bytes() for p in mine.iterdir()} == before
+
+
 def test_fit_cli(run_cli, fake_run, tmp_path):
     code, out, err = run_cli("fit", str(fake_run.csv.parent), "--out", str(tmp_path / "m"), "--folds", "3")
     assert code == 0, err

@@ -287,9 +287,11 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
 PLAUSIBLE = (1e-4, 1e4)
 
 
-def _refuse_foreign_files(out: Path) -> None:
+def _refuse_foreign_files(out: Path, key: str = "", measured: bool = True) -> None:
     """A fit writes card.json, time.txt and power.txt into ``out``, replacing an earlier model there; files of those
-    names that are not a wattlint model (``--out .`` in a project with its own card.json) are never overwritten."""
+    names that are not a wattlint model (``--out .`` in a project with its own card.json) are never overwritten, nor
+    is another GPU's model (``key``: the GPU being fitted), nor a GPU's measured model by a CPU / fake-device fit
+    (``measured`` False) -- wherever the folder is (a --models-dir / WATTLINT_MODELS_DIR folder too)."""
     import json
 
     from ..energy.model import CARD, MODEL_SCHEMA, POWER_FILE, TIME_FILE
@@ -301,12 +303,21 @@ def _refuse_foreign_files(out: Path) -> None:
     if not present:
         return
     try:
-        schema = json.loads((out / CARD).read_text(encoding="utf-8")).get("schema")
+        card = json.loads((out / CARD).read_text(encoding="utf-8"))
+        schema = card.get("schema")
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        schema = None
+        card, schema = {}, None
     if schema != MODEL_SCHEMA:
         raise FitError(f"--out {out}: {', '.join(present)} there {'is' if len(present) == 1 else 'are'} not a "
                        f"wattlint energy model ({MODEL_SCHEMA}) and never overwritten; pick another --out")
+    held = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
+    held_key = str(held.get("key") or "")
+    if key and held_key and held_key != key:
+        raise FitError(f"--out {out}: holds the energy model of {held_key}; fitting {key} there would replace it "
+                       f"(never overwritten); pick another --out")
+    if not measured and not (held.get("is_cpu") or held.get("is_fake")):
+        raise FitError(f"--out {out}: holds a measured GPU energy model ({held_key or 'unknown GPU'}); a CPU or "
+                       f"fake-device fit never replaces one; pick another --out")
 
 
 def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = None, *, folds: int = 5,
@@ -332,7 +343,7 @@ def fit_runs(run_args: list[str], out_dir: str | None, gpu_key: str | None = Non
         if (is_cpu or is_fake) and (out == models or models in out.parents):
             raise FitError(f"{out_dir}: a {'CPU' if is_cpu else 'fake'}-fitted model never goes into a models "
                            f"folder ({models}): it is not a GPU calibration; pick another --out")
-    _refuse_foreign_files(out)
+    _refuse_foreign_files(out, spec.key, measured=not (is_cpu or is_fake))
     idle_meas = [v for r in prov["runs"] for v in r.get("idle_power_w") or []]
     gpu = {"key": spec.key, "name": spec.name, "vendor": spec.vendor, "arch": spec.arch, "is_cpu": is_cpu,
            "is_fake": is_fake, "tdp_w": spec.tdp_w, "idle_w": spec.idle_w, "spec_source": prov.get("spec_source"),
