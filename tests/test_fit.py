@@ -92,6 +92,20 @@ def test_load_refuses_edited_models_and_non_models(fitted, tmp_path):
         load_model(tmp_path)
 
 
+def test_a_truncated_model_text_without_hashes_is_refused_before_lightgbm_parses_it(fitted, tmp_path):
+    """A card without its ``files`` hashes and a time.txt cut in half: LightGBM's parser aborted the process
+    (SIGABRT) on it; load_model refuses it as a ModelError (the search path then skips the folder, stated)."""
+    d = tmp_path / "m"
+    shutil.copytree(fitted.path, d)
+    card = json.loads((d / "card.json").read_text())
+    card.pop("files")
+    (d / "card.json").write_text(json.dumps(card))
+    text = (d / "time.txt").read_bytes()
+    (d / "time.txt").write_bytes(text[: len(text) // 2])
+    with pytest.raises(ModelError, match="time.txt: not a whole LightGBM text model"):
+        load_model(d)
+
+
 def test_loaded_model_serves_the_predictor(fitted):
     from wattlint.calibrate.backends import FAKE_SPEC
     from wattlint.calibrate.benchmarks import records

@@ -297,6 +297,58 @@ def test_broken_model_folder_is_none_not_an_error(tmp_path):
         pf.load_model(tmp_path / pf.MODEL_DIRNAME)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "edited", "family-not-a-table", "headless"])
+def test_a_damaged_user_public_fit_is_skipped_named_and_never_reaches_lightgbm(tmp_path, damage):
+    """A truncated family file aborted the process inside LightGBM (SIGABRT, exit 134) although the card lists its
+    sha256; a family entry written as a bare file name was an internal error (AttributeError, exit 3); and a broken
+    public-fit in a --models-dir was dropped for the shipped one without a word. Each is refused at load, the next
+    folder's model used, and the searched line names the folder and why."""
+    import shutil
+
+    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor
+    from wattlint.hardware import resolve_gpu
+
+    mine = tmp_path / pf.MODEL_DIRNAME
+    shutil.copytree(MODELS_DIR / pf.MODEL_DIRNAME, mine)
+    conv = mine / "conv.txt"
+    card = json.loads((mine / "card.json").read_text())
+    if damage == "truncated":
+        conv.write_bytes(conv.read_bytes()[: conv.stat().st_size // 2])
+        card["families"]["conv"].pop("sha256")  # the text check alone must catch it
+        (mine / "card.json").write_text(json.dumps(card))
+        why = "not a whole LightGBM text model"
+    elif damage == "edited":
+        conv.write_bytes(conv.read_bytes().replace(b"tree\n", b"tree \n", 1))
+        why = "sha256 differs from the card"
+    elif damage == "family-not-a-table":
+        card["families"]["mm"] = "mm.txt"
+        (mine / "card.json").write_text(json.dumps(card))
+        why = "family 'mm' unknown, not a {file, sha256, ...} table"
+    else:
+        conv.write_bytes(b"version=v4\n" + conv.read_bytes()[5:])
+        card["families"]["conv"].pop("sha256")
+        (mine / "card.json").write_text(json.dumps(card))
+        why = "not a whole LightGBM text model"
+    with pytest.raises(pf.PublicFitError, match=why.replace("{", r"\{").replace("}", r"\}")):
+        pf._read_model(mine)
+    p = get_predictor(resolve_gpu("h100")[0], (ModelsDir(tmp_path, "--models-dir"), ModelsDir(MODELS_DIR, "shipped")))
+    assert p.calibration == "public-fit" and f"(--models-dir {tmp_path})" not in p.source  # the shipped one
+    assert f"public-fit model in --models-dir {tmp_path} not usable: " in p.searched and why in p.searched
+
+
+def test_a_users_public_fit_is_named_by_its_folder(tmp_path):
+    import shutil
+
+    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor
+    from wattlint.hardware import resolve_gpu
+
+    shutil.copytree(MODELS_DIR / pf.MODEL_DIRNAME, tmp_path / pf.MODEL_DIRNAME)
+    p = get_predictor(resolve_gpu("h100")[0], (ModelsDir(tmp_path, "--models-dir"), ModelsDir(MODELS_DIR, "shipped")))
+    assert p.calibration == "public-fit" and p.source.endswith(f"(--models-dir {tmp_path})")
+    shipped = get_predictor(resolve_gpu("h100")[0], (ModelsDir(MODELS_DIR, "shipped"),))
+    assert shipped.source == p.source.rsplit(" (--models-dir", 1)[0]
+
+
 def test_shipped_domain_is_the_training_kernels_box():
     """The card's box for mm comes from NeuSight's linear kernels: the largest B x M of
     kernels-train/linear__*.csv.gz is 8192 rows (read off the files), so log10_m tops out at log10(8192) = 3.9134."""
@@ -510,8 +562,8 @@ def test_card_domain_is_checked_at_load(tmp_path):
     d = tmp_path / pf.MODEL_DIRNAME
     d.mkdir()
     card = json.loads((SHIPPED / "card.json").read_text())
-    for fam in card["families"]:
-        (d / card["families"][fam]["file"]).write_text("")
+    for fam in card["families"]:  # the family files as shipped (their sha256 and text are checked at load too)
+        (d / card["families"][fam]["file"]).write_bytes((SHIPPED / card["families"][fam]["file"]).read_bytes())
     for bad in ({"mm": {"log10_nope": [0, 1]}}, {"mm": {"log10_m": [2, 1]}}, {"mm": {"log10_m": [1]}},
                 {"mlp": {"log10_m": [0, 1]}}, [1, 2]):
         (d / "card.json").write_text(json.dumps({**card, "domain": bad}))

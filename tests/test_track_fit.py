@@ -273,3 +273,37 @@ def test_records_timed_on_different_clocks_are_refused(runs, tmp_path):
         fit_records([str(runs)], out=str(tmp_path / "o"))
     corr, path = fit_records([str(runs / "a1.jsonl"), str(runs / "b1.jsonl")], out=str(tmp_path / "w"))
     assert json.loads(path.read_text())["clock"] == "wall"
+
+
+def test_a_run_correction_follows_its_model_to_another_folder_and_a_mismatch_is_stated(tmp_path):
+    """A correction fitted on top of 'measured: <source> (--models-dir A)' applied only when the same model was reached
+    through the same folder description: WATTLINT_MODELS_DIR, a moved install or --models-dir with another path
+    dropped it silently. The folder is not part of the model's identity; a correction fitted on another model, or
+    an unreadable one, is stated in the searched line (never dropped silently)."""
+    import shutil
+
+    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor
+
+    h200 = resolve_gpu("h200-sxm-141gb")[0]
+    models = tmp_path / "moved"
+    shutil.copytree(MODELS_DIR / h200.key, models / h200.key)
+    here = ModelsDir(models, "WATTLINT_MODELS_DIR")
+    base = get_predictor(h200, (here,))
+    assert base.calibration == "measured" and base.source.endswith(f"(WATTLINT_MODELS_DIR {models})")
+    label = f"measured: {base.source.rsplit(' (', 1)[0]} (--models-dir /where/it/was/fitted)"
+    doc = {"schema": "wattlint.run-correction/1", "gpu": {"key": h200.key}, "time_factor": 1.5, "energy_factor": 1.4,
+           "quantiles": {"time": [1.2, 1.9], "energy": [1.1, 1.8]}, "source": "run-level correction from 2 runs",
+           "base_energy_model": label, "runs": [{"file": "a.jsonl"}, {"file": "b.jsonl"}]}
+    path = models / h200.key / "run_correction.json"
+    path.write_text(json.dumps(doc))
+    applied = get_predictor(h200, (here,))
+    assert isinstance(applied, RunCorrectedPredictor) and applied.correction.time_factor == 1.5
+    doc["base_energy_model"] = label.replace("run 2026", "run 2025")  # another fit of the GPU: not this model
+    path.write_text(json.dumps(doc))
+    other = get_predictor(h200, (here,))
+    assert not isinstance(other, RunCorrectedPredictor)
+    assert f"run correction {path} not applied: fitted on top of '{doc['base_energy_model']}'" in other.searched
+    path.write_text("{bad")
+    broken = get_predictor(h200, (here,))
+    assert not isinstance(broken, RunCorrectedPredictor)
+    assert f"run correction {path} not usable: " in broken.searched

@@ -135,12 +135,30 @@ def load_model(path: str | Path) -> EnergyModel:
     if list(feats.get("names") or []) != list(FEATURE_NAMES):
         raise ModelError(f"{card_path}: feature names differ from this wattlint's schema {FEATURE_SCHEMA_VERSION!r} "
                          f"columns; refit with 'wattlint fit'")
+    files = card.get("files") if isinstance(card.get("files"), dict) else {}
     for f in (TIME_FILE, POWER_FILE):
         if not (d / f).is_file():
             raise ModelError(f"{d}: missing {f}")
-        if card.get("files", {}).get(f) and card["files"][f] != sha256_file(d / f):
+        if files.get(f) and files[f] != sha256_file(d / f):
             raise ModelError(f"{d / f}: sha256 differs from the card (file edited after fitting)")
+        problem = lightgbm_text_problem(d / f)
+        if problem:
+            raise ModelError(problem)
     return EnergyModel(d, card)
+
+
+def lightgbm_text_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole LightGBM text model (None when it looks whole): LightGBM's parser aborts the
+    process (SIGABRT, no exception) on some truncated files, so a file is checked before it reaches it: a model
+    text starts with ``tree`` and holds the ``end of trees`` and ``end of parameters`` lines LightGBM writes."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read()
+    except OSError as e:
+        return f"{path}: unreadable: {e.strerror or e}"
+    if not text.startswith(b"tree") or b"end of trees" not in text or b"end of parameters" not in text:
+        return f"{path}: not a whole LightGBM text model (truncated or not written by LightGBM)"
+    return None
 
 
 # ---- fitting --------------------------------------------------------------------------------------------------

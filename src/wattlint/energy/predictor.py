@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -310,25 +311,64 @@ def _vendor_of(key: str) -> str:
     return spec.vendor if spec is not None else ""
 
 
-def _public_fit(dirs):
-    from .public_fit import MODEL_DIRNAME, load_public_fit
+def _public_fit(dirs, unusable: list[str] | None = None):
+    """The public-fit model of the first folder where it loads (a folder other than the shipped one is named in its
+    source); each folder whose model does not load is described in ``unusable``."""
+    from .public_fit import MODEL_DIRNAME, PublicFitError, PublicFitPredictor, load_model
 
     for d in dirs:
         if (d.path / MODEL_DIRNAME / "card.json").is_file():
-            p = load_public_fit(d.path)
-            if p is not None:
-                return p
+            try:
+                p = PublicFitPredictor(load_model(d.path / MODEL_DIRNAME))
+            except PublicFitError as e:
+                if unusable is not None:
+                    unusable.append(f"public-fit model in {d.describe()} not usable: {' '.join(str(e).split())[:200]}")
+                continue
+            if d.origin != "shipped":
+                p.source = f"{p.source} ({d.describe()})"
+            return p
     return None
 
 
-def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
-    """``base`` x the user's run-level correction for this GPU (wattlint fit on tracked runs), when one was fitted
-    on top of this very base model; else ``base``."""
-    from ..tracking.fit import RunCorrectedPredictor, find_run_correction
+# how a folder of the search path is named at the end of a model's source: "... (--models-dir /path)"
+_FOLDER_SUFFIX = re.compile(r" \((?:--models-dir|\[tool\.wattlint\] models-dir|WATTLINT_MODELS_DIR|user data dir|"
+                            r"shipped|models dir) .*\)$")
 
-    corr = find_run_correction(gpu.key, [d.path for d in dirs])
-    if corr is not None and corr.base_energy_model == f"{base.calibration}: {base.source}":
-        return RunCorrectedPredictor(base, corr)
+
+def model_identity(label: str) -> str:
+    """An energy model's ``calibration: source`` label without the folder it was found in: the same model reached
+    through --models-dir, WATTLINT_MODELS_DIR or a moved install is the same model (what a run correction was
+    fitted on top of)."""
+    return _FOLDER_SUFFIX.sub("", " ".join(str(label).split()))
+
+
+def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
+    """``base`` x the user's run-level correction for this GPU (wattlint fit on tracked runs): the first one along
+    the search path, applied when it was fitted on top of this very base model (wherever the model's folder is now);
+    one that is unreadable or fitted on another model is stated in the searched line, never dropped silently."""
+    from ..tracking.fit import FILE, RunCorrectedPredictor, RunFitError, read_correction
+
+    notes = []
+    for d in dirs:
+        path = d.path / gpu.key / FILE
+        if not path.is_file():
+            continue
+        try:
+            corr = read_correction(path)
+        except RunFitError as e:
+            notes.append(f"run correction {path} not usable: {' '.join(str(e).split())[:200]}")
+            continue
+        if corr.gpu_key != gpu.key:
+            notes.append(f"run correction {path} not used: it was fitted on {corr.gpu_key}")
+            continue
+        here = f"{base.calibration}: {base.source}"
+        if model_identity(corr.base_energy_model) == model_identity(here):
+            return RunCorrectedPredictor(base, corr)
+        notes.append(f"run correction {path} not applied: fitted on top of '{corr.base_energy_model}', this "
+                     f"estimate's energy model is '{here}' (refit it: wattlint fit on the tracked runs)")
+        break
+    if notes:
+        base.searched = "; ".join([base.searched, *notes]) if base.searched else "; ".join(notes)
     return base
 
 
@@ -351,7 +391,7 @@ def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
     if measured is not None:
         p = measured
     else:
-        p = choose_predictor(gpu, public_fit=_public_fit(dirs), transferred=_transferred(gpu, dirs),
+        p = choose_predictor(gpu, public_fit=_public_fit(dirs, unusable), transferred=_transferred(gpu, dirs),
                              prior=PriorPredictor())
     p.searched = "; ".join(d.describe() for d in dirs) + "".join(f"; {u}" for u in unusable)
     return _run_corrected(p, gpu, dirs)
