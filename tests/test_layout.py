@@ -181,6 +181,12 @@ def _a100_models_line(tmp_path, monkeypatch, run_cli, models) -> str:
 @pytest.mark.parametrize("break_it, why", [
     (lambda d: None, "its card says it was fitted on h200-sxm-141gb, not a100-sxm4-80gb"),
     (lambda d: (d / "card.json").write_text("{not json"), "its card.json is unreadable or has no gpu entry"),
+    # the H200 card with its gpu.key removed (name and source still the H200's): the folder's name must not make
+    # it the A100's measured model
+    (lambda d: (d / "card.json").write_text(json.dumps(
+        {**json.loads((d / "card.json").read_text()),
+         "gpu": {k: v for k, v in json.loads((d / "card.json").read_text())["gpu"].items() if k != "key"}})),
+     "its card names no GPU (gpu.key)"),
 ])
 def test_a_calibration_of_another_gpu_or_an_unreadable_card_is_not_measured(tmp_path, monkeypatch, run_cli,
                                                                                break_it, why):

@@ -257,6 +257,21 @@ def test_compare_refuses_what_would_validate_nothing_or_mix_devices(tmp_path, ru
     assert made.name.endswith("-validation.json")
 
 
+@pytest.mark.parametrize("key, value", [("time_per_step_s", 0), ("time_per_step_s", -1.0),
+                                        ("energy_per_step_j", float("nan")), ("avg_power_w", 0.0)])
+def test_compare_refuses_a_measured_value_that_is_not_positive(tmp_path, run_cli, key, value):
+    """A zero / negative step time printed '+nan' and '-1000.00 ms' errors, 'coverage 100 %', and wrote bare NaN
+    into the validation JSON: one line naming the field, exit 2, nothing written."""
+    p, mp = _compare_inputs(tmp_path)
+    m = json.loads(mp.read_text())
+    m["results"][0][key] = value
+    mp.write_text(json.dumps(m))
+    code, out, err = run_cli("validate", "compare", "--measurements", mp, "--out", tmp_path / "v.json")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert f"results[0]: field {key!r} = {value!r}: expected a positive finite number" in err
+    assert not (tmp_path / "v.json").exists()
+
+
 def test_compare_names_the_file_the_measurements_were_made_against(tmp_path, run_cli):
     p, mp = _compare_inputs(tmp_path)
     q = tmp_path / "q.json"

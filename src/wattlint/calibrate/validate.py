@@ -115,11 +115,23 @@ def _check_predictions(pred: Any, where: str) -> None:
             require_fields(v, _PRED_VALUE_FIELDS, f"{where}.configs[{i}].predictions.{name}")
 
 
+# measured quantities that must be positive and finite (a step takes time; a GPU draws power): 0, a negative value,
+# NaN or inf gave an error of +nan or -1000 ms in the table and bare NaN in the written JSON
+_MEAS_POSITIVE = ("time_per_step_s", "energy_per_step_j", "avg_power_w")
+
+
 def _check_measurements(meas: Any, where: str) -> None:
+    import math
+
     require_fields(meas, _MEAS_FIELDS, where)
     for i, r in enumerate(meas["results"]):
         if r.get("status") == "ok":
             require_fields(r, _MEAS_OK_FIELDS, f"{where}.results[{i}]")
+            for key in _MEAS_POSITIVE:
+                v = r[key]
+                if not (math.isfinite(v) and v > 0):
+                    raise ValidationError(f"{where}.results[{i}]: field {key!r} = {v!r}: expected a positive finite "
+                                          f"number")
 
 
 class ValidationError(WattlintError):

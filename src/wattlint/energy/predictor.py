@@ -236,7 +236,9 @@ def card_problem(folder: Path) -> str | None:
     if g.get("is_cpu"):
         return "it is a CPU method check, not a GPU calibration"
     key = g.get("key")
-    if key is not None and key != folder.name:
+    if not key:  # a model says which GPU it measured: the folder's name alone must not make it "measured" there
+        return "its card names no GPU (gpu.key)"
+    if key != folder.name:
         return f"its card says it was fitted on {key}, not {folder.name}"
     return None
 
