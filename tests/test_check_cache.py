@@ -211,3 +211,23 @@ def test_an_absolute_import_brings_its_packages_init(tmp_path):
     (tmp_path / "net.py").write_text("from models.blocks import Block\n")
     files = {p.relative_to(tmp_path).as_posix() for p in project_imports(tmp_path / "net.py", tmp_path)}
     assert files == {"net.py", "models/__init__.py", "models/blocks.py"}
+
+
+def test_a_models_folder_linked_in_from_elsewhere_is_fingerprinted_through_the_link(tmp_path):
+    """models/<gpu> as a symbolic link to the real model folder (the README's own layout links models/): editing
+    the linked card left the fingerprint, hence cached check results, unchanged. A link back up the tree is walked
+    once, not forever."""
+    import os
+
+    from wattlint.cache import models_fingerprint
+
+    real = tmp_path / "elsewhere" / "h100-sxm5-80gb"
+    real.mkdir(parents=True)
+    (real / "card.json").write_text('{"schema": "x"}')
+    models = tmp_path / "models"
+    models.mkdir()
+    os.symlink(real, models / "h100-sxm5-80gb")
+    os.symlink(models, models / "loop")  # a link to an ancestor
+    before = models_fingerprint([models])
+    (real / "card.json").write_text('{"schema": "y", "edited": true}')
+    assert models_fingerprint([models]) != before

@@ -69,8 +69,15 @@ def dist_version(name: str) -> str:
 
 def _hash_tree(h, root, skip=lambda d, f: False) -> None:
     """Add (relative path, size, mtime_ns) of every file below ``root`` to ``h``, in a stable order; ``skip(dir,
-    file)`` leaves out directories (file None) and files."""
-    for dirpath, dirnames, filenames in os.walk(root):
+    file)`` leaves out directories (file None) and files. Linked folders are followed (a models folder linked in
+    from elsewhere changes what is estimated), each real folder once (a link back up the tree is no loop)."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not skip(d, None))
         for fn in sorted(filenames):
             if skip(None, fn):
