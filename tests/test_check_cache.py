@@ -231,3 +231,24 @@ def test_a_models_folder_linked_in_from_elsewhere_is_fingerprinted_through_the_l
     before = models_fingerprint([models])
     (real / "card.json").write_text('{"schema": "y", "edited": true}')
     assert models_fingerprint([models]) != before
+
+
+@pytest.mark.parametrize("command", [("examples/resnet50.onnx", "--gpu", "a100", "--steps", "1"), ("check",)])
+def test_a_models_dir_environment_variable_that_is_no_folder_is_refused_like_the_option(tmp_path, monkeypatch,
+                                                                                        run_cli, command):
+    """WATTLINT_MODELS_DIR at a file or a missing path was searched silently (the calibration the user meant to use
+    never found); --models-dir and the config key already exit 2 on it."""
+    a_file = tmp_path / "models.txt"
+    a_file.write_text("not a folder")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    shutil.copy(ROOT_DIR / "examples" / "resnet50.onnx", proj / "m.onnx")
+    (proj / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\n\n[[tool.wattlint.models]]\nname = "m"\n'
+                                         'source = "m.onnx"\nsteps = 100\n')
+    for where in (a_file, tmp_path / "missing"):
+        monkeypatch.setenv("WATTLINT_MODELS_DIR", str(where))
+        monkeypatch.chdir(ROOT_DIR if command[0] != "check" else proj)
+        code, out, err = run_cli(*command)
+        assert code == 2 and err.strip().splitlines() == [
+            f"wattlint: error: WATTLINT_MODELS_DIR {where}: not a folder (fitted energy models are looked up in "
+            f"<folder>/<gpu-key>/)"], err

@@ -280,9 +280,13 @@ def models_search_path(cli_dir=None, config=None):
     the user data folder, the shipped models."""
     from .energy.predictor import search_path
 
+    import os
+
     config_dir = getattr(config, "models_dir", None)
+    env_dir = os.environ.get("WATTLINT_MODELS_DIR") or None
     # a folder the user named that is not there: their calibration would be skipped without a word (a typo)
-    for name, d in (("--models-dir", cli_dir), ("[tool.wattlint] models-dir", config_dir)):
+    for name, d in (("--models-dir", cli_dir), ("[tool.wattlint] models-dir", config_dir),
+                    ("WATTLINT_MODELS_DIR", env_dir)):
         if d is not None and not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name} {d}: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)")
         if d is not None and (Path(d).expanduser() / "card.json").is_file():

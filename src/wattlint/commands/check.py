@@ -70,11 +70,12 @@ def run(args) -> int:
         if args.ignore is not None:
             changes["force_ignore"] = _codes(args.ignore)
         config = dataclasses.replace(config, **changes)
-    if args.models_dir:
-        from ..api import models_search_path
+    from ..api import models_search_path
 
+    if args.models_dir:
         config = dataclasses.replace(config, cli_models_dir=Path(args.models_dir).expanduser().resolve())
-        models_search_path(args.models_dir, config)  # a folder that is not there: one line, not one per model
+    # a folder that is not there (--models-dir, the config's, $WATTLINT_MODELS_DIR): one line, not one per model
+    models_search_path(args.models_dir, config)
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")
