@@ -307,3 +307,25 @@ def test_a_run_correction_follows_its_model_to_another_folder_and_a_mismatch_is_
     broken = get_predictor(h200, (here,))
     assert not isinstance(broken, RunCorrectedPredictor)
     assert f"run correction {path} not usable: " in broken.searched
+
+
+def test_a_what_if_utilization_is_the_prior_under_a_measured_model_and_its_correction():
+    """--utilization 0.5 on the H200 (shipped measured model): the report labels every op prior ('prices none of
+    this step's ops'), yet the measured power correction (and a run correction's energy factor) still changed the
+    energy (0.114 vs 0.126 kWh without the model). Under the override both return the prior's times and powers."""
+    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor
+
+    h200 = resolve_gpu("h200-sxm-141gb")[0]
+    recs = [OpRecord(op="aten.mm.default", kind=OpKind.MATMUL, module="fc", phase=Phase.FORWARD, dtype="bfloat16",
+                     shapes=((4096, 4096), (4096, 4096)), flops=2 * 4096**3, bytes_read=2 * 2 * 4096**2,
+                     bytes_written=2 * 4096**2, dims=(("b", 1), ("k", 4096), ("m", 4096), ("n", 4096)))]
+    measured = get_predictor(h200, (ModelsDir(MODELS_DIR, "shipped"),))
+    assert measured.calibration == "measured"
+    prior = PriorPredictor().predict(recs, h200, "bf16", utilization=0.5)
+    assert measured.predict(recs, h200, "bf16", utilization=0.5) == prior
+    assert measured.predict(recs, h200, "bf16") != PriorPredictor().predict(recs, h200, "bf16")  # it does correct
+    from wattlint.tracking.fit import RunCorrection
+
+    corr = RunCorrection(gpu_key=h200.key, time_factor=1.5, energy_factor=1.4, quantiles={"time": (1.2, 1.9)},
+                         source="run-level correction", base_energy_model="", runs=2, models=2)
+    assert RunCorrectedPredictor(measured, corr).predict(recs, h200, "bf16", utilization=0.5) == prior

@@ -103,6 +103,10 @@ class CalibratedPredictor(Predictor):
         from .features import op_features  # same features as the fit
 
         times, powers = Predictor.predict(self, records, gpu, precision, utilization)
+        if utilization is not None:
+            # a what-if utilization is the prior's (time and the power that follows from it), as under public-fit:
+            # a measured power beside a forced time would be neither, and the report labels these ops prior
+            return times, powers
         # Corrections are applied only to op kinds the calibration measured: with whole op families held out,
         # the fitted correction does worse than the prior (card CV metrics), so unseen kinds keep the prior.
         seen = self.measured_kinds()
@@ -124,8 +128,7 @@ class CalibratedPredictor(Predictor):
             if not math.isfinite(lr):
                 continue
             lr = max(-3.0, min(3.0, lr))
-            if utilization is None:  # a what-if utilization override keeps the prior's time
-                times[i] = times[i] * math.exp(lr)
+            times[i] = times[i] * math.exp(lr)
             pf = float(pfrac[j])
             if math.isfinite(pf):
                 powers[i] = min(gpu.tdp_w, gpu.idle_w + span * max(0.0, pf))

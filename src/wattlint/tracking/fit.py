@@ -469,8 +469,9 @@ class RunCorrectedPredictor:
     """A predictor (same interface as wattlint.energy.predictor.Predictor) = a base predictor x a run correction.
 
     Per-op times x ``time_factor``; per-op powers x ``energy_factor / time_factor`` (so energies x
-    ``energy_factor``; power unchanged when the correction has no energy factor). A what-if ``utilization`` keeps
-    the base times (the override replaces the predicted efficiency). Range: the correction's held-out quantiles.
+    ``energy_factor``; power unchanged when the correction has no energy factor). A what-if ``utilization`` is the
+    base's (the prior's) alone: the override replaces the predicted efficiency, and the report labels those ops
+    prior. Range: the correction's held-out quantiles.
     Apply it only on top of the base it was fitted on (``correction.base_energy_model``)."""
 
     calibration = "measured"
@@ -484,8 +485,8 @@ class RunCorrectedPredictor:
         times, powers = self.base.predict(records, gpu, precision, utilization)
         tf = self.correction.time_factor
         ef = self.correction.energy_factor if self.correction.energy_factor is not None else tf
-        if utilization is not None:
-            return list(times), [p * ef for p in powers]
+        if utilization is not None:  # a what-if utilization is the base's prior, labelled so: no correction
+            return list(times), list(powers)
         return [t * tf for t in times], [p * ef / tf for p in powers]
 
     @property
