@@ -286,6 +286,34 @@ def test_gpus_reports_the_energy_model_an_estimate_uses(run_cli, monkeypatch, tm
     assert code == 0 and "energy model: public-fit" in out
 
 
+def test_gpus_searches_the_models_folders_an_estimate_here_would(run_cli, monkeypatch, tmp_path):
+    """In a project whose [tool.wattlint] models-dir holds an H100 calibration, `wattlint MODEL` priced with it
+    ('measured') while `wattlint gpus` listed the H100 as public-fit (it searched only the default folders); `gpus`
+    also takes --models-dir, as the estimate does."""
+    from _models_fixtures import stand_in_model
+
+    monkeypatch.delenv("WATTLINT_MODELS_DIR", raising=False)
+    from wattlint.energy import predictor as pred_mod
+
+    monkeypatch.setattr(pred_mod, "user_models_dir", lambda: tmp_path / "empty-user-models")
+    proj = tmp_path / "proj"
+    stand_in_model(proj / "mdl" / "h100-sxm5-80gb")
+    (proj / "pyproject.toml").write_text('[tool.wattlint]\nmodels-dir = "mdl"\n')
+    monkeypatch.chdir(proj)
+    code, out, err = run_cli("gpus", "--format", "json")
+    assert code == 0, err
+    by_key = {r["key"]: r["calibration"] for r in json.loads(out)}
+    assert by_key["h100-sxm5-80gb"] == "measured" and by_key["a100-sxm4-80gb"] == "public-fit"
+    code, out, err = run_cli("gpus", "h100", "--format", "json")
+    assert code == 0 and json.loads(out)["calibration_source"].endswith(f"([tool.wattlint] models-dir {proj / 'mdl'})")
+    other = tmp_path / "other"
+    stand_in_model(other / "a100-sxm4-80gb")
+    code, out, err = run_cli("gpus", "a100", "--models-dir", str(other), "--format", "json")
+    assert code == 0 and json.loads(out)["calibration"] == "measured"
+    code, out, err = run_cli("gpus", "--models-dir", str(tmp_path / "nowhere"))
+    assert code == 2 and "--models-dir" in err and "not a folder" in err
+
+
 def test_memory_type_rows_and_their_checks():
     from wattlint.hardware import MEMORY_TYPES, _spec
 

@@ -13,19 +13,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default text)")
     p.add_argument("--sources", action="store_true",
                    help="with --format json, for the list: include the source of every value")
+    p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first, as the estimate does "
+                   "(then [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
 
 
-def energy_model(spec) -> tuple[str, str]:
+def energy_model(spec, dirs=None) -> tuple[str, str]:
     """(provenance, source) of the energy model an estimate on this GPU uses: measured | public-fit | transferred |
-    prior, chosen exactly as the estimate chooses it (energy.predictor.get_predictor), so a GPU priced by the public
-    fit or another GPU's calibration is never listed as 'prior', nor an unusable calibration as 'measured'."""
+    prior, chosen exactly as the estimate chooses it (energy.predictor.get_predictor, on the same search path
+    ``dirs``), so a GPU priced by the public fit or another GPU's calibration is never listed as 'prior', nor an
+    unusable calibration as 'measured'."""
     from ..energy.predictor import get_predictor
 
-    p = get_predictor(spec)
+    p = get_predictor(spec, dirs)
     return p.calibration, p.source
 
 
-def rows(with_sources: bool = False) -> list[dict]:
+def search_dirs(models_dir=None):
+    """The energy-model search path an estimate run here would use: --models-dir, this directory's
+    [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models."""
+    from pathlib import Path
+
+    from ..api import models_search_path
+    from ..config import load_config
+
+    return models_search_path(models_dir, load_config(Path.cwd()))
+
+
+def rows(with_sources: bool = False, dirs=None) -> list[dict]:
     from ..hardware import load_gpus, supported_precisions
 
     out = []
@@ -37,7 +51,7 @@ def rows(with_sources: bool = False) -> list[dict]:
             "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
             "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
             "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
-            "precisions": list(supported_precisions(g)), "calibration": energy_model(g)[0],
+            "precisions": list(supported_precisions(g)), "calibration": energy_model(g, dirs)[0],
         }
         if with_sources:
             row["sources"] = dict(g.sources)
@@ -49,7 +63,7 @@ def _num(v: float | None, fmt: str = "{:g}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
-def detail(name: str) -> tuple[dict, str | None]:
+def detail(name: str, dirs=None) -> tuple[dict, str | None]:
     from ..hardware import resolve_gpu, supported_precisions, value_fields
 
     g, note = resolve_gpu(name)
@@ -58,7 +72,7 @@ def detail(name: str) -> tuple[dict, str | None]:
         v = g.peak_tflops[f.split(".", 1)[1]] if f.startswith("peak_tflops.") else getattr(g, f)
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
-    calibration, calibration_source = energy_model(g)
+    calibration, calibration_source = energy_model(g, dirs)
     from ..energy.prior import eff_mem_max, eff_mem_max_source, memory_kind
 
     kind = memory_kind(g)
@@ -73,8 +87,8 @@ def detail(name: str) -> tuple[dict, str | None]:
              "memory": memory, "values": values}, note)
 
 
-def _run_detail(args: argparse.Namespace) -> int:
-    info, note = detail(args.name)
+def _run_detail(args: argparse.Namespace, dirs) -> int:
+    info, note = detail(args.name, dirs)
     if args.format == "json":
         sys.stdout.write(json.dumps(info, indent=2) + "\n")
         return 0
@@ -111,9 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError("--sources applies to the JSON list ('wattlint gpus --format json --sources'); 'wattlint "
                          "gpus GPU' always shows the source of each value, and the text list has no room for them")
+    dirs = search_dirs(args.models_dir)
     if args.name is not None:  # '' is a name too (refused as empty), not a request for the whole list
-        return _run_detail(args)
-    data = rows(with_sources=args.sources)
+        return _run_detail(args, dirs)
+    data = rows(with_sources=args.sources, dirs=dirs)
     if args.format == "json":
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
