@@ -497,6 +497,39 @@ def test_a_model_that_transposes_for_its_seq_first_rnn_keeps_the_leading_dim():
     assert g2.micro_batch == 4 and g2.seq_len == 50
 
 
+class _CRNN(nn.Module):
+    """A text-line recogniser: a CNN over [batch, 1, 32, W] images, its [width, batch, features] map into a seq-first
+    bidirectional LSTM (CRNN-style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.MaxPool2d(2))
+        self.lstm = nn.LSTM(8 * 16, 32, bidirectional=True)
+        self.fc = nn.Linear(64, 37)
+
+    def forward(self, x):
+        f = self.conv(x)  # [B, 8, 16, W / 2]
+        b, c, h, w = f.shape
+        y, _ = self.lstm(f.permute(3, 0, 1, 2).reshape(w, b, c * h))
+        return self.fc(y)
+
+
+def test_a_cnn_feeding_a_seq_first_lstm_keeps_the_image_batch():
+    """Review: images [16, 1, 32, 128] into a CNN whose feature map goes [64, 16, 128] into a batch_first=False
+    LSTM were read as [seq, batch] inputs: micro-batch 1 (the channel dim), 16x the steps of an epoch, and
+    --batch-size 32 rewrote the channels (a conv error). The LSTM's batch (dim 1 of what it receives: 16) is the
+    input's dim 0. Hand count of the LSTM's forward input GEMM per direction: 2 x (64 x 16) rows x 128 x (4 x 32)."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    g = trace_with_inputs(_CRNN(), (torch.randn(16, 1, 32, 128),), {})
+    assert g.micro_batch == 16 and not any("batch_first" in a for a in g.assumptions)
+    assert any(r.flops == 2 * 64 * 16 * 128 * 4 * 32 for r in _fwd(g))
+    rebound = trace_with_inputs(_CRNN(), (torch.randn(16, 1, 32, 128),), {}, micro_batch=32)
+    assert [s.shape for s in rebound.inputs] == [(32, 1, 32, 128)]
+    for phase in ("forward", "backward"):  # the optimizer step does not grow with the batch
+        assert rebound.total(phase).flops == pytest.approx(2 * g.total(phase).flops, rel=1e-9)
+
+
 def test_mixed_rnn_layouts_keep_the_leading_dim_and_say_so():
     from wattlint.frontends.torch import trace_with_inputs
 

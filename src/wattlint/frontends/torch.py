@@ -1086,7 +1086,8 @@ def _batch_dim(model: nn.Module, args=(), kwargs=None) -> tuple[int, str | None]
     flag has it False (PyTorch's default for ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` / ``nn.MultiheadAttention`` /
     ``nn.Transformer*``: they take [seq, batch, ...]) and the model hands them its input's dims in that order (a
     probe runs the forward up to the first of them: a model that transposes a [batch, seq, ...] input itself keeps
-    dim 0), else 0; with the assumption line saying so. A model mixing both layouts keeps dim 0 and says it could
+    dim 0, as does any model whose input's dim 0, not dim 1, has the size of the batch the module receives), else 0;
+    with the assumption line saying so. A model mixing both layouts keeps dim 0 and says it could
     not tell (review: a GRU taking [50, 4, 64] was priced as batch 50 and ``--batch-size 8`` shortened its sequence
     instead)."""
     found = [(n or "(root)", m) for n, m in model.named_modules()
@@ -1100,8 +1101,13 @@ def _batch_dim(model: nn.Module, args=(), kwargs=None) -> tuple[int, str | None]
         first = next((t for _, t in _tensor_leaves("input", list(args) + list((kwargs or {}).values()))
                       if t.dim() >= 2), None)
         seen = _probe_layout(model, [m for _, m in found], args, kwargs or {}) if first is not None else None
-        if seen is not None and len(seen) >= 2 and first.shape[0] != first.shape[1]:
-            if (seen[0], seen[1]) == (first.shape[1], first.shape[0]):  # transposed inside: a [batch, seq] input
+        if seen is not None and len(seen) >= 2:
+            # the module takes [seq, batch, ...]: its batch, seen[1], is the input dim of that size (a model that
+            # transposes a [batch, seq] input itself, or a CNN feeding an LSTM its [width, batch, features] map,
+            # keeps dim 0); when both or neither of the input's first two dims have that size, the layout rule
+            # below stands
+            at0, at1 = first.shape[0] == seen[1], first.shape[1] == seen[1]
+            if at0 and not at1:
                 return 0, None
         return 1, (f"inputs read as [seq, batch, ...]: {shown} {'has' if len(seq_first) == 1 else 'have'} "
                    "batch_first=False (PyTorch's default), so the batch is dim 1 of every input of 2 or more dims "
