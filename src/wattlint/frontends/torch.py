@@ -645,6 +645,12 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
         handles.append(m.register_forward_hook(tracer.post_hook, with_kwargs=True, always_call=True))
     restore_ckpt, ckpt_where = _enable_checkpointing(model, hf) if activation_checkpointing else (None, "")
+    # the parameters backward accumulates a gradient into: torch's optimizers step (and keep state for) only those
+    # with a .grad; one the loss never reaches (an unused head, a layer run under torch.no_grad()) costs nothing
+    reached: set[int] = set()
+    for p in _unique_params(model):
+        if p.requires_grad:
+            handles.append(p.register_post_accumulate_grad_hook(lambda t: reached.add(id(t))))
     restore_rnn, n_rnn = _route_rnns(model)
     mode = _Recorder(tracer)
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
@@ -671,7 +677,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             loss.backward()
             tracer.stack.clear()
             tracer.phase = Phase.OPTIMIZER
-            opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none)
+            opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none, reached)
     except InputError:
         raise
     except BaseException as e:  # the user's model failed under tracing (sys.exit() too): one line for the CLI
@@ -699,8 +705,15 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             restore_ckpt()
     notes.append(loss_note)
     notes.append(opt_note)
+    idle = [p for p in _unique_params(model) if p.requires_grad and id(p) not in reached]
+    if idle:
+        n_idle = sum(p.numel() for p in idle)
+        trainable -= n_idle
+        notes.append(f"{n_idle:,} trainable parameters in {len(idle)} tensors receive no gradient in the traced step "
+                     f"(not used by the loss, or used under torch.no_grad() / .detach()): no gradient, optimizer "
+                     f"state or update priced for them (torch's optimizers skip a parameter whose .grad is None)")
     if not grads_to_none:
-        n_grads = sum(1 for p in model.parameters() if p.requires_grad)
+        n_grads = sum(1 for p in _unique_params(model) if p.requires_grad and id(p) in reached)
         notes.append(f"zero_grad(set_to_none=False) (PyTorch's default before 2.0): the {n_grads} gradient tensors "
                      "stay allocated, so backward accumulates into each (one in-place add per tensor: reads grad and "
                      "new grad, writes grad) and each step zeroes each (one fill kernel per tensor writing its bytes, "
@@ -810,7 +823,14 @@ def _allocate_grads(model: nn.Module) -> None:
                 p.grad = torch.zeros_like(p)
 
 
-def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach", grads_to_none: bool = True) -> str:
+def _unique_params(model: nn.Module) -> list:
+    """Each parameter once (tied weights are one tensor)."""
+    seen: set[int] = set()
+    return [p for p in model.parameters() if not (id(p) in seen or seen.add(id(p)))]
+
+
+def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach", grads_to_none: bool = True,
+                    reached: set[int] | None = None) -> str:
     """Record one steady-state optimizer step as CUDA runs it.
 
     foreach (``torch.optim.<Opt>(foreach=None)`` on CUDA: ``_default_to_fused_or_foreach`` never picks fused by
@@ -827,7 +847,12 @@ def _optimizer_step(model: nn.Module, optimizer: str, impl: str = "foreach", gra
         raise InputError(f"unknown optimizer {optimizer!r} ({', '.join(_OPTIMIZERS)})")
     if impl == "fused" and optimizer == "adadelta":
         raise InputError("torch has no fused Adadelta: use --optimizer-impl foreach or for-loop")
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in _unique_params(model) if p.requires_grad]
+    if reached is not None:  # ``reached``: ids of the parameters backward gave a gradient (the others have none)
+        for p in params:
+            if id(p) not in reached:
+                p.grad = None  # a zero_grad(set_to_none=False) steady state never allocated one for it
+        params = [p for p in params if id(p) in reached]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
@@ -942,6 +967,7 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
     """Turn a module / module class / factory into (module on meta, example inputs or None)."""
     import copy
 
+    _refuse_scripted(obj, source)
     if isinstance(obj, nn.Module):
         if any(t.device.type != "meta" for t in list(obj.parameters()) + list(obj.buffers())):
             obj = copy.deepcopy(obj).to("meta")
@@ -970,7 +996,17 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
     if not isinstance(made, nn.Module):
         raise InputError(f"{source}: returned {type(made).__name__}, not an nn.Module "
                          "(or a (module, example_inputs) tuple)")
+    _refuse_scripted(made, source)
     return to_meta(made), example
+
+
+def _refuse_scripted(obj, source: str) -> None:
+    """A TorchScript module (torch.jit.script / torch.jit.load) runs compiled graphs that take no forward hooks and
+    no meta tensors: wattlint traces the eager module it came from."""
+    if isinstance(obj, torch.jit.ScriptModule) and not isinstance(obj, torch.jit.TracedModule):
+        raise InputError(f"{source or 'model'}: a TorchScript module ({type(obj).__name__}, from torch.jit.script / "
+                         f"torch.jit.load) cannot be traced op by op: point at the eager nn.Module it was scripted "
+                         f"from")
 
 
 def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec], *, source: str = "",
