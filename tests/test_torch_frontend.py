@@ -662,3 +662,72 @@ def test_a_torchscript_module_is_refused_as_input_not_an_internal_error(tmp_path
     assert "a TorchScript module (RecursiveScriptModule, from torch.jit.script / torch.jit.load)" in err
     g = wattlint.analyze(f"{src}:traced")
     assert any(r.kind is OpKind.MATMUL and r.flops == 2 * 32 * 100 * 10 + 32 * 10 for r in _fwd(g))  # addmm + bias
+
+
+class _Lengths(nn.Module):
+    """Padded ids with their lengths: the sequence is cut to the longest length read from the data."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 32)
+        self.fc = nn.Linear(32, 4)
+
+    def forward(self, ids, lengths):
+        t = int(lengths.max())
+        mask = torch.arange(t, device=ids.device)[None, :] < lengths[:, None]
+        h = self.emb(ids[:, :t]) * mask[..., None]
+        return self.fc(h.sum(1) / lengths[:, None])
+
+
+def test_an_integer_read_from_the_data_is_the_full_sequence_not_one():
+    """int(lengths.max()) was answered 1 on meta tensors: the sequence was cut to one token (embedding backward
+    8 x 1 x 32) while the note said 'no padding'. Answered as the inputs' sequence length (50): the embedding
+    gradient is 8 x 50 x 32 elements, as with lengths all 50."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    g = trace_with_inputs(_Lengths(), (torch.randint(0, 100, (8, 50)), torch.full((8,), 50)), {})
+    emb_bwd = [r for r in g.records if r.op == "aten.embedding_dense_backward.default"]
+    assert [r.flops for r in emb_bwd] == [8 * 50 * 32]
+    assert any("int->50 x1" in a and "full sequence length (50)" in a for a in g.assumptions)
+
+
+def test_a_nan_check_on_the_data_reads_clean_data():
+    """`assert not torch.isnan(x).any()` failed the trace (every data-dependent bool read True)."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    class Checked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x):
+            assert not torch.isnan(x).any(), "nan input"
+            if torch.isinf(x).any():
+                raise ValueError("inf input")
+            return self.fc(x)
+
+    g = trace_with_inputs(Checked(), (torch.randn(8, 64),), {})
+    assert any(r.flops == 2 * 8 * 64 * 10 + 8 * 10 for r in _fwd(g))
+    assert any("finite check->False x2" in a for a in g.assumptions)
+
+
+def test_batch_size_keeps_inputs_without_a_batch_dim():
+    """--batch-size rewrote dim 0 of every input: a [32, 32] attention mask became [8, 32] (torch: 'The shape of the
+    2D attn_mask is torch.Size([8, 32])') and a [64] weight vector [8]. Only inputs batched like the first are
+    rebound; the others are kept, and the note names them."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    class Masked(nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = nn.TransformerEncoderLayer(64, 4, 128, batch_first=True)
+            self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+            self.fc = nn.Linear(64, 10)
+
+        def forward(self, x, src_mask):
+            return self.fc(self.enc(x, mask=src_mask).mean(1))
+
+    ex = (torch.randn(4, 32, 64), nn.Transformer.generate_square_subsequent_mask(32))
+    g = trace_with_inputs(Masked(), ex, {}, micro_batch=8)
+    assert g.micro_batch == 8 and [s.shape for s in g.inputs] == [(8, 32, 64), (32, 32)]
+    assert any("kept as given: src_mask [32, 32]" in a for a in g.assumptions)

@@ -130,7 +130,36 @@ class _Recorder(TorchDispatchMode):
                 raise
         t.record(func, args, kwargs, out)
         t._last_out_ids, t._last_op = {_tensor_key(o) for o in T.tensors(out)}, name
+        _tag_finite_check(name, args, out)
         return out
+
+
+# A NaN / inf check on data (``assert not torch.isnan(x).any()``, ``if not torch.isfinite(loss).all(): skip``) read
+# on meta tensors: the data is taken as clean (every value finite), so such a check reads False for isnan / isinf
+# and True for isfinite, through the reductions and negations that follow. Tagged on the tensors themselves.
+_FINITE_TAG = "_wl_clean_reads"
+_BAD_CHECKS = ("isnan", "isinf", "isposinf", "isneginf")
+_PASS_THROUGH = ("any", "all", "max", "amax", "min", "amin", "sum", "logical_or", "bitwise_or", "__or__", "view",
+                 "reshape", "_to_copy", "squeeze", "flatten", "clone", "detach", "alias", "lift_fresh")
+_NEGATIONS = ("logical_not", "bitwise_not", "__invert__")
+
+
+def _tag_finite_check(name: str, args, out) -> None:
+    if not isinstance(out, torch.Tensor) or out.dtype != torch.bool:
+        return
+    if name in _BAD_CHECKS:
+        setattr(out, _FINITE_TAG, False)
+        return
+    if name == "isfinite":
+        setattr(out, _FINITE_TAG, True)
+        return
+    src = next((a for a in args if isinstance(a, torch.Tensor) and hasattr(a, _FINITE_TAG)), None)
+    if src is None:
+        return
+    if name in _PASS_THROUGH:
+        setattr(out, _FINITE_TAG, getattr(src, _FINITE_TAG))
+    elif name in _NEGATIONS:
+        setattr(out, _FINITE_TAG, not getattr(src, _FINITE_TAG))
 
 
 def _tensor_key(x: torch.Tensor) -> tuple:
@@ -161,6 +190,7 @@ class _Tracer:
         self.cast_cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._fwd_cast_storages: set[tuple[int, torch.dtype]] = set()  # (storage, dtype) autocast cast in forward
         self.scalar_reads: Counter = Counter()
+        self.int_answer = 1  # what an integer read from values answers (trace(): the inputs' sequence length)
         self.saved_bytes = 0
         self.saved_fp32_bytes = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
         self.saved_cast_dup_bytes = 0  # of which half-precision casts of fp32 tensors that are saved themselves
@@ -230,13 +260,20 @@ class _Tracer:
     # -- data-dependent reads --
     def scalar_read(self, x: torch.Tensor):
         if x.dtype == torch.bool:
+            clean = getattr(x, _FINITE_TAG, None)
+            if clean is not None:  # a NaN / inf check: the data is finite
+                self.scalar_reads[f"finite check->{clean}"] += 1
+                return clean
             self.scalar_reads["bool->True"] += 1
             return True
         if x.is_floating_point():
             self.scalar_reads["float->0.0"] += 1
             return 0.0
-        self.scalar_reads["int->1"] += 1
-        return 1
+        # an integer read from values: a length or a count (int(lengths.max()), position_ids.max() + 1), taken as the
+        # full sequence of the inputs (no padding, as masks are taken all-ones); 1 for inputs without a sequence
+        n = self.int_answer
+        self.scalar_reads[f"int->{n}"] += 1
+        return n
 
     def data_dependent(self, name: str, args, kwargs):
         """Outputs of ops whose shape depends on values (no meta kernel): every element selected / distinct."""
@@ -639,6 +676,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
+    tracer.int_answer = int(seq_len) if seq_len and seq_len > 1 else 1
     moe = MOE.MoeRouting(model, capacity_factor).install()  # raises (swapping nothing) on an unknown MoE layout
     handles = []
     for m in model.modules():
@@ -742,8 +780,10 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "masks count the s(s+1)/2 query-key pairs the kernel computes")
     if tracer.scalar_reads:
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
-        notes.append(f"data-dependent reads (.item()/bool()/nonzero) on meta tensors answered without data ({rs}): "
-                     "masks taken as all-ones (no padding), every element selected")
+        notes.append(f"data-dependent reads (.item()/int()/bool()/nonzero) on meta tensors answered without data "
+                     f"({rs}): masks taken as all-ones (no padding), every element selected, integer reads (a length, "
+                     f"a count) as the inputs' full sequence length ({tracer.int_answer}), NaN / inf checks as clean "
+                     f"data")
     if n_rnn:
         notes.append("recurrent layers: traced as cuDNN runs them (one input-projection GEMM per layer and "
                      "direction over the whole sequence, then per step a recurrent GEMM + one fused pointwise "
@@ -1000,6 +1040,18 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
     return to_meta(made), example
 
 
+def _forward_arg_names(model: nn.Module, n: int) -> list[str]:
+    """Names of the first ``n`` positional parameters of ``model.forward`` (``input0``... when not introspectable)."""
+    import inspect
+
+    try:
+        ps = [p.name for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        ps = []
+    return [ps[i] if i < len(ps) else f"input{i}" for i in range(n)]
+
+
 def _refuse_scripted(obj, source: str) -> None:
     """A TorchScript module (torch.jit.script / torch.jit.load) runs compiled graphs that take no forward hooks and
     no meta tensors: wattlint traces the eager module it came from."""
@@ -1044,23 +1096,37 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     if layout_note:
         notes.append(layout_note)
 
-    def rebind(t):
+    # the batch and sequence length the inputs were given at (the first input's): an input whose dim does not have
+    # that size is not batched along it (an attention mask [s, s], a weight vector): --batch-size / --seq-len keep it
+    leaves = [x for _, x in _tensor_leaves("input", list(args) + list(kwargs.values())) if x.dim() > 0]
+    mb0 = int(leaves[0].shape[_dim_of_batch(leaves[0], bdim)]) if leaves else None
+    sl0 = next((int(x.shape[1 - _dim_of_batch(x, bdim)]) for x in leaves
+                if not x.is_floating_point() and x.dim() >= 2), None)
+    kept: list[str] = []
+
+    def rebind(t, name="input"):
         if isinstance(t, Mapping):  # a forward taking a dict (or list) of tensors: rebind every tensor in it
-            return {k: rebind(v) for k, v in t.items()}
+            return {k: rebind(v, k) for k, v in t.items()}
         if isinstance(t, (list, tuple)) and not hasattr(t, "_fields"):
-            return type(t)(rebind(v) for v in t)
+            return type(t)(rebind(v, name) for v in t)
         if not isinstance(t, torch.Tensor) or t.dim() == 0:
             return t
         shape_ = list(t.shape)
         b = _dim_of_batch(t, bdim)
-        if micro_batch is not None:
+        if micro_batch is not None and shape_[b] == mb0:
             shape_[b] = micro_batch
-        if seq_len is not None and t.dim() >= 2 and not t.is_floating_point():
+        elif micro_batch is not None:
+            kept.append(f"{name} {list(t.shape)}")
+        if seq_len is not None and t.dim() >= 2 and not t.is_floating_point() and shape_[1 - b] == sl0:
             shape_[1 - b] = seq_len
         return torch.empty(shape_, dtype=t.dtype, device="meta")
     if micro_batch is not None or seq_len is not None:
-        args = [rebind(a) for a in args]
-        kwargs = {k: rebind(v) for k, v in kwargs.items()}
+        names = _forward_arg_names(model, len(args))
+        args = [rebind(a, n) for a, n in zip(args, names)]
+        kwargs = {k: rebind(v, k) for k, v in kwargs.items()}
+    if kept:
+        notes.append(f"--batch-size rebinds the inputs batched like the first one (dim {bdim} of size {mb0}); kept as "
+                     f"given: {', '.join(kept)} (no batch dim of that size)")
     # every tensor, also inside a dict / list argument (the micro-batch was read as 1 from a dict of [4, ...]
     # tensors, and --batch-size then scaled an already batched trace)
     all_t = [x for i, a in enumerate(args) for x in _tensor_leaves(f"input{i}" if len(args) > 1 else "input", a)]
