@@ -618,3 +618,18 @@ def test_analyze_states_a_global_batch_not_divisible_by_the_replicas(run_cli):
                for a in notes)
     code, out, _ = run_cli("analyze", str(RESNET), "--batch-size", "32", "--gpus", "4", "--format", "json")
     assert not any("not divisible" in a for a in json.loads(out)["assumptions"])
+
+
+def test_mfu_flops_per_token_of_a_baked_batch_graph_do_not_move_with_the_micro_batch(run_cli):
+    """gpt2-tiny.onnx bakes batch 8 into its Reshapes: at micro-batch 1 (--gpus 8) the records keep their batch-8
+    dims and costs are scaled by 1/8, but the MFU attention term read b = 8 from the dims and divided by 1 x 256
+    tokens: 69.7 M FLOPs per token instead of 47.7 M (MFU +46 %). By hand: 6 N = 6 x 7,419,392 = 44,516,352 plus the
+    full-square attention 2 x 2 x s x d_model x layers = 4 x 256 x 768 x 4 = 3,145,728 per token, at any micro-batch."""
+    import json
+
+    for layout in (("--gpus", 8), ("--gpus", 1), ("--gpus", 1, "--grad-accum", 8)):
+        code, out, err = run_cli(GPT2, "--gpu", "h100", *layout, "--batch-size", 8, "--seq-len", 256, "--steps", 10,
+                                 "--precision", "bf16", "--format", "json")
+        assert code == 0, err
+        u = json.loads(out)["utilization"]
+        assert u["model_flops_per_token"] == pytest.approx(6 * 7_419_392 + 4 * 256 * 768 * 4, rel=1e-6)

@@ -1008,7 +1008,8 @@ def attention_forward_flops_per_token(graph: CostGraph) -> float:
             total += 2.0 * b * h * sq * sk * (d + dv)
     if total == 0.0:
         total = _eager_attention_flops(graph)
-    return total / tokens_per_micro_batch(graph)
+    # an ONNX graph with its batch baked into its shapes keeps the baked batch in its dims (costs scaled instead)
+    return total * float((graph.extra or {}).get("dims_batch_scale", 1.0)) / tokens_per_micro_batch(graph)
 
 
 def _eager_attention_flops(graph: CostGraph) -> float:

@@ -126,6 +126,9 @@ def _scale_batch(g: CostGraph, static: int, batch: int, axis: int = 0) -> CostGr
             f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled)")
     extra = dict(g.extra)
     extra["activation_bytes"] = round(extra.get("activation_bytes", 0) * f)
+    # the records keep their batch-``static`` dims (priced at those shapes, then scaled): what reads a size from
+    # the dims (the attention term of MFU) scales it by this
+    extra["dims_batch_scale"] = extra.get("dims_batch_scale", 1.0) * f
     if extra.get("loss_logits_elems"):
         extra["loss_logits_elems"] = round(extra["loss_logits_elems"] * f)
     return replace(g, records=recs, inputs=ins, outputs=outs, micro_batch=batch,
