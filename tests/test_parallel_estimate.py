@@ -327,11 +327,17 @@ def test_tensor_parallel_across_nodes_rings_over_every_rank(tmp_path):
     p.write_text(json.dumps(dict(GPT, n_head=16)))
     e = _est(p, gpus=16, tensor_parallel=16, batch_size=1)
     # 262,144 B all-reduce over 16 ranks in 2 nodes of 8, NCCL rings (one channel per NIC): through the node's
-    # 1600 Gbit/s = 200 GB/s x 0.8 = 160 GB/s the ring moves 2 x 15/16 x 262,144 B: 3.072 us; the NVLink part,
-    # 2 x 7/8 x 262,144 / 240e9 = 1.911 us, is faster; + 40 us network latency, 16 calls
-    one = max(2 * 7 / 8 * 262_144 / 240e9, 2 * 15 / 16 * 262_144 / 160e9) + 40e-6
+    # 1600 Gbit/s = 200 GB/s x 0.8 = 160 GB/s the ring moves 2 x 15/16 x 262,144 B: 3.072 us; every NVLink link of
+    # the same 16-rank ring carries 2 x 15/16 x 262,144 B too, at 240 GB/s: 2.048 us, faster; + 40 us network
+    # latency, 16 calls
+    one = max(2 * 15 / 16 * 262_144 / 240e9, 2 * 15 / 16 * 262_144 / 160e9) + 40e-6
     assert 2 * 15 / 16 * 262_144 / 160e9 == pytest.approx(3.072e-6)
     assert e.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
+    # a network faster than NVLink (4500 Gbit/s = 562.5 GB/s x 0.8 = 450 GB/s per node): the NVLink links bound the
+    # ring, at the 16-rank factor (review: the 8-rank factor 2 x 7/8 made TP over 2 nodes faster than in one node)
+    fast = _est(p, gpus=16, tensor_parallel=16, batch_size=1, internode_gbps=4500)
+    one = max(2 * 15 / 16 * 262_144 / 240e9, 2 * 15 / 16 * 262_144 / 450e9) + 40e-6
+    assert fast.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
 
 
 def test_expert_parallel_all_to_all_by_hand(tmp_path):
@@ -676,3 +682,16 @@ def test_tensor_parallel_must_divide_the_intermediate_size(tmp_path, run_cli):
     assert code == 2 and "does not divide the 1,400 output features of model.layers.0.mlp.gate_proj" in err, err
     code, _, err = run_cli(*base, "--gpus", "8", "--tensor-parallel", "8")
     assert code == 0, err  # 1,400 / 8 = 175; the 8 key/value heads (k_proj: 128 features) are whole groups
+
+
+def test_options_this_plan_has_no_use_for_are_stated(gpt_config):
+    """--launch-overhead on a data-parallel-only plan and --internode-gbps inside one node changed nothing and said
+    nothing (while JSON echoed them as if used); --sequence-parallel without TP already said 'no effect'."""
+    e = _est(gpt_config, gpus=8, batch_size=8, launch_overhead=0.001, internode_gbps=100)
+    plain = _est(gpt_config, gpus=8, batch_size=8)
+    assert e.per_step.time_s == plain.per_step.time_s
+    text = "\n".join(e.assumptions)
+    assert "--launch-overhead 0.001 s has no effect: it prices each tensor / pipeline / context / expert-parallel" in text
+    assert "--internode-gbps 100 has no effect: the 8 GPU(s) are in one node" in text
+    used = _est(gpt_config, gpus=8, tensor_parallel=4, batch_size=2, launch_overhead=0.001)
+    assert "--launch-overhead" not in "\n".join(a for a in used.assumptions if "no effect" in a)

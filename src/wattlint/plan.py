@@ -273,6 +273,13 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
         if gpus > per_node:
             notes.append(f"inter-node bandwidth {internode:g} Gbit/s per node (default: {why}; --internode-gbps to "
                          f"change)")
+    elif gpus <= per_node:
+        notes.append(f"--internode-gbps {internode:g} has no effect: the {gpus} GPU(s) are in one node (no network "
+                     f"between nodes)")
+    if v.get("launch_overhead") is not None and not layout.model_parallel:
+        notes.append(f"--launch-overhead {v['launch_overhead']:g} s has no effect: it prices each tensor / pipeline / "
+                     f"context / expert-parallel communication call, and this plan has none (data-parallel "
+                     f"collectives keep NCCL's latency)")
     if v.get("recompute") == "full":
         notes.append("recompute full (--recompute full / --activation-checkpointing): each block's forward "
                      "recomputed in backward (more time, less memory)")

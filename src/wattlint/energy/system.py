@@ -525,7 +525,7 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
     ``n`` ranks per channel, each channel leaving the node through its own NIC (so a group holding every GPU of its
     nodes gets the whole node's network bandwidth), i.e. the ring's algorithm factor over the ``n`` ranks (not the
     nodes: for 2 nodes of 8 an all-reduce moves 2 x 15/16 of the tensor through the node's NICs, not 2 x 1/2) at the
-    node's bandwidth; the NVLink part over the node's ranks if that is slower."""
+    node's bandwidth; the NVLink links carry the same factor over the ``n`` ranks, the slower of the two bounds."""
     per_node = max(1, plan.gpus_per_node)
     if n <= per_node:
         bw, lat, name = _link(gpu, plan, True)
@@ -535,7 +535,9 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
     gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
     node_bw = gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY
     lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
-    t = max(fn(nbytes, per_node, intra_bw), fn(nbytes, n, node_bw)) + lat
+    # every link of the n-rank ring carries the ring's factor over n ranks, the NVLink ones inside a node too (an
+    # 8-rank ring split over 2 nodes of 4 is never faster than the same ring inside one node)
+    t = max(fn(nbytes, n, intra_bw), fn(nbytes, n, node_bw)) + lat
     inside = f"{intra_name} inside a node and " if per_node > 1 else "one GPU per node: "
     return t, lat, (f"{inside}{gbps:g} Gbit/s per node between {nodes} nodes (NCCL rings over "
                     f"all {n} ranks, one channel per NIC)")
