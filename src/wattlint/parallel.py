@@ -985,7 +985,9 @@ def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
     extra = graph.extra or {}
     here = float(graph.params)
     full = float(extra.get("parallel_full_params") or graph.params or 0)
-    expert = routed_expert_params(graph) * (here / full if full else 1.0)
+    expert = _stage_expert_params(graph)
+    if expert is None:  # no pipeline: the GPU's share of the experts is its share of all parameters (the tp split)
+        expert = routed_expert_params(graph) * (here / full if full else 1.0)
     ep = max(1, int(ep))
     for ly in moe_layers(graph):
         n_exp = int(ly.get("experts") or 0)
@@ -995,6 +997,28 @@ def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
                               f"expert-parallel rank holds whole experts; use a divisor of {n_exp}")
     removed = expert * (1.0 - 1.0 / ep) if ep > 1 else 0.0
     return ExpertSplit(params=here - removed, expert=expert - removed, removed=removed, ep=ep)
+
+
+def _stage_expert_params(graph: CostGraph) -> float | None:
+    """Routed-expert parameters on the costed pipeline stage's GPU: those of the MoE layers inside its blocks, / tp
+    (the stage's share of all parameters would count its LM head as partly experts), or None without pipeline
+    stages."""
+    extra = graph.extra or {}
+    stages = extra.get("pipeline_stages")
+    if not stages or not stages.get("blocks"):
+        return None
+    sizes, costed, prefix = list(stages["blocks"]), int(stages["costed"]), str(stages.get("prefix") or "")
+    start = sum(sizes[:costed])
+    end = start + sizes[costed]
+    tp = max(1, int((extra.get("parallel_layout") or {}).get("tp", 1)))
+    held = 0.0
+    for ly in moe_layers(graph):
+        m = re.match(re.escape(prefix) + r"\.(\d+)(\.|$)", str(ly.get("module") or "")) if prefix else None
+        if m is None:  # a layer the stage split cannot place: the stage's share of the blocks
+            return routed_expert_params(graph) * sizes[costed] / max(1, sum(sizes)) / tp
+        if start <= int(m.group(1)) < end:
+            held += int(ly.get("params") or 0)
+    return held / tp
 
 
 def attention_forward_flops_per_token(graph: CostGraph) -> float:
