@@ -194,18 +194,18 @@ def test_expert_parallel_divides_only_expert_state(mixtral_config):
 
 
 def test_expert_parallel_on_the_last_pipeline_stage_divides_only_its_blocks_experts(mixtral_config):
-    """PP 2 x EP 2 on 8 GPUs (dp 4): the costed (last) stage holds blocks 2-3 and the LM head (the stage split counts
-    the matmul weights after the blocks; the final norm's 1,024 are left out, as its line states): 2 x 90,712,064 +
-    32,768,000 = 214,192,128 parameters, of which its 2 MoE layers' experts are 2 x 88,080,384 = 176,160,768; / EP 2
-    -> 88,080,384 expert + 38,031,360 other = 126,111,744 per GPU. (Applying the whole model's expert fraction to the
-    stage counted its LM head as partly experts: 23 % low on a small Mixtral with 4 stages.)"""
-    e = _moe(mixtral_config, pipeline_parallel=2, expert_parallel=2, micro_batch_size=1)
-    stage = 2 * 90_712_064 + 32_768_000
-    assert stage == 214_192_128 and any(f"= {stage:,} parameters / tp 1" in a for a in e.assumptions)
-    per_gpu = (stage - 2 * 88_080_384) + 88_080_384
-    assert per_gpu == 126_111_744
+    """PP 4 x EP 2 on 8 GPUs (dp 2): the costed (last) stage holds block 3 and the LM head (the stage split counts
+    the matmul weights after the blocks; the final norm's 1,024 are left out, as its line states): 90,712,064 +
+    32,768,000 = 123,480,064 parameters, of which its MoE layer's experts are 88,080,384; / EP 2 -> 44,040,192
+    expert + 35,399,680 other = 79,439,872 per GPU. Applying the whole model's expert fraction (352,321,536 /
+    428,385,280) to the stage counted its LM head as partly experts: 101.6 M of it 'expert', 50.8 M removed."""
+    e = _moe(mixtral_config, pipeline_parallel=4, expert_parallel=2, micro_batch_size=1)
+    stage = 90_712_064 + 32_768_000
+    assert stage == 123_480_064 and any(f"= {stage:,} parameters / tp 1" in a for a in e.assumptions)
+    per_gpu = stage - 88_080_384 // 2
+    assert per_gpu == 79_439_872
     assert e.memory.breakdown["weights"] == 4 * per_gpu
-    assert any("88,080,384 expert + 38,031,360 other parameters per GPU" in a for a in e.assumptions)
+    assert any("44,040,192 expert + 35,399,680 other parameters per GPU" in a for a in e.assumptions)
 
 
 def test_expert_parallel_on_top_of_tensor_parallel_and_zero(mixtral_config):
