@@ -695,3 +695,19 @@ def test_options_this_plan_has_no_use_for_are_stated(gpt_config):
     assert "--internode-gbps 100 has no effect: the 8 GPU(s) are in one node" in text
     used = _est(gpt_config, gpus=8, tensor_parallel=4, batch_size=2, launch_overhead=0.001)
     assert "--launch-overhead" not in "\n".join(a for a in used.assumptions if "no effect" in a)
+
+
+def test_an_encoder_only_t5_is_one_stack_of_layers_not_a_hierarchical_model(tmp_path):
+    """T5EncoderModel's blocks hold a numbered list of unlike sublayers (layer.0 SelfAttention, layer.1 the
+    feed-forward): it was refused as 'stages holding their own numbered layers' (Swin's case, whose numbered items
+    are alike layers); PARALLEL.md supports encoder-only stacks. TP 2 halves each block's matmul FLOPs."""
+    cfg = dict(model_type="t5", architectures=["T5EncoderModel"], d_model=512, d_ff=2048, d_kv=64, num_heads=8,
+               num_layers=4, vocab_size=32128)
+    p = tmp_path / "t5enc.json"
+    p.write_text(json.dumps(cfg))
+    kw = dict(gpu="h100", seq_len=128, batch_size=8, steps=1, precision="bf16", lint=False)
+    tp = wattlint.estimate(str(p), gpus=8, tensor_parallel=2, **kw)
+    dp = wattlint.estimate(str(p), gpus=4, **kw)  # the same micro-batch (2) per GPU, unsplit
+    wi = [r.flops for r in tp.graph.records if r.phase is Phase.FORWARD and r.module.endswith("block.0.layer.1.DenseReluDense.wi")]
+    wi0 = [r.flops for r in dp.graph.records if r.phase is Phase.FORWARD and r.module.endswith("block.0.layer.1.DenseReluDense.wi")]
+    assert wi and wi0 and sum(wi) * 2 == pytest.approx(sum(wi0), rel=1e-9)

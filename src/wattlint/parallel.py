@@ -593,7 +593,8 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
                           "parallelism is costed for one stack of transformer layers (decoder-only or encoder-only "
                           "models); estimate this one data-parallel (--gpus N)")
     flops: dict[int, float] = {}
-    attention = nested = conv = False
+    attention = conv = False
+    lists: set[str] = set()  # numbered lists inside a block whose items hold attention ('<block>.blocks')
     for r in graph.records:
         b = blocks.index(r.module) if r.module else None
         if b is None or r.phase is not Phase.FORWARD:
@@ -602,9 +603,17 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
         conv = conv or r.kind is OpKind.CONV
         if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
             attention = True
-            # attention inside a numbered list inside the block: the blocks are stages of layers (Swin's
-            # 'encoder.layers.0.blocks.1.attention'); an MoE layer's numbered experts hold no attention
-            nested = nested or bool(_BLOCK_RE.match(r.module[len(blocks.prefix) + 1:].split(".", 1)[-1]))
+            num, _, rest = r.module[len(blocks.prefix) + 1:].partition(".")
+            m = _BLOCK_RE.match(rest)
+            if m:
+                lists.add(f"{blocks.prefix}.{num}.{m.group(1)}")
+    # attention inside a numbered list of alike items inside a block: the blocks are stages of layers (Swin's
+    # 'encoder.layers.0.blocks.1.attention', SwinLayer items); a list of a layer's unlike sublayers (T5's
+    # 'block.0.layer.0.SelfAttention' beside 'layer.1', its feed-forward) is one layer; MoE experts hold no attention
+    types = dict(graph.modules)
+    item = re.compile(r"^(.*)\.(\d+)$")
+    nested = any(len({t for n, t in types.items() if (mm := item.match(n)) and mm.group(1) == lst}) == 1
+                 for lst in lists) if types else bool(lists)  # no module types (an ONNX graph): any such list
     if nested:
         raise ConfigError(f"{what}: the blocks of {blocks.prefix} are stages holding their own numbered layers "
                           "(a hierarchical model): model parallelism is costed for one stack of alike transformer "
