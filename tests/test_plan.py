@@ -356,3 +356,12 @@ def test_onnx_cnn_graph_carries_no_sequence_length_from_the_flag(run_cli):
     assert code == 0
     doc = _json.loads(out)
     assert doc["plan"]["seq_len"] is None and doc["utilization"] is None  # no tokens/s or MFU for a CNN
+
+
+def test_a_partial_last_node_is_counted_as_it_is():
+    """12 GPUs in nodes of 8 read '(2 node(s) x 8)', i.e. 16 GPUs: the note counts 1 x 8 + 4."""
+    p = build_plan(graph(), gpu=resolve_gpu("h100")[0], epochs=1, gpus=12, gpus_per_node=8, batch_size=96)
+    assert "data parallel over 12 GPUs (2 nodes: 1 x 8 + 4), sharding none" in p.assumptions
+    assert "12 GPUs do not fill whole nodes of 8: the last node is partial" in p.assumptions
+    p = build_plan(graph(), gpu=resolve_gpu("h100")[0], epochs=1, gpus=16, gpus_per_node=8, batch_size=96)
+    assert "data parallel over 16 GPUs (2 node(s) x 8), sharding none" in p.assumptions

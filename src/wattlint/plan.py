@@ -259,9 +259,10 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     sharding = v.get("sharding", "none")
     if dp > 1:
         nodes = math.ceil(gpus / per_node)
-        notes.append(f"data parallel over {dp} replicas ({gpus} GPUs, {nodes} node(s) x {per_node}), sharding "
-                     f"{sharding}" if layout.model_parallel else
-                     f"data parallel over {gpus} GPUs ({nodes} node(s) x {per_node}), sharding {sharding}")
+        where = (f"{nodes} node(s) x {per_node}" if not gpus % per_node else
+                 f"{nodes} nodes: {nodes - 1} x {per_node} + {gpus % per_node}")
+        notes.append(f"data parallel over {dp} replicas ({gpus} GPUs, {where}), sharding {sharding}"
+                     if layout.model_parallel else f"data parallel over {gpus} GPUs ({where}), sharding {sharding}")
         if gpus % per_node:
             notes.append(f"{gpus} GPUs do not fill whole nodes of {per_node}: the last node is partial")
     elif sharding != "none":
