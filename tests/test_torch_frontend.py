@@ -731,3 +731,16 @@ def test_batch_size_keeps_inputs_without_a_batch_dim():
     g = trace_with_inputs(Masked(), ex, {}, micro_batch=8)
     assert g.micro_batch == 8 and [s.shape for s in g.inputs] == [(8, 32, 64), (32, 32)]
     assert any("kept as given: src_mask [32, 32]" in a for a in g.assumptions)
+
+
+def test_the_api_takes_example_tensors_as_inputs_by_dtype_and_shape():
+    """wattlint.analyze(model, inputs={'x': torch.randn(32, 1000)}) was refused ('expected a TensorSpec or a spec
+    string, got Tensor'): an example tensor gives its dtype and shape (never its values), as a spec string does."""
+    m = nn.Sequential(nn.Linear(1000, 10))
+    g = wattlint.analyze(m, inputs={"x": torch.randn(32, 1000)})
+    same = wattlint.analyze(m, inputs={"x": "float32[32,1000]"})
+    assert g.micro_batch == 32 and [s.shape for s in g.inputs] == [(32, 1000)]
+    assert g.total().flops == same.total().flops
+    with pytest.raises(InputError, match=r"input 'x': expected a TensorSpec, a spec string .* or an example tensor, "
+                                         r"got list"):
+        wattlint.analyze(m, inputs={"x": [32, 1000]})

@@ -52,8 +52,12 @@ def _specs(inputs) -> dict[str, TensorSpec]:
                 out[k] = v
             elif isinstance(v, str):
                 out[k] = parse_input_spec(v if "=" in v else f"{k}={v}")
+            elif hasattr(v, "shape") and hasattr(v, "dtype") and type(v).__module__.startswith("torch"):
+                # an example tensor (the API): only its dtype and shape are used, never its values
+                out[k] = TensorSpec(k, str(v.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in v.shape))
             else:
-                raise InputError(f"input {k!r}: expected a TensorSpec or a spec string, got {type(v).__name__}")
+                raise InputError(f"input {k!r}: expected a TensorSpec, a spec string ('float32[8,3,224,224]') or an "
+                                 f"example tensor, got {type(v).__name__}")
         return out
     if isinstance(inputs, str):
         inputs = [inputs]

@@ -1089,7 +1089,8 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         else:
             raise InputError(f"{source}: example inputs must be a tensor, a tuple of tensors or a dict")
     else:
-        raise InputError(f"{source}: no example inputs; pass --input NAME=DTYPE[DIMS] (e.g. x=float32[8,3,224,224])")
+        raise InputError(f"{source}: no example inputs; pass --input NAME=DTYPE[DIMS] (e.g. x=float32[8,3,224,224]; "
+                         f"in Python: inputs={{'x': 'float32[8,3,224,224]'}} or an example tensor)")
     args = list(_meta_like(tuple(args)))
     kwargs = _meta_like(kwargs)
     bdim, layout_note = (0, None) if hf else _batch_dim(model, args, kwargs)
