@@ -711,3 +711,27 @@ def test_an_encoder_only_t5_is_one_stack_of_layers_not_a_hierarchical_model(tmp_
     wi = [r.flops for r in tp.graph.records if r.phase is Phase.FORWARD and r.module.endswith("block.0.layer.1.DenseReluDense.wi")]
     wi0 = [r.flops for r in dp.graph.records if r.phase is Phase.FORWARD and r.module.endswith("block.0.layer.1.DenseReluDense.wi")]
     assert wi and wi0 and sum(wi) * 2 == pytest.approx(sum(wi0), rel=1e-9)
+
+
+@pytest.mark.parametrize("vocab", [8000, 12000])
+def test_a_bigger_lm_head_never_makes_uneven_pipeline_stages_faster(tmp_path, vocab):
+    """7 blocks on 3 stages (2/3/2): with a 6,000-token vocabulary the LM head is under one block of FLOPs and the
+    3-block middle stage is costed; from ~8,000 the last stage (2 blocks + head) wins on FLOPs and was costed
+    alone, although its head (one efficient GEMM) takes less time than the middle stage's extra block: the step
+    came out 8 % SHORTER with the bigger vocabulary. The pipeline runs at the slower stage's pace: the costed GPU
+    waits the difference (pipeline_imbalance, idle power) and the bubble is the slower stage's, so a bigger head
+    never makes the step shorter."""
+    def step(v):
+        p = tmp_path / f"g{v}.json"
+        p.write_text(json.dumps(dict(GPT, n_layer=7, vocab_size=v)))
+        return wattlint.estimate(str(p), gpu="h100", gpus=3, pipeline_parallel=3, batch_size=8, micro_batch_size=1,
+                                 seq_len=256, steps=1, precision="bf16", lint=False)
+
+    small, big = step(6000), step(vocab)
+    assert "pipeline_imbalance" not in small.phases and big.phases["pipeline_imbalance"].time_s > 0
+    assert big.per_step.time_s >= small.per_step.time_s
+    assert any(a.startswith("pipeline stages: stage 2 of 3 (3 blocks) takes longer than the costed last stage (2 "
+                            "blocks") for a in big.assumptions)
+    # the waiting is at idle power
+    ph = big.phases["pipeline_imbalance"]
+    assert ph.gpu_energy_j == pytest.approx(ph.time_s * big.gpu.idle_w * big.plan.gpus, rel=1e-6)

@@ -33,7 +33,7 @@ from .types import (BATCH_HINT, OpKind, CostGraph, Estimate, GpuSpec, LayerEstim
 
 ROOT_LAYER = "(root)"
 PHASES = ("forward", "backward", "optimizer", "idle_gaps", "communication", "tensor_parallel", "pipeline_p2p",
-          "expert_all_to_all", "context_parallel", "pipeline_bubble")
+          "expert_all_to_all", "context_parallel", "pipeline_bubble", "pipeline_imbalance")
 MFU_CONVENTION = ("MFU = (6 N + 12 L h s attention) FLOPs per token x tokens/s / (GPUs x dense peak): N all "
                   "parameters (an untied input embedding too, whose lookup does no FLOPs), attention scores over the full s x s square, no recompute (llm-foundry MFU_FORMULA.md, "
                   "PaLM appendix B); HFU = the FLOPs wattlint traced for the step (recompute included; causal attention "
@@ -279,7 +279,47 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
                 s.phase_t[phase] = t
                 s.phase_e[phase] = t * w
         notes.extend(mp.notes)
+        notes += _pipeline_imbalance(graph, plan, gpu, s)
     return notes
+
+
+def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> list[str]:
+    """Uneven pipeline stages whose costed stage is the last (chosen on FLOPs: its blocks + the LM head and loss)
+    while a stage of more blocks takes longer, priced: the pipeline runs at the slower stage's pace, so the costed
+    GPU waits the difference every step (``pipeline_imbalance``, at idle power) and the bubble is the slower
+    stage's. The other stage's time: its blocks at the costed stage's per-block time (forward + backward, with the
+    per-layer collectives and launch gaps in proportion to the blocks); the first stage's embedding lookup is not
+    priced (as elsewhere)."""
+    info = (graph.extra or {}).get("pipeline_stages") or {}
+    sizes = [int(x) for x in info.get("blocks") or []]
+    pp = plan.pipeline_parallel
+    if pp <= 1 or len(sizes) != pp or int(info.get("costed", pp - 1)) != pp - 1:
+        return []
+    n_c = sizes[-1]
+    k = max(range(pp - 1), key=lambda i: sizes[i])
+    n_max = sizes[k]
+    if n_c <= 0 or n_max <= n_c:
+        return []
+    pt = s.phase_t
+    # per-layer collectives and launch gaps (a launch-bound step: its blocks' ops) taken as the blocks' own
+    per_layer = sum(pt.get(p, 0.0) for p in BLOCK_PHASES) + pt.get("idle_gaps", 0.0)
+    costed_t = pt.get("forward", 0.0) + pt.get("backward", 0.0) + per_layer
+    other_t = n_max * s.block_fb_t / n_c + per_layer * n_max / n_c
+    delta = other_t - costed_t
+    if delta <= 1e-9:
+        return []
+    pt["pipeline_imbalance"] = delta
+    s.phase_e["pipeline_imbalance"] = delta * gpu.idle_w
+    # the fill and drain run at that pace too: the bubble priced from the costed stage's blocks, x n_max / n_c
+    extra = pt.get("pipeline_bubble", 0.0) * (n_max / n_c - 1.0)
+    if extra > 0:
+        pt["pipeline_bubble"] += extra
+        s.phase_e["pipeline_bubble"] = s.phase_e.get("pipeline_bubble", 0.0) + extra * gpu.idle_w
+    return [f"pipeline stages: stage {k + 1} of {pp} ({n_max} blocks) takes longer than the costed last stage ("
+            f"{n_c} blocks + final norm, LM head and loss, chosen on FLOPs): {other_t * 1e3:.4g} ms against "
+            f"{costed_t * 1e3:.4g} ms of forward + backward work (with per-layer collectives and launch gaps) per step; the pipeline runs at the slower stage's "
+            f"pace, so the costed GPU waits {delta * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W, "
+            f"pipeline_imbalance), and the bubble is that stage's ({n_max} / {n_c} x the costed stage's)"]
 
 
 BLOCK_PHASES = ("tensor_parallel", "context_parallel", "expert_all_to_all")  # per layer: with a stage's blocks
@@ -323,7 +363,10 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
     fb_mean = [base[k] + mean_n * blk[k] + head[k] / pp for k in range(3)]
     busy_t_c = fb_t + pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES)
     busy_t_mean = fb_mean[0] + r * (pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES))
-    wait = max(0.0, busy_t_c - busy_t_mean)
+    # the step's busy horizon is the slowest stage's: the costed stage's + the imbalance it waits for (already
+    # priced at idle power in pipeline_imbalance); each stage waits the horizon minus its own busy time
+    imb = pt.get("pipeline_imbalance", 0.0)
+    wait = max(0.0, busy_t_c + imb - busy_t_mean) - imb
     before = sum(pe.values())
     if fb_e > 0:
         for p in ("forward", "backward"):
@@ -332,7 +375,7 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
     for p in ("optimizer",) + BLOCK_PHASES:
         if p in pe:
             pe[p] *= r
-    pe["pipeline_bubble"] = pe.get("pipeline_bubble", 0.0) + wait * gpu.idle_w
+    pe["pipeline_bubble"] = max(0.0, pe.get("pipeline_bubble", 0.0) + wait * gpu.idle_w)
     pt.setdefault("pipeline_bubble", 0.0)
     after = sum(pe.values())
     flops = fb_mean[2] + r * s.opt_f
@@ -341,7 +384,8 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
     note = (f"pipeline stages' energy: each of the {pp} stages runs its own {'/'.join(map(str, sizes))} blocks (and "
             f"its share of the optimizer step and per-layer collectives), the final norm, LM head and loss on the "
             f"last stage only ({where}), and waits at idle power ({gpu.idle_w:.0f} W) for the rest of the costed "
-            f"stage's step ({wait * 1e3:.3g} ms per GPU on average, in pipeline_bubble); GPU energy per step "
+            f"stage's step ({(wait + imb) * 1e3:.3g} ms per GPU on average, in pipeline_bubble"
+            f"{' and pipeline_imbalance' if imb else ''}); GPU energy per step "
             f"{after / before:.3f} x the costed stage's" if before > 0 else "")
     return flops, note
 
