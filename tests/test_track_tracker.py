@@ -777,3 +777,25 @@ def test_long_unstable_runs_analyse_on_a_geometric_schedule(tmp_path, monkeypatc
             n = end
     assert calls == expected + [1000] and ends[-1] == 1000
     assert len(ends) > 85 and len(calls) < 45  # ~90 windows; every one was analysed before
+
+
+def test_one_process_on_two_gpus_takes_the_estimates_host_power_per_gpu_once(tmp_path):
+    """nn.DataParallel-style: one process measures 2 GPUs; the static estimate (made for those 2 GPUs) states its
+    host per step for the job. The record divided it by the plan's 'gpus' (absent: 1) and charged 800 W for 2 A100
+    SXM GPUs: 40 % too much energy. By hand, SXM/HGX node: 0.41 x 400 W = 164 W + (1/0.94 - 1) x (400 + 164) W =
+    36.0 W -> 200 W per GPU, 400 W for the process."""
+    import torch
+    import torch.nn as nn
+
+    clock = Clock(100.0)
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    with _track(tmp_path, clock, steps=200, gpu="a100-sxm4-80gb", model=model, example=torch.randn(32, 64),
+                static=True, channels=[FakeChannel(300.0), FakeChannel(300.0)]) as t:
+        for _ in range(50):
+            clock.t += 0.1
+            t.step()
+    h = _lines(t.path)[0]
+    per_gpu = 0.41 * 400.0 + (1 / 0.94 - 1) * (400.0 + 0.41 * 400.0)
+    assert per_gpu == pytest.approx(200.0, abs=0.01)
+    assert h["host_w"] == pytest.approx(2 * per_gpu, rel=1e-3)
+    assert any("MODELLED at 400 W for this process's 2 GPU(s)" in n for n in h["notes"])

@@ -439,7 +439,9 @@ class Tracker:
             per_gpu, how = None, "the static estimate's host model"
             s = self.static or {}
             if s.get("per_step") and s["per_step"].get("time_s"):
-                g = (s.get("plan") or {}).get("gpus") or self.options.get("gpus") or 1
+                # the estimate's GPU count (its per-step host energy is the job's): the hardware block carries it
+                # (the plan block has no "gpus"), else the GPUs it was made for (this process's channels)
+                g = (s.get("hardware") or {}).get("gpus") or options.get("gpus") or 1
                 per_gpu = s["per_step"]["host_energy_j"] / s["per_step"]["time_s"] / max(1, int(g))
             if not per_gpu:
                 local = os.environ.get("LOCAL_WORLD_SIZE", "")
