@@ -799,3 +799,17 @@ def test_one_process_on_two_gpus_takes_the_estimates_host_power_per_gpu_once(tmp
     assert per_gpu == pytest.approx(200.0, abs=0.01)
     assert h["host_w"] == pytest.approx(2 * per_gpu, rel=1e-3)
     assert any("MODELLED at 400 W for this process's 2 GPU(s)" in n for n in h["notes"])
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(region="XX"), "unknown region 'XX'"),
+    (dict(region="aws:us-nowhere-9"), "unknown cloud region 'aws:us-nowhere-9'"),
+    (dict(dataset="imagenet-99"), "unknown dataset 'imagenet-99'; did you mean 'imagenet-1k'?"),
+])
+def test_a_region_or_dataset_typo_is_refused_before_the_loop(tmp_path, kw, message):
+    """track(steps=300, region='XX') trained to the end and then reported 'no plan: pass steps=...' and no
+    estimate: the typo threw the plan away silently. TRACKING.md: such values are refused before the loop starts,
+    as wattlint.estimate refuses them."""
+    with pytest.raises(wattlint.types.ConfigError, match=message):
+        _track(tmp_path, Clock(100.0), steps=300, **kw)
+    assert not list(tmp_path.iterdir())  # no record started

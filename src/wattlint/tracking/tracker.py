@@ -257,6 +257,16 @@ class Tracker:
             from ..hardware import resolve_gpu
 
             resolve_gpu(gpu)
+        # names resolved from the data files (a region, a dataset preset): a typo dropped the whole plan, projection
+        # and estimate after the run, though steps= was given
+        if self.options.get("region") is not None:
+            from ..carbon import normalize_region
+
+            normalize_region(self.options["region"])
+        if self.options.get("dataset") is not None:
+            from ..plan import resolve_dataset
+
+            resolve_dataset(self.options["dataset"], self.options.get("seq_len"))
         self.budgets = {"energy_kwh": max_kwh, "co2_kg": max_co2_kg, "cost_usd": max_cost_usd}
         self.on_budget = on_budget
         self.raise_on_stop = raise_on_stop
