@@ -338,6 +338,12 @@ def test_tensor_parallel_across_nodes_rings_over_every_rank(tmp_path):
     fast = _est(p, gpus=16, tensor_parallel=16, batch_size=1, internode_gbps=4500)
     one = max(2 * 15 / 16 * 262_144 / 240e9, 2 * 15 / 16 * 262_144 / 450e9) + 40e-6
     assert fast.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
+    # one GPU per node: no NVLink link to bound the ring, the network alone (800 Gbit/s = 100 GB/s x 0.8 = 80 GB/s)
+    # over the 2 ranks: 2 x 1/2 x 262,144 B / 80e9 + 40 us, 16 calls (review: the ring factor over n ranks was put
+    # on an NVLink the one-GPU node does not have, doubling the time)
+    lone = _est(p, gpus=2, tensor_parallel=2, gpus_per_node=1, batch_size=1, internode_gbps=800)
+    one = 2 * 1 / 2 * 262_144 / 80e9 + 40e-6
+    assert lone.phases["tensor_parallel"].time_s == pytest.approx(16 * one, rel=1e-9)
 
 
 def test_expert_parallel_all_to_all_by_hand(tmp_path):

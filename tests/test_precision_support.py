@@ -253,3 +253,35 @@ def test_a_graph_traced_at_bf16_keeps_bf16_under_an_api_precision_and_its_mfu_pe
     assert asked.total.energy_kwh == plain.total.energy_kwh
     assert asked.utilization.mfu == plain.utilization.mfu < 1.0
     assert any(a.startswith("--precision fp32 not applied") for a in asked.assumptions)
+
+
+def test_a_graph_traced_for_fp8_is_costed_in_bf16_on_a_gpu_without_fp8():
+    """Review: analyze(precision='fp8') then estimate on an A100 was refused ('the graph is fp8 ...') where it
+    estimated before: an fp8 trace is bf16 ops with the FP8 GEMMs chosen at estimate time, which an A100 runs in
+    bf16 (the same estimate as a bf16 trace there), stated; an H100 keeps fp8."""
+    import wattlint
+
+    g8 = wattlint.analyze("examples/gpt2-tiny.onnx", precision="fp8")
+    g16 = wattlint.analyze("examples/gpt2-tiny.onnx", precision="bf16")
+    a100 = wattlint.estimate(g8, gpu="a100", steps=10)
+    assert a100.plan.precision == "bf16"
+    assert any(a.startswith("the graph was traced for fp8") and "costed in bf16" in a for a in a100.assumptions)
+    assert a100.total.energy_kwh == pytest.approx(wattlint.estimate(g16, gpu="a100", steps=10).total.energy_kwh)
+    assert wattlint.estimate(g8, gpu="h100", steps=10).plan.precision == "fp8"
+
+
+@pytest.mark.parametrize("gpu", ["a100", "v100"])
+def test_an_fp16_export_under_precision_bf16_stays_fp16_and_runs_where_fp16_does(tmp_path, run_cli, gpu):
+    """Review: an fp16 export with --precision bf16 was labelled bf16 ('matmul/conv in bfloat16') though its ops
+    kept fp16, and refused on a V100 (no bf16) where the fp16 graph runs. The export's own fp16 wins, the flag is
+    stated as not applied."""
+    from onnx import TensorProto
+
+    model = _half_onnx(tmp_path, TensorProto.FLOAT16, "fp16.onnx")
+    code, out, err = run_cli(model, "--gpu", gpu, "--steps", 10, "--precision", "bf16", "--format", "json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["plan"]["precision"] == "fp16"
+    assert any(a.startswith("--precision bf16 not applied: the graph was traced / exported in fp16")
+               for a in d["assumptions"])
+    assert not any(a.startswith("precision bf16:") for a in d["assumptions"])

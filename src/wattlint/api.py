@@ -257,7 +257,8 @@ def run(request: Request) -> list[Estimate]:
         from .hardware import precision_support
 
         ok, why = precision_support(specs[0][0], precision)
-        if not ok:
+        # (an ONNX export in half precision keeps its own: the plan, after tracing, says whether the flag applies)
+        if not ok and not (isinstance(request.source, (str, Path)) and str(request.source).lower().endswith(".onnx")):
             raise ConfigError(why)
     graph = trace(request.source, request.options)
     cache = PriceCache(request.models_dirs, root=graph, source=request.source,

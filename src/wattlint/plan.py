@@ -371,8 +371,9 @@ def _graph_precision(graph: CostGraph, asked: str | None, notes: list[str]) -> s
     if traced is None or asked == traced or {traced, asked} <= FP8_FROM_BF16:
         return None
     if asked is None:
-        notes.append(f"precision {traced}: as the graph was traced / exported (its matmuls and convolutions hold "
-                     f"{traced} tensors)")
+        notes.append(f"precision {traced}: as the graph was traced / exported " + (
+            "(in bf16; the GEMMs that run in FP8 are chosen at estimate time)" if traced == "fp8" else
+            f"(its matmuls and convolutions hold {traced} tensors)"))
     else:
         notes.append(f"--precision {asked} not applied: the graph was traced / exported in {traced} and its ops are "
                      f"costed in the dtypes they hold (trace or export it in {asked} to cost {asked})")
@@ -383,6 +384,11 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     precision = v.get("precision")
     version = framework.parse(graph.extra.get("torch_version"))
     from_graph = _graph_precision(graph, precision, notes)
+    if from_graph == "fp8" and not precision_support(gpu, "fp8")[0] and precision_support(gpu, "bf16")[0]:
+        # traced as bf16 (the GEMMs that run in FP8 are chosen at estimate time): a GPU without FP8 runs it in bf16
+        notes.append(f"the graph was traced for fp8 (in bf16, FP8 GEMMs chosen at estimate time); {gpu.key} has no "
+                     f"fp8: costed in bf16")
+        from_graph = "bf16"
     if from_graph is not None:
         precision = from_graph
     elif precision is None and framework.tf32_matmuls_by_default(version) and precision_support(gpu, "tf32")[0]:

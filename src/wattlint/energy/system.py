@@ -537,7 +537,7 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
     lat = NETWORK_CALL_LATENCY_S if plan.launch_overhead_s is None else plan.launch_overhead_s
     # every link of the n-rank ring carries the ring's factor over n ranks, the NVLink ones inside a node too (an
     # 8-rank ring split over 2 nodes of 4 is never faster than the same ring inside one node)
-    t = max(fn(nbytes, n, intra_bw), fn(nbytes, n, node_bw)) + lat
+    t = max(fn(nbytes, n, intra_bw) if per_node > 1 else 0.0, fn(nbytes, n, node_bw)) + lat  # 1 GPU: no link
     inside = f"{intra_name} inside a node and " if per_node > 1 else "one GPU per node: "
     return t, lat, (f"{inside}{gbps:g} Gbit/s per node between {nodes} nodes (NCCL rings over "
                     f"all {n} ranks, one channel per NIC)")

@@ -267,11 +267,13 @@ class _Analysis(_Validate, _Shapes):
         """The precision the graph's ops run in: a half-precision one asked for (the frontend cast the fp32 ops
         to it), else what the weights hold (an fp16 / bf16 export stays so under --precision fp32 or default: the
         plan states that it was not applied)."""
-        if self.half:
-            return self.precision
         dts = {self.types[k][0] for k in self.trainable if k in self.types}
         held = "fp16" if dts == {"float16"} else "bf16" if dts == {"bfloat16"} else None
-        return held or ("fp32" if self.precision == "default" else self.precision)
+        if held and not (held == "bf16" and self.precision == "fp8"):  # fp8 is traced as bf16
+            return held  # the export's own half precision, whatever was asked (the plan says what was not applied)
+        if self.half:
+            return self.precision
+        return "fp32" if self.precision == "default" else self.precision
 
     def _guess_seq(self, specs) -> int:
         for s in specs:
@@ -832,7 +834,7 @@ class _Analysis(_Validate, _Shapes):
                      f"cudnn_batch_norm: forward reads and writes the conv output, backward reads dy and x and "
                      f"writes dx); activation memory counts the conv output each BatchNorm saves; its weight "
                      f"(gamma) is not added to the parameters (the conv bias stands for beta)")
-        if self.half:
+        if self.half and self._precision_name() == self.precision:
             a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
                      f"norms and softmax in float32, parameters and optimizer state in float32"
                      + ("; traced as bf16, the GEMMs that run in FP8 chosen at estimate time"
