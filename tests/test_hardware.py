@@ -312,6 +312,11 @@ def test_gpus_searches_the_models_folders_an_estimate_here_would(run_cli, monkey
     assert code == 0 and json.loads(out)["calibration"] == "measured"
     code, out, err = run_cli("gpus", "--models-dir", str(tmp_path / "nowhere"))
     assert code == 2 and "--models-dir" in err and "not a folder" in err
+    # an unrelated bad setting (or a stale models-dir) in the project must not stop the listing: stated, defaults
+    (proj / "pyproject.toml").write_text('[tool.wattlint]\nprecision = "fp99"\n')
+    code, out, err = run_cli("gpus", "h100", "--format", "json")
+    assert code == 0 and json.loads(out)["calibration"] == "public-fit"
+    assert err.startswith("wattlint: note: [tool.wattlint] not read (") and "energy models from the default" in err
 
 
 def test_memory_type_rows_and_their_checks():

@@ -633,3 +633,19 @@ def test_mfu_flops_per_token_of_a_baked_batch_graph_do_not_move_with_the_micro_b
         assert code == 0, err
         u = json.loads(out)["utilization"]
         assert u["model_flops_per_token"] == pytest.approx(6 * 7_419_392 + 4 * 256 * 768 * 4, rel=1e-6)
+
+
+def test_context_parallel_kv_chunk_of_a_baked_batch_graph_follows_the_batch(run_cli):
+    """Review: the ring's key/value chunk read b = 8 from the baked-batch dims at every batch: 2.00 MiB at batch 8,
+    16 and 32. The keys and values of a micro-batch are proportional to its samples: x2 at batch 16, x4 at 32."""
+    import json
+    import re
+
+    mib = {}
+    for b in (8, 16, 32):
+        code, out, err = run_cli(GPT2, "--gpus", 2, "--context-parallel", 2, "--gpu", "h100", "--batch-size", b,
+                                 "--seq-len", 256, "--steps", 1, "--format", "json")
+        assert code == 0, err
+        line = next(a for a in json.loads(out)["assumptions"] if a.startswith("context parallel 2: per layer"))
+        mib[b] = float(re.search(r"chunk \(([\d.]+) MiB", line).group(1))
+    assert mib[16] == pytest.approx(2 * mib[8]) and mib[32] == pytest.approx(4 * mib[8])

@@ -656,10 +656,14 @@ def test_a_torchscript_module_is_refused_as_input_not_an_internal_error(tmp_path
                    "    def __init__(self):\n        super().__init__()\n        self.a = nn.Linear(100, 10)\n"
                    "    def forward(self, x):\n        return self.a(x)\n"
                    "def scripted():\n    return torch.jit.script(MLP()), (torch.randn(32, 100),)\n"
-                   "def traced():\n    x = torch.randn(32, 100)\n    return torch.jit.trace(MLP(), x), (x,)\n")
+                   "def traced():\n    x = torch.randn(32, 100)\n    return torch.jit.trace(MLP(), x), (x,)\n"
+                   "def nested():\n    return nn.Sequential(nn.Linear(100, 100), torch.jit.script(MLP())), "
+                   "(torch.randn(32, 100),)\n")
     code, out, err = run_cli(f"{src}:scripted", "--gpu", "a100", "--steps", 1)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "a TorchScript module (RecursiveScriptModule, from torch.jit.script / torch.jit.load)" in err
+    code, out, err = run_cli(f"{src}:nested", "--gpu", "a100", "--steps", 1)  # a scripted submodule (was exit 3)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "its submodule '1' is a TorchScript module" in err
     g = wattlint.analyze(f"{src}:traced")
     assert any(r.kind is OpKind.MATMUL and r.flops == 2 * 32 * 100 * 10 + 32 * 10 for r in _fwd(g))  # addmm + bias
 
@@ -704,11 +708,14 @@ def test_a_nan_check_on_the_data_reads_clean_data():
             assert not torch.isnan(x).any(), "nan input"
             if torch.isinf(x).any():
                 raise ValueError("inf input")
+            assert not (~torch.isfinite(x)).any(), "non-finite input"
+            assert x.isfinite().all()
             return self.fc(x)
 
     g = trace_with_inputs(Checked(), (torch.randn(8, 64),), {})
     assert any(r.flops == 2 * 8 * 64 * 10 + 8 * 10 for r in _fwd(g))
-    assert any("finite check->False x2" in a for a in g.assumptions)
+    assert any("finite check->False x3" in a and "finite check->True x1" in a for a in g.assumptions)
+    assert torch.isfinite(torch.tensor([1.0, float("inf")])).tolist() == [True, False]  # restored after the trace
 
 
 def test_batch_size_keeps_inputs_without_a_batch_dim():
@@ -744,3 +751,39 @@ def test_the_api_takes_example_tensors_as_inputs_by_dtype_and_shape():
     with pytest.raises(InputError, match=r"input 'x': expected a TensorSpec, a spec string .* or an example tensor, "
                                          r"got list"):
         wattlint.analyze(m, inputs={"x": [32, 1000]})
+
+
+def test_a_position_read_from_the_data_is_a_valid_index_and_float_features_give_the_sequence():
+    """Review: answering every integer read with the sequence length broke a model that indexes with it
+    (int((ids == 2).argmax(-1)[0]) -> h[:, 32]: IndexError, traced before); a position read is 0. A model of float
+    features [batch, time, features] cut to int(lengths.max()) was still cut to 1 step: its time dim is the
+    answer (GRU input GEMM 2 x (4 x 100) rows x 40 x (3 x 64) by hand)."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    class Pick(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 32)
+            self.fc = nn.Linear(32, 4)
+
+        def forward(self, ids):
+            eos = int((ids == 2).int().argmax(-1)[0])
+            return self.fc(self.emb(ids)[:, eos])
+
+    g = trace_with_inputs(Pick(), (torch.randint(0, 100, (8, 32)),), {})
+    note = next(a for a in g.assumptions if a.startswith("data-dependent reads"))
+    assert "index->0 x1" in note and "positions (argmax ...) as 0" in note and "all-ones" not in note
+
+    class Feats(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.GRU(40, 64, batch_first=True)
+            self.fc = nn.Linear(64, 4)
+
+        def forward(self, feats, lengths):
+            y, _ = self.rnn(feats[:, :int(lengths.max())])
+            return self.fc(y[:, -1])
+
+    g = trace_with_inputs(Feats(), (torch.randn(4, 100, 40), torch.full((4,), 100)), {})
+    assert any(r.flops == 2 * 4 * 100 * 40 * 3 * 64 for r in _fwd(g))
+    assert any("int->100 x1" in a for a in g.assumptions)

@@ -376,7 +376,9 @@ def kv_bytes_per_layer(graph: CostGraph, blocks: Blocks | None, hidden: int) -> 
             kvh, dv = r.dim("kvh", 0) or h, r.dim("dv", 0) or d
             if len(heads) == 2 and heads[0] == h and 0 < heads[1] < kvh:  # repeated to the query heads
                 kvh = int(heads[1])
-            kv = b * kvh * sk * (d + dv) * dtype_bytes(r.dtype)
+            # (an ONNX graph with its batch baked in keeps the baked batch in its dims: scaled to the costed one)
+            kv = b * kvh * sk * (d + dv) * dtype_bytes(r.dtype) * float((graph.extra or {}).get("dims_batch_scale",
+                                                                                                  1.0))
             if sk and d and kv > 0:
                 return float(kv), "the traced attention's key and value tensors"
     return 2.0 * tokens_per_micro_batch(graph) * max(1, hidden) * 2, "2 x tokens x hidden x 2 B (no fused attention)"

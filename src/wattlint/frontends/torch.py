@@ -144,7 +144,24 @@ _PASS_THROUGH = ("any", "all", "max", "amax", "min", "amin", "sum", "logical_or"
 _NEGATIONS = ("logical_not", "bitwise_not", "__invert__")
 
 
+# An index read from the data (``int(x.argmax(-1)[0])``, then used to index): answered 0, a valid position (the
+# sequence length, what a length or count read answers, is one past the end). Tagged like the finite checks.
+_INDEX_TAG = "_wl_index_reads"
+_INDEX_OPS = ("argmax", "argmin", "searchsorted", "bucketize")
+_INDEX_PASS = ("select", "slice", "view", "reshape", "squeeze", "unsqueeze", "clone", "detach", "alias", "_to_copy",
+               "flatten", "lift_fresh", "index", "expand", "contiguous")
+
+
 def _tag_finite_check(name: str, args, out) -> None:
+    if isinstance(out, torch.Tensor) and not out.is_floating_point() and out.dtype != torch.bool:
+        if name in _INDEX_OPS or (name in _INDEX_PASS and any(
+                isinstance(a, torch.Tensor) and getattr(a, _INDEX_TAG, False) for a in args)):
+            setattr(out, _INDEX_TAG, True)
+        return
+    if isinstance(out, (tuple, list)) and name in ("max", "min", "sort", "topk", "kthvalue", "mode") \
+            and len(out) == 2 and isinstance(out[1], torch.Tensor):
+        setattr(out[1], _INDEX_TAG, True)  # (values, indices)
+        return
     if not isinstance(out, torch.Tensor) or out.dtype != torch.bool:
         return
     if name in _BAD_CHECKS:
@@ -269,6 +286,9 @@ class _Tracer:
         if x.is_floating_point():
             self.scalar_reads["float->0.0"] += 1
             return 0.0
+        if getattr(x, _INDEX_TAG, False):  # a position (argmax ...): the first one, always in range
+            self.scalar_reads["index->0"] += 1
+            return 0
         # an integer read from values: a length or a count (int(lengths.max()), position_ids.max() + 1), taken as the
         # full sequence of the inputs (no padding, as masks are taken all-ones); 1 for inputs without a sequence
         n = self.int_answer
@@ -676,7 +696,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
-    tracer.int_answer = int(seq_len) if seq_len and seq_len > 1 else 1
+    tracer.int_answer = int(seq_len) if seq_len and seq_len > 1 else _feature_sequence(args, kwargs)
     moe = MOE.MoeRouting(model, capacity_factor).install()  # raises (swapping nothing) on an unknown MoE layout
     handles = []
     for m in model.modules():
@@ -694,6 +714,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     _AUTOCAST_DTYPE[0] = tracer.lower_dtype
     _ACTIVE_TRACER[0] = tracer
     nonzero_cfg = _meta_nonzero_all()
+    finite_cfg = _finite_as_nan_inf()
     quiet = warnings.catch_warnings()  # the library never prints: the user's model may warn while traced
     quiet.__enter__()
     warnings.simplefilter("ignore")
@@ -735,6 +756,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         _AUTOCAST_DTYPE[0] = None
         _ACTIVE_TRACER[0] = None
         nonzero_cfg()
+        finite_cfg()
         restore_rnn()
         moe.restore()
         for h in handles:
@@ -749,7 +771,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         trainable -= n_idle
         notes.append(f"{n_idle:,} trainable parameters in {len(idle)} tensors receive no gradient in the traced step "
                      f"(not used by the loss, or used under torch.no_grad() / .detach()): no gradient, optimizer "
-                     f"state or update priced for them (torch's optimizers skip a parameter whose .grad is None)")
+                     f"state or update priced for them (torch's optimizers and FSDP2 skip a parameter whose .grad is "
+                     f"None; DeepSpeed ZeRO's and FSDP1's flat parameter buffers would still hold them)")
     if not grads_to_none:
         n_grads = sum(1 for p in _unique_params(model) if p.requires_grad and id(p) in reached)
         notes.append(f"zero_grad(set_to_none=False) (PyTorch's default before 2.0): the {n_grads} gradient tensors "
@@ -780,10 +803,16 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "masks count the s(s+1)/2 query-key pairs the kernel computes")
     if tracer.scalar_reads:
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
+        kinds = {k.split("->", 1)[0] for k in tracer.scalar_reads}
+        said = [("masks taken as all-ones (no padding), every element selected"
+                 if kinds & {"bool", "nonzero", "masked_select", "unique"} else ""),
+                (f"integer reads (a length, a count) as the inputs' full sequence length ({tracer.int_answer})"
+                 if tracer.int_answer > 1 else "integer reads (a length, a count) as 1: no sequence dim in the inputs")
+                if "int" in kinds else "",
+                "positions (argmax ...) as 0" if "index" in kinds else "",
+                "NaN / inf checks as clean data" if "finite check" in kinds else ""]
         notes.append(f"data-dependent reads (.item()/int()/bool()/nonzero) on meta tensors answered without data "
-                     f"({rs}): masks taken as all-ones (no padding), every element selected, integer reads (a length, "
-                     f"a count) as the inputs' full sequence length ({tracer.int_answer}), NaN / inf checks as clean "
-                     f"data")
+                     f"({rs}): {', '.join(x for x in said if x)}")
     if n_rnn:
         notes.append("recurrent layers: traced as cuDNN runs them (one input-projection GEMM per layer and "
                      "direction over the whole sequence, then per step a recurrent GEMM + one fused pointwise "
@@ -861,6 +890,32 @@ def _allocate_grads(model: nn.Module) -> None:
         for p in model.parameters():
             if p.requires_grad and p.grad is None:
                 p.grad = torch.zeros_like(p)
+
+
+def _finite_as_nan_inf():
+    """torch.isfinite (function and method) as ~(isnan | isinf) while tracing: under the dispatch mode isfinite
+    arrives as abs / ne / eq kernels, so a finite check would not be known as one (_tag_finite_check tags isnan and
+    isinf). Returns the function that restores both."""
+    fn, method = torch.isfinite, torch.Tensor.isfinite
+
+    def isfinite(x):
+        return ~(torch.isnan(x) | torch.isinf(x))
+
+    torch.isfinite, torch.Tensor.isfinite = isfinite, isfinite
+
+    def restore() -> None:
+        torch.isfinite, torch.Tensor.isfinite = fn, method
+
+    return restore
+
+
+def _feature_sequence(args, kwargs) -> int:
+    """The sequence length of float features [batch, time, features] (a speech / sensor model without token ids):
+    dim 1 of the first 3-D floating-point input, else 1."""
+    for _, t in _tensor_leaves("input", list(args) + list((kwargs or {}).values())):
+        if t.is_floating_point() and t.dim() == 3:
+            return max(1, int(t.shape[1]))
+    return 1
 
 
 def _unique_params(model: nn.Module) -> list:
@@ -1055,10 +1110,19 @@ def _forward_arg_names(model: nn.Module, n: int) -> list[str]:
 def _refuse_scripted(obj, source: str) -> None:
     """A TorchScript module (torch.jit.script / torch.jit.load) runs compiled graphs that take no forward hooks and
     no meta tensors: wattlint traces the eager module it came from."""
-    if isinstance(obj, torch.jit.ScriptModule) and not isinstance(obj, torch.jit.TracedModule):
+    def scripted(m) -> bool:
+        return isinstance(m, torch.jit.ScriptModule) and not isinstance(m, torch.jit.TracedModule)
+
+    if scripted(obj):
         raise InputError(f"{source or 'model'}: a TorchScript module ({type(obj).__name__}, from torch.jit.script / "
                          f"torch.jit.load) cannot be traced op by op: point at the eager nn.Module it was scripted "
                          f"from")
+    if isinstance(obj, nn.Module):
+        inner = next((n for n, m in obj.named_modules() if n and scripted(m)), None)
+        if inner is not None:
+            raise InputError(f"{source or 'model'}: its submodule {inner!r} is a TorchScript module (torch.jit.script "
+                             f"/ torch.jit.load), which cannot be traced op by op: build the model with the eager "
+                             f"module there")
 
 
 def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec], *, source: str = "",
