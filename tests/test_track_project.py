@@ -136,6 +136,23 @@ def test_epoch_boundaries_are_projected_for_the_remaining_epochs():
     assert p["time_s"] == pytest.approx(12.0 + 10.0 + 4.0)
 
 
+def test_a_steps_plan_projects_the_remaining_boundaries_from_the_reported_epochs():
+    """The HF / Lightning callbacks pass steps (max_steps) only: with no steps per epoch in the plan the remaining
+    epoch boundaries (evaluation, checkpoints) were never projected (110 s for ~145 s). The loop reported boundaries
+    at steps 50 and 100: 50 steps per epoch. Plan 300 steps = 6 epochs -> 5 boundaries, 2 seen, 3 remain. By hand:
+    150 steps ran in 148 x 0.1 + 2 x 2.1 = 19.0 s; + 150 remaining x 0.1 + 3 x 2.0 extra = 40.0 s."""
+    times = [0.1] * 50 + [2.1] + [0.1] * 49 + [2.1] + [0.1] * 49
+    plan = PlanInfo(steps=300, pue=1.0)
+    a = analyze(RunData(times, [50, 100], None, [], [], plan), Settings(min_steps=10, min_stable_s=1, max_rel_ci=0.05))
+    p = a["projection"]
+    assert p["steps_per_epoch"] == {"value": 50, "from": "the epoch boundaries the loop reported"}
+    assert p["remaining_boundaries"] == 3
+    assert p["time_s"] == pytest.approx(19.0 + 15.0 + 6.0)
+    # boundaries that do not repeat evenly (a last short epoch, a resumed loop) tell no epoch length: none assumed
+    b = analyze(RunData(times, [50, 90], None, [], [], plan), Settings(min_steps=10, min_stable_s=1, max_rel_ci=0.05))
+    assert b["projection"]["remaining_boundaries"] == 0 and "steps_per_epoch" not in b["projection"]
+
+
 def test_input_bound_flag_and_stalls():
     times = [0.1] * 100
     waits = [0.03] * 80 + [0.08] * 20  # 20 steps wait 80 % of their time: stalls; share = (2.4 + 1.6) / 10 = 40 %

@@ -257,8 +257,14 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     total_steps = int(plan.steps)
     remaining = max(0, total_steps - n)
     rem_b = 0
-    if plan.steps_per_epoch and plan.steps_per_epoch > 0:
-        total_b = max(0, math.ceil(total_steps / plan.steps_per_epoch) - 1)
+    spe, spe_from = plan.steps_per_epoch, None
+    if not (spe and spe > 0) and obs_b and obs_b[0] > 0 and all(
+            b - a == obs_b[0] for a, b in zip(obs_b, obs_b[1:])):
+        # a steps= plan (the HF / Lightning callbacks pass max_steps) with a loop that reported its epochs: the
+        # epoch length is where the first boundary fell (and every later one agrees)
+        spe, spe_from = obs_b[0], "the epoch boundaries the loop reported"
+    if spe and spe > 0:
+        total_b = max(0, math.ceil(total_steps / spe) - 1)
         rem_b = max(0, total_b - sum(1 for b in obs_b if b < n))
     rem_t = remaining * mu + rem_b * boundary_extra
     t_total = elapsed_steps + rem_t
@@ -267,6 +273,8 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     proj: dict[str, Any] = {"total_steps": total_steps, "remaining_steps": remaining, "remaining_boundaries": rem_b,
                             "time_s": t_total, "time_s_range": [t_lo, t_hi], "rel_range_time": rel_t,
                             "gpu_hours": t_total / 3600.0 * devices}
+    if spe_from:
+        proj["steps_per_epoch"] = {"value": int(spe), "from": spe_from}
     if n > total_steps:  # the loop ran past its plan: the totals are of what ran, not of the plan
         proj["overrun_steps"] = n - total_steps
     if dev_p is not None and device_so_far is not None:
