@@ -145,3 +145,14 @@ def test_the_header_names_the_rank_under_torchrun(monkeypatch):
                       "master": "node0:29500", "run_id": None}
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert _job() is None
+
+
+def test_single_process_runs_are_not_summed_as_one_jobs_ranks(run_cli, tmp_path):
+    """Four separate single-process runs named together were read as 'a job of 4 ranks' and their energies summed
+    (-98 % against one device's estimate). This wattlint writes "job": null for a single process: such records are
+    runs of their own, refused together with one line."""
+    a = write_rank(tmp_path / "a.jsonl", rank=None, t_step=0.1, watts=300.0)
+    b = write_rank(tmp_path / "b.jsonl", rank=None, t_step=0.1, watts=300.0)
+    code, out, err = run_cli("compare-run", a, b)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "a single-process run (its header names no rank of a multi-process job)" in err

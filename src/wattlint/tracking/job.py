@@ -50,6 +50,13 @@ def check_one_job(records: list) -> list[str]:
             raise InputError(f"{odd.path}: {what} differs from {records[0].path}'s ({get(odd.header)!r} vs "
                              f"{vals[0]!r}): not a rank of the same job")
 
+    # a header written by this wattlint always has "job": null for a single process (no torchrun ranks), which is a
+    # run of its own; records of separate runs were summed as one job's ranks (their energies added)
+    single = next((r for r in records if "job" in r.header and not r.header.get("job")), None)
+    if single is not None:
+        raise InputError(f"{single.path}: a single-process run (its header names no rank of a multi-process job): "
+                         f"several records are read together only as the ranks of one torchrun job; compare each "
+                         f"run on its own")
     same("the model hash", lambda h: (h.get("model") or {}).get("hash"))
     same("the GPU", lambda h: ((h.get("device") or {}).get("kind"), (h.get("device") or {}).get("gpu_key")))
     same("the plan", lambda h: (h.get("plan") or {}).get("request"))
