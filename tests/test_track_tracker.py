@@ -813,3 +813,33 @@ def test_a_region_or_dataset_typo_is_refused_before_the_loop(tmp_path, kw, messa
     with pytest.raises(wattlint.types.ConfigError, match=message):
         _track(tmp_path, Clock(100.0), steps=300, **kw)
     assert not list(tmp_path.iterdir())  # no record started
+
+
+@pytest.mark.parametrize("bad", ["backwards", "nan", "raises"])
+def test_a_custom_clock_that_misbehaves_never_breaks_the_record_or_the_loop(tmp_path, bad):
+    """A clock= function that jumps back wrote a negative window time (the record then unreadable by its own
+    reader), a NaN raised IndexError out of __exit__ into the user's code. Such readings are held at the previous
+    one and counted in the summary's notes; the record reads back."""
+    from wattlint.tracking.record import read_record
+
+    t = [100.0]
+    n = [0]
+
+    def clock():
+        n[0] += 1
+        if n[0] % 7 == 0:
+            if bad == "backwards":
+                return t[0] - 50.0
+            if bad == "nan":
+                return float("nan")
+            raise RuntimeError("clock source gone")
+        return t[0]
+
+    with _track(tmp_path, clock, steps=200) as tr:
+        for _ in range(60):
+            t[0] += 0.1
+            tr.step()
+    rec = read_record(tr.path)
+    assert rec.summary["status"] == "completed"
+    assert any("went backwards or returned a non-finite value" in x for x in rec.summary.get("notes", []))
+    assert all(w["t1"] >= w["t0"] for w in _lines(tr.path) if w["type"] == "window")

@@ -281,7 +281,7 @@ class Tracker:
         elif clock == "process":
             self.clock, self.clock_name = time.process_time, "process"
         elif callable(clock):
-            self.clock, self.clock_name = clock, "custom"
+            self.clock, self.clock_name = self._steady(clock), "custom"
         else:
             raise ConfigError(f"clock={clock!r}: use 'wall', 'process' or a function returning seconds")
         self._sync_opt = sync
@@ -685,6 +685,26 @@ class Tracker:
 
     # ---- end -------------------------------------------------------------------------------------------------
 
+    def _steady(self, clock):
+        """A user's clock as the tracker reads it: never backwards, never NaN / inf, never raising (a reading like
+        that is held at the last good one and counted; the record says so): a clock that jumped back wrote a negative
+        window time its own reader refused, a NaN broke the analysis inside __exit__."""
+        last = [0.0, False]  # last good reading, seen one
+
+        def read() -> float:
+            try:
+                v = float(clock())
+            except Exception:  # noqa: BLE001 - the user's function
+                v = math.nan
+            if not math.isfinite(v) or (last[1] and v < last[0]):
+                self._clock_held += 1
+                return last[0]
+            last[0], last[1] = v, True
+            return v
+
+        self._clock_held = 0
+        return read
+
     def close(self, status: str = "completed") -> dict[str, Any]:
         """Close the last window, write the summary line, print the summary (unless quiet)."""
         if self.closed:
@@ -711,7 +731,15 @@ class Tracker:
             except Exception as e:  # noqa: BLE001 - e.g. disk full while writing the last window
                 self._stop_tracking(e, "the record keeps the lines written before")
         if not closed_window:
-            self.analysis = analyze(self._run_data(now), self.settings)
+            try:
+                self.analysis = analyze(self._run_data(now), self.settings)
+            except Exception as e:  # noqa: BLE001 - never raise into the user's code at the end of the block
+                self.analysis = {"stable": False, "reason": f"analysis failed ({type(e).__name__}: {e})"}
+        clock_note = None
+        if getattr(self, "_clock_held", 0):
+            clock_note = (f"the clock= function went backwards or returned a non-finite value "
+                          f"{self._clock_held:,} time(s): each such reading was held at the previous one")
+            self.notes.append(clock_note)
         from .compare import comparison
 
         a = self.analysis or {}
@@ -729,7 +757,7 @@ class Tracker:
                    "tracker_overhead_per_step_s": self._overhead_s / self._n if self._n else None,
                    "analysis": a, "at_stable": self.at_stable,
                    "comparison": comparison(a, self.static, complete=complete),
-                   **({"notes": [short_note]} if short_note else {})}
+                   **({"notes": [n for n in (short_note, clock_note) if n]} if short_note or clock_note else {})}
         try:
             if not self._broken:
                 self._writer.write(summary)
