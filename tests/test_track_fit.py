@@ -118,7 +118,18 @@ def test_records_of_another_gpu_are_refused(runs, tmp_path, capsys):
         fit_records([str(runs)], out=str(tmp_path / "o"))
     assert main(["fit", str(runs), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "one GPU" in err[0]
+    assert len(err) == 1 and "one GPU" in err[0] and "(wattlint fit --gpu a100-sxm4-80gb ...)" in err[0]
+    # the advice works: --gpu picks one GPU's records of the folder (an alias too), the others listed as skipped
+    # (review: --gpu did not filter a folder, so a shared wattlint-runs/ could only be fitted file by file)
+    corr, _ = fit_records([str(runs)], out=str(tmp_path / "h"), gpu_key="h100-sxm5-80gb")
+    assert corr.gpu_key == "h100-sxm5-80gb"
+    assert any(s["reason"] == "measured on a100-sxm4-80gb, not --gpu h100-sxm5-80gb"
+               for s in corr.card.get("skipped") or [])
+    assert main(["fit", str(runs), "--gpu", "h100", "--out", str(tmp_path / "h2")]) == 0
+    # named one by one, a record of another GPU is still refused
+    with pytest.raises(RunFitError, match="measured on a100-sxm4-80gb"):
+        fit_records([str(runs / "other.jsonl"), *map(str, sorted(runs.glob("r*.jsonl")))], out=str(tmp_path / "o2"),
+                    gpu_key="h100-sxm5-80gb")
 
 
 def test_model_hash_filter_refuses_other_models(runs, tmp_path):

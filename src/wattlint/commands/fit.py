@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder); "
                         "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
                         "run_correction.json for CPU records")
-    p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (when the run's GPU is not resolved)")
+    p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (calibration runs: when the run's GPU is "
+                   "not resolved; run records: the GPU whose records of the folders named are fitted)")
     p.add_argument("--folds", type=_folds, default=None, help="calibration runs only: cross-validation folds for "
                                                              "whole-shape hold-out (2 to 1000; default 5)")
     p.add_argument("--model-hash", default=None, metavar="HASH",
@@ -49,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--folds applies to calibration runs; a run-record fit holds out each run and each "
                               "model in turn (leave-one-run-out, leave-one-model-out), not folds")
 
-        return print_fit(args.runs, args.out, args.gpu, args.model_hash)
+        gpu = args.gpu
+        if gpu is not None:  # an alias ('a100') picks the records of its database key
+            from ..hardware import resolve_gpu
+
+            gpu = resolve_gpu(gpu)[0].key
+        return print_fit(args.runs, args.out, gpu, args.model_hash)
     if args.model_hash:
         from ..types import ConfigError
 

@@ -181,6 +181,9 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             raise RunFitError(f"{f}: {why}; leave it out of the arguments")
         if target is None:
             target = gk
+        if gk != target and in_folder and gpu_key is not None:  # --gpu picks one GPU's records of a folder
+            skipped.append({"file": str(f), "reason": f"measured on {gk}, not --gpu {target}"})
+            continue
         if gk != target:
             raise RunFitError(f"{f}: measured on {gk}, not {target}: a run correction belongs to one GPU; fit each "
                               f"GPU's records separately (wattlint fit --gpu {gk} ...)")
