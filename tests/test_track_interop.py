@@ -408,3 +408,25 @@ def test_codecarbon_impossible_counts_and_pue_name_the_log(tmp_path, capsys, col
     vals[cols.index(column)] = "0" if column == "gpu_count" else "1.2"  # no GPU / a plain PUE: read
     cc.write_text(CC_HEADER + "\n" + ",".join(vals) + "\n")
     read_codecarbon(cc)
+
+
+def test_compare_run_prices_the_estimates_co2_at_the_logs_grid_intensity(tmp_path, capsys):
+    """A Carbontracker log measured in France (375 g CO2 for 1.25 kWh: 300 g/kWh) was compared with an estimate at
+    the world average (~481 g/kWh): the CO2 error mixed two grids. The log's intensity (its CO2 / its energy) is
+    taken, stated, so the CO2 error is the energy's; --carbon-intensity / --region still win."""
+    p = tmp_path / "10.2026-01-01T000000Z_carbontracker_output.log"
+    p.write_text("CarbonTracker: The following components were found: GPU with device(s) NVIDIA A100.\n"
+                 "CarbonTracker: \nActual consumption for 2 epoch(s):\n\tTime:\t0:10:00\n\tEnergy:\t1.250000 kWh\n"
+                 "\tCO2eq:\t375.000000 g\n")
+    argv = ["compare-run", str(p), "--model", "examples/resnet50.onnx", "--gpu", "a100", "--dataset", "10000",
+            "--format", "json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["static"]["plan"]["carbon_intensity_g_per_kwh"] == pytest.approx(300.0)
+    c = doc["comparison"]
+    assert c["co2_kg"]["error"] == pytest.approx(c["energy_kwh"]["error"], rel=1e-4)
+    assert c["co2_kg"]["scope"] == "the log's grid intensity on both"
+    assert main(argv + ["--carbon-intensity", "50"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["static"]["plan"]["carbon_intensity_g_per_kwh"] == 50.0
+    assert doc["comparison"]["co2_kg"]["scope"] == "each with its own grid intensity"

@@ -285,6 +285,14 @@ def _other(args, flags) -> dict:
         how = {True: "its energy_consumed includes it", False: "its energy_consumed excludes it (the CPU + GPU + RAM "
                "sum)", None: "the log's CO2 used it"}[m.pue_in_energy]
         lines.append(f"  note: --pue {m.pue:g} from the log ({how}); pass --pue to change")
+    if (m.co2_kg and m.energy_kwh and m.energy_kwh > 0 and "carbon_intensity" not in flags
+            and "region" not in flags):
+        # the grid intensity the log's CO2 used (its CO2 / the energy it was computed from): the estimate's CO2 at
+        # another grid (the world average) made the CO2 error mix two grids
+        ci = m.co2_kg * 1000.0 / m.energy_kwh
+        flags = {**flags, "carbon_intensity": round(ci, 3)}
+        lines.append(f"  note: --carbon-intensity {ci:.4g} g/kWh from the log (its CO2 / its energy); pass "
+                     f"--carbon-intensity or --region to change")
     gpus_note = None
     if m.gpu_count and "gpus" not in flags:  # the log's energy and time are those of all its GPUs: so is the estimate
         flags = {**flags, "gpus": m.gpu_count}
@@ -324,7 +332,9 @@ def _other(args, flags) -> dict:
                               "scope": "estimate facility energy (with its PUE) vs Carbontracker's reported energy"}
     if m.co2_kg is not None and tot.get("co2_kg") is not None:
         cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
-                          "scope": "each with its own grid intensity"}
+                          "scope": ("the log's grid intensity on both" if "carbon_intensity" not in
+                                    {k for k, v in vars(args).items() if v is not None}
+                                    and flags.get("carbon_intensity") else "each with its own grid intensity")}
     doc["comparison"] = cmp_
     lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
     table = {"total_time_s": u.DURATION, "gpu_energy_kwh": u.ENERGY_KWH, "energy_kwh": u.ENERGY_KWH,
