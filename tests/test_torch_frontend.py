@@ -787,3 +787,25 @@ def test_a_position_read_from_the_data_is_a_valid_index_and_float_features_give_
     g = trace_with_inputs(Feats(), (torch.randn(4, 100, 40), torch.full((4,), 100)), {})
     assert any(r.flops == 2 * 4 * 100 * 40 * 3 * 64 for r in _fwd(g))
     assert any("int->100 x1" in a for a in g.assumptions)
+
+
+def test_seq_len_keeps_integer_inputs_of_another_length_and_says_so():
+    """Review: --seq-len rebound every integer input's sequence dim; after the batch fix it kept ones of another
+    length silently. Inputs of the first one's length are rebound; the others kept and named."""
+    from wattlint.frontends.torch import trace_with_inputs
+
+    class Two(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.e = nn.Embedding(100, 16)
+            self.f = nn.Linear(16, 4)
+
+        def forward(self, src, tgt):
+            return self.f(self.e(src).mean(1) + self.e(tgt).mean(1))
+
+    ex = (torch.randint(0, 100, (4, 32)), torch.randint(0, 100, (4, 8)))
+    g = trace_with_inputs(Two(), ex, {}, seq_len=64)
+    assert [s.shape for s in g.inputs] == [(4, 64), (4, 8)]
+    assert any("kept as given: tgt [4, 8] (another length" in a for a in g.assumptions)
+    same = trace_with_inputs(Two(), (ex[0], torch.randint(0, 100, (4, 32))), {}, seq_len=64)
+    assert [s.shape for s in same.inputs] == [(4, 64), (4, 64)] and not any("--seq-len" in a for a in same.assumptions)

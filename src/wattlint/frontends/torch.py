@@ -1168,6 +1168,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     sl0 = next((int(x.shape[1 - _dim_of_batch(x, bdim)]) for x in leaves
                 if not x.is_floating_point() and x.dim() >= 2), None)
     kept: list[str] = []
+    kept_seq: list[str] = []
 
     def rebind(t, name="input"):
         if isinstance(t, Mapping):  # a forward taking a dict (or list) of tensors: rebind every tensor in it
@@ -1182,8 +1183,11 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
             shape_[b] = micro_batch
         elif micro_batch is not None:
             kept.append(f"{name} {list(t.shape)}")
-        if seq_len is not None and t.dim() >= 2 and not t.is_floating_point() and shape_[1 - b] == sl0:
-            shape_[1 - b] = seq_len
+        if seq_len is not None and t.dim() >= 2 and not t.is_floating_point():
+            if shape_[1 - b] == sl0:
+                shape_[1 - b] = seq_len
+            else:
+                kept_seq.append(f"{name} {list(t.shape)}")
         return torch.empty(shape_, dtype=t.dtype, device="meta")
     if micro_batch is not None or seq_len is not None:
         names = _forward_arg_names(model, len(args))
@@ -1192,6 +1196,9 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     if kept:
         notes.append(f"--batch-size rebinds the inputs batched like the first one (dim {bdim} of size {mb0}); kept as "
                      f"given: {', '.join(kept)} (no batch dim of that size)")
+    if kept_seq:
+        notes.append(f"--seq-len rebinds the integer inputs whose sequence has the first one's length ({sl0}); kept as "
+                     f"given: {', '.join(kept_seq)} (another length, e.g. decoder inputs)")
     # every tensor, also inside a dict / list argument (the micro-batch was read as 1 from a dict of [4, ...]
     # tensors, and --batch-size then scaled an already batched trace)
     all_t = [x for i, a in enumerate(args) for x in _tensor_leaves(f"input{i}" if len(args) > 1 else "input", a)]
