@@ -193,3 +193,17 @@ def test_not_stable_reason_never_reads_as_equal_values():
                         PlanInfo(steps=100)), Settings(min_steps=10, min_stable_s=0.2, max_rel_ci=0.5))
     assert not a["stable"]
     assert "0.195 s of stable steps < 0.2 s" in a["reason"]
+
+
+def test_a_short_tail_after_the_last_step_is_split_pro_rata_not_by_the_noise():
+    """The last window: 1.97 s of steps and 134 us after the last one, at 12.67 W, against a stable mean of
+    12.37 W. Subtracting the stable power from the window booked the 0.3 W difference over 1.97 s (0.59 J) as
+    after-loop work: 134 us 'drawing' 4.4 kW. A tail under 5 % of its window is split pro rata in time: after =
+    12.67 W x 134 us = 1.70 mJ. A long tail (a final evaluation) keeps the stable power for the steps."""
+    from wattlint.tracking.project import Window
+
+    e = 12.67 * (1.97 + 134e-6)
+    w = Window(first=0, end=20, t0=0.0, t1=1.97 + 134e-6, energy_j=[e], after_s=134e-6)
+    assert e - w.steps_energy(e, 12.37) == pytest.approx(12.67 * 134e-6, rel=1e-6)
+    long = Window(first=0, end=15, t0=0.0, t1=11.5, energy_j=[1450.0], after_s=10.0)
+    assert long.steps_energy(1450.0, 300.0) == pytest.approx(300.0 * 1.5)
