@@ -343,7 +343,8 @@ def test_bad_options_are_clear_errors(tmp_path):
     clock = Clock(100.0)
     t = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
     t.close()
-    with pytest.raises(wattlint.WattlintError, match="never overwritten"):
+    # a ConfigError, as TRACKING.md says (it was the reader's InputError: `except ConfigError` missed it)
+    with pytest.raises(wattlint.types.ConfigError, match="never overwritten"):
         _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
 
 

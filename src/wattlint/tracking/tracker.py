@@ -83,6 +83,9 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     folder: <run id>.jsonl, or <run id>-2.jsonl, -3, ... when another run took the name in the same second (ranks
     or a sweep's processes): created exclusively, so no record is ever overwritten and no run fails to start."""
     if out.suffix == ".jsonl":
+        if out.exists():  # (RecordWriter refuses it too, as the reader's InputError: this is the caller's option)
+            raise ConfigError(f"out={str(out)!r} exists: a run record is never overwritten; pass another out= or a "
+                              f"folder")
         return run_id, out, RecordWriter(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is an existing file: pass a folder (records go in as <run id>.jsonl) or a "
