@@ -527,6 +527,40 @@ def test_inline_noqa_on_a_model_entry(project, run_cli, tmp_path):
     assert code == 0 and "All checks passed." in out  # bare noqa: every rule for this model
 
 
+def test_noqa_in_an_inline_models_array_covers_its_own_entry_only(project, run_cli, tmp_path):
+    """Review: in `models = [ {...}, {...}, {...} ]` a noqa on the last entry's line suppressed the rule for every
+    entry before it too (the scan ran to the next table header): a budget error passed the gate (exit 0). Each
+    inline table is one line: its own comment, its own findings' line (b shared a's source and pointed at a's)."""
+    lines = ['[tool.wattlint]', 'gpu = "a100-sxm4-80gb"', 'select = ["WL301"]', 'models = [',
+             '  { name = "a", source = "models/lm.onnx", batch-size = 8, seq-len = 256, tokens = 2e8, '
+             'budget = { energy-kwh = 0.001 } },',
+             '  { name = "b", source = "models/lm.onnx", batch-size = 8, seq-len = 256, tokens = 1e8, '
+             'budget = { energy-kwh = 0.001 } },',
+             '  { name = "c", source = "models/lm.onnx", batch-size = 8, seq-len = 256, tokens = 1e8, '
+             'budget = { energy-kwh = 0.001 } },  # wattlint: noqa: WL301',
+             ']']
+    (tmp_path / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    code, out, err = run_cli("check")
+    assert code == 1, out + err
+    assert "pyproject.toml:5: WL301 error: a:" in out and "pyproject.toml:6: WL301 error: b:" in out
+    assert " c: estimated" not in out
+
+
+def test_noqa_in_a_standalone_config_file_entry_applies(project, run_cli, tmp_path):
+    """Review: in a --config file of [[models]] tables, a noqa on the entry's line before `source =` was ignored
+    silently (the entry was found only as [[tool.wattlint.models]]); findings pointed at the source line."""
+    (tmp_path / "wl.toml").write_text('gpu = "a100-sxm4-80gb"\nselect = ["WL301"]\n\n[[models]]\n'
+                                      'name = "lm"  # wattlint: noqa: WL301\nsource = "models/lm.onnx"\n'
+                                      'batch-size = 8\nseq-len = 256\ntokens = 2e8\n'
+                                      'budget = { energy-kwh = 0.001 }\n')
+    code, out, err = run_cli("check", "--config", "wl.toml")
+    assert code == 0 and "WL301" not in out, out + err
+    text = (tmp_path / "wl.toml").read_text().replace("  # wattlint: noqa: WL301", "")
+    (tmp_path / "wl.toml").write_text(text)
+    code, out, err = run_cli("check", "--config", "wl.toml")
+    assert code == 1 and "wl.toml:4: WL301 error: lm:" in out, out + err
+
+
 def test_noqa_after_an_entrys_sub_table_applies_and_a_stray_one_is_named(project, run_cli, tmp_path):
     """Review: a noqa after the entry's own [tool.wattlint.models.budget] sub-table, or one in [tool.wattlint], did
     nothing, silently."""

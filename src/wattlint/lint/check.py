@@ -212,8 +212,10 @@ def _update_baseline(config, models, result) -> None:
 
 _NOQA = re.compile(r"#\s*wattlint:\s*noqa\b(?P<rest>[^#]*)", re.I)
 _TABLE = re.compile(r"^\s*\[")
-_ENTRY = re.compile(r"^\s*\[\[\s*tool\.wattlint\.models\s*\]\]")
-_SUBTABLE = re.compile(r"^\s*\[\s*tool\.wattlint\.models\.")  # [tool.wattlint.models.budget]: the entry's own
+# a model entry: [[tool.wattlint.models]] in pyproject.toml, [[models]] in a standalone --config file
+_ENTRY = re.compile(r"^\s*\[\[\s*(?:tool\.wattlint\.)?models\s*\]\]")
+_SUBTABLE = re.compile(r"^\s*\[\s*(?:tool\.wattlint\.)?models\.")  # [tool.wattlint.models.budget]: the entry's own
+_INLINE_MODELS = re.compile(r"^\s*models\s*=\s*\[")  # models = [ { ... }, ... ]: one inline table per line
 _NOQA_FORM = "write '# wattlint: noqa: WL101, WL2' (codes or prefixes) or a bare '# wattlint: noqa'"
 
 
@@ -232,8 +234,9 @@ def noqa_codes(config, model) -> frozenset[str]:
         return frozenset()
     start = _config_line(config, model) - 1
     codes: set[str] = set()
+    inline = not any(_ENTRY.match(ln) for ln in lines)  # an inline table is one line: its own comment only
     for i in range(start, len(lines)):
-        if i > start and _TABLE.match(lines[i]) and not _SUBTABLE.match(lines[i]):
+        if i > start and (inline or (_TABLE.match(lines[i]) and not _SUBTABLE.match(lines[i]))):
             break
         for m in _NOQA.finditer(lines[i]):
             codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
@@ -347,14 +350,20 @@ def _config_line(config, model) -> int:
     line = 1
     try:
         text = config.path.read_text(encoding="utf-8").splitlines()
-        hits = [i + 1 for i, ln in enumerate(text) if re.match(r"^\s*\[\[\s*tool\.wattlint\.models\s*\]\]", ln)]
+        hits = [i + 1 for i, ln in enumerate(text) if _ENTRY.match(ln)]
         if model.index < len(hits):
             line = hits[model.index]
-        else:  # inline array: find the source string
-            for i, ln in enumerate(text):
-                if model.raw_source in ln:
-                    line = i + 1
-                    break
+        else:  # inline array: the model.index-th inline table after `models = [` (one per line), else its source
+            start = next((i for i, ln in enumerate(text) if _INLINE_MODELS.match(ln)), None)
+            tables = [i + 1 for i in range(start, len(text)) if "{" in text[i].split("#", 1)[0]] \
+                if start is not None else []
+            if model.index < len(tables):
+                line = tables[model.index]
+            else:
+                for i, ln in enumerate(text):
+                    if model.raw_source in ln:
+                        line = i + 1
+                        break
     except OSError:
         pass
     _LINE_MEMO[memo] = line
