@@ -169,3 +169,11 @@ def test_saving_annotation_is_in_the_unit_the_run_reads_in():
     # a large run keeps kWh even for a saving that alone would read in Wh
     f = ctx.finding("y", saving_kwh=0.05, saving_pct=0.05 / 12.0)
     assert f.message == "y (est. saving 0.0500 kWh, 0.4% of the run)"  # a saving under 1 % never reads 0 %
+
+
+def test_a_tiny_saving_keeps_six_significant_digits():
+    """saving_kwh was rounded to 6 decimals of a kWh: a 0.753 J saving (2.09e-7 kWh) read 0.0 in the JSON while the
+    message said 'est. saving 0.753 J'. WL301 on a 2.5e-7 kWh run over a 1e-7 kWh budget: 1.5e-7 kWh over."""
+    f, _ = one("WL301", [{"op": "linear", "m": 64, "n": 64, "k": 64}], total={"energy_kwh": 2.5e-7},
+               budget={"energy_kwh": 1e-7})
+    assert f.saving_kwh == pytest.approx(1.5e-7, rel=1e-6) and f.saving_kwh > 0

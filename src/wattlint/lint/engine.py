@@ -190,7 +190,8 @@ class Context:
             unit = units.pick([run_kwh, saving_kwh], units.ENERGY_KWH)
             message = f"{message} (est. saving {units.in_unit(saving_kwh, unit)}, {units.percent(saving_pct)} of the run)"
         return Finding(code=self.rule.code, severity=sev, message=message, layer=layer,
-                       saving_kwh=None if saving_kwh is None else round(float(saving_kwh), 6),
+                       # 6 significant digits (6 decimals of a kWh wrote a 0.753 J saving as 0.0)
+                       saving_kwh=None if saving_kwh is None else float(f"{float(saving_kwh):.6g}"),
                        saving_pct=None if saving_pct is None else round(float(saving_pct) * 100, 3),
                        model=self.model.name if self.model is not None else None)
 
