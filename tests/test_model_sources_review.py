@@ -4,6 +4,7 @@ assumed, or is refused with one line; expected values by hand."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -247,3 +248,19 @@ def test_a_package_file_named_by_path_gets_the_module_form_suggested(run_cli, tm
     finally:
         for name in [n for n in sys.modules if n == "wl_relpkg" or n.startswith("wl_relpkg.")]:
             del sys.modules[name]
+
+
+def test_a_file_source_imports_its_project_packages_from_the_current_directory(tmp_path, monkeypatch, run_cli):
+    """Review: `wattlint models/tiny_mlp.py:build` in a project whose file does `from models.blocks import ...` failed
+    (ModuleNotFoundError: No module named 'models') while `wattlint check` loaded it (it puts the project root on the
+    path): the current directory is importable too, after the file's own folder."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "project"
+    shutil.copytree(root / "models", tmp_path / "models")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("analyze", "models/tiny_mlp.py:build", "--input", "x=float32[512,784]")
+    assert code == 0, err
+    import sys
+
+    assert str(tmp_path) not in sys.path  # not left behind

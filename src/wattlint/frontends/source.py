@@ -206,11 +206,19 @@ def load_attr(spec: str) -> Any:
             added = d not in sys.path
             if added:
                 sys.path.insert(0, d)
+            # the current directory too, after the file's own folder (a project's `from models.blocks import ...`
+            # resolves from its root, as `wattlint check` and `python -m` resolve it)
+            cwd = os.getcwd()
+            added_cwd = cwd != d and cwd not in sys.path and "" not in sys.path
+            if added_cwd:
+                sys.path.insert(1 if added else 0, cwd)
             try:
                 mspec.loader.exec_module(module)
             finally:
                 if added:
                     sys.path.remove(d)
+                if added_cwd and cwd in sys.path:
+                    sys.path.remove(cwd)
         except InputError:
             raise
         except BaseException as e:  # noqa: BLE001 - the user's file failed to import
