@@ -172,10 +172,17 @@ class GpuUnderfilled(Rule):
             return
         plan = ctx.estimate.plan
         k = min(ctx.options["max_factor"], 2 ** math.ceil(math.log2(ctx.options["min_waves"] / max(waves, 1e-9))))
+        epochs = plan.epochs if plan.dataset_size and plan.epochs else None
+        while epochs and k > 1 and plan.batch_size * k > plan.dataset_size:  # a batch larger than an epoch
+            k //= 2
+        if k <= 1:
+            return
         mb = plan.micro_batch_size
+        # the plan's own step count at the larger batch: an epoch plan's per-epoch ceiling (as the CLI counts it)
+        steps = math.ceil(math.ceil(plan.dataset_size / (plan.batch_size * k)) * epochs) if epochs else \
+            max(1, math.ceil(plan.steps / k))
         other = ctx.reestimate(graph=scale_batch(ctx.graph, k),
-                               plan=dataclasses.replace(plan, batch_size=plan.batch_size * k,
-                                                        steps=max(1, math.ceil(plan.steps / k))))
+                               plan=dataclasses.replace(plan, batch_size=plan.batch_size * k, steps=steps))
         kwh, pct = ctx.saving(other)
         yield ctx.finding(
             f"GEMMs/convolutions fill {waves:.2f} waves of the {ctx.estimate.gpu.name}'s {sm} SMs at micro-batch "
