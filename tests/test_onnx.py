@@ -142,6 +142,12 @@ def test_symbolic_dims_unbound_name_the_flag(tmp_path):
         analyze_onnx(p)
     with pytest.raises(InputError, match=r"'sequence'.*--seq-len"):
         analyze_onnx(p, batch_size=4)
+    # a dim neither batch nor sequence (an image's height): the --input form alone (it read 'pass --input N')
+    img = _save(tmp_path, [helper.make_node("Relu", ["x"], ["y"], name="/r/Relu")], [_vi("x", ["b", 3, "h", "w"])],
+                [_vi("y", None)], name="img.onnx")
+    with pytest.raises(InputError, match=r"^symbolic dim 'h' of input 'x' is unbound: pass --input x=float32\[\.\.\.\] "
+                                         r"with every dim$"):
+        analyze_onnx(img, batch_size=4)
 
 
 def test_symbolic_dims_bound(tmp_path):

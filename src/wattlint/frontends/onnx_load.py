@@ -452,10 +452,11 @@ class _Validate:
         elif not batch_like and self.seq_len and (seq_like or i == sax):
             v = self.seq_len
         if v is None:
-            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == sax else "--input")
+            flag = "--batch-size" if batch_like else ("--seq-len" if seq_like or i == sax else None)
             what = (f"symbolic dim {d!r}" if isinstance(d, str) else
                     f"dim {i} (size 0, read as unknown)" if d == 0 else f"dim {i} (no size given)")
-            raise InputError(f"{what} of input {name!r} is unbound: pass {flag} N or --input {name}={dt}[...]")
+            raise InputError(f"{what} of input {name!r} is unbound: pass "
+                             + (f"{flag} N or " if flag else "") + f"--input {name}={dt}[...] with every dim")
         if isinstance(d, str):
             params[d] = v
             self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
