@@ -205,6 +205,7 @@ class _Analysis(_Validate, _Shapes):
         self.module_types: dict[str, str] = {}
         self.folded_bn = False
         self.folded_convs: set[int] = set()
+        self.own_bias_convs: set[int] = set()  # convs whose bias is a named parameter ('features.0.bias')
         self.synth_bn = 0
         self.has_bn = False
         self.shape_consts: set[str] = set()
@@ -441,6 +442,8 @@ class _Analysis(_Validate, _Shapes):
             if op_type == "Conv" and _is_folded_bn(node):
                 self.folded_bn = True
                 self.folded_convs.add(len(self.fwd))  # index the conv's forward record is about to take
+            elif op_type == "Conv" and len(node.input) > 2 and _PARAM_BIAS.search(node.input[2] or ""):
+                self.own_bias_convs.add(len(self.fwd))  # the model's own bias parameter: no BatchNorm folded in
             if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
                 matmul_out.add(node.output[0])
             elif op_type == "Add" and len(ins) == 2 and oc.fwd.flops:
@@ -851,7 +854,7 @@ class _Analysis(_Validate, _Shapes):
         whole graph looks folded): forward after the conv's forward record, backward first in the conv's backward
         group (gradients reach BatchNorm before the conv)."""
         convs = [i for i, r in enumerate(self.fwd) if r.op == "onnx::Conv" and r.status is Status.HANDLED]
-        chosen = [i for i in convs if i in self.folded_convs] or convs
+        chosen = [i for i in convs if i in self.folded_convs] or [i for i in convs if i not in self.own_bias_convs]
         self.synth_bn = len(chosen)
         if not chosen:
             return
@@ -889,16 +892,23 @@ class _Analysis(_Validate, _Shapes):
         convs = [r for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD]
         if len(convs) < 3:
             return False
-        with_bias = 0
+        with_bias = generated = 0
         for n in self.model.graph.node:
             if n.op_type == "Conv" and len(n.input) > 2 and n.input[2]:
                 with_bias += 1
-        # a CNN whose convs all have biases and no BatchNormalization anywhere: the exporter folded BN
-        return with_bias == len(convs) and any(n.op_type in ("Relu", "Clip", "HardSwish", "Sigmoid")
-                                               for n in self.model.graph.node)
+                generated += not _PARAM_BIAS.search(n.input[2])
+        # a CNN whose convs all have biases and no BatchNormalization anywhere: the exporter folded BN -- unless the
+        # biases are the model's own parameters ('f.0.bias': a VGG-style net without BatchNorm); folding writes new
+        # constants ('onnx::Conv_498')
+        return with_bias == len(convs) and generated > 0 and any(
+            n.op_type in ("Relu", "Clip", "HardSwish", "Sigmoid") for n in self.model.graph.node)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+# A conv bias that is a model parameter (torch.onnx keeps the parameter's name: 'features.0.bias', 'head.bias'):
+# no BatchNorm was folded into it (folding creates a new constant, 'onnx::Conv_498')
+_PARAM_BIAS = re.compile(r"(^|[./_])bias$", re.I)
 
 def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
     """Tensors shared between layers (two or more consumers) in a mask's near ancestry: attention layers whose masks
