@@ -680,3 +680,29 @@ def test_context_parallel_kv_chunk_of_a_baked_batch_graph_follows_the_batch(run_
         line = next(a for a in json.loads(out)["assumptions"] if a.startswith("context parallel 2: per layer"))
         mib[b] = float(re.search(r"chunk \(([\d.]+) MiB", line).group(1))
     assert mib[16] == pytest.approx(2 * mib[8]) and mib[32] == pytest.approx(4 * mib[8])
+
+
+def test_dropout_of_a_train_mode_export_is_priced_and_an_inference_one_is_free(tmp_path):
+    """Review: Dropout was a free view everywhere: a train-mode export (torch writes training_mode = true and the
+    mask output) cost the same as the eval export. By hand, x [4, 256] fp32 (n = 1,024): forward draws, multiplies
+    and scales (3 n FLOPs), reads x (4 n B), writes y and the bool mask (4 n + n B); backward 2 n FLOPs."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    def graph(training):
+        ins = ["x", "ratio"] + (["mode"] if training is not None else [])
+        nodes = [helper.make_node("MatMul", ["x0", "w"], ["x"], name="/fc/MatMul"),
+                 helper.make_node("Dropout", ins, ["y", "mask"] if training else ["y"], name="/drop/Dropout")]
+        inits = [_w("w", [256, 256]), numpy_helper.from_array(np.array(0.1, dtype=np.float32), "ratio")]
+        if training is not None:
+            inits.append(numpy_helper.from_array(np.array(training), "mode"))
+        return _save(tmp_path, nodes, [_vi("x0", [4, 256])], [_vi("y", None)], inits, name=f"d{training}.onnx",
+                     external=False)
+
+    on = analyze_onnx(graph(True))
+    drop = [r for r in on.records if r.op == "onnx::Dropout"]
+    n = 4 * 256
+    assert [(r.phase, r.flops) for r in drop] == [(Phase.FORWARD, 3 * n), (Phase.BACKWARD, 2 * n)]
+    assert (drop[0].bytes_read, drop[0].bytes_written) == (4 * n, 5 * n)
+    for off in (False, None):  # training_mode false, or absent: an identity
+        assert not [r for r in analyze_onnx(graph(off)).records if r.op == "onnx::Dropout" and r.flops]

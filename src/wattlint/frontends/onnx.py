@@ -408,6 +408,8 @@ class _Analysis(_Validate, _Shapes):
                          [s for _, s in out_info], out_dtypes, ins, list(node.output),
                          [bool(i) and (i in self.const_names or i in self.shape_consts) for i in ins], in_grad,
                          dtype)
+            if op_type == "Dropout" and len(ins) > 2 and ins[2] and self._constant_true(ins[2]):
+                n.values[2] = 1  # training_mode = true: a train-mode export's dropout runs (onnx_ops._dropout)
             if op_type in ("If", "Loop", "Scan"):
                 self._control_flow(node, n, module, mtype, qual, scale)
                 continue
@@ -887,6 +889,27 @@ class _Analysis(_Validate, _Shapes):
                 if r.op == "onnx::Conv" and r.module in bn_bwd:
                     grp.insert(0, bn_bwd.pop(r.module))
                     break
+
+    def _constant_true(self, name: str) -> bool:
+        """Whether ``name`` is a Constant node's (or an initializer's) single true / nonzero value."""
+        cache = getattr(self, "_const_bools", None)
+        if cache is None:
+            from onnx import numpy_helper
+
+            cache = self._const_bools = {}
+            tensors = [(o, a.t) for nd in self.model.graph.node if nd.op_type == "Constant"
+                       for a in nd.attribute if a.name == "value" for o in nd.output[:1]]
+            tensors += [(t.name, t) for t in self.model.graph.initializer if not t.external_data]
+            for o, t in tensors:
+                if any(int(d) != 1 for d in t.dims):  # scalars and [1]-shaped only: never decode a weight
+                    continue
+                try:
+                    v = numpy_helper.to_array(t)
+                except Exception:  # noqa: BLE001 - a tensor this reader cannot decode: not a known constant
+                    continue
+                if v.size == 1:
+                    cache[o] = bool(v.reshape(-1)[0])
+        return bool(cache.get(name))
 
     def _likely_folded(self) -> bool:
         convs = [r for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD]

@@ -615,11 +615,29 @@ def _rnn(n: Node) -> OpCost:
     return OpCost(fwd, bwd, saved)
 
 
+def _dropout(n: Node) -> OpCost:
+    """Dropout: an identity unless its training_mode input is a constant true (a train-mode export: torch writes it
+    with its mask output), then a mask drawn, multiplied and scaled, and its backward (``values[2]``: set by the
+    frontend from the constant)."""
+    if not n.values.get(2):
+        return _view(n)
+    x = n.in_shapes[0]
+    _need(x)
+    fwd = C.dropout(x, n.dtype)
+    bwd, saved = [], []
+    if n.in_grad and n.in_grad[0]:
+        bwd.append(C.dropout(x, n.dtype, backward=True))
+        saved.append((n.out_names[-1] if len(n.out_names) > 1 and n.out_names[-1] else n.out_names[0] + ":mask",
+                      numel(x)))  # the bool mask
+    return OpCost(fwd, bwd, saved, out=tuple(x))
+
+
 # ---- registry -----------------------------------------------------------------------------------------------------
 
 HANDLERS: dict[str, Callable[[Node], OpCost]] = {}
 for _op in VIEW_OPS:
     HANDLERS[_op] = _view
+HANDLERS["Dropout"] = _dropout
 for _op in UNARY:
     HANDLERS[_op] = _unary
 for _op in BINARY:
