@@ -309,7 +309,8 @@ def test_exception_in_the_loop_closes_the_record_and_propagates(tmp_path):
     assert s["type"] == "summary" and s["status"].startswith("error: ZeroDivisionError")
 
 
-@pytest.mark.parametrize("code, status", [(0, "completed"), (None, "completed"), (5, "exited: 5")])
+@pytest.mark.parametrize("code, status", [(0, "completed"), (None, "completed"), (5, "exited: 5"),
+                                          (True, "exited: 1"), (False, "completed")])
 def test_sys_exit_inside_the_block_is_not_an_error(tmp_path, code, status):
     """Review: sys.exit(0) after the last step was recorded as 'error: SystemExit: 0'."""
     clock = Clock(100.0)

@@ -340,6 +340,7 @@ class Tracker:
             return False
         if issubclass(exc_type, SystemExit):  # sys.exit() inside the block: a clean exit is no error
             code = getattr(exc, "code", None)
+            code = int(code) if isinstance(code, bool) else code  # sys.exit(True) is exit status 1
             self.close("completed" if code in (None, 0) else f"exited: {code}")
             return False
         self.close(error_status(exc) if exc is not None else f"error: {exc_type.__name__}")
