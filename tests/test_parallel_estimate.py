@@ -741,3 +741,24 @@ def test_a_bigger_lm_head_never_makes_uneven_pipeline_stages_faster(tmp_path, vo
     # the waiting is at idle power
     ph = big.phases["pipeline_imbalance"]
     assert ph.gpu_energy_j == pytest.approx(ph.time_s * big.gpu.idle_w * big.plan.gpus, rel=1e-6)
+
+
+def test_tensor_parallel_above_the_key_value_heads_replicates_whole_heads(tmp_path):
+    """Review: TP 16 over 4 KV heads was accepted (replicated groups) but priced as an even / 16 of the K / V
+    projections. A Llama of hidden 256, 8 heads of 32, 2 KV heads, 2 layers, TP 4: k_proj / v_proj have 2 x 32 = 64
+    output features; each rank holds one whole KV head (64 / 2 = 32 features), not 64 / 4 = 16. Per module 256 x 64
+    weights: 8,192 per GPU instead of 4,096, + 4,096 x 4 modules = 16,384 parameters; the forward k_proj GEMM per
+    GPU is tokens x 256 x 32 (256 tokens: 2 x 256 x 256 x 32 FLOPs)."""
+    cfg = dict(model_type="llama", architectures=["LlamaForCausalLM"], hidden_size=256, intermediate_size=512,
+               num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, vocab_size=1000,
+               max_position_embeddings=256, tie_word_embeddings=False)
+    p = tmp_path / "llama.json"
+    p.write_text(json.dumps(cfg))
+    e = wattlint.estimate(str(p), gpu="h100", gpus=4, tensor_parallel=4, batch_size=1, seq_len=256, steps=1,
+                          precision="bf16", lint=False)
+    full = e.graph.extra["parallel_full_params"]
+    assert e.graph.params == round(full / 4 + 16_384)
+    assert any("+16,384 parameters per GPU" in a and "2 key/value heads" in a for a in e.assumptions)
+    k = [r.flops for r in e.graph.records if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL
+         and r.module.endswith("layers.0.self_attn.k_proj")]
+    assert k == [2 * 256 * 256 * 32]

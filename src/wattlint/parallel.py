@@ -686,6 +686,12 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     # weights, gradients and optimizer state of the costed stage: its share of the blocks (1 / pp with equal stages)
     pp_share, stage_params = _stage_param_share(graph, blocks, stage, pre) if stage is not None else (1.0, None)
     share = pp_share / tp
+    kv_mods, kv_div, kv_extra = _kv_replication(graph, splits, blocks, tp, hidden, stage)
+    if kv_extra and graph.params:
+        share += kv_extra / graph.params
+        notes.append(f"tensor parallel {tp} over {kv_div} key/value heads: each rank holds whole key/value heads, "
+                     f"the {len(kv_mods)} key/value projections split {kv_div} ways (replicated on {tp // kv_div} "
+                     f"ranks each): +{kv_extra:,.0f} parameters per GPU over an even / {tp}")
     position = {idx: k for k, idx in enumerate(blocks.indices)} if stage is not None else {}
     out: list[OpRecord] = []
     for r in graph.records:
@@ -703,7 +709,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
             r = _context_split(r, cp, tokens)
         if tp > 1 and r.kind is not OpKind.VIEW:
             if r.kind in GEMM_KINDS:
-                r = _shard_gemm(r, tp, tokens // cp, splits.get(r.module))
+                r = _shard_gemm(r, kv_div if r.module in kv_mods else tp, tokens // cp, splits.get(r.module))
             elif not _replicated(r, types, blocks, hidden, tokens // cp) or layout.sequence_parallel:
                 r = _scaled(r, 1.0 / tp)
         out.append(r)
@@ -718,15 +724,16 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     model = dataclasses.replace(info, params=params,
                                 param_bytes=int(round((info.param_bytes or graph.params * 4) * share)),
                                 trainable_params=max(0, int(round(graph.trainable_params * share))))
+    kv_txt = f" + {kv_extra:,.0f} of replicated key/value heads" if kv_extra else ""
     if stage_params is not None:
-        notes.append(f"weights, gradients and optimizer state per GPU: the costed stage's {stage_params} / tp {tp} = "
-                     f"{params:,} parameters (of {graph.params:,})")
+        notes.append(f"weights, gradients and optimizer state per GPU: the costed stage's {stage_params} / tp {tp}"
+                     f"{kv_txt} = {params:,} parameters (of {graph.params:,})")
     elif stage is not None and len(set(stage[3])) > 1:
         notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters x "
-                     f"{stage[3][stage[4]]}/{blocks.count} (the costed stage's blocks) / tp {tp} = {params:,}")
+                     f"{stage[3][stage[4]]}/{blocks.count} (the costed stage's blocks) / tp {tp}{kv_txt} = {params:,}")
     else:
         notes.append(f"weights, gradients and optimizer state per GPU: {graph.params:,} parameters / (tp {tp} x pp "
-                     f"{pp}) = {params:,} (balanced stages)")
+                     f"{pp}){kv_txt} = {params:,} (balanced stages)")
     extra = _per_gpu_extra(graph, layout, blocks, hidden, stage)
     if cp_info is not None:
         extra["context_parallel"] = cp_info
@@ -885,6 +892,31 @@ def check_tensor_parallel(graph: CostGraph, tp: int) -> None:
         raise ConfigError(f"--tensor-parallel {tp} does not divide the model's {kv} key/value heads (grouped-query "
                           f"attention) and is not a multiple of them (replicated groups): each tensor-parallel rank "
                           f"takes whole key/value groups; use a divisor or a multiple of {kv}")
+
+
+def _kv_replication(graph: CostGraph, splits: Mapping[str, tuple[int, bool]], blocks: Blocks | None, tp: int,
+                    hidden: int, stage) -> tuple[set[str], int, float]:
+    """Tensor parallelism over more ranks than key / value heads (grouped-query attention, tp a multiple of the
+    groups: check_tensor_parallel): each rank holds whole key / value heads, so the key / value projections (the
+    column-parallel modules of the blocks whose output features are kv heads x head dim, narrower than the hidden
+    size) split kv ways, not tp. Returns (those modules, kv, the parameters a GPU of the costed stage holds beyond an
+    even / tp of them); (empty, tp, 0) otherwise."""
+    heads, kv = attention_heads(graph)
+    if not (tp > 1 and heads and kv and kv < heads and tp > kv and hidden and hidden % heads == 0):
+        return set(), tp, 0.0
+    width = kv * (hidden // heads)
+    mods = {m for m, (features, row) in splits.items()
+            if not row and features == width and blocks is not None and blocks.index(m) is not None}
+    if not mods:
+        return set(), tp, 0.0
+    weights: dict[str, int] = {}
+    for r in graph.records:
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and r.module in mods and r.module not in weights:
+            weights[r.module] = r.dim("n", 0) * r.dim("k", 0)
+    held = sum(weights.values())
+    if stage is not None:  # the costed stage's blocks only
+        held *= stage[3][stage[4]] / max(1, blocks.count)
+    return mods, kv, held * (1.0 / kv - 1.0 / tp)
 
 
 def _check_split_features(splits: Mapping[str, tuple[int, bool]], blocks: Blocks | None, tp: int,
