@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..io import atomic_write_texts, sha256_bytes, sha256_file
+from ..io import atomic_write_texts, sha256_bytes
 from ..types import WattlintError
 
 MODEL_SCHEMA = "wattlint.energy-model/1"
@@ -139,23 +139,24 @@ def load_model(path: str | Path) -> EnergyModel:
     for f in (TIME_FILE, POWER_FILE):
         if not (d / f).is_file():
             raise ModelError(f"{d}: missing {f}")
-        if files.get(f) and files[f] != sha256_file(d / f):
-            raise ModelError(f"{d / f}: sha256 differs from the card (file edited after fitting)")
-        problem = lightgbm_text_problem(d / f)
+        problem = lightgbm_text_problem(d / f, files.get(f))
         if problem:
             raise ModelError(problem)
     return EnergyModel(d, card)
 
 
-def lightgbm_text_problem(path: Path) -> str | None:
-    """Why ``path`` is not a whole LightGBM text model (None when it looks whole): LightGBM's parser aborts the
-    process (SIGABRT, no exception) on some truncated files, so a file is checked before it reaches it: a model
-    text starts with ``tree`` and holds the ``end of trees`` and ``end of parameters`` lines LightGBM writes."""
+def lightgbm_text_problem(path: Path, sha256: str | None = None) -> str | None:
+    """Why ``path`` is not the whole LightGBM text model its card lists (None when it is), read once: its sha256
+    when the card gives one (an edit after fitting), and its shape, as LightGBM's parser aborts the process
+    (SIGABRT, no exception) on some truncated files: a model text starts with ``tree`` and holds the
+    ``end of trees`` and ``end of parameters`` lines LightGBM writes."""
     try:
         with open(path, "rb") as fh:
             text = fh.read()
     except OSError as e:
         return f"{path}: unreadable: {e.strerror or e}"
+    if sha256 and sha256 != sha256_bytes(text):
+        return f"{path}: sha256 differs from the card (file edited after fitting)"
     if not text.startswith(b"tree") or b"end of trees" not in text or b"end of parameters" not in text:
         return f"{path}: not a whole LightGBM text model (truncated or not written by LightGBM)"
     return None

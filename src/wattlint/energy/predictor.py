@@ -192,6 +192,12 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir("wattlint", appauthor=False)) / "models"
 
 
+# what a folder of the search path is called in reports (ModelsDir.origin), in search order; the last: a folder the
+# API was given directly
+ORIGINS = ("--models-dir", "[tool.wattlint] models-dir", "WATTLINT_MODELS_DIR", "user data dir", "shipped",
+           "models dir")
+
+
 def search_path(cli: str | Path | None = None, config_dir: str | Path | None = None,
                 env: Mapping[str, str] | None = None) -> tuple[ModelsDir, ...]:
     """Where fitted models are looked up, in order (docs/CALIBRATION.md): ``--models-dir``, ``[tool.wattlint]
@@ -199,13 +205,13 @@ def search_path(cli: str | Path | None = None, config_dir: str | Path | None = N
     env = os.environ if env is None else env
     out = []
     if cli:
-        out.append(ModelsDir(Path(cli).expanduser().resolve(), "--models-dir"))
+        out.append(ModelsDir(Path(cli).expanduser().resolve(), ORIGINS[0]))
     if config_dir:
-        out.append(ModelsDir(Path(config_dir).expanduser().resolve(), "[tool.wattlint] models-dir"))
+        out.append(ModelsDir(Path(config_dir).expanduser().resolve(), ORIGINS[1]))
     if env.get("WATTLINT_MODELS_DIR"):
-        out.append(ModelsDir(Path(env["WATTLINT_MODELS_DIR"]).expanduser().resolve(), "WATTLINT_MODELS_DIR"))
-    out.append(ModelsDir(user_models_dir(), "user data dir"))
-    out.append(ModelsDir(MODELS_DIR, "shipped"))
+        out.append(ModelsDir(Path(env["WATTLINT_MODELS_DIR"]).expanduser().resolve(), ORIGINS[2]))
+    out.append(ModelsDir(user_models_dir(), ORIGINS[3]))
+    out.append(ModelsDir(MODELS_DIR, ORIGINS[4]))
     seen: set[Path] = set()
     return tuple(d for d in out if not (d.path in seen or seen.add(d.path)))
 
@@ -214,7 +220,7 @@ def _dirs(models_dir) -> tuple[ModelsDir, ...]:
     if models_dir is None:
         return search_path()
     if isinstance(models_dir, (str, Path)):
-        return (ModelsDir(Path(models_dir), "models dir"),)
+        return (ModelsDir(Path(models_dir), ORIGINS[5]),)
     return tuple(models_dir)
 
 
@@ -329,15 +335,14 @@ def _public_fit(dirs, unusable: list[str] | None = None):
                 if unusable is not None:
                     unusable.append(f"public-fit model in {d.describe()} not usable: {' '.join(str(e).split())[:200]}")
                 continue
-            if d.origin != "shipped":
+            if d.origin != ORIGINS[4]:  # not the shipped folder
                 p.source = f"{p.source} ({d.describe()})"
             return p
     return None
 
 
 # how a folder of the search path is named at the end of a model's source: "... (--models-dir /path)"
-_FOLDER_SUFFIX = re.compile(r" \((?:--models-dir|\[tool\.wattlint\] models-dir|WATTLINT_MODELS_DIR|user data dir|"
-                            r"shipped|models dir) .*\)$")
+_FOLDER_SUFFIX = re.compile(r" \((?:" + "|".join(re.escape(o) for o in ORIGINS) + r") .*\)$")
 
 
 def model_identity(label: str) -> str:
