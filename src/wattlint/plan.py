@@ -357,9 +357,6 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     plan.update(steps=steps, epochs=epochs, dataset=name, dataset_size=size, tokens=tokens, seq_len=seq)
 
 
-# precisions a graph can be traced / exported in whose ops already hold half-precision dtypes: a plan cannot cost it
-# at another precision (pricing casts fp32 graphs down, never half ones up)
-TRACED_HALF = ("fp16", "bf16", "fp8")
 # fp8 is traced as bf16 and chosen at estimate time (wattlint.fp8): either plan applies to a graph traced at either
 FP8_FROM_BF16 = {"bf16", "fp8"}
 
@@ -367,7 +364,10 @@ FP8_FROM_BF16 = {"bf16", "fp8"}
 def _graph_precision(graph: CostGraph, asked: str | None, notes: list[str]) -> str | None:
     """The precision of a graph traced / exported in half precision, which the plan must take (None for an fp32
     graph: the plan's precision applies). States it, and a different ``asked`` precision as not applied."""
-    traced = graph.precision if graph.precision in TRACED_HALF else None
+    # a half-precision graph's ops already hold half dtypes: pricing casts fp32 graphs down, never half ones up
+    from .energy.pricing import HALF_PRECISIONS
+
+    traced = graph.precision if graph.precision in HALF_PRECISIONS else None
     if traced is None or asked == traced or {traced, asked} <= FP8_FROM_BF16:
         return None
     if asked is None:

@@ -332,9 +332,8 @@ def _other(args, flags) -> dict:
                               "scope": "estimate facility energy (with its PUE) vs Carbontracker's reported energy"}
     if m.co2_kg is not None and tot.get("co2_kg") is not None:
         cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
-                          "scope": ("the log's grid intensity on both" if "carbon_intensity" not in
-                                    {k for k, v in vars(args).items() if v is not None}
-                                    and flags.get("carbon_intensity") else "each with its own grid intensity")}
+                          "scope": ("the log's grid intensity on both" if getattr(args, "carbon_intensity", None)
+                                    is None and flags.get("carbon_intensity") else "each with its own grid intensity")}
     doc["comparison"] = cmp_
     lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
     table = {"total_time_s": u.DURATION, "gpu_energy_kwh": u.ENERGY_KWH, "energy_kwh": u.ENERGY_KWH,

@@ -130,7 +130,7 @@ class _Recorder(TorchDispatchMode):
                 raise
         t.record(func, args, kwargs, out)
         t._last_out_ids, t._last_op = {_tensor_key(o) for o in T.tensors(out)}, name
-        _tag_finite_check(name, args, out)
+        _tag_data_reads(name, args, out)
         return out
 
 
@@ -152,7 +152,7 @@ _INDEX_PASS = ("select", "slice", "view", "reshape", "squeeze", "unsqueeze", "cl
                "flatten", "lift_fresh", "index", "expand", "contiguous")
 
 
-def _tag_finite_check(name: str, args, out) -> None:
+def _tag_data_reads(name: str, args, out) -> None:
     if isinstance(out, torch.Tensor) and not out.is_floating_point() and out.dtype != torch.bool:
         if name in _INDEX_OPS or (name in _INDEX_PASS and any(
                 isinstance(a, torch.Tensor) and getattr(a, _INDEX_TAG, False) for a in args)):
@@ -894,7 +894,7 @@ def _allocate_grads(model: nn.Module) -> None:
 
 def _finite_as_nan_inf():
     """torch.isfinite (function and method) as ~(isnan | isinf) while tracing: under the dispatch mode isfinite
-    arrives as abs / ne / eq kernels, so a finite check would not be known as one (_tag_finite_check tags isnan and
+    arrives as abs / ne / eq kernels, so a finite check would not be known as one (_tag_data_reads tags isnan and
     isinf). Returns the function that restores both."""
     fn, method = torch.isfinite, torch.Tensor.isfinite
 
