@@ -875,3 +875,54 @@ def test_wl201_says_when_the_static_memory_alone_exceeds_the_gpu():
                  if k in ("weights", "weight_casts", "gradients", "optimizer_state", "master_weights")) / 2**30
     assert f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split" in msg
     assert static > 1100 and "activation-checkpointing" not in msg and "micro-batch" not in msg
+
+
+BROKEN_MODEL = """
+[[tool.wattlint.models]]
+name = "old-gpu"
+source = "models/lm.onnx"
+gpu = "v100"
+batch-size = 8
+seq-len = 256
+steps = 10
+"""
+
+
+def test_a_model_that_cannot_be_estimated_does_not_hide_the_others(project, run_cli, tmp_path):
+    """Review: one model whose estimate stopped on bad input (here bf16 on a V100, which has no bf16 tensor cores)
+    aborted the whole check: no result for the other models, no --output file, and --update-baseline wrote nothing.
+    Now the others are checked and reported, the failed one is named with its error (one stderr line, exit 2), and
+    its baseline entry is kept as it was."""
+    project()
+    assert run_cli("check", "--update-baseline")[0] == 0
+    base = json.loads((tmp_path / "wattlint-baseline.json").read_text())
+    with open(tmp_path / "pyproject.toml", "a") as f:
+        f.write(BROKEN_MODEL)
+    code, out, err = run_cli("check", "-o", "r.json")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert lines[0] == "wattlint: wrote r.json (json)"
+    assert len(lines) == 2 and lines[1].startswith("wattlint: error: model 'old-gpu' (models/lm.onnx): ")
+    assert "bf16" in lines[1] and "V100" in lines[1]
+    doc = json.loads((tmp_path / "r.json").read_text())
+    by = {m["name"]: m for m in doc["models"]}
+    assert by["lm"]["error"] is None and by["lm"]["total"]["energy_kwh"] > 0
+    assert by["old-gpu"]["error"] == lines[1].removeprefix("wattlint: error: ") and doc["exit_code"] == 2
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((ROOT / "src/wattlint/schemas/check.schema.json").read_text())
+    Draft202012Validator(schema).validate(doc)
+    code, out, err = run_cli("check", "--exit-zero")  # the model was not checked: --exit-zero does not hide that
+    assert code == 2 and "old-gpu: not checked: model 'old-gpu'" in out and "All checks passed" not in out
+    assert out.rstrip().endswith("1 model(s) could not be estimated (input errors above): exit 2")
+    code, out, err = run_cli("check", "--format", "github")
+    ann = [ln for ln in out.splitlines() if "old-gpu" in ln]
+    assert len(ann) == 1 and ann[0].startswith("::error file=pyproject.toml,line=17,title=not checked (old-gpu)::")
+    code, out, err = run_cli("check", "--format", "sarif")
+    inv = json.loads(out)["runs"][0]["invocations"][0]
+    assert inv["executionSuccessful"] is False
+    note = inv["toolExecutionNotifications"][0]
+    assert note["locations"][0]["physicalLocation"]["region"]["startLine"] == 17
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 2
+    assert json.loads((tmp_path / "wattlint-baseline.json").read_text())["models"] == base["models"]

@@ -1,7 +1,8 @@
 """``wattlint check [PATHS...]``: lint the configured models against rules, budgets and the baseline.
 
 Exit codes: 0 no error-severity finding; 1 at least one error (budget exceeded, regression beyond the threshold,
-does not fit); 2 usage or configuration error (one line). Unchanged models are answered from the result cache
+does not fit); 2 usage or configuration error (one line), or a model that could not be estimated (one line each,
+after the report of the models that could: they are still checked, the output still written). Unchanged models are answered from the result cache
 (wattlint.cache) without importing torch, onnx or the estimator.
 """
 
@@ -94,6 +95,8 @@ def run(args) -> int:
     write_output(args.output, render(result, fmt), config.root, inputs)
     if args.output:
         print(f"wattlint: wrote {args.output} ({fmt})", file=sys.stderr)
+    for error in result.errors:  # the models that could not be estimated: one line each, after the others' report
+        print(f"wattlint: error: {' '.join(error.split())}", file=sys.stderr)
     return result.exit_code
 
 

@@ -96,6 +96,7 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
           use_cache: bool = True):
     from ..cache import ResultCache
     from ..io import remove_stale_temps
+    from ..types import WattlintError
     from .baseline import STALE_TEMP_S, load_baseline
     from .results import CheckResult, ModelResult
 
@@ -115,7 +116,12 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
         if hit is not None:
             summary, graph_findings, cached = hit["summary"], [_finding(d) for d in hit.get("findings", [])], True
         else:
-            summary, graph_findings = estimate_model(m, config)
+            try:
+                summary, graph_findings = estimate_model(m, config)
+            except WattlintError as e:  # this model's bad input: the other models are still checked and reported
+                result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, error=str(e),
+                                                 error_at=_entry_place(m, config)))
+                continue
             cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
                             "model": m.name})
             cached = False
@@ -186,7 +192,7 @@ def _update_baseline(config, models, result) -> None:
     from . import baseline as _baseline
     from .baseline import entry_from_summary, load_baseline, write_baseline
 
-    checked = [r for r in result.models if not r.skipped]
+    checked = [r for r in result.models if not r.skipped and not r.error]  # a failed model keeps its old entry
     updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
                for r in checked}
     configured = {m.name for m in config.models}
@@ -390,6 +396,15 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+def _entry_place(model, config):
+    """The model's entry in the configuration file (or its source where there is no file)."""
+    from .results import Place
+
+    if config.path is not None:
+        return Place(_rel(config.path, config.root), _config_line(config, model))
+    return Place(_rel(model.path, config.root) if model.path else model.raw_source, 1)
+
+
 def _locate(f, model, config):
     """Where a finding points: graph findings at the PyTorch source (def line of the attribute); budget/regression
     findings, and findings of binary/JSON sources (ONNX, config.json), at the model's entry in pyproject.toml."""
@@ -398,6 +413,5 @@ def _locate(f, model, config):
     graph_finding = f.code[:3] in ("WL1", "WL2") or f.code == "WL401" or f.code == "WL403"
     if graph_finding and model.path is not None and model.path.suffix == ".py":
         return Located(f, _rel(model.path, config.root), _def_line(model.path, model.attr))
-    if config.path is not None:
-        return Located(f, _rel(config.path, config.root), _config_line(config, model))
-    return Located(f, _rel(model.path, config.root) if model.path else model.raw_source, 1)
+    where = _entry_place(model, config)
+    return Located(f, where.path, where.line)

@@ -11,9 +11,10 @@ from ..types import Finding
 
 
 @dataclass(frozen=True)
-class Located:
-    finding: Finding
-    path: str  # relative to the config root when inside it (forward slashes), else absolute
+class Place:
+    """A file position: ``path`` relative to the config root when inside it (forward slashes), else absolute."""
+
+    path: str
     line: int = 1
 
     def display_path(self, root: Path) -> str:
@@ -41,6 +42,21 @@ class Located:
             return full.relative_to(base).as_posix()
         except ValueError:
             return os.path.relpath(full, base).replace(os.sep, "/") if not p.is_absolute() else full.as_posix()
+
+
+@dataclass(frozen=True)
+class Located:
+    """A finding and where it points."""
+
+    finding: Finding
+    path: str  # relative to the config root when inside it (forward slashes), else absolute
+    line: int = 1
+
+    def display_path(self, root: Path) -> str:
+        return Place(self.path, self.line).display_path(root)
+
+    def repo_path(self, root: Path) -> str:
+        return Place(self.path, self.line).repo_path(root)
 
 
 def repository_root(start: Path) -> Path:
@@ -73,6 +89,8 @@ class ModelResult:
     items: list[Located] = field(default_factory=list)
     cached: bool = False
     skipped: str | None = None  # why the model was not checked (a missing optional extra), else None
+    error: str | None = None  # the input error that stopped this model's estimate (the others are still checked)
+    error_at: Place | None = None  # where that error points: the model's entry in the configuration
 
     @property
     def findings(self) -> list[Finding]:
@@ -105,8 +123,16 @@ class CheckResult:
         return c
 
     @property
+    def errors(self) -> list[str]:
+        """One line per model whose estimate stopped on bad input (its source, options or configuration)."""
+        return [m.error for m in self.models if m.error]
+
+    @property
     def exit_code(self) -> int:
-        """The process's exit status for this result: --exit-zero and --fail-on applied."""
+        """The process's exit status for this result: 2 when a model could not be estimated (bad input, whatever
+        --exit-zero says: that model was not checked), else --exit-zero and --fail-on applied."""
+        if self.errors:
+            return 2
         return 0 if self.exit_zero else self.exit_code_for(self.fail_on)
 
     def exit_code_for(self, fail_on: str = "error") -> int:

@@ -34,4 +34,9 @@ def render_github(result: CheckResult) -> str:
             path = _escape_prop(it.repo_path(result.root))  # GitHub resolves it from the repository root
             out.append(f"::{LEVEL.get(f.severity, 'warning')} file={path},line={it.line},"
                        f"title={_escape_prop(title)}::{_escape_data(msg)}")
+    for m in result.models:
+        if m.error and m.error_at is not None:  # a model that could not be estimated, at its configuration entry
+            path = _escape_prop(m.error_at.repo_path(result.root))
+            out.append(f"::error file={path},line={m.error_at.line},title={_escape_prop(f'not checked ({m.name})')}"
+                       f"::{_escape_data(m.error)}")
     return "\n".join(out) + ("\n" if out else "")

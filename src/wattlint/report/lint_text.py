@@ -48,7 +48,7 @@ def factors(assumptions) -> str:
 def factor_lines(result: CheckResult) -> list[str]:
     """'assumed: ...' once when every model shares its factors, else one line per model (their numbers above rest
     on them; --format json lists every assumption)."""
-    per = [(m.name, factors(m.summary.get("assumptions"))) for m in result.models if not m.skipped]
+    per = [(m.name, factors(m.summary.get("assumptions"))) for m in result.models if not m.skipped and not m.error]
     per = [(n, f) for n, f in per if f]
     if not per:
         return []
@@ -69,7 +69,10 @@ def render_text(result: CheckResult) -> str:
     if lines:
         lines.append("")
     for m in result.models:
-        lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
+        if m.error:
+            lines.append(f"{clean(m.name)}: not checked: {clean(m.error)}")
+        else:
+            lines.append(f"{clean(m.name)}: {m.skipped}" if m.skipped else model_line(m))
     lines.extend(factor_lines(result))
     if result.baseline_updated and result.baseline_path is not None:
         ch = result.baseline_changes
@@ -93,8 +96,10 @@ def render_text(result: CheckResult) -> str:
                      f"no models configured: add [[tool.wattlint.models]] entries to {where} (docs/CONFIG.md)")
     elif any(c.values()):
         lines.append(f"Found {c['error']} error(s), {c['warning']} warning(s), {c['info']} info(s)" + _verdict(result))
-    else:
+    elif not result.errors:
         lines.append("All checks passed.")
+    if result.errors:
+        lines.append(f"{len(result.errors)} model(s) could not be estimated (input errors above): exit 2")
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +121,7 @@ def render_json(result: CheckResult) -> str:
     models = []
     for m in result.models:
         models.append({
-            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"), "skipped": m.skipped,
+            "name": m.name, "source": m.source, "gpu": m.summary.get("gpu"), "skipped": m.skipped, "error": m.error,
             "calibration": m.summary.get("calibration"), "cached": m.cached,
             "total": m.summary.get("total", {}), "memory": m.summary.get("memory", {}),
             "assumptions": m.summary.get("assumptions", []),

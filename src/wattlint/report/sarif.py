@@ -78,6 +78,12 @@ def render_sarif(result: CheckResult, version: str) -> str:
                                 "rules": [_rule_descriptor(rules[c]) for c in used]}},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": repository_root(result.root).as_uri() + "/"}},
             "results": results,
+            # a model that could not be estimated (bad input) is a failed part of this run, not a rule result
+            "invocations": [{"executionSuccessful": not result.errors, "toolExecutionNotifications": [
+                {"level": "error", "message": {"text": m.error},
+                 **({"locations": [{"physicalLocation": {"artifactLocation": _artifact(m.error_at.repo_path(
+                     result.root)), "region": {"startLine": max(1, m.error_at.line)}}}]} if m.error_at else {})}
+                for m in result.models if m.error]}],
             "columnKind": "unicodeCodePoints",
         }],
     }
