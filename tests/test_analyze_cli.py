@@ -172,3 +172,16 @@ def test_analyze_reads_the_project_defaults_and_the_command_line_wins(run_cli, t
     (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\nselec = ["WL"]\n')
     code, out, err = run_cli("analyze", "m.onnx")
     assert code == 2 and "selec" in err and out == ""
+
+
+def test_seq_len_on_a_model_without_sequence_is_stated(run_cli):
+    """Review: `analyze` took --seq-len on a CNN silently (the estimate says it was not used); both say it now,
+    naming the traced input."""
+    code, out, err = run_cli("analyze", str(ROOT / "examples" / "resnet50.onnx"), "--seq-len", "128",
+                             "--format", "json")
+    assert code == 0, err
+    notes = [a for a in json.loads(out)["assumptions"] if a.startswith("--seq-len 128")]
+    assert notes == ["--seq-len 128: the model's inputs have no sequence dimension (input=float32[32, 3, 224, 224]); "
+                     "not used"]
+    code, out, err = run_cli("analyze", str(ROOT / "examples" / "resnet50.onnx"), "--format", "json")
+    assert not [a for a in json.loads(out)["assumptions"] if "--seq-len" in a]

@@ -308,6 +308,20 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 loader_sample_time_s=v.get("loader_sample_time"))
 
 
+def _inputs_without_sequence(graph: CostGraph, seq_len) -> str:
+    """The traced inputs (``name=dtype[shape]``, comma-separated) when ``seq_len`` was given to a graph without a
+    sequence dimension (a CNN), else ''."""
+    if not seq_len or graph.seq_len or not graph.inputs:
+        return ""
+    return ", ".join(f"{t.name}={t.dtype}{list(t.shape)}" for t in graph.inputs)
+
+
+def seq_len_unused_note(graph: CostGraph, seq_len) -> str | None:
+    """The line saying a --seq-len was not used (the graph has no sequence dimension), else None."""
+    no_seq = _inputs_without_sequence(graph, seq_len)
+    return f"--seq-len {seq_len}: the model's inputs have no sequence dimension ({no_seq}); not used" if no_seq else None
+
+
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     """Steps from tokens, steps or epochs x dataset."""
     batch = plan["batch_size"]
@@ -315,10 +329,9 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     if dataset is None and v.get("dataset_size") is not None:
         dataset = str(v["dataset_size"])
     seq = v.get("seq_len") or (graph.seq_len or None)
-    no_seq = ""
-    if v.get("seq_len") and not graph.seq_len and graph.inputs:  # e.g. a CNN: the flag has nothing to apply to
-        no_seq = ", ".join(f"{t.name}={t.dtype}{list(t.shape)}" for t in graph.inputs)
-        notes.append(f"--seq-len {v['seq_len']}: the model's inputs have no sequence dimension ({no_seq}); not used")
+    no_seq = _inputs_without_sequence(graph, v.get("seq_len"))
+    if no_seq:  # e.g. a CNN: the flag has nothing to apply to
+        notes.append(seq_len_unused_note(graph, v["seq_len"]))
         seq = None
     name = size = None
     if tokens is not None:

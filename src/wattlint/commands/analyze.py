@@ -45,6 +45,7 @@ def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
 
 def run(args: argparse.Namespace) -> int:
     from ..api import trace
+    from ..plan import seq_len_unused_note
     from ..report import analysis as rep
 
     from ..config import load_config
@@ -56,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if from_file:
         print(f"wattlint: {settings_note(config, from_file.items())}", file=sys.stderr)
     graph = trace(args.model, opts)
+    unused = seq_len_unused_note(graph, opts.get("seq_len"))
+    if unused:  # a CNN given --seq-len: the estimate says so, the analysis did not
+        import dataclasses
+
+        graph = dataclasses.replace(graph, assumptions=(*graph.assumptions, unused))
     if (args.format or format_for(args.output, ("text", "json")) or "text") == "json":
         text = rep.render_json(graph)
     else:
