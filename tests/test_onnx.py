@@ -219,24 +219,35 @@ def test_custom_domain_is_unsupported_not_a_crash(tmp_path):
 
 # ---- recurrent ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op,gates,pointwise,bias_grads", [("LSTM", 4, 22, 1), ("GRU", 3, 20, 2), ("RNN", 1, 5, 1)])
-def test_recurrent_hand_computed(tmp_path, op, gates, pointwise, bias_grads):
+@pytest.mark.parametrize("op,gates,cell,cell_bwd,bias_grads", [("LSTM", 4, 22 + 4 * 3, 44, 1),
+                                                              ("GRU", 3, 20 + 3 * 3, 40, 2),
+                                                              ("RNN", 1, 1 + 4, 8, 2)])
+def test_recurrent_hand_computed(tmp_path, op, gates, cell, cell_bwd, bias_grads):
+    """An LSTM / GRU / RNN node as the kernels cuDNN launches (costs.rnn_direction; the PyTorch frontend traces the
+    same records, tests/test_onnx_vs_torch.py): the input projection over all T x B rows, then per step a GEMM
+    h W_hh^T and the cell (LSTM / GRU: one fused kernel, its pointwise work + one add per gate element for the
+    input, hidden and both biases; RNN: bias in the GEMMs, an add and tanh (4 FLOPs)); backward per step in
+    reverse the cell backward (2 x the pointwise work; RNN: tanh's backward) and dh W_hh accumulated into
+    dy_{t-1} (+ B x H adds; the last step a plain mm, GRU always accumulates its direct term), then dW_hh and
+    dW_ih over all rows and the bias gradients (LSTM: one reduction; GRU: two; RNN: db_hh and db_ih)."""
     seq, batch, inp, hid = 5, 2, 8, 16
+    gh = gates * hid
     nodes = [helper.make_node(op, ["x", "W", "R", "B"], ["y"], name=f"/rnn/{op}", hidden_size=hid)]
     p = _save(tmp_path, nodes, [_vi("x", [seq, batch, inp])], [_vi("y", None)],
-              [_w("W", [1, gates * hid, inp]), _w("R", [1, gates * hid, hid]), _w("B", [1, 2 * gates * hid])])
+              [_w("W", [1, gh, inp]), _w("R", [1, gh, hid]), _w("B", [1, 2 * gh])])
     g = analyze_onnx(p)
-    per_step = 2 * batch * (inp + hid) * gates * hid + pointwise * batch * hid + 2 * batch * gates * hid
-    r = _fwd(g, f"onnx::{op}")[0]
-    assert r.flops == seq * per_step and r.kind.value == "rnn" and r.module == "rnn"
-    # backward as cuDNN's (costs.rnn_layer_backward): twice the GEMM FLOPs (dh per step + dx, dW_ih, dW_hh over
-    # all steps), twice the pointwise cell work, and the bias gradient(s) as one reduction over T x B (LSTM: both
-    # biases share one gradient; GRU: two)
-    bwd = seq * (2 * 2 * batch * (inp + hid) * gates * hid + 2 * pointwise * batch * hid
-                 + bias_grads * batch * gates * hid)
+    rnn_bias = seq * batch * gh if op == "RNN" else 0  # RNN: b_ih in the projection GEMM, b_hh in each step's
+    fwd = 2 * seq * batch * gh * inp + seq * (2 * batch * gh * hid + cell * batch * hid) + 2 * rnn_bias
+    recs = _fwd(g, f"onnx::{op}")
+    assert sum(r.flops for r in recs) == fwd and {r.module for r in recs} == {"rnn"}
+    assert len(recs) == 1 + seq * (3 if op == "RNN" else 2)
+    assert recs[0].kind.value == "matmul" and recs[0].dim("m") == seq * batch and recs[0].dim("k") == inp
+    accumulating = seq if op == "GRU" else seq - 1
+    bwd = (seq * (cell_bwd * batch * hid + 2 * batch * gh * hid) + accumulating * batch * hid
+           + 2 * gh * hid * seq * batch + 2 * gh * inp * seq * batch + bias_grads * seq * batch * gh)
     bwd_recs = [x for x in _bwd(g) if x.op == f"onnx::{op}"]
-    assert len(bwd_recs) == 1 and bwd_recs[0].flops == bwd
-    # one node = one record per phase = one host launch each (energy.system.Launches), as a cuDNN RNN call
+    assert sum(x.flops for x in bwd_recs) == bwd
+    # one node = one library call = one host launch per phase (energy.system.Launches), as a cuDNN RNN call
     n = system.Launches()
     for x in g.records:
         if x.op == f"onnx::{op}":

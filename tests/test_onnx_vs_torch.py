@@ -8,12 +8,13 @@ Per-model differences and their causes (measured; benchmarks/results/onnx_accura
 * vit / bert / gpt2 — forward +0.0..0.4 %: the exporter's SDPA decomposition scales Q and K separately (two extra
   elementwise Muls) and the loss is costed with costs.cross_entropy on the ONNX side; attention itself is
   recognised (MatMul-Softmax-MatMul, causal from the mask) and costed as the same fused kernel.
-* lstm — forward FLOPs -0.1 %, training FLOPs -0.05 %, bytes +4 % (benchmark shape [16, 64]; -9 % before the
-  backward was cuDNN's on both sides, -67 % before the cell was fused): both sides cost one fused pointwise cell
-  kernel per time step and cuDNN's backward (per step the cell backward + one dh GEMM; dx, dW_ih, dW_hh and the
-  bias gradient once per layer over all steps: PyTorch traces aten._thnn_fused_lstm_cell, its backward and those
-  GEMMs; ONNX prices costs.rnn / costs.rnn_layer_backward). The ONNX side reads W_ih per step in its forward
-  formula (costs.rnn_cell), the PyTorch side once in the whole-sequence projection GEMM.
+* lstm — forward and training FLOPs equal, bytes -0.6 % (benchmark shape [16, 64]; the ONNX side priced one
+  record per node and direction until 2026-12-06, up to 3x faster than the per-step kernels on an H100): both
+  sides cost the kernels cuDNN launches (costs.rnn_direction on the ONNX side, the traced
+  aten._thnn_fused_lstm_cell / its backward and the GEMMs on the PyTorch side): the input projection over all
+  steps, per step a GEMM and the fused cell; backward per step the cell backward and one dh GEMM, then dW_ih,
+  dW_hh and the bias gradient once per layer over all steps. What is left: the PyTorch side's stack of the final
+  states (nn.LSTM's own wrapper).
 """
 
 from __future__ import annotations

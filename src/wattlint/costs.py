@@ -642,6 +642,81 @@ def rnn_layer_backward(mode: str, seq: int, batch: int, input_size: int, hidden:
     return per_step.scaled(t) + dx + dw_ih + dw_hh + db
 
 
+RNN_WORKSPACE = {"lstm": 4, "gru": 5, "rnn_tanh": 0, "rnn_relu": 0}  # per hidden unit per step, saved for backward
+
+
+def rnn_direction(mode: str, seq: int, batch: int, input_size: int, hidden: int, dtype: str, *, bias: bool = True,
+                  input_grad: bool = True, weight_grad: bool = True, output_grad: bool = True
+                  ) -> tuple[list[Cost], list[Cost]]:
+    """One layer and direction of a recurrent layer as the kernels cuDNN launches for it, in order (forward,
+    backward): the same records the PyTorch frontend traces for nn.LSTM / GRU / RNN (frontends.torch
+    ``_CudnnRecurrence``), from sizes alone (the ONNX frontend's LSTM / GRU / RNN nodes).
+
+    Forward: the input projection x W_ih^T as ONE GEMM over all T x B rows (RNN: + b_ih), then per step one GEMM
+    h_{t-1} W_hh^T (RNN: + b_hh) and the pointwise cell (LSTM / GRU: one fused kernel adding both biases, as
+    torch's CUDA cells; RNN: an add and the activation). Backward, per step in reverse: the cell backward and one
+    GEMM dgates_t W_hh accumulating into dy_{t-1} (beta = 1, an addmm; the last a plain mm where no dy_{t-1} is
+    added: LSTM / RNN without an output gradient); then dW_hh as one GEMM over all T x B rows, the bias
+    gradient(s) as reductions of the gate gradients (LSTM: one, copied to both biases; GRU: two), and the input
+    projection's dW_ih (and dx when the input needs a gradient) over all rows. Each GEMM is
+    ``gemm(b, m, n, k)`` with the operands it reads; the cells read their inputs and write their outputs once."""
+    g = RNN_GATES[mode]
+    e = dtype_bytes(dtype)
+    t, b, i, h = seq, batch, input_size, hidden
+    gh, bh = g * h, b * h
+    fused = mode in ("lstm", "gru")
+    nb = 2 if bias else 0
+    fwd = [gemm(1, t * b, gh, i, dtype, bias_elems=gh if (bias and not fused) else 0)]
+    for _ in range(t):
+        fwd.append(gemm(1, b, gh, h, dtype, bias_elems=gh if (bias and not fused) else 0))
+        if mode == "lstm":  # reads input / hidden gates, c_{t-1} and the biases; writes h, c and the 4 gates
+            fwd.append(Cost(RNN_CELL_ELEMENTWISE[mode] * bh + g * bh * (1 + nb),
+                            (2 * b * gh + bh + nb * gh) * e, (2 * bh + b * gh) * e, OpKind.RNN, _dims(numel=bh)))
+        elif mode == "gru":  # reads input / hidden gates, h_{t-1} and the biases; writes h and its 5-wide workspace
+            fwd.append(Cost(RNN_CELL_ELEMENTWISE[mode] * bh + g * bh * (1 + nb),
+                            (2 * b * gh + bh + nb * gh) * e, (bh + RNN_WORKSPACE[mode] * bh) * e, OpKind.RNN,
+                            _dims(numel=bh)))
+        else:  # xp_t + (h W_hh^T + b_hh), then tanh / relu
+            fwd.append(elementwise("add", [(b, h), (b, h)], (b, h), dtype))
+            fwd.append(elementwise("tanh" if mode == "rnn_tanh" else "relu", [(b, h)], (b, h), dtype))
+    bwd: list[Cost] = []
+    for step in range(t - 1, -1, -1):
+        first = step == t - 1
+        if mode == "lstm":  # reads dh, dc (none on the first step), c_{t-1}, c_t, the gates; writes dgates, dc_{t-1}
+            bwd.append(Cost(RNN_CELL_ELEMENTWISE[mode] * bh * BACKWARD_FACTOR,
+                            ((3 if first else 4) * bh + b * gh) * e, (b * gh + bh) * e, OpKind.RNN, _dims(numel=bh)))
+        elif mode == "gru":  # reads dh and the workspace; writes the input- and hidden-side gate gradients and dh direct
+            bwd.append(Cost(RNN_CELL_ELEMENTWISE[mode] * bh * BACKWARD_FACTOR,
+                            (bh + RNN_WORKSPACE[mode] * bh) * e, (2 * b * gh + bh) * e, OpKind.RNN, _dims(numel=bh)))
+        else:
+            bwd.append(elementwise("tanh" if mode == "rnn_tanh" else "relu", [(b, h), (b, h)], (b, h), dtype,
+                                   backward=True))
+        acc = mode == "gru" or (output_grad and step > 0)  # dh_{t-1} accumulated into dy_{t-1} (GRU: dh direct)
+        bwd.append(gemm(1, b, h, gh, dtype, bias_elems=bh if acc else 0))
+    if weight_grad:
+        bwd.append(gemm(1, gh, h, t * b, dtype))  # dW_hh
+        if bias:
+            if mode == "lstm":  # one reduction, copied into both biases
+                bwd += [reduction((t, b, gh), dtype, out_shape=(gh,)), memory(gh, gh, dtype)]
+            elif mode == "gru":
+                bwd += [reduction((t, b, gh), dtype, out_shape=(gh,))] * 2
+            else:
+                bwd.append(reduction((t, b, h), dtype, out_shape=(h,)))  # db_hh
+    if input_grad:
+        bwd.append(gemm(1, t * b, i, gh, dtype))  # dx
+    if weight_grad:
+        bwd.append(gemm(1, gh, i, t * b, dtype))  # dW_ih
+        if bias and not fused:
+            bwd.append(reduction((t * b, h), dtype, out_shape=(h,)))  # db_ih (the projection's own bias)
+    return fwd, bwd
+
+
+def rnn_saved_bytes(mode: str, seq: int, batch: int, hidden: int, dtype: str) -> int:
+    """What one layer and direction keeps for backward: the outputs and each step's state / workspace."""
+    per_step = (hidden + RNN_WORKSPACE[mode] * hidden) if mode == "lstm" else RNN_WORKSPACE[mode] * hidden
+    return seq * batch * (hidden + per_step) * dtype_bytes(dtype)
+
+
 # ---- optimizer -------------------------------------------------------------------------------------------------
 
 def optimizer_step(name: str, param_elems: int, param_dtype: str = "float32", *, state_dtype: str = "float32",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import costs as C
 from ..costs import Cost
-from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec
+from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import onnx_ops as ops
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
                         _strings_ok, _Validate)
@@ -205,6 +205,7 @@ class _Analysis(_Validate, _Shapes):
         self.module_types: dict[str, str] = {}
         self.folded_bn = False
         self.folded_convs: set[int] = set()
+        self.lib_calls = 0  # library calls numbered so far (their records carry types.LIB_CALL)
         self.own_bias_convs: set[int] = set()  # convs whose bias is a named parameter ('features.0.bias')
         self.synth_bn = 0
         self.has_bn = False
@@ -451,7 +452,12 @@ class _Analysis(_Validate, _Shapes):
             elif op_type == "Add" and len(ins) == 2 and oc.fwd.flops:
                 oc = self._fuse_bias(ins, n, oc, matmul_out)
             status = Status.IGNORED if oc.ignored else Status.HANDLED
-            self._record(qual, oc.fwd.kind, module, mtype, dtype, _shapes(n), oc.fwd, status, scale)
+            call = 0
+            if oc.lib_call:  # one library call (a cuDNN RNN): its records of a phase are one host launch
+                self.lib_calls += 1
+                call = self.lib_calls
+            for c in (oc.fwd, *oc.more):
+                self._record(qual, c.kind, module, mtype, dtype, _shapes(n), c, status, scale, call=call)
             # gradient flow: outputs need a gradient when a data input does and the op is differentiable
             if any(in_grad) and op_type not in ops.NON_DIFFERENTIABLE_OUTPUTS:
                 for o, (odt, _) in zip(node.output, out_info):
@@ -462,7 +468,7 @@ class _Analysis(_Validate, _Shapes):
                 if oc.bwd and (self.on_loss_path is None or in_subgraph or
                                any(o in self.on_loss_path for o in node.output)):
                     self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
-                                               Status.HANDLED, scale) for c in oc.bwd])
+                                               Status.HANDLED, scale, call=call) for c in oc.bwd])
                     for key, b in oc.saved:
                         if key and b:
                             self.saved[key] = b * scale
@@ -709,16 +715,18 @@ class _Analysis(_Validate, _Shapes):
                         return int(v.reshape(-1)[0]) if v.size == 1 else None
         return None
 
-    def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale) -> None:
-        self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale))
+    def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale, *, call: int = 0) -> None:
+        self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale,
+                                  call=call))
 
     @staticmethod
-    def _rec(op, kind, module, mtype, phase, dtype, shapes, cost, status, scale) -> OpRecord:
+    def _rec(op, kind, module, mtype, phase, dtype, shapes, cost, status, scale, *, call: int = 0) -> OpRecord:
+        """``call`` > 0: the record belongs to that library call (types.LIB_CALL; one host launch per phase)."""
         if scale != 1:
             cost = cost.scaled(scale)
         return OpRecord(op=op, kind=kind, module=module, phase=phase, dtype=dtype or "float32", shapes=shapes,
                         flops=int(cost.flops), bytes_read=int(cost.bytes_read), bytes_written=int(cost.bytes_written),
-                        status=status, module_type=mtype, dims=cost.dims)
+                        status=status, module_type=mtype, dims=lib_call_dims(tuple(cost.dims or ()), call))
 
     # ---- module names -----------------------------------------------------------------------------------------
     def _module_of(self, node) -> tuple[str, str]:

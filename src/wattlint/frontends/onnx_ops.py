@@ -53,6 +53,8 @@ class OpCost:
     saved: list  # list[tuple[str, int]]: (tensor key, bytes) saved for backward
     ignored: bool = False
     out: tuple | None = None  # the output shape when the handler knows it (used where inference left it unknown)
+    more: list = field(default_factory=list)  # list[Cost]: further forward kernels of the node, after ``fwd``
+    lib_call: bool = False  # the node is one library call (a cuDNN RNN): its records are one host launch per phase
 
 
 class Unsupported(Exception):
@@ -588,6 +590,10 @@ def _scatter(n: Node) -> OpCost:
 # ---- recurrent ----------------------------------------------------------------------------------------------------
 
 def _rnn(n: Node) -> OpCost:
+    """LSTM / GRU / RNN (one layer, one or both directions) as the kernels cuDNN launches for it
+    (:func:`costs.rnn_direction`: the input projection over all steps, then per step a GEMM and the cell; backward
+    per step in reverse, then the weight gradients over all steps), the same records the PyTorch frontend traces
+    for nn.LSTM / GRU / RNN; all of them one library call (one host launch per phase)."""
     x, w = n.in_shapes[0], n.in_shapes[1]
     _need(x, w)
     if len(x) != 3 or len(w) != 3:
@@ -596,7 +602,7 @@ def _rnn(n: Node) -> OpCost:
     seq, batch, inp = (x[1], x[0], x[2]) if layout else (x[0], x[1], x[2])
     hidden = int(n.attrs.get("hidden_size", 0)) or w[1] // C.RNN_GATES.get(n.op_type.lower(), 1)
     direction = n.attrs.get("direction", b"forward")
-    bidir = direction in (b"bidirectional", "bidirectional")
+    dirs = 2 if direction in (b"bidirectional", "bidirectional") else 1
     if n.op_type == "LSTM":
         mode = "lstm"
     elif n.op_type == "GRU":
@@ -605,14 +611,21 @@ def _rnn(n: Node) -> OpCost:
         acts = [a.decode() if isinstance(a, bytes) else a for a in n.attrs.get("activations", [])]
         mode = "rnn_relu" if acts and acts[0].lower() == "relu" else "rnn_tanh"
     bias = len(n.in_shapes) > 3 and n.in_shapes[3] is not None
-    fwd = C.rnn(mode, seq, batch, inp, hidden, n.dtype, bidirectional=bidir, bias=bias)
-    bwd, saved = [], []
-    if _any_grad(n):
-        bwd.append(C.rnn(mode, seq, batch, inp, hidden, n.dtype, bidirectional=bidir, bias=bias, backward=True))
-        saved.append((n.out_names[0] + "#rnn", fwd.bytes_written))
+    grad = _any_grad(n)
+    weight_grad = any(n.in_grad[1:4]) if len(n.in_grad) > 1 else False
+    fwd: list = []
+    bwd: list = []
+    for _ in range(dirs):
+        f, b = C.rnn_direction(mode, seq, batch, inp, hidden, n.dtype, bias=bias,
+                               input_grad=bool(n.in_grad and n.in_grad[0]), weight_grad=weight_grad)
+        fwd += f
+        bwd += b
+    saved = []
+    if grad:
+        saved.append((n.out_names[0] + "#rnn", dirs * C.rnn_saved_bytes(mode, seq, batch, hidden, n.dtype)))
         if not n.in_const[0]:
             saved.append(_saved(n, 0))
-    return OpCost(fwd, bwd, saved)
+    return OpCost(fwd[0], bwd if grad else [], saved, more=fwd[1:], lib_call=True)
 
 
 def _dropout(n: Node) -> OpCost:
