@@ -1,5 +1,5 @@
 """ONNX frontend vs the PyTorch path on the same modules and shapes (like with like: eval form, BatchNorm folded
-where the export folds it, weights deleted from the .onnx).
+where the export folds it, weights in an external data file, read only to recognise a tied output layer).
 
     python benchmarks/onnx_accuracy.py        # writes benchmarks/results/onnx_accuracy.json
 
@@ -46,8 +46,10 @@ def compare(name: str, workdir: Path, shape: tuple | None = None) -> dict:
     torch.manual_seed(0)
     model = build().eval()
     example = torch.zeros(shape, dtype=getattr(torch, dtype)) if dtype != "float32" else torch.randn(shape)
+    # weights kept beside the graph as external data: read only to recognise a tied output layer (GPT-2's LM head
+    # is the token embedding transposed; frontends/onnx_ties.py); shapes come from the initializers' dims
     path = M.export_weightless(model, (example,), workdir / f"{name}.onnx", input_names=[in_name],
-                               output_names=["logits"])
+                               output_names=["logits"], keep_data=True)
     spec = f"{in_name}={dtype}[{','.join(map(str, shape))}]"
     t0 = time.perf_counter()
     tg = analyze(model, inputs={in_name: spec})
@@ -108,7 +110,9 @@ def main(argv=None) -> int:
         out.write_text(json.dumps({
             "method": "Each model is built randomly initialised, exported in eval mode with torch.onnx.export "
                       "(TorchScript exporter, opset 17, constant folding), its weights moved to an external data "
-                      "file that is then deleted; wattlint.frontends.onnx.analyze_onnx on the .onnx is compared "
+                      "file (read by the ONNX side only to recognise a tied output layer: GPT-2's LM head and BERT's "
+                      "MLM decoder are their token embedding transposed; the PyTorch side counts a tied weight "
+                      "once); wattlint.frontends.onnx.analyze_onnx on the .onnx is compared "
                       "with wattlint.frontends.source.analyze (the PyTorch path) on the same module and input "
                       "shape. ResNet-50's BatchNorms are folded into its convs on the PyTorch side as the export "
                       "does. diff = (onnx - torch) / torch.",

@@ -809,3 +809,33 @@ def test_seq_len_keeps_integer_inputs_of_another_length_and_says_so():
     assert any("kept as given: tgt [4, 8] (another length" in a for a in g.assumptions)
     same = trace_with_inputs(Two(), (ex[0], torch.randint(0, 100, (4, 32))), {}, seq_len=64)
     assert [s.shape for s in same.inputs] == [(4, 64), (4, 64)] and not any("--seq-len" in a for a in same.assumptions)
+
+
+def test_tied_weights_stay_tied_when_a_cpu_module_moves_to_meta():
+    """Review: a module with real (CPU) weights passed to the API was moved with Module.to("meta"), which makes a
+    new Parameter per module and unties shared weights: GPT-2's LM head and embedding were counted twice. Here an
+    embedding of 100 x 16 shared with the output layer: 1,600 parameters (not 3,200), one gradient and one AdamW
+    state per element of them."""
+    import torch
+    from torch import nn
+
+    from wattlint.frontends.source import analyze
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(100, 16)
+            self.out = nn.Linear(16, 100, bias=False)
+            self.out.weight = self.emb.weight
+
+        def forward(self, ids):
+            return self.out(self.emb(ids))
+
+    model = Tied()
+    g = analyze(model, inputs={"ids": "ids=int64[4,8]"})
+    assert g.params == 1600 and g.model.trainable_params == 1600
+    assert model.out.weight.device.type == "cpu" and model.out.weight is model.emb.weight  # the user's module kept
+    with torch.device("meta"):  # the same model built on meta (a factory) gives the same optimizer step
+        meta = Tied()
+    opt = lambda gr: sum(r.flops for r in gr.records if r.phase.value == "optimizer")  # noqa: E731
+    assert opt(g) == opt(analyze(meta, inputs={"ids": "ids=int64[4,8]"}))

@@ -25,6 +25,7 @@ from .. import costs as C
 from ..costs import Cost
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import onnx_ops as ops
+from .onnx_ties import tied_copies
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
                         _strings_ok, _Validate)
 from .onnx_shapes import _Shapes
@@ -194,6 +195,8 @@ class _Analysis(_Validate, _Shapes):
         self.const_names = set(self.inits)
         self.trainable = self._trainable(g)
         self.grad: set[str] = set(self.trainable)
+        # an output layer that is the embedding transposed (a tied LM head): one parameter, two uses
+        self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder)
         self.on_loss_path = self._loss_ancestors(g)
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []
@@ -227,9 +230,10 @@ class _Analysis(_Validate, _Shapes):
         records = list(self.fwd) + loss[0] + loss[1] + [r for grp in reversed(self.bwd) for r in grp]
         records.extend(self._optimizer())
 
-        params = sum(C.numel(self.param_tensors[n].dims) for n in self.trainable)
+        own = [n for n in self.trainable if n not in self.tied]
+        params = sum(C.numel(self.param_tensors[n].dims) for n in own)
         param_bytes = sum(C.nbytes(self.param_tensors[n].dims, _ONNX_DTYPES.get(self.param_tensors[n].data_type,
-                                                                                "float32")) for n in self.trainable)
+                                                                                "float32")) for n in own)
         name = self.model.graph.name or self.path.stem
         info = ModelInfo(self.source, "onnx", params, param_bytes, params, name=name)
         self._notes()
@@ -797,7 +801,8 @@ class _Analysis(_Validate, _Shapes):
         recs = []
         opt = self.optimizer
         half_params = False
-        for name in (n for n in self.inits if n in self.trainable):  # graph order: deterministic (not set order)
+        # graph order: deterministic (not set order); a tied copy is stepped as its embedding
+        for name in (n for n in self.inits if n in self.trainable and n not in self.tied):
             t = self.param_tensors[name]
             n = C.numel(t.dims)
             pdt = _ONNX_DTYPES.get(t.data_type, "float32")
@@ -832,6 +837,15 @@ class _Analysis(_Validate, _Shapes):
                 "fused": "one fused kernel (fused=True, one pass)",
                 "for-loop": "torch's single-tensor kernels (foreach=False: each elementwise op launched once per "
                             "parameter tensor)"}[self.optimizer_impl]
+        for copy, emb in sorted(self.tied.items()):
+            a.append(f"initializer {copy!r} is the embedding {emb!r} transposed (a tied output layer, values "
+                     f"compared): one parameter, its gradient added into the embedding's, no optimizer step of its "
+                     f"own")
+        for copy, cdims, emb, edims in self.tie_unread:
+            a.append(f"{copy!r} {cdims} is shaped as the embedding {emb!r} {edims} transposed (an output layer), its "
+                     f"weights not in the file: counted as a parameter of its own (untied); if the model ties them "
+                     f"(GPT-2, BERT), it has {C.numel(cdims):,} fewer parameters, no optimizer step or state for "
+                     f"them")
         if self.trainable:
             a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
                      f"(optimizer: {self.optimizer}, as {impl})")
