@@ -167,7 +167,7 @@ def test_html_summary_shows_every_summary_row():
     g = mlp_graph()
     est = estimate(g, gpu="a100", steps=1000, goodput=0.8, region="aws:us-east-1")
     doc = html.render([est])
-    cards = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div><div class="s"[^>]*>([^<]*)</div>',
+    cards = re.findall(r'<div class="k">([^<]*)</div><div class="v">([^<]*)</div><div class="s[^"]*">([^<]*)</div>',
                        doc)
     by = {k: (v, s) for k, v, s in cards}
     assert [k for k, _ in text_rows(est)] == list(by)
@@ -291,3 +291,32 @@ def test_markdown_never_lets_a_names_html_through():
     row = next(ln for ln in md.splitlines() if "onerror" in ln)
     assert row.startswith(f"| `` {bad}.") and " `` |" in row  # one double-backtick span: the name stays literal
     assert _esc("output '<img src=x>' & more") == "output '&lt;img src=x&gt;' &amp; more"
+
+
+def test_html_does_not_fit_card_has_one_class_attribute(monkeypatch):
+    """Review: the memory card of a model that does not fit was written `<div class="s" class="bad">`: parsers keep
+    the first attribute, so the warning was never styled."""
+    from html.parser import HTMLParser
+
+    est = estimate(mlp_graph(), gpu="a100", steps=10)
+    monkeypatch.setattr(html, "summary_rows", lambda e: [("Memory", "90.0 GiB  of 80.0 GiB: DOES NOT FIT")])
+    doc = html._cards(est)
+    seen = []
+
+    class Attrs(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            seen.append([k for k, _ in attrs])
+
+    Attrs().feed(doc)
+    assert all(len(a) == len(set(a)) for a in seen)
+    assert '<div class="s bad">of 80.0 GiB: DOES NOT FIT</div>' in doc
+
+
+def test_co2_line_states_a_small_grid_intensity():
+    """Review: --carbon-intensity 0.04 printed 'at 0 g/kWh' beside a non-zero CO2."""
+    from wattlint.report.tables import summary_rows
+
+    for ci, shown in ((0.04, "0.04"), (56.0, "56"), (369.5, "369.5"), (0.0, "0")):
+        est = estimate(mlp_graph(), gpu="a100", steps=10, carbon_intensity=ci)
+        row = dict((k.strip(), v) for k, v in summary_rows(est))["CO2"]
+        assert f"at {shown} g/kWh" in row, row

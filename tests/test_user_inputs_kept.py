@@ -194,3 +194,18 @@ def test_what_the_model_prints_goes_to_stderr(src, run_cli):
     assert doc["schema"] == "wattlint.estimate/1"
     for line in ("printed at import", "printed in the factory", "printed in forward"):
         assert line in err
+
+
+@pytest.mark.parametrize("name", ["resnet50.onnx.data", "weights.h5", "model.gguf", "frozen.pb", "model.pkl",
+                                  "gpt2/config.json"])
+def test_output_never_replaces_weights_or_a_model_config(tmp_path, monkeypatch, run_cli, name):
+    """Review: `-o resnet50.onnx.data` replaced the model's own external weights with the text report (exit 0), as
+    did `-o` onto .h5 / .gguf / .pb / .pkl files and another model's config.json."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ONNX, tmp_path / "resnet50.onnx")
+    target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"\x00weights\x01")
+    code, out, err = run_cli("resnet50.onnx", "--gpu", "a100", "--steps", "1", "-o", name)
+    assert code == 2 and "refusing to overwrite it" in err and err.count("\n") == 1
+    assert target.read_bytes() == b"\x00weights\x01"

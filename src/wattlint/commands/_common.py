@@ -143,7 +143,10 @@ def project_inputs(config=None) -> list[tuple[object, str]]:
 # suffixes of files a report never replaces: a project's code (a model module the configured model imports), model
 # weights and graphs, configurations (any name: the model-file and pyproject guards only know the run's own inputs)
 NEVER_A_REPORT = (".py", ".pyi", ".ipynb", ".onnx", ".pt", ".pth", ".safetensors", ".ckpt", ".bin", ".toml", ".yaml",
-                  ".yml", ".cfg", ".ini")
+                  ".yml", ".cfg", ".ini",
+                  # weights and models of other formats, an ONNX file's external data (model.onnx.data, .onnx_data)
+                  ".data", ".onnx_data", ".h5", ".hdf5", ".keras", ".gguf", ".ggml", ".pb", ".tflite", ".pkl",
+                  ".pickle", ".joblib", ".npz", ".npy", ".msgpack", ".mlmodel", ".pte")
 
 
 def check_output_path(path: str | None, root: Path | str | None = None,
@@ -169,6 +172,9 @@ def check_output_path(path: str | None, root: Path | str | None = None,
         if is_run_record(path):  # a tracked run's measurements, never a report
             raise InputError(f"--output {path}: is a wattlint run record (measured data); refusing to overwrite "
                              "it with the report (write the report to another file)")
+    if os.path.basename(path) == "config.json" and os.path.isfile(path):  # a Hugging Face model's configuration
+        raise InputError(f"--output {path}: an existing config.json (a model's configuration, not a report); refusing "
+                         "to overwrite it with the report (write the report to another file)")
     if os.path.basename(path) == "pyproject.toml":  # a project's configuration, never a report
         raise InputError(f"--output {path}: is a project's pyproject.toml; refusing to overwrite it with the report "
                          "(write the report to another file)")

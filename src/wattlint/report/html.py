@@ -73,9 +73,9 @@ def _cards(est: Estimate) -> str:
         cards.append((k, main, sub))
     out = ['<div class="cards">']
     for k, v, s in cards:
-        cls = ' class="bad"' if "NOT FIT" in s else ""
+        cls = "s bad" if "NOT FIT" in s else "s"  # one class attribute (a second one is dropped by parsers)
         out.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div>'
-                   f'<div class="s"{cls}>{escape(s)}</div></div>')
+                   f'<div class="{cls}">{escape(s)}</div></div>')
     out.append("</div>")
     return "".join(out)
 

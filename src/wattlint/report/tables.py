@@ -96,7 +96,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("Time", f"{u.hours(t.time_h)}  (5–95 %: {u.range_hours(*t.time_h_range, central=t.time_h)})"),
         ("GPU-hours", f"{u.gpu_hours(t.gpu_hours)}  (5–95 %: "
                       f"{u.range_gpu_hours(*t.gpu_hours_range, central=t.gpu_hours)})"),
-        ("CO2", f"{u.co2_kg(t.co2_kg)}  at {round(est.plan.carbon_intensity_g_per_kwh, 1):g} g/kWh"
+        ("CO2", f"{u.co2_kg(t.co2_kg)}  at {_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
                 + (f" ({est.plan.region})" if est.plan.region else "")),
         (_cost_label(est.plan), u.usd(t.cost_usd) if t.cost_usd is not None
          else "— (give --price and/or --gpu-hour-price)"),
@@ -232,3 +232,8 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
             e.calibration,
         ])
     return list(COMPARE_HEADER), rows, best
+
+
+def _intensity(g_per_kwh: float) -> str:
+    """A grid intensity as given: one decimal (56, 369.5), two significant digits below 0.1 g/kWh (0.04 read 0)."""
+    return f"{round(g_per_kwh, 1):g}" if g_per_kwh >= 0.1 or g_per_kwh == 0 else f"{g_per_kwh:.2g}"
