@@ -185,3 +185,22 @@ def test_seq_len_on_a_model_without_sequence_is_stated(run_cli):
                      "not used"]
     code, out, err = run_cli("analyze", str(ROOT / "examples" / "resnet50.onnx"), "--format", "json")
     assert not [a for a in json.loads(out)["assumptions"] if "--seq-len" in a]
+
+
+def test_text_report_prints_names_literally(run_cli, tmp_path):
+    """Review: the analyze text report printed names through rich's markup: an ONNX output named 'out[/]' exited 3
+    (MarkupError), a file 'm[red]x.onnx' lost its '[red]', and an escape sequence in a node name reached the
+    terminal raw."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], [0.0] * 12)
+    node = helper.make_node("MatMul", ["x", "w"], ["out[/]"], name="/lay\x1b[31mer[bold]/MatMul")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info("out[/]", TensorProto.FLOAT, [2, 3])], [w])
+    path = tmp_path / "m[red]x.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    code, out, err = run_cli("analyze", str(path))
+    assert code == 0, err
+    assert "m[red]x.onnx (onnx)" in out and "\x1b" not in out and "\\x1b" in out
+    assert "'out[/]'" in out  # the loss assumption names the output as it is

@@ -65,6 +65,16 @@ def render_json(graph: CostGraph) -> str:
     return dumps(analysis_to_dict(graph))
 
 
+def _safe(text) -> str:
+    """A name or line from the model (op, layer, file names) as literal text: control characters escaped
+    (tables.clean) and rich's markup brackets escaped (an ONNX output named 'out[/]' raised MarkupError, exit 3)."""
+    from rich.markup import escape
+
+    from .tables import clean
+
+    return escape(clean(text))
+
+
 def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -73,7 +83,7 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
     con = Console(file=buf, width=width, force_terminal=color, color_system="standard" if color else None,
                   highlight=False, emoji=False, soft_wrap=False)
     m = graph.model
-    con.print(f"[bold]{m.source or m.name}[/bold] ({m.format}) — {u.count(m.params)} parameters, "
+    con.print(f"[bold]{_safe(m.source or m.name)}[/bold] ({m.format}) — {u.count(m.params)} parameters, "
               f"{u.bytes_(m.param_bytes)}; micro-batch {graph.micro_batch}"
               + (f", seq {graph.seq_len}" if graph.seq_len else "") + f", {graph.precision}, {graph.optimizer}")
     phases = graph.by_phase()
@@ -106,7 +116,7 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
     for col in ("layer", "type", "forward", "backward", "bytes", "share"):
         lt.add_column(col, justify="left" if col in ("layer", "type") else "right", overflow="fold")
     for name, (f, b, by, o) in ranked:
-        lt.add_row(name or "(root)", types.get(name, ""), u.flops(f), u.flops(b), u.bytes_(by),
+        lt.add_row(_safe(name) if name else "(root)", _safe(types.get(name, "")), u.flops(f), u.flops(b), u.bytes_(by),
                    u.pct((f + b + o) / grand))
     con.print(lt)
     st = graph.status_counts()
@@ -114,12 +124,12 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
               f"(views/metadata), {st['unsupported']:,} unsupported")
     uns = graph.unsupported()
     if uns:
-        con.print("unsupported (0 FLOPs, bytes counted): " + ", ".join(f"{k} x{v}" for k, v in uns.items()))
+        con.print("unsupported (0 FLOPs, bytes counted): " + ", ".join(f"{_safe(k)} x{v}" for k, v in uns.items()))
     act = graph.extra.get("activation_bytes")
     if act:
         con.print(f"activations saved for backward: {u.bytes_(act)}")
     if graph.assumptions:
         con.print("[bold]assumptions[/bold]")
         for a in graph.assumptions:
-            con.print(f"  - {a}")
+            con.print(f"  - {_safe(a)}")
     return buf.getvalue()
