@@ -83,3 +83,18 @@ def test_bad_suites_are_clear_errors(bad, msg):
 def test_unknown_suite_name_lists_available():
     with pytest.raises(ConfigError, match="default"):
         load_suite("no-such-suite")
+
+
+@pytest.mark.parametrize("name, ok", [("../../../escaped", False), ("llm/ffn", False), (".hidden", False),
+                                      ("my-suite_2.1", True)])
+def test_suite_name_is_a_plain_file_name_part(name, ok):
+    """Review: a suite's name is part of the run's file names (<stamp>-<name>.csv); '../../../escaped' wrote the
+    run outside --out, 'llm/ffn' into a subfolder that `fit` never reads."""
+    doc = {"suite": {"name": name},
+           "group": [{"family": "gemm", "precisions": ["fp32"], "phases": ["forward"],
+                      "shapes": [{"m": 64, "n": 64, "k": 64}]}]}
+    if ok:
+        assert parse_suite(doc).name == name
+    else:
+        with pytest.raises(ConfigError, match="letters, digits"):
+            parse_suite(doc)

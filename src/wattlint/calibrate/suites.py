@@ -34,6 +34,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 (tomli is a dependency there)
@@ -281,9 +282,16 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
                           "measured for its family)")
     rnd = random.Random(seed)
     rnd.shuffle(samples)
-    return Suite(name=str(head.get("name") or Path(path).stem), path=path,
+    name = str(head.get("name") or Path(path).stem)
+    if not _SUITE_NAME.fullmatch(name):  # it names the run's files: '../../x' wrote them outside --out
+        raise ConfigError(f"{path}: [suite] name {name!r}: letters, digits, '.', '_' and '-' only (it is part of "
+                          "the run's file names), not starting with '.'")
+    return Suite(name=name, path=path,
                  description=str(head.get("description", "")), samples=tuple(samples), timing=timing, setup=setup,
                  sha256=sha256 or hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest())
+
+
+_SUITE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 def plan_text(suite: Suite, device: str, samples: tuple[Sample, ...] | None = None, part: str = "") -> str:
