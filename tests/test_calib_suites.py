@@ -98,3 +98,17 @@ def test_suite_name_is_a_plain_file_name_part(name, ok):
     else:
         with pytest.raises(ConfigError, match="letters, digits"):
             parse_suite(doc)
+
+
+def test_fitting_without_torch_names_the_extra(monkeypatch):
+    """Review: in the light install `wattlint fit` swallowed the missing torch and built every sample's records
+    from the formulas (310 op rows instead of 421, a worse model), exit 0 and no word; now one line naming the
+    extra (exit 2 through the CLI)."""
+    import sys
+
+    from wattlint.types import InputError
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails as where it is not installed
+    monkeypatch.setattr(benchmarks, "_TRACE_CACHE", {})
+    with pytest.raises(InputError, match=r"'torch' package is not installed; pip install 'wattlint\[torch\]'"):
+        benchmarks.traced_records("gemm", {"m": 64, "n": 64, "k": 64}, "fp32", "forward")

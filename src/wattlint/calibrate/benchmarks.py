@@ -440,9 +440,14 @@ def traced_records(family: str, params: Mapping[str, Any], precision: str, phase
     if key in _TRACE_CACHE:
         got = _TRACE_CACHE[key]
         return list(got) if got is not None else None
+    from ..frontends.extras import require
+
+    # fitting sees the records estimates see only through the torch frontend: without torch, every sample would
+    # fall back to the formulas and the model would differ (and be worse), silently
+    require("torch", "fitting calibration samples (each op is traced as the torch frontend records it)")
     try:
         recs = _trace(family, params, precision, phase)
-    except Exception:  # noqa: BLE001 - frontend missing or op not traceable: caller falls back to formulas
+    except Exception:  # noqa: BLE001 - op not traceable (a pure copy): caller falls back to formulas
         recs = None
     _TRACE_CACHE[key] = tuple(recs) if recs is not None else None
     return recs
