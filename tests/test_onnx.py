@@ -752,3 +752,28 @@ def test_tied_output_layer_is_one_parameter(tmp_path, case):
                          f"optimizer step or state for them"]
     else:
         assert len(notes) == tied
+
+
+def test_batch_baked_into_reshape_targets_is_rewritten_to_the_batch_asked_for(tmp_path):
+    """Review: an export with its batch baked into a Reshape target (`x.view(2, -1)` traced at batch 2) was costed
+    at batch 64 as the batch-2 costs x 32: the GEMM priced at 2 rows and its weight read 32 times (2x the energy of
+    the same model exported with a dynamic batch). The target's leading element is rewritten to the batch (as a
+    dynamic axis gives) and every record equals the dynamic export's; a constant that is not the batch still falls
+    back to scaling (checked by the Reshape element counts)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    def model(target, name):
+        nodes = [helper.make_node("Reshape", ["x", "shape"], ["h"], name="/flat/Reshape"),
+                 helper.make_node("MatMul", ["h", "W"], ["y"], name="/fc/MatMul")]
+        return _save(tmp_path, nodes, [_vi("x", [2, 4, 8])], [_vi("y", [2, 16])],
+                     [_w("W", [32, 16]), numpy_helper.from_array(np.array(target, dtype=np.int64), "shape")],
+                     name=name)
+
+    baked = analyze_onnx(model([2, 32], "baked.onnx"), batch_size=64)
+    dynamic = analyze_onnx(model([-1, 32], "dyn.onnx"), batch_size=64)
+    key = lambda g: [(r.op, r.phase, r.flops, r.bytes_read, r.bytes_written, r.dims) for r in g.records]  # noqa: E731
+    assert key(baked) == key(dynamic)
+    fc = [r for r in _fwd(baked, "onnx::MatMul")][0]
+    assert fc.flops == 2 * 64 * 32 * 16 and fc.dim("m") == 64 and fc.bytes_read == (64 * 32 + 32 * 16) * 4
+    assert any("1 shape constant(s) (Reshape / Expand targets) rewritten to batch 64" in a for a in baked.assumptions)

@@ -17,6 +17,7 @@ Never imports torch. onnxruntime / sympy are imported only when symbolic inferen
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from pathlib import Path
@@ -63,7 +64,22 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
             current.append(_Analysis(model, p, inputs or {}, batch_size, seq_len, optimizer, precision,
                                      source or str(path), optimizer_impl))
             return current[-1].run()
-        except _BatchBaked as e:  # a static batch baked into Reshape targets: analyze at it, scale linearly
+        except _BatchBaked as e:  # a static batch baked into Reshape targets
+            target = e.target or batch_size
+            patched = _rebatch_shape_constants(_load(p), e.static, target) if e.axis == 0 and target else None
+            if patched is not None:  # the exporter's constants rewritten to the batch asked for, as a dynamic axis
+                model_b, n_patched = patched
+                try:
+                    current.append(_Analysis(model_b, p, inputs or {}, batch_size, seq_len, optimizer, precision,
+                                             source or str(path), optimizer_impl))
+                    g = current[-1].run()
+                    note = (f"the graph has batch {e.static} baked into its shapes: {n_patched} shape constant(s) "
+                            f"(Reshape / Expand targets) rewritten to batch {target}, as a dynamic batch axis would "
+                            f"give")
+                    return dataclasses.replace(g, assumptions=(*g.assumptions, note))
+                except _BatchBaked:  # a constant that was not the batch (or one missed): scale instead
+                    pass
+            # analyze at the baked batch, scale linearly
             static_inputs = {k: TensorSpec(v.name, v.dtype, _with_dim(v.shape, e.axis, e.static))
                              for k, v in (inputs or {}).items()}
             current.append(_Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision,
@@ -110,6 +126,77 @@ def _with_dim(shape, axis: int, value: int) -> tuple:
     return shape[:axis] + (value,) + shape[axis + 1:] if len(shape) > axis else shape
 
 
+# shape inputs whose leading element is the batch when a graph was exported with a static one
+_BATCHED_SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0}
+# ops a shape vector passes through unchanged in its positions (Where: its two value inputs)
+_SHAPE_PASS_THROUGH = ("Where", "Cast", "Identity", "Equal", "Mul")
+
+
+def _rebatch_shape_constants(model, static: int, batch: int):
+    """``model`` with the leading element of every constant shape (the targets of Reshape / Expand, the shape of
+    ConstantOfShape; initializers or Constant nodes) scaled by ``batch / static`` (the batch itself, or the batch
+    folded into the rows: batch x seq), and how many were rewritten; None when there is none. The analysis of the result checks every Reshape's element counts, so a
+    rewritten constant that was not the batch falls back to scaling (the caller)."""
+    from onnx import numpy_helper
+
+    nodes = list(_all_nodes(model.graph))
+    names = {n.input[pos] for n in nodes for op, pos in _BATCHED_SHAPE_INPUTS.items()
+             if n.op_type == op and len(n.input) > pos and n.input[pos]}
+    # and the constants a shape is computed from (TorchScript's expand: Where(Equal(shape, -1), ones, shape))
+    producer = {o: n for n in nodes for o in n.output}
+    todo = list(names)
+    while todo:
+        n = producer.get(todo.pop())
+        if n is not None and n.op_type in _SHAPE_PASS_THROUGH:
+            for i in n.input[1:] if n.op_type == "Where" else n.input:
+                if i and i not in names:
+                    names.add(i)
+                    todo.append(i)
+    done = 0
+
+    def rewrite(t):
+        nonlocal done
+        # int32 / int64 vectors of 2+ elements: a 1-element target ([16]: a flat sequence) says nothing of a batch
+        if t.data_type not in (6, 7) or len(t.dims) != 1 or t.dims[0] < 2:
+            return None
+        try:
+            v = numpy_helper.to_array(t).copy()
+        except (ValueError, TypeError, OSError):  # external data not readable: leave it
+            return None
+        lead = int(v[0])
+        if lead <= 0 or (lead * batch) % static:  # -1 (inferred) and 0 (copied) follow the data by themselves
+            return None
+        v[0] = lead * batch // static  # the batch, or the batch folded into the rows (batch x seq)
+        done += 1
+        return numpy_helper.from_array(v, t.name)
+
+    for t in _all_initializers(model.graph):
+        if t.name in names:
+            new = rewrite(t)
+            if new is not None:
+                t.CopyFrom(new)
+    for n in _all_nodes(model.graph):
+        if n.op_type == "Constant" and n.output and n.output[0] in names:
+            for a in n.attribute:
+                if a.name == "value" and a.type == 4:
+                    new = rewrite(a.t)
+                    if new is not None:
+                        a.t.CopyFrom(new)
+    return (model, done) if done else None
+
+
+def _all_nodes(g):
+    """The nodes of ``g`` and of every subgraph (Loop / If / Scan bodies)."""
+    for n in g.node:
+        yield n
+        for a in n.attribute:
+            if a.type == 5:
+                yield from _all_nodes(a.g)
+            elif a.type == 10:
+                for sub in a.graphs:
+                    yield from _all_nodes(sub)
+
+
 def _scale_batch(g: CostGraph, static: int, batch: int, axis: int = 0) -> CostGraph:
     """Forward/backward costs scale with the batch (every op of these graphs is per-sample or a GEMM whose rows are
     samples); the optimizer step does not. ``axis``: the inputs' (and outputs') batch dim."""
@@ -124,7 +211,10 @@ def _scale_batch(g: CostGraph, static: int, batch: int, axis: int = 0) -> CostGr
     outs = tuple(TensorSpec(t.name, t.dtype, _with_dim(t.shape, axis, batch))
                  if len(t.shape) > axis and t.shape[axis] == static else t for t in g.outputs)
     note = (f"the graph has batch {static} baked into its shapes (Reshape targets): costs at batch {batch} are "
-            f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled)")
+            f"the batch-{static} costs scaled by {batch}/{static} (optimizer unscaled), which leans high: kernels "
+            f"priced at batch-{static} sizes run less efficiently, and weight reads are counted once per "
+            f"{static} samples; export with a dynamic batch axis (torch.onnx.export(..., dynamic_axes=...)) for "
+            f"the cost at batch {batch}")
     extra = dict(g.extra)
     extra["activation_bytes"] = round(extra.get("activation_bytes", 0) * f)
     # the records keep their batch-``static`` dims (priced at those shapes, then scaled): what reads a size from
