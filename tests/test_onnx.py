@@ -777,3 +777,23 @@ def test_batch_baked_into_reshape_targets_is_rewritten_to_the_batch_asked_for(tm
     fc = [r for r in _fwd(baked, "onnx::MatMul")][0]
     assert fc.flops == 2 * 64 * 32 * 16 and fc.dim("m") == 64 and fc.bytes_read == (64 * 32 + 32 * 16) * 4
     assert any("1 shape constant(s) (Reshape / Expand targets) rewritten to batch 64" in a for a in baked.assumptions)
+
+
+def test_folded_batchnorm_backward_for_every_conv_without_scoped_names(tmp_path):
+    """Review: in a graph without scoped node names ('Conv_0', as older exports and onnxsim write them) every conv
+    is in module '', and the synthesized BatchNorm backwards were keyed by module: 3 forwards, 1 backward. One per
+    folded conv now, each before its conv's backward (gradients reach BatchNorm first)."""
+    nodes, inits, x = [], [], "x"
+    for i in range(3):
+        nodes += [helper.make_node("Conv", [x, f"w{i}", f"onnx::Conv_{i}"], [f"c{i}"], name=f"Conv_{2 * i}",
+                                   pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"Relu_{2 * i + 1}")]
+        inits += [_w(f"w{i}", [4, 4, 3, 3]), _w(f"onnx::Conv_{i}", [4])]
+        x = f"r{i}"
+    g = analyze_onnx(_save(tmp_path, nodes, [_vi("x", [2, 4, 8, 8])], [_vi(x, None)], inits, name="flat.onnx"))
+    assert len(_fwd(g, "synth::BatchNormalization")) == 3
+    bwd = [r.op for r in _bwd(g) if r.op in ("synth::BatchNormalization", "onnx::Conv")]
+    assert bwd.count("synth::BatchNormalization") == 3
+    # backward runs the last conv first: BatchNorm, then that conv's gradient GEMM(s), for each of the three
+    assert bwd[0] == "synth::BatchNormalization" and all(
+        bwd[i + 1] == "onnx::Conv" for i, op in enumerate(bwd) if op == "synth::BatchNormalization")

@@ -973,10 +973,15 @@ class _Analysis(_Validate, _Shapes):
         if not chosen:
             return
         fwd: list[OpRecord] = []
-        bn_bwd: dict[str, OpRecord] = {}
+        # keyed by (module, which of the module's convs): graphs without scoped node names put every conv in
+        # module '' (older exports, onnxsim output), where one key per module kept a single BatchNorm backward
+        bn_bwd: dict[tuple[str, int], OpRecord] = {}
         pick = set(chosen)
+        seen: dict[str, int] = {}
         for i, r in enumerate(self.fwd):
             fwd.append(r)
+            if r.op == "onnx::Conv" and r.status is Status.HANDLED:
+                nth = seen[r.module] = seen.get(r.module, -1) + 1
             if i not in pick:
                 continue
             e = C.dtype_bytes(r.dtype)
@@ -991,15 +996,18 @@ class _Analysis(_Validate, _Shapes):
                                 dtype=dt, shapes=(x,), flops=fc.flops, bytes_read=fc.bytes_read,
                                 bytes_written=fc.bytes_written, status=Status.HANDLED, module_type=mt))
             bc = C.norm(x, dt, "batch", backward=True)
-            bn_bwd[r.module] = OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module,
+            bn_bwd[(r.module, nth)] = OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module,
                                         phase=Phase.BACKWARD, dtype=dt, shapes=(x,), flops=bc.flops,
                                         bytes_read=bc.bytes_read, bytes_written=bc.bytes_written,
                                         status=Status.HANDLED, module_type=mt)
         self.fwd = fwd
-        for grp in self.bwd:
+        seen = {}
+        for grp in self.bwd:  # conv backward groups come in the convs' forward order
             for r in grp:
-                if r.op == "onnx::Conv" and r.module in bn_bwd:
-                    grp.insert(0, bn_bwd.pop(r.module))
+                if r.op == "onnx::Conv":
+                    nth = seen[r.module] = seen.get(r.module, -1) + 1
+                    if (r.module, nth) in bn_bwd:
+                        grp.insert(0, bn_bwd.pop((r.module, nth)))
                     break
 
     def _constant_true(self, name: str) -> bool:
