@@ -744,14 +744,10 @@ class _Analysis(_Validate, _Shapes):
             if not branches:
                 return
             best, best_flops = None, -1
-            for br in branches:  # pick the costlier branch by a dry run
-                saved = (self.fwd, self.bwd, self.saved, set(self.grad))
-                self.fwd, self.bwd, self.saved = [], [], {}
-                self._walk(br, scale=scale, in_subgraph=True)
-                f = sum(r.flops for r in self.fwd)
+            for br in branches:  # pick the costlier branch by a dry run that leaves this analysis as it was
+                f = sum(r.flops for r in self._probe(br, scale).fwd)
                 if f > best_flops:
                     best, best_flops = br, f
-                self.fwd, self.bwd, self.saved, self.grad = saved
             self.assumptions.append(f"If {node.name or ''}: the costlier branch is counted")
             self._walk(best, scale=scale, in_subgraph=True)
             self._grad_outputs(node, best)
@@ -777,13 +773,42 @@ class _Analysis(_Validate, _Shapes):
             shp = n.in_shapes[first_scan] if 0 <= first_scan < len(n.in_shapes) else None
             axes = list(attrs["scan_input_axes"].ints) if "scan_input_axes" in attrs else [0]
             trips = shp[axes[0]] if shp and len(shp) > axes[0] else 1
-        # body inputs that carry gradients: those bound to outer inputs that need one
-        for bi, oi in zip(body.input[(2 if node.op_type == "Loop" else 0):],
-                          node.input[(2 if node.op_type == "Loop" else 0):]):
+        # body inputs that carry gradients: those bound to outer inputs that need one, and the loop-carried state
+        # whose next value needs one (h = relu(h @ W) with W trained: every iteration after the first back-
+        # propagates into h, so each is priced with its input-gradient GEMM)
+        first = 2 if node.op_type == "Loop" else 0
+        for bi, oi in zip(body.input[first:], node.input[first:]):
             if oi in self.grad:
                 self.grad.add(bi.name)
+        carried = max(0, len(node.input) - 2) if node.op_type == "Loop" else max(0, len(node.input) - nscan)
+        states = list(zip(body.input[first:first + carried], body.output[(1 if node.op_type == "Loop" else 0):]))
+        if any(bi.name not in self.grad for bi, _ in states):
+            probe = self._probe(body, scale)
+            late = [bi.name for bi, bo in states if bo.name in probe.grad and bi.name not in self.grad]
+            if late:
+                self.grad.update(late)
+                self.assumptions.append(f"{node.op_type} {node.name or '(unnamed)'}: its loop-carried state needs a "
+                                        f"gradient: every iteration is priced with its input-gradient work (the "
+                                        f"first one's too, into the initial state)")
         self._walk(body, scale=scale * trips, in_subgraph=True)
         self._grad_outputs(node, body)
+
+    def _probe(self, graph, scale) -> "_Analysis":
+        """A dry run of ``graph`` (an If branch, a loop body) on a copy of this analysis: its records and gradient
+        flow, with this analysis left as it was (the records, gradient set and use counts, notes and counters a
+        walk adds)."""
+        import copy
+
+        probe = copy.copy(self)
+        for k, v in vars(self).items():
+            if isinstance(v, dict):
+                setattr(probe, k, {kk: (copy.copy(vv) if isinstance(vv, (list, set, dict)) else vv)
+                                   for kk, vv in v.items()})
+            elif isinstance(v, (list, set)):
+                setattr(probe, k, copy.copy(v))
+        probe.fwd, probe.bwd, probe.saved = [], [], {}
+        probe._walk(graph, scale=scale, in_subgraph=True)
+        return probe
 
     def _grad_outputs(self, node, body) -> None:
         if any(o.name in self.grad for o in body.output):
