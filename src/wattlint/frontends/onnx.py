@@ -885,6 +885,10 @@ class _Analysis(_Validate, _Shapes):
             raise InputError(f"{self.path}: the graph has no floating-point output to build a loss from: nothing to "
                              "train (an ONNX export of a training model ends in its logits or loss)")
         dt, shape = self.types.get(out, ("float32", None))
+        if shape is None:  # unknown, not a scalar: the loss cannot be sized
+            self.assumptions.append(f"loss not costed: the shape of output {out!r} is unknown (shape inference could "
+                                    f"not resolve it)")
+            return [], []
         if not shape:
             self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
             return [], []

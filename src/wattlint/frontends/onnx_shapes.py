@@ -118,6 +118,10 @@ class _Shapes:
         from a data file inside the model's folder when present; otherwise remember them for a clear error."""
         g = self.model.graph
         ext = {t.name: t for t in g.initializer if t.data_location == 1 and t.data_type in (6, 7)}
+        # Constant nodes saved with their tensors as external data (onnx.save(..., convert_attribute=True))
+        ext.update({n.output[0]: a.t for n in g.node if n.op_type == "Constant" and n.output
+                    for a in n.attribute if a.name == "value" and a.type == 4 and a.t.data_location == 1
+                    and a.t.data_type in (6, 7)})
         if not ext:
             return
         wanted = set()
@@ -125,6 +129,14 @@ class _Shapes:
             for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
                 if pos < len(n.input) and n.input[pos] in ext:
                     wanted.add(n.input[pos])
+        # and every other small integer tensor: shapes are also computed from them (Concat of constants into a
+        # Reshape target, Gather indices of a Shape); unread, shape inference lost every shape after them
+        for name, t in ext.items():
+            count = 1
+            for d in t.dims:
+                count *= max(int(d), 0)
+            if count <= MAX_SHAPE_VALUES:
+                wanted.add(name)
         for name in sorted(wanted):
             t = ext[name]
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
