@@ -325,3 +325,57 @@ def test_predict_text_names_the_variant_shown(cpu_run, tmp_path, run_cli):
     shown = doc["configs"][0]["predictions"].get("calibrated") or doc["configs"][0]["predictions"]["prior"]
     assert code == 0 and "shown: the calibrated variant where there is one, else the prior" in out
     assert f"J/step  [{shown['calibration']}]" in out
+
+
+def _campaign(tmp_path, parts, *, gpu=None):
+    """A predictions file for configs a, b and one measurements file per (part, names) of ``parts``."""
+    pred = {"schema": V.PRED_SCHEMA, "configs": [
+        {"name": n, "source": "s", "precision": "bf16", "inputs": [], "predictions": {
+            "prior": {"time_s": 1.0, "gpu_energy_j": 100.0, "avg_gpu_power_w": 100.0}}} for n in ("a", "b")]}
+    pred["gpu"] = "a100-sxm4-80gb"
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(pred))
+    files = []
+    for i, (part, names) in enumerate(parts):
+        m = {"schema": V.MEAS_SCHEMA, "predictions_file": "p.json", "predictions_sha256": V.sha256_bytes(p.read_bytes()),
+             "part": part, "gpu": gpu or pred["gpu"], "device": {"kind": "cuda"}, "meter": {"name": "nvml"},
+             "results": [{"name": n, "status": "ok", "time_per_step_s": 1.0 + i, "energy_per_step_j": 100.0,
+                          "avg_power_w": 100.0, "timing_steps": 5, "power_steps": 5, "power_source": "counter"}
+                         for n in names]}
+        f = tmp_path / f"m{i}.json"
+        f.write_text(json.dumps(m))
+        files.append(str(f))
+    return p, files
+
+
+def test_compare_refuses_a_configuration_measured_twice_a_part_given_twice_or_another_gpu(tmp_path):
+    """Review: two measurement files holding the same configuration were merged with the last one winning (no word),
+    two files of the same part were merged, and an H100's measurements were compared with an A100's predictions."""
+    _, files = _campaign(tmp_path, [([1, 2], ["a", "b"]), ([2, 2], ["a"])])
+    with pytest.raises(V.ValidationError, match="measured more than once across the measurement files: a"):
+        V.compare(files)
+    _, files = _campaign(tmp_path, [([1, 2], ["a"]), ([1, 2], ["b"])])
+    with pytest.raises(V.ValidationError, match="part 1/2"):
+        V.compare(files)
+    _, files = _campaign(tmp_path, [([1, 1], ["a", "b"])], gpu="h100-sxm5-80gb")
+    with pytest.raises(V.ValidationError, match="of h100-sxm5-80gb, the predictions for a100-sxm4-80gb"):
+        V.compare(files)
+
+
+def test_a_second_predictions_file_keeps_its_own_prior(tmp_path):
+    """Review: `validate compare` dropped the prior of every predictions file after the first ("the same prior
+    twice"), so a post-fix predictions file's prior (the README's 19.7 / 16.9 % on the H200) could not be shown.
+    A later file's prior is its own row when it differs; an identical one is still shown once."""
+    p, files = _campaign(tmp_path, [([1, 1], ["a", "b"])])
+    later = json.loads(p.read_text())
+    for c in later["configs"]:
+        c["predictions"]["prior"]["time_s"] = 0.5
+    p2 = tmp_path / "p2.json"
+    p2.write_text(json.dumps(later))
+    _, doc = V.compare(files, [str(p), str(p2)])
+    assert doc["summary"]["prior"]["time"]["mape"] == pytest.approx(0.0)
+    assert doc["summary"]["prior@p2.json"]["time"]["mape"] == pytest.approx(0.5)
+    same = tmp_path / "p3.json"
+    same.write_text(p.read_text())
+    _, doc = V.compare(files, [str(p), str(same)])
+    assert "prior@p3.json" not in doc["summary"]

@@ -537,6 +537,12 @@ def _summary(errs: list[float]) -> dict[str, Any]:
             "within_15pct": sum(1 for x in a if x <= 0.15) / len(a)}
 
 
+def _same_prior(doc: dict, first: dict) -> bool:
+    """Whether every configuration of predictions file ``doc`` has the first file's prior prediction."""
+    return all(c.get("predictions", {}).get("prior") == first.get(c["name"]) for c in doc["configs"]
+               if c["name"] in first)
+
+
 def compare(measurements: str | list[str], predictions: list[str] | None = None, *,
             out: str | None = None) -> tuple[Path, dict]:
     """``measurements``: one file, or several (parts of one campaign against the same predictions file)."""
@@ -552,6 +558,15 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         raise ValidationError("a measurements file is given twice: each would count its results again")
     if len({m["predictions_sha256"] for m in metas}) != 1:
         raise ValidationError("the measurement files were made against different predictions files")
+    parts = [tuple(m["part"]) for m in metas if m.get("part")]
+    if len(set(parts)) != len(parts):  # two files of one part: the same configurations measured twice
+        raise ValidationError(f"two measurement files are part {'/'.join(map(str, parts[0]))} of the campaign: give "
+                              "each part once")
+    names = [r.get("name") for m in metas for r in m["results"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # one result would silently replace the other
+        raise ValidationError(f"configuration(s) measured more than once across the measurement files: "
+                              f"{', '.join(map(str, twice))}; give each configuration's measurement once")
     mpath = Path(mfiles[0])
     meas = dict(metas[0])
     meas["results"] = [r for m in metas for r in m["results"]]
@@ -574,6 +589,11 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                                   f"device's are for {docs[0][1].get('gpu')} ({docs[0][1].get('device')}): compare "
                                   "predictions of the measured device only")
         docs.append((p, doc, sha256_bytes(raw)))
+    mgpu, pgpu = meas.get("gpu"), docs[0][1].get("gpu")
+    if mgpu and pgpu and mgpu != pgpu:  # an H100's measurements against an A100's predictions
+        raise ValidationError(f"the measurements are of {mgpu}, the predictions for {pgpu}: compare predictions of "
+                              "the measured device only")
+    first_prior = {c["name"]: c.get("predictions", {}).get("prior") for c in docs[0][1]["configs"]}
     results = {r["name"]: r for r in meas["results"] if r.get("status") == "ok"}
     models = []
     variants: dict[str, dict[str, list[float]]] = {}
@@ -593,8 +613,8 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                 models.append(entry)
             for vname, v in c.get("predictions", {}).items():
                 key = vname if p == docs[0][0] else f"{vname}@{p.name}"
-                if vname == "prior" and p != docs[0][0]:
-                    continue  # the same prior twice
+                if vname == "prior" and p != docs[0][0] and _same_prior(doc, first_prior):
+                    continue  # the same prior twice (a later file's own prior, from other code, is its own row)
                 e = {"time_s": v["time_s"], "gpu_energy_j": v["gpu_energy_j"], "avg_gpu_power_w": v["avg_gpu_power_w"],
                      "time_err": _err(v["time_s"], r["time_per_step_s"]),
                      "energy_err": _err(v["gpu_energy_j"], r["energy_per_step_j"]),
