@@ -320,3 +320,21 @@ def test_co2_line_states_a_small_grid_intensity():
         est = estimate(mlp_graph(), gpu="a100", steps=10, carbon_intensity=ci)
         row = dict((k.strip(), v) for k, v in summary_rows(est))["CO2"]
         assert f"at {shown} g/kWh" in row, row
+
+
+def test_compare_reports_state_every_gpus_assumptions_with_its_key():
+    """Review: the HTML comparison listed only the most efficient GPU's assumptions (the others' fallback precision,
+    GPU-hour price and host power were missing), ignored --group-by in its detail, and text / Markdown printed the
+    lines that differ between GPUs without saying whose they were. Now each line once, led by the GPUs it is about
+    unless all share it, in all three formats."""
+    ests = estimate_many(mlp_graph(), ["a100", "v100"], steps=100, precision="bf16",
+                         gpu_hour_price={"a100": 1.8, "v100": 0.3})
+    v100 = next(e for e in ests if e.gpu.key.startswith("v100"))
+    fallback = next(a for a in v100.assumptions if "bf16" in a and "v100" in a.lower())
+    shared = next(a for a in v100.assumptions if a in ests[0].assumptions)
+    line = f"[{v100.gpu.key}] {fallback}"
+    doc = html.render(ests, group_by="name")
+    assert f"<li>{html.escape(line)}</li>" in doc and f"<li>{html.escape(shared)}</li>" in doc
+    assert doc != html.render(ests, group_by="block")  # the detail's layers follow --group-by
+    assert f"- {line}" in markdown.render(ests).replace("\\[", "[").replace("\\]", "]")
+    assert " ".join(line.split()) in " ".join(text.render(ests, width=200).split())

@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import group_layers, shorten
-from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -153,7 +153,7 @@ def _assumptions(assumptions: list[str], est: Estimate) -> list[str]:
     return out
 
 
-def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
+def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", depth: int = 2) -> list[str]:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
     body = [f"<h1>wattlint compare: <code>{escape(e0.model.source)}</code></h1>",
@@ -177,12 +177,18 @@ def _compare_body(ests: Sequence[Estimate], top: int) -> list[str]:
     # the best GPU's own findings are in its detail below
     body += _finding_list("Findings on the other GPUs", compare_findings(ests, skip=best))
     body.append(f"<h2>{escape(ests[best].gpu.key)}: detail</h2>")
-    body += _one_body(ests[best], top)[3:]
+    body += _one_body(ests[best], top, group_by, depth)[3:]
+    # the detail lists the best GPU's assumptions; every compared GPU's, each line once, led by the GPUs it is
+    # about where not all share it (the other GPUs' fallback precision, price and host power were left out)
+    body.append('<h2>Assumptions of all compared GPUs</h2><ul class="assume">')
+    body += [f"<li>{escape(a)}</li>" for a in compare_assumption_lines(ests)]
+    body.append("</ul>")
     return body
 
 
 def render(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
-    body = _one_body(ests[0], top, group_by, depth) if len(ests) == 1 else _compare_body(ests, top)
+    body = (_one_body(ests[0], top, group_by, depth) if len(ests) == 1 else
+            _compare_body(ests, top, group_by, depth))
     title = f"wattlint: {ests[0].model.source}"
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

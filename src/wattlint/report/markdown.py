@@ -7,7 +7,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
-from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
+from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -83,7 +83,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
     if found:
         lines += _findings(found)
     lines += ["", "<details><summary>Assumptions</summary>", ""]
-    lines += [f"- {_esc(a)}" for a in dict.fromkeys(a for e in ests for a in e.assumptions)]
+    lines += [f"- {_esc(a)}" for a in compare_assumption_lines(ests)]
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 

@@ -237,3 +237,17 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
 def _intensity(g_per_kwh: float) -> str:
     """A grid intensity as given: one decimal (56, 369.5), two significant digits below 0.1 g/kWh (0.04 read 0)."""
     return f"{round(g_per_kwh, 1):g}" if g_per_kwh >= 0.1 or g_per_kwh == 0 else f"{g_per_kwh:.2g}"
+
+
+def compare_assumption_lines(ests) -> list[str]:
+    """The assumptions of a comparison, each once: a line every compared GPU shares as it is, a line only some
+    have led by their keys (``[v100] --precision bf16 is not available ...``), so that a reader can tell whose
+    fallback precision, host power or price each one is."""
+    keys = [e.gpu.key for e in ests]
+    owners: dict[str, list[str]] = {}
+    for e in ests:
+        for a in e.assumptions:
+            owners.setdefault(a, [])
+            if e.gpu.key not in owners[a]:
+                owners[a].append(e.gpu.key)
+    return [a if len(who) == len(set(keys)) else f"[{', '.join(who)}] {a}" for a, who in owners.items()]

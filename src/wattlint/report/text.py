@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import shorten
-from .tables import (compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -180,7 +180,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     if found:
         _print_findings(con, found)
         con.print()
-    assumptions = list(dict.fromkeys(a for e in ests for a in e.assumptions))
+    assumptions = compare_assumption_lines(ests)
     con.print(Text("Assumptions", style="bold"))
     for a in assumptions:
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
