@@ -73,3 +73,21 @@ def test_a_folder_that_refuses_new_files_is_named_not_our_temporary(tmp_path, mo
         atomic_write_text(tmp_path / "r.json", "{}")
     assert e.value.filename == str(tmp_path / "r.json") and e.value.errno == errno.EPERM
     assert f"cannot write in {tmp_path}" in str(e.value) and ".tmp" not in str(e.value)
+
+
+def test_a_new_file_follows_the_umask(tmp_path):
+    """Review: a new -o file was always 0644 (world-readable) whatever the umask; a plain write gives 0600 under
+    umask 077. An existing file keeps its own bits."""
+    import os
+
+    from wattlint.io import atomic_write_text
+
+    old = os.umask(0o077)
+    try:
+        atomic_write_text(tmp_path / "private.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    os.chmod(tmp_path / "private.json", 0o640)
+    atomic_write_text(tmp_path / "private.json", "{}\n")
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o640

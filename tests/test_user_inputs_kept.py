@@ -209,3 +209,18 @@ def test_output_never_replaces_weights_or_a_model_config(tmp_path, monkeypatch, 
     code, out, err = run_cli("resnet50.onnx", "--gpu", "a100", "--steps", "1", "-o", name)
     assert code == 2 and "refusing to overwrite it" in err and err.count("\n") == 1
     assert target.read_bytes() == b"\x00weights\x01"
+
+
+def test_check_refuses_the_baselines_place_before_the_baseline_exists(tmp_path, monkeypatch, run_cli):
+    """Review: with no baseline yet, `check -o wattlint-baseline.json` wrote the JSON report there (exit 0) and every
+    later check and --update-baseline exited 2 ('not a wattlint baseline')."""
+    (tmp_path / "models").mkdir()
+    shutil.copy(ONNX, tmp_path / "models" / "net.onnx")
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\n\n[[tool.wattlint.models]]\n'
+                                             'name = "net"\nsource = "models/net.onnx"\nsteps = 10\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / ".wattlint-cache"))
+    code, _, err = run_cli("check", "-o", "wattlint-baseline.json", "--exit-zero")
+    assert code == 2 and "--output wattlint-baseline.json: is where the baseline of this run goes" in err
+    assert not (tmp_path / "wattlint-baseline.json").exists()
+    assert run_cli("check", "--update-baseline")[0] == 0

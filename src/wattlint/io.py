@@ -40,7 +40,7 @@ def _write_temp(path: Path, text: str) -> str:
             f.flush()
             os.fsync(f.fileno())
         try:
-            mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o644
+            mode = os.stat(path).st_mode & 0o777 if path.exists() else 0o666 & ~_umask()  # as open() would
             os.chmod(tmp, mode)
         except OSError:
             pass
@@ -241,6 +241,13 @@ def same_file(a: Path | str | None, b: Path | str | None) -> bool:
         return a is not None and b is not None and os.path.exists(a) and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back; no other way in the standard library)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def utc_now() -> str:

@@ -166,6 +166,10 @@ def check_output_path(path: str | None, root: Path | str | None = None,
         if same_file(path, src):
             raise InputError(f"--output {path}: is {what} of this run; refusing to overwrite it with the report "
                              "(write the report to another file)")
+        if src is not None and not os.path.exists(src) and os.path.realpath(path) == os.path.realpath(src):
+            # the baseline's place before its first --update-baseline: a report there broke every later check
+            raise InputError(f"--output {path}: is where {what} of this run goes; refusing to write the report "
+                             "there (write the report to another file)")
     if os.path.isfile(path):
         from ..tracking.record import is_run_record
 
