@@ -338,3 +338,16 @@ def test_compare_reports_state_every_gpus_assumptions_with_its_key():
     assert doc != html.render(ests, group_by="block")  # the detail's layers follow --group-by
     assert f"- {line}" in markdown.render(ests).replace("\\[", "[").replace("\\]", "]")
     assert " ".join(line.split()) in " ".join(text.render(ests, width=200).split())
+
+
+def test_units_are_chosen_after_rounding_and_large_values_keep_three_digits():
+    """Review: the unit was picked before rounding, so one quantity read in two units in one report ('Time 120 s'
+    beside '2.00 GPU-min' for 119.95 s; '1,000 ms', '120 min', '1,000 kg CO2e', '100.0 Wh'), and large values printed
+    every integer digit of a three-digit number ('2,169,915 GPU-h' where the JSON has 2169920)."""
+    assert u.duration(119.95) == "2.00 min" and u.gpu_hours(119.95 / 3600) == "2.00 GPU-min"
+    assert u.duration(0.9999) == "1.00 s" and u.hours(1.999) == "2.00 h"
+    assert u.co2_kg(999.99) == "1.00 t CO2e" and u.energy_kwh(0.09996) == "0.100 kWh"
+    assert u.gpu_hours(0.99999) == "1.00 GPU-h"
+    assert u.gpu_hours(2_169_915) == "2.17 M GPU-h" and u.gpu_hours(15_400) == "15.4 k GPU-h"
+    assert u.gpu_hours(9_999) == "9,999 GPU-h"  # four integer digits stay whole
+    assert u.count(2_169_915) == "2.17 M" and u.flops(123_456.0) == "123 kFLOP"

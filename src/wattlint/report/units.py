@@ -21,7 +21,8 @@ ENERGY_KWH = ((1e6, "GWh", 1e6), (1e3, "MWh", 1e3), (1.0, "kWh", 0.1), (1e-3, "W
 CO2_KG = ((1000.0, "t CO2e", 1000.0), (1.0, "kg CO2e", 0.1), (1e-3, "g CO2e", 1e-4), (1e-6, "mg CO2e", 0.0))
 FLOP = ((1e18, "EFLOP", 1e18), (1e15, "PFLOP", 1e15), (1e12, "TFLOP", 1e12), (1e9, "GFLOP", 1e9),
         (1e6, "MFLOP", 1e6), (1e3, "kFLOP", 1e3), (1.0, "FLOP", 0.0))
-GPU_HOURS = ((1.0, "GPU-h", 1.0), (1 / 60, "GPU-min", 1 / 60), (1 / 3600, "GPU-s", 0.0))
+GPU_HOURS = ((1e6, "M GPU-h", 1e6), (1e3, "k GPU-h", 1e4), (1.0, "GPU-h", 1.0), (1 / 60, "GPU-min", 1 / 60),
+             (1 / 3600, "GPU-s", 0.0))
 POWER = ((1e6, "MW", 1e6), (1e3, "kW", 1e4), (1.0, "W", 1.0), (1e-3, "mW", 0.0))
 BYTES = ((2.0**40, "TiB", 2.0**40), (2.0**30, "GiB", 2.0**30), (2.0**20, "MiB", 2.0**20), (2.0**10, "KiB", 2.0**10),
          (1.0, "B", 0.0))
@@ -33,17 +34,25 @@ def _num(x: float, digits: int = 3) -> str:
         return "n/a"
     if x == 0:
         return "0"
-    mag = math.floor(math.log10(abs(x)))
-    decimals = max(0, digits - 1 - mag)
     if abs(x) >= 1e15:
         return f"{x:.{digits - 1}e}"
+    rounded = float(f"{x:.{digits}g}")
+    if abs(rounded) < 1000 or abs(x) >= 10_000:
+        # rounded first (0.9999 s is '1.00', not '1.000'); 2,169,915 GPU-h printed every digit of a number known
+        # to three; 1,000-9,999 keep their four integer digits
+        x = rounded
+    mag = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - mag)
     return f"{x:,.{decimals}f}"
 
 
 def pick(values: Sequence[float], table) -> tuple[float, str]:
-    """(divisor, label) of ``table`` for the largest magnitude among ``values``."""
+    """(divisor, label) of ``table`` for the largest magnitude among ``values``, as it reads once rounded to three
+    significant digits (119.95 s is '2.00 min', as 0.0333 GPU-h is: not '120 s' beside '2.00 GPU-min')."""
     finite = [abs(v) for v in values if v is not None and math.isfinite(v)]
     top = max(finite, default=0.0)
+    if top > 0:
+        top = float(f"{top:.3g}")
     for scale, label, least in table:
         if top >= least and top > 0:
             return scale, label
