@@ -349,5 +349,5 @@ def test_units_are_chosen_after_rounding_and_large_values_keep_three_digits():
     assert u.co2_kg(999.99) == "1.00 t CO2e" and u.energy_kwh(0.09996) == "0.100 kWh"
     assert u.gpu_hours(0.99999) == "1.00 GPU-h"
     assert u.gpu_hours(2_169_915) == "2.17 M GPU-h" and u.gpu_hours(15_400) == "15.4 k GPU-h"
-    assert u.gpu_hours(9_999) == "9,999 GPU-h"  # four integer digits stay whole
+    assert u.gpu_hours(9_990) == "9,990 GPU-h" and u.gpu_hours(9_999) == "10.0 k GPU-h"  # 4 digits stay whole
     assert u.count(2_169_915) == "2.17 M" and u.flops(123_456.0) == "123 kFLOP"
