@@ -871,3 +871,15 @@ def test_constant_nodes_saved_as_external_data_are_read(tmp_path):
     (tmp_path / "ext.bin").unlink()  # the data file gone: the shape cannot be read; said so, never a scalar loss
     with pytest.raises(InputError, match="missing"):
         analyze_onnx(tmp_path / "ext.onnx")
+
+
+def test_batch_size_sets_the_batch_of_an_input_given_with_input(tmp_path):
+    """Review: `--input x=float32[16,64] --batch-size 32` traced an ONNX MLP at 16 while the batch line said 32
+    traced (the estimate then scaled 16 -> 32). --batch-size sets the batch dim of --input's shape too, as the
+    torch frontend does, stated."""
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="/fc/MatMul")]
+    p = _save(tmp_path, nodes, [_vi("x", ["N", 64])], [_vi("y", ["N", 10])], [_w("W", [64, 10])])
+    g = analyze_onnx(p, inputs={"x": TensorSpec("x", "float32", (16, 64))}, batch_size=32)
+    assert g.micro_batch == 32 and g.inputs[0].shape == (32, 64)
+    assert _fwd(g, "onnx::MatMul")[0].flops == 2 * 32 * 64 * 10
+    assert "--input x: batch dim 0 (16) set to the micro-batch 32 (--batch-size)" in g.assumptions

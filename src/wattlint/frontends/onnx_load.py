@@ -384,6 +384,14 @@ class _Validate:
                                  f"supported)")
             dt = _ONNX_DTYPES.get(elem, "float32")
             user = self.user_inputs.get(vi.name)
+            if user is not None and self.batch_size and len(user.shape) > max(bax, 1) \
+                    and user.shape[bax] != self.batch_size:
+                # --batch-size sets the micro-batch of every batched input, --input's too (as the torch frontend
+                # rebinds it): an --input of batch 16 under --batch-size 32 was traced at 16 and said to be 32
+                self.assumptions.append(f"--input {vi.name}: batch dim {bax} ({user.shape[bax]}) set to the "
+                                        f"micro-batch {self.batch_size} (--batch-size)")
+                user = TensorSpec(user.name, user.dtype,
+                                  tuple(self.batch_size if i == bax else d for i, d in enumerate(user.shape)))
             if user is not None:
                 if elem in _ONNX_DTYPES and user.dtype != dt:  # the graph's dtype is what is costed: never ignore one
                     raise InputError(f"--input {vi.name}={user.dtype}[...]: the graph declares {dt} for input "
