@@ -230,3 +230,13 @@ def test_output_help_names_only_suffixes_the_command_writes(run_cli, command, fo
     text = " ".join(out.split())
     assert ".json" in text and ".md" not in text and ".html" not in text
     assert (".sarif" in text) == ("sarif" in formats)
+
+
+def test_compare_run_help_speaks_only_of_its_own_options(run_cli):
+    """Review: compare-run's --gpus and --gpu-hour-price help (shared with `estimate`) described --compare and the
+    tensor / pipeline-parallel degrees, which compare-run does not have."""
+    code, out, _ = run_cli("compare-run", "--help")
+    assert code == 0
+    flat = " ".join(out.split())
+    assert "--compare" not in flat and "tensor-parallel" not in flat and "pipeline-parallel" not in flat
+    assert "GPUs the run used" in flat

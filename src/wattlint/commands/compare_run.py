@@ -33,8 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_option(m, "inputs")
     add_option(m, "gpu", help="GPU database key (default: the record's GPU)")
     m.add_argument("--cpu-calibration", metavar="DIR", help="CPU calibration run folder (CPU runs)")
+    # options whose `estimate` help speaks of --compare or model parallelism, which compare-run does not have
+    own_help = {"gpus": "GPUs the run used (default: the record's, or the log's GPU count)",
+                "gpu_hour_price": "USD per GPU-hour (cloud rental), added to the estimate's cost"}
     for name in PLAN_FLAGS:
-        add_option(m, name)
+        add_option(m, name, **({"help": own_help[name]} if name in own_help else {}))
     o = p.add_argument_group("other tools' logs")
     o.add_argument("--row", type=int, default=None, help="CodeCarbon: row index, 0 = the first data row, negative from the end (default: the last row)")
     o.add_argument("--run-id", default=None, help="CodeCarbon: the run_id to compare")
