@@ -377,3 +377,17 @@ def test_fit_names_the_file_that_is_not_a_calibration_run(fake_run, tmp_path, ru
     (bad / fake_run.json.name).write_text('{"schema": "x",,}')
     code, _, err = run_cli("fit", bad)
     assert code == 2 and f"no readable calibration run: {fake_run.json.name} (JSONDecodeError" in err, err
+
+
+def test_a_damaged_csv_header_is_named(fake_run, tmp_path, run_cli):
+    """Review: a renamed header column ('time_s' -> 'time_sec') or a deleted header line made every row 'torn' and
+    the fit said 'only 0 measured samples: too few to fit', without the drop counts or the cause."""
+    for name, edit in (("renamed", lambda t: t.replace("time_s,", "time_sec,", 1)),
+                       ("headless", lambda t: t.split("\n", 1)[1])):
+        d = tmp_path / name
+        d.mkdir()
+        (d / fake_run.csv.name).write_text(edit(fake_run.csv.read_text()))
+        shutil.copy(fake_run.json, d / fake_run.json.name)
+        code, _, err = run_cli("fit", d, "--out", tmp_path / f"m-{name}")
+        assert code == 2 and "the header lacks column(s) " in err and "time_s" in err, err
+        assert err.count("\n") == 1

@@ -185,6 +185,12 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
         elif s.key != spec.key:
             raise FitError(f"runs from different devices: {spec.key} and {s.key} ({rp.json}); fit one GPU at a time")
         try:
+            with open(rp.csv, newline="", encoding="utf-8") as f:
+                header = next(csv.reader(f), [])
+            missing = [k for k in _NEEDED if k not in header]
+            if missing:  # every row would be dropped as torn, and the fit refused as 'too few samples'
+                raise FitError(f"{rp.csv}: the header lacks column(s) {', '.join(missing)}: a damaged or foreign "
+                               f"CSV, not the calibration run's (its first line: {','.join(header)[:120]!r})")
             rows = read_rows(rp.csv)
             if has_torn_tail(rp.csv):  # dropped by read_rows: counted, never silently
                 skipped["torn last line (crash mid-write)"] += 1
