@@ -318,6 +318,19 @@ def test_fit_says_how_to_use_its_folder_and_names_an_unfinished_run(run_cli, tmp
     code, out, err = run_cli("fit", str(part.csv), "--out", str(tmp_path / "m"), "--folds", "2")
     assert code == 0, err
     assert f"note: run {part.csv.stem} is partial (12 of 40 samples measured)" in out
+    # a fake-device fit is never used by an estimate (refused as 'fitted on fake-gpu'): no advice to move it (review:
+    # the note sent users to DIR/fake-gpu/, where estimates refuse it); a GPU run's fit gets it
+    assert "estimates look models up" not in out
+    import json as _json
+
+    gpu_run = tmp_path / "gpu-run"
+    gpu_run.mkdir()
+    shutil.copy(part.csv, gpu_run / part.csv.name)
+    doc = _json.loads(part.json.read_text())
+    doc["device"]["kind"] = "cuda"
+    (gpu_run / part.json.name).write_text(_json.dumps(doc))
+    code, out, err = run_cli("fit", str(gpu_run), "--out", str(tmp_path / "m2"), "--folds", "2")
+    assert code == 0, err
     assert "note: estimates look models up in <folder>/fake-gpu/; to use this one, move it to DIR/fake-gpu/" in out
     code, _, err = run_cli(str(Path(__file__).parents[1] / "examples" / "gpt2-tiny.onnx"), "--steps", "1",
                            "--models-dir", str(tmp_path / "m"))

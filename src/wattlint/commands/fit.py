@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  note: run {run.get('run_id')} is {run['status']} ({run.get('rows')}{of} samples measured); "
                   f"'wattlint calibrate --resume {run.get('csv')}' (in its folder) measures the rest, then fit again")
     key = card["gpu"]["key"]
-    if args.out and not card["gpu"].get("is_cpu") and model.path.name != key:
+    # (a CPU or fake-device fit is never used by estimates wherever it is: no advice to move it)
+    if args.out and not card["gpu"].get("is_cpu") and not card["gpu"].get("is_fake") and model.path.name != key:
         # estimates look fitted models up in <models dir>/<gpu key>/: this folder is found by none
         print(f"  note: estimates look models up in <folder>/{key}/; to use this one, move it to DIR/{key}/ and "
               f"pass --models-dir DIR (or fit with --out DIR/{key})")
