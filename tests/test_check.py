@@ -926,3 +926,23 @@ def test_a_model_that_cannot_be_estimated_does_not_hide_the_others(project, run_
     code, out, err = run_cli("check", "--update-baseline")
     assert code == 2
     assert json.loads((tmp_path / "wattlint-baseline.json").read_text())["models"] == base["models"]
+
+
+def test_a_hash_inside_a_toml_string_is_not_a_noqa_comment(project, run_cli, tmp_path):
+    """Review: the noqa scanner read raw lines, so a string value holding '# wattlint: noqa: WL3' (valid TOML) was
+    refused as a malformed noqa (exit 2), and a noqa line inside a multi-line string would have suppressed rules.
+    Only comments count; the real comment after the string still does."""
+    project(budget="0.0001")  # WL301 fires
+    text = (tmp_path / "pyproject.toml").read_text()
+    quoted = text.replace('name = "lm"', 'name = "lm # wattlint: noqa: WL3"')
+    (tmp_path / "pyproject.toml").write_text(quoted)
+    code, out, err = run_cli("check")
+    assert code == 1 and "WL301" in out, out + err  # not suppressed, not refused
+    multi = '[project]\ndescription = """\n# wattlint: noqa\n"""\n' + text  # no stray-noqa notice either
+    (tmp_path / "pyproject.toml").write_text(multi)
+    code, out, err = run_cli("check")
+    assert code == 1 and "WL301" in out and "suppresses nothing" not in out, out + err
+    real = text.replace('name = "lm"', 'name = "lm"  # wattlint: noqa: WL301')
+    (tmp_path / "pyproject.toml").write_text(real)
+    code, out, err = run_cli("check")
+    assert code == 0 and "WL301" not in out, out + err

@@ -241,10 +241,11 @@ def noqa_codes(config, model) -> frozenset[str]:
     start = _config_line(config, model) - 1
     codes: set[str] = set()
     inline = not any(_ENTRY.match(ln) for ln in lines)  # an inline table is one line: its own comment only
+    comments = toml_comments(lines)
     for i in range(start, len(lines)):
         if i > start and (inline or (_TABLE.match(lines[i]) and not _SUBTABLE.match(lines[i]))):
             break
-        for m in _NOQA.finditer(lines[i]):
+        for m in _NOQA.finditer(comments[i]):
             codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
     return frozenset(codes)
 
@@ -263,13 +264,58 @@ def stray_noqa(config) -> list[str]:
     if not any(_ENTRY.match(ln) for ln in lines):  # an inline `models = [...]` array: entries are not tables
         return []
     out, inside = [], False
+    comments = toml_comments(lines)
     for i, ln in enumerate(lines):
         if _TABLE.match(ln):
             inside = bool(_ENTRY.match(ln) or (inside and _SUBTABLE.match(ln)))
-        if not inside and _NOQA.search(ln):
+        if not inside and _NOQA.search(comments[i]):
             out.append(f"{_where(config.path)}:{i + 1}: noqa comment outside every [[tool.wattlint.models]] entry "
                        "suppresses nothing (put it inside the model's entry)")
     return out
+
+
+def toml_comments(lines: list[str]) -> list[str]:
+    """Each line's TOML comment (from its '#' on), '' where it has none: a '#' inside a string is text, not a
+    comment ('name = "lm # wattlint: noqa: WL3"' was read as a malformed noqa, exit 2; a noqa line inside a
+    multi-line string would have suppressed rules). Basic and literal strings, one- and multi-line."""
+    out = []
+    multi = None  # the closing delimiter of a multi-line string open from an earlier line
+    for ln in lines:
+        i, n, comment = 0, len(ln), ""
+        while i < n:
+            if multi:
+                end = ln.find(multi, i)
+                while multi == '"""' and end > 0 and ln[end - 1] == "\\" and not _escaped_backslash(ln, end - 1):
+                    end = ln.find(multi, end + 1)
+                if end < 0:
+                    i = n
+                    break
+                i, multi = end + 3, None
+                continue
+            c = ln[i]
+            if c == "#":
+                comment = ln[i:]
+                break
+            if ln.startswith('"""', i) or ln.startswith("'''", i):
+                multi, i = ln[i:i + 3], i + 3
+                continue
+            if c in "\"'":
+                j = i + 1
+                while j < n and ln[j] != c:
+                    j += 2 if (c == '"' and ln[j] == "\\") else 1
+                i = j + 1
+                continue
+            i += 1
+        out.append(comment)
+    return out
+
+
+def _escaped_backslash(ln: str, k: int) -> bool:
+    """Whether the backslash at ``k`` is itself escaped (an even run of backslashes before it ends in it)."""
+    run = 0
+    while k - run - 1 >= 0 and ln[k - run - 1] == "\\":
+        run += 1
+    return run % 2 == 1
 
 
 def _noqa_selectors(rest: str, where: str) -> set[str]:
