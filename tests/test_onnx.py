@@ -883,3 +883,22 @@ def test_batch_size_sets_the_batch_of_an_input_given_with_input(tmp_path):
     assert g.micro_batch == 32 and g.inputs[0].shape == (32, 64)
     assert _fwd(g, "onnx::MatMul")[0].flops == 2 * 32 * 64 * 10
     assert "--input x: batch dim 0 (16) set to the micro-batch 32 (--batch-size)" in g.assumptions
+
+
+def test_fake_quantized_weights_get_their_gradients_straight_through(tmp_path):
+    """Review: in a QAT graph (fp32 weights through QuantizeLinear -> DequantizeLinear into a MatMul) the int8
+    output of QuantizeLinear stopped the gradient: the weights were counted and stepped by the optimizer but had no
+    gradient GEMM (backward = the loss only). Gradients pass straight through (STE), stated: the weight gradient
+    2 x 8 x 16 x 10 FLOPs is priced, with one masked copy of the gradient per QuantizeLinear."""
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+    zero = helper.make_tensor("z", TensorProto.INT8, [], [0])
+    nodes = [helper.make_node("QuantizeLinear", ["W", "s", "z"], ["wq"], name="/fc/QuantizeLinear"),
+             helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="/fc/DequantizeLinear"),
+             helper.make_node("MatMul", ["x", "wd"], ["y"], name="/fc/MatMul")]
+    g = analyze_onnx(_save(tmp_path, nodes, [_vi("x", [8, 16])], [_vi("y", [8, 10])], [_w("W", [16, 10]), scale, zero]))
+    assert g.params == 160
+    mm = [r for r in _bwd(g) if r.op == "onnx::MatMul"]
+    assert [r.flops for r in mm] == [2 * 8 * 16 * 10]  # dW (x needs no gradient)
+    q = [r for r in _bwd(g) if r.op == "onnx::QuantizeLinear"]
+    assert len(q) == 1 and q[0].bytes_written == 160 * 4
+    assert any("gradients pass straight through" in a for a in g.assumptions)

@@ -299,6 +299,7 @@ class _Analysis(_Validate, _Shapes):
         self.folded_bn = False
         self.folded_convs: set[int] = set()
         self.lib_calls = 0  # library calls numbered so far (their records carry types.LIB_CALL)
+        self.straight_through = False  # a QuantizeLinear passed a gradient (stated once)
         self.own_bias_convs: set[int] = set()  # convs whose bias is a named parameter ('features.0.bias')
         self.synth_bn = 0
         self.has_bn = False
@@ -555,8 +556,13 @@ class _Analysis(_Validate, _Shapes):
             # gradient flow: outputs need a gradient when a data input does and the op is differentiable
             if any(in_grad) and op_type not in ops.NON_DIFFERENTIABLE_OUTPUTS:
                 for o, (odt, _) in zip(node.output, out_info):
-                    if o and (odt in _FLOAT or odt is None):
+                    if o and (odt in _FLOAT or odt is None or op_type in ops.STRAIGHT_THROUGH):
                         grad.add(o)
+                        if op_type == "QuantizeLinear" and not self.straight_through:
+                            self.straight_through = True
+                            self.assumptions.append("QuantizeLinear -> DequantizeLinear (fake quantization, "
+                                                    "quantization-aware training): gradients pass straight through "
+                                                    "(one masked copy per pair), the weights stay trained in float")
                 if self.on_loss_path is None or in_subgraph or any(o in self.on_loss_path for o in node.output):
                     self._count_grad_uses(node, in_grad, match, idx, module, mtype)
                 if oc.bwd and (self.on_loss_path is None or in_subgraph or

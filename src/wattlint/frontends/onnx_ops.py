@@ -502,7 +502,13 @@ MEMORY_OPS = {"Transpose", "Concat", "Slice", "Split", "Pad", "Tile", "Expand", 
 # backward of a data movement as autograd runs it: None = free (a view of the gradient)
 _MEMORY_BWD = {"Transpose": None, "Concat": None, "Pad": None, "Slice": "copy", "Split": "copy", "Cast": "copy",
                "CastLike": "copy", "Expand": "sum", "Tile": "sum", "DepthToSpace": "copy", "SpaceToDepth": "copy",
-               "Trilu": "copy", "ReverseSequence": "copy", "Compress": "copy"}
+               "Trilu": "copy", "ReverseSequence": "copy", "Compress": "copy",
+               # quantization-aware training (fake quantization, QuantizeLinear -> DequantizeLinear): the
+               # straight-through estimator, one masked copy of the gradient per pair (torch's fake_quantize
+               # backward); DequantizeLinear's is a view of it
+               "QuantizeLinear": "copy"}
+# ops whose (integer) output carries the gradient of their float input: the straight-through estimator of QAT
+STRAIGHT_THROUGH = {"QuantizeLinear", "DequantizeLinear"}
 
 
 # data movements that are views in PyTorch (permute, split, narrow, expand): free in forward, as on the PyTorch
