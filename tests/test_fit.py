@@ -404,3 +404,19 @@ def test_a_damaged_csv_header_is_named(fake_run, tmp_path, run_cli):
         code, _, err = run_cli("fit", d, "--out", tmp_path / f"m-{name}")
         assert code == 2 and "the header lacks column(s) " in err and "time_s" in err, err
         assert err.count("\n") == 1
+
+
+def test_a_killed_run_is_not_called_running(fake_run, tmp_path, run_cli):
+    """Review: a calibration killed with SIGKILL keeps "status": "running" in its JSON, and fit said the run 'is
+    running'; it says it may have been killed."""
+    import json as _json
+
+    d = tmp_path / "killed"
+    d.mkdir()
+    shutil.copy(fake_run.csv, d / fake_run.csv.name)
+    doc = _json.loads(fake_run.json.read_text())
+    doc["status"] = "running"
+    (d / fake_run.json.name).write_text(_json.dumps(doc))
+    code, out, err = run_cli("fit", d, "--out", tmp_path / "m", "--folds", "2")
+    assert code == 0, err
+    assert "is running, or was killed (no end recorded)" in out

@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     for run in (card.get("data") or {}).get("runs") or []:
         if run.get("status") not in (None, "complete"):  # an interrupted or --limit run: part of its suite only
             of = f" of {run['samples_in_part']}" if run.get("samples_in_part") else ""
-            print(f"  note: run {run.get('run_id')} is {run['status']} ({run.get('rows')}{of} samples measured); "
+            state = ("running, or was killed (no end recorded)" if run["status"] == "running" else run["status"])
+            print(f"  note: run {run.get('run_id')} is {state} ({run.get('rows')}{of} samples measured); "
                   f"'wattlint calibrate --resume {run.get('csv')}' (in its folder) measures the rest, then fit again")
     key = card["gpu"]["key"]
     # (a CPU or fake-device fit is never used by estimates wherever it is: no advice to move it)
