@@ -839,3 +839,42 @@ def test_tied_weights_stay_tied_when_a_cpu_module_moves_to_meta():
         meta = Tied()
     opt = lambda gr: sum(r.flops for r in gr.records if r.phase.value == "optimizer")  # noqa: E731
     assert opt(g) == opt(analyze(meta, inputs={"ids": "ids=int64[4,8]"}))
+
+
+def test_hf_configs_from_the_sweep(tmp_path):
+    """Review (a sweep of transformers architectures): (1) --seq-len with --input was never checked against the
+    learned positions (a GPT-2 with 256 positions traced at 300; Whisper's decoder at 1000 of its 448); (2) RoBERTa
+    runs max_position_embeddings - pad_token_id - 1 tokens (positions start after the padding index): 256 of 256
+    was costed, the model fails past 254; (3) a config without 'architectures' built the base model without a word
+    (no LM head, no loss); (4) transformers 5 writes non-finite floats as {"__float__": "Infinity"} (Mamba2), and
+    the config was refused."""
+    import json
+
+    import wattlint
+    from wattlint.types import InputError
+
+    def cfg(name, **kw):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(kw))
+        return str(d / "config.json")
+
+    gpt2 = cfg("gpt2", model_type="gpt2", architectures=["GPT2LMHeadModel"], n_embd=64, n_layer=1, n_head=4,
+               vocab_size=256, n_positions=256)
+    with pytest.raises(InputError, match=r"--seq-len 300 exceeds the 256 learned position embeddings"):
+        wattlint.analyze(gpt2, inputs=["input_ids=int64[2,100]"], seq_len=300)
+    roberta = cfg("roberta", model_type="roberta", architectures=["RobertaForMaskedLM"], hidden_size=64,
+                  num_hidden_layers=1, num_attention_heads=4, intermediate_size=128, vocab_size=256,
+                  max_position_embeddings=256, pad_token_id=1)
+    with pytest.raises(InputError, match=r"--seq-len 256 exceeds the 254 learned position embeddings"):
+        wattlint.analyze(roberta, seq_len=256, batch_size=1)
+    assert wattlint.analyze(roberta, seq_len=254, batch_size=1).seq_len == 254
+    bare = cfg("bare", model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+               num_attention_heads=4, vocab_size=256)
+    g = wattlint.analyze(bare, seq_len=16, batch_size=1)
+    assert not any(r.module.startswith("lm_head") for r in g.records)  # the base model: no head
+    assert any(a.startswith("no 'architectures' in the config: built LlamaModel") for a in g.assumptions)
+    mamba2 = cfg("mamba2", model_type="mamba2", architectures=["Mamba2ForCausalLM"], vocab_size=256, hidden_size=64,
+                 num_hidden_layers=1, num_heads=8, head_dim=16, state_size=16, n_groups=1, chunk_size=64, expand=2,
+                 time_step_limit=[0.0, {"__float__": "Infinity"}])
+    assert wattlint.analyze(mamba2, seq_len=64, batch_size=1).model.params > 0

@@ -114,6 +114,22 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
             check_config_sizes(v, where, _depth + 1, f"{_prefix}{k}.")
 
 
+_SPECIAL_FLOATS = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def _special_floats(value):
+    """``value`` with transformers' JSON encoding of non-finite floats (``{"__float__": "Infinity"}``, written by
+    ``to_json_file`` since transformers 5: Mamba2's ``time_step_limit``) decoded, as ``from_pretrained`` decodes
+    it (the config was refused as invalid)."""
+    if isinstance(value, dict):
+        if set(value) == {"__float__"} and value["__float__"] in _SPECIAL_FLOATS:
+            return _SPECIAL_FLOATS[value["__float__"]]
+        return {k: _special_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_special_floats(v) for v in value]
+    return value
+
+
 def load_config(path_or_dict: str | Mapping[str, Any]):
     require("torch", _WHAT, "hf")
     AutoConfig = require("transformers", _WHAT, "hf").AutoConfig
@@ -135,6 +151,7 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
             raise InputError(f"cannot read {where}: {' '.join(str(e).split())}") from None
     if not isinstance(data, dict):
         raise InputError(f"{where}: not a JSON object")
+    data = _special_floats(data)
     check_config_sizes(data, where)
     archs = data.get("architectures")
     if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
@@ -287,11 +304,36 @@ def _learned_positions(model, limit: int) -> str | None:
     return None
 
 
+def _check_length(model, sl: int, mp: int | None) -> list[str]:
+    """The notes for sequence length ``sl`` against ``mp`` positions; an InputError where the model has a learned
+    position table and ``sl`` runs past it (indices past it do not exist: the model cannot run)."""
+    learned = _learned_positions(model, mp) if mp and sl > mp else None
+    if learned:
+        raise InputError(f"--seq-len {sl} exceeds the {mp} learned position embeddings of this "
+                         f"{type(model).__name__} ({learned}): it cannot run that length; raise "
+                         f"max_position_embeddings / n_positions in the config to cost a longer context")
+    if mp and sl > mp:  # costed as asked: rotary / relative positions run past their trained context
+        return [f"--seq-len {sl} exceeds the config's maximum positions {mp}: the model has no learned position "
+                "table (rotary / relative positions, as Llama's), so it runs that length, past its trained context "
+                "only with context extension; costed at the length given"]
+    return []
+
+
+# model types whose position ids start after the padding index (create_position_ids_from_input_ids): a table of
+# max_position_embeddings rows runs max_position_embeddings - pad_token_id - 1 tokens (roberta-base: 514 -> 512)
+_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
+                            "data2vec-text", "ibert", "longformer")
+
+
 def max_positions(config) -> int | None:
     for cfg in (config, getattr(config, "text_config", None)):  # a two-tower model (CLIP): its text tower's
         for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
             v = getattr(cfg, k, None)
             if isinstance(v, int) and v > 0:
+                pad = getattr(cfg, "pad_token_id", None)
+                if getattr(cfg, "model_type", None) in _POSITIONS_AFTER_PADDING and isinstance(pad, int) \
+                        and 0 <= pad < v - 1:
+                    return v - pad - 1
                 return v
     return None
 
@@ -334,6 +376,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         notes.append(f"architectures {archs}: no such class in transformers {transformers.__version__}{hint}; built "
                      f"the base model of model_type {getattr(config, 'model_type', '?')!r} instead "
                      f"({type(model).__name__}: no task head, so no LM / classification head is costed)")
+    if not archs:  # AutoModel: the base model, without the head a config's architectures would name
+        notes.append(f"no 'architectures' in the config: built {type(model).__name__}, the base model of model_type "
+                     f"{getattr(config, 'model_type', '?')!r}: no task head, so no LM / classification head or its "
+                     "loss is costed (add e.g. \"architectures\": [\"...ForCausalLM\"] to cost it)")
     saved = str(saved_dtype).rsplit(".", 1)[-1] if saved_dtype is not None else ""
     if saved and saved != "float32":
         notes.append(f"weights: float32 master weights for training (the config's dtype {saved} is the "
@@ -347,6 +393,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         mb = int(first.shape[0]) if first.shape else 1
         cap = getattr(config, "max_target_positions", None) or max_positions(config)
         sl = seq_len or (min(DEFAULT_SEQ_LEN, cap) if isinstance(cap, int) and cap > 0 else DEFAULT_SEQ_LEN)
+        if seq_len is not None:  # the decoder's length: checked as a text model's (Whisper: 448 learned positions)
+            notes += _check_length(model, sl, cap if isinstance(cap, int) and cap > 0 else None)
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (mb, sl))
         notes.append(f"decoder_input_ids: int64[{mb}, {sl}] added (an encoder-decoder's decoder tokens; pass "
                      "--input decoder_input_ids=int64[B,S] or --seq-len to change)")
@@ -359,18 +407,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                 notes.append(f"sequence length: {sl} (default; pass --seq-len)")
         else:
             sl = seq_len
-            mp = max_positions(config)
-            learned = _learned_positions(model, mp) if mp and sl > mp else None
-            if learned:  # an embedding table of positions: indices past it do not exist, the model cannot run
-                raise InputError(f"--seq-len {sl} exceeds the {mp} learned position embeddings of this "
-                                 f"{type(model).__name__} ({learned}): it cannot run that length; raise "
-                                 f"max_position_embeddings / n_positions in the config to cost a longer context")
-            if mp and sl > mp:  # costed as asked: rotary / relative positions run past their trained context
-                notes.append(f"--seq-len {sl} exceeds the config's maximum positions {mp}: the model has no "
-                             "learned position table (rotary / relative positions, as Llama's), so it runs that "
-                             "length, past its trained context only with context extension; costed at the length "
-                             "given")
+            notes += _check_length(model, sl, max_positions(config))
         specs = default_inputs(model, config, mb, sl)
+    elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
+        notes += _check_length(model, seq_len, max_positions(config))  # --input shapes rebound to --seq-len
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
