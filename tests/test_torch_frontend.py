@@ -878,3 +878,34 @@ def test_hf_configs_from_the_sweep(tmp_path):
                  num_hidden_layers=1, num_heads=8, head_dim=16, state_size=16, n_groups=1, chunk_size=64, expand=2,
                  time_step_limit=[0.0, {"__float__": "Infinity"}])
     assert wattlint.analyze(mamba2, seq_len=64, batch_size=1).model.params > 0
+
+
+def test_composite_encoder_decoders_read_their_sub_configs(tmp_path):
+    """Review: EncoderDecoderModel / VisionEncoderDecoderModel configs keep the sizes in config.encoder /
+    config.decoder: a BERT2BERT with 256 positions failed at the default 512 tokens, a ViT (64 px) to GPT-2 model
+    was fed 224 px images (failed), and at 224 px its decoder was traced at 512 tokens against 256 learned
+    positions (a model that cannot run), without a word on the decoder length."""
+    import transformers as T
+
+    import wattlint
+
+    enc = T.BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=128, max_position_embeddings=128)
+    dec = T.BertConfig(**{**enc.to_dict(), "is_decoder": True, "add_cross_attention": True})
+    c = T.EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    c.architectures = ["EncoderDecoderModel"]
+    (tmp_path / "b2b").mkdir()
+    c.to_json_file(tmp_path / "b2b" / "config.json")
+    g = wattlint.analyze(str(tmp_path / "b2b" / "config.json"))
+    assert {t.name: t.shape for t in g.inputs} == {"input_ids": (1, 128), "decoder_input_ids": (1, 128)}
+    vit = T.ViTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128,
+                      image_size=64, patch_size=8)
+    gpt = T.GPT2Config(vocab_size=256, n_embd=64, n_layer=1, n_head=4, n_positions=128, add_cross_attention=True,
+                       is_decoder=True, bos_token_id=1, eos_token_id=1)
+    c = T.VisionEncoderDecoderConfig.from_encoder_decoder_configs(vit, gpt)
+    c.architectures = ["VisionEncoderDecoderModel"]
+    (tmp_path / "v2g").mkdir()
+    c.to_json_file(tmp_path / "v2g" / "config.json")
+    g = wattlint.analyze(str(tmp_path / "v2g" / "config.json"))
+    assert {t.name: t.shape for t in g.inputs} == {"pixel_values": (1, 3, 64, 64), "decoder_input_ids": (1, 128)}
+    assert "decoder sequence length: 128 (default; pass --seq-len)" in g.assumptions

@@ -263,7 +263,10 @@ def build_model(config, attention: str = "sdpa"):
 
 
 def _image_spec(config, micro_batch: int) -> TensorSpec:
-    """pixel_values [B, channels, H, W] from a (vision) config's num_channels and image_size (an int or H, W)."""
+    """pixel_values [B, channels, H, W] from a (vision) config's num_channels and image_size (an int or H, W); a
+    composite model's (VisionEncoderDecoder: TrOCR, Donut) from its encoder's config."""
+    if getattr(config, "image_size", None) is None and getattr(getattr(config, "encoder", None), "image_size", None):
+        config = config.encoder
     size = getattr(config, "image_size", 224)
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     return TensorSpec("pixel_values", "float32", (micro_batch, int(getattr(config, "num_channels", 3)), int(h), int(w)))
@@ -326,7 +329,10 @@ _POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembe
 
 
 def max_positions(config) -> int | None:
-    for cfg in (config, getattr(config, "text_config", None)):  # a two-tower model (CLIP): its text tower's
+    # a two-tower model (CLIP): its text tower's; a composite encoder-decoder (EncoderDecoderModel,
+    # VisionEncoderDecoderModel) its decoder's, then its encoder's
+    for cfg in (config, getattr(config, "text_config", None), getattr(config, "decoder", None),
+                getattr(config, "encoder", None)):
         for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
             v = getattr(cfg, k, None)
             if isinstance(v, int) and v > 0:
@@ -405,6 +411,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             sl = min(DEFAULT_SEQ_LEN, mp) if mp else DEFAULT_SEQ_LEN
             if getattr(model, "main_input_name", "input_ids") == "input_ids":
                 notes.append(f"sequence length: {sl} (default; pass --seq-len)")
+            elif getattr(config, "is_encoder_decoder", False):  # an image / audio encoder's text decoder
+                notes.append(f"decoder sequence length: {sl} (default; pass --seq-len)")
         else:
             sl = seq_len
             notes += _check_length(model, sl, max_positions(config))
