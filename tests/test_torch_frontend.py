@@ -909,3 +909,23 @@ def test_composite_encoder_decoders_read_their_sub_configs(tmp_path):
     g = wattlint.analyze(str(tmp_path / "v2g" / "config.json"))
     assert {t.name: t.shape for t in g.inputs} == {"pixel_values": (1, 3, 64, 64), "decoder_input_ids": (1, 128)}
     assert "decoder sequence length: 128 (default; pass --seq-len)" in g.assumptions
+
+
+def test_whisper_decoder_tokens_added_at_the_batch_asked_for(tmp_path):
+    """Review: with --input input_features=float32[1,80,3000] --batch-size 8 the note said decoder_input_ids
+    int64[1, 448] were added while [8, 448] were traced."""
+    import transformers as T
+
+    import wattlint
+
+    c = T.WhisperConfig(vocab_size=256, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, max_source_positions=1500,
+                        max_target_positions=448, decoder_start_token_id=1, pad_token_id=1, bos_token_id=1,
+                        eos_token_id=1, suppress_tokens=[], begin_suppress_tokens=[])
+    c.architectures = ["WhisperForConditionalGeneration"]
+    (tmp_path / "w").mkdir()
+    c.to_json_file(tmp_path / "w" / "config.json")
+    g = wattlint.analyze(str(tmp_path / "w" / "config.json"), inputs=["input_features=float32[1,80,3000]"],
+                         batch_size=8)
+    assert dict((t.name, t.shape) for t in g.inputs)["decoder_input_ids"] == (8, 448)
+    assert any(a.startswith("decoder_input_ids: int64[8, 448] added") for a in g.assumptions)

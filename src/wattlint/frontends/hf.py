@@ -396,7 +396,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         # an encoder-decoder given only its encoder input (Whisper's input_features): its decoder needs tokens too
         # (transformers failed: 'You cannot specify both decoder_input_ids and decoder_inputs_embeds')
         first = next(iter(specs.values()))
-        mb = int(first.shape[0]) if first.shape else 1
+        # the micro-batch the trace rebinds the inputs to (--batch-size), else the encoder input's own
+        mb = int(micro_batch) if micro_batch else (int(first.shape[0]) if first.shape else 1)
         cap = getattr(config, "max_target_positions", None) or max_positions(config)
         sl = seq_len or (min(DEFAULT_SEQ_LEN, cap) if isinstance(cap, int) and cap > 0 else DEFAULT_SEQ_LEN)
         if seq_len is not None:  # the decoder's length: checked as a text model's (Whisper: 448 learned positions)
