@@ -112,3 +112,12 @@ def test_fitting_without_torch_names_the_extra(monkeypatch):
     monkeypatch.setattr(benchmarks, "_TRACE_CACHE", {})
     with pytest.raises(InputError, match=r"'torch' package is not installed; pip install 'wattlint\[torch\]'"):
         benchmarks.traced_records("gemm", {"m": 64, "n": 64, "k": 64}, "fp32", "forward")
+
+
+def test_a_suite_file_name_with_a_space_gives_a_usable_name(tmp_path):
+    """Review: a suite file 'my suite.toml' without [suite] name was refused as "name 'my suite'", a name the user
+    never wrote; the file's stem is made a file-name part."""
+    p = tmp_path / "my suite.toml"
+    p.write_text('[[group]]\nfamily = "gemm"\nprecisions = ["fp32"]\nphases = ["forward"]\n'
+                 'shapes = [{m = 64, n = 64, k = 64}]\n')
+    assert load_suite(str(p)).name == "my-suite"

@@ -160,3 +160,26 @@ def test_an_error_quoting_a_huge_argument_stays_a_readable_line(run_cli):
     code, out, err = run_cli("gpus", "x" * 100_000)
     assert code == 2 and err.count("\n") == 1 and len(err) < 1200
     assert "unknown GPU 'xxx" in err and "characters cut" in err
+
+
+def test_a_batch_split_flag_replaces_the_configs(run_cli, tmp_path, monkeypatch):
+    """Review: with grad-accum = 2 in [tool.wattlint], `--micro-batch-size 8` was refused as conflicting (exit 2),
+    and with micro-batch-size = 8 there, `--grad-accum 2` too: the user gave one of them, and flags win over the
+    file (CONFIG.md). The flag's split replaces the file's."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    onnx = Path(__file__).resolve().parents[1] / "examples" / "gpt2-tiny.onnx"
+    shutil.copy(onnx, tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\nbatch-size = 64\ngpus = 2\n'
+                                             'grad-accum = 2\nsteps = 10\n')
+    code, out, err = run_cli("m.onnx", "--micro-batch-size", "8", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["plan"]["grad_accum"] == 4  # 64 / (2 x 8)
+    (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "a100"\nbatch-size = 32\n'
+                                             'micro-batch-size = 8\nsteps = 10\n')
+    code, out, err = run_cli("m.onnx", "--grad-accum", "2", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["plan"]["grad_accum"] == 2

@@ -902,3 +902,62 @@ def test_fake_quantized_weights_get_their_gradients_straight_through(tmp_path):
     q = [r for r in _bwd(g) if r.op == "onnx::QuantizeLinear"]
     assert len(q) == 1 and q[0].bytes_written == 160 * 4
     assert any("gradients pass straight through" in a for a in g.assumptions)
+
+
+def test_review_of_the_onnx_changes(tmp_path):
+    """Review of this session's ONNX changes: (1) --batch-size rebinds only the --input specs batched like the first
+    (a [seq, seq] mask was rebound to the batch: its sequence doubled, silently); (2) a Constant node's external
+    tensor outside the model's folder is refused like an initializer's; (3) a folded conv off the loss path (no
+    backward group) no longer shifts the BatchNorm backwards of the convs after it; (4) a tie stored in float_data is
+    read."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    # (1)
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="/fc/MatMul"),
+             helper.make_node("MatMul", ["mask", "h"], ["y"], name="/mix/MatMul")]
+    p = _save(tmp_path, nodes, [_vi("x", ["B", "S", 8]), _vi("mask", ["S", "S"])], [_vi("y", None)],
+              [_w("W", [8, 8])], name="mask.onnx")
+    g = analyze_onnx(p, inputs={"x": TensorSpec("x", "float32", (4, 16, 8)),
+                                "mask": TensorSpec("mask", "float32", (16, 16))}, batch_size=32)
+    assert dict((t.name, t.shape) for t in g.inputs) == {"x": (32, 16, 8), "mask": (16, 16)}
+    assert any(a.startswith("--input mask: kept as given [16, 16]") for a in g.assumptions)
+    # (2)
+    import onnx
+
+    sub = tmp_path / "m"
+    sub.mkdir()
+    (tmp_path / "outside.bin").write_bytes(np.array([4, 4], dtype=np.int64).tobytes())
+    const = numpy_helper.from_array(np.array([4, 4], dtype=np.int64), "v")
+    const.ClearField("raw_data")
+    const.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", "../outside.bin"), ("offset", "0"), ("length", "16")):
+        e = const.external_data.add()
+        e.key, e.value = k, v
+    graph = helper.make_graph([helper.make_node("Constant", [], ["shape"], value=const),
+                               helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+                              [_vi("x", [2, 8])], [_vi("y", None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(sub / "t.onnx"))
+    with pytest.raises(InputError, match="outside the model's folder"):
+        analyze_onnx(sub / "t.onnx")
+    # (3) Conv_0 feeds an auxiliary output only (no loss path), Conv_1 -> Relu -> Conv_3 is the loss path
+    nodes = [helper.make_node("Conv", ["x", "w0", "onnx::Conv_0"], ["aux"], name="Conv_0", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["x", "w1", "onnx::Conv_1"], ["c1"], name="Conv_1", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"], name="Relu_2"),
+             helper.make_node("Conv", ["r1", "w3", "onnx::Conv_3"], ["y"], name="Conv_3", pads=[1, 1, 1, 1])]
+    inits = [_w("w0", [64, 4, 3, 3]), _w("onnx::Conv_0", [64]), _w("w1", [8, 4, 3, 3]), _w("onnx::Conv_1", [8]),
+             _w("w3", [8, 8, 3, 3]), _w("onnx::Conv_3", [8])]
+    g = analyze_onnx(_save(tmp_path, nodes, [_vi("x", [2, 4, 8, 8])], [_vi("y", None), _vi("aux", None)], inits,
+                           name="aux.onnx"))
+    bn_bwd = [r for r in _bwd(g) if r.op == "synth::BatchNormalization"]
+    assert [r.shapes[0] for r in bn_bwd] == [(128, 8), (128, 8)]  # N*H*W x C of the two 8-channel convs
+    # (4)
+    v, dd = 12, 4
+    emb = np.arange(v * dd, dtype=np.float32).reshape(v, dd)
+    nodes = [helper.make_node("Gather", ["wte.weight", "ids"], ["h"], name="/wte/Gather"),
+             helper.make_node("MatMul", ["h", "onnx::MatMul_9"], ["logits"], name="/lm_head/MatMul")]
+    ties = [helper.make_tensor("wte.weight", TensorProto.FLOAT, [v, dd], emb.reshape(-1).tolist()),
+            helper.make_tensor("onnx::MatMul_9", TensorProto.FLOAT, [dd, v], emb.T.reshape(-1).tolist())]
+    g = analyze_onnx(_save(tmp_path, nodes, [_vi("ids", [2, 3], TensorProto.INT64)], [_vi("logits", [2, 3, v])],
+                           ties, name="tie.onnx", external=False))
+    assert g.params == v * dd

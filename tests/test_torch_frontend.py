@@ -929,3 +929,46 @@ def test_whisper_decoder_tokens_added_at_the_batch_asked_for(tmp_path):
                          batch_size=8)
     assert dict((t.name, t.shape) for t in g.inputs)["decoder_input_ids"] == (8, 448)
     assert any(a.startswith("decoder_input_ids: int64[8, 448] added") for a in g.assumptions)
+
+
+def test_hf_input_with_a_seq_len_inside_the_positions_traces(tmp_path):
+    """Review of the learned-positions check with --input: --input plus a --seq-len within the positions exited 3
+    (UnboundLocalError), and a plain config's default batch lost its '(default; pass --batch-size)' line. An
+    encoder-decoder whose encoder has fewer positions than its decoder runs at the shorter one's length."""
+    import json
+
+    import transformers as T
+
+    import wattlint
+
+    d = tmp_path / "gpt2"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+                                               "n_embd": 64, "n_layer": 1, "n_head": 4, "vocab_size": 256,
+                                               "n_positions": 256}))
+    g = wattlint.analyze(str(d / "config.json"), inputs=["input_ids=int64[2,64]"], seq_len=128)
+    assert dict((t.name, t.shape) for t in g.inputs)["input_ids"] == (2, 128)
+    g = wattlint.analyze(str(d / "config.json"))
+    assert any(a.startswith("batch: micro-batch 1 (default; pass --batch-size)") for a in g.assumptions)
+    enc = T.BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=128, max_position_embeddings=128)
+    dec = T.BertConfig(**{**enc.to_dict(), "max_position_embeddings": 512, "is_decoder": True,
+                          "add_cross_attention": True})
+    c = T.EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    c.architectures = ["EncoderDecoderModel"]
+    (tmp_path / "b2b").mkdir()
+    c.to_json_file(tmp_path / "b2b" / "config.json")
+    g = wattlint.analyze(str(tmp_path / "b2b" / "config.json"))
+    assert dict((t.name, t.shape) for t in g.inputs)["input_ids"] == (1, 128)
+
+
+def test_a_malformed_special_float_is_an_input_error(tmp_path):
+    import json
+
+    from wattlint.frontends.hf import load_config
+    from wattlint.types import InputError
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps({"model_type": "gpt2", "n_embd": {"__float__": ["x"]}}))
+    with pytest.raises(InputError):
+        load_config(str(p))

@@ -357,6 +357,9 @@ def test_compare_refuses_a_configuration_measured_twice_a_part_given_twice_or_an
     _, files = _campaign(tmp_path, [([1, 2], ["a"]), ([1, 2], ["b"])])
     with pytest.raises(V.ValidationError, match="part 1/2"):
         V.compare(files)
+    _, files = _campaign(tmp_path, [([1, 3], []), ([2, 3], ["a"]), ([2, 3], ["b"])])
+    with pytest.raises(V.ValidationError, match="part 2/3"):  # the part given twice, not the first one
+        V.compare(files)
     _, files = _campaign(tmp_path, [([1, 1], ["a", "b"])], gpu="h100-sxm5-80gb")
     with pytest.raises(V.ValidationError, match="of h100-sxm5-80gb, the predictions for a100-sxm4-80gb"):
         V.compare(files)

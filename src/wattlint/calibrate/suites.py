@@ -282,7 +282,7 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
                           "measured for its family)")
     rnd = random.Random(seed)
     rnd.shuffle(samples)
-    name = str(head.get("name") or Path(path).stem)
+    name = str(head.get("name") or re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).lstrip(".") or "suite")
     if not _SUITE_NAME.fullmatch(name):  # it names the run's files: '../../x' wrote them outside --out
         raise ConfigError(f"{path}: [suite] name {name!r}: letters, digits, '.', '_' and '-' only (it is part of "
                           "the run's file names), not starting with '.'")

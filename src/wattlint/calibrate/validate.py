@@ -559,8 +559,9 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     if len({m["predictions_sha256"] for m in metas}) != 1:
         raise ValidationError("the measurement files were made against different predictions files")
     parts = [tuple(m["part"]) for m in metas if m.get("part")]
-    if len(set(parts)) != len(parts):  # two files of one part: the same configurations measured twice
-        raise ValidationError(f"two measurement files are part {'/'.join(map(str, parts[0]))} of the campaign: give "
+    dup = next((p for i, p in enumerate(parts) if p in parts[:i]), None)
+    if dup is not None:  # two files of one part: the same configurations measured twice
+        raise ValidationError(f"two measurement files are part {'/'.join(map(str, dup))} of the campaign: give "
                               "each part once")
     names = [r.get("name") for m in metas for r in m["results"]]
     twice = sorted({n for n in names if names.count(n) > 1})

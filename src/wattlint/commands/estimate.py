@@ -67,6 +67,9 @@ def request(args) -> tuple[object, str]:
     if set(O.WORK_OPTIONS) & set(cli):  # the CLI's way of giving the amount of work replaces the config's
         for k in O.WORK_OPTIONS:
             defaults.pop(k, None)
+    if {"micro_batch_size", "grad_accum"} & set(cli):  # the CLI's split of the batch replaces the config's (the
+        defaults.pop("micro_batch_size", None)         # two conflicted: exit 2 though the user gave one of them)
+        defaults.pop("grad_accum", None)
     if {"recompute", "activation_checkpointing"} & set(cli):  # the CLI's recompute choice replaces the config's
         defaults.pop("recompute", None)
         defaults.pop("activation_checkpointing", None)

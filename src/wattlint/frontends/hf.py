@@ -122,7 +122,8 @@ def _special_floats(value):
     ``to_json_file`` since transformers 5: Mamba2's ``time_step_limit``) decoded, as ``from_pretrained`` decodes
     it (the config was refused as invalid)."""
     if isinstance(value, dict):
-        if set(value) == {"__float__"} and value["__float__"] in _SPECIAL_FLOATS:
+        if set(value) == {"__float__"} and isinstance(value["__float__"], str) \
+                and value["__float__"] in _SPECIAL_FLOATS:
             return _SPECIAL_FLOATS[value["__float__"]]
         return {k: _special_floats(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -330,9 +331,14 @@ _POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembe
 
 def max_positions(config) -> int | None:
     # a two-tower model (CLIP): its text tower's; a composite encoder-decoder (EncoderDecoderModel,
-    # VisionEncoderDecoderModel) its decoder's, then its encoder's
-    for cfg in (config, getattr(config, "text_config", None), getattr(config, "decoder", None),
-                getattr(config, "encoder", None)):
+    # VisionEncoderDecoderModel): the smaller of its encoder's and decoder's
+    subs = [c for c in (getattr(config, "decoder", None), getattr(config, "encoder", None))
+            if c is not None and hasattr(c, "model_type")]  # sub-configs, not other attributes of those names
+    if subs and getattr(config, "max_position_embeddings", None) is None:
+        # a composite encoder-decoder: the default length feeds both stacks, so the shorter one's limit
+        limits = [m for m in (max_positions(c) for c in subs) if m]
+        return min(limits) if limits else None
+    for cfg in (config, getattr(config, "text_config", None)):
         for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
             v = getattr(cfg, k, None)
             if isinstance(v, int) and v > 0:
@@ -418,11 +424,11 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             sl = seq_len
             notes += _check_length(model, sl, max_positions(config))
         specs = default_inputs(model, config, mb, sl)
-    elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
-        notes += _check_length(model, seq_len, max_positions(config))  # --input shapes rebound to --seq-len
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
+    elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
+        notes += _check_length(model, seq_len, max_positions(config))  # --input shapes rebound to --seq-len
     with _quiet():
         graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
                                      precision=precision, optimizer=optimizer,

@@ -299,6 +299,7 @@ class _Analysis(_Validate, _Shapes):
         self.folded_bn = False
         self.folded_convs: set[int] = set()
         self.lib_calls = 0  # library calls numbered so far (their records carry types.LIB_CALL)
+        self.bwd_of_fwd: dict[int, int] = {}  # id of a backward group -> index of its node's forward record
         self.straight_through = False  # a QuantizeLinear passed a gradient (stated once)
         self.own_bias_convs: set[int] = set()  # convs whose bias is a named parameter ('features.0.bias')
         self.synth_bn = 0
@@ -569,6 +570,7 @@ class _Analysis(_Validate, _Shapes):
                                any(o in self.on_loss_path for o in node.output)):
                     self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
                                                Status.HANDLED, scale, call=call) for c in oc.bwd])
+                    self.bwd_of_fwd[id(self.bwd[-1])] = len(self.fwd) - 1  # the group's node's last forward record
                     for key, b in oc.saved:
                         if key and b:
                             self.saved[key] = b * scale
@@ -1008,15 +1010,13 @@ class _Analysis(_Validate, _Shapes):
         if not chosen:
             return
         fwd: list[OpRecord] = []
-        # keyed by (module, which of the module's convs): graphs without scoped node names put every conv in
-        # module '' (older exports, onnxsim output), where one key per module kept a single BatchNorm backward
-        bn_bwd: dict[tuple[str, int], OpRecord] = {}
+        # keyed by the conv's forward record (graphs without scoped node names put every conv in module '': one
+        # key per module kept a single BatchNorm backward; counting convs per module mis-paired them when a conv
+        # off the loss path has no backward group)
+        bn_bwd: dict[int, OpRecord] = {}
         pick = set(chosen)
-        seen: dict[str, int] = {}
         for i, r in enumerate(self.fwd):
             fwd.append(r)
-            if r.op == "onnx::Conv" and r.status is Status.HANDLED:
-                nth = seen[r.module] = seen.get(r.module, -1) + 1
             if i not in pick:
                 continue
             e = C.dtype_bytes(r.dtype)
@@ -1031,19 +1031,15 @@ class _Analysis(_Validate, _Shapes):
                                 dtype=dt, shapes=(x,), flops=fc.flops, bytes_read=fc.bytes_read,
                                 bytes_written=fc.bytes_written, status=Status.HANDLED, module_type=mt))
             bc = C.norm(x, dt, "batch", backward=True)
-            bn_bwd[(r.module, nth)] = OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module,
+            bn_bwd[i] = OpRecord(op="synth::BatchNormalization", kind=OpKind.NORM, module=r.module,
                                         phase=Phase.BACKWARD, dtype=dt, shapes=(x,), flops=bc.flops,
                                         bytes_read=bc.bytes_read, bytes_written=bc.bytes_written,
                                         status=Status.HANDLED, module_type=mt)
         self.fwd = fwd
-        seen = {}
-        for grp in self.bwd:  # conv backward groups come in the convs' forward order
-            for r in grp:
-                if r.op == "onnx::Conv":
-                    nth = seen[r.module] = seen.get(r.module, -1) + 1
-                    if (r.module, nth) in bn_bwd:
-                        grp.insert(0, bn_bwd.pop((r.module, nth)))
-                    break
+        for grp in self.bwd:
+            i = self.bwd_of_fwd.get(id(grp))
+            if i in bn_bwd and any(r.op == "onnx::Conv" for r in grp):
+                grp.insert(0, bn_bwd.pop(i))
 
     def _constant_true(self, name: str) -> bool:
         """Whether ``name`` is a Constant node's (or an initializer's) single true / nonzero value."""

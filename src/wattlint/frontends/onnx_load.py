@@ -374,6 +374,16 @@ class _Validate:
         specs = []
         seq_first = seq_first_inputs(g)
         self.batch_axes: dict[str, int] = {}
+        # the batch of the first --input spec (graph order): --batch-size rebinds the specs batched like it, as the
+        # torch frontend does (a [seq, seq] mask or a weight vector of another size is kept, stated)
+        given_batch = None
+        for vi in graph_inputs:
+            spec = self.user_inputs.get(vi.name)
+            if spec is not None and spec.shape:
+                _, d0 = _dims_of(vi)
+                ax = 1 if vi.name in seq_first and d0 is not None and len(d0) >= 2 else 0
+                given_batch = spec.shape[ax] if len(spec.shape) > ax else None
+                break
         for vi in graph_inputs:
             elem, dims = _dims_of(vi)
             bax = 1 if vi.name in seq_first and dims is not None and len(dims) >= 2 else 0
@@ -384,14 +394,19 @@ class _Validate:
                                  f"supported)")
             dt = _ONNX_DTYPES.get(elem, "float32")
             user = self.user_inputs.get(vi.name)
-            if user is not None and self.batch_size and len(user.shape) > max(bax, 1) \
+            if user is not None and self.batch_size and len(user.shape) > bax \
                     and user.shape[bax] != self.batch_size:
-                # --batch-size sets the micro-batch of every batched input, --input's too (as the torch frontend
-                # rebinds it): an --input of batch 16 under --batch-size 32 was traced at 16 and said to be 32
-                self.assumptions.append(f"--input {vi.name}: batch dim {bax} ({user.shape[bax]}) set to the "
-                                        f"micro-batch {self.batch_size} (--batch-size)")
-                user = TensorSpec(user.name, user.dtype,
-                                  tuple(self.batch_size if i == bax else d for i, d in enumerate(user.shape)))
+                if user.shape[bax] == given_batch:
+                    # --batch-size sets the micro-batch of the --input specs batched like the first (as the torch
+                    # frontend rebinds them): an --input of batch 16 under --batch-size 32 was traced at 16 and
+                    # said to be 32
+                    self.assumptions.append(f"--input {vi.name}: batch dim {bax} ({user.shape[bax]}) set to the "
+                                            f"micro-batch {self.batch_size} (--batch-size)")
+                    user = TensorSpec(user.name, user.dtype,
+                                      tuple(self.batch_size if i == bax else d for i, d in enumerate(user.shape)))
+                else:
+                    self.assumptions.append(f"--input {vi.name}: kept as given {list(user.shape)} (dim {bax} is not "
+                                            f"the first input's batch {given_batch}: not batched)")
             if user is not None:
                 if elem in _ONNX_DTYPES and user.dtype != dt:  # the graph's dtype is what is costed: never ignore one
                     raise InputError(f"--input {vi.name}={user.dtype}[...]: the graph declares {dt} for input "

@@ -140,6 +140,9 @@ class _Shapes:
         for name in sorted(wanted):
             t = ext[name]
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
+            if loc and not self._inside_folder(loc):  # a Constant node's tensor is checked here, not with the weights
+                raise InputError(f"{self.path}: tensor {name!r} points its external data outside the model's folder "
+                                 f"({loc!r}); refusing to read it")
             f = self.folder / loc
             if loc and f.is_file():
                 t.raw_data = self._read_shape_value(t, f, loc)

@@ -33,6 +33,9 @@ def _array(t, folder: Path):
         if len(t.raw_data) != count * dtype.itemsize:
             return None
         return np.frombuffer(t.raw_data, dtype=dtype).reshape(shape)
+    typed = t.float_data if dtype == np.float32 else t.double_data if dtype == np.float64 else ()
+    if len(typed) == count and count:  # values in the typed field (onnx.helper.make_tensor's default)
+        return np.asarray(typed, dtype=dtype).reshape(shape)
     ext = {e.key: e.value for e in t.external_data}
     if not ext.get("location"):
         return None
