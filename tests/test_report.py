@@ -351,3 +351,10 @@ def test_units_are_chosen_after_rounding_and_large_values_keep_three_digits():
     assert u.gpu_hours(2_169_915) == "2.17 M GPU-h" and u.gpu_hours(15_400) == "15.4 k GPU-h"
     assert u.gpu_hours(9_990) == "9,990 GPU-h" and u.gpu_hours(9_999) == "10.0 k GPU-h"  # 4 digits stay whole
     assert u.count(2_169_915) == "2.17 M" and u.flops(123_456.0) == "123 kFLOP"
+
+
+def test_money_and_shares_keep_their_sign_and_zero():
+    """Review: usd(-150.2) read '$-150', usd(-0.004) '<$0.01' (sign lost), usd(nan) '$nan'; pct(0) read '<0.1 %'."""
+    assert u.usd(-150.2) == "-$150" and u.usd(-0.004) == "-<$0.01" and u.usd(-1.5) == "-$1.50"
+    assert u.usd(float("nan")) == "n/a" and u.usd(float("inf")) == "n/a" and u.usd(0) == "$0.00"
+    assert u.pct(0) == "0 %" and u.pct(0.0004) == "<0.1 %" and u.pct(0.25) == "25.0 %" and u.pct(-0.25) == "-25.0 %"

@@ -140,6 +140,10 @@ def co2_kg(kg: float) -> str:
 def usd(x: float | None) -> str:
     if x is None:
         return "—"
+    if not math.isfinite(x):
+        return "n/a"
+    if x < 0:  # a saving or a difference: the sign before the currency ('$-150' read as a price)
+        return "-" + usd(-x)
     if 0 < abs(x) < 0.01:
         return "<$0.01"
     if abs(x) >= 100:
@@ -252,6 +256,11 @@ def fraction(x: float) -> str:
 
 
 def pct(x: float) -> str:
+    """A share as a percentage: one decimal; below 0.1 % says so ('<0.1 %'), none at all is '0 %'."""
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{x * 100:.1f} %" if x >= 0.001 else "<0.1 %"
+    if x == 0:
+        return "0 %"
+    if abs(x) >= 0.001:
+        return f"{x * 100:.1f} %"
+    return "<0.1 %" if x > 0 else ">-0.1 %"
