@@ -1,6 +1,6 @@
 """Selective / full activation recompute, expert parallelism in the memory split, and MFU of mixture-of-experts
 models (issue 16). Every expected value is computed by hand in the comments (Korthikanti et al. 2022 for the
-activation terms); none is computed by wattlint code."""
+activation shares of a split, applied to a one-GPU estimate of the same micro-batch: the replica's traced bytes)."""
 
 from __future__ import annotations
 
@@ -27,25 +27,41 @@ def _tp4(src, **kw):
 
 # ---- 1. selective recompute --------------------------------------------------------------------------------------
 
+# the loss's saved fp32 log-probabilities of one sequence: 4 B x 256 tokens x 1000 vocabulary
+LOSS = 4 * 256 * 1000
+
+
+def _replica(src, **kw):
+    """One GPU's traced activations of the same micro-batch (1 sequence): the replica a split divides."""
+    return _est(src, gpus=1, batch_size=1, **kw).memory.breakdown["activations"]
+
+
 def test_selective_recompute_memory_by_hand(gpt_config):
-    # Korthikanti et al. 2022, t = 4, s = 256, b = 1, h = 512, a = 8, L = 4, 16-bit activations:
-    #   sbh(10 + 24/t) = 256 x 512 x 16 = 2,097,152 bytes per layer, x 4 layers = 8,388,608
-    #   eager attention adds 5as^2b/t = 5 x 8 x 256^2 x 1 / 4 = 655,360 per layer, x 4 = 2,621,440
-    base = 4 * 256 * 512 * (10 + 24 // 4)
-    scores = 4 * 5 * 8 * 256 * 256 // 4
-    assert base == 8_388_608 and scores == 2_621_440
+    # Korthikanti et al. 2022 per layer, s = 256, b = 1, h = 512, a = 8: sbh = 131,072; 5as^2b = 2,621,440.
+    # One GPU keeps 34 sbh (+ 5as^2b with eager attention); t = 4 keeps sbh(10 + 24/4) = 16 sbh (+ 5as^2b/4).
+    # A split keeps that share of the replica's traced layers and 1/4 of its loss log-probabilities (vocab-parallel).
+    sbh, scores = 256 * 512, 5 * 8 * 256 * 256
+    eager_ratio = (16 * sbh + scores / 4) / (34 * sbh + scores)
+    assert eager_ratio == pytest.approx(7 / 18)
+    one = _replica(gpt_config, attention="eager")
     eager = _tp4(gpt_config, attention="eager")
+    assert eager.memory.breakdown["activations"] == pytest.approx((one - LOSS) * 7 / 18 + LOSS / 4, abs=1)
+    # selective: the replica drops its traced scores (4 layers x 5as^2b, 16-bit) and the split has no score term
+    one_sel = _replica(gpt_config, attention="eager", recompute="selective")
+    assert one - one_sel == 4 * scores
     eager_sel = _tp4(gpt_config, attention="eager", recompute="selective")
-    assert eager.memory.breakdown["activations"] == base + scores
-    assert eager_sel.memory.breakdown["activations"] == base  # selective drops the score term
+    assert eager_sel.memory.breakdown["activations"] == pytest.approx((one_sel - LOSS) * 16 / 34 + LOSS / 4, abs=1)
     # fused (SDPA) attention stores no scores: selective recompute changes nothing in memory
+    fused_one = _replica(gpt_config)
     fused = _tp4(gpt_config)
     fused_sel = _tp4(gpt_config, recompute="selective")
-    assert fused.memory.breakdown["activations"] == fused_sel.memory.breakdown["activations"] == base
-    assert any("saves no memory here" in a for a in fused_sel.assumptions)
-    # with sequence parallelism: sbh(34/t) = 256 x 512 x 34 / 4 per layer, x 4 layers = 4,456,448
+    assert fused.memory.breakdown["activations"] == fused_sel.memory.breakdown["activations"]
+    assert fused.memory.breakdown["activations"] == pytest.approx((fused_one - LOSS) * 16 / 34 + LOSS / 4, abs=1)
+    assert any("recompute selective keeps the same activations here (fused attention" in a
+               for a in fused_sel.assumptions)
+    # with sequence parallelism every layer activation is split: sbh(34/t) / 34 sbh = 1/4, and so is the loss
     sp = _tp4(gpt_config, attention="eager", recompute="selective", sequence_parallel=True)
-    assert sp.memory.breakdown["activations"] == 4 * 256 * 512 * 34 // 4 == 4_456_448
+    assert sp.memory.breakdown["activations"] == pytest.approx(one_sel / 4, abs=1)
 
 
 def test_selective_recompute_reruns_the_attention_core_in_backward(gpt_config):
@@ -105,8 +121,11 @@ def test_recompute_full_is_activation_checkpointing(gpt_config):
     a = _tp4(gpt_config, recompute="full")
     b = _tp4(gpt_config, activation_checkpointing=True)
     assert a.plan.activation_checkpointing and b.plan.recompute == "full"
-    # full recompute keeps 2sbh per layer: 4 x 2 x 256 x 1 x 512 = 1,048,576 bytes
-    assert a.memory.breakdown["activations"] == b.memory.breakdown["activations"] == 1_048_576
+    # full recompute keeps each layer's input, 2sbh, whole on every TP rank (no sequence parallelism): the replica's
+    # checkpointed layers as traced, + 1/4 of its loss log-probabilities (vocabulary-parallel)
+    one = _replica(gpt_config, activation_checkpointing=True)
+    assert a.memory.breakdown["activations"] == b.memory.breakdown["activations"]
+    assert a.memory.breakdown["activations"] == pytest.approx(one - LOSS + LOSS / 4, abs=1)
     assert a.per_step.time_s == b.per_step.time_s and a.per_step.flops == b.per_step.flops
     assert any(r.recompute for r in a.graph.records)  # traced by the frontend (checkpointed blocks)
 

@@ -28,7 +28,9 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   32sbh, Korthikanti et al. 2022's 34sbh less the two 1-byte dropout masks (tests/test_memory_activations.py).
   Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
   removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
-  Tensor / pipeline-parallel plans use the per-GPU figure of wattlint.parallel.activation_bytes_per_gpu.
+  Tensor / pipeline / context-parallel plans keep a share of one replica's (:func:`split_activation_bytes`,
+  wattlint.parallel.activation_split): the layers' Korthikanti et al. 2022 split applied to the traced layers, the
+  loss's log-probabilities split over tp x cp on the last stage.
 * loss transient (:func:`loss_transient_bytes`): what the cross-entropy over the logits holds at the start of
   backward beyond the saved tensors, by ``plan.loss_impl`` (torch: (L + 8) bytes per logit of L bytes; fused:
   (2L - 4)); at that moment every activation is still alive.
@@ -62,26 +64,35 @@ def checkpointing_traced(graph: CostGraph) -> bool:
 
 
 def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
-    """Activation bytes saved for backward at the plan's micro-batch, and the assumptions made."""
-    notes: list[str] = []
-    per_gpu = graph.extra.get("activation_bytes_per_gpu") if graph.extra else None
-    if per_gpu is not None:  # the per-GPU graph of a tensor / pipeline-parallel plan (wattlint.parallel) says it
-        from .parallel import activation_key
+    """Activation bytes one GPU saves for backward at the plan's micro-batch, and the assumptions made: one whole
+    replica's (:func:`replica_activation_bytes`), split as a tensor / pipeline / context-parallel plan keeps them
+    (:func:`split_activation_bytes`) when ``graph`` is the per-GPU graph of one (wattlint.parallel)."""
+    act, notes = replica_activation_bytes(graph, plan)
+    split = graph.extra.get("activation_split") if graph.extra else None
+    if split is None:
+        return act, notes
+    return split_activation_bytes(act, graph, plan, split, notes)
 
-        act, note = per_gpu[activation_key(plan.recompute, plan.precision in HALF)]
-        return int(act), [note]
-    raw = graph.extra.get("activation_bytes") if graph.extra else None
+
+def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
+    """Activation bytes one whole replica of the model saves for backward at the plan's micro-batch (the traced
+    saved-for-backward bytes, as the stack, recompute mode and micro-batch change them), and the notes."""
+    notes: list[str] = []
+    extra = graph.extra or {}
+    raw = extra.get("activation_bytes")
     traced_ckpt = checkpointing_traced(graph)
     if raw is None:
-        raw = sum(r.bytes_written for r in graph.records
-                  if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
+        raw = extra.get("replica_forward_bytes")  # a per-GPU graph's whole replica (wattlint.parallel)
+        if raw is None:
+            raw = sum(r.bytes_written for r in graph.records
+                      if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
         notes.append("activation memory approximated by the bytes written in the forward pass (the frontend gave no "
                      "saved-for-backward total): an upper bound")
     act = int(raw)
-    if (getattr(plan, "training_stack", "pytorch") == "megatron" and plan.precision in HALF and graph.extra
-            and graph.extra.get("activation_bytes_fp32") is not None):
-        fp32 = int(graph.extra.get("activation_bytes_fp32") or 0)
-        dup = int(graph.extra.get("activation_bytes_cast_dup") or 0)
+    if (getattr(plan, "training_stack", "pytorch") == "megatron" and plan.precision in HALF
+            and extra.get("activation_bytes_fp32") is not None):
+        fp32 = int(extra.get("activation_bytes_fp32") or 0)
+        dup = int(extra.get("activation_bytes_cast_dup") or 0)
         if fp32 or dup:
             act = max(0, act - fp32 // 2 - dup)
             same = (f", and their half-precision casts autocast also kept ({dup / 2**20:,.1f} MiB) are the same "
@@ -93,7 +104,8 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
     if plan.recompute == "selective" and not traced_ckpt:
         from .parallel import attention_score_bytes
 
-        scores, what = attention_score_bytes(graph, half=plan.precision in HALF)
+        kept = extra.get("replica_attention_scores")  # a per-GPU graph's whole replica (wattlint.parallel)
+        scores, what = kept if kept else attention_score_bytes(graph, half=graph.precision in HALF)
         if scores:
             act = max(0, act - scores)
             notes.append(f"recompute selective: the attention scores are not kept, {scores / 2**20:,.1f} MiB "
@@ -109,6 +121,29 @@ def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
         notes.append(f"activation checkpointing not traced by the frontend: ~{CHECKPOINT_FACTOR:.0%} of the "
                      f"activations kept (block inputs only), the forward recomputed once in backward")
     return act, notes
+
+
+def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str]
+                           ) -> tuple[int, list[str]]:
+    """One GPU's share of a replica's ``act`` activation bytes under the per-GPU graph's plan
+    (wattlint.parallel.activation_split, per recompute mode): the loss's saved fp32 log-probabilities (4 bytes per
+    logit, at the plan's micro-batch) split over tp x cp on the last stage, the rest as the replica's layers."""
+    from .parallel import recompute_mode
+
+    s = split[recompute_mode(plan.recompute)]
+    extra = graph.extra or {}
+    traced_mb = max(1, int(graph.micro_batch or 1))
+    loss = min(act, 4 * int(extra.get("loss_logits_elems") or 0) * plan.micro_batch_size // traced_mb)
+    layers = act - loss
+    first = layers * s["first"] + (loss * s["loss"] if s["pp"] == 1 else 0.0)
+    last = layers * s["last"] + loss * s["loss"]
+    total = int(round(max(first, last)))
+    which = ("" if s["pp"] == 1 else f"; the {'first' if first >= last else 'last'} stage is the fuller")
+    loss_txt = (f" + the loss's fp32 log-probabilities {loss / 2**20:,.1f} MiB x {s['loss']:.3f} (split over tensor "
+                f"x context-parallel ranks, on the last stage)" if loss else "")
+    notes.append(f"activations per GPU: one replica's {act / 2**20:,.1f} MiB saved for backward (traced, micro-batch "
+                 f"{plan.micro_batch_size}): {s['how']}{loss_txt}{which} = {total / 2**20:,.1f} MiB")
+    return total, notes
 
 
 def loss_transient_bytes(graph: CostGraph, plan: Plan) -> tuple[int, str | None]:

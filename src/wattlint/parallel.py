@@ -432,11 +432,6 @@ def _replicated(r: OpRecord, types: Mapping[str, str], blocks: Blocks | None, hi
     return not (hidden and elems > 2 * tokens * hidden)
 
 
-def activation_key(recompute: str | bool, half: bool) -> str:
-    """Key of a per-GPU graph's activation table: recompute mode and activation width."""
-    return f"{recompute_mode(recompute)}/{16 if half else 32}"
-
-
 def recompute_mode(recompute: str | bool) -> str:
     """``none`` | ``selective`` | ``full`` (a bool is the old activation-checkpointing flag: True = full)."""
     if isinstance(recompute, bool):
@@ -563,9 +558,12 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra = dict(graph.extra or {})
     # per recompute mode and activation width, so that a re-estimate of this per-GPU graph under another plan
     # (a lint rule turning recompute off, or half precision on) reads its own figure (wattlint.memory)
-    extra["activation_bytes_per_gpu"] = {
-        activation_key(mode, h): activation_bytes_per_gpu(graph, layout, blocks, hidden, recompute=mode, half=h)
-        for mode in RECOMPUTES for h in (True, False)}
+    extra["activation_split"] = {mode: activation_split(graph, layout, blocks, hidden, recompute=mode)
+                                 for mode in RECOMPUTES}
+    # what wattlint.memory needs of the whole replica, which the per-GPU graph's records no longer show
+    extra["replica_attention_scores"] = attention_score_bytes(graph, half=graph.precision in ("fp16", "bf16", "fp8"))
+    extra["replica_forward_bytes"] = sum(r.bytes_written for r in graph.records if r.phase is Phase.FORWARD
+                                         and not r.recompute and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
     extra["parallel_full_params"] = graph.params
     extra["parallel_full_model"] = graph.model  # the whole model, for the report (the graph's is one GPU's share)
     extra["parallel_layout"] = {"tp": layout.tp, "pp": layout.pp, "sequence_parallel": layout.sequence_parallel,
@@ -645,7 +643,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     * Weights, gradients and optimizer state: the costed stage's parameters (:func:`_stage_param_share`: its blocks,
       + the LM head's weights on the last stage; its blocks' share of all blocks when the per-block count is not
       known) / tp; optimizer kernels scaled by the same share.
-    * Activations (:func:`activation_bytes_per_gpu`, per recompute mode and width): Korthikanti et al. 2022 per
+    * Activations (:func:`activation_split`, per recompute mode and width): Korthikanti et al. 2022 per
       layer; under 1F1B stage i holds p - i micro-batches of its layers (:func:`inflight_layers`: L layers of one
       micro-batch with equal stages).
     """
@@ -757,62 +755,74 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     return fp8.apply(shard_graph(graph, layout)[0], plan)
 
 
-def activation_bytes_per_gpu(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
-                             recompute: str | bool = "none", half: bool = True) -> tuple[int, str]:
-    """Activation bytes one GPU keeps for backward, and the assumption line.
-
-    Transformers (repeated blocks, hidden size and sequence length known): Korthikanti et al. 2022, per layer and
-    micro-batch of b sequences of s tokens, h hidden, a heads, t = tp, in 16-bit activations:
-    sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t term
-    (stored attention scores) is absent with fused (flash / memory-efficient) attention; selective recompute drops
-    that term too (the attention core is re-run in backward), so with fused attention it changes nothing here;
-    full recompute keeps only each layer's input, 2sbh (/t with sequence parallelism). Under 1F1B stage i keeps
-    p - i micro-batches of its layers; the fullest stage counts (:func:`inflight_layers`; L layers of one
-    micro-batch with equal stages). fp32 activations: x2. Other models: the
-    traced saved-for-backward bytes x :func:`activation_factor`."""
+def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none",
+                           half: bool = True) -> tuple[float, str]:
+    """Korthikanti et al. 2022's activation bytes of one transformer layer and micro-batch on one GPU of ``layout``,
+    and how: b sequences of s tokens (s / cp with context parallelism), h hidden, a heads, t = tp, 16-bit
+    activations: sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t
+    term (stored attention scores) is absent with fused (flash / memory-efficient) attention and under selective
+    recompute (the attention core is re-run in backward); full recompute keeps only the layer's input, 2sbh (/t with
+    sequence parallelism). fp32 activations: x2."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
-    seq = sequence_length(graph)
-    s_full = max(1, seq)
-    s = s_full / max(1, layout.cp)  # context parallel: each GPU keeps its 1/cp of every sequence
+    s_full = max(1, sequence_length(graph))
+    s = s_full / max(1, layout.cp)
     b = max(1, int(graph.micro_batch or 1))
-    heads = next((r.dim("h", 0) for r in graph.records if r.kind is OpKind.ATTENTION and r.dim("h", 0)), 0)
-    fused = heads > 0
-    if blocks is not None and hidden and seq:
-        L = inflight_layers(blocks.count, max(1, layout.pp), layout.grad_accum)
-        penalty = interleave_penalty(layout.pp, layout.vpp)
-        sp = layout.sequence_parallel
-        if mode == "full":
-            per_layer = 2.0 * s * b * hidden / (t if sp else 1)
-            how = "full recompute: each layer's input 2sbh" + (" / t" if sp else "")
-        else:
-            per_layer = s * b * hidden * ((34.0 / t) if sp else (10.0 + 24.0 / t))
-            how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
-            if mode == "selective":
-                how += (" (selective recompute: no 5as^2b/t attention-score term, the attention core is re-run in "
-                        "backward" + ("; with fused attention that term is absent anyway, so selective recompute "
-                                      "saves no memory here)" if fused else ")"))
-            elif not fused:
-                eager_heads = _eager_heads(graph, hidden)
-                per_layer += 5.0 * eager_heads * s * s_full * b / t
-                how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
-        scale = 1.0 if half else 2.0
-        total = int(round(per_layer * L * scale * penalty))
-        inter = (f" x {penalty:.3f} (interleaved 1F1B, {layout.vpp} chunks per stage: 1 + (p-1)/(p v), Megatron-LM's "
-                 f"interleaved_schedule_memory_penalty)" if penalty > 1 else "")
-        cps = f" (its 1/{layout.cp} of {s_full:,}: context parallel)" if layout.cp > 1 else ""
-        return total, (f"activations per GPU: {L} layers x {how} with s={s:,.0f}{cps}, b={b}, h={hidden}, t={t}{inter} "
-                       f"(Korthikanti et al. 2022, 16-bit activations" + ("" if half else ", x2 for fp32")
-                       + "; under 1F1B stage i of p holds min(m, p - i) micro-batches of its layers: the fullest "
-                       "stage, L layers of one micro-batch with equal stages and m >= p) = "
-                       f"{total / 2**30:.2f} GiB; embedding and output-layer activations not counted")
-    raw = (graph.extra or {}).get("activation_bytes")
-    if raw is None:
-        raw = sum(r.bytes_written for r in graph.records
-                  if r.phase is Phase.FORWARD and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
-    f = activation_factor(layout)
-    return int(round(raw * f)), (f"activations per GPU: traced saved-for-backward bytes x {f:.3f} (no transformer "
-                                 f"blocks recognised; Korthikanti et al. 2022 tensor-parallel share)")
+    sp = layout.sequence_parallel and t > 1
+    fused = any(r.kind is OpKind.ATTENTION and r.dim("h", 0) for r in graph.records)
+    if mode == "full":
+        per_layer = 2.0 * s * b * hidden / (t if sp else 1)
+        how = "full recompute: the layer's input 2sbh" + (" / t" if sp else "")
+    else:
+        per_layer = s * b * hidden * ((34.0 / t) if sp else (10.0 + 24.0 / t))
+        how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
+        if mode == "selective":
+            how += " (selective recompute: no 5as^2b/t attention-score term)"
+        elif not fused:
+            per_layer += 5.0 * _eager_heads(graph, hidden) * s * s_full * b / t
+            how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
+    return per_layer * (1.0 if half else 2.0), how
+
+
+def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,
+                     recompute: str | bool = "none") -> dict[str, Any]:
+    """How one GPU's activations under ``layout`` follow from one whole replica's (the traced saved-for-backward
+    bytes of the micro-batch, :func:`wattlint.memory.activation_bytes`), so that one GPU and a split agree on the
+    same model: the replica's bytes less its loss's saved log-probabilities are its layers' activations, which
+    follow Korthikanti et al. 2022's split (:func:`layer_activation_bytes` under ``layout`` over the same without
+    it, per recompute mode; the ratio does not depend on the activations' width); the loss's log-probabilities are split over tp (vocabulary-parallel loss) and
+    cp (each rank's tokens) and kept on the last stage only.
+
+    Under 1F1B stage i of p keeps min(m, p - i) micro-batches of its layers (:func:`inflight_layers`; x the
+    interleaved schedule's penalty on the first stage); the first stage (no loss) and the last (one micro-batch of
+    its layers, + the loss) are both computed and the fuller one counts. Returns ``first`` and ``last`` (shares of
+    the replica's layer activations those stages keep), ``loss`` (share of the loss's log-probabilities), ``pp`` and
+    ``how``. Models without repeated blocks: :func:`activation_factor` / cp of everything."""
+    cp = max(1, layout.cp)
+    t = max(1, layout.tp)
+    if blocks is None or not hidden or not sequence_length(graph):
+        f = activation_factor(layout) / cp
+        return {"first": f, "last": f, "loss": f, "pp": 1,
+                "how": f"x {f:.3f} (no transformer blocks recognised: Korthikanti et al. 2022 tensor-parallel share"
+                       + (f", / {cp} context parallel" if cp > 1 else "") + ")"}
+    per_gpu, how = layer_activation_bytes(graph, layout, hidden, recompute=recompute)
+    whole, how1 = layer_activation_bytes(graph, Layout(gpus=1), hidden, recompute=recompute)
+    pp = max(1, layout.pp)
+    n = blocks.count
+    first_layers = inflight_layers(n, pp, layout.grad_accum)
+    penalty = interleave_penalty(pp, layout.vpp)
+    last_layers = stage_blocks(n, pp)[-1] if pp > 1 else n
+    ratio = per_gpu / whole
+    inter = (f" x {penalty:.3f} (interleaved 1F1B, {layout.vpp} chunks per stage: 1 + (p-1)/(p v), Megatron-LM's "
+             f"interleaved_schedule_memory_penalty)" if penalty > 1 else "")
+    stages = (f"; under 1F1B stage i of {pp} holds min(m, p - i) micro-batches of its layers: the first stage "
+              f"{first_layers} layers' worth{inter}, the last {last_layers} layers + the loss" if pp > 1 else "")
+    return {"first": ratio * first_layers * penalty / n, "last": ratio * last_layers / n, "loss": 1.0 / (t * cp),
+            "pp": pp,
+            "how": (f"the replica's layers x {ratio:.3f} (Korthikanti et al. 2022: {how} per layer with s="
+                    f"{sequence_length(graph) / cp:,.0f}" + (f" of {sequence_length(graph):,} (context parallel)"
+                                                           if cp > 1 else "")
+                    + f", h={hidden}, t={t}, over {how1} on one GPU, applied to the traced layers){stages}")}
 
 
 def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, str]:
