@@ -481,7 +481,7 @@ def _parse_rule_options(raw: Any, where: str, known_codes, specs) -> dict[str, d
 
 def is_excluded(path: Path | str, patterns: tuple[str, ...], root: Path) -> bool:
     """Whether ``path`` matches an exclude glob (gitignore-like: ``**`` spans directories; a pattern without ``/``
-    matches any path component)."""
+    matches any path component; a leading ``/`` anchors it at the project root, as in .gitignore)."""
     if not patterns:
         return False
     p = Path(path)
@@ -493,10 +493,12 @@ def is_excluded(path: Path | str, patterns: tuple[str, ...], root: Path) -> bool
     parts = rel.split("/")
     for pat in patterns:
         pat = pat.strip().rstrip("/")
+        anchored = pat.startswith("/")
         if pat.startswith("./"):
             pat = pat[2:]
+        pat = pat.lstrip("/")
         rx = _glob_to_re(pat)
-        if "/" in pat:
+        if "/" in pat or anchored:
             if rx.match(rel) or any(rx.match("/".join(parts[:i])) for i in range(1, len(parts))):
                 return True
         elif any(rx.match(part) for part in parts):

@@ -114,8 +114,21 @@ def entry_from_summary(summary: Mapping[str, Any], source: str) -> dict[str, Any
     return entry
 
 
-def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str) -> str:
-    doc = {"schema": SCHEMA, "generator": f"wattlint {version}",
+def baseline_extras(path: Path) -> dict[str, Any]:
+    """The top-level keys of a baseline file other than schema, generator and models (a reviewer's "_comment"),
+    which an update keeps; {} without a readable file (load_baseline has already judged it)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("schema", "generator", "models")}
+
+
+def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str,
+                    extras: Mapping[str, Any] | None = None) -> str:
+    doc = {**dict(extras or {}), "schema": SCHEMA, "generator": f"wattlint {version}",
            "models": {k: dict(v) for k, v in sorted(models.items())}}
     return json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"  # a NaN/inf entry is a bug: exit 3
 
@@ -123,7 +136,9 @@ def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str) -> st
 def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep: Mapping[str, Any] | None = None,
                    version: str = "") -> dict[str, dict[str, Any]]:
     """Merge ``updates`` into the existing entries (``keep``: entries of models not run this time) and write the file
-    atomically. Returns the new mapping."""
+    atomically, keeping its other top-level keys (:func:`baseline_extras`). Every entry written must pass
+    :func:`check_entry`: one that would not is our bug (RuntimeError, exit 3), raised before anything is written, so
+    that a baseline is never replaced by one the next check refuses. Returns the new mapping."""
     from ..io import atomic_write_text
 
     from ..io import remove_stale_temps
@@ -141,8 +156,13 @@ def write_baseline(path: Path, updates: Mapping[str, Mapping[str, Any]], *, keep
     remove_stale_temps(path, older_than_s=STALE_TEMP_S)  # left by a killed --update-baseline
     models = {k: dict(v) for k, v in (keep or {}).items()}
     models.update({k: dict(v) for k, v in updates.items()})
+    for name, entry in updates.items():
+        try:
+            check_entry(path, name, entry)
+        except ConfigError as e:
+            raise RuntimeError(f"refusing to write a baseline entry the check would refuse: {e}") from None
     try:
-        atomic_write_text(path, render_baseline(models, version))
+        atomic_write_text(path, render_baseline(models, version, baseline_extras(path)))
     except OSError as e:
         raise ConfigError(f"cannot write baseline {path}: {e.strerror or e}; the previous file is unchanged") from None
     return models

@@ -33,10 +33,18 @@ def select_models(config, paths: list[Path], force_exclude: bool) -> list:
     (review: `wattlint check .` checked the excluded experiments)."""
     from ..cache import model_files
 
-    models = _path_selected(config, paths, force_exclude)
+    models = _path_selected(config, paths)
     named = [] if force_exclude else _named_files(config, paths)
-    return [m for m in models if m.path is None or not config.is_excluded(m.path)
+    return [m for m in models if not _excluded(config, m)
             or (named and _matches(m, model_files(m, config.root), named))]
+
+
+def _excluded(config, m) -> bool:
+    """Whether ``exclude`` matches the model's source file: its path, or the file of a 'pkg.module:attr' source."""
+    from ..cache import find_module_file
+
+    f = m.path if m.path is not None else find_module_file(m.source.split(":")[0], [config.root])
+    return f is not None and config.is_excluded(f)
 
 
 def _resolved(p: Path) -> Path:
@@ -54,8 +62,9 @@ def _named_files(config, paths: list[Path]) -> list[Path]:
     return [ap for ap in map(_resolved, paths) if not ap.is_dir() and not _selects_all(config, ap)]
 
 
-def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
-    """The configured models the PATH arguments select (all without paths), before ``exclude`` applies."""
+def _path_selected(config, paths: list[Path]) -> list:
+    """The configured models the PATH arguments select (all without paths), before ``exclude`` applies (to models:
+    an excluded file among the paths still selects the models that import it, :func:`select_models`)."""
     from ..cache import model_files
 
     models = list(config.models)
@@ -64,8 +73,6 @@ def _path_selected(config, paths: list[Path], force_exclude: bool) -> list:
         run_all = False
         for p in paths:
             ap = _resolved(p)
-            if force_exclude and config.is_excluded(ap):
-                continue
             if _selects_all(config, ap):
                 run_all = True
             targets.append(ap)
@@ -109,12 +116,12 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
                          configured=bool(config.models))
     for m in models:
         key, _files = cache.key(m, config)
-        hit = cache.get(key)
+        hit = _usable_hit(cache.get(key))
         if hit is None and missing_extra(m):
             result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, skipped=missing_extra(m)))
             continue
         if hit is not None:
-            summary, graph_findings, cached = hit["summary"], [_finding(d) for d in hit.get("findings", [])], True
+            summary, graph_findings, cached = hit
         else:
             try:
                 summary, graph_findings = estimate_model(m, config)
@@ -135,12 +142,43 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
         result.notices.extend(_gate_notices(config, result, baseline))
     chosen = {id(m) for m in models}
     # only the models this run would have checked but for `exclude` (not those a PATH selection left out anyway)
-    excluded = [m.name for m in _path_selected(config, paths, False) if id(m) not in chosen
-                and m.path is not None and config.is_excluded(m.path)]
+    excluded = [m.name for m in _path_selected(config, paths) if id(m) not in chosen and _excluded(config, m)]
     if excluded:  # an excluded model leaves no other trace in the output
         result.notices.append(f"not checked, matched by exclude: {', '.join(excluded)}")
     result.notices.extend(stray_noqa(config))
     return result
+
+
+def _usable_hit(hit) -> tuple[dict, list, bool] | None:
+    """(summary, graph findings, True) of a cache entry, or None (a miss, re-estimated) when the entry is not what
+    :func:`check` writes: a damaged or hand-edited file (an empty summary passed every budget and gate as '?', and
+    --update-baseline wrote its nulls into the baseline) must never stand in for an estimate."""
+    import math
+
+    from .baseline import KEYS
+
+    if hit is None:
+        return None
+    summary, raw = hit.get("summary"), hit.get("findings", [])
+    if not isinstance(summary, dict) or not isinstance(raw, list):
+        return None
+    total = summary.get("total")
+    if not isinstance(total, dict) or not isinstance(summary.get("gpu"), str):
+        return None
+    for k in KEYS:  # the totals budgets, the gate and the baseline read
+        v = total.get(k)
+        if v is None and k != "energy_kwh":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            return None
+    if not total["energy_kwh"] or not all(isinstance(summary.get(k), dict) for k in ("per_step", "memory", "plan")):
+        return None
+    if not (isinstance(summary.get("assumptions"), list) and all(isinstance(a, str) for a in summary["assumptions"])):
+        return None
+    text = ("code", "severity", "message")
+    if not all(isinstance(d, dict) and all(isinstance(d.get(k), str) for k in text) for d in raw):
+        return None
+    return summary, [_finding(d) for d in raw], True
 
 
 def _gate_notices(config, result, baseline) -> list[str]:

@@ -1,4 +1,5 @@
-"""GitHub Actions workflow commands: one ``::error|warning|notice file=..,line=..,title=..::message`` per finding."""
+"""GitHub Actions workflow commands: one ``::error|warning|notice file=..,line=..,title=..::message`` per finding,
+an error per model that could not be estimated, a warning per skipped model and a notice per note of the check."""
 
 from __future__ import annotations
 
@@ -39,4 +40,8 @@ def render_github(result: CheckResult) -> str:
             path = _escape_prop(m.error_at.repo_path(result.root))
             out.append(f"::error file={path},line={m.error_at.line},title={_escape_prop(f'not checked ({m.name})')}"
                        f"::{_escape_data(m.error)}")
+    for m in result.models:  # not checked in this environment (the light install): the job's log must say so
+        if m.skipped:
+            out.append(f"::warning title={_escape_prop(f'not checked ({m.name})')}::{_escape_data(f'{m.name}: {m.skipped}')}")
+    out.extend(f"::notice title=wattlint::{_escape_data(n)}" for n in result.notices)
     return "\n".join(out) + ("\n" if out else "")

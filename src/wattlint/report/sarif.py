@@ -28,12 +28,14 @@ def _rule_descriptor(rule) -> dict:
 
 
 def _artifact(path: str) -> dict:
-    """A location relative to the repository root (%SRCROOT%), or a file URI for a file outside the repository."""
+    """A location relative to the repository root (%SRCROOT%), or a file URI for a file outside the repository; a
+    relative one percent-encoded as a URI reference (a space, '#', '?' or ':' in a folder name is not one)."""
     from pathlib import PurePosixPath
+    from urllib.parse import quote
 
     if PurePosixPath(path).is_absolute():
         return {"uri": PurePosixPath(path).as_uri()}
-    return {"uri": path, "uriBaseId": "%SRCROOT%"}
+    return {"uri": quote(path, safe="/"), "uriBaseId": "%SRCROOT%"}
 
 
 def render_sarif(result: CheckResult, version: str) -> str:
@@ -78,12 +80,17 @@ def render_sarif(result: CheckResult, version: str) -> str:
                                 "rules": [_rule_descriptor(rules[c]) for c in used]}},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": repository_root(result.root).as_uri() + "/"}},
             "results": results,
-            # a model that could not be estimated (bad input) is a failed part of this run, not a rule result
+            # a model that could not be estimated (bad input) is a failed part of this run, not a rule result; a
+            # skipped model (the light install) and the check's notes (no baseline, excluded models) are what the
+            # text report prints beside the findings, and a green CI job must not hide them
             "invocations": [{"executionSuccessful": not result.errors, "toolExecutionNotifications": [
                 {"level": "error", "message": {"text": m.error},
                  **({"locations": [{"physicalLocation": {"artifactLocation": _artifact(m.error_at.repo_path(
                      result.root)), "region": {"startLine": max(1, m.error_at.line)}}}]} if m.error_at else {})}
-                for m in result.models if m.error]}],
+                for m in result.models if m.error]
+                + [{"level": "warning", "message": {"text": f"{m.name}: {m.skipped}"}}
+                   for m in result.models if m.skipped]
+                + [{"level": "note", "message": {"text": n}} for n in result.notices]}],
             "columnKind": "unicodeCodePoints",
         }],
     }
