@@ -596,31 +596,55 @@ def autocast_convs(dtype):
 
 # ---- loss -------------------------------------------------------------------------------------------------------
 
-def _logits(output, hf: bool) -> torch.Tensor | None:
-    """The classification logits the traced loss is a cross-entropy over (an output named ``logits``, or a plain
-    module's single 2-D output), else None."""
+def _logit_outputs(output, hf: bool) -> list[tuple[str, torch.Tensor]]:
+    """The classification logits the traced loss is a cross-entropy over: every floating-point output named
+    ``logits``, ``*_logits`` or ``logits_*`` (Hugging Face's names: BertForPreTraining's prediction_logits and
+    seq_relationship_logits, a question-answering head's start_logits and end_logits, CLIP's logits_per_image and
+    logits_per_text, each trained with its own cross-entropy), or a plain module's single 2-D output."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
-    logits = None
-    for n, t in flat:
-        if n == "logits":
-            logits = t
-    if logits is None and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
-        logits = flat[0][1]
-    return logits
+    named = [(n, t) for n, t in flat if t.dim() >= 1 and (n == "logits" or n.endswith("_logits")
+                                                           or n.startswith("logits_"))]
+    if not named and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
+        named = [flat[0]]
+    return named
 
 
-def _loss(output, hf: bool) -> tuple[torch.Tensor, str]:
-    """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate."""
+def _logits(output, hf: bool) -> torch.Tensor | None:
+    """The largest of :func:`_logit_outputs` (whose cross-entropy holds the most memory at the start of backward),
+    else None."""
+    outs = _logit_outputs(output, hf)
+    return max((t for _, t in outs), key=lambda t: t.numel()) if outs else None
+
+
+def _loss(output, hf: bool, arch: str | None = None) -> tuple[torch.Tensor, str]:
+    """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate.
+    ``arch``: the Hugging Face class, for what its real loss is (a CTC head's is priced as a cross-entropy)."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     if not flat:
         raise InputError("the model's forward returned no floating-point tensor to build a loss from")
-    logits = _logits(output, hf)
-    if logits is not None:
-        classes = logits.shape[-1]
-        rows = logits.reshape(-1, classes)
-        labels = torch.zeros(rows.shape[0], dtype=torch.long, device=logits.device)
-        return F.cross_entropy(rows, labels), f"loss: cross-entropy on the {classes}-way logits (labels of shape " \
-                                              f"{list(logits.shape[:-1])}, every position labelled)"
+    outs = _logit_outputs(output, hf)
+    if outs:
+        total, parts = None, []
+        for n, t in outs:
+            classes = t.shape[-1]
+            rows = t.reshape(-1, classes)
+            labels = torch.zeros(rows.shape[0], dtype=torch.long, device=t.device)
+            ce = F.cross_entropy(rows, labels)
+            total = ce if total is None else total + ce
+            parts.append((n, classes, list(t.shape[:-1])))
+        if len(parts) == 1:
+            n, classes, shape = parts[0]
+            note = f"loss: cross-entropy on the {classes}-way {n if n != 'output' else 'logits'} (labels of shape " \
+                   f"{shape}, every position labelled)"
+        else:
+            note = ("loss: the sum of a cross-entropy on each of " + ", ".join(
+                f"{n} ({classes}-way, labels of shape {shape})" for n, classes, shape in parts)
+                + ", every position labelled")
+        if arch and arch.endswith("ForCTC"):
+            note += (f" (a {arch} trains with CTC: priced as this cross-entropy, the same log-softmax over every "
+                     f"frame's logits forward and backward; CTC's alignment over frames x target length, small "
+                     f"beside the model, is not priced)")
+        return total, note
     if len(flat) == 1 and flat[0][1].dim() == 0:
         return flat[0][1], "loss: the forward returns a scalar, used as the loss"
     total = None
@@ -737,7 +761,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             with mode, autocast_convs(tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
-                loss, loss_note = _loss(output, hf)
+                loss, loss_note = _loss(output, hf, type(model).__name__ if hf else None)
                 logits = _logits(output, hf)
             tracer.settle_saved()
         tracer.stack.clear()
