@@ -128,7 +128,7 @@ def test_a_non_finite_baseline_entry_is_never_written(tmp_path):
     path = tmp_path / ".wattlint-baseline.json"
     write_baseline(path, {"m": {"energy_kwh": 1.5, "cost_usd": 0.2}})
     before = path.read_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(RuntimeError, match="not a finite number"):
         write_baseline(path, {"m": {"energy_kwh": float("inf"), "cost_usd": float("nan")}})
     assert path.read_bytes() == before
 

@@ -277,18 +277,20 @@ def test_ring_all_reduce_inside_a_node():
 
 
 def test_hierarchical_all_reduce_across_nodes():
-    # 16 GPUs, 8 per node, 100 Gbit/s per node: the inter-node ring moves 2 x 1/2 x 400 MB per node at
-    # 12.5 GB/s x 0.8 = 40 ms; inside the node 2 x 15/16 x 400 MB at 240 GB/s = 3.125 ms; the slower one wins.
+    # 16 GPUs, 8 per node, 100 Gbit/s per node: NCCL's rings run over all 16 ranks, so the node's network carries
+    # the ring's factor over 16 ranks, 2 x 15/16 x 400 MB at 12.5 GB/s x 0.8 = 75 ms; inside the node the same
+    # 2 x 15/16 x 400 MB at 240 GB/s = 3.125 ms; the slower one wins.
     params = 100_000_000
     grad = 4.0 * params
     e = est(graph(params=params, bwd=1), plan(batch_size=128, gpus=16, gpus_per_node=8, internode_gbps=100.0),
             t=1e-3)
-    t_inter = 2 * grad * (1 / 2) / (100 / 8 * 1e9 * NCCL_EFF)
+    t_inter = 2 * grad * (15 / 16) / (100 / 8 * 1e9 * NCCL_EFF)
     t_intra = 2 * grad * (15 / 16) / (300e9 * NCCL_EFF)
-    assert t_inter == pytest.approx(0.04) and t_intra == pytest.approx(3.125e-3)
+    assert t_inter == pytest.approx(0.075) and t_intra == pytest.approx(3.125e-3)
     t_comm = t_inter + _latency(16, grad)  # 16 calls (400 MB / 25 MiB) x 30 us x 4
     assert e.phases["communication"].time_s == pytest.approx(t_comm - 1e-3)  # minus the 1 ms backward overlap
-    assert any("100 Gbit/s of network per node for this ring between 2 nodes" in a for a in e.assumptions)
+    assert any("100 Gbit/s of network per node, NCCL rings over all 16 ranks between 2 nodes" in a
+               for a in e.assumptions)
     assert not any("shared by the" in a for a in e.assumptions)  # no model parallelism: the whole network
 
 
@@ -340,18 +342,32 @@ def test_pcie_link_without_nvlink():
 
 
 def test_zero3_gathers_weights_twice_per_micro_batch():
-    # ZeRO-3 in fp32: all-gather weights in forward and backward of each micro-batch (grad-accum 2) + reduce-scatter
-    # of gradients: (2 x 2 + 1) x 3/4 x 4 MB per GPU
+    # ZeRO-3 in fp32: all-gather weights in forward and backward + reduce-scatter of the gradients, each micro-batch
+    # (grad-accum 2: a GPU keeps only its shard of the gradients, so every backward reduces them):
+    # 2 x (2 + 1) x 3/4 x 4 MB per GPU, 2 x 3 calls per bucket
     params = 1_000_000
     b = 4.0 * params
     e = est(graph(params=params, bwd=1), plan(batch_size=64, gpus=4, gpus_per_node=4, grad_accum=2,
                                                sharding="zero3"), t=1e-6)
-    calls = 3 * max(1, math.ceil(b / BUCKET))
-    t_comm = (2 * 2 * b + b) * 3 / 4 / (300e9 * NCCL_EFF) + calls * LATENCY_S * 2
+    calls = 2 * 3 * max(1, math.ceil(b / BUCKET))
+    t_comm = 2 * (2 * b + b) * 3 / 4 / (300e9 * NCCL_EFF) + calls * LATENCY_S * 2
     fwd_bwd = 2 * (2 + 1) * 1e-6  # forward + backward of both micro-batches overlap with FSDP prefetch
     assert e.phases["communication"].time_s == pytest.approx(t_comm - fwd_bwd)
     # optimizer state sharded: the optimizer op runs on 1/4 of the parameters
     assert e.phases["optimizer"].time_s == pytest.approx(1e-6 / 4)
+
+
+def test_zero2_reduces_gradients_every_micro_batch():
+    # ZeRO-2 in fp32, grad-accum 2: a reduce-scatter of the gradients after each micro-batch's backward + one
+    # all-gather of the updated weights: (2 + 1) x 3/4 x 4 MB per GPU, (2 + 1) calls per bucket
+    params = 1_000_000
+    b = 4.0 * params
+    e = est(graph(params=params, bwd=1), plan(batch_size=64, gpus=4, gpus_per_node=4, grad_accum=2,
+                                               sharding="zero2"), t=1e-6)
+    calls = 3 * max(1, math.ceil(b / BUCKET))
+    t_comm = (2 * b + b) * 3 / 4 / (300e9 * NCCL_EFF) + calls * LATENCY_S * 2
+    bwd = 1e-6  # overlapped with the last micro-batch's backward
+    assert e.phases["communication"].time_s == pytest.approx(t_comm - bwd)
 
 
 def test_launch_gap_with_exposed_launches():

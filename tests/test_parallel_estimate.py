@@ -295,8 +295,8 @@ def test_the_data_parallel_note_says_the_ring_has_a_share_of_the_node(gpt_config
     e = _est(gpt_config, gpus=128, tensor_parallel=4, batch_size=32, internode_gbps=1600.0)
     line = next(a for a in e.assumptions if a.startswith("data parallel over") and "ring" in a)
     # dp = 128 / 4 = 32 ranks, 8 / 4 = 2 per node; 1600 x 2 / 8 = 400 Gbit/s for the node's 4 rings
-    assert "400 Gbit/s of network per node for this ring between 16 nodes (the node's 1600 Gbit/s shared by the 4 " \
-           "data-parallel rings of its model-parallel ranks)" in " ".join(line.split()), line
+    assert "400 Gbit/s of network per node, NCCL rings over all 32 ranks between 16 nodes (the node's 1600 Gbit/s " \
+           "shared by the 4 data-parallel rings of its model-parallel ranks)" in " ".join(line.split()), line
 
 
 @pytest.mark.slow

@@ -7,12 +7,13 @@ docs/ENERGY_MODEL.md ("System").
 Communication (``gpus > 1``), bandwidth-only ring model with NCCL bus efficiency, per GPU and optimizer step:
 
 * none / zero1: gradient all-reduce, each GPU moves 2(n-1)/n x gradient bytes;
-* zero2: reduce-scatter of gradients + all-gather of updated weights: the same 2(n-1)/n volume;
-* zero3 / fsdp: weight all-gather in forward and again in backward (per micro-batch) + gradient reduce-scatter:
-  (2 x grad-accum + 1)(n-1)/n x the bytes;
+* zero2: reduce-scatter of gradients after every micro-batch's backward (sharded gradients cannot be accumulated
+  unreduced) + one all-gather of the updated weights: (grad-accum x G + W)(n-1)/n;
+* zero3 / fsdp: weight all-gather in forward and again in backward + gradient reduce-scatter, per micro-batch:
+  grad-accum x (2W + G)(n-1)/n;
 
-inside one node over NVLink (or PCIe without it); across nodes a hierarchical ring whose bottleneck is the node's
-network link (``internode_gbps``), where each node moves the same algorithm factor with N nodes instead of n GPUs.
+inside one node over NVLink (or PCIe without it); across nodes NCCL's rings over all n ranks, one channel per NIC,
+whose bottleneck is the node's network link (``internode_gbps``) carrying the ring's factor over the n ranks.
 Every collective call adds a latency term ``calls x COLLECTIVE_LATENCY_S x log2(n)``. Collectives overlap the
 backward pass (DDP buckets) or the whole forward + backward (FSDP prefetch); only the part longer than the overlapped
 compute is exposed — never less than ``MIN_EXPOSED`` of it — at near-idle power. Under the ``megatron`` training
@@ -22,6 +23,7 @@ stack without ZeRO-2/3 / FSDP the gradient all-reduce runs after the backward pa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -149,11 +151,15 @@ def sync_bytes(graph: CostGraph, plan: Plan) -> tuple[float, float, bool]:
 def _volume(plan: Plan, grad: float, weight: float) -> tuple[float, float, int, str]:
     """(algorithm factor x bytes without the (n-1)/n term, calls, collective description)."""
     ga = max(1, plan.grad_accum)
+    # ZeRO-2/3 and FSDP keep only their shard of the gradients (wattlint.memory divides them), so every micro-batch's
+    # backward reduce-scatters its gradients (DeepSpeed ZeRO-2/3 reduce in each micro-step; FSDP without no_sync,
+    # which would keep whole unsharded gradients)
     if plan.sharding in ("zero3", "fsdp"):
-        return (2 * ga * weight + grad, 3 * collective_calls(weight),
-                "ring all-gather of weights (forward + backward, per micro-batch) + reduce-scatter of gradients")
+        return (ga * (2 * weight + grad), 3 * ga * collective_calls(weight),
+                "ring all-gather of weights (forward + backward) + reduce-scatter of gradients, per micro-batch")
     if plan.sharding == "zero2":
-        return grad + weight, 2 * collective_calls(grad), "ring reduce-scatter of gradients + all-gather of weights"
+        return (ga * grad + weight, (ga + 1) * collective_calls(grad),
+                "ring reduce-scatter of gradients per micro-batch + all-gather of the updated weights")
     return 2 * grad, collective_calls(grad), "ring all-reduce of gradients (2(n-1)/n x bytes per GPU)"
 
 
@@ -172,10 +178,13 @@ def collective_time(bytes_unscaled: float, calls: int, gpu: GpuSpec, plan: Plan)
         t, link = t_intra, intra_name
     else:
         gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
-        t_inter = bytes_unscaled * (nodes - 1) / nodes / (gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY)
+        # NCCL's rings run over all n ranks, one channel per NIC: every node's network carries the ring's factor
+        # over the n ranks (2 x 15/16 of the tensor for an all-reduce over 2 nodes of 8), as tensor-parallel groups
+        # spanning nodes are priced (_group_collective); a factor over the N nodes (2 x 1/2) moved about half of it
+        t_inter = volume / (gbps / 8.0 * 1e9 * NCCL_BUS_EFFICIENCY)
         t = max(t_inter, t_intra)
         link = (f"{intra_name} inside a node, " if per_node > 1 else "one GPU per node: ") + \
-            f"{gbps:g} Gbit/s of network per node for this ring between {nodes} nodes"
+            f"{gbps:g} Gbit/s of network per node, NCCL rings over all {n} ranks between {nodes} nodes"
     t += calls * COLLECTIVE_LATENCY_S * math.log2(n)
     return t, volume, link
 
@@ -194,7 +203,27 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
                          f"model-parallel ranks)") if rings > 1 else ""
     grad, weight, half = sync_bytes(graph, plan)
     unscaled, calls, collective = _volume(plan, grad, weight)
+    ep = max(1, int(getattr(plan, "expert_parallel", 1) or 1))
+    experts = ""
+    if ep > 1 and graph.params and plan.gpus % ep == 0:
+        from .. import parallel as _parallel
+
+        split = _parallel.expert_split(graph, ep)
+        if split.expert > 0:
+            # each GPU holds experts / ep of every MoE layer: their gradients are reduced over the n / ep ranks that
+            # hold the same experts (Megatron's expert-data-parallel group, every ep-th data-parallel rank), the
+            # other parameters over all n; the experts other ranks hold are not reduced here at all
+            dense, held = (split.params - split.expert) / graph.params, split.expert / graph.params
+            unscaled, calls, collective = _volume(plan, grad * dense, weight * dense)
+            eplan = dataclasses.replace(plan, gpus=plan.gpus // ep, gpus_per_node=max(1, plan.gpus_per_node // ep))
+            e_unscaled, e_calls, _ = _volume(eplan, grad * held, weight * held)
+            t_e, vol_e, _ = collective_time(e_unscaled, e_calls, gpu, eplan)
+            experts = (f"; expert parallel {ep}: this GPU's {split.expert:,.0f} routed-expert parameters over the "
+                       f"{plan.gpus // ep} ranks holding the same experts, its {split.params - split.expert:,.0f} "
+                       f"others over all {plan.gpus}")
     t, volume, link = collective_time(unscaled, calls, gpu, plan)
+    if experts:
+        t, volume, calls = t + t_e, volume + vol_e, calls + e_calls
     after = after_backward(plan)
     if plan.sharding in ("zero3", "fsdp"):
         overlap = forward_s + backward_s  # FSDP prefetches the next unit's weights during compute
@@ -207,7 +236,7 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
            f"overlapped with the backward pass, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
-            f"{collective}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
+            f"{collective}{experts}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
             f"({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"
@@ -543,6 +572,26 @@ def _group_collective(fn, nbytes: float, n: int, gpu: GpuSpec, plan: Plan) -> tu
                     f"all {n} ranks, one channel per NIC)")
 
 
+def expert_all_to_all(nbytes: float, ep: int, tp: int, gpu: GpuSpec, plan: Plan) -> tuple[float, float, str]:
+    """(time, latency per call, link) of one MoE all-to-all in which each GPU scatters ``nbytes`` over its ``ep``
+    expert-parallel ranks, which sit ``tp`` apart (Megatron's rank order: tensor, then expert): (ep-1)/ep of the
+    buffer leaves the GPU; when the group spans nodes, the share bound for the local = gpus_per_node / tp ranks of
+    its own node goes over NVLink and the rest over the node's network (shared by its GPUs, all exchanging at once),
+    the slower of the two bounds."""
+    from .. import parallel as P
+
+    per_node = max(1, plan.gpus_per_node)
+    if ep * tp <= per_node:
+        bw, lat, name = _link(gpu, plan, True)
+        return P.all_to_all_s(nbytes, ep, bw, lat), lat, name
+    local = max(1, min(ep, per_node // max(1, tp)))
+    intra_bw, _, intra_name = _link(gpu, plan, True)
+    net_bw, lat, net_name = _link(gpu, plan, False)
+    t = max(nbytes * (local - 1) / ep / intra_bw, nbytes * (ep - local) / ep / net_bw) + lat
+    return t, lat, (f"{intra_name} to the {local - 1} expert ranks in the node, the {net_name} to the other "
+                    f"{ep - local}")
+
+
 def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
                    micro_block_s: float | None = None, micro_attention_s: float = 0.0) -> ModelParallelCost | None:
     """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
@@ -605,13 +654,17 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
     if ep > 1:
         moe = [ly for ly in P.moe_layers(stage) if any(r.module.startswith(ly["module"]) for r in stage.records)]
         if moe:
-            bw, lat, name = _link(gpu, plan, ep * tp <= plan.gpus_per_node)
+            # each tensor-parallel rank routes its 1/tp of the tokens (sequence parallelism scatters them; without
+            # it DeepSpeed-MoE drops the copies its TP ranks share before the all-to-all)
+            a2a_tokens = tokens / tp
             for ly in moe:
-                a2a = float(tokens * int(ly.get("top_k", 1)) * hidden * act_bytes)
-                ep_mb += 4 * P.all_to_all_s(a2a, ep, bw, lat)
+                a2a = float(a2a_tokens * int(ly.get("top_k", 1)) * hidden * act_bytes)
+                one, lat, name = expert_all_to_all(a2a, ep, tp, gpu, plan)
+                ep_mb += 4 * one
+            share = f" / tp {tp}" if tp > 1 else ""
             notes.append(f"expert parallel {ep}: 4 all-to-alls per MoE layer (dispatch and combine, forward and "
-                         f"backward) of tokens x top-k x hidden x {act_bytes} B over {name} for {len(moe)} MoE "
-                         f"layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute unchanged "
+                         f"backward) of tokens{share} x top-k x hidden x {act_bytes} B over {name} for {len(moe)} "
+                         f"MoE layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute unchanged "
                          f"(balanced routing)")
         elif not P.moe_layers(stage):
             raise ConfigError(f"--expert-parallel {ep}: the model has no mixture-of-experts layer to spread")

@@ -1,0 +1,59 @@
+"""Communication of expert-parallel plans (review of parallel plans against hand counts): the MoE all-to-all of a
+tensor-parallel rank carries its 1/tp of the tokens and, when the expert group spans nodes, only the share bound
+for other nodes crosses the network; the data-parallel gradient reduction leaves out the experts other ranks hold
+and reduces the held ones over the ranks holding the same experts. Every expected value is computed by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers")
+
+import wattlint  # noqa: E402
+
+# 2 layers, hidden 256, 4 heads of 64, 2 key/value heads, 8 experts of SwiGLU 256 -> 512, top-2, vocabulary 1000
+MIXTRAL = dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=256, intermediate_size=512,
+               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
+               num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64)
+
+
+@pytest.fixture
+def moe(tmp_path):
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(MIXTRAL))
+    # 16 A100s (8 per node, 400 Gbit/s per node), TP 2 with sequence parallelism, EP 8 over the dp = 8 replicas;
+    # batch 8 = micro-batch 1 x 8 replicas, 64 tokens
+    return wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=16, gpus_per_node=8, tensor_parallel=2,
+                             sequence_parallel=True, expert_parallel=8, batch_size=8, seq_len=64,
+                             internode_gbps=400.0, precision="bf16", steps=1, lint=False)
+
+
+def test_moe_all_to_all_of_a_tensor_parallel_rank_spanning_nodes(moe):
+    # each TP rank routes 64 / 2 = 32 tokens x top-2 x 256 x 2 B = 32,768 B; its 8 expert ranks sit 2 apart, 4 in its
+    # node: 3/8 of the buffer over NVLink (600 GB/s bidirectional -> 300 x 0.8 = 240 GB/s), 4/8 over the network
+    # (400 Gbit/s / 8 GPUs x 0.8 = 5 GB/s per GPU), + 40 us per call across nodes
+    a2a = 32 * 2 * 256 * 2
+    one = max(a2a * 3 / 8 / 240e9, a2a * 4 / 8 / 5e9) + 40e-6
+    # 4 all-to-alls per MoE layer (dispatch, combine; forward and backward), 2 layers, 1 micro-batch
+    assert moe.phases["expert_all_to_all"].time_s == pytest.approx(2 * 4 * one, rel=1e-9)
+    line = next(a for a in moe.assumptions if a.startswith("expert parallel 8: 4 all-to-alls"))
+    assert "tokens / tp 2 x top-k x hidden" in line and "to the 3 expert ranks in the node" in line, line
+
+
+def test_data_parallel_gradients_of_an_expert_parallel_plan(moe):
+    # per GPU under TP 2 (every parameter split over the 2 TP ranks): routed experts 2 layers x 8 experts x
+    # 3 x 256 x 512 = 6,291,456 / 2 = 3,145,728, of which this GPU holds its 1/8: 393,216; the others: embeddings and
+    # LM head 2 x 1000 x 256, per layer q, o 256 x 256, k, v 256 x 128, router 256 x 8, 2 norms of 256, and the final
+    # norm: 512,000 + 2 x 199,168 + 256 = 910,592 / 2 = 455,296
+    line = next(a for a in moe.assumptions if a.startswith("data parallel over 8 GPUs"))
+    assert ("expert parallel 8: this GPU's 393,216 routed-expert parameters over the 1 ranks holding the same "
+            "experts, its 455,296 others over all 8") in line, line
+    # the 8 data-parallel replicas, 4 per node: the others' fp32 gradients (autocast) all-reduced over 8 ranks on 2
+    # nodes, the node's 400 Gbit/s shared by its 2 data-parallel rings (200 Gbit/s each): 2 x 7/8 x 4 x 455,296 B
+    # at 25 GB/s x 0.8 (slower than NVLink's 240 GB/s), + 1 call x 30 us x log2(8); the held experts have no one
+    # to reduce with (8 / 8 = 1 rank)
+    t = 2 * 7 / 8 * 4 * 455_296 / (200 / 8 * 1e9 * 0.8) + 30e-6 * 3
+    exposed = max(0.1 * t, t - moe.phases["backward"].time_s)  # overlapped with the one micro-batch's backward
+    assert moe.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)
