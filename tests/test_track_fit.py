@@ -222,7 +222,7 @@ def test_a_record_that_reached_its_stable_phase_is_used(tmp_path):
     with pytest.raises(RunFitError, match="b.jsonl: no stable phase"):
         fit_records([str(d)], out=str(tmp_path / "o"))
     with open(noisy, "a") as f:
-        f.write(json.dumps({"type": "event", "kind": "stable", "step": 60, "t": 6.0}) + "\n")
+        f.write(json.dumps({"type": "event", "kind": "stable", "step": 60, "t": 6.0, "time_s": 6.0}) + "\n")
     corr, _ = fit_records([str(d)], out=str(tmp_path / "o"))
     assert corr.runs == 2
 

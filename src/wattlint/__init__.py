@@ -45,3 +45,13 @@ def track(model=None, **kwargs):
     from .tracking import Tracker
 
     return Tracker(model, **kwargs)
+
+
+def __getattr__(name: str):
+    """``wattlint.tracking`` (its Settings, callbacks) without importing it first, as the docs write it; imported
+    lazily because it needs numpy."""
+    if name == "tracking":
+        import importlib
+
+        return importlib.import_module(".tracking", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -159,7 +159,8 @@ def _record(args, flags) -> dict:
     doc = {"schema": SCHEMA, "kind": "run-record", "path": str(rec.path), "status": rec.status,
            "torn_tail": rec.torn_tail, "model": h.get("model"), "device": h.get("device"), "analysis": a,
            "at_stable": at, "static": static, "comparison": comparison(a, static, complete=complete),
-           "budget_events": [e for e in rec.events if e.get("kind") == "budget"], "notes": list(h.get("notes") or [])}
+           "budget_events": [e for e in rec.events if e.get("kind") == "budget"],
+           "notes": _notes(h.get("notes"), (rec.summary or {}).get("notes"))}
     if rec.torn_tail:
         doc["notes"].append("the last line was torn (power loss?) and is ignored")
     lines = summary_lines({**doc, "status": rec.status})
@@ -169,6 +170,17 @@ def _record(args, flags) -> dict:
         lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines
     return doc
+
+
+def _notes(*lists) -> list[str]:
+    """The header's notes, then the summary's own (the loop ended before the plan's steps, the clock held back), as
+    the run printed them at its end (review: compare-run dropped the summary's), each once."""
+    out: list[str] = []
+    for notes in lists:
+        for n in notes or []:
+            if n not in out:
+                out.append(n)
+    return out
 
 
 def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: dict, lines: list[str]) -> None:
@@ -230,7 +242,8 @@ def _job_records(args, flags, paths: list[str]) -> dict:
            "status": status, "model": h.get("model"), "device": h.get("device"), "analysis": a,
            "rank_analyses": analyses, "static": static, "comparison": comparison(a, static, complete=complete),
            "budget_events": [e for r in recs for e in r.events if e.get("kind") == "budget"],
-           "notes": notes + list(h.get("notes") or [])}
+           "notes": notes + _notes(h.get("notes"))
+           + [f"{r.path}: {n}" for r in recs for n in (r.summary or {}).get("notes") or []]}
     label = f"job of {len(recs)} ranks ({', '.join(a.get('ranks') or [])})"
     lines = summary_lines({**doc, "path": label})
     lines.insert(1, "  time: the slowest rank's; energy, GPU-hours, CO2 and cost: the sum over the ranks")

@@ -161,8 +161,11 @@ class CpuChannel(Channel):
         dcpu = cpu - self._cpu
         self._t, self._cpu = now, cpu
         busy = dcpu / dt if dt > 0 else 0.0
-        return {"energy_j": CpuMeter.modelled_power_w(busy) * dt, "source": "modelled", "busy_threads": busy,
-                "cpu_s": dcpu}
+        out = {"energy_j": CpuMeter.modelled_power_w(busy) * dt, "source": "modelled", "busy_threads": busy,
+               "cpu_s": dcpu}
+        if self.wall is not None:  # the tracker's window lasts another clock's seconds: the power is over these
+            out["wall_s"] = dt
+        return out
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -3,8 +3,8 @@
     from wattlint.tracking.lightning import WattlintCallback
     trainer = L.Trainer(max_epochs=10, callbacks=[WattlintCallback(gpu="a100-sxm4-80gb")])
 
-The plan defaults to ``trainer.estimated_stepping_batches`` optimizer steps; a step is counted when
-``trainer.global_step`` advances (so gradient accumulation counts optimizer steps, and a stop never falls inside an
+The plan defaults to ``trainer.estimated_stepping_batches`` optimizer steps (less ``global_step`` for a run resumed
+from a checkpoint); a step is counted when ``trainer.global_step`` advances (so gradient accumulation counts optimizer steps, and a stop never falls inside an
 accumulation); epoch boundaries from ``on_train_epoch_start``; the data wait is the time from the previous batch's
 end (or the end of validation) to ``on_train_batch_start``. The tracker starts at the first batch, whose inputs
 (the first element of a tuple batch, or a dict batch) are the example for the static estimate unless ``example=``,
@@ -62,8 +62,15 @@ class WattlintCallback(_pl.Callback):
                 steps = None
             ga = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
             world = int(getattr(trainer, "world_size", 1) or 1)
+            # a resumed run (ckpt_path) starts at global_step: its plan is the steps still to run, and its first
+            # batch is batch_idx of its epoch (its first epoch boundary comes after the rest of that epoch)
+            done = max(0, int(trainer.global_step))
+            if steps is not None:
+                steps = steps - done if steps > done else None
             defaults = {"steps": steps, "grad_accum": ga if ga > 1 else None, "gpus": world if world > 1 else None,
                         "precision": precision_of(getattr(trainer, "precision", None))}
+            if done:
+                defaults.update(start_step=done, start_in_epoch=int(batch_idx) // ga)
             if not any(kw.get(k) is not None for k in ("example", "inputs", "source")):
                 ex = _example(batch)
                 if ex is not None:

@@ -71,6 +71,10 @@ class PlanInfo:
     carbon_intensity_g_per_kwh: float | None = None
     price_per_kwh: float | None = None
     gpu_hour_price: float | None = None
+    # a resumed run (a checkpoint): the optimizer steps done before it started (its own steps count from 0 and its
+    # ``steps`` are those still to run), and how many of them belong to the epoch it starts in (None: not known)
+    start_step: int | None = None
+    start_in_epoch: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -92,6 +96,9 @@ class Window:
     energy_j: list[float | None]
     failed: list[bool] = field(default_factory=list)
     after_s: float = 0.0  # seconds at the window's end after its last step (the run's last window: work after the loop)
+    # per channel: the wall seconds its energy was read over, where the step clock is not wall time (clock='process'
+    # times CPU seconds); None / missing: the window's duration
+    wall_s: list[float | None] = field(default_factory=list)
 
     @property
     def steps(self) -> int:
@@ -101,19 +108,25 @@ class Window:
     def duration(self) -> float:
         return self.t1 - self.t0
 
+    def wall(self, c: int) -> float:
+        """Wall seconds of channel ``c``'s energy reading in this window (its power is energy / wall seconds)."""
+        w = self.wall_s[c] if c < len(self.wall_s) else None
+        return float(w) if w is not None else self.duration
+
     @property
     def steps_duration(self) -> float:
         """The part of the window the steps ran in (without the time after the last step)."""
         return max(0.0, self.duration - self.after_s)
 
-    def steps_energy(self, energy_j: float, power_w: float | None) -> float:
+    def steps_energy(self, energy_j: float, rate: float | None) -> float:
         """The part of ``energy_j`` (this window's, one channel) the steps drew: all of it without time after the
-        last step; else the steps' time at ``power_w`` (the run's stable power: evaluation or checkpointing after the
-        loop draws what it draws), capped at the window's energy, or pro rata in time without a stable power."""
+        last step; else the steps' time at ``rate`` (the run's stable energy per second of the step clock: evaluation
+        or checkpointing after the loop draws what it draws), capped at the window's energy, or pro rata in time
+        without a stable rate."""
         if self.after_s <= 0 or self.duration <= 0:
             return energy_j
-        if power_w is not None and self.after_s > AFTER_PRO_RATA * self.duration:
-            return min(energy_j, power_w * self.steps_duration)
+        if rate is not None and self.after_s > AFTER_PRO_RATA * self.duration:
+            return min(energy_j, rate * self.steps_duration)
         # a short tail (or no stable power): pro rata in time; the difference of the window's power from the stable
         # mean is noise there, which the subtraction booked as after-loop work (134 us 'drawing' 0.6 J = 4.4 kW)
         return energy_j * self.steps_duration / self.duration
@@ -200,37 +213,50 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
         out["input"] = None
 
     # ---- energy per channel: stable mean power from valid windows that start after warm-up
+    # Two figures per channel: its RATE, energy per second of the step clock (what the projection multiplies by the
+    # remaining step time, so energy per step = rate x step time whatever the clock), and its POWER, energy per wall
+    # second (what is shown in W). They are one number on the wall clock; on clock='process' a window lasts its CPU
+    # seconds but draws its energy over its wall seconds (review: a 2-core CPU read 159 W, its model caps at 34 W).
     ch_out = []
-    powers = []
+    rates = []
     energy_so_far = 0.0
     filled = 0
     last_t1 = max((w.t1 for w in data.windows), default=0.0)
     after_s = sum(w.after_s for w in data.windows)
     after_energy = 0.0
     for c, ch in enumerate(data.channels):
-        stable_w = [w for w in data.windows if w.first >= first_stable and w.duration > 0
-                    and c < len(w.energy_j) and w.energy_j[c] is not None]
+        def valid(w: Window, c: int = c) -> bool:
+            return c < len(w.energy_j) and w.energy_j[c] is not None
+
+        # a window without steps (the run's end after a window closed on its last step) holds no step's power
+        stable_w = [w for w in data.windows if w.first >= first_stable and w.duration > 0 and w.steps > 0
+                    and valid(w)]
         if any(not w.after_s for w in stable_w):  # the last window's work after the loop is not a step's power
             stable_w = [w for w in stable_w if not w.after_s]
-        all_valid = [w for w in data.windows if c < len(w.energy_j) and w.energy_j[c] is not None]
+        all_valid = [w for w in data.windows if valid(w)]
         e_st = sum(w.energy_j[c] for w in stable_w)
         t_st = sum(w.duration for w in stable_w)
+        wall_st = sum(w.wall(c) for w in stable_w)
         s_st = sum(w.steps for w in stable_w)
-        p = e_st / t_st if t_st > 0 else None
-        if p is None and all_valid:  # no stable window yet: mean power of every valid window
-            tt = sum(w.duration for w in all_valid)
-            p = sum(w.energy_j[c] for w in all_valid) / tt if tt > 0 else None
-        pw = [w.energy_j[c] / w.duration for w in stable_w]
+        r = e_st / t_st if t_st > 0 else None
+        p = e_st / wall_st if wall_st > 0 else None
+        if r is None and all_valid:  # no stable window yet: mean of every valid window with steps
+            with_steps = [w for w in all_valid if w.steps > 0]
+            tt = sum(w.duration for w in with_steps)
+            tw = sum(w.wall(c) for w in with_steps)
+            ee = sum(w.energy_j[c] for w in with_steps)
+            r = ee / tt if tt > 0 else None
+            p = ee / tw if tw > 0 else None
+        pw = [w.energy_j[c] / w.wall(c) for w in stable_w if w.wall(c) > 0]
         rel_p = (Z90 * float(np.std(pw, ddof=1)) / math.sqrt(len(pw)) / p) if p and len(pw) >= 2 else 0.0
         e_all = sum(w.energy_j[c] for w in all_valid)
-        e_meas = sum(w.steps_energy(w.energy_j[c], p) for w in all_valid)  # the steps' part (all but after the loop)
+        e_meas = sum(w.steps_energy(w.energy_j[c], r) for w in all_valid)  # the steps' part (all but after the loop)
         after_energy += e_all - e_meas
-        n_failed = sum(1 for w in data.windows if c >= len(w.energy_j) or w.energy_j[c] is None)
-        e_fill = sum(w.steps_duration for w in data.windows
-                     if c >= len(w.energy_j) or w.energy_j[c] is None) * (p or 0.0)
+        n_failed = sum(1 for w in data.windows if not valid(w))
+        e_fill = sum(w.steps_duration for w in data.windows if not valid(w)) * (r or 0.0)
         filled += n_failed
         energy_so_far += e_meas + e_fill
-        powers.append((p, rel_p))
+        rates.append((r, p, rel_p))
         per_step = [w.energy_j[c] / w.steps for w in stable_w if w.steps > 0]
         ch_out.append({"name": ch.get("name"), "kind": ch.get("kind"), "energy_source": ch.get("energy_source"),
                        "avg_power_w": p, "energy_per_step_j": (e_st / s_st) if s_st else None,
@@ -239,8 +265,10 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
                        "filled_energy_j": e_fill, "after_steps_energy_j": e_all - e_meas})
     out["channels"] = ch_out
     out["windows"] = len(data.windows)
-    dev_p = sum(p for p, _ in powers if p is not None) if powers and any(p is not None for p, _ in powers) else None
-    rel_p_all = max((r for _, r in powers), default=0.0)
+    have = [x for x in rates if x[0] is not None]
+    dev_p = sum(r for r, _, _ in have) if have else None  # rate: energy per second of the step clock
+    dev_w = sum(p for _, p, _ in have if p is not None) if have else None  # power: energy per wall second
+    rel_p_all = max((x[2] for x in rates), default=0.0)
     elapsed = max(float(data.elapsed_s or 0.0), elapsed_steps)
     # energy after the last closed window (steps not yet in a window) at the mean power
     tail = max(0.0, elapsed - last_t1)
@@ -252,7 +280,7 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
                        "after_steps": ({"time_s": after_s, "device_energy_j": after_energy if dev_p is not None
                                         else None} if after_s > 0 else None)}
     out["per_step"] = {"time_s": mu, "device_energy_j": dev_p * mu if dev_p is not None else None,
-                       "device_power_w": dev_p, "host_energy_j": data.host_w * mu if data.host_w is not None else None}
+                       "device_power_w": dev_w, "host_energy_j": data.host_w * mu if data.host_w is not None else None}
 
     # ---- projection of the whole plan
     plan = data.plan
@@ -262,15 +290,11 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
         return out
     total_steps = int(plan.steps)
     remaining = max(0, total_steps - n)
+    spe, spe_from, first_b = _epoch_layout(plan, obs_b)
     rem_b = 0
-    spe, spe_from = plan.steps_per_epoch, None
-    if not (spe and spe > 0) and obs_b and obs_b[0] > 0 and all(
-            b - a == obs_b[0] for a, b in zip(obs_b, obs_b[1:])):
-        # a steps= plan (the HF / Lightning callbacks pass max_steps) with a loop that reported its epochs: the
-        # epoch length is where the first boundary fell (and every later one agrees)
-        spe, spe_from = obs_b[0], "the epoch boundaries the loop reported"
-    if spe and spe > 0:
-        total_b = max(0, math.ceil(total_steps / spe) - 1)
+    if spe:
+        # the epoch boundaries of this run's steps [0, total_steps): first_b, first_b + spe, ...
+        total_b = (total_steps - 1 - first_b) // spe + 1 if first_b < total_steps else 0
         rem_b = max(0, total_b - sum(1 for b in obs_b if b < n))
     rem_t = remaining * mu + rem_b * boundary_extra
     t_total = elapsed_steps + rem_t
@@ -306,6 +330,43 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
                                       proj["energy_kwh_range"][1] * pk + t_hi * g * gh]
     out["projection"] = proj
     return out
+
+
+def _epoch_layout(plan: PlanInfo, obs_b: list[int]) -> tuple[int | None, str | None, int]:
+    """(steps per epoch, where it came from when inferred, this run's step at which its first epoch boundary falls).
+
+    A fresh run starts at an epoch start: its first boundary is at one epoch. A resumed run (``plan.start_step``)
+    may start mid-epoch, ``plan.start_in_epoch`` steps into it (None: not known, or the plan's epoch length and
+    ``start_step`` tell it): its first boundary falls after the rest of that epoch, which is no epoch length
+    (review: a Trainer resumed at step 5 of a 12-step epoch read 7-step epochs and projected boundaries that never
+    came). Without the plan's epoch length it is read from the boundaries the loop reported (a ``steps`` plan, as the
+    callbacks pass): the first one plus the steps already done in its epoch, or, where those are not known, the
+    spacing of two or more; every later boundary must agree."""
+    spe = plan.steps_per_epoch if plan.steps_per_epoch and plan.steps_per_epoch > 0 else None
+    start = int(plan.start_step or 0)
+    mid = plan.start_in_epoch
+    if mid is None and start <= 0:
+        mid = 0  # a fresh run starts an epoch
+    if spe:
+        if mid is None:
+            mid = start % spe
+        mid %= spe
+        return spe, None, (spe - mid if mid else spe)
+    if not obs_b or obs_b[0] <= 0:
+        return None, None, 0
+    if mid is not None:
+        cand = obs_b[0] + mid
+    elif len(obs_b) >= 2:
+        cand = obs_b[1] - obs_b[0]
+        if obs_b[0] > cand:
+            return None, None, 0
+    else:
+        return None, None, 0
+    if cand <= 0 or any(b - a != cand for a, b in zip(obs_b, obs_b[1:])):
+        return None, None, 0
+    how = "the epoch boundaries the loop reported" + ("" if mid == 0 else
+                                                       " (a resumed run: after the rest of its first epoch)")
+    return cand, how, obs_b[0]
 
 
 def measured_totals(data: RunData, analysis: dict[str, Any], plan: PlanInfo) -> dict[str, Any]:

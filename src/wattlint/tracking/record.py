@@ -148,7 +148,8 @@ class RunRecord:
             wins.append(Window(first=int(w["first_step"]), end=int(w["first_step"]) + len(st), t0=float(w["t0"]),
                                t1=float(w["t1"]), energy_j=[c.get("energy_j") for c in chans],
                                failed=[c.get("energy_j") is None for c in chans],
-                               after_s=float(w.get("after_steps_s") or 0.0)))
+                               after_s=float(w.get("after_steps_s") or 0.0),
+                               wall_s=[c.get("wall_s") for c in chans]))
         h = self.header
         return RunData(step_times=times, boundaries=bounds, data_wait=waits if have_wait and times else None,
                        windows=wins, channels=list(h.get("channels") or []),

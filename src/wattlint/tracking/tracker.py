@@ -13,6 +13,7 @@ plain loop gets :class:`BudgetExceeded`, which the ``with`` block swallows after
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import datetime as _dt
 import math
 import os
@@ -82,7 +83,8 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     """(run id, path, writer) of a new record. ``out`` a .jsonl path: that file, which must not exist. ``out`` a
     folder: <run id>.jsonl, or <run id>-2.jsonl, -3, ... when another run took the name in the same second (ranks
     or a sweep's processes): created exclusively, so no record is ever overwritten and no run fails to start."""
-    if out.suffix == ".jsonl":
+    suffix = out.suffix.lower()  # run.JSONL is a record file too (it made a folder of that name)
+    if suffix == ".jsonl":
         if out.exists():  # (RecordWriter refuses it too, as the reader's InputError: this is the caller's option)
             raise ConfigError(f"out={str(out)!r} exists: a run record is never overwritten; pass another out= or a "
                               f"folder")
@@ -90,7 +92,7 @@ def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is an existing file: pass a folder (records go in as <run id>.jsonl) or a "
                           "new .jsonl path")
-    if out.suffix == ".json":
+    if suffix == ".json":
         raise ConfigError(f"out={str(out)!r}: a run record is JSON Lines; name the file .jsonl, or pass a folder")
     for n in range(1, 10_000):
         rid = run_id if n == 1 else f"{run_id}-{n}"
@@ -154,6 +156,9 @@ def error_status(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {str(exc)[:200]}"
 
 
+COLLECTED_STATUS = ("interrupted (the run never reached its end: its tracker was garbage-collected unclosed, e.g. after "
+                    "an exception caught outside the training loop)")
+
 ANALYSIS_EVERY_N = 100_000  # below this many steps every window is analysed
 ANALYSIS_GROWTH = 0.10  # above it, the next analysis waits until the run has grown by this fraction
 
@@ -197,6 +202,9 @@ class Tracker:
     Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
     quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
     machine, ``process`` (the process's CPU seconds).
+    Resuming (the callbacks set these from the trainer): ``start_step`` (the optimizer steps done before this run; its
+    own steps count from 0 and ``steps`` are those still to run) and ``start_in_epoch`` (how many of them belong to the
+    epoch it starts in), so that a first epoch boundary after a mid-epoch start is not read as an epoch length.
     """
 
     def __init__(self, model=None, *, source: str | None = None, example=None, inputs=None, optimizer=None,
@@ -215,7 +223,7 @@ class Tracker:
                  every: int = 100, display: str = "auto", window_s: float = DEFAULT_WINDOW_S, static: bool = True,
                  settings: Settings | None = None, channels: list | None = None,
                  clock: str | Callable[[], float] = "wall", sync: bool | None = None, stream=None,
-                 raise_on_stop: bool = True):
+                 raise_on_stop: bool = True, start_step: int | None = None, start_in_epoch: int | None = None):
         if on_budget not in ON_BUDGET:
             raise ConfigError(f"on_budget={on_budget!r}: use 'warn' or 'stop'")
         for k, v in (("max_kwh", max_kwh), ("max_co2_kg", max_co2_kg), ("max_cost_usd", max_cost_usd)):
@@ -223,6 +231,9 @@ class Tracker:
                 raise ConfigError(f"{k}={v!r}: a budget must be a positive number")
         if not (isinstance(window_s, (int, float)) and window_s > 0):
             raise ConfigError(f"window_s={window_s!r} must be a positive number of seconds")
+        for k, v in (("start_step", start_step), ("start_in_epoch", start_in_epoch)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise ConfigError(f"{k}={v!r}: a whole number of optimizer steps >= 0 (a resumed run)")
         if settings is not None and not isinstance(settings, Settings):
             raise ConfigError(f"settings={settings!r}: pass wattlint.tracking.Settings(min_steps=..., "
                               "min_stable_s=..., max_rel_ci=...)")
@@ -234,6 +245,7 @@ class Tracker:
         self.gpu = gpu
         self.devices = devices
         self.cpu_calibration = cpu_calibration
+        self.start_step, self.start_in_epoch = start_step, start_in_epoch
         self.options = {"steps": steps, "epochs": epochs, "dataset": dataset, "tokens": tokens, "seq_len": seq_len,
                         "batch_size": batch_size, "grad_accum": grad_accum, "precision": precision,
                         "optimizer": _optimizer_name(optimizer), "gpus": gpus, "gpus_per_node": gpus_per_node,
@@ -377,7 +389,9 @@ class Tracker:
             if self.clock_name == "process":
                 self.notes.append("clock 'process': step times are this process's CPU seconds (all its threads), not "
                                   "wall time: what a shared machine cannot steal; run one thread to read it as time; "
-                                  "the modelled CPU energy is still its power at the busy threads x wall time")
+                                  "the modelled CPU energy is still its power at the busy threads x wall time, and "
+                                  "its power in W is that energy / wall seconds (energy per step: the window's "
+                                  "energy / its steps)")
             return
         try:
             self.channels, how = open_nvml_channels(self.devices, clock=self.clock)
@@ -449,6 +463,9 @@ class Tracker:
             if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
                 plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
+            if self.start_step:  # a resumed run: its steps count from 0, the plan's steps are those still to run
+                self.plan = dataclasses.replace(self.plan, start_step=int(self.start_step),
+                                                start_in_epoch=self.start_in_epoch)
         if self.device_kind == "cuda":
             per_gpu, how = None, "the static estimate's host model"
             s = self.static or {}
@@ -552,7 +569,9 @@ class Tracker:
                 stop = self._close_window(now)
             except Exception as e:  # noqa: BLE001 - never break the user's training loop (e.g. disk full)
                 self._stop_tracking(e, "training continues")
-        elif self._n % self.every == 0:
+        # the live line every N steps (display="line" printed one at every window too: every=1000 gave a line every
+        # 2 s); rich redraws its one line in place, so it also takes the fresh analysis of each window
+        if self._n % self.every == 0 or (due and self._display.mode == "rich"):
             self._show("update", _display.live_text(self._n, self.plan.steps, self.analysis, self.static))
         self._overhead_s += self.clock() - now
         if stop and self.raise_on_stop:
@@ -612,7 +631,7 @@ class Tracker:
         after = max(0.0, now - self._last) if final else 0.0
         w = Window(first=first, end=end, t0=self._win_t0 - self._t_start, t1=now - self._t_start,
                    energy_j=[c.get("energy_j") for c in ch], failed=[c.get("energy_j") is None for c in ch],
-                   after_s=after)
+                   after_s=after, wall_s=[c.get("wall_s") for c in ch])
         self._windows.append(w)
         t_since = now - self._last_analysis_t
         due = not (self.analysis and self.analysis.get("stable")) or t_since >= max(10.0, self.window_s)
@@ -631,7 +650,8 @@ class Tracker:
                 "data_wait_s": list(self._waits[first:end]) if self._wait_seen else None,
                 "boundaries": [b for b in self._boundaries if first <= b < end], "channels": ch,
                 **({"after_steps_s": after} if after > 0 else {}),
-                "phase": ("stable" if a and a.get("stable") and stable_from is not None and first >= stable_from
+                "phase": ("unknown" if end == first  # the run's end after a window closed on its last step: no step
+                          else "stable" if a and a.get("stable") and stable_from is not None and first >= stable_from
                           else "warmup" if a and stable_from is not None and end <= stable_from else "unknown")}
         if a and a.get("projection"):
             p = a["projection"]
@@ -648,7 +668,6 @@ class Tracker:
                                 **{k: v for k, v in self.at_stable.items() if k != "step"}})
         if a and not final:
             stop = self._check_budget(a, now)
-        self._show("update", _display.live_text(self._n, self.plan.steps, a, self.static))
         return stop
 
     def _check_budget(self, a: dict[str, Any], now: float) -> bool:
@@ -728,15 +747,19 @@ class Tracker:
             except Exception:  # noqa: BLE001 - a CUDA error after an exception in the loop
                 pass
         closed_window = False
-        if self._n > self._win_first and not self._broken:
+        # the last window: the steps since the last window closed, and the time after the last step (a final
+        # evaluation, a checkpoint save) even when the last step closed a window itself (review: that time went
+        # into the analysis as steps not yet in a window, at the steps' power, and compare-run of the same record
+        # showed another energy)
+        if self._n > 0 and (self._n > self._win_first or now > self._last) and not self._broken:
             try:  # the end of the run must not raise into the user's code (a checkpoint save may follow the block)
                 self._close_window(now, final=True)
                 closed_window = True
             except Exception as e:  # noqa: BLE001 - e.g. disk full while writing the last window
                 self._stop_tracking(e, "the record keeps the lines written before")
         if not closed_window:
-            try:
-                self.analysis = analyze(self._run_data(now), self.settings)
+            try:  # up to the last step: the time after it is no step's (steps not yet in a window are, at the mean)
+                self.analysis = analyze(self._run_data(self._last if self._n else now), self.settings)
             except Exception as e:  # noqa: BLE001 - never raise into the user's code at the end of the block
                 self.analysis = {"stable": False, "reason": f"analysis failed ({type(e).__name__}: {e})"}
         clock_note = None
@@ -761,7 +784,8 @@ class Tracker:
                    "tracker_overhead_per_step_s": self._overhead_s / self._n if self._n else None,
                    "analysis": a, "at_stable": self.at_stable,
                    "comparison": comparison(a, self.static, complete=complete),
-                   **({"notes": [n for n in (short_note, clock_note) if n]} if short_note or clock_note else {})}
+                   # in the order the run prints them (after the header's): compare-run reprints the two lists
+                   **({"notes": [n for n in (clock_note, short_note) if n]} if short_note or clock_note else {})}
         try:
             if not self._broken:
                 self._writer.write(summary)
@@ -782,6 +806,16 @@ class Tracker:
                          "notes": self.notes}
         self._show("end", _display.summary_lines(self._summary))
         return self._summary
+
+    def __del__(self) -> None:
+        # a started run whose tracker is collected before close(): the Hugging Face Trainer raised (it has no
+        # exception hook), the user caught the exception and dropped the trainer; the atexit hook holds the tracker
+        # only weakly (it must not keep the model alive), so the record is closed here, never left without a summary
+        if getattr(self, "started", False) and not getattr(self, "closed", True):
+            try:
+                self.close(COLLECTED_STATUS)
+            except Exception:  # noqa: BLE001 - nothing may raise from a finalizer
+                pass
 
     def _show(self, what: str, payload) -> None:
         """The live line / summary: a display that cannot write (a closed pipe: `python train.py | head`) falls
