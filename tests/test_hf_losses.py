@@ -1,6 +1,7 @@
-"""The loss a Hugging Face head trains with: every ``*_logits`` output gets its cross-entropy (BERT pre-training's
-masked-LM and next-sentence heads, a question-answering head's start and end positions), not the 'sum of the forward
-outputs' with a gradient of ones; a CTC head says it is priced as a cross-entropy."""
+"""What Hugging Face models run beyond their configs: the loss a head trains with (every ``*_logits`` output gets
+its cross-entropy: BERT pre-training's masked-LM and next-sentence heads, a question-answering head's start and end
+positions, not the 'sum of the forward outputs' with a gradient of ones; a CTC head says it is priced as a
+cross-entropy), and an explicit attention mask as one mask for all heads."""
 
 from __future__ import annotations
 
@@ -57,3 +58,27 @@ def test_a_ctc_head_says_it_is_priced_as_a_cross_entropy(tmp_path):
     g = wattlint.analyze(str(p), inputs=["input_values=float32[2,16000]"])
     note = next(a for a in g.assumptions if a.startswith("loss:"))
     assert "32-way logits" in note and "Wav2Vec2ForCTC trains with CTC: priced as this cross-entropy" in note, note
+
+
+def test_an_explicit_attention_mask_is_one_mask_for_all_heads(tmp_path):
+    """HF Mistral with a sliding window passes SDPA an explicit [batch, 1, s, s] mask: CUDA casts it to the autocast
+    dtype and broadcasts it over the heads (a stride-0 view). The trace cast it after broadcasting: a copy per head
+    (Mistral-7B at 4,096 tokens: 67 GiB more activations, 'does not fit' where it fits)."""
+    cfg = dict(model_type="mistral", architectures=["MistralForCausalLM"], hidden_size=512, intermediate_size=1024,
+               num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2, vocab_size=1000,
+               max_position_embeddings=4096, sliding_window=256)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    g = wattlint.analyze(str(p), batch_size=2, seq_len=1024, precision="bf16")
+    att = next(r for r in g.records if r.phase is Phase.FORWARD and "efficient_attention" in r.op)
+    # query and the key / value broadcast to the 8 heads (no flash kernel with a mask): 3 x 2 x 8 x 1024 x 64 x 2 B;
+    # the mask once: 2 x 1 x 1024 x 1024 x 2 B (bf16)
+    assert att.bytes_read == 3 * 2 * 8 * 1024 * 64 * 2 + 2 * 1024 * 1024 * 2
+    cfg["sliding_window"] = None  # causal only: no explicit mask (the flash kernel)
+    q = tmp_path / "nosw"
+    q.mkdir()
+    (q / "config.json").write_text(json.dumps(cfg))
+    g2 = wattlint.analyze(str(q / "config.json"), batch_size=2, seq_len=1024, precision="bf16")
+    more = g.extra["activation_bytes"] - g2.extra["activation_bytes"]
+    mask = 2 * 1024 * 1024 * 2  # one bf16 mask per layer's attention; a copy per head would be 8 x that
+    assert 0 < more < 2 * 2 * mask, more

@@ -497,12 +497,16 @@ def _fused_sdpa(orig, eager: bool = False):
         if eager:
             return _eager_sdpa(query, key, value, attn_mask, dropout_p, is_causal, scale)
         h, kvh = query.shape[1], key.shape[1]
-        if attn_mask is not None and attn_mask.dtype == torch.bool:
-            attn_mask = torch.zeros((), dtype=query.dtype, device=query.device).masked_fill(
-                ~attn_mask, float("-inf")) if attn_mask.dim() == 0 else torch.where(
-                attn_mask, torch.zeros((), dtype=query.dtype, device=query.device),
-                torch.full((), float("-inf"), dtype=query.dtype, device=query.device))
         dtype = _AUTOCAST_DTYPE[0] or query.dtype  # under autocast the kernel runs in the autocast dtype
+        # the mask as CUDA builds it, in the kernel's dtype and its own shape ([b or 1, 1, sq, sk]: one mask for all
+        # heads): cast first, broadcast over the heads after (a view). Cast after the broadcast, the tracer's
+        # autocast cast made one copy per head (Mistral-7B's sliding-window mask: 67 GiB of activations at 4,096
+        # tokens, 'does not fit' where it fits)
+        if attn_mask is not None and attn_mask.dtype == torch.bool:
+            attn_mask = torch.zeros((), dtype=dtype, device=query.device).masked_fill(
+                ~attn_mask, float("-inf")) if attn_mask.dim() == 0 else torch.where(
+                attn_mask, torch.zeros((), dtype=dtype, device=query.device),
+                torch.full((), float("-inf"), dtype=dtype, device=query.device))
         use_flash = (attn_mask is None and dtype in (torch.float16, torch.bfloat16)
                      and query.shape[-1] <= 256 and query.shape[-1] == value.shape[-1] and h % kvh == 0)
         if kvh != h and not use_flash:
@@ -512,7 +516,7 @@ def _fused_sdpa(orig, eager: bool = False):
             value = value.repeat_interleave(rep, dim=1)
         if attn_mask is not None:
             b, _, sq, _ = query.shape
-            attn_mask = attn_mask.to(query.dtype).expand(b, h, sq, key.shape[2])
+            attn_mask = attn_mask.to(dtype).expand(b, h, sq, key.shape[2])
         need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
         if use_flash:
             out = torch.ops.aten._scaled_dot_product_flash_attention(query, key, value, dropout_p, is_causal, False,

@@ -271,7 +271,15 @@ def _attn_dims(q, k, v):
 
 
 def _mask_bytes(m) -> int:
-    return tbytes([m]) if isinstance(m, torch.Tensor) else 0
+    """Bytes of an attention mask the kernel reads: its distinct elements (a mask broadcast over heads or batch, a
+    stride-0 view, is one mask in memory, read once per tile from cache, not a copy per head)."""
+    if not isinstance(m, torch.Tensor):
+        return 0
+    distinct = 1
+    for n, st in zip(m.shape, m.stride()):
+        if st != 0:
+            distinct *= int(n)
+    return distinct * m.element_size()
 
 
 def _sdpa_fwd(a, out):
