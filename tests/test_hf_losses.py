@@ -82,3 +82,27 @@ def test_an_explicit_attention_mask_is_one_mask_for_all_heads(tmp_path):
     more = g.extra["activation_bytes"] - g2.extra["activation_bytes"]
     mask = 2 * 1024 * 1024 * 2  # one bf16 mask per layer's attention; a copy per head would be 8 x that
     assert 0 < more < 2 * 2 * mask, more
+
+
+def test_mfu_of_a_model_with_frozen_weights_counts_no_weight_gradient_for_them(tmp_path):
+    """6 N counts a weight gradient (2 FLOPs per parameter and token) that frozen weights (LoRA, a frozen backbone)
+    never get: MFU read 61 % for a LoRA Llama-2-7B whose useful work is ~4 N per token."""
+    src = tmp_path / "frozen_lm.py"
+    src.write_text(
+        "import transformers\n\n\ndef build(freeze=True):\n"
+        "    cfg = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=1000, n_positions=128,\n"
+        "                                  bos_token_id=0, eos_token_id=0)\n"
+        "    m = transformers.GPT2LMHeadModel(cfg)\n"
+        "    for n, p in m.named_parameters():\n"
+        "        if freeze and not n.startswith('transformer.h.1.'):\n"
+        "            p.requires_grad_(False)\n"
+        "    return m\n\n\ndef full():\n    return build(False)\n")
+    kw = dict(gpu="a100", inputs=["input_ids=int64[2,128]"], seq_len=128, steps=10, precision="bf16", lint=False)
+    frozen = wattlint.estimate(f"{src}:build", **kw)
+    full = wattlint.estimate(f"{src}:full", **kw)
+    # GPT-2, h 64: a block 12 h^2 + 13 h = 49,984 (only block 1 trains); token embedding 1000 x 64 (tied head),
+    # positions 128 x 64, the other block, final norm 2 x 64: 64,000 + 8,192 + 49,984 + 128 = 122,304 frozen
+    assert frozen.graph.params - frozen.graph.trainable_params == 122_304
+    drop = full.utilization.model_flops_per_token - frozen.utilization.model_flops_per_token
+    assert drop == 2 * 122_304
+    assert "122,304 frozen parameters get no weight gradient" in frozen.utilization.convention

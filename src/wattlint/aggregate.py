@@ -595,6 +595,12 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
     per_token = 6.0 * n_params + 3.0 * float(attn)
+    trainable = float(graph.trainable_params) / graph.params if graph.params else 1.0
+    if trainable < 1.0:  # frozen weights (LoRA, a frozen backbone) get no weight gradient: 2 FLOPs per token less
+        frozen = n_params * (1.0 - trainable)
+        per_token -= 2.0 * frozen
+        convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen (their input "
+                       f"gradients still counted, an upper bound below the lowest trainable layer)")
     dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
     peak = gpu.peak(dtype)
     tokens_s_gpu = plan.batch_size * seq / step_s / max(1, plan.gpus)
