@@ -57,3 +57,21 @@ def test_data_parallel_gradients_of_an_expert_parallel_plan(moe):
     t = 2 * 7 / 8 * 4 * 455_296 / (200 / 8 * 1e9 * 0.8) + 30e-6 * 3
     exposed = max(0.1 * t, t - moe.phases["backward"].time_s)  # overlapped with the one micro-batch's backward
     assert moe.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)
+
+
+def test_expert_gradient_rings_share_the_network_of_their_data_parallel_ring(tmp_path):
+    """32 A100s (8 per node, 400 Gbit/s per node), no tensor parallelism, EP 2 over dp 32: each GPU holds half the
+    experts of each layer, whose gradients are reduced over the 16 ranks holding the same half (4 per node); the
+    node's 2 expert rings run at once, 200 Gbit/s each."""
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(MIXTRAL))
+    e = wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=32, gpus_per_node=8, expert_parallel=2, batch_size=32,
+                          seq_len=64, internode_gbps=400.0, precision="bf16", steps=1, lint=False)
+    # experts: 2 layers x 8 x 3 x 256 x 512 / 2 = 3,145,728 fp32 gradients; all-reduce over 16 ranks on 4 nodes:
+    # 2 x 15/16 x 12,582,912 B at 200 Gbit/s x 0.8 = 20 GB/s (NVLink's 240 GB/s is faster); 1 call x 30 us x log2(16)
+    experts = 2 * 15 / 16 * 4 * 3_145_728 / 20e9 + 30e-6 * 4
+    # the others, 910,592 fp32 gradients (see above, no TP split), over all 32 ranks at 400 Gbit/s x 0.8 = 40 GB/s
+    others = 2 * 31 / 32 * 4 * 910_592 / 40e9 + 30e-6 * 5
+    t = experts + others
+    exposed = max(0.1 * t, t - e.phases["backward"].time_s)
+    assert e.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)

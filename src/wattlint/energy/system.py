@@ -215,7 +215,10 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
             # other parameters over all n; the experts other ranks hold are not reduced here at all
             dense, held = (split.params - split.expert) / graph.params, split.expert / graph.params
             unscaled, calls, collective = _volume(plan, grad * dense, weight * dense)
-            eplan = dataclasses.replace(plan, gpus=plan.gpus // ep, gpus_per_node=max(1, plan.gpus_per_node // ep))
+            # the ep expert-data-parallel rings of a data-parallel ring run at once: each has 1/ep of its network
+            ring_gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
+            eplan = dataclasses.replace(plan, gpus=plan.gpus // ep, gpus_per_node=max(1, plan.gpus_per_node // ep),
+                                        internode_gbps=ring_gbps / ep)
             e_unscaled, e_calls, _ = _volume(eplan, grad * held, weight * held)
             t_e, vol_e, _ = collective_time(e_unscaled, e_calls, gpu, eplan)
             experts = (f"; expert parallel {ep}: this GPU's {split.expert:,.0f} routed-expert parameters over the "
@@ -229,6 +232,8 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
         overlap = forward_s + backward_s  # FSDP prefetches the next unit's weights during compute
     elif after:
         overlap = 0.0
+    elif plan.sharding == "zero2":
+        overlap = backward_s  # each micro-batch's reduce-scatter runs under its own backward
     else:
         overlap = backward_s / max(1, plan.grad_accum)  # DDP overlaps with the last micro-batch's backward
     exposed = t if after else max(t * MIN_EXPOSED, t - overlap)
