@@ -5,6 +5,7 @@ activation shares of a split, applied to a one-GPU estimate of the same micro-ba
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,8 @@ from wattlint import parallel as P
 from wattlint.types import ConfigError, OpKind, Phase
 
 pytest.importorskip("transformers")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 
@@ -304,3 +307,37 @@ def test_parallel_degrees_must_split_whole_heads_and_experts(mixtral_config, tmp
     for tp in (4, 8):
         with pytest.raises(ConfigError, match=rf"--tensor-parallel {tp} does not divide the model's 6 key/value heads"):
             llama(tp)
+
+
+def test_untraced_full_recompute_keeps_a_share_of_the_layers_under_tensor_parallelism(tmp_path):
+    """An ONNX graph cannot trace checkpointing: the replica keeps CHECKPOINT_FACTOR (0.25) of its traced bytes,
+    the loss's log-probabilities included. The split subtracted the whole loss from the scaled total: the layers
+    came out at 0 and sequence parallelism changed nothing."""
+    from wattlint.memory import CHECKPOINT_FACTOR
+
+    onnx = str(ROOT / "examples" / "gpt2-tiny.onnx")
+    kw = dict(gpu="a100-sxm4-80gb", batch_size=8, seq_len=256, precision="bf16", steps=1, lint=False)
+    single = wattlint.estimate(onnx, recompute="full", **kw)
+    one = single.memory.breakdown["activations"]
+    tp = wattlint.estimate(onnx, gpus=2, tensor_parallel=2, recompute="full", **kw).memory.breakdown["activations"]
+    sp = wattlint.estimate(onnx, gpus=2, tensor_parallel=2, sequence_parallel=True, recompute="full",
+                           **kw).memory.breakdown["activations"]
+    # the loss: 4 B per logit (8 x 256 positions x the vocabulary, as the frontend read the graph), x 0.25 as the
+    # replica was scaled; full recompute keeps each layer's input whole on both TP ranks (share 1) and halves it with
+    # sequence parallelism (2sbh / 2)
+    assert single.graph.extra["loss_logits_elems"] % (8 * 256) == 0
+    loss = 4 * single.graph.extra["loss_logits_elems"] * CHECKPOINT_FACTOR
+    layers = one - loss
+    assert layers > 0.5 * one
+    assert tp == pytest.approx(layers + loss / 2, abs=2)
+    assert sp == pytest.approx(layers / 2 + loss / 2, abs=2)
+
+
+def test_a_fuller_first_pipeline_stage_holds_no_loss_transient(gpt_config):
+    """4 blocks on 2 stages, 4 micro-batches: the first stage keeps 2 micro-batches of its 2 layers (4 layers'
+    worth), the last 1 micro-batch of 2 layers + the loss; when the first is the fuller, the peak has no loss
+    transient (the first stage runs no loss); it held the last stage's."""
+    e = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=4, micro_batch_size=1)
+    bd = e.memory.breakdown
+    assert any("the first stage (no loss) is the fuller" in a for a in e.assumptions), e.assumptions
+    assert bd["loss_transient"] == 0

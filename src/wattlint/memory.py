@@ -63,15 +63,16 @@ def checkpointing_traced(graph: CostGraph) -> bool:
     return any(r.recompute for r in graph.records)
 
 
-def activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
-    """Activation bytes one GPU saves for backward at the plan's micro-batch, and the assumptions made: one whole
-    replica's (:func:`replica_activation_bytes`), split as a tensor / pipeline / context-parallel plan keeps them
+def activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0) -> tuple[int, list[str], bool]:
+    """Activation bytes one GPU saves for backward at the plan's micro-batch, the assumptions made, and whether the
+    GPU counted runs the loss (so holds its ``transient`` bytes at the start of backward): one whole replica's
+    (:func:`replica_activation_bytes`), split as a tensor / pipeline / context-parallel plan keeps them
     (:func:`split_activation_bytes`) when ``graph`` is the per-GPU graph of one (wattlint.parallel)."""
     act, notes = replica_activation_bytes(graph, plan)
     split = graph.extra.get("activation_split") if graph.extra else None
     if split is None:
-        return act, notes
-    return split_activation_bytes(act, graph, plan, split, notes)
+        return act, notes, True
+    return split_activation_bytes(act, graph, plan, split, notes, transient)
 
 
 def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
@@ -123,27 +124,36 @@ def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[st
     return act, notes
 
 
-def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str]
-                           ) -> tuple[int, list[str]]:
+def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str],
+                           transient: int = 0) -> tuple[int, list[str], bool]:
     """One GPU's share of a replica's ``act`` activation bytes under the per-GPU graph's plan
     (wattlint.parallel.activation_split, per recompute mode): the loss's saved fp32 log-probabilities (4 bytes per
-    logit, at the plan's micro-batch) split over tp x cp on the last stage, the rest as the replica's layers."""
+    logit, at the plan's micro-batch; x CHECKPOINT_FACTOR where the replica's bytes were scaled by it) split over
+    tp x cp on the last stage, the rest as the replica's layers. Under a pipeline the first stage (no loss) and the
+    last (its layers + the loss + the loss's ``transient`` bytes) are compared and the fuller one counted; returns
+    (bytes, notes, whether that stage runs the loss)."""
     from .parallel import recompute_mode
 
     s = split[recompute_mode(plan.recompute)]
     extra = graph.extra or {}
     traced_mb = max(1, int(graph.micro_batch or 1))
-    loss = min(act, 4 * int(extra.get("loss_logits_elems") or 0) * plan.micro_batch_size // traced_mb)
+    loss = 4 * int(extra.get("loss_logits_elems") or 0) * plan.micro_batch_size // traced_mb
+    if plan.activation_checkpointing and not checkpointing_traced(graph):
+        loss = int(loss * CHECKPOINT_FACTOR)  # replica_activation_bytes scaled all of it, the loss's share too
+    loss = min(act, loss)
     layers = act - loss
     first = layers * s["first"] + (loss * s["loss"] if s["pp"] == 1 else 0.0)
     last = layers * s["last"] + loss * s["loss"]
-    total = int(round(max(first, last)))
-    which = ("" if s["pp"] == 1 else f"; the {'first' if first >= last else 'last'} stage is the fuller")
+    with_loss = s["pp"] == 1 or last + transient >= first
+    total = int(round(last if with_loss else first))
+    which = ("" if s["pp"] == 1 else
+             "; the last stage (its layers + the loss and its transient) is the fuller" if with_loss else
+             "; the first stage (no loss) is the fuller")
     loss_txt = (f" + the loss's fp32 log-probabilities {loss / 2**20:,.1f} MiB x {s['loss']:.3f} (split over tensor "
                 f"x context-parallel ranks, on the last stage)" if loss else "")
     notes.append(f"activations per GPU: one replica's {act / 2**20:,.1f} MiB saved for backward (traced, micro-batch "
                  f"{plan.micro_batch_size}): {s['how']}{loss_txt}{which} = {total / 2**20:,.1f} MiB")
-    return total, notes
+    return total, notes, with_loss
 
 
 def loss_transient_bytes(graph: CostGraph, plan: Plan) -> tuple[int, str | None]:
@@ -302,9 +312,11 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
             weights = weights * share + weights * gathered
             weight_copies = weight_copies * share + (2.0 * params * keep * gathered if half and not megatron else 0.0)
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
-    act, act_notes = activation_bytes(graph, plan)
-    notes += act_notes
     loss_tmp, loss_note = loss_transient_bytes(graph, plan)
+    act, act_notes, runs_loss = activation_bytes(graph, plan, loss_tmp)
+    notes += act_notes
+    if not runs_loss:  # a pipeline's first stage, fuller than the last even with the loss: it runs no loss
+        loss_tmp, loss_note = 0, None
     if loss_note:
         notes.append(loss_note)
     dynamic = act + weight_copies + loss_tmp
