@@ -62,6 +62,22 @@ def test_an_anchored_exclude_pattern_matches_from_the_root(tmp_path):
     # anchored: 'sub' at the root is not models/sub, while the unanchored 'sub' matches any component
     assert not is_excluded(deep, ("/sub",), tmp_path)
     assert is_excluded(deep, ("sub",), tmp_path)
+    # a source outside the project: a root-relative pattern never matches it ('/*' and '/**' excluded exactly the
+    # models outside the root), a path-component pattern still does
+    outside = tmp_path.parent / "elsewhere" / "m.onnx"
+    for pat in ("/*", "/**", "models/*"):
+        assert not is_excluded(outside, (pat,), tmp_path), pat
+    assert is_excluded(outside, ("elsewhere",), tmp_path)
+
+
+@pytest.mark.parametrize("pattern", ["/", "//", " / "])
+def test_an_exclude_glob_of_slashes_only_is_refused(tmp_path, monkeypatch, run_cli, pattern):
+    (tmp_path / "pyproject.toml").write_text(
+        f"[tool.wattlint]\nexclude = [{pattern!r}]\n\n[[tool.wattlint.models]]\nname = 'lm'\n"
+        f"source = 'lm.onnx'\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("check")
+    assert code == 2 and "names no path" in err and err.count("\n") == 1, err
 
 
 @pytest.fixture
@@ -77,8 +93,12 @@ def onnx_project(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.mark.parametrize("damage", [{"summary": {}}, {"summary": []}, {"findings": "abc"}, {"findings": [{"x": 1}]},
-                                    {"summary": {"total": {"energy_kwh": "1"}}}])
+@pytest.mark.parametrize("damage", [
+    {"summary": {}}, {"summary": []}, {"findings": "abc"}, {"findings": [{"x": 1}]},
+    {"summary": {"total": {"energy_kwh": "1"}}},
+    {"findings": [{"code": "WL104", "severity": "fatal", "message": "m"}]},
+    {"findings": [{"code": "WL104", "severity": "info", "message": "m", "saving_kwh": "abc"}]},
+    {"summary": "memory"}])
 def test_a_damaged_cache_entry_is_a_miss(onnx_project, run_cli, damage):
     """An entry with the right schema and key but a damaged body was trusted: an empty summary passed every budget
     as '?', a list exited 3, and --update-baseline wrote its nulls into the baseline."""
@@ -87,6 +107,8 @@ def test_a_damaged_cache_entry_is_a_miss(onnx_project, run_cli, damage):
     entries = [p for p in (onnx_project / "cache" / "v1").glob("*.json") if p.name != "hashes.json"]
     assert len(entries) == 1
     doc = json.loads(entries[0].read_text())
+    if damage == {"summary": "memory"}:  # the entry's own summary with an empty memory block
+        damage = {"summary": {**doc["summary"], "memory": {}}}
     doc.update(damage)
     entries[0].write_text(json.dumps(doc))
     code, out, err = run_cli("check", "--format", "json")
@@ -158,3 +180,13 @@ def test_sarif_relative_uris_are_percent_encoded():
     assert _artifact("models/my nets#2/t: net.py") == {"uri": "models/my%20nets%232/t%3A%20net.py",
                                                        "uriBaseId": "%SRCROOT%"}
     assert _artifact("models/tíny.py")["uri"] == "models/t%C3%ADny.py"
+
+
+def test_a_non_finite_value_among_the_baselines_own_keys_is_named_not_a_crash(onnx_project, run_cli):
+    assert run_cli("check", "--update-baseline")[0] == 0
+    path = onnx_project / "wattlint-baseline.json"
+    path.write_text(path.read_text().replace('{\n', '{\n  "_comment": NaN,\n', 1))
+    before = path.read_text()
+    code, out, err = run_cli("check", "--update-baseline")
+    assert code == 2 and "'_comment' holds NaN or Infinity" in err and err.count("\n") == 1, err
+    assert path.read_text() == before

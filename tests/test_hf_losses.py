@@ -106,3 +106,16 @@ def test_mfu_of_a_model_with_frozen_weights_counts_no_weight_gradient_for_them(t
     drop = full.utilization.model_flops_per_token - frozen.utilization.model_flops_per_token
     assert drop == 2 * 122_304
     assert "122,304 frozen parameters get no weight gradient" in frozen.utilization.convention
+
+
+def test_a_router_is_not_a_classification_head(tmp_path):
+    """A one-layer mixture of experts with output_router_logits returns its router's logits under the name
+    'router_logits': they feed the load-balancing loss, not a cross-entropy over 8 'classes'."""
+    cfg = dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=64, intermediate_size=128,
+               num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
+               num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64, output_router_logits=True)
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    g = wattlint.analyze(str(p), batch_size=2, seq_len=32)
+    note = next(a for a in g.assumptions if a.startswith("loss:"))
+    assert note.startswith("loss: cross-entropy on the 1000-way logits") and "router" not in note, note

@@ -287,6 +287,11 @@ def test_an_upper_case_jsonl_out_is_the_record_file(tmp_path):
         _track(tmp_path / "run.JSONL", clock, steps=3).start()
     with pytest.raises(ConfigError, match="JSON Lines"):
         _track(tmp_path / "run.JSON", clock, steps=3).start()
+    # and a folder holding it is a folder of run records for `wattlint fit` (it globbed *.jsonl only)
+    from wattlint.tracking.fit import is_run_record_args, record_files
+
+    assert record_files([str(tmp_path)]) == [tmp_path / "run.JSONL"]
+    assert is_run_record_args([str(tmp_path)])
 
 
 def test_a_tracker_collected_before_close_closes_its_record(tmp_path):

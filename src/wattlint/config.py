@@ -70,7 +70,7 @@ CHECK_KEYS: dict[str, Callable[[Any], Any] | None] = {
     "ignore": _str_list,
     "extend_select": _str_list,
     "preview": _bool,
-    "exclude": _str_list,
+    "exclude": lambda v: _exclude_globs(v),
     "baseline": _path_str,
     "regression_threshold": _fraction,
     "cache": _bool,
@@ -479,6 +479,17 @@ def _parse_rule_options(raw: Any, where: str, known_codes, specs) -> dict[str, d
     return out
 
 
+def _exclude_globs(v) -> tuple[str, ...]:
+    """``exclude``: a list of globs, each naming something besides slashes ('/' or '//' excluded exactly the models
+    whose source sits outside the project)."""
+    globs = _str_list(v)
+    for g in globs:
+        if not g.strip("/").strip():
+            raise ValueError(f"{g!r} names no path: exclude globs are relative to the project root, e.g. "
+                             f"'experiments/**' or '/legacy'")
+    return globs
+
+
 def is_excluded(path: Path | str, patterns: tuple[str, ...], root: Path) -> bool:
     """Whether ``path`` matches an exclude glob (gitignore-like: ``**`` spans directories; a pattern without ``/``
     matches any path component; a leading ``/`` anchors it at the project root, as in .gitignore)."""
@@ -488,17 +499,22 @@ def is_excluded(path: Path | str, patterns: tuple[str, ...], root: Path) -> bool
     p = p if p.is_absolute() else (Path.cwd() / p)
     try:
         rel = p.resolve().relative_to(root).as_posix()
-    except ValueError:
-        rel = p.as_posix()
-    parts = rel.split("/")
+        inside = True
+    except ValueError:  # a source outside the project: only a pattern without '/' (a path component) can match it
+        rel, inside = p.as_posix(), False
+    parts = [x for x in rel.split("/") if x]
     for pat in patterns:
-        pat = pat.strip().rstrip("/")
+        pat = pat.strip()
         anchored = pat.startswith("/")
         if pat.startswith("./"):
             pat = pat[2:]
-        pat = pat.lstrip("/")
+        pat = pat.strip("/")
+        if not pat:
+            continue
         rx = _glob_to_re(pat)
         if "/" in pat or anchored:
+            if not inside:
+                continue
             if rx.match(rel) or any(rx.match("/".join(parts[:i])) for i in range(1, len(parts))):
                 return True
         elif any(rx.match(part) for part in parts):

@@ -49,9 +49,9 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
                 if isinstance(doc, dict) and doc.get("schema") == RUN_SCHEMA:
                     runs.append(RunPaths.of(j))
             if not runs:
-                from ..tracking.record import is_run_record
+                from ..tracking.record import is_run_record, jsonl_files
 
-                if any(is_run_record(f) for f in pp.glob("*.jsonl")):  # given beside calibration runs
+                if any(is_run_record(f) for f in jsonl_files(pp)):  # given beside calibration runs
                     raise FitError(f"{p}: holds tracked run records (wattlint.track), not calibration runs: fit "
                                    "run records on their own (wattlint fit RECORDS...), calibration runs on theirs")
                 if unreadable:

@@ -604,10 +604,12 @@ def _logit_outputs(output, hf: bool) -> list[tuple[str, torch.Tensor]]:
     """The classification logits the traced loss is a cross-entropy over: every floating-point output named
     ``logits``, ``*_logits`` or ``logits_*`` (Hugging Face's names: BertForPreTraining's prediction_logits and
     seq_relationship_logits, a question-answering head's start_logits and end_logits, CLIP's logits_per_image and
-    logits_per_text, each trained with its own cross-entropy), or a plain module's single 2-D output."""
+    logits_per_text, each trained with its own cross-entropy; not a mixture-of-experts router's router_logits, which
+    feed the load-balancing loss), or a plain module's single 2-D output."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     named = [(n, t) for n, t in flat if t.dim() >= 1 and (n == "logits" or n.endswith("_logits")
-                                                           or n.startswith("logits_"))]
+                                                           or n.startswith("logits_"))
+             and not n.startswith("router_")]  # a mixture-of-experts router's logits feed its auxiliary loss
     if not named and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
         named = [flat[0]]
     return named

@@ -123,7 +123,14 @@ def baseline_extras(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if k not in ("schema", "generator", "models")}
+    extras = {k: v for k, v in data.items() if k not in ("schema", "generator", "models")}
+    for k, v in extras.items():  # json reads NaN / Infinity; a baseline is written without them
+        try:
+            json.dumps(v, allow_nan=False)
+        except ValueError:
+            raise ConfigError(f"baseline {path}: top-level key {k!r} holds NaN or Infinity, which a baseline cannot "
+                              f"keep; fix or remove it, the file is unchanged") from None
+    return extras
 
 
 def render_baseline(models: Mapping[str, Mapping[str, Any]], version: str,

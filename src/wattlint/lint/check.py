@@ -175,10 +175,28 @@ def _usable_hit(hit) -> tuple[dict, list, bool] | None:
         return None
     if not (isinstance(summary.get("assumptions"), list) and all(isinstance(a, str) for a in summary["assumptions"])):
         return None
-    text = ("code", "severity", "message")
-    if not all(isinstance(d, dict) and all(isinstance(d.get(k), str) for k in text) for d in raw):
+    mem = summary["memory"]
+    if not (isinstance(mem.get("fits"), bool) and all(_number(mem.get(k)) for k in ("peak_bytes_per_gpu",
+                                                                                     "gpu_memory_bytes"))):
+        return None
+    if not all(_cached_finding(d) for d in raw):
         return None
     return summary, [_finding(d) for d in raw], True
+
+
+def _number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _cached_finding(d) -> bool:
+    """A finding as :func:`_finding_dict` writes it: code and message strings, a known severity, layer and model a
+    string or null, savings a finite number or null."""
+    return (isinstance(d, dict) and isinstance(d.get("code"), str) and isinstance(d.get("message"), str)
+            and d.get("severity") in ("error", "warning", "info")
+            and all(d.get(k) is None or isinstance(d[k], str) for k in ("layer", "model"))
+            and all(d.get(k) is None or _number(d[k]) for k in ("saving_kwh", "saving_pct")))
 
 
 def _gate_notices(config, result, baseline) -> list[str]:

@@ -95,7 +95,7 @@ def short(h: str | None) -> str:
 def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> list[Path]:
     """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run header); a file
     reached twice counts once (appended to ``duplicates`` when given)."""
-    from .record import is_run_record
+    from .record import is_run_record, jsonl_files
 
     out: list[Path] = []
     for p in paths:
@@ -103,7 +103,7 @@ def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> 
         if pp.is_dir():
             # a folder's records of this version only (one written by another wattlint version is left out, as
             # any other file; named explicitly, read_record says which version wrote it)
-            out.extend(f for f in sorted(pp.glob("*.jsonl")) if is_run_record(f, exact=True))
+            out.extend(f for f in jsonl_files(pp) if is_run_record(f, exact=True))
         elif pp.is_file():
             out.append(pp)
         else:
@@ -121,17 +121,17 @@ def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> 
 
 def is_run_record_args(paths: Sequence[str]) -> bool:
     """True when the RUN arguments of ``wattlint fit`` are run records (files or folders of them)."""
-    from .record import is_run_record
+    from .record import is_run_record, jsonl_files
 
     found = False
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            if any(is_run_record(f) for f in pp.glob("*.jsonl")):
+            if any(is_run_record(f) for f in jsonl_files(pp)):
                 found = True
             elif any(pp.glob("*.csv")):
                 return False
-        elif pp.suffix == ".jsonl" or is_run_record(pp):
+        elif pp.suffix.lower() == ".jsonl" or is_run_record(pp):
             found = True
         else:
             return False

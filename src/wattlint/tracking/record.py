@@ -266,6 +266,12 @@ def read_record(path: str | Path) -> RunRecord:
     return rec
 
 
+def jsonl_files(folder: Path) -> list[Path]:
+    """The JSON Lines files of a folder, sorted; the suffix in any case (the tracker writes out='run.JSONL' as a
+    record file)."""
+    return sorted(f for f in Path(folder).iterdir() if f.suffix.lower() == ".jsonl" and f.is_file())
+
+
 def is_run_record(path: str | Path, exact: bool = False) -> bool:
     """True when the file's first line is a wattlint.run header (cheap: reads one line); ``exact``: of this
     version's schema only."""
