@@ -321,3 +321,19 @@ def test_wattlint_tracking_is_reachable_from_the_package():
             "print(wattlint.tracking.Settings.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "Settings", out.stderr
+
+
+def test_a_resumed_run_planned_in_epochs_runs_the_rest_of_the_schedule(tmp_path):
+    """epochs=2 of a 1,200-sample dataset at batch 100 = 24 steps; resumed at step 17, 5 steps into its epoch:
+    7 steps remain (the plan read 24 and the note said the loop 'ended after 7 of the plan's 24 steps')."""
+    clock = Clock(100.0)
+    with _track(tmp_path, clock, epochs=2, dataset_size=1200, batch_size=100, start_step=17,
+                start_in_epoch=5) as t:
+        for _ in range(7):
+            clock.t += 0.1
+            t.step()
+    rec = read_record(t.path)
+    assert rec.header["plan"]["resolved"]["steps"] == 7, rec.header["plan"]["resolved"]
+    assert not any("ended after" in n for n in rec.summary.get("notes", [])), rec.summary.get("notes")
+    assert any("resumed at optimizer step 17: the plan's 24 steps less those done, 7 to run" in n
+               for n in rec.header.get("notes", []) + rec.summary.get("notes", []))

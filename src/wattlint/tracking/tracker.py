@@ -464,7 +464,13 @@ class Tracker:
                 plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
             if self.start_step:  # a resumed run: its steps count from 0, the plan's steps are those still to run
-                self.plan = dataclasses.replace(self.plan, start_step=int(self.start_step),
+                steps = self.plan.steps
+                if steps is not None and self.options.get("steps") is None:
+                    # a plan of epochs / tokens / a dataset is the whole schedule: the resumed run has the rest of it
+                    steps = max(0, int(steps) - int(self.start_step))
+                    self.notes.append(f"resumed at optimizer step {int(self.start_step):,}: the plan's "
+                                      f"{int(self.plan.steps):,} steps less those done, {steps:,} to run")
+                self.plan = dataclasses.replace(self.plan, steps=steps, start_step=int(self.start_step),
                                                 start_in_epoch=self.start_in_epoch)
         if self.device_kind == "cuda":
             per_gpu, how = None, "the static estimate's host model"
