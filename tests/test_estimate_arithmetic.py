@@ -320,11 +320,13 @@ def test_megatron_stack_all_reduces_after_the_backward_pass():
     meg = system.data_parallel(g, GPU, plan(training_stack="megatron", **base), 0.05, 0.1)
     assert meg.time_s == pytest.approx(85e-6) and meg.exposed_s == pytest.approx(85e-6)
     assert "after the backward pass, not overlapped" in meg.note
-    # ZeRO-1 (Megatron's distributed optimizer) likewise; ZeRO-2 / FSDP keep their overlap (prefetch, hooks)
+    # ZeRO-1 (Megatron's distributed optimizer) likewise; ZeRO-2 keeps the overlap of its reduce-scatter (hooks),
+    # its all-gather of the updated weights (16-bit weights, as many bytes as the 16-bit gradients: half the time)
+    # exposed after the optimizer step
     assert system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero1", **base), 0.05,
                                 0.1).exposed_s == pytest.approx(85e-6)
     z2 = system.data_parallel(g, GPU, plan(training_stack="megatron", sharding="zero2", **base), 0.05, 0.1)
-    assert z2.exposed_s == pytest.approx(0.1 * z2.time_s)
+    assert z2.exposed_s == pytest.approx(0.1 * z2.time_s / 2 + z2.time_s / 2)
 
 
 def test_pcie_link_without_nvlink():
@@ -363,11 +365,15 @@ def test_zero2_reduces_gradients_every_micro_batch():
     params = 1_000_000
     b = 4.0 * params
     e = est(graph(params=params, bwd=1), plan(batch_size=64, gpus=4, gpus_per_node=4, grad_accum=2,
-                                               sharding="zero2"), t=1e-6)
+                                               sharding="zero2"), t=1e-4)
     calls = 3 * max(1, math.ceil(b / BUCKET))
     t_comm = (2 * b + b) * 3 / 4 / (300e9 * NCCL_EFF) + calls * LATENCY_S * 2
-    bwd = 2 * 1e-6  # each micro-batch's reduce-scatter overlaps its own backward: both micro-batches' backward
-    assert e.phases["communication"].time_s == pytest.approx(t_comm - bwd)
+    # each micro-batch's reduce-scatter overlaps its own backward (both micro-batches' 100 us); the all-gather of
+    # the updated weights follows the optimizer step, exposed whole: its share of the time is its bytes', 1 of 3
+    bwd = 2 * 1e-4
+    gather = t_comm / 3
+    assert e.phases["communication"].time_s == pytest.approx(max(0.1 * (t_comm - gather),
+                                                                  t_comm - gather - bwd) + gather)
 
 
 def test_launch_gap_with_exposed_launches():

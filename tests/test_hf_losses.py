@@ -119,3 +119,27 @@ def test_a_router_is_not_a_classification_head(tmp_path):
     g = wattlint.analyze(str(p), batch_size=2, seq_len=32)
     note = next(a for a in g.assumptions if a.startswith("loss:"))
     assert note.startswith("loss: cross-entropy on the 1000-way logits") and "router" not in note, note
+
+
+def test_mfu_of_a_mixture_of_experts_with_frozen_experts(tmp_path):
+    """Frozen routed experts: a token runs top-k / E of them, so only those frozen parameters lose their weight
+    gradient in the MFU count (the frozen share of all parameters applied to N_active gave 293,152 here)."""
+    src = tmp_path / "moe_lm.py"
+    src.write_text(
+        "import transformers\n\n\ndef build(freeze=True):\n"
+        "    cfg = transformers.MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1,\n"
+        "                                     num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,\n"
+        "                                     num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64)\n"
+        "    m = transformers.MixtralForCausalLM(cfg)\n"
+        "    for n, p in m.named_parameters():\n"
+        "        if freeze and '.experts.' in n:\n"
+        "            p.requires_grad_(False)\n"
+        "    return m\n\n\ndef full():\n    return build(False)\n")
+    kw = dict(gpu="a100", inputs=["input_ids=int64[2,64]"], seq_len=64, steps=10, precision="bf16", lint=False)
+    frozen = wattlint.estimate(f"{src}:build", **kw)
+    full = wattlint.estimate(f"{src}:full", **kw)
+    # 1 layer of 8 SwiGLU experts 64 -> 128: 8 x 3 x 64 x 128 = 196,608 routed parameters, all frozen; a token runs
+    # 2 of the 8: 49,152 frozen parameters per token, 2 FLOPs each less
+    assert frozen.graph.params - frozen.graph.trainable_params == 196_608
+    drop = full.utilization.model_flops_per_token - frozen.utilization.model_flops_per_token
+    assert drop == pytest.approx(2 * 196_608 * 2 / 8)

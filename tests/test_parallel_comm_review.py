@@ -75,3 +75,21 @@ def test_expert_gradient_rings_share_the_network_of_their_data_parallel_ring(tmp
     t = experts + others
     exposed = max(0.1 * t, t - e.phases["backward"].time_s)
     assert e.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)
+
+
+def test_expert_rings_beyond_the_ranks_of_a_node_share_it_among_those_ranks(tmp_path):
+    """32 A100s (8 per node, 400 Gbit/s), EP 16 over dp 32: each expert group is 2 ranks on 2 nodes, so a node's 8
+    GPUs sit in 8 expert rings, 50 Gbit/s each (it gave each 400 / 16 = 25)."""
+    cfg = {**MIXTRAL, "num_local_experts": 16}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    e = wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=32, gpus_per_node=8, expert_parallel=16, batch_size=32,
+                          seq_len=64, internode_gbps=400.0, precision="bf16", steps=1, lint=False)
+    # held experts: 2 layers x 16 x 3 x 256 x 512 / 16 = 786,432 fp32 gradients, all-reduced over 2 ranks on 2 nodes:
+    # 2 x 1/2 x 3,145,728 B at 50 Gbit/s x 0.8 = 5 GB/s; 1 call x 30 us x log2(2)
+    experts = 2 * 1 / 2 * 4 * 786_432 / 5e9 + 30e-6
+    # the others, 910,592 + 2 layers x 256 x 8 more router weights = 914,688, over all 32 ranks at 40 GB/s
+    others = 2 * 31 / 32 * 4 * 914_688 / 40e9 + 30e-6 * 5
+    t = experts + others
+    exposed = max(0.1 * t, t - e.phases["backward"].time_s)
+    assert e.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)

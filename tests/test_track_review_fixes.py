@@ -337,3 +337,29 @@ def test_a_resumed_run_planned_in_epochs_runs_the_rest_of_the_schedule(tmp_path)
     assert not any("ended after" in n for n in rec.summary.get("notes", [])), rec.summary.get("notes")
     assert any("resumed at optimizer step 17: the plan's 24 steps less those done, 7 to run" in n
                for n in rec.header.get("notes", []) + rec.summary.get("notes", []))
+
+
+def test_a_resumed_run_compares_its_measured_rest_with_the_static_estimate_of_the_rest(tmp_path):
+    """Planned in epochs (24 steps), resumed at 17: the static estimate priced the whole schedule, so the summary
+    compared 7 measured steps with 24 estimated ones (+243 %). Its totals are those of the 7 steps left: the static
+    per-step time x 7. Resumed at or past the plan's end, the plan is kept (it vanished: 'no plan')."""
+    import torch
+
+    def run(start, n):
+        clock = Clock(100.0)
+        m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        with _track(tmp_path, clock, model=m, static=True, gpu="a100", inputs=["x=float32[100,64]"], epochs=2,
+                    dataset_size=1200, batch_size=100, start_step=start) as t:
+            for _ in range(n):
+                clock.t += 0.01
+                t.step()
+        return read_record(t.path)
+
+    rec = run(17, 7)
+    static = rec.header["static"]
+    assert static["plan"]["steps"] == 7
+    assert static["total"]["time_h"] * 3600 == pytest.approx(7 * static["per_step"]["time_s"], rel=1e-3)
+    late = run(30, 3)
+    assert late.header["plan"]["resolved"]["steps"] == 24
+    assert any("at or past the plan's 24 steps: the plan is kept as given" in n
+               for n in late.header.get("notes", []) + late.summary.get("notes", []))

@@ -595,9 +595,8 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
     per_token = 6.0 * n_params + 3.0 * float(attn)
-    trainable = float(graph.trainable_params) / graph.params if graph.params else 1.0
-    if trainable < 1.0:  # frozen weights (LoRA, a frozen backbone) get no weight gradient: 2 FLOPs per token less
-        frozen = n_params * (1.0 - trainable)
+    frozen = _frozen_active_params(graph)
+    if frozen > 0:  # frozen weights (LoRA, a frozen backbone) get no weight gradient: 2 FLOPs per token less
         per_token -= 2.0 * frozen
         convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen (their input "
                        f"gradients still counted, an upper bound below the lowest trainable layer)")
@@ -611,6 +610,28 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     note = (f"MFU {mfu:.1%}, HFU {hfu:.1%}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
             f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
+
+
+def _frozen_active_params(graph: CostGraph) -> float:
+    """Frozen parameters a token uses (the whole model's): all frozen ones, less the frozen routed experts a token
+    does not run (per MoE layer, its frozen expert parameters x (1 - top-k / experts); a layer that did not say how
+    many of its experts are frozen is taken as frozen as the model)."""
+    from . import parallel as _parallel
+
+    extra = graph.extra or {}
+    full = extra.get("parallel_full_model") or graph.model
+    total = float(getattr(full, "params", 0) or graph.params or 0)
+    train = float(getattr(full, "trainable_params", graph.trainable_params) or 0)
+    frozen = max(0.0, total - train)
+    if frozen <= 0 or total <= 0:
+        return 0.0
+    for ly in _parallel.moe_layers(graph):
+        e, k, n = int(ly.get("experts") or 0), int(ly.get("top_k") or 0), int(ly.get("params") or 0)
+        if e > 0 and 0 < k <= e and n:
+            t = ly.get("trainable_params")
+            frozen_experts = n - int(t) if t is not None else n * frozen / total
+            frozen -= frozen_experts * (1.0 - k / e)
+    return max(0.0, frozen)
 
 
 def op_multiplier(graph: CostGraph, plan: Plan, record: OpRecord) -> float:

@@ -215,17 +215,25 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
             # other parameters over all n; the experts other ranks hold are not reduced here at all
             dense, held = (split.params - split.expert) / graph.params, split.expert / graph.params
             unscaled, calls, collective = _volume(plan, grad * dense, weight * dense)
-            # the ep expert-data-parallel rings of a data-parallel ring run at once: each has 1/ep of its network
+            # the ring's ranks in one node belong to min(ep, ranks per node) expert-data-parallel rings, which run at
+            # once and share the ring's network
             ring_gbps = plan.internode_gbps or default_internode_gbps(gpu, plan.gpus_per_node)[0]
+            rings_here = max(1, min(ep, plan.gpus_per_node))
             eplan = dataclasses.replace(plan, gpus=plan.gpus // ep, gpus_per_node=max(1, plan.gpus_per_node // ep),
-                                        internode_gbps=ring_gbps / ep)
+                                        internode_gbps=ring_gbps / rings_here)
             e_unscaled, e_calls, _ = _volume(eplan, grad * held, weight * held)
             t_e, vol_e, _ = collective_time(e_unscaled, e_calls, gpu, eplan)
             experts = (f"; expert parallel {ep}: this GPU's {split.expert:,.0f} routed-expert parameters over the "
                        f"{plan.gpus // ep} ranks holding the same experts, its {split.params - split.expert:,.0f} "
                        f"others over all {plan.gpus}")
     t, volume, link = collective_time(unscaled, calls, gpu, plan)
+    tail = 0.0  # ZeRO-2's all-gather of the updated weights after the optimizer step: nothing left to hide it under
+    if plan.sharding == "zero2":
+        w_share = weight / (max(1, plan.grad_accum) * grad + weight) if grad + weight > 0 else 0.0
+        tail = t * w_share
     if experts:
+        if plan.sharding == "zero2":
+            tail += t_e * w_share
         t, volume, calls = t + t_e, volume + vol_e, calls + e_calls
     after = after_backward(plan)
     if plan.sharding in ("zero3", "fsdp"):
@@ -233,10 +241,10 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     elif after:
         overlap = 0.0
     elif plan.sharding == "zero2":
-        overlap = backward_s  # each micro-batch's reduce-scatter runs under its own backward
+        overlap = backward_s  # each micro-batch's reduce-scatter runs under its own backward (the all-gather: tail)
     else:
         overlap = backward_s / max(1, plan.grad_accum)  # DDP overlaps with the last micro-batch's backward
-    exposed = t if after else max(t * MIN_EXPOSED, t - overlap)
+    exposed = t if after else max((t - tail) * MIN_EXPOSED, t - tail - overlap) + tail
     power = comm_power_w(gpu)
     how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
            f"overlapped with the backward pass, exposed part (at least {MIN_EXPOSED:.0%})")

@@ -102,6 +102,7 @@ class MoeLayer:
     seq: int = 0  # Switch: sequence length of the last call
     calls: int = 0
     params: int = 0  # parameters of the routed experts (all of them; not the router, not shared experts)
+    trainable: int | None = None  # those of them that require grad (None: not read)
 
 
 @dataclass
@@ -211,6 +212,7 @@ class MoeRouting:
         return {"capacity_factor": self.capacity_factor, "routing": "balanced",
                 "layers": [{"module": ly.path, "type": ly.cls, "experts": ly.experts, "top_k": ly.top_k,
                             "implementation": ly.impl, "rows_per_expert": list(ly.rows), "params": ly.params,
+                            **({"trainable_params": ly.trainable} if ly.trainable is not None else {}),
                             **({"expert_capacity": ly.capacity} if ly.capacity is not None else {})}
                            for ly in self.layers]}
 
@@ -280,12 +282,14 @@ def _match(name: str, m: nn.Module) -> MoeLayer | None:
         k = next((v for v in (getattr(cfg, a, None) for a in ("num_experts_per_tok", "moe_top_k", "top_k"))
                   if isinstance(v, int) and not isinstance(v, bool)), 0)
         return MoeLayer(name, type(m).__name__, "fused", int(_num_experts(m)), impl, impl_name, top_k=k,
-                        params=sum(int(p.numel()) for p in m.parameters()))
+                        params=sum(int(p.numel()) for p in m.parameters()),
+                        trainable=sum(int(p.numel()) for p in m.parameters() if p.requires_grad))
     if _is_switch(m):
         cap = m.router.expert_capacity
         return MoeLayer(name, type(m).__name__, "switch", int(m.router.num_experts), "loop", "",
                         capacity=int(cap) if isinstance(cap, int) and cap > 0 else None, top_k=1,
-                        params=sum(int(p.numel()) for p in m.experts.parameters()))
+                        params=sum(int(p.numel()) for p in m.experts.parameters()),
+                        trainable=sum(int(p.numel()) for p in m.experts.parameters() if p.requires_grad))
     return None
 
 

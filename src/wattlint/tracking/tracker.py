@@ -156,6 +156,19 @@ def error_status(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {str(exc)[:200]}"
 
 
+def _remaining_static(static: dict[str, Any], steps: int, total: int) -> dict[str, Any]:
+    """The static estimate of a whole schedule priced for the ``steps`` of its ``total`` a resumed run has left:
+    every total is proportional to the steps but the goodput fraction (the loader's first-batch wait per epoch
+    too, to within one epoch's)."""
+    f = steps / total
+    out = dict(static)
+    out["total"] = {k: (v if k == "goodput" else [x * f for x in v] if isinstance(v, list)
+                        else v * f if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+                    for k, v in (static.get("total") or {}).items()}
+    out["plan"] = {**(static.get("plan") or {}), "steps": steps}
+    return out
+
+
 COLLECTED_STATUS = ("interrupted (the run never reached its end: its tracker was garbage-collected unclosed, e.g. after "
                     "an exception caught outside the training loop)")
 
@@ -467,9 +480,17 @@ class Tracker:
                 steps = self.plan.steps
                 if steps is not None and self.options.get("steps") is None:
                     # a plan of epochs / tokens / a dataset is the whole schedule: the resumed run has the rest of it
-                    steps = max(0, int(steps) - int(self.start_step))
-                    self.notes.append(f"resumed at optimizer step {int(self.start_step):,}: the plan's "
-                                      f"{int(self.plan.steps):,} steps less those done, {steps:,} to run")
+                    total, start = int(steps), int(self.start_step)
+                    if start < total:
+                        steps = total - start
+                        self.notes.append(f"resumed at optimizer step {start:,}: the plan's {total:,} steps less "
+                                          f"those done, {steps:,} to run (the static estimate's totals x "
+                                          f"{steps:,}/{total:,})")
+                        if self.static and not self.static.get("error"):
+                            self.static = _remaining_static(self.static, steps, total)
+                    else:
+                        self.notes.append(f"resumed at optimizer step {start:,}, at or past the plan's {total:,} "
+                                          f"steps: the plan is kept as given")
                 self.plan = dataclasses.replace(self.plan, steps=steps, start_step=int(self.start_step),
                                                 start_in_epoch=self.start_in_epoch)
         if self.device_kind == "cuda":
