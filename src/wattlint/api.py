@@ -267,8 +267,19 @@ def run(request: Request) -> list[Estimate]:
     for i, (spec, note) in enumerate(specs):
         notes = (tuple(request.notes) if i == 0 else ()) + ((note,) if note else ())
         plan = make_plan(graph, spec, request.options, notes, strict_precision=i == 0)
+        g = graph
+        if precision is not None and plan.precision not in (precision, "default") and graph.precision != plan.precision:
+            # a --compare candidate without the asked precision is costed at its closest one: the step as that
+            # precision traces it (an fp16 trace priced "as fp32" kept its 2-byte tensors and half the activations;
+            # "as bf16" on a chip without an fp16 rate ran its GEMMs at the vector rate)
+            again = cache.retrace(plan.precision)
+            if again is not None:
+                g = again
+                plan = make_plan(g, spec, {**request.options, "precision": plan.precision},
+                                 notes + tuple(n for n in plan.assumptions if "not available on" in n),
+                                 strict_precision=False)
         re = Reestimator(request.predictor, spec.key, cache=cache)
-        est = re(graph, spec, plan)
+        est = re(g, spec, plan)
         if request.lint:
             est = lint(est, config=request.config, model=request.model, reestimator=re,
                        totals_rules=request.totals_rules)

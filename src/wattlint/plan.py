@@ -453,6 +453,26 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
     plan.update(precision=precision, optimizer=optimizer, training_stack=stack, loss_impl=v.get("loss_impl"))
 
 
+def on_gpu(plan: Plan, gpu: GpuSpec) -> Plan | None:
+    """``plan`` as it resolves on another GPU: the node size and the network between nodes that were defaults for
+    the planned GPU (its NVLink domain, its class's NICs; the plan's notes say which were) are that GPU's own, those
+    the user gave are kept. None when the plan's tensor-parallel groups would straddle that GPU's nodes."""
+    import dataclasses
+
+    notes = plan.assumptions
+    per_node = plan.gpus_per_node
+    if any(a.startswith(f"gpus-per-node {per_node} (default") for a in notes) or plan.gpus <= 1:
+        per_node = min(plan.gpus, gpu.nvlink_domain or options.DEFAULT_GPUS_PER_NODE)
+    tp = plan.tensor_parallel
+    if tp > 1 and (per_node % tp if tp < per_node else tp % per_node):
+        return None
+    internode = plan.internode_gbps
+    if internode is None or plan.gpus <= plan.gpus_per_node or any(
+            a.startswith("inter-node bandwidth") and "(default:" in a for a in notes):
+        internode = system.default_internode_gbps(gpu, per_node)[0]
+    return dataclasses.replace(plan, gpus_per_node=per_node, internode_gbps=float(internode))
+
+
 def gpu_hour_price_for(given, gpu: GpuSpec) -> tuple[float | None, str]:
     """The GPU-hour price of ``gpu`` from --gpu-hour-price (one number, or (GPU name, price) pairs: options.
     gpu_hour_price) and what it is the price of; ConfigError when pairs name no price for this GPU, or an unknown GPU."""

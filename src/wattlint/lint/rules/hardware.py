@@ -6,6 +6,7 @@ import dataclasses
 import math
 
 from ...hardware import precision_support
+from ...plan import on_gpu
 from ...parallel import bubble_fraction
 from ...types import OpKind, Phase, Status
 from ...report import units
@@ -206,8 +207,11 @@ class SmallerGpuLessEnergy(Rule):
         same kind of machine), so the saving is the GPU's: the time ratio and the average GPU power ratio whose
         product it is. When the candidate's usual platform class (a PCIe server, an SXM node, a desktop) draws a
         different host power, the message adds what the run would cost in such a machine, as a separate figure.
-        A candidate predicted faster although both its peak FLOP/s for the plan's precision and its memory
-        bandwidth are below the planned GPU's is a prediction the physics cannot explain: it is never reported.
+        A candidate predicted faster although neither its peak FLOP/s for the plan's precision nor its memory
+        bandwidth is above the planned GPU's is a prediction the physics cannot explain: it is never reported.
+        A candidate runs in its own nodes: the node size and network between nodes the planned GPU got by default
+        are re-derived for it (those the user gave are kept). When the two GPUs are priced by different energy
+        models (measured, public-fit, transferred, prior), the message says which.
     """
     why = """
         Large GPUs have high static power; a model that cannot use their compute burns it anyway. del Rey et al.
@@ -279,15 +283,22 @@ class SmallerGpuLessEnergy(Rule):
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
         pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
         for spec in pool[:ctx.options["max_candidates"]] if not wanted else pool:
-            other = ctx.reestimate(gpu=spec)
+            # in its own nodes: the node size and network the planned GPU got by default are the candidate's own
+            # (an H200 NVL was re-estimated with the H100 node's InfiniBand, 2x faster than its table row)
+            plan = on_gpu(est.plan, spec)
+            if plan is None:
+                continue
+            other = ctx.reestimate(gpu=spec, plan=plan)
             if other is None or not other.memory.fits:
                 continue
             t = other.total.time_h
             if t0 > 0 and t > t0 * limit * (1.0 + 1e-9):  # (the same time up to float rounding is not slower)
                 continue  # slower than allowed
-            if t0 > 0 and t < t0 * (1.0 - 1e-9) and spec.peak(half) < cur.peak(half) \
-                    and spec.memory_bw_gbs < cur.memory_bw_gbs:
-                continue  # faster on a GPU with less compute AND less bandwidth: not explainable, not claimed
+            if t0 > 0 and t < t0 * (1.0 - 1e-9) and spec.peak(half) <= cur.peak(half) \
+                    and spec.memory_bw_gbs <= cur.memory_bw_gbs:
+                # faster on a GPU with no more compute and no more bandwidth (an H200 NVL, the H200 SXM's chip at
+                # a lower limit, against a measured H200 SXM): not explainable, not claimed
+                continue
             e = same_host_kwh(other)
             if best is None or e < best[0]:
                 best = (e, t, spec, other)
@@ -308,12 +319,16 @@ class SmallerGpuLessEnergy(Rule):
                + ("" if same_time else f" over {t / t0:.2f} x the time") if t0 > 0 and p0 > 0 else "")
         # the host (CPUs, DRAM, fans, by platform class: energy.host) of the candidate's usual machine differs: the
         # comparison above keeps the planned machine's; what the other machine would add or save is a separate figure
-        h0 = est.per_step.host_energy_j / est.per_step.time_s if est.per_step.time_s > 0 else 0.0
-        h1 = other.per_step.host_energy_j / other.per_step.time_s if other.per_step.time_s > 0 else 0.0
+        n = max(1, est.plan.gpus)  # per GPU, as the GPU power beside it (the step's host energy is the job's)
+        h0 = est.per_step.host_energy_j / est.per_step.time_s / n if est.per_step.time_s > 0 else 0.0
+        h1 = other.per_step.host_energy_j / other.per_step.time_s / n if other.per_step.time_s > 0 else 0.0
         e_new, e_cur, e_own = units.column([e, base, other.total.energy_kwh], units.ENERGY_KWH)  # one unit
         if abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
-            why += (f"; both with this machine's host power ({h0:.0f} W); in its own platform class "
-                    f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W) the run would take {e_own}")
+            why += (f"; both with this machine's host power ({h0:.0f} W per GPU); in its own platform class "
+                    f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W per GPU) the run would take {e_own}")
+        if other.calibration != est.calibration:  # two energy models: the comparison is only as good as the weaker
+            why += (f"; {spec.name} is priced by its {other.calibration} energy model, {cur.name} by its "
+                    f"{est.calibration} one")
         yield ctx.finding(
             f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {e_new} instead of "
             f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), "
