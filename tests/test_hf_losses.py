@@ -143,3 +143,13 @@ def test_mfu_of_a_mixture_of_experts_with_frozen_experts(tmp_path):
     assert frozen.graph.params - frozen.graph.trainable_params == 196_608
     drop = full.utilization.model_flops_per_token - frozen.utilization.model_flops_per_token
     assert drop == pytest.approx(2 * 196_608 * 2 / 8)
+
+
+def test_encoder_and_decoder_router_logits_are_not_heads():
+    import torch
+
+    from wattlint.frontends.torch import _logit_outputs
+
+    out = {"logits": torch.zeros(2, 8, 100), "encoder_router_logits": torch.zeros(2, 8, 4),
+           "decoder_router_logits": torch.zeros(2, 8, 4), "start_logits": torch.zeros(2, 8)}
+    assert [n for n, _ in _logit_outputs(out, True)] == ["logits", "start_logits"]

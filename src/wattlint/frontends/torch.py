@@ -609,7 +609,8 @@ def _logit_outputs(output, hf: bool) -> list[tuple[str, torch.Tensor]]:
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     named = [(n, t) for n, t in flat if t.dim() >= 1 and (n == "logits" or n.endswith("_logits")
                                                            or n.startswith("logits_"))
-             and not n.startswith("router_")]  # a mixture-of-experts router's logits feed its auxiliary loss
+             and "router_logits" not in n]  # a mixture-of-experts router's (encoder_router_logits, ...) feed its
+    # auxiliary loss
     if not named and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
         named = [flat[0]]
     return named
