@@ -84,22 +84,23 @@ def test_an_explicit_attention_mask_is_one_mask_for_all_heads(tmp_path):
     assert 0 < more < 2 * 2 * mask, more
 
 
+def _frozen_and_full(tmp_path, model: str, config: str, frozen_if: str, seq: int):
+    """Estimates of ``transformers.<model>(<config>)`` with the parameters whose name satisfies ``frozen_if`` frozen,
+    and of the same model all trainable: (frozen, full)."""
+    src = tmp_path / "frozen_model.py"
+    src.write_text(f"import transformers\n\n\ndef build(freeze=True):\n    m = transformers.{model}({config})\n"
+                   f"    for n, p in m.named_parameters():\n        if freeze and {frozen_if}:\n"
+                   f"            p.requires_grad_(False)\n    return m\n\n\ndef full():\n    return build(False)\n")
+    kw = dict(gpu="a100", inputs=[f"input_ids=int64[2,{seq}]"], seq_len=seq, steps=10, precision="bf16", lint=False)
+    return wattlint.estimate(f"{src}:build", **kw), wattlint.estimate(f"{src}:full", **kw)
+
+
 def test_mfu_of_a_model_with_frozen_weights_counts_no_weight_gradient_for_them(tmp_path):
     """6 N counts a weight gradient (2 FLOPs per parameter and token) that frozen weights (LoRA, a frozen backbone)
     never get: MFU read 61 % for a LoRA Llama-2-7B whose useful work is ~4 N per token."""
-    src = tmp_path / "frozen_lm.py"
-    src.write_text(
-        "import transformers\n\n\ndef build(freeze=True):\n"
-        "    cfg = transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=1000, n_positions=128,\n"
-        "                                  bos_token_id=0, eos_token_id=0)\n"
-        "    m = transformers.GPT2LMHeadModel(cfg)\n"
-        "    for n, p in m.named_parameters():\n"
-        "        if freeze and not n.startswith('transformer.h.1.'):\n"
-        "            p.requires_grad_(False)\n"
-        "    return m\n\n\ndef full():\n    return build(False)\n")
-    kw = dict(gpu="a100", inputs=["input_ids=int64[2,128]"], seq_len=128, steps=10, precision="bf16", lint=False)
-    frozen = wattlint.estimate(f"{src}:build", **kw)
-    full = wattlint.estimate(f"{src}:full", **kw)
+    frozen, full = _frozen_and_full(
+        tmp_path, "GPT2LMHeadModel", "transformers.GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=1000, "
+        "n_positions=128, bos_token_id=0, eos_token_id=0)", "not n.startswith('transformer.h.1.')", 128)
     # GPT-2, h 64: a block 12 h^2 + 13 h = 49,984 (only block 1 trains); token embedding 1000 x 64 (tied head),
     # positions 128 x 64, the other block, final norm 2 x 64: 64,000 + 8,192 + 49,984 + 128 = 122,304 frozen
     assert frozen.graph.params - frozen.graph.trainable_params == 122_304
@@ -124,20 +125,10 @@ def test_a_router_is_not_a_classification_head(tmp_path):
 def test_mfu_of_a_mixture_of_experts_with_frozen_experts(tmp_path):
     """Frozen routed experts: a token runs top-k / E of them, so only those frozen parameters lose their weight
     gradient in the MFU count (the frozen share of all parameters applied to N_active gave 293,152 here)."""
-    src = tmp_path / "moe_lm.py"
-    src.write_text(
-        "import transformers\n\n\ndef build(freeze=True):\n"
-        "    cfg = transformers.MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1,\n"
-        "                                     num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,\n"
-        "                                     num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64)\n"
-        "    m = transformers.MixtralForCausalLM(cfg)\n"
-        "    for n, p in m.named_parameters():\n"
-        "        if freeze and '.experts.' in n:\n"
-        "            p.requires_grad_(False)\n"
-        "    return m\n\n\ndef full():\n    return build(False)\n")
-    kw = dict(gpu="a100", inputs=["input_ids=int64[2,64]"], seq_len=64, steps=10, precision="bf16", lint=False)
-    frozen = wattlint.estimate(f"{src}:build", **kw)
-    full = wattlint.estimate(f"{src}:full", **kw)
+    frozen, full = _frozen_and_full(
+        tmp_path, "MixtralForCausalLM", "transformers.MixtralConfig(hidden_size=64, intermediate_size=128, "
+        "num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2, num_local_experts=8, "
+        "num_experts_per_tok=2, vocab_size=1000, max_position_embeddings=64)", "'.experts.' in n", 64)
     # 1 layer of 8 SwiGLU experts 64 -> 128: 8 x 3 x 64 x 128 = 196,608 routed parameters, all frozen; a token runs
     # 2 of the 8: 49,152 frozen parameters per token, 2 FLOPs each less
     assert frozen.graph.params - frozen.graph.trainable_params == 196_608
