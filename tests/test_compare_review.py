@@ -61,3 +61,17 @@ def test_wl203_states_host_power_per_gpu_beside_gpu_power_per_gpu():
     f = next(f for f in e.findings if f.code == "WL203")
     per_gpu = e.per_step.host_energy_j / e.per_step.time_s / 8
     assert f"both with this machine's host power ({per_gpu:.0f} W per GPU)" in f.message, f.message
+
+
+def test_the_compare_table_says_how_much_of_the_step_its_energy_model_priced():
+    """The one-GPU report says 'public-fit (18 % of the op time, the spec-sheet prior the rest)'; the compare table
+    said 'public-fit' for a row it priced 18 % of."""
+    from wattlint.api import estimate_many
+    from wattlint.report.tables import compare_rows
+
+    ests = estimate_many(RESNET, ["a100", "h100"], precision="fp16", batch_size=32, steps=100, lint=False)
+    header, rows, _ = compare_rows(ests)
+    col = header.index("model")
+    for e, row in zip(ests, rows):
+        assert e.calibration == "public-fit" and e.calibration_coverage < 0.995
+        assert row[col] == f"public-fit ({e.calibration_coverage:.0%} of op time)"

@@ -204,6 +204,13 @@ def compare_findings(ests: Sequence[Estimate], skip: int | None = None) -> list[
             for f in sorted(e.findings, key=lambda f: rank.get(f.severity, 3))]
 
 
+def compare_model_cell(est: Estimate) -> str:
+    """The energy model of a compare row, with the share of the step's op time it priced when that is not all of it
+    (public-fit prices 6 % of a ResNet-50 step on some GPUs: the row is mostly the spec-sheet prior's)."""
+    c = est.calibration_coverage
+    return f"{est.calibration} ({c:.0%} of op time)" if est.calibration != "prior" and c < 0.995 else est.calibration
+
+
 def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], int]:
     """One row per GPU; each numeric column in one unit. A GPU costed at another precision than the plan line's
     (a --compare candidate without it: its fallback, stated in the assumptions) names it after its key."""
@@ -229,7 +236,7 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
             u.usd(t.cost_usd),
             u.in_unit(e.memory.peak_bytes_per_gpu, mem_unit),
             "yes" if e.memory.fits else "NO",
-            e.calibration,
+            compare_model_cell(e),
         ])
     return list(COMPARE_HEADER), rows, best
 
