@@ -107,6 +107,10 @@ def test_mfu_of_a_model_with_frozen_weights_counts_no_weight_gradient_for_them(t
     drop = full.utilization.model_flops_per_token - frozen.utilization.model_flops_per_token
     assert drop == 2 * 122_304
     assert "122,304 frozen parameters get no weight gradient" in frozen.utilization.convention
+    # weight casts (bf16, 2 B): autocast caches the trainable block 1's (49,984); of the frozen weights only the tied
+    # LM head (1000 x 64 = 64,000), whose input gradient feeds block 1, keeps its cast; block 0 runs no backward
+    assert frozen.memory.breakdown["weight_casts"] == 2 * (49_984 + 64_000)
+    assert full.memory.breakdown["weight_casts"] == 2 * 172_288
 
 
 def test_a_router_is_not_a_classification_head(tmp_path):

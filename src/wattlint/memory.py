@@ -3,7 +3,9 @@
 A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 
 * weights: the parameters in their storage dtype (``param_bytes``; fp32 master weights under autocast) plus, under
-  fp16/bf16 autocast, the cached half-precision copies of the weights (2 bytes per parameter).
+  fp16/bf16 autocast, the cached half-precision copies of the weights (2 bytes per parameter; with frozen
+  parameters, of the trainable ones and of the frozen matmul / convolution weights backward runs through, whose casts
+  autograd keeps for the input gradient: autocast caches casts of weights that require grad only).
 * gradients: one per trainable parameter in the parameter dtype (fp32 under autocast).
 * training stack megatron (wattlint.stack): weights in half precision (2 bytes), an fp32 master copy (4 bytes per
   trainable parameter, sharded like the optimizer state), gradients in the fp32 accumulation buffer (4 bytes; 2
@@ -279,6 +281,17 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     half = plan.precision in HALF
     weights = float(param_bytes) * keep
     weight_copies = 2.0 * params * keep if half else 0.0  # autocast's cached half-precision weight casts
+    frozen_casts = graph.extra.get("frozen_cast_params") if graph.extra else None
+    if half and frozen_casts is not None and params:
+        # autocast caches the casts of trainable weights only; a frozen weight's cast stays only where backward
+        # needs it for the input gradient (the frontend counted those): a frozen backbone keeps almost none
+        full = float(graph.extra.get("parallel_full_params") or params)
+        kept = graph.trainable_params + float(frozen_casts) * params / full
+        weight_copies = 2.0 * min(params, kept) * keep
+        frozen = (params - graph.trainable_params) * full / params
+        notes.append(f"weight casts: autocast caches half-precision casts of trainable weights only; of the "
+                     f"{frozen:,.0f} frozen parameters, the {float(frozen_casts):,.0f} of matmul / convolution layers "
+                     f"backward runs through keep their casts for the input gradient")
     grads = trainable * bpp
     master = 0.0
     megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and half

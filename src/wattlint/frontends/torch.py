@@ -881,6 +881,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["block_params"], extra["block_count"] = blocks
     if not grads_to_none:
         extra["zero_grad_set_to_none"] = False
+    if trainable < params:
+        extra["frozen_cast_params"] = _frozen_cast_params(model, tracer.records)
     if moe.layers:
         extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
@@ -888,6 +890,26 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
                      precision=prec, optimizer=optimizer, extra=extra)
+
+
+def _frozen_cast_params(model: nn.Module, records) -> int:
+    """Frozen parameters whose half-precision cast autocast keeps until backward: autocast caches the casts of
+    weights that require grad only; a frozen matmul / convolution weight is cast at each use, and its cast is kept
+    only when autograd saves it for the input gradient, i.e. when backward runs through its module (LoRA: every
+    frozen layer above the first adapter; a frozen prefix below the trainable layers: none)."""
+    gemm = {r.module for r in records
+            if r.phase is Phase.FORWARD and r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.RNN)}
+    backward = {r.module for r in records if r.phase is Phase.BACKWARD}
+    seen: set[int] = set()
+    n = 0
+    for name, mod in model.named_modules():
+        if name not in gemm or name not in backward:
+            continue
+        for p in mod.parameters(recurse=False):
+            if not p.requires_grad and p.is_floating_point() and id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+    return n
 
 
 def _repeated_blocks(model: nn.Module) -> tuple[int, int] | None:
