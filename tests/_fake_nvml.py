@@ -44,3 +44,17 @@ def base_module(setter_message: str) -> types.ModuleType:
     for name in SETTERS:
         setattr(m, name, setter)
     return m
+
+
+def quiet_track(tmp_path, clock, **kw):
+    """``wattlint.track`` as the tracker tests run it: records into ``tmp_path``, no display, one fake 250 W channel
+    read on ``clock``, 1 s windows, no static estimate, PUE 1 and 500 g/kWh; ``kw`` on top."""
+    import wattlint
+    from wattlint.tracking import Settings
+    from wattlint.tracking.devices import FakeChannel
+
+    base = dict(out=tmp_path, display="quiet", window_s=1.0, channels=[FakeChannel(250.0)], clock=clock,
+                settings=Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05), static=False, pue=1.0,
+                carbon_intensity=500.0)
+    base.update(kw)
+    return wattlint.track(**base)

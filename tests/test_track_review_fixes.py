@@ -9,9 +9,8 @@ import json
 import pytest
 
 from _cli_errors import one_error_line
-from _fake_nvml import Clock
+from _fake_nvml import Clock, quiet_track
 
-import wattlint
 from wattlint.cli import main
 from wattlint.tracking import Settings
 from wattlint.tracking.devices import CpuChannel, FakeChannel
@@ -23,11 +22,7 @@ from wattlint.tracking.tracker import Tracker
 SETTINGS = Settings(min_steps=10, min_stable_s=1.0, max_rel_ci=0.05)
 
 
-def _track(tmp_path, clock, **kw):
-    base = dict(out=tmp_path, display="quiet", window_s=1.0, settings=SETTINGS, channels=[FakeChannel(250.0)],
-                clock=clock, static=False, pue=1.0, carbon_intensity=500.0)
-    base.update(kw)
-    return wattlint.track(**base)
+_track = quiet_track
 
 
 class _TwoPowers(FakeChannel):

@@ -10,7 +10,7 @@ import jsonschema
 
 import pytest
 
-from _fake_nvml import Clock
+from _fake_nvml import Clock, quiet_track
 
 import wattlint
 from wattlint.tracking import BudgetExceeded, BudgetWarning, Settings
@@ -29,11 +29,7 @@ def _lines(path):
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def _track(tmp_path, clock, **kw):
-    base = dict(out=tmp_path, display="quiet", window_s=1.0, settings=SETTINGS, channels=[FakeChannel(250.0)],
-                clock=clock, static=False, pue=1.0, carbon_intensity=500.0)
-    base.update(kw)
-    return wattlint.track(**base)
+_track = quiet_track
 
 
 def test_plain_loop_record_and_projection(tmp_path):
