@@ -75,3 +75,16 @@ def test_the_compare_table_says_how_much_of_the_step_its_energy_model_priced():
     for e, row in zip(ests, rows):
         assert e.calibration == "public-fit" and e.calibration_coverage < 0.995
         assert row[col] == f"public-fit ({e.calibration_coverage:.0%} of op time)"
+
+
+@pytest.mark.parametrize("sharding", ["zero2", "zero3"])
+def test_zero2_or_zero3_with_pipeline_stages_is_refused(gpt_config, run_cli, sharding):
+    """DeepSpeed's pipeline engine asserts 'ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism': the plan
+    was costed silently. ZeRO-1 and FSDP (torchtitan's FSDP2 with pipeline stages) stay accepted."""
+    base = [str(gpt_config), "--gpu", "a100", "--gpus", "4", "--pipeline-parallel", "2", "--batch-size", "4",
+            "--seq-len", "256", "--steps", "1"]
+    code, out, err = run_cli(*base, "--sharding", sharding)
+    assert code == 2 and "DeepSpeed's pipeline engine runs ZeRO stage 0 or 1 only" in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    for ok in ("zero1", "fsdp"):
+        assert run_cli(*base, "--sharding", ok, "--format", "json")[0] == 0

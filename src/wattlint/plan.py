@@ -257,6 +257,12 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
         notes.append(f"--tensor-parallel {layout.tp} spans more than one node of {per_node} GPUs: its collectives "
                      f"run over the network")
     sharding = v.get("sharding", "none")
+    if sharding in ("zero2", "zero3") and layout.pp > 1:
+        # DeepSpeed's pipeline engine asserts "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism"
+        # (deepspeed/runtime/pipe/engine.py); sharded gradients would have to be reduced per micro-batch per stage
+        raise ConfigError(f"--sharding {sharding} with --pipeline-parallel {layout.pp}: DeepSpeed's pipeline engine "
+                          f"runs ZeRO stage 0 or 1 only; use --sharding zero1 (or fsdp, as torchtitan runs FSDP2 "
+                          f"with pipeline stages)")
     if dp > 1:
         nodes = math.ceil(gpus / per_node)
         where = (f"{nodes} node(s) x {per_node}" if not gpus % per_node else
