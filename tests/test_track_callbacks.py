@@ -6,6 +6,8 @@ import warnings
 
 import pytest
 
+from _tiny_trainers import tiny_hf_trainer
+
 from wattlint.tracking import BudgetWarning
 from wattlint.tracking.record import read_record
 
@@ -13,17 +15,8 @@ torch = pytest.importorskip("torch")
 
 
 def _hf_trainer(tmp_path, callback, max_steps=6, accum=2):
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("accelerate")
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg)
-    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(64)]
-    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=max_steps,
-                                          per_device_train_batch_size=2, gradient_accumulation_steps=accum,
-                                          report_to=[], use_cpu=True, save_strategy="no", logging_steps=1000,
-                                          disable_tqdm=True, dataloader_num_workers=0)
-    return transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=[callback])
+    return tiny_hf_trainer(tmp_path, [callback], 64, max_steps=max_steps, gradient_accumulation_steps=accum,
+                           save_strategy="no")
 
 
 def test_hf_trainer_callback_counts_optimizer_steps(tmp_path):

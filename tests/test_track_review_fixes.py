@@ -10,6 +10,7 @@ import pytest
 
 from _cli_errors import one_error_line
 from _fake_nvml import Clock, quiet_track
+from _tiny_trainers import tiny_hf_trainer
 
 from wattlint.cli import main
 from wattlint.tracking import Settings
@@ -113,17 +114,8 @@ torch = pytest.importorskip("torch")
 
 
 def _hf_resumable(tmp_path, callbacks):
-    transformers = pytest.importorskip("transformers")
-    pytest.importorskip("accelerate")
-    cfg = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=1, n_head=2)
-    torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(cfg)
-    data = [{"input_ids": torch.randint(0, 64, (16,)), "labels": torch.randint(0, 64, (16,))} for _ in range(24)]
-    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), num_train_epochs=2,
-                                          per_device_train_batch_size=2, gradient_accumulation_steps=1,
-                                          report_to=[], use_cpu=True, save_strategy="steps", save_steps=5,
-                                          logging_steps=1000, disable_tqdm=True, dataloader_num_workers=0)
-    return transformers.Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
+    return tiny_hf_trainer(tmp_path, callbacks, 24, num_train_epochs=2, gradient_accumulation_steps=1,
+                           save_strategy="steps", save_steps=5)
 
 
 def test_hf_trainer_resumed_from_a_checkpoint_plans_the_steps_still_to_run(tmp_path):
