@@ -755,14 +755,15 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     return fp8.apply(shard_graph(graph, layout)[0], plan)
 
 
-def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none",
-                           half: bool = True) -> tuple[float, str]:
+def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none"
+                           ) -> tuple[float, str]:
     """Korthikanti et al. 2022's activation bytes of one transformer layer and micro-batch on one GPU of ``layout``,
     and how: b sequences of s tokens (s / cp with context parallelism), h hidden, a heads, t = tp, 16-bit
     activations: sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t
     term (stored attention scores) is absent with fused (flash / memory-efficient) attention and under selective
     recompute (the attention core is re-run in backward); full recompute keeps only the layer's input, 2sbh (/t with
-    sequence parallelism). fp32 activations: x2."""
+    sequence parallelism). Only ratios of it are used (:func:`activation_split`), so the activations' width, which
+    scales both sides alike, is left out."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
     s_full = max(1, sequence_length(graph))
@@ -781,7 +782,7 @@ def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, rec
         elif not fused:
             per_layer += 5.0 * _eager_heads(graph, hidden) * s * s_full * b / t
             how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
-    return per_layer * (1.0 if half else 2.0), how
+    return per_layer, how
 
 
 def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidden: int, *,

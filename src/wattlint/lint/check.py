@@ -153,8 +153,6 @@ def _usable_hit(hit) -> tuple[dict, list, bool] | None:
     """(summary, graph findings, True) of a cache entry, or None (a miss, re-estimated) when the entry is not what
     :func:`check` writes: a damaged or hand-edited file (an empty summary passed every budget and gate as '?', and
     --update-baseline wrote its nulls into the baseline) must never stand in for an estimate."""
-    import math
-
     from .baseline import KEYS
 
     if hit is None:
@@ -169,7 +167,7 @@ def _usable_hit(hit) -> tuple[dict, list, bool] | None:
         v = total.get(k)
         if v is None and k != "energy_kwh":
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        if not _number(v) or v < 0:
             return None
     if not total["energy_kwh"] or not all(isinstance(summary.get(k), dict) for k in ("per_step", "memory", "plan")):
         return None
