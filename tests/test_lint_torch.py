@@ -127,3 +127,20 @@ def test_no_torch_import_from_lint():
             "print([m for m in ('torch', 'onnx', 'numpy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_wl107_fires_when_the_traced_activations_fit_without_checkpointing(tmp_path):
+    """GPT-2-shaped decoder (4 layers, h 512, seq 256), bf16, micro-batch 384 on a 24 GB L4: without checkpointing
+    it needs 18.9 GiB (the estimate of the same plan traced without checkpointing, the oracle). WL107 re-estimated it
+    from the forward pass's written bytes (an upper bound ~2x the saved tensors), which did not fit, and stayed
+    silent; it now re-estimates from what the checkpointed blocks would have saved, and says the oracle's figure."""
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from _parallel_fixtures import est, write_gpt_config
+
+    cfg = write_gpt_config(tmp_path)
+    plain = est(cfg, gpu="l4-24gb", batch_size=384)
+    assert plain.memory.fits
+    ckpt = est(cfg, gpu="l4-24gb", batch_size=384, activation_checkpointing=True, lint=True)
+    wl107 = [f.message for f in ckpt.findings if f.code == "WL107"]
+    assert len(wl107) == 1
+    assert f"fits without it ({plain.memory.peak_bytes_per_gpu / 2**30:.1f} of 24 GiB)" in wl107[0]

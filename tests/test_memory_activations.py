@@ -254,3 +254,17 @@ def test_loss_transient_fp32_by_hand(tmp_path):
     assert g.extra["loss_logits_bytes"] == 4
     assert memory.loss_transient_bytes(g, _plan(precision="fp32"))[0] == 12 * e
     assert memory.loss_transient_bytes(g, _plan(precision="fp32", loss_impl="fused"))[0] == 4 * e
+
+
+def test_checkpointed_trace_records_what_the_blocks_would_save_without_it(tmp_path):
+    """Under activation checkpointing the trace also records what the checkpointed blocks' forward would have kept
+    (WL107 re-estimates the run without checkpointing from it). The oracle is the same model traced without
+    checkpointing: every saved-bytes figure must be equal, at both widths."""
+    for precision in ("bf16", "fp32"):
+        plain = _trace(tmp_path, 2, precision=precision).extra
+        ckpt = _trace(tmp_path, 2, precision=precision, activation_checkpointing=True).extra
+        whole = ckpt["activation_without_checkpointing"]
+        for key in ("activation_bytes", "activation_bytes_fp32", "activation_bytes_cast_dup"):
+            assert whole[key] == plain[key], (precision, key)
+        assert ckpt["activation_bytes"] < plain["activation_bytes"] / 2  # what checkpointing keeps is unchanged
+    assert "activation_without_checkpointing" not in _trace(tmp_path, 2).extra

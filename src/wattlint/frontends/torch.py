@@ -191,6 +191,21 @@ class _Frame:
     boundary: set = field(default_factory=set)
 
 
+@dataclass
+class _SavedLedger:
+    """Bytes of the tensors saved for backward, each storage (and each autocast cast) counted once."""
+    bytes: int = 0
+    fp32_bytes: int = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
+    cast_dup_bytes: int = 0  # of which half-precision casts of fp32 tensors that are saved themselves
+    ids: set = field(default_factory=set)
+    cast_ids: set = field(default_factory=set)
+
+    def extra(self) -> dict[str, int]:
+        """The graph's ``extra`` keys wattlint.memory reads."""
+        return {"activation_bytes": int(self.bytes), "activation_bytes_fp32": int(self.fp32_bytes),
+                "activation_bytes_cast_dup": int(self.cast_dup_bytes)}
+
+
 class _Tracer:
     def __init__(self, model: nn.Module, precision: str):
         self.model = model
@@ -208,13 +223,15 @@ class _Tracer:
         self._fwd_cast_storages: set[tuple[int, torch.dtype]] = set()  # (storage, dtype) autocast cast in forward
         self.scalar_reads: Counter = Counter()
         self.int_answer = 1  # what an integer read from values answers (trace(): the inputs' sequence length)
-        self.saved_bytes = 0
-        self.saved_fp32_bytes = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
-        self.saved_cast_dup_bytes = 0  # of which half-precision casts of fp32 tensors that are saved themselves
-        self._saved_ids: set[int] = set()
-        self._cast_ids: set[tuple] = set()
+        # what autograd keeps for backward (``kept``), and what it would keep without activation checkpointing
+        # (``whole``: the tensors checkpointed blocks save in forward only to drop them, seen through
+        # _enable_checkpointing's shadow hook, plus everything ``kept`` holds)
+        self.kept = _SavedLedger()
+        self.whole = _SavedLedger()
+        self.whole_complete = True  # every checkpointed block's saved tensors were seen (_shadow_saved)
         self._keep: list[torch.Tensor] = []
-        self._pending: list[tuple[torch.Tensor, str]] = []  # saved since the last dispatched op (settle_saved)
+        # saved since the last dispatched op (settle_saved): tensor, module, whether checkpointing drops it
+        self._pending: list[tuple[torch.Tensor, str, bool]] = []
         self._last_out_ids: set[tuple] = set()
         self._last_op = ""
         self.param_ids = {id(p) for p in model.parameters()}
@@ -368,19 +385,21 @@ class _Tracer:
         return self._map(args, self.lower_dtype), {k: self._map(v, self.lower_dtype) for k, v in kwargs.items()}
 
     # -- saved tensors (activation memory) --
-    def pack(self, x):
+    def pack(self, x, dropped: bool = False):
         """autograd's pack hook: remember the tensor; :meth:`settle_saved` charges it at the next dispatched op.
+        ``dropped``: a checkpointed block's forward saves it and checkpointing drops it (only ``whole`` counts it).
 
         Parameters and views of parameters (``W.t()`` that ``F.linear`` saves for the weight gradient) are not
         activations: the weights are counted by wattlint.memory (their half-precision casts as weight casts)."""
         if isinstance(x, torch.Tensor):
             base = x._base if x._base is not None else x
             if id(x) not in self.param_ids and id(base) not in self.param_ids:
-                self._pending.append((x, self.stack[-1].name if self.stack else ""))
+                self._pending.append((x, self.stack[-1].name if self.stack else "", dropped))
         return x
 
     def settle_saved(self, name: str = "", args=()) -> None:
-        """Charge the tensors autograd saved since the last dispatched op, once per storage.
+        """Charge the tensors autograd saved since the last dispatched op, once per storage, to ``kept`` (what
+        backward finds saved) and ``whole`` (the same without activation checkpointing).
 
         autograd packs an op's inputs before the op reaches the dispatcher, its outputs after. Under CUDA autocast
         the cast sits above autograd, so an autocast-lowered op (matmul, attention) saves the half-precision copy
@@ -394,36 +413,41 @@ class _Tracer:
         cast_in = set()
         if lower is not None and name in AUTOCAST_LOWER and self.phase is Phase.FORWARD:
             cast_in = {_tensor_key(a) for a in T.tensors(list(args)) if a.dtype == torch.float32}
-        keys = [_tensor_key(x) for x, _ in pending]
-        packs = Counter(keys)
         from_attention = self._last_op.startswith("_scaled_dot_product") or "flash" in self._last_op
         attn_out = set(self._last_out_ids) if from_attention else set()
+        for ledger, entries in ((self.kept, [e for e in pending if not e[2]]), (self.whole, pending)):
+            if entries:
+                self._charge(ledger, entries, cast_in, attn_out, lower)
+
+    def _charge(self, ledger: _SavedLedger, entries: list, cast_in: set, attn_out: set, lower) -> None:
+        keys = [_tensor_key(x) for x, _, _ in entries]
+        packs = Counter(keys)
         prev_out = {k for k in self._last_out_ids if packs[k] > 1}
-        for (x, module), key in zip(pending, keys):
+        for (x, module, _), key in zip(entries, keys):
             if key in prev_out:  # packed twice: the previous op's saved output (as stored), then this op's input
                 prev_out.discard(key)
             elif key in cast_in:
-                if key not in self._cast_ids:
-                    self._cast_ids.add(key)
+                if key not in ledger.cast_ids:
+                    ledger.cast_ids.add(key)
                     self._keep.append(x)
-                    self.saved_bytes += x.numel() * lower.itemsize
+                    ledger.bytes += x.numel() * lower.itemsize
                     base = x._base if x._base is not None else x
-                    if id(base) in self._saved_ids:  # the fp32 tensor is kept too (softmax output, then its cast)
-                        self.saved_cast_dup_bytes += x.numel() * lower.itemsize
+                    if id(base) in ledger.ids:  # the fp32 tensor is kept too (softmax output, then its cast)
+                        ledger.cast_dup_bytes += x.numel() * lower.itemsize
                 continue
             base = x._base if x._base is not None else x
-            if id(base) in self._saved_ids:
+            if id(base) in ledger.ids:
                 continue
-            self._saved_ids.add(id(base))
+            ledger.ids.add(id(base))
             self._keep.append(base)
             nbytes = base.numel() * base.element_size()
-            self.saved_bytes += nbytes
+            ledger.bytes += nbytes
             # fp32 inside the model: autocast's residual stream / norm inputs, softmax outputs (the training stack
             # megatron keeps them in half precision); not the statistics (last dim 1) nor a fused attention
             # kernel's fp32 log-sum-exp, which stay fp32 in every stack
             if (module and base.dtype == torch.float32 and base.dim() >= 1 and base.shape[-1] > 1
                     and key not in attn_out):
-                self.saved_fp32_bytes += nbytes
+                ledger.fp32_bytes += nbytes
 
     # -- records --
     def record(self, func, args, kwargs, out):
@@ -869,8 +893,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
     modules = tuple((n, type(m).__name__) for n, m in model.named_modules())
-    extra = {"activation_bytes": int(tracer.saved_bytes), "activation_bytes_fp32": int(tracer.saved_fp32_bytes),
-             "activation_bytes_cast_dup": int(tracer.saved_cast_dup_bytes),
+    extra = {**tracer.kept.extra(),
+             **({"activation_without_checkpointing": tracer.whole.extra()}
+                if activation_checkpointing and tracer.whole_complete else {}),
              "optimizer_impl": optimizer_impl,
              "activation_checkpointing": bool(activation_checkpointing)}
     if logits is not None:  # the cross-entropy's transient memory at the start of backward (wattlint.memory)
@@ -1076,6 +1101,29 @@ def _register_fused_sgd_meta() -> None:
     _FUSED_SGD_LIB.append(lib)
 
 
+def _shadow_saved(fn):
+    """``fn`` run inside a non-reentrant checkpoint's forward, with a pack hook in front of the checkpoint's own
+    (which replaces every saved tensor by a handle to recompute): the tracer sees what the block would have saved
+    without checkpointing (its ``whole`` ledger, for WL107's re-estimate without it); the checkpoint still gets
+    every tensor, so what it keeps and recomputes does not change."""
+    def run(*a, **k):
+        tracer = _ACTIVE_TRACER[0]
+        if tracer is None or tracer.phase is not Phase.FORWARD:  # the recompute in backward: counted in forward
+            return fn(*a, **k)
+        hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)  # the checkpoint's (pack, unpack)
+        if hooks is None:
+            tracer.whole_complete = False
+            return fn(*a, **k)
+        pack, unpack = hooks
+
+        def shadow_pack(x):
+            tracer.pack(x, dropped=True)
+            return pack(x)
+        with torch.autograd.graph.saved_tensors_hooks(shadow_pack, unpack):
+            return fn(*a, **k)
+    return run
+
+
 def _enable_checkpointing(model: nn.Module, hf: bool):
     """Wrap each repeated block (children of the first ModuleList) in non-reentrant checkpointing; returns the undo
     function and which modules were wrapped (for the assumption line)."""
@@ -1096,7 +1144,9 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
     for blk in blocks:
         fwd = blk.forward
 
-        def wrapped(*a, _f=fwd, **k):
+        run = _shadow_saved(fwd)
+
+        def wrapped(*a, _f=run, **k):
             return checkpoint(_f, *a, use_reentrant=False, **k)
         originals.append((blk, fwd))
         blk.forward = wrapped

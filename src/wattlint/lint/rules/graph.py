@@ -8,6 +8,7 @@ import math
 from collections import defaultdict
 
 from ...fp8 import CAST_OP as FP8_CAST_OP
+from ...memory import checkpointing_traced
 from ...types import OpKind, OpRecord, Phase, Status
 from ..engine import ceil_to, replace_records
 from ..registry import register
@@ -622,6 +623,25 @@ class LowRankNoSaving(Rule):
 
 # ---- WL107 ----------------------------------------------------------------------------------------------------
 
+_SAVED_KEYS = ("activation_bytes", "activation_bytes_fp32", "activation_bytes_cast_dup")
+
+
+def _extra_without_checkpointing(graph) -> dict:
+    """The graph's ``extra`` as a trace without activation checkpointing would give it: the torch frontend records
+    what the checkpointed blocks would have saved (``activation_without_checkpointing``); a graph that traced
+    checkpointing without that figure falls back to wattlint.memory's stated upper bound (the forward's written
+    bytes); a frontend that never traced it (ONNX) already holds the figure without checkpointing."""
+    extra = {k: v for k, v in dict(graph.extra or {}).items()
+             if k not in ("activation_checkpointing", "activation_without_checkpointing")}
+    whole = (graph.extra or {}).get("activation_without_checkpointing")
+    if whole:
+        extra.update(whole)
+    elif checkpointing_traced(graph):
+        for k in _SAVED_KEYS:
+            extra.pop(k, None)
+    return extra
+
+
 @register
 class UnneededCheckpointing(Rule):
     code = "WL107"
@@ -667,9 +687,8 @@ class UnneededCheckpointing(Rule):
         recompute = [r for r in ctx.graph.records if r.recompute]
         if not (est.plan.activation_checkpointing or recompute):
             return
-        extra = {k: v for k, v in dict(ctx.graph.extra).items()
-                 if k not in ("activation_bytes", "activation_checkpointing")}
-        graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute], extra=extra)
+        graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute],
+                                extra=_extra_without_checkpointing(ctx.graph))
         plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
         other = ctx.reestimate(graph=graph, plan=plan)
         if other is None or not other.memory.fits:
