@@ -420,3 +420,19 @@ def test_a_killed_run_is_not_called_running(fake_run, tmp_path, run_cli):
     code, out, err = run_cli("fit", d, "--out", tmp_path / "m", "--folds", "2")
     assert code == 0, err
     assert "is running, or was killed (no end recorded)" in out
+
+
+def test_cv_mape_divides_by_the_measurement():
+    """The CV residuals are ln(measured / predicted). A sample predicted at 2x its measured time is 100 % off, one
+    predicted at half of it 50 % off (|predicted - measured| / measured); the metric divided by the prediction
+    instead (50 % and 100 %) and reported the fitted H200 model at 39.8 % where it is ~50 %."""
+    from wattlint.energy.model import _metrics
+
+    over, under = math.log(1 / 2), math.log(2)  # predicted 2x measured; predicted half of measured
+    m = _metrics({"time": [over, under], "prior_time": [under, under], "power_frac": [0.1, -0.3],
+                  "measured_s": [1.0, 3.0]})
+    assert m["time_mape"] == pytest.approx((1.0 + 0.5) / 2)
+    assert m["prior_time_mape"] == pytest.approx(0.5)
+    assert m["time_median_ape"] == pytest.approx(0.75)  # the median of 1.0 and 0.5
+    assert m["time_wape"] == pytest.approx((1.0 * 1 + 1.5) / 4)  # |2 - 1| + |1.5 - 3| over 1 + 3
+    assert m["power_fraction_mae"] == pytest.approx(0.2)

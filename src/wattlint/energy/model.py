@@ -258,8 +258,9 @@ def _sample_ratio_errors(data: FitData, idx: Sequence[int], pred_t, pred_p) -> d
 
 
 def _metrics(res: dict[str, list[float]]) -> dict[str, float]:
-    t = [abs(math.exp(x) - 1) for x in res["time"]]
-    pt = [abs(math.exp(x) - 1) for x in res["prior_time"]]
+    # residuals are ln(measured / predicted): |predicted - measured| / measured = |exp(-x) - 1|
+    t = [abs(math.exp(-x) - 1) for x in res["time"]]
+    pt = [abs(math.exp(-x) - 1) for x in res["prior_time"]]
     p = [abs(x) for x in res["power_frac"]]
     m = res.get("measured_s") or [1.0] * len(t)
 
