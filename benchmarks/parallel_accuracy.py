@@ -90,12 +90,14 @@ TMP = ROOT / "benchmarks" / "results" / ".parallel_configs"
 
 NEUSIGHT_GPUS = {"NVIDIA_A100-SXM4-40GB": "a100-sxm4-40gb", "NVIDIA_H100_80GB_HBM3": "h100-sxm5-80gb"}
 FOUNDRY_GPUS = {"a100_40gb": "a100-sxm4-40gb", "a100_80gb": "a100-sxm4-80gb", "h100_80gb": "h100-sxm5-80gb"}
-# the PyTorch each table ran (--torch-version): H100 tables with llm-foundry v0.2.0 on mosaicml/pytorch:2.0.1_cu118
-# (scripts/train/benchmarking/h100_benchmarks.sh: TORCH_2_IMAGE, GIT_COMMIT=v0.2.0); the A100 tables predate it
-# (README: "TODO: Update tables with torch 2.0 after next Composer release"; submit_benchmarks.py's default image
-# mosaicml/pytorch:1.13.1_cu117). Attention: MPT's attn_impl flash = the flash-attn 1.0.x package (one fused kernel,
-# FlashAttention-1 generation), traced as --attention sdpa.
-FOUNDRY_TORCH = {"a100_40gb": "1.13", "a100_80gb": "1.13", "h100_80gb": "2.0"}
+# the PyTorch each table ran (--torch-version): the H100 and the A100-80GB tables are one sweep on one image, every
+# row's Image column mosaicml/pytorch:2.1.0_cu121-nightly20230827-python3.10-ubuntu20.04 (llm-foundry
+# scripts/train/benchmarking/h100new.md, commit beb8dee6, whose rows are the README's; h100_benchmarks.sh's
+# 2.0.1_cu118 image is the earlier internal sweep h100old.md, within 0-2.5 MFU points of it on the same configs; used
+# here until 2026-12-07); the A100-40GB tables predate them (README: "TODO: Update tables with torch 2.0 after next
+# Composer release"; submit_benchmarks.py's default image mosaicml/pytorch:1.13.1_cu117). Attention: MPT's attn_impl
+# flash = the flash-attn 1.0.x package (one fused kernel, FlashAttention-1 generation), traced as --attention sdpa.
+FOUNDRY_TORCH = {"a100_40gb": "1.13", "a100_80gb": "2.1", "h100_80gb": "2.1"}
 NAIVE_MFU = 0.40
 LLAMA2_70B_GPU_HOURS = 1_720_320
 FIT_GRID_S = [i * 50e-6 for i in range(0, 101)]  # 0 .. 5 ms per call
@@ -634,8 +636,9 @@ def report(res: dict) -> str:
         L += ["## 3. llm-foundry MFU (target: within +-5 MFU points on >= 80 % of BF16 rows)", "",
               "MPT decoders traced as GPT-2-shaped configs (MPT's ALiBi and bias-free layers differ slightly), FSDP "
               "FULL_SHARD (SHARD_GRAD_OP as zero2), activation checkpointing as listed. MFU by llm-foundry's formula "
-              "from the predicted throughput, each table priced with the PyTorch it ran (`--torch-version` 2.0 on "
-              "the H100, 1.13 on the A100: FlashAttention-1 kernels (flash-attn 1.0.x); added after the "
+              "from the predicted throughput, each table priced with the PyTorch it ran (`--torch-version` 2.1 on "
+              "the H100 and A100-80GB tables, one sweep on one image, 1.13 on the A100-40GB: FlashAttention-1 kernels "
+              "(flash-attn 1.0.x); added after the "
               "+10.1-point first result, docs/PARALLEL.md). One prior "
               "constant, FA1_SLOWDOWN = 1.5, was fitted inside its published range (1.25-2.9) on the non-held-out "
               "rows; the 13b / 70b rows are held out and listed separately as the issue asks. **megatron** stack "
