@@ -15,7 +15,7 @@ torch is imported only by :func:`build` (records are pure).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .. import costs
@@ -35,24 +35,43 @@ class Family:
     name: str
     phases: tuple[str, ...]  # phases this family can be measured in
     precisions: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16")
+    params: tuple[str, ...] = ()  # the shape parameters records() / make_op() / build() read; no other is accepted
+    names: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)  # values of its named parameters
 
 
+_FB = ("forward", "backward")
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("gemm", ("forward", "backward")),
-    Family("conv", ("forward", "backward")),
-    Family("attention", ("forward", "backward")),
-    Family("norm", ("forward", "backward")),
-    Family("softmax", ("forward", "backward")),
-    Family("elementwise", ("forward", "backward")),
-    Family("reduction", ("forward",)),
-    Family("embedding", ("forward", "backward")),
-    Family("pool", ("forward", "backward")),
-    Family("lstm", ("forward", "backward")),
-    Family("optimizer", ("optimizer",), ("fp32",)),
-    Family("memory", ("forward",)),
-    Family("loss", ("forward", "backward")),
-    Family("dropout", ("forward", "backward")),
+    Family("gemm", _FB, params=("m", "n", "k", "b", "bias")),
+    Family("conv", _FB, params=("n", "c", "h", "w", "cout", "k", "stride", "pad", "groups")),
+    Family("attention", _FB, params=("b", "h", "s", "d", "causal")),
+    Family("norm", _FB, params=("kind", "rows", "cols", "n", "c", "hw"), names={"kind": ("layer", "rms", "batch")}),
+    Family("softmax", _FB, params=("rows", "cols")),
+    Family("elementwise", _FB, params=("op", "numel"), names={"op": BINARY + ACTIVATIONS}),
+    Family("reduction", ("forward",), params=("op", "rows", "cols"), names={"op": ("sum", "mean")}),
+    Family("embedding", _FB, params=("vocab", "dim", "indices")),
+    Family("pool", _FB, params=("kind", "n", "c", "h", "k", "stride"), names={"kind": ("max", "avg")}),
+    Family("lstm", _FB, params=("seq", "batch", "input", "hidden", "layers")),
+    Family("optimizer", ("optimizer",), ("fp32",), params=("name", "numel", "tensors", "momentum"),
+           names={"name": ("adamw", "adam", "sgd")}),
+    Family("memory", ("forward",), params=("op", "numel", "rows"), names={"op": ("copy", "transpose", "cat")}),
+    Family("loss", _FB, params=("n", "classes")),
+    Family("dropout", _FB, params=("numel",)),
 )}
+
+
+def check_params(family: str, params: Mapping[str, Any]) -> None:
+    """A parameter the family does not read, or a name it does not know, is a BenchmarkError: the sample would
+    silently measure the default ('bais', 'casual', 'strid') or another op (reduction 'max' measured a sum)."""
+    fam = FAMILIES.get(family)
+    if fam is None:
+        raise BenchmarkError(f"unknown benchmark family {family!r} (one of {', '.join(FAMILIES)})")
+    unknown = [k for k in params if k not in fam.params]
+    if unknown:
+        raise BenchmarkError(f"family {family!r}: unknown shape parameter {unknown[0]!r} (accepted: "
+                             f"{', '.join(fam.params)})")
+    for key, allowed in fam.names.items():
+        if key in params and params[key] not in allowed:
+            raise BenchmarkError(f"family {family!r}: {key} = {params[key]!r} is not one of {', '.join(allowed)}")
 
 
 def _p(params: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -95,6 +114,7 @@ def records(family: str, params: Mapping[str, Any], precision: str, phase: str) 
     """The cost-graph records of one benchmark sample (what the frontend would record for the same op)."""
     if precision not in PRECISION_DTYPE:
         raise BenchmarkError(f"unknown precision {precision!r}")
+    check_params(family, params)
     if not supports(family, params, phase):
         raise BenchmarkError(f"family {family!r} cannot be measured in phase {phase!r} with {dict(params)}")
     dt = PRECISION_DTYPE[precision]
@@ -497,6 +517,7 @@ def _trace(family, params, precision, phase) -> list[OpRecord] | None:
 
 def fit_records(family: str, params: Mapping[str, Any], precision: str, phase: str) -> tuple[list[OpRecord], str]:
     """Records used to fit: the frontend's trace of the op when it works, else the costs.py formulas."""
+    check_params(family, params)  # a damaged row's unknown name would be traced as the default op
     t = traced_records(family, params, precision, phase)
     if t:
         return t, "frontend-trace"

@@ -54,10 +54,14 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
                 if any(is_run_record(f) for f in jsonl_files(pp)):  # given beside calibration runs
                     raise FitError(f"{p}: holds tracked run records (wattlint.track), not calibration runs: fit "
                                    "run records on their own (wattlint fit RECORDS...), calibration runs on theirs")
-                if unreadable:
+                if not unreadable:
+                    raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
+            if unreadable:  # a damaged run is never dropped silently while the others are fitted
+                if not runs:
                     raise FitError(f"{p}: no readable calibration run: {unreadable[0]}"
                                    + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""))
-                raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
+                raise FitError(f"{p}: calibration run(s) that cannot be read: {'; '.join(unreadable)}; fit never "
+                               "leaves a run out silently: repair it, or move its .csv and .json out of the folder")
             out.extend(runs)
         else:
             from ..tracking.record import is_run_record
@@ -81,9 +85,9 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
 
 def _check_provenance(prov: dict[str, Any], where: Path) -> None:
     """The parts of a run's JSON provenance the fit reads have the types the runner writes (FitError otherwise)."""
-    for key in ("spec", "device", "meter", "suite"):
-        if prov.get(key) is not None and not isinstance(prov[key], dict):
-            raise FitError(f"{where}: {key!r} must be an object")
+    for key in ("spec", "device", "meter", "suite"):  # spec may be null (no stored spec: --gpu names the GPU)
+        if key in prov and not isinstance(prov[key], dict) and not (key == "spec" and prov[key] is None):
+            raise FitError(f"{where}: {key!r} = {json.dumps(prov[key])[:40]}: expected an object")
     spec = prov.get("spec") or {}
     if spec.get("key") is not None and not isinstance(spec["key"], str):
         raise FitError(f"{where}: spec.key must be a GPU database key (a string)")
@@ -248,7 +252,8 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             seen.add(dup_key)
             try:
                 recs, how = benchmarks.fit_records(fam, params, prec, phase)
-            except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError, OverflowError) as e:
+            except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError, OverflowError,
+                    ZeroDivisionError) as e:  # a damaged row (e.g. conv groups 0): dropped and counted
                 skipped[f"unknown sample ({type(e).__name__})"] += 1
                 continue
             builders[how] += 1

@@ -161,12 +161,22 @@ class NvmlMeter(CounterMeter):
             raise nvml_error(pynvml, e, "init") from None
         self.handle = None
         if uuid:
-            try:
-                self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
-            except Exception:  # NVMLError, or a str/bytes mismatch across nvidia-ml-py versions
-                self.handle = None
+            for key in (uuid, uuid.encode()):  # str or bytes, across nvidia-ml-py versions
+                try:
+                    self.handle = pynvml.nvmlDeviceGetHandleByUUID(key)
+                    break
+                except Exception:  # NVMLError, or the other type
+                    self.handle = None
         if self.handle is None:
             self.handle = self._call("nvmlDeviceGetHandleByIndex", index)
+            if uuid:  # never another GPU's power (CUDA_VISIBLE_DEVICES / MIG renumber devices; NVML index 0 is not
+                # the process's GPU 0): the handle must be the GPU asked for
+                got = self._opt("nvmlDeviceGetUUID", self.handle)
+                got = got.decode() if isinstance(got, bytes) else got
+                if not (isinstance(got, str) and got.lower().startswith(uuid.lower())):
+                    raise MeterError(f"NVML finds no GPU of UUID {uuid}, and NVML device {index} is "
+                                     f"{got or 'of unknown UUID'}: its power is never measured in place of the GPU "
+                                     "asked for (check CUDA_VISIBLE_DEVICES; a MIG instance has no power reading)")
         self.counter_supported = not force_sampling
         if self.counter_supported:
             try:

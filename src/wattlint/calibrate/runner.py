@@ -298,13 +298,15 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
 
             out = Path(cfg.out)
             copies = {src: out / src.name for src in (paths.csv, paths.json)}
-            for src, dst in copies.items():  # a continuation already in --out has rows the source lacks: never lost
-                if dst.exists() and dst.read_bytes() != src.read_bytes():
-                    raise RunError(f"--out {out}: {dst.name} exists there and differs from {src} (a continuation "
-                                   f"of the run already measured there?); resume that one: --resume {dst}")
-            for src, dst in copies.items():
-                if not dst.exists():  # complete or absent: a copy cut short is never taken for the run
-                    write_new_text(dst, src.read_text(encoding="utf-8"))
+            with _run_lock(paths.csv):  # a run another session is measuring now is not copied half-written
+                for src, dst in copies.items():  # a continuation already in --out has rows the source lacks
+                    if dst.exists() and dst.read_bytes() != src.read_bytes():
+                        raise RunError(f"--out {out}: {dst.name} exists there and differs from {src} (a "
+                                       f"continuation of the run already measured there?); resume that one: "
+                                       f"--resume {dst}")
+                for src, dst in copies.items():
+                    if not dst.exists():  # complete or absent: a copy cut short is never taken for the run
+                        write_new_text(dst, src.read_text(encoding="utf-8"))
             paths = RunPaths(copies[paths.csv], copies[paths.json])
             cfg = RunConfig(**{**cfg.__dict__, "resume": str(paths.csv)})
         from .validate import read_json_file, require_fields
@@ -317,10 +319,13 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
                        str(paths.json), RunError)
         if len(prov["suite"]["part"]) != 2 or not all(isinstance(k, int) for k in prov["suite"]["part"]):
             raise RunError(f"{paths.json}: suite.part must be [K, N]")
+        sessions = prov.get("sessions", [])
+        if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
+            raise RunError(f"{paths.json}: 'sessions' must be a list of objects (one per session)")
         device = prov["device"]["kind"]
         if cfg.device and cfg.device != device and cfg.extra.get("device_given"):
             raise RunError(f"--resume: the run was measured on {device!r}, not {cfg.device!r}")
-        suite = load_suite(prov["suite"]["path"] if Path(prov["suite"]["path"]).is_file() else prov["suite"]["name"])
+        suite = _resume_suite(prov["suite"])
         if suite.sha256 != prov["suite"]["sha256"]:
             raise RunError(f"--resume: suite {suite.path} changed since the run started (sha256 differs); "
                            "start a new run")
@@ -341,6 +346,22 @@ def run_calibration(cfg: RunConfig, reporter: Reporter | None = None) -> RunPath
         backend.close()
 
 
+def _resume_suite(rec: dict[str, Any]) -> Suite:
+    """The suite a resumed run continues: the file it recorded; where that is gone, the shipped suite of its name
+    if it is the same suite (sha256: shipped suites move with the installation), else an error naming the file."""
+    from .suites import suites_dir
+
+    path = Path(rec["path"])
+    if path.is_file():
+        return load_suite(str(path))
+    shipped = suites_dir() / f"{rec['name']}.toml"
+    if shipped.is_file() and load_suite(str(shipped)).sha256 == rec["sha256"]:
+        return load_suite(str(shipped))
+    raise RunError(f"--resume: the run's suite file {path} is not there (moved or deleted"
+                   + (f"; the shipped suite {rec['name']!r} is another suite" if shipped.is_file() else "")
+                   + "); put it back to resume, or start a new run")
+
+
 def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) -> RunPaths:
     spec, spec_source = backend.spec()
     if cfg.gpu_key:
@@ -353,6 +374,12 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
             raise RunError(f"--gpu {cfg.gpu_key}: this GPU resolves to {spec.key}, not {given.key}; --gpu names a GPU "
                            "whose NVML name is not in the database, it does not relabel one (drop it)")
         spec, spec_source = given, "database (--gpu)"
+        recorded = prov["spec"].get("key") if isinstance(prov.get("spec"), dict) else None
+        if cfg.resume and recorded and recorded != given.key:  # one run, one GPU
+            raise RunError(f"--gpu {cfg.gpu_key}: the run was started as {recorded}, not {given.key}; resume it "
+                           f"as {recorded} (or drop --gpu)")
+        if cfg.resume and not recorded:  # recorded for `fit` (the first session ran without it)
+            prov["spec"] = {"key": spec.key, "source": spec_source, "values": _backends.spec_to_dict(spec)}
     if cfg.resume:
         paths = RunPaths.of(cfg.resume)
     else:
@@ -456,7 +483,14 @@ def _run_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, p
 
             over = autograd_call_overhead("cuda:0" if device == "cuda" else "cpu")
         session["autograd_overhead_s"] = over
-        rep.note(f"autograd.grad call overhead {over * 1e6:.1f} us (subtracted from backward samples)")
+        if device == "cpu":  # measure_sample subtracts it on a CPU only
+            rep.note(f"autograd.grad call overhead {over * 1e6:.1f} us (subtracted from backward samples: serial on "
+                     "a CPU)")
+        elif device == "cuda":
+            from .fitting import HOST_BOUND_FACTOR
+
+            rep.note(f"autograd.grad call overhead {over * 1e6:.1f} us (not subtracted: GPU backward samples keep "
+                     f"their measured time; `wattlint fit` drops those under {HOST_BOUND_FACTOR:g}x it as host-bound)")
         rep.start(len(samples), len(done), len(todo) if cfg.limit is None else min(cfg.limit, len(todo)))
         measured = 0
         for s in todo:

@@ -25,7 +25,9 @@ A suite file::
     grid = {m = [...], n = [...], k = [...]}           # a cartesian grid
     fixed = {bias = 1}                                 # merged into every shape
 
-Samples = shapes x precisions x phases (combinations a family cannot measure are dropped).
+Samples = shapes x precisions x phases (combinations a shape cannot measure, e.g. the backward of add, are
+dropped). Shape parameters, names (op, kind, name) and phases a family does not know are refused, never
+measured as its defaults (``benchmarks.FAMILIES`` lists them).
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ def load_suite(name_or_path: str) -> Suite:
         data = tomllib.loads(raw.decode("utf-8-sig"))  # an editor's byte-order mark is not TOML
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: invalid TOML: {e}") from None
-    return parse_suite(data, path=str(path), sha256=hashlib.sha256(raw).hexdigest())
+    # absolute: a run records it, and --resume from another folder must find the same file
+    return parse_suite(data, path=str(path.resolve()), sha256=hashlib.sha256(raw).hexdigest())
 
 
 def _table(v: Any, where: str, key: str) -> dict:
@@ -193,7 +196,6 @@ def _param(v: Any, where: str, key: str) -> Any:
 
 _TIMING_KEYS = ("warmup_s", "timing_s", "window_s", "overhead_s")
 _PRECISIONS = tuple(benchmarks.PRECISION_DTYPE)
-_PHASES = ("forward", "backward")
 
 
 def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str = "") -> Suite:
@@ -235,12 +237,13 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
         fam = g.get("family")
         if fam not in benchmarks.FAMILIES:
             raise ConfigError(f"{where}: unknown family {fam!r} (one of {', '.join(benchmarks.FAMILIES)})")
+        group, where = where, f"{where} ({fam})"
         bad = set(g) - {"family", "precisions", "phases", "shapes", "grid", "fixed", "note"}
         if bad:
             raise ConfigError(f"{where}: unknown key(s) {sorted(bad)}")
         precisions = _strings(g["precisions"], where, "precisions", _PRECISIONS) if "precisions" in g else ["fp32"]
-        phases = (_strings(g["phases"], where, "phases", _PHASES) if "phases" in g
-                  else list(benchmarks.FAMILIES[fam].phases))
+        phases = _strings(g.get("phases", list(benchmarks.FAMILIES[fam].phases)), where, "phases",
+                          benchmarks.FAMILIES[fam].phases)  # the optimizer's samples are its 'optimizer' phase
         fixed = {k: _param(v, where, k) for k, v in _table(g.get("fixed"), where, "fixed").items()}
         raw_shapes = g.get("shapes") or []
         if not isinstance(raw_shapes, list) or not all(isinstance(s, Mapping) for s in raw_shapes):
@@ -260,6 +263,10 @@ def parse_suite(data: Mapping[str, Any], *, path: str = "<memory>", sha256: str 
             raise ConfigError(f"{where}: no shapes (give 'shapes' and/or 'grid')")
         for shp in shapes:
             params = {**fixed, **shp}
+            try:
+                benchmarks.check_params(fam, params)
+            except benchmarks.BenchmarkError as e:
+                raise ConfigError(f"{group}: {e}") from None  # it names the family
             for prec in precisions:
                 if prec not in benchmarks.FAMILIES[fam].precisions:
                     continue

@@ -124,6 +124,13 @@ def _check_measurements(meas: Any, where: str) -> None:
     import math
 
     require_fields(meas, _MEAS_FIELDS, where)
+    for key in ("meter", "device"):  # provenance compare reads (written as objects by measure)
+        if key in meas and not isinstance(meas[key], dict):
+            raise ValidationError(f"{where}: field {key!r} = {json.dumps(meas[key])[:40]}: expected an object")
+    part = meas.get("part")
+    if part is not None and not (isinstance(part, list) and len(part) == 2
+                                 and all(isinstance(k, int) and not isinstance(k, bool) for k in part)):
+        raise ValidationError(f"{where}: field 'part' = {json.dumps(part)[:40]}: expected [K, N]")
     for i, r in enumerate(meas["results"]):
         if r.get("status") == "ok":
             require_fields(r, _MEAS_OK_FIELDS, f"{where}.results[{i}]")
@@ -236,6 +243,15 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
                                   f"{'a CPU method check' if m.is_cpu else 'a GPU'}), the predictions are for "
                                   f"{spec.key} ({'a CPU' if on_cpu else 'a GPU'}): CPU and GPU fits never price "
                                   "each other's device")
+        if m.gpu_key != spec.key and not on_cpu:  # as estimates transfer (energy.predictor._transferred)
+            from ..energy.predictor import _vendor_of
+
+            card_gpu = m.card.get("gpu") if isinstance(m.card.get("gpu"), dict) else {}
+            vendor = str(card_gpu.get("vendor") or _vendor_of(m.gpu_key))
+            if not vendor or vendor != spec.vendor:
+                raise ValidationError(f"--model {model_dir}: fitted on {m.gpu_key} ({vendor or 'unknown vendor'}), "
+                                      f"the predictions are for {spec.key} ({spec.vendor}): a calibration never "
+                                      "transfers across vendors (another kernel library); estimates keep the prior")
         variants["calibrated"] = CalibratedPredictor(m, m.gpu_key, transferred=m.gpu_key != spec.key)
         model_info = {"path": str(model_dir), "calibration_source": m.source,
                       "card_sha256": sha256_bytes((Path(model_dir) / "card.json").read_bytes())}
