@@ -244,10 +244,9 @@ def predict(list_name: str, gpu, *, list_path: str | None = None, model_dir: str
                                   f"{spec.key} ({'a CPU' if on_cpu else 'a GPU'}): CPU and GPU fits never price "
                                   "each other's device")
         if m.gpu_key != spec.key and not on_cpu:  # as estimates transfer (energy.predictor._transferred)
-            from ..energy.predictor import _vendor_of
+            from ..energy.predictor import card_arch_vendor
 
-            card_gpu = m.card.get("gpu") if isinstance(m.card.get("gpu"), dict) else {}
-            vendor = str(card_gpu.get("vendor") or _vendor_of(m.gpu_key))
+            vendor = card_arch_vendor(m.card, m.gpu_key)[1]
             if not vendor or vendor != spec.vendor:
                 raise ValidationError(f"--model {model_dir}: fitted on {m.gpu_key} ({vendor or 'unknown vendor'}), "
                                       f"the predictions are for {spec.key} ({spec.vendor}): a calibration never "

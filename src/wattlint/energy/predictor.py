@@ -288,17 +288,12 @@ def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
     """Another GPU's calibration, of the same vendor only (same architecture first). A correction learned on one
     vendor's kernel libraries (cuBLAS/cuDNN) says nothing measured about another's (ROCm, Gaudi), and no
     cross-vendor transfer has been validated: such GPUs keep the prior."""
-    def model_gpu(d, k) -> tuple[str, str]:
-        card = _card(d.path / k)
-        g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
-        return str(g.get("arch", card.get("arch", ""))), str(g.get("vendor", card.get("vendor", "")) or _vendor_of(k))
-
     others = []
     for d in dirs:
         for k in calibrated_keys(d.path):
             if k == gpu.key:
                 continue
-            arch, vendor = model_gpu(d, k)
+            arch, vendor = card_arch_vendor(_card(d.path / k), k)
             if vendor and vendor == gpu.vendor:
                 others.append((0 if arch and arch == gpu.arch else 1, dirs.index(d), k, d))
     for _, _, k, d in sorted(others, key=lambda x: x[:3]):
@@ -309,6 +304,13 @@ def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
         p.source = f"{p.source} ({d.describe()})"
         return p
     return None
+
+
+def card_arch_vendor(card: dict, key: str) -> tuple[str, str]:
+    """(architecture, vendor) of the GPU a model card was fitted on ('' where unknown): the card's own entries, else
+    the database row of its key. A calibration transfers only to GPUs of the same vendor (:func:`_transferred`)."""
+    g = card.get("gpu") if isinstance(card.get("gpu"), dict) else {}
+    return str(g.get("arch", card.get("arch", ""))), str(g.get("vendor", card.get("vendor", "")) or _vendor_of(key))
 
 
 def _vendor_of(key: str) -> str:
