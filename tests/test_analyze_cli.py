@@ -204,3 +204,60 @@ def test_text_report_prints_names_literally(run_cli, tmp_path):
     assert code == 0, err
     assert "m[red]x.onnx (onnx)" in out and "\x1b" not in out and "\\x1b" in out
     assert "'out[/]'" in out  # the loss assumption names the output as it is
+
+
+def test_analyze_traces_the_micro_batch_of_the_configured_parallel_layout(run_cli, tmp_path, monkeypatch):
+    """Review: analyze took `gpus` from [tool.wattlint] as data-parallel GPUs and ignored tensor-, pipeline- and
+    context-parallel (micro-batch 4 where the estimate traced 8), and said nothing of the training stack or selective
+    recompute it does not apply. data-parallel = gpus / (tp x pp x cp); micro-batch = batch / data-parallel."""
+    import shutil
+
+    shutil.copy(ROOT / "examples" / "gpt2-tiny.onnx", tmp_path / "m.onnx")
+    monkeypatch.chdir(tmp_path)
+    cases = [('training-stack = "megatron"\nprecision = "bf16"\ntensor-parallel = 2\ngpus = 2\n'
+              'recompute = "selective"\n', 8),  # dp = 2 / 2 = 1: 8 / 1 (was 8 / 2 = 4)
+             ("tensor-parallel = 2\npipeline-parallel = 2\ngpus = 8\n", 4),  # dp = 8 / 4 = 2: 8 / 2 (was 1)
+             ("tensor-parallel = 2\ncontext-parallel = 2\ngpus = 8\n", 4)]  # dp = 8 / (2 x 2) = 2
+    for toml, micro in cases:
+        (tmp_path / "pyproject.toml").write_text("[tool.wattlint]\n" + toml)
+        code, out, err = run_cli("analyze", "m.onnx", "--batch-size", "8", "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["trace"]["micro_batch"] == micro, (toml, err)
+        assert "tensor-parallel = 2" in err.splitlines()[0]  # the settings line names what it took
+        notes = [ln for ln in err.splitlines() if "not applied by analyze" in ln]
+        if "megatron" in toml:
+            assert len(notes) == 1 and "training-stack = 'megatron'" in notes[0] and \
+                "recompute = 'selective'" in notes[0], err
+        else:
+            assert notes == []
+        code, out, err = run_cli("m.onnx", "--gpu", "h100", "--batch-size", "8", "--steps", "1", "--format", "json")
+        assert code == 0, err
+        assert json.loads(out)["plan"]["micro_batch_size"] == micro  # the estimate's own
+
+
+def test_analyze_layer_table_shows_the_optimizer_flops_it_ranks_by(run_cli, tmp_path):
+    """Review: the layer table ranked rows and computed their share with optimizer FLOPs no column showed: the root
+    module (holding the optimizer step) ranked with '408 FLOP / 328 FLOP'. Fused AdamW is 15 FLOPs per parameter
+    (docs/COSTS.md): 15 x (64 x 64 + 64 + 64 x 10 + 10 = 4,810) = 72,150 = 72.2 kFLOP, all on the root."""
+    f = tmp_path / "two.py"
+    f.write_text("import torch\nfrom torch import nn\n\n\ndef net():\n"
+                 "    return nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 10)), (torch.randn(8, 64),)\n")
+    code, out, err = run_cli("analyze", f"{f}:net", "--optimizer-impl", "fused")
+    assert code == 0, err
+    rows = [[c.strip() for c in ln.split("│")[1:-1]] for ln in out.splitlines() if ln.startswith("│")]
+    head = next(ln for ln in out.splitlines() if ln.startswith("┃") and "layer" in ln)
+    assert [c.strip() for c in head.split("┃")[1:-1]] == ["layer", "type", "forward", "backward", "optimizer",
+                                                          "bytes", "share"]
+    total = next(r for r in rows if r[0] == "total")[1]  # the phase table's total FLOPs
+    layers = [r for r in rows if len(r) == 7]
+    assert next(r for r in layers if r[0] == "(root)")[4] == "72.2 kFLOP"
+    assert all(r[4] == "0 FLOP" for r in layers if r[0] != "(root)")
+
+    def num(cell):
+        v, unit = cell.split()
+        return float(v) * {"FLOP": 1, "kFLOP": 1e3, "MFLOP": 1e6}[unit]
+
+    # each share is what its row shows (forward + backward + optimizer) over all the step's FLOPs, to the rounding
+    # of the 3-digit cells
+    for r in layers:
+        assert abs(100 * sum(num(c) for c in r[2:5]) / num(total) - float(r[6].split()[0])) < 0.6, r

@@ -607,7 +607,9 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     hfu = flops_per_gpu / step_s / peak
     util = Utilization(tokens_per_s_per_gpu=tokens_s_gpu, mfu=mfu, hfu=hfu, model_flops_per_token=per_token,
                        peak_tflops=peak / 1e12, convention=convention)
-    note = (f"MFU {mfu:.1%}, HFU {hfu:.1%}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
+    from .report.units import pct  # the reports' rule: a non-zero share below 0.1 % reads '<0.1 %', never '0.0%'
+
+    note = (f"MFU {pct(mfu)}, HFU {pct(hfu)}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
             f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
 

@@ -12,7 +12,8 @@ from ._common import (add_model_arguments, add_option, add_output_argument, chec
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
-    add_option(p, "gpus", help="data-parallel GPUs (the traced micro-batch is batch / (gpus x grad-accum))")
+    add_option(p, "gpus", help="GPUs in the job (the traced micro-batch is batch / (data-parallel x grad-accum), "
+               "data-parallel = gpus / (tensor x pipeline x context parallel of [tool.wattlint]))")
     add_option(p, "grad_accum")
     add_option(p, "activation_checkpointing",
                help="trace with activation checkpointing of the repeated blocks (recompute in backward)")
@@ -22,9 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=positive_int, default=15, metavar="N", help="layers in the text table (default 15)")
 
 
+# the parallel layout sets the traced micro-batch as the estimate's does (api.trace: parallel.frontend_batch):
+# batch / (data-parallel x grad-accum), data-parallel = gpus / (tensor x pipeline x context parallel)
 TRACE_OPTIONS = ("inputs", "batch_size", "seq_len", "precision", "optimizer", "gpus", "grad_accum",
-                 "activation_checkpointing", "capacity_factor", "optimizer_impl", "attention", "torch_version")
-FALLBACKS = {"gpus": 1, "grad_accum": 1, "activation_checkpointing": False}
+                 "activation_checkpointing", "capacity_factor", "optimizer_impl", "attention", "torch_version",
+                 "tensor_parallel", "pipeline_parallel", "context_parallel", "micro_batch_size")
+FALLBACKS = {"gpus": 1, "activation_checkpointing": False}
 
 
 def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
@@ -34,6 +38,8 @@ def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
     if not args.activation_checkpointing:
         cli.pop("activation_checkpointing", None)  # a store_true flag left off is not a choice
     file = {k: v for k, v in defaults.items() if k in TRACE_OPTIONS and k not in cli}
+    if "grad_accum" in cli:  # the command line's split of the batch replaces the file's (as the estimate's does)
+        file.pop("micro_batch_size", None)
     if "activation_checkpointing" not in cli and "activation_checkpointing" not in file and \
             defaults.get("recompute") == "full":
         file["activation_checkpointing"] = True
@@ -41,6 +47,15 @@ def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
     opts.update(file)
     opts.update(cli)
     return opts, file
+
+
+def unapplied(args: argparse.Namespace, defaults) -> list[tuple[str, object]]:
+    """The ``[tool.wattlint]`` settings that change the estimate's step but not the traced one here: a training
+    stack other than PyTorch's, selective recompute (unless the command line chose the recompute)."""
+    out = [(k, v) for k, v in defaults.items() if k == "training_stack" and v != "pytorch"]
+    if defaults.get("recompute") == "selective" and not args.activation_checkpointing:
+        out.append(("recompute", "selective"))
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     opts, from_file = trace_options(args, config.defaults)
     if from_file:
         print(f"wattlint: {settings_note(config, from_file.items())}", file=sys.stderr)
+    skipped = unapplied(args, config.defaults)
+    if skipped:
+        said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in skipped)
+        print(f"wattlint: note: not applied by analyze (it traces the step as PyTorch runs the module; the estimate "
+              f"applies them): {said} from [tool.wattlint]", file=sys.stderr)
     graph = trace(args.model, opts)
     unused = seq_len_unused_note(graph, opts.get("seq_len"))
     if unused:  # a CNN given --seq-len: the estimate says so, the analysis did not

@@ -98,7 +98,7 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
     t.add_row("[bold]total[/bold]", u.flops(total.flops), u.bytes_(total.bytes_read), u.bytes_(total.bytes_written),
               f"{total.count:,}")
     con.print(t)
-    # top layers by forward+backward FLOPs
+    # top layers by FLOPs (forward + backward + optimizer: every FLOP column shown)
     per: dict[str, list[int]] = {}
     types = graph.module_types()
     for (name, phase), x in graph.by_module_phase().items():
@@ -113,11 +113,11 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
     grand = sum(r[0] + r[1] + r[3] for r in per.values()) or 1
     ranked = sorted(per.items(), key=lambda kv: (-(kv[1][0] + kv[1][1] + kv[1][3]), kv[0]))[:top]
     lt = Table(title=f"Top {len(ranked)} layers by FLOPs", title_justify="left")
-    for col in ("layer", "type", "forward", "backward", "bytes", "share"):
+    for col in ("layer", "type", "forward", "backward", "optimizer", "bytes", "share"):
         lt.add_column(col, justify="left" if col in ("layer", "type") else "right", overflow="fold")
     for name, (f, b, by, o) in ranked:
-        lt.add_row(_safe(name) if name else "(root)", _safe(types.get(name, "")), u.flops(f), u.flops(b), u.bytes_(by),
-                   u.pct((f + b + o) / grand))
+        lt.add_row(_safe(name) if name else "(root)", _safe(types.get(name, "")), u.flops(f), u.flops(b), u.flops(o),
+                   u.bytes_(by), u.pct((f + b + o) / grand))
     con.print(lt)
     st = graph.status_counts()
     con.print(f"ops: {len(graph.records):,} recorded — {st['handled']:,} handled, {st['ignored']:,} ignored "

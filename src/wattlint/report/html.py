@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import group_layers, shorten
-from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, phase_rows, plan_line, step_line,
+from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, layer_name, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -23,7 +23,7 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:26px 0 8px;border-bottom:1px solid #dde3e8;padding-bottom:4px}
 .meta{color:#5b6770;margin:2px 0} .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600}
 .measured{background:#d8f3dc;color:#1b5e20}.public-fit{background:#e3f2fd;color:#0d47a1}.transferred{background:#fff3cd;color:#7a5a00}.prior{background:#e7ecf5;color:#243b6b}
-table{border-collapse:collapse;width:100%;margin:6px 0} th,td{padding:5px 8px;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;margin:6px 0} caption{text-align:left;font-weight:600;padding:4px 0} th,td{padding:5px 8px;border-bottom:1px solid #eef1f4;text-align:left;vertical-align:top}
 th{background:#f6f8fa;font-weight:600} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:10px;margin:14px 0}
 .card{border:1px solid #dde3e8;border-radius:8px;padding:10px 12px} .card .k{color:#5b6770;font-size:12px}
@@ -92,31 +92,33 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         _cards(est),
         "<h2>Per optimizer step</h2>",
         f"<p>{escape(step_line(est))}</p>",
-        "<table><tr>" + "".join(f'<th{"" if h == "phase" else " class=num"}>{escape(h)}</th>' for h in PHASE_HEADER)
-        + "</tr>",
+        "<table><caption>Time and GPU energy per optimizer step, by phase</caption><thead><tr>"
+        + "".join(f'<th scope="col"{"" if h == "phase" else " class=num"}>{escape(h)}</th>' for h in PHASE_HEADER)
+        + "</tr></thead><tbody>",
     ]
     for row in phase_rows(est):
         body.append("<tr>" + "".join(f'<td{"" if i == 0 else " class=num"}>{escape(c)}</td>' for i, c in enumerate(row))
                     + "</tr>")
-    body.append("</table>")
+    body.append("</tbody></table>")
     groups = group_layers(est.layers, group_by, depth)[:top]
     if groups:
         body.append(f"<h2>Energy by layer (top {len(groups)}; {escape(group_by)} grouping)</h2>")
         if layer_caption(est):
             body.append(f'<p class="meta">{escape(layer_caption(est))}</p>')
         energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)
-        items = [(g.name + (f" (x{g.count})" if g.count > 1 else ""), g.gpu_energy_j, f"{e} · {u.pct(g.share)}")
-                 for g, e in zip(groups, energy)]
+        items = [(layer_name(g.name, g.count), g.gpu_energy_j, f"{e} · {u.pct(g.share)}") for g, e in zip(groups, energy)]
         body.append(_bar_chart(items, title="GPU energy per optimizer step, by layer (all phases)"))
         flops = u.column([g.flops for g in groups], u.FLOP)
         times = u.column([g.time_s for g in groups], u.DURATION)
-        body.append('<table><tr><th>layer</th><th>type</th><th class="num">FLOPs / step</th>'
-                    '<th class="num">time / step</th><th class="num">GPU energy / step</th><th class="num">share</th></tr>')
+        body.append('<table><caption>Time and GPU energy per optimizer step, by layer</caption><thead><tr>'
+                    '<th scope="col">layer</th><th scope="col">type</th><th scope="col" class="num">FLOPs / step</th>'
+                    '<th scope="col" class="num">time / step</th><th scope="col" class="num">GPU energy / step</th>'
+                    '<th scope="col" class="num">share</th></tr></thead><tbody>')
         for g, f, t, e in zip(groups, flops, times, energy):
-            body.append(f"<tr><td><code>{escape(g.name)}</code></td><td>{escape(g.type)}</td>"
+            body.append(f"<tr><td><code>{escape(layer_name(g.name, g.count))}</code></td><td>{escape(g.type)}</td>"
                         f'<td class="num">{escape(f)}</td><td class="num">{escape(t)}</td>'
                         f'<td class="num">{escape(e)}</td><td class="num">{escape(u.pct(g.share))}</td></tr>')
-        body.append("</table>")
+        body.append("</tbody></table>")
     body += _findings(est)
     body += _assumptions(report_assumptions(est), est)
     return body
@@ -157,9 +159,10 @@ def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", d
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
     body = [f"<h1>wattlint compare: <code>{escape(e0.model.source)}</code></h1>",
-            f'<p class="meta">Plan: {escape(plan_line(e0))}</p>', "<table><tr>"]
-    body += [f'<th class="{"" if h in ("GPU", "fits", "model") else "num"}">{escape(h)}</th>' for h in header]
-    body.append("</tr>")
+            f'<p class="meta">Plan: {escape(plan_line(e0))}</p>',
+            "<table><caption>The whole plan on each GPU</caption><thead><tr>"]
+    body += [f'<th scope="col" class="{"" if h in ("GPU", "fits", "model") else "num"}">{escape(h)}</th>' for h in header]
+    body.append("</tr></thead><tbody>")
     for i, r in enumerate(rows):
         cls = ' class="best"' if i == best else ""
         cells = []
@@ -167,7 +170,7 @@ def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", d
             bad = " bad" if h == "fits" and c == "NO" else ""
             cells.append(f'<td class="{"" if h in ("GPU", "fits", "model") else "num"}{bad}">{escape(c)}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    body.append("</table>")
+    body.append("</tbody></table>")
     body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> ({escape(most_efficient_why(ests))})</p>")
     kwh = [r[header.index("energy")] for r in rows]
     hrs = [r[header.index("time")] for r in rows]

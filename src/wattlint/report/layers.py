@@ -1,4 +1,5 @@
-"""Layer tables for reports: group an estimate's layers, sort them naturally, shorten names on dot boundaries.
+"""Layer tables for reports: group an estimate's layers, sort them naturally, shorten names (on dot boundaries
+first).
 
 Grouping (``--group-by``, presentation only: JSON keeps every innermost module):
 
@@ -18,6 +19,7 @@ from typing import Sequence
 from ..types import LayerEstimate
 
 GROUPINGS = ("block", "name", "type", "depth")
+MIXED = "(mixed)"  # the type of a row merging modules of different types
 _NUM = re.compile(r"(\d+)")
 
 
@@ -63,15 +65,17 @@ def group_layers(layers: Sequence[LayerEstimate], by: str = "block", depth: int 
         a[5][le.type] = a[5].get(le.type, 0.0) + le.gpu_energy_j
     rows = []
     for k, (n, f, t, e, s, types) in acc.items():
-        typ = k if by == "type" else max(sorted(types), key=lambda x: types[x]) if types else ""
+        # the merged modules' type, or "(mixed)" where they differ (the heaviest one's named the whole row)
+        typ = k if by == "type" else next(iter(types)) if len(types) == 1 else MIXED if types else ""
         rows.append(LayerRow(name=k, type=typ, count=n, flops=f, time_s=t, gpu_energy_j=e, share=s))
     rows.sort(key=lambda r: (-round(r.gpu_energy_j, 12), natural_key(r.name)))
     return rows
 
 
-def shorten(name: str, width: int) -> str:
-    """``name`` in at most ``width`` characters, dropping leading dotted components (never cutting a word):
-    ``…h.*.mlp.act``. A single component longer than ``width`` is kept whole."""
+def whole_components(name: str, width: int) -> str:
+    """``name`` shortened towards ``width`` characters by dropping leading dotted components, never cutting one:
+    ``…h.*.mlp.act``; a last component longer than ``width`` is kept whole (``…post_attention_layernorm``), a name
+    without dots as it is."""
     if len(name) <= width:
         return name
     parts = name.split(".")
@@ -79,4 +83,17 @@ def shorten(name: str, width: int) -> str:
         cand = "…" + ".".join(parts[i:])
         if len(cand) <= width:
             return cand
-    return "…" + parts[-1]
+    return "…" + parts[-1] if len(parts) > 1 else name
+
+
+def shorten(name: str, width: int) -> str:
+    """``name`` in at most ``width`` characters: leading dotted components dropped (``…h.*.mlp.act``); where that is
+    not enough, a dotted path keeps its end (``…ion_layernorm``), a name without dots its start (``AVeryLongNa…``)."""
+    short = whole_components(name, width)
+    if len(short) <= width:
+        return short
+    if width < 1:
+        return ""
+    if "." in name:
+        return "…" + name[len(name) - width + 1:]
+    return name[:width - 1] + "…"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from ..types import Estimate
@@ -22,13 +23,17 @@ class _Span(str):
 
 
 def _code(s: str, *, table: bool = False) -> str:
-    """``s`` as a code span: a backtick in ``s`` takes a double-backtick span (a name cannot close it early and let
-    what follows render as HTML); inside a table ``|`` is escaped (GFM reads ``\\|`` in a code span as a pipe),
-    outside it not (a literal backslash showed in headings)."""
+    """``s`` as a code span whose fence is one backtick longer than the longest run of backticks in ``s`` (CommonMark:
+    a span closes only at a run of its own length, so a name cannot close it early and let what follows render as
+    HTML), padded with a space each side where ``s`` holds a backtick or starts and ends with a space (both are
+    stripped again); inside a table ``|`` is escaped (GFM reads ``\\|`` in a code span as a pipe), outside it not
+    (a literal backslash showed in headings)."""
     text = clean(s)
     if table:
         text = text.replace("|", "\\|")
-    return _Span(f"`` {text} ``" if "`" in text else f"`{text}`")
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if "`" in text or (text[:1] == text[-1:] == " " and text.strip(" ")) else ""
+    return _Span(f"{fence}{pad}{text}{pad}{fence}")
 
 
 def _findings(found) -> list[str]:
@@ -36,7 +41,7 @@ def _findings(found) -> list[str]:
     lines = ["", "**Findings**", ""]
     for key, f in found:
         where = f" {_code(f.layer)}" if f.layer else ""
-        lines.append(f"- {f'`{key}` ' if key else ''}**{f.code}** {f.severity}{where}: {_esc(f.message)}")
+        lines.append(f"- {f'{_code(key)} ' if key else ''}**{f.code}** {f.severity}{where}: {_esc(f.message)}")
     return lines
 
 
@@ -50,40 +55,57 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     m = est.model
     lines = [f"### wattlint estimate: {_code(m.source)}", "",
-             f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** (`{est.gpu.key}`) x "
+             f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** ({_code(est.gpu.key)}) x "
              f"{est.plan.gpus} · energy model **{est.calibration}**{_esc(energy_model_headline(est))}", "",
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
     lines += ["", f"**Per optimizer step**: {step_line(est)}", ""]
     lines += _table(PHASE_HEADER, phase_rows(est), ["---", "---:", "---:", "---:"])
-    if top and est.layers:
-        title, rows, groups = layer_rows(est, top, group_by, depth)
-        lines += ["", f"**{title}**", ""]
-        rows = [[_code(layer_name(r[0], g.count), table=True), *r[1:]] for r, g in zip(rows, groups)]
-        lines += _table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])
+    lines += _layers(est, top, group_by, depth)
     if est.findings:
         lines += _findings([(None, f) for f in est.findings])
     lines += ["", "<details><summary>Assumptions and provenance</summary>", ""]
     lines += [f"- {_esc(a)}" for a in report_assumptions(est)]
-    lines += [f"- energy model: {est.calibration} — {_esc(energy_model_source(est))}"]
-    if est.gpu.unconfirmed:
-        lines.append(f"- unconfirmed spec fields of {est.gpu.key}: {_esc(', '.join(est.gpu.unconfirmed))}")
+    lines += _provenance(est)
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 
 
-def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
+def _layers(est: Estimate, top: int, group_by: str, depth: int, lead: str = "") -> list[str]:
+    """The layer table (``top`` rows; nothing without layers), its title led by ``lead``."""
+    if not (top and est.layers):
+        return []
+    title, rows, groups = layer_rows(est, top, group_by, depth)
+    rows = [[_code(layer_name(r[0], g.count), table=True), *r[1:]] for r, g in zip(rows, groups)]
+    return ["", f"**{lead}{_esc(title)}**", "", *_table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])]
+
+
+def _provenance(est: Estimate, lead: str = "") -> list[str]:
+    """The provenance list items of one GPU (``lead``: its key, in a comparison): the energy model and its source,
+    every sourced GPU spec value (as the HTML and JSON reports list them), the unconfirmed spec fields."""
+    key = est.gpu.key
+    lines = [f"- {lead}energy model: {est.calibration} — {_esc(energy_model_source(est))}"]
+    lines += [f"- {_esc(key)} {_esc(k)}: {_esc(str(v))}" for k, v in sorted((est.gpu.sources or {}).items())]
+    if est.gpu.unconfirmed:
+        lines.append(f"- unconfirmed spec fields of {_esc(key)}: {_esc(', '.join(est.gpu.unconfirmed))}")
+    return lines
+
+
+def render_compare(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
     lines = [f"### wattlint compare: {_code(e0.model.source)}", "", f"Plan: {plan_line(e0)}", ""]
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
     lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
-    lines += ["", f"★ most energy-efficient: `{ests[best].gpu.key}` ({most_efficient_why(ests)})"]
+    lines += ["", f"★ most energy-efficient: {_code(ests[best].gpu.key)} ({most_efficient_why(ests)})"]
+    lines += _layers(ests[best], top, group_by, depth, lead=f"{_esc(ests[best].gpu.key)}: ")
     found = compare_findings(ests)
     if found:
         lines += _findings(found)
-    lines += ["", "<details><summary>Assumptions</summary>", ""]
-    lines += [f"- {_esc(a)}" for a in compare_assumption_lines(ests)]
+    lines += ["", "<details><summary>Assumptions and provenance</summary>", ""]
+    lines += [f"- {_esc(a)}" for a in compare_assumption_lines(ests, provenance_apart=True)]
+    for e in ests:
+        lines += _provenance(e, lead=f"{_esc(e.gpu.key)} ")
     lines += ["", "</details>", ""]
     return "\n".join(lines)
 
@@ -91,4 +113,4 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10) -> str:
 def render(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     if len(ests) == 1:
         return render_one(ests[0], top=top, group_by=group_by, depth=depth)
-    return render_compare(ests, top=top)
+    return render_compare(ests, top=top, group_by=group_by, depth=depth)

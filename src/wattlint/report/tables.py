@@ -112,8 +112,8 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     ut = est.utilization
     if ut is not None:
         below = "; why HFU sits below MFU: Assumptions" if ut.hfu < ut.mfu else ""
-        rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {ut.mfu:.1%} · HFU "
-                                   f"{ut.hfu:.1%}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
+        rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {u.pct(ut.mfu)} · HFU "
+                                   f"{u.pct(ut.hfu)}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))
     return rows
 
@@ -246,14 +246,15 @@ def _intensity(g_per_kwh: float) -> str:
     return f"{round(g_per_kwh, 1):g}" if g_per_kwh >= 0.1 or g_per_kwh == 0 else f"{g_per_kwh:.2g}"
 
 
-def compare_assumption_lines(ests) -> list[str]:
+def compare_assumption_lines(ests, *, provenance_apart: bool = False) -> list[str]:
     """The assumptions of a comparison, each once: a line every compared GPU shares as it is, a line only some
     have led by their keys (``[v100] --precision bf16 is not available ...``), so that a reader can tell whose
-    fallback precision, host power or price each one is."""
+    fallback precision, host power or price each one is. ``provenance_apart``: without the lines a report's
+    Provenance section states per GPU (:func:`report_assumptions`)."""
     keys = [e.gpu.key for e in ests]
     owners: dict[str, list[str]] = {}
     for e in ests:
-        for a in e.assumptions:
+        for a in (report_assumptions(e) if provenance_apart else e.assumptions):
             owners.setdefault(a, [])
             if e.gpu.key not in owners[a]:
                 owners[a].append(e.gpu.key)

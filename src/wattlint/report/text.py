@@ -9,7 +9,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
-from .layers import shorten
+from .layers import shorten, whole_components
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
@@ -91,10 +91,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
         ph.add_row(*row)
     con.print(ph)
 
-    if top and est.layers:
-        title, rows, groups = layer_rows(est, top, group_by, depth)
-        con.print(Text(title, style="bold"))
-        con.print(_layer_table(rows, groups, width))
+    _print_layers(con, est, top, group_by, depth, width)
 
     if est.findings:
         _print_findings(con, [(None, f) for f in est.findings])
@@ -103,19 +100,39 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     for a in report_assumptions(est):
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
     con.print(Text("Provenance", style="bold"))
-    con.print(Text(f"  energy model: {est.calibration} — {clean(energy_model_source(est))}"))
+    _print_provenance(con, est)
+    return con.file.getvalue()
+
+
+def _print_layers(con, est: Estimate, top: int, group_by: str, depth: int, width: int, lead: str = "") -> None:
+    """The layer table (``top`` rows; nothing without layers), its title led by ``lead``."""
+    from rich.text import Text
+
+    if top and est.layers:
+        title, rows, groups = layer_rows(est, top, group_by, depth)
+        con.print(Text(lead + title, style="bold"))
+        con.print(_layer_table(rows, groups, width))
+
+
+def _print_provenance(con, est: Estimate, lead: str = "") -> None:
+    """The provenance lines of one GPU (``lead``: its key, in a comparison): the energy model and its source, the GPU
+    spec's sourced fields (one shown), the unconfirmed spec fields."""
+    from rich.text import Text
+
+    con.print(Text(f"  {lead}energy model: {est.calibration} — {clean(energy_model_source(est))}"))
     srcs = est.gpu.sources or {}
     if srcs:
         first = next(iter(sorted(srcs.items())))
-        con.print(Text(f"  GPU spec ({len(srcs)} sourced fields), e.g. {first[0]}: {first[1]}"))
+        con.print(Text(f"  {lead}GPU spec ({len(srcs)} sourced fields), e.g. {first[0]}: {first[1]}"))
     if est.gpu.unconfirmed:
-        con.print(Text(f"  unconfirmed spec fields: {', '.join(est.gpu.unconfirmed)}"))
-    return con.file.getvalue()
+        con.print(Text(f"  {lead}unconfirmed spec fields: {', '.join(est.gpu.unconfirmed)}"))
 
 
 def _layer_table(rows, groups, width: int):
     """The layer table fitted to ``width`` (a rich Text, one line per row): the bar column goes below 96 columns, the
-    type column below 76; names are shortened on dot boundaries, never cut inside a word."""
+    type column below 76; names are shortened on dot boundaries, and a path component is cut (its end kept, a name
+    without dots its start) only where giving up the bar and the type column leaves too little room; types longer
+    than 20 characters are cut."""
     from rich.text import Text
 
     numeric = [max(len(LAYER_HEADER[i]), *(len(r[i]) for r in rows)) for i in (2, 3, 4)]
@@ -123,19 +140,24 @@ def _layer_table(rows, groups, width: int):
     type_w = min(20, max(4, *(len(r[1]) for r in rows))) if show_type else 0
     bar_w = min(24, width - 88) if width >= 96 else 0
     sep = "   "
-    fixed = sum(numeric) + (type_w + len(sep) if show_type else 0) + (bar_w + len(sep) if bar_w else 0)
-    name_w = max(16, width - 1 - fixed - len(sep) * 3)
-    names = [layer_name(r[0], g.count, name_w) for r, g in zip(rows, groups)]
-    # names fit name_w except a single path component longer than it, which is kept whole (never cut in a word)
-    name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
-    # a name kept whole can widen the table: the bar gives up what it takes (rows wrapped at the terminal width)
-    cells = [name_w] + ([type_w] if show_type else []) + numeric
-    row = 1 + sum(cells) + len(sep) * (len(cells) - 1)
-    if bar_w:
-        bar_w = min(bar_w, width - 1 - row - len(sep))
+
+    def room() -> int:  # the name column's width beside the other columns shown
+        others = numeric + ([type_w] if show_type else []) + ([bar_w] if bar_w else [])
+        return width - 1 - sum(others) - len(sep) * len(others)
+
+    name_w = max(16, room())
+    # the width the names take shortened on dot boundaries only (a last component longer than name_w kept whole):
+    # the bar gives up what they need beyond name_w, then the type column; what is still missing is cut
+    suffix = [len(layer_name("", g.count)) for g in groups]
+    need = max(len(LAYER_HEADER[0]), *(len(whole_components(r[0], max(8, name_w - n))) + n
+                                       for r, n in zip(rows, suffix)))
+    if need > room() and bar_w:
+        bar_w -= need - room()
         bar_w = bar_w if bar_w >= 4 else 0
-    if row > width and show_type:  # still too wide without the bar: the type column goes too
+    if need > room() and show_type:
         show_type = False
+    names = [layer_name(r[0], g.count, min(max(name_w, need), room())) for r, g in zip(rows, groups)]
+    name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
 
     def line(name, typ, nums, bar=None):
         cells = [name.ljust(name_w)] + ([typ.ljust(type_w)] if show_type else [])
@@ -157,7 +179,8 @@ def _layer_table(rows, groups, width: int):
     return out
 
 
-def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100) -> str:
+def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100,
+                   group_by: str = "block", depth: int = 2) -> str:
     from rich.padding import Padding
     from rich.text import Text
 
@@ -176,14 +199,18 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
                        f"COLUMNS, or use --format json|markdown|html)", style="dim"))
     con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} ({most_efficient_why(ests)})"))
     con.print()
+    _print_layers(con, ests[best], top, group_by, depth, width, lead=f"{ests[best].gpu.key}: ")
     found = compare_findings(ests)
     if found:
         _print_findings(con, found)
         con.print()
-    assumptions = compare_assumption_lines(ests)
+    assumptions = compare_assumption_lines(ests, provenance_apart=True)
     con.print(Text("Assumptions", style="bold"))
     for a in assumptions:
         con.print(Padding(Text(f"• {clean(a)}"), (0, 0, 0, 2)))
+    con.print(Text("Provenance", style="bold"))
+    for e in ests:
+        _print_provenance(con, e, lead=f"{e.gpu.key} ")
     return con.file.getvalue()
 
 
@@ -205,7 +232,7 @@ def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, widt
     if len(ests) == 1:
         text = render_one(ests[0], top=top, color=color, width=width, group_by=group_by, depth=depth)
     else:
-        text = render_compare(ests, top=top, color=color, width=width)
+        text = render_compare(ests, top=top, color=color, width=width, group_by=group_by, depth=depth)
     # rich pads every line to the console width: without colour codes the padding is trailing blanks in a file or
     # a pipe (review), so it goes
     return text if color else "".join(line.rstrip() + "\n" for line in text.splitlines())

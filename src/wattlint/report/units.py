@@ -146,9 +146,9 @@ def usd(x: float | None) -> str:
         return "-" + usd(-x)
     if 0 < abs(x) < 0.01:
         return "<$0.01"
-    if abs(x) >= 100:
-        return f"${x:,.0f}"
-    return f"${x:,.2f}"
+    if round(x, 2) >= 100:  # whole dollars, to the 6 significant digits the JSON keeps (json_out): $3,254,870
+        return f"${float(f'{x:.6g}'):,.0f}"
+    return f"${x:,.2f}"  # cents under $100
 
 
 def power_w(w: float) -> str:
