@@ -92,6 +92,8 @@ ONNX_EX = Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx"
     (["--goodput", "0.09"], "argument --goodput: '0.09': expected a fraction in [0.1, 1]"),
     (["--utilization", "1e-320"], "argument --utilization: '1e-320': expected a fraction in [0.01, 1]"),
     (["--host-op-time", "1"], "argument --host-op-time: '1': expected seconds in [0, 0.01]"),
+    # a subnormal network bandwidth divided by zero (internal error, exit 3) or priced 17,600 years
+    (["--internode-gbps", "5e-324"], "argument --internode-gbps: '5e-324': expected a number in [0.1, 1e+06]"),
     (["--optimizer", "adadelta", "--optimizer-impl", "fused"], "torch has no fused Adadelta"),
     # a comparison of the --gpu with itself printed a single report and switched the JSON schema
     (["--gpu", "a100", "--compare", "a100-sxm4-80gb,a100"], "--compare a100-sxm4-80gb,a100: names no GPU other than "

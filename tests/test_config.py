@@ -176,3 +176,45 @@ def test_rule_selectors_are_case_insensitive(tmp_path):
     cfg = load_config(tmp_path)
     assert tuple(cfg.ignore) == ("WL101", "ALL") and tuple(cfg.select) == ("WL",)
     assert tuple(cfg.models[0].select) == ("WL3",)
+
+
+def test_a_models_own_choice_replaces_the_top_level_default_given_the_other_way(tmp_path):
+    """CONFIG.md: a model's plan option overrides the top-level default. A model giving steps under a top-level
+    epochs (or recompute under activation-checkpointing, grad-accum under micro-batch-size, region under
+    carbon-intensity) kept both, and the estimate refused 'epochs and steps conflict' or priced the default's
+    carbon intensity instead of the model's region."""
+    write(tmp_path, """
+[tool.wattlint]
+epochs = 1
+activation-checkpointing = true
+micro-batch-size = 4
+carbon-intensity = 50
+
+[[tool.wattlint.models]]
+source = "m.onnx"
+steps = 100
+recompute = "selective"
+grad-accum = 1
+region = "PL"
+""")
+    (tmp_path / "m.onnx").write_bytes(b"")
+    m = load_config(tmp_path).models[0]
+    assert m.options == {"steps": 100, "recompute": "selective", "grad_accum": 1, "region": "PL"}
+
+
+def test_the_command_lines_region_replaces_a_configured_carbon_intensity(tmp_path, monkeypatch, run_cli):
+    """--region PL over a configured carbon-intensity = 50: the CO2 is the facility energy x Poland's intensity
+    (the same run with --carbon-intensity of that figure is the oracle); it was 50 g/kWh, 13x too low."""
+    import json
+
+    write(tmp_path, "[tool.wattlint]\ncarbon-intensity = 50\n")
+    monkeypatch.chdir(tmp_path)
+    model = str(Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx")
+    args = (model, "--gpu", "a100", "--steps", "100", "--format", "json")
+    code, out, err = run_cli(*args, "--region", "PL")
+    assert code == 0, err
+    doc = json.loads(out)
+    intensity = doc["total"]["co2_kg"] * 1000 / doc["total"]["energy_kwh"]
+    assert intensity > 600  # Poland's grid, not the configured 50
+    code, out2, _ = run_cli(*args, "--carbon-intensity", f"{intensity:.6f}")
+    assert json.loads(out2)["total"]["co2_kg"] == pytest.approx(doc["total"]["co2_kg"], rel=1e-5)

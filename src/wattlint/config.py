@@ -343,7 +343,7 @@ def _parse_model(raw: Mapping[str, Any], i: int, root: Path, where: str, default
     budget = dict(default_budget)
     budget.update(_parse_budget(raw.get("budget"), where, f"{label} budget"))
     return ModelConfig(name=name, source=source, path=path, attr=attr, raw_source=raw_source, plan=plan,
-                       options={**defaults, **plan}, budget=budget, select=other.get("select", ()),
+                       options=O.overlay(defaults, plan), budget=budget, select=other.get("select", ()),
                        ignore=other.get("ignore", ()), regression_threshold=other.get("regression_threshold"),
                        index=i)
 

@@ -291,7 +291,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "hardware", "plan", "N"),
     Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",
            "hardware", "plan", choices=SHARDINGS),
-    Option("internode_gbps", "--internode-gbps", number(0, 1e6), "network bandwidth per node in Gbit/s (default "
+    Option("internode_gbps", "--internode-gbps", number(0.1, 1e6, lo_open=False), "network bandwidth per node in Gbit/s (default "
            "stated)", "hardware", "plan", "GBIT"),
     Option("launch_overhead", "--launch-overhead", number(0, 1.0, lo_open=False, what="seconds"), "seconds "
            "per tensor/pipeline/expert-parallel communication call on the critical path (default: NCCL small-"
@@ -341,6 +341,28 @@ FRONTEND_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("frontend"
 PLAN_OPTIONS = tuple(n for n, o in OPTIONS.items() if o.scope in ("plan", "both"))
 ALIASES: dict[str, str] = {a: o.name for o in OPTIONS.values() for a in o.aliases}
 WORK_OPTIONS = ("epochs", "steps", "tokens")
+# options of which a more specific layer (the command line over [tool.wattlint], a model's own table over the
+# top-level defaults) names one: the layer's choice replaces the less specific layer's whole group
+CHOICE_GROUPS: tuple[tuple[str, ...], ...] = (WORK_OPTIONS, ("micro_batch_size", "grad_accum"),
+                                              ("recompute", "activation_checkpointing"))
+# naming the key replaces these of a less specific layer (a region's own grid intensity over a default figure)
+REPLACES: dict[str, tuple[str, ...]] = {"region": ("carbon_intensity",)}
+
+
+def overlay(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` (the more specific layer) on top of ``base``: each of its choices replaces the base's whole choice
+    group (``--steps`` replaces a configured ``epochs``; a model's ``region`` a top-level ``carbon-intensity``)."""
+    out = dict(base)
+    for group in CHOICE_GROUPS:
+        if set(group) & set(over):
+            for k in group:
+                out.pop(k, None)
+    for key, gone in REPLACES.items():
+        if key in over:
+            for k in gone:
+                out.pop(k, None)
+    out.update(over)
+    return out
 
 
 def canonical(name: str) -> str | None:

@@ -188,11 +188,9 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     from .. import options as O
     from ..tracking.compare import comparison
 
-    opts = dict((header.get("plan") or {}).get("request") or {})
-    if set(O.WORK_OPTIONS) & set(flags):  # the command line's amount of work replaces the record's, as an
-        for k in O.WORK_OPTIONS:  # estimate's flags replace [tool.wattlint]'s (--steps over a recorded epochs plan)
-            opts.pop(k, None)
-    opts.update(flags)
+    # the command line's choices replace the record's, as estimate's flags replace [tool.wattlint]'s (--steps over
+    # a recorded epochs plan)
+    opts = O.overlay((header.get("plan") or {}).get("request") or {}, flags)
     dev = header.get("device") or {}
     est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
     _refuse_failed_estimate(args, est)

@@ -64,17 +64,9 @@ def request(args) -> tuple[object, str]:
     if conflict:
         raise ConfigError(conflict)
     defaults = dict(config.defaults)
-    if set(O.WORK_OPTIONS) & set(cli):  # the CLI's way of giving the amount of work replaces the config's
-        for k in O.WORK_OPTIONS:
-            defaults.pop(k, None)
-    if {"micro_batch_size", "grad_accum"} & set(cli):  # the CLI's split of the batch replaces the config's (the
-        defaults.pop("micro_batch_size", None)         # two conflicted: exit 2 though the user gave one of them)
-        defaults.pop("grad_accum", None)
-    if {"recompute", "activation_checkpointing"} & set(cli):  # the CLI's recompute choice replaces the config's
-        defaults.pop("recompute", None)
-        defaults.pop("activation_checkpointing", None)
-    opts = {k: v for k, v in defaults.items() if k != "gpu"}
-    opts.update(cli)
+    # the CLI's choices replace the config's whole choice (--steps over a configured epochs, --grad-accum over its
+    # micro-batch-size, --region over its carbon-intensity): the two conflicted, exit 2 though the user gave one
+    opts = O.overlay({k: v for k, v in defaults.items() if k != "gpu"}, cli)
     gpu = args.gpu or defaults.get("gpu")
     if not args.gpu and defaults.get("gpu"):  # an unknown GPU named in the file must say where it was named
         from ..config import _where
@@ -100,8 +92,8 @@ def request(args) -> tuple[object, str]:
         if len(keys) == 1:
             raise ConfigError(f"--compare {','.join(args.compare)}: names no GPU other than the --gpu "
                               f"({keys.pop()}): nothing to compare; name other GPUs or drop --compare")
-    fmt = args.format or format_for(args.output, O.ESTIMATE_FORMATS) or \
-        (config.format if config.format in O.ESTIMATE_FORMATS else None) or "text"
+    # [tool.wattlint] format is check's (docs/CONFIG.md: the report options are command-line only here)
+    fmt = args.format or format_for(args.output, O.ESTIMATE_FORMATS) or "text"
     dirs = models_search_path(args.models_dir, config)
     return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
 
