@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pytest
@@ -218,3 +219,44 @@ def test_the_command_lines_region_replaces_a_configured_carbon_intensity(tmp_pat
     assert intensity > 600  # Poland's grid, not the configured 50
     code, out2, _ = run_cli(*args, "--carbon-intensity", f"{intensity:.6f}")
     assert json.loads(out2)["total"]["co2_kg"] == pytest.approx(doc["total"]["co2_kg"], rel=1e-5)
+
+
+def test_the_command_line_turns_off_a_flag_the_config_turns_on(tmp_path, monkeypatch, run_cli):
+    """'Command-line flags win over the file' held only one way for on/off options: a configured
+    sequence-parallel = true could not be turned off. --no-sequence-parallel gives what no setting gives (the oracle:
+    the same run in a folder without a config); analyze's --no-activation-checkpointing likewise."""
+    import json
+
+    model = str(Path(__file__).resolve().parents[1] / "examples" / "gpt2-tiny.onnx")
+    args = (model, "--gpu", "h100", "--gpus", "2", "--tensor-parallel", "2", "--steps", "1000", "--format", "json")
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    monkeypatch.chdir(plain_dir)
+    code, out, err = run_cli(*args)
+    assert code == 0, err
+    plain = json.loads(out)["total"]["energy_kwh"]
+    cfg_dir = tmp_path / "cfg"
+    cfg_dir.mkdir()
+    write(cfg_dir, "[tool.wattlint]\nsequence-parallel = true\nrecompute = \"full\"\n")
+    monkeypatch.chdir(cfg_dir)
+    on = json.loads(run_cli(*args)[1])["total"]["energy_kwh"]
+    assert on != pytest.approx(plain, rel=1e-6)
+    code, out, err = run_cli(*args, "--no-sequence-parallel", "--no-activation-checkpointing")
+    assert code == 0, err
+    assert json.loads(out)["total"]["energy_kwh"] == pytest.approx(plain, rel=1e-9)
+    # analyze: a configured full recompute traces the recomputed forward (more backward FLOPs); turned off, the
+    # backward is the one traced in the folder without a config
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _parallel_fixtures import write_gpt_config
+
+    gpt = str(write_gpt_config(tmp_path))
+    an = ("analyze", gpt, "--seq-len", "64", "--batch-size", "2", "--format", "json")
+
+    def backward(*extra):
+        code, out, err = run_cli(*an, *extra)
+        assert code == 0, err
+        return json.loads(out)["totals"]["backward"]["flops"]
+    recomputed = backward()
+    turned_off = backward("--no-activation-checkpointing")
+    monkeypatch.chdir(plain_dir)
+    assert turned_off == backward() < recomputed

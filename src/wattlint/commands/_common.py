@@ -33,8 +33,8 @@ def add_option(group, name: str, **overrides: Any) -> None:
     """Add the option ``name`` of :data:`wattlint.options.OPTIONS` to an argparse group (dest = name)."""
     opt = O.OPTIONS[name]
     kw: dict[str, Any] = {"dest": opt.name, "help": opt.help, "default": None}
-    if opt.check is O.boolean:
-        kw["action"] = "store_true"
+    if opt.check is O.boolean:  # --flag / --no-flag: the command line can turn off what [tool.wattlint] turns on
+        kw["action"] = argparse.BooleanOptionalAction
     else:
         kw["metavar"] = opt.metavar
         if opt.choices:

@@ -35,8 +35,6 @@ def trace_options(args: argparse.Namespace, defaults) -> tuple[dict, dict]:
     """The trace's options: the command line's, else ``[tool.wattlint]``'s (``defaults``), else the trace's own;
     and those taken from the file. A configured ``recompute = "full"`` is activation checkpointing here."""
     cli = cli_options(args, TRACE_OPTIONS)
-    if not args.activation_checkpointing:
-        cli.pop("activation_checkpointing", None)  # a store_true flag left off is not a choice
     file = {k: v for k, v in defaults.items() if k in TRACE_OPTIONS and k not in cli}
     if "grad_accum" in cli:  # the command line's split of the batch replaces the file's (as the estimate's does)
         file.pop("micro_batch_size", None)
@@ -53,7 +51,7 @@ def unapplied(args: argparse.Namespace, defaults) -> list[tuple[str, object]]:
     """The ``[tool.wattlint]`` settings that change the estimate's step but not the traced one here: a training
     stack other than PyTorch's, selective recompute (unless the command line chose the recompute)."""
     out = [(k, v) for k, v in defaults.items() if k == "training_stack" and v != "pytorch"]
-    if defaults.get("recompute") == "selective" and not args.activation_checkpointing:
+    if defaults.get("recompute") == "selective" and args.activation_checkpointing is None:
         out.append(("recompute", "selective"))
     return out
 
