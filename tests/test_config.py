@@ -260,3 +260,26 @@ def test_the_command_line_turns_off_a_flag_the_config_turns_on(tmp_path, monkeyp
     turned_off = backward("--no-activation-checkpointing")
     monkeypatch.chdir(plain_dir)
     assert turned_off == backward() < recomputed
+
+
+@pytest.mark.parametrize("key, hint", [
+    ("energy-kwh = 5", "('energy-kwh' is a budget key: put it in budget = { energy-kwh = ... })"),
+    ("gpu-hours = 5", "('gpu-hours' is a budget key"),
+    ("output = 'r.json'", "(--output is a command-line option only)"),
+    ("compare = ['a100']", "(--compare is a command-line option only)"),
+    ("precison = 'bf16'", "(did you mean 'precision'?)"),
+])
+def test_unknown_keys_get_a_hint_of_the_right_kind(tmp_path, key, hint):
+    """'did you mean' matched across units: energy-kwh -> price-per-kwh (then $5/kWh was accepted), gpu-hours ->
+    gpu-hour-price, price-per-gpu-hour -> price-per-kwh, output -> goodput, compare -> recompute."""
+    write(tmp_path, f"[tool.wattlint]\n{key}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert hint in str(e.value)
+
+
+def test_a_price_in_another_unit_gets_no_hint_of_the_kwh_price(tmp_path):
+    write(tmp_path, "[tool.wattlint]\nprice-per-gpu-hour = 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path)
+    assert "unknown key 'price-per-gpu-hour'" in str(e.value) and "price-per-kwh" not in str(e.value)

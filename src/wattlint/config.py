@@ -393,15 +393,29 @@ def _normalize(table: Mapping[str, Any], where: str, label: str, allowed: Mappin
         if norm in O.ALIASES and O.ALIASES[norm] in allowed:  # one option, two spellings ('price' = 'price-per-kwh')
             norm = O.ALIASES[norm]
         if norm not in allowed:
-            choices = sorted({k.replace("_", "-") for k in allowed})
-            hint = difflib.get_close_matches(key.replace("_", "-"), choices, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            raise ConfigError(f"{where}: {label}: unknown key '{key}'{suggestion}")
+            raise ConfigError(f"{where}: {label}: unknown key '{key}'{_unknown_key_hint(norm, allowed)}")
         if norm in out:
             raise ConfigError(f"{where}: {label}: key '{key}' given twice (as '{spelled[norm]}' and '{key}')")
         out[norm] = value
         spelled[norm] = key
     return out
+
+
+# report options of the command line that no configuration file sets (docs/CONFIG.md)
+CLI_ONLY = ("output", "compare", "top", "group_by", "depth")
+
+
+def _unknown_key_hint(norm: str, allowed: Mapping[str, Any]) -> str:
+    """What to say of an unknown key: a budget key outside a budget table, a command-line-only option, or a close
+    spelling of an allowed key (close enough to be a typo: 'gpu-hours' is not 'gpu-hour-price')."""
+    kebab = norm.replace("_", "-")
+    if norm in BUDGET_KEYS and norm not in allowed:
+        return f" ('{kebab}' is a budget key: put it in budget = {{ {kebab} = ... }})"
+    if norm in CLI_ONLY:
+        return f" (--{kebab} is a command-line option only)"
+    choices = sorted({k.replace("_", "-") for k in allowed})
+    hint = difflib.get_close_matches(kebab, choices, n=1, cutoff=0.8)
+    return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 
 def _check(checker: Callable[[Any], Any], value: Any, where: str, label: str, key: str) -> Any:
