@@ -430,3 +430,33 @@ def test_compare_run_prices_the_estimates_co2_at_the_logs_grid_intensity(tmp_pat
     doc = json.loads(capsys.readouterr().out)
     assert doc["static"]["plan"]["carbon_intensity_g_per_kwh"] == 50.0
     assert doc["comparison"]["co2_kg"]["scope"] == "each with its own grid intensity"
+
+
+def test_compare_run_model_starts_from_the_configured_defaults(tmp_path, capsys, monkeypatch):
+    """compare-run --model ignored [tool.wattlint] ('one schema for the estimate defaults, every command'): a
+    configured precision = "bf16" priced the re-estimate at the default precision. The oracle is the same
+    comparison with --precision bf16 in a folder without a configuration."""
+    model = tmp_path / "tiny.py"
+    model.write_text("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(512, 512), "
+                     "torch.nn.ReLU(), torch.nn.Linear(512, 10)), (torch.randn(256, 512),)\n")
+    p = tmp_path / "emissions.csv"
+    p.write_text("\n".join([CC_HEADER, _cc_row("r1", 120.0, 0.002, 0.001, 0.0005, 0.001)]) + "\n")
+    argv = ["compare-run", str(p), "--model", f"{model}:build", "--gpu", "a100-sxm4-80gb", "--steps", "1000",
+            "--format", "json"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.chdir(plain)
+    assert main(argv + ["--precision", "bf16"]) == 0
+    oracle = json.loads(capsys.readouterr().out)["static"]["total"]
+    assert main(argv) == 0
+    default = json.loads(capsys.readouterr().out)["static"]["total"]
+    assert default["gpu_energy_kwh"] != pytest.approx(oracle["gpu_energy_kwh"], rel=1e-6)
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "pyproject.toml").write_text('[tool.wattlint]\nprecision = "bf16"\n')
+    monkeypatch.chdir(cfg)
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["static"]["total"]["gpu_energy_kwh"] == pytest.approx(oracle["gpu_energy_kwh"],
+                                                                                      rel=1e-9)
+    assert "settings from [tool.wattlint]" in out.err and "precision = 'bf16'" in out.err

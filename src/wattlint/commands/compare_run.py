@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if not os.path.isfile(path):
             raise InputError(f"file not found: {path}")
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}
+    args.config_base = _config_base() if args.model else {}
     if len(runs) > 1:
         other = [p for p in runs if not is_run_record(p)]
         if other:
@@ -172,6 +173,22 @@ def _record(args, flags) -> dict:
     return doc
 
 
+def _config_base() -> dict:
+    """The ``[tool.wattlint]`` defaults a re-estimate starts from (beneath the record's plan, the log's figures and
+    the command line), said on stderr as every command that takes them says it."""
+    import sys
+    from pathlib import Path
+
+    from ..config import load_config
+    from ._common import settings_note
+
+    config = load_config(Path.cwd())
+    base = {k: v for k, v in config.defaults.items() if k in PLAN_FLAGS}
+    if base:
+        print(f"wattlint: {settings_note(config, base.items())}", file=sys.stderr)
+    return base
+
+
 def _notes(*lists) -> list[str]:
     """The header's notes, then the summary's own (the loop ended before the plan's steps, the clock held back), as
     the run printed them at its end (review: compare-run dropped the summary's), each once."""
@@ -190,7 +207,7 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
 
     # the command line's choices replace the record's, as estimate's flags replace [tool.wattlint]'s (--steps over
     # a recorded epochs plan)
-    opts = O.overlay((header.get("plan") or {}).get("request") or {}, flags)
+    opts = O.overlay(O.overlay(args.config_base, (header.get("plan") or {}).get("request") or {}), flags)
     dev = header.get("device") or {}
     est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
     _refuse_failed_estimate(args, est)
@@ -324,7 +341,9 @@ def _other(args, flags) -> dict:
         raise ConfigError(f"{m.path}: " + (f"its GPU {m.gpu_model!r} is not in the GPU database ('wattlint gpus' "
                                            "lists it)" if m.gpu_model else f"the {m.tool} log does not name its GPU")
                           + ": pass --gpu KEY (or --cpu-calibration DIR for a CPU run)")
-    est = _estimate(args, flags, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    from .. import options as O
+
+    est = _estimate(args, O.overlay(args.config_base, flags), "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
     _refuse_failed_estimate(args, est)
     doc["static"] = est
     tot = est["total"]
