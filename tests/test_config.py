@@ -283,3 +283,21 @@ def test_a_price_in_another_unit_gets_no_hint_of_the_kwh_price(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_config(tmp_path)
     assert "unknown key 'price-per-gpu-hour'" in str(e.value) and "price-per-kwh" not in str(e.value)
+
+
+@pytest.mark.parametrize("setting, needles", [
+    ('region = "EU"', ("unknown region 'EU'", "(from region = 'EU' in [tool.wattlint] of pyproject.toml)")),
+    ('dataset = "imagenet-2k"', ("unknown dataset 'imagenet-2k'", "e.g. dataset = 50000)",
+                                 "(from dataset = 'imagenet-2k' in [tool.wattlint] of pyproject.toml)")),
+])
+def test_a_bad_configured_value_names_the_file_and_key(tmp_path, monkeypatch, run_cli, setting, needles):
+    """A value the option's own module refuses ('unknown region') came without the file and key, and the dataset
+    error pointed at a --dataset flag the user never typed."""
+    write(tmp_path, f"[tool.wattlint]\n{setting}\n")
+    monkeypatch.chdir(tmp_path)
+    model = str(Path(__file__).resolve().parents[1] / "examples" / "resnet50.onnx")
+    code, out, err = run_cli(model, "--gpu", "a100", "--epochs", "1")
+    assert code == 2 and out == ""
+    for n in needles:
+        assert n in err, err
+    assert "--dataset" not in err

@@ -56,17 +56,19 @@ def add_model_arguments(p: argparse.ArgumentParser, *, model_required: bool = Tr
         add_option(p, name)
 
 
+def shown_setting(v) -> str:
+    """A configured value as the user wrote it: per-GPU prices as {a100 = 1.8, h100 = 3.9}, the rest as repr."""
+    if isinstance(v, tuple) and v and all(isinstance(p, tuple) and len(p) == 2 for p in v):
+        return "{" + ", ".join(f"{n} = {x:g}" for n, x in v) + "}"
+    return repr(v)
+
+
 def settings_note(config, from_file) -> str:
     """The line every command that takes ``[tool.wattlint]`` defaults prints: which settings (``(key, value)`` pairs)
     came from which file."""
     from ..config import _where
 
-    def shown(v) -> str:  # per-GPU prices as the user wrote them: {a100 = 1.8, h100 = 3.9}
-        if isinstance(v, tuple) and v and all(isinstance(p, tuple) and len(p) == 2 for p in v):
-            return "{" + ", ".join(f"{n} = {x:g}" for n, x in v) + "}"
-        return repr(v)
-
-    said = ", ".join(f"{k.replace('_', '-')} = {shown(v)}" for k, v in from_file)
+    said = ", ".join(f"{k.replace('_', '-')} = {shown_setting(v)}" for k, v in from_file)
     return f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): {said}"
 
 

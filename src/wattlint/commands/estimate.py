@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import options as O
 from ..report.layers import GROUPINGS
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
-                      format_for, model_file, positive_int, project_inputs, settings_note, write_output)
+                      format_for, model_file, positive_int, project_inputs, settings_note, shown_setting, write_output)
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
@@ -109,9 +109,13 @@ def _name_the_config(e, req, cli: set[str]):
         opt = O.OPTIONS.get(name)
         if opt is None or name in cli or req.options.get(name) != value:
             continue  # given on the command line (it wins), or not an option of the plan
-        if msg.startswith(f"{opt.flag} ") or msg.startswith(f"{opt.flag}:"):
+        # the message names the flag, or (a value the option's own module refused: 'unknown region 'EU'') the value
+        if (msg.startswith(f"{opt.flag} ") or msg.startswith(f"{opt.flag}:")
+                or (isinstance(value, str) and len(value) > 1 and repr(value) in msg)):
             key = name.replace("_", "-")
-            return ConfigError(f"{msg} (from {key} = {value!r} in [tool.wattlint] of {_where(req.config.path)})")
+            msg = msg.replace(f" (or pass a sample count, e.g. {opt.flag} ", f" (or set a sample count, e.g. {key} = ")
+            return ConfigError(f"{msg} (from {key} = {shown_setting(value)} in [tool.wattlint] of "
+                               f"{_where(req.config.path)})")
     return e
 
 
