@@ -14,7 +14,7 @@ REQUIRED_GPUS = [
     "a100-sxm4-80gb", "h100-pcie-80gb", "h100-sxm5-80gb", "h100-nvl-94gb", "h200-sxm-141gb", "l4-24gb", "t4-16gb",
     "a10-24gb", "a10g-24gb", "a40-48gb", "l40s-48gb", "l40-48gb", "rtx-a4000-16gb", "rtx-a6000-48gb",
     "rtx3070-8gb", "rtx3080-10gb", "rtx3090-24gb", "rtx4080-16gb", "rtx4090-24gb", "rtx2080ti-11gb",
-    "p100-pcie-16gb", "gtx750ti-2gb", "mi250x-128gb", "mi300x-192gb",
+    "p100-pcie-16gb", "gtx750ti-2gb", "mi250x-gcd-64gb", "mi300x-192gb",
     # issue 15: the GPUs of today
     "b200-sxm-180gb", "gb200-186gb", "b100-sxm-192gb", "rtx5090-32gb", "rtx5080-16gb", "h20-96gb", "l20-48gb",
     "mi325x-256gb", "gaudi3-128gb",
@@ -46,7 +46,7 @@ def test_unconfirmed_flags_name_real_fields_and_sources_say_so():
 @pytest.mark.parametrize("key,field", [
     ("v100-pcie-16gb", "tdp_w"), ("v100-pcie-16gb", "peak_tflops.fp32"), ("h100-pcie-80gb", "peak_tflops.fp32"),
     ("h100-pcie-80gb", "peak_tflops.tf32"), ("a10-24gb", "peak_tflops.tf32"), ("a10g-24gb", "peak_tflops.fp16"),
-    ("rtx3090-24gb", "peak_tflops.bf16"), ("rtx-a6000-48gb", "peak_tflops.tf32"), ("mi250x-128gb", "peak_tflops.int8"),
+    ("rtx3090-24gb", "peak_tflops.bf16"), ("rtx-a6000-48gb", "peak_tflops.tf32"), ("mi250x-gcd-64gb", "peak_tflops.int8"),
     ("h100-nvl-94gb", "peak_tflops.fp32"), ("rtx3080-10gb", "peak_tflops.fp16"), ("rtx4080-16gb", "tdp_w"),
 ])
 def test_csv_unconfirmed_values_stay_flagged(key, field):
@@ -355,3 +355,15 @@ def test_stored_spec_keeps_the_memory_type():
     with pytest.raises(InputError, match="memory_type = 'HBM3'"):
         spec_from_dict({**d, "memory_type": "HBM3"})
     assert spec_from_dict({**d, "memory_type": "gddr7"}).memory_type == "GDDR7"
+
+
+def test_mi250x_is_the_device_pytorch_sees_one_gcd():
+    """An MI250X package is two GCDs, each its own PyTorch device with 64 GB (AMD's datasheet: 128 GB HBM2e,
+    3.2768 TB/s, 383 BF16 TFLOPS, 220 CUs, 500 W per package). The database held the package as one GPU, so a run
+    needing 98.8 GiB 'fit' a device that has 64; 'mi250' (another product: 208 CUs) resolved to it."""
+    spec, _ = resolve_gpu("mi250x")
+    assert spec.key == "mi250x-gcd-64gb"
+    assert spec.memory_gb == 128 / 2 and spec.peak_tflops["bf16"] == 383 / 2 and spec.sm_count == 220 // 2
+    assert spec.memory_bw_gbs == pytest.approx(3276.8 / 2, abs=1) and spec.tdp_w == 500 / 2
+    with pytest.raises(ConfigError):
+        resolve_gpu("mi250")
