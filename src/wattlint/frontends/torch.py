@@ -111,6 +111,13 @@ class _Recorder(TorchDispatchMode):
                 or (dev is not None and torch.device(dev).type == "meta")):
             return func(*args, **kwargs)  # host-side bookkeeping (optimizer step counters on CPU)
         name = func._schema.name.split("::", 1)[-1]
+        if t.shadow_packs and t.whole_complete:
+            top = _top_saved_hooks()
+            if top is None or top[0] is not t.shadow_packs[-1] or not torch.is_grad_enabled():
+                # hooks pushed inside a checkpointed block (the model's own non-reentrant checkpointing,
+                # save_on_cpu), or a forward under no_grad there (its own reentrant checkpointing): the tensors
+                # it would save are not seen, so there is no figure without checkpointing
+                t.whole_complete = False
         if t._pending:
             t.settle_saved(name, args)
         if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER and not t.lib_call_now():
@@ -191,6 +198,9 @@ class _Frame:
     boundary: set = field(default_factory=set)
 
 
+BOTH, WHOLE, KEPT = "both", "whole", "kept"  # which ledgers a saved tensor counts in (_Tracer.pack)
+
+
 @dataclass
 class _SavedLedger:
     """Bytes of the tensors saved for backward, each storage (and each autocast cast) counted once."""
@@ -230,8 +240,9 @@ class _Tracer:
         self.whole = _SavedLedger()
         self.whole_complete = True  # every checkpointed block's saved tensors were seen (_shadow_saved)
         self._keep: list[torch.Tensor] = []
-        # saved since the last dispatched op (settle_saved): tensor, module, whether checkpointing drops it
-        self._pending: list[tuple[torch.Tensor, str, bool]] = []
+        # saved since the last dispatched op (settle_saved): tensor, module, the ledgers it counts in
+        self._pending: list[tuple[torch.Tensor, str, str]] = []
+        self.shadow_packs: list = []  # the pack hooks of the checkpointed blocks running now (_shadow_saved)
         self._last_out_ids: set[tuple] = set()
         self._last_op = ""
         self.param_ids = {id(p) for p in model.parameters()}
@@ -385,16 +396,17 @@ class _Tracer:
         return self._map(args, self.lower_dtype), {k: self._map(v, self.lower_dtype) for k, v in kwargs.items()}
 
     # -- saved tensors (activation memory) --
-    def pack(self, x, dropped: bool = False):
+    def pack(self, x, ledgers: str = BOTH):
         """autograd's pack hook: remember the tensor; :meth:`settle_saved` charges it at the next dispatched op.
-        ``dropped``: a checkpointed block's forward saves it and checkpointing drops it (only ``whole`` counts it).
+        ``ledgers``: BOTH; WHOLE, a checkpointed block's forward saves it and checkpointing drops it; KEPT (set by
+        :func:`_shadow_saved`), the checkpoint keeps a block input only to recompute the block.
 
         Parameters and views of parameters (``W.t()`` that ``F.linear`` saves for the weight gradient) are not
         activations: the weights are counted by wattlint.memory (their half-precision casts as weight casts)."""
         if isinstance(x, torch.Tensor):
             base = x._base if x._base is not None else x
             if id(x) not in self.param_ids and id(base) not in self.param_ids:
-                self._pending.append((x, self.stack[-1].name if self.stack else "", dropped))
+                self._pending.append((x, self.stack[-1].name if self.stack else "", ledgers))
         return x
 
     def settle_saved(self, name: str = "", args=()) -> None:
@@ -415,7 +427,8 @@ class _Tracer:
             cast_in = {_tensor_key(a) for a in T.tensors(list(args)) if a.dtype == torch.float32}
         from_attention = self._last_op.startswith("_scaled_dot_product") or "flash" in self._last_op
         attn_out = set(self._last_out_ids) if from_attention else set()
-        for ledger, entries in ((self.kept, [e for e in pending if not e[2]]), (self.whole, pending)):
+        for ledger, entries in ((self.kept, [e for e in pending if e[2] != WHOLE]),
+                                (self.whole, [e for e in pending if e[2] != KEPT])):
             if entries:
                 self._charge(ledger, entries, cast_in, attn_out, lower)
 
@@ -1110,18 +1123,40 @@ def _shadow_saved(fn):
         tracer = _ACTIVE_TRACER[0]
         if tracer is None or tracer.phase is not Phase.FORWARD:  # the recompute in backward: counted in forward
             return fn(*a, **k)
-        hooks = torch._C._autograd._top_saved_tensors_default_hooks(False)  # the checkpoint's (pack, unpack)
-        if hooks is None:
+        hooks = _top_saved_hooks()  # the checkpoint's (pack, unpack)
+        if hooks is None or not torch.is_grad_enabled():
+            # no hook stack to read (torch < 2.8), or a forward under no_grad (inside the user's own reentrant
+            # checkpoint): what the block would save is not seen, so there is no figure without checkpointing
             tracer.whole_complete = False
             return fn(*a, **k)
         pack, unpack = hooks
+        # the checkpoint saved the block's inputs (to run it again) just before calling here: without checkpointing
+        # only what the block's own ops save of them is kept (an autocast matmul keeps its bf16 cast, not the input)
+        # (the last pack of each input: an earlier one is an op outside the block saving the same tensor)
+        inputs = {id(x) for x in T.tensors(list(a)) + T.tensors(list(k.values()))}
+        pending = tracer._pending
+        for i in range(len(pending) - 1, -1, -1):
+            x, m, w = pending[i]
+            if id(x) in inputs and w == BOTH:
+                pending[i] = (x, m, KEPT)
+                inputs.discard(id(x))
 
         def shadow_pack(x):
-            tracer.pack(x, dropped=True)
+            tracer.pack(x, WHOLE)
             return pack(x)
-        with torch.autograd.graph.saved_tensors_hooks(shadow_pack, unpack):
-            return fn(*a, **k)
+        tracer.shadow_packs.append(shadow_pack)
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(shadow_pack, unpack):
+                return fn(*a, **k)
+        finally:
+            tracer.shadow_packs.pop()
     return run
+
+
+def _top_saved_hooks():
+    """The innermost saved-tensor hooks (pack, unpack), or None (none, or a torch before 2.8 that cannot say)."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    return top(False) if top is not None else None
 
 
 def _enable_checkpointing(model: nn.Module, hf: bool):
