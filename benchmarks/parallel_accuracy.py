@@ -41,8 +41,8 @@ FA1_SLOWDOWN, fitted on section 3's non-held-out rows inside its published range
               (SHARD_GRAD_OP = zero2), activation checkpointing as listed. MFU by llm-foundry's own formula from the
               predicted throughput (it is linear in throughput: MFU_pred = MFU_measured x tokens/s predicted /
               tokens/s measured). Target: within +-5 points on >= 80 % of BF16 rows; 13b / 70b rows held out
-              (never used in a fit); FP8 rows reported separately. The PyTorch each table ran (FOUNDRY_TORCH: H100
-              2.0, A100 1.13) is passed as --torch-version: FlashAttention-1 attention (flash-attn 1.0.x; added after
+              (never used in a fit); FP8 rows reported separately. The PyTorch each table ran (FOUNDRY_TORCH: H100 and
+              A100-80GB 2.1, one image; A100-40GB 1.13) is passed as --torch-version: FlashAttention-1 attention (flash-attn 1.0.x; added after
               the +10.1-point first result; prior constant FA1_SLOWDOWN fitted on the non-held-out rows,
               docs/PARALLEL.md "llm-foundry MFU").
 4. llama2_70b Llama-2-70B on 2048 A100-80GB, TP 8 x PP 4 (sequence parallel), batch 1024 x 4096, 2T tokens, vs the
