@@ -309,14 +309,21 @@ def einsum(equation: str, shapes: Sequence[Shape], dtype: str) -> Cost:
 
 def conv_out_spatial(in_spatial: Shape, kernel: Shape, stride: Shape, padding: Shape, dilation: Shape,
                      *, transposed: bool = False, output_padding: Shape | None = None) -> tuple[int, ...]:
+    """Output spatial size; ValueError for a stride or dilation below 1 or an output of no element (a kernel larger
+    than the padded input), which no convolution runs."""
     out = []
     output_padding = output_padding or [0] * len(in_spatial)
     for i, (x, k) in enumerate(zip(in_spatial, kernel)):
         s, p, d = stride[i], padding[i], dilation[i]
+        if s < 1 or d < 1:
+            raise ValueError(f"stride {s} and dilation {d} of spatial dim {i} must be >= 1")
         if transposed:
             out.append((x - 1) * s - 2 * p + d * (k - 1) + output_padding[i] + 1)
         else:
             out.append((x + 2 * p - d * (k - 1) - 1) // s + 1)
+        if out[-1] < 1:
+            raise ValueError(f"output size {out[-1]} along spatial dim {i}: kernel {k} (dilation {d}) over input "
+                             f"{x} padded by {p}")
     return tuple(out)
 
 

@@ -82,7 +82,8 @@ def analyze_onnx(path, *, inputs: dict[str, TensorSpec] | None = None, batch_siz
             # analyze at the baked batch, scale linearly
             static_inputs = {k: TensorSpec(v.name, v.dtype, _with_dim(v.shape, e.axis, e.static))
                              for k, v in (inputs or {}).items()}
-            current.append(_Analysis(_load(p), p, static_inputs, None, seq_len, optimizer, precision,
+            # symbolic batch dims bound to that batch too (None left them unbound: "pass --batch-size")
+            current.append(_Analysis(_load(p), p, static_inputs, e.static, seq_len, optimizer, precision,
                                      source or str(path), optimizer_impl))
             g = current[-1].run()
             return _scale_batch(g, e.static, e.target or batch_size, e.axis)
@@ -236,7 +237,8 @@ class _Analysis(_Validate, _Shapes):
                  optimizer_impl: str = "foreach"):
         self.model = model
         self.path = path
-        self.folder = path.resolve().parent
+        # external data is looked up beside the path as given (a hub snapshot's links), not beside a link's target
+        self.folder = path.absolute().parent
         self.user_inputs = dict(inputs)
         self.batch_size = batch_size
         self.seq_len = seq_len
@@ -577,7 +579,7 @@ class _Analysis(_Validate, _Shapes):
 
     # ---- fused attention, gradient accumulation -------------------------------------------------------------
     def _find_attention(self, g) -> dict:
-        from .onnx_patterns import find_attention, find_gelu, find_layernorm, is_causal
+        from .onnx_patterns import find_attention, find_gelu, find_layernorm, is_causal, mask_positions
 
         nodes = g.node
         has_softmax = has_erf = has_mean = False
@@ -639,13 +641,15 @@ class _Analysis(_Validate, _Shapes):
                 else:
                     from .onnx_fold import evaluate_values
 
+                    # a mask too large to hold (a long sequence) is evaluated at sampled rows and columns
+                    grid = (sq, sk, *mask_positions(sq, sk))
                     try:
-                        values = evaluate_values(g, self.types, targets=m.masks, producer=producer)
+                        values = evaluate_values(g, self.types, targets=m.masks, producer=producer, grid=grid)
                         if not any(x in values for x in m.masks):
                             # the mask depends on an input (attention_mask): read its causal part with an
                             # all-ones (no padding) input
                             values = evaluate_values(g, self.types, targets=m.masks, producer=producer,
-                                                     feeds=self._ones_feeds(g))
+                                                     feeds=self._ones_feeds(g), grid=grid)
                     except Exception:
                         values = {}
                     causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
@@ -743,26 +747,39 @@ class _Analysis(_Validate, _Shapes):
             self.bwd.insert(0, recs)
 
     def _control_flow(self, node, n, module, mtype, qual, scale) -> None:
-        """If: the costlier branch; Loop: trip count x body; Scan: scan length x body."""
+        """If: the branch a constant condition takes, else the costlier one; Loop: trip count x body; Scan: scan
+        length x body. Each subgraph is walked once here (a dry run that is kept, not repeated), so nested Ifs cost
+        time linear in their nodes."""
         self._record(qual, OpKind.OTHER, module, mtype, n.dtype, _shapes(n), Cost(kind=OpKind.OTHER),
                      Status.IGNORED, scale)
         attrs = {a.name: a for a in node.attribute}
+        name = node.name or node.op_type
         if node.op_type == "If":
-            branches = [attrs[k].g for k in ("then_branch", "else_branch") if k in attrs]
-            if not branches:
+            missing = [k for k in ("then_branch", "else_branch") if k not in attrs or attrs[k].type != 5]
+            if missing:
+                raise InputError(f"{self.path}: malformed graph: node {name!r} (If) has no {missing[0]} "
+                                 f"(an If has both branches)")
+            cond = self._scalar(node.input[0]) if node.input and node.input[0] else None
+            if cond is not None:  # a constant condition (also one folded from the bound shapes): that branch runs
+                key = "then_branch" if cond else "else_branch"
+                self.assumptions.append(f"If {node.name or ''}: the condition is the constant {bool(cond)}: its "
+                                        f"{key.replace('_', ' ')} is counted")
+                self._walk(attrs[key].g, scale=scale, in_subgraph=True)
+                self._grad_outputs(node, attrs[key].g)
                 return
             best, best_flops = None, -1
-            for br in branches:  # pick the costlier branch by a dry run that leaves this analysis as it was
-                f = sum(r.flops for r in self._probe(br, scale).fwd)
+            for br in (attrs["then_branch"].g, attrs["else_branch"].g):  # dry runs; the costlier one is kept
+                probe = self._probe(br, scale)
+                f = sum(r.flops for r in probe.fwd[len(self.fwd):])
                 if f > best_flops:
-                    best, best_flops = br, f
+                    best, best_flops = (probe, br), f
+            self._adopt(best[0])
             self.assumptions.append(f"If {node.name or ''}: the costlier branch is counted")
-            self._walk(best, scale=scale, in_subgraph=True)
-            self._grad_outputs(node, best)
+            self._grad_outputs(node, best[1])
             return
-        body = attrs["body"].g if "body" in attrs else None
+        body = attrs["body"].g if "body" in attrs and attrs["body"].type == 5 else None
         if body is None:
-            return
+            raise InputError(f"{self.path}: malformed graph: node {name!r} ({node.op_type}) has no body")
         if node.op_type == "Loop":
             trips = self._int_value(node.input[0]) if node.input and node.input[0] else None
             label = f"Loop {node.name}" if node.name else "an unnamed Loop"
@@ -791,20 +808,24 @@ class _Analysis(_Validate, _Shapes):
         carried = max(0, len(node.input) - 2) if node.op_type == "Loop" else max(0, len(node.input) - nscan)
         states = list(zip(body.input[first:first + carried], body.output[(1 if node.op_type == "Loop" else 0):]))
         if any(bi.name not in self.grad for bi, _ in states):
-            probe = self._probe(body, scale)
+            probe = self._probe(body, scale * trips)
             late = [bi.name for bi, bo in states if bo.name in probe.grad and bi.name not in self.grad]
-            if late:
-                self.grad.update(late)
-                self.assumptions.append(f"{node.op_type} {node.name or '(unnamed)'}: its loop-carried state needs a "
-                                        f"gradient: every iteration is priced with its input-gradient work (the "
-                                        f"first one's too, into the initial state)")
+            if not late:  # the dry run is the walk: kept
+                self._adopt(probe)
+                self._grad_outputs(node, body)
+                return
+            self.grad.update(late)
+            self.assumptions.append(f"{node.op_type} {node.name or '(unnamed)'}: its loop-carried state needs a "
+                                    f"gradient: every iteration is priced with its input-gradient work (the "
+                                    f"first one's too, into the initial state)")
         self._walk(body, scale=scale * trips, in_subgraph=True)
         self._grad_outputs(node, body)
 
     def _probe(self, graph, scale) -> "_Analysis":
         """A dry run of ``graph`` (an If branch, a loop body) on a copy of this analysis: its records and gradient
         flow, with this analysis left as it was (the records, gradient set and use counts, notes and counters a
-        walk adds)."""
+        walk adds). The copy's state is this analysis after the walk: :meth:`_adopt` takes it instead of walking
+        the graph again."""
         import copy
 
         probe = copy.copy(self)
@@ -814,33 +835,76 @@ class _Analysis(_Validate, _Shapes):
                                    for kk, vv in v.items()})
             elif isinstance(v, (list, set)):
                 setattr(probe, k, copy.copy(v))
-        probe.fwd, probe.bwd, probe.saved = [], [], {}
         probe._walk(graph, scale=scale, in_subgraph=True)
         return probe
+
+    def _adopt(self, probe) -> None:
+        """Take the state of a dry run (:meth:`_probe`) as this analysis's own, as if the walk had run here: its
+        containers' contents are copied into this analysis's containers, whose identity an enclosing walk holds
+        (``_walk``'s local ``grad`` and ``types``)."""
+        for k, v in vars(probe).items():
+            cur = self.__dict__.get(k)
+            if cur is v:
+                continue
+            if isinstance(v, list) and type(cur) is list:
+                cur[:] = v
+            elif isinstance(v, (dict, set)) and type(cur) is type(v):
+                cur.clear()
+                cur.update(v)
+            else:
+                setattr(self, k, v)
 
     def _grad_outputs(self, node, body) -> None:
         if any(o.name in self.grad for o in body.output):
             self.grad.update(o for o in node.output if o)
 
     def _int_value(self, name):
-        t = self.inits.get(name)
-        if t is not None and t.data_location != 1:
-            try:
-                from onnx import numpy_helper
+        try:
+            return int(self._scalar(name))
+        except (TypeError, ValueError, OverflowError):  # not a constant (None), or not a whole number (nan, inf)
+            return None
 
-                v = numpy_helper.to_array(t)
-                return int(v.reshape(-1)[0]) if v.size == 1 else None
-            except Exception:
-                return None
-        for n in self.model.graph.node:
-            if n.op_type == "Constant" and n.output and n.output[0] == name:
-                for a in n.attribute:
-                    if a.name == "value" and a.type == 4:
-                        from onnx import numpy_helper
+    def _scalar(self, name):
+        """The single value of a constant: an initializer or a Constant node (``value``, ``value_int(s)``,
+        ``value_float(s)``), in the graph or a subgraph (a Loop's trip count inside an If branch); None when
+        ``name`` is none of these or holds more than one value. Never decodes a weight or reads external data."""
+        cache = self.__dict__.get("_scalars")
+        if cache is None:
+            from onnx import numpy_helper
 
-                        v = numpy_helper.to_array(a.t)
-                        return int(v.reshape(-1)[0]) if v.size == 1 else None
-        return None
+            cache = self._scalars = {}
+            tensors = []
+            stack = [self.model.graph]
+            while stack:
+                gr = stack.pop()
+                tensors += [(t.name, t) for t in gr.initializer]
+                for nd in gr.node:
+                    for a in nd.attribute:
+                        if a.type == 5:
+                            stack.append(a.g)
+                        elif a.type == 10:
+                            stack.extend(a.graphs)
+                    if nd.op_type != "Constant" or not nd.output or nd.domain not in ("", "ai.onnx"):
+                        continue
+                    for a in nd.attribute:
+                        if a.name == "value" and a.type == 4:
+                            tensors.append((nd.output[0], a.t))
+                        elif a.name in ("value_int", "value_float"):
+                            cache[nd.output[0]] = a.i if a.name == "value_int" else a.f
+                        elif a.name in ("value_ints", "value_floats"):
+                            vals = a.ints if a.name == "value_ints" else a.floats
+                            if len(vals) == 1:
+                                cache[nd.output[0]] = vals[0]
+            for o, t in tensors:
+                if t.data_location == 1 or any(int(d) != 1 for d in t.dims):  # scalars and [1]-shaped only
+                    continue
+                try:
+                    v = numpy_helper.to_array(t)
+                except Exception:  # noqa: BLE001 - a tensor this reader cannot decode: not a known constant
+                    continue
+                if v.size == 1:
+                    cache[o] = v.reshape(-1)[0].item()
+        return cache.get(name)
 
     def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale, *, call: int = 0) -> None:
         self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale,
@@ -1043,24 +1107,7 @@ class _Analysis(_Validate, _Shapes):
 
     def _constant_true(self, name: str) -> bool:
         """Whether ``name`` is a Constant node's (or an initializer's) single true / nonzero value."""
-        cache = getattr(self, "_const_bools", None)
-        if cache is None:
-            from onnx import numpy_helper
-
-            cache = self._const_bools = {}
-            tensors = [(o, a.t) for nd in self.model.graph.node if nd.op_type == "Constant"
-                       for a in nd.attribute if a.name == "value" for o in nd.output[:1]]
-            tensors += [(t.name, t) for t in self.model.graph.initializer if not t.external_data]
-            for o, t in tensors:
-                if any(int(d) != 1 for d in t.dims):  # scalars and [1]-shaped only: never decode a weight
-                    continue
-                try:
-                    v = numpy_helper.to_array(t)
-                except Exception:  # noqa: BLE001 - a tensor this reader cannot decode: not a known constant
-                    continue
-                if v.size == 1:
-                    cache[o] = bool(v.reshape(-1)[0])
-        return bool(cache.get(name))
+        return bool(self._scalar(name))
 
     def _likely_folded(self) -> bool:
         convs = [r for r in self.fwd if r.op == "onnx::Conv" and r.phase is Phase.FORWARD]

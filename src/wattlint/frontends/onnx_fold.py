@@ -9,6 +9,8 @@ shape inference is then needed only for what is still unknown.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 MAX_FOLD_ELEMS = 1 << 16
@@ -38,6 +40,118 @@ def _axes(node, vals, pos=1):
     if ax is None and len(vals) > pos and vals[pos] is not None:
         ax = [int(v) for v in np.asarray(vals[pos]).reshape(-1)]
     return ax
+
+
+_BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.equal, "Less": np.less,
+           "Greater": np.greater, "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
+           "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor, "Max": np.maximum,
+           "Min": np.minimum, "Pow": np.power}
+_UNARY = {"Neg": np.negative, "Abs": np.abs, "Not": np.logical_not, "Floor": np.floor, "Ceil": np.ceil,
+          "Sqrt": np.sqrt, "Sign": np.sign, "Reciprocal": np.reciprocal}
+# ops evaluated on a Grid (element-wise: they commute with indexing) and the views that keep its last two axes
+_GRID_OPS = {*_BINARY, *_UNARY, "Div", "Where", "Cast", "Identity", "Expand", "ConstantOfShape", "Unsqueeze",
+             "Reshape"}
+
+
+class Grid:
+    """A value too large to hold (an attention mask at a long sequence), known at sampled positions: ``a`` holds
+    rows ``rows`` x columns ``cols`` of its last two axes at index 0 of every leading axis (shape ``(1, ..., 1,
+    len(rows) or 1, len(cols) or 1)``); ``shape`` is the value's full shape."""
+
+    __slots__ = ("a", "rows", "cols", "shape")
+
+    def __init__(self, a, rows, cols, shape):
+        self.a, self.rows, self.cols, self.shape = a, rows, cols, tuple(shape)
+
+    @property
+    def size(self) -> int:
+        return self.a.size
+
+
+def _shape(x) -> tuple:
+    return x.shape if isinstance(x, Grid) else np.shape(x)
+
+
+def _out_shape(node, v):
+    """The output shape of an op that can make an array larger than its inputs, from the inputs' shapes alone
+    (nothing is computed); None for the others, whose output is no larger than an input."""
+    op = node.op_type
+    if op in _BINARY or op in ("Div", "Where"):
+        return np.broadcast_shapes(*(_shape(x) for x in v if x is not None))
+    if op == "Expand":
+        return np.broadcast_shapes(_shape(v[0]), tuple(int(x) for x in v[1].reshape(-1)))
+    if op == "ConstantOfShape":
+        return tuple(int(x) for x in v[0].reshape(-1))
+    if op == "Range":
+        return (max(0, math.ceil((v[1].item() - v[0].item()) / v[2].item())),)
+    if op == "Tile":
+        return tuple(int(d) * int(r) for d, r in zip(_shape(v[0]), v[1].reshape(-1)))
+    if op == "Gather":
+        s, ax = _shape(v[0]), _attr(node, "axis", 0) % max(1, len(_shape(v[0])))
+        return (*s[:ax], *_shape(v[1]), *s[ax + 1:])
+    if op == "Concat":
+        return (sum(math.prod(_shape(x)) for x in v if x is not None),)
+    return None
+
+
+def _grid_shape(shape, grid) -> tuple:
+    """The shape a Grid of a value of ``shape`` holds."""
+    rows, cols = grid[2], grid[3]
+    return (1,) * (len(shape) - 2) + (len(rows) if shape[-2] != 1 else 1, len(cols) if shape[-1] != 1 else 1)
+
+
+def _sub(x, shape, grid):
+    """Input ``x`` (an array, or a Grid) at the sampled positions of an output of ``shape`` it broadcasts to."""
+    if isinstance(x, Grid):
+        a = x.a
+    else:
+        a = np.asarray(x)
+        if a.ndim >= 1 and a.shape[-1] != 1:
+            a = np.take(a, grid[3], axis=-1)
+        if a.ndim >= 2 and a.shape[-2] != 1:
+            a = np.take(a, grid[2], axis=-2)
+        if a.ndim > 2:
+            a = a[(slice(0, 1),) * (a.ndim - 2)]
+    return a.reshape((1,) * (len(shape) - a.ndim) + a.shape)
+
+
+def _eval_grid(node, v, shape, grid):
+    """``node`` at the sampled positions of its output of ``shape`` (a Grid; see :class:`Grid`): element-wise ops
+    commute with indexing, so each input is taken at the positions of the axes it broadcasts along. None where that
+    does not hold (the output's last two axes are not the mask's [sq, sk], or another op)."""
+    op = node.op_type
+    sq, sk, rows, cols = grid
+    if shape is None:  # an op that keeps its input's shape
+        shape = _shape(v[0])
+    if op in ("Unsqueeze", "Reshape"):  # index 0 of the leading axes stays index 0 when the last two axes are kept
+        a = v[0]
+        if not isinstance(a, Grid) or len(a.shape) < 2:
+            return None
+        if op == "Reshape":
+            t = [int(x) for x in v[1].reshape(-1)]
+            t = [a.shape[i] if d == 0 and not _attr(node, "allowzero", 0) else d for i, d in enumerate(t)]
+            if -1 in t:
+                known = math.prod(d for d in t if d != -1)
+                t[t.index(-1)] = math.prod(a.shape) // known if known else 0
+            out = tuple(t)
+        else:
+            out = list(a.shape)
+            for ax in sorted(int(x) % (len(a.shape) + len(_axes(node, v))) for x in _axes(node, v)):
+                out.insert(ax, 1)
+            out = tuple(out)
+        if len(out) < 2 or out[-2:] != a.shape[-2:] or math.prod(out) != math.prod(a.shape):
+            return None
+        return Grid(a.a.reshape(_grid_shape(out, grid)), rows, cols, out)
+    if len(shape) < 2 or shape[-2] not in (sq, 1) or shape[-1] not in (sk, 1):
+        return None
+    gs = _grid_shape(shape, grid)
+    if op == "ConstantOfShape":
+        out = _eval(node, [np.asarray(gs, dtype=np.int64)], None, math.prod(gs))[0]
+    elif op == "Expand":
+        out = _sub(v[0], shape, grid)
+    else:
+        out = _eval(node, [None if a is None else _sub(a, shape, grid) for a in v], None, math.prod(gs))[0]
+    return Grid(np.broadcast_to(out, gs), rows, cols, shape)
 
 
 def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
@@ -100,14 +214,10 @@ def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
         return [np.transpose(a, _attr(node, "perm"))]
     if op == "Tile":
         return [np.tile(a, [int(x) for x in v[1].reshape(-1)])]
-    binary = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.equal, "Less": np.less,
-              "Greater": np.greater, "LessOrEqual": np.less_equal, "GreaterOrEqual": np.greater_equal,
-              "And": np.logical_and, "Or": np.logical_or, "Xor": np.logical_xor, "Max": np.maximum,
-              "Min": np.minimum, "Pow": np.power}
-    if op in binary:
+    if op in _BINARY:
         out = v[0]
         for x in v[1:]:
-            out = binary[op](out, x)
+            out = _BINARY[op](out, x)
         return [np.asarray(out)]
     if op == "Div":
         if np.issubdtype(a.dtype, np.integer):
@@ -115,10 +225,8 @@ def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
         return [np.asarray(a / v[1]).astype(a.dtype)]
     if op == "Mod":
         return [np.fmod(a, v[1]) if _attr(node, "fmod", 0) else np.mod(a, v[1])]
-    unary = {"Neg": np.negative, "Abs": np.abs, "Not": np.logical_not, "Floor": np.floor, "Ceil": np.ceil,
-             "Sqrt": np.sqrt, "Sign": np.sign, "Reciprocal": np.reciprocal}
-    if op in unary:
-        return [np.asarray(unary[op](a)).astype(a.dtype if op != "Not" else np.bool_)]
+    if op in _UNARY:
+        return [np.asarray(_UNARY[op](a)).astype(a.dtype if op != "Not" else np.bool_)]
     if op == "Where":
         return [np.where(v[0], v[1], v[2])]
     if op in ("ReduceProd", "ReduceSum", "ReduceMax", "ReduceMin"):
@@ -161,32 +269,40 @@ def _ancestors(graph, targets, producer, types, int_only: bool) -> set:
     return only
 
 
-def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, producer=None, feeds=None) -> dict:
+def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, producer=None, feeds=None,
+                    grid=None) -> dict:
     """Values of tensors computable from shapes and constants (masks included), without changing the graph.
     With ``targets`` (and ``producer``: tensor -> node index), only their ancestors are evaluated; ``feeds`` gives
-    values to graph inputs (e.g. an all-ones attention mask)."""
+    values to graph inputs (e.g. an all-ones attention mask). No array of more than ``limit`` elements is made:
+    with ``grid`` = (sq, sk, rows, cols), a larger value whose last two axes are [sq, sk] (an attention mask at a
+    long sequence) is evaluated at those rows and columns only (a :class:`Grid`), through element-wise ops."""
     only = None
     if targets is not None and producer is not None:
         only = _ancestors(graph, targets, producer, types, int_only=False)
-    return _run(graph, types, replace=False, limit=limit, only=only, feeds=feeds)[1]
+    return _run(graph, types, replace=False, limit=limit, only=only, feeds=feeds, grid=grid)[1]
 
 
-def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None) -> tuple[int, dict]:
+def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None, grid=None) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
 
-    return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit)
+    return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid)
 
 
-def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit) -> tuple[int, dict]:
-    vals: dict[str, np.ndarray] = dict(feeds or {})
+def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid=None) -> tuple[int, dict]:
+    vals: dict = dict(feeds or {})
+    nodes = graph.node
+    needed = None if only is None else {i for idx in only for i in nodes[idx].input}
+    # integer / boolean initializers (shapes, index buffers); when evaluating the ancestors of a few values (not
+    # folding), the float ones they need too (a mask's fill values), never every weight of the graph
+    kinds = (6, 7, 9) if replace or needed is None else (1, 6, 7, 9, 10, 11)
     for t in graph.initializer:
-        if t.data_location != 1 and t.data_type in (6, 7, 9) and _numel(t.dims) <= limit:
+        if t.data_location != 1 and t.data_type in kinds and _numel(t.dims) <= limit \
+                and (needed is None or t.name in needed):
             try:
                 vals[t.name] = numpy_helper.to_array(t)
             except Exception:
                 pass
     folded = 0
-    nodes = graph.node
     order = sorted(only) if only is not None else range(len(nodes))
     for idx in order:
         node = nodes[idx]
@@ -221,13 +337,22 @@ def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit) 
                 ins = list(node.input)
                 if not ins or not node.output or any(i and i not in vals for i in ins):
                     continue
-                out = _eval(node, [vals[i] if i else None for i in ins], types, limit)
+                v = [vals[i] if i else None for i in ins]
+                # sizes are checked before anything is computed: a broadcast of two [S] vectors is S x S
+                shape = _out_shape(node, v)
+                big = shape is not None and math.prod(shape) > limit
+                if big or any(isinstance(x, Grid) for x in v):
+                    if grid is None or op not in _GRID_OPS:
+                        continue
+                    out = [_eval_grid(node, v, shape, grid)]
+                else:
+                    out = _eval(node, v, types, limit)
         except Exception:  # anything odd: leave the node for inference
             continue
         if not out or any(o is None or o.size > limit for o in out):
             continue
         for name, value in zip(node.output, out):
-            vals[name] = np.asarray(value)
+            vals[name] = value if isinstance(value, Grid) else np.asarray(value)
         if replace and len(node.output) == 1 and op not in ("Constant",) and out[0].size <= 1 << 16:
             arr = np.asarray(out[0])
             if arr.dtype == np.float64 or arr.dtype.kind not in "iub":

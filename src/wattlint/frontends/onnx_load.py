@@ -121,6 +121,25 @@ def _load(p: Path):
                 from None
     return model
 
+def external_path(folder: Path, loc: str) -> Path | None:
+    """The file external-data ``loc`` of a model in ``folder`` names, or None when it is not inside that folder: an
+    absolute path or drive, a step out through ``..``, or a folder on the way that resolves outside it. ``folder``
+    is the folder of the model's path as given, not of the file a link points to (a Hugging Face hub snapshot links
+    model.onnx and model.onnx_data into blobs/); the data file itself may be such a link, since the link is in the
+    model's folder."""
+    if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
+        return None
+    norm = os.path.normpath(loc)
+    if norm in (".", "..") or norm.startswith(".." + os.sep):
+        return None
+    target = folder / norm
+    try:
+        real, parent = folder.resolve(), target.parent.resolve()
+    except (OSError, ValueError, RuntimeError):
+        return None
+    return target if parent == real or real in parent.parents else None
+
+
 def _one_line(e: BaseException) -> str:
     s = " ".join(str(e).split())
     return s[:300]
@@ -250,20 +269,12 @@ class _Validate:
                                      f"model's folder ({loc!r}); refusing to read it")
 
     def _inside_folder(self, loc: str) -> bool:
-        """Whether external-data ``loc`` resolves inside the model's folder (``self.folder``, resolved once).
-        Each distinct location is resolved once: initializers sharing one weights file cost one resolve."""
-        if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
-            return False
+        """Whether external-data ``loc`` is inside the model's folder (:func:`external_path`). Each distinct
+        location is resolved once: initializers sharing one weights file cost one resolve."""
         seen = self.__dict__.setdefault("_inside_seen", {})
         hit = seen.get(loc)
         if hit is None:
-            try:
-                target = (self.folder / loc).resolve()
-            except (OSError, ValueError, RuntimeError):
-                hit = False
-            else:
-                hit = target == self.folder or self.folder in target.parents
-            seen[loc] = hit
+            hit = seen[loc] = external_path(self.folder, loc) is not None
         return hit
 
     def _declare_domains(self) -> None:
@@ -384,6 +395,15 @@ class _Validate:
                 ax = 1 if vi.name in seq_first and d0 is not None and len(d0) >= 2 else 0
                 given_batch = spec.shape[ax] if len(spec.shape) > ax else None
                 break
+        self.dims_changed = False  # a declared dim (static, or zero-size) given another size: value_info is stale
+        # the same rule for the graph's own static dims: --batch-size resizes the inputs whose batch dim holds the
+        # first input's static batch (a static [seq, seq] mask or weight beside ids [batch, seq] is kept, stated)
+        self.first_batch_dim = None
+        for vi in graph_inputs:
+            _, d0 = _dims_of(vi)
+            if d0 is not None and len(d0) >= 2:
+                self.first_batch_dim = d0[1 if vi.name in seq_first else 0]
+                break
         for vi in graph_inputs:
             elem, dims = _dims_of(vi)
             bax = 1 if vi.name in seq_first and dims is not None and len(dims) >= 2 else 0
@@ -418,7 +438,10 @@ class _Validate:
                 for i, (d, v) in enumerate(zip(dims or [], user.shape)):
                     if isinstance(d, str):
                         params.setdefault(d, v)
-                    elif isinstance(d, int) and d > 0 and d != v:  # a static dim replaced: may be baked in
+                    elif isinstance(d, int) and d != v:  # a static dim replaced: may be baked in
+                        self.dims_changed = True
+                        if d <= 0:
+                            continue
                         if i == bax:
                             self.rebound.setdefault("batch", d)
                             self.rebound_target = v
@@ -437,13 +460,16 @@ class _Validate:
                 raise InputError(f"{self.path}: input {vi.name!r} has an absurd size {bound}")
             _set_dims(vi, bound)
             specs.append(TensorSpec(vi.name, dt, tuple(bound)))
-        # bound symbolic dims may reappear in outputs / value_info, and a rebound static dim (a batch of 32 baked into
-        # the export, --batch-size 256) leaves the outputs' stored shapes at the export's size: drop those stale
-        # annotations so shape inference gives the outputs (and the loss sized from them) the bound shapes
-        del g.value_info[:]
+        # bound symbolic dims may reappear in outputs, and a replaced static dim (a batch of 32 baked into the
+        # export, --batch-size 256; a zero-size dim bound) leaves the outputs' and value_info's stored shapes at
+        # the export's size: drop those stale annotations so shape inference gives the outputs (and the loss sized
+        # from them) the bound shapes. value_info is kept otherwise: it is all there is of a custom op's output.
+        changed = bool(self.rebound) or getattr(self, "dims_changed", False)
+        if changed:
+            del g.value_info[:]
         for o in g.output:
             elem, dims = _dims_of(o)
-            if dims is not None and (self.rebound or any(not isinstance(d, int) for d in dims)):
+            if dims is not None and (changed or any(not isinstance(d, int) or d == 0 for d in dims)):
                 o.type.tensor_type.ClearField("shape")
         self.params_bound = params
         return specs
@@ -453,6 +479,11 @@ class _Validate:
         sequence is dim 0), the sequence the other of dims 0 and 1."""
         sax = 0 if bax == 1 else 1
         if isinstance(d, int) and d > 0:
+            first = getattr(self, "first_batch_dim", d)
+            if i == bax and self.batch_size and d != self.batch_size and rank > 1 and d != first:
+                self.assumptions.append(f"input {name!r}: dim {i} ({d}) kept, not a batch: the first input's batch "
+                                        f"dim is {first!r}")
+                return d
             if i == bax and self.batch_size and d != self.batch_size and rank > 1:
                 where = "leading dim" if i == 0 else f"batch dim {i} (sequence-first RNN input)"
                 self.assumptions.append(f"input {name!r}: {where} {d} rebound to --batch-size {self.batch_size}")
@@ -485,6 +516,7 @@ class _Validate:
             self.assumptions.append(f"symbolic dim {d!r} bound to {v}")
         else:
             self.assumptions.append(f"{'zero-size' if d == 0 else 'unnamed'} dim {i} of input {name!r} bound to {v}")
+            self.dims_changed = self.dims_changed or d == 0
         return v
 
     def _rebind_failed(self) -> None:

@@ -267,11 +267,22 @@ def _conv(n: Node) -> OpCost:
               padding=list(n.attrs.get("pads", [0] * 2 * nsp))[:nsp] or [0] * nsp,
               groups=int(n.attrs.get("group", 1)), transposed=transposed,
               bias=len(n.in_shapes) > 2 and n.in_shapes[2] is not None)
+    if any(int(v) < 1 for v in (*kw["stride"], *kw["dilation"])):
+        raise Malformed(f"strides {kw['stride']}, dilations {kw['dilation']}: each must be >= 1")
     if y is not None and len(y) == len(x):
+        if any(int(v) < 1 for v in y[2:]):
+            raise Malformed(f"output spatial size {list(y[2:])}: the kernel {list(w[2:])} is larger than the "
+                            f"padded input {list(x[2:])}")
         kw["out_spatial"] = tuple(y[2:])
     elif n.attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise Unsupported("unknown output shape with auto_pad")
-    fwd = C.conv(x, w, n.dtype, **kw)
+    try:
+        fwd = C.conv(x, w, n.dtype, **kw)
+    except ValueError as e:  # conv_out_spatial: no output element (the kernel larger than the padded input)
+        pads = list(n.attrs.get("pads", [0] * 2 * nsp))
+        if pads[:nsp] != pads[nsp:]:  # sized with the leading pads on both sides: not known to be empty
+            raise Unsupported("unknown output shape with asymmetric pads") from None
+        raise Malformed(str(e)) from None
     gx, gw = n.in_grad[0], n.in_grad[1]
     bwd = C.conv_backward(x, w, n.dtype, input_grad=gx, weight_grad=gw, **kw) if (gx or gw) else []
     saved = []
@@ -459,6 +470,8 @@ def _pool(n: Node) -> OpCost:
         y = tuple(x[:2]) + (1,) * (len(x) - 2)
     else:
         kernel = tuple(n.attrs.get("kernel_shape", ()))
+        if any(int(v) < 1 for v in n.attrs.get("strides", ())):
+            raise Malformed(f"strides {list(n.attrs['strides'])}: each must be >= 1")
         _need(y)
     kind = "max" if "Max" in n.op_type else "avg"
     fwd = C.pool(x, y, kernel, n.dtype, kind=kind)

@@ -3,8 +3,10 @@ Dropout, Cast] -> MatMul(P, V)``, as the TorchScript exporter writes ``scaled_do
 attention. On the target GPU (and on the PyTorch path) that is one fused attention kernel, so the frontend costs
 it with :func:`wattlint.costs.attention` / ``attention_backward`` instead of two GEMMs + a softmax.
 
-Causality is read from the mask: its value when it is computable from shapes (a lower-triangular mask), else
-from its ancestry (``Trilu``, a comparison of two ``Range``s, or a square boolean buffer).
+Causality is read from the mask: its value when it is computable from shapes (a lower-triangular mask; past
+2**24 elements, at sampled rows and columns, so the verdict does not depend on the length), or the value of a part
+it is a conjunction of (a folded causal mask And-ed with padding from an input), else from its ancestry
+(``Trilu``, a comparison of two ``Range``s, or a square boolean buffer).
 """
 
 from __future__ import annotations
@@ -121,23 +123,85 @@ def _first_chain_input(q, nodes, producer) -> str | None:
     return None
 
 
-def is_causal(masks, nodes, producer, values, types, sq: int, sk: int) -> bool | None:
-    """True/False when the mask tells; None when nothing is known (treated as not causal)."""
+def mask_positions(sq: int, sk: int) -> tuple:
+    """The rows and columns at which a mask too large to evaluate whole is evaluated (onnx_fold.Grid): the first
+    and last 32, 64 spread over the length, and their neighbours and diagonal positions (top-left and bottom-right
+    aligned), so a lower-triangular mask is told from a full or banded one whatever the length."""
     import numpy as np
 
+    def spread(n):
+        base = {*range(min(n, 32)), *range(max(0, n - 32), n), *(int(x) for x in np.linspace(0, n - 1, 64))}
+        return {x for b in base for x in (b, b + 1) if 0 <= x < n}
+
+    rows = spread(sq)
+    off = sk - sq if sk >= sq else 0
+    cols = spread(sk) | {c for r in rows for c in (r - 1, r, r + 1, r + off - 1, r + off, r + off + 1) if 0 <= c < sk}
+    return np.array(sorted(rows), dtype=np.int64), np.array(sorted(cols), dtype=np.int64)
+
+
+def _verdict(v, sq: int, sk: int) -> bool | None:
+    """A mask's value (an array, or an onnx_fold.Grid) of shape [..., sq, sk]: True when it allows exactly a lower
+    triangle (top-left or bottom-right aligned), False when it allows everything, None otherwise."""
+    import numpy as np
+
+    if v is None or len(v.shape) < 2 or tuple(v.shape[-2:]) != (sq, sk):
+        return None
+    if hasattr(v, "rows"):  # a Grid
+        a = v.a.reshape(len(v.rows), len(v.cols))
+        rows, cols = v.rows, v.cols
+    else:
+        a = v.reshape(-1, sq, sk)[0]
+        rows, cols = np.arange(sq), np.arange(sk)
+    allowed = a if a.dtype == np.bool_ else (a > -1e4)
+    if a.dtype == np.bool_ and not allowed.any():
+        return None
+    tl = cols[None, :] <= rows[:, None]
+    tri = cols[None, :] <= rows[:, None] + (sk - sq if sk >= sq else 0)
+    if np.array_equal(allowed, tl) or np.array_equal(allowed, tri):
+        return True
+    if allowed.all():
+        return False
+    return None
+
+
+def _fill(v) -> bool | None:
+    """A single fill value of a mask: True when it lets a score through (true, or an additive 0), False when it
+    blocks it (false, or a large negative), None when unknown."""
+    if v is None or getattr(v, "size", 0) != 1 or hasattr(v, "rows"):
+        return None
+    x = v.reshape(-1)[0]
+    return bool(x) if v.dtype.kind == "b" else bool(x > -1e4)
+
+
+def is_causal(masks, nodes, producer, values, types, sq: int, sk: int) -> bool | None:
+    """True/False when the mask tells; None when nothing is known (treated as not causal). A value may be an
+    onnx_fold.Grid (the mask at sampled rows and columns): it is compared at those positions."""
     for m in masks:
-        v = values.get(m)
-        if v is not None and v.ndim >= 2 and v.shape[-2:] in ((sq, sk), (1, sk)) and v.shape[-2] == sq:
-            a = v.reshape(-1, sq, sk)[0]
-            allowed = a if a.dtype == np.bool_ else (a > -1e4)
-            if a.dtype == np.bool_ and not allowed.any():
-                continue
-            tri = np.tril(np.ones((sq, sk), dtype=bool), k=sk - sq if sk >= sq else 0)
-            tl = np.tril(np.ones((sq, sk), dtype=bool))
-            if np.array_equal(allowed, tl) or np.array_equal(allowed, tri):
-                return True
-            if allowed.all():
-                return False
+        verdict = _verdict(values.get(m), sq, sk)
+        if verdict is not None:
+            return verdict
+    # a part the mask is a conjunction of (a folded causal mask And-ed with padding that depends on an input, an
+    # additive mask's Add, a Where selecting its allowed fill): lower-triangular there, the mask is causal
+    stack = list(masks)
+    seen = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or not t:
+            continue
+        seen.add(t)
+        if t not in masks and _verdict(values.get(t), sq, sk):
+            return True
+        pi = producer.get(t)
+        if pi is None:
+            continue
+        n = nodes[pi]
+        if n.op_type in ("And", "Add"):
+            stack.extend(n.input[:2])
+        elif n.op_type in ("Cast", "Identity", "Expand", "Unsqueeze", "Reshape"):
+            stack.extend(n.input[:1])
+        elif n.op_type == "Where" and len(n.input) == 3 and _fill(values.get(n.input[1])) is True \
+                and _fill(values.get(n.input[2])) is False:
+            stack.append(n.input[0])
     # ancestry: Trilu(lower), a comparison of two Range-derived tensors, a square boolean buffer
     stack = list(masks)
     seen = set()

@@ -17,8 +17,10 @@ MAX_SHAPE_VALUES = 1 << 16  # entries of one integer shape tensor (Reshape / Exp
 
 
 def _without_external_data(model):
-    """A copy whose externally stored initializers are graph inputs of the same type and shape: onnxruntime's
-    symbolic inference would otherwise try to read their data (relative to the current directory)."""
+    """A copy whose externally stored initializers, and the outputs of Constant nodes whose tensor is stored
+    externally (onnx.save(..., convert_attribute=True)), are graph inputs of the same type and shape: onnxruntime's
+    symbolic inference would otherwise try to read their data (relative to the current directory). Returns the copy,
+    the initializers moved and the Constant nodes removed."""
     from onnx import helper
 
     m = type(model)()
@@ -27,14 +29,25 @@ def _without_external_data(model):
     keep, moved = [], []
     for t in g.initializer:
         (moved if t.data_location == 1 else keep).append(t)
-    if not moved:
-        return m, []
+    nodes, consts = [], []
+    for n in g.node:
+        ext = n.op_type == "Constant" and n.output and any(a.name == "value" and a.type == 4 and
+                                                           a.t.data_location == 1 for a in n.attribute)
+        (consts if ext else nodes).append(n)
+    if not moved and not consts:
+        return m, [], []
     del g.initializer[:]
     g.initializer.extend(keep)
     names = {i.name for i in g.input}
     g.input.extend(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in moved
                    if t.name not in names)
-    return m, moved
+    if consts:
+        del g.node[:]
+        g.node.extend(nodes)
+        for n in consts:
+            t = next(a.t for a in n.attribute if a.name == "value")
+            g.input.append(helper.make_tensor_value_info(n.output[0], t.data_type, list(t.dims)))
+    return m, moved, consts
 
 def _run_ort(SymbolicShapeInference, model):
     """``SymbolicShapeInference.infer_shapes`` without its side effects: the public method saves a debug copy of
@@ -246,14 +259,18 @@ class _Shapes:
             self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
             return inferred
         try:
-            stripped, moved = _without_external_data(self.model)
+            stripped, moved, consts = _without_external_data(self.model)
             out = _run_ort(SymbolicShapeInference, stripped)
-            if out is not None and moved:  # put the initializers back where they were
-                names = {t.name for t in moved}
+            if out is not None and (moved or consts):  # put the initializers and Constant nodes back
+                names = {t.name for t in moved} | {n.output[0] for n in consts}
                 keep = [i for i in out.graph.input if i.name not in names]
                 del out.graph.input[:]
                 out.graph.input.extend(keep)
                 out.graph.initializer.extend(moved)
+                if consts:  # first: a Constant has no inputs
+                    rest = list(out.graph.node)
+                    del out.graph.node[:]
+                    out.graph.node.extend([*consts, *rest])
         except Exception as e:
             self.assumptions.append(f"symbolic shape inference failed ({type(e).__name__}); unknown shapes remain")
             return inferred

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .onnx_load import external_path
+
 SAMPLES = 8  # columns of the copy compared with rows of the embedding
 
 
@@ -39,8 +41,8 @@ def _array(t, folder: Path):
     ext = {e.key: e.value for e in t.external_data}
     if not ext.get("location"):
         return None
-    path = (folder / ext["location"]).resolve()
-    if not (path == folder or folder in path.parents) or not path.is_file():
+    path = external_path(folder, ext["location"])
+    if path is None or not path.is_file():
         return None
     try:
         offset = int(ext.get("offset", 0))
