@@ -5,7 +5,6 @@ Real-GPU behaviour is covered by tests/test_calib_gpu.py where a device exists; 
 
 import sys
 import time
-import types
 
 import pytest
 
@@ -40,15 +39,9 @@ class FakeEvent:
 
 @pytest.fixture
 def mocked_cuda(monkeypatch):
-    props = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", multi_processor_count=132, total_memory=80 << 30,
-                                  major=9, minor=0, uuid="1234")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
-    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
-    monkeypatch.setattr(backends.CudaBackend, "build",
-                        lambda self, s: backends.benchmarks.build(s.family, s.params_dict, s.precision, s.phase, "cpu"))
+    from _fake_cuda import mock_cuda_device
+
+    props = mock_cuda_device(monkeypatch, FakeEvent)
     FakeEvent.log.clear()
     return props
 

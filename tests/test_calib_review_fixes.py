@@ -7,7 +7,6 @@ import json
 import shutil
 import sys
 import time
-import types
 from pathlib import Path
 
 import pytest
@@ -270,20 +269,11 @@ class _Event:
 def mocked_cuda(monkeypatch):
     """A CUDA 'GPU' named ``mocked_cuda.name`` (set it before the run) whose ops run on the CPU, metered by a fake
     NVML counter at 400 W; the autograd engine overhead is 80 us."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    from _fake_cuda import mock_cuda_device
     from test_calib_meters import fake_pynvml
 
-    from wattlint.calibrate import backends
-
-    props = types.SimpleNamespace(name="NVIDIA H100 80GB HBM3", multi_processor_count=132, total_memory=80 << 30,
-                                  major=9, minor=0, uuid="1234")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda d=None: None)
-    monkeypatch.setattr(torch.cuda, "Event", _Event)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
-    monkeypatch.setattr(backends.CudaBackend, "build",
-                        lambda self, s: benchmarks.build(s.family, s.params_dict, s.precision, s.phase, "cpu"))
+    props = mock_cuda_device(monkeypatch, _Event)
     monkeypatch.setattr(benchmarks, "autograd_call_overhead", lambda device, calls=200: 80e-6)
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(time.perf_counter, power_w=400.0, tick_s=0.02))
     return props
