@@ -93,3 +93,24 @@ def test_expert_rings_beyond_the_ranks_of_a_node_share_it_among_those_ranks(tmp_
     t = experts + others
     exposed = max(0.1 * t, t - e.phases["backward"].time_s)
     assert e.phases["communication"].time_s == pytest.approx(exposed, rel=1e-6)
+
+
+@pytest.mark.parametrize("extra, per_layer, rows", [
+    (dict(recompute="full"), 6, 1.0),   # the recomputed forward dispatches and combines again
+    (dict(capacity_factor=2.0), 4, 2.0),  # the experts' buffers hold 2x the assignments: so does each all-to-all
+    (dict(capacity_factor=0.5), 4, 0.5),  # tokens over capacity are dropped, never sent
+])
+def test_moe_all_to_all_follows_recompute_and_the_expert_buffers(tmp_path, extra, per_layer, rows):
+    """The all-to-all was 4 per MoE layer of tokens x top-k whatever the plan: full recompute repeats the forward's
+    2 (as it repeats the tensor-parallel collectives), and an expert receives exactly its capacity-sized buffer (the
+    expert compute already followed the capacity factor, the all-to-all did not). Same plan and hand count as the
+    test above, scaled."""
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(MIXTRAL))
+    est = wattlint.estimate(str(p), gpu="a100-sxm4-80gb", gpus=16, gpus_per_node=8, tensor_parallel=2,
+                            sequence_parallel=True, expert_parallel=8, batch_size=8, seq_len=64, internode_gbps=400.0,
+                            precision="bf16", steps=1, lint=False, **extra)
+    a2a = 32 * 2 * 256 * 2 * rows
+    one = max(a2a * 3 / 8 / 240e9, a2a * 4 / 8 / 5e9) + 40e-6
+    assert est.phases["expert_all_to_all"].time_s == pytest.approx(2 * per_layer * one, rel=1e-9)
+    assert any(a.startswith(f"expert parallel 8: {per_layer} all-to-alls") for a in est.assumptions)

@@ -995,6 +995,20 @@ def moe_layers(graph: CostGraph) -> list[dict]:
     return list(moe.get("layers") or [])
 
 
+def dispatched_rows_per_assignment(layer: dict, capacity_factor: float, seq_len: int) -> float:
+    """Rows an MoE layer's all-to-all carries per token-to-expert assignment: the rows its experts compute (the
+    frontend's summary), since an expert receives exactly its buffer. Dropless: 1; a capacity factor c pads or drops
+    every expert's buffer to ceil(c x assignments / experts) rows (GShard / DeepSpeed-MoE's [E, C, h] dispatch): c;
+    Switch's configured ``expert_capacity`` per sequence: experts x capacity / (sequence x top-k); the 'batched'
+    implementation runs every assignment whatever the factor: 1."""
+    k = max(1, int(layer.get("top_k") or 1))
+    if layer.get("expert_capacity") and seq_len > 0:
+        return int(layer.get("experts") or 0) * int(layer["expert_capacity"]) / (seq_len * k)
+    if layer.get("implementation") == "batched":
+        return 1.0
+    return float(capacity_factor)
+
+
 def routed_expert_params(graph: CostGraph) -> int:
     """Parameters of the routed experts of the whole model (every MoE layer, all its experts; the router and any
     shared experts are not routed experts), from the frontend's MoE summary (0 for dense models)."""

@@ -670,15 +670,26 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             # each tensor-parallel rank routes its 1/tp of the tokens (sequence parallelism scatters them; without
             # it DeepSpeed-MoE drops the copies its TP ranks share before the all-to-all)
             a2a_tokens = tokens / tp
+            cf = float(((stage.extra or {}).get("moe") or {}).get("capacity_factor") or 1.0)
+            seq = max(1, int(plan.seq_len or P.sequence_length(stage) or 1))
+            # the recomputed forward (full recompute) dispatches and combines again
+            per_layer, again = (6, ", + 2 in the recomputed forward") if P.recompute_mode(plan.recompute) == "full" \
+                else (4, "")
+            rows = []
             for ly in moe:
-                a2a = float(a2a_tokens * int(ly.get("top_k", 1)) * hidden * act_bytes)
+                r = P.dispatched_rows_per_assignment(ly, cf, seq)
+                rows.append(r)
+                a2a = float(a2a_tokens * int(ly.get("top_k", 1)) * r * hidden * act_bytes)
                 one, lat, name = expert_all_to_all(a2a, ep, tp, gpu, plan)
-                ep_mb += 4 * one
+                ep_mb += per_layer * one
             share = f" / tp {tp}" if tp > 1 else ""
-            notes.append(f"expert parallel {ep}: 4 all-to-alls per MoE layer (dispatch and combine, forward and "
-                         f"backward) of tokens{share} x top-k x hidden x {act_bytes} B over {name} for {len(moe)} "
-                         f"MoE layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute unchanged "
-                         f"(balanced routing)")
+            pad = (f" x {rows[0]:.3g} (the experts' buffers: capacity factor / expert capacity)"
+                   if rows and all(abs(x - rows[0]) < 1e-9 for x in rows) and abs(rows[0] - 1.0) > 1e-9 else
+                   " x the experts' buffer share" if any(abs(x - 1.0) > 1e-9 for x in rows) else "")
+            notes.append(f"expert parallel {ep}: {per_layer} all-to-alls per MoE layer (dispatch and combine, forward "
+                         f"and backward{again}) of tokens{share} x top-k{pad} x hidden x {act_bytes} B over {name} "
+                         f"for {len(moe)} MoE layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute "
+                         f"unchanged (balanced routing)")
         elif not P.moe_layers(stage):
             raise ConfigError(f"--expert-parallel {ep}: the model has no mixture-of-experts layer to spread")
         else:
