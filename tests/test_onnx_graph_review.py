@@ -272,6 +272,25 @@ def test_hub_cache_symlinks_read_the_data_beside_the_link(tmp_path):
     (other / "model.onnx").write_bytes(m.SerializeToString())
     with pytest.raises(InputError, match=r"outside the model's folder \('sub/model.onnx_data'\)"):
         analyze_onnx(other / "model.onnx")
+    # review: the data FILE itself a link out of the model's folder (to any file on the machine, read as weights and
+    # shape values) is refused too; only a link resolving where the model's own link does (blobs/) is followed
+    leak = tmp_path / "leak"
+    leak.mkdir()
+    for t in list(m.graph.initializer)[:3]:
+        next(e for e in t.external_data if e.key == "location").value = "model.onnx_data"
+    (leak / "model.onnx").write_bytes(m.SerializeToString())
+    os.symlink(tmp_path / "elsewhere" / "model.onnx_data", leak / "model.onnx_data")
+    with pytest.raises(InputError, match=r"outside the model's folder \('model.onnx_data'\)"):
+        analyze_onnx(leak / "model.onnx")
+    # a model linked from another folder, its data beside the file it points to (review: refused as missing)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "model.onnx").write_bytes(m.SerializeToString())
+    (tmp_path / "real" / "model.onnx_data").write_bytes(blob)
+    os.symlink(tmp_path / "real" / "model.onnx", linked / "model.onnx")
+    g = analyze_onnx(linked / "model.onnx")
+    assert [r.flops for r in _fwd(g, "matmul") if r.shapes[0] == (4, 16)] == [2 * 4 * 16 * 4]
 
 
 def test_constant_nodes_external_data_never_read_from_the_current_directory(tmp_path, monkeypatch):
@@ -446,3 +465,35 @@ def test_conv_with_an_empty_output_after_inference_is_malformed(tmp_path, run_cl
     + 1 = 0) was priced at 0 FLOPs, exit 0."""
     code, out, err = run_cli("analyze", _save(tmp_path, _conv_model([8, 32, 1, 1], [64, 32, 3, 3], strides=[2, 2])))
     assert code == 2 and "node '/c/Conv'" in err and "output spatial size [0, 0]" in err
+
+
+def test_stale_value_info_of_standard_ops_is_dropped_when_only_symbolic_dims_are_bound(tmp_path):
+    """Review: a static [8, 16] MLP shape-inferred, then its input and output made 'batch' (as onnx.tools'
+    update_model_dims does, value_info untouched): kept value_info priced everything after the first MatMul at batch
+    8. At --batch-size 32: MatMuls 2 x 32 x 16 x 32 and 2 x 32 x 32 x 8."""
+    from onnx import shape_inference
+    from onnx.tools import update_model_dims
+
+    nodes = [helper.make_node("MatMul", ["x", "W1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    m = shape_inference.infer_shapes(_model(nodes, [_vi("x", [8, 16])], [_vi("y", [8, 8])],
+                                            [_w("W1", [16, 32]), _w("W2", [32, 8])]))
+    m = update_model_dims.update_inputs_outputs_dims(m, {"x": ["batch", 16]}, {"y": ["batch", 8]})
+    p = tmp_path / "stale.onnx"
+    onnx.save(m, p)
+    g = analyze_onnx(p, batch_size=32)
+    assert sorted(r.flops for r in _fwd(g, "matmul")) == [2 * 32 * 32 * 8, 2 * 32 * 16 * 32]
+
+
+def test_a_static_input_beside_a_symbolic_batch_is_rebound_unless_it_is_sequence_sized(tmp_path):
+    """Review: ids [batch, 16] with a static token_type_ids [8, 16] (a baked batch) was kept at 8 and the export
+    then failed (exit 2); a static [16, 16] mask (sequence-sized) stays kept."""
+    nodes = [helper.make_node("Gather", ["E", "ids"], ["e"]), helper.make_node("Gather", ["E2", "tt"], ["t"]),
+             helper.make_node("Add", ["e", "t"], ["s"]), helper.make_node("MatMul", ["s", "W"], ["y"])]
+    m = _model(nodes, [_vi("ids", ["batch", 16], I64), _vi("tt", [8, 16], I64)], [_vi("y", None)],
+               [_w("E", [100, 32]), _w("E2", [2, 32]), _w("W", [32, 100])])
+    p = tmp_path / "partial.onnx"
+    onnx.save(m, p)
+    g = analyze_onnx(p, batch_size=32)
+    assert dict((t.name, t.shape) for t in g.inputs) == {"ids": (32, 16), "tt": (32, 16)}
+    assert [r.flops for r in _fwd(g, "matmul")] == [2 * 32 * 16 * 32 * 100]

@@ -28,7 +28,7 @@ from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, S
 from . import onnx_ops as ops
 from .onnx_ties import tied_copies
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
-                        _strings_ok, _Validate)
+                        _strings_ok, _Validate, data_folder)
 from .onnx_shapes import _Shapes
 
 _PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
@@ -237,8 +237,9 @@ class _Analysis(_Validate, _Shapes):
                  optimizer_impl: str = "foreach"):
         self.model = model
         self.path = path
-        # external data is looked up beside the path as given (a hub snapshot's links), not beside a link's target
-        self.folder = path.absolute().parent
+        # external data is looked up beside the path as given (a hub snapshot's links) or, for a model linked from
+        # another folder, beside the file it points to
+        self.folder = data_folder(model, path)
         self.user_inputs = dict(inputs)
         self.batch_size = batch_size
         self.seq_len = seq_len
@@ -288,7 +289,7 @@ class _Analysis(_Validate, _Shapes):
         self.trainable = self._trainable(g)
         self.grad: set[str] = set(self.trainable)
         # an output layer that is the embedding transposed (a tied LM head): one parameter, two uses
-        self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder)
+        self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder, self.path.resolve().parent)
         self.on_loss_path = self._loss_ancestors(g)
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []

@@ -121,12 +121,16 @@ def _load(p: Path):
                 from None
     return model
 
-def external_path(folder: Path, loc: str) -> Path | None:
+# domains whose ops shape inference knows (onnx, onnxruntime's contrib ops): value_info of their outputs is dropped
+STANDARD_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+
+
+def external_path(folder: Path, loc: str, also: Path | None = None) -> Path | None:
     """The file external-data ``loc`` of a model in ``folder`` names, or None when it is not inside that folder: an
-    absolute path or drive, a step out through ``..``, or a folder on the way that resolves outside it. ``folder``
-    is the folder of the model's path as given, not of the file a link points to (a Hugging Face hub snapshot links
-    model.onnx and model.onnx_data into blobs/); the data file itself may be such a link, since the link is in the
-    model's folder."""
+    absolute path or drive, a step out through ``..``, or a file that resolves (through links) outside both
+    ``folder`` and ``also``. ``folder`` is where the data is looked up (:func:`data_folder`); ``also`` the folder of
+    the file the model's path resolves to: a Hugging Face hub snapshot links model.onnx and model.onnx_data into
+    blobs/, so the data link resolves where the model link does. A link to anywhere else is never followed."""
     if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
         return None
     norm = os.path.normpath(loc)
@@ -134,10 +138,29 @@ def external_path(folder: Path, loc: str) -> Path | None:
         return None
     target = folder / norm
     try:
-        real, parent = folder.resolve(), target.parent.resolve()
+        real = target.resolve()
+        roots = {folder.resolve(), *((also.resolve(),) if also is not None else ())}
     except (OSError, ValueError, RuntimeError):
         return None
-    return target if parent == real or real in parent.parents else None
+    return target if any(root in real.parents for root in roots) else None
+
+
+def data_folder(model, path: Path) -> Path:
+    """Where a model's external data is looked up: beside the path as given (a hub snapshot's links), unless the
+    path is a link and its data is not there but beside the file it points to (a model linked from another
+    folder)."""
+    here = path.absolute().parent
+    loc = next((e.value for t in model.graph.initializer if t.data_location == 1
+                for e in t.external_data if e.key == "location"), "")
+    if not isinstance(loc, str) or not path.is_symlink():
+        return here
+    try:
+        beside = (here / loc).exists()
+    except (OSError, ValueError):  # a damaged location: refused where the data is read
+        return here
+    if not loc or beside:
+        return here
+    return path.resolve().parent
 
 
 def _one_line(e: BaseException) -> str:
@@ -274,7 +297,7 @@ class _Validate:
         seen = self.__dict__.setdefault("_inside_seen", {})
         hit = seen.get(loc)
         if hit is None:
-            hit = seen[loc] = external_path(self.folder, loc) is not None
+            hit = seen[loc] = external_path(self.folder, loc, self.path.resolve().parent) is not None
         return hit
 
     def _declare_domains(self) -> None:
@@ -398,11 +421,13 @@ class _Validate:
         self.dims_changed = False  # a declared dim (static, or zero-size) given another size: value_info is stale
         # the same rule for the graph's own static dims: --batch-size resizes the inputs whose batch dim holds the
         # first input's static batch (a static [seq, seq] mask or weight beside ids [batch, seq] is kept, stated)
-        self.first_batch_dim = None
+        self.first_batch_dim, self.first_other_dims = None, set()
         for vi in graph_inputs:
             _, d0 = _dims_of(vi)
             if d0 is not None and len(d0) >= 2:
-                self.first_batch_dim = d0[1 if vi.name in seq_first else 0]
+                b = 1 if vi.name in seq_first else 0
+                self.first_batch_dim = d0[b]
+                self.first_other_dims = {x for i, x in enumerate(d0) if i != b and isinstance(x, int) and x > 0}
                 break
         for vi in graph_inputs:
             elem, dims = _dims_of(vi)
@@ -465,8 +490,10 @@ class _Validate:
         # the export's size: drop those stale annotations so shape inference gives the outputs (and the loss sized
         # from them) the bound shapes. value_info is kept otherwise: it is all there is of a custom op's output.
         changed = bool(self.rebound) or getattr(self, "dims_changed", False)
-        if changed:
-            del g.value_info[:]
+        custom = set() if changed else {o for n in g.node if n.domain not in STANDARD_DOMAINS for o in n.output}
+        keep = [vi for vi in g.value_info if vi.name in custom]  # stale too where they hold a bound symbolic dim,
+        del g.value_info[:]                                       # but shape inference has nothing else for them
+        g.value_info.extend(keep)
         for o in g.output:
             elem, dims = _dims_of(o)
             if dims is not None and (changed or any(not isinstance(d, int) or d == 0 for d in dims)):
@@ -480,7 +507,10 @@ class _Validate:
         sax = 0 if bax == 1 else 1
         if isinstance(d, int) and d > 0:
             first = getattr(self, "first_batch_dim", d)
-            if i == bax and self.batch_size and d != self.batch_size and rank > 1 and d != first:
+            # not batched like the first input: its batch is static and another size, or symbolic and this dim is
+            # one of its other sizes (a [seq, seq] mask beside ids [batch, seq]); otherwise a baked batch, rebound
+            other = d in getattr(self, "first_other_dims", ()) if not isinstance(first, int) else d != first
+            if i == bax and self.batch_size and d != self.batch_size and rank > 1 and other:
                 self.assumptions.append(f"input {name!r}: dim {i} ({d}) kept, not a batch: the first input's batch "
                                         f"dim is {first!r}")
                 return d

@@ -18,7 +18,7 @@ from .onnx_load import external_path
 SAMPLES = 8  # columns of the copy compared with rows of the embedding
 
 
-def _array(t, folder: Path):
+def _array(t, folder: Path, also: Path | None = None):
     """The initializer's values as a numpy array (memory-mapped for external data), or None when not readable."""
     import numpy as np
     from onnx import helper
@@ -41,7 +41,7 @@ def _array(t, folder: Path):
     ext = {e.key: e.value for e in t.external_data}
     if not ext.get("location"):
         return None
-    path = external_path(folder, ext["location"])
+    path = external_path(folder, ext["location"], also)
     if path is None or not path.is_file():
         return None
     try:
@@ -59,7 +59,8 @@ def _unnamed(name: str) -> bool:
     return name.startswith("onnx::") or "." not in name
 
 
-def tied_copies(graph, inits: dict, trainable: set[str], folder: Path) -> tuple[dict[str, str], list[tuple]]:
+def tied_copies(graph, inits: dict, trainable: set[str], folder: Path,
+                also: Path | None = None) -> tuple[dict[str, str], list[tuple]]:
     """(copy -> embedding) for the output-layer copies that equal a transposed embedding matrix, and the pairs
     whose values could not be read (copy, its dims, embedding, its dims)."""
     import numpy as np
@@ -82,7 +83,7 @@ def tied_copies(graph, inits: dict, trainable: set[str], folder: Path) -> tuple[
         for emb in by_shape.get((v, d), []):
             if inits[emb].data_type != t.data_type:
                 continue
-            a, b = _array(t, folder), _array(inits[emb], folder)
+            a, b = _array(t, folder, also), _array(inits[emb], folder, also)
             if a is None or b is None:
                 unread.append((name, [d, v], emb, [v, d]))
                 continue
