@@ -27,9 +27,11 @@ def analyze(source, **kwargs):
             raise ConfigError(f"analyze() takes no option {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                               + (" (wattlint.estimate takes the plan)" if canonical(k) and not close else ""))
     # the values are checked as wattlint.estimate and the command line check them (optimizer='lion', gpus=0, ...)
-    validate({k: v for k, v in kwargs.items() if canonical(k) and not (k == "inputs" and isinstance(v, dict))},
-             error=ConfigError)  # a dict of TensorSpecs is analyze's own form of inputs
-    return _analyze(source, **kwargs)
+    validate({k: v for k, v in kwargs.items() if canonical(k)}, error=ConfigError)
+    from .api import TRACE_LOCK
+
+    with TRACE_LOCK:  # one trace at a time: tracing swaps process-wide state (wattlint.api.TRACE_LOCK)
+        return _analyze(source, **kwargs)
 
 
 def estimate(source, **kwargs):

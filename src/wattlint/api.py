@@ -15,6 +15,7 @@ The public ``wattlint.estimate()`` is :func:`estimate` here.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -42,6 +43,12 @@ class Request:
 
 # ---- the steps -------------------------------------------------------------------------------------------------
 
+#: held for the whole of a trace: tracing swaps process-wide state (sys.stdout, torch.isfinite, the torch frontend's
+#: autocast dtype and active tracer, torch's meta-nonzero flag), so two traces at once from threads saw each other's
+#: and left it behind; one trace at a time gives what sequential calls give (re-entrant: a model's own code may trace)
+TRACE_LOCK = threading.RLock()
+
+
 def resolve_gpu(gpu: str | GpuSpec) -> tuple[GpuSpec, str | None]:
     """A database GPU and the assumption line its name resolution needs (alias, NVML name), or a ConfigError."""
     if isinstance(gpu, GpuSpec):
@@ -63,14 +70,14 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     if opts.get("recompute") == "full":  # full recompute: the frontend traces checkpointed blocks
         kw["activation_checkpointing"] = True
     kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
-    if "inputs" in kw:
+    if "inputs" in kw and not isinstance(kw["inputs"], Mapping):  # a dict (name -> spec) goes as it is
         kw["inputs"] = list(kw["inputs"])
     import contextlib
     import sys
 
     # the model's own code runs here (its import, factory and forward): what it prints goes to stderr, so that
     # stdout carries only wattlint's report (a --format json / sarif report stays parseable)
-    with contextlib.redirect_stdout(sys.stderr):
+    with TRACE_LOCK, contextlib.redirect_stdout(sys.stderr):
         return analyze(source, **kw)
 
 
@@ -335,30 +342,106 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     if options.get("compare") is not None:
         raise ConfigError("compare=: estimate() costs one GPU; wattlint.api.estimate_many(source, [gpu, ...]) "
                           "estimates several (what --compare runs)")
-    _refuse_retrace(source_or_graph, options)
-    req = Request(source=source_or_graph, gpus=(gpu,), options=validate_options(options), config=config,
+    _check_args(predictor, config)
+    opts = validate_options(options)
+    _refuse_retrace(source_or_graph, opts)
+    req = Request(source=source_or_graph, gpus=(gpu,), options=opts, config=config,
                   notes=notes, lint=lint, predictor=predictor, models_dirs=models_search_path(models_dir, config))
     return run(req)[0]
 
 
+def _check_args(predictor, config) -> None:
+    """``predictor=`` and ``config=`` of the API: one ConfigError line for a value of the wrong type, not an
+    AttributeError from deep inside pricing or lint."""
+    if predictor is not None and not all(callable(getattr(predictor, m, None)) for m in ("predict", "range_factors")):
+        raise ConfigError(f"predictor={_options._show(predictor)}: expected an energy model (wattlint.energy.predictor"
+                          f".Predictor, e.g. get_predictor(spec)) or None, got {type(predictor).__name__}")
+    if config is not None:
+        from .config import Config
+
+        if not isinstance(config, Config):
+            raise ConfigError(f"config={_options._show(config)}: expected a wattlint.config.Config (wattlint.config."
+                              f"load_config(folder)) or None, got {type(config).__name__}")
+
+
 def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
-    """A traced CostGraph is priced as traced: a seq_len other than the one it was traced at would count the plan's
-    steps at one length and price each at the other (ConfigError: trace again with that seq_len)."""
+    """A traced CostGraph is priced as traced: a frontend option (wattlint.options.FRONTEND_OPTIONS) other than the
+    one it was traced with would be ignored by the pricing, or worse, half applied (a seq_len counts the plan's steps
+    at one length and prices each at the other; an optimizer sizes the plan's memory for it while the graph's
+    optimizer step is priced). ConfigError: trace it again. ``options`` are validated. The options the plan itself
+    applies to a graph (batch_size, gpus, grad_accum: the global batch around the traced micro-batch; precision:
+    an fp32 graph priced in half precision; activation_checkpointing: the plan's recompute) pass."""
     if not isinstance(source_or_graph, CostGraph):
         return
-    seq = options.get("seq_len")
-    if seq is not None and source_or_graph.seq_len and int(seq) != source_or_graph.seq_len:
-        raise ConfigError(f"seq_len={seq}: the graph was traced at sequence length {source_or_graph.seq_len}; a "
-                          f"traced graph is priced as traced: trace it again with seq_len={seq} "
-                          "(wattlint.analyze(source, seq_len=...)) or estimate the source")
+    g = source_or_graph
+    extra = g.extra or {}
+    for name in _options.FRONTEND_OPTIONS:
+        value = options.get(name)
+        if value is None or name in _PLANNED_ON_GRAPH:
+            continue
+        if name == "seq_len":
+            traced = g.seq_len or None
+            same = traced is None or int(value) == traced
+        elif name == "optimizer":
+            traced = g.optimizer or None
+            same = value == traced
+        elif name == "optimizer_impl":
+            traced = extra.get("optimizer_impl")
+            same = value == traced
+        elif name == "torch_version":
+            from . import framework
+
+            traced = extra.get("torch_version")
+            same = traced is not None and framework.parse(value) == framework.parse(traced)
+        elif name == "capacity_factor":
+            traced = (extra.get("moe") or {}).get("capacity_factor")
+            same = traced is not None and float(value) == float(traced)
+        elif name == "inputs":
+            traced = ", ".join(f"{n}={d}[{','.join(map(str, shape))}]" for n, d, shape in _specs_of(g.inputs)) or None
+            same = traced is not None and _specs_of(value) == _specs_of(g.inputs)
+        elif name == "attention":  # the torch frontend records it
+            traced = extra.get("attention")
+            same = value == traced
+        else:  # any frontend option the graph does not record: cannot be checked, so not taken
+            traced, same = None, False
+        if same:
+            continue
+        how = (f"the graph was traced with {name}={traced!r}" if traced is not None and name != "seq_len" else
+               f"the graph was traced at sequence length {traced}" if traced is not None else
+               "the graph does not record the value it was traced with")
+        shown = _options._show(value)
+        raise ConfigError(f"{name}={shown}: {how}; a traced graph is priced as traced: trace it again with "
+                          f"{name}={shown} (wattlint.analyze(source, {name}=...)) or estimate the source")
+
+
+# frontend options the plan applies to an already traced graph (see _refuse_retrace)
+_PLANNED_ON_GRAPH = ("batch_size", "gpus", "grad_accum", "precision", "activation_checkpointing")
+
+
+def _specs_of(inputs) -> set[tuple[str, str, tuple[int, ...]]]:
+    """(name, dtype, shape) of each input of ``inputs=`` (validated: spec strings, or a dict of spec strings,
+    TensorSpecs or example tensors) or of a graph's TensorSpecs."""
+    from .frontends.inputs import parse_input_spec
+
+    items = list(inputs.items()) if isinstance(inputs, Mapping) else [(None, v) for v in inputs]
+    out = set()
+    for name, v in items:
+        if isinstance(v, str):
+            v = parse_input_spec(v if name is None or "=" in v else f"{name}={v}")
+        dtype = str(getattr(v, "dtype", "")).rsplit(".", 1)[-1]
+        out.add((name or getattr(v, "name", ""), dtype, tuple(int(d) for d in getattr(v, "shape", ()))))
+    return out
 
 
 def estimate_many(source_or_graph, gpus: Sequence[str | GpuSpec], *, lint: bool = True, config=None,
-                  **options: Any) -> list[Estimate]:
-    """The same model and plan options on several GPUs (what ``--compare`` runs): traced once."""
-    _refuse_retrace(source_or_graph, options)
-    return run(Request(source=source_or_graph, gpus=tuple(gpus), options=validate_options(options), config=config,
-                       lint=lint))
+                  predictor=None, models_dir=None, **options: Any) -> list[Estimate]:
+    """The same model and plan options on several GPUs (what ``--compare`` runs): traced once. ``config``,
+    ``predictor`` and ``models_dir`` as for :func:`estimate`."""
+    _check_args(predictor, config)
+    opts = validate_options(options)
+    _refuse_retrace(source_or_graph, opts)
+    return run(Request(source=source_or_graph, gpus=tuple(gpus), options=opts, config=config, lint=lint,
+                       predictor=predictor, models_dirs=models_search_path(models_dir, config)))
 
 
 #: an already built plan on an already traced graph, without lint (benchmarks and validation)

@@ -138,7 +138,18 @@ def dataset(v: Any, *, text: bool = False) -> str:
 _INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
 
 
-def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...]:
+def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...] | dict[str, Any]:
+    """Spec strings (``'x=float32[8,16]'``, one or a list), or (the API, as wattlint.analyze takes them) a dict of
+    name -> spec string (``'float32[8,16]'``), TensorSpec or example tensor, returned as a dict (the frontend reads
+    a TensorSpec's or a tensor's dtype and shape)."""
+    if isinstance(v, Mapping) and not text:
+        for name, spec in v.items():
+            if not isinstance(name, str) or not _INPUT_RE.match(f"{name}=x[]"):
+                raise ValueError(f"expected input names as keys, e.g. {{'x': 'float32[8,3,224,224]'}}, got {name!r}")
+            if isinstance(spec, str) and not _INPUT_RE.match((spec if "=" in spec else f"{name}={spec}")
+                                                               .replace(" ", "")):
+                raise ValueError(f"expected input specs like {{'x': 'float32[8,3,224,224]'}}, got {spec!r}")
+        return dict(v)
     items = (v,) if isinstance(v, str) else str_list(v)
     for s in items:
         if not _INPUT_RE.match(s.replace(" ", "")):

@@ -771,6 +771,12 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     eager = attention == "eager"
     model = to_meta(model)
+    # the caller's module is left as it was: its modules' train/eval modes and its parameters' .grad (cleared while
+    # traced: a .grad left there would be accumulated into, so a second estimate differed from the first)
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.grad) for p in _unique_params(model)]
+    for p, _ in grads:
+        p.grad = None
     model.train()
     args = _meta_like(tuple(args))
     kwargs = _meta_like(dict(kwargs or {}))
@@ -845,6 +851,10 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             h.remove()
         if restore_ckpt:
             restore_ckpt()
+        for p, g in grads:
+            p.grad = g
+        for m, training in modes:
+            m.training = training
     notes.append(loss_note)
     notes.append(opt_note)
     idle = [p for p in _unique_params(model) if p.requires_grad and id(p) not in reached]
@@ -909,7 +919,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     extra = {**tracer.kept.extra(),
              **({"activation_without_checkpointing": tracer.whole.extra()}
                 if activation_checkpointing and tracer.whole_complete else {}),
-             "optimizer_impl": optimizer_impl,
+             "optimizer_impl": optimizer_impl, "attention": "eager" if eager else "sdpa",
              "activation_checkpointing": bool(activation_checkpointing)}
     if logits is not None:  # the cross-entropy's transient memory at the start of backward (wattlint.memory)
         extra["loss_logits_elems"] = int(logits.numel())
@@ -1183,12 +1193,15 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
 
         def wrapped(*a, _f=run, **k):
             return checkpoint(_f, *a, use_reentrant=False, **k)
-        originals.append((blk, fwd))
+        originals.append((blk, fwd, "forward" in blk.__dict__))
         blk.forward = wrapped
 
-    def restore():
-        for blk, fwd in originals:
-            blk.forward = fwd
+    def restore():  # the class's forward again: no bound method left behind as an instance attribute
+        for blk, fwd, had in originals:
+            if had:
+                blk.forward = fwd
+            else:
+                del blk.forward
     return restore, where
 
 
@@ -1708,10 +1721,13 @@ def _route_rnns(model: nn.Module):
                 if not isinstance(input, torch.Tensor) or input.dim() != 3:
                     return _orig(input, hx)  # PackedSequence / unbatched: the module's own path
                 return _cudnn_style_rnn(_m, input, hx)
+            swapped.append((m, orig, "forward" in m.__dict__))
             m.forward = fwd
-            swapped.append((m, orig))
 
-    def restore():
-        for m, orig in swapped:
-            m.forward = orig
+    def restore():  # the class's forward again: no bound method left behind as an instance attribute
+        for m, orig, had in swapped:
+            if had:
+                m.forward = orig
+            else:
+                del m.forward
     return restore, len(swapped)
