@@ -460,3 +460,30 @@ def test_compare_run_model_starts_from_the_configured_defaults(tmp_path, capsys,
     assert json.loads(out.out)["static"]["total"]["gpu_energy_kwh"] == pytest.approx(oracle["gpu_energy_kwh"],
                                                                                       rel=1e-9)
     assert "settings from [tool.wattlint]" in out.err and "precision = 'bf16'" in out.err
+
+
+def test_a_records_gpu_count_stays_above_the_configured_defaults(tmp_path, capsys, monkeypatch):
+    """Review: a configured gpus = 4 priced the re-estimate of a run recorded on 1 device for 4 GPUs (its GPU-hours
+    4x the time). The run's own count wins; a configured pue still applies (the record's is the default) and the
+    settings line names only what was taken. The oracle is the same command in a folder without a config."""
+    import glob
+
+    root = Path(__file__).resolve().parents[1]
+    rec = str(root / sorted(glob.glob(str(root / "benchmarks/results/track_cpu_runs/*-mlp-mnist-b128.jsonl")))[-1])
+    argv = ["compare-run", rec, "--model", "wattlint.calibrate.zoo:mlp_mnist", "--input", "x=float32[128,784]",
+            "--cpu-calibration", str(root / "calibration/runs/cpu-amd-epyc"), "--format", "json"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    monkeypatch.chdir(plain)
+    assert main(argv) == 0
+    oracle = json.loads(capsys.readouterr().out)["reestimate"]["static"]
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "pyproject.toml").write_text("[tool.wattlint]\ngpus = 4\npue = 1.5\n")
+    monkeypatch.chdir(cfg)
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    st = json.loads(out.out)["reestimate"]["static"]
+    assert st["total"]["gpu_hours"] == pytest.approx(oracle["total"]["gpu_hours"], rel=1e-9)
+    assert st["total"]["energy_kwh"] != pytest.approx(oracle["total"]["energy_kwh"], rel=1e-6)  # pue 1.5 taken
+    assert "pue = 1.5" in out.err and "gpus" not in out.err

@@ -401,6 +401,7 @@ def _normalize(table: Mapping[str, Any], where: str, label: str, allowed: Mappin
     return out
 
 
+UNIT_WORDS = ("kwh", "hour", "co2", "usd")
 # report options of the command line that no configuration file sets (docs/CONFIG.md)
 CLI_ONLY = ("output", "compare", "top", "group_by", "depth")
 
@@ -414,7 +415,10 @@ def _unknown_key_hint(norm: str, allowed: Mapping[str, Any]) -> str:
     if norm in CLI_ONLY:
         return f" (--{kebab} is a command-line option only)"
     choices = sorted({k.replace("_", "-") for k in allowed})
-    hint = difflib.get_close_matches(kebab, choices, n=1, cutoff=0.8)
+    unit = next((u for u in UNIT_WORDS if u in kebab), None)  # 'price-per-gpu-hour' is not 'price-per-kwh'
+    if unit is not None:
+        choices = [c for c in choices if unit in c]
+    hint = difflib.get_close_matches(kebab, choices, n=1)
     return f" (did you mean '{hint[0]}'?)" if hint else ""
 
 

@@ -175,18 +175,32 @@ def _record(args, flags) -> dict:
 
 def _config_base() -> dict:
     """The ``[tool.wattlint]`` defaults a re-estimate starts from (beneath the record's plan, the log's figures and
-    the command line), said on stderr as every command that takes them says it."""
-    import sys
+    the command line; :func:`_with_config` says which it used)."""
     from pathlib import Path
 
     from ..config import load_config
-    from ._common import settings_note
 
     config = load_config(Path.cwd())
     base = {k: v for k, v in config.defaults.items() if k in PLAN_FLAGS}
-    if base:
-        print(f"wattlint: {settings_note(config, base.items())}", file=sys.stderr)
-    return base
+    return {"config": config, "options": base} if base else {}
+
+
+def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> dict:
+    """``over`` (the record's plan or the log's figures, then the flags) on top of the configured defaults but for
+    ``facts`` the run itself states (a record's GPU count), and on stderr the settings taken from the file, as every
+    command that takes them says it."""
+    import sys
+
+    from .. import options as O
+    from ._common import settings_note
+
+    cfg = args.config_base or {}
+    base = {k: v for k, v in (cfg.get("options") or {}).items() if k not in facts}
+    opts = O.overlay(base, over)
+    used = [(k, v) for k, v in base.items() if opts.get(k) == v and k not in over]
+    if used:
+        print(f"wattlint: {settings_note(cfg['config'], used)}", file=sys.stderr)
+    return opts
 
 
 def _notes(*lists) -> list[str]:
@@ -207,8 +221,9 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
 
     # the command line's choices replace the record's, as estimate's flags replace [tool.wattlint]'s (--steps over
     # a recorded epochs plan)
-    opts = O.overlay(O.overlay(args.config_base, (header.get("plan") or {}).get("request") or {}), flags)
     dev = header.get("device") or {}
+    opts = _with_config(args, O.overlay((header.get("plan") or {}).get("request") or {}, flags),
+                        facts=("gpus",) if dev.get("count") else ())
     est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
     _refuse_failed_estimate(args, est)
     doc["reestimate"] = {"static": est, "comparison": comparison(analysis, est, complete=complete)}
@@ -341,9 +356,8 @@ def _other(args, flags) -> dict:
         raise ConfigError(f"{m.path}: " + (f"its GPU {m.gpu_model!r} is not in the GPU database ('wattlint gpus' "
                                            "lists it)" if m.gpu_model else f"the {m.tool} log does not name its GPU")
                           + ": pass --gpu KEY (or --cpu-calibration DIR for a CPU run)")
-    from .. import options as O
 
-    est = _estimate(args, O.overlay(args.config_base, flags), "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    est = _estimate(args, _with_config(args, flags), "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
     _refuse_failed_estimate(args, est)
     doc["static"] = est
     tot = est["total"]

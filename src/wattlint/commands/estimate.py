@@ -81,7 +81,9 @@ def request(args) -> tuple[object, str]:
     if not gpu:
         gpu = O.DEFAULT_GPU
         notes = (f"no --gpu given: {O.DEFAULT_GPU}",)
-    from_file = [(k, v) for k, v in defaults.items() if (k == "gpu" and not args.gpu) or (k != "gpu" and k not in cli)]
+    # the settings the report takes from the file: those the command line's choices did not replace (options.overlay)
+    from_file = [(k, v) for k, v in defaults.items() if (k == "gpu" and not args.gpu) or
+                 (k != "gpu" and k not in cli and opts.get(k) == v)]
     if from_file:  # every number they change must say where its setting came from
         notes += (settings_note(config, from_file),)
     gpus = (gpu,) + tuple(g for g in (args.compare or ()) if g != gpu)
