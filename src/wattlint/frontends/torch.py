@@ -1196,13 +1196,17 @@ def _enable_checkpointing(model: nn.Module, hf: bool):
         originals.append((blk, fwd, "forward" in blk.__dict__))
         blk.forward = wrapped
 
-    def restore():  # the class's forward again: no bound method left behind as an instance attribute
-        for blk, fwd, had in originals:
-            if had:
-                blk.forward = fwd
-            else:
-                del blk.forward
-    return restore, where
+    return (lambda: _restore_forwards(originals)), where
+
+
+def _restore_forwards(swapped) -> None:
+    """Put back the ``forward`` of each (module, original, had an instance forward) swapped: the class's forward
+    again where the module had none of its own (no bound method left behind as an instance attribute)."""
+    for m, orig, had in swapped:
+        if had:
+            m.forward = orig
+        else:
+            del m.forward
 
 
 # ---- module sources ---------------------------------------------------------------------------------------------
@@ -1724,10 +1728,4 @@ def _route_rnns(model: nn.Module):
             swapped.append((m, orig, "forward" in m.__dict__))
             m.forward = fwd
 
-    def restore():  # the class's forward again: no bound method left behind as an instance attribute
-        for m, orig, had in swapped:
-            if had:
-                m.forward = orig
-            else:
-                del m.forward
-    return restore, len(swapped)
+    return (lambda: _restore_forwards(swapped)), len(swapped)
