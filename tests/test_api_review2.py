@@ -242,3 +242,19 @@ def test_a_bad_predictor_or_config_is_one_config_error(kw, match):
     assert "\n" not in str(e.value)
     with pytest.raises(ConfigError, match=match):
         api.estimate_many(m, ["h100"], steps=10, inputs=["input=float32[8,16]"], **kw)
+
+
+def test_the_options_a_graph_was_traced_with_pass_whatever_the_batch():
+    """Review: analyze(src, inputs=[x 8 x 16], batch_size=32) then estimate(g, the same options) was refused: the
+    graph's input had been traced at the plan's micro-batch (32 x 16). The batch dim aside, they are the same;
+    another feature size is still refused."""
+    import torch.nn as nn
+
+    import wattlint
+    from wattlint.types import ConfigError
+
+    g = wattlint.analyze(nn.Linear(16, 4), inputs=["x=float32[8,16]"], batch_size=32)
+    est = wattlint.estimate(g, gpu="h100", inputs=["x=float32[8,16]"], batch_size=32, steps=1, lint=False)
+    assert est.per_step.time_s > 0
+    with pytest.raises(ConfigError, match="inputs="):
+        wattlint.estimate(g, gpu="h100", inputs=["x=float32[8,32]"], batch_size=32, steps=1, lint=False)

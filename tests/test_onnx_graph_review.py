@@ -497,3 +497,36 @@ def test_a_static_input_beside_a_symbolic_batch_is_rebound_unless_it_is_sequence
     g = analyze_onnx(p, batch_size=32)
     assert dict((t.name, t.shape) for t in g.inputs) == {"ids": (32, 16), "tt": (32, 16)}
     assert [r.flops for r in _fwd(g, "matmul")] == [2 * 32 * 16 * 32 * 100]
+
+
+def test_a_static_weight_input_beside_a_symbolic_batch_is_kept(tmp_path):
+    """Review: x [batch, 16] with a weight passed as an input W2 [48, 48] (not shaped like x): W2 was resized to the
+    batch, inference failed and every op was scaled by 4/48. W2 @ W3 is 2 x 48 x 48 x 8 FLOPs whatever the batch."""
+    nodes = [helper.make_node("MatMul", ["W2", "W3"], ["P"]), helper.make_node("MatMul", ["x", "W1"], ["h"]),
+             helper.make_node("MatMul", ["h", "P"], ["y"])]
+    m = _model(nodes, [_vi("x", ["batch", 16]), _vi("W2", [48, 48])], [_vi("y", None)],
+               [_w("W1", [16, 48]), _w("W3", [48, 8])])
+    p = tmp_path / "w.onnx"
+    onnx.save(m, p)
+    g = analyze_onnx(p, batch_size=4)
+    assert dict((t.name, t.shape) for t in g.inputs) == {"x": (4, 16), "W2": (48, 48)}
+    assert sorted(r.flops for r in _fwd(g, "matmul")) == sorted([2 * 48 * 48 * 8, 2 * 4 * 16 * 48, 2 * 4 * 48 * 8])
+
+
+def test_the_exporters_shapes_are_kept_when_nothing_is_bound(tmp_path):
+    """Review: a static model whose Reshape target is computed (Shape -> Mul -> Reshape) carries the exporter's
+    shape for it; dropping that annotation left the Relu after it uncosted. Relu over [16, 8]: 128 FLOPs."""
+    from onnx import shape_inference
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Mul", ["s", "two"], ["t"]),
+             helper.make_node("Div", ["t", "four"], ["u"]), helper.make_node("Reshape", ["x", "u"], ["r"]),
+             helper.make_node("Relu", ["r"], ["a"]), helper.make_node("MatMul", ["a", "W"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([2, 1], np.int64), "two"),
+             numpy_helper.from_array(np.array([1, 4], np.int64), "four"), _w("W", [8, 4])]
+    m = _model(nodes, [_vi("x", [8, 16])], [_vi("y", [16, 4])], inits)
+    m.graph.value_info.append(_vi("r", [16, 8]))
+    m = shape_inference.infer_shapes(m)
+    p = tmp_path / "vi.onnx"
+    onnx.save(m, p)
+    g = analyze_onnx(p)
+    assert [r.flops for r in _fwd(g) if r.op.endswith("Relu")] == [16 * 8]

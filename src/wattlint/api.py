@@ -398,7 +398,10 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
             same = traced is not None and float(value) == float(traced)
         elif name == "inputs":
             traced = ", ".join(f"{n}={d}[{','.join(map(str, shape))}]" for n, d, shape in _specs_of(g.inputs)) or None
-            same = traced is not None and _specs_of(value) == _specs_of(g.inputs)
+            # with a batch_size, the batch dim aside: the trace rebinds the inputs to the plan's micro-batch
+            cut = 1 if options.get("batch_size") is not None else 0
+            same = traced is not None and ({(n, d, s[cut:]) for n, d, s in _specs_of(value)}
+                                           == {(n, d, s[cut:]) for n, d, s in _specs_of(g.inputs)})
         elif name == "attention":  # the torch frontend records it
             traced = extra.get("attention")
             same = value == traced

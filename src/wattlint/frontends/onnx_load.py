@@ -428,6 +428,7 @@ class _Validate:
                 b = 1 if vi.name in seq_first else 0
                 self.first_batch_dim = d0[b]
                 self.first_other_dims = {x for i, x in enumerate(d0) if i != b and isinstance(x, int) and x > 0}
+                self.first_rest = tuple(x for i, x in enumerate(d0) if i != b)
                 break
         for vi in graph_inputs:
             elem, dims = _dims_of(vi)
@@ -477,6 +478,7 @@ class _Validate:
                 if dims is None:
                     raise InputError(f"{self.path}: input {vi.name!r} has no shape; pass --input "
                                      f"{vi.name}={dt}[d0,d1,...]")
+                self.cur_rest = tuple(x for i, x in enumerate(dims) if i != bax)
                 bound = [self._bind_dim(vi.name, dt, i, d, len(dims), params, bax) for i, d in enumerate(dims)]
             for d in bound:
                 if d < 0 or d > MAX_DIM:
@@ -490,10 +492,13 @@ class _Validate:
         # the export's size: drop those stale annotations so shape inference gives the outputs (and the loss sized
         # from them) the bound shapes. value_info is kept otherwise: it is all there is of a custom op's output.
         changed = bool(self.rebound) or getattr(self, "dims_changed", False)
-        custom = set() if changed else {o for n in g.node if n.domain not in STANDARD_DOMAINS for o in n.output}
-        keep = [vi for vi in g.value_info if vi.name in custom]  # stale too where they hold a bound symbolic dim,
-        del g.value_info[:]                                       # but shape inference has nothing else for them
-        g.value_info.extend(keep)
+        if changed or params:
+            # a symbolic dim bound: intermediate shapes the exporter wrote at its own size (onnx.tools'
+            # update_model_dims leaves them) are stale; those of custom-domain ops are all there is of them
+            custom = set() if changed else {o for n in g.node if n.domain not in STANDARD_DOMAINS for o in n.output}
+            keep = [vi for vi in g.value_info if vi.name in custom]
+            del g.value_info[:]
+            g.value_info.extend(keep)
         for o in g.output:
             elem, dims = _dims_of(o)
             if dims is not None and (changed or any(not isinstance(d, int) or d == 0 for d in dims)):
@@ -507,9 +512,15 @@ class _Validate:
         sax = 0 if bax == 1 else 1
         if isinstance(d, int) and d > 0:
             first = getattr(self, "first_batch_dim", d)
-            # not batched like the first input: its batch is static and another size, or symbolic and this dim is
-            # one of its other sizes (a [seq, seq] mask beside ids [batch, seq]); otherwise a baked batch, rebound
-            other = d in getattr(self, "first_other_dims", ()) if not isinstance(first, int) else d != first
+            # not batched like the first input: its batch is static and another size; or symbolic, and this input
+            # is not shaped like it (a weight [48, 48] beside x [batch, 16]) or this dim is one of its other sizes (a
+            # [seq, seq] mask beside ids [batch, seq]); a static input shaped like it (token types [8, 16] beside ids
+            # [batch, 16]) is a baked batch, rebound
+            if isinstance(first, int):
+                other = d != first
+            else:
+                other = (getattr(self, "cur_rest", None) != getattr(self, "first_rest", None)
+                         or d in getattr(self, "first_other_dims", ()))
             if i == bax and self.batch_size and d != self.batch_size and rank > 1 and other:
                 self.assumptions.append(f"input {name!r}: dim {i} ({d}) kept, not a batch: the first input's batch "
                                         f"dim is {first!r}")
