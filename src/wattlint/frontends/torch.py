@@ -771,13 +771,6 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     eager = attention == "eager"
     model = to_meta(model)
-    # the caller's module is left as it was: its modules' train/eval modes and its parameters' .grad (cleared while
-    # traced: a .grad left there would be accumulated into, so a second estimate differed from the first)
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.grad) for p in _unique_params(model)]
-    for p, _ in grads:
-        p.grad = None
-    model.train()
     args = _meta_like(tuple(args))
     kwargs = _meta_like(dict(kwargs or {}))
     params, param_bytes, trainable = count_params(model)
@@ -786,6 +779,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     tracer = _Tracer(model, prec)
     tracer.int_answer = int(seq_len) if seq_len and seq_len > 1 else _feature_sequence(args, kwargs)
     moe = MOE.MoeRouting(model, capacity_factor).install()  # raises (swapping nothing) on an unknown MoE layout
+    # the caller's module is left as it was: its modules' train/eval modes and its parameters' .grad (cleared while
+    # traced: a .grad left there would be accumulated into, so a second estimate differed from the first)
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.grad) for p in _unique_params(model)]
+    for p, _ in grads:
+        p.grad = None
+    model.train()
     handles = []
     for m in model.modules():
         handles.append(m.register_forward_pre_hook(tracer.pre_hook, with_kwargs=True))
