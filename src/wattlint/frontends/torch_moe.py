@@ -28,13 +28,16 @@ Layouts handled: transformers' fused experts (classes decorated with ``@use_expe
 ``gate_up_proj``/``up_proj`` + ``down_proj``, called as ``experts(hidden_states, top_k_index, top_k_weights)`` —
 Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3, OLMoE, GLM-4-MoE, ...), and Switch Transformers' top-1 capacity routing with an
 ``experts`` ModuleDict. Any other module that holds experts (3-D expert-stacked parameters, a ModuleList/ModuleDict
-of experts, a class named ``*Experts``) makes :meth:`MoeRouting.install` raise :class:`InputError`: an
-unsupported layout is an error, never a silent undercount.
+of experts, a class named ``*Experts``, or a hand-written MoE: a ModuleList/ModuleDict of >= 2 structurally identical
+modules beside a router named gate/router/gating/switch with one output per module) makes :meth:`MoeRouting.install`
+raise :class:`InputError`: an unsupported layout is an error, never a silent miscount (a meta trace of a
+``torch.where(idx == i)`` dispatch runs every expert on every token).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -137,7 +140,8 @@ class MoeRouting:
                     "wattlint traces MoE layers at their routed cost for transformers' fused experts "
                     "(@use_experts_implementation: Mixtral, Qwen-MoE, DeepSeek-V2/V3, OLMoE, ...) and Switch "
                     "Transformers; tracing this one on meta tensors would miscount its experts (routing is "
-                    f"data-dependent), so it is refused rather than undercounted{_old_transformers_hint(m)}")
+                    "data-dependent), so it is refused rather than costed wrong; analyze an equivalent transformers "
+                    f"MoE config (e.g. Mixtral's config.json) instead{_old_transformers_hint(m)}")
         for m, layer, make in plans:
             had = "forward" in m.__dict__
             self._swapped.append((m, m.__dict__.get("forward"), had))
@@ -239,6 +243,53 @@ def _holds_experts(m: nn.Module) -> str | None:
             return f"{len(c)} expert modules in '{cn}'"
     if type(m).__name__.lower().endswith("experts"):
         return "a module class named *Experts"
+    for cn, c in m.named_children():  # a hand-written MoE: identical modules + a router with one output per module
+        mods = _identical_modules(c)
+        router = _router_beside(m, len(mods), skip=cn) if mods else None
+        if router:
+            return f"{len(mods)} identical {type(mods[0]).__name__} modules in '{cn}' beside the {router}"
+    return None
+
+
+# a router's name holds one of these words (split at non-letters and camelCase: "w_gate", "GateNet"; a substring is
+# not enough: "aggregate" or "navigate" is no gate)
+ROUTER_WORDS = frozenset({"gate", "gates", "gating", "router", "routers", "routing", "switch"})
+
+
+def _router_named(name: str) -> bool:
+    return any(w in ROUTER_WORDS for w in re.findall(r"[a-z]+", re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()))
+
+
+def _identical_modules(c: nn.Module) -> list[nn.Module] | None:
+    """The members of ModuleList/ModuleDict ``c`` if there are >= 2 and all have the same class and the same
+    parameter names and shapes (at least one parameter); else None."""
+    if not isinstance(c, (nn.ModuleList, nn.ModuleDict)):
+        return None
+    mods = list(c.values()) if isinstance(c, nn.ModuleDict) else list(c)
+    if len(mods) < 2:
+        return None
+
+    def sig(x: nn.Module):
+        return type(x), tuple((n, tuple(p.shape)) for n, p in x.named_parameters())
+
+    first = sig(mods[0])
+    return mods if first[1] and all(sig(x) == first for x in mods[1:]) else None
+
+
+def _router_beside(m: nn.Module, n: int, skip: str) -> str | None:
+    """A router for ``n`` experts among ``m``'s direct children / parameters (not ``skip``, the experts): one named
+    gate/router/gating/switch that is or holds an nn.Linear with ``n`` outputs (one logit per expert), or a 2-D
+    parameter so named with a side of ``n``. Both the name and the width are required: a ModuleList of identical
+    layers beside a Linear with as many outputs (a layer-weighting head) or beside a GLU-style ``gate`` is no MoE."""
+    for cn, c in m.named_children():
+        if cn == skip or not _router_named(cn):
+            continue
+        for ln, lin in c.named_modules():
+            if isinstance(lin, nn.Linear) and lin.out_features == n:
+                return f"router '{cn}{'.' + ln if ln else ''}' (Linear {lin.in_features} -> {n}, one output per module)"
+    for pn, p in m.named_parameters(recurse=False):
+        if _router_named(pn) and p.dim() == 2 and n in tuple(p.shape):
+            return f"router parameter '{pn}' [{p.shape[0]}, {p.shape[1]}] (one column per module)"
     return None
 
 
