@@ -39,14 +39,64 @@ class Request:
     totals_rules: bool = True
     predictor: Any = None  # an energy model to use for every GPU (tests, benchmarks); None: the best for each
     models_dirs: Any = None  # energy-model search path (energy.predictor.search_path); None: the default one
+    # options the user gave elsewhere than as a flag: name -> (key as written, where, value), e.g. ("price",
+    # "in [tool.wattlint] of pyproject.toml", 0.2) (commands._common.config_given): the assumption lines name them so
+    # (wattlint.options.said_as), not by a flag the user did not type ("steps 3,000 (--steps)" for a recorded plan)
+    given: Mapping[str, tuple[str, str, Any]] = dataclasses.field(default_factory=dict)
 
 
 # ---- the steps -------------------------------------------------------------------------------------------------
 
-#: held for the whole of a trace: tracing swaps process-wide state (sys.stdout, torch.isfinite, the torch frontend's
-#: autocast dtype and active tracer, torch's meta-nonzero flag), so two traces at once from threads saw each other's
-#: and left it behind; one trace at a time gives what sequential calls give (re-entrant: a model's own code may trace)
-TRACE_LOCK = threading.RLock()
+class _TraceLock:
+    """One trace at a time in this process: tracing swaps process-wide state (sys.stdout, torch.isfinite, the torch
+    frontend's autocast dtype and active tracer, torch's meta-nonzero flag), so two traces at once from threads saw
+    each other's and left it behind. A trace held by one thread makes another thread's trace wait, however long the
+    first takes (two threads estimating two models get what sequential calls give).
+
+    * A trace started by the traced model's own code, on the thread that traces it (its import, factory or forward
+      calling ``wattlint.estimate`` / ``wattlint.analyze``), is refused with an :class:`InputError`: it is not
+      re-entrant, since the outer trace records every op the inner one runs (the outer step was counted with the
+      inner model's ops in it) and the inner one ran under the outer's swaps.
+    * Such a call from another thread that the model's code then waits for (starts and joins) can never get the
+      lock: the process hangs. That cannot be told from a legitimate wait (another thread's trace that just takes
+      long), so there is no timeout and no error; after :data:`TRACE_WAIT_NOTE_S` of waiting a RuntimeWarning
+      names the thread holding the lock, so that such a hang says why. Call wattlint outside the model's code."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: threading.Thread | None = None  # set and cleared by the holder only
+
+    def __enter__(self) -> "_TraceLock":
+        me = threading.current_thread()
+        if self._owner is me:  # only this thread sets its own name here: no race with another holder
+            from .types import InputError
+
+            raise InputError("wattlint was called from the code of the model it is tracing (its import, factory or "
+                             "forward), on the same thread: a trace inside a trace is refused (the outer trace would "
+                             "count the inner model's ops as its own); call wattlint before or after the trace, not "
+                             "from the model's code")
+        if not self._lock.acquire(timeout=TRACE_WAIT_NOTE_S):
+            import warnings
+
+            owner = self._owner
+            warnings.warn(f"wattlint: waited {TRACE_WAIT_NOTE_S:g} s for another trace in this process (thread "
+                          f"{owner.name if owner is not None else '?'!r}; wattlint.api.TRACE_LOCK: one trace at a "
+                          "time) and still waiting; if that trace runs the model code that waits for this thread "
+                          "(a forward that calls wattlint from another thread and joins it), it never ends: call "
+                          "wattlint outside the model's code", RuntimeWarning, stacklevel=2)
+            self._lock.acquire()
+        self._owner = me
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._owner = None
+        self._lock.release()
+
+
+#: seconds a trace waits for another thread's before a RuntimeWarning says what it waits for (it keeps waiting)
+TRACE_WAIT_NOTE_S = 60.0
+#: held for the whole of a trace (see :class:`_TraceLock`): ``with TRACE_LOCK:``
+TRACE_LOCK = _TraceLock()
 
 
 def resolve_gpu(gpu: str | GpuSpec) -> tuple[GpuSpec, str | None]:
@@ -290,6 +340,9 @@ def run(request: Request) -> list[Estimate]:
         if request.lint:
             est = lint(est, config=request.config, model=request.model, reestimator=re,
                        totals_rules=request.totals_rules)
+        if request.given:
+            est = dataclasses.replace(est, assumptions=tuple(_options.said_as(a, request.given)
+                                                             for a in est.assumptions))
         out.append(est)
     return out
 

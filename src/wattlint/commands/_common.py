@@ -63,12 +63,47 @@ def shown_setting(v) -> str:
     return repr(v)
 
 
-def settings_note(config, from_file) -> str:
-    """The line every command that takes ``[tool.wattlint]`` defaults prints: which settings (``(key, value)`` pairs)
-    came from which file."""
+def written_keys(config, names) -> dict[str, str]:
+    """The ``[tool.wattlint]`` key of each option in ``names`` as the file spells it (``price`` for ``price_per_kwh``,
+    ``batch_size`` where written so): the Config keeps option names only, so the file is read back. The kebab-case
+    name where it cannot be (no file, or a file changed or removed since)."""
+    out = {n: n.replace("_", "-") for n in names}
+    path = getattr(config, "path", None)
+    if path is None or not out:
+        return out
+    from ..config import _toml
+
+    try:
+        data = _toml.loads(Path(path).read_text(encoding="utf-8").lstrip("\ufeff"))
+    except (OSError, UnicodeDecodeError, RecursionError, _toml.TOMLDecodeError):
+        return out
+    tool = data.get("tool")
+    table = tool["wattlint"] if isinstance(tool, dict) and isinstance(tool.get("wattlint"), dict) else data
+    for key in table:
+        name = O.canonical(key) if isinstance(key, str) else None
+        if name in out:
+            out[name] = key
+    return out
+
+
+def config_given(config, values) -> dict[str, tuple[str, str, Any]]:
+    """For :func:`wattlint.options.said_as`: each configured option of ``values`` (``(name, value)`` pairs) as its
+    key in the file and where that is (``price``, ``in [tool.wattlint] of pyproject.toml``)."""
     from ..config import _where
 
-    said = ", ".join(f"{k.replace('_', '-')} = {shown_setting(v)}" for k, v in from_file)
+    values = list(values)
+    keys = written_keys(config, [k for k, _ in values])
+    return {k: (keys[k], f"in [tool.wattlint] of {_where(config.path)}", v) for k, v in values}
+
+
+def settings_note(config, from_file) -> str:
+    """The line every command that takes ``[tool.wattlint]`` defaults prints: which settings (``(name, value)``
+    pairs) came from which file, each by its key as the file writes it."""
+    from ..config import _where
+
+    from_file = list(from_file)
+    keys = written_keys(config, [k for k, _ in from_file])
+    said = ", ".join(f"{keys[k]} = {shown_setting(v)}" for k, v in from_file)
     return f"settings from [tool.wattlint] of {_where(config.path)} (the command line overrides them): {said}"
 
 

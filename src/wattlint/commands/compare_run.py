@@ -68,13 +68,24 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
                               options=options)
 
 
-def _refuse_failed_estimate(args, est: dict) -> None:
+def _refuse_failed_estimate(args, est: dict, given: dict) -> None:
     """--model was asked for: a model that cannot be estimated (missing file, bad --input, ...) is an input error
-    (exit 2), not a report that exits 0 with 'estimate unavailable'."""
+    (exit 2), not a report that exits 0 with 'estimate unavailable'. The error names each setting where the user
+    gave it (``given``: the configuration's key, the record's plan), not by a flag they did not type."""
     if est.get("error"):
+        from ..options import said_as
         from ..types import InputError
 
-        raise InputError(f"--model {args.model}: {est['error']}")
+        raise InputError(f"--model {args.model}: {said_as(est['error'], given)}")
+
+
+def _said_where_given(est: dict, given: dict) -> None:
+    """The estimate's assumption lines name the settings as the user gave them (see :func:`_refuse_failed_estimate`):
+    a configured ``price`` is not '--price' there."""
+    from ..options import said_as
+
+    if given and est.get("assumptions"):
+        est["assumptions"] = [said_as(a, given) for a in est["assumptions"]]
 
 
 def _err(a, b):
@@ -174,25 +185,29 @@ def _record(args, flags) -> dict:
 
 
 def _config_base() -> dict:
-    """The ``[tool.wattlint]`` defaults a re-estimate starts from (beneath the record's plan, the log's figures and
-    the command line; :func:`_with_config` says which it used)."""
+    """The ``[tool.wattlint]`` defaults a re-estimate starts from: the plan options compare-run has flags for (beneath
+    the record's plan, the log's figures and the command line; :func:`_with_config` says which it used). The rest of
+    the file's settings (the device layout, the training stack, the GPU, the inputs) are not taken: the run's own
+    layout and GPU are what is compared, and compare-run has no flag to override them; ``skipped`` lists them."""
     from pathlib import Path
 
     from ..config import load_config
 
     config = load_config(Path.cwd())
     base = {k: v for k, v in config.defaults.items() if k in PLAN_FLAGS}
-    return {"config": config, "options": base} if base else {}
+    skipped = [(k, v) for k, v in config.defaults.items() if k not in PLAN_FLAGS]
+    return {"config": config, "options": base, "skipped": skipped} if base or skipped else {}
 
 
-def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> dict:
+def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """``over`` (the record's plan or the log's figures, then the flags) on top of the configured defaults but for
     ``facts`` the run itself states (a record's GPU count), and on stderr the settings taken from the file, as every
-    command that takes them says it."""
+    command that takes them says it, and those not taken. Returns the options and, for
+    :func:`wattlint.options.said_as`, the settings taken from the file as the file writes them."""
     import sys
 
     from .. import options as O
-    from ._common import settings_note
+    from ._common import config_given, settings_note, shown_setting, written_keys
 
     cfg = args.config_base or {}
     base = {k: v for k, v in (cfg.get("options") or {}).items() if k not in facts}
@@ -200,7 +215,30 @@ def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> dict:
     used = [(k, v) for k, v in base.items() if opts.get(k) == v and k not in over]
     if used:
         print(f"wattlint: {settings_note(cfg['config'], used)}", file=sys.stderr)
-    return opts
+    skipped = cfg.get("skipped") or []
+    if skipped:  # never silently: a configured tensor-parallel = 2 reshaped nothing, and said nothing
+        from ..config import _where
+
+        keys = written_keys(cfg["config"], [k for k, _ in skipped])
+        said = ", ".join(f"{keys[k]} = {shown_setting(v)}" for k, v in skipped)
+        print(f"wattlint: note: not applied by compare-run (it re-estimates the run as recorded or logged, on its own "
+              f"GPU and device layout; of the file it takes only the plan options it has flags for): {said} from "
+              f"[tool.wattlint] of {_where(cfg['config'].path)}", file=sys.stderr)
+    return opts, (config_given(cfg["config"], used) if used else {})
+
+
+def _recorded_plan(header: dict) -> tuple[dict, dict]:
+    """The record's plan (the options the run was tracked with) by option name (``price`` as ``price_per_kwh``, so
+    that it replaces a configured ``price``), and each as the record writes it (for :func:`wattlint.options.said_as`)."""
+    from .. import options as O
+
+    plan: dict = {}
+    given: dict = {}
+    for key, value in ((header.get("plan") or {}).get("request") or {}).items():
+        name = O.canonical(key) or key
+        plan[name] = value
+        given[name] = (key, "in the run record", value)
+    return plan, given
 
 
 def _notes(*lists) -> list[str]:
@@ -218,14 +256,31 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     """--model: re-estimate the recorded plan with this wattlint and compare again (into ``doc`` and ``lines``)."""
     from .. import options as O
     from ..tracking.compare import comparison
+    from ..types import ConfigError
 
+    dev = header.get("device") or {}
+    recorded, given = _recorded_plan(header)
+    # the devices the record measured are a fact of the run, as its GPU is: its energy is theirs, so the job had at
+    # least these; a --gpus below them compared an estimate for fewer GPUs with the energy of all of them
+    measured = len(analysis.get("channels") or []) or int(dev.get("count") or 0)
+    if flags.get("gpus") is not None and measured and flags["gpus"] < measured:
+        which = "the run records measured" if doc.get("kind") == "run-records" else "the run record measured"
+        raise ConfigError(f"--gpus {flags['gpus']}: {which} {measured} devices, and the job had at least those; pass "
+                          f"--gpus {measured} or more (the job's GPUs), or drop --gpus")
+    if "gpus" not in recorded and dev.get("kind") == "cuda" and int(dev.get("count") or 0) > 1:
+        # one process over several GPUs: the plan is theirs, as the run's own estimate took it (wattlint.track),
+        # not 1 GPU's compared with the energy of all of them
+        recorded["gpus"] = int(dev["count"])
+        given["gpus"] = ("gpus", "(the GPUs the run record measured)", recorded["gpus"])
+        if "uneven_batch" not in recorded:  # nn.DataParallel scatters any batch (33 = 17 + 16), as the run did
+            recorded["uneven_batch"] = True
     # the command line's choices replace the record's, as estimate's flags replace [tool.wattlint]'s (--steps over
     # a recorded epochs plan)
-    dev = header.get("device") or {}
-    opts = _with_config(args, O.overlay((header.get("plan") or {}).get("request") or {}, flags),
-                        facts=("gpus",) if dev.get("count") else ())
+    opts, from_file = _with_config(args, O.overlay(recorded, flags), facts=("gpus",) if dev.get("count") else ())
+    given = {**{k: g for k, g in given.items() if k not in flags and k in opts and opts[k] == g[2]}, **from_file}
     est = _estimate(args, opts, dev.get("kind", "cuda"), dev.get("gpu_key"))
-    _refuse_failed_estimate(args, est)
+    _refuse_failed_estimate(args, est, given)
+    _said_where_given(est, given)
     doc["reestimate"] = {"static": est, "comparison": comparison(analysis, est, complete=complete)}
     c = doc["reestimate"]["comparison"].get("step_time_s") or {}
     lines.append(f"  re-estimate now on {est.get('gpu') or 'cpu'} ({est.get('energy_model')}): time/step error "
@@ -357,8 +412,10 @@ def _other(args, flags) -> dict:
                                            "lists it)" if m.gpu_model else f"the {m.tool} log does not name its GPU")
                           + ": pass --gpu KEY (or --cpu-calibration DIR for a CPU run)")
 
-    est = _estimate(args, _with_config(args, flags), "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
-    _refuse_failed_estimate(args, est)
+    opts, given = _with_config(args, flags)
+    est = _estimate(args, opts, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    _refuse_failed_estimate(args, est, given)
+    _said_where_given(est, given)
     doc["static"] = est
     tot = est["total"]
     pue = float((est.get("plan") or {}).get("pue") or 1.0)
