@@ -260,6 +260,7 @@ class _Analysis(_Validate, _Shapes):
         self.rebound: dict[str, int] = {}  # "batch"/"seq" -> the static dim that --batch-size/--seq-len replaced
         self.external = 0
         self.at: tuple[str, str] | None = None  # the node being analyzed
+        self.scopes: list = []  # the graphs being walked, outermost first: names resolve innermost first (_scalar)
 
     # ---- top level ----------------------------------------------------------------------------------------------
     def run(self) -> CostGraph:
@@ -446,6 +447,13 @@ class _Analysis(_Validate, _Shapes):
 
     # ---- the node walk --------------------------------------------------------------------------------------------
     def _walk(self, g, *, scale: int, in_subgraph: bool) -> None:
+        self.scopes.append(g)
+        try:
+            self._walk_scope(g, scale=scale, in_subgraph=in_subgraph)
+        finally:
+            self.scopes.pop()
+
+    def _walk_scope(self, g, *, scale: int, in_subgraph: bool) -> None:
         types = self.types
         half = self.half
         grad = self.grad
@@ -517,6 +525,7 @@ class _Analysis(_Validate, _Shapes):
                 self.has_bn = True
             match = attn.get(idx)
             try:
+                ops.check_axis(n)  # before the fused patterns too: a Softmax of an attention pattern skips _softmax
                 if match is not None:
                     oc = self._fused_attention(match, idx, n)
                 else:
@@ -637,8 +646,9 @@ class _Analysis(_Validate, _Shapes):
             causal = None
             if m.masks:
                 sig = _mask_signature(m.masks, nodes, producer, consumers)
-                if sig and (sig, sq, sk) in verdicts:
-                    causal = verdicts[(sig, sq, sk)]
+                pol = tuple(x in m.blocking for x in m.masks)  # masked_fill(mask) vs masked_fill(~mask)
+                if sig and (sig, pol, sq, sk) in verdicts:
+                    causal = verdicts[(sig, pol, sq, sk)]
                 else:
                     from .onnx_fold import evaluate_values
 
@@ -653,9 +663,9 @@ class _Analysis(_Validate, _Shapes):
                                                      feeds=self._ones_feeds(g), grid=grid)
                     except Exception:
                         values = {}
-                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk)
+                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk, m.blocking)
                     if sig:
-                        verdicts[(sig, sq, sk)] = causal
+                        verdicts[(sig, pol, sq, sk)] = causal
             m.params = (b, h, sq, sk, d, dv, bool(causal), kvh)
             total += 1
             causal_n += bool(causal)
@@ -867,45 +877,18 @@ class _Analysis(_Validate, _Shapes):
 
     def _scalar(self, name):
         """The single value of a constant: an initializer or a Constant node (``value``, ``value_int(s)``,
-        ``value_float(s)``), in the graph or a subgraph (a Loop's trip count inside an If branch); None when
-        ``name`` is none of these or holds more than one value. Never decodes a weight or reads external data."""
-        cache = self.__dict__.get("_scalars")
-        if cache is None:
-            from onnx import numpy_helper
-
-            cache = self._scalars = {}
-            tensors = []
-            stack = [self.model.graph]
-            while stack:
-                gr = stack.pop()
-                tensors += [(t.name, t) for t in gr.initializer]
-                for nd in gr.node:
-                    for a in nd.attribute:
-                        if a.type == 5:
-                            stack.append(a.g)
-                        elif a.type == 10:
-                            stack.extend(a.graphs)
-                    if nd.op_type != "Constant" or not nd.output or nd.domain not in ("", "ai.onnx"):
-                        continue
-                    for a in nd.attribute:
-                        if a.name == "value" and a.type == 4:
-                            tensors.append((nd.output[0], a.t))
-                        elif a.name in ("value_int", "value_float"):
-                            cache[nd.output[0]] = a.i if a.name == "value_int" else a.f
-                        elif a.name in ("value_ints", "value_floats"):
-                            vals = a.ints if a.name == "value_ints" else a.floats
-                            if len(vals) == 1:
-                                cache[nd.output[0]] = vals[0]
-            for o, t in tensors:
-                if t.data_location == 1 or any(int(d) != 1 for d in t.dims):  # scalars and [1]-shaped only
-                    continue
-                try:
-                    v = numpy_helper.to_array(t)
-                except Exception:  # noqa: BLE001 - a tensor this reader cannot decode: not a known constant
-                    continue
-                if v.size == 1:
-                    cache[o] = v.reshape(-1)[0].item()
-        return cache.get(name)
+        ``value_float(s)``) of the graph being walked or of a graph enclosing it (a Loop's trip count inside an If
+        branch reads the main graph's constant); None when ``name`` is none of these or holds more than one value.
+        Looked up by scope, innermost first, as ONNX resolves names: sibling subgraphs (an If's two branches, two
+        Loop bodies) may each define a constant of the same name. Never decodes a weight or reads external data."""
+        tables = self.__dict__.get("_consts")
+        if tables is None:
+            tables = self._consts = _ConstTables()
+        for gr in reversed(self.scopes or [self.model.graph]):
+            table = tables.of(gr)
+            if name in table:  # defined in this scope (a constant, or None: another node's output, an input)
+                return table[name]
+        return None
 
     def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale, *, call: int = 0) -> None:
         self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale,
@@ -1127,6 +1110,55 @@ class _Analysis(_Validate, _Shapes):
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
+
+class _ConstTables:
+    """Per graph (an analysis's main graph, an If branch, a loop body): the names it defines (its inputs,
+    initializers and node outputs) -> the single value of those that are scalar constants, None for the others
+    (:meth:`_Analysis._scalar`). Built once per graph, on first use; not a dict, so that a dry run
+    (:meth:`_Analysis._probe`) shares it instead of copying it."""
+
+    __slots__ = ("_tables",)
+
+    def __init__(self):
+        self._tables: dict[int, tuple] = {}  # id(graph) -> (graph, table): the graph is kept so its id stays its own
+
+    def of(self, g) -> dict:
+        hit = self._tables.get(id(g))
+        if hit is None:
+            hit = self._tables[id(g)] = (g, _const_table(g))
+        return hit[1]
+
+
+def _const_table(g) -> dict:
+    from onnx import numpy_helper
+
+    table: dict = dict.fromkeys(i.name for i in g.input)
+    tensors = [(t.name, t) for t in g.initializer]
+    for nd in g.node:
+        table.update(dict.fromkeys(o for o in nd.output if o))
+        if nd.op_type != "Constant" or not nd.output or nd.domain not in ("", "ai.onnx"):
+            continue
+        for a in nd.attribute:
+            if a.name == "value" and a.type == 4:
+                tensors.append((nd.output[0], a.t))
+            elif a.name in ("value_int", "value_float"):
+                table[nd.output[0]] = a.i if a.name == "value_int" else a.f
+            elif a.name in ("value_ints", "value_floats"):
+                vals = a.ints if a.name == "value_ints" else a.floats
+                if len(vals) == 1:
+                    table[nd.output[0]] = vals[0]
+    for o, t in tensors:
+        table.setdefault(o, None)
+        if t.data_location == 1 or any(int(d) != 1 for d in t.dims):  # scalars and [1]-shaped only
+            continue
+        try:
+            v = numpy_helper.to_array(t)
+        except Exception:  # noqa: BLE001 - a tensor this reader cannot decode: not a known constant
+            continue
+        if v.size == 1:
+            table[o] = v.reshape(-1)[0].item()
+    return table
+
 
 # A conv bias that is a model parameter (torch.onnx keeps the parameter's name: 'features.0.bias', 'head.bias'):
 # no BatchNorm was folded into it (folding creates a new constant, 'onnx::Conv_498')

@@ -49,8 +49,9 @@ _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Equal": np.eq
 _UNARY = {"Neg": np.negative, "Abs": np.abs, "Not": np.logical_not, "Floor": np.floor, "Ceil": np.ceil,
           "Sqrt": np.sqrt, "Sign": np.sign, "Reciprocal": np.reciprocal}
 # ops evaluated on a Grid (element-wise: they commute with indexing) and the views that keep its last two axes
+# (Trilu: position-wise too, its kept triangle computed from the sampled rows and columns)
 _GRID_OPS = {*_BINARY, *_UNARY, "Div", "Where", "Cast", "Identity", "Expand", "ConstantOfShape", "Unsqueeze",
-             "Reshape"}
+             "Reshape", "Trilu"}
 
 
 class Grid:
@@ -145,6 +146,14 @@ def _eval_grid(node, v, shape, grid):
     if len(shape) < 2 or shape[-2] not in (sq, 1) or shape[-1] not in (sk, 1):
         return None
     gs = _grid_shape(shape, grid)
+    if op == "Trilu":  # keeps one triangle of the last two axes: at (row, col), kept when col - row <= k (>= k)
+        if tuple(shape[-2:]) != (sq, sk):
+            return None
+        a = _sub(v[0], shape, grid)
+        d = cols[None, :] - rows[:, None]
+        k = _trilu_k(v)
+        keep = d >= k if _attr(node, "upper", 1) else d <= k
+        return Grid(np.where(keep, a, np.zeros((), a.dtype)), rows, cols, shape)
     if op == "ConstantOfShape":
         out = _eval(node, [np.asarray(gs, dtype=np.int64)], None, math.prod(gs))[0]
     elif op == "Expand":
@@ -152,6 +161,11 @@ def _eval_grid(node, v, shape, grid):
     else:
         out = _eval(node, [None if a is None else _sub(a, shape, grid) for a in v], None, math.prod(gs))[0]
     return Grid(np.broadcast_to(out, gs), rows, cols, shape)
+
+
+def _trilu_k(v) -> int:
+    """Trilu's diagonal offset ``k`` (its optional second input, a scalar; 0 when omitted)."""
+    return int(np.asarray(v[1]).reshape(-1)[0]) if len(v) > 1 and v[1] is not None else 0
 
 
 def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
@@ -214,6 +228,10 @@ def _eval(node, v, shapes, limit):  # noqa: C901 - a table of small cases
         return [np.transpose(a, _attr(node, "perm"))]
     if op == "Tile":
         return [np.tile(a, [int(x) for x in v[1].reshape(-1)])]
+    if op == "Trilu":  # the last two axes' upper / lower triangle (a causal mask: tril of ones)
+        if a.ndim < 2:
+            return None
+        return [np.triu(a, _trilu_k(v)) if _attr(node, "upper", 1) else np.tril(a, _trilu_k(v))]
     if op in _BINARY:
         out = v[0]
         for x in v[1:]:
@@ -279,19 +297,23 @@ def evaluate_values(graph, types: dict, limit: int = 1 << 24, targets=None, prod
     only = None
     if targets is not None and producer is not None:
         only = _ancestors(graph, targets, producer, types, int_only=False)
-    return _run(graph, types, replace=False, limit=limit, only=only, feeds=feeds, grid=grid)[1]
+    # (a target that is itself an initializer, a constant mask buffer, is read too)
+    return _run(graph, types, replace=False, limit=limit, only=only, feeds=feeds, grid=grid,
+                want=targets if only is not None else ())[1]
 
 
-def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None, grid=None) -> tuple[int, dict]:
+def _run(graph, types: dict, *, replace: bool, limit: int, only=None, feeds=None, grid=None,
+         want=()) -> tuple[int, dict]:
     from onnx import helper, numpy_helper
 
-    return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid)
+    return _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid, want)
 
 
-def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid=None) -> tuple[int, dict]:
+def _run_inner(graph, types, replace, helper, numpy_helper, only, feeds, limit, grid=None,
+               want=()) -> tuple[int, dict]:
     vals: dict = dict(feeds or {})
     nodes = graph.node
-    needed = None if only is None else {i for idx in only for i in nodes[idx].input}
+    needed = None if only is None else {i for idx in only for i in nodes[idx].input} | set(want)
     # integer / boolean initializers (shapes, index buffers); when evaluating the ancestors of a few values (not
     # folding), the float ones they need too (a mask's fill values), never every weight of the graph
     kinds = (6, 7, 9) if replace or needed is None else (1, 6, 7, 9, 10, 11)

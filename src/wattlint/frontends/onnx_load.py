@@ -145,6 +145,31 @@ def external_path(folder: Path, loc: str, also: Path | None = None) -> Path | No
     return target if any(root in real.parents for root in roots) else None
 
 
+def external_refusal(folder: Path, loc: str, also: Path | None = None) -> str:
+    """Why :func:`external_path` refuses external-data ``loc`` (it returned None), and what to do: the end of a
+    one-line error message. A link is named with where it resolves, so that a data file stored in another folder
+    (a DVC or git-annex cache linking model.onnx and its data into different folders) is told from a bad path."""
+    fix = ("copy the data file into the model's folder and save the model with its location relative to it "
+           "(onnx.load, then onnx.save(model, path, save_as_external_data=True))")
+    if not loc or os.path.isabs(loc) or loc.startswith(("\\", "/")) or ":" in loc or "\x00" in loc:
+        return f"an absolute path, a drive or a stream (':'); refusing to read it: {fix}"
+    norm = os.path.normpath(loc)
+    if norm in (".", "..") or norm.startswith(".." + os.sep):
+        return f"a step out of the folder through '..'; refusing to read it: {fix}"
+    target = folder / norm
+    try:
+        real = target.resolve()
+        roots = list(dict.fromkeys([folder.resolve(), *((also.resolve(),) if also is not None else ())]))
+    except (OSError, ValueError, RuntimeError) as e:
+        return f"its path cannot be resolved ({type(e).__name__}); refusing to read it"
+    where = f"the model's folder {roots[0]}" + (f" (and {roots[1]}, where the model file resolves)"
+                                                 if len(roots) > 1 else "")
+    return (f"it resolves through a link to {real}, outside {where}; a link is followed only inside those, so that "
+            f"a model cannot point wattlint at any file on the machine: put a copy of the data file at {loc!r} in "
+            f"place of the link (DVC: dvc unprotect), or re-save the model with its data beside it (onnx.load, then "
+            f"onnx.save(model, path, save_as_external_data=True))")
+
+
 def data_folder(model, path: Path) -> Path:
     """Where a model's external data is looked up: beside the path as given (a hub snapshot's links), unless the
     path is a link and its data is not there but beside the file it points to (a model linked from another
@@ -288,8 +313,7 @@ class _Validate:
                 self.external += 1
                 loc = next((e.value for e in t.external_data if e.key == "location"), "")
                 if not self._inside_folder(loc):
-                    raise InputError(f"{self.path}: initializer {t.name!r} points its external data outside the "
-                                     f"model's folder ({loc!r}); refusing to read it")
+                    raise self._outside(f"initializer {t.name!r}", loc)
 
     def _inside_folder(self, loc: str) -> bool:
         """Whether external-data ``loc`` is inside the model's folder (:func:`external_path`). Each distinct
@@ -299,6 +323,12 @@ class _Validate:
         if hit is None:
             hit = seen[loc] = external_path(self.folder, loc, self.path.resolve().parent) is not None
         return hit
+
+    def _outside(self, what: str, loc: str) -> InputError:
+        """The error for external data ``loc`` of ``what`` that :meth:`_inside_folder` refused: why, and what to
+        do (:func:`external_refusal`)."""
+        why = external_refusal(self.folder, loc, self.path.resolve().parent)
+        return InputError(f"{self.path}: {what} points its external data outside the model's folder ({loc!r}): {why}")
 
     def _declare_domains(self) -> None:
         """onnx shape inference refuses nodes whose domain has no opset import; declare them (custom ops stay

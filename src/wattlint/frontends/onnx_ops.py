@@ -65,6 +65,26 @@ class Malformed(Exception):
     """The node contradicts itself (shapes its op cannot take): the model is invalid, not merely unsupported."""
 
 
+# ops whose ``axis`` attribute names one axis of input 0 (rank r: -r <= axis < r); onnx's shape inference rejects
+# an axis outside that range for the softmax family only in strict mode (the frontend retries leniently), and not
+# at all for the layer norms: such a node was priced (a softmax as if valid, a layer norm over x[axis:], nothing)
+AXIS_OPS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "SimplifiedLayerNormalization",
+                      "RMSNormalization"})
+
+
+def check_axis(n: Node) -> None:
+    """Raise :class:`Malformed` when ``n`` (an op of :data:`AXIS_OPS`) has an ``axis`` outside its input's rank."""
+    if n.op_type not in AXIS_OPS or n.domain not in ("", "ai.onnx", "com.microsoft"):
+        return
+    axis = n.attrs.get("axis")
+    x = n.in_shapes[0] if n.in_shapes else None
+    if not isinstance(axis, int) or x is None or not x:
+        return
+    r = len(x)
+    if not -r <= axis < r:
+        raise Malformed(f"axis {axis} is out of range for its rank-{r} input {list(x)} (valid: {-r} to {r - 1})")
+
+
 def _need(*shapes) -> None:
     for s in shapes:
         if s is None:

@@ -6,7 +6,10 @@ it with :func:`wattlint.costs.attention` / ``attention_backward`` instead of two
 Causality is read from the mask: its value when it is computable from shapes (a lower-triangular mask; past
 2**24 elements, at sampled rows and columns, so the verdict does not depend on the length), or the value of a part
 it is a conjunction of (a folded causal mask And-ed with padding from an input), else from its ancestry
-(``Trilu``, a comparison of two ``Range``s, or a square boolean buffer).
+(``Trilu``, a comparison of two ``Range``s, or a square boolean buffer). Either way with the mask's polarity: the
+condition of ``Where(cond, fill, scores)`` (torch's ``scores.masked_fill(cond, -inf)``) marks the BLOCKED
+positions, so ``masked_fill(~tril(..))`` and ``masked_fill(triu(.., 1))`` are causal and ``masked_fill(tril(..))``
+is not; ``Where(cond, scores, fill)``, boolean and additive masks mark the allowed ones.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ class AttentionMatch:
     v: str = ""
     out: str = ""
     masks: list = field(default_factory=list)  # mask tensor names applied to the scores
+    # masks whose true positions are the BLOCKED ones: the condition of Where(cond, fill, scores), as torch exports
+    # scores.masked_fill(cond, -inf); the others allow where true / nonzero (Where(cond, scores, fill), additive)
+    blocking: set = field(default_factory=set)
 
 
 def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, AttentionMatch]:
@@ -39,6 +45,7 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
             continue
         members = {si}
         masks: list[str] = []
+        blocking: set[str] = set()
         # upstream to MatMul(Q, K^T)
         cur = s.input[0]
         qk = None
@@ -57,6 +64,8 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
             if data is None:
                 break
             masks.extend(i for i in p.input if i and i != data)
+            if p.op_type == "Where" and len(p.input) == 3 and data == p.input[2] and p.input[0]:
+                blocking.add(p.input[0])  # masked_fill(cond, fill): the scores where cond is false
             cur = data
         if qk is None:
             continue
@@ -83,7 +92,7 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
         if pv is None:
             continue
         m = AttentionMatch(qk, pv, members | {qk, pv}, nodes[qk].input[0], nodes[qk].input[1],
-                           nodes[pv].input[1], nodes[pv].output[0], masks)
+                           nodes[pv].input[1], nodes[pv].output[0], masks, blocking)
         for i in m.members:
             out[i] = m
     return out
@@ -139,9 +148,11 @@ def mask_positions(sq: int, sk: int) -> tuple:
     return np.array(sorted(rows), dtype=np.int64), np.array(sorted(cols), dtype=np.int64)
 
 
-def _verdict(v, sq: int, sk: int) -> bool | None:
+def _verdict(v, sq: int, sk: int, blocking: bool = False) -> bool | None:
     """A mask's value (an array, or an onnx_fold.Grid) of shape [..., sq, sk]: True when it allows exactly a lower
-    triangle (top-left or bottom-right aligned), False when it allows everything, None otherwise."""
+    triangle (top-left or bottom-right aligned), False when it allows everything, None otherwise. ``blocking``: its
+    true / nonzero positions are the blocked ones (a masked_fill condition), else the allowed ones (a boolean
+    mask: true; an additive one: not a large negative)."""
     import numpy as np
 
     if v is None or len(v.shape) < 2 or tuple(v.shape[-2:]) != (sq, sk):
@@ -152,7 +163,10 @@ def _verdict(v, sq: int, sk: int) -> bool | None:
     else:
         a = v.reshape(-1, sq, sk)[0]
         rows, cols = np.arange(sq), np.arange(sk)
-    allowed = a if a.dtype == np.bool_ else (a > -1e4)
+    if blocking:
+        allowed = ~a if a.dtype == np.bool_ else a == 0
+    else:
+        allowed = a if a.dtype == np.bool_ else (a > -1e4)
     if a.dtype == np.bool_ and not allowed.any():
         return None
     tl = cols[None, :] <= rows[:, None]
@@ -164,68 +178,152 @@ def _verdict(v, sq: int, sk: int) -> bool | None:
     return None
 
 
-def _fill(v) -> bool | None:
-    """A single fill value of a mask: True when it lets a score through (true, or an additive 0), False when it
-    blocks it (false, or a large negative), None when unknown."""
+def _fill(v, blocking: bool = False) -> bool | None:
+    """A single fill value of a mask: True when it lets a score through, False when it blocks it, None when
+    unknown. In an allowing mask a score passes a true value or an additive one that is not a large negative; in a
+    blocking one (``blocking``: a masked_fill condition) a false / zero value."""
     if v is None or getattr(v, "size", 0) != 1 or hasattr(v, "rows"):
         return None
     x = v.reshape(-1)[0]
+    if blocking:
+        return not bool(x)
     return bool(x) if v.dtype.kind == "b" else bool(x > -1e4)
 
 
-def is_causal(masks, nodes, producer, values, types, sq: int, sk: int) -> bool | None:
+def _zero(v) -> bool:
+    return v is not None and getattr(v, "size", 0) == 1 and not hasattr(v, "rows") and not v.reshape(-1)[0]
+
+
+def _where_polarity(n, values, blocking: bool) -> bool | None:
+    """For a mask ``Where(c, x, y)`` of polarity ``blocking``: the polarity of ``c`` (False: c is true where the
+    mask allows, True: where it blocks), from its two fill values; None when they do not tell."""
+    x, y = _fill(values.get(n.input[1]), blocking), _fill(values.get(n.input[2]), blocking)
+    if x is True and y is False:
+        return False
+    if x is False and y is True:
+        return True
+    return None
+
+
+def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=frozenset()) -> bool | None:
     """True/False when the mask tells; None when nothing is known (treated as not causal). A value may be an
-    onnx_fold.Grid (the mask at sampled rows and columns): it is compared at those positions."""
+    onnx_fold.Grid (the mask at sampled rows and columns): it is compared at those positions. ``blocking``: the
+    masks whose true positions are blocked (masked_fill conditions; see :class:`AttentionMatch`): each tensor is
+    read with the polarity it has where it meets the scores, flipped through Not (masked_fill(~tril(..)) is
+    causal, masked_fill(tril(..)) is not)."""
+    # the masks apply one after the other (a causal masked_fill, then a padding one): the scores pass where every
+    # one allows; a lower-triangular one makes the attention causal, one that allows everything says nothing of
+    # the others
+    full, undecided = False, []
     for m in masks:
-        verdict = _verdict(values.get(m), sq, sk)
-        if verdict is not None:
-            return verdict
+        verdict = _verdict(values.get(m), sq, sk, m in blocking)
+        if verdict:
+            return True
+        full |= verdict is False
+        if verdict is None:
+            undecided.append(m)
+    values = _WithConstants(values, nodes, producer)  # small Constant nodes read where evaluation did not run
     # a part the mask is a conjunction of (a folded causal mask And-ed with padding that depends on an input, an
-    # additive mask's Add, a Where selecting its allowed fill): lower-triangular there, the mask is causal
-    stack = list(masks)
+    # additive mask's Add, a Where selecting its allowed fill; for a blocking mask: a part Or-ed with padding):
+    # lower-triangular there (allowed), the mask is causal
+    stack = [(m, m in blocking) for m in undecided]
     seen = set()
     while stack:
-        t = stack.pop()
-        if t in seen or not t:
+        t, blk = stack.pop()
+        if (t, blk) in seen or not t:
             continue
-        seen.add(t)
-        if t not in masks and _verdict(values.get(t), sq, sk):
+        seen.add((t, blk))
+        if t not in masks and _verdict(values.get(t), sq, sk, blk):
             return True
         pi = producer.get(t)
         if pi is None:
             continue
         n = nodes[pi]
-        if n.op_type in ("And", "Add"):
-            stack.extend(n.input[:2])
+        if n.op_type == ("Or" if blk else "And") or (n.op_type == "Add" and not blk):
+            stack.extend((i, blk) for i in n.input[:2])
+        elif n.op_type == "Not":
+            stack.extend((i, not blk) for i in n.input[:1])
         elif n.op_type in ("Cast", "Identity", "Expand", "Unsqueeze", "Reshape"):
-            stack.extend(n.input[:1])
-        elif n.op_type == "Where" and len(n.input) == 3 and _fill(values.get(n.input[1])) is True \
-                and _fill(values.get(n.input[2])) is False:
-            stack.append(n.input[0])
-    # ancestry: Trilu(lower), a comparison of two Range-derived tensors, a square boolean buffer
-    stack = list(masks)
+            stack.extend((i, blk) for i in n.input[:1])
+        elif n.op_type == "Where" and len(n.input) == 3:
+            pol = _where_polarity(n, values, blk)
+            if pol is not None:
+                stack.append((n.input[0], pol))
+    # ancestry: Trilu keeping the allowed lower triangle (or the blocked strict upper one), a comparison of two
+    # Range-derived tensors, a square boolean buffer; the polarity followed through Not, x == 0 and Where
+    stack = [(m, m in blocking) for m in undecided]
     seen = set()
     hops = 0
     while stack and hops < 200:
-        t = stack.pop()
+        t, blk = stack.pop()
         hops += 1
-        if t in seen or not t:
+        if (t, blk) in seen or not t:
             continue
-        seen.add(t)
+        seen.add((t, blk))
         pi = producer.get(t)
         if pi is None:
             dt, shape = types.get(t, (None, None))
             if dt in ("bool", "uint8") and shape and len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= sk:
-                return True
+                v = values.get(t)
+                if v is None:  # its contents unknown: a causal buffer (the usual one)
+                    return True
+                if _verdict(v, shape[-2], shape[-1], blk):  # known: lower-triangular in this polarity
+                    return True
             continue
         n = nodes[pi]
         if n.op_type == "Trilu":
             upper = next((a.i for a in n.attribute if a.name == "upper"), 1)
-            return not upper or None
+            kv = values.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
+            k = int(kv.reshape(-1)[0]) if kv is not None and getattr(kv, "size", 0) == 1 else None
+            off = sk - sq if sk >= sq else 0
+            # the kept triangle holds the Trilu's input (ones, true), the rest zeros / false: causal when it keeps
+            # the lower triangle of an allowing mask, or the strict upper one of a blocking mask
+            if not upper and not blk:
+                return (k is None or k in (0, off)) or None
+            if upper and blk:
+                return (k is None or k in (1, off + 1)) or None
+            return None
         if n.op_type in _CMP and len(n.input) == 2 and all(_from_range(i, nodes, producer) for i in n.input):
             return True
-        stack.extend(n.input)
-    return None
+        if n.op_type == "Not":
+            stack.extend((i, not blk) for i in n.input[:1])
+            continue
+        if n.op_type == "Equal" and len(n.input) == 2 and any(_zero(values.get(i)) for i in n.input):
+            stack.extend((i, not blk) for i in n.input if not _zero(values.get(i)))  # x == 0: not x
+            continue
+        if n.op_type == "Where" and len(n.input) == 3:
+            pol = _where_polarity(n, values, blk)
+            if pol is not None:
+                stack.append((n.input[0], pol))
+                continue
+        stack.extend((i, blk) for i in n.input)
+    return False if full else None
+
+
+class _WithConstants:
+    """``values`` (tensor -> value), and for a tensor it lacks, the value of the scalar Constant node producing it
+    (a fill value, Trilu's k, the 0 of ``x == 0``): read even when the mask as a whole could not be evaluated."""
+
+    def __init__(self, values, nodes, producer):
+        self.values, self.nodes, self.producer = values, nodes, producer
+
+    def get(self, t):
+        v = self.values.get(t)
+        if v is not None or not t:
+            return v
+        pi = self.producer.get(t)
+        n = self.nodes[pi] if pi is not None else None
+        if n is None or n.op_type != "Constant" or n.domain not in ("", "ai.onnx"):
+            return None
+        for a in n.attribute:
+            if a.name == "value" and a.type == 4 and a.t.data_location != 1 and all(int(d) == 1 for d in a.t.dims):
+                from onnx import numpy_helper
+
+                try:
+                    return numpy_helper.to_array(a.t)
+                except Exception:  # noqa: BLE001 - undecodable: unknown
+                    return None
+        return None
 
 
 def _from_range(t, nodes, producer, depth: int = 0) -> bool:

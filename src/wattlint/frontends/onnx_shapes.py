@@ -111,6 +111,8 @@ class _Shapes:
                                     f"opset-{newest} definitions (upgrade onnx if an op changed since)")
         try:
             return shape_inference.infer_shapes(self.model, check_type=False, strict_mode=True, data_prop=True)
+        except MemoryError:  # std::bad_alloc in onnx's C++: the lenient retry would run out the same way
+            raise self._inference_out_of_memory() from None
         except Exception as e:
             strict_err = e
         try:  # some exporters emit graphs that strict mode rejects for a node we do not need: retry leniently
@@ -125,6 +127,16 @@ class _Shapes:
         self.assumptions.append(f"onnx shape inference (strict) reported: {msg[:160]}")
         del onnx
         return inferred
+
+    def _inference_out_of_memory(self) -> InputError:
+        """onnx's shape inference ran out of memory: its data propagation holds an entry (about 140 bytes) per
+        element of every integer vector it sizes (position ids, masks of the sequence's length, several per layer),
+        so a long bound sequence (--seq-len 1e7: several GB) is what does it, not the model's size."""
+        seq = f" at sequence length {self.seq_len:,}" if self.seq_len else ""
+        return InputError(f"{self.path}: onnx shape inference ran out of memory{seq}: its data propagation holds an "
+                          f"entry (~140 bytes) for every element of each integer vector sized by the bound dims "
+                          f"(position ids, masks; several per model), so memory grows with the sequence length; "
+                          f"analyze a shorter --seq-len (or smaller --input dims)")
 
     def _load_shape_values(self) -> None:
         """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
@@ -154,8 +166,7 @@ class _Shapes:
             t = ext[name]
             loc = next((e.value for e in t.external_data if e.key == "location"), "")
             if loc and not self._inside_folder(loc):  # a Constant node's tensor is checked here, not with the weights
-                raise InputError(f"{self.path}: tensor {name!r} points its external data outside the model's folder "
-                                 f"({loc!r}); refusing to read it")
+                raise self._outside(f"tensor {name!r}", loc)
             f = self.folder / loc
             if loc and f.is_file():
                 t.raw_data = self._read_shape_value(t, f, loc)
