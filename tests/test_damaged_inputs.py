@@ -367,14 +367,21 @@ def test_an_output_name_starting_with_dashes_and_holding_a_space_is_a_value(run_
     assert json.loads((tmp_path / "--my report.json").read_text())["plan"]["steps"] == 1
 
 
-def test_a_plain_tool_wattlint_value_is_not_a_config(tmp_path, monkeypatch):
+def test_a_plain_tool_wattlint_value_is_a_wrong_config_not_skipped(tmp_path, monkeypatch):
     from wattlint.config import find_pyproject
 
     (tmp_path / "pyproject.toml").write_text('[tool.wattlint]\ngpu = "h100-sxm5-80gb"\n')
     sub = tmp_path / "sub"
     sub.mkdir()
     (sub / "pyproject.toml").write_text('[tool]\nwattlint = "1.0"\n')
-    assert find_pyproject(sub) == tmp_path / "pyproject.toml"
+    # the nearer file names tool.wattlint: it is the configuration, and a wrong one (exit 2 naming it), never
+    # skipped for the parent's (which gated other models with exit 0; review 2026-12-07)
+    assert find_pyproject(sub) == sub / "pyproject.toml"
+    from wattlint.config import load_config
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a table"):
+        load_config(sub)
 
 
 def test_a_recursion_error_of_our_own_json_encoding_is_internal(run_cli, monkeypatch):

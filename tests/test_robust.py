@@ -478,13 +478,15 @@ def test_d12_read_only_output_file_is_not_replaced(run_cli, tmp_path, monkeypatc
     _project(proj)
     monkeypatch.chdir(proj)
     kept = proj / "kept.txt"
-    kept.write_text("the user's file\n")
+    # a JSON report of an earlier run (an existing file that is no report is refused whatever its mode)
+    assert run_cli("analyze", "lm.onnx", "--format", "json", "-o", "kept.txt")[0] == 0
+    before = kept.read_text()
     kept.chmod(0o444)
     code, out, err = run_cli("analyze", "lm.onnx", "-o", "kept.txt")
     assert code == 2 and "read-only" in _one_error_line(err)
-    assert kept.read_text() == "the user's file\n"
-    kept.chmod(0o644)
-    assert run_cli("analyze", "lm.onnx", "-o", "kept.txt")[0] == 0 and kept.read_text() != "the user's file\n"
+    assert kept.read_text() == before
+    kept.chmod(0o644)  # writable again: replaced by the new (text) report
+    assert run_cli("analyze", "lm.onnx", "-o", "kept.txt")[0] == 0 and kept.read_text() != before
 
 
 def test_a_dataset_count_beyond_any_real_run_is_refused(run_cli):

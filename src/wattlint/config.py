@@ -13,6 +13,7 @@ validated against the lint registry (pure Python, light).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,33 +179,74 @@ class Config:
 
 # ---- loading ---------------------------------------------------------------------------------------------------
 
-def _has_dotted_table(text: str) -> bool:
-    """``[tool]`` + ``wattlint.gpu = ...`` (or a top-level ``tool.wattlint.gpu``) is the same table in TOML's dotted
-    keys: parse to see it (only files that mention wattlint outside a [tool.wattlint] header get here)."""
+def _mentions_wattlint(text: str) -> bool:
+    """Whether a pyproject.toml's text holds a ``tool.wattlint`` key, whatever its value: a ``[tool.wattlint]`` (or
+    ``[[tool.wattlint...]]``) header, ``wattlint.gpu = ...`` or ``wattlint = ...`` under ``[tool]`` (TOML's dotted
+    keys), ``tool.wattlint... = ...`` or ``tool = { wattlint = ... }`` at the top. Such a file is wattlint's
+    configuration, broken or not: the search stops there and loading it says what is wrong, instead of going on to a
+    parent directory's configuration (a CI check then gated other models and passed). A file that is not valid TOML
+    is read line by line for the same keys; one that mentions wattlint elsewhere only (a dependency) is not ours."""
+    if "wattlint" not in text:
+        return False
     try:
         data = _toml.loads(text.lstrip("\ufeff"))
     except (_toml.TOMLDecodeError, RecursionError):
-        return False
+        return _mentions_wattlint_raw(text)
     tool = data.get("tool")
-    return isinstance(tool, dict) and isinstance(tool.get("wattlint"), dict)
+    return isinstance(tool, dict) and "wattlint" in tool
+
+
+_HEADER = re.compile(r"^\[\[?([^\[\]#]*)")  # its closing bracket may be what is missing
+_QUOTES_AND_BLANKS = re.compile(r"[\s\"']")
+
+
+def _is_wattlint_key(dotted: str) -> bool:
+    return dotted == "tool.wattlint" or dotted.startswith("tool.wattlint.")
+
+
+def _mentions_wattlint_raw(text: str) -> bool:
+    """:func:`_mentions_wattlint` for a file TOML cannot parse: table headers and ``key =`` lines, quotes and blanks
+    around the dots of a key ignored (``[ "tool" . wattlint ]``)."""
+    table = ""
+    for line in text.lstrip("\ufeff").splitlines():
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = _HEADER.match(s)
+        if m:
+            table = _QUOTES_AND_BLANKS.sub("", m.group(1))
+            if _is_wattlint_key(table):
+                return True
+            continue
+        key, eq, value = s.partition("=")
+        if not eq:
+            continue
+        key = _QUOTES_AND_BLANKS.sub("", key)
+        if _is_wattlint_key(f"{table}.{key}" if table else key):
+            return True
+        if not table and key == "tool" and re.search(r"\bwattlint\b", value):  # tool = { wattlint = {...} }
+            return True
+    return False
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
-    """The nearest pyproject.toml at or above ``start`` that has a ``[tool.wattlint]`` table."""
+    """The nearest pyproject.toml at or above ``start`` that holds the ``[tool.wattlint]`` configuration, valid or not
+    (:func:`_mentions_wattlint`), or that cannot be read (it may hold it: :func:`load_config` says it cannot read it,
+    rather than using a configuration further up). A pyproject.toml that does not mention ``tool.wattlint`` (another
+    subproject's) is passed over."""
     here = Path(start or Path.cwd()).resolve()
     if here.is_file():
         here = here.parent
     for d in (here, *here.parents):
         candidate = d / "pyproject.toml"
-        if candidate.is_file():
+        if os.path.isfile(candidate):
             try:  # a file that is not UTF-8 is still found here if it names [tool.wattlint]; loading it says why not
                 raw = candidate.read_bytes()
             except OSError:
-                continue
+                return candidate
             utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")  # an editor's UTF-16: found, then refused as not UTF-8
             text = raw.decode("utf-16" if utf16 else "utf-8", errors="replace")
-            if "wattlint" in text and (re.search(r"^\s*\[\[?\s*tool\.wattlint\b", text, re.M)
-                                       or _has_dotted_table(text)):
+            if _mentions_wattlint(text):
                 return candidate
     return None
 
@@ -214,8 +256,9 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
 
     ``path``: an explicit file (``--config``): a pyproject.toml (its ``[tool.wattlint]`` table) or a standalone TOML
     file whose top level is the table (a ``[tool.wattlint]`` table inside it is used if present). Otherwise the nearest
-    pyproject.toml with a ``[tool.wattlint]`` table at or above ``start`` (default: the current directory); none found
-    gives the defaults, rooted at ``start``.
+    pyproject.toml with a ``[tool.wattlint]`` table at or above ``start`` (default: the current directory; one that
+    holds a broken ``tool.wattlint`` or cannot be read is a ConfigError, never passed over for a parent's: see
+    :func:`find_pyproject`); none found gives the defaults, rooted at ``start``.
     """
     if path is not None:
         path = Path(path)
@@ -237,8 +280,9 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
         raise ConfigError(f"{_where(file)}: not UTF-8 text (byte {e.start}); TOML files must be UTF-8") from None
     except RecursionError:
         raise ConfigError(f"{_where(file)}: invalid TOML: arrays or tables nested too deeply") from None
-    except OSError as e:
-        raise ConfigError(f"{_where(file)}: cannot read: {e.strerror or e}") from None
+    except OSError as e:  # found on the way up, it may hold the configuration: never passed over for a parent's
+        hint = "" if path is not None else " (it may hold the [tool.wattlint] configuration: make it readable)"
+        raise ConfigError(f"{_where(file)}: cannot read it: {e.strerror or e}{hint}") from None
     tool = data.get("tool")
     if isinstance(tool, dict) and "wattlint" in tool:
         table = tool["wattlint"]
@@ -249,7 +293,8 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
     else:
         table = {}
     if not isinstance(table, dict):
-        raise ConfigError(f"{_where(file)}: [tool.wattlint] must be a table")
+        raise ConfigError(f"{_where(file)}: [tool.wattlint] must be a table (a [tool.wattlint] section of keys like "
+                          f"gpu = \"h100\"), got {_toml_type(table)} {_show(table)}")
     return parse_config(table, root=file.parent, path=file)
 
 
@@ -377,6 +422,25 @@ def _where(path: Path | None) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def _toml_type(value: Any) -> str:
+    """The TOML name of a parsed value's type ('a string', 'an array')."""
+    import datetime
+
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return "a date-time"
+    return "a " + type(value).__name__
 
 
 def _resolve(root: Path, p: str) -> Path:

@@ -204,6 +204,96 @@ def escapes_root(path: Path | str, root: Path | str) -> Path | None:
     return resolved
 
 
+# ---- what an --output may replace ---------------------------------------------------------------------------------
+
+#: JSON documents wattlint writes as reports (``"schema": "wattlint.check/1"`` ...); its other JSON files (baselines,
+#: run corrections, energy models, calibration and validation data) are data, never replaced by a report
+REPORT_SCHEMAS = re.compile(r"wattlint\.(?:check|estimate|comparison|analysis)/\d+")
+REPORT_MAX_BYTES = 64 << 20  # far beyond any report wattlint writes
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# the last line of every `wattlint check` text report (report/lint_text.py)
+_CHECK_TEXT_END = re.compile(r"Found \d+ error\(s\), \d+ warning\(s\), \d+ info\(s\)|All checks passed\.$|"
+                             r"no configured model matched \(see \[\[tool\.wattlint\.models\]\]|"
+                             r"no models configured: add \[\[tool\.wattlint\.models\]\]|"
+                             r"\d+ model\(s\) could not be estimated \(input errors above\): exit 2$")
+# every line of `wattlint check --format github` (report/github.py)
+_GITHUB_LINE = re.compile(r"::(?:error|warning|notice) (?:file=[^,]*,line=\d+,)?title=(?:WL\d+ |wattlint::|not checked )")
+
+
+def report_kind(text: str) -> str | None:
+    """Which wattlint report ``text`` is ('json', 'sarif', 'text', 'markdown', 'html', 'github'), from what every
+    report of that format holds: the JSON ``schema`` of a report, SARIF's tool driver ``wattlint``, the first line
+    of an estimate or the summary line of a check, an analysis table's title, GitHub annotations titled with rule
+    codes; None for anything else (another tool's log, a user's notes, wattlint's own data files)."""
+    body = text.lstrip("\ufeff").strip()
+    doc = None
+    if body.startswith(("{", "[")):  # else a text report whose first model is named '[...]'
+        try:
+            doc = json.loads(body)
+        except (ValueError, RecursionError):
+            pass
+    if doc is not None:
+        if not isinstance(doc, dict):
+            return None
+        schema = doc.get("schema")
+        if isinstance(schema, str) and REPORT_SCHEMAS.fullmatch(schema):
+            return "json"
+        runs = doc.get("runs")
+        if isinstance(runs, list) and runs and all(
+                isinstance(r, dict) and isinstance(r.get("tool"), dict) and isinstance(r["tool"].get("driver"), dict)
+                and r["tool"]["driver"].get("name") == "wattlint" for r in runs):
+            return "sarif"
+        return None
+    lines = [line.strip() for line in _ANSI.sub("", body).splitlines() if line.strip()]
+    if not lines:
+        return None
+    if lines[0].startswith(("wattlint estimate: ", "wattlint compare: ")) or \
+            (len(lines) > 1 and lines[1] == "One training step (per micro-batch)") or \
+            _CHECK_TEXT_END.match(lines[-1]):
+        return "text"
+    if lines[0].startswith(("### wattlint estimate: ", "### wattlint compare: ")):
+        return "markdown"
+    if lines[0].lower().startswith("<!doctype html>") and "<title>wattlint: " in body[:4096]:
+        return "html"
+    if all(_GITHUB_LINE.match(line) for line in lines):
+        return "github"
+    return None
+
+
+def not_a_report(path: Path | str) -> str | None:
+    """Why the file at ``path`` must not be replaced by a report, or None when it may be: nothing there, not a regular
+    file (a device, a pipe: written into; a folder or a link: the caller's own checks), an empty file, or a report
+    wattlint wrote (:func:`report_kind`: a CI job that reruns writes the same path). Anything else (another tool's
+    measurements such as CodeCarbon's emissions.csv, a .gitignore, notes, wattlint's own data) is the user's: the
+    reason names what it is when known."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return None
+    if st.st_size > REPORT_MAX_BYTES:
+        return "an existing file too large to be a wattlint report"
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(REPORT_MAX_BYTES + 1)
+    except OSError as e:
+        return f"an existing file that cannot be read ({e.strerror or e}) to tell whether it is a wattlint report"
+    text = raw.decode("utf-8", errors="replace")
+    if report_kind(text) is not None:
+        return None
+    schema = None
+    if text.lstrip("\ufeff").lstrip().startswith("{"):
+        try:
+            doc = json.loads(text.lstrip("\ufeff"))
+            schema = doc.get("schema") if isinstance(doc, dict) else None
+        except (ValueError, RecursionError):
+            pass
+    if isinstance(schema, str) and schema.startswith("wattlint."):
+        return f"an existing {schema} file (wattlint's data, not a report)"
+    return "an existing file that is not a wattlint report"
+
+
 class LockHeld(OSError):
     """:func:`exclusive_lock` with ``wait=False`` found the lock held by another process."""
 

@@ -189,9 +189,10 @@ NEVER_A_REPORT = (".py", ".pyi", ".ipynb", ".onnx", ".pt", ".pth", ".safetensors
 def check_output_path(path: str | None, root: Path | str | None = None,
                       inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
     """Refuse (InputError) an ``--output`` path that is a symbolic link, that names a place inside ``root`` (the
-    project; default the current directory) but resolves outside it through a linked folder, or that is one of the
+    project; default the current directory) but resolves outside it through a linked folder, that is one of the
     run's own ``inputs`` ((path, what it is) pairs: the model file, the configuration, the baseline), which the report
-    would replace."""
+    would replace, or an existing file that is not a report wattlint wrote (io.not_a_report: a rerun replaces its own
+    report; another tool's log or the user's notes are kept)."""
     import os
 
     from ..io import escapes_root, same_file
@@ -238,6 +239,14 @@ def check_output_path(path: str | None, root: Path | str | None = None,
     if os.path.isfile(path) and not os.stat(path).st_mode & 0o222:  # write-protected: a rename would replace it
         raise InputError(f"--output {path}: the file is read-only; refusing to replace it (make it writable or "
                          "write elsewhere)")
+    from ..io import not_a_report
+
+    # another tool's log (CodeCarbon's emissions.csv), notes, a .gitignore: the user's. Checked with the run's inputs
+    # known (after the more specific refusals above: the model's own file, the baseline, weights are named as such)
+    why = not_a_report(path) if inputs else None
+    if why is not None:
+        raise InputError(f"--output {path}: {why}; refusing to replace it with the report (remove it first, or "
+                         "write the report to another file)")
     target = escapes_root(path, root if root is not None else Path.cwd())
     if target is not None:
         raise InputError(f"--output {path}: resolves to {target}, outside {Path(root or Path.cwd()).resolve()} "

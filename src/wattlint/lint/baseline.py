@@ -28,11 +28,18 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     if path.is_dir():
         raise ConfigError(f"baseline {path} is a folder, not a file: point 'baseline' at a JSON file (it is created by "
                           "'wattlint check --update-baseline')")
+    try:  # utf-8-sig: a UTF-8 BOM some editors write is read, as in pyproject.toml
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"baseline {path}: not UTF-8 text (byte {e.start}); {_FIX}") from None
+    except OSError as e:  # the file may be fine (a permission, a file system): never advise deleting it
+        raise ConfigError(f"baseline {path}: cannot read it: {e.strerror or e}; the file is unchanged: make it "
+                          "readable (or point 'baseline' at another file)") from None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except RecursionError:
         raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; {_FIX}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+    except ValueError as e:
         raise ConfigError(f"baseline {path}: not valid JSON ({' '.join(str(e).split())}); {_FIX}") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if isinstance(schema, str) and schema != SCHEMA and schema.startswith(SCHEMA.split("/")[0] + "/"):
@@ -41,8 +48,8 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
     if not isinstance(data.get("models"), dict):  # the schema is right: say what is wrong (review)
-        raise ConfigError(f"baseline {path}: \"models\" must be an object of model name -> totals, got "
-                          f"{type(data.get('models')).__name__ if 'models' in data else 'none'}; {_FIX}")
+        got = f"got {json_type(data['models'])}" if "models" in data else "but there is none"
+        raise ConfigError(f"baseline {path}: \"models\" must be an object of model name -> totals, {got}; {_FIX}")
     for name, entry in data["models"].items():
         check_entry(path, name, entry)
     return dict(data["models"])
@@ -51,13 +58,19 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
 _FIX = "fix it or delete it and run 'wattlint check --update-baseline'"
 
 
+def json_type(value: Any) -> str:
+    """A parsed JSON value's type for a message: ``null`` as JSON writes it (not Python's NoneType); other types by
+    their Python names (list, str, ...), as the messages have always said."""
+    return "null" if value is None else type(value).__name__
+
+
 def check_entry(path: Path, name: str, entry: Any) -> None:
     """A baseline entry is an object whose totals are finite numbers >= 0 (energy > 0): a string, NaN, infinity or a
     zero energy would turn the regression gate off (every comparison false) or fail it falsely, so it is refused
     (ConfigError naming the entry)."""
     label = f"baseline {path}: model {name!r}"
     if not isinstance(entry, dict):
-        raise ConfigError(f"{label}: expected an object of totals, got {type(entry).__name__}; {_FIX}")
+        raise ConfigError(f"{label}: expected an object of totals, got {json_type(entry)}; {_FIX}")
     for k in KEYS:
         if k not in entry:
             continue
@@ -118,7 +131,7 @@ def baseline_extras(path: Path) -> dict[str, Any]:
     """The top-level keys of a baseline file other than schema, generator and models (a reviewer's "_comment"),
     which an update keeps; {} without a readable file (load_baseline has already judged it)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # as load_baseline reads it
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):
