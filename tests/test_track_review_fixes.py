@@ -270,14 +270,16 @@ def test_an_upper_case_jsonl_out_is_the_record_file(tmp_path):
     assert read_record(t.path).summary["status"] == "completed"
     from wattlint.types import ConfigError
 
-    with pytest.raises(ConfigError, match="never overwritten"):
-        _track(tmp_path / "run.JSONL", clock, steps=3).start()
+    with pytest.warns(RuntimeWarning, match="never overwritten"):  # the next free name, never overwritten
+        t2 = _track(tmp_path / "run.JSONL", clock, steps=3).start()
+    t2.close()
+    assert t2.path == tmp_path / "run-2.JSONL"
     with pytest.raises(ConfigError, match="JSON Lines"):
         _track(tmp_path / "run.JSON", clock, steps=3).start()
     # and a folder holding it is a folder of run records for `wattlint fit` (it globbed *.jsonl only)
     from wattlint.tracking.fit import is_run_record_args, record_files
 
-    assert record_files([str(tmp_path)]) == [tmp_path / "run.JSONL"]
+    assert record_files([str(tmp_path)]) == [tmp_path / "run-2.JSONL", tmp_path / "run.JSONL"]
     assert is_run_record_args([str(tmp_path)])
 
 

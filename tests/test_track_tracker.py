@@ -340,9 +340,12 @@ def test_bad_options_are_clear_errors(tmp_path):
     clock = Clock(100.0)
     t = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
     t.close()
-    # a ConfigError, as TRACKING.md says (it was the reader's InputError: `except ConfigError` missed it)
-    with pytest.raises(wattlint.types.ConfigError, match="never overwritten"):
-        _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
+    # an existing out= file is never overwritten nor refused (a refusal killed a rank of a job, or a reused
+    # callback's second fit): the next free name, with a warning naming it (TRACKING.md)
+    with pytest.warns(RuntimeWarning, match="never overwritten"):
+        t2 = _track(tmp_path, clock, out=tmp_path / "r.jsonl").start()
+    t2.close()
+    assert t2.path == tmp_path / "r-2.jsonl"
 
 
 def test_real_cpu_loop_with_static_estimate(tmp_path):

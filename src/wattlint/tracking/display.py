@@ -7,6 +7,7 @@ written). ``auto`` picks rich on a terminal and line otherwise; WATTLINT_QUIET=1
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, TextIO
@@ -18,6 +19,25 @@ MODES = ("auto", "rich", "line", "quiet")
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:+.0f} %"
+
+
+NO_INTERVAL = "too few steps for an interval"
+
+
+def _finite(*xs) -> bool:
+    return all(isinstance(x, (int, float)) and math.isfinite(x) for x in xs)
+
+
+def _ci(st: dict[str, Any]) -> str:
+    """'±x % (90 % CI)' of the mean step time, or why there is none (under 4 stable steps: no 2 batch means to
+    spread; review: '±inf % (90 % CI)')."""
+    r = st.get("rel_ci90")
+    return f"±{r * 100:.1f} % (90 % CI)" if _finite(r) else f"({NO_INTERVAL})"
+
+
+def _range(central: float, rng, table) -> str:
+    """'[lo – hi]' of a projection, or why there is none (an unbounded end was printed 'n/a')."""
+    return f"[{u.range_(central, *rng, table)}]" if rng and _finite(*rng) else f"({NO_INTERVAL})"
 
 
 def live_text(n: int, total: int | None, a: dict[str, Any] | None, static: dict[str, Any] | None) -> str:
@@ -56,14 +76,21 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     """Human summary of a finished (or re-read) run: the analysis beside the static estimate."""
     a = s.get("analysis") or {}
     where = s.get("path") or "none written (the record could not be created; see the notes)"
-    lines = [f"wattlint run record: {where} ({s.get('status')}, {a.get('steps', 0):,} steps, "
-             f"{u.duration(a.get('time_s') or 0.0)})"]
+    run = f"{s.get('status')}, {a.get('steps', 0):,} steps, {u.duration(a.get('time_s') or 0.0)}"
+    stop = s.get("record_stopped")
+    if stop:  # the run went on after its record stopped being written: the file is not what this printout shows
+        why = "a write to it failed" if stop.get("write_failed") else "tracking failed"
+        lines = [f"wattlint run record: {where} INCOMPLETE: it stopped being written at step {stop['step']:,} "
+                 f"because {why} ({stop['error']}); it holds {stop['steps_written']:,} step(s) and no summary line",
+                 f"  the run itself: {run} (below: as measured in memory, not all of it in the record)"]
+    else:
+        lines = [f"wattlint run record: {where} ({run})"]
     if "step_time_s" not in a:
         lines.append(f"  {a.get('reason') or 'no steps measured'}")
         return lines
     st = a["step_time_s"]
     lines.append(f"  warm-up {a['warmup_steps']:,} steps ({u.duration(a['warmup_time_s'])}); stable "
-                 f"{u.duration(st['mean'])}/step ±{st['rel_ci90'] * 100:.1f} % (90 % CI), p5–p95 "
+                 f"{u.duration(st['mean'])}/step {_ci(st)}, p5–p95 "
                  f"{u.range_(st['mean'], st['p5'], st['p95'], u.DURATION)}"
                  + ("" if a.get("stable") else
                     f"; stable-phase criteria no longer met over the whole run: {a.get('reason')}" if s.get("at_stable")
@@ -97,10 +124,10 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         over = p.get("overrun_steps")
         what = (f"the run went {over:,} steps past its plan of {p['total_steps']:,}; what ran "
                 f"({p['total_steps'] + over:,} steps)" if over else f"projected plan ({p['total_steps']:,} steps)")
-        txt = (f"  {what}: {u.duration(p['time_s'])} "
-               f"[{u.range_(p['time_s'], *p['time_s_range'], u.DURATION)}]")
+        txt = f"  {what}: {u.duration(p['time_s'])} {_range(p['time_s'], p.get('time_s_range'), u.DURATION)}"
         if p.get("energy_kwh") is not None:
-            txt += f", {u.energy_kwh(p['energy_kwh'])} [{u.range_kwh(*p['energy_kwh_range'])}]"
+            rng = p.get("energy_kwh_range")
+            txt += f", {u.energy_kwh(p['energy_kwh'])} {_range(rng[-1] if rng else None, rng, u.ENERGY_KWH)}"
         if p.get("co2_kg") is not None:
             txt += f", {u.co2_kg(p['co2_kg'])}"
         if p.get("cost_usd") is not None:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from ..types import WattlintError
 from .project import Settings, analyze
+from .record import SCHEMA as SCHEMA_RUN
 from .record import read_record
 from .compare import device_share, energy_basis
 from .stats import Z90
@@ -92,18 +93,34 @@ def short(h: str | None) -> str:
     return (h or "none").replace("sha256:", "")[:12]
 
 
-def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> list[Path]:
-    """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run header); a file
-    reached twice counts once (appended to ``duplicates`` when given)."""
-    from .record import is_run_record, jsonl_files
+def record_files(paths: Sequence[str], duplicates: list[Path] | None = None,
+                 other_version: list[dict[str, str]] | None = None) -> list[Path]:
+    """RUN arguments -> run record files (a folder: its *.jsonl whose first line is a wattlint.run/1 header); a file
+    reached twice counts once (appended to ``duplicates`` when given). A folder's records written by another wattlint
+    version are left out of the fit, each listed in ``other_version`` ({file, reason}) when given, so that the fit
+    says so (review: left out without a word); named explicitly, read_record says which version wrote it. A folder's
+    .jsonl that cannot be read refuses the fit (RunFitError): whether it is a record cannot be told, and a record is
+    never left out silently."""
+    from .record import SCHEMA as RUN_SCHEMA
+    from .record import record_schema, schema_is_newer, jsonl_files
 
     out: list[Path] = []
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            # a folder's records of this version only (one written by another wattlint version is left out, as
-            # any other file; named explicitly, read_record says which version wrote it)
-            out.extend(f for f in jsonl_files(pp) if is_run_record(f, exact=True))
+            for f in jsonl_files(pp):
+                try:
+                    schema = record_schema(f)
+                except WattlintError as e:
+                    raise RunFitError(f"{e}: whether it is a run record cannot be told, and fit never leaves one out "
+                                      f"silently; make it readable, or move it out of {pp}") from None
+                if schema == RUN_SCHEMA:
+                    out.append(f)
+                elif schema is not None and other_version is not None:
+                    who = "a newer" if schema_is_newer(schema) else "another"
+                    other_version.append({"file": str(f), "schema": schema,
+                                          "reason": f"written as {schema} by {who} wattlint version (this one reads "
+                                                    f"{RUN_SCHEMA}); update wattlint to fit it"})
         elif pp.is_file():
             out.append(pp)
         else:
@@ -120,17 +137,31 @@ def record_files(paths: Sequence[str], duplicates: list[Path] | None = None) -> 
 
 
 def is_run_record_args(paths: Sequence[str]) -> bool:
-    """True when the RUN arguments of ``wattlint fit`` are run records (files or folders of them)."""
+    """True when the RUN arguments of ``wattlint fit`` are run records (files or folders of them). A folder whose
+    .jsonl files cannot be read (and that holds no calibration run either) is refused with the file that cannot be
+    read (review: it was taken for calibration runs, "no calibration runs")."""
     from .record import is_run_record, jsonl_files
 
     found = False
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            if any(is_run_record(f) for f in jsonl_files(pp)):
+            unreadable: WattlintError | None = None
+            has_record = False
+            for f in jsonl_files(pp):
+                try:
+                    if is_run_record(f):
+                        has_record = True
+                        break
+                except WattlintError as e:
+                    unreadable = unreadable or e
+            if has_record:
                 found = True
             elif any(pp.glob("*.csv")):
                 return False
+            elif unreadable is not None:
+                raise RunFitError(f"{unreadable}: whether it is a run record cannot be told; make it readable, or "
+                                  f"move it out of {pp}")
         elif pp.suffix.lower() == ".jsonl" or is_run_record(pp):
             found = True
         else:
@@ -153,7 +184,13 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     named_set = None if named is None else {Path(f).resolve() for f in named}
     seen: dict[str, str] = {}
     for f in files:
-        rec = read_record(f)
+        try:
+            rec = read_record(f)
+        except WattlintError as e:  # damaged, unreadable, of another version: refuse, saying how to fit the others
+            found = named_set is not None and Path(f).resolve() not in named_set
+            raise RunFitError(f"{e}; fit never leaves a record out silently: "
+                              + (f"move it out of {Path(f).parent} to fit the others" if found
+                                 else "leave it out of the arguments to fit the others")) from None
         h = rec.header
         if rec.sha256 in seen:  # the same record under two names would count twice
             skipped.append({"file": str(f), "reason": f"duplicate of {Path(seen[rec.sha256]).name} (same content)"})
@@ -315,16 +352,35 @@ def _range(val: dict[str, Any] | None) -> tuple[float, float] | None:
 
 
 def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | None = None,
-                model_hash: str | None = None) -> tuple[RunCorrection, Path]:
-    """Fit, validate and write ``run_correction.json``; returns the correction and its path."""
+                model_hash: str | None = None, other_version: list[dict[str, str]] | None = None
+                ) -> tuple[RunCorrection, Path]:
+    """Fit, validate and write ``run_correction.json``; returns the correction and its path. ``other_version``
+    (when given) receives the folders' records of another wattlint version that were left out ({file, schema,
+    reason}): never fitted nor in the correction, but said (print_fit lists them)."""
     dups: list[Path] = []
-    files = record_files(paths, dups)
+    other: list[dict[str, str]] = [] if other_version is None else other_version
+    files = record_files(paths, dups, other)
     if not files:
-        raise RunFitError(f"{', '.join(paths)}: no run records (*.jsonl with a wattlint.run/1 header)")
+        if other:  # review: a folder of newer records read "no run records"
+            schemas = sorted({o["schema"] for o in other})
+            from .record import schema_is_newer
+
+            who = "a newer" if all(schema_is_newer(x) for x in schemas) else "another"
+            raise RunFitError(f"{', '.join(paths)}: no run record this wattlint reads ({SCHEMA_RUN}): "
+                              f"{len(other)} written as {', '.join(schemas)} by {who} wattlint version "
+                              f"({', '.join(Path(o['file']).name for o in other[:3])}"
+                              f"{' ...' if len(other) > 3 else ''}); update wattlint to fit them")
+        raise RunFitError(f"{', '.join(paths)}: no run records (*.jsonl with a {SCHEMA_RUN} header)")
     named = [Path(p) for p in paths if not Path(p).is_dir()]
-    points, skipped, key, base, clock = load_points(files, gpu_key, model_hash, named)
+    also = ("; left out: " + "; ".join(f"{Path(o['file']).name}: {o['reason']}" for o in other)) if other else ""
+    try:
+        points, skipped, key, base, clock = load_points(files, gpu_key, model_hash, named)
+    except RunFitError as e:
+        if also and str(e).startswith("no usable run record"):
+            raise RunFitError(f"{e}{also}") from None
+        raise
     if len(points) < MIN_RUNS:
-        why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "none"
+        why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for x in (skipped, other) for s in x) or "none"
         twice = (f"; {len(dups)} record(s) named more than once counted once ({', '.join(sorted({d.name for d in dups}))})"
                  if dups else "")
         raise RunFitError(f"{len(points)} usable run record(s) of {key}; a run correction needs >= {MIN_RUNS} "
@@ -510,7 +566,8 @@ class RunCorrectedPredictor:
 
 def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_hash: str | None) -> int:
     """``wattlint fit RUN_RECORDS``: fit, write, and print the factors with their held-out errors."""
-    corr, path = fit_records(paths, out, gpu_key, model_hash)
+    other: list[dict[str, str]] = []
+    corr, path = fit_records(paths, out, gpu_key, model_hash, other_version=other)
     doc = corr.card
     print(f"run correction for {corr.gpu_key} from {corr.runs} run(s) of {corr.models} model(s) -> {path}")
     print(f"  on top of: {corr.base_energy_model}")
@@ -529,4 +586,6 @@ def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_
         print(f"  5-95 % range ({doc['range_basis']}): x{q[0]:.2f} .. x{q[1]:.2f}")
     for s in doc["skipped"]:
         print(f"  skipped {Path(s['file']).name}: {s['reason']}")
+    for s in other:  # review: a folder's newer record was left out without a word
+        print(f"  left out {Path(s['file']).name}: {s['reason']}")
     return 0

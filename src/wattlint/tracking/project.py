@@ -186,7 +186,9 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
     if stable_time < settings.min_stable_s:
         reasons.append(f"{_shorter(stable_time, settings.min_stable_s)} s of stable steps < "
                        f"{settings.min_stable_s:g} s")
-    if not st.rel_ci90 <= settings.max_rel_ci:
+    if not math.isfinite(st.rel_ci90):  # under 4 stable steps there are no 2 batch means to spread (review: '+-inf %')
+        reasons.append("too few steps for an interval of the mean step time")
+    elif not st.rel_ci90 <= settings.max_rel_ci:
         reasons.append(f"mean step time +-{st.rel_ci90 * 100:.1f} % (90 % CI) > {settings.max_rel_ci * 100:g} %")
     out.update(stable=not reasons, reason="; ".join(reasons) or None, warmup_steps=first_stable,
                warmup_time_s=float(times[:first_stable].sum()), step_time_s=st.as_dict())
@@ -298,7 +300,9 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
         rem_b = max(0, total_b - sum(1 for b in obs_b if b < n))
     rem_t = remaining * mu + rem_b * boundary_extra
     t_total = elapsed_steps + rem_t
-    t_lo, t_hi = elapsed_steps + rem_t * max(0.0, 1 - rel_t), elapsed_steps + rem_t * (1 + rel_t)
+    # nothing left to run is no uncertainty, whatever the interval (0 x inf was NaN: a range '[7.69 s – n/a]')
+    t_lo, t_hi = (elapsed_steps + rem_t * max(0.0, 1 - rel_t), elapsed_steps + rem_t * (1 + rel_t)) if rem_t \
+        else (elapsed_steps, elapsed_steps)
     devices = record_devices(data.channels, plan)
     proj: dict[str, Any] = {"total_steps": total_steps, "remaining_steps": remaining, "remaining_boundaries": rem_b,
                             "time_s": t_total, "time_s_range": [t_lo, t_hi], "rel_range_time": rel_t,
@@ -314,8 +318,9 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
         dev_total = device_so_far + dev_p * max(0.0, t_total - (elapsed - after_s))
         host_total = data.host_w * t_total if data.host_w is not None else 0.0
         facility = (dev_total + host_total) * plan.pue
-        lo = (device_so_far + dev_rem * max(0.0, 1 - rel_e) + (data.host_w or 0.0) * t_lo) * plan.pue
-        hi = (device_so_far + dev_rem * (1 + rel_e) + (data.host_w or 0.0) * t_hi) * plan.pue
+        lo = (device_so_far + (dev_rem * max(0.0, 1 - rel_e) if dev_rem else 0.0) + (data.host_w or 0.0) * t_lo) \
+            * plan.pue
+        hi = (device_so_far + (dev_rem * (1 + rel_e) if dev_rem else 0.0) + (data.host_w or 0.0) * t_hi) * plan.pue
         proj.update(device_energy_j=dev_total, host_energy_j=host_total if data.host_w is not None else None,
                     energy_kwh=facility / 3.6e6, energy_kwh_range=[lo / 3.6e6, hi / 3.6e6], rel_range_energy=rel_e)
         ci = plan.carbon_intensity_g_per_kwh

@@ -25,6 +25,11 @@ from ..types import InputError
 SCHEMA = "wattlint.run/1"
 
 
+class RecordExistsError(InputError):
+    """The record file to create exists already (a run record is never overwritten): the tracker then takes the
+    next free name."""
+
+
 def _clean(x: Any) -> Any:
     """JSON-safe: non-finite floats -> null, floats to 7 significant digits, tuples -> lists."""
     if isinstance(x, bool) or x is None or isinstance(x, (int, str)):
@@ -54,7 +59,8 @@ class RecordWriter:
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         except FileExistsError:
-            raise InputError(f"{self.path} exists: a run record is never overwritten; pass another out=") from None
+            raise RecordExistsError(f"{self.path} exists: a run record is never overwritten; pass another out=") \
+                from None
         self.fsync = fsync
         self.lines = 0
         self.sync_error: OSError | None = None
@@ -121,7 +127,9 @@ class RunRecord:
     def status(self) -> str:
         if self.summary:
             return str(self.summary.get("status", "unknown"))
-        return "incomplete (no summary line: the process was killed or is still running)"
+        # a reader cannot tell why a summary is missing: a killed process, a run still going, or a tracker whose
+        # write failed (disk full) and that stopped writing while the training went on
+        return "incomplete (no summary line: the process was killed, is still running, or a write to the record failed)"
 
     def run_data(self):
         """The record as :class:`wattlint.tracking.project.RunData` (for :func:`wattlint.tracking.project.analyze`)."""
@@ -209,7 +217,10 @@ def line_problem(o: dict[str, Any]) -> str | None:
 def read_record(path: str | Path) -> RunRecord:
     """Parse a run record; InputError with one clear line when it is not one."""
     p = Path(path)
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as e:  # no permission, an I/O error: say so (never "not a run record")
+        raise InputError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
     if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark (the record opened and saved in an editor)
         raw = raw[3:]
     text = raw.decode("utf-8", errors="replace")
@@ -255,14 +266,18 @@ def read_record(path: str | Path) -> RunRecord:
         if bad:
             raise InputError(f"{p}:{i + 1}: malformed run record ({bad})")
     rec = RunRecord(path=p, header=objs[0], torn_tail=torn, sha256=hashlib.sha256(raw).hexdigest())
-    for o in objs[1:]:
+    summary_line = 0
+    for i, o in enumerate(objs[1:], start=2):
         t = o.get("type")
         if t == "window":
             rec.windows.append(o)
         elif t == "event":
             rec.events.append(o)
         elif t == "summary":
-            rec.summary = o
+            if summary_line:  # a run writes one summary: two are a record edited or joined by hand (which one?)
+                raise InputError(f"{p}:{i}: malformed run record (a second summary line; line {summary_line} is "
+                                 "one already, and a run writes one)")
+            rec.summary, summary_line = o, i
     return rec
 
 
@@ -272,16 +287,38 @@ def jsonl_files(folder: Path) -> list[Path]:
     return sorted(f for f in Path(folder).iterdir() if f.suffix.lower() == ".jsonl" and f.is_file())
 
 
-def is_run_record(path: str | Path, exact: bool = False) -> bool:
-    """True when the file's first line is a wattlint.run header (cheap: reads one line); ``exact``: of this
-    version's schema only."""
+def record_schema(path: str | Path) -> str | None:
+    """The ``wattlint.run/N`` schema of the file's header line (cheap: reads one line), None when it is no run
+    record. InputError when the file exists but cannot be read (no permission, an I/O error): whether it is a
+    record cannot be told, and an unreadable file must say so, never read as "not a run record" (review)."""
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # no such file: the caller says "not found"
+        return None
+    except OSError as e:
+        raise InputError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    try:
         o = json.loads(first.decode("utf-8-sig", errors="replace"))  # read_record then says what is wrong
-    except (OSError, ValueError):
-        return False
+    except ValueError:  # (a RecursionError goes on: the CLI says "nested too deeply")
+        return None
     # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
     if not (isinstance(o, dict) and o.get("type") == "header"):
+        return None
+    schema = o.get("schema")
+    return schema if isinstance(schema, str) and schema.startswith(SCHEMA.split("/")[0] + "/") else None
+
+
+def schema_is_newer(schema: str) -> bool:
+    """True when a ``wattlint.run/N`` schema is of a later version than this wattlint reads."""
+    try:
+        return int(schema.rsplit("/", 1)[1]) > int(SCHEMA.rsplit("/", 1)[1])
+    except (IndexError, ValueError):
         return False
-    return o.get("schema") == SCHEMA if exact else str(o.get("schema")).startswith(SCHEMA.split("/")[0] + "/")
+
+
+def is_run_record(path: str | Path, exact: bool = False) -> bool:
+    """True when the file's first line is a wattlint.run header (cheap: reads one line); ``exact``: of this
+    version's schema only. InputError when the file cannot be read (see :func:`record_schema`)."""
+    schema = record_schema(path)
+    return schema == SCHEMA if exact else schema is not None

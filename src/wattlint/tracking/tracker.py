@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..types import ConfigError, WattlintError
 from . import display as _display
 from .project import PlanInfo, RunData, Settings, Window, analyze, measured_totals
-from .record import SCHEMA, RecordWriter
+from .record import SCHEMA, RecordExistsError, RecordWriter
 
 ON_BUDGET = ("warn", "stop")
 DEFAULT_WINDOW_S = 2.0
@@ -79,30 +79,39 @@ def _job() -> dict[str, Any] | None:
             "run_id": env.get("TORCHELASTIC_RUN_ID") or None}
 
 
-def _new_record(out: Path, run_id: str) -> tuple[str, Path, RecordWriter]:
-    """(run id, path, writer) of a new record. ``out`` a .jsonl path: that file, which must not exist. ``out`` a
-    folder: <run id>.jsonl, or <run id>-2.jsonl, -3, ... when another run took the name in the same second (ranks
-    or a sweep's processes): created exclusively, so no record is ever overwritten and no run fails to start."""
+def _new_record(out: Path, run_id: str, rank: str = "") -> tuple[str, Path, RecordWriter]:
+    """(run id, path, writer) of a new record; ``rank``: '-rank<N>' for one process of a multi-process job.
+
+    ``out`` a folder: <run id><rank>.jsonl, or <run id><rank>-2.jsonl, -3, ... when another run took the name in the
+    same second (a sweep's processes). ``out`` a .jsonl path: that file with the rank suffix before the extension
+    (run.jsonl -> run-rank1.jsonl: one record per rank, as in a folder), or run-2.jsonl, -3, ... when that name is
+    taken (an earlier run, a callback reused for a second fit, a sweep with one out=). Every name is created
+    exclusively (O_EXCL: no check-then-open race), so no record or other file is ever overwritten and no run, nor a
+    rank of a job, fails to start because of the name (review: a rank refusing an existing out= killed, or hung,
+    the whole job); the tracker warns when the record is not at the path asked for."""
     suffix = out.suffix.lower()  # run.JSONL is a record file too (it made a folder of that name)
     if suffix == ".jsonl":
-        if out.exists():  # (RecordWriter refuses it too, as the reader's InputError: this is the caller's option)
-            raise ConfigError(f"out={str(out)!r} exists: a run record is never overwritten; pass another out= or a "
-                              f"folder")
-        return run_id, out, RecordWriter(out)
+        stem = out.name[: -len(out.suffix)] + rank
+        for n in range(1, 10_000):
+            path = out.with_name(f"{stem}{'' if n == 1 else f'-{n}'}{out.suffix}")
+            try:
+                return run_id + rank, path, RecordWriter(path)
+            except RecordExistsError:  # taken (by an earlier run, another rank or process): the next name
+                continue
+        raise ConfigError(f"out={str(out)!r}: no free record name ({stem}-2 ... -9999{out.suffix} taken); pass "
+                          "another out=")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is an existing file: pass a folder (records go in as <run id>.jsonl) or a "
                           "new .jsonl path")
     if suffix == ".json":
         raise ConfigError(f"out={str(out)!r}: a run record is JSON Lines; name the file .jsonl, or pass a folder")
     for n in range(1, 10_000):
-        rid = run_id if n == 1 else f"{run_id}-{n}"
-        if (out / f"{rid}.jsonl").exists():
-            continue
+        rid = run_id + rank if n == 1 else f"{run_id}{rank}-{n}"
         try:
             return rid, out / f"{rid}.jsonl", RecordWriter(out / f"{rid}.jsonl")
-        except WattlintError:  # created by another process between the check and the exclusive open
+        except RecordExistsError:  # taken (by another process in the same second): the next name
             continue
-    raise ConfigError(f"{out}: no free record name for {run_id} (9,999 taken); pass another out=")
+    raise ConfigError(f"{out}: no free record name for {run_id}{rank} (9,999 taken); pass another out=")
 
 
 class _NullWriter:
@@ -343,6 +352,8 @@ class Tracker:
         self._last_analysis_n = 0
         self._sync: Callable[[], None] | None = None
         self._broken = False
+        self._steps_written = 0  # steps in the window lines written to the record so far
+        self._record_stop: dict[str, Any] | None = None  # when and why the record stopped being written
         self._stop_message = ""
         self.host_w: float | None = None
         self.device_kind = "unknown"
@@ -518,11 +529,21 @@ class Tracker:
         stamp = _stamp()
         label = self.name or (self.identity.get("name") or "run")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(label))[:60]
+        rank = _rank_suffix()
         try:
-            self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}{_rank_suffix()}")
+            self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}", rank)
         except OSError as e:  # disk full, no permission: measure nothing, but never stop the training
-            self.run_id, self.path, self._writer = f"{stamp}-{label}", None, _NullWriter()
+            self.run_id, self.path, self._writer = f"{stamp}-{label}{rank}", None, _NullWriter()
             self._stop_tracking(e, "no run record is written; training continues")
+        else:
+            asked = self.out.with_name(self.out.stem + rank + self.out.suffix) \
+                if self.out.suffix.lower() == ".jsonl" else self.path
+            if self.path != asked:  # the .jsonl name asked for was taken
+                taken = f"{asked} (this rank's record of out={str(self.out)!r})" if rank else f"out={str(self.out)!r}"
+                msg = (f"{taken} exists already and a run record is never overwritten: this run's record is "
+                       f"{self.path}")
+                self.notes.append(msg)
+                _warn(f"wattlint: {msg}", RuntimeWarning)
         import wattlint
 
         torch = sys.modules.get("torch")
@@ -639,6 +660,9 @@ class Tracker:
         user's code."""
         self._broken = True
         self._next_window = math.inf
+        if self.path is not None and self._record_stop is None:  # what the end-of-run printout says of the record
+            self._record_stop = {"step": self._n, "steps_written": self._steps_written,
+                                 "error": f"{type(e).__name__}: {e}", "write_failed": isinstance(e, OSError)}
         self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
         _warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning)
 
@@ -685,6 +709,7 @@ class Tracker:
             line["projection"] = {k: p.get(k) for k in ("time_s", "time_s_range", "energy_kwh", "co2_kg",
                                                         "cost_usd")}
         self._writer.write(line)
+        self._steps_written = end
         self._win_first, self._win_t0 = end, now
         self._next_window = now + self.window_s
         stop = False
@@ -830,7 +855,10 @@ class Tracker:
                 except Exception:  # noqa: BLE001
                     pass
         self._summary = {**summary, "path": str(self.path) if self.path else None, "static": self.static,
-                         "notes": self.notes}
+                         "notes": self.notes,
+                         # the run went on after its record stopped being written: the printout says so (review:
+                         # it read "completed, 300 steps" over a record of 98 steps and no summary)
+                         **({"record_stopped": self._record_stop} if self._record_stop else {})}
         self._show("end", _display.summary_lines(self._summary))
         return self._summary
 
