@@ -272,10 +272,13 @@ WORKLOADS = {
         samples=1_281_167, precision=ZEUS_PRECISION,
         note="torchvision ResNet-50 at 224x224; 1,281,167 images; fp32 (TF32 on Ampere: PyTorch 1.x defaults)"),
     ("squad", "bert_base_uncased"): dict(
-        build=lambda: Bert(), input=lambda b: torch.zeros(b, 384, dtype=torch.long), dtype="int64",
-        samples=88_641, precision=ZEUS_PRECISION,
-        note=("BERT-base, SQuAD v1.1 features at max_seq_length 384 / doc_stride 128 (HF run_qa: 88,641 features); "
-              "fp32 (HF run_qa's default, no --fp16; TF32 on Ampere: PyTorch 1.x defaults)")),
+        build=lambda: Bert(), input=lambda b, n=384: torch.zeros(b, n, dtype=torch.long), dtype="int64",
+        samples=88_524, precision=ZEUS_PRECISION, padding="dynamic",
+        note=("BERT-base, SQuAD v1.1 features at max_seq_length 384 / doc_stride 128 (HF prepare_train_features: "
+              "88,524 features, mean 170.8 tokens); each batch padded to its longest feature (dynamic padding, as "
+              "the Zeus authors' HF-based BERT script and run_qa_no_trainer do by default: "
+              "benchmarks/public/squad/SOURCE.md), priced as the expected step over the batch's longest length; "
+              "fp32 (no --fp16; TF32 on Ampere: PyTorch 1.x defaults)")),
     ("movielens-1m", "ncf"): dict(
         build=lambda: NeuMF(), input=lambda b: torch.zeros(b, 2, dtype=torch.long), dtype="int64",
         samples=994_169 * 5, precision=ZEUS_PRECISION,
@@ -287,6 +290,62 @@ SKIPPED = {
     "sentiment140/bert_base_uncased": "sequence length and training-subset size of the Zeus run are not published "
                                       "with the trace; not rebuilt",
 }
+# Dynamic padding (SQuAD): the token length of every training feature (benchmarks/public/squad/, CC BY-SA 4.0) and
+# the sequence lengths traced; a step's cost at the batch's longest feature is interpolated linearly between them.
+SQUAD_LENGTHS = ROOT / "benchmarks" / "public" / "squad" / "feature_length_histogram.json"
+PAD_GRID = tuple(range(64, 385, 32))
+
+
+def batch_max_weights(hist: dict[int, int], batch: int, grid: tuple[int, ...] = PAD_GRID) -> list[tuple[int, float]]:
+    """Weights over the traced lengths ``grid`` such that sum(weight x cost(length)) is the expected cost of a step
+    whose ``batch`` features, drawn at random from the length histogram ``hist``, are padded to the longest of them,
+    with the cost interpolated linearly in the length between grid points (clamped at the grid's ends).
+
+    The longest of ``batch`` draws is taken as i.i.d.: P(max <= v) = F(v)^batch (a shuffled epoch draws without
+    replacement; with 88,524 features and batches <= 72 the two differ by < 0.4 tokens in the expected maximum)."""
+    total = sum(hist.values())
+    weights = {g: 0.0 for g in grid}
+    cum, prev = 0, 0.0
+    for v in sorted(hist):
+        cum += hist[v]
+        cdf = (cum / total) ** batch
+        p, prev = cdf - prev, cdf
+        if v <= grid[0] or v >= grid[-1]:
+            weights[grid[0] if v <= grid[0] else grid[-1]] += p
+            continue
+        i = max(j for j in range(len(grid)) if grid[j] <= v)
+        a = (v - grid[i]) / (grid[i + 1] - grid[i])
+        weights[grid[i]] += p * (1.0 - a)
+        weights[grid[i + 1]] += p * a
+    return [(g, w) for g, w in weights.items() if w > 0]
+
+
+def padded_lengths(w: dict, batch: int) -> list[tuple[int | None, float]]:
+    """The (traced length, weight) pairs a workload's step is priced over: one trace at the workload's own input
+    (None) unless its batches are padded dynamically."""
+    if w.get("padding") != "dynamic":
+        return [(None, 1.0)]
+    doc = json.loads(SQUAD_LENGTHS.read_text())
+    return batch_max_weights({int(k): int(v) for k, v in doc["histogram"].items()}, batch)
+
+
+def mixed_step(wk, w: dict, b: int, opt: str, price) -> tuple[dict, dict, float]:
+    """The per-step cost of workload ``wk`` at batch ``b``: ``price(graph)`` (a wattlint.estimate/1 document) at each
+    traced length of :func:`padded_lengths`, weighted. Returns (per_step time_s / gpu_energy_j / flops, the last
+    document, the weighted FLOPs of the traced graphs)."""
+    per = {"time_s": 0.0, "gpu_energy_j": 0.0, "flops": 0.0}
+    graph_flops, doc = 0.0, {}
+    for n, weight in padded_lengths(w, b):
+        x = w["input"](b) if n is None else w["input"](b, n)
+        g = _trace((wk, b, opt) if n is None else (wk, b, opt, n), w["build"], x, b, w["precision"], opt,
+                   impl=ZEUS_OPTIMIZER_IMPL, grads_to_none=ZEUS_GRADS_TO_NONE)
+        doc = price(g)
+        for k in per:
+            per[k] += weight * doc["per_step"][k]
+        graph_flops += weight * sum(r.flops for r in g.records)
+    return per, doc, graph_flops
+
+
 # TF32: their measured step times are shorter than FP32-peak time for the model's FLOPs (impossible in strict FP32),
 # and their own data carries the A100's TF32 peak (156 TFLOP/s) as 'peak'.
 MC_PRECISION = "tf32"
@@ -407,8 +466,6 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None,
             continue
         w = WORKLOADS[wk]
         opt = OPTIMIZER_MAP.get(s["optimizer"], "adam")
-        graph = _trace((wk, b, opt), w["build"], w["input"](b), b, w["precision"], opt, impl=ZEUS_OPTIMIZER_IMPL,
-                       grads_to_none=ZEUS_GRADS_TO_NONE)
         base, _ = resolve_gpu(s["gpu"])
         if gddr_idle is not None and memory_kind(base) != "hbm":
             base = dataclasses.replace(base, idle_w=float(gddr_idle_w(base.tdp_w, gddr_idle)))
@@ -416,18 +473,20 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None,
             else base
         rate = loader_rate.get(base.key) if isinstance(loader_rate, dict) else loader_rate
         rate = rate if w.get("loader") else None
-        d = _estimate(graph, gpu, b, run_precision(w["precision"], gpu), opt,
-                      **({} if host_op_s is None else {"host_op_time": host_op_s}),
-                      **({} if rate is None else {"steps": None, "dataset": w["samples"], "epochs": 1,
-                                                  "loader_sample_time": 1.0 / rate}))
+        def price(graph, gpu=gpu, rate=rate, b=b, w=w, opt=opt):
+            return _estimate(graph, gpu, b, run_precision(w["precision"], gpu), opt,
+                             **({} if host_op_s is None else {"host_op_time": host_op_s}),
+                             **({} if rate is None else {"steps": None, "dataset": w["samples"], "epochs": 1,
+                                                         "loader_sample_time": 1.0 / rate}))
+        per, d, _ = mixed_step(wk, w, b, opt, price)
         steps = math.ceil(w["samples"] / b)
         wait_s = d["total"]["loader_wait_h"] * 3600.0  # the epoch's first DataLoader batch, at idle power
-        t_pred = steps * d["per_step"]["time_s"] + wait_s
-        e_pred = steps * d["per_step"]["gpu_energy_j"] + wait_s * d["hardware"]["idle_w"]
+        t_pred = steps * per["time_s"] + wait_s
+        e_pred = steps * per["gpu_energy_j"] + wait_s * d["hardware"]["idle_w"]
         p_pred = e_pred / t_pred
         t_meas, p_meas = measured[(s["gpu_file"], s["workload"], b, s["optimizer"], float(s["power_limit_w"]))]
         e_meas = t_meas * p_meas
-        t_naive, e_naive = _naive(steps * d["per_step"]["flops"], gpu, run_precision(w["precision"], gpu))
+        t_naive, e_naive = _naive(steps * per["flops"], gpu, run_precision(w["precision"], gpu))
         rows.append({
             "gpu": base.key, "workload": s["workload"], "batch_size": b, "optimizer": s["optimizer"],
             "power_limit_w": s["power_limit_w"], "measured_epoch_s": round(t_meas, 2),

@@ -410,7 +410,7 @@ def zeus_section():
     # and one DataLoader worker's rate for the CIFAR-100 rows (each epoch's first batch: --loader-sample-time)
     loader_rate = {g: v["samples_per_s"] for g, v in pvp_result["loader_fit"]["per_held_out_gpu"].items()}
     pfp, prior = public_predictor(), PriorPredictor()
-    cache, rows = {}, []
+    rows = []
     meas = {}
     for tag in ("v100", "a40", "p100", "rtx6000"):
         for r in csv.DictReader((ZEUS / f"summary_power_{tag}.csv").open()):
@@ -421,12 +421,6 @@ def zeus_section():
         w = pvp.WORKLOADS[wk]
         b = z["batch_size"]
         opt = pvp.OPTIMIZER_MAP.get(z["optimizer"], "adam")
-        ck = (wk, b, opt)
-        if ck not in cache:
-            torch.manual_seed(0)
-            cache[ck] = pvp._trace(ck, w["build"], w["input"](b), b, w["precision"], opt,
-                                   impl=pvp.ZEUS_OPTIMIZER_IMPL, grads_to_none=pvp.ZEUS_GRADS_TO_NONE)
-        g = cache[ck]
         gpu = resolve_gpu(z["gpu"])[0]
         if memory_kind(gpu) != "hbm":
             gpu = dataclasses.replace(gpu, idle_w=float(gddr_idle_w(gpu.tdp_w, idle_frac[gpu.key])))
@@ -440,15 +434,17 @@ def zeus_section():
         work = ({"dataset": w["samples"], "epochs": 1, "loader_sample_time": 1.0 / loader_rate[gpu.key]}
                 if w.get("loader") else {"steps": 1})
         for name, pred in (("public_fit", pfp), ("prior", prior)):
-            est = wattlint.estimate(g, gpu=gpu, predictor=pred, lint=False, batch_size=b,
-                                    precision=pvp.run_precision(w["precision"], gpu),
-                                    optimizer=opt, pue=1.0, carbon_intensity=100.0,
-                                    host_op_time=host_us[gpu.key] * 1e-6, **work)
-            doc = to_dict(est)
-            ps, wait_s = doc["per_step"], doc["total"]["loader_wait_h"] * 3600.0
+            def price(g, pred=pred, gpu=gpu, b=b, w=w, opt=opt, work=work):
+                return to_dict(wattlint.estimate(g, gpu=gpu, predictor=pred, lint=False, batch_size=b,
+                                                 precision=pvp.run_precision(w["precision"], gpu),
+                                                 optimizer=opt, pue=1.0, carbon_intensity=100.0,
+                                                 host_op_time=host_us[gpu.key] * 1e-6, **work))
+            # one trace, or the expected step over the batch's longest feature (SQuAD's dynamic padding)
+            ps, doc, graph_flops = pvp.mixed_step(wk, w, b, opt, price)
+            wait_s = doc["total"]["loader_wait_h"] * 3600.0
             row[f"{name}_epoch_s"] = steps * ps["time_s"] + wait_s
             row[f"{name}_epoch_j"] = steps * ps["gpu_energy_j"] + wait_s * gpu.idle_w
-        flops = steps * sum(r.flops for r in g.records)
+        flops = steps * graph_flops
         row["naive_epoch_s"] = flops / gpu.peak("fp32")
         row["naive_epoch_j"] = row["naive_epoch_s"] * gpu.tdp_w
         row["t_pred"] = row["public_fit_epoch_s"]

@@ -24,6 +24,7 @@ LICENCES = ROOT / "benchmarks" / "public" / "licences"
 WORKSPACE_PATHS = ("../shared", "/work/shared")
 MIT_PERMISSION = "Permission is hereby granted, free of charge, to any person obtaining a"
 BSD_REDISTRIBUTION = "Redistribution and use in source and binary forms"
+CC_BY_SA_4 = "Attribution-ShareAlike 4.0 International Public License"
 
 
 def _tracked_markdown() -> list[Path]:
@@ -94,5 +95,5 @@ def test_benchmark_licences_non_empty():
     assert not empty, f"empty licence files: {empty}"
     for p in files:
         text = p.read_text(encoding="utf-8")
-        assert any(s in text for s in ("Apache License", MIT_PERMISSION, BSD_REDISTRIBUTION)), (
-            f"{p.name} is no Apache-2.0, MIT or BSD licence text")
+        assert any(s in text for s in ("Apache License", MIT_PERMISSION, BSD_REDISTRIBUTION, CC_BY_SA_4)), (
+            f"{p.name} is no Apache-2.0, MIT, BSD or CC BY-SA 4.0 licence text")
