@@ -487,7 +487,8 @@ def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, 
     and the lines written before stay a valid, readable (incomplete) record."""
     clock = Clock(100.0)
     after_block = []
-    with pytest.warns(RuntimeWarning, match="tracking stopped .*No space left") as caught:
+    # the record stops being written; measuring and the budget guard go on (it said "tracking stopped")
+    with pytest.warns(RuntimeWarning, match="stopped being written .*No space left") as caught:
         with _track(tmp_path, clock, steps=100) as t:
             for _ in range(25):  # 0.1 s steps, 1 s windows: 2 full windows written during the loop
                 clock.t += 0.1
@@ -496,14 +497,14 @@ def test_disk_full_when_the_run_ends_never_raises_into_the_users_code(tmp_path, 
             _failing_writes(monkeypatch, after=0)  # the disk fills up before the block ends
         after_block.append("checkpoint saved")
     # attributed to the user's with-statement, not to a line inside wattlint (it named tracker.py before)
-    assert {w.filename for w in caught if "tracking stopped" in str(w.message)} == {__file__}
+    assert {w.filename for w in caught if "stopped being written" in str(w.message)} == {__file__}
     assert after_block == ["checkpoint saved"]
     monkeypatch.undo()
     lines = _lines(t.path)
     assert len(lines) == lines_before and lines[0]["type"] == "header"  # nothing lost, nothing torn
     rec = read_record(t.path)
     assert rec.summary is None and rec.status.startswith("incomplete")
-    assert any("tracking stopped" in n for n in t.summary()["notes"])
+    assert any("stopped being written" in n for n in t.summary()["notes"])
 
 
 def test_disk_full_on_the_summary_line_and_failing_fsync_never_raise(tmp_path, monkeypatch):

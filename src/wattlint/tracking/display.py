@@ -77,14 +77,21 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
     a = s.get("analysis") or {}
     where = s.get("path") or "none written (the record could not be created; see the notes)"
     run = f"{s.get('status')}, {a.get('steps', 0):,} steps, {u.duration(a.get('time_s') or 0.0)}"
+    renamed = s.get("record_renamed")
+    # the record is not at the out= file given (a rank's -rank<N>, a name taken): said where the path is printed
+    # (review: a later `compare-run run.jsonl` step found no file, and nothing had said why)
+    instead = f"; not out={renamed['asked']!r}: {renamed['why']}" if renamed and s.get("path") else ""
     stop = s.get("record_stopped")
     if stop:  # the run went on after its record stopped being written: the file is not what this printout shows
-        why = "a write to it failed" if stop.get("write_failed") else "tracking failed"
+        failed = stop.get("write_failed")
         lines = [f"wattlint run record: {where} INCOMPLETE: it stopped being written at step {stop['step']:,} "
-                 f"because {why} ({stop['error']}); it holds {stop['steps_written']:,} step(s) and no summary line",
-                 f"  the run itself: {run} (below: as measured in memory, not all of it in the record)"]
+                 f"because {'a write to it failed' if failed else 'tracking failed'} ({stop['error']}); it holds "
+                 f"{stop['steps_written']:,} step(s) and no summary line{instead}",
+                 f"  the run itself: {run} ("
+                 + ("measuring and the budget guard went on after the record stopped; " if failed else "")
+                 + "below: as measured in memory, not all of it in the record)"]
     else:
-        lines = [f"wattlint run record: {where} ({run})"]
+        lines = [f"wattlint run record: {where} ({run}){instead}"]
     if "step_time_s" not in a:
         lines.append(f"  {a.get('reason') or 'no steps measured'}")
         return lines

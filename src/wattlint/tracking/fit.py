@@ -8,9 +8,14 @@ correction is a factor on top of the op-level energy model that made those predi
     energy_factor = the same on device energy per step (only from measured energy; None when every record's
                     energy is modelled, as on a CPU: energy then follows the time correction at the prior's power)
 
-Models are weighted equally (many runs of one model do not dominate). Written to ``<user data
+Models are weighted equally (many runs of one model do not dominate). A run is one training job: the records of the
+ranks of one torchrun job (one record per rank, each compared with its GPUs' share of the job's estimate) are ONE run,
+counted once for the minimum of runs, weighted as one run within its model (the mean of its ranks' log ratios) and
+held out together; they are told apart as ``wattlint compare-run`` puts ranks together: the same header ``job``
+(world size, master address, run id), model, GPU and plan, distinct ranks, and (what tells apart two jobs launched
+alike, one after the other) running at the same time. Written to ``<user data
 dir>/wattlint/models/<gpu-key>/run_correction.json`` by default (CPU: beside the records). It is validated
-leave-one-run-out (each run predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out
+leave-one-run-out (each run, all its ranks together, predicted by the factor of all the others) and, with >= 2 models, leave-one-model-out
 (the honest figure for a model never tracked); the 5-95 % range is exp(mean +- 1.645 sd) of the held-out log
 residuals (widened to cover every observed residual). Records of another GPU, of an op-level model other than the
 first record's, timed on another step clock than the first record's (wall / process), or (with --model-hash) of
@@ -43,10 +48,12 @@ MIN_RUNS = 2
 # more than 1,000x is a damaged record (or a bug), not a calibration signal, and one such run would drive the
 # correction to ~0 or overflow it (review: a record with time_s 1e308 wrote 'time x0.000' and NaN ranges)
 PLAUSIBLE_RATIO = (1e-3, 1e3)
-METHOD = ("time_factor = exp(mean over models of the mean ln(measured / predicted) stable step time of its runs); "
-          "energy_factor likewise on measured device energy per step (None when energy is modelled); validated "
-          "leave-one-run-out and leave-one-model-out; 5-95 % range exp(mean +- 1.645 sd) of held-out log residuals, "
-          "widened to cover each of them")
+METHOD = ("time_factor = exp(mean over models of the mean ln(measured / predicted) stable step time of its runs; "
+          "a multi-rank job is one run, the mean of its ranks'); energy_factor likewise on measured device energy "
+          "per step (None when energy is modelled); validated leave-one-run-out (a job's ranks held out together) "
+          "and leave-one-model-out; 5-95 % range exp(mean +- 1.645 sd) of held-out log residuals, widened to cover "
+          "each of them")
+JOB_OVERLAP_S = 2.0  # slack on 'running at the same time': started_utc has whole seconds
 
 
 class RunFitError(WattlintError):
@@ -66,6 +73,13 @@ class RunPoint:
     energy_pred: float | None
     energy_basis: str
     stable_steps: int
+    job: str | None = None  # the ranks of one multi-process job share it (its first record's file); None: one process
+    rank: int | None = None
+
+    @property
+    def run(self) -> str:
+        """What counts as one run: the job of a rank's record, else the record itself."""
+        return self.job or self.file
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -183,6 +197,7 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     clock_file = ""
     named_set = None if named is None else {Path(f).resolve() for f in named}
     seen: dict[str, str] = {}
+    jobs: list[dict[str, Any] | None] = []  # per point: which job it is a rank of (None: a single process)
     for f in files:
         try:
             rec = read_record(f)
@@ -253,7 +268,8 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         elif em != base:
             raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
                               "correction sits on top of ONE op-level model; fit these records separately")
-        a = analyze(rec.run_data(), Settings.from_dict(h.get("settings")))
+        rd = rec.run_data()
+        a = analyze(rd, Settings.from_dict(h.get("settings")))
         reached = any(e.get("kind") == "stable" for e in rec.events)
         if not a.get("stable") and not (reached and "step_time_s" in a):
             # usable when the run reached its stable phase (an event line) even if the spread over the whole run
@@ -276,6 +292,8 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
             energy_meas=e_meas, energy_pred=e_pred,
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
+        jobs.append(_job_of(h, rd.elapsed_s, (rec.summary or {}).get("close_time_s")))
+    _assign_jobs(points, jobs)
     if target is None:
         if skipped:  # every record skipped (a folder of CPU runs without cpu_calibration=): say why, each
             why = "; ".join(f"{Path(x['file']).name}: {x['reason']}" for x in skipped)
@@ -284,6 +302,57 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                 "tracked" if any(x["reason"].startswith("no device to correct") for x in skipped) else ""))
         raise RunFitError("no run records given")
     return points, skipped, target, base or "", clock or "wall"
+
+
+def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> dict[str, Any] | None:
+    """Which job a record is a rank of, as ``wattlint compare-run`` puts ranks together (wattlint.tracking.job): the
+    header's ``job`` (world size, master address, run id) with the model, GPU and plan; and when it ran (started_utc,
+    to the last window or the close), which tells apart jobs launched alike one after the other (torchrun without
+    --rdzv-id / --standalone gives every job run id 'none' and the same master address). None: a single process (or
+    a record without a rank: a run of its own)."""
+    j = h.get("job")
+    if not isinstance(j, dict) or not isinstance(j.get("rank"), int) or not isinstance(j.get("world_size"), int) \
+            or j["world_size"] < 2:
+        return None
+    key = json.dumps([(h.get("model") or {}).get("hash"), (h.get("device") or {}).get("gpu_key"),
+                      (h.get("plan") or {}).get("request"), j["world_size"], j.get("master"), j.get("run_id")],
+                     sort_keys=True, default=str)
+    try:
+        start = _dt.datetime.strptime(str(h.get("started_utc")), "%Y-%m-%dT%H:%M:%SZ").replace(
+            tzinfo=_dt.timezone.utc).timestamp()
+    except ValueError:
+        start = None
+    span = max([float(x) for x in (elapsed, closed) if isinstance(x, (int, float)) and math.isfinite(x)] or [0.0])
+    return {"key": key, "rank": j["rank"], "world": j["world_size"], "start": start,
+            "end": None if start is None else start + span}
+
+
+def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> None:
+    """Set ``job`` / ``rank`` of the points that are ranks of a multi-process job: records with the same job key that
+    ran at the same time (+- JOB_OVERLAP_S; an unknown time is taken as overlapping) with distinct ranks, at most the
+    world size of them, are one job, named by its first record's file (in order of start)."""
+    order = sorted(range(len(points)), key=lambda i: ((jobs[i] or {}).get("start") or 0.0, points[i].file))
+    groups: list[dict[str, Any]] = []
+    for i in order:
+        m = jobs[i]
+        if m is None:
+            continue
+
+        def fits(g: dict[str, Any], m: dict[str, Any] = m) -> bool:
+            if g["key"] != m["key"] or m["rank"] in g["ranks"] or len(g["ranks"]) >= m["world"]:
+                return False
+            if m["start"] is None or g["start"] is None:
+                return True
+            return m["start"] <= g["end"] + JOB_OVERLAP_S and m["end"] >= g["start"] - JOB_OVERLAP_S
+
+        g = next((g for g in groups if fits(g)), None)
+        if g is None:
+            g = {"key": m["key"], "ranks": set(), "start": m["start"], "end": m["end"], "name": points[i].file}
+            groups.append(g)
+        g["ranks"].add(m["rank"])
+        if m["start"] is not None and g["start"] is not None:
+            g["start"], g["end"] = min(g["start"], m["start"]), max(g["end"], m["end"])
+        points[i].job, points[i].rank = g["name"], m["rank"]
 
 
 def _implausible(*pairs) -> str | None:
@@ -302,41 +371,49 @@ def _implausible(*pairs) -> str | None:
     return None
 
 
+def _mean(values) -> float:
+    v = list(values)
+    return sum(v) / len(v)
+
+
 def _factor(points: Sequence[RunPoint], kind: str) -> float | None:
-    """exp(mean over models of the mean log ratio of each model's runs)."""
-    by_model: dict[str, list[float]] = {}
+    """exp(mean over models of the mean log ratio of each model's runs); a multi-rank job is one run, the mean of its
+    ranks' log ratios (its ranks are not as many runs)."""
+    by_model: dict[str, dict[str, list[float]]] = {}
     for p in points:
         m, q = (p.time_meas, p.time_pred) if kind == "time" else (p.energy_meas, p.energy_pred)
         if m is None or q is None or m <= 0 or q <= 0:
             continue
-        by_model.setdefault(p.model_hash or p.file, []).append(math.log(m / q))
+        by_model.setdefault(p.model_hash or p.file, {}).setdefault(p.run, []).append(math.log(m / q))
     if not by_model:
         return None
-    return math.exp(sum(sum(v) / len(v) for v in by_model.values()) / len(by_model))
+    return math.exp(_mean(_mean(_mean(r) for r in runs.values()) for runs in by_model.values()))
 
 
 def _validate(points: Sequence[RunPoint], kind: str, group: str) -> dict[str, Any] | None:
-    """Hold out one run (group='run') or one model (group='model'); errors before/after the correction."""
+    """Hold out one run (group='run': a job's ranks together) or one model (group='model'); errors before/after the
+    correction, one row per record."""
     rows = []
-    for i, p in enumerate(points):
+    for p in points:
         m, q = (p.time_meas, p.time_pred) if kind == "time" else (p.energy_meas, p.energy_pred)
         if m is None or q is None:
             continue
-        if group == "run":
-            others = [o for j, o in enumerate(points) if j != i]
+        if group == "run":  # review: rank 0 of a job predicted from rank 1 of the same job, a falsely narrow range
+            others = [o for o in points if o.run != p.run]
         else:
             others = [o for o in points if (o.model_hash or o.file) != (p.model_hash or p.file)]
         f = _factor(others, kind)
         if f is None:
             continue
-        rows.append({"file": Path(p.file).name, "model": p.model_name, "factor": f, "before": q / m - 1.0,
+        rows.append({"file": Path(p.file).name, "model": p.model_name, "run": Path(p.run).name, "factor": f,
+                     "before": q / m - 1.0,
                      "after": q * f / m - 1.0, "log_residual": math.log(m / (q * f))})
     if not rows:
         return None
 
     def mape(key):
         return sum(abs(r[key]) for r in rows) / len(rows)
-    return {"n": len(rows), "mape_before": mape("before"), "mape_after": mape("after"),
+    return {"n": len(rows), "runs": len({r["run"] for r in rows}), "mape_before": mape("before"), "mape_after": mape("after"),
             "worst_before": max(abs(r["before"]) for r in rows), "worst_after": max(abs(r["after"]) for r in rows),
             "rows": rows}
 
@@ -379,11 +456,16 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
         if also and str(e).startswith("no usable run record"):
             raise RunFitError(f"{e}{also}") from None
         raise
-    if len(points) < MIN_RUNS:
+    n_runs = len({p.run for p in points})
+    ranks = sum(1 for p in points if p.job)
+    ranks_note = (f" ({ranks} of the {len(points)} records are ranks of {len({p.job for p in points if p.job})} "
+                  "multi-process job(s): the ranks of one job are one run)" if ranks else "")
+    if n_runs < MIN_RUNS:  # review: one 2-rank job was "2 run(s)"
         why = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for x in (skipped, other) for s in x) or "none"
         twice = (f"; {len(dups)} record(s) named more than once counted once ({', '.join(sorted({d.name for d in dups}))})"
                  if dups else "")
-        raise RunFitError(f"{len(points)} usable run record(s) of {key}; a run correction needs >= {MIN_RUNS} "
+        what = f"{n_runs} usable run(s)" if ranks else f"{n_runs} usable run record(s)"
+        raise RunFitError(f"{what} of {key}{ranks_note}; a run correction needs >= {MIN_RUNS} "
                           f"(validated leave-one-run-out). Skipped: {why}{twice}")
     tf = _factor(points, "time")
     ef = _factor(points, "energy")
@@ -397,7 +479,8 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     q_time = _range(basis["time"])
     q_energy = _range(basis["energy"]) if ef is not None else q_time
     kinds = sorted({p.energy_basis for p in points})
-    source = (f"run-level correction from {len(points)} tracked run(s) of {len(models)} model(s) on {key}: time "
+    source = (f"run-level correction from {n_runs} tracked run(s){ranks_note} of {len(models)} model(s) on {key}: "
+              "time "
               f"x{tf:.3f}" + (f", energy x{ef:.3f}" if ef is not None else ", energy follows time (no measured "
                               "energy)") + f"; on top of '{base}'"
               + (f"; steps timed on the {clock!r} clock" if clock != "wall" else ""))
@@ -459,7 +542,9 @@ def _from_doc(doc: dict[str, Any], path: Path) -> RunCorrection:
     return RunCorrection(gpu_key=doc["gpu"]["key"], time_factor=float(doc["time_factor"]),
                          energy_factor=None if doc.get("energy_factor") is None else float(doc["energy_factor"]),
                          quantiles={k: tuple(v) for k, v in q.items() if v}, source=doc["source"],
-                         base_energy_model=doc.get("base_energy_model", ""), runs=len(doc.get("runs") or []),
+                         base_energy_model=doc.get("base_energy_model", ""),
+                         # the ranks of one job are one run (their "job"); a correction written before: one per record
+                         runs=len({r.get("job") or r.get("file") for r in doc.get("runs") or []}),
                          models=len({r.get("model_hash") or r.get("file") for r in doc.get("runs") or []}),
                          path=str(path), card=doc)
 
@@ -569,7 +654,10 @@ def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_
     other: list[dict[str, str]] = []
     corr, path = fit_records(paths, out, gpu_key, model_hash, other_version=other)
     doc = corr.card
-    print(f"run correction for {corr.gpu_key} from {corr.runs} run(s) of {corr.models} model(s) -> {path}")
+    records = len(doc.get("runs") or [])
+    print(f"run correction for {corr.gpu_key} from {corr.runs} run(s)"
+          + (f" ({records} records: the ranks of a job are one run)" if records != corr.runs else "")
+          + f" of {corr.models} model(s) -> {path}")
     print(f"  on top of: {corr.base_energy_model}")
     ef = "follows time (energy not measured: " + ", ".join(doc["energy_basis"]) + ")" \
         if corr.energy_factor is None else f"x{corr.energy_factor:.3f}"
@@ -580,7 +668,9 @@ def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_
             if m:
                 print(f"  {name.replace('_', '-')} {kind}: MAPE {m['mape_before'] * 100:.1f} % -> "
                       f"{m['mape_after'] * 100:.1f} % (worst {m['worst_before'] * 100:.1f} % -> "
-                      f"{m['worst_after'] * 100:.1f} %, {m['n']} held out)")
+                      f"{m['worst_after'] * 100:.1f} %, {m['n']} held out"
+                      + (f" in {m['runs']} run(s), a job's ranks together" if m.get("runs", m["n"]) != m["n"]
+                         else "") + ")")
     q = corr.quantiles.get("time")
     if q:
         print(f"  5-95 % range ({doc['range_basis']}): x{q[0]:.2f} .. x{q[1]:.2f}")

@@ -7,7 +7,8 @@ window boundary synchronises the device once so that the energy read belongs to 
 
 The budget guard acts only inside ``step()``, i.e. after the user's optimizer step: in ``on_budget="stop"`` mode a
 plain loop gets :class:`BudgetExceeded`, which the ``with`` block swallows after closing the record (status
-``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead.
+``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead. A record write that fails
+(disk full) stops only the writing: measuring, the analysis and the budget guard go on.
 """
 
 from __future__ import annotations
@@ -351,7 +352,9 @@ class Tracker:
         self._last_analysis_t = -1e18
         self._last_analysis_n = 0
         self._sync: Callable[[], None] | None = None
-        self._broken = False
+        self._broken = False  # measuring stopped (a meter or the analysis failed): no more windows
+        self._writing = True  # False once a write to the record failed: measuring and the budget guard go on
+        self._renamed: dict[str, str] | None = None  # the record is not at the out= file given: where and why
         self._steps_written = 0  # steps in the window lines written to the record so far
         self._record_stop: dict[str, Any] | None = None  # when and why the record stopped being written
         self._stop_message = ""
@@ -532,16 +535,13 @@ class Tracker:
         rank = _rank_suffix()
         try:
             self.run_id, self.path, self._writer = _new_record(self.out, f"{stamp}-{label}", rank)
-        except OSError as e:  # disk full, no permission: measure nothing, but never stop the training
+        except OSError as e:  # disk full, no permission: no record, but never stop the training (nor the guard)
             self.run_id, self.path, self._writer = f"{stamp}-{label}{rank}", None, _NullWriter()
-            self._stop_tracking(e, "no run record is written; training continues")
+            self._stop_writing(e)
         else:
-            asked = self.out.with_name(self.out.stem + rank + self.out.suffix) \
-                if self.out.suffix.lower() == ".jsonl" else self.path
-            if self.path != asked:  # the .jsonl name asked for was taken
-                taken = f"{asked} (this rank's record of out={str(self.out)!r})" if rank else f"out={str(self.out)!r}"
-                msg = (f"{taken} exists already and a run record is never overwritten: this run's record is "
-                       f"{self.path}")
+            self._renamed = self._renamed_why(rank)
+            if self._renamed:  # review: a rank-0-only job's out='run.jsonl' became run-rank0.jsonl without a word
+                msg = f"this run's record is {self.path}, not out={self._renamed['asked']!r}: {self._renamed['why']}"
                 self.notes.append(msg)
                 _warn(f"wattlint: {msg}", RuntimeWarning)
         import wattlint
@@ -567,9 +567,9 @@ class Tracker:
         }
         try:
             self._writer.write(header)
-        except OSError as e:  # the header did not fit on the disk: drop the torn file, keep training
+        except Exception as e:  # noqa: BLE001 - the header did not fit on the disk: drop the torn file, keep training
             self._writer, torn, self.path = _NullWriter(), self.path, None
-            self._stop_tracking(e, "no run record is written; training continues")
+            self._stop_writing(e)
             try:
                 if torn is not None:
                     os.unlink(torn)  # our own file of this second, holding nothing of the user's
@@ -654,11 +654,59 @@ class Tracker:
             self._pending_wait += clock() - t0
             yield item
 
+    def _renamed_why(self, rank: str) -> dict[str, str] | None:
+        """Where and why the record is not the ``out=`` file given ({asked, why}), None when it is (or ``out`` is a
+        folder): a rank of a multi-process job adds -rank<N> (rank 0 too: see docs/TRACKING.md), a name taken goes
+        to the next free one."""
+        if self.out.suffix.lower() != ".jsonl" or self.path is None or self.path == self.out:
+            return None
+        why = []
+        if rank:
+            j = _job() or {}
+            why.append(f"rank {j.get('rank')} of a {j.get('world_size')}-process job (RANK / WORLD_SIZE set) writes "
+                       f"its own record, named {rank} as in a folder")
+        mine = self.out.with_name(self.out.stem + rank + self.out.suffix)
+        if self.path != mine:
+            why.append(f"{mine} exists already and a run record is never overwritten")
+        return {"asked": str(self.out), "why": "; ".join(why)}
+
+    def _write(self, line: dict[str, Any]) -> bool:
+        """Write one line to the record; True when it was written. A write that fails (disk full, an I/O error)
+        stops the WRITING only: the run goes on being measured and analysed, and the budget guard goes on checking
+        and stopping (review: one failed write turned the guard off, so on_budget="stop" never stopped, and a
+        failing budget event line lost its stop)."""
+        if not self._writing:
+            return False
+        try:
+            self._writer.write(line)
+            return True
+        except Exception as e:  # noqa: BLE001 - never raise into the user's code
+            self._stop_writing(e)
+            return False
+
+    def _stop_writing(self, e: BaseException) -> None:
+        """No more lines to the record (every completed line stays valid; a torn last line is ignored by the
+        reader); warn once, never raise. Measuring and the budget guard are untouched."""
+        self._writing = False
+        err = f"{type(e).__name__}: {e}"
+        goes_on = "measuring and the budget guard go on (on_budget='stop' still stops the run); training continues"
+        if self.path is None:  # the record could not be created or its header written
+            self.notes.append(f"no run record is written ({err}); measuring and the budget guard went on")
+            _warn(f"wattlint: no run record is written ({err}); {goes_on}", RuntimeWarning)
+            return
+        if self._record_stop is None:  # what the end-of-run printout says of the record
+            self._record_stop = {"step": self._n, "steps_written": self._steps_written, "error": err,
+                                 "write_failed": True}
+        self.notes.append(f"the run record stopped being written at step {self._n} ({err}); measuring and the "
+                          "budget guard went on")
+        _warn(f"wattlint: the run record {self.path} stopped being written at step {self._n} ({err}): it keeps the "
+              f"lines written before and has no summary line (read back as incomplete); {goes_on}", RuntimeWarning)
+
     def _stop_tracking(self, e: BaseException, then: str) -> None:
-        """A write to the record (or a meter) failed (disk full, an I/O error): stop writing, keep what was written
-        (every completed line stays valid; a torn last line is ignored by the reader) and warn, never raise into the
-        user's code."""
+        """A meter or the analysis failed: stop measuring (no more windows) and writing, keep what was written and
+        warn, never raise into the user's code. (A failing WRITE stops only the writing: :meth:`_stop_writing`.)"""
         self._broken = True
+        self._writing = False
         self._next_window = math.inf
         if self.path is not None and self._record_stop is None:  # what the end-of-run printout says of the record
             self._record_stop = {"step": self._n, "steps_written": self._steps_written,
@@ -708,16 +756,16 @@ class Tracker:
             p = a["projection"]
             line["projection"] = {k: p.get(k) for k in ("time_s", "time_s_range", "energy_kwh", "co2_kg",
                                                         "cost_usd")}
-        self._writer.write(line)
-        self._steps_written = end
+        if self._write(line):
+            self._steps_written = end
         self._win_first, self._win_t0 = end, now
         self._next_window = now + self.window_s
         stop = False
         if a and a.get("stable") and self.at_stable is None:
             self.at_stable = {"step": self._n, "time_s": a["time_s"], "warmup_steps": a.get("warmup_steps"),
                               "step_time_s": a["step_time_s"]["mean"], "projection": a.get("projection")}
-            self._writer.write({"type": "event", "kind": "stable", "step": self._n, "t": now - self._t_start,
-                                **{k: v for k, v in self.at_stable.items() if k != "step"}})
+            self._write({"type": "event", "kind": "stable", "step": self._n, "t": now - self._t_start,
+                         **{k: v for k, v in self.at_stable.items() if k != "step"}})
         if a and not final:
             stop = self._check_budget(a, now)
         return stop
@@ -748,9 +796,9 @@ class Tracker:
             action = self.on_budget
             msg = f"wattlint budget {labels[key][0]}={limit:g}: {why} at step {self._n:,}" + \
                   ("; stopping at this step boundary" if action == "stop" else "")
-            self._writer.write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
-                                "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
-                                "range": rng, "action": action, "message": msg})
+            self._write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
+                         "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
+                         "range": rng, "action": action, "message": msg})
             _warn(msg, BudgetWarning)
             if action == "stop":
                 self.should_stop = True
@@ -840,9 +888,7 @@ class Tracker:
                    **({"notes": [n for n in (clock_note, short_note) if n]} if short_note or clock_note else {})}
         try:
             if not self._broken:
-                self._writer.write(summary)
-        except Exception as e:  # noqa: BLE001 - disk full / I/O error on the summary line: warn, never raise
-            self._stop_tracking(e, "the record has no summary line (read as incomplete)")
+                self._write(summary)  # disk full / I/O error on the summary line: warns, never raises
         finally:
             try:
                 self._writer.close()
@@ -858,7 +904,9 @@ class Tracker:
                          "notes": self.notes,
                          # the run went on after its record stopped being written: the printout says so (review:
                          # it read "completed, 300 steps" over a record of 98 steps and no summary)
-                         **({"record_stopped": self._record_stop} if self._record_stop else {})}
+                         **({"record_stopped": self._record_stop} if self._record_stop else {}),
+                         # review: only rank 0 tracked out='run.jsonl' and wrote run-rank0.jsonl without a word
+                         **({"record_renamed": self._renamed} if self._renamed else {})}
         self._show("end", _display.summary_lines(self._summary))
         return self._summary
 
