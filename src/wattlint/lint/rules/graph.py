@@ -269,12 +269,44 @@ def _paddable(v: int, granule: int, least: int, own: set[int] | None) -> bool:
 # ---- WL103 ----------------------------------------------------------------------------------------------------
 
 def _score_dims(r: OpRecord) -> tuple[int, int] | None:
-    if r.kind is not OpKind.SOFTMAX or not r.shapes or len(r.shapes[0]) < 3:
+    if r.kind is not OpKind.SOFTMAX or not r.shapes or len(r.shapes[0]) < 2:
         return None
     sq, sk = r.shapes[0][-2], r.shapes[0][-1]
     if sk < 16 or sq < 2:
         return None
     return sq, sk
+
+
+def _attention_scores(fwd: list[OpRecord], j: int) -> tuple[int, int] | None:
+    """(s_q, s_k) when forward record ``fwd[j]``, a softmax, is the softmax of an explicit attention: its input is
+    the [.., s_q, s_k] output of a batched GEMM (QKᵀ: b, m, n = prod(leading dims), s_q, s_k), reached through
+    scale / mask / bias / cast ops, and its output is the left operand of a batched GEMM of the same batch that
+    reduces over s_k (P @ V: m = s_q, k = s_k). The records hold no tensor identities: both GEMMs are looked for
+    between this softmax and the softmaxes before / after it. A softmax over classes or a vocabulary (a conv or a
+    linear head's output, a loss after it), or over a dim other than the last, has no such pair around it.
+    Unbatched scores (b = 1: ``q @ k.T`` on 2-D q, k) count only when both GEMMs run in the softmax's own module:
+    a linear layer's GEMM is unbatched too but runs in the layer's module, so linear -> softmax -> linear is not
+    taken for attention."""
+    r = fwd[j]
+    sd = _score_dims(r)
+    if sd is None:
+        return None
+    sq, sk = sd
+    shape = r.shapes[0]
+    batch = math.prod(shape[:-2])
+
+    def gemms(indices):
+        for i in indices:
+            x = fwd[i]
+            if x.kind is OpKind.SOFTMAX:
+                return
+            if x.kind is OpKind.MATMUL and x.status is Status.HANDLED and x.dim("b", 1) == batch \
+                    and (batch > 1 or x.module == r.module):
+                yield x
+
+    qk = any(x.dim("m") == sq and x.dim("n") == sk for x in gemms(range(j - 1, -1, -1)))
+    pv = qk and any(x.dim("m") == sq and x.dim("k") == sk for x in gemms(range(j + 1, len(fwd))))
+    return sd if pv else None
 
 
 def _fuse_scores(r: OpRecord, sd: tuple[int, int]) -> OpRecord:
@@ -303,10 +335,13 @@ class UnfusedAttention(Rule):
     severity = "warning"
     summary = "Attention computed as explicit softmax(QKᵀ)V instead of a fused (Flash) attention kernel"
     what = """
-        Finds modules that apply softmax to a [.., s_q, s_k] score tensor (the explicit QKᵀ -> scale -> mask ->
-        softmax -> dropout -> @V chain) and contain no fused attention op. The saving is the re-estimate with the
-        score tensor kept on chip: every op of that module that reads or writes a [.., s_q, s_k] tensor loses that
-        HBM traffic (FLOPs unchanged), which is what FlashAttention does.
+        Finds the explicit QKᵀ -> scale -> mask -> softmax -> dropout -> @V chain in modules that contain no fused
+        attention op: a softmax over the [.., s_q, s_k] output of a batched GEMM (QKᵀ; scale, mask and bias ops may
+        run between them) whose result is the left operand of a batched GEMM of the same batch reducing over s_k
+        (@V). Unbatched 2-D scores (``q @ k.T``) count when the three ops run in one module. A softmax over classes,
+        channels or a vocabulary (after a convolution or a linear head, before a loss) is not attention. The saving
+        is the re-estimate with the score tensor kept on chip: every op of that module that reads or writes a
+        [.., s_q, s_k] tensor loses that HBM traffic (FLOPs unchanged), which is what FlashAttention does.
     """
     why = """
         The explicit chain writes and reads the s x s score matrix several times per layer (forward and backward);
@@ -330,6 +365,12 @@ class UnfusedAttention(Rule):
         Case("fused SDPA", {"ops": [{"op": "attention", "b": 8, "h": 12, "s": 1024, "d": 64, "module": "attn"}]}),
         Case("softmax over classes, not attention",
              {"ops": [{"op": "linear", "m": 4096, "n": 1000, "k": 1024}, {"op": "softmax", "shape": [8, 1000]}]}),
+        Case("log-softmax over a vocabulary ([batch, seq, vocab] after the LM head): no QKᵀ before it, no @V after",
+             {"ops": [{"op": "linear", "m": 2048, "n": 8192, "k": 256, "module": "head"},
+                      {"op": "softmax", "shape": [8, 256, 8192], "module": ""}]}),
+        Case("softmax over the classes of a segmentation map ([B, C, H, W], dim=1) after a convolution",
+             {"ops": [{"op": "conv", "m": 524288, "n": 21, "k": 32, "module": "head"},
+                      {"op": "softmax", "shape": [8, 21, 256, 256], "module": ""}]}),
     )
     invalid = (
         Case("explicit QK^T softmax at s=1024",
@@ -337,15 +378,23 @@ class UnfusedAttention(Rule):
                       {"op": "softmax", "shape": [8, 12, 1024, 1024], "module": "attn"},
                       {"op": "bmm", "b": 96, "m": 1024, "n": 64, "k": 1024, "module": "attn"}]},
              expect="scaled_dot_product_attention"),
+        Case("unbatched explicit attention (2-D q @ k.T) at s=4096 in one module",
+             {"ops": [{"op": "bmm", "m": 4096, "n": 4096, "k": 64, "module": "attn"},
+                      {"op": "softmax", "shape": [4096, 4096], "module": "attn"},
+                      {"op": "bmm", "m": 4096, "n": 64, "k": 4096, "module": "attn"}], "params": 1000},
+             expect="materializes a 4096x4096", saving_pct=41.7),
     )
 
     def check(self, ctx):
         mods: dict[str, tuple[int, int]] = {}
         fused = {r.module for r in ctx.graph.records if r.kind is OpKind.ATTENTION}
-        for r in ctx.graph.records:
-            sd = _score_dims(r)
-            if sd and r.phase is Phase.FORWARD and r.module not in fused and sd[1] >= ctx.options["min_seq"]:
-                mods.setdefault(r.module, sd)
+        fwd = [r for r in ctx.graph.records if r.phase is Phase.FORWARD and not r.recompute]
+        for j, r in enumerate(fwd):
+            if r.kind is not OpKind.SOFTMAX or r.module in fused or r.module in mods:
+                continue
+            sd = _attention_scores(fwd, j)
+            if sd and sd[1] >= ctx.options["min_seq"]:
+                mods[r.module] = sd
         if not mods:
             return
         records = [_fuse_scores(r, mods[r.module]) if r.module in mods else r for r in ctx.graph.records]
@@ -451,13 +500,85 @@ class MemoryBoundHotspots(Rule):
 
 # ---- WL105 ----------------------------------------------------------------------------------------------------
 
-def _weight_shape_matches(shape: tuple[int, ...], gemm: OpRecord) -> bool:
-    n, k = gemm.dim("n"), gemm.dim("k")
-    if len(shape) == 2:
-        return tuple(shape) in ((n, k), (k, n))
-    if len(shape) >= 3:
-        return shape[0] == n and math.prod(shape[1:]) == k
-    return False
+_MASK_OPS = ("mul", "where", "masked_fill")
+
+
+def _mask_op(r: OpRecord) -> str | None:
+    """'mul', 'where' or 'masked_fill' for an elementwise record of one of those ops (aten.mul.Tensor, mul_,
+    onnx::Mul ...)."""
+    if r.kind is not OpKind.ELEMENTWISE or not r.shapes:
+        return None
+    op = r.op.lower().rsplit("::", 1)[-1].removeprefix("aten.").split(".")[0].strip("_")
+    return op if op in _MASK_OPS else None
+
+
+def _mask_shape(r: OpRecord) -> tuple[int, ...] | None:
+    """The shape of the tensor a mask op writes, when ``r`` could apply an elementwise mask to a weight:
+    ``w * mask`` (two operands of one shape, torch.nn.utils.prune's ``weight_orig * weight_mask``), or
+    ``torch.where(mask, w, 0)`` / ``w.masked_fill(~mask, 0)`` (operands of that shape or scalars)."""
+    op = _mask_op(r)
+    if op is None:
+        return None
+    full = max(r.shapes, key=math.prod)
+    if len(full) < 2:
+        return None
+    if op == "mul":
+        return tuple(full) if len(r.shapes) == 2 and r.shapes[0] == r.shapes[1] else None
+    return tuple(full) if all(tuple(s) == tuple(full) or not s for s in r.shapes) else None
+
+
+def _gemm_operands(g: OpRecord) -> tuple[tuple[tuple[int, ...], ...], int] | None:
+    """(the shapes a weight feeding GEMM ``g`` has, the element count of its activation operand): a linear's
+    weight [n, k] (or the [k, n] it is multiplied as) and its [m, k] input, a convolution's [n, c/groups, *kernel]
+    weight and its input; None for a batched GEMM (two activations, no weight)."""
+    if g.kind is OpKind.CONV and len(g.shapes) >= 2:
+        return (tuple(g.shapes[1]),), math.prod(g.shapes[0])
+    if g.kind is OpKind.MATMUL and g.dim("b", 1) == 1:
+        m, n, k = g.dim("m"), g.dim("n"), g.dim("k")
+        return ((n, k), (k, n)), m * k
+    return None
+
+
+def _parent(module: str) -> str:
+    return module.rsplit(".", 1)[0] if "." in module else ""
+
+
+def _pruning_masks(records) -> dict[int, str]:
+    """Records that multiply a mask into the weight of a linear/convolution (forward) or into its gradient
+    (backward): {index: the layer's module}.
+
+    A forward mask op counts when the first op after it (past views, casts, a bias' mask) is a linear/conv GEMM
+    whose weight has the mask op's shape, and either
+    - it runs in the GEMM's parent module, as a forward pre-hook does (torch.nn.utils.prune's ``weight_orig *
+      weight_mask`` runs before the layer's module is entered), and the layer's backward applies the same mask to
+      the weight's gradient (autograd runs ``grad * mask`` inside the layer, between its GEMM and the weight). An
+      activation computed in the parent just before a layer (SwiGLU's ``silu(gate(x)) * up(x)`` before ``down``,
+      with tokens == hidden the [n, k] shape of ``down``'s weight; ONNX's topological order puts ``x *
+      sigmoid(x)`` just before ``up``) has its backward in the parent;
+    - or it runs in the GEMM's own module (a masked layer's forward: ``F.linear(x, torch.where(mask, w, 0))``)
+      and the GEMM's activation operand has another size than the weight (with as many elements, a [tokens,
+      features] activation feeding the GEMM cannot be told from its weight)."""
+    out: dict[int, str] = {}
+    fwd = [(i, r) for i, r in enumerate(records) if r.phase is Phase.FORWARD and not r.recompute]
+    for pos, (i, r) in enumerate(fwd):
+        shape = _mask_shape(r)
+        if shape is None:
+            continue
+        # past views, casts and the mask of the layer's bias (1-D)
+        g = next((x for _, x in fwd[pos + 1:] if not (x.kind in (OpKind.VIEW, OpKind.MEMORY)
+                                                         or x.status is Status.IGNORED
+                                                         or (_mask_op(x) and all(len(t) <= 1 for t in x.shapes)))),
+                 None)
+        ops = _gemm_operands(g) if g is not None else None
+        if ops is None or shape not in ops[0] or r.module not in (g.module, _parent(g.module)):
+            continue
+        grads = [j for j, x in enumerate(records) if x.phase is Phase.BACKWARD and not x.recompute
+                 and x.module == g.module and _mask_shape(x) == shape]  # the mask applied to the weight's gradient
+        if (not grads) if r.module != g.module else ops[1] == math.prod(shape):
+            continue
+        out[i] = g.module
+        out.update((j, g.module) for j in grads)
+    return out
 
 
 @register
@@ -467,10 +588,15 @@ class DensePruningMask(Rule):
     severity = "warning"
     summary = "Unstructured pruning mask multiplied into a weight: the GEMM stays dense, no energy is saved"
     what = """
-        Detects a weight-shaped elementwise multiply (``weight_orig * weight_mask``, what torch.nn.utils.prune
-        inserts) inside a Linear/Conv module whose GEMM still runs at full size. Zeros in a dense tensor are
-        multiplied like any other value; the mask multiply adds work. The saving shown is the mask ops' own energy;
-        the dense GEMM cost remains until the layer is made structurally smaller.
+        Detects an elementwise mask applied to the weight of the Linear/Conv that runs right after it, whose GEMM
+        still runs at full size: ``weight_orig * weight_mask`` in a forward pre-hook (what torch.nn.utils.prune
+        inserts; counted when the layer's backward masks the weight's gradient too), or ``w * mask``,
+        ``torch.where(mask, w, 0)`` or ``masked_fill`` in the layer's own forward (when its input has another size
+        than its weight). An activation computed just before a layer (SwiGLU's ``silu(gate(x)) * up(x)``, shaped
+        like the next projection's weight when tokens == hidden) is not a mask. Zeros in a dense tensor are
+        multiplied like any other value; the mask op adds work. The saving shown is the mask ops' own energy
+        (forward, and the masked gradient in backward); the dense GEMM cost remains until the layer is made
+        structurally smaller.
     """
     why = """
         Unstructured sparsity does not reduce dense cuBLAS/cuDNN time or energy; Mei & Stamp measured that
@@ -489,6 +615,9 @@ class DensePruningMask(Rule):
                "PyTorch torch.nn.utils.prune docs (forward_pre_hook computes weight = weight_orig * weight_mask)")
     valid = (
         Case("plain linear", {"ops": [{"op": "linear", "m": 4096, "n": 1024, "k": 1024, "module": "fc"}]}),
+        Case("SwiGLU's gate * up before down, tokens == hidden (512): an activation shaped like down's weight",
+             {"ops": [{"op": "mask", "shape": [512, 1376], "module": "mlp"},
+                      {"op": "linear", "m": 512, "n": 512, "k": 1376, "module": "mlp.down"}]}),
     )
     invalid = (
         Case("pruned linear keeps dense GEMM",
@@ -498,26 +627,11 @@ class DensePruningMask(Rule):
     )
 
     def check(self, ctx):
-        gemms: dict[str, OpRecord] = {}
-        for r in ctx.graph.records:
-            if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.phase is Phase.FORWARD:
-                gemms.setdefault(r.module, r)
         energy = ctx.op_energy()
         masked: dict[str, float] = defaultdict(float)
-        idx: set[int] = set()
-        for i, r in enumerate(ctx.graph.records):
-            if r.kind is not OpKind.ELEMENTWISE or "mul" not in r.op.lower() or len(r.shapes) < 2 \
-                    or r.shapes[0] != r.shapes[1] or len(r.shapes[0]) < 2:
-                continue
-            # the mask multiply runs in a forward pre-hook: it may be attributed to the module or to its parent
-            g = gemms.get(r.module)
-            owner = r.module if g is not None and _weight_shape_matches(r.shapes[0], g) else next(
-                (name for name, gg in gemms.items() if (name.startswith(r.module + ".") or not r.module)
-                 and _weight_shape_matches(r.shapes[0], gg)), None)
-            if owner is None:
-                continue
+        idx = _pruning_masks(ctx.graph.records)
+        for i, owner in idx.items():
             masked[owner] += energy[i]
-            idx.add(i)
         if not masked:
             return
         records = [r for i, r in enumerate(ctx.graph.records) if i not in idx]
@@ -540,6 +654,31 @@ def _is_bias_or_view(r: OpRecord) -> bool:
     return r.kind is OpKind.ELEMENTWISE and "add" in op and any(len(s) == 1 for s in r.shapes)
 
 
+def _casts_activation(r: OpRecord, m: int, rank: int) -> bool:
+    """A copy / cast of an [m, rank] tensor: the second GEMM's input comes in another dtype than the first GEMM
+    wrote (autocast casts an fp32 input it did not compute; the first factor's output is already half)."""
+    op = r.op.lower()
+    return r.kind is OpKind.MEMORY and ("to_copy" in op or op.endswith("cast")) and bool(r.shapes) \
+        and len(r.shapes[0]) >= 2 and r.shapes[0][-1] == rank and math.prod(r.shapes[0]) == m * rank
+
+
+def _factor_link(graph, a: OpRecord, b: OpRecord) -> bool:
+    """Evidence that GEMM ``b``'s input is GEMM ``a``'s output (the records hold no tensor identities; ``b``
+    follows ``a`` with only bias adds, views, casts or dropout between, and its [m, r] input has the shape of
+    ``a``'s output): ``a`` and ``b`` run in two children of one nn.Sequential (any child between them ran only
+    those ops), which hands each child's output to the next; or ``b``'s input needs a gradient (``b``'s backward
+    computes the input gradient, an [m, r] GEMM dY·Bᵀ), which the output of ``a`` (a trained layer) does and an
+    unrelated model input does not. The gradient GEMM is told from ``b``'s weight gradient only when m != n."""
+    types = dict(graph.modules)
+    if a.module != b.module and _parent(a.module) == _parent(b.module) \
+            and types.get(_parent(a.module)) == "Sequential":
+        return True
+    m, rank, n = b.dim("m"), b.dim("k"), b.dim("n")
+    return m != n and any(
+        x.phase is Phase.BACKWARD and not x.recompute and x.kind is OpKind.MATMUL and x.module == b.module
+        and x.dim("b", 1) == 1 and (x.dim("m"), x.dim("n"), x.dim("k")) == (m, rank, n) for x in graph.records)
+
+
 @register
 class LowRankNoSaving(Rule):
     code = "WL106"
@@ -547,11 +686,14 @@ class LowRankNoSaving(Rule):
     severity = "warning"
     summary = "A low-rank factorized pair of linear layers whose rank is too high to cost less than the dense layer"
     what = """
-        Finds two consecutive forward GEMMs with nothing but bias adds, views or casts between them, x[m, k] ->
-        [m, r] -> [m, n] with r < min(k, n) (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the
-        pair then does at least as many
-        FLOPs as the dense k x n layer, plus an extra activation round trip. The saving is the pair's energy scaled
-        to the dense layer's FLOPs.
+        Finds two consecutive forward GEMMs with nothing but bias adds, views, casts or dropout between them, x[m, k]
+        -> [m, r] -> [m, n] with r < min(k, n) (a factorization W ≈ B·A of rank r), where r >= k·n / (k + n): the
+        pair then does at least as many FLOPs as the dense k x n layer, plus an extra activation round trip. The
+        second GEMM must read the first one's output, not an [m, r] tensor from elsewhere: nothing casts an [m, r]
+        tensor between them, and either the two layers are children of one nn.Sequential (which hands each child's
+        output to the next) or the second GEMM computes an input gradient in backward (its input is trained; a
+        model input is not; told from the weight gradient when m != n). Factors held in one module (``(x @ A) @ B``) count. The saving is the pair's
+        energy scaled to the dense layer's FLOPs.
     """
     why = """
         Low-rank factorization only pays when m·r·(k + n) < m·k·n. Mei & Stamp found low-rank factorization saved no
@@ -580,6 +722,10 @@ class LowRankNoSaving(Rule):
             {"op": "linear", "m": 4096, "n": 768, "k": 1024, "module": "down"},
             {"op": "linear", "m": 4096, "n": 1024, "k": 768, "module": "up"}], "params": 1000},
              expect="rank 768", saving_pct=100 / 3),
+        Case("factors held in one module, (x @ A) @ B", {"ops": [
+            {"op": "linear", "m": 4096, "n": 768, "k": 1024, "module": "lowrank"},
+            {"op": "linear", "m": 4096, "n": 1024, "k": 768, "module": "lowrank"}], "params": 1000},
+             expect="'lowrank' is a rank 768", saving_pct=100 / 3),
     )
 
     def check(self, ctx):
@@ -587,19 +733,24 @@ class LowRankNoSaving(Rule):
         energy = ctx.op_energy()
         fwd = [(i, r) for i, r in enumerate(recs) if r.phase is Phase.FORWARD]
         pairs = []
-        prev = None  # (index, record) of the last forward GEMM with nothing but bias/views since
+        prev = None  # (index, record) of the last forward GEMM with nothing but bias/views/dropout since
+        cast = False  # its [m, r] output was copied / cast since: what follows does not read the GEMM's output
         for i, r in fwd:
             if r.kind is OpKind.MATMUL and r.status is Status.HANDLED:
-                if prev is not None:
+                if prev is not None and not cast:
                     j, a = prev
                     m, r_, k = a.dim("m"), a.dim("n"), a.dim("k")
-                    if (r.dim("m") == m and r.dim("k") == r_ and r.module != a.module and a.dim("b", 1) == 1
-                            and r.dim("b", 1) == 1):
+                    if (r.dim("m") == m and r.dim("k") == r_ and a.dim("b", 1) == 1 and r.dim("b", 1) == 1):
                         n = r.dim("n")
-                        if k and n and r_ < min(k, n) and r_ >= ctx.options["margin"] * k * n / (k + n):
+                        if k and n and r_ < min(k, n) and r_ >= ctx.options["margin"] * k * n / (k + n) \
+                                and _factor_link(ctx.graph, a, r):
                             pairs.append((a, r, k, r_, n))
-                prev = (i, r)
-            elif not _is_bias_or_view(r):
+                prev, cast = (i, r), False
+            elif prev is not None and (_is_bias_or_view(r) or (
+                    r.kind is OpKind.DROPOUT and r.shapes
+                    and math.prod(r.shapes[0]) == prev[1].dim("m") * prev[1].dim("n"))):
+                cast = cast or _casts_activation(r, prev[1].dim("m"), prev[1].dim("n"))
+            else:
                 prev = None
         if not pairs:
             return
@@ -607,15 +758,17 @@ class LowRankNoSaving(Rule):
         saved_frac_energy = 0.0
         tot = sum(energy) or 1.0
         for a, b, k, r_, n in pairs:
+            sizes = (m_ := a.dim("m")) * r_ * k, m_ * r_ * n  # the pair's GEMMs, forward and backward
             e_pair = sum(e for rr, e in zip(recs, energy) if rr.module in (a.module, b.module)
-                         and rr.kind is OpKind.MATMUL)
+                         and rr.kind is OpKind.MATMUL and rr.dim("m") * rr.dim("n") * rr.dim("k") in sizes)
             saved_frac_energy += e_pair * (1 - (k * n) / (r_ * (k + n))) / tot
         base = ctx.energy_kwh
         kwh = base * saved_frac_energy if base else None
         a, b, k, r_, n = pairs[0]
         more = f" (and {len(pairs) - 1} more pair(s))" if len(pairs) > 1 else ""
+        pair = f"'{a.module}'" if a.module == b.module else f"'{a.module}' -> '{b.module}'"
         yield ctx.finding(
-            f"'{a.module}' -> '{b.module}'{more} is a rank {r_} factorization of a {k}x{n} layer: "
+            f"{pair}{more} is a rank {r_} factorization of a {k}x{n} layer: "
             f"{r_ * (k + n) / (k * n):.2f}x the dense FLOPs (break-even rank {k * n // (k + n)}); use the dense layer "
             "or a much lower rank",
             layer=a.module or None, saving_kwh=kwh, saving_pct=saved_frac_energy if kwh else None)
