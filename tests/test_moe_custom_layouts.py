@@ -239,3 +239,69 @@ def test_transformers_dense_models_are_not_experts(name):
     routing = MoeRouting(model).install()
     assert routing.layers == []
     routing.restore()
+
+
+# ---- review 2026-12-07: gated and soft mixtures weigh every branch on every token: no experts to refuse --------------
+
+class SoftMix(nn.Module):
+    """Four identical FFN branches and a router-named ``gating`` Linear with one output per branch, softmax-weighted:
+    every branch runs on every token (a dense mixture, no per-token selection)."""
+
+    def __init__(self, n=4):
+        super().__init__()
+        self.branches = nn.ModuleList([FFN() for _ in range(n)])
+        self.gating = nn.Linear(D, n)
+
+    def forward(self, x):
+        w = self.gating(x).softmax(-1)
+        return sum(w[:, i:i + 1] * b(x) for i, b in enumerate(self.branches))
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(D, 4), nn.Linear(4, D)  # reduction 4: 16 -> 4, as many as the blocks below
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x))))
+
+
+class SEStage(nn.Module):
+    """Four identical blocks, then a squeeze-excitation module named ``gate`` whose bottleneck Linear has 4 outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList([FFN() for _ in range(4)])
+        self.gate = SqueezeExcite()
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x)
+        return self.gate(x)
+
+
+class LayerGates(nn.Module):
+    """Four identical layers each scaled by a row of a ``gates`` [4, D] parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([FFN() for _ in range(4)])
+        self.gates = nn.Parameter(torch.zeros(4, D))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = x + torch.tanh(self.gates[i]) * layer(x)
+        return x
+
+
+# by hand, 32 tokens: an FFN is 16x32 + 32x16 = 1024 MACs and 48 bias outputs per token
+#   SoftMix: 4 FFNs + gating 16x4 -> 4096 + 64 = 4160 MACs, 192 + 4 = 196 bias outputs
+#   SEStage: 4 FFNs + fc1 16x4 + fc2 4x16 -> 4096 + 64 + 64 = 4224 MACs, 192 + 4 + 16 = 212
+#   LayerGates: 4 FFNs -> 4096 MACs, 192
+@pytest.mark.parametrize("make,macs,biases", [(SoftMix, 4160, 196), (SEStage, 4224, 212), (LayerGates, 4096, 192)])
+def test_gated_and_soft_mixtures_are_traced_dense_not_refused(make, macs, biases):
+    with torch.device("meta"):
+        model = make()
+    g = wt.trace(model, (torch.empty(TOKENS, D),))
+    assert _fwd_matmul_flops(g) == TOKENS * (2 * macs + biases)
+    assert "moe" not in g.extra

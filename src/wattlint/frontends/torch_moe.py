@@ -29,7 +29,8 @@ Layouts handled: transformers' fused experts (classes decorated with ``@use_expe
 Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3, OLMoE, GLM-4-MoE, ...), and Switch Transformers' top-1 capacity routing with an
 ``experts`` ModuleDict. Any other module that holds experts (3-D expert-stacked parameters, a ModuleList/ModuleDict
 of experts, a class named ``*Experts``, or a hand-written MoE: a ModuleList/ModuleDict of >= 2 structurally identical
-modules beside a router named gate/router/gating/switch with one output per module) makes :meth:`MoeRouting.install`
+modules beside a router named gate/router/gating/switch with one output per module, whose code selects experts per
+token with topk / argmax / argsort / multinomial) makes :meth:`MoeRouting.install`
 raise :class:`InputError`: an unsupported layout is an error, never a silent miscount (a meta trace of a
 ``torch.where(idx == i)`` dispatch runs every expert on every token).
 """
@@ -246,9 +247,35 @@ def _holds_experts(m: nn.Module) -> str | None:
     for cn, c in m.named_children():  # a hand-written MoE: identical modules + a router with one output per module
         mods = _identical_modules(c)
         router = _router_beside(m, len(mods), skip=cn) if mods else None
-        if router:
-            return f"{len(mods)} identical {type(mods[0]).__name__} modules in '{cn}' beside the {router}"
+        if router and _selects_experts(m, router[1]):
+            return f"{len(mods)} identical {type(mods[0]).__name__} modules in '{cn}' beside the {router[0]}"
     return None
+
+
+# a sparse router picks experts per token: its code (or the layer's) calls one of these; a soft mixture, a gated
+# head or a squeeze-excitation block weighs every branch on every token, which a meta trace costs right
+SELECT_WORDS = re.compile(r"\b(topk|top_k|argmax|argsort|multinomial)\b")
+
+
+def _selects_experts(m: nn.Module, router: nn.Module | None) -> bool:
+    """Whether the code of ``m``'s class (and its bases) or of its router's class selects experts per token
+    (:data:`SELECT_WORDS`). Code that cannot be read (a compiled or generated class) counts as no selection: the
+    layer is traced as written, as before this rule existed."""
+    import inspect
+
+    for obj in (m, router):
+        if obj is None:
+            continue
+        for cls in type(obj).__mro__:
+            if cls.__module__.startswith("torch."):
+                break
+            try:
+                src = inspect.getsource(cls)
+            except (OSError, TypeError):
+                continue
+            if SELECT_WORDS.search(src):
+                return True
+    return False
 
 
 # a router's name holds one of these words (split at non-letters and camelCase: "w_gate", "GateNet"; a substring is
@@ -276,20 +303,24 @@ def _identical_modules(c: nn.Module) -> list[nn.Module] | None:
     return mods if first[1] and all(sig(x) == first for x in mods[1:]) else None
 
 
-def _router_beside(m: nn.Module, n: int, skip: str) -> str | None:
+def _router_beside(m: nn.Module, n: int, skip: str) -> tuple[str, nn.Module | None] | None:
     """A router for ``n`` experts among ``m``'s direct children / parameters (not ``skip``, the experts): one named
-    gate/router/gating/switch that is or holds an nn.Linear with ``n`` outputs (one logit per expert), or a 2-D
-    parameter so named with a side of ``n``. Both the name and the width are required: a ModuleList of identical
-    layers beside a Linear with as many outputs (a layer-weighting head) or beside a GLU-style ``gate`` is no MoE."""
+    gate/router/gating/switch that is, or directly holds (a small MLP router), an nn.Linear with ``n`` outputs (one
+    logit per expert), or a 2-D parameter so named with a side of ``n``; (its description, the router module). Both
+    the name and the width are required: a ModuleList of identical layers beside a Linear with as many outputs (a
+    layer-weighting head) or beside a GLU-style ``gate`` is no MoE; the caller also asks for per-token selection
+    (:func:`_selects_experts`)."""
     for cn, c in m.named_children():
         if cn == skip or not _router_named(cn):
             continue
-        for ln, lin in c.named_modules():
+        for ln, lin in [("", c), *c.named_children()]:
             if isinstance(lin, nn.Linear) and lin.out_features == n:
-                return f"router '{cn}{'.' + ln if ln else ''}' (Linear {lin.in_features} -> {n}, one output per module)"
+                return (f"router '{cn}{'.' + ln if ln else ''}' (Linear {lin.in_features} -> {n}, one output per "
+                        "module)", c)
     for pn, p in m.named_parameters(recurse=False):
         if _router_named(pn) and p.dim() == 2 and n in tuple(p.shape):
-            return f"router parameter '{pn}' [{p.shape[0]}, {p.shape[1]}] (one column per module)"
+            side = "column" if int(p.shape[1]) == n else "row"
+            return f"router parameter '{pn}' [{p.shape[0]}, {p.shape[1]}] (one {side} per module)", None
     return None
 
 
