@@ -90,15 +90,16 @@ def test_a_configured_layout_does_not_reshape_a_records_reestimate_and_is_named(
         assert said in notes[0], notes[0]
 
 
-def test_gpus_below_the_devices_a_record_measured_is_refused(tmp_path, capsys):
-    """One process measured 2 GPUs (their energy is the record's): --gpus 1 compared a 1-GPU estimate with the
-    energy of 2 GPUs (share 1, since 2 >= 1). The user's flag contradicts the run: one line, exit 2."""
+def test_gpus_below_the_devices_a_record_measured_is_said_not_refused(tmp_path, capsys):
+    """One process measured 2 GPUs: wattlint.track measures every GPU it can see, so a 1-GPU job on a 2-GPU machine
+    records 2 devices and --gpus 1 is the user's statement (review 2026-12-07: it was refused, exit 2, with the false
+    claim that the job had at least 2). It is taken, and said beside the comparison."""
     rec = _gpu_record(tmp_path / "two.jsonl", gpus=2, request={"steps": 1000, "batch_size": 128})
     code, out, err = _run(capsys, ["compare-run", rec, "--model", "wattlint.calibrate.zoo:mlp_mnist",
-                                   "--input", "x=float32[128,784]", "--gpus", "1"])
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert "--gpus 1: the run record measured 2 devices" in err and "--gpus 2 or more" in err
+                                   "--input", "x=float32[128,784]", "--gpus", "1", "--format", "json"])
+    assert code == 0, err
+    assert json.loads(out)["reestimate"]["static"]["plan"]["data_parallel"] == 1
+    assert "note: --gpus 1: the run record measured 2 devices" in err and "idle ones included" in err
 
 
 def test_a_one_process_multi_gpu_record_is_reestimated_for_its_gpus(tmp_path, capsys):
@@ -142,13 +143,13 @@ def test_a_configured_price_is_named_as_the_file_writes_it_not_as_a_flag(tmp_pat
     assert code == 0, err
     assert f"(the command line overrides them): {key} = 0.2\n" in err, err
     notes = json.loads(out)["static"]["assumptions"]
-    assert "GPU-hour price $2 (rental; electricity charged on top, at the price below)" in notes, notes
+    assert "GPU-hour price $2 (rental; electricity charged on top)" in notes, notes
     assert "electricity price $0.2/kWh (given), charged on top of the GPU-hour price" in notes
     assert not any("--price" in n for n in notes), notes
     code, out, err = _run(capsys, argv + ["--price", "0.3"])  # typed: it replaces the file's and is named as typed
     assert code == 0, err
     notes = json.loads(out)["static"]["assumptions"]
-    assert "GPU-hour price $2 (rental; electricity charged on top, at the price below)" in notes
+    assert "GPU-hour price $2 (rental; electricity charged on top)" in notes
     assert "electricity price $0.3/kWh (given), charged on top of the GPU-hour price" in notes
     assert "settings from" not in err
 
@@ -184,6 +185,13 @@ def test_said_as_names_the_flag_and_its_value_where_given():
     assert (said_as("dataset: 50,000 samples per epoch (--dataset cifar10)", given)
             == "dataset: 50,000 samples per epoch (dataset = cifar10 in [tool.wattlint] of pyproject.toml)")
     assert said_as("--tensor-parallel-x 2", given) == "--tensor-parallel-x 2"  # another flag: left as it is
+    # review 2026-12-07: a value printed with thousands separators is still the value; advice naming a flag to pass
+    # is not a source and stays as it is
+    given = {"steps": ("steps", "in the run record", 3000), "seq_len": ("seq_len", "in the run record", 256)}
+    assert said_as("--steps 3,000 is too many", given) == "steps = 3,000 in the run record is too many"
+    assert said_as("steps 3,000 (--steps); none", given) == "steps 3,000 (steps in the run record); none"
+    assert said_as("keep that length (--seq-len / --input)", given) == "keep that length (--seq-len / --input)"
+    assert said_as("pass --seq-len to change it", given) == "pass --seq-len to change it"
 
 
 # ---- 3. the trace lock ------------------------------------------------------------------------------------------

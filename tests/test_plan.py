@@ -253,7 +253,7 @@ def test_gpu_hour_price_alone_does_not_add_the_default_tariff():
     assert (p.gpu_hour_price, p.price_per_kwh) == (2.0, 0.2)
     assert "electricity price $0.2/kWh (given), charged on top of the GPU-hour price" in p.assumptions
     # and the GPU-hour line no longer says the rental includes electricity (review: both lines side by side)
-    assert "GPU-hour price $2 (rental; electricity charged on top, at the price below)" in p.assumptions
+    assert "GPU-hour price $2 (rental; electricity charged on top)" in p.assumptions
 
 
 def test_gpu_hour_price_per_gpu_picks_the_estimated_gpus_price():

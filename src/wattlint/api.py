@@ -41,7 +41,9 @@ class Request:
     models_dirs: Any = None  # energy-model search path (energy.predictor.search_path); None: the default one
     # options the user gave elsewhere than as a flag: name -> (key as written, where, value), e.g. ("price",
     # "in [tool.wattlint] of pyproject.toml", 0.2) (commands._common.config_given): the assumption lines name them so
-    # (wattlint.options.said_as), not by a flag the user did not type ("steps 3,000 (--steps)" for a recorded plan)
+    # (wattlint.options.said_as), not by a flag the user did not type ("steps 3,000 (--steps)" for a recorded plan).
+    # Passed by compare-run (a record's plan, the file's settings); estimate and check print the file's settings on
+    # their own "settings from [tool.wattlint]" line and leave the flags in the notes
     given: Mapping[str, tuple[str, str, Any]] = dataclasses.field(default_factory=dict)
 
 

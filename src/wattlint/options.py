@@ -436,22 +436,31 @@ def work_conflict(values: Mapping[str, Any], spell: Callable[[str], str]) -> str
 def said_as(message: str, given: Mapping[str, tuple[str, str, Any]]) -> str:
     """``message`` (an assumption line or an error of the plan: they name each option by its command-line flag) with
     the flag of each option in ``given`` (name -> (its key as the user wrote it, where, its value)) written as what
-    the user gave instead, so that a note never names a flag the user did not type: ``at --price`` as ``at price in
-    [tool.wattlint] of pyproject.toml``, ``--tensor-parallel 2 x`` as ``tensor_parallel = 2 in the run record x``."""
+    the user gave instead, so that a note never names a flag the user did not type: ``(--steps)`` as ``(steps in the
+    run record)``, ``--tensor-parallel 2 x`` as ``tensor_parallel = 2 in the run record x``. Only where the flag
+    cites the value's source: followed by that value, or alone at the start of parentheses (``(--steps)``,
+    ``(--pue, ...)``); advice that names a flag to pass (``pass --seq-len``, ``(--seq-len / --input)``) is kept."""
     spelled = {OPTIONS[n].flag: g for n, g in given.items() if n in OPTIONS and OPTIONS[n].flag}
+
+    def shown(value) -> set[str]:
+        out = {str(value)}
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out |= {f"{value:g}", f"{value:,}", f"{value:,g}"}
+        return out
 
     def said(m: re.Match) -> str:
         g = spelled.get(m.group(1))
         if g is None:
             return m.group(0)
         key, where, value = g
-        shown = {str(value)} | ({f"{value:g}"} if isinstance(value, (int, float)) and not isinstance(value, bool)
-                                else set())
-        if m.group(2) and m.group(2) in shown:  # the flag and its value: ``key = value where``
+        if m.group(2) is not None and m.group(2) in shown(value):  # the flag and its value: ``key = value where``
             return f"{key} = {m.group(2)} {where}"
-        return f"{key} {where}" + (f" {m.group(2)}" if m.group(2) else "")
+        text, a, b = m.string, m.start(), m.start(1) + len(m.group(1))
+        if a > 0 and text[a - 1] == "(" and (b == len(text) or text[b] in "),;"):  # the source: ``(--steps)``
+            return f"{key} {where}" + m.group(0)[len(m.group(1)):]
+        return m.group(0)
 
-    return re.sub(r"(?<![\w-])(--[a-z][\w-]*)(?: ([^\s,;:()]+))?", said, message)
+    return re.sub(r"(?<![\w-])(--[a-z][\w-]*)(?: ([^\s;:()]+))?", said, message)
 
 
 def as_config_keys(message: str) -> str:

@@ -526,7 +526,7 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
     hour_price, of = gpu_hour_price_for(v.get("gpu_hour_price"), gpu)
     price = v.get("price_per_kwh")
     if hour_price is not None:
-        notes.append(f"GPU-hour price ${hour_price:g}{of} (rental" + ("; electricity charged on top, at the price below)"
+        notes.append(f"GPU-hour price ${hour_price:g}{of} (rental" + ("; electricity charged on top)"
                                                                  if price is not None else "; includes electricity)"))
     if price is not None:
         notes.append(f"electricity price ${price:g}/kWh (given)" + (

@@ -256,22 +256,29 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     """--model: re-estimate the recorded plan with this wattlint and compare again (into ``doc`` and ``lines``)."""
     from .. import options as O
     from ..tracking.compare import comparison
-    from ..types import ConfigError
 
     dev = header.get("device") or {}
     recorded, given = _recorded_plan(header)
-    # the devices the record measured are a fact of the run, as its GPU is: its energy is theirs, so the job had at
-    # least these; a --gpus below them compared an estimate for fewer GPUs with the energy of all of them
+    # the devices a record measured: the job's GPUs, or every GPU the process could see (wattlint.track measures
+    # all visible GPUs unless CUDA_VISIBLE_DEVICES limits them, idle ones too), so a --gpus below them is the user's
+    # statement, said beside the comparison rather than refused
+    import sys
+
     measured = len(analysis.get("channels") or []) or int(dev.get("count") or 0)
+    which = "the run records measured" if doc.get("kind") == "run-records" else "the run record measured"
     if flags.get("gpus") is not None and measured and flags["gpus"] < measured:
-        which = "the run records measured" if doc.get("kind") == "run-records" else "the run record measured"
-        raise ConfigError(f"--gpus {flags['gpus']}: {which} {measured} devices, and the job had at least those; pass "
-                          f"--gpus {measured} or more (the job's GPUs), or drop --gpus")
+        print(f"wattlint: note: --gpus {flags['gpus']}: {which} {measured} devices (every GPU the process could see "
+              "unless CUDA_VISIBLE_DEVICES limited them); the measured energy compared is theirs, idle ones "
+              "included", file=sys.stderr)
     if "gpus" not in recorded and dev.get("kind") == "cuda" and int(dev.get("count") or 0) > 1:
         # one process over several GPUs: the plan is theirs, as the run's own estimate took it (wattlint.track),
         # not 1 GPU's compared with the energy of all of them
         recorded["gpus"] = int(dev["count"])
         given["gpus"] = ("gpus", "(the GPUs the run record measured)", recorded["gpus"])
+        if flags.get("gpus") is None:
+            print(f"wattlint: note: re-estimated for the {recorded['gpus']} GPUs {which} (every GPU the process "
+                  "could see unless CUDA_VISIBLE_DEVICES limited them); pass --gpus N if the job used fewer",
+                  file=sys.stderr)
         if "uneven_batch" not in recorded:  # nn.DataParallel scatters any batch (33 = 17 + 16), as the run did
             recorded["uneven_batch"] = True
     # the command line's choices replace the record's, as estimate's flags replace [tool.wattlint]'s (--steps over
