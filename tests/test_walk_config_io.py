@@ -201,6 +201,153 @@ def test_estimate_and_analyze_output_never_replace_a_file_that_is_not_a_wattlint
         assert code == 0, err
 
 
+def _long_model(root: Path) -> Path:
+    """m.onnx copied under nested folders so that its absolute path is at least 200 characters (a CI runner's checkout
+    is deep): the first line of every text report that names it is longer than the report's width."""
+    folder, i = root, 0
+    while len(str(folder / "m.onnx")) < 200:
+        folder, i = folder / f"level{i:02d}_{'x' * 30}", i + 1
+    folder.mkdir(parents=True)
+    shutil.copy(ONNX, folder / "m.onnx")
+    assert len(str(folder / "m.onnx")) >= 200 and " " not in str(folder / "m.onnx")
+    return folder / "m.onnx"
+
+
+@pytest.mark.parametrize("argv, fmt", [
+    (("{m}", "--steps", "1"), "text"),
+    (("{m}", "--steps", "1", "--compare", "a100"), "text"),
+    (("{m}", "--steps", "1"), "markdown"),
+    (("{m}", "--steps", "1", "--compare", "a100"), "markdown"),
+    (("{m}", "--steps", "1"), "html"),
+    (("{m}", "--steps", "1"), "json"),
+    (("analyze", "{m}"), "text"),
+    (("analyze", "{m}"), "json"),
+    (("check",), "text"),
+])
+def test_a_rerun_onto_its_own_report_of_a_model_with_a_long_path_replaces_it(project, run_cli, argv, fmt):
+    """Review: the text reports' first line wraps when the model's path is long (estimate and compare at 100 columns:
+    'wattlint estimate:' alone on the first line; analyze at 120: its header takes several lines, so the table title
+    is no longer the second line), and a rerun onto its own report was refused as 'not a wattlint report' (exit 2).
+    A rerun, and a check onto the report, replace it."""
+    model = _long_model(project)
+    if argv[0] == "check":
+        (project / "pyproject.toml").write_text(PARENT.replace('"m.onnx"', json.dumps(str(model))))
+    argv = [a.format(m=model) for a in argv]
+    out = project / "report.out"
+    code, _, err = run_cli(*argv, "--format", fmt, "-o", out)
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    if argv[0] == "analyze" and fmt == "text":  # the header: the path (200+) and ' (onnx) — 5.3 M parameters, ...'
+        assert len(lines[0]) <= 120 and lines[1] != "One training step (per micro-batch)"
+        assert "One training step (per micro-batch)" in [line.strip() for line in lines[2:8]]
+    elif fmt == "text" and argv[0] != "check":  # 'wattlint estimate: ' + 200 characters > 100 columns
+        assert lines[0] == ("wattlint compare:" if "--compare" in argv else "wattlint estimate:"), lines[:3]
+        assert lines[1].startswith(str(model)[:60])
+    first = out.read_text()
+    code, _, err = run_cli(*argv, "--format", fmt, "-o", out)
+    assert code == 0, err
+    assert out.read_text().splitlines()[0] == first.splitlines()[0]
+    if argv[0] != "check":
+        code, _, err = run_cli("check", "-o", out)
+        assert code == 0, err
+        assert out.read_text().strip().splitlines()[-1].startswith("Found 0 error(s)")
+
+
+NOTES = "\n## Reviewer notes\nApproved, ticket OPS-123\n"
+
+
+@pytest.mark.parametrize("argv, fmt", [
+    (("m.onnx", "--steps", "1"), "text"), (("m.onnx", "--steps", "1"), "markdown"),
+    (("m.onnx", "--steps", "1"), "html"), (("m.onnx", "--steps", "1"), "json"),
+    (("analyze", "m.onnx"), "text"),
+    (("check",), "text"), (("check",), "json"), (("check",), "sarif"), (("check",), "github"),
+])
+def test_notes_appended_to_a_report_are_replaced_with_it_whatever_the_report(project, run_cli, argv, fmt):
+    """One rule for every report (review: notes appended to an estimate were replaced, the same notes appended to a
+    check's text report refused the rerun): a file that begins as a wattlint report is regenerated output, replaced
+    whole by a rerun."""
+    out = project / "report.out"
+    assert run_cli(*argv, "--format", fmt, "-o", out)[0] == 0
+    report = out.read_text()
+    out.write_text(report + NOTES)
+    code, _, err = run_cli(*argv, "--format", fmt, "-o", out)
+    assert code == 0, err
+    assert "OPS-123" not in out.read_text()
+    assert out.read_text().splitlines()[0] == report.splitlines()[0]
+
+
+def test_compare_runs_output_saved_by_the_user_is_a_report(project, run_cli):
+    """compare-run has no -o: its output saved with '>' (text, or JSON of schema wattlint.run-comparison/1) is a
+    report, replaced by a later -o (review: the JSON was called wattlint's data, the text not a report). A training
+    log that holds a tracked run's summary (the same lines) among other output is not."""
+    from _fake_nvml import Clock, quiet_track
+
+    from wattlint.io import report_kind
+
+    (project / "emissions.csv").write_text(CODECARBON)
+    clock = Clock(100.0)
+    tracker = quiet_track(project, clock, out=project / "run.jsonl", steps=12).start()
+    for _ in range(12):
+        clock.t += 0.25
+        tracker.step()
+    tracker.close()
+    saved = {}
+    for name, argv in (("cc.txt", ("emissions.csv",)), ("cc.json", ("emissions.csv", "--format", "json")),
+                       ("rec.txt", ("run.jsonl",)), ("rec.json", ("run.jsonl", "--format", "json"))):
+        code, out, err = run_cli("compare-run", *argv)
+        assert code == 0, err
+        (project / name).write_text(out)
+        saved[name] = out
+    assert saved["cc.txt"].startswith("codecarbon measurement emissions.csv: 60.0 min, 0.302 kWh")
+    assert saved["rec.txt"].startswith("wattlint run record: run.jsonl (completed, 12 steps")
+    assert all(line.startswith("  ") for line in saved["rec.txt"].splitlines()[1:])
+    assert json.loads(saved["cc.json"])["schema"] == json.loads(saved["rec.json"])["schema"] \
+        == "wattlint.run-comparison/1"
+    for name in saved:
+        assert report_kind(saved[name]) == ("json" if name.endswith(".json") else "text"), name
+        code, _, err = run_cli("m.onnx", "--steps", "1", "--format", "json", "-o", name)
+        assert code == 0, (name, err)
+        assert json.loads((project / name).read_text())["schema"] == "wattlint.estimate/1"
+    log = "epoch 1: loss 2.31\n" + saved["rec.txt"] + "epoch 2: loss 1.87\n"
+    (project / "train.log").write_text(saved["rec.txt"] + "saved checkpoint ckpt-12.pt\n")
+    assert report_kind(log) is None and report_kind((project / "train.log").read_text()) is None
+    code, _, err = run_cli("m.onnx", "--steps", "1", "-o", "train.log")
+    assert code == 2 and "train.log: an existing file that is not a wattlint report" in err
+
+
+@pytest.mark.parametrize("text", [
+    "# notes\nOne training step (per micro-batch)\nto read\n",  # the analysis title without its header
+    "All checks passed!\nlm: 0.1 kWh, 48 g CO2e, $0.01, 10.0 min on h100-sxm5-80gb (prior)\nAll checks passed.\n",
+    "make lint\nFound 0 error(s), 0 warning(s), 0 info(s)\n",  # a lint log: another tool's output first
+    "notes\nwattlint estimate: 0.3 kWh\n",
+    '{"schema": "wattlint.run/1", "type": "header"}\n{"type": "window"}\n',
+    "## wattlint estimate: copied\n",
+])
+def test_what_merely_quotes_a_report_is_not_one(text):
+    """A report is recognised by how it begins: a log or notes that hold a report's lines further down are not."""
+    from wattlint.io import report_kind
+
+    assert report_kind(text) is None
+
+
+@pytest.mark.parametrize("text, ours", [
+    ('tool = { other = 1, note = "wattlint" }\nbroken =\n', False),
+    ('tool = { note = "x, wattlint = y" }\nbroken =\n', False),
+    ('tool = { black = { wattlint = 1 } }\nbroken =\n', False),
+    ("tool = { ruff = 1 } # wattlint = 1\nbroken =\n", False),
+    ('tool = { "wattlint".gpu = "a100" }\nbroken =\n', True),
+    ("tool = { ruff = 1, wattlint = { gpu = \"a100\" }\nbroken =\n", True),
+])
+def test_an_invalid_pyproject_is_ours_only_with_a_wattlint_key_under_tool(nested, text, ours):
+    """Review: an invalid pyproject.toml whose top-level 'tool = { ... }' merely holds the word wattlint (in a string
+    value, a nested table's key, a comment) was taken for wattlint's configuration and stopped the search; only a key
+    named wattlint in tool's own table does."""
+    from wattlint.config import find_pyproject
+
+    (nested / "pyproject.toml").write_text(text)
+    assert find_pyproject(nested) == (nested / "pyproject.toml" if ours else nested.parent / "pyproject.toml")
+
+
 # ---- 3. the baseline: unreadable, a UTF-8 BOM, "models": null --------------------------------------------------
 
 def test_an_unreadable_baseline_says_so_and_never_advises_deleting_it(project, run_cli, monkeypatch):

@@ -224,8 +224,40 @@ def _mentions_wattlint_raw(text: str) -> bool:
         key = _QUOTES_AND_BLANKS.sub("", key)
         if _is_wattlint_key(f"{table}.{key}" if table else key):
             return True
-        if not table and key == "tool" and re.search(r"\bwattlint\b", value):  # tool = { wattlint = {...} }
+        if not table and key == "tool" and _inline_names_wattlint(value):  # tool = { wattlint = {...} }
             return True
+    return False
+
+
+# a TOML string (basic or literal), a bracket, a separator, or a run of anything else
+_INLINE_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\'[^\']*\'?|[{}\[\],=.]|[^\s{}\[\],=."\']+')
+
+
+def _inline_names_wattlint(value: str) -> bool:
+    """Whether the inline table ``value`` (the right of ``tool = { ... }``, perhaps unclosed) has a key ``wattlint``
+    at its own level, bare or quoted (``{ wattlint = {...} }``, ``{ "wattlint".gpu = "a100" }``): not the word in a
+    string value (``{ note = "wattlint" }``), in a nested table's key or after a comment."""
+    tokens = _INLINE_TOKEN.findall(value)
+    if not tokens or tokens[0] != "{":
+        return False
+    depth, key_next = 0, False
+    for i, tok in enumerate(tokens):
+        if tok.startswith("#"):
+            return False  # a comment: the rest of the line
+        if tok in ("{", "["):
+            depth += 1
+            key_next = tok == "{" and depth == 1
+        elif tok in ("}", "]"):
+            depth -= 1
+            key_next = False
+            if depth == 0:
+                return False
+        elif tok == ",":
+            key_next = depth == 1
+        else:
+            if key_next and tok.strip("\"'") == "wattlint" and tokens[i + 1:i + 2] in (["="], ["."]):
+                return True
+            key_next = False  # a value, '=', or a dotted key's '.' (its next part is no key of tool's)
     return False
 
 

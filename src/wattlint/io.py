@@ -206,35 +206,70 @@ def escapes_root(path: Path | str, root: Path | str) -> Path | None:
 
 # ---- what an --output may replace ---------------------------------------------------------------------------------
 
-#: JSON documents wattlint writes as reports (``"schema": "wattlint.check/1"`` ...); its other JSON files (baselines,
-#: run corrections, energy models, calibration and validation data) are data, never replaced by a report
-REPORT_SCHEMAS = re.compile(r"wattlint\.(?:check|estimate|comparison|analysis)/\d+")
+#: JSON documents wattlint writes as reports (``"schema": "wattlint.check/1"`` ..., compare-run's
+#: ``wattlint.run-comparison/1``); its other JSON files (baselines, run records, run corrections, energy models,
+#: calibration and validation data) are data, never replaced by a report
+REPORT_SCHEMAS = re.compile(r"wattlint\.(?:check|estimate|comparison|analysis|run-comparison)/\d+")
 REPORT_MAX_BYTES = 64 << 20  # far beyond any report wattlint writes
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-# the last line of every `wattlint check` text report (report/lint_text.py)
-_CHECK_TEXT_END = re.compile(r"Found \d+ error\(s\), \d+ warning\(s\), \d+ info\(s\)|All checks passed\.$|"
-                             r"no configured model matched \(see \[\[tool\.wattlint\.models\]\]|"
-                             r"no models configured: add \[\[tool\.wattlint\.models\]\]|"
-                             r"\d+ model\(s\) could not be estimated \(input errors above\): exit 2$")
-# every line of `wattlint check --format github` (report/github.py)
+# A report is recognised by how it begins, by marks its renderer always writes and that no line wrapping can take
+# away: rich wraps a long model path onto the next lines, so a title is matched as its words up to the colon.
+# What follows the marks (a user's notes appended to a report) does not matter: the whole file is regenerated.
+# estimate / --compare text (report/text.py, the title alone on its line when the path wraps) and markdown
+_ESTIMATE_TITLE = re.compile(r"wattlint (?:estimate|compare):(?: |$)")
+_MARKDOWN_TITLE = re.compile(r"### wattlint (?:estimate|compare):(?: |$)")
+# analyze text (report/analysis.py): a header "<model> (<format>) — <n> parameters, ..." that wraps at 120 columns
+# (a long path: many lines), then the first table's title on a line of its own
+_ANALYSIS_TITLE = "One training step (per micro-batch)"
+_PARAMETERS = re.compile(r" parameters\b")
+_HEAD_LINES = 64  # the analysis title comes after the header: up to ~35 lines for a path of PATH_MAX (4096) bytes
+# `wattlint check` text (report/lint_text.py): it begins with a finding ("<path>:<line>: WL101 warning: ..."), a
+# model's line ("<model>: 0.1 kWh, ... on <gpu> (<energy model>)", "<model>: not checked: ...", "<model>: skipped:
+# ..."), a note or its summary; its summary line, written in full on a line of its own, is further down
+_CHECK_FINDING = re.compile(r".+:\d+: WL\d+ (?:error|warning|info)\b")
+_CHECK_OTHER_FIRST = ("note: ", "updated baseline ", "assumed: ")
+_CHECK_SUMMARY = re.compile(r"Found \d+ error\(s\), \d+ warning\(s\), \d+ info\(s\)(?: .*)?|All checks passed\.|"
+                            r"no configured model matched \(see \[\[tool\.wattlint\.models\]\] in .+\)|"
+                            r"no models configured: add \[\[tool\.wattlint\.models\]\] entries to .+ \(docs/CONFIG\.md\)|"
+                            r"\d+ model\(s\) could not be estimated \(input errors above\): exit 2")
+# `wattlint check --format github` (report/github.py): annotations titled with a rule code, 'not checked' or wattlint
 _GITHUB_LINE = re.compile(r"::(?:error|warning|notice) (?:file=[^,]*,line=\d+,)?title=(?:WL\d+ |wattlint::|not checked )")
+# `wattlint compare-run` text (commands/compare_run.py; it has no -o: saved with '> file'): a first line naming the
+# run record (the summary a tracked run also prints at its end) or the other tool's log, then indented lines only.
+# It has no title of its own, so it is recognised only as a whole: a training log holding a run's summary is not it
+_RUN_COMPARISON_FIRST = re.compile(r"wattlint run record: \S|(?:codecarbon|zeus|carbontracker) measurement .+: \S")
+
+
+def _json_head(body: str) -> Any:
+    """The JSON value ``body`` begins with (text after it ignored, as a user's notes appended to a report), or None
+    when it does not begin with one."""
+    if not body.startswith(("{", "[")):
+        return None
+    try:
+        return json.JSONDecoder().raw_decode(body)[0]
+    except (ValueError, RecursionError):
+        return None
+
+
+def _begins_a_check(line: str) -> bool:
+    """Whether ``line`` can be the first of a check's text report: a finding, a model's line (its totals "... on
+    <gpu> (<energy model>)", "not checked: ...", "skipped: ..."), a note, the factors, a baseline update or the
+    summary (string tests, no nested regular expression: a line may be megabytes long)."""
+    return bool(_CHECK_FINDING.match(line) or line.startswith(_CHECK_OTHER_FIRST) or _CHECK_SUMMARY.fullmatch(line)
+                or ": not checked: " in line or ": skipped: " in line
+                or (": " in line and " on " in line and line.endswith(")")))
 
 
 def report_kind(text: str) -> str | None:
-    """Which wattlint report ``text`` is ('json', 'sarif', 'text', 'markdown', 'html', 'github'), from what every
-    report of that format holds: the JSON ``schema`` of a report, SARIF's tool driver ``wattlint``, the first line
-    of an estimate or the summary line of a check, an analysis table's title, GitHub annotations titled with rule
-    codes; None for anything else (another tool's log, a user's notes, wattlint's own data files)."""
+    """Which wattlint report ``text`` is ('json', 'sarif', 'text', 'markdown', 'html', 'github'), from how every
+    report of that format begins: the JSON ``schema`` of a report, SARIF's tool driver ``wattlint``, the title of an
+    estimate or a comparison (text or markdown; a long model path wraps after it), an analysis table's title after
+    its header, a check's first line and summary line, GitHub annotations titled with rule codes, compare-run's
+    text as a whole; None for anything else (another tool's log, a user's notes, wattlint's own data files). Text
+    appended after a recognised report does not change what it is."""
     body = text.lstrip("\ufeff").strip()
-    doc = None
-    if body.startswith(("{", "[")):  # else a text report whose first model is named '[...]'
-        try:
-            doc = json.loads(body)
-        except (ValueError, RecursionError):
-            pass
-    if doc is not None:
-        if not isinstance(doc, dict):
-            return None
+    doc = _json_head(body)
+    if isinstance(doc, dict):
         schema = doc.get("schema")
         if isinstance(schema, str) and REPORT_SCHEMAS.fullmatch(schema):
             return "json"
@@ -244,18 +279,29 @@ def report_kind(text: str) -> str | None:
                 and r["tool"]["driver"].get("name") == "wattlint" for r in runs):
             return "sarif"
         return None
-    lines = [line.strip() for line in _ANSI.sub("", body).splitlines() if line.strip()]
+    # else text, also one that begins with '[' (a check report whose first model is named '[...]')
+    raw = [line.rstrip() for line in _ANSI.sub("", body).splitlines() if line.strip()]
+    lines = [line.strip() for line in raw]
     if not lines:
         return None
-    if lines[0].startswith(("wattlint estimate: ", "wattlint compare: ")) or \
-            (len(lines) > 1 and lines[1] == "One training step (per micro-batch)") or \
-            _CHECK_TEXT_END.match(lines[-1]):
+    if _ESTIMATE_TITLE.match(lines[0]):
         return "text"
-    if lines[0].startswith(("### wattlint estimate: ", "### wattlint compare: ")):
+    for i, line in enumerate(lines[1:_HEAD_LINES], 1):
+        if line == _ANALYSIS_TITLE:
+            header = " ".join(lines[:i])  # "<model> (<format>) — <n> parameters, ..." as wrapped
+            at = header.find(") — ")
+            if at >= 0 and _PARAMETERS.search(header, at):
+                return "text"
+            break
+    if _begins_a_check(lines[0]) and any(_CHECK_SUMMARY.fullmatch(line) for line in lines):
+        return "text"
+    if _RUN_COMPARISON_FIRST.match(raw[0]) and len(raw) > 1 and all(line.startswith("  ") for line in raw[1:]):
+        return "text"
+    if _MARKDOWN_TITLE.match(lines[0]):
         return "markdown"
     if lines[0].lower().startswith("<!doctype html>") and "<title>wattlint: " in body[:4096]:
         return "html"
-    if all(_GITHUB_LINE.match(line) for line in lines):
+    if _GITHUB_LINE.match(lines[0]):
         return "github"
     return None
 
@@ -263,9 +309,9 @@ def report_kind(text: str) -> str | None:
 def not_a_report(path: Path | str) -> str | None:
     """Why the file at ``path`` must not be replaced by a report, or None when it may be: nothing there, not a regular
     file (a device, a pipe: written into; a folder or a link: the caller's own checks), an empty file, or a report
-    wattlint wrote (:func:`report_kind`: a CI job that reruns writes the same path). Anything else (another tool's
-    measurements such as CodeCarbon's emissions.csv, a .gitignore, notes, wattlint's own data) is the user's: the
-    reason names what it is when known."""
+    wattlint wrote (:func:`report_kind`: a CI job that reruns writes the same path; what a user appended to it is
+    replaced with it). Anything else (another tool's measurements such as CodeCarbon's emissions.csv, a .gitignore,
+    notes, wattlint's own data) is the user's: the reason names what it is when known."""
     try:
         st = os.lstat(path)
     except OSError:
@@ -282,13 +328,8 @@ def not_a_report(path: Path | str) -> str | None:
     text = raw.decode("utf-8", errors="replace")
     if report_kind(text) is not None:
         return None
-    schema = None
-    if text.lstrip("\ufeff").lstrip().startswith("{"):
-        try:
-            doc = json.loads(text.lstrip("\ufeff"))
-            schema = doc.get("schema") if isinstance(doc, dict) else None
-        except (ValueError, RecursionError):
-            pass
+    doc = _json_head(text.lstrip("\ufeff").strip())
+    schema = doc.get("schema") if isinstance(doc, dict) else None
     if isinstance(schema, str) and schema.startswith("wattlint."):
         return f"an existing {schema} file (wattlint's data, not a report)"
     return "an existing file that is not a wattlint report"
