@@ -1,6 +1,7 @@
-"""ONNX frontend edge review: a softmax / layer-norm axis outside the input's rank, constants of the same name in
-sibling subgraphs, the polarity of causal masks (masked_fill(~tril) and friends), and the message for external
-data that a link takes out of the model's folder. Expected values are hand counts."""
+"""ONNX frontend edge review: a softmax / layer-norm axis outside the input's rank (the rank of the input in its own
+scope), constants and tensors of the same name in sibling subgraphs, the polarity of causal masks (masked_fill(~tril)
+and friends), and the message for external data that a link takes out of the model's folder. Expected values are
+hand counts."""
 
 from __future__ import annotations
 
@@ -99,6 +100,87 @@ def test_axis_of_the_softmax_of_an_attention_pattern_is_checked(tmp_path):
         analyze_onnx(_save(tmp_path, m))
 
 
+
+def _sibling_rank_model(rank3, flag, axis=2, inner_axes=False, axis2=1):
+    """If whose two branches each define an ``s``: the ``rank3`` branch ('then' or 'else') Unsqueeze(x @ W, 0)
+    [1, 4, 64] -> Softmax(axis); the other x @ W [4, 64] -> Softmax(axis2). ``flag``: None, a graph input (both
+    branches dry-run); True / False, a Constant (only that branch walked)."""
+    def branch(tag, deep):
+        out = "y_" + tag
+        if deep:
+            ax = "ax0"
+            nodes = [helper.make_node("MatMul", ["x", "W"], ["t_" + tag])]
+            if inner_axes:  # the branch's own Constant: onnx infers [1, 4, 64] (the outer 'ax0' it does not read)
+                ax = "ax_" + tag
+                nodes.append(_const(ax, [0]))
+            nodes += [helper.make_node("Unsqueeze", ["t_" + tag, ax], ["s"]),
+                      helper.make_node("Softmax", ["s"], ["p"], name="sm_" + tag, axis=axis),
+                      helper.make_node("Squeeze", ["p", ax], [out])]
+        else:
+            nodes = [helper.make_node("MatMul", ["x", "W"], ["s"]),
+                     helper.make_node("Softmax", ["s"], ["p"], name="sm_" + tag, axis=axis2),
+                     helper.make_node("Identity", ["p"], [out])]
+        return helper.make_graph(nodes, tag, [], [_vi(out, [4, 64])])
+
+    then, els = branch("then", rank3 == "then"), branch("else", rank3 == "else")
+    nodes = [helper.make_node("If", ["flag"], ["y"], name="branch", then_branch=then, else_branch=els)]
+    inputs = [_vi("x", [4, 64])]
+    if flag is None:
+        inputs.append(_vi("flag", [], B_))
+    else:
+        nodes.insert(0, _const("flag", flag, np.bool_))
+    inits = [_w64(), numpy_helper.from_array(np.array([0], np.int64), "ax0")]
+    return _model(nodes, inputs, [_vi("y", [4, 64])], inits)
+
+
+@pytest.mark.parametrize("rank3", ["then", "else"])
+@pytest.mark.parametrize("flag", [None, True, False])
+@pytest.mark.parametrize("inner_axes", [False, True])
+def test_axis_checked_against_the_rank_of_its_own_branch(tmp_path, rank3, flag, inner_axes):
+    """Review: the axis check read the input's rank from the flat types table, which holds one ``s`` for the whole
+    model (the first declared with a shape): an If whose branches each define an ``s``, rank 3 in one and rank 2 in
+    the other (valid ONNX: sibling scopes), had its valid Softmax(axis=2) on the rank-3 ``s`` refused as "axis 2 is
+    out of range for its rank-2 input [4, 64]" (exit 2). Types are now looked up by scope, innermost first, as
+    constants are: each branch's nodes see its own ``s`` (never the other branch's), whichever branch comes first
+    and whether one (a constant condition) or both (dry runs) are walked."""
+    m = _sibling_rank_model(rank3, flag, inner_axes=inner_axes)
+    onnx.checker.check_model(m, full_check=True)
+    p = _save(tmp_path, m)
+    g = analyze_onnx(p)
+    assert sum(r.flops for r in _fwd(g) if r.op == "onnx::MatMul") == MM
+    sm = [r for r in _fwd(g) if r.op == "onnx::Softmax"]
+    assert len(sm) == 1
+    walked = ("then" if flag else "else") if flag is not None else None
+    if walked is None and inner_axes:
+        walked = "then"  # both branches priced alike: the first of the dry runs is kept
+    if walked == rank3:
+        # its own [1, 4, 64] where onnx infers it in the branch; unknown where the Unsqueeze's axes are the main
+        # graph's initializer (onnx does not read it inside a subgraph): unpriced, never the other branch's [4, 64]
+        assert sm[0].shapes == (((1, 4, 64),) if inner_axes else ())
+    elif walked is not None:
+        assert sm[0].shapes == ((4, 64),)
+    code, err = _cli(p)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("rank3", ["then", "else"])
+@pytest.mark.parametrize("bad", ["rank3", "rank2"])
+def test_axis_out_of_range_in_its_own_branch_still_refused(tmp_path, rank3, bad):
+    """The check itself stays, by each branch's own rank: Softmax(axis=3) on the rank-3 ``s`` (valid -3..2), or
+    Softmax(axis=2) on the rank-2 ``s`` (valid -2..1; it passed where the flat table held the other branch's
+    rank-3 ``s``), is refused with its own rank and shape."""
+    if bad == "rank3":
+        m, node, axis, r, shape = _sibling_rank_model(rank3, None, axis=3, inner_axes=True), rank3, 3, 3, r"\[1, 4, 64\]"
+    else:
+        other = "else" if rank3 == "then" else "then"
+        m, node, axis, r, shape = _sibling_rank_model(rank3, None, inner_axes=True, axis2=2), other, 2, 2, r"\[4, 64\]"
+    p = _save(tmp_path, m)
+    with pytest.raises(InputError, match=rf"node 'sm_{node}' \(Softmax\): axis {axis} is out of range for its "
+                                         rf"rank-{r} input {shape} \(valid: -{r} to {r - 1}\)"):
+        analyze_onnx(p)
+    code, err = _cli(p)
+    assert code == 2, err
+
 # ---- 2. constants of the same name in sibling subgraphs ---------------------------------------------------------
 
 MM = 2 * 4 * 64 * 64  # x [4, 64] @ W [64, 64]: one iteration of the innermost loop body
@@ -178,6 +260,50 @@ def test_outer_constant_still_read_inside_a_branch(tmp_path):
              helper.make_node("If", ["flag"], ["y"], name="branch", then_branch=then, else_branch=els)]
     g = analyze_onnx(_save(tmp_path, _model(nodes, [_vi("x", [4, 64])], [_vi("y", [4, 64])], [_w64()])))
     assert sum(r.flops for r in _fwd(g) if r.op == "onnx::MatMul") == 7 * MM
+
+
+
+def _sibling_loops_model(kind, shared):
+    """Two one-trip Loops side by side whose bodies both define a tensor 's' (``shared``) or 's_a' / 's_b':
+    'shape': A's is a Shape, B's a MatMul output fed to a Softmax; 'grad': A's is x @ W (needs a gradient), B's
+    Relu(x) fed to a MatMul; 'saved': both are Tanh(x @ W), the output Tanh saves for its backward."""
+    def body(tag, nodes, x):
+        return helper.make_graph(nodes + [helper.make_node("Identity", ["c_" + tag], ["co_" + tag])], "body_" + tag,
+                                 [_vi("i_" + tag, [], I64), _vi("c_" + tag, [], B_), _vi(x, [4, 64])],
+                                 [_vi("co_" + tag, [], B_), _vi("y_" + tag, [4, 64])])
+
+    sa, sb = ("s", "s") if shared else ("s_a", "s_b")
+    if kind == "shape":
+        a = [helper.make_node("Shape", ["xa"], [sa]), helper.make_node("Identity", ["xa"], ["y_a"])]
+        b = [helper.make_node("MatMul", ["xb", "W"], [sb]), helper.make_node("Softmax", [sb], ["y_b"], axis=-1)]
+    elif kind == "grad":
+        a = [helper.make_node("MatMul", ["xa", "W"], [sa]), helper.make_node("Identity", [sa], ["y_a"])]
+        b = [helper.make_node("Relu", ["xb"], [sb]), helper.make_node("MatMul", [sb, "W"], ["y_b"])]
+    else:
+        a = [helper.make_node("MatMul", ["xa", "W"], ["t_a"]), helper.make_node("Tanh", ["t_a"], [sa]),
+             helper.make_node("Identity", [sa], ["y_a"])]
+        b = [helper.make_node("MatMul", ["xb", "W"], ["t_b"]), helper.make_node("Tanh", ["t_b"], [sb]),
+             helper.make_node("Identity", [sb], ["y_b"])]
+    nodes = [_const("one", 1), _const("tt", True, np.bool_),
+             helper.make_node("Loop", ["one", "tt", "x"], ["ya"], name="A", body=body("a", a, "xa")),
+             helper.make_node("Loop", ["one", "tt", "x2"], ["yb"], name="B", body=body("b", b, "xb"))]
+    m = _model(nodes, [_vi("x", [4, 64]), _vi("x2", [4, 64])], [_vi("yb", [4, 64]), _vi("ya", [4, 64])], [_w64()])
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+@pytest.mark.parametrize("kind", ["shape", "grad", "saved"])
+def test_sibling_loop_bodies_keep_their_own_tensor_of_a_name(tmp_path, kind):
+    """Review (beside the axis check): what the walk knew of a tensor by name leaked into a sibling subgraph's
+    tensor of the same name: after A's 's = Shape(x)', B's Softmax(s) was taken for a shape computation (not
+    priced, nor its backward); A's 's' needing a gradient gave B's 's' a second gradient use (an accumulation
+    that is not there); the two bodies' saved 's' were one in the activation memory. Naming them 's_a' / 's_b'
+    changes nothing now."""
+    def run(shared):
+        g = analyze_onnx(_save(tmp_path, _sibling_loops_model(kind, shared), f"{kind}_{shared}.onnx"))
+        return [(r.phase, r.op, r.shapes, r.flops) for r in g.records], g.extra["activation_bytes"]
+
+    assert run(True) == run(False)
 
 
 # ---- 3. causal masks: which triangle is masked ------------------------------------------------------------------

@@ -29,7 +29,7 @@ from . import onnx_ops as ops
 from .onnx_ties import tied_copies
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
                         _strings_ok, _Validate, data_folder)
-from .onnx_shapes import _Shapes
+from .onnx_shapes import ScopeTypes, _Shapes
 
 _PRECISION_DTYPE = {"fp16": "float16", "bf16": "bfloat16", "fp8": "float8_e4m3fn"}
 _FP32_OPS = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
@@ -294,7 +294,7 @@ class _Analysis(_Validate, _Shapes):
         self.on_loss_path = self._loss_ancestors(g)
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []
-        self.saved: dict[str, int] = {}
+        self.saved: dict = {}  # tensor name (or _scoped_name) -> bytes saved for backward
         self.loss_logits: tuple[int, int] | None = None  # (logits, bytes each) of an assumed cross-entropy
         self.unknown = 0
         self.failed: dict[str, int] = {}
@@ -309,10 +309,13 @@ class _Analysis(_Validate, _Shapes):
         self.synth_bn = 0
         self.has_bn = False
         self.shape_consts: set[str] = set()
-        self.grad_uses: dict[str, list] = {}
+        self.grad_uses: dict = {}  # tensor name (or _scoped_name) -> [uses needing its gradient, module, type]
         self.scope_cache: dict[str, str] = {}
         self.shape_fallback = 0
         self.alias: dict[str, str] = {}
+        # names that sibling subgraphs both define are typed by scope (_type_of), not by the flat table
+        self.scope_types = ScopeTypes(g)
+        self.found_types: dict[tuple[int, str], tuple] = {}  # (id(graph), name) -> a type the walk found there
         self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
         self._grad_accumulation()
@@ -455,6 +458,8 @@ class _Analysis(_Validate, _Shapes):
 
     def _walk_scope(self, g, *, scale: int, in_subgraph: bool) -> None:
         types = self.types
+        shared = self.scope_types.shared
+        type_of = self._type_of
         half = self.half
         grad = self.grad
         attn = self.attn if not in_subgraph else {}
@@ -466,6 +471,14 @@ class _Analysis(_Validate, _Shapes):
         for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
             self.at = (op_type, node.name)  # named in an internal-error report
+            if shared:
+                for o in node.output:
+                    if o in shared:  # a sibling subgraph's tensor of this name (a shape computation, a constant
+                        # alias, one that needs a gradient) is not this one: its definition here starts afresh
+                        self.shape_consts.discard(o)
+                        grad.discard(o)
+                        self.alias.pop(o, None)
+                        self.const_names.discard(o)
             module, mtype = self._module_of(node)
             qual = f"onnx::{op_type}" if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
             if op_type in ("Constant", "Shape", "Size") and domain in ("", "ai.onnx"):  # metadata: fast path
@@ -474,8 +487,9 @@ class _Analysis(_Validate, _Shapes):
                 continue
             handler = ops.handler_for(op_type, domain)
             ins = list(node.input)
-            in_info = [types.get(i, (None, None)) if i else (None, None) for i in ins]
-            out_info = [types.get(o, (None, None)) for o in node.output]
+            in_info = [(type_of(i) if i in shared else types.get(i, (None, None))) if i else (None, None)
+                       for i in ins]
+            out_info = [type_of(o) if o in shared else types.get(o, (None, None)) for o in node.output]
             # shape computations (Shape -> Gather -> Concat -> Reshape targets) are metadata, not work
             shape_only = bool(ins) and all((not i) or i in self.shape_consts or
                                            (i in self.inits and self.inits[i].data_type in (6, 7))
@@ -548,7 +562,13 @@ class _Analysis(_Validate, _Shapes):
                 continue
             if oc.out is not None and node.output and out_info[0][1] is None:
                 # inference left this output unknown (e.g. a contrib op): the handler knows it
-                types[node.output[0]] = (out_info[0][0] or dtype, tuple(oc.out))
+                found = (out_info[0][0] or dtype, tuple(oc.out))
+                if node.output[0] in shared:  # for this scope; the flat table only where it knows none
+                    self.found_types[(id(g), node.output[0])] = found
+                    if types.get(node.output[0], (None, None))[1] is None:
+                        types[node.output[0]] = found
+                else:
+                    types[node.output[0]] = found
                 self.shape_fallback += 1
             if op_type == "Conv" and _is_folded_bn(node):
                 self.folded_bn = True
@@ -585,7 +605,7 @@ class _Analysis(_Validate, _Shapes):
                     self.bwd_of_fwd[id(self.bwd[-1])] = len(self.fwd) - 1  # the group's node's last forward record
                     for key, b in oc.saved:
                         if key and b:
-                            self.saved[key] = b * scale
+                            self.saved[self._scoped_name(key)] = b * scale
 
     # ---- fused attention, gradient accumulation -------------------------------------------------------------
     def _find_attention(self, g) -> dict:
@@ -739,7 +759,7 @@ class _Analysis(_Validate, _Shapes):
         else:
             names = [i for i, g in zip(node.input, in_grad) if g]
         for x in names:
-            self.grad_uses.setdefault(x, [0, module, mtype])[0] += 1
+            self.grad_uses.setdefault(self._scoped_name(x), [0, module, mtype])[0] += 1
 
     def _grad_accumulation(self) -> None:
         """A tensor used by k consumers that need its gradient gets k-1 gradient additions (autograd's accumulate)."""
@@ -747,7 +767,7 @@ class _Analysis(_Validate, _Shapes):
         for name, (uses, module, mtype) in self.grad_uses.items():
             if uses < 2:
                 continue
-            dt, shape = self.types.get(name, (None, None))
+            dt, shape = self.types.get(name, (None, None)) if isinstance(name, str) else self._type_in(*name)
             if shape is None:
                 continue
             dt = _cast(dt, self.half) or "float32"
@@ -889,6 +909,34 @@ class _Analysis(_Validate, _Shapes):
             if name in table:  # defined in this scope (a constant, or None: another node's output, an input)
                 return table[name]
         return None
+
+    def _type_of(self, name) -> tuple:
+        """(dtype, shape) of ``name`` in the graph being walked, looked up by scope, innermost first, as
+        :meth:`_scalar` looks up constants: what the innermost graph defining ``name`` declares (its value_info,
+        inputs, outputs, initializers, Constant nodes) or what the walk found there, never a sibling subgraph's
+        ``name`` (the flat ``types`` table holds the first one declared with a shape: an If branch's rank-3 ``s`` was
+        read as the other branch's rank-2 ``s``, and a valid Softmax(axis=2) refused as out of range). Used for the
+        names several graphs define (:attr:`ScopeTypes.shared`); the others are the flat table's."""
+        for gr in reversed(self.scopes):
+            if name in self.scope_types.of(gr):
+                return self._type_in(id(gr), name)
+        return self.types.get(name, (None, None))
+
+    def _scoped_name(self, name):
+        """``name``, or for a name several graphs define (:attr:`ScopeTypes.shared`) (id of the innermost graph
+        being walked that defines it, ``name``): what is counted per tensor (gradient uses, saved activations) is
+        not merged with a sibling subgraph's tensor of the same name."""
+        if name not in self.scope_types.shared:
+            return name
+        for gr in reversed(self.scopes):
+            if name in self.scope_types.of(gr):
+                return (id(gr), name)
+        return name
+
+    def _type_in(self, gid, name) -> tuple:
+        """(dtype, shape) of ``name`` in the graph of id ``gid`` (a key of :meth:`_scoped_name`)."""
+        hit = self.scope_types.of_id(gid).get(name, (None, None))
+        return hit if hit[1] is not None else self.found_types.get((gid, name), hit)
 
     def _record(self, op, kind, module, mtype, dtype, shapes, cost, status, scale, *, call: int = 0) -> None:
         self.fwd.append(self._rec(op, kind, module, mtype, Phase.FORWARD, dtype, shapes, cost, status, scale,

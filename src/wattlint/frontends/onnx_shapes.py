@@ -96,6 +96,87 @@ def _ort_symbolic():
     return mod.SymbolicShapeInference
 
 
+def _fill_types(types: dict, g, subgraph=None) -> None:
+    """Add what ``g`` declares (its initializers, inputs, value_info, outputs and Constant nodes) to ``types``: name
+    -> (dtype, shape or None); ``subgraph(sg)`` is called for each subgraph of its nodes, in node order."""
+    for t in _all_initializers(g):
+        types[t.name] = (_ONNX_DTYPES.get(t.data_type, "float32"), tuple(t.dims))
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        elem, dims = _dims_of(vi)
+        if elem is None:
+            continue
+        dt, shape = _concrete(elem, dims)
+        if vi.name not in types or types[vi.name][1] is None:
+            types[vi.name] = (dt, shape)
+    for n in g.node:
+        if n.op_type == "Constant" and n.output:
+            for a in n.attribute:
+                if a.name == "value" and a.type == 4:
+                    types[n.output[0]] = (_ONNX_DTYPES.get(a.t.data_type, "float32"), tuple(a.t.dims))
+                elif a.name in ("value_float", "value_int"):
+                    types[n.output[0]] = ("float32" if a.name == "value_float" else "int64", ())
+                elif a.name in ("value_floats", "value_ints"):
+                    types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
+                                          (len(a.floats) or len(a.ints),))
+        if subgraph is not None:
+            for a in n.attribute:
+                if a.type == 5:
+                    subgraph(a.g)
+                elif a.type == 10:
+                    for sg in a.graphs:
+                        subgraph(sg)
+
+
+def _subgraphs(g):
+    for n in g.node:
+        for a in n.attribute:
+            if a.type == 5:
+                yield a.g
+            elif a.type == 10:
+                yield from a.graphs
+
+
+def _defined(g) -> list:
+    """The names ``g`` itself defines: its inputs, initializers and node outputs (not its subgraphs')."""
+    return [*(i.name for i in g.input), *(t.name for t in _all_initializers(g)),
+            *(o for n in g.node for o in n.output if o)]
+
+
+class ScopeTypes:
+    """Types by scope, for the names that more than one graph of a model defines (:attr:`shared`: sibling
+    subgraphs, an If's two branches or two loop bodies, may each define an ``s`` of their own rank, which the
+    flat ``types`` table holds only one of). :meth:`of` gives, per graph, the names it defines -> (dtype, shape)
+    as that graph declares them ((None, None) where it declares nothing). Built once per graph, on first use; not a
+    dict, so that a dry run (``_Analysis._probe``) shares it instead of copying it."""
+
+    __slots__ = ("_tables", "shared")
+
+    def __init__(self, root):
+        self._tables: dict[int, tuple] = {}  # id(graph) -> (graph, table): the graph is kept so its id stays its own
+        seen: set[str] = set()
+        shared: set[str] = set()
+        stack = [root]
+        while stack:
+            gr = stack.pop()
+            own = set(_defined(gr))
+            shared |= own & seen
+            seen |= own
+            stack.extend(_subgraphs(gr))
+        self.shared = frozenset(shared)
+
+    def of(self, g) -> dict:
+        hit = self._tables.get(id(g))
+        if hit is None:
+            declared: dict = {}
+            _fill_types(declared, g)
+            hit = self._tables[id(g)] = (g, {name: declared.get(name, (None, None)) for name in _defined(g)})
+        return hit[1]
+
+    def of_id(self, gid: int) -> dict:
+        """The table of a graph :meth:`of` has built, by its id."""
+        return self._tables[gid][1]
+
+
 class _Shapes:
     """Mixin of :class:`wattlint.frontends.onnx._Analysis`: shape inference and the ``types`` table."""
 
@@ -208,32 +289,9 @@ class _Shapes:
         return data
 
     def _collect_types(self, g) -> None:
-        types = self.types
-        for t in _all_initializers(g):
-            types[t.name] = (_ONNX_DTYPES.get(t.data_type, "float32"), tuple(t.dims))
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
-            elem, dims = _dims_of(vi)
-            if elem is None:
-                continue
-            dt, shape = _concrete(elem, dims)
-            if vi.name not in types or types[vi.name][1] is None:
-                types[vi.name] = (dt, shape)
-        for n in g.node:
-            if n.op_type == "Constant" and n.output:
-                for a in n.attribute:
-                    if a.name == "value" and a.type == 4:
-                        types[n.output[0]] = (_ONNX_DTYPES.get(a.t.data_type, "float32"), tuple(a.t.dims))
-                    elif a.name in ("value_float", "value_int"):
-                        types[n.output[0]] = ("float32" if a.name == "value_float" else "int64", ())
-                    elif a.name in ("value_floats", "value_ints"):
-                        types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
-                                              (len(a.floats) or len(a.ints),))
-            for a in n.attribute:
-                if a.type == 5:
-                    self._collect_types(a.g)
-                elif a.type == 10:
-                    for sg in a.graphs:
-                        self._collect_types(sg)
+        """The ``types`` table: every name of the model, its subgraphs' too, flat (first declaration with a shape
+        wins); a name that sibling subgraphs both define is read by scope while walking (:class:`ScopeTypes`)."""
+        _fill_types(self.types, g, self._collect_types)
 
     def _unknown_nodes(self, g, all_ops: bool = False) -> list:
         out = []
