@@ -191,8 +191,9 @@ def check_output_path(path: str | None, root: Path | str | None = None,
     """Refuse (InputError) an ``--output`` path that is a symbolic link, that names a place inside ``root`` (the
     project; default the current directory) but resolves outside it through a linked folder, that is one of the
     run's own ``inputs`` ((path, what it is) pairs: the model file, the configuration, the baseline), which the report
-    would replace, or an existing file that is not a report wattlint wrote (io.not_a_report: a rerun replaces its own
-    report; another tool's log or the user's notes are kept)."""
+    would replace, or (with the run's ``inputs`` known) an existing file that is not a report wattlint wrote
+    (io.not_a_report, recognised by how it begins: a rerun replaces its own report, notes appended to it included;
+    another tool's log or the user's own file is kept)."""
     import os
 
     from ..io import escapes_root, same_file
