@@ -463,6 +463,12 @@ def _gpt_block(tmp_path, variant):
                 att = att.masked_fill(~torch.tril(torch.ones(t, t, dtype=torch.bool)), float("-inf"))
             elif variant == "buffer":  # masked_fill(allow): the lower triangle blocked
                 att = att.masked_fill(self.allow[:t, :t], float("-inf"))
+            elif variant in ("hf_fill", "hf_sum"):  # transformers 4.36-4.4x's eager 4-D mask: additive causal + padding
+                mn = torch.finfo(att.dtype).min
+                pos = torch.arange(t)
+                cm = torch.full((t, t), mn).masked_fill(pos < (pos + 1).view(t, 1), 0)[None, None]
+                pad = (idx == 0)[:, None, None, :]
+                att = att + (cm.masked_fill(pad, mn) if variant == "hf_fill" else cm + pad.to(att.dtype) * mn)
             else:  # padding only
                 att = att.masked_fill((idx == 0)[:, None, None, :], float("-inf"))
             y = (att.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, t, c)
@@ -478,12 +484,15 @@ def _gpt_block(tmp_path, variant):
 
 
 @pytest.mark.parametrize("variant,causal", [("nanogpt", True), ("not_buffer", True), ("not_tril", True),
-                                            ("buffer", False), ("padding", False)])
+                                            ("buffer", False), ("padding", False), ("hf_fill", True),
+                                            ("hf_sum", True)])
 def test_torch_exported_masked_fill_masks(tmp_path, variant, causal):
     """Review: a GPT block masking its scores with masked_fill over a causal buffer (nanoGPT's bias == 0, or
     ~allow) was priced non-causal, twice its attention FLOPs: the exporter's Slice -> Not / Equal chain is folded
     to a constant whose value was read as the ALLOWED positions. At batch 2, seq 48: 2 x 2 heads x 1176 pairs x
-    (2 x 16 + 2 x 16) + 5 x 2 x 2 x 1176 forward FLOPs causal (pairs 48 x 49 / 2), 2304 pairs otherwise."""
+    (2 x 16 + 2 x 16) + 5 x 2 x 2 x 1176 forward FLOPs causal (pairs 48 x 49 / 2), 2304 pairs otherwise.
+    Review 2026-12-07: transformers 4.36-4.4x's eager mask, causal.masked_fill(padding, min) (hf_fill), was never
+    re-read with all-ones ids (the scale and fill constants beside it counted as an evaluated mask): non-causal."""
     g = analyze_onnx(_gpt_block(tmp_path, variant), batch_size=2, seq_len=48)
     pairs = 48 * 49 // 2 if causal else 48 * 48
     assert any("1 attention patterns" in a and f"{int(causal)} causal" in a for a in g.assumptions), g.assumptions

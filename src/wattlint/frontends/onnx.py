@@ -676,9 +676,10 @@ class _Analysis(_Validate, _Shapes):
                     grid = (sq, sk, *mask_positions(sq, sk))
                     try:
                         values = evaluate_values(g, self.types, targets=m.masks, producer=producer, grid=grid)
-                        if not any(x in values for x in m.masks):
+                        if not any(x in values and getattr(values[x], "size", 2) != 1 for x in m.masks):
                             # the mask depends on an input (attention_mask): read its causal part with an
-                            # all-ones (no padding) input
+                            # all-ones (no padding) input (the scale and fill constants beside it, single values,
+                            # are no mask: HF 4.36-4.4x's causal.masked_fill(padding, min) was never re-read)
                             values = evaluate_values(g, self.types, targets=m.masks, producer=producer,
                                                      feeds=self._ones_feeds(g), grid=grid)
                     except Exception:
