@@ -486,4 +486,8 @@ def test_a_records_gpu_count_stays_above_the_configured_defaults(tmp_path, capsy
     st = json.loads(out.out)["reestimate"]["static"]
     assert st["total"]["gpu_hours"] == pytest.approx(oracle["total"]["gpu_hours"], rel=1e-9)
     assert st["total"]["energy_kwh"] != pytest.approx(oracle["total"]["energy_kwh"], rel=1e-6)  # pue 1.5 taken
-    assert "pue = 1.5" in out.err and "gpus" not in out.err
+    settings = [line for line in out.err.splitlines() if "settings from [tool.wattlint]" in line]
+    assert len(settings) == 1 and "pue = 1.5" in settings[0] and "gpus" not in settings[0], out.err
+    # the configured gpus that the record's own count replaced is named, not dropped silently (review 2026-12-07)
+    notes = [line for line in out.err.splitlines() if "not applied by compare-run" in line]
+    assert len(notes) == 1 and "gpus = 4" in notes[0], out.err

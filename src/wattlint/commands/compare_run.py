@@ -215,8 +215,10 @@ def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> tuple[dict, d
     used = [(k, v) for k, v in base.items() if opts.get(k) == v and k not in over]
     if used:
         print(f"wattlint: {settings_note(cfg['config'], used)}", file=sys.stderr)
-    skipped = cfg.get("skipped") or []
-    if skipped:  # never silently: a configured tensor-parallel = 2 reshaped nothing, and said nothing
+    # never silently: a configured tensor-parallel = 2 reshaped nothing, and said nothing; nor a configured gpus that
+    # the run's own device count replaced
+    skipped = [*(cfg.get("skipped") or []), *((k, v) for k, v in (cfg.get("options") or {}).items() if k in facts)]
+    if skipped:
         from ..config import _where
 
         keys = written_keys(cfg["config"], [k for k, _ in skipped])
