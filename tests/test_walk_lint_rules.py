@@ -15,18 +15,11 @@ import textwrap
 import pytest
 
 from wattlint.lint import testing
+from test_lint_savings import M, R  # the one configured model and the rule table
+
 from wattlint.lint.engine import run_rules
-from wattlint.lint.registry import all_rules
 from wattlint.types import OpKind, OpRecord, Phase
 
-R = all_rules()
-
-
-class M:
-    name = "m"
-    budget = {}
-    regression_threshold = None
-    select = ignore = ()
 
 
 def lint(code, graph, est):
