@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..types import WattlintError
+from .job import SAME_JOB, SAME_RUN
 from .project import Settings, analyze
 from .record import SCHEMA as SCHEMA_RUN
 from .record import read_record
@@ -314,9 +315,7 @@ def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> d
     if not isinstance(j, dict) or not isinstance(j.get("rank"), int) or not isinstance(j.get("world_size"), int) \
             or j["world_size"] < 2:
         return None
-    key = json.dumps([(h.get("model") or {}).get("hash"), (h.get("device") or {}).get("gpu_key"),
-                      (h.get("plan") or {}).get("request"), j["world_size"], j.get("master"), j.get("run_id")],
-                     sort_keys=True, default=str)
+    key = json.dumps([get(h) for _, get in (*SAME_RUN, *SAME_JOB)] + [j.get("run_id")], sort_keys=True, default=str)
     try:
         start = _dt.datetime.strptime(str(h.get("started_utc")), "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=_dt.timezone.utc).timestamp()

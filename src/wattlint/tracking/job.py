@@ -26,6 +26,15 @@ def _job(h: dict[str, Any]) -> dict[str, Any]:
     return h.get("job") or {}
 
 
+#: what the records of one job's ranks share, each as (what it is, how a header says it): checked by
+#: :func:`check_one_job` before compare-run sums ranks, and the key by which ``wattlint fit`` puts ranks together
+SAME_RUN = (("the model hash", lambda h: (h.get("model") or {}).get("hash")),
+            ("the GPU", lambda h: ((h.get("device") or {}).get("kind"), (h.get("device") or {}).get("gpu_key"))),
+            ("the plan", lambda h: (h.get("plan") or {}).get("request")))
+SAME_JOB = (("the world size", lambda h: _job(h).get("world_size")),
+            ("the master address", lambda h: _job(h).get("master")))
+
+
 def check_one_job(records: list) -> list[str]:
     """Refuse (InputError) records that are not the ranks of one job; the notes to print about the merge."""
     if len(records) < 2:
@@ -57,14 +66,13 @@ def check_one_job(records: list) -> list[str]:
         raise InputError(f"{single.path}: a single-process run (its header names no rank of a multi-process job): "
                          f"several records are read together only as the ranks of one torchrun job; compare each "
                          f"run on its own")
-    same("the model hash", lambda h: (h.get("model") or {}).get("hash"))
-    same("the GPU", lambda h: ((h.get("device") or {}).get("kind"), (h.get("device") or {}).get("gpu_key")))
-    same("the plan", lambda h: (h.get("plan") or {}).get("request"))
+    for what, get in SAME_RUN:
+        same(what, get)
     notes = []
     jobs = [_job(r.header) for r in records]
     if all(jobs):
-        same("the world size", lambda h: _job(h).get("world_size"))
-        same("the master address", lambda h: _job(h).get("master"))
+        for what, get in SAME_JOB:
+            same(what, get)
         ranks = [j["rank"] for j in jobs]
         dup = sorted({k for k in ranks if ranks.count(k) > 1})
         if dup:
