@@ -132,8 +132,10 @@ def test_a_log_of_another_tool_among_several_runs_is_refused(run_cli, tmp_path):
 def test_the_header_names_the_rank_under_torchrun(monkeypatch):
     from wattlint.tracking.tracker import _job
 
+    from wattlint.tracking.tracker import LAUNCH_ID_VARS
+
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-              "TORCHELASTIC_RUN_ID"):
+              "TORCHELASTIC_RUN_ID", *LAUNCH_ID_VARS):  # a test run under SLURM has its job's
         monkeypatch.delenv(k, raising=False)
     assert _job() is None
     monkeypatch.setenv("RANK", "3")
@@ -142,7 +144,7 @@ def test_the_header_names_the_rank_under_torchrun(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "node0")
     monkeypatch.setenv("MASTER_PORT", "29500")
     assert _job() == {"rank": 3, "world_size": 8, "local_rank": 3, "local_world_size": None,
-                      "master": "node0:29500", "run_id": None}
+                      "master": "node0:29500", "run_id": None, "launch_id": None}
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert _job() is None
 

@@ -40,8 +40,12 @@ def _range(central: float, rng, table) -> str:
     return f"[{u.range_(central, *rng, table)}]" if rng and _finite(*rng) else f"({NO_INTERVAL})"
 
 
-def live_text(n: int, total: int | None, a: dict[str, Any] | None, static: dict[str, Any] | None) -> str:
-    parts = [f"step {n:,}" + (f"/{total:,}" if total else "")]
+def live_text(n: int, total: int | None, a: dict[str, Any] | None, static: dict[str, Any] | None,
+              record: str | None = None) -> str:
+    """The live status line; ``record``: what went wrong with the run record or the tracking (the record stopped
+    being written, none could be written, tracking stopped), said right after the step count on every line from
+    then on (review: the line went on reading as before while the record had stopped being written)."""
+    parts = [f"step {n:,}" + (f"/{total:,}" if total else "")] + ([record] if record else [])
     if not a or "step_time_s" not in a:
         parts.append("warming up")
         return "wattlint: " + " | ".join(parts)
@@ -200,10 +204,38 @@ class Display:
 
         self._live.update(Text(text), refresh=True)
 
-    def end(self, lines: list[str]) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
+    def pause(self, text: str | None = None) -> None:
+        """End the live region, its line left as ``text`` (the state now), so that what is printed next (a warning)
+        starts on a line of its own; the next :meth:`update` starts a new live line below it. A warning printed
+        while the region was live went into it, glued to the end of the live line, when it was written to the
+        terminal by anything but rich's own redirect of sys.stderr (a logging handler, as logging.captureWarnings
+        installs, holds the terminal itself; review)."""
+        if self._live is None:
+            return
+        live, self._live = self._live, None
+        try:
+            if text is not None:
+                from rich.text import Text
+
+                live.update(Text(text))
+        finally:
+            self._stop(live)
+
+    @staticmethod
+    def _stop(live) -> None:
+        """Stop the live region with its line ended: rich ends it on a terminal, but on a file or a CI log (where it
+        prints the line once, when it stops) it leaves it without a newline, and what came next was glued to it."""
+        try:
+            live.stop()
+        finally:
+            con = live.console
+            if not con.is_terminal and not con.is_jupyter:
+                con.line()
+
+    def end(self, lines: list[str], text: str | None = None) -> None:
+        """The end of the run: the live line left as ``text`` (the last step's state: it showed the last N-th
+        step's), then the summary."""
+        self.pause(text)
         if self.mode == "quiet":
             return
         print("\n".join(lines), file=self.stream, flush=True)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..types import WattlintError
-from .job import SAME_JOB, SAME_RUN
+from .job import ABSENT, SAME_JOB, SAME_JOB_WHERE_RECORDED, SAME_RUN
 from .project import Settings, analyze
 from .record import SCHEMA as SCHEMA_RUN
 from .record import read_record
@@ -307,15 +307,15 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
 
 def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> dict[str, Any] | None:
     """Which job a record is a rank of, as ``wattlint compare-run`` puts ranks together (wattlint.tracking.job): the
-    header's ``job`` (world size, master address, run id) with the model, GPU and plan; and when it ran (started_utc,
-    to the last window or the close), which tells apart jobs launched alike one after the other (torchrun without
-    --rdzv-id / --standalone gives every job run id 'none' and the same master address). None: a single process (or
-    a record without a rank: a run of its own)."""
+    header's ``job`` (world size, master address, run id) with the model, GPU and plan; the launcher's job id where
+    both records carry one (``launch``); and when it ran (started_utc, to the last window or the close), which tells
+    apart jobs launched alike one after the other (torchrun without --rdzv-id / --standalone gives every job run id
+    'none' and the same master address). None: a single process (or a record without a rank: a run of its own)."""
     j = h.get("job")
     if not isinstance(j, dict) or not isinstance(j.get("rank"), int) or not isinstance(j.get("world_size"), int) \
             or j["world_size"] < 2:
         return None
-    key = json.dumps([get(h) for _, get in (*SAME_RUN, *SAME_JOB)] + [j.get("run_id")], sort_keys=True, default=str)
+    key = json.dumps([get(h) for _, get in (*SAME_RUN, *SAME_JOB)], sort_keys=True, default=str)
     try:
         start = _dt.datetime.strptime(str(h.get("started_utc")), "%Y-%m-%dT%H:%M:%SZ").replace(
             tzinfo=_dt.timezone.utc).timestamp()
@@ -323,13 +323,16 @@ def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> d
         start = None
     span = max([float(x) for x in (elapsed, closed) if isinstance(x, (int, float)) and math.isfinite(x)] or [0.0])
     return {"key": key, "rank": j["rank"], "world": j["world_size"], "start": start,
-            "end": None if start is None else start + span}
+            "end": None if start is None else start + span,
+            "launch": tuple(get(h) for _, get in SAME_JOB_WHERE_RECORDED)}
 
 
 def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> None:
-    """Set ``job`` / ``rank`` of the points that are ranks of a multi-process job: records with the same job key that
-    ran at the same time (+- JOB_OVERLAP_S; an unknown time is taken as overlapping) with distinct ranks, at most the
-    world size of them, are one job, named by its first record's file (in order of start)."""
+    """Set ``job`` / ``rank`` of the points that are ranks of a multi-process job: records with the same job key and
+    the same launcher's job id where both carry one, that ran at the same time (+- JOB_OVERLAP_S; an unknown time is
+    taken as overlapping) with distinct ranks, at most the world size of them, are one job, named by its first
+    record's file (in order of start). Review: two jobs alike but for their launcher's job id, started in the same
+    second, were paired by file order (rank 1 of one job with rank 0 of the other)."""
     order = sorted(range(len(points)), key=lambda i: ((jobs[i] or {}).get("start") or 0.0, points[i].file))
     groups: list[dict[str, Any]] = []
     for i in order:
@@ -340,14 +343,19 @@ def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> N
         def fits(g: dict[str, Any], m: dict[str, Any] = m) -> bool:
             if g["key"] != m["key"] or m["rank"] in g["ranks"] or len(g["ranks"]) >= m["world"]:
                 return False
+            if any(a is not ABSENT and b is not ABSENT and a != b for a, b in zip(g["launch"], m["launch"])):
+                return False
             if m["start"] is None or g["start"] is None:
                 return True
             return m["start"] <= g["end"] + JOB_OVERLAP_S and m["end"] >= g["start"] - JOB_OVERLAP_S
 
         g = next((g for g in groups if fits(g)), None)
         if g is None:
-            g = {"key": m["key"], "ranks": set(), "start": m["start"], "end": m["end"], "name": points[i].file}
+            g = {"key": m["key"], "ranks": set(), "start": m["start"], "end": m["end"], "name": points[i].file,
+                 "launch": m["launch"]}
             groups.append(g)
+        # a record of an older wattlint opened the job: the launcher's id of the first of its ranks that carries one
+        g["launch"] = tuple(b if a is ABSENT else a for a, b in zip(g["launch"], m["launch"]))
         g["ranks"].add(m["rank"])
         if m["start"] is not None and g["start"] is not None:
             g["start"], g["end"] = min(g["start"], m["start"]), max(g["end"], m["end"])

@@ -12,8 +12,10 @@ The ranks step in lock-step (data-, tensor- and pipeline-parallel training synch
 * stable: when every rank is; input-bound: the rank that waits for data most.
 
 Records are one job when they share the model (hash), the GPU, the plan request and, where the headers have it
-(``job``: rank, world size, master address), the world size and master address, with distinct ranks. Fewer records
-than the world size are merged and said so (the totals then cover those ranks only)."""
+(``job``: rank, world size, master address, torchrun run id, launcher's job id), the world size, master address and
+torchrun run id, and the launcher's job id where both records carry one (a header written before wattlint recorded
+it has none), with distinct ranks. Fewer records than the world size are merged and said so (the totals then cover
+those ranks only)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,16 @@ SAME_RUN = (("the model hash", lambda h: (h.get("model") or {}).get("hash")),
             ("the GPU", lambda h: ((h.get("device") or {}).get("kind"), (h.get("device") or {}).get("gpu_key"))),
             ("the plan", lambda h: (h.get("plan") or {}).get("request")))
 SAME_JOB = (("the world size", lambda h: _job(h).get("world_size")),
-            ("the master address", lambda h: _job(h).get("master")))
+            ("the master address", lambda h: _job(h).get("master")),
+            # TORCHELASTIC_RUN_ID: torchrun's --rdzv-id, a fresh uuid under --standalone, 'none' otherwise (review:
+            # compare-run never compared it, so two jobs alike but for it were summed as one)
+            ("the torchrun run id", lambda h: _job(h).get("run_id")))
+#: compared only between records that both carry it (an older wattlint did not record it: such a record is matched
+#: on the rest, as before): the scheduler's job of the ranks (``launch_id``: SLURM job and step, PBS, LSF job), what
+#: tells apart two jobs launched alike in the same second where nothing else does (two nodes' torchrun with the
+#: default 127.0.0.1:29500 and run id 'none')
+ABSENT = object()
+SAME_JOB_WHERE_RECORDED = (("the launcher's job id", lambda h: _job(h).get("launch_id", ABSENT)),)
 
 
 def check_one_job(records: list) -> list[str]:
@@ -73,6 +84,14 @@ def check_one_job(records: list) -> list[str]:
     if all(jobs):
         for what, get in SAME_JOB:
             same(what, get)
+        for what, get in SAME_JOB_WHERE_RECORDED:
+            known = [r for r in records if get(r.header) is not ABSENT]
+            if known:
+                vals = [get(r.header) for r in known]
+                odd = next((r for r, v in zip(known, vals) if v != vals[0]), None)
+                if odd is not None:
+                    raise InputError(f"{odd.path}: {what} differs from {known[0].path}'s ({get(odd.header)!r} vs "
+                                     f"{vals[0]!r}): not a rank of the same job")
         ranks = [j["rank"] for j in jobs]
         dup = sorted({k for k in ranks if ranks.count(k) > 1})
         if dup:

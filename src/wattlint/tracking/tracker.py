@@ -61,10 +61,23 @@ def _rank_suffix() -> str:
     return f"-rank{rank}" if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
 
 
+#: the scheduler's name of the job, the same in every rank of one job (SLURM: a job and its step, as several srun
+#: steps of one allocation run jobs side by side; PBS; LSF: a job and its array element)
+LAUNCH_ID_VARS = ("SLURM_JOB_ID", "SLURM_STEP_ID", "PBS_JOBID", "LSB_JOBID", "LSB_JOBINDEX")
+
+
+def _launch_id() -> str | None:
+    """'NAME=value,...' of the scheduler's job variables set (LAUNCH_ID_VARS), None when none is."""
+    got = [f"{k}={os.environ[k]}" for k in LAUNCH_ID_VARS if os.environ.get(k)]
+    return ",".join(got) or None
+
+
 def _job() -> dict[str, Any] | None:
     """Which process of which multi-process job this is, from the variables torchrun / torch.distributed set (RANK,
-    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR / MASTER_PORT, TORCHELASTIC_RUN_ID): what lets
-    ``wattlint compare-run`` put the ranks' records of one job together. None for a single process."""
+    WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR / MASTER_PORT, TORCHELASTIC_RUN_ID) and the scheduler's
+    job (``launch_id``: :data:`LAUNCH_ID_VARS`): what lets ``wattlint compare-run`` and ``wattlint fit`` put the
+    ranks' records of one job together, and tell apart two jobs launched alike in the same second. None for a single
+    process."""
     env = os.environ
     rank, world = env.get("RANK", ""), env.get("WORLD_SIZE", "")
     if not (rank.isdigit() and world.isdigit() and int(world) > 1):
@@ -77,7 +90,7 @@ def _job() -> dict[str, Any] | None:
     master = f"{env['MASTER_ADDR']}:{env.get('MASTER_PORT', '')}" if env.get("MASTER_ADDR") else None
     return {"rank": int(rank), "world_size": int(world), "local_rank": num("LOCAL_RANK"),
             "local_world_size": num("LOCAL_WORLD_SIZE"), "master": master,
-            "run_id": env.get("TORCHELASTIC_RUN_ID") or None}
+            "run_id": env.get("TORCHELASTIC_RUN_ID") or None, "launch_id": _launch_id()}
 
 
 def _new_record(out: Path, run_id: str, rank: str = "") -> tuple[str, Path, RecordWriter]:
@@ -353,6 +366,7 @@ class Tracker:
         self._last_analysis_n = 0
         self._sync: Callable[[], None] | None = None
         self._broken = False  # measuring stopped (a meter or the analysis failed): no more windows
+        self._tracking_stopped_at = 0  # the step at which it stopped
         self._writing = True  # False once a write to the record failed: measuring and the budget guard go on
         self._renamed: dict[str, str] | None = None  # the record is not at the out= file given: where and why
         self._steps_written = 0  # steps in the window lines written to the record so far
@@ -543,7 +557,7 @@ class Tracker:
             if self._renamed:  # review: a rank-0-only job's out='run.jsonl' became run-rank0.jsonl without a word
                 msg = f"this run's record is {self.path}, not out={self._renamed['asked']!r}: {self._renamed['why']}"
                 self.notes.append(msg)
-                _warn(f"wattlint: {msg}", RuntimeWarning)
+                self._say(f"wattlint: {msg}", RuntimeWarning)
         import wattlint
 
         torch = sys.modules.get("torch")
@@ -620,7 +634,7 @@ class Tracker:
         # the live line every N steps (display="line" printed one at every window too: every=1000 gave a line every
         # 2 s); rich redraws its one line in place, so it also takes the fresh analysis of each window
         if self._n % self.every == 0 or (due and self._display.mode == "rich"):
-            self._show("update", _display.live_text(self._n, self.plan.steps, self.analysis, self.static))
+            self._show("update", self._live_text())
         self._overhead_s += self.clock() - now
         if stop and self.raise_on_stop:
             raise BudgetExceeded(self._stop_message)
@@ -692,27 +706,28 @@ class Tracker:
         goes_on = "measuring and the budget guard go on (on_budget='stop' still stops the run); training continues"
         if self.path is None:  # the record could not be created or its header written
             self.notes.append(f"no run record is written ({err}); measuring and the budget guard went on")
-            _warn(f"wattlint: no run record is written ({err}); {goes_on}", RuntimeWarning)
+            self._say(f"wattlint: no run record is written ({err}); {goes_on}", RuntimeWarning)
             return
         if self._record_stop is None:  # what the end-of-run printout says of the record
             self._record_stop = {"step": self._n, "steps_written": self._steps_written, "error": err,
                                  "write_failed": True}
         self.notes.append(f"the run record stopped being written at step {self._n} ({err}); measuring and the "
                           "budget guard went on")
-        _warn(f"wattlint: the run record {self.path} stopped being written at step {self._n} ({err}): it keeps the "
+        self._say(f"wattlint: the run record {self.path} stopped being written at step {self._n} ({err}): it keeps the "
               f"lines written before and has no summary line (read back as incomplete); {goes_on}", RuntimeWarning)
 
     def _stop_tracking(self, e: BaseException, then: str) -> None:
         """A meter or the analysis failed: stop measuring (no more windows) and writing, keep what was written and
         warn, never raise into the user's code. (A failing WRITE stops only the writing: :meth:`_stop_writing`.)"""
         self._broken = True
+        self._tracking_stopped_at = self._n
         self._writing = False
         self._next_window = math.inf
         if self.path is not None and self._record_stop is None:  # what the end-of-run printout says of the record
             self._record_stop = {"step": self._n, "steps_written": self._steps_written,
                                  "error": f"{type(e).__name__}: {e}", "write_failed": isinstance(e, OSError)}
         self.notes.append(f"tracking stopped at step {self._n}: {type(e).__name__}: {e}")
-        _warn(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning)
+        self._say(f"wattlint: tracking stopped ({type(e).__name__}: {e}); {then}", RuntimeWarning)
 
     # ---- windows ---------------------------------------------------------------------------------------------
 
@@ -799,7 +814,7 @@ class Tracker:
             self._write({"type": "event", "kind": "budget", "step": self._n, "t": now - self._t_start,
                          "budget": labels[key][0], "limit": limit, "spent": s, "projected": proj.get(key),
                          "range": rng, "action": action, "message": msg})
-            _warn(msg, BudgetWarning)
+            self._say(msg, BudgetWarning)
             if action == "stop":
                 self.should_stop = True
                 self._stop_message = msg
@@ -893,7 +908,7 @@ class Tracker:
             try:
                 self._writer.close()
             except Exception as e:  # noqa: BLE001 - fsync / close failing (I/O error): the lines are written
-                _warn(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
+                self._say(f"wattlint: closing the run record {self.path} failed ({type(e).__name__}: {e})",
                       RuntimeWarning)
             for c in self.channels:
                 try:
@@ -907,7 +922,7 @@ class Tracker:
                          **({"record_stopped": self._record_stop} if self._record_stop else {}),
                          # review: only rank 0 tracked out='run.jsonl' and wrote run-rank0.jsonl without a word
                          **({"record_renamed": self._renamed} if self._renamed else {})}
-        self._show("end", _display.summary_lines(self._summary))
+        self._show("end", _display.summary_lines(self._summary), self._live_text())
         return self._summary
 
     def __del__(self) -> None:
@@ -920,14 +935,37 @@ class Tracker:
             except Exception:  # noqa: BLE001 - nothing may raise from a finalizer
                 pass
 
-    def _show(self, what: str, payload) -> None:
+    def _show(self, what: str, *payload) -> None:
         """The live line / summary: a display that cannot write (a closed pipe: `python train.py | head`) falls
         silent for the rest of the run instead of raising into the training loop (review: BrokenPipeError from
         t.step())."""
         try:
-            getattr(self._display, what)(payload)
+            getattr(self._display, what)(*payload)
         except Exception:  # noqa: BLE001 - OSError (EPIPE, EIO) or the terminal library's own error
             self._display = _display.Display("quiet")
+
+    def _record_note(self) -> str | None:
+        """What the live line says of the record and the tracking once something went wrong, from then on (it went
+        on reading as before: review), or None."""
+        if self._broken:
+            return (f"TRACKING STOPPED at step {self._tracking_stopped_at:,}: figures as of then"
+                    + (", record incomplete" if self.path is not None else ""))
+        if not self._writing:
+            if self.path is None or self._record_stop is None:
+                return "NO RECORD: it could not be written"
+            return f"RECORD INCOMPLETE: writes failed at step {self._record_stop['step']:,}"
+        return None
+
+    def _live_text(self) -> str:
+        return _display.live_text(self._n, self.plan.steps, self.analysis, self.static, self._record_note())
+
+    def _say(self, message: str, category: type[Warning]) -> None:
+        """Warn (never raising: :func:`_warn`) with the live line ended first, left showing the state now (the
+        record incomplete, a budget hit): the warning then starts on a line of its own, however warnings are shown
+        (review: one written to the terminal by a logging handler was glued into the live line); the next live
+        line starts below it."""
+        self._show("pause", self._live_text())
+        _warn(message, category)
 
     def summary(self) -> dict[str, Any]:
         """The end-of-run summary (after close), else the live analysis."""
