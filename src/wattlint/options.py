@@ -437,7 +437,9 @@ def said_as(message: str, given: Mapping[str, tuple[str, str, Any]]) -> str:
     """``message`` (an assumption line or an error of the plan: they name each option by its command-line flag) with
     the flag of each option in ``given`` (name -> (its key as the user wrote it, where, its value)) written as what
     the user gave instead, so that a note never names a flag the user did not type: ``(--steps)`` as ``(steps in the
-    run record)``, ``--tensor-parallel 2 x`` as ``tensor_parallel = 2 in the run record x``. Only where the flag
+    run record)``, ``--tensor-parallel 2 x`` as ``tensor_parallel = 2 in the run record x``; a unit written right
+    after the value stays beside it (``--launch-overhead 0.001 s has no effect`` as ``launch_overhead = 0.001 s in
+    the run record has no effect``: it read '... = 0.001 in the run record s ...'). Only where the flag
     cites the value's source: followed by that value, or alone at the start of parentheses (``(--steps)``,
     ``(--pue, ...)``); advice that names a flag to pass (``pass --seq-len``, ``(--seq-len / --input)``) is kept."""
     spelled = {OPTIONS[n].flag: g for n, g in given.items() if n in OPTIONS and OPTIONS[n].flag}
@@ -454,13 +456,20 @@ def said_as(message: str, given: Mapping[str, tuple[str, str, Any]]) -> str:
             return m.group(0)
         key, where, value = g
         if m.group(2) is not None and m.group(2) in shown(value):  # the flag and its value: ``key = value where``
-            return f"{key} = {m.group(2)} {where}"
+            return f"{key} = {m.group(2)}" + (f" {m.group(3)}" if m.group(3) else "") + f" {where}"
         text, a, b = m.string, m.start(), m.start(1) + len(m.group(1))
         if a > 0 and text[a - 1] == "(" and (b == len(text) or text[b] in "),;"):  # the source: ``(--steps)``
             return f"{key} {where}" + m.group(0)[len(m.group(1)):]
         return m.group(0)
 
-    return re.sub(r"(?<![\w-])(--[a-z][\w-]*)(?: ([^\s;:()]+))?", said, message)
+    units = "|".join(re.escape(u) for u in sorted(_VALUE_UNITS, key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])(--[a-z][\w-]*)(?: ([^\s;:()]+)(?: ({units})(?=[\s,;:)]|$))?)?", said, message)
+
+
+#: units the plan's lines write right after an option's value ('--launch-overhead 0.001 s'), kept beside the value
+#: by :func:`said_as`
+_VALUE_UNITS = ("s", "ms", "h", "W", "kW", "Wh", "kWh", "MiB", "GiB", "GB", "TB", "%", "gCO2e/kWh", "g/kWh", "USD",
+                "USD/kWh", "$/kWh", "USD/GPU-h", "$/GPU-h", "Gbit/s", "GB/s")
 
 
 def as_config_keys(message: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..options import said_as
 from ._common import add_option
 
 SCHEMA = "wattlint.run-comparison/1"
@@ -33,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_option(m, "inputs")
     add_option(m, "gpu", help="GPU database key (default: the record's GPU)")
     m.add_argument("--cpu-calibration", metavar="DIR", help="CPU calibration run folder (CPU runs)")
+    m.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first, as the estimate does "
+                   "(then [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     # options whose `estimate` help speaks of --compare or model parallelism, which compare-run does not have
     own_help = {"gpus": "GPUs the run used (default: the record's, or the log's GPU count)",
                 "gpu_hour_price": "USD per GPU-hour (cloud rental), added to the estimate's cost"}
@@ -53,6 +56,9 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
         raise ConfigError(f"--cpu-calibration applies to a CPU run; this one is estimated on a GPU "
                           f"({args.gpu or gpu_key}; {why})")
     if device_kind == "cpu" and not args.gpu:
+        if args.models_dir:  # a CPU run is priced by its calibration folder's model: the folder would change nothing
+            raise ConfigError(f"--models-dir {args.models_dir}: a CPU run is priced by the model of its "
+                              "--cpu-calibration folder; drop --models-dir (or pass --gpu to estimate on a GPU)")
         spec, predictor, _ = _s.cpu_device(args.cpu_calibration)
         if spec is None:
             raise ConfigError("a CPU run: pass --cpu-calibration DIR (the CPU calibration run folder) or --gpu")
@@ -60,10 +66,16 @@ def _estimate(args, options: dict, device_kind: str, gpu_key: str | None) -> dic
         key = args.gpu or gpu_key
         if not key:
             raise ConfigError("pass --gpu KEY (the run's GPU is not known)")
+        from ..api import models_search_path
+        from ..energy.predictor import get_predictor
         from ..hardware import resolve_gpu
 
         spec, _ = resolve_gpu(key)
-        predictor = None
+        # the energy model `wattlint estimate` takes here, from the same search path: --models-dir, then
+        # [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models (the re-estimate
+        # priced the default path only, ignoring the configured folder, so a user's fitted model was not the one used)
+        config = (args.config_base or {}).get("config")
+        predictor = get_predictor(spec, models_search_path(args.models_dir, config))
     return _s.static_estimate(model=None, source=args.model, inputs=args.inputs, spec=spec, predictor=predictor,
                               options=options)
 
@@ -73,7 +85,6 @@ def _refuse_failed_estimate(args, est: dict, given: dict) -> None:
     (exit 2), not a report that exits 0 with 'estimate unavailable'. The error names each setting where the user
     gave it (``given``: the configuration's key, the record's plan), not by a flag they did not type."""
     if est.get("error"):
-        from ..options import said_as
         from ..types import InputError
 
         raise InputError(f"--model {args.model}: {said_as(est['error'], given)}")
@@ -82,8 +93,6 @@ def _refuse_failed_estimate(args, est: dict, given: dict) -> None:
 def _said_where_given(est: dict, given: dict) -> None:
     """The estimate's assumption lines name the settings as the user gave them (see :func:`_refuse_failed_estimate`):
     a configured ``price`` is not '--price' there."""
-    from ..options import said_as
-
     if given and est.get("assumptions"):
         est["assumptions"] = [said_as(a, given) for a in est["assumptions"]]
 
@@ -112,6 +121,7 @@ def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
     if kind == "run-record" and not args.model:
         given = [OPTIONS[n].flag for n in ("gpu", "inputs") if getattr(args, n) is not None]
         given += ["--cpu-calibration"] if args.cpu_calibration is not None else []
+        given += ["--models-dir"] if args.models_dir is not None else []
         given += [OPTIONS[n].flag for n in flags]
         if given:
             raise ConfigError(f"{', '.join(given)}: apply only to a re-estimate; pass --model MODEL to re-estimate the "
@@ -188,7 +198,8 @@ def _config_base() -> dict:
     """The ``[tool.wattlint]`` defaults a re-estimate starts from: the plan options compare-run has flags for (beneath
     the record's plan, the log's figures and the command line; :func:`_with_config` says which it used). The rest of
     the file's settings (the device layout, the training stack, the GPU, the inputs) are not taken: the run's own
-    layout and GPU are what is compared, and compare-run has no flag to override them; ``skipped`` lists them."""
+    layout and GPU are what is compared, and compare-run has no flag to override them; ``skipped`` lists them. Its
+    ``models-dir`` is searched for the energy model as by ``wattlint estimate`` (:func:`_estimate`)."""
     from pathlib import Path
 
     from ..config import load_config
@@ -196,37 +207,88 @@ def _config_base() -> dict:
     config = load_config(Path.cwd())
     base = {k: v for k, v in config.defaults.items() if k in PLAN_FLAGS}
     skipped = [(k, v) for k, v in config.defaults.items() if k not in PLAN_FLAGS]
-    return {"config": config, "options": base, "skipped": skipped} if base or skipped else {}
+    # the config also when it sets no option: its models-dir is searched as `wattlint estimate` searches it
+    return {"config": config, "options": base, "skipped": skipped}
 
 
-def _with_config(args, over: dict, facts: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def _with_config(args, over: dict, facts: tuple[str, ...] = (), logged: dict | None = None) -> tuple[dict, dict]:
     """``over`` (the record's plan or the log's figures, then the flags) on top of the configured defaults but for
     ``facts`` the run itself states (a record's GPU count), and on stderr the settings taken from the file, as every
-    command that takes them says it, and those not taken. Returns the options and, for
+    command that takes them says it, and those not taken. ``logged``: the options of ``over`` that another tool's log
+    states itself (name -> what it says, e.g. its grid intensity): a configured setting they replace is named as
+    replaced by the log, never listed as taken from the file. Returns the options and, for
     :func:`wattlint.options.said_as`, the settings taken from the file as the file writes them."""
     import sys
 
     from .. import options as O
+    from ..config import _where
     from ._common import config_given, settings_note, shown_setting, written_keys
 
     cfg = args.config_base or {}
-    base = {k: v for k, v in (cfg.get("options") or {}).items() if k not in facts}
+    logged = logged or {}
+    configured = cfg.get("options") or {}
+    base = {k: v for k, v in configured.items() if k not in facts}
+    region_only_pue = False
+    if "carbon_intensity" in logged and "region" in base:
+        # the log's own grid intensity replaces the one of a configured region (options.overlay keeps the region
+        # beneath a carbon intensity, which build_plan then overrides): the settings line claimed region = 'DE' while
+        # the CO2 was priced at the log's intensity. Without a price table per region (carbon.price_per_kwh) the
+        # region sets nothing else but a cloud region's PUE, and only where no PUE is given: kept for that, said so;
+        # otherwise it is not applied, and named as not applied
+        if "pue" not in O.overlay(base, over) and _cloud_pue(base["region"]):
+            region_only_pue = True
+        else:
+            base.pop("region")
     opts = O.overlay(base, over)
     used = [(k, v) for k, v in base.items() if opts.get(k) == v and k not in over]
-    if used:
-        print(f"wattlint: {settings_note(cfg['config'], used)}", file=sys.stderr)
+    shown = [(k, v) for k, v in used if not (region_only_pue and k == "region")]
+    if shown:
+        print(f"wattlint: {settings_note(cfg['config'], shown)}", file=sys.stderr)
+    if region_only_pue:
+        key = written_keys(cfg["config"], ["region"])["region"]
+        print(f"wattlint: note: {key} = {shown_setting(base['region'])} from [tool.wattlint] of "
+              f"{_where(cfg['config'].path)} sets only the PUE here (its cloud region's, in the mlco2/impact table): "
+              f"the CO2 is priced at the log's {logged['carbon_intensity']}", file=sys.stderr)
+    # configured settings that the log's own figures replaced (its grid intensity over a configured region or
+    # carbon-intensity, its PUE, GPU count, epochs): said, never listed as taken nor dropped silently
+    typed = set(over) - set(logged)
+    replaced = []
+    for k, v in configured.items():
+        if k in facts or k in dict(used):
+            continue
+        by = [j for j in over if j == k or k not in O.overlay({k: v}, {j: over[j]})]
+        if k == "region" and "carbon_intensity" in logged:
+            by.append("carbon_intensity")
+        if by and not set(by) & typed:
+            replaced.append((k, v, by[0]))
+    if replaced:
+        keys = written_keys(cfg["config"], [k for k, _, _ in replaced])
+        said = ", ".join(f"{keys[k]} = {shown_setting(v)} (replaced by the log's {logged[j]})"
+                         for k, v, j in replaced)
+        print(f"wattlint: note: not applied, the log states its own: {said} from [tool.wattlint] of "
+              f"{_where(cfg['config'].path)}", file=sys.stderr)
     # never silently: a configured tensor-parallel = 2 reshaped nothing, and said nothing; nor a configured gpus that
     # the run's own device count replaced
-    skipped = [*(cfg.get("skipped") or []), *((k, v) for k, v in (cfg.get("options") or {}).items() if k in facts)]
+    skipped = [*(cfg.get("skipped") or []), *((k, v) for k, v in configured.items() if k in facts)]
     if skipped:
-        from ..config import _where
-
         keys = written_keys(cfg["config"], [k for k, _ in skipped])
         said = ", ".join(f"{keys[k]} = {shown_setting(v)}" for k, v in skipped)
         print(f"wattlint: note: not applied by compare-run (it re-estimates the run as recorded or logged, on its own "
               f"GPU and device layout; of the file it takes only the plan options it has flags for): {said} from "
               f"[tool.wattlint] of {_where(cfg['config'].path)}", file=sys.stderr)
     return opts, (config_given(cfg["config"], used) if used else {})
+
+
+def _cloud_pue(region) -> float | None:
+    """The PUE a cloud region sets (carbon.cloud_pue); an unknown region counts as setting one, so that it stays in
+    the plan and is refused there naming the file (never dropped unchecked)."""
+    from .. import carbon
+    from ..types import WattlintError
+
+    try:
+        return carbon.cloud_pue(str(region))
+    except WattlintError:
+        return 1.0
 
 
 def _recorded_plan(header: dict) -> tuple[dict, dict]:
@@ -381,6 +443,8 @@ def _other(args, flags) -> dict:
                          "two GPUs, not the estimate with the run")
     if m.epochs and flags.get("epochs") is not None and float(flags["epochs"]) != float(m.epochs):
         notes.append(f"the estimate is for --epochs {flags['epochs']:g}, the log measured {m.epochs} epoch(s)")
+    # the options taken from the log's own figures: name -> (what the log says, as said_as names it)
+    logged: dict[str, tuple[str, tuple[str, str, object]]] = {}
     if not any(k in flags for k in ("steps", "epochs", "tokens")):
         from ..types import InputError
 
@@ -388,10 +452,12 @@ def _other(args, flags) -> dict:
             raise InputError(f"{m.path}: the {m.tool} log does not say how much training it measured: pass the "
                              f"run's --steps, --epochs or --tokens (and --dataset / --batch-size) to compare")
         flags = {**flags, "epochs": m.epochs}
+        logged["epochs"] = (f"{m.epochs} epoch(s)", ("epochs", "from the log", m.epochs))
         lines.append(f"  note: --epochs {m.epochs} from the log ({m.tool} measured {m.epochs} epoch(s)); pass "
                      f"--epochs / --steps to change")
     if m.pue and "pue" not in flags:  # the site's PUE the log states: the estimate's facility energy and CO2 use it
         flags = {**flags, "pue": m.pue}
+        logged["pue"] = (f"PUE {m.pue:g}", ("pue", "from the log", m.pue))
         how = {True: "its energy_consumed includes it", False: "its energy_consumed excludes it (the CPU + GPU + RAM "
                "sum)", None: "the log's CO2 used it"}[m.pue_in_energy]
         lines.append(f"  note: --pue {m.pue:g} from the log ({how}); pass --pue to change")
@@ -399,13 +465,16 @@ def _other(args, flags) -> dict:
             and "region" not in flags):
         # the grid intensity the log's CO2 used (its CO2 / the energy it was computed from): the estimate's CO2 at
         # another grid (the world average) made the CO2 error mix two grids
-        ci = m.co2_kg * 1000.0 / m.energy_kwh
-        flags = {**flags, "carbon_intensity": round(ci, 3)}
-        lines.append(f"  note: --carbon-intensity {ci:.4g} g/kWh from the log (its CO2 / its energy); pass "
+        ci = round(m.co2_kg * 1000.0 / m.energy_kwh, 3)  # the figure the estimate is priced at, and said
+        flags = {**flags, "carbon_intensity": ci}
+        logged["carbon_intensity"] = (f"grid intensity {ci:g} gCO2e/kWh: its CO2 / its energy",
+                                      ("carbon intensity", "from the log's CO2 / energy", ci))
+        lines.append(f"  note: --carbon-intensity {ci:g} gCO2e/kWh from the log (its CO2 / its energy); pass "
                      f"--carbon-intensity or --region to change")
     gpus_note = None
     if m.gpu_count and "gpus" not in flags:  # the log's energy and time are those of all its GPUs: so is the estimate
         flags = {**flags, "gpus": m.gpu_count}
+        logged["gpus"] = (f"{m.gpu_count} GPU(s)", ("gpus", "from the log", m.gpu_count))
         gpus_note = f"--gpus {m.gpu_count} from the log ({m.tool} measured {m.gpu_count} GPU(s)); pass --gpus to change"
     elif m.gpu_count and flags["gpus"] != m.gpu_count:
         gpus_note = f"the estimate is for --gpus {flags['gpus']}, the log measured {m.gpu_count} GPU(s)"
@@ -421,7 +490,9 @@ def _other(args, flags) -> dict:
                                            "lists it)" if m.gpu_model else f"the {m.tool} log does not name its GPU")
                           + ": pass --gpu KEY (or --cpu-calibration DIR for a CPU run)")
 
-    opts, given = _with_config(args, flags)
+    opts, given = _with_config(args, flags, logged={k: said for k, (said, _) in logged.items()})
+    # the log's figures named as the log's in the estimate's lines, not as flags the user did not type
+    given = {**{k: g for k, (_, g) in logged.items()}, **given}
     est = _estimate(args, opts, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
     _refuse_failed_estimate(args, est, given)
     _said_where_given(est, given)
@@ -445,8 +516,8 @@ def _other(args, flags) -> dict:
                               "scope": "estimate facility energy (with its PUE) vs Carbontracker's reported energy"}
     if m.co2_kg is not None and tot.get("co2_kg") is not None:
         cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
-                          "scope": ("the log's grid intensity on both" if getattr(args, "carbon_intensity", None)
-                                    is None and flags.get("carbon_intensity") else "each with its own grid intensity")}
+                          "scope": ("the log's grid intensity on both" if "carbon_intensity" in logged
+                                    else "each with its own grid intensity")}
     doc["comparison"] = cmp_
     lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
     table = {"total_time_s": u.DURATION, "gpu_energy_kwh": u.ENERGY_KWH, "energy_kwh": u.ENERGY_KWH,
