@@ -349,7 +349,9 @@ def _group_norm_bwd(a, out):
 def _softmax(a, out):
     x = a["self"]
     # half_to_float (CUDA autocast's fp16 softmax): reads the fp16 input, writes fp32
-    return C.softmax(shape(x), dt(out) if isinstance(out, torch.Tensor) else dt(x), in_dtype=dt(x))
+    c = C.softmax(shape(x), dt(out) if isinstance(out, torch.Tensor) else dt(x), in_dtype=dt(x))
+    # the normalised axis (non-negative): lint's WL103 tells attention's key-axis softmax from others by it
+    return C.Cost(c.flops, c.bytes_read, c.bytes_written, c.kind, (("axis", int(a["dim"]) % max(1, x.dim())),))
 
 
 def _softmax_bwd(a, out):

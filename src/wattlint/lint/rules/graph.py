@@ -268,31 +268,54 @@ def _paddable(v: int, granule: int, least: int, own: set[int] | None) -> bool:
 
 # ---- WL103 ----------------------------------------------------------------------------------------------------
 
-def _score_dims(r: OpRecord) -> tuple[int, int] | None:
-    if r.kind is not OpKind.SOFTMAX or not r.shapes or len(r.shapes[0]) < 2:
-        return None
-    sq, sk = r.shapes[0][-2], r.shapes[0][-1]
-    if sk < 16 or sq < 2:
-        return None
-    return sq, sk
+_TRANSPOSES = ("transpose", "aten.t.", "permute", "swapaxes", "swapdims", "adjoint")
+
+
+def _softmax_axis(r: OpRecord) -> int | None:
+    """The axis a softmax record normalises over, as an index into its input's shape, when the frontend recorded it
+    (an ``axis`` entry in its dims, negative or not); None when it did not."""
+    for name, v in r.dims:
+        if name == "axis":
+            return v % len(r.shapes[0])
+    return None
+
+
+def _transposed_between(fwd: list[OpRecord], j: int, i: int, shape) -> bool:
+    """Whether the [.., rows, cols] tensor the softmax ``fwd[j]`` wrote reaches ``fwd[i]`` with its last two axes
+    swapped: an odd number of transposes (``transpose``, ``.t()``, ``.mT``, ``permute``) of a tensor of that shape
+    (or of its batch-flattened [batch, rows, cols] view) between them."""
+    flat = (math.prod(shape[:-2]),) + tuple(shape[-2:])
+    swaps = sum(1 for x in fwd[j + 1:i] if x.kind is OpKind.VIEW and x.shapes
+                and any(t in x.op.lower() for t in _TRANSPOSES) and tuple(x.shapes[0]) in (tuple(shape), flat))
+    return swaps % 2 == 1
 
 
 def _attention_scores(fwd: list[OpRecord], j: int) -> tuple[int, int] | None:
     """(s_q, s_k) when forward record ``fwd[j]``, a softmax, is the softmax of an explicit attention: its input is
-    the [.., s_q, s_k] output of a batched GEMM (QKᵀ: b, m, n = prod(leading dims), s_q, s_k), reached through
-    scale / mask / bias / cast ops, and its output is the left operand of a batched GEMM of the same batch that
-    reduces over s_k (P @ V: m = s_q, k = s_k). The records hold no tensor identities: both GEMMs are looked for
-    between this softmax and the softmaxes before / after it. A softmax over classes or a vocabulary (a conv or a
-    linear head's output, a loss after it), or over a dim other than the last, has no such pair around it.
-    Unbatched scores (b = 1: ``q @ k.T`` on 2-D q, k) count only when both GEMMs run in the softmax's own module:
-    a linear layer's GEMM is unbatched too but runs in the layer's module, so linear -> softmax -> linear is not
-    taken for attention."""
+    the [.., rows, cols] output of a batched GEMM (QKᵀ: b, m, n = prod(leading dims), rows, cols), reached through
+    scale / mask / bias / cast ops, and its output is the left operand of a batched GEMM of the same batch (P @ V)
+    that contracts over the axis the softmax normalised: the key axis. Scores laid out [.., s_q, s_k] (Q·Kᵀ) are
+    normalised over the last axis and read as they are (m = s_q, k = s_k); scores laid out [.., s_k, s_q] (K·Qᵀ)
+    over the second last and read transposed (Pᵀ @ V: m = s_q, k = s_k; when s_q == s_k the transpose between the
+    softmax and P @ V tells the layouts apart). A softmax over the query axis (dim -2 of Q·Kᵀ scores, then P @ V)
+    normalises each key's column, not a query's distribution over keys: P @ V sums over keys, so that is not
+    attention (nor what a fused kernel computes). Frontends that record the softmax's axis (see ``_softmax_axis``)
+    are checked against it; without it, either layout counts.
+    The records hold no tensor identities: both GEMMs are looked for between this softmax and the softmaxes before /
+    after it. A softmax over classes or a vocabulary (a conv or a linear head's output, a loss after it), or over a
+    dim other than the last two, has no such pair around it. Unbatched scores (b = 1: ``q @ k.T`` on 2-D q, k) count
+    only when both GEMMs run in the softmax's own module: a linear layer's GEMM is unbatched too but runs in the
+    layer's module, so linear -> softmax -> linear is not taken for attention."""
     r = fwd[j]
-    sd = _score_dims(r)
-    if sd is None:
+    if r.kind is not OpKind.SOFTMAX or not r.shapes or len(r.shapes[0]) < 2:
         return None
-    sq, sk = sd
-    shape = r.shapes[0]
+    shape = tuple(r.shapes[0])
+    rows, cols = shape[-2], shape[-1]
+    if min(rows, cols) < 2:
+        return None
+    axis = _softmax_axis(r)
+    if axis is not None and axis < len(shape) - 2:
+        return None
     batch = math.prod(shape[:-2])
 
     def gemms(indices):
@@ -302,11 +325,26 @@ def _attention_scores(fwd: list[OpRecord], j: int) -> tuple[int, int] | None:
                 return
             if x.kind is OpKind.MATMUL and x.status is Status.HANDLED and x.dim("b", 1) == batch \
                     and (batch > 1 or x.module == r.module):
-                yield x
+                yield i, x
 
-    qk = any(x.dim("m") == sq and x.dim("n") == sk for x in gemms(range(j - 1, -1, -1)))
-    pv = qk and any(x.dim("m") == sq and x.dim("k") == sk for x in gemms(range(j + 1, len(fwd))))
-    return sd if pv else None
+    if not any(x.dim("m") == rows and x.dim("n") == cols for _, x in gemms(range(j - 1, -1, -1))):
+        return None
+    for i, x in gemms(range(j + 1, len(fwd))):
+        m, k = x.dim("m"), x.dim("k")
+        if (m, k) == (rows, cols) and (m, k) == (cols, rows):  # square scores: the layout is the transposes'
+            contracted = -2 if _transposed_between(fwd, j, i, shape) else -1
+        elif (m, k) == (rows, cols):  # P @ V: contracts the last axis
+            contracted = -1
+        elif (m, k) == (cols, rows):  # Pᵀ @ V: contracts the second last
+            contracted = -2
+        else:
+            continue
+        if axis is not None and axis != len(shape) + contracted:
+            return None  # the softmax normalised the axis P @ V does not sum over (the queries)
+        sk = shape[contracted]
+        sq = shape[-1] if contracted == -2 else shape[-2]
+        return (sq, sk) if sk >= 16 else None
+    return None
 
 
 def _fuse_scores(r: OpRecord, sd: tuple[int, int]) -> OpRecord:
@@ -338,10 +376,13 @@ class UnfusedAttention(Rule):
         Finds the explicit QKᵀ -> scale -> mask -> softmax -> dropout -> @V chain in modules that contain no fused
         attention op: a softmax over the [.., s_q, s_k] output of a batched GEMM (QKᵀ; scale, mask and bias ops may
         run between them) whose result is the left operand of a batched GEMM of the same batch reducing over s_k
-        (@V). Unbatched 2-D scores (``q @ k.T``) count when the three ops run in one module. A softmax over classes,
-        channels or a vocabulary (after a convolution or a linear head, before a loss) is not attention. The saving
-        is the re-estimate with the score tensor kept on chip: every op of that module that reads or writes a
-        [.., s_q, s_k] tensor loses that HBM traffic (FLOPs unchanged), which is what FlashAttention does.
+        (@V), the key axis the softmax normalised (dim -1 of QKᵀ scores, or dim -2 of KQᵀ scores read transposed).
+        A softmax over the query axis (dim -2 of QKᵀ scores, then @V) is not attention's, where the trace records
+        the softmax's dim. Unbatched 2-D scores (``q @ k.T``) count when the three ops run in one module. A softmax
+        over classes, channels or a vocabulary (after a convolution or a linear head, before a loss) is not
+        attention. The saving is the re-estimate with the score tensor kept on chip: every op of that module that
+        reads or writes a [.., s_q, s_k] tensor loses that HBM traffic (FLOPs unchanged), which is what
+        FlashAttention does.
     """
     why = """
         The explicit chain writes and reads the s x s score matrix several times per layer (forward and backward);
@@ -543,41 +584,120 @@ def _parent(module: str) -> str:
     return module.rsplit(".", 1)[0] if "." in module else ""
 
 
+def _transparent(x: OpRecord) -> bool:
+    """An op a masked weight passes through on its way to its GEMM without changing size: a view, a cast or copy of
+    one tensor, an ignored op, the mask of the layer's bias (1-D). A copy of several tensors (``torch.cat``,
+    ``stack``) makes a bigger one, whose size no longer tells a weight from an activation."""
+    if x.kind is OpKind.MEMORY:
+        tensors = [tuple(t) for t in x.shapes if t]
+        return len(tensors) <= 1 or ("copy" in x.op.lower() and len(set(tensors)) == 1)  # copy_(dst, src)
+    return (x.kind is OpKind.VIEW or x.status is Status.IGNORED
+            or bool(_mask_op(x) and all(len(t) <= 1 for t in x.shapes)))
+
+
+def _computed_in_forward(fwd: list[tuple[int, OpRecord]], pos: int, shape: tuple[int, ...]) -> bool:
+    """Whether the tensor the mask op ``fwd[pos]`` masks is an activation a GEMM of its module wrote: walking back
+    through the ops of its module that read a tensor of the mask's shape (``h * sigmoid(h)``, a where /
+    masked_fill), a GEMM of the module wrote it (``adj @ (h * g)`` after ``h = x @ w``: the masked operand is an
+    activation, not a weight). A weight is a parameter; a mask computed from it (``w.abs() > t``) reads
+    weight-shaped tensors, written by no GEMM."""
+    module = fwd[pos][1].module
+    for _, x in reversed(fwd[:pos]):
+        if x.module != module:
+            return False
+        if x.kind in (OpKind.MATMUL, OpKind.CONV):
+            return x.kind is OpKind.MATMUL and x.dim("b", 1) == 1 and (x.dim("m"), x.dim("n")) == shape
+        if not any(tuple(t) == shape for t in x.shapes) and x.kind is not OpKind.VIEW:
+            return False
+    return False
+
+
+def _widths(g: OpRecord) -> tuple[int, int]:
+    """(input, output) features of a linear / convolution's GEMM."""
+    if g.kind is OpKind.CONV:
+        return g.shapes[0][1], g.shapes[1][0]
+    return g.dim("k"), g.dim("n")
+
+
+def _autoregressive(fwd: list[tuple[int, OpRecord]], masked: set[int]) -> set[int]:
+    """Of the forward GEMMs at positions ``masked`` (each masking its own weight in its own forward), those of
+    autoregressive stacks: two or more masked layers in a row, each reading the previous one's width, whose output
+    width is a multiple of the stack's input width (MADE / MAF / IAF's masked linears, D -> H -> .. -> c·D; PixelCNN's
+    masked convolutions), with no dense layer reading the stack's width in between; plus a masked layer of the same
+    (input, output) widths beside such a stack (MADE's direct input-to-output connection). Their masks are the model's
+    degree structure (each output sees only the inputs before it), fixed at construction: not pruning, not removable,
+    and with no zeros a dense GEMM could skip."""
+    stacks: list[list[int]] = []
+    run: list[int] = []
+    for p, (_, x) in enumerate(fwd):
+        if _gemm_operands(x) is None:
+            continue
+        k = _widths(x)[0]
+        if p in masked:
+            if run and _widths(fwd[run[-1]][1])[1] == k:
+                run.append(p)
+            else:
+                stacks.append(run)
+                run = [p]
+        elif run and _widths(fwd[run[-1]][1])[1] == k:  # a dense layer reads the stack's output
+            stacks.append(run)
+            run = []
+    stacks.append(run)
+    out: set[int] = set()
+    ends: set[tuple[int, int]] = set()
+    for st in stacks:
+        if len(st) < 2:
+            continue
+        k, n = _widths(fwd[st[0]][1])[0], _widths(fwd[st[-1]][1])[1]
+        if k and n % k == 0:
+            out.update(st)
+            ends.add((k, n))
+    out.update(p for p in masked if _widths(fwd[p][1]) in ends)
+    return out
+
+
 def _pruning_masks(records) -> dict[int, str]:
     """Records that multiply a mask into the weight of a linear/convolution (forward) or into its gradient
     (backward): {index: the layer's module}.
 
-    A forward mask op counts when the first op after it (past views, casts, a bias' mask) is a linear/conv GEMM
-    whose weight has the mask op's shape, and either
+    A forward mask op counts when the first op after it (past views, single-tensor casts and copies, a bias' mask)
+    is a linear/conv GEMM whose weight has the mask op's shape, and either
     - it runs in the GEMM's parent module, as a forward pre-hook does (torch.nn.utils.prune's ``weight_orig *
       weight_mask`` runs before the layer's module is entered), and the layer's backward applies the same mask to
       the weight's gradient (autograd runs ``grad * mask`` inside the layer, between its GEMM and the weight). An
       activation computed in the parent just before a layer (SwiGLU's ``silu(gate(x)) * up(x)`` before ``down``,
       with tokens == hidden the [n, k] shape of ``down``'s weight; ONNX's topological order puts ``x *
       sigmoid(x)`` just before ``up``) has its backward in the parent;
-    - or it runs in the GEMM's own module (a masked layer's forward: ``F.linear(x, torch.where(mask, w, 0))``)
-      and the GEMM's activation operand has another size than the weight (with as many elements, a [tokens,
-      features] activation feeding the GEMM cannot be told from its weight)."""
+    - or it runs in the GEMM's own module (a masked layer's forward: ``F.linear(x, torch.where(mask, w, 0))``),
+      the GEMM's activation operand has another size than the weight (with as many elements, a [tokens,
+      features] activation feeding the GEMM cannot be told from its weight), the masked tensor is not one a GEMM
+      of the module computed (an activation, the right operand of ``adj @ h``), and the layer is not part of an
+      autoregressive stack of masked layers (MADE's degree masks, see ``_autoregressive``)."""
     out: dict[int, str] = {}
     fwd = [(i, r) for i, r in enumerate(records) if r.phase is Phase.FORWARD and not r.recompute]
+    in_layer: dict[int, tuple[int, OpRecord, list[int]]] = {}  # GEMM position -> (mask index, GEMM, masked grads)
     for pos, (i, r) in enumerate(fwd):
         shape = _mask_shape(r)
         if shape is None:
             continue
-        # past views, casts and the mask of the layer's bias (1-D)
-        g = next((x for _, x in fwd[pos + 1:] if not (x.kind in (OpKind.VIEW, OpKind.MEMORY)
-                                                         or x.status is Status.IGNORED
-                                                         or (_mask_op(x) and all(len(t) <= 1 for t in x.shapes)))),
-                 None)
+        gpos = next((p for p in range(pos + 1, len(fwd)) if not _transparent(fwd[p][1])), None)
+        g = fwd[gpos][1] if gpos is not None else None
         ops = _gemm_operands(g) if g is not None else None
         if ops is None or shape not in ops[0] or r.module not in (g.module, _parent(g.module)):
             continue
         grads = [j for j, x in enumerate(records) if x.phase is Phase.BACKWARD and not x.recompute
                  and x.module == g.module and _mask_shape(x) == shape]  # the mask applied to the weight's gradient
-        if (not grads) if r.module != g.module else ops[1] == math.prod(shape):
-            continue
-        out[i] = g.module
-        out.update((j, g.module) for j in grads)
+        if r.module != g.module:
+            if grads:
+                out[i] = g.module
+                out.update((j, g.module) for j in grads)
+        elif ops[1] != math.prod(shape) and not _computed_in_forward(fwd, pos, shape):
+            in_layer[gpos] = (i, g, grads)
+    structural = _autoregressive(fwd, set(in_layer))
+    for gpos, (i, g, grads) in in_layer.items():
+        if gpos not in structural:
+            out[i] = g.module
+            out.update((j, g.module) for j in grads)
     return out
 
 
@@ -593,7 +713,10 @@ class DensePruningMask(Rule):
         inserts; counted when the layer's backward masks the weight's gradient too), or ``w * mask``,
         ``torch.where(mask, w, 0)`` or ``masked_fill`` in the layer's own forward (when its input has another size
         than its weight). An activation computed just before a layer (SwiGLU's ``silu(gate(x)) * up(x)``, shaped
-        like the next projection's weight when tokens == hidden) is not a mask. Zeros in a dense tensor are
+        like the next projection's weight when tokens == hidden), one a GEMM of the layer computed, or one
+        concatenated with another before the GEMM is not a mask. Nor are the fixed degree masks of an
+        autoregressive stack (MADE / MAF / IAF: masked layers D -> H -> .. -> c·D, each masking its own weight):
+        they are the model's structure, not pruning, with nothing to remove. Zeros in a dense tensor are
         multiplied like any other value; the mask op adds work. The saving shown is the mask ops' own energy
         (forward, and the masked gradient in backward); the dense GEMM cost remains until the layer is made
         structurally smaller.
@@ -618,6 +741,13 @@ class DensePruningMask(Rule):
         Case("SwiGLU's gate * up before down, tokens == hidden (512): an activation shaped like down's weight",
              {"ops": [{"op": "mask", "shape": [512, 1376], "module": "mlp"},
                       {"op": "linear", "m": 512, "n": 512, "k": 1376, "module": "mlp.down"}]}),
+        Case("MADE's masked linears 64 -> 512 -> 512 -> 64: autoregressive degree masks, the model's structure",
+             {"ops": [{"op": "mask", "shape": [512, 64], "module": "0", "module_type": "MaskedLinear"},
+                      {"op": "linear", "m": 256, "n": 512, "k": 64, "module": "0"},
+                      {"op": "mask", "shape": [512, 512], "module": "2", "module_type": "MaskedLinear"},
+                      {"op": "linear", "m": 256, "n": 512, "k": 512, "module": "2"},
+                      {"op": "mask", "shape": [64, 512], "module": "4", "module_type": "MaskedLinear"},
+                      {"op": "linear", "m": 256, "n": 64, "k": 512, "module": "4"}]}),
     )
     invalid = (
         Case("pruned linear keeps dense GEMM",
