@@ -684,7 +684,8 @@ class _Analysis(_Validate, _Shapes):
                                                      feeds=self._ones_feeds(g), grid=grid)
                     except Exception:
                         values = {}
-                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk, m.blocking)
+                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk, m.blocking,
+                                       self.inits)
                     if sig:
                         verdicts[(sig, pol, sq, sk)] = causal
             m.params = (b, h, sq, sk, d, dv, bool(causal), kvh)

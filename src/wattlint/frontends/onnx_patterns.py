@@ -205,12 +205,14 @@ def _where_polarity(n, values, blocking: bool) -> bool | None:
     return None
 
 
-def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=frozenset()) -> bool | None:
+def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=frozenset(),
+              inits=None) -> bool | None:
     """True/False when the mask tells; None when nothing is known (treated as not causal). A value may be an
     onnx_fold.Grid (the mask at sampled rows and columns): it is compared at those positions. ``blocking``: the
     masks whose true positions are blocked (masked_fill conditions; see :class:`AttentionMatch`): each tensor is
     read with the polarity it has where it meets the scores, flipped through Not (masked_fill(~tril(..)) is
-    causal, masked_fill(tril(..)) is not)."""
+    causal, masked_fill(tril(..)) is not). ``inits``: initializer name -> TensorProto, to read a square buffer
+    too large for ``values`` (a nanoGPT ``tril(ones(T, T))`` of more than 2**24 elements) at sampled positions."""
     # the masks apply one after the other (a causal masked_fill, then a padding one): the scores pass where every
     # one allows; a lower-triangular one makes the attention causal, one that allows everything says nothing of
     # the others
@@ -263,11 +265,21 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
         pi = producer.get(t)
         if pi is None:
             dt, shape = types.get(t, (None, None))
-            if dt in ("bool", "uint8") and shape and len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] >= sk:
-                v = values.get(t)
+            if not shape or len(shape) < 2 or shape[-1] != shape[-2] or shape[-1] < sk:
+                continue
+            v = values.get(t)
+            if dt in ("bool", "uint8"):
                 if v is None:  # its contents unknown: a causal buffer (the usual one)
                     return True
                 if _verdict(v, shape[-2], shape[-1], blk):  # known: lower-triangular in this polarity
+                    return True
+            elif dt in ("float32", "float64", "float16", "int64", "int32"):
+                # a numeric buffer of zeros and ones (nanoGPT's tril(ones(T, T)), read by masked_fill(bias == 0)):
+                # a boolean mask stored as numbers, nonzero true; read whole by the evaluation up to 2**24
+                # elements, past that here at sampled rows and columns (its contents unknown: nothing is assumed)
+                if v is None and inits is not None:
+                    v = _sampled_buffer(inits.get(t), shape)
+                if _verdict(_zero_one(v), shape[-2], shape[-1], blk):
                     return True
             continue
         n = nodes[pi]
@@ -298,6 +310,44 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
                 continue
         stack.extend((i, blk) for i in n.input)
     return False if full else None
+
+
+def _zero_one(v):
+    """A value (an array or an onnx_fold.Grid) of zeros and ones as booleans (nonzero: true); None otherwise."""
+    import numpy as np
+
+    if v is None:
+        return None
+    a = v.a if hasattr(v, "rows") else np.asarray(v)
+    if a.size == 0 or not np.isin(a, (0, 1)).all():
+        return None
+    b = a != 0
+    if hasattr(v, "rows"):
+        return type(v)(b, v.rows, v.cols, v.shape)
+    return b
+
+
+def _sampled_buffer(t, shape):
+    """Initializer ``t`` of ``shape`` [..., n, n] at the rows and columns :func:`mask_positions` picks, index 0 of
+    the leading axes (an onnx_fold.Grid), read from its raw bytes without converting the rest; None when its data is
+    not inline (external data, never read, or typed fields) or of another type."""
+    import numpy as np
+
+    from .onnx_fold import _NP, Grid
+
+    if t is None or t.data_location == 1 or t.data_type not in _NP or tuple(t.dims) != tuple(shape):
+        return None
+    raw = t.raw_data
+    dt = np.dtype(_NP[t.data_type]).newbyteorder("<")
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if len(raw) != n * dt.itemsize:
+        return None
+    arr = np.frombuffer(raw, dtype=dt).reshape(shape)[(0,) * (len(shape) - 2)]
+    rows, cols = mask_positions(shape[-2], shape[-1])
+    a = arr[np.ix_(rows, cols)].astype(dt.newbyteorder("="))
+    return Grid(a.reshape((1,) * (len(shape) - 2) + a.shape), rows, cols, shape)
 
 
 class _WithConstants:

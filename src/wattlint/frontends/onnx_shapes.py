@@ -16,6 +16,314 @@ from .onnx_load import _ONNX_DTYPES, _all_initializers, _concrete, _dims_of, _fi
 MAX_SHAPE_VALUES = 1 << 16  # entries of one integer shape tensor (Reshape / Expand / Slice targets are rank-sized)
 
 
+# ---- memory of shape inference, estimated before it runs -----------------------------------------------------------
+# onnx's data propagation (infer_shapes(..., data_prop=True)) keeps, for the whole run, one TensorShapeProto entry
+# (a Dimension message) per element of every 1-D tensor that an op with a data propagator reads or writes
+# (onnx/shape_inference/implementation.h, DataPropagationContextImpl::getInputData): an int32/int64 initializer or
+# Constant of rank <= 1 is copied in whole, and any other input whose inferred type is 1-D of known length L gets L
+# empty entries ("an array of L unknown values"); Cast / Squeeze / Unsqueeze then copy their input's entries to their
+# output, Concat sums its inputs', Add / Sub / Mul broadcast theirs, Gather keeps its indices' count. At a long bound
+# sequence those vectors are the position ids (Range(0, S)) and the 1-D masks: a GPT-2 export of transformers'
+# GPT2LMHeadModel (TorchScript exporter) holds 8 vectors of S, 549 MiB counted and 557 MiB measured at S = 1e6, ~54 GiB
+# at S = 1e8, which the kernel's OOM killer answers before any std::bad_alloc can. onnxruntime's symbolic inference
+# holds as numpy / list data every int64 ConstantOfShape output whose shape it knows (np.ones(shape) * value) and a
+# list of the elements of each 1-D one per op that reads it.
+DATA_PROP_ENTRY_BYTES = 72  # measured (onnx 1.23, Linux): 2e6 entries (Range(0, 1e6) -> Unsqueeze) raise the peak RSS
+#                             by 137 MiB = 72 B each (the 48-byte Dimension message, its RepeatedPtrField slot, malloc)
+ORT_ELEMENT_BYTES = 16  # measured (onnxruntime 1.32): an int64 ConstantOfShape of 1e7 elements, +159 MiB; a 1-D one
+#                         read by one more op, +154 MiB (np.ones and its product with the fill value; a list per reader)
+_GRAPH_OPS = {"If", "Loop", "Scan", "SequenceMap", "FlexAttention"}  # the standard ops with graph attributes
+MEMORY_SHARE = 2  # shape inference may use at most 1/2 of the memory left: the rest holds the model's serialized
+#                   copies (the input and the inferred model) and the analysis after it
+MIN_REFUSED_BYTES = 1 << 28  # less is never refused: within what this process holds anyway (Python, onnx, numpy),
+#                              and the memory left, read from /proc, is not known that exactly
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            s = f.read().strip()
+    except OSError:
+        return None
+    return int(s) if s.isdigit() else None
+
+
+def _field(key: str, path: str) -> int | None:
+    """The number after ``key:`` (/proc/meminfo, /proc/self/status: kB) or ``key`` (a cgroup's memory.stat: bytes)
+    in ``path``; None where there is no such file (off Linux) or line."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith((key + ":", key + " ")):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def memory_headroom() -> int | None:
+    """Bytes this process can still allocate before the kernel or a limit stops it: the least of the memory the
+    system has available (MemAvailable), its cgroup's limit less its usage, and ``ulimit -v`` / ``-d`` (RLIMIT_AS /
+    RLIMIT_DATA) less this process's size. None where none of them can be read."""
+    import os
+
+    known = []
+    avail = _field("MemAvailable", "/proc/meminfo")
+    avail = avail * 1024 if avail is not None else None
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            try:
+                avail = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            except (ValueError, OSError, AttributeError):
+                avail = None
+    if avail is not None and avail > 0:
+        known.append(avail)
+    try:  # cgroup v2 (containers): the limit of this process's own group
+        with open("/proc/self/cgroup") as f:
+            rel = next((line.strip().split("::", 1)[1] for line in f if line.startswith("0::")), None)
+    except (OSError, IndexError):
+        rel = None
+    for base in ([f"/sys/fs/cgroup{rel.rstrip('/')}"] if rel is not None else []) + ["/sys/fs/cgroup"]:
+        limit, used = _read_int(base + "/memory.max"), _read_int(base + "/memory.current")
+        if limit is not None and used is not None:  # the group's page cache counts as used but is reclaimed first
+            known.append(max(0, limit - used + (_field("inactive_file", base + "/memory.stat") or 0)))
+            break
+    try:
+        import resource
+
+        for lim, key in ((resource.RLIMIT_AS, "VmSize"), (getattr(resource, "RLIMIT_DATA", None), "VmData")):
+            if lim is None:
+                continue
+            soft = resource.getrlimit(lim)[0]
+            if soft != resource.RLIM_INFINITY and soft > 0:
+                known.append(max(0, soft - (_field(key, "/proc/self/status") or 0) * 1024))
+    except (ImportError, OSError, ValueError):
+        pass
+    return min(known) if known else None
+
+
+def _data_propagators(opset: int):
+    """op_type -> whether the installed onnx gives it a data propagator at ``opset`` (default domain)."""
+    import onnx.defs
+
+    opset = min(opset or 1, onnx.defs.onnx_opset_version())
+    cache: dict[str, bool] = {}
+
+    def has(op: str) -> bool:
+        if op not in cache:
+            try:
+                cache[op] = bool(onnx.defs.get_schema(op, opset, "").has_data_propagation_function)
+            except Exception:  # no such op at this opset: no schema, no propagation
+                cache[op] = False
+        return cache[op]
+    return has
+
+
+def data_prop_entries(graph, lengths: dict, ranks: dict, opset: int) -> tuple[int, tuple | None]:
+    """The entries onnx's data propagation creates for ``graph`` (see :data:`DATA_PROP_ENTRY_BYTES`), walking its
+    nodes (and its subgraphs') in order as onnx does: ``lengths`` gives the inferred length of each 1-D tensor,
+    ``ranks`` the rank of the others it knows. Returns (entries, (tensor, length, node) of the longest vector read
+    or written, or None)."""
+    has = _data_propagators(opset)
+    consts: dict[str, tuple[int, tuple]] = {}  # initializers and Constant outputs: (data_type, dims)
+    gen: dict[str, int] = {}
+    total = 0
+    longest: list = [None]
+
+    def note(name, n, node):
+        nonlocal total
+        total += n
+        if longest[0] is None or n > longest[0][1]:
+            longest[0] = (name, n, node.name or node.op_type)
+
+    def read(node, i):
+        """getInputData(i): the entries of input i (None where onnx has no data for it), created on first read."""
+        name = node.input[i] if i < len(node.input) else ""
+        if not name:
+            return None
+        if name in gen:
+            return gen[name]
+        if name in consts:
+            dt, dims = consts[name]
+            if len(dims) <= 1:
+                if dt not in (6, 7):  # an initializer of another type gives no data, not the fallback
+                    return None
+                gen[name] = n = math.prod(dims)
+                note(name, n, node)
+                return n
+        n = lengths.get(name)
+        if n is None:
+            return None
+        gen[name] = n
+        note(name, n, node)
+        return n
+
+    def write(node, n):
+        if n is not None and node.output and node.output[0] and node.output[0] not in gen:
+            gen[node.output[0]] = n
+            note(node.output[0], n, node)
+
+    def axis_zero(node, default_zero: bool) -> bool:
+        ax = next((a.i for a in node.attribute if a.name == "axis"), None)
+        if ax is None:
+            return default_zero
+        if ax >= 0:
+            return ax == 0
+        name = node.input[0] if node.input else ""
+        rank = 1 if name in gen or name in lengths else ranks.get(name)
+        return rank is not None and ax + rank == 0
+
+    def walk(g):
+        for t in _all_initializers(g):
+            consts[t.name] = (t.data_type, tuple(t.dims))
+        for n in g.node:
+            if n.domain in ("", "ai.onnx") and n.op_type == "Constant" and n.output:
+                for a in n.attribute:
+                    if a.name == "value" and a.type == 4:
+                        consts[n.output[0]] = (a.t.data_type, tuple(a.t.dims))
+                    elif a.name in ("value_int", "value_ints"):
+                        consts[n.output[0]] = (7, () if a.name == "value_int" else (len(a.ints),))
+                    elif a.name in ("value_float", "value_floats"):
+                        consts[n.output[0]] = (1, () if a.name == "value_float" else (len(a.floats),))
+            if n.domain in ("", "ai.onnx") and has(n.op_type):
+                op = n.op_type
+                if op in ("Cast", "CastLike", "Squeeze", "Unsqueeze"):
+                    write(n, read(n, 0))
+                elif op == "Shape":
+                    write(n, ranks.get(n.input[0]) if n.input else None)
+                elif op == "Size":
+                    write(n, 1 if read(n, 0) is not None else None)
+                elif op == "Concat":
+                    if axis_zero(n, False):
+                        parts = []
+                        for i in range(len(n.input)):
+                            d = read(n, i)
+                            if d is None:
+                                break
+                            parts.append(d)
+                        else:
+                            write(n, sum(parts) or None)
+                elif op == "Gather":
+                    if axis_zero(n, True) and read(n, 0) is not None:
+                        write(n, read(n, 1) or None)
+                elif op == "Slice":
+                    got = [read(n, i) for i in range(min(len(n.input), 5))]
+                    write(n, got[0] if len(got) >= 3 and None not in got[:3] else None)
+                elif op in ("Add", "Sub", "Mul"):
+                    a, b = read(n, 0), read(n, 1)
+                    if a is not None and b is not None:
+                        write(n, b if a == 1 else a)
+                else:  # a propagator this onnx has and this table does not: as an element-wise op (read all)
+                    got = [read(n, i) for i in range(len(n.input))]
+                    if got and None not in got:
+                        write(n, max(got))
+            if n.op_type in _GRAPH_OPS or n.domain not in ("", "ai.onnx"):
+                for a in n.attribute:
+                    if a.type == 5:
+                        walk(a.g)
+                    elif a.type == 10:
+                        for sg in a.graphs:
+                            walk(sg)
+
+    walk(graph)
+    return total, longest[0]
+
+
+def _infer_plain(model):
+    """onnx's shape inference without data propagation, lenient, through its C++ entry point: a measure taken before
+    the inference of :meth:`_Shapes._infer`, not an attempt at it (``onnx.shape_inference.infer_shapes``, which a
+    caller may wrap, stays that inference's alone)."""
+    from onnx import ModelProto
+    from onnx.onnx_cpp2py_export import shape_inference as cpp
+
+    out = ModelProto()
+    out.ParseFromString(cpp.infer_shapes(model.SerializeToString(), False, False, False))
+    return out
+
+
+def _inferred_dims(graph, names=None) -> tuple[dict, dict]:
+    """(name -> dims, name -> length of the 1-D ones of known length) of every tensor ``graph`` and its subgraphs
+    give a shape (only of ``names`` where given); an unknown dim is None."""
+    dims: dict = {}
+    lengths: dict = {}
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for vi in (*g.input, *g.value_info, *g.output):
+            if names is not None and vi.name not in names:
+                continue
+            tt = vi.type.tensor_type
+            if tt.HasField("shape"):
+                ds = tt.shape.dim
+                if len(ds) == 1:
+                    if ds[0].HasField("dim_value"):
+                        lengths[vi.name] = ds[0].dim_value
+                    dims[vi.name] = (lengths.get(vi.name),)
+                else:
+                    dims[vi.name] = tuple(x.dim_value if x.HasField("dim_value") else None for x in ds)
+        stack.extend(_subgraphs(g, control_only=True))
+    return dims, lengths
+
+
+def ort_data_elements(graph, types: dict) -> tuple[int, tuple | None]:
+    """The elements onnxruntime's symbolic shape inference holds as data for ``graph`` (see
+    :data:`ORT_ELEMENT_BYTES`): each int64 ConstantOfShape output whose shape ``types`` knows, once, and a 1-D one
+    once more per op that reads it. Returns (elements, (tensor, elements, node) of the largest, or None)."""
+    readers: dict[str, int] = {}
+    cos = []
+    stack = [graph]
+    while stack:
+        g = stack.pop()
+        for n in g.node:
+            for i in n.input:
+                readers[i] = readers.get(i, 0) + 1
+            if n.op_type == "ConstantOfShape" and n.domain in ("", "ai.onnx") and n.output:
+                value = next((a.t for a in n.attribute if a.name == "value" and a.type == 4), None)
+                if value is not None and value.data_type == 7:  # float32 when not given: not held
+                    cos.append(n)
+        stack.extend(_subgraphs(g, control_only=True))
+    total, largest = 0, None
+    for n in cos:
+        shape = types.get(n.output[0], (None, None))[1]
+        if shape is None:
+            continue
+        count = math.prod(shape)
+        total += count * (1 + (readers.get(n.output[0], 0) if len(shape) == 1 else 0))
+        if largest is None or count > largest[1]:
+            largest = (n.output[0], count, n.name or n.op_type)
+    return total, largest
+
+
+def _light_copy(model):
+    """A copy of ``model`` for shape inference that leaves the weights out: each initializer but the small integer
+    ones (shape values) becomes a graph input of its type and dims, so nothing of its data is copied."""
+    from onnx import ModelProto, helper
+
+    m = ModelProto()
+    for f in ("ir_version", "producer_name", "producer_version", "domain", "model_version"):
+        setattr(m, f, getattr(model, f))
+    m.opset_import.extend(model.opset_import)
+    m.functions.extend(model.functions)
+    src, g = model.graph, m.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    g.input.extend(src.input)
+    names = {i.name for i in src.input}
+    for t in src.initializer:
+        if t.data_type in (6, 7, 9) and t.data_location != 1 and math.prod(t.dims) <= MAX_SHAPE_VALUES:
+            g.initializer.append(t)
+        elif t.name not in names:
+            g.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    for st in src.sparse_initializer:
+        if st.values.name not in names:
+            g.input.append(helper.make_tensor_value_info(st.values.name, st.values.data_type, list(st.dims)))
+    return m
+
+
 def _without_external_data(model):
     """A copy whose externally stored initializers, and the outputs of Constant nodes whose tensor is stored
     externally (onnx.save(..., convert_attribute=True)), are graph inputs of the same type and shape: onnxruntime's
@@ -127,8 +435,11 @@ def _fill_types(types: dict, g, subgraph=None) -> None:
                         subgraph(sg)
 
 
-def _subgraphs(g):
+def _subgraphs(g, control_only: bool = False):
+    """The subgraphs of ``g``'s nodes (with ``control_only``, only of :data:`_GRAPH_OPS` and custom-domain nodes)."""
     for n in g.node:
+        if control_only and n.op_type not in _GRAPH_OPS and n.domain in ("", "ai.onnx"):
+            continue
         for a in n.attribute:
             if a.type == 5:
                 yield a.g
@@ -185,6 +496,7 @@ class _Shapes:
         from onnx import shape_inference
 
         self._load_shape_values()
+        self._check_inference_memory()
         newest, declared = onnx.defs.onnx_opset_version(), _opset(self.model)
         if declared > newest:
             self.assumptions.append(f"the model declares ONNX opset {declared}, newer than the installed "
@@ -218,6 +530,72 @@ class _Shapes:
                           f"entry (~140 bytes) for every element of each integer vector sized by the bound dims "
                           f"(position ids, masks; several per model), so memory grows with the sequence length; "
                           f"analyze a shorter --seq-len (or smaller --input dims)")
+
+    def _check_inference_memory(self) -> None:
+        """Before each run of onnx's shape inference: refuse, in one line, bound dims whose data propagation would
+        not fit in the memory left (:data:`DATA_PROP_ENTRY_BYTES`): past it the kernel kills the process, with no
+        MemoryError to report. Its entries are counted on the shapes an inference without data propagation gives
+        (:meth:`_vector_lengths`): after :meth:`_fold_and_reinfer` has folded the shape computations, the position
+        ids Range(0, S) are 1-D of known length S, and its second inference is the one checked then."""
+        lengths, dims = self._vector_lengths()
+        if lengths is None:  # the graph fails inference: the inference that follows reports it
+            return
+        entries, longest = data_prop_entries(self.model.graph, lengths, {k: len(v) for k, v in dims.items()},
+                                             _opset(self.model))
+        self._refuse_if_too_large("onnx's data propagation", entries, DATA_PROP_ENTRY_BYTES, longest)
+
+    def _vector_lengths(self) -> tuple[dict | None, dict]:
+        """name -> length of each 1-D tensor of known length, and name -> rank of every tensor with a shape, as
+        shape inference without data propagation (which holds nothing per element) gives them on a weight-free copy
+        of the model. Before the first inference its shape computations are folded with numpy first (values of at
+        most :data:`MAX_SHAPE_VALUES` elements), as data propagation would give a Reshape / Expand / ConstantOfShape
+        its target; later the model is folded already (:meth:`_fold_and_reinfer`)."""
+        from .onnx_fold import fold_shape_values
+
+        try:
+            inferred = _infer_plain(_light_copy(self.model))
+            if not getattr(self, "_folded_once", False):
+                self._folded_once = True
+                g = inferred.graph
+                wanted = {n.input[0] for n in g.node if n.op_type in ("Shape", "Size") and n.input}
+                shapes, _ = _inferred_dims(g, wanted)
+                if fold_shape_values(g, {k: (None, v if None not in v else None) for k, v in shapes.items()}):
+                    inferred = _infer_plain(inferred)
+        except Exception:
+            return None, {}
+        return _inferred_dims(inferred.graph)[::-1]
+
+    def _refuse_if_too_large(self, what: str, entries: int, per: int, longest) -> None:
+        """One InputError line when ``entries`` values of ``per`` bytes, held by ``what``, need more than
+        1/:data:`MEMORY_SHARE` of the memory left (:func:`memory_headroom`), saying which size is too large and the
+        --seq-len that fits (the vectors are as long as the sequence, or the batch times it: linear in it)."""
+        need = entries * per
+        if need < MIN_REFUSED_BYTES:
+            return
+        room = memory_headroom()
+        if room is None or need * MEMORY_SHARE <= room:
+            return
+        name, n, node = longest or ("?", 0, "?")
+        factor = room / (need * MEMORY_SHARE)  # the vectors are as long as a bound dim (or a product): linear in it
+        seq, batch = getattr(self, "seq_len", None), getattr(self, "batch_size", None)
+        if seq and n == seq:
+            size, flag, fit = f"--seq-len {seq:,}", "a --seq-len", int(seq * factor)
+        elif batch and n == batch:
+            size, flag, fit = f"--batch-size {batch:,}", "a --batch-size", int(batch * factor)
+        elif seq and batch and n == seq * batch:
+            size, flag, fit = f"--batch-size {batch:,} x --seq-len {seq:,}", "a --batch-size x --seq-len", \
+                int(n * factor)
+        else:
+            inits = {t.name for t in self.model.graph.initializer}
+            bound = [f"{i.name}[{','.join(str(d.dim_value) for d in i.type.tensor_type.shape.dim)}]"
+                     for i in self.model.graph.input if i.name not in inits]
+            size, flag, fit = "input " + ", ".join(bound[:4]), None, 0
+        advice = (f"analyze {flag} of about {fit:,} or less" if flag and fit else
+                  f"analyze {flag.replace('a ', 'a smaller ', 1)}" if flag else
+                  "analyze smaller --input dims (or --batch-size / --seq-len)")
+        raise InputError(f"{self.path}: {size} is too large for shape inference: {what} would hold {entries:,} "
+                         f"values at ~{per} bytes each ({need / 2 ** 30:.1f} GiB; the longest vector, {name!r} of "
+                         f"node {node}, has {n:,}), and {room / 2 ** 30:.1f} GiB of memory is free; {advice}")
 
     def _load_shape_values(self) -> None:
         """Integer initializers used as shapes (Reshape/Expand/Slice targets) that are stored externally: read them
@@ -327,6 +705,8 @@ class _Shapes:
         except Exception:  # onnxruntime missing or broken: keep what onnx inferred
             self.assumptions.append("onnxruntime symbolic shape inference unavailable; unknown shapes remain")
             return inferred
+        entries, longest = ort_data_elements(self.model.graph, self.types)
+        self._refuse_if_too_large("onnxruntime's symbolic shape inference", entries, ORT_ELEMENT_BYTES, longest)
         try:
             stripped, moved, consts = _without_external_data(self.model)
             out = _run_ort(SymbolicShapeInference, stripped)
