@@ -30,6 +30,16 @@ class BenchmarkError(ValueError):
     pass
 
 
+class InvalidSample(BenchmarkError):
+    """A sample no suite produces (a negative or fractional size, a boolean for a size, a kernel count beyond the
+    bounds below, a phase the family is not measured in); ``reason`` says which, without the value (fit counts the
+    rows it drops by reason)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -59,9 +69,22 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 )}
 
 
+# Values a suite can give a shape parameter (suites._param: whole numbers up to 2^40, names), narrowed to what each
+# parameter means: flags are 0 / 1, sizes whole numbers >= 0 (conv groups -1: depthwise; a size of 0 is refused when
+# the sample is priced), never a boolean or a fraction, which int() turned into another shape silently.
+FLAGS = ("bias", "causal", "momentum")
+MAX_SIZE = 1 << 40
+# Parameters that count kernels rather than size them: records() and the frontend trace build one record per tensor
+# and per time step of each layer, so a damaged row's tensors = 10**30 hung `wattlint fit` (3,000 took 15 s a row).
+# Bounds well above the shipped suites' (160 tensors; 256 steps x 2 layers).
+MAX_TENSORS = 1024
+MAX_LSTM_STEPS = 8192  # seq x layers
+
+
 def check_params(family: str, params: Mapping[str, Any]) -> None:
     """A parameter the family does not read, or a name it does not know, is a BenchmarkError: the sample would
-    silently measure the default ('bais', 'casual', 'strid') or another op (reduction 'max' measured a sum)."""
+    silently measure the default ('bais', 'casual', 'strid') or another op (reduction 'max' measured a sum). A value
+    no suite produces (see FLAGS, MAX_SIZE, MAX_TENSORS, MAX_LSTM_STEPS) is an :class:`InvalidSample`."""
     fam = FAMILIES.get(family)
     if fam is None:
         raise BenchmarkError(f"unknown benchmark family {family!r} (one of {', '.join(FAMILIES)})")
@@ -72,6 +95,38 @@ def check_params(family: str, params: Mapping[str, Any]) -> None:
     for key, allowed in fam.names.items():
         if key in params and params[key] not in allowed:
             raise BenchmarkError(f"family {family!r}: {key} = {params[key]!r} is not one of {', '.join(allowed)}")
+    for key, v in params.items():
+        if key in fam.names:
+            continue
+        said = f"family {family!r}: {key} = {str(v)[:40]!r}"
+        if key in FLAGS:
+            if not (isinstance(v, int) and v in (0, 1)):  # bool is an int: true / false are 1 / 0
+                raise InvalidSample(f"{said}: expected 0 or 1", "a flag other than 0 / 1")
+            continue
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InvalidSample(f"{said}: expected a whole number", "a size that is not a whole number")
+        if v < 0 and not (key == "groups" and v == -1):
+            raise InvalidSample(f"{said}: a negative size", "a negative size")
+        if v > MAX_SIZE:
+            raise InvalidSample(f"{said}: over 2^40", "a size over 2^40")
+    if family == "optimizer" and params.get("tensors", 1) > MAX_TENSORS:
+        raise InvalidSample(f"family 'optimizer': tensors = {params['tensors']}: at most {MAX_TENSORS}",
+                            f"more than {MAX_TENSORS} optimizer tensors")
+    if family == "lstm" and params.get("seq", 1) * params.get("layers", 1) > MAX_LSTM_STEPS:
+        raise InvalidSample(f"family 'lstm': seq x layers = {params.get('seq', 1) * params.get('layers', 1)}: at "
+                            f"most {MAX_LSTM_STEPS}", f"more than {MAX_LSTM_STEPS} LSTM time steps (seq x layers)")
+
+
+def check_sample(family: str, params: Mapping[str, Any], precision: str, phase: str) -> None:
+    """:func:`check_params`, a known precision, and a phase the family is measured in (a suite never plans another:
+    a damaged row's phase 'sideways' was fitted as the optimizer's step)."""
+    check_params(family, params)
+    if precision not in PRECISION_DTYPE:
+        raise InvalidSample(f"unknown precision {str(precision)[:40]!r} (one of {', '.join(PRECISION_DTYPE)})",
+                            "an unknown precision")
+    if not supports(family, params, phase):
+        raise InvalidSample(f"family {family!r} is not measured in phase {str(phase)[:40]!r} with {dict(params)}",
+                            "a phase the family is not measured in")
 
 
 def _p(params: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -517,7 +572,7 @@ def _trace(family, params, precision, phase) -> list[OpRecord] | None:
 
 def fit_records(family: str, params: Mapping[str, Any], precision: str, phase: str) -> tuple[list[OpRecord], str]:
     """Records used to fit: the frontend's trace of the op when it works, else the costs.py formulas."""
-    check_params(family, params)  # a damaged row's unknown name would be traced as the default op
+    check_sample(family, params, precision, phase)  # a damaged row's unknown name would be traced as the default op
     t = traced_records(family, params, precision, phase)
     if t:
         return t, "frontend-trace"

@@ -208,6 +208,8 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                          "csv_sha256": sha256_file(rp.csv), "json_sha256": sha256_file(rp.json),
                          "suite": prov.get("suite", {}).get("name"), "suite_sha256": prov.get("suite", {}).get("sha256"),
                          "part": prov.get("suite", {}).get("part"), "rows": len(rows),
+                         "rows_ok": sum(1 for r in rows if r.get("status") == "ok"),
+                         "samples_done": prov.get("samples_done"),
                          "status": prov.get("status"), "samples_in_part": prov.get("suite", {}).get("samples_in_part"),
                          "meter": prov.get("meter", {}).get("name"),
                          "energy_source": prov.get("meter", {}).get("energy_source"),
@@ -225,6 +227,10 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
             try:
                 t_meas = float(row["time_s"])
                 p_meas = float(row["avg_power_w"])
+            except (TypeError, ValueError):
+                skipped["time_s or avg_power_w not a number"] += 1
+                continue
+            try:
                 params = json.loads(row["params"])
             except (TypeError, ValueError, RecursionError):
                 skipped["unparseable"] += 1
@@ -250,15 +256,18 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                 skipped["duplicate sample"] += 1
                 continue
             seen.add(dup_key)
-            try:
+            try:  # the sample's records and their prior: a damaged row is dropped and counted, never a crash
                 recs, how = benchmarks.fit_records(fam, params, prec, phase)
+                pri = [op_prior(r, spec, prec) for r in recs]
+                t_prior = sum(p.time_s for p in pri)
+            except benchmarks.InvalidSample as e:  # params, phase or precision no suite produces (e.g. m = -5)
+                skipped[f"invalid sample ({e.reason})"] += 1
+                continue
             except (benchmarks.BenchmarkError, KeyError, TypeError, ValueError, OverflowError,
                     ZeroDivisionError) as e:  # a damaged row (e.g. conv groups 0): dropped and counted
                 skipped[f"unknown sample ({type(e).__name__})"] += 1
                 continue
             builders[how] += 1
-            pri = [op_prior(r, spec, prec) for r in recs]
-            t_prior = sum(p.time_s for p in pri)
             if t_prior <= 0:
                 skipped["zero prior"] += 1
                 continue

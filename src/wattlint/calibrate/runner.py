@@ -363,6 +363,14 @@ def _resume_suite(rec: dict[str, Any]) -> Suite:
 
 
 def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) -> RunPaths:
+    # one measurement of a device at a time (also the CPU spec's peaks below): two runs, or a run and `validate
+    # measure`, on one device skewed each other's time and power
+    ours = RunPaths.of(cfg.resume).csv if cfg.resume else None
+    with device_lock(device_lock_key(device, backend), "calibrate", ours) as holding:
+        return _run_device_locked(cfg, rep, backend, meter, suite, samples, part, device, prov, holding)
+
+
+def _run_device_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov, holding) -> RunPaths:
     spec, spec_source = backend.spec()
     if cfg.gpu_key:
         from ..hardware import resolve_gpu
@@ -381,6 +389,8 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         if cfg.resume and not recorded:  # recorded for `fit` (the first session ran without it)
             prov["spec"] = {"key": spec.key, "source": spec_source, "values": _backends.spec_to_dict(spec)}
     if cfg.resume:
+        _check_same_device(cfg.resume, prov, backend.info() | {"kind": device}, meter.provenance(),
+                           spec.key if spec is not None else None)
         paths = RunPaths.of(cfg.resume)
     else:
         key = spec.key if spec is not None else _backends.slug(backend.info().get("name", device))
@@ -394,8 +404,137 @@ def _run(cfg, rep, backend, meter, suite: Suite, samples, part, device, prov) ->
         paths = RunPaths(out / f"{stem}.csv", out / f"{stem}.json")
         if paths.csv.exists():
             raise RunError(f"{paths.csv} exists; use --resume {paths.csv}")
+    holding(paths.csv)
     with _run_lock(paths.csv):
         return _run_locked(cfg, rep, backend, meter, suite, samples, part, device, prov, spec, spec_source, paths)
+
+
+def _identity(device: dict[str, Any], meter: dict[str, Any], spec_key: Any) -> dict[str, Any]:
+    """What makes a run's samples one device's: (label -> value); a value not recorded is None."""
+    kind = device.get("kind")
+    return {
+        "device kind": kind,
+        ("CPU" if kind == "cpu" else "GPU name" if kind == "cuda" else "device name"): device.get("name"),
+        "device spec": spec_key,
+        "CPU threads": device.get("threads") if kind == "cpu" else None,
+        "power model": meter.get("power_model"),  # CPU: the stated model, per thread count
+        "power limit (W)": meter.get("power_limit_w"),  # GPU: another cap is another energy per op
+    }
+
+
+def _short(label: str, v: Any) -> str:
+    if label == "power model" and isinstance(v, str):  # "P = 10 W + 12 W x 1 busy threads = 22 W while ..."
+        import re
+
+        m = re.search(r"= ([0-9.]+ W) while", v)
+        if m:
+            return m.group(1)
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _check_same_device(resume: str, prov: dict[str, Any], device: dict[str, Any], meter: dict[str, Any],
+                       spec_key: Any) -> None:
+    """A run is one device's: a session on another (another GPU model, another CPU thread count or power model)
+    appended its samples to the run and replaced its meter provenance (review: rows 0-6 at a 22 W model, 7-11 at
+    34 W, the JSON saying 34 W for all and 1 thread). Refused before anything is written; the same model's other
+    physical GPU (another UUID, e.g. a fresh lent machine) is allowed and recorded per session."""
+    rec_spec = prov.get("spec") if isinstance(prov.get("spec"), dict) else {}
+    rec_meter = prov.get("meter") if isinstance(prov.get("meter"), dict) else {}
+    before = _identity(prov.get("device") or {}, rec_meter, rec_spec.get("key"))
+    now = _identity(device, meter, spec_key)
+    differs = [f"{k} {_short(k, before[k])} -> {_short(k, now[k])}" for k in before
+               if before[k] is not None and now[k] is not None and before[k] != now[k]]
+    if not differs:
+        return
+    hint = ""
+    if before["CPU threads"] is not None and before["CPU threads"] != now["CPU threads"]:
+        from .backends import CPU_THREADS_ENV
+
+        hint = f" (here: {CPU_THREADS_ENV}={before['CPU threads']})"
+    raise RunError(f"--resume {resume}: this session's device is not the run's ({'; '.join(differs)}): its samples "
+                   f"would be mixed with another device's in one run; resume on the run's device{hint}, or start a "
+                   "new run")
+
+
+# ---- one measurement per device at a time ------------------------------------------------------------------------
+
+def device_lock_key(device: str, backend: _backends.Backend) -> str | None:
+    """The name of a device's lock: ``cpu`` (the machine's CPU), ``cuda-<uuid>`` (one physical GPU, whatever
+    CUDA_VISIBLE_DEVICES numbers it), None for the simulator (nothing real to share)."""
+    if device == "cpu":
+        return "cpu"
+    if device == "cuda":
+        uuid = backend.uuid() if hasattr(backend, "uuid") else None  # type: ignore[attr-defined]
+        ident = uuid or f"{getattr(backend, 'index', 0)}-{backend.info().get('name', 'gpu')}"
+        return "cuda-" + _backends.slug(ident)
+    return None
+
+
+def device_lock_dir() -> Path | None:
+    """This user's folder of device locks on this machine (the temp folder: the locks are the machine's, and
+    need not outlive a reboot); None where it is not a folder of this user's (then nothing is locked)."""
+    import stat
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    d = Path(tempfile.gettempdir()) / f"wattlint-{uid}-device-locks"
+    try:
+        d.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(d)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid):
+        return None  # another user's, or a link: never followed
+    return d
+
+
+@contextlib.contextmanager
+def device_lock(key: str | None, what: str, ours: Path | None = None):
+    """Hold the lock of device ``key`` (see :func:`device_lock_key`) while measuring; a second measurement of the
+    same device (calibrate, or validate measure) is refused with a RunError naming the process and the file it
+    measures into. Yields ``holding(path)``, which records that file for such a message. ``ours``: the file this
+    process is about to measure into (a resume of a run another process is measuring now says so)."""
+    folder = device_lock_dir() if key else None
+    if folder is None:
+        yield lambda path: None
+        return
+    from ..io import LockHeld, exclusive_lock
+
+    lock, info = folder / f"{key}.lock", folder / f"{key}.json"
+    since = utc_now()
+
+    def holding(path: Path | str | None) -> None:
+        try:
+            atomic_write_json(info, {"pid": os.getpid(), "what": what, "since_utc": since,
+                                     "file": str(Path(path).resolve()) if path else None})
+        except OSError:  # the message names less; the lock still holds
+            pass
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(exclusive_lock(lock, wait=False, create=True))
+        except LockHeld:
+            raise _held_by_another(key, info, ours) from None
+        holding(ours)
+        yield holding
+
+
+def _held_by_another(key: str, info: Path, ours: Path | None) -> RunError:
+    import json
+
+    try:
+        other = json.loads(info.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        other = None
+    other = other if isinstance(other, dict) else {}
+    file = other.get("file")
+    if ours is not None and file and Path(file) == Path(ours).resolve():
+        return RunError(f"{ours}: another process (pid {other.get('pid', '?')}) is measuring this run now; wait for "
+                        "it to finish or stop it, then --resume")
+    who = (f"pid {other.get('pid', '?')}, wattlint {other.get('what', '?')}" + (f" into {file}" if file else "")
+           + (f", since {other['since_utc']}" if other.get("since_utc") else ""))
+    return RunError(f"device {key}: another measurement is running on it now ({who}); two at once skew each other's "
+                    "time and power: wait for it to finish (or stop it), then run this again")
 
 
 @contextlib.contextmanager
@@ -450,7 +589,13 @@ def _run_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, p
         cfg.extra["csv_path"] = str(paths.csv)
     done = {r["sample_id"] for r in done_rows}
     todo = [s for s in samples if s.id not in done]
-    session: dict[str, Any] = {"started_utc": utc_now(), "resumed": bool(cfg.resume), "already_done": len(done)}
+    session: dict[str, Any] = {"started_utc": utc_now(), "resumed": bool(cfg.resume), "already_done": len(done),
+                               "device": backend.info() | {"kind": device}}
+    if cfg.resume:
+        was = (prov.get("device") or {}).get("uuid")
+        if was and session["device"].get("uuid") and session["device"]["uuid"] != was:
+            rep.note(f"resumed on another GPU of the same model ({session['device']['uuid']}; the run started on "
+                     f"{was}): recorded in this session's provenance")
     prov["status"] = "running"
     prov.setdefault("sessions", []).append(session)
     atomic_write_json(paths.json, prov)
@@ -474,7 +619,11 @@ def _run_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, p
         session["idle_state"] = meter.state()
         rep.note(f"idle power {idle.avg_power_w:.1f} W ({idle.source}, {idle.window_s:.1f} s)")
         session["stabilization"] = _stabilize(backend, meter, float(setup.get("stabilize_max_s", 0.0)), rep)
-        prov["meter"] = meter.provenance()
+        # the run's meter is its first session's (after the counter probe); a resumed session's is its own, added
+        # beside it (a resume replaced the run's with its own: review)
+        session["meter"] = meter.provenance()
+        if not cfg.resume:
+            prov["meter"] = session["meter"]
         atomic_write_json(paths.json, prov)
         timing = dict(suite.timing.get(device, {}))
         over = 0.0

@@ -457,8 +457,11 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
 
 
 def measure(predictions: str, device: str, *, out: str | None = None, only: list[str] | None = None,
-            part: tuple[int, int] = (1, 1), window_scale: float = 1.0, reporter=None) -> Path:
-    """Measure the configurations of a predictions file on ``device`` (cuda | cpu | fake is refused)."""
+            part: tuple[int, int] = (1, 1), window_scale: float = 1.0, reporter=None,
+            state: dict[str, Any] | None = None) -> Path:
+    """Measure the configurations of a predictions file on ``device`` (cuda | cpu | fake is refused). ``state``
+    (optional) is filled for the caller: ``configs`` selected, ``path`` once the file exists, and at the end
+    ``status``, ``measured`` and ``not_measured`` (also when interrupted)."""
     from .runner import make_meter
     from . import backends as _b
 
@@ -485,6 +488,21 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
     if path.exists():
         raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if state is not None:  # the command names the selection if it is interrupted
+        state.update(configs=[c["name"] for c in configs])
+    from .runner import device_lock, device_lock_key
+
+    try:  # one measurement of a device at a time (a calibration beside it skews both)
+        with device_lock(device_lock_key(device, backend), "validate measure") as holding:
+            holding(path)
+            return _measure_locked(configs, pred, ppath, raw, path, device, backend, meter, part, window_scale,
+                                   reporter, state)
+    finally:
+        meter.close()
+
+
+def _measure_locked(configs, pred, ppath, raw, path, device, backend, meter, part, window_scale, reporter,
+                    state) -> Path:
     doc: dict[str, Any] = {
         "schema": MEAS_SCHEMA, "validation_data": True, "started_utc": utc_now(),
         "predictions_file": ppath.name, "predictions_sha256": sha256_bytes(raw), "gpu": pred.get("gpu"),
@@ -505,6 +523,8 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
         except FileExistsError:
             raise ValidationError(f"{path} exists: measurements are never overwritten; pass another --out") from None
         created = True
+        if state is not None:
+            state["path"] = str(path)
         for c in configs:
             if reporter:
                 reporter(f"measuring {c['name']} ({c['precision']}, window "
@@ -525,17 +545,28 @@ def measure(predictions: str, device: str, *, out: str | None = None, only: list
             if reporter:
                 if r["status"] == "ok":
                     reporter(f"  {c['name']}: {r['time_per_step_s'] * 1e3:.2f} ms/step, {r['avg_power_w']:.0f} W "
-                             f"({r['timing_steps']} + {r['power_steps']} steps)")
+                             f"({_steps_text(r)})")
                 else:
                     reporter(f"  {c['name']}: {r['error']}")
         doc["status"] = "complete"
     finally:
         doc.setdefault("status", "interrupted")
         doc["finished_utc"] = utc_now()
+        done = {r["name"] for r in doc["results"]}
+        doc["not_measured"] = [c["name"] for c in configs if c["name"] not in done]
+        if state is not None:
+            state.update(status=doc["status"], measured=len(done), not_measured=doc["not_measured"])
         if created:  # never over a file this call did not create
             atomic_write_json(path, doc)
-        meter.close()
     return path
+
+
+def _steps_text(r: dict[str, Any]) -> str:
+    """The steps a result took: timed + under the meter; a modelled power (CPU) runs none under the meter (it is a
+    stated model, not a reading: '3 + 0 steps' read as if nothing had been measured)."""
+    if r.get("power_source") == "modelled":
+        return f"{r['timing_steps']} timed steps; power modelled, not measured"
+    return f"{r['timing_steps']} timed + {r['power_steps']} metered steps"
 
 
 # ---- 3. compare ------------------------------------------------------------------------------------------------
@@ -649,6 +680,12 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                     d["in_range"].append(1.0 if e["energy_in_range"] else 0.0)
     if not models:
         raise ValidationError("no configuration was measured ok and predicted in these files: nothing to compare")
+    # what the summary does not cover: predicted configurations that no file measured (an interrupted or killed
+    # measurement, a part not given, --only); review: 1 of 8 measured read as a complete validation
+    measured_names = {r.get("name") for r in meas["results"]}
+    not_measured = [c["name"] for c in docs[0][1]["configs"] if not c.get("error") and c["name"] not in measured_names]
+    unfinished = [{"file": Path(f).name, "status": m.get("status") or "none (the measuring process was killed before "
+                   "it finished)"} for f, m in zip(mfiles, metas) if m.get("status") != "complete"]
     summary = {}
     for k, d in variants.items():
         summary[k] = {"time": _summary(d["time"]), "energy": _summary(d["energy"]), "power": _summary(d["power"]),
@@ -661,6 +698,8 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
         "predictions": [{"file": p.name, "sha256": s, "model": d.get("model")} for p, d, s in docs],
         "models": models, "summary": summary,
         "failed": [{"name": r["name"], "error": r.get("error")} for r in meas["results"] if r.get("status") != "ok"],
+        "predicted": sum(1 for c in docs[0][1]["configs"] if not c.get("error")),
+        "not_measured": not_measured, "incomplete_measurements": unfinished,
         "note": ("CPU: time measured, energy MODELLED (stated power model) - only the time errors are evidence"
                  if (meas.get("device") or {}).get("kind") == "cpu" else ""),
     }
@@ -739,3 +778,20 @@ def table(doc: dict[str, Any]) -> str:
                      f"{t['worst_ape'] * 100:5.1f}, within 15 %: {t['within_15pct'] * 100:3.0f} %)   energy MAPE "
                      f"{e['mape'] * 100:5.1f} %" + (f"   range coverage {cov * 100:.0f} %" if cov is not None else ""))
     return "\n".join(lines)
+
+
+def coverage_note(doc: dict[str, Any]) -> str | None:
+    """One line saying what a validation document does not cover (None when every predicted configuration was
+    measured by finished measurements)."""
+    missing, unfinished = doc.get("not_measured") or [], doc.get("incomplete_measurements") or []
+    if not missing and not unfinished:
+        return None
+    parts = []
+    if missing:
+        shown = ", ".join(missing[:10]) + (f", ... ({len(missing) - 10} more)" if len(missing) > 10 else "")
+        parts.append(f"{len(missing)} of {doc.get('predicted', '?')} predicted configurations were not measured "
+                     f"({shown}): the summary covers the {len(doc.get('models') or [])} measured ok only")
+    if unfinished:
+        parts.append("measurement not finished: " + ", ".join(f"{u['file']} (status {u['status']})"
+                                                              for u in unfinished))
+    return "; ".join(parts)

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default; a resumed run keeps its own)")
     p.add_argument("--part", default=None, metavar="K/N",
                    help="measure part K of N (every N-th sample; each part is its own run; fit takes them all; a "
-                        "resumed run keeps its own)")
+                        "resumed run keeps its own); parts on one device run one after the other (a second "
+                        "measurement of a busy device is refused)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue an interrupted run (its .csv or .json path): samples already measured are kept")

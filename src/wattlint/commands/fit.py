@@ -31,8 +31,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "skipped and listed, one named as an argument is refused")
 
 
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def missing_rows(run: dict) -> str | None:
+    """What a fitted run's CSV lacks against its JSON (None when nothing): the measured samples the run recorded
+    (``samples_done``), and for a complete run one row per sample of its part (``samples_in_part``). A CSV cut short
+    after the run (a copy that stopped, an edit) was fitted on half its samples without a word."""
+    rows, ok = _count(run.get("rows")), _count(run.get("rows_ok"))
+    done, in_part = _count(run.get("samples_done")), _count(run.get("samples_in_part"))
+    if ok is not None and done is not None and ok < done:
+        return (f"its CSV holds {ok} measured row(s) where its JSON records {done} ({done - ok} missing: the CSV was "
+                "cut short or edited after the run)")
+    if run.get("status") == "complete" and rows is not None and in_part is not None and rows < in_part:
+        return (f"a complete run of {in_part} samples, but its CSV holds {rows} row(s) ({in_part - rows} missing: "
+                "the CSV was cut short or edited after the run)")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import os
+    import sys
 
     from ..tracking.fit import is_run_record_args
     from ..types import InputError
@@ -67,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     cv = card["cv"]
     print(f"fitted {card['training']['samples']} samples ({card['training']['rows']} op rows) of "
           f"{card['gpu']['key']} -> {model.path}")
+    if model.previous is not None:  # the model this fit replaced: kept, and said where
+        print(f"wattlint: note: the earlier model in {model.path} was kept in {model.previous}", file=sys.stderr)
     dropped = (card.get("data") or {}).get("skipped_rows") or {}
     if dropped:
         print(f"  dropped {sum(dropped.values())} row(s): "
@@ -84,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
             state = ("running, or was killed (no end recorded)" if run["status"] == "running" else run["status"])
             print(f"  note: run {run.get('run_id')} is {state} ({run.get('rows')}{of} samples measured); "
                   f"'wattlint calibrate --resume {run.get('csv')}' (in its folder) measures the rest, then fit again")
+    for run in (card.get("data") or {}).get("runs") or []:
+        if (missing := missing_rows(run)):
+            print(f"wattlint: warning: run {run.get('run_id')}: {missing}; the fit used the rows that are there",
+                  file=sys.stderr)
     key = card["gpu"]["key"]
     # (a CPU or fake-device fit is never used by estimates wherever it is: no advice to move it)
     if args.out and not card["gpu"].get("is_cpu") and not card["gpu"].get("is_fake") and model.path.name != key:

@@ -22,10 +22,19 @@ def energy_model(spec, dirs=None) -> tuple[str, str]:
     prior, chosen exactly as the estimate chooses it (energy.predictor.get_predictor, on the same search path
     ``dirs``), so a GPU priced by the public fit or another GPU's calibration is never listed as 'prior', nor an
     unusable calibration as 'measured'."""
+    return energy_model_notes(spec, dirs)[:2]
+
+
+def energy_model_notes(spec, dirs=None) -> tuple[str, str, list[str]]:
+    """:func:`energy_model` and the notes of the estimate's "energy models searched" line: each model the search
+    found and did not use, and why (a damaged calibration in --models-dir must not vanish behind the shipped one)."""
     from ..energy.predictor import get_predictor
 
     p = get_predictor(spec, dirs)
-    return p.calibration, p.source
+    notes = getattr(p, "notes", None)
+    if notes is None:  # a run-corrected predictor: the notes of the model it corrects
+        notes = getattr(getattr(p, "base", None), "notes", ())
+    return p.calibration, p.source, list(notes)
 
 
 def search_dirs(models_dir=None):
@@ -65,8 +74,9 @@ def rows(with_sources: bool = False, dirs=None) -> list[dict]:
             "idle_estimated": g.idle_estimated, "sm_count": g.sm_count, "boost_mhz": g.boost_mhz,
             "pcie_gen": g.pcie_gen, "nvlink_gbs": g.nvlink_gbs, "aliases": list(g.aliases),
             "nvml_names": list(g.nvml_names), "unconfirmed": list(g.unconfirmed),
-            "precisions": list(supported_precisions(g)), "calibration": energy_model(g, dirs)[0],
+            "precisions": list(supported_precisions(g)),
         }
+        row["calibration"], _, row["calibration_notes"] = energy_model_notes(g, dirs)
         if with_sources:
             row["sources"] = dict(g.sources)
         out.append(row)
@@ -86,7 +96,7 @@ def detail(name: str, dirs=None) -> tuple[dict, str | None]:
         v = g.peak_tflops[f.split(".", 1)[1]] if f.startswith("peak_tflops.") else getattr(g, f)
         values[f] = {"value": v, "unconfirmed": f in g.unconfirmed, "source": g.sources.get(f, "")}
     values["idle_w"]["estimated"] = g.idle_estimated
-    calibration, calibration_source = energy_model(g, dirs)
+    calibration, calibration_source, calibration_notes = energy_model_notes(g, dirs)
     from ..energy.prior import eff_mem_max, eff_mem_max_source, memory_kind
 
     kind = memory_kind(g)
@@ -97,6 +107,7 @@ def detail(name: str, dirs=None) -> tuple[dict, str | None]:
               "streaming_fraction": eff_mem_max(g), "streaming_source": eff_mem_max_source(g)}
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
              "nvml_names": list(g.nvml_names), "calibration": calibration, "calibration_source": calibration_source,
+             "calibration_notes": calibration_notes,
              "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
              "memory": memory, "values": values}, note)
 
@@ -114,6 +125,8 @@ def _run_detail(args: argparse.Namespace, dirs) -> int:
         console.print(f"[dim]{note}[/dim]")
     console.print(f"[bold]{info['key']}[/bold]  {info['name']} ({info['vendor']} {info['arch']})")
     console.print(f"energy model: {info['calibration']} ({info['calibration_source']})", markup=False)
+    for n in info["calibration_notes"]:  # as the estimate's "energy models searched" line states them
+        console.print(f"  note: {n}", markup=False)
     console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
     console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
                   markup=False)
@@ -166,5 +179,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(f"wattlint GPU database: {len(data)} GPUs (dense peaks; * unconfirmed, ~ estimated)\n{text}")
     if dropped:
         sys.stdout.write(f"(left out at {width} columns: {', '.join(dropped)}; set COLUMNS or use --format json)\n")
+    for n in dict.fromkeys(n for r in data for n in r["calibration_notes"]):  # once, though many GPUs searched it
+        sys.stdout.write(f"note: {n}\n")
     sys.stdout.write("'wattlint gpus KEY' shows one GPU with the source of every value\n")
     return 0

@@ -80,13 +80,55 @@ def run(args: argparse.Namespace) -> int:
                       f"[{v.get('calibration') or '?'}]")
         return 0
     if args.step == "measure":
-        from ..calibrate.runner import _parse_part
-
-        path = V.measure(args.predictions, args.device, out=args.out, only=only, part=_parse_part(args.part),
-                         window_scale=args.window_scale, reporter=lambda s: print(s, file=sys.stderr, flush=True))
-        print(f"measurements -> {path}")
-        return 0
+        return _measure(args, only)
     path, doc = V.compare(args.measurements, args.predictions, out=args.out)
     print(V.table(doc))
+    note = V.coverage_note(doc)
+    if note:  # the summary above is of the measured configurations only (also in the file: not_measured)
+        print(f"wattlint: note: {note}", file=sys.stderr)
     print(f"-> {path}")
+    return 0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during `validate measure`."""
+
+
+def _measure(args: argparse.Namespace, only: list[str] | None) -> int:
+    """`validate measure`; SIGTERM (a scheduler, `kill`, a time limit) ends it as Ctrl-C does: the file is marked
+    ``interrupted`` with the configurations not measured, and the command says so (it died with no word and left a
+    file without a status: review)."""
+    import signal
+
+    from ..calibrate import validate as V
+    from ..calibrate.runner import _parse_part
+
+    def terminated(signum, frame):
+        raise _Terminated()
+
+    try:
+        old = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # pragma: no cover - not the main thread (an embedding application): its handler stays
+        old = None
+    state: dict = {}
+    try:
+        path = V.measure(args.predictions, args.device, out=args.out, only=only, part=_parse_part(args.part),
+                         window_scale=args.window_scale, reporter=lambda s: print(s, file=sys.stderr, flush=True),
+                         state=state)
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if isinstance(e, _Terminated) else "interrupted"
+        if state.get("path"):
+            missing = state.get("not_measured") or []
+            print(f"wattlint: validate measure {how}: {state.get('measured', 0)} of {len(state.get('configs', []))} "
+                  f"configurations measured, saved in {state['path']} (status interrupted); not measured: "
+                  f"{', '.join(missing) or 'none'}; 'validate compare' compares the measured ones and names the "
+                  "rest", file=sys.stderr)
+        else:
+            print(f"wattlint: validate measure {how} before the first measurement; nothing was written",
+                  file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+    print(f"measurements -> {path}")
     return 0

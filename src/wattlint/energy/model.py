@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import platform
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,6 +56,7 @@ class EnergyModel:
     card: dict[str, Any]
     _time: Any = field(repr=False, default=None)
     _power: Any = field(repr=False, default=None)
+    previous: Path | None = None  # set by fit_model: where the model this fit replaced in its folder was kept
 
     @property
     def gpu_key(self) -> str:
@@ -114,25 +116,65 @@ class EnergyModel:
         return self.predict_rows([row])[0]
 
 
+def card_problem(card: Any, *, schema: bool = False) -> str | None:
+    """Why a parsed ``card.json`` is not shaped as a model card (None when it is): a JSON object (of
+    :data:`MODEL_SCHEMA`, with ``schema``) whose ``gpu`` entry is an object naming the GPU it was fitted on
+    (``gpu.key``). The one check behind :func:`read_card` (so :func:`load_model`: ``validate --model``, CPU method
+    checks) and the estimator's model search (``energy.predictor.card_problem``, which leaves the schema to
+    load_model): a card of another shape ended ``validate`` with AttributeError (exit 3)."""
+    if not isinstance(card, dict):
+        return f"its card.json is unreadable or has no gpu entry (a JSON {type(card).__name__}, not an object)"
+    if schema and card.get("schema") != MODEL_SCHEMA:
+        return (f"its card.json is of model schema {str(card.get('schema'))[:40]!r}, this wattlint reads "
+                f"{MODEL_SCHEMA!r}")
+    g = card.get("gpu")
+    if not isinstance(g, dict):
+        return "its card.json is unreadable or has no gpu entry" + (
+            f" (gpu = {json.dumps(g)[:40]}, not an object)" if g is not None else "")
+    key = g.get("key")
+    if not isinstance(key, str) or not key:
+        return "its card names no GPU (gpu.key)"
+    return None
+
+
+def card_of(folder: str | Path, *, schema: bool = False) -> tuple[dict[str, Any] | None, str | None]:
+    """``(card, None)`` for the card.json of a model folder that reads as UTF-8 JSON shaped as :func:`card_problem`
+    requires, else ``(None, why)``."""
+    card_path = Path(folder) / CARD
+    if not card_path.is_file():
+        return None, f"no {CARD} (not a wattlint model folder)"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: not JSON, or not UTF-8 (UnicodeDecodeError)
+        why = e.strerror if isinstance(e, OSError) and e.strerror else " ".join(str(e).split())[:120]
+        return None, f"its card.json is unreadable or has no gpu entry ({type(e).__name__}: {why})"
+    problem = card_problem(card, schema=schema)
+    return (None, problem) if problem else (card, None)
+
+
+def read_card(folder: str | Path) -> dict[str, Any]:
+    """The card of a model folder, of this wattlint's schema (:func:`card_of`); ModelError naming the folder when it
+    cannot be used."""
+    card, why = card_of(folder, schema=True)
+    if card is None:
+        raise ModelError(f"{Path(folder)}: {why}")
+    return card
+
+
 def load_model(path: str | Path) -> EnergyModel:
-    """Load a model folder (card.json + time.txt + power.txt) after checking its schema and feature columns."""
+    """Load a model folder (card.json + time.txt + power.txt) after checking its card's schema and shape
+    (:func:`read_card`) and feature columns."""
     from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 
     d = Path(path)
     card_path = d / CARD
-    if not card_path.is_file():
-        raise ModelError(f"{d}: no {CARD} (not a wattlint model folder)")
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{card_path}: unreadable card: {e}") from None
-    if card.get("schema") != MODEL_SCHEMA:
-        raise ModelError(f"{card_path}: model schema {card.get('schema')!r}, this wattlint reads {MODEL_SCHEMA!r}")
-    feats = card.get("features") or {}
+    card = read_card(d)
+    feats = card.get("features") if isinstance(card.get("features"), dict) else {}
     if str(feats.get("schema_version")) != str(FEATURE_SCHEMA_VERSION):
         raise ModelError(f"{card_path}: fitted on feature schema {feats.get('schema_version')!r}, this wattlint "
                          f"computes schema {FEATURE_SCHEMA_VERSION!r}; refit with 'wattlint fit'")
-    if list(feats.get("names") or []) != list(FEATURE_NAMES):
+    names = feats.get("names")
+    if not isinstance(names, list) or names != list(FEATURE_NAMES):
         raise ModelError(f"{card_path}: feature names differ from this wattlint's schema {FEATURE_SCHEMA_VERSION!r} "
                          f"columns; refit with 'wattlint fit'")
     files = card.get("files") if isinstance(card.get("files"), dict) else {}
@@ -313,8 +355,12 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
     """Fit both boosters on all rows, cross-validate, and write ``out_dir`` (text models + card.json)."""
     from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION
 
-    if len(set(data.sample)) < 10:
-        raise ModelError(f"only {len(set(data.sample))} measured samples: too few to fit (need >= 10)")
+    if len(set(data.sample)) < 10:  # say why the rows went: '0 samples' alone hid a damaged column
+        dropped = (provenance.get("skipped_rows") if isinstance(provenance, dict) else None) or {}
+        why = (f"; {sum(dropped.values())} row(s) dropped: "
+               + ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items(), key=lambda x: (-x[1], x[0])))
+               if dropped else "")
+        raise ModelError(f"only {len(set(data.sample))} measured samples: too few to fit (need >= 10){why}")
     lgb = _import_lightgbm()
     import numpy as np
 
@@ -359,10 +405,54 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
         },
         "versions": library_versions(),
     }
-    # all three or none: a refit that fails while writing keeps the previous model whole (io.atomic_write_texts)
-    atomic_write_texts({out / TIME_FILE: time_text, out / POWER_FILE: power_text,
-                        out / CARD: json.dumps(card, indent=2, sort_keys=True) + "\n"})
-    return load_model(out)
+    # the model this fit replaces is kept beside the folder (a smaller refit must not cost the user the earlier one)
+    previous = keep_previous_model(out)
+    try:
+        # all three or none: a refit that fails while writing keeps the previous model whole (io.atomic_write_texts)
+        atomic_write_texts({out / TIME_FILE: time_text, out / POWER_FILE: power_text,
+                            out / CARD: json.dumps(card, indent=2, sort_keys=True) + "\n"})
+    except BaseException:
+        if previous is not None and _same_files(previous, out):  # nothing replaced: the copy is not needed
+            shutil.rmtree(previous, ignore_errors=True)
+        raise
+    model = load_model(out)
+    model.previous = previous
+    return model
+
+
+def keep_previous_model(out: Path) -> Path | None:
+    """Copy the model files in ``out`` (card.json, time.txt, power.txt; nothing else there, e.g. a run correction)
+    into a new sibling folder ``<out>.previous-<UTC time>`` (``-2``, ``-3``... when one of that name exists: a backup
+    is never overwritten) and return it; None when ``out`` holds no model file. The estimator never reads it (a
+    models folder is searched by GPU key, and its card names another folder)."""
+    from datetime import datetime, timezone
+
+    names = [n for n in (CARD, TIME_FILE, POWER_FILE) if (out / n).is_file()]
+    if not names:
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    i = 1
+    while True:
+        dest = out.parent / f"{out.name}.previous-{stamp}{'' if i == 1 else f'-{i}'}"
+        try:
+            dest.mkdir()
+            break
+        except FileExistsError:
+            i += 1
+    try:
+        for n in names:
+            shutil.copy2(out / n, dest / n)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    return dest
+
+
+def _same_files(a: Path, b: Path) -> bool:
+    """Whether every file of folder ``a`` is in ``b`` with the same bytes."""
+    import filecmp
+
+    return all((b / f.name).is_file() and filecmp.cmp(f, b / f.name, shallow=False) for f in a.iterdir())
 
 
 def library_versions() -> dict[str, str]:

@@ -8,7 +8,6 @@ lightgbm is imported (by wattlint.energy.model) only when such a model is actual
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -44,6 +43,7 @@ class Predictor:
     calibration: str = "prior"
     source: str = "spec-sheet prior"
     searched: str = ""  # the models search path that was looked through (provenance)
+    notes: tuple[str, ...] = ()  # what the search found and did not use, and why (also in ``searched``)
 
     def __init__(self) -> None:
         self._cache: dict[tuple, tuple[float, float]] = {}
@@ -167,11 +167,10 @@ class CalibratedPredictor(Predictor):
 
 
 def _card(d: Path) -> dict:
-    try:
-        card = json.loads((d / "card.json").read_text())
-        return card if isinstance(card, dict) else {}
-    except Exception:
-        return {}
+    """The card of model folder ``d`` ({} when it cannot be read or is not shaped as a card: energy.model.card_of)."""
+    from .model import card_of
+
+    return card_of(d)[0] or {}
 
 
 @dataclass(frozen=True)
@@ -238,15 +237,15 @@ def card_problem(folder: Path) -> str | None:
     """Why ``folder`` (``<models dir>/<gpu key>``) holds no calibration of that GPU, or None when it does: an
     unreadable card, a CPU method check (not GPU measurements), or a card of another GPU (a model copied into the
     wrong folder, or fitted on the fake test device, must not be labelled "measured" for this one)."""
-    card = _card(folder)
-    g = card.get("gpu")
-    if not isinstance(g, dict):
-        return "its card.json is unreadable or has no gpu entry"
+    from .model import card_of  # reads the card and checks its shape: load_model's check too (one home)
+
+    card, why = card_of(folder)
+    if card is None:  # a model says which GPU it measured: the folder's name alone must not make it "measured" there
+        return why
+    g = card["gpu"]
     if g.get("is_cpu"):
         return "it is a CPU method check, not a GPU calibration"
-    key = g.get("key")
-    if not key:  # a model says which GPU it measured: the folder's name alone must not make it "measured" there
-        return "its card names no GPU (gpu.key)"
+    key = g["key"]
     if key != folder.name:
         return f"its card says it was fitted on {key}, not {folder.name}"
     return None
@@ -284,10 +283,11 @@ def _measured(gpu: GpuSpec, dirs, unusable: list[str] | None = None) -> Predicto
     return None
 
 
-def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
+def _transferred(gpu: GpuSpec, dirs, unusable: list[str] | None = None) -> Predictor | None:
     """Another GPU's calibration, of the same vendor only (same architecture first). A correction learned on one
     vendor's kernel libraries (cuBLAS/cuDNN) says nothing measured about another's (ROCm, Gaudi), and no
-    cross-vendor transfer has been validated: such GPUs keep the prior."""
+    cross-vendor transfer has been validated: such GPUs keep the prior. A candidate that does not load is described
+    in ``unusable`` (as :func:`_measured` does), never skipped silently."""
     others = []
     for d in dirs:
         for k in calibrated_keys(d.path):
@@ -299,7 +299,11 @@ def _transferred(gpu: GpuSpec, dirs) -> Predictor | None:
     for _, _, k, d in sorted(others, key=lambda x: x[:3]):
         try:
             p = CalibratedPredictor(_load(k, d.path), k, transferred=True)
-        except Exception:
+        except Exception as e:  # a broken model must not break estimates: the next candidate, stated
+            if unusable is not None:
+                why = " ".join(str(e).split())[:200]
+                unusable.append(f"{k} calibration in {d.describe()} not usable for transfer ({type(e).__name__}: "
+                                f"{why}); refit it with 'wattlint fit'")
             continue
         p.source = f"{p.source} ({d.describe()})"
         return p
@@ -381,6 +385,7 @@ def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
         break
     if notes:
         base.searched = "; ".join([base.searched, *notes]) if base.searched else "; ".join(notes)
+        base.notes = (*getattr(base, "notes", ()), *notes)
     return base
 
 
@@ -403,7 +408,8 @@ def get_predictor(gpu: GpuSpec, models_dir=None) -> Predictor:
     if measured is not None:
         p = measured
     else:
-        p = choose_predictor(gpu, public_fit=_public_fit(dirs, unusable), transferred=_transferred(gpu, dirs),
-                             prior=PriorPredictor())
+        p = choose_predictor(gpu, public_fit=_public_fit(dirs, unusable),
+                             transferred=_transferred(gpu, dirs, unusable), prior=PriorPredictor())
     p.searched = "; ".join(d.describe() for d in dirs) + "".join(f"; {u}" for u in unusable)
+    p.notes = tuple(unusable)
     return _run_corrected(p, gpu, dirs)
