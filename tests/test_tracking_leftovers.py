@@ -139,7 +139,7 @@ def test_compare_run_refuses_the_ranks_of_two_jobs(run_cli, tmp_path, differ):
             recs[name, r] = _set_job(p, **job)
     code, out, err = run_cli("compare-run", recs["a", 0], recs["b", 1])
     assert code == 2 and out == ""
-    what = "the torchrun run id" if differ == "torchrun run id" else "the launcher's job id"
+    what = "the torchrun run id" if differ == "torchrun run id" else "the scheduler's job"
     assert f"{recs['b', 1]}: {what} differs from {recs['a', 0]}'s" in one_error_line(err)
     for name in ("a", "b"):
         code, out, err = run_cli("compare-run", recs[name, 0], recs[name, 1])
@@ -154,6 +154,30 @@ def test_compare_run_reads_a_rank_without_a_launcher_id_with_one_that_has_it(run
                   launch_id="SLURM_JOB_ID=7")
     code, out, err = run_cli("compare-run", r0, r1)
     assert code == 0, err
+
+
+@pytest.mark.parametrize("ids", [("SLURM_JOB_ID=123", None),  # a node's torchrun started by ssh from the batch script
+                                 ("SLURM_JOB_ID=123", "SLURM_JOB_ID=123,LSB_JOBID=9"),  # one variable more
+                                 ("SLURM_JOB_ID=123", "PBS_JOBID=5")])  # no variable in common
+def test_the_ranks_of_one_job_with_different_scheduler_variables_are_one_job(run_cli, tmp_path, ids):
+    """Review: the whole launch_id string was compared (and null against a value), so the ranks of ONE job whose
+    scheduler variables differ (a rank outside the scheduler's environment; one more variable set) were refused by
+    compare-run and split by fit. Only a variable both set, to different values, tells two jobs apart."""
+    recs = [_set_job(write_rank(tmp_path / f"j-rank{r}.jsonl", rank=r, t_step=0.1, watts=300.0), launch_id=ids[r])
+            for r in (0, 1)]
+    code, out, err = run_cli("compare-run", *recs)
+    assert code == 0, err
+    d = tmp_path / "runs"
+    for r in (0, 1):
+        _set_job(_rank_record(d / f"20260101T000000Z-m-rank{r}.jsonl", r, 0.12, master="127.0.0.1:29500"),
+                 launch_id=ids[r])
+    for r in (0, 1):  # a second job (another run id), so that fit has two runs
+        _rank_record(d / f"20260101T000000Z-n-rank{r}.jsonl", r, 0.15, run_id="k", master="127.0.0.1:29500")
+    code, out, err = run_cli("fit", d, "--out", tmp_path / "c")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "c" / "run_correction.json").read_text())
+    jobs = {Path(r["file"]).name: r.get("job") for r in doc["runs"]}
+    assert jobs["20260101T000000Z-m-rank0.jsonl"] == jobs["20260101T000000Z-m-rank1.jsonl"] is not None
 
 
 @pytest.mark.parametrize("differ", list(JOBS))
@@ -186,7 +210,7 @@ def test_fit_pairs_the_ranks_of_two_jobs_started_in_the_same_second(run_cli, tmp
 
 
 def test_the_header_names_the_launchers_job(monkeypatch):
-    """The scheduler's job (SLURM job and step, PBS, LSF job and array index) is recorded in the header's ``job`` when
+    """The scheduler's job (SLURM job, PBS, LSF job and array index) is recorded in the header's ``job`` when
     the environment has it: the same for every rank of one job, another for a job launched alike beside it."""
     from wattlint.tracking.tracker import LAUNCH_ID_VARS, _job
 
@@ -196,5 +220,6 @@ def test_the_header_names_the_launchers_job(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert _job()["launch_id"] is None
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    monkeypatch.setenv("SLURM_STEP_ID", "0")
-    assert _job()["launch_id"] == "SLURM_JOB_ID=4242,SLURM_STEP_ID=0"
+    monkeypatch.setenv("SLURM_STEP_ID", "0")  # not the job's: one job's ranks can run in different srun steps
+    monkeypatch.setenv("LSB_JOBID", "77")
+    assert _job()["launch_id"] == "SLURM_JOB_ID=4242,LSB_JOBID=77"

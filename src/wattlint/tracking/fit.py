@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..types import WattlintError
-from .job import ABSENT, SAME_JOB, SAME_JOB_WHERE_RECORDED, SAME_RUN
+from .job import SAME_JOB, SAME_RUN, launch_conflict, launch_vars
 from .project import Settings, analyze
 from .record import SCHEMA as SCHEMA_RUN
 from .record import read_record
@@ -324,7 +324,7 @@ def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> d
     span = max([float(x) for x in (elapsed, closed) if isinstance(x, (int, float)) and math.isfinite(x)] or [0.0])
     return {"key": key, "rank": j["rank"], "world": j["world_size"], "start": start,
             "end": None if start is None else start + span,
-            "launch": tuple(get(h) for _, get in SAME_JOB_WHERE_RECORDED)}
+            "launch": launch_vars(h)}
 
 
 def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> None:
@@ -343,7 +343,7 @@ def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> N
         def fits(g: dict[str, Any], m: dict[str, Any] = m) -> bool:
             if g["key"] != m["key"] or m["rank"] in g["ranks"] or len(g["ranks"]) >= m["world"]:
                 return False
-            if any(a is not ABSENT and b is not ABSENT and a != b for a, b in zip(g["launch"], m["launch"])):
+            if launch_conflict(g["launch"], m["launch"]):
                 return False
             if m["start"] is None or g["start"] is None:
                 return True
@@ -352,10 +352,10 @@ def _assign_jobs(points: list[RunPoint], jobs: list[dict[str, Any] | None]) -> N
         g = next((g for g in groups if fits(g)), None)
         if g is None:
             g = {"key": m["key"], "ranks": set(), "start": m["start"], "end": m["end"], "name": points[i].file,
-                 "launch": m["launch"]}
+                 "launch": {}}
             groups.append(g)
-        # a record of an older wattlint opened the job: the launcher's id of the first of its ranks that carries one
-        g["launch"] = tuple(b if a is ABSENT else a for a, b in zip(g["launch"], m["launch"]))
+        # the scheduler variables its ranks set so far (a rank without them, an older record, sets none)
+        g["launch"] = {**m["launch"], **g["launch"]}
         g["ranks"].add(m["rank"])
         if m["start"] is not None and g["start"] is not None:
             g["start"], g["end"] = min(g["start"], m["start"]), max(g["end"], m["end"])

@@ -38,12 +38,33 @@ SAME_JOB = (("the world size", lambda h: _job(h).get("world_size")),
             # TORCHELASTIC_RUN_ID: torchrun's --rdzv-id, a fresh uuid under --standalone, 'none' otherwise (review:
             # compare-run never compared it, so two jobs alike but for it were summed as one)
             ("the torchrun run id", lambda h: _job(h).get("run_id")))
-#: compared only between records that both carry it (an older wattlint did not record it: such a record is matched
-#: on the rest, as before): the scheduler's job of the ranks (``launch_id``: SLURM job and step, PBS, LSF job), what
-#: tells apart two jobs launched alike in the same second where nothing else does (two nodes' torchrun with the
-#: default 127.0.0.1:29500 and run id 'none')
-ABSENT = object()
-SAME_JOB_WHERE_RECORDED = (("the launcher's job id", lambda h: _job(h).get("launch_id", ABSENT)),)
+#: the scheduler's job of the ranks (``launch_id``: 'NAME=value,...' of SLURM_JOB_ID, PBS_JOBID, LSB_JOBID /
+#: LSB_JOBINDEX, those set), what tells apart two jobs launched alike in the same second where nothing else does (two
+#: nodes' torchrun with the default 127.0.0.1:29500 and run id 'none'). Compared variable by variable, only where both
+#: records set it: a record of an older wattlint has none, and a rank started outside the scheduler's environment (a
+#: node reached by ssh from the batch script) has none of its variables (review: a whole-string comparison split one
+#: job's ranks)
+
+
+def launch_vars(h: dict) -> dict[str, str]:
+    """The scheduler's job variables a record's header recorded (``job.launch_id``), {} when none (absent, null)."""
+    got = _job(h).get("launch_id")
+    if not isinstance(got, str):
+        return {}
+    out = {}
+    for part in got.split(","):
+        k, sep, v = part.partition("=")
+        if sep and k:
+            out[k] = v
+    return out
+
+
+def launch_conflict(a: dict[str, str], b: dict[str, str]) -> str | None:
+    """'NAME a vs b' for the first scheduler variable both set to different values, None when none is."""
+    for k in sorted(a.keys() & b.keys()):
+        if a[k] != b[k]:
+            return f"{k} {a[k]!r} vs {b[k]!r}"
+    return None
 
 
 def check_one_job(records: list) -> list[str]:
@@ -84,14 +105,13 @@ def check_one_job(records: list) -> list[str]:
     if all(jobs):
         for what, get in SAME_JOB:
             same(what, get)
-        for what, get in SAME_JOB_WHERE_RECORDED:
-            known = [r for r in records if get(r.header) is not ABSENT]
-            if known:
-                vals = [get(r.header) for r in known]
-                odd = next((r for r, v in zip(known, vals) if v != vals[0]), None)
-                if odd is not None:
-                    raise InputError(f"{odd.path}: {what} differs from {known[0].path}'s ({get(odd.header)!r} vs "
-                                     f"{vals[0]!r}): not a rank of the same job")
+        seen: dict[str, tuple[str, object]] = {}  # variable -> (value, the record that set it first)
+        for r in records:
+            for k, v in launch_vars(r.header).items():
+                if k in seen and seen[k][0] != v:
+                    raise InputError(f"{r.path}: the scheduler's job differs from {seen[k][1]}'s ({k} {v!r} vs "
+                                     f"{seen[k][0]!r}): not a rank of the same job")
+                seen.setdefault(k, (v, r.path))
         ranks = [j["rank"] for j in jobs]
         dup = sorted({k for k in ranks if ranks.count(k) > 1})
         if dup:

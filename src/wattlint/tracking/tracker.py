@@ -61,9 +61,10 @@ def _rank_suffix() -> str:
     return f"-rank{rank}" if rank.isdigit() and world.isdigit() and int(world) > 1 else ""
 
 
-#: the scheduler's name of the job, the same in every rank of one job (SLURM: a job and its step, as several srun
-#: steps of one allocation run jobs side by side; PBS; LSF: a job and its array element)
-LAUNCH_ID_VARS = ("SLURM_JOB_ID", "SLURM_STEP_ID", "PBS_JOBID", "LSB_JOBID", "LSB_JOBINDEX")
+#: the scheduler's name of the job, the same in every rank of one job (SLURM, PBS; LSF: a job and its array
+#: element). Not SLURM_STEP_ID: one job's ranks can run in different steps (Ray on SLURM starts each node with its own
+#: srun; mpirun in a batch script puts local ranks in the batch step): review
+LAUNCH_ID_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "LSB_JOBINDEX")
 
 
 def _launch_id() -> str | None:
