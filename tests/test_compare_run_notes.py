@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _cli_errors import one_error_line
 
 from wattlint.cli import main
 
@@ -78,6 +79,12 @@ def test_a_configured_region_replaced_by_the_logs_grid_intensity_is_not_claimed(
     ci = [a for a in st["assumptions"] if a.startswith("carbon intensity")]
     assert ci == ["carbon intensity 285.714 gCO2e/kWh (carbon intensity from the log's CO2 / energy)"], ci
     assert "note: --carbon-intensity 285.714 gCO2e/kWh from the log (its CO2 / its energy)" in _text(capsys, argv)
+    # a misspelt region is refused, used or not (review: dropped unchecked once the log's intensity replaced it;
+    # `wattlint estimate` refuses it even when --carbon-intensity overrides it)
+    monkeypatch.chdir(_folder(tmp_path, "typo", '[tool.wattlint]\nregion = "DEX"\n'))
+    code, out, err = _run(capsys, argv)
+    assert code == 2 and out == ""
+    assert "region = 'DEX' in [tool.wattlint] of pyproject.toml: unknown region 'DEX'" in one_error_line(err), err
     # a configured carbon-intensity is replaced by the log's likewise, and said
     monkeypatch.chdir(_folder(tmp_path, "ci", "[tool.wattlint]\ncarbon-intensity = 50\n"))
     code, out, err = _run(capsys, argv)

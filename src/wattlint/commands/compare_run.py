@@ -235,6 +235,7 @@ def _with_config(args, over: dict, facts: tuple[str, ...] = (), logged: dict | N
         # the CO2 was priced at the log's intensity. Without a price table per region (carbon.price_per_kwh) the
         # region sets nothing else but a cloud region's PUE, and only where no PUE is given: kept for that, said so;
         # otherwise it is not applied, and named as not applied
+        _check_region(cfg["config"], base["region"])  # unused or not, a misspelt region is the user's error
         if "pue" not in O.overlay(base, over) and _cloud_pue(base["region"]):
             region_only_pue = True
         else:
@@ -277,6 +278,22 @@ def _with_config(args, over: dict, facts: tuple[str, ...] = (), logged: dict | N
               f"GPU and device layout; of the file it takes only the plan options it has flags for): {said} from "
               f"[tool.wattlint] of {_where(cfg['config'].path)}", file=sys.stderr)
     return opts, (config_given(cfg["config"], used) if used else {})
+
+
+def _check_region(config, region) -> None:
+    """Refuse a configured region that names no region (review: a region the log's grid intensity replaces was
+    dropped unchecked, so `region = "DEX"` passed where `wattlint estimate` refuses it, as plan.build_plan does)."""
+    from .. import carbon
+    from ..config import _where
+    from ..types import ConfigError
+
+    from ._common import written_keys
+
+    try:
+        carbon.normalize_region(str(region))
+    except ConfigError as e:
+        key = written_keys(config, ["region"])["region"]
+        raise ConfigError(f"{key} = {region!r} in [tool.wattlint] of {_where(config.path)}: {e}") from None
 
 
 def _cloud_pue(region) -> float | None:
