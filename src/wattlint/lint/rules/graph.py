@@ -619,43 +619,6 @@ def _widths(g: OpRecord) -> tuple[int, int]:
     return g.dim("k"), g.dim("n")
 
 
-def _autoregressive(fwd: list[tuple[int, OpRecord]], masked: set[int]) -> set[int]:
-    """Of the forward GEMMs at positions ``masked`` (each masking its own weight in its own forward), those of
-    autoregressive stacks: two or more masked layers in a row, each reading the previous one's width, whose output
-    width is a multiple of the stack's input width (MADE / MAF / IAF's masked linears, D -> H -> .. -> c·D; PixelCNN's
-    masked convolutions), with no dense layer reading the stack's width in between; plus a masked layer of the same
-    (input, output) widths beside such a stack (MADE's direct input-to-output connection). Their masks are the model's
-    degree structure (each output sees only the inputs before it), fixed at construction: not pruning, not removable,
-    and with no zeros a dense GEMM could skip."""
-    stacks: list[list[int]] = []
-    run: list[int] = []
-    for p, (_, x) in enumerate(fwd):
-        if _gemm_operands(x) is None:
-            continue
-        k = _widths(x)[0]
-        if p in masked:
-            if run and _widths(fwd[run[-1]][1])[1] == k:
-                run.append(p)
-            else:
-                stacks.append(run)
-                run = [p]
-        elif run and _widths(fwd[run[-1]][1])[1] == k:  # a dense layer reads the stack's output
-            stacks.append(run)
-            run = []
-    stacks.append(run)
-    out: set[int] = set()
-    ends: set[tuple[int, int]] = set()
-    for st in stacks:
-        if len(st) < 2:
-            continue
-        k, n = _widths(fwd[st[0]][1])[0], _widths(fwd[st[-1]][1])[1]
-        if k and n % k == 0:
-            out.update(st)
-            ends.add((k, n))
-    out.update(p for p in masked if _widths(fwd[p][1]) in ends)
-    return out
-
-
 def _pruning_masks(records) -> dict[int, str]:
     """Records that multiply a mask into the weight of a linear/convolution (forward) or into its gradient
     (backward): {index: the layer's module}.
@@ -670,9 +633,10 @@ def _pruning_masks(records) -> dict[int, str]:
       sigmoid(x)`` just before ``up``) has its backward in the parent;
     - or it runs in the GEMM's own module (a masked layer's forward: ``F.linear(x, torch.where(mask, w, 0))``),
       the GEMM's activation operand has another size than the weight (with as many elements, a [tokens,
-      features] activation feeding the GEMM cannot be told from its weight), the masked tensor is not one a GEMM
-      of the module computed (an activation, the right operand of ``adj @ h``), and the layer is not part of an
-      autoregressive stack of masked layers (MADE's degree masks, see ``_autoregressive``)."""
+      features] activation feeding the GEMM cannot be told from its weight), and the masked tensor is not one a
+      GEMM of the module computed (an activation, the right operand of ``adj @ h``). A fixed structural mask
+      (MADE's autoregressive degree masks) cannot be told from a pruning mask by shapes (review: a rule by layer
+      widths silenced pruned FFNs, autoencoders and same-width MLPs): it is reported too."""
     out: dict[int, str] = {}
     fwd = [(i, r) for i, r in enumerate(records) if r.phase is Phase.FORWARD and not r.recompute]
     in_layer: dict[int, tuple[int, OpRecord, list[int]]] = {}  # GEMM position -> (mask index, GEMM, masked grads)
@@ -693,11 +657,9 @@ def _pruning_masks(records) -> dict[int, str]:
                 out.update((j, g.module) for j in grads)
         elif ops[1] != math.prod(shape) and not _computed_in_forward(fwd, pos, shape):
             in_layer[gpos] = (i, g, grads)
-    structural = _autoregressive(fwd, set(in_layer))
-    for gpos, (i, g, grads) in in_layer.items():
-        if gpos not in structural:
-            out[i] = g.module
-            out.update((j, g.module) for j in grads)
+    for i, g, grads in in_layer.values():
+        out[i] = g.module
+        out.update((j, g.module) for j in grads)
     return out
 
 
@@ -714,9 +676,9 @@ class DensePruningMask(Rule):
         ``torch.where(mask, w, 0)`` or ``masked_fill`` in the layer's own forward (when its input has another size
         than its weight). An activation computed just before a layer (SwiGLU's ``silu(gate(x)) * up(x)``, shaped
         like the next projection's weight when tokens == hidden), one a GEMM of the layer computed, or one
-        concatenated with another before the GEMM is not a mask. Nor are the fixed degree masks of an
-        autoregressive stack (MADE / MAF / IAF: masked layers D -> H -> .. -> c·D, each masking its own weight):
-        they are the model's structure, not pruning, with nothing to remove. Zeros in a dense tensor are
+        concatenated with another before the GEMM is not a mask. A fixed structural mask in a layer's forward
+        (MADE / MAF's autoregressive degree masks) looks exactly like a pruning mask and is reported too: there is
+        nothing to remove, so silence it with a noqa comment (its mask ops are still work). Zeros in a dense tensor are
         multiplied like any other value; the mask op adds work. The saving shown is the mask ops' own energy
         (forward, and the masked gradient in backward); the dense GEMM cost remains until the layer is made
         structurally smaller.
@@ -741,13 +703,6 @@ class DensePruningMask(Rule):
         Case("SwiGLU's gate * up before down, tokens == hidden (512): an activation shaped like down's weight",
              {"ops": [{"op": "mask", "shape": [512, 1376], "module": "mlp"},
                       {"op": "linear", "m": 512, "n": 512, "k": 1376, "module": "mlp.down"}]}),
-        Case("MADE's masked linears 64 -> 512 -> 512 -> 64: autoregressive degree masks, the model's structure",
-             {"ops": [{"op": "mask", "shape": [512, 64], "module": "0", "module_type": "MaskedLinear"},
-                      {"op": "linear", "m": 256, "n": 512, "k": 64, "module": "0"},
-                      {"op": "mask", "shape": [512, 512], "module": "2", "module_type": "MaskedLinear"},
-                      {"op": "linear", "m": 256, "n": 512, "k": 512, "module": "2"},
-                      {"op": "mask", "shape": [64, 512], "module": "4", "module_type": "MaskedLinear"},
-                      {"op": "linear", "m": 256, "n": 64, "k": 512, "module": "4"}]}),
     )
     invalid = (
         Case("pruned linear keeps dense GEMM",
