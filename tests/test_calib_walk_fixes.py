@@ -108,6 +108,26 @@ def test_resume_with_another_cpu_thread_count_is_refused_and_the_meter_provenanc
     assert prov["sessions"][-1]["device"]["threads"] == 1
 
 
+def test_a_resume_records_the_runs_meter_when_the_first_session_stopped_before_it(cpu_run, tmp_path, run_cli,
+                                                                                   monkeypatch):
+    """Review: the run's meter was written only by a first session; one interrupted before its meter was read (the
+    counter probe, idle power, stabilisation) left a run that no resume ever gave a meter (fit's card then said
+    meter None). The first session to get there records it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    csv_path = _copy(cpu_run, tmp_path / "r", edit=lambda doc: doc.pop("meter"))
+    assert "meter" not in json.loads(csv_path.with_suffix(".json").read_text())
+    try:
+        monkeypatch.setenv("WATTLINT_CPU_THREADS", "1")
+        code, _, err = run_cli("calibrate", "--device", "cpu", "--resume", csv_path, "--limit", "1", "--no-progress")
+        assert code == 0, err
+    finally:
+        torch.set_num_threads(threads)
+    prov = json.loads(csv_path.with_suffix(".json").read_text())
+    assert prov["meter"] == prov["sessions"][-1]["meter"] and prov["meter"]["power_model"], prov.get("meter")
+
+
 def test_resume_of_another_gpu_model_is_refused_naming_what_differs(tmp_path):
     """The same path let an H100 run be resumed on an A100: the GPU name, its database key and the power limit are
     the run's; each that differs is named (another physical GPU of the same model may go on)."""

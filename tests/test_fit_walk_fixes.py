@@ -174,6 +174,14 @@ def test_a_fit_keeps_the_model_it_replaces_beside_it(fake_run, tmp_path, run_cli
     assert again.previous is not None and again.previous != kept[0]
     assert {p.name: p.read_bytes() for p in again.previous.iterdir()} == second
     assert {p.name: p.read_bytes() for p in kept[0].iterdir()} == earlier
+    # the same fit again (the same boosters, byte for byte): nothing is replaced but dates, no copy is added (review:
+    # every refit of identical data added a 1 MB copy)
+    backups = sorted(p.name for p in out.parent.iterdir() if ".previous-" in p.name)
+    boosters = [(out / n).read_bytes() for n in ("time.txt", "power.txt")]
+    same = fit_runs([str(fake_run.csv)], str(out), rounds=5, folds=2)
+    assert [(out / n).read_bytes() for n in ("time.txt", "power.txt")] == boosters  # the premise: a deterministic fit
+    assert same.previous is None
+    assert sorted(p.name for p in out.parent.iterdir() if ".previous-" in p.name) == backups
 
 
 # ---- 6: `wattlint gpus` states a calibration in --models-dir it cannot use ----------------------------------------

@@ -282,7 +282,9 @@ def _attn_flops(s, causal):
 def _buffer_mask_model(tmp_path, t, s, style, fill=None):
     """Scores MatMul(q [1, 2, S, 8], k^T) masked by a float buffer ``bias`` [1, 1, T, T] sliced to [:S, :S] as
     nanoGPT writes it: masked_fill(bias == 0, -inf) ("eq0", causal for tril(ones)) or masked_fill(bias.bool(),
-    -inf) ("bool": blocks the lower triangle, not causal). ``fill``: the buffer (default tril(ones))."""
+    -inf) ("bool": blocks the lower triangle, not causal), or added to the scores ("add": review, read as causal at T =
+    4097 when the 0/1 branch applied in any context; adding 0 or 1 blocks nothing). ``fill``: the buffer (default
+    tril(ones))."""
     buf = np.tril(np.ones((t, t), np.float32)) if fill is None else fill
     bias = numpy_helper.from_array(buf.reshape(1, 1, t, t), "bias")
     n = [helper.make_node("MatMul", ["q", "kt"], ["scores"]), _const("st", [0, 0]), _const("en", [s, s]),
@@ -290,16 +292,19 @@ def _buffer_mask_model(tmp_path, t, s, style, fill=None):
          _const("ninf", -np.inf, np.float32)]
     if style == "eq0":
         n += [_const("z", 0.0, np.float32), helper.make_node("Equal", ["b", "z"], ["cond"])]
-    else:
+    elif style == "bool":
         n += [helper.make_node("Cast", ["b"], ["cond"], to=TensorProto.BOOL)]
-    n += [helper.make_node("Where", ["cond", "ninf", "scores"], ["masked"]),
-          helper.make_node("Softmax", ["masked"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["o"])]
+    if style == "add":  # the 0/1 buffer ADDED to the scores: adding 0 or 1 blocks nothing
+        n += [helper.make_node("Add", ["scores", "b"], ["masked"])]
+    else:
+        n += [helper.make_node("Where", ["cond", "ninf", "scores"], ["masked"])]
+    n += [helper.make_node("Softmax", ["masked"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v"], ["o"])]
     return _save(tmp_path, n, [_vi("q", [1, BH, s, HD]), _vi("kt", [1, BH, HD, s]), _vi("v", [1, BH, s, HD])],
                  [_vi("o", None)], [bias], name=f"{style}_{t}.onnx")
 
 
 @pytest.mark.parametrize("t", [64, 4097])
-@pytest.mark.parametrize("style,causal", [("eq0", True), ("bool", False)])
+@pytest.mark.parametrize("style,causal", [("eq0", True), ("bool", False), ("add", False)])
 def test_float_buffer_mask_past_2_24_elements(tmp_path, t, style, causal):
     """The bug: nanoGPT's mask buffer tril(ones(T, T)).view(1, 1, T, T) with T x T > 2**24 (T = 4097) was read
     as non-causal, twice the attention FLOPs: the mask evaluation reads initializers of at most 2**24 elements, and
@@ -362,3 +367,30 @@ def test_torch_exported_nanogpt_with_a_long_block_size_is_causal(tmp_path, block
     pairs = 48 * 49 // 2
     assert any("1 attention patterns" in a and "1 causal" in a for a in g.assumptions), g.assumptions
     assert [r.flops for r in _fwd(g, "attention") if r.flops] == [2 * 2 * pairs * 64 + 5 * 2 * 2 * pairs]
+
+
+def test_memory_headroom_reads_a_cgroup_v1_memory_limit(monkeypatch):
+    """Review: only cgroup v2's memory.max was read, so in a cgroup v1 container with a 4 GiB limit the guard took
+    the host's MemAvailable and the OOM kill still came. By hand: limit 4 GiB - usage 1.5 GiB + inactive page cache
+    0.5 GiB = 3 GiB, below the host's ~19 GiB available."""
+    import io
+
+    import wattlint.frontends.onnx_shapes as S
+
+    gib = 1 << 30
+    files = {"/proc/meminfo": "MemTotal: 24000000 kB\nMemAvailable: 20000000 kB\n",
+             "/proc/self/cgroup": "5:devices:/\n4:memory:/job7\n1:name=systemd:/\n",
+             "/sys/fs/cgroup/memory/job7/memory.limit_in_bytes": f"{4 * gib}\n",
+             "/sys/fs/cgroup/memory/job7/memory.usage_in_bytes": f"{3 * gib // 2}\n",
+             "/sys/fs/cgroup/memory/job7/memory.stat": f"cache 1\ntotal_inactive_file {gib // 2}\n"}
+
+    def fake_open(path, *a, **k):
+        if str(path) not in files:
+            raise FileNotFoundError(path)
+        return io.StringIO(files[str(path)])
+
+    monkeypatch.setattr(S, "open", fake_open, raising=False)
+    import resource
+
+    monkeypatch.setattr(resource, "getrlimit", lambda lim: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert S.memory_headroom() == 3 * gib

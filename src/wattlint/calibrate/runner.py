@@ -477,8 +477,8 @@ def device_lock_dir() -> Path | None:
     import tempfile
 
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    d = Path(tempfile.gettempdir()) / f"wattlint-{uid}-device-locks"
     try:
+        d = Path(tempfile.gettempdir()) / f"wattlint-{uid}-device-locks"  # no usable temp folder at all: unlocked
         d.mkdir(mode=0o700, exist_ok=True)
         st = os.lstat(d)
     except OSError:
@@ -622,7 +622,7 @@ def _run_locked(cfg, rep, backend, meter, suite: Suite, samples, part, device, p
         # the run's meter is its first session's (after the counter probe); a resumed session's is its own, added
         # beside it (a resume replaced the run's with its own: review)
         session["meter"] = meter.provenance()
-        if not cfg.resume:
+        if not cfg.resume or not prov.get("meter"):  # or the first session stopped before it got here (review)
             prov["meter"] = session["meter"]
         atomic_write_json(paths.json, prov)
         timing = dict(suite.timing.get(device, {}))

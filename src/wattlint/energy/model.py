@@ -406,7 +406,11 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
         "versions": library_versions(),
     }
     # the model this fit replaces is kept beside the folder (a smaller refit must not cost the user the earlier one)
-    previous = keep_previous_model(out)
+    # (review: every refit added a copy, also of an identical model: a refit whose boosters are the same bytes as the
+    # folder's replaces only the card's dates and versions, and keeps no copy)
+    same = all((out / n).is_file() and (out / n).read_text(encoding="utf-8", errors="replace") == text
+               for n, text in ((TIME_FILE, time_text), (POWER_FILE, power_text)))
+    previous = None if same else keep_previous_model(out)
     try:
         # all three or none: a refit that fails while writing keeps the previous model whole (io.atomic_write_texts)
         atomic_write_texts({out / TIME_FILE: time_text, out / POWER_FILE: power_text,

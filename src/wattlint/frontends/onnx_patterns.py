@@ -253,15 +253,18 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
                 stack.append((n.input[0], pol))
     # ancestry: Trilu keeping the allowed lower triangle (or the blocked strict upper one), a comparison of two
     # Range-derived tensors, a square boolean buffer; the polarity followed through Not, x == 0 and Where
-    stack = [(m, m in blocking) for m in undecided]
+    # ``boolean``: the path from the mask to here went through a boolean op (x == 0, Not, a Where's condition, a
+    # cast to bool) or the mask itself is boolean: only then is a numeric 0/1 buffer a mask of true / false (review:
+    # one added to the scores, ``scores + (tril(ones) + pad)``, blocks nothing and was read as causal)
+    stack = [(m, m in blocking, types.get(m, (None, None))[0] == "bool") for m in undecided]
     seen = set()
     hops = 0
     while stack and hops < 200:
-        t, blk = stack.pop()
+        t, blk, boolean = stack.pop()
         hops += 1
-        if (t, blk) in seen or not t:
+        if (t, blk, boolean) in seen or not t:
             continue
-        seen.add((t, blk))
+        seen.add((t, blk, boolean))
         pi = producer.get(t)
         if pi is None:
             dt, shape = types.get(t, (None, None))
@@ -273,7 +276,7 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
                     return True
                 if _verdict(v, shape[-2], shape[-1], blk):  # known: lower-triangular in this polarity
                     return True
-            elif dt in ("float32", "float64", "float16", "int64", "int32"):
+            elif boolean and dt in ("float32", "float64", "float16", "int64", "int32"):
                 # a numeric buffer of zeros and ones (nanoGPT's tril(ones(T, T)), read by masked_fill(bias == 0)):
                 # a boolean mask stored as numbers, nonzero true; read whole by the evaluation up to 2**24
                 # elements, past that here at sampled rows and columns (its contents unknown: nothing is assumed)
@@ -298,17 +301,18 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
         if n.op_type in _CMP and len(n.input) == 2 and all(_from_range(i, nodes, producer) for i in n.input):
             return True
         if n.op_type == "Not":
-            stack.extend((i, not blk) for i in n.input[:1])
+            stack.extend((i, not blk, True) for i in n.input[:1])
             continue
         if n.op_type == "Equal" and len(n.input) == 2 and any(_zero(values.get(i)) for i in n.input):
-            stack.extend((i, not blk) for i in n.input if not _zero(values.get(i)))  # x == 0: not x
+            stack.extend((i, not blk, True) for i in n.input if not _zero(values.get(i)))  # x == 0: not x
             continue
         if n.op_type == "Where" and len(n.input) == 3:
             pol = _where_polarity(n, values, blk)
             if pol is not None:
-                stack.append((n.input[0], pol))
+                stack.append((n.input[0], pol, True))
                 continue
-        stack.extend((i, blk) for i in n.input)
+        to_bool = n.op_type == "Cast" and next((a.i for a in n.attribute if a.name == "to"), 0) == 9
+        stack.extend((i, blk, boolean or to_bool) for i in n.input)
     return False if full else None
 
 

@@ -90,6 +90,17 @@ def memory_headroom() -> int | None:
         if limit is not None and used is not None:  # the group's page cache counts as used but is reclaimed first
             known.append(max(0, limit - used + (_field("inactive_file", base + "/memory.stat") or 0)))
             break
+    try:  # cgroup v1 (review: its memory controller's limit was not read, so a v1 container's limit was ignored)
+        with open("/proc/self/cgroup") as f:
+            rel1 = next((line.strip().split(":", 2)[2] for line in f
+                         if "memory" in line.split(":", 2)[1].split(",")), None)
+    except (OSError, IndexError):
+        rel1 = None
+    for base in ([f"/sys/fs/cgroup/memory{rel1.rstrip('/')}"] if rel1 is not None else []) + ["/sys/fs/cgroup/memory"]:
+        limit, used = _read_int(base + "/memory.limit_in_bytes"), _read_int(base + "/memory.usage_in_bytes")
+        if limit is not None and used is not None:  # 'no limit' reads as a huge number: min() below ignores it
+            known.append(max(0, limit - used + (_field("total_inactive_file", base + "/memory.stat") or 0)))
+            break
     try:
         import resource
 
