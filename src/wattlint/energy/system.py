@@ -246,8 +246,10 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
         overlap = backward_s / max(1, plan.grad_accum)  # DDP overlaps with the last micro-batch's backward
     exposed = t if after else max((t - tail) * MIN_EXPOSED, t - tail - overlap) + tail
     power = comm_power_w(gpu)
+    passes = ("the forward and backward passes (the next unit's weights prefetched)"
+              if plan.sharding in ("zero3", "fsdp") else "the backward pass")
     how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
-           f"overlapped with the backward pass, exposed part (at least {MIN_EXPOSED:.0%})")
+           f"overlapped with {passes}, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
             f"{collective}{experts}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
             f"({power:.0f} W)")
@@ -700,7 +702,11 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         info = (stage.extra or {}).get("context_parallel") or {}
         mb_scale = max(1, plan.micro_batch_size) / max(1, int(stage.micro_batch or 1))
         kv_local = float(info.get("kv_bytes_per_layer") or 0.0) * mb_scale / (tp * cp)
-        bw, lat, name = _link(gpu, plan, tp * cp <= plan.gpus_per_node)
+        # a group of tp x cp adjacent ranks stays in one node only when it divides the node (review: 12 GPUs, tp 2 x
+        # cp 3 on nodes of 8: ranks 6-11 straddle two nodes, priced over NVLink)
+        in_node = plan.gpus <= plan.gpus_per_node or (tp * cp <= plan.gpus_per_node
+                                                      and plan.gpus_per_node % (tp * cp) == 0)
+        bw, lat, name = _link(gpu, plan, in_node)
         ring = (cp - 1) * (P.p2p_s(kv_local, bw, lat) + P.p2p_s(2 * kv_local, bw, lat)) * layers
         cp_mb = max(ring * MIN_EXPOSED, ring - micro_attention_s)
         notes.append(f"context parallel {cp}: per layer and micro-batch a ring of {cp - 1} key/value sends forward "
