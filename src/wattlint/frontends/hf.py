@@ -20,6 +20,8 @@ _WHAT = "Hugging Face config.json sources"  # "<what>: the torch package is not 
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_BATCH = 1
+# a *ForMultipleChoice model takes input_ids [batch, choices, seq] (SWAG, RACE, ARC: 4 answers per question)
+DEFAULT_CHOICES = 4
 
 
 class _quiet:
@@ -175,8 +177,26 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     filled = {k: getattr(config, k) for k in _CORE_SIZES if k not in given and amap.get(k, k) not in given
               and isinstance(getattr(config, k, None), int) and not isinstance(getattr(config, k), bool)}
     if filled:
-        _DEFAULTED[id(config)] = (type(config).__name__, filled)
+        _DEFAULTED[id(config)] = (type(config).__name__, filled, _derived_sizes(config, filled))
     return config
+
+
+def _derived_sizes(config, filled: Mapping[str, int]) -> dict[str, str]:
+    """Of the sizes ``filled`` in, those the config class derives from another size rather than a default of its own
+    (review: LlamaConfig's num_key_value_heads None -> num_attention_heads was stated as "LlamaConfig's defaults
+    used"): {size: the size it was taken from}."""
+    import inspect
+
+    out = {}
+    kv, heads = filled.get("num_key_value_heads"), getattr(config, "num_attention_heads", None)
+    if kv is not None and kv == heads:
+        try:
+            param = inspect.signature(type(config).__init__).parameters.get("num_key_value_heads")
+        except (TypeError, ValueError):
+            param = None
+        if param is not None and param.default is None:  # no default of its own: the class copies the heads
+            out["num_key_value_heads"] = "num_attention_heads"
+    return out
 
 
 # the sizes that make a model's cost: when config.json leaves one out, transformers' class default fills it in (a
@@ -192,10 +212,18 @@ def defaulted_sizes_note(config) -> str | None:
     got = _DEFAULTED.pop(id(config), None)
     if not got:
         return None
-    cls, filled = got
-    sizes = ", ".join(f"{k} {v:,}" for k, v in filled.items())
-    return (f"config.json does not give {', '.join(filled)}: {cls}'s defaults used ({sizes}); write them in the "
-            "config to estimate another size")
+    cls, filled, derived = got
+    said = []
+    defaults = {k: v for k, v in filled.items() if k not in derived}
+    if defaults:
+        said.append(f"{cls}'s defaults used ({', '.join(f'{k} {v:,}' for k, v in defaults.items())})")
+    for k, src in derived.items():
+        said.append(f"{cls} takes {k} from {src} ({k} {filled[k]:,}"
+                    + ("; one key/value head per query head, no grouped-query attention)"
+                       if k == "num_key_value_heads" else ")"))
+    one = len(filled) == 1
+    return (f"config.json does not give {', '.join(filled)}: {', '.join(said)}; write {'it' if one else 'them'} in "
+            "the config to estimate another size")
 
 
 def _unknown_model_type(where: str, model_type: str, e: Exception) -> str:
@@ -283,6 +311,9 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
             "float32[1,16000] (1 s of 16 kHz audio)"
         raise InputError(f"{type(model).__name__} takes {name}; pass --input {name}=DTYPE[DIMS], e.g. "
                          f"--input {name}={example}")
+    elif _multiple_choice(model):  # its forward flattens [batch, choices, seq] (a 2-D input failed: "shape
+        # '[-1, 64]' is invalid for input of size 2")
+        specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, DEFAULT_CHOICES, seq_len))
     else:
         specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
     vision = getattr(config, "vision_config", None)
@@ -292,6 +323,11 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     if getattr(config, "is_encoder_decoder", False):
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
     return specs
+
+
+def _multiple_choice(model) -> bool:
+    """Whether ``model`` is a multiple-choice head (BertForMultipleChoice...): input_ids [batch, choices, seq]."""
+    return type(model).__name__.endswith("ForMultipleChoice")
 
 
 def _learned_positions(model, limit: int) -> str | None:
@@ -306,6 +342,40 @@ def _learned_positions(model, limit: int) -> str | None:
                 and limit <= mod.num_embeddings <= limit + 2:
             return name
     return None
+
+
+# token mixers transformers runs through a fused CUDA kernel when its package is installed and the inputs are on a GPU,
+# else through a reference PyTorch path, which the trace (meta tensors, no kernel package) records: (a module-level
+# function of the modeling file that has the mixer, the note). Mamba-1 and RWKV's paths loop over the tokens in
+# Python (review: RWKV 52,901 launched ops per step; Mamba's backward 97 ms against a 17 ms forward).
+_UNFUSED_SCANS = (
+    ("mamba_selective_scan",
+     "selective scan (Mamba): the estimate prices transformers' pure-PyTorch sequential path, a Python loop over the "
+     "tokens (a few small kernels per token and layer, forward and backward), which transformers runs when mamba-ssm "
+     "/ causal-conv1d are not installed; with them, on a GPU, it calls mamba-ssm's fused selective-scan kernel (one "
+     "kernel per layer, no per-token launches), so a real run with those kernels is much faster than this estimate"),
+    ("rwkv_linear_attention_cpu",
+     "WKV attention (RWKV): the estimate prices transformers' pure-PyTorch sequential path (rwkv_linear_attention_cpu), "
+     "a Python loop over the tokens (a few small kernels per token and layer, forward and backward), which "
+     "transformers runs without its custom CUDA kernel (kernels-community/rwkv, loaded through the kernels package "
+     "when the model is built on a GPU); with it, one WKV kernel per layer runs the sequence, so a real run with the "
+     "kernel is much faster than this estimate"),
+    ("mamba2_chunk_scan",
+     "SSD scan (Mamba-2): the estimate prices transformers' pure-PyTorch chunked scan (unfused: many small kernels "
+     "per layer), which transformers runs when mamba-ssm / causal-conv1d are not installed; with them, on a GPU, it "
+     "calls mamba-ssm's fused chunked-scan kernels, so a real run with those kernels is faster than this estimate"),
+)
+
+
+def unfused_scan_notes(model) -> list[str]:
+    """The assumption lines for the token mixers of ``model`` that the trace records on transformers' reference
+    PyTorch path while a GPU run with the kernel package installed uses a fused kernel (:data:`_UNFUSED_SCANS`)."""
+    import sys
+
+    files = {type(m).__module__ for m in model.modules()}
+    found = {fn for fn, _ in _UNFUSED_SCANS for f in files
+             if f.startswith("transformers.") and callable(getattr(sys.modules.get(f), fn, None))}
+    return [note for fn, note in _UNFUSED_SCANS if fn in found]
 
 
 def _check_length(model, sl: int, mp: int | None) -> list[str]:
@@ -376,6 +446,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")
+    notes += unfused_scan_notes(model)
     archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
     if archs and type(model).__name__ not in archs:
         import difflib
@@ -424,24 +495,71 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             sl = seq_len
             notes += _check_length(model, sl, max_positions(config))
         specs = default_inputs(model, config, mb, sl)
+        if _multiple_choice(model) and len(specs["input_ids"].shape) == 3:
+            notes.append(f"input_ids: int64[{mb}, {DEFAULT_CHOICES}, {sl}]: {type(model).__name__} takes [batch, "
+                         f"choices, seq]; {DEFAULT_CHOICES} choices per question assumed (SWAG, RACE), each a "
+                         f"sequence of {sl} tokens; pass --input input_ids=int64[B,C,S] for another count")
         if micro_batch is None:
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
     elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
         notes += _check_length(model, seq_len, max_positions(config))  # --input shapes rebound to --seq-len
-    with _quiet():
-        graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
-                                     precision=precision, optimizer=optimizer,
-                                     activation_checkpointing=activation_checkpointing, assumptions=notes, hf=True,
-                                     capacity_factor=capacity_factor,
-                                     optimizer_impl=optimizer_impl, attention=attention,
-                                     grads_to_none=grads_to_none)
+    try:
+        with _quiet():
+            graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
+                                         precision=precision, optimizer=optimizer,
+                                         activation_checkpointing=activation_checkpointing, assumptions=notes,
+                                         hf=True, capacity_factor=capacity_factor,
+                                         optimizer_impl=optimizer_impl, attention=attention,
+                                         grads_to_none=grads_to_none)
+    except InputError as e:
+        hint = _missing_inputs_hint(model, e, specs, defaulted=not inputs)
+        if hint:
+            raise InputError(f"{e}{hint}") from None
+        raise
     heads = _heads(getattr(model, "config", None) or config)
     if heads is None:
         return graph
     # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced kernels
     # do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
     return dataclasses.replace(graph, extra={**(graph.extra or {}), "attention_heads": list(heads)})
+
+
+# forward parameters a model runs without (masks, positions, caches, labels, flags): not named as missing inputs
+_OPTIONAL_INPUTS = frozenset((
+    "attention_mask", "position_ids", "cache", "past_key_values", "inputs_embeds", "labels", "use_cache",
+    "output_attentions", "output_hidden_states", "return_dict", "cache_position", "head_mask", "token_type_ids",
+    "encoder_outputs", "mm_encoder_outputs", "return_loss", "logits_to_keep", "rope_deltas", "decoder_position_ids",
+    "decoder_head_mask", "cross_attn_head_mask", "vision_feature_layer", "vision_feature_select_strategy",
+    "interpolate_pos_encoding", "return_dict_in_generate", "kwargs"))
+
+
+def _missing_inputs_hint(model, err: InputError, specs: Mapping[str, TensorSpec], defaulted: bool) -> str:
+    """What to add to a trace failure where the model's code used an input that was not given (review: Qwen2-VL
+    given pixel_values without image_grid_thw failed with "AttributeError: 'NoneType' object has no attribute
+    'device'"): the forward's other inputs, named from its signature; '' for any other failure."""
+    import inspect
+
+    cause = err.__cause__
+    if not isinstance(cause, (AttributeError, TypeError)) or "NoneType" not in str(cause):
+        return ""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return ""
+    missing = [p.name for p in params if p.default is None and p.name not in specs
+               and p.name not in _OPTIONAL_INPUTS and not p.name.endswith(("_mask", "_embeds", "_outputs"))
+               and not p.name.startswith(("output_", "decoder_input"))]
+    if not missing:
+        return ""
+    text = (f" (the model used an input that was not given, None: {type(model).__name__}'s forward also takes "
+            f"{', '.join(missing)}; pass the ones it needs with --input NAME=DTYPE[DIMS]")
+    ids = specs.get("input_ids")
+    if defaulted and "pixel_values" in specs and ids is not None:  # the image input was wattlint's default
+        shape = ",".join(map(str, ids.shape))
+        text += (f", or cost the text-only step with --input input_ids=int64[{shape}] (the default inputs added "
+                 "pixel_values for the model's vision tower)")
+    return text + ")"
 
 
 def _heads(config) -> tuple[int, int] | None:

@@ -247,6 +247,7 @@ class _Tracer:
         self._last_op = ""
         self.param_ids = {id(p) for p in model.parameters()}
         self.attention_kernels: Counter = Counter()
+        self.attention_masked = 0  # of them, the calls given an explicit mask tensor (dense to the kernel)
         self.lib_call = 0  # > 0 while a library call (cuDNN RNN) runs: its records share one host launch
         self.lib_calls = 0
 
@@ -469,6 +470,8 @@ class _Tracer:
         name = func._schema.name.split("::", 1)[-1]
         if name.startswith("_scaled_dot_product") and not name.endswith("backward"):
             self.attention_kernels[name] += 1
+            if name == "_scaled_dot_product_efficient_attention" and len(args) > 3 and args[3] is not None:
+                self.attention_masked += 1  # its attn_bias: the mask _fused_sdpa passed on
         a_shapes = tuple(T.shape(x) for x in T.tensors(list(args))[:4])
         dtype = T.compute_dtype(T.bind(func, args, kwargs), out) if status != "ignored" else ""
         if (name in AUTOCAST_FP32_SET_DTYPE and isinstance(kwargs.get("dtype"), torch.dtype)
@@ -750,7 +753,7 @@ def _meta_like(x):
 def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None, *, source: str = "",
           precision: str = "default", optimizer: str = "adamw", activation_checkpointing: bool = False,
           hf: bool = False, micro_batch: int = 1, seq_len: int = 0, assumptions: Iterable[str] = (),
-          inputs: Sequence[TensorSpec] = (), name: str = "",
+          inputs: Sequence[TensorSpec] = (), name: str = "", seq_read: int | None = None,
           capacity_factor: float = MOE.DEFAULT_CAPACITY_FACTOR, optimizer_impl: str = "foreach",
           attention: str = "sdpa", grads_to_none: bool = True) -> CostGraph:
     """Trace forward + loss + backward + optimizer step of ``model`` on meta tensors.
@@ -766,7 +769,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     in-place add per parameter tensor, torch's AccumulateGrad ``grad += new_grad``) and the step ends with
     ``zero_grad(set_to_none=False)``: one fill kernel per gradient tensor (``zero_``; one ``_foreach_zero_`` per
     dtype with a foreach / fused optimizer), recorded in the optimizer phase (steady state: the fill the next
-    iteration's ``zero_grad()`` would run first)."""
+    iteration's ``zero_grad()`` would run first).
+    ``seq_len``: tokens per sample (the graph's); ``seq_read``: one sequence's length, which data-dependent integer
+    reads are answered with (``seq_len`` when None; shorter for a multiple-choice model's [batch, choices, seq])."""
     if attention not in ATTENTION_MODES:
         raise InputError(f"unknown attention {attention!r} (sdpa or eager)")
     eager = attention == "eager"
@@ -777,7 +782,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
-    tracer.int_answer = int(seq_len) if seq_len and seq_len > 1 else _feature_sequence(args, kwargs)
+    read = seq_len if seq_read is None else seq_read  # one sequence's length (seq_len: tokens per sample)
+    tracer.int_answer = int(read) if read and read > 1 else _feature_sequence(args, kwargs)
     moe = MOE.MoeRouting(model, capacity_factor).install()  # raises (swapping nothing) on an unknown MoE layout
     # the caller's module is left as it was: its modules' train/eval modes and its parameters' .grad (cleared while
     # traced: a .grad left there would be accumulated into, so a second estimate differed from the first)
@@ -891,8 +897,16 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      "@ V batched GEMM, and their backward), as --attention eager asks")
     if tracer.attention_kernels:
         ks = ", ".join(f"{k.lstrip('_')} x{v}" for k, v in sorted(tracer.attention_kernels.items()))
+        # review: a sliding-window mask (Mistral, Qwen2, Gemma 3) reaches sdpa as a dense [s, s] mask, priced over all
+        # pairs (causal=0 records) as the kernel runs it; the note said only that causal masks count s(s+1)/2
+        masked = tracer.attention_masked
+        calls = sum(tracer.attention_kernels.values())
+        dense = (f"; {masked} of the {calls} calls {'takes' if masked == 1 else 'take'} an explicit mask tensor "
+                 "(a sliding-window, padding or position-bias mask, as transformers builds it), which sdpa applies "
+                 "densely: those count all sq x sk query-key pairs, the masked ones included (the kernel does not "
+                 "skip them)") if masked else ""
         notes.append(f"attention: scaled_dot_product_attention recorded as the fused CUDA kernel ({ks}); causal "
-                     "masks count the s(s+1)/2 query-key pairs the kernel computes")
+                     f"masks count the s(s+1)/2 query-key pairs the kernel computes{dense}")
     if tracer.scalar_reads:
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
         kinds = {k.split("->", 1)[0] for k in tracer.scalar_reads}
@@ -1310,6 +1324,12 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         tensors_ = {n: spec_tensor(s) for n, s in specs.items()}
         if all(n in names for n in tensors_):
             kwargs = tensors_
+        elif hf and names:
+            # a Hugging Face model's inputs are named (review: x=float32[2,3] on a Llama was bound by position to
+            # input_ids and failed inside the embedding: 'Expected tensor for argument #1 'indices'')
+            bad = [n for n in tensors_ if n not in names]
+            raise InputError(f"input {bad[0]!r}: {type(model).__name__} takes no input of that name; its forward's "
+                             f"inputs: {', '.join(names)} (--input NAME=DTYPE[DIMS] with one of these names)")
         else:
             args = list(tensors_.values())
     elif example is not None:
@@ -1334,7 +1354,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
     # that size is not batched along it (an attention mask [s, s], a weight vector): --batch-size / --seq-len keep it
     leaves = [x for _, x in _tensor_leaves("input", list(args) + list(kwargs.values())) if x.dim() > 0]
     mb0 = int(leaves[0].shape[_dim_of_batch(leaves[0], bdim)]) if leaves else None
-    sl0 = next((int(x.shape[1 - _dim_of_batch(x, bdim)]) for x in leaves
+    sl0 = next((int(x.shape[_dim_of_seq(x, bdim)]) for x in leaves
                 if not x.is_floating_point() and x.dim() >= 2), None)
     kept: list[str] = []
     kept_seq: list[str] = []
@@ -1353,8 +1373,9 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         elif micro_batch is not None:
             kept.append(f"{name} {list(t.shape)}")
         if seq_len is not None and t.dim() >= 2 and not t.is_floating_point():
-            if shape_[1 - b] == sl0:
-                shape_[1 - b] = seq_len
+            s = _dim_of_seq(t, bdim)
+            if shape_[s] == sl0:
+                shape_[s] = seq_len
             else:
                 kept_seq.append(f"{name} {list(t.shape)}")
         return torch.empty(shape_, dtype=t.dtype, device="meta")
@@ -1376,10 +1397,20 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         all_t = list(zip(specs.keys(), [t for _, t in all_t]))
     in_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)) for n, t in all_t)
     mb = int(all_t[0][1].shape[_dim_of_batch(all_t[0][1], bdim)]) if all_t and all_t[0][1].dim() > 0 else 1
-    sl = 0
-    for _, t in all_t:
+    sl = seq = 0  # tokens per sample; the length of one sequence
+    for n, t in all_t:
         if not t.is_floating_point() and t.dim() >= 2:
-            sl = int(t.shape[1 - _dim_of_batch(t, bdim)])
+            seq = int(t.shape[_dim_of_seq(t, bdim)])
+            b = _dim_of_batch(t, bdim)
+            # [batch, choices, seq]: every sequence of a sample is trained on (tokens per sample = choices x seq)
+            per = [int(d) for i, d in enumerate(t.shape) if i != b] if b == 0 else [seq]
+            sl = math.prod(per)
+            if sl != seq:
+                notes.append(f"tokens per sample: {' x '.join(map(str, per))} = {sl:,} ({n} {list(t.shape)}: the "
+                             f"sequence is its last dim, {seq} tokens; the dims between the batch and it count the "
+                             f"sequences of a sample, e.g. a multiple-choice model's choices); --tokens counts steps "
+                             f"by these" + (f" (not with --seq-len {seq_len}: the plan takes that as the tokens per "
+                                            f"sample; give the length in --input instead)" if seq_len else ""))
             break
     if micro_batch is None:
         where = "leading dim" if bdim == 0 else "dim 1 of every input of 2 or more dims, dim 0 of 1-D ones"
@@ -1387,7 +1418,7 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                      f"({where}); {BATCH_HINT}")
     return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
-                 assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
+                 seq_read=seq or None, assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
                  optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
 
 
@@ -1463,6 +1494,13 @@ def _batch_dim(model: nn.Module, args=(), kwargs=None) -> tuple[int, str | None]
 def _dim_of_batch(t, bdim: int) -> int:
     """The batch dim of one input tensor under the model's layout ``bdim`` (1-D inputs keep dim 0)."""
     return bdim if t.dim() >= 2 else 0
+
+
+def _dim_of_seq(t, bdim: int) -> int:
+    """The sequence dim of an integer (token) input of 2 or more dims: its last under [batch, ...] inputs ([batch,
+    seq]; a multiple-choice model's [batch, choices, seq]: review, dim 1 read the choices as the sequence, and
+    --seq-len rebound the number of choices), dim 0 under the [seq, batch, ...] layout."""
+    return 0 if _dim_of_batch(t, bdim) == 1 else t.dim() - 1
 
 
 def _tensor_leaves(name: str, obj) -> list:

@@ -201,7 +201,8 @@ class MoeRouting:
                            f"the optimizer step cover all {e} experts' parameters")
             else:
                 share = tokens * k / e if e else 0.0
-                share_s = f"{share:.0f}" if share == int(share) else f"{share:.1f}"
+                # review: top-2 of 8 at 1 token, 0.25, was printed "0.2"
+                share_s = f"{share:.0f}" if share == int(share) else f"{share:.3f}".rstrip("0")
                 cap_s = ("capacity factor 1 (dropless: the rows sum to tokens x top-k)" if cf == 1.0 else
                          f"capacity factor {cf:g}: each expert computes its capacity ceil({cf:g} x tokens x top-k / "
                          f"experts) = {per} rows ({'padding' if cf > 1 else 'tokens over capacity dropped'})")
