@@ -23,6 +23,7 @@ import math
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from . import memory as _memory
 from . import parallel as _parallel
@@ -46,6 +47,12 @@ MFU_CONVENTION_MOE = ("MFU = (6 N_active + 12 L h s attention) FLOPs per token x
                       "(the 6N convention of llm-foundry MFU_FORMULA.md / PaLM appendix B with active parameters); "
                       "HFU = the FLOPs wattlint traced for the step (routed rows, recompute included, causal attention as "
                       "the s(s+1)/2 pairs computed) / (step time x GPUs x dense peak)")
+
+MFU_CONVENTION_TRACED = ("MFU = the model's traced forward + backward FLOPs per counted token (no recompute, no "
+                         "optimizer step) x tokens/s / (GPUs x dense peak): the 6 N + 12 L h s attention convention "
+                         "(llm-foundry MFU_FORMULA.md, PaLM appendix B) assumes every weight multiplies every "
+                         "counted token once, which this model breaks; HFU = the FLOPs wattlint traced for the step "
+                         "(recompute included) / (step time x GPUs x dense peak)")
 
 
 @dataclass(frozen=True)
@@ -600,6 +607,12 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         per_token -= 2.0 * frozen
         convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen (their input "
                        f"gradients still counted, an upper bound below the lowest trainable layer)")
+    basis = extra.get("model_flops_basis") or _parallel.model_flops_basis(graph)
+    if float(basis["reuse"]) > _parallel.WEIGHT_REUSE_LIMIT:
+        # 6N + attention undercounts a model whose weights run on more rows than the counted tokens: the traced
+        # forward + backward FLOPs (no recompute) are its model FLOPs (PaLM's definition, without the 6N shortcut)
+        convention = MFU_CONVENTION_TRACED + "; here " + _reuse_why(basis, per_token)
+        per_token = float(basis["flops_per_token"])
     dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
     peak = gpu.peak(dtype)
     tokens_s_gpu = plan.batch_size * seq / step_s / max(1, plan.gpus)
@@ -612,6 +625,19 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     note = (f"MFU {pct(mfu)}, HFU {pct(hfu)}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
             f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
+
+
+def _reuse_why(basis: Mapping[str, Any], six_n: float) -> str:
+    """Why the 6N convention does not count this model (:func:`wattlint.parallel.model_flops_basis`)."""
+    module, rows, calls, tokens = basis["module"], float(basis["rows"]), int(basis["calls"]), int(basis["tokens"])
+    if calls > 1:
+        how = (f"{module} runs {calls} times per forward, {rows:,.0f} rows for the {tokens:,} counted tokens of a "
+               f"micro-batch: one layer's weights shared across depth, counted once in N")
+    else:
+        how = (f"{module} runs over {rows:,.0f} rows per micro-batch against the {tokens:,} counted tokens: an "
+               f"encoder over a longer input than the counted sequence")
+    return (f"the traced Linear weights run on {float(basis['reuse']):.2f}x the counted tokens ({how}): 6N + "
+            f"attention would count {six_n:,.0f} FLOPs per token, {float(basis['flops_per_token']):,.0f} traced")
 
 
 def _frozen_active_params(graph: CostGraph) -> float:

@@ -573,15 +573,19 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
                                     "head_blocks": stage[5]}
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
+    extra["model_flops_basis"] = model_flops_basis(graph)  # of the whole replica (the per-GPU graph holds a share)
     return extra
 
 
 def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout: Layout) -> None:
     """Model parallelism is costed for ONE stack of alike transformer layers (Megatron's split): refused for a
     model with several stacks (an encoder-decoder, a two-tower CLIP: pipeline stages dropped the encoder's work,
-    activations counted one stack), for convolutional blocks without attention (a ConvNeXt's stages: weights halved under
-    'tensor parallel' with a vocabulary split of its 5 logits) and for blocks of unequal work (Swin's hierarchical
-    stages, priced as equal blocks). Review findings of 2026-12-06."""
+    activations counted one stack), for convolutional blocks without attention (a ConvNeXt's stages: weights halved
+    under 'tensor parallel' with a vocabulary split of its 5 logits), for tensor and context parallelism of other
+    blocks without attention (RWKV, Mamba: context parallel was priced as ring attention and tensor parallel as split
+    attention heads, neither of which they have; Mamba was refused as a CNN for its short 1-D conv; pipeline stages,
+    which split any stack of blocks, are kept) and for blocks of unequal work (Swin's hierarchical stages, priced as
+    equal blocks). Review findings of 2026-12-06 and 2026-12 (attention-free stacks)."""
     if blocks is None:
         return  # each option's own refusal says what is missing
     opt = ("--tensor-parallel", layout.tp) if layout.tp > 1 else ("--pipeline-parallel", layout.pp) if layout.pp > 1 \
@@ -593,14 +597,18 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
                           "parallelism is costed for one stack of transformer layers (decoder-only or encoder-only "
                           "models); estimate this one data-parallel (--gpus N)")
     flops: dict[int, float] = {}
-    attention = conv = False
+    attention = conv = spatial = False
     lists: set[str] = set()  # numbered lists inside a block whose items hold attention ('<block>.blocks')
     for r in graph.records:
         b = blocks.index(r.module) if r.module else None
         if b is None or r.phase is not Phase.FORWARD:
             continue
         flops[b] = flops.get(b, 0.0) + r.flops
-        conv = conv or r.kind is OpKind.CONV
+        if r.kind is OpKind.CONV:
+            conv = True
+            # a 2-D / 3-D kernel (weight [out, in, kh, kw, ...]): an image CNN's stages; a 1-D one is a sequence
+            # model's short causal convolution (Mamba's conv1d) as well as an audio CNN's: not named a CNN
+            spatial = spatial or len(r.shapes) < 2 or len(r.shapes[1]) >= 4
         if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
             attention = True
             num, _, rest = r.module[len(blocks.prefix) + 1:].partition(".")
@@ -618,10 +626,21 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
         raise ConfigError(f"{what}: the blocks of {blocks.prefix} are stages holding their own numbered layers "
                           "(a hierarchical model): model parallelism is costed for one stack of alike transformer "
                           "layers; estimate this one data-parallel (--gpus N)")
-    if conv and not attention:
+    if conv and spatial and not attention:
         raise ConfigError(f"{what}: the repeated blocks of {blocks.prefix} are convolutional, without attention (a "
                           "CNN's stages): model parallelism is costed for transformer layers; estimate this one "
                           "data-parallel (--gpus N)")
+    if not attention and (layout.tp > 1 or layout.cp > 1):
+        # pipeline stages split any stack of blocks (stage blocks, boundary sends of s x b x h, 1F1B): kept
+        flag = f"--tensor-parallel {layout.tp}" if layout.tp > 1 else f"--context-parallel {layout.cp}"
+        why = ("tensor parallelism is costed as Megatron's split of transformer layers (attention heads, column- and "
+               "row-parallel projections)" if layout.tp > 1 else
+               "context parallelism is costed as ring attention over the sequence's keys and values")
+        kind = types.get(f"{blocks.prefix}.{blocks.indices[0]}") if blocks.indices else None
+        raise ConfigError(f"{flag}: the repeated blocks of {blocks.prefix}{f' ({kind})' if kind else ''} hold no "
+                          "attention layers (no attention or softmax traced in them: an attention-free stack, such as "
+                          f"RWKV's or Mamba's recurrent / state-space layers): {why}; estimate this one with "
+                          "--pipeline-parallel or data-parallel (--gpus N)")
     work = [f for f in flops.values() if f > 0]
     if work and max(work) > 2 * min(work):
         raise ConfigError(f"{what}: the blocks of {blocks.prefix} differ in work up to {max(work) / min(work):.1f}x "
@@ -755,15 +774,16 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     return fp8.apply(shard_graph(graph, layout)[0], plan)
 
 
-def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none"
-                           ) -> tuple[float, str]:
+def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none",
+                           blocks: Blocks | None = None) -> tuple[float, str]:
     """Korthikanti et al. 2022's activation bytes of one transformer layer and micro-batch on one GPU of ``layout``,
     and how: b sequences of s tokens (s / cp with context parallelism), h hidden, a heads, t = tp, 16-bit
     activations: sbh(10 + 24/t) + 5as^2b/t without sequence parallelism, sbh(34/t) + 5as^2b/t with it; the 5as^2b/t
-    term (stored attention scores) is absent with fused (flash / memory-efficient) attention and under selective
-    recompute (the attention core is re-run in backward); full recompute keeps only the layer's input, 2sbh (/t with
-    sequence parallelism). Only ratios of it are used (:func:`activation_split`), so the activations' width, which
-    scales both sides alike, is left out."""
+    term (stored attention scores) is absent with fused (flash / memory-efficient) attention, under selective
+    recompute (the attention core is re-run in backward) and when the blocks hold no attention (RWKV, Mamba:
+    :func:`blocks_hold_attention`); full recompute keeps only the layer's input, 2sbh (/t with sequence
+    parallelism). Only ratios of it are used (:func:`activation_split`), so the activations' width, which scales both
+    sides alike, is left out."""
     mode = recompute_mode(recompute)
     t = max(1, layout.tp)
     s_full = max(1, sequence_length(graph))
@@ -779,6 +799,8 @@ def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, rec
         how = "sbh(34/t)" if sp else "sbh(10 + 24/t)"
         if mode == "selective":
             how += " (selective recompute: no 5as^2b/t attention-score term)"
+        elif not fused and not blocks_hold_attention(graph, find_blocks(graph) if blocks is None else blocks):
+            how += " (no attention in the blocks: no attention-score term)"
         elif not fused:
             per_layer += 5.0 * _eager_heads(graph, hidden) * s * s_full * b / t
             how += " + 5as^2b/t (attention scores stored: no fused attention traced)"
@@ -806,8 +828,8 @@ def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hi
         return {"first": f, "last": f, "loss": f, "pp": 1,
                 "how": f"x {f:.3f} (no transformer blocks recognised: Korthikanti et al. 2022 tensor-parallel share"
                        + (f", / {cp} context parallel" if cp > 1 else "") + ")"}
-    per_gpu, how = layer_activation_bytes(graph, layout, hidden, recompute=recompute)
-    whole, how1 = layer_activation_bytes(graph, Layout(gpus=1), hidden, recompute=recompute)
+    per_gpu, how = layer_activation_bytes(graph, layout, hidden, recompute=recompute, blocks=blocks)
+    whole, how1 = layer_activation_bytes(graph, Layout(gpus=1), hidden, recompute=recompute, blocks=blocks)
     pp = max(1, layout.pp)
     n = blocks.count
     first_layers = inflight_layers(n, pp, layout.grad_accum)
@@ -826,6 +848,13 @@ def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hi
                     + f", h={hidden}, t={t}, over {how1} on one GPU, applied to the traced layers){stages}")}
 
 
+def blocks_hold_attention(graph: CostGraph, blocks: Blocks | None) -> bool:
+    """Whether a forward attention kernel or softmax (eager attention) runs inside the repeated blocks; False for
+    an attention-free stack (RWKV's time mixing, Mamba's selective scan) and without blocks."""
+    return blocks is not None and any(r.phase is Phase.FORWARD and r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX)
+                                      and blocks.index(r.module) is not None for r in graph.records if r.module)
+
+
 def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, str]:
     """The Korthikanti et al. 2022 attention-score activations of an eager-attention transformer, 5as^2b per layer
     (QK^T output and softmax output in 16 bits, the 1-byte dropout mask; x2 for fp32 activations), which selective
@@ -836,6 +865,8 @@ def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, 
         return 0, "no transformer blocks recognised"
     if any(r.kind is OpKind.ATTENTION for r in graph.records):
         return 0, "fused attention stores no attention scores"
+    if not blocks_hold_attention(graph, blocks):
+        return 0, f"the blocks of {blocks.prefix} hold no attention"
     b = max(1, int(graph.micro_batch or 1))
     a = _eager_heads(graph, hidden_size(graph, blocks))
     total = int(round(5.0 * a * s * s * b * blocks.count * (1.0 if half else 2.0)))
@@ -997,13 +1028,19 @@ def moe_layers(graph: CostGraph) -> list[dict]:
 
 def dispatched_rows_per_assignment(layer: dict, capacity_factor: float, seq_len: int) -> float:
     """Rows an MoE layer's all-to-all carries per token-to-expert assignment: the rows its experts compute (the
-    frontend's summary), since an expert receives exactly its buffer. Dropless: 1; a capacity factor c pads or drops
-    every expert's buffer to ceil(c x assignments / experts) rows (GShard / DeepSpeed-MoE's [E, C, h] dispatch): c;
-    Switch's configured ``expert_capacity`` per sequence: experts x capacity / (sequence x top-k); the 'batched'
-    implementation runs every assignment whatever the factor: 1."""
+    frontend's rule, wattlint.frontends.torch_moe), since an expert receives exactly its buffer. Dropless: 1; a
+    capacity factor c pads or drops every expert's buffer to ceil(c x assignments / experts) rows (GShard /
+    DeepSpeed-MoE's [E, C, h] dispatch): c; Switch's configured ``expert_capacity`` caps each expert at min(capacity,
+    ceil(c x sequence / experts)) rows per sequence, as the model and the frontend do: experts x that / (sequence x
+    top-k) (review 2026-12: the min was missing, 4x the rows the experts computed at capacity 64, sequence 128, 8
+    experts); the 'batched' implementation runs every assignment whatever the factor: 1. Per sequence rather than
+    from the summary's ``rows_per_expert``: those are of the traced micro-batch, which the summary does not record
+    (a what-if graph at another micro-batch, wattlint.lint's scale_batch, keeps them)."""
     k = max(1, int(layer.get("top_k") or 1))
-    if layer.get("expert_capacity") and seq_len > 0:
-        return int(layer.get("experts") or 0) * int(layer["expert_capacity"]) / (seq_len * k)
+    experts = int(layer.get("experts") or 0)
+    if layer.get("expert_capacity") and experts and seq_len > 0:
+        per_seq = min(int(layer["expert_capacity"]), math.ceil(capacity_factor * seq_len / experts))
+        return experts * per_seq / (seq_len * k)
     if layer.get("implementation") == "batched":
         return 1.0
     return float(capacity_factor)
@@ -1102,6 +1139,46 @@ def attention_forward_flops_per_token(graph: CostGraph) -> float:
         total = _eager_attention_flops(graph)
     # an ONNX graph with its batch baked into its shapes keeps the baked batch in its dims (costs scaled instead)
     return total * float((graph.extra or {}).get("dims_batch_scale", 1.0)) / tokens_per_micro_batch(graph)
+
+
+# weights x rows / (weights x counted tokens) of the traced Linear layers above which the 6N convention of MFU
+# undercounts the model (1 for a decoder-only or encoder-only stack, less with heads over a few tokens)
+WEIGHT_REUSE_LIMIT = 1.05
+
+
+def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
+    """Whether MFU's 6N + attention convention counts this model's work, and the traced model FLOPs per token.
+
+    6N assumes every weight multiplies every counted token (micro-batch x sequence) once, forward. Measured on the
+    traced Linear layers: the rows each weight multiplies in a micro-batch's forward, weighted by its size, over
+    the counted tokens (``reuse``): 1 for decoder-only and encoder-only stacks, below 1 with heads over a few
+    tokens; above 1 when weights run on more rows than the counted tokens: an encoder over a longer input than the
+    counted decoder sequence (Whisper's 1,500 encoder frames against 64 text tokens: 6N counted the encoder once
+    per text token while the attention term divided the encoder's attention by the text tokens) or layers shared
+    across depth (ALBERT runs its one layer L times: N counts it once). ``flops_per_token``: the traced forward +
+    backward FLOPs (no recompute, no optimizer) per counted token, the model FLOPs MFU uses for such models;
+    ``module`` / ``rows`` / ``calls``: the Linear with the most rows (for the report)."""
+    types = dict(graph.modules)
+    scale = float((graph.extra or {}).get("dims_batch_scale", 1.0))
+    rows: dict[str, float] = {}
+    size: dict[str, int] = {}
+    calls: dict[str, int] = {}
+    fwd_bwd = 0.0
+    for r in graph.records:
+        if r.recompute or r.phase not in (Phase.FORWARD, Phase.BACKWARD):
+            continue
+        fwd_bwd += r.flops
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and types.get(r.module) == "Linear" \
+                and r.dim("k", 0) and r.dim("n", 0):
+            rows[r.module] = rows.get(r.module, 0.0) + (r.dim("b", 1) or 1) * r.dim("m", 0) * scale
+            size[r.module] = r.dim("k", 0) * r.dim("n", 0)
+            calls[r.module] = calls.get(r.module, 0) + 1
+    tokens = tokens_per_micro_batch(graph)
+    weights = sum(size.values())
+    reuse = sum(size[m] * rows[m] for m in rows) / (weights * tokens) if weights else 0.0
+    top = max(rows, key=lambda m: (rows[m], size[m]), default="")
+    return {"reuse": reuse, "flops_per_token": fwd_bwd / tokens, "tokens": tokens, "module": top,
+            "rows": rows.get(top, 0.0), "calls": calls.get(top, 0)}
 
 
 def _eager_attention_flops(graph: CostGraph) -> float:
