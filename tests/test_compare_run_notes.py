@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _cli_errors import one_error_line
+from test_compare_api_review import CC_HEADER, CC_ROW  # the same CodeCarbon log
 
 from wattlint.cli import main
 
@@ -19,13 +20,6 @@ CPU_RECORD = sorted(glob.glob(str(ROOT / "benchmarks/results/track_cpu_runs/*-ml
 CPU_ARGS = ["--model", "wattlint.calibrate.zoo:mlp_mnist", "--input", "x=float32[128,784]",
             "--cpu-calibration", str(ROOT / "calibration/runs/cpu-amd-epyc"), "--format", "json"]
 RESNET = str(ROOT / "examples" / "resnet50.onnx")
-CC_HEADER = ("timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,cpu_energy,"
-             "gpu_energy,ram_energy,energy_consumed,country_name,country_iso_code,region,cloud_provider,cloud_region,"
-             "os,python_version,codecarbon_version,cpu_count,cpu_model,gpu_count,gpu_model,longitude,latitude,"
-             "ram_total_size,tracking_mode,on_cloud,pue")
-# 1 g CO2e for 3.5 Wh: the log's grid intensity is 285.714 gCO2e/kWh (France's is ~56: CodeCarbon's own figure)
-CC_ROW = ("2026-01-01T00:00:00,p,r1,120.0,0.001,0,40,300,10,0.001,0.002,0.0005,0.0035,France,FRA,,,,Linux,3.11,"
-          "2.4.2,16,EPYC,1,1 x NVIDIA A100-SXM4-80GB,0,0,64,machine,N,1.0")
 TINY = ("import torch\n\ndef build():\n    return torch.nn.Sequential(torch.nn.Linear(1024, 1024), torch.nn.ReLU(), "
         "torch.nn.Linear(1024, 10)), (torch.randn(256, 1024),)\n")
 CT_LOG = ("CarbonTracker: The following components were found: GPU with device(s) NVIDIA A100.\n"

@@ -132,6 +132,15 @@ def _data_propagators(opset: int):
     return has
 
 
+def _node_subgraphs(node):
+    """The graphs a node's attributes hold (GRAPH, GRAPHS: If's branches, Loop / Scan bodies), in order."""
+    for a in node.attribute:
+        if a.type == 5:  # AttributeProto.GRAPH
+            yield a.g
+        elif a.type == 10:  # AttributeProto.GRAPHS
+            yield from a.graphs
+
+
 def data_prop_entries(graph, lengths: dict, ranks: dict, opset: int) -> tuple[int, tuple | None]:
     """The entries onnx's data propagation creates for ``graph`` (see :data:`DATA_PROP_ENTRY_BYTES`), walking its
     nodes (and its subgraphs') in order as onnx does: ``lengths`` gives the inferred length of each 1-D tensor,
@@ -231,12 +240,8 @@ def data_prop_entries(graph, lengths: dict, ranks: dict, opset: int) -> tuple[in
                     if got and None not in got:
                         write(n, max(got))
             if n.op_type in _GRAPH_OPS or n.domain not in ("", "ai.onnx"):
-                for a in n.attribute:
-                    if a.type == 5:
-                        walk(a.g)
-                    elif a.type == 10:
-                        for sg in a.graphs:
-                            walk(sg)
+                for sg in _node_subgraphs(n):
+                    walk(sg)
 
     walk(graph)
     return total, longest[0]
@@ -438,12 +443,8 @@ def _fill_types(types: dict, g, subgraph=None) -> None:
                     types[n.output[0]] = ("float32" if a.name == "value_floats" else "int64",
                                           (len(a.floats) or len(a.ints),))
         if subgraph is not None:
-            for a in n.attribute:
-                if a.type == 5:
-                    subgraph(a.g)
-                elif a.type == 10:
-                    for sg in a.graphs:
-                        subgraph(sg)
+            for sg in _node_subgraphs(n):
+                subgraph(sg)
 
 
 def _subgraphs(g, control_only: bool = False):
@@ -451,11 +452,7 @@ def _subgraphs(g, control_only: bool = False):
     for n in g.node:
         if control_only and n.op_type not in _GRAPH_OPS and n.domain in ("", "ai.onnx"):
             continue
-        for a in n.attribute:
-            if a.type == 5:
-                yield a.g
-            elif a.type == 10:
-                yield from a.graphs
+        yield from _node_subgraphs(n)
 
 
 def _defined(g) -> list:
