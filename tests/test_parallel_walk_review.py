@@ -48,3 +48,21 @@ def test_fsdp_communication_is_said_overlapped_with_forward_and_backward(gpt_con
     e = est(gpt_config, gpus=2, batch_size=4)
     (line,) = [a for a in e.assumptions if a.startswith("data parallel over 2 GPUs (2 per node)")]
     assert "overlapped with the backward pass" in line, line
+
+
+def test_the_expert_parallel_refusal_shows_the_context_parallel_degree(tmp_path):
+    """Review: '--expert-parallel 8 does not divide the data-parallel degree 4 (= --gpus 8 / (tp 1 x pp 1))', an
+    equation that reads 8 / 1 = 4: the context-parallel degree 2 divides it too (8 / (1 x 2 x 1) = 4)."""
+    import pytest
+
+    transformers = pytest.importorskip("transformers")
+    from wattlint.types import ConfigError
+
+    cfg = transformers.MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                     num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2,
+                                     vocab_size=100, max_position_embeddings=256)
+    cfg.architectures = ["MixtralForCausalLM"]
+    cfg.save_pretrained(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        est(tmp_path / "config.json", gpus=8, context_parallel=2, expert_parallel=8, batch_size=16, seq_len=64)
+    assert "does not divide the data-parallel degree 4 (= --gpus 8 / (tp 1 x cp 2 x pp 1))" in str(e.value)

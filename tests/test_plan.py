@@ -230,12 +230,19 @@ def test_gpus_per_node_default_and_partial_nodes():
     (dict(batch_size=12, gpus=2, grad_accum=4), r"--batch-size 12 is not divisible by 2 GPU\(s\) x grad-accum 4 = 8"),
     (dict(carbon_intensity=-1), r"--carbon-intensity -1: expected a number in \[0, "),
     (dict(price=-0.1), "--price"),
-    (dict(tokens=1e9), "--tokens needs --seq-len"),
+    # an image model: no token input, so no --seq-len would help (review: it was asked for first)
+    (dict(tokens=1e9), r"--tokens: the model's inputs have no sequence dimension \(x=float32\[32, 3, 224, 224\]\), so "
+                       "tokens do not give its steps; use --steps or --epochs"),
 ])
 def test_bad_values_one_line(kw, match):
     with pytest.raises(ConfigError, match=match) as e:
         build_plan(graph(), gpu=GPU, **kw)
     assert "\n" not in str(e.value)
+
+
+def test_tokens_of_a_token_model_of_unknown_length_ask_for_the_seq_len():
+    with pytest.raises(ConfigError, match="--tokens needs --seq-len"):
+        build_plan(graph((8, 512), (8, 512, 50257), in_dtype="int64"), gpu=GPU, tokens=1e9)
 
 
 def test_unknown_dataset_for_lm_asks_for_dataset():

@@ -127,7 +127,8 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
     dp = gpus // (tp * cp * pp)
     if dp % ep:
         raise ConfigError(f"--expert-parallel {ep} does not divide the data-parallel degree {dp} (= --gpus {gpus} / "
-                          f"(tp {tp} x pp {pp})): expert groups are carved out of the data-parallel ranks")
+                          f"(tp {tp}{f' x cp {cp}' if cp > 1 else ''} x pp {pp})): expert groups are carved out of the "
+                          "data-parallel ranks")
     batch = values.get("batch_size")
     micro = values.get("micro_batch_size")
     ga_given = values.get("grad_accum")

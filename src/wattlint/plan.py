@@ -344,6 +344,11 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
         if no_seq:
             raise ConfigError(f"--tokens: the model's inputs have no sequence dimension ({no_seq}), so tokens do not "
                               "give its steps; use --steps or --epochs")
+        if not seq and graph.inputs and not any(t.dtype.startswith(("int", "uint")) for t in graph.inputs):
+            # no token input at all (a ViT's pixels): a --seq-len would not help (review: it was asked for first)
+            listed = ", ".join(f"{t.name}={t.dtype}{list(t.shape)}" for t in graph.inputs)
+            raise ConfigError(f"--tokens: the model's inputs have no sequence dimension ({listed}), so tokens do not "
+                              "give its steps; use --steps or --epochs")
         if not seq:
             raise ConfigError("--tokens needs --seq-len (the model's sequence length is unknown)")
         steps = math.ceil(tokens / (batch * seq))
