@@ -85,3 +85,34 @@ def test_licences_ship_beside_data():
     names = {p.name for p in grid.iterdir()}
     assert {"global_energy_mix.json", "mlco2_impact_cloud_regions.csv", "LICENSE_codecarbon_MIT",
             "LICENSE_mlco2_impact_MIT"} <= names
+
+
+_CLOUD_ROWS = {"aws:eu-west-2": 623, "azure:uksouth": 623, "azure:westeurope": 569, "seeweb:fro2": 0,
+               "aws:ap-east-1": 702, "gcp:asia-east2": 702}  # the cloud table's rows, read by hand
+
+
+# Expected values read by hand from src/wattlint/data/grid/global_energy_mix.json (OWID / Ember): GBR 237.589 (2023),
+# NLD 267.622 (2023), ITA 330.718 (2023), HKG 699.499 (2022); the cloud table's own rows are 623, 569, 0 and 702.
+@pytest.mark.parametrize("region,value,country", [
+    ("aws:eu-west-2", 237.589, "United Kingdom"), ("azure:uksouth", 237.589, "United Kingdom"),
+    ("azure:westeurope", 267.622, "Netherlands"), ("seeweb:fro2", 330.718, "Italy"),
+    ("aws:ap-east-1", 699.499, "Hong Kong"), ("gcp:asia-east2", 699.499, "Hong Kong"),
+])
+def test_a_national_cloud_row_takes_its_countrys_newer_grid_figure(region, value, country):
+    v, note = grid_intensity(region)
+    assert v == pytest.approx(value)
+    assert f"the {country} grid" in note
+    assert f"the region table's {_CLOUD_ROWS[region]:g} g/kWh" in note  # the replaced figure is named
+
+
+def test_the_market_based_zero_is_named_as_such():
+    _, note = grid_intensity("seeweb:fro2")
+    assert "0 g/kWh, a market-based claim" in note
+
+
+@pytest.mark.parametrize("region,value", [("aws:us-west-2", 297.6), ("azure:centralus", 736.6),
+                                          ("azure:canadacentral", 69.3), ("coreweave:lga1", 282.75)])
+def test_a_subnational_cloud_row_keeps_its_own_grid(region, value):
+    v, note = grid_intensity(region)
+    assert v == pytest.approx(value)
+    assert "sub-national grid" in note

@@ -8,6 +8,9 @@ Tables (shipped in ``wattlint/data/grid/`` with their licences):
 * cloud regions: ``mlco2_impact_cloud_regions.csv`` from mlco2/impact (MIT, ``LICENSE_mlco2_impact_MIT``).
   Chosen over CodeCarbon's ``cloud_impact.csv`` because it covers AWS, GCP and Azure (CodeCarbon's file is GCP
   only); where the two disagree (e.g. Quebec 20 vs 34.5) this table's value is used and its per-row source kept.
+  Its figures date from 2016-2019 sources: a row's own figure is used only where it is a sub-national grid (US
+  eGRID subregions, Canadian provinces: :data:`SUBNATIONAL_GRIDS`); every other region takes its country's newer
+  figure from the country table (aws:eu-west-2: 623 in the table, the UK's 2023 grid 238 g/kWh).
 * world average: the generation-weighted mean of the country table (sum of intensity x TWh / sum of TWh),
   480.6 g/kWh — consistent with Ember's Global Electricity Review 2024 figure for 2023 (~480 g/kWh).
 """
@@ -113,12 +116,39 @@ def grid_intensity(region: str | None) -> tuple[float, str]:
         value = float(row["impact"])
         where = ", ".join(x for x in (row.get("regionName"), row.get("city"), row.get("country")) if x)
         src = (row.get("source") or "").strip()
-        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}) from {CLOUD_SOURCE}"
-                       + (f", row source: {src}" if src else ""))
+        iso = cloud_country(key)
+        if iso is not None and row.get("country", "").strip() not in SUBNATIONAL_GRIDS:
+            c = _countries()[iso]
+            now = float(c["carbon_intensity"])
+            why = ("a market-based claim, not the grid's" if value == 0 else
+                   "from a 2016-2019 source, is not used")
+            return now, (f"carbon intensity {round(now, 1):g} gCO2e/kWh: cloud region {key} ({where}) draws from "
+                         f"the {c['country_name']} grid, year {c.get('year')}, {COUNTRY_SOURCE} (the region table's "
+                         f"{round(value, 1):g} g/kWh, {why}" + (f"; row source: {src}" if src else "") + ")")
+        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}), a "
+                       f"sub-national grid figure from {CLOUD_SOURCE}" + (f", row source: {src}" if src else ""))
     row = _countries()[key]
     value = float(row["carbon_intensity"])
     return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
                    f"{COUNTRY_SOURCE}")
+
+
+#: countries whose cloud rows give the region's own (sub-national) grid: US eGRID subregions and electricityMap
+#: zones, Canadian provincial utilities (Hydro-Quebec 20 against Canada's 170 g/kWh). Every other row gives a
+#: national figure from 2016-2019 sources (UK 623 g/kWh against 238 in 2023): the country table's newer one is used.
+SUBNATIONAL_GRIDS = frozenset({"USA", "Canada"})
+#: cloud regions whose table row names another country than the grid they draw from (Hong Kong listed as China)
+_CLOUD_COUNTRY = {"aws:ap-east-1": "HKG", "gcp:asia-east2": "HKG"}
+
+
+def cloud_country(key: str) -> str | None:
+    """ISO-3 of the country whose grid the cloud region ``key`` (normalized) draws from, or None where the country
+    table has no such country."""
+    if key in _CLOUD_COUNTRY:
+        return _CLOUD_COUNTRY[key]
+    name = (_cloud()[key].get("country") or "").strip().lower()
+    by_name = {v["country_name"].lower(): k for k, v in _countries().items()}
+    return by_name.get({"usa": "united states"}.get(name, name))
 
 
 def cloud_pue(region: str) -> float | None:
