@@ -98,10 +98,13 @@ def test_single_gpu_step_and_totals():
     assert e.total.host_energy_kwh == pytest.approx(host_kwh)
     assert e.total.energy_kwh == pytest.approx((gpu_kwh + host_kwh) * 1.5)  # PUE 1.5
     assert e.total.co2_kg == pytest.approx((gpu_kwh + host_kwh) * 1.5 * 400 / 1000)
-    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.5, e.total.energy_kwh * 2.0))
+    # the band: the GPUs' energy takes the energy band (x0.5-x2.0), the host's power x time the time band
+    # (x0.8-x1.25): 1.5 x (5e-4 x 0.5 + 3.75e-4 x 0.8) = 8.25e-4, 1.5 x (5e-4 x 2 + 3.75e-4 x 1.25) = 2.203125e-3
+    assert e.total.energy_kwh_range == pytest.approx((8.25e-4, 2.203125e-3))
+    assert e.total.co2_kg_range == pytest.approx((8.25e-4 * 0.4, 2.203125e-3 * 0.4))
     assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.8, e.total.time_h * 1.25))
     assert e.total.gpu_hours_range == pytest.approx((e.total.gpu_hours * 0.8, e.total.gpu_hours * 1.25))
-    assert e.total.cost_usd is None
+    assert e.total.cost_usd is None and e.total.cost_usd_range is None
 
 
 def test_grad_accum_and_micro_batch_scaling():
@@ -136,7 +139,10 @@ def test_cost_with_and_without_gpu_hour_price():
     gpu_h = 1000 * 6e-3 / 3600
     assert est(g, plan(price_per_kwh=0.2)).total.cost_usd == pytest.approx(kwh * 0.2)
     assert est(g, plan(price_per_kwh=0.0, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(gpu_h * 3.0)
-    assert est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
+    both = est(g, plan(price_per_kwh=0.2, gpu_hour_price=3.0)).total
+    assert both.cost_usd == pytest.approx(kwh * 0.2 + gpu_h * 3)
+    # each price times its own quantity's band (energy 8.25e-4..2.203125e-3 kWh, see above; GPU-hours x0.8-x1.25)
+    assert both.cost_usd_range == pytest.approx((8.25e-4 * 0.2 + gpu_h * 0.8 * 3, 2.203125e-3 * 0.2 + gpu_h * 1.25 * 3))
 
 
 def test_a_one_sided_band_is_widened_to_contain_the_estimate():
@@ -149,9 +155,12 @@ def test_a_one_sided_band_is_widened_to_contain_the_estimate():
 
     e = api.price(graph(), GPU, plan(), Above(1e-3, 300.0))
     t = e.total
-    # energy band x1.1-x1.3 -> x1.0-x1.3; time band x0.7-x0.9 -> x0.7-x1.0
-    assert t.energy_kwh_range == pytest.approx((t.energy_kwh * 1.0, t.energy_kwh * 1.3))
-    assert t.co2_kg_range == pytest.approx((t.co2_kg * 1.0, t.co2_kg * 1.3))
+    # energy band x1.1-x1.3 -> x1.0-x1.3 (the GPUs' energy); time band x0.7-x0.9 -> x0.7-x1.0 (the host's power x
+    # time); PUE 1.5, 400 g/kWh
+    lo = 1.5 * (t.gpu_energy_kwh * 1.0 + t.host_energy_kwh * 0.7)
+    hi = 1.5 * (t.gpu_energy_kwh * 1.3 + t.host_energy_kwh * 1.0)
+    assert t.energy_kwh_range == pytest.approx((lo, hi))
+    assert t.co2_kg_range == pytest.approx((lo * 0.4, hi * 0.4))
     assert t.time_h_range == pytest.approx((t.time_h * 0.7, t.time_h * 1.0))
     assert t.gpu_hours_range == pytest.approx((t.gpu_hours * 0.7, t.gpu_hours * 1.0))
     assert any("5-95 % range energy x1.00-x1.30, time x0.70-x1.00" in a for a in e.assumptions)
@@ -531,3 +540,20 @@ def test_library_call_under_the_launch_queue(launch_queue):
     # 11th (231 us), ends at 232 us; GPU work 22 us -> 210 us idle
     e = est(tagged, plan(recompute="full"), t=1e-6)
     assert e.phases["idle_gaps"].time_s == pytest.approx(11 * 21e-6 + 1e-6 - 22e-6)
+
+
+def test_the_band_of_the_wall_time_lost_to_goodput_follows_the_time_band():
+    """Goodput 0.8: the lost wall time (steps_h x (1/0.8 - 1)) idles the GPU (50 W) and the host (225 W); its
+    length is time, so its band is the time band (x0.8 - x1.25), as the host's draw during the steps; the GPUs'
+    step energy keeps the energy band (x0.5 - x2)."""
+    t = est(graph(), plan(goodput=0.8, price_per_kwh=0.1)).total
+    steps_h = 1000 * 6e-3 / 3600
+    gpu_step, host_step = 1000 * 1.8 / 3.6e6, 1000 * HOST_W * 6e-3 / 3.6e6  # 5e-4, 3.75e-4 kWh
+    idle_kw = (50 + HOST_W) / 1000  # 0.275 kW
+
+    def band(e, tf):
+        return 1.5 * (gpu_step * e + host_step * tf + steps_h * tf * 0.25 * idle_kw)
+
+    assert t.energy_kwh == pytest.approx(band(1, 1))
+    assert t.energy_kwh_range == pytest.approx((band(0.5, 0.8), band(2.0, 1.25)))
+    assert t.cost_usd_range == pytest.approx((band(0.5, 0.8) * 0.1, band(2.0, 1.25) * 0.1))

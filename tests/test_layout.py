@@ -101,7 +101,9 @@ def test_estimate_through_a_calibrated_model_without_residuals(tmp_path, monkeyp
     model = pred_mod.get_predictor(h100, tmp_path / "models")
     e = api.estimate(mlp_graph(), gpu="h100", steps=10, predictor=model)
     assert e.calibration == "measured"
-    assert e.total.energy_kwh_range == pytest.approx((e.total.energy_kwh * 0.65, e.total.energy_kwh * 1.8))
+    t, pue = e.total, e.plan.pue  # the prior's band: GPU energy x0.65-x1.8, the host's power x time x0.65-x1.7
+    assert t.energy_kwh_range == pytest.approx((pue * (t.gpu_energy_kwh + t.host_energy_kwh) * 0.65,
+                                                pue * (t.gpu_energy_kwh * 1.8 + t.host_energy_kwh * 1.7)))
     assert e.total.time_h_range == pytest.approx((e.total.time_h * 0.65, e.total.time_h * 1.7))
 
 

@@ -435,11 +435,27 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     (elo, ehi), (tlo, thi) = model.energy_range, model.time_range
     # the model's 5-95 % time band covers the priced steps; the loader wait is the user's stated input
     t_lo, t_hi = (steps_h * tlo + loader_h) / goodput, (steps_h * thi + loader_h) / goodput
+
+    def facility_at(e_factor: float, t_factor: float) -> float:
+        """The facility kWh at one edge of the band: the GPUs' step energy takes the energy band; what is power x
+        time (the host's draw during the steps, and the idle wall time lost to goodput) takes the time band (it
+        took the energy band: 2-3 % off at the edges where the host is a third of the energy, review)."""
+        lost = (steps_h * t_factor + loader_h) * (1 / goodput - 1)
+        idle = lost + loader_h
+        return system.facility_kwh(gpu_j_per_step * steps / 3.6e6 * e_factor + idle * gpu.idle_w * plan.gpus / 1000.0,
+                                   step.host_energy_j * steps / 3.6e6 * t_factor + idle * host_w / 1000.0, plan.pue)
+
+    e_lo, e_hi = facility_at(elo, tlo), facility_at(ehi, thi)
+    cost_range = None
+    if cost is not None:  # each price times its own quantity's band
+        cost_range = (e_lo * (plan.price_per_kwh or 0.0) + t_lo * plan.gpus * (plan.gpu_hour_price or 0.0),
+                      e_hi * (plan.price_per_kwh or 0.0) + t_hi * plan.gpus * (plan.gpu_hour_price or 0.0))
+    ci = plan.carbon_intensity_g_per_kwh / 1000.0
     total = TotalCost(steps=steps, time_h=time_h, time_h_range=(t_lo, t_hi), gpu_hours=gpu_hours,
                       gpu_hours_range=(t_lo * plan.gpus, t_hi * plan.gpus), gpu_energy_kwh=gpu_kwh,
-                      host_energy_kwh=host_kwh, energy_kwh=energy_kwh,
-                      energy_kwh_range=(energy_kwh * elo, energy_kwh * ehi), co2_kg=co2,
-                      co2_kg_range=(co2 * elo, co2 * ehi), cost_usd=cost, goodput=goodput, loader_wait_h=loader_h)
+                      host_energy_kwh=host_kwh, energy_kwh=energy_kwh, energy_kwh_range=(e_lo, e_hi), co2_kg=co2,
+                      co2_kg_range=(e_lo * ci, e_hi * ci), cost_usd=cost, goodput=goodput, loader_wait_h=loader_h,
+                      cost_usd_range=cost_range)
     return total, notes
 
 

@@ -453,6 +453,7 @@ class TotalCost:
     cost_usd: float | None
     goodput: float = 1.0  # time_h and gpu_hours include the (1/goodput - 1) share of non-productive wall time
     loader_wait_h: float = 0.0  # wall time waiting for each epoch's first data-loader batch (in time_h)
+    cost_usd_range: Range | None = None  # None where cost_usd is
 
 
 @dataclass(frozen=True, slots=True)

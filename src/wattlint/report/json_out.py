@@ -108,6 +108,7 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "co2_kg": total.co2_kg,
             "co2_kg_range": list(total.co2_kg_range),
             "cost_usd": total.cost_usd,
+            "cost_usd_range": list(total.cost_usd_range) if total.cost_usd_range is not None else None,
             "goodput": total.goodput,
             "loader_wait_h": total.loader_wait_h,
         },

@@ -98,8 +98,9 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
                       f"{u.range_gpu_hours(*t.gpu_hours_range, central=t.gpu_hours)})"),
         ("CO2", f"{u.co2_kg(t.co2_kg)}  at {_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
                 + (f" ({est.plan.region})" if est.plan.region else "")),
-        (_cost_label(est.plan), u.usd(t.cost_usd) if t.cost_usd is not None
-         else "— (give --price and/or --gpu-hour-price)"),
+        (_cost_label(est.plan), (u.usd(t.cost_usd) + (f"  (5–95 %: {u.usd(t.cost_usd_range[0])} – "
+                                                      f"{u.usd(t.cost_usd_range[1])})" if t.cost_usd_range else ""))
+         if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
         ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
     ]
     if t.goodput < 1:
