@@ -666,7 +666,8 @@ class _Analysis(_Validate, _Shapes):
             causal = None
             if m.masks:
                 sig = _mask_signature(m.masks, nodes, producer, consumers)
-                pol = tuple(x in m.blocking for x in m.masks)  # masked_fill(mask) vs masked_fill(~mask)
+                # masked_fill(mask) vs masked_fill(~mask), scores + mask
+                pol = tuple((x in m.blocking, x in m.additive) for x in m.masks)
                 if sig and (sig, pol, sq, sk) in verdicts:
                     causal = verdicts[(sig, pol, sq, sk)]
                 else:
@@ -684,8 +685,18 @@ class _Analysis(_Validate, _Shapes):
                                                      feeds=self._ones_feeds(g), grid=grid)
                     except Exception:
                         values = {}
-                    causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk, m.blocking,
-                                       self.inits)
+                    # a mask buffer stored as external data is read from the model's folder, as tied weights are
+                    try:
+                        causal = is_causal(m.masks, nodes, producer, values, self.types, sq, sk, m.blocking,
+                                           self.inits, m.additive,
+                                           (self.folder, self.path.resolve().parent, self.path))
+                    except InputError as e:  # its data file missing or cut short: weights are not needed to
+                        # analyze a model, so neither is this file; the price says what it could not read
+                        causal = None
+                        note = (f"{e}; until then its attention is priced over all query / key pairs (as not "
+                                f"causal: up to 2x its attention FLOPs)")
+                        if note not in self.assumptions:
+                            self.assumptions.append(note)
                     if sig:
                         verdicts[(sig, pol, sq, sk)] = causal
             m.params = (b, h, sq, sk, d, dv, bool(causal), kvh)

@@ -6,7 +6,9 @@ it with :func:`wattlint.costs.attention` / ``attention_backward`` instead of two
 Causality is read from the mask: its value when it is computable from shapes (a lower-triangular mask; past
 2**24 elements, at sampled rows and columns, so the verdict does not depend on the length), or the value of a part
 it is a conjunction of (a folded causal mask And-ed with padding from an input), else from its ancestry
-(``Trilu``, a comparison of two ``Range``s, or a square boolean buffer). Either way with the mask's polarity: the
+(``Trilu``, a comparison of two ``Range``s, a square boolean buffer, a numeric 0/1 buffer read through a boolean op,
+or a float buffer of 0 and a large negative added to the scores; a buffer past 2**24 elements is read at sampled rows
+and columns, one stored as external data from its data file). Either way with the mask's polarity: the
 condition of ``Where(cond, fill, scores)`` (torch's ``scores.masked_fill(cond, -inf)``) marks the BLOCKED
 positions, so ``masked_fill(~tril(..))`` and ``masked_fill(triu(.., 1))`` are causal and ``masked_fill(tril(..))``
 is not; ``Where(cond, scores, fill)``, boolean and additive masks mark the allowed ones.
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 _CHAIN_UP = {"Add", "Where", "Mul", "Div", "Sub", "Cast", "Identity"}
 _CHAIN_DOWN = {"Where", "Dropout", "Cast", "Identity", "IsNaN"}
 _CMP = {"Less", "LessOrEqual", "Greater", "GreaterOrEqual"}
+# ops whose output holds their first input's values at the same [row, column] positions (no transpose)
+_ADD_VIEWS = {"Slice", "Identity", "Expand", "Unsqueeze", "Squeeze", "Reshape"}
 
 
 @dataclass
@@ -34,6 +38,8 @@ class AttentionMatch:
     # masks whose true positions are the BLOCKED ones: the condition of Where(cond, fill, scores), as torch exports
     # scores.masked_fill(cond, -inf); the others allow where true / nonzero (Where(cond, scores, fill), additive)
     blocking: set = field(default_factory=set)
+    # masks added to the scores (an Add of the chain): additive, allowed where not a large negative
+    additive: set = field(default_factory=set)
 
 
 def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, AttentionMatch]:
@@ -46,6 +52,7 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
         members = {si}
         masks: list[str] = []
         blocking: set[str] = set()
+        additive: set[str] = set()
         # upstream to MatMul(Q, K^T)
         cur = s.input[0]
         qk = None
@@ -66,6 +73,8 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
             masks.extend(i for i in p.input if i and i != data)
             if p.op_type == "Where" and len(p.input) == 3 and data == p.input[2] and p.input[0]:
                 blocking.add(p.input[0])  # masked_fill(cond, fill): the scores where cond is false
+            if p.op_type == "Add":
+                additive.update(i for i in p.input if i and i != data)  # scores + mask
             cur = data
         if qk is None:
             continue
@@ -92,7 +101,7 @@ def find_attention(nodes, producer: dict, consumers: dict) -> dict[int, Attentio
         if pv is None:
             continue
         m = AttentionMatch(qk, pv, members | {qk, pv}, nodes[qk].input[0], nodes[qk].input[1],
-                           nodes[pv].input[1], nodes[pv].output[0], masks, blocking)
+                           nodes[pv].input[1], nodes[pv].output[0], masks, blocking, additive)
         for i in m.members:
             out[i] = m
     return out
@@ -206,13 +215,17 @@ def _where_polarity(n, values, blocking: bool) -> bool | None:
 
 
 def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=frozenset(),
-              inits=None) -> bool | None:
+              inits=None, additive=frozenset(), data=None) -> bool | None:
     """True/False when the mask tells; None when nothing is known (treated as not causal). A value may be an
     onnx_fold.Grid (the mask at sampled rows and columns): it is compared at those positions. ``blocking``: the
     masks whose true positions are blocked (masked_fill conditions; see :class:`AttentionMatch`): each tensor is
     read with the polarity it has where it meets the scores, flipped through Not (masked_fill(~tril(..)) is
     causal, masked_fill(tril(..)) is not). ``inits``: initializer name -> TensorProto, to read a square buffer
-    too large for ``values`` (a nanoGPT ``tril(ones(T, T))`` of more than 2**24 elements) at sampled positions."""
+    too large for ``values`` (a nanoGPT ``tril(ones(T, T))`` of more than 2**24 elements) at sampled positions, or
+    one stored as external data (``data``: (folder, also, model path) as :func:`.onnx_load.external_path` takes
+    them, and the model named in the error when its data file is missing: InputError). ``additive``: the masks
+    added to the scores: a float buffer reached from one through views and Adds only (``scores + mask[:, :, :T,
+    :T]``, its 0 / -inf values themselves) is read as allowed where not a large negative."""
     # the masks apply one after the other (a causal masked_fill, then a padding one): the scores pass where every
     # one allows; a lower-triangular one makes the attention causal, one that allows everything says nothing of
     # the others
@@ -256,15 +269,20 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
     # ``boolean``: the path from the mask to here went through a boolean op (x == 0, Not, a Where's condition, a
     # cast to bool) or the mask itself is boolean: only then is a numeric 0/1 buffer a mask of true / false (review:
     # one added to the scores, ``scores + (tril(ones) + pad)``, blocks nothing and was read as causal)
-    stack = [(m, m in blocking, types.get(m, (None, None))[0] == "bool") for m in undecided]
+    # ``add``: the path from an additive mask (one added to the scores) to here kept its values (views, Adds): a
+    # float buffer there is an additive mask too, allowed where not a large negative (a triu(-inf, 1) buffer)
+    stack = []
+    for m in undecided:
+        boolean = types.get(m, (None, None))[0] == "bool"
+        stack.append((m, m in blocking, boolean, m in additive and m not in blocking and not boolean))
     seen = set()
     hops = 0
     while stack and hops < 200:
-        t, blk, boolean = stack.pop()
+        t, blk, boolean, add = stack.pop()
         hops += 1
-        if (t, blk, boolean) in seen or not t:
+        if (t, blk, boolean, add) in seen or not t:
             continue
-        seen.add((t, blk, boolean))
+        seen.add((t, blk, boolean, add))
         pi = producer.get(t)
         if pi is None:
             dt, shape = types.get(t, (None, None))
@@ -279,10 +297,18 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
             elif boolean and dt in ("float32", "float64", "float16", "int64", "int32"):
                 # a numeric buffer of zeros and ones (nanoGPT's tril(ones(T, T)), read by masked_fill(bias == 0)):
                 # a boolean mask stored as numbers, nonzero true; read whole by the evaluation up to 2**24
-                # elements, past that here at sampled rows and columns (its contents unknown: nothing is assumed)
+                # elements, past that (or stored as external data) here (its contents unknown: nothing is assumed)
                 if v is None and inits is not None:
-                    v = _sampled_buffer(inits.get(t), shape)
+                    v = _sampled_buffer(inits.get(t), shape, data)
                 if _verdict(_zero_one(v), shape[-2], shape[-1], blk):
+                    return True
+            elif add and dt in ("float32", "float64", "float16"):
+                # a float buffer added to the scores (``scores + mask[:, :, :T, :T]``, mask = triu(-inf / -1e9 /
+                # finfo.min, 1)): allowed where not a large negative; read whole by the evaluation up to 2**24
+                # elements, past that (or stored as external data) here
+                if v is None and inits is not None:
+                    v = _sampled_buffer(inits.get(t), shape, data)
+                if _verdict(v, shape[-2], shape[-1]):
                     return True
             continue
         n = nodes[pi]
@@ -301,18 +327,22 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
         if n.op_type in _CMP and len(n.input) == 2 and all(_from_range(i, nodes, producer) for i in n.input):
             return True
         if n.op_type == "Not":
-            stack.extend((i, not blk, True) for i in n.input[:1])
+            stack.extend((i, not blk, True, False) for i in n.input[:1])
             continue
         if n.op_type == "Equal" and len(n.input) == 2 and any(_zero(values.get(i)) for i in n.input):
-            stack.extend((i, not blk, True) for i in n.input if not _zero(values.get(i)))  # x == 0: not x
+            stack.extend((i, not blk, True, False) for i in n.input if not _zero(values.get(i)))  # x == 0: not x
             continue
         if n.op_type == "Where" and len(n.input) == 3:
             pol = _where_polarity(n, values, blk)
             if pol is not None:
-                stack.append((n.input[0], pol, True))
+                stack.append((n.input[0], pol, True, False))
                 continue
-        to_bool = n.op_type == "Cast" and next((a.i for a in n.attribute if a.name == "to"), 0) == 9
-        stack.extend((i, blk, boolean or to_bool) for i in n.input)
+        to = next((a.i for a in n.attribute if a.name == "to"), 0) if n.op_type == "Cast" else 0
+        to_bool = to == 9
+        # the inputs whose values the output carries (an additive mask's values): both of an Add, the data of a view
+        # or of a cast to another float type (0 and -inf / -1e9 stay 0 and a large negative)
+        kept = 2 if n.op_type == "Add" else 1 if n.op_type in _ADD_VIEWS or to in (1, 10, 11, 16) else 0
+        stack.extend((i, blk, boolean or to_bool, add and j < kept) for j, i in enumerate(n.input))
     return False if full else None
 
 
@@ -331,27 +361,82 @@ def _zero_one(v):
     return b
 
 
-def _sampled_buffer(t, shape):
-    """Initializer ``t`` of ``shape`` [..., n, n] at the rows and columns :func:`mask_positions` picks, index 0 of
-    the leading axes (an onnx_fold.Grid), read from its raw bytes without converting the rest; None when its data is
-    not inline (external data, never read, or typed fields) or of another type."""
+def _sampled_buffer(t, shape, data=None):
+    """Initializer ``t`` of ``shape`` [..., n, n], index 0 of the leading axes: at the rows and columns
+    :func:`mask_positions` picks (an onnx_fold.Grid), read from its raw bytes without converting the rest; or, stored
+    as external data in the model's folder (``data``: see :func:`is_causal`), read from its data file: whole up to
+    2**24 elements (as the evaluation reads an inline one), else the sampled rows only. None when it is of another
+    type, its data is in typed fields, or external without ``data``; InputError when its data file is missing or
+    too short."""
     import numpy as np
 
     from .onnx_fold import _NP, Grid
 
-    if t is None or t.data_location == 1 or t.data_type not in _NP or tuple(t.dims) != tuple(shape):
+    if t is None or t.data_type not in _NP or tuple(t.dims) != tuple(shape):
         return None
-    raw = t.raw_data
     dt = np.dtype(_NP[t.data_type]).newbyteorder("<")
     n = 1
     for d in shape:
         n *= int(d)
+    lead = (0,) * (len(shape) - 2)
+    if t.data_location == 1:
+        return None if data is None else _external(t, shape, dt, n, *data)
+    raw = t.raw_data
     if len(raw) != n * dt.itemsize:
         return None
-    arr = np.frombuffer(raw, dtype=dt).reshape(shape)[(0,) * (len(shape) - 2)]
+    arr = np.frombuffer(raw, dtype=dt).reshape(shape)[lead]
     rows, cols = mask_positions(shape[-2], shape[-1])
     a = arr[np.ix_(rows, cols)].astype(dt.newbyteorder("="))
-    return Grid(a.reshape((1,) * (len(shape) - 2) + a.shape), rows, cols, shape)
+    return Grid(a.reshape((1,) * len(lead) + a.shape), rows, cols, shape)
+
+
+def _external(t, shape, dt, n, folder, also, model):
+    """External initializer ``t`` of ``shape`` [..., r, c] (``n`` elements), index 0 of its leading axes (the first
+    r x c block of its data): whole up to 2**24 elements, else the rows :func:`mask_positions` picks, each read
+    from its data file alone (never the whole tensor), as an onnx_fold.Grid. None when its location is refused
+    (outside the model's folder: the model was refused before this); InputError when the file is missing, shorter
+    than the tensor or unreadable."""
+    import numpy as np
+
+    from ..types import InputError
+    from .onnx_fold import Grid
+    from .onnx_load import external_path
+
+    info = {e.key: e.value for e in t.external_data}
+    loc = info.get("location", "")
+    path = external_path(folder, loc, also)
+    if path is None:
+        return None
+    where = f"{model}: external data {loc!r} of attention mask buffer {t.name!r} {list(shape)}"
+    why = "its values tell whether the attention is causal"
+    if not path.is_file():
+        raise InputError(f"{where} is missing (looked for {path}): {why}; put the data file beside the model")
+    nbytes = n * dt.itemsize
+    r, c = int(shape[-2]), int(shape[-1])
+    lead = (1,) * (len(shape) - 2)
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info.get("length") or nbytes)
+        size = path.stat().st_size
+    except (OSError, ValueError) as e:
+        raise InputError(f"{where} cannot be read ({type(e).__name__}): {why}") from None
+    if offset < 0 or length < nbytes or size < offset + nbytes:
+        raise InputError(f"{where} is too short: the buffer needs {nbytes:,} bytes at offset {offset:,} (declared "
+                         f"length {length:,}; the file has {size:,}): {why}")
+    try:
+        with open(path, "rb") as f:
+            if n <= 1 << 24:
+                f.seek(offset)
+                a = np.frombuffer(f.read(r * c * dt.itemsize), dtype=dt).reshape(r, c)
+                return a.astype(dt.newbyteorder("=")).reshape(lead + (r, c))
+            rows, cols = mask_positions(r, c)
+            out = np.empty((len(rows), len(cols)), dtype=dt.newbyteorder("="))
+            for i, row in enumerate(rows):
+                f.seek(offset + int(row) * c * dt.itemsize)
+                out[i] = np.frombuffer(f.read(c * dt.itemsize), dtype=dt)[cols]
+    except (OSError, ValueError) as e:
+        raise InputError(f"{where} cannot be read ({type(e).__name__}): {why}") from None
+    return Grid(out.reshape(lead + out.shape), rows, cols, shape)
 
 
 class _WithConstants:
