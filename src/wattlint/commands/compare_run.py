@@ -108,8 +108,9 @@ SELECTORS = {"row": ("--row", ("codecarbon",)), "run_id": ("--run-id", ("codecar
 
 def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
     """Options that would change nothing for this RUN are input errors, never silently ignored: a log selector of
-    another tool, and (a run record without --model) the estimate options, since the record's own estimate is shown
-    as it was recorded."""
+    another tool, and without --model the estimate options: a run record's own estimate is shown as it was recorded,
+    and another tool's log is shown alone (there is no estimate to compare; review: the plan flags of
+    ``compare-run emissions.csv --steps 10 --gpu a100`` were dropped without a word, exit 0)."""
     from ..options import OPTIONS
     from ..types import ConfigError
 
@@ -118,14 +119,17 @@ def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
         where = "a wattlint run record" if kind == "run-record" else f"a {kind} log"
         raise ConfigError(f"{', '.join(wrong)}: not for {where} (--row / --run-id select a CodeCarbon row, --window a "
                           "Zeus window)")
-    if kind == "run-record" and not args.model:
+    if not args.model:
         given = [OPTIONS[n].flag for n in ("gpu", "inputs") if getattr(args, n) is not None]
         given += ["--cpu-calibration"] if args.cpu_calibration is not None else []
         given += ["--models-dir"] if args.models_dir is not None else []
         given += [OPTIONS[n].flag for n in flags]
-        if given:
+        if given and kind == "run-record":
             raise ConfigError(f"{', '.join(given)}: apply only to a re-estimate; pass --model MODEL to re-estimate the "
                               "run (without it the record is compared with the estimate it recorded)")
+        if given:
+            raise ConfigError(f"{', '.join(given)}: apply only to an estimate; pass --model MODEL to compare the {kind} "
+                              "log with one (without it the log's measurement is shown alone)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -371,8 +375,9 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
     _said_where_given(est, given)
     doc["reestimate"] = {"static": est, "comparison": comparison(analysis, est, complete=complete)}
     c = doc["reestimate"]["comparison"].get("step_time_s") or {}
-    lines.append(f"  re-estimate now on {est.get('gpu') or 'cpu'} ({est.get('energy_model')}): time/step error "
-                 f"{c.get('error', 0) * 100:+.0f} %" if c.get("error") is not None else "  re-estimate: "
+    # the energy model's description has brackets of its own: after the error, not inside another pair
+    lines.append(f"  re-estimate now on {est.get('gpu') or 'cpu'}: time/step error {c.get('error', 0) * 100:+.0f} %; "
+                 f"energy model {est.get('energy_model')}" if c.get("error") is not None else "  re-estimate: "
                  "no stable steps to compare")
     recorded = header.get("model") or {}
     now = est.get("model") or {}
@@ -428,6 +433,44 @@ def _job_records(args, flags, paths: list[str]) -> dict:
     return doc
 
 
+WORK = ("steps", "epochs", "tokens")  # the plan options that say how much training
+
+
+def _pue_in_log(m) -> str:
+    """What a log says of the PUE it states (beside '--pue X from the log'): whether its energy carries it."""
+    if m.tool == "carbontracker":
+        return "Carbontracker's reported energy and CO2 apply it"
+    if m.pue_in_energy is not None:
+        return ("its energy_consumed includes it" if m.pue_in_energy else
+                "its energy_consumed excludes it: the CPU + GPU + RAM sum")
+    if abs(m.pue - 1.0) < 1e-9:
+        return "at PUE 1 its energy_consumed is the same with or without it"
+    return "whether its energy_consumed includes it cannot be told from the row: compared as without it"
+
+
+def _energy_scope(m, pue: float, default_pue: bool) -> str:
+    """What the energy line compares (no brackets: the line puts it in a pair). A CodeCarbon row whose total does
+    not carry its PUE is compared with the estimate before PUE, the estimate's facility energy / its PUE, whatever
+    that PUE is (given, the log's, the default); the log's figure as logged, which, where the log states no PUE or
+    the row cannot tell, is taken as without one: PUE 1.0 (review: '(no PUE)' was said with the PUE unknown)."""
+    if m.tool == "carbontracker":
+        est = f"estimate facility energy at the default PUE {pue:g}" if default_pue else \
+            f"estimate facility energy at PUE {pue:g}"
+        return (f"{est} vs Carbontracker's reported energy at "
+                + (f"the log's PUE {m.pue:g}" if m.pue else "a PUE the log does not state"))
+    if m.pue_in_energy:
+        return f"estimate GPU + host times PUE {pue:g} vs CodeCarbon CPU + GPU + RAM times the log's PUE {m.pue:g}"
+    est = "estimate GPU + host before PUE vs CodeCarbon"
+    if m.pue is None:
+        return f"{est} energy_consumed as logged, PUE unknown: the log states none, taken as 1.0"
+    if m.pue_in_energy is False:
+        return f"{est} CPU + GPU + RAM without the log's PUE {m.pue:g}"
+    if abs(m.pue - 1.0) < 1e-9:
+        return f"{est} CPU + GPU + RAM at the log's PUE 1"
+    return (f"{est} energy_consumed as logged, whether it includes the log's PUE {m.pue:g} unknown: taken as "
+            "without it, PUE 1.0")
+
+
 def _other(args, flags) -> dict:
     from ..report import units as u
     from ..tracking.interop import read_measured
@@ -439,9 +482,12 @@ def _other(args, flags) -> dict:
         _refuse_unused(args, flags, kind)
     m = read_measured(args.run, row=args.row, run_id=args.run_id, window=args.window)
     doc = {"schema": SCHEMA, "kind": m.tool, "path": m.path, "measured": m.as_dict()}
+    # the energy's scope after the figures: it has brackets of its own ('CPU + GPU + RAM (CodeCarbon)'), which read
+    # as '3.50 Wh (CPU + GPU + RAM (CodeCarbon))' inside another pair
     lines = [f"{m.tool} measurement {m.path}: {u.duration(m.duration_s) if m.duration_s is not None else 'n/a'}, "
-             f"{u.energy_kwh(m.energy_kwh) if m.energy_kwh is not None else 'n/a'} ({m.energy_scope})"
-             + (f", {u.co2_kg(m.co2_kg)}" if m.co2_kg is not None else "")]
+             f"{u.energy_kwh(m.energy_kwh) if m.energy_kwh is not None else 'n/a'}"
+             + (f", {u.co2_kg(m.co2_kg)}" if m.co2_kg is not None else "")
+             + (f"; energy: {m.energy_scope}" if m.energy_kwh is not None else "")]
     lines += [f"  note: {n}" for n in m.notes]
     if not args.model:
         lines.append("  pass --model MODEL --gpu KEY and the plan (--steps/--epochs ...) to compare with an estimate")
@@ -462,21 +508,36 @@ def _other(args, flags) -> dict:
         notes.append(f"the estimate is for --epochs {flags['epochs']:g}, the log measured {m.epochs} epoch(s)")
     # the options taken from the log's own figures: name -> (what the log says, as said_as names it)
     logged: dict[str, tuple[str, tuple[str, str, object]]] = {}
-    if not any(k in flags for k in ("steps", "epochs", "tokens")):
+    typed = dict(flags)  # the plan the command line gives, before the log's figures join it
+    configured = [k for k in WORK if k in ((args.config_base or {}).get("options") or {})]
+    if not any(k in flags for k in WORK) and (m.epochs or not configured):
         from ..types import InputError
 
         if not m.epochs:  # a default plan is not the run the log measured: the comparison would mean nothing
             raise InputError(f"{m.path}: the {m.tool} log does not say how much training it measured: pass the "
                              f"run's --steps, --epochs or --tokens (and --dataset / --batch-size) to compare")
+        # a configured steps / epochs / tokens is replaced by the log's epochs: _with_config says so on stderr
         flags = {**flags, "epochs": m.epochs}
         logged["epochs"] = (f"{m.epochs} epoch(s)", ("epochs", "from the log", m.epochs))
         lines.append(f"  note: --epochs {m.epochs} from the log ({m.tool} measured {m.epochs} epoch(s)); pass "
                      f"--epochs / --steps to change")
+    elif not any(k in flags for k in WORK):
+        # the log does not say how much training it measured: the configured amount is the plan (review: it was
+        # refused with 'pass the run's --steps ...' although [tool.wattlint] gave steps); said here, as the log's
+        # epochs are, and on stderr among the settings taken from the file
+        from ..config import _where
+        from ._common import shown_setting, written_keys
+
+        cfg = args.config_base
+        k = configured[0]
+        key = written_keys(cfg["config"], [k])[k]
+        lines.append(f"  note: {key} = {shown_setting(cfg['options'][k])} from [tool.wattlint] of "
+                     f"{_where(cfg['config'].path)}: the {m.tool} log does not say how much training it measured; "
+                     "pass --steps / --epochs / --tokens to change")
     if m.pue and "pue" not in flags:  # the site's PUE the log states: the estimate's facility energy and CO2 use it
         flags = {**flags, "pue": m.pue}
         logged["pue"] = (f"PUE {m.pue:g}", ("pue", "from the log", m.pue))
-        how = {True: "its energy_consumed includes it", False: "its energy_consumed excludes it (the CPU + GPU + RAM "
-               "sum)", None: "the log's CO2 used it"}[m.pue_in_energy]
+        how = _pue_in_log(m)
         lines.append(f"  note: --pue {m.pue:g} from the log ({how}); pass --pue to change")
     if (m.co2_kg and m.energy_kwh and m.energy_kwh > 0 and "carbon_intensity" not in flags
             and "region" not in flags):
@@ -514,6 +575,16 @@ def _other(args, flags) -> dict:
     _refuse_failed_estimate(args, est, given)
     _said_where_given(est, given)
     doc["static"] = est
+    work = next((k for k in ("steps", "tokens") if k in typed), None)
+    if m.epochs and work:  # the command line's amount of work replaced the epochs the log measured: said
+        e = (est.get("plan") or {}).get("epochs")
+        if e is None or abs(float(e) - m.epochs) > 1e-9 * m.epochs:
+            note = (f"the estimate is for --{work.replace('_', '-')} {typed[work]:,.0f}"
+                    + (f" = {float(e):.4g} epochs of its dataset, " if e is not None else ", ")
+                    + f"the log measured {m.epochs} epoch(s)"
+                    + ("" if e is not None else ": pass --dataset to tell how many steps those were"))
+            lines.append(f"  note: {note}")
+            doc.setdefault("notes", []).append(note)
     tot = est["total"]
     pue = float((est.get("plan") or {}).get("pue") or 1.0)
     cmp_: dict = {"total_time_s": {"static": tot["time_h"] * 3600.0, "measured": m.duration_s,
@@ -521,22 +592,24 @@ def _other(args, flags) -> dict:
     if m.gpu_energy_kwh is not None:
         cmp_["gpu_energy_kwh"] = {"static": tot["gpu_energy_kwh"], "measured": m.gpu_energy_kwh,
                                   "error": _err(tot["gpu_energy_kwh"], m.gpu_energy_kwh)}
+    # the estimate's PUE is its default (no --pue, nothing in the log, the file or a cloud region): said so
+    default_pue = "pue" not in opts and any(a.startswith(f"PUE {pue:g} (default")
+                                            for a in est.get("assumptions") or [])
     if m.tool == "codecarbon" and m.energy_kwh is not None:
-        if m.pue_in_energy:  # the row's total is (CPU + GPU + RAM) x PUE: compare facility energy with it
-            s, scope = tot["energy_kwh"], f"estimate (GPU + host) x PUE {pue:g} vs CodeCarbon (CPU + GPU + RAM) x PUE"
-        else:  # GPU + host before PUE, as CodeCarbon's CPU + GPU + RAM
-            s, scope = tot["energy_kwh"] / pue, "estimate GPU + host (no PUE) vs CodeCarbon CPU + GPU + RAM"
-        cmp_["energy_kwh"] = {"static": s, "measured": m.energy_kwh, "error": _err(s, m.energy_kwh), "scope": scope}
+        # the row's total is (CPU + GPU + RAM) x PUE: compare facility energy with it; else GPU + host before PUE
+        s = tot["energy_kwh"] if m.pue_in_energy else tot["energy_kwh"] / pue
+        cmp_["energy_kwh"] = {"static": s, "measured": m.energy_kwh, "error": _err(s, m.energy_kwh),
+                              "scope": _energy_scope(m, pue, default_pue)}
     elif m.tool == "carbontracker" and m.energy_kwh is not None:
         cmp_["energy_kwh"] = {"static": tot["energy_kwh"], "measured": m.energy_kwh,
-                              "error": _err(tot["energy_kwh"], m.energy_kwh),
-                              "scope": "estimate facility energy (with its PUE) vs Carbontracker's reported energy"}
+                              "error": _err(tot["energy_kwh"], m.energy_kwh), "scope": _energy_scope(m, pue, default_pue)}
     if m.co2_kg is not None and tot.get("co2_kg") is not None:
         cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
                           "scope": ("the log's grid intensity on both" if "carbon_intensity" in logged
                                     else "each with its own grid intensity")}
     doc["comparison"] = cmp_
-    lines.append(f"  estimate ({est.get('energy_model')}) on {est.get('gpu')}:")
+    # the energy model's description has brackets of its own: after the device, not inside another pair
+    lines.append(f"  estimate on {est.get('gpu') or 'cpu'}, energy model {est.get('energy_model')}:")
     table = {"total_time_s": u.DURATION, "gpu_energy_kwh": u.ENERGY_KWH, "energy_kwh": u.ENERGY_KWH,
              "co2_kg": u.CO2_KG}
     for k, c in cmp_.items():

@@ -501,10 +501,11 @@ def loader_wait_h(plan: Plan) -> tuple[float, str]:
     one endless iterator, as Megatron-style stacks use, do not restart: leave the option out). Not given: not
     modelled, and said so when the plan has epochs."""
     s = plan.loader_sample_time_s
-    if plan.epochs is None:
-        return 0.0, ("" if s is None else f"--loader-sample-time {s:g} s: not applied (the plan has no epochs: a "
-                                          "tokens plan never restarts its loader; give --epochs or --steps with "
-                                          "--dataset)")
+    if plan.epochs is None:  # a tokens plan, or steps without a dataset: no epoch is known to start a loader
+        kind = ("its work is given in tokens; give --epochs, or --steps with --dataset" if plan.tokens is not None
+                else "its work is given in steps, with no dataset size; add --dataset, or give --epochs")
+        return 0.0, ("" if s is None else f"--loader-sample-time {s:g} s: not applied (the plan has no epochs: "
+                                          f"{kind})")
     if s is None:
         return 0.0, ("data loading not modelled: each epoch's first batch, built by one DataLoader worker before the "
                      "GPU starts, is not priced (--loader-sample-time to state one worker's seconds per sample)")
