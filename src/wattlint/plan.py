@@ -64,8 +64,11 @@ def _parse_count(text: str) -> int | None:
     return int(v)
 
 
-def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | None, int, str]:
-    """``--dataset NAME|N`` -> (preset name or None, samples per epoch, assumption line)."""
+def resolve_dataset(spec: str | int, seq_len: int | None = None, *,
+                    per_sample: str | None = None) -> tuple[str | None, int, str]:
+    """``--dataset NAME|N`` -> (preset name or None, samples per epoch, assumption line). ``seq_len``: the tokens
+    of one sample, which turn a preset measured in tokens into samples; ``per_sample``: how the line writes them
+    (default 'seq-len N'; a multiple-choice model's '(choices C x seq-len S)')."""
     if isinstance(spec, bool):
         raise ConfigError(f"--dataset {spec!r}: expected a preset name or a sample count")
     if isinstance(spec, (int, float)):
@@ -97,8 +100,8 @@ def resolve_dataset(spec: str | int, seq_len: int | None = None) -> tuple[str | 
     if not seq_len:
         raise ConfigError(f"dataset {key} is measured in tokens ({tokens:,}); pass --seq-len to turn it into samples")
     n = math.ceil(tokens / seq_len)
-    return key, n, (f"dataset {key}: {tokens:,} training tokens / seq-len {seq_len} = {n:,} samples per epoch "
-                    f"({row['source']})")
+    return key, n, (f"dataset {key}: {tokens:,} training tokens / {per_sample or f'seq-len {seq_len}'} = {n:,} "
+                    f"samples per epoch ({row['source']})")
 
 
 def input_modality(graph: CostGraph) -> str | None:
@@ -328,6 +331,27 @@ def seq_len_unused_note(graph: CostGraph, seq_len) -> str | None:
     return f"--seq-len {seq_len}: the model's inputs have no sequence dimension ({no_seq}); not used" if no_seq else None
 
 
+def _sequences_per_sample(graph: CostGraph, seq_len) -> tuple[int, int, TensorSpec] | None:
+    """(sequences per sample, one sequence's length, the input) of a torch graph whose token input is [batch,
+    choices, ..., seq] (a multiple-choice model: BertForMultipleChoice), else None.
+
+    The torch frontend's ``graph.seq_len`` is the tokens per sample: the product of the non-batch dims of the first
+    integer input of 2 or more dims (wattlint.frontends.torch.trace_with_inputs: choices x seq for [batch, choices,
+    seq]), while --seq-len is one sequence's length (the last dim it rebinds). The ONNX frontend's ``seq_len`` is
+    one sequence's length, so it is not read so. ``seq_len`` (--seq-len, or None): the last dim must be it."""
+    if graph.model.format != "torch" or not graph.seq_len:
+        return None
+    # the input the frontend counted: its first non-floating-point input of 2 or more dims
+    tok = next((t for t in graph.inputs if not t.dtype.startswith(("float", "bfloat")) and len(t.shape) >= 2), None)
+    if tok is None or len(tok.shape) < 3:
+        return None
+    seq = int(tok.shape[-1])
+    per_sample = math.prod(int(d) for d in tok.shape[1:])
+    if seq <= 0 or per_sample != graph.seq_len or per_sample == seq or (seq_len and seq != seq_len):
+        return None
+    return per_sample // seq, seq, tok
+
+
 def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     """Steps from tokens, steps or epochs x dataset."""
     batch = plan["batch_size"]
@@ -339,6 +363,17 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
     if no_seq:  # e.g. a CNN: the flag has nothing to apply to
         notes.append(seq_len_unused_note(graph, v["seq_len"]))
         seq = None
+    # a sample of [batch, choices, seq] inputs holds choices x seq tokens (--seq-len: one sequence's length; it gave
+    # 4x the steps of a 4-choice model)
+    choices = None if no_seq else _sequences_per_sample(graph, v.get("seq_len"))
+    per_sample = sample_text = why = None  # how the notes write the tokens of one sample, and where they come from
+    if choices:
+        count, one, tok = choices
+        seq = int(graph.seq_len)
+        per_sample = f"choices {count:,} x seq-len {one:,}"
+        sample_text = f"({per_sample})"
+        why = (f" ({tok.name} {list(tok.shape)}: [batch, choices, seq], tokens per sample = {count:,} x {one:,} = "
+               f"{seq:,})")
     name = size = None
     if tokens is not None:
         if no_seq:
@@ -352,13 +387,14 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
         if not seq:
             raise ConfigError("--tokens needs --seq-len (the model's sequence length is unknown)")
         steps = math.ceil(tokens / (batch * seq))
-        notes.append(f"steps {steps:,} = ceil(tokens {tokens:,.0f} / (batch {batch} x seq-len {seq}))")
+        notes.append(f"steps {steps:,} = ceil(tokens {tokens:,.0f} / (batch {batch} x {per_sample or f'seq-len {seq}'}))"
+                     + (why or ""))
         if dataset is not None:
             notes.append(f"--dataset {dataset} ignored: --tokens sets the amount of work")
     elif steps is not None:
         notes.append(f"steps {steps:,} (--steps); no epochs/dataset needed")
         if dataset is not None:
-            name, size, line = resolve_dataset(dataset, seq)
+            name, size, line = resolve_dataset(dataset, seq, per_sample=sample_text)
             epochs = steps * batch / size
             notes.append(line)
             notes.extend(_modality_mismatch(graph, name))
@@ -369,9 +405,9 @@ def _work(graph: CostGraph, v: dict, plan: dict, notes: list[str]) -> None:
         if dataset is None:
             name, line = infer_dataset(graph)
             notes.append(line)
-            _, size, line = resolve_dataset(name, seq)
+            _, size, line = resolve_dataset(name, seq, per_sample=sample_text)
         else:
-            name, size, line = resolve_dataset(dataset, seq)
+            name, size, line = resolve_dataset(dataset, seq, per_sample=sample_text)
             notes.extend(_modality_mismatch(graph, name))
         notes.append(line)
         per_epoch = math.ceil(size / batch)
