@@ -160,7 +160,12 @@ def test_defaults_are_stated():
     p = build_plan(graph(), gpu=GPU, epochs=1)
     text = "\n".join(p.assumptions)
     assert p.precision == "default" and "PyTorch defaults" in text and "TF32" in text
-    assert p.pue == 1.2 and "PUE 1.2" in text and "Uptime" in text
+    # an RTX 3090 is a desktop card, its host priced as a desk-side tower: no data-centre overhead (PUE 1)
+    assert p.pue == 1.0 and "PUE 1 (default for a desk-side machine" in text
+    dc = build_plan(graph(), gpu=H100, epochs=1)  # an SXM board: a data-centre node
+    assert dc.pue == 1.2 and "PUE 1.2" in "\n".join(dc.assumptions) and "Uptime" in "\n".join(dc.assumptions)
+    assert build_plan(graph(), gpu=GPU, epochs=1, pue=1.4).pue == 1.4  # a given PUE wins
+    assert build_plan(graph(), gpu=GPU, epochs=1, region="gcp:us-central1").pue == 1.11  # the table's, for the region
     assert "world average" in text and 450 < p.carbon_intensity_g_per_kwh < 500
     assert p.price_per_kwh and "EIA" in text
     assert p.optimizer == "adamw" and "optimizer adamw" in text

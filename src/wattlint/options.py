@@ -335,8 +335,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("grad_accum", "--grad-accum", integer(1, 10**6), "gradient accumulation steps (default 1)", "work",
            "both", "N"),
     # site
-    Option("pue", "--pue", number(1.0, 3.0, lo_open=False, what="a PUE"), f"data-centre PUE, 1.0-3.0 (default {DEFAULT_PUE}, or the "
-           "PUE listed for a cloud --region; stated)", "site", "plan", "X"),
+    Option("pue", "--pue", number(1.0, 3.0, lo_open=False, what="a PUE"), f"data-centre PUE, 1.0-3.0 (default {DEFAULT_PUE}; 1.0 for a "
+           "desktop / workstation card; the PUE listed for a cloud --region; stated)", "site", "plan", "X"),
     Option("region", "--region", nonempty_str, "ISO-2/ISO-3 country or cloud region (aws:us-east-1)", "site",
            "plan", "R"),
     Option("carbon_intensity", "--carbon-intensity", number(0, 5000, lo_open=False), "gCO2e/kWh (overrides "

@@ -19,12 +19,13 @@ from typing import Any
 
 from . import carbon, framework, options, parallel
 from .energy import system
+from .energy.host import platform_class
 from .hardware import precision_fallback, precision_support
 from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
 
 DEFAULT_PUE_SOURCE = (f"PUE {options.DEFAULT_PUE:g} (default: between hyperscale fleet averages of ~1.1 - Google 2024 Environmental "
                       "Report 1.10 - and the industry-wide 1.58 of the Uptime Institute Global Data Center Survey "
-                      "2023; use --pue 1.0 for a desk-side machine)")
+                      "2023; desktop / workstation cards default to 1.0: a desk-side machine)")
 PRECISION_DEFAULT_TEXT = ("precision 'default' = PyTorch defaults: fp32 weights and activations, matmuls in FP32 "
                           "(torch.backends.cuda.matmul.allow_tf32=False), cuDNN convolutions in TF32 on Ampere and "
                           "newer (torch.backends.cudnn.allow_tf32=True); pass --precision bf16/fp16 for AMP")
@@ -553,6 +554,13 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
         if cloud:
             pue = cloud
             notes.append(f"PUE {pue:g} (listed for cloud region {region} in the mlco2/impact table)")
+        elif platform_class(gpu) == "desktop":
+            # the host is priced as a desk-side tower (energy.host): a data centre's cooling overhead on top of it
+            # would price one machine in two places (review: 20 % on an RTX 3090 plan)
+            pue = 1.0
+            notes.append(f"PUE 1 (default for a desk-side machine: the {gpu.name} is a desktop / workstation card, "
+                         f"its host priced as a desktop tower; give --pue, e.g. {options.DEFAULT_PUE:g}, for one in "
+                         f"a data centre)")
         else:
             pue = options.DEFAULT_PUE
             notes.append(DEFAULT_PUE_SOURCE)
