@@ -239,7 +239,7 @@ def test_no_compare_run_line_nests_brackets(tmp_path, capsys, monkeypatch):
     texts.append(out)
     deep = [line for text in texts for line in text.splitlines() if _depth(line) > 1]
     assert not deep, deep
-    assert texts[0].startswith("codecarbon measurement in.csv: 2.00 min, 5.25 Wh, 1.00 g CO2e; energy: CPU + GPU + RAM "
+    assert texts[0].startswith("codecarbon measurement in.csv: 2.00 min, 5.25 Wh, 1.00 g CO2e; energy: CPU + GPU + RAM times its PUE 1.5 "
                                "(CodeCarbon)\n"), texts[0]
     assert re.search(r"^  estimate on a100-sxm4-80gb, energy model \S", texts[0], re.M), texts[0]
     # a run record's re-estimate line

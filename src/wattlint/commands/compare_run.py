@@ -90,6 +90,23 @@ def _refuse_failed_estimate(args, est: dict, given: dict) -> None:
         raise InputError(f"--model {args.model}: {said_as(est['error'], given)}")
 
 
+def _refuse_without_dataset(args, est: dict, m, logged: dict) -> None:
+    """The log's epochs are the plan (a configured steps / epochs / tokens replaced, said on stderr) and the model's
+    inputs name no dataset: the estimate's own error asked for '--dataset, --steps N or --tokens N', confusing right
+    after the steps were said replaced (review). What the comparison needs is the dataset size of those epochs."""
+    import re
+
+    from ..types import InputError
+
+    err = est.get("error") or ""
+    if "epochs" not in logged or "cannot infer the dataset" not in err:
+        return
+    shapes = re.search(r"cannot infer the dataset (from inputs .*?); pass --dataset", err)
+    raise InputError(f"--model {args.model}: the {m.tool} log's {m.epochs} epoch(s) need the dataset size, which "
+                     f"cannot be inferred {shapes.group(1) if shapes else 'from the model'}: pass --dataset NAME|N "
+                     "(e.g. imagenet-1k, cifar10, 50000)")
+
+
 def _said_where_given(est: dict, given: dict) -> None:
     """The estimate's assumption lines name the settings as the user gave them (see :func:`_refuse_failed_estimate`):
     a configured ``price`` is not '--price' there."""
@@ -572,6 +589,7 @@ def _other(args, flags) -> dict:
     # the log's figures named as the log's in the estimate's lines, not as flags the user did not type
     given = {**{k: g for k, (_, g) in logged.items()}, **given}
     est = _estimate(args, opts, "cuda" if gpu_key or args.gpu else "cpu", gpu_key)
+    _refuse_without_dataset(args, est, m, logged)
     _refuse_failed_estimate(args, est, given)
     _said_where_given(est, given)
     doc["static"] = est
@@ -604,9 +622,16 @@ def _other(args, flags) -> dict:
         cmp_["energy_kwh"] = {"static": tot["energy_kwh"], "measured": m.energy_kwh,
                               "error": _err(tot["energy_kwh"], m.energy_kwh), "scope": _energy_scope(m, pue, default_pue)}
     if m.co2_kg is not None and tot.get("co2_kg") is not None:
-        cmp_["co2_kg"] = {"static": tot["co2_kg"], "measured": m.co2_kg, "error": _err(tot["co2_kg"], m.co2_kg),
-                          "scope": ("the log's grid intensity on both" if "carbon_intensity" in logged
-                                    else "each with its own grid intensity")}
+        # the log's CO2 is its energy total x its grid intensity: the estimate's CO2 is taken in the energy line's
+        # scope. A CodeCarbon total without its PUE is compared with the estimate before PUE, so is its CO2 (review:
+        # the estimate's facility CO2 was compared with it, the CO2 error off the energy's by the estimate's PUE)
+        before = m.tool == "codecarbon" and not m.pue_in_energy
+        s_co2 = tot["co2_kg"] / pue if before else tot["co2_kg"]
+        grid = "the log's grid intensity on both" if "carbon_intensity" in logged else "each with its own grid intensity"
+        cmp_["co2_kg"] = {"static": s_co2, "measured": m.co2_kg, "error": _err(s_co2, m.co2_kg),
+                          "scope": (f"estimate CO2 before PUE {pue:g}, as "
+                                    f"{'on the energy line' if 'energy_kwh' in cmp_ else 'a CodeCarbon total'}; {grid}"
+                                    if before and abs(pue - 1.0) > 1e-9 else grid)}
     doc["comparison"] = cmp_
     # the energy model's description has brackets of its own: after the device, not inside another pair
     lines.append(f"  estimate on {est.get('gpu') or 'cpu'}, energy model {est.get('energy_model')}:")

@@ -152,10 +152,12 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                      f"{u.duration(at['time_s'])} in): {u.duration(at['projection']['time_s'])}")
     cmp_ = s.get("comparison") or {}
     st_ = s.get("static") or {}
+    # the energy model's description and an error have brackets of their own ('measured: cpu-amd-epyc run ... (CPU
+    # method check: ...)'): after a colon, never inside another pair (review: 'static estimate (measured: ... (...)):')
     if st_.get("error"):
-        lines.append(f"  static estimate: unavailable ({st_['error']})")
+        lines.append(f"  static estimate: unavailable: {st_['error']}")
     elif cmp_:
-        lines.append(f"  static estimate ({st_.get('energy_model')}):")
+        lines.append(f"  static estimate, energy model {st_.get('energy_model')}:")
         for key, label, table in (("step_time_s", "time/step", u.DURATION),
                                   ("step_device_energy_j", "device energy/step", u.ENERGY_J),
                                   ("total_time_s", "total time", u.DURATION),

@@ -137,12 +137,13 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
     pue = _log_pue(p, which, _f(r.get("pue")), r.get("pue"))
     pue_in = _pue_in_total(_f(r.get("energy_consumed")), [_f(r.get(c)) for c in ("cpu_energy", "gpu_energy",
                                                                                  "ram_energy")], pue)
+    pue_said = _codecarbon_pue_said(pue, pue_in)
     notes = [f"CodeCarbon {r.get('codecarbon_version') or '?'}: {which}; energy_consumed = CPU + GPU + RAM as "
-             f"CodeCarbon measured/estimated them (its tracking_mode {r.get('tracking_mode') or '?'}, "
+             f"CodeCarbon measured/estimated them{pue_said} (its tracking_mode {r.get('tracking_mode') or '?'}, "
              f"pue {r.get('pue') or '?'})"] + ([f"{torn} incomplete row(s) (fewer or more fields than the header: "
                                                "the log cut short) ignored"] if torn else [])
     return MeasuredRun(tool="codecarbon", path=str(p), duration_s=_f(r.get("duration")),
-                       energy_kwh=_f(r.get("energy_consumed")), energy_scope="CPU + GPU + RAM (CodeCarbon)",
+                       energy_kwh=_f(r.get("energy_consumed")), energy_scope=f"CPU + GPU + RAM{pue_said} (CodeCarbon)",
                        gpu_energy_kwh=_f(r.get("gpu_energy")), cpu_energy_kwh=_f(r.get("cpu_energy")),
                        ram_energy_kwh=_f(r.get("ram_energy")), co2_kg=_f(r.get("emissions")),
                        gpu_model=r.get("gpu_model") or None, gpu_count=int(gc) if gc else None, pue=pue,
@@ -150,6 +151,19 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
 
 
 MAX_GPUS = 1_000_000
+
+
+def _codecarbon_pue_said(pue: float | None, pue_in: bool | None) -> str:
+    """What a CodeCarbon row's energy_consumed is beyond its CPU + GPU + RAM, as far as the row tells ('' at PUE 1 or
+    none stated; no brackets: callers add CodeCarbon's name in a pair after it). Review: 'CPU + GPU + RAM' was said
+    of a total that carried the row's PUE 1.5."""
+    if pue is None or abs(pue - 1.0) < 1e-9:
+        return ""
+    if pue_in:
+        return f" times its PUE {pue:g}"
+    if pue_in is False:
+        return f" without its PUE {pue:g}"
+    return f", with or without its PUE {pue:g}: the row cannot tell"
 
 
 def _log_pue(p: Path, where: str, pue: float | None, raw: Any) -> float | None:
