@@ -38,7 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(then [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     # options whose `estimate` help speaks of --compare or model parallelism, which compare-run does not have
     own_help = {"gpus": "GPUs the run used (default: the record's, or the log's GPU count)",
-                "gpu_hour_price": "USD per GPU-hour (cloud rental), added to the estimate's cost"}
+                "gpu_hour_price": "USD per GPU-hour (cloud rental): the estimate's cost is GPU-hours x it, electricity "
+                                  "included (with --price too, electricity is charged on top)"}
     for name in PLAN_FLAGS:
         add_option(m, name, **({"help": own_help[name]} if name in own_help else {}))
     o = p.add_argument_group("other tools' logs")
