@@ -287,6 +287,9 @@ class _Analysis(_Validate, _Shapes):
         g = inferred.graph
         self.inits = {t.name: t for t in _all_initializers(g)}
         self.const_names = set(self.inits)
+        # the attention patterns first: a float buffer used only as their mask is no parameter (_trainable)
+        self.attn_found = None  # (matches, producer, consumers) of the main graph, set by _find_attention
+        self.attn = self._find_attention(g)
         self.trainable = self._trainable(g)
         self.grad: set[str] = set(self.trainable)
         # an output layer that is the embedding transposed (a tied LM head): one parameter, two uses
@@ -316,7 +319,6 @@ class _Analysis(_Validate, _Shapes):
         # names that sibling subgraphs both define are typed by scope (_type_of), not by the flat table
         self.scope_types = ScopeTypes(g)
         self.found_types: dict[tuple[int, str], tuple] = {}  # (id(graph), name) -> a type the walk found there
-        self.attn = self._find_attention(g)
         self._walk(g, scale=1, in_subgraph=False)
         self._grad_accumulation()
         if not self.has_bn and not self.folded_bn and self._likely_folded():
@@ -418,7 +420,40 @@ class _Analysis(_Validate, _Shapes):
                         stack.append(a.g)
                     elif a.type == 10:
                         stack.extend(a.graphs)
-        return used
+        self.mask_buffers = self._mask_buffers(g, used)
+        return used - set(self.mask_buffers)
+
+    def _mask_buffers(self, g, used) -> dict[str, int]:
+        """The float initializers of ``used`` that are attention-mask buffers, not parameters (name -> elements):
+        nanoGPT's registered ``bias`` = tril(ones(T, T)) read by ``masked_fill(bias == 0, -inf)``, an additive
+        triu(-inf, 1) buffer added to the scores; used only as the mask of attention patterns
+        (:func:`.onnx_patterns.mask_buffers`), their values those of a mask (:func:`.onnx_patterns.mask_valued`). A
+        torch module's buffer gets no gradient and no optimizer state; counted as a parameter, a 1024 x 1024 one
+        added 1M parameters per layer, with their AdamW state, optimizer passes and all-reduce bytes."""
+        from .onnx_patterns import mask_buffers, mask_valued
+
+        if not self.attn_found or not used:
+            return {}
+        matches, producer, consumers = self.attn_found
+        nodes = g.node
+        consts = set(self.inits) | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+        sub: set[str] = set()  # names a subgraph reads: its uses there are not followed, so not a buffer
+        for n in nodes:
+            sub.update(_subgraph_inputs(n))
+        stop = sub | {o.name for o in g.output}
+        aliases = {n for n in self.param_tensors if n not in self.inits}
+        found = mask_buffers(sorted(used), nodes, producer, consumers, matches, consts, stop, aliases)
+        data = (self.folder, self.path.resolve().parent, self.path)
+        checked: dict = {}
+        out = {}
+        for name, needs in found.items():
+            t = self.param_tensors[name]
+            key = (t.name, frozenset(needs))
+            if key not in checked:
+                checked[key] = mask_valued(t, needs, data)
+            if checked[key]:
+                out[name] = C.numel(t.dims)
+        return out
 
     def _loss_ancestors(self, g) -> set[str] | None:
         """Tensor names the loss output depends on; backward is synthesized only for nodes that produce them."""
@@ -648,6 +683,7 @@ class _Analysis(_Validate, _Shapes):
         matches = find_attention(nodes, producer, consumers) if has_softmax else {}
         if not matches:
             return good
+        self.attn_found = (matches, producer, consumers)
         verdicts: dict = {}
         causal_n = total = 0
         for m in {id(m): m for m in matches.values()}.values():
@@ -1082,6 +1118,8 @@ class _Analysis(_Validate, _Shapes):
                      f"weights not in the file: counted as a parameter of its own (untied); if the model ties them "
                      f"(GPT-2, BERT), it has {C.numel(cdims):,} fewer parameters, no optimizer step or state for "
                      f"them")
+        if self.mask_buffers:
+            a.append(_mask_buffer_note(self.mask_buffers))
         if self.trainable:
             a.append(f"trainable parameters: all {len(self.trainable)} float initializers used as data "
                      f"(optimizer: {self.optimizer}, as {impl})")
@@ -1243,6 +1281,23 @@ def _mask_signature(masks, nodes, producer, consumers) -> frozenset:
         if i is not None:
             stack.extend((x, depth + 1) for x in nodes[i].input if x)
     return frozenset(out)
+
+
+def _mask_buffer_note(buffers: dict[str, int]) -> str:
+    """The assumption line of the attention-mask buffers left out of the parameters (name -> elements): their count,
+    their names with layer indices collapsed (``transformer.h.*.attn.bias x12``) and their elements."""
+    groups: dict[str, list] = {}
+    for name in buffers:
+        groups.setdefault(re.sub(r"\b\d+\b", "*", name), []).append(name)
+    shown = [f"{k} x{len(v)}" if len(v) > 1 else v[0] for k, v in list(groups.items())[:4]]
+    if len(groups) > 4:
+        shown.append(f"+{len(groups) - 4} more")
+    n = len(buffers)
+    return (f"{n} attention-mask buffer{'s' if n > 1 else ''} ({', '.join(shown)}; {sum(buffers.values()):,} "
+            f"elements) not counted as {'parameters' if n > 1 else 'a parameter'}: "
+            f"{'float initializers' if n > 1 else 'a float initializer'} used only to mask the attention scores, "
+            f"with a mask's values (0 / 1, or 0 / a large negative): registered buffers of the model, no gradient, "
+            f"optimizer state or all-reduce")
 
 
 def scope_to_module(name: str) -> str:

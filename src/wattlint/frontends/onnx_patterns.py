@@ -290,8 +290,15 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
                 continue
             v = values.get(t)
             if dt in ("bool", "uint8"):
-                if v is None:  # its contents unknown: a causal buffer (the usual one)
+                # a boolean buffer the evaluation did not read (past 2**24 elements, stored as external data, or
+                # uint8, which it never reads): read here, at sampled rows and columns past 2**24 elements, and
+                # decided by its values in this polarity (masked_fill(tril) blocks the lower triangle: not causal)
+                if v is None and inits is not None:
+                    v = _read_buffer(inits.get(t), shape, data)
+                if v is None:  # its contents unknown (not an initializer, or unreadable): a causal buffer (the usual one)
                     return True
+                if dt == "uint8":
+                    v = _zero_one(v)  # nonzero true; other values than 0 / 1: undecided
                 if _verdict(v, shape[-2], shape[-1], blk):  # known: lower-triangular in this polarity
                     return True
             elif boolean and dt in ("float32", "float64", "float16", "int64", "int32"):
@@ -317,6 +324,15 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
             kv = values.get(n.input[1]) if len(n.input) > 1 and n.input[1] else None
             k = int(kv.reshape(-1)[0]) if kv is not None and getattr(kv, "size", 0) == 1 else None
             off = sk - sq if sk >= sq else 0
+            if add:
+                # an additive mask (the Trilu's output added to the scores, its values kept): the zeros off the kept
+                # triangle are allowed, the kept one holds the Trilu's input, a large negative fill (triu(-inf, 1))
+                # blocking it: causal when it keeps the strict upper triangle of such a fill (or one not known: the
+                # usual triu(-inf, 1)); a lower Trilu (tril(-inf): the lower triangle blocked) never is
+                fill = _fill_value(n.input[0] if n.input else "", nodes, producer, values)
+                if upper and fill in ("blocks", None):
+                    return (k is None or k in (1, off + 1)) or None
+                return None
             # the kept triangle holds the Trilu's input (ones, true), the rest zeros / false: causal when it keeps
             # the lower triangle of an allowing mask, or the strict upper one of a blocking mask
             if not upper and not blk:
@@ -344,6 +360,56 @@ def is_causal(masks, nodes, producer, values, types, sq: int, sk: int, blocking=
         kept = 2 if n.op_type == "Add" else 1 if n.op_type in _ADD_VIEWS or to in (1, 10, 11, 16) else 0
         stack.extend((i, blk, boolean or to_bool, add and j < kept) for j, i in enumerate(n.input))
     return False if full else None
+
+
+def _fill_value(t, nodes, producer, values) -> str | None:
+    """What the values of ``t`` (a Trilu's input in an additive mask) do to a score: "blocks" (all a large
+    negative), "passes" (none is), "mixed", or None when unknown: read from its value, or the fill of the
+    ConstantOfShape / the scalar an Expand broadcasts that produces it."""
+    import numpy as np
+
+    v = values.get(t) if t else None
+    if v is None and t:
+        pi = producer.get(t)
+        n = nodes[pi] if pi is not None else None
+        if n is not None and n.op_type == "ConstantOfShape":
+            a = next((a.t for a in n.attribute if a.name == "value" and a.type == 4), None)
+            if a is None:
+                return "passes"  # ConstantOfShape's default fill: 0
+            try:
+                from onnx import numpy_helper
+
+                v = numpy_helper.to_array(a)
+            except Exception:  # noqa: BLE001 - undecodable: unknown
+                return None
+        elif n is not None and n.op_type == "Expand" and n.input:
+            v = values.get(n.input[0])
+    if v is None:
+        return None
+    a = v.a if hasattr(v, "rows") else np.asarray(v)
+    if a.size == 0 or a.dtype.kind not in "fiu":
+        return None
+    low = a <= -1e4
+    return "blocks" if low.all() else "passes" if not low.any() else "mixed"
+
+
+def _read_buffer(t, shape, data=None):
+    """Initializer ``t`` of ``shape`` as :func:`is_causal` reads a mask buffer: whole up to 2**24 elements, at the
+    rows and columns :func:`mask_positions` picks past that (:func:`_sampled_buffer`), from its data file when stored
+    as external data; None when it cannot be read that way; InputError when its data file is missing or short."""
+    if t is None or tuple(t.dims) != tuple(shape):
+        return None
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if t.data_location == 1 or n > 1 << 24:
+        return _sampled_buffer(t, shape, data)
+    from onnx import numpy_helper
+
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:  # noqa: BLE001 - undecodable: unknown
+        return None
 
 
 def _zero_one(v):
@@ -477,6 +543,116 @@ def _from_range(t, nodes, producer, depth: int = 0) -> bool:
     if n.op_type in ("Unsqueeze", "Reshape", "Cast", "Expand", "Add", "Sub", "Slice", "Identity"):
         return any(_from_range(i, nodes, producer, depth + 1) for i in n.input[:1])
     return False
+
+
+def mask_buffers(names, nodes, producer, consumers, matches, consts=frozenset(), stop=frozenset(),
+                 aliases=frozenset()) -> dict[str, set]:
+    """The tensors of ``names`` (float initializers used as data, and the Identity aliases of shared ones) used only
+    to mask attention scores, each with the uses its values need to be a mask: "add" (its values added to the
+    scores: 0 kept, a large negative blocked) and / or "bool" (read through a boolean op: ``x == c``, a cast to bool).
+    A tensor qualifies when every use of it reaches a pattern of ``matches`` (node index -> AttentionMatch) as a mask
+    only, through the path :func:`is_causal` reads: views, an Add of masks, a cast, ``x == c`` (``c`` in ``consts``),
+    Not / And / Or, a Where's condition or selected value, into the Add of the scores or a Where's condition there;
+    never a GEMM / conv / norm input, nor a graph output or a subgraph's input (``stop``). ``aliases``: Identity
+    outputs that are parameters of their own (not followed). ``producer``: tensor -> node index."""
+    chain = {i: m for i, m in matches.items() if i not in (m.qk, m.pv)}
+    out = {}
+    for name in names:
+        needs = _mask_uses(name, nodes, producer, consumers, chain, consts, stop, aliases)
+        if needs is not None:
+            out[name] = needs
+    return out
+
+
+def _mask_uses(name, nodes, producer, consumers, chain, consts, stop, aliases) -> set | None:
+    """The value needs of ``name`` as :func:`mask_buffers` says; None when a use is not a mask's (or none is)."""
+    needs: set = set()
+    reached = False
+    # raw: the tensor holds the buffer's values (views, Adds, float casts); else a boolean / fill derived from them
+    stack, seen = [(name, True)], set()
+    while stack:
+        t, raw = stack.pop()
+        if (t, raw) in seen:
+            continue
+        seen.add((t, raw))
+        if t in stop or len(seen) > 500:
+            return None
+        for ci in consumers.get(t, ()):
+            n = nodes[ci]
+            if n.domain not in ("", "ai.onnx"):
+                return None
+            pos = [j for j, x in enumerate(n.input) if x == t]
+            op = n.op_type
+            m = chain.get(ci)
+            if m is not None:  # a node of an attention pattern: only the mask of its Add / its Where's condition
+                if t not in m.masks:
+                    return None
+                if op == "Add" and t in m.additive:
+                    if raw:
+                        needs.add("add")
+                elif not (op == "Where" and pos == [0]):
+                    return None  # a scale, a multiplicative mask: not read as a mask here
+                reached = True
+                continue
+            if op in ("Shape", "Size"):
+                continue
+            if op == "Identity" and n.output and n.output[0] in aliases:
+                continue  # a parameter of its own: checked on its own
+            nxt = raw
+            if op in _ADD_VIEWS:
+                if pos != [0]:
+                    return None
+            elif op == "Cast":
+                to = next((a.i for a in n.attribute if a.name == "to"), 0)
+                if to == 9:
+                    if raw:
+                        needs.add("bool")
+                    nxt = False
+                elif to not in (1, 10, 11, 16):
+                    return None
+            elif op == "Equal" and len(n.input) == 2 and any(x != t and x in consts for x in n.input):
+                if raw:
+                    needs.add("bool")
+                nxt = False
+            elif op in ("Not", "And", "Or"):
+                nxt = False
+            elif op == "Where" and len(n.input) == 3:
+                nxt = raw and 0 not in pos
+            elif op != "Add":
+                return None
+            stack.extend((o, nxt) for o in n.output if o)
+    return needs if reached else None
+
+
+def mask_valued(t, needs, data=None) -> bool:
+    """Whether initializer ``t``'s values are a mask's for ``needs`` (see :func:`mask_buffers`): all 0 / 1 or all 0 /
+    a large negative (-inf, -1e9, finfo.min); added to the scores ("add"), 0 / a large negative with one at least
+    (a zero-initialized bias added to the scores is a parameter). Read as :func:`is_causal` reads a mask buffer
+    (whole up to 2**24 elements, at sampled rows and columns past that, from the data file when external; ``data``:
+    see there); False when it cannot be read."""
+    import numpy as np
+
+    if t is None or len(t.dims) < 2:
+        return False
+    try:
+        v = _read_buffer(t, tuple(t.dims), data)
+    except Exception:  # noqa: BLE001 - its data file missing or short (said where the mask is read): unknown
+        return False
+    if v is None:
+        return False
+    a = np.asarray(v.a if hasattr(v, "rows") else v)
+    if a.size == 0:
+        return False
+    if a.dtype.kind != "f":
+        try:
+            a = a.astype(np.float64)  # bfloat16 and the like
+        except (TypeError, ValueError):
+            return False
+    zero, low = a == 0, a <= -1e4
+    negative = bool((zero | low).all())
+    if "add" in needs and not (negative and low.any()):
+        return False
+    return negative or bool((zero | (a == 1)).all())
 
 
 @dataclass
