@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="check only the models whose source (or a project file it imports) is among these files or "
                         "under these directories; pyproject.toml or the baseline selects all models (default: all)")
     p.add_argument("--format", choices=FORMATS, default=None,
-                   help="output format (default: the one an --output name implies (.json, .sarif), else 'format' "
-                        "in [tool.wattlint], else text)")
+                   help="output format (default: the one an --output name implies (.json, .sarif, .txt), else "
+                        "'format' in [tool.wattlint], else text)")
     p.add_argument("--config", metavar="PATH", help="configuration file (default: nearest pyproject.toml with "
                                                     "[tool.wattlint])")
     p.add_argument("--update-baseline", action="store_true",
@@ -34,6 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ignore", metavar="CODES", help="comma-separated rule codes/prefixes (or ALL) to turn off, "
                    "whatever the config selects")
     add_output_argument(p, FORMATS)
+    # the configuration's 'format' applies to an --output name that implies none (review: the shared help said "any
+    # other name: text", but `format = "json"` wrote JSON to report.md): the help says what the command does
+    next(a for a in p._actions if a.dest == "output").help = (
+        "write the report to FILE instead of stdout ('-': stdout; atomically; missing parent folders are created); "
+        "without --format, a .json / .sarif / .txt name picks the format, any other name gets 'format' in "
+        "[tool.wattlint] (else text)")
     p.add_argument("--fail-on", choices=("error", "warning", "info"), default="error",
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
                         "does not fit)")
@@ -53,7 +59,13 @@ def run(args) -> int:
     from ..lint.check import check
     from ..types import ConfigError
 
-    config = load_config(path=Path(args.config)) if args.config else load_config(Path.cwd())
+    config = load_config(path=_config_arg(args.config)) if args.config is not None else load_config(Path.cwd())
+    if not config.select:  # refused as `--select ''` is: every rule off, budgets included, and the check passed
+        from ..config import _where
+
+        raise ConfigError(f"{_where(config.path)}: [tool.wattlint]: 'select' = [] names no rule code (expected e.g. "
+                          "[\"WL301\"], a prefix like \"WL3\", or \"ALL\"; 'wattlint rules' lists them; ignore = "
+                          "[\"ALL\"] turns every rule off)")
     if args.select is not None or args.ignore is not None:
         from ..config import _check_code, _rule_registry
         from ..types import InputError
@@ -80,6 +92,11 @@ def run(args) -> int:
     if config.path is None and not config.models:
         raise ConfigError("no [tool.wattlint] configuration found (pyproject.toml in this directory or above); "
                           "see docs/CONFIG.md")
+    if any(not p.strip() for p in args.paths):  # Path('') is '.': an empty argument checked every model
+        from ..types import InputError
+
+        raise InputError("an empty PATH argument names no file or directory (PATH arguments select the configured "
+                         "models whose source is among them; pass none to check them all)")
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:  # a mistyped path would otherwise select no model and pass ("no configured model matched")
         from ..types import InputError
@@ -98,6 +115,29 @@ def run(args) -> int:
     for error in result.errors:  # the models that could not be estimated: one line each, after the others' report
         print(f"wattlint: error: {' '.join(error.split())}", file=sys.stderr)
     return result.exit_code
+
+
+def _config_arg(text: str) -> Path:
+    """``--config``: an empty value (it fell back to the configuration found from here) and a path that is no
+    regular file (/dev/null was "not found") are refused with what they are."""
+    import os
+    import stat
+
+    from ..types import ConfigError
+
+    if not text.strip():
+        raise ConfigError(f"--config {text!r} names no file: name the pyproject.toml (or TOML file) to read, or leave "
+                          "--config out to use the nearest pyproject.toml with [tool.wattlint]")
+    path = Path(text)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path  # load_config says it is not found (or cannot be read)
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        kind = "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "a pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise ConfigError(f"--config {text}: {kind}, not a TOML file: name the pyproject.toml (or TOML file) to read")
+    return path
 
 
 def render(result, fmt: str) -> str:

@@ -111,6 +111,23 @@ def locked(path: Path):
         yield
 
 
+def shared_how(path: Path, root: Path) -> str | None:
+    """Why the baseline may hold other projects' entries, or None: it is a symbolic link (the way to share one
+    baseline between projects), or it lies outside the project folder (``baseline = "../wattlint-baseline.json"``).
+    An update keeps the entries no model configured here has in such a file: it removed the other projects' entries
+    as "no longer configured", project by project (review)."""
+    path = Path(path)
+    if path.is_symlink():
+        return f"a symbolic link to {os.readlink(path)}"
+    try:
+        path.resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        return "outside the project folder"
+    except OSError:  # a link loop: not a file a project owns alone
+        return "not a plain file of the project"
+    return None
+
+
 def stored(value: float) -> float:
     """A total as the baseline file keeps it (6 significant digits): a check compares an estimate rounded the same
     way, so an unchanged model is never a regression, even at regression-threshold = 0."""

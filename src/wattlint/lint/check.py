@@ -104,12 +104,14 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     from ..cache import ResultCache
     from ..io import remove_stale_temps
     from ..types import WattlintError
-    from .baseline import STALE_TEMP_S, load_baseline
+    from .baseline import STALE_TEMP_S
+    from .noqa import check_entries
     from .results import CheckResult, ModelResult
 
     config.check_sources()
+    check_entries(config)  # a noqa comment not tied to one model with certainty: exit 2 before any estimate
     remove_stale_temps(config.baseline_path, older_than_s=STALE_TEMP_S)  # a killed --update-baseline's temporary
-    baseline = load_baseline(config.baseline_path)
+    baseline = _load_baseline(config)
     cache = ResultCache.for_config(config, enabled=use_cache)
     models = select_models(config, paths, force_exclude)
     result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path,
@@ -203,6 +205,7 @@ def _gate_notices(config, result, baseline) -> list[str]:
     configured model has (the old name of a renamed one)."""
     from ..config import _where
 
+    from .baseline import shared_how
     from .engine import is_enabled
     from .registry import get_rule
 
@@ -220,15 +223,15 @@ def _gate_notices(config, result, baseline) -> list[str]:
 
             return [f"baseline {where} is a symbolic link to a missing file ({os.readlink(config.baseline_path)}): "
                     "energy regressions (WL305) not checked; create that file or remove the link"]
-        return [f"no baseline file {where}: energy regressions (WL305) not checked; 'wattlint check "
-                f"--update-baseline' writes it"]
-    out = [f"{name}: no entry in {where}: energy regression (WL305) not checked; 'wattlint check "
-           f"--update-baseline' adds it" for name in checked if name not in baseline]
+        return [f"no baseline file {where}: energy regressions (WL305) not checked; '{update_command(config)}' "
+                "writes it"]
+    out = [f"{name}: no entry in {where}: energy regression (WL305) not checked; '{update_command(config)}' adds it"
+           for name in checked if name not in baseline]
     configured = {m.name for m in config.models}
     stale = sorted(k for k in baseline if k not in configured)
-    if stale:
+    if stale and not shared_how(config.baseline_path, config.root):  # a shared file holds other projects' models
         out.append(f"{where} has entries no configured model has: {', '.join(stale)} (renamed or removed? "
-                   f"'wattlint check --update-baseline' drops them)")
+                   f"'{update_command(config)}' drops them)")
     return out
 
 
@@ -236,30 +239,97 @@ def _lint_totals(m, config, summary, graph_findings, baseline_entry) -> list:
     """Graph findings (fresh or cached) + the totals rules (budgets, regressions), minus the entry's noqa codes."""
     from .engine import run_rules, sort_findings
 
-    totals = run_rules(None, config, m, summary=summary, baseline=baseline_entry, graph_rules=False)
+    totals = [_with_config(f, config) if f.code == "WL305" else f
+              for f in run_rules(None, config, m, summary=summary, baseline=baseline_entry, graph_rules=False)]
     noqa = noqa_codes(config, m)
     return [f for f in sort_findings(list(graph_findings) + totals) if not _suppressed(f.code, noqa)]
 
 
+_UPDATE = "'wattlint check --update-baseline'"
+_COMMAND_MEMO: dict[tuple[str, str], str] = {}
+
+
+def update_command(config) -> str:
+    """The command that updates this configuration's baseline from the current directory: with ``--config`` when
+    'wattlint check' run here would not find this configuration (review: a subfolder project checked with
+    ``--config ml/pyproject.toml`` from the repository root was told to run 'wattlint check --update-baseline',
+    which fails there)."""
+    import shlex
+
+    from ..config import _where, find_pyproject
+
+    plain = _UPDATE.strip("'")
+    if config.path is None:
+        return plain
+    memo = (str(config.path), str(Path.cwd()))
+    if memo not in _COMMAND_MEMO:
+        try:
+            found = find_pyproject(Path.cwd())
+            same = found is not None and found.resolve() == Path(config.path).resolve()
+        except OSError:
+            same = False
+        _COMMAND_MEMO[memo] = plain if same else \
+            f"wattlint check --config {shlex.quote(_where(config.path))} --update-baseline"
+    return _COMMAND_MEMO[memo]
+
+
+def _with_config(finding, config):
+    """A WL305 finding whose advice names the update command with this check's ``--config`` (:func:`update_command`)."""
+    cmd = update_command(config)
+    if _UPDATE not in finding.message or cmd == _UPDATE.strip("'"):
+        return finding
+    return dataclasses.replace(finding, message=finding.message.replace(_UPDATE, f"'{cmd}'"))
+
+
+def _load_baseline(config):
+    """:func:`wattlint.lint.baseline.load_baseline`, its advice naming the update command with ``--config``."""
+    from ..types import ConfigError
+    from .baseline import load_baseline
+
+    try:
+        return load_baseline(config.baseline_path)
+    except ConfigError as e:
+        cmd = update_command(config)
+        if _UPDATE in str(e) and cmd != _UPDATE.strip("'"):
+            raise ConfigError(str(e).replace(_UPDATE, f"'{cmd}'")) from None
+        raise
+
+
 def _update_baseline(config, models, result) -> None:
     from .. import __version__
+    from ..config import _where
     from . import baseline as _baseline
-    from .baseline import entry_from_summary, load_baseline, write_baseline
+    from .baseline import entry_from_summary, shared_how, write_baseline
 
     checked = [r for r in result.models if not r.skipped and not r.error]  # a failed model keeps its old entry
     updates = {r.name: entry_from_summary(r.summary, next(m.raw_source for m in models if m.name == r.name))
                for r in checked}
     configured = {m.name for m in config.models}
+    # a baseline shared with other projects (a link, a file outside the project) holds their models' entries: they
+    # are kept, never removed as "no longer configured" (review: each project's update wiped the others')
+    shared = shared_how(config.baseline_path, config.root)
     with _baseline.locked(config.baseline_path):  # read, merge and write as one step against other writers
-        old = load_baseline(config.baseline_path)
-        keep = {k: v for k, v in old.items() if k not in updates and k in configured}
+        old = _load_baseline(config)
+        keep = {k: v for k, v in old.items() if k not in updates and (k in configured or shared)}
         new = write_baseline(config.baseline_path, updates, keep=keep, version=__version__)
     result.baseline_updated = True
-    result.baseline_changes = {"written": sorted(updates), "kept": sorted(keep),
-                               "removed": sorted(k for k in old if k not in updates and k not in configured),
+    foreign = sorted(k for k in keep if k not in configured)
+    result.baseline_changes = {"written": sorted(updates), "kept": sorted(k for k in keep if k in configured),
+                               "removed": sorted(k for k in old if k not in updates and k not in keep),
                                # what the reviewer of the baseline commit is accepting (text report only)
                                "moved": {k: (old[k]["energy_kwh"], updates[k]["energy_kwh"]) for k in sorted(updates)
                                          if k in old and old[k].get("energy_kwh") != updates[k].get("energy_kwh")}}
+    where = _where(config.baseline_path)
+    if foreign:
+        result.notices.append(f"baseline {where} is shared ({shared}): kept the entries of {len(foreign)} model(s) "
+                              f"not configured here ({', '.join(foreign)}), as another project's; remove a retired "
+                              "model's entry from the file by hand")
+    if shared:  # the baseline is keyed by model name: two projects' models of one name share (overwrite) an entry
+        clash = sorted(k for k in updates if k in old and old[k].get("source") not in (None, updates[k]["source"]))
+        result.notices.extend(f"baseline {where} is shared ({shared}): entry {k!r} was written for source "
+                              f"{old[k]['source']!r}, now for {updates[k]['source']!r}; if another project has a model "
+                              f"named {k!r}, give one of them another name (entries are keyed by model name)"
+                              for k in clash)
     by_name = {m.name: m for m in models}
     for r in checked:  # regressions are now measured against the new baseline
         m = by_name[r.name]
@@ -269,63 +339,21 @@ def _update_baseline(config, models, result) -> None:
 
 
 # ---- inline suppression: `# wattlint: noqa[: CODES]` on a model's entry in pyproject.toml ---------------------------
-
-_NOQA = re.compile(r"#\s*wattlint:\s*noqa\b(?P<rest>[^#]*)", re.I)
-_TABLE = re.compile(r"^\s*\[")
-# a model entry: [[tool.wattlint.models]] in pyproject.toml, [[models]] in a standalone --config file
-_ENTRY = re.compile(r"^\s*\[\[\s*(?:tool\.wattlint\.)?models\s*\]\]")
-_SUBTABLE = re.compile(r"^\s*\[\s*(?:tool\.wattlint\.)?models\.")  # [tool.wattlint.models.budget]: the entry's own
-_INLINE_MODELS = re.compile(r"^\s*models\s*=\s*\[")  # models = [ { ... }, ... ]: one inline table per line
-_NOQA_FORM = "write '# wattlint: noqa: WL101, WL2' (codes or prefixes) or a bare '# wattlint: noqa'"
+# (wattlint.lint.noqa: the entries are located by reading the file's TOML structure, never guessed)
 
 
 def noqa_codes(config, model) -> frozenset[str]:
-    """Codes suppressed by ``# wattlint: noqa: WL101, WL203`` comments inside the model's ``[[tool.wattlint.models]]``
-    entry (a bare ``# wattlint: noqa`` suppresses every rule for that model, like ruff's bare noqa). A comment that
-    is not one of those two forms, or names a code no rule has, is a ConfigError: read loosely, a typo such as
-    ``noqa=WL101`` or ``noqa: WL10l`` silenced every rule (budgets included) or a whole family."""
-    from ..config import _where
+    """Codes suppressed by ``# wattlint: noqa`` comments inside the model's entry (:func:`wattlint.lint.noqa.noqa_codes`)."""
+    from .noqa import noqa_codes as _codes
 
-    if config.path is None:
-        return frozenset()
-    try:
-        lines = config.path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return frozenset()
-    start = _config_line(config, model) - 1
-    codes: set[str] = set()
-    inline = not any(_ENTRY.match(ln) for ln in lines)  # an inline table is one line: its own comment only
-    comments = toml_comments(lines)
-    for i in range(start, len(lines)):
-        if i > start and (inline or (_TABLE.match(lines[i]) and not _SUBTABLE.match(lines[i]))):
-            break
-        for m in _NOQA.finditer(comments[i]):
-            codes.update(_noqa_selectors(m.group("rest"), f"{_where(config.path)}:{i + 1}"))
-    return frozenset(codes)
+    return _codes(config, model)
 
 
 def stray_noqa(config) -> list[str]:
-    """Notices for ``# wattlint: noqa`` comments outside every ``[[tool.wattlint.models]]`` entry (its sub-tables
-    included): they suppress nothing, which the user would not otherwise learn (review)."""
-    from ..config import _where
+    """Notices for ``# wattlint: noqa`` comments outside every model entry (:func:`wattlint.lint.noqa.stray_noqa`)."""
+    from .noqa import stray_noqa as _stray
 
-    if config.path is None:
-        return []
-    try:
-        lines = config.path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-    if not any(_ENTRY.match(ln) for ln in lines):  # an inline `models = [...]` array: entries are not tables
-        return []
-    out, inside = [], False
-    comments = toml_comments(lines)
-    for i, ln in enumerate(lines):
-        if _TABLE.match(ln):
-            inside = bool(_ENTRY.match(ln) or (inside and _SUBTABLE.match(ln)))
-        if not inside and _NOQA.search(comments[i]):
-            out.append(f"{_where(config.path)}:{i + 1}: noqa comment outside every [[tool.wattlint.models]] entry "
-                       "suppresses nothing (put it inside the model's entry)")
-    return out
+    return _stray(config)
 
 
 def toml_comments(lines: list[str]) -> list[str]:
@@ -372,33 +400,6 @@ def _escaped_backslash(ln: str, k: int) -> bool:
     return run % 2 == 1
 
 
-def _noqa_selectors(rest: str, where: str) -> set[str]:
-    from ..types import ConfigError
-    from .registry import all_rules
-
-    rest = rest.strip()
-    if not rest:
-        return {"ALL"}
-    if not rest.startswith(":"):
-        raise ConfigError(f"{where}: malformed noqa comment ('noqa {rest}'): {_NOQA_FORM}")
-    tokens = [t for t in re.split(r"[\s,]+", rest[1:].strip()) if t]
-    if not tokens:
-        raise ConfigError(f"{where}: the noqa comment names no code after ':': {_NOQA_FORM}")
-    rules = all_rules()
-    names = {r.name: code for code, r in rules.items()}
-    out = set()
-    for t in tokens:
-        u = t.upper()
-        if t.lower() in names:
-            raise ConfigError(f"{where}: noqa names the rule {t!r}: write its code ({names[t.lower()]})")
-        if not re.fullmatch(r"ALL|WL\d{0,3}", u):
-            raise ConfigError(f"{where}: noqa: {t!r} is not a rule code: {_NOQA_FORM}")
-        if u != "ALL" and not any(c.startswith(u) for c in rules):
-            raise ConfigError(f"{where}: noqa: {t!r} selects no rule (see 'wattlint rules')")
-        out.add(u)
-    return out
-
-
 def _suppressed(code: str, noqa: frozenset[str]) -> bool:
     return "ALL" in noqa or any(code.startswith(c) for c in noqa)
 
@@ -443,37 +444,11 @@ def _finding(d):
                    saving_kwh=d.get("saving_kwh"), saving_pct=d.get("saving_pct"), model=d.get("model"))
 
 
-_LINE_MEMO: dict[tuple[str, int], int] = {}
-
-
 def _config_line(config, model) -> int:
-    """Line of the model's [[tool.wattlint.models]] entry in the config file (1 if not found)."""
-    if config.path is None:
-        return 1
-    memo = (str(config.path), model.index)
-    if memo in _LINE_MEMO:
-        return _LINE_MEMO[memo]
-    line = 1
-    try:
-        text = config.path.read_text(encoding="utf-8").splitlines()
-        hits = [i + 1 for i, ln in enumerate(text) if _ENTRY.match(ln)]
-        if model.index < len(hits):
-            line = hits[model.index]
-        else:  # inline array: the model.index-th inline table after `models = [` (one per line), else its source
-            start = next((i for i, ln in enumerate(text) if _INLINE_MODELS.match(ln)), None)
-            tables = [i + 1 for i in range(start, len(text)) if "{" in text[i].split("#", 1)[0]] \
-                if start is not None else []
-            if model.index < len(tables):
-                line = tables[model.index]
-            else:
-                for i, ln in enumerate(text):
-                    if model.raw_source in ln:
-                        line = i + 1
-                        break
-    except OSError:
-        pass
-    _LINE_MEMO[memo] = line
-    return line
+    """Line of the model's entry in the config file (:func:`wattlint.lint.noqa.entry_line`; 1 without a file)."""
+    from .noqa import entry_line
+
+    return entry_line(config, model) if config.path is not None else 1
 
 
 def _def_line(path: Path, attr: str | None) -> int:
