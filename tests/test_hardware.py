@@ -186,8 +186,8 @@ def test_gpu_detail(run_cli, monkeypatch):
     code, out, err = run_cli("gpus", "NVIDIA H100 80GB HBM3", "--format", "json")
     info = json.loads(out)
     assert info["key"] == "h100-sxm5-80gb"
-    assert info["precisions"]["supported"] == ["default", "fp32", "tf32", "fp16", "bf16", "fp8"]
-    assert "H100 Tensor Core GPU Architecture whitepaper" in info["precisions"]["source"]
+    assert info["precisions"] == ["default", "fp32", "tf32", "fp16", "bf16", "fp8"]  # the list's shape (review)
+    assert "H100 Tensor Core GPU Architecture whitepaper" in info["precisions_source"]
     assert info["values"]["tdp_w"]["value"] == 700 and "H100" in info["values"]["tdp_w"]["source"]
     # memory: HBM from the chip code (GH100) at the HBM streaming fraction; the RTX 3090's GDDR6X is stated in the
     # database with its source and streams at 0.87 (docs/ENERGY_MODEL.md constants table)

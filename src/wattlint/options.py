@@ -309,7 +309,8 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "message latency, 20 us over NVLink, 40 us over the network, stated)", "hardware", "plan", "S"),
     Option("host_op_time", "--host-op-time", number(0, 0.01, lo_open=False, what="seconds"), "seconds of CPU time "
            "per op launched by eager PyTorch (Python, dispatcher, kernel launch); the GPU idles while launches lag "
-           "its work (default 15 us, 58 us under --training-stack megatron; stated in every report: docs/ENERGY_MODEL.md)",
+           "its work (default 15 us, 58 us under --training-stack megatron: docs/ENERGY_MODEL.md; the assumptions state "
+           "the value where launching leaves the GPU idle)",
            "hardware", "plan", "S"),
     Option("loader_sample_time", "--loader-sample-time", number(0, 1.0, what="seconds"), "CPU seconds one "
            "data-loader worker spends per sample (read, decode, augment): each epoch's first micro-batch is built by "

@@ -80,9 +80,12 @@ def run(args: argparse.Namespace) -> int:
         import dataclasses
 
         graph = dataclasses.replace(graph, assumptions=(*graph.assumptions, unused))
-    if (args.format or format_for(args.output, ("text", "json")) or "text") == "json":
+    fmt = args.format or format_for(args.output, ("text", "json")) or "text"
+    if fmt == "json":
         text = rep.render_json(graph)
     else:
         text = rep.render_text(graph, top=args.top, color=args.output is None and sys.stdout.isatty())
     write_output(args.output, text, inputs=inputs)
+    if args.output:
+        print(f"wattlint: wrote {args.output} ({fmt})", file=sys.stderr)
     return 0

@@ -108,7 +108,9 @@ def detail(name: str, dirs=None) -> tuple[dict, str | None]:
     return ({"key": g.key, "name": g.name, "vendor": g.vendor, "arch": g.arch, "aliases": list(g.aliases),
              "nvml_names": list(g.nvml_names), "calibration": calibration, "calibration_source": calibration_source,
              "calibration_notes": calibration_notes,
-             "precisions": {"supported": list(supported_precisions(g)), "source": g.sources.get("precisions", "")},
+             # the list's shape (rows: a list of names, as gpus.toml states them); its source beside it, as the
+             # list's --sources gives it under sources.precisions
+             "precisions": list(supported_precisions(g)), "precisions_source": g.sources.get("precisions", ""),
              "memory": memory, "values": values}, note)
 
 
@@ -128,7 +130,7 @@ def _run_detail(args: argparse.Namespace, dirs) -> int:
     for n in info["calibration_notes"]:  # as the estimate's "energy models searched" line states them
         console.print(f"  note: {n}", markup=False)
     console.print(f"aliases: {', '.join(info['aliases']) or '-'};  NVML: {', '.join(info['nvml_names']) or '-'}")
-    console.print(f"precisions: {', '.join(info['precisions']['supported'])}  ({info['precisions']['source']})",
+    console.print(f"precisions: {', '.join(info['precisions'])}  ({info['precisions_source']})",
                   markup=False)
     m = info["memory"]
     console.print(f"memory: {m['type']} ({m['type_source']})", markup=False)

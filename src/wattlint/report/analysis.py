@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 
-from ..types import CostGraph, Phase, Totals
+from ..types import CostGraph, Phase, Status, Totals
 from . import units as u
 
 SCHEMA = "wattlint.analysis/1"
@@ -75,6 +75,16 @@ def _safe(text) -> str:
     return escape(clean(text))
 
 
+def _unsupported_cost(graph: CostGraph) -> str:
+    """What the unsupported ops add to the step, from their records: no cost formula, so nothing (the estimate
+    counts them at zero cost too), unless a frontend recorded FLOPs or bytes for them."""
+    recs = [r for r in graph.records if r.status is Status.UNSUPPORTED]
+    flops, nbytes = sum(r.flops for r in recs), sum(r.bytes for r in recs)
+    if not (flops or nbytes):
+        return "no cost formula: counted at zero cost, 0 FLOPs and 0 bytes"
+    return f"no cost formula: {u.flops(flops)} and {u.bytes_(nbytes)} counted"
+
+
 def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: bool = False) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -124,7 +134,7 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
               f"(views/metadata), {st['unsupported']:,} unsupported")
     uns = graph.unsupported()
     if uns:
-        con.print("unsupported (0 FLOPs, bytes counted): " + ", ".join(f"{_safe(k)} x{v}" for k, v in uns.items()))
+        con.print(f"unsupported ({_unsupported_cost(graph)}): " + ", ".join(f"{_safe(k)} x{v}" for k, v in uns.items()))
     act = graph.extra.get("activation_bytes")
     if act:
         con.print(f"activations saved for backward: {u.bytes_(act)}")

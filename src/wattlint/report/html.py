@@ -10,6 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
 from .layers import group_layers, shorten
+from .text import launch_bound_line
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, layer_name, phase_rows, plan_line, step_line,
                      summary_rows)
 
@@ -28,7 +29,7 @@ th{background:#f6f8fa;font-weight:600} td.num,th.num{text-align:right;font-varia
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:10px;margin:14px 0}
 .card{border:1px solid #dde3e8;border-radius:8px;padding:10px 12px} .card .k{color:#5b6770;font-size:12px}
 .card .v{font-size:20px;font-weight:650;margin-top:2px} .card .s{color:#5b6770;font-size:12px}
-.bad{color:#b3261e;font-weight:600} .best{background:#eefaf0} .find-error{color:#b3261e}.find-warning{color:#8a6100}
+.bad{color:#b3261e;font-weight:600} .warn{color:#8a6100} .best{background:#eefaf0} .find-error{color:#b3261e}.find-warning{color:#8a6100}
 ul.assume li{margin:2px 0;color:#37424a} code{font-size:12.5px;background:#f3f5f7;padding:0 3px;border-radius:3px}
 svg text{font:12px system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;fill:#1d2329}
 """
@@ -85,6 +86,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
     body = [
         f"<h1>wattlint estimate: <code>{escape(m.source)}</code></h1>",
         f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
+        f"{escape(u.bytes_(m.param_bytes))} · "
         f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
         f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span>'
         f"{escape(energy_model_headline(est))}</p>",
@@ -92,6 +94,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         _cards(est),
         "<h2>Per optimizer step</h2>",
         f"<p>{escape(step_line(est))}</p>",
+        *([f'<p class="warn">{escape(launch_bound_line(est))}</p>'] if launch_bound_line(est) else []),
         "<table><caption>Time and GPU energy per optimizer step, by phase</caption><thead><tr>"
         + "".join(f'<th scope="col"{"" if h == "phase" else " class=num"}>{escape(h)}</th>' for h in PHASE_HEADER)
         + "</tr></thead><tbody>",
@@ -100,9 +103,10 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         body.append("<tr>" + "".join(f'<td{"" if i == 0 else " class=num"}>{escape(c)}</td>' for i, c in enumerate(row))
                     + "</tr>")
     body.append("</tbody></table>")
-    groups = group_layers(est.layers, group_by, depth)[:top]
+    every = group_layers(est.layers, group_by, depth)
+    groups = every[:top]
     if groups:
-        body.append(f"<h2>Energy by layer (top {len(groups)}; {escape(group_by)} grouping)</h2>")
+        body.append(f"<h2>Energy by layer (top {len(groups)} of {len(every)}; {escape(group_by)} grouping)</h2>")
         if layer_caption(est):
             body.append(f'<p class="meta">{escape(layer_caption(est))}</p>')
         energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)

@@ -8,6 +8,7 @@ from typing import Sequence
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient_why
+from .text import launch_bound_line
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
 
@@ -55,11 +56,15 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     m = est.model
     lines = [f"### wattlint estimate: {_code(m.source)}", "",
-             f"{m.format} model · {u.count(m.params)} parameters · **{est.gpu.name}** ({_code(est.gpu.key)}) x "
+             f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)} · **{est.gpu.name}** "
+             f"({_code(est.gpu.key)}) x "
              f"{est.plan.gpus} · energy model **{est.calibration}**{_esc(energy_model_headline(est))}", "",
              f"Plan: {plan_line(est)}", ""]
     lines += _table(["", "estimate"], [[k.strip(), v] for k, v in summary_rows(est)], ["---", "---"])
     lines += ["", f"**Per optimizer step**: {step_line(est)}", ""]
+    banner = launch_bound_line(est)
+    if banner:
+        lines += [f"> {_esc(banner)}", ""]
     lines += _table(PHASE_HEADER, phase_rows(est), ["---", "---:", "---:", "---:"])
     lines += _layers(est, top, group_by, depth)
     if est.findings:

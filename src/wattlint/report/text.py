@@ -27,6 +27,16 @@ def _bar(share: float, width: int = BAR_WIDTH) -> str:
     return "█" * full + (blocks[rest] if rest and full < width else "")
 
 
+def launch_bound_line(est: Estimate) -> str:
+    """The launch-bound banner under the step line when the GPU idles waiting for the CPU more than 10 % of each
+    step ('' otherwise): one sentence for the text, Markdown and HTML reports alike."""
+    share = launch_bound_share(est)
+    if share <= 0.1:
+        return ""
+    return (f"launch-bound: the GPU waits for the CPU {share:.0%} of each step (small batch or model); a larger "
+            f"--batch-size, CUDA graphs or torch.compile would help")
+
+
 def fit_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, right: Sequence[str] = (),
               priority: Sequence[str] | None = None, sep: str = "  ") -> tuple[str, list[str]]:
     """A plain fixed-width table fitted to ``width``: cells are never wrapped or cut; when the table is too wide,
@@ -80,10 +90,9 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
 
     con.print(Text("Per optimizer step", style="bold"))
     con.print(Text(f"  {step_line(est)}"))
-    share = launch_bound_share(est)
-    if share > 0.1:
-        con.print(Text(f"  launch-bound: the GPU waits for the CPU {share:.0%} of each step (small batch or model); "
-                       f"a larger --batch-size, CUDA graphs or torch.compile would help", style="yellow"))
+    banner = launch_bound_line(est)
+    if banner:
+        con.print(Text(f"  {banner}", style="yellow"))
     ph = Table(box=box.SIMPLE, pad_edge=False)
     for col in PHASE_HEADER:
         ph.add_column(col, justify="left" if col == "phase" else "right", no_wrap=True)

@@ -206,6 +206,7 @@ class MisalignedGemmDims(Rule):
         bad: dict[int, tuple[int, int, int]] = {}
         per_layer: dict[str, float] = defaultdict(float)
         dims_of: dict[str, tuple[int, int, int]] = {}
+        dtype_of: dict[str, str] = {}  # the compute dtype of the dims shown (its granule is the multiple to pad to)
         # a backward GEMM's n / k can be a token count (a weight gradient reduces over the tokens: for a routed
         # expert, tokens x top-k / experts rows), which no model size pads: only the dims of the module's forward
         # GEMMs (its weights' features) are the model's to pad
@@ -228,6 +229,7 @@ class MisalignedGemmDims(Rule):
                 per_layer[r.module] += energy[i]
                 if r.phase is Phase.FORWARD or r.module not in dims_of:
                     dims_of[r.module] = (m, n, k)
+                    dtype_of[r.module] = cdt
         share = sum(per_layer.values()) / tot
         if not bad or share < ctx.options["min_share"]:
             return
@@ -251,12 +253,15 @@ class MisalignedGemmDims(Rule):
             m, n, k = dims_of[name]
             fixes = [f"{label}={v} (pad to {ceil_to(v, m)})" for label, v in (("n", n), ("k", k))
                      if _paddable(v, m, lo, model_dims.get(name))]
-            parts.append(f"{name or '<root>'}: " + ", ".join(fixes))
+            parts.append(f"{name or '<root>'}: " + ", ".join(fixes) + f", multiples of {m} for {dtype_of[name]}")
         more = f" and {len(worst) - 3} more" if len(worst) > 3 else ""
+        # the saving is the re-estimate with each dim padded to its granule (the sizes named above); a vocabulary is
+        # often padded further, to a multiple of 64 (nanoGPT's 50304), which this saving does not price
         yield ctx.finding(
             f"{len(worst)} GEMM/conv layer(s) with dims not multiples of the tensor-core granule "
             f"({share:.0%} of step energy): " + "; ".join(parts) + more +
-            "; pad hidden/vocabulary/channel sizes (64 for vocabularies)",
+            "; pad hidden/vocabulary/channel sizes to those multiples (the estimated saving is for that padding; "
+            "padding a vocabulary on to a multiple of 64, as nanoGPT's 50304, is a common further step)",
             layer=worst[0] or None, saving_kwh=kwh, saving_pct=pct)
 
 
