@@ -253,11 +253,29 @@ def find_blocks(graph: CostGraph) -> Blocks | None:
     return Blocks(prefix=prefix, indices=tuple(sorted(seen[prefix])))
 
 
+def model_blocks(graph: CostGraph) -> Blocks | None:
+    """The blocks model parallelism splits: :func:`find_blocks`, else the one block of a one-layer model (the only
+    numbered module family with matmuls, holding a single index: 'transformer.h.0'), which :func:`find_blocks`
+    cannot tell from any other numbered module in general. Review 2026-12: a 1-layer transformer had no blocks, so
+    context parallelism priced its ring over 0 layers and tensor parallelism was refused as having 'no repeated
+    transformer blocks'. None without numbered modules, or with one layer in each of several lists (a 1-layer
+    encoder-decoder: :func:`_check_one_transformer_stack` refuses it as several stacks)."""
+    found = find_blocks(graph)
+    if found is not None:
+        return found
+    families = block_families(graph.records)
+    if len(families) != 1:
+        return None
+    ((prefix, indices),) = families.items()
+    return Blocks(prefix=prefix, indices=tuple(sorted(indices)))
+
+
 def stage_blocks_of(graph: CostGraph) -> Blocks | None:
-    """The repeated blocks a graph runs: on the per-GPU graph of a pipeline stage, those of the blocks' ModuleList
-    the full model was split on (a stage may hold a single block, which :func:`find_blocks` cannot tell from any
-    other numbered module); else :func:`find_blocks`."""
-    prefix = ((graph.extra or {}).get("pipeline_stages") or {}).get("prefix")
+    """The repeated blocks a graph runs: on a per-GPU graph (:func:`shard_graph`), those of the blocks' ModuleList
+    the full model was split on (a pipeline stage, or a one-layer model, may hold a single block, which
+    :func:`find_blocks` cannot tell from any other numbered module); else :func:`find_blocks`."""
+    extra = graph.extra or {}
+    prefix = (extra.get("pipeline_stages") or {}).get("prefix") or extra.get("parallel_blocks")
     if prefix:
         found = Blocks(prefix=prefix, indices=())
         idx = sorted({i for r in graph.records if r.kind in GEMM_KINDS
@@ -517,8 +535,8 @@ def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[s
     (:func:`stage_blocks`): the stage with more forward + backward FLOPs of the last stage (its blocks + what
     follows them) and a middle stage of the most blocks. Refuses fewer blocks than stages."""
     families = block_families(graph.records) if blocks is None else {}
-    if families:  # one numbered block (a 1-layer model): find_blocks needs two
-        prefix = max(sorted(families), key=lambda k: len(families[k]))
+    if families or (blocks is not None and blocks.count == 1):  # one numbered block (a 1-layer model)
+        prefix = blocks.prefix if blocks is not None else max(sorted(families), key=lambda k: len(families[k]))
         raise ConfigError(f"--pipeline-parallel {pp}: the model has 1 block ({prefix}.*) to split into stages "
                           f"(need at least {pp})")
     if blocks is None:
@@ -572,6 +590,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     if stage is not None:
         extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix,
                                     "head_blocks": stage[5]}
+    if blocks is not None:  # the blocks' list, for stage_blocks_of / count_layers on the per-GPU graph (one block too)
+        extra["parallel_blocks"] = blocks.prefix
     extra["parallel_hidden"] = hidden
     extra["attention_flops_per_token"] = attention_forward_flops_per_token(graph)
     extra["model_flops_basis"] = model_flops_basis(graph)  # of the whole replica (the per-GPU graph holds a share)
@@ -587,18 +607,34 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
     attention heads, neither of which they have; Mamba was refused as a CNN for its short 1-D conv; pipeline stages,
     which split any stack of blocks, are kept) and for blocks of unequal work (Swin's hierarchical stages, priced as
     equal blocks). Review findings of 2026-12-06 and 2026-12 (attention-free stacks)."""
-    if blocks is None:
-        return  # each option's own refusal says what is missing
     opt = ("--tensor-parallel", layout.tp) if layout.tp > 1 else ("--pipeline-parallel", layout.pp) if layout.pp > 1 \
         else ("--context-parallel", layout.cp)
     what = f"{opt[0]} {opt[1]}"
-    stacks = sorted(p for p, idx in block_families(graph.records).items() if len(idx) >= 2)
+    families = block_families(graph.records)
+    # a 1-layer encoder-decoder has one numbered block in each of its stacks (no family of two: blocks is None)
+    stacks = sorted(p for p, idx in families.items() if len(idx) >= 2 or blocks is None)
     if len(stacks) > 1:
         raise ConfigError(f"{what}: the model has {len(stacks)} stacks of layers ({', '.join(stacks)}): model "
                           "parallelism is costed for one stack of transformer layers (decoder-only or encoder-only "
                           "models); estimate this one data-parallel (--gpus N)")
+    if blocks is None:
+        return  # each option's own refusal says what is missing
+    types = dict(graph.modules)
+    if blocks.count == 1 and types:
+        # ALBERT's one layer run L times (weights shared across depth): one block, L layers of work and collectives
+        calls: dict[str, int] = {}
+        for r in graph.records:
+            if (r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and not r.recompute
+                    and types.get(r.module) == "Linear" and blocks.index(r.module) is not None):
+                calls[r.module] = calls.get(r.module, 0) + 1
+        runs = max(calls.values(), default=1)
+        if runs > 1:
+            raise ConfigError(f"{what}: the one block of {blocks.prefix} runs {runs} times per forward (its weights "
+                              "shared across depth, as ALBERT's): model parallelism is costed for a stack of distinct "
+                              "transformer layers; estimate this one data-parallel (--gpus N)")
     flops: dict[int, float] = {}
-    attention = conv = spatial = False
+    conv = spatial = False
+    attention = blocks_hold_attention(graph, blocks)  # an MoE router's softmax is none (a Mamba + MoE stack)
     lists: set[str] = set()  # numbered lists inside a block whose items hold attention ('<block>.blocks')
     for r in graph.records:
         b = blocks.index(r.module) if r.module else None
@@ -611,7 +647,6 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
             # model's short causal convolution (Mamba's conv1d) as well as an audio CNN's: not named a CNN
             spatial = spatial or len(r.shapes) < 2 or len(r.shapes[1]) >= 4
         if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
-            attention = True
             num, _, rest = r.module[len(blocks.prefix) + 1:].partition(".")
             m = _BLOCK_RE.match(rest)
             if m:
@@ -619,7 +654,6 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
     # attention inside a numbered list of alike items inside a block: the blocks are stages of layers (Swin's
     # 'encoder.layers.0.blocks.1.attention', SwinLayer items); a list of a layer's unlike sublayers (T5's
     # 'block.0.layer.0.SelfAttention' beside 'layer.1', its feed-forward) is one layer; MoE experts hold no attention
-    types = dict(graph.modules)
     item = re.compile(r"^(.*)\.(\d+)$")
     nested = any(len({t for n, t in types.items() if (mm := item.match(n)) and mm.group(1) == lst}) == 1
                  for lst in lists) if types else bool(lists)  # no module types (an ONNX graph): any such list
@@ -671,7 +705,7 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
         return graph, []
     notes: list[str] = []
     tp, pp, cp = layout.tp, layout.pp, layout.cp
-    blocks = find_blocks(graph)
+    blocks = model_blocks(graph)
     _check_one_transformer_stack(graph, blocks, layout)
     tokens = tokens_per_micro_batch(graph)
     hidden = hidden_size(graph, blocks)
@@ -696,6 +730,10 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
     if tp > 1 and blocks is None:
         raise ConfigError(f"--tensor-parallel {tp}: no repeated transformer blocks recognised in the model; tensor "
                           f"parallelism is costed as the Megatron-LM split of transformer layers only")
+    if cp > 1 and blocks is None:  # the ring is priced per layer: without layers it was priced as 0 (review 2026-12)
+        raise ConfigError(f"--context-parallel {cp}: no repeated transformer blocks recognised in the model (a "
+                          f"ModuleList of layers: 'layers.0', 'layers.1', ...); context parallelism is costed as ring "
+                          f"attention over each transformer layer's keys and values only")
     if tp > 1:
         check_tensor_parallel(graph, tp)
     splits = weight_split(graph) if tp > 1 else {}
@@ -754,6 +792,9 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
                      f"{pp}){kv_txt} = {params:,} (balanced stages)")
     extra = _per_gpu_extra(graph, layout, blocks, hidden, stage)
     if cp_info is not None:
+        # the layers whose attention runs the ring on this GPU's stage: every block of a transformer, the attention
+        # layers of a hybrid (Jamba)
+        cp_info["attention_layers"] = len(attention_layers(graph, blocks, out))
         extra["context_parallel"] = cp_info
     sharded = dataclasses.replace(graph, model=model, records=tuple(out), extra=extra,
                                   assumptions=tuple(graph.assumptions) + tuple(notes))
@@ -850,17 +891,39 @@ def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hi
 
 
 def blocks_hold_attention(graph: CostGraph, blocks: Blocks | None) -> bool:
-    """Whether a forward attention kernel or softmax (eager attention) runs inside the repeated blocks; False for
-    an attention-free stack (RWKV's time mixing, Mamba's selective scan) and without blocks."""
-    return blocks is not None and any(r.phase is Phase.FORWARD and r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX)
-                                      and blocks.index(r.module) is not None for r in graph.records if r.module)
+    """Whether attention runs inside the repeated blocks (:func:`attention_layers`); False for an attention-free
+    stack (RWKV's time mixing, Mamba's selective scan, with or without MoE layers, whose routers' softmax is no
+    attention) and without blocks."""
+    return bool(attention_layers(graph, blocks))
+
+
+def attention_layers(graph: CostGraph, blocks: Blocks | None,
+                     records: Sequence[OpRecord] | None = None) -> tuple[int, ...]:
+    """The blocks (their indices) whose forward runs attention, in ``records`` (default the graph's; a per-GPU
+    stage's): a fused attention kernel, or a softmax, unless it is an MoE router's (a softmax inside the module
+    that holds a traced experts module, outside an eager attention core, :func:`attention_core`). Every block of a
+    transformer; only the attention layers of a hybrid (Jamba: 1 block in 8 holds attention, the others Mamba),
+    whose ring attention (context parallelism) and stored attention scores are those layers' only. Review 2026-12:
+    every block counted, and a Mamba + MoE stack without attention counted as attention for its routers' softmax."""
+    if blocks is None:
+        return ()
+    records = graph.records if records is None else records
+    routers = tuple(m.rsplit(".", 1)[0] + "." for ly in moe_layers(graph) if "." in (m := str(ly.get("module") or "")))
+    core = attention_core(records) if routers else frozenset()
+    found = {blocks.index(r.module) for i, r in enumerate(records)
+             if r.phase is Phase.FORWARD and not r.recompute and r.module
+             and (r.kind is OpKind.ATTENTION
+                  or (r.kind is OpKind.SOFTMAX and (i in core or not (r.module + ".").startswith(routers))))}
+    return tuple(sorted(i for i in found if i is not None))
 
 
 def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, str]:
-    """The Korthikanti et al. 2022 attention-score activations of an eager-attention transformer, 5as^2b per layer
-    (QK^T output and softmax output in 16 bits, the 1-byte dropout mask; x2 for fp32 activations), which selective
-    recompute does not keep: (bytes, what). 0 with fused attention (no scores stored) or without repeated blocks."""
-    blocks = find_blocks(graph)
+    """The Korthikanti et al. 2022 attention-score activations of an eager-attention transformer, 5as^2b per
+    attention layer (QK^T output and softmax output in 16 bits, the 1-byte dropout mask; x2 for fp32 activations),
+    which selective recompute does not keep: (bytes, what). 0 with fused attention (no scores stored) or without
+    repeated blocks. Only the blocks that run attention count (:func:`attention_layers`: a hybrid's Mamba layers
+    store none); a one-layer model is one block (:func:`model_blocks`)."""
+    blocks = model_blocks(graph)
     s = int(graph.seq_len or 0)
     if blocks is None or not s:
         return 0, "no transformer blocks recognised"
@@ -868,10 +931,12 @@ def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, 
         return 0, "fused attention stores no attention scores"
     if not blocks_hold_attention(graph, blocks):
         return 0, f"the blocks of {blocks.prefix} hold no attention"
+    n = len(attention_layers(graph, blocks))
     b = max(1, int(graph.micro_batch or 1))
     a = _eager_heads(graph, hidden_size(graph, blocks))
-    total = int(round(5.0 * a * s * s * b * blocks.count * (1.0 if half else 2.0)))
-    return total, (f"{blocks.count} layers x 5as^2b with a={a}, s={s}, b={b}" + ("" if half else ", x2 for fp32"))
+    total = int(round(5.0 * a * s * s * b * n * (1.0 if half else 2.0)))
+    of = f" (of {blocks.count} blocks: the others hold no attention)" if n < blocks.count else ""
+    return total, (f"{n} layers{of} x 5as^2b with a={a}, s={s}, b={b}" + ("" if half else ", x2 for fp32"))
 
 
 def _batched_gemm(r: OpRecord) -> bool:
@@ -1027,24 +1092,26 @@ def moe_layers(graph: CostGraph) -> list[dict]:
     return list(moe.get("layers") or [])
 
 
-def dispatched_rows_per_assignment(layer: dict, capacity_factor: float, seq_len: int) -> float:
-    """Rows an MoE layer's all-to-all carries per token-to-expert assignment: the rows its experts compute (the
-    frontend's rule, wattlint.frontends.torch_moe), since an expert receives exactly its buffer. Dropless: 1; a
-    capacity factor c pads or drops every expert's buffer to ceil(c x assignments / experts) rows (GShard /
-    DeepSpeed-MoE's [E, C, h] dispatch): c; Switch's configured ``expert_capacity`` caps each expert at min(capacity,
-    ceil(c x sequence / experts)) rows per sequence, as the model and the frontend do: experts x that / (sequence x
-    top-k) (review 2026-12: the min was missing, 4x the rows the experts computed at capacity 64, sequence 128, 8
-    experts); the 'batched' implementation runs every assignment whatever the factor: 1. Per sequence rather than
-    from the summary's ``rows_per_expert``: those are of the traced micro-batch, which the summary does not record
-    (a what-if graph at another micro-batch, wattlint.lint's scale_batch, keeps them)."""
+def dispatched_rows_per_assignment(layer: dict, capacity_factor: float | None = None,
+                                   seq_len: int | None = None) -> float:
+    """Rows an MoE layer's all-to-all carries per token-to-expert assignment: the rows its experts compute, since an
+    expert receives exactly its buffer. Read off the frontend's summary (wattlint.frontends.torch_moe, where the
+    routing rule lives): the rows of all experts (``rows_per_expert``) over the assignments (``tokens`` x top-k) of
+    the same traced call. Dropless: 1; a capacity factor c pads or drops every expert's buffer to ceil(c x
+    assignments / experts) rows (GShard / DeepSpeed-MoE's [E, C, h] dispatch): ~c; Switch's ``expert_capacity`` caps
+    each expert at min(capacity, ceil(c x sequence / experts)) rows per sequence. Both are of the traced
+    micro-batch, so the ratio holds for a what-if graph at another micro-batch (wattlint.lint's scale_batch keeps
+    them). The 'batched' implementation (no routed forward, no rows recorded) runs every assignment: 1.
+
+    Review 2026-12: this re-derived the frontend's rules from the capacity factor and the sequence length (a second
+    home for them; Switch's min was once missing here only, 4x the rows). ``capacity_factor`` and ``seq_len`` are
+    no longer read (kept for callers that pass them)."""
     k = max(1, int(layer.get("top_k") or 1))
-    experts = int(layer.get("experts") or 0)
-    if layer.get("expert_capacity") and experts and seq_len > 0:
-        per_seq = min(int(layer["expert_capacity"]), math.ceil(capacity_factor * seq_len / experts))
-        return experts * per_seq / (seq_len * k)
-    if layer.get("implementation") == "batched":
-        return 1.0
-    return float(capacity_factor)
+    tokens = int(layer.get("tokens") or 0)
+    rows = sum(int(n) for n in layer.get("rows_per_expert") or ())
+    if tokens > 0 and rows > 0:
+        return rows / (tokens * k)
+    return 1.0
 
 
 def routed_expert_params(graph: CostGraph) -> int:

@@ -651,7 +651,8 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             what += " + 2 per layer in the recomputed forward (full recompute)"
         tp_mb = per_layer * layers * one
         notes.append(f"tensor parallel {tp}: {what} of micro-batch x seq x hidden = {tokens:,} x {hidden:,} x "
-                     f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layers on this GPU, over {name} (NCCL "
+                     f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layer{'' if layers == 1 else 's'} on "
+                     f"this GPU, over {name} (NCCL "
                      f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "
                      f"{tp_mb * 1e3:.3g} ms per micro-batch, on the critical path (not overlapped with compute)")
     pp_mb = hop = 0.0
@@ -708,12 +709,16 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         in_node = plan.gpus <= plan.gpus_per_node or (tp * cp <= plan.gpus_per_node
                                                       and plan.gpus_per_node % (tp * cp) == 0)
         bw, lat, name = _link(gpu, plan, in_node)
-        ring = (cp - 1) * (P.p2p_s(kv_local, bw, lat) + P.p2p_s(2 * kv_local, bw, lat)) * layers
+        # the ring runs in the attention layers only (a Jamba-like hybrid: its Mamba layers exchange nothing)
+        n_attn = int(info.get("attention_layers", layers))
+        ring = (cp - 1) * (P.p2p_s(kv_local, bw, lat) + P.p2p_s(2 * kv_local, bw, lat)) * n_attn
         cp_mb = max(ring * MIN_EXPOSED, ring - micro_attention_s)
         notes.append(f"context parallel {cp}: per layer and micro-batch a ring of {cp - 1} key/value sends forward "
                      f"and {cp - 1} key/value + gradient sends backward of this GPU's chunk ({kv_local / 2**20:,.2f} "
                      f"MiB: {info.get('kv_source', 'keys and values')} / (tp {tp} x cp {cp})) over {name}, "
-                     f"{layers} layers: {ring * 1e3:.3g} ms per micro-batch, overlapped with the attention kernels "
+                     f"{n_attn} attention layer{'' if n_attn == 1 else 's'}"
+                     + (f" of {layers}" if n_attn != layers else "")
+                     + f": {ring * 1e3:.3g} ms per micro-batch, overlapped with the attention kernels "
                      f"({micro_attention_s * 1e3:.3g} ms): {cp_mb * 1e3:.3g} ms exposed (at least "
                      f"{MIN_EXPOSED:.0%})")
     block_s = micro_compute_s if micro_block_s is None else micro_block_s

@@ -190,9 +190,9 @@ class MoeRouting:
             lo, hi = (min(rows), max(rows)) if rows else (0, 0)
             per = f"{lo}" if lo == hi else f"{lo}-{hi}"
             if layout == "switch":
-                want = math.ceil(cf * seq / e) if e else 0
+                per_seq = hi * seq // tokens if tokens else 0  # the routed forward's rows: micro-batch x per sequence
                 rule = (f"Switch expert capacity {cap} tokens per expert per sequence (config expert_capacity) "
-                        f"caps the rows: min({cap}, ceil({cf:g} x {seq} / {e})) = {min(cap, want) if cap else want} "
+                        f"caps the rows: min({cap}, ceil({cf:g} x {seq} / {e})) = {per_seq} "
                         f"per sequence, {per} rows per expert per micro-batch; tokens over capacity skip the experts "
                         "(as the model does)") if cap else \
                     f"no expert capacity in the config: ceil({cf:g} x {seq} / {e}) rows per sequence"
@@ -213,11 +213,16 @@ class MoeRouting:
         return out
 
     def summary(self) -> dict:
+        """What was traced, for wattlint.parallel and the reports. Per layer ``rows_per_expert`` (the rows each
+        expert computed) and ``tokens`` (the tokens of that call: micro-batch x sequence) are both of the last traced
+        call, so rows / (tokens x top-k) is the rows an expert-parallel all-to-all carries per token-to-expert
+        assignment (wattlint.parallel.dispatched_rows_per_assignment): the routing rule lives here only."""
         if not self.layers:
             return {}
         return {"capacity_factor": self.capacity_factor, "routing": "balanced",
                 "layers": [{"module": ly.path, "type": ly.cls, "experts": ly.experts, "top_k": ly.top_k,
-                            "implementation": ly.impl, "rows_per_expert": list(ly.rows), "params": ly.params,
+                            "implementation": ly.impl, "rows_per_expert": list(ly.rows), "tokens": ly.tokens,
+                            "params": ly.params,
                             **({"trainable_params": ly.trainable} if ly.trainable is not None else {}),
                             **({"expert_capacity": ly.capacity} if ly.capacity is not None else {})}
                            for ly in self.layers]}

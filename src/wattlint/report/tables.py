@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from ..aggregate import ENERGY_MODEL_NOTE, UNCONFIRMED_NOTE
+from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NOTE
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient
@@ -114,7 +114,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     if ut is not None:
         below = "; why HFU sits below MFU: Assumptions" if ut.hfu < ut.mfu else ""
         rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {u.pct(ut.mfu)} · HFU "
-                                   f"{u.pct(ut.hfu)}  (MFU: {_n_term(ut)} + attention FLOPs/token, {ut.peak_tflops:g} "
+                                   f"{u.pct(ut.hfu)}  (MFU: {_mfu_basis(ut)}, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))
     return rows
 
@@ -127,9 +127,18 @@ def _cost_label(plan) -> str:
     return f"Cost ({' + '.join(parts)})" if parts else "Cost"
 
 
-def _n_term(ut) -> str:
-    """6N, or 6N_active for a mixture-of-experts model (aggregate.MFU_CONVENTION_MOE)."""
-    return "6N_active" if "N_active" in ut.convention else "6N"
+def _mfu_basis(ut) -> str:
+    """The model FLOPs per token MFU counts, as :func:`wattlint.aggregate.utilization` chose them (its
+    ``convention``): the traced forward + backward FLOPs where 6N does not count the model (MFU_CONVENTION_TRACED:
+    Whisper's long encoder input, ALBERT's shared layer; review 2026-12: labelled '6N + attention' all the same),
+    else 6N + attention: 6N_active for a mixture-of-experts model (MFU_CONVENTION_MOE), less 2N_frozen for frozen
+    weights."""
+    if ut.convention.startswith(MFU_CONVENTION_TRACED):
+        return "traced model FLOPs/token"
+    n = "6N_active" if "N_active" in ut.convention else "6N"
+    if "N_frozen" in ut.convention:
+        n += " - 2N_frozen"
+    return f"{n} + attention FLOPs/token"
 
 
 def step_line(est: Estimate) -> str:
