@@ -1,16 +1,30 @@
-"""Result cache for ``wattlint check``: unchanged models cost a file stat, a few hashes and one JSON read.
+"""Result cache for ``wattlint check``: unchanged models cost reading their Python files' imports, a file stat, a few
+hashes and one JSON read.
 
 Key (sha256 of a canonical JSON document) =
   * model content: ONNX / config.json -> the file's bytes; PyTorch sources (``file.py:attr``, ``pkg.mod:attr``) ->
-    the source file and every project file it imports, transitively (resolved by reading ``import`` statements
-    with ``ast`` under the project root, without importing anything);
+    the source file (a module source: with its packages' ``__init__.py``) and every file it imports, transitively,
+    found by reading the code with ``ast``, without importing anything (:func:`dependencies`): ``import`` / ``from``
+    statements anywhere in a file (module level, functions, try / if blocks; ``import a.b.c`` brings a/__init__.py
+    and a/b/__init__.py; relative imports), and calls naming a module or file by a value the file alone determines
+    (``importlib.import_module("pkg.dyn")``, ``__import__``, ``importlib.util.spec_from_file_location`` /
+    ``find_spec``, ``runpy.run_path`` / ``run_module``, ``exec`` of a literal string, ``sys.path.insert`` of a
+    path built from ``__file__``). Modules are looked up where the check's import finds them: the source file's own
+    folder (inside the project root or not: ``../shared/net.py:build`` importing its sibling ``blocks``), the
+    current directory, the project root (and ``src/``), the interpreter's sys.path folders and the folders the code
+    puts there; every candidate file is kept; the standard library and site-packages are not (see versions). A
+    model whose imports only running it can tell (a module name or file computed at run time, ``exec`` / ``eval``
+    of code that is not a literal, a sys.path folder or package ``__path__`` computed at run time,
+    ``torch.hub.load``) is never cached: estimated on every check, and the pre-commit selection re-checks it for
+    any .py file of the project (keying it on every .py file would still miss code read from elsewhere);
   * the model's effective options (plan, GPU) and the lint settings that change graph findings (select, ignore,
     preview, rule options);
   * versions: wattlint (``__version__`` plus a stat fingerprint of the installed package, which also covers its data
     files and the calibrated models shipped in ``wattlint/models``), the energy-model search path (a stat
     fingerprint of every folder on it: a model fitted into the user's folder re-prices the next check), torch (for
-    PyTorch / HF sources) and onnx (for ONNX sources), read from package metadata without importing them, and the
-    cache schema.
+    PyTorch / HF sources), transformers (HF), onnx (for ONNX sources) and, for a ``pkg.mod:attr`` source that is
+    no project file, its installed distribution, read from package metadata without importing them, and the
+    cache schema. Other installed packages a PyTorch source imports (torchvision, timm) are not in the key.
 
 Content hashes are memoized by (path, size, mtime_ns, inode) in ``hashes.json`` so a large ONNX file is hashed once.
 Every write is atomic (temporary file in the same directory + ``os.replace``); a corrupt or foreign cache file is
@@ -24,6 +38,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -128,54 +143,500 @@ def find_module_file(module: str, roots: Iterable[Path]) -> Path | None:
     return None
 
 
-def project_imports(path: Path, root: Path) -> list[Path]:
-    """``path`` and every .py file under ``root`` it imports, transitively (sorted, without duplicates)."""
-    root = root.resolve()
-    seen: dict[Path, None] = {}
-    todo = [path.resolve()]
-    while todo:
-        p = todo.pop()
-        if p in seen or not p.is_file():
+def _installed_dirs() -> tuple[str, ...]:
+    """The standard library and site-packages folders (with a trailing separator): code there belongs to the
+    interpreter or an installed distribution, not to the project."""
+    import site
+    import sysconfig
+
+    dirs = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    try:
+        dirs.update(site.getsitepackages())
+        dirs.add(site.getusersitepackages())
+    except Exception:  # pragma: no cover - a stripped site module (some embedded interpreters)
+        pass
+    return tuple(sorted(os.path.join(os.path.realpath(d), "") for d in dirs if d))
+
+
+def _is_installed(p: Path, installed: tuple[str, ...]) -> bool:
+    parts = p.parts
+    return "site-packages" in parts or "dist-packages" in parts or os.path.join(str(p), "").startswith(installed)
+
+
+# sys.path as this module was first imported (before any model's import: an estimate puts the project root there
+# for good, and a long-lived process (the tests) would collect every project's root checked before)
+_START_PATH = tuple(sys.path)
+
+
+def search_dirs(source_dir: Path | None, root: Path) -> list[Path]:
+    """The folders an ``import`` in a model's code is looked up in when ``wattlint check`` runs it: the source file's
+    own folder (a ``file.py:attr`` source is run as a script: its folder comes first on sys.path, inside the project
+    or not), the current directory, the project root and its ``src/``, and the interpreter's own sys.path folders
+    (PYTHONPATH, path entries of .pth files) — not the standard library nor site-packages."""
+    installed = _installed_dirs()
+    out: dict[Path, None] = {}
+    for d in [source_dir, Path.cwd(), root, root / "src"] + [Path(e or os.curdir) for e in _START_PATH]:
+        if d is None:
             continue
-        seen[p] = None
-        try:
-            tree = ast.parse(p.read_bytes(), filename=str(p))
-        except (SyntaxError, ValueError, OSError):
-            continue
-        roots = [root, p.parent]
-        for node in ast.walk(tree):
-            names: list[str] = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
+        a = Path(os.path.abspath(d))  # as sys.path names it: a module's __file__ keeps a linked folder's name
+        if a.is_dir() and not _is_installed(Path(os.path.realpath(a)), installed):
+            out[a] = None
+    return list(out)
+
+
+# calls that import a module, or run a file, named by an argument: matched by the called name's last part
+# (`importlib.import_module`, `import_module` imported from importlib and `il.import_module` are the same call);
+# name -> (position, keyword) of that argument
+_IMPORT_CALLS = {"import_module": (0, "name"), "__import__": (0, "name"), "run_module": (0, "mod_name"),
+                 "find_spec": (0, "name")}
+_FILE_CALLS = {"spec_from_file_location": (1, "location"), "run_path": (0, "path_name"), "load_source": (1, "pathname"),
+               "SourceFileLoader": (1, "path"), "SourcelessFileLoader": (1, "path")}
+_CODE_BUILTINS = ("exec", "eval", "compile")
+_LIST_MUTATORS = {"insert": 1, "append": 0, "extend": 0, "__setitem__": 1, "__iadd__": 0}
+_CALL_NAMES = {*_IMPORT_CALLS, *_FILE_CALLS, *_CODE_BUILTINS, *_LIST_MUTATORS, "exec_module", "load_module",
+               "addsitedir", "load"}
+_PATH_FUNCS = {"os.path.dirname": os.path.dirname, "os.path.abspath": os.path.abspath,
+               "os.path.realpath": os.path.realpath, "os.path.normpath": os.path.normpath, "str": str, "os.fspath": str}
+_PATH_CTORS = ("os.path.join", "pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath")
+
+
+def _qualname(node: ast.AST, aliases: Mapping[str, str]) -> str | None:
+    """``a.b.c`` of a Name / Attribute chain, its first name replaced by what the file imported under it."""
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id, node.id)
+    if isinstance(node, ast.Attribute):
+        base = _qualname(node.value, aliases)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _last(node: ast.AST) -> str | None:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+
+
+class _FileScan:
+    """What one Python file imports, read from its syntax tree without running it: the modules it imports by name
+    (statements anywhere in the file, and calls with a name known from the file alone), relative imports, files it
+    runs by path, folders it puts on sys.path, and (``unknown``) each import whose target only running the code can
+    tell."""
+
+    def __init__(self, path: Path, label: str, tree: ast.Module, full: bool = True):
+        self.path, self.label, self.full = path, label, full
+        self.modules: list[str] = []  # absolute module names
+        self.relative: list[tuple[Path, str]] = []  # (package folder, dotted name under it; "" for its __init__.py)
+        self.files: list[Path] = []  # files run by path
+        self.path_dirs: list[Path] = []  # folders put on sys.path
+        self.unknown: list[str] = []
+        self.aliases: dict[str, str] = {}
+        self.stores: dict[str, int] = {}  # name -> how often the file binds it
+        self.consts: dict[str, ast.AST] = {}  # name -> value of its one binding (NAME = expr)
+        self._finds_by_name = self._executes_spec = False
+        trees = [tree]
+        i = 0
+        while i < len(trees):  # a literal exec() / eval() string is scanned as more code of this file
+            trees.extend(self._scan(self._index(trees[i])))
+            i += 1
+        if self._finds_by_name and self._executes_spec:
+            self.unknown.append(f"{self.label}: find_spec() of a name known only when the code runs, and a module "
+                                "spec executed")
+
+    def _index(self, tree: ast.AST) -> list[ast.AST]:
+        """One walk over the tree: import statements, the names it binds and their aliases; returns the calls and
+        assignments to look at once every name of the file is known."""
+        assigns, later = [], []
+        for node in ast.walk(tree) if self.full else _statements(tree):
+            if isinstance(node, ast.Call):
+                later.append(node)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    top = a.name.split(".")[0]
+                    self.aliases[a.asname or top] = a.name if a.asname else top
+                    self.modules.append(a.name)
             elif isinstance(node, ast.ImportFrom):
-                if node.level:  # relative import
-                    base = p.parent
+                mod = node.module or ""
+                names = [a.name for a in node.names if a.name != "*"]
+                if node.level:
+                    base = self.path.parent
                     for _ in range(node.level - 1):
                         base = base.parent
-                    mod = node.module or ""
-                    targets = [mod] if mod else []
-                    targets += [f"{mod}.{a.name}" if mod else a.name for a in node.names]
-                    for t in targets:
-                        f = find_module_file(t, [base]) if t else None
-                        if f is not None:
-                            todo.append(f.resolve())
-                    init = base / "__init__.py"
-                    if init.is_file():
-                        todo.append(init.resolve())
+                    self.relative.append((base, ""))
+                    self.relative.extend((base, t) for t in [mod] * bool(mod) + [f"{mod}.{n}" if mod else n
+                                                                                 for n in names])
+                else:
+                    for a in node.names:
+                        self.aliases[a.asname or a.name] = f"{mod}.{a.name}"
+                    self.modules.append(mod)
+                    self.modules.extend(f"{mod}.{n}" for n in names)  # a name may be a submodule
+            elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                self.stores[node.id] = self.stores.get(node.id, 0) + 1
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.stores[node.name] = self.stores.get(node.name, 0) + 1
+            elif isinstance(node, ast.arg):
+                self.stores[node.arg] = self.stores.get(node.arg, 0) + 1
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                for n in node.names:  # bound elsewhere too: never a constant
+                    self.stores[n] = self.stores.get(n, 0) + 2
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                later.append(node)
+                if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                    assigns.append(node)
+        for node in assigns:
+            if self.stores.get(node.targets[0].id) == 1:
+                self.consts[node.targets[0].id] = node.value
+        return later
+
+    def _at(self, node: ast.AST) -> str:
+        return f"{self.label}:{getattr(node, 'lineno', '?')}"
+
+    def value(self, node: ast.AST | None, depth: int = 0) -> Any:
+        """The value of an expression the file alone determines: strings, ints, lists of them, names bound once to
+        one, and paths built from ``__file__`` with os.path / pathlib; None for anything else."""
+        if node is None or depth > 30:
+            return None
+        d = depth + 1
+        if isinstance(node, ast.Constant):
+            return node.value if isinstance(node.value, (str, int)) and not isinstance(node.value, bool) else None
+        if isinstance(node, (ast.List, ast.Tuple)):
+            vals = [self.value(e, d) for e in node.elts]
+            return None if any(v is None or isinstance(v, list) for v in vals) else vals
+        if isinstance(node, ast.JoinedStr):
+            parts = []
+            for v in node.values:
+                if isinstance(v, ast.FormattedValue):
+                    if v.format_spec is not None or v.conversion not in (-1, ord("s")):
+                        return None
+                    v = v.value
+                s = self.value(v, d)
+                if not isinstance(s, str):
+                    return None
+                parts.append(s)
+            return "".join(parts)
+        if isinstance(node, ast.BinOp):
+            a, b = self.value(node.left, d), self.value(node.right, d)
+            if isinstance(a, str) and isinstance(b, str):
+                if isinstance(node.op, ast.Add):
+                    return a + b
+                if isinstance(node.op, ast.Div):  # Path / "x"
+                    return os.path.join(a, b)
+            return None
+        if isinstance(node, ast.Name):
+            if node.id == "__file__":
+                return str(self.path)
+            return self.value(self.consts.get(node.id), d)
+        if isinstance(node, ast.Attribute) and node.attr == "parent":
+            p = self.value(node.value, d)
+            return (os.path.dirname(p) or os.curdir) if isinstance(p, str) else None
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute) and node.value.attr == "parents":
+            p, n = self.value(node.value.value, d), self.value(node.slice, d)
+            if not (isinstance(p, str) and isinstance(n, int) and n >= 0):
+                return None
+            p = os.path.abspath(p)
+            for _ in range(n + 1):
+                p = os.path.dirname(p)
+            return p
+        if isinstance(node, ast.Call) and not node.keywords:
+            q = _qualname(node.func, self.aliases)
+            args = [self.value(a, d) for a in node.args]
+            if not all(isinstance(a, str) for a in args):
+                return None
+            if q in _PATH_CTORS and args:
+                return os.path.join(*args)
+            if q in _PATH_FUNCS and len(args) == 1:
+                return _PATH_FUNCS[q](args[0])
+            if q in ("os.getcwd", "pathlib.Path.cwd") and not args:
+                return os.getcwd()
+            if isinstance(node.func, ast.Attribute):  # a method of a path: Path(__file__).resolve().parent
+                recv = self.value(node.func.value, d)
+                m = node.func.attr
+                if isinstance(recv, str):
+                    if m == "resolve" and not args:
+                        return os.path.realpath(recv)
+                    if m == "absolute" and not args:
+                        return os.path.abspath(recv)
+                    if m in ("as_posix", "__fspath__") and not args:
+                        return recv
+                    if m == "joinpath":
+                        return os.path.join(recv, *args)
+                    if m == "with_name" and len(args) == 1:
+                        return os.path.join(os.path.dirname(recv), args[0])
+        return None
+
+    @staticmethod
+    def _arg(call: ast.Call, pos: int, name: str) -> ast.AST | None:
+        if len(call.args) > pos:
+            return call.args[pos]
+        return next((k.value for k in call.keywords if k.arg == name), None)
+
+    def _add_name(self, name: Any, package: ast.AST | None, level: int, node: ast.AST, what: str) -> None:
+        """An import of ``name`` (``level`` dots, or leading dots in the name: relative to ``package``, else to the
+        file's own package)."""
+        if not isinstance(name, str):
+            self.unknown.append(f"{self._at(node)}: {what} of a module name known only when the code runs")
+            return
+        dots = (len(name) - len(name.lstrip("."))) or level
+        rest = name.lstrip(".")
+        if not dots:
+            self.modules.append(name)
+            return
+        base: Path | None = self.path.parent
+        if package is not None:
+            pkg = self.value(package)
+            if isinstance(pkg, str) and pkg:  # import_module(".dyn", "pkg") is pkg.dyn
+                self.modules.append(".".join([pkg.rsplit(".", dots - 1)[0]] + ([rest] if rest else [])))
+                return
+            if isinstance(package, ast.Name) and package.id == "__name__" and self.path.name != "__init__.py":
+                base = self.path.with_suffix("")  # relative to a module, not a package: fails when run
+            elif not (isinstance(package, ast.Name) and package.id in ("__package__", "__name__")):
+                self.unknown.append(f"{self._at(node)}: {what} relative to a package known only when the code runs")
+                return
+        for _ in range(dots - 1):
+            base = base.parent
+        self.relative.append((base, rest))
+
+    def _add_dirs(self, value: Any, node: ast.AST) -> None:
+        vals = value if isinstance(value, list) else [value]
+        if not vals or not all(isinstance(v, str) for v in vals):
+            self.unknown.append(f"{self._at(node)}: puts a folder known only when the code runs on sys.path")
+            return
+        self.path_dirs.extend(Path(os.path.abspath(v)) for v in vals)
+
+    def _may_import(self, f: ast.AST) -> bool:
+        """A quick test that leaves out most calls of a file (nn.Linear(...), print(...)) by the name called."""
+        if isinstance(f, ast.Attribute):
+            return f.attr in _CALL_NAMES
+        if isinstance(f, ast.Name):
+            return f.id in _CALL_NAMES or f.id in self.aliases  # `from importlib import import_module as im`
+        return False  # a call of a call's result, a subscript: no import by name
+
+    def _scan(self, nodes: list[ast.AST]) -> list[ast.Module]:
+        more: list[ast.Module] = []
+        for node in nodes:
+            if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    t0 = t.value if isinstance(t, ast.Subscript) else t
+                    if _qualname(t0, self.aliases) == "sys.path":  # sys.path = / += / [:0] = [...]
+                        self._add_dirs(self.value(node.value), node)
+                    elif isinstance(t0, ast.Name) and t0.id == "__path__" and not (
+                            isinstance(node.value, ast.Call) and _last(node.value.func) == "extend_path"):
+                        self.unknown.append(f"{self._at(node)}: changes the package's __path__")
+            elif isinstance(node, ast.Call):
+                if not self._may_import(node.func):
                     continue
-                mod = node.module or ""
-                names = [mod] + [f"{mod}.{a.name}" for a in node.names]
-            # importing pkg.sub runs pkg/__init__.py first: the packages on the way are part of the model too
-            names += [".".join(n.split(".")[:i]) for n in list(names) for i in range(1, n.count(".") + 1)]
-            for name in names:
-                f = find_module_file(name, roots)
-                if f is not None:
+                q = _qualname(node.func, self.aliases)
+                last = q.rsplit(".", 1)[-1] if q else _last(node.func)  # `from importlib import import_module as im`
+                if last in _IMPORT_CALLS:
+                    name = self.value(self._arg(node, *_IMPORT_CALLS[last]))
+                    if last == "find_spec" and not isinstance(name, str):
+                        self._finds_by_name = True  # only finding: unknown when the file also executes a spec
+                        continue
+                    if last == "__import__":
+                        lv, fl = self._arg(node, 4, "level"), self._arg(node, 3, "fromlist")
+                        level, froms = (self.value(lv) if lv is not None else 0), (self.value(fl) if fl else [])
+                        if not isinstance(level, int) or not isinstance(froms, list):
+                            self.unknown.append(f"{self._at(node)}: __import__ with a level or fromlist known only "
+                                                "when the code runs")
+                            continue
+                        self._add_name(name, None, level, node, "__import__")
+                        for f in froms if isinstance(name, str) else []:
+                            if f != "*":
+                                self._add_name(f"{name}.{f}" if name else f, None, level, node, "__import__")
+                        continue
+                    package = self._arg(node, 1, "package") if last in ("import_module", "find_spec") else None
+                    self._add_name(name, package, 0, node, f"{last}()")
+                elif last in _FILE_CALLS:
+                    arg = self._arg(node, *_FILE_CALLS[last])
+                    if arg is None and last == "spec_from_file_location":
+                        continue  # no location: the loader finds nothing by path
+                    p = self.value(arg)
+                    if isinstance(p, str) and os.path.isfile(p):
+                        self.files.append(Path(os.path.abspath(p)))
+                    else:
+                        self.unknown.append(f"{self._at(node)}: {last}() of a file known only when the code runs")
+                elif last in ("exec_module", "load_module"):
+                    self._executes_spec = True
+                elif q in _CODE_BUILTINS + tuple(f"builtins.{b}" for b in _CODE_BUILTINS) and \
+                        (q.startswith("builtins.") or q not in self.stores):
+                    s = self.value(self._arg(node, 0, "source"))
+                    if not isinstance(s, str):
+                        self.unknown.append(f"{self._at(node)}: {last}() of code known only when it runs")
+                        continue
                     try:
-                        f.resolve().relative_to(root)
-                    except ValueError:
-                        continue  # outside the project: an installed package, covered by versions
-                    todo.append(f.resolve())
-    return sorted(seen)
+                        extra = ast.parse(s)
+                    except (SyntaxError, ValueError):
+                        continue  # fails when run: imports nothing
+                    more.append(extra)
+                elif isinstance(node.func, ast.Attribute) and node.func.attr in _LIST_MUTATORS:
+                    owner = _qualname(node.func.value, self.aliases)
+                    if owner == "sys.path":
+                        self._add_dirs(self.value(self._arg(node, _LIST_MUTATORS[node.func.attr], "")), node)
+                    elif owner == "__path__":
+                        self.unknown.append(f"{self._at(node)}: changes the package's __path__")
+                elif last == "addsitedir":
+                    v = self.value(self._arg(node, 0, "sitedir"))
+                    self._add_dirs(v, node)
+                    if isinstance(v, str) and os.path.isdir(v) and any(f.endswith(".pth") for f in os.listdir(v)):
+                        self.unknown.append(f"{self._at(node)}: addsitedir() of a folder with .pth files")
+                elif q is not None and q.endswith("hub.load"):
+                    self.unknown.append(f"{self._at(node)}: {q}() runs code from outside the project")
+        return more
+
+
+# a file without any of these words imports by statements only: its expressions need no walk
+_DYNAMIC_WORDS = re.compile(rb"import_module|__import__|exec|eval|compile|run_path|run_module|spec_from|FileLoader|"
+                            rb"load_source|find_spec|addsitedir|sys|__path__|hub|load_module")
+
+
+def _statements(tree: ast.AST) -> Iterable[ast.AST]:
+    """The statements of a tree (in functions, classes, if / try / with / loop / match blocks), not expressions:
+    where an import statement can be."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            sub = getattr(node, field, None)
+            if isinstance(sub, list):
+                todo.extend(sub)
+
+
+class _Finder:
+    """Files by path, with the stat and link resolution of each looked up once per walk."""
+
+    def __init__(self, installed: tuple[str, ...]):
+        self.installed = installed
+        self._file: dict[str, Path | None] = {}
+        self._dir: dict[str, bool] = {}
+
+    def file(self, s: str) -> Path | None:
+        """``s`` as a normalized absolute path (as an import finds it: what the module's ``__file__`` and relative
+        imports see) when it is a file, not the standard library's nor site-packages'; else None."""
+        if s not in self._file:
+            hit = None
+            if os.path.isfile(s) and not _is_installed(Path(os.path.realpath(s)), self.installed):
+                hit = Path(os.path.abspath(s))
+            self._file[s] = hit
+        return self._file[s]
+
+    def isdir(self, s: str) -> bool:
+        if s not in self._dir:
+            self._dir[s] = os.path.isdir(s)
+        return self._dir[s]
+
+    def module(self, name: str, bases: Iterable[Path]) -> list[Path]:
+        """Every file an import of ``name`` may run, under any of ``bases``: the module's file, and the
+        ``__init__.py`` of each package on the way (``import a.b.c`` runs a/__init__.py and a/b/__init__.py
+        first)."""
+        parts = [x for x in name.split(".") if x]
+        out: list[Path] = []
+        for base in bases if parts else ():
+            p = str(base)
+            for i, part in enumerate(parts):
+                p = os.path.join(p, part)
+                last = i == len(parts) - 1
+                for cand in (p + ".py", os.path.join(p, "__init__.py")) if last else (os.path.join(p, "__init__.py"),):
+                    f = self.file(cand)
+                    if f is not None:
+                        out.append(f)
+                if not last and not self.isdir(p):
+                    break  # no package a/ here: nothing of a.b.c either
+        return out
+
+
+class Dependencies:
+    """The files a PyTorch source's code runs (the source and what it imports, transitively) and, in ``unknown``,
+    why that set cannot be told without running the code (empty when it can)."""
+
+    def __init__(self, files: list[Path], unknown: list[str]):
+        self.files = files
+        self.unknown = unknown
+
+
+def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
+                 module: str | None = None) -> Dependencies:
+    """The files run when the file ``path`` (or the module ``module``, with its packages' ``__init__.py``) is
+    imported, and everything they import, transitively, read with ``ast`` (nothing is imported): ``import`` /
+    ``from`` statements anywhere in a file (module level, a function, a try / if block), relative imports, and the
+    calls that import a module or run a file named by a value the file alone determines (importlib.import_module,
+    __import__, importlib.util.find_spec / spec_from_file_location, runpy.run_module / run_path, SourceFileLoader,
+    exec / eval of a literal string, sys.path.insert / append of a path built from ``__file__``). Modules are looked
+    up in :func:`search_dirs` and the folders the code puts on sys.path, every candidate kept (a file that shadows
+    another changes the model too); the standard library and site-packages are left out. A target only running the
+    code can tell is named in ``unknown``."""
+    root = root.resolve()
+    installed = _installed_dirs()
+    found_dirs: dict[Path, None] = {}
+    while True:  # again with the folders the code puts on sys.path, until it puts no new one there
+        bases = search_dirs(source_dir, root)
+        bases += [d for d in found_dirs if d not in bases and d.is_dir() and not _is_installed(d, installed)]
+        finder = _Finder(installed)
+        memo: dict[str, list[Path]] = {}
+        scanned: dict[Path, None] = {}  # as found (a file linked into a package imports from that package)
+        seen: dict[Path, None] = {}  # their real paths: the files hashed
+        unknown: list[str] = []
+        todo = [Path(os.path.abspath(path))] if path is not None else []
+        if module is not None:
+            todo += finder.module(module, bases)
+        grew = False
+        while todo:
+            p = todo.pop()
+            if p in scanned or not p.is_file():
+                continue
+            scanned[p] = None
+            seen[p.resolve()] = None
+            try:
+                code = p.read_bytes()
+                tree = ast.parse(code, filename=str(p))
+            except (SyntaxError, ValueError):
+                continue  # it fails to import: nothing it names runs (and fixing it changes its hash)
+            except (OSError, RecursionError, MemoryError) as e:
+                unknown.append(f"{_shown(p, root)}: not read ({type(e).__name__})")
+                continue
+            try:
+                scan = _FileScan(p, _shown(p, root), tree, full=_DYNAMIC_WORDS.search(code) is not None)
+            except RecursionError:  # an expression nested past the interpreter's limit
+                unknown.append(f"{_shown(p, root)}: nested too deep to read")
+                continue
+            unknown += scan.unknown
+            for d in scan.path_dirs:
+                if d not in found_dirs:
+                    found_dirs[d] = None
+                    grew = True
+            for name in scan.modules:
+                if name not in memo:
+                    memo[name] = finder.module(name, bases)
+                todo += memo[name]
+            for base, name in scan.relative:
+                if name:
+                    todo += finder.module(name, [base])
+                elif (f := finder.file(os.path.join(base, "__init__.py"))) is not None:
+                    todo.append(f)
+            todo += scan.files
+        if not grew:
+            return Dependencies(sorted(seen), unknown)
+
+
+def _shown(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return str(p)
+
+
+def project_imports(path: Path, root: Path) -> list[Path]:
+    """``path`` and every Python file it imports, transitively (sorted, without duplicates): the files of
+    :func:`dependencies` of a ``file.py:attr`` source."""
+    return dependencies(path, root, source_dir=Path(os.path.abspath(path)).parent).files
+
+
+def _python_files(root: Path) -> list[Path]:
+    """Every .py file under ``root``, but in hidden folders, virtual environments, __pycache__ and node_modules."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("__pycache__", "node_modules",
+                                                                                   "site-packages", DIRNAME)
+                       and not os.path.isfile(os.path.join(dirpath, d, "pyvenv.cfg"))]
+        out += [Path(dirpath, f).resolve() for f in filenames if f.endswith(".py")]
+    return out
 
 
 class HashMemo:
@@ -223,16 +684,27 @@ def source_kind(model) -> str:
     return "torch"
 
 
-def model_files(model, root: Path) -> list[Path]:
-    """The files whose content defines the model (the cache key and ``check``'s path matching use these)."""
-    kind = source_kind(model)
+def model_dependencies(model, root: Path) -> Dependencies:
+    """The files whose content defines the model, and (``unknown``) why they cannot all be known before it runs."""
     if model.path is not None:
-        if kind == "torch" and model.path.suffix == ".py":
-            return project_imports(model.path, root)
-        return [model.path]
-    module = model.source.split(":")[0]
-    f = find_module_file(module, [root])
-    return project_imports(f, root) if f is not None else []
+        if source_kind(model) == "torch" and model.path.suffix == ".py":
+            return dependencies(model.path, root, source_dir=Path(os.path.abspath(model.path)).parent)
+        return Dependencies([model.path], [])
+    return dependencies(None, root, module=model.source.split(":")[0])
+
+
+def model_files(model, root: Path) -> list[Path]:
+    """The files whose content defines the model: ``check``'s path matching (the pre-commit hook's staged files)
+    uses these. A model whose imports only running its code can tell matches every .py file of the project and of
+    the folders of its known files too (its result is never cached: :meth:`ResultCache.key`)."""
+    deps = model_dependencies(model, root)
+    if not deps.unknown:
+        return deps.files
+    files = dict.fromkeys(deps.files)
+    files.update(dict.fromkeys(_python_files(root)))
+    for d in {f.parent for f in deps.files}:
+        files.update(dict.fromkeys(f.resolve() for f in d.glob("*.py")))
+    return sorted(files)
 
 
 # ---- the cache -------------------------------------------------------------------------------------------------
@@ -244,6 +716,8 @@ class ResultCache:
         self.hashes = HashMemo(self.dir / "hashes.json" if enabled else None)
         self._fingerprint: str | None = None
         self._models_fp: dict[Any, str] = {}  # models-dir setting -> fingerprint of the energy-model search path
+        # key -> why the model's imports are not all known before it runs (such a model is estimated every time)
+        self.uncacheable: dict[str, list[str]] = {}
 
     @classmethod
     def for_config(cls, config, enabled: bool = True) -> "ResultCache":
@@ -266,7 +740,8 @@ class ResultCache:
         """(key, model files) for one configured model."""
         if self._fingerprint is None:
             self._fingerprint = package_fingerprint()
-        files = model_files(model, config.root)
+        deps = model_dependencies(model, config.root)
+        files = deps.files
         kind = source_kind(model)
         content = []
         for f in files:
@@ -274,7 +749,8 @@ class ResultCache:
                 rel = f.relative_to(config.root).as_posix()
             except ValueError:
                 rel = str(f)
-            content.append([rel, self.hashes.digest(f)])
+            # a model whose imports are not all known is never cached: its files need no hashing
+            content.append([rel, None if deps.unknown else self.hashes.digest(f)])
         dirs = (getattr(config, "cli_models_dir", None), getattr(config, "models_dir", None))
         if dirs not in self._models_fp:
             from .energy.predictor import search_path
@@ -305,10 +781,13 @@ class ResultCache:
             "extra": dict(extra or {}),
         }
         blob = json.dumps(doc, sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest(), [c[0] for c in content]
+        key = hashlib.sha256(blob).hexdigest()
+        if deps.unknown:  # never read nor written: a stored result could be stale without any key change
+            self.uncacheable[key] = deps.unknown
+        return key, [c[0] for c in content]
 
     def get(self, key: str) -> dict | None:
-        if not self.enabled:
+        if not self.enabled or key in self.uncacheable:
             return None
         data = _read_json(self.dir / f"{key}.json")
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or data.get("key") != key:
@@ -316,7 +795,7 @@ class ResultCache:
         return data
 
     def put(self, key: str, value: Mapping[str, Any]) -> None:
-        if not self.enabled:
+        if not self.enabled or key in self.uncacheable:
             return
         try:
             root = self.dir.parent
