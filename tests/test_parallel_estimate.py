@@ -602,23 +602,22 @@ def test_context_parallel_refusals(gpt_config, run_cli, argv, msg):
 
 
 def test_layer_table_says_what_a_row_covers_under_pipeline_parallelism(gpt_config):
-    """PP 2 traces one stage (2 of the 4 blocks + LM head) and prices it for both GPUs: the layer table showed
-    'transformer.h.*.mlp.c_fc (x2)' with the FLOPs of all 4 blocks and the LM head at twice its job total, without
-    saying so. The rows are unchanged (the costed stage priced for every GPU; the step and run totals are the mean
-    stage's own work since the pipeline-stage energy change); the title says what they cover."""
+    """PP 2 traces one stage (2 of the 4 blocks + LM head); the layer table lists every stage's layers, each at the
+    GPU of its stage (it showed the costed stage's 2 blocks priced for both GPUs, the LM head twice): the block row
+    holds the model's 4 blocks, its FLOPs those of 4 blocks, and the title says what the rows cover."""
     from wattlint.report import markdown, text
     from wattlint.report.layers import group_layers
 
     pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
     row = next(g for g in group_layers(pp.layers, "block", 2) if g.name == "transformer.h.*.mlp.c_fc")
     # c_fc 512 -> 2048 over batch 8 x seq 256 = 2,048 tokens: forward 2 x 512 x 2048 FLOPs per token, backward
-    # twice that (input and weight gradients): 6 x 512 x 2048 x 2048 = 12.9 GFLOP per block; the (x2) row holds
-    # 4 blocks' worth, 51.5 GFLOP (+ 0.1 % of bias adds)
-    assert row.count == 2
+    # twice that (input and weight gradients): 6 x 512 x 2048 x 2048 = 12.9 GFLOP per block; the (x4) row holds
+    # the model's 4 blocks, 51.5 GFLOP (+ 0.1 % of bias adds)
+    assert row.count == 4
     assert row.flops == pytest.approx(4 * 6 * 512 * 2048 * 2048, rel=2e-3)
-    caption = ("pipeline parallel 2: one stage traced and priced for all 2 GPUs, so a block row (xN) covers its layer "
-               "in N x 2 blocks and a layer of that stage only (LM head, final norm) is counted 2 times (the step "
-               "and run totals price each stage's own work)")
+    caption = ("pipeline parallel 2: every stage's layers, each at the 1 GPU of its stage, so a block row (xN) "
+               "covers N of the model's blocks and the LM head and final norm are counted once (the rows add up to "
+               "the step's forward, backward and optimizer energy: Assumptions)")
     assert caption in " ".join(text.render([pp], top=5).split())
     assert caption in markdown.render([pp], top=5)
     flat = _est(gpt_config, gpus=1, batch_size=8)

@@ -84,6 +84,8 @@ class _Sums:
     layer_f: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     layer_type: dict[str, str] = field(default_factory=dict)
     layer_kind_e: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    # the optimizer step's part of layer_t / layer_e / layer_f (a pipeline stage's layers: _stage_layers)
+    layer_opt: dict[str, list[float]] = field(default_factory=dict)
     flops: float = 0.0
     block_fb_t: float = 0.0  # forward + backward time inside the repeated blocks (pipeline bubble)
     block_fb_e: float = 0.0  # ... their energy and FLOPs (the other pipeline stages' own work: _pipeline_mean)
@@ -142,6 +144,7 @@ def _sum_ops(graph: CostGraph, priced: PricedOps, plan: Plan) -> _Sums:
     s = hit[1]
     return _Sums(phase_t=defaultdict(float, s.phase_t), phase_e=defaultdict(float, s.phase_e), layer_t=s.layer_t,
                  layer_e=s.layer_e, layer_f=s.layer_f, layer_type=s.layer_type, layer_kind_e=s.layer_kind_e,
+                 layer_opt=s.layer_opt,
                  flops=s.flops, block_fb_t=s.block_fb_t, block_fb_e=s.block_fb_e, block_fb_f=s.block_fb_f,
                  opt_f=s.opt_f, attn_fb_t=s.attn_fb_t, micro_ops=s.micro_ops, opt_ops=s.opt_ops, memo=s.memo,
                  own_t=s.own_t, ops_t=s.ops_t,
@@ -161,7 +164,7 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
     blocks = _parallel.stage_blocks_of(graph) if pipeline else None
     s = _Sums()
     phase_t, phase_e, layer_t, layer_e, layer_f = s.phase_t, s.phase_e, s.layer_t, s.layer_e, s.layer_f
-    layer_type, layer_kind_e = s.layer_type, s.layer_kind_e
+    layer_type, layer_kind_e, layer_opt = s.layer_type, s.layer_kind_e, s.layer_opt
     comm, optim, fwd = Phase.COMMUNICATION, Phase.OPTIMIZER, Phase.FORWARD
     bwd = Phase.BACKWARD.value
     pv = _PHASE_VALUE
@@ -215,6 +218,12 @@ def _sum_records(graph: CostGraph, priced: PricedOps, fb: float, opt: float, rec
             block_fb_f += fk * (2 if again else 1)
         if ph is optim:
             opt_f += fk
+            lo = layer_opt.get(layer)
+            if lo is None:
+                lo = layer_opt[layer] = [0.0, 0.0, 0.0]
+            lo[0] += tk
+            lo[1] += ek
+            lo[2] += fk
         runs = tk * (2 if again else 1)
         ops_t += runs
         if own is None or own[i]:
@@ -488,6 +497,128 @@ def _layers_once(s: _Sums, gpus: int, gpu_j_one: float) -> tuple[LayerEstimate, 
     return s.memo[key]
 
 
+STAGE_HEAD_ROW = "(last stage: final norm, LM head and loss)"  # not traced when a middle stage is the costed one
+COMPUTE_PHASES = ("forward", "backward", "optimizer")  # what the layer rows hold; the other phases are no layer's
+
+
+def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: float
+                  ) -> tuple[tuple[LayerEstimate, ...], str] | None:
+    """Under pipeline parallelism, the layers of every stage, each at the GPUs of its stage (gpus / pp), as
+    :func:`_pipeline_mean` prices the stages: the costed stage's traced modules; the other stages' blocks as the
+    costed stage's mean block (``prefix.k.suffix``: per suffix, its sum over the costed blocks / their number); the
+    modules outside the blocks on the last stage only when the costed stage is the last, else on every stage, with
+    the last stage's final norm, LM head and loss as one row priced at the block rate (``head_blocks``); the
+    optimizer step x the stage's blocks / the costed stage's, the other stages' part outside their blocks in
+    ``(root)``. A row's FLOPs and energy are of all the GPUs that run it, its time that of one GPU of each stage
+    running it, summed over those stages; share of the step's GPU energy (``gpu_j_one`` x ``gpus``). The rows add
+    up to the step's forward, backward and optimizer energy; returns (layers, the assumption line saying so), or
+    None without pipeline stages. Review 2026-12: the costed stage's layers alone were listed, each x all GPUs,
+    with shares of that stage's energy (the rows added to 160.6 J of a 153.7 J step, shares 0.878 of a figure
+    printed nowhere)."""
+    info = (graph.extra or {}).get("pipeline_stages") or {}
+    sizes = [int(x) for x in info.get("blocks") or []]
+    pp = plan.pipeline_parallel
+    if pp <= 1 or len(sizes) != pp:
+        return None
+    costed = int(info.get("costed", pp - 1))
+    n_c = sizes[costed]
+    blocks = _parallel.stage_blocks_of(graph)
+    if n_c <= 0 or blocks is None:
+        return None
+    key = ("stage_layers", gpus, gpu_j_one, tuple(sorted(s.phase_e.items())))  # the note names the phases
+    if key in s.memo:
+        return s.memo[key]
+    g = gpus / pp  # GPUs per stage
+    last = costed == pp - 1
+    rows: dict[str, list[float]] = {}  # name -> [time on one GPU, summed over stages; energy; FLOPs (all GPUs)]
+    types: dict[str, str] = {}
+
+    def add(name: str, typ: str, t: float, e: float, f: float, on: float, times: int = 1) -> None:
+        r = rows.setdefault(name, [0.0, 0.0, 0.0])
+        r[0] += t * times
+        r[1] += e * on
+        r[2] += f * on
+        types.setdefault(name, typ)
+
+    template: dict[str, list[float]] = {}  # block suffix -> the costed stage's mean block [t, e, f]
+    suffix_type: dict[str, str] = {}
+    traced: set[int] = set()
+    outside_opt = [0.0, 0.0, 0.0]  # the costed stage's optimizer step outside its blocks
+    for name in s.layer_e:
+        t, e, f = s.layer_t[name], s.layer_e[name], s.layer_f[name]
+        typ = _layer_type(s, name)
+        k = blocks.index(name)
+        if k is not None:
+            traced.add(k)
+            add(name, typ, t, e, f, g)
+            tail = name[len(blocks.prefix) + 1:].split(".", 1)
+            suffix = "." + tail[1] if len(tail) > 1 else ""
+            m = template.setdefault(suffix, [0.0, 0.0, 0.0])
+            m[0] += t / n_c
+            m[1] += e / n_c
+            m[2] += f / n_c
+            suffix_type.setdefault(suffix, typ)
+            continue
+        o = s.layer_opt.get(name) or (0.0, 0.0, 0.0)
+        # forward + backward: the last stage's own modules; on a middle costed stage, work every stage does
+        add(name, typ, t - o[0], e - o[1], f - o[2], g if last else gpus, 1 if last else pp)
+        add(name, typ, o[0], o[1], o[2], g)  # its optimizer step on the costed stage
+        for j in range(3):
+            outside_opt[j] += o[j]
+    # the other stages' blocks, numbered in order around the costed stage's traced ones
+    free = (p for p in range(sum(sizes) + len(traced)) if p not in traced)
+    spans = []
+    for i, n_i in enumerate(sizes):
+        if i == costed:
+            own = sorted(traced)
+        else:
+            own = [next(free) for _ in range(n_i)]
+            for p in own:
+                for suffix, (t, e, f) in template.items():
+                    add(f"{blocks.prefix}.{p}{suffix}", suffix_type[suffix], t, e, f, g)
+            r = n_i / n_c  # its optimizer step outside its blocks, as _pipeline_mean scales the optimizer
+            if any(outside_opt):
+                add(ROOT_LAYER, "optimizer ops", outside_opt[0] * r, outside_opt[1] * r, outside_opt[2] * r, g)
+        spans.append(_span(own))
+    head = float(info.get("head_blocks") or 0.0)
+    if not last and head > 0:  # the last stage's final norm, LM head and loss: at the block rate (_pipeline_mean)
+        add(STAGE_HEAD_ROW, "(not traced)", head * s.block_fb_t / n_c, head * s.block_fb_e / n_c,
+            head * s.block_fb_f / n_c, g)
+    step_j = gpu_j_one * gpus
+    denom = step_j if step_j > 0 else 1.0
+    layers = [LayerEstimate(name=name, type=types[name], flops=int(f), time_s=t, gpu_energy_j=e, share=e / denom)
+              for name, (t, e, f) in rows.items()]
+    layers.sort(key=lambda le: (-float(f"{le.gpu_energy_j:.12g}"), le.name))
+    rows_j = sum(le.gpu_energy_j for le in layers)
+    others = [(p, s.phase_e[p] * gpus) for p in PHASES if p not in COMPUTE_PHASES and s.phase_e.get(p, 0.0) > 0]
+    rest = ", ".join(f"{p} {j:.3g} J" for p, j in others)
+    after = ("the modules after the blocks (final norm, LM head, loss) on the last stage only" if last else
+             f"the modules outside the blocks traced on the costed stage on every stage, and the last stage's final "
+             f"norm, LM head and loss, not traced, as the row '{STAGE_HEAD_ROW}' priced at the block rate from their "
+             f"FLOPs ({head:.2f} blocks' worth)")
+    note = (f"layers under pipeline parallel {pp}: every stage's modules, each at the {g:,.0f} GPUs of its stage "
+            f"({gpus:,} GPUs / {pp} stages): {blocks.prefix} blocks "
+            + ", ".join(f"{sp} on stage {i + 1}" for i, sp in enumerate(spans))
+            + f" (stage {costed + 1} traced; the other stages' blocks priced as its mean block), {after}; the first "
+            f"stage's embedding lookup is not priced (as in the step); each stage's optimizer step is x its blocks / "
+            f"the costed stage's (as in the step), the other stages' part outside their blocks in {ROOT_LAYER}; a "
+            f"row's FLOPs and energy are those of all the GPUs that run it, its time the per-step time on one GPU of "
+            f"each stage that runs it, summed over those stages, its share of the step's GPU energy ({step_j:.4g} J); "
+            f"the rows add up to {rows_j:.4g} J (forward, backward and optimizer)"
+            + (f", the other {step_j - rows_j:.3g} J is no layer's ({rest}: the phases table)" if others else ""))
+    s.memo[key] = (tuple(layers), note)
+    return s.memo[key]
+
+
+def _span(indices: list[int]) -> str:
+    """'0-3' for consecutive block indices, else '0, 2, 5'."""
+    if not indices:
+        return "none"
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
+    return ", ".join(map(str, indices))
+
+
 def covered(model: EnergyModelInfo, coverage: float) -> EnergyModelInfo:
     """``model`` for a step it prices ``coverage`` of (share of the step's op time, recompute and the step's
     multipliers included; the spec-sheet prior prices the rest): its 5-95 % bands mixed with the prior's in log
@@ -548,7 +679,7 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     notes += _system(graph, gpu, plan, s)
     n = max(1, plan.gpus)
     step_s = sum(s.phase_t.values())
-    layer_j_one = sum(s.phase_e.values())  # the costed stage's GPU: what the layer table adds up to
+    layer_j_one = sum(s.phase_e.values())  # one GPU's step before the pipeline stages' mean (the shares' base at PP 1)
     flops_one = s.flops
     stages = _pipeline_mean(graph, plan, gpu, s)
     if stages is not None:
@@ -568,10 +699,16 @@ def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, mod
     util, util_note = utilization(graph, gpu, plan, step_s, flops_one)
     if util_note:
         notes.append(util_note)
+    staged = _stage_layers(graph, plan, s, n, gpu_j_one) if stages is not None else None
+    if staged is not None:
+        layers, layer_note = staged
+        notes.append(layer_note)
+    else:
+        layers = _layers_once(s, n, layer_j_one)
     return Estimate(
         model=(graph.extra or {}).get("parallel_full_model") or graph.model, gpu=gpu, plan=plan,
         calibration=model.calibration, calibration_source=model.source, calibration_coverage=model.coverage,
-        per_step=step, total=total, memory=MemoryUse(**mem), layers=_layers_once(s, n, layer_j_one), phases=phases,
+        per_step=step, total=total, memory=MemoryUse(**mem), layers=layers, phases=phases,
         assumptions=tuple(dict.fromkeys(notes)), graph=graph, op_times_s=priced.times_s,
         op_energy_j=priced.energies_j, utilization=util)
 

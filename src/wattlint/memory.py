@@ -268,6 +268,19 @@ def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
     return text
 
 
+def workspace_note(dynamic: float, frag: float) -> str:
+    """The assumption line of the fixed workspace and the fragmentation allowance the peak adds (breakdown
+    ``workspace``): they decide 'fits' and WL201 with the rest, so every report states them (review 2026-12: a tiny
+    model's 'Memory per GPU 768 MiB' was this workspace alone, stated nowhere)."""
+    mib = 2 ** 20
+    return (f"memory per GPU includes a workspace of {WORKSPACE_BYTES / mib:,.0f} MiB (CUDA context ~300-500 MiB + "
+            f"cuBLAS/cuDNN workspaces) + {FRAGMENTATION:.0%} caching-allocator fragmentation on the activations and "
+            f"temporaries ({FRAGMENTATION:.0%} of {dynamic / mib:,.1f} MiB of activations, weight casts and loss "
+            f"transient = {frag / mib:,.1f} MiB): {(WORKSPACE_BYTES + frag) / mib:,.1f} MiB ('workspace' in the "
+            f"breakdown), counted in the peak that decides fits and WL201; both fixed, stated estimates (no published "
+            f"figure found for either: docs/ENERGY_MODEL.md, Memory)")
+
+
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
     n = max(1, plan.shard_group)  # ZeRO / FSDP shard over the data-parallel (x context-parallel) group
@@ -334,6 +347,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         notes.append(loss_note)
     dynamic = act + weight_copies + loss_tmp
     frag = FRAGMENTATION * dynamic
+    notes.append(workspace_note(dynamic, frag))
     total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + WORKSPACE_BYTES + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {

@@ -190,16 +190,17 @@ def layer_rows(est: Estimate, top: int, group_by: str = "block", depth: int = 2)
 
 
 def layer_caption(est: Estimate) -> str:
-    """What a layer row covers under pipeline parallelism, where the traced step is ONE stage (the bottleneck one,
-    priced for every GPU: docs/PARALLEL.md): a block row '(xN)' stands for its layer in the N x P blocks of the
-    model, and the layers only that stage holds (LM head, final norm) are counted once per stage. Empty without
+    """What a layer row covers under pipeline parallelism (aggregate lists every stage's layers, each at the GPUs of
+    its stage: docs/PARALLEL.md): a block row '(xN)' stands for N of the model's blocks, the LM head and final norm
+    are counted once, and the rows add up to the step's forward, backward and optimizer energy. Empty without
     pipeline parallelism."""
     pp = int(getattr(est.plan, "pipeline_parallel", 1) or 1)
     if pp <= 1:
         return ""
-    return (f"pipeline parallel {pp}: one stage traced and priced for all {est.plan.gpus:,} GPUs, so a block row "
-            f"(xN) covers its layer in N x {pp} blocks and a layer of that stage only (LM head, final norm) is "
-            f"counted {pp} times (the step and run totals price each stage's own work)")
+    n = est.plan.gpus // pp
+    return (f"pipeline parallel {pp}: every stage's layers, each at the {n:,} GPU{'' if n == 1 else 's'} of its stage, "
+            f"so a block row (xN) covers N of the model's blocks and the LM head and final norm are counted once "
+            f"(the rows add up to the step's forward, backward and optimizer energy: Assumptions)")
 
 
 COMPARE_HEADER = ["GPU", "time", "GPU-hours", "energy", "energy 5–95 %", "CO2", "cost", "memory / GPU", "fits",
