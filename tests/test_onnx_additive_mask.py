@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from contextlib import redirect_stderr, redirect_stdout
 
 import json
@@ -26,6 +25,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from wattlint.cli import main
+from _onnx_export import export_tokens_model
+
 from wattlint.frontends.onnx import analyze_onnx
 from wattlint.types import Phase
 
@@ -188,15 +189,7 @@ def _nanogpt(tmp_path, block, variant, external):
             return self.head(self.proj(y))
 
     p = tmp_path / f"{variant}_{block}_{external}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Block().eval(), (torch.zeros(2, 16, dtype=torch.long),), str(p), input_names=["idx"],
-                          output_names=["logits"], dynamic_axes={"idx": {0: "b", 1: "t"}}, opset_version=17,
-                          dynamo=False)
-    if external:
-        onnx.save_model(onnx.load(str(p)), str(p), save_as_external_data=True, location=p.name + ".data",
-                        size_threshold=1024)
-    return p
+    return export_tokens_model(Block(), p, external)
 
 
 @pytest.mark.parametrize("variant,block,external", [("add", 4100, False), ("add", 256, True), ("eq0", 4100, True)])

@@ -22,12 +22,13 @@ heads + 5 x pairs x 2 heads, pairs = 16 x 17 / 2 = 136 causal: 8,704 + 1,360 = 1
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+
+from _onnx_export import export_tokens_model
 
 from wattlint.frontends.onnx import analyze_onnx
 from wattlint.frontends.onnx_patterns import find_attention, is_causal
@@ -113,15 +114,7 @@ def _nanogpt(tmp_path, block, variant, external=False, layers=1):
             return self.head(x)
 
     p = tmp_path / f"{variant}_{block}_{external}_{layers}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Model().eval(), (torch.zeros(2, 16, dtype=torch.long),), str(p), input_names=["idx"],
-                          output_names=["logits"], dynamic_axes={"idx": {0: "b", 1: "t"}}, opset_version=17,
-                          dynamo=False)
-    if external:
-        onnx.save_model(onnx.load(str(p)), str(p), save_as_external_data=True, location=p.name + ".data",
-                        size_threshold=1024)
-    return p
+    return export_tokens_model(Model(), p, external)
 
 
 @pytest.mark.parametrize("variant,external", [("eq0", False), ("add", False), ("eq0", True), ("add", True)])

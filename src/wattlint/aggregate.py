@@ -341,6 +341,17 @@ def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) ->
 BLOCK_PHASES = ("tensor_parallel", "context_parallel", "expert_all_to_all")  # per layer: with a stage's blocks
 
 
+def _stage_sizes(graph: CostGraph, plan: Plan) -> tuple[dict, list[int], int] | None:
+    """(the graph's pipeline_stages info, the blocks of each stage, the costed stage's index), or None without
+    pipeline stages matching the plan's degree."""
+    info = (graph.extra or {}).get("pipeline_stages") or {}
+    sizes = [int(x) for x in info.get("blocks") or []]
+    pp = plan.pipeline_parallel
+    if pp <= 1 or len(sizes) != pp:
+        return None
+    return info, sizes, int(info.get("costed", pp - 1))
+
+
 def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tuple[float, str] | None:
     """Under pipeline parallelism, turn the step energy of the costed (bottleneck) stage's GPU, which the phase sums
     hold, into the mean over the stages' GPUs: every stage runs in lock-step with the costed one (same step time)
@@ -354,12 +365,11 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
     n_i / n_c. Phase energies become the means (forward / backward pro rata, the waiting in ``pipeline_bubble``);
     phase times stay the costed stage's. The first stage's embedding lookup is not priced (as for the step time).
     Returns (mean FLOPs per GPU and step, the assumption line), or None without pipeline stages."""
-    info = (graph.extra or {}).get("pipeline_stages") or {}
-    sizes = [int(x) for x in info.get("blocks") or []]
-    pp = plan.pipeline_parallel
-    if pp <= 1 or len(sizes) != pp:
+    stages = _stage_sizes(graph, plan)
+    if stages is None:
         return None
-    costed = int(info.get("costed", pp - 1))
+    info, sizes, costed = stages
+    pp = plan.pipeline_parallel
     n_c = sizes[costed]
     if n_c <= 0:
         return None
@@ -515,12 +525,11 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
     None without pipeline stages. Review 2026-12: the costed stage's layers alone were listed, each x all GPUs,
     with shares of that stage's energy (the rows added to 160.6 J of a 153.7 J step, shares 0.878 of a figure
     printed nowhere)."""
-    info = (graph.extra or {}).get("pipeline_stages") or {}
-    sizes = [int(x) for x in info.get("blocks") or []]
-    pp = plan.pipeline_parallel
-    if pp <= 1 or len(sizes) != pp:
+    stages = _stage_sizes(graph, plan)
+    if stages is None:
         return None
-    costed = int(info.get("costed", pp - 1))
+    info, sizes, costed = stages
+    pp = plan.pipeline_parallel
     n_c = sizes[costed]
     blocks = _parallel.stage_blocks_of(graph)
     if n_c <= 0 or blocks is None:
