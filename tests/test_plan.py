@@ -171,6 +171,18 @@ def test_defaults_are_stated():
     assert p.optimizer == "adamw" and "optimizer adamw" in text
 
 
+def test_a_desktop_card_in_a_data_centre_gets_the_data_centre_pue():
+    """Desk-side (1.0) only for one machine outside a cloud region (review: an RTX A6000 in coreweave:lga1, which
+    lists no PUE, and 64 RTX 4090s on 8 nodes were priced as desk-side machines)."""
+    a6000 = resolve_gpu("rtx-a6000-48gb")[0]
+    assert build_plan(graph(), gpu=a6000, epochs=1).pue == 1.0
+    cloud = build_plan(graph(), gpu=a6000, epochs=1, region="coreweave:lga1")
+    assert cloud.pue == 1.2 and any(a.startswith("PUE 1.2 (default") for a in cloud.assumptions)
+    assert build_plan(graph(), gpu=GPU, epochs=1, region="FR").pue == 1.0  # a country: still a desk-side machine
+    many = build_plan(graph(), gpu=GPU, epochs=1, gpus=64, batch_size=64)  # 8 nodes of 8
+    assert many.pue == 1.2
+
+
 def test_overrides():
     p = build_plan(graph(), gpu=GPU, epochs=1, precision="bf16", optimizer="sgd", pue=1.0, region="FR",
                    price=0.2, gpu_hour_price=2.5, utilization=0.5, activation_checkpointing=True)
@@ -377,3 +389,35 @@ def test_a_partial_last_node_is_counted_as_it_is():
     assert "12 GPUs do not fill whole nodes of 8: the last node is partial" in p.assumptions
     p = build_plan(graph(), gpu=resolve_gpu("h100")[0], epochs=1, gpus=16, gpus_per_node=8, batch_size=96)
     assert "data parallel over 16 GPUs (2 node(s) x 8), sharding none" in p.assumptions
+
+
+def test_wl203_own_platform_figure_is_the_candidates_own_estimate(run_cli):
+    """WL203 on a desktop RTX 3090 plan names an L20 (a PCIe server card): its 'in its own platform class' figure is
+    what an estimate on the L20 gives, at the server's PUE 1.2 (review: it kept the desktop plan's 1.0: 0.542 Wh
+    against the L20 estimate's 0.650 Wh)."""
+    import json
+
+    args = ["examples/torch_models.py:tiny_gpt", "--steps", "1000", "--format", "json"]
+    code, out, _ = run_cli(*args, "--gpu", "rtx3090-24gb")
+    assert code in (0, 1)
+    msg = next(f["message"] for f in json.loads(out)["findings"] if f["message"].startswith("L20 48GB"))
+    code, out, _ = run_cli(*args, "--gpu", "l20-48gb")
+    own = json.loads(out)["total"]["energy_kwh"] * 1000  # Wh
+    assert f"in its own platform class (pcie_server vs desktop: host 77 W per GPU) the run would take {own:.3f} Wh" \
+        in msg, (own, msg)
+
+
+def test_compare_says_each_gpus_pue_where_they_differ(run_cli):
+    """--compare of a desktop card (default PUE 1.0, desk-side) with data-centre cards (1.2): the ranking's sentence
+    names each GPU's PUE (it ranked them without a word); with --pue given they share one and nothing is added."""
+    import json
+
+    args = ["examples/resnet50.onnx", "--gpu", "l40s-48gb", "--compare", "rtx4090-24gb,l40-48gb", "--epochs", "1",
+            "--precision", "bf16"]
+    code, out, _ = run_cli(*args)
+    assert "each at its own machine's PUE: 1 for rtx4090-24gb, 1.2 for l40s-48gb, l40-48gb (--pue sets one for all)" \
+        in " ".join(out.split())
+    code, out, _ = run_cli(*args, "--pue", "1.2", "--format", "json")
+    assert {e["plan"]["pue"] for e in json.loads(out)["estimates"]} == {1.2}
+    code, out, _ = run_cli(*args, "--pue", "1.2")
+    assert "own machine's PUE" not in out

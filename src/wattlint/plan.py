@@ -25,7 +25,8 @@ from .types import ConfigError, CostGraph, GpuSpec, Plan, TensorSpec
 
 DEFAULT_PUE_SOURCE = (f"PUE {options.DEFAULT_PUE:g} (default: between hyperscale fleet averages of ~1.1 - Google 2024 Environmental "
                       "Report 1.10 - and the industry-wide 1.58 of the Uptime Institute Global Data Center Survey "
-                      "2023; desktop / workstation cards default to 1.0: a desk-side machine)")
+                      "2023; a desktop / workstation card in one machine outside a cloud region defaults to 1.0: "
+                      "a desk-side machine)")
 PRECISION_DEFAULT_TEXT = ("precision 'default' = PyTorch defaults: fp32 weights and activations, matmuls in FP32 "
                           "(torch.backends.cuda.matmul.allow_tf32=False), cuDNN convolutions in TF32 on Ampere and "
                           "newer (torch.backends.cudnn.allow_tf32=True); pass --precision bf16/fp16 for AMP")
@@ -518,7 +519,13 @@ def on_gpu(plan: Plan, gpu: GpuSpec) -> Plan | None:
     if internode is None or plan.gpus <= plan.gpus_per_node or any(
             a.startswith("inter-node bandwidth") and "(default:" in a for a in notes):
         internode = system.default_internode_gbps(gpu, per_node)[0]
-    return dataclasses.replace(plan, gpus_per_node=per_node, internode_gbps=float(internode))
+    pue = plan.pue
+    if any(a.startswith(DEFAULT_PUE_PREFIXES) for a in notes):  # a default PUE is that GPU's machine's own (review:
+        # WL203's 'in its own platform class' figure for an L20 kept a desktop plan's 1.0, unlike an L20 estimate)
+        pue, line = default_pue(gpu, plan.region, plan.gpus, per_node)
+        notes = tuple(line if a.startswith(DEFAULT_PUE_PREFIXES) else a for a in notes)
+    return dataclasses.replace(plan, gpus_per_node=per_node, internode_gbps=float(internode), pue=pue,
+                               assumptions=notes)
 
 
 def gpu_hour_price_for(given, gpu: GpuSpec) -> tuple[float | None, str]:
@@ -543,6 +550,23 @@ def gpu_hour_price_for(given, gpu: GpuSpec) -> tuple[float | None, str]:
     return keys[gpu.key][1], f" for {gpu.key}"
 
 
+DEFAULT_PUE_PREFIXES = (f"PUE {options.DEFAULT_PUE:g} (default", "PUE 1 (default")  # the notes default_pue writes
+
+
+def default_pue(gpu: GpuSpec, region: str | None, gpus: int, gpus_per_node: int) -> tuple[float, str]:
+    """The PUE of a plan that gives none and whose region lists none, and its assumption line: 1.0 for a desktop /
+    workstation card in one machine outside a cloud region (its host is priced as a desk-side tower, energy.host: a
+    data centre's overhead on top priced one machine in two places, +20 % on an RTX 3090 plan), else the data-centre
+    default (a cloud region, several nodes: review, an RTX A6000 in coreweave:lga1 and 64 RTX 4090s were priced as
+    desk-side)."""
+    cloud = bool(region) and ":" in str(region)
+    if platform_class(gpu) == "desktop" and not cloud and gpus <= max(1, gpus_per_node):
+        return 1.0, (f"PUE 1 (default for a desk-side machine: the {gpu.name} is a desktop / workstation card in one "
+                     f"machine, its host priced as a desktop tower; give --pue, e.g. {options.DEFAULT_PUE:g}, for one "
+                     f"in a data centre)")
+    return options.DEFAULT_PUE, DEFAULT_PUE_SOURCE
+
+
 def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
     """PUE, grid carbon intensity, electricity and GPU-hour prices."""
     region = v.get("region")
@@ -554,16 +578,9 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
         if cloud:
             pue = cloud
             notes.append(f"PUE {pue:g} (listed for cloud region {region} in the mlco2/impact table)")
-        elif platform_class(gpu) == "desktop":
-            # the host is priced as a desk-side tower (energy.host): a data centre's cooling overhead on top of it
-            # would price one machine in two places (review: 20 % on an RTX 3090 plan)
-            pue = 1.0
-            notes.append(f"PUE 1 (default for a desk-side machine: the {gpu.name} is a desktop / workstation card, "
-                         f"its host priced as a desktop tower; give --pue, e.g. {options.DEFAULT_PUE:g}, for one in "
-                         f"a data centre)")
         else:
-            pue = options.DEFAULT_PUE
-            notes.append(DEFAULT_PUE_SOURCE)
+            pue, line = default_pue(gpu, region, plan["gpus"], plan["gpus_per_node"])
+            notes.append(line)
     region_key = carbon.normalize_region(region) if region else None  # validates even when overridden
     intensity = v.get("carbon_intensity")
     if intensity is not None:

@@ -142,10 +142,19 @@ def most_efficient(ests: Sequence[Estimate]) -> int:
 
 
 def most_efficient_why(ests: Sequence[Estimate]) -> str:
-    """What the ★ of :func:`most_efficient` means for these estimates (the reports' one sentence)."""
-    if any(e.memory.fits for e in ests):
-        return "least facility energy among GPUs where the model fits"
-    return "least facility energy; the model fits on none of these GPUs as planned: see memory"
+    """What the ★ of :func:`most_efficient` means for these estimates (the reports' one sentence), with the PUE each
+    GPU's facility energy carries where they differ (a desktop card's default is a desk-side 1.0, a data-centre
+    card's 1.2: plan.default_pue; review: the ranking mixed them without a word)."""
+    why = ("least facility energy among GPUs where the model fits" if any(e.memory.fits for e in ests) else
+           "least facility energy; the model fits on none of these GPUs as planned: see memory")
+    pues: dict[float, list[str]] = {}
+    for e in ests:
+        pues.setdefault(round(float(e.plan.pue), 4), []).append(e.gpu.key)
+    if len(pues) > 1:
+        why += ("; each at its own machine's PUE: " + ", ".join(f"{p:g} for {', '.join(keys)}" for p, keys in
+                                                            sorted(pues.items()))
+                + " (--pue sets one for all)")
+    return why
 
 
 def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:
