@@ -425,7 +425,9 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
     at one length and prices each at the other; an optimizer sizes the plan's memory for it while the graph's
     optimizer step is priced). ConfigError: trace it again. ``options`` are validated. The options the plan itself
     applies to a graph (batch_size, gpus, grad_accum: the global batch around the traced micro-batch; precision:
-    an fp32 graph priced in half precision; activation_checkpointing: the plan's recompute) pass."""
+    an fp32 graph priced in half precision; activation_checkpointing: the plan's recompute) pass. A seq_len is the
+    graph's tokens per sample or, on a [batch, choices, seq] graph (a multiple-choice model), also the one sequence's
+    length it was traced at, as the plan reads --seq-len (wattlint.plan._sequences_per_sample)."""
     if not isinstance(source_or_graph, CostGraph):
         return
     g = source_or_graph
@@ -434,9 +436,16 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
         value = options.get(name)
         if value is None or name in _PLANNED_ON_GRAPH:
             continue
+        choices = None  # a multiple-choice graph's (choices, one sequence's length, input), for seq_len
         if name == "seq_len":
+            from .plan import _sequences_per_sample
+
             traced = g.seq_len or None
-            same = traced is None or int(value) == traced
+            # a [batch, choices, seq] graph (a multiple-choice model) records the tokens per sample, choices x seq:
+            # seq_len= may also be one sequence's length, as the plan reads --seq-len (review: seq_len=128 on a
+            # graph traced at 4 x 128 was refused as 'traced at sequence length 512')
+            choices = _sequences_per_sample(g, None)
+            same = traced is None or int(value) == traced or (choices is not None and int(value) == choices[1])
         elif name == "optimizer":
             traced = g.optimizer or None
             same = value == traced
@@ -465,6 +474,8 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
         if same:
             continue
         how = (f"the graph was traced with {name}={traced!r}" if traced is not None and name != "seq_len" else
+               f"the graph was traced at sequence length {choices[1]} ({choices[0]} choices x {choices[1]} = "
+               f"{traced} tokens per sample)" if traced is not None and choices is not None else
                f"the graph was traced at sequence length {traced}" if traced is not None else
                "the graph does not record the value it was traced with")
         shown = _options._show(value)

@@ -88,7 +88,23 @@ def _refuse_failed_estimate(args, est: dict, given: dict) -> None:
     if est.get("error"):
         from ..types import InputError
 
-        raise InputError(f"--model {args.model}: {said_as(est['error'], given)}")
+        raise InputError(f"--model {args.model}: {_said_subject(said_as(est['error'], given), given)}")
+
+
+def _said_subject(message: str, given: dict) -> str:
+    """``message`` (after :func:`wattlint.options.said_as`) whose subject is a flag the user did not type: an error
+    that opens with it ('--tokens: the model's inputs have no sequence dimension ...', '--tokens needs --seq-len'),
+    which said_as keeps (no value after the flag), opens with the setting where it was given instead ('tokens =
+    1000000.0 from [tool.wattlint] of pyproject.toml: ...'; review: a configured tokens on a CNN named '--tokens')."""
+    from ..options import OPTIONS
+    from ._common import shown_setting
+
+    for name, (key, where, value) in given.items():
+        flag = OPTIONS[name].flag if name in OPTIONS else None
+        if flag and message.startswith((f"{flag}:", f"{flag} ")):
+            where = f"from {where[3:]}" if where.startswith("in ") else where  # 'in [tool.wattlint] of ...'
+            return f"{key} = {shown_setting(value)} {where}{message[len(flag):]}"
+    return message
 
 
 def _refuse_without_dataset(args, est: dict, m, logged: dict) -> None:

@@ -1409,8 +1409,8 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
                 notes.append(f"tokens per sample: {' x '.join(map(str, per))} = {sl:,} ({n} {list(t.shape)}: the "
                              f"sequence is its last dim, {seq} tokens; the dims between the batch and it count the "
                              f"sequences of a sample, e.g. a multiple-choice model's choices); --tokens counts steps "
-                             f"by these" + (f" (not with --seq-len {seq_len}: the plan takes that as the tokens per "
-                                            f"sample; give the length in --input instead)" if seq_len else ""))
+                             f"by these" + (f", also with --seq-len {seq_len}: that is one sequence's length (the "
+                                            f"last dim), not the tokens per sample" if seq_len else ""))
             break
     if micro_batch is None:
         where = "leading dim" if bdim == 0 else "dim 1 of every input of 2 or more dims, dim 0 of 1-D ones"
