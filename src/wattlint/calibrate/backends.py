@@ -123,6 +123,26 @@ def fake_truth(sample: Sample, spec: GpuSpec = FAKE_SPEC) -> tuple[float, float]
     return t, power
 
 
+FAKE_SLEEP_ENV = "WATTLINT_FAKE_SLEEP_S"
+FAKE_SLEEP_MAX_S = 60.0
+
+
+def fake_sleep_s() -> float:
+    """``WATTLINT_FAKE_SLEEP_S``: seconds of real sleep per fake sample, 0 (unset or empty) to 60; anything else
+    is a DeviceError naming the variable (exit 2; 'abc' was a ValueError, exit 3)."""
+    raw = os.environ.get(FAKE_SLEEP_ENV, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        v = float(raw)
+    except ValueError:
+        v = float("nan")
+    if not (0.0 <= v <= FAKE_SLEEP_MAX_S):  # (NaN fails too)
+        raise DeviceError(f"{FAKE_SLEEP_ENV}={raw[:40]!r}: expected seconds from 0 to {FAKE_SLEEP_MAX_S:g} (a real "
+                          "sleep per fake sample)")
+    return v
+
+
 class FakeDevice:
     """Virtual clock + energy counter (ticks every TICK_S like NVML). ``WATTLINT_FAKE_SLEEP_S`` adds a real sleep
     per built sample (the kill/resume test needs samples that take wall time)."""
@@ -134,7 +154,7 @@ class FakeDevice:
         self.t = 0.0
         self.energy = 0.0
         self.power_w = spec.idle_w
-        self.sleep_s = float(os.environ.get("WATTLINT_FAKE_SLEEP_S", "0") or 0)
+        self.sleep_s = fake_sleep_s()
         self.fail_ids = set(filter(None, os.environ.get("WATTLINT_FAKE_FAIL", "").split(";")))
 
     def now(self) -> float:
@@ -319,12 +339,26 @@ def measure_cpu_spec(threads: int | None = None) -> GpuSpec:
 CPU_THREADS_ENV = "WATTLINT_CPU_THREADS"
 
 
-def cpu_threads(threads: int | None = None) -> int:
+def cpu_threads(threads: int | None = None, *, source: str = "the predictions file's cpu_threads") -> int:
     """Threads for CPU measurements: 1 by default. On a shared machine a multi-threaded op waits at OpenMP
-    barriers for descheduled threads (timings quantised to scheduler slices); one thread measures cleanly."""
-    if threads:
-        return int(threads)
-    return max(1, int(os.environ.get(CPU_THREADS_ENV, "1") or 1))
+    barriers for descheduled threads (timings quantised to scheduler slices); one thread measures cleanly.
+
+    ``threads`` (from ``source``), else ``WATTLINT_CPU_THREADS`` (unset or empty: 1), must be a whole number from 1
+    to this machine's CPU count: anything else is a DeviceError naming where it came from (exit 2; 'abc' and '1e9'
+    were a ValueError, exit 3, 100000000 a libgomp out-of-memory abort, 0 and -5 silently 1)."""
+    most = os.cpu_count() or 1
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= most:
+            raise DeviceError(f"{source} = {str(threads)[:40]!r}: expected a whole number of threads from 1 to "
+                              f"{most} (this machine's CPU count)")
+        return threads
+    raw = os.environ.get(CPU_THREADS_ENV, "").strip()
+    if not raw:
+        return 1
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= most):
+        raise DeviceError(f"{CPU_THREADS_ENV}={raw[:40]!r}: expected a whole number of threads from 1 to {most} "
+                          "(this machine's CPU count)")
+    return int(raw)
 
 
 class CpuBackend(Backend):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,34 @@ class FitError(WattlintError):
     pass
 
 
+# the largest run files fit reads: a run's JSON is its provenance (a few KiB, one entry per session) and its CSV one
+# line per sample (the largest suite part is ~130 KiB); anything far larger is not a run, and is never read whole
+# (a link to /dev/zero in a runs folder read 3.4 GB and ended in MemoryError, a named pipe hung)
+RUN_JSON_MAX_BYTES = 64 << 20
+RUN_CSV_MAX_BYTES = 512 << 20
+
+
+def run_file_problem(path: Path, limit: int) -> str | None:
+    """Why ``path`` cannot be a run file fit reads (None when it can): not a regular file (a named pipe, a device,
+    a folder), or larger than ``limit`` bytes. Checked with ``stat`` before any read: nothing is opened."""
+    import stat
+
+    try:
+        st = path.stat()
+    except OSError as e:
+        return f"cannot be read: {e.strerror or type(e).__name__}"
+    except ValueError:  # a NUL byte in the name
+        return "not a file name"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a folder" if stat.S_ISDIR(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        return f"{kind}, not a regular file"
+    if st.st_size > limit:
+        return f"{st.st_size / 2**20:.0f} MiB, larger than any calibration run file ({limit >> 20} MiB at most)"
+    return None
+
+
 def find_runs(paths: list[str]) -> list[RunPaths]:
     """RUN arguments: run files (.csv/.json/stem) or folders holding runs."""
     out: list[RunPaths] = []
@@ -38,8 +67,15 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
         pp = Path(p)
         if pp.is_dir():
             found = sorted(pp.glob("*.json"))
-            runs, unreadable = [], []
+            runs, unreadable, skipped = [], [], []
             for j in found:
+                why = run_file_problem(j, RUN_JSON_MAX_BYTES)
+                if why:  # never read: beside a CSV it is a run's, damaged (refused below), else noted and skipped
+                    if j.with_suffix(".csv").is_file():
+                        unreadable.append(f"{j.name} ({why})")
+                    else:
+                        skipped.append(f"{j.name} ({why})")
+                    continue
                 try:
                     doc = json.loads(j.read_text())
                 except (OSError, ValueError, RecursionError) as e:  # unreadable, not JSON, not UTF-8, too deep
@@ -55,13 +91,16 @@ def find_runs(paths: list[str]) -> list[RunPaths]:
                     raise FitError(f"{p}: holds tracked run records (wattlint.track), not calibration runs: fit "
                                    "run records on their own (wattlint fit RECORDS...), calibration runs on theirs")
                 if not unreadable:
-                    raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder")
+                    raise FitError(f"{p}: no calibration runs (*.json with schema {RUN_SCHEMA}) in this folder"
+                                   + (f"; skipped, never read: {'; '.join(skipped)}" if skipped else ""))
             if unreadable:  # a damaged run is never dropped silently while the others are fitted
                 if not runs:
                     raise FitError(f"{p}: no readable calibration run: {unreadable[0]}"
                                    + (f" and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""))
                 raise FitError(f"{p}: calibration run(s) that cannot be read: {'; '.join(unreadable)}; fit never "
                                "leaves a run out silently: repair it, or move its .csv and .json out of the folder")
+            for why in skipped if runs else ():  # the runs are fitted: the files left unread are said
+                print(f"wattlint: note: {pp / why}: skipped, never read (not a calibration run)", file=sys.stderr)
             out.extend(runs)
         else:
             from ..tracking.record import is_run_record
@@ -170,6 +209,10 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
     meta: dict[str, Any] = {}
     seen: set[tuple] = set()
     for rp in runs:
+        for f, limit in ((rp.json, RUN_JSON_MAX_BYTES), (rp.csv, RUN_CSV_MAX_BYTES)):
+            why = run_file_problem(f, limit)
+            if why:  # checked before any read: a named pipe hung, a link to /dev/zero filled the memory
+                raise FitError(f"{f}: {why}: not a calibration run file")
         try:
             prov = json.loads(rp.json.read_text(encoding="utf-8"))
         except RecursionError:

@@ -35,20 +35,35 @@ VAL_SCHEMA = "wattlint.validation/1"
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
+# the largest validation input read (predictions, measurements, a calibration run's JSON: tens of KiB each)
+JSON_FILE_MAX_BYTES = 64 << 20
+
+
 def read_json_file(path: str | Path, what: str, error=None) -> tuple[Any, bytes]:
     """(the parsed JSON, its bytes) of a file the user names; a missing file, a directory, non-UTF-8 bytes or broken
     JSON is ``error`` (default :class:`ValidationError`, an input error: exit 2) naming the file and ``what`` it
     should be."""
+    import stat
+
     error = error or ValidationError
     p = Path(path)
-    if p.is_dir():
-        raise error(f"{path} is a directory, not a {what}")
     try:
+        st = p.stat()  # before any read: a named pipe hung, a link to /dev/zero filled the memory
+        if stat.S_ISDIR(st.st_mode):
+            raise error(f"{path} is a directory, not a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+            raise error(f"{path} is {kind}, not a {what} (a regular file); nothing was read from it")
+        if st.st_size > JSON_FILE_MAX_BYTES:
+            raise error(f"{path}: {st.st_size / 2**20:.0f} MiB, larger than any {what} "
+                        f"({JSON_FILE_MAX_BYTES >> 20} MiB at most); nothing was read from it")
         raw = p.read_bytes()
     except FileNotFoundError:
         raise error(f"{what} not found: {path}") from None
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError:  # a NUL byte in the name (a damaged measurements file's predictions_file)
+        raise error(f"{what} {str(path)[:80]!r}: not a file name (it holds a NUL byte)") from None
     try:
         return json.loads(raw.decode("utf-8")), raw
     except UnicodeDecodeError as e:
@@ -112,7 +127,38 @@ def _check_predictions(pred: Any, where: str) -> None:
         if not isinstance(preds, dict):
             raise ValidationError(f"{where}.configs[{i}]: missing field 'predictions'")
         for name, v in preds.items():
-            require_fields(v, _PRED_VALUE_FIELDS, f"{where}.configs[{i}].predictions.{name}")
+            at = f"{where}.configs[{i}].predictions.{name}"
+            require_fields(v, _PRED_VALUE_FIELDS, at)
+            for key in _PRED_VALUE_FIELDS:  # NaN, inf, 0 or a negative value gave +nan in the table, bare NaN in JSON
+                if not _positive_finite(v[key]):
+                    raise ValidationError(f"{at}: field {key!r} = {_shown(v[key])}: expected a positive finite "
+                                          "number")
+            rf = v.get("energy_range_factors")
+            if rf is not None and not (isinstance(rf, list) and len(rf) == 2
+                                       and all(_positive_finite(x, zero=True) for x in rf) and rf[0] <= rf[1]):
+                raise ValidationError(f"{at}: field 'energy_range_factors' = {_shown(rf)}: expected [low, high], "
+                                      "two finite numbers 0 <= low <= high")
+
+
+def _positive_finite(v: Any, *, zero: bool = False) -> bool:
+    """Whether ``v`` is a JSON number (not a bool), finite (a 400-digit JSON integer is not: it overflows a float)
+    and > 0 (>= 0 with ``zero``)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        x = float(v)
+    except OverflowError:
+        return False
+    return math.isfinite(x) and (x >= 0 if zero else x > 0)
+
+
+def _shown(v: Any) -> str:
+    """A damaged value, short (a 400-digit integer is not printed whole)."""
+    try:
+        text = repr(v) if isinstance(v, float) else json.dumps(v)
+    except ValueError:  # (an integer too long for str())
+        text = "an integer of thousands of digits"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # measured quantities that must be positive and finite (a step takes time; a GPU draws power): 0, a negative value,
@@ -121,8 +167,6 @@ _MEAS_POSITIVE = ("time_per_step_s", "energy_per_step_j", "avg_power_w")
 
 
 def _check_measurements(meas: Any, where: str) -> None:
-    import math
-
     require_fields(meas, _MEAS_FIELDS, where)
     for key in ("meter", "device"):  # provenance compare reads (written as objects by measure)
         if key in meas and not isinstance(meas[key], dict):
@@ -136,9 +180,9 @@ def _check_measurements(meas: Any, where: str) -> None:
             require_fields(r, _MEAS_OK_FIELDS, f"{where}.results[{i}]")
             for key in _MEAS_POSITIVE:
                 v = r[key]
-                if not (math.isfinite(v) and v > 0):
-                    raise ValidationError(f"{where}.results[{i}]: field {key!r} = {v!r}: expected a positive finite "
-                                          f"number")
+                if not _positive_finite(v):  # (a 400-digit integer: OverflowError from math.isfinite, exit 3)
+                    raise ValidationError(f"{where}.results[{i}]: field {key!r} = {_shown(v)}: expected a positive "
+                                          f"finite number")
 
 
 class ValidationError(WattlintError):
@@ -667,10 +711,17 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
                      "energy_err": _err(v["gpu_energy_j"], r["energy_per_step_j"]),
                      "power_err": _err(v["avg_gpu_power_w"], r["avg_power_w"])}
                 rf = v.get("energy_range_factors")
-                if rf:
+                if rf is not None:  # (checked: [low, high])
                     lo, hi = v["gpu_energy_j"] * rf[0], v["gpu_energy_j"] * rf[1]
                     e["energy_range_j"] = [lo, hi]
                     e["energy_in_range"] = lo <= r["energy_per_step_j"] <= hi
+                bad = next((k for k in ("time_err", "energy_err", "power_err") if not math.isfinite(e[k])), None)
+                if bad is not None or not all(math.isfinite(x) for x in e.get("energy_range_j", ())):
+                    # finite values whose ratio overflows (1e308 J predicted, 1e-320 s measured): the table read
+                    # +inf and the written JSON held bare Infinity (not JSON)
+                    raise ValidationError(f"{p}: {c['name']} {vname}: predicted {v['time_s']!r} s, {v['gpu_energy_j']!r}"
+                                          f" J against measured {r['time_per_step_s']!r} s, {r['energy_per_step_j']!r}"
+                                          " J: the error is not a finite number (a damaged value in one of the files)")
                 entry["predicted"][key] = e
                 d = variants.setdefault(key, {"time": [], "energy": [], "power": [], "in_range": []})
                 d["time"].append(e["time_err"])

@@ -27,6 +27,7 @@ import hashlib
 import json
 import math
 import platform
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,134 @@ def lightgbm_text_problem(path: Path, sha256: str | None = None) -> str | None:
         return f"{path}: sha256 differs from the card (file edited after fitting)"
     if not text.startswith(b"tree") or b"end of trees" not in text or b"end of parameters" not in text:
         return f"{path}: not a whole LightGBM text model (truncated or not written by LightGBM)"
+    why = _lightgbm_structure_problem(text)
+    if why:
+        return f"{path}: not a whole LightGBM text model ({why}; damaged or not written by LightGBM)"
+    return None
+
+
+# LightGBM's parser (4.x) aborts the whole process (std::terminate: SIGABRT, no catchable LightGBMError) or reads
+# past its buffer (SIGSEGV) when a tree block is not the size its header's tree_sizes gives, when an array's length
+# is not the one num_leaves implies, or on a line without '='; a child index out of range, or a cycle, crashes or
+# hangs prediction. A damaged file (a deleted, duplicated or edited line, swapped trees, a changed number) is
+# refused by the structural check below before LightGBM sees it.
+_TREE_INT_ARRAYS = {"split_feature": -1, "decision_type": -1, "left_child": -1, "right_child": -1,
+                    "internal_count": -1, "leaf_count": 0}  # length: num_leaves + value
+_TREE_FLOAT_ARRAYS = {"split_gain": -1, "threshold": -1, "internal_value": -1, "internal_weight": -1,
+                      "leaf_value": 0, "leaf_weight": 0}
+_TREE_REQUIRED = ("split_feature", "threshold", "decision_type", "left_child", "right_child")
+_TREE_KEYS = set(_TREE_INT_ARRAYS) | set(_TREE_FLOAT_ARRAYS) | {"num_leaves", "num_cat", "is_linear", "shrinkage",
+                                                                 "cat_boundaries", "cat_threshold"}
+
+
+def _lightgbm_structure_problem(raw: bytes) -> str | None:
+    """Why a LightGBM text model is not structurally whole (None when it is): every ``Tree=`` block has the byte
+    size its ``tree_sizes`` entry gives, holds only ``key=value`` lines, a ``num_leaves`` of at least 1, arrays of
+    the lengths num_leaves implies and numbers that parse, child indices that form one tree over its nodes and
+    leaves, and split features within ``max_feature_idx``. Cheap: one pass over the text."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte {e.start})"
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # as read_text gives it to LightGBM
+    head_end = text.find("\nTree=")
+    end = text.find("\nend of trees")
+    if head_end < 0 or end < 0 or end < head_end:
+        return "no Tree= block before 'end of trees'"
+    header: dict[str, str] = {}
+    for line in text[:head_end].split("\n")[1:]:
+        if line:
+            if "=" not in line:
+                return f"header line {line[:40]!r} is not key=value"
+            k, v = line.split("=", 1)
+            header[k] = v
+    try:
+        max_feature = int(header["max_feature_idx"])
+        sizes = [int(x) for x in header["tree_sizes"].split()]
+    except (KeyError, ValueError):
+        return "its header lacks a whole max_feature_idx or tree_sizes"
+    body = text[head_end + 1:end + 1].encode("utf-8")  # tree_sizes count bytes
+    starts = [m.start() for m in re.finditer(rb"^Tree=", body, re.M)]
+    if len(starts) != len(sizes):
+        return f"{len(starts)} Tree= blocks, its tree_sizes lists {len(sizes)}"
+    for i, (a, b) in enumerate(zip(starts, starts[1:] + [len(body)])):
+        if b - a != sizes[i]:
+            return f"tree {i} is {b - a} bytes, its tree_sizes entry says {sizes[i]}"
+        why = _tree_problem(body[a:b].decode("utf-8"), max_feature)
+        if why:
+            return f"tree {i}: {why}"
+    return None
+
+
+def _tree_problem(block: str, max_feature: int) -> str | None:
+    lines = block.split("\n")
+    kv: dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            break
+        if "=" not in line:
+            return f"line {line[:40]!r} is not key=value"
+        k, v = line.split("=", 1)
+        if k not in _TREE_KEYS:
+            return f"unknown field {k[:40]!r}"
+        if k in kv:
+            return f"field {k!r} given twice"
+        kv[k] = v
+    if any(line for line in lines[len(kv) + 1:]):  # after the blank line that ends the tree: nothing but blanks
+        return "text after the end of the tree"
+    try:
+        n = int(kv["num_leaves"])
+        num_cat = int(kv.get("num_cat", "0"))
+    except (KeyError, ValueError):
+        return "no whole num_leaves / num_cat"
+    if n < 1 or num_cat < 0:
+        return f"num_leaves = {n}, num_cat = {num_cat}"
+    if kv.get("is_linear", "0") != "0":
+        return "a linear tree (is_linear), which wattlint never fits"
+    if "leaf_value" not in kv or (n > 1 and any(k not in kv for k in _TREE_REQUIRED)):
+        return "a field LightGBM needs is missing"
+    arrays: dict[str, list] = {}
+    for names, conv in ((_TREE_INT_ARRAYS, int), (_TREE_FLOAT_ARRAYS, float)):
+        for k, extra in names.items():
+            if k not in kv:
+                continue
+            toks = kv[k].split()
+            want = n + extra
+            if len(toks) != want and not (n == 1 and not toks and k in ("leaf_weight", "leaf_count")):
+                return f"{k} has {len(toks)} values, num_leaves = {n} gives {want}"  # (a 1-leaf tree: may be empty)
+            try:
+                arrays[k] = [conv(x) for x in toks]
+            except ValueError:
+                return f"{k} holds a value that is not a number"
+    if num_cat:
+        try:
+            bounds = [int(x) for x in kv["cat_boundaries"].split()]
+            cats = kv["cat_threshold"].split()
+        except (KeyError, ValueError):
+            return "num_cat > 0 without whole cat_boundaries / cat_threshold"
+        if len(bounds) != num_cat + 1 or bounds[0] != 0 or bounds != sorted(bounds) or bounds[-1] != len(cats):
+            return "cat_boundaries do not match cat_threshold"
+    if n == 1:
+        return None
+    if any(not 0 <= f <= max_feature for f in arrays["split_feature"]):
+        return f"a split_feature outside 0..{max_feature}"
+    left, right = arrays["left_child"], arrays["right_child"]
+    seen_nodes, seen_leaves, todo = {0}, set(), [0]
+    while todo:  # one tree: every node and leaf reached once from the root (no cycle, no index out of range)
+        node = todo.pop()
+        for child in (left[node], right[node]):
+            if child >= 0:
+                if child >= n - 1 or child in seen_nodes:
+                    return f"child index {child} out of range or reached twice"
+                seen_nodes.add(child)
+                todo.append(child)
+            else:
+                leaf = ~child
+                if leaf >= n or leaf in seen_leaves:
+                    return f"leaf index {leaf} out of range or reached twice"
+                seen_leaves.add(leaf)
+    if len(seen_nodes) != n - 1 or len(seen_leaves) != n:
+        return "nodes or leaves no split reaches"
     return None
 
 
