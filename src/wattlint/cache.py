@@ -649,7 +649,15 @@ class HashMemo:
         self.dirty = False
 
     def digest(self, p: Path) -> str:
+        """sha256 of the regular file ``p`` (links followed); ConfigError for anything else: a named pipe or a
+        device (/dev/zero) is never read, its content would never end."""
+        import stat as _stat
+
+        from .io import not_a_file
+
         st = p.stat()
+        if not _stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{p}: is {not_a_file(p) or 'no regular file'}, not a file; refusing to read it")
         sig = [st.st_size, st.st_mtime_ns, st.st_ino]
         key = str(p)
         hit = self.data.get(key)

@@ -164,11 +164,20 @@ class Config:
         raise ConfigError(f"no model named {name!r} in {self.path or '[tool.wattlint]'}")
 
     def check_sources(self) -> None:
-        """Raise ConfigError for the first model whose source file does not exist or is a directory."""
+        """Raise ConfigError for the first model whose source file does not exist, is a directory, or is no regular
+        file (a named pipe, a device, a symbolic link loop: reading or hashing one never ends, or fails as "not
+        found")."""
+        from .io import not_a_file
+
         for m in self.models:
             if m.path is not None and m.path.is_dir():
                 raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source {m.raw_source} is a directory "
                                   f"({m.path}); name the model file (file.onnx, config.json or file.py:attr)")
+            what = not_a_file(m.path) if m.path is not None else None
+            if what is not None:
+                raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source {m.raw_source} is {what}, not a "
+                                  f"file (resolved to {m.path}); name the model file (file.onnx, config.json or "
+                                  "file.py:attr)")
             if m.path is not None and not m.path.exists():
                 raise ConfigError(f"{_where(self.path)}: model {m.name!r}: source file not found: {m.raw_source} "
                                   f"(resolved to {m.path})")
@@ -296,6 +305,12 @@ def load_config(start: Path | None = None, *, path: Path | None = None) -> Confi
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"--config {path} is a directory: name the pyproject.toml (or TOML file) in it")
+        from .io import not_a_file
+
+        what = not_a_file(path)
+        if what is not None:  # a pipe, a device, a link loop: it exists, "not found" was wrong
+            raise ConfigError(f"--config {path}: is {what}, not a TOML file: name the pyproject.toml (or TOML file) "
+                              "to read")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         file = path.resolve()
@@ -477,7 +492,12 @@ def _toml_type(value: Any) -> str:
 
 def _resolve(root: Path, p: str) -> Path:
     q = Path(p).expanduser()
-    return q if q.is_absolute() else (root / q).resolve()
+    if q.is_absolute():
+        return q
+    try:
+        return (root / q).resolve()
+    except (RuntimeError, OSError):  # a symbolic link loop (RuntimeError before Python 3.13): refused where it is used
+        return Path(os.path.abspath(root / q))
 
 
 def _normalize(table: Mapping[str, Any], where: str, label: str, allowed: Mapping[str, Any]) -> dict[str, Any]:

@@ -366,6 +366,28 @@ def exclusive_lock(path: Path | str, *, wait: bool = True, create: bool = False)
         os.close(fd)  # releases the lock
 
 
+def not_a_file(path: Path | str) -> str | None:
+    """What ``path`` names when it is there but is no regular file, following symbolic links (stat only: nothing is
+    opened, so a named pipe or a device never blocks): "a named pipe", "a device", "a socket", "a directory" (with
+    " (a symbolic link to TARGET)" when reached through one) or "a symbolic link loop". None for a regular file and
+    for nothing there (a missing file, a link to one: "not found" is true of those)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return "a symbolic link loop" if e.errno == errno.ELOOP else None
+    except ValueError:  # an embedded NUL: no such file
+        return None
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    what = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a special file")
+    if os.path.islink(path):
+        what += f" (a symbolic link to {os.path.realpath(path)})"
+    return what
+
+
 def same_file(a: Path | str | None, b: Path | str | None) -> bool:
     """Whether ``a`` and ``b`` name one existing file (through links or other spellings of the path)."""
     try:

@@ -117,14 +117,24 @@ def cli_options(args: argparse.Namespace, names) -> dict[str, Any]:
 
 def model_file(source: str | None) -> str | None:
     """The file a model source names (``model.onnx``, ``config.json``, ``file.py`` of ``file.py:attr``), or None (a
-    ``package.module:attr`` source, a name that is no file)."""
+    ``package.module:attr`` source, a name that is no file). A source that names something there that is no file
+    nor folder (a named pipe, a device such as /dev/zero, a symbolic link loop) is refused (InputError) with what it
+    is: it was reported as "model file not found"."""
     import os
+
+    from ..io import not_a_file
+    from ..types import InputError
 
     if not source:
         return None
     if os.path.isfile(source):
         return source
     head = source.rsplit(":", 1)[0] if ":" in source else ""
+    for name in (source, head):
+        what = not_a_file(name) if name else None
+        if what is not None and not what.startswith("a directory"):  # a folder is named as one where it is read
+            raise InputError(f"model source {name}: is {what}, not a file; name the model file (file.onnx, "
+                             "config.json or file.py:attr)")
     return head if head and os.path.isfile(head) else None
 
 
@@ -209,6 +219,13 @@ def check_output_path(path: str | None, root: Path | str | None = None,
             # the baseline's place before its first --update-baseline: a report there broke every later check
             raise InputError(f"--output {path}: is where {what} of this run goes; refusing to write the report "
                              "there (write the report to another file)")
+    fd = stream_fd(path)
+    if fd is not None:  # /dev/stdout, /dev/stderr, /dev/fd/N (`-o >(gzip > r.gz)`): the stream, not a link
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise InputError(f"--output {path}: file descriptor {fd} is not open in this process") from None
+        return
     if os.path.isfile(path):
         from ..tracking.record import is_run_record
 
@@ -258,6 +275,7 @@ def write_output(path: str | None, text: str, root: Path | str | None = None,
                  inputs: "tuple[tuple[object, str], ...] | list[tuple[object, str]]" = ()) -> None:
     """Write a report to ``path`` (atomically, never through a symbolic link, never out of ``root`` through a linked
     folder: :func:`check_output_path`) or to stdout."""
+    import os
     import sys
 
     from ..io import atomic_write_text, remove_stale_temps
@@ -273,9 +291,23 @@ def write_output(path: str | None, text: str, root: Path | str | None = None,
         sys.stdout.write(text)
         return
     check_output_path(path, root, inputs)
+    fd = stream_fd(path)
+    if fd is not None:  # written to the stream the process has, never reopened through /proc
+        try:
+            if fd in (1, 2):
+                stream = sys.stdout if fd == 1 else sys.stderr
+                stream.write(text)
+                stream.flush()
+            else:
+                data = text.encode("utf-8")
+                while data:
+                    data = data[os.write(fd, data):]
+        except OSError as e:
+            raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+        return
     if _is_special(path):  # /dev/null, a FIFO: written into, never replaced by a renamed file
         try:
-            with open(path, "w", encoding="utf-8", newline="\n") as f:
+            with _open_special(path) as f:
                 f.write(text)
         except OSError as e:
             raise InputError(f"cannot write {path}: {e.strerror or e}") from None
@@ -285,6 +317,42 @@ def write_output(path: str | None, text: str, root: Path | str | None = None,
         atomic_write_text(Path(path), text, refuse_symlink=True)
     except OSError as e:
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def stream_fd(path: str) -> int | None:
+    """The file descriptor ``path`` names when it is one of the process's streams: /dev/stdout (1), /dev/stderr (2),
+    /dev/fd/N and /proc/self/fd/N (N); else None. They are links to the stream, written as that stream."""
+    import re
+
+    m = re.fullmatch(r"/dev/(stdout|stderr)|/dev/fd/(\d+)|/proc/self/fd/(\d+)", path)
+    if m is None:
+        return None
+    if m.group(1):
+        return 1 if m.group(1) == "stdout" else 2
+    n = m.group(2) or m.group(3)
+    return int(n) if len(n) < 10 else None
+
+
+def _open_special(path: str):
+    """``path`` (a device or a named pipe) opened for writing. A named pipe is opened without waiting: with no
+    process reading it the open would block forever, so that is refused (InputError) with one line."""
+    import errno
+    import os
+    import stat
+
+    from ..types import InputError
+
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        return open(path, "w", encoding="utf-8", newline="\n")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ENXIO:
+            raise InputError(f"--output {path}: a named pipe that no process reads; refusing to wait for a reader "
+                             "(start the reader first, or write the report to a file)") from None
+        raise
+    os.set_blocking(fd, True)  # a slow reader is waited for, as with any pipe
+    return os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
 
 def _is_special(path: str) -> bool:

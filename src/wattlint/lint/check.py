@@ -117,8 +117,9 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path,
                          configured=bool(config.models))
     for m in models:
-        key, _files = cache.key(m, config)
-        hit = _usable_hit(cache.get(key))
+        # without the cache (--no-cache, cache = false) nothing is read for a key: no model file is hashed
+        key = cache.key(m, config)[0] if cache.enabled else None
+        hit = _usable_hit(cache.get(key)) if key is not None else None
         if hit is None and missing_extra(m):
             result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, skipped=missing_extra(m)))
             continue
@@ -131,8 +132,9 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
                 result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, error=str(e),
                                                  error_at=_entry_place(m, config)))
                 continue
-            cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
-                            "model": m.name})
+            if key is not None:
+                cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
+                                "model": m.name})
             cached = False
         findings = _lint_totals(m, config, summary, graph_findings, baseline.get(m.name))
         result.models.append(ModelResult(name=m.name, source=m.raw_source, summary=summary,
