@@ -130,7 +130,8 @@ def test_nanogpt_mask_buffer_is_not_a_parameter(tmp_path, variant, external):
     assert _buffer_notes(g) == [
         "1 attention-mask buffer (h.0.bias; 65,536 elements) not counted as a parameter: a float initializer used only "
         "to mask the attention scores, with a mask's values (0 / 1, or 0 / a large negative): registered buffers of "
-        "the model, no gradient, optimizer state or all-reduce"]
+        "the model, no gradient, optimizer state or all-reduce; their storage is not counted in the memory per GPU "
+        "either (the PyTorch frontend leaves registered buffers out too)"]
     assert "trainable parameters: all 7 float initializers" in " ".join(g.assumptions)  # 8 with the buffer
     assert _attention(g) == [T_CAUSAL]
 

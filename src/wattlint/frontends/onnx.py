@@ -1297,8 +1297,8 @@ def _mask_buffer_note(buffers: dict[str, int]) -> str:
             f"elements) not counted as {'parameters' if n > 1 else 'a parameter'}: "
             f"{'float initializers' if n > 1 else 'a float initializer'} used only to mask the attention scores, "
             f"with a mask's values (0 / 1, or 0 / a large negative): registered buffers of the model, no gradient, "
-            f"optimizer state or all-reduce; their own storage is not in the memory per GPU either, as the PyTorch "
-            f"frontend leaves registered buffers out (review: 12 x 4 MiB at block 1024 in fp32)")
+            f"optimizer state or all-reduce; their storage is not counted in the memory per GPU either (the "
+            f"PyTorch frontend leaves registered buffers out too)")
 
 
 def scope_to_module(name: str) -> str:
