@@ -200,3 +200,181 @@ def test_memory_workspace_and_fragmentation_are_stated():
         assert part in note
     assert note in json.loads(json_out.render([e]))["assumptions"]
     assert "768 MiB (CUDA context" in " ".join(text.render([e], top=5).split())
+
+
+# ---- each stage's optimizer step over its own parameters; interleaved stages (review 2026-12) ------------------------
+
+
+def _dims_r(phase, module, n, k):
+    """A matmul record of ``module`` whose weight is n x k (the frontend's dims): what wattlint.parallel counts as
+    the weights the last stage holds after the blocks."""
+    return OpRecord(op="aten.mm.default", kind=OpKind.MATMUL, module=module, phase=phase, dtype="float32", flops=1000,
+                    bytes_read=100, bytes_written=100, dims=(("m", 8), ("n", n), ("k", k)))
+
+
+def lm_graph(tied: bool) -> CostGraph:
+    """A language model as the torch frontend records it: an embedding wte (1,000 parameters) before 4 blocks h.k of
+    1,000 parameters each (``block_params``), an LM head of 100 x 10 = 1,000 weights (its own, or wte's when
+    ``tied``: counted once in the model's parameters, as torch counts a tied weight), and one optimizer op over all
+    parameters with 1 FLOP each."""
+    recs = [OpRecord(op="aten.embedding.default", kind=OpKind.EMBEDDING, module="wte", phase=Phase.FORWARD,
+                     dtype="float32", flops=0, bytes_read=100, bytes_written=100)]
+    for b in range(4):
+        recs += [_r(Phase.FORWARD, f"h.{b}.fc"), _r(Phase.FORWARD, f"h.{b}.act", OpKind.ELEMENTWISE, "aten.relu.default")]
+    recs += [_dims_r(Phase.FORWARD, "head", 100, 10), _r(Phase.BACKWARD, "head"), _r(Phase.BACKWARD, "head")]
+    for b in reversed(range(4)):
+        recs += [_r(Phase.BACKWARD, f"h.{b}.act", OpKind.ELEMENTWISE, "aten.threshold_backward.default"),
+                 _r(Phase.BACKWARD, f"h.{b}.fc"), _r(Phase.BACKWARD, f"h.{b}.fc")]
+    params = 5000 if tied else 6000
+    recs.append(OpRecord(op="aten._fused_adamw_.default", kind=OpKind.OPTIMIZER, module="", phase=Phase.OPTIMIZER,
+                         dtype="float32", flops=params, bytes_read=16 * params, bytes_written=12 * params,
+                         dims=(("numel", params),)))
+    return CostGraph(model=ModelInfo(source="stub", format="torch", params=params, param_bytes=4 * params),
+                     records=tuple(recs), micro_batch=8, precision="fp32",
+                     extra={"activation_bytes": 1000, "block_params": 1000, "block_count": 4})
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_each_stage_steps_its_own_parameters(tied):
+    """The review's GPT-2 small repro: every stage's optimizer step was the costed stage's x its blocks / the costed
+    stage's, so the LM head's was charged on every stage (GPT-2 small at PP 7: 8.52 J against 1.93 J at PP 1). PP 4
+    on 4 GPUs, one block a stage: the costed last stage holds 1 block + the head = 2,000 parameters (its optimizer
+    op, 0.3 J in the stub, covers them: the model's FLOPs x 2,000 / the model's parameters = 2,000)."""
+    e = _est(lm_graph(tied), gpus=4, pipeline_parallel=4)
+    assert e.graph.params == 2000
+    assert [r.flops for r in e.graph.records if r.phase is Phase.OPTIMIZER] == [2000]
+    # each stage's own: stage 1 its block + wte (1,000 + 1,000; tied: the model's 1,000 outside the blocks), stages
+    # 2 and 3 their block (1,000), stage 4 its block + the head (1,000 + 1,000; tied: Megatron-LM's copy of wte):
+    # 6,000 over the stages = 3 x the costed stage's 2,000: 0.3 J x 3 = 0.9 J, 2,000 FLOPs x 3 = 6,000, 1 ms x 3
+    # (it was x 4 / 4 per stage: 4 x 0.3 J = 1.2 J, 8,000 FLOPs)
+    assert e.phases["optimizer"].gpu_energy_j == pytest.approx(0.9)
+    rows = {le.name: le for le in e.layers}
+    assert rows["(root)"].gpu_energy_j == pytest.approx(0.9)
+    assert rows["(root)"].flops == 6000  # untied: the model's 6,000 parameters; tied: 5,000 + the 1,000 copy
+    assert rows["(root)"].time_s == pytest.approx(3e-3)
+    compute = sum(e.phases[p].gpu_energy_j for p in ("forward", "backward", "optimizer"))
+    assert sum(le.gpu_energy_j for le in e.layers) == pytest.approx(compute)
+    note = next(a for a in e.assumptions if a.startswith("pipeline stages' energy"))
+    parts = ["its optimizer step over its own parameters at the costed stage's optimizer cost per parameter: its "
+             "blocks (1,000 parameters each)", "on average 0.750 x the costed stage's 2,000"]
+    if tied:  # 5,000 - 4 x 1,000 = 1,000 outside the blocks, the head's 1,000 too: tied, its copy counted
+        parts += ["the 1,000 outside the blocks on the first stage (embeddings) and the last (final norm, LM head), "
+                  "and the last stage's copy of the tied input embedding (1,000: Megatron-LM keeps",
+                  "6,000 over the 4 stages (1.200 x the model's 5,000)"]
+    else:
+        parts += ["the 2,000 outside the blocks on the first stage (embeddings) and the last (final norm, LM head): "
+                  "6,000 over the 4 stages (1.000 x the model's 6,000)"]
+    for part in parts:
+        assert part in note
+    assert ("copy of the tied" in note) == tied
+    assert "0.750 x the costed stage's on average" in _layer_note(e)
+
+
+def test_gpt2_small_optimizer_over_the_stages_is_the_models():
+    """The review's numbers: GPT-2 small (tied wte), batch 16 x 256, bf16 on A100s, --gpus = pp: the optimizer
+    energy per step was 1.93 J at PP 1, 4.92 J at PP 5 and 8.52 J at PP 7 (4.4 x). Each stage now steps its own
+    parameters: 12 blocks x 7,087,872 + the 39,385,344 outside the blocks + the 38,597,376 copy of wte on the last
+    stage = 163,037,184 = 1.310 x the model's 124,439,808; the energy per parameter differs a little between a
+    stage's smaller kernels and the whole model's."""
+    import wattlint
+
+    g = api.trace("examples/gpt2-small/config.json", {"batch_size": 16, "seq_len": 256, "precision": "bf16"})
+    kw = dict(gpu="a100", batch_size=16, seq_len=256, precision="bf16", steps=10, lint=False)
+    one = wattlint.estimate(g, gpus=1, **kw).phases["optimizer"].gpu_energy_j
+    for pp in (5, 7):
+        e = wattlint.estimate(g, gpus=pp, pipeline_parallel=pp, **kw)
+        assert e.phases["optimizer"].gpu_energy_j / one == pytest.approx(163_037_184 / 124_439_808, rel=0.02)
+        note = next(a for a in e.assumptions if a.startswith("pipeline stages' energy"))
+        assert f"163,037,184 over the {pp} stages (1.310 x the model's 124,439,808)" in note
+
+
+def test_interleaved_stages_list_the_blocks_their_chunks_hold():
+    """--virtual-pipeline-stages 2 on 2 stages of 2 blocks: the model cut into 4 chunks of 1 block dealt to the stages
+    in turn (Megatron-LM), stage 1 holds blocks 0 and 2, stage 2 blocks 1 and 3; the note said 0-1 on stage 1, 2-3
+    on stage 2, and '1 GPUs'. The costed stage traced blocks 2-3 (a contiguous run): its rows are listed as 1 and 3."""
+    e = _est(blocks_graph(4), gpus=2, pipeline_parallel=2, virtual_pipeline_stages=2, grad_accum=2)
+    note = _layer_note(e)
+    assert ("every stage's modules, each at the 1 GPU of its stage (2 GPUs / 2 stages): h blocks 0 and 2 on stage 1, "
+            "1 and 3 on stage 2 (interleaved 1F1B: the model cut into 4 chunks dealt to the stages in turn, 2 per "
+            "stage; stage 2 traced, its trace's blocks 2-3 (a contiguous run of its size) listed as its own 1 and 3; "
+            "the other stages' blocks priced as its mean block)") in note
+    rows = {le.name: le for le in e.layers}
+    assert set(rows) == {f"h.{k}.{m}" for k in range(4) for m in ("fc", "act")} | {"head", "(root)"}
+    # a block's fc: 3 ops x 0.3 J x 2 micro-batches x the 1 GPU of its stage = 1.8 J, whichever stage
+    for k in range(4):
+        assert rows[f"h.{k}.fc"].gpu_energy_j == pytest.approx(1.8)
+
+
+def test_interleaved_uneven_stages_with_a_middle_costed_stage():
+    """14 blocks on 4 stages, 3/4/4/3 (the outer stages take the shortfall); the last stage's 3 blocks + head (0.6
+    of a block) are lighter than stage 2's 4: stage 2 traced (blocks 3-6, contiguous). 2 chunks per stage, the
+    earlier one larger when they do not divide: chunks of 2/1, 2/2, 2/2, 2/1 blocks dealt in turn: stage 1 holds
+    0-1 and 8, stage 2 2-3 and 9-10, stage 3 4-5 and 11-12, stage 4 6-7 and 13."""
+    e = _est(blocks_graph(14), gpus=4, pipeline_parallel=4, virtual_pipeline_stages=2, grad_accum=4, batch_size=32)
+    assert e.graph.extra["pipeline_stages"]["costed"] == 1
+    note = _layer_note(e)
+    assert ("h blocks 0-1 and 8 on stage 1, 2-3 and 9-10 on stage 2, 4-5 and 11-12 on stage 3, 6-7 and 13 on "
+            "stage 4 (interleaved 1F1B: the model cut into 8 chunks dealt to the stages in turn, 2 per stage; stage 2 "
+            "traced, its trace's blocks 3-6 (a contiguous run of its size) listed as its own 2-3 and 9-10;") in note
+    assert {le.name for le in e.layers if le.name.startswith("h.")} == {
+        f"h.{k}.{m}" for k in range(14) for m in ("fc", "act")}
+
+
+def test_per_parameter_optimizer_records_make_no_rows_of_other_stages_blocks():
+    """An ONNX graph's optimizer is one record per parameter, named by the module that uses it first; the per-GPU
+    graph keeps them all, scaled to the costed stage's share. Those of the other stage's blocks made rows h.0 / h.1
+    on the traced stage, which then counted as its blocks: 'h blocks 4-5 on stage 1, 0-3 on stage 2', rows h.4 and
+    h.5 of a 4-block model, and a mean block with twice the optimizer in it."""
+    g = blocks_graph(4)
+    opt = [_r(Phase.OPTIMIZER, m, OpKind.OPTIMIZER, "optim::adamw") for m in [f"h.{b}.fc" for b in range(4)] + ["head"]]
+    g = CostGraph(model=g.model, records=tuple(r for r in g.records if r.phase is not Phase.OPTIMIZER) + tuple(opt),
+                  micro_batch=8, precision="fp32", extra=dict(g.extra))
+    e = _est(g, gpus=4, pipeline_parallel=2)  # 2 GPUs a stage
+    rows = {le.name: le for le in e.layers}
+    assert set(rows) == {f"h.{k}.{m}" for k in range(4) for m in ("fc", "act")} | {"head", "(root)"}
+    for k in range(4):  # forward + backward only: 3 ops x 0.3 J x 2 GPUs
+        assert rows[f"h.{k}.fc"].gpu_energy_j == pytest.approx(1.8)
+    assert rows["head"].gpu_energy_j == pytest.approx(1.8)
+    # the optimizer: the costed stage's 5 records, priced as one multi-tensor kernel (0.3 J in the stub), x its 2
+    # blocks / 2 (no per-block parameter count: as the records were scaled) on each of the 2 stages' 2 GPUs =
+    # 0.3 x 2 x 2 = 1.2 J, all in (root): no module's row holds a share of it
+    assert rows["(root)"].gpu_energy_j == pytest.approx(1.2)
+    assert rows["(root)"].type == "optimizer ops"
+    assert e.phases["optimizer"].gpu_energy_j == pytest.approx(1.2)
+    compute = sum(e.phases[p].gpu_energy_j for p in ("forward", "backward", "optimizer"))
+    assert sum(le.gpu_energy_j for le in e.layers) == pytest.approx(compute)
+    assert "h blocks 0-1 on stage 1, 2-3 on stage 2 (stage 2 traced;" in _layer_note(e)
+
+
+def test_first_stage_steps_the_embeddings_the_last_the_head(gpt_config):
+    """The traced GPT of the parallelism tests (h 512, 4 blocks of 12 h^2 + 13 h = 3,152,384 parameters, vocab 1000,
+    256 positions, LM head tied to wte) at PP 2: the costed last stage steps its 2 blocks + the LM head (wte's copy,
+    1000 x 512 = 512,000) = 6,816,768 parameters; the first stage its 2 blocks + wte 512,000 + wpe 256 x 512 =
+    131,072 + ln_f 1,024. Both stages: 13,765,632 = the model's 13,253,632 + the 512,000 copy. The step's optimizer
+    FLOPs were 2 x the costed stage's (each stage's x 2 blocks / 2)."""
+    from wattlint.hardware import resolve_gpu
+    from wattlint.parallel import find_blocks
+
+    from _parallel_fixtures import est
+
+    pp = est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
+    assert pp.graph.params == 2 * 3_152_384 + 512_000 == 6_816_768
+    note = next(a for a in pp.assumptions if a.startswith("pipeline stages' energy"))
+    assert "13,765,632 over the 2 stages (1.039 x the model's 13,253,632)" in note
+    blocks = find_blocks(pp.graph)
+    k = 8  # micro-batches per step, traced at micro-batch 1
+    fb = [(r, t) for r, t in zip(pp.graph.records, pp.op_times_s) if r.phase in (Phase.FORWARD, Phase.BACKWARD)]
+    stage_f = k * sum(r.flops for r, _ in fb)
+    head_f = k * sum(r.flops for r, _ in fb if blocks.index(r.module) is None)
+    opt_f = sum(r.flops for r in pp.graph.records if r.phase is Phase.OPTIMIZER)
+    # FLOPs: both stages' blocks, the head once, the optimizer x 13,765,632 / 6,816,768 (it was x 2)
+    assert pp.per_step.flops == pytest.approx(2 * stage_f - head_f + opt_f * 13_765_632 / 6_816_768, rel=1e-12)
+    # bubble energy: the fill and drain at idle power on both GPUs, + the first stage's wait: the last stage's head
+    # time (8 micro-batches) less the first stage's longer optimizer step (132,096 more parameters: wpe + ln_f), over
+    # the 2 GPUs' mean
+    ph = pp.phases
+    head_t = k * sum(t for r, t in fb if blocks.index(r.module) is None)
+    extra_t = ph["optimizer"].time_s * (131_072 + 1_024) / 6_816_768
+    idle = resolve_gpu("a100-sxm4-80gb")[0].idle_w
+    assert ph["pipeline_bubble"].gpu_energy_j == pytest.approx(
+        (ph["pipeline_bubble"].time_s + (head_t - extra_t) / 2) * idle * 2, rel=1e-9)

@@ -352,19 +352,132 @@ def _stage_sizes(graph: CostGraph, plan: Plan) -> tuple[dict, list[int], int] | 
     return info, sizes, int(info.get("costed", pp - 1))
 
 
+@dataclass(frozen=True)
+class _StageOptimizer:
+    """The optimizer step of every pipeline stage against the costed stage's (:func:`_stage_optimizer`)."""
+
+    ratio: float  # the stages' mean optimizer step / the costed stage's
+    text: str  # what each stage steps, for the assumption lines
+
+
+def _post_block_weights(graph: CostGraph, blocks: _parallel.Blocks) -> int:
+    """Matmul weights outside the blocks on the per-GPU graph of the last stage (the LM head: vocabulary-parallel,
+    n / tp per GPU), counted as :func:`wattlint.parallel._stage_param_share` counts what the last stage holds."""
+    post, seen = 0, set()
+    for r in graph.records:
+        if (r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and not r.recompute and r.module not in seen
+                and blocks.index(r.module) is None and r.dim("n", 0) and r.dim("k", 0)):
+            seen.add(r.module)
+            post += int(r.dim("n", 0)) * int(r.dim("k", 0))
+    return post
+
+
+def _stage_optimizer(graph: CostGraph, plan: Plan, sizes: list[int], costed: int,
+                     memo: dict | None = None) -> _StageOptimizer:
+    """Each pipeline stage's optimizer step over its own parameters, at the costed stage's optimizer cost per
+    parameter: its blocks (the costed stage's parameters less the LM head it holds, / its blocks), + the parameters
+    outside the blocks once (the embeddings on the first stage, the final norm and LM head on the last), + on the last
+    stage the copy of a tied input embedding (GPT-2's wte), which Megatron-LM keeps on the first and the last stage
+    (their gradients all-reduced, each copy stepped by its stage's optimizer; wattlint.parallel counts the copy in the
+    last stage's weights). A tied embedding: the costed last stage's LM head has more weights than twice what the
+    model holds outside its blocks besides it (GPT-2: 38,597,376 against 787,968 of position embeddings and final
+    norm; an untied head has an input embedding of its size beside it). The optimizer records of the per-GPU graph
+    (one multi-tensor kernel per pass over all parameters, or per-parameter records scaled alike) are the costed
+    stage's parameters' share of the model's (wattlint.parallel.shard_graph), so the split is by parameter counts.
+    Without the per-block parameter count (an ONNX graph), with frozen parameters (which stage's are trained is not
+    known), or counts that do not add up: each stage x its blocks / the costed stage's, as the costed stage's
+    records were scaled from the model's (its blocks' share of all blocks). Review 2026-12: every stage's step was
+    the costed stage's x its blocks / the costed stage's, so the LM head's was charged per block on every stage
+    (GPT-2 small at PP 7: 4.4 x the step of PP 1). ``memo``: the sums' memo (one result per graph and layout)."""
+    key = ("stage_optimizer", tuple(sizes), costed, plan.expert_parallel, plan.sharding, plan.shard_group)
+    if memo is not None and key in memo:
+        return memo[key]
+    out = _stage_optimizer_of(graph, plan, sizes, costed)
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def _stage_optimizer_of(graph: CostGraph, plan: Plan, sizes: list[int], costed: int) -> _StageOptimizer:
+    pp, n_c = len(sizes), sizes[costed]
+    blocks_ratio = sum(sizes) / pp / n_c
+    extra = graph.extra or {}
+    per_block = float(extra.get("block_params") or 0)
+    count = int(extra.get("block_count") or 0)
+    full = float(extra.get("parallel_full_params") or graph.params or 0)
+    tp = max(1, int((extra.get("parallel_layout") or {}).get("tp", 1)))
+    L = sum(sizes)
+    fallback = _StageOptimizer(blocks_ratio, "its optimizer step x its blocks / the costed stage's ({why})")
+    if not per_block or count != L or not full:
+        return dataclasses.replace(fallback, text=fallback.text.format(
+            why="the parameters per block not known: the costed stage's step is its blocks' share of the model's"))
+    if graph.trainable_params < graph.params:
+        return dataclasses.replace(fallback, text=fallback.text.format(
+            why="some parameters frozen: which stage's are trained is not known"))
+    here = float(graph.params)  # the parameters the costed stage's GPU steps: its records' share of the model's
+    expert = 0.0  # of which routed experts (expert parallelism: those of its experts / ep that it holds)
+    if plan.expert_parallel > 1:
+        split = _parallel.expert_split(graph, plan.expert_parallel)
+        if split.removed:
+            here, expert = float(split.params), float(split.expert)
+    # the optimizer multiplier (multipliers()) per parameter: 1 / dp under ZeRO / FSDP, the routed experts' over the
+    # dp / ep ranks that hold the same experts
+    dp = plan.shard_group
+    sharded = plan.sharding in system.SHARDED and dp > 1
+    w_other = 1.0 / dp if sharded else 1.0
+    w_expert = 1.0 / max(1, dp // max(1, plan.expert_parallel)) if sharded else 1.0
+    last = costed == pp - 1
+    blocks = _parallel.stage_blocks_of(graph)
+    if blocks is None:
+        return dataclasses.replace(fallback, text=fallback.text.format(why="no blocks recognised on the stage"))
+    head = float(_post_block_weights(graph, blocks)) if last else 0.0
+    outside = (full - L * per_block) / tp  # per GPU: embeddings, final norm, LM head (once)
+    block = (here - head) / n_c
+    if outside < 0 or block <= 0 or here - expert - head < 0:
+        return dataclasses.replace(fallback, text=fallback.text.format(
+            why="the parameters per block do not add up to the model's"))
+    tied = last and head > 0 and outside - head < head / 2
+    copy = head if tied else 0.0
+    total = L * block + outside + copy
+    # stepped parameters, weighted as the optimizer multiplier weighs them: the costed stage's and all stages'
+    w_c = (here - expert) * w_other + expert * w_expert
+    w_all = (L * ((here - expert - head) / n_c * w_other + expert / n_c * w_expert) + (outside + copy) * w_other)
+    ratio = w_all / pp / w_c
+    per = " per GPU" if tp > 1 or plan.expert_parallel > 1 else ""
+    model = f"the model's {full:,.0f}" + (f" / tp {tp}" if tp > 1 else "")
+    what = (f"its optimizer step over its own parameters at the costed stage's optimizer cost per parameter: its "
+            f"blocks ({block:,.0f} parameters each{per}), the {outside:,.0f}{per} outside the blocks on the first "
+            f"stage (embeddings) and the last (final norm, LM head)")
+    if tied:
+        what += (f", and the last stage's copy of the tied input embedding ({copy:,.0f}{per}: Megatron-LM keeps the "
+                 f"word embeddings on the first and the last stage, all-reduces their gradients and steps both)")
+    elif not last:
+        what += " (a tied input embedding's copy on the last stage not counted: the last stage is not traced)"
+    what += f": {total:,.0f}{per} over the {pp} stages"
+    if not expert:
+        what += f" ({total / (full / tp):.3f} x {model})"
+    elif sharded:
+        what += (f" (the routed experts' {expert / n_c:,.0f} per block sharded over the {max(1, dp // plan.expert_parallel)} "
+                 f"ranks that hold them, the rest over {dp}, as in the step)")
+    what += f", on average {ratio:.3f} x the costed stage's {here:,.0f}"
+    return _StageOptimizer(ratio, what)
+
+
 def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tuple[float, str] | None:
     """Under pipeline parallelism, turn the step energy of the costed (bottleneck) stage's GPU, which the phase sums
     hold, into the mean over the stages' GPUs: every stage runs in lock-step with the costed one (same step time)
-    but does its own work, its blocks (forward + backward, their per-layer collectives, its share of the optimizer
-    step) and, on the last stage only, the final norm, LM head and loss, and waits at idle power for the rest.
+    but does its own work, its blocks (forward + backward, their per-layer collectives), its optimizer step over its
+    own parameters (:func:`_stage_optimizer`) and, on the last stage only, the final norm, LM head and loss, and
+    waits at idle power for the rest.
 
-    Stage i's busy work = b + n_i x (one block) + [i last] x head, with the block's time / energy / FLOPs the
-    costed stage's block sums / its n_c blocks, the head the costed stage's non-block work when it is the last
-    stage (else its FLOPs in blocks, ``head_blocks``, priced at the block's rate) and b any other non-block work of
-    the costed stage (every stage). The optimizer step and the per-layer collectives (``BLOCK_PHASES``) scale by
-    n_i / n_c. Phase energies become the means (forward / backward pro rata, the waiting in ``pipeline_bubble``);
-    phase times stay the costed stage's. The first stage's embedding lookup is not priced (as for the step time).
-    Returns (mean FLOPs per GPU and step, the assumption line), or None without pipeline stages."""
+    Stage i's busy work = b + n_i x (one block) + [i last] x head + its optimizer step, with the block's time /
+    energy / FLOPs the costed stage's block sums / its n_c blocks, the head the costed stage's non-block work when it
+    is the last stage (else its FLOPs in blocks, ``head_blocks``, priced at the block's rate) and b any other
+    non-block work of the costed stage (every stage). The per-layer collectives (``BLOCK_PHASES``: per layer of the
+    stage, nothing outside the blocks) scale by n_i / n_c. Phase energies become the means (forward / backward pro
+    rata, the waiting in ``pipeline_bubble``); phase times stay the costed stage's. The first stage's embedding
+    lookup is not priced (as for the step time). Returns (mean FLOPs per GPU and step, the assumption line), or None
+    without pipeline stages."""
     stages = _stage_sizes(graph, plan)
     if stages is None:
         return None
@@ -385,10 +498,12 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
         h = float(info.get("head_blocks") or 0.0)
         head, base = tuple(h * x for x in blk), rest
     mean_n = sum(sizes) / pp
-    r = mean_n / n_c  # the optimizer step and the per-layer collectives
+    r = mean_n / n_c  # the per-layer collectives
+    opt = _stage_optimizer(graph, plan, sizes, costed, s.memo)
     fb_mean = [base[k] + mean_n * blk[k] + head[k] / pp for k in range(3)]
     busy_t_c = fb_t + pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES)
-    busy_t_mean = fb_mean[0] + r * (pt.get("optimizer", 0.0) + sum(pt.get(p, 0.0) for p in BLOCK_PHASES))
+    busy_t_mean = (fb_mean[0] + opt.ratio * pt.get("optimizer", 0.0)
+                   + r * sum(pt.get(p, 0.0) for p in BLOCK_PHASES))
     # the step's busy horizon is the slowest stage's: the costed stage's + the imbalance it waits for (already
     # priced at idle power in pipeline_imbalance); each stage waits the horizon minus its own busy time
     imb = pt.get("pipeline_imbalance", 0.0)
@@ -398,18 +513,20 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
         for p in ("forward", "backward"):
             if p in pe:
                 pe[p] *= fb_mean[1] / fb_e
-    for p in ("optimizer",) + BLOCK_PHASES:
+    if "optimizer" in pe:
+        pe["optimizer"] *= opt.ratio
+    for p in BLOCK_PHASES:
         if p in pe:
             pe[p] *= r
     pe["pipeline_bubble"] = max(0.0, pe.get("pipeline_bubble", 0.0) + wait * gpu.idle_w)
     pt.setdefault("pipeline_bubble", 0.0)
     after = sum(pe.values())
-    flops = fb_mean[2] + r * s.opt_f
+    flops = fb_mean[2] + opt.ratio * s.opt_f
     where = ("the costed (last) stage's own" if costed == pp - 1 else
              f"priced at the block rate from its FLOPs ({float(info.get('head_blocks') or 0.0):.2f} blocks' worth)")
     note = (f"pipeline stages' energy: each of the {pp} stages runs its own {'/'.join(map(str, sizes))} blocks (and "
-            f"its share of the optimizer step and per-layer collectives), the final norm, LM head and loss on the "
-            f"last stage only ({where}), and waits at idle power ({gpu.idle_w:.0f} W) for the rest of the costed "
+            f"their per-layer collectives), the final norm, LM head and loss on the last stage only ({where}), "
+            f"{opt.text}, and waits at idle power ({gpu.idle_w:.0f} W) for the rest of the costed "
             f"stage's step ({(wait + imb) * 1e3:.3g} ms per GPU on average, in pipeline_bubble"
             f"{' and pipeline_imbalance' if imb else ''}); GPU energy per step "
             f"{after / before:.3f} x the costed stage's" if before > 0 else "")
@@ -511,20 +628,42 @@ STAGE_HEAD_ROW = "(last stage: final norm, LM head and loss)"  # not traced when
 COMPUTE_PHASES = ("forward", "backward", "optimizer")  # what the layer rows hold; the other phases are no layer's
 
 
+def _stage_positions(sizes: list[int], vpp: int = 1) -> list[list[int]]:
+    """The block positions (0 .. L-1, in model order) each pipeline stage holds: stage 1 the first n_1, stage 2 the
+    next n_2, ...; under the interleaved schedule (``vpp`` = v model chunks per stage, Megatron-LM's virtual
+    pipeline), the model cut into p x v chunks, chunk j x p + i on stage i (Megatron-LM's layer offset chunk x L / v
+    + stage x L / (p v)): stage i's n_i blocks split into v chunks as evenly as possible (the earlier ones one
+    larger when they do not divide), the chunk rounds in model order. 12 blocks, p 2, v 2: stage 1 holds 0-2 and
+    6-8, stage 2 3-5 and 9-11."""
+    v = vpp if vpp > 1 and sizes and min(sizes) >= vpp else 1
+    out: list[list[int]] = [[] for _ in sizes]
+    pos = 0
+    for j in range(v):
+        for i, n in enumerate(sizes):
+            size = n // v + (1 if j < n % v else 0)
+            out[i].extend(range(pos, pos + size))
+            pos += size
+    return out
+
+
 def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: float
                   ) -> tuple[tuple[LayerEstimate, ...], str] | None:
     """Under pipeline parallelism, the layers of every stage, each at the GPUs of its stage (gpus / pp), as
-    :func:`_pipeline_mean` prices the stages: the costed stage's traced modules; the other stages' blocks as the
-    costed stage's mean block (``prefix.k.suffix``: per suffix, its sum over the costed blocks / their number); the
-    modules outside the blocks on the last stage only when the costed stage is the last, else on every stage, with
-    the last stage's final norm, LM head and loss as one row priced at the block rate (``head_blocks``); the
-    optimizer step x the stage's blocks / the costed stage's, the other stages' part outside their blocks in
-    ``(root)``. A row's FLOPs and energy are of all the GPUs that run it, its time that of one GPU of each stage
-    running it, summed over those stages; share of the step's GPU energy (``gpu_j_one`` x ``gpus``). The rows add
-    up to the step's forward, backward and optimizer energy; returns (layers, the assumption line saying so), or
-    None without pipeline stages. Review 2026-12: the costed stage's layers alone were listed, each x all GPUs,
-    with shares of that stage's energy (the rows added to 160.6 J of a 153.7 J step, shares 0.878 of a figure
-    printed nowhere)."""
+    :func:`_pipeline_mean` prices the stages: the costed stage's traced modules' forward + backward; the other
+    stages' blocks as the costed stage's mean block (``prefix.k.suffix``: per suffix, its sum over the costed blocks
+    / their number), numbered as the schedule places them (:func:`_stage_positions`; under the interleaved schedule
+    the costed stage's traced blocks, a contiguous run, are listed as the blocks its chunks hold); the modules
+    outside the blocks on the last stage only when the costed stage is the last, else on every stage, with the last
+    stage's final norm, LM head and loss as one row priced at the block rate (``head_blocks``); every stage's
+    optimizer step over its own parameters (:func:`_stage_optimizer`) in ``(root)``: the optimizer records are the
+    costed stage's parameters' share of the model's, no module's own step. A row's FLOPs and energy are of all the
+    GPUs that run it, its time that of one GPU of each stage running it, summed over those stages; share of the
+    step's GPU energy (``gpu_j_one`` x ``gpus``). The rows add up to the step's forward, backward and optimizer
+    energy; returns (layers, the assumption line saying so), or None without pipeline stages. Review 2026-12: the
+    costed stage's layers alone were listed, each x all GPUs, with shares of that stage's energy (the rows added to
+    160.6 J of a 153.7 J step, shares 0.878 of a figure printed nowhere); then the interleaved schedule's blocks were
+    listed as contiguous stages, and an ONNX graph's per-parameter optimizer records of the other stages' blocks
+    (scaled to the costed stage's share) made rows of blocks that were not on the stage."""
     stages = _stage_sizes(graph, plan)
     if stages is None:
         return None
@@ -534,7 +673,8 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
     blocks = _parallel.stage_blocks_of(graph)
     if n_c <= 0 or blocks is None:
         return None
-    key = ("stage_layers", gpus, gpu_j_one, tuple(sorted(s.phase_e.items())))  # the note names the phases
+    vpp = max(1, int(plan.virtual_pipeline_stages or 1))
+    key = ("stage_layers", gpus, gpu_j_one, vpp, tuple(sorted(s.phase_e.items())))  # the note names the phases
     if key in s.memo:
         return s.memo[key]
     g = gpus / pp  # GPUs per stage
@@ -549,50 +689,59 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
         r[2] += f * on
         types.setdefault(name, typ)
 
-    template: dict[str, list[float]] = {}  # block suffix -> the costed stage's mean block [t, e, f]
-    suffix_type: dict[str, str] = {}
-    traced: set[int] = set()
-    outside_opt = [0.0, 0.0, 0.0]  # the costed stage's optimizer step outside its blocks
+    # forward + backward of the costed stage's modules (a module's optimizer records out); the blocks it ran
+    fb: dict[str, tuple[float, float, float]] = {}
+    opt = [0.0, 0.0, 0.0]  # the costed stage's optimizer step, one GPU
     for name in s.layer_e:
         t, e, f = s.layer_t[name], s.layer_e[name], s.layer_f[name]
+        o = s.layer_opt.get(name)
+        if o is not None:
+            for j in range(3):
+                opt[j] += o[j]
+            if (t, e, f) == tuple(o):  # optimizer records only (summed alike: exactly equal)
+                continue
+            t, e, f = t - o[0], e - o[1], f - o[2]
+        fb[name] = (t, e, f)
+    traced = sorted({k for name in fb for k in (blocks.index(name),) if k is not None})
+    layout = _stage_positions(sizes, vpp)
+    if len(traced) == n_c and len(layout[costed]) == n_c:
+        listed = dict(zip(traced, layout[costed]))  # the identity unless interleaved
+    else:  # the trace's blocks do not match the stage: the other stages' numbered in order around them
+        listed = {k: k for k in traced}
+        free = (p for p in range(sum(sizes) + len(traced)) if p not in listed)
+        layout = [[next(free) for _ in range(n)] if i != costed else traced for i, n in enumerate(sizes)]
+    template: dict[str, list[float]] = {}  # block suffix -> the costed stage's mean block [t, e, f]
+    suffix_type: dict[str, str] = {}
+    for name, (t, e, f) in fb.items():
         typ = _layer_type(s, name)
         k = blocks.index(name)
         if k is not None:
-            traced.add(k)
-            add(name, typ, t, e, f, g)
             tail = name[len(blocks.prefix) + 1:].split(".", 1)
             suffix = "." + tail[1] if len(tail) > 1 else ""
+            add(f"{blocks.prefix}.{listed[k]}{suffix}", typ, t, e, f, g)
             m = template.setdefault(suffix, [0.0, 0.0, 0.0])
             m[0] += t / n_c
             m[1] += e / n_c
             m[2] += f / n_c
             suffix_type.setdefault(suffix, typ)
             continue
-        o = s.layer_opt.get(name) or (0.0, 0.0, 0.0)
-        # forward + backward: the last stage's own modules; on a middle costed stage, work every stage does
-        add(name, typ, t - o[0], e - o[1], f - o[2], g if last else gpus, 1 if last else pp)
-        add(name, typ, o[0], o[1], o[2], g)  # its optimizer step on the costed stage
-        for j in range(3):
-            outside_opt[j] += o[j]
-    # the other stages' blocks, numbered in order around the costed stage's traced ones
-    free = (p for p in range(sum(sizes) + len(traced)) if p not in traced)
-    spans = []
-    for i, n_i in enumerate(sizes):
-        if i == costed:
-            own = sorted(traced)
-        else:
-            own = [next(free) for _ in range(n_i)]
+        # the last stage's own modules; on a middle costed stage, work every stage does
+        add(name, typ, t, e, f, g if last else gpus, 1 if last else pp)
+    for i, own in enumerate(layout):
+        if i != costed:
             for p in own:
                 for suffix, (t, e, f) in template.items():
                     add(f"{blocks.prefix}.{p}{suffix}", suffix_type[suffix], t, e, f, g)
-            r = n_i / n_c  # its optimizer step outside its blocks, as _pipeline_mean scales the optimizer
-            if any(outside_opt):
-                add(ROOT_LAYER, "optimizer ops", outside_opt[0] * r, outside_opt[1] * r, outside_opt[2] * r, g)
-        spans.append(_span(own))
     head = float(info.get("head_blocks") or 0.0)
     if not last and head > 0:  # the last stage's final norm, LM head and loss: at the block rate (_pipeline_mean)
         add(STAGE_HEAD_ROW, "(not traced)", head * s.block_fb_t / n_c, head * s.block_fb_e / n_c,
             head * s.block_fb_f / n_c, g)
+    stepped = _stage_optimizer(graph, plan, sizes, costed, s.memo)
+    k_opt = stepped.ratio * pp  # the stages' optimizer steps, summed, / the costed stage's
+    if any(opt):
+        if ROOT_LAYER in types and "optimizer" not in types[ROOT_LAYER]:  # the root's own forward / backward too
+            types[ROOT_LAYER] += " + optimizer ops"
+        add(ROOT_LAYER, "optimizer ops", opt[0] * k_opt, opt[1] * k_opt, opt[2] * k_opt, g)
     step_j = gpu_j_one * gpus
     denom = step_j if step_j > 0 else 1.0
     layers = [LayerEstimate(name=name, type=types[name], flops=int(f), time_s=t, gpu_energy_j=e, share=e / denom)
@@ -605,27 +754,38 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
              f"the modules outside the blocks traced on the costed stage on every stage, and the last stage's final "
              f"norm, LM head and loss, not traced, as the row '{STAGE_HEAD_ROW}' priced at the block rate from their "
              f"FLOPs ({head:.2f} blocks' worth)")
-    note = (f"layers under pipeline parallel {pp}: every stage's modules, each at the {g:,.0f} GPUs of its stage "
-            f"({gpus:,} GPUs / {pp} stages): {blocks.prefix} blocks "
-            + ", ".join(f"{sp} on stage {i + 1}" for i, sp in enumerate(spans))
-            + f" (stage {costed + 1} traced; the other stages' blocks priced as its mean block), {after}; the first "
-            f"stage's embedding lookup is not priced (as in the step); each stage's optimizer step is x its blocks / "
-            f"the costed stage's (as in the step), the other stages' part outside their blocks in {ROOT_LAYER}; a "
-            f"row's FLOPs and energy are those of all the GPUs that run it, its time the per-step time on one GPU of "
-            f"each stage that runs it, summed over those stages, its share of the step's GPU energy ({step_j:.4g} J); "
-            f"the rows add up to {rows_j:.4g} J (forward, backward and optimizer)"
+    moved = [p for k, p in listed.items() if k != p]
+    where = (f"interleaved 1F1B: the model cut into {pp * vpp} chunks dealt to the stages in turn, {vpp} per "
+             f"stage; " if vpp > 1 and layout == _stage_positions(sizes, vpp) else "")
+    traced_as = (f", its trace's blocks {_span(traced)} (a contiguous run of its size) listed as its own "
+                 f"{_span(layout[costed])}" if moved else "")
+    note = (f"layers under pipeline parallel {pp}: every stage's modules, each at the {g:,.0f} "
+            f"GPU{'' if g == 1 else 's'} of its stage ({gpus:,} GPUs / {pp} stages): {blocks.prefix} blocks "
+            + ", ".join(f"{_span(own)} on stage {i + 1}" for i, own in enumerate(layout))
+            + f" ({where}stage {costed + 1} traced{traced_as}; the other stages' blocks priced as its mean block), "
+            f"{after}; the first stage's embedding lookup is not priced (as in the step); every stage's optimizer "
+            f"step, priced as in the step ({stepped.ratio:.3f} x the costed stage's on average: the "
+            f"'pipeline stages' energy' line), in {ROOT_LAYER}; a row's FLOPs and energy are those of all the GPUs "
+            f"that run it, its time the per-step time on one GPU of each stage that runs it, summed over those "
+            f"stages, its share of the step's GPU energy ({step_j:.4g} J); the rows add up to {rows_j:.4g} J "
+            f"(forward, backward and optimizer)"
             + (f", the other {step_j - rows_j:.3g} J is no layer's ({rest}: the phases table)" if others else ""))
     s.memo[key] = (tuple(layers), note)
     return s.memo[key]
 
 
 def _span(indices: list[int]) -> str:
-    """'0-3' for consecutive block indices, else '0, 2, 5'."""
+    """'0-3' for consecutive block indices, '0-2 and 6-8' for runs (an interleaved stage), '0, 2 and 5'."""
     if not indices:
         return "none"
-    if indices == list(range(indices[0], indices[-1] + 1)):
-        return f"{indices[0]}-{indices[-1]}" if len(indices) > 1 else str(indices[0])
-    return ", ".join(map(str, indices))
+    runs: list[list[int]] = []
+    for k in sorted(indices):
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    parts = [f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def covered(model: EnergyModelInfo, coverage: float) -> EnergyModelInfo:
