@@ -202,3 +202,79 @@ def test_empty_and_odd_config_and_path_arguments_are_refused(proj, run_cli):
     if os.path.exists("/dev/null"):
         code, out, err = run_cli("check", "--config", "/dev/null")
         assert code == 2 and "--config /dev/null: a device, not a TOML file" in err and "not found" not in err, err
+
+
+# ---- review B: indented headers, select = [] with other selections, a project's own linked baseline ---------------
+
+@pytest.mark.parametrize("indent", ["  ", "\t"])
+def test_noqa_under_an_indented_table_header_waives_its_own_model(proj, run_cli, indent):
+    """An indented header (Taplo's indent_tables) ended the previous entry's span on the header's own line: the noqa
+    on B's header was refused (exit 2) as "on a line holding several model entries ('A', 'B')"."""
+    proj(TOP + f'\n{indent}[[tool.wattlint.models]]\n{indent}name = "A"\n{indent}{SRC}\n\n'
+         f'{indent}[[tool.wattlint.models]]  # wattlint: noqa: WL101\n{indent}name = "B"\n{indent}{SRC}\n')
+    code, out, err = run_cli("check", "--select", "WL101")
+    assert code == 0, out + err
+    assert _wl101(out) == {"A": "pyproject.toml:5"}, out
+
+
+@pytest.mark.parametrize("how", ["extend-select", "model select", "--select"])
+def test_an_empty_select_is_run_where_something_else_selects_rules(proj, run_cli, how):
+    """`select = []` was refused before extend-select, a model's own select and --select were looked at: each of
+    those enabled WL3 past it (the budget failed, exit 1) before the refusal came in."""
+    top = TOP + "select = []\n" + ('extend-select = ["WL3"]\n' if how == "extend-select" else "")
+    own = 'select = ["WL3"]\n' if how == "model select" else ""
+    proj(top + f'[[tool.wattlint.models]]\nname = "A"\n{SRC}\n{own}budget = {{ energy-kwh = 1e-9 }}\n')
+    code, out, err = run_cli("check", *(["--select", "WL3"] if how == "--select" else []))
+    assert code == 1 and " WL301 error: " in out, (out, err)
+    if how == "extend-select":  # an ignore turns off what the selection enabled, on purpose: estimates only
+        code, out, err = run_cli("check", "--ignore", "ALL")
+        assert code == 0 and "WL301" not in out, (out, err)
+
+
+def test_an_empty_select_with_nothing_else_selecting_is_refused_even_with_ignore(proj, run_cli):
+    proj(TOP + f'select = []\n[[tool.wattlint.models]]\nname = "A"\n{SRC}\nbudget = {{ energy-kwh = 1e-9 }}\n')
+    code, out, err = run_cli("check", "--ignore", "ALL")
+    assert code == 2 and out == "" and "nothing else selects one" in err, (out, err)
+
+
+_RETIRED = '{"schema": "wattlint.baseline/1", "models": {"retired": {"energy_kwh": 1.0, "source": "x.onnx"}}}\n'
+
+
+def test_a_baseline_linked_inside_the_project_is_the_projects_own(proj, run_cli):
+    """`wattlint-baseline.json -> baselines/current.json` was taken as shared (any link was): a retired model's
+    entry was kept "as another project's" on every update, and no note said it was stale."""
+    root = proj(TOP + f'[[tool.wattlint.models]]\nname = "A"\n{SRC}\n')
+    (root / "baselines").mkdir()
+    (root / "baselines" / "current.json").write_text(_RETIRED)
+    (root / "wattlint-baseline.json").symlink_to(Path("baselines") / "current.json")
+    code, out, err = run_cli("check")
+    assert "has entries no configured model has: retired" in out, out + err
+    code, out, err = run_cli("check", "--update-baseline", "--format", "json")
+    assert code == 0, out + err
+    assert json.loads(out)["baseline_changes"] == {"written": ["A"], "kept": [], "removed": ["retired"]}
+    assert (root / "wattlint-baseline.json").is_symlink()
+    assert sorted(json.loads((root / "baselines" / "current.json").read_text())["models"]) == ["A"]
+
+
+@pytest.mark.parametrize("git", ["dir", "file", None])
+def test_a_baseline_above_a_ci_config_stays_shared_even_in_one_repository(tmp_path, monkeypatch, run_cli, git):
+    """`--config ci/wattlint.toml` with `baseline = "../wattlint-baseline.json"`: a file above the config's folder
+    is taken as shared, in one git work tree or not (two projects of a monorepo sharing a baseline must not remove
+    each other's entries): the retired entry is kept and named, never lost."""
+    monkeypatch.setenv("WATTLINT_CACHE_DIR", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    (repo / "ci").mkdir(parents=True)
+    if git == "dir":
+        (repo / ".git").mkdir()
+    elif git == "file":
+        (repo / ".git").write_text("gitdir: ../elsewhere/.git/worktrees/repo\n")
+    shutil.copy(ONNX, repo / "gpt2-tiny.onnx")
+    (repo / "wattlint-baseline.json").write_text(_RETIRED)
+    (repo / "ci" / "wattlint.toml").write_text('gpu = "a100"\nsteps = 10\nbaseline = "../wattlint-baseline.json"\n'
+                                               '[[models]]\nname = "A"\nsource = "../gpt2-tiny.onnx"\n')
+    monkeypatch.chdir(repo)
+    code, out, err = run_cli("check", "--config", "ci/wattlint.toml", "--update-baseline", "--format", "json")
+    assert code == 0, out + err
+    changes = json.loads(out)["baseline_changes"]
+    kept = sorted(json.loads((repo / "wattlint-baseline.json").read_text())["models"])
+    assert changes["removed"] == [] and kept == ["A", "retired"], (changes, kept)

@@ -60,12 +60,6 @@ def run(args) -> int:
     from ..types import ConfigError
 
     config = load_config(path=_config_arg(args.config)) if args.config is not None else load_config(Path.cwd())
-    if not config.select:  # refused as `--select ''` is: every rule off, budgets included, and the check passed
-        from ..config import _where
-
-        raise ConfigError(f"{_where(config.path)}: [tool.wattlint]: 'select' = [] names no rule code (expected e.g. "
-                          "[\"WL301\"], a prefix like \"WL3\", or \"ALL\"; 'wattlint rules' lists them; ignore = "
-                          "[\"ALL\"] turns every rule off)")
     if args.select is not None or args.ignore is not None:
         from ..config import _check_code, _rule_registry
         from ..types import InputError
@@ -83,6 +77,16 @@ def run(args) -> int:
         if args.ignore is not None:
             changes["force_ignore"] = _codes(args.ignore)
         config = dataclasses.replace(config, **changes)
+    if not config.select and not _selects_any(config):
+        # refused as `--select ''` is: every rule off, budgets included, and the check passed. Only where nothing
+        # else selects a rule: `extend-select`, a model's own `select` or `--select` enable rules past `select = []`
+        # (review: those combinations ran before and were refused)
+        from ..config import _where
+
+        raise ConfigError(f"{_where(config.path)}: [tool.wattlint]: 'select' = [] names no rule code and nothing else "
+                          "selects one (no 'extend-select', no model's own 'select', no --select), so no rule would "
+                          "run (expected e.g. [\"WL301\"], a prefix like \"WL3\", or \"ALL\"; 'wattlint rules' lists "
+                          "them; ignore = [\"ALL\"] turns every rule off)")
     from ..api import models_search_path
 
     if args.models_dir:
@@ -115,6 +119,21 @@ def run(args) -> int:
     for error in result.errors:  # the models that could not be estimated: one line each, after the others' report
         print(f"wattlint: error: {' '.join(error.split())}", file=sys.stderr)
     return result.exit_code
+
+
+def _selects_any(config) -> bool:
+    """Whether the selection -- ``select``, ``extend-select``, a model's own ``select`` and ``--select`` combined as
+    :func:`wattlint.lint.engine.is_enabled` combines them -- enables any rule for any model (for the project itself
+    when it has none). The ignore lists are left out: an ignore turns off what the selection enabled, on purpose
+    (``--ignore ALL``: estimates only), where an empty selection enables nothing to begin with."""
+    import dataclasses
+
+    from ..lint.engine import is_enabled
+    from ..lint.registry import all_rules
+
+    bare = dataclasses.replace(config, ignore=(), force_ignore=())
+    models = [dataclasses.replace(m, ignore=()) for m in config.models] or [None]
+    return any(is_enabled(rule, bare, m) for rule in all_rules().values() for m in models)
 
 
 def _config_arg(text: str) -> Path:

@@ -112,19 +112,25 @@ def locked(path: Path):
 
 
 def shared_how(path: Path, root: Path) -> str | None:
-    """Why the baseline may hold other projects' entries, or None: it is a symbolic link (the way to share one
-    baseline between projects), or it lies outside the project folder (``baseline = "../wattlint-baseline.json"``).
-    An update keeps the entries no model configured here has in such a file: it removed the other projects' entries
-    as "no longer configured", project by project (review)."""
+    """Why the baseline may hold other projects' entries, or None: its file (a symbolic link followed) lies outside
+    the configuration's folder ``root``. An update keeps the entries no model configured here has in such a file: it
+    removed the other projects' entries as "no longer configured", project by project (review). A link whose target
+    stays inside the folder (``wattlint-baseline.json -> baselines/current.json``) is the project's own: its retired
+    entries are dropped (review). A file above the folder is taken as shared even in the same git repository (two
+    projects of a monorepo sharing one baseline lost each other's entries that way): keeping a retired entry, named
+    in a note, is the safe side of losing another project's."""
     path = Path(path)
-    if path.is_symlink():
-        return f"a symbolic link to {os.readlink(path)}"
+    project = Path(root).resolve()
     try:
-        path.resolve().relative_to(Path(root).resolve())
-    except ValueError:
-        return "outside the project folder"
-    except OSError:  # a link loop: not a file a project owns alone
+        target = path.resolve()
+    except (OSError, RuntimeError):  # a link loop (RuntimeError before Python 3.13): not a file a project owns alone
         return "not a plain file of the project"
+    try:
+        target.relative_to(project)
+    except ValueError:
+        if path.is_symlink():
+            return f"a symbolic link to {os.readlink(path)}, outside the project folder {project}"
+        return f"outside the project folder {project}"
     return None
 
 

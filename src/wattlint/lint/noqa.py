@@ -345,7 +345,9 @@ def _build(text: str, file_name: str) -> EntryMap:
     spans = []
     for a, b, _ in entries:
         last = b - 1
-        while last > a and text[last] in "\r\n":  # a table's span ends on the line before the next header
+        # a table's span ends on the line before the next header, whose indentation is no part of it (an indented
+        # header put the two entries' spans on one line: its noqa was refused as shared by both, review)
+        while last > a and text[last] in " \t\r\n":
             last -= 1
         spans.append((line(a), line(last)))
     return EntryMap(True, spans=spans, comments=comments, first_line=first)
