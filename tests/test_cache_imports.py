@@ -199,3 +199,117 @@ def test_a_file_linked_into_a_package_imports_from_that_package(project, tmp_pat
     cfg = _config(project, "pkg.net:build")
     files = {Path(f) for f in model_files(cfg.models[0], project)}
     assert (project / "pkg" / "blocks.py").resolve() in files and (elsewhere / "net.py").resolve() in files
+
+
+# ---- installed code outside site-packages (review B) ---------------------------------------------------------------
+# A third-party package reached through the interpreter's start-up sys.path (PYTHONPATH, a .pth file, `pip install -e
+# ../transformers`, a source-built torch) was walked as project code: 2,547 transformers files read on every check,
+# and their own computed imports made a plain `AutoModelForCausalLM.from_config` model uncacheable (11.5 s a run).
+
+EXTLIB = {"extlib/__init__.py": "import importlib, os\nfrom . import core\n"
+                                "def load(n):\n    return importlib.import_module(os.environ.get('M', n))\n",
+          "extlib/core.py": "import pydoc\ndef f(n):\n    return pydoc.locate(n)\n"}
+
+
+@pytest.fixture
+def vendor(tmp_path_factory, monkeypatch):
+    """A folder outside the project on the interpreter's start-up sys.path holding a package with dynamic imports."""
+    import wattlint.cache as cache_mod
+
+    d = tmp_path_factory.mktemp("vendor")
+    _write(d, EXTLIB)
+    monkeypatch.setattr(cache_mod, "_START_PATH", (str(d), *cache_mod._START_PATH))
+    return d
+
+
+def test_a_package_on_the_start_up_sys_path_outside_the_project_is_an_installed_dependency(project, vendor):
+    _write(project, {"blocks.py": "W = 1\n",
+                     "net.py": "import extlib\nfrom extlib import core\nimport blocks\ndef build(): pass\n"})
+    cfg = _config(project, "net.py:build")
+    assert _rel(model_files(cfg.models[0], project), project) == {"net.py", "blocks.py"}  # no vendor file walked
+    cache = ResultCache(project / ".c")
+    key, files = cache.key(cfg.models[0], cfg)
+    assert not cache.uncacheable and files == ["blocks.py", "net.py"]  # extlib's own dynamic imports don't count
+    cache.put(key, {"summary": {"total": {}}, "findings": []})
+    assert cache.get(key) is not None
+    (vendor / "extlib" / "core.py").write_text("X = 2\n")  # not hashed file by file
+    assert _key(project, "net.py:build") == key
+    (project / "blocks.py").write_text("W = 2\n")
+    assert _key(project, "net.py:build") != key
+
+
+def test_a_module_source_found_only_on_the_start_up_sys_path_is_not_project_code(project, vendor):
+    cfg = _config(project, "extlib.core:f")
+    assert model_files(cfg.models[0], project) == []
+    cache = ResultCache(project / ".c")
+    cache.key(cfg.models[0], cfg)
+    assert not cache.uncacheable
+
+
+def test_a_folder_the_code_puts_on_sys_path_that_start_up_already_has_is_not_walked(project, vendor):
+    _write(project, {"net.py": f"import sys\nsys.path.insert(0, {str(vendor)!r})\nimport extlib\ndef build(): pass\n"})
+    cfg = _config(project, "net.py:build")
+    assert _rel(model_files(cfg.models[0], project), project) == {"net.py"}
+
+
+def test_a_start_up_sys_path_folder_inside_the_project_is_still_project_code(project, monkeypatch):
+    import wattlint.cache as cache_mod
+
+    _write(project, {"lib/blocks.py": "W = 1\n", "models/net.py": "import blocks\ndef build(): pass\n"})
+    monkeypatch.setattr(cache_mod, "_START_PATH", (str(project / "lib"), *cache_mod._START_PATH))  # PYTHONPATH=lib
+    cfg = _config(project, "models/net.py:build")
+    assert _rel(model_files(cfg.models[0], project), project) == {"models/net.py", "lib/blocks.py"}
+
+
+# ---- other ways of importing by name (review B) --------------------------------------------------------------------
+
+TARGET_LITERAL = {
+    "pydoc_locate": "import pydoc\ndef build():\n    return pydoc.locate('models.blocks.Net')()\n",
+    "locate_alias": "from pydoc import locate\ndef build():\n    return locate('models.blocks')\n",
+    "getattr_import_module": "import importlib\ndef build():\n"
+                             "    return getattr(importlib, 'import_module')('models.blocks').Net()\n",
+    "getattr_dunder": "import builtins\ndef build():\n    return getattr(builtins, '__import__')('models.blocks')\n",
+    "hydra_get_class": "from hydra.utils import get_class\ndef build():\n    return get_class('models.blocks.Net')()\n",
+    "hydra_get_method": "import hydra\ndef build():\n    return hydra.utils.get_method('models.blocks.make')()\n",
+    "hydra_instantiate": "from hydra.utils import instantiate\nCFG = {'_target_': 'models.blocks.Net', 'w': 3}\n"
+                         "def build():\n    return instantiate(CFG)\n",
+    "hydra_nested": "import hydra\nfrom omegaconf import OmegaConf\ndef build():\n    return hydra.utils.instantiate("
+                    "OmegaConf.create({'_target_': 'torch.nn.Sequential', '_args_': [{'_target_': "
+                    "'models.blocks.Net'}]}))\n",
+    "hydra_dict_call": "from hydra import utils\ndef build():\n"
+                       "    return utils.instantiate(dict(_target_='models.blocks.Net'))\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(TARGET_LITERAL))
+def test_a_literal_dotted_target_is_followed(project, case):
+    _write(project, {"models/__init__.py": "", "models/blocks.py": "class Net: W = 1\ndef make(): pass\n",
+                     "net.py": TARGET_LITERAL[case]})
+    cfg = _config(project, "net.py:build")
+    assert "models/blocks.py" in _rel(model_files(cfg.models[0], project), project)
+    cache = ResultCache(project / ".c")
+    k1, _ = cache.key(cfg.models[0], cfg)
+    assert not cache.uncacheable
+    (project / "models" / "blocks.py").write_text("class Net: W = 2\ndef make(): pass\n")
+    assert _key(project, "net.py:build") != k1
+
+
+TARGET_UNKNOWN = {
+    "pydoc_computed": "import pydoc, os\ndef build():\n    return pydoc.locate(os.environ['NET'])()\n",
+    "getattr_computed": "import importlib, os\ndef build():\n    return getattr(importlib, os.environ['F'])('x')\n",
+    "hydra_yaml": "import hydra\nfrom omegaconf import OmegaConf\ndef build():\n"
+                  "    return hydra.utils.instantiate(OmegaConf.load('conf.yaml').model)\n",
+    "hydra_target_computed": "from hydra.utils import instantiate\nimport os\ndef build():\n"
+                             "    return instantiate({'_target_': os.environ['T']})\n",
+    "hydra_get_class_computed": "from hydra.utils import get_class\ndef build(name):\n    return get_class(name)\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(TARGET_UNKNOWN))
+def test_a_computed_dotted_target_is_never_cached(project, case):
+    _write(project, {"models/__init__.py": "", "models/blocks.py": "class Net: pass\n", "net.py": TARGET_UNKNOWN[case]})
+    cfg = _config(project, "net.py:build")
+    cache = ResultCache(project / ".c")
+    key, _ = cache.key(cfg.models[0], cfg)
+    assert cache.uncacheable[key]
+    assert "models/blocks.py" in _rel(model_files(cfg.models[0], project), project)

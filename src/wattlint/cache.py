@@ -8,14 +8,18 @@ Key (sha256 of a canonical JSON document) =
     statements anywhere in a file (module level, functions, try / if blocks; ``import a.b.c`` brings a/__init__.py
     and a/b/__init__.py; relative imports), and calls naming a module or file by a value the file alone determines
     (``importlib.import_module("pkg.dyn")``, ``__import__``, ``importlib.util.spec_from_file_location`` /
-    ``find_spec``, ``runpy.run_path`` / ``run_module``, ``exec`` of a literal string, ``sys.path.insert`` of a
-    path built from ``__file__``). Modules are looked up where the check's import finds them: the source file's own
-    folder (inside the project root or not: ``../shared/net.py:build`` importing its sibling ``blocks``), the
-    current directory, the project root (and ``src/``), the interpreter's sys.path folders and the folders the code
-    puts there; every candidate file is kept; the standard library and site-packages are not (see versions). A
-    model whose imports only running it can tell (a module name or file computed at run time, ``exec`` / ``eval``
-    of code that is not a literal, a sys.path folder or package ``__path__`` computed at run time,
-    ``torch.hub.load``) is never cached: estimated on every check, and the pre-commit selection re-checks it for
+    ``find_spec``, ``runpy.run_path`` / ``run_module``, ``getattr(importlib, "import_module")``, the dotted
+    targets of ``pydoc.locate`` and hydra's ``get_class`` / ``get_method`` / ``instantiate`` (``_target_``),
+    ``exec`` of a literal string, ``sys.path.insert`` of a path built from ``__file__``). Only the project's own
+    code is walked: modules are looked up in the source file's own folder (inside the project root or not:
+    ``../shared/net.py:build`` importing its sibling ``blocks``), the current directory when inside the project,
+    the project root (and ``src/``), start-up sys.path folders inside the project, and the folders the code puts
+    on sys.path; every candidate file is kept. A module found only elsewhere (a start-up sys.path folder outside
+    the project: PYTHONPATH, .pth files, ``pip install -e ../transformers``; site-packages; the standard library)
+    is an installed dependency: not walked, so neither hashed nor scanned for dynamic imports (see versions). A
+    model whose own imports only running it can tell (a module name, file or dotted target computed at run time,
+    ``exec`` / ``eval`` of code that is not a literal, a sys.path folder or package ``__path__`` computed at run
+    time, ``torch.hub.load``) is never cached: estimated on every check, and the pre-commit selection re-checks it for
     any .py file of the project (keying it on every .py file would still miss code read from elsewhere);
   * the model's effective options (plan, GPU) and the lint settings that change graph findings (select, ignore,
     preview, rule options);
@@ -168,17 +172,38 @@ def _is_installed(p: Path, installed: tuple[str, ...]) -> bool:
 _START_PATH = tuple(sys.path)
 
 
+def _inside(p: Path, root: Path) -> bool:
+    """``p`` is ``root`` or below it, by name or by real path."""
+    for q in (Path(os.path.abspath(p)), Path(os.path.realpath(p))):
+        if q == root or root in q.parents:
+            return True
+    return False
+
+
+def _external_start_dirs(root: Path) -> set[str]:
+    """Real paths of the interpreter's start-up sys.path folders outside the project (PYTHONPATH, .pth files,
+    editable installs: ``pip install -e ../transformers``, a source-built torch): installed code, not the
+    project's."""
+    return {os.path.realpath(e or os.curdir) for e in _START_PATH if not _inside(Path(e or os.curdir), root)}
+
+
 def search_dirs(source_dir: Path | None, root: Path) -> list[Path]:
-    """The folders an ``import`` in a model's code is looked up in when ``wattlint check`` runs it: the source file's
-    own folder (a ``file.py:attr`` source is run as a script: its folder comes first on sys.path, inside the project
-    or not), the current directory, the project root and its ``src/``, and the interpreter's own sys.path folders
-    (PYTHONPATH, path entries of .pth files) — not the standard library nor site-packages."""
+    """The folders of the project's own code an ``import`` in a model's code is looked up in when ``wattlint check``
+    runs it: the source file's own folder (a ``file.py:attr`` source is run as a script: its folder comes first on
+    sys.path, inside the project or not), the current directory when it is inside the project, the project root and
+    its ``src/``, and those of the interpreter's start-up sys.path folders that are inside the project (PYTHONPATH=src,
+    an editable install of the project itself). A module found only elsewhere (another start-up sys.path folder:
+    PYTHONPATH, .pth files, an editable install of a dependency; site-packages; the standard library) is an
+    installed dependency: not walked, so neither its files nor its own dynamic imports count."""
     installed = _installed_dirs()
     out: dict[Path, None] = {}
-    for d in [source_dir, Path.cwd(), root, root / "src"] + [Path(e or os.curdir) for e in _START_PATH]:
+    start = [Path(e or os.curdir) for e in _START_PATH]
+    for d in [source_dir, Path.cwd(), root, root / "src"] + start:
         if d is None:
             continue
         a = Path(os.path.abspath(d))  # as sys.path names it: a module's __file__ keeps a linked folder's name
+        if d is not source_dir and not _inside(a, root):
+            continue
         if a.is_dir() and not _is_installed(Path(os.path.realpath(a)), installed):
             out[a] = None
     return list(out)
@@ -192,9 +217,17 @@ _IMPORT_CALLS = {"import_module": (0, "name"), "__import__": (0, "name"), "run_m
 _FILE_CALLS = {"spec_from_file_location": (1, "location"), "run_path": (0, "path_name"), "load_source": (1, "pathname"),
                "SourceFileLoader": (1, "path"), "SourcelessFileLoader": (1, "path")}
 _CODE_BUILTINS = ("exec", "eval", "compile")
+# calls that import the module part of a dotted ``pkg.mod.Attr`` string (the longest importable prefix) and return
+# the object it names: qualified name -> keyword of that argument
+_TARGET_CALLS = {"pydoc.locate": "path", "hydra.utils.get_class": "path", "hydra.utils.get_method": "path",
+                 "hydra.utils.get_object": "path", "hydra._internal.utils._locate": "path"}
+# hydra's instantiate / call: the ``_target_`` strings of the config (nested ones too) are such dotted names
+_INSTANTIATE_CALLS = ("hydra.utils.instantiate", "hydra.utils.call")
+# modules whose attribute, fetched by a computed name (getattr(importlib, name)(...)), may be an import function
+_IMPORT_OWNERS = ("importlib", "importlib.util", "builtins", "runpy", "pydoc", "hydra.utils", "__builtins__")
 _LIST_MUTATORS = {"insert": 1, "append": 0, "extend": 0, "__setitem__": 1, "__iadd__": 0}
 _CALL_NAMES = {*_IMPORT_CALLS, *_FILE_CALLS, *_CODE_BUILTINS, *_LIST_MUTATORS, "exec_module", "load_module",
-               "addsitedir", "load"}
+               "addsitedir", "load", *(q.rsplit(".", 1)[-1] for q in (*_TARGET_CALLS, *_INSTANTIATE_CALLS))}
 _PATH_FUNCS = {"os.path.dirname": os.path.dirname, "os.path.abspath": os.path.abspath,
                "os.path.realpath": os.path.realpath, "os.path.normpath": os.path.normpath, "str": str, "os.fspath": str}
 _PATH_CTORS = ("os.path.join", "pathlib.Path", "pathlib.PurePath", "pathlib.PosixPath", "pathlib.PurePosixPath")
@@ -400,6 +433,86 @@ class _FileScan:
             return
         self.path_dirs.extend(Path(os.path.abspath(v)) for v in vals)
 
+    def _add_target(self, value: Any, node: ast.AST, what: str) -> None:
+        """A dotted ``pkg.mod.Attr`` that ``what`` imports the longest importable prefix of: every prefix may be a
+        module (``models.blocks.Net`` is models/blocks.py's Net, or the module models/blocks/Net.py)."""
+        if not isinstance(value, str) or not value.strip("."):
+            self.unknown.append(f"{self._at(node)}: {what}() of a name known only when the code runs")
+            return
+        parts = [x for x in value.split(".") if x]
+        self.modules.extend(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+
+    def _config_targets(self, node: ast.AST | None, top: bool, depth: int = 0) -> list[str] | None:
+        """The ``_target_`` strings of a hydra config the file alone determines (a dict literal, ``dict(...)``,
+        ``OmegaConf.create(...)`` of one, a name bound once to one; nested ones too); None when a config, or a value
+        in it that may be one, is known only when the code runs."""
+        if node is None or depth > 30:
+            return None
+        d = depth + 1
+        if isinstance(node, ast.Constant):
+            return None if top else []
+        if isinstance(node, ast.Name):
+            if node.id in self.consts:
+                return self._config_targets(self.consts[node.id], top, d)
+            return None
+        if isinstance(node, (ast.List, ast.Tuple)):
+            out: list[str] = []
+            for e in node.elts:
+                sub = self._config_targets(e, False, d)
+                if sub is None:
+                    return None
+                out += sub
+            return out
+        items: list[tuple[Any, ast.AST]] = []
+        if isinstance(node, ast.Dict):
+            if any(k is None for k in node.keys):
+                return None  # {**other}: keys known only when the code runs
+            items = [(self.value(k), v) for k, v in zip(node.keys, node.values)]
+        elif isinstance(node, ast.Call):
+            q = _qualname(node.func, self.aliases)
+            if q == "dict" and "dict" not in self.stores and not node.args:
+                if any(k.arg is None for k in node.keywords):
+                    return None
+                items = [(k.arg, k.value) for k in node.keywords]
+            elif q is not None and q.rsplit(".", 1)[-1] in ("create", "DictConfig", "ListConfig") and \
+                    q.startswith("omegaconf.") and len(node.args) == 1 and not node.keywords:
+                return self._config_targets(node.args[0], top, d)
+            else:
+                return None
+        else:
+            return None
+        out = []
+        for k, v in items:
+            if k == "_target_":
+                t = self.value(v)
+                if not isinstance(t, str):
+                    return None
+                out.append(t)
+            else:
+                sub = self._config_targets(v, False, d)
+                if sub is None:
+                    return None
+                out += sub
+        return out
+
+    def _callee(self, f: ast.AST, node: ast.AST) -> tuple[str | None, str | None] | None:
+        """(qualified name, last part) of a called function that may import, None for other calls; a function
+        fetched by ``getattr(module, "name")`` is that module's function (``getattr(importlib, "import_module")``)."""
+        if isinstance(f, ast.Call) and isinstance(f.func, ast.Name) and f.func.id == "getattr" and \
+                "getattr" not in self.stores and len(f.args) >= 2:
+            owner = _qualname(f.args[0], self.aliases)
+            attr = self.value(f.args[1])
+            if not isinstance(attr, str):
+                if owner in _IMPORT_OWNERS:
+                    self.unknown.append(f"{self._at(node)}: a function of {owner} named only when the code runs")
+                return None
+            q = f"{owner}.{attr}" if owner else attr
+            return (q, attr) if attr in _CALL_NAMES else None
+        if not self._may_import(f):
+            return None
+        q = _qualname(f, self.aliases)
+        return q, (q.rsplit(".", 1)[-1] if q else _last(f))  # `from importlib import import_module as im`
+
     def _may_import(self, f: ast.AST) -> bool:
         """A quick test that leaves out most calls of a file (nn.Linear(...), print(...)) by the name called."""
         if isinstance(f, ast.Attribute):
@@ -420,11 +533,23 @@ class _FileScan:
                             isinstance(node.value, ast.Call) and _last(node.value.func) == "extend_path"):
                         self.unknown.append(f"{self._at(node)}: changes the package's __path__")
             elif isinstance(node, ast.Call):
-                if not self._may_import(node.func):
+                callee = self._callee(node.func, node)
+                if callee is None:
                     continue
-                q = _qualname(node.func, self.aliases)
-                last = q.rsplit(".", 1)[-1] if q else _last(node.func)  # `from importlib import import_module as im`
-                if last in _IMPORT_CALLS:
+                q, last = callee
+                if q in _TARGET_CALLS:
+                    self._add_target(self.value(self._arg(node, 0, _TARGET_CALLS[q])), node, q)
+                elif q in _INSTANTIATE_CALLS:
+                    targets = self._config_targets(self._arg(node, 0, "config"), True)
+                    for k in node.keywords:  # overrides: instantiated too when they are configs
+                        if targets is not None and k.arg is not None:
+                            sub = self._config_targets(k.value, False)
+                            targets = None if sub is None else targets + sub
+                    if targets is None or any(k.arg is None for k in node.keywords):
+                        self.unknown.append(f"{self._at(node)}: {q}() of a config known only when the code runs")
+                    for t in targets or []:
+                        self._add_target(t, node, q)
+                elif last in _IMPORT_CALLS:
                     name = self.value(self._arg(node, *_IMPORT_CALLS[last]))
                     if last == "find_spec" and not isinstance(name, str):
                         self._finds_by_name = True  # only finding: unknown when the file also executes a spec
@@ -483,7 +608,8 @@ class _FileScan:
 
 # a file without any of these words imports by statements only: its expressions need no walk
 _DYNAMIC_WORDS = re.compile(rb"import_module|__import__|exec|eval|compile|run_path|run_module|spec_from|FileLoader|"
-                            rb"load_source|find_spec|addsitedir|sys|__path__|hub|load_module")
+                            rb"load_source|find_spec|addsitedir|sys|__path__|hub|load_module|getattr|locate|hydra|instantiate|"
+                            rb"get_class|get_method|get_object")
 
 
 def _statements(tree: ast.AST) -> Iterable[ast.AST]:
@@ -558,16 +684,20 @@ def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
     ``from`` statements anywhere in a file (module level, a function, a try / if block), relative imports, and the
     calls that import a module or run a file named by a value the file alone determines (importlib.import_module,
     __import__, importlib.util.find_spec / spec_from_file_location, runpy.run_module / run_path, SourceFileLoader,
-    exec / eval of a literal string, sys.path.insert / append of a path built from ``__file__``). Modules are looked
-    up in :func:`search_dirs` and the folders the code puts on sys.path, every candidate kept (a file that shadows
-    another changes the model too); the standard library and site-packages are left out. A target only running the
-    code can tell is named in ``unknown``."""
+    exec / eval of a literal string, sys.path.insert / append of a path built from ``__file__``, pydoc.locate and
+    hydra's get_class / get_method / instantiate targets, ``getattr(importlib, "import_module")``). Modules are
+    looked up in :func:`search_dirs` (the project's own folders) and the folders the code puts on sys.path (but one
+    the interpreter starts with outside the project), every candidate kept (a file that shadows another changes the
+    model too); installed code (start-up sys.path folders outside the project, site-packages, the standard
+    library) is left out. A target only running the code can tell is named in ``unknown``."""
     root = root.resolve()
     installed = _installed_dirs()
+    external = _external_start_dirs(root)  # a folder the code puts on sys.path that is already there at start-up
     found_dirs: dict[Path, None] = {}
     while True:  # again with the folders the code puts on sys.path, until it puts no new one there
         bases = search_dirs(source_dir, root)
-        bases += [d for d in found_dirs if d not in bases and d.is_dir() and not _is_installed(d, installed)]
+        bases += [d for d in found_dirs if d not in bases and d.is_dir() and not _is_installed(d, installed)
+                  and os.path.realpath(d) not in external]
         finder = _Finder(installed)
         memo: dict[str, list[Path]] = {}
         scanned: dict[Path, None] = {}  # as found (a file linked into a package imports from that package)
