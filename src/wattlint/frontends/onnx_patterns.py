@@ -464,6 +464,7 @@ def _external(t, shape, dt, n, folder, also, model):
     than the tensor or unreadable."""
     import numpy as np
 
+    from ..io import not_a_file
     from ..types import InputError
     from .onnx_fold import Grid
     from .onnx_load import external_path
@@ -475,6 +476,9 @@ def _external(t, shape, dt, n, folder, also, model):
         return None
     where = f"{model}: external data {loc!r} of attention mask buffer {t.name!r} {list(shape)}"
     why = "its values tell whether the attention is causal"
+    what = not_a_file(path)  # stat only: a named pipe is never opened (a read would block)
+    if what:
+        raise InputError(f"{where} is {what}, not a file (at {path}): {why}; put the data file there instead")
     if not path.is_file():
         raise InputError(f"{where} is missing (looked for {path}): {why}; put the data file beside the model")
     nbytes = n * dt.itemsize

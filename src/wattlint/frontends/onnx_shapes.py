@@ -635,7 +635,7 @@ class _Shapes:
             if loc and not self._inside_folder(loc):  # a Constant node's tensor is checked here, not with the weights
                 raise self._outside(f"tensor {name!r}", loc)
             f = self.folder / loc
-            if loc and f.is_file():
+            if loc and f.is_file():  # stat only: a named pipe or a folder is not opened (said in the error)
                 t.raw_data = self._read_shape_value(t, f, loc)
                 t.data_location = 0
                 del t.external_data[:]
@@ -767,8 +767,14 @@ class _Shapes:
             for pos in ops.SHAPE_INPUTS.get(n.op_type, ()):
                 if pos < len(n.input) and n.input[pos] in self.missing_shape_values:
                     if n.output and self.types.get(n.output[0], (None, None))[1] is None:
+                        from ..io import not_a_file
+
                         name = n.input[pos]
+                        loc = self.missing_shape_values[name]
+                        # there but no regular file (a named pipe, a folder): say what it is, never open it
+                        what = not_a_file(self.folder / loc) if loc else None
+                        state, fix = ((f"{what}, not a file", "put the data file there instead")
+                                      if what else ("missing", "put the data file beside the model"))
                         raise InputError(f"{self.path}: shape tensor {name!r} (input of {n.name or n.op_type}) is "
-                                         f"stored in external data {self.missing_shape_values[name]!r}, which is "
-                                         f"missing; put the data file beside the model or bind the shape with "
-                                         f"--input")
+                                         f"stored in external data {loc!r}, which is {state}; {fix} or bind the "
+                                         f"shape with --input")
