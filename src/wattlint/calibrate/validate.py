@@ -120,6 +120,10 @@ def _only(configs: list[dict[str, Any]], only: list[str], where: str) -> list[di
 
 def _check_predictions(pred: Any, where: str) -> None:
     require_fields(pred, _PRED_FIELDS, where)
+    for key in ("gpu", "device"):  # compared with the measurements' and printed: a database key, a device kind
+        v = pred.get(key)
+        if v is not None and not isinstance(v, str):
+            raise ValidationError(f"{where}: field {key!r} = {_shown(v)}: expected a string")
     for i, c in enumerate(pred["configs"]):
         if c.get("error"):
             continue
@@ -171,11 +175,24 @@ def _check_measurements(meas: Any, where: str) -> None:
     for key in ("meter", "device"):  # provenance compare reads (written as objects by measure)
         if key in meas and not isinstance(meas[key], dict):
             raise ValidationError(f"{where}: field {key!r} = {json.dumps(meas[key])[:40]}: expected an object")
+    for key in ("name", "energy_source"):  # printed in the table and written to the validation as text
+        v = meas.get("meter", {}).get(key)
+        if v is not None and not isinstance(v, str):
+            raise ValidationError(f"{where}: field 'meter.{key}' = {_shown(v)}: expected a string")
+    for key in ("status", "gpu"):  # (a killed measurement wrote no status: absent or null is one)
+        v = meas.get(key)
+        if v is not None and not isinstance(v, str):
+            raise ValidationError(f"{where}: field {key!r} = {_shown(v)}: expected a string")
     part = meas.get("part")
     if part is not None and not (isinstance(part, list) and len(part) == 2
                                  and all(isinstance(k, int) and not isinstance(k, bool) for k in part)):
         raise ValidationError(f"{where}: field 'part' = {json.dumps(part)[:40]}: expected [K, N]")
+    if part is not None and not 1 <= part[0] <= part[1]:  # --part K/N: 1 <= K <= N ([0, 0] is no part)
+        raise ValidationError(f"{where}: field 'part' = {_shown(part)}: expected [K, N] with 1 <= K <= N")
     for i, r in enumerate(meas["results"]):
+        if isinstance(r, dict) and r.get("status") is not None and not isinstance(r["status"], str):
+            raise ValidationError(f"{where}.results[{i}]: field 'status' = {_shown(r['status'])}: expected a "
+                                  "string ('ok' or 'error')")
         if r.get("status") == "ok":
             require_fields(r, _MEAS_OK_FIELDS, f"{where}.results[{i}]")
             for key in _MEAS_POSITIVE:
@@ -183,6 +200,12 @@ def _check_measurements(meas: Any, where: str) -> None:
                 if not _positive_finite(v):  # (a 400-digit integer: OverflowError from math.isfinite, exit 3)
                     raise ValidationError(f"{where}.results[{i}]: field {key!r} = {_shown(v)}: expected a positive "
                                           f"finite number")
+            # step counts: a measurement times at least one step (measure times 3 or more); a modelled power (CPU)
+            # runs none under the meter
+            for key, least in (("timing_steps", 1), ("power_steps", 0)):
+                if r[key] < least:
+                    raise ValidationError(f"{where}.results[{i}]: field {key!r} = {_shown(r[key])}: expected a "
+                                          f"whole number >= {least}")
 
 
 class ValidationError(WattlintError):

@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     from ..calibrate.suites import load_suite, plan_text
     from ..types import InputError
 
+    for opt, v in (("--out", args.out), ("--resume", args.resume)):  # '' was taken as not given (a default folder,
+        if v is not None and not v.strip():                         # a new run): an empty shell variable, a typo
+            raise InputError(f"{opt} {v!r} names no " + ("folder: name the folder for the run's .csv and .json"
+                                                         if opt == "--out" else "run: name the RUN.csv to continue")
+                             + ", or leave the option out")
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out}: is a file; name a folder for the run's .csv and .json")
     if args.gpu is not None:  # refused up front, also under --plan (not after the plan is printed)

@@ -44,22 +44,20 @@ def search_dirs(models_dir=None):
 
     from ..api import models_search_path
     from ..config import load_config
-    from ..energy.predictor import search_path
     from ..types import ConfigError
 
+    if models_dir is not None and not models_dir.strip():  # '' is no folder (Path('') is the current one)
+        raise ConfigError(f"--models-dir {models_dir!r} names no folder: name the folder of fitted models, or leave "
+                          "the option out")
     try:
         config = load_config(Path.cwd())
     except ConfigError as e:  # listing the database must not depend on an unrelated setting of this project
         print(f"wattlint: note: [tool.wattlint] not read ({e}); energy models from the default folders",
               file=sys.stderr)
         config = None
-    if models_dir is not None:
-        return models_search_path(models_dir, config)  # the user's own option: a wrong folder is refused
-    try:
-        return models_search_path(None, config)
-    except ConfigError as e:
-        print(f"wattlint: note: {e}; energy models from the default folders", file=sys.stderr)
-        return search_path()
+    # a --models-dir, [tool.wattlint] models-dir or $WATTLINT_MODELS_DIR that is no folder is refused, as the estimate
+    # refuses it: the list would otherwise show the energy models an estimate here never uses
+    return models_search_path(models_dir, config)
 
 
 def rows(with_sources: bool = False, dirs=None) -> list[dict]:

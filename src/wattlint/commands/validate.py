@@ -53,7 +53,12 @@ def run(args: argparse.Namespace) -> int:
     from ..calibrate import validate as V
     from ..types import ConfigError
 
-    only = [x.strip() for x in args.only.split(",")] if getattr(args, "only", None) else None
+    only = None
+    if getattr(args, "only", None) is not None:  # '' selected nothing and so measured / predicted every configuration
+        only = [x.strip() for x in args.only.split(",")]
+        if not any(only):
+            raise ConfigError(f"--only {args.only!r} names no configuration: give comma-separated configuration "
+                              "names, or leave the option out for all of them")
     if args.step in ("predict", "measure"):  # both build the validation models in PyTorch
         from ..frontends.extras import require
 

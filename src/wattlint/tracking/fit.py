@@ -155,8 +155,15 @@ def is_run_record_args(paths: Sequence[str]) -> bool:
     """True when the RUN arguments of ``wattlint fit`` are run records (files or folders of them). A folder whose
     .jsonl files cannot be read (and that holds no calibration run either) is refused with the file that cannot be
     read (review: it was taken for calibration runs, "no calibration runs")."""
+    from ..io import not_a_file
+    from ..types import InputError
     from .record import is_run_record, jsonl_files
 
+    for p in paths:  # a named pipe or a device is never opened (a pipe blocks the read for ever): refused first
+        what = not_a_file(p)
+        if what is not None and not what.startswith("a directory"):
+            raise InputError(f"{p}: is {what}, not a file; name a run record (.jsonl), a calibration run "
+                             "(.csv / .json) or a folder of them")
     found = False
     for p in paths:
         pp = Path(p)

@@ -290,7 +290,13 @@ def jsonl_files(folder: Path) -> list[Path]:
 def record_schema(path: str | Path) -> str | None:
     """The ``wattlint.run/N`` schema of the file's header line (cheap: reads one line), None when it is no run
     record. InputError when the file exists but cannot be read (no permission, an I/O error): whether it is a
-    record cannot be told, and an unreadable file must say so, never read as "not a run record" (review)."""
+    record cannot be told, and an unreadable file must say so, never read as "not a run record" (review). A named
+    pipe or a device is never opened (a pipe blocks the read for ever): InputError saying what it is."""
+    from ..io import not_a_file
+
+    what = not_a_file(path)
+    if what is not None and not what.startswith("a directory"):
+        raise InputError(f"{path}: is {what}, not a file; refusing to read it")
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
