@@ -165,22 +165,33 @@ def _raised_by_json(e: BaseException) -> bool:
 
 
 def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: list[str]) -> None:
-    """A mistyped long option is named as such: argparse checks the required MODEL first, so 'wattlint --versoin'
-    would say "MODEL required". Mirrors argparse's own matching (exact, '--opt=value', unambiguous prefixes)."""
+    """A mistyped long option, or an unknown short one ('-x'), is named as such: argparse checks the required MODEL
+    first, so 'wattlint --versoin' would say "MODEL required". Mirrors argparse's own matching (exact, '--opt=value',
+    unambiguous prefixes; a known short option with its value or cluster attached; negative numbers as values)."""
     import difflib
 
     def options(p: argparse.ArgumentParser) -> set[str]:  # with those of its sub-commands ('validate compare ...')
-        found = {s for a in p._actions for s in a.option_strings if s.startswith("--")}
+        found = {s for a in p._actions for s in a.option_strings}
         for a in p._actions:
             if isinstance(a, argparse._SubParsersAction):
                 for sub in a.choices.values():
                     found |= options(sub)
         return found
 
-    longs = sorted(options(parser))
+    every = options(parser)
+    longs = sorted(o for o in every if o.startswith("--"))
+    shorts = {o for o in every if not o.startswith("--")}
     for tok in rest:
         if tok == "--":
             return
+        if (tok.startswith("-") and not tok.startswith("--") and len(tok) > 1 and " " not in tok
+                and tok[:2] not in shorts and not _NEGATIVE_NUMBER.match(tok)):
+            # an unknown short option ('wattlint -x'): argparse would ask for MODEL first. '-ofile' / clusters
+            # start with a known short option and negative numbers are values, as _Parser takes them
+            close = difflib.get_close_matches(tok, longs + sorted(shorts), n=1, cutoff=0.7)
+            hint = f"did you mean '{close[0]}'?" if close else \
+                f"'wattlint {command if command != DEFAULT_COMMAND else 'estimate'} --help' lists the options"
+            raise UsageError(f"{_context(parser.prog)}unknown option {tok!r}; {hint}")
         if not tok.startswith("--") or len(tok) <= 2 or " " in tok:  # argparse takes '--a b' as a value
             continue
         name = tok.split("=", 1)[0]

@@ -132,7 +132,11 @@ def dataset(v: Any, *, text: bool = False) -> str:
         raise ValueError("expected a dataset preset name or a sample count")
     if isinstance(v, (int, float)):
         return str(integer(1, MAX_SAMPLES)(v))
-    return nonempty_str(v)
+    s = nonempty_str(v)
+    if any(c.isdigit() and not c.isascii() for c in s):
+        # float() reads '٥' (Arabic-Indic five) or a fullwidth '５' as a digit: a count is written in ASCII digits
+        raise ValueError("expected a dataset preset name or a sample count in ASCII digits (e.g. 50000, 50_000, 1e6)")
+    return s
 
 
 _INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")

@@ -43,9 +43,11 @@ def platform_class(gpu: GpuSpec) -> str:
     return "pcie_server"
 
 
-def host_power_w_per_gpu(gpu: GpuSpec, gpus_per_node: int, platform: str | None = None) -> tuple[float, str]:
+def host_power_w_per_gpu(gpu: GpuSpec, gpus_per_node: int, platform: str | None = None,
+                         node: str = "") -> tuple[float, str]:
     """Watts of host (everything but the GPU boards, power-supply losses included) per GPU of the job, and the
-    assumption line that states it. ``gpus_per_node``: GPUs sharing one machine (a desktop holds at most a few)."""
+    assumption line that states it. ``gpus_per_node``: GPUs sharing one machine (a desktop holds at most a few);
+    ``node``: where that count comes from, stated in the line when given."""
     cls = platform or platform_class(gpu)
     if cls not in PLATFORMS:
         raise ValueError(f"unknown platform class {cls!r} ({', '.join(PLATFORMS)})")
@@ -59,7 +61,7 @@ def host_power_w_per_gpu(gpu: GpuSpec, gpus_per_node: int, platform: str | None 
     elif cls == "pcie_server":
         base = PCIE_SERVER_BASE_W / n
         how = (f"PCIe server: {PCIE_SERVER_BASE_W:.0f} W for the node (2 CPUs at partial load, DRAM, fans, NIC, "
-               f"storage) shared by {n} GPU{'s' if n > 1 else ''}")
+               f"storage) shared by {n} GPU{'s' if n > 1 else ''}" + (f" ({node})" if node else ""))
     else:
         base = DESKTOP_BASE_W / n
         how = (f"desktop/workstation: {DESKTOP_BASE_W:.0f} W for the machine (a desktop CPU feeding the training "

@@ -431,23 +431,44 @@ def launch_gap_note(n_ops: int, gap_s: float, idle_w: float, host_op_s: float = 
 
 # ---- host and facility -----------------------------------------------------------------------------------------
 
-def host_power_w_per_job_gpu(gpu: GpuSpec, gpus_per_node: int) -> tuple[float, str]:
+def host_power_w_per_job_gpu(gpu: GpuSpec, gpus_per_node: int, node_given: bool = False) -> tuple[float, str]:
     """Host power (CPUs, DRAM, fans, NICs, power-supply losses) each GPU of a job carries (W), and the assumption
-    line, by the platform class of the GPU (energy.host). A job on fewer GPUs than a data-centre server holds (a
-    1-GPU cloud instance) carries its per-GPU share of that server; a desktop is the job's own machine. The one rule
-    for estimates (host_power_w) and tracked runs (wattlint.track)."""
+    line, by the platform class of the GPU (energy.host). ``node_given``: the user stated the node size
+    (--gpus-per-node), so the node holds ``gpus_per_node`` GPUs and they share its base. Otherwise a job on fewer
+    GPUs than a data-centre server holds (a 1-GPU cloud instance) carries its per-GPU share of that 8-slot server; a
+    desktop is the job's own machine. The one rule for estimates (host_power_w) and tracked runs (wattlint.track)."""
     from .host import host_power_w_per_gpu, platform_class
 
     cls = platform_class(gpu)
     n = max(1, int(gpus_per_node or 1))
-    per_node = n if cls == "desktop" else max(n, SERVER_GPU_SLOTS)
-    return host_power_w_per_gpu(gpu, per_node, cls)
+    per_node = n if cls == "desktop" or node_given else max(n, SERVER_GPU_SLOTS)
+    node = ""
+    if cls == "pcie_server":
+        node = (f"--gpus-per-node {n}, as given" if node_given else
+                f"--gpus-per-node not given: a {SERVER_GPU_SLOTS}-slot server, the job's GPUs carry their share")
+    return host_power_w_per_gpu(gpu, per_node, cls, node=node)
 
 
 def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
     """Host power of the whole job (W), and the assumption line: :func:`host_power_w_per_job_gpu` x the plan's
-    GPUs."""
-    w, text = host_power_w_per_job_gpu(gpu, plan.gpus_per_node)
+    GPUs. The node size is the user's when the plan's notes do not call it a default (wattlint.plan notes
+    'gpus-per-node N (default ...)'); a 1-GPU plan keeps no trace of a given --gpus-per-node 1, nor a Plan built
+    by hand (no assumption lines) of any, and both are taken as a slice of a server; a given --gpus-per-node
+    above --gpus (noted, the plan's node cut to --gpus) is the node the job's GPUs sit in."""
+    import re
+
+    per_node, given = plan.gpus_per_node, False
+    for a in plan.assumptions:
+        m = re.match(r"--gpus-per-node (\d+) > --gpus \d+", a)
+        if m:
+            per_node, given = int(m.group(1)), True
+            break
+    else:
+        # a Plan built by hand (no assumption lines: not from build_plan) says nothing of where its node size came
+        # from, and its gpus_per_node is often the dataclass's 1: the 8-slot rule, as before
+        defaulted = any(a.startswith("gpus-per-node ") and "(default" in a for a in plan.assumptions)
+        given = bool(plan.assumptions) and plan.gpus > 1 and not defaulted
+    w, text = host_power_w_per_job_gpu(gpu, per_node, node_given=given)
     return w * max(1, plan.gpus), text
 
 
