@@ -19,3 +19,15 @@ def export_tokens_model(model, path, external: bool):
         onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True, location=path.name + ".data",
                         size_threshold=1024)
     return path
+
+
+def save_model(model, path, external: bool):
+    """Save ``model`` at ``path``, its initializers inline or (``external``) all in ``<name>.data`` beside it."""
+    import onnx
+
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
+        assert model.graph.initializer[0].data_location == onnx.TensorProto.EXTERNAL
+    else:
+        onnx.save(model, str(path))
+    return path

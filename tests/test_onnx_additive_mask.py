@@ -20,12 +20,11 @@ from contextlib import redirect_stderr, redirect_stdout
 import json
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from wattlint.cli import main
-from _onnx_export import export_tokens_model
+from _onnx_export import export_tokens_model, save_model
 
 from wattlint.frontends.onnx import analyze_onnx
 from wattlint.types import Phase
@@ -63,13 +62,7 @@ def _buffer_model(tmp_path, buf, style, external, name):
     g = helper.make_graph(n, "g", [_vi("q", [1, BH, S, HD]), _vi("kt", [1, BH, HD, S]), _vi("v", [1, BH, S, HD])],
                           [_vi("o", None)], [numpy_helper.from_array(buf.reshape(1, 1, t, t), "bias")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    p = tmp_path / name
-    if external:
-        onnx.save_model(m, str(p), save_as_external_data=True, location=name + ".data", size_threshold=0)
-        assert m.graph.initializer[0].data_location == TensorProto.EXTERNAL
-    else:
-        onnx.save(m, str(p))
-    return p
+    return save_model(m, tmp_path / name, external)
 
 
 def _attention(g):

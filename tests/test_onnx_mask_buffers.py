@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from _onnx_export import export_tokens_model
+from _onnx_export import export_tokens_model, save_model
 
 from wattlint.frontends.onnx import analyze_onnx
 from wattlint.frontends.onnx_patterns import find_attention, is_causal
@@ -167,13 +166,7 @@ def _model(tmp_path, name, nodes, inits=(), inputs=(), external=False):
     g = helper.make_graph(nodes, "g", [_vi("q", [1, BH, S, HD]), _vi("kt", [1, BH, HD, S]), _vi("v", [1, BH, S, HD]),
                                        *inputs], [_vi("o", None)], list(inits))
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    p = tmp_path / name
-    if external:
-        onnx.save_model(m, str(p), save_as_external_data=True, location=name + ".data", size_threshold=0)
-        assert m.graph.initializer[0].data_location == TensorProto.EXTERNAL
-    else:
-        onnx.save(m, str(p))
-    return p
+    return save_model(m, tmp_path / name, external)
 
 
 def _bool_buffer_model(tmp_path, buf, style, external, name):
