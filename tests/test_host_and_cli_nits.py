@@ -27,8 +27,8 @@ def test_a_given_pcie_node_of_four_shares_its_450_w_among_four():
     # given 4 per node: 450/4 = 112.5; 112.5 + 0.0638 x (350 + 112.5) = 112.5 + 29.52 = 142.02 W per GPU
     gpu = get_gpu("l40s")
     assert gpu.tdp_w == 350
-    given = ("steps 1 (--steps)",)  # a build_plan plan: assumption lines, none calling the node size a default
-    w, line = system.host_power_w(gpu, _plan(gpus=4, gpus_per_node=4, assumptions=given))
+    # --gpus-per-node 4 given (build_plan keeps it in Plan.host_node_gpus)
+    w, line = system.host_power_w(gpu, _plan(gpus=4, gpus_per_node=4, host_node_gpus=4))
     assert w / 4 == pytest.approx(142.02, abs=0.01)
     assert "shared by 4 GPUs" in line and "--gpus-per-node 4, as given" in line
 

@@ -309,6 +309,7 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
     else:
         notes.append(f"goodput {goodput:g} (--goodput): wall time = productive step time / {goodput:g}")
     plan.update(batch_size=batch, grad_accum=grad_accum, gpus=gpus, gpus_per_node=per_node, sharding=sharding,
+                host_node_gpus=v.get("gpus_per_node"),
                 internode_gbps=float(internode), utilization=v.get("utilization"),
                 activation_checkpointing=bool(v.get("activation_checkpointing", False)),
                 recompute=v.get("recompute", "none"),

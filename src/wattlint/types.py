@@ -346,6 +346,8 @@ class Plan:
     optimizer: str = "adamw"
     gpus: int = 1
     gpus_per_node: int = 1
+    host_node_gpus: int | None = None  # the GPUs of one machine as --gpus-per-node gave them (not cut to --gpus);
+    #                                    None: not given (a default; a PCIe card's host is then an 8-slot server's)
     sharding: str = "none"  # none|zero1|zero2|zero3|fsdp
     region: str | None = None
     price_per_kwh: float | None = None

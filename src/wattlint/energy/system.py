@@ -451,24 +451,10 @@ def host_power_w_per_job_gpu(gpu: GpuSpec, gpus_per_node: int, node_given: bool 
 
 def host_power_w(gpu: GpuSpec, plan: Plan) -> tuple[float, str]:
     """Host power of the whole job (W), and the assumption line: :func:`host_power_w_per_job_gpu` x the plan's
-    GPUs. The node size is the user's when the plan's notes do not call it a default (wattlint.plan notes
-    'gpus-per-node N (default ...)'); a 1-GPU plan keeps no trace of a given --gpus-per-node 1, nor a Plan built
-    by hand (no assumption lines) of any, and both are taken as a slice of a server; a given --gpus-per-node
-    above --gpus (noted, the plan's node cut to --gpus) is the node the job's GPUs sit in."""
-    import re
-
-    per_node, given = plan.gpus_per_node, False
-    for a in plan.assumptions:
-        m = re.match(r"--gpus-per-node (\d+) > --gpus \d+", a)
-        if m:
-            per_node, given = int(m.group(1)), True
-            break
-    else:
-        # a Plan built by hand (no assumption lines: not from build_plan) says nothing of where its node size came
-        # from, and its gpus_per_node is often the dataclass's 1: the 8-slot rule, as before
-        defaulted = any(a.startswith("gpus-per-node ") and "(default" in a for a in plan.assumptions)
-        given = bool(plan.assumptions) and plan.gpus > 1 and not defaulted
-    w, text = host_power_w_per_job_gpu(gpu, per_node, node_given=given)
+    GPUs. The machine is the one --gpus-per-node gave (``Plan.host_node_gpus``, also above --gpus: the node the
+    job's GPUs sit in); without it (a default, or a Plan built by hand) a PCIe card sits in an 8-slot server."""
+    given = plan.host_node_gpus is not None
+    w, text = host_power_w_per_job_gpu(gpu, plan.host_node_gpus if given else plan.gpus_per_node, node_given=given)
     return w * max(1, plan.gpus), text
 
 
