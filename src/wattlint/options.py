@@ -47,7 +47,11 @@ def _parse_number(v: Any, text: bool) -> float | int:
         return v
     if text and isinstance(v, str):
         t = v.strip().replace("_", "")
-        if re.fullmatch(r"[+-]?\d+", t):
+        if not t.isascii():
+            # int() and float() read '٣' (Arabic-Indic three) or a fullwidth '３' as digits: a number on the
+            # command line is written in ASCII (1000, 1_000, 1e3)
+            raise ValueError("expected a number in ASCII digits (e.g. 1000, 1_000, 1e3)")
+        if re.fullmatch(r"[+-]?[0-9]+", t):
             return int(t)
         try:
             return float(t)
@@ -445,30 +449,56 @@ def said_as(message: str, given: Mapping[str, tuple[str, str, Any]]) -> str:
     run record)``, ``--tensor-parallel 2 x`` as ``tensor_parallel = 2 in the run record x``; a unit written right
     after the value stays beside it (``--launch-overhead 0.001 s has no effect`` as ``launch_overhead = 0.001 s in
     the run record has no effect``: it read '... = 0.001 in the run record s ...'). Only where the flag
-    cites the value's source: followed by that value, or alone at the start of parentheses (``(--steps)``,
-    ``(--pue, ...)``); advice that names a flag to pass (``pass --seq-len``, ``(--seq-len / --input)``) is kept."""
-    spelled = {OPTIONS[n].flag: g for n, g in given.items() if n in OPTIONS and OPTIONS[n].flag}
+    cites the value's source: followed by that value (``--steps 3000``, ``--steps=3000``), alone at the start of
+    parentheses (``(--steps)``, ``(--pue, ...)``), or the subject the message opens with, bare (``--tokens: the
+    model's inputs ...``, ``--tokens needs --seq-len``: ``tokens = 1000000.0 from [tool.wattlint] of
+    pyproject.toml: ...``); advice that names a flag to pass (``pass --seq-len``, ``(--seq-len / --input)``) and a
+    flag followed by another value than the one given are kept."""
+    spelled = {OPTIONS[n].flag: (n, g) for n, g in given.items() if n in OPTIONS and OPTIONS[n].flag}
 
     def shown(value) -> set[str]:
-        out = {str(value)}
+        out = {str(value), repr(value)}
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             out |= {f"{value:g}", f"{value:,}", f"{value:,g}"}
         return out
 
+    def a_value(name: str, word: str) -> bool:
+        """Whether ``word`` (what follows the flag) reads as a value of the option: then it is the subject's
+        value, not a word of the message."""
+        if word[:1] in "'\"{[":
+            return True
+        try:
+            OPTIONS[name].check(word, text=True)
+        except (ValueError, TypeError):
+            return False
+        return True
+
     def said(m: re.Match) -> str:
-        g = spelled.get(m.group(1))
-        if g is None:
+        hit = spelled.get(m.group(1))
+        if hit is None:
             return m.group(0)
-        key, where, value = g
+        name, (key, where, value) = hit
         if m.group(2) is not None and m.group(2) in shown(value):  # the flag and its value: ``key = value where``
             return f"{key} = {m.group(2)}" + (f" {m.group(3)}" if m.group(3) else "") + f" {where}"
         text, a, b = m.string, m.start(), m.start(1) + len(m.group(1))
         if a > 0 and text[a - 1] == "(" and (b == len(text) or text[b] in "),;"):  # the source: ``(--steps)``
             return f"{key} {where}" + m.group(0)[len(m.group(1)):]
+        if a == 0 and (b == len(text) or text[b] in ":,;" or (text[b] == " " and not a_value(name, m.group(2) or ""))):
+            # the message's subject, bare (``--tokens: ...``, ``--tokens needs ...``): the setting where it was given
+            source = f"from {where[3:]}" if where.startswith("in ") else where
+            return f"{key} = {_setting(value)} {source}" + m.group(0)[len(m.group(1)):]
         return m.group(0)
 
     units = "|".join(re.escape(u) for u in sorted(_VALUE_UNITS, key=len, reverse=True))
-    return re.sub(rf"(?<![\w-])(--[a-z][\w-]*)(?: ([^\s;:()]+)(?: ({units})(?=[\s,;:)]|$))?)?", said, message)
+    return re.sub(rf"(?<![\w-])(--[a-z][\w-]*)(?:[ =]([^\s;:()]+)(?: ({units})(?=[\s,;:)]|$))?)?", said, message)
+
+
+def _setting(value: Any) -> str:
+    """A setting's value as the user wrote it (per-GPU prices as {a100 = 1.8, h100 = 3.9}, the rest as repr), as
+    commands._common.shown_setting writes it."""
+    if isinstance(value, tuple) and value and all(isinstance(p, tuple) and len(p) == 2 for p in value):
+        return "{" + ", ".join(f"{n} = {x:g}" for n, x in value) + "}"
+    return repr(value)
 
 
 #: units the plan's lines write right after an option's value ('--launch-overhead 0.001 s'), kept beside the value

@@ -119,14 +119,22 @@ def resolve(values: Mapping[str, Any], *, micro_from_trace: bool = False) -> tup
     cp = int(values.get("context_parallel") or 1)
     sp = bool(values.get("sequence_parallel", False))
     notes: list[str] = []
+
+    def said(name: str, value: int, why: str = "default") -> str:
+        """An option in an error line as the user gave it (``--gpus 3``), or said to be the default where it was not
+        given (``gpus 1 (default)``): the line never quotes a flag the user did not type."""
+        flag = f"--{name.replace('_', '-')}"
+        return f"{flag} {value}" if values.get(name) is not None else f"{flag[2:]} {value} ({why})"
+
     if gpus % (tp * cp * pp):
-        what = (f"--tensor-parallel {tp} x --context-parallel {cp} x --pipeline-parallel {pp}" if cp > 1 else
-                f"--tensor-parallel {tp} x --pipeline-parallel {pp}")
-        raise ConfigError(f"{what} = {tp * cp * pp} does not divide --gpus {gpus}: the data-parallel degree gpus / "
-                          f"({'tp x cp x pp' if cp > 1 else 'tp x pp'}) must be a whole number")
+        what = " x ".join(said(n, x) for n, x in (("tensor_parallel", tp), ("context_parallel", cp),
+                                                   ("pipeline_parallel", pp)) if n != "context_parallel" or cp > 1)
+        raise ConfigError(f"{what} = {tp * cp * pp} does not divide {said('gpus', gpus, 'the default: no --gpus given')}"
+                          f": the data-parallel degree gpus / ({'tp x cp x pp' if cp > 1 else 'tp x pp'}) must be a "
+                          "whole number")
     dp = gpus // (tp * cp * pp)
     if dp % ep:
-        raise ConfigError(f"--expert-parallel {ep} does not divide the data-parallel degree {dp} (= --gpus {gpus} / "
+        raise ConfigError(f"--expert-parallel {ep} does not divide the data-parallel degree {dp} (= {said('gpus', gpus)} / "
                           f"(tp {tp}{f' x cp {cp}' if cp > 1 else ''} x pp {pp})): expert groups are carved out of the "
                           "data-parallel ranks")
     batch = values.get("batch_size")

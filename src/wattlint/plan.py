@@ -56,7 +56,13 @@ def _dataset_lookup() -> dict[str, str]:
 
 
 def _parse_count(text: str) -> int | None:
+    """A sample count written ``50000``, ``50_000``, ``50,000`` or ``1.2e6``; None when ``text`` is not a number (a
+    preset name). Only ASCII digits: float() also reads '٣' (Arabic-Indic three) or a fullwidth '３'."""
     t = text.strip().replace("_", "").replace(",", "")
+    if not t.isascii():
+        if any(c.isdigit() for c in t):
+            raise ConfigError(f"--dataset {text}: a sample count is written in ASCII digits (e.g. 50000, 50_000, 1e6)")
+        return None
     try:
         v = float(t)
     except ValueError:
@@ -208,7 +214,8 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
         from_trace = batch is None and v.get("micro_batch_size") is None
         if from_trace:
             v = {**v, "micro_batch_size": micro_traced}
-        layout, lines = parallel.resolve({**v, "gpus": gpus}, micro_from_trace=from_trace)
+        # gpus as given (absent: the default 1, which resolve() takes and its errors say is the default)
+        layout, lines = parallel.resolve(v, micro_from_trace=from_trace)
         grad_accum = layout.grad_accum
         if batch is None:
             batch = layout.micro_batch * layout.dp * grad_accum
@@ -338,14 +345,18 @@ def _sequences_per_sample(graph: CostGraph, seq_len) -> tuple[int, int, TensorSp
     """(sequences per sample, one sequence's length, the input) of a torch graph whose token input is [batch,
     choices, ..., seq] (a multiple-choice model: BertForMultipleChoice), else None.
 
-    The torch frontend's ``graph.seq_len`` is the tokens per sample: the product of the non-batch dims of the first
-    integer input of 2 or more dims (wattlint.frontends.torch.trace_with_inputs: choices x seq for [batch, choices,
-    seq]), while --seq-len is one sequence's length (the last dim it rebinds). The ONNX frontend's ``seq_len`` is
-    one sequence's length, so it is not read so. ``seq_len`` (--seq-len, or None): the last dim must be it."""
-    if graph.model.format != "torch" or not graph.seq_len:
+    The torch and ONNX frontends' ``graph.seq_len`` is the tokens per sample: the product of the non-batch dims of
+    the first integer input of 2 or more dims (wattlint.frontends.torch.trace_with_inputs,
+    wattlint.frontends.onnx: choices x seq for [batch, choices, seq]), while --seq-len is one sequence's length (the
+    last dim it rebinds). ``seq_len`` (--seq-len, or None): the last dim must be it."""
+    if graph.model.format not in ("torch", "onnx") or not graph.seq_len:
         return None
-    # the input the frontend counted: its first non-floating-point input of 2 or more dims
-    tok = next((t for t in graph.inputs if not t.dtype.startswith(("float", "bfloat")) and len(t.shape) >= 2), None)
+    # the input the frontend counted: its first non-floating-point input of 2 or more dims (ONNX: int64 / int32)
+    if graph.model.format == "onnx":
+        tok = next((t for t in graph.inputs if t.dtype in ("int64", "int32") and len(t.shape) >= 2), None)
+    else:
+        tok = next((t for t in graph.inputs if not t.dtype.startswith(("float", "bfloat")) and len(t.shape) >= 2),
+                   None)
     if tok is None or len(tok.shape) < 3:
         return None
     seq = int(tok.shape[-1])

@@ -347,9 +347,12 @@ class _Analysis(_Validate, _Shapes):
         # --seq-len is the model's sequence length only where an input carries it (a CNN has none)
         # sequence-first RNN inputs ([seq, batch, ...]: seq_first_inputs) carry the batch in dim 1
         axes = self.batch_axes
-        carried = self.seq_len and any(len(sp.shape) >= 2 and sp.shape[1 - axes.get(sp.name, 0)] == self.seq_len
+        carried = self.seq_len and any(len(sp.shape) >= 2 and sp.shape[self._seq_axis(sp)] == self.seq_len
                                        for sp in specs)
         seq = self.seq_len if carried else self._guess_seq(specs)
+        per_sample = self._tokens_per_sample(specs)
+        if per_sample is not None:  # [batch, choices, seq]: the tokens of a sample, as the torch frontend counts them
+            seq = per_sample
         micro = specs[0].shape[axes.get(specs[0].name, 0)] if specs and specs[0].shape else 1
         if any(axes.values()):
             self.assumptions.append(
@@ -382,11 +385,42 @@ class _Analysis(_Validate, _Shapes):
             return self.precision
         return "fp32" if self.precision == "default" else self.precision
 
+    def _seq_axis(self, spec) -> int:
+        """The sequence dim of an input of 2 or more dims: dim 0 of a sequence-first RNN input ([seq, batch, ...]);
+        the last of an integer (token) input ([batch, seq]; a multiple-choice export's [batch, choices, seq]: dim 1
+        read the choices as the sequence); else dim 1 ([batch, seq, hidden] embeddings)."""
+        if self.batch_axes.get(spec.name, 0) == 1:
+            return 0
+        return len(spec.shape) - 1 if spec.dtype in ("int64", "int32") else 1
+
+    def _token_input(self, specs):
+        """The first integer (token) input of 2 or more dims, else None."""
+        return next((s for s in specs if s.dtype in ("int64", "int32") and len(s.shape) >= 2), None)
+
     def _guess_seq(self, specs) -> int:
-        for s in specs:
-            if s.dtype in ("int64", "int32") and len(s.shape) == 2:
-                return s.shape[1 - self.batch_axes.get(s.name, 0)]
-        return 0
+        tok = self._token_input(specs)
+        return int(tok.shape[self._seq_axis(tok)]) if tok is not None else 0
+
+    def _tokens_per_sample(self, specs) -> int | None:
+        """The tokens of one sample of a [batch, choices, ..., seq] token input (a multiple-choice export: every
+        sequence of a sample is trained on, choices x seq, as wattlint.frontends.torch counts them and
+        wattlint.plan._sequences_per_sample reads them), stated; None for any other input."""
+        tok = self._token_input(specs)
+        if tok is None or len(tok.shape) < 3 or self.batch_axes.get(tok.name, 0) != 0:
+            return None
+        per = [int(d) for d in tok.shape[1:]]
+        seq, total = per[-1], 1
+        for d in per:
+            total *= d
+        if total == seq:
+            return None
+        self.assumptions.append(
+            f"tokens per sample: {' x '.join(map(str, per))} = {total:,} ({tok.name} {list(tok.shape)}: the sequence "
+            f"is its last dim, {seq} tokens; the dims between the batch and it count the sequences of a sample, e.g. "
+            f"a multiple-choice model's choices); --tokens counts steps by these"
+            + (f", also with --seq-len {self.seq_len}: that is one sequence's length (the last dim), not the tokens "
+               f"per sample" if self.seq_len else ""))
+        return total
 
     def _spec(self, name) -> tuple[str, tuple]:
         dt, shape = self.types.get(name, ("float32", None))
