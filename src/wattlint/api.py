@@ -14,6 +14,8 @@ The public ``wattlint.estimate()`` is :func:`estimate` here.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import threading
 from dataclasses import dataclass
@@ -124,6 +126,14 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
     if "inputs" in kw and not isinstance(kw["inputs"], Mapping):  # a dict (name -> spec) goes as it is
         kw["inputs"] = list(kw["inputs"])
+    memo = _TRACES.get()
+    key = memo.key(source, kw) if memo is not None else None
+    if key is not None:
+        return memo.get(key, lambda: _analyze_locked(analyze, source, kw))
+    return _analyze_locked(analyze, source, kw)
+
+
+def _analyze_locked(analyze, source: Any, kw: Mapping[str, Any]) -> CostGraph:
     import contextlib
     import sys
 
@@ -131,6 +141,97 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     # stdout carries only wattlint's report (a --format json / sarif report stays parseable)
     with TRACE_LOCK, contextlib.redirect_stdout(sys.stderr):
         return analyze(source, **kw)
+
+
+class TraceMemo:
+    """The graphs traced while it is active (:func:`shared_traces`): one trace per distinct (model source, frontend
+    arguments), e.g. the entries of one ``wattlint check`` that name one model on different GPUs, epochs or budgets.
+
+    The key is everything :func:`trace` hands the frontend (``wattlint.frontends.source.analyze``): the source
+    string as given, the current directory (a relative source) and every frontend argument (inputs, batch_size,
+    seq_len, precision, optimizer and its impl, attention, activation checkpointing (a full ``recompute``
+    included), capacity_factor, torch_version, and the data-parallel ``gpus`` / ``grad_accum`` the parallel layout
+    derives), each value with its type. ``gpus`` and ``grad_accum`` only divide the global ``batch_size`` into the
+    traced micro-batch (``frontends.source.micro_batch`` and its batch note): without a batch_size they are left
+    out. Options the plan applies after tracing (GPU, work, budgets, utilization, ...) never reach the frontend, so
+    they share the trace. Only sources named by a string or path are kept (an ``nn.Module`` can change between
+    calls). A trace that fails with a :class:`wattlint.types.WattlintError` fails the same way for every request
+    with its key, without tracing again; any other exception is not kept."""
+
+    def __init__(self) -> None:
+        self._graphs: dict[tuple, CostGraph | BaseException] = {}
+        self.traces = 0  # how many traces ran (misses)
+
+    @staticmethod
+    def key(source: Any, kw: Mapping[str, Any]) -> tuple | None:
+        import os
+
+        if not isinstance(source, (str, os.PathLike)):
+            return None
+        args = dict(kw)
+        if args.get("batch_size") is None:  # nothing for the data-parallel degree to divide
+            args.pop("gpus", None)
+            args.pop("grad_accum", None)
+        try:
+            frozen = tuple(sorted((k, _frozen(v)) for k, v in args.items()))
+            hash(frozen)
+        except TypeError:  # a value with no stable identity: traced every time
+            return None
+        return (os.fspath(source), os.getcwd(), frozen)
+
+    def get(self, key: tuple, do_trace) -> CostGraph:
+        from .types import WattlintError
+
+        hit = self._graphs.get(key)
+        if hit is None:
+            self.traces += 1
+            try:
+                hit = do_trace()
+            except WattlintError as e:
+                self._graphs[key] = e
+                raise
+            self._graphs[key] = hit
+        if isinstance(hit, BaseException):
+            raise hit.with_traceback(None)
+        return hit
+
+    def forget(self, source: Any) -> None:
+        """Drop the graphs (and failures) of ``source``: no later request names it."""
+        import os
+
+        name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        for k in [k for k in self._graphs if k[0] == name]:
+            del self._graphs[k]
+
+
+def _frozen(v: Any) -> Any:
+    """A hashable form of a frontend argument that tells apart values Python counts as equal (1, 1.0, True)."""
+    if isinstance(v, Mapping):
+        return ("map", tuple(sorted((str(k), _frozen(x)) for k, x in v.items())))
+    if isinstance(v, (list, tuple)):
+        return (type(v).__name__, tuple(_frozen(x) for x in v))
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return (type(v).__name__, v)
+    raise TypeError(type(v).__name__)
+
+
+_TRACES: contextvars.ContextVar[TraceMemo | None] = contextvars.ContextVar("wattlint_traces", default=None)
+
+
+@contextlib.contextmanager
+def shared_traces():
+    """Within the block, :func:`trace` (the request path's trace and a lint rule's retrace under another precision)
+    traces each distinct model and frontend arguments once (:class:`TraceMemo`, yielded); a block inside another
+    shares the outer one's memo."""
+    memo = _TRACES.get()
+    if memo is not None:
+        yield memo
+        return
+    token = _TRACES.set(TraceMemo())
+    try:
+        yield _TRACES.get()
+    finally:
+        _TRACES.reset(token)
 
 
 def make_plan(graph: CostGraph, spec: GpuSpec, opts: Mapping[str, Any], notes: Sequence[str] = (), *,

@@ -44,6 +44,8 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -822,8 +824,45 @@ def source_kind(model) -> str:
     return "torch"
 
 
+# the import walks of one `wattlint check` (shared_dependencies): None outside one
+_DEPS: ContextVar[dict | None] = ContextVar("wattlint_dependencies", default=None)
+
+
+@contextmanager
+def shared_dependencies():
+    """Within the block, a model's import walk (:func:`model_dependencies`) and its :func:`model_files` are read
+    once per distinct model file or module, project root and current directory (one ``wattlint check``: its path
+    selection, its cache keys and its exclude notice, and every entry naming the same model, share one walk); a
+    block inside another shares the outer one's memo. The walk reads the files as they are when it first runs: a
+    block is one check, not a session that outlives edits."""
+    if _DEPS.get() is not None:
+        yield
+        return
+    token = _DEPS.set({})
+    try:
+        yield
+    finally:
+        _DEPS.reset(token)
+
+
+def _shared(what: str, model, root: Path, compute):
+    memo = _DEPS.get()
+    if memo is None:
+        return compute()
+    module = model.source.split(":")[0] if model.path is None else None
+    key = (what, None if model.path is None else os.fspath(model.path), module, os.fspath(root), os.getcwd())
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def model_dependencies(model, root: Path) -> Dependencies:
     """The files whose content defines the model, and (``unknown``) why they cannot all be known before it runs."""
+    deps = _shared("dependencies", model, root, lambda: _model_dependencies(model, root))
+    return Dependencies(list(deps.files), list(deps.unknown))  # a copy: a caller's change stays its own
+
+
+def _model_dependencies(model, root: Path) -> Dependencies:
     if model.path is not None:
         if source_kind(model) == "torch" and model.path.suffix == ".py":
             return dependencies(model.path, root, source_dir=Path(os.path.abspath(model.path)).parent)
@@ -835,6 +874,10 @@ def model_files(model, root: Path) -> list[Path]:
     """The files whose content defines the model: ``check``'s path matching (the pre-commit hook's staged files)
     uses these. A model whose imports only running its code can tell matches every .py file of the project and of
     the folders of its known files too (its result is never cached: :meth:`ResultCache.key`)."""
+    return list(_shared("files", model, root, lambda: _model_files(model, root)))
+
+
+def _model_files(model, root: Path) -> list[Path]:
     deps = model_dependencies(model, root)
     if not deps.unknown:
         return deps.files

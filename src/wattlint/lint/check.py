@@ -101,6 +101,21 @@ def missing_extra(m) -> str | None:
 
 def check(config, paths: list[Path], *, update_baseline: bool = False, force_exclude: bool = False,
           use_cache: bool = True):
+    """Check the selected models. Within one check each distinct model's imports are walked once (path selection,
+    cache key, exclude notice: :func:`wattlint.cache.shared_dependencies`) and each distinct (model source, traced
+    options) is traced once, whichever entries name it (:func:`wattlint.api.shared_traces`); entries that differ
+    only in what the plan applies after tracing (GPU, work, budgets) price one graph."""
+    from ..cache import shared_dependencies
+
+    with shared_dependencies():
+        return _check(config, paths, update_baseline=update_baseline, force_exclude=force_exclude,
+                      use_cache=use_cache)
+
+
+def _check(config, paths: list[Path], *, update_baseline: bool, force_exclude: bool, use_cache: bool):
+    import contextlib
+    from collections import Counter
+
     from ..cache import ResultCache
     from ..io import remove_stale_temps
     from ..types import WattlintError
@@ -116,29 +131,45 @@ def check(config, paths: list[Path], *, update_baseline: bool = False, force_exc
     models = select_models(config, paths, force_exclude)
     result = CheckResult(root=config.root, baseline_path=config.baseline_path, config_path=config.path,
                          configured=bool(config.models))
-    for m in models:
-        # without the cache (--no-cache, cache = false) nothing is read for a key: no model file is hashed
-        key = cache.key(m, config)[0] if cache.enabled else None
-        hit = _usable_hit(cache.get(key)) if key is not None else None
-        if hit is None and missing_extra(m):
-            result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, skipped=missing_extra(m)))
-            continue
-        if hit is not None:
-            summary, graph_findings, cached = hit
-        else:
+    # one trace per distinct (source, traced options) across the entries (wattlint.api.shared_traces), entered at
+    # the first estimate (a check answered from the cache never imports the request path); a source's graphs are
+    # dropped after the last entry naming it, so only the graphs entries still need are held
+    pending = Counter(m.source for m in models)
+    with contextlib.ExitStack() as stack:
+        traces = None
+        for m in models:
+            pending[m.source] -= 1
             try:
-                summary, graph_findings = estimate_model(m, config)
-            except WattlintError as e:  # this model's bad input: the other models are still checked and reported
-                result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, error=str(e),
-                                                 error_at=_entry_place(m, config)))
-                continue
-            if key is not None:
-                cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
-                                "model": m.name})
-            cached = False
-        findings = _lint_totals(m, config, summary, graph_findings, baseline.get(m.name))
-        result.models.append(ModelResult(name=m.name, source=m.raw_source, summary=summary,
-                                         items=[_locate(f, m, config) for f in findings], cached=cached))
+                # without the cache (--no-cache, cache = false) nothing is read for a key: no model file is hashed
+                key = cache.key(m, config)[0] if cache.enabled else None
+                hit = _usable_hit(cache.get(key)) if key is not None else None
+                if hit is None and missing_extra(m):
+                    result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={},
+                                                     skipped=missing_extra(m)))
+                    continue
+                if hit is not None:
+                    summary, graph_findings, cached = hit
+                else:
+                    if traces is None:
+                        from ..api import shared_traces
+
+                        traces = stack.enter_context(shared_traces())
+                    try:
+                        summary, graph_findings = estimate_model(m, config)
+                    except WattlintError as e:  # this model's bad input: the others are still checked and reported
+                        result.models.append(ModelResult(name=m.name, source=m.raw_source, summary={}, error=str(e),
+                                                         error_at=_entry_place(m, config)))
+                        continue
+                    if key is not None:
+                        cache.put(key, {"summary": summary, "findings": [_finding_dict(f) for f in graph_findings],
+                                        "model": m.name})
+                    cached = False
+                findings = _lint_totals(m, config, summary, graph_findings, baseline.get(m.name))
+                result.models.append(ModelResult(name=m.name, source=m.raw_source, summary=summary,
+                                                 items=[_locate(f, m, config) for f in findings], cached=cached))
+            finally:
+                if traces is not None and not pending[m.source]:
+                    traces.forget(m.source)
     cache.save()
     if update_baseline:
         _update_baseline(config, models, result)
