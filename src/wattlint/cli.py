@@ -206,6 +206,57 @@ def _refuse_unknown_option(parser: argparse.ArgumentParser, command: str, rest: 
         raise UsageError(f"{_context(parser.prog)}unrecognized option {name!r}; {hint}")
 
 
+def _long_options(p: argparse.ArgumentParser) -> set[str]:
+    """The long option names of ``p`` and of its sub-commands ('validate compare ...')."""
+    found = {s for a in p._actions for s in a.option_strings if s.startswith("--")}
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                found |= _long_options(sub)
+    return found
+
+
+# abbreviations that name another command's option of the same meaning: still read as this command's option
+# ('wattlint MODEL --out r.json' writes the report, as 'fit --out DIR' writes the model)
+_SAME_MEANING = {"--out": ["--output"]}
+
+
+def _refuse_foreign_abbreviation(parser: argparse.ArgumentParser, command: str, rest: list[str]) -> None:
+    """A long option that is not this command's but abbreviates one of its options is refused when it is the exact
+    name of another command's option: argparse takes any unique prefix, so 'wattlint analyze m.onnx --gpu a100' was
+    read as '--gpus a100' ("expected a number") and '--gpu 8' silently as '--gpus 8' (walk 48); 'fit --model' was
+    '--model-hash'. Other unique prefixes ('--batch 64') still abbreviate, and '--out' still means '--output'
+    (_SAME_MEANING). The other
+    commands' parsers are built only when a token abbreviates one of this command's options."""
+    mine = _long_options(parser)
+    short = []
+    for tok in rest:
+        if tok == "--":
+            break
+        if not tok.startswith("--") or len(tok) <= 2 or " " in tok:
+            continue
+        name = tok.split("=", 1)[0]
+        if name not in mine and name not in short:
+            full = sorted(o for o in mine if o.startswith(name))
+            if full and full != _SAME_MEANING.get(name):
+                short.append(name)
+    for name in short:
+        owners = [c for c in COMMANDS if c != command and name in _long_options(build_parser(c))]
+        if not owners:
+            continue
+        full = sorted(o for o in mine if o.startswith(name))
+        ctx = _context(parser.prog)
+        if command == "analyze" and name == "--gpu":
+            raise UsageError(f"{ctx}'wattlint analyze' takes no --gpu: it counts FLOPs and bytes only (no time, energy or cost); "
+                             "for a GPU's time, energy and cost run 'wattlint MODEL --gpu ...' (the number of GPUs "
+                             "is --gpus, written in full)")
+        where = " / ".join(f"'wattlint {'MODEL' if c == DEFAULT_COMMAND else c}'" for c in owners)
+        mine_name = "'wattlint MODEL'" if command == DEFAULT_COMMAND else f"'wattlint {command}'"
+        raise UsageError(f"{ctx}{name} is an option of {where}, not of {mine_name}, where it would abbreviate "
+                         f"{' or '.join(full)}; write {full[0] if len(full) == 1 else 'the option'} in full if that "
+                         "is what you meant")
+
+
 _SINGLE = (argparse._StoreAction, argparse._StoreConstAction, argparse._StoreTrueAction, argparse._StoreFalseAction,
            argparse.BooleanOptionalAction)
 
@@ -275,6 +326,7 @@ def _main(argv: list[str]) -> int:
         command, rest = DEFAULT_COMMAND, argv
     parser = build_parser(command)
     _refuse_unknown_option(parser, command, rest)
+    _refuse_foreign_abbreviation(parser, command, rest)
     _refuse_repeated_option(parser, rest)
     try:
         args = parser.parse_args(rest)

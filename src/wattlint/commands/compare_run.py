@@ -423,9 +423,24 @@ def _reestimate(args, flags, header: dict, analysis: dict, complete: bool, doc: 
         lines.append(f"  note: {note}")
         doc.setdefault("notes", []).append(note)
         doc["reestimate"]["model_mismatch"] = True
-    measured_on = dev.get("gpu_key") or dev.get("kind", "cuda")
-    if (est.get("gpu") or "cpu") != measured_on and not (dev.get("kind") == "cuda" and not dev.get("gpu_key")):
-        note = (f"the run was measured on {measured_on}, the re-estimate is for {est.get('gpu') or 'cpu'}: the error "
+    # the device the run measured: a CPU run names its CPU by its calibration's key (cpu-<slug>, as --cpu-calibration
+    # names it) when tracked with cpu_calibration=, else only "cpu"; a gpu= key on a CPU run (a machine without CUDA)
+    # is the estimate's GPU, not the device measured
+    kind, key = dev.get("kind", "cuda"), dev.get("gpu_key")
+    if kind == "cpu":
+        measured_on = key if key and str(key).startswith("cpu-") else "cpu"
+    else:
+        measured_on = key or kind
+    now_on = est.get("gpu") or "cpu"
+    if measured_on == "cpu" and now_on.startswith("cpu-"):
+        # a CPU the record does not name, re-estimated with a CPU calibration: the same kind of device; which CPU it
+        # was is the user's statement (review, walk 48: "cpu" vs "cpu-amd-epyc" was called two devices)
+        note = (f"the run record does not name its CPU (tracked without cpu_calibration=): the re-estimate takes it to "
+                f"be {now_on}, the CPU of the --cpu-calibration folder")
+        lines.append(f"  note: {note}")
+        doc["reestimate"]["note"] = note
+    elif now_on != measured_on and not (kind == "cuda" and not key):
+        note = (f"the run was measured on {measured_on}, the re-estimate is for {now_on}: the error "
                 f"compares two devices, not the estimate with the run")
         lines.append(f"  note: {note}")
         doc["reestimate"]["note"] = note

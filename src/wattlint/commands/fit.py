@@ -50,6 +50,22 @@ def missing_rows(run: dict) -> str | None:
     return None
 
 
+def worse_than_prior(cv: dict) -> str | None:
+    """The figures of a fit whose whole-shapes-held-out cross-validation error (time MAPE or time-weighted) is worse
+    than the prior's, as one phrase, or None. Whole op families held out are not asked: a correction is applied only
+    to the op kinds it measured (docs/CALIBRATION.md), where the family hold-out is worse by design."""
+    m = cv.get("leave_shape_out") or {}
+    try:
+        mape, p_mape = float(m["time_mape"]), float(m["prior_time_mape"])
+        wape, p_wape = float(m["time_wape"]), float(m["prior_time_wape"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if mape <= p_mape and wape <= p_wape:
+        return None
+    return (f"time MAPE {mape * 100:.1f} % vs prior {p_mape * 100:.1f} %, time-weighted {wape * 100:.1f} % vs prior "
+            f"{p_wape * 100:.1f} %")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
@@ -98,6 +114,20 @@ def run(args: argparse.Namespace) -> int:
               f"(prior {m['prior_time_mape'] * 100:.1f} %), median {m['time_median_ape'] * 100:.1f} %, "
               f"time-weighted {m['time_wape'] * 100:.1f} % (prior {m['prior_time_wape'] * 100:.1f} %), "
               f"power-fraction MAE {m['power_fraction_mae']:.3f}")
+    worse = worse_than_prior(cv)
+    if worse:
+        g = card["gpu"]
+        if g.get("is_fake"):
+            use = "a fake-device fit: no estimate uses it"
+        elif g.get("is_cpu"):
+            use = ("estimates of CPU runs with --cpu-calibration / cpu_calibration= of that run folder will use this "
+                   "measured model, not the prior")
+        else:
+            use = (f"estimates for {g['key']} will use this measured model wherever it is found (a measured model "
+                   "outranks the prior): to keep the prior, leave it out of the models folders; more samples may "
+                   "improve the fit")
+        print(f"wattlint: warning: the fitted model's cross-validation error is worse than the prior's with whole "
+              f"shapes held out: {worse}; {use}", file=sys.stderr)
     r = card["residuals"]["time"]
     print(f"  time residual p5..p95: x{__import__('math').exp(r['p5']):.2f} .. x{__import__('math').exp(r['p95']):.2f}")
     for run in (card.get("data") or {}).get("runs") or []:

@@ -31,22 +31,36 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     try:  # utf-8-sig: a UTF-8 BOM some editors write is read, as in pyproject.toml
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"baseline {path}: not UTF-8 text (byte {e.start}); {_FIX}") from None
+        raw = _read_bytes(path)
+        raise ConfigError(f"baseline {path}: not UTF-8 text (byte {e.start}); "
+                          f"{_FIX if _MARKER.encode() in raw else _not_ours(path)}") from None
     except OSError as e:  # the file may be fine (a permission, a file system): never advise deleting it
         raise ConfigError(f"baseline {path}: cannot read it: {e.strerror or e}; the file is unchanged: make it "
                           "readable (or point 'baseline' at another file)") from None
+    if not text.strip():  # an empty file holds nothing to lose; the update writes a baseline only where none is
+        raise ConfigError(f"baseline {path}: the file is empty, not a wattlint baseline; remove the empty file or "
+                          f"point 'baseline' at another path, then run {_UPDATE}")
+    # a file is taken for a damaged baseline (and the advice may be to delete it) only when it names the baseline's
+    # schema: any other file (baseline = "/etc/passwd", a notes file) is never to be deleted (walk 48)
+    ours = _MARKER in text
     try:
         data = json.loads(text)
     except RecursionError:
-        raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; {_FIX}") from None
+        raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; "
+                          f"{_FIX if ours else _not_ours(path)}") from None
     except ValueError as e:
-        raise ConfigError(f"baseline {path}: not valid JSON ({' '.join(str(e).split())}); {_FIX}") from None
+        why = f"not valid JSON ({' '.join(str(e).split())})"
+        if ours:
+            raise ConfigError(f"baseline {path}: {why}; {_FIX}") from None
+        raise ConfigError(f"baseline {path}: {why}; {_not_ours(path)}") from None
     schema = data.get("schema") if isinstance(data, dict) else None
     if isinstance(schema, str) and schema != SCHEMA and schema.startswith(SCHEMA.split("/")[0] + "/"):
         raise ConfigError(f"baseline {path}: written as {schema} by another wattlint version (this one reads "
                           f"{SCHEMA}); update wattlint, or regenerate the baseline with this one")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\")")
+        raise ConfigError(f"baseline {path}: not a wattlint baseline (expected \"schema\": \"{SCHEMA}\"); the "
+                          "file is unchanged: point 'baseline' at another path (a wattlint baseline file, or one "
+                          f"that does not exist yet: {_UPDATE} creates it)")
     if not isinstance(data.get("models"), dict):  # the schema is right: say what is wrong (review)
         got = f"got {json_type(data['models'])}" if "models" in data else "but there is none"
         raise ConfigError(f"baseline {path}: \"models\" must be an object of model name -> totals, {got}; {_FIX}")
@@ -55,7 +69,24 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     return dict(data["models"])
 
 
-_FIX = "fix it or delete it and run 'wattlint check --update-baseline'"
+_UPDATE = "'wattlint check --update-baseline'"
+_FIX = f"fix it or delete it and run {_UPDATE}"
+_MARKER = SCHEMA.split("/")[0] + "/"  # "wattlint.baseline/": the schema marker every baseline file carries
+
+
+def _not_ours(path: Path) -> str:
+    """The advice for a file that is not recognisably a wattlint baseline (no schema marker in it): it may be
+    anything of the user's, so never 'delete it'."""
+    return (f"it is not a wattlint baseline (no \"schema\": \"{SCHEMA}\" in it); the file is unchanged: point "
+            f"'baseline' at another path (a wattlint baseline file, or one that does not exist yet: {_UPDATE} creates "
+            "it)")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def json_type(value: Any) -> str:

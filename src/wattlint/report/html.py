@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient_why
+from .json_out import energy_model_mix_note, most_efficient_why
 from .layers import group_layers, shorten
 from .text import launch_bound_line
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, layer_name, phase_rows, plan_line, step_line,
@@ -176,6 +176,9 @@ def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", d
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     body.append("</tbody></table>")
     body.append(f"<p>★ most energy-efficient: <b>{escape(ests[best].gpu.key)}</b> ({escape(most_efficient_why(ests))})</p>")
+    mix = energy_model_mix_note(ests)
+    if mix:
+        body.append(f'<p class="warn"><b>Note:</b> {escape(mix)}</p>')
     kwh = [r[header.index("energy")] for r in rows]
     hrs = [r[header.index("time")] for r in rows]
     items = [(f"{e.gpu.key} ×{e.plan.gpus}", e.total.energy_kwh, f"{k} · {h}") for e, k, h in zip(ests, kwh, hrs)]

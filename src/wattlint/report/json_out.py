@@ -157,13 +157,56 @@ def most_efficient_why(ests: Sequence[Estimate]) -> str:
     return why
 
 
+# the energy models from the closest to a GPU's real behaviour to the farthest, and what each one is, for the note of
+# a comparison whose rows use several (README: provenance)
+_MODEL_ORDER = ("measured", "transferred", "public-fit", "prior")
+_MODEL_WHAT = {"measured": "calibrated on that GPU",
+               "transferred": "another GPU's calibration carried over",
+               "public-fit": "fitted on public kernel timings of other GPUs, the spec-sheet prior for the rest",
+               "prior": "spec-sheet physics, no fit"}
+
+
+def energy_models_by_gpu(ests: Sequence[Estimate]) -> dict[str, str]:
+    """GPU key -> the energy model (calibration label) its row of a comparison is priced by."""
+    return {e.gpu.key: e.calibration for e in ests}
+
+
+def energy_model_mix_note(ests: Sequence[Estimate]) -> str:
+    """The note of a comparison whose GPUs are priced by different energy models ('' when one model prices them
+    all): which GPU uses which, and that the differences between those rows (and so the ★ pick) partly reflect the
+    models, not the hardware (walk 48: a measured H200 SXM ranked 1.5x slower than the H200 NVL, the same chip
+    power-capped, because the calibrated model prices the run slower than the public-fit/prior one)."""
+    groups: dict[str, list[str]] = {}
+    for e in ests:
+        keys = groups.setdefault(e.calibration, [])
+        if e.gpu.key not in keys:
+            keys.append(e.gpu.key)
+    if len(groups) < 2:
+        return ""
+    order = sorted(groups, key=lambda m: (_MODEL_ORDER.index(m) if m in _MODEL_ORDER else len(_MODEL_ORDER), m))
+    which = "; ".join(f"{m} for {', '.join(groups[m])}" + (f" ({_MODEL_WHAT[m]})" if m in _MODEL_WHAT else "")
+                      for m in order)
+    closest = order[0]
+    why = ("the measured model is the one calibrated on its GPU (its accuracy there: docs/accuracy/measured.md)"
+           if closest == "measured" else
+           f"{closest} ranks first in wattlint's order of preference (measured > public-fit > transferred > prior), "
+           "each model's accuracy is in docs/ACCURACY.md")
+    return (f"these GPUs are priced by different energy models: {which}. Differences between rows of different "
+            f"models, and the ★ pick among them, partly reflect the models, not the hardware; {why}")
+
+
 def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:
     best = most_efficient(ests)
-    return _r({
+    out = {
         "schema": COMPARE_SCHEMA,
         "most_energy_efficient": ests[best].gpu.key,
-        "estimates": [to_dict(e, top=top) for e in ests],
-    })
+        "energy_models": energy_models_by_gpu(ests),
+    }
+    note = energy_model_mix_note(ests)
+    if note:
+        out["energy_model_note"] = note
+    out["estimates"] = [to_dict(e, top=top) for e in ests]
+    return _r(out)
 
 
 def dumps(obj: dict) -> str:

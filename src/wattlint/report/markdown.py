@@ -7,7 +7,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient_why
+from .json_out import energy_model_mix_note, most_efficient_why
 from .text import launch_bound_line
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
@@ -103,6 +103,9 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
     lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
     lines += ["", f"★ most energy-efficient: {_code(ests[best].gpu.key)} ({most_efficient_why(ests)})"]
+    mix = energy_model_mix_note(ests)
+    if mix:
+        lines += ["", f"> **Note:** {_esc(mix)}"]
     lines += _layers(ests[best], top, group_by, depth, lead=f"{_esc(ests[best].gpu.key)}: ")
     found = compare_findings(ests)
     if found:

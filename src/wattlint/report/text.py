@@ -8,7 +8,7 @@ from typing import Sequence
 
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient_why
+from .json_out import energy_model_mix_note, most_efficient_why
 from .layers import shorten, whole_components
 from .tables import (compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
@@ -207,6 +207,9 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
         con.print(Text(f"(columns left out at {width} columns: {', '.join(dropped)}; widen the terminal, set "
                        f"COLUMNS, or use --format json|markdown|html)", style="dim"))
     con.print(Text(f"★ most energy-efficient: {ests[best].gpu.key} ({most_efficient_why(ests)})"))
+    mix = energy_model_mix_note(ests)
+    if mix:
+        con.print(Text(f"Note: {mix}", style="yellow"))
     con.print()
     _print_layers(con, ests[best], top, group_by, depth, width, lead=f"{ests[best].gpu.key}: ")
     found = compare_findings(ests)
