@@ -96,6 +96,17 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
                  + "below: as measured in memory, not all of it in the record)"]
     else:
         lines = [f"wattlint run record: {where} ({run}){instead}"]
+    # the budgets the run's final totals exceed (the tracker's end-of-run check), right under the status: a run that
+    # ended inside its first window read 'completed' without a word of its budget (review)
+    for b in s.get("budget_exceeded") or []:
+        if not isinstance(b, dict):
+            continue
+        msg = str(b.get("message") or "")
+        if msg.startswith("wattlint budget "):
+            msg = msg[len("wattlint budget "):]
+        elif _finite(b.get("limit"), b.get("spent")):
+            msg = f"{b.get('budget')}={b['limit']:g}: spent {u.beyond(b['spent'], b['limit'])} {b.get('unit') or ''}"
+        lines.append(f"  BUDGET EXCEEDED: {msg or b.get('budget')}")
     if "step_time_s" not in a:
         lines.append(f"  {a.get('reason') or 'no steps measured'}")
         return lines

@@ -7,7 +7,9 @@ window boundary synchronises the device once so that the energy read belongs to 
 
 The budget guard acts only inside ``step()``, i.e. after the user's optimizer step: in ``on_budget="stop"`` mode a
 plain loop gets :class:`BudgetExceeded`, which the ``with`` block swallows after closing the record (status
-``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead. A record write that fails
+``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead. When the run ends (however it
+ends) its final totals are checked once more, to report (never to stop: the run has ended) a budget crossed inside the
+first or the last, partial window: the summary's ``budget_exceeded``. A record write that fails
 (disk full) stops only the writing: measuring, the analysis and the budget guard go on.
 """
 
@@ -35,6 +37,11 @@ from .record import SCHEMA, RecordExistsError, RecordWriter
 ON_BUDGET = ("warn", "stop")
 DEFAULT_WINDOW_S = 2.0
 HOST_W_FALLBACK = 80.0  # host W per GPU for a GPU not in the database (no platform class to apply)
+
+
+#: budget key (as the header's ``budget`` and the totals name it) -> (the tracker's argument, the unit shown)
+BUDGET_LABELS = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg CO2e"),
+                 "cost_usd": ("max_cost_usd", "USD")}
 
 
 class BudgetExceeded(Exception):
@@ -353,6 +360,7 @@ class Tracker:
         self.at_stable: dict[str, Any] | None = None
         self._summary: dict[str, Any] | None = None
         self._budget_hit: set[str] = set()
+        self._budget_hit_step: dict[str, int] = {}  # the step of each budget's event written during the run
         self._writer: RecordWriter | None = None
         self._times = array("d")
         self._waits = array("d")
@@ -792,8 +800,7 @@ class Tracker:
         from ..report import units as _u
         proj = a.get("projection") or {}
         spent = measured_totals(self._run_data(now), a, self.plan)
-        labels = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg CO2e"),
-                  "cost_usd": ("max_cost_usd", "USD")}
+        labels = BUDGET_LABELS
         stop = False
         for key, limit in self.budgets.items():
             if limit is None or key in self._budget_hit:
@@ -809,6 +816,7 @@ class Tracker:
             if why is None:
                 continue
             self._budget_hit.add(key)
+            self._budget_hit_step[key] = self._n
             action = self.on_budget
             msg = f"wattlint budget {labels[key][0]}={limit:g}: {why} at step {self._n:,}" + \
                   ("; stopping at this step boundary" if action == "stop" else "")
@@ -823,6 +831,64 @@ class Tracker:
         return stop
 
     # ---- end -------------------------------------------------------------------------------------------------
+
+    def _end_budget(self, a: dict[str, Any], now: float) -> list[dict[str, Any]] | None:
+        """The budgets the run's final totals exceed, checked once when the run ends, however it ends (completed,
+        stopped, an exception, Ctrl-C, the interpreter's exit): the guard runs at window boundaries only, so a run
+        that ended inside its first window (a tiny budget, a short run), or whose last, partial window crossed a
+        budget, was never checked on its final totals (review: max_kwh=1e-9 over 48 steps in 0.45 s read
+        'completed' without a word). The run has ended: nothing is stopped, whatever ``on_budget`` says; the
+        summary lists the budget (``budget_exceeded``) and a budget not hit during the run gets its ``budget`` event
+        (action ``warn``, ``at_end``) and its :class:`BudgetWarning`. The totals are the tracked block's: the steps'
+        and the work after the last step (a final evaluation, a checkpoint save) that the summary keeps apart. None
+        when no budget is set, [] when none is exceeded."""
+        if not any(v is not None for v in self.budgets.values()):
+            return None
+        from ..report import units as _u
+
+        m = a.get("measured") or {}
+        after = m.get("after_steps") or {}
+        t_after = float(after.get("time_s") or 0.0)
+        whole = a
+        if t_after > 0 and m.get("device_energy_j") is not None:
+            whole = {**a, "measured": {
+                **m, "time_s": float(m.get("time_s") or 0.0) + t_after,
+                "device_energy_j": m["device_energy_j"] + float(after.get("device_energy_j") or 0.0),
+                "host_energy_j": float(m.get("host_energy_j") or 0.0) + float(self.host_w or 0.0) * t_after}}
+        spent = measured_totals(self._run_data(now), whole, self.plan)
+        out: list[dict[str, Any]] = []
+        self._budget_unchecked = []
+        for key, limit in self.budgets.items():
+            s = spent.get(key)
+            name, unit = BUDGET_LABELS[key]
+            if limit is not None and s is None and self._n > 0:  # never checked, during the run either: say so
+                why = ("no device energy was measured" if "energy_kwh" not in spent else
+                       "no carbon intensity in the resolved plan" if key == "co2_kg" else "no price in the resolved plan")
+                self._budget_unchecked.append(
+                    f"budget {name}={limit:g} was never checked: {why}" + ("" if self.plan.steps else
+                    " (without steps=, epochs= or tokens= no plan is resolved, so carbon_intensity= / region= and "
+                    "price= / gpu_hour_price= are not applied)"))
+            if limit is None or s is None or not s > limit:
+                continue
+            during = self._budget_hit_step.get(key)
+            how = f"{self._n:,} steps" + (f" and {_u.duration(t_after)} after the last step" if t_after > 0 else "")
+            msg = (f"wattlint budget {name}={limit:g}: spent {_u.beyond(s, limit)} {unit} by the end of the run "
+                   f"({how})")
+            if during is None and self.on_budget == "stop":
+                msg += ("; not stopped: the budget is checked at window boundaries (every "
+                        f"{self.window_s:g} s) and the run ended before one saw it crossed")
+            elif during is not None:
+                msg += f"; first hit at step {during:,}"
+            out.append({"budget": name, "key": key, "limit": limit, "spent": s, "unit": unit,
+                        "after_steps_s": t_after if t_after > 0 else None, "hit_during_run_at_step": during,
+                        "message": msg})
+            if key not in self._budget_hit:
+                self._budget_hit.add(key)
+                self._write({"type": "event", "kind": "budget", "step": self._n, "t": max(0.0, now - self._t_start),
+                             "budget": name, "limit": limit, "spent": s, "projected": None, "range": None,
+                             "action": "warn", "at_end": True, "message": msg})
+                self._say(msg, BudgetWarning)
+        return out
 
     def _steady(self, clock):
         """A user's clock as the tracker reads it: never backwards, never NaN / inf, never raising (a reading like
@@ -886,6 +952,13 @@ class Tracker:
         from .compare import comparison
 
         a = self.analysis or {}
+        self._budget_unchecked: list[str] = []
+        try:  # never raise into the user's code at the end of the block
+            over = self._end_budget(a, now)
+        except Exception as e:  # noqa: BLE001
+            over = None
+            self._budget_unchecked = [f"the end-of-run budget check failed ({type(e).__name__}: {e})"]
+        self.notes.extend(self._budget_unchecked)
         complete = status == "completed"
         planned = getattr(self.plan, "steps", None)
         short_note = None
@@ -901,7 +974,11 @@ class Tracker:
                    "analysis": a, "at_stable": self.at_stable,
                    "comparison": comparison(a, self.static, complete=complete),
                    # in the order the run prints them (after the header's): compare-run reprints the two lists
-                   **({"notes": [n for n in (clock_note, short_note) if n]} if short_note or clock_note else {})}
+                   **({"notes": [n for n in (clock_note, short_note, *self._budget_unchecked) if n]}
+                      if short_note or clock_note or self._budget_unchecked else {}),
+                   # additive (absent: no budget set, or a record of an older wattlint): the budgets the final
+                   # totals exceed, [] when none is; the status is left as it is (a run that ended is not 'stopped')
+                   **({"budget_exceeded": over} if over is not None else {})}
         try:
             if not self._broken:
                 self._write(summary)  # disk full / I/O error on the summary line: warns, never raises
