@@ -89,15 +89,18 @@ def test_every_budget_kind_is_checked_at_the_end(tmp_path):
     assert "max_kwh" not in out and len(warned) == 2
 
 
-def test_a_budget_that_cannot_be_checked_says_so(tmp_path):
-    """Without steps= no plan is resolved, so carbon_intensity= and price= are not applied and max_co2_kg /
-    max_cost_usd were never checked, during the run or at its end, without a word: the summary now says so."""
+def test_budgets_without_steps_are_checked_at_the_end(tmp_path):
+    """Without steps= no plan of the work is resolved; the site (carbon_intensity=, price=, pue=) resolves anyway
+    (tracking.static.resolve_site), so max_co2_kg / max_cost_usd are checked as with a plan (they were never
+    checked before): 20 steps of 0.01 s at 330 W, PUE 1, 500 g/kWh, $0.2 / kWh."""
     t, warned, out = _run(tmp_path, 20, 0.01, max_co2_kg=1e-9, max_cost_usd=1e-9, price=0.2)
     s = _lines(t.path)[-1]
-    assert s["budget_exceeded"] == [] and not warned
-    notes = [n for n in s["notes"] if "was never checked" in n]
-    assert len(notes) == 2 and notes[0].startswith("budget max_co2_kg=1e-09 was never checked: no carbon intensity")
-    assert "note: budget max_cost_usd=1e-09 was never checked: no price" in out
+    kwh = 0.2 * WATTS / 3.6e6
+    got = {b["budget"]: b for b in s["budget_exceeded"]}
+    assert set(got) == {"max_co2_kg", "max_cost_usd"} and len(warned) == 2
+    assert got["max_co2_kg"]["spent"] == pytest.approx(kwh * 0.5, rel=1e-5)
+    assert got["max_cost_usd"]["spent"] == pytest.approx(kwh * 0.2, rel=1e-5)
+    assert not [n for n in s.get("notes", []) if "was never checked" in n]
 
 
 def test_a_run_within_its_budget_reports_none(tmp_path):

@@ -155,8 +155,18 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
         if p.get("cost_usd") is not None:
             txt += f", {u.usd(p['cost_usd'])}"
         lines.append(txt)
-    elif a.get("projection_note"):
-        lines.append(f"  {a['projection_note']}")
+    else:
+        m = a.get("measured") or {}
+        if m.get("energy_kwh") is not None:  # no plan: what ran, at the site (PUE, grid intensity, prices)
+            txt = (f"  measured ({a.get('steps', 0):,} steps): {u.duration(a.get('time_s') or 0.0)}, "
+                   f"{u.energy_kwh(m['energy_kwh'])} facility (PUE {float(m.get('pue') or 1.0):g})")
+            if m.get("co2_kg") is not None:
+                txt += f", {u.co2_kg(m['co2_kg'])}"
+            if m.get("cost_usd") is not None:
+                txt += f", {u.usd(m['cost_usd'])}"
+            lines.append(txt)
+        if a.get("projection_note"):
+            lines.append(f"  {a['projection_note']}")
     at = s.get("at_stable")
     if at and at.get("projection"):
         lines.append(f"  projection when the stable phase was reached (step {at['step']:,}, "

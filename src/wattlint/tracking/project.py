@@ -8,7 +8,9 @@ Energy: device energy so far (measured windows; windows whose reading failed are
         and counted) + remaining time x mean stable power of each device; host energy is modelled (stated).
 Range:  5-95 %: the remaining part scaled by 1 +- (1.645 x batch-means SE / mean + drift), where drift is the
         difference between the two halves of the stable phase; energy adds the spread of the window powers.
-CO2 / cost: facility energy = (device + host) x PUE, x grid intensity, x price; GPU-hours x GPU-hour price.
+CO2 / cost: facility energy = (device + host) x PUE, x grid intensity, x price; GPU-hours x GPU-hour price; of the
+        whole plan (the projection) and of what ran (``measured``: also without a plan, whose site settings, PUE,
+        grid intensity and prices, resolve without one).
 """
 
 from __future__ import annotations
@@ -283,6 +285,12 @@ def analyze(data: RunData, settings: Settings = Settings()) -> dict[str, Any]:
                                         else None} if after_s > 0 else None)}
     out["per_step"] = {"time_s": mu, "device_energy_j": dev_p * mu if dev_p is not None else None,
                        "device_power_w": dev_w, "host_energy_j": data.host_w * mu if data.host_w is not None else None}
+    # what ran, at the site (additive): facility energy = (device + host) x PUE, its CO2 and cost, as the budget guard
+    # reads them; a run without a plan has these too (its site settings resolve without one), the projection below
+    # is the whole plan's
+    spent = measured_totals(data, out, data.plan)
+    if spent:
+        out["measured"].update(spent, pue=float(data.plan.pue))
 
     # ---- projection of the whole plan
     plan = data.plan

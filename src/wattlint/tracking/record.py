@@ -159,9 +159,12 @@ class RunRecord:
                                after_s=float(w.get("after_steps_s") or 0.0),
                                wall_s=[c.get("wall_s") for c in chans]))
         h = self.header
+        hp = h.get("plan") or {}
+        # a run without a plan (resolved: null) priced at its site settings (header plan.site, additive; absent in
+        # records of older wattlint versions: PUE 1, no CO2 or cost, as their tracker read them)
         return RunData(step_times=times, boundaries=bounds, data_wait=waits if have_wait and times else None,
                        windows=wins, channels=list(h.get("channels") or []),
-                       plan=PlanInfo.from_dict((h.get("plan") or {}).get("resolved")), host_w=h.get("host_w"),
+                       plan=PlanInfo.from_dict(hp.get("resolved") or hp.get("site")), host_w=h.get("host_w"),
                        elapsed_s=float(wins[-1].t1) if wins else None)
 
 

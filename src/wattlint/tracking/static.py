@@ -209,9 +209,9 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
                         price_per_kwh=p.get("price_per_kwh"), gpu_hour_price=p.get("gpu_hour_price")).as_dict(), \
             ["plan: as in the static estimate"], None
     if not work_given:
-        return None, [], "no plan (steps=, epochs= with dataset=, or tokens=): per-step rates only, no totals"
+        return None, [], ("no plan (steps=, epochs= with dataset=, or tokens=): no projection of the whole run; the "
+                          "totals (facility energy, CO2, cost) are of the steps run")
     from ..plan import build_plan
-    from ..types import GpuSpec as _G
 
     mb = options.get("batch_size") or 1
     if inputs:
@@ -219,8 +219,7 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
         if first.shape and options.get("batch_size") is None:
             mb = first.shape[0]
     seq = options.get("seq_len")
-    gspec = spec or _G(key="unknown", name="unknown", vendor="", arch="", peak_tflops={"fp32": 1.0}, memory_gb=0,
-                       memory_bw_gbs=1, sm_count=1, boost_mhz=0, tdp_w=1, idle_w=0)
+    gspec = _gpu_or_stub(spec)
     from ..options import PLAN_OPTIONS as _PLAN_ONLY, canonical
 
     # the frontend's options (attention, optimizer_impl, ...) change the traced graph, not this projection's plan
@@ -234,6 +233,67 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     return PlanInfo(steps=plan.steps, epochs=plan.epochs, steps_per_epoch=spe, gpus=plan.gpus, pue=plan.pue,
                     carbon_intensity_g_per_kwh=plan.carbon_intensity_g_per_kwh, price_per_kwh=plan.price_per_kwh,
                     gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), None
+
+
+#: the site settings of a plan (wattlint.plan._site): what turns measured energy into facility energy, CO2 and cost
+SITE_FIELDS = ("pue", "carbon_intensity_g_per_kwh", "price_per_kwh", "gpu_hour_price")
+
+
+def site_of(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The site settings of a resolved plan (PlanInfo.as_dict or the static estimate's plan), None without one."""
+    if not plan:
+        return None
+    return {**{k: plan.get(k) for k in SITE_FIELDS}, "pue": float(plan.get("pue") or 1.0)}
+
+
+def _gpu_or_stub(spec: GpuSpec | None) -> GpuSpec:
+    """``spec``, or the stand-in :func:`resolve_plan` prices a run of an unidentified device on."""
+    from ..types import GpuSpec as _G
+
+    return spec or _G(key="unknown", name="unknown", vendor="", arch="", peak_tflops={"fp32": 1.0}, memory_gb=0,
+                      memory_bw_gbs=1, sm_count=1, boost_mhz=0, tdp_w=1, idle_w=0)
+
+
+def resolve_site(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str, TensorSpec] | None,
+                 static_plan: dict[str, Any] | None) -> tuple[dict[str, Any] | None, list[str], str | None]:
+    """(site, assumptions, error) of a run WITHOUT a planned amount of work (no steps=, epochs= or tokens=): the PUE,
+    grid carbon intensity and electricity / GPU-hour prices resolve as they do with one, through the estimator's one
+    resolver (wattlint.plan: build_plan, whose ``_site`` states every default in the same assumption lines), so that
+    the run's measured energy still gets its facility energy (x PUE), CO2 and cost and its CO2 / cost budgets are
+    checked. ``site``: {gpus, pue, carbon_intensity_g_per_kwh, price_per_kwh, gpu_hour_price}.
+
+    The static estimate's plan wins when there is one (it is priced with one stand-in step: its site settings are the
+    plan's, as :func:`resolve_plan` takes them with work given); otherwise build_plan on the options with a stub graph
+    and one stand-in step (the work only; nothing of it is kept), and the site's own assumption lines."""
+    from .. import plan as _plan
+    from ..options import PLAN_OPTIONS as _PLAN_ONLY, canonical
+
+    options = _aliased(options)
+    if static_plan is not None:
+        site = site_of(static_plan) or {}
+        return {"gpus": int(options.get("gpus") or 1), **site}, \
+            ["site (PUE, carbon intensity, prices): as in the static estimate"], None
+    mb = options.get("batch_size") or 1
+    if inputs:
+        first = next(iter(inputs.values()))
+        if first.shape and options.get("batch_size") is None:
+            mb = first.shape[0]
+    gspec = _gpu_or_stub(spec)
+    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None and canonical(k) in _PLAN_ONLY}
+    kw.pop("utilization", None)
+    for k in ("steps", "epochs", "tokens"):  # a plan of work that did not resolve (its error is noted) is not the site's
+        kw.pop(k, None)
+    kw["steps"] = 1  # a stand-in: build_plan resolves the layout (GPUs, GPUs per node) the site's defaults depend on
+    try:
+        plan = _plan.build_plan(_stub_graph(inputs, mb, options.get("seq_len")), gpu=gspec, strict_precision=False,
+                                **kw)
+        # the site's own lines, as build_plan states them (the stand-in step's work lines are not this run's)
+        notes: list[str] = []
+        site: dict[str, Any] = {"gpus": plan.gpus, "gpus_per_node": plan.gpus_per_node}
+        _plan._site(_plan._validated({k: v for k, v in kw.items() if k != "steps"}), site, notes, gspec)
+    except WattlintError as e:
+        return None, [], f"site (PUE, carbon intensity, prices): {e}"
+    return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, None
 
 
 # ---- static estimate ---------------------------------------------------------------------------------------------

@@ -352,6 +352,7 @@ class Tracker:
         self.channels: list = []
         self.static: dict[str, Any] | None = None
         self.plan = PlanInfo()
+        self.site: dict[str, Any] | None = None  # PUE, carbon intensity, prices: resolved with or without a plan
         self.path: Path | None = None
         self.started = False
         self.closed = False
@@ -503,16 +504,29 @@ class Tracker:
         elif self.want_static:
             why = "no device spec" if spec is None else "no model= or source="
             self.static = {"error": why}
-        plan, assumptions, err = _s.resolve_plan(
-            spec, self.options, self._input_specs,
-            (self.static or {}).get("plan") if self.static and not self.static.get("error") else None)
+        static_plan = (self.static or {}).get("plan") if self.static and not self.static.get("error") else None
+        plan, assumptions, err = _s.resolve_plan(spec, self.options, self._input_specs, static_plan)
         if err:
             self.notes.append(err)
+        self.site = None
+        if plan is None:
+            # no planned amount of work (or it did not resolve): the site settings resolve all the same, through the
+            # estimator's resolver, so that what runs gets its facility energy (x PUE), CO2 and cost and the CO2 /
+            # cost budgets are checked (they were dropped with the plan: review)
+            site, assumptions, site_err = _s.resolve_site(spec, self.options, self._input_specs, static_plan)
+            if site_err:
+                self.notes.append(site_err)
+            if site is not None:
+                if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
+                    site["gpus"] = len(self.channels)
+                self.plan = PlanInfo.from_dict(site)
+                self.site = _s.site_of(self.plan.as_dict())
         self.plan_assumptions = [a for a in assumptions if not a.startswith("unknown ")]
         if plan is not None:
             if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
                 plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
+            self.site = _s.site_of(self.plan.as_dict())
             if self.start_step:  # a resumed run: its steps count from 0, the plan's steps are those still to run
                 steps = self.plan.steps
                 if steps is not None and self.options.get("steps") is None:
@@ -580,7 +594,9 @@ class Tracker:
             "channels": [c.describe() for c in self.channels],
             "plan": {"request": {k: v for k, v in self.options.items() if v is not None},
                      "resolved": self.plan.as_dict() if self.plan.steps else None,
-                     "assumptions": self.plan_assumptions},
+                     "assumptions": self.plan_assumptions,
+                     # additive: the site settings the run's energy is priced at, a plan or none (resolved: null)
+                     "site": self.site},
             "static": self.static, "host_w": self.host_w, "job": _job(),
             "settings": {**self.settings.as_dict(), "window_s": self.window_s, "clock": self.clock_name},
             "budget": {**self.budgets, "on_budget": self.on_budget},
@@ -865,9 +881,9 @@ class Tracker:
                 why = ("no device energy was measured" if "energy_kwh" not in spent else
                        "no carbon intensity in the resolved plan" if key == "co2_kg" else "no price in the resolved plan")
                 self._budget_unchecked.append(
-                    f"budget {name}={limit:g} was never checked: {why}" + ("" if self.plan.steps else
-                    " (without steps=, epochs= or tokens= no plan is resolved, so carbon_intensity= / region= and "
-                    "price= / gpu_hour_price= are not applied)"))
+                    f"budget {name}={limit:g} was never checked: {why}" + ("" if self.site or key == "energy_kwh"
+                    else " (the site settings, PUE, carbon_intensity= / region= and price= / gpu_hour_price=, "
+                    "did not resolve: see the notes)"))
             if limit is None or s is None or not s > limit:
                 continue
             during = self._budget_hit_step.get(key)
