@@ -107,8 +107,10 @@ def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[st
     if plan.recompute == "selective" and not traced_ckpt:
         from .parallel import attention_score_bytes
 
+        megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and plan.precision in HALF
         kept = extra.get("replica_attention_scores")  # a per-GPU graph's whole replica (wattlint.parallel)
-        scores, what = kept if kept else attention_score_bytes(graph, half=graph.precision in HALF)
+        scores, what = (kept["megatron" if megatron else "pytorch"] if kept
+                        else attention_score_bytes(graph, megatron=megatron))
         if scores:
             act = max(0, act - scores)
             notes.append(f"recompute selective: the attention scores are not kept, {scores / 2**20:,.1f} MiB "

@@ -588,7 +588,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
     extra["activation_split"] = {mode: activation_split(graph, layout, blocks, hidden, recompute=mode)
                                  for mode in RECOMPUTES}
     # what wattlint.memory needs of the whole replica, which the per-GPU graph's records no longer show
-    extra["replica_attention_scores"] = attention_score_bytes(graph, half=graph.precision in ("fp16", "bf16", "fp8"))
+    extra["replica_attention_scores"] = {stack: attention_score_bytes(graph, megatron=stack == "megatron")
+                                         for stack in ("pytorch", "megatron")}
     extra["replica_forward_bytes"] = sum(r.bytes_written for r in graph.records if r.phase is Phase.FORWARD
                                          and not r.recompute and r.kind not in (OpKind.VIEW, OpKind.COMMUNICATION))
     extra["parallel_full_params"] = graph.params
@@ -925,12 +926,20 @@ def attention_layers(graph: CostGraph, blocks: Blocks | None,
     return tuple(sorted(i for i in found if i is not None))
 
 
-def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, str]:
-    """The Korthikanti et al. 2022 attention-score activations of an eager-attention transformer, 5as^2b per
-    attention layer (QK^T output and softmax output in 16 bits, the 1-byte dropout mask; x2 for fp32 activations),
-    which selective recompute does not keep: (bytes, what). 0 with fused attention (no scores stored) or without
-    repeated blocks. Only the blocks that run attention count (:func:`attention_layers`: a hybrid's Mamba layers
-    store none); a one-layer model is one block (:func:`model_blocks`)."""
+def attention_score_bytes(graph: CostGraph, *, megatron: bool = False) -> tuple[int, str]:
+    """The attention-score activations an eager-attention transformer keeps for backward, which selective recompute
+    does not keep (Korthikanti et al. 2022): (bytes, what), read off the trace. In each attention core
+    (:func:`attention_core`), from its softmax up to the batched matmul over V: the softmax output (saved by the
+    softmax's backward), and the casts and dropout between them (their outputs are the matmul's saved input; dropout
+    also keeps its mask). Korthikanti's 5as^2b per layer is that with 16-bit scores and attention dropout (softmax
+    output 2, dropout mask 1, dropout output 2 bytes per score); a model without attention dropout (Llama, Mixtral:
+    torch's dropout at p = 0 returns its input) keeps the softmax output only, and autocast's fp32 softmax keeps 4
+    bytes per score plus its half-precision cast. ``megatron``: the training stack keeps the softmax output in half
+    precision and no cast of it (wattlint.memory's megatron rule, which this must match). 0 with fused attention
+    (no scores stored) or without repeated blocks. Only the blocks that run attention count
+    (:func:`attention_layers`: a hybrid's Mamba layers store none); a one-layer model is one block
+    (:func:`model_blocks`). Review 2026-12-07: the 5as^2b formula was subtracted whatever the trace kept (2as^2b for
+    a dropout-free bf16 Llama under megatron): selective recompute zeroed the activations of eager Llama plans."""
     blocks = model_blocks(graph)
     s = int(graph.seq_len or 0)
     if blocks is None or not s:
@@ -940,11 +949,56 @@ def attention_score_bytes(graph: CostGraph, *, half: bool = True) -> tuple[int, 
     if not blocks_hold_attention(graph, blocks):
         return 0, f"the blocks of {blocks.prefix} hold no attention"
     n = len(attention_layers(graph, blocks))
-    b = max(1, int(graph.micro_batch or 1))
-    a = _eager_heads(graph, hidden_size(graph, blocks))
-    total = int(round(5.0 * a * s * s * b * n * (1.0 if half else 2.0)))
     of = f" (of {blocks.count} blocks: the others hold no attention)" if n < blocks.count else ""
-    return total, (f"{n} layers{of} x 5as^2b with a={a}, s={s}, b={b}" + ("" if half else ", x2 for fp32"))
+    records = graph.records
+    after: dict[str, list[OpRecord]] = {}  # module -> its softmax and the records after it, up to the matmul over V
+    total = scores = 0
+    kinds: list[str] = []
+
+    def close(chain: list[OpRecord]) -> int:
+        """Saved bytes of one core from its softmax on: the softmax output, the tensor the matmul over V reads (the
+        last record's output: a cast, or dropout's output with its mask) and the mask of any dropout before it."""
+        soft = chain[0]
+        elems = soft.bytes_written // max(1, dtype_bytes(soft.dtype))
+        rest = [r for r in chain[1:] if r.shapes and math.prod(r.shapes[0]) == elems]  # score-shaped (not V's copy)
+        kept = 2 * elems if megatron else soft.bytes_written
+        for j, r in enumerate(rest):
+            cast = "_to_copy" in r.op or r.op.endswith((".to", "to.dtype"))
+            last = j == len(rest) - 1
+            if last and not (megatron and cast):  # megatron: the half-precision softmax output is what V reads
+                kept += r.bytes_written
+            elif "dropout" in r.op and not last:
+                kept += elems  # its 1-byte mask
+            else:
+                continue
+            what = "cast" if cast else "dropout output and mask" if "dropout" in r.op else r.op
+            if what not in kinds:
+                kinds.append(what)
+        return kept
+
+    for i in sorted(attention_core(records)):
+        r = records[i]
+        if r.kind is OpKind.SOFTMAX:
+            after[r.module] = [r]
+            scores += r.bytes_written // max(1, dtype_bytes(r.dtype))
+            if "softmax output" not in kinds:
+                kinds.insert(0, "softmax output")
+        elif r.module in after:
+            if _batched_gemm(r):
+                total += close(after.pop(r.module))
+            elif r.kind is not OpKind.VIEW and r.bytes_written:
+                after[r.module].append(r)
+    for chain in after.values():  # a core whose matmul over V was not seen: what it kept up to there
+        total += close(chain)
+    if not scores:  # no softmax found in an eager core: Korthikanti's count, 16-bit scores
+        b = max(1, int(graph.micro_batch or 1))
+        a = _eager_heads(graph, hidden_size(graph, blocks))
+        total = int(round(5.0 * a * s * s * b * n))
+        return total, f"{n} layers{of} x 5as^2b with a={a}, s={s}, b={b} (no softmax traced in the attention core)"
+    return total, (f"{n} layers{of}: {scores:,} attention scores kept as {' + '.join(kinds)}, "
+                   f"{total / scores:.3g} bytes per score" + (" (megatron stack: a half-precision softmax output)"
+                                                              if megatron else "")
+                   + "; Korthikanti's 5as^2b is 5 bytes per score with attention dropout")
 
 
 def _batched_gemm(r: OpRecord) -> bool:
