@@ -54,3 +54,22 @@ def test_selective_eager_keeps_what_selective_sdpa_keeps(llama, stack):
     none = _activations(llama, "eager", "none", **stack)
     per_score = 2 if stack else 6
     assert none - eager == pytest.approx(per_score * SCORES, rel=1e-6), (none, eager)
+
+
+def test_megatron_fused_swiglu_keeps_its_inputs_not_the_silu_output(llama):
+    """Megatron's fused SwiGLU saves its two inputs (gate and up projections) and the down projection its product;
+    PyTorch's SiLU output, which the traced gate multiply saved, is not kept: b x s x ffn x 2 B per layer less
+    (Korthikanti-style count of a SwiGLU layer: 6 sbf of MLP activations, not 8; review 2026-12-07)."""
+    import dataclasses
+
+    from wattlint.memory import replica_activation_bytes
+
+    e = wattlint.estimate(llama, gpu="h100", batch_size=B, seq_len=S, steps=1, precision="bf16", lint=False,
+                          training_stack="megatron")
+    per_layer = B * S * LLAMA["intermediate_size"] * 2
+    assert e.graph.extra["activation_bytes_gated_output"] == LAYERS * per_layer == 65_536
+    without = dataclasses.replace(e.graph, extra={**e.graph.extra, "activation_bytes_gated_output": 0})
+    assert (replica_activation_bytes(without, e.plan)[0] - replica_activation_bytes(e.graph, e.plan)[0]
+            == LAYERS * per_layer)
+    assert e.memory.breakdown["activations"] == replica_activation_bytes(e.graph, e.plan)[0]
+    assert any("fused SwiGLU / GeGLU kernel keeps its two inputs" in a for a in e.assumptions)

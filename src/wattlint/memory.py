@@ -27,9 +27,11 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
   stack (bf16 parameters) the fp32 tensors autocast keeps inside the model (``activation_bytes_fp32``: residual
   stream / norm inputs, softmax outputs) are half precision, and a cast of a kept fp32 tensor
   (``activation_bytes_cast_dup``) is the same tensor: a GPT layer with flash attention and no dropout then keeps
-  32sbh, Korthikanti et al. 2022's 34sbh less the two 1-byte dropout masks (tests/test_memory_activations.py).
+  32sbh, Korthikanti et al. 2022's 34sbh less the two 1-byte dropout masks (tests/test_memory_activations.py); a
+  gated MLP's activation output (``activation_bytes_gated_output``) is not kept by the fused SwiGLU / GeGLU kernel.
   Without that fact: the forward ops' written bytes (an upper bound), stated. Selective recompute
-  removes the eager attention scores, 5as^2b per layer (Korthikanti et al. 2022; nothing with fused attention).
+  removes the eager attention scores the trace kept (wattlint.parallel.attention_score_bytes: 5as^2b per layer with
+  16-bit scores and attention dropout, Korthikanti et al. 2022; nothing with fused attention).
   Tensor / pipeline / context-parallel plans keep a share of one replica's (:func:`split_activation_bytes`,
   wattlint.parallel.activation_split): the layers' Korthikanti et al. 2022 split applied to the traced layers, the
   loss's log-probabilities split over tp x cp on the last stage.
@@ -104,6 +106,12 @@ def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[st
                          f"stream / norm inputs, softmax outputs: {fp32 / 2**20:,.1f} MiB traced) are half "
                          f"precision (2 bytes){same}: {(fp32 // 2 + dup) / 2**20:,.1f} MiB less than traced; the "
                          f"loss's fp32 log-softmax stays fp32")
+        gated = int(extra.get("activation_bytes_gated_output") or 0)
+        if gated and not traced_ckpt:
+            act = max(0, act - gated)
+            notes.append(f"training stack megatron: the fused SwiGLU / GeGLU kernel keeps its two inputs, not the "
+                         f"activation's output the traced gate multiply saved ({gated / 2**20:,.1f} MiB less than "
+                         f"traced)")
     if plan.recompute == "selective" and not traced_ckpt:
         from .parallel import attention_score_bytes
 

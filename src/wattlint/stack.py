@@ -314,6 +314,13 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
              f"module weights and torch optimizer, whose lines are dropped)"]
     extra = dict(graph.extra or {})
     extra["training_stack"] = "megatron"
+    # the activation output a fused gated kernel does not keep: PyTorch's SiLU output is saved by the gate's mul, the
+    # fused SwiGLU / GeGLU kernel saves only its two inputs (and the next matmul its product): wattlint.memory
+    e = C.dtype_bytes(half)
+    extra["activation_bytes_gated_output"] = sum(
+        _numel(r.shapes[0]) * e for r in kept
+        if r.op.startswith("fused::gated_") and not r.op.endswith("_backward") and r.phase is Phase.FORWARD
+        and not r.recompute and r.shapes)
     kept_notes = tuple(a for a in graph.assumptions if not a.startswith(SUPERSEDED))
     out = dataclasses.replace(graph, records=tuple(kept + new_opt), precision=precision,
                               extra=extra, assumptions=kept_notes + tuple(notes))
