@@ -227,6 +227,8 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
                        f"{plan.gpus // ep} ranks holding the same experts, its {split.params - split.expert:,.0f} "
                        f"others over all {plan.gpus}")
     t, volume, link = collective_time(unscaled, calls, gpu, plan)
+    latency = calls * COLLECTIVE_LATENCY_S * math.log2(plan.gpus)  # collective_time's latency term
+    lat_how = f"{calls:,} calls x {COLLECTIVE_LATENCY_S * 1e6:g} us x log2({plan.gpus})"
     tail = 0.0  # ZeRO-2's all-gather of the updated weights after the optimizer step: nothing left to hide it under
     if plan.sharding == "zero2":
         w_share = weight / (max(1, plan.grad_accum) * grad + weight) if grad + weight > 0 else 0.0
@@ -235,6 +237,8 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
         if plan.sharding == "zero2":
             tail += t_e * w_share
         t, volume, calls = t + t_e, volume + vol_e, calls + e_calls
+        latency += e_calls * COLLECTIVE_LATENCY_S * math.log2(eplan.gpus) if eplan.gpus > 1 else 0.0
+        lat_how += f" + {e_calls:,} x log2({eplan.gpus})"
     after = after_backward(plan)
     if plan.sharding in ("zero3", "fsdp"):
         overlap = forward_s + backward_s  # FSDP prefetches the next unit's weights during compute
@@ -251,8 +255,9 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
     how = (f"after the backward pass, not overlapped ({AFTER_BACKWARD_SOURCE})" if after else
            f"overlapped with {passes}, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
-            f"{collective}{experts}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}; {how} at near-idle power "
-            f"({power:.0f} W)")
+            f"{collective}{experts}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, + "
+            f"latency {lat_how} ({latency * 1e3:,.3g} ms of the {t * 1e3:,.3g} ms per step); {how} "
+            f"at near-idle power ({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"
     return Communication(bytes=volume, time_s=t, exposed_s=exposed, power_w=power, calls=calls, note=note)
