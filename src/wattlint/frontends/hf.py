@@ -517,12 +517,15 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         if hint:
             raise InputError(f"{e}{hint}") from None
         raise
+    extra: dict = {}
+    if type(model).__name__ not in archs:  # the base model: the reports' header says no task head is costed
+        extra["no_task_head"] = type(model).__name__
     heads = _heads(getattr(model, "config", None) or config)
-    if heads is None:
-        return graph
-    # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced kernels
-    # do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
-    return dataclasses.replace(graph, extra={**(graph.extra or {}), "attention_heads": list(heads)})
+    if heads is not None:
+        # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced
+        # kernels do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
+        extra["attention_heads"] = list(heads)
+    return dataclasses.replace(graph, extra={**(graph.extra or {}), **extra}) if extra else graph
 
 
 # forward parameters a model runs without (masks, positions, caches, labels, flags): not named as missing inputs

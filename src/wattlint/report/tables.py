@@ -39,6 +39,15 @@ def energy_model_source(est: Estimate) -> str:
     return src
 
 
+def model_headline(est: Estimate) -> str:
+    """What the header line says of the model beyond its size: a Hugging Face config without (known)
+    ``architectures`` is built as its base model, so no task head (LM / classification head and its loss) is
+    costed; said where the eye lands, not only in the assumptions."""
+    cls = (est.graph.extra or {}).get("no_task_head") if est.graph is not None else None
+    return (f" · {cls}: the base model, no task head or loss costed (the config names no architectures known to "
+            f"transformers)") if cls else ""
+
+
 def energy_model_headline(est: Estimate) -> str:
     """What follows the energy model's name in a report's header: the share of the step it priced, and where its
     source is stated (once, under Provenance)."""
