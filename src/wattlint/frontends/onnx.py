@@ -46,6 +46,18 @@ _SCOPE_TYPES = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "Gemm": "Linea
                 "RNN": "RNN", "Attention": "Attention", "MultiHeadAttention": "MultiheadAttention",
                 "MaxPool": "MaxPool", "AveragePool": "AvgPool", "GlobalAveragePool": "AdaptiveAvgPool",
                 "Softmax": "Softmax", "Embedding": "Embedding"}
+# CUDA autocast's fp32 list (wattlint.frontends.torch.AUTOCAST_FP32) in ONNX ops: half inputs cast to fp32
+_AC_FP32 = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+            "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "Softmax", "LogSoftmax",
+            "Pow", "Exp", "Log", "Reciprocal", "Softplus", "Tan", "Sinh", "Cosh", "Asin", "Acos", "LpNormalization",
+            "ReduceL2", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"}
+# of those, the ops whose backward kernel writes the input's gradient in the input's own dtype (torch's
+# native_layer_norm_backward, _softmax_backward_data(input_dtype), nll_loss): no cast of that gradient back
+_AC_FP32_OWN_GRAD = {"LayerNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization",
+                     "SkipSimplifiedLayerNormalization", "RMSNormalization", "GroupNormalization", "Softmax",
+                     "LogSoftmax", "SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"}
+# autocast's fp32_set_opt_dtype: a half input read as it is, accumulated and written in fp32
+_AC_FP32_SET_DTYPE = {"ReduceSum", "ReduceProd", "CumSum"}
 _GEMM_OPS = {"MatMul", "Gemm", "Conv", "ConvTranspose", "Einsum", "FusedMatMul", "Attention", "MultiHeadAttention",
              "GroupQueryAttention", "LSTM", "GRU", "RNN"}
 _FREE = Cost(kind=OpKind.VIEW)
@@ -299,6 +311,7 @@ class _Analysis(_Validate, _Shapes):
         self.bwd: list[list[OpRecord]] = []
         self.saved: dict = {}  # tensor name (or _scoped_name) -> bytes saved for backward
         self.loss_logits: tuple[int, int] | None = None  # (logits, bytes each) of an assumed cross-entropy
+        self.loss_casts = 0  # autocast's cast of the logits into the assumed loss (stated with the precision)
         self.unknown = 0
         self.failed: dict[str, int] = {}
         self.first_use: dict[str, str] = {}
@@ -311,6 +324,8 @@ class _Analysis(_Validate, _Shapes):
         self.own_bias_convs: set[int] = set()  # convs whose bias is a named parameter ('features.0.bias')
         self.synth_bn = 0
         self.has_bn = False
+        # a Dropout node anywhere (stated when there is none: an eval-mode export removes them)
+        self.has_dropout = any("Dropout" in n.op_type for n in _all_nodes(g))
         self.shape_consts: set[str] = set()
         self.grad_uses: dict = {}  # tensor name (or _scoped_name) -> [uses needing its gradient, module, type]
         self.scope_cache: dict[str, str] = {}
@@ -319,6 +334,11 @@ class _Analysis(_Validate, _Shapes):
         # names that sibling subgraphs both define are typed by scope (_type_of), not by the flat table
         self.scope_types = ScopeTypes(g)
         self.found_types: dict[tuple[int, str], tuple] = {}  # (id(graph), name) -> a type the walk found there
+        # CUDA autocast emulated (as the torch frontend does) when a half precision is asked of an fp32 graph
+        held = {self.types[k][0] for k in self.trainable if k in self.types} & {"float16", "bfloat16"}
+        self.autocast = bool(self.half) and not held
+        self.acdt: dict = {}  # tensor (scoped name) -> the dtype autocast leaves it in
+        self.ac_casts: set = set()  # (tensor, dtype) casts done this step (weights cached as autocast caches them)
         self._walk(g, scale=1, in_subgraph=False)
         self._grad_accumulation()
         if not self.has_bn and not self.folded_bn and self._likely_folded():
@@ -433,6 +453,7 @@ class _Analysis(_Validate, _Shapes):
         model) and re-creates each parameter as ``Identity(shared)`` named after it: each such alias is a
         parameter of its own; the shared initializer counts only where it is used directly."""
         floats = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT and C.numel(t.dims) > 1}
+        floats |= self._one_element_params(g)
         self.param_tensors = {n: self.inits[n] for n in floats}
         for n in g.node:
             if n.op_type == "Identity" and n.input and n.output and n.input[0] in self.param_tensors:
@@ -456,6 +477,27 @@ class _Analysis(_Validate, _Shapes):
                         stack.extend(a.graphs)
         self.mask_buffers = self._mask_buffers(g, used)
         return used - set(self.mask_buffers)
+
+    def _one_element_params(self, g) -> set[str]:
+        """One-element float initializers that are a trainable op's weight or bias (a [1] classifier bias: BERT's
+        multiple-choice head): input B / C of a Gemm, B of a MatMul, W / B of a Conv, the bias of the Add right
+        after a MatMul / Gemm. Other one-element constants (scales, epsilons, fill values) are no parameters."""
+        one = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT and C.numel(t.dims) == 1
+               and len(t.dims) >= 1}
+        if not one:
+            return set()
+        slots = {"Gemm": (1, 2), "MatMul": (1,), "Conv": (1, 2), "ConvTranspose": (1, 2)}
+        gemm_out = {o for n in g.node if n.op_type in ("MatMul", "Gemm") for o in n.output}
+        out = set()
+        for n in g.node:
+            for i in slots.get(n.op_type, ()):
+                if i < len(n.input) and n.input[i] in one:
+                    out.add(n.input[i])
+            if n.op_type == "Add" and len(n.input) == 2:
+                for a, b in ((0, 1), (1, 0)):
+                    if n.input[a] in gemm_out and n.input[b] in one:
+                        out.add(n.input[b])
+        return out
 
     def _mask_buffers(self, g, used) -> dict[str, int]:
         """The float initializers of ``used`` that are attention-mask buffers, not parameters (name -> elements):
@@ -536,7 +578,7 @@ class _Analysis(_Validate, _Shapes):
         for node in g.node:
             for i in node.input:
                 uses[i] = uses.get(i, 0) + 1
-        matmul_out: set[str] = set()
+        matmul_out: dict[str, int] = {}  # MatMul / Gemm output read once -> index of its forward record
         for idx, node in enumerate(g.node):
             op_type, domain = node.op_type, node.domain
             self.at = (op_type, node.name)  # named in an internal-error report
@@ -587,14 +629,22 @@ class _Analysis(_Validate, _Shapes):
             skip = ops.SHAPE_INPUTS.get(op_type, ())
             in_grad = [bool(i) and i in grad and k not in skip for k, i in enumerate(ins)]
             dtype = _first_float(in_info, out_info)
-            if half and dtype == "float32":
-                dtype = "float32" if op_type in _FP32_OPS else half
-                if op_type in _GEMM_OPS and self.gemm_dtype:
-                    dtype = self.gemm_dtype
-            in_dtypes = [_cast(d, half) for d, _ in in_info]
-            out_dtypes = [_cast(d, half) for d, _ in out_info]
-            if op_type in _FP32_OPS and half:
-                out_dtypes = ["float32" for _ in out_dtypes]
+            match = attn.get(idx)
+            bias_at = self._bias_input(op_type, ins, in_info, out_info, matmul_out)
+            ac_fwd: list = []
+            ac_bwd: list = []
+            if self.autocast:
+                dtype, in_dtypes, out_dtypes, ac_fwd, ac_bwd = self._autocast_node(
+                    node, ins, in_info, out_info, skip, match, idx, bias_at)
+            else:
+                if half and dtype == "float32":
+                    dtype = "float32" if op_type in _FP32_OPS else half
+                    if op_type in _GEMM_OPS and self.gemm_dtype:
+                        dtype = self.gemm_dtype
+                in_dtypes = [_cast(d, half) for d, _ in in_info]
+                out_dtypes = [_cast(d, half) for d, _ in out_info]
+                if op_type in _FP32_OPS and half:
+                    out_dtypes = ["float32" for _ in out_dtypes]
             n = ops.Node(op_type, domain, _attrs(node), [s for _, s in in_info], in_dtypes,
                          [s for _, s in out_info], out_dtypes, ins, list(node.output),
                          [bool(i) and (i in self.const_names or i in self.shape_consts) for i in ins], in_grad,
@@ -606,7 +656,6 @@ class _Analysis(_Validate, _Shapes):
                 continue
             if op_type == "BatchNormalization":
                 self.has_bn = True
-            match = attn.get(idx)
             try:
                 ops.check_axis(n)  # before the fused patterns too: a Softmax of an attention pattern skips _softmax
                 if match is not None:
@@ -644,17 +693,20 @@ class _Analysis(_Validate, _Shapes):
                 self.folded_convs.add(len(self.fwd))  # index the conv's forward record is about to take
             elif op_type == "Conv" and len(node.input) > 2 and _PARAM_BIAS.search(node.input[2] or ""):
                 self.own_bias_convs.add(len(self.fwd))  # the model's own bias parameter: no BatchNorm folded in
-            if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
-                matmul_out.add(node.output[0])
-            elif op_type == "Add" and len(ins) == 2 and oc.fwd.flops:
-                oc = self._fuse_bias(ins, n, oc, matmul_out)
+            if bias_at is not None and oc.fwd.flops:
+                oc = self._fuse_bias(ins, n, oc, matmul_out, bias_at, scale)
             status = Status.IGNORED if oc.ignored else Status.HANDLED
             call = 0
             if oc.lib_call:  # one library call (a cuDNN RNN): its records of a phase are one host launch
                 self.lib_calls += 1
                 call = self.lib_calls
+            for c, cdt, shp in ac_fwd:  # autocast's casts of this op's inputs, launched before it
+                self._record("autocast::_to_copy", OpKind.MEMORY, module, mtype, cdt, (shp,), c, Status.HANDLED,
+                             scale)
             for c in (oc.fwd, *oc.more):
                 self._record(qual, c.kind, module, mtype, dtype, _shapes(n), c, status, scale, call=call)
+            if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
+                matmul_out[node.output[0]] = len(self.fwd) - 1  # its GEMM record: a bias Add after it joins it
             # gradient flow: outputs need a gradient when a data input does and the op is differentiable
             if any(in_grad) and op_type not in ops.NON_DIFFERENTIABLE_OUTPUTS:
                 for o, (odt, _) in zip(node.output, out_info):
@@ -667,14 +719,18 @@ class _Analysis(_Validate, _Shapes):
                                                     "(one masked copy per pair), the weights stay trained in float")
                 if self.on_loss_path is None or in_subgraph or any(o in self.on_loss_path for o in node.output):
                     self._count_grad_uses(node, in_grad, match, idx, module, mtype)
-                if oc.bwd and (self.on_loss_path is None or in_subgraph or
-                               any(o in self.on_loss_path for o in node.output)):
+                on_path = self.on_loss_path is None or in_subgraph or any(o in self.on_loss_path
+                                                                          for o in node.output)
+                if oc.bwd and on_path:
                     self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
                                                Status.HANDLED, scale, call=call) for c in oc.bwd])
                     self.bwd_of_fwd[id(self.bwd[-1])] = len(self.fwd) - 1  # the group's node's last forward record
                     for key, b in oc.saved:
                         if key and b:
                             self.saved[self._scoped_name(key)] = b * scale
+                if ac_bwd and on_path:  # the gradients' casts (autograd casts each back to its input's dtype)
+                    self.bwd.append([self._rec("autocast::_to_copy", OpKind.MEMORY, module, mtype, Phase.BACKWARD,
+                                               cdt, (shp,), c, Status.HANDLED, scale) for c, cdt, shp in ac_bwd])
 
     # ---- fused attention, gradient accumulation -------------------------------------------------------------
     def _find_attention(self, g) -> dict:
@@ -815,16 +871,162 @@ class _Analysis(_Validate, _Shapes):
                         [False] * 3, grads, dt)
         return ops._attention_core(node, b, h, sq, sk, d, dv, causal, kvh=kvh)
 
-    def _fuse_bias(self, ins, n, oc, matmul_out):
-        """MatMul + Add(bias vector) is one addmm / cuBLAS epilogue on the GPU (and on the PyTorch path): the add
-        reads the bias only, not the GEMM output again."""
+    # ---- CUDA autocast emulation (--precision fp16 / bf16 / fp8 on an fp32 graph) ------------------------------
+    def _autocast_node(self, node, ins, in_info, out_info, skip, match, idx, bias_at):
+        """The dtypes one node runs in under CUDA autocast, as :mod:`wattlint.frontends.torch` emulates it (its
+        AUTOCAST_LOWER / AUTOCAST_FP32 lists, mapped onto ONNX ops), and the casts autocast launches for it.
+
+        GEMM-class ops (MatMul, Gemm, Conv, fused attention, RNNs) cast their fp32 inputs to the half dtype (a
+        weight once per forward; its gradient cast back to fp32 once in backward, a bias's not, as torch's bias
+        gradient is a sum written in fp32) and write half; autocast's fp32 ops (layer / group / RMS norm, softmax,
+        log_softmax, pow / exp / log / reciprocal, ...) cast half inputs to fp32 and write fp32; sum / cumsum read
+        half and write fp32 without a cast; every other op runs in the dtype its inputs promote to (a half tensor
+        with an fp32 one: fp32; scalars do not promote), and in backward autograd casts the gradient of a half
+        input of such a mixed op back to half. Each cast of an activation is mirrored by a cast of its gradient,
+        except into a norm / softmax, whose backward writes the gradient in its input's dtype.
+        Returns (compute dtype, input dtypes, output dtypes, forward casts, backward casts); a cast is
+        (Cost, source dtype, shape)."""
+        half = self.half
+        op = node.op_type
+        sn = self._scoped_name
+        fwd: list = []
+        bwd: list = []
+
+        def cur(i):
+            d = in_info[i][0]
+            return self.acdt.get(sn(ins[i]), d) if ins[i] and d in _FLOAT else d
+
+        def is_float(i):
+            return bool(ins[i]) and in_info[i][0] in _FLOAT and i not in skip
+
+        def cast(name, shape, src, dst, *, bias=False, mirror=True):
+            if shape is None or src == dst:
+                return
+            weight = name in self.const_names
+            key = (sn(name), dst)
+            if key in self.ac_casts:
+                return
+            if weight or len(shape) <= 2:  # weights cached for the step; one view of an activation is cast once
+                self.ac_casts.add(key)
+            k = C.numel(shape)
+            fwd.append((Cost(0, k * C.dtype_bytes(src), k * C.dtype_bytes(dst), OpKind.MEMORY), src, tuple(shape)))
+            if name in self.grad and not bias and mirror:  # its gradient back to the tensor's own dtype
+                bwd.append((Cost(0, k * C.dtype_bytes(dst), k * C.dtype_bytes(src), OpKind.MEMORY), dst,
+                            tuple(shape)))
+
+        in_dt = [cur(i) for i in range(len(ins))]
+        real_out = [d for d, _ in out_info]
+        out_dt = list(real_out)
+
+        def outs(dt):
+            for j, d in enumerate(real_out):
+                if d == "float32":
+                    out_dt[j] = dt
+
+        if op in ("If", "Loop", "Scan"):
+            return _first_float(in_info, out_info), in_dt, out_dt, [], []
+        if match is not None:  # a fused pattern: its casts at the node that carries its cost
+            if hasattr(match, "pv"):  # attention
+                dt = half
+                if idx == match.pv:
+                    for x in (match.q, match.k, match.v):
+                        xd, xs = self.types.get(x, (None, None))
+                        cast(x, xs, self.acdt.get(sn(x), xd), half)
+                    p = getattr(match, "params", None)
+                    if p and any(x in self.grad for x in (match.q, match.k, match.v)):
+                        # the fused kernel's fp32 log-sum-exp cast for its backward, as torch's trace records it
+                        k = p[0] * p[1] * p[2]
+                        bwd.append((Cost(0, 4 * k, k * C.dtype_bytes(half), OpKind.MEMORY), "float32",
+                                    (p[0], p[1], p[2])))
+            elif hasattr(match, "affine"):  # decomposed LayerNorm: fp32
+                dt = "float32"
+                if idx == match.last:
+                    xd, xs = self.types.get(match.x, (None, None))
+                    cast(match.x, xs, self.acdt.get(sn(match.x), xd), "float32", mirror=False)
+            else:  # GELU: in its input's dtype
+                xd = self.types.get(match.x, (None, None))[0]
+                dt = self.acdt.get(sn(match.x), xd) or half
+            in_dt = [dt if d in _FLOAT else d for d in in_dt]
+            outs(dt)
+        elif op in _GEMM_OPS:
+            for i in range(len(ins)):
+                if is_float(i) and in_dt[i] == "float32":
+                    cast(ins[i], in_info[i][1], "float32", half, bias=i == 2 and op in ("Gemm", "Conv", "ConvTranspose"))
+                    in_dt[i] = half
+            dt = self.gemm_dtype or half
+            outs(half)
+        elif bias_at is not None:  # the bias add of x @ W + b: part of the GEMM (addmm casts the bias)
+            if in_dt[bias_at] == "float32":
+                cast(ins[bias_at], in_info[bias_at][1], "float32", half, bias=True)
+            in_dt = [half if is_float(i) else d for i, d in enumerate(in_dt)]
+            dt = half
+            outs(half)
+        elif op in _AC_FP32 and not (op == "Softmax" and half == "float16"):
+            for i in range(len(ins)):
+                if is_float(i) and in_dt[i] in ("float16", "bfloat16"):
+                    cast(ins[i], in_info[i][1], in_dt[i], "float32", mirror=op not in _AC_FP32_OWN_GRAD)
+                    in_dt[i] = "float32"
+            dt = "float32"
+            outs("float32")
+        elif op in _AC_FP32_SET_DTYPE or op == "Softmax":  # read half, accumulate and write fp32, no cast
+            dt = "float32"
+            outs("float32")
+        elif op in ("BatchNormalization", "InstanceNormalization"):  # not on autocast's lists: the input's dtype
+            dt = in_dt[0] if in_dt and in_dt[0] in _FLOAT else "float32"
+            outs(dt)
+        elif op == "Cast":
+            dt = real_out[0] if real_out and real_out[0] in _FLOAT else _first_float(in_info, out_info)
+        else:
+            floats = [i for i in range(len(ins)) if is_float(i)]
+            dims = [i for i in floats if in_info[i][1] is None or (len(in_info[i][1]) >= 1
+                                                                   and not (ins[i] in self.const_names
+                                                                            and C.numel(in_info[i][1]) == 1))]
+            pool = dims or floats
+            if not pool:
+                dt = _first_float(in_info, out_info)
+            else:
+                dt = "float32" if any(in_dt[i] == "float32" for i in pool) else half
+                if any(in_dt[i] not in ("float32", "float16", "bfloat16") for i in pool):
+                    dt = next(in_dt[i] for i in pool)  # float64 and the like: as they are
+                outs(dt)
+                if dt == "float32" and op not in ops.NON_DIFFERENTIABLE_OUTPUTS:
+                    for i in dims:
+                        if in_dt[i] == half and ins[i] in self.grad:
+                            xs = in_info[i][1]
+                            if xs is not None:
+                                k = C.numel(xs)
+                                bwd.append((Cost(0, 4 * k, k * C.dtype_bytes(half), OpKind.MEMORY), "float32",
+                                            tuple(xs)))
+        for o, d in zip(node.output, out_dt):
+            if o and d in _FLOAT:
+                self.acdt[sn(o)] = d
+        return dt, in_dt, out_dt, fwd, bwd
+
+    def _bias_input(self, op_type, ins, in_info, out_info, matmul_out) -> int | None:
+        """The input index of the bias vector of an Add that follows a MatMul / Gemm read only by it (x @ W + b:
+        one addmm / cuBLAS epilogue on the GPU and on the PyTorch path), else None."""
+        if op_type != "Add" or len(ins) != 2:
+            return None
+        y = out_info[0][1] if out_info else None
         for a, b in ((0, 1), (1, 0)):
             if ins[a] in matmul_out and (ins[b] in self.inits or ins[b] in self.alias):
-                bs = n.in_shapes[b]
-                if bs is not None and len(bs) == 1 and n.out_shapes[0] and bs[0] == n.out_shapes[0][-1]:
-                    e = C.dtype_bytes(n.dtype)
-                    return ops.OpCost(Cost(oc.fwd.flops, bs[0] * e, 0, OpKind.ELEMENTWISE), oc.bwd, oc.saved)
-        return oc
+                bs = in_info[b][1]
+                if bs is not None and len(bs) == 1 and y and bs[0] == y[-1]:
+                    return b
+        return None
+
+    def _fuse_bias(self, ins, n, oc, matmul_out, b, scale) -> "ops.OpCost":
+        """MatMul + Add(bias vector) is one addmm / cuBLAS epilogue (as torch's nn.Linear runs it): the add's FLOPs
+        and its read of the bias join the GEMM's record; the add is no kernel of its own (no launch), and it does not
+        read the GEMM output again. Its backward (the bias gradient, a reduction) stays."""
+        i = matmul_out[ins[1 - b]]
+        r = self.fwd[i]
+        extra = Cost(oc.fwd.flops, n.in_shapes[b][0] * C.dtype_bytes(n.in_dtypes[b] or n.dtype), 0)
+        if scale != 1:
+            extra = extra.scaled(scale)
+        self.fwd[i] = dataclasses.replace(r, flops=r.flops + int(extra.flops),
+                                          bytes_read=r.bytes_read + int(extra.bytes_read))
+        return ops.OpCost(Cost(kind=OpKind.VIEW), oc.bwd, oc.saved, ignored=True)
 
     def _count_grad_uses(self, node, in_grad, match, idx, module, mtype) -> None:
         if match is not None and hasattr(match, "affine"):  # LayerNorm: x read by ReduceMean and Sub
@@ -847,13 +1049,23 @@ class _Analysis(_Validate, _Shapes):
     def _grad_accumulation(self) -> None:
         """A tensor used by k consumers that need its gradient gets k-1 gradient additions (autograd's accumulate)."""
         recs = []
+        for copy, emb in self.tied.items():
+            # a tied output layer: one parameter, two uses: autograd adds the head's weight gradient into the
+            # embedding's (one add over the embedding's gradient, as torch records it for GPT-2's wte)
+            if copy in self.grad_uses and emb in self.trainable:
+                u = self.grad_uses.pop(copy)
+                hit = self.grad_uses.setdefault(emb, [0, self.first_use.get(emb, u[1]), ""])
+                if not hit[2]:
+                    hit[2] = self.module_types.get(hit[1], "")
+                hit[0] += u[0]
         for name, (uses, module, mtype) in self.grad_uses.items():
             if uses < 2:
                 continue
             dt, shape = self.types.get(name, (None, None)) if isinstance(name, str) else self._type_in(*name)
             if shape is None:
                 continue
-            dt = _cast(dt, self.half) or "float32"
+            dt = (self.acdt.get(name, "float32") if self.autocast and dt in _FLOAT else _cast(dt, self.half)) \
+                or "float32"
             c = C.elementwise("add", [shape, shape], shape, dt).scaled(uses - 1)
             recs.append(self._rec("autograd::accumulate_grad", OpKind.ELEMENTWISE, module, mtype, Phase.BACKWARD, dt,
                                   (tuple(shape),), c, Status.HANDLED, 1))
@@ -1079,6 +1291,16 @@ class _Analysis(_Validate, _Shapes):
         if not shape:
             self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
             return [], []
+        pre = []
+        if self.autocast:  # cross_entropy / mse_loss are on autocast's fp32 list: half logits cast to fp32 first
+            src = self.acdt.get(out, dt)
+            if src in ("float16", "bfloat16"):
+                k = C.numel(shape)
+                pre.append(self._rec("autocast::_to_copy", OpKind.MEMORY, "", "", Phase.FORWARD, src,
+                                     (tuple(shape),), Cost(0, k * C.dtype_bytes(src), 4 * k, OpKind.MEMORY),
+                                     Status.HANDLED, 1))
+            dt = "float32"
+        self.loss_casts = len(pre)
         dt = _cast(dt, self.half) or "float32"
         cdim = 1 if len(shape) >= 4 else len(shape) - 1  # [N, C, H, W]: per-pixel classes; [.., C]: last dim
         if len(shape) >= 2 and shape[cdim] > 1:
@@ -1101,7 +1323,7 @@ class _Analysis(_Validate, _Shapes):
             op, mt = "loss::mse", "MSELoss"
         fr = self._rec(op, OpKind.LOSS, "", mt, Phase.FORWARD, dt, (tuple(shape),), f, Status.HANDLED, 1)
         br = self._rec(op, OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (tuple(shape),), b, Status.HANDLED, 1)
-        return [fr], [br]
+        return pre + [fr], [br]
 
     def _optimizer(self) -> list[OpRecord]:
         recs = []
@@ -1169,9 +1391,18 @@ class _Analysis(_Validate, _Shapes):
                      f"cudnn_batch_norm: forward reads and writes the conv output, backward reads dy and x and "
                      f"writes dx); activation memory counts the conv output each BatchNorm saves; its weight "
                      f"(gamma) is not added to the parameters (the conv bias stands for beta)")
+        if not self.has_dropout:
+            a.append("dropout: the graph has no Dropout node, so none is priced; if the model trains with dropout, "
+                     "it is not in the graph (an eval-mode export removes it: export with "
+                     "training=torch.onnx.TrainingMode.TRAINING to keep it)")
         if self.half and self._precision_name() == self.precision:
-            a.append(f"precision {self.precision}: matmul/conv in {self.gemm_dtype}, elementwise in {self.half}, "
-                     f"norms and softmax in float32, parameters and optimizer state in float32"
+            casts = self.loss_casts + sum(1 for r in self.fwd if r.op == "autocast::_to_copy") + sum(
+                1 for grp in self.bwd for r in grp if r.op == "autocast::_to_copy")
+            a.append(f"precision {self.precision}: CUDA autocast emulated with its op lists, as for a PyTorch model: "
+                     f"matmul/conv/attention in {self.gemm_dtype} (fp32 inputs cast, each weight once per step and "
+                     f"its gradient cast back), layer/group norm, softmax, log_softmax, pow/exp/log and the loss in "
+                     f"float32 (half inputs cast), other ops in the dtype their inputs promote to; {casts} cast "
+                     f"kernels per step (forward and backward); parameters and optimizer state in float32"
                      + ("; traced as bf16, the GEMMs that run in FP8 chosen at estimate time"
                         if self.precision == "fp8" else ""))
         if self.shape_fallback:
@@ -1220,6 +1451,9 @@ class _Analysis(_Validate, _Shapes):
         for grp in self.bwd:
             i = self.bwd_of_fwd.get(id(grp))
             if i in bn_bwd and any(r.op == "onnx::Conv" for r in grp):
+                # the folded conv's bias is BatchNorm's beta, whose gradient the BatchNorm backward already
+                # produces (torch's conv has no bias there): its bias-gradient reduction is dropped
+                grp[:] = [r for r in grp if not (r.op == "onnx::Conv" and r.kind is OpKind.REDUCTION)]
                 grp.insert(0, bn_bwd.pop(i))
 
     def _constant_true(self, name: str) -> bool:
