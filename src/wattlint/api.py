@@ -391,6 +391,38 @@ class Reestimator:
         """The request's model traced under ``precision`` (see :meth:`PriceCache.retrace`)."""
         return self._cache.retrace(precision)
 
+    @property
+    def request_options(self) -> dict[str, Any]:
+        """The options the request was made with (empty for an already traced graph: nothing to re-run)."""
+        return dict(self._cache._options) if self._cache._source is not None else {}
+
+    def literal(self, gpu: GpuSpec | None, base_gpu: GpuSpec, **changes: Any) -> Estimate | None:
+        """The estimate the user gets by re-running the request with the options ``changes`` (option name ->
+        value; None drops an option) on ``gpu`` (None: ``base_gpu``), as the command line would: the model traced
+        again when the changes reach the frontend (the request's own trace otherwise) and the plan built from the
+        options on that GPU (its own node, host platform class and PUE defaults). None for an already traced graph
+        (no request to re-run); WattlintError when the request path refuses the changed options."""
+        cache = self._cache
+        if cache._source is None:
+            return None
+        options = cache._options
+        opts = {k: v for k, v in {**options, **changes}.items() if v is not None}
+        spec = gpu if gpu is not None else base_gpu
+        same = cache.root is not None and _frontend_args(opts) == _frontend_args(options)
+        graph = cache.root if same else trace(cache._source, opts)
+        return self(graph, spec, make_plan(graph, spec, opts))
+
+
+def _frontend_args(opts: Mapping[str, Any]) -> tuple:
+    """What :func:`trace` hands the frontend from ``opts`` (equal: the same trace)."""
+    from . import options as _options
+    from .parallel import frontend_batch
+
+    kw = {k: opts[k] for k in _options.FRONTEND_OPTIONS if opts.get(k) is not None}
+    kw["recompute_full"] = opts.get("recompute") == "full"
+    kw.update(frontend_batch(opts))
+    return tuple(sorted((k, repr(v)) for k, v in kw.items()))
+
 
 def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | None = None,
          totals_rules: bool = True) -> Estimate:

@@ -40,7 +40,10 @@ def rules_markdown(rules) -> str:
            "Each rule has a stable code, a severity (`error` exits 1 in `wattlint check`; `warning`/`info` exit 0),",
            "a status (`stable`, or `preview`: runs only with `preview = true` or when selected by exact code), options",
            "(`[tool.wattlint.rules.CODE]`), and VALID/INVALID cases from which tests/test_lint_rules.py is generated.",
-           "Savings are computed by re-estimating the run with the change applied (same estimator, same plan);",
+           "Savings are computed by re-estimating the run with the change applied: where the rule recommends",
+           "options (WL107, WL203, WL205), the request re-run with them as the command line would run it (the",
+           "other GPU's own platform and PUE defaults); otherwise the same estimator and plan on the changed graph.",
+           "A run that does not fit in GPU memory (WL201) gets its advice but no saving figure;",
            "`saving_kwh` is facility kWh of the whole plan, `saving_pct` percent of the plan's energy. Budget and",
            "regression findings (WL3xx) report the excess instead.", "",
            "| code | name | severity | status | summary |", "|---|---|---|---|---|"]

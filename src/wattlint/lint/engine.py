@@ -23,6 +23,10 @@ from .rule import Rule
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
+#: what a finding says instead of a saving when the planned run does not fit in GPU memory
+NO_SAVING_UNFIT = ("no saving claimed: the planned run does not fit in GPU memory (WL201), so there is no run to "
+                   "save against")
+
 Reestimator = Callable[[CostGraph, GpuSpec, Plan], Estimate]
 
 
@@ -120,6 +124,13 @@ class Context:
 
     # ---- numbers
     @property
+    def base_fits(self) -> bool:
+        """Whether the planned run fits in GPU memory (True when unknown: a cached summary without memory)."""
+        if self.estimate is not None:
+            return bool(self.estimate.memory.fits)
+        return bool((self.summary.get("memory") or {}).get("fits", True))
+
+    @property
     def total(self) -> Mapping[str, Any]:
         return self.summary.get("total", {})
 
@@ -148,6 +159,28 @@ class Context:
             return self._reestimator(g, spec, p)
         except WattlintError:  # a variant the user could not run either: no saving rather than no finding
             return None
+
+    def literal(self, gpu: GpuSpec | None = None, **changes: Any) -> Estimate | None:
+        """The estimate the user gets by re-running the request with the options ``changes`` (option name ->
+        value; None drops an option) and, with ``gpu``, ``--gpu`` that GPU: the model traced again with those
+        options and the plan built from them as the command line builds it (the GPU's own defaults: node, host
+        platform class, PUE). None when it cannot be computed: the estimate came from an already traced graph (no
+        request options to change), or the request path refuses the changed options (the user could not run it
+        either). What a rule claims for a recommended change is this re-estimate, when it is available."""
+        if self.estimate is None or self._reestimator is None:
+            return None
+        hook = getattr(self._reestimator, "literal", None)  # api.Reestimator (a bare callable has none)
+        if not callable(hook):
+            return None
+        try:
+            return hook(gpu, self.estimate.gpu, **changes)
+        except WattlintError:
+            return None
+
+    @property
+    def request_options(self) -> Mapping[str, Any]:
+        """The options the estimate was requested with (empty when unknown: an already traced graph)."""
+        return dict(getattr(self._reestimator, "request_options", None) or {})
 
     def retraced(self, precision: str) -> CostGraph | None:
         """The model traced again under ``precision`` (what ``--precision`` would trace), or None when the estimate
@@ -183,6 +216,11 @@ class Context:
                 saving_pct: float | None = None, severity: str | None = None, annotate: bool = True) -> Finding:
         """A finding of this rule; with ``annotate``, the saving is appended to the message."""
         sev = self.options.get("severity") or severity or self.rule.severity
+        if annotate and saving_kwh is not None and not self.base_fits:
+            # a saving against a run that cannot start (out of GPU memory: WL201) is no saving: the advice stays,
+            # the figure goes
+            saving_kwh = saving_pct = None
+            message = f"{message} ({NO_SAVING_UNFIT})"
         if annotate and saving_kwh is not None and saving_pct is not None and saving_kwh > 0:
             # in the unit the run's own energy (saving / share) reads in, as the message's energies are: a 0.17 Wh
             # run saves "0.049 Wh", not "178 J"

@@ -892,8 +892,10 @@ class UnneededCheckpointing(Rule):
     severity = "warning"
     summary = "Activation checkpointing on a model that fits in GPU memory without it"
     what = """
-        When the plan uses activation checkpointing (or the trace contains recomputed forward ops), re-estimates the
-        run without checkpointing; if that still fits in GPU memory, the recomputation is pure waste.
+        When the plan uses activation checkpointing, full or selective (``--recompute selective``: the attention
+        core re-run in backward), or the trace contains recomputed forward ops, re-estimates the run without it (the
+        run with the recompute flags left off, as the command traces and plans it, when they turned it on); if that
+        still fits in GPU memory, the recomputation is pure waste, and the saving is that re-estimate's.
     """
     why = """
         Checkpointing trades memory for compute: it re-runs (most of) the forward pass during backward, ~33% more
@@ -928,12 +930,24 @@ class UnneededCheckpointing(Rule):
     def check(self, ctx):
         est = ctx.estimate
         recompute = [r for r in ctx.graph.records if r.recompute]
-        if not (est.plan.activation_checkpointing or recompute):
+        mode = est.plan.recompute if est.plan.recompute != "none" else \
+            ("full" if est.plan.activation_checkpointing else "none")
+        if not (mode != "none" or recompute):
             return
-        graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute],
-                                extra=_extra_without_checkpointing(ctx.graph))
-        plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
-        other = ctx.reestimate(graph=graph, plan=plan)
+        other = None
+        opts = ctx.request_options
+        if mode == "selective" and not recompute and opts.get("recompute") == "selective":
+            # the flag turned it on (the plan prices the re-run attention core; no recompute in the trace): the
+            # claim is the run without it (--recompute left off), traced and planned as the command does. (Full
+            # recompute keeps the traced graph without its recompute records: the records are what it re-runs)
+            lit = ctx.literal(recompute=None, activation_checkpointing=None)
+            if lit is not None and not any(r.recompute for r in lit.graph.records):
+                other = lit
+        if other is None:
+            graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute],
+                                    extra=_extra_without_checkpointing(ctx.graph))
+            plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
+            other = ctx.reestimate(graph=graph, plan=plan)
         if other is None or not other.memory.fits:
             return
         kwh, pct = ctx.saving(other)
@@ -948,8 +962,10 @@ class UnneededCheckpointing(Rule):
             share = sum(r.flops for r in recompute) / (sum(r.flops for r in ctx.graph.records) or 1)
         if share < 0.005 and not (kwh and kwh > 0):  # checkpointing that recomputes nothing here costs nothing
             return
+        what = ("selective recompute (--recompute selective) re-runs the attention core and" if mode == "selective"
+                and not recompute else "activation checkpointing")
         yield ctx.finding(
-            f"activation checkpointing recomputes {share:.0%} of the step's FLOPs but the model fits without it "
+            f"{what} recomputes {share:.0%} of the step's FLOPs but the model fits without it "
             f"({gib:.1f} of {cap:.0f} GiB); turn it off or use the memory for a larger micro-batch",
             saving_kwh=kwh, saving_pct=pct)
 

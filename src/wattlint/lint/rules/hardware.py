@@ -11,7 +11,7 @@ from ...parallel import bubble_fraction
 from ...types import OpKind, Phase, Status
 from ...report import units
 from ...report.units import energy_kwh as fmt_kwh
-from ..engine import replace_records
+from ..engine import NO_SAVING_UNFIT, replace_records
 from ..registry import register
 from ..rule import Case, Option, Rule, fraction, positive, positive_int, gpu_list
 
@@ -27,7 +27,10 @@ class DoesNotFit(Rule):
     what = """
         Compares the estimate's peak training memory per GPU (weights, gradients, optimizer state, activations,
         workspace) with the GPU's memory. The run would fail with CUDA out-of-memory, so the energy estimate
-        describes a run that cannot happen.
+        describes a run that cannot happen. While it fires, the other rules still give their advice but claim no
+        saving (a saving against a run that cannot start means nothing): their findings say so, with
+        ``saving_kwh`` and ``saving_pct`` null, and WL203 names a lower-power GPU that holds the run with what it
+        would cost there, not a saving.
     """
     why = """
         An OOM found after the job was queued and started wastes the start-up energy and the engineer's time;
@@ -98,9 +101,13 @@ def _tiles(r) -> float:
     return math.ceil(m / 128) * math.ceil(n / 128) * max(1, b)
 
 
-def scale_batch(graph, k: int):
+def scale_batch(graph, k: float):
     """The graph traced at ``k`` x its micro-batch: forward/backward GEMM rows (m, or b for batched GEMMs and
-    attention) and all forward/backward FLOPs and bytes scale by k (weights' bytes are a small share)."""
+    attention) and all forward/backward FLOPs and bytes scale by k (weights' bytes are a small share); ``k`` below
+    1 (a smaller micro-batch, that ``k`` x the traced one is a whole number) rounds the scaled dims."""
+
+    def times(v):
+        return v * k if isinstance(k, int) else max(1, int(round(v * k)))
     out = []
     for r in graph.records:
         if r.phase not in (Phase.FORWARD, Phase.BACKWARD):
@@ -111,12 +118,12 @@ def scale_batch(graph, k: int):
             key = "b" if r.dim("b", 1) > 1 else "m"
             if r.phase is Phase.BACKWARD and r.dim("b", 1) == 1 and r.dim("k") and r.dim("m") < r.dim("k"):
                 key = "k"  # weight-gradient GEMM: the batch is the reduction dim
-            dims = tuple((n, v * k if n == key else v) for n, v in r.dims)
+            dims = tuple((n, times(v) if n == key else v) for n, v in r.dims)
         elif r.kind is OpKind.ATTENTION:
-            dims = tuple((n, v * k if n == "b" else v) for n, v in r.dims)
+            dims = tuple((n, times(v) if n == "b" else v) for n, v in r.dims)
         out.append(dataclasses.replace(r, flops=r.flops * k, bytes_read=r.bytes_read * k,
                                        bytes_written=r.bytes_written * k, dims=dims))
-    return replace_records(graph, out, micro_batch=max(1, graph.micro_batch) * k)
+    return replace_records(graph, out, micro_batch=times(max(1, graph.micro_batch)))
 
 
 @register
@@ -206,10 +213,12 @@ class SmallerGpuLessEnergy(Rule):
         planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
         for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
         least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time (default 1.0: never a
-        slower GPU). The energies compared keep the planned machine's host power per hour (the candidate GPU in the
-        same kind of machine), so the saving is the GPU's: the time ratio and the average GPU power ratio whose
-        product it is. When the candidate's usual platform class (a PCIe server, an SXM node, a desktop) draws a
-        different host power, the message adds what the run would cost in such a machine, as a separate figure.
+        slower GPU). The energy claimed is what ``--gpu <candidate>`` with the same flags estimates: the candidate in
+        its own platform class (a PCIe server, an SXM node, a desktop: its host power per GPU) with its default PUE
+        and nodes, so a GPU whose switch costs more energy is never recommended. When that machine's host power or
+        PUE differ from the planned one's, the message names them and adds, as a separate figure, what the candidate
+        GPU would cost in the planned machine (its host power per hour and PUE kept): the GPU's own share of the
+        saving. (An estimate of an already traced graph, with no flags to re-run, compares in the planned machine.)
         A candidate predicted faster although neither its peak FLOP/s for the plan's precision nor its memory
         bandwidth is above the planned GPU's is a prediction the physics cannot explain: it is never reported.
         A candidate runs in its own nodes: the node size and network between nodes the planned GPU got by default
@@ -285,6 +294,10 @@ class SmallerGpuLessEnergy(Rule):
             pool.append(spec)
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
         pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
+        # the claim is what `--gpu <candidate>` estimates with the same flags (the candidate in its own platform
+        # class: its host power, its default PUE, node and network), when the request's options are known; an
+        # already traced graph (no options to re-run) falls back to the same-host comparison
+        literal = bool(ctx.request_options)
         for spec in pool[:ctx.options["max_candidates"]] if not wanted else pool:
             # in its own nodes: the node size and network the planned GPU got by default are the candidate's own
             # (an H200 NVL was re-estimated with the H100 node's InfiniBand, 2x faster than its table row)
@@ -294,7 +307,12 @@ class SmallerGpuLessEnergy(Rule):
             other = ctx.reestimate(gpu=spec, plan=plan)
             if other is None or not other.memory.fits:
                 continue
-            t = other.total.time_h
+            run = other
+            if literal:
+                run = ctx.literal(gpu=spec)
+                if run is None or not run.memory.fits:
+                    continue
+            t = run.total.time_h
             if t0 > 0 and t > t0 * limit * (1.0 + 1e-9):  # (the same time up to float rounding is not slower)
                 continue  # slower than allowed
             if t0 > 0 and t < t0 * (1.0 - 1e-9) and spec.peak(half) <= cur.peak(half) \
@@ -302,40 +320,66 @@ class SmallerGpuLessEnergy(Rule):
                 # faster on a GPU with no more compute and no more bandwidth (an H200 NVL, the H200 SXM's chip at
                 # a lower limit, against a measured H200 SXM): not explainable, not claimed
                 continue
-            e = same_host_kwh(other)
+            e = run.total.energy_kwh if literal else same_host_kwh(other)
             if best is None or e < best[0]:
-                best = (e, t, spec, other)
+                best = (e, t, spec, other, run)
         if best is None:
             return
-        e, t, spec, other = best
+        e, t, spec, other, run = best
         base = ctx.energy_kwh
         if base <= 0:
             return
         kwh, pct = base - e, (base - e) / base
-        if pct < ctx.options["min_saving"]:
+        if not ctx.base_fits:
+            # the planned run does not start (WL201): no saving against it; the candidate that holds the run at a
+            # lower board power is still worth naming, with what it would cost
+            peak = need / GIB
+            t_new = units.duration(t * 3600.0)
+            yield ctx.finding(
+                f"the planned run does not fit in the {cur.name}'s memory ({peak:.1f} GiB per GPU, WL201); "
+                f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W, {spec.memory_gb:g} GB) holds it and trains it with "
+                f"{units.energy_kwh(e)} in {t_new}"
+                + (f" (--gpu {spec.key}, the same flags)" if literal else "") + f" ({NO_SAVING_UNFIT})")
+            return
+        if pct < ctx.options["min_saving"]:  # (a switch that costs more energy is never reported)
             return
         p0 = est.per_step.avg_gpu_power_w
-        p1 = other.per_step.avg_gpu_power_w
+        p1 = run.per_step.avg_gpu_power_w
         t_new, t_cur = units.column([t * 3600.0, t0 * 3600.0], units.DURATION)
         same_time = t_new == t_cur  # a launch-bound step takes as long on either GPU: "in 37.5 ms instead of 37.5 ms"
         why = (f"average GPU power {p1:.0f} W instead of {p0:.0f} W"
                + ("" if same_time else f" over {t / t0:.2f} x the time") if t0 > 0 and p0 > 0 else "")
-        # the host (CPUs, DRAM, fans, by platform class: energy.host) of the candidate's usual machine differs: the
-        # comparison above keeps the planned machine's; what the other machine would add or save is a separate figure
+        # the host (CPUs, DRAM, fans, by platform class: energy.host) and the default PUE of the candidate's usual
+        # machine can differ from the planned one's: the claim is the literal switch's (its own machine), and the
+        # message says how much of it the machine is, with the GPU alone in this machine as a separate figure
         n = max(1, est.plan.gpus)  # per GPU, as the GPU power beside it (the step's host energy is the job's)
         h0 = est.per_step.host_energy_j / est.per_step.time_s / n if est.per_step.time_s > 0 else 0.0
-        h1 = other.per_step.host_energy_j / other.per_step.time_s / n if other.per_step.time_s > 0 else 0.0
-        e_new, e_cur, e_own = units.column([e, base, other.total.energy_kwh], units.ENERGY_KWH)  # one unit
-        if abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
+        h1 = run.per_step.host_energy_j / run.per_step.time_s / n if run.per_step.time_s > 0 else 0.0
+        same = same_host_kwh(other)
+        e_new, e_cur, e_same = units.column([e, base, same], units.ENERGY_KWH)  # one unit
+        if literal:
+            pue0, pue1 = est.plan.pue, run.plan.pue
+            machine = []
+            if abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
+                c0, c1 = _platform(cur), _platform(spec)
+                machine.append(f"host {h1:.0f} W per GPU instead of {h0:.0f} W" + (
+                    f" (its platform class {c1}, not {c0})" if c1 != c0 else f" (both {c0})"))
+            if abs(pue1 - pue0) > 1e-9:
+                machine.append(f"PUE {pue1:g} (its default) instead of {pue0:g}")
+            if machine:
+                why += ("; " if why else "") + "; ".join(machine) + \
+                    f"; in this machine (host and PUE as planned) the {spec.name} would take {e_same}"
+        elif abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
             why += (f"; both with this machine's host power ({h0:.0f} W per GPU); in its own platform class "
-                    f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W per GPU) the run would take {e_own}")
-        if other.calibration != est.calibration:  # two energy models: the comparison is only as good as the weaker
-            why += (f"; {spec.name} is priced by its {other.calibration} energy model, {cur.name} by its "
+                    f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W per GPU) the run would take "
+                    f"{units.column([e, base, other.total.energy_kwh], units.ENERGY_KWH)[2]}")
+        if run.calibration != est.calibration:  # two energy models: the comparison is only as good as the weaker
+            why += (f"; {spec.name} is priced by its {run.calibration} energy model, {cur.name} by its "
                     f"{est.calibration} one")
         yield ctx.finding(
             f"{spec.name} ({spec.key}, {spec.tdp_w:.0f} W) trains it with {e_new} instead of "
-            f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W), "
-            + (f"in the same time ({t_cur})" if same_time else f"in {t_new} instead of {t_cur}")
+            f"{e_cur} on {cur.name} ({cur.tdp_w:.0f} W)" + (f" (--gpu {spec.key}, the same flags)" if literal else "")
+            + ", " + (f"in the same time ({t_cur})" if same_time else f"in {t_new} instead of {t_cur}")
             + (f": {why}" if why else ""),
             saving_kwh=kwh, saving_pct=pct)
 
@@ -440,8 +484,10 @@ class PipelineBubble(Rule):
         the one that saves more energy: twice the model chunks per stage (``--virtual-pipeline-stages``), when the
         interleaved schedule is possible (micro-batches per step a multiple of the stages, at least two blocks per
         model chunk) and still fits in GPU memory; and half the micro-batch (twice the micro-batches in the same
-        global batch), when the micro-batch is even, priced with its smaller kernels and twice the per-micro-batch
-        sends and collectives. When neither is possible or neither saves energy, the message says why, with no
+        global batch), when the micro-batch is even, priced as ``--micro-batch-size`` half the micro-batch runs: the
+        model traced at that micro-batch (its smaller kernels) and twice the per-micro-batch sends and collectives;
+        it is offered only when that re-estimate fits in GPU memory and saves energy. The fixes that save energy are
+        ranked by their saving. When neither is possible or neither saves energy, the message says why, with no
         saving.
     """
     why = """
@@ -481,10 +527,12 @@ class PipelineBubble(Rule):
             "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16},
             expect="--virtual-pipeline-stages 2", saving_pct=3.8),
         # 3 micro-batches of 8 on 2 stages: bubble t of a 4t step (25 %); 3 is not a multiple of 2, so no
-        # interleaving; micro-batches of 4 (6 per step) halve the bubble: 3t x 366 + t x 60 = 1158 t ->
-        # 3t x 366 + 0.5t x 60 = 1128 t, a 2.6 % saving
+        # interleaving; micro-batches of 4 (6 per step, the graph at half the rows: 6912 -> 3456 rows, 16 -> 8
+        # whole waves of 108 SMs, as efficient) halve the bubble: 3t x 366 + t x 60 = 1158 t ->
+        # 3t x 366 + 0.5t x 60 = 1128 t, a 2.6 % saving (with 2048 rows the half micro-batch's 2.37 waves cost
+        # more than the bubble saves: no saving claimed)
         Case("micro-batches not a multiple of the stages", {
-            "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
+            "ops": [{"op": "linear", "m": 6912, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(4)],
             "pipeline_parallel": 2, "gpus": 2, "grad_accum": 3, "batch_size": 24},
             expect="--micro-batch-size 4", saving_pct=2.6),
         # the same with micro-batches of 1 (3 per step): nothing to halve, no interleaving: says what blocks both
@@ -524,15 +572,27 @@ class PipelineBubble(Rule):
                                         f"Megatron-LM --virtual-pipeline-model-parallel-size) to divide it by 2"))
         mb = plan.micro_batch_size
         if mb >= 2 and mb % 2 == 0:
-            # the same global batch in twice the micro-batches: the fill and drain run half a micro-batch each, for
-            # smaller GEMMs and twice the per-micro-batch sends and collectives (the re-estimate prices both)
-            other = ctx.reestimate(plan=dataclasses.replace(plan, grad_accum=2 * m))
+            # the same global batch in twice the micro-batches, as `--micro-batch-size mb/2` runs it: the model
+            # traced at the half micro-batch (smaller kernels) and the plan built from the flag (twice the
+            # micro-batches, twice the per-micro-batch sends and collectives). The plan with grad-accum doubled over
+            # the graph traced at the full micro-batch priced full-size kernels at half the count: a saving the
+            # literal change did not give (review: 1.05 Wh claimed, 0.75 Wh more when run)
+            other = ctx.literal(micro_batch_size=mb // 2, grad_accum=None)
+            if other is None and not ctx.request_options:  # an already traced graph: the graph at half the batch
+                other = ctx.reestimate(graph=scale_batch(ctx.graph, 0.5),
+                                       plan=dataclasses.replace(plan, grad_accum=2 * m))
+            if other is not None and not other.memory.fits and est.memory.fits:
+                other = None
             if other is not None:
                 kwh, pct = ctx.saving(other)
                 fixes.append((kwh, pct, f"halve the micro-batch (--micro-batch-size {mb // 2}: {2 * m} micro-batches "
                                         f"per step; bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with "
                                         f"equal stages)"))
         good = [f for f in fixes if f[0] is not None and f[0] > 0]
+        if good and not ctx.base_fits:  # no run to save against: the fixes, no figure
+            yield ctx.finding(f"{head}; " + "; or ".join(w for _, _, w in sorted(good, key=lambda f: -f[0]))
+                              + "".join(f"; {b}" for b in blocked) + f" ({NO_SAVING_UNFIT})")
+            return
         if good:
             kwh, pct, what = max(good, key=lambda f: f[0])
             rest = [f"; or {w} (est. saving {fmt_kwh(k)})" for k, _, w in good if w != what]
