@@ -60,7 +60,8 @@ def test_wl203_states_host_power_per_gpu_beside_gpu_power_per_gpu():
     e = wattlint.estimate(RESNET, gpu="h100", gpus=8, batch_size=256, steps=100, precision="bf16")
     f = next(f for f in e.findings if f.code == "WL203")
     per_gpu = e.per_step.host_energy_j / e.per_step.time_s / 8
-    assert f"both with this machine's host power ({per_gpu:.0f} W per GPU)" in f.message, f.message
+    # the literal --gpu switch (2026-12-07): the candidate's own host class beside this machine's, both per GPU
+    assert f" W per GPU instead of {per_gpu:.0f} W (its platform class" in f.message, f.message
 
 
 def test_the_compare_table_says_how_much_of_the_step_its_energy_model_priced():

@@ -403,7 +403,9 @@ def test_wl203_own_platform_figure_is_the_candidates_own_estimate(run_cli):
     msg = next(f["message"] for f in json.loads(out)["findings"] if f["message"].startswith("L20 48GB"))
     code, out, _ = run_cli(*args, "--gpu", "l20-48gb")
     own = json.loads(out)["total"]["energy_kwh"] * 1000  # Wh
-    assert f"in its own platform class (pcie_server vs desktop: host 77 W per GPU) the run would take {own:.3f} Wh" \
+    # since 2026-12-07 the claim is the literal --gpu switch: the L20 on its own platform (host 77 W per GPU, a
+    # PCIe server at PUE 1.2) is the figure the message leads with
+    assert f"trains it with {own:.3f} Wh instead of" in msg and "(its platform class pcie_server, not desktop)" \
         in msg, (own, msg)
 
 
