@@ -656,6 +656,41 @@ def _same_prior(doc: dict, first: dict) -> bool:
                if c["name"] in first)
 
 
+def _stored_predictions(meas: dict, mfiles: list) -> Path:
+    """The predictions file a measurements file names (``predictions_file``: its base name only, as ``measure`` wrote
+    it) when no ``--predictions`` is given: looked for next to each measurements file, then in the current folder
+    (review: a measurements file moved to another folder read "predictions file not found: <name>"). Only a plain
+    file name is looked up so; the sha256 recorded when measuring picks among the candidates (and is checked after,
+    whichever is taken). Not found: an input error saying to pass --predictions PATH."""
+    name = meas["predictions_file"]
+    mpath = Path(mfiles[0])
+    plain = "\x00" not in name and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+    if not plain:  # a damaged or hand-edited name: read as before, next to the measurements file (and refused there)
+        return mpath.parent / name
+    where: list[Path] = []
+    for d in [*(Path(f).parent for f in mfiles), Path(".")]:
+        if all(d.resolve() != w.resolve() for w in where):
+            where.append(d)
+    found = []
+    for d in where:
+        try:
+            if (d / name).exists():
+                found.append(d / name)
+        except OSError:
+            continue
+    for c in found:
+        try:
+            if c.is_file() and sha256_bytes(read_json_file(c, "predictions file")[1]) == meas["predictions_sha256"]:
+                return c
+        except (OSError, ValidationError):
+            continue
+    if found:  # none with the recorded sha256: the first, refused below with why
+        return found[0]
+    looked = " and ".join(f"{w}/" if str(w) != "." else "the current folder" for w in where)
+    raise ValidationError(f"predictions file {name!r} named by {mpath} not found (looked in {looked}): pass "
+                          "--predictions PATH")
+
+
 def compare(measurements: str | list[str], predictions: list[str] | None = None, *,
             out: str | None = None) -> tuple[Path, dict]:
     """``measurements``: one file, or several (parts of one campaign against the same predictions file)."""
@@ -686,7 +721,7 @@ def compare(measurements: str | list[str], predictions: list[str] | None = None,
     meas["results"] = [r for m in metas for r in m["results"]]
     pfiles = [Path(p) for p in (predictions or [])]
     if not pfiles:
-        pfiles = [mpath.parent / meas["predictions_file"]]
+        pfiles = [_stored_predictions(meas, mfiles)]
     docs = []
     for i, p in enumerate(pfiles):
         doc, raw = read_json_file(p, "predictions file")

@@ -221,6 +221,9 @@ def _record(args, flags) -> dict:
            "at_stable": at, "static": static, "comparison": comparison(a, static, complete=complete),
            "budget_events": [e for e in rec.events if e.get("kind") == "budget"],
            "notes": _notes(h.get("notes"), (rec.summary or {}).get("notes"))}
+    over = (rec.summary or {}).get("budget_exceeded")
+    if isinstance(over, list):  # the budgets the run's final totals exceed: the live run printed them (review)
+        doc["budget_exceeded"] = over
     if rec.torn_tail:
         doc["notes"].append("the last line was torn (power loss?) and is ignored")
     lines = summary_lines({**doc, "status": rec.status})
@@ -471,6 +474,10 @@ def _job_records(args, flags, paths: list[str]) -> dict:
            "budget_events": [e for r in recs for e in r.events if e.get("kind") == "budget"],
            "notes": notes + _notes(h.get("notes"))
            + [f"{r.path}: {n}" for r in recs for n in (r.summary or {}).get("notes") or []]}
+    over = [{**b, "path": str(r.path)} for r in recs for b in (r.summary or {}).get("budget_exceeded") or []
+            if isinstance(b, dict)]  # each rank's end-of-run budget check, as that rank printed it
+    if over or any(isinstance((r.summary or {}).get("budget_exceeded"), list) for r in recs):
+        doc["budget_exceeded"] = over
     label = f"job of {len(recs)} ranks ({', '.join(a.get('ranks') or [])})"
     lines = summary_lines({**doc, "path": label})
     lines.insert(1, "  time: the slowest rank's; energy, GPU-hours, CO2 and cost: the sum over the ranks")

@@ -66,6 +66,27 @@ def worse_than_prior(cv: dict) -> str | None:
             f"{p_wape * 100:.1f} %")
 
 
+def _cpu_model_home(runs: list[str], path) -> str | None:
+    """Where a CPU fit must be for estimates to use it when it is not there: ``cpu_calibration=<run folder>`` loads
+    ``<run folder>/model`` only (wattlint.tracking.static.cpu_device). None when ``path`` is the model/ of a folder
+    of the runs fitted (the default without --out)."""
+    from pathlib import Path
+
+    folders = []
+    for r in runs:
+        p = Path(r)
+        d = p if p.is_dir() else p.parent
+        if d not in folders:
+            folders.append(d)
+    try:
+        here = Path(path).resolve()
+        if any((d / "model").resolve() == here for d in folders):
+            return None
+    except (OSError, RuntimeError):
+        pass
+    return " or ".join(str(d / "model") for d in folders[:3]) + (" ..." if len(folders) > 3 else "")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
     import sys
@@ -120,8 +141,14 @@ def run(args: argparse.Namespace) -> int:
         if g.get("is_fake"):
             use = "a fake-device fit: no estimate uses it"
         elif g.get("is_cpu"):
-            use = ("estimates of CPU runs with --cpu-calibration / cpu_calibration= of that run folder will use this "
-                   "measured model, not the prior")
+            home = _cpu_model_home(args.runs, model.path)
+            if home is None:
+                use = ("estimates of CPU runs with --cpu-calibration / cpu_calibration= of that run folder will use "
+                       "this measured model, not the prior")
+            else:  # --out elsewhere: cpu_calibration= loads <run folder>/model only (review)
+                use = (f"no estimate uses it where it is ({model.path}): --cpu-calibration / cpu_calibration= "
+                       f"of a run folder load only that folder's model/ ({home}); moved there, estimates of CPU "
+                       "runs would use it, not the prior")
         else:
             use = (f"estimates for {g['key']} will use this measured model wherever it is found (a measured model "
                    "outranks the prior): to keep the prior, leave it out of the models folders; more samples may "
@@ -141,6 +168,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"wattlint: warning: run {run.get('run_id')}: {missing}; the fit used the rows that are there",
                   file=sys.stderr)
     key = card["gpu"]["key"]
+    home = _cpu_model_home(args.runs, model.path) if card["gpu"].get("is_cpu") and not card["gpu"].get("is_fake") \
+        else None
+    if home is not None and not worse:  # (the warning above says it when there is one)
+        print(f"  note: --cpu-calibration / cpu_calibration= of a run folder load only that folder's model/: "
+              f"this one is used by no estimate where it is; to use it, move it to {home} (or fit without --out)")
     # (a CPU or fake-device fit is never used by estimates wherever it is: no advice to move it)
     if args.out and not card["gpu"].get("is_cpu") and not card["gpu"].get("is_fake") and model.path.name != key:
         # estimates look fitted models up in <models dir>/<gpu key>/: this folder is found by none

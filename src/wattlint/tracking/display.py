@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from ..report import units as u
@@ -106,7 +107,8 @@ def summary_lines(s: dict[str, Any]) -> list[str]:
             msg = msg[len("wattlint budget "):]
         elif _finite(b.get("limit"), b.get("spent")):
             msg = f"{b.get('budget')}={b['limit']:g}: spent {u.beyond(b['spent'], b['limit'])} {b.get('unit') or ''}"
-        lines.append(f"  BUDGET EXCEEDED: {msg or b.get('budget')}")
+        who = f"{Path(str(b['path'])).name}: " if b.get("path") else ""  # compare-run of a job: which rank's
+        lines.append(f"  BUDGET EXCEEDED: {who}{msg or b.get('budget')}")
     if "step_time_s" not in a:
         lines.append(f"  {a.get('reason') or 'no steps measured'}")
         return lines

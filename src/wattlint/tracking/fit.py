@@ -199,6 +199,7 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     points: list[RunPoint] = []
     skipped: list[dict[str, str]] = []
     target = gpu_key
+    first_gk: str | None = None  # the first record's GPU (named when every record is skipped)
     base: str | None = None
     base_file = ""
     clock: str | None = None
@@ -239,14 +240,11 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                 skipped.append({"file": str(f), "reason": why})
                 continue
             raise RunFitError(f"{f}: {why}; leave it out of the arguments")
-        if target is None:
-            target = gk
-        if gk != target and in_folder and gpu_key is not None:  # --gpu picks one GPU's records of a folder
-            skipped.append({"file": str(f), "reason": f"measured on {gk}, not --gpu {target}"})
+        if gpu_key is not None and gk != gpu_key and in_folder:  # --gpu picks one GPU's records of a folder
+            skipped.append({"file": str(f), "reason": f"measured on {gk}, not --gpu {gpu_key}"})
             continue
-        if gk != target:
-            raise RunFitError(f"{f}: measured on {gk}, not {target}: a run correction belongs to one GPU; fit each "
-                              f"GPU's records separately (wattlint fit --gpu {gk} ...)")
+        if first_gk is None:
+            first_gk = gk
         mh = (h.get("model") or {}).get("hash")
         if model_hash and mh != model_hash and short(mh) != short(model_hash):
             if in_folder:
@@ -255,27 +253,12 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                 continue
             raise RunFitError(f"{f}: model hash {short(mh)} is not --model-hash {short(model_hash)}: a record of "
                               "another model cannot calibrate this one; leave it out of the arguments")
+        # every reason to skip a record is checked before the checks against the other records (GPU, clock,
+        # energy model): a record skipped anyway never refuses the others (review)
         st = h.get("static") or {}
-        if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):  # before the clock check:
-            # a record skipped anyway does not refuse the others (review)
+        if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
             skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
             continue
-        ck = str((h.get("settings") or {}).get("clock") or "wall")
-        if clock is None:
-            clock, clock_file = ck, str(f)
-        elif ck != clock:
-            raise RunFitError(f"{f}: its steps were timed on the {ck!r} clock, but {clock_file}'s on the {clock!r} "
-                              "clock (process: CPU seconds of all threads; wall: elapsed time): one correction "
-                              "cannot mix them; fit these records separately")
-        em = str(st.get("energy_model") or f"{st.get('calibration')}: {st.get('calibration_source')}")
-        if "run-level correction" in em:
-            raise RunFitError(f"{f}: its static prediction already includes a run-level correction ({em}); "
-                              "fitting on it would correct twice")
-        if base is None:
-            base, base_file = em, str(f)
-        elif em != base:
-            raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
-                              "correction sits on top of ONE op-level model; fit these records separately")
         rd = rec.run_data()
         a = analyze(rd, Settings.from_dict(h.get("settings")))
         reached = any(e.get("kind") == "stable" for e in rec.events)
@@ -295,6 +278,27 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         if odd:
             skipped.append({"file": str(f), "reason": odd})
             continue
+        if target is None:
+            target = gk
+        if gk != target:
+            raise RunFitError(f"{f}: measured on {gk}, not {target}: a run correction belongs to one GPU; fit each "
+                              f"GPU's records separately (wattlint fit --gpu {gk} ...)")
+        ck = str((h.get("settings") or {}).get("clock") or "wall")
+        if clock is None:
+            clock, clock_file = ck, str(f)
+        elif ck != clock:
+            raise RunFitError(f"{f}: its steps were timed on the {ck!r} clock, but {clock_file}'s on the {clock!r} "
+                              "clock (process: CPU seconds of all threads; wall: elapsed time): one correction "
+                              "cannot mix them; fit these records separately")
+        em = str(st.get("energy_model") or f"{st.get('calibration')}: {st.get('calibration_source')}")
+        if "run-level correction" in em:
+            raise RunFitError(f"{f}: its static prediction already includes a run-level correction ({em}); "
+                              "fitting on it would correct twice")
+        if base is None:
+            base, base_file = em, str(f)
+        elif em != base:
+            raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
+                              "correction sits on top of ONE op-level model; fit these records separately")
         points.append(RunPoint(
             file=str(f), sha256=rec.sha256, model_hash=mh, model_name=(h.get("model") or {}).get("name"),
             gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
@@ -302,6 +306,8 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
         jobs.append(_job_of(h, rd.elapsed_s, (rec.summary or {}).get("close_time_s")))
     _assign_jobs(points, jobs)
+    if target is None:
+        target = first_gk
     if target is None:
         if skipped:  # every record skipped (a folder of CPU runs without cpu_calibration=): say why, each
             why = "; ".join(f"{Path(x['file']).name}: {x['reason']}" for x in skipped)

@@ -135,14 +135,26 @@ def spec_strings(inputs) -> list[str]:
 
 # ---- devices -----------------------------------------------------------------------------------------------------
 
-def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
-    """(spec, predictor, note) of a CPU calibration run folder; (None, None, why) when there is none."""
-    if not folder:
-        return None, None, ("no CPU device spec: pass cpu_calibration=<folder of a 'wattlint calibrate --device cpu' "
-                            "run> for a static estimate of a CPU run")
+def cpu_calibration_runs(folder: Any) -> list[dict[str, Any]]:
+    """The calibration runs (``wattlint.calibration-run/1`` documents with a measured spec) of a CPU calibration run
+    folder, oldest name first. ConfigError when the path is missing, not a folder or holds none: the tracker refuses
+    such a ``cpu_calibration=`` before the loop, as it refuses an unknown ``gpu=`` (review: a typo ran the whole
+    loop and only the record said there was no static estimate)."""
+    what = "cpu_calibration=" + repr(str(folder))
+    hint = "pass the folder of a 'wattlint calibrate --device cpu' run (e.g. calibration/runs/cpu-<cpu>)"
+    if not str(folder).strip():
+        raise ConfigError(f"{what}: an empty path; {hint}")
     d = Path(folder)
+    try:
+        if not d.exists():
+            raise ConfigError(f"{what}: no such folder; {hint}")
+        if not d.is_dir():
+            raise ConfigError(f"{what}: a file, not a folder; {hint}")
+        files = sorted(d.glob("*.json"))
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot be read ({e.strerror or e}); {hint}") from None
     runs = []
-    for j in sorted(d.glob("*.json")):
+    for j in files:
         try:
             doc = json.loads(j.read_text())
         except (OSError, ValueError):
@@ -151,7 +163,17 @@ def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
                 (doc.get("spec") or {}).get("values"):
             runs.append(doc)
     if not runs:
-        raise ConfigError(f"{folder}: no CPU calibration run (*.json with a measured spec) in this folder")
+        raise ConfigError(f"{folder}: no CPU calibration run (*.json with a measured spec) in this folder; {hint}")
+    return runs
+
+
+def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
+    """(spec, predictor, note) of a CPU calibration run folder; (None, None, why) when there is none."""
+    if not folder:
+        return None, None, ("no CPU device spec: pass cpu_calibration=<folder of a 'wattlint calibrate --device cpu' "
+                            "run> for a static estimate of a CPU run")
+    d = Path(folder)
+    runs = cpu_calibration_runs(folder)
     from ..calibrate.backends import spec_from_dict
     from ..energy.predictor import CalibratedPredictor, PriorPredictor
 

@@ -316,6 +316,10 @@ class Tracker:
             from ..hardware import resolve_gpu
 
             resolve_gpu(gpu)
+        if cpu_calibration is not None:  # a typo'd folder is refused here like gpu=, not found after the run
+            from .static import cpu_calibration_runs
+
+            cpu_calibration_runs(cpu_calibration)
         # names resolved from the data files (a region, a dataset preset): a typo dropped the whole plan, projection
         # and estimate after the run, though steps= was given
         if self.options.get("region") is not None:
