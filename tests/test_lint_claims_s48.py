@@ -132,3 +132,26 @@ def test_wl107_fires_on_selective_recompute_with_the_literal_saving(run_cli):
     assert "selective" in f["message"]
     assert f["saving_kwh"] == pytest.approx(kwh(sel) - kwh(off), rel=1e-3)
     assert finding(off, "WL107") is None
+
+
+def test_wl205_keeps_the_global_batch_when_halving_the_micro_batch(run_cli, tmp_path):
+    """--micro-batch-size alone derives the global batch from it: re-run with the micro-batch halved, the batch
+    halved too and the smaller run was claimed as a 28.1 J saving (review 2026-12-07), where the same batch of 8
+    in 2 micro-batches of 4 costs 61 % more. Kept at --batch-size 8, halving saves nothing here."""
+    import json
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(architectures=["LlamaForCausalLM"], model_type="llama", hidden_size=256,
+                                   intermediate_size=688, num_hidden_layers=2, num_attention_heads=8,
+                                   num_key_value_heads=2, head_dim=32, vocab_size=1000, max_position_embeddings=512,
+                                   tie_word_embeddings=False)))
+    args = [str(cfg), "--gpu", "h100", "--precision", "bf16", "--seq-len", "256", "--pipeline-parallel", "2",
+            "--gpus", "2", "--steps", "100", "--format", "json"]
+    code, out, err = run_cli(*args, "--micro-batch-size", "8")
+    assert code in (0, 1), err
+    msg = next(f["message"] for f in json.loads(out)["findings"] if f["code"] == "WL205")
+    assert "halve the micro-batch" not in msg, msg
+    # the literal change the rule must price: the same batch of 8 in 2 micro-batches costs more
+    base = json.loads(out)["total"]["energy_kwh"]
+    code, out2, err = run_cli(*args, "--batch-size", "8", "--micro-batch-size", "4")
+    assert json.loads(out2)["total"]["energy_kwh"] > base

@@ -577,7 +577,10 @@ class PipelineBubble(Rule):
             # micro-batches, twice the per-micro-batch sends and collectives). The plan with grad-accum doubled over
             # the graph traced at the full micro-batch priced full-size kernels at half the count: a saving the
             # literal change did not give (review: 1.05 Wh claimed, 0.75 Wh more when run)
-            other = ctx.literal(micro_batch_size=mb // 2, grad_accum=None)
+            # the global batch kept (review: with --micro-batch-size alone the batch derives from it, so the re-run
+            # halved the batch and called the smaller run a saving)
+            other = ctx.literal(micro_batch_size=mb // 2, grad_accum=None, batch_size=plan.batch_size)
+            given = ctx.request_options.get("batch_size") is not None
             if other is None and not ctx.request_options:  # an already traced graph: the graph at half the batch
                 other = ctx.reestimate(graph=scale_batch(ctx.graph, 0.5),
                                        plan=dataclasses.replace(plan, grad_accum=2 * m))
@@ -585,7 +588,9 @@ class PipelineBubble(Rule):
                 other = None
             if other is not None:
                 kwh, pct = ctx.saving(other)
-                fixes.append((kwh, pct, f"halve the micro-batch (--micro-batch-size {mb // 2}: {2 * m} micro-batches "
+                flags = f"--micro-batch-size {mb // 2}" if given or not ctx.request_options else \
+                    f"--batch-size {plan.batch_size} --micro-batch-size {mb // 2}"
+                fixes.append((kwh, pct, f"halve the micro-batch ({flags}: {2 * m} micro-batches "
                                         f"per step; bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with "
                                         f"equal stages)"))
         good = [f for f in fixes if f[0] is not None and f[0] > 0]
