@@ -18,4 +18,4 @@ def test_all_reduce_latency_is_in_the_line(tmp_path):
     line = next(a for a in e.assumptions if a.startswith("data parallel over 8 GPUs (8 per node)"))
     # fp32 gradients 26,240,000 x 4 = 104,960,000 B in 25 MiB buckets: ceil(104,960,000 / 26,214,400) = 5 calls;
     # latency 5 x 30 us x log2(8) = 0.45 ms
-    assert "latency 5 calls x 30 us x log2(8) (0.45 ms of the" in line, line
+    assert "latency 5 calls x 30 us x log2(8) (0.45 ms of the step's" in line, line

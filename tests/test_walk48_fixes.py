@@ -109,7 +109,9 @@ def test_analyze_refuses_gpu_instead_of_reading_it_as_gpus(conv, run_cli, value)
 
 @pytest.mark.parametrize("argv, name, full", [
     (["fit", "runs", "--model", "x"], "--model", "--model-hash"),
-    (["validate", "compare", "--measurements", "m.json", "--window", "2"], "--window", "--window-scale"),
+    # the sub-command's own options (review: 'validate compare --window' was told to write --window-scale, which
+    # only 'validate measure' takes)
+    (["validate", "measure", "--predictions", "p.json", "--window", "2"], "--window", "--window-scale"),
 ])
 def test_another_commands_option_is_not_taken_as_an_abbreviation(run_cli, tmp_path, monkeypatch, argv, name, full):
     monkeypatch.chdir(tmp_path)
@@ -261,3 +263,23 @@ def test_fit_of_the_h200_runs_warns_with_its_figures(run_cli, tmp_path):
     assert "time MAPE 49.7 % vs prior 47.3 %" in line and "h200-sxm-141gb will use this measured model" in line
     assert sorted(p.name for p in runs.iterdir()) == sorted(Path(f).name for f in glob.glob(
         str(ROOT / "calibration/runs/h200-sxm-141gb/*-default-*")))  # fit writes nothing into the runs folder
+
+
+def test_energy_model_note_ranks_public_fit_before_transferred():
+    """The note named 'transferred ranks first in wattlint's order of preference (measured > public-fit >
+    transferred > prior)' for a transferred + public-fit comparison (review 2026-12-07): public-fit ranks first."""
+    from types import SimpleNamespace
+
+    from wattlint.report.json_out import energy_model_mix_note
+
+    ests = [SimpleNamespace(calibration="transferred", gpu=SimpleNamespace(key="l40s-48gb")),
+            SimpleNamespace(calibration="public-fit", gpu=SimpleNamespace(key="h100-sxm5-80gb"))]
+    note = energy_model_mix_note(ests)
+    assert note.index("public-fit for h100-sxm5-80gb") < note.index("transferred for l40s-48gb"), note
+    assert "public-fit ranks first in wattlint's order of preference" in note, note
+
+
+def test_validate_compare_window_is_not_advised_a_measure_option(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("validate", "compare", "--measurements", "m.json", "--window", "2")
+    assert code == 2 and "--window-scale" not in err and "unrecognized arguments: --window 2" in err, err

@@ -229,6 +229,13 @@ def _refuse_foreign_abbreviation(parser: argparse.ArgumentParser, command: str, 
     (_SAME_MEANING). The other
     commands' parsers are built only when a token abbreviates one of this command's options."""
     mine = _long_options(parser)
+    run_as = command
+    for a in parser._actions:  # a command with sub-commands (validate): the options of the one being run
+        if isinstance(a, argparse._SubParsersAction):
+            name = next((t for t in rest if not t.startswith("-") and t in a.choices), None)
+            if name is not None:
+                parser, run_as = a.choices[name], f"{command} {name}"
+                mine = _long_options(parser)
     short = []
     for tok in rest:
         if tok == "--":
@@ -251,7 +258,7 @@ def _refuse_foreign_abbreviation(parser: argparse.ArgumentParser, command: str, 
                              "for a GPU's time, energy and cost run 'wattlint MODEL --gpu ...' (the number of GPUs "
                              "is --gpus, written in full)")
         where = " / ".join(f"'wattlint {'MODEL' if c == DEFAULT_COMMAND else c}'" for c in owners)
-        mine_name = "'wattlint MODEL'" if command == DEFAULT_COMMAND else f"'wattlint {command}'"
+        mine_name = "'wattlint MODEL'" if command == DEFAULT_COMMAND else f"'wattlint {run_as}'"
         raise UsageError(f"{ctx}{name} is an option of {where}, not of {mine_name}, where it would abbreviate "
                          f"{' or '.join(full)}; write {full[0] if len(full) == 1 else 'the option'} in full if that "
                          "is what you meant")

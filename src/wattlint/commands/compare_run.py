@@ -230,7 +230,8 @@ def _record(args, flags) -> dict:
     if args.model:
         _reestimate(args, flags, h, a, complete, doc, lines)
     for ev in doc["budget_events"]:
-        lines.append(f"  budget: {ev.get('message')}")
+        if not ev.get("at_end"):  # an end-of-run check is the BUDGET EXCEEDED line above already
+            lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines
     return doc
 
@@ -484,7 +485,8 @@ def _job_records(args, flags, paths: list[str]) -> dict:
     if args.model:
         _reestimate(args, flags, h, a, complete, doc, lines)
     for ev in doc["budget_events"]:
-        lines.append(f"  budget: {ev.get('message')}")
+        if not ev.get("at_end"):  # an end-of-run check is the BUDGET EXCEEDED line above already
+            lines.append(f"  budget: {ev.get('message')}")
     doc["_lines"] = lines
     return doc
 

@@ -237,8 +237,9 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
         if plan.sharding == "zero2":
             tail += t_e * w_share
         t, volume, calls = t + t_e, volume + vol_e, calls + e_calls
-        latency += e_calls * COLLECTIVE_LATENCY_S * math.log2(eplan.gpus) if eplan.gpus > 1 else 0.0
-        lat_how += f" + {e_calls:,} x log2({eplan.gpus})"
+        if eplan.gpus > 1:
+            latency += e_calls * COLLECTIVE_LATENCY_S * math.log2(eplan.gpus)
+            lat_how += f" + {e_calls:,} x log2({eplan.gpus})"
     after = after_backward(plan)
     if plan.sharding in ("zero3", "fsdp"):
         overlap = forward_s + backward_s  # FSDP prefetches the next unit's weights during compute
@@ -256,7 +257,7 @@ def data_parallel(graph: CostGraph, gpu: GpuSpec, plan: Plan, forward_s: float, 
            f"overlapped with {passes}, exposed part (at least {MIN_EXPOSED:.0%})")
     note = (f"data parallel over {plan.gpus} GPUs ({plan.gpus_per_node} per node), sharding {plan.sharding}: "
             f"{collective}{experts}; {link}{network_share}; NCCL bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, + "
-            f"latency {lat_how} ({latency * 1e3:,.3g} ms of the {t * 1e3:,.3g} ms per step); {how} "
+            f"latency {lat_how} ({latency * 1e3:,.3g} ms of the step's {t * 1e3:,.3g} ms of collectives); {how} "
             f"at near-idle power ({power:.0f} W)")
     if half:
         note += "; sharded mixed precision: weights all-gathered and gradients reduce-scattered in 16-bit"

@@ -157,9 +157,9 @@ def most_efficient_why(ests: Sequence[Estimate]) -> str:
     return why
 
 
-# the energy models from the closest to a GPU's real behaviour to the farthest, and what each one is, for the note of
+# the energy models in the order of preference (measured > public-fit > transferred > prior), and what each one is, for the note of
 # a comparison whose rows use several (README: provenance)
-_MODEL_ORDER = ("measured", "transferred", "public-fit", "prior")
+_MODEL_ORDER = ("measured", "public-fit", "transferred", "prior")  # energy.public_fit.choose_predictor
 _MODEL_WHAT = {"measured": "calibrated on that GPU",
                "transferred": "another GPU's calibration carried over",
                "public-fit": "fitted on public kernel timings of other GPUs, the spec-sheet prior for the rest",
