@@ -73,3 +73,21 @@ def test_megatron_fused_swiglu_keeps_its_inputs_not_the_silu_output(llama):
             == LAYERS * per_layer)
     assert e.memory.breakdown["activations"] == replica_activation_bytes(e.graph, e.plan)[0]
     assert any("fused SwiGLU / GeGLU kernel keeps its two inputs" in a for a in e.assumptions)
+
+
+def test_t5_casts_after_its_dropout(tmp_path):
+    """T5's eager attention: softmax (fp32 under autocast) -> dropout -> cast to bf16 -> matmul over V. PyTorch
+    keeps the fp32 softmax output (4 B), dropout's fp32 mask (1 B; its fp32 output is read only by the cast) and
+    the bf16 cast (2 B): 7 B per score; megatron keeps a half softmax output (2), the mask (1) and dropout's half
+    output, which V reads there (2): Korthikanti's 5 (review 2026-12-07: the megatron count dropped the dropout
+    output, 3 B). 6 attention cores (encoder self, decoder self, cross) x 2 x 4 heads x 32 x 32 scores."""
+    cfg = tmp_path / "t5" / "config.json"
+    cfg.parent.mkdir()
+    cfg.write_text(json.dumps(dict(model_type="t5", architectures=["T5ForConditionalGeneration"], d_model=64,
+                                   d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+                                   vocab_size=100, dropout_rate=0.1, decoder_start_token_id=0)))
+    g = wattlint.analyze(str(cfg), batch_size=2, seq_len=32, attention="eager", precision="bf16")
+    scores = 6 * 2 * 4 * 32 * 32
+    assert P.attention_score_bytes(g)[0] == 7 * scores
+    got, what = P.attention_score_bytes(g, megatron=True)
+    assert got == 5 * scores and "6 attention cores" in what, what

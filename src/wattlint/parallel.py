@@ -952,26 +952,34 @@ def attention_score_bytes(graph: CostGraph, *, megatron: bool = False) -> tuple[
     of = f" (of {blocks.count} blocks: the others hold no attention)" if n < blocks.count else ""
     records = graph.records
     after: dict[str, list[OpRecord]] = {}  # module -> its softmax and the records after it, up to the matmul over V
-    total = scores = 0
+    total = scores = cores = 0
     kinds: list[str] = []
+
+    def is_cast(r: OpRecord) -> bool:
+        return "_to_copy" in r.op or r.op.endswith((".to", "to.dtype"))
 
     def close(chain: list[OpRecord]) -> int:
         """Saved bytes of one core from its softmax on: the softmax output, the tensor the matmul over V reads (the
-        last record's output: a cast, or dropout's output with its mask) and the mask of any dropout before it."""
+        last record's output: a cast, or dropout's output with its mask) and the mask of any dropout before it.
+        Megatron keeps the scores in half precision and casts none of them: its casts drop out of the chain (T5
+        casts after its dropout, so the dropout output is what V reads) and every score tensor is 2 bytes."""
+        nonlocal cores
+        cores += 1
         soft = chain[0]
         elems = soft.bytes_written // max(1, dtype_bytes(soft.dtype))
         rest = [r for r in chain[1:] if r.shapes and math.prod(r.shapes[0]) == elems]  # score-shaped (not V's copy)
+        if megatron:
+            rest = [r for r in rest if not is_cast(r)]
         kept = 2 * elems if megatron else soft.bytes_written
         for j, r in enumerate(rest):
-            cast = "_to_copy" in r.op or r.op.endswith((".to", "to.dtype"))
-            last = j == len(rest) - 1
-            if last and not (megatron and cast):  # megatron: the half-precision softmax output is what V reads
-                kept += r.bytes_written
-            elif "dropout" in r.op and not last:
+            dropout = "dropout" in r.op
+            if j == len(rest) - 1:  # what the matmul over V reads (dropout: its output and its mask)
+                kept += (3 if dropout else 2) * elems if megatron else r.bytes_written
+            elif dropout:
                 kept += elems  # its 1-byte mask
             else:
                 continue
-            what = "cast" if cast else "dropout output and mask" if "dropout" in r.op else r.op
+            what = "cast" if is_cast(r) else "dropout output and mask" if dropout else r.op
             if what not in kinds:
                 kinds.append(what)
         return kept
@@ -995,7 +1003,8 @@ def attention_score_bytes(graph: CostGraph, *, megatron: bool = False) -> tuple[
         a = _eager_heads(graph, hidden_size(graph, blocks))
         total = int(round(5.0 * a * s * s * b * n))
         return total, f"{n} layers{of} x 5as^2b with a={a}, s={s}, b={b} (no softmax traced in the attention core)"
-    return total, (f"{n} layers{of}: {scores:,} attention scores kept as {' + '.join(kinds)}, "
+    return total, (f"{n} layers{of}, {cores} attention cores: {scores:,} attention scores kept as "
+                   f"{' + '.join(kinds)}, "
                    f"{total / scores:.3g} bytes per score" + (" (megatron stack: a half-precision softmax output)"
                                                               if megatron else "")
                    + "; Korthikanti's 5as^2b is 5 bytes per score with attention dropout")
