@@ -158,3 +158,15 @@ def test_single_process_runs_are_not_summed_as_one_jobs_ranks(run_cli, tmp_path)
     code, out, err = run_cli("compare-run", a, b)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "a single-process run (its header names no rank of a multi-process job)" in err
+
+
+def test_the_jobs_measured_totals_are_the_sum_over_its_ranks(run_cli, tmp_path):
+    """What ran (analysis.measured, at the site): rank 0 ran 200 steps x 0.10 s at 300 W = 6,000 J, rank 1 200 x
+    0.11 s at 320 W = 7,040 J: the job 13,040 J = 0.0036222 kWh at PUE 1 (review 2026-12-07: the job's measured
+    block kept only time and device joules, so a job without a plan printed no facility energy, CO2 or cost)."""
+    r0 = write_rank(tmp_path / "job-rank0.jsonl", rank=0, t_step=0.10, watts=300.0)
+    r1 = write_rank(tmp_path / "job-rank1.jsonl", rank=1, t_step=0.11, watts=320.0)
+    code, out, err = run_cli("compare-run", r0, r1, "--format", "json")
+    assert code == 0, err
+    m = json.loads(out)["analysis"]["measured"]
+    assert m["energy_kwh"] == pytest.approx(13_040 / 3.6e6) and m["pue"] == 1.0

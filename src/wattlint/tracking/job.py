@@ -168,6 +168,13 @@ def merge(records: list, analyses: list[dict[str, Any]]) -> dict[str, Any]:
                        "device_energy_j": _sum(m.get("device_energy_j") for m in ms),
                        "windows_filled": sum(int(m.get("windows_filled") or 0) for m in ms),
                        "host_energy_j": _sum(m.get("host_energy_j") for m in ms)}
+    # what ran at the site (project.measured_totals per rank): the job's is the sum over its ranks, at their PUE
+    for key in ("energy_kwh", "co2_kg", "cost_usd"):
+        if all(m.get(key) is not None for m in ms):
+            out["measured"][key] = float(sum(m[key] for m in ms))
+    pues = {m.get("pue") for m in ms}
+    if len(pues) == 1 and None not in pues:
+        out["measured"]["pue"] = pues.pop()
     ps = [a["per_step"] for a in analyses]
     out["per_step"] = {"time_s": slow["per_step"]["time_s"],
                        "device_energy_j": _sum(p.get("device_energy_j") for p in ps),
