@@ -29,7 +29,7 @@ PCIE_SERVER_BASE_W = 450.0
 DESKTOP_BASE_W = 120.0
 # power-supply efficiency at ~50 % load: 80 PLUS Platinum 94 % (servers), 80 PLUS Gold 90 % (desktops)
 PSU_EFFICIENCY = {"desktop": 0.90, "pcie_server": 0.94, "sxm_node": 0.94}
-_WORKSTATION_PREFIXES = ("geforce", "quadro", "rtx a", "titan")
+_WORKSTATION_PREFIXES = ("geforce", "quadro", "rtx a", "rtx 6000 ada", "titan")
 
 
 def platform_class(gpu: GpuSpec) -> str:
