@@ -128,7 +128,7 @@ class CalibratedPredictor(Predictor):
             if not math.isfinite(lr):
                 continue
             lr = max(-3.0, min(3.0, lr))
-            times[i] = times[i] * math.exp(lr)
+            times[i] = max(times[i] * math.exp(lr), _stream_floor_s(records[i], gpu))
             pf = float(pfrac[j])
             if math.isfinite(pf):
                 powers[i] = min(gpu.tdp_w, gpu.idle_w + span * max(0.0, pf))
@@ -164,6 +164,19 @@ class CalibratedPredictor(Predictor):
             if self.transferred:
                 lo, hi = lo / TRANSFER_WIDEN, hi * TRANSFER_WIDEN
         return min(lo, MIN_MEASURED_RANGE[0]), max(hi, MIN_MEASURED_RANGE[1])
+
+
+def _stream_floor_s(rec: OpRecord, gpu: GpuSpec) -> float:
+    """The least time an op that streams more than twice the GPU's L2 through memory can take: its bytes at the
+    spec-sheet memory bandwidth. A measured correction learned on smaller samples must not price a kernel faster
+    than the memory moves its data (review 2026-12-07: the H200 model priced GPT-2's 1B-scale GELU layers at 9.4 TB/s
+    on a 4.8 TB/s GPU, which inflated fp8's gain there); 0 when the op fits in L2 (its data may stay on chip) or the
+    database has no bandwidth."""
+    bw = float(gpu.memory_bw_gbs or 0.0)
+    l2 = float(getattr(gpu, "l2_mb", 0.0) or 0.0) * 2**20
+    if bw <= 0 or rec.bytes <= 2 * l2:
+        return 0.0
+    return rec.bytes / (bw * 1e9)
 
 
 def _card(d: Path) -> dict:

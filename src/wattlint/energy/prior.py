@@ -340,8 +340,15 @@ def _group_k(group: str) -> float:
         gpus = [g for g in load_gpus().values() if chip_group(g) == group]
     except Exception:  # pragma: no cover - the database always loads in a working install
         return 0.0
-    ref = [g for g in gpus if not consumer(g)] or gpus
+    ref = [g for g in gpus if not consumer(g) and g.key not in CAPPED_NOT_RATED] or gpus
     return max((_board_k(g) for g in ref), default=0.0)
+
+
+# Boards whose database power is a provider's cap, not a vendor rating of what dense tensor math draws: they do not set
+# their generation's reference. The AWS A10G's NVML cap is 300 W, while a public cuBLAS fp16 burn-in on one peaked at
+# 244 W at 67 TFLOPS (gpus.toml sources): taken as the GA10x reference it would raise every data-centre GA10x board's
+# core power by 7 % (its 225 W over 80 SMs x 1.71 GHz against the A40's 225 W over 84 x 1.74).
+CAPPED_NOT_RATED = frozenset({"a10g-24gb"})
 
 
 def core_power_ref(gpu: GpuSpec) -> float:
