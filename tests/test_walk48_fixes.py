@@ -283,3 +283,20 @@ def test_validate_compare_window_is_not_advised_a_measure_option(run_cli, tmp_pa
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("validate", "compare", "--measurements", "m.json", "--window", "2")
     assert code == 2 and "--window-scale" not in err and "unrecognized arguments: --window 2" in err, err
+
+
+def test_moe_mfu_says_dropped_tokens_are_counted_below_capacity_factor_one(tmp_path):
+    """At --capacity-factor 0.5 up to half of the routed tokens are dropped, yet 6 N_active counts their experts:
+    MFU read 23.9 % where the useful work was ~16.9 % without a word (review 2026-12-07); the convention says so."""
+    pytest.importorskip("transformers")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=64,
+                                   intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                   num_key_value_heads=4, vocab_size=100, num_local_experts=4, num_experts_per_tok=2,
+                                   max_position_embeddings=128)))
+    import wattlint
+
+    conv = {cf: wattlint.estimate(str(cfg), gpu="h100", steps=1, batch_size=2, seq_len=32, lint=False,
+                                  capacity_factor=cf).utilization.convention for cf in (1.0, 0.5)}
+    assert "capacity factor 0.5 < 1: up to 50% of the routed tokens are dropped" in conv[0.5]
+    assert "capacity factor" not in conv[1.0]

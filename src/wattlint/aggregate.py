@@ -920,6 +920,12 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         convention += (f"; here N_active = {n_params - inactive:,.0f} of {n_params:,.0f} parameters "
                        f"({_parallel.routed_expert_params(graph):,} routed-expert)")
         n_params -= inactive
+        cf = float(((graph.extra or {}).get("moe") or {}).get("capacity_factor") or 1.0)
+        if cf < 1.0:
+            # balanced routing at a capacity factor below 1 drops 1 - cf of the routed rows (the trace runs only
+            # the kept ones); the convention's 6 N_active still counts every token's experts (review 2026-12-07)
+            convention += (f"; capacity factor {cf:g} < 1: up to {1 - cf:.0%} of the routed tokens are dropped, "
+                           f"whose expert FLOPs 6 N_active still counts (MFU an upper bound; HFU counts what ran)")
     attn = extra.get("attention_flops_per_token")
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
