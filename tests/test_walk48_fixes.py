@@ -300,3 +300,14 @@ def test_moe_mfu_says_dropped_tokens_are_counted_below_capacity_factor_one(tmp_p
                                   capacity_factor=cf).utilization.convention for cf in (1.0, 0.5)}
     assert "capacity factor 0.5 < 1: up to 50% of the routed tokens are dropped" in conv[0.5]
     assert "capacity factor" not in conv[1.0]
+
+
+def test_moe_config_routing_to_more_experts_than_it_has_is_refused(run_cli, tmp_path):
+    pytest.importorskip("transformers")
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(dict(model_type="mixtral", architectures=["MixtralForCausalLM"], hidden_size=64,
+                                   intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=4, vocab_size=100, num_local_experts=4, num_experts_per_tok=6)))
+    code, out, err = run_cli(str(cfg), "--gpu", "h100", "--steps", "1", "--seq-len", "16", "--batch-size", "1")
+    line = one_error_line(err)
+    assert code == 2 and "num_experts_per_tok = 6 experts but has num_local_experts = 4" in line, line

@@ -207,6 +207,22 @@ _CORE_SIZES = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_att
 _DEFAULTED: dict[int, tuple[str, dict[str, int]]] = {}
 
 
+_TOP_K_FIELDS = ("num_experts_per_tok", "moe_top_k", "top_k")
+_EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+
+
+def _check_routing(config) -> None:
+    """A mixture-of-experts config routing each token to more experts than it has is refused naming the fields
+    (transformers failed inside the trace: 'tracing the model failed: RuntimeError: k not in range')."""
+    k_name = next((n for n in _TOP_K_FIELDS if isinstance(getattr(config, n, None), int)), None)
+    e_name = next((n for n in _EXPERT_FIELDS if isinstance(getattr(config, n, None), int)), None)
+    if k_name and e_name:
+        k, e = getattr(config, k_name), getattr(config, e_name)
+        if e > 0 and k > e:
+            raise InputError(f"the config routes each token to {k_name} = {k} experts but has {e_name} = {e}: "
+                             f"top-k must not exceed the number of experts")
+
+
 def defaulted_sizes_note(config) -> str | None:
     """The assumption line naming the sizes transformers filled in for ``config`` (loaded by :func:`load_config`)."""
     got = _DEFAULTED.pop(id(config), None)
@@ -437,6 +453,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     else:
         config = path_or_config
         source = type(config).__name__
+    _check_routing(config)
     filled = defaulted_sizes_note(config)  # taken at once: a failing build below must not leave it behind
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
