@@ -246,7 +246,7 @@ def test_fit_warns_when_its_held_out_error_is_worse_than_the_priors(run_cli, tmp
     assert len(warning) == 1, err
     assert (f"time MAPE {mape * 100:.1f} % vs prior 47.3 %, time-weighted {wape * 100:.1f} % vs prior 35.5 %"
             in warning[0])
-    assert "estimates for h200-sxm-141gb will use this measured model" in warning[0]
+    assert "estimates for h200-sxm-141gb use this measured model whenever it sits in a models folder" in warning[0]
 
 
 @pytest.mark.slow
@@ -260,7 +260,7 @@ def test_fit_of_the_h200_runs_warns_with_its_figures(run_cli, tmp_path):
     code, out, err = run_cli("fit", runs, "--out", tmp_path / "h200-sxm-141gb")
     assert code == 0, err
     line = next(line for line in err.splitlines() if "worse than the prior" in line)
-    assert "time MAPE 49.7 % vs prior 47.3 %" in line and "h200-sxm-141gb will use this measured model" in line
+    assert "time MAPE 49.7 % vs prior 47.3 %" in line and "h200-sxm-141gb use this measured model whenever it sits in a models folder" in line
     assert sorted(p.name for p in runs.iterdir()) == sorted(Path(f).name for f in glob.glob(
         str(ROOT / "calibration/runs/h200-sxm-141gb/*-default-*")))  # fit writes nothing into the runs folder
 

@@ -150,8 +150,9 @@ def run(args: argparse.Namespace) -> int:
                        f"of a run folder load only that folder's model/ ({home}); moved there, estimates of CPU "
                        "runs would use it, not the prior")
         else:
-            use = (f"estimates for {g['key']} will use this measured model wherever it is found (a measured model "
-                   "outranks the prior): to keep the prior, leave it out of the models folders; more samples may "
+            use = (f"estimates for {g['key']} use this measured model whenever it sits in a models folder they "
+                   "search (--models-dir, [tool.wattlint] models-dir, $WATTLINT_MODELS_DIR, the user data folder: a "
+                   "measured model outranks the prior): to keep the prior, leave it out of those; more samples may "
                    "improve the fit")
         print(f"wattlint: warning: the fitted model's cross-validation error is worse than the prior's with whole "
               f"shapes held out: {worse}; {use}", file=sys.stderr)
