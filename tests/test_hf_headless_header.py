@@ -30,3 +30,15 @@ def test_headless_config_says_so_in_the_header(tmp_path):
 def test_a_config_naming_its_architecture_says_nothing(tmp_path):
     e = _est(tmp_path, architectures=["LlamaForCausalLM"])
     assert "no task head" not in text.render([e], width=200)
+
+
+def test_headless_config_says_so_in_the_compare_header(tmp_path):
+    from wattlint.api import estimate_many
+    from wattlint.report import html
+
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(LLAMA))
+    ests = estimate_many(str(p), ["a100", "h100"], steps=1, batch_size=1, seq_len=32, lint=False)
+    head = "LlamaModel: the base model, no task head or loss costed"
+    assert head in text.render(ests, width=200) and head in markdown.render_compare(ests)
+    assert head in html.render(ests)

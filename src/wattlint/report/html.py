@@ -162,7 +162,9 @@ def _assumptions(assumptions: list[str], est: Estimate) -> list[str]:
 def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", depth: int = 2) -> list[str]:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
+    head = model_headline(e0).lstrip(" ·")
     body = [f"<h1>wattlint compare: <code>{escape(e0.model.source)}</code></h1>",
+            *([f'<p class="warn">{escape(head)}</p>'] if head else []),
             f'<p class="meta">Plan: {escape(plan_line(e0))}</p>',
             "<table><caption>The whole plan on each GPU</caption><thead><tr>"]
     body += [f'<th scope="col" class="{"" if h in ("GPU", "fits", "model") else "num"}">{escape(h)}</th>' for h in header]

@@ -100,7 +100,10 @@ def _provenance(est: Estimate, lead: str = "") -> list[str]:
 def render_compare(ests: Sequence[Estimate], *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     e0 = ests[0]
     header, rows, best = compare_rows(ests)
-    lines = [f"### wattlint compare: {_code(e0.model.source)}", "", f"Plan: {plan_line(e0)}", ""]
+    lines = [f"### wattlint compare: {_code(e0.model.source)}", ""]
+    if model_headline(e0):
+        lines += [_esc(model_headline(e0).lstrip(" ·")), ""]
+    lines += [f"Plan: {plan_line(e0)}", ""]
     rows = [[("**" + c + "**") if i == best and j == 0 else c for j, c in enumerate(r)] for i, r in enumerate(rows)]
     lines += _table(header, rows, ["---"] + ["---:"] * (len(header) - 3) + ["---", "---"])
     lines += ["", f"★ most energy-efficient: {_code(ests[best].gpu.key)} ({most_efficient_why(ests)})"]

@@ -196,6 +196,8 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     con = _console(color, width)
     e0 = ests[0]
     con.print(Text(f"wattlint compare: {clean(e0.model.source)}", style="bold"))
+    if model_headline(e0):
+        con.print(Text(model_headline(e0).lstrip(" ·")))
     con.print(Text(f"Plan: {plan_line(e0)}"))
     header, rows, best = compare_rows(ests)
     # the energy model (provenance) is kept before the secondary columns: the assumptions below are deduplicated
