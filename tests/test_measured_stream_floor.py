@@ -54,3 +54,15 @@ def test_the_shipped_h200_model_respects_the_floor():
     big = _gelu(1 << 28)
     t, _ = pred.predict([big], gpu, "bf16")
     assert t[0] >= big.bytes / (gpu.memory_bw_gbs * 1e9)
+
+
+def test_no_floor_without_an_l2_size():
+    """A CPU calibration device has no L2 size in its spec: the floor is not applied there (review: it bound every
+    op at the single-thread copy rate)."""
+    import dataclasses
+
+    gpu = dataclasses.replace(resolve_gpu("h200-sxm-141gb")[0], l2_mb=0.0)
+    big = _gelu(1 << 28)
+    t, _ = CalibratedPredictor(_Fast(), "h200-sxm-141gb", transferred=False).predict([big], gpu, "bf16")
+    prior_t, _ = PriorPredictor().predict([big], gpu, "bf16")
+    assert t[0] == pytest.approx(prior_t[0] * math.exp(-3.0), rel=1e-9)

@@ -311,3 +311,41 @@ def test_moe_config_routing_to_more_experts_than_it_has_is_refused(run_cli, tmp_
     code, out, err = run_cli(str(cfg), "--gpu", "h100", "--steps", "1", "--seq-len", "16", "--batch-size", "1")
     line = one_error_line(err)
     assert code == 2 and "num_experts_per_tok = 6 experts but has num_local_experts = 4" in line, line
+
+
+@pytest.mark.parametrize("name", ["rtx6000", "RTX 6000", "NVIDIA RTX 6000"])
+def test_rtx6000_names_both_cards(name):
+    """'rtx6000' meant the 2018 Turing card silently; since the RTX 6000 Ada was added the name is refused naming
+    both (review 2026-12-07: the did-you-mean list offered two unrelated cards and not the old one)."""
+    from wattlint.hardware import resolve_gpu
+    from wattlint.types import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        resolve_gpu(name)
+    assert "quadro-rtx6000-24gb (Quadro RTX 6000, Turing, 2018) or rtx6000-ada-48gb" in str(e.value)
+    assert resolve_gpu("Quadro RTX 6000")[0].key == "quadro-rtx6000-24gb"
+    assert resolve_gpu("NVIDIA RTX 6000 Ada Generation")[0].key == "rtx6000-ada-48gb"
+
+
+def test_a10g_dense_math_is_not_priced_at_its_provider_cap():
+    """The A10G's 300 W is AWS's NVML cap, not a rating (a public burn-in peaked at 244 W): its core power follows
+    the GA10x reference (the A40: 225 W / (84 SMs x 1.74 GHz)) x 80 SMs x 1.71 GHz = 210.6 W over idle, not the
+    cap's 225 W (review 2026-12-07: an 8192^3 fp16 GEMM was priced at 299.9 W)."""
+    from wattlint.energy import prior
+    from wattlint.hardware import resolve_gpu
+
+    g = resolve_gpu("a10g")[0]
+    assert prior.core_power_ref(g) == pytest.approx(225 / (84 * 1.74) * 80 * 1.71, rel=1e-3)
+
+
+def test_generation_top_k_is_not_read_as_routing():
+    """transformers 4.x sets a generation default top_k = 50 on every config: a Switch config (num_experts 8, no
+    num_experts_per_tok) must not be refused as routing to 50 experts (review 2026-12-07)."""
+    from types import SimpleNamespace
+
+    from wattlint.frontends.hf import _check_routing
+    from wattlint.types import InputError
+
+    _check_routing(SimpleNamespace(top_k=50, num_experts=8))  # no error
+    with pytest.raises(InputError):
+        _check_routing(SimpleNamespace(top_k=50, num_experts=8, num_experts_per_tok=9))

@@ -189,6 +189,11 @@ def _lookup(name: str) -> GpuSpec | None:
     return gpus[key] if key else None
 
 
+# names that two cards of the database carry (normalised): refused naming both, never resolved to one silently
+_RTX6000 = (("quadro-rtx6000-24gb", "Quadro RTX 6000, Turing, 2018"), ("rtx6000-ada-48gb", "RTX 6000 Ada, 2022"))
+AMBIGUOUS_NAMES = {"rtx6000": _RTX6000}
+
+
 def resolve_gpu(name: str) -> tuple[GpuSpec, str | None]:
     """The spec for a key, alias, marketing or NVML name, and an assumption line when it was not the key."""
     text = (name or "").strip()
@@ -196,6 +201,10 @@ def resolve_gpu(name: str) -> tuple[GpuSpec, str | None]:
         raise ConfigError("empty GPU name; run 'wattlint gpus' for the list")
     spec = _lookup(text)
     if spec is None:
+        both = AMBIGUOUS_NAMES.get(normalize(text))
+        if both:
+            raise ConfigError(f"GPU {text!r} names two cards: " + " or ".join(f"{k} ({why})" for k, why in both)
+                              + "; give the key")
         raise ConfigError(f"unknown GPU {text!r}; {_did_you_mean(text)}")
     if text == spec.key or text.lower() == spec.key:
         return spec, None

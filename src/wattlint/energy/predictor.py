@@ -171,10 +171,10 @@ def _stream_floor_s(rec: OpRecord, gpu: GpuSpec) -> float:
     spec-sheet memory bandwidth. A measured correction learned on smaller samples must not price a kernel faster
     than the memory moves its data (review 2026-12-07: the H200 model priced GPT-2's 1B-scale GELU layers at 9.4 TB/s
     on a 4.8 TB/s GPU, which inflated fp8's gain there); 0 when the op fits in L2 (its data may stay on chip) or the
-    database has no bandwidth."""
+    spec has no bandwidth or no L2 size."""
     bw = float(gpu.memory_bw_gbs or 0.0)
     l2 = float(getattr(gpu, "l2_mb", 0.0) or 0.0) * 2**20
-    if bw <= 0 or rec.bytes <= 2 * l2:
+    if bw <= 0 or l2 <= 0 or rec.bytes <= 2 * l2:  # no L2 size (a CPU calibration device): no floor
         return 0.0
     return rec.bytes / (bw * 1e9)
 

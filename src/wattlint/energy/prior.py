@@ -355,7 +355,8 @@ def core_power_ref(gpu: GpuSpec) -> float:
     """Core power (W) of a large tensor-core GEMM at boost clock on this board: the chip generation's W per SM-GHz
     (the highest-powered data-centre / workstation board of the generation in the database, or this board if it
     is higher) x SMs x boost GHz."""
-    return max(_group_k(chip_group(gpu)), _board_k(gpu)) * _sm_ghz(gpu)
+    own = 0.0 if gpu.key in CAPPED_NOT_RATED else _board_k(gpu)  # a provider's cap is no rating of its own either
+    return max(_group_k(chip_group(gpu)), own) * _sm_ghz(gpu)
 
 
 # ---- compute dtype and efficiency -----------------------------------------------------------------------------------

@@ -207,7 +207,7 @@ _CORE_SIZES = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_att
 _DEFAULTED: dict[int, tuple[str, dict[str, int]]] = {}
 
 
-_TOP_K_FIELDS = ("num_experts_per_tok", "moe_top_k", "top_k")
+_TOP_K_FIELDS = ("num_experts_per_tok", "moe_top_k")  # not bare top_k: transformers 4.x sets it (50) on every config
 _EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 
 
