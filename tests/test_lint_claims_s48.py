@@ -9,6 +9,8 @@ import re
 import pytest
 
 pytest.importorskip("torch")
+
+from _lint_claims import estimate, finding, kwh  # noqa: E402
 pytest.importorskip("transformers")
 
 LLAMA = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 1024,
@@ -22,21 +24,6 @@ def llama(tmp_path_factory):
     path = tmp_path_factory.mktemp("llsmall") / "config.json"
     path.write_text(json.dumps(LLAMA))
     return path
-
-
-def estimate(run_cli, *argv):
-    code, out, err = run_cli(*argv, "--format", "json")
-    assert code in (0, 1), err
-    return json.loads(out)
-
-
-def kwh(doc) -> float:
-    return float(doc["total"]["energy_kwh"])
-
-
-def finding(doc, code):
-    hits = [f for f in doc["findings"] if f["code"] == code]
-    return hits[0] if hits else None
 
 
 # ---- WL205: halving the micro-batch is priced as --micro-batch-size mb/2 runs --------------------------------

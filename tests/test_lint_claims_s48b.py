@@ -9,20 +9,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-
-def estimate(run_cli, *argv):
-    code, out, err = run_cli(*argv, "--format", "json")
-    assert code in (0, 1), err
-    return json.loads(out)
-
-
-def kwh(doc) -> float:
-    return float(doc["total"]["energy_kwh"])
-
-
-def finding(doc, code):
-    hits = [f for f in doc["findings"] if f["code"] == code]
-    return hits[0] if hits else None
+from _lint_claims import estimate, finding, kwh  # noqa: E402
 
 
 # ---- WL102: the padded vocabulary's claim is the padded config's estimate -------------------------------------
