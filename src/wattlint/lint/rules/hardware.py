@@ -279,8 +279,8 @@ class SmallerGpuLessEnergy(Rule):
         it = est.total.gpu_energy_kwh + est.total.host_energy_kwh
         pue = est.total.energy_kwh / it if it > 0 else 1.0
 
-        def same_host_kwh(other) -> float:
-            return (other.total.gpu_energy_kwh + host_per_h * other.total.time_h) * pue
+        def same_host_kwh(run) -> float:
+            return (run.total.gpu_energy_kwh + host_per_h * run.total.time_h) * pue
         pool = []
         for spec in ctx.gpus():
             if spec.key == cur.key or (wanted and spec.key not in wanted):
@@ -304,14 +304,11 @@ class SmallerGpuLessEnergy(Rule):
             plan = on_gpu(est.plan, spec)
             if plan is None:
                 continue
-            other = ctx.reestimate(gpu=spec, plan=plan)
-            if other is None or not other.memory.fits:
+            # one pricing per candidate: the literal run when the options are known (its GPU energy and time
+            # also give the same-host figure), else the plan moved to the candidate
+            run = ctx.literal(gpu=spec) if literal else ctx.reestimate(gpu=spec, plan=plan)
+            if run is None or not run.memory.fits:
                 continue
-            run = other
-            if literal:
-                run = ctx.literal(gpu=spec)
-                if run is None or not run.memory.fits:
-                    continue
             t = run.total.time_h
             if t0 > 0 and t > t0 * limit * (1.0 + 1e-9):  # (the same time up to float rounding is not slower)
                 continue  # slower than allowed
@@ -320,12 +317,12 @@ class SmallerGpuLessEnergy(Rule):
                 # faster on a GPU with no more compute and no more bandwidth (an H200 NVL, the H200 SXM's chip at
                 # a lower limit, against a measured H200 SXM): not explainable, not claimed
                 continue
-            e = run.total.energy_kwh if literal else same_host_kwh(other)
+            e = run.total.energy_kwh if literal else same_host_kwh(run)
             if best is None or e < best[0]:
-                best = (e, t, spec, other, run)
+                best = (e, t, spec, run)
         if best is None:
             return
-        e, t, spec, other, run = best
+        e, t, spec, run = best
         base = ctx.energy_kwh
         if base <= 0:
             return
@@ -355,7 +352,7 @@ class SmallerGpuLessEnergy(Rule):
         n = max(1, est.plan.gpus)  # per GPU, as the GPU power beside it (the step's host energy is the job's)
         h0 = est.per_step.host_energy_j / est.per_step.time_s / n if est.per_step.time_s > 0 else 0.0
         h1 = run.per_step.host_energy_j / run.per_step.time_s / n if run.per_step.time_s > 0 else 0.0
-        same = same_host_kwh(other)
+        same = same_host_kwh(run)
         e_new, e_cur, e_same = units.column([e, base, same], units.ENERGY_KWH)  # one unit
         if literal:
             pue0, pue1 = est.plan.pue, run.plan.pue
@@ -372,7 +369,7 @@ class SmallerGpuLessEnergy(Rule):
         elif abs(h1 - h0) >= 0.05 * max(h0, h1, 1e-9):
             why += (f"; both with this machine's host power ({h0:.0f} W per GPU); in its own platform class "
                     f"({_platform(spec)} vs {_platform(cur)}: host {h1:.0f} W per GPU) the run would take "
-                    f"{units.column([e, base, other.total.energy_kwh], units.ENERGY_KWH)[2]}")
+                    f"{units.column([e, base, run.total.energy_kwh], units.ENERGY_KWH)[2]}")
         if run.calibration != est.calibration:  # two energy models: the comparison is only as good as the weaker
             why += (f"; {spec.name} is priced by its {run.calibration} energy model, {cur.name} by its "
                     f"{est.calibration} one")
