@@ -58,3 +58,43 @@ def quiet_track(tmp_path, clock, **kw):
                 carbon_intensity=500.0)
     base.update(kw)
     return wattlint.track(**base)
+
+
+def run_tracked(tmp_path, n, dt, *, stream=None, after=0.0, **kw):
+    """``n`` steps of ``dt`` s inside a :func:`quiet_track` block printing its line summary (then ``after`` s of
+    work after the last step); returns (tracker, the BudgetWarnings raised, the printed summary)."""
+    import io
+    import warnings
+
+    from wattlint.tracking import BudgetWarning
+
+    clock = Clock(100.0)
+    stream = stream or io.StringIO()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_track(tmp_path, clock, display="line", every=10**6, stream=stream, **kw) as t:
+            for _ in range(n):
+                clock.t += dt
+                t.step()
+            clock.t += after
+    return t, [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)], stream.getvalue()
+
+
+def record_lines(path) -> list:
+    """A run record's lines, parsed."""
+    import json
+
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def validate_record(lines) -> None:
+    """Every line of a run record against the shipped run schema."""
+    import json
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
+    v = jsonschema.Draft202012Validator(schema)
+    for ln in lines:
+        v.validate(ln)

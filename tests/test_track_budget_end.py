@@ -7,12 +7,10 @@ the record's summary (`budget_exceeded`, additive) say which budget, its limit a
 import io
 import json
 import warnings
-from importlib import resources
 
-import jsonschema
 import pytest
 
-from _fake_nvml import Clock, quiet_track
+from _fake_nvml import Clock, quiet_track, record_lines, run_tracked, validate_record
 
 from wattlint.cli import main
 from wattlint.tracking import BudgetWarning
@@ -22,33 +20,7 @@ from wattlint.tracking.record import read_record
 WATTS = 250.0 + 80.0
 
 
-def _schema():
-    return json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
-
-
-def _lines(path):
-    return [json.loads(x) for x in path.read_text().splitlines()]
-
-
-def _valid(lines):
-    v = jsonschema.Draft202012Validator(_schema())
-    for ln in lines:
-        v.validate(ln)
-
-
-def _run(tmp_path, n, dt, *, stream=None, after=0.0, **kw):
-    """``n`` steps of ``dt`` s inside a tracked block (then ``after`` s of work after the last step); returns the
-    tracker, the BudgetWarnings raised and the printed summary."""
-    clock = Clock(100.0)
-    stream = stream or io.StringIO()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with quiet_track(tmp_path, clock, display="line", every=10**6, stream=stream, **kw) as t:
-            for _ in range(n):
-                clock.t += dt
-                t.step()
-            clock.t += after
-    return t, [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)], stream.getvalue()
+_run, _lines, _valid = run_tracked, record_lines, validate_record
 
 
 def test_a_run_ending_inside_its_first_window_reports_the_tiny_budget_it_exceeded(tmp_path):

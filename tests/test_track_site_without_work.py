@@ -7,48 +7,27 @@ CO2 and cost are in its summary and record, as with a plan.
 The fake run (tests/_fake_nvml.quiet_track): a 250 W fake GPU + 80 W of modelled host (the flat fallback for an
 unidentified GPU), 1 s windows; each test gives its own PUE and grid intensity."""
 
-import io
-import json
-import warnings
-from importlib import resources
 
-import jsonschema
 import pytest
 
-from _fake_nvml import Clock, quiet_track
+from _fake_nvml import record_lines, run_tracked, validate_record
 
 from wattlint import carbon
-from wattlint.tracking import BudgetWarning
 from wattlint.tracking.project import Settings, analyze
 from wattlint.tracking.record import read_record
 
 GPU_W, HOST_W = 250.0, 80.0
 
 
-def _lines(path):
-    return [json.loads(x) for x in path.read_text().splitlines()]
-
-
-def _valid(lines):
-    schema = json.loads(resources.files("wattlint").joinpath("schemas", "run.schema.json").read_text())
-    v = jsonschema.Draft202012Validator(schema)
-    for ln in lines:
-        v.validate(ln)
+_lines = record_lines
 
 
 def _run(tmp_path, n, dt, **kw):
     """``n`` steps of ``dt`` s; returns (tracker, record lines, BudgetWarnings, printed summary)."""
-    clock = Clock(100.0)
-    stream = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        with quiet_track(tmp_path, clock, display="line", every=10**6, stream=stream, **kw) as t:
-            for _ in range(n):
-                clock.t += dt
-                t.step()
-    lines = _lines(t.path)
-    _valid(lines)
-    return t, lines, [str(w.message) for w in caught if issubclass(w.category, BudgetWarning)], stream.getvalue()
+    t, warned, out = run_tracked(tmp_path, n, dt, **kw)
+    lines = record_lines(t.path)
+    validate_record(lines)
+    return t, lines, warned, out
 
 
 def _kwh(seconds, pue):
