@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from ..io import atomic_write_texts, sha256_bytes
 from ..types import WattlintError
+from .predictor import PREDICT_THREADS
 
 MODEL_SCHEMA = "wattlint.energy-model/1"
 CARD = "card.json"
@@ -109,8 +110,8 @@ class EnergyModel:
         import numpy as np
 
         x = np.asarray(rows, dtype=float)
-        lt = t.predict(x)
-        pf = p.predict(x)
+        lt = t.predict(x, num_threads=PREDICT_THREADS)  # one thread: see wattlint.energy.public_fit
+        pf = p.predict(x, num_threads=PREDICT_THREADS)
         return [(float(a), min(POWER_FRACTION_MAX, max(0.0, float(b)))) for a, b in zip(lt, pf)]
 
     def predict_one(self, row: Sequence[float]) -> tuple[float, float]:

@@ -19,6 +19,9 @@ from ..types import GpuSpec, OpKind, OpRecord
 from . import prior as _prior
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+#: LightGBM threads per prediction call (the public-fit and measured models): one call prices tens to hundreds of
+#: distinct ops, too few rows to pay for starting OpenMP threads
+PREDICT_THREADS = 1
 
 # The prior's stated 5-95 % bands (multiplicative: measured / predicted), per quantity, from its errors on the
 # GPU-bound named Zeus rows (benchmarks/results/prior_vs_public.json, n = 51: ShuffleNetV2 at batch >= 256 and

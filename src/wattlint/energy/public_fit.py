@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..types import GpuSpec, OpKind, OpRecord, Phase, WattlintError
-from .predictor import MODELS_DIR, Predictor
+from .predictor import MODELS_DIR, PREDICT_THREADS, Predictor
 
 SCHEMA = "wattlint.public-fit/1"
 FEATURE_VERSION = "pf1"
@@ -396,7 +396,10 @@ class PublicFitModel:
             return []
         import numpy as np
 
-        pred = self.booster(fam).predict(np.asarray(rows, dtype=float))
+        # one thread: a call prices tens to hundreds of distinct ops, where starting and spinning LightGBM's
+        # OpenMP threads costs more than the trees (32 % of a ResNet-50 estimate's CPU time on 2 cores; the
+        # prediction is the same: benchmarks/results/predict_threads.json)
+        pred = self.booster(fam).predict(np.asarray(rows, dtype=float), num_threads=PREDICT_THREADS)
         hi = math.log(EFF_MAX[fam])
         return [min(hi, max(LN_EFF_MIN, float(v))) for v in pred]
 
