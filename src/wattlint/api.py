@@ -134,13 +134,51 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
 
 
 def _analyze_locked(analyze, source: Any, kw: Mapping[str, Any]) -> CostGraph:
-    import contextlib
-    import sys
-
     # the model's own code runs here (its import, factory and forward): what it prints goes to stderr, so that
     # stdout carries only wattlint's report (a --format json / sarif report stays parseable)
-    with TRACE_LOCK, contextlib.redirect_stdout(sys.stderr):
+    with TRACE_LOCK, _stdout_to_stderr():
         return analyze(source, **kw)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Everything written to stdout meanwhile goes to stderr: Python's ``print`` (sys.stdout) and, when file
+    descriptors 1 and 2 exist, writes to descriptor 1 itself (``os.write(1, ...)``, C extensions, subprocesses),
+    which replacing sys.stdout does not reach (a model printing that way broke a --format json report)."""
+    import os
+    import sys
+
+    saved = None
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.fstat(2)
+    except (OSError, ValueError, AttributeError):  # no descriptors (embedded, closed): Python-level redirect only
+        if saved is not None:
+            os.close(saved)
+        saved = None
+    try:
+        if saved is not None:
+            os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if saved is not None:
+            try:
+                sys.stderr.flush()
+                _flush_c_stdio()  # C code's buffered printf output, written while descriptor 1 was stderr
+            finally:
+                os.dup2(saved, 1)
+                os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library handle here (Windows): nothing buffered to flush
+        pass
 
 
 class TraceMemo:
