@@ -144,11 +144,14 @@ def test_wl107_counts_an_untraced_recompute(run_cli):
 
 def test_pipeline_bubble_says_when_stages_are_too_short_to_interleave():
     """2 blocks on 2 stages (1 each) through the product's estimator: a chunk needs a whole block, so WL205 names the
-    short stages; with micro-batches of 8 its saving is halving them, with micro-batches of 1 there is none."""
+    short stages; with micro-batches of 8 its saving is halving them, with micro-batches of 1 there is none.
+    (8,192 rows per micro-batch: halved, 4,096-row GEMMs still fill 8.5 waves of the A100's SMs. At 2,048 rows the
+    halved 1,024-row GEMMs fill 2.37 waves, 0.79 of the last one, and cost more than the bubble saves: the saving
+    this case showed there came from scale_batch halving the features of the backward GEMMs instead of their rows.)"""
     from wattlint.lint.rule import Case
 
     case = Case("one block per stage", {
-        "ops": [{"op": "linear", "m": 2048, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(2)],
+        "ops": [{"op": "linear", "m": 8192, "n": 4096, "k": 4096, "module": f"h.{i}.fc"} for i in range(2)],
         "pipeline_parallel": 2, "gpus": 2, "grad_accum": 2, "batch_size": 16})
     f = run_case(RULES["WL205"], case, real=True)
     assert f and "too short for more interleaved chunks" in f[0].message

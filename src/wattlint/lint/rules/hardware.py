@@ -94,36 +94,88 @@ def _memory_remedies(plan, activations_help: bool = True) -> list[str]:
     return out
 
 
-def _tiles(r) -> float:
+def _tiles(r, key: str | None = None, k: int = 1) -> float:
+    """Output tiles (128 x 128 thread blocks) of a GEMM / convolution record, with its ``key`` dim (the one that
+    carries the micro-batch, :func:`batch_dims`) ``k`` x larger."""
     from ...energy.prior import gemm_dims
 
     b, m, n, _ = gemm_dims(r)
+    if key == "b":
+        b *= k
+    elif key == "m":
+        m *= k
     return math.ceil(m / 128) * math.ceil(n / 128) * max(1, b)
 
 
+def batch_dims(graph) -> list[str | None]:
+    """Per record of ``graph``, the GEMM dim that grows with the micro-batch: ``b`` for batched GEMMs and
+    attention, ``m`` (the rows) for forward GEMMs, convolutions (M = N x output pixels, the backward records
+    carry the forward's view) and input gradients, ``k`` for weight gradients (the batch is their reduction);
+    None for other records. A backward GEMM's role is read from its dims: the one equal to a row count of the
+    same module's forward GEMMs (of any forward GEMM when the module has none) carries the batch (dX = dY @ W:
+    m = rows; dW = dY^T @ X: k = rows); when both or neither match, the deeper of m and k is taken as the batch
+    (rows beyond the features: the common case; a tie keeps m)."""
+    rows_of: dict[str, set[int]] = {}
+    every: set[int] = set()
+    for r in graph.records:
+        if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD and r.dim("b", 1) == 1 and r.dim("m"):
+            rows_of.setdefault(r.module, set()).add(r.dim("m"))
+            every.add(r.dim("m"))
+    out: list[str | None] = []
+    for r in graph.records:
+        if r.phase not in (Phase.FORWARD, Phase.BACKWARD):
+            out.append(None)
+        elif r.kind is OpKind.ATTENTION:
+            out.append("b")
+        elif r.kind is OpKind.CONV and r.dim("m"):
+            out.append("m")
+        elif r.kind is OpKind.MATMUL and r.dim("m"):
+            if r.dim("b", 1) > 1:
+                out.append("b")
+            elif r.phase is Phase.BACKWARD and r.dim("k"):
+                rows = rows_of.get(r.module) or every
+                m_in, k_in = r.dim("m") in rows, r.dim("k") in rows
+                out.append("m" if m_in and not k_in else "k" if k_in and not m_in else
+                           "k" if r.dim("m") < r.dim("k") else "m")
+            else:
+                out.append("m")
+        else:
+            out.append(None)
+    return out
+
+
 def scale_batch(graph, k: float):
-    """The graph traced at ``k`` x its micro-batch: forward/backward GEMM rows (m, or b for batched GEMMs and
-    attention) and all forward/backward FLOPs and bytes scale by k (weights' bytes are a small share); ``k`` below
-    1 (a smaller micro-batch, that ``k`` x the traced one is a whole number) rounds the scaled dims."""
+    """The graph traced at ``k`` x its micro-batch: forward/backward GEMM sizes that carry the batch
+    (:func:`batch_dims`) and all forward/backward FLOPs and bytes scale by k (weights' bytes are a small share);
+    ``k`` below 1 (a smaller micro-batch, that ``k`` x the traced one is a whole number) rounds the scaled dims."""
 
     def times(v):
         return v * k if isinstance(k, int) else max(1, int(round(v * k)))
     out = []
-    for r in graph.records:
+    for r, key in zip(graph.records, batch_dims(graph)):
         if r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             out.append(r)
             continue
-        dims = r.dims
-        if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.dim("m"):
-            key = "b" if r.dim("b", 1) > 1 else "m"
-            if r.phase is Phase.BACKWARD and r.dim("b", 1) == 1 and r.dim("k") and r.dim("m") < r.dim("k"):
-                key = "k"  # weight-gradient GEMM: the batch is the reduction dim
-            dims = tuple((n, times(v) if n == key else v) for n, v in r.dims)
-        elif r.kind is OpKind.ATTENTION:
-            dims = tuple((n, times(v) if n == "b" else v) for n, v in r.dims)
+        dims = tuple((n, times(v) if n == key else v) for n, v in r.dims) if key else r.dims
         out.append(dataclasses.replace(r, flops=r.flops * k, bytes_read=r.bytes_read * k,
                                        bytes_written=r.bytes_written * k, dims=dims))
     return replace_records(graph, out, micro_batch=times(max(1, graph.micro_batch)))
+
+
+def _gemm_waves(graph, energy, sm: int, k: int = 1) -> tuple[float, float, float | None]:
+    """(energy of the step's GEMMs and convolutions, of those counted, their energy-weighted waves at ``k`` x the
+    micro-batch). Weight-gradient GEMMs are not counted: the batch is their reduction dim, so a larger micro-batch
+    deepens them without adding tiles, and split-K (cuBLAS, CUTLASS; priced by the prior) fills the SMs with their
+    few output tiles. Waves are None when nothing is counted."""
+    g_e = c_e = w_sum = 0.0
+    for r, key, e in zip(graph.records, batch_dims(graph), energy):
+        if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.status is Status.HANDLED and r.phase is not Phase.OPTIMIZER:
+            g_e += e
+            if key == "k":
+                continue
+            c_e += e
+            w_sum += e * _tiles(r, key, k) / sm
+    return g_e, c_e, (w_sum / c_e if c_e > 0 else None)
 
 
 @register
@@ -134,9 +186,17 @@ class GpuUnderfilled(Rule):
     summary = "Micro-batch too small to fill the GPU: GEMMs run in less than one wave of thread blocks"
     what = """
         For the GEMMs and convolutions of the step, counts output tiles (128 x 128 thread blocks) against the GPU's
-        SM count: waves = tiles / SMs, weighted by each op's energy. Below ``min-waves`` most SMs idle while the
-        board still draws its static power. The saving is the re-estimate at the micro-batch that reaches one wave
-        (k x larger micro-batch, k x fewer steps for the same samples).
+        SM count: waves = tiles / SMs, weighted by each op's energy. Weight-gradient GEMMs are not counted (the
+        batch is their reduction dim: a larger micro-batch deepens them without adding tiles, and split-K fills
+        the SMs with their few tiles). Below ``min-waves`` most SMs idle while the board still draws its static
+        power. The rule names the smallest power-of-2 multiple of the micro-batch (up to ``max-factor``) whose
+        GEMMs, counted again at that size, reach ``min-waves`` (tiles do not double with the rows: 40 rows fill
+        one 128-row tile as 80 do), or the largest one with the waves it reaches; the largest that still fits in
+        GPU memory when the first does not. How to run it: with gradient accumulation that the multiple divides,
+        the same global batch in fewer micro-batches (``--micro-batch-size``: the same training); otherwise a
+        k x larger global batch in k x fewer steps for the same samples (``--batch-size``; retune the learning
+        rate). The saving is what that command estimates (the model traced at that batch); no saving is claimed,
+        and the message says so, when the larger micro-batch does not fit or costs more.
     """
     why = """
         GPU energy has a large static part (idle power is 15-25% of TDP on data-center GPUs); a kernel that
@@ -171,35 +231,75 @@ class GpuUnderfilled(Rule):
         energy = ctx.op_energy()
         tot = sum(energy) or 1.0
         sm = ctx.estimate.gpu.sm_count or 1
-        g_e = w_sum = 0.0
-        for r, e in zip(ctx.graph.records, energy):
-            if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.status is Status.HANDLED and r.phase is not Phase.OPTIMIZER:
-                g_e += e
-                w_sum += e * _tiles(r) / sm
-        if g_e / tot < ctx.options["min_share"] or g_e <= 0:
+        g_e, _, waves = _gemm_waves(ctx.graph, energy, sm)
+        if waves is None or g_e <= 0 or g_e / tot < ctx.options["min_share"]:
             return
-        waves = w_sum / g_e
-        if waves >= ctx.options["min_waves"]:
+        target = ctx.options["min_waves"]
+        if waves >= target:
             return
-        plan = ctx.estimate.plan
-        k = min(ctx.options["max_factor"], 2 ** math.ceil(math.log2(ctx.options["min_waves"] / max(waves, 1e-9))))
+        est, plan = ctx.estimate, ctx.estimate.plan
+        gpu, mb, B, g = est.gpu.name, plan.micro_batch_size, plan.batch_size, max(1, plan.grad_accum)
+        head = f"GEMMs/convolutions fill {waves:.2f} waves of the {gpu}'s {sm} SMs at micro-batch {mb}: most SMs idle"
         epochs = plan.epochs if plan.dataset_size and plan.epochs else None
-        while epochs and k > 1 and plan.batch_size * k > plan.dataset_size:  # a batch larger than an epoch
-            k //= 2
-        if k <= 1:
+        # the multipliers a user can run: powers of 2 up to max-factor, kept within one epoch's samples (a global
+        # batch larger than the dataset) unless the global batch stays (fewer micro-batches of gradient accumulation)
+        ks = []
+        k = 2
+        while k <= ctx.options["max_factor"]:
+            if g % k == 0 or not (epochs and B * k > plan.dataset_size):
+                ks.append(k)
+            k *= 2
+        if not ks:
             return
-        mb = plan.micro_batch_size
-        # the plan's own step count at the larger batch: an epoch plan's per-epoch ceiling (as the CLI counts it)
-        steps = math.ceil(math.ceil(plan.dataset_size / (plan.batch_size * k)) * epochs) if epochs else \
-            max(1, math.ceil(plan.steps / k))
-        other = ctx.reestimate(graph=scale_batch(ctx.graph, k),
-                               plan=dataclasses.replace(plan, batch_size=plan.batch_size * k, steps=steps))
+        # the smallest multiplier whose GEMMs reach the target, counted on the graph at that micro-batch (tiles do
+        # not double with the batch: a row count of 49 fills one 128-row tile at 2x as at 1x); else the largest
+        reach = {k: _gemm_waves(ctx.graph, energy, sm, k)[2] or 0.0 for k in ks}
+        k = next((k for k in ks if reach[k] >= target), ks[-1])
+        if reach[k] <= waves * 1.05:
+            yield ctx.finding(f"{head}; a larger micro-batch (up to {ks[-1]}x) adds no thread blocks to them: "
+                              "use a smaller GPU (WL203) or run several jobs per GPU (MIG)")
+            return
+
+        def variant(k):
+            """(estimate, how to run it) at ``k`` x the micro-batch: the global batch kept with fewer micro-batches
+            of gradient accumulation when ``k`` divides them, else ``k`` x the global batch (fewer steps)."""
+            same = g % k == 0
+            if same:
+                changes = {"micro_batch_size": mb * k, "grad_accum": None, "batch_size": B}
+                how = (f"--micro-batch-size {mb * k} (the global batch of {B} in {g // k} micro-batch(es) per step: "
+                       f"the same training)")
+                p = dataclasses.replace(plan, grad_accum=g // k)
+            else:
+                changes = {"batch_size": B * k}
+                if ctx.request_options.get("micro_batch_size") is not None:
+                    changes["micro_batch_size"] = mb * k
+                how = f"--batch-size {B * k} (same samples, {k}x fewer steps; retune the learning rate)"
+                # the plan's own step count at the larger batch: an epoch plan's per-epoch ceiling (as the CLI
+                # counts it)
+                steps = math.ceil(math.ceil(plan.dataset_size / (B * k)) * epochs) if epochs else \
+                    max(1, math.ceil(plan.steps / k))
+                p = dataclasses.replace(plan, batch_size=B * k, steps=steps)
+            run = ctx.literal(**changes) if ctx.request_options else None
+            if run is None:
+                run = ctx.reestimate(graph=scale_batch(ctx.graph, k), plan=p)
+            return run, how
+
+        other, how = variant(k)
+        while other is not None and not other.memory.fits and est.memory.fits and k > ks[0]:
+            k //= 2  # the largest multiplier that still fits
+            other, how = variant(k)
+        reached = f"{reach[k]:.2f} waves" + ("" if reach[k] >= target else f", the most up to {k}x")
+        if other is not None and not other.memory.fits and est.memory.fits:
+            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) would not fit in GPU memory: use a "
+                              "smaller GPU (WL203) or run several jobs per GPU (MIG)")
+            return
         kwh, pct = ctx.saving(other)
-        yield ctx.finding(
-            f"GEMMs/convolutions fill {waves:.2f} waves of the {ctx.estimate.gpu.name}'s {sm} SMs at micro-batch "
-            f"{mb}: most SMs idle; raise the micro-batch to {mb * k} (same samples, {k}x fewer steps; retune the "
-            "learning rate) or use a smaller GPU",
-            saving_kwh=kwh, saving_pct=pct)
+        if kwh is not None and kwh <= 0 and ctx.base_fits:
+            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) would not lower the energy "
+                              f"(est. {units.energy_kwh(-kwh)} more): use a smaller GPU (WL203)")
+            return
+        yield ctx.finding(f"{head}; raise the micro-batch to {mb * k} ({reached}): {how}; or use a smaller GPU",
+                          saving_kwh=kwh, saving_pct=pct)
 
 
 @register
