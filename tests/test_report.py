@@ -358,3 +358,22 @@ def test_money_and_shares_keep_their_sign_and_zero():
     assert u.usd(-150.2) == "-$150" and u.usd(-0.004) == "-<$0.01" and u.usd(-1.5) == "-$1.50"
     assert u.usd(float("nan")) == "n/a" and u.usd(float("inf")) == "n/a" and u.usd(0) == "$0.00"
     assert u.pct(0) == "0 %" and u.pct(0.0004) == "<0.1 %" and u.pct(0.25) == "25.0 %" and u.pct(-0.25) == "-25.0 %"
+
+
+def test_co2_row_shows_the_range_the_json_carries():
+    """Every format shows each total's 5-95 % range; the CO2 row had none (JSON review, 2026-12-07). By hand: the CO2
+    range is the energy range x the grid intensity (480.6 g/kWh, world average, no --region)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = [sys.executable, "-m", "wattlint", "examples/resnet50.onnx", "--gpu", "rtx3090", "--epochs", "50"]
+    root = Path(__file__).resolve().parents[1]
+    doc = json.loads(subprocess.run(args + ["--format", "json"], cwd=root, capture_output=True, text=True,
+                                    check=True).stdout)
+    lo, hi = doc["total"]["energy_kwh_range"]
+    assert doc["total"]["co2_kg_range"][0] == pytest.approx(lo * 0.4806, rel=1e-4)
+    text = subprocess.run(args, cwd=root, capture_output=True, text=True, check=True).stdout
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("CO2"))
+    assert f"(5–95 %: {lo * 0.4806:.3g} kg CO2e – {hi * 0.4806:.3g} kg CO2e)" in row, row

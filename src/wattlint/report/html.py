@@ -59,6 +59,18 @@ def _bar_chart(items: list[tuple[str, float, str]], *, title: str, width: int = 
     return "".join(out)
 
 
+def _enclosed(text: str) -> bool:
+    """Whether ``text`` is one parenthesised group: its first '(' closes at its last character."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch == "(") - (ch == ")")
+        if depth == 0:
+            return i == len(text) - 1
+    return False
+
+
 def _cards(est: Estimate) -> str:
     # every row of the text / Markdown summary (GPU energy and goodput were left out: the HTML time then included
     # the non-productive time without saying so)
@@ -69,7 +81,7 @@ def _cards(est: Estimate) -> str:
         if k == "Goodput":
             main, _, sub = value.partition(" of ")
         sub = sub.strip()
-        if sub.startswith("(") and sub.endswith(")"):  # one enclosing pair only: "(aws:us-east-1)" keeps its own
+        if _enclosed(sub):  # one enclosing pair only: "(5–95 %: ...)  at ... (aws:us-east-1)" keeps both
             sub = sub[1:-1]
         cards.append((k, main, sub))
     out = ['<div class="cards">']

@@ -105,7 +105,8 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("Time", f"{u.hours(t.time_h)}  (5–95 %: {u.range_hours(*t.time_h_range, central=t.time_h)})"),
         ("GPU-hours", f"{u.gpu_hours(t.gpu_hours)}  (5–95 %: "
                       f"{u.range_gpu_hours(*t.gpu_hours_range, central=t.gpu_hours)})"),
-        ("CO2", f"{u.co2_kg(t.co2_kg)}  at {_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
+        ("CO2", f"{u.co2_kg(t.co2_kg)}  (5–95 %: {u.range_co2_kg(*t.co2_kg_range, central=t.co2_kg)})  at "
+                f"{_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
                 + (f" ({est.plan.region})" if est.plan.region else "")),
         (_cost_label(est.plan), (u.usd(t.cost_usd) + (f"  (5–95 %: {u.usd(t.cost_usd_range[0])} – "
                                                       f"{u.usd(t.cost_usd_range[1])})" if t.cost_usd_range else ""))

@@ -137,6 +137,10 @@ def co2_kg(kg: float) -> str:
     return one(kg, CO2_KG) if kg else "0 kg CO2e"
 
 
+def range_co2_kg(lo: float, hi: float, central: float | None = None) -> str:
+    return range_(central if central is not None else hi, lo, hi, CO2_KG)
+
+
 def usd(x: float | None) -> str:
     if x is None:
         return "—"
