@@ -72,6 +72,8 @@ def read_json_file(path: str | Path, what: str, error=None) -> tuple[Any, bytes]
         raise error(f"{path}: JSON nested too deeply: not a {what}") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: not valid JSON ({e.msg}, line {e.lineno} column {e.colno}): not a {what}") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts (4,300)
+        raise error(f"{path}: not valid JSON ({' '.join(str(e).split())[:120]}): not a {what}") from None
 
 
 def require_fields(doc: Any, fields: dict[str, Any], where: str, error=None) -> None:

@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         doc = json.loads(path.read_text())
         bad = [c["name"] for c in doc["configs"] if c.get("error")]
         print(f"{len(doc['configs']) - len(bad)} predictions ({', '.join(doc['variants'])}) for {doc['gpu']} -> {path}"
-              "; shown: the calibrated variant where there is one, else the prior (every variant is in the file)")
+              "; shown: the calibrated variant where there is one, else the uncalibrated one (the file's 'prior' "
+              "variant: the default predictor, public-fit where its model covers the GPU, as the bracket says; every "
+              "variant is in the file)")
         for c in doc["configs"]:
             if c.get("error"):
                 print(f"  {c['name']}: ERROR {c['error']}")

@@ -465,7 +465,7 @@ def _read_model(d: Path) -> PublicFitModel:
         card = json.loads((d / "card.json").read_text())
     except FileNotFoundError:
         raise PublicFitError(f"{d}: no card.json (not a public-fit model folder)") from None
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # not JSON / UTF-8, integers past Python's digit limit
         raise PublicFitError(f"{d / 'card.json'}: unreadable: {e}") from None
     if not isinstance(card, dict) or card.get("schema") != SCHEMA:
         raise PublicFitError(f"{d / 'card.json'}: schema {card.get('schema') if isinstance(card, dict) else None!r},"

@@ -247,7 +247,8 @@ def read_record(path: str | Path) -> RunRecord:
                     from None
         try:
             o = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than a record ever is
+        except (ValueError, RecursionError):  # not JSON (JSONDecodeError), an integer of more digits than Python
+            #                                     converts (4,300), or nested deeper than a record ever is
             if i == len(lines) - 1:
                 torn = True
                 break

@@ -1,0 +1,26 @@
+"""A JSON number of more digits than Python converts (4,300: sys.get_int_max_str_digits) raises a plain ValueError,
+not a JSONDecodeError: in the user's files it is bad input (exit 2, one line), never an internal error (fuzz review,
+2026-12-07: a config.json with a 5,001-digit vocab_size exited 3)."""
+
+import pytest
+
+from wattlint.calibrate.validate import ValidationError, read_json_file
+from wattlint.tracking.record import read_record
+from wattlint.types import InputError
+
+HUGE = "1" + "0" * 5000
+
+
+def test_run_record_with_a_huge_integer_before_its_last_line_is_damaged_input(tmp_path):
+    p = tmp_path / "run.jsonl"
+    p.write_text('{"type": "header", "schema": "wattlint.run/1"}\n{"type": "step", "step": ' + HUGE + '}\n'
+                 '{"type": "step", "step": 2}\n')
+    with pytest.raises(InputError, match="not a JSON line"):
+        read_record(p)
+
+
+def test_measurements_file_with_a_huge_integer_is_not_valid_json(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text('{"schema": "x", "n": ' + HUGE + '}')
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        read_json_file(p, "measurements file")
