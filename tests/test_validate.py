@@ -323,7 +323,7 @@ def test_predict_text_names_the_variant_shown(cpu_run, tmp_path, run_cli):
                            "--out", tmp_path / "p.json")
     doc = json.loads((tmp_path / "p.json").read_text())
     shown = doc["configs"][0]["predictions"].get("calibrated") or doc["configs"][0]["predictions"]["prior"]
-    assert code == 0 and "shown: the calibrated variant where there is one, else the prior" in out
+    assert code == 0 and "shown: the calibrated variant where there is one, else the uncalibrated one" in out
     assert f"J/step  [{shown['calibration']}]" in out
 
 
