@@ -24,3 +24,12 @@ def test_measurements_file_with_a_huge_integer_is_not_valid_json(tmp_path):
     p.write_text('{"schema": "x", "n": ' + HUGE + '}')
     with pytest.raises(ValidationError, match="not valid JSON"):
         read_json_file(p, "measurements file")
+
+
+@pytest.mark.parametrize("spec", ["models.py:build:extra", "pkg.mod:outer:inner"])
+def test_a_source_with_two_colons_is_named_as_malformed(spec):
+    """'models.py:good:extra' was looked up as a module named 'models.py:good' ("no module named ...")."""
+    from wattlint.frontends.source import load_attr
+
+    with pytest.raises(InputError, match="one ':' between the file or module and the attribute"):
+        load_attr(spec)

@@ -193,6 +193,11 @@ def load_attr(spec: str) -> Any:
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise InputError(f"model source {spec!r}: expected package.module:attr or path/file.py:attr")
+    if ".py:" in target or (":" in target and not target.endswith(".py") and "/" not in target and os.sep not in target
+                            and not (len(target) > 1 and target[1] == ":")):
+        # 'models.py:build:extra' was looked up as a module named 'models.py:build'
+        raise InputError(f"model source {spec!r}: one ':' between the file or module and the attribute "
+                         f"(a nested attribute is dotted: path/file.py:outer.inner)")
     if target.endswith(".py") or os.sep in target or "/" in target:
         _need_file(target, "model file")
         mod_name = "_wattlint_user_" + os.path.splitext(os.path.basename(target))[0].replace("-", "_")
