@@ -96,6 +96,15 @@ def _memory_type(key: str, row: dict) -> str:
     return mt
 
 
+def _provider_cap(key: str, row: dict) -> bool:
+    v = row.get("tdp_is_provider_cap", False)
+    if not isinstance(v, bool):
+        raise ValueError(f"gpus.toml: {key} tdp_is_provider_cap must be true or false")
+    if v and "tdp_is_provider_cap" not in row.get("sources", {}):
+        raise ValueError(f"gpus.toml: {key} has no source for tdp_is_provider_cap")
+    return v
+
+
 def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
     missing = [f for f in _REQUIRED if f not in row]
     if missing:
@@ -130,6 +139,7 @@ def _spec(key: str, row: dict, refs: dict[str, str]) -> GpuSpec:
         tdp_w=float(row["tdp_w"]),
         idle_w=float(row["idle_w"]),
         idle_estimated=bool(row.get("idle_estimated", True)),
+        tdp_is_provider_cap=_provider_cap(key, row),
         pcie_gen=int(row.get("pcie_gen", 0)),
         nvlink_gbs=float(row.get("nvlink_gbs", 0.0)),
         nvlink_domain=int(row.get("nvlink_domain", 0)),
@@ -247,6 +257,8 @@ def gpu_from_nvml_name(name: str) -> GpuSpec | None:
 def value_fields(spec: GpuSpec) -> list[str]:
     """Names of every value a row carries (for source / flag checks): scalar fields + 'peak_tflops.<dtype>'."""
     scalar = [f for f in VALUE_FIELDS if f != "nvlink_domain" or spec.nvlink_domain]  # optional: rack-scale parts
+    if spec.tdp_is_provider_cap:  # optional: set (with its source) only where the power is a provider's cap
+        scalar.append("tdp_is_provider_cap")
     return [*scalar, *(f"peak_tflops.{d}" for d in spec.peak_tflops)]
 
 

@@ -283,6 +283,9 @@ class GpuSpec:
     tdp_w: float
     idle_w: float
     idle_estimated: bool = True
+    # tdp_w is a cloud provider's power cap (NVML on the instance), not a vendor rating of what the board draws under
+    # dense math (gpus.toml ``tdp_is_provider_cap``): the board sets neither its own nor its generation's core power
+    tdp_is_provider_cap: bool = False
     pcie_gen: int = 0
     nvlink_gbs: float = 0.0  # per-GPU NVLink bandwidth (GB/s, bidirectional) ; 0 = none
     # GPUs one NVLink domain joins when it is larger than a server (GB200 NVL72: 72); 0 = the server (8 by default)

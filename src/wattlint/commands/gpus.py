@@ -141,7 +141,8 @@ def _run_detail(args: argparse.Namespace, dirs) -> int:
     table.add_column("source")
     for f, v in info["values"].items():
         flag = "unconfirmed" if v["unconfirmed"] else ("estimated" if v.get("estimated") else "")
-        table.add_row(f, f"{v['value']:g}", flag, v["source"])
+        table.add_row(f, ("yes" if v["value"] else "no") if isinstance(v["value"], bool) else f"{v['value']:g}", flag,
+                      v["source"])
     console.print(table)
     return 0
 

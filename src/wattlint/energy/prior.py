@@ -340,22 +340,22 @@ def _group_k(group: str) -> float:
         gpus = [g for g in load_gpus().values() if chip_group(g) == group]
     except Exception:  # pragma: no cover - the database always loads in a working install
         return 0.0
-    ref = [g for g in gpus if not consumer(g) and g.key not in CAPPED_NOT_RATED] or gpus
+    ref = [g for g in gpus if not consumer(g) and not g.tdp_is_provider_cap] or gpus
     return max((_board_k(g) for g in ref), default=0.0)
 
 
-# Boards whose database power is a provider's cap, not a vendor rating of what dense tensor math draws: they do not set
-# their generation's reference. The AWS A10G's NVML cap is 300 W, while a public cuBLAS fp16 burn-in on one peaked at
-# 244 W at 67 TFLOPS (gpus.toml sources): taken as the GA10x reference it would raise every data-centre GA10x board's
-# core power by 7 % (its 225 W over 80 SMs x 1.71 GHz against the A40's 225 W over 84 x 1.74).
-CAPPED_NOT_RATED = frozenset({"a10g-24gb"})
+# Boards whose database power is a provider's cap, not a vendor rating of what dense tensor math draws
+# (gpus.toml ``tdp_is_provider_cap``) do not set their generation's reference. The AWS A10G's NVML cap is 300 W, while
+# a public cuBLAS fp16 burn-in on one peaked at 244 W at 67 TFLOPS (gpus.toml sources): taken as the GA10x reference
+# it would raise every data-centre GA10x board's core power by 7 % (its 225 W over 80 SMs x 1.71 GHz against the
+# A40's 225 W over 84 x 1.74).
 
 
 def core_power_ref(gpu: GpuSpec) -> float:
     """Core power (W) of a large tensor-core GEMM at boost clock on this board: the chip generation's W per SM-GHz
     (the highest-powered data-centre / workstation board of the generation in the database, or this board if it
     is higher) x SMs x boost GHz."""
-    own = 0.0 if gpu.key in CAPPED_NOT_RATED else _board_k(gpu)  # a provider's cap is no rating of its own either
+    own = 0.0 if gpu.tdp_is_provider_cap else _board_k(gpu)  # a provider's cap is no rating of its own either
     return max(_group_k(chip_group(gpu)), own) * _sm_ghz(gpu)
 
 
