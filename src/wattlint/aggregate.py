@@ -939,7 +939,7 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     if float(basis["reuse"]) > _parallel.WEIGHT_REUSE_LIMIT:
         # 6N + attention undercounts a model whose weights run on more rows than the counted tokens: the traced
         # forward + backward FLOPs (no recompute) are its model FLOPs (PaLM's definition, without the 6N shortcut)
-        convention = MFU_CONVENTION_TRACED + "; here " + _reuse_why(basis, per_token)
+        convention = MFU_CONVENTION_TRACED + "; here " + _reuse_why(basis, per_token, graph)
         per_token = float(basis["flops_per_token"])
     dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
     peak = gpu.peak(dtype)
@@ -955,17 +955,66 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     return util, note
 
 
-def _reuse_why(basis: Mapping[str, Any], six_n: float) -> str:
-    """Why the 6N convention does not count this model (:func:`wattlint.parallel.model_flops_basis`)."""
+def _reuse_why(basis: Mapping[str, Any], six_n: float, graph: CostGraph | None = None) -> str:
+    """Why the 6N convention does not count this model (:func:`wattlint.parallel.model_flops_basis`): what was
+    measured on the Linear with the most rows, and a cause only where the trace shows it. Layers shared across
+    depth (ALBERT) only where :func:`_runs_across_depth` sees its whole block run again between the module's runs
+    (review: DeBERTa's query_proj, run a second time over the relative-position embeddings inside the same
+    attention, was said to be "one layer's weights shared across depth")."""
     module, rows, calls, tokens = basis["module"], float(basis["rows"]), int(basis["calls"]), int(basis["tokens"])
-    if calls > 1:
+    per_call, depth = _runs_across_depth(graph, module) if graph is not None and calls > 1 else ([], None)
+    if calls > 1 and depth:
         how = (f"{module} runs {calls} times per forward, {rows:,.0f} rows for the {tokens:,} counted tokens of a "
                f"micro-batch: one layer's weights shared across depth, counted once in N")
+    elif calls > 1 and depth is False:
+        shown = " + ".join(f"{r:,.0f}" for r in per_call[:6]) + (" + ..." if len(per_call) > 6 else "")
+        how = (f"{module}'s weights run {calls} times per forward within one pass of its block, on {rows:,.0f} rows "
+               f"({shown}) per {tokens:,} counted tokens of a micro-batch: the same weights also multiply rows "
+               f"other than the counted tokens (e.g. relative-position embeddings projected by the attention's own "
+               f"query / key weights, as DeBERTa's disentangled attention does), counted once in N")
+    elif calls > 1:  # no records to tell why
+        how = f"{module} runs {calls} times per forward, {rows:,.0f} rows for the {tokens:,} counted tokens"
     else:
         how = (f"{module} runs over {rows:,.0f} rows per micro-batch against the {tokens:,} counted tokens: an "
                f"encoder over a longer input than the counted sequence")
     return (f"the traced Linear weights run on {float(basis['reuse']):.2f}x the counted tokens ({how}): 6N + "
             f"attention would count {six_n:,.0f} FLOPs per token, {float(basis['flops_per_token']):,.0f} traced")
+
+
+def _runs_across_depth(graph: CostGraph, module: str) -> tuple[list[float], bool | None]:
+    """The rows of each forward run of Linear ``module`` (trace order) and whether its weights are shared across
+    depth: between each two of its runs, every other Linear of its block (its path up to the numbered layer:
+    'albert.encoder.albert_layer_groups.0') runs, i.e. the whole block runs again at the next depth position; a
+    block holding no other Linear: every run on the same rows. None when the trace does not have its runs."""
+    from .parallel import block_prefix
+
+    types = dict(graph.modules)
+    scale = float((graph.extra or {}).get("dims_batch_scale", 1.0))
+    prefix = block_prefix(module)
+    if prefix is not None:
+        rest = module[len(prefix) + 1:]
+        block = f"{prefix}.{rest.split('.', 1)[0]}."
+    else:
+        block = module.rsplit(".", 1)[0] + "." if "." in module else ""
+    runs: list[float] = []
+    between: list[set[str]] = []
+    others: set[str] = set()
+    for r in graph.records:
+        if r.recompute or r.phase is not Phase.FORWARD or r.kind is not OpKind.MATMUL \
+                or types.get(r.module) != "Linear" or not r.module.startswith(block):
+            continue
+        if r.module == module:
+            runs.append((r.dim("b", 1) or 1) * r.dim("m", 0) * scale)
+            between.append(set())
+        else:
+            others.add(r.module)
+            if between:
+                between[-1].add(r.module)
+    if len(runs) < 2:
+        return runs, None
+    if others:
+        return runs, all(between[i] >= others for i in range(len(runs) - 1))
+    return runs, len(set(runs)) == 1
 
 
 def _frozen_active_params(graph: CostGraph) -> float:

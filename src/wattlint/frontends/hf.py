@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import weakref
 from typing import Any, Mapping, Sequence
 
 from ..types import CostGraph, InputError, TensorSpec
@@ -172,6 +173,9 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
     except Exception as e:  # noqa: BLE001 - e.g. huggingface_hub's strict-dataclass validation of bad values
         msg = " ".join(str(e).split())
         raise InputError(f"{where}: invalid {model_type} config: {type(e).__name__}: {msg}") from None
+    if data.get("tie_word_embeddings") is False:  # as written in the file: T5Config overrides it (see build_model)
+        key = id(config)
+        _UNTIED_GIVEN[key] = weakref.ref(config, lambda _ref: _UNTIED_GIVEN.pop(key, None))
     amap = dict(getattr(config, "attribute_map", None) or {})  # alias -> stored key (GPT-2: hidden_size -> n_embd)
     given = set(data) | {amap[k] for k in data if k in amap} | {a for a, real in amap.items() if real in data}
     filled = {k: getattr(config, k) for k in _CORE_SIZES if k not in given and amap.get(k, k) not in given
@@ -205,6 +209,9 @@ _CORE_SIZES = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_att
                "vocab_size", "n_layer", "n_embd", "n_head", "d_model", "num_layers", "num_heads", "d_ff",
                "num_local_experts", "num_experts_per_tok")
 _DEFAULTED: dict[int, tuple[str, dict[str, int]]] = {}
+# configs whose config.json says "tie_word_embeddings": false: id -> a weak reference to the config (an id may be
+# reused once the config is gone, so build_model checks the reference is the config it builds)
+_UNTIED_GIVEN: dict[int, weakref.ref] = {}
 
 
 _TOP_K_FIELDS = ("num_experts_per_tok", "moe_top_k")  # not bare top_k: transformers 4.x sets it (50) on every config
@@ -304,7 +311,41 @@ def build_model(config, attention: str = "sdpa"):
     except Exception as e:  # noqa: BLE001
         raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: {type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    note = _untie_output_embedding(model, config, torch)
+    if note:
+        model._wattlint_build_notes = [note]  # analyze_config states it
     return model
+
+
+def _untie_output_embedding(model, config, torch) -> str | None:
+    """Give the output layer its own weight where the user's config.json says "tie_word_embeddings": false but the
+    built model shares it with the input embedding, and say so (None otherwise). Review: transformers 5's T5Config
+    forces tie_word_embeddings = True (T5-v1.1 / Flan-T5 configs say false and their checkpoints have a separate
+    lm_head), so T5-v1.1-base was costed at 222,903,552 parameters, one 32,128 x 768 table short of its published
+    247,577,856 (weights, gradients, optimizer state and MFU's 6N 10 % low)."""
+    ref = _UNTIED_GIVEN.pop(id(config), None)
+    if ref is None or ref() is not config:
+        return None
+    try:
+        inp, out = model.get_input_embeddings(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    w_in, w_out = getattr(inp, "weight", None), getattr(out, "weight", None)
+    if w_in is None or w_out is None or w_out is not w_in:
+        return None
+    out.weight = torch.nn.Parameter(torch.empty(tuple(w_in.shape), dtype=w_in.dtype, device="meta"),
+                                    requires_grad=w_in.requires_grad)
+    rows, cols = tuple(w_in.shape)
+    return (f"output layer: config.json says \"tie_word_embeddings\": false, but transformers "
+            f"{_version()}'s {type(config).__name__} ties it (the built {type(model).__name__} shared its output "
+            f"layer's weight with the input embedding); costed untied as the config describes, the output layer "
+            f"with its own {rows:,} x {cols:,} weight: {w_in.numel():,} parameters added")
+
+
+def _version() -> str:
+    import transformers
+
+    return transformers.__version__
 
 
 def _image_spec(config, micro_batch: int) -> TensorSpec:
@@ -394,14 +435,16 @@ def unfused_scan_notes(model) -> list[str]:
     return [note for fn, note in _UNFUSED_SCANS if fn in found]
 
 
-def _check_length(model, sl: int, mp: int | None) -> list[str]:
-    """The notes for sequence length ``sl`` against ``mp`` positions; an InputError where the model has a learned
-    position table and ``sl`` runs past it (indices past it do not exist: the model cannot run)."""
+def _check_length(model, sl: int, mp: int | None, field: str | None = None) -> list[str]:
+    """The notes for sequence length ``sl`` against ``mp`` positions, read from the config's ``field``; an
+    InputError where the model has a learned position table and ``sl`` runs past it (indices past it do not exist:
+    the model cannot run), naming the field to raise (review: Whisper's hint named max_position_embeddings /
+    n_positions, which WhisperConfig does not have: its decoder's limit is max_target_positions)."""
     learned = _learned_positions(model, mp) if mp and sl > mp else None
     if learned:
         raise InputError(f"--seq-len {sl} exceeds the {mp} learned position embeddings of this "
                          f"{type(model).__name__} ({learned}): it cannot run that length; raise "
-                         f"max_position_embeddings / n_positions in the config to cost a longer context")
+                         f"{field or 'max_position_embeddings / n_positions'} in the config to cost a longer context")
     if mp and sl > mp:  # costed as asked: rotary / relative positions run past their trained context
         return [f"--seq-len {sl} exceeds the config's maximum positions {mp}: the model has no learned position "
                 "table (rotary / relative positions, as Llama's), so it runs that length, past its trained context "
@@ -416,24 +459,30 @@ _POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembe
 
 
 def max_positions(config) -> int | None:
+    return max_positions_field(config)[0]
+
+
+def max_positions_field(config) -> tuple[int | None, str | None]:
+    """The config's maximum positions and the field they were read from (dotted for a sub-config:
+    "text_config.max_position_embeddings"), or (None, None)."""
     # a two-tower model (CLIP): its text tower's; a composite encoder-decoder (EncoderDecoderModel,
     # VisionEncoderDecoderModel): the smaller of its encoder's and decoder's
-    subs = [c for c in (getattr(config, "decoder", None), getattr(config, "encoder", None))
+    subs = [(n, c) for n in ("decoder", "encoder") for c in (getattr(config, n, None),)
             if c is not None and hasattr(c, "model_type")]  # sub-configs, not other attributes of those names
     if subs and getattr(config, "max_position_embeddings", None) is None:
         # a composite encoder-decoder: the default length feeds both stacks, so the shorter one's limit
-        limits = [m for m in (max_positions(c) for c in subs) if m]
-        return min(limits) if limits else None
-    for cfg in (config, getattr(config, "text_config", None)):
+        limits = [(m, f"{n}.{f}") for n, c in subs for m, f in (max_positions_field(c),) if m]
+        return min(limits, key=lambda x: x[0]) if limits else (None, None)
+    for sub, cfg in (("", config), ("text_config.", getattr(config, "text_config", None))):
         for k in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
             v = getattr(cfg, k, None)
             if isinstance(v, int) and v > 0:
                 pad = getattr(cfg, "pad_token_id", None)
                 if getattr(cfg, "model_type", None) in _POSITIONS_AFTER_PADDING and isinstance(pad, int) \
                         and 0 <= pad < v - 1:
-                    return v - pad - 1
-                return v
-    return None
+                    return v - pad - 1, sub + k
+                return v, sub + k
+    return None, None
 
 
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
@@ -463,6 +512,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")
+    notes += list(getattr(model, "_wattlint_build_notes", None) or ())
     notes += unfused_scan_notes(model)
     archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
     if archs and type(model).__name__ not in archs:
@@ -492,10 +542,12 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         first = next(iter(specs.values()))
         # the micro-batch the trace rebinds the inputs to (--batch-size), else the encoder input's own
         mb = int(micro_batch) if micro_batch else (int(first.shape[0]) if first.shape else 1)
-        cap = getattr(config, "max_target_positions", None) or max_positions(config)
+        cap, field = getattr(config, "max_target_positions", None), "max_target_positions"
+        if not cap:
+            cap, field = max_positions_field(config)
         sl = seq_len or (min(DEFAULT_SEQ_LEN, cap) if isinstance(cap, int) and cap > 0 else DEFAULT_SEQ_LEN)
         if seq_len is not None:  # the decoder's length: checked as a text model's (Whisper: 448 learned positions)
-            notes += _check_length(model, sl, cap if isinstance(cap, int) and cap > 0 else None)
+            notes += _check_length(model, sl, cap if isinstance(cap, int) and cap > 0 else None, field)
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (mb, sl))
         notes.append(f"decoder_input_ids: int64[{mb}, {sl}] added (an encoder-decoder's decoder tokens; pass "
                      "--input decoder_input_ids=int64[B,S] or --seq-len to change)")
@@ -510,7 +562,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                 notes.append(f"decoder sequence length: {sl} (default; pass --seq-len)")
         else:
             sl = seq_len
-            notes += _check_length(model, sl, max_positions(config))
+            notes += _check_length(model, sl, *max_positions_field(config))
         specs = default_inputs(model, config, mb, sl)
         if _multiple_choice(model) and len(specs["input_ids"].shape) == 3:
             notes.append(f"input_ids: int64[{mb}, {DEFAULT_CHOICES}, {sl}]: {type(model).__name__} takes [batch, "
@@ -520,7 +572,12 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
         micro_batch = mb
     elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
-        notes += _check_length(model, seq_len, max_positions(config))  # --input shapes rebound to --seq-len
+        notes += _check_length(model, seq_len, *max_positions_field(config))  # --input shapes rebound to --seq-len
+    ids = specs.get("input_ids")
+    window = sliding_window_note(config, seq_len or (int(ids.shape[-1]) if ids is not None and ids.shape else 0),
+                                 impl)
+    if window:
+        notes.append(window)
     try:
         with _quiet():
             graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
@@ -543,6 +600,56 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         # kernels do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
         extra["attention_heads"] = list(heads)
     return dataclasses.replace(graph, extra={**(graph.extra or {}), **extra}) if extra else graph
+
+
+def _sliding_layers(config) -> tuple[int, list[int], int] | None:
+    """(window, the indices of the layers it applies to, the number of layers) of a sliding-window config, else
+    None: Gemma 2 / 3, Qwen2 (use_sliding_window) and others list "sliding_attention" in ``layer_types``; Mistral's
+    ``sliding_window`` applies to every layer."""
+    cfg = getattr(config, "text_config", None) or config
+    w = getattr(cfg, "sliding_window", None)
+    if not isinstance(w, int) or isinstance(w, bool) or w <= 0 or getattr(cfg, "use_sliding_window", True) is False:
+        return None
+    types = getattr(cfg, "layer_types", None)
+    if isinstance(types, (list, tuple)) and types:
+        return w, [i for i, t in enumerate(types) if t == "sliding_attention"], len(types)
+    n = getattr(cfg, "num_hidden_layers", None)
+    return (w, list(range(n)), n) if isinstance(n, int) and n > 0 else None
+
+
+def windowed_pairs(s: int, w: int) -> int:
+    """Query-key pairs per head of causal attention over ``s`` tokens with a window of ``w`` (each query sees
+    itself and the w - 1 tokens before it): sum over i < s of min(i + 1, w)."""
+    full = min(s, w)
+    return full * (full + 1) // 2 + (s - full) * w
+
+
+def sliding_window_note(config, s: int, attention: str = "sdpa") -> str | None:
+    """The assumption line for a sliding window smaller than the traced sequence ``s`` (review: the trace prices
+    attention over the whole square as SDPA with transformers' dense mask, or eager attention, computes it, but no
+    line said the window, and Gemma 2 said nothing): the window, the layers it applies to, and the pairs a windowed
+    FlashAttention-2 kernel would compute instead."""
+    got = _sliding_layers(config)
+    if not got or s <= 0:
+        return None
+    w, layers, n = got
+    if not layers or w >= s:
+        return None
+    if len(layers) == n:
+        which = f"all {n} layers"
+    elif len(layers) >= 2 and layers[0] in (0, 1) and layers == list(range(layers[0], n, 2)):
+        shown = ", ".join(map(str, layers[:3])) + (", ..." if len(layers) > 3 else "")
+        which = f"alternate layers ({len(layers)} of {n}: {shown}; the others attend over the whole sequence)"
+    else:
+        shown = ", ".join(map(str, layers[:8])) + (", ..." if len(layers) > 8 else "")
+        which = f"{len(layers)} of the {n} layers ({shown}; the others attend over the whole sequence)"
+    fa = windowed_pairs(s, w)
+    return (f"sliding-window attention: the config's sliding_window = {w:,} tokens (< the traced sequence of {s:,}) "
+            f"applies to {which}; those layers are priced over all {s:,} x {s:,} = {s * s:,} query-key pairs per "
+            f"head and sequence, as transformers' {'eager attention' if attention == 'eager' else 'SDPA'} runs them "
+            f"with a dense window mask (the masked pairs computed, then discarded); a windowed FlashAttention-2 "
+            f"kernel (attn_implementation=flash_attention_2) would compute {fa:,} (sum over positions i of "
+            f"min(i + 1, {w:,})), {fa / (s * s):.1%} of them")
 
 
 # forward parameters a model runs without (masks, positions, caches, labels, flags): not named as missing inputs
