@@ -33,3 +33,20 @@ def test_a_source_with_two_colons_is_named_as_malformed(spec):
 
     with pytest.raises(InputError, match="one ':' between the file or module and the attribute"):
         load_attr(spec)
+
+
+def test_hf_config_with_a_huge_integer_is_bad_input(tmp_path):
+    """The fuzz review's case: a 5,001-digit vocab_size exited 3 ('internal error: ValueError: Exceeds the limit')."""
+    from wattlint.frontends.hf import load_config
+
+    p = tmp_path / "config.json"
+    p.write_text('{"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": ' + HUGE + '}')
+    with pytest.raises(InputError, match="cannot read"):
+        load_config(p)
+
+
+def test_an_exception_without_a_message_is_named_without_a_dangling_colon():
+    from wattlint.frontends import exception_line
+
+    assert exception_line(MemoryError()) == "MemoryError (no message)"
+    assert exception_line(ValueError("bad shape\nsecond line")) == "ValueError: bad shape"

@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Mapping, Sequence
 
 from ..types import CostGraph, InputError, TensorSpec
+from . import exception_line
 from .extras import require
 
 _WHAT = "Hugging Face config.json sources"  # "<what>: the torch package is not installed; ..."
@@ -151,8 +152,8 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
             raise InputError(f"{where}: not UTF-8 text (byte {e.start}): not a Hugging Face config.json") from None
         except RecursionError:
             raise InputError(f"{where}: JSON nested too deeply to be a Hugging Face config.json") from None
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read {where}: {' '.join(str(e).split())}") from None
+        except (OSError, ValueError) as e:  # ValueError: not JSON, or an integer past Python's 4,300-digit limit
+            raise InputError(f"cannot read {where}: {' '.join(str(e).split())[:160]}") from None
     if not isinstance(data, dict):
         raise InputError(f"{where}: not a JSON object")
     data = _special_floats(data)
@@ -309,8 +310,8 @@ def build_model(config, attention: str = "sdpa"):
                     config._attn_implementation = None
                     model = cls._from_config(config, **fp32)
     except Exception as e:  # noqa: BLE001
-        raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: "
+                         f"{exception_line(e)}") from None
     note = _untie_output_embedding(model, config, torch)
     if note:
         model._wattlint_build_notes = [note]  # analyze_config states it

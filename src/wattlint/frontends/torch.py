@@ -38,6 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import costs as C
 from ..types import BATCH_HINT, CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
+from . import exception_line
 from . import torch_moe as MOE
 from . import torch_ops as T
 
@@ -837,7 +838,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         if isinstance(e, KeyboardInterrupt):
             raise
         what = (f"the model called sys.exit({e.code!r})" if isinstance(e, SystemExit) else
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                exception_line(e))
         if isinstance(e, RuntimeError) and "does not require grad" in str(e):  # torch's words for nothing to train
             what = ("nothing to train: the loss does not depend on any trainable parameter (no parameters, all "
                     "frozen, only buffers, or outputs computed under torch.no_grad() / .detach())")
@@ -1266,7 +1267,7 @@ def build_module(obj, source: str = "") -> tuple[nn.Module, Any]:
         if isinstance(e, KeyboardInterrupt):
             raise
         what = (f"it called sys.exit({e.code!r})" if isinstance(e, SystemExit) else
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                exception_line(e))
         raise InputError(f"{source}: building the model failed: {what}") from None
     example = None
     if isinstance(made, tuple) and len(made) == 2 and isinstance(made[0], nn.Module):
