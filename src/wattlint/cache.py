@@ -30,7 +30,8 @@ Key (sha256 of a canonical JSON document) =
     no project file, its installed distribution, read from package metadata without importing them, and the
     cache schema. Other installed packages a PyTorch source imports (torchvision, timm) are not in the key.
 
-Content hashes are memoized by (path, size, mtime_ns, inode) in ``hashes.json`` so a large ONNX file is hashed once.
+Content hashes are memoized by (path, size, mtime_ns, inode, ctime_ns) in ``hashes.json`` so a large ONNX file is
+hashed once.
 Every write is atomic (temporary file in the same directory + ``os.replace``); a corrupt or foreign cache file is
 treated as a miss, never as an error. The cache directory holds a ``.gitignore`` with ``*`` (its ``v1/`` does
 when the directory existed before and is not named ``.wattlint-cache``).
@@ -772,7 +773,9 @@ def _python_files(root: Path) -> list[Path]:
 
 
 class HashMemo:
-    """sha256 of files, memoized by (size, mtime_ns, inode) in ``<cache>/hashes.json``."""
+    """sha256 of files, memoized by (size, mtime_ns, inode, ctime_ns) in ``<cache>/hashes.json``: an in-place edit of
+    the same size with its mtime set back (touch -d, rsync -t, an editor keeping times) still changes the ctime, which
+    users cannot set back."""
 
     def __init__(self, path: Path | None):
         self.path = path
@@ -790,11 +793,11 @@ class HashMemo:
         st = p.stat()
         if not _stat.S_ISREG(st.st_mode):
             raise ConfigError(f"{p}: is {not_a_file(p) or 'no regular file'}, not a file; refusing to read it")
-        sig = [st.st_size, st.st_mtime_ns, st.st_ino]
+        sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         key = str(p)
         hit = self.data.get(key)
-        if isinstance(hit, list) and len(hit) == 4 and hit[:3] == sig:
-            return hit[3]
+        if isinstance(hit, list) and len(hit) == len(sig) + 1 and hit[:-1] == sig:  # an older memo's entry: rehashed
+            return hit[-1]
         h = hashlib.sha256()
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

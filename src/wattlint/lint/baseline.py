@@ -28,6 +28,12 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     if path.is_dir():
         raise ConfigError(f"baseline {path} is a folder, not a file: point 'baseline' at a JSON file (it is created by "
                           "'wattlint check --update-baseline')")
+    from ..io import not_a_file
+
+    odd = not_a_file(path)
+    if odd:  # a device (/dev/null read as "empty"), a named pipe (never read: it may never end): never the baseline
+        raise ConfigError(f"baseline {path}: not a regular file ({odd}); point 'baseline' at a JSON file (it is "
+                          f"created by {_UPDATE})")
     try:  # utf-8-sig: a UTF-8 BOM some editors write is read, as in pyproject.toml
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -44,7 +50,12 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
     # schema: any other file (baseline = "/etc/passwd", a notes file) is never to be deleted (walk 48)
     ours = _MARKER in text
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:  # a merge that kept both sides: the last entry silently won, hiding a regression
+        fix = (f"the file is unchanged: remove one of them, or delete the file and run {_UPDATE}" if ours
+               else _not_ours(path))
+        raise ConfigError(f"baseline {path}: key {e.key!r} appears twice in one object (a merge that kept both "
+                          f"sides?): which one counts is not clear; {fix}") from None
     except RecursionError:
         raise ConfigError(f"baseline {path}: JSON nested too deeply to be a wattlint baseline; "
                           f"{_FIX if ours else _not_ours(path)}") from None
@@ -72,6 +83,22 @@ def load_baseline(path: Path) -> dict[str, dict[str, Any]]:
 _UPDATE = "'wattlint check --update-baseline'"
 _FIX = f"fix it or delete it and run {_UPDATE}"
 _MARKER = SCHEMA.split("/")[0] + "/"  # "wattlint.baseline/": the schema marker every baseline file carries
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook refusing a key twice in one object (json.loads keeps the last silently)."""
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
 
 
 def _not_ours(path: Path) -> str:

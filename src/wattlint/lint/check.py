@@ -27,9 +27,10 @@ def _matches(model, files: list[Path], targets: list[Path]) -> bool:
 
 def select_models(config, paths: list[Path], force_exclude: bool) -> list:
     """The configured models a check covers: all, or those whose source (or a project file it imports) is among
-    ``paths``; pyproject.toml or the baseline among ``paths`` selects all. ``exclude`` applies as documented: a
-    model whose source (or a file it imports) is named as a FILE is checked even when excluded, unless
-    ``--force-exclude``; a folder, pyproject.toml or the baseline selects as no arguments do, exclusions kept
+    ``paths``; the configuration file, the baseline or the configuration's folder (or one above it) among ``paths``
+    selects all (:func:`_selects_all`). ``exclude`` applies as documented: a model whose source (or a file it
+    imports) is named as a FILE is checked even when excluded, unless ``--force-exclude``; a folder, the
+    configuration file or the baseline selects as no arguments do, exclusions kept
     (review: `wattlint check .` checked the excluded experiments)."""
     from ..cache import model_files
 
@@ -52,13 +53,19 @@ def _resolved(p: Path) -> Path:
 
 
 def _selects_all(config, ap: Path) -> bool:
-    """A resolved PATH argument that selects every model: a pyproject.toml, the configuration file, the baseline."""
-    return ap.name == "pyproject.toml" or ap == config.baseline_path.resolve() or \
-        (config.path is not None and ap == config.path)
+    """A resolved PATH argument that selects every model: the configuration file (not any file named pyproject.toml:
+    another project's, staged beside, checked them all), the baseline, or the configuration's folder (or a folder
+    above it): `wattlint check .` in the project checks its models as `ruff check .` checks the project, also those
+    whose sources lie outside it (`source = "../resnet50.onnx"`; review s49: they were left out silently and the
+    check said "All checks passed.")."""
+    if ap == config.baseline_path.resolve() or (config.path is not None and ap == Path(config.path).resolve()):
+        return True
+    root = Path(config.root).resolve()
+    return ap.is_dir() and (ap == root or ap in root.parents)
 
 
 def _named_files(config, paths: list[Path]) -> list[Path]:
-    """The PATH arguments that name one file other than pyproject.toml, the config file or the baseline."""
+    """The PATH arguments that name one file other than the config file or the baseline."""
     return [ap for ap in map(_resolved, paths) if not ap.is_dir() and not _selects_all(config, ap)]
 
 
