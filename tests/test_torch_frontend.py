@@ -281,7 +281,7 @@ def test_hf_config_json_file(tmp_path):
     p = tmp_path / "config.json"
     p.write_text(json.dumps(HF_CONFIGS["bert"]))
     g = wattlint.analyze(str(p), seq_len=32, batch_size=2)
-    assert g.model.format == "torch" and g.seq_len == 32 and g.micro_batch == 2
+    assert g.model.format == "hf" and g.seq_len == 32 and g.micro_batch == 2
     assert g.params > 0 and g.model.name == "BertForMaskedLM"
 
 

@@ -349,7 +349,7 @@ def _sequences_per_sample(graph: CostGraph, seq_len) -> tuple[int, int, TensorSp
     the first integer input of 2 or more dims (wattlint.frontends.torch.trace_with_inputs,
     wattlint.frontends.onnx: choices x seq for [batch, choices, seq]), while --seq-len is one sequence's length (the
     last dim it rebinds). ``seq_len`` (--seq-len, or None): the last dim must be it."""
-    if graph.model.format not in ("torch", "onnx") or not graph.seq_len:
+    if graph.model.format not in ("torch", "hf", "onnx") or not graph.seq_len:
         return None
     # the input the frontend counted: its first non-floating-point input of 2 or more dims (ONNX: int64 / int32)
     if graph.model.format == "onnx":

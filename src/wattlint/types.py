@@ -165,7 +165,7 @@ class TensorSpec:
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     source: str
-    format: str  # "torch" | "onnx"
+    format: str  # "torch" | "onnx" | "hf" (a Hugging Face config.json, traced by the torch frontend)
     params: int
     param_bytes: int
     trainable_params: int = -1  # -1: same as params

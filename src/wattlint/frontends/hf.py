@@ -600,6 +600,9 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced
         # kernels do not show them (wattlint.parallel.attention_heads reads this for the tensor-parallel split)
         extra["attention_heads"] = list(heads)
+    # traced through the torch frontend, built from a Hugging Face config: the report's model.format says which
+    # (wattlint.estimate/1 and wattlint.analysis/1 list "hf"; JSON users could not tell the two apart)
+    graph = dataclasses.replace(graph, model=dataclasses.replace(graph.model, format="hf"))
     return dataclasses.replace(graph, extra={**(graph.extra or {}), **extra}) if extra else graph
 
 
