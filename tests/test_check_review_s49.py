@@ -213,3 +213,26 @@ def test_another_projects_pyproject_selects_no_model(project, run_cli):
     assert code == 0 and "lm: " not in out and "no configured model matched" in out, out
     code, out, _ = run_cli("check", "pyproject.toml")  # the configuration's own: every model
     assert "lm: " in out, out
+
+
+# ---- 8. the JSON report lists the energies a baseline update accepts (the text report's before -> after) ------------
+
+def test_json_baseline_changes_carry_before_and_after(project, run_cli):
+    import json
+
+    import jsonschema
+
+    proj = project()
+    code, _, err = run_cli("check", "--update-baseline")
+    assert code == 0, err
+    before = json.loads((proj / "wattlint-baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    (proj / "pyproject.toml").write_text((proj / "pyproject.toml").read_text().replace("tokens = 2e8", "tokens = 3e8"))
+    code, out, err = run_cli("check", "--update-baseline", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    schema = json.loads((ROOT / "src" / "wattlint" / "schemas" / "check.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    after = json.loads((proj / "wattlint-baseline.json").read_text())["models"]["lm"]["energy_kwh"]
+    # 1.5x the tokens at the same batch and sequence: 1.5x the steps, so 1.5x the energy (rounded step count aside)
+    assert after == pytest.approx(1.5 * before, rel=0.01)
+    assert doc["baseline_changes"]["energy_kwh"] == {"lm": {"before": before, "after": after}}

@@ -356,7 +356,7 @@ def _update_baseline(config, models, result) -> None:
     foreign = sorted(k for k in keep if k not in configured)
     result.baseline_changes = {"written": sorted(updates), "kept": sorted(k for k in keep if k in configured),
                                "removed": sorted(k for k in old if k not in updates and k not in keep),
-                               # what the reviewer of the baseline commit is accepting (text report only)
+                               # what the reviewer of the baseline commit is accepting (text and JSON reports)
                                "moved": {k: (old[k]["energy_kwh"], updates[k]["energy_kwh"]) for k in sorted(updates)
                                          if k in old and old[k].get("energy_kwh") != updates[k].get("energy_kwh")}}
     where = _where(config.baseline_path)

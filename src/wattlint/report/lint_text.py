@@ -133,4 +133,7 @@ def render_json(result: CheckResult) -> str:
            "baseline_updated": result.baseline_updated, "notices": list(result.notices)}
     if result.baseline_updated:
         doc["baseline_changes"] = {k: list(result.baseline_changes.get(k, [])) for k in ("written", "kept", "removed")}
+        # the energies the baseline commit accepts, as the text report lists them (before -> after, facility kWh)
+        doc["baseline_changes"]["energy_kwh"] = {k: {"before": a, "after": b} for k, (a, b)
+                                                 in (result.baseline_changes.get("moved") or {}).items()}
     return json.dumps(_r(doc), indent=2, sort_keys=True) + "\n"
