@@ -153,7 +153,7 @@ def test_update_baseline_says_what_it_wrote_kept_and_removed(project, run_cli, t
     assert "retired" not in json.loads(base.read_text())["models"]
     code, out, _ = run_cli("check", "--update-baseline", "--format", "json")
     d = json.loads(out)
-    assert d["baseline_changes"] == {"written": ["lm"], "kept": [], "removed": []}
+    assert d["baseline_changes"] == {"written": ["lm"], "kept": [], "removed": [], "energy_kwh": {}}
     schema = json.loads((ROOT / "src" / "wattlint" / "schemas" / "check.schema.json").read_text())
     jsonschema.validate(d, schema)
 

@@ -135,7 +135,7 @@ def test_a_baseline_shared_by_two_projects_keeps_both(tmp_path, monkeypatch, run
     assert json.loads(shared.read_text())["models"] == {"A": before, "B": json.loads(shared.read_text())["models"]["B"]}
     assert "removed" not in out and "(A), as another project's" in out, out
     code, out, err = run_cli("check", "--update-baseline", "--format", "json")
-    assert json.loads(out)["baseline_changes"] == {"written": ["B"], "kept": [], "removed": []}
+    assert json.loads(out)["baseline_changes"] == {"written": ["B"], "kept": [], "removed": [], "energy_kwh": {}}
     code, out, err = run_cli("check")  # no "entries no configured model has ... drops them" on every run
     assert code == 0 and "note:" not in out, out
 
@@ -251,7 +251,7 @@ def test_a_baseline_linked_inside_the_project_is_the_projects_own(proj, run_cli)
     assert "has entries no configured model has: retired" in out, out + err
     code, out, err = run_cli("check", "--update-baseline", "--format", "json")
     assert code == 0, out + err
-    assert json.loads(out)["baseline_changes"] == {"written": ["A"], "kept": [], "removed": ["retired"]}
+    assert json.loads(out)["baseline_changes"] == {"written": ["A"], "kept": [], "removed": ["retired"], "energy_kwh": {}}
     assert (root / "wattlint-baseline.json").is_symlink()
     assert sorted(json.loads((root / "baselines" / "current.json").read_text())["models"]) == ["A"]
 
