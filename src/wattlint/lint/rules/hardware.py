@@ -313,7 +313,9 @@ class SmallerGpuLessEnergy(Rule):
         planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
         for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
         least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time (default 1.0: never a
-        slower GPU). The energy claimed is what ``--gpu <candidate>`` with the same flags estimates: the candidate in
+        slower GPU). The GPU's own saving must reach ``min-saving`` too: the candidate in the planned machine (its
+        host power per hour and PUE kept), so a switch whose saving is mostly another machine's host power or PUE
+        is not reported. The energy claimed is what ``--gpu <candidate>`` with the same flags estimates: the candidate in
         its own platform class (a PCIe server, an SXM node, a desktop: its host power per GPU) with its default PUE
         and nodes, so a GPU whose switch costs more energy is never recommended. When that machine's host power or
         PUE differ from the planned one's, the message names them and adds, as a separate figure, what the candidate
@@ -368,7 +370,7 @@ class SmallerGpuLessEnergy(Rule):
         est = ctx.estimate
         cur = est.gpu
         wanted = set(ctx.options["candidates"])
-        best = None
+        found = []  # (energy claimed, time, candidate, its estimate)
         t0 = est.total.time_h
         need = float(est.memory.peak_bytes_per_gpu)
         half = est.plan.precision if est.plan.precision in ("fp16", "bf16", "fp8", "tf32") else "fp32"
@@ -418,14 +420,18 @@ class SmallerGpuLessEnergy(Rule):
                 # a lower limit, against a measured H200 SXM): not explainable, not claimed
                 continue
             e = run.total.energy_kwh if literal else same_host_kwh(run)
-            if best is None or e < best[0]:
-                best = (e, t, spec, run)
-        if best is None:
-            return
-        e, t, spec, run = best
+            found.append((e, t, spec, run))
         base = ctx.energy_kwh
-        if base <= 0:
+        if not found or base <= 0:
             return
+        if ctx.base_fits:
+            # the GPU's own saving, in the planned machine (its host power per hour and PUE kept), must reach
+            # min-saving: a switch whose saving is mostly another platform class's host power or PUE is not a smaller
+            # GPU using less energy (review: an A100 -> H100 PCIe switch claimed 28 %, 1.4 % of it the GPU's)
+            found = [f for f in found if (base - same_host_kwh(f[3])) / base >= ctx.options["min_saving"]]
+            if not found:
+                return
+        e, t, spec, run = min(found, key=lambda f: f[0])
         kwh, pct = base - e, (base - e) / base
         if not ctx.base_fits:
             # the planned run does not start (WL201): no saving against it; the candidate that holds the run at a
