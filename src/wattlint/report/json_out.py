@@ -147,6 +147,16 @@ def most_efficient_why(ests: Sequence[Estimate]) -> str:
     card's 1.2: plan.default_pue; review: the ranking mixed them without a word)."""
     why = ("least facility energy among GPUs where the model fits" if any(e.memory.fits for e in ests) else
            "least facility energy; the model fits on none of these GPUs as planned: see memory")
+    best, planned = ests[most_efficient(ests)], ests[0]
+    if best is not planned:
+        # the pick is by energy alone: say when it is slower than the planned GPU, or runs another precision (a GPU
+        # without the plan's precision is costed at its fallback), so a reader does not take it for a free win
+        # (review: an A10 picked at 3.9x the H100's time, a T4 running bf16 as fp16, with nothing said)
+        t0, t1 = planned.total.time_h, best.total.time_h
+        if t0 > 0 and t1 > t0 * 1.01:
+            why += f"; it takes {t1 / t0:.2f}x the time of {planned.gpu.key}, the planned GPU"
+        if best.plan.precision != planned.plan.precision:
+            why += f"; it runs {planned.plan.precision} as {best.plan.precision}"
     pues: dict[float, list[str]] = {}
     for e in ests:
         pues.setdefault(round(float(e.plan.pue), 4), []).append(e.gpu.key)
@@ -200,6 +210,7 @@ def compare_dict(ests: Sequence[Estimate], *, top: int | None = None) -> dict:
     out = {
         "schema": COMPARE_SCHEMA,
         "most_energy_efficient": ests[best].gpu.key,
+        "most_energy_efficient_why": most_efficient_why(ests),
         "energy_models": energy_models_by_gpu(ests),
     }
     note = energy_model_mix_note(ests)
