@@ -252,3 +252,23 @@ def test_a_models_dir_environment_variable_that_is_no_folder_is_refused_like_the
         assert code == 2 and err.strip().splitlines() == [
             f"wattlint: error: WATTLINT_MODELS_DIR {where}: not a folder (fitted energy models are looked up in "
             f"<folder>/<gpu-key>/)"], err
+
+
+def test_file_source_keys_on_the_versions_of_the_installed_packages_it_imports(tmp_path, monkeypatch):
+    """A project file importing an installed package (timm, transformers) keyed only on torch's version: upgrading the
+    package served the old result (walk s48/s49). Its distribution's version is now part of the key."""
+    import wattlint.cache as c
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "net.py").write_text("import somedep.layers\nimport json\n\n\ndef build():\n    return None\n")
+    monkeypatch.setattr(c, "_DISTS_OF", {"somedep": ["somedep-dist"], "torch": ["torch"]})
+    cache = ResultCache(tmp_path / "c")
+    cfg = _config(tmp_path)
+    monkeypatch.setitem(c._VERSION_MEMO, "somedep-dist", "1.0")
+    k1 = cache.key(cfg.models[0], cfg)[0]
+    assert cache.key(cfg.models[0], cfg)[0] == k1
+    monkeypatch.setitem(c._VERSION_MEMO, "somedep-dist", "2.0")
+    assert cache.key(cfg.models[0], cfg)[0] != k1
+    deps = c.dependencies(tmp_path / "pkg" / "net.py", tmp_path, source_dir=tmp_path / "pkg")
+    assert deps.external == ["json", "somedep"]  # the standard library's json has no distribution: not keyed
+    assert c.imported_distributions(deps.external) == {"somedep": ["somedep-dist"]}

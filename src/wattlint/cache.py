@@ -89,6 +89,24 @@ def dist_version(name: str) -> str:
     return str(v)
 
 
+_DISTS_OF: dict[str, list[str]] | None = None
+
+
+def imported_distributions(names) -> dict[str, list[str]]:
+    """Top-level module name -> the installed distributions that provide it (``importlib.metadata``'s map: ``yaml``
+    -> ``PyYAML``, ``sklearn`` -> ``scikit-learn``), for the names that an installed distribution provides (the
+    standard library's are left out)."""
+    global _DISTS_OF
+    if _DISTS_OF is None:
+        try:
+            from importlib.metadata import packages_distributions
+
+            _DISTS_OF = {k: sorted(set(v)) for k, v in packages_distributions().items()}
+        except Exception:  # pragma: no cover - broken metadata: no versions rather than no check
+            _DISTS_OF = {}
+    return {n: _DISTS_OF[n] for n in sorted(set(names)) if n in _DISTS_OF}
+
+
 def _hash_tree(h, root, skip=lambda d, f: False) -> None:
     """Add (relative path, size, mtime_ns) of every file below ``root`` to ``h``, in a stable order; ``skip(dir,
     file)`` leaves out directories (file None) and files. Linked folders are followed (a models folder linked in
@@ -672,12 +690,15 @@ class _Finder:
 
 
 class Dependencies:
-    """The files a PyTorch source's code runs (the source and what it imports, transitively) and, in ``unknown``,
-    why that set cannot be told without running the code (empty when it can)."""
+    """The files a PyTorch source's code runs (the source and what it imports, transitively), in ``unknown`` why
+    that set cannot be told without running the code (empty when it can), and in ``external`` the top-level names
+    of the modules it imports from outside the project (installed packages, the standard library): their
+    distributions' versions change the model as much as a file of the project does (a timm or transformers upgrade)."""
 
-    def __init__(self, files: list[Path], unknown: list[str]):
+    def __init__(self, files: list[Path], unknown: list[str], external: list[str] | None = None):
         self.files = files
         self.unknown = unknown
+        self.external = list(external or [])
 
 
 def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
@@ -706,6 +727,7 @@ def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
         scanned: dict[Path, None] = {}  # as found (a file linked into a package imports from that package)
         seen: dict[Path, None] = {}  # their real paths: the files hashed
         unknown: list[str] = []
+        outside: dict[str, None] = {}  # top-level names imported from outside the project
         todo = [Path(os.path.abspath(path))] if path is not None else []
         if module is not None:
             todo += finder.module(module, bases)
@@ -737,6 +759,8 @@ def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
             for name in scan.modules:
                 if name not in memo:
                     memo[name] = finder.module(name, bases)
+                if not memo[name]:  # not in the project: an installed package or the standard library
+                    outside[name.split(".")[0]] = None
                 todo += memo[name]
             for base, name in scan.relative:
                 if name:
@@ -745,7 +769,7 @@ def dependencies(path: Path | None, root: Path, source_dir: Path | None = None,
                     todo.append(f)
             todo += scan.files
         if not grew:
-            return Dependencies(sorted(seen), unknown)
+            return Dependencies(sorted(seen), unknown, sorted(outside))
 
 
 def _shown(p: Path, root: Path) -> str:
@@ -862,7 +886,7 @@ def _shared(what: str, model, root: Path, compute):
 def model_dependencies(model, root: Path) -> Dependencies:
     """The files whose content defines the model, and (``unknown``) why they cannot all be known before it runs."""
     deps = _shared("dependencies", model, root, lambda: _model_dependencies(model, root))
-    return Dependencies(list(deps.files), list(deps.unknown))  # a copy: a caller's change stays its own
+    return Dependencies(list(deps.files), list(deps.unknown), list(deps.external))  # a copy: the caller's own
 
 
 def _model_dependencies(model, root: Path) -> Dependencies:
@@ -945,6 +969,8 @@ class ResultCache:
         if model.path is None and not files:  # an installed package's module (e.g. torchvision.models:resnet50)
             top = model.source.split(":")[0].split(".")[0]
             versions[top] = dist_version(top)
+        for top, dists in imported_distributions(deps.external).items():  # what the source imports, installed
+            versions[f"import:{top}"] = {d: dist_version(d) for d in dists}
         if kind == "onnx":
             versions["onnx"] = dist_version("onnx")
         else:
