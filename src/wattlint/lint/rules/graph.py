@@ -7,8 +7,6 @@ import dataclasses
 import math
 from collections import defaultdict
 
-from ...fp8 import CAST_OP as FP8_CAST_OP
-from ...memory import checkpointing_traced
 from ...types import OpKind, OpRecord, Phase, Status
 from ..engine import ceil_to, replace_records
 from ..registry import register
@@ -538,10 +536,12 @@ class MemoryBoundHotspots(Rule):
         tot = sum(energy)
         if tot <= 0:
             return
+        from ...fp8 import CAST_OP as fp8_cast_op  # (imported here: a cached check must not load the estimator)
+
         hits = [i for i, r in enumerate(ctx.graph.records)
                 if r.kind in MEMORY_BOUND_KINDS and r.status is Status.HANDLED and r.bytes > 0
                 and r.flops / r.bytes < ridge and r.phase is not Phase.OPTIMIZER
-                and r.op != FP8_CAST_OP]  # FP8 quantization (wattlint.fp8): not a fusable eager op
+                and r.op != fp8_cast_op]  # FP8 quantization (wattlint.fp8): not a fusable eager op
         share = sum(energy[i] for i in hits) / tot
         if share < ctx.options["min_share"]:
             return
@@ -906,7 +906,11 @@ def _extra_without_checkpointing(graph) -> dict:
     whole = (graph.extra or {}).get("activation_without_checkpointing")
     if whole:
         extra.update(whole)
-    elif checkpointing_traced(graph):
+    else:
+        from ...memory import checkpointing_traced  # (here: a cached check must not load the estimator)
+
+        if not checkpointing_traced(graph):
+            return extra
         for k in _SAVED_KEYS:
             extra.pop(k, None)
     return extra
