@@ -248,7 +248,8 @@ def test_cached_run_imports_no_torch_or_onnx(project, tmp_path):
     subprocess.run([sys.executable, "-m", "wattlint", "check"], cwd=tmp_path, env=env, check=True,
                    capture_output=True)
     code = ("import sys; from wattlint.cli import main; rc = main(['check']); "
-            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'lightgbm', 'numpy', 'wattlint.estimate') "
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'lightgbm', 'numpy', 'wattlint.estimate', "
+            "'wattlint.frontends.torch', 'wattlint.hardware') "
             "if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
