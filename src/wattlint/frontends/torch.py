@@ -189,7 +189,10 @@ def _tag_data_reads(name: str, args, out) -> None:
 
 def _tensor_key(x: torch.Tensor) -> tuple:
     """The same tensor as autograd's pack hook and the dispatch mode see it (they hold different Python objects):
-    its storage, offset, shape, strides and dtype."""
+    its storage, offset, shape, strides and dtype. A sparse tensor (nn.EmbeddingBag / nn.Embedding(sparse=True)'s
+    gradient) has no storage: keyed by its object, which no saved tensor matches."""
+    if x.layout != torch.strided:
+        return (str(x.layout), id(x), tuple(x.shape), x.dtype)
     return (x.untyped_storage()._cdata, x.storage_offset(), tuple(x.shape), tuple(x.stride()), x.dtype)
 
 
@@ -641,12 +644,34 @@ def autocast_convs(dtype):
 
 # ---- loss -------------------------------------------------------------------------------------------------------
 
-def _logit_outputs(output, hf: bool) -> list[tuple[str, torch.Tensor]]:
+def _token_inputs(args=(), kwargs=None, inputs: Sequence[TensorSpec] = ()) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every integer input of 2 or more dims (token ids [batch, seq], ...): what a plain module's
+    [batch, seq, vocab] logits are a token-level cross-entropy over. Named by the --input specs where given."""
+    leaves = [x for i, a in enumerate(args) for x in _tensor_leaves(f"input{i}" if len(args) > 1 else "input", a)]
+    leaves += [x for k, v in (kwargs or {}).items() for x in _tensor_leaves(k, v)]
+    if inputs and len(inputs) == len(leaves):
+        leaves = [(spec.name, t) for spec, (_, t) in zip(inputs, leaves)]
+    return [(n, tuple(int(d) for d in t.shape)) for n, t in leaves
+            if t.dim() >= 2 and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)]
+
+
+def _token_logits(flat, tokens) -> tuple[str, tuple[int, ...]] | None:
+    """A plain module's single floating-point output of 3 or more dims whose leading dims are an integer input's
+    shape (token ids [B, T] -> logits [B, T, V]): the (name, shape) of that input, else None."""
+    if len(flat) != 1 or flat[0][1].dim() < 3 or flat[0][1].shape[-1] < 2:
+        return None
+    lead = tuple(int(d) for d in flat[0][1].shape[:-1])
+    return next(((n, s) for n, s in tokens if s == lead), None)
+
+
+def _logit_outputs(output, hf: bool, tokens=()) -> list[tuple[str, torch.Tensor]]:
     """The classification logits the traced loss is a cross-entropy over: every floating-point output named
     ``logits``, ``*_logits`` or ``logits_*`` (Hugging Face's names: BertForPreTraining's prediction_logits and
     seq_relationship_logits, a question-answering head's start_logits and end_logits, CLIP's logits_per_image and
     logits_per_text, each trained with its own cross-entropy; not a mixture-of-experts router's router_logits, which
-    feed the load-balancing loss), or a plain module's single 2-D output."""
+    feed the load-balancing loss), or a plain module's single 2-D output, or its single output of 3 or more dims
+    whose leading dims are an integer input's shape (``tokens``: :func:`_token_inputs`; a language model's
+    [batch, seq, vocab] logits from token ids [batch, seq])."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     named = [(n, t) for n, t in flat if t.dim() >= 1 and (n == "logits" or n.endswith("_logits")
                                                            or n.startswith("logits_"))
@@ -654,23 +679,26 @@ def _logit_outputs(output, hf: bool) -> list[tuple[str, torch.Tensor]]:
     # auxiliary loss
     if not named and not hf and len(flat) == 1 and flat[0][1].dim() == 2 and flat[0][1].shape[1] > 1:
         named = [flat[0]]
+    if not named and not hf and _token_logits(flat, tokens):
+        named = [flat[0]]
     return named
 
 
-def _logits(output, hf: bool) -> torch.Tensor | None:
+def _logits(output, hf: bool, tokens=()) -> torch.Tensor | None:
     """The largest of :func:`_logit_outputs` (whose cross-entropy holds the most memory at the start of backward),
     else None."""
-    outs = _logit_outputs(output, hf)
+    outs = _logit_outputs(output, hf, tokens)
     return max((t for _, t in outs), key=lambda t: t.numel()) if outs else None
 
 
-def _loss(output, hf: bool, arch: str | None = None) -> tuple[torch.Tensor, str]:
+def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.Tensor, str]:
     """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate.
-    ``arch``: the Hugging Face class, for what its real loss is (a CTC head's is priced as a cross-entropy)."""
+    ``arch``: the Hugging Face class, for what its real loss is (a CTC head's is priced as a cross-entropy).
+    ``tokens``: the integer inputs (:func:`_token_inputs`), for a plain language model's token-level loss."""
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     if not flat:
         raise InputError("the model's forward returned no floating-point tensor to build a loss from")
-    outs = _logit_outputs(output, hf)
+    outs = _logit_outputs(output, hf, tokens)
     if outs:
         total, parts = None, []
         for n, t in outs:
@@ -680,7 +708,13 @@ def _loss(output, hf: bool, arch: str | None = None) -> tuple[torch.Tensor, str]
             ce = F.cross_entropy(rows, labels)
             total = ce if total is None else total + ce
             parts.append((n, classes, list(t.shape[:-1])))
-        if len(parts) == 1:
+        token = None if hf or len(parts) != 1 else _token_logits(flat, tokens)
+        if token:
+            n, classes, shape = parts[0]
+            note = (f"loss: token-level cross-entropy on the {classes}-way logits over their last dim (labels of "
+                    f"shape {shape}, one per token of the integer input {token[0]} {list(token[1])}, every position "
+                    f"labelled: a language model's next-token loss)")
+        elif len(parts) == 1:
             n, classes, shape = parts[0]
             note = f"loss: cross-entropy on the {classes}-way {n if n != 'output' else 'logits'} (labels of shape " \
                    f"{shape}, every position labelled)"
@@ -699,7 +733,8 @@ def _loss(output, hf: bool, arch: str | None = None) -> tuple[torch.Tensor, str]
     for _, t in flat:
         s = t.sum()
         total = s if total is None else total + s
-    return total, "loss: sum of the forward outputs (no classification logits recognised)"
+    return total, ("loss: sum of the forward outputs (no classification logits recognised: neither one 2-D output "
+                   "nor one [..., classes] output over an integer input's shape)")
 
 
 # ---- driver -----------------------------------------------------------------------------------------------------
@@ -818,8 +853,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             with mode, autocast_convs(tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
-                loss, loss_note = _loss(output, hf, type(model).__name__ if hf else None)
-                logits = _logits(output, hf)
+                tokens = _token_inputs(args, kwargs, inputs)
+                loss, loss_note = _loss(output, hf, type(model).__name__ if hf else None, tokens)
+                logits = _logits(output, hf, tokens)
             tracer.settle_saved()
         tracer.stack.clear()
         if not grads_to_none:
@@ -842,6 +878,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         if isinstance(e, RuntimeError) and "does not require grad" in str(e):  # torch's words for nothing to train
             what = ("nothing to train: the loss does not depend on any trainable parameter (no parameters, all "
                     "frozen, only buffers, or outputs computed under torch.no_grad() / .detach())")
+        elif tracer.phase is Phase.OPTIMIZER and ("sparse gradients" in str(e) or "SparseMeta" in str(e)):
+            # nn.Embedding / nn.EmbeddingBag(sparse=True): backward is traced (the sparse gradient's rows), but
+            # torch's Adam / AdamW refuse a sparse gradient and SGD's sparse update has no meta kernel
+            what = ("the optimizer step on a sparse gradient (an nn.Embedding / nn.EmbeddingBag built with "
+                    "sparse=True) cannot be traced: torch's Adam / AdamW refuse sparse gradients (SparseAdam or "
+                    "SGD take them) and the sparse update has no meta-device kernel; trace the model with "
+                    "sparse=False (a dense gradient table, written whole each step)")
         elif isinstance(e, (RuntimeError, AssertionError)) and ("CUDA" in str(e) or "meta tensor" in str(e)):
             what += (" (wattlint builds the model on the meta device, without a GPU: a model that moves itself "
                      "with .cuda() / .to(device) inside its factory or forward cannot be traced; move it outside)")

@@ -389,6 +389,68 @@ def _embedding_bwd(a, out):
                        num_embeddings=int(a["num_weights"]))
 
 
+# nn.EmbeddingBag's mode argument as aten takes it
+_BAG_MODES = {0: "sum", 1: "mean", 2: "max"}
+
+
+def _embedding_bag(a, out):
+    """aten._embedding_bag (nn.EmbeddingBag, F.embedding_bag; _embedding_bag_forward_only under no_grad): gathers
+    the ``n`` indexed rows of width ``dim`` (costs.embedding: the indices and those rows, not the table) and reads
+    the offsets (+ per_sample_weights, n values); writes the [bags, dim] output and the kernel's other outputs
+    (offset2bag [n], bag_size, and max mode's max_indices [bags, dim]). FLOPs: one add (max: one compare) per
+    gathered element, + one multiply per gathered element with per_sample_weights, + one divide per output
+    element for mean."""
+    w, idx, offs = a["weight"], a["indices"], a["offsets"]
+    n, dim = int(idx.numel()), int(w.shape[-1])
+    psw = a.get("per_sample_weights")
+    psw_bytes = tbytes([psw]) if isinstance(psw, torch.Tensor) else 0
+    rows = C.embedding(n, dim, dt(w), index_dtype=dt(idx))
+    o = tensors(out)[0]
+    mode = _BAG_MODES.get(int(a.get("mode") or 0), "sum")
+    flops = n * dim * (2 if psw_bytes else 1) + (o.numel() if mode == "mean" else 0)
+    return C.Cost(flops, rows.bytes_read + tbytes([offs]) + psw_bytes, tbytes(tensors(out)), OpKind.EMBEDDING)
+
+
+def _embedding_bag_bwd(a, out, sparse: bool | None = None):
+    """aten._embedding_bag_backward (and the _dense / _sparse variants CUDA calls under it). Dense (sum / mean):
+    costs.embedding's backward over the ``n`` indices, as embedding_dense_backward (the [num_weights, dim] gradient
+    table zeroed, each index's bag gradient row read and accumulated into its row) + offset2bag read (+ bag_size
+    for mean, + per_sample_weights), one scale per gathered element for mean or per_sample_weights. Max mode: the
+    same scatter per output element through max_indices [bags, dim]. sparse=True: no table; each index's bag
+    gradient row gathered through offset2bag (costs.gather) into the sparse gradient's values [n, dim], the
+    indices copied into its index list."""
+    g, idx = a["grad"], a["indices"]
+    n, dim = int(idx.numel()), int(g.shape[-1])
+    e = dt(g)
+    mode = _BAG_MODES.get(int(a.get("mode") or 0), "sum")
+    o2b = a["offset2bag"]
+    psw = a.get("per_sample_weights")
+    rest = tbytes([t for t in (a.get("bag_size") if mode == "mean" else None, psw) if isinstance(t, torch.Tensor)])
+    scale = n * dim if mode == "mean" or isinstance(psw, torch.Tensor) else 0
+    if bool(a.get("sparse")) if sparse is None else sparse:
+        c = C.gather(n * dim, n, e, index_dtype=dt(o2b))  # dy rows by offset2bag
+        copy = tbytes([idx])
+        return C.Cost(scale, c.bytes_read + rest + copy, c.bytes_written + copy, OpKind.EMBEDDING)
+    num = int(a["num_weights"])
+    if mode == "max":
+        mi = a["maximum_indices"]
+        c = C.embedding(int(mi.numel()), 1, e, index_dtype=dt(mi), backward=True, num_embeddings=num * dim)
+        return C.Cost(c.flops, c.bytes_read, c.bytes_written, OpKind.EMBEDDING)
+    c = C.embedding(n, dim, e, index_dtype=dt(idx), backward=True, num_embeddings=num)
+    return C.Cost(c.flops + scale, c.bytes_read + tbytes([o2b]) + rest, c.bytes_written, OpKind.EMBEDDING)
+
+
+def _embedding_bag_psw_bwd(a, out):
+    """aten._embedding_bag_per_sample_weights_backward (per_sample_weights that require grad, sum mode): one dot
+    product of width ``dim`` per index, between its bag's gradient row and its table row: reads both rows, the
+    index and its offset2bag entry, writes one value per index."""
+    g, w, idx, o2b = a["grad"], a["weight"], a["indices"], a["offset2bag"]
+    n, dim = int(idx.numel()), int(w.shape[-1])
+    rows = C.embedding(n, dim, dt(w), index_dtype=dt(idx))  # the table rows + the indices
+    return C.Cost(2 * n * dim, rows.bytes_read + n * dim * g.element_size() + tbytes([o2b]), tbytes(tensors(out)),
+                  OpKind.EMBEDDING)
+
+
 def _pool_kernel(a, x, out):
     ks = a.get("kernel_size")
     if ks is not None:
@@ -518,6 +580,11 @@ HANDLERS: dict[str, Handler] = {
     "nll_loss2d_backward": _nll_bwd, "mse_loss": _mse, "mse_loss_backward": _mse_bwd,
     "binary_cross_entropy_with_logits": _bce_logits,
     "embedding": _embedding, "embedding_dense_backward": _embedding_bwd,
+    "_embedding_bag": _embedding_bag, "_embedding_bag_forward_only": _embedding_bag,
+    "_embedding_bag_backward": _embedding_bag_bwd,
+    "_embedding_bag_dense_backward": lambda a, out: _embedding_bag_bwd(a, out, sparse=False),
+    "_embedding_bag_sparse_backward": lambda a, out: _embedding_bag_bwd(a, out, sparse=True),
+    "_embedding_bag_per_sample_weights_backward": _embedding_bag_psw_bwd,
     "max_pool1d_with_indices": _pool("max"), "max_pool2d_with_indices": _pool("max"),
     "max_pool3d_with_indices": _pool("max"), "adaptive_max_pool2d": _pool("max"),
     "adaptive_max_pool1d": _pool("max"),
