@@ -162,3 +162,16 @@ def test_embedding_bag_sparse_backward_cost_and_the_sparse_optimizer_step_is_sta
                                                                                ROWS + IDX)
     with pytest.raises(InputError, match="sparse=True.*cannot be traced"):
         wattlint.analyze(Bag("mean", sparse=True), inputs=["idx=int64[160]", "off=int64[8]"], optimizer="sgd")
+
+
+def test_measured_step_of_a_plain_lm_runs_the_loss_the_trace_prices():
+    """calibrate.validate measures a model's step with the frontend's loss: a plain LM's logits [B, T, V] over integer
+    ids [B, T] get the token-level cross-entropy there too (it passed no inputs and measured the sum)."""
+    import torch
+
+    from wattlint.calibrate.validate import _loss
+
+    logits = torch.randn(2, 4, 10, requires_grad=True)
+    ids = torch.randint(0, 10, (2, 4))
+    loss = _loss(logits, [ids])
+    assert type(loss.grad_fn).__name__ == "NllLossBackward0"
