@@ -55,9 +55,24 @@ CHECKPOINT_FACTOR = 0.25  # activations kept under checkpointing when the fronte
 HALF = ("fp16", "bf16", "fp8")
 
 
+# data-centre boards with GDDR memory run with ECC on by default, which keeps 1/16 of it for the check bits: nvidia-smi
+# shows 15,360 of a T4's 16,384 MiB, 23,034 of an L4's 24,576 and 23,028 of an A10G's (public nvidia-smi outputs; HBM
+# carries its ECC bits beside the data, GeForce and workstation boards ship with ECC off)
+GDDR_ECC_USABLE = 15 / 16
+
+
+def ecc_reserves_memory(gpu: GpuSpec) -> bool:
+    """Whether the board's default ECC keeps 1/16 of its memory: GDDR data-centre boards (the PCIe server class)."""
+    from .energy.host import platform_class
+    from .energy.prior import memory_kind
+
+    return memory_kind(gpu).startswith("gddr") and platform_class(gpu) == "pcie_server"
+
+
 def gpu_memory_bytes(gpu: GpuSpec) -> int:
-    """Marketing 'GB' of GPU memory are GiB in practice (an 80 GB H100 reports 81,559 MiB)."""
-    return int(gpu.memory_gb * GIB)
+    """Memory a training process can allocate on the board: marketing 'GB' are GiB in practice (an 80 GB H100 reports
+    81,559 MiB), less the 1/16 that default ECC keeps on GDDR data-centre boards (:func:`ecc_reserves_memory`)."""
+    return int(gpu.memory_gb * GIB * (GDDR_ECC_USABLE if ecc_reserves_memory(gpu) else 1.0))
 
 
 def checkpointing_traced(graph: CostGraph) -> bool:
@@ -358,6 +373,10 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     dynamic = act + weight_copies + loss_tmp
     frag = FRAGMENTATION * dynamic
     notes.append(workspace_note(dynamic, frag))
+    if ecc_reserves_memory(gpu):
+        notes.append(f"usable GPU memory {gpu.memory_gb * GDDR_ECC_USABLE:.2f} GiB of {gpu.memory_gb:g}: ECC, on by "
+                     f"default on GDDR data-centre boards, keeps 1/16 (nvidia-smi: T4 15,360 of 16,384 MiB, L4 "
+                     f"23,034 of 24,576)")
     total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + WORKSPACE_BYTES + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {

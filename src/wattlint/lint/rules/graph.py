@@ -997,6 +997,6 @@ class UnneededCheckpointing(Rule):
                 and not recompute else "activation checkpointing")
         yield ctx.finding(
             f"{what} recomputes {share:.0%} of the step's FLOPs but the model fits without it "
-            f"({gib:.1f} of {cap:.0f} GiB); turn it off or use the memory for a larger micro-batch",
+            f"({gib:.1f} of {cap:.3g} GiB); turn it off or use the memory for a larger micro-batch",
             saving_kwh=kwh, saving_pct=pct)
 

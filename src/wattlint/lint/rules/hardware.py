@@ -80,7 +80,7 @@ class DoesNotFit(Rule):
             lead = (f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split "
                     f"(tensor / pipeline parallelism or sharding over more GPUs); ")
         yield ctx.finding(
-            f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.0f} GiB: "
+            f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB: "
             + lead + ", ".join(_memory_remedies(ctx.estimate.plan, activations_help=static <= cap)))
 
 
