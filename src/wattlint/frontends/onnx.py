@@ -26,6 +26,7 @@ from .. import costs as C
 from ..costs import Cost
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import onnx_ops as ops
+from .onnx_fold import parameter_views
 from .onnx_ties import tied_copies
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
                         _strings_ok, _Validate, data_folder)
@@ -305,7 +306,12 @@ class _Analysis(_Validate, _Shapes):
         self.trainable = self._trainable(g)
         self.grad: set[str] = set(self.trainable)
         # an output layer that is the embedding transposed (a tied LM head): one parameter, two uses
-        self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder, self.path.resolve().parent)
+        # tensors that only re-lay-out parameters (a training-mode export's LSTM gate blocks, a weight Transposed
+        # before its MatMul): part of the parameters, no kernel or bytes per step (onnx_fold.parameter_views)
+        weights = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT} | set(self.param_tensors)
+        self.param_views = parameter_views(g, self.trainable, weights)
+        self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder, self.path.resolve().parent,
+                                                 self.param_views)
         self.on_loss_path = self._loss_ancestors(g)
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []
@@ -622,6 +628,16 @@ class _Analysis(_Validate, _Shapes):
             for i in ins:
                 if i and i in self.trainable and i not in self.first_use:
                     self.first_use[i] = module
+            if not in_subgraph and node.output and node.output[0] in self.param_views:
+                # a parameter re-laid-out (Slice / Concat / Unsqueeze / Transpose of weights only): PyTorch uses the
+                # weight in place; its consumers read a constant, its gradient reaches the parameter directly
+                self.const_names.update(o for o in node.output if o)
+                if any(r in grad for r in self.param_views[node.output[0]]):
+                    grad.update(o for o in node.output if o)
+                self._record(qual, OpKind.VIEW, module, mtype, _first_float(in_info, out_info), (), _FREE,
+                             Status.IGNORED, scale)
+                self.param_view_nodes = getattr(self, "param_view_nodes", 0) + 1
+                continue
             if handler is None:
                 self._record(qual, OpKind.OTHER, module, mtype, _first_float(in_info, out_info), (),
                              Cost(kind=OpKind.OTHER), Status.UNSUPPORTED, scale)
@@ -649,8 +665,8 @@ class _Analysis(_Validate, _Shapes):
                          [s for _, s in out_info], out_dtypes, ins, list(node.output),
                          [bool(i) and (i in self.const_names or i in self.shape_consts) for i in ins], in_grad,
                          dtype)
-            if op_type == "Dropout" and len(ins) > 2 and ins[2] and self._constant_true(ins[2]):
-                n.values[2] = 1  # training_mode = true: a train-mode export's dropout runs (onnx_ops._dropout)
+            if op_type == "Dropout" and domain in ("", "ai.onnx"):
+                self._dropout_mode(n, ins, scale)
             if op_type in ("If", "Loop", "Scan"):
                 self._control_flow(node, n, module, mtype, qual, scale)
                 continue
@@ -734,10 +750,11 @@ class _Analysis(_Validate, _Shapes):
 
     # ---- fused attention, gradient accumulation -------------------------------------------------------------
     def _find_attention(self, g) -> dict:
-        from .onnx_patterns import find_attention, find_gelu, find_layernorm, is_causal, mask_positions
+        from .onnx_patterns import (find_attention, find_gelu, find_groupnorm, find_layernorm, find_silu, is_causal,
+                                    mask_positions)
 
         nodes = g.node
-        has_softmax = has_erf = has_mean = False
+        has_softmax = has_erf = has_mean = has_sigmoid = has_inorm = False
         for n in nodes:
             if n.op_type == "Softmax":
                 has_softmax = True
@@ -745,7 +762,11 @@ class _Analysis(_Validate, _Shapes):
                 has_erf = True
             elif n.op_type == "ReduceMean":
                 has_mean = True
-        if not (has_softmax or has_erf or has_mean):
+            elif n.op_type == "Sigmoid":
+                has_sigmoid = True
+            elif n.op_type == "InstanceNormalization":
+                has_inorm = True
+        if not (has_softmax or has_erf or has_mean or has_sigmoid or has_inorm):
             return {}
         producer, consumers = {}, {}
         for i, n in enumerate(nodes):
@@ -770,6 +791,30 @@ class _Analysis(_Validate, _Shapes):
             if lns:
                 self.assumptions.append(f"{len({id(m) for m in lns.values()})} decomposed LayerNorms (ReduceMean-Sub-"
                                         f"Pow-ReduceMean-Add-Sqrt-Div) costed as one layer_norm kernel")
+        if has_sigmoid:
+            silus = {i: m for i, m in find_silu(nodes, producer, consumers).items()
+                     if self.types.get(m.x, (None, None))[1] is not None}
+            good.update(silus)
+            if silus:
+                self.assumptions.append(f"{len({id(m) for m in silus.values()})} SiLU decompositions "
+                                        f"(Sigmoid-Mul(x, Sigmoid(x))) costed as one silu kernel (and one "
+                                        f"silu_backward), as a GPU runs nn.SiLU / F.silu")
+        if has_inorm:
+            gns = {}
+            for i, m in find_groupnorm(nodes, producer, consumers).items():
+                x = self.types.get(m.x, (None, None))[1]
+                gx = self.types.get(m.grouped, (None, None))[1]
+                y = self.types.get(nodes[max(j for j in m.members if nodes[j].op_type == "Reshape")].output[0],
+                                   (None, None))[1]
+                # [N, C, *] read as [N, G, C/G * *] and given back as [N, C, *]
+                if x and gx and y and len(x) >= 2 and len(gx) >= 2 and tuple(y) == tuple(x) and gx[0] == x[0] \
+                        and gx[1] and x[1] % gx[1] == 0 and C.numel(gx) == C.numel(x):
+                    gns[i] = m
+            good.update(gns)
+            if gns:
+                self.assumptions.append(f"{len({id(m) for m in gns.values()})} decomposed GroupNorms (Reshape-"
+                                        f"InstanceNormalization-Reshape-Mul-Add) costed as one native_group_norm "
+                                        f"kernel (and one native_group_norm_backward), as a GPU runs nn.GroupNorm")
         matches = find_attention(nodes, producer, consumers) if has_softmax else {}
         if not matches:
             return good
@@ -846,6 +891,20 @@ class _Analysis(_Validate, _Shapes):
         return feeds
 
     def _fused_attention(self, m, idx, n) -> "ops.OpCost":
+        if hasattr(m, "grouped"):  # decomposed GroupNorm
+            if idx != m.last:
+                return ops.OpCost(Cost(kind=OpKind.NORM), [], [])
+            x = self.types[m.x][1]
+            groups = int(self.types[m.grouped][1][1])
+            grads = [m.x in self.grad] + [w in self.grad for w in m.weights]
+            return ops.group_norm(x, groups, n.dtype, m.x, m.out, affine=m.affine, grad=any(grads))
+        if hasattr(m, "silu"):  # SiLU
+            if idx != m.last:
+                return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
+            x = self.types[m.x][1]
+            node = ops.Node("Swish", "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
+                            [m.x in self.grad], n.dtype)
+            return ops._unary(node)
         if hasattr(m, "affine"):  # decomposed LayerNorm
             if idx != m.last:
                 return ops.OpCost(Cost(kind=OpKind.NORM), [], [])
@@ -1043,8 +1102,10 @@ class _Analysis(_Validate, _Shapes):
             names = [x for x in names if x in self.grad]
         else:
             names = [i for i, g in zip(node.input, in_grad) if g]
+        views = self.param_views
         for x in names:
-            self.grad_uses.setdefault(self._scoped_name(x), [0, module, mtype])[0] += 1
+            for r in views.get(x, (x,)) if isinstance(x, str) else (x,):  # a re-laid-out weight: a use of its own
+                self.grad_uses.setdefault(self._scoped_name(r), [0, module, mtype])[0] += 1
 
     def _grad_accumulation(self) -> None:
         """A tensor used by k consumers that need its gradient gets k-1 gradient additions (autograd's accumulate)."""
@@ -1349,8 +1410,15 @@ class _Analysis(_Validate, _Shapes):
                                      module_type=self.module_types.get(module, ""), dims=c.dims))
         self.half_params = half_params
         if half_params:
-            self.assumptions.append("half-precision weights in the graph: trained with fp32 master weights and "
-                                    "fp32 optimizer state (mixed precision)")
+            dts = sorted({_ONNX_DTYPES.get(self.param_tensors[n].data_type, "float32") for n in self.trainable
+                          if n in self.param_tensors} & {"float16", "bfloat16"})
+            self.assumptions.append(
+                f"half-precision weights in the graph ({' / '.join(dts)}, a model.half() export): priced as "
+                f"apex O2-style training, not autocast: forward and backward run in the graph's own dtypes as "
+                f"exported (half weights and compute, no per-op autocast casts); fp32 master weights (a copy of the "
+                f"half weights) and fp32 optimizer state are counted in memory, and the optimizer step reads and writes fp32 "
+                f"(master weights, gradients and state); the copy of the updated master weights back into the "
+                f"half weights is not priced as a kernel of its own")
         return recs
 
     def _notes(self) -> None:
@@ -1365,7 +1433,18 @@ class _Analysis(_Validate, _Shapes):
                 "fused": "one fused kernel (fused=True, one pass)",
                 "for-loop": "torch's single-tensor kernels (foreach=False: each elementwise op launched once per "
                             "parameter tensor)"}[self.optimizer_impl]
+        if getattr(self, "param_view_nodes", 0):
+            a.append(f"{self.param_view_nodes} nodes only re-lay-out parameters (Slice / Concat / Unsqueeze / Squeeze "
+                     f"/ Reshape / Transpose / Identity / Gather of one index, on initializers and constants alone: a "
+                     f"training-mode export's RNN gate blocks, a weight transposed before its MatMul): part of the "
+                     f"parameters, as PyTorch uses the weights in place (cuDNN's flat weights, F.linear reading W "
+                     f"transposed): no kernel, no bytes per step, nothing saved for backward")
         for copy, emb in sorted(self.tied.items()):
+            if copy not in self.inits:  # a training-mode export: the embedding itself, transposed
+                a.append(f"{copy!r} is the embedding {emb!r} transposed by a Transpose node (a tied output layer, "
+                         f"the same initializer): one parameter, its gradient added into the embedding's, no "
+                         f"optimizer step of its own")
+                continue
             a.append(f"initializer {copy!r} is the embedding {emb!r} transposed (a tied output layer, values "
                      f"compared): one parameter, its gradient added into the embedding's, no optimizer step of its "
                      f"own")
@@ -1391,6 +1470,21 @@ class _Analysis(_Validate, _Shapes):
                      f"cudnn_batch_norm: forward reads and writes the conv output, backward reads dy and x and "
                      f"writes dx); activation memory counts the conv output each BatchNorm saves; its weight "
                      f"(gamma) is not added to the parameters (the conv bias stands for beta)")
+        drops = getattr(self, "dropouts", {})
+        if drops:
+            parts = []
+            if drops.get("train"):
+                parts.append(f"{drops['train']} in training mode priced as torch's dropout (a mask drawn, the input "
+                             f"multiplied and scaled; its backward; the bool mask saved)")
+            if drops.get("zero"):
+                parts.append(f"{drops['zero']} in training mode with ratio 0 (p = 0, e.g. Hugging Face's default) "
+                             f"priced as free views: torch's dropout with p = 0 returns its input (no kernel, no "
+                             f"bytes, no mask saved)")
+            if drops.get("eval"):
+                parts.append(f"{drops['eval']} in inference mode (training_mode absent or false) priced as "
+                             f"identities: if the model trains with dropout, export with "
+                             f"training=torch.onnx.TrainingMode.TRAINING to price it")
+            a.append(f"dropout: {sum(drops.values())} Dropout nodes: " + "; ".join(parts))
         if not self.has_dropout:
             a.append("dropout: the graph has no Dropout node, so none is priced; if the model trains with dropout, "
                      "it is not in the graph (an eval-mode export removes it: export with "
@@ -1455,6 +1549,24 @@ class _Analysis(_Validate, _Shapes):
                 # produces (torch's conv has no bias there): its bias-gradient reduction is dropped
                 grp[:] = [r for r in grp if not (r.op == "onnx::Conv" and r.kind is OpKind.REDUCTION)]
                 grp.insert(0, bn_bwd.pop(i))
+
+    def _dropout_mode(self, n, ins, scale) -> None:
+        """Whether a Dropout node runs (sets ``n.values[2]``: onnx_ops._dropout prices its mask, multiply and
+        backward) and which kind it is, counted for the dropout note: training_mode a constant true with a ratio
+        other than a constant 0 runs; a constant ratio 0 (Hugging Face's default p) is free, as torch's dropout
+        with p = 0 returns its input and launches nothing; without training_mode (or false) it is an identity."""
+        kind = "eval"
+        if len(ins) > 2 and ins[2] and self._constant_true(ins[2]):  # a train-mode export keeps its dropout
+            ratio = self._scalar(ins[1]) if len(ins) > 1 and ins[1] else 0.5  # the op's default ratio
+            try:
+                zero = ratio is not None and float(ratio) == 0.0
+            except (TypeError, ValueError):
+                zero = False
+            kind = "zero" if zero else "train"
+            if not zero:
+                n.values[2] = 1
+        counts = self.__dict__.setdefault("dropouts", {})
+        counts[kind] = counts.get(kind, 0) + scale
 
     def _constant_true(self, name: str) -> bool:
         """Whether ``name`` is a Constant node's (or an initializer's) single true / nonzero value."""

@@ -391,3 +391,65 @@ def _numel(dims) -> int:
     for d in dims:
         n *= int(d)
     return n
+
+
+# ops that only move data: applied to parameters alone (a training-mode export, no constant folding: an LSTM's
+# gate blocks re-ordered, Slice -> Concat -> Unsqueeze; a Linear's weight Transposed before its MatMul), their
+# output is a re-laid-out parameter, which PyTorch never materializes (cuDNN's flat weights, F.linear reading W
+# transposed). Cast is no movement: the frontend's autocast logic prices a weight's cast.
+PARAM_VIEW_OPS = {"Slice": (0,), "Concat": None, "Unsqueeze": (0,), "Squeeze": (0,), "Reshape": (0,),
+                  "Flatten": (0,), "Transpose": (0,), "Gather": (0,), "Identity": (0,)}
+
+
+def parameter_views(graph, params: set, weights: set) -> dict[str, tuple]:
+    """Tensors of ``graph`` (its own nodes, not subgraphs) computed from parameters and constants alone by ops of
+    :data:`PARAM_VIEW_OPS` (the data inputs: parameters, constant tensors or such views; the other inputs - starts,
+    axes, a Reshape target, Gather's indices - constants), each -> the parameters of ``params`` it is made of
+    (graph order, possibly none: a view of a frozen constant). ``weights``: the float initializers (parameters and
+    frozen constants). Such a node is part of the parameters: no kernel, no bytes per step, nothing saved."""
+    static = {t.name for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "Constant":
+            static.update(n.output)
+    # constants computed from constants (a Concat of Constant pieces, a Cast of one): no activation involved
+    for n in graph.node:
+        if n.op_type not in ("Constant", "Shape", "Size") and n.input and all(not i or i in static for i in n.input) \
+                and not any(a.type in (5, 10) for a in n.attribute):
+            static.update(o for o in n.output if o)
+    scalars = {t.name for t in graph.initializer if len(t.dims) == 0}
+    for n in graph.node:
+        if n.op_type == "Constant" and any(a.name in ("value_int", "value_float") or (a.name == "value" and
+                                                                                      len(a.t.dims) == 0)
+                                           for a in n.attribute):
+            scalars.update(n.output)
+    views: dict[str, tuple] = {}
+    for n in graph.node:
+        data = PARAM_VIEW_OPS.get(n.op_type, ()) if n.domain in ("", "ai.onnx") else ()
+        if data == () or not n.input or len(n.output) != 1 or n.output[0] in weights:  # an alias: its own parameter
+            continue
+        # Gather with one constant index is torch's select (a view); with an index tensor it is an embedding /
+        # index kernel in PyTorch too (a position embedding read at constant positions)
+        if n.op_type == "Gather" and (len(n.input) < 2 or n.input[1] not in scalars):
+            continue
+        pos = range(len(n.input)) if data is None else data
+        roots: list = []
+        ok = False
+        for k, i in enumerate(n.input):
+            if not i:
+                continue
+            if k in pos:
+                if i in weights:
+                    if i in params:
+                        roots.append(i)
+                    ok = True
+                elif i in views:
+                    roots.extend(views[i])
+                    ok = True
+                elif i not in static:
+                    break
+            elif i not in static:
+                break
+        else:
+            if ok:
+                views[n.output[0]] = tuple(dict.fromkeys(roots))
+    return views

@@ -460,6 +460,21 @@ def _norm(n: Node) -> OpCost:
     return OpCost(fwd, bwd, saved, out=tuple(x))
 
 
+def group_norm(x: Shape, groups: int, dtype: str, x_name: str, out_name: str, *, affine: bool,
+               grad: bool) -> OpCost:
+    """One native_group_norm over ``x`` [N, C, *] in ``groups`` groups (a decomposed GroupNorm:
+    :func:`.onnx_patterns.find_groupnorm`), priced as the PyTorch path prices aten.native_group_norm and its
+    backward (the same :func:`wattlint.costs.norm` call: its weight and bias are C elements); saved for backward: x
+    and the fp32 mean / rstd, N x G each."""
+    fwd = C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]))
+    bwd, saved = [], []
+    if grad:
+        bwd.append(C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]), backward=True))
+        saved.append((x_name, nbytes(x, dtype)))
+        saved.append((out_name + "#stats", 2 * int(x[0]) * int(groups) * 4))
+    return OpCost(fwd, bwd, saved, out=tuple(x))
+
+
 def _lpnorm(n: Node) -> OpCost:
     x = n.in_shapes[0]
     _need(x)

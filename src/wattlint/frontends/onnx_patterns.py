@@ -762,3 +762,95 @@ def find_layernorm(nodes, producer: dict, consumers: dict) -> dict[int, LayerNor
         for i in members:
             out[i] = m
     return out
+
+
+@dataclass
+class SiluMatch:
+    last: int  # node index carrying the cost (the Mul)
+    members: set
+    x: str
+    out: str
+    silu: bool = True  # tells it from a GELU match (both read one input in its own dtype)
+
+
+def find_silu(nodes, producer: dict, consumers: dict) -> dict[int, SiluMatch]:
+    """``x * Sigmoid(x)`` as the TorchScript exporter writes ``nn.SiLU`` / ``F.silu`` (opset < 22 has no SiLU op):
+    one silu kernel on the GPU and on the PyTorch path (reads x, writes y; its backward one silu_backward)."""
+    out: dict[int, SiluMatch] = {}
+    for si, s in enumerate(nodes):
+        if s.op_type != "Sigmoid" or len(s.input) != 1 or len(s.output) != 1 or s.domain not in ("", "ai.onnx"):
+            continue
+        x, sig = s.input[0], s.output[0]
+        cons = consumers.get(sig, [])
+        if len(cons) != 1:  # the sigmoid is read elsewhere too: it is materialized
+            continue
+        mi = cons[0]
+        m = nodes[mi]
+        if m.op_type != "Mul" or len(m.input) != 2 or sorted(m.input) != sorted([x, sig]) or x == sig:
+            continue
+        match = SiluMatch(mi, {si, mi}, x, m.output[0])
+        out[si] = out[mi] = match
+    return out
+
+
+@dataclass
+class GroupNormMatch:
+    last: int  # node index carrying the cost (the beta Add, else the gamma Mul, else the second Reshape)
+    members: set
+    x: str
+    out: str
+    affine: bool
+    weights: tuple = ()  # gamma / beta tensor names (trainable)
+    grouped: str = ""  # the [N, G, -1] tensor InstanceNormalization reads (its dim 1: the groups)
+
+
+def find_groupnorm(nodes, producer: dict, consumers: dict) -> dict[int, GroupNormMatch]:
+    """``nn.GroupNorm`` as the TorchScript exporter decomposes it: ``Reshape(x, [N, G, -1]) ->
+    InstanceNormalization(scale=1, bias=0 constants) -> Reshape(to x's shape) [-> Mul(gamma) -> Add(beta)]``. One
+    native_group_norm kernel on the GPU and on the PyTorch path. The frontend checks the shapes (the second Reshape
+    gives x's shape back)."""
+    out: dict[int, GroupNormMatch] = {}
+
+    def single(t):
+        cons = consumers.get(t, [])
+        return cons[0] if len(cons) == 1 else None
+
+    def constant(t, depth=0):
+        """An initializer or a Constant, possibly re-laid-out (a training-mode export's Unsqueeze(gamma))."""
+        if t not in producer:
+            return True
+        p = nodes[producer[t]]
+        if p.op_type == "Constant":
+            return True
+        return depth < 4 and p.op_type in ("Identity", "Unsqueeze", "Reshape", "Squeeze") and bool(p.input) and all(
+            constant(i, depth + 1) for i in p.input if i)
+
+    for ii, inn in enumerate(nodes):
+        if inn.op_type != "InstanceNormalization" or len(inn.input) != 3 or ii in out:
+            continue
+        r1 = producer.get(inn.input[0])
+        if r1 is None or nodes[r1].op_type != "Reshape" or single(inn.input[0]) != ii:
+            continue
+        if not (constant(inn.input[1]) and constant(inn.input[2])):  # its own affine: a real InstanceNorm
+            continue
+        r2 = single(inn.output[0])
+        if r2 is None or nodes[r2].op_type != "Reshape":
+            continue
+        x = nodes[r1].input[0]
+        members = {r1, ii, r2}
+        last, weights = r2, []
+        for op in ("Mul", "Add"):  # affine: * gamma, + beta
+            t = nodes[last].output[0]
+            nxt = single(t)
+            if nxt is None or nodes[nxt].op_type != op or len(nodes[nxt].input) != 2:
+                break
+            other = [i for i in nodes[nxt].input if i != t]
+            if len(other) != 1 or not constant(other[0]):
+                break
+            weights.append(other[0])
+            members.add(nxt)
+            last = nxt
+        m = GroupNormMatch(last, members, x, nodes[last].output[0], bool(weights), tuple(weights), inn.input[0])
+        for i in members:
+            out[i] = m
+    return out

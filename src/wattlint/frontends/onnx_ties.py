@@ -59,19 +59,30 @@ def _unnamed(name: str) -> bool:
     return name.startswith("onnx::") or "." not in name
 
 
-def tied_copies(graph, inits: dict, trainable: set[str], folder: Path,
-                also: Path | None = None) -> tuple[dict[str, str], list[tuple]]:
+def tied_copies(graph, inits: dict, trainable: set[str], folder: Path, also: Path | None = None,
+                views: dict | None = None) -> tuple[dict[str, str], list[tuple]]:
     """(copy -> embedding) for the output-layer copies that equal a transposed embedding matrix, and the pairs
-    whose values could not be read (copy, its dims, embedding, its dims)."""
+    whose values could not be read (copy, its dims, embedding, its dims). A training-mode export (no constant
+    folding) writes the tie as ``MatMul(h, Transpose(wte.weight))``: that Transpose's output (a parameter view,
+    ``views``: :func:`.onnx_fold.parameter_views`) is the copy, tied by construction."""
     import numpy as np
 
     embeddings = {n.input[0] for n in graph.node if n.op_type == "Gather" and n.input and n.input[0] in trainable}
+    tied: dict[str, str] = {}
+    for n in graph.node:
+        if n.op_type != "Transpose" or not n.input or n.input[0] not in embeddings or not n.output \
+                or n.output[0] not in (views or {}) or len(inits[n.input[0]].dims) != 2:
+            continue
+        perm = [a.ints for a in n.attribute if a.name == "perm"]
+        if perm and list(perm[0]) != [1, 0]:
+            continue
+        if any(m.op_type in ("MatMul", "Gemm") and m.input[1:2] == [n.output[0]] for m in graph.node):
+            tied[n.output[0]] = n.input[0]
     by_shape: dict[tuple, list[str]] = {}
     for name in embeddings:
         dims = tuple(int(d) for d in inits[name].dims)
         if len(dims) == 2:
             by_shape.setdefault(dims, []).append(name)
-    tied: dict[str, str] = {}
     unread: list[tuple] = []
     for name in sorted(trainable):
         t = inits.get(name)
