@@ -175,3 +175,24 @@ def test_measured_step_of_a_plain_lm_runs_the_loss_the_trace_prices():
     ids = torch.randint(0, 10, (2, 4))
     loss = _loss(logits, [ids])
     assert type(loss.grad_fn).__name__ == "NllLossBackward0"
+
+
+class Encoder(nn.Module):
+    """Token ids -> hidden states [B, T, 16] over a 1,000-token table: no logits (review s49: this got a 16-way
+    token cross-entropy)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(1000, 16)
+        self.mix = nn.Linear(16, 16)
+
+    def forward(self, ids):
+        return self.mix(self.emb(ids))
+
+
+def test_hidden_states_over_token_ids_are_not_taken_for_logits():
+    g = wattlint.analyze(Encoder(), inputs=["ids=int64[4,32]"])
+    assert not _recs(g, Phase.FORWARD, "aten._log_softmax.default")  # 16 is no vocabulary: no embedding table of 16
+    assert "cross-entropy" not in _loss_note(g)
+    lm = wattlint.analyze(TinyLM(), inputs=["ids=int64[4,32]"])  # the 1000-way head over the 1000-token table
+    assert _recs(lm, Phase.FORWARD, "aten._log_softmax.default")

@@ -398,7 +398,7 @@ def _make_inputs(cfg: dict[str, Any], dev):
     return out
 
 
-def _loss(output, inputs=()):
+def _loss(output, inputs=(), model=None):
     """The loss the frontend traces (cross-entropy on logits, a plain language model's token-level cross-entropy over
     its integer ``inputs``, else the sum of the outputs)."""
     try:
@@ -406,7 +406,7 @@ def _loss(output, inputs=()):
     except Exception:  # noqa: BLE001 - keep measuring on an image where the tracer cannot import
         frontend_loss = None
     if frontend_loss is not None:
-        return frontend_loss(output, False, None, _token_inputs(tuple(inputs)))[0]
+        return frontend_loss(output, False, None, _token_inputs(tuple(inputs), model=model))[0]
     import torch
     import torch.nn.functional as F
 
@@ -474,7 +474,7 @@ def measure_config(cfg: dict[str, Any], backend, meter, *, window_scale: float =
         opt.zero_grad(set_to_none=True)
         with ctx():
             out = model(*inputs)
-            loss = _loss(out, inputs)
+            loss = _loss(out, inputs, model)
         loss.backward()
         opt.step()
 

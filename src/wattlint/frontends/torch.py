@@ -644,14 +644,19 @@ def autocast_convs(dtype):
 
 # ---- loss -------------------------------------------------------------------------------------------------------
 
-def _token_inputs(args=(), kwargs=None, inputs: Sequence[TensorSpec] = ()) -> list[tuple[str, tuple[int, ...]]]:
-    """(name, shape) of every integer input of 2 or more dims (token ids [batch, seq], ...): what a plain module's
-    [batch, seq, vocab] logits are a token-level cross-entropy over. Named by the --input specs where given."""
+def _token_inputs(args=(), kwargs=None, inputs: Sequence[TensorSpec] = (),
+                  model=None) -> list[tuple[str, tuple[int, ...], frozenset[int]]]:
+    """(name, shape, vocabularies) of every integer input of 2 or more dims (token ids [batch, seq], ...): what a
+    plain module's [batch, seq, vocab] logits are a token-level cross-entropy over. Named by the --input specs where
+    given. ``vocabularies``: the sizes of the ``model``'s nn.Embedding tables (empty: no model given), which the
+    logits' last dim must be one of: an encoder's [batch, seq, hidden] states over the same ids are no logits."""
+    vocabs = frozenset(int(m.num_embeddings) for m in model.modules() if isinstance(m, nn.Embedding)) \
+        if model is not None else frozenset()
     leaves = [x for i, a in enumerate(args) for x in _tensor_leaves(f"input{i}" if len(args) > 1 else "input", a)]
     leaves += [x for k, v in (kwargs or {}).items() for x in _tensor_leaves(k, v)]
     if inputs and len(inputs) == len(leaves):
         leaves = [(spec.name, t) for spec, (_, t) in zip(inputs, leaves)]
-    return [(n, tuple(int(d) for d in t.shape)) for n, t in leaves
+    return [(n, tuple(int(d) for d in t.shape), vocabs) for n, t in leaves
             if t.dim() >= 2 and not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)]
 
 
@@ -660,8 +665,8 @@ def _token_logits(flat, tokens) -> tuple[str, tuple[int, ...]] | None:
     shape (token ids [B, T] -> logits [B, T, V]): the (name, shape) of that input, else None."""
     if len(flat) != 1 or flat[0][1].dim() < 3 or flat[0][1].shape[-1] < 2:
         return None
-    lead = tuple(int(d) for d in flat[0][1].shape[:-1])
-    return next(((n, s) for n, s in tokens if s == lead), None)
+    lead, last = tuple(int(d) for d in flat[0][1].shape[:-1]), int(flat[0][1].shape[-1])
+    return next(((n, s) for n, s, vocabs in tokens if s == lead and (not vocabs or last in vocabs)), None)
 
 
 def _logit_outputs(output, hf: bool, tokens=()) -> list[tuple[str, torch.Tensor]]:
@@ -853,7 +858,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             with mode, autocast_convs(tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
-                tokens = _token_inputs(args, kwargs, inputs)
+                tokens = _token_inputs(args, kwargs, inputs, model)
                 loss, loss_note = _loss(output, hf, type(model).__name__ if hf else None, tokens)
                 logits = _logits(output, hf, tokens)
             tracer.settle_saved()
