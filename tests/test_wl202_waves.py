@@ -62,7 +62,7 @@ def test_gradient_accumulation_gives_way_before_the_global_batch_grows():
     out = _wl202([{"op": "linear", "m": 40, "n": 3456, "k": 65536, "backward": False}], params=1000, grad_accum=16)
     assert len(out) == 1
     msg = out[0].message
-    assert "--micro-batch-size 128 (the global batch of 128 in 1 micro-batch(es) per step" in msg, msg
+    assert "--batch-size 128 --grad-accum 1 (the global batch of 128 in 1 micro-batch(es) per step" in msg, msg
     assert "fewer steps" not in msg
 
 
@@ -74,3 +74,50 @@ def test_says_so_when_no_larger_micro_batch_adds_tiles():
     assert len(out) == 1
     msg = out[0].message
     assert "adds no thread blocks" in msg and "raise the micro-batch" not in msg, msg
+
+
+def test_weight_gradient_with_rows_equal_to_features_is_told_apart_by_order():
+    # 768 rows through a 768 -> 768 Linear: dX (m 768 n 768 k 768) and dW (m 768 n 768 k 768) have the same dims;
+    # autograd runs dX first, so the first is the rows-carrying one and the second the weight gradient (review s49:
+    # both were counted as dX, and dW's features were scaled)
+    fwd, dx, dw = testing.gemm_records(768, 768, 768, module="fc")
+    assert batch_dims(_graph([fwd, dx, dw])) == ["m", "m", "k"]
+
+
+def test_convolution_weight_gradients_are_not_counted():
+    from wattlint.types import OpRecord, OpKind, Phase
+
+    dims = (("b", 1), ("k", 576), ("m", 3136), ("n", 64))
+    recs = [OpRecord(op="aten.convolution.default", kind=OpKind.CONV, module="c", phase=Phase.FORWARD,
+                     dtype="float32", dims=dims),
+            OpRecord(op="aten.convolution_backward.default", kind=OpKind.CONV, module="c", phase=Phase.BACKWARD,
+                     dtype="float32", dims=tuple(sorted(dims + (("grad", 1),)))),
+            OpRecord(op="aten.convolution_backward.default", kind=OpKind.CONV, module="c", phase=Phase.BACKWARD,
+                     dtype="float32", dims=tuple(sorted(dims + (("grad", 2),))))]
+    # forward and input gradient: ceil(3136 / 128) x ceil(64 / 128) = 25 tiles each on 108 SMs; the weight gradient
+    # (grad 2) is left out of the count
+    g_e, c_e, waves = _gemm_waves(_graph(recs), [1.0, 1.0, 1.0], 108)
+    assert (g_e, c_e) == (3.0, 2.0) and waves == pytest.approx(25 / 108)
+
+
+def test_literal_advice_keeps_the_samples_and_names_the_flags_it_changed(run_cli):
+    """Review s49: with --steps the re-run kept the steps at k x the batch (twice the samples: 'would not lower the
+    energy'), and the same-batch advice named a flag that conflicted with the user's. Oracle: the command it names."""
+    import json
+
+    args = ["examples/torch_models.py:tiny_gpt", "--input", "x=int64[2,256]", "--gpu", "a100", "--format", "json"]
+    code, out, err = run_cli(*args, "--steps", "1000")
+    assert code == 0, err
+    base = json.loads(out)
+    f = next(x for x in base["findings"] if x["code"] == "WL202")
+    assert "raise the micro-batch to 4" in f["message"] and "--batch-size 4 --steps 500" in f["message"], f["message"]
+    code, out, err = run_cli(*args, "--batch-size", "4", "--steps", "500")
+    assert code == 0, err
+    assert f["saving_kwh"] == pytest.approx(base["total"]["energy_kwh"] - json.loads(out)["total"]["energy_kwh"],
+                                            rel=1e-3)
+    code, out, err = run_cli(*args, "--batch-size", "16", "--grad-accum", "8", "--steps", "100")
+    assert code == 0, err
+    f = next(x for x in json.loads(out)["findings"] if x["code"] == "WL202")
+    assert "--grad-accum 4 (the global batch of 16 in 4 micro-batch(es) per step" in f["message"], f["message"]
+    code, out, err = run_cli(*args, "--batch-size", "16", "--grad-accum", "4", "--steps", "100")
+    assert code == 0, err  # the advice runs as written

@@ -130,10 +130,14 @@ def batch_dims(graph) -> list[str | None]:
     carry the forward's view) and input gradients, ``k`` for weight gradients (the batch is their reduction);
     None for other records. A backward GEMM's role is read from its dims: the one equal to a row count of the
     same module's forward GEMMs (of any forward GEMM when the module has none) carries the batch (dX = dY @ W:
-    m = rows; dW = dY^T @ X: k = rows); when both or neither match, the deeper of m and k is taken as the batch
-    (rows beyond the features: the common case; a tie keeps m)."""
+    m = rows; dW = dY^T @ X: k = rows). When both match because the rows equal the output features (m = k: the two
+    GEMMs have the same dims), the module's first such GEMM is dX and the second dW, the order autograd runs them in
+    (and the ONNX frontend synthesizes them in); when neither matches, the deeper of m and k is taken as the batch.
+    (A convolution's weight gradient keeps ``m``: its record carries the forward's view; :func:`_gemm_waves` leaves
+    it out by its ``grad`` tag.)"""
     rows_of: dict[str, set[int]] = {}
     every: set[int] = set()
+    ties: dict[tuple, int] = {}
     for r in graph.records:
         if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD and r.dim("b", 1) == 1 and r.dim("m"):
             rows_of.setdefault(r.module, set()).add(r.dim("m"))
@@ -152,8 +156,12 @@ def batch_dims(graph) -> list[str | None]:
             elif r.phase is Phase.BACKWARD and r.dim("k"):
                 rows = rows_of.get(r.module) or every
                 m_in, k_in = r.dim("m") in rows, r.dim("k") in rows
-                out.append("m" if m_in and not k_in else "k" if k_in and not m_in else
-                           "k" if r.dim("m") < r.dim("k") else "m")
+                if m_in and k_in and r.dim("m") == r.dim("k"):
+                    ties[(r.module, r.dims)] = n = ties.get((r.module, r.dims), 0) + 1
+                    out.append("m" if n % 2 else "k")
+                else:
+                    out.append("m" if m_in and not k_in else "k" if k_in and not m_in else
+                               "k" if r.dim("m") < r.dim("k") else "m")
             else:
                 out.append("m")
         else:
@@ -161,15 +169,16 @@ def batch_dims(graph) -> list[str | None]:
     return out
 
 
-def scale_batch(graph, k: float):
+def scale_batch(graph, k: float, keys: list[str | None] | None = None):
     """The graph traced at ``k`` x its micro-batch: forward/backward GEMM sizes that carry the batch
-    (:func:`batch_dims`) and all forward/backward FLOPs and bytes scale by k (weights' bytes are a small share);
-    ``k`` below 1 (a smaller micro-batch, that ``k`` x the traced one is a whole number) rounds the scaled dims."""
+    (:func:`batch_dims`, or ``keys`` already computed for the graph) and all forward/backward FLOPs and bytes scale
+    by k (weights' bytes are a small share); ``k`` below 1 (a smaller micro-batch, that ``k`` x the traced one is a
+    whole number) rounds the scaled dims."""
 
     def times(v):
         return v * k if isinstance(k, int) else max(1, int(round(v * k)))
     out = []
-    for r, key in zip(graph.records, batch_dims(graph)):
+    for r, key in zip(graph.records, keys if keys is not None else batch_dims(graph)):
         if r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             out.append(r)
             continue
@@ -179,16 +188,17 @@ def scale_batch(graph, k: float):
     return replace_records(graph, out, micro_batch=times(max(1, graph.micro_batch)))
 
 
-def _gemm_waves(graph, energy, sm: int, k: int = 1) -> tuple[float, float, float | None]:
+def _gemm_waves(graph, energy, sm: int, k: int = 1, keys: list[str | None] | None = None
+                ) -> tuple[float, float, float | None]:
     """(energy of the step's GEMMs and convolutions, of those counted, their energy-weighted waves at ``k`` x the
     micro-batch). Weight-gradient GEMMs are not counted: the batch is their reduction dim, so a larger micro-batch
     deepens them without adding tiles, and split-K (cuBLAS, CUTLASS; priced by the prior) fills the SMs with their
     few output tiles. Waves are None when nothing is counted."""
     g_e = c_e = w_sum = 0.0
-    for r, key, e in zip(graph.records, batch_dims(graph), energy):
+    for r, key, e in zip(graph.records, keys if keys is not None else batch_dims(graph), energy):
         if r.kind in (OpKind.MATMUL, OpKind.CONV) and r.status is Status.HANDLED and r.phase is not Phase.OPTIMIZER:
             g_e += e
-            if key == "k":
+            if key == "k" or (r.kind is OpKind.CONV and r.dim("grad") == 2):  # weight gradients
                 continue
             c_e += e
             w_sum += e * _tiles(r, key, k) / sm
@@ -248,7 +258,8 @@ class GpuUnderfilled(Rule):
         energy = ctx.op_energy()
         tot = sum(energy) or 1.0
         sm = ctx.estimate.gpu.sm_count or 1
-        g_e, _, waves = _gemm_waves(ctx.graph, energy, sm)
+        keys = batch_dims(ctx.graph)  # once: every count and the scaled graph below read it
+        g_e, _, waves = _gemm_waves(ctx.graph, energy, sm, keys=keys)
         if waves is None or g_e <= 0 or g_e / tot < ctx.options["min_share"]:
             return
         target = ctx.options["min_waves"]
@@ -270,42 +281,60 @@ class GpuUnderfilled(Rule):
             return
         # the smallest multiplier whose GEMMs reach the target, counted on the graph at that micro-batch (tiles do
         # not double with the batch: a row count of 49 fills one 128-row tile at 2x as at 1x); else the largest
-        reach = {k: _gemm_waves(ctx.graph, energy, sm, k)[2] or 0.0 for k in ks}
+        reach = {k: _gemm_waves(ctx.graph, energy, sm, k, keys)[2] or 0.0 for k in ks}
         k = next((k for k in ks if reach[k] >= target), ks[-1])
         if reach[k] <= waves * 1.05:
             yield ctx.finding(f"{head}; a larger micro-batch (up to {ks[-1]}x) adds no thread blocks to them: "
                               "use a smaller GPU (WL203) or run several jobs per GPU (MIG)")
             return
 
+        req = ctx.request_options
+
         def variant(k):
             """(estimate, how to run it) at ``k`` x the micro-batch: the global batch kept with fewer micro-batches
-            of gradient accumulation when ``k`` divides them, else ``k`` x the global batch (fewer steps)."""
-            same = g % k == 0
-            if same:
-                changes = {"micro_batch_size": mb * k, "grad_accum": None, "batch_size": B}
-                how = (f"--micro-batch-size {mb * k} (the global batch of {B} in {g // k} micro-batch(es) per step: "
-                       f"the same training)")
+            of gradient accumulation when ``k`` divides them, else ``k`` x the global batch (fewer steps). The
+            flags named are the ones the re-run changes, so that adding them to the command runs it."""
+            flags = []
+            if g % k == 0:
+                changes: dict = {"batch_size": B}
+                if req.get("batch_size") is None:  # a batch from the inputs' dims would shrink with the accumulation
+                    flags.append(f"--batch-size {B}")
+                if req.get("micro_batch_size") is not None:
+                    changes.update(micro_batch_size=mb * k, grad_accum=None)
+                    flags.append(f"--micro-batch-size {mb * k}")
+                else:
+                    changes.update(grad_accum=g // k, micro_batch_size=None)
+                    flags.append(f"--grad-accum {g // k}")
+                why = f"the global batch of {B} in {g // k} micro-batch(es) per step: the same training"
                 p = dataclasses.replace(plan, grad_accum=g // k)
             else:
                 changes = {"batch_size": B * k}
-                if ctx.request_options.get("micro_batch_size") is not None:
+                flags.append(f"--batch-size {B * k}")
+                if req.get("micro_batch_size") is not None:
                     changes["micro_batch_size"] = mb * k
-                how = f"--batch-size {B * k} (same samples, {k}x fewer steps; retune the learning rate)"
+                    flags.append(f"--micro-batch-size {mb * k}")
                 # the plan's own step count at the larger batch: an epoch plan's per-epoch ceiling (as the CLI
-                # counts it)
+                # counts it); steps the user gave are divided (the same samples), tokens and epochs re-derive them
                 steps = math.ceil(math.ceil(plan.dataset_size / (B * k)) * epochs) if epochs else \
                     max(1, math.ceil(plan.steps / k))
+                if req.get("steps") is not None:
+                    changes["steps"] = steps
+                    flags.append(f"--steps {steps}")
+                why = f"same samples, {k}x fewer steps; retune the learning rate"
                 p = dataclasses.replace(plan, batch_size=B * k, steps=steps)
-            run = ctx.literal(**changes) if ctx.request_options else None
+            run = ctx.literal(**changes) if req else None
             if run is None:
-                run = ctx.reestimate(graph=scale_batch(ctx.graph, k), plan=p)
-            return run, how
+                run = ctx.reestimate(graph=scale_batch(ctx.graph, k, keys), plan=p)
+            return run, f"{' '.join(flags)} ({why})"
 
         other, how = variant(k)
+        fitted = False
         while other is not None and not other.memory.fits and est.memory.fits and k > ks[0]:
             k //= 2  # the largest multiplier that still fits
+            fitted = True
             other, how = variant(k)
-        reached = f"{reach[k]:.2f} waves" + ("" if reach[k] >= target else f", the most up to {k}x")
+        reached = f"{reach[k]:.2f} waves" + ("" if reach[k] >= target else
+                                               ", the most that fits in memory" if fitted else f", the most up to {k}x")
         if other is not None and not other.memory.fits and est.memory.fits:
             yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) would not fit in GPU memory: use a "
                               "smaller GPU (WL203) or run several jobs per GPU (MIG)")
