@@ -220,9 +220,10 @@ class GpuUnderfilled(Rule):
         GEMMs, counted again at that size, reach ``min-waves`` (tiles do not double with the rows: 40 rows fill
         one 128-row tile as 80 do), or the largest one with the waves it reaches; the largest that still fits in
         GPU memory when the first does not. How to run it: with gradient accumulation that the multiple divides,
-        the same global batch in fewer micro-batches (``--micro-batch-size``: the same training); otherwise a
-        k x larger global batch in k x fewer steps for the same samples (``--batch-size``; retune the learning
-        rate). The saving is what that command estimates (the model traced at that batch); no saving is claimed,
+        the same global batch in fewer micro-batches (``--grad-accum``, or ``--micro-batch-size`` where the
+        command gives one: the same training); otherwise a k x larger global batch in k x fewer steps for the
+        same samples (``--batch-size``, and ``--steps`` divided by k where the command gives the steps; retune the
+        learning rate). The saving is what that command estimates (the model traced at that batch); no saving is claimed,
         and the message says so, when the larger micro-batch does not fit or costs more.
     """
     why = """
