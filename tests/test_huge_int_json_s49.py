@@ -50,3 +50,11 @@ def test_an_exception_without_a_message_is_named_without_a_dangling_colon():
 
     assert exception_line(MemoryError()) == "MemoryError (no message)"
     assert exception_line(ValueError("bad shape\nsecond line")) == "ValueError: bad shape"
+
+
+def test_a_number_option_past_the_float_range_is_out_of_range():
+    """A TOML budget of 1 followed by 400 zeros exited 3 (OverflowError: int too large to convert to float)."""
+    from wattlint.options import number
+
+    with pytest.raises(ValueError, match="expected a number in"):
+        number()(10 ** 400)

@@ -78,7 +78,10 @@ def integer(lo: int = 1, hi: int = 10**12) -> Checker:
 def number(lo: float = 0.0, hi: float = 1e18, *, lo_open: bool = True, what: str = "a number") -> Checker:
     """A finite number in (lo, hi] (``lo_open``) or [lo, hi]."""
     def check(v: Any, *, text: bool = False) -> float:
-        x = float(_parse_number(v, text))
+        try:
+            x = float(_parse_number(v, text))
+        except OverflowError:  # an integer past the float range (a TOML budget of 1 followed by 400 zeros)
+            x = math.inf
         ok = math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi
         if not ok:
             left = "(" if lo_open else "["
