@@ -125,3 +125,16 @@ def test_gemma2_alternate_sliding_layers(tmp_path):
     # Gemma 2's layer_types: sliding on layers 0 and 2, full attention on 1 and 3; eager attention (soft-capping)
     assert "applies to alternate layers (2 of 4: 0, 2; the others attend over the whole sequence)" in note, note
     assert "eager attention" in note and "would compute 58" in note, note
+
+
+def test_t5_untied_on_every_build_of_one_config(tmp_path):
+    """Review s49: the untie was popped on the first build, so a second model built from the same config object came
+    out tied (247.6 M then 222.9 M parameters for T5-v1.1-base)."""
+    from wattlint.frontends.hf import build_model, load_config
+
+    config = load_config(_write(tmp_path, T5))
+    counts = []
+    for _ in range(2):
+        model = build_model(config)
+        counts.append(sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()))
+    assert counts == [T5_UNTIED, T5_UNTIED]

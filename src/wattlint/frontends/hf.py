@@ -324,7 +324,8 @@ def _untie_output_embedding(model, config, torch) -> str | None:
     forces tie_word_embeddings = True (T5-v1.1 / Flan-T5 configs say false and their checkpoints have a separate
     lm_head), so T5-v1.1-base was costed at 222,903,552 parameters, one 32,128 x 768 table short of its published
     247,577,856 (weights, gradients, optimizer state and MFU's 6N 10 % low)."""
-    ref = _UNTIED_GIVEN.pop(id(config), None)
+    ref = _UNTIED_GIVEN.get(id(config))  # kept: each model built from this config is untied (the weak reference
+    #                                     drops the entry when the config goes)
     if ref is None or ref() is not config:
         return None
     try:
