@@ -144,7 +144,9 @@ def _analyze_locked(analyze, source: Any, kw: Mapping[str, Any]) -> CostGraph:
 def _stdout_to_stderr():
     """Everything written to stdout meanwhile goes to stderr: Python's ``print`` (sys.stdout) and, when file
     descriptors 1 and 2 exist, writes to descriptor 1 itself (``os.write(1, ...)``, C extensions, subprocesses),
-    which replacing sys.stdout does not reach (a model printing that way broke a --format json report)."""
+    which replacing sys.stdout does not reach (a model printing that way broke a --format json report). Both are
+    process-wide while a trace runs (traces are serialised by TRACE_LOCK): a library user's other threads writing to
+    stdout meanwhile write to stderr."""
     import os
     import sys
 
