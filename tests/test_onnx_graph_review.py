@@ -530,3 +530,20 @@ def test_the_exporters_shapes_are_kept_when_nothing_is_bound(tmp_path):
     onnx.save(m, p)
     g = analyze_onnx(p)
     assert [r.flops for r in _fwd(g) if r.op.endswith("Relu")] == [16 * 8]
+
+
+def test_assumed_cross_entropy_runs_the_kernels_torch_runs(tmp_path):
+    """The assumed loss is PyTorch's F.cross_entropy as the torch frontend prices it (tests/test_torch_review_s49.py,
+    the same hand figures for 128 rows x 1000 classes fp32 = 512,000 B of logits): log_softmax reads and writes them,
+    nll_loss reads one fp32 log-prob and one int64 label per row and writes 4 B; backward, nll_loss_backward writes
+    the dense 512,000 B gradient, log_softmax's backward reads y and dy (1,024,000 B) and writes 512,000 B. It was
+    one fused kernel each way (3 of these 6 logit-sized passes), so ONNX and torch disagreed on a small LM's bytes."""
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["y"])]
+    g = analyze_onnx(_save(tmp_path, _model(nodes, [_vi("x", [128, 16])], [_vi("y", [128, 1000])],
+                                            [_w("W", [16, 1000])])))
+    loss = [(r.phase, r.op, r.flops, r.bytes_read, r.bytes_written) for r in g.records if r.op.startswith("loss::")]
+    assert loss == [
+        (Phase.FORWARD, "loss::log_softmax", 5 * 128_000, 512_000, 512_000),
+        (Phase.FORWARD, "loss::nll_loss", 128, 128 * 4 + 128 * 8, 4),
+        (Phase.BACKWARD, "loss::nll_loss_backward", 128, 128 * 8 + 4, 512_000),
+        (Phase.BACKWARD, "loss::log_softmax_backward", 4 * 128_000, 1_024_000, 512_000)]

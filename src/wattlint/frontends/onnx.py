@@ -1367,14 +1367,27 @@ class _Analysis(_Validate, _Shapes):
         if len(shape) >= 2 and shape[cdim] > 1:
             classes = shape[cdim]
             rows = C.numel(shape) // classes
-            f = C.cross_entropy(rows, classes, dt)
-            b = C.cross_entropy(rows, classes, dt, backward=True)
             self.assumptions.append(f"loss assumed: cross-entropy over output {out!r} {list(shape)} "
-                                    f"({rows} rows x {classes} classes); ONNX graphs carry no loss")
+                                    f"({rows} rows x {classes} classes), as PyTorch's F.cross_entropy runs it "
+                                    f"(log_softmax + nll_loss, their two backward kernels); ONNX graphs carry no loss")
             # as torch's F.cross_entropy: log_softmax keeps its fp32 output for backward (an activation, 4 B per
             # logit); what the loss holds beyond it at the start of backward is wattlint.memory's loss transient
             self.loss_logits = (rows * classes, C.nbytes((1,), dt))
-            op, mt = "loss::cross_entropy", "CrossEntropyLoss"
+            # the kernels PyTorch's eager F.cross_entropy launches (the torch frontend prices these same records):
+            # log_softmax writes the log-probabilities, nll_loss reads one per row; backward, nll_loss_backward
+            # writes a dense gradient of the log-probabilities, _log_softmax_backward_data reads it with them and
+            # writes the logits' gradient (a fused kernel that skipped those passes was 3 of the 6 logit-sized passes)
+            lg = (rows, classes)
+            mt = "CrossEntropyLoss"
+            fwd = [self._rec("loss::log_softmax", OpKind.SOFTMAX, "", mt, Phase.FORWARD, dt, (lg,),
+                             C.softmax(lg, dt), Status.HANDLED, 1),
+                   self._rec("loss::nll_loss", OpKind.LOSS, "", mt, Phase.FORWARD, dt, (lg,),
+                             C.nll_loss(rows, dt), Status.HANDLED, 1)]
+            bwd = [self._rec("loss::nll_loss_backward", OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (lg,),
+                             C.nll_loss(rows, dt, backward=True, classes=classes), Status.HANDLED, 1),
+                   self._rec("loss::log_softmax_backward", OpKind.SOFTMAX, "", mt, Phase.BACKWARD, dt, (lg,),
+                             C.softmax(lg, dt, backward=True), Status.HANDLED, 1)]
+            return pre + fwd, bwd
         else:
             f = C.elementwise("sub", [shape, shape], shape, dt) + C.reduction(shape, dt, flops_per_element=2)
             f = Cost(f.flops, f.bytes_read, f.bytes_written, OpKind.LOSS)
