@@ -611,7 +611,7 @@ def test_compare_run_cpu_calibration_with_a_gpu_estimate_is_refused(run_cli, tmp
     # was "unknown GPU 'foo'": the user typed no GPU
     ('gpu = "foo"', [], "[tool.wattlint] gpu = 'foo': unknown GPU 'foo'"),
     # was "--precision bf16: ... no bf16 tensor cores": the user typed no --precision
-    ('precision = "bf16"', ["--gpu", "v100"], "(from precision = 'bf16' in [tool.wattlint] of pyproject.toml)"),
+    ('precision = "bf16"', ["--gpu", "v100"], "precision = bf16 in [tool.wattlint] of pyproject.toml: "),
 ])
 def test_estimate_error_from_a_config_default_names_the_config(run_cli, tmp_path, monkeypatch, toml, argv, expect):
     monkeypatch.chdir(tmp_path)

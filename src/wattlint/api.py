@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from . import options as _options
-from .types import ConfigError, CostGraph, Estimate, GpuSpec, Plan
+from .types import ConfigError, CostGraph, Estimate, GpuSpec, Plan, WattlintError
 
 
 @dataclass(frozen=True)
@@ -476,7 +476,22 @@ def lint(est: Estimate, *, config=None, model=None, reestimator: Reestimator | N
 # ---- the path --------------------------------------------------------------------------------------------------
 
 def run(request: Request) -> list[Estimate]:
-    """Estimates of ``request`` on each of its GPUs (duplicates dropped), in order."""
+    """Estimates of ``request`` on each of its GPUs (duplicates dropped), in order. An input error names the options
+    as the user gave them (a setting from [tool.wattlint] is not quoted as a flag the user did not type)."""
+    try:
+        return _run(request)
+    except WattlintError as e:
+        said = _options.said_as(str(e), request.given) if request.given else str(e)
+        if said == str(e):
+            raise
+        try:
+            again = type(e)(said)
+        except TypeError:  # an error type that needs more than its message: keep it as it was
+            raise e from None
+        raise again from None
+
+
+def _run(request: Request) -> list[Estimate]:
     if not request.gpus:
         raise ConfigError("no GPU to estimate on")
     specs: list[tuple[GpuSpec, str | None]] = []

@@ -14,7 +14,8 @@ from pathlib import Path
 from .. import options as O
 from ..report.layers import GROUPINGS
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
-                      format_for, model_file, positive_int, project_inputs, settings_note, shown_setting, write_output)
+                      config_given, format_for, model_file, positive_int, project_inputs, settings_note, shown_setting,
+                      write_output)
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
@@ -97,7 +98,11 @@ def request(args) -> tuple[object, str]:
     # [tool.wattlint] format is check's (docs/CONFIG.md: the report options are command-line only here)
     fmt = args.format or format_for(args.output, O.ESTIMATE_FORMATS) or "text"
     dirs = models_search_path(args.models_dir, config)
-    return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs), fmt
+    # the notes and input errors name a setting from the file as the file writes it, not as a flag the user did not
+    # type ('--gpus 3' for a gpus = 3 in [tool.wattlint])
+    given = config_given(config, [(k, v) for k, v in from_file if k != "gpu"]) if from_file else {}
+    return Request(source=args.model, gpus=gpus, options=opts, config=config, notes=notes, models_dirs=dirs,
+                   given=given), fmt
 
 
 def _name_the_config(e, req, cli: set[str]):
