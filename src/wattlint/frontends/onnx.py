@@ -890,6 +890,15 @@ class _Analysis(_Validate, _Shapes):
                 feeds[vi.name] = np.ones(shape, dtype={"int64": np.int64, "int32": np.int32, "bool": np.bool_}[dt])
         return feeds
 
+    def _fused_unary(self, op_type: str, m, idx, n) -> "ops.OpCost":
+        """A decomposed activation (GELU, SiLU) priced as the one ``op_type`` kernel on its last node, free before."""
+        if idx != m.last:
+            return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
+        x = self.types[m.x][1]
+        node = ops.Node(op_type, "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
+                        [m.x in self.grad], n.dtype)
+        return ops._unary(node)
+
     def _fused_attention(self, m, idx, n) -> "ops.OpCost":
         if hasattr(m, "grouped"):  # decomposed GroupNorm
             if idx != m.last:
@@ -899,12 +908,7 @@ class _Analysis(_Validate, _Shapes):
             grads = [m.x in self.grad] + [w in self.grad for w in m.weights]
             return ops.group_norm(x, groups, n.dtype, m.x, m.out, affine=m.affine, grad=any(grads))
         if hasattr(m, "silu"):  # SiLU
-            if idx != m.last:
-                return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
-            x = self.types[m.x][1]
-            node = ops.Node("Swish", "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
-                            [m.x in self.grad], n.dtype)
-            return ops._unary(node)
+            return self._fused_unary("Swish", m, idx, n)
         if hasattr(m, "affine"):  # decomposed LayerNorm
             if idx != m.last:
                 return ops.OpCost(Cost(kind=OpKind.NORM), [], [])
@@ -915,12 +919,7 @@ class _Analysis(_Validate, _Shapes):
                             [m.x, *m.weights], [m.out], [False] + [True] * len(m.weights), grads, n.dtype)
             return ops._norm(node)
         if not hasattr(m, "pv"):  # GELU
-            if idx != m.last:
-                return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
-            x = self.types[m.x][1]
-            node = ops.Node("Gelu", "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
-                            [m.x in self.grad], n.dtype)
-            return ops._unary(node)
+            return self._fused_unary("Gelu", m, idx, n)
         if idx != m.pv:  # the cost sits on the last node of the pattern, where q, k and v are all known
             return ops.OpCost(Cost(kind=OpKind.ATTENTION), [], [])
         b, h, sq, sk, d, dv, causal, kvh = m.params

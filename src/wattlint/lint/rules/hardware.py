@@ -14,25 +14,8 @@ from ..rule import Case, Option, Rule, fraction, positive, positive_int, gpu_lis
 
 GIB = 2**30
 
-
-# the estimator's modules, imported when a rule runs on an estimate: a cached `wattlint check` loads the rules for
-# their totals-only checks (budgets, regressions) and must not import the estimator (benchmarks/check_cache.py)
-def _precision_support(spec, precision):
-    from ...hardware import precision_support
-
-    return precision_support(spec, precision)
-
-
-def _on_gpu(plan, spec):
-    from ...plan import on_gpu
-
-    return on_gpu(plan, spec)
-
-
-def _bubble_fraction(p, m, v):
-    from ...parallel import bubble_fraction
-
-    return bubble_fraction(p, m, v)
+# (the estimator's modules, hardware / plan / parallel, are imported inside the checks that use them: a cached
+# `wattlint check` loads the rules for their totals-only checks and must not import the estimator)
 
 
 @register
@@ -414,6 +397,9 @@ class SmallerGpuLessEnergy(Rule):
     )
 
     def check(self, ctx):
+        from ...hardware import precision_support
+        from ...plan import on_gpu
+
         est = ctx.estimate
         cur = est.gpu
         wanted = set(ctx.options["candidates"])
@@ -438,7 +424,7 @@ class SmallerGpuLessEnergy(Rule):
                 continue
             if need and spec.memory_gb * GIB < need * 0.9:  # cannot fit (10% slack: memory model varies a little)
                 continue
-            if not _precision_support(spec, est.plan.precision)[0]:  # would silently change the plan's precision
+            if not precision_support(spec, est.plan.precision)[0]:  # would silently change the plan's precision
                 continue
             pool.append(spec)
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
@@ -450,7 +436,7 @@ class SmallerGpuLessEnergy(Rule):
         for spec in pool[:ctx.options["max_candidates"]] if not wanted else pool:
             # in its own nodes: the node size and network the planned GPU got by default are the candidate's own
             # (an H200 NVL was re-estimated with the H100 node's InfiniBand, 2x faster than its table row)
-            plan = _on_gpu(est.plan, spec)
+            plan = on_gpu(est.plan, spec)
             if plan is None:
                 continue
             # one pricing per candidate: the literal run when the options are known (its GPU energy and time
@@ -693,6 +679,8 @@ class PipelineBubble(Rule):
     )
 
     def check(self, ctx):
+        from ...parallel import bubble_fraction
+
         est = ctx.estimate
         bubble, step = _phase_over(ctx, "pipeline_bubble")
         if bubble is None:
@@ -741,7 +729,7 @@ class PipelineBubble(Rule):
                 flags = f"--micro-batch-size {mb // 2}" if given or not ctx.request_options else \
                     f"--batch-size {plan.batch_size} --micro-batch-size {mb // 2}"
                 fixes.append((kwh, pct, f"halve the micro-batch ({flags}: {2 * m} micro-batches "
-                                        f"per step; bubble {_bubble_fraction(p, 2 * m, v):.0%} of the step with "
+                                        f"per step; bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with "
                                         f"equal stages)"))
         good = [f for f in fixes if f[0] is not None and f[0] > 0]
         if good and not ctx.base_fits:  # no run to save against: the fixes, no figure
