@@ -6,7 +6,8 @@ tables of MosaicML llm-foundry's benchmarking README), trace and price the step 
 benchmarks/parallel_accuracy.py's foundry section does (megatron stack, FSDP, each table's PyTorch version,
 llm-foundry's fused loss), then report each op kind's predicted time and achieved TFLOP/s, and the GEMM rate that
 would make the predicted step equal the measured one (all other parts unchanged). Used in docs/PARALLEL.md's
-H100 paragraph (2026-12-06).
+H100 paragraph (2026-12-06). Its committed results predate HOPPER_GEMM_2023 (2026-12-07), the fitted rate this
+diagnostic led to: a rerun prices the H100 table's GEMMs (torch 2.1) at that fraction of today's rate.
 
 Data: MosaicML llm-foundry benchmark tables (github.com/mosaicml/llm-foundry, Apache-2.0; licence text in
 benchmarks/public/licences/).

@@ -150,10 +150,11 @@ def test_flash_attention_1_before_2_2_only():
     g20 = _attention_and_gemm("2.0")
     assert g20.records[0].dim("fa1") == 1 and g20.records[1].dim("fa1", 0) == 0  # the GEMM is not attention
     assert any("FlashAttention-1" in a for a in g20.assumptions)
-    # GEMMs keep their records on CUDA 11 builds: cuBLAS ships its own Hopper kernels (pytorch/pytorch#100850)
-    assert g20.records[1] == _attention_and_gemm().records[1]
+    # the matmul is tagged as the 2023 stack's (priced slower on Hopper only, below); from 2.2 neither tag
+    assert g20.records[1].dim("gemm_2023") == 1 and g20.records[0].dim("gemm_2023", 0) == 0
     g22 = _attention_and_gemm("2.2")
-    assert g22.records[0].dim("fa1", 0) == 0
+    assert g22.records[0].dim("fa1", 0) == 0 and g22.records[1] == _attention_and_gemm().records[1]
+    assert framework.gemm_2023(v("2.1")) and not framework.gemm_2023(v("2.2")) and not framework.gemm_2023(None)
     # a fused attention kernel before 2.0 (there was no SDPA) is the flash-attn 1.x package: the note says so
     # instead of naming SDPA's kernel (fuzz review: the notes contradicted each other)
     note = next(a for a in _attention_and_gemm("1.13").assumptions if "FlashAttention-1" in a)
@@ -172,10 +173,44 @@ def test_fa1_attention_efficiency_by_hand():
         # flash attention tiles (b x h = 128) x [2048 queries, d 128] over a 2048-key reduction: eff = ceiling x wave
         # efficiency x depth 2048 / (2048 + 48)
         assert e_new == pytest.approx(fa2 * prior.wave_efficiency(gpu, 128, 2048, 128)[0] * 2048 / 2096, rel=1e-9)
-    # the 4096^3 matmul is priced the same at torch 2.0 as today, on the H100 too
+    # the 4096^3 matmul's efficiency is the same at torch 2.0 as today on both GPUs: the 2023 stack's Hopper rate
+    # is applied to the achieved rate after the power limit (next test)
     for gpu in (a100, h100):
         assert prior.compute_efficiency(old.records[1], gpu, "bf16", True)[0] == pytest.approx(
             prior.compute_efficiency(new.records[1], gpu, "bf16", True)[0], rel=1e-12)
+
+
+def test_hopper_2023_gemm_runs_at_the_fitted_fraction_of_todays_rate_with_the_same_dynamic_energy():
+    """A 4096^3 bf16 matmul tagged by --torch-version 2.0: on an H100 its busy time is today's / 0.71 (the fitted
+    HOPPER_GEMM_2023, docs/ENERGY_MODEL.md) and its energy grows only by idle power over the added time (the same
+    work: memory and core dynamic energy unchanged); on an A100 (and untagged, or in FP32 on CUDA cores) nothing
+    changes."""
+    a100, h100 = resolve_gpu("a100-sxm4-80gb")[0], resolve_gpu("h100-sxm5-80gb")[0]
+    new, old = _attention_and_gemm().records[1], _attention_and_gemm("2.0").records[1]
+    t, o = prior.op_prior(new, h100, "bf16"), prior.op_prior(old, h100, "bf16")
+    gap = prior.GAP_S
+    assert t.bound == o.bound == "compute"
+    assert o.time_s - gap == pytest.approx((t.time_s - gap) / 0.71, rel=1e-9)
+    assert o.energy_j == pytest.approx(t.energy_j + h100.idle_w * (o.time_s - t.time_s), rel=1e-9)
+    assert o.power_w < t.power_w
+    assert prior.op_prior(old, a100, "bf16") == prior.op_prior(new, a100, "bf16")
+    f_old, f_new = (dataclasses.replace(r, dtype="float32") for r in (old, new))  # FP32: CUDA cores, no TF32
+    assert prior.op_prior(f_old, h100, "default") == prior.op_prior(f_new, h100, "default")
+
+
+def test_hopper_2023_gemm_rate_is_stated_where_it_prices_something():
+    """The assumption line appears for a Hopper GPU, torch <= 2.1 and tensor-core matmuls; not on an A100, from 2.2
+    on, or under FP32 matmuls (CUDA cores)."""
+    h100, a100 = resolve_gpu("h100-sxm5-80gb")[0], resolve_gpu("a100-sxm4-80gb")[0]
+
+    def line(version, gpu, precision="bf16"):
+        p = build_plan(_attention_and_gemm(version), gpu=gpu, steps=1, batch_size=8, precision=precision)
+        return [a for a in p.assumptions if "on Hopper" in a]
+
+    assert line("2.1", h100) == ["torch 2.1 on Hopper: tensor-core matmuls priced at 0.71 of today's rate (fitted "
+                                 "on llm-foundry's 2023 H100 tables, torch 2.1 / CUDA 12.1; from 2.2 on, current "
+                                 "rates)"]
+    assert line("2.2", h100) == [] and line("2.1", a100) == [] and line("2.1", h100, "fp32") == []
 
 
 

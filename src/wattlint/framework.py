@@ -27,9 +27,17 @@ dispatch differ. Each rule below is a documented default of PyTorch, with the re
   earlier version with ``--optimizer-impl fused`` is priced as asked (apex's FusedAdam ran on older torch) and the
   assumption line says torch's own optimizer had no such path.
 
-Not a version rule: GEMMs and convolutions on Hopper run at full speed on CUDA 11.8 builds too. cuBLAS and cuDNN ship
-NVIDIA's own Hopper kernels whatever toolkit PyTorch itself was compiled with: cuBLAS 11.11 (CUDA 11.8) ran a bf16
-2048 x 8192 x 8192 GEMM at 720 TFLOPS on an H100 (pytorch/pytorch#100850).
+* Hopper GEMMs of the 2023 stack: tensor-core matmuls launched by PyTorch 2.1 or earlier are tagged ``gemm_2023``;
+  on a Hopper GPU (GH100: H100, H200, GH200) wattlint.energy.prior prices them at ``HOPPER_GEMM_2023`` of today's
+  rate. A **fitted** constant, not a documented default: llm-foundry's 2023 H100 tables (torch 2.1 nightly, CUDA
+  12.1) sit ~10 MFU points below what current rates price, on one 8-GPU node as on 512 GPUs, while the A100 rows of
+  the same sweep and modern-stack H100 runs (Llama 3 405B, torchtitan 2024) match; pytorch/pytorch#100850 measured
+  PyTorch's H100 bf16 GEMMs of that era at 0.73-0.74 of the best single GEMM (cuBLAS 12.0.2). Releases from 2.2 are
+  priced at current rates (no public H100 measurement of 2.2-2.3, whose CUDA 12.1 wheels ship the same cuBLAS 12.1).
+
+Not a version rule: which CUDA toolkit PyTorch was compiled with. cuBLAS and cuDNN ship NVIDIA's own Hopper kernels
+whatever toolkit PyTorch itself was built with: cuBLAS 11.11 (CUDA 11.8) ran a bf16 2048 x 8192 x 8192 GEMM at 720
+TFLOPS on an H100 (pytorch/pytorch#100850).
 
 A version older than the GPU generation's first official build (``MIN_TORCH_BY_CHIP``: Hopper needs 2.0, Blackwell
 2.7) is stated as an assumption, not refused: a ``--compare`` across generations must still run.
@@ -50,6 +58,7 @@ ZERO_GRAD_SET_TO_NONE = (2, 0)
 CUDNN_FP16_DEPTHWISE = (1, 11)
 TF32_MATMUL_DEFAULT = ((1, 7), (1, 12))  # [from, until)
 FLASH_ATTENTION_2 = (2, 2)  # SDPA's flash kernel became FlashAttention-2
+HOPPER_GEMM_CURRENT = (2, 2)  # the first release priced at current Hopper GEMM rates (see the module doc)
 # The first release whose torch.optim optimizer takes fused=True: Adam 1.13 (pytorch/pytorch#90752 reports "the 1.13
 # Adam(fused=true) implementation"), AdamW 2.0 (its fused kernel, pytorch/pytorch#88015, merged after the 1.13
 # branch). SGD / Adadelta: not checked here, so not stated.
@@ -117,6 +126,19 @@ def flash_attention_1(v: tuple[int, int] | None) -> bool:
     return v is not None and v < FLASH_ATTENTION_2
 
 
+def gemm_2023(v: tuple[int, int] | None) -> bool:
+    """Whether ``v``'s tensor-core matmuls are priced as the 2023 stack's on Hopper (records tagged ``gemm_2023``)."""
+    return v is not None and v < HOPPER_GEMM_CURRENT
+
+
+def hopper_gemm_note(v: tuple[int, int] | None, chip: str, factor: float) -> str | None:
+    """The assumption line for a Hopper GPU when ``v`` prices its GEMMs at the 2023 stack's rate; None otherwise."""
+    if chip != "GH100" or not gemm_2023(v):
+        return None
+    return (f"torch {fmt(v)} on Hopper: tensor-core matmuls priced at {factor:g} of today's rate (fitted on "
+            "llm-foundry's 2023 H100 tables, torch 2.1 / CUDA 12.1; from 2.2 on, current rates)")
+
+
 _OPT_CLASS = {"adam": "Adam", "adamw": "AdamW"}
 
 
@@ -161,7 +183,8 @@ def notes(v: tuple[int, int] | None, *, optimizer_impl_default: bool, attention_
 def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, attention_default: bool = False,
           optimizer: str | None = None, optimizer_impl: str | None = None):
     """``graph`` as a run on ``version`` launches it: its depthwise convolution records tagged ``dw_native`` when
-    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` before 2.2,
+    fp16 depthwise convolutions did not go to cuDNN yet, its fused attention records ``fa1`` and its matmul records
+    ``gemm_2023`` before 2.2,
     ``extra["torch_version"]`` set, and the assumption lines (``*_default``: the frontend chose the optimizer
     implementation / attention from the version)."""
     import dataclasses
@@ -181,6 +204,9 @@ def apply(graph, version: str | None, *, optimizer_impl_default: bool = False, a
     if fused_attention and flash_attention_1(v):
         records = tuple(dataclasses.replace(r, dims=r.dims + (("fa1", 1),))
                         if r.kind is OpKind.ATTENTION and not r.dim("fa1", 0) else r for r in records)
+    if gemm_2023(v):
+        records = tuple(dataclasses.replace(r, dims=r.dims + (("gemm_2023", 1),))
+                        if r.kind is OpKind.MATMUL and not r.dim("gemm_2023", 0) else r for r in records)
     extra = {**dict(graph.extra), "torch_version": fmt(v)}
     lines = notes(v, optimizer_impl_default=optimizer_impl_default, attention_default=attention_default,
                   onnx=graph.model.format == "onnx", depthwise=grouped, fused_attention=fused_attention,

@@ -249,7 +249,9 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "behaviour): before 2.0 for-loop optimizers, eager attention and zero_grad(set_to_none=False) (a zero "
            "fill per gradient, an accumulating add per parameter tensor in backward) by default, before 2.2 "
            "FlashAttention-1 speed for fused attention, before 1.11 PyTorch's own "
-           "fp16 depthwise kernels, 1.7-1.11 TF32 matmuls under --precision default", "model", "both", "X.Y"),
+           "fp16 depthwise kernels, 1.7-1.11 TF32 matmuls under --precision default, through 2.1 on a Hopper GPU "
+           "(H100 / H200 / GH200) tensor-core matmuls at 0.71 of today's rate (fitted on llm-foundry's 2023 H100 "
+           "tables; from 2.2 current rates)", "model", "both", "X.Y"),
     Option("attention", "--attention", choice(*ATTENTIONS), "attention kernels of PyTorch / Hugging Face sources: "
            "sdpa (one fused scaled-dot-product kernel, default) or eager (separate GEMM + softmax kernels)", "model",
            "frontend", choices=ATTENTIONS),
@@ -280,7 +282,7 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("compare", "--compare", gpu_list, "also estimate on these GPUs; one table side by side", "hardware",
            "request", "G1,G2", flag_only=True),
     Option("gpus", "--gpus", integer(1, 10**6), "GPUs in the job (default 1); data-parallel degree = gpus / "
-           "(tensor-parallel x pipeline-parallel)", "hardware", "both", "N"),
+           "(tensor-parallel x context-parallel x pipeline-parallel)", "hardware", "both", "N"),
     Option("tensor_parallel", "--tensor-parallel", integer(1, 4096), "Megatron tensor-parallel degree of the "
            "transformer layers: each layer's matmuls split over N GPUs (inside a node over NVLink), 2 all-reduces "
            "per layer forward and 2 backward (default 1)", "hardware", "plan", "N"),

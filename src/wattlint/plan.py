@@ -473,10 +473,13 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
         precision = options.DEFAULT_PRECISION
         notes.append(PRECISION_DEFAULT_TEXT)
     if gpu.vendor == "NVIDIA":
-        from .energy.prior import chip_group
+        from .energy.prior import HOPPER_GEMM_2023, chip_group
 
         line = framework.predates_gpu(version, chip_group(gpu))
         if line:
+            notes.append(line)
+        line = framework.hopper_gemm_note(version, chip_group(gpu), HOPPER_GEMM_2023)
+        if line and precision not in ("default", "fp32") and any(r.dim("gemm_2023", 0) for r in graph.records):
             notes.append(line)
     ok, why = precision_support(gpu, precision)
     if not ok:

@@ -72,6 +72,17 @@ ATTENTION_EFF_BY_CHIP: dict[str, float] = {"GH100": 0.35}
 # llm-foundry benchmark rows that are not held out (benchmarks/parallel_accuracy.py section 3: A100 and H100, torch
 # 1.13 / 2.0 with flash-attn 1.0.x; grid 1.25-2.0; the 13b / 70b rows never used): docs/ENERGY_MODEL.md.
 FA1_SLOWDOWN = 1.5
+# Hopper tensor-core GEMMs launched by PyTorch 2.1 or earlier (matmul records tagged ``gemm_2023`` by
+# wattlint.framework) run at this fraction of today's achieved rate (after the power limit; the same dynamic energy
+# over the longer time, as CONSUMER_GEMM_ROOF the other way). Fitted, cause not identified: llm-foundry's H100 BF16
+# tables (torch 2.1 nightly 2023-08-27, CUDA 12.1) ran ~10 MFU points below what today's rates price, as much on one
+# 8-GPU node as on 512 GPUs and least on the attention-bound 32k-65k-token rows, where the same sweep's A100-80GB rows
+# and modern-stack H100 runs (Llama 3 405B; torchtitan, torch 2024-12) match. Fitted on the 54 H100 BF16 rows that
+# are not held out (13b / 70b never used), minimising their mean |MFU error|: benchmarks/parallel_accuracy.py section
+# 3 (hopper_gemm_2023_fit, rerun each time). Beside it, pytorch/pytorch#100850 measured PyTorch's H100 bf16 GEMMs of
+# that era (cuBLAS 12.0.2; batched / folded 2-4 x 2048 x 8192 x 8192) at 0.73-0.74 of the single GEMM's rate.
+HOPPER_GEMM_2023 = 0.71
+HOPPER_GEMM_2023_CHIPS = ("GH100",)
 # GA10x / AD10x (and GB20x) SMs: 128 FP32 lanes of which 64 also execute INT32 (GA102 whitepaper); GEMM loops issue
 # integer and load instructions, so SGEMM reaches this fraction of what single-issue SMs reach of their FP32 peak.
 DUAL_FP32_SIMT = 0.70
@@ -718,6 +729,12 @@ def consumer_gemm_roof(gpu: GpuSpec, tensor: bool) -> float:
     return CONSUMER_GEMM_ROOF["simt"] if dual_fp32(gpu) else 1.0
 
 
+def hopper_2023(rec: OpRecord, gpu: GpuSpec, tensor: bool) -> bool:
+    """A tensor-core matmul launched by PyTorch 2.1 or earlier (tagged ``gemm_2023``) on a Hopper GPU."""
+    return (tensor and rec.kind is OpKind.MATMUL and bool(rec.dim("gemm_2023", 0))
+            and chip_group(gpu) in HOPPER_GEMM_2023_CHIPS)
+
+
 def clock_scale(gpu: GpuSpec, p_mem: float, p_core: float) -> float:
     """Sustained clock / boost clock so that idle + P_mem + P_core x s^3 fits the board limit (1 when it fits)."""
     if p_core <= 0 or gpu.idle_w + p_mem + p_core <= gpu.tdp_w:
@@ -771,10 +788,12 @@ def op_prior(rec: OpRecord, gpu: GpuSpec, precision: str = "default", utilizatio
         p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
         p_core *= s ** DVFS_EXPONENT
     roof = consumer_gemm_roof(gpu, tensor) if (gemm and utilization is None) else 1.0
+    if gemm and utilization is None and hopper_2023(rec, gpu, tensor):
+        roof *= HOPPER_GEMM_2023
     if roof != 1.0 and compute_s > 0:
-        # the same work done faster (a higher clock): its dynamic core energy is unchanged, so core power rises as
-        # the busy time falls (by the roof when compute-bound); the board's limit caps it below (a throttled GEMM
-        # stays at the limit)
+        # the same work done faster (a higher clock) or slower (the 2023 stack's Hopper GEMMs): its dynamic core
+        # energy is unchanged, so core power follows the busy time inversely (by the roof when compute-bound); the
+        # board's limit caps it below (a throttled GEMM stays at the limit)
         compute_s /= roof
         busy_before, busy = busy, max(compute_s, memory_s)
         p_mem = p_mem_rate * rec.bytes / busy if busy > 0 else 0.0
