@@ -797,8 +797,9 @@ def test_wl201_advice_skips_what_the_plan_already_does():
     assert "more --gpus (--sharding zero3 shards nothing over one data-parallel GPU)" in msg
     plain = wattlint.estimate(cfg, gpu="a100-sxm4-40gb", batch_size=64, seq_len=1024, steps=10)
     (msg,) = [f.message for f in plain.findings if f.code == "WL201"]
-    assert "use --activation-checkpointing" in msg and "--sharding zero3 with more --gpus" in msg
-    assert "bf16 autocast (--precision bf16)" in msg
+    # each is still named; those that alone do not fit (re-run: 59.5 and 98.8 GiB of 40) as such
+    assert "--activation-checkpointing alone would still need" in msg and "--sharding zero3 with more --gpus" in msg
+    assert "bf16 autocast (--precision bf16) alone would still need" in msg
 
 
 def test_rule_prefix_lists_what_it_selects(run_cli):
@@ -823,7 +824,8 @@ def test_wl103_names_the_root_module_when_attention_is_not_in_a_submodule():
             q, k, v = self.qkv(x).chunk(3, dim=-1)
             return torch.softmax(q @ k.transpose(-1, -2) / 8.0, dim=-1) @ v
 
-    est = wattlint.estimate(Root(), inputs=["x=float32[4,1024,64]"], gpu="a100", steps=1)
+    # (bf16: in fp32 the fused kernel's re-estimate costs more here, and the rule stays silent)
+    est = wattlint.estimate(Root(), inputs=["x=float32[4,1024,64]"], gpu="a100", steps=1, precision="bf16")
     msgs = [f.message for f in est.findings if f.code == "WL103"]
     assert msgs and msgs[0].startswith("attention in the root module materializes a 1024x1024"), msgs
 

@@ -156,7 +156,9 @@ class MisalignedGemmDims(Rule):
         dimension (n, k: hidden size, heads x head dim, vocabulary, channels) is not a multiple of the tensor-core
         granule for its dtype: 8 elements for fp16/bf16 (16 bytes), 4 for TF32, 16 for FP8. The saving is the
         re-estimate of the graph with those dims padded up (more FLOPs, aligned kernels) in every GEMM that holds
-        them: forward, input gradient and weight gradient (whose rows are the weight's output features).
+        them: forward, input gradient and weight gradient (whose rows are the weight's output features), and the
+        padded model's other work: element-wise / norm / softmax / dropout ops over a padded feature axis, and
+        the optimizer step, gradients and weights of the added parameters.
     """
     why = """
         cuBLAS/cuDNN tensor-core kernels load 16-byte vectors; misaligned dims fall back to slower kernels or padding
@@ -249,7 +251,8 @@ class MisalignedGemmDims(Rule):
             dims = tuple((name, new.get(name, v)) for name, v in r.dims)
             records[i] = dataclasses.replace(r, dims=dims, flops=int(r.flops * f), bytes_read=int(r.bytes_read * f),
                                              bytes_written=int(r.bytes_written * f))
-        other = ctx.reestimate(graph=replace_records(ctx.graph, records))
+        records, model = _pad_other_work(ctx.graph, records, model_dims, mults, lo, gpu, est.plan.precision)
+        other = ctx.reestimate(graph=replace_records(ctx.graph, records, model=model))
         kwh, pct = ctx.saving(other)
         if other is not None and (pct is None or pct < ctx.options["min_saving"]):
             return  # the estimator says padding would not pay here
@@ -269,6 +272,56 @@ class MisalignedGemmDims(Rule):
             "; pad hidden/vocabulary/channel sizes to those multiples (the estimated saving is for that padding; "
             "padding a vocabulary on to a multiple of 64, as nanoGPT's 50304, is a common further step)",
             layer=worst[0] or None, saving_kwh=kwh, saving_pct=pct)
+
+
+def _pad_other_work(graph, records: list, model_dims, mults, lo: int, gpu, precision: str):
+    """(records, model info) of the padded model's other work: the padding grows more than the GEMMs (review: an
+    MLP 1000 -> 3001 -> 3001 -> 1001 claimed 4.16 mWh where the padded model, run, saves 3.11 mWh). A forward
+    GEMM's padded weight [n, k] adds (n2 k2 - n k) + (n2 - n) parameters (weight and bias), which the optimizer
+    step, the gradients and the weights' traffic carry: the optimizer records scale with the parameter count.
+    Element-wise / norm / softmax / dropout records (forward and backward) over a tensor whose last axis is a
+    padded feature size scale with it (GELU over [rows, 3001] runs over [rows, 3008])."""
+    pad: dict[int, int] = {}
+    extra = 0
+    seen: set[tuple] = set()
+    for r in graph.records:
+        if r.kind is not OpKind.MATMUL or r.phase is not Phase.FORWARD or r.dim("b", 1) != 1 \
+                or r.status is not Status.HANDLED:
+            continue
+        m = mults.get(_compute_dtype(r, gpu, precision))
+        n, k = r.dim("n"), r.dim("k")
+        if not m or not n or not k:
+            continue
+        n2 = ceil_to(n, m) if _paddable(n, m, lo, None) else n
+        k2 = ceil_to(k, m) if _paddable(k, m, lo, None) else k
+        for a, b in ((n, n2), (k, k2)):
+            if b != a:
+                pad[a] = b
+        key = (r.module, n, k)
+        if (n2, k2) != (n, k) and key not in seen:
+            seen.add(key)
+            extra += n2 * k2 - n * k + (n2 - n)
+    if not pad:
+        return records, graph.model
+    other = (OpKind.ELEMENTWISE, OpKind.NORM, OpKind.SOFTMAX, OpKind.DROPOUT, OpKind.LOSS, OpKind.REDUCTION)
+    params = max(1, graph.model.params)
+    opt = (params + extra) / params
+    out = []
+    for r in records:
+        f = 1.0
+        if r.phase is Phase.OPTIMIZER:
+            f = opt
+        elif r.kind in other and r.shapes:
+            big = max(r.shapes, key=math.prod)
+            if big and big[-1] in pad:
+                f = pad[big[-1]] / big[-1]
+        out.append(r if f == 1.0 else dataclasses.replace(
+            r, flops=int(r.flops * f), bytes_read=int(r.bytes_read * f), bytes_written=int(r.bytes_written * f)))
+    model = dataclasses.replace(graph.model, params=graph.model.params + extra,
+                                param_bytes=int(graph.model.param_bytes * opt),
+                                **({"trainable_params": graph.model.trainable_params + extra}
+                                   if graph.model.trainable_params >= 0 else {}))
+    return out, model
 
 
 def _paddable(v: int, granule: int, least: int, own: set[int] | None) -> bool:
@@ -358,8 +411,25 @@ def _attention_scores(fwd: list[OpRecord], j: int) -> tuple[int, int] | None:
     return None
 
 
-def _fuse_scores(r: OpRecord, sd: tuple[int, int]) -> OpRecord:
-    """The record with its HBM traffic to/from [.., s_q, s_k] score tensors removed (kept on chip)."""
+def _fused_rate(r: OpRecord, gpu, precision: str) -> float:
+    """FLOPs factor that prices a score GEMM of the explicit chain at the rate the estimator gives a fused
+    attention kernel of the same dims: in fp32 (no tensor cores for it; PyTorch's SDPA has no FlashAttention kernel
+    in fp32 and runs the memory-efficient one, which ``--attention sdpa`` traces as an attention record) the prior
+    prices attention at its attention efficiency (FlashAttention-class kernels, lower in backward), not at SGEMM's.
+    The GEMM keeps its tiles (waves, depth); its FLOPs scale by SGEMM's efficiency over the attention kernel's, so
+    its compute time is the fused kernel's. 1.0 for tensor-core (16-bit / TF32) GEMMs."""
+    from ...energy import prior  # pure Python, no estimator
+
+    if _compute_dtype(r, gpu, precision) != "fp32" or r.kind is not OpKind.MATMUL:
+        return 1.0
+    att = prior.ATTENTION_EFF_BY_CHIP.get(prior.chip_group(gpu), prior.EFF_MAX["attention"]) * (
+        prior.ATTENTION_BACKWARD_FACTOR if r.phase is Phase.BACKWARD else 1.0)
+    return max(1.0, prior.EFF_MAX["matmul_simt"] / att)
+
+
+def _fuse_scores(r: OpRecord, sd: tuple[int, int], gpu=None, precision: str = "bf16") -> OpRecord:
+    """The record with its HBM traffic to/from [.., s_q, s_k] score tensors removed (kept on chip); a GEMM that
+    reads or writes the scores priced, in fp32, at the fused attention kernel's rate (:func:`_fused_rate`)."""
     def is_score(s) -> bool:
         return len(s) >= 2 and tuple(s[-2:]) in (sd, sd[::-1])
 
@@ -370,7 +440,8 @@ def _fuse_scores(r: OpRecord, sd: tuple[int, int]) -> OpRecord:
     keep_read = 1.0 - score_in / max(1, sum(sizes))
     if r.kind is OpKind.MATMUL:
         out_score = (r.dim("m"), r.dim("n")) in (sd, sd[::-1])
-        return dataclasses.replace(r, bytes_read=int(r.bytes_read * keep_read),
+        f = _fused_rate(r, gpu, precision) if gpu is not None and (score_in or out_score) else 1.0
+        return dataclasses.replace(r, flops=int(r.flops * f), bytes_read=int(r.bytes_read * keep_read),
                                    bytes_written=0 if out_score else r.bytes_written)
     if score_in:
         return dataclasses.replace(r, bytes_read=int(r.bytes_read * keep_read), bytes_written=0)
@@ -395,7 +466,9 @@ class UnfusedAttention(Rule):
         ``--attention eager``), the saving is the re-run with ``--attention sdpa``, traced and planned as the command
         does. Otherwise it is the re-estimate with the score tensor kept on chip: every op of that module that
         reads or writes a [.., s_q, s_k] tensor loses that HBM traffic (FLOPs unchanged), which is what
-        FlashAttention does.
+        FlashAttention does; in fp32 (no FlashAttention kernel: PyTorch's SDPA runs its memory-efficient kernel)
+        the score GEMMs are priced at the fused attention kernel's rate, as ``--attention sdpa`` is, not at
+        SGEMM's. When that re-estimate saves nothing (the fused kernel costs more), the rule stays silent.
     """
     why = """
         The explicit chain writes and reads the s x s score matrix several times per layer (forward and backward);
@@ -462,9 +535,13 @@ class UnfusedAttention(Rule):
             if lit is not None and any(r.kind is OpKind.ATTENTION and r.module in mods for r in lit.graph.records):
                 other, flag = lit, " (--attention sdpa)"
         if other is None:
-            records = [_fuse_scores(r, mods[r.module]) if r.module in mods else r for r in ctx.graph.records]
+            est = ctx.estimate
+            records = [_fuse_scores(r, mods[r.module], est.gpu, est.plan.precision) if r.module in mods else r
+                       for r in ctx.graph.records]
             other = ctx.reestimate(graph=replace_records(ctx.graph, records))
         kwh, pct = ctx.saving(other)
+        if kwh is not None and kwh <= 0 and ctx.base_fits:
+            return  # the fused kernel costs more here (review: BERT in fp32 at s=512, --attention sdpa +0.7 Wh)
         name = next(iter(mods))
         sq, sk = mods[name]
         more = f" (and {len(mods) - 1} more module(s))" if len(mods) > 1 else ""
@@ -925,7 +1002,9 @@ class UnneededCheckpointing(Rule):
     what = """
         When the plan uses activation checkpointing, full or selective (``--recompute selective``: the attention
         core re-run in backward), or the trace contains recomputed forward ops, re-estimates the run without it (the
-        run with the recompute flags left off, as the command traces and plans it, when they turned it on); if that
+        run with the recompute flags left off, as the command traces and plans it, when ``--recompute selective`` /
+        ``full`` or ``--activation-checkpointing`` turned it on; else the traced graph without its recompute
+        records); if that
         still fits in GPU memory, the recomputation is pure waste, and the saving is that re-estimate's.
     """
     why = """
@@ -967,12 +1046,16 @@ class UnneededCheckpointing(Rule):
             return
         other = None
         opts = ctx.request_options
-        if mode == "selective" and not recompute and opts.get("recompute") == "selective":
-            # the flag turned it on (the plan prices the re-run attention core; no recompute in the trace): the
-            # claim is the run without it (--recompute left off), traced and planned as the command does. (Full
-            # recompute keeps the traced graph without its recompute records: the records are what it re-runs)
+        flagged = opts.get("recompute") in ("selective", "full") or opts.get("activation_checkpointing")
+        if flagged and (recompute or mode == "selective"):
+            # the flags turned it on (--recompute selective / full, --activation-checkpointing): the claim is the run
+            # without them (left off), traced and planned as the command does (review: with --recompute full,
+            # dropping the recompute records from the traced graph was 2.7 % off the re-run; a full-recompute trace
+            # with nothing recomputed keeps the graph route below: nothing to save). A re-run that still
+            # recomputes (the model's own code checkpoints) keeps the traced graph without its recompute records
             lit = ctx.literal(recompute=None, activation_checkpointing=None)
-            if lit is not None and not any(r.recompute for r in lit.graph.records):
+            if lit is not None and not any(r.recompute for r in lit.graph.records) \
+                    and lit.plan.recompute == "none" and not lit.plan.activation_checkpointing:
                 other = lit
         if other is None:
             graph = replace_records(ctx.graph, [r for r in ctx.graph.records if not r.recompute],

@@ -27,7 +27,10 @@ class DoesNotFit(Rule):
     what = """
         Compares the estimate's peak training memory per GPU (weights, gradients, optimizer state, activations,
         workspace) with the GPU's memory. The run would fail with CUDA out-of-memory, so the energy estimate
-        describes a run that cannot happen. While it fires, the other rules still give their advice but claim no
+        describes a run that cannot happen. Each remedy the request's flags can re-run (a smaller micro-batch by
+        ``--grad-accum``, ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the
+        data-parallel GPUs) is re-estimated as that flag runs: only those that fit are offered (the micro-batch
+        named at the size that fits); one that would still not fit is named with the memory it would need. While it fires, the other rules still give their advice but claim no
         saving (a saving against a run that cannot start means nothing): their findings say so, with
         ``saving_kwh`` and ``saving_pct`` null, and WL203 names a lower-power GPU that holds the run with what it
         would cost there, not a saving.
@@ -62,9 +65,67 @@ class DoesNotFit(Rule):
         if static > cap:  # no activation saving can make it fit: say what can
             lead = (f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split "
                     f"(tensor / pipeline parallelism or sharding over more GPUs); ")
+        plan = ctx.estimate.plan
+        remedies = _memory_remedies(plan, activations_help=static <= cap)
+        # each remedy the request can re-run is re-estimated (the literal flag, as the command traces and plans it):
+        # one that still does not fit is not offered as a fix but named with the memory it would still need
+        # (review: --activation-checkpointing offered on a 15 GiB T4 where it needs 15.38 GiB; --grad-accum 2 fits)
+        fits, short = [], []
+        for text in remedies:
+            changes = _remedy_changes(plan, text)
+            if changes is None:
+                fits.append(text)
+                continue
+            text, other = _first_fit(ctx, plan, text, changes)
+            if other is None or other.memory.fits:
+                fits.append(text)
+            else:
+                short.append(f"{_remedy_flag(text)} alone would still need "
+                             f"{other.memory.peak_bytes_per_gpu / GIB:.2f} GiB")
         yield ctx.finding(
             f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB: "
-            + lead + ", ".join(_memory_remedies(ctx.estimate.plan, activations_help=static <= cap)))
+            + lead + ", ".join(fits) + "".join(f"; {t}" for t in short))
+
+
+def _remedy_changes(plan, text: str) -> list[dict] | None:
+    """The option changes (tried in order, the first that fits wins) that re-run remedy ``text`` of
+    :func:`_memory_remedies`; None for a remedy no flag of this request re-runs (more GPUs, another GPU)."""
+    if text.startswith("lower the micro-batch"):
+        g, out, k = max(1, plan.grad_accum), [], 2
+        while plan.micro_batch_size // k >= 1 and plan.micro_batch_size % k == 0:
+            out.append({"grad_accum": g * k, "micro_batch_size": None, "batch_size": plan.batch_size})
+            k *= 2
+        return out or None
+    if text.startswith("use --activation-checkpointing"):
+        return [{"recompute": "full", "activation_checkpointing": None}]
+    if text.startswith("bf16 autocast"):
+        return [{"precision": "bf16"}]
+    if text.startswith("--sharding") and plan.data_parallel > 1:
+        return [{"sharding": text.split()[1]}]
+    return None
+
+
+def _first_fit(ctx, plan, text: str, tries: list[dict]):
+    """(the remedy's text, the re-estimate of the first change in ``tries`` that fits, else of the last one; None
+    when none can be re-run). A smaller micro-batch names the one that fits: '... to 8 (--grad-accum 2)'."""
+    other = None
+    for changes in tries:
+        got = ctx.literal(**changes)
+        if got is None:
+            continue
+        other = got
+        if got.memory.fits:
+            break
+    if other is not None and "grad_accum" in tries[0]:
+        text = (f"lower the micro-batch per GPU to {other.plan.micro_batch_size} (now {plan.micro_batch_size}: "
+                f"--grad-accum {other.plan.grad_accum})")
+    return text, other
+
+
+def _remedy_flag(text: str) -> str:
+    if text.startswith("lower the micro-batch"):
+        return text.replace("lower the micro-batch per GPU to", "a micro-batch of")
+    return text.replace("use ", "")
 
 
 # memory that does not depend on the micro-batch (wattlint.memory's breakdown keys)
@@ -341,9 +402,10 @@ class SmallerGpuLessEnergy(Rule):
     what = """
         Re-estimates the same graph and plan on the GPUs of the database with a lower board power (TDP) than the
         planned one that can hold the run's peak memory (the ``max-candidates`` with the most peak FLOP/s per watt
-        for the plan's precision), or on ``candidates``, and reports the one with the lowest energy when it saves at
-        least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time (default 1.0: never a
-        slower GPU). The GPU's own saving must reach ``min-saving`` too: the candidate in the planned machine (its
+        for the plan's precision; on a launch-bound step, whose GPU waits on kernel launches for at least half of
+        it, those with the lowest idle power), or on ``candidates``, and reports the one with the lowest energy
+        when it saves at least ``min-saving`` and takes no longer than ``max-slowdown`` x the planned time, within
+        ``time-tolerance`` (default 1.0 x (1 + 1 %): never a GPU more than 1 % slower). The GPU's own saving must reach ``min-saving`` too: the candidate in the planned machine (its
         host power per hour and PUE kept), so a switch whose saving is mostly another machine's host power or PUE
         is not reported. The energy claimed is what ``--gpu <candidate>`` with the same flags estimates: the candidate in
         its own platform class (a PCIe server, an SXM node, a desktop: its host power per GPU) with its default PUE
@@ -378,8 +440,11 @@ class SmallerGpuLessEnergy(Rule):
                              "GPUs to compare, as --gpu names them (default: all smaller GPUs)"),
         "max_slowdown": Option("max_slowdown", 1.0, positive,
                                "ignore GPUs that take more than this x the time (1.0: never a slower GPU)"),
+        "time_tolerance": Option("time_tolerance", 0.01, fraction,
+                                 "a candidate within max-slowdown x (1 + this) of the time counts as no slower"),
         "max_candidates": Option("max_candidates", 6, positive_int,
-                                 "re-estimate at most this many GPUs (those with the most peak FLOP/s per watt)"),
+                                 "re-estimate at most this many GPUs (those with the most peak FLOP/s per watt; "
+                                 "on a launch-bound step, the lowest idle power)"),
     }
     valid = (
         Case("large model that needs the big GPU", {"ops": [{"op": "linear", "m": 16384, "n": 8192, "k": 8192}],
@@ -428,7 +493,15 @@ class SmallerGpuLessEnergy(Rule):
                 continue
             pool.append(spec)
         # re-estimating is the expensive part: try the most energy-efficient candidates (peak FLOP/s per watt)
-        pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
+        # (a launch-bound step, its GPU waiting on kernel launches for at least half of it, runs no faster on more
+        # FLOP/s: its energy is mostly idle power, so the lowest idle power goes first; review: a T4 at 5.0 Wh
+        # against 15.8 Wh in the same time was never tried)
+        gaps = est.phases.get("idle_gaps") if est.phases else None
+        step = est.per_step.time_s
+        if gaps is not None and step > 0 and gaps.time_s / step >= 0.5:
+            pool.sort(key=lambda g: (g.idle_w, -(g.peak(half) / max(g.tdp_w, 1.0))))
+        else:
+            pool.sort(key=lambda g: -(g.peak(half) / max(g.tdp_w, 1.0)))
         # the claim is what `--gpu <candidate>` estimates with the same flags (the candidate in its own platform
         # class: its host power, its default PUE, node and network), when the request's options are known; an
         # already traced graph (no options to re-run) falls back to the same-host comparison
@@ -445,8 +518,8 @@ class SmallerGpuLessEnergy(Rule):
             if run is None or not run.memory.fits:
                 continue
             t = run.total.time_h
-            if t0 > 0 and t > t0 * limit * (1.0 + 1e-9):  # (the same time up to float rounding is not slower)
-                continue  # slower than allowed
+            if t0 > 0 and t > t0 * limit * (1.0 + ctx.options["time_tolerance"] + 1e-9):
+                continue  # slower than allowed (review: an L4 1.0002x the time was dropped as slower)
             if t0 > 0 and t < t0 * (1.0 - 1e-9) and spec.peak(half) <= cur.peak(half) \
                     and spec.memory_bw_gbs <= cur.memory_bw_gbs:
                 # faster on a GPU with no more compute and no more bandwidth (an H200 NVL, the H200 SXM's chip at
@@ -622,7 +695,8 @@ class PipelineBubble(Rule):
         model chunk) and still fits in GPU memory; and half the micro-batch (twice the micro-batches in the same
         global batch), when the micro-batch is even, priced as ``--micro-batch-size`` half the micro-batch runs: the
         model traced at that micro-batch (its smaller kernels) and twice the per-micro-batch sends and collectives;
-        it is offered only when that re-estimate fits in GPU memory and saves energy. The fixes that save energy are
+        it is offered only when that re-estimate fits in GPU memory and saves energy, and the bubble share it quotes
+        is that re-estimate's (the head's is the planned estimate's). The fixes that save energy are
         ranked by their saving. When neither is possible or neither saves energy, the message says why, with no
         saving.
     """
@@ -728,9 +802,15 @@ class PipelineBubble(Rule):
                 kwh, pct = ctx.saving(other)
                 flags = f"--micro-batch-size {mb // 2}" if given or not ctx.request_options else \
                     f"--batch-size {plan.batch_size} --micro-batch-size {mb // 2}"
+                # the bubble share the re-estimate gives (the same source as the head's "idle .. of each step");
+                # the ideal (p-1)/(2m+p-1) of equal stages only where the re-estimate has no bubble phase (review:
+                # "idle 55 %" beside an ideal "60 %" where the re-run idles 40 %)
+                ob = other.phases.get("pipeline_bubble") if other.phases else None
+                share = (f"bubble {ob.time_s / other.per_step.time_s:.0%} of the step"
+                         if ob is not None and other.per_step.time_s > 0 else
+                         f"bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with equal stages")
                 fixes.append((kwh, pct, f"halve the micro-batch ({flags}: {2 * m} micro-batches "
-                                        f"per step; bubble {bubble_fraction(p, 2 * m, v):.0%} of the step with "
-                                        f"equal stages)"))
+                                        f"per step; {share})"))
         good = [f for f in fixes if f[0] is not None and f[0] > 0]
         if good and not ctx.base_fits:  # no run to save against: the fixes, no figure
             yield ctx.finding(f"{head}; " + "; or ".join(w for _, _, w in sorted(good, key=lambda f: -f[0]))
