@@ -165,6 +165,6 @@ def test_wl203_launch_bound_step_tries_low_idle_gpus(run_cli, models, monkeypatc
     assert f is not None  # review: silent where a T4 takes the same time for a third of the energy
     key = f["message"].split("(--gpu ")[1].split(",")[0]
     other = estimate(run_cli, "zoo.py:many_tiny", "--gpu", key, *args)
-    assert other["total"]["time_h"] <= base["total"]["time_h"] * 1.01  # never more than the 1 % tolerance slower
+    assert other["total"]["time_h"] <= base["total"]["time_h"] * (1 + 1e-9)  # never a slower GPU (issue 13)
     assert f["saving_kwh"] == pytest.approx(kwh(base) - kwh(other), rel=1e-3)
     assert kwh(other) < 0.5 * kwh(base)
