@@ -32,7 +32,7 @@ def test_units():
     assert u.count(25_507_944) == "25.5 M"
     assert u.pct(0.0242) == "2.4 %"
     assert u.gpu_hours(36.9) == "36.9 GPU-h" and u.gpu_hours(0.5) == "30.0 GPU-min" and u.gpu_hours(1e-4) == "0.360 GPU-s"
-    assert u.usd(0.001) == "<$0.01"
+    assert u.usd(0.001) == "$0.0010"  # two significant digits: "<$0.01" said nothing of a sub-cent cost (review)
     # a budget compared with an estimate shows its digits, never a bound (review: 'exceeds the budget of <$0.01')
     assert u.pair(0.0214, 0.001, "cost_usd") == ("$0.0214", "$0.001")
     assert u.pair(0.02141, 0.0214, "cost_usd") == ("$0.02141", "$0.02140")
@@ -171,7 +171,7 @@ def test_html_summary_shows_every_summary_row():
                        doc)
     by = {k: (v, s) for k, v, s in cards}
     assert [k for k, _ in text_rows(est)] == list(by)
-    assert by["Goodput"] == ("80%", "wall time in productive steps (time and GPU-hours include the rest)")
+    assert by["Goodput"] == ("80%", "of wall time in productive steps (time and GPU-hours include the rest)")
     assert by["GPU energy"][0] == u.energy_kwh(est.total.gpu_energy_kwh)
     assert by["CO2"][1].endswith("(aws:us-east-1)")
     # the time shown is the productive time / 0.8 (goodput): the same number as the text report's
@@ -355,7 +355,7 @@ def test_units_are_chosen_after_rounding_and_large_values_keep_three_digits():
 
 def test_money_and_shares_keep_their_sign_and_zero():
     """Review: usd(-150.2) read '$-150', usd(-0.004) '<$0.01' (sign lost), usd(nan) '$nan'; pct(0) read '<0.1 %'."""
-    assert u.usd(-150.2) == "-$150" and u.usd(-0.004) == "-<$0.01" and u.usd(-1.5) == "-$1.50"
+    assert u.usd(-150.2) == "-$150" and u.usd(-0.004) == "-$0.0040" and u.usd(-1.5) == "-$1.50"
     assert u.usd(float("nan")) == "n/a" and u.usd(float("inf")) == "n/a" and u.usd(0) == "$0.00"
     assert u.pct(0) == "0 %" and u.pct(0.0004) == "<0.1 %" and u.pct(0.25) == "25.0 %" and u.pct(-0.25) == "-25.0 %"
 

@@ -285,7 +285,17 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
         s.phase_t["communication"] = comm.exposed_s
         s.phase_e["communication"] = comm.energy_j
         notes.append(comm.note)
-    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga, s.attn_fb_t / ga)
+    # one micro-batch's launch gaps (without the optimizer step's): the other stages are as launch-bound while the
+    # pipeline fills and drains, so the bubble and the stage imbalance count them with the blocks
+    gap_mb = 0.0
+    if plan.pipeline_parallel > 1 and gap > 1e-7:
+        key_mb = ("launch_gap_micro", fb / ga, host_op, system.HOST_EXPOSED, queue)
+        gap_mb = s.memo.get(key_mb)
+        if gap_mb is None:
+            gap_mb = s.memo[key_mb] = system.launch_gap_s(s.micro_stream, system.LaunchStream.of([], []), fb / ga, 1,
+                                                          host_op, multi, system.HOST_EXPOSED, queue)
+    mp = system.model_parallel(graph, gpu, plan, (fwd + bwd) / ga, s.block_fb_t / ga, s.attn_fb_t / ga,
+                               micro_gap_s=gap_mb)
     if mp is not None:
         for phase, t, w in (("tensor_parallel", mp.tp_s, mp.comm_power_w), ("pipeline_p2p", mp.pp_s, mp.comm_power_w),
                             ("expert_all_to_all", mp.ep_s, mp.comm_power_w),
@@ -295,11 +305,11 @@ def _system(graph: CostGraph, gpu: GpuSpec, plan: Plan, s: _Sums) -> list[str]:
                 s.phase_t[phase] = t
                 s.phase_e[phase] = t * w
         notes.extend(mp.notes)
-        notes += _pipeline_imbalance(graph, plan, gpu, s)
+        notes += _pipeline_imbalance(graph, plan, gpu, s, gap_mb * ga)
     return notes
 
 
-def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> list[str]:
+def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums, micro_gaps: float = 0.0) -> list[str]:
     """Uneven pipeline stages whose costed stage is the last (chosen on FLOPs: its blocks + the LM head and loss)
     while a stage of more blocks takes longer, priced: the pipeline runs at the slower stage's pace, so the costed
     GPU waits the difference every step (``pipeline_imbalance``, at idle power) and the bubble is the slower
@@ -318,7 +328,8 @@ def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) ->
         return []
     pt = s.phase_t
     # per-layer collectives and launch gaps (a launch-bound step: its blocks' ops) taken as the blocks' own
-    per_layer = sum(pt.get(p, 0.0) for p in BLOCK_PHASES) + pt.get("idle_gaps", 0.0)
+    # (the micro-batches' launch gaps, ``micro_gaps`` per step, as the bubble counts them: not the optimizer step's)
+    per_layer = sum(pt.get(p, 0.0) for p in BLOCK_PHASES) + micro_gaps
     costed_t = pt.get("forward", 0.0) + pt.get("backward", 0.0) + per_layer
     other_t = n_max * s.block_fb_t / n_c + per_layer * n_max / n_c
     delta = other_t - costed_t
@@ -558,10 +569,13 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     cost = None
     if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
         cost = energy_kwh * (plan.price_per_kwh or 0.0) + gpu_hours * (plan.gpu_hour_price or 0.0)
-        terms = [f"{energy_kwh:.4g} kWh (facility) x ${plan.price_per_kwh:g}/kWh"] if plan.price_per_kwh else []
+        from .report import units as _u  # the headline's formatting: '$152,643 = 1,174,000 kWh', not '1.174e+06'
+
+        terms = [f"{_u.figure(energy_kwh)} kWh (facility) x ${plan.price_per_kwh:g}/kWh"] if plan.price_per_kwh else []
         if plan.gpu_hour_price is not None:
-            terms.append(f"{gpu_hours:.4g} GPU-h x ${plan.gpu_hour_price:g}/GPU-h")
-        notes.append(f"cost ${cost:.4g} = " + (" + ".join(terms) or "0 (prices of 0 given)"))
+            terms.append(f"{_u.figure(gpu_hours)} GPU-h x ${plan.gpu_hour_price:g}/GPU-h")
+        total = _u.usd(cost) if abs(cost) >= 0.01 else f"${_u.figure(cost)}"  # a sub-cent sum to its 4 digits
+        notes.append(f"cost {total} = " + (" + ".join(terms) or "0 (prices of 0 given)"))
     else:
         notes.append("no --price or --gpu-hour-price given: cost_usd is null")
     bad = [k for k, v in (("time_h", time_h), ("gpu_hours", gpu_hours), ("energy_kwh", energy_kwh),
@@ -749,7 +763,14 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
     layers.sort(key=lambda le: (-float(f"{le.gpu_energy_j:.12g}"), le.name))
     rows_j = sum(le.gpu_energy_j for le in layers)
     others = [(p, s.phase_e[p] * gpus) for p in PHASES if p not in COMPUTE_PHASES and s.phase_e.get(p, 0.0) > 0]
-    rest = ", ".join(f"{p} {j:.3g} J" for p, j in others)
+    from .report import units as _u  # the reports' energy units ('1.11 kWh', not '4.009e+06 J': review)
+
+    def joules(j: float, digits: int = 4, unit=None) -> str:  # step_j's unit for the sums, each phase its own
+        scale, label = unit or _u.pick([j], _u.ENERGY_J)
+        return f"{_u.figure(j / scale, digits)} {label}"
+
+    step_unit = _u.pick([step_j], _u.ENERGY_J)
+    rest = ", ".join(f"{p} {joules(j, 3)}" for p, j in others)
     after = ("the modules after the blocks (final norm, LM head, loss) on the last stage only" if last else
              f"the modules outside the blocks traced on the costed stage on every stage, and the last stage's final "
              f"norm, LM head and loss, not traced, as the row '{STAGE_HEAD_ROW}' priced at the block rate from their "
@@ -767,9 +788,10 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
             f"step, priced as in the step ({stepped.ratio:.3f} x the costed stage's on average: the "
             f"'pipeline stages' energy' line), in {ROOT_LAYER}; a row's FLOPs and energy are those of all the GPUs "
             f"that run it, its time the per-step time on one GPU of each stage that runs it, summed over those "
-            f"stages, its share of the step's GPU energy ({step_j:.4g} J); the rows add up to {rows_j:.4g} J "
+            f"stages, its share of the step's GPU energy ({joules(step_j, unit=step_unit)}); the rows add up to "
+            f"{joules(rows_j, unit=step_unit)} "
             f"(forward, backward and optimizer)"
-            + (f", the other {step_j - rows_j:.3g} J is no layer's ({rest}: the phases table)" if others else ""))
+            + (f", the other {joules(step_j - rows_j, 3, step_unit)} is no layer's ({rest}: the phases table)" if others else ""))
     s.memo[key] = (tuple(layers), note)
     return s.memo[key]
 

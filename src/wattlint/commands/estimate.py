@@ -163,6 +163,15 @@ def terminal_width(to_file: bool) -> int:
     return max(60, min(200, w))
 
 
+def report_width(to_file: bool) -> int | None:
+    """Columns the text report's tables are fitted to: :func:`terminal_width` where there is one (a terminal, or
+    $COLUMNS set), else None: a file or a pipe has no width, so no column is left out (review: a --compare report
+    redirected to a file lost its GPU-hours, CO2, cost and memory columns 'at 100 columns')."""
+    if os.environ.get("COLUMNS", "").isdigit() or (not to_file and sys.stdout.isatty()):
+        return terminal_width(to_file)
+    return None
+
+
 def render(ests, fmt: str, args) -> str:
     layers = {"top": args.top, "group_by": args.group_by, "depth": args.depth or 2}
     if fmt == "json":
@@ -180,4 +189,4 @@ def render(ests, fmt: str, args) -> str:
     from ..report.text import render as render_text
 
     color = (not args.output and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    return render_text(ests, color=bool(color), width=terminal_width(bool(args.output)), **layers)
+    return render_text(ests, color=bool(color), width=report_width(bool(args.output)), **layers)

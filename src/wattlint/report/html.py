@@ -78,8 +78,9 @@ def _cards(est: Estimate) -> str:
     for k, value in summary_rows(est):
         k = k.strip()
         main, _, sub = value.partition("  ")
-        if k == "Goodput":
-            main, _, sub = value.partition(" of ")
+        if k == "Goodput":  # "98.5%" over "of wall time in productive steps ..." (the 'of' was dropped: review)
+            main, of, sub = value.partition(" of ")
+            sub = of.lstrip() + sub
         sub = sub.strip()
         if _enclosed(sub):  # one enclosing pair only: "(5–95 %: ...)  at ... (aws:us-east-1)" keeps both
             sub = sub[1:-1]

@@ -71,6 +71,8 @@ def plan_line(est: Estimate) -> str:
     if p.dataset:
         work += (" of " if work else "") + p.dataset
         work += f" ({u.count(p.dataset_size)} samples)" if p.dataset_size else ""
+    elif p.dataset_size:  # --dataset 50000: the sample count is the dataset (review: the plan line dropped it)
+        work += f"{' of ' if work else ''}{u.count(p.dataset_size)} samples"
     if work:
         parts.append(work)
     steps = f"{u.count(p.steps)} step{'' if p.steps == 1 else 's'}"
@@ -123,18 +125,23 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     ut = est.utilization
     if ut is not None:
         below = "; why HFU sits below MFU: Assumptions" if ut.hfu < ut.mfu else ""
-        rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU · MFU {u.pct(ut.mfu)} · HFU "
+        rows.append(("Throughput", f"{ut.tokens_per_s_per_gpu:,.0f} tokens/s/GPU {TOKENS_RATE_SCOPE} · MFU {u.pct(ut.mfu)} · HFU "
                                    f"{u.pct(ut.hfu)}  (MFU: {_mfu_basis(ut)}, {ut.peak_tflops:g} "
                                    f"TFLOP/s dense peak{below})"))
     return rows
 
 
-def _cost_label(plan) -> str:
+# the tokens/s/GPU figure is the step's rate: goodput losses (and data-loader waits) are not in it, as the time is
+TOKENS_RATE_SCOPE = "in productive steps"
+
+
+def _cost_label(*plans, word: str = "Cost") -> str:
     """What the cost adds up: electricity (--price), GPU rental (--gpu-hour-price) or both; a bare "Cost" next to an
-    electricity-only figure reads as the run's whole price."""
-    parts = [w for w, given in (("electricity", plan.price_per_kwh), ("GPU-hours", plan.gpu_hour_price))
-             if given]  # electricity at 0: included in a GPU-hour price (review: the label still named it)
-    return f"Cost ({' + '.join(parts)})" if parts else "Cost"
+    electricity-only figure reads as the run's whole price. Several plans (a comparison's): what any of them adds."""
+    parts = [w for w, key in (("electricity", "price_per_kwh"), ("GPU-hours", "gpu_hour_price"))
+             if any(getattr(p, key) for p in plans)]  # electricity at 0: included in a GPU-hour price (review:
+    # the label still named it)
+    return f"{word} ({' + '.join(parts)})" if parts else word
 
 
 def _mfu_basis(ut) -> str:
@@ -243,6 +250,10 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
     co2_unit = u.pick([e.total.co2_kg for e in ests], u.CO2_KG)
     mem_unit = u.pick([e.memory.peak_bytes_per_gpu for e in ests], u.BYTES)
     rows = []
+    header = list(COMPARE_HEADER)
+    # what the cost column adds up, as the one-GPU report's label says it (review: a bare 'cost' read as the whole
+    # price where it was electricity only)
+    header[header.index("cost")] = _cost_label(*(e.plan for e in ests), word="cost")
     for i, e in enumerate(ests):
         t = e.total
         lo, hi = t.energy_kwh_range
@@ -259,7 +270,7 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
             "yes" if e.memory.fits else "NO",
             compare_model_cell(e),
         ])
-    return list(COMPARE_HEADER), rows, best
+    return header, rows, best
 
 
 def _intensity(g_per_kwh: float) -> str:

@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import energy_model_mix_note, most_efficient_why
 from .layers import shorten, whole_components
-from .tables import (model_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (model_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, COMPARE_HEADER, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -37,15 +37,16 @@ def launch_bound_line(est: Estimate) -> str:
             f"--batch-size, CUDA graphs or torch.compile would help")
 
 
-def fit_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int, *, right: Sequence[str] = (),
+def fit_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int | None, *, right: Sequence[str] = (),
               priority: Sequence[str] | None = None, sep: str = "  ") -> tuple[str, list[str]]:
     """A plain fixed-width table fitted to ``width``: cells are never wrapped or cut; when the table is too wide,
-    whole columns are dropped, lowest ``priority`` first (default: from the right). Returns (text, dropped)."""
+    whole columns are dropped, lowest ``priority`` first (default: from the right). ``width`` None (a file or a pipe,
+    which has no width): every column. Returns (text, dropped)."""
     cols = list(range(len(header)))
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i]) for i in cols]
     order = [header.index(h) for h in priority] if priority else cols
     keep = list(order)
-    while len(keep) > 1 and sum(widths[i] for i in keep) + len(sep) * (len(keep) - 1) + 1 > width:
+    while width is not None and len(keep) > 1 and sum(widths[i] for i in keep) + len(sep) * (len(keep) - 1) + 1 > width:
         keep.pop()
     shown = [i for i in cols if i in keep]
 
@@ -65,13 +66,19 @@ def _console(color: bool, width: int):
                    highlight=False, emoji=False, soft_wrap=False)
 
 
-def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
-               depth: int = 2) -> str:
+# the width prose and the layer table are laid out at where the output has none (a file or a pipe); the compare
+# table is then never cut to it
+PROSE_WIDTH = 100
+
+
+def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int | None = 100,
+               group_by: str = "block", depth: int = 2) -> str:
     from rich import box
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
+    width = width or PROSE_WIDTH
     con = _console(color, width)
     m = est.model
     gpu = est.gpu
@@ -188,12 +195,15 @@ def _layer_table(rows, groups, width: int):
     return out
 
 
-def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100,
+def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int | None = 100,
                    group_by: str = "block", depth: int = 2) -> str:
+    """The side-by-side table of ``ests``; ``width`` None (a file or a pipe): the table keeps every column (review:
+    a report redirected to a file lost GPU-hours, CO2, cost and memory 'at 100 columns'), the prose is laid out at
+    :data:`PROSE_WIDTH`."""
     from rich.padding import Padding
     from rich.text import Text
 
-    con = _console(color, width)
+    con = _console(color, width or PROSE_WIDTH)
     e0 = ests[0]
     con.print(Text(f"wattlint compare: {clean(e0.model.source)}", style="bold"))
     if model_headline(e0):
@@ -202,9 +212,10 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     header, rows, best = compare_rows(ests)
     # the energy model (provenance) is kept before the secondary columns: the assumptions below are deduplicated
     # across GPUs, so the column is the one place each row's provenance is always stated
-    priority = ["GPU", "energy", "time", "fits", "model", "energy 5–95 %", "CO2", "cost", "GPU-hours", "memory / GPU"]
+    priority = [header[COMPARE_HEADER.index(h)] for h in  # the cost column's header names what it adds up
+                ("GPU", "energy", "time", "fits", "model", "energy 5–95 %", "CO2", "cost", "GPU-hours", "memory / GPU")]
     text, dropped = fit_table(header, rows, width, right=header[1:8], priority=priority)
-    con.print(Text(text.rstrip("\n")))
+    con.print(Text(text.rstrip("\n")), soft_wrap=width is None)  # no width: its lines are never wrapped
     if dropped:
         con.print(Text(f"(columns left out at {width} columns: {', '.join(dropped)}; widen the terminal, set "
                        f"COLUMNS, or use --format json|markdown|html)", style="dim"))
@@ -213,7 +224,7 @@ def render_compare(ests: Sequence[Estimate], *, top: int = 10, color: bool = Fal
     if mix:
         con.print(Text(f"Note: {mix}", style="yellow"))
     con.print()
-    _print_layers(con, ests[best], top, group_by, depth, width, lead=f"{ests[best].gpu.key}: ")
+    _print_layers(con, ests[best], top, group_by, depth, width or PROSE_WIDTH, lead=f"{ests[best].gpu.key}: ")
     found = compare_findings(ests)
     if found:
         _print_findings(con, found)
@@ -241,8 +252,9 @@ def _print_findings(con, found) -> None:
         con.print(Padding(Text(f"{gpu}{f.code} {f.severity}{where}: {clean(f.message)}", style=style), (0, 0, 0, 2)))
 
 
-def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int = 100, group_by: str = "block",
-           depth: int = 2) -> str:
+def render(ests: Sequence[Estimate], *, top: int = 10, color: bool = False, width: int | None = 100,
+           group_by: str = "block", depth: int = 2) -> str:
+    """The text report; ``width``: the terminal's columns, None where the output has no width (a file or a pipe)."""
     if len(ests) == 1:
         text = render_one(ests[0], top=top, color=color, width=width, group_by=group_by, depth=depth)
     else:

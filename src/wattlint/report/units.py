@@ -46,6 +46,16 @@ def _num(x: float, digits: int = 3) -> str:
     return f"{x:,.{decimals}f}"
 
 
+def figure(x: float | None, digits: int = 4) -> str:
+    """A number in an assumption line, where the reader redoes its arithmetic: ``digits`` significant digits as
+    ``g`` writes them (0.001667, 1.5) below 10,000, thousands separators above (1,174,000), never an exponent
+    (review: 'cost $1.526e+05 = 1.174e+06 kWh')."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    text = f"{x:.{digits}g}"
+    return text if "e" not in text and abs(x) < 1e4 else _num(x, digits)
+
+
 def pick(values: Sequence[float], table) -> tuple[float, str]:
     """(divisor, label) of ``table`` for the largest magnitude among ``values``, as it reads once rounded to three
     significant digits (119.95 s is '2.00 min', as 0.0333 GPU-h is: not '120 s' beside '2.00 GPU-min')."""
@@ -56,6 +66,11 @@ def pick(values: Sequence[float], table) -> tuple[float, str]:
     for scale, label, least in table:
         if top >= least and top > 0:
             return scale, label
+    if top == 0:  # nothing but zeros: the base unit, the one a lone zero is written in ('0 kg CO2e', not a 5-95 %
+        # range of '0 g CO2e - 0 g CO2e' beside it: review)
+        base = [entry[:2] for entry in table if entry[0] == 1.0]
+        if base:
+            return base[0]
     return table[-2][:2] if len(table) > 1 else table[-1][:2]
 
 
@@ -148,8 +163,8 @@ def usd(x: float | None) -> str:
         return "n/a"
     if x < 0:  # a saving or a difference: the sign before the currency ('$-150' read as a price)
         return "-" + usd(-x)
-    if 0 < abs(x) < 0.01:
-        return "<$0.01"
+    if 0 < abs(x) < 0.01:  # two significant digits ($0.0033): '<$0.01 (5-95 %: <$0.01 - <$0.01)' said nothing
+        return f"${_num(x, 2)}"
     if round(x, 2) >= 100:  # whole dollars, to the 6 significant digits the JSON keeps (json_out): $3,254,870
         return f"${float(f'{x:.6g}'):,.0f}"
     return f"${x:,.2f}"  # cents under $100
