@@ -61,7 +61,9 @@ def test_column_and_row_parallel_split_the_right_dimension(gpt_config):
 
 def test_pipeline_keeps_one_stage_and_prices_the_bubble(gpt_config):
     full = _est(gpt_config, gpus=1, batch_size=8, grad_accum=8)
-    pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1)
+    # host launch time 0: no launch gaps, so the bubble is the blocks' work and the sends (the launch gaps the bubble
+    # adds are tested in test_parallel_review50.py)
+    pp = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=8, micro_batch_size=1, host_op_time=0.0)
     assert pp.plan.grad_accum == 8 and pp.plan.micro_batch_size == 1
     blocks = P.find_blocks(pp.graph)
     assert blocks.indices == (2, 3)  # the last stage of 4 blocks over 2 stages
@@ -160,7 +162,10 @@ def test_memory_split_by_hand(gpt_config):
     tp = _est(gpt_config, gpus=8, tensor_parallel=4, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
     # the costed (last) stage holds its 2 GPT-2 blocks (12 h^2 + 13 h = 3,152,384 parameters each at h 512) and the
     # 1000 x 512 LM head, split over tp 4 (not an even 1/8 of the model's embeddings and head)
-    per_gpu = round((2 * (12 * 512**2 + 13 * 512) + 1000 * 512) / 4)
+    # the first stage holds its 2 blocks and the 1000 x 512 + 256 x 512 token and position embeddings, more than
+    # the last stage's LM head, and 2 micro-batches of activations (below): it has the peak, counted with its own
+    # weights (review 2026-12: the first stage's activations were added to the last stage's weights)
+    per_gpu = round((2 * (12 * 512**2 + 13 * 512) + 1000 * 512 + 256 * 512) / 4)
     bd = tp.memory.breakdown
     # fp32 weights, fp32 grads, AdamW 2 x fp32 state, bf16 weight casts
     assert bd["weights"] == pytest.approx(4 * per_gpu, abs=8)
@@ -460,10 +465,14 @@ def test_unequal_stages_cost_the_heaviest_stage_and_its_bubble(gpt_config):
     """4 blocks on 3 stages: 1/2/1. The middle stage (2 blocks of 12 h^2 = 3.1 M weights each) outweighs the last
     (1 block + the 1000 x 512 LM head), so it is the costed stage; its fill-and-drain bubble is the other stages'
     2 blocks + 2 boundary sends; the same 2-block stage under 2 equal stages has 1 block-pair + 1 send."""
-    two = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=2, micro_batch_size=1)
-    three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1)
+    # host launch time 0: no launch gaps (they differ between the two costed stages)
+    two = _est(gpt_config, gpus=2, pipeline_parallel=2, batch_size=2, micro_batch_size=1, host_op_time=0.0)
+    three = _est(gpt_config, gpus=3, pipeline_parallel=3, batch_size=3, micro_batch_size=1, host_op_time=0.0)
     stages = dict(three.graph.extra["pipeline_stages"])
     assert stages.pop("head_blocks") > 0
+    # each stage's parameters: 1 block + the 1000 x 512 + 256 x 512 embeddings, 2 blocks, 1 block + the LM head
+    block = 12 * 512**2 + 13 * 512
+    assert stages.pop("params") == [block + 1000 * 512 + 256 * 512, 2 * block, block + 1000 * 512]
     assert stages == {"blocks": [1, 2, 1], "costed": 1, "prefix": "transformer.h"}
     assert any("1/2/1 blocks per stage" in a and "stage 2 of 3" in a for a in three.assumptions)
     # the costed stage runs transformer.h.1 and h.2 and no LM head
@@ -540,7 +549,8 @@ def test_a_one_block_stage_still_has_a_bubble(gpt_config):
     """4 blocks on 4 stages: each stage holds one block, which find_blocks alone cannot recognise as the repeated
     blocks (it needs two numbered children); the bubble and the tensor-parallel collectives must still count it.
     Equal stages: bubble = 3 x (one block's micro-batch + its collectives + one send)."""
-    four = _est(gpt_config, gpus=8, tensor_parallel=2, pipeline_parallel=4, batch_size=4, micro_batch_size=1)
+    four = _est(gpt_config, gpus=8, tensor_parallel=2, pipeline_parallel=4, batch_size=4, micro_batch_size=1,
+                host_op_time=0.0)  # no launch gaps (the bubble's are tested in test_parallel_review50.py)
     assert four.graph.extra["pipeline_stages"]["blocks"] == [1, 1, 1, 1]
     assert P.count_layers(four.graph) == 1
     # TP: 4 all-reduces per layer per micro-batch of 1 x 256 x 512 x 2 B over 2 GPUs at 240 GB/s: 2 x 1/2 x 262,144

@@ -44,6 +44,8 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from . import costs
 from . import parallel as _parallel
 from .types import CostGraph, GpuSpec, OpKind, Phase, Plan
@@ -82,16 +84,24 @@ def checkpointing_traced(graph: CostGraph) -> bool:
     return any(r.recompute for r in graph.records)
 
 
-def activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0) -> tuple[int, list[str], bool]:
+def activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
+                     state: Sequence[float] | None = None) -> tuple[int, list[str], bool]:
     """Activation bytes one GPU saves for backward at the plan's micro-batch, the assumptions made, and whether the
     GPU counted runs the loss (so holds its ``transient`` bytes at the start of backward): one whole replica's
     (:func:`replica_activation_bytes`), split as a tensor / pipeline / context-parallel plan keeps them
-    (:func:`split_activation_bytes`) when ``graph`` is the per-GPU graph of one (wattlint.parallel)."""
+    (:func:`split_activation_bytes`) when ``graph`` is the per-GPU graph of one (wattlint.parallel). ``state``:
+    each pipeline stage's other bytes (weights, gradients, optimizer state), to pick the stage of the highest peak."""
+    return stage_activation_bytes(graph, plan, transient, state)[:3]
+
+
+def stage_activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
+                           state: Sequence[float] | None = None) -> tuple[int, list[str], bool, int | None]:
+    """:func:`activation_bytes`, + the index of the pipeline stage counted (None without pipeline stages)."""
     act, notes = replica_activation_bytes(graph, plan)
     split = graph.extra.get("activation_split") if graph.extra else None
     if split is None:
-        return act, notes, True
-    return split_activation_bytes(act, graph, plan, split, notes, transient)
+        return act, notes, True, None
+    return _split_activation_bytes(act, graph, plan, split, notes, transient, state)
 
 
 def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
@@ -156,9 +166,19 @@ def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, 
     """One GPU's share of a replica's ``act`` activation bytes under the per-GPU graph's plan
     (wattlint.parallel.activation_split, per recompute mode): the loss's saved fp32 log-probabilities (4 bytes per
     logit, at the plan's micro-batch; x CHECKPOINT_FACTOR where the replica's bytes were scaled by it) split over
-    tp x cp on the last stage, the rest as the replica's layers. Under a pipeline the first stage (no loss) and the
-    last (its layers + the loss + the loss's ``transient`` bytes) are compared and the fuller one counted; returns
-    (bytes, notes, whether that stage runs the loss)."""
+    tp x cp on the last stage, the rest as the replica's layers. Under a pipeline the fullest stage without the loss
+    and the last (its layers + the loss + the loss's ``transient`` bytes) are compared and the fuller one counted;
+    returns (bytes, notes, whether that stage runs the loss)."""
+    return _split_activation_bytes(act, graph, plan, split, notes, transient)[:3]
+
+
+def _split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str],
+                            transient: int = 0, state: Sequence[float] | None = None
+                            ) -> tuple[int, list[str], bool, int | None]:
+    """:func:`split_activation_bytes`; with ``state`` (each pipeline stage's bytes besides its activations: its own
+    weights, gradients and optimizer state), the stage counted is the one of the highest peak, state + activations
+    (+ the loss and its transient on the last stage; fragmentation on the activations), and its index is returned
+    (review 2026-12: the first stage's activations were added to the last stage's weights)."""
     from .parallel import recompute_mode
 
     s = split[recompute_mode(plan.recompute)]
@@ -169,18 +189,30 @@ def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, 
         loss = int(loss * CHECKPOINT_FACTOR)  # replica_activation_bytes scaled all of it, the loss's share too
     loss = min(act, loss)
     layers = act - loss
-    first = layers * s["first"] + (loss * s["loss"] if s["pp"] == 1 else 0.0)
-    last = layers * s["last"] + loss * s["loss"]
-    with_loss = s["pp"] == 1 or last + transient >= first
-    total = int(round(last if with_loss else first))
-    which = ("" if s["pp"] == 1 else
-             "; the last stage (its layers + the loss and its transient) is the fuller" if with_loss else
-             "; the first stage (no loss) is the fuller")
+    pp = s["pp"]
+    shares = list(s.get("stages") or []) if pp > 1 else []
+    if pp == 1 or len(shares) != pp:  # an older per-GPU graph: the first stage and the last
+        shares = [s["first"]] + [0.0] * max(0, pp - 2) + [s["last"]] if pp > 1 else [s["last"]]
+    own = [layers * a for a in shares]
+    own[-1] += loss * s["loss"]
+    if state is not None and len(state) == pp:
+        peak = [state[i] + own[i] * (1 + FRAGMENTATION) for i in range(pp)]
+    else:
+        peak = list(own)
+    peak[-1] += transient * (1 + FRAGMENTATION if state is not None else 1)
+    k = max(range(pp), key=lambda i: (peak[i], i))  # ties: the last stage (it runs the loss)
+    with_loss = k == pp - 1
+    total = int(round(own[k]))
+    stage = f"stage {k + 1} of {pp}" if 0 < k < pp - 1 else "the first stage"
+    base = "its own weights, gradients and optimizer state + " if state is not None else ""
+    which = ("" if pp == 1 else
+             f"; the last stage ({base}its layers + the loss and its transient) is the fuller" if with_loss else
+             f"; {stage} (no loss: {base}its activations) is the fuller")
     loss_txt = (f" + the loss's fp32 log-probabilities {loss / 2**20:,.1f} MiB x {s['loss']:.3f} (split over tensor "
                 f"x context-parallel ranks, on the last stage)" if loss else "")
     notes.append(f"activations per GPU: one replica's {act / 2**20:,.1f} MiB saved for backward (traced, micro-batch "
                  f"{plan.micro_batch_size}): {s['how']}{loss_txt}{which} = {total / 2**20:,.1f} MiB")
-    return total, notes, with_loss
+    return total, notes, with_loss, (k if pp > 1 else None)
 
 
 def loss_transient_bytes(graph: CostGraph, plan: Plan) -> tuple[int, str | None]:
@@ -306,6 +338,19 @@ def workspace_note(dynamic: float, frag: float) -> str:
             f"figure found for either: docs/ENERGY_MODEL.md, Memory)")
 
 
+def _stage_scales(graph: CostGraph) -> list[float] | None:
+    """Each pipeline stage's parameters over the costed stage's (wattlint.parallel.stage_params), or None without
+    pipeline stages or their parameter counts."""
+    info = (graph.extra or {}).get("pipeline_stages") or {}
+    held = info.get("params")
+    if not held or len(held) != len(info.get("blocks") or ()):
+        return None
+    costed = int(info.get("costed", len(held) - 1))
+    if not held[costed]:
+        return None
+    return [float(h) / float(held[costed]) for h in held]
+
+
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
     n = max(1, plan.shard_group)  # ZeRO / FSDP shard over the data-parallel (x context-parallel) group
@@ -364,8 +409,23 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
             weight_copies = weight_copies * share + (2.0 * params * keep * gathered if half and not megatron else 0.0)
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
     loss_tmp, loss_note = loss_transient_bytes(graph, plan)
-    act, act_notes, runs_loss = activation_bytes(graph, plan, loss_tmp)
+    # under a pipeline each stage holds its own weights, gradients and optimizer state beside its own activations:
+    # the peak is the highest stage's (the per-GPU graph holds the costed stage's, scaled by the stages' parameters)
+    scale = _stage_scales(graph)
+    state = weights + weight_copies * (1 + FRAGMENTATION) + master + grads + opt_state
+    act, act_notes, runs_loss, k = stage_activation_bytes(
+        graph, plan, loss_tmp, [state * f for f in scale] if scale else None)
     notes += act_notes
+    f = scale[k] if scale and k is not None else 1.0
+    if f != 1.0:
+        info = (graph.extra or {}).get("pipeline_stages") or {}
+        costed = int(info.get("costed", len(scale) - 1))
+        weights, weight_copies, master, grads, opt_state = (x * f for x in (weights, weight_copies, master, grads,
+                                                                           opt_state))
+        held = info["params"]
+        notes.append(f"peak memory per stage: stage {k + 1} of {len(scale)} holds {held[k]:,} parameters before the "
+                     f"tensor-parallel split against the costed stage {costed + 1}'s {held[costed]:,}: its weights, "
+                     f"gradients and optimizer state x {f:.4f} of the costed stage's, with its own activations")
     if not runs_loss:  # a pipeline's first stage, fuller than the last even with the loss: it runs no loss
         loss_tmp, loss_note = 0, None
     if loss_note:

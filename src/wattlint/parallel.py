@@ -77,6 +77,22 @@ def bubble_fraction(p: int, m: int, v: int = 1) -> float:
     return (p - 1) / (max(1, v) * m + p - 1)
 
 
+def pipeline_boundaries_in_node(gpus: int, pp: int, gpus_per_node: int) -> tuple[bool, ...]:
+    """Whether each pipeline stage boundary stays inside one node, under the rank order wattlint assumes
+    (Megatron-LM's default tp-cp-ep-dp-pp: tensor-parallel ranks innermost, then context-, expert- and data-parallel,
+    pipeline stages outermost), so stage i holds the ``gpus / pp`` consecutive ranks from i x gpus / pp. Boundary i
+    (i = 0 .. pp - 2) joins stage i to stage i + 1: rank r sends to rank r + gpus / pp, and the boundary is in a node
+    only when every such pair is. The last entry (i = pp - 1) is the wrap from the last stage back to the first,
+    which only the interleaved schedule crosses. Nodes hold ``gpus_per_node`` consecutive ranks."""
+    per = max(1, int(gpus_per_node))
+    stage = max(1, gpus // max(1, pp))
+    out = []
+    for i in range(max(1, pp)):
+        ranks = range(i * stage, (i + 1) * stage)
+        out.append(all(r // per == ((r + stage) % gpus) // per for r in ranks))
+    return tuple(out)
+
+
 # ---- the layout --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -535,6 +551,32 @@ def _stage_param_share(graph: CostGraph, blocks: Blocks, stage: tuple, pre: set[
     return min(1.0, held / graph.params), what
 
 
+def stage_params(graph: CostGraph, blocks: Blocks, sizes: Sequence[int], pre: set[str]) -> list[int] | None:
+    """The parameters each pipeline stage holds (before the tensor-parallel split), first to last: its blocks, + on
+    the first stage the modules before the blocks (embedding tables, any input projection), + on the last the matmul
+    weights after them (the LM head, a tied embedding's copy included, as :func:`_stage_param_share` counts the
+    last stage's). None when the per-block parameter count is not known (an ONNX graph)."""
+    per_block = int((graph.extra or {}).get("block_params") or 0)
+    if not per_block:
+        return None
+    head = post = 0
+    seen: set[str] = set()
+    for r in graph.records:
+        if r.phase is not Phase.FORWARD or r.module in seen or blocks.index(r.module) is not None:
+            continue
+        if r.module in pre and r.kind is OpKind.EMBEDDING and r.shapes and len(r.shapes[0]) == 2:
+            seen.add(r.module)
+            head += int(r.shapes[0][0]) * int(r.shapes[0][1])
+        elif r.kind is OpKind.MATMUL and r.dim("n", 0) and r.dim("k", 0):
+            seen.add(r.module)
+            if r.module in pre:
+                head += r.dim("n", 0) * r.dim("k", 0)
+            else:
+                post += r.dim("n", 0) * r.dim("k", 0)
+    last = len(sizes) - 1
+    return [n * per_block + (head if i == 0 else 0) + (post if i == last else 0) for i, n in enumerate(sizes)]
+
+
 def _pipeline_stage(graph: CostGraph, blocks: Blocks | None, pp: int, pre: set[str],
                     notes: list[str], vpp: int = 1) -> tuple[int, int, bool, tuple[int, ...], int, float]:
     """The pipeline stage costed as the bottleneck: (first block position, end position, whether it runs the
@@ -598,7 +640,8 @@ def _per_gpu_extra(graph: CostGraph, layout: Layout, blocks: Blocks | None, hidd
                                 "vpp": layout.vpp, "cp": layout.cp}
     if stage is not None:
         extra["pipeline_stages"] = {"blocks": list(stage[3]), "costed": stage[4], "prefix": blocks.prefix,
-                                    "head_blocks": stage[5]}
+                                    "head_blocks": stage[5],
+                                    "params": stage_params(graph, blocks, stage[3], _pre_block_modules(graph, blocks))}
     if blocks is not None:  # the blocks' list, for stage_blocks_of / count_layers on the per-GPU graph (one block too)
         extra["parallel_blocks"] = blocks.prefix
     extra["parallel_hidden"] = hidden
@@ -733,6 +776,13 @@ def shard_graph(graph: CostGraph, layout: Layout) -> tuple[CostGraph, list[str]]
                      f"(causal load balance), every token-proportional op / {cp}, attention over its {s // cp:,} "
                      f"queries against all {s:,} keys (Megatron-Core ring attention); weights, gradients and optimizer "
                      f"state not divided")
+    if layout.sequence_parallel and tp > 1:
+        s = int(graph.seq_len or sequence_length(graph) or 0)
+        if s and (s // cp) % tp:
+            local = f"sequence length {s}" + (f" / context-parallel {cp} = {s // cp}" if cp > 1 else "")
+            raise ConfigError(f"--sequence-parallel with --tensor-parallel {tp}: {local} does not divide over the {tp} "
+                              f"tensor-parallel ranks (Megatron-LM splits each sequence's tokens evenly over them: "
+                              f"sequence length % tp must be 0)")
     types = graph.module_types()
     pre = _pre_block_modules(graph, blocks) if pp > 1 else set()
     stage = _pipeline_stage(graph, blocks, pp, pre, notes, layout.vpp) if pp > 1 else None
@@ -883,16 +933,23 @@ def activation_split(graph: CostGraph, layout: Layout, blocks: Blocks | None, hi
     whole, how1 = layer_activation_bytes(graph, Layout(gpus=1), hidden, recompute=recompute, blocks=blocks)
     pp = max(1, layout.pp)
     n = blocks.count
-    first_layers = inflight_layers(n, pp, layout.grad_accum)
     penalty = interleave_penalty(pp, layout.vpp)
-    last_layers = stage_blocks(n, pp)[-1] if pp > 1 else n
+    sizes = stage_blocks(n, pp) if pp > 1 else (n,)
+    m = max(1, int(layout.grad_accum))
+    # layers' worth of one micro-batch each stage keeps (min(m, p - i) micro-batches of its blocks; the interleaved
+    # penalty on the first stage)
+    worth = [k * min(m, pp - i) * (penalty if i == 0 else 1.0) for i, k in enumerate(sizes)]
+    last_layers = sizes[-1]
     ratio = per_gpu / whole
     inter = (f" x {penalty:.3f} (interleaved 1F1B, {layout.vpp} chunks per stage: 1 + (p-1)/(p v), Megatron-LM's "
              f"interleaved_schedule_memory_penalty)" if penalty > 1 else "")
-    stages = (f"; under 1F1B stage i of {pp} holds min(m, p - i) micro-batches of its layers: the first stage "
-              f"{first_layers} layers' worth{inter}, the last {last_layers} layers + the loss" if pp > 1 else "")
-    return {"first": ratio * first_layers * penalty / n, "last": ratio * last_layers / n, "loss": 1.0 / (t * cp),
-            "pp": pp,
+    full = max(range(pp - 1), key=lambda i: worth[i]) if pp > 1 else 0  # the fullest stage without the loss
+    name = "the first stage" if full == 0 else f"stage {full + 1} of {pp}"
+    stages = (f"; under 1F1B stage i of {pp} holds min(m, p - i) micro-batches of its layers: of the stages without "
+              f"the loss {name} the fullest, {sizes[full] * min(m, pp - full)} layers' worth"
+              f"{inter if full == 0 else ''}, the last {last_layers} layers + the loss" if pp > 1 else "")
+    return {"first": ratio * worth[full] / n, "last": ratio * last_layers / n, "loss": 1.0 / (t * cp),
+            "pp": pp, "stages": [ratio * w / n for w in worth], "fullest": full,
             "how": (f"the replica's layers x {ratio:.3f} (Korthikanti et al. 2022: {how} per layer with s="
                     f"{sequence_length(graph) / cp:,.0f}" + (f" of {sequence_length(graph):,} (context parallel)"
                                                            if cp > 1 else "")
@@ -1237,6 +1294,9 @@ def expert_split(graph: CostGraph, ep: int) -> ExpertSplit:
         n_exp = int(ly.get("experts") or 0)
         if ep > 1 and n_exp and n_exp % ep:
             where = ly.get("module") or "a mixture-of-experts layer"
+            if n_exp == 1:
+                raise ConfigError(f"--expert-parallel {ep}: {where} has a single expert, which cannot be spread over "
+                                  f"expert-parallel ranks; leave --expert-parallel out")
             raise ConfigError(f"--expert-parallel {ep} does not divide the {n_exp} experts of {where}: each "
                               f"expert-parallel rank holds whole experts; use a divisor of {n_exp}")
     removed = expert * (1.0 - 1.0 / ep) if ep > 1 else 0.0

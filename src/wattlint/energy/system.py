@@ -617,12 +617,15 @@ def expert_all_to_all(nbytes: float, ep: int, tp: int, gpu: GpuSpec, plan: Plan)
     intra_bw, _, intra_name = _link(gpu, plan, True)
     net_bw, lat, net_name = _link(gpu, plan, False)
     t = max(nbytes * (local - 1) / ep / intra_bw, nbytes * (ep - local) / ep / net_bw) + lat
-    return t, lat, (f"{intra_name} to the {local - 1} expert ranks in the node, the {net_name} to the other "
-                    f"{ep - local}")
+    if local <= 1:  # no other expert rank in the node (one GPU per node, or tp filling it): all over the network
+        return t, lat, f"the {net_name} to the other {ep - 1} expert ranks (none in this GPU's node)"
+    return t, lat, (f"{intra_name} to the {local - 1} expert rank{'' if local == 2 else 's'} in the node, the "
+                    f"{net_name} to the other {ep - local}")
 
 
 def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: float,
-                   micro_block_s: float | None = None, micro_attention_s: float = 0.0) -> ModelParallelCost | None:
+                   micro_block_s: float | None = None, micro_attention_s: float = 0.0,
+                   micro_gap_s: float = 0.0) -> ModelParallelCost | None:
     """Tensor-parallel collectives, pipeline point-to-point sends, MoE all-to-all and the 1F1B bubble of one step
     on one GPU of the bottleneck stage (``stage``: the per-GPU graph of wattlint.parallel.per_gpu_graph), given the
     stage's forward + backward compute per micro-batch and the part of it inside the repeated blocks.
@@ -670,15 +673,32 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"{tp_mb * 1e3:.3g} ms per micro-batch, on the critical path (not overlapped with compute)")
     pp_mb = hop = 0.0
     vpp = max(1, int(getattr(plan, "virtual_pipeline_stages", 1) or 1))
+    hops: list[float] = []  # the two sends of one micro-batch at each stage boundary (stage i -> i + 1)
     if pp > 1:
-        bw, lat, name = _link(gpu, plan, plan.gpus <= plan.gpus_per_node)
         p2p_bytes = msg / tp  # Megatron scatters the boundary activation over the TP ranks
-        hop = 2 * P.p2p_s(p2p_bytes, bw, lat)
+        # each boundary over the link its two stages share (pipeline_boundaries_in_node: the tp-cp-ep-dp-pp rank
+        # order): adjacent stages smaller than a node sit in the same node and send over NVLink
+        inside = P.pipeline_boundaries_in_node(plan.gpus, pp, plan.gpus_per_node)
+        links = {k: _link(gpu, plan, k) for k in set(inside)}
+        hops = [2 * P.p2p_s(p2p_bytes, links[k][0], links[k][1]) for k in inside]
+        crossed = hops if vpp > 1 else hops[:-1]  # the wrap (last -> first stage) only under interleaving
+        hop = max(crossed)
+        # every stage sends and receives each micro-batch: the step runs at the pace of its slowest boundary
         pp_mb = vpp * hop  # interleaved: every model chunk's boundary is crossed by every micro-batch
         chunks = (f"; {vpp} model chunks per stage (interleaved): {vpp} boundaries per micro-batch" if vpp > 1
                   else "")
+        n_in = sum(1 for k in inside[:-1] if k)
+        if n_in == pp - 1:
+            where = f"over {links[True][2]}"
+        elif n_in == 0:
+            where = f"over {links[False][2]}"
+        else:
+            where = (f"over {links[True][2]} at the {n_in} boundar{'y' if n_in == 1 else 'ies'} whose two stages "
+                     f"share a node and the {links[False][2]} at the other {pp - 1 - n_in} (ranks in Megatron-LM's "
+                     f"tp-cp-ep-dp-pp order, {plan.gpus // pp} per stage, {plan.gpus_per_node} per node); the step "
+                     f"runs at the pace of the slowest boundary")
         notes.append(f"pipeline parallel {pp}: per micro-batch one activation send forward and one gradient send "
-                     f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary over {name}{chunks}, exposed "
+                     f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary {where}{chunks}, exposed "
                      f"({pp_mb * 1e3:.3g} ms per micro-batch)")
     ep_mb = 0.0
     if ep > 1:
@@ -745,16 +765,20 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         costed = int(stages.get("costed") or 0)
         if len(sizes) != pp or not sizes[costed]:
             sizes, costed = [1] * pp, pp - 1
-        per_block = (block_s + tp_mb + ep_mb + cp_mb) / sizes[costed]
+        # + the launch gaps of one micro-batch (``micro_gap_s``): the other stages launch their blocks as slowly
+        per_block = (block_s + tp_mb + ep_mb + cp_mb + micro_gap_s) / sizes[costed]
         others = sum(sizes) - sizes[costed]
-        bubble = others * per_block / vpp + (pp - 1) * hop
+        sends = sum(hops[:pp - 1])  # the fill and drain cross each stage boundary once, over its own link
+        bubble = others * per_block / vpp + sends
         unequal = len(set(sizes)) > 1
         what = (f"their {others} blocks ({per_block * 1e3:.3g} ms per block" if unequal
                 else f"their blocks each ({per_block * sizes[costed] * 1e3:.3g} ms per stage")
         inter = f", in chunks of 1/{vpp} of a stage (interleaved)" if vpp > 1 else ""
+        gaps = (f" and launch gaps ({micro_gap_s * 1e3:.3g} ms per micro-batch on the costed stage, taken per block)"
+                if micro_gap_s > 0 else "")
         notes.append(f"{'interleaved ' if vpp > 1 else ''}1F1B pipeline bubble: fill and drain of the other {pp - 1} "
-                     f"stage(s), one micro-batch of {what} incl. communication{inter}, + {hop * 1e3:.3g} ms of sends "
-                     f"per stage; the LM head and loss run on the last stage only) = {bubble * 1e3:.3g} ms per step "
+                     f"stage(s), one micro-batch of {what} incl. communication{gaps}{inter}, + {sends * 1e3:.3g} ms of sends "
+                     f"over the {pp - 1} stage boundaries; the LM head and loss run on the last stage only) = {bubble * 1e3:.3g} ms per step "
                      f"at idle power ({gpu.idle_w:.0f} W); balanced-stage bubble (p-1)/(v m+p-1) = {pp - 1}/"
                      f"{vpp * ga + pp - 1} = {P.bubble_fraction(pp, ga, vpp):.1%}")
     return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,
