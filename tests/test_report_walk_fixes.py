@@ -189,3 +189,13 @@ def test_tokens_per_second_says_it_is_the_productive_rate():
     assert "1,234 tokens/s/GPU in productive steps" in doc
     assert re.search(r'<div class="k">Goodput</div><div class="v">90%</div><div class="s">of wall time in '
                      r'productive steps', doc), doc
+
+
+def test_notes_write_milliseconds_without_an_exponent():
+    """The pipeline-bubble / launch-gap notes printed '6e+03 ms' at scale (review of the report fixes): 6 s is
+    6,000 ms, 12.34 ms keeps three significant digits, 4.2 us is 0.0042 ms."""
+    from wattlint.report.units import ms
+
+    assert ms(6.0) == "6,000"
+    assert ms(0.01234) == "12.3"
+    assert ms(4.2e-6) == "0.0042"

@@ -29,6 +29,7 @@ from . import memory as _memory
 from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
+from .report.units import ms as _ms
 from .types import (BATCH_HINT, OpKind, CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
                     StepCost, TotalCost, Utilization)
 
@@ -345,7 +346,7 @@ def _pipeline_imbalance(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums, mi
     return [f"pipeline stages: stage {k + 1} of {pp} ({n_max} blocks) takes longer than the costed last stage ("
             f"{n_c} blocks + final norm, LM head and loss, chosen on FLOPs): {other_t * 1e3:.4g} ms against "
             f"{costed_t * 1e3:.4g} ms of forward + backward work (with per-layer collectives and launch gaps) per step; the pipeline runs at the slower stage's "
-            f"pace, so the costed GPU waits {delta * 1e3:.3g} ms per step at idle power ({gpu.idle_w:.0f} W, "
+            f"pace, so the costed GPU waits {_ms(delta)} ms per step at idle power ({gpu.idle_w:.0f} W, "
             f"pipeline_imbalance), and the bubble is that stage's ({n_max} / {n_c} x the costed stage's)"]
 
 
@@ -538,7 +539,7 @@ def _pipeline_mean(graph: CostGraph, plan: Plan, gpu: GpuSpec, s: _Sums) -> tupl
     note = (f"pipeline stages' energy: each of the {pp} stages runs its own {'/'.join(map(str, sizes))} blocks (and "
             f"their per-layer collectives), the final norm, LM head and loss on the last stage only ({where}), "
             f"{opt.text}, and waits at idle power ({gpu.idle_w:.0f} W) for the rest of the costed "
-            f"stage's step ({(wait + imb) * 1e3:.3g} ms per GPU on average, in pipeline_bubble"
+            f"stage's step ({_ms((wait + imb))} ms per GPU on average, in pipeline_bubble"
             f"{' and pipeline_imbalance' if imb else ''}); GPU energy per step "
             f"{after / before:.3f} x the costed stage's" if before > 0 else "")
     return flops, note

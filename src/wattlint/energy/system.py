@@ -27,6 +27,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from ..report.units import ms as _ms
 from ..types import LIB_CALL, ConfigError, CostGraph, GpuSpec, OpRecord, Plan
 
 NCCL_BUS_EFFICIENCY = 0.80  # achieved / link bandwidth of large NCCL collectives (nccl-tests busbw)
@@ -428,11 +429,11 @@ def launch_gap_note(n_ops: int, gap_s: float, idle_w: float, host_op_s: float = 
         return (f"launch-bound gaps from the eager launch queue: {n_ops} ops per step launched from one CPU thread "
                 f"at {host_op_s * 1e6:.3g} us each ({src}); an op starts when the GPU has finished the previous one "
                 f"and the host has issued it, so the CPU runs ahead only while kernels outlast their launches; "
-                f"{LAUNCH_QUEUE_SYNCS}{extra}: the GPU idles {gap_s * 1e3:.3g} ms per step (at {idle_w:.0f} W)")
+                f"{LAUNCH_QUEUE_SYNCS}{extra}: the GPU idles {_ms(gap_s)} ms per step (at {idle_w:.0f} W)")
     return (f"launch-bound: GPU work shorter than launching its {n_ops} ops per step from eager PyTorch at "
             f"{host_op_s * 1e6:.3g} us each ({src}); per micro-batch and for the optimizer step, the part of "
             f"launching that outlasts the GPU work shows (the CPU runs ahead otherwise){extra}: the GPU idles in "
-            f"the gaps ({gap_s * 1e3:.3g} ms per step at {idle_w:.0f} W)")
+            f"the gaps ({_ms(gap_s)} ms per step at {idle_w:.0f} W)")
 
 
 # ---- host and facility -----------------------------------------------------------------------------------------
@@ -670,7 +671,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"{act_bytes} B = {msg / 2**20:,.1f} MiB each, {layers} layer{'' if layers == 1 else 's'} on "
                      f"this GPU, over {name} (NCCL "
                      f"bus efficiency {NCCL_BUS_EFFICIENCY:.0%}, {lat * 1e6:g} us per call: {lat_src}): "
-                     f"{tp_mb * 1e3:.3g} ms per micro-batch, on the critical path (not overlapped with compute)")
+                     f"{_ms(tp_mb)} ms per micro-batch, on the critical path (not overlapped with compute)")
     pp_mb = hop = 0.0
     vpp = max(1, int(getattr(plan, "virtual_pipeline_stages", 1) or 1))
     hops: list[float] = []  # the two sends of one micro-batch at each stage boundary (stage i -> i + 1)
@@ -699,7 +700,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"runs at the pace of the slowest boundary")
         notes.append(f"pipeline parallel {pp}: per micro-batch one activation send forward and one gradient send "
                      f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary {where}{chunks}, exposed "
-                     f"({pp_mb * 1e3:.3g} ms per micro-batch)")
+                     f"({_ms(pp_mb)} ms per micro-batch)")
     ep_mb = 0.0
     if ep > 1:
         moe = [ly for ly in P.moe_layers(stage) if any(r.module.startswith(ly["module"]) for r in stage.records)]
@@ -725,7 +726,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                    " x the experts' buffer share" if any(abs(x - 1.0) > 1e-9 for x in rows) else "")
             notes.append(f"expert parallel {ep}: {per_layer} all-to-alls per MoE layer (dispatch and combine, forward "
                          f"and backward{again}) of tokens{share} x top-k{pad} x hidden x {act_bytes} B over {name} "
-                         f"for {len(moe)} MoE layers, exposed ({ep_mb * 1e3:.3g} ms per micro-batch); expert compute "
+                         f"for {len(moe)} MoE layers, exposed ({_ms(ep_mb)} ms per micro-batch); expert compute "
                          f"unchanged (balanced routing)")
         elif not P.moe_layers(stage):
             raise ConfigError(f"--expert-parallel {ep}: the model has no mixture-of-experts layer to spread")
@@ -751,8 +752,8 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                      f"MiB: {info.get('kv_source', 'keys and values')} / (tp {tp} x cp {cp})) over {name}, "
                      f"{n_attn} attention layer{'' if n_attn == 1 else 's'}"
                      + (f" of {layers}" if n_attn != layers else "")
-                     + f": {ring * 1e3:.3g} ms per micro-batch, overlapped with the attention kernels "
-                     f"({micro_attention_s * 1e3:.3g} ms): {cp_mb * 1e3:.3g} ms exposed (at least "
+                     + f": {_ms(ring)} ms per micro-batch, overlapped with the attention kernels "
+                     f"({_ms(micro_attention_s)} ms): {_ms(cp_mb)} ms exposed (at least "
                      f"{MIN_EXPOSED:.0%})")
     block_s = micro_compute_s if micro_block_s is None else micro_block_s
     bubble = 0.0
@@ -771,14 +772,14 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         sends = sum(hops[:pp - 1])  # the fill and drain cross each stage boundary once, over its own link
         bubble = others * per_block / vpp + sends
         unequal = len(set(sizes)) > 1
-        what = (f"their {others} blocks ({per_block * 1e3:.3g} ms per block" if unequal
-                else f"their blocks each ({per_block * sizes[costed] * 1e3:.3g} ms per stage")
+        what = (f"their {others} blocks ({_ms(per_block)} ms per block" if unequal
+                else f"their blocks each ({_ms(per_block * sizes[costed])} ms per stage")
         inter = f", in chunks of 1/{vpp} of a stage (interleaved)" if vpp > 1 else ""
-        gaps = (f" and launch gaps ({micro_gap_s * 1e3:.3g} ms per micro-batch on the costed stage, taken per block)"
+        gaps = (f" and launch gaps ({_ms(micro_gap_s)} ms per micro-batch on the costed stage, taken per block)"
                 if micro_gap_s > 0 else "")
         notes.append(f"{'interleaved ' if vpp > 1 else ''}1F1B pipeline bubble: fill and drain of the other {pp - 1} "
-                     f"stage(s), one micro-batch of {what} incl. communication{gaps}{inter}, + {sends * 1e3:.3g} ms of sends "
-                     f"over the {pp - 1} stage boundaries; the LM head and loss run on the last stage only) = {bubble * 1e3:.3g} ms per step "
+                     f"stage(s), one micro-batch of {what} incl. communication{gaps}{inter}, + {_ms(sends)} ms of sends "
+                     f"over the {pp - 1} stage boundaries; the LM head and loss run on the last stage only) = {_ms(bubble)} ms per step "
                      f"at idle power ({gpu.idle_w:.0f} W); balanced-stage bubble (p-1)/(v m+p-1) = {pp - 1}/"
                      f"{vpp * ga + pp - 1} = {P.bubble_fraction(pp, ga, vpp):.1%}")
     return ModelParallelCost(tp_s=tp_mb * ga, pp_s=pp_mb * ga, ep_s=ep_mb * ga, bubble_s=bubble, comm_power_w=power,

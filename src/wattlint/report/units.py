@@ -56,6 +56,11 @@ def figure(x: float | None, digits: int = 4) -> str:
     return text if "e" not in text and abs(x) < 1e4 else _num(x, digits)
 
 
+def ms(seconds: float) -> str:
+    """Seconds as milliseconds in a note: three significant digits, never an exponent ('6,000', not '6e+03')."""
+    return figure(seconds * 1e3, 3)
+
+
 def pick(values: Sequence[float], table) -> tuple[float, str]:
     """(divisor, label) of ``table`` for the largest magnitude among ``values``, as it reads once rounded to three
     significant digits (119.95 s is '2.00 min', as 0.0333 GPU-h is: not '120 s' beside '2.00 GPU-min')."""
