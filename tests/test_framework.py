@@ -208,9 +208,12 @@ def test_hopper_2023_gemm_rate_is_stated_where_it_prices_something():
         return [a for a in p.assumptions if "on Hopper" in a]
 
     assert line("2.1", h100) == ["torch 2.1 on Hopper: tensor-core matmuls priced at 0.71 of today's rate (fitted "
-                                 "on llm-foundry's 2023 H100 tables, torch 2.1 / CUDA 12.1; from 2.2 on, current "
-                                 "rates)"]
+                                 "on llm-foundry's 2023 H100 SXM BF16 tables, torch 2.1 / CUDA 12.1, and applied to "
+                                 "every Hopper board and to FP8 GEMMs too; from 2.2 on, current rates)"]
     assert line("2.2", h100) == [] and line("2.1", a100) == [] and line("2.1", h100, "fp32") == []
+    # --utilization replaces every op's rate (the prior does not apply the rule then): no line (review)
+    p = build_plan(_attention_and_gemm("2.1"), gpu=h100, steps=1, batch_size=8, precision="bf16", utilization=0.4)
+    assert not [a for a in p.assumptions if "on Hopper" in a]
 
 
 

@@ -142,6 +142,16 @@ def test_wl201_offers_only_remedies_that_fit(run_cli):
     assert "--activation-checkpointing alone would still need" in rest
 
 
+def test_wl201_names_no_precision_the_gpu_refuses(run_cli):
+    """A T4 has no bf16 tensor cores: the command refuses --precision bf16 there (exit 2), so WL201 must not offer
+    it (review: offered, and the refused re-run counted as fitting); fp16 is what the T4 has."""
+    pytest.importorskip("transformers")
+    args = ("--gpu", "t4", "--steps", "100", "--seq-len", "1024", "--batch-size", "16")
+    assert run_cli(GPT2, *args, "--precision", "bf16")[0] == 2
+    msg = finding(estimate(run_cli, GPT2, *args), "WL201")["message"]
+    assert "bf16" not in msg and "--precision fp16" in msg
+
+
 # ---- WL102 ----------------------------------------------------------------------------------------------------
 
 def test_wl102_unaligned_mlp_claim_is_the_padded_model(run_cli, models, monkeypatch):

@@ -199,3 +199,14 @@ def test_notes_write_milliseconds_without_an_exponent():
     assert ms(6.0) == "6,000"
     assert ms(0.01234) == "12.3"
     assert ms(4.2e-6) == "0.0042"
+
+
+def test_assumption_figures_separate_thousands_from_1000_and_files_have_no_width(monkeypatch):
+    """'1171 kWh' beside a headline '1,289 GPU-h' (review): thousands separators from 1,000; a report written with
+    --output keeps every column whatever $COLUMNS says (the width is the terminal's, not the file's)."""
+    from wattlint.commands.estimate import report_width
+    from wattlint.report.units import figure
+
+    assert figure(1171.3) == "1,171" and figure(999.94) == "999.9"
+    monkeypatch.setenv("COLUMNS", "80")
+    assert report_width(True) is None and report_width(False) == 80

@@ -136,7 +136,8 @@ def hopper_gemm_note(v: tuple[int, int] | None, chip: str, factor: float) -> str
     if chip != "GH100" or not gemm_2023(v):
         return None
     return (f"torch {fmt(v)} on Hopper: tensor-core matmuls priced at {factor:g} of today's rate (fitted on "
-            "llm-foundry's 2023 H100 tables, torch 2.1 / CUDA 12.1; from 2.2 on, current rates)")
+            "llm-foundry's 2023 H100 SXM BF16 tables, torch 2.1 / CUDA 12.1, and applied to every Hopper board and "
+            "to FP8 GEMMs too; from 2.2 on, current rates)")
 
 
 _OPT_CLASS = {"adam": "Adam", "adamw": "AdamW"}

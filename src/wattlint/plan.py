@@ -479,7 +479,8 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
         if line:
             notes.append(line)
         line = framework.hopper_gemm_note(version, chip_group(gpu), HOPPER_GEMM_2023)
-        if line and precision not in ("default", "fp32") and any(r.dim("gemm_2023", 0) for r in graph.records):
+        if (line and precision not in ("default", "fp32") and v.get("utilization") is None
+                and any(r.dim("gemm_2023", 0) for r in graph.records)):  # --utilization replaces every rate
             notes.append(line)
     ok, why = precision_support(gpu, precision)
     if not ok:

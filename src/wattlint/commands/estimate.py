@@ -165,9 +165,10 @@ def terminal_width(to_file: bool) -> int:
 
 def report_width(to_file: bool) -> int | None:
     """Columns the text report's tables are fitted to: :func:`terminal_width` where there is one (a terminal, or
-    $COLUMNS set), else None: a file or a pipe has no width, so no column is left out (review: a --compare report
-    redirected to a file lost its GPU-hours, CO2, cost and memory columns 'at 100 columns')."""
-    if os.environ.get("COLUMNS", "").isdigit() or (not to_file and sys.stdout.isatty()):
+    $COLUMNS set for stdout), else None: a file (--output, whatever $COLUMNS says) or a pipe has no width, so no
+    column is left out (review: a --compare report redirected to a file lost its GPU-hours, CO2, cost and memory
+    columns 'at 100 columns')."""
+    if not to_file and (os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty()):
         return terminal_width(to_file)
     return None
 

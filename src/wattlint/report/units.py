@@ -48,12 +48,12 @@ def _num(x: float, digits: int = 3) -> str:
 
 def figure(x: float | None, digits: int = 4) -> str:
     """A number in an assumption line, where the reader redoes its arithmetic: ``digits`` significant digits as
-    ``g`` writes them (0.001667, 1.5) below 10,000, thousands separators above (1,174,000), never an exponent
+    ``g`` writes them (0.001667, 1.5) below 1,000, thousands separators above (1,171, 1,174,000), never an exponent
     (review: 'cost $1.526e+05 = 1.174e+06 kWh')."""
     if x is None or not math.isfinite(x):
         return "n/a"
     text = f"{x:.{digits}g}"
-    return text if "e" not in text and abs(x) < 1e4 else _num(x, digits)
+    return text if "e" not in text and abs(x) < 1e3 else _num(x, digits)
 
 
 def ms(seconds: float) -> str:

@@ -66,7 +66,7 @@ class DoesNotFit(Rule):
             lead = (f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split "
                     f"(tensor / pipeline parallelism or sharding over more GPUs); ")
         plan = ctx.estimate.plan
-        remedies = _memory_remedies(plan, activations_help=static <= cap)
+        remedies = _memory_remedies(plan, activations_help=static <= cap, gpu=ctx.estimate.gpu)
         # each remedy the request can re-run is re-estimated (the literal flag, as the command traces and plans it):
         # one that still does not fit is not offered as a fix but named with the memory it would still need
         # (review: --activation-checkpointing offered on a 15 GiB T4 where it needs 15.38 GiB; --grad-accum 2 fits)
@@ -77,6 +77,8 @@ class DoesNotFit(Rule):
                 fits.append(text)
                 continue
             text, other = _first_fit(ctx, plan, text, changes)
+            if other is None and ctx.request_options:
+                continue  # the request path refuses the changed options: the user could not run it either
             if other is None or other.memory.fits:
                 fits.append(text)
             else:
@@ -98,8 +100,8 @@ def _remedy_changes(plan, text: str) -> list[dict] | None:
         return out or None
     if text.startswith("use --activation-checkpointing"):
         return [{"recompute": "full", "activation_checkpointing": None}]
-    if text.startswith("bf16 autocast"):
-        return [{"precision": "bf16"}]
+    if text.startswith(("bf16 autocast", "fp16 autocast")):
+        return [{"precision": text[:4]}]
     if text.startswith("--sharding") and plan.data_parallel > 1:
         return [{"sharding": text.split()[1]}]
     return None
@@ -132,7 +134,7 @@ def _remedy_flag(text: str) -> str:
 STATIC_MEMORY = ("weights", "weight_casts", "gradients", "optimizer_state", "master_weights")
 
 
-def _memory_remedies(plan, activations_help: bool = True) -> list[str]:
+def _memory_remedies(plan, activations_help: bool = True, gpu=None) -> list[str]:
     """What the plan does not do yet that lowers memory per GPU (advice it already follows is not repeated);
     ``activations_help``: False when the static memory alone exceeds the GPU, so that lowering activations
     (micro-batch, recompute) cannot make it fit and is not offered."""
@@ -150,7 +152,12 @@ def _memory_remedies(plan, activations_help: bool = True) -> list[str]:
     elif plan.data_parallel == 1:
         out.append(f"more --gpus (--sharding {plan.sharding} shards nothing over one data-parallel GPU)")
     if plan.precision in ("default", "fp32", "tf32"):
-        out.append("bf16 autocast (--precision bf16)")
+        from ...hardware import precision_support
+
+        # the half precision the GPU has (a T4 has no bf16: the command refuses --precision bf16 there; review)
+        half = next((p for p in ("bf16", "fp16") if gpu is None or precision_support(gpu, p)[0]), None)
+        if half:
+            out.append(f"{half} autocast (--precision {half})")
     out.append("or a GPU with more memory")
     return out
 
