@@ -11,6 +11,9 @@ Tables (shipped in ``wattlint/data/grid/`` with their licences):
   Its figures date from 2016-2019 sources: a row's own figure is used only where it is a sub-national grid (US
   eGRID subregions, Canadian provinces: :data:`SUBNATIONAL_GRIDS`); every other region takes its country's newer
   figure from the country table (aws:eu-west-2: 623 in the table, the UK's 2023 grid 238 g/kWh).
+* wattlint's corrections to that table: ``cloud_region_overrides.csv`` (one row per corrected field, with its
+  source and reason; the third-party file itself is shipped unchanged): azure:centralus on MROW, azure:westcentralus
+  on the national figure, two misplaced city/state fields, the Scaleway row's missing region name.
 * world average: the generation-weighted mean of the country table (sum of intensity x TWh / sum of TWh),
   480.6 g/kWh — consistent with Ember's Global Electricity Review 2024 figure for 2023 (~480 g/kWh).
 """
@@ -21,6 +24,8 @@ import csv
 import difflib
 import io
 import json
+import re
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 
@@ -34,6 +39,19 @@ COUNTRY_SOURCE = "Our World in Data / Ember via CodeCarbon global_energy_mix.jso
 CLOUD_SOURCE = "mlco2/impact cloud region table (MIT)"
 
 _ALIASES_ISO2 = {"UK": "GB", "EL": "GR"}  # common non-ISO spellings (UK; Eurostat's EL for Greece)
+#: common country names the table spells otherwise (keys accent-folded, lower case): former or UN/ISO 3166 short
+#: names (Czech Republic -> Czechia, Viet Nam, Türkiye), English exonyms (Ivory Coast) and Britain.
+_NAME_ALIASES = {"czech republic": "CZE", "ivory coast": "CIV", "turkiye": "TUR", "viet nam": "VNM",
+                 "britain": "GBR", "great britain": "GBR", "united states of america": "USA"}
+#: a country's grid figure at or above this is flagged (never changed): a grid average cannot exceed its most
+#: carbon-intensive source, coal, whose life-cycle median is 820 gCO2e/kWh (IPCC AR5 WG3 Annex III, Table A.III.2).
+PLAUSIBLE_MAX_G_PER_KWH = 1000.0
+#: a country figure more than this many years older than the newest year of the table is flagged
+STALE_YEARS = 5
+#: what the mlco2/impact table's bare "eGRID" source means: the US rows are in the table's 2019 release (Lacoste et
+#: al. 2019, "Quantifying the Carbon Emissions of Machine Learning", arXiv:1910.09700), which names no edition.
+EGRID_VINTAGE = ("eGRID, edition not named: rows of the table's 2019 release (Lacoste et al. 2019, "
+                 "arXiv:1910.09700), so eGRID2016 data or older")
 
 
 def _grid_file(name: str) -> str:
@@ -51,12 +69,66 @@ def _iso2() -> dict[str, str]:
 
 
 @lru_cache(maxsize=1)
+def _overrides() -> dict[tuple[str, str], list[dict]]:
+    """wattlint's corrections to the mlco2/impact rows, keyed by the row's (provider, region) as the table spells
+    them (lower case; region '' for a row without one)."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for row in csv.DictReader(io.StringIO(_grid_file("cloud_region_overrides.csv"))):
+        out.setdefault((row["provider"].strip().lower(), row["region"].strip().lower()), []).append(row)
+    return out
+
+
+@lru_cache(maxsize=1)
 def _cloud() -> dict[str, dict]:
     out: dict[str, dict] = {}
-    for row in csv.DictReader(io.StringIO(_grid_file("mlco2_impact_cloud_regions.csv"))):
+    for raw in csv.DictReader(io.StringIO(_grid_file("mlco2_impact_cloud_regions.csv"))):
+        row = dict(raw)
+        fixes = _overrides().get((row["provider"].strip().lower(), row["region"].strip().lower()), [])
+        row["_table_impact"] = row["impact"]
+        for fix in fixes:
+            row[fix["field"]] = fix["value"]
+        row["_overrides"] = fixes
         provider, region = row["provider"].strip().lower(), row["region"].strip().lower()
         if provider and region and row["impact"].strip():
             out[f"{provider}:{region}"] = row
+    return out
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower().strip()
+
+
+@lru_cache(maxsize=1)
+def _iso3_to_iso2() -> dict[str, str]:
+    return {v: k for k, v in _iso2().items()}
+
+
+def _country_in_name(name: str) -> str | None:
+    """ISO-3 of a country a cloud region's name spells out (azure:swedencentral -> SWE), or None."""
+    low = _fold(name)
+    flat = re.sub(r"[^a-z]", "", low)
+    best = ""
+    found = None
+    for iso, v in _countries().items():
+        n = re.sub(r"[^a-z]", "", _fold(v["country_name"]))
+        if len(n) >= 4 and n in flat and len(n) > len(best):
+            best, found = n, iso
+    if found:
+        return found
+    if "korea" in flat:
+        return "KOR"
+    tokens = [t for t in re.split(r"[^a-z]+", low) if t]
+    for short, iso in (("uae", "ARE"), ("uk", "GBR"), ("us", "USA")):
+        if short in tokens or (len(tokens) == 1 and (flat.startswith(short) if short != "us" else flat.endswith(short))):
+            return iso
+    return None
+
+
+@lru_cache(maxsize=1)
+def _cloud_bare() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for key in _cloud():
+        out.setdefault(key.partition(":")[2], []).append(key)
     return out
 
 
@@ -81,19 +153,47 @@ def normalize_region(region: str) -> str:
         key = f"{provider.strip().lower()}:{name.strip().lower()}"
         if key in _cloud():
             return key
-        raise ConfigError(f"unknown cloud region {region!r}; {_did_you_mean(key, list(_cloud()))}")
+        iso = _country_in_name(name)
+        if iso is None:
+            hint = _did_you_mean(key, list(_cloud()))
+        else:  # never suggest a region on another country's grid
+            same = [k for k in _cloud() if cloud_country(k) == iso]
+            hint = _did_you_mean(key, same)
+            if same and hint == "no close match":
+                hint = f"the table's {_countries()[iso]['country_name']} regions: " + ", ".join(map(repr, same[:3]))
+            elif not same:
+                hint = f"the table has no region in {_countries()[iso]['country_name']}"
+        raise ConfigError(f"unknown cloud region {region!r}; {hint}{_or_country(hint, iso or 'SWE')}")
     up = text.upper()
     up = _ALIASES_ISO2.get(up, up)
     if up in _countries():
         return up
     if up in _iso2():
         return _iso2()[up]
-    by_name = {v["country_name"].lower(): k for k, v in _countries().items()}
-    if text.lower() in by_name:
-        return by_name[text.lower()]
-    names = [*_iso2(), *_countries(), *(v["country_name"] for v in _countries().values())]
+    folded = _fold(text)
+    by_name = {_fold(v["country_name"]): k for k, v in _countries().items()}
+    if folded in by_name:
+        return by_name[folded]
+    if folded in _NAME_ALIASES:
+        return _NAME_ALIASES[folded]
+    bare = _cloud_bare()
+    if folded in bare:  # a cloud region's name without its provider
+        hint = "did you mean " + " or ".join(repr(k) for k in bare[folded]) + "?"
+    else:
+        names = [*_iso2(), *_countries(), *(v["country_name"] for v in _countries().values()), *_NAME_ALIASES]
+        hint = _did_you_mean(text, names)
+        if hint == "no close match":
+            close = difflib.get_close_matches(folded, list(bare), n=3, cutoff=0.8)
+            if close:
+                hint = "did you mean " + " or ".join(repr(k) for c in close for k in bare[c]) + "?"
+    iso = _country_in_name(text)
+    tail = _or_country(hint, iso) if iso else ""
     raise ConfigError(f"unknown region {region!r} (use an ISO-2/ISO-3 country code or provider:region such as "
-                      f"aws:us-east-1); {_did_you_mean(text, names)}")
+                      f"aws:us-east-1); {hint}{tail}")
+
+
+def _or_country(hint: str, iso: str) -> str:
+    return (" Or" if hint.endswith("?") else "; or") + f" give the country, e.g. --region {_iso3_to_iso2().get(iso, iso)}"
 
 
 def _did_you_mean(text: str, names: list[str]) -> str:
@@ -114,23 +214,77 @@ def grid_intensity(region: str | None) -> tuple[float, str]:
     if ":" in key:
         row = _cloud()[key]
         value = float(row["impact"])
-        where = ", ".join(x for x in (row.get("regionName"), row.get("city"), row.get("country")) if x)
+        where = _where(row)
         src = (row.get("source") or "").strip()
         iso = cloud_country(key)
-        if iso is not None and row.get("country", "").strip() not in SUBNATIONAL_GRIDS:
+        fixes = {f["field"]: f for f in row["_overrides"]}
+        national = "grid" in fixes or row.get("country", "").strip() not in SUBNATIONAL_GRIDS
+        if iso is not None and national:
             c = _countries()[iso]
             now = float(c["carbon_intensity"])
-            why = ("a market-based claim, not the grid's" if value == 0 else
-                   "from a 2016-2019 source, is not used")
+            if "grid" in fixes:
+                why = f"not used: {fixes['grid']['reason']} (wattlint cloud_region_overrides.csv)"
+            else:
+                why = ("a market-based claim, not the grid's" if value == 0 else
+                       "from a 2016-2019 source, is not used")
             return now, (f"carbon intensity {round(now, 1):g} gCO2e/kWh: cloud region {key} ({where}) draws from "
                          f"the {c['country_name']} grid, year {c.get('year')}, {COUNTRY_SOURCE} (the region table's "
-                         f"{round(value, 1):g} g/kWh, {why}" + (f"; row source: {src}" if src else "") + ")")
-        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}), a "
-                       f"sub-national grid figure from {CLOUD_SOURCE}" + (f", row source: {src}" if src else ""))
+                         f"{round(value, 1):g} g/kWh, {why}" + (f"; row source: {src}" if src else "") + ")"
+                         + _implausible(iso))
+        if src.startswith("eGRID"):
+            src = EGRID_VINTAGE + src[len("eGRID"):]
+        comment = (row.get("comment") or "").strip()  # on rows with a PUE, the comment is the PUE's
+        if comment and "impact" not in fixes and not (row.get("PUE") or "").strip():
+            src = f"{src} ({comment})" if src else comment
+        line = (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}), a sub-national grid "
+                f"figure from {CLOUD_SOURCE}" + (f", row source: {src}" if src else ""))
+        if "impact" in fixes:
+            line += (f" (corrected from the table's {float(row['_table_impact']):g}: {fixes['impact']['reason']}; "
+                     f"wattlint cloud_region_overrides.csv)")
+        if iso is not None:
+            c = _countries()[iso]
+            line += (f"; the {c['country_name']} national figure for {c.get('year')} is "
+                     f"{round(float(c['carbon_intensity']), 1):g} g/kWh ({COUNTRY_SOURCE})")
+        return value, line
     row = _countries()[key]
     value = float(row["carbon_intensity"])
     return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
-                   f"{COUNTRY_SOURCE}")
+                   f"{COUNTRY_SOURCE}" + _implausible(key))
+
+
+def _where(row: dict) -> str:
+    """'region name, city, state, country' of a cloud row, each once, without the table's stray commas."""
+    parts: list[str] = []
+    for field in ("regionName", "city", "state", "country"):
+        text = (row.get(field) or "").strip(" ,")
+        if text and text not in parts:
+            parts.append(text)
+    return ", ".join(parts)
+
+
+def _implausible(iso: str) -> str:
+    """A warning appended to a country's line when its figure is outside the plausible range or stale ('' if not).
+    The figure itself is used unchanged."""
+    c = _countries()[iso]
+    value = float(c["carbon_intensity"])
+    newest = max(int(v["year"]) for v in _countries().values() if v.get("year"))
+    issues = []
+    if value <= 0:
+        issues.append(f"{value:g} g/kWh is implausible for a grid: no generation source is carbon-free over its "
+                      f"life cycle (IPCC AR5 WG3 Annex III, Table A.III.2)")
+    elif value >= PLAUSIBLE_MAX_G_PER_KWH:
+        issues.append(f"{round(value, 1):g} g/kWh is implausible for a grid: at or above {PLAUSIBLE_MAX_G_PER_KWH:g}, "
+                      f"more than coal's life-cycle median of 820 g/kWh (IPCC AR5 WG3 Annex III, Table A.III.2), the "
+                      f"most carbon-intensive source")
+    year = c.get("year")
+    if year and int(year) < newest - STALE_YEARS:
+        issues.append(f"the figure is from {year}, {newest - int(year)} years older than the table's newest ({newest})")
+    if not issues:
+        return ""
+    twh = c.get("total_TWh")
+    size = f"; the table gives this grid {twh:g} TWh a year" if twh is not None and float(twh) < 1 else ""
+    return ("; WARNING: " + " and ".join(issues) + size
+            + "; check it, or give --carbon-intensity for the supply you use")
 
 
 #: countries whose cloud rows give the region's own (sub-national) grid: US eGRID subregions and electricityMap
@@ -149,6 +303,19 @@ def cloud_country(key: str) -> str | None:
     name = (_cloud()[key].get("country") or "").strip().lower()
     by_name = {v["country_name"].lower(): k for k, v in _countries().items()}
     return by_name.get({"usa": "united states"}.get(name, name))
+
+
+def cloud_pue_source(region: str) -> str:
+    """Where the PUE of :func:`cloud_pue` comes from: the table's row, its comment, source and year (if it gives one)."""
+    key = normalize_region(region)
+    row = _cloud()[key]
+    src = (row.get("PUE source") or "").strip()
+    comment = (row.get("comment") or "").strip()
+    years = sorted(set(re.findall(r"\b(?:19|20)\d\d\b", f"{src} {comment}")))
+    detail = ", ".join(x for x in (comment.lower(), f"source: {src}" if src else "") if x)
+    when = f", year {'/'.join(years)}" if years else ", no year given"
+    return (f"listed for cloud region {region} in the mlco2/impact table" + (f": {detail}" if detail else "")
+            + when)
 
 
 def cloud_pue(region: str) -> float | None:

@@ -593,7 +593,7 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
         cloud = carbon.cloud_pue(region) if region else None
         if cloud:
             pue = cloud
-            notes.append(f"PUE {pue:g} (listed for cloud region {region} in the mlco2/impact table)")
+            notes.append(f"PUE {pue:g} ({carbon.cloud_pue_source(region)})")
         else:
             pue, line = default_pue(gpu, region, plan["gpus"], plan["gpus_per_node"])
             notes.append(line)
