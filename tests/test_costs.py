@@ -75,7 +75,7 @@ def test_elementwise_and_norm_bytes():
     assert (add.flops, add.bytes_read, add.bytes_written) == (40, 100, 80)
     ln = C.norm((2, 3, 8), "float32", "layer")
     assert ln.flops == C.NORM_FLOPS_FWD["layer"] * 48
-    assert ln.bytes_read == 48 * 4 + 8 * 4 and ln.bytes_written == 48 * 4 + 2 * 6 * 4
+    assert ln.bytes_read == 48 * 4 + 2 * 8 * 4 and ln.bytes_written == 48 * 4 + 2 * 6 * 4
 
 
 def test_matmul_broadcast_and_einsum():

@@ -97,7 +97,7 @@ def test_resnet50_example_hand_computed():
     assert 8.1e9 < g.total("forward").flops / 32 < 8.3e9
     assert g.extra["folded_batchnorm"] is True
     assert any("BatchNorm appears folded" in a for a in g.assumptions)
-    assert any(a.startswith("loss assumed: cross-entropy") for a in g.assumptions)
+    assert any(a.startswith("loss: cross-entropy on the 1000-way logits") for a in g.assumptions)
     assert g.extra["activation_bytes"] > 1e9
     types = g.module_types()
     assert types["layer4.2.conv3"] == "Conv" and types["fc"] == "Linear"
@@ -471,8 +471,8 @@ def test_batchnorm_in_graph_is_trained_and_not_folded(tmp_path):
     # the conv's input is the graph input: weight gradient only
     assert [r.kind.value for r in _bwd(g, "conv")] == ["conv"]
     assert g.outputs[0].shape == (2, 4, 8, 8)
-    # output is 4-D: the loss assumed is cross-entropy over the last dim, stated
-    assert any("loss assumed" in a for a in g.assumptions)
+    # output is 4-D and not over an integer input: as the torch frontend, the loss is the sum of the outputs, stated
+    assert any(a.startswith("loss: sum of the forward outputs") for a in g.assumptions)
 
 
 def _conv_stack(tmp_path, biases, name):
@@ -628,7 +628,7 @@ def test_rebound_static_batch_sizes_the_loss_from_the_bound_output(tmp_path):
               [_vi("x", [4, 16])], [_vi("logits", [4, 10])], [_w("w", [16, 10])])
     g4 = analyze_onnx(p)
     g32 = analyze_onnx(p, batch_size=32)
-    assert any("[32, 10] (32 rows x 10 classes)" in a for a in g32.assumptions)
+    assert any("'logits' [32, 10]: 32 rows x 10 classes" in a for a in g32.assumptions)
     assert not any("[4, 10]" in a for a in g32.assumptions)
     assert [r.flops for r in _fwd(g4, "onnx::MatMul")] == [2 * 4 * 16 * 10]
     assert [r.flops for r in _fwd(g32, "onnx::MatMul")] == [2 * 32 * 16 * 10]
@@ -651,13 +651,11 @@ def test_cross_entropy_loss_memory_by_hand(tmp_path):
     assert memory.loss_transient_bytes(g, plan)[0] == 12 * 40
 
 
-def test_analyze_states_a_global_batch_not_divisible_by_the_replicas(run_cli):
-    """--batch-size 30 over 4 GPUs: micro-batch 30 // 4 = 7 traced, 30 - 4 x 7 = 2 samples per step left out."""
-    code, out, _ = run_cli("analyze", str(RESNET), "--batch-size", "30", "--gpus", "4", "--format", "json")
-    assert code == 0
-    notes = json.loads(out)["assumptions"]
-    assert any("micro-batch 7 traced" in a and "30 is not divisible by 4: 2 samples per step not traced" in a
-               for a in notes)
+def test_analyze_refuses_a_global_batch_not_divisible_by_the_replicas(run_cli):
+    """--batch-size 30 over 4 GPUs: 30 / 4 replicas is no whole micro-batch; the main command refuses it (every
+    replica runs the same micro-batch, README) and analyze now does too (it traced 7 and left 2 samples out)."""
+    code, out, err = run_cli("analyze", str(RESNET), "--batch-size", "30", "--gpus", "4", "--format", "json")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and "not divisible" in err
     code, out, _ = run_cli("analyze", str(RESNET), "--batch-size", "32", "--gpus", "4", "--format", "json")
     assert not any("not divisible" in a for a in json.loads(out)["assumptions"])
 
@@ -940,14 +938,15 @@ def test_review_of_the_onnx_changes(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(sub / "t.onnx"))
     with pytest.raises(InputError, match="outside the model's folder"):
         analyze_onnx(sub / "t.onnx")
-    # (3) Conv_0 feeds an auxiliary output only (no loss path), Conv_1 -> Relu -> Conv_3 is the loss path
+    # (3) Conv_0 feeds an auxiliary output only (no loss path), Conv_1 -> Relu -> Conv_3 is the loss path (the
+    # output named logits: its cross-entropy is the loss, as the torch frontend takes it)
     nodes = [helper.make_node("Conv", ["x", "w0", "onnx::Conv_0"], ["aux"], name="Conv_0", pads=[1, 1, 1, 1]),
              helper.make_node("Conv", ["x", "w1", "onnx::Conv_1"], ["c1"], name="Conv_1", pads=[1, 1, 1, 1]),
              helper.make_node("Relu", ["c1"], ["r1"], name="Relu_2"),
-             helper.make_node("Conv", ["r1", "w3", "onnx::Conv_3"], ["y"], name="Conv_3", pads=[1, 1, 1, 1])]
+             helper.make_node("Conv", ["r1", "w3", "onnx::Conv_3"], ["logits"], name="Conv_3", pads=[1, 1, 1, 1])]
     inits = [_w("w0", [64, 4, 3, 3]), _w("onnx::Conv_0", [64]), _w("w1", [8, 4, 3, 3]), _w("onnx::Conv_1", [8]),
              _w("w3", [8, 8, 3, 3]), _w("onnx::Conv_3", [8])]
-    g = analyze_onnx(_save(tmp_path, nodes, [_vi("x", [2, 4, 8, 8])], [_vi("y", None), _vi("aux", None)], inits,
+    g = analyze_onnx(_save(tmp_path, nodes, [_vi("x", [2, 4, 8, 8])], [_vi("logits", None), _vi("aux", None)], inits,
                            name="aux.onnx"))
     bn_bwd = [r for r in _bwd(g) if r.op == "synth::BatchNormalization"]
     assert [r.shapes[0] for r in bn_bwd] == [(128, 8), (128, 8)]  # N*H*W x C of the two 8-channel convs

@@ -461,17 +461,28 @@ def attention_backward(b: int, h: int, sq: int, sk: int, d: int, dv: int, dtype:
 # ---- normalization, softmax, elementwise, reductions --------------------------------------------------------
 
 def norm(x: Shape, dtype: str, kind: str = "layer", *, affine: bool = True, normalized_elems: int | None = None,
-         backward: bool = False, stats_dtype: str = "float32") -> Cost:
-    """Batch/layer/group/instance/RMS norm. Reads x (and affine params), writes y (+ saved mean/rstd)."""
+         backward: bool = False, stats_dtype: str = "float32", bias: bool | None = None,
+         groups: int | None = None) -> Cost:
+    """Batch/layer/group/instance/RMS norm. Reads x (and the affine weight, + its bias), writes y (+ the saved fp32
+    mean/rstd: per channel for batch, per row for layer / RMS, N x groups for group, N x C for instance).
+    ``bias``: whether the affine transform has a bias (default: affine, except RMS norm, which has none);
+    ``groups``: a group norm's group count (default: one statistic pair per channel); ``normalized_elems``: the
+    affine parameters' size for group / instance (default C) and the normalized row for layer / RMS (default the
+    last dim)."""
     n = numel(x)
     e = dtype_bytes(dtype)
     if kind == "batch":
         pshape = int(x[1]) if len(x) > 1 else n
         stats = pshape
+    elif kind in ("group", "instance"):
+        ch = int(x[1]) if len(x) > 1 else 1
+        pshape = normalized_elems if normalized_elems is not None else ch
+        stats = (int(x[0]) if x else 1) * (groups if kind == "group" and groups else ch)
     else:
         pshape = normalized_elems if normalized_elems is not None else int(x[-1])
-        stats = n // max(pshape, 1) if kind in ("layer", "rms") else pshape
+        stats = n // max(pshape, 1)
     p = pshape if affine else 0
+    pb = p * (2 if (affine and (kind != "rms" if bias is None else bias)) else 1)  # weight (+ bias) elements
     sb = dtype_bytes(stats_dtype)
     # training-mode BatchNorm reduces each channel over N x H x W, far more than an SM keeps on chip, so its CUDA
     # kernels read the input twice: forward = statistics pass + normalize pass (PyTorch's
@@ -479,10 +490,10 @@ def norm(x: Shape, dtype: str, kind: str = "layer", *, affine: bool = True, norm
     # reduce pass over (dy, x) + element pass over (dy, x) (batch_norm_backward_reduce / _elemt). Layer/RMS/group
     # norms reduce rows that stay in registers / L1: one pass.
     passes = BATCHNORM_PASSES if kind == "batch" else 1
-    if not backward:
-        return Cost(NORM_FLOPS_FWD[kind] * n, passes * n * e + p * e, n * e + 2 * stats * sb, OpKind.NORM)
-    # backward reads dy, x, weight, mean/rstd; writes dx, dweight, dbias
-    return Cost(NORM_FLOPS_BWD[kind] * n, passes * 2 * n * e + p * e + 2 * stats * sb, n * e + 2 * p * e,
+    if not backward:  # reads x, weight and bias
+        return Cost(NORM_FLOPS_FWD[kind] * n, passes * n * e + pb * e, n * e + 2 * stats * sb, OpKind.NORM)
+    # backward reads dy, x, weight, mean/rstd; writes dx, dweight (+ dbias)
+    return Cost(NORM_FLOPS_BWD[kind] * n, passes * 2 * n * e + p * e + 2 * stats * sb, n * e + pb * e,
                 OpKind.NORM)
 
 

@@ -56,6 +56,26 @@ def unapplied(args: argparse.Namespace, defaults) -> list[tuple[str, object]]:
     return out
 
 
+def _check_batch_divides(opts: dict) -> None:
+    """A batch that does not divide over data-parallel x grad-accum is refused (exit 2), as the estimate refuses it
+    (plan.py): every replica runs the same micro-batch, so tracing batch // (dp x ga) would leave samples out."""
+    from ..types import ConfigError
+
+    batch = opts.get("batch_size")
+    if batch is None or opts.get("micro_batch_size") is not None:
+        return
+    gpus, ga = int(opts.get("gpus") or 1), int(opts.get("grad_accum") or 1)
+    mp = int(opts.get("tensor_parallel") or 1) * int(opts.get("pipeline_parallel") or 1) * \
+        int(opts.get("context_parallel") or 1)
+    if gpus % mp:
+        return  # the trace's own layout error says why
+    dp = gpus // mp
+    if batch >= dp * ga and batch % (dp * ga):
+        what = f"data-parallel {dp} x grad-accum {ga}" if mp > 1 else f"{gpus} GPU(s) x grad-accum {ga}"
+        raise ConfigError(f"--batch-size {batch} is not divisible by {what} = {dp * ga}: every replica runs the same "
+                          f"micro-batch; give a multiple of {dp * ga}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..api import trace
     from ..plan import seq_len_unused_note
@@ -74,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         said = ", ".join(f"{k.replace('_', '-')} = {v!r}" for k, v in skipped)
         print(f"wattlint: note: not applied by analyze (it traces the step as PyTorch runs the module; the estimate "
               f"applies them): {said} from [tool.wattlint]", file=sys.stderr)
+    _check_batch_divides(opts)
     graph = trace(args.model, opts)
     unused = seq_len_unused_note(graph, opts.get("seq_len"))
     if unused:  # a CNN given --seq-len: the estimate says so, the analysis did not

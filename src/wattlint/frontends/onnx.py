@@ -539,15 +539,15 @@ class _Analysis(_Validate, _Shapes):
 
     def _loss_ancestors(self, g) -> set[str] | None:
         """Tensor names the loss output depends on; backward is synthesized only for nodes that produce them."""
-        out = self._loss_output(g)
-        if out is None:
+        outs = self._loss_plan(g)[1]
+        if not outs:
             return None
         producer = {}
         for n in g.node:
             for o in n.output:
                 producer[o] = n
-        seen = {out}
-        stack = [out]
+        seen = set(outs)
+        stack = list(outs)
         while stack:
             n = producer.get(stack.pop())
             if n is None:
@@ -558,12 +558,40 @@ class _Analysis(_Validate, _Shapes):
                     stack.append(i)
         return seen
 
-    def _loss_output(self, g) -> str | None:
-        for o in g.output:
-            dt, shape = self.types.get(o.name, (None, None))
-            if dt in _FLOAT:
-                return o.name
-        return None
+    def _loss_plan(self, g) -> tuple[str, list, tuple | None]:
+        """The loss the PyTorch frontend assumes for the same model (torch._loss), read from the graph outputs:
+        ("ce", logits outputs, token input) for every floating-point output named ``logits`` / ``*_logits`` /
+        ``logits_*`` (not a router's), else a single 2-D output with more than one class, else a single output of 3
+        or more dims whose leading dims are an integer input's shape and whose last dim is the size of an embedding
+        table the graph gathers from (any size when it gathers from none) -- a token-level cross-entropy; else
+        ("scalar", [out]) for a single scalar output; else ("sum", every floating-point output)."""
+        floats = [o.name for o in g.output if self.types.get(o.name, (None, None))[0] in _FLOAT]
+        shape_of = {o: self.types.get(o, (None, None))[1] for o in floats}
+        named = [o for o in floats if shape_of[o] is not None and len(shape_of[o]) >= 1
+                 and (o == "logits" or o.endswith("_logits") or o.startswith("logits_")) and "router_logits" not in o]
+        token = None
+        if not named and len(floats) == 1 and shape_of[floats[0]] is not None:
+            shape = tuple(shape_of[floats[0]])
+            if len(shape) == 2 and shape[1] > 1:
+                named = floats
+            elif len(shape) >= 3 and shape[-1] >= 2:
+                inputs = {i.name for i in g.input} - set(self.inits)
+                vocabs = {int(self.inits[n.input[0]].dims[0]) for n in g.node
+                          if n.op_type == "Gather" and n.input and n.input[0] in self.inits
+                          and len(self.inits[n.input[0]].dims) == 2
+                          and _ONNX_DTYPES.get(self.inits[n.input[0]].data_type) in _FLOAT
+                          and next((a.i for a in n.attribute if a.name == "axis"), 0) == 0}
+                for i in (x.name for x in g.input if x.name in inputs):
+                    dt, ishape = self.types.get(i, (None, None))
+                    if dt in ("int64", "int32") and ishape is not None and len(ishape) >= 2 \
+                            and tuple(ishape) == shape[:-1] and (not vocabs or shape[-1] in vocabs):
+                        named, token = floats, (i, tuple(ishape))
+                        break
+        if named:
+            return "ce", named, token
+        if len(floats) == 1 and shape_of[floats[0]] is not None and not shape_of[floats[0]]:
+            return "scalar", floats, None
+        return "sum", floats, None
 
     # ---- the node walk --------------------------------------------------------------------------------------------
     def _walk(self, g, *, scale: int, in_subgraph: bool) -> None:
@@ -822,6 +850,7 @@ class _Analysis(_Validate, _Shapes):
         verdicts: dict = {}
         causal_n = total = 0
         for m in {id(m): m for m in matches.values()}.values():
+            self._fold_qk_scales(m, nodes, producer, consumers)
             q, k, v = (self.types.get(x, (None, None))[1] for x in (m.q, m.k, m.v))
             if not q or not k or not v or len(q) < 2 or len(k) < 2 or len(v) < 2 or q[-1] != k[-2] \
                     or k[-1] != v[-2]:
@@ -880,6 +909,32 @@ class _Analysis(_Validate, _Shapes):
                                     f"attention, as a GPU runs them (torch SDPA); {causal_n} causal (from the mask)")
         return good
 
+    def _fold_qk_scales(self, m, nodes, producer, consumers) -> None:
+        """The scale applied to Q or K before ``MatMul(Q, K^T)`` (the TorchScript export of SDPA multiplies Q and
+        K^T by sqrt(scale) each; eager code may write ``q * scale`` or ``q / sqrt(d)``): a Mul / Div by one value
+        whose only consumer is the pattern's QK^T MatMul is part of the fused kernel (its scale, docs/COSTS.md),
+        so it joins the pattern at no cost and Q / K become the tensors it scaled."""
+        for pos in (0, 1):
+            t = m.q if pos == 0 else m.k
+            pi = producer.get(t)
+            if pi is None or consumers.get(t, []) != [m.qk]:
+                continue
+            p = nodes[pi]
+            if p.op_type not in ("Mul", "Div") or p.domain not in ("", "ai.onnx") or len(p.input) != 2:
+                continue
+            shapes = [self.types.get(x, (None, None))[1] for x in p.input]
+            out = self.types.get(t, (None, None))[1]
+            # the data operand has the output's shape; the other (the divisor of a Div) holds one value
+            data = [j for j in (0, 1) if shapes[j] is not None and out is not None and tuple(shapes[j]) == tuple(out)
+                    and shapes[1 - j] is not None and C.numel(shapes[1 - j]) == 1 and (p.op_type == "Mul" or j == 0)]
+            if not data:
+                continue
+            m.members.add(pi)
+            if pos == 0:
+                m.q = p.input[data[0]]
+            else:
+                m.k = p.input[data[0]]
+
     def _ones_feeds(self, g) -> dict:
         import numpy as np
 
@@ -906,7 +961,8 @@ class _Analysis(_Validate, _Shapes):
             x = self.types[m.x][1]
             groups = int(self.types[m.grouped][1][1])
             grads = [m.x in self.grad] + [w in self.grad for w in m.weights]
-            return ops.group_norm(x, groups, n.dtype, m.x, m.out, affine=m.affine, grad=any(grads))
+            return ops.group_norm(x, groups, n.dtype, m.x, m.out, affine=m.affine, grad=any(grads),
+                                  bias=len(m.weights) > 1)
         if hasattr(m, "silu"):  # SiLU
             return self._fused_unary("Swish", m, idx, n)
         if hasattr(m, "affine"):  # decomposed LayerNorm
@@ -1339,64 +1395,93 @@ class _Analysis(_Validate, _Shapes):
 
     # ---- loss, optimizer, notes -------------------------------------------------------------------------------
     def _loss(self, g) -> tuple[list, list]:
-        out = self._loss_output(g)
-        if out is None:  # as the PyTorch frontend: a training estimate needs a loss
+        kind, outs, token = self._loss_plan(g)
+        if not outs:  # as the PyTorch frontend: a training estimate needs a loss
             raise InputError(f"{self.path}: the graph has no floating-point output to build a loss from: nothing to "
                              "train (an ONNX export of a training model ends in its logits or loss)")
-        dt, shape = self.types.get(out, ("float32", None))
-        if shape is None:  # unknown, not a scalar: the loss cannot be sized
-            self.assumptions.append(f"loss not costed: the shape of output {out!r} is unknown (shape inference could "
-                                    f"not resolve it)")
+        unknown = [o for o in outs if self.types.get(o, (None, None))[1] is None]
+        if unknown:  # unknown, not a scalar: the loss cannot be sized
+            self.assumptions.append(f"loss not costed: the shape of output {unknown[0]!r} is unknown (shape inference "
+                                    f"could not resolve it)")
             return [], []
-        if not shape:
-            self.assumptions.append(f"loss assumed: the scalar output {out!r} itself")
+        if kind == "scalar":
+            self.assumptions.append(f"loss: the forward returns a scalar, used as the loss (output {outs[0]!r})")
             return [], []
-        pre = []
-        if self.autocast:  # cross_entropy / mse_loss are on autocast's fp32 list: half logits cast to fp32 first
-            src = self.acdt.get(out, dt)
-            if src in ("float16", "bfloat16"):
-                k = C.numel(shape)
-                pre.append(self._rec("autocast::_to_copy", OpKind.MEMORY, "", "", Phase.FORWARD, src,
-                                     (tuple(shape),), Cost(0, k * C.dtype_bytes(src), 4 * k, OpKind.MEMORY),
-                                     Status.HANDLED, 1))
-            dt = "float32"
+        pre, fwd, bwd = [], [], []
+        dts = {}
+        for out in outs:
+            dt, shape = self.types.get(out, ("float32", None))
+            if self.autocast:  # cross_entropy is on autocast's fp32 list: half logits cast to fp32 first
+                src = self.acdt.get(out, dt)
+                if kind == "ce" and src in ("float16", "bfloat16"):
+                    k = C.numel(shape)
+                    pre.append(self._rec("autocast::_to_copy", OpKind.MEMORY, "", "", Phase.FORWARD, src,
+                                         (tuple(shape),), Cost(0, k * C.dtype_bytes(src), 4 * k, OpKind.MEMORY),
+                                         Status.HANDLED, 1))
+                    dt = "float32"
+                else:  # sum reads the half output and accumulates in fp32 (autocast's fp32_set_opt_dtype)
+                    dt = src
+            dts[out] = _cast(dt, self.half) or "float32"
         self.loss_casts = len(pre)
-        dt = _cast(dt, self.half) or "float32"
-        cdim = 1 if len(shape) >= 4 else len(shape) - 1  # [N, C, H, W]: per-pixel classes; [.., C]: last dim
-        if len(shape) >= 2 and shape[cdim] > 1:
-            classes = shape[cdim]
-            rows = C.numel(shape) // classes
-            self.assumptions.append(f"loss assumed: cross-entropy over output {out!r} {list(shape)} "
-                                    f"({rows} rows x {classes} classes), as PyTorch's F.cross_entropy runs it "
-                                    f"(log_softmax + nll_loss, their two backward kernels); ONNX graphs carry no loss")
+        if kind == "sum":
+            # as the PyTorch frontend: loss = sum of the outputs; backward starts from ones_like(loss) and reaches
+            # each output through sum's backward (an expand: no kernel)
+            for j, out in enumerate(outs):
+                shape = tuple(self.types[out][1])
+                fwd.append(self._rec("loss::sum", OpKind.REDUCTION, "", "", Phase.FORWARD, dts[out], (shape,),
+                                     C.reduction(shape, dts[out], out_dtype="float32" if self.autocast else None),
+                                     Status.HANDLED, 1))
+                if j:  # the scalar sums added up
+                    fwd.append(self._rec("loss::add", OpKind.ELEMENTWISE, "", "", Phase.FORWARD, "float32", ((), ()),
+                                         C.elementwise("add", [(), ()], (), "float32"), Status.HANDLED, 1))
+            bwd.append(self._rec("loss::ones_like", OpKind.MEMORY, "", "", Phase.BACKWARD, "float32", ((),),
+                                 Cost(0, 0, 4, OpKind.MEMORY), Status.HANDLED, 1))
+            self.assumptions.append(
+                "loss: sum of the forward outputs (no classification logits recognised: neither one 2-D output "
+                "nor one [..., classes] output over an integer input's shape; ONNX graphs carry no loss)")
+            return pre + fwd, bwd
+        parts = []
+        for out in outs:
+            shape, dt = tuple(self.types[out][1]), dts[out]
+            classes = shape[-1]
+            rows = C.numel(shape) // max(classes, 1)
+            parts.append((out, classes, list(shape[:-1])))
             # as torch's F.cross_entropy: log_softmax keeps its fp32 output for backward (an activation, 4 B per
             # logit); what the loss holds beyond it at the start of backward is wattlint.memory's loss transient
-            self.loss_logits = (rows * classes, C.nbytes((1,), dt))
+            if self.loss_logits is None or rows * classes > self.loss_logits[0]:
+                self.loss_logits = (rows * classes, C.nbytes((1,), dt))
             # the kernels PyTorch's eager F.cross_entropy launches (the torch frontend prices these same records):
             # log_softmax writes the log-probabilities, nll_loss reads one per row; backward, nll_loss_backward
             # writes a dense gradient of the log-probabilities, _log_softmax_backward_data reads it with them and
             # writes the logits' gradient (a fused kernel that skipped those passes was 3 of the 6 logit-sized passes)
             lg = (rows, classes)
             mt = "CrossEntropyLoss"
-            fwd = [self._rec("loss::log_softmax", OpKind.SOFTMAX, "", mt, Phase.FORWARD, dt, (lg,),
-                             C.softmax(lg, dt), Status.HANDLED, 1),
-                   self._rec("loss::nll_loss", OpKind.LOSS, "", mt, Phase.FORWARD, dt, (lg,),
-                             C.nll_loss(rows, dt), Status.HANDLED, 1)]
-            bwd = [self._rec("loss::nll_loss_backward", OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (lg,),
-                             C.nll_loss(rows, dt, backward=True, classes=classes), Status.HANDLED, 1),
-                   self._rec("loss::log_softmax_backward", OpKind.SOFTMAX, "", mt, Phase.BACKWARD, dt, (lg,),
-                             C.softmax(lg, dt, backward=True), Status.HANDLED, 1)]
-            return pre + fwd, bwd
+            fwd += [self._rec("loss::log_softmax", OpKind.SOFTMAX, "", mt, Phase.FORWARD, dt, (lg,),
+                              C.softmax(lg, dt), Status.HANDLED, 1),
+                    self._rec("loss::nll_loss", OpKind.LOSS, "", mt, Phase.FORWARD, dt, (lg,),
+                              C.nll_loss(rows, dt), Status.HANDLED, 1)]
+            bwd += [self._rec("loss::nll_loss_backward", OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (lg,),
+                              C.nll_loss(rows, dt, backward=True, classes=classes), Status.HANDLED, 1),
+                    self._rec("loss::log_softmax_backward", OpKind.SOFTMAX, "", mt, Phase.BACKWARD, dt, (lg,),
+                              C.softmax(lg, dt, backward=True), Status.HANDLED, 1)]
+        how = ("as PyTorch's F.cross_entropy runs it: log_softmax + nll_loss, their two backward kernels; ONNX graphs "
+               "carry no loss")
+        if token:
+            out, classes, shape = parts[0]
+            note = (f"loss: token-level cross-entropy on the {classes}-way logits over their last dim (labels of "
+                    f"shape {shape}, one per token of the integer input {token[0]} {list(token[1])}, every position "
+                    f"labelled: a language model's next-token loss; output {out!r}, {how})")
+        elif len(parts) == 1:
+            out, classes, shape = parts[0]
+            note = (f"loss: cross-entropy on the {classes}-way {out if out.endswith('_logits') or out.startswith('logits_') else 'logits'} "
+                    f"(labels of shape {shape}, every position labelled; output {out!r} "
+                    f"{[*shape, classes]}: {C.numel(shape)} rows x {classes} classes, {how})")
         else:
-            f = C.elementwise("sub", [shape, shape], shape, dt) + C.reduction(shape, dt, flops_per_element=2)
-            f = Cost(f.flops, f.bytes_read, f.bytes_written, OpKind.LOSS)
-            b = Cost(2 * C.numel(shape), 2 * C.nbytes(shape, dt), C.nbytes(shape, dt), OpKind.LOSS)
-            self.assumptions.append(f"loss assumed: mean squared error over output {out!r} {list(shape)}; "
-                                    f"ONNX graphs carry no loss")
-            op, mt = "loss::mse", "MSELoss"
-        fr = self._rec(op, OpKind.LOSS, "", mt, Phase.FORWARD, dt, (tuple(shape),), f, Status.HANDLED, 1)
-        br = self._rec(op, OpKind.LOSS, "", mt, Phase.BACKWARD, dt, (tuple(shape),), b, Status.HANDLED, 1)
-        return pre + [fr], [br]
+            note = ("loss: the sum of a cross-entropy on each of " + ", ".join(
+                f"{out} ({classes}-way, labels of shape {shape})" for out, classes, shape in parts)
+                + f", every position labelled ({how})")
+        self.assumptions.append(note)
+        return pre + fwd, bwd
 
     def _optimizer(self) -> list[OpRecord]:
         recs = []

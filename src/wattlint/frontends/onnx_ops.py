@@ -439,37 +439,47 @@ def _norm(n: Node) -> OpCost:
     if n.op_type.startswith("Skip"):  # x + skip (+ bias) fused in
         pre = C.elementwise("add", [x, x], x, dt)
         sc = 2
-    normalized = None
+    normalized = groups = None
+    affine = len(n.in_shapes) > sc and n.in_shapes[sc] is not None
     if kind in ("layer", "rms"):
         axis = int(n.attrs.get("axis", -1))
         axis = axis + len(x) if axis < 0 else axis
         normalized = numel(x[axis:]) if x else 1
     elif kind == "group":
-        normalized = int(n.attrs.get("num_groups", 1))
-    affine = len(n.in_shapes) > sc and n.in_shapes[sc] is not None
+        groups = int(n.attrs.get("num_groups", 1))
+        if affine:  # scale [C] (opset 21) or [num_groups] (opset 18)
+            normalized = numel(n.in_shapes[sc])
+    # a bias beside the weight: BatchNorm / InstanceNorm / GroupNorm always, LayerNormalization when its B is given,
+    # none for RMS norms (SkipSimplifiedLayerNormalization's optional input 3 is the skip's bias, added in `pre`)
+    bias = affine and kind != "rms" and (kind != "layer" or (len(n.in_shapes) > sc + 1
+                                                             and n.in_shapes[sc + 1] is not None))
     if kind == "batch" and len(x) < 2:
         raise Unsupported("BatchNormalization rank")
-    fwd = pre + C.norm(x, dt, kind, affine=affine, normalized_elems=normalized)
+    fwd = pre + C.norm(x, dt, kind, affine=affine, normalized_elems=normalized, bias=bias, groups=groups)
     fwd = Cost(fwd.flops, fwd.bytes_read, fwd.bytes_written, OpKind.NORM)
     bwd, saved = [], []
     if _any_grad(n):
-        bwd.append(C.norm(x, dt, kind, affine=affine, normalized_elems=normalized, backward=True))
-        stats = (numel(x) // max(normalized or 1, 1)) if kind in ("layer", "rms") else (x[1] if len(x) > 1 else 1)
+        bwd.append(C.norm(x, dt, kind, affine=affine, normalized_elems=normalized, backward=True, bias=bias,
+                          groups=groups))
+        ch = x[1] if len(x) > 1 else 1
+        stats = (numel(x) // max(normalized or 1, 1)) if kind in ("layer", "rms") else \
+            ch if kind == "batch" else x[0] * (groups if kind == "group" else ch)
         saved.append(_saved(n, 0))
         saved.append((n.out_names[0] + "#stats", 2 * stats * 4))
     return OpCost(fwd, bwd, saved, out=tuple(x))
 
 
 def group_norm(x: Shape, groups: int, dtype: str, x_name: str, out_name: str, *, affine: bool,
-               grad: bool) -> OpCost:
+               grad: bool, bias: bool | None = None) -> OpCost:
     """One native_group_norm over ``x`` [N, C, *] in ``groups`` groups (a decomposed GroupNorm:
     :func:`.onnx_patterns.find_groupnorm`), priced as the PyTorch path prices aten.native_group_norm and its
     backward (the same :func:`wattlint.costs.norm` call: its weight and bias are C elements); saved for backward: x
     and the fp32 mean / rstd, N x G each."""
-    fwd = C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]))
+    fwd = C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]), bias=bias, groups=groups)
     bwd, saved = [], []
     if grad:
-        bwd.append(C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]), backward=True))
+        bwd.append(C.norm(x, dtype, "group", affine=affine, normalized_elems=int(x[1]), backward=True, bias=bias,
+                          groups=groups))
         saved.append((x_name, nbytes(x, dtype)))
         saved.append((out_name + "#stats", 2 * int(x[0]) * int(groups) * 4))
     return OpCost(fwd, bwd, saved, out=tuple(x))

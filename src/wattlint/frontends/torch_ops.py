@@ -302,13 +302,15 @@ def _sdpa_bwd(a, out):
 def _layer_norm(a, out):
     x = a["input"]
     ne = int(math.prod(a["normalized_shape"]))
-    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne)
+    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne,
+                  bias=a.get("bias") is not None)
 
 
 def _layer_norm_bwd(a, out):
     x = a["input"]
     ne = int(math.prod(a["normalized_shape"]))
-    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne, backward=True)
+    return C.norm(shape(x), dt(x), "layer", affine=a.get("weight") is not None, normalized_elems=ne, backward=True,
+                  bias=a.get("bias") is not None)
 
 
 def _rms_norm(a, out):
@@ -327,23 +329,26 @@ def _batch_norm(a, out):
     x = a["input"]
     # channels-last input: tagged ('nhwc', 1) (PyTorch runs its channels-last BatchNorm kernels, whose grid tiles
     # N x H x W, not one block per channel: wattlint.energy.prior.batchnorm_channels)
-    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None), x, x)
+    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None,
+                               bias=a.get("bias") is not None), x, x)
 
 
 def _batch_norm_bwd(a, out):
     x = a["input"]
-    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None, backward=True), x, x)
+    return _with_layout(C.norm(shape(x), dt(x), "batch", affine=a.get("weight") is not None, backward=True,
+                               bias=a.get("weight") is not None), x, x)
 
 
 def _group_norm(a, out):
     x = a["input"]
-    return C.norm(shape(x), dt(x), "group", affine=a.get("weight") is not None, normalized_elems=int(x.shape[1]))
+    return C.norm(shape(x), dt(x), "group", affine=a.get("weight") is not None, normalized_elems=int(x.shape[1]),
+                  bias=a.get("bias") is not None, groups=int(a["group"]))
 
 
 def _group_norm_bwd(a, out):
     x = a["input"]
     return C.norm(shape(x), dt(x), "group", affine=a.get("weight") is not None, normalized_elems=int(x.shape[1]),
-                  backward=True)
+                  backward=True, groups=int(a["group"]))
 
 
 def _softmax(a, out):
