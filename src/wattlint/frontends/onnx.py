@@ -26,6 +26,7 @@ from .. import costs as C
 from ..costs import Cost
 from ..types import CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
 from . import onnx_ops as ops
+from . import token_loss_note
 from .onnx_fold import parameter_views
 from .onnx_ties import tied_copies
 from .onnx_load import (_FLOAT, _ONNX_DTYPES, _all_initializers, _BatchBaked, _load, _one_line, _opset,
@@ -1468,9 +1469,7 @@ class _Analysis(_Validate, _Shapes):
                "carry no loss")
         if token:
             out, classes, shape = parts[0]
-            note = (f"loss: token-level cross-entropy on the {classes}-way logits over their last dim (labels of "
-                    f"shape {shape}, one per token of the integer input {token[0]} {list(token[1])}, every position "
-                    f"labelled: a language model's next-token loss; output {out!r}, {how})")
+            note = token_loss_note(classes, shape, token, f"; output {out!r}, {how}")
         elif len(parts) == 1:
             out, classes, shape = parts[0]
             note = (f"loss: cross-entropy on the {classes}-way {out if out.endswith('_logits') or out.startswith('logits_') else 'logits'} "

@@ -38,7 +38,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from .. import costs as C
 from ..types import BATCH_HINT, CostGraph, InputError, ModelInfo, OpKind, OpRecord, Phase, Status, TensorSpec, lib_call_dims
-from . import exception_line
+from . import exception_line, token_loss_note
 from . import torch_moe as MOE
 from . import torch_ops as T
 
@@ -716,9 +716,7 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
         token = None if hf or len(parts) != 1 else _token_logits(flat, tokens)
         if token:
             n, classes, shape = parts[0]
-            note = (f"loss: token-level cross-entropy on the {classes}-way logits over their last dim (labels of "
-                    f"shape {shape}, one per token of the integer input {token[0]} {list(token[1])}, every position "
-                    f"labelled: a language model's next-token loss)")
+            note = token_loss_note(classes, shape, token)
         elif len(parts) == 1:
             n, classes, shape = parts[0]
             note = f"loss: cross-entropy on the {classes}-way {n if n != 'output' else 'logits'} (labels of shape " \
