@@ -89,16 +89,41 @@ def _retyped(r: OpRecord, half: str) -> OpRecord:
     return dataclasses.replace(r, dtype=half, bytes_read=r.bytes_read // 2, bytes_written=r.bytes_written // 2)
 
 
-def _norm_run(run: list[OpRecord], half: str) -> OpRecord:
-    """One fused norm kernel for the records of one norm module call (forward or backward)."""
+def _affine_bias(run: list[OpRecord], h: int, kind: str) -> tuple[bool, bool | None]:
+    """Whether one norm module call's records show an affine weight and a bias. PyTorch's fused op records its
+    operands (``native_layer_norm``: x, weight (h,), bias (h,); ``nn.LayerNorm(bias=False)`` / MPT's LayerNorm pass
+    no bias, ``elementwise_affine=False`` neither); a decomposed norm (HF's RMSNorm, a hand-written LayerNorm) shows
+    its weight as an (h,) operand and its bias as an add of an (h,) operand. RMS norms have no bias. ``None``: not
+    told by these records (a fused backward op records no weight / bias)."""
+    fused = [r for r in run if _base(r.op) == "native_layer_norm"]
+    if fused:
+        s = [tuple(x) for x in fused[0].shapes]
+        return len(s) > 1 and len(s[1]) == 1, kind != "rms" and len(s) > 2 and len(s[2]) == 1
+    affine = any(tuple(s) == (h,) for r in run for s in r.shapes if s)
+    if kind == "rms":
+        return affine, False
+    if any(_base(r.op).startswith("native_") for r in run):  # a fused backward op: weight / bias not recorded
+        return affine, None
+    return affine, any(_base(r.op) in ("add", "add_") and any(tuple(s) == (h,) for s in r.shapes if s) for r in run)
+
+
+def _norm_run(run: list[OpRecord], half: str,
+              seen: dict[str, tuple[bool, bool | None]] | None = None) -> OpRecord:
+    """One fused norm kernel for the records of one norm module call (forward or backward). ``seen``: per norm
+    module, the affine weight / bias its forward showed, for its backward (whose fused op records neither)."""
     first = run[0]
     shapes = [s for r in run for s in r.shapes if s]
     x = max(shapes, key=_numel) if shapes else ()
     h = int(x[-1]) if x else 1
-    affine = any(tuple(s) == (h,) for s in shapes)
     kind = "rms" if "rms" in first.module_type.lower() else "layer"
     backward = first.phase is Phase.BACKWARD and not first.recompute  # a recomputed forward is a forward kernel
-    c = C.norm(tuple(x), half, kind, affine=affine, normalized_elems=h, backward=backward)
+    affine, bias = _affine_bias(run, h, kind)
+    if seen is not None:
+        if not backward:
+            seen[first.module] = (affine, bias)
+        elif first.module in seen:
+            affine, bias = affine or seen[first.module][0], seen[first.module][1]
+    c = C.norm(tuple(x), half, kind, affine=affine, normalized_elems=h, backward=backward, bias=bias)
     return dataclasses.replace(first, op="fused::" + kind + "_norm" + ("_backward" if backward else ""),
                                kind=OpKind.NORM, dtype=half, shapes=(tuple(x),), flops=sum(r.flops for r in run),
                                bytes_read=c.bytes_read, bytes_written=c.bytes_written, dims=())
@@ -106,6 +131,7 @@ def _norm_run(run: list[OpRecord], half: str) -> OpRecord:
 
 def _fuse_norms(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int]:
     out: list[OpRecord] = []
+    seen: dict[str, tuple[bool, bool | None]] = {}
     fused = 0
     i, n = 0, len(records)
     while i < n:
@@ -127,7 +153,7 @@ def _fuse_norms(records: list[OpRecord], half: str) -> tuple[list[OpRecord], int
             else:
                 break
             j += 1
-        out.append(_norm_run(run, half))
+        out.append(_norm_run(run, half, seen))
         out.extend(views)
         fused += 1
         i = j

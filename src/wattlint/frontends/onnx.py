@@ -143,6 +143,7 @@ def _with_dim(shape, axis: int, value: int) -> tuple:
 
 # shape inputs whose leading element is the batch when a graph was exported with a static one
 _BATCHED_SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0}
+_SHAPE_ONLY = ("Shape", "Size")  # ops that read only their input's shape
 # ops a shape vector passes through unchanged in its positions (Where: its two value inputs)
 _SHAPE_PASS_THROUGH = ("Where", "Cast", "Identity", "Equal", "Mul")
 
@@ -539,7 +540,10 @@ class _Analysis(_Validate, _Shapes):
         return out
 
     def _loss_ancestors(self, g) -> set[str] | None:
-        """Tensor names the loss output depends on; backward is synthesized only for nodes that produce them."""
+        """Tensor names the loss output depends on; backward is synthesized only for nodes that produce them, and
+        only their consumers count as uses that need a gradient (autograd's accumulate). A shape-only read is no
+        such dependence: nothing is followed through the input of a Shape / Size node or an input position listed in
+        ``ops.SHAPE_INPUTS`` (a Reshape's target shape, a Gather's indices), as no gradient flows there."""
         outs = self._loss_plan(g)[1]
         if not outs:
             return None
@@ -553,7 +557,8 @@ class _Analysis(_Validate, _Shapes):
             n = producer.get(stack.pop())
             if n is None:
                 continue
-            for i in list(n.input) + _subgraph_inputs(n):
+            skip = range(len(n.input)) if n.op_type in _SHAPE_ONLY else ops.SHAPE_INPUTS.get(n.op_type, ())
+            for i in [x for k, x in enumerate(n.input) if k not in skip] + _subgraph_inputs(n):
                 if i and i not in seen:
                     seen.add(i)
                     stack.append(i)

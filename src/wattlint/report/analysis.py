@@ -122,7 +122,7 @@ def render_text(graph: CostGraph, *, top: int = 15, width: int = 120, color: boo
         row[2] += x.bytes_read + x.bytes_written
     grand = sum(r[0] + r[1] + r[3] for r in per.values()) or 1
     ranked = sorted(per.items(), key=lambda kv: (-(kv[1][0] + kv[1][1] + kv[1][3]), kv[0]))[:top]
-    lt = Table(title=f"Top {len(ranked)} layers by FLOPs", title_justify="left")
+    lt = Table(title=f"Top {len(ranked)} layers by FLOPs (of {len(per)})", title_justify="left")
     for col in ("layer", "type", "forward", "backward", "optimizer", "bytes", "share"):
         lt.add_column(col, justify="left" if col in ("layer", "type") else "right", overflow="fold")
     for name, (f, b, by, o) in ranked:

@@ -123,7 +123,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
         if layer_caption(est):
             body.append(f'<p class="meta">{escape(layer_caption(est))}</p>')
         energy = u.column([g.gpu_energy_j for g in groups], u.ENERGY_J)
-        items = [(layer_name(g.name, g.count), g.gpu_energy_j, f"{e} · {u.pct(g.share)}") for g, e in zip(groups, energy)]
+        items = [(layer_name(g.name, g.count, group_by=group_by), g.gpu_energy_j, f"{e} · {u.pct(g.share)}") for g, e in zip(groups, energy)]
         body.append(_bar_chart(items, title="GPU energy per optimizer step, by layer (all phases)"))
         flops = u.column([g.flops for g in groups], u.FLOP)
         times = u.column([g.time_s for g in groups], u.DURATION)
@@ -132,7 +132,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
                     '<th scope="col" class="num">time / step</th><th scope="col" class="num">GPU energy / step</th>'
                     '<th scope="col" class="num">share</th></tr></thead><tbody>')
         for g, f, t, e in zip(groups, flops, times, energy):
-            body.append(f"<tr><td><code>{escape(layer_name(g.name, g.count))}</code></td><td>{escape(g.type)}</td>"
+            body.append(f"<tr><td><code>{escape(layer_name(g.name, g.count, group_by=group_by))}</code></td><td>{escape(g.type)}</td>"
                         f'<td class="num">{escape(f)}</td><td class="num">{escape(t)}</td>'
                         f'<td class="num">{escape(e)}</td><td class="num">{escape(u.pct(g.share))}</td></tr>')
         body.append("</tbody></table>")

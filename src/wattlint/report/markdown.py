@@ -82,7 +82,7 @@ def _layers(est: Estimate, top: int, group_by: str, depth: int, lead: str = "") 
     if not (top and est.layers):
         return []
     title, rows, groups = layer_rows(est, top, group_by, depth)
-    rows = [[_code(layer_name(r[0], g.count), table=True), *r[1:]] for r, g in zip(rows, groups)]
+    rows = [[_code(layer_name(r[0], g.count, group_by=group_by), table=True), *r[1:]] for r, g in zip(rows, groups)]
     return ["", f"**{lead}{_esc(title)}**", "", *_table(LAYER_HEADER, rows, ["---", "---", "---:", "---:", "---:"])]
 
 

@@ -183,16 +183,18 @@ def phase_rows(est: Estimate) -> list[list[str]]:
 LAYER_HEADER = ["layer", "type", "FLOPs/step", "energy/step", "share"]
 
 
-def layer_name(name: str, count: int, width: int | None = None) -> str:
-    """``name (xN)`` for merged rows, the name shortened on dot boundaries to fit ``width`` with its suffix."""
-    suffix = f" (x{count})" if count > 1 else ""
+def layer_name(name: str, count: int, width: int | None = None, group_by: str = "block") -> str:
+    """``name (xN)`` for merged rows (N repeats of one block / module type), ``name (N modules)`` under ``depth``
+    grouping (N different modules under one path), the name shortened on dot boundaries to fit ``width`` with its
+    suffix."""
+    suffix = (f" ({count} modules)" if group_by == "depth" else f" (x{count})") if count > 1 else ""
     if width is not None:
         name = shorten(name, max(8, width - len(suffix)))
     return name + suffix
 
 
 def layer_rows(est: Estimate, top: int, group_by: str = "block", depth: int = 2):
-    """(title, rows, groups): rows are [name, type, flops, energy, share] strings (name without the (xN) count;
+    """(title, rows, groups): rows are [name, type, flops, energy, share] strings (name without the (xN) / (N modules) count;
     see :func:`layer_name`) for the ``top`` groups by energy, FLOPs and energy each in one unit."""
     groups = group_layers(est.layers, group_by, depth)
     shown = groups[:top]

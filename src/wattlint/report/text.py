@@ -127,7 +127,7 @@ def _print_layers(con, est: Estimate, top: int, group_by: str, depth: int, width
     if top and est.layers:
         title, rows, groups = layer_rows(est, top, group_by, depth)
         con.print(Text(lead + title, style="bold"))
-        con.print(_layer_table(rows, groups, width))
+        con.print(_layer_table(rows, groups, width, group_by))
 
 
 def _print_provenance(con, est: Estimate, lead: str = "") -> None:
@@ -144,7 +144,7 @@ def _print_provenance(con, est: Estimate, lead: str = "") -> None:
         con.print(Text(f"  {lead}unconfirmed spec fields: {', '.join(est.gpu.unconfirmed)}"))
 
 
-def _layer_table(rows, groups, width: int):
+def _layer_table(rows, groups, width: int, group_by: str = "block"):
     """The layer table fitted to ``width`` (a rich Text, one line per row): the bar column goes below 96 columns, the
     type column below 76; names are shortened on dot boundaries, and a path component is cut (its end kept, a name
     without dots its start) only where giving up the bar and the type column leaves too little room; types longer
@@ -164,7 +164,7 @@ def _layer_table(rows, groups, width: int):
     name_w = max(16, room())
     # the width the names take shortened on dot boundaries only (a last component longer than name_w kept whole):
     # the bar gives up what they need beyond name_w, then the type column; what is still missing is cut
-    suffix = [len(layer_name("", g.count)) for g in groups]
+    suffix = [len(layer_name("", g.count, group_by=group_by)) for g in groups]
     need = max(len(LAYER_HEADER[0]), *(len(whole_components(r[0], max(8, name_w - n))) + n
                                        for r, n in zip(rows, suffix)))
     if need > room() and bar_w:
@@ -172,7 +172,7 @@ def _layer_table(rows, groups, width: int):
         bar_w = bar_w if bar_w >= 4 else 0
     if need > room() and show_type:
         show_type = False
-    names = [layer_name(r[0], g.count, min(max(name_w, need), room())) for r, g in zip(rows, groups)]
+    names = [layer_name(r[0], g.count, min(max(name_w, need), room()), group_by) for r, g in zip(rows, groups)]
     name_w = max(len(LAYER_HEADER[0]), *(len(n) for n in names))
 
     def line(name, typ, nums, bar=None):
