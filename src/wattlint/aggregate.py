@@ -29,6 +29,7 @@ from . import memory as _memory
 from . import parallel as _parallel
 from .energy import system
 from .energy.pricing import PricedOps
+from .report import units as _u
 from .report.units import ms as _ms
 from .types import (BATCH_HINT, OpKind, CostGraph, Estimate, GpuSpec, LayerEstimate, MemoryUse, OpRecord, Phase, PhaseCost, Plan,
                     StepCost, TotalCost, Utilization)
@@ -570,8 +571,6 @@ def _totals(step: StepCost, gpu_j_per_step: float, plan: Plan, model: EnergyMode
     cost = None
     if plan.price_per_kwh is not None or plan.gpu_hour_price is not None:
         cost = energy_kwh * (plan.price_per_kwh or 0.0) + gpu_hours * (plan.gpu_hour_price or 0.0)
-        from .report import units as _u  # the headline's formatting: '$152,643 = 1,174,000 kWh', not '1.174e+06'
-
         terms = [f"{_u.figure(energy_kwh)} kWh (facility) x ${plan.price_per_kwh:g}/kWh"] if plan.price_per_kwh else []
         if plan.gpu_hour_price is not None:
             terms.append(f"{_u.figure(gpu_hours)} GPU-h x ${plan.gpu_hour_price:g}/GPU-h")
@@ -764,8 +763,6 @@ def _stage_layers(graph: CostGraph, plan: Plan, s: _Sums, gpus: int, gpu_j_one: 
     layers.sort(key=lambda le: (-float(f"{le.gpu_energy_j:.12g}"), le.name))
     rows_j = sum(le.gpu_energy_j for le in layers)
     others = [(p, s.phase_e[p] * gpus) for p in PHASES if p not in COMPUTE_PHASES and s.phase_e.get(p, 0.0) > 0]
-    from .report import units as _u  # the reports' energy units ('1.11 kWh', not '4.009e+06 J': review)
-
     def joules(j: float, digits: int = 4, unit=None) -> str:  # step_j's unit for the sums, each phase its own
         scale, label = unit or _u.pick([j], _u.ENERGY_J)
         return f"{_u.figure(j / scale, digits)} {label}"
