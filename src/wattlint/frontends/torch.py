@@ -210,7 +210,7 @@ class _SavedLedger:
     """Bytes of the tensors saved for backward, each storage (and each autocast cast) counted once."""
     bytes: int = 0
     fp32_bytes: int = 0  # of which fp32 tensors saved inside the model's modules (the residual stream)
-    cast_dup_bytes: int = 0  # of which half-precision casts of fp32 tensors that are saved themselves
+    cast_dup_bytes: int = 0  # of which half-precision casts of fp32 tensors saved themselves or cast before
     ids: set = field(default_factory=set)
     cast_ids: set = field(default_factory=set)
 
@@ -445,12 +445,18 @@ class _Tracer:
             if key in prev_out:  # packed twice: the previous op's saved output (as stored), then this op's input
                 prev_out.discard(key)
             elif key in cast_in:
-                if key not in ledger.cast_ids:
+                # CUDA autocast caches the casts of leaf tensors that require grad only (the weights): an fp32
+                # activation is cast anew by every autocast-lowered op that reads it, and each op saves its own copy
+                # (BERT's query / key / value Linears keep three half-precision copies of the LayerNorm output)
+                base = x._base if x._base is not None else x
+                repeat = key in ledger.cast_ids
+                if not repeat or not (base.is_leaf and base.requires_grad):
                     ledger.cast_ids.add(key)
                     self._keep.append(x)
                     ledger.bytes += x.numel() * lower.itemsize
-                    base = x._base if x._base is not None else x
-                    if id(base) in ledger.ids:  # the fp32 tensor is kept too (softmax output, then its cast)
+                    # the same tensor under a stack that keeps activations in half precision (megatron): the fp32
+                    # tensor is kept too (softmax output, then its cast), or another op saved its cast already
+                    if repeat or id(base) in ledger.ids:
                         ledger.cast_dup_bytes += x.numel() * lower.itemsize
                 continue
             base = x._base if x._base is not None else x
