@@ -740,8 +740,10 @@ def test_tied_output_layer_is_one_parameter(tmp_path, case):
     assert g.params == (1 if tied else 2) * v * d
     steps = {r.shapes[0] for r in g.records if r.phase is Phase.OPTIMIZER}
     assert steps == ({(v, d)} if tied else {(v, d), (d, v)})
-    dw = [r for r in _bwd(g, "lm_head") if r.kind.value == "matmul" and r.dim("m") == d and r.dim("n") == v]
-    assert len(dw) == 1 and dw[0].flops == 2 * d * v * 6  # the head's weight gradient over the 6 rows, either way
+    # the head's weight gradient over the 6 rows, either way; oriented as nn.Linear's (an exporter-folded transposed
+    # weight, onnx::MatMul_N, is an nn.Linear [V, d] weight): grad_out^T @ h, m = V, n = d
+    dw = [r for r in _bwd(g, "lm_head") if r.kind.value == "matmul" and r.dim("m") == v and r.dim("n") == d]
+    assert len(dw) == 1 and dw[0].flops == 2 * d * v * 6
     notes = [a for a in g.assumptions if "'onnx::MatMul_9'" in a]
     if case == "unread":
         assert notes == [f"'onnx::MatMul_9' [{d}, {v}] is shaped as the embedding 'wte.weight' [{v}, {d}] transposed "

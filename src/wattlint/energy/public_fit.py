@@ -152,9 +152,29 @@ def family(rec: OpRecord, gpu: GpuSpec, precision: str) -> str | None:
         # pure fills, which read nothing, are unlike anything measured and stay on the prior)
     if k is OpKind.SOFTMAX:
         return "softmax"
-    if k is OpKind.NORM and "layer_norm" in rec.op:
+    if k is OpKind.NORM and _is_layer_norm(rec):
         return "layernorm"
     return None
+
+
+# norm ops that are not a LayerNorm, though an ``nn.LayerNorm``-typed module may hold one (a fused residual add
+# before it, an RMS norm of a class of that name): they stay off the layernorm family
+_NOT_LAYER_NORM = ("batch_norm", "group_norm", "instance_norm", "rms_norm", "BatchNormalization",
+                   "InstanceNormalization", "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization",
+                   "SkipLayerNormalization")
+
+
+def _is_layer_norm(rec: OpRecord) -> bool:
+    """A NORM record of a LayerNorm kernel, from either frontend: torch's ``aten.native_layer_norm`` (and its
+    backward), ONNX's ``LayerNormalization`` (opset 17: the same kernel, as a GPU runs it), or a norm record of a
+    module typed ``LayerNorm`` (a decomposed LayerNorm the ONNX frontend fused, priced on its last node); never a
+    batch / group / instance / RMS norm, nor ONNX Runtime's Skip(Simplified)LayerNormalization (an add fused in)."""
+    op = rec.op
+    if "layer_norm" in op:
+        return True
+    if any(o in op for o in _NOT_LAYER_NORM):
+        return False
+    return op.endswith("::LayerNormalization") or rec.module_type == "LayerNorm"
 
 
 def _operand_layout(rec: OpRecord) -> tuple[int, str, float]:

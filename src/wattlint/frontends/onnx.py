@@ -312,12 +312,14 @@ class _Analysis(_Validate, _Shapes):
         # before its MatMul): part of the parameters, no kernel or bytes per step (onnx_fold.parameter_views)
         weights = {n for n, t in self.inits.items() if _ONNX_DTYPES.get(t.data_type) in _FLOAT} | set(self.param_tensors)
         self.param_views = parameter_views(g, self.trainable, weights)
+        self.linear_weights = _linear_weights(g, self.param_views, self.inits)
         self.tied, self.tie_unread = tied_copies(g, self.inits, self.trainable, self.folder, self.path.resolve().parent,
                                                  self.param_views)
         self.on_loss_path = self._loss_ancestors(g)
         self.fwd: list[OpRecord] = []
         self.bwd: list[list[OpRecord]] = []
         self.saved: dict = {}  # tensor name (or _scoped_name) -> bytes saved for backward
+        self.attn_saved_outs: set = set()  # fused attention outputs saved with it (#qkvo), and their layout views
         self.loss_logits: tuple[int, int] | None = None  # (logits, bytes each) of an assumed cross-entropy
         self.loss_casts = 0  # autocast's cast of the logits into the assumed loss (stated with the precision)
         self.unknown = 0
@@ -638,6 +640,11 @@ class _Analysis(_Validate, _Shapes):
                 continue
             handler = ops.handler_for(op_type, domain)
             ins = list(node.input)
+            if op_type in _LAYOUT_VIEWS and ins and ins[0] in self.attn_saved_outs and not in_subgraph \
+                    and domain in ("", "ai.onnx"):
+                # torch's fused attention writes O laid out [B, S, H, D]: its transpose(1, 2).reshape(B, S, H * D) is a
+                # view of the same storage, so what a later op saves of it is the O the attention already saved
+                self.attn_saved_outs.update(o for o in node.output if o)
             in_info = [(type_of(i) if i in shared else types.get(i, (None, None))) if i else (None, None)
                        for i in ins]
             out_info = [type_of(o) if o in shared else types.get(o, (None, None)) for o in node.output]
@@ -699,6 +706,9 @@ class _Analysis(_Validate, _Shapes):
                          [s for _, s in out_info], out_dtypes, ins, list(node.output),
                          [bool(i) and (i in self.const_names or i in self.shape_consts) for i in ins], in_grad,
                          dtype)
+            if op_type == "MatMul" and domain in ("", "ai.onnx") and len(ins) > 1 and ins[1] in self.linear_weights \
+                    and not in_subgraph:
+                n.attrs["linear_weight"] = 1  # its weight gradient oriented as nn.Linear's (ops._matmul)
             if op_type == "Dropout" and domain in ("", "ai.onnx"):
                 self._dropout_mode(n, ins, scale)
             if op_type in ("If", "Loop", "Scan"):
@@ -753,8 +763,15 @@ class _Analysis(_Validate, _Shapes):
             for c, cdt, shp in ac_fwd:  # autocast's casts of this op's inputs, launched before it
                 self._record("autocast::_to_copy", OpKind.MEMORY, module, mtype, cdt, (shp,), c, Status.HANDLED,
                              scale)
+            shapes = _shapes(n)
+            if match is not None and idx == getattr(match, "last", None) and hasattr(match, "out") \
+                    and not hasattr(match, "affine") and not hasattr(match, "grouped"):
+                # a fused activation (GELU, SiLU) on its last node: shaped as the one kernel it is (its input x),
+                # not as that node's operands (a scalar 0.5 and a partial product)
+                xs = self.types.get(match.x, (None, None))[1]
+                shapes = (tuple(xs),) if xs is not None else shapes
             for c in (oc.fwd, *oc.more):
-                self._record(qual, c.kind, module, mtype, dtype, _shapes(n), c, status, scale, call=call)
+                self._record(qual, c.kind, module, mtype, dtype, shapes, c, status, scale, call=call)
             if op_type in ("MatMul", "Gemm") and match is None and node.output and uses.get(node.output[0]) == 1:
                 matmul_out[node.output[0]] = len(self.fwd) - 1  # its GEMM record: a bias Add after it joins it
             # gradient flow: outputs need a gradient when a data input does and the op is differentiable
@@ -772,12 +789,16 @@ class _Analysis(_Validate, _Shapes):
                 on_path = self.on_loss_path is None or in_subgraph or any(o in self.on_loss_path
                                                                           for o in node.output)
                 if oc.bwd and on_path:
-                    self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, _shapes(n), c,
+                    self.bwd.append([self._rec(qual, c.kind, module, mtype, Phase.BACKWARD, dtype, shapes, c,
                                                Status.HANDLED, scale, call=call) for c in oc.bwd])
                     self.bwd_of_fwd[id(self.bwd[-1])] = len(self.fwd) - 1  # the group's node's last forward record
                     for key, b in oc.saved:
                         if key and b:
+                            if isinstance(key, str) and key in self.attn_saved_outs:
+                                continue  # a layout-only view of a fused attention's output, saved with it
                             self.saved[self._scoped_name(key)] = b * scale
+                            if not in_subgraph and isinstance(key, str) and key.endswith("#qkvo"):
+                                self.attn_saved_outs.add(key[:-len("#qkvo")])
                 if ac_bwd and on_path:  # the gradients' casts (autograd casts each back to its input's dtype)
                     self.bwd.append([self._rec("autocast::_to_copy", OpKind.MEMORY, module, mtype, Phase.BACKWARD,
                                                cdt, (shp,), c, Status.HANDLED, scale) for c, cdt, shp in ac_bwd])
@@ -792,7 +813,7 @@ class _Analysis(_Validate, _Shapes):
         for n in nodes:
             if n.op_type == "Softmax":
                 has_softmax = True
-            elif n.op_type == "Erf":
+            elif n.op_type in ("Erf", "Tanh"):
                 has_erf = True
             elif n.op_type == "ReduceMean":
                 has_mean = True
@@ -810,13 +831,28 @@ class _Analysis(_Validate, _Shapes):
                 consumers.setdefault(x, []).append(i)
         good: dict = {}
         if has_erf:
-            gelus = find_gelu(nodes, producer, consumers)
+            gelus = find_gelu(nodes, producer, consumers, self._scalar_const(nodes, producer),
+                              frozenset(o.name for o in g.output))
+            # a tanh-GELU whose cube is a Pow is Python code (HF gelu_new, nanoGPT's NewGELU): eager PyTorch runs
+            # its ~8 ops as ~8 kernels (the PyTorch path prices them so); the exporter's F.gelu(approximate="tanh")
+            # (its cube x * (x * x)) is one kernel
+            eager = {id(m) for m in gelus.values() if m.pow}
             for i, m in gelus.items():
-                if self.types.get(m.x, (None, None))[1] is not None:
+                if self.types.get(m.x, (None, None))[1] is not None and id(m) not in eager:
                     good[i] = m
-            if gelus:
-                self.assumptions.append(f"{len({id(m) for m in gelus.values()})} erf-GELU decompositions "
+            erf = len({id(m) for m in gelus.values() if m.approximate != "tanh"})
+            tanh = len({id(m) for m in gelus.values() if m.approximate == "tanh"}) - len(eager)
+            if erf:
+                self.assumptions.append(f"{erf} erf-GELU decompositions "
                                         f"(Div-Erf-Add-Mul-Mul) costed as one GELU, as a GPU runs F.gelu")
+            if tanh:
+                self.assumptions.append(f"{tanh} tanh-GELU decompositions (0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 "
+                                        f"x^3))), x^3 as Muls: the exporter's F.gelu(approximate='tanh')) costed as "
+                                        f"one GELU kernel (and one gelu_backward), as a GPU runs F.gelu")
+            if eager:
+                self.assumptions.append(f"{len(eager)} tanh-GELUs written in Python (x^3 a Pow: Hugging Face's "
+                                        f"gelu_new, NewGELU) priced op by op, as eager PyTorch runs them (one kernel "
+                                        f"per op); F.gelu(approximate='tanh') would be one kernel")
         if has_mean:
             lns = find_layernorm(nodes, producer, consumers)
             for i, m in lns.items():
@@ -956,9 +992,48 @@ class _Analysis(_Validate, _Shapes):
         if idx != m.last:
             return ops.OpCost(Cost(kind=OpKind.ELEMENTWISE), [], [])
         x = self.types[m.x][1]
-        node = ops.Node(op_type, "", {}, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
+        attrs = {"approximate": "tanh"} if getattr(m, "approximate", "none") == "tanh" else {}
+        node = ops.Node(op_type, "", attrs, [x], [n.dtype], [x], [n.dtype], [m.x], [m.out], [False],
                         [m.x in self.grad], n.dtype)
         return ops._unary(node)
+
+    def _scalar_const(self, nodes, producer):
+        """tensor name -> its single float value (a Constant node's, an initializer's), or None: the constants the
+        tanh-GELU match reads."""
+        import numpy as np
+        from onnx import numpy_helper
+
+        cache: dict = {}
+
+        def value(t):
+            if t in cache:
+                return cache[t]
+            v = None
+            init = self.inits.get(t)
+            if init is not None and C.numel(tuple(init.dims)) == 1 and init.data_location != 1:
+                arr = numpy_helper.to_array(init)
+            else:
+                pi = producer.get(t)
+                n = nodes[pi] if pi is not None else None
+                arr = None
+                if n is not None and n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+                    for a in n.attribute:
+                        if a.name == "value_float":
+                            arr = np.array(a.f)
+                        elif a.name == "value_int":
+                            arr = np.array(a.i)
+                        elif a.name == "value" and a.type == 4 and a.t.data_location != 1 \
+                                and C.numel(tuple(a.t.dims)) == 1:
+                            arr = numpy_helper.to_array(a.t)
+            try:
+                if arr is not None and arr.size == 1 and arr.dtype.kind in "fiu":
+                    v = float(arr.reshape(-1)[0])
+            except (TypeError, ValueError):
+                v = None
+            cache[t] = v
+            return v
+
+        return value
 
     def _fused_attention(self, m, idx, n) -> "ops.OpCost":
         if hasattr(m, "grouped"):  # decomposed GroupNorm
@@ -1188,9 +1263,10 @@ class _Analysis(_Validate, _Shapes):
                 continue
             dt = (self.acdt.get(name, "float32") if self.autocast and dt in _FLOAT else _cast(dt, self.half)) \
                 or "float32"
-            c = C.elementwise("add", [shape, shape], shape, dt).scaled(uses - 1)
-            recs.append(self._rec("autograd::accumulate_grad", OpKind.ELEMENTWISE, module, mtype, Phase.BACKWARD, dt,
-                                  (tuple(shape),), c, Status.HANDLED, 1))
+            # k uses: k - 1 adds, each its own kernel (as autograd launches them), not one scaled k - 1 times
+            c = C.elementwise("add", [shape, shape], shape, dt)
+            recs.extend(self._rec("autograd::accumulate_grad", OpKind.ELEMENTWISE, module, mtype, Phase.BACKWARD, dt,
+                                  (tuple(shape),), c, Status.HANDLED, 1) for _ in range(uses - 1))
         if recs:
             self.bwd.insert(0, recs)
 
@@ -1414,11 +1490,13 @@ class _Analysis(_Validate, _Shapes):
             self.assumptions.append(f"loss: the forward returns a scalar, used as the loss (output {outs[0]!r})")
             return [], []
         pre, fwd, bwd = [], [], []
-        dts = {}
+        dts, own = {}, {}
         for out in outs:
             dt, shape = self.types.get(out, ("float32", None))
+            own[out] = _cast(dt, self.half) or "float32"  # the logits' dtype as the model writes them
             if self.autocast:  # cross_entropy is on autocast's fp32 list: half logits cast to fp32 first
                 src = self.acdt.get(out, dt)
+                own[out] = src or "float32"
                 if kind == "ce" and src in ("float16", "bfloat16"):
                     k = C.numel(shape)
                     pre.append(self._rec("autocast::_to_copy", OpKind.MEMORY, "", "", Phase.FORWARD, src,
@@ -1427,7 +1505,9 @@ class _Analysis(_Validate, _Shapes):
                     dt = "float32"
                 else:  # sum reads the half output and accumulates in fp32 (autocast's fp32_set_opt_dtype)
                     dt = src
-            dts[out] = _cast(dt, self.half) or "float32"
+            # under autocast the dtype is autocast's own (the fp32 cast of half logits, the cross-entropy run in fp32
+            # as torch runs it); otherwise an fp32 output of a model run in half (--precision on a held export) is half
+            dts[out] = (dt if self.autocast else _cast(dt, self.half)) or "float32"
         self.loss_casts = len(pre)
         if kind == "sum":
             # as the PyTorch frontend: loss = sum of the outputs; backward starts from ones_like(loss) and reaches
@@ -1455,7 +1535,7 @@ class _Analysis(_Validate, _Shapes):
             # as torch's F.cross_entropy: log_softmax keeps its fp32 output for backward (an activation, 4 B per
             # logit); what the loss holds beyond it at the start of backward is wattlint.memory's loss transient
             if self.loss_logits is None or rows * classes > self.loss_logits[0]:
-                self.loss_logits = (rows * classes, C.nbytes((1,), dt))
+                self.loss_logits = (rows * classes, C.nbytes((1,), own[out]))  # as torch: the logits' element size
             # the kernels PyTorch's eager F.cross_entropy launches (the torch frontend prices these same records):
             # log_softmax writes the log-probabilities, nll_loss reads one per row; backward, nll_loss_backward
             # writes a dense gradient of the log-probabilities, _log_softmax_backward_data reads it with them and
@@ -1593,7 +1673,10 @@ class _Analysis(_Validate, _Shapes):
             a.append("dropout: the graph has no Dropout node, so none is priced; if the model trains with dropout, "
                      "it is not in the graph (an eval-mode export removes it: export with "
                      "training=torch.onnx.TrainingMode.TRAINING to keep it)")
-        if self.half and self._precision_name() == self.precision:
+        if self.half and self.precision == "fp8" and not self.autocast and self._precision_name() == "fp8":
+            a.append("precision fp8 on a bf16 export: its ops run in the graph's own dtypes as exported (no autocast "
+                     "casts), the GEMMs that run in FP8 chosen at estimate time")
+        if self.autocast:  # a half precision asked of an fp32 graph (not of a half export: O2, noted with the optimizer)
             casts = self.loss_casts + sum(1 for r in self.fwd if r.op == "autocast::_to_copy") + sum(
                 1 for grp in self.bwd for r in grp if r.op == "autocast::_to_copy")
             a.append(f"precision {self.precision}: CUDA autocast emulated with its op lists, as for a PyTorch model: "
@@ -1867,6 +1950,27 @@ def _first_float(in_info, out_info) -> str:
         if dt:
             return dt
     return "float32"
+
+
+_LAYOUT_VIEWS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def _linear_weights(g, param_views: dict, inits: dict) -> set:
+    """The tensors MatMul reads as an ``nn.Linear`` weight ([out, in], used transposed): a 2-D Transpose of a
+    parameter (a re-laid-out weight, onnx_fold.parameter_views: a training-mode export's ``Transpose(W)``), or an
+    initializer the exporter folded such a Transpose into (``onnx::MatMul_*``). A weight stored [in, out] and read
+    as it is (Hugging Face's Conv1D) is not one."""
+    out = {n for n, t in inits.items() if n.startswith("onnx::MatMul_") and len(t.dims) == 2}
+    for node in g.node:
+        if node.op_type != "Transpose" or node.domain not in ("", "ai.onnx") or len(node.output) != 1 \
+                or node.output[0] not in param_views:
+            continue
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        src = inits.get(node.input[0]) if node.input else None
+        rank = len(src.dims) if src is not None else len(perm) if perm else None
+        if rank == 2 and perm in (None, [1, 0]):
+            out.add(node.output[0])
+    return out
 
 
 def _cast(dt, half):

@@ -150,8 +150,13 @@ def _unary(n: Node) -> OpCost:
     _need(x, y)
     name = UNARY[n.op_type]
     ins = [s for s in n.in_shapes if s is not None]
-    fwd = C.elementwise(name, ins, y, n.out_dtypes[0] or n.dtype, in_dtypes=[d or n.dtype for d, s in
-                                                                           zip(n.in_dtypes, n.in_shapes) if s])
+    # opset-20 Gelu(approximate="tanh") (and a decomposed tanh-GELU): forward priced as torch prices
+    # F.gelu(approximate="tanh") (gelu_tanh FLOPs); its backward as torch's gelu_backward, whatever the approximation
+    approx = n.attrs.get("approximate", "none")
+    tanh = n.op_type == "Gelu" and n.domain in ("", "ai.onnx") and (
+        approx.decode() if isinstance(approx, bytes) else str(approx)) == "tanh"
+    fwd = C.elementwise("gelu_tanh" if tanh else name, ins, y, n.out_dtypes[0] or n.dtype,
+                        in_dtypes=[d or n.dtype for d, s in zip(n.in_dtypes, n.in_shapes) if s])
     bwd, saved = [], []
     if n.in_grad and n.in_grad[0] and name not in _NO_GRAD:
         bwd.append(C.elementwise(name, [y, x], x, n.dtype, backward=True))
@@ -220,6 +225,14 @@ def _matmul(n: Node) -> OpCost:
     fwd = C.matmul(a, b, n.dtype, out_dtype=None)
     ga, gb = n.in_grad[0], n.in_grad[1]
     bwd = C.matmul_backward(a, b, n.dtype, grad_a=ga, grad_b=gb) if (ga or gb) else []
+    if gb and len(b) == 2 and n.attrs.get("linear_weight"):
+        # b is an nn.Linear weight [out, in] read transposed (x @ W^T): autograd computes its gradient as
+        # grad_out^T @ x, an [out, rows] x [rows, in] GEMM (m = out, n = in), not x^T @ grad_out (m = in, n = out);
+        # the same FLOPs and bytes, but a GEMM's time depends on its orientation
+        db = bwd[-1]
+        dims = dict(db.dims)
+        bwd[-1] = Cost(db.flops, db.bytes_read, db.bytes_written, db.kind,
+                       C._dims(b=dims["b"], m=dims["n"], n=dims["m"], k=dims["k"]))
     saved = []
     if gb and not n.in_const[0]:
         saved.append(_saved(n, 0))
@@ -245,7 +258,9 @@ def _gemm(n: Node) -> OpCost:
         if not n.in_const[1]:
             saved.append(_saved(n, 1))
     if n.in_grad[1]:
-        bwd.append(C.gemm(1, k, nn_, m, n.dtype))
+        # a transposed weight (nn.Linear's [out, in], transB = 1): its gradient is grad_out^T @ x as autograd runs
+        # it (m = out, n = in); a weight stored [in, out]: x^T @ grad_out (m = in, n = out)
+        bwd.append(C.gemm(1, nn_, k, m, n.dtype) if tb and n.in_const[1] else C.gemm(1, k, nn_, m, n.dtype))
         if not n.in_const[0]:
             saved.append(_saved(n, 0))
     if cshape is not None and len(n.in_grad) > 2 and n.in_grad[2]:

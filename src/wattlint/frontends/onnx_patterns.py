@@ -16,6 +16,7 @@ is not; ``Where(cond, scores, fill)``, boolean and additive masks mark the allow
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 _CHAIN_UP = {"Add", "Where", "Mul", "Div", "Sub", "Cast", "Identity"}
@@ -665,13 +666,20 @@ class GeluMatch:
     members: set
     x: str
     out: str
+    approximate: str = "none"  # "tanh": the tanh approximation (F.gelu(approximate="tanh"), HF gelu_new)
+    # the tanh form with its cube a Pow (torch.pow(x, 3.0), x ** 3): Python code (HF gelu_new, nanoGPT's NewGELU),
+    # which eager PyTorch runs as one kernel per op; the exporter's own F.gelu(approximate="tanh") multiplies
+    pow: bool = False
 
 
-def find_gelu(nodes, producer: dict, consumers: dict) -> dict[int, GeluMatch]:
+def find_gelu(nodes, producer: dict, consumers: dict, const=None, outputs=frozenset()) -> dict[int, GeluMatch]:
     """``0.5 * x * (1 + erf(x / sqrt(2)))`` as the TorchScript exporter decomposes ``F.gelu`` (Div|Mul -> Erf ->
     Add(1) -> Mul(x) -> Mul(0.5), the two Muls in either order): one GELU kernel on the GPU and on the PyTorch
-    path."""
+    path. With ``const`` (tensor name -> its single float value, or None), also the tanh approximation
+    (:func:`find_gelu_tanh`; ``outputs``: the graph's outputs)."""
     out: dict[int, GeluMatch] = {}
+    if const is not None:
+        out.update(find_gelu_tanh(nodes, producer, consumers, const, outputs))
     for ei, e in enumerate(nodes):
         if e.op_type != "Erf" or not e.input:
             continue
@@ -699,6 +707,158 @@ def find_gelu(nodes, producer: dict, consumers: dict) -> dict[int, GeluMatch]:
         if not any(x in nodes[i].input for i in chain[1:]):
             continue
         m = GeluMatch(chain[-1], members, x, cur)
+        for i in members:
+            out[i] = m
+    return out
+
+
+# the tanh approximation of GELU: 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_INNER = {(1, 0): _GELU_C, (3, 0): _GELU_C * 0.044715}  # the Tanh's argument, a polynomial in x
+_GELU_OUTER = {(1, 0): 0.5, (1, 1): 0.5}  # the output, a polynomial in (x, t = tanh(...)): 0.5 x + 0.5 x t
+_GELU_RTOL = 5e-3  # constants stored in bf16 (8 bits of mantissa) are off by up to 2e-3 each
+_POLY_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Neg", "Cast", "Identity"}
+
+
+def _poly_add(p: dict, q: dict, sign: float = 1.0) -> dict:
+    r = dict(p)
+    for k, v in q.items():
+        r[k] = r.get(k, 0.0) + sign * v
+    return {k: v for k, v in r.items() if abs(v) > 1e-12}
+
+
+def _poly_mul(p: dict, q: dict) -> dict | None:
+    r: dict = {}
+    for (a, b), u in p.items():
+        for (c, d), v in q.items():
+            if a + c > 6 or b + d > 6:
+                return None
+            r[(a + c, b + d)] = r.get((a + c, b + d), 0.0) + u * v
+    return {k: v for k, v in r.items() if abs(v) > 1e-12}
+
+
+def _poly_close(p: dict | None, want: dict) -> bool:
+    return p is not None and set(p) == set(want) and all(abs(p[k] - v) <= _GELU_RTOL * abs(v) for k, v in want.items())
+
+
+def _poly(t, leaves: dict, nodes, producer, consumers, const, members: set, root: bool = False, depth: int = 0,
+          outputs=frozenset()):
+    """The value of tensor ``t`` as a polynomial (dict (i, j) -> coefficient of x^i * y^j) in the leaf tensors
+    ``leaves`` (name -> (i, j) of its variable), built from constants (``const``) through Add / Sub / Mul / Div by a
+    constant / Pow by a small integer constant / Neg / Cast / Identity nodes whose output only this expression reads
+    (``root``: ``t``'s own readers are not checked; a graph output of ``outputs`` is read outside the graph); those
+    nodes are added to ``members``. None when ``t`` is not such an expression."""
+    if t in leaves:
+        return {leaves[t]: 1.0}
+    v = const(t)
+    if v is not None:
+        return {(0, 0): float(v)} if v else {}
+    pi = producer.get(t)
+    if pi is None or depth > 12 or len(members) > 24 or (not root and (len(consumers.get(t, ())) != 1
+                                                                        or t in outputs)):
+        return None
+    n = nodes[pi]
+    if n.op_type not in _POLY_OPS or n.domain not in ("", "ai.onnx") or not n.input or len(n.output) != 1:
+        return None
+    ins = [i for i in n.input if i]
+    if n.op_type in ("Neg", "Cast", "Identity"):
+        p = _poly(ins[0], leaves, nodes, producer, consumers, const, members, depth=depth + 1, outputs=outputs)
+        r = None if p is None else {k: -v for k, v in p.items()} if n.op_type == "Neg" else p
+    elif len(ins) != 2:
+        return None
+    elif n.op_type == "Pow":
+        e = const(ins[1])
+        if e is None or float(e) != int(e) or not 1 <= int(e) <= 4:
+            return None
+        p = _poly(ins[0], leaves, nodes, producer, consumers, const, members, depth=depth + 1, outputs=outputs)
+        r = p
+        for _ in range(int(e) - 1):
+            r = None if r is None else _poly_mul(r, p)
+    else:
+        a = _poly(ins[0], leaves, nodes, producer, consumers, const, members, depth=depth + 1, outputs=outputs)
+        b = _poly(ins[1], leaves, nodes, producer, consumers, const, members, depth=depth + 1, outputs=outputs)
+        if a is None or b is None:
+            return None
+        if n.op_type == "Add":
+            r = _poly_add(a, b)
+        elif n.op_type == "Sub":
+            r = _poly_add(a, b, -1.0)
+        elif n.op_type == "Mul":
+            r = _poly_mul(a, b)
+        else:  # Div: by a nonzero constant only
+            d = b.get((0, 0)) if set(b) == {(0, 0)} else None
+            r = {k: v / d for k, v in a.items()} if d else None
+    if r is not None:
+        members.add(pi)
+    return r
+
+
+def _free_leaves(t, nodes, producer, consumers, const, out: set, root: bool = False, depth: int = 0,
+                 outputs=frozenset()) -> bool:
+    """The non-constant tensors an expression of :func:`_poly`'s ops computing ``t`` reads (a tensor read elsewhere
+    too, or not produced by such an op, ends the expression) into ``out``; False when it is too deep."""
+    if const(t) is not None:
+        return True
+    pi = producer.get(t)
+    if depth > 12 or len(out) > 2:
+        return False
+    if pi is None or (not root and (len(consumers.get(t, ())) != 1 or t in outputs)) \
+            or nodes[pi].op_type not in _POLY_OPS \
+            or nodes[pi].domain not in ("", "ai.onnx"):
+        out.add(t)
+        return True
+    n = nodes[pi]
+    ins = [i for i in n.input if i][:1] if n.op_type == "Pow" else [i for i in n.input if i]
+    return all(_free_leaves(i, nodes, producer, consumers, const, out, depth=depth + 1, outputs=outputs) for i in ins)
+
+
+def find_gelu_tanh(nodes, producer: dict, consumers: dict, const, outputs=frozenset()) -> dict[int, GeluMatch]:
+    """``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` as the TorchScript exporter decomposes
+    ``F.gelu(approximate="tanh")`` and Hugging Face's ``gelu_new`` / nanoGPT's ``NewGELU`` (about 9 Mul / Add / Pow /
+    Tanh nodes). Matched by value, whatever the order of the
+    factors and terms: the Tanh's argument must be exactly ``c1 * x + c3 * x^3`` (x^3 as ``Mul(Mul(x, x), x)``,
+    ``Mul(x, Mul(x, x))``, ``Pow(x, 3)``, or factored as ``x * (1 + 0.044715 x^2)``) and the output, reached from the
+    Tanh through nodes read once, ``0.5 * x + 0.5 * x * tanh(..)``, each constant within 0.5 % (a bf16 export's).
+    ``const``: tensor name -> its single float value (a Constant node or an initializer), or None; ``outputs``: the
+    graph's outputs (read outside it: a partial product that is one is materialized, no match). A match whose cube
+    is a Pow is flagged (:attr:`GeluMatch.pow`): Python code, not the exporter's F.gelu; the frontend decides."""
+    out: dict[int, GeluMatch] = {}
+    for ti, tn in enumerate(nodes):
+        if tn.op_type != "Tanh" or tn.domain not in ("", "ai.onnx") or len(tn.input) != 1 or len(tn.output) != 1:
+            continue
+        t = tn.output[0]
+        free: set = set()
+        if not _free_leaves(tn.input[0], nodes, producer, consumers, const, free, root=True, outputs=outputs) \
+                or len(free) != 1 or t in outputs or tn.input[0] in outputs:
+            continue
+        x = next(iter(free))
+        members = {ti}
+        inner = _poly(tn.input[0], {x: (1, 0)}, nodes, producer, consumers, const, members, root=True,
+                      outputs=outputs)
+        if not _poly_close(inner, _GELU_INNER) or len(consumers.get(tn.input[0], ())) != 1:
+            continue
+        cur, last = t, None
+        for _ in range(6):
+            cons = consumers.get(cur, [])
+            if len(cons) != 1 or cons[0] in members or (cur != t and cur in outputs):
+                break
+            ci = cons[0]
+            c = nodes[ci]
+            if c.op_type not in _POLY_OPS or c.domain not in ("", "ai.onnx") or len(c.output) != 1:
+                break
+            found = set(members)
+            p = _poly(c.output[0], {x: (1, 0), t: (0, 1)}, nodes, producer, consumers, const, found, root=True,
+                      outputs=outputs)
+            if p is None:
+                break
+            members = found
+            cur = c.output[0]
+            if _poly_close(p, _GELU_OUTER):
+                last = ci
+                break
+        if last is None or any(i in out for i in members):
+            continue
+        m = GeluMatch(last, members, x, cur, "tanh", any(nodes[i].op_type == "Pow" for i in members))
         for i in members:
             out[i] = m
     return out
