@@ -127,7 +127,7 @@ def test_a_configured_cloud_region_that_still_sets_the_pue_is_said_to_set_only_t
 
 def _correction(models: Path) -> None:
     """A run-level correction (x1.5 time, x1.4 energy) of the shipped H200 model, in ``models``/h200-sxm-141gb/."""
-    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor
+    from wattlint.energy.predictor import MODELS_DIR, ModelsDir, get_predictor, model_content_id
     from wattlint.hardware import resolve_gpu
 
     h200 = resolve_gpu("h200-sxm-141gb")[0]
@@ -137,7 +137,7 @@ def _correction(models: Path) -> None:
     (models / h200.key / "run_correction.json").write_text(json.dumps({
         "schema": "wattlint.run-correction/1", "gpu": {"key": h200.key}, "time_factor": 1.5, "energy_factor": 1.4,
         "quantiles": {"time": [1.2, 1.9], "energy": [1.1, 1.8]}, "source": "run-level correction from 2 runs",
-        "base_energy_model": f"{base.calibration}: {base.source}", "runs": [{"file": "a.jsonl"}, {"file": "b.jsonl"}]}))
+        "base_energy_model": f"{base.calibration}: {base.source}", "base_model_id": model_content_id(base), "runs": [{"file": "a.jsonl"}, {"file": "b.jsonl"}]}))
 
 
 def test_compare_run_searches_the_configured_and_given_models_dir_as_estimate_does(tmp_path, capsys, monkeypatch):

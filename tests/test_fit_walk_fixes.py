@@ -165,15 +165,19 @@ def test_a_fit_keeps_the_model_it_replaces_beside_it(fake_run, tmp_path, run_cli
     assert code == 0, err
     kept = [p for p in out.parent.iterdir() if p.name.startswith("fake-gpu.previous-")]
     assert len(kept) == 1 and f"wattlint: note: the earlier model in {out} was kept in {kept[0]}" in err, err
-    assert {p.name: p.read_bytes() for p in kept[0].iterdir()} == earlier
+    # the run correction beside the model is copied with it (restoring the backup restores both) and left in place,
+    # where it is no longer applied (matched to its model by content), and said so
+    assert f"the run correction {out / 'run_correction.json'} was fitted on top of the earlier model" in err
+    assert "estimates no longer apply it" in err
+    assert {p.name: p.read_bytes() for p in kept[0].iterdir()} == {**earlier, "run_correction.json": b"{}\n"}
     load_model(kept[0])  # a whole model
     assert (out / "run_correction.json").read_text() == "{}\n"
     # a refit in the same second gets its own folder: a backup is never overwritten
     second = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "run_correction.json"}
     again = fit_runs([str(fake_run.csv)], str(out), rounds=5, folds=2)
     assert again.previous is not None and again.previous != kept[0]
-    assert {p.name: p.read_bytes() for p in again.previous.iterdir()} == second
-    assert {p.name: p.read_bytes() for p in kept[0].iterdir()} == earlier
+    assert {p.name: p.read_bytes() for p in again.previous.iterdir()} == {**second, "run_correction.json": b"{}\n"}
+    assert {p.name: p.read_bytes() for p in kept[0].iterdir()} == {**earlier, "run_correction.json": b"{}\n"}
     # the same fit again (the same boosters, byte for byte): nothing is replaced but dates, no copy is added (review:
     # every refit of identical data added a 1 MB copy)
     backups = sorted(p.name for p in out.parent.iterdir() if ".previous-" in p.name)

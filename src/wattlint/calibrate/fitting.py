@@ -133,11 +133,16 @@ def _check_provenance(prov: dict[str, Any], where: Path) -> None:
     sessions = prov.get("sessions", [])
     if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
         raise FitError(f"{where}: 'sessions' must be a list of objects")
+    kind = (prov.get("device") or {}).get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise FitError(f"{where}: device.kind = {json.dumps(kind, default=str)[:40]}: expected the device kind the "
+                       "runner writes (a string: cuda, cpu, fake)")
     for x in sessions:
-        v = x.get("idle_power_w")
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-                              or v < 0):
-            raise FitError(f"{where}: sessions idle_power_w = {str(v)[:40]!r}: expected a finite number >= 0")
+        for name in ("idle_power_w", "autograd_overhead_s"):  # a bad overhead read as 0 kept host-bound calls (review)
+            v = x.get(name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0):
+                raise FitError(f"{where}: sessions {name} = {str(v)[:40]!r}: expected a finite number >= 0")
 
 
 def run_spec(prov: dict[str, Any], gpu_key: str | None = None) -> tuple[GpuSpec, str]:
@@ -178,11 +183,29 @@ HOST_BOUND_FACTOR = 1.5
 
 
 def _float(v) -> float:
+    """A non-negative number of the provenance (checked by _check_provenance), 0 when absent."""
     try:
         x = float(v)
     except (TypeError, ValueError):
         return 0.0
     return x if math.isfinite(x) and x > 0 else 0.0
+
+
+def _overhead_s(row: dict[str, Any], where: Path) -> float:
+    """A CSV row's ``overhead_s`` (what an older runner subtracted from a backward call): empty is 0 (the runner
+    writes an unset or non-finite value empty); anything else must be a finite number >= 0 (FitError naming the file
+    and the field: a 'nan' read as 0 kept host-bound calls in the fit, review)."""
+    v = row.get("overhead_s")
+    if v is None or str(v).strip() == "":
+        return 0.0
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        x = float("nan")
+    if not (math.isfinite(x) and x >= 0):
+        raise FitError(f"{where}: sample {str(row.get('sample_id'))[:40]} overhead_s = {str(v)[:40]!r}: expected a "
+                       "finite number >= 0 (or empty)")
+    return x
 
 
 def _gpu_engine_overhead(prov: dict[str, Any]) -> float:
@@ -289,7 +312,7 @@ def load_fit_data(runs: list[RunPaths], gpu_key: str | None = None):
                 continue
             fam, prec, phase = row["family"], row["precision"], row["phase"]
             if phase == "backward" and engine_s > 0:
-                t_meas += _float(row.get("overhead_s"))  # runs that subtracted the engine overhead: undo it
+                t_meas += _overhead_s(row, rp.csv)  # runs that subtracted the engine overhead: undo it
                 if t_meas < HOST_BOUND_FACTOR * engine_s:
                     skipped["host-bound backward call (kernel time not observable)"] += 1
                     continue

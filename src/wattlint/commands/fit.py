@@ -126,6 +126,12 @@ def run(args: argparse.Namespace) -> int:
           f"{card['gpu']['key']} -> {model.path}")
     if model.previous is not None:  # the model this fit replaced: kept, and said where
         print(f"wattlint: note: the earlier model in {model.path} was kept in {model.previous}", file=sys.stderr)
+        from ..tracking.fit import FILE as RUN_CORRECTION
+
+        if (model.path / RUN_CORRECTION).is_file():  # fitted on the earlier model: never applied on top of this one
+            print(f"wattlint: note: the run correction {model.path / RUN_CORRECTION} was fitted on top of the "
+                  f"earlier model (a copy is kept beside it in {model.previous}): estimates no longer apply it; "
+                  "re-run `wattlint fit <records>` on runs tracked with this model", file=sys.stderr)
     dropped = (card.get("data") or {}).get("skipped_rows") or {}
     if dropped:
         print(f"  dropped {sum(dropped.values())} row(s): "

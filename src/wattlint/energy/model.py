@@ -567,15 +567,20 @@ def fit_model(data: FitData, out_dir: str | Path, *, gpu: dict[str, Any], proven
 
 
 def keep_previous_model(out: Path) -> Path | None:
-    """Copy the model files in ``out`` (card.json, time.txt, power.txt; nothing else there, e.g. a run correction)
+    """Copy the model files in ``out`` (card.json, time.txt, power.txt), and the run correction fitted on top of it
+    when there is one (run_correction.json: restoring the backup restores both; the one left in ``out`` is not
+    applied on top of the refit, energy.predictor.apply_run_correction matches a correction to its model's content)
     into a new sibling folder ``<out>.previous-<UTC time>`` (``-2``, ``-3``... when one of that name exists: a backup
     is never overwritten) and return it; None when ``out`` holds no model file. The estimator never reads it (a
     models folder is searched by GPU key, and its card names another folder)."""
     from datetime import datetime, timezone
 
+    from ..tracking.fit import FILE as RUN_CORRECTION
+
     names = [n for n in (CARD, TIME_FILE, POWER_FILE) if (out / n).is_file()]
     if not names:
         return None
+    names += [RUN_CORRECTION] if (out / RUN_CORRECTION).is_file() else []
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     i = 1
     while True:

@@ -374,30 +374,83 @@ def model_identity(label: str) -> str:
     return _FOLDER_SUFFIX.sub("", " ".join(str(label).split()))
 
 
+def model_content_id(pred) -> str | None:
+    """The content identity of an op-level energy model: ``sha256:`` of its calibration label and its model files'
+    sha256 (``card.files``, checked against the files when the model loads) with the op kinds it corrects (the
+    card's ``data.record_kinds``); a card that lists no files (the public-fit model's) is hashed whole. None for the
+    prior (no fitted content: its label names it). Two fits of one GPU on one day carry the same label ("<key> run
+    <date>") but never the same content: a run correction is matched to the model it was fitted on top of by this
+    (review: a correction fitted on one fit was applied on top of a refit, doubling its factor)."""
+    import hashlib
+    import json
+
+    card = getattr(getattr(pred, "model", None), "card", None)
+    if not isinstance(card, dict):
+        return None
+    files = card.get("files")
+    data = card.get("data") if isinstance(card.get("data"), dict) else {}
+    what = ({"files": files, "record_kinds": data.get("record_kinds")} if isinstance(files, dict) and files
+            else {"card": card})
+    payload = json.dumps({"calibration": getattr(pred, "calibration", ""), **what}, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _short(h: str | None) -> str:
+    return (h or "none").replace("sha256:", "")[:12]
+
+
+def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Predictor | None, str | None]:
+    """``(base x the run correction at path, None)`` when that correction was fitted on top of this very base model,
+    else ``(None, why)`` (``(None, None)``: no file there). The base is identified by content
+    (:func:`model_content_id`: a refit that keeps the label is another model); a correction fitted on records that
+    did not record their model's content is matched by its label (folder left out: :func:`model_identity`) on the
+    prior or the shipped public-fit model, and never applied on top of a user's fitted (measured or transferred)
+    model: which fit of it that was cannot be told."""
+    from ..tracking.fit import FITTED_HERE, RunCorrectedPredictor, RunFitError, read_correction
+
+    if not path.is_file():
+        return None, None
+    try:
+        corr = read_correction(path)
+    except RunFitError as e:
+        return None, f"run correction {path} not usable: {' '.join(str(e).split())[:200]}"
+    if corr.gpu_key != gpu_key:
+        return None, f"run correction {path} not used: it was fitted on {corr.gpu_key}"
+    here = f"{base.calibration}: {base.source}"
+    have, want = model_content_id(base), corr.base_model_id
+    if want is None and base.calibration not in FITTED_HERE:  # the prior, the shipped public-fit: by label
+        same = model_identity(corr.base_energy_model) == model_identity(here)
+    else:
+        same = have == want
+    if same:
+        return RunCorrectedPredictor(base, corr), None
+    if want is None:
+        what = (f"'{corr.base_energy_model}', from records that do not say which fit of it predicted them, tracked "
+                "before wattlint recorded a model's content")
+    else:
+        what = f"'{corr.base_energy_model}', content {_short(want)}"
+    now = f"'{here}'" + (f", content {_short(have)}" if have else "")
+    return None, (f"run correction {path} fitted on another model ({what}); this estimate's energy model is {now}; "
+                  "not applied: re-run `wattlint fit <records>` on runs tracked with this model")
+
+
 def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
     """``base`` x the user's run-level correction for this GPU (wattlint fit on tracked runs): the first one along
-    the search path, applied when it was fitted on top of this very base model (wherever the model's folder is now);
-    one that is unreadable or fitted on another model is stated in the searched line, never dropped silently."""
-    from ..tracking.fit import FILE, RunCorrectedPredictor, RunFitError, read_correction
+    the search path, applied when it was fitted on top of this very base model (:func:`apply_run_correction`;
+    wherever the model's folder is now); one that is unreadable or fitted on another model is stated in the
+    searched line, never dropped silently."""
+    from ..tracking.fit import FILE
 
     notes = []
     for d in dirs:
-        path = d.path / gpu.key / FILE
-        if not path.is_file():
+        corrected, why = apply_run_correction(base, gpu.key, d.path / gpu.key / FILE)
+        if corrected is not None:
+            return corrected
+        if why is None:
             continue
-        try:
-            corr = read_correction(path)
-        except RunFitError as e:
-            notes.append(f"run correction {path} not usable: {' '.join(str(e).split())[:200]}")
+        notes.append(why)
+        if " not usable: " in why or " not used: " in why:
             continue
-        if corr.gpu_key != gpu.key:
-            notes.append(f"run correction {path} not used: it was fitted on {corr.gpu_key}")
-            continue
-        here = f"{base.calibration}: {base.source}"
-        if model_identity(corr.base_energy_model) == model_identity(here):
-            return RunCorrectedPredictor(base, corr)
-        notes.append(f"run correction {path} not applied: fitted on top of '{corr.base_energy_model}', this "
-                     f"estimate's energy model is '{here}' (refit it: wattlint fit on the tracked runs)")
         break
     if notes:
         base.searched = "; ".join([base.searched, *notes]) if base.searched else "; ".join(notes)

@@ -22,7 +22,11 @@ first record's, timed on another step clock than the first record's (wall / proc
 another model named one by one are refused with a clear message; records with no stable phase or no static
 prediction, records found in a folder that name no device to correct (a CPU run tracked without cpu_calibration=,
 an unresolved GPU: the default wattlint-runs/ folder collects every run) and (with --model-hash) of another model
-found in a folder, are skipped and listed.
+found in a folder, are skipped and listed; so are records whose prediction includes a run correction and that keep
+no uncorrected one beside it (``static.base``, what a record tracked while a correction applies is fitted against)
+and records of a user's fitted model that do not say which fit of it (``energy_model_id``). The correction names
+the content of the op-level model it sits on (``base_model_id``): estimates apply it on top of that model only
+(wattlint.energy.predictor.apply_run_correction).
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ METHOD = ("time_factor = exp(mean over models of the mean ln(measured / predicte
           "per step (None when energy is modelled); validated leave-one-run-out (a job's ranks held out together) "
           "and leave-one-model-out; 5-95 % range exp(mean +- 1.645 sd) of held-out log residuals, widened to cover "
           "each of them")
+#: the calibrations whose model a user fits (and refits under the same label): a prediction by one must carry the
+#: model's content id (energy.predictor.model_content_id) to be fitted, and a correction without one is never
+#: applied on top of one
+FITTED_HERE = ("measured", "transferred")
 JOB_OVERLAP_S = 2.0  # slack on 'running at the same time': started_utc has whole seconds
 
 
@@ -101,6 +109,9 @@ class RunCorrection:
     runs: int
     models: int
     path: str = ""
+    # the content of the op-level model it was fitted on top of (energy.predictor.model_content_id; None: the prior,
+    # or records that did not record it): a correction is applied on top of that very model only
+    base_model_id: str | None = None
     card: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -201,6 +212,9 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
     target = gpu_key
     first_gk: str | None = None  # the first record's GPU (named when every record is skipped)
     base: str | None = None
+    base_id: str | None = None
+    base_cal = ""
+    unidentified: list[str] = []
     base_file = ""
     clock: str | None = None
     clock_file = ""
@@ -259,6 +273,10 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
             skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
             continue
+        pred, why = _base_prediction(st)
+        if why:
+            skipped.append({"file": str(f), "reason": why})
+            continue
         rd = rec.run_data()
         a = analyze(rd, Settings.from_dict(h.get("settings")))
         reached = any(e.get("kind") == "stable" for e in rec.events)
@@ -270,10 +288,10 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
         ps = a["per_step"]
         basis = energy_basis(a)
         e_meas = ps.get("device_energy_j") if basis == "measured" else None
-        e_pred = st["per_step"].get("gpu_energy_j") if e_meas is not None else None
+        e_pred = pred["per_step"].get("gpu_energy_j") if e_meas is not None else None
         if e_pred is not None:  # one rank's record of a multi-GPU job: its GPU's share of the job's estimate
             e_pred = float(e_pred) * device_share(a, st)[0]
-        odd = _implausible(("time", ps.get("time_s"), st["per_step"].get("time_s")),
+        odd = _implausible(("time", ps.get("time_s"), pred["per_step"].get("time_s")),
                            *((("energy", e_meas, e_pred),) if e_meas is not None else ()))
         if odd:
             skipped.append({"file": str(f), "reason": odd})
@@ -290,18 +308,22 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
             raise RunFitError(f"{f}: its steps were timed on the {ck!r} clock, but {clock_file}'s on the {clock!r} "
                               "clock (process: CPU seconds of all threads; wall: elapsed time): one correction "
                               "cannot mix them; fit these records separately")
-        em = str(st.get("energy_model") or f"{st.get('calibration')}: {st.get('calibration_source')}")
-        if "run-level correction" in em:
-            raise RunFitError(f"{f}: its static prediction already includes a run-level correction ({em}); "
-                              "fitting on it would correct twice")
+        em = _label(pred)
+        mid = pred.get("energy_model_id")
+        if mid is None and str(pred.get("calibration")) in FITTED_HERE:
+            unidentified.append(str(f))  # tracked before the model's content was recorded: said by print_fit
         if base is None:
-            base, base_file = em, str(f)
-        elif em != base:
-            raise RunFitError(f"{f}: predicted with energy model {em!r}, but {base_file} with {base!r}: a run "
+            base, base_id, base_file, base_cal = em, mid, str(f), str(pred.get("calibration"))
+        elif em == base and (mid is None or base_id is None):  # a record that does not say which fit: the one named
+            base_id = base_id or mid
+        elif em != base or mid != base_id:
+            what = f"energy model {em!r}" + (f" (content {short(mid)})" if mid != base_id else "")
+            was = f"{base!r}" + (f" (content {short(base_id)})" if mid != base_id else "")
+            raise RunFitError(f"{f}: predicted with {what}, but {base_file} with {was}: a run "
                               "correction sits on top of ONE op-level model; fit these records separately")
         points.append(RunPoint(
             file=str(f), sha256=rec.sha256, model_hash=mh, model_name=(h.get("model") or {}).get("name"),
-            gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(st["per_step"]["time_s"]),
+            gpu_key=gk, time_meas=float(ps["time_s"]), time_pred=float(pred["per_step"]["time_s"]),
             energy_meas=e_meas, energy_pred=e_pred,
             energy_basis=basis, stable_steps=int(a["step_time_s"]["n"])))
         jobs.append(_job_of(h, rd.elapsed_s, (rec.summary or {}).get("close_time_s")))
@@ -315,7 +337,34 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                 "; a CPU run needs cpu_calibration=<folder of a 'wattlint calibrate --device cpu' run> when it is "
                 "tracked" if any(x["reason"].startswith("no device to correct") for x in skipped) else ""))
         raise RunFitError("no run records given")
-    return points, skipped, target, base or "", clock or "wall"
+    return points, skipped, target, base or "", clock or "wall", {"id": base_id, "calibration": base_cal,
+                                                                   "unidentified": unidentified}
+
+
+def _label(pred: dict[str, Any]) -> str:
+    return str(pred.get("energy_model") or f"{pred.get('calibration')}: {pred.get('calibration_source')}")
+
+
+def _base_prediction(st: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``(prediction, None)``: the static prediction of the op-level model alone that a record's header holds (its
+    ``static``, or where that already includes a run-level correction, the uncorrected one the tracker keeps beside
+    it in ``static.base``), else ``({}, why it cannot be fitted)``. Its ``energy_model_id`` (the op-level model's
+    content) tells which fit of a model predicted it: two fits of one day share their label."""
+    pred = st
+    em = _label(st)
+    if "run-level correction" in em:
+        b = st.get("base")
+        if not isinstance(b, dict) or b.get("error") or not (b.get("per_step") or {}).get("time_s") \
+                or "run-level correction" in _label(b):
+            why = (b or {}).get("error") if isinstance(b, dict) else None
+            return {}, (f"its static prediction includes a run-level correction ({em}) and the record holds no "
+                        "uncorrected prediction" + (f" ({why})" if why else " (tracked before wattlint kept it)")
+                        + ": fitting on it would correct twice; track the run again to fit it")
+        pred = b
+    mid = pred.get("energy_model_id")
+    if mid is not None and not isinstance(mid, str):
+        return {}, f"energy_model_id = {json.dumps(mid, default=str)[:40]}: not a content hash (a damaged record)"
+    return pred, None
 
 
 def _job_of(h: dict[str, Any], elapsed: float | None, closed: float | None) -> dict[str, Any] | None:
@@ -471,7 +520,7 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
     named = [Path(p) for p in paths if not Path(p).is_dir()]
     also = ("; left out: " + "; ".join(f"{Path(o['file']).name}: {o['reason']}" for o in other)) if other else ""
     try:
-        points, skipped, key, base, clock = load_points(files, gpu_key, model_hash, named)
+        points, skipped, key, base, clock, base_info = load_points(files, gpu_key, model_hash, named)
     except RunFitError as e:
         if also and str(e).startswith("no usable run record"):
             raise RunFitError(f"{e}{also}") from None
@@ -522,9 +571,16 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
         if is_cpu and models in out_path.resolve().parents:
             raise RunFitError(f"{out_path}: a CPU run correction never goes into a models folder ({models}): it is "
                               "not a GPU calibration; pick another --out")
+    base_id, base_from = base_info["id"], "records" if base_info["id"] else None
+    if base_id is None and base_info["calibration"] in FITTED_HERE:
+        # records tracked before the model's content was recorded: tied to the model of that label found now where
+        # the correction is used (print_fit says so; a refit after the correction is never under it)
+        base_id, base_from = _model_found_now(key, base, is_cpu, out_path)
     doc = {
         "schema": SCHEMA, "created_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "gpu": {"key": key, "is_cpu": is_cpu}, "base_energy_model": base, "time_factor": tf, "energy_factor": ef,
+        "gpu": {"key": key, "is_cpu": is_cpu}, "base_energy_model": base, "base_model_id": base_id,
+        "base_model_id_from": base_from, "unidentified_records": [Path(f).name for f in base_info["unidentified"]],
+        "time_factor": tf, "energy_factor": ef,
         "quantiles": {"time": list(q_time) if q_time else None, "energy": list(q_energy) if q_energy else None},
         "range_basis": "leave-one-model-out" if "leave_one_model_out" in val else "leave-one-run-out",
         "energy_basis": kinds, "source": source, "validation": val,
@@ -535,6 +591,33 @@ def fit_records(paths: Sequence[str], out: str | None = None, gpu_key: str | Non
 
     atomic_write_text(out_path, json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return _from_doc(doc, out_path), out_path
+
+
+def _model_found_now(key: str, label: str, is_cpu: bool, out_path: Path) -> tuple[str | None, str | None]:
+    """(content id, where) of the op-level model labelled ``label`` that estimates would put this correction on top
+    of: a GPU's along the models search path (the folder the correction goes into first), a CPU's in the CPU
+    calibration folder it goes into; (None, None) when none of that label is found there."""
+    from ..energy.predictor import ModelsDir, get_predictor, model_content_id, model_identity, search_path
+
+    try:
+        if is_cpu:
+            from .static import cpu_device
+
+            p = cpu_device(str(out_path.parent))[1]
+        else:
+            from ..hardware import resolve_gpu
+
+            dirs = search_path()
+            if out_path.parent.name == key:
+                dirs = (ModelsDir(out_path.parent.parent.resolve(), "models dir"), *dirs)
+            p = get_predictor(resolve_gpu(key)[0], dirs)
+    except Exception:  # noqa: BLE001 - no model found: the correction names none (print_fit says so)
+        return None, None
+    p = p.base if isinstance(p, RunCorrectedPredictor) else p
+    here = f"{getattr(p, 'calibration', '')}: {getattr(p, 'source', '')}"
+    if p is None or model_identity(here) != model_identity(label):
+        return None, None
+    return model_content_id(p), here
 
 
 def _refuse_replacing(out_path: Path, inputs: Sequence[Path]) -> None:
@@ -563,6 +646,7 @@ def _from_doc(doc: dict[str, Any], path: Path) -> RunCorrection:
                          energy_factor=None if doc.get("energy_factor") is None else float(doc["energy_factor"]),
                          quantiles={k: tuple(v) for k, v in q.items() if v}, source=doc["source"],
                          base_energy_model=doc.get("base_energy_model", ""),
+                         base_model_id=doc.get("base_model_id"),
                          # the ranks of one job are one run (their "job"); a correction written before: one per record
                          runs=len({r.get("job") or r.get("file") for r in doc.get("runs") or []}),
                          models=len({r.get("model_hash") or r.get("file") for r in doc.get("runs") or []}),
@@ -599,6 +683,9 @@ def _bad_numbers(doc: dict[str, Any]) -> str | None:
     for name, v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and lo <= v <= hi):
             return f"{name} = {v!r}: expected a finite factor in [{lo:g}, {hi:g}]"
+    mid = doc.get("base_model_id")
+    if mid is not None and not isinstance(mid, str):
+        return f"base_model_id = {json.dumps(mid, default=str)[:40]}: expected a content hash (a string) or null"
     return None
 
 
@@ -633,10 +720,13 @@ class RunCorrectedPredictor:
     """A predictor (same interface as wattlint.energy.predictor.Predictor) = a base predictor x a run correction.
 
     Per-op times x ``time_factor``; per-op powers x ``energy_factor / time_factor`` (so energies x
-    ``energy_factor``; power unchanged when the correction has no energy factor). A what-if ``utilization`` is the
+    ``energy_factor``; power unchanged when the correction has no energy factor), a raised power capped at the
+    device's board power ``tdp_w`` as the op-level measured model caps its own (energy = capped power x time: a
+    GPU never draws more than its board power, review: 932 W on a 700 W H100). A what-if ``utilization`` is the
     base's (the prior's) alone: the override replaces the predicted efficiency, and the report labels those ops
-    prior. Range: the correction's held-out quantiles.
-    Apply it only on top of the base it was fitted on (``correction.base_energy_model``)."""
+    prior. Range: the correction's held-out quantiles, at least as wide as the op-level measured model's minimum.
+    Apply it only on top of the base it was fitted on (``correction.base_model_id``, energy.predictor
+    .apply_run_correction)."""
 
     calibration = "measured"
 
@@ -651,7 +741,11 @@ class RunCorrectedPredictor:
         ef = self.correction.energy_factor if self.correction.energy_factor is not None else tf
         if utilization is not None:  # a what-if utilization is the base's prior, labelled so: no correction
             return list(times), list(powers)
-        return [t * tf for t in times], [p * ef / tf for p in powers]
+        r = ef / tf
+        cap = float(getattr(gpu, "tdp_w", 0.0) or 0.0)
+        if r > 1 and cap > 0:  # never above the board power (nor below the base's own power, were it above it)
+            return [t * tf for t in times], [min(p * r, max(p, cap)) for p in powers]
+        return [t * tf for t in times], [p * r for p in powers]
 
     @property
     def searched(self) -> str:
@@ -659,14 +753,20 @@ class RunCorrectedPredictor:
 
     def range_factors(self, quantity: str = "energy") -> tuple[float, float]:
         """5-95 % band of ``quantity`` (energy | time): the correction's held-out quantiles (energy falls back to
-        time when the energy was not measured)."""
+        time when the energy was not measured), widened around their central factor sqrt(lo x hi) to at least the
+        op-level measured model's minimum band (energy.predictor.MIN_MEASURED_RANGE): a few runs that agree do not
+        make a +-1 % (or zero-width) range (review)."""
+        from ..energy.predictor import MIN_MEASURED_RANGE
+
         q = self.correction.quantiles.get(quantity) or self.correction.quantiles.get("time")
         if not q:
             try:
                 return self.base.range_factors(quantity)
             except TypeError:  # a predictor with the older one-argument interface
                 return self.base.range_factors()
-        return float(q[0]), float(q[1])
+        lo, hi = float(q[0]), float(q[1])
+        mid = math.sqrt(lo * hi)
+        return min(lo, mid * MIN_MEASURED_RANGE[0]), max(hi, mid * MIN_MEASURED_RANGE[1])
 
 
 def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_hash: str | None) -> int:
@@ -698,4 +798,71 @@ def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_
         print(f"  skipped {Path(s['file']).name}: {s['reason']}")
     for s in other:  # review: a folder's newer record was left out without a word
         print(f"  left out {Path(s['file']).name}: {s['reason']}")
+    unidentified = doc.get("unidentified_records") or []
+    if unidentified and doc.get("base_model_id_from") not in (None, "records"):
+        print(f"  note: {len(unidentified)} record(s) do not say which fit of '{corr.base_energy_model}' predicted "
+              "them (tracked before wattlint recorded a model's content; two fits of one day share that label): the "
+              f"correction is tied to the one found now, {doc['base_model_id_from']} (content "
+              f"{short(corr.base_model_id)}); if it was refitted after those runs, track them again and refit")
+    elif unidentified and corr.base_model_id is None:
+        print(f"  note: {len(unidentified)} record(s) do not say which fit of '{corr.base_energy_model}' predicted "
+              "them (tracked before wattlint recorded a model's content) and no model of that label is found where "
+              "this correction would be used: no estimate applies it on top of a fitted model; track the runs "
+              "again and refit")
+    used = _where_used(corr, path)
+    worse = worse_than_none(doc["validation"])
+    if worse:  # as `wattlint fit` of calibration runs warns of a fit worse than the prior (commands/fit.py)
+        import sys
+
+        print(f"wattlint: warning: the run correction's held-out error is worse than no correction: {worse}; "
+              + (used or "no estimate uses it where it is") + "; to keep the uncorrected model, delete or move "
+              f"{path}; runs of more models may improve it", file=sys.stderr)
+    elif doc["gpu"].get("is_cpu") and not used:
+        print(f"  note: this run correction is used by no estimate where it is ({path}): "
+              + (f"--cpu-calibration / cpu_calibration= DIR apply only DIR/{FILE} (DIR: the CPU calibration run "
+                 "folder the runs were tracked with); to use it, fit with --out DIR (or move it there)"
+                 if corr.gpu_key.startswith("cpu-") else
+                 f"it was fitted on records without measured energy, and {corr.gpu_key} estimates read corrections "
+                 "from models folders only"))
     return 0
+
+
+def worse_than_none(validation: dict[str, Any]) -> str | None:
+    """The held-out figures of a run correction that predicts worse than no correction (the op-level model alone),
+    as one phrase, or None: leave-one-model-out where there is one (the honest figure for a model never tracked),
+    else leave-one-run-out; time, and energy where it was measured."""
+    name = "leave_one_model_out" if validation.get("leave_one_model_out") else "leave_one_run_out"
+    out = []
+    for kind in ("time", "energy"):
+        m = (validation.get(name) or {}).get(kind)
+        if m and m["mape_after"] > m["mape_before"]:
+            out.append(f"{name.replace('_', '-')} {kind} MAPE {m['mape_after'] * 100:.1f} % vs "
+                       f"{m['mape_before'] * 100:.1f} % uncorrected")
+    return ", ".join(out) or None
+
+
+def _where_used(corr: RunCorrection, path: Path) -> str | None:
+    """Which estimates apply the correction written at ``path``, as one phrase, or None when none does: a GPU's
+    from ``<models folder>/<gpu key>/``, a CPU's from the CPU calibration run folder of its CPU
+    (--cpu-calibration / cpu_calibration=, wattlint.tracking.static.cpu_device)."""
+    if not corr.card.get("gpu", {}).get("is_cpu"):
+        if path.name == FILE and path.parent.name == corr.gpu_key:
+            return (f"estimates for {corr.gpu_key} apply it on top of the model it was fitted on whenever "
+                    f"{path.parent.parent} is on their models search path")
+        return None
+    from .static import cpu_calibration_runs
+
+    try:
+        runs = cpu_calibration_runs(path.parent)
+    except WattlintError:
+        return None
+    from ..calibrate.backends import spec_from_dict
+
+    try:
+        key = spec_from_dict(runs[-1]["spec"]["values"]).key
+    except Exception:  # noqa: BLE001 - a spec that does not read: that folder prices nothing
+        return None
+    if path.name != FILE or key != corr.gpu_key:
+        return None
+    return (f"estimates of CPU runs with --cpu-calibration / cpu_calibration= {path.parent} apply it on top of the "
+            "model it was fitted on")

@@ -182,8 +182,20 @@ def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
         from ..energy.model import load_model
 
         m = load_model(d / "model")
-        return spec, CalibratedPredictor(m, m.gpu_key, transferred=False), f"CPU device {spec.key} from {folder}"
-    return spec, PriorPredictor(), f"CPU device {spec.key} from {folder} (no fitted model: prior)"
+        base, note = CalibratedPredictor(m, m.gpu_key, transferred=False), f"CPU device {spec.key} from {folder}"
+    else:
+        base, note = PriorPredictor(), f"CPU device {spec.key} from {folder} (no fitted model: prior)"
+    # the folder's run correction (`wattlint fit` of CPU run records with --out <this folder>), on top of the model it
+    # was fitted on only (energy.predictor.apply_run_correction); one that is not applied is said in the note
+    from ..energy.predictor import apply_run_correction
+    from .fit import FILE
+
+    corrected, why = apply_run_correction(base, spec.key, d / FILE)
+    if corrected is not None:
+        c = corrected.correction
+        return spec, corrected, (f"{note}; run correction {d / FILE} applied (time x{c.time_factor:.3f}"
+                                 + (f", energy x{c.energy_factor:.3f}" if c.energy_factor is not None else "") + ")")
+    return spec, base, f"{note}; {why}" if why else note
 
 
 def gpu_key_for(nvml_names: list[str], gpu: str | None) -> tuple[GpuSpec | None, str]:
@@ -337,15 +349,42 @@ def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, 
         target = meta_copy(model)
     if inputs:
         kw["inputs"] = spec_strings(inputs)
+    from ..energy.predictor import model_content_id
+    from .fit import RunCorrectedPredictor
+
     try:
+        if predictor is None:  # the estimator's own choice (api.estimate), made here to tell its op-level model
+            from ..api import models_search_path
+            from ..energy.predictor import get_predictor
+
+            predictor = get_predictor(spec, models_search_path())
         est = wattlint.estimate(target, gpu=spec, predictor=predictor, lint=False, **kw)
     except WattlintError as e:
         return {"error": str(e)}
     d = to_dict(est)
-    return {
+    corrected = isinstance(predictor, RunCorrectedPredictor)
+    op_level = predictor.base if corrected else predictor
+    out = {
         "gpu": d["hardware"]["gpu"], "calibration": d["hardware"]["calibration"],
         "calibration_source": d["hardware"]["calibration_source"],
         "energy_model": d["provenance"]["energy_model"],
+        # the content of the op-level model (energy.predictor.model_content_id; None: the prior): `wattlint fit`
+        # fits a run correction on top of that very model, never of another fit that carries the same label
+        "energy_model_id": model_content_id(op_level),
         "per_step": d["per_step"], "total": d["total"], "plan": d["plan"], "phases": d.get("phases"),
         "model": d["model"], "assumptions": d["assumptions"],
     }
+    if corrected:
+        # the prediction of the op-level model alone, beside the corrected one: what `wattlint fit` compares the run
+        # with (fitting on the corrected prediction would correct twice; review: every run tracked after a first
+        # correction was refused)
+        try:
+            b = to_dict(wattlint.estimate(meta_copy(model) if source is None else target, gpu=spec,
+                                          predictor=op_level, lint=False, **kw))
+            out["base"] = {"calibration": b["hardware"]["calibration"],
+                           "calibration_source": b["hardware"]["calibration_source"],
+                           "energy_model": b["provenance"]["energy_model"], "energy_model_id": out["energy_model_id"],
+                           "per_step": b["per_step"]}
+        except WattlintError as e:
+            out["base"] = {"error": str(e)}
+    return out
