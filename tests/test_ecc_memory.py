@@ -9,11 +9,16 @@ MIB = 1 << 20
 
 
 def test_usable_memory_by_board_class():
+    """Every board loses the 1.5 % the driver reserves; GDDR data-centre boards 1/16 more (ECC)."""
     g = load_gpus()
-    assert gpu_memory_bytes(g["t4-16gb"]) == 15360 * MIB  # 16 GiB x 15/16, nvidia-smi's figure
-    assert gpu_memory_bytes(g["l4-24gb"]) == 23040 * MIB  # nvidia-smi 23,034 (6 MiB below the 1/16 rule)
-    assert gpu_memory_bytes(g["a100-sxm4-80gb"]) == 80 * 1024 * MIB  # HBM: its ECC bits sit beside the data
-    assert gpu_memory_bytes(g["rtx3090-24gb"]) == 24 * 1024 * MIB  # GeForce: no ECC
+    # 16 GiB = 16,384 MiB x 0.985 = 16,138.24 MiB x 15/16 = 15,129.6 MiB = 15,864,535,449.6 B -> 15,864,535,449
+    assert gpu_memory_bytes(g["t4-16gb"]) == 15_864_535_449
+    # 24,576 MiB x 0.985 x 15/16 = 22,694.4 MiB = 23,796,803,174.4 B (nvidia-smi's 23,034 MiB total less the reserve)
+    assert gpu_memory_bytes(g["l4-24gb"]) == 23_796_803_174
+    # HBM: its ECC bits sit beside the data: 81,920 MiB x 0.985 = 80,691.2 MiB = 84,610,855,731.2 B
+    assert gpu_memory_bytes(g["a100-sxm4-80gb"]) == 84_610_855_731
+    # GeForce: no ECC: 24,576 MiB x 0.985 = 24,207.36 MiB = 25,383,256,719.36 B
+    assert gpu_memory_bytes(g["rtx3090-24gb"]) == 25_383_256_719
 
 
 def test_a10_run_that_needs_more_than_its_usable_memory_does_not_fit(run_cli):
@@ -23,7 +28,10 @@ def test_a10_run_that_needs_more_than_its_usable_memory_does_not_fit(run_cli):
                              "--steps", "10", "--format", "json")
     assert code == 0, err
     mem = json.loads(out)["memory"]
-    assert mem["gpu_memory_bytes"] == 23040 * MIB
-    assert mem["fits"] == (mem["peak_bytes_per_gpu"] <= 23040 * MIB)
-    assert 23040 * MIB < mem["peak_bytes_per_gpu"] <= 24 * 1024 * MIB  # the review's case: fit only without ECC
+    # 24,576 MiB x 0.985 (driver-reserved) x 15/16 (ECC) = 22,694.4 MiB = 23,796,803,174.4 B
+    assert mem["gpu_memory_bytes"] == 23_796_803_174
+    assert mem["fits"] == (mem["peak_bytes_per_gpu"] <= 23_796_803_174)
+    # the review's case: ~21 GiB of activations + their 12 % allocator margin is over the usable memory
+    assert mem["peak_bytes_per_gpu"] > 23_796_803_174 and mem["fits"] is False
+    assert mem["verdict"] == ("does_not_fit" if 0.95 * mem["peak_bytes_per_gpu"] > 23_796_803_174 else "tight")
     assert any("ECC" in a and "1/16" in a for a in json.loads(out)["assumptions"])

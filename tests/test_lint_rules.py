@@ -193,4 +193,5 @@ def test_wl107_on_onnx_keeps_the_traced_activations(run_cli):
     peak = _json.loads(out)["memory"]["peak_bytes_per_gpu"] / 2**30
     code, out, _ = run_cli(*args, "--recompute", "full")
     wl107 = next(f for f in _json.loads(out)["findings"] if f["code"] == "WL107")
-    assert f"fits without it ({peak:.1f} of 80 GiB)" in wl107["message"]
+    # usable: 80 GiB x 0.985 (the 1.5 % the driver reserves) = 78.8 GiB
+    assert f"fits without it ({peak:.1f} of 78.8 GiB)" in wl107["message"]

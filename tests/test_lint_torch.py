@@ -143,5 +143,6 @@ def test_wl107_fires_when_the_traced_activations_fit_without_checkpointing(tmp_p
     ckpt = est(cfg, gpu="l4-24gb", batch_size=384, activation_checkpointing=True, lint=True)
     wl107 = [f.message for f in ckpt.findings if f.code == "WL107"]
     assert len(wl107) == 1
-    # of the L4's usable 22.5 GiB: 24 GiB less the 1/16 its default ECC keeps (nvidia-smi: 23,034 MiB)
-    assert f"fits without it ({plain.memory.peak_bytes_per_gpu / 2**30:.1f} of 22.5 GiB)" in wl107[0]
+    # of the L4's usable 22.2 GiB: 24 GiB less the 1.5 % the driver reserves (x 0.985 = 23.64 GiB), less the 1/16
+    # its default ECC keeps (nvidia-smi: 23,034 MiB): 23.64 x 15/16 = 22.1625 GiB
+    assert f"fits without it ({plain.memory.peak_bytes_per_gpu / 2**30:.1f} of 22.2 GiB)" in wl107[0]

@@ -38,8 +38,15 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * loss transient (:func:`loss_transient_bytes`): what the cross-entropy over the logits holds at the start of
   backward beyond the saved tensors, by ``plan.loss_impl`` (torch: (L + 8) bytes per logit of L bytes; fused:
   (2L - 4)); at that moment every activation is still alive.
-* workspace: CUDA context + cuBLAS/cuDNN workspaces (a fixed ``WORKSPACE_BYTES``) and allocator fragmentation
-  (``FRAGMENTATION`` x the dynamic part).
+* workspace: the CUDA context by stack era (:func:`context_bytes`: ``CONTEXT_EAGER_BYTES`` 1.3 GiB before torch 1.13,
+  which loaded every CUDA module at start-up, ``CONTEXT_LAZY_BYTES`` 0.6 GiB from 1.13, lazy module loading) and the
+  caching allocator's margin (``FRAGMENTATION`` x the dynamic part: reserved over allocated at the peak, which holds
+  the cuBLAS / cuDNN workspaces too, as they live in the caching allocator).
+* usable capacity (:func:`gpu_memory_bytes`): the nominal GiB less ``DRIVER_RESERVED`` (1.5 %) the driver keeps, less
+  1/16 on GDDR data-centre boards with ECC on.
+* verdict (:func:`memory_verdict`): the peak P against the usable capacity C with the model's error band
+  (``VERDICT_BAND``: measured peaks 0.95-1.15x the prediction over public rows): "fits" when 1.15 P <= C,
+  "does_not_fit" when 0.95 P > C, else "tight". ``fits`` (P <= C) is the central verdict the lint rules use.
 """
 
 from __future__ import annotations
@@ -51,8 +58,26 @@ from . import parallel as _parallel
 from .types import CostGraph, GpuSpec, OpKind, Phase, Plan
 
 GIB = 1 << 30
-WORKSPACE_BYTES = int(0.75 * GIB)  # CUDA context (~300-500 MiB) + cuBLAS/cuDNN workspaces
-FRAGMENTATION = 0.10  # caching-allocator fragmentation on activations and temporaries
+MIB = 1 << 20
+# the CUDA context by stack era (docs/ENERGY_MODEL.md, Memory). Before torch 1.13 every CUDA module of the torch
+# binaries loaded at start-up: Hugging Face's model_memory_anatomy guide measures 1,343 MiB on a V100 (CUDA 11.2) after
+# one tiny tensor, and pytorch/pytorch#107667 quotes "over 1000 MB before CUDA 11.7". torch 1.13 made lazy loading
+# the default (CUDA_MODULE_LOADING=LAZY, pytorch/pytorch PR #86509: 287,047,680 B at start-up, kernels loaded as
+# first used); an H100 fill-to-OOM probe implies ~614 MiB with a training step's kernels loaded.
+CONTEXT_EAGER_BYTES = int(1.3 * GIB)
+CONTEXT_LAZY_BYTES = int(0.6 * GIB)
+LAZY_LOADING_FROM = (1, 13)  # torch release that made CUDA lazy module loading the default
+# caching-allocator margin on activations, weight casts and temporaries: reserved over allocated at the peak, which
+# also holds the cuBLAS / cuDNN workspaces (they are allocated through the caching allocator); pytorch/pytorch#40989
+# measures 1.112-1.115
+FRAGMENTATION = 0.12
+# memory the driver keeps: nvidia-smi -q Total less Reserved is 80,995-81,231 MiB of 81,920 on H100 80GB boards,
+# 81,086-81,363 on A100 80GB, 40,340 of 40,960 on A100 40GB, 16,144-16,160 of 16,384 on V100 16GB: all within 1.5 %
+DRIVER_RESERVED = 0.015
+# the memory model's error band: measured peak / predicted peak over the public rows (benchmarks/memory_check.py,
+# docs/ENERGY_MODEL.md "Memory"): a peak within it of the capacity is "tight"
+VERDICT_BAND = (0.95, 1.15)
+VERDICTS = ("fits", "tight", "does_not_fit")
 CHECKPOINT_FACTOR = 0.25  # activations kept under checkpointing when the frontend did not trace it (sqrt-ish rule)
 HALF = ("fp16", "bf16", "fp8")
 
@@ -72,9 +97,44 @@ def ecc_reserves_memory(gpu: GpuSpec) -> bool:
 
 
 def gpu_memory_bytes(gpu: GpuSpec) -> int:
-    """Memory a training process can allocate on the board: marketing 'GB' are GiB in practice (an 80 GB H100 reports
-    81,559 MiB), less the 1/16 that default ECC keeps on GDDR data-centre boards (:func:`ecc_reserves_memory`)."""
-    return int(gpu.memory_gb * GIB * (GDDR_ECC_USABLE if ecc_reserves_memory(gpu) else 1.0))
+    """Memory a training process can allocate on the board: marketing 'GB' are GiB in practice (an 80 GB H100 has
+    81,920 MiB), less the ``DRIVER_RESERVED`` 1.5 % the driver keeps (nvidia-smi -q: 80,995-81,231 MiB left of an
+    H100's 81,920), less the 1/16 that default ECC keeps on GDDR data-centre boards (:func:`ecc_reserves_memory`)."""
+    return int(gpu.memory_gb * GIB * (1.0 - DRIVER_RESERVED) * (GDDR_ECC_USABLE if ecc_reserves_memory(gpu) else 1.0))
+
+
+def context_bytes(graph: CostGraph | None) -> tuple[int, str]:
+    """The CUDA context of the graph's stack (``graph.extra["torch_version"]``, from --torch-version) and its basis:
+    ``CONTEXT_EAGER_BYTES`` before torch 1.13 (every CUDA module loaded at start-up), else ``CONTEXT_LAZY_BYTES``
+    (lazy module loading, the default from 1.13; also without a version: wattlint's default stack is 2.x)."""
+    from . import framework
+
+    v = framework.parse(((graph.extra or {}) if graph is not None else {}).get("torch_version"))
+    if v is not None and v < LAZY_LOADING_FROM:
+        return CONTEXT_EAGER_BYTES, (f"torch {framework.fmt(v)} loads every CUDA module at start-up (lazy loading is "
+                                     f"the default from 1.13): Hugging Face's V100 measurement 1,343 MiB, "
+                                     f"pytorch/pytorch#107667 'over 1000 MB before CUDA 11.7'")
+    what = f"torch {framework.fmt(v)}" if v is not None else "torch 2.x (no --torch-version)"
+    return CONTEXT_LAZY_BYTES, (f"{what} loads CUDA kernels lazily (the default from 1.13, pytorch/pytorch PR #86509: "
+                                f"287,047,680 B at start-up + the kernels a step uses; an H100 fill-to-OOM probe "
+                                f"implies ~614 MiB)")
+
+
+def memory_verdict(peak: float, cap: float) -> str:
+    """'fits', 'tight' or 'does_not_fit' of a central peak ``peak`` against usable capacity ``cap`` with the memory
+    model's error band ``VERDICT_BAND`` (measured peaks 0.95-1.15x the prediction): fits when the band's top fits
+    (1.15 x peak <= cap), does_not_fit when even its bottom does not (0.95 x peak > cap), else tight."""
+    lo, hi = VERDICT_BAND
+    if peak * hi <= cap:
+        return "fits"
+    if peak * lo > cap:
+        return "does_not_fit"
+    return "tight"
+
+
+def peak_band(peak: float) -> tuple[int, int]:
+    """The central peak's error band in bytes: ``VERDICT_BAND`` x peak."""
+    return int(peak * VERDICT_BAND[0]), int(peak * VERDICT_BAND[1])
 
 
 def checkpointing_traced(graph: CostGraph) -> bool:
@@ -325,17 +385,20 @@ def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
     return text
 
 
-def workspace_note(dynamic: float, frag: float) -> str:
-    """The assumption line of the fixed workspace and the fragmentation allowance the peak adds (breakdown
-    ``workspace``): they decide 'fits' and WL201 with the rest, so every report states them (review 2026-12: a tiny
-    model's 'Memory per GPU 768 MiB' was this workspace alone, stated nowhere)."""
-    mib = 2 ** 20
-    return (f"memory per GPU includes a workspace of {WORKSPACE_BYTES / mib:,.0f} MiB (CUDA context ~300-500 MiB + "
-            f"cuBLAS/cuDNN workspaces) + {FRAGMENTATION:.0%} caching-allocator fragmentation on the activations and "
-            f"temporaries ({FRAGMENTATION:.0%} of {dynamic / mib:,.1f} MiB of activations, weight casts and loss "
-            f"transient = {frag / mib:,.1f} MiB): {(WORKSPACE_BYTES + frag) / mib:,.1f} MiB ('workspace' in the "
-            f"breakdown), counted in the peak that decides fits and WL201; both fixed, stated estimates (no published "
-            f"figure found for either: docs/ENERGY_MODEL.md, Memory)")
+def workspace_note(dynamic: float, frag: float, context: int = CONTEXT_LAZY_BYTES, basis: str = "") -> str:
+    """The assumption line of the CUDA context and the allocator margin the peak adds (breakdown ``workspace``), the
+    usable capacity and the verdict's error band: they decide 'fits' and WL201 with the rest, so every report states
+    them (review 2026-12: a tiny model's 'Memory per GPU 768 MiB' was the workspace alone, stated nowhere)."""
+    lo, hi = VERDICT_BAND
+    why = f" ({basis})" if basis else ""
+    return (f"memory per GPU includes a CUDA context of {context / MIB:,.0f} MiB{why} + a {FRAGMENTATION:.0%} "
+            f"caching-allocator margin on the activations, weight casts and loss transient (reserved over allocated "
+            f"at the peak, 1.112-1.115 in pytorch/pytorch#40989; it holds the cuBLAS / cuDNN workspaces: "
+            f"{FRAGMENTATION:.0%} of {dynamic / MIB:,.1f} MiB = {frag / MIB:,.1f} MiB): {(context + frag) / MIB:,.1f} "
+            f"MiB ('workspace' in the breakdown); usable GPU memory is the nominal less {DRIVER_RESERVED:.1%} the "
+            f"driver reserves (nvidia-smi -q); the verdict allows the model's error band, measured peaks "
+            f"{lo:.2f}-{hi:.2f}x the prediction over public rows: fits when {hi:.2f}x the peak fits, does not fit "
+            f"when {lo:.2f}x it does not, else tight (docs/ENERGY_MODEL.md, Memory)")
 
 
 def _stage_scales(graph: CostGraph) -> list[float] | None:
@@ -352,7 +415,8 @@ def _stage_scales(graph: CostGraph) -> list[float] | None:
 
 
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
-    """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's memory, fits, and a breakdown."""
+    """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's usable memory, fits (peak <= usable), a
+    breakdown and the notes (the three-way verdict: :func:`memory_verdict` of the peak and the usable memory)."""
     n = max(1, plan.shard_group)  # ZeRO / FSDP shard over the data-parallel (x context-parallel) group
     notes: list[str] = []
     split = _parallel.expert_split(graph, plan.expert_parallel)
@@ -432,12 +496,14 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         notes.append(loss_note)
     dynamic = act + weight_copies + loss_tmp
     frag = FRAGMENTATION * dynamic
-    notes.append(workspace_note(dynamic, frag))
+    context, basis = context_bytes(graph)
+    notes.append(workspace_note(dynamic, frag, context, basis))
     if ecc_reserves_memory(gpu):
-        notes.append(f"usable GPU memory {gpu.memory_gb * GDDR_ECC_USABLE:.2f} GiB of {gpu.memory_gb:g}: ECC, on by "
-                     f"default on GDDR data-centre boards, keeps 1/16 (nvidia-smi: T4 15,360 of 16,384 MiB, L4 "
-                     f"23,034 of 24,576)")
-    total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + WORKSPACE_BYTES + frag
+        notes.append(f"usable GPU memory {gpu.memory_gb * (1 - DRIVER_RESERVED) * GDDR_ECC_USABLE:.2f} GiB of "
+                     f"{gpu.memory_gb:g}: ECC, on by default on GDDR data-centre boards, keeps 1/16 (nvidia-smi: T4 "
+                     f"15,360 of 16,384 MiB, L4 23,034 of 24,576), after the {DRIVER_RESERVED:.1%} the driver "
+                     f"reserves")
+    total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + context + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {
         "weights": int(weights),
@@ -446,7 +512,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         "optimizer_state": int(opt_state),
         "activations": int(act),
         "loss_transient": int(loss_tmp),
-        "workspace": int(WORKSPACE_BYTES + frag),
+        "workspace": int(context + frag),
     }
     if master:
         breakdown["master_weights"] = int(master)

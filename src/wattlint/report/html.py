@@ -87,7 +87,8 @@ def _cards(est: Estimate) -> str:
         cards.append((k, main, sub))
     out = ['<div class="cards">']
     for k, v, s in cards:
-        cls = "s bad" if "NOT FIT" in s else "s"  # one class attribute (a second one is dropped by parsers)
+        # one class attribute (a second one is dropped by parsers)
+        cls = "s bad" if "NOT FIT" in s else "s warn" if s.startswith("tight: ") else "s"
         out.append(f'<div class="card"><div class="k">{escape(k)}</div><div class="v">{escape(v)}</div>'
                    f'<div class="{cls}">{escape(s)}</div></div>')
     out.append("</div>")
@@ -186,7 +187,7 @@ def _compare_body(ests: Sequence[Estimate], top: int, group_by: str = "block", d
         cls = ' class="best"' if i == best else ""
         cells = []
         for h, c in zip(header, r):
-            bad = " bad" if h == "fits" and c == "NO" else ""
+            bad = (" bad" if c == "NO" else " warn" if c == "tight" else "") if h == "fits" else ""
             cells.append(f'<td class="{"" if h in ("GPU", "fits", "model") else "num"}{bad}">{escape(c)}</td>')
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
     body.append("</tbody></table>")

@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any, Sequence
 
+from ..memory import memory_verdict, peak_band
 from ..types import Estimate
 
 SCHEMA = "wattlint.estimate/1"
@@ -118,6 +119,9 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "peak_bytes_per_gpu": est.memory.peak_bytes_per_gpu,
             "gpu_memory_bytes": est.memory.gpu_memory_bytes,
             "fits": est.memory.fits,
+            # additive (older consumers read fits): the verdict with the memory model's error band, and the band
+            "verdict": memory_verdict(est.memory.peak_bytes_per_gpu, est.memory.gpu_memory_bytes),
+            "peak_bytes_per_gpu_range": list(peak_band(est.memory.peak_bytes_per_gpu)),
             "breakdown": dict(est.memory.breakdown),
         },
         "layers": [{"name": le.name, "type": le.type, "flops": le.flops, "time_s": le.time_s,

@@ -12,6 +12,7 @@ import re
 from typing import Sequence
 
 from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NOTE
+from ..memory import VERDICT_BAND, memory_verdict
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient
@@ -96,10 +97,29 @@ def plan_line(est: Estimate) -> str:
     return clean(" · ".join(parts))
 
 
+def memory_cell(mem) -> str:
+    """What the summary says of the peak against the usable memory, by the three-way verdict
+    (wattlint.memory.memory_verdict): a peak within the memory model's error band of the capacity says plainly that
+    it may run out of memory and what to change (the boolean alone called a 0.95 peak 'fits': a 7B LoRA run at that
+    fraction of an A100 40GB went out of memory)."""
+    cap = mem.gpu_memory_bytes
+    verdict = memory_verdict(mem.peak_bytes_per_gpu, cap)
+    if verdict == "fits":
+        return f"of {u.bytes_(cap)} usable: fits"
+    if verdict == "does_not_fit":
+        return f"of {u.bytes_(cap)} usable: DOES NOT FIT"
+    lo, hi = VERDICT_BAND
+    unit = u.pick([mem.peak_bytes_per_gpu, cap], u.BYTES)
+    pct = 100.0 * mem.peak_bytes_per_gpu / cap if cap else float("inf")
+    peak = u.in_unit(mem.peak_bytes_per_gpu, unit).rsplit(" ", 1)[0]  # "36.9 of 39.4 GiB": one unit, named once
+    return (f"tight: {peak} of {u.in_unit(cap, unit)} usable ({pct:.0f} %) — "
+            f"within the memory model's error band (public peaks {lo:.2f}–{hi:.2f}x the prediction); may run out of "
+            f"memory: try a smaller --micro-batch-size or --recompute")
+
+
 def summary_rows(est: Estimate) -> list[tuple[str, str]]:
     t = est.total
     mem = est.memory
-    fits = "fits" if mem.fits else "DOES NOT FIT"
     rows = [
         ("Energy (facility)", f"{u.energy_kwh(t.energy_kwh)}  (5–95 %: "
                               f"{u.range_kwh(*t.energy_kwh_range, central=t.energy_kwh)})"),
@@ -113,7 +133,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         (_cost_label(est.plan), (u.usd(t.cost_usd) + (f"  (5–95 %: {u.usd(t.cost_usd_range[0])} – "
                                                       f"{u.usd(t.cost_usd_range[1])})" if t.cost_usd_range else ""))
          if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
-        ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  (of {u.bytes_(mem.gpu_memory_bytes)}: {fits})"),
+        ("Memory per GPU", f"{u.bytes_(mem.peak_bytes_per_gpu)}  ({memory_cell(mem)})"),
     ]
     if t.goodput < 1:
         waits = " and loader waits" if t.loader_wait_h > 0 else ""
@@ -269,7 +289,8 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
             u.in_unit(t.co2_kg, co2_unit),
             u.usd(t.cost_usd),
             u.in_unit(e.memory.peak_bytes_per_gpu, mem_unit),
-            "yes" if e.memory.fits else "NO",
+            {"fits": "yes", "tight": "tight", "does_not_fit": "NO"}[
+                memory_verdict(e.memory.peak_bytes_per_gpu, e.memory.gpu_memory_bytes)],
             compare_model_cell(e),
         ])
     return header, rows, best

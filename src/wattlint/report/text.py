@@ -92,7 +92,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     t.add_column("", style="bold", no_wrap=True)
     t.add_column("")
     for k, v in summary_rows(est):
-        t.add_row(k, Text(v, style="red" if "NOT FIT" in v else ""))
+        t.add_row(k, Text(v, style="red" if "NOT FIT" in v else "yellow" if "(tight: " in v else ""))
     con.print(t)
 
     con.print(Text("Per optimizer step", style="bold"))
