@@ -26,8 +26,10 @@ class DoesNotFit(Rule):
     summary = "Peak training memory per GPU exceeds the GPU's memory"
     what = """
         Compares the estimate's peak training memory per GPU (weights, gradients, optimizer state, activations,
-        workspace) with the GPU's memory. The run would fail with CUDA out-of-memory, so the energy estimate
-        describes a run that cannot happen. Each remedy the request's flags can re-run (a smaller micro-batch by
+        workspace) with the GPU's usable memory. The run would fail with CUDA out-of-memory, so the energy estimate
+        describes a run that cannot happen. A peak above the memory by less than the memory model's error band
+        (measured peaks 0.95-1.15x the prediction: the estimate's verdict 'tight') is a warning, as the run may
+        still fit; beyond it, an error. Each remedy the request's flags can re-run (a smaller micro-batch by
         ``--grad-accum``, ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the
         data-parallel GPUs) is re-estimated as that flag runs: only those that fit are offered (the micro-batch
         named at the size that fits); one that would still not fit is named with the memory it would need. While it fires, the other rules still give their advice but claim no
@@ -84,9 +86,17 @@ class DoesNotFit(Rule):
             else:
                 short.append(f"{_remedy_flag(text)} alone would still need "
                              f"{other.memory.peak_bytes_per_gpu / GIB:.2f} GiB")
+        # within the memory model's error band (measured peaks 0.95-1.15x the prediction: wattlint.memory
+        # memory_verdict 'tight') the run may still fit: a warning, not an error a pre-commit check fails on
+        from ...memory import VERDICT_BAND, memory_verdict
+
+        tight = memory_verdict(mem.peak_bytes_per_gpu, mem.gpu_memory_bytes) == "tight"
+        band = (f" (within the memory model's error band, measured peaks {VERDICT_BAND[0]:.2f}-{VERDICT_BAND[1]:.2f}x "
+                f"the prediction: it may still fit)") if tight else ""
         yield ctx.finding(
-            f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB: "
-            + lead + ", ".join(fits) + "".join(f"; {t}" for t in short))
+            f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB usable"
+            f"{band}: " + lead + ", ".join(fits) + "".join(f"; {t}" for t in short),
+            severity="warning" if tight else None)
 
 
 def _remedy_changes(plan, text: str) -> list[dict] | None:
