@@ -105,6 +105,11 @@ OPTIMIZER_TENSORS = {"sgd": (2, 1), "sgd_momentum": (3, 2), "adam": (4, 3), "ada
                      "rmsprop": (3, 2), "lion": (3, 2), "adafactor": (3, 2), "adadelta": (4, 3)}
 OPTIMIZER_STATE = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 1, "lion": 1,
                    "adafactor": 1, "adadelta": 2}
+# Temporaries torch's foreach optimizer step allocates over every parameter of a device at once, in tensors per
+# parameter element alive together (torch/optim/adam.py _multi_tensor_adam: exp_avg_sq_sqrt = _foreach_sqrt(...);
+# adadelta.py _multi_tensor_adadelta: std and deltas = _foreach_add(...)); the in-place passes allocate nothing, the
+# fused and single-tensor (for-loop) kernels allocate nothing per parameter set
+OPTIMIZER_FOREACH_TEMPS = {"adam": 1, "adamw": 1, "adadelta": 2}
 
 
 def elementwise_flops_per_element(name: str) -> int:

@@ -10,7 +10,11 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * training stack megatron (wattlint.stack): weights in half precision (2 bytes), an fp32 master copy (4 bytes per
   trainable parameter, sharded like the optimizer state), gradients in the fp32 accumulation buffer (4 bytes; 2
   under fp16), no cached weight casts.
-* optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32).
+* optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32); the
+  optimizer step's temporaries (:func:`optimizer_step_temporaries`: torch's foreach Adam's exp_avg_sq_sqrt over every
+  parameter) set the peak instead of backward's activations when they outgrow them.
+* a graph stored in half precision (apex O2-style, ``extra["fp32_master_weights"]``): fp32 master copy, no weight
+  casts.
 * sharding over the ``n`` GPUs holding the same weights, data-parallel x context-parallel (``Plan.shard_group``;
   ZeRO stages; FSDP FULL_SHARD = ZeRO-3; Megatron's distributed optimizer):
   zero1 shards optimizer state; zero2 + gradients; zero3/fsdp + weights, plus the gathered units in flight
@@ -23,7 +27,8 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * activations: bytes saved for backward at the traced micro-batch (``graph.extra["activation_bytes"]``, from the
   frontend, which already reflects activation checkpointing when it traced with it), scaled linearly to the plan's
   micro-batch (the torch frontend counts each saved storage once, never a parameter or a view of one, and an
-  fp32 input of an autocast-lowered matmul as its half-precision cast, as CUDA autocast saves it). Under the megatron
+  fp32 input of an autocast-lowered matmul as its half-precision cast, once per op reading it, as CUDA autocast
+  saves it). Under the megatron
   stack (bf16 parameters) the fp32 tensors autocast keeps inside the model (``activation_bytes_fp32``: residual
   stream / norm inputs, softmax outputs) are half precision, and a cast of a kept fp32 tensor
   (``activation_bytes_cast_dup``) is the same tensor: a GPT layer with flash attention and no dropout then keeps
@@ -385,6 +390,18 @@ def _expert_note(graph: CostGraph, split, plan: Plan, sharded: bool) -> str:
     return text
 
 
+def optimizer_step_temporaries(graph: CostGraph, optimizer: str, trainable: float, elem_bytes: float,
+                                megatron: bool) -> float:
+    """Bytes of the temporaries torch's foreach optimizer step allocates over all trainable parameters at once
+    (``costs.OPTIMIZER_FOREACH_TEMPS`` tensors per parameter element, in the dtype the optimizer steps:
+    ``elem_bytes``); none with the fused or single-tensor kernels, nor under the megatron stack (its distributed
+    optimizer's fused Adam updates in place)."""
+    impl = (graph.extra or {}).get("optimizer_impl", "foreach")
+    if megatron or impl != "foreach":
+        return 0.0
+    return costs.OPTIMIZER_FOREACH_TEMPS.get(optimizer, 0) * trainable * elem_bytes
+
+
 def workspace_note(dynamic: float, frag: float, context: int = CONTEXT_LAZY_BYTES, basis: str = "") -> str:
     """The assumption line of the CUDA context and the allocator margin the peak adds (breakdown ``workspace``), the
     usable capacity and the verdict's error band: they decide 'fits' and WL201 with the rest, so every report states
@@ -439,6 +456,12 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         notes.append(f"weight casts: autocast caches half-precision casts of trainable weights only; of the "
                      f"{frozen:,.0f} frozen parameters, the {float(frozen_casts):,.0f} of matmul / convolution layers "
                      f"backward runs through keep their casts for the input gradient")
+    # weights stored in half precision, apex O2-style (an fp16 export) or trained so (a model.half() module): no
+    # autocast, so no cached weight casts
+    pure = bool(graph.extra.get("pure_half_params"))
+    o2 = bool(graph.extra.get("fp32_master_weights")) or pure
+    if o2:
+        weight_copies = 0.0
     grads = trainable * bpp
     master = 0.0
     megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and half
@@ -456,7 +479,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         notes.append("half-precision weights in the graph, trained in mixed precision: an fp32 master copy, 4 bytes "
                      "per trainable parameter (sharded like the optimizer state)")
     opt_name = (plan.optimizer or "adamw").lower()
-    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * 4.0
+    # fp32 state, but a module trained in half precision keeps it in the parameters' dtype (zeros_like)
+    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * (bpp if pure else 4.0)
     sharding = (plan.sharding or "none").lower()
     sharded = sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1
     if plan.expert_parallel > 1:
@@ -470,8 +494,12 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         if sharding in ("zero3", "fsdp"):
             gathered, how = gathered_share(graph)
             weights = weights * share + weights * gathered
-            weight_copies = weight_copies * share + (2.0 * params * keep * gathered if half and not megatron else 0.0)
+            weight_copies = weight_copies * share + (2.0 * params * keep * gathered
+                                                     if half and not megatron and not o2 else 0.0)
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
+    opt_tmp = optimizer_step_temporaries(graph, opt_name, trainable, 4.0 if master else bpp, megatron)
+    if sharded:
+        opt_tmp *= share
     loss_tmp, loss_note = loss_transient_bytes(graph, plan)
     # under a pipeline each stage holds its own weights, gradients and optimizer state beside its own activations:
     # the peak is the highest stage's (the per-GPU graph holds the costed stage's, scaled by the stages' parameters)
@@ -484,8 +512,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     if f != 1.0:
         info = (graph.extra or {}).get("pipeline_stages") or {}
         costed = int(info.get("costed", len(scale) - 1))
-        weights, weight_copies, master, grads, opt_state = (x * f for x in (weights, weight_copies, master, grads,
-                                                                           opt_state))
+        weights, weight_copies, master, grads, opt_state, opt_tmp = (
+            x * f for x in (weights, weight_copies, master, grads, opt_state, opt_tmp))
         held = info["params"]
         notes.append(f"peak memory per stage: stage {k + 1} of {len(scale)} holds {held[k]:,} parameters before the "
                      f"tensor-parallel split against the costed stage {costed + 1}'s {held[costed]:,}: its weights, "
@@ -495,15 +523,23 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     if loss_note:
         notes.append(loss_note)
     dynamic = act + weight_copies + loss_tmp
-    frag = FRAGMENTATION * dynamic
+    # the optimizer step runs after backward freed the activations and the cached casts: its temporaries set the
+    # peak when they outgrow them (a large model at a small micro-batch)
+    step_extra = max(0.0, opt_tmp - dynamic)
+    if step_extra:
+        notes.append(f"peak at the optimizer step: torch's foreach {opt_name} allocates {opt_tmp / MIB:,.1f} MiB of "
+                     f"temporaries over the parameters at once, more than backward's {dynamic / MIB:,.1f} MiB of "
+                     f"activations, weight casts and loss transient ({step_extra / MIB:,.1f} MiB more; "
+                     f"--optimizer-impl fused allocates none)")
+    frag = FRAGMENTATION * (dynamic + step_extra)
     context, basis = context_bytes(graph)
-    notes.append(workspace_note(dynamic, frag, context, basis))
+    notes.append(workspace_note(dynamic + step_extra, frag, context, basis))
     if ecc_reserves_memory(gpu):
         notes.append(f"usable GPU memory {gpu.memory_gb * (1 - DRIVER_RESERVED) * GDDR_ECC_USABLE:.2f} GiB of "
                      f"{gpu.memory_gb:g}: ECC, on by default on GDDR data-centre boards, keeps 1/16 (nvidia-smi: T4 "
                      f"15,360 of 16,384 MiB, L4 23,034 of 24,576), after the {DRIVER_RESERVED:.1%} the driver "
                      f"reserves")
-    total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + context + frag
+    total = weights + weight_copies + master + grads + opt_state + act + loss_tmp + step_extra + context + frag
     cap = gpu_memory_bytes(gpu)
     breakdown = {
         "weights": int(weights),
@@ -516,6 +552,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     }
     if master:
         breakdown["master_weights"] = int(master)
+    if step_extra:
+        breakdown["optimizer_step_temporaries"] = int(step_extra)
     return {
         "peak_bytes_per_gpu": int(total),
         "gpu_memory_bytes": cap,

@@ -748,6 +748,16 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
 
 # ---- driver -----------------------------------------------------------------------------------------------------
 
+def pure_half_dtype(model: nn.Module) -> str | None:
+    """'fp16' / 'bf16' when every trainable floating-point parameter is held in that dtype (``model.half()``): PyTorch
+    then trains it in that dtype throughout, optimizer state included (``zeros_like`` of the parameters), with no fp32
+    master copy; None otherwise."""
+    dts = {p.dtype for p in model.parameters() if p.requires_grad and p.is_floating_point()}
+    if len(dts) != 1:
+        return None
+    return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dts.pop())
+
+
 def count_params(model: nn.Module) -> tuple[int, int, int]:
     seen = set()
     n = b = tr = 0
@@ -825,6 +835,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     kwargs = _meta_like(dict(kwargs or {}))
     params, param_bytes, trainable = count_params(model)
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
+    # a module held in half precision trains in it without autocast (the graph's precision, as an fp16 export's)
+    pure_half = pure_half_dtype(model) if prec not in ("fp16", "bf16", "fp8") else None
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
     read = seq_len if seq_read is None else seq_read  # one sequence's length (seq_len: tokens per sample)
@@ -941,6 +953,12 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         if prec == "fp16":
             notes.append("precision: fp16 loss scaling (GradScaler's unscale / inf-check pass over the gradients) "
                          "is not traced")
+    elif pure_half:
+        name = "float16" if pure_half == "fp16" else "bfloat16"
+        notes.append(f"precision: the module's trainable parameters are {name} (model.half() / .to({name})): "
+                     f"forward, backward and the optimizer step run in {name} as PyTorch runs them, without "
+                     f"autocast and without an fp32 master copy (optimizer state in {name}, as the optimizer's "
+                     f"zeros_like of the parameters)")
     elif precision in ("default", None):
         notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
     else:
@@ -996,6 +1014,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["block_params"], extra["block_count"] = blocks
     if not grads_to_none:
         extra["zero_grad_set_to_none"] = False
+    if pure_half:
+        extra["pure_half_params"] = True
     if trainable < params:
         extra["frozen_cast_params"] = _frozen_cast_params(model, tracer.records)
     if moe.layers:
@@ -1004,7 +1024,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=prec, optimizer=optimizer, extra=extra)
+                     precision=pure_half or prec, optimizer=optimizer, extra=extra)
 
 
 def _frozen_cast_params(model: nn.Module, records) -> int:
