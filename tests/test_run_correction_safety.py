@@ -157,6 +157,52 @@ def test_a_correction_without_a_base_content_is_not_applied_on_a_fitted_model(h2
     p = get_predictor(resolve_gpu(H200)[0], (here,))
     assert not isinstance(p, RunCorrectedPredictor)
     assert "do not say which fit of it predicted them" in p.searched
+    # written by an earlier wattlint (no base_model_id key at all): it applied there and stops here; the provenance
+    # says why and what to do (review: only "fitted on another model" in the searched line)
+    path = models / H200 / "run_correction.json"
+    assert (f"run correction {path} not applied: written before wattlint recorded the model it was fitted on"
+            in p.searched)
+    assert "re-run `wattlint fit <records>`" in p.searched
+    assert "fitted on another model" not in p.searched
+
+
+def test_records_without_the_models_content_beside_records_with_it_are_said(h200_models, tmp_path, capsys):
+    """Records tracked before the model's content was recorded, fitted with records that name it: they are taken as
+    predicted by the fit the others name (base_model_id_from "records"); fit says so, naming them and that content
+    (review: said nothing in exactly this case)."""
+    from wattlint.energy.predictor import model_content_id
+
+    models, here, base = h200_models
+    runs = _measured_records(tmp_path / "runs", base)  # a.jsonl, b.jsonl: with the content id
+    p = write_record(runs / "c.jsonl", model_hash="c", t_meas=0.2, t_pred=0.1, gpu_key=H200)
+    _static_as(p, calibration="measured", calibration_source=base.source, energy_model=f"measured: {base.source}",
+               energy_model_id=None)
+    assert main(["fit", str(runs), "--out", str(models / H200)]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads((models / H200 / "run_correction.json").read_text())
+    assert doc["base_model_id_from"] == "records" and doc["unidentified_records"] == ["c.jsonl"]
+    short = model_content_id(base).replace("sha256:", "")[:12]
+    note = [x for x in out.splitlines() if "do not say which fit of" in x]
+    assert len(note) == 1 and "1 record(s)" in note[0] and "c.jsonl" in note[0] and short in note[0]
+    assert "taken as predicted by the fit the other records name" in note[0]
+
+
+def test_an_identical_refit_shares_the_content_and_the_docstrings_say_what_the_code_does(h200_models, tmp_path):
+    """model_content_id: an identical refit (same files, same op kinds) is the same content, so its docstring must
+    not say two fits never share it; fit's module docstring must not say unidentified records are skipped."""
+    import wattlint.tracking.fit as fit_mod
+    from wattlint.energy.predictor import ModelsDir, get_predictor, model_content_id
+
+    models, here, base = h200_models
+    again = tmp_path / "again"
+    shutil.copytree(models / H200, again / H200)
+    same = get_predictor(resolve_gpu(H200)[0], (ModelsDir(again, "WATTLINT_MODELS_DIR"),))
+    assert model_content_id(same) == model_content_id(base)
+    doc = " ".join(model_content_id.__doc__.split())
+    assert "never the same content" not in doc and "unless the refit wrote the very same model files" in doc
+    mod = " ".join(fit_mod.__doc__.split())
+    assert "that do not say which fit of it (``energy_model_id``)" not in mod
+    assert "are fitted, not skipped" in mod and "``base_model_id_from`` \"records\"" in mod
 
 
 def test_a_refit_keeps_the_correction_with_the_model_it_was_fitted_on(tmp_path):
@@ -262,6 +308,55 @@ def test_fit_uses_the_uncorrected_prediction_kept_beside_a_corrected_one(tmp_pat
     assert main(["fit", str(only), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "track the run again to fit it" in err[0]
+
+
+def _header_static(path: Path, edit) -> Path:
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    edit(lines[0])
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+@pytest.mark.parametrize("where,value", [
+    ("static.base.per_step", [1]), ("static.base.per_step", "x"), ("static.base", [1]),
+    ("static.per_step", [0.1]), ("static.per_step", "x"), ("static", [1]), ("static", "x"),
+])
+def test_a_list_or_string_where_an_object_is_expected_is_skipped_and_listed(tmp_path, capsys, where, value):
+    """A damaged record (review: static.base.per_step a list or a string was an AttributeError, exit 3 'internal
+    error'): skipped and listed like a time_s that is not a number; the others are fitted. static and
+    static.per_step are in the run-record schema: refused with one line naming file:line, as any damaged record."""
+    d = tmp_path / "runs"
+    for h in "ab":
+        write_record(d / f"{h}.jsonl", model_hash=h, t_meas=0.2, t_pred=0.1)
+    bad = write_record(d / "bad.jsonl", model_hash="c", t_meas=0.2, t_pred=0.1)
+
+    def edit(h):
+        st = h["static"]
+        if where == "static":
+            h["static"] = value
+        elif where == "static.per_step":
+            st["per_step"] = value
+        else:
+            st["energy_model"] = CORRECTED
+            st["base"] = value if where == "static.base" else {
+                "calibration": "prior", "calibration_source": "spec-sheet prior",
+                "energy_model": "prior: spec-sheet prior", "per_step": value}
+    _header_static(bad, edit)
+    if where in ("static", "static.per_step"):  # the record schema refuses these: exit 2, one line, file:line
+        assert main(["fit", str(d), "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "bad.jsonl:1: malformed run record" in err[0] and "move it out of" in err[0]
+        return
+    assert main(["fit", str(d), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped bad.jsonl: {where} = {json.dumps(value)}: not an object" in out and "a damaged record" in out
+    doc = json.loads((tmp_path / "o" / "run_correction.json").read_text())
+    assert sorted(Path(r["file"]).name for r in doc["runs"]) == ["a.jsonl", "b.jsonl"]
+    assert doc["time_factor"] == pytest.approx(2.0)  # exp(mean(ln 2, ln 2)), the damaged record left out
+    # named alone: exit 2 with the reason, never an internal error (exit 3)
+    assert main(["fit", str(bad), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an object" in err[0]
 
 
 def test_the_tracker_keeps_the_uncorrected_prediction_and_the_models_content():

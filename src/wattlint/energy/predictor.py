@@ -379,8 +379,10 @@ def model_content_id(pred) -> str | None:
     sha256 (``card.files``, checked against the files when the model loads) with the op kinds it corrects (the
     card's ``data.record_kinds``); a card that lists no files (the public-fit model's) is hashed whole. None for the
     prior (no fitted content: its label names it). Two fits of one GPU on one day carry the same label ("<key> run
-    <date>") but never the same content: a run correction is matched to the model it was fitted on top of by this
-    (review: a correction fitted on one fit was applied on top of a refit, doubling its factor)."""
+    <date>"), and differ in content unless the refit wrote the very same model files and op kinds (then it is the
+    same model, and a correction fitted on one applies rightly to the other): a run correction is matched to the
+    model it was fitted on top of by this (review: a correction fitted on one fit was applied on top of a refit,
+    doubling its factor)."""
     import hashlib
     import json
 
@@ -405,7 +407,8 @@ def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Pre
     (:func:`model_content_id`: a refit that keeps the label is another model); a correction fitted on records that
     did not record their model's content is matched by its label (folder left out: :func:`model_identity`) on the
     prior or the shipped public-fit model, and never applied on top of a user's fitted (measured or transferred)
-    model: which fit of it that was cannot be told."""
+    model: which fit of it that was cannot be told (one written by an earlier wattlint, which names no base model
+    content at all, is said to be so, with the way to refit it)."""
     from ..tracking.fit import FITTED_HERE, RunCorrectedPredictor, RunFitError, read_correction
 
     if not path.is_file():
@@ -424,6 +427,10 @@ def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Pre
         same = have == want
     if same:
         return RunCorrectedPredictor(base, corr), None
+    if "base_model_id" not in corr.card:  # written by an earlier wattlint: it worked there, it stops here (say why)
+        return None, (f"run correction {path} not applied: written before wattlint recorded the model it was fitted "
+                      f"on ('{corr.base_energy_model}': its records do not say which fit of it predicted them); "
+                      "re-run `wattlint fit <records>`")
     if want is None:
         what = (f"'{corr.base_energy_model}', from records that do not say which fit of it predicted them, tracked "
                 "before wattlint recorded a model's content")

@@ -24,9 +24,15 @@ prediction, records found in a folder that name no device to correct (a CPU run 
 an unresolved GPU: the default wattlint-runs/ folder collects every run) and (with --model-hash) of another model
 found in a folder, are skipped and listed; so are records whose prediction includes a run correction and that keep
 no uncorrected one beside it (``static.base``, what a record tracked while a correction applies is fitted against)
-and records of a user's fitted model that do not say which fit of it (``energy_model_id``). The correction names
-the content of the op-level model it sits on (``base_model_id``): estimates apply it on top of that model only
-(wattlint.energy.predictor.apply_run_correction).
+and damaged records (a ``static.base`` or ``static.base.per_step`` that is not an object, a time that is not a
+number; a ``static`` or ``static.per_step`` that is not one is refused with the file and line, as any record the
+run-record schema refuses). The correction names the content of the op-level model it sits on
+(``base_model_id``): estimates apply it on top of that model only (wattlint.energy.predictor.apply_run_correction).
+Records of a user's fitted model that do not say which fit of it predicted them (no ``energy_model_id``: tracked
+before wattlint recorded it) are fitted, not skipped: beside records that name the fit, they are taken as predicted by
+that one (``base_model_id_from`` "records"); alone, the correction is tied to the model of that label found now where
+it goes (or, none found, names no model and is applied on top of no fitted model). The correction lists them
+(``unidentified_records``) and print_fit says so in each case.
 """
 
 from __future__ import annotations
@@ -269,6 +275,8 @@ def load_points(files: Sequence[Path], gpu_key: str | None = None, model_hash: s
                               "another model cannot calibrate this one; leave it out of the arguments")
         # every reason to skip a record is checked before the checks against the other records (GPU, clock,
         # energy model): a record skipped anyway never refuses the others (review)
+        # a static or static.per_step that is not an object is refused by read_record above (the record schema:
+        # exit 2, one line naming file:line); static.base is not in the schema: _base_prediction skips and lists it
         st = h.get("static") or {}
         if not st or st.get("error") or not (st.get("per_step") or {}).get("time_s"):
             skipped.append({"file": str(f), "reason": f"no static prediction ({st.get('error') or 'none'})"})
@@ -345,6 +353,15 @@ def _label(pred: dict[str, Any]) -> str:
     return str(pred.get("energy_model") or f"{pred.get('calibration')}: {pred.get('calibration_source')}")
 
 
+def _not_an_object(value: Any, where: str) -> str | None:
+    """Why ``value`` (a record's header entry at ``where``, absent or null allowed) is not the object (a JSON dict)
+    it should be, or None: such a record is damaged, skipped and listed like one whose time_s is not a number."""
+    if value is None or isinstance(value, dict):
+        return None
+    return (f"{where} = {json.dumps(value, default=str)[:40]}: not an object ({type(value).__name__}; a damaged "
+            "record)")
+
+
 def _base_prediction(st: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """``(prediction, None)``: the static prediction of the op-level model alone that a record's header holds (its
     ``static``, or where that already includes a run-level correction, the uncorrected one the tracker keeps beside
@@ -354,6 +371,10 @@ def _base_prediction(st: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     em = _label(st)
     if "run-level correction" in em:
         b = st.get("base")
+        damaged = _not_an_object(b, "static.base") or (
+            isinstance(b, dict) and _not_an_object(b.get("per_step"), "static.base.per_step"))
+        if damaged:  # review: a list or a string there was an internal error (exit 3)
+            return {}, damaged
         if not isinstance(b, dict) or b.get("error") or not (b.get("per_step") or {}).get("time_s") \
                 or "run-level correction" in _label(b):
             why = (b or {}).get("error") if isinstance(b, dict) else None
@@ -804,6 +825,13 @@ def print_fit(paths: Sequence[str], out: str | None, gpu_key: str | None, model_
               "them (tracked before wattlint recorded a model's content; two fits of one day share that label): the "
               f"correction is tied to the one found now, {doc['base_model_id_from']} (content "
               f"{short(corr.base_model_id)}); if it was refitted after those runs, track them again and refit")
+    elif unidentified and doc.get("base_model_id_from") == "records":  # review: this case said nothing
+        names = ", ".join(unidentified[:5]) + (f" and {len(unidentified) - 5} more" if len(unidentified) > 5 else "")
+        print(f"  note: {len(unidentified)} record(s) do not say which fit of '{corr.base_energy_model}' predicted "
+              f"them (tracked before wattlint recorded a model's content): {names}; they are taken as predicted by "
+              f"the fit the other records name (content {short(corr.base_model_id)}), the model this correction is "
+              "tied to; if it was refitted between those runs, move them out of the fit (or track them again) and "
+              "refit")
     elif unidentified and corr.base_model_id is None:
         print(f"  note: {len(unidentified)} record(s) do not say which fit of '{corr.base_energy_model}' predicted "
               "them (tracked before wattlint recorded a model's content) and no model of that label is found where "
