@@ -833,10 +833,11 @@ class _Analysis(_Validate, _Shapes):
         if has_erf:
             gelus = find_gelu(nodes, producer, consumers, self._scalar_const(nodes, producer),
                               frozenset(o.name for o in g.output))
-            # a tanh-GELU whose cube is a Pow is Python code (HF gelu_new, nanoGPT's NewGELU): eager PyTorch runs
-            # its ~8 ops as ~8 kernels (the PyTorch path prices them so); the exporter's F.gelu(approximate="tanh")
-            # (its cube x * (x * x)) is one kernel
-            eager = {id(m) for m in gelus.values() if m.pow}
+            # a tanh-GELU written in Python (HF gelu_new / nanoGPT's NewGELU: a Pow cube, sqrt(2/pi) folded; HF
+            # gelu_fast: factored): eager PyTorch runs its ~8 ops as ~8 kernels (the PyTorch path prices them so);
+            # the exporters' F.gelu(approximate="tanh") (TorchScript: its cube x * (x * x); dynamo: sqrt(2/pi)
+            # computed in the graph) is one kernel
+            eager = {id(m) for m in gelus.values() if m.python}
             for i, m in gelus.items():
                 if self.types.get(m.x, (None, None))[1] is not None and id(m) not in eager:
                     good[i] = m
@@ -847,12 +848,14 @@ class _Analysis(_Validate, _Shapes):
                                         f"(Div-Erf-Add-Mul-Mul) costed as one GELU, as a GPU runs F.gelu")
             if tanh:
                 self.assumptions.append(f"{tanh} tanh-GELU decompositions (0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 "
-                                        f"x^3))), x^3 as Muls: the exporter's F.gelu(approximate='tanh')) costed as "
-                                        f"one GELU kernel (and one gelu_backward), as a GPU runs F.gelu")
+                                        f"x^3))), x^3 as Muls or sqrt(2/pi) computed in the graph: the exporters' "
+                                        f"F.gelu(approximate='tanh')) costed as one GELU kernel (and one "
+                                        f"gelu_backward), as a GPU runs F.gelu")
             if eager:
-                self.assumptions.append(f"{len(eager)} tanh-GELUs written in Python (x^3 a Pow: Hugging Face's "
-                                        f"gelu_new, NewGELU) priced op by op, as eager PyTorch runs them (one kernel "
-                                        f"per op); F.gelu(approximate='tanh') would be one kernel")
+                self.assumptions.append(f"{len(eager)} tanh-GELUs written in Python (x^3 a Pow with sqrt(2/pi) "
+                                        f"folded: Hugging Face's gelu_new, NewGELU; or factored, x * 0.79788 * (1 + "
+                                        f"0.044715 x x): gelu_fast) priced op by op, as eager PyTorch runs them (one "
+                                        f"kernel per op); F.gelu(approximate='tanh') would be one kernel")
         if has_mean:
             lns = find_layernorm(nodes, producer, consumers)
             for i, m in lns.items():
@@ -1026,6 +1029,8 @@ class _Analysis(_Validate, _Shapes):
                                 and C.numel(tuple(a.t.dims)) == 1:
                             arr = numpy_helper.to_array(a.t)
             try:
+                if arr is not None and arr.dtype.kind == "V":  # bf16 / fp8 (ml_dtypes): read as float32
+                    arr = np.asarray(arr, dtype=np.float32)
                 if arr is not None and arr.size == 1 and arr.dtype.kind in "fiu":
                     v = float(arr.reshape(-1)[0])
             except (TypeError, ValueError):

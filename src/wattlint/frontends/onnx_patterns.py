@@ -667,9 +667,12 @@ class GeluMatch:
     x: str
     out: str
     approximate: str = "none"  # "tanh": the tanh approximation (F.gelu(approximate="tanh"), HF gelu_new)
-    # the tanh form with its cube a Pow (torch.pow(x, 3.0), x ** 3): Python code (HF gelu_new, nanoGPT's NewGELU),
-    # which eager PyTorch runs as one kernel per op; the exporter's own F.gelu(approximate="tanh") multiplies
-    pow: bool = False
+    pow: bool = False  # the tanh form with its cube a Pow (torch.pow(x, 3.0), x ** 3)
+    # the tanh form as Python code writes it, which eager PyTorch runs as one kernel per op: HF gelu_new / nanoGPT's
+    # NewGELU (x^3 a Pow, sqrt(2/pi) folded to a constant) or HF gelu_fast (factored: x * c1 * (1 + c3 * x * x));
+    # the exporters' own F.gelu(approximate="tanh") is c1 * (x + c3 * x^3) with x^3 as Muls (TorchScript) or with
+    # sqrt(2/pi) computed in the graph (Sqrt(Div(2, pi)): the dynamo exporter's decomposition, Pow or Muls)
+    python: bool = False
 
 
 def find_gelu(nodes, producer: dict, consumers: dict, const=None, outputs=frozenset()) -> dict[int, GeluMatch]:
@@ -768,7 +771,7 @@ def _poly(t, leaves: dict, nodes, producer, consumers, const, members: set, root
         return None
     elif n.op_type == "Pow":
         e = const(ins[1])
-        if e is None or float(e) != int(e) or not 1 <= int(e) <= 4:
+        if e is None or not math.isfinite(e) or float(e) != int(e) or not 1 <= int(e) <= 4:
             return None
         p = _poly(ins[0], leaves, nodes, producer, consumers, const, members, depth=depth + 1, outputs=outputs)
         r = p
@@ -812,17 +815,72 @@ def _free_leaves(t, nodes, producer, consumers, const, out: set, root: bool = Fa
     return all(_free_leaves(i, nodes, producer, consumers, const, out, depth=depth + 1, outputs=outputs) for i in ins)
 
 
+_CONST_OPS = {"Sqrt", "Div", "Mul", "Add", "Sub", "Cast", "CastLike", "Identity"}
+
+
+def _const_expr(const, nodes, producer):
+    """``const`` extended to scalar expressions of constants (Sqrt / Div / Mul / Add / Sub / Cast / CastLike /
+    Identity, as the dynamo exporter computes sqrt(2 / pi) in the graph), and the set of tensors whose value is such
+    an expression through a Sqrt of 2 / pi (filled as they are read); ``ev.nodes``: tensor -> the indices of the
+    nodes computing it from constants."""
+    cache: dict = {}
+    sqrt_2_pi: set = set()
+    via: dict = {}
+
+    def ev(t, depth=0):
+        if t in cache:
+            return cache[t]
+        v = const(t)
+        if v is None and depth < 8:
+            pi = producer.get(t)
+            n = nodes[pi] if pi is not None else None
+            if n is not None and n.op_type in _CONST_OPS and n.domain in ("", "ai.onnx") and len(n.output) == 1:
+                ins = [i for i in n.input if i]
+                if n.op_type in ("Sqrt", "Cast", "CastLike", "Identity") and ins:
+                    a = ev(ins[0], depth + 1)
+                    if n.op_type != "Sqrt":
+                        v = a
+                        if a is not None and ins[0] in sqrt_2_pi:
+                            sqrt_2_pi.add(t)
+                    elif a is not None and a >= 0:
+                        v = math.sqrt(a)
+                        if abs(a - 2.0 / math.pi) <= _GELU_RTOL * 2.0 / math.pi:
+                            sqrt_2_pi.add(t)
+                elif len(ins) == 2:
+                    a, b = ev(ins[0], depth + 1), ev(ins[1], depth + 1)
+                    if a is not None and b is not None:
+                        if n.op_type == "Div":
+                            v = a / b if b else None
+                        else:
+                            v = a * b if n.op_type == "Mul" else a + b if n.op_type == "Add" else a - b
+                        if v is not None and any(i in sqrt_2_pi for i in ins):
+                            sqrt_2_pi.add(t)
+            if v is not None and not math.isfinite(v):
+                v = None
+            if v is not None:
+                via[t] = {pi}.union(*(via.get(i, ()) for i in n.input[:1 if n.op_type == "CastLike" else 2]))
+        cache[t] = v
+        return v
+
+    ev.nodes = via
+    return ev, sqrt_2_pi
+
+
 def find_gelu_tanh(nodes, producer: dict, consumers: dict, const, outputs=frozenset()) -> dict[int, GeluMatch]:
     """``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))`` as the TorchScript exporter decomposes
     ``F.gelu(approximate="tanh")`` and Hugging Face's ``gelu_new`` / nanoGPT's ``NewGELU`` (about 9 Mul / Add / Pow /
     Tanh nodes). Matched by value, whatever the order of the
     factors and terms: the Tanh's argument must be exactly ``c1 * x + c3 * x^3`` (x^3 as ``Mul(Mul(x, x), x)``,
-    ``Mul(x, Mul(x, x))``, ``Pow(x, 3)``, or factored as ``x * (1 + 0.044715 x^2)``) and the output, reached from the
-    Tanh through nodes read once, ``0.5 * x + 0.5 * x * tanh(..)``, each constant within 0.5 % (a bf16 export's).
-    ``const``: tensor name -> its single float value (a Constant node or an initializer), or None; ``outputs``: the
-    graph's outputs (read outside it: a partial product that is one is materialized, no match). A match whose cube
-    is a Pow is flagged (:attr:`GeluMatch.pow`): Python code, not the exporter's F.gelu; the frontend decides."""
+    ``Mul(x, Mul(x, x))``, ``Pow(x, 3)``, or factored as ``x * (1 + 0.044715 x^2)``; c1 a constant or computed in
+    the graph from constants, ``Sqrt(Div(2, pi))``) and the output, reached from the Tanh through nodes read once,
+    ``0.5 * x + 0.5 * x * tanh(..)``, each constant within 0.5 % (a bf16 export's). ``const``: tensor name -> its
+    single float value (a Constant node or an initializer), or None; ``outputs``: the graph's outputs (read outside
+    it: a partial product that is one is materialized, no match). A match written as Python writes it is flagged
+    (:attr:`GeluMatch.python`: factored, HF gelu_fast; or a Pow cube with sqrt(2/pi) folded, HF gelu_new), not an
+    exporter's F.gelu (c1 * (x + c3 * x^3) with x^3 as Muls, or with sqrt(2/pi) computed in the graph: a Sqrt of
+    2/pi); the frontend decides."""
     out: dict[int, GeluMatch] = {}
+    const, sqrt_2_pi = _const_expr(const, nodes, producer)
     for ti, tn in enumerate(nodes):
         if tn.op_type != "Tanh" or tn.domain not in ("", "ai.onnx") or len(tn.input) != 1 or len(tn.output) != 1:
             continue
@@ -837,6 +895,7 @@ def find_gelu_tanh(nodes, producer: dict, consumers: dict, const, outputs=frozen
                       outputs=outputs)
         if not _poly_close(inner, _GELU_INNER) or len(consumers.get(tn.input[0], ())) != 1:
             continue
+        inner_members = members - {ti}
         cur, last = t, None
         for _ in range(6):
             cons = consumers.get(cur, [])
@@ -858,7 +917,24 @@ def find_gelu_tanh(nodes, producer: dict, consumers: dict, const, outputs=frozen
                 break
         if last is None or any(i in out for i in members):
             continue
-        m = GeluMatch(last, members, x, cur, "tanh", any(nodes[i].op_type == "Pow" for i in members))
+        # the form: c1 * (x + c3 * x^3) has a sum of x and x^3 (an Add / Sub), the factored one of 1 and x^2
+        pow_ = any(nodes[i].op_type == "Pow" for i in inner_members)
+        factored = not any(nodes[i].op_type in ("Add", "Sub") and set(_poly(
+            nodes[i].output[0], {x: (1, 0)}, nodes, producer, consumers, const, set(), root=True,
+            outputs=outputs) or ()) == {(1, 0), (3, 0)} for i in inner_members)
+        computed = any(j in sqrt_2_pi for i in inner_members for j in nodes[i].input)
+        # the scalar nodes computing a constant (Sqrt(CastLike(Div(2, pi), x))) read by this expression only: part
+        # of the one kernel (a CastLike reads x: not a use of x of its own)
+        cands = {k for i in list(members) for j in nodes[i].input for k in const.nodes.get(j, ())}
+        grew = True
+        while grew:
+            grew = False
+            for k in sorted(cands - members):
+                if all(o not in outputs and consumers.get(o) and set(consumers[o]) <= members
+                       for o in nodes[k].output):
+                    members.add(k)
+                    grew = True
+        m = GeluMatch(last, members, x, cur, "tanh", pow_, factored or (pow_ and not computed))
         for i in members:
             out[i] = m
     return out
