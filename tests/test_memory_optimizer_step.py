@@ -87,3 +87,40 @@ def test_half_module_trains_in_half():
     assert doc["plan"]["precision"] == "fp16"
     assert any("without an fp32 master copy" in a for a in est.assumptions)
     assert not any(a.startswith("precision: PyTorch default (fp32 weights") for a in est.assumptions)
+
+
+class _FrozenHalf(nn.Module):
+    """A frozen fp32 Linear feeding a trainable fp16 one (the trainable parameters are all fp16)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(D, D)
+        self.b = nn.Linear(D, D).half()
+        for p in self.a.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        return self.b(self.a(x).half())
+
+
+def test_half_module_under_autocast_keeps_half_state():
+    # model.half() traced with --precision fp16: autocast's cast of an fp16 weight is the weight itself (no copy),
+    # and the optimizer's state stays fp16 (zeros_like): weights 2P, gradients 2P, AdamW state 4P, no casts
+    model = nn.Sequential(nn.Linear(D, D), nn.ReLU(), nn.Linear(D, D)).half()
+    est = wattlint.estimate(model, gpu="a100-sxm4-80gb", steps=1, batch_size=1, inputs=[f"x=float16[1,{D}]"],
+                            precision="fp16")
+    b = to_dict(est)["memory"]["breakdown"]
+    assert (b["weights"], b["gradients"], b["optimizer_state"], b["weight_casts"]) == (2 * P, 2 * P, 4 * P, 0)
+    assert "master_weights" not in b
+    assert not any("fp32 master weights and optimizer state" in a for a in est.assumptions)
+
+
+def test_frozen_fp32_with_trainable_half():
+    # trainable: b only, 4,196,352 fp16 parameters (T); frozen a: T fp32. Gradients and AdamW state are b's, in
+    # fp16: 2T and 4T (not the mean bytes per parameter of the whole model, 3 B); weights 4T + 2T
+    t = D * D + D
+    est = wattlint.estimate(_FrozenHalf(), gpu="a100-sxm4-80gb", steps=1, batch_size=1,
+                            inputs=[f"x=float32[1,{D}]"])
+    b = to_dict(est)["memory"]["breakdown"]
+    assert (b["weights"], b["gradients"], b["optimizer_state"], b["weight_casts"]) == (6 * t, 2 * t, 4 * t, 0)
+    assert b["optimizer_step_temporaries"] == 2 * t - (b["activations"] + b["loss_transient"])

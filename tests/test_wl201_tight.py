@@ -36,3 +36,25 @@ def test_overflow_beyond_the_band_is_an_error(run_cli):
     assert doc["memory"]["verdict"] == "does_not_fit"
     f = finding(doc, "WL201")
     assert f["severity"] == "error" and "it may still fit" not in f["message"], f
+
+
+def test_tight_run_keeps_the_other_rules_savings(run_cli):
+    # micro-batch 8 is tight above the usable memory (WL201 a warning): the other rules' savings stand; the phrase
+    # they add for a run that cannot start (NO_SAVING_UNFIT) is for does_not_fit only
+    from wattlint.lint.engine import NO_SAVING_UNFIT
+
+    doc = estimate(run_cli, GPT2, *ARGS, "--grad-accum", "2")
+    assert doc["memory"]["verdict"] == "tight"
+    others = [f for f in doc["findings"] if f["code"] != "WL201"]
+    assert others and not any(NO_SAVING_UNFIT in f["message"] for f in others)
+    assert any(NO_SAVING_UNFIT in f["message"] for f in estimate(run_cli, GPT2, *ARGS)["findings"]
+               if f["code"] != "WL201")
+
+
+def test_wl107_not_offered_when_the_run_without_it_is_tight(run_cli):
+    # seq 512, micro-batch 14 with checkpointing fits; without it the peak is ~0.91 of the T4's usable memory: tight
+    # (1.15 x peak > usable), so turning checkpointing off is not recommended
+    args = ("--gpu", "t4", "--steps", "10", "--seq-len", "512", "--precision", "fp16", "--batch-size", "14")
+    off = estimate(run_cli, GPT2, *args)
+    assert off["memory"]["verdict"] == "tight" and off["memory"]["fits"]
+    assert finding(estimate(run_cli, GPT2, *args, "--activation-checkpointing"), "WL107") is None

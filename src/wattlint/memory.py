@@ -458,10 +458,14 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
                      f"backward runs through keep their casts for the input gradient")
     # weights stored in half precision, apex O2-style (an fp16 export) or trained so (a model.half() module): no
     # autocast, so no cached weight casts
-    pure = bool(graph.extra.get("pure_half_params"))
-    o2 = bool(graph.extra.get("fp32_master_weights")) or pure
-    if o2:
+    pure = graph.extra.get("pure_half_params")  # 'fp16' / 'bf16': the trainable parameters' own dtype
+    o2 = bool(graph.extra.get("fp32_master_weights"))
+    traced = "bf16" if plan.precision == "fp8" else plan.precision
+    no_casts = o2 or bool(pure and (not half or traced == pure))  # autocast's cast of an fp16 weight is the weight
+    if no_casts:
         weight_copies = 0.0
+    if pure:
+        bpp = 2.0  # gradients, optimizer state and step temporaries in the trainable parameters' half dtype
     grads = trainable * bpp
     master = 0.0
     megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and half
@@ -480,7 +484,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
                      "per trainable parameter (sharded like the optimizer state)")
     opt_name = (plan.optimizer or "adamw").lower()
     # fp32 state, but a module trained in half precision keeps it in the parameters' dtype (zeros_like)
-    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * (bpp if pure else 4.0)
+    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * (2.0 if pure else 4.0)
     sharding = (plan.sharding or "none").lower()
     sharded = sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1
     if plan.expert_parallel > 1:
@@ -495,7 +499,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
             gathered, how = gathered_share(graph)
             weights = weights * share + weights * gathered
             weight_copies = weight_copies * share + (2.0 * params * keep * gathered
-                                                     if half and not megatron and not o2 else 0.0)
+                                                     if half and not megatron and not no_casts else 0.0)
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
     opt_tmp = optimizer_step_temporaries(graph, opt_name, trainable, 4.0 if master else bpp, megatron)
     if sharded:

@@ -836,7 +836,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     params, param_bytes, trainable = count_params(model)
     prec = precision if precision in ("fp32", "tf32", "fp16", "bf16", "fp8") else "fp32"
     # a module held in half precision trains in it without autocast (the graph's precision, as an fp16 export's)
-    pure_half = pure_half_dtype(model) if prec not in ("fp16", "bf16", "fp8") else None
+    pure_half = pure_half_dtype(model)
     notes = list(assumptions)
     tracer = _Tracer(model, prec)
     read = seq_len if seq_read is None else seq_read  # one sequence's length (seq_len: tokens per sample)
@@ -947,7 +947,10 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         traced = "bf16" if prec == "fp8" else prec
         notes.append(f"precision: {traced} autocast emulated with CUDA's op lists (matmul/conv/attention in "
                      f"{'float16' if prec == 'fp16' else 'bfloat16'}, norms/softmax/losses/reductions in float32); "
-                     f"fp32 master weights and optimizer state"
+                     + (f"the module's trainable parameters are already {pure_half} ({'model.half()' if pure_half == 'fp16' else '.to(bfloat16)'}): "
+                        f"no fp32 master copy, optimizer state in {pure_half}"
+                        + ("" if pure_half == traced else f", their casts to {traced} cached as autocast caches "
+                           f"weight casts") if pure_half else "fp32 master weights and optimizer state")
                      + ("; an fp8 plan is traced so: the linear layers that run in FP8 and their casts are decided "
                         "at estimate time (wattlint.fp8)" if prec == "fp8" else ""))
         if prec == "fp16":
@@ -1014,8 +1017,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["block_params"], extra["block_count"] = blocks
     if not grads_to_none:
         extra["zero_grad_set_to_none"] = False
-    if pure_half:
-        extra["pure_half_params"] = True
+    if pure_half:  # trained in its own half dtype (wattlint.memory: 2-byte gradients and state, no master copy)
+        extra["pure_half_params"] = pure_half
     if trainable < params:
         extra["frozen_cast_params"] = _frozen_cast_params(model, tracer.records)
     if moe.layers:
@@ -1024,7 +1027,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=pure_half or prec, optimizer=optimizer, extra=extra)
+                     precision=prec if prec in ("fp16", "bf16", "fp8") else (pure_half or prec), optimizer=optimizer,
+                     extra=extra)
 
 
 def _frozen_cast_params(model: nn.Module, records) -> int:

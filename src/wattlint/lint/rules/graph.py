@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections import defaultdict
 
+from ...memory import memory_verdict
 from ...types import OpKind, OpRecord, Phase, Status
 from ..engine import ceil_to, replace_records
 from ..registry import register
@@ -1005,7 +1006,8 @@ class UnneededCheckpointing(Rule):
         run with the recompute flags left off, as the command traces and plans it, when ``--recompute selective`` /
         ``full`` or ``--activation-checkpointing`` turned it on; else the traced graph without its recompute
         records); if that
-        still fits in GPU memory, the recomputation is pure waste, and the saving is that re-estimate's.
+        still fits in GPU memory with the memory model's error band to spare (verdict 'fits'; a 'tight' run may not),
+        the recomputation is pure waste, and the saving is that re-estimate's.
     """
     why = """
         Checkpointing trades memory for compute: it re-runs (most of) the forward pass during backward, ~33% more
@@ -1062,7 +1064,8 @@ class UnneededCheckpointing(Rule):
                                     extra=_extra_without_checkpointing(ctx.graph))
             plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
             other = ctx.reestimate(graph=graph, plan=plan)
-        if other is None or not other.memory.fits:
+        # only when the run without it clearly fits: a tight one (within the memory model's error band) may not
+        if other is None or memory_verdict(other.memory.peak_bytes_per_gpu, other.memory.gpu_memory_bytes) != "fits":
             return
         kwh, pct = ctx.saving(other)
         gib = float(other.memory.peak_bytes_per_gpu) / 2**30
