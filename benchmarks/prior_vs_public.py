@@ -311,15 +311,16 @@ def mixed_step(wk, w: dict, b: int, opt: str, price) -> tuple[dict, dict, float]
     """The per-step cost of workload ``wk`` at batch ``b``: ``price(graph)`` (a wattlint.estimate/1 document) at each
     traced length of :func:`padded_lengths`, weighted. Returns (per_step time_s / gpu_energy_j / flops, the last
     document, the weighted FLOPs of the traced graphs)."""
-    per = {"time_s": 0.0, "gpu_energy_j": 0.0, "flops": 0.0}
+    per = {"time_s": 0.0, "gpu_energy_j": 0.0, "flops": 0.0, "launch_gap_s": 0.0}
     graph_flops, doc = 0.0, {}
     for n, weight in padded_lengths(w, b):
         x = w["input"](b) if n is None else w["input"](b, n)
         g = _trace((wk, b, opt) if n is None else (wk, b, opt, n), w["build"], x, b, w["precision"], opt,
                    impl=ZEUS_OPTIMIZER_IMPL, grads_to_none=ZEUS_GRADS_TO_NONE)
         doc = price(g)
-        for k in per:
-            per[k] += weight * doc["per_step"][k]
+        for k in per:  # launch_gap_s: the host-bound idle gaps between kernels (the 'idle_gaps' phase)
+            per[k] += weight * ((doc.get("phases") or {}).get("idle_gaps", {}).get("time_s", 0.0)
+                                if k == "launch_gap_s" else doc["per_step"][k])
         graph_flops += weight * sum(r.flops for r in g.records)
     return per, doc, graph_flops
 
@@ -401,7 +402,8 @@ def _summary(errs):
             "p95_ratio": round(ratios[min(len(ratios) - 1, int(0.95 * len(ratios)))], 3)}
 
 
-ERR_KEYS = ("time_err", "energy_err", "power_err", "naive_time_err", "naive_energy_err", "naive_power_err")
+ERR_KEYS = ("time_err", "energy_err", "power_err", "naive_time_err", "naive_energy_err", "naive_power_err",
+            "power_at_measured_time_err")
 
 
 def summarize(rows, by=None):
@@ -465,6 +467,10 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None,
         t_meas, p_meas = measured[(s["gpu_file"], s["workload"], b, s["optimizer"], float(s["power_limit_w"]))]
         e_meas = t_meas * p_meas
         t_naive, e_naive = _naive(steps * per["flops"], gpu, run_precision(w["precision"], gpu))
+        # issue 13's power decomposition: the predicted energy above idle (kernels' dynamic energy) and the power it
+        # would give over the MEASURED epoch time (does fixing the time alone fix the power?)
+        idle = d["hardware"]["idle_w"]
+        dyn_j = e_pred - idle * t_pred
         rows.append({
             "gpu": base.key, "workload": s["workload"], "batch_size": b, "optimizer": s["optimizer"],
             "power_limit_w": s["power_limit_w"], "measured_epoch_s": round(t_meas, 2),
@@ -474,6 +480,9 @@ def zeus_rows(split_rows, quick: bool, measured, host_op_s=None, gddr_idle=None,
             "time_err": _err(t_pred, t_meas), "energy_err": _err(e_pred, e_meas), "power_err": _err(p_pred, p_meas),
             "naive_time_err": _err(t_naive, t_meas), "naive_energy_err": _err(e_naive, e_meas),
             "naive_power_err": _err(gpu.tdp_w, p_meas),
+            "prior_gpu_kernel_s": round(steps * (per["time_s"] - per["launch_gap_s"]), 2),
+            "prior_launch_gap_s": round(steps * per["launch_gap_s"], 2), "prior_dynamic_j": round(dyn_j, 1),
+            "power_at_measured_time_err": _err((dyn_j + idle * t_meas) / t_meas, p_meas),
         })
     return rows
 
