@@ -82,7 +82,6 @@ DRIVER_RESERVED = 0.015
 # the memory model's error band: measured peak / predicted peak over the public rows (benchmarks/memory_check.py,
 # docs/ENERGY_MODEL.md "Memory"): a peak within it of the capacity is "tight"
 VERDICT_BAND = (0.95, 1.15)
-VERDICTS = ("fits", "tight", "does_not_fit")
 CHECKPOINT_FACTOR = 0.25  # activations kept under checkpointing when the frontend did not trace it (sqrt-ish rule)
 HALF = ("fp16", "bf16", "fp8")
 

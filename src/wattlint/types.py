@@ -489,6 +489,14 @@ class MemoryUse:
     fits: bool
     breakdown: Mapping[str, int] = field(default_factory=dict)
 
+    @property
+    def verdict(self) -> str:
+        """'fits', 'tight' or 'does_not_fit': the peak against the usable memory with the memory model's error band
+        (wattlint.memory.memory_verdict)."""
+        from .memory import memory_verdict
+
+        return memory_verdict(self.peak_bytes_per_gpu, self.gpu_memory_bytes)
+
 
 @dataclass(frozen=True)
 class Estimate:

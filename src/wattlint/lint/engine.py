@@ -128,10 +128,7 @@ class Context:
         """Whether the planned run may fit in GPU memory: its verdict is not does_not_fit (a tight run, which WL201 only
         warns about, keeps its savings); True when unknown (a cached summary without memory)."""
         if self.estimate is not None:
-            from ..memory import memory_verdict
-
-            mem = self.estimate.memory
-            return memory_verdict(mem.peak_bytes_per_gpu, mem.gpu_memory_bytes) != "does_not_fit"
+            return self.estimate.memory.verdict != "does_not_fit"
         return bool((self.summary.get("memory") or {}).get("fits", True))
 
     @property

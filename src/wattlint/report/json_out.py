@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any, Sequence
 
-from ..memory import memory_verdict, peak_band
+from ..memory import peak_band
 from ..types import Estimate
 
 SCHEMA = "wattlint.estimate/1"
@@ -120,7 +120,7 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
             "gpu_memory_bytes": est.memory.gpu_memory_bytes,
             "fits": est.memory.fits,
             # additive (older consumers read fits): the verdict with the memory model's error band, and the band
-            "verdict": memory_verdict(est.memory.peak_bytes_per_gpu, est.memory.gpu_memory_bytes),
+            "verdict": est.memory.verdict,
             "peak_bytes_per_gpu_range": list(peak_band(est.memory.peak_bytes_per_gpu)),
             "breakdown": dict(est.memory.breakdown),
         },

@@ -12,7 +12,7 @@ import re
 from typing import Sequence
 
 from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NOTE
-from ..memory import VERDICT_BAND, memory_verdict
+from ..memory import VERDICT_BAND
 from ..types import Estimate
 from . import units as u
 from .json_out import most_efficient
@@ -103,7 +103,7 @@ def memory_cell(mem) -> str:
     it may run out of memory and what to change (the boolean alone called a 0.95 peak 'fits': a 7B LoRA run at that
     fraction of an A100 40GB went out of memory)."""
     cap = mem.gpu_memory_bytes
-    verdict = memory_verdict(mem.peak_bytes_per_gpu, cap)
+    verdict = mem.verdict
     if verdict == "fits":
         return f"of {u.bytes_(cap)} usable: fits"
     if verdict == "does_not_fit":
@@ -289,8 +289,7 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
             u.in_unit(t.co2_kg, co2_unit),
             u.usd(t.cost_usd),
             u.in_unit(e.memory.peak_bytes_per_gpu, mem_unit),
-            {"fits": "yes", "tight": "tight", "does_not_fit": "NO"}[
-                memory_verdict(e.memory.peak_bytes_per_gpu, e.memory.gpu_memory_bytes)],
+            {"fits": "yes", "tight": "tight", "does_not_fit": "NO"}[e.memory.verdict],
             compare_model_cell(e),
         ])
     return header, rows, best

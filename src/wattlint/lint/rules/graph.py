@@ -7,7 +7,6 @@ import dataclasses
 import math
 from collections import defaultdict
 
-from ...memory import memory_verdict
 from ...types import OpKind, OpRecord, Phase, Status
 from ..engine import ceil_to, replace_records
 from ..registry import register
@@ -1065,7 +1064,7 @@ class UnneededCheckpointing(Rule):
             plan = dataclasses.replace(est.plan, activation_checkpointing=False, recompute="none")
             other = ctx.reestimate(graph=graph, plan=plan)
         # only when the run without it clearly fits: a tight one (within the memory model's error band) may not
-        if other is None or memory_verdict(other.memory.peak_bytes_per_gpu, other.memory.gpu_memory_bytes) != "fits":
+        if other is None or other.memory.verdict != "fits":
             return
         kwh, pct = ctx.saving(other)
         gib = float(other.memory.peak_bytes_per_gpu) / 2**30

@@ -88,9 +88,9 @@ class DoesNotFit(Rule):
                              f"{other.memory.peak_bytes_per_gpu / GIB:.2f} GiB")
         # within the memory model's error band (measured peaks 0.95-1.15x the prediction: wattlint.memory
         # memory_verdict 'tight') the run may still fit: a warning, not an error a pre-commit check fails on
-        from ...memory import VERDICT_BAND, memory_verdict
+        from ...memory import VERDICT_BAND
 
-        tight = memory_verdict(mem.peak_bytes_per_gpu, mem.gpu_memory_bytes) == "tight"
+        tight = mem.verdict == "tight"
         band = (f" (within the memory model's error band, measured peaks {VERDICT_BAND[0]:.2f}-{VERDICT_BAND[1]:.2f}x "
                 f"the prediction: it may still fit)") if tight else ""
         yield ctx.finding(
