@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 from ..types import GpuSpec, OpKind, OpRecord
 from . import prior as _prior
@@ -401,9 +401,17 @@ def _short(h: str | None) -> str:
     return (h or "none").replace("sha256:", "")[:12]
 
 
-def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Predictor | None, str | None]:
-    """``(base x the run correction at path, None)`` when that correction was fitted on top of this very base model,
-    else ``(None, why)`` (``(None, None)``: no file there). The base is identified by content
+class CorrectionLookup(NamedTuple):
+    """What :func:`apply_run_correction` found at one path."""
+
+    predictor: Predictor | None  # base x the correction, when it applies
+    why: str | None  # why it does not apply (None: it applies, or no file there)
+    search_on: bool  # the file does not concern this GPU's model (absent, unreadable, another GPU): look further
+
+
+def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> CorrectionLookup:
+    """``base`` x the run correction at path when that correction was fitted on top of this very base model, else
+    why not. The base is identified by content
     (:func:`model_content_id`: a refit that keeps the label is another model); a correction fitted on records that
     did not record their model's content is matched by its label (folder left out: :func:`model_identity`) on the
     prior or the shipped public-fit model, and never applied on top of a user's fitted (measured or transferred)
@@ -412,13 +420,13 @@ def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Pre
     from ..tracking.fit import FITTED_HERE, RunCorrectedPredictor, RunFitError, read_correction
 
     if not path.is_file():
-        return None, None
+        return CorrectionLookup(None, None, True)
     try:
         corr = read_correction(path)
     except RunFitError as e:
-        return None, f"run correction {path} not usable: {' '.join(str(e).split())[:200]}"
+        return CorrectionLookup(None, f"run correction {path} not usable: {' '.join(str(e).split())[:200]}", True)
     if corr.gpu_key != gpu_key:
-        return None, f"run correction {path} not used: it was fitted on {corr.gpu_key}"
+        return CorrectionLookup(None, f"run correction {path} not used: it was fitted on {corr.gpu_key}", True)
     here = f"{base.calibration}: {base.source}"
     have, want = model_content_id(base), corr.base_model_id
     if want is None and base.calibration not in FITTED_HERE:  # the prior, the shipped public-fit: by label
@@ -426,19 +434,20 @@ def apply_run_correction(base: Predictor, gpu_key: str, path: Path) -> tuple[Pre
     else:
         same = have == want
     if same:
-        return RunCorrectedPredictor(base, corr), None
+        return CorrectionLookup(RunCorrectedPredictor(base, corr), None, False)
     if "base_model_id" not in corr.card:  # written by an earlier wattlint: it worked there, it stops here (say why)
-        return None, (f"run correction {path} not applied: written before wattlint recorded the model it was fitted "
+        return CorrectionLookup(None, (f"run correction {path} not applied: written before wattlint recorded the model it was fitted "
                       f"on ('{corr.base_energy_model}': its records do not say which fit of it predicted them); "
-                      "re-run `wattlint fit <records>`")
+                      "re-run `wattlint fit <records>`"), False)
     if want is None:
         what = (f"'{corr.base_energy_model}', from records that do not say which fit of it predicted them, tracked "
                 "before wattlint recorded a model's content")
     else:
         what = f"'{corr.base_energy_model}', content {_short(want)}"
     now = f"'{here}'" + (f", content {_short(have)}" if have else "")
-    return None, (f"run correction {path} fitted on another model ({what}); this estimate's energy model is {now}; "
-                  "not applied: re-run `wattlint fit <records>` on runs tracked with this model")
+    return CorrectionLookup(None, (f"run correction {path} fitted on another model ({what}); this estimate's energy "
+                                   f"model is {now}; not applied: re-run `wattlint fit <records>` on runs tracked "
+                                   "with this model"), False)
 
 
 def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
@@ -450,15 +459,13 @@ def _run_corrected(base: Predictor, gpu: GpuSpec, dirs) -> Predictor:
 
     notes = []
     for d in dirs:
-        corrected, why = apply_run_correction(base, gpu.key, d.path / gpu.key / FILE)
-        if corrected is not None:
-            return corrected
-        if why is None:
-            continue
-        notes.append(why)
-        if " not usable: " in why or " not used: " in why:
-            continue
-        break
+        found = apply_run_correction(base, gpu.key, d.path / gpu.key / FILE)
+        if found.predictor is not None:
+            return found.predictor
+        if found.why:
+            notes.append(found.why)
+        if not found.search_on:
+            break
     if notes:
         base.searched = "; ".join([base.searched, *notes]) if base.searched else "; ".join(notes)
         base.notes = (*getattr(base, "notes", ()), *notes)

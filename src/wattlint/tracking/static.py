@@ -190,7 +190,7 @@ def cpu_device(folder: str | None) -> tuple[GpuSpec | None, Any, str]:
     from ..energy.predictor import apply_run_correction
     from .fit import FILE
 
-    corrected, why = apply_run_correction(base, spec.key, d / FILE)
+    corrected, why, _ = apply_run_correction(base, spec.key, d / FILE)
     if corrected is not None:
         c = corrected.correction
         return spec, corrected, (f"{note}; run correction {d / FILE} applied (time x{c.time_factor:.3f}"
