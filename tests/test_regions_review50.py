@@ -36,7 +36,7 @@ def _overrides() -> list[dict]:
 
 
 # 1. US eGRID rows: the table's vintage and the 2023 national figure beside them
-@pytest.mark.parametrize("region", ["aws:us-east-1", "aws:us-east-2", "gcp:us-central1", "azure:eastus"])
+@pytest.mark.parametrize("region", ["aws:us-east-1", "aws:us-east-2", "azure:eastus"])  # gcp: Google's figure
 def test_us_egrid_rows_state_their_vintage_and_the_national_figure(region):
     assert _table()[region]["source"] == "eGRID"  # the row names no edition
     usa = _countries()["USA"]

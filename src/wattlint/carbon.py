@@ -5,10 +5,17 @@ Tables (shipped in ``wattlint/data/grid/`` with their licences):
 * countries: ``global_energy_mix.json`` from CodeCarbon (MIT, ``LICENSE_codecarbon_MIT``), figures from
   Our World in Data / Ember (CC-BY-4.0), mostly years 2022-2023, keyed by ISO-3. ISO-2 codes map through
   ``iso2_to_iso3.json`` (ISO 3166-1).
-* cloud regions: ``mlco2_impact_cloud_regions.csv`` from mlco2/impact (MIT, ``LICENSE_mlco2_impact_MIT``).
-  Chosen over CodeCarbon's ``cloud_impact.csv`` because it covers AWS, GCP and Azure (CodeCarbon's file is GCP
-  only); where the two disagree (e.g. Quebec 20 vs 34.5) this table's value is used and its per-row source kept.
-  Its figures date from 2016-2019 sources: a row's own figure is used only where it is a sub-national grid (US
+* GCP regions: ``codecarbon_cloud_impact.csv`` from CodeCarbon (MIT, ``LICENSE_codecarbon_MIT``; shipped
+  unchanged): Google's own location-based grid carbon intensity per Cloud region (gCO2eq/kWh, "average operational
+  gross emissions per unit of energy from the grid", https://cloud.google.com/sustainability/region-carbon). The
+  file gives no year; its 40 figures are Google's 2023 data (GoogleCloudPlatform/region-carbon-info
+  data/yearly/2023.csv; CodeCarbon PR #610, July 2024). Every ``gcp:`` region it lists takes its figure (the 20
+  the mlco2 table also has, and 20 it lacks); a GCP region it lacks would keep the rules below. The file spells
+  Doha ``me-cenrtal1``: read as ``me-central1`` (:data:`_GOOGLE_REGION_FIXES`).
+* other cloud regions: ``mlco2_impact_cloud_regions.csv`` from mlco2/impact (MIT, ``LICENSE_mlco2_impact_MIT``),
+  because it covers AWS, GCP and Azure (CodeCarbon's file is GCP only). The mlco2 table itself gives Quebec two
+  figures (aws:ca-central-1, azure:canadaeast, ovh:bhs 20; gcp:northamerica-northeast1 34.5, Hydro-Quebec); Google
+  gives its Montreal region 2. Its figures date from 2016-2019 sources: a row's own figure is used only where it is a sub-national grid (US
   eGRID subregions, Canadian provinces: :data:`SUBNATIONAL_GRIDS`); every other region takes its country's newer
   figure from the country table (aws:eu-west-2: 623 in the table, the UK's 2023 grid 238 g/kWh).
 * wattlint's corrections to that table: ``cloud_region_overrides.csv`` (one row per corrected field, with its
@@ -37,6 +44,15 @@ DEFAULT_PRICE_SOURCE = ("U.S. EIA Electric Power Monthly: 2023 average retail pr
                         "~12.7 US cents/kWh (rounded to $0.13); pass --price for your tariff")
 COUNTRY_SOURCE = "Our World in Data / Ember via CodeCarbon global_energy_mix.json (CC-BY-4.0 / MIT)"
 CLOUD_SOURCE = "mlco2/impact cloud region table (MIT)"
+GOOGLE_SOURCE = ("Google's location-based grid carbon intensity for the region "
+                 "(cloud.google.com/sustainability/region-carbon) via CodeCarbon cloud_impact.csv (MIT)")
+#: the Google table's vintage: the file names no year; its figures equal Google's region-carbon-info 2023 data
+GOOGLE_VINTAGE = "year 2023 (no year given in the file; its figures are Google's 2023 data)"
+#: region names the Google table misspells
+_GOOGLE_REGION_FIXES = {"me-cenrtal1": "me-central1"}
+#: appended to every carbon intensity line: what the 5-95 % CO2 and cost ranges do not vary
+RANGE_CLAUSE = ("; the 5-95 % CO2 and cost ranges vary only the energy and time: this intensity, the PUE and the "
+                "price are held fixed")
 
 _ALIASES_ISO2 = {"UK": "GB", "EL": "GR"}  # common non-ISO spellings (UK; Eurostat's EL for Greece)
 #: common country names the table spells otherwise (keys accent-folded, lower case): former or UN/ISO 3166 short
@@ -91,6 +107,24 @@ def _cloud() -> dict[str, dict]:
         provider, region = row["provider"].strip().lower(), row["region"].strip().lower()
         if provider and region and row["impact"].strip():
             out[f"{provider}:{region}"] = row
+    for key, g in _google().items():  # GCP regions only Google's table lists
+        if key not in out:
+            out[key] = {"provider": "gcp", "providerName": g["providerName"], "region": key.partition(":")[2],
+                        "regionName": "", "city": g["city"], "state": g["state"],
+                        "country": _countries().get(g["countryIsoCode"].strip().upper(), g)["country_name"],
+                        "impact": g["impact"], "source": g["source"], "PUE": "", "PUE source": "", "comment": "",
+                        "_table_impact": "", "_overrides": [], "_iso3": g["countryIsoCode"].strip().upper()}
+    return out
+
+
+@lru_cache(maxsize=1)
+def _google() -> dict[str, dict]:
+    """Google's per-region grid figures (CodeCarbon's copy), keyed 'gcp:<region>'."""
+    out: dict[str, dict] = {}
+    for row in csv.DictReader(io.StringIO(_grid_file("codecarbon_cloud_impact.csv"))):
+        region = row["region"].strip().lower()
+        if row["provider"].strip().lower() == "gcp" and region and row["impact"].strip():
+            out[f"gcp:{_GOOGLE_REGION_FIXES.get(region, region)}"] = row
     return out
 
 
@@ -206,11 +240,39 @@ def _did_you_mean(text: str, names: list[str]) -> str:
 
 def grid_intensity(region: str | None) -> tuple[float, str]:
     """Carbon intensity (gCO2e/kWh) of ``region`` and a provenance line for the assumptions list."""
+    value, line = _grid_intensity(region)
+    return value, line + RANGE_CLAUSE
+
+
+def headline_region_label(region: str | None, intensity: float) -> str:
+    """What the CO2 headline names beside ``intensity``: the region ('POL'), 'given; overrides POL' when the figure
+    is not the region's own (--carbon-intensity), 'given' when there is no region and it is not the world average,
+    else ''."""
+    try:
+        own = grid_intensity(region)[0]
+    except ConfigError:
+        own = None
+    if region:
+        return region if intensity == own else f"given; overrides {region}"
+    return "" if intensity == own else "given"
+
+
+def _grid_intensity(region: str | None) -> tuple[float, str]:
     if region is None or not str(region).strip():
         return (round(world_average(), 1),
                 f"carbon intensity {world_average():.1f} gCO2e/kWh: world average (no --region; generation-weighted "
                 f"mean of {COUNTRY_SOURCE}, consistent with Ember's ~480 g/kWh for 2023)")
     key = normalize_region(str(region))
+    if key in _google():
+        value = float(_google()[key]["impact"])
+        row = _cloud()[key]
+        old = (row.get("_table_impact") or "").strip()
+        src = (row.get("source") or "").strip()
+        src = "eGRID2016 data or older" if src == "eGRID" else src
+        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({_where(row)}), "
+                       f"{GOOGLE_VINTAGE}, {GOOGLE_SOURCE}"
+                       + (f" (the mlco2/impact table's {round(float(old), 1):g} g/kWh, row source: {src}, is not used)"
+                          if old else ""))
     if ":" in key:
         row = _cloud()[key]
         value = float(row["impact"])
@@ -300,6 +362,8 @@ def cloud_country(key: str) -> str | None:
     table has no such country."""
     if key in _CLOUD_COUNTRY:
         return _CLOUD_COUNTRY[key]
+    if _cloud()[key].get("_iso3") in _countries():  # a row of Google's table only: its ISO code
+        return _cloud()[key]["_iso3"]
     name = (_cloud()[key].get("country") or "").strip().lower()
     by_name = {v["country_name"].lower(): k for k, v in _countries().items()}
     return by_name.get({"usa": "united states"}.get(name, name))
