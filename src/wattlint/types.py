@@ -482,6 +482,9 @@ class Utilization:
     convention: str
 
 
+VERDICTS = ("fits", "tight", "does_not_fit")  # the memory verdicts, best first: rules and the compare ★ rank by it
+
+
 @dataclass(frozen=True)
 class MemoryUse:
     peak_bytes_per_gpu: int
@@ -496,6 +499,12 @@ class MemoryUse:
         from .memory import memory_verdict
 
         return memory_verdict(self.peak_bytes_per_gpu, self.gpu_memory_bytes)
+
+    def fits_worse_than(self, other: "MemoryUse") -> bool:
+        """Whether this run's verdict is worse than ``other``'s (fits < tight < does_not_fit): a variant a rule would
+        recommend over the planned run ``other`` must not be (a 'tight' variant of a run that fits may run out of
+        memory; the boolean ``fits`` alone accepted it)."""
+        return VERDICTS.index(self.verdict) > VERDICTS.index(other.verdict)
 
 
 @dataclass(frozen=True)

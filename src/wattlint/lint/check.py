@@ -219,6 +219,10 @@ def _usable_hit(hit) -> tuple[dict, list, bool] | None:
     if not (isinstance(mem.get("fits"), bool) and all(_number(mem.get(k)) for k in ("peak_bytes_per_gpu",
                                                                                      "gpu_memory_bytes"))):
         return None
+    from ..types import VERDICTS
+
+    if mem.get("verdict", "fits") not in VERDICTS:  # absent in summaries cached before the three-way verdict
+        return None
     if not all(_cached_finding(d) for d in raw):
         return None
     return summary, [_finding(d) for d in raw], True

@@ -93,7 +93,7 @@ def summarize(estimate: Estimate) -> dict[str, Any]:
         "total": total,
         "per_step": {f.name: plain(getattr(estimate.per_step, f.name)) for f in dataclasses.fields(estimate.per_step)},
         "memory": {"peak_bytes_per_gpu": mem.peak_bytes_per_gpu, "gpu_memory_bytes": mem.gpu_memory_bytes,
-                   "fits": mem.fits},
+                   "fits": mem.fits, "verdict": mem.verdict},
         "plan": {"batch_size": estimate.plan.batch_size, "steps": estimate.plan.steps,
                  "precision": estimate.plan.precision, "gpus": estimate.plan.gpus},
         "assumptions": list(estimate.assumptions),  # the provenance of every number above (DESIGN §3)
@@ -129,7 +129,10 @@ class Context:
         warns about, keeps its savings); True when unknown (a cached summary without memory)."""
         if self.estimate is not None:
             return self.estimate.memory.verdict != "does_not_fit"
-        return bool((self.summary.get("memory") or {}).get("fits", True))
+        mem = self.summary.get("memory") or {}
+        if "verdict" in mem:
+            return mem["verdict"] != "does_not_fit"
+        return bool(mem.get("fits", True))  # a summary cached before the verdict: the central peak
 
     @property
     def total(self) -> Mapping[str, Any]:

@@ -139,9 +139,12 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
 
 
 def most_efficient(ests: Sequence[Estimate]) -> int:
-    """Index of the estimate with the least facility energy among those whose memory fits (else among all)."""
-    fitting = [i for i, e in enumerate(ests) if e.memory.fits]
-    pool = fitting or list(range(len(ests)))
+    """Index of the estimate with the least facility energy among those whose memory verdict is the best of them
+    (fits with the memory model's error band to spare, else tight, else all: a tight GPU may run out of memory)."""
+    from ..types import VERDICTS
+
+    best = min(VERDICTS.index(e.memory.verdict) for e in ests)
+    pool = [i for i, e in enumerate(ests) if VERDICTS.index(e.memory.verdict) == best]
     return min(pool, key=lambda i: (ests[i].total.energy_kwh, ests[i].gpu.key))
 
 
@@ -149,7 +152,10 @@ def most_efficient_why(ests: Sequence[Estimate]) -> str:
     """What the ★ of :func:`most_efficient` means for these estimates (the reports' one sentence), with the PUE each
     GPU's facility energy carries where they differ (a desktop card's default is a desk-side 1.0, a data-centre
     card's 1.2: plan.default_pue; review: the ranking mixed them without a word)."""
-    why = ("least facility energy among GPUs where the model fits" if any(e.memory.fits for e in ests) else
+    verdicts = {e.memory.verdict for e in ests}
+    why = ("least facility energy among GPUs where the model fits" if "fits" in verdicts else
+           "least facility energy among GPUs where the model may fit (tight: none holds it with the memory model's "
+           "error band to spare): see memory" if "tight" in verdicts else
            "least facility energy; the model fits on none of these GPUs as planned: see memory")
     best, planned = ests[most_efficient(ests)], ests[0]
     if best is not planned:

@@ -23,16 +23,17 @@ class DoesNotFit(Rule):
     code = "WL201"
     name = "does-not-fit"
     severity = "error"
-    summary = "Peak training memory per GPU exceeds the GPU's memory"
+    summary = "Peak training memory per GPU exceeds, or may exceed, the GPU's memory"
     what = """
         Compares the estimate's peak training memory per GPU (weights, gradients, optimizer state, activations,
         workspace) with the GPU's usable memory. The run would fail with CUDA out-of-memory, so the energy estimate
-        describes a run that cannot happen. A peak above the memory by less than the memory model's error band
-        (measured peaks 0.95-1.15x the prediction: the estimate's verdict 'tight') is a warning, as the run may
-        still fit; beyond it, an error. Each remedy the request's flags can re-run (a smaller micro-batch by
-        ``--grad-accum``, ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the
-        data-parallel GPUs) is re-estimated as that flag runs: only those that fit are offered (the micro-batch
-        named at the size that fits); one that would still not fit is named with the memory it would need. While it fires, the other rules still give their advice but claim no
+        describes a run that cannot happen. A peak within the memory model's error band of the memory (measured
+        peaks 0.95-1.15x the prediction: the estimate's verdict 'tight'), below or above it, is a warning, as the
+        run may or may not fit (a LitGPT 7B LoRA run at 0.97 of the usable memory went out of memory); beyond the
+        band, an error. Each remedy the request's flags can re-run (a smaller micro-batch by ``--grad-accum``,
+        ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the data-parallel GPUs) is
+        re-estimated as that flag runs: only those that fit with the band to spare (verdict 'fits') are offered
+        (the micro-batch named at the size that does); one that would not is named with the memory it would need. While it fires, the other rules still give their advice but claim no
         saving (a saving against a run that cannot start means nothing): their findings say so, with
         ``saving_kwh`` and ``saving_pct`` null, and WL203 names a lower-power GPU that holds the run with what it
         would cost there, not a saving.
@@ -58,7 +59,7 @@ class DoesNotFit(Rule):
 
     def check(self, ctx):
         mem = ctx.estimate.memory
-        if mem.fits:
+        if mem.verdict == "fits":
             return
         peak = mem.peak_bytes_per_gpu / GIB
         cap = mem.gpu_memory_bytes / GIB
@@ -81,22 +82,26 @@ class DoesNotFit(Rule):
             text, other = _first_fit(ctx, plan, text, changes)
             if other is None and ctx.request_options:
                 continue  # the request path refuses the changed options: the user could not run it either
-            if other is None or other.memory.fits:
+            if other is None or other.memory.verdict == "fits":
                 fits.append(text)
             else:
                 short.append(f"{_remedy_flag(text)} alone would still need "
-                             f"{other.memory.peak_bytes_per_gpu / GIB:.2f} GiB")
+                             f"{other.memory.peak_bytes_per_gpu / GIB:.2f} GiB"
+                             + (" (tight)" if other.memory.verdict == "tight" else ""))
         # within the memory model's error band (measured peaks 0.95-1.15x the prediction: wattlint.memory
         # memory_verdict 'tight') the run may still fit: a warning, not an error a pre-commit check fails on
         from ...memory import VERDICT_BAND
 
         tight = mem.verdict == "tight"
-        band = (f" (within the memory model's error band, measured peaks {VERDICT_BAND[0]:.2f}-{VERDICT_BAND[1]:.2f}x "
-                f"the prediction: it may still fit)") if tight else ""
-        yield ctx.finding(
-            f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB usable"
-            f"{band}: " + lead + ", ".join(fits) + "".join(f"; {t}" for t in short),
-            severity="warning" if tight else None)
+        band = f"measured peaks {VERDICT_BAND[0]:.2f}-{VERDICT_BAND[1]:.2f}x the prediction"
+        if not mem.fits:
+            head = (f"peak training memory {peak:.1f} GiB per GPU exceeds the {ctx.estimate.gpu.name}'s {cap:.3g} GiB "
+                    f"usable" + (f" (within the memory model's error band, {band}: it may still fit)" if tight else ""))
+        else:  # tight below the capacity: the band's top does not fit
+            head = (f"peak training memory {peak:.1f} GiB per GPU is within the memory model's error band of the "
+                    f"{ctx.estimate.gpu.name}'s {cap:.3g} GiB usable ({band}: it may run out of memory)")
+        yield ctx.finding(head + ": " + lead + ", ".join(fits) + "".join(f"; {t}" for t in short),
+                          severity="warning" if tight else None)
 
 
 def _remedy_changes(plan, text: str) -> list[dict] | None:
@@ -126,7 +131,7 @@ def _first_fit(ctx, plan, text: str, tries: list[dict]):
         if got is None:
             continue
         other = got
-        if got.memory.fits:
+        if got.memory.verdict == "fits":
             break
     if other is not None and "grad_accum" in tries[0]:
         text = (f"lower the micro-batch per GPU to {other.plan.micro_batch_size} (now {plan.micro_batch_size}: "
@@ -391,14 +396,15 @@ class GpuUnderfilled(Rule):
 
         other, how = variant(k)
         fitted = False
-        while other is not None and not other.memory.fits and est.memory.fits and k > ks[0]:
+        while other is not None and other.memory.fits_worse_than(est.memory) and k > ks[0]:
             k //= 2  # the largest multiplier that still fits
             fitted = True
             other, how = variant(k)
         reached = f"{reach[k]:.2f} waves" + ("" if reach[k] >= target else
                                                ", the most that fits in memory" if fitted else f", the most up to {k}x")
-        if other is not None and not other.memory.fits and est.memory.fits:
-            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) would not fit in GPU memory: use a "
+        if other is not None and other.memory.fits_worse_than(est.memory):
+            fit = "would not fit" if other.memory.verdict == "does_not_fit" else "might not fit (tight)"
+            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) {fit} in GPU memory: use a "
                               "smaller GPU (WL203) or run several jobs per GPU (MIG)")
             return
         kwh, pct = ctx.saving(other)
@@ -533,7 +539,9 @@ class SmallerGpuLessEnergy(Rule):
             # one pricing per candidate: the literal run when the options are known (its GPU energy and time
             # also give the same-host figure), else the plan moved to the candidate
             run = ctx.literal(gpu=spec) if literal else ctx.reestimate(gpu=spec, plan=plan)
-            if run is None or not run.memory.fits:
+            # a candidate holds the run no worse than the planned GPU, and never only within the error band of its
+            # memory unless the planned run is no better (a 'tight' candidate may run out of memory)
+            if run is None or run.memory.fits_worse_than(est.memory) or run.memory.verdict == "does_not_fit":
                 continue
             t = run.total.time_h
             if t0 > 0 and t > t0 * limit * (1.0 + ctx.options["time_tolerance"] + 1e-9):
@@ -793,7 +801,7 @@ class PipelineBubble(Rule):
                            f"chunks")
         else:
             other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
-            if other is not None and not other.memory.fits and est.memory.fits:
+            if other is not None and other.memory.fits_worse_than(est.memory):
                 blocked.append(f"interleaving {2 * v} chunks per stage would not fit in GPU memory (activations x "
                                f"{other.memory.peak_bytes_per_gpu / max(1, est.memory.peak_bytes_per_gpu):.2f})")
             elif other is not None:
@@ -814,7 +822,7 @@ class PipelineBubble(Rule):
             if other is None and not ctx.request_options:  # an already traced graph: the graph at half the batch
                 other = ctx.reestimate(graph=scale_batch(ctx.graph, 0.5),
                                        plan=dataclasses.replace(plan, grad_accum=2 * m))
-            if other is not None and not other.memory.fits and est.memory.fits:
+            if other is not None and other.memory.fits_worse_than(est.memory):
                 other = None
             if other is not None:
                 kwh, pct = ctx.saving(other)
