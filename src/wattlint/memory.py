@@ -159,13 +159,14 @@ def activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
 
 
 def stage_activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
-                           state: Sequence[float] | None = None) -> tuple[int, list[str], bool, int | None]:
+                           state: Sequence[float] | None = None, step_tmp: Sequence[float] | None = None
+                           ) -> tuple[int, list[str], bool, int | None]:
     """:func:`activation_bytes`, + the index of the pipeline stage counted (None without pipeline stages)."""
     act, notes = replica_activation_bytes(graph, plan)
     split = graph.extra.get("activation_split") if graph.extra else None
     if split is None:
         return act, notes, True, None
-    return _split_activation_bytes(act, graph, plan, split, notes, transient, state)
+    return _split_activation_bytes(act, graph, plan, split, notes, transient, state, step_tmp)
 
 
 def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
@@ -237,12 +238,14 @@ def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, 
 
 
 def _split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str],
-                            transient: int = 0, state: Sequence[float] | None = None
-                            ) -> tuple[int, list[str], bool, int | None]:
+                            transient: int = 0, state: Sequence[float] | None = None,
+                            step_tmp: Sequence[float] | None = None) -> tuple[int, list[str], bool, int | None]:
     """:func:`split_activation_bytes`; with ``state`` (each pipeline stage's bytes besides its activations: its own
     weights, gradients and optimizer state), the stage counted is the one of the highest peak, state + activations
     (+ the loss and its transient on the last stage; fragmentation on the activations), and its index is returned
-    (review 2026-12: the first stage's activations were added to the last stage's weights)."""
+    (review 2026-12: the first stage's activations were added to the last stage's weights). ``step_tmp``, each
+    stage's optimizer-step temporaries, stands for its activations where larger (the step runs after backward freed
+    them: a stage with more parameters peaks at its step; stop 51 review: the stage was chosen without them)."""
     from .parallel import recompute_mode
 
     s = split[recompute_mode(plan.recompute)]
@@ -260,10 +263,12 @@ def _split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict,
     own = [layers * a for a in shares]
     own[-1] += loss * s["loss"]
     if state is not None and len(state) == pp:
-        peak = [state[i] + own[i] * (1 + FRAGMENTATION) for i in range(pp)]
+        tmp = list(step_tmp) if step_tmp is not None and len(step_tmp) == pp else [0.0] * pp
+        dyn = [own[i] + (transient if i == pp - 1 else 0) for i in range(pp)]
+        peak = [state[i] + max(dyn[i], tmp[i]) * (1 + FRAGMENTATION) for i in range(pp)]
     else:
         peak = list(own)
-    peak[-1] += transient * (1 + FRAGMENTATION if state is not None else 1)
+        peak[-1] += transient
     k = max(range(pp), key=lambda i: (peak[i], i))  # ties: the last stage (it runs the loss)
     with_loss = k == pp - 1
     total = int(round(own[k]))
@@ -509,7 +514,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     scale = _stage_scales(graph)
     state = weights + weight_copies * (1 + FRAGMENTATION) + master + grads + opt_state
     act, act_notes, runs_loss, k = stage_activation_bytes(
-        graph, plan, loss_tmp, [state * f for f in scale] if scale else None)
+        graph, plan, loss_tmp, [state * f for f in scale] if scale else None,
+        [opt_tmp * f for f in scale] if scale else None)
     notes += act_notes
     f = scale[k] if scale and k is not None else 1.0
     if f != 1.0:
