@@ -549,6 +549,8 @@ def models_search_path(cli_dir=None, config=None):
     # a folder the user named that is not there: their calibration would be skipped without a word (a typo)
     for name, d in (("--models-dir", cli_dir), ("[tool.wattlint] models-dir", config_dir),
                     ("WATTLINT_MODELS_DIR", env_dir)):
+        if isinstance(d, str) and not d.strip():  # Path('') is the current folder: it read as "not given"
+            raise ConfigError(f"{name} {d!r}: expected a non-empty folder name")
         if d is not None and not Path(d).expanduser().is_dir():
             raise ConfigError(f"{name} {d}: not a folder (fitted energy models are looked up in <folder>/<gpu-key>/)")
         if d is not None and (Path(d).expanduser() / "card.json").is_file():

@@ -29,6 +29,19 @@ def positive_int(text: str) -> int:
     return cli_type(O.Option("n", "", O.integer(1, 10**9), "", "", ""))(text)
 
 
+def nonempty(what: str):
+    """An argparse ``type`` that refuses an empty (or blank) value with "expected a non-empty <what>": ``--gpu ''``,
+    ``--models-dir ''``, ``--part ''`` read as "not given" (``Path('')`` is the current folder). The value is kept as
+    written otherwise."""
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a non-empty {what}")
+        return text
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
 def add_option(group, name: str, **overrides: Any) -> None:
     """Add the option ``name`` of :data:`wattlint.options.OPTIONS` to an argparse group (dest = name)."""
     opt = O.OPTIONS[name]
@@ -246,6 +259,9 @@ def check_output_path(path: str | None, root: Path | str | None = None,
     if os.path.islink(path):
         raise InputError(f"--output {path}: is a symbolic link; refusing to write through it (write to the file "
                          "it points to, or remove the link)")
+    if path.endswith(("/", os.sep)) and not os.path.isdir(path):  # else a FILE named like the folder was written
+        raise InputError(f"--output {path}: ends in a path separator, so it names a folder (which does not exist); "
+                         f"name a file to write (e.g. {os.path.join(path, 'report.txt')})")
     if os.path.isdir(path):  # else the rename fails with "Device or resource busy" (for '.') or "Is a directory"
         raise InputError(f"--output {path}: is a directory; name a file to write (e.g. "
                          f"{os.path.join(path, 'report.txt')})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import positive_int
+from ._common import nonempty, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,14 +15,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default=None, metavar="NAME|PATH",
                    help="suite name (default, quick: shipped in wattlint/data/suites/) or a .toml path (default: "
                         "default; a resumed run keeps its own)")
-    p.add_argument("--part", default=None, metavar="K/N",
+    p.add_argument("--part", default=None, metavar="K/N", type=nonempty("part K/N"),
                    help="measure part K of N (every N-th sample; each part is its own run; fit takes them all; a "
                         "resumed run keeps its own); parts on one device run one after the other (a second "
                         "measurement of a busy device is refused)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default calibration/runs/<gpu-key>/)")
     p.add_argument("--resume", default=None, metavar="RUN",
                    help="continue an interrupted run (its .csv or .json path): samples already measured are kept")
-    p.add_argument("--gpu", default=None, metavar="KEY",
+    p.add_argument("--gpu", default=None, metavar="KEY", type=nonempty("GPU key"),
                    help="GPU database key, when the NVML name does not resolve to one")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="measure at most N samples (smoke runs; 1 or more)")

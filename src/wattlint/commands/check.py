@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..options import CHECK_FORMATS as FORMATS
-from ._common import add_output_argument, check_output_path, format_for, project_inputs, write_output
+from ._common import add_output_argument, check_output_path, format_for, nonempty, project_inputs, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit 1 when a finding is at least this severe (default error: budgets, regressions, "
                         "does not fit)")
     p.add_argument("--exit-zero", action="store_true", help="always exit 0 when the check ran (report only)")
-    p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (see 'wattlint "
+    p.add_argument("--models-dir", metavar="DIR", type=nonempty("folder name"), help="fitted energy models to search first (see 'wattlint "
                    "estimate --help')")
 
 

@@ -169,6 +169,7 @@ def _refuse_unused(args: argparse.Namespace, flags: dict, kind: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from ..io import not_a_file
     from ..tracking.record import is_run_record
     from ..types import InputError
 
@@ -176,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
     for path in runs:
         if os.path.isdir(path):
             raise InputError(f"{path} is a directory: name run records (.jsonl) or one log file")
+        what = not_a_file(path)  # a device, a named pipe (never opened: a pipe blocks the read): was "not found"
+        if what is not None:
+            raise InputError(f"{path}: is {what}, not a file; name run records (.jsonl) or one log file")
         if not os.path.isfile(path):
             raise InputError(f"file not found: {path}")
     flags = {k: getattr(args, k) for k in PLAN_FLAGS if getattr(args, k) is not None}

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import options as O
 from ..report.layers import GROUPINGS
 from ._common import (add_model_arguments, add_option, add_output_argument, check_output_path, cli_options,
-                      config_given, format_for, model_file, positive_int, project_inputs, settings_note, shown_setting,
+                      config_given, format_for, model_file, nonempty, positive_int, project_inputs, settings_note, shown_setting,
                       write_output)
 
 GROUPS = {
@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         g = p.add_argument_group(title)
         for name in names:
             add_option(g, name)
-    p.add_argument("--models-dir", metavar="DIR", help="fitted energy models to search first (then [tool.wattlint] "
+    p.add_argument("--models-dir", metavar="DIR", type=nonempty("folder name"), help="fitted energy models to search first (then [tool.wattlint] "
                    "models-dir, $WATTLINT_MODELS_DIR, the user data folder, the shipped models)")
     o = p.add_argument_group("output")
     o.add_argument("--format", choices=O.ESTIMATE_FORMATS, default=None,

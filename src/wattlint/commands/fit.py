@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import nonempty
+
 
 def _folds(text: str) -> int:
     from .. import options as O
@@ -22,11 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "every estimate; <run folder>/model for CPU/fake runs, which never go into a models folder); "
                         "run records: <gpu-key>/run_correction.json in the same folder, <records folder>/"
                         "run_correction.json for CPU records")
-    p.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (calibration runs: when the run's GPU is "
+    p.add_argument("--gpu", default=None, metavar="KEY", type=nonempty("GPU key"), help="GPU database key (calibration runs: when the run's GPU is "
                    "not resolved; run records: the GPU whose records of the folders named are fitted)")
     p.add_argument("--folds", type=_folds, default=None, help="calibration runs only: cross-validation folds for "
                                                              "whole-shape hold-out (2 to 1000; default 5)")
-    p.add_argument("--model-hash", default=None, metavar="HASH",
+    p.add_argument("--model-hash", default=None, metavar="HASH", type=nonempty("model hash"),
                    help="run records only: fit one model's runs; a folder's records of another model are "
                         "skipped and listed, one named as an argument is refused")
 

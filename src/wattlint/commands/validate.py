@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._common import nonempty
+
 
 def _window_scale(text: str) -> float:
     from .. import options as O
@@ -16,7 +18,7 @@ def _window_scale(text: str) -> float:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="step", metavar="STEP", required=True)
     pr = sub.add_parser("predict", help="write the estimator's predictions for a frozen list (commit before measuring)")
-    pr.add_argument("--gpu", default=None, metavar="KEY", help="GPU database key (e.g. h100-sxm5-80gb)")
+    pr.add_argument("--gpu", default=None, metavar="KEY", type=nonempty("GPU key"), help="GPU database key (e.g. h100-sxm5-80gb)")
     pr.add_argument("--spec-from", default=None, metavar="RUN.json",
                     help="use the device spec stored in a calibration run (CPU runs: measured CPU peaks)")
     pr.add_argument("--list", default="gpu", metavar="NAME", help="list in the validation file: gpu | cpu (gpu)")
