@@ -77,3 +77,20 @@ def test_compare_run_names_a_device_as_one(capsys):
     assert code == 2
     line = one_error_line(err)
     assert "/dev/null" in line and "a device" in line and "not found" not in line
+
+
+# ---- 4. a JSON file nested too deeply: the message did not name the file -------------------------------------------
+
+def test_a_deeply_nested_file_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "\n", encoding="utf-8")
+    code, _, err = _run(capsys, "compare-run", "deep.jsonl")
+    assert code == 2
+    line = one_error_line(err)
+    assert "deep.jsonl" in line and "nested too deeply" in line
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "deep.jsonl").rename(tmp_path / "runs" / "deep.jsonl")
+    code, _, err = _run(capsys, "fit", "runs")
+    assert code == 2
+    line = one_error_line(err)
+    assert "deep.jsonl" in line and "nested too deeply" in line

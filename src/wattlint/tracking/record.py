@@ -310,8 +310,11 @@ def record_schema(path: str | Path) -> str | None:
         raise InputError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
     try:
         o = json.loads(first.decode("utf-8-sig", errors="replace"))  # read_record then says what is wrong
-    except ValueError:  # (a RecursionError goes on: the CLI says "nested too deeply")
+    except ValueError:
         return None
+    except RecursionError:  # named here: the CLI's catch-all said "a JSON file given" without its name
+        raise InputError(f"{path}: line 1: JSON nested too deeply to read (thousands of levels); it is not a file "
+                         "wattlint writes") from None
     # any wattlint.run/N header: read_record then says which version wrote it (never "not a run record")
     if not (isinstance(o, dict) and o.get("type") == "header"):
         return None
