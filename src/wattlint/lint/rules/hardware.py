@@ -146,7 +146,7 @@ def _remedy_flag(text: str) -> str:
 
 
 # memory that does not depend on the micro-batch (wattlint.memory's breakdown keys)
-STATIC_MEMORY = ("weights", "weight_casts", "gradients", "optimizer_state", "master_weights")
+STATIC_MEMORY = ("weights", "weight_casts", "gradients", "ddp_buckets", "optimizer_state", "master_weights")
 
 
 def _memory_remedies(plan, activations_help: bool = True, gpu=None) -> list[str]:
