@@ -94,3 +94,152 @@ def test_a_deeply_nested_file_is_named(tmp_path, monkeypatch, capsys):
     assert code == 2
     line = one_error_line(err)
     assert "deep.jsonl" in line and "nested too deeply" in line
+
+
+# ---- 5/6. Hugging Face configs: zero counts, unknown values, NaN ----------------------------------------------------
+
+GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 2, "n_embd": 64, "n_head": 4,
+        "vocab_size": 100, "n_positions": 128}
+LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2, "hidden_size": 64,
+         "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 100}
+MIXTRAL = {**LLAMA, "model_type": "mixtral", "architectures": ["MixtralForCausalLM"], "num_local_experts": 4,
+           "num_experts_per_tok": 2}
+
+
+@pytest.mark.parametrize("config, said", [
+    ({**GPT2, "n_head": 0}, "n_head = 0"),
+    ({**LLAMA, "num_key_value_heads": 0}, "num_key_value_heads = 0"),
+    ({**LLAMA, "num_attention_heads": 0}, "num_attention_heads = 0"),
+    ({**MIXTRAL, "num_local_experts": 0}, "num_local_experts = 0"),
+    ({**{k: v for k, v in MIXTRAL.items() if k != "num_experts_per_tok"}, "num_local_experts": 0},
+     "num_local_experts = 0"),  # top-k from MixtralConfig's default
+    ({**GPT2, "n_layer": 0}, "n_layer = 0"),
+    ({**LLAMA, "num_hidden_layers": 0}, "num_hidden_layers = 0"),
+    ({**GPT2, "n_positions": 0}, "n_positions = 0"),
+    ({**GPT2, "activation_function": "nonexistent_act"}, "activation_function = 'nonexistent_act'"),
+    ({**LLAMA, "rope_scaling": {"type": "bogus", "factor": 2.0}}, "'bogus'"),
+])
+def test_a_config_transformers_cannot_build_is_refused_naming_the_key(tmp_path, capsys, config, said):
+    import json
+
+    pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    code, _, err = _run(capsys, path, "--gpu", "h100", "--steps", "10", "--seq-len", "64", "--batch-size", "8")
+    assert code == 2
+    line = one_error_line(err)
+    assert said in line
+    assert "ZeroDivisionError" not in line and "KeyError: " not in line and "unsupported" not in line
+
+
+def test_a_nan_in_a_config_is_refused(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type":"gpt2","n_layer":2,"n_embd":64,"n_head":4,"vocab_size":100,'
+                    '"layer_norm_epsilon":NaN}', encoding="utf-8")
+    code, _, err = _run(capsys, path, "--gpu", "h100", "--steps", "10", "--seq-len", "64", "--batch-size", "8")
+    assert code == 2
+    line = one_error_line(err)
+    assert "layer_norm_epsilon" in line and "finite" in line
+
+
+def test_a_short_learned_position_table_is_refused_and_rotary_is_noted(tmp_path, capsys):
+    import json
+
+    pytest.importorskip("transformers")
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**GPT2, "n_positions": 16}), encoding="utf-8")
+    code, _, err = _run(capsys, path, "--gpu", "h100", "--steps", "10", "--seq-len", "64", "--batch-size", "8")
+    assert code == 2 and "64" in one_error_line(err) and "16" in one_error_line(err)
+    path.write_text(json.dumps({**LLAMA, "max_position_embeddings": 16}), encoding="utf-8")
+    code, out, err = _run(capsys, path, "--gpu", "h100", "--steps", "10", "--seq-len", "64", "--batch-size", "8")
+    assert code == 0 and "exceeds the config's maximum positions 16" in out
+
+
+# ---- 7. tracking files: non-finite record fields, a CodeCarbon gpu_count that is no number, a zero duration ----------
+
+RUNS = sorted((EXAMPLES.parent / "benchmarks" / "results" / "track_cpu_runs").glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("field, value, said", [
+    (("analysis", "per_step", "time_s"), float("nan"), "summary.analysis.per_step.time_s = NaN"),
+    (("analysis", "projection", "device_energy_j"), float("inf"), "summary.analysis.projection.device_energy_j"),
+])
+def test_a_run_record_with_a_non_finite_number_is_refused(tmp_path, capsys, field, value, said):
+    import json
+
+    lines = RUNS[0].read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if json.loads(line).get("type") == "summary")
+    summary = json.loads(lines[at])
+    node = summary
+    for k in field[:-1]:
+        node = node[k]
+    assert field[-1] in node  # the record has the field
+    node[field[-1]] = value
+    lines[at] = json.dumps(summary)  # writes NaN / Infinity, as a hand edit would
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = _run(capsys, "compare-run", path)
+    assert code == 2
+    line = one_error_line(err)
+    assert f"r.jsonl:{at + 1}" in line and said in line and "not a finite number" in line
+
+
+CC_HEADER = ("timestamp,project_name,run_id,duration,emissions,emissions_rate,cpu_power,gpu_power,ram_power,"
+             "cpu_energy,gpu_energy,ram_energy,energy_consumed,country_name,country_iso_code,codecarbon_version,"
+             "gpu_count,gpu_model,tracking_mode,pue")
+
+
+def _cc_row(duration="3600.5", gpu_count="1"):
+    return (f"2024-05-01T10:00:00,codecarbon,abc-123,{duration},1.2,0.0003,42.5,300.1,10.0,0.0425,1.2,0.01,1.2525,"
+            f"France,FRA,2.3.4,{gpu_count},1 x NVIDIA A100-SXM4-80GB,machine,1.0")
+
+
+@pytest.mark.parametrize("row, said", [
+    (_cc_row(gpu_count="abc"), "gpu_count 'abc'"),
+    (_cc_row(duration="0"), "duration '0'"),
+    (_cc_row(duration="0.0"), "duration '0.0'"),
+])
+def test_a_codecarbon_row_with_a_bad_count_or_duration_is_refused(tmp_path, capsys, row, said):
+    path = tmp_path / "emissions.csv"
+    path.write_text(CC_HEADER + "\n" + row + "\n", encoding="utf-8")
+    code, _, err = _run(capsys, "compare-run", path)
+    assert code == 2
+    line = one_error_line(err)
+    assert said in line and "emissions.csv" in line
+
+
+def test_a_sound_codecarbon_row_is_read(tmp_path, capsys):
+    path = tmp_path / "emissions.csv"
+    path.write_text(CC_HEADER + "\n" + _cc_row() + "\n", encoding="utf-8")
+    code, out, _ = _run(capsys, "compare-run", path)
+    assert code == 0 and out
+
+
+# ---- 8. a closed standard output: exit 0 having written nothing -----------------------------------------------------
+
+@pytest.mark.parametrize("command", [["gpus"], ["rules"]])
+def test_a_closed_stdout_is_refused_with_one_line(command):
+    import os
+    import subprocess
+    import sys
+
+    code = f"import sys\nfrom wattlint.cli import main\nsys.exit(main({command!r}))"
+    res = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=120,
+                         preexec_fn=lambda: os.close(1))  # fd 1 closed before Python starts: sys.stdout is None
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["wattlint: error: cannot write the output: standard output is closed"]
+
+
+def test_a_closed_stdout_still_writes_a_report_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.txt"
+    code = ("import sys\nfrom wattlint.cli import main\n"
+            f"sys.exit(main([{str(ONNX)!r}, '--gpu', 'a100', '--steps', '10', '-o', {str(out)!r}]))")
+    res = subprocess.run([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, timeout=300,
+                         preexec_fn=lambda: os.close(1))
+    assert res.returncode == 0, res.stderr
+    assert out.read_text(encoding="utf-8").startswith("wattlint estimate:")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import weakref
 from typing import Any, Mapping, Sequence
@@ -100,10 +101,17 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
                                                          "moe_num_experts")):
                     raise InputError(f"{where}: {_prefix}{k} = {v!r}: a mixture-of-experts layer routes each token to "
                                      "at least one expert (top-k >= 1)")
+                if v < 1 and k in _AT_LEAST_ONE:  # a zero count built an empty model or divided by zero
+                    raise InputError(f"{where}: {_prefix}{k} = {v!r}: {_AT_LEAST_ONE[k]}")
                 if what == "vocab" and v < 1:
                     raise InputError(f"{where}: {_prefix}{k} = {v!r}: a vocabulary needs at least one token (the "
                                      "embedding and the output layer would be empty)")
                 values[what] = max(values.get(what, 0), int(v))
+    experts = next(((e, data[e]) for e in _EXPERT_FIELDS if isinstance(data.get(e), int)), None)
+    top_k = next(((t, data[t]) for t in _TOP_K_FIELDS if isinstance(data.get(t), int)), None)
+    if experts is not None and top_k is not None and experts[1] == 0 and top_k[1] >= 1:
+        raise InputError(f"{where}: {_prefix}{experts[0]} = 0 with {_prefix}{top_k[0]} = {top_k[1]}: a "
+                         "mixture-of-experts layer needs at least one expert to route each token to")
     heads, kv = data.get("num_attention_heads"), data.get("num_key_value_heads")
     if isinstance(heads, int) and isinstance(kv, int) and not isinstance(heads, bool) and not isinstance(kv, bool) \
             and kv > 0 and heads % kv:  # grouped-query attention repeats each key/value head heads / kv times
@@ -116,6 +124,32 @@ def check_config_sizes(data: Mapping[str, Any], where: str, _depth: int = 0, _pr
     for k, v in data.items():
         if isinstance(v, Mapping):
             check_config_sizes(v, where, _depth + 1, f"{_prefix}{k}.")
+
+
+# counts a model cannot have zero of (0 was accepted: a zero-layer model, or a ZeroDivisionError inside transformers)
+_AT_LEAST_ONE = {
+    **{k: "a model needs at least one layer" for k in ("num_hidden_layers", "n_layer", "num_layers", "n_layers")},
+    **{k: "attention needs at least one head" for k in ("num_attention_heads", "n_head", "num_heads",
+                                                         "encoder_attention_heads", "decoder_attention_heads")},
+    "num_key_value_heads": "attention needs at least one key/value head (grouped-query attention shares each among "
+                           "num_attention_heads / num_key_value_heads query heads)",
+    **{k: "a model needs at least one position (its position table or context length)"
+       for k in ("max_position_embeddings", "n_positions", "n_ctx")},
+}
+
+
+def _non_finite(data: Mapping[str, Any], where: str) -> None:
+    """Refuse (InputError naming the key) a NaN anywhere in a config (``"layer_norm_epsilon": NaN`` was accepted),
+    and an infinite epsilon. Infinity is kept elsewhere: Mamba2's time_step_limit is (0.0, inf)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, float) and (math.isnan(v) or (math.isinf(v) and "eps" in path.rsplit(".", 1)[-1])):
+            raise InputError(f"{where}: {path} = {json.dumps(v)}: expected a finite number")
+        if isinstance(v, Mapping):
+            stack.extend((f"{path}.{k}" if path else str(k), x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
 
 
 _SPECIAL_FLOATS = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
@@ -158,6 +192,7 @@ def load_config(path_or_dict: str | Mapping[str, Any]):
         raise InputError(f"{where}: not a JSON object")
     data = _special_floats(data)
     check_config_sizes(data, where)
+    _non_finite(data, where)
     archs = data.get("architectures")
     if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
         raise InputError(f"{where}: architectures = {str(archs)[:60]}: expected a list of model class names")
@@ -226,6 +261,9 @@ def _check_routing(config) -> None:
     e_name = next((n for n in _EXPERT_FIELDS if isinstance(getattr(config, n, None), int)), None)
     if k_name and e_name:
         k, e = getattr(config, k_name), getattr(config, e_name)
+        if e == 0 and k >= 1:  # (transformers then built no experts: "unsupported mixture-of-experts layout")
+            raise InputError(f"the config has {e_name} = 0 but routes each token to {k_name} = {k} experts: a "
+                             "mixture-of-experts layer needs at least one expert")
         if e > 0 and k > e:
             raise InputError(f"the config routes each token to {k_name} = {k} experts but has {e_name} = {e}: "
                              f"top-k must not exceed the number of experts")
@@ -310,12 +348,50 @@ def build_model(config, attention: str = "sdpa"):
                     config._attn_implementation = None
                     model = cls._from_config(config, **fp32)
     except Exception as e:  # noqa: BLE001
+        said = _unknown_value(config, e) if isinstance(e, KeyError) else None
         raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: "
-                         f"{exception_line(e)}") from None
+                         f"{said or exception_line(e)}") from None
     note = _untie_output_embedding(model, config, torch)
     if note:
         model._wattlint_build_notes = [note]  # analyze_config states it
     return model
+
+
+_ACTIVATION_KEYS = ("hidden_act", "activation_function", "hidden_activation", "activation", "act_fn",
+                    "feed_forward_proj", "projection_hidden_act")
+
+
+def _unknown_value(config, e: KeyError) -> str | None:
+    """A KeyError transformers raised for a value of the config it has no entry for (``"activation_function":
+    "nonexistent_act"``, ``"rope_scaling": {"type": "bogus"}``) as a line naming the config key and its value (and
+    for an activation, how many transformers knows and a few of them), else None."""
+    if len(e.args) != 1 or not isinstance(e.args[0], str):
+        return None
+    value = e.args[0]
+    try:
+        data = config.to_dict()
+    except Exception:  # noqa: BLE001 - a config that cannot be listed: transformers' own message
+        return None
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        path, v, depth = stack.pop()
+        if v == value and path:
+            import transformers
+
+            leaf = path.rsplit(".", 1)[-1]
+            if leaf in _ACTIVATION_KEYS:
+                try:
+                    from transformers.activations import ACT2FN
+
+                    names = sorted(ACT2FN)
+                    return (f"{path} = {value!r} is not an activation transformers {transformers.__version__} "
+                            f"knows ({len(names)} do: {', '.join(names[:6])}, ...)")
+                except Exception:  # noqa: BLE001
+                    pass
+            return f"{path} = {value!r}: transformers {transformers.__version__} has no such option (KeyError)"
+        if isinstance(v, Mapping) and depth < _MAX_DEPTH:
+            stack.extend((f"{path}.{k}" if path else str(k), x, depth + 1) for k, x in v.items())
+    return None
 
 
 def _untie_output_embedding(model, config, torch) -> str | None:
