@@ -217,6 +217,20 @@ def line_problem(o: dict[str, Any]) -> str | None:
     return f"{at}: {err.message[:120]}"
 
 
+def _non_finite_at(o: dict[str, Any]) -> str:
+    """The first field of a record line holding NaN or +-Infinity, as 'kind.field[i] = NaN'."""
+    stack: list[tuple[str, Any]] = [(str(o.get("type", "line")), o)]
+    while stack:
+        at, v = stack.pop()
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"{at} = {json.dumps(v)}"
+        if isinstance(v, dict):
+            stack.extend((f"{at}.{k}", x) for k, x in reversed(list(v.items())))
+        elif isinstance(v, list):
+            stack.extend((f"{at}[{j}]", x) for j, x in reversed(list(enumerate(v))))
+    return str(o.get("type", "line"))
+
+
 def read_record(path: str | Path) -> RunRecord:
     """Parse a run record; InputError with one clear line when it is not one."""
     p = Path(path)
@@ -235,6 +249,12 @@ def read_record(path: str | Path) -> RunRecord:
         torn = True  # no final newline: the last write did not complete
     objs: list[dict[str, Any]] = []
     raw_lines = raw.split(b"\n")
+    constants: list[str] = []  # the NaN / Infinity of the line being read
+
+    def constant(c: str) -> float:
+        constants.append(c)
+        return float(c)
+
     for i, line in enumerate(lines):
         if "\ufffd" in line:  # a byte that is not UTF-8: the tracker writes UTF-8, so a damaged line (or a torn
             try:               # multi-byte character at the very end of a killed run's last line)
@@ -245,8 +265,9 @@ def read_record(path: str | Path) -> RunRecord:
                     break
                 raise InputError(f"{p}:{i + 1}: not UTF-8 (byte {e.start} of the line): the record is damaged") \
                     from None
+        constants.clear()
         try:
-            o = json.loads(line)
+            o = json.loads(line, parse_constant=constant)
         except (ValueError, RecursionError):  # not JSON (JSONDecodeError), an integer of more digits than Python
             #                                     converts (4,300), or nested deeper than a record ever is
             if i == len(lines) - 1:
@@ -255,6 +276,9 @@ def read_record(path: str | Path) -> RunRecord:
             raise InputError(f"{p}:{i + 1}: not a JSON line (the record is corrupt before its last line)") from None
         if not isinstance(o, dict):
             raise InputError(f"{p}:{i + 1}: not a JSON object")
+        if constants:  # NaN / Infinity: the tracker never writes them (allow_nan=False); the schema's finite check
+            #            sees only the fields it types (per_step.time_s, projection.device_energy_j passed)
+            raise InputError(f"{p}:{i + 1}: malformed run record ({_non_finite_at(o)}: not a finite number)")
         objs.append(o)
     else:
         if torn:  # last line without newline but valid JSON: keep it
