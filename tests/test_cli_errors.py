@@ -186,7 +186,7 @@ def test_a_closed_pipe_is_not_reported_as_a_user_error():
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 @pytest.mark.parametrize("redirect, message", [
     ("full", "wattlint: error: cannot write the output: No space left on device"),
-    ("closed", None),
+    ("closed", "wattlint: error: cannot write the output: standard output is closed"),  # review s52: was exit 0
 ])
 def test_a_full_or_closed_stdout_is_not_an_internal_error(redirect, message):
     """Review: `wattlint rules > /dev/full` ended 'internal error: OSError ... please report it' (exit 3) and

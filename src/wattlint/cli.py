@@ -87,6 +87,33 @@ def build_parser(command: str) -> _Parser:
 OUTPUT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
+class _StdoutClosedError(OSError):
+    """Writing to a standard output that was closed when wattlint started (``wattlint gpus >&-``)."""
+
+
+class _ClosedStdout:
+    """``sys.stdout`` of a process started with fd 1 closed (Python sets it to None): a command that prints fails
+    with :class:`_StdoutClosedError` (exit 2, one line; it exited 0 having written nothing); one that writes only
+    a file (``-o report.txt``) runs as before."""
+    encoding = "utf-8"
+    errors = "replace"
+
+    def write(self, text: str) -> int:
+        raise _StdoutClosedError(errno.EBADF, "standard output is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise _StdoutClosedError(errno.EBADF, "standard output is closed")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
@@ -96,12 +123,16 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.reconfigure(errors="replace")
         except (ValueError, OSError):  # pragma: no cover - a stream that cannot be reconfigured
             pass
-    if sys.stdout is None:  # started with stdout closed (`wattlint ... >&-`): what it prints goes nowhere, as asked
-        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    if sys.stdout is None:  # started with stdout closed (`wattlint ... >&-`): printing to it is refused (exit 2)
+        sys.stdout = _ClosedStdout()
     try:
         return _main(argv)
     except UsageError as e:
         print(f"wattlint: error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except _StdoutClosedError as e:  # (--help, a usage message): as a command's output below
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        print(f"wattlint: error: cannot write the output: {e.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("wattlint: interrupted", file=sys.stderr)
@@ -360,7 +391,8 @@ def _main(argv: list[str]) -> int:
         if isinstance(e, OSError) and e.filename is not None and not _inside_package(e.filename):
             print(f"wattlint: error: {_one_line(f'{e.filename}: {e.strerror or e}')}", file=sys.stderr)
             return 2
-        if isinstance(e, OSError) and e.filename is None and e.errno in OUTPUT_ERRNOS:
+        if isinstance(e, OSError) and e.filename is None and (e.errno in OUTPUT_ERRNOS
+                                                               or isinstance(e, _StdoutClosedError)):
             # standard output could not take the report (`> /dev/full`, a full disk, a dead terminal): the
             # environment's error; stdout is dropped so that the exit's own flush does not fail a second time
             sys.stdout = open(os.devnull, "w", encoding="utf-8")
