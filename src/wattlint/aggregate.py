@@ -946,6 +946,11 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
             # the kept ones); the convention's 6 N_active still counts every token's experts (review 2026-12-07)
             convention += (f"; capacity factor {cf:g} < 1: up to {1 - cf:.0%} of the routed tokens are dropped, "
                            f"whose expert FLOPs 6 N_active still counts (MFU an upper bound; HFU counts what ran)")
+    lookup = float(extra.get("lookup_only_params") or 0)
+    if lookup:  # a base model (no head): its embedding tables are only looked up
+        n_params -= lookup
+        convention += (f"; here a base model without a head: N leaves out its {lookup:,.0f} embedding-table "
+                       f"parameters (looked up, no FLOPs; with no head they feed no matmul)")
     attn = extra.get("attention_flops_per_token")
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)

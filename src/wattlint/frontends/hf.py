@@ -269,6 +269,16 @@ def _check_routing(config) -> None:
                              f"top-k must not exceed the number of experts")
 
 
+def _unset_top_k(config) -> tuple[str, str, int] | None:
+    """(top-k field, experts field, experts) of a mixture-of-experts config whose top-k field is null (DeepSeek-V2's
+    default num_experts_per_tok: the trace failed "topk(): argument 'k' must be int, not NoneType"), else None."""
+    k_name = next((n for n in _TOP_K_FIELDS if hasattr(config, n) and getattr(config, n) is None), None)
+    e_name = next((n for n in _EXPERT_FIELDS if isinstance(getattr(config, n, None), int)), None)
+    if k_name and e_name and getattr(config, e_name) > 0:
+        return k_name, e_name, getattr(config, e_name)
+    return None
+
+
 def defaulted_sizes_note(config) -> str | None:
     """The assumption line naming the sizes transformers filled in for ``config`` (loaded by :func:`load_config`)."""
     got = _DEFAULTED.pop(id(config), None)
@@ -323,7 +333,7 @@ def build_model(config, attention: str = "sdpa"):
         if cls is not None:
             break
     if cls is None:
-        cls = transformers.AutoModel
+        cls = _auto_model_class(config, transformers)
     try:
         config._attn_implementation = impl
     except Exception:  # noqa: BLE001
@@ -355,6 +365,22 @@ def build_model(config, attention: str = "sdpa"):
     if note:
         model._wattlint_build_notes = [note]  # analyze_config states it
     return model
+
+
+def _auto_model_class(config, transformers):
+    """AutoModel for a config it maps, else the base model class named after the config class (Aimv2TextConfig ->
+    Aimv2TextModel: a sub-model config, a tower of a two-tower model, that AutoModel refused with 'Unrecognized
+    configuration class'; review s52: 19 such types); AutoModel when no such class exists (its own message)."""
+    try:
+        mapped = type(config) in transformers.MODEL_MAPPING
+    except Exception:  # noqa: BLE001 - a mapping that cannot answer: AutoModel decides
+        mapped = True
+    name = type(config).__name__
+    if not mapped and name.endswith("Config"):
+        named = getattr(transformers, name[: -len("Config")] + "Model", None)
+        if named is not None:
+            return named
+    return transformers.AutoModel
 
 
 _ACTIVATION_KEYS = ("hidden_act", "activation_function", "hidden_activation", "activation", "act_fn",
@@ -451,13 +477,34 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
         specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, DEFAULT_CHOICES, seq_len))
     else:
         specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
+    from .torch import forward_params
+
+    takes = forward_params(model)  # [] when the signature cannot be read: no input is left out for it
     vision = getattr(config, "vision_config", None)
-    if vision is not None and "pixel_values" not in specs and getattr(config, "text_config", None) is not None:
+    text = getattr(config, "text_config", None)
+    if vision is not None and "pixel_values" not in specs and text is not None:
         # a two-tower model (CLIP, SigLIP): its forward needs images beside the text ('NoneType' has no 'shape')
         specs["pixel_values"] = _image_spec(vision, micro_batch)
-    if getattr(config, "is_encoder_decoder", False):
+    if name == "pixel_values" and text is not None and "input_ids" in takes:
+        # an image-first model with a language model (BLIP-2, InstructBLIP): its forward needs the text beside the
+        # images (review s52: "Blip2Model.forward() missing 1 required positional argument: 'input_ids'")
+        specs["input_ids"] = TensorSpec("input_ids", "int64", (micro_batch, seq_len))
+    if getattr(config, "is_encoder_decoder", False) and (not takes or "decoder_input_ids" in takes):
+        # a text encoder-decoder (T5, BART) decodes tokens; a detection one (DETR, D-FINE) decodes object queries
+        # from no input (review s52: D-FINE was handed decoder_input_ids and the error blamed the user)
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
     return specs
+
+
+def _embedding_table_params(model) -> int:
+    """Parameters of the model's nn.Embedding tables (token, position, token-type; each tensor once)."""
+    import torch.nn as nn
+
+    seen: dict[int, int] = {}
+    for mod in model.modules():
+        if isinstance(mod, nn.Embedding):
+            seen[id(mod.weight)] = mod.weight.numel()
+    return sum(seen.values())
 
 
 def _multiple_choice(model) -> bool:
@@ -665,6 +712,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                                          optimizer_impl=optimizer_impl, attention=attention,
                                          grads_to_none=grads_to_none)
     except InputError as e:
+        unset = _unset_top_k(config)
+        if unset and "'k' must be int, not NoneType" in str(e.__cause__ or e):
+            raise InputError(f"the config has {unset[1]} = {unset[2]} routed experts but {unset[0]} is null: set how "
+                             f"many experts each token is routed to (top-k)") from None
         hint = _missing_inputs_hint(model, e, specs, defaulted=not inputs)
         if hint:
             raise InputError(f"{e}{hint}") from None
@@ -672,6 +723,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     extra: dict = {}
     if type(model).__name__ not in archs:  # the base model: the reports' header says no task head is costed
         extra["no_task_head"] = type(model).__name__
+        # with no head, its embedding tables are only looked up (no FLOPs): MFU's 6 N leaves them out
+        extra["lookup_only_params"] = _embedding_table_params(model)
     heads = _heads(getattr(model, "config", None) or config)
     if heads is not None:
         # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced
