@@ -71,7 +71,9 @@ def test_a_configured_region_replaced_by_the_logs_grid_intensity_is_not_claimed(
     assert ("region = 'DE' (replaced by the log's grid intensity 285.714 gCO2e/kWh: its CO2 / its energy) from "
             "[tool.wattlint] of pyproject.toml") in notes[0]
     ci = [a for a in st["assumptions"] if a.startswith("carbon intensity")]
-    assert ci == ["carbon intensity 285.714 gCO2e/kWh (carbon intensity from the log's CO2 / energy)"], ci
+    from wattlint.carbon import RANGE_CLAUSE  # every intensity line says the ranges hold it fixed (review s52)
+
+    assert ci == ["carbon intensity 285.714 gCO2e/kWh (carbon intensity from the log's CO2 / energy)" + RANGE_CLAUSE], ci
     assert "note: --carbon-intensity 285.714 gCO2e/kWh from the log (its CO2 / its energy)" in _text(capsys, argv)
     # a misspelt region is refused, used or not (review: dropped unchecked once the log's intensity replaced it;
     # `wattlint estimate` refuses it even when --carbon-intensity overrides it)

@@ -8,6 +8,7 @@ The fake run (tests/_fake_nvml.quiet_track): a 250 W fake GPU + 80 W of modelled
 unidentified GPU), 1 s windows; each test gives its own PUE and grid intensity."""
 
 
+from wattlint.carbon import RANGE_CLAUSE  # every intensity line states it (review s52)
 import pytest
 
 from _fake_nvml import record_lines, run_tracked, validate_record
@@ -63,7 +64,7 @@ def test_carbon_intensity_applies_without_steps(tmp_path):
     assert m["cost_usd"] == pytest.approx(kwh * 0.25, rel=1e-6)
     site = lines[0]["plan"]["site"]
     assert site["carbon_intensity_g_per_kwh"] == 300.0 and site["price_per_kwh"] == 0.25
-    assert "carbon intensity 300 gCO2e/kWh (--carbon-intensity)" in lines[0]["plan"]["assumptions"]
+    assert "carbon intensity 300 gCO2e/kWh (--carbon-intensity)" + RANGE_CLAUSE in lines[0]["plan"]["assumptions"]
     assert "g CO2e" in next(ln for ln in out.splitlines() if ln.startswith("  measured ("))
     # compare-run reads the record back the same way (the site from the header)
     rec = read_record(t.path)
@@ -147,7 +148,7 @@ def test_a_run_with_steps_is_unchanged(tmp_path):
                                      "carbon_intensity_g_per_kwh": 400.0, "price_per_kwh": 0.3,
                                      "gpu_hour_price": None, "start_step": None, "start_in_epoch": None}
     assert h["plan"]["assumptions"][-3:] == ["PUE 1.5 (given: facility energy = (GPU + host) x 1.5)",
-                                             "carbon intensity 400 gCO2e/kWh (--carbon-intensity)",
+                                             "carbon intensity 400 gCO2e/kWh (--carbon-intensity)" + RANGE_CLAUSE,
                                              "electricity price $0.3/kWh (given)"]
     p = s["analysis"]["projection"]
     assert p["total_steps"] == 20 and p["energy_kwh"] == pytest.approx(2.75e-4, rel=1e-6)

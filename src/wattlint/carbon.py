@@ -244,17 +244,14 @@ def grid_intensity(region: str | None) -> tuple[float, str]:
     return value, line + RANGE_CLAUSE
 
 
-def headline_region_label(region: str | None, intensity: float) -> str:
-    """What the CO2 headline names beside ``intensity``: the region ('POL'), 'given; overrides POL' when the figure
-    is not the region's own (--carbon-intensity), 'given' when there is no region and it is not the world average,
-    else ''."""
-    try:
-        own = grid_intensity(region)[0]
-    except ConfigError:
-        own = None
+def headline_region_label(region: str | None, given: bool) -> str:
+    """What the CO2 headline names beside the plan's intensity: the region ('POL'), 'given; overrides POL' when the
+    figure was given (--carbon-intensity or the configuration: Plan.carbon_intensity_given, recorded where it was
+    resolved; review s52: inferring it from the value said 'gcp:us-central1' for a given 430 equal to the region's),
+    'given' with no region, else '' (the world average)."""
     if region:
-        return region if intensity == own else f"given; overrides {region}"
-    return "" if intensity == own else "given"
+        return f"given; overrides {region}" if given else region
+    return "given" if given else ""
 
 
 def _grid_intensity(region: str | None) -> tuple[float, str]:

@@ -601,7 +601,7 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
     intensity = v.get("carbon_intensity")
     if intensity is not None:
         notes.append(f"carbon intensity {intensity:g} gCO2e/kWh (--carbon-intensity"
-                     + (f", overrides region {region})" if region else ")"))
+                     + (f", overrides region {region})" if region else ")") + carbon.RANGE_CLAUSE)
     else:
         intensity, line = carbon.grid_intensity(region)
         notes.append(line)
@@ -621,7 +621,7 @@ def _site(v: dict, plan: dict, notes: list[str], gpu: GpuSpec) -> None:
         price, line = carbon.price_per_kwh(region_key)
         notes.append(line)
     plan.update(pue=pue, region=region_key, carbon_intensity_g_per_kwh=float(intensity), price_per_kwh=price,
-                gpu_hour_price=hour_price)
+                gpu_hour_price=hour_price, carbon_intensity_given=v.get("carbon_intensity") is not None)
 
 
 def _fallback_dtype(gpu: GpuSpec, dtype: str) -> str:

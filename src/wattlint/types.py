@@ -353,6 +353,7 @@ class Plan:
     #                                    None: not given (a default; a PCIe card's host is then an 8-slot server's)
     sharding: str = "none"  # none|zero1|zero2|zero3|fsdp
     region: str | None = None
+    carbon_intensity_given: bool = False  # the intensity was given (--carbon-intensity / configuration)
     price_per_kwh: float | None = None
     gpu_hour_price: float | None = None
     utilization: float | None = None  # override of predicted efficiency (what-if)
