@@ -45,3 +45,11 @@ def test_two_data_parallel_gpus_hold_a_second_copy_of_the_gradients(run_cli):
 def test_sharded_and_megatron_runs_hold_no_ddp_buckets(run_cli, flags):
     mem, _ = _memory(run_cli, "--gpus", "2", *flags)
     assert "ddp_buckets" not in mem["breakdown"]
+
+
+@pytest.mark.parametrize("flags", [("--sharding", "zero1"), ("--context-parallel", "2")])
+def test_zero1_over_ddp_and_a_context_parallel_group_hold_the_buckets(run_cli, flags):
+    # zero1 on the pytorch stack is PyTorch's ZeroRedundancyOptimizer over DDP (docs/ENERGY_MODEL.md); with
+    # --context-parallel 2 on 2 GPUs the gradients are still all-reduced over 2 ranks (review s52)
+    mem, _ = _memory(run_cli, "--gpus", "2", *flags)
+    assert mem["breakdown"]["ddp_buckets"] == 4 * _params()

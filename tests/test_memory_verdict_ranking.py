@@ -117,3 +117,17 @@ def test_a_cached_summary_keeps_the_verdict():
     assert ctx.base_fits  # tight above the capacity: the run may start, the other rules keep their savings
     summary["memory"]["verdict"] = "does_not_fit"
     assert not Context(RULES["WL203"], graph=None, estimate=None, summary=summary, options={}).base_fits
+
+
+def test_wl201_offers_a_fused_step_where_the_foreach_temporaries_set_the_peak():
+    # review s52: a GPT-2-shaped 2560-wide model at 0.94 of an A100's memory was offered a smaller micro-batch and
+    # checkpointing "alone would still need" the same peak: the foreach step's temporaries set it
+    cap = 80 * GIB
+    peak = int(0.95 * cap)
+    _, est = testing.scenario(SCENE, memory={"peak_bytes_per_gpu": peak, "fits": True,
+                                             "breakdown": {"optimizer_step_temporaries": 3 * GIB}})
+    (f,) = _run(RULES["WL201"], est, testing.simple_estimate)
+    assert "--optimizer-impl fused" in f.message, f.message
+    _, other = testing.scenario(SCENE, memory={"peak_bytes_per_gpu": peak, "fits": True, "breakdown": {}})
+    (g,) = _run(RULES["WL201"], other, testing.simple_estimate)
+    assert "--optimizer-impl" not in g.message, g.message

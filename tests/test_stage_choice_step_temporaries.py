@@ -30,3 +30,17 @@ def test_the_stage_that_peaks_at_its_optimizer_step_is_counted():
     # with the step: first 1000 + max(50, 200) x 1.12 = 1224; last 970 + max(110, 194) x 1.12 = 1187.3 -> the first
     assert 1000 + 200 * f > 970 + 194 * f
     assert _stage(TMP) == 0
+
+
+def test_cached_weight_casts_are_dynamic_in_the_stage_choice():
+    # review s52: stages of 0.9 and 1.0 x the costed stage's parameters; state without casts 900 / 1000 MiB, bf16
+    # weight casts 180 / 200, activations 450 / 100, foreach temporaries 360 / 400. As peak_memory prices a stage:
+    # state + max(activations + casts, temporaries) x 1.12 -> first 900 + 630 x 1.12 = 1605.6; last
+    # 1000 + max(300, 400) x 1.12 = 1448 -> the first. Casts counted as state (x 1.12) gave the last 1672 > 1605.6.
+    split = {"none": {"pp": 2, "stages": [450 / 550, 100 / 550], "first": 450 / 550, "last": 100 / 550, "loss": 1.0,
+                      "how": "uneven"}}
+    f = 1 + FRAGMENTATION
+    assert 900 + 630 * f > 1000 + 400 * f
+    got = _split_activation_bytes(550 * MIB, GRAPH, PLAN, split, [], 0, [900 * MIB, 1000 * MIB],
+                                  [360 * MIB, 400 * MIB], [180 * MIB, 200 * MIB])
+    assert got[3] == 0 and got[0] == 450 * MIB

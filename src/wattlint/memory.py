@@ -159,14 +159,14 @@ def activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
 
 
 def stage_activation_bytes(graph: CostGraph, plan: Plan, transient: int = 0,
-                           state: Sequence[float] | None = None, step_tmp: Sequence[float] | None = None
-                           ) -> tuple[int, list[str], bool, int | None]:
+                           state: Sequence[float] | None = None, step_tmp: Sequence[float] | None = None,
+                           casts: Sequence[float] | None = None) -> tuple[int, list[str], bool, int | None]:
     """:func:`activation_bytes`, + the index of the pipeline stage counted (None without pipeline stages)."""
     act, notes = replica_activation_bytes(graph, plan)
     split = graph.extra.get("activation_split") if graph.extra else None
     if split is None:
         return act, notes, True, None
-    return _split_activation_bytes(act, graph, plan, split, notes, transient, state, step_tmp)
+    return _split_activation_bytes(act, graph, plan, split, notes, transient, state, step_tmp, casts)
 
 
 def replica_activation_bytes(graph: CostGraph, plan: Plan) -> tuple[int, list[str]]:
@@ -239,13 +239,18 @@ def split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, 
 
 def _split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict, notes: list[str],
                             transient: int = 0, state: Sequence[float] | None = None,
-                            step_tmp: Sequence[float] | None = None) -> tuple[int, list[str], bool, int | None]:
+                            step_tmp: Sequence[float] | None = None, casts: Sequence[float] | None = None
+                            ) -> tuple[int, list[str], bool, int | None]:
     """:func:`split_activation_bytes`; with ``state`` (each pipeline stage's bytes besides its activations: its own
     weights, gradients and optimizer state), the stage counted is the one of the highest peak, state + activations
     (+ the loss and its transient on the last stage; fragmentation on the activations), and its index is returned
     (review 2026-12: the first stage's activations were added to the last stage's weights). ``step_tmp``, each
     stage's optimizer-step temporaries, stands for its activations where larger (the step runs after backward freed
-    them: a stage with more parameters peaks at its step; stop 51 review: the stage was chosen without them)."""
+    them: a stage with more parameters peaks at its step; stop 51 review: the stage was chosen without them).
+    ``casts``, each stage's cached weight casts, are freed with the activations (so ``state`` excludes them): a
+    stage's peak is state + max(activations + casts (+ loss transient), step temporaries) x (1 + fragmentation),
+    as :func:`peak_memory` prices the stage counted (review s52: casts in ``state`` chose a stage 4.5 % below the
+    fullest)."""
     from .parallel import recompute_mode
 
     s = split[recompute_mode(plan.recompute)]
@@ -264,7 +269,8 @@ def _split_activation_bytes(act: int, graph: CostGraph, plan: Plan, split: dict,
     own[-1] += loss * s["loss"]
     if state is not None and len(state) == pp:
         tmp = list(step_tmp) if step_tmp is not None and len(step_tmp) == pp else [0.0] * pp
-        dyn = [own[i] + (transient if i == pp - 1 else 0) for i in range(pp)]
+        cst = list(casts) if casts is not None and len(casts) == pp else [0.0] * pp
+        dyn = [own[i] + cst[i] + (transient if i == pp - 1 else 0) for i in range(pp)]
         peak = [state[i] + max(dyn[i], tmp[i]) * (1 + FRAGMENTATION) for i in range(pp)]
     else:
         peak = list(own)
@@ -429,12 +435,17 @@ DDP_BUCKETS_NOTE = (
     "8,250 -> 7,183 MB)")
 
 
-def ddp_bucket_bytes(plan: Plan, grads: float, sharded: bool) -> float:
+def ddp_bucket_bytes(plan: Plan, grads: float) -> float:
     """Bytes of DistributedDataParallel's all-reduce buckets per GPU: the gradients' size again (its default
     gradient_as_bucket_view=False copies each gradient into a bucket buffer allocated at construction) for a
-    pytorch-stack run over more than one data-parallel GPU without ZeRO / FSDP sharding; 0 otherwise (the megatron
-    stack's gradients live in its contiguous buffer, DeepSpeed's ZeRO and FSDP reduce from their own flat shards)."""
-    if sharded or plan.data_parallel <= 1 or getattr(plan, "training_stack", "pytorch") == "megatron":
+    pytorch-stack run whose gradients are all-reduced over more than one GPU (the data- x context-parallel group)
+    unsharded or under zero1 (PyTorch's ZeroRedundancyOptimizer over DDP, docs/ENERGY_MODEL.md); 0 otherwise: the
+    megatron stack's gradients live in its contiguous buffer, ZeRO-2/3 and FSDP reduce-scatter from their own flat
+    shards, and expert parallelism (not run by plain DDP: its experts have no data-parallel replica there) is not
+    modelled."""
+    sharding = (plan.sharding or "none").lower()
+    if (plan.shard_group <= 1 or sharding in ("zero2", "zero3", "fsdp") or plan.expert_parallel > 1
+            or getattr(plan, "training_stack", "pytorch") == "megatron"):
         return 0.0
     return grads
 
@@ -522,7 +533,7 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
             weight_copies = weight_copies * share + (2.0 * params * keep * gathered
                                                      if half and not megatron and not no_casts else 0.0)
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
-    buckets = ddp_bucket_bytes(plan, grads, sharded)
+    buckets = ddp_bucket_bytes(plan, grads)
     if buckets:
         notes.append(DDP_BUCKETS_NOTE)
     opt_tmp = optimizer_step_temporaries(graph, opt_name, trainable, 4.0 if master else bpp, megatron)
@@ -532,10 +543,10 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     # under a pipeline each stage holds its own weights, gradients and optimizer state beside its own activations:
     # the peak is the highest stage's (the per-GPU graph holds the costed stage's, scaled by the stages' parameters)
     scale = _stage_scales(graph)
-    state = weights + weight_copies * (1 + FRAGMENTATION) + master + grads + buckets + opt_state
+    state = weights + master + grads + buckets + opt_state
     act, act_notes, runs_loss, k = stage_activation_bytes(
         graph, plan, loss_tmp, [state * f for f in scale] if scale else None,
-        [opt_tmp * f for f in scale] if scale else None)
+        [opt_tmp * f for f in scale] if scale else None, [weight_copies * f for f in scale] if scale else None)
     notes += act_notes
     f = scale[k] if scale and k is not None else 1.0
     if f != 1.0:

@@ -31,9 +31,11 @@ class DoesNotFit(Rule):
         peaks 0.95-1.15x the prediction: the estimate's verdict 'tight'), below or above it, is a warning, as the
         run may or may not fit (a LitGPT 7B LoRA run at 0.97 of the usable memory went out of memory); beyond the
         band, an error. Each remedy the request's flags can re-run (a smaller micro-batch by ``--grad-accum``,
-        ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the data-parallel GPUs) is
-        re-estimated as that flag runs: only those that fit with the band to spare (verdict 'fits') are offered
-        (the micro-batch named at the size that does); one that would not is named with the memory it would need. While it fires, the other rules still give their advice but claim no
+        ``--activation-checkpointing``, ``--precision bf16``, ``--sharding`` over the data-parallel GPUs,
+        ``--optimizer-impl fused`` where the foreach optimizer step's temporaries set the peak) is re-estimated as
+        that flag runs: only those that fit with the band to spare (verdict 'fits') are offered (the micro-batch
+        named at the size that does); one that would not is named with the memory it would need. While it is an
+        error (beyond the band), the other rules still give their advice but claim no
         saving (a saving against a run that cannot start means nothing): their findings say so, with
         ``saving_kwh`` and ``saving_pct`` null, and WL203 names a lower-power GPU that holds the run with what it
         would cost there, not a saving.
@@ -69,7 +71,8 @@ class DoesNotFit(Rule):
             lead = (f"weights, gradients and optimizer state alone take {static:.1f} GiB, so they must be split "
                     f"(tensor / pipeline parallelism or sharding over more GPUs); ")
         plan = ctx.estimate.plan
-        remedies = _memory_remedies(plan, activations_help=static <= cap, gpu=ctx.estimate.gpu)
+        remedies = _memory_remedies(plan, activations_help=static <= cap, gpu=ctx.estimate.gpu,
+                                    step_temporaries=bool((mem.breakdown or {}).get("optimizer_step_temporaries")))
         # each remedy the request can re-run is re-estimated (the literal flag, as the command traces and plans it):
         # one that still does not fit is not offered as a fix but named with the memory it would still need
         # (review: --activation-checkpointing offered on a 15 GiB T4 where it needs 15.38 GiB; --grad-accum 2 fits)
@@ -115,6 +118,8 @@ def _remedy_changes(plan, text: str) -> list[dict] | None:
         return out or None
     if text.startswith("use --activation-checkpointing"):
         return [{"recompute": "full", "activation_checkpointing": None}]
+    if text.startswith("--optimizer-impl fused"):
+        return [{"optimizer_impl": "fused"}]
     if text.startswith(("bf16 autocast", "fp16 autocast")):
         return [{"precision": text[:4]}]
     if text.startswith("--sharding") and plan.data_parallel > 1:
@@ -149,11 +154,15 @@ def _remedy_flag(text: str) -> str:
 STATIC_MEMORY = ("weights", "weight_casts", "gradients", "ddp_buckets", "optimizer_state", "master_weights")
 
 
-def _memory_remedies(plan, activations_help: bool = True, gpu=None) -> list[str]:
+def _memory_remedies(plan, activations_help: bool = True, gpu=None, step_temporaries: bool = False) -> list[str]:
     """What the plan does not do yet that lowers memory per GPU (advice it already follows is not repeated);
     ``activations_help``: False when the static memory alone exceeds the GPU, so that lowering activations
-    (micro-batch, recompute) cannot make it fit and is not offered."""
+    (micro-batch, recompute) cannot make it fit and is not offered; ``step_temporaries``: the foreach optimizer
+    step's temporaries set the peak, which only a fused (or for-loop) step removes (review s52: a smaller
+    micro-batch and checkpointing were offered at the same peak)."""
     out = []
+    if step_temporaries:
+        out.append("--optimizer-impl fused (the foreach optimizer step's temporaries set the peak)")
     if activations_help and plan.micro_batch_size > 1:
         out.append(f"lower the micro-batch per GPU (now {plan.micro_batch_size}: --grad-accum or more --gpus)")
     if activations_help and plan.recompute != "full":
@@ -802,7 +811,8 @@ class PipelineBubble(Rule):
         else:
             other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
             if other is not None and other.memory.fits_worse_than(est.memory):
-                blocked.append(f"interleaving {2 * v} chunks per stage would not fit in GPU memory (activations x "
+                fit = "would not fit" if other.memory.verdict == "does_not_fit" else "might not fit (tight)"
+                blocked.append(f"interleaving {2 * v} chunks per stage {fit} in GPU memory (activations x "
                                f"{other.memory.peak_bytes_per_gpu / max(1, est.memory.peak_bytes_per_gpu):.2f})")
             elif other is not None:
                 kwh, pct = ctx.saving(other)
