@@ -946,6 +946,12 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
             # the kept ones); the convention's 6 N_active still counts every token's experts (review 2026-12-07)
             convention += (f"; capacity factor {cf:g} < 1: up to {1 - cf:.0%} of the routed tokens are dropped, "
                            f"whose expert FLOPs 6 N_active still counts (MFU an upper bound; HFU counts what ran)")
+    idle = float(extra.get("idle_params") or 0)
+    if idle:  # trainable parameters no gradient reached: a tower the step's inputs do not run
+        n_params -= idle
+        convention += (f"; here {idle:,.0f} trainable parameters receive no gradient in the traced step (a tower "
+                       f"its inputs do not run): N leaves them out (were they run under no_grad, their forward "
+                       f"FLOPs are not counted)")
     lookup = float(extra.get("lookup_only_params") or 0)
     if lookup:  # a base model (no head): its embedding tables are only looked up
         n_params -= lookup
@@ -1052,7 +1058,8 @@ def _frozen_active_params(graph: CostGraph) -> float:
     full = extra.get("parallel_full_model") or graph.model
     total = float(getattr(full, "params", 0) or graph.params or 0)
     train = float(getattr(full, "trainable_params", graph.trainable_params) or 0)
-    frozen = max(0.0, total - train)
+    # trainable parameters no gradient reached are not frozen ones: the step does not run them (utilization)
+    frozen = max(0.0, total - train - float(extra.get("idle_params") or 0))
     if frozen <= 0 or total <= 0:
         return 0.0
     for ly in _parallel.moe_layers(graph):

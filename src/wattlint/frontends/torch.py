@@ -929,8 +929,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     notes.append(loss_note)
     notes.append(opt_note)
     idle = [p for p in _unique_params(model) if p.requires_grad and id(p) not in reached]
+    n_idle = sum(p.numel() for p in idle)
     if idle:
-        n_idle = sum(p.numel() for p in idle)
         trainable -= n_idle
         notes.append(f"{n_idle:,} trainable parameters in {len(idle)} tensors receive no gradient in the traced step "
                      f"(not used by the loss, or used under torch.no_grad() / .detach()): no gradient, optimizer "
@@ -1017,6 +1017,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["block_params"], extra["block_count"] = blocks
     if not grads_to_none:
         extra["zero_grad_set_to_none"] = False
+    if n_idle:  # trainable parameters no gradient reached: a tower the step's inputs do not run (MFU counts none)
+        extra["idle_params"] = int(n_idle)
     if pure_half:  # trained in its own half dtype (wattlint.memory: 2-byte gradients and state, no master copy)
         extra["pure_half_params"] = pure_half
     if trainable < params:
