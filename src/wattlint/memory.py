@@ -432,7 +432,10 @@ DDP_BUCKETS_NOTE = (
     "DDP gradient buckets: torch.nn.parallel.DistributedDataParallel (as torchrun, Lightning's and the HF Trainer's "
     "DDP run it) all-reduces through its own bucket buffers, a second copy of the gradients, unless "
     "gradient_as_bucket_view=True (default False; pytorch/pytorch PR #41954: True lowered a RoBERTa run's peak "
-    "8,250 -> 7,183 MB)")
+    "8,250 -> 7,183 MB); pass --ddp-bucket-view when DDP is built with gradient_as_bucket_view=True")
+DDP_BUCKET_VIEW_NOTE = (
+    "DDP gradient buckets: none (--ddp-bucket-view: DistributedDataParallel built with gradient_as_bucket_view=True, "
+    "the gradients are the bucket views, no second copy)")
 
 
 def ddp_bucket_bytes(plan: Plan, grads: float) -> float:
@@ -442,12 +445,18 @@ def ddp_bucket_bytes(plan: Plan, grads: float) -> float:
     unsharded or under zero1 (PyTorch's ZeroRedundancyOptimizer over DDP, docs/ENERGY_MODEL.md); 0 otherwise: the
     megatron stack's gradients live in its contiguous buffer, ZeRO-2/3 and FSDP reduce-scatter from their own flat
     shards, and expert parallelism (not run by plain DDP: its experts have no data-parallel replica there) is not
-    modelled."""
-    sharding = (plan.sharding or "none").lower()
-    if (plan.shard_group <= 1 or sharding in ("zero2", "zero3", "fsdp") or plan.expert_parallel > 1
-            or getattr(plan, "training_stack", "pytorch") == "megatron"):
+    modelled. 0 too under ``plan.ddp_bucket_view`` (--ddp-bucket-view: DDP built with
+    gradient_as_bucket_view=True, the gradients are views into the buckets)."""
+    if not ddp_replicated(plan) or getattr(plan, "ddp_bucket_view", False):
         return 0.0
     return grads
+
+
+def ddp_replicated(plan: Plan) -> bool:
+    """Whether the run's gradients are all-reduced by DistributedDataParallel (see :func:`ddp_bucket_bytes`)."""
+    sharding = (plan.sharding or "none").lower()
+    return not (plan.shard_group <= 1 or sharding in ("zero2", "zero3", "fsdp") or plan.expert_parallel > 1
+                or getattr(plan, "training_stack", "pytorch") == "megatron")
 
 
 def _stage_scales(graph: CostGraph) -> list[float] | None:
@@ -536,6 +545,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     buckets = ddp_bucket_bytes(plan, grads)
     if buckets:
         notes.append(DDP_BUCKETS_NOTE)
+    elif getattr(plan, "ddp_bucket_view", False) and ddp_replicated(plan):
+        notes.append(DDP_BUCKET_VIEW_NOTE)
     opt_tmp = optimizer_step_temporaries(graph, opt_name, trainable, 4.0 if master else bpp, megatron)
     if sharded:
         opt_tmp *= share

@@ -315,6 +315,11 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "hardware", "plan", "N"),
     Option("sharding", "--sharding", choice(*SHARDINGS), "ZeRO / FSDP sharding of optimizer state, grads, weights",
            "hardware", "plan", choices=SHARDINGS),
+    Option("ddp_bucket_view", "--ddp-bucket-view", boolean, "DistributedDataParallel is built with "
+           "gradient_as_bucket_view=True (Lightning DDPStrategy(gradient_as_bucket_view=True), accelerate "
+           "DistributedDataParallelKwargs(gradient_as_bucket_view=True)): the gradients are views into DDP's "
+           "all-reduce buckets, so no second copy of them is charged (default: torch's False, a bucket copy per "
+           "data-parallel pytorch-stack run)", "hardware", "plan"),
     Option("internode_gbps", "--internode-gbps", number(0.1, 1e6, lo_open=False), "network bandwidth per node in Gbit/s (default "
            "stated)", "hardware", "plan", "GBIT"),
     Option("launch_overhead", "--launch-overhead", number(0, 1.0, lo_open=False, what="seconds"), "seconds "

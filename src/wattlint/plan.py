@@ -515,7 +515,8 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
                      f"work, fused LayerNorm / RMSNorm, gated activation, scale-mask-softmax, bias-dropout-add and "
                      f"multi-tensor optimizer "
                      f"(docs/PARALLEL.md, 'Training stack')")
-    plan.update(precision=precision, optimizer=optimizer, training_stack=stack, loss_impl=v.get("loss_impl"))
+    plan.update(precision=precision, optimizer=optimizer, training_stack=stack, loss_impl=v.get("loss_impl"),
+                ddp_bucket_view=bool(v.get("ddp_bucket_view", False)))
 
 
 def on_gpu(plan: Plan, gpu: GpuSpec) -> Plan | None:

@@ -375,6 +375,7 @@ class Plan:
     uneven_batch: bool = False
     training_stack: str = "pytorch"  # pytorch (as traced) | megatron (wattlint.stack)
     loss_impl: str | None = None  # torch | fused cross-entropy memory (None: the training stack's default)
+    ddp_bucket_view: bool = False  # DDP built with gradient_as_bucket_view=True: no bucket copy of the gradients
     assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

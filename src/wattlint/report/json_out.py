@@ -72,6 +72,7 @@ def plan_dict(est: Estimate) -> dict:
         "loader_sample_time_s": p.loader_sample_time_s,
         "training_stack": p.training_stack,
         "loss_impl": p.loss_impl,
+        "ddp_bucket_view": p.ddp_bucket_view,
     }
 
 

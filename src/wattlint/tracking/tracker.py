@@ -241,7 +241,8 @@ class Tracker:
     layout of a model-parallel job (``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``,
     ``context_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``, ``training_stack``), so
     that the static estimate is of the job as it runs; ``loader_sample_time`` (one DataLoader worker's seconds per
-    sample: each epoch's first batch, as ``--loader-sample-time``).
+    sample: each epoch's first batch, as ``--loader-sample-time``); ``ddp_bucket_view`` (DDP built with
+    gradient_as_bucket_view=True: no bucket copy of the gradients, as ``--ddp-bucket-view``).
     Budgets: ``max_kwh`` (facility energy), ``max_co2_kg``, ``max_cost_usd`` with ``on_budget`` warn | stop.
     Output: ``out`` (a folder, default ``wattlint-runs/``, or a ``.jsonl`` path), ``display`` auto | rich | line |
     quiet, ``every`` (live line every N steps). ``clock``: ``wall`` (default) or, for CPU-only runs on a shared
@@ -260,7 +261,7 @@ class Tracker:
                  recompute=None, tensor_parallel=None, pipeline_parallel=None, virtual_pipeline_stages=None,
                  context_parallel=None, expert_parallel=None, sequence_parallel=None, micro_batch_size=None,
                  training_stack=None, loader_sample_time=None, optimizer_impl=None, torch_version=None,
-                 attention=None, loss_impl=None, capacity_factor=None, uneven_batch=None, dataset_size=None,
+                 attention=None, loss_impl=None, ddp_bucket_view=None, capacity_factor=None, uneven_batch=None, dataset_size=None,
                  internode_gbps=None, launch_overhead=None, host_op_time=None, goodput=None, utilization=None,
                  max_kwh: float | None = None, max_co2_kg: float | None = None, max_cost_usd: float | None = None,
                  on_budget: str = "warn", out: str | os.PathLike = "wattlint-runs", name: str | None = None,
@@ -302,6 +303,7 @@ class Tracker:
                         "micro_batch_size": micro_batch_size, "training_stack": training_stack,
                         "loader_sample_time": loader_sample_time, "optimizer_impl": optimizer_impl,
                         "torch_version": torch_version, "attention": attention, "loss_impl": loss_impl,
+                        "ddp_bucket_view": ddp_bucket_view,
                         "capacity_factor": capacity_factor, "uneven_batch": uneven_batch,
                         "dataset_size": dataset_size, "internode_gbps": internode_gbps,
                         "launch_overhead": launch_overhead, "host_op_time": host_op_time, "goodput": goodput,
