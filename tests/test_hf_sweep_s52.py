@@ -79,3 +79,20 @@ def test_a_null_top_k_is_named(run_cli, tmp_path):
     cfg.to_json_file(tmp_path / "config.json")
     code, out, err = run_cli(str(tmp_path / "config.json"), "--gpu", "a100", "--steps", "10")
     assert code == 2 and "num_experts_per_tok is null" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_video_model_gets_frames():
+    # review s52 (sweep e-z): VideoMAE / TimeSformer / ViViT take pixel_values [B, T, C, H, W]; VideoMAE's default
+    # num_frames is 16 at 224 x 224 x 3
+    model = _Forward("pixel_values", ["pixel_values", "bool_masked_pos"])
+    config = SimpleNamespace(num_frames=16, image_size=224, num_channels=3)
+    assert hf.default_inputs(model, config, 2, 128)["pixel_values"].shape == (2, 16, 3, 224, 224)
+
+
+def test_batchnorm_at_one_sample_names_the_fix(run_cli, tmp_path):
+    # GroupViT at the default micro-batch 1: torch's "Expected more than 1 value per channel when training"
+    (tmp_path / "m.py").write_text(
+        "import torch\nimport torch.nn as nn\n\n\ndef build():\n"
+        "    return nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8)), (torch.zeros(1, 8),)\n")
+    code, out, err = run_cli(str(tmp_path / "m.py") + ":build", "--gpu", "a100", "--steps", "10")
+    assert code == 2 and "--batch-size 2" in err and len(err.strip().splitlines()) == 1, err

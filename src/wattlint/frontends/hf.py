@@ -467,6 +467,10 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     specs: dict[str, TensorSpec] = {}
     if name in ("pixel_values",):
         specs[name] = _image_spec(config, micro_batch)
+        frames = getattr(config, "num_frames", None)
+        if isinstance(frames, int) and frames > 0:  # a video model (VideoMAE, TimeSformer, ViViT): [B, T, C, H, W]
+            b, c, h, w = specs[name].shape  # (review s52: VideoMAE got [B, C, H, W]: 'expected 5, got 4')
+            specs[name] = TensorSpec(name, "float32", (b, frames, c, h, w))
     elif name in ("input_values", "input_features"):
         example = "float32[1,80,3000] (80 mel bins x 3,000 frames: 30 s)" if name == "input_features" else \
             "float32[1,16000] (1 s of 16 kHz audio)"

@@ -906,6 +906,10 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                     "sparse=True) cannot be traced: torch's Adam / AdamW refuse sparse gradients (SparseAdam or "
                     "SGD take them) and the sparse update has no meta-device kernel; trace the model with "
                     "sparse=False (a dense gradient table, written whole each step)")
+        elif isinstance(e, ValueError) and "Expected more than 1 value per channel when training" in str(e):
+            # a BatchNorm in training at one sample per channel (GroupViT at the default micro-batch 1; review s52)
+            what += (" (a BatchNorm layer in training needs more than one value per channel: trace at a micro-batch "
+                     "of 2 or more, e.g. --batch-size 2)")
         elif isinstance(e, (RuntimeError, AssertionError)) and ("CUDA" in str(e) or "meta tensor" in str(e)):
             what += (" (wattlint builds the model on the meta device, without a GPU: a model that moves itself "
                      "with .cuda() / .to(device) inside its factory or forward cannot be traced; move it outside)")
