@@ -36,8 +36,36 @@ def test_a_base_models_mfu_leaves_out_its_embedding_tables(run_cli, tmp_path):
     attn = 12 * 12 * 768 * 1024
     assert _mfu_flops(run_cli, tmp_path / "config.json") == pytest.approx(
         6 * (124_439_808 - 38_597_376 - 786_432) + attn, rel=1e-5)
+    # the same base model named by `architectures` (as encoder checkpoints ship it): the same count (review s52)
+    cfg["architectures"] = ["GPT2Model"]
+    (tmp_path / "named.json").write_text(json.dumps(cfg))
+    (tmp_path / "named").mkdir()
+    (tmp_path / "named.json").rename(tmp_path / "named" / "config.json")
+    assert _mfu_flops(run_cli, tmp_path / "named" / "config.json") == pytest.approx(
+        6 * (124_439_808 - 38_597_376 - 786_432) + attn, rel=1e-5)
     # with its LM head (tied to wte, which then feeds a matmul) the convention counts every parameter
     assert _mfu_flops(run_cli, GPT2) == pytest.approx(6 * 124_439_808 + attn, rel=1e-5)
+
+
+def test_lookup_tables_are_trained_tables_no_other_module_holds():
+    # review s52: a table tied to a projection (FSMT's output_projection) runs a matmul; a table of a tower the
+    # step never ran (Mllama's vision tile embedding, text-only) is an idle parameter, not also a lookup
+    import torch.nn as nn
+
+    from wattlint.frontends.torch import _embedding_lookup_params
+
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok = nn.Embedding(100, 8)       # 800, trained, lookup only
+            self.tied = nn.Embedding(50, 8)       # 400, tied to proj below
+            self.proj = nn.Linear(8, 50, bias=False)
+            self.proj.weight = self.tied.weight
+            self.idle = nn.Embedding(30, 8)       # 240, no gradient reached it
+
+    m = M()
+    reached = {id(m.tok.weight), id(m.tied.weight)}
+    assert _embedding_lookup_params(m, reached) == 800
 
 
 class _Forward:
@@ -85,8 +113,11 @@ def test_a_video_model_gets_frames():
     # review s52 (sweep e-z): VideoMAE / TimeSformer / ViViT take pixel_values [B, T, C, H, W]; VideoMAE's default
     # num_frames is 16 at 224 x 224 x 3
     model = _Forward("pixel_values", ["pixel_values", "bool_masked_pos"])
-    config = SimpleNamespace(num_frames=16, image_size=224, num_channels=3)
+    config = SimpleNamespace(model_type="videomae", num_frames=16, image_size=224, num_channels=3)
     assert hf.default_inputs(model, config, 2, 128)["pixel_values"].shape == (2, 16, 3, 224, 224)
+    # X-CLIP's vision tower has num_frames 8 but takes [B x T, C, H, W] (review s52): 4-D as before
+    xclip = SimpleNamespace(model_type="xclip_vision_model", num_frames=8, image_size=224, num_channels=3)
+    assert hf.default_inputs(model, xclip, 2, 128)["pixel_values"].shape == (2, 3, 224, 224)
 
 
 def test_batchnorm_at_one_sample_names_the_fix(run_cli, tmp_path):

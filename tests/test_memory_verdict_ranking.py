@@ -131,3 +131,13 @@ def test_wl201_offers_a_fused_step_where_the_foreach_temporaries_set_the_peak():
     _, other = testing.scenario(SCENE, memory={"peak_bytes_per_gpu": peak, "fits": True, "breakdown": {}})
     (g,) = _run(RULES["WL201"], other, testing.simple_estimate)
     assert "--optimizer-impl" not in g.message, g.message
+
+
+def test_wl201_offers_a_for_loop_step_for_an_optimizer_torch_cannot_fuse():
+    # torch fuses Adam / AdamW / SGD / Adagrad only: Adadelta's foreach temporaries go with a for-loop step
+    cap = 80 * GIB
+    _, est = testing.scenario(SCENE, memory={"peak_bytes_per_gpu": int(0.95 * cap), "fits": True,
+                                             "breakdown": {"optimizer_step_temporaries": 3 * GIB}})
+    est = dataclasses.replace(est, plan=dataclasses.replace(est.plan, optimizer="adadelta"))
+    (f,) = _run(RULES["WL201"], est, testing.simple_estimate)
+    assert "--optimizer-impl for-loop" in f.message and "fused" not in f.message, f.message

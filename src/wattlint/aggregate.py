@@ -954,7 +954,7 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
                        f"FLOPs are not counted)")
     lookup = float(extra.get("lookup_only_params") or 0)
     if lookup:  # a base model (no head): its embedding tables are only looked up
-        n_params -= lookup
+        n_params = max(0.0, n_params - lookup)
         convention += (f"; here a base model without a head: N leaves out its {lookup:,.0f} embedding-table "
                        f"parameters (looked up, no FLOPs; with no head they feed no matmul)")
     attn = extra.get("attention_flops_per_token")

@@ -462,13 +462,18 @@ def _image_spec(config, micro_batch: int) -> TensorSpec:
     return TensorSpec("pixel_values", "float32", (micro_batch, int(getattr(config, "num_channels", 3)), int(h), int(w)))
 
 
+_VIDEO_TYPES = ("videomae", "timesformer", "vivit")  # pixel_values [B, T, C, H, W], T = config.num_frames
+
+
 def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, TensorSpec]:
     name = getattr(model, "main_input_name", "input_ids")
     specs: dict[str, TensorSpec] = {}
     if name in ("pixel_values",):
         specs[name] = _image_spec(config, micro_batch)
         frames = getattr(config, "num_frames", None)
-        if isinstance(frames, int) and frames > 0:  # a video model (VideoMAE, TimeSformer, ViViT): [B, T, C, H, W]
+        if getattr(config, "model_type", None) in _VIDEO_TYPES and isinstance(frames, int) and frames > 0:
+            # a video model (VideoMAE, TimeSformer, ViViT): [B, T, C, H, W] (X-CLIP's vision tower has num_frames
+            # but takes [B x T, C, H, W]: only the types known to take frames)
             b, c, h, w = specs[name].shape  # (review s52: VideoMAE got [B, C, H, W]: 'expected 5, got 4')
             specs[name] = TensorSpec(name, "float32", (b, frames, c, h, w))
     elif name in ("input_values", "input_features"):
@@ -500,15 +505,11 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     return specs
 
 
-def _embedding_table_params(model) -> int:
-    """Parameters of the model's nn.Embedding tables (token, position, token-type; each tensor once)."""
-    import torch.nn as nn
-
-    seen: dict[int, int] = {}
-    for mod in model.modules():
-        if isinstance(mod, nn.Embedding):
-            seen[id(mod.weight)] = mod.weight.numel()
-    return sum(seen.values())
+def _base_class(model) -> bool:
+    """Whether ``model`` is a transformers base model (XxxModel), not one with a task head (XxxForCausalLM,
+    XxxLMHeadModel, XxxForSequenceClassification...)."""
+    name = type(model).__name__
+    return name.endswith("Model") and "For" not in name and "LMHead" not in name and "WithHead" not in name
 
 
 def _multiple_choice(model) -> bool:
@@ -727,8 +728,12 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     extra: dict = {}
     if type(model).__name__ not in archs:  # the base model: the reports' header says no task head is costed
         extra["no_task_head"] = type(model).__name__
-        # with no head, its embedding tables are only looked up (no FLOPs): MFU's 6 N leaves them out
-        extra["lookup_only_params"] = _embedding_table_params(model)
+    if _base_class(model):
+        # a base model (GPT2Model, BertModel; named by `architectures` or built for want of one): its embedding
+        # tables that only an nn.Embedding uses are looked up, no FLOPs, and with no head they feed no matmul:
+        # MFU's 6 N leaves them out (review s52: tables of a tower the step never runs are idle parameters, not
+        # counted twice; a table tied to a projection, FSMT's output_projection, runs a matmul and stays)
+        extra["lookup_only_params"] = int(graph.extra.get("embedding_lookup_params") or 0)
     heads = _heads(getattr(model, "config", None) or config)
     if heads is not None:
         # the config's head counts: transformers repeats grouped key / value heads before SDPA, so the traced

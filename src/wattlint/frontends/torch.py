@@ -1023,6 +1023,9 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["zero_grad_set_to_none"] = False
     if n_idle:  # trainable parameters no gradient reached: a tower the step's inputs do not run (MFU counts none)
         extra["idle_params"] = int(n_idle)
+    lookup = _embedding_lookup_params(model, reached)
+    if lookup:
+        extra["embedding_lookup_params"] = lookup
     if pure_half:  # trained in its own half dtype (wattlint.memory: 2-byte gradients and state, no master copy)
         extra["pure_half_params"] = pure_half
     if trainable < params:
@@ -1307,6 +1310,20 @@ def _restore_forwards(swapped) -> None:
 
 
 # ---- module sources ---------------------------------------------------------------------------------------------
+
+def _embedding_lookup_params(model: nn.Module, reached) -> int:
+    """Parameters of the nn.Embedding tables the step trained (a gradient reached them) that no other module holds
+    (a table tied to a projection runs a matmul): looked up only (wattlint.frontends.hf: a base model's MFU)."""
+    tables: dict[int, int] = {}
+    other: set[int] = set()
+    for mod in model.modules():
+        for p in mod.parameters(recurse=False):
+            if isinstance(mod, nn.Embedding):
+                tables[id(p)] = p.numel()
+            else:
+                other.add(id(p))
+    return sum(n for i, n in tables.items() if i in reached and i not in other)
+
 
 def forward_params(model: nn.Module) -> list[str]:
     try:

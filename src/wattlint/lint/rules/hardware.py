@@ -118,8 +118,8 @@ def _remedy_changes(plan, text: str) -> list[dict] | None:
         return out or None
     if text.startswith("use --activation-checkpointing"):
         return [{"recompute": "full", "activation_checkpointing": None}]
-    if text.startswith("--optimizer-impl fused"):
-        return [{"optimizer_impl": "fused"}]
+    if text.startswith("--optimizer-impl "):
+        return [{"optimizer_impl": text.split()[1]}]
     if text.startswith(("bf16 autocast", "fp16 autocast")):
         return [{"precision": text[:4]}]
     if text.startswith("--sharding") and plan.data_parallel > 1:
@@ -162,7 +162,9 @@ def _memory_remedies(plan, activations_help: bool = True, gpu=None, step_tempora
     micro-batch and checkpointing were offered at the same peak)."""
     out = []
     if step_temporaries:
-        out.append("--optimizer-impl fused (the foreach optimizer step's temporaries set the peak)")
+        # torch fuses Adam / AdamW / SGD (and Adagrad); others (Adadelta, RMSprop...) step one tensor at a time
+        impl = "fused" if (plan.optimizer or "adamw").lower() in ("adam", "adamw", "sgd", "adagrad") else "for-loop"
+        out.append(f"--optimizer-impl {impl} (the foreach optimizer step's temporaries set the peak)")
     if activations_help and plan.micro_batch_size > 1:
         out.append(f"lower the micro-batch per GPU (now {plan.micro_batch_size}: --grad-accum or more --gpus)")
     if activations_help and plan.recompute != "full":
