@@ -132,13 +132,13 @@ def read_codecarbon(path: str | Path, *, row: int | None = None, run_id: str | N
     for col in ("duration", "energy_consumed", "gpu_energy", "cpu_energy", "ram_energy", "emissions", "gpu_count"):
         _q(p, which, col, r.get(col))  # refuses a negative / infinite measurement
     gc = _f(r.get("gpu_count"))
-    if gc is None and (r.get("gpu_count") or "").strip():  # 'abc' was read as "no GPU count" without a word
-        raise InputError(f"{p}: {which}: gpu_count {r.get('gpu_count')!r} is not a number of GPUs (a damaged log)")
     duration = _f(r.get("duration"))
     if duration is not None and duration <= 0:  # shown as "measured 0 s": no run lasts no time
         raise InputError(f"{p}: {which}: duration {r.get('duration')!r}: a run's duration must be more than 0 s (a "
                          "damaged log)")
-    if gc is not None and not (float(gc).is_integer() and 0 <= gc <= MAX_GPUS):  # 0: no GPU (CodeCarbon on a CPU)
+    # 0: no GPU (CodeCarbon on a CPU); a value that is no number ('abc') was read as "no GPU count" without a word
+    if (gc is None and (r.get("gpu_count") or "").strip()) or \
+            (gc is not None and not (float(gc).is_integer() and 0 <= gc <= MAX_GPUS)):
         raise InputError(f"{p}: {which}: gpu_count {r.get('gpu_count')!r} is not a number of GPUs (a damaged log)")
     pue = _log_pue(p, which, _f(r.get("pue")), r.get("pue"))
     pue_in = _pue_in_total(_f(r.get("energy_consumed")), [_f(r.get(c)) for c in ("cpu_energy", "gpu_energy",

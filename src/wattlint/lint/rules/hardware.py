@@ -107,6 +107,12 @@ class DoesNotFit(Rule):
                           severity="warning" if tight else None)
 
 
+def _would_not_fit(run) -> str:
+    """How a variant that holds the run worse than planned is said: 'would not fit', or 'might not fit (tight)'
+    within the memory model's error band."""
+    return "would not fit" if run.memory.verdict == "does_not_fit" else "might not fit (tight)"
+
+
 def _remedy_changes(plan, text: str) -> list[dict] | None:
     """The option changes (tried in order, the first that fits wins) that re-run remedy ``text`` of
     :func:`_memory_remedies`; None for a remedy no flag of this request re-runs (more GPUs, another GPU)."""
@@ -414,8 +420,8 @@ class GpuUnderfilled(Rule):
         reached = f"{reach[k]:.2f} waves" + ("" if reach[k] >= target else
                                                ", the most that fits in memory" if fitted else f", the most up to {k}x")
         if other is not None and other.memory.fits_worse_than(est.memory):
-            fit = "would not fit" if other.memory.verdict == "does_not_fit" else "might not fit (tight)"
-            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) {fit} in GPU memory: use a "
+            yield ctx.finding(f"{head}; a micro-batch of {mb * k} ({reached}) {_would_not_fit(other)} in GPU "
+                              "memory: use a "
                               "smaller GPU (WL203) or run several jobs per GPU (MIG)")
             return
         kwh, pct = ctx.saving(other)
@@ -813,8 +819,8 @@ class PipelineBubble(Rule):
         else:
             other = ctx.reestimate(plan=dataclasses.replace(plan, virtual_pipeline_stages=2 * v))
             if other is not None and other.memory.fits_worse_than(est.memory):
-                fit = "would not fit" if other.memory.verdict == "does_not_fit" else "might not fit (tight)"
-                blocked.append(f"interleaving {2 * v} chunks per stage {fit} in GPU memory (activations x "
+                blocked.append(f"interleaving {2 * v} chunks per stage {_would_not_fit(other)} in GPU memory "
+                               f"(activations x "
                                f"{other.memory.peak_bytes_per_gpu / max(1, est.memory.peak_bytes_per_gpu):.2f})")
             elif other is not None:
                 kwh, pct = ctx.saving(other)
