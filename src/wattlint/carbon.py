@@ -33,6 +33,7 @@ import io
 import json
 import re
 import unicodedata
+from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 from importlib import resources
 
@@ -68,6 +69,23 @@ STALE_YEARS = 5
 #: al. 2019, "Quantifying the Carbon Emissions of Machine Learning", arXiv:1910.09700), which names no edition.
 EGRID_VINTAGE = ("eGRID, edition not named: rows of the table's 2019 release (Lacoste et al. 2019, "
                  "arXiv:1910.09700), so eGRID2016 data or older")
+
+
+def shown(figure: float | str, places: int = 1, *, significant: int | None = None) -> str:
+    """A figure as the reports print it: rounded half-up on its decimal text (the source's own string, or a float's
+    shortest repr, which is the decimal text it was read from), to ``places`` decimals or to ``significant`` digits,
+    trailing zeros dropped as ``:g`` does (56, 369.5; 0.046 and 1e-05 to two significant digits). Binary rounding
+    (``round(x, 1)``, ``f"{x:.1f}"``) sees a float, not its text: Germany's 380.95 g/kWh is 380.9499... in binary
+    and printed 380.9. Display only: every computation uses the unrounded figure."""
+    text = figure.strip() if isinstance(figure, str) else repr(float(figure))
+    number = Decimal(text)
+    if not number.is_finite():
+        return f"{float(figure):g}"
+    if significant is not None and number:  # rounded half-up, written by ``:g`` (0.046, 1e-05)
+        out = number.quantize(Decimal(1).scaleb(number.adjusted() - significant + 1), rounding=ROUND_HALF_UP)
+        return f"{float(out):g}"
+    out = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{out.normalize():f}" if out else f"{float(out):g}"
 
 
 def _grid_file(name: str) -> str:
@@ -247,11 +265,30 @@ def grid_intensity(region: str | None) -> tuple[float, str]:
 def headline_region_label(region: str | None, given: bool) -> str:
     """What the CO2 headline names beside the plan's intensity: the region ('POL'), 'given; overrides POL' when the
     figure was given (--carbon-intensity or the configuration: Plan.carbon_intensity_given, recorded where it was
-    resolved; review s52: inferring it from the value said 'gcp:us-central1' for a given 430 equal to the region's),
-    'given' with no region, else '' (the world average)."""
+    resolved; review s52: inferring it from the value said 'gcp:us-central1' for a given 430 equal to the region's;
+    callers pass :func:`intensity_given`, which also counts a hand-built Plan's own figure), 'given' with no region,
+    else '' (the world average)."""
     if region:
         return f"given; overrides {region}" if given else region
     return "given" if given else ""
+
+
+def intensity_given(plan) -> bool:
+    """Whether ``plan``'s carbon intensity is a figure set for it rather than its region's own (what
+    :func:`headline_region_label` and the JSON report's ``plan.carbon_intensity_given`` say). The rule: a plan that
+    records it (``Plan.carbon_intensity_given``, set by wattlint.plan.build_plan where it resolved the figure, so a
+    --carbon-intensity equal to the region's figure is still given: review s52) is given; a plan that does not is
+    given when its figure differs from the one build_plan resolves without --carbon-intensity (:func:`grid_intensity`
+    of its region; without a region the world average as build_plan rounds it) or its region is not in the tables.
+    Such a plan was built by hand (a ``Plan(...)`` in Python: lint.testing.scenario, API users), since build_plan
+    records every figure it was given. A hand-built figure equal to its region's own is that region's figure."""
+    if plan.carbon_intensity_given:
+        return True
+    try:
+        own = grid_intensity(plan.region)[0]
+    except ConfigError:  # a hand-built plan's region that no table has: its figure is not the region's
+        return True
+    return float(plan.carbon_intensity_g_per_kwh) != own
 
 
 def _grid_intensity(region: str | None) -> tuple[float, str]:
@@ -266,9 +303,9 @@ def _grid_intensity(region: str | None) -> tuple[float, str]:
         old = (row.get("_table_impact") or "").strip()
         src = (row.get("source") or "").strip()
         src = "eGRID2016 data or older" if src == "eGRID" else src
-        return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({_where(row)}), "
+        return value, (f"carbon intensity {shown(value)} gCO2e/kWh: cloud region {key} ({_where(row)}), "
                        f"{GOOGLE_VINTAGE}, {GOOGLE_SOURCE}"
-                       + (f" (the mlco2/impact table's {round(float(old), 1):g} g/kWh, row source: {src}, is not used)"
+                       + (f" (the mlco2/impact table's {shown(old)} g/kWh, row source: {src}, is not used)"
                           if old else ""))
     if ":" in key:
         row = _cloud()[key]
@@ -286,16 +323,16 @@ def _grid_intensity(region: str | None) -> tuple[float, str]:
             else:
                 why = ("a market-based claim, not the grid's" if value == 0 else
                        "from a 2016-2019 source, is not used")
-            return now, (f"carbon intensity {round(now, 1):g} gCO2e/kWh: cloud region {key} ({where}) draws from "
+            return now, (f"carbon intensity {shown(now)} gCO2e/kWh: cloud region {key} ({where}) draws from "
                          f"the {c['country_name']} grid, year {c.get('year')}, {COUNTRY_SOURCE} (the region table's "
-                         f"{round(value, 1):g} g/kWh, {why}" + (f"; row source: {src}" if src else "") + ")"
+                         f"{shown(value)} g/kWh, {why}" + (f"; row source: {src}" if src else "") + ")"
                          + _implausible(iso))
         if src.startswith("eGRID"):
             src = EGRID_VINTAGE + src[len("eGRID"):]
         comment = (row.get("comment") or "").strip()  # on rows with a PUE, the comment is the PUE's
         if comment and "impact" not in fixes and not (row.get("PUE") or "").strip():
             src = f"{src} ({comment})" if src else comment
-        line = (f"carbon intensity {round(value, 1):g} gCO2e/kWh: cloud region {key} ({where}), a sub-national grid "
+        line = (f"carbon intensity {shown(value)} gCO2e/kWh: cloud region {key} ({where}), a sub-national grid "
                 f"figure from {CLOUD_SOURCE}" + (f", row source: {src}" if src else ""))
         if "impact" in fixes:
             line += (f" (corrected from the table's {float(row['_table_impact']):g}: {fixes['impact']['reason']}; "
@@ -303,11 +340,11 @@ def _grid_intensity(region: str | None) -> tuple[float, str]:
         if iso is not None:
             c = _countries()[iso]
             line += (f"; the {c['country_name']} national figure for {c.get('year')} is "
-                     f"{round(float(c['carbon_intensity']), 1):g} g/kWh ({COUNTRY_SOURCE})")
+                     f"{shown(c['carbon_intensity'])} g/kWh ({COUNTRY_SOURCE})")
         return value, line
     row = _countries()[key]
     value = float(row["carbon_intensity"])
-    return value, (f"carbon intensity {round(value, 1):g} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
+    return value, (f"carbon intensity {shown(value)} gCO2e/kWh: {row['country_name']} ({key}), year {row.get('year')}, "
                    f"{COUNTRY_SOURCE}" + _implausible(key))
 
 
@@ -332,7 +369,7 @@ def _implausible(iso: str) -> str:
         issues.append(f"{value:g} g/kWh is implausible for a grid: no generation source is carbon-free over its "
                       f"life cycle (IPCC AR5 WG3 Annex III, Table A.III.2)")
     elif value >= PLAUSIBLE_MAX_G_PER_KWH:
-        issues.append(f"{round(value, 1):g} g/kWh is implausible for a grid: at or above {PLAUSIBLE_MAX_G_PER_KWH:g}, "
+        issues.append(f"{shown(value)} g/kWh is implausible for a grid: at or above {PLAUSIBLE_MAX_G_PER_KWH:g}, "
                       f"more than coal's life-cycle median of 820 g/kWh (IPCC AR5 WG3 Annex III, Table A.III.2), the "
                       f"most carbon-intensive source")
     year = c.get("year")

@@ -131,7 +131,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("CO2", f"{u.co2_kg(t.co2_kg)}  (5–95 %: {u.range_co2_kg(*t.co2_kg_range, central=t.co2_kg)})  at "
                 f"{_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
                 + (f" ({label})" if (label := carbon.headline_region_label(
-                    est.plan.region, est.plan.carbon_intensity_given)) else "")),
+                    est.plan.region, carbon.intensity_given(est.plan))) else "")),
         (_cost_label(est.plan), (u.usd(t.cost_usd) + (f"  (5–95 %: {u.usd(t.cost_usd_range[0])} – "
                                                       f"{u.usd(t.cost_usd_range[1])})" if t.cost_usd_range else ""))
          if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),
@@ -298,8 +298,9 @@ def compare_rows(ests: Sequence[Estimate]) -> tuple[list[str], list[list[str]], 
 
 
 def _intensity(g_per_kwh: float) -> str:
-    """A grid intensity as given: one decimal (56, 369.5), two significant digits below 0.1 g/kWh (0.04 read 0)."""
-    return f"{round(g_per_kwh, 1):g}" if g_per_kwh >= 0.1 or g_per_kwh == 0 else f"{g_per_kwh:.2g}"
+    """A grid intensity as given: one decimal (56, 369.5), two significant digits below 0.1 g/kWh (0.04 read 0);
+    rounded half-up on its decimal text (carbon.shown: Germany's 380.95 reads 381, not binary rounding's 380.9)."""
+    return carbon.shown(g_per_kwh) if g_per_kwh >= 0.1 or g_per_kwh == 0 else carbon.shown(g_per_kwh, significant=2)
 
 
 def compare_assumption_lines(ests, *, provenance_apart: bool = False) -> list[str]:
