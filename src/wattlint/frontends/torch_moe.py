@@ -26,12 +26,20 @@ recognised experts module is replaced by a deterministic routed computation:
 
 Layouts handled: transformers' fused experts (classes decorated with ``@use_experts_implementation``: 3-D stacked
 ``gate_up_proj``/``up_proj`` + ``down_proj``, called as ``experts(hidden_states, top_k_index, top_k_weights)`` —
-Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3, OLMoE, GLM-4-MoE, ...), and Switch Transformers' top-1 capacity routing with an
-``experts`` ModuleDict. Any other module that holds experts (3-D expert-stacked parameters, a ModuleList/ModuleDict
-of experts, a class named ``*Experts``, or a hand-written MoE: a ModuleList/ModuleDict of >= 2 structurally identical
-modules beside a router named gate/router/gating/switch with one output per module, whose code selects experts per
-token with topk / argmax / argsort / multinomial) makes :meth:`MoeRouting.install`
-raise :class:`InputError`: an unsupported layout is an error, never a silent miscount (a meta trace of a
+Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3, OLMoE, GLM-4-MoE, ...), Switch Transformers' top-1 capacity routing with an
+``experts`` ModuleDict, and Llama 4's MoE block (recognised by structure: ``experts`` holding 3-D ``gate_up_proj``
+[E, H, 2I] and ``down_proj`` [E, I, H] with an ``act_fn``, a Linear ``router`` with E outputs, a ``shared_expert``,
+``top_k`` and ``num_experts``). transformers' Llama 4 block runs every expert on every token (its router's scores are
+[tokens, experts], zero outside the top-k, and one bmm covers all experts); the training implementations (torchtitan,
+Megatron) route top-k with grouped GEMMs, and so does the routed forward that replaces the block's: the model's router,
+top-k of its scores, balanced dispatch, the routing weight applied to the expert INPUT (as Llama 4 does), grouped GEMMs
+over the [E, in, out] weights (the per-expert loop where torch has no ``_grouped_mm``; transformers' experts
+implementation does not apply: Llama 4 has none), the gate/up split with the experts' ``act_fn``, an ``index_add``
+combine into the shared expert's output. Any other module that holds experts (3-D expert-stacked parameters, a
+ModuleList/ModuleDict of experts, a class named ``*Experts``, or a hand-written MoE: a ModuleList/ModuleDict of >= 2
+structurally identical modules beside a router named gate/router/gating/switch with one output per module, whose code
+selects experts per token with topk / argmax / argsort / multinomial) makes :meth:`MoeRouting.install` raise
+:class:`InputError`: an unsupported layout is an error, never a silent miscount (a meta trace of a
 ``torch.where(idx == i)`` dispatch runs every expert on every token).
 """
 
@@ -95,7 +103,7 @@ SHAPE_ONLY: dict = {aten._grouped_mm.default: grouped_mm_meta} if hasattr(aten, 
 class MoeLayer:
     path: str
     cls: str
-    layout: str  # "fused" | "switch"
+    layout: str  # "fused" | "switch" | "llama4"
     experts: int
     impl: str  # "grouped" | "loop" | "batched"
     impl_name: str = ""  # the model's own name for it (transformers experts_implementation)
@@ -123,24 +131,27 @@ class MoeRouting:
         handled: list[str] = []
         plans: list[tuple[nn.Module, MoeLayer, Callable]] = []
         for name, m in self.model.named_modules():
-            if any(name == h or name.startswith(h + ".") for h in handled):
+            if any(_inside(name, h) for h in handled):
                 continue
             layer = _match(name, m)
             if layer is None:
                 continue
             handled.append(name)
             self.layers.append(layer)
-            if layer.impl != "batched":
+            if layer.layout == "llama4":  # the block's forward routes; its experts' runs the GEMMs on the rows
+                plans.append((m, layer, _llama4_forward))
+                plans.append((m.experts, layer, _llama4_experts_forward))
+            elif layer.impl != "batched":
                 make = _fused_forward if layer.layout == "fused" else _switch_forward
                 plans.append((m, layer, make))
         for name, m in self.model.named_modules():
             reason = _holds_experts(m)
-            if reason and not any(name == h or name.startswith(h + ".") for h in handled):
+            if reason and not any(_inside(name, h) for h in handled):
                 raise InputError(
                     f"unsupported mixture-of-experts layout: {type(m).__name__} at '{name or '<root>'}' ({reason}). "
                     "wattlint traces MoE layers at their routed cost for transformers' fused experts "
-                    "(@use_experts_implementation: Mixtral, Qwen-MoE, DeepSeek-V2/V3, OLMoE, ...) and Switch "
-                    "Transformers; tracing this one on meta tensors would miscount its experts (routing is "
+                    "(@use_experts_implementation: Mixtral, Qwen-MoE, DeepSeek-V2/V3, OLMoE, ...), Switch "
+                    "Transformers and Llama 4; tracing this one on meta tensors would miscount its experts (routing is "
                     "data-dependent), so it is refused rather than costed wrong; analyze an equivalent transformers "
                     f"MoE config (e.g. Mixtral's config.json) instead{_old_transformers_hint(m)}")
         for m, layer, make in plans:
@@ -206,6 +217,16 @@ class MoeRouting:
                 cap_s = ("capacity factor 1 (dropless: the rows sum to tokens x top-k)" if cf == 1.0 else
                          f"capacity factor {cf:g}: each expert computes its capacity ceil({cf:g} x tokens x top-k / "
                          f"experts) = {per} rows ({'padding' if cf > 1 else 'tokens over capacity dropped'})")
+                if layout == "llama4":
+                    out.append(f"{head} traced at the routed cost (top-k routing with grouped GEMMs, as torchtitan / "
+                               f"Megatron train Llama 4; transformers' Llama 4 block runs all {e} experts on every "
+                               f"token): balanced routing assumed (each expert gets tokens x top-k / experts = "
+                               f"{share_s} of the {tokens} x {k} token slots of a micro-batch); {cap_s}; experts "
+                               f"{how}; router, top-k, dispatch (sort + gather), the routing weight on the experts' "
+                               f"input (as Llama 4 applies it) and combine (scatter-add into the shared expert's "
+                               f"output, run on every token) traced; backward and the optimizer step cover all {e} "
+                               f"experts' parameters")
+                    continue
                 out.append(f"{head} traced at the routed cost: balanced routing assumed (each expert gets tokens x "
                            f"top-k / experts = {share_s} of the {tokens} x {k} token slots of a micro-batch); {cap_s}; "
                            f"experts {how}; router, dispatch (sort + gather) and combine (weighted scatter-add) "
@@ -226,6 +247,11 @@ class MoeRouting:
                             **({"trainable_params": ly.trainable} if ly.trainable is not None else {}),
                             **({"expert_capacity": ly.capacity} if ly.capacity is not None else {})}
                            for ly in self.layers]}
+
+
+def _inside(name: str, handled: str) -> bool:
+    """Whether module ``name`` is the handled module ``handled`` or inside it (the root, "", holds every module)."""
+    return handled == "" or name == handled or name.startswith(handled + ".")
 
 
 # ---- recognition -------------------------------------------------------------------------------------------------
@@ -360,7 +386,34 @@ def _is_switch(m: nn.Module) -> bool:
             and isinstance(ex, (nn.ModuleDict, nn.ModuleList)) and len(ex) == getattr(r, "num_experts", -1))
 
 
+def _is_llama4(m: nn.Module) -> bool:
+    """Llama 4's MoE block (transformers' Llama4TextMoe or one built like it), by structure: ``experts`` holding 3-D
+    ``gate_up_proj`` [E, H, 2I] and ``down_proj`` [E, I, H] ([experts, in, out]) and an ``act_fn``, not transformers'
+    fused experts (those are called with the routing, :func:`_is_fused`); a Linear ``router`` with E outputs; a
+    ``shared_expert`` module; integer ``top_k`` (1..E) and ``num_experts`` (E)."""
+    ex, router, shared = (getattr(m, a, None) for a in ("experts", "router", "shared_expert"))
+    e, k = getattr(m, "num_experts", None), getattr(m, "top_k", None)
+    if not (isinstance(ex, nn.Module) and isinstance(router, nn.Linear) and isinstance(shared, nn.Module)
+            and isinstance(e, int) and isinstance(k, int) and not isinstance(e, bool) and not isinstance(k, bool)
+            and 0 < k <= e and router.out_features == e and callable(getattr(ex, "act_fn", None))
+            and not _is_fused(ex)):
+        return False
+    up, down = getattr(ex, "gate_up_proj", None), getattr(ex, "down_proj", None)
+    if not (isinstance(up, torch.Tensor) and isinstance(down, torch.Tensor) and up.dim() == 3 and down.dim() == 3):
+        return False
+    (ue, h, two_i), (de, i, dh) = (tuple(int(d) for d in t.shape) for t in (up, down))
+    return ue == de == e and two_i == 2 * i and dh == h == router.in_features
+
+
 def _match(name: str, m: nn.Module) -> MoeLayer | None:
+    if _is_llama4(m):
+        # Llama 4 has no experts_implementation (transformers falls back to "eager", its all-experts bmm): the grouped
+        # GEMM torchtitan / Megatron train it with, or the per-expert loop (same GEMM FLOPs) on a torch without one
+        ex = m.experts
+        return MoeLayer(f"{name}.experts" if name else "experts", type(ex).__name__, "llama4", int(m.num_experts),
+                        "grouped" if SHAPE_ONLY else "loop", "", top_k=int(m.top_k),
+                        params=sum(int(p.numel()) for p in ex.parameters()),
+                        trainable=sum(int(p.numel()) for p in ex.parameters() if p.requires_grad))
     if _is_fused(m):
         impl_name = getattr(getattr(m, "config", None), "_experts_implementation", None) or "grouped_mm"
         impl = {"eager": "loop", "batched_mm": "batched"}.get(impl_name, "grouped")
@@ -485,5 +538,61 @@ def _switch_forward(mod: nn.Module, layer: MoeLayer, routing: MoeRouting):
             out.index_add_(0, tok, y.to(out.dtype))
             start += n
         return out.reshape(b, seq, hdim)
+
+    return forward
+
+
+def _llama4_forward(mod: nn.Module, layer: MoeLayer, routing: MoeRouting):
+    """Llama 4's MoE block at the routed cost: the model's router (unchanged), top-k of its scores, balanced dispatch,
+    the routing weight applied to each routed row BEFORE the experts (Llama 4 scales ``routed_in`` by the scores), the
+    experts module on the dispatched rows (:func:`_llama4_experts_forward`), and an ``index_add`` combine into the
+    shared expert's output (run on every token). Returns (out, router_logits) as the model's forward does."""
+
+    def forward(hidden_states, *args, **kwargs):
+        x = hidden_states.reshape(-1, hidden_states.shape[-1])
+        got = mod.router(x)
+        tokens, k, e = int(x.shape[0]), int(mod.top_k), int(mod.num_experts)
+        if not (isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got)
+                and tuple(got[0].shape) == (tokens, e)):
+            where = layer.path[:-len(".experts")] if layer.path.endswith(".experts") else "<root>"
+            what = (f"({', '.join(str(list(t.shape)) for t in got)})" if isinstance(got, tuple)
+                    and all(isinstance(t, torch.Tensor) for t in got) else type(got).__name__)
+            raise InputError(f"unsupported mixture-of-experts layout: {type(mod).__name__} at '{where}' is built like "
+                             f"Llama 4's MoE block, but its router returned {what}, not Llama 4's (router_scores "
+                             f"[{tokens}, {e}], router_logits); tracing it on meta tensors would miscount its experts")
+        scores, logits = got
+        top_w, top_i = torch.topk(scores, k, dim=-1)
+        rows = routing.rows(tokens * k, e)
+        layer.top_k, layer.tokens, layer.rows, layer.calls = k, tokens, rows, layer.calls + 1
+        token, slot, expert_of_row = _dispatch(top_i, k, rows)
+        routed_in = x[token] * top_w.reshape(-1)[slot].unsqueeze(-1)
+        y = mod.experts(routed_in, expert_of_row, rows)
+        out = mod.shared_expert(x)
+        out = out.index_add(0, token, y.to(out.dtype))
+        return out, logits
+
+    return forward
+
+
+def _llama4_experts_forward(mod: nn.Module, layer: MoeLayer, routing: MoeRouting):
+    """Llama 4's experts on rows already grouped by expert (``rows[e]`` rows of expert ``e``): gate_up GEMM
+    ([E, H, 2I]), ``up * act_fn(gate)`` (gate first, as Llama4TextExperts chunks it), down GEMM ([E, I, H]); one
+    ``torch._grouped_mm`` per projection, or one GEMM per expert and projection (the loop)."""
+
+    def forward(x, expert_of_row, rows):
+        e = int(mod.gate_up_proj.shape[0])
+        if layer.impl == "grouped":
+            counts = torch.histc(expert_of_row.float(), bins=e, min=0, max=e - 1)
+            offs = torch.cumsum(counts, dim=0, dtype=torch.int32)
+            gate, up = _grouped_linear(x, mod.gate_up_proj, offs, None, True, expert_of_row).chunk(2, dim=-1)
+            return _grouped_linear(up * mod.act_fn(gate), mod.down_proj, offs, None, True, expert_of_row)
+        outs, start = [], 0
+        for i, n in enumerate(rows):
+            if n == 0:
+                continue
+            gate, up = _expert_linear(x[start:start + n], mod.gate_up_proj[i], None, True).chunk(2, dim=-1)
+            outs.append(_expert_linear(up * mod.act_fn(gate), mod.down_proj[i], None, True))
+            start += n
+        return torch.cat(outs, dim=0) if outs else x.new_zeros((0, int(mod.down_proj.shape[-1])))
 
     return forward
