@@ -359,12 +359,37 @@ def build_model(config, attention: str = "sdpa"):
                     model = cls._from_config(config, **fp32)
     except Exception as e:  # noqa: BLE001
         said = _unknown_value(config, e) if isinstance(e, KeyError) else None
+        null = _null_sizes(config) if isinstance(e, TypeError) and "NoneType" in str(e) else []
+        if null:  # (review sweep: HunYuan-VL's default text_config.head_dim is null: "NoneType ** float")
+            said = (f"{exception_line(e)}; the config leaves {', '.join(null)} null: set "
+                    f"{'it' if len(null) == 1 else 'them'} (transformers {transformers.__version__} cannot build "
+                    f"this {getattr(config, 'model_type', '?')} config as it is)")
         raise InputError(f"building {getattr(cls, '__name__', cls)} from the config failed: "
                          f"{said or exception_line(e)}") from None
     note = _untie_output_embedding(model, config, torch)
     if note:
         model._wattlint_build_notes = [note]  # analyze_config states it
     return model
+
+
+def _null_sizes(config) -> list[str]:
+    """The size fields (:data:`SIZE_LIMITS`) of ``config`` and its sub-configs that are null, dotted
+    ("text_config.head_dim")."""
+    try:
+        data = config.to_dict()
+    except Exception:  # noqa: BLE001 - a config that cannot be listed
+        return []
+    keys = {k for ks, _ in SIZE_LIMITS.values() for k in ks}
+    out: list[str] = []
+    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+    while stack:
+        path, d, depth = stack.pop()
+        for k, v in d.items():
+            if v is None and k in keys:
+                out.append(path + k)
+            elif isinstance(v, Mapping) and depth < _MAX_DEPTH:
+                stack.append((f"{path}{k}.", v, depth + 1))
+    return sorted(out)
 
 
 def _auto_model_class(config, transformers):
@@ -463,6 +488,20 @@ def _image_spec(config, micro_batch: int) -> TensorSpec:
 
 
 _VIDEO_TYPES = ("videomae", "timesformer", "vivit")  # pixel_values [B, T, C, H, W], T = config.num_frames
+# vision towers whose batch is the frames of the videos: pixel_values [B x T, C, H, W], T = config.num_frames
+_FRAME_BATCH_TYPES = ("xclip_vision_model",)
+# video-text models whose pixel_values are [B, T, C, H, W], T = vision_config.num_frames
+_VIDEO_TEXT_TYPES = ("xclip",)
+
+
+def _frames_per_batch(config) -> int:
+    """num_frames of a vision tower that takes each video's frames as batch rows (X-CLIP's vision model reshapes
+    its [B x T, ...] batch into B videos of T frames: a batch of 1 failed "shape '[0, 8, 768]' is invalid"), else
+    1."""
+    frames = getattr(config, "num_frames", None)
+    if getattr(config, "model_type", None) in _FRAME_BATCH_TYPES and isinstance(frames, int) and frames > 1:
+        return frames
+    return 1
 
 
 def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, TensorSpec]:
@@ -494,6 +533,11 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
     if vision is not None and "pixel_values" not in specs and text is not None:
         # a two-tower model (CLIP, SigLIP): its forward needs images beside the text ('NoneType' has no 'shape')
         specs["pixel_values"] = _image_spec(vision, micro_batch)
+        frames = getattr(vision, "num_frames", None)
+        if getattr(config, "model_type", None) in _VIDEO_TEXT_TYPES and isinstance(frames, int) and frames > 0:
+            # a video-text model (X-CLIP): videos of num_frames frames (review sweep: 'expected 5, got 4')
+            b, c, h, w = specs["pixel_values"].shape
+            specs["pixel_values"] = TensorSpec("pixel_values", "float32", (b, frames, c, h, w))
     if name == "pixel_values" and text is not None and "input_ids" in takes:
         # an image-first model with a language model (BLIP-2, InstructBLIP): its forward needs the text beside the
         # images (review s52: "Blip2Model.forward() missing 1 required positional argument: 'input_ids'")
@@ -681,8 +725,9 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (mb, sl))
         notes.append(f"decoder_input_ids: int64[{mb}, {sl}] added (an encoder-decoder's decoder tokens; pass "
                      "--input decoder_input_ids=int64[B,S] or --seq-len to change)")
+    frames = _frames_per_batch(config)
     if not specs:
-        mb = micro_batch or DEFAULT_BATCH
+        mb = micro_batch or max(DEFAULT_BATCH, frames)
         if seq_len is None:
             mp = max_positions(config)
             sl = min(DEFAULT_SEQ_LEN, mp) if mp else DEFAULT_SEQ_LEN
@@ -699,15 +744,27 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                          f"choices, seq]; {DEFAULT_CHOICES} choices per question assumed (SWAG, RACE), each a "
                          f"sequence of {sl} tokens; pass --input input_ids=int64[B,C,S] for another count")
         if micro_batch is None:
-            notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)")
+            notes.append(f"batch: micro-batch {mb} (default; pass --batch-size)" if frames <= 1 else
+                         f"batch: micro-batch {mb} frames: one video of num_frames = {frames} (default; pass "
+                         f"--batch-size, a multiple of {frames})")
         micro_batch = mb
     elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
         notes += _check_length(model, seq_len, *max_positions_field(config))  # --input shapes rebound to --seq-len
+    if frames > 1:
+        pv = specs.get("pixel_values")
+        mb = micro_batch or (int(pv.shape[0]) if pv is not None and pv.shape else 0)
+        if mb % frames:
+            raise InputError(f"{type(model).__name__} takes the frames of its videos as the batch (pixel_values "
+                             f"[videos x num_frames, C, H, W], num_frames = {frames}): the micro-batch of {mb} is "
+                             f"not a whole number of videos; make the micro-batch a multiple of {frames} "
+                             f"(--batch-size {frames} on one GPU: one video)")
     ids = specs.get("input_ids")
     window = sliding_window_note(config, seq_len or (int(ids.shape[-1]) if ids is not None and ids.shape else 0),
                                  impl)
     if window:
         notes.append(window)
+    notes += local_global_attention(model, config, seq_len or (int(ids.shape[-1]) if ids is not None and ids.shape
+                                                               else 0), specs)
     try:
         with _quiet():
             graph = tf.trace_with_inputs(model, None, specs, source=source, micro_batch=micro_batch, seq_len=seq_len,
@@ -795,6 +852,85 @@ def sliding_window_note(config, s: int, attention: str = "sdpa") -> str | None:
             f"min(i + 1, {w:,})), {fa / (s * s):.1%} of them")
 
 
+# the self-attention of Longformer / LED's encoder: a sliding window over a sequence padded to a multiple of
+# attention_window, plus global attention for the tokens the global_attention_mask marks
+_LOCAL_GLOBAL_ATTENTION = ("LongformerSelfAttention", "LEDEncoderSelfAttention")
+
+
+def local_global_attention(model, config, s: int, specs: Mapping[str, TensorSpec]) -> list[str]:
+    """Prepare a Longformer / LED model for the trace and return the notes saying how its attention is costed.
+
+    Its encoder decides whether any token has global attention by reading the mask's values
+    (``is_index_global_attn.flatten().any().item()``) and counts the global tokens per sequence from them; on meta
+    tensors the read answers True and the counts disagree (every element selected vs the sequence length), so the
+    trace failed on transformers' bare ``assert attn_probs.size(3) == 2 * window_overlap + 1`` (review sweep). The
+    answer is what the model's own forward sets: ``XxxForSequenceClassification`` puts global attention on the
+    first (CLS) token of each sequence, so one global token per sequence is traced (its global query / key / value
+    projections and its attention over the whole sequence); the other classes give none unless a
+    ``global_attention_mask`` is passed, which cannot be read on meta tensors (refused, naming what is costed)."""
+    attns = [m for m in model.modules() if type(m).__name__ in _LOCAL_GLOBAL_ATTENTION]
+    if not attns:
+        return []
+    cls = type(model).__name__
+    if "global_attention_mask" in specs:
+        raise InputError(f"{cls}: a --input global_attention_mask cannot be costed (which tokens are global is read "
+                         "from its values, which the trace does not have); leave it out to cost the sliding-window "
+                         "attention alone" + (", or use a ...ForSequenceClassification architecture for global "
+                                              "attention on the first token" if "ForSequenceClassification" not in cls
+                                              else ""))
+    if cls.endswith(("ForQuestionAnswering", "ForMultipleChoice")):
+        # the forward marks the question tokens global, found by the positions of the separator tokens in the data
+        raise InputError(f"{cls} puts global attention on the question's tokens, found from the separator tokens' "
+                         "positions in input_ids, which the trace does not have; cost the same encoder with "
+                         "\"architectures\": [\"LongformerForMaskedLM\"] (no global attention) or "
+                         "[\"LongformerForSequenceClassification\"] (one global token)")
+    n_global = 1 if cls.endswith("ForSequenceClassification") else 0
+    for m in attns:
+        if n_global:
+            m._get_global_attn_indices = _first_token_global
+        else:
+            m.register_forward_pre_hook(_no_global_attention, with_kwargs=True)
+    notes = []
+    sub = getattr(config, "encoder", None) if getattr(config, "attention_window", None) is None else None
+    w = getattr(sub or config, "attention_window", None)
+    w = max(w) if isinstance(w, (list, tuple)) and w else w
+    if isinstance(w, int) and w > 0:
+        padded = -(-s // w) * w if s > 0 else 0
+        said = (f"{cls}'s encoder attends over a sliding window of attention_window = {w:,} tokens "
+                f"({w // 2:,} each side), computed as transformers runs it in overlapping chunks of {w:,} x {w:,}")
+        if padded > s > 0:
+            said += (f"; it pads each sequence to a multiple of attention_window: the {s:,} tokens run as {padded:,} "
+                     f"({padded - s:,} padding tokens, costed as the model runs them; --seq-len {padded:,} costs "
+                     "the same step, a multiple of the window wastes none)")
+        notes.append(said)
+    if n_global:
+        notes.append(f"global attention: {cls} puts global attention on the first (CLS) token of each sequence, as "
+                     "its forward does without a global_attention_mask: one global token per sequence costed")
+    else:
+        notes.append(f"global attention: none ({cls} gives no token global attention without a "
+                     "global_attention_mask): sliding-window attention only")
+    return notes
+
+
+def _no_global_attention(_module, args, kwargs):
+    """Forward pre-hook of a Longformer / LED self-attention: no token has global attention (the encoder's read of
+    the mask answers True on meta tensors)."""
+    return args, {**kwargs, "is_global_attn": False}
+
+
+def _first_token_global(is_index_global_attn):
+    """Longformer's ``_get_global_attn_indices`` for one global token per sequence, the first (as
+    ``LongformerForSequenceClassification`` sets it): (the most global tokens in a sequence, the (batch, position)
+    of each global token, its (batch, slot) among the global tokens, the (batch, slot) of the empty slots)."""
+    import torch
+
+    b, dev = is_index_global_attn.shape[0], is_index_global_attn.device
+    rows = torch.arange(b, device=dev)
+    first = torch.zeros(b, dtype=torch.long, device=dev)
+    none = torch.zeros(0, dtype=torch.long, device=dev)
+    return 1, (rows, first), (rows.clone(), first.clone()), (none, none.clone())
+
+
 # forward parameters a model runs without (masks, positions, caches, labels, flags): not named as missing inputs
 _OPTIONAL_INPUTS = frozenset((
     "attention_mask", "position_ids", "cache", "past_key_values", "inputs_embeds", "labels", "use_cache",
@@ -807,29 +943,74 @@ _OPTIONAL_INPUTS = frozenset((
 def _missing_inputs_hint(model, err: InputError, specs: Mapping[str, TensorSpec], defaulted: bool) -> str:
     """What to add to a trace failure where the model's code used an input that was not given (review: Qwen2-VL
     given pixel_values without image_grid_thw failed with "AttributeError: 'NoneType' object has no attribute
-    'device'"): the forward's other inputs, named from its signature; '' for any other failure."""
+    'device'"), or read a default input in another layout than wattlint built it: the forward's inputs the error or
+    the failing line names (Mllama: "`aspect_ratio_ids` must be provided"; Granite-Docling:
+    ``pixel_attention_mask.sum(-1)`` on None), else its other inputs, named from its signature; '' for any other
+    failure."""
     import inspect
+    import re
 
     cause = err.__cause__
-    if not isinstance(cause, (AttributeError, TypeError)) or "NoneType" not in str(cause):
+    if not isinstance(cause, (AttributeError, TypeError, ValueError)):
         return ""
     try:
-        params = inspect.signature(model.forward).parameters.values()
+        params = list(inspect.signature(model.forward).parameters.values())
     except (TypeError, ValueError):
+        return ""
+    said, line = str(cause), _failing_line(cause)
+    none_read = isinstance(cause, (AttributeError, TypeError)) and "NoneType" in said
+
+    def named(name: str, text: str) -> bool:
+        return bool(text) and re.search(rf"(?<![\w.]){re.escape(name)}\b", text) is not None
+
+    # the inputs not given that the message names, or that the failing line reads where it read a None
+    # (not the inputs a model runs without: Qwen2-VL's failing line reads position_ids, which it derives itself)
+    needed = [p.name for p in params if p.default is None and p.name not in specs and p.name not in _OPTIONAL_INPUTS
+              and (named(p.name, said) or (none_read and named(p.name, line)))]
+    ids = specs.get("input_ids")
+    text_only = ""
+    if defaulted and "pixel_values" in specs and ids is not None:  # the image input was wattlint's default
+        shape = ",".join(map(str, ids.shape))
+        text_only = (f", or cost the text-only step with --input input_ids=int64[{shape}] (the default inputs added "
+                     "pixel_values for the model's vision tower)")
+    if needed:
+        return (f" (the model's code needs {', '.join(needed)}, not given: {type(model).__name__}'s forward takes "
+                f"{'it' if len(needed) == 1 else 'them'} beside {', '.join(specs)}; pass "
+                f"{'it' if len(needed) == 1 else 'them'} with --input NAME=DTYPE[DIMS]{text_only})")
+    built = [n for n in specs if n != "input_ids" and named(n, line)] if defaulted else []
+    if built and not none_read:
+        # a default input (pixel_values [B, C, H, W]) the model's code reads in another layout (HunYuan-VL: flattened
+        # patches with image_grid_thw: "too many values to unpack")
+        spec = specs[built[0]]
+        others = [p.name for p in params if p.default is None and p.name not in specs
+                  and p.name not in _OPTIONAL_INPUTS and not p.name.endswith(("_embeds", "_outputs"))]
+        also = f" with the inputs its forward takes beside it ({', '.join(others)})" if others else ""
+        return (f" (wattlint's default {built[0]}={spec.dtype}[{','.join(map(str, spec.shape))}] is not the layout "
+                f"{type(model).__name__}'s code reads: `{line.strip()}`; pass --input {built[0]}=DTYPE[DIMS]{also}"
+                f"{text_only})")
+    if not none_read:
         return ""
     missing = [p.name for p in params if p.default is None and p.name not in specs
                and p.name not in _OPTIONAL_INPUTS and not p.name.endswith(("_mask", "_embeds", "_outputs"))
                and not p.name.startswith(("output_", "decoder_input"))]
     if not missing:
         return ""
-    text = (f" (the model used an input that was not given, None: {type(model).__name__}'s forward also takes "
-            f"{', '.join(missing)}; pass the ones it needs with --input NAME=DTYPE[DIMS]")
-    ids = specs.get("input_ids")
-    if defaulted and "pixel_values" in specs and ids is not None:  # the image input was wattlint's default
-        shape = ",".join(map(str, ids.shape))
-        text += (f", or cost the text-only step with --input input_ids=int64[{shape}] (the default inputs added "
-                 "pixel_values for the model's vision tower)")
-    return text + ")"
+    return (f" (the model used an input that was not given, None: {type(model).__name__}'s forward also takes "
+            f"{', '.join(missing)}; pass the ones it needs with --input NAME=DTYPE[DIMS]{text_only})")
+
+
+def _failing_line(exc: BaseException) -> str:
+    """The source line of the innermost frame of ``exc``'s traceback that is transformers' model code (where a
+    missing or mis-shaped input is read), else ''."""
+    import linecache
+
+    line, tb = "", exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+        if "/transformers/models/" in path:
+            line = linecache.getline(path, tb.tb_lineno) or line
+        tb = tb.tb_next
+    return line
 
 
 def _heads(config) -> tuple[int, int] | None:
