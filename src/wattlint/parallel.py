@@ -1356,7 +1356,12 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     per text token while the attention term divided the encoder's attention by the text tokens) or layers shared
     across depth (ALBERT runs its one layer L times: N counts it once). ``flops_per_token``: the traced forward +
     backward FLOPs (no recompute, no optimizer) per counted token, the model FLOPs MFU uses for such models;
-    ``module`` / ``rows`` / ``calls``: the Linear with the most rows (for the report)."""
+    ``module`` / ``rows`` / ``calls``: the Linear with the most rows (for the report). The other side, over the
+    Linear weights outside routed experts (N_active counts those): ``reuse_dense`` (1 where no Linear was traced),
+    ``fewer_share`` / ``fewer_rows``: the share of those weights that run on fewer rows than the counted tokens and
+    their size-weighted rows per micro-batch (a vision tower over its image patches beside a text model over the
+    counted tokens, which 6N charges once per text token), ``fewer_module`` / ``fewer_module_rows`` /
+    ``fewer_module_calls``: the one that misses the most rows (size x (tokens - rows))."""
     types = dict(graph.modules)
     scale = float((graph.extra or {}).get("dims_batch_scale", 1.0))
     rows: dict[str, float] = {}
@@ -1376,8 +1381,23 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     weights = sum(size.values())
     reuse = sum(size[m] * rows[m] for m in rows) / (weights * tokens) if weights else 0.0
     top = max(rows, key=lambda m: (rows[m], size[m]), default="")
+    # the other side, outside the routed experts (whose rows are top-k / experts of the tokens by design: N_active
+    # counts them): ``reuse_dense`` as ``reuse``; the weights that run on fewer rows than the counted tokens (a
+    # vision tower over image patches beside a text model over the counted tokens, a head over a few tokens), their
+    # share of the weights and size-weighted rows, and the one that misses the most rows (size x (tokens - rows))
+    routed = tuple(str(ly.get("module") or "") + "." for ly in moe_layers(graph) if ly.get("module"))
+    dense = [m for m in rows if not m.startswith(routed)] if routed else list(rows)
+    w_dense = sum(size[m] for m in dense)
+    fewer = [m for m in dense if rows[m] < tokens]
+    w_fewer = sum(size[m] for m in fewer)
+    short = max(fewer, key=lambda m: (size[m] * (tokens - rows[m]), m), default="")
     return {"reuse": reuse, "flops_per_token": fwd_bwd / tokens, "tokens": tokens, "module": top,
-            "rows": rows.get(top, 0.0), "calls": calls.get(top, 0)}
+            "rows": rows.get(top, 0.0), "calls": calls.get(top, 0),
+            # no Linear measured (GPT-2's Conv1D layers are not nn.Linear): 1, nothing shows 6N overcounting
+            "reuse_dense": sum(size[m] * rows[m] for m in dense) / (w_dense * tokens) if w_dense else 1.0,
+            "fewer_share": w_fewer / w_dense if w_dense else 0.0,
+            "fewer_rows": sum(size[m] * rows[m] for m in fewer) / w_fewer if w_fewer else 0.0,
+            "fewer_module": short, "fewer_module_rows": rows.get(short, 0.0), "fewer_module_calls": calls.get(short, 0)}
 
 
 def _eager_attention_flops(graph: CostGraph) -> float:

@@ -1,0 +1,149 @@
+"""MFU's 6 N charges every weight once per counted (text) token: a model whose large weights run on fewer rows than
+the counted tokens (a vision tower over its image patches beside a text model) was overcounted. Review s52's sweep
+found florence2 and grounding-dino at MFU 1.5-1.7 x HFU, impossible without recompute (HFU counts every FLOP the
+step ran). Such models take the traced forward + backward FLOPs as their model FLOPs, as models whose weights run on
+more rows than the counted tokens already did; a head over a few tokens, a decoder LM and routed experts keep 6N."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from wattlint.aggregate import MFU_CONVENTION, MFU_CONVENTION_MOE, MFU_CONVENTION_TRACED  # noqa: E402
+
+TWO_TOWER = '''
+import torch
+import torch.nn as nn
+
+
+class TwoTower(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 64)
+        self.vision = nn.Linear(256, 256, bias=False)  # the image tower: over 4 patch rows
+        self.proj = nn.Linear(256, 64, bias=False)
+        self.text = nn.Linear(64, 64, bias=False)  # the text model: over the 64 counted tokens
+        self.head = nn.Linear(64, 100, bias=False)
+
+    def forward(self, input_ids, patches):
+        img = self.proj(self.vision(patches)).mean(1, keepdim=True)
+        return self.head(self.text(self.emb(input_ids) + img))
+
+
+def build():
+    return TwoTower(), (torch.zeros(1, 64, dtype=torch.long), torch.zeros(1, 4, 256))
+'''
+
+DECODER = '''
+import torch
+import torch.nn as nn
+
+
+class Decoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 64)  # untied: 6 N counts it although its lookup does no FLOPs
+        self.up = nn.Linear(64, 256, bias=False)
+        self.down = nn.Linear(256, 64, bias=False)
+        self.lm_head = nn.Linear(64, 100, bias=False)
+
+    def forward(self, input_ids):
+        x = self.emb(input_ids)
+        return self.lm_head(x + self.down(torch.relu(self.up(x))))
+
+
+def build():
+    return Decoder(), (torch.zeros(1, 64, dtype=torch.long),)
+'''
+
+CLASSIFIER = '''
+import torch
+import torch.nn as nn
+
+
+class Classifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(100, 64)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(64, 256, bias=False), nn.ReLU(),
+                                                   nn.Linear(256, 64, bias=False)) for _ in range(3)])
+        self.pooler = nn.Linear(64, 64, bias=False)
+        self.classifier = nn.Linear(64, 2, bias=False)
+
+    def forward(self, input_ids):
+        x = self.emb(input_ids)
+        for b in self.blocks:
+            x = x + b(x)
+        return self.classifier(torch.tanh(self.pooler(x[:, 0])))  # over the CLS token only
+
+
+def build():
+    return Classifier(), (torch.zeros(1, 64, dtype=torch.long),)
+'''
+
+
+def _util(run_cli, path, *extra):
+    code, out, err = run_cli(str(path), "--gpu", "a100", "--steps", "10", "--format", "json", *extra)
+    assert code == 0, err
+    doc = json.loads(out)
+    return doc, doc["utilization"]
+
+
+def test_a_vision_tower_over_few_patches_is_not_charged_per_text_token(run_cli, tmp_path):
+    (tmp_path / "m.py").write_text(TWO_TOWER)
+    doc, u = _util(run_cli, str(tmp_path / "m.py") + ":build")
+    # by hand, micro-batch 1 x 64 counted tokens; GEMMs 2 x rows x in x out forward, the same again for the input
+    # gradient and for the weight gradient backward (vision: weight gradient only, its input is the data):
+    #   vision 2 x 4 x 256 x 256 = 524,288 x 2 = 1,048,576; proj 2 x 4 x 256 x 64 = 131,072 x 3 = 393,216;
+    #   text 2 x 64 x 64 x 64 = 524,288 x 3 = 1,572,864; head 2 x 64 x 64 x 100 = 819,200 x 3 = 2,457,600
+    gemm = 1_048_576 + 393_216 + 1_572_864 + 2_457_600  # 5,472,256
+    # the rest: mean over the 4 patches 4 x 64 and its backward 4 x 64; the broadcast add 64 x 64 and its
+    # gradient summed over the tokens 64 x 64; the embedding's gradient scatter 64 x 64; cross-entropy over the
+    # 64 x 100 logits: softmax 5 FLOPs a logit forward, 4 backward, the NLL pick 64 each way
+    rest = 256 + 256 + 4_096 + 4_096 + 4_096 + 5 * 6_400 + 4 * 6_400 + 64 + 64  # 70,528
+    assert u["model_flops_per_token"] == pytest.approx((gemm + rest) / 64, rel=1e-9)  # 86,606
+    # were 6 N = 6 x (6,400 + 65,536 + 16,384 + 4,096 + 6,400) = 592,896 per token: MFU ~5 x HFU
+    assert u["mfu"] <= u["hfu"]
+    # MFU / HFU = model FLOPs / all FLOPs of the step (the optimizer's too; no recompute)
+    assert u["mfu"] / u["hfu"] == pytest.approx((gemm + rest) / doc["per_step"]["flops"], rel=1e-6)
+    assert u["convention"].startswith(MFU_CONVENTION_TRACED)
+    assert "most missed by vision (4 rows)" in u["convention"]
+    assert "against the 64 counted tokens" in u["convention"]
+    assert "6N + attention would count 592,896 FLOPs per token, 86,606 traced" in u["convention"]
+
+
+def test_a_decoder_lm_with_its_head_keeps_6n(run_cli, tmp_path):
+    (tmp_path / "m.py").write_text(DECODER)
+    _, u = _util(run_cli, str(tmp_path / "m.py") + ":build")
+    # by hand: N = 6,400 + 16,384 + 16,384 + 6,400 = 45,568, no attention; every Linear runs on the 64 tokens
+    # (reuse 1); 6 N exceeds the traced FLOPs (the untied table's lookup does none) but that is the convention
+    assert u["model_flops_per_token"] == pytest.approx(6 * 45_568, rel=1e-12)
+    assert u["convention"] == MFU_CONVENTION
+
+
+def test_a_classifier_over_the_cls_token_keeps_6n(run_cli, tmp_path):
+    (tmp_path / "m.py").write_text(CLASSIFIER)
+    _, u = _util(run_cli, str(tmp_path / "m.py") + ":build")
+    # by hand: N = 6,400 + 3 x (16,384 + 16,384) + 4,096 + 128 = 108,928; the pooler and classifier (4,224 of the
+    # 102,528 Linear weights, 4.1 %) run on 1 row of 64: reuse (98,304 x 64 + 4,224) / (102,528 x 64) = 0.959,
+    # within 1 / 1.05 = 0.952: a head over a few tokens, 6 N kept (though above the traced FLOPs)
+    assert u["model_flops_per_token"] == pytest.approx(6 * 108_928, rel=1e-12)
+    assert u["convention"] == MFU_CONVENTION
+
+
+def test_routed_experts_on_few_rows_keep_n_active(run_cli, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.SwitchTransformersConfig(
+        vocab_size=1000, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_decoder_layers=2, num_heads=4,
+        num_experts=8, expert_capacity=4, encoder_sparse_step=1, decoder_sparse_step=1,
+        architectures=["SwitchTransformersForConditionalGeneration"])
+    cfg.save_pretrained(tmp_path)
+    _, u = _util(run_cli, tmp_path / "config.json", "--seq-len", "128")
+    # by hand: 4 MoE layers x 8 experts x (64 x 128 + 128 x 64) = 524,288 routed-expert parameters, 7/8 of them
+    # inactive per token (top-1): N_active = 689,664 - 458,752 = 230,912. The experts' Linear weights run on at
+    # most 8 x 4 of the 128 tokens (the traced FLOPs fall below 6 N_active) but N_active already counts them
+    assert u["convention"].startswith(MFU_CONVENTION_MOE)
+    assert "N_active = 230,912 of 689,664 parameters (524,288 routed-expert)" in u["convention"]
