@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..carbon import RANGE_CLAUSE
 from ..lint.results import CheckResult
 from . import units as u
 from .tables import clean
@@ -37,12 +38,36 @@ def factors(assumptions) -> str:
         if not a.startswith(FACTOR_PREFIXES):
             continue
         if a.startswith("carbon intensity "):
-            head, _, src = a.partition(": ")
-            out.append(f"{head} ({', '.join(src.split(', ')[:2])})" if src else head)
+            out.append(_short_intensity(a))
         else:
             head = a.split(" (", 1)[0]
             out.append(head + (" (default)" if "default" in a and "(given" not in a else ""))
     return ", ".join(out)
+
+
+def _short_intensity(line: str) -> str:
+    """A carbon intensity line in short: the figure, then its source's first two comma-separated parts (place and
+    year, or the place and what kind of figure it is), cut only at commas outside brackets, so a place written with
+    its own commas ('cloud region aws:us-east-1 (US East (N. Virginia), Ashburn, ...)') stays whole. The clause on
+    the 5-95 % ranges (carbon.RANGE_CLAUSE, on every intensity line) is left out: it is no factor, and its own ': '
+    would be read as the source's start on a given figure's line."""
+    line = line.partition(RANGE_CLAUSE)[0]
+    head, _, src = line.partition(": ")
+    return f"{head} ({', '.join(_outside_brackets(src, ', ')[:2])})" if src else head
+
+
+def _outside_brackets(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` that is outside round brackets."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(text):
+        if text.startswith(sep, i) and depth == 0:
+            parts.append(text[start:i])
+            i = start = i + len(sep)
+            continue
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+    parts.append(text[start:])
+    return parts
 
 
 def factor_lines(result: CheckResult) -> list[str]:
