@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,17 @@ EXAMPLES = ROOT / "examples"
 _SRC = str(ROOT / "src")
 _rest = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
 os.environ["PYTHONPATH"] = os.pathsep.join([_SRC] + [p for p in _rest if p != _SRC])
+
+# The tests see no developer or runner environment that changes what wattlint prints (tests that need one set it):
+# - $COLUMNS fits the text report's tables (pytest-xdist workers and some CI terminals set COLUMNS=80; the tests
+#   expect no width: the layer bars, the full column set);
+# - the user's fitted energy models (platformdirs' user data dir, under $XDG_DATA_HOME, and $WATTLINT_MODELS_DIR)
+#   come before the shipped ones: a `wattlint fit` run on this machine changed every estimate's energy model.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("WATTLINT_MODELS_DIR", None)
+_XDG = tempfile.mkdtemp(prefix="wattlint-tests-xdg-")
+atexit.register(shutil.rmtree, _XDG, ignore_errors=True)
+os.environ["XDG_DATA_HOME"] = _XDG
 
 
 @pytest.fixture
