@@ -7,12 +7,15 @@ more rows than the counted tokens already did; a head over a few tokens, a decod
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
 from wattlint.aggregate import MFU_CONVENTION, MFU_CONVENTION_MOE, MFU_CONVENTION_TRACED  # noqa: E402
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 TWO_TOWER = '''
 import torch
@@ -112,6 +115,9 @@ def test_a_vision_tower_over_few_patches_is_not_charged_per_text_token(run_cli, 
     assert u["convention"].startswith(MFU_CONVENTION_TRACED)
     assert "most missed by vision (4 rows)" in u["convention"]
     assert "against the 64 counted tokens" in u["convention"]
+    # 6N charged vision and proj for 60 of the 64 token rows: 6 x (65,536 + 16,384) x 60 / 64 = 460,800 of the
+    # 592,896 (more than 1 - 1 / 1.05 of it)
+    assert "6N charges 460,800 FLOPs per token for rows they did not multiply" in u["convention"]
     assert "6N + attention would count 592,896 FLOPs per token, 86,606 traced" in u["convention"]
 
 
@@ -128,9 +134,21 @@ def test_a_classifier_over_the_cls_token_keeps_6n(run_cli, tmp_path):
     (tmp_path / "m.py").write_text(CLASSIFIER)
     _, u = _util(run_cli, str(tmp_path / "m.py") + ":build")
     # by hand: N = 6,400 + 3 x (16,384 + 16,384) + 4,096 + 128 = 108,928; the pooler and classifier (4,224 of the
-    # 102,528 Linear weights, 4.1 %) run on 1 row of 64: reuse (98,304 x 64 + 4,224) / (102,528 x 64) = 0.959,
-    # within 1 / 1.05 = 0.952: a head over a few tokens, 6 N kept (though above the traced FLOPs)
+    # 102,528 Linear weights) run on 1 row of 64: 6 x 4,224 x 63 / 64 = 24,948 FLOPs per token of 6 N = 653,568
+    # for rows they did not multiply, 3.8 % < 1 - 1 / 1.05 = 4.76 %: a head over a few tokens, 6 N kept (though
+    # 6 N is above the traced FLOPs)
     assert u["model_flops_per_token"] == pytest.approx(6 * 108_928, rel=1e-12)
+    assert u["convention"] == MFU_CONVENTION
+
+
+def test_a_recurrent_classifier_whose_only_linear_is_its_head_keeps_6n(run_cli):
+    # examples/torch_models.py:lstm_classifier: micro-batch 8 x 32 tokens; its one Linear (fc, 512 -> 4) runs on
+    # the last state only (8 of 256 rows), the 2-layer LSTM on every token. By hand: N = embedding 10,000 x 256 =
+    # 2,560,000 + LSTM 4 x 512 x (256 + 512) + 2 x 4 x 512 = 1,576,960 and 4 x 512 x (512 + 512) + 2 x 4 x 512 =
+    # 2,101,248 + fc 512 x 4 + 4 = 2,052: 6,240,260. 6 N is above the traced FLOPs (the embedding table is only
+    # looked up), but the head's missed rows are 6 x 2,048 x 248 / 256 = 11,904 of 37,441,560 FLOPs per token
+    _, u = _util(run_cli, f"{EXAMPLES / 'torch_models.py'}:lstm_classifier")
+    assert u["model_flops_per_token"] == pytest.approx(6 * 6_240_260, rel=2e-6)  # JSON: 6 significant digits
     assert u["convention"] == MFU_CONVENTION
 
 

@@ -972,18 +972,19 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         # forward + backward FLOPs (no recompute) are its model FLOPs (PaLM's definition, without the 6N shortcut)
         convention = MFU_CONVENTION_TRACED + "; here " + _reuse_why(basis, per_token, graph)
         per_token = float(basis["flops_per_token"])
-    elif float(basis.get("reuse_dense", 1.0)) * _parallel.WEIGHT_REUSE_LIMIT < 1.0 \
-            and float(basis["flops_per_token"]) < per_token:
+    elif 6.0 * float(basis.get("fewer_missed", 0.0)) * _parallel.WEIGHT_REUSE_LIMIT \
+            > (_parallel.WEIGHT_REUSE_LIMIT - 1.0) * per_token and float(basis["flops_per_token"]) < per_token:
         # the other side: 6N + attention overcounts a model whose weights run on fewer rows than the counted tokens
         # (a vision tower over its image patches beside a text model over the counted text tokens: 6N charged the
         # tower's weights 6 FLOPs per text token; florence2 / grounding-dino printed MFU 1.5-1.7 x HFU, review s52).
-        # Switched to the traced basis only when both hold: (1) cause: the traced Linear weights outside the routed
-        # experts (N_active already counts those) run, size-weighted, on fewer than 1 / 1.05 of the counted tokens,
-        # i.e. 6N misses their work by more than the 5 % the other side tolerates (a classification / LM head over a
-        # few tokens is a few % of the weights: 6N kept); (2) effect: the traced forward + backward FLOPs per token
-        # (no recompute) are below 6N + attention, so the switch only lowers MFU towards what ran: without
-        # recompute MFU above HFU is impossible (HFU counts every FLOP the step ran, optimizer included). Frozen or
-        # idle weights and lookup-only tables move only (2), never (1), so alone they never switch.
+        # Switched to the traced basis only when both hold: (1) cause: the 6 FLOPs per weight and counted-token row
+        # that the traced Linear weights outside the routed experts (N_active already counts those) did not
+        # multiply are more than 1 - 1 / 1.05 of 6N + attention, i.e. 6N + attention exceeds the same without them
+        # by more than the 1.05 the other side tolerates (a classification / LM head over a few tokens is a few %
+        # of it: 6N kept); (2) effect: the traced forward + backward FLOPs per token (no recompute) are below
+        # 6N + attention, so the switch only lowers MFU towards what ran: without recompute MFU above HFU is
+        # impossible (HFU counts every FLOP the step ran, optimizer included). Frozen or idle weights and lookup-
+        # only tables (an LSTM classifier's embedding table) move only (2), never (1), so alone they never switch.
         convention = MFU_CONVENTION_TRACED + "; here " + _fewer_rows_why(basis, per_token)
         per_token = float(basis["flops_per_token"])
     dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
@@ -1027,8 +1028,9 @@ def _reuse_why(basis: Mapping[str, Any], six_n: float, graph: CostGraph | None =
 
 
 def _fewer_rows_why(basis: Mapping[str, Any], six_n: float) -> str:
-    """Why the 6N convention overcounts this model (:func:`wattlint.parallel.model_flops_basis`, ``reuse_dense``
-    below 1 / WEIGHT_REUSE_LIMIT): the share of the traced Linear weights that run on fewer rows than the counted
+    """Why the 6N convention overcounts this model (:func:`wattlint.parallel.model_flops_basis`: the 6 FLOPs per
+    weight and counted-token row its Linear weights did not multiply are more than 1 - 1 / WEIGHT_REUSE_LIMIT of
+    6N + attention): the share of the traced Linear weights that run on fewer rows than the counted
     tokens, their mean rows, and the Linear that misses the most rows (size x (tokens - rows))."""
     tokens, module = int(basis["tokens"]), basis["fewer_module"]
     rows, calls = float(basis["fewer_module_rows"]), int(basis["fewer_module_calls"])
@@ -1037,7 +1039,8 @@ def _fewer_rows_why(basis: Mapping[str, Any], six_n: float) -> str:
            f"micro-batch on average against the {tokens:,} counted tokens, most missed by {module} ({rows:,.0f} "
            f"rows{runs}): weights over fewer rows than the counted tokens, as a vision tower over its image patches "
            f"beside a text model over the counted tokens, which 6N charges once per counted token")
-    return (f"the traced Linear weights run on {float(basis['reuse_dense']):.2f}x the counted tokens ({how}): 6N + "
+    return (f"the traced Linear weights run on {float(basis['reuse_dense']):.2f}x the counted tokens ({how}; 6N "
+            f"charges {6.0 * float(basis['fewer_missed']):,.0f} FLOPs per token for rows they did not multiply): 6N + "
             f"attention would count {six_n:,.0f} FLOPs per token, {float(basis['flops_per_token']):,.0f} traced")
 
 

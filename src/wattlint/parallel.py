@@ -1360,7 +1360,8 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     Linear weights outside routed experts (N_active counts those): ``reuse_dense`` (1 where no Linear was traced),
     ``fewer_share`` / ``fewer_rows``: the share of those weights that run on fewer rows than the counted tokens and
     their size-weighted rows per micro-batch (a vision tower over its image patches beside a text model over the
-    counted tokens, which 6N charges once per text token), ``fewer_module`` / ``fewer_module_rows`` /
+    counted tokens, which 6N charges once per text token), ``fewer_missed``: their weights x the counted-token rows
+    they did not multiply, per counted token (6N charges 6 FLOPs for each), ``fewer_module`` / ``fewer_module_rows`` /
     ``fewer_module_calls``: the one that misses the most rows (size x (tokens - rows))."""
     types = dict(graph.modules)
     scale = float((graph.extra or {}).get("dims_batch_scale", 1.0))
@@ -1396,6 +1397,8 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
             # no Linear measured (GPT-2's Conv1D layers are not nn.Linear): 1, nothing shows 6N overcounting
             "reuse_dense": sum(size[m] * rows[m] for m in dense) / (w_dense * tokens) if w_dense else 1.0,
             "fewer_share": w_fewer / w_dense if w_dense else 0.0,
+            # weights x token rows they did not multiply, per counted token: 6N charges 6 FLOPs for each
+            "fewer_missed": sum(size[m] * (tokens - rows[m]) for m in fewer) / tokens,
             "fewer_rows": sum(size[m] * rows[m] for m in fewer) / w_fewer if w_fewer else 0.0,
             "fewer_module": short, "fewer_module_rows": rows.get(short, 0.0), "fewer_module_calls": calls.get(short, 0)}
 
