@@ -205,17 +205,17 @@ def test_compare_says_when_the_model_fits_on_none_of_the_gpus(run_cli):
     assert code == 0, err
     doc = json.loads(out)
     assert [e["memory"]["fits"] for e in doc["estimates"]] == [False, False]
-    for fmt in ("text", "markdown"):
-        code, out, err = run_cli(*args, "--format", fmt)
-        assert code == 0, err
-        assert "the model fits on none of these GPUs as planned" in " ".join(out.split())
-        assert "among GPUs where it fits" not in out
     # every GPU's findings are in every format (review: text and markdown printed none, HTML only the best GPU's,
     # which hid the WL201 'does not fit' errors behind a 'fits NO' column)
     wl201 = {e["hardware"]["gpu"]: [f for f in e["findings"] if f["code"] == "WL201"] for e in doc["estimates"]}
     assert all(len(v) == 1 for v in wl201.values()), wl201
     for fmt in ("text", "markdown", "html"):
-        out = " ".join(run_cli(*args, "--format", fmt)[1].split())
+        code, out, err = run_cli(*args, "--format", fmt)  # one run per format (each traces GPT-2 at 64 x 1024)
+        assert code == 0, err
+        out = " ".join(out.split())
+        if fmt != "html":
+            assert "the model fits on none of these GPUs as planned" in out
+            assert "among GPUs where it fits" not in out
         for key in wl201:
             assert (f"{key}: WL201 error" in out or f"`{key}` **WL201** error" in out
                     or f"<code>{key}</code> <b>WL201</b> error" in out or
