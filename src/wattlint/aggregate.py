@@ -1048,8 +1048,9 @@ def _runs_across_depth(graph: CostGraph, module: str) -> tuple[list[float], bool
     """The rows of each forward run of Linear ``module`` (trace order) and whether its weights are shared across
     depth: between each two of its runs, every other Linear of its block (its path up to the numbered layer:
     'albert.encoder.albert_layer_groups.0') runs, i.e. the whole block runs again at the next depth position; a
-    block holding no other Linear: every run on the same rows. None when the trace does not have its runs."""
-    from .parallel import block_prefix
+    block holding no other Linear: every run on the same rows. None when the trace does not have its runs. Linear:
+    the types of ``parallel.LINEAR_TYPES`` (GPT-2's Conv1D too), as model_flops_basis measures."""
+    from .parallel import block_prefix, is_linear_type
 
     types = dict(graph.modules)
     scale = float((graph.extra or {}).get("dims_batch_scale", 1.0))
@@ -1064,7 +1065,7 @@ def _runs_across_depth(graph: CostGraph, module: str) -> tuple[list[float], bool
     others: set[str] = set()
     for r in graph.records:
         if r.recompute or r.phase is not Phase.FORWARD or r.kind is not OpKind.MATMUL \
-                or types.get(r.module) != "Linear" or not r.module.startswith(block):
+                or not is_linear_type(types.get(r.module)) or not r.module.startswith(block):
             continue
         if r.module == module:
             runs.append((r.dim("b", 1) or 1) * r.dim("m", 0) * scale)

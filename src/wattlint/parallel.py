@@ -1344,13 +1344,26 @@ def attention_forward_flops_per_token(graph: CostGraph) -> float:
 # undercounts the model (1 for a decoder-only or encoder-only stack, less with heads over a few tokens)
 WEIGHT_REUSE_LIMIT = 1.05
 
+# module types (as the trace records them: graph.modules' type names) whose forward is one x @ W with a 2-D weight
+# multiplying every input row, the layers whose rows model_flops_basis measures: torch's nn.Linear and its subclass
+# NonDynamicallyQuantizableLinear (nn.MultiheadAttention's out_proj), and transformers' Conv1D (a Linear with its
+# weight stored [in, out]: addmm(bias, x, W); GPT-2, OpenAI GPT, ImageGPT, Decision Transformer, CLVP's MLP). An
+# explicit list, not "any module with a 2-D matmul": a user module named otherwise that runs a matmul is not known
+# to hold its weight (a real convolution named Conv1D traces as a convolution, not a matmul, and is not counted)
+LINEAR_TYPES = frozenset({"Linear", "NonDynamicallyQuantizableLinear", "Conv1D"})
+
+
+def is_linear_type(type_name: str | None) -> bool:
+    """Whether a module of ``type_name`` is a Linear layer for the weight-reuse measure (:data:`LINEAR_TYPES`)."""
+    return type_name in LINEAR_TYPES
+
 
 def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     """Whether MFU's 6N + attention convention counts this model's work, and the traced model FLOPs per token.
 
     6N assumes every weight multiplies every counted token (micro-batch x sequence) once, forward. Measured on the
-    traced Linear layers: the rows each weight multiplies in a micro-batch's forward, weighted by its size, over
-    the counted tokens (``reuse``): 1 for decoder-only and encoder-only stacks, below 1 with heads over a few
+    traced Linear layers (:data:`LINEAR_TYPES`: nn.Linear and GPT-2's Conv1D): the rows each weight multiplies in a
+    micro-batch's forward, weighted by its size, over the counted tokens (``reuse``): 1 for decoder-only and encoder-only stacks, below 1 with heads over a few
     tokens; above 1 when weights run on more rows than the counted tokens: an encoder over a longer input than the
     counted decoder sequence (Whisper's 1,500 encoder frames against 64 text tokens: 6N counted the encoder once
     per text token while the attention term divided the encoder's attention by the text tokens) or layers shared
@@ -1373,7 +1386,7 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
         if r.recompute or r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             continue
         fwd_bwd += r.flops
-        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and types.get(r.module) == "Linear" \
+        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and is_linear_type(types.get(r.module)) \
                 and r.dim("k", 0) and r.dim("n", 0):
             rows[r.module] = rows.get(r.module, 0.0) + (r.dim("b", 1) or 1) * r.dim("m", 0) * scale
             size[r.module] = r.dim("k", 0) * r.dim("n", 0)
@@ -1394,7 +1407,8 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     short = max(fewer, key=lambda m: (size[m] * (tokens - rows[m]), m), default="")
     return {"reuse": reuse, "flops_per_token": fwd_bwd / tokens, "tokens": tokens, "module": top,
             "rows": rows.get(top, 0.0), "calls": calls.get(top, 0),
-            # no Linear measured (GPT-2's Conv1D layers are not nn.Linear): 1, nothing shows 6N overcounting
+            # no Linear measured (a model of convolutions, recurrent or attention modules only): 1, nothing shows
+            # 6N overcounting
             "reuse_dense": sum(size[m] * rows[m] for m in dense) / (w_dense * tokens) if w_dense else 1.0,
             "fewer_share": w_fewer / w_dense if w_dense else 0.0,
             # weights x token rows they did not multiply, per counted token: 6N charges 6 FLOPs for each
