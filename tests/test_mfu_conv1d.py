@@ -206,3 +206,15 @@ def test_decision_transformer_gpt2_over_three_tokens_per_timestep(tmp_path):
     e = wattlint.estimate(str(path), gpu="a100-sxm4-80gb", steps=1, lint=False, inputs=DT_INPUTS)
     u = e.utilization
     assert u.convention.startswith(MFU_CONVENTION_TRACED) and u.mfu <= u.hfu
+
+
+@pytest.mark.parametrize("option", ["--tensor-parallel", "--pipeline-parallel"])
+def test_model_parallelism_refuses_conv1d_layers_shared_across_depth(run_cli, tmp_path, option):
+    """The one block of two Conv1D layers runs 3 times per forward (SHARED): model parallelism is refused as for
+    ALBERT, naming the 3 runs (before, the refusal counted nn.Linear runs only: tensor parallelism was refused as an
+    'attention-free stack', the wrong reason)."""
+    (tmp_path / "m.py").write_text(SHARED)
+    code, out, err = run_cli(str(tmp_path / "m.py") + ":build", "--gpu", "a100", "--steps", "10", "--gpus", "2",
+                             option, "2")
+    assert code == 2 and out == ""
+    assert f"{option} 2: the one block of layers runs 3 times per forward (its weights shared across depth" in err

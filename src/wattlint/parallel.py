@@ -677,7 +677,7 @@ def _check_one_transformer_stack(graph: CostGraph, blocks: Blocks | None, layout
         calls: dict[str, int] = {}
         for r in graph.records:
             if (r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and not r.recompute
-                    and types.get(r.module) == "Linear" and blocks.index(r.module) is not None):
+                    and is_linear_type(types.get(r.module)) and blocks.index(r.module) is not None):
                 calls[r.module] = calls.get(r.module, 0) + 1
         runs = max(calls.values(), default=1)
         if runs > 1:
