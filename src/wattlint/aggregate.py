@@ -1021,8 +1021,10 @@ def _reuse_why(basis: Mapping[str, Any], six_n: float, graph: CostGraph | None =
     elif calls > 1:  # no records to tell why
         how = f"{module} runs {calls} times per forward, {rows:,.0f} rows for the {tokens:,} counted tokens"
     else:
+        # the trace shows more rows, not why: an encoder's longer input (Whisper's frames) or several rows per
+        # counted position (Decision Transformer's return, state and action per timestep)
         how = (f"{module} runs over {rows:,.0f} rows per micro-batch against the {tokens:,} counted tokens: an "
-               f"encoder over a longer input than the counted sequence")
+               f"encoder over a longer input than the counted sequence, or several rows per counted position")
     return (f"the traced Linear weights run on {float(basis['reuse']):.2f}x the counted tokens ({how}): 6N + "
             f"attention would count {six_n:,.0f} FLOPs per token, {float(basis['flops_per_token']):,.0f} traced")
 
