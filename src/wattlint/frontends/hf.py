@@ -626,6 +626,30 @@ def _check_length(model, sl: int, mp: int | None, field: str | None = None) -> l
     return []
 
 
+def max_text_len(config) -> int | None:
+    """The config's ``max_text_len`` (Grounding DINO, MM Grounding DINO: the text tokens the model reads per sample,
+    default 256 under its text encoder's 512 positions), or None."""
+    v = getattr(config, "max_text_len", None)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _check_text_len(model, config, seq_len: int | None, ids: TensorSpec | None) -> None:
+    """An InputError where the text input runs past the config's ``max_text_len``: Grounding DINO's model cuts
+    longer text to that length (the trace would cost fewer tokens than counted) and its detection head, whose logits
+    are max_text_len wide, failed with a raw "RuntimeError: Attempting to broadcast a dimension of length 256"."""
+    cap = max_text_len(config)
+    if cap is None or ids is None or not ids.shape:
+        return
+    sl = int(seq_len) if seq_len else int(ids.shape[-1])
+    if sl <= cap:
+        return
+    given = f"--seq-len {sl}" if seq_len else f"input_ids {ids.dtype}[{','.join(map(str, ids.shape))}]"
+    raise InputError(f"{given} exceeds the config's max_text_len {cap}: {type(model).__name__} reads at most {cap} "
+                     f"text tokens per sample (longer text is cut to max_text_len); pass "
+                     f"{f'--seq-len {cap}' if seq_len else f'input_ids of {cap} tokens'} or less, or raise max_text_len "
+                     "in the config")
+
+
 # model types whose position ids start after the padding index (create_position_ids_from_input_ids): a table of
 # max_position_embeddings rows runs max_position_embeddings - pad_token_id - 1 tokens (roberta-base: 514 -> 512)
 _POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "roberta-prelayernorm",
@@ -731,7 +755,12 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         if seq_len is None:
             mp = max_positions(config)
             sl = min(DEFAULT_SEQ_LEN, mp) if mp else DEFAULT_SEQ_LEN
-            if getattr(model, "main_input_name", "input_ids") == "input_ids":
+            tl = max_text_len(config)
+            if tl and sl > tl:  # Grounding DINO: 256 text tokens, under its BERT's 512 positions
+                sl = tl
+                notes.append(f"sequence length: {sl} text tokens (default: the config's max_text_len, the most text "
+                             f"{type(model).__name__} reads per sample; pass --seq-len for a shorter prompt)")
+            elif getattr(model, "main_input_name", "input_ids") == "input_ids":
                 notes.append(f"sequence length: {sl} (default; pass --seq-len)")
             elif getattr(config, "is_encoder_decoder", False):  # an image / audio encoder's text decoder
                 notes.append(f"decoder sequence length: {sl} (default; pass --seq-len)")
@@ -759,6 +788,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
                              f"not a whole number of videos; make the micro-batch a multiple of {frames} "
                              f"(--batch-size {frames} on one GPU: one video)")
     ids = specs.get("input_ids")
+    _check_text_len(model, config, seq_len, ids)
     window = sliding_window_note(config, seq_len or (int(ids.shape[-1]) if ids is not None and ids.shape else 0),
                                  impl)
     if window:

@@ -38,7 +38,9 @@ implementation does not apply: Llama 4 has none), the gate/up split with the exp
 combine into the shared expert's output. Any other module that holds experts (3-D expert-stacked parameters, a
 ModuleList/ModuleDict of experts, a class named ``*Experts``, or a hand-written MoE: a ModuleList/ModuleDict of >= 2
 structurally identical modules beside a router named gate/router/gating/switch with one output per module, whose code
-selects experts per token with topk / argmax / argsort / multinomial) makes :meth:`MoeRouting.install` raise
+selects experts per token with topk / argmax / argsort / multinomial; or >= 2 of a module's 3-D parameters
+[E, a, b] with one leading E beside a router for E experts, in a layer that so selects: :func:`_stacked_experts`)
+makes :meth:`MoeRouting.install` raise
 :class:`InputError`: an unsupported layout is an error, never a silent miscount (a meta trace of a
 ``torch.where(idx == i)`` dispatch runs every expert on every token).
 """
@@ -144,9 +146,13 @@ class MoeRouting:
             elif layer.impl != "batched":
                 make = _fused_forward if layer.layout == "fused" else _switch_forward
                 plans.append((m, layer, make))
-        for name, m in self.model.named_modules():
-            reason = _holds_experts(m)
-            if reason and not any(_inside(name, h) for h in handled):
+        mods = dict(self.model.named_modules())
+        for name, m in mods.items():
+            if any(_inside(name, h) for h in handled):
+                continue
+            parent = mods.get(name.rpartition(".")[0]) if name else None
+            reason = _holds_experts(m) or _stacked_experts(m, parent)
+            if reason:
                 raise InputError(
                     f"unsupported mixture-of-experts layout: {type(m).__name__} at '{name or '<root>'}' ({reason}). "
                     "wattlint traces MoE layers at their routed cost for transformers' fused experts "
@@ -281,6 +287,40 @@ def _holds_experts(m: nn.Module) -> str | None:
         router = _router_beside(m, len(mods), skip=cn) if mods else None
         if router and _selects_experts(m, router[1]):
             return f"{len(mods)} identical {type(mods[0]).__name__} modules in '{cn}' beside the {router[0]}"
+    return None
+
+
+def _stacked_experts(m: nn.Module, parent: nn.Module | None) -> str | None:
+    """Why ``m`` looks like a hand-written MoE with expert-stacked weights under neutral names (None if it does not):
+    >= 2 of its own 3-D parameters [E, a, b] with one leading E >= 2 and a, b >= 2 (a matrix per expert; a weight
+    norm's [C, 1, k] and a layer scale's [C, 1, 1] are not), beside a router for E experts among ``m``'s or its
+    parent's direct children (an nn.Linear with E outputs, or one named gate/router/... that holds one or is a 2-D
+    parameter with a side of E: :func:`_router_beside`), in a layer whose code (``m``'s class, its parent's, the
+    router's) selects experts per token (:func:`_selects_experts`). All three are required: per-head stacked weights
+    (XLNet's q/k/v/o/r [d_model, heads, head_dim], RecurrentGemma's block-diagonal gates, Zamba's per-head Mamba
+    projections) have no Linear with as many outputs beside them and no per-token selection, and a soft mixture over
+    stacked weights (every expert on every token) is costed right by the trace."""
+    stacked: dict[int, list[tuple[str, torch.Tensor]]] = {}
+    for pn, p in m.named_parameters(recurse=False):
+        if p.dim() == 3 and int(p.shape[0]) >= 2 and min(int(p.shape[1]), int(p.shape[2])) >= 2:
+            stacked.setdefault(int(p.shape[0]), []).append((pn, p))
+    for e, params in stacked.items():
+        if len(params) < 2:
+            continue
+        holders = [(m, "")] + ([(parent, next(cn for cn, c in parent.named_children() if c is m))] if parent else [])
+        for holder, skip in holders:  # m's own children, then its siblings (the parent's other children)
+            router = _linear_with_outputs(holder, e, skip) or _router_beside(holder, e, skip)
+            if router and (_selects_experts(m, router[1]) or holder is not m and _selects_experts(holder, None)):
+                names = ", ".join(f"'{pn}' [{', '.join(str(d) for d in p.shape)}]" for pn, p in params)
+                return f"expert weights stacked in 3-D parameters {names} beside the {router[0]}"
+    return None
+
+
+def _linear_with_outputs(m: nn.Module, n: int, skip: str) -> tuple[str, nn.Module] | None:
+    """A direct child of ``m`` (not ``skip``) that is an nn.Linear with ``n`` outputs, whatever its name."""
+    for cn, c in m.named_children():
+        if cn != skip and isinstance(c, nn.Linear) and c.out_features == n:
+            return f"router '{cn}' (Linear {c.in_features} -> {n}, one output per expert)", c
     return None
 
 
