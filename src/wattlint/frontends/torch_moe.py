@@ -280,7 +280,10 @@ def _holds_experts(m: nn.Module) -> str | None:
     for cn, c in m.named_children():
         if isinstance(c, (nn.ModuleList, nn.ModuleDict)) and "expert" in cn.lower() and len(c) > 1:
             return f"{len(c)} expert modules in '{cn}'"
-    if type(m).__name__.lower().endswith("experts"):
+    cls = type(m).__name__.lower()
+    if cls.endswith("experts") and not cls.endswith("sharedexperts"):
+        # shared experts (Inkling's InklingSharedExperts, stacked [n_shared, ...]) run on every token: no routing to
+        # miscount, traced as written like Qwen-MoE's shared_expert MLP
         return "a module class named *Experts"
     for cn, c in m.named_children():  # a hand-written MoE: identical modules + a router with one output per module
         mods = _identical_modules(c)
