@@ -152,3 +152,21 @@ def test_xclip_vision_model_batch_is_whole_videos():
     g = hf.analyze_config(cfg)  # default: one video of 8 frames, not a batch of 1 (failed: "shape '[0, 8, 32]'")
     assert g.micro_batch == 8
     assert "one video of num_frames = 8" in " ".join(g.assumptions)
+
+
+def test_led_question_answering_is_costed_without_global_attention():
+    """LED's heads never set global attention themselves (only Longformer's QA / multiple-choice / classification
+    heads do, from the data or the CLS token): LEDForQuestionAnswering is costed with none (review s53: it was
+    refused with Longformer's reason and sent to LongformerForMaskedLM, which an LED config cannot build). By hand:
+    the encoder's layer-0 query projection runs 1000 tokens padded to 1024 (window 64): 2 x 1024 x 128 x 128 +
+    1024 x 128 bias = 33,685,504 forward FLOPs."""
+    cfg = {"model_type": "led", "architectures": ["LEDForQuestionAnswering"], "d_model": 128, "encoder_layers": 2,
+           "decoder_layers": 2, "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_ffn_dim": 256,
+           "decoder_ffn_dim": 256, "attention_window": 64, "vocab_size": 1000, "max_encoder_position_embeddings": 1024,
+           "max_decoder_position_embeddings": 1024}
+    g = hf.analyze_config(cfg, seq_len=1000)
+    assert _fwd_flops(g, "led.encoder.layers.0.self_attn.longformer_self_attn.query") == 33_685_504
+    notes = " ".join(g.assumptions)
+    assert "global attention: none (LEDForQuestionAnswering" in notes
+    assert "the 1,000 tokens run as 1,024 (24 padding tokens in the encoder" in notes
+    assert "costs the same step" not in notes  # the heads and the decoder run on the unpadded length

@@ -908,13 +908,16 @@ def local_global_attention(model, config, s: int, specs: Mapping[str, TensorSpec
                          "attention alone" + (", or use a ...ForSequenceClassification architecture for global "
                                               "attention on the first token" if "ForSequenceClassification" not in cls
                                               else ""))
-    if cls.endswith(("ForQuestionAnswering", "ForMultipleChoice")):
+    # Longformer's own heads decide global attention from the data or the CLS token; LED's never do (review s53:
+    # LEDForQuestionAnswering was refused for Longformer's reason and sent to a Longformer class its config lacks)
+    longformer = type(model).__module__.endswith("modeling_longformer")
+    if longformer and cls.endswith(("ForQuestionAnswering", "ForMultipleChoice")):
         # the forward marks the question tokens global, found by the positions of the separator tokens in the data
         raise InputError(f"{cls} puts global attention on the question's tokens, found from the separator tokens' "
                          "positions in input_ids, which the trace does not have; cost the same encoder with "
                          "\"architectures\": [\"LongformerForMaskedLM\"] (no global attention) or "
                          "[\"LongformerForSequenceClassification\"] (one global token)")
-    n_global = 1 if cls.endswith("ForSequenceClassification") else 0
+    n_global = 1 if longformer and cls.endswith("ForSequenceClassification") else 0
     for m in attns:
         if n_global:
             m._get_global_attn_indices = _first_token_global
@@ -930,8 +933,8 @@ def local_global_attention(model, config, s: int, specs: Mapping[str, TensorSpec
                 f"({w // 2:,} each side), computed as transformers runs it in overlapping chunks of {w:,} x {w:,}")
         if padded > s > 0:
             said += (f"; it pads each sequence to a multiple of attention_window: the {s:,} tokens run as {padded:,} "
-                     f"({padded - s:,} padding tokens, costed as the model runs them; --seq-len {padded:,} costs "
-                     "the same step, a multiple of the window wastes none)")
+                     f"({padded - s:,} padding tokens in the encoder, costed as the model runs them; a --seq-len that is a "
+                     f"multiple of {w:,} wastes none)")
         notes.append(said)
     if n_global:
         notes.append(f"global attention: {cls} puts global attention on the first (CLS) token of each sequence, as "
