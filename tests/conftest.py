@@ -21,8 +21,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join([_SRC] + [p for p in _rest if p != _S
 #   expect no width: the layer bars, the full column set);
 # - the user's fitted energy models (platformdirs' user data dir, under $XDG_DATA_HOME, and $WATTLINT_MODELS_DIR)
 #   come before the shipped ones: a `wattlint fit` run on this machine changed every estimate's energy model.
-os.environ.pop("COLUMNS", None)
-os.environ.pop("WATTLINT_MODELS_DIR", None)
+# - $WATTLINT_CACHE_DIR / _DEBUG / _QUIET and $NO_COLOR change the check cache, tracebacks, the live line, colour.
+for _name in ("COLUMNS", "WATTLINT_MODELS_DIR", "WATTLINT_CACHE_DIR", "WATTLINT_DEBUG", "WATTLINT_QUIET",
+              "NO_COLOR"):
+    os.environ.pop(_name, None)
 _XDG = tempfile.mkdtemp(prefix="wattlint-tests-xdg-")
 atexit.register(shutil.rmtree, _XDG, ignore_errors=True)
 os.environ["XDG_DATA_HOME"] = _XDG

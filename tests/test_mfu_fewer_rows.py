@@ -165,3 +165,15 @@ def test_routed_experts_on_few_rows_keep_n_active(run_cli, tmp_path):
     # most 8 x 4 of the 128 tokens (the traced FLOPs fall below 6 N_active) but N_active already counts them
     assert u["convention"].startswith(MFU_CONVENTION_MOE)
     assert "N_active = 230,912 of 689,664 parameters (524,288 routed-expert)" in u["convention"]
+
+
+def test_the_convention_line_says_1_row_not_1_rows():
+    """CLIP's visual projection runs on its one pooled row per image: the line read '(1 rows)' (review s53)."""
+    from wattlint.aggregate import _fewer_rows_why
+
+    basis = {"tokens": 64, "fewer_module": "visual_projection", "fewer_module_rows": 1.0, "fewer_module_calls": 1,
+             "fewer_share": 0.4, "fewer_rows": 1.0, "reuse_dense": 0.6, "fewer_missed": 100.0,
+             "flops_per_token": 1000.0}
+    why = _fewer_rows_why(basis, 2000.0)
+    assert "(1 row)" in why and "run on 1 row per micro-batch" in why and "1 rows" not in why
+    assert "(49 rows)" in _fewer_rows_why({**basis, "fewer_module_rows": 49.0}, 2000.0)

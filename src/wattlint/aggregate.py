@@ -1037,9 +1037,13 @@ def _fewer_rows_why(basis: Mapping[str, Any], six_n: float) -> str:
     tokens, module = int(basis["tokens"]), basis["fewer_module"]
     rows, calls = float(basis["fewer_module_rows"]), int(basis["fewer_module_calls"])
     runs = f" over {calls} runs" if calls > 1 else ""
-    how = (f"{float(basis['fewer_share']):.0%} of the weights run on {float(basis['fewer_rows']):,.0f} rows per "
-           f"micro-batch on average against the {tokens:,} counted tokens, most missed by {module} ({rows:,.0f} "
-           f"rows{runs}): weights over fewer rows than the counted tokens, as a vision tower over its image patches "
+
+    def n_rows(n: float) -> str:  # '1 row' (CLIP's visual projection over its pooled row), '49 rows'
+        return f"{n:,.0f} row" + ("" if f"{n:,.0f}" == "1" else "s")
+
+    how = (f"{float(basis['fewer_share']):.0%} of the weights run on {n_rows(float(basis['fewer_rows']))} per "
+           f"micro-batch on average against the {tokens:,} counted tokens, most missed by {module} ({n_rows(rows)}"
+           f"{runs}): weights over fewer rows than the counted tokens, as a vision tower over its image patches "
            f"beside a text model over the counted tokens, which 6N charges once per counted token")
     return (f"the traced Linear weights run on {float(basis['reuse_dense']):.2f}x the counted tokens ({how}; 6N "
             f"charges {6.0 * float(basis['fewer_missed']):,.0f} FLOPs per token for rows they did not multiply): 6N + "
