@@ -1382,10 +1382,13 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     size: dict[str, int] = {}
     calls: dict[str, int] = {}
     fwd_bwd = 0.0
+    # routed experts' work at the dropless tokens x top-k rows (a capacity factor pads or drops rows: MFU's model
+    # FLOPs count each token's experts once; review s53: the traced basis rose with the capacity factor's padding)
+    dropless = _dropless_scale(graph)
     for r in graph.records:
         if r.recompute or r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             continue
-        fwd_bwd += r.flops
+        fwd_bwd += r.flops * next((f for p, f in dropless if r.module == p or r.module.startswith(p + ".")), 1.0)
         if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and is_linear_type(types.get(r.module)) \
                 and r.dim("k", 0) and r.dim("n", 0):
             rows[r.module] = rows.get(r.module, 0.0) + (r.dim("b", 1) or 1) * r.dim("m", 0) * scale
@@ -1415,6 +1418,17 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
             "fewer_missed": sum(size[m] * (tokens - rows[m]) for m in fewer) / tokens,
             "fewer_rows": sum(size[m] * rows[m] for m in fewer) / w_fewer if w_fewer else 0.0,
             "fewer_module": short, "fewer_module_rows": rows.get(short, 0.0), "fewer_module_calls": calls.get(short, 0)}
+
+
+def _dropless_scale(graph: CostGraph) -> list[tuple[str, float]]:
+    """Per routed MoE layer, (its module path, tokens x top-k / the rows its experts computed): the factor
+    that takes the traced expert work to the dropless rows (1 at capacity factor 1; 1 / 1.25 at 1.25's padding)."""
+    out = []
+    for ly in moe_layers(graph):
+        rows, tokens, k = sum(ly.get("rows_per_expert") or ()), int(ly.get("tokens") or 0), int(ly.get("top_k") or 0)
+        if ly.get("module") and rows > 0 and tokens > 0 and k > 0 and rows != tokens * k:
+            out.append((str(ly["module"]), tokens * k / rows))
+    return out
 
 
 def _eager_attention_flops(graph: CostGraph) -> float:
