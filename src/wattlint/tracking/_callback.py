@@ -11,10 +11,20 @@ WORK_KEYS = ("steps", "epochs", "tokens")
 PREVIOUS_FIT_OPEN = "interrupted (the fit never reached the end of training: an exception, then a new fit)"
 
 
+class _TrainerTracker(Tracker):
+    """The tracker of a callback: its plan is partly the trainer's (Tracker._trainer_plan)."""
+
+    _trainer_plan = True
+
+
 class CallbackCore:
     def __init__(self, track_kwargs: dict[str, Any]):
         if "raise_on_stop" in track_kwargs:
             raise TypeError("raise_on_stop is set by the callback (the trainer is asked to stop instead)")
+        # the options are checked here, by the rules of track(): a wrong one (precision="fp99", an unknown keyword,
+        # steps= with epochs=) was refused only when training started, from deep inside trainer.fit (review). The
+        # trainer's own plan (steps, batch, gradient accumulation) is checked with them when the run starts.
+        _TrainerTracker(None, raise_on_stop=False, **track_kwargs)
         self.kwargs = dict(track_kwargs)
         self.tracker: Tracker | None = None
         self._mark: float | None = None
@@ -32,7 +42,7 @@ class CallbackCore:
             # a previous fit's run still open: it never reached the trainer's end of training (an exception the
             # trainer has no hook for, caught by the user's code, then a new fit), so it did not complete
             self.end(PREVIOUS_FIT_OPEN)
-        self.tracker = Tracker(model, raise_on_stop=False, **kw)
+        self.tracker = _TrainerTracker(model, raise_on_stop=False, **kw)
         self.tracker.start()
         self._epochs, self._mark = 0, None  # a callback reused for another fit starts a new run (and record)
         return self.tracker

@@ -8,6 +8,7 @@ measured spec, and its fitted model when the folder has one), as benchmarks/cpu_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -330,11 +331,120 @@ def resolve_site(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, None
 
 
+# ---- the caller's arguments, checked before the loop ---------------------------------------------------------------
+
+WORK_KEYS = ("steps", "epochs", "tokens")
+
+
+def check_inputs(inputs) -> None:
+    """InputError for an ``inputs=`` spec wattlint.estimate would refuse (malformed, unknown dtype, a name twice)."""
+    if inputs is None:
+        return
+    from ..frontends.inputs import parse_input_specs
+
+    parse_input_specs(spec_strings(inputs))
+
+
+def check_source(source) -> None:
+    """InputError for a ``source=`` that names nothing there: a model file (``.onnx``, ``config.json``, the
+    ``file.py`` of ``file.py:attr``) that does not exist, a form that is no model source, a top-level package of
+    ``package.module:attr`` that is not installed. Nothing is imported or read (the module's own import errors are
+    the static estimate's, at start)."""
+    if source is None:
+        return
+    import importlib.util
+    import os
+
+    from ..types import InputError
+
+    if not isinstance(source, str) or not source.strip():
+        raise InputError(f"source={source!r}: a model source (model.onnx, config.json, package.module:attr or "
+                         "path/file.py:attr)")
+    src = source.strip()
+    low = src.lower()
+    if low.endswith((".onnx", ".json")):
+        file, what = src, "model file" if low.endswith(".onnx") else "config file"
+    elif ":" in src:
+        target, _, attr = src.rpartition(":")
+        if not target or not attr:
+            raise InputError(f"source={source!r}: expected package.module:attr or path/file.py:attr")
+        if target.endswith(".py") or "/" in target or os.sep in target:
+            file, what = target, "model file"
+        else:
+            top = target.split(".", 1)[0]
+            try:
+                found = importlib.util.find_spec(top) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise InputError(f"source={source!r}: no module named {top!r} (is it installed or on PYTHONPATH?)")
+            return
+    else:
+        raise InputError(f"source={source!r} not understood: expected file.onnx, config.json, package.module:attr or "
+                         "path/file.py:attr")
+    if os.path.isdir(file):
+        raise InputError(f"source={source!r}: {file} is a directory, not a {what}")
+    if not os.path.isfile(file):
+        raise InputError(f"source={source!r}: {what} not found: {file}")
+
+
+def check_plan_conflicts(options: dict[str, Any]) -> None:
+    """ConfigError for options that contradict each other whatever else is given: the work two ways (``steps=``
+    with ``epochs=``), ``activation_checkpointing=True`` with another ``recompute=``. What a callback checks when it
+    is made (the trainer gives the GPUs, batch, gradient accumulation and precision later)."""
+    from ..options import recompute_mode, work_conflict
+
+    conflict = work_conflict(options, lambda n: f"{n}=")
+    if conflict:
+        raise ConfigError(conflict)
+    try:
+        recompute_mode({k: v for k, v in options.items() if k in ("activation_checkpointing", "recompute")},
+                       lambda n: f"{n}=")
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+#: a device with every precision's rate: the arguments are checked on it when no gpu= names the real one (the stand-in
+#: of :func:`_gpu_or_stub` has fp32 only, and a bf16 plan fell back to fp32 on it)
+_CHECK_PEAKS = {"fp32": 1.0, "tf32": 1.0, "fp16": 1.0, "bf16": 1.0, "fp8": 1.0}
+
+
+def check_plan_options(options: dict[str, Any], spec: GpuSpec | None) -> None:
+    """ConfigError for plan options wattlint.estimate refuses whatever the model: work given two ways (``steps=``
+    with ``epochs=``), a global batch that does not divide by GPUs x ``grad_accum``, ``activation_checkpointing=True``
+    with ``recompute="none"``, a parallel layout that needs more GPUs than ``gpus=``, ``training_stack="megatron"``
+    without half precision, a ``gpu_hour_price`` that names another GPU, ... (wattlint.plan.build_plan on a stand-in
+    graph). The amount of work is left out: resolving ``epochs=`` / ``tokens=`` needs the model (its dataset, its
+    sequence length), which only the static estimate at start has; a plan that does not resolve from the model is a
+    note in the record (docs/TRACKING.md)."""
+    from ..options import PLAN_OPTIONS as _PLAN_ONLY, canonical
+    from ..plan import build_plan
+
+    options = _aliased(options)
+    check_plan_conflicts(options)
+    kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None and canonical(k) in _PLAN_ONLY}
+    for k in (*WORK_KEYS, "dataset", "utilization"):
+        kw.pop(k, None)
+    kw["steps"] = 1
+    if not isinstance(options.get("optimizer"), (str, type(None))):
+        kw.pop("optimizer", None)
+    gpu = spec if spec is not None else dataclasses.replace(_gpu_or_stub(None), vendor="NVIDIA", arch="hopper",
+                                                            peak_tflops=dict(_CHECK_PEAKS))
+    build_plan(_stub_graph(None, 1, options.get("seq_len")), gpu=gpu, strict_precision=spec is not None, **kw)
+
+
 # ---- static estimate ---------------------------------------------------------------------------------------------
 
 def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, TensorSpec] | list[str] | None,
-                    spec: GpuSpec, predictor=None, options: dict[str, Any]) -> dict[str, Any]:
-    """The static estimate of the same plan (compact), or {"error": ...} when it cannot be made."""
+                    spec: GpuSpec, predictor=None, options: dict[str, Any], refuse: bool = False) -> dict[str, Any]:
+    """The static estimate of the same plan (compact), or {"error": ...} when it cannot be made.
+
+    ``refuse`` (the tracker): a ConfigError of wattlint.estimate, the caller's arguments refused for this model
+    (``tensor_parallel=`` that does not divide its heads, a precision the GPU has not), is raised, not returned, but
+    for the amount of work (``epochs=`` with no dataset to count them in, ``tokens=`` for a model with no sequence),
+    which is a note in the record (docs/TRACKING.md): the estimate made again with one step in its place is refused
+    only if it fails the same way. Any other error (a model that cannot be traced: wattlint's own limits) is
+    returned as {"error": ...}: training is never stopped for it."""
     import wattlint
     from ..report.json_out import to_dict
 
@@ -359,6 +469,20 @@ def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, 
 
             predictor = get_predictor(spec, models_search_path())
         est = wattlint.estimate(target, gpu=spec, predictor=predictor, lint=False, **kw)
+    except ConfigError as e:
+        if not refuse:
+            return {"error": str(e)}
+        if not any(kw.get(k) is not None for k in ("epochs", "tokens")):
+            raise
+        one = {k: v for k, v in kw.items() if k not in ("epochs", "tokens", "dataset")}
+        try:  # the work only (it needs the model's dataset / sequence), or an argument refused whatever the work?
+            wattlint.estimate(meta_copy(model) if source is None else source, gpu=spec, predictor=predictor,
+                              lint=False, **{**one, "steps": 1})
+        except ConfigError:
+            raise e from None
+        except WattlintError:
+            pass
+        return {"error": str(e)}
     except WattlintError as e:
         return {"error": str(e)}
     d = to_dict(est)

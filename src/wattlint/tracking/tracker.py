@@ -6,7 +6,7 @@ run record, the STEP analysis (wattlint.tracking.project) is refreshed and the b
 window boundary synchronises the device once so that the energy read belongs to the steps of the window.
 
 The budget guard acts only inside ``step()``, i.e. after the user's optimizer step: in ``on_budget="stop"`` mode a
-plain loop gets :class:`BudgetExceeded`, which the ``with`` block swallows after closing the record (status
+plain loop gets :class:`BudgetExceeded`, which the tracker's own ``with`` block swallows after closing the record (status
 ``stopped: budget``); the Lightning / HF callbacks ask their trainer to stop instead. When the run ends (however it
 ends) its final totals are checked once more, to report (never to stop: the run has ended) a budget crossed inside the
 first or the last, partial window: the summary's ``budget_exceeded``. A record write that fails
@@ -46,7 +46,13 @@ BUDGET_LABELS = {"energy_kwh": ("max_kwh", "kWh"), "co2_kg": ("max_co2_kg", "kg 
 
 class BudgetExceeded(Exception):
     """Raised by ``Tracker.step()`` in ``on_budget="stop"`` mode (at a step boundary); the ``with`` block of the
-    tracker swallows it after closing the record."""
+    tracker that raised it (``tracker``) swallows it after closing the record. Another tracker's ``with`` block it
+    passes through (``with a, b:``, a's budget) closes its own record as ``stopped: another tracker's budget`` and lets
+    it go on to the tracker it belongs to."""
+
+    def __init__(self, message: str = "", tracker: "Tracker | None" = None):
+        super().__init__(message)
+        self.tracker = tracker
 
 
 class BudgetWarning(UserWarning):
@@ -200,6 +206,9 @@ def _remaining_static(static: dict[str, Any], steps: int, total: int) -> dict[st
     return out
 
 
+REUSED = ("this Tracker has recorded its run already (closed): a Tracker records one run; make a new one "
+          "(wattlint.track(...)) for each `with` block")
+
 COLLECTED_STATUS = ("interrupted (the run never reached its end: its tracker was garbage-collected unclosed, e.g. after "
                     "an exception caught outside the training loop)")
 
@@ -250,7 +259,21 @@ class Tracker:
     Resuming (the callbacks set these from the trainer): ``start_step`` (the optimizer steps done before this run; its
     own steps count from 0 and ``steps`` are those still to run) and ``start_in_epoch`` (how many of them belong to the
     epoch it starts in), so that a first epoch boundary after a mid-epoch start is not read as an epoch length.
+
+    Refused (before the loop, as ``wattlint.estimate`` refuses them): at construction, wrong values and the options
+    the estimate refuses whatever the model (static.check_plan_options: ``steps=`` with ``epochs=``, a batch that
+    does not divide, ``tensor_parallel`` without the GPUs, megatron without half precision, ...), a malformed
+    ``inputs=`` spec, a ``source=`` that names nothing (ConfigError / InputError); at ``start()``, a ConfigError of
+    the static estimate for this model. Not refused, noted in the record: the amount of work that does not resolve
+    from the model and any other failure of the static estimate (a model wattlint cannot trace). A Tracker records
+    one run (a closed one cannot be started again); in a process forked from the one that started it, it writes
+    nothing.
     """
+
+    #: the plan is partly the trainer's (the callbacks): at construction only the options that contradict each other
+    #: whatever the trainer gives are refused, and the static estimate's refusals stay notes (a trainer's bf16 on a CPU
+    #: run, a GPU count the user's layout does not fit: training was started by the trainer, not by these arguments)
+    _trainer_plan = False
 
     def __init__(self, model=None, *, source: str | None = None, example=None, inputs=None, optimizer=None,
                  device: str = "auto", gpu: str | None = None, devices: list[int] | None = None,
@@ -272,10 +295,14 @@ class Tracker:
         if on_budget not in ON_BUDGET:
             raise ConfigError(f"on_budget={on_budget!r}: use 'warn' or 'stop'")
         for k, v in (("max_kwh", max_kwh), ("max_co2_kg", max_co2_kg), ("max_cost_usd", max_cost_usd)):
-            if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            # True is no budget (it was taken as 1)
+            if v is not None and (isinstance(v, bool) or not (isinstance(v, (int, float)) and v > 0
+                                                              and math.isfinite(v))):
                 raise ConfigError(f"{k}={v!r}: a budget must be a positive number")
-        if not (isinstance(window_s, (int, float)) and window_s > 0):
-            raise ConfigError(f"window_s={window_s!r} must be a positive number of seconds")
+        # inf: no window line until the end, so the budget guard never ran during the run; True was taken as 1 s
+        if isinstance(window_s, bool) or not (isinstance(window_s, (int, float)) and window_s > 0
+                                              and math.isfinite(window_s)):
+            raise ConfigError(f"window_s={window_s!r} must be a positive, finite number of seconds")
         for k, v in (("start_step", start_step), ("start_in_epoch", start_in_epoch)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{k}={v!r}: a whole number of optimizer steps >= 0 (a resumed run)")
@@ -314,10 +341,23 @@ class Tracker:
 
         _validate({k: v for k, v in self.options.items()
                    if v is not None and (k != "optimizer" or isinstance(optimizer, str))}, error=ConfigError)
+        gpu_spec = None
         if gpu is not None:
             from ..hardware import resolve_gpu
 
-            resolve_gpu(gpu)
+            gpu_spec, _ = resolve_gpu(gpu)
+        from . import static as _s
+
+        # the plan options wattlint.estimate refuses whatever the model (steps= with epochs=, a batch that does not
+        # divide by grad_accum, tensor_parallel=2 on 1 GPU, megatron in fp32, ...): they ran the whole loop without a
+        # plan, site settings or budgets (review); a malformed inputs= spec and a source= that names nothing too
+        if self._trainer_plan:  # a callback's: the trainer gives GPUs, batch, accumulation, precision at start
+            _s.check_plan_conflicts(self.options)
+        else:
+            _s.check_plan_options(self.options if isinstance(optimizer, (str, type(None)))
+                                  else {**self.options, "optimizer": None}, gpu_spec)
+        _s.check_inputs(inputs)
+        _s.check_source(source)
         if cpu_calibration is not None:  # a typo'd folder is refused here like gpu=, not found after the run
             from .static import cpu_calibration_runs
 
@@ -394,16 +434,32 @@ class Tracker:
     # ---- life cycle ------------------------------------------------------------------------------------------
 
     def __enter__(self) -> "Tracker":
+        if self.closed:  # a second `with` block recorded nothing, silently (review)
+            raise WattlintError(REUSED)
         self.start()
         return self
 
+    def _foreign(self) -> bool:
+        """True in a process forked from the one that started the run (os.fork() inside the tracked block): the child
+        inherits the tracker, its atexit hook and the record's open file; its exit wrote a second summary line into
+        the parent's record, which was then refused as malformed (review). Nothing is written from there."""
+        pid = getattr(self, "_pid", None)
+        return pid is not None and os.getpid() != pid
+
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if self._foreign():
+            return False
         if exc_type is None:
             self.close("completed")
             return False
         if issubclass(exc_type, BudgetExceeded):
-            self.close("stopped: budget")
-            return True
+            if getattr(exc, "tracker", None) is self:
+                self.close("stopped: budget")
+                return True
+            # another tracker's budget stop passing through this block (`with a, b:`): this run stopped too, and the
+            # exception goes on to the tracker it belongs to (b took a's stop as its own: review)
+            self.close(f"stopped: another tracker's budget ({str(exc)[:160]})")
+            return False
         if issubclass(exc_type, KeyboardInterrupt):
             self.close("interrupted")
             return False
@@ -504,7 +560,10 @@ class Tracker:
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
-                                                 predictor=predictor, options=options)
+                                                 predictor=predictor, options=options,
+                                                 refuse=not self._trainer_plan)
+            except ConfigError:  # the caller's arguments, as wattlint.estimate refuses them for this model
+                raise
             except Exception as e:  # noqa: BLE001 - never stop the training for the estimate
                 self.static = {"error": f"{type(e).__name__}: {e}"}
         elif self.want_static:
@@ -568,10 +627,20 @@ class Tracker:
                               f"{max(1, len(self.channels))} GPU(s), not measured ({how})")
 
     def start(self) -> "Tracker":
+        if self.closed:
+            raise WattlintError(REUSED)
         if self.started:
             return self
         self._open_channels()
-        self._resolve_static()
+        try:
+            self._resolve_static()
+        except BaseException:  # the arguments refused for this model (ConfigError): nothing started, nothing left open
+            for c in self.channels:
+                try:
+                    c.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            raise
         stamp = _stamp()
         label = self.name or (self.identity.get("name") or "run")
         label = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in str(label))[:60]
@@ -621,6 +690,7 @@ class Tracker:
             except OSError:
                 pass
         self.started = True
+        self._pid = os.getpid()  # a child forked inside the block writes nothing into this record (_foreign)
         self._t_start = self.clock()
         for c in self.channels:
             c.begin(self._t_start)
@@ -631,7 +701,7 @@ class Tracker:
 
         def _at_exit() -> None:  # the loop ended without close(): keep the record complete
             t = ref()
-            if t is not None and not t.closed:
+            if t is not None and not t.closed and not t._foreign():
                 t.close(exit_status())
         self._atexit = _at_exit
         atexit.register(_at_exit)
@@ -668,7 +738,7 @@ class Tracker:
             self._show("update", self._live_text())
         self._overhead_s += self.clock() - now
         if stop and self.raise_on_stop:
-            raise BudgetExceeded(self._stop_message)
+            raise BudgetExceeded(self._stop_message, tracker=self)
         return self.should_stop
 
     def epoch(self) -> None:
@@ -720,7 +790,7 @@ class Tracker:
         stops the WRITING only: the run goes on being measured and analysed, and the budget guard goes on checking
         and stopping (review: one failed write turned the guard off, so on_budget="stop" never stopped, and a
         failing budget event line lost its stop)."""
-        if not self._writing:
+        if not self._writing or self._foreign():
             return False
         try:
             self._writer.write(line)
@@ -936,6 +1006,8 @@ class Tracker:
         """Close the last window, write the summary line, print the summary (unless quiet)."""
         if self.closed:
             return self._summary or {}
+        if self._foreign():  # a forked child: the parent's run and record are not its to end
+            return {}
         if not self.started:
             self.closed = True
             return {}
@@ -1029,7 +1101,7 @@ class Tracker:
         # a started run whose tracker is collected before close(): the Hugging Face Trainer raised (it has no
         # exception hook), the user caught the exception and dropped the trainer; the atexit hook holds the tracker
         # only weakly (it must not keep the model alive), so the record is closed here, never left without a summary
-        if getattr(self, "started", False) and not getattr(self, "closed", True):
+        if getattr(self, "started", False) and not getattr(self, "closed", True) and not self._foreign():
             try:
                 self.close(COLLECTED_STATUS)
             except Exception:  # noqa: BLE001 - nothing may raise from a finalizer
