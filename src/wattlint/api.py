@@ -697,6 +697,8 @@ def estimate_many(source_or_graph, gpus: Sequence[str | GpuSpec], *, lint: bool 
     """The same model and plan options on several GPUs (what ``--compare`` runs): traced once. ``config``,
     ``predictor`` and ``models_dir`` as for :func:`estimate`."""
     _check_args(predictor, config)
+    if isinstance(gpus, (str, GpuSpec)):  # one GPU, not a list: a string was read letter by letter ("unknown GPU 'a'")
+        raise ConfigError(f"gpus={gpus!r}: a list of GPUs (['a100', 'h100']); for one GPU use wattlint.estimate")
     opts = validate_options(options)
     _refuse_retrace(source_or_graph, opts)
     return run(Request(source=source_or_graph, gpus=tuple(gpus), options=opts, config=config, lint=lint,
