@@ -8,6 +8,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .types import CostGraph, OpRecord, Phase, OpKind, Status, WattlintError  # noqa: E402,F401
+from .types import ConfigError, InputError  # noqa: E402,F401 - the API's errors (README, Python API)
 
 
 def analyze(source, **kwargs):
@@ -16,7 +17,6 @@ def analyze(source, **kwargs):
 
     from .frontends.source import analyze as _analyze
     from .options import canonical, validate
-    from .types import ConfigError
 
     takes = set(inspect.signature(_analyze).parameters) - {"source"}
     for k in kwargs:

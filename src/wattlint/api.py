@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -587,7 +588,7 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     if options.get("compare") is not None:
         raise ConfigError("compare=: estimate() costs one GPU; wattlint.api.estimate_many(source, [gpu, ...]) "
                           "estimates several (what --compare runs)")
-    _check_args(predictor, config)
+    _check_args(predictor, config, models_dir)
     opts = validate_options(options)
     _refuse_retrace(source_or_graph, opts)
     req = Request(source=source_or_graph, gpus=(gpu,), options=opts, config=config,
@@ -595,9 +596,12 @@ def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=Non
     return run(req)[0]
 
 
-def _check_args(predictor, config) -> None:
-    """``predictor=`` and ``config=`` of the API: one ConfigError line for a value of the wrong type, not an
-    AttributeError from deep inside pricing or lint."""
+def _check_args(predictor, config, models_dir=None) -> None:
+    """``predictor=``, ``config=`` and ``models_dir=`` of the API: one ConfigError line for a value of the wrong
+    type, not an AttributeError (or pathlib's TypeError) from deep inside pricing, lint or the search path."""
+    if models_dir is not None and not isinstance(models_dir, (str, os.PathLike)):
+        raise ConfigError(f"models_dir={_options._show(models_dir)}: expected a folder path (str or os.PathLike) or "
+                          f"None, got {type(models_dir).__name__}")
     if predictor is not None and not all(callable(getattr(predictor, m, None)) for m in ("predict", "range_factors")):
         raise ConfigError(f"predictor={_options._show(predictor)}: expected an energy model (wattlint.energy.predictor"
                           f".Predictor, e.g. get_predictor(spec)) or None, got {type(predictor).__name__}")
@@ -696,7 +700,7 @@ def estimate_many(source_or_graph, gpus: Sequence[str | GpuSpec], *, lint: bool 
                   predictor=None, models_dir=None, **options: Any) -> list[Estimate]:
     """The same model and plan options on several GPUs (what ``--compare`` runs): traced once. ``config``,
     ``predictor`` and ``models_dir`` as for :func:`estimate`."""
-    _check_args(predictor, config)
+    _check_args(predictor, config, models_dir)
     if isinstance(gpus, (str, GpuSpec)):  # one GPU, not a list: a string was read letter by letter ("unknown GPU 'a'")
         raise ConfigError(f"gpus={gpus!r}: a list of GPUs (['a100', 'h100']); for one GPU use wattlint.estimate")
     opts = validate_options(options)

@@ -40,11 +40,12 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..types import WattlintError
+from ..types import ConfigError, WattlintError
 from .job import SAME_JOB, SAME_RUN, launch_conflict, launch_vars
 from .project import Settings, analyze
 from .record import SCHEMA as SCHEMA_RUN
@@ -730,7 +731,14 @@ def find_run_correction(gpu_key: str, dirs=None) -> RunCorrection | None:
         from ..energy.predictor import search_path
 
         dirs = search_path()
+    elif isinstance(dirs, (str, bytes, os.PathLike)) or not hasattr(dirs, "__iter__"):
+        # one path was read letter by letter ('/', 'p', ...) and quietly found nothing
+        raise ConfigError(f"dirs={dirs!r}: expected a list of folders (paths or ModelsDir entries), e.g. [{dirs!r}], "
+                          f"or None (the models search path), got {type(dirs).__name__}")
     for d in dirs:
+        if not isinstance(getattr(d, "path", d), (str, os.PathLike)):
+            raise ConfigError(f"dirs=: {d!r} ({type(d).__name__}) is not a folder (a str or os.PathLike path, or a "
+                              "ModelsDir entry)")
         c = load_run_correction(getattr(d, "path", d), gpu_key)
         if c is not None:
             return c

@@ -309,6 +309,19 @@ class Tracker:
         if settings is not None and not isinstance(settings, Settings):
             raise ConfigError(f"settings={settings!r}: pass wattlint.tracking.Settings(min_steps=..., "
                               "min_stable_s=..., max_rel_ci=...)")
+        # wrong types: one ConfigError naming the keyword, not pathlib's TypeError (out=None, cpu_calibration=3) or an
+        # AttributeError from the first window (channels=[1, 2])
+        for k, v, what in (("out", out, "a folder or a .jsonl file"),
+                           ("cpu_calibration", cpu_calibration, "a CPU calibration run folder, or None")):
+            if not isinstance(v, (str, os.PathLike)) and not (k == "cpu_calibration" and v is None):
+                raise ConfigError(f"{k}={v!r}: expected {what} (a str or os.PathLike path), got {type(v).__name__}")
+        if channels is not None:
+            what = "a list of energy channels (wattlint.tracking.devices.Channel: begin, window, describe, close)"
+            if not isinstance(channels, (list, tuple)):
+                raise ConfigError(f"channels={channels!r}: expected {what}, got {type(channels).__name__}")
+            for c in channels:
+                if not all(callable(getattr(c, m, None)) for m in ("begin", "window", "describe", "close")):
+                    raise ConfigError(f"channels=: {c!r} ({type(c).__name__}) is not an energy channel; expected {what}")
         self.model = model
         self.source = source
         self.example = example
@@ -515,6 +528,14 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - measuring must never stop the training run
             self.channels = []
             self.notes.append(f"no GPU energy meter ({e}): time only")
+            # once per run (start() opens the channels once): a CUDA run on a machine without one (device='cuda' on a
+            # laptop) gave a time-only record without a word
+            torch = sys.modules.get("torch")
+            found = ("CUDA is available but no GPU energy meter could be opened" if torch is not None
+                     and torch.cuda.is_available() else "no CUDA device was found to measure")
+            dev_said = f"device={self.device!r}" + (" (resolved to cuda)" if self.device != "cuda" else "")
+            self._say(f"wattlint: {dev_said}: {found} ({e}): energy is not measured, this run's record is time only",
+                      RuntimeWarning)
         if self._sync_opt is not False:
             torch = sys.modules.get("torch")
             if torch is not None and torch.cuda.is_available():
