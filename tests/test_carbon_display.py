@@ -107,3 +107,18 @@ def test_a_hand_built_plan_with_its_regions_own_figure_names_the_region():
     co2 = dict((k.strip(), v) for k, v in summary_rows(est))["CO2"]
     assert co2.endswith("at 661.9 g/kWh (POL)"), co2
     assert json_out.plan_dict(est)["carbon_intensity_given"] is False
+
+
+def test_a_hand_built_plans_field_says_whether_its_figure_was_given():
+    """The Plan field itself (one home for the answer; the reports read it): decided in Plan.__post_init__ for a Plan
+    built by hand, kept as given by build_plan (a given figure equal to the region's is still given: review s52), and
+    carried by dataclasses.replace. Poland's own figure is 661.926 g/kWh."""
+    import dataclasses
+
+    own = Plan(batch_size=64, steps=10, pue=1.0, carbon_intensity_g_per_kwh=661.926, region="POL")
+    set_ = Plan(batch_size=64, steps=10, pue=1.0, carbon_intensity_g_per_kwh=100.0, region="POL")
+    assert (own.carbon_intensity_given, set_.carbon_intensity_given) == (False, True)
+    said = Plan(batch_size=64, steps=10, pue=1.0, carbon_intensity_g_per_kwh=661.926, region="POL",
+                carbon_intensity_given=True)
+    assert said.carbon_intensity_given is True
+    assert dataclasses.replace(set_, steps=20).carbon_intensity_given is True

@@ -353,7 +353,9 @@ class Plan:
     #                                    None: not given (a default; a PCIe card's host is then an 8-slot server's)
     sharding: str = "none"  # none|zero1|zero2|zero3|fsdp
     region: str | None = None
-    carbon_intensity_given: bool = False  # the intensity was given (--carbon-intensity / configuration)
+    # the intensity was given (--carbon-intensity / configuration), recorded by wattlint.plan.build_plan; None (a Plan
+    # built by hand): decided by __post_init__ (wattlint.carbon.intensity_given: its figure is not its region's)
+    carbon_intensity_given: bool | None = None
     price_per_kwh: float | None = None
     gpu_hour_price: float | None = None
     utilization: float | None = None  # override of predicted efficiency (what-if)
@@ -379,6 +381,10 @@ class Plan:
     assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.carbon_intensity_given is None:
+            from .carbon import intensity_given
+
+            object.__setattr__(self, "carbon_intensity_given", intensity_given(self))
         # activation_checkpointing is the full-recompute flag: a plan built with it alone recomputes in full, and a
         # plan built with recompute="full" alone has it set (dataclasses.replace must change both together)
         if self.activation_checkpointing and self.recompute != "full":

@@ -8,7 +8,6 @@ import json
 import math
 from typing import Any, Sequence
 
-from .. import carbon
 from ..memory import peak_band
 from ..types import Estimate
 
@@ -56,7 +55,7 @@ def plan_dict(est: Estimate) -> dict:
         "pue": p.pue,
         "region": p.region,
         "carbon_intensity_g_per_kwh": p.carbon_intensity_g_per_kwh,
-        "carbon_intensity_given": carbon.intensity_given(p),  # a hand-built Plan's own figure too
+        "carbon_intensity_given": p.carbon_intensity_given,
         "price_per_kwh": p.price_per_kwh,
         "gpu_hour_price": p.gpu_hour_price,
         "internode_gbps": p.internode_gbps,
