@@ -124,13 +124,11 @@ def spec_strings(inputs) -> list[str]:
     if isinstance(inputs, str):
         return [inputs]
     if isinstance(inputs, dict):
-        out = []
-        for k, v in inputs.items():
-            if isinstance(v, TensorSpec):
-                out.append(f"{k}={v.dtype}[{','.join(str(d) for d in v.shape)}]")
-            else:
-                out.append(str(v) if "=" in str(v) else f"{k}={v}")
-        return out
+        # TensorSpecs, spec strings and example tensors (by dtype and shape, never values: review s53 printed a
+        # whole tensor as a 'bad --input spec'), as the frontends read them
+        from ..frontends.source import _specs
+
+        return [f"{k}={v.dtype}[{','.join(str(d) for d in v.shape)}]" for k, v in _specs(inputs).items()]
     return [str(x) for x in inputs]
 
 
@@ -352,6 +350,7 @@ def check_source(source) -> None:
     the static estimate's, at start)."""
     if source is None:
         return
+    import importlib.machinery
     import importlib.util
     import os
 
@@ -372,8 +371,9 @@ def check_source(source) -> None:
             file, what = target, "model file"
         else:
             top = target.split(".", 1)[0]
-            try:
-                found = importlib.util.find_spec(top) is not None
+            try:  # on sys.path and in the current folder, which the loader adds first (frontends.source.load_attr)
+                found = importlib.util.find_spec(top) is not None or \
+                    importlib.machinery.PathFinder.find_spec(top, [os.getcwd()]) is not None
             except (ImportError, ValueError):
                 found = False
             if not found:
@@ -428,6 +428,15 @@ def check_plan_options(options: dict[str, Any], spec: GpuSpec | None) -> None:
     kw["steps"] = 1
     if not isinstance(options.get("optimizer"), (str, type(None))):
         kw.pop("optimizer", None)
+    if options.get("gpus") is None:
+        # the GPUs are known at start (one process measuring several: gpus = its channels; review s53: devices=[0, 1]
+        # with pipeline_parallel=2 was refused at 1 GPU): the layout is checked on as many GPUs as it needs
+        layout = [int(options.get(k) or 1) for k in ("tensor_parallel", "pipeline_parallel", "context_parallel")]
+        # (data-parallel degree = expert_parallel, the least it can be: a batch that does not divide it x grad_accum
+        # cannot divide the degree found at start either)
+        kw["gpus"] = math.prod(layout) * max(1, int(options.get("expert_parallel") or 1))
+    if spec is None:
+        kw.pop("gpu_hour_price", None)  # a per-GPU price list names the GPU detected at start (review s53)
     gpu = spec if spec is not None else dataclasses.replace(_gpu_or_stub(None), vendor="NVIDIA", arch="hopper",
                                                             peak_tflops=dict(_CHECK_PEAKS))
     build_plan(_stub_graph(None, 1, options.get("seq_len")), gpu=gpu, strict_precision=spec is not None, **kw)
@@ -436,15 +445,15 @@ def check_plan_options(options: dict[str, Any], spec: GpuSpec | None) -> None:
 # ---- static estimate ---------------------------------------------------------------------------------------------
 
 def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, TensorSpec] | list[str] | None,
-                    spec: GpuSpec, predictor=None, options: dict[str, Any], refuse: bool = False) -> dict[str, Any]:
+                    spec: GpuSpec, predictor=None, options: dict[str, Any]) -> dict[str, Any]:
     """The static estimate of the same plan (compact), or {"error": ...} when it cannot be made.
 
-    ``refuse`` (the tracker): a ConfigError of wattlint.estimate, the caller's arguments refused for this model
-    (``tensor_parallel=`` that does not divide its heads, a precision the GPU has not), is raised, not returned, but
-    for the amount of work (``epochs=`` with no dataset to count them in, ``tokens=`` for a model with no sequence),
-    which is a note in the record (docs/TRACKING.md): the estimate made again with one step in its place is refused
-    only if it fails the same way. Any other error (a model that cannot be traced: wattlint's own limits) is
-    returned as {"error": ...}: training is never stopped for it."""
+    Every failure is returned as {"error": ...}, a note in the record: training is never stopped for the estimate.
+    The arguments refused whatever the model are refused before, when the tracker is made (:func:`check_plan_options`);
+    a refusal for this model (``tensor_parallel=`` on a model without transformer blocks, a precision the CPU
+    calibration has no fast path for) or an amount of work that does not resolve from it (``epochs=`` with no dataset)
+    is a limit of the estimate, not of the training (review s53: raising them at start stopped real runs and named the
+    work where another argument was the cause)."""
     import wattlint
     from ..report.json_out import to_dict
 
@@ -469,20 +478,6 @@ def static_estimate(*, model=None, source: str | None = None, inputs: dict[str, 
 
             predictor = get_predictor(spec, models_search_path())
         est = wattlint.estimate(target, gpu=spec, predictor=predictor, lint=False, **kw)
-    except ConfigError as e:
-        if not refuse:
-            return {"error": str(e)}
-        if not any(kw.get(k) is not None for k in ("epochs", "tokens")):
-            raise
-        one = {k: v for k, v in kw.items() if k not in ("epochs", "tokens", "dataset")}
-        try:  # the work only (it needs the model's dataset / sequence), or an argument refused whatever the work?
-            wattlint.estimate(meta_copy(model) if source is None else source, gpu=spec, predictor=predictor,
-                              lint=False, **{**one, "steps": 1})
-        except ConfigError:
-            raise e from None
-        except WattlintError:
-            pass
-        return {"error": str(e)}
     except WattlintError as e:
         return {"error": str(e)}
     d = to_dict(est)

@@ -260,19 +260,19 @@ class Tracker:
     own steps count from 0 and ``steps`` are those still to run) and ``start_in_epoch`` (how many of them belong to the
     epoch it starts in), so that a first epoch boundary after a mid-epoch start is not read as an epoch length.
 
-    Refused (before the loop, as ``wattlint.estimate`` refuses them): at construction, wrong values and the options
-    the estimate refuses whatever the model (static.check_plan_options: ``steps=`` with ``epochs=``, a batch that
-    does not divide, ``tensor_parallel`` without the GPUs, megatron without half precision, ...), a malformed
-    ``inputs=`` spec, a ``source=`` that names nothing (ConfigError / InputError); at ``start()``, a ConfigError of
-    the static estimate for this model. Not refused, noted in the record: the amount of work that does not resolve
-    from the model and any other failure of the static estimate (a model wattlint cannot trace). A Tracker records
+    Refused (before the loop, as ``wattlint.estimate`` refuses them), at construction: wrong values and the options
+    the estimate refuses whatever the model and whatever GPUs the run finds (static.check_plan_options: ``steps=``
+    with ``epochs=``, a batch that does not divide, ``tensor_parallel`` above ``gpus=``, megatron without half
+    precision, ...), a malformed ``inputs=`` spec, a ``source=`` that names nothing (ConfigError / InputError). Not
+    refused, noted in the record: every failure of the static estimate at ``start()`` (a refusal for this model, an
+    amount of work that does not resolve from it, a model wattlint cannot trace): training is never stopped by the
+    estimate's limits. A Tracker records
     one run (a closed one cannot be started again); in a process forked from the one that started it, it writes
     nothing.
     """
 
     #: the plan is partly the trainer's (the callbacks): at construction only the options that contradict each other
-    #: whatever the trainer gives are refused, and the static estimate's refusals stay notes (a trainer's bf16 on a CPU
-    #: run, a GPU count the user's layout does not fit: training was started by the trainer, not by these arguments)
+    #: whatever the trainer gives are refused (the GPUs, batch, accumulation and precision come from the trainer)
     _trainer_plan = False
 
     def __init__(self, model=None, *, source: str | None = None, example=None, inputs=None, optimizer=None,
@@ -362,7 +362,7 @@ class Tracker:
         from . import static as _s
 
         # the plan options wattlint.estimate refuses whatever the model (steps= with epochs=, a batch that does not
-        # divide by grad_accum, tensor_parallel=2 on 1 GPU, megatron in fp32, ...): they ran the whole loop without a
+        # divide by grad_accum, tensor_parallel=2 with gpus=1, megatron in fp32, ...): they ran the whole loop without a
         # plan, site settings or budgets (review); a malformed inputs= spec and a source= that names nothing too
         if self._trainer_plan:  # a callback's: the trainer gives GPUs, batch, accumulation, precision at start
             _s.check_plan_conflicts(self.options)
@@ -582,10 +582,7 @@ class Tracker:
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
-                                                 predictor=predictor, options=options,
-                                                 refuse=not self._trainer_plan)
-            except ConfigError:  # the caller's arguments, as wattlint.estimate refuses them for this model
-                raise
+                                                 predictor=predictor, options=options)
             except Exception as e:  # noqa: BLE001 - never stop the training for the estimate
                 self.static = {"error": f"{type(e).__name__}: {e}"}
         elif self.want_static:
@@ -656,7 +653,7 @@ class Tracker:
         self._open_channels()
         try:
             self._resolve_static()
-        except BaseException:  # the arguments refused for this model (ConfigError): nothing started, nothing left open
+        except BaseException:  # (Ctrl-C while the model is traced): nothing started, nothing left open
             for c in self.channels:
                 try:
                     c.close()
