@@ -208,3 +208,27 @@ def test_traced_model_flops_count_routed_experts_at_the_dropless_rows():
     assert P._dropless_scale(g) == [(ly["module"], 0.8) for ly in P.moe_layers(g)]
     padded = P.model_flops_basis(g)
     assert padded["flops_per_token"] == pytest.approx(base["flops_per_token"], rel=1e-3)
+
+
+SWITCH = {"model_type": "switch_transformers", "architectures": ["SwitchTransformersForConditionalGeneration"],
+          "d_model": 128, "d_ff": 256, "d_kv": 32, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2,
+          "num_sparse_encoder_layers": 1, "num_sparse_decoder_layers": 1, "num_experts": 8, "expert_capacity": 64,
+          "vocab_size": 1000}
+
+
+def test_dropless_scaling_covers_the_experts_not_the_router():
+    """Switch Transformers' MoE layer is the sparse MLP holding its router and its experts: only the experts' work is
+    taken to the dropless rows (review s53: its router's 1.70e6 FLOPs were counted x 2 at capacity 0.5, x 0.8 at
+    1.25). By hand, the router classifier d_model 128 -> 8 experts over 2 x 128 tokens runs 2 x 256 x 128 x 8 =
+    524,288 FLOPs forward whatever the capacity."""
+    from wattlint.frontends.hf import analyze_config
+    from wattlint.types import Phase
+
+    for cf in (0.5, 1.25):
+        g = analyze_config(SWITCH, seq_len=128, micro_batch=2, capacity_factor=cf)
+        scaled = dict(P._dropless_scale(g))
+        assert scaled and all(path.endswith(".experts") for path in scaled), scaled
+        router = [r for r in g.records if r.phase is Phase.FORWARD and r.module.endswith("router.classifier")
+                  and r.kind.value == "matmul"]
+        assert router and all(r.flops == 524_288 for r in router[:1])
+        assert not any(r.module == p or r.module.startswith(p + ".") for p in scaled for r in router)

@@ -1421,13 +1421,21 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
 
 
 def _dropless_scale(graph: CostGraph) -> list[tuple[str, float]]:
-    """Per routed MoE layer, (its module path, tokens x top-k / the rows its experts computed): the factor
-    that takes the traced expert work to the dropless rows (1 at capacity factor 1; 1 / 1.25 at 1.25's padding)."""
+    """Per routed MoE layer, (the module path of its experts, tokens x top-k / the rows its experts computed): the
+    factor that takes the traced expert work to the dropless rows (1 at capacity factor 1; 1 / 1.25 at 1.25's
+    padding; 2 at 0.5, whose dropped tokens MFU's convention counts as N_active does). The experts' path: the layer's
+    own (transformers' fused experts, Llama 4's) or its ``experts`` container where the layer also holds the router
+    and the dispatch (Switch Transformers' sparse MLP: review s53 scaled its router with the experts)."""
+    modules = {r.module for r in graph.records}
     out = []
     for ly in moe_layers(graph):
         rows, tokens, k = sum(ly.get("rows_per_expert") or ()), int(ly.get("tokens") or 0), int(ly.get("top_k") or 0)
         if ly.get("module") and rows > 0 and tokens > 0 and k > 0 and rows != tokens * k:
-            out.append((str(ly["module"]), tokens * k / rows))
+            path = str(ly["module"])
+            inner = f"{path}.experts"
+            if any(m == inner or m.startswith(inner + ".") for m in modules):
+                path = inner
+            out.append((path, tokens * k / rows))
     return out
 
 
