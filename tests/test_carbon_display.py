@@ -122,3 +122,16 @@ def test_a_hand_built_plans_field_says_whether_its_figure_was_given():
                 carbon_intensity_given=True)
     assert said.carbon_intensity_given is True
     assert dataclasses.replace(set_, steps=20).carbon_intensity_given is True
+
+
+def test_a_figure_changed_by_replace_is_reported_as_given():
+    """dataclasses.replace copies build_plan's carbon_intensity_given=False with a new figure: the reports ask
+    carbon.intensity_given (the field, or a figure that is not the region's), not the field alone (review s53). Poland's
+    own figure is 661.926 g/kWh."""
+    import dataclasses
+
+    est = _hand_built(carbon_intensity_g_per_kwh=661.926, region="POL", carbon_intensity_given=False)
+    e2 = dataclasses.replace(est, plan=dataclasses.replace(est.plan, carbon_intensity_g_per_kwh=50.0))
+    assert json_out.plan_dict(e2)["carbon_intensity_given"] is True
+    co2 = dict((k.strip(), v) for k, v in summary_rows(e2))["CO2"]
+    assert co2.endswith("at 50 g/kWh (given; overrides POL)"), co2

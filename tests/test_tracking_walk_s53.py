@@ -30,6 +30,8 @@ REFUSED = [
     pytest.param(dict(steps=100, epochs=2), "conflict", id="steps-and-epochs"),
     pytest.param(dict(steps=100, activation_checkpointing=True, recompute="none"), "conflicts", id="ckpt-vs-recompute"),
     pytest.param(dict(steps=100, tensor_parallel=4, gpus=2), "does not divide --gpus 2", id="tp-above-gpus"),
+    # one process on the CPU, no gpus= and no devices list: the run measures 1 device
+    pytest.param(dict(steps=100, tensor_parallel=2), "does not divide gpus 1", id="tp-without-gpus"),
     pytest.param(dict(steps=100, training_stack="megatron"), "megatron needs", id="megatron-fp32"),
 ]
 
@@ -257,3 +259,43 @@ def test_the_lightning_and_hf_callbacks_refuse_bad_options_at_construction(tmp_p
         made += 1
     if not made:
         pytest.skip("neither lightning nor transformers installed")
+
+
+def test_a_layout_over_the_gpus_one_process_measures_keeps_its_plan_and_site(tmp_path):
+    """Review s53: with two GPU channels (one process over devices=[0, 1]) and pipeline_parallel=2 but no gpus=, the
+    construction check let the layout through and the start resolved the plan at 1 GPU: no plan, PUE 1 instead of
+    1.2, no GPU-hour price, the cost budget never checked. The plan is made on the 2 GPUs measured."""
+    torch = pytest.importorskip("torch")
+    from wattlint.tracking.devices import FakeChannel
+
+    class H100(FakeChannel):
+        gpu_name = "NVIDIA H100 80GB HBM3"
+
+    m = torch.nn.Linear(64, 10)
+    with wattlint.track(m, example=torch.randn(8, 64), out=tmp_path, display="quiet", window_s=0.01,
+                        channels=[H100(300.0, name="g0"), H100(300.0, name="g1")], pipeline_parallel=2, steps=5,
+                        gpu_hour_price=2.0, max_cost_usd=100.0) as t:
+        for _ in range(5):
+            t.step()
+    assert (t.plan.steps, t.plan.gpus, t.plan.pue, t.plan.gpu_hour_price) == (5, 2, 1.2, 2.0)
+
+
+def test_a_price_list_without_the_gpu_found_drops_the_price_not_the_plan(tmp_path):
+    """A script written for H100s run on this machine's CPU: gpu_hour_price={"h100": 2} names no price for the
+    device found. Review s53: the plan and site were dropped (PUE 1, no CO2 or cost budget); now only the GPU-hour
+    price, with a note. 5 steps, the default PUE 1.2."""
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Linear(64, 10)
+    with wattlint.track(m, example=torch.randn(8, 64), cpu_calibration=CPU_CAL, out=tmp_path, display="quiet",
+                        steps=5, gpu_hour_price={"h100": 2.0}, max_kwh=1.0) as t:
+        for _ in range(5):
+            t.step()
+    assert (t.plan.steps, t.plan.pue, t.plan.gpu_hour_price) == (5, 1.2, None)
+    assert any("GPU-hours are not priced in this run's cost" in n for n in t.notes), t.notes
+
+
+def test_a_list_of_tensors_as_inputs_is_one_line(tmp_path):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(InputError) as e:
+        Tracker(torch.nn.Linear(64, 10), inputs=(torch.zeros(8, 64),), steps=5, out=tmp_path, display="quiet")
+    assert "\n" not in str(e.value) and "got a list holding a Tensor" in str(e.value)  # not the tensor's text

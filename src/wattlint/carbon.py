@@ -281,8 +281,9 @@ def intensity_given(plan) -> bool:
     given when its figure differs from the one build_plan resolves without --carbon-intensity (:func:`grid_intensity`
     of its region; without a region the world average as build_plan rounds it) or its region is not in the tables.
     Such a plan was built by hand (a ``Plan(...)`` in Python: lint.testing.scenario, API users), since build_plan
-    records every figure it was given: ``Plan.__post_init__`` sets its field from this rule, so the reports read the
-    field. A hand-built figure equal to its region's own is that region's figure."""
+    records every figure it was given: ``Plan.__post_init__`` sets its field from this rule. The reports ask this
+    function, not the field alone: a plan whose figure was changed by ``dataclasses.replace`` carries the old field
+    (review s53). A hand-built figure equal to its region's own is that region's figure."""
     if plan.carbon_intensity_given:
         return True
     try:

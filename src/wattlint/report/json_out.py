@@ -8,6 +8,7 @@ import json
 import math
 from typing import Any, Sequence
 
+from .. import carbon
 from ..memory import peak_band
 from ..types import Estimate
 
@@ -55,7 +56,8 @@ def plan_dict(est: Estimate) -> dict:
         "pue": p.pue,
         "region": p.region,
         "carbon_intensity_g_per_kwh": p.carbon_intensity_g_per_kwh,
-        "carbon_intensity_given": p.carbon_intensity_given,
+        # the field, or a figure that is not its region's (a Plan changed by dataclasses.replace: review s53)
+        "carbon_intensity_given": carbon.intensity_given(p),
         "price_per_kwh": p.price_per_kwh,
         "gpu_hour_price": p.gpu_hour_price,
         "internode_gbps": p.internode_gbps,

@@ -131,7 +131,7 @@ def summary_rows(est: Estimate) -> list[tuple[str, str]]:
         ("CO2", f"{u.co2_kg(t.co2_kg)}  (5–95 %: {u.range_co2_kg(*t.co2_kg_range, central=t.co2_kg)})  at "
                 f"{_intensity(est.plan.carbon_intensity_g_per_kwh)} g/kWh"
                 + (f" ({label})" if (label := carbon.headline_region_label(
-                    est.plan.region, est.plan.carbon_intensity_given)) else "")),
+                    est.plan.region, carbon.intensity_given(est.plan))) else "")),
         (_cost_label(est.plan), (u.usd(t.cost_usd) + (f"  (5–95 %: {u.usd(t.cost_usd_range[0])} – "
                                                       f"{u.usd(t.cost_usd_range[1])})" if t.cost_usd_range else ""))
          if t.cost_usd is not None else "— (give --price and/or --gpu-hour-price)"),

@@ -129,7 +129,13 @@ def spec_strings(inputs) -> list[str]:
         from ..frontends.source import _specs
 
         return [f"{k}={v.dtype}[{','.join(str(d) for d in v.shape)}]" for k, v in _specs(inputs).items()]
-    return [str(x) for x in inputs]
+    bad = next((x for x in inputs if not isinstance(x, str)), None)
+    if bad is not None:  # a list of tensors has no names: one line, not the tensor's text (review s53)
+        from ..types import InputError
+
+        raise InputError(f"inputs=: a list of spec strings ('x=float32[8,64]') or a dict of name -> spec or example "
+                         f"tensor, got a list holding a {type(bad).__name__}")
+    return list(inputs)
 
 
 # ---- devices -----------------------------------------------------------------------------------------------------
@@ -259,13 +265,28 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None and canonical(k) in _PLAN_ONLY}
     kw.pop("utilization", None)
     try:
-        plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, strict_precision=False, **kw)
+        plan, unpriced = _build_or_unpriced(lambda **k: build_plan(_stub_graph(inputs, mb, seq), gpu=gspec,
+                                                                   strict_precision=False, **k), kw)
     except WattlintError as e:
         return None, [], f"plan: {e}"
     spe = math.ceil(plan.dataset_size / plan.batch_size) if plan.dataset_size and plan.epochs else None
     return PlanInfo(steps=plan.steps, epochs=plan.epochs, steps_per_epoch=spe, gpus=plan.gpus, pue=plan.pue,
                     carbon_intensity_g_per_kwh=plan.carbon_intensity_g_per_kwh, price_per_kwh=plan.price_per_kwh,
-                    gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), None
+                    gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), unpriced
+
+
+def _build_or_unpriced(build, kw: dict[str, Any]):
+    """(``build(**kw)``, None), or where a per-GPU ``gpu_hour_price`` list names no price for the GPU the run found
+    (a script written for another GPU, run here): the plan without the GPU-hour price and the note saying so (review
+    s53: the whole plan and site were dropped, PUE 1, no CO2 or cost budget)."""
+    try:
+        return build(**kw), None
+    except WattlintError as e:
+        given = kw.get("gpu_hour_price")
+        if not (isinstance(given, (dict, tuple)) or isinstance(given, str) and "=" in given):  # not a per-GPU list
+            raise
+        plan = build(**{k: v for k, v in kw.items() if k != "gpu_hour_price"})
+        return plan, f"gpu_hour_price: {e}; GPU-hours are not priced in this run's cost"
 
 
 #: the site settings of a plan (wattlint.plan._site): what turns measured energy into facility energy, CO2 and cost
@@ -318,15 +339,18 @@ def resolve_site(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
         kw.pop(k, None)
     kw["steps"] = 1  # a stand-in: build_plan resolves the layout (GPUs, GPUs per node) the site's defaults depend on
     try:
-        plan = _plan.build_plan(_stub_graph(inputs, mb, options.get("seq_len")), gpu=gspec, strict_precision=False,
-                                **kw)
+        plan, unpriced = _build_or_unpriced(
+            lambda **k: _plan.build_plan(_stub_graph(inputs, mb, options.get("seq_len")), gpu=gspec,
+                                         strict_precision=False, **k), kw)
+        if unpriced:
+            kw.pop("gpu_hour_price", None)
         # the site's own lines, as build_plan states them (the stand-in step's work lines are not this run's)
         notes: list[str] = []
         site: dict[str, Any] = {"gpus": plan.gpus, "gpus_per_node": plan.gpus_per_node}
         _plan._site(_plan._validated({k: v for k, v in kw.items() if k != "steps"}), site, notes, gspec)
     except WattlintError as e:
         return None, [], f"site (PUE, carbon intensity, prices): {e}"
-    return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, None
+    return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, unpriced
 
 
 # ---- the caller's arguments, checked before the loop ---------------------------------------------------------------
@@ -409,14 +433,15 @@ def check_plan_conflicts(options: dict[str, Any]) -> None:
 _CHECK_PEAKS = {"fp32": 1.0, "tf32": 1.0, "fp16": 1.0, "bf16": 1.0, "fp8": 1.0}
 
 
-def check_plan_options(options: dict[str, Any], spec: GpuSpec | None) -> None:
+def check_plan_options(options: dict[str, Any], spec: GpuSpec | None, *, gpus: int | None = None) -> None:
     """ConfigError for plan options wattlint.estimate refuses whatever the model: work given two ways (``steps=``
     with ``epochs=``), a global batch that does not divide by GPUs x ``grad_accum``, ``activation_checkpointing=True``
     with ``recompute="none"``, a parallel layout that needs more GPUs than ``gpus=``, ``training_stack="megatron"``
     without half precision, a ``gpu_hour_price`` that names another GPU, ... (wattlint.plan.build_plan on a stand-in
     graph). The amount of work is left out: resolving ``epochs=`` / ``tokens=`` needs the model (its dataset, its
     sequence length), which only the static estimate at start has; a plan that does not resolve from the model is a
-    note in the record (docs/TRACKING.md)."""
+    note in the record (docs/TRACKING.md). ``gpus``: the GPUs the run will measure when ``gpus=`` is not given (a
+    ``devices=`` list of several: one process over them plans that many), else 1, as the run starts with."""
     from ..options import PLAN_OPTIONS as _PLAN_ONLY, canonical
     from ..plan import build_plan
 
@@ -428,15 +453,15 @@ def check_plan_options(options: dict[str, Any], spec: GpuSpec | None) -> None:
     kw["steps"] = 1
     if not isinstance(options.get("optimizer"), (str, type(None))):
         kw.pop("optimizer", None)
-    if options.get("gpus") is None:
-        # the GPUs are known at start (one process measuring several: gpus = its channels; review s53: devices=[0, 1]
-        # with pipeline_parallel=2 was refused at 1 GPU): the layout is checked on as many GPUs as it needs
-        layout = [int(options.get(k) or 1) for k in ("tensor_parallel", "pipeline_parallel", "context_parallel")]
-        # (data-parallel degree = expert_parallel, the least it can be: a batch that does not divide it x grad_accum
-        # cannot divide the degree found at start either)
-        kw["gpus"] = math.prod(layout) * max(1, int(options.get("expert_parallel") or 1))
+    if options.get("gpus") is None and gpus:
+        # one process over a devices= list plans its GPUs (review s53: devices=[0, 1] with pipeline_parallel=2 was
+        # refused at 1 GPU); one that scatters a batch over them (nn.DataParallel) may split it unevenly
+        kw["gpus"] = int(gpus)
+        kw.setdefault("uneven_batch", True)
     if spec is None:
-        kw.pop("gpu_hour_price", None)  # a per-GPU price list names the GPU detected at start (review s53)
+        # a per-GPU price list names the GPU detected at start (review s53: 'add unknown=USD'); one that names no
+        # price for it drops the GPU-hour price there, with a note, not the plan (:func:`_build_or_unpriced`)
+        kw.pop("gpu_hour_price", None)
     gpu = spec if spec is not None else dataclasses.replace(_gpu_or_stub(None), vendor="NVIDIA", arch="hopper",
                                                             peak_tflops=dict(_CHECK_PEAKS))
     build_plan(_stub_graph(None, 1, options.get("seq_len")), gpu=gpu, strict_precision=spec is not None, **kw)

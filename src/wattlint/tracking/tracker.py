@@ -238,6 +238,15 @@ def _warn(message: str, category: type[Warning]) -> None:
             pass
 
 
+
+def _measured_gpus(devices, channels) -> int | None:
+    """The GPUs one process will measure, as known when the tracker is made: a ``devices=`` list of several, or
+    several GPU ``channels=`` (the plan takes them as its ``gpus`` at start), else None (1, or known only then)."""
+    if isinstance(devices, (list, tuple)) and len(devices) > 1:
+        return len(devices)
+    gpus = [c for c in channels or () if getattr(c, "kind", "gpu") != "cpu"]
+    return len(gpus) if len(gpus) > 1 else None
+
 class Tracker:
     """Measure a training run step by step, project the whole plan from its stable phase, write a run record.
 
@@ -368,7 +377,8 @@ class Tracker:
             _s.check_plan_conflicts(self.options)
         else:
             _s.check_plan_options(self.options if isinstance(optimizer, (str, type(None)))
-                                  else {**self.options, "optimizer": None}, gpu_spec)
+                                  else {**self.options, "optimizer": None}, gpu_spec,
+                                  gpus=_measured_gpus(devices, channels))
         _s.check_inputs(inputs)
         _s.check_source(source)
         if cpu_calibration is not None:  # a typo'd folder is refused here like gpu=, not found after the run
@@ -589,7 +599,10 @@ class Tracker:
             why = "no device spec" if spec is None else "no model= or source="
             self.static = {"error": why}
         static_plan = (self.static or {}).get("plan") if self.static and not self.static.get("error") else None
-        plan, assumptions, err = _s.resolve_plan(spec, self.options, self._input_specs, static_plan)
+        # the plan and site on the GPUs found (options: gpus = the channels of one process measuring several; review
+        # s53: the caller's options at 1 GPU refused a layout the construction check had let through, and the run
+        # went on without its plan, PUE or prices)
+        plan, assumptions, err = _s.resolve_plan(spec, options, self._input_specs, static_plan)
         if err:
             self.notes.append(err)
         self.site = None
@@ -597,7 +610,7 @@ class Tracker:
             # no planned amount of work (or it did not resolve): the site settings resolve all the same, through the
             # estimator's resolver, so that what runs gets its facility energy (x PUE), CO2 and cost and the CO2 /
             # cost budgets are checked (they were dropped with the plan: review)
-            site, assumptions, site_err = _s.resolve_site(spec, self.options, self._input_specs, static_plan)
+            site, assumptions, site_err = _s.resolve_site(spec, options, self._input_specs, static_plan)
             if site_err:
                 self.notes.append(site_err)
             if site is not None:
