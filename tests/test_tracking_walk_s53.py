@@ -292,6 +292,31 @@ def test_a_price_list_without_the_gpu_found_drops_the_price_not_the_plan(tmp_pat
             t.step()
     assert (t.plan.steps, t.plan.pue, t.plan.gpu_hour_price) == (5, 1.2, None)
     assert any("GPU-hours are not priced in this run's cost" in n for n in t.notes), t.notes
+    # the static estimate is made without the price too (review s53: its error was the price list's)
+    assert "gpu-hour-price" not in str((t.static or {}).get("error") or "")
+
+
+def test_a_typo_in_a_price_list_is_refused_when_the_tracker_is_made(tmp_path):
+    """Review s53: without gpu= a per-GPU price list was not checked until the run started, where a typo'd name
+    ('h1000') dropped every price, the valid ones too, and the cost budget went unchecked."""
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ConfigError, match="unknown GPU 'h1000'"):
+        Tracker(torch.nn.Linear(64, 10), gpu_hour_price={"h100": 2.0, "h1000": 1.0}, steps=5, out=tmp_path,
+                display="quiet")
+
+
+def test_a_devices_list_whose_meters_do_not_open_still_plans_its_gpus(tmp_path):
+    """devices=[0, 1] on CUDA: the construction check planned 2 GPUs, the start 1 when no meter opened (no CUDA
+    here), and the pipeline layout lost its plan and site (review s53). Both now plan the 2 GPUs: 5 steps, PUE 1.2."""
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Linear(64, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # no CUDA device to measure: a time-only record
+        with wattlint.track(m, example=torch.randn(8, 64), device="cuda", devices=[0, 1], gpu="h100",
+                            pipeline_parallel=2, steps=5, out=tmp_path, display="quiet") as t:
+            for _ in range(5):
+                t.step()
+    assert (t.plan.steps, t.plan.gpus, t.plan.pue) == (5, 2, 1.2)
 
 
 def test_a_list_of_tensors_as_inputs_is_one_line(tmp_path):

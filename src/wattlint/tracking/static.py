@@ -265,28 +265,59 @@ def resolve_plan(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
     kw = {k: options.get(k) for k in PLAN_OPTIONS if options.get(k) is not None and canonical(k) in _PLAN_ONLY}
     kw.pop("utilization", None)
     try:
-        plan, unpriced = _build_or_unpriced(lambda **k: build_plan(_stub_graph(inputs, mb, seq), gpu=gspec,
-                                                                   strict_precision=False, **k), kw)
+        plan = build_plan(_stub_graph(inputs, mb, seq), gpu=gspec, strict_precision=False, **kw)
     except WattlintError as e:
         return None, [], f"plan: {e}"
     spe = math.ceil(plan.dataset_size / plan.batch_size) if plan.dataset_size and plan.epochs else None
     return PlanInfo(steps=plan.steps, epochs=plan.epochs, steps_per_epoch=spe, gpus=plan.gpus, pue=plan.pue,
                     carbon_intensity_g_per_kwh=plan.carbon_intensity_g_per_kwh, price_per_kwh=plan.price_per_kwh,
-                    gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), unpriced
+                    gpu_hour_price=plan.gpu_hour_price).as_dict(), list(plan.assumptions), None
 
 
-def _build_or_unpriced(build, kw: dict[str, Any]):
-    """(``build(**kw)``, None), or where a per-GPU ``gpu_hour_price`` list names no price for the GPU the run found
-    (a script written for another GPU, run here): the plan without the GPU-hour price and the note saying so (review
-    s53: the whole plan and site were dropped, PUE 1, no CO2 or cost budget)."""
+def _price_pairs(given) -> tuple[tuple[str, float], ...] | None:
+    """A per-GPU ``gpu_hour_price`` (a mapping, or the option's validated pairs) as (name, price) pairs; None for one
+    number for every GPU (or none)."""
+    from collections.abc import Mapping
+
+    from ..options import gpu_hour_price
+
+    if isinstance(given, Mapping) or isinstance(given, tuple) and given:
+        return gpu_hour_price(given)
+    return None
+
+
+def check_price_names(given) -> None:
+    """ConfigError for a per-GPU ``gpu_hour_price`` naming a GPU the database has not (a typo: 'h1000'), or one GPU
+    twice at two prices, checked before the GPU is known (wattlint.plan.gpu_hour_price_for on a stand-in GPU priced
+    by none of the names; review s53: a typo'd name went unchecked and the valid prices were dropped with it)."""
+    from ..plan import gpu_hour_price_for
+
+    pairs = _price_pairs(given)
+    if not pairs:
+        return
     try:
-        return build(**kw), None
-    except WattlintError as e:
-        given = kw.get("gpu_hour_price")
-        if not (isinstance(given, (dict, tuple)) or isinstance(given, str) and "=" in given):  # not a per-GPU list
+        gpu_hour_price_for(pairs, _gpu_or_stub(None))
+    except ConfigError as e:
+        if "names no price for unknown" not in str(e):
             raise
-        plan = build(**{k: v for k, v in kw.items() if k != "gpu_hour_price"})
-        return plan, f"gpu_hour_price: {e}; GPU-hours are not priced in this run's cost"
+
+
+def price_for_device(options: dict[str, Any], spec: GpuSpec) -> tuple[dict[str, Any], str | None]:
+    """``options`` for the device the run found, and a note: a per-GPU ``gpu_hour_price`` list that names no price
+    for it (a script written for another GPU, run here) is left out, so the plan, its site settings and the static
+    estimate are made without a GPU-hour price (review s53: the whole plan and site were dropped, PUE 1, no CO2 or
+    cost budget); a list that prices it, one number, or none: ``options`` unchanged."""
+    from ..plan import gpu_hour_price_for
+
+    pairs = _price_pairs(options.get("gpu_hour_price"))
+    if not pairs:
+        return options, None
+    try:
+        gpu_hour_price_for(pairs, spec)
+    except ConfigError as e:
+        return ({k: v for k, v in options.items() if k != "gpu_hour_price"},
+                f"gpu_hour_price: {e}; GPU-hours are not priced in this run's cost")
+    return options, None
 
 
 #: the site settings of a plan (wattlint.plan._site): what turns measured energy into facility energy, CO2 and cost
@@ -339,18 +370,15 @@ def resolve_site(spec: GpuSpec | None, options: dict[str, Any], inputs: dict[str
         kw.pop(k, None)
     kw["steps"] = 1  # a stand-in: build_plan resolves the layout (GPUs, GPUs per node) the site's defaults depend on
     try:
-        plan, unpriced = _build_or_unpriced(
-            lambda **k: _plan.build_plan(_stub_graph(inputs, mb, options.get("seq_len")), gpu=gspec,
-                                         strict_precision=False, **k), kw)
-        if unpriced:
-            kw.pop("gpu_hour_price", None)
+        plan = _plan.build_plan(_stub_graph(inputs, mb, options.get("seq_len")), gpu=gspec, strict_precision=False,
+                                **kw)
         # the site's own lines, as build_plan states them (the stand-in step's work lines are not this run's)
         notes: list[str] = []
         site: dict[str, Any] = {"gpus": plan.gpus, "gpus_per_node": plan.gpus_per_node}
         _plan._site(_plan._validated({k: v for k, v in kw.items() if k != "steps"}), site, notes, gspec)
     except WattlintError as e:
         return None, [], f"site (PUE, carbon intensity, prices): {e}"
-    return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, unpriced
+    return {"gpus": plan.gpus, **{k: site.get(k) for k in SITE_FIELDS}}, notes, None
 
 
 # ---- the caller's arguments, checked before the loop ---------------------------------------------------------------
@@ -459,9 +487,9 @@ def check_plan_options(options: dict[str, Any], spec: GpuSpec | None, *, gpus: i
         kw["gpus"] = int(gpus)
         kw.setdefault("uneven_batch", True)
     if spec is None:
-        # a per-GPU price list names the GPU detected at start (review s53: 'add unknown=USD'); one that names no
-        # price for it drops the GPU-hour price there, with a note, not the plan (:func:`_build_or_unpriced`)
-        kw.pop("gpu_hour_price", None)
+        # a per-GPU price list names the GPU detected at start (review s53: 'add unknown=USD'): its names are
+        # checked here, its price for that GPU then (:func:`price_for_device`)
+        check_price_names(kw.pop("gpu_hour_price", None))
     gpu = spec if spec is not None else dataclasses.replace(_gpu_or_stub(None), vendor="NVIDIA", arch="hopper",
                                                             peak_tflops=dict(_CHECK_PEAKS))
     build_plan(_stub_graph(None, 1, options.get("seq_len")), gpu=gpu, strict_precision=spec is not None, **kw)

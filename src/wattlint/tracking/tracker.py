@@ -239,13 +239,16 @@ def _warn(message: str, category: type[Warning]) -> None:
 
 
 
-def _measured_gpus(devices, channels) -> int | None:
-    """The GPUs one process will measure, as known when the tracker is made: a ``devices=`` list of several, or
-    several GPU ``channels=`` (the plan takes them as its ``gpus`` at start), else None (1, or known only then)."""
-    if isinstance(devices, (list, tuple)) and len(devices) > 1:
+def _measured_gpus(devices, channels, device: str) -> int | None:
+    """The GPUs one process will measure, as known when the tracker is made: several GPU ``channels=``, else a
+    ``devices=`` list of several (not on the CPU), else None (1). The plan at start takes the GPU channels opened
+    when there are several, else this (Tracker._resolve_static)."""
+    if channels is not None:
+        gpus = [c for c in channels if getattr(c, "kind", "gpu") != "cpu"]
+        return len(gpus) if len(gpus) > 1 else None
+    if device != "cpu" and isinstance(devices, (list, tuple)) and len(devices) > 1:
         return len(devices)
-    gpus = [c for c in channels or () if getattr(c, "kind", "gpu") != "cpu"]
-    return len(gpus) if len(gpus) > 1 else None
+    return None
 
 class Tracker:
     """Measure a training run step by step, project the whole plan from its stable phase, write a run record.
@@ -338,6 +341,7 @@ class Tracker:
         self.device = device
         self.gpu = gpu
         self.devices = devices
+        self._gpus_hint = _measured_gpus(devices, channels, str(device))
         self.cpu_calibration = cpu_calibration
         self.start_step, self.start_in_epoch = start_step, start_in_epoch
         self.options = {"steps": steps, "epochs": epochs, "dataset": dataset, "tokens": tokens, "seq_len": seq_len,
@@ -378,7 +382,7 @@ class Tracker:
         else:
             _s.check_plan_options(self.options if isinstance(optimizer, (str, type(None)))
                                   else {**self.options, "optimizer": None}, gpu_spec,
-                                  gpus=_measured_gpus(devices, channels))
+                                  gpus=self._gpus_hint)
         _s.check_inputs(inputs)
         _s.check_source(source)
         if cpu_calibration is not None:  # a typo'd folder is refused here like gpu=, not found after the run
@@ -582,13 +586,24 @@ class Tracker:
         self._input_specs = inputs if isinstance(inputs, dict) else None
         self.identity = _s.model_identity(self.model, self.source)
         options = dict(self.options)
-        if not options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
-            # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was
-            # made for 1 GPU and compared with the energy of all of them)
-            options["gpus"] = len(self.channels)
+        # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was made for
+        # 1 GPU and compared with the energy of all of them); the GPU channels opened, else the GPUs the construction
+        # check planned (a devices= list whose meters did not open: review s53 planned 1 and lost the plan)
+        found = sum(1 for c in self.channels if getattr(c, "kind", "gpu") != "cpu") if self.device_kind == "cuda" \
+            else 0
+        n = found if found > 1 else (self._gpus_hint or 0)
+        if not options.get("gpus") and n > 1:
+            options["gpus"] = n
             # one process over several GPUs is nn.DataParallel, which scatters any batch (33 = 17 + 16)
             if options.get("uneven_batch") is None:
                 options["uneven_batch"] = True
+        if spec is not None:  # a per-GPU price list naming no price for the device found: the run without it
+            options, unpriced = _s.price_for_device(options, spec)
+            if unpriced:
+                self.notes.append(unpriced)
+                if self.budgets.get("cost_usd") is not None:
+                    self._say(f"wattlint: {unpriced}: max_cost_usd is checked on the electricity cost alone",
+                              RuntimeWarning)
         if self.want_static and spec is not None and (self.model is not None or self.source is not None):
             try:
                 self.static = _s.static_estimate(model=self.model, source=self.source, inputs=inputs, spec=spec,
@@ -614,14 +629,10 @@ class Tracker:
             if site_err:
                 self.notes.append(site_err)
             if site is not None:
-                if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
-                    site["gpus"] = len(self.channels)
                 self.plan = PlanInfo.from_dict(site)
                 self.site = _s.site_of(self.plan.as_dict())
         self.plan_assumptions = [a for a in assumptions if not a.startswith("unknown ")]
         if plan is not None:
-            if not self.options.get("gpus") and self.device_kind == "cuda" and len(self.channels) > 1:
-                plan["gpus"] = len(self.channels)
             self.plan = PlanInfo.from_dict(plan)
             self.site = _s.site_of(self.plan.as_dict())
             if self.start_step:  # a resumed run: its steps count from 0, the plan's steps are those still to run
