@@ -562,8 +562,24 @@ def models_search_path(cli_dir=None, config=None):
 
 
 def validate_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """API keyword options checked against the one option table (errors name the keyword)."""
-    return _options.validate(values, error=ConfigError)
+    """API keyword options checked against the one option table (errors name the keyword). A malformed ``inputs=``
+    is an InputError, as wattlint.track() and the README say (:func:`check_inputs`); the rest ConfigError."""
+    spec = {k: v for k, v in values.items() if _options.canonical(k) == "inputs"}
+    out = _options.validate({k: v for k, v in values.items() if k not in spec}, error=ConfigError)
+    for v in spec.values():
+        if v is not None:
+            out["inputs"] = check_inputs(v)
+    return out
+
+
+def check_inputs(inputs: Any) -> Any:
+    """``inputs=`` of the API as the option table normalises it: spec strings (one or a list), or a dict of name ->
+    spec string, TensorSpec or example tensor. InputError (wattlint.types: "the model source or its inputs cannot be
+    used ... bad spec") for anything else, named ``inputs=``, from wattlint.estimate, estimate_many and track alike
+    (review s54: estimate raised ConfigError where track raised InputError for the same spec)."""
+    from .types import InputError
+
+    return _options.validate({"inputs": inputs}, error=InputError)["inputs"]
 
 
 def estimate(source_or_graph, *, gpu: str | GpuSpec | None = None, predictor=None, config=None, lint: bool = True,

@@ -229,28 +229,48 @@ def _torch_visible_uuids() -> list[str] | None:
 def visible_gpus(count: int) -> tuple[list[tuple[int | None, str | None]], str]:
     """(NVML index, UUID) of the GPUs of this process, and how they were chosen.
 
-    Under torchrun (LOCAL_RANK set) a rank measures only its own GPU, so ranks do not count each other's energy."""
+    Under torchrun (LOCAL_RANK set) a rank measures only its own GPU, so ranks do not count each other's energy:
+    LOCAL_RANK indexes the devices the process sees (CUDA_VISIBLE_DEVICES=2,3 with LOCAL_RANK=1 is NVML index 3).
+    CUDA_VISIBLE_DEVICES is read as CUDA reads it: indices or GPU UUIDs, up to the first entry that is neither
+    (``-1``, or empty: no GPU at all). MeterError where the process's GPU cannot be told: a MIG instance (NVML reads
+    the whole GPU's power), a LOCAL_RANK past the several GPUs the process sees (measuring them all would count the
+    other ranks' energy)."""
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     uuids = _torch_visible_uuids()
     rank = os.environ.get("LOCAL_RANK")
     if uuids:
         pairs = [(None, u) for u in uuids]
         how = "the CUDA devices torch sees (by UUID)"
-    elif env is not None and env.strip() != "":
+    elif env is not None:
         pairs = []
         for tok in env.split(","):
             tok = tok.strip()
             if tok.isdigit():
                 pairs.append((int(tok), None))
-            elif tok:
+            elif tok.upper().startswith("MIG-"):
+                raise MeterError(f"CUDA_VISIBLE_DEVICES={env} names a MIG instance ({tok}): NVML reads the power of "
+                                 "the whole GPU, not of one instance; pass devices=[NVML index] to measure that GPU")
+            elif tok.upper().startswith("GPU-"):
                 pairs.append((None, tok))
+            else:  # CUDA stops at the first entry that is no index or UUID ('-1' hides every GPU)
+                break
         how = f"CUDA_VISIBLE_DEVICES={env}"
+        if not pairs:
+            raise MeterError(f"{how} hides every GPU from CUDA: no GPU of this process to measure")
     else:
         pairs = [(i, None) for i in range(count)]
         how = "every GPU NVML sees (CUDA_VISIBLE_DEVICES unset)"
-    if rank is not None and rank.isdigit() and int(rank) < len(pairs):
-        pairs = [pairs[int(rank)]]
-        how += f"; LOCAL_RANK={rank}: this rank's GPU only"
+    if rank is not None and rank.strip().isdigit():
+        r = int(rank)
+        if r < len(pairs):
+            pairs = [pairs[r]]
+            how += f"; LOCAL_RANK={rank}: this rank's GPU only"
+        elif len(pairs) > 1:
+            raise MeterError(f"LOCAL_RANK={rank} but this process sees {len(pairs)} GPUs ({how}): which one is this "
+                             "rank's is unknown, and measuring them all would count the other ranks' energy; pass "
+                             "devices=[NVML index]")
+        else:  # a launcher that gives each rank one GPU (CUDA_VISIBLE_DEVICES per rank): that GPU is the rank's
+            how += f"; LOCAL_RANK={rank}: the one GPU this rank sees"
     return pairs, how
 
 
@@ -266,7 +286,7 @@ def open_nvml_channels(devices: list[int] | None = None, *, sampling_period_s: f
     else:
         pairs, how = visible_gpus(count)
     if not pairs:
-        raise MeterError("no GPU to measure (NVML sees none)")
+        raise MeterError(f"no GPU to measure ({how}: NVML sees none)")
     period = sampling_period_s or TRACK_SAMPLING_PERIOD_S
     shared: list[SampledEnergy] = []
 

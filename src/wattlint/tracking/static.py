@@ -387,12 +387,17 @@ WORK_KEYS = ("steps", "epochs", "tokens")
 
 
 def check_inputs(inputs) -> None:
-    """InputError for an ``inputs=`` spec wattlint.estimate would refuse (malformed, unknown dtype, a name twice)."""
+    """InputError for an ``inputs=`` spec wattlint.estimate would refuse (malformed, unknown dtype, a name twice, not
+    a spec at all: ``inputs=5``), with the line wattlint.estimate gives (wattlint.api.check_inputs)."""
     if inputs is None:
         return
+    from ..api import check_inputs as _check
     from ..frontends.inputs import parse_input_specs
 
-    parse_input_specs(spec_strings(inputs))
+    if not isinstance(inputs, (str, dict, list, tuple)):  # inputs=5: one line, not "'int' object is not iterable"
+        _check(inputs)
+    parse_input_specs(spec_strings(inputs))  # a list holding a tensor, a dtype, a dim, a name twice
+    _check(inputs)  # what wattlint.estimate refuses besides
 
 
 def check_source(source) -> None:

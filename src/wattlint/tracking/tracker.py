@@ -334,6 +334,14 @@ class Tracker:
             for c in channels:
                 if not all(callable(getattr(c, m, None)) for m in ("begin", "window", "describe", "close")):
                     raise ConfigError(f"channels=: {c!r} ({type(c).__name__}) is not an energy channel; expected {what}")
+        if devices is not None:  # an int (devices=5) went unchecked and failed at start, measuring nothing (s54)
+            what = "a list of NVML GPU indices, e.g. devices=[0, 1] (None: the GPUs of the process)"
+            if not isinstance(devices, (list, tuple)):
+                raise ConfigError(f"devices={devices!r}: expected {what}, got {type(devices).__name__}")
+            bad = next((i for i in devices if isinstance(i, bool) or not isinstance(i, int) or i < 0), None)
+            if bad is not None or not devices:
+                raise ConfigError(f"devices={list(devices)!r}: expected {what}" +
+                                  (f"; {bad!r} is not a GPU index (a whole number >= 0)" if bad is not None else ""))
         self.model = model
         self.source = source
         self.example = example
@@ -583,7 +591,16 @@ class Tracker:
                 inputs = _s.example_specs(self.model, self.example)
             except Exception as e:  # noqa: BLE001
                 self.notes.append(f"example inputs not understood ({type(e).__name__}: {e})")
-        self._input_specs = inputs if isinstance(inputs, dict) else None
+        # name -> TensorSpec for the plan's batch: inputs= given as spec strings, or a dict of them, is parsed (checked
+        # when track() was made); a dict of strings went as it was and the plan at start raised AttributeError (s54)
+        self._input_specs = None
+        if inputs is not None:
+            from ..frontends.inputs import parse_input_specs
+
+            try:
+                self._input_specs = parse_input_specs(_s.spec_strings(inputs))
+            except Exception as e:  # noqa: BLE001 - an example's specs: a note, never an error in the training run
+                self.notes.append(f"inputs not understood for the plan ({type(e).__name__}: {e})")
         self.identity = _s.model_identity(self.model, self.source)
         options = dict(self.options)
         # the GPUs this process measures are the plan's (below): the estimate is made for them too (it was made for
