@@ -260,6 +260,35 @@ def grouped_gemm(a: Shape, b: Shape, groups: int, dtype: str, *, bias_elems: int
                 OpKind.MATMUL, _dims(b=g, **per))
 
 
+def grouped_gemm_loop(jagged: str, groups: int, total: int, m: int, n: int, k: int,
+                      dtype: str) -> list[tuple[Cost, int]]:
+    """The kernels PyTorch's fallback for ``torch._grouped_mm`` launches, as (cost, count) pairs: one ``at::mm_out``
+    per group over the group's slice of the jagged dim (aten/src/ATen/native/GroupedMMUtils.h,
+    ``_grouped_mm_fallback``; a 3-D x 3-D call is one ``bmm_out`` instead, not split here). ``jagged``: the dim the
+    offsets split, "m" (2-D x 3-D), "n" (3-D x 2-D) or "k" (2-D x 2-D), ``total`` its size over all groups; ``m, n,
+    k``: the per-group GEMM's other two dims (the jagged one is ignored). Balanced routing: ``total`` split evenly
+    over ``groups``, the first ``total % groups`` groups one larger (as the MoE tracer splits its rows). An empty
+    group launches no GEMM: none at all when its output is empty (m or n = 0: CUDA addmm returns early), a zero fill
+    of its m x n output when its reduction is empty (k = 0: addmm's beta = 0 path, ``result.zero_()``)."""
+    g = max(1, int(groups))
+    base, extra = divmod(max(0, int(total)), g)
+    out: list[tuple[Cost, int]] = []
+    e = dtype_bytes(dtype)
+    for size, count in ((base + 1, extra), (base, g - extra)):
+        if count <= 0:
+            continue
+        d = {"m": int(m), "n": int(n), "k": int(k), jagged: size}
+        gm, gn, gk = d["m"], d["n"], d["k"]
+        if gm == 0 or gn == 0:
+            continue
+        if gk == 0:
+            out.append((memory(0, gm * gn, dtype), count))
+            continue
+        out.append((Cost(2 * gm * gn * gk, (gm * gk + gk * gn) * e, gm * gn * e, OpKind.MATMUL,
+                         _dims(b=1, m=gm, n=gn, k=gk)), count))
+    return out
+
+
 _EINSUM_ARROW = re.compile(r"\s*->\s*")
 
 

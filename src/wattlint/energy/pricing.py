@@ -7,6 +7,11 @@
   as ONE foreach / fused kernel per op on the GPU; they are priced together — one launch, one bandwidth ramp — and
   the group's time is shared back by bytes. Linear in the number of records. A for-loop (single-tensor) optimizer
   (``optimizer_impl`` "for-loop") runs each record as its own kernel: no groups.
+* Grouped GEMMs (``torch._grouped_mm``, the MoE experts' kernel) are priced as the kernels PyTorch runs for them
+  (:func:`grouped_kernels`): on a GPU and dtype with the fused grouped kernel (prior.GROUPED_MM_FUSED_CHIPS, bf16)
+  one batched GEMM whose groups all have the balanced share of the jagged dim (the kernel's tiles cover them so);
+  elsewhere PyTorch's fallback loop, one GEMM per group, each priced as the single GEMM it is (with its own launch
+  gap); the record keeps the sum of their times and energies. The host launches the op once either way.
 * Reuse: a graph variant (a lint rule's re-estimate: a few records replaced, the rest the same objects) priced with
   ``base`` = the priced ops of the graph it came from (same GPU, precision, utilization and energy model) prices only
   the records that are not in ``base`` (and the optimizer groups whose members changed); every other record keeps
@@ -17,12 +22,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from operator import attrgetter
 from typing import Sequence
 
+from .. import costs as _costs
 from ..types import CostGraph, GpuSpec, OpKind, OpRecord, Phase
 
 GEMM_FAMILY = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
@@ -173,13 +180,115 @@ def _predict_unique(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precis
     first: dict[tuple, int] = {}
     which = [first.setdefault(_signature(r), len(first)) for r in records]
     if len(first) == len(records):
-        return _faster_of_tf32_fp32(predictor, records, gpu, precision, utilization)
+        return _predict_kernels(predictor, records, gpu, precision, utilization)
     reps = [None] * len(first)
     for r, j in zip(records, which):
         if reps[j] is None:
             reps[j] = r
-    t_u, p_u = _faster_of_tf32_fp32(predictor, reps, gpu, precision, utilization)
+    t_u, p_u = _predict_kernels(predictor, reps, gpu, precision, utilization)
     return [t_u[j] for j in which], [p_u[j] for j in which]
+
+
+# torch._grouped_mm operand ranks (a, b) -> the dim its offsets split ("" = 3-D x 3-D: none, a plain batched GEMM)
+_GROUPED_JAGGED = {(2, 3): "m", (3, 2): "n", (2, 2): "k", (3, 3): ""}
+_GEMM_DIMS = ("b", "m", "n", "k")
+
+
+def _grouped_jagged(rec: OpRecord) -> str | None:
+    """The jagged dim of a ``torch._grouped_mm`` record (from its operands' ranks), "" for a 3-D x 3-D call, None
+    for any other record. FP8 records (tagged ``fp8``) are Transformer Engine's GroupedLinear (wattlint.fp8), not
+    this op's kernels: None."""
+    if rec.kind is not OpKind.MATMUL or "_grouped_mm" not in rec.op or rec.dim("fp8", 0) or len(rec.shapes) < 2:
+        return None
+    return _GROUPED_JAGGED.get((len(rec.shapes[0]), len(rec.shapes[1])))
+
+
+def grouped_kernels(rec: OpRecord, gpu: GpuSpec) -> tuple[tuple[OpRecord, int], ...] | None:
+    """The kernels a ``torch._grouped_mm`` record runs as on ``gpu``, as (record, count) pairs; None when the record
+    is priced as it stands (not a grouped GEMM; a 3-D x 3-D call, which is one bmm or one fused kernel at exact dims).
+
+    The jagged dim's total comes from the record's FLOPs (2 x total x the other two dims): parallelism rescales a
+    record's FLOPs and dims, never its traced shapes. Where PyTorch has the fused grouped kernel
+    (prior.grouped_mm_fused): one batched GEMM of ``b`` groups, each at the balanced share ceil(total / groups) of
+    the jagged dim padded to whole 16 bytes, FLOPs of those padded groups (the kernel's tiles cover every group at
+    that share; the groups one row short fill the same tiles unless the share is one past a tile edge), bytes as
+    recorded. Elsewhere PyTorch's
+    fallback loop (costs.grouped_gemm_loop): one plain GEMM per group (``aten.mm``), the jagged dim split evenly."""
+    from . import prior
+
+    jag = _grouped_jagged(rec)
+    if not jag:
+        return None
+    g = max(1, rec.dim("b", 1) or 1)
+    dims = {"m": rec.dim("m", 0), "n": rec.dim("n", 0), "k": rec.dim("k", 0)}
+    other = math.prod(v for d, v in dims.items() if d != jag)
+    if other <= 0:
+        return None
+    total = int(round(rec.flops / (2 * other)))
+    if prior.grouped_mm_fused(gpu, rec.dtype):
+        # the balanced share, padded to whole 16-byte rows: the kernel computes whole tiles (prior.TILES: multiples
+        # of 8 rows and columns, so no tile count changes) over the whole tensors, whose strides _grouped_mm requires
+        # to be 16-byte multiples; a group's size is not a stride, so the prior's unaligned-dim penalty (a TMA stride
+        # rule) does not apply to it
+        align = max(1, 16 // _costs.dtype_bytes(rec.dtype))
+        share = math.ceil(math.ceil(total / g) / align) * align
+        flops = 2 * g * share * other
+        if flops == rec.flops and dims[jag] == share:
+            return None
+        new = dict(rec.dims)
+        new[jag] = share
+        return ((dataclasses.replace(rec, flops=flops, dims=tuple(sorted(new.items()))), 1),)
+    tags = tuple((k, v) for k, v in rec.dims if k not in _GEMM_DIMS)
+    out = []
+    for cost, count in _costs.grouped_gemm_loop(jag, g, total, dims["m"], dims["n"], dims["k"], rec.dtype):
+        if cost.kind is OpKind.MATMUL:
+            gm, gn, gk = (dict(cost.dims)[d] for d in "mnk")
+            op, shapes, kdims = "aten.mm.default", ((gm, gk), (gk, gn)), tuple(sorted(cost.dims + tags))
+        else:  # the zero fill of a group with an empty reduction
+            op, shapes, kdims = "aten.zero_.default", (), ()
+        out.append((OpRecord(op=op, kind=cost.kind, module=rec.module, phase=rec.phase, dtype=rec.dtype,
+                             shapes=shapes, flops=cost.flops, bytes_read=cost.bytes_read,
+                             bytes_written=cost.bytes_written, status=rec.status, module_type=rec.module_type,
+                             dims=kdims, recompute=rec.recompute), count))
+    return tuple(out)
+
+
+def _expand(records: Sequence[OpRecord],
+            gpu: GpuSpec) -> tuple[list[OpRecord], list[list[tuple[int, int]]]] | None:
+    """The kernels every record runs as (:func:`grouped_kernels`; any other record is its own kernel) and, per
+    record, its (position in the kernel list, count) pairs; None when every record is its own kernel."""
+    flat: list[OpRecord] = []
+    spans: list[list[tuple[int, int]]] = []
+    expanded = False
+    for r in records:
+        ks = grouped_kernels(r, gpu)
+        if ks is None:
+            spans.append([(len(flat), 1)])
+            flat.append(r)
+        else:
+            expanded = True
+            spans.append([(len(flat) + j, c) for j, (_, c) in enumerate(ks)])
+            flat.extend(k for k, _ in ks)
+    return (flat, spans) if expanded else None
+
+
+def _predict_kernels(predictor, records: Sequence[OpRecord], gpu: GpuSpec, precision: str,
+                     utilization: float | None) -> tuple[list[float], list[float]]:
+    """:func:`_faster_of_tf32_fp32` on the kernels the records run as (:func:`grouped_kernels`): a grouped GEMM
+    gets the sum of its kernels' times and energies (power = energy / time)."""
+    kernels = _expand(records, gpu)
+    if kernels is None:
+        return _faster_of_tf32_fp32(predictor, records, gpu, precision, utilization)
+    flat, spans = kernels
+    t_k, p_k = _faster_of_tf32_fp32(predictor, flat, gpu, precision, utilization)
+    times: list[float] = []
+    powers: list[float] = []
+    for sp in spans:
+        t = sum(c * t_k[j] for j, c in sp)
+        e = sum(c * t_k[j] * p_k[j] for j, c in sp)
+        times.append(t)
+        powers.append(e / t if t > 0 else gpu.idle_w)
+    return times, powers
 
 
 def tf32_choice(rec: OpRecord, gpu: GpuSpec, precision: str) -> bool:
@@ -227,18 +336,46 @@ def own_prices(predictor, records: Sequence[OpRecord], times_s: Sequence[float],
     reps: dict[tuple, int] = {}
     for i, k in enumerate(keys):
         reps.setdefault(k, i)
+    # a grouped GEMM is its kernels' (grouped_kernels): the model's own when it priced every one of them
+    first = list(reps.values())
+    kernels = _expand([records[i] for i in first], gpu)
+    if kernels is None:
+        flat, spans = [records[i] for i in first], [[(j, 1)] for j in range(len(first))]
+        kernel_t = [times_s[i] for i in first]
+    else:
+        flat, spans = kernels
+        kernel_t = _faster_of_tf32_fp32(predictor, flat, gpu, precision, None)[0]
     # the FP32 CUDA-core kernel's price was the faster one (_faster_of_tf32_fp32): priced once for all such ops
-    alt = [i for i in reps.values() if precision != "fp32" and tf32_choice(records[i], gpu, precision)]
-    t32 = predictor.predict([records[i] for i in alt], gpu, "fp32", None)[0] if alt else []
-    took_fp32 = {i for i, t in zip(alt, t32) if t == times_s[i]}
-    own = {k: bool(predictor.prices(records[i], gpu, "fp32" if i in took_fp32 else precision))
-           for k, i in reps.items()}
+    alt = [j for j, r in enumerate(flat) if precision != "fp32" and tf32_choice(r, gpu, precision)]
+    t32 = predictor.predict([flat[j] for j in alt], gpu, "fp32", None)[0] if alt else []
+    took_fp32 = {j for j, t in zip(alt, t32) if t == kernel_t[j]}
+    own_k = [bool(predictor.prices(r, gpu, "fp32" if j in took_fp32 else precision)) for j, r in enumerate(flat)]
+    own = {k: all(own_k[j] for j, _ in sp) for k, sp in zip(reps, spans)}
     return tuple(own[k] for k in keys)
 
 
 def _group_bytes(records: Sequence[OpRecord], idx: Sequence[int]) -> int:
     """Bytes of one optimizer group (called once per group; tests count the calls)."""
     return sum(records[i].bytes for i in idx)
+
+
+def grouped_notes(records: Sequence[OpRecord], gpu: GpuSpec) -> tuple[str, ...]:
+    """The assumption line of how the records' grouped GEMMs (torch._grouped_mm) were priced (grouped_kernels)."""
+    from . import prior
+
+    jagged = [r for r in records if _grouped_jagged(r)]
+    if not jagged:
+        return ()
+    fused = [r for r in jagged if prior.grouped_mm_fused(gpu, r.dtype)]
+    out = []
+    if fused:
+        out.append(f"torch._grouped_mm (MoE experts) in bf16 on {gpu.name}: PyTorch's fused grouped kernel, priced as "
+                   "one batched GEMM of the groups at their balanced share of the rows")
+    if len(fused) < len(jagged):
+        out.append(f"torch._grouped_mm (MoE experts) on {gpu.name}: PyTorch's fallback loop (its fused grouped kernel "
+                   "needs bf16 on compute capability 9.x / 10.x), priced as one GEMM kernel per group, each with its "
+                   "launch gap; the loop's copy of the offsets to the host (a sync) is not priced")
+    return tuple(out)
 
 
 def roof_notes(gpu: GpuSpec, utilization: float | None) -> tuple[str, ...]:
@@ -289,6 +426,7 @@ def price(graph: CostGraph, gpu: GpuSpec, precision: str, utilization: float | N
         notes += ("float32 matmuls / convolutions that may use TF32 are priced at the faster of their TF32 "
                   "tensor-core and FP32 CUDA-core kernels (cuBLAS / cuDNN choose among both)",)
     notes += roof_notes(gpu, utilization)
+    notes += grouped_notes(records, gpu)
     return PricedOps(records=tuple(records), times_s=tuple(times), powers_w=tuple(powers), notes=notes,
                      source=tuple(graph.records), autocast=autocasted,
                      own=own_prices(predictor, records, times, gpu, precision, utilization))

@@ -83,6 +83,15 @@ FA1_SLOWDOWN = 1.5
 # that era (cuBLAS 12.0.2; batched / folded 2-4 x 2048 x 8192 x 8192) at 0.73-0.74 of the single GEMM's rate.
 HOPPER_GEMM_2023 = 0.71
 HOPPER_GEMM_2023_CHIPS = ("GH100",)
+# torch._grouped_mm (the MoE experts' grouped GEMM) runs ONE fused CUTLASS grouped kernel only when both operands
+# and the output are bf16 on a CUDA device of compute capability 9.x or 10.x (aten/src/ATen/native/cuda/
+# GroupedBlas.cpp, _grouped_mm_cuda: use_fast_path = _scaled_mm_allowed_device(sm90_only, sm100_only) && bf16, and
+# that check is dprops->major == 9 || dprops->major == 10): Hopper (GH100) and data-centre Blackwell (GB100; not the
+# GeForce GB20x, compute capability 12.x). Everything else (fp32, fp16, pre-Hopper GPUs, ROCm builds without the
+# CK grouped GEMM) takes _grouped_mm_fallback (aten/src/ATen/native/GroupedMMUtils.h): the offsets copied to the
+# host, then one at::mm_out per group (a 3-D x 3-D call: one bmm_out). Priced as those kernels by
+# wattlint.energy.pricing (grouped_kernels).
+GROUPED_MM_FUSED_CHIPS = ("GH100", "GB100")
 # GA10x / AD10x (and GB20x) SMs: 128 FP32 lanes of which 64 also execute INT32 (GA102 whitepaper); GEMM loops issue
 # integer and load instructions, so SGEMM reaches this fraction of what single-issue SMs reach of their FP32 peak.
 DUAL_FP32_SIMT = 0.70
@@ -727,6 +736,13 @@ def consumer_gemm_roof(gpu: GpuSpec, tensor: bool) -> float:
     if tensor:
         return CONSUMER_GEMM_ROOF["tensor"]
     return CONSUMER_GEMM_ROOF["simt"] if dual_fp32(gpu) else 1.0
+
+
+def grouped_mm_fused(gpu: GpuSpec, dtype: str) -> bool:
+    """Whether ``torch._grouped_mm`` in ``dtype`` runs as PyTorch's fused grouped kernel on ``gpu``
+    (GROUPED_MM_FUSED_CHIPS); otherwise it runs its per-group fallback loop."""
+    return (str(gpu.vendor).upper() == "NVIDIA" and chip_group(gpu) in GROUPED_MM_FUSED_CHIPS
+            and str(dtype).rsplit(".", 1)[-1] == "bfloat16")
 
 
 def hopper_2023(rec: OpRecord, gpu: GpuSpec, tensor: bool) -> bool:
