@@ -139,8 +139,11 @@ def test_estimate_takes_inputs_as_a_dict_of_specs_or_tensors():
     for inputs in ({"input": "float32[8,16]"}, {"input": "input=float32[8,16]"}, {"input": torch.zeros(8, 16)}):
         assert _key(wattlint.estimate(m, gpu="h100", steps=10, inputs=inputs, lint=False)) == oracle
         assert _key(api.estimate_many(m, ["h100"], steps=10, inputs=inputs, lint=False)[0]) == oracle
-    with pytest.raises(ConfigError, match=r"inputs= .*expected input specs like"):
+    # an InputError, as track() raises for the same spec and the README says (review s54: it was a ConfigError)
+    with pytest.raises(InputError, match=r"inputs= .*expected input specs like"):
         wattlint.estimate(m, gpu="h100", steps=10, inputs={"input": "float32(8,16)"})
+    with pytest.raises(InputError, match=r"inputs= .*expected input specs like"):
+        wattlint.analyze(m, inputs={"input": "float32(8,16)"})
     with pytest.raises(InputError, match=r"input 'input': expected a TensorSpec"):
         wattlint.estimate(m, gpu="h100", steps=10, inputs={"input": 3})
 

@@ -16,7 +16,7 @@ def analyze(source, **kwargs):
     import inspect
 
     from .frontends.source import analyze as _analyze
-    from .options import canonical, validate
+    from .options import canonical
 
     takes = set(inspect.signature(_analyze).parameters) - {"source"}
     for k in kwargs:
@@ -27,8 +27,10 @@ def analyze(source, **kwargs):
             raise ConfigError(f"analyze() takes no option {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                               + (" (wattlint.estimate takes the plan)" if canonical(k) and not close else ""))
     # the values are checked as wattlint.estimate and the command line check them (optimizer='lion', gpus=0, ...)
-    validate({k: v for k, v in kwargs.items() if canonical(k)}, error=ConfigError)
-    from .api import TRACE_LOCK
+    from .api import TRACE_LOCK, validate_options
+
+    # inputs= is an InputError here as from estimate and track (review s54: analyze raised ConfigError)
+    validate_options({k: v for k, v in kwargs.items() if canonical(k)})
 
     with TRACE_LOCK:  # one trace at a time: tracing swaps process-wide state (wattlint.api.TRACE_LOCK)
         return _analyze(source, **kwargs)
