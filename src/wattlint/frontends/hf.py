@@ -269,6 +269,25 @@ def _check_routing(config) -> None:
                              f"top-k must not exceed the number of experts")
 
 
+def _check_image_pooling(config) -> None:
+    """Refuse a config whose image tower yields fewer patches per side than the image tokens per side its projector
+    average-pools them to (Gemma 3: a kernel of (image_size // patch_size) // sqrt(mm_tokens_per_image) patches).
+    transformers' own default Gemma3Config pairs SigLIP's 224 / 16 = 14 patches per side with 256 = 16 x 16 image
+    tokens, a kernel of 0: the trace failed "stride should not be zero" (review s54)."""
+    tokens = getattr(config, "mm_tokens_per_image", None)
+    vision = getattr(config, "vision_config", None)
+    size, patch = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (tokens, size, patch)):
+        return
+    per_side, side = size // patch, math.isqrt(tokens)
+    if side and per_side // side == 0:
+        raise InputError(f"the config's vision_config.image_size {size} / patch_size {patch} gives {per_side} patches "
+                         f"per side, fewer than the sqrt(mm_tokens_per_image = {tokens}) = {side} image tokens per "
+                         f"side its projector average-pools them to (a pooling kernel of {per_side} // {side} = 0); "
+                         f"make image_size / patch_size a multiple of {side} (Gemma 3: 896 / 14 = 64 patches, pooled "
+                         "4 x 4) or lower mm_tokens_per_image")
+
+
 def _unset_top_k(config) -> tuple[str, str, int] | None:
     """(top-k field, experts field, experts) of a mixture-of-experts config whose top-k field is null (DeepSeek-V2's
     default num_experts_per_tok: the trace failed "topk(): argument 'k' must be int, not NoneType"), else None."""
@@ -538,6 +557,10 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
             # a video-text model (X-CLIP): videos of num_frames frames (review sweep: 'expected 5, got 4')
             b, c, h, w = specs["pixel_values"].shape
             specs["pixel_values"] = TensorSpec("pixel_values", "float32", (b, frames, c, h, w))
+    if "pixel_values" in specs and "aspect_ratio_ids" in takes and vision is not None:
+        # Mllama (Llama 3.2 Vision) reads its images as tiles with their aspect ratio (review s54: its default
+        # [B, C, H, W] image failed "`aspect_ratio_ids` must be provided")
+        specs.update(tiled_image_specs(vision, micro_batch, specs["input_ids"].shape[-1]))
     if name == "pixel_values" and text is not None and "input_ids" in takes:
         # an image-first model with a language model (BLIP-2, InstructBLIP): its forward needs the text beside the
         # images (review s52: "Blip2Model.forward() missing 1 required positional argument: 'input_ids'")
@@ -547,6 +570,23 @@ def default_inputs(model, config, micro_batch: int, seq_len: int) -> dict[str, T
         # from no input (review s52: D-FINE was handed decoder_input_ids and the error blamed the user)
         specs["decoder_input_ids"] = TensorSpec("decoder_input_ids", "int64", (micro_batch, seq_len))
     return specs
+
+
+def tiled_image_specs(vision, micro_batch: int, seq_len: int) -> dict[str, TensorSpec]:
+    """Mllama's image inputs for one image per sample cut into the vision config's max_num_tiles tiles (its image
+    processor pads every image to max_num_tiles tiles, so the vision tower runs them all whatever the aspect ratio):
+    pixel_values [B, 1, tiles, C, H, W], aspect_ratio_ids [B] (the processor's [B, 1], one image per sample: the
+    model reshapes it to that), aspect_ratio_mask [B, 1, tiles], and the cross_attention_mask [B, S, 1, tiles]
+    saying which images each text token attends to. The masks are float32 and the ids 1-D: their values are not
+    read on meta tensors, and the last dim of an integer input of 2 or more dims is taken for its sequence when
+    --seq-len rebinds the inputs (a note said aspect_ratio_ids [1, 1] was "kept as given")."""
+    tiles = int(getattr(vision, "max_num_tiles", 1) or 1)
+    _, c, h, w = _image_spec(vision, micro_batch).shape
+    b, s = int(micro_batch), int(seq_len)
+    return {"pixel_values": TensorSpec("pixel_values", "float32", (b, 1, tiles, c, h, w)),
+            "aspect_ratio_ids": TensorSpec("aspect_ratio_ids", "int64", (b,)),
+            "aspect_ratio_mask": TensorSpec("aspect_ratio_mask", "float32", (b, 1, tiles)),
+            "cross_attention_mask": TensorSpec("cross_attention_mask", "float32", (b, s, 1, tiles))}
 
 
 def _base_class(model) -> bool:
@@ -701,6 +741,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         config = path_or_config
         source = type(config).__name__
     _check_routing(config)
+    _check_image_pooling(config)
     filled = defaulted_sizes_note(config)  # taken at once: a failing build below must not leave it behind
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
@@ -768,6 +809,13 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             sl = seq_len
             notes += _check_length(model, sl, *max_positions_field(config))
         specs = default_inputs(model, config, mb, sl)
+        if "aspect_ratio_ids" in specs:
+            pv = specs["pixel_values"].shape
+            notes.append(f"images: one image per sample in max_num_tiles = {pv[2]} tiles of {pv[4]} x {pv[5]} "
+                         f"(pixel_values [{mb}, 1, {pv[2]}, {pv[3]}, {pv[4]}, {pv[5]}]: {type(model).__name__}'s image "
+                         "processor pads every image to max_num_tiles tiles, so its vision tower runs them all), "
+                         "with aspect_ratio_ids, aspect_ratio_mask and a cross_attention_mask letting every text token "
+                         f"attend to the image; pass --input input_ids=int64[{mb},{sl}] alone to cost the text-only step")
         if _multiple_choice(model) and len(specs["input_ids"].shape) == 3:
             notes.append(f"input_ids: int64[{mb}, {DEFAULT_CHOICES}, {sl}]: {type(model).__name__} takes [batch, "
                          f"choices, seq]; {DEFAULT_CHOICES} choices per question assumed (SWAG, RACE), each a "
@@ -779,6 +827,13 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         micro_batch = mb
     elif seq_len is not None and not getattr(config, "is_encoder_decoder", False):
         notes += _check_length(model, seq_len, *max_positions_field(config))  # --input shapes rebound to --seq-len
+        cross, given_ids = specs.get("cross_attention_mask"), specs.get("input_ids")
+        if (cross is not None and given_ids is not None and len(cross.shape) == 4 and given_ids.shape
+                and cross.shape[1] == given_ids.shape[-1] != seq_len):
+            # Mllama's [B, S, images, tiles] mask: its sequence is dim 1, which the trace's rebinding of integer
+            # inputs (the last dim) does not move (review s54: --seq-len 64 over [B, 32, 1, 4] failed "The expanded
+            # size of the tensor (64) must match the existing size (32)")
+            specs["cross_attention_mask"] = dataclasses.replace(cross, shape=(cross.shape[0], seq_len, *cross.shape[2:]))
     if frames > 1:
         pv = specs.get("pixel_values")
         mb = micro_batch or (int(pv.shape[0]) if pv is not None and pv.shape else 0)
@@ -808,7 +863,13 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         if unset and "'k' must be int, not NoneType" in str(e.__cause__ or e):
             raise InputError(f"the config has {unset[1]} = {unset[2]} routed experts but {unset[0]} is null: set how "
                              f"many experts each token is routed to (top-k)") from None
+        unset_rope = _unset_mrope_section(model, config, e)
+        if unset_rope:
+            raise InputError(unset_rope) from None
         hint = _missing_inputs_hint(model, e, specs, defaulted=not inputs)
+        tiled = _tiled_images_hint(model, e, specs)
+        if tiled:  # Mllama: the hint named the first image input its code missed, not the others it needs
+            hint = f"{hint[:-1]}; {tiled})" if hint.endswith(")") else f" ({tiled})"
         if hint:
             raise InputError(f"{e}{hint}") from None
         raise
@@ -1030,6 +1091,62 @@ def _missing_inputs_hint(model, err: InputError, specs: Mapping[str, TensorSpec]
         return ""
     return (f" (the model used an input that was not given, None: {type(model).__name__}'s forward also takes "
             f"{', '.join(missing)}; pass the ones it needs with --input NAME=DTYPE[DIMS]{text_only})")
+
+
+def _tiled_images_hint(model, err: InputError, specs: Mapping[str, TensorSpec]) -> str:
+    """The image inputs of a model taking tiled images (Mllama) when the trace failed on one of them, with the shapes
+    the default inputs use, else ''. Given pixel_values alone, Mllama's code names aspect_ratio_ids only ("must be
+    provided"), then fails on aspect_ratio_mask, one at a time (review s54)."""
+    import inspect
+
+    cause = err.__cause__
+    ids = specs.get("input_ids")
+    vision = getattr(getattr(model, "config", None), "vision_config", None)
+    if not isinstance(cause, (AttributeError, TypeError, ValueError, RuntimeError)) or ids is None or vision is None:
+        return ""
+    try:
+        takes = set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return ""
+    want = tiled_image_specs(vision, int(ids.shape[0]), int(ids.shape[-1]))
+    if "aspect_ratio_ids" not in takes or "pixel_values" not in specs:
+        return ""
+    said = f"{cause} {_failing_line(cause)}"
+    if not any(n in said for n in want):
+        return ""
+    tiles = want["pixel_values"].shape[2]
+    flags = " ".join(f"--input {n}={t.dtype}[{','.join(map(str, t.shape))}]" for n, t in want.items())
+    return (f"{type(model).__name__}'s images are {', '.join(want)} together: for one image per sample in "
+            f"max_num_tiles = {tiles} tiles, {flags} (the masks' values are not read; with no --input at all "
+            "wattlint builds these at --batch-size and --seq-len)")
+
+
+def _unset_mrope_section(model, config, err: InputError) -> str | None:
+    """The line for a multimodal-RoPE config without its ``mrope_section`` whose rotary embedding cannot run without
+    one, else None. HunYuan-VL's text model rotates queries and keys over position axes the section list splits the
+    head's frequencies into, and its rotary embedding reads ``len(self.mrope_section)`` for text-only input too:
+    transformers' own default HunYuanVLConfig has none, and every input failed with "object of type 'NoneType' has
+    no len()", which read as if an input were missing (review s54; its checkpoints ship
+    ``rope_scaling.xdrope_section``, which transformers reads as ``mrope_section``)."""
+    cause = err.__cause__
+    if not (isinstance(cause, TypeError) and "NoneType" in str(cause)
+            and "mrope_section" in _failing_line(cause)):
+        return None
+    text = getattr(config, "text_config", None)
+    cfg, where = (text, "text_config.") if text is not None else (config, "")
+    rope = getattr(cfg, "rope_parameters", None)
+    if isinstance(rope, Mapping) and rope.get("mrope_section") is not None:
+        return None
+    hd = getattr(cfg, "head_dim", None)
+    heads = getattr(cfg, "num_attention_heads", None)
+    if not isinstance(hd, int) and isinstance(heads, int) and heads > 0:
+        hd = getattr(cfg, "hidden_size", 0) // heads
+    half = f" = {hd // 2}" if isinstance(hd, int) and hd > 0 else ""
+    return (f"the config's {where}rope_parameters has no mrope_section: {type(model).__name__}'s rotary embedding "
+            f"splits each head's rotary frequencies over its multimodal position axes by that list and cannot run "
+            f"without it, text-only input included (transformers {_version()} reads len(mrope_section)); set "
+            f"{where}rope_parameters.mrope_section (or rope_scaling.xdrope_section, as the checkpoints ship it) to "
+            f"one integer per position axis summing to head_dim / 2{half}, e.g. [16, 16, 16, 16] for head_dim 128")
 
 
 def _failing_line(exc: BaseException) -> str:
