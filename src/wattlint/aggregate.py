@@ -961,6 +961,11 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     if attn is None:
         attn = _parallel.attention_forward_flops_per_token(graph)
     per_token = 6.0 * n_params + 3.0 * float(attn)
+    keys = _parallel.local_window_keys(graph)
+    if keys:  # Longformer / LED: the attention the model defines is its window, not the s x s square
+        convention += (f"; here the sliding-window attention of Longformer / LED's encoder counts the keys its window "
+                       f"defines, {keys:,} per query (attention_window + 1, and a column per global token), over the "
+                       f"sequence's queries (not the rows padded to a multiple of the window), not the s x s square")
     frozen = _frozen_active_params(graph)
     if frozen > 0:  # frozen weights (LoRA, a frozen backbone) get no weight gradient: 2 FLOPs per token less
         per_token -= 2.0 * frozen

@@ -1327,7 +1327,8 @@ def _stage_expert_params(graph: CostGraph) -> float | None:
 
 def attention_forward_flops_per_token(graph: CostGraph) -> float:
     """Forward attention-score FLOPs per token with the full s x s square (the MFU convention of llm-foundry /
-    PaLM: 2 x 2 x s x d_model per layer per token), from the traced fused-attention records."""
+    PaLM: 2 x 2 x s x d_model per layer per token), from the traced fused-attention records; a local window the
+    model defines (Longformer / LED's encoder, :func:`local_window_keys`) over the keys of its window."""
     total = 0.0
     for r in graph.records:
         if r.phase is Phase.FORWARD and r.kind is OpKind.ATTENTION and not r.recompute:
@@ -1340,13 +1341,34 @@ def attention_forward_flops_per_token(graph: CostGraph) -> float:
     return total * float((graph.extra or {}).get("dims_batch_scale", 1.0)) / tokens_per_micro_batch(graph)
 
 
+def _local_window_softmaxes(graph: CostGraph) -> list[int]:
+    """Indices of the forward softmaxes over a local window's scores: in a Longformer / LED encoder self-attention
+    (the module types wattlint.frontends.hf prepares for the trace), the 4-D [batch, padded sequence, heads, keys]
+    scores of its sliding window (attention_window / 2 keys each side and the query itself, then one column per
+    global token), which it computes in overlapping chunks, so no batched GEMM writes or reads them one to one.
+    (Its global tokens' own rows, [batch x heads, global tokens, sequence], are ordinary eager attention.)"""
+    from .frontends.hf import _LOCAL_GLOBAL_ATTENTION
+
+    types = dict(graph.modules)
+    return [i for i, r in enumerate(graph.records)
+            if r.phase is Phase.FORWARD and not r.recompute and r.kind is OpKind.SOFTMAX
+            and types.get(r.module) in _LOCAL_GLOBAL_ATTENTION and r.shapes and len(r.shapes[0]) == 4]
+
+
+def local_window_keys(graph: CostGraph) -> int:
+    """Keys per query of the widest local-window attention traced (:func:`_local_window_softmaxes`: the window's
+    w + 1 and the global tokens' columns), 0 without one."""
+    return max((int(graph.records[i].shapes[0][3]) for i in _local_window_softmaxes(graph)), default=0)
+
+
 # weights x rows / (weights x counted tokens) of the traced Linear layers above which the 6N convention of MFU
 # undercounts the model (1 for a decoder-only or encoder-only stack, less with heads over a few tokens)
 WEIGHT_REUSE_LIMIT = 1.05
 
 # module types (as the trace records them: graph.modules' type names) whose forward is one x @ W with a 2-D weight
 # multiplying every input row, the layers whose rows model_flops_basis measures: torch's nn.Linear and its subclass
-# NonDynamicallyQuantizableLinear (nn.MultiheadAttention's out_proj), and transformers' Conv1D (a Linear with its
+# NonDynamicallyQuantizableLinear (nn.MultiheadAttention's out_proj where called as a module; torch's own forward
+# runs it and the in-projection as F.linear inside the attention module: _projection_key), and transformers' Conv1D (a Linear with its
 # weight stored [in, out]: addmm(bias, x, W); GPT-2, OpenAI GPT, ImageGPT, Decision Transformer, CLVP's MLP). An
 # explicit list, not "any module with a 2-D matmul": a user module named otherwise that runs a matmul is not known
 # to hold its weight (a real convolution named Conv1D traces as a convolution, not a matmul, and is not counted)
@@ -1356,6 +1378,55 @@ LINEAR_TYPES = frozenset({"Linear", "NonDynamicallyQuantizableLinear", "Conv1D"}
 def is_linear_type(type_name: str | None) -> bool:
     """Whether a module of ``type_name`` is a Linear layer for the weight-reuse measure (:data:`LINEAR_TYPES`)."""
     return type_name in LINEAR_TYPES
+
+
+def _projection_key(r: OpRecord, types: Mapping[str, str], state: dict[str, list]) -> str | None:
+    """The weight a forward record of nn.MultiheadAttention multiplies, for the weight-reuse measure: torch's
+    multi_head_attention_forward runs its in-projection as F.linear on slices of in_proj_weight (one call over the
+    packed q / k / v of self-attention; the query's, then the keys' and values' of cross-attention, over the
+    memory's rows) and its out-projection as F.linear on out_proj.weight, all recorded under the attention module
+    (not out_proj, which it never calls), so no Linear of it was measured (review s54: a text decoder's
+    cross-attention keys and values over a few memory rows went unseen). The calls before the attention (a fused
+    kernel or a softmax of the module) are its in-projection, numbered in call order, the one after it the
+    out-projection; ``state`` (module -> [attention seen, in-projections so far]) follows repeated runs, whose
+    same slices add their rows. None for other records (the attention's own batched matmuls included)."""
+    if types.get(r.module) != "MultiheadAttention":
+        return None
+    seen = state.setdefault(r.module, [False, 0])
+    if r.kind in (OpKind.ATTENTION, OpKind.SOFTMAX):
+        seen[0] = True
+        return None
+    if r.kind is not OpKind.MATMUL or "bmm" in r.op or not (r.dim("k", 0) and r.dim("n", 0)):
+        return None
+    if seen[0]:
+        state[r.module] = [False, 0]
+        return f"{r.module}.out_proj"
+    seen[1] += 1
+    return f"{r.module} in-projection {seen[1]}"
+
+
+def experts_paths(graph: CostGraph) -> list[tuple[dict, str]]:
+    """Per MoE layer of the frontend's summary that names its module, (the layer, the module path of its routed
+    experts): the layer's own path (transformers' fused experts, Llama 4's) or its ``experts`` container where the
+    layer also holds the router, any shared experts and the dispatch (Switch Transformers' sparse MLP, Mixtral's
+    block): what MFU's model-FLOPs basis takes to the dropless rows and leaves out of the dense weights. Review
+    s53 / s54: both used the layer's path, which scaled Switch's router with the experts and left it out of the
+    dense measure."""
+    modules = {r.module for r in graph.records}
+    out = []
+    for ly in moe_layers(graph):
+        if not ly.get("module"):
+            continue
+        path = str(ly["module"])
+        inner = f"{path}.experts"
+        if any(m == inner or m.startswith(inner + ".") for m in modules):
+            path = inner
+        out.append((ly, path))
+    return out
+
+
+def _under(module: str, path: str) -> bool:
+    return module == path or module.startswith(path + ".")
 
 
 def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
@@ -1385,15 +1456,21 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     # routed experts' work at the dropless tokens x top-k rows (a capacity factor pads or drops rows: MFU's model
     # FLOPs count each token's experts once; review s53: the traced basis rose with the capacity factor's padding)
     dropless = _dropless_scale(graph)
+    mha: dict[str, list] = {}
     for r in graph.records:
         if r.recompute or r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             continue
-        fwd_bwd += r.flops * next((f for p, f in dropless if r.module == p or r.module.startswith(p + ".")), 1.0)
-        if r.phase is Phase.FORWARD and r.kind is OpKind.MATMUL and is_linear_type(types.get(r.module)) \
+        fwd_bwd += r.flops * next((f for p, f in dropless if _under(r.module, p)), 1.0)
+        if r.phase is not Phase.FORWARD:
+            continue
+        key = _projection_key(r, types, mha)  # nn.MultiheadAttention's projections, run as F.linear in it
+        if key is None and r.kind is OpKind.MATMUL and is_linear_type(types.get(r.module)) \
                 and r.dim("k", 0) and r.dim("n", 0):
-            rows[r.module] = rows.get(r.module, 0.0) + (r.dim("b", 1) or 1) * r.dim("m", 0) * scale
-            size[r.module] = r.dim("k", 0) * r.dim("n", 0)
-            calls[r.module] = calls.get(r.module, 0) + 1
+            key = r.module
+        if key is not None:
+            rows[key] = rows.get(key, 0.0) + (r.dim("b", 1) or 1) * r.dim("m", 0) * scale
+            size[key] = r.dim("k", 0) * r.dim("n", 0)
+            calls[key] = calls.get(key, 0) + 1
     tokens = tokens_per_micro_batch(graph)
     weights = sum(size.values())
     reuse = sum(size[m] * rows[m] for m in rows) / (weights * tokens) if weights else 0.0
@@ -1402,8 +1479,8 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
     # counts them): ``reuse_dense`` as ``reuse``; the weights that run on fewer rows than the counted tokens (a
     # vision tower over image patches beside a text model over the counted tokens, a head over a few tokens), their
     # share of the weights and size-weighted rows, and the one that misses the most rows (size x (tokens - rows))
-    routed = tuple(str(ly.get("module") or "") + "." for ly in moe_layers(graph) if ly.get("module"))
-    dense = [m for m in rows if not m.startswith(routed)] if routed else list(rows)
+    routed = [p for _, p in experts_paths(graph)]
+    dense = [m for m in rows if not any(_under(m, p) for p in routed)]
     w_dense = sum(size[m] for m in dense)
     fewer = [m for m in dense if rows[m] < tokens]
     w_fewer = sum(size[m] for m in fewer)
@@ -1421,20 +1498,13 @@ def model_flops_basis(graph: CostGraph) -> dict[str, Any]:
 
 
 def _dropless_scale(graph: CostGraph) -> list[tuple[str, float]]:
-    """Per routed MoE layer, (the module path of its experts, tokens x top-k / the rows its experts computed): the
-    factor that takes the traced expert work to the dropless rows (1 at capacity factor 1; 1 / 1.25 at 1.25's
-    padding; 2 at 0.5, whose dropped tokens MFU's convention counts as N_active does). The experts' path: the layer's
-    own (transformers' fused experts, Llama 4's) or its ``experts`` container where the layer also holds the router
-    and the dispatch (Switch Transformers' sparse MLP: review s53 scaled its router with the experts)."""
-    modules = {r.module for r in graph.records}
+    """Per routed MoE layer, (the module path of its experts, :func:`experts_paths`; tokens x top-k / the rows its
+    experts computed): the factor that takes the traced expert work to the dropless rows (1 at capacity factor 1;
+    1 / 1.25 at 1.25's padding; 2 at 0.5, whose dropped tokens MFU's convention counts as N_active does)."""
     out = []
-    for ly in moe_layers(graph):
+    for ly, path in experts_paths(graph):
         rows, tokens, k = sum(ly.get("rows_per_expert") or ()), int(ly.get("tokens") or 0), int(ly.get("top_k") or 0)
-        if ly.get("module") and rows > 0 and tokens > 0 and k > 0 and rows != tokens * k:
-            path = str(ly["module"])
-            inner = f"{path}.experts"
-            if any(m == inner or m.startswith(inner + ".") for m in modules):
-                path = inner
+        if rows > 0 and tokens > 0 and k > 0 and rows != tokens * k:
             out.append((path, tokens * k / rows))
     return out
 
@@ -1443,17 +1513,37 @@ def _eager_attention_flops(graph: CostGraph) -> float:
     """Forward attention-score FLOPs of attention run as separate kernels (--attention eager, or a model's own
     eager code: BLOOM's baddbmm, DeBERTa, Gemma 2's soft-capping): per softmax over E = b x h x sq x sk scores, the
     batched GEMMs of its module that make them (b' m n = E: Q K^T, 2 E d) and use them (b' m k = E: P V, 2 E dv).
-    MFU dropped the attention term for these (6N only), against its stated convention."""
+    MFU dropped the attention term for these (6N only), against its stated convention.
+
+    A local window (Longformer / LED's encoder, :func:`_local_window_softmaxes`) counts the attention the model
+    defines: each of the sequence's queries over its window's keys (w + 1, and one per global token), 2 x (d + dv)
+    FLOPs per score with d the inner dim of the batched GEMM before the softmax (Q K^T) and dv the output dim of
+    the one after it (P V). Its chunked kernels match no score tensor one to one, so the term was 0 (review s54);
+    the rows the model pads the sequence to (a multiple of attention_window) are not the model's: queries are the
+    traced sequence's tokens."""
     scores: dict[str, list[int]] = {}
     gemms: dict[str, list[OpRecord]] = {}
-    for r in graph.records:
-        if r.phase is not Phase.FORWARD or r.recompute or not r.module:
+    records = graph.records
+    local = set(_local_window_softmaxes(graph))
+    total = 0.0
+    seq = sequence_length(graph)
+    for i in sorted(local):
+        r = records[i]
+        b, rows, h, keys = (int(x) for x in r.shapes[0])
+        mine = [j for j, g in enumerate(records) if g.module == r.module and g.phase is Phase.FORWARD
+                and not g.recompute and _batched_gemm(g)]
+        qk = next((records[j] for j in reversed(mine) if j < i), None)
+        pv = next((records[j] for j in mine if j > i), None)
+        if qk is not None and pv is not None:
+            queries = min(rows, seq) if seq else rows
+            total += 2.0 * b * h * queries * keys * (qk.dim("k", 0) + pv.dim("n", 0))
+    for i, r in enumerate(records):
+        if r.phase is not Phase.FORWARD or r.recompute or not r.module or i in local:
             continue
         if r.kind is OpKind.SOFTMAX and r.shapes and r.shapes[0]:
             scores.setdefault(r.module, []).append(math.prod(int(x) for x in r.shapes[0]))
         elif r.kind is OpKind.MATMUL and (r.dim("b", 1) or 1) > 1:
             gemms.setdefault(r.module, []).append(r)
-    total = 0.0
     for module, sizes in scores.items():
         left = list(gemms.get(module, []))
         for e in sizes:
