@@ -1242,6 +1242,118 @@ def dispatched_rows_per_assignment(layer: dict, capacity_factor: float | None = 
     return 1.0
 
 
+# ---- expert-parallel dispatch: copies per token and overlap ------------------------------------------------------
+
+# Megatron-Core's --moe-token-dispatcher-type values wattlint prices (argument help: 'allgather', 'alltoall', 'flex'):
+# 'alltoall' permutes one row per token-to-expert assignment and exchanges them with one NCCL all-to-all, so a token
+# routed to two experts of the same rank travels twice; 'flex' (DeepEP / HybridEP) sends a token once per
+# destination node over the network and fans it out to the node's GPUs over NVLink, once per destination GPU
+MOE_DISPATCHERS = ("alltoall", "flex")
+
+
+@dataclass(frozen=True)
+class DispatchCopies:
+    """Copies of one token that leave its GPU in one expert-parallel dispatch (the combine returns as many):
+    ``nvlink`` over NVLink, ``network`` over the node's network, in expectation over the routing (balanced: top-k of
+    the experts uniformly, within the chosen expert groups under group-limited routing); ``nodes`` the nodes the
+    expert-parallel group spans, ``groups`` / ``topk_group`` the routing groups the rule used (1 / 1: none)."""
+
+    nvlink: float
+    network: float
+    nodes: int
+    groups: int = 1
+    topk_group: int = 1
+
+
+def _comb_ratio(n: int, m: int, k: int) -> float:
+    """C(n - m, k) / C(n, k): the chance that k picks without replacement among n items all miss m given ones."""
+    if k > n - m:
+        return 0.0
+    return math.comb(n - m, k) / math.comb(n, k)
+
+
+def _hit_probability(size: int, experts: int, top_k: int, groups: int, topk_group: int) -> float:
+    """Chance that a token routed to ``top_k`` of ``experts`` experts sends at least one to a given block of ``size``
+    consecutive experts (one GPU's or one node's), under group-limited routing: the experts in ``groups`` equal
+    consecutive groups (transformers' DeepseekV3TopkRouter: scores viewed as [groups, experts / groups]), the token
+    picks ``topk_group`` groups, each equally likely, then top-k uniformly among the S = topk_group x experts /
+    groups experts of its groups. The block lies in one group or is a union of whole groups (the callers check), so
+    it meets h of the chosen groups with h hypergeometric and holds c x h of the S candidates: P = 1 - sum_h P(h)
+    C(S - c h, k) / C(S, k). No group limit: groups = topk_group = 1, P = 1 - C(E - size, k) / C(E, k)."""
+    per_group = experts // groups
+    cand = topk_group * per_group
+    touched = max(1, size // per_group)  # groups the block covers (1: it lies inside one)
+    c = min(size, per_group)  # its experts in each of them
+    miss = 0.0
+    for h in range(0, min(touched, topk_group) + 1):
+        p_h = math.comb(touched, h) * math.comb(groups - touched, topk_group - h) / math.comb(groups, topk_group)
+        miss += p_h * _comb_ratio(cand, c * h, top_k)
+    return 1.0 - miss
+
+
+def expert_dispatch_copies(layer: Mapping[str, Any], ep: int, tp: int, gpus_per_node: int,
+                           dispatcher: str = "alltoall") -> DispatchCopies:
+    """Copies of a token that one expert-parallel dispatch sends off its GPU, over NVLink and over the network, for
+    an MoE layer of the frontend's summary (``experts``, ``top_k``; ``n_group`` / ``topk_group`` where the model
+    limits each token to the experts of topk_group of n_group groups, DeepSeek-V3 / Kimi-K2's node-limited routing)
+    with ``ep`` expert-parallel ranks ``tp`` apart (Megatron's rank order), local = gpus_per_node / tp of them in a
+    node, N = ep / local nodes, each rank holding experts / ep consecutive experts. Balanced routing (top-k uniform).
+
+    * ``alltoall`` (Megatron-Core's default for expert parallelism, torchtitan's): one row per token-to-expert
+      assignment, so top-k x (local - 1) / ep copies over NVLink and top-k x (ep - local) / ep over the network
+      (routing groups change nothing: every assignment is sent on its own).
+    * ``flex`` (DeepEP, the dispatcher DeepSeek-V3 was trained with): one copy per destination node over the network,
+      to the GPU of the same local index, which forwards it over NVLink to each other GPU of its node that holds
+      one of the token's experts (and one NVLink copy to each GPU of its own node that does): network = (N - 1) x
+      P(a node is hit), NVLink = (ep - N) x P(a GPU is hit) (the ep - N GPUs that are not their node's entry GPU,
+      by linearity of expectation). Under group-limited routing the groups bound the nodes: with groups = N (each
+      group a node, DeepSeek-V3's 8 groups over EP64 on 8 nodes) at most topk_group nodes, (N - 1) / N x topk_group
+      remote ones when every chosen group receives an expert. A node or GPU block that straddles two groups
+      (neither a multiple nor a divisor of experts / groups) drops the group limit (the plain rule, more copies)."""
+    e = int(layer.get("experts") or 0)
+    k = max(1, int(layer.get("top_k") or 1))
+    ep = max(1, int(ep))
+    per_node = max(1, int(gpus_per_node))
+    local = max(1, min(ep, per_node // max(1, int(tp))))
+    nodes = max(1, math.ceil(ep / local))
+    if ep <= 1:
+        return DispatchCopies(0.0, 0.0, 1)
+    if dispatcher not in MOE_DISPATCHERS:
+        raise ConfigError(f"unknown MoE token dispatcher {dispatcher!r}: one of {', '.join(MOE_DISPATCHERS)}")
+    if dispatcher == "alltoall" or e <= 0 or e % ep:
+        nv = k * (local - 1) / ep if nodes > 1 else k * (ep - 1) / ep
+        return DispatchCopies(nv, k * (ep - local) / ep if nodes > 1 else 0.0, nodes)
+    groups = int(layer.get("n_group") or 1)
+    chosen = int(layer.get("topk_group") or groups)
+    per_rank = e // ep
+    per_nd = per_rank * local
+
+    def aligned(size: int) -> bool:
+        pg = e // groups
+        return size % pg == 0 or pg % size == 0
+
+    if not (1 <= chosen < groups and e % groups == 0 and aligned(per_rank) and aligned(per_nd)
+            and chosen * (e // groups) >= k):
+        groups = chosen = 1
+    p_rank = _hit_probability(per_rank, e, k, groups, chosen)
+    p_node = _hit_probability(per_nd, e, k, groups, chosen) if nodes > 1 else 0.0
+    if nodes <= 1:  # one node: each GPU holding one of the token's experts gets it once over NVLink
+        return DispatchCopies((ep - 1) * p_rank, 0.0, 1, groups, chosen)
+    return DispatchCopies((ep - nodes) * p_rank, (nodes - 1) * p_node, nodes, groups, chosen)
+
+
+def overlapped_all_to_all_s(a2a_s: float, compute_s: float, micro_batches: int) -> float:
+    """Exposed expert-parallel all-to-all of one step under Megatron-Core's --overlap-moe-expert-parallel-comm
+    (the combined 1F1B schedule: the forward of one micro-batch runs beside the backward of another, each one's
+    dispatch and combine hidden behind the other's compute), given one micro-batch's all-to-all ``a2a_s`` and
+    forward + backward compute ``compute_s`` and the step's ``micro_batches`` m. The first micro-batch's forward
+    and the last one's backward have no partner (together one micro-batch's all-to-all, fully exposed); in the m - 1
+    paired slots the all-to-all hides behind the partner's compute: max(0, a2a - compute) each. Step total:
+    a2a + (m - 1) x max(0, a2a - compute). m = 1: nothing to pair, all exposed."""
+    m = max(1, int(micro_batches))
+    return a2a_s + (m - 1) * max(0.0, a2a_s - compute_s)
+
+
 def routed_expert_params(graph: CostGraph) -> int:
     """Parameters of the routed experts of the whole model (every MoE layer, all its experts; the router and any
     shared experts are not routed experts), from the frontend's MoE summary (0 for dense models)."""
