@@ -284,6 +284,86 @@ def _fuse_dropout_add(records: list[OpRecord], half: str) -> tuple[list[OpRecord
     return [replace.get(i, r) for i, r in enumerate(records) if i not in drop], len(replace)
 
 
+def windowed_pairs(s: int, w: int) -> int:
+    """Query-key pairs per head of causal attention over ``s`` tokens with a window of ``w`` tokens (each query sees
+    itself and the w - 1 before it): sum over i < s of min(i + 1, w)."""
+    full = min(s, w)
+    return full * (full + 1) // 2 + (s - full) * w
+
+
+def _bmm(r: OpRecord) -> bool:
+    return (r.kind is OpKind.MATMUL and "grouped" not in r.op and r.dim("b", 1) > 1
+            and bool(r.dim("m", 0) and r.dim("n", 0) and r.dim("k", 0)))
+
+
+def _fuse_sink_attention(records: list[OpRecord], half: str, modules: dict, heads) -> tuple[list[OpRecord], dict]:
+    """Transformer Engine's fused attention (``softmax_type="learnable"``, cuDNN) in place of the eager attention
+    core transformers runs for attention modules with sinks (gpt-oss, which has no SDPA path there): per module and
+    phase, the records from its QK^T batched matmul to its matmul over V (forward: 2 batched GEMMs; backward: their
+    4 gradients), with the scale, mask, sink concatenation, max, softmax and casts between them, and the copies of
+    grouped key / value heads (repeat_kv) and their gradient sums, become one fused attention kernel
+    (:func:`wattlint.costs.attention` / ``attention_backward``, causal, the model's key / value heads). A sliding-
+    window layer's kernel computes the window's pairs only (windowed_pairs), as FlashAttention's window_size kernels
+    skip the key blocks outside the window. The sink adds one logit per head and query row: left out. Returns the
+    records and what changed (cores, windowed cores, the traced saved-for-backward bytes of the probabilities)."""
+    h, kvh = (int(heads[0]), int(heads[1])) if heads and len(heads) == 2 else (0, 0)
+    done = {"cores": 0, "windowed": 0, "saved": 0, "saved_fp32": 0, "lse": 0}
+    if not h or not kvh or h % kvh:
+        return records, done
+    rep = h // kvh
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        if r.module in modules and r.phase is not Phase.OPTIMIZER and _bmm(r):
+            groups.setdefault((r.module, r.phase is Phase.FORWARD or r.recompute, r.phase, r.recompute), []).append(i)
+    shapes: dict[str, tuple[int, int, int, int, int]] = {}  # module -> (batch, sq, sk, d, dv) from its forward
+    for (mod, fwd, _ph, _rc), idx in groups.items():
+        if fwd and len(idx) == 2:
+            qk, pv = records[idx[0]], records[idx[1]]
+            bh, sq, sk, d, dv = qk.dim("b", 1), qk.dim("m", 0), qk.dim("n", 0), qk.dim("k", 0), pv.dim("n", 0)
+            if bh % h == 0 and pv.dim("k", 0) == sk:
+                shapes[mod] = (bh // h, sq, sk, d, dv)
+    drop: set[int] = set()
+    replace: dict[int, OpRecord] = {}
+    for (mod, fwd, ph, rc), idx in groups.items():
+        if mod not in shapes or len(idx) != (2 if fwd else 4):
+            continue
+        b, sq, sk, d, dv = shapes[mod]
+        span = [j for j in range(idx[0], idx[-1] + 1)
+                if records[j].module == mod and records[j].phase is ph and records[j].recompute == rc
+                and records[j].kind is not OpKind.VIEW]
+        repeats = [j for j, r in enumerate(records)
+                   if r.module == mod and r.phase is ph and r.recompute == rc and rep > 1 and r.shapes
+                   and len(r.shapes[0]) == 5 and int(r.shapes[0][2]) == rep
+                   and _base(r.op) in (("clone",) if fwd else ("sum",))]
+        w = int(modules[mod] or 0)
+        windowed = 0 < w < sk
+        cost = (C.attention if fwd else C.attention_backward)(b, h, sq, sk, d, dv, half, causal=True, kv_heads=kvh)
+        full = C.causal_pairs(sq, sk)
+        flops = cost.flops * windowed_pairs(sq, w) // full if windowed else cost.flops
+        dims = tuple(sorted(cost.dims + ((("window", w),) if windowed else ())))
+        replace[idx[0]] = dataclasses.replace(
+            records[idx[0]], op="fused::attention_learnable_sink" + ("" if fwd else "_backward"),
+            kind=OpKind.ATTENTION, dtype=half, flops=int(flops), bytes_read=cost.bytes_read,
+            bytes_written=cost.bytes_written, shapes=((b, h, sq, d), (b, kvh, sk, d), (b, kvh, sk, dv)), dims=dims)
+        drop.update(j for j in span + repeats if j != idx[0])
+        if fwd and not rc:
+            done["cores"] += 1
+            done["windowed"] += int(windowed)
+            soft = [j for j in span if records[j].kind is OpKind.SOFTMAX]
+            if len(soft) == 1:  # what eager attention saves for backward: the softmax output and the
+                # score-shaped tensor after it that the matmul over V reads (its cast), as the trace counted them
+                sm = records[soft[0]]
+                done["saved"] += sm.bytes_written
+                done["saved_fp32"] += sm.bytes_written if sm.dtype == "float32" else 0
+                after = [j for j in span if soft[0] < j < idx[1] and records[j].shapes
+                         and _numel(records[j].shapes[0]) == b * h * sq * sk]
+                if after:
+                    done["saved"] += records[after[-1]].bytes_written
+                done["lse"] += b * h * sq * 4  # the fused kernel's fp32 logsumexp
+    out = [replace.get(i, r) for i, r in enumerate(records) if i not in drop]
+    return out, done
+
+
 def _optimizer(graph: CostGraph, optimizer: str, half: str) -> list[OpRecord]:
     n = int(graph.trainable_params)
     name = (optimizer or graph.optimizer or "adamw").lower()
@@ -304,6 +384,30 @@ SUPERSEDED = ("precision: bf16 autocast emulated", "precision: fp16 autocast emu
               "optimizer: ", "weights: float32 master weights")
 
 
+# the frontend's line saying gpt-oss runs eager attention (wattlint.frontends.hf.eager_fallback_note), replaced by
+# the fused-attention line where the stack fuses its attention cores
+SINK_EAGER_NOTE = "attention: eager, not SDPA"
+
+
+def _sink_note(done: dict, sinks: dict, graph: CostGraph) -> str:
+    s = int(graph.seq_len or 0)
+    wins = sorted({int(w) for w in sinks.values() if w})
+    win = ""
+    if done["windowed"] and wins and s:
+        w = wins[0]
+        pairs, full = windowed_pairs(s, w), C.causal_pairs(s, s)
+        win = (f"; {done['windowed']:,} of them sliding-window layers (window {w:,}) priced over the window's "
+               f"{pairs:,} query-key pairs per head, {pairs / full:.1%} of the causal {full:,} (FlashAttention's "
+               f"window_size kernels skip the key blocks outside the window; cuDNN's assumed to do the same)")
+    return (f"attention sinks under megatron: {done['cores']:,} attention cores priced as one fused kernel each "
+            f"(Transformer Engine DotProductAttention softmax_type=\"learnable\", served by cuDNN fused attention, "
+            f"causal, grouped key / value heads not repeated) in place of transformers' eager path{win}; the sink "
+            f"adds one logit per head and query row (not counted: under 1/keys of the softmax work); the eager "
+            f"probabilities are no longer stored ({done['saved'] / 2**20:,.1f} MiB of traced saved-for-backward "
+            f"bytes removed, {done['lse'] / 2**20:,.1f} MiB of fp32 logsumexp added; the repeated key / value "
+            f"copies the eager matmuls kept stay as traced)")
+
+
 def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGraph, list[str]]:
     """``graph`` as a Megatron-style stack runs it (module doc); the assumption lines of what changed."""
     if (graph.extra or {}).get("training_stack") == "megatron":
@@ -311,7 +415,19 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
     half = half_dtype(precision)
     kept: list[OpRecord] = []
     casts = cast_bytes = 0
-    for r in graph.records:
+    extra = dict(graph.extra or {})
+    records = list(graph.records)
+    sinks = extra.get("sink_attention") or {}
+    sink_notes: list[str] = []
+    if sinks:
+        records, done = _fuse_sink_attention(records, half, sinks, extra.get("attention_heads"))
+        if done["cores"]:
+            sink_notes.append(_sink_note(done, sinks, graph))
+            if extra.get("activation_bytes") is not None:
+                extra["activation_bytes"] = max(0, int(extra["activation_bytes"]) - done["saved"] + done["lse"])
+            if extra.get("activation_bytes_fp32") is not None:
+                extra["activation_bytes_fp32"] = max(0, int(extra["activation_bytes_fp32"]) - done["saved_fp32"])
+    for r in records:
         if r.phase is Phase.OPTIMIZER:
             continue
         if r.module and _is_cast(r):
@@ -337,8 +453,7 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
              f"residual adds (fused bias-dropout-add), the optimizer as one multi-tensor {name} pass over fp32 "
              f"master weights, gradients and state plus the copy into the {hp} parameters; matmuls, attention "
              f"kernels, other element-wise work and the loss as traced (in place of the traced autocast, fp32 "
-             f"module weights and torch optimizer, whose lines are dropped)"]
-    extra = dict(graph.extra or {})
+             f"module weights and torch optimizer, whose lines are dropped)"] + sink_notes
     extra["training_stack"] = "megatron"
     # the activation output a fused gated kernel does not keep: PyTorch's SiLU output is saved by the gate's mul, the
     # fused SwiGLU / GeGLU kernel saves only its two inputs (and the next matmul its product): wattlint.memory
@@ -347,7 +462,8 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
         _numel(r.shapes[0]) * e for r in kept
         if r.op.startswith("fused::gated_") and not r.op.endswith("_backward") and r.phase is Phase.FORWARD
         and not r.recompute and r.shapes)
-    kept_notes = tuple(a for a in graph.assumptions if not a.startswith(SUPERSEDED))
+    kept_notes = tuple(a for a in graph.assumptions if not a.startswith(SUPERSEDED)
+                       and not (sink_notes and a.startswith(SINK_EAGER_NOTE)))
     out = dataclasses.replace(graph, records=tuple(kept + new_opt), precision=precision,
                               extra=extra, assumptions=kept_notes + tuple(notes))
     return out, notes

@@ -751,6 +751,9 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")
+    sinks = sink_attention_modules(model) if impl == "eager" else {}
+    if impl != attention:
+        notes.append(eager_fallback_note(model, attention, impl, bool(sinks)))
     notes += list(getattr(model, "_wattlint_build_notes", None) or ())
     notes += unfused_scan_notes(model)
     archs = [str(a) for a in (getattr(config, "architectures", None) or [])]
@@ -874,6 +877,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             raise InputError(f"{e}{hint}") from None
         raise
     extra: dict = {}
+    if sinks and attention != "eager":
+        # eager only because transformers has no other path for attention sinks (not asked for): the megatron
+        # stack (wattlint.stack) prices these modules' attention cores as Transformer Engine's fused kernel
+        extra["sink_attention"] = sinks
     if type(model).__name__ not in archs:  # the base model: the reports' header says no task head is costed
         extra["no_task_head"] = type(model).__name__
     if _base_class(model):
@@ -891,6 +898,37 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     # (wattlint.estimate/1 and wattlint.analysis/1 list "hf"; JSON users could not tell the two apart)
     graph = dataclasses.replace(graph, model=dataclasses.replace(graph.model, format="hf"))
     return dataclasses.replace(graph, extra={**(graph.extra or {}), **extra}) if extra else graph
+
+
+def sink_attention_modules(model) -> dict[str, int]:
+    """The attention modules with attention sinks (gpt-oss: a learned logit per head, ``sinks``, appended to every
+    softmax row), each with its sliding window (0: attends over the whole causal sequence)."""
+    out: dict[str, int] = {}
+    for name, m in model.named_modules():
+        p = getattr(m, "sinks", None)
+        if name and p is not None and getattr(p, "dim", lambda: 0)() == 1:
+            w = getattr(m, "sliding_window", None)
+            out[name] = int(w) if isinstance(w, int) and not isinstance(w, bool) and w > 0 else 0
+    return out
+
+
+def eager_fallback_note(model, asked: str, impl: str, sinks: bool) -> str:
+    """The line saying the attention implementation built is not the one asked for (review: gpt-oss was costed
+    with eager attention under the default / explicit ``--attention sdpa`` and only ``attn_implementation=eager``
+    said so, not why nor that the flag was not applied)."""
+    import transformers
+
+    cls = type(model).__name__
+    flag = "--attention sdpa (the default)" if asked == "sdpa" else f"--attention {asked}"
+    if sinks and impl == "eager":
+        return (f"attention: eager, not SDPA: {cls} appends a learned sink logit per head to every softmax row "
+                f"(attention sinks), which transformers {transformers.__version__}'s SDPA path cannot take (the class "
+                f"declares no SDPA support), so {flag} is not applied: the step is priced as transformers runs it, "
+                "separate QK^T / softmax / PV kernels storing the attention probabilities for backward (as HF Trainer "
+                "/ TRL fine-tune it: OpenAI's gpt-oss cookbook loads it with attn_implementation=\"eager\"); "
+                "--training-stack megatron prices Transformer Engine's fused attention with learnable sinks instead")
+    return (f"attention: {impl}, not {asked}: {cls} has no {asked} attention path in transformers "
+            f"{transformers.__version__} (the class does not declare it), so {flag} is not applied")
 
 
 def _sliding_layers(config) -> tuple[int, list[int], int] | None:
