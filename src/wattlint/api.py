@@ -127,6 +127,8 @@ def trace(source: Any, opts: Mapping[str, Any]) -> CostGraph:
     kw.update(frontend_batch(opts))  # tensor / pipeline parallel: trace one data-parallel replica's micro-batch
     if "inputs" in kw and not isinstance(kw["inputs"], Mapping):  # a dict (name -> spec) goes as it is
         kw["inputs"] = list(kw["inputs"])
+    elif _options.positional_inputs(kw.get("inputs")):
+        kw["inputs"] = _named_positional(source, kw["inputs"])
     memo = _TRACES.get()
     key = memo.key(source, kw) if memo is not None else None
     if key is not None:
@@ -676,6 +678,10 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
             cut = 1 if options.get("batch_size") is not None else 0
             same = traced is not None and ({(n, d, s[cut:]) for n, d, s in _specs_of(value)}
                                            == {(n, d, s[cut:]) for n, d, s in _specs_of(g.inputs)})
+            if traced is not None and _options.positional_inputs(value):  # example tensors by position: no names
+                same = ([(str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)[cut:])
+                         for t in value.values()]
+                        == [(str(t.dtype).rsplit(".", 1)[-1], tuple(t.shape)[cut:]) for t in g.inputs])
         elif name == "attention":  # the torch frontend records it
             traced = extra.get("attention")
             same = value == traced
@@ -695,6 +701,29 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
 
 # frontend options the plan applies to an already traced graph (see _refuse_retrace)
 _PLANNED_ON_GRAPH = ("batch_size", "gpus", "grad_accum", "precision", "activation_checkpointing")
+
+
+def _named_positional(source: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Example tensors given by position (``inputs=x`` or ``inputs=(x, mask)``, keyed ``input:0``... by
+    options.input_specs) named after the first positional parameters of the module's forward when the source is a
+    module whose forward has that many: bound by those names, the same binding as by position (the torch frontend
+    binds names that are all the forward's parameters by name, others by position), and reported by them. Otherwise
+    (a source still to be loaded, a forward taking ``*args``) kept as they are: bound by position."""
+    import inspect
+
+    forward = getattr(source, "forward", None) if not isinstance(source, (str, os.PathLike, type)) else None
+    try:
+        params = [p for p in inspect.signature(forward).parameters.values()] if callable(forward) else []
+    except (TypeError, ValueError):
+        params = []
+    names: list[str] = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    if len(names) < len(inputs) or any(p.kind is p.POSITIONAL_ONLY for p in params[:len(inputs)]):
+        return dict(inputs)
+    return dict(zip(names, inputs.values()))
 
 
 def _specs_of(inputs) -> set[tuple[str, str, tuple[int, ...]]]:

@@ -24,7 +24,8 @@ from .types import OpKind
 Shape = Sequence[int]
 
 DTYPE_BYTES: dict[str, int] = {
-    "float64": 8, "double": 8, "complex64": 8, "complex128": 16,
+    "float64": 8, "double": 8, "complex32": 4, "chalf": 4, "complex64": 8, "cfloat": 8, "complex128": 16,
+    "cdouble": 16,
     "float32": 4, "float": 4, "int32": 4, "uint32": 4,
     "float16": 2, "half": 2, "bfloat16": 2, "int16": 2, "uint16": 2,
     "int64": 8, "uint64": 8, "long": 8,
@@ -112,7 +113,39 @@ OPTIMIZER_STATE = {"sgd": 0, "sgd_momentum": 1, "adam": 2, "adamw": 2, "adagrad"
 OPTIMIZER_FOREACH_TEMPS = {"adam": 1, "adamw": 1, "adadelta": 2}
 
 
-def elementwise_flops_per_element(name: str) -> int:
+# Complex dtypes count real FLOPs as LAPACK's operation counts do (LAPACK Working Note 41, the timing suite's
+# ZOPLA / ZOPBL3 weigh a complex multiply as 6 real flops and a complex add as 2): a complex multiply-add is
+# 4 real multiplies + 4 real adds = 8 FLOPs, 4x a real one's 2 (the textbook 4-multiply product
+# (a+bi)(c+di) = (ac-bd) + (ad+bc)i, as cuBLAS's cgemm / zgemm and PyTorch's complex kernels compute it).
+COMPLEX_DTYPES = frozenset({"complex32", "chalf", "complex64", "cfloat", "complex128", "cdouble"})
+REAL_MAC_FLOPS = 2
+COMPLEX_MAC_FLOPS = 8
+# FLOPs per complex output element, where they differ from the real op's: add / sub / neg 2 (two real ones);
+# mul 6 (4 mul + 2 add); div 11 by the textbook formula (a+bi)/(c+di) = ((ac+bd) + (bc-ad)i) / (c^2+d^2):
+# c^2+d^2 (2 mul + 1 add), the two numerators (4 mul + 2 add), two divides. The other ops keep the real count.
+COMPLEX_ELEMENTWISE_FLOPS: dict[str, int] = {"add": 2, "sub": 2, "neg": 2, "mul": 6, "div": 11}
+
+
+def is_complex(dtype: str | None) -> bool:
+    """A complex dtype name (``complex64``, ``torch.complex64``, ``cfloat``...)."""
+    return str(dtype).rsplit(".", 1)[-1].lower() in COMPLEX_DTYPES
+
+
+def mac_flops(dtype: str | None) -> int:
+    """Real FLOPs of one multiply-accumulate in ``dtype``: 2, or 8 for a complex dtype (COMPLEX_MAC_FLOPS)."""
+    return COMPLEX_MAC_FLOPS if is_complex(dtype) else REAL_MAC_FLOPS
+
+
+def add_flops(dtype: str | None) -> int:
+    """Real FLOPs of one add in ``dtype`` (a bias add, a beta x C term): 1, or 2 for a complex dtype."""
+    return COMPLEX_ELEMENTWISE_FLOPS["add"] if is_complex(dtype) else 1
+
+
+def elementwise_flops_per_element(name: str, dtype: str | None = None) -> int:
+    """FLOPs per output element of the elementwise op ``name`` (ELEMENTWISE_FLOPS); for a complex ``dtype``, the
+    complex count of the ops COMPLEX_ELEMENTWISE_FLOPS lists."""
+    if dtype is not None and is_complex(dtype) and name in COMPLEX_ELEMENTWISE_FLOPS:
+        return COMPLEX_ELEMENTWISE_FLOPS[name]
     return ELEMENTWISE_FLOPS.get(name, DEFAULT_ELEMENTWISE_FLOPS)
 
 
@@ -141,11 +174,12 @@ def matmul_out_shape(a: Shape, b: Shape) -> tuple[int, ...]:
 
 def gemm(b: int, m: int, n: int, k: int, dtype: str, *, a_elems: int | None = None, b_elems: int | None = None,
          bias_elems: int = 0, out_dtype: str | None = None) -> Cost:
-    """A (batched) GEMM: b x [m,k] @ [k,n] (+ bias). FLOPs = 2*b*m*n*k (+ b*m*n for the bias add)."""
+    """A (batched) GEMM: b x [m,k] @ [k,n] (+ bias). FLOPs = 2*b*m*n*k (+ b*m*n for the bias add); complex dtypes
+    8*b*m*n*k (+ 2*b*m*n): :func:`mac_flops`, :func:`add_flops`."""
     e = dtype_bytes(dtype)
     a_elems = b * m * k if a_elems is None else a_elems
     b_elems = b * k * n if b_elems is None else b_elems
-    flops = 2 * b * m * n * k + (b * m * n if bias_elems else 0)
+    flops = mac_flops(dtype) * b * m * n * k + (add_flops(dtype) * b * m * n if bias_elems else 0)
     return Cost(flops, (a_elems + b_elems + bias_elems) * e, b * m * n * dtype_bytes(out_dtype or dtype),
                 OpKind.MATMUL, _dims(b=b, m=m, n=n, k=k))
 
@@ -393,7 +427,9 @@ def conv(x: Shape, weight: Shape, dtype: str, *, stride: int | Shape = 1, paddin
         macs = n * cout * numel(out_spatial) * weight[1] * numel(kernel)
     out_shape = (n, cout, *out_spatial)
     e = dtype_bytes(dtype)
-    flops = 2 * macs + (numel(out_shape) if bias else 0)
+    # complex dtypes at 8 FLOPs per MAC (mac_flops); PyTorch itself runs a complex convolution as three real ones
+    # (Gauss's trick, aten complex_convolution), which its frontend records as they run
+    flops = mac_flops(dtype) * macs + (add_flops(dtype) * numel(out_shape) if bias else 0)
     # implicit GEMM view, batched over groups (b*m*n*k = MACs):
     #   conv:       M = N*out_pixels, N = Cout/g, K = Cin/g * prod(K)
     #   transposed: M = N*in_pixels,  N = Cout/g * prod(K), K = Cin/g  (each input pixel scatters a K-window);
@@ -414,7 +450,7 @@ def conv_backward(x: Shape, weight: Shape, dtype: str, *, input_grad: bool = Tru
     fwd = conv(x, weight, dtype, bias=bias, **conv_kw)  # with the bias, so mm_flops removes it once
     e = dtype_bytes(dtype)
     out_bytes = fwd.bytes_written
-    mm_flops = fwd.flops - (fwd.bytes_written // e if bias else 0)
+    mm_flops = fwd.flops - (add_flops(dtype) * (fwd.bytes_written // e) if bias else 0)
     costs = []
     if input_grad:
         costs.append(Cost(mm_flops, out_bytes + numel(weight) * e, numel(x) * e, OpKind.CONV, fwd.dims))
@@ -544,11 +580,66 @@ def softmax(x: Shape, dtype: str, *, backward: bool = False, in_dtype: str | Non
 
 def elementwise(name: str, inputs: Sequence[Shape], out: Shape, dtype: str, *, in_dtypes: Sequence[str] | None = None,
                 backward: bool = False) -> Cost:
-    """An elementwise op (arithmetic, activation, comparison). FLOPs per output element from the table."""
-    per = elementwise_flops_per_element(name) * (BACKWARD_FACTOR if backward else 1)
+    """An elementwise op (arithmetic, activation, comparison). FLOPs per output element from the table (the complex
+    count for a complex ``dtype``: COMPLEX_ELEMENTWISE_FLOPS)."""
+    per = elementwise_flops_per_element(name, dtype) * (BACKWARD_FACTOR if backward else 1)
     in_dtypes = in_dtypes or [dtype] * len(inputs)
     read = sum(numel(s) * dtype_bytes(dt) for s, dt in zip(inputs, in_dtypes))
     return Cost(per * numel(out), read, nbytes(out, dtype), OpKind.ELEMENTWISE)
+
+
+# FFTs: FLOPs of one complex transform of N points = 5 N log2 N, the radix-2 Cooley-Tukey count that FFTW's
+# benchmarks report every transform at (benchFFT, "FFT Benchmark Methodology": "mflops = 5 N log2(N) / (time for one
+# FFT in microseconds)" for complex data, half that, 2.5 N log2 N, for real-data transforms); a multi-dimensional
+# transform of N = N1 x ... x Nk points runs N/Nj transforms of length Nj along each dim j: 5 N sum log2 Nj =
+# 5 N log2 N again.
+FFT_FLOPS_PER_POINT_LOG2 = 5
+
+
+def fft(x: Shape, out: Shape, dims: Sequence[int], in_dtype: str, out_dtype: str, *, kind: str = "c2c",
+        normalized: bool = False) -> Cost:
+    """One FFT op (aten._fft_c2c / _fft_r2c / _fft_c2r) over ``dims`` of its input ``x`` (output ``out``): each
+    transform has N = the product of the transformed dims' logical lengths (the real side's for r2c / c2r: the
+    input's for r2c, the output's for c2r, whose complex side is one-sided), and there are numel / N of them (the
+    batch and every dim not transformed). FLOPs per transform 5 N log2 N for c2c, 2.5 N log2 N for r2c / c2r
+    (FFT_FLOPS_PER_POINT_LOG2), + one multiply per real output value when the op normalises (by 1/N or
+    1/sqrt(N)). Bytes: the input read and the output written once. OpKind.ELEMENTWISE: a bandwidth-bound streaming
+    kernel on a GPU."""
+    if kind not in ("c2c", "r2c", "c2r"):
+        raise ValueError(f"FFT kind must be c2c, r2c or c2r, got {kind!r}")
+    real = tuple(out) if kind == "c2r" else tuple(x)
+    nd = len(real)
+    n = numel([real[d % nd] for d in dims]) if nd else 1
+    transforms = numel(real) // max(n, 1)
+    per = FFT_FLOPS_PER_POINT_LOG2 * n * math.log2(n) if n > 1 else 0.0
+    if kind != "c2c":
+        per /= 2
+    scale = numel(out) * (2 if is_complex(out_dtype) else 1) if normalized else 0
+    return Cost(int(round(transforms * per)) + scale, nbytes(x, in_dtype), nbytes(out, out_dtype), OpKind.ELEMENTWISE,
+                _dims(n=n, batch=transforms))
+
+
+# Weight normalisation, w = g * v / ||v|| per output row (torch._weight_norm_interface, dim 0 or the last):
+# forward per element of v: its square, its add into the row's sum of squares, its multiply by the row's scale;
+# per row: the sqrt (ELEMENTWISE_FLOPS["sqrt"] = 2) and g / norm (1). Backward (its _backward: grad_v, grad_g) per
+# element: grad_w * v and its add into the row's dot product s; grad_v = (g / norm) * (grad_w - v * s / norm^2):
+# a multiply, a subtract, a multiply; per row: norm^2, s / norm^2, g / norm and grad_g = s / norm.
+WEIGHT_NORM_FLOPS = {"forward": (3, 3), "backward": (5, 4)}  # (per element of v, per row)
+
+
+def weight_norm(v: Shape, rows: int, dtype: str, *, norms_dtype: str = "float32", backward: bool = False) -> Cost:
+    """torch._weight_norm_interface (forward) / _weight_norm_interface_backward over ``v`` with ``rows`` norms (one
+    per output channel for dim 0). FLOPs: WEIGHT_NORM_FLOPS. Bytes, each tensor once (a row is reduced, then scaled
+    from cache, as the fused kernel does): forward reads v and g, writes w and the norms (``norms_dtype``: the
+    accumulation type, fp32 for half-precision v); backward reads grad_w, v, g and the norms, writes grad_v and
+    grad_g."""
+    n = numel(v)
+    e, ne = dtype_bytes(dtype), dtype_bytes(norms_dtype)
+    per_elem, per_row = WEIGHT_NORM_FLOPS["backward" if backward else "forward"]
+    flops = per_elem * n + per_row * rows
+    if backward:
+        return Cost(flops, 2 * n * e + rows * (e + ne), n * e + rows * e, OpKind.NORM, _dims(rows=rows))
+    return Cost(flops, n * e + rows * e, n * e + rows * ne, OpKind.NORM, _dims(rows=rows))
 
 
 def reduction(x: Shape, dtype: str, *, out_shape: Shape = (), flops_per_element: int = 1,

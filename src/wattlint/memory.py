@@ -10,7 +10,8 @@ A static, stated model (docs/ENERGY_MODEL.md, "Memory"):
 * training stack megatron (wattlint.stack): weights in half precision (2 bytes), an fp32 master copy (4 bytes per
   trainable parameter, sharded like the optimizer state), gradients in the fp32 accumulation buffer (4 bytes; 2
   under fp16), no cached weight casts.
-* optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32); the
+* optimizer state: ``costs.optimizer_state_elems`` x 4 bytes (Adam/AdamW: exp_avg + exp_avg_sq in fp32; torch makes
+  them zeros_like the parameter: in the parameters' bytes when those are wider, complex64 / float64); the
   optimizer step's temporaries (:func:`optimizer_step_temporaries`: torch's foreach Adam's exp_avg_sq_sqrt over every
   parameter) set the peak instead of backward's activations when they outgrow them.
 * a graph stored in half precision (apex O2-style, ``extra["fp32_master_weights"]``): fp32 master copy, no weight
@@ -524,8 +525,13 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         notes.append("half-precision weights in the graph, trained in mixed precision: an fp32 master copy, 4 bytes "
                      "per trainable parameter (sharded like the optimizer state)")
     opt_name = (plan.optimizer or "adamw").lower()
-    # fp32 state, but a module trained in half precision keeps it in the parameters' dtype (zeros_like)
-    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * (2.0 if pure else 4.0)
+    # torch's optimizers make their state zeros_like(param) (torch/optim/adam.py: exp_avg, exp_avg_sq), in the
+    # parameters' dtype: fp32 for fp32 (and autocast) parameters; 2 bytes for a module trained in half precision;
+    # as wide as the parameters when they are wider than fp32 (complex64: 8 bytes, the complex Adam step updates
+    # view_as_real of the complex state; float64: 8), read as bytes per parameter as stored, as the gradients are.
+    # An fp32 master copy (megatron, an fp16-stored ONNX graph) keeps fp32 state.
+    state_bytes = 2.0 if pure else 4.0 if master else max(4.0, bpp)
+    opt_state = costs.optimizer_state_elems(opt_name, trainable, momentum=opt_name == "sgd") * state_bytes
     sharding = (plan.sharding or "none").lower()
     sharded = sharding in ("zero1", "zero2", "zero3", "fsdp") and n > 1
     if plan.expert_parallel > 1:

@@ -149,10 +149,34 @@ def dataset(v: Any, *, text: bool = False) -> str:
 _INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
 
 
+#: what ``inputs=`` takes, named in every refusal of a malformed one
+INPUT_FORMS = ("spec strings (one, or a list: ['x=float32[8,3,224,224]']), a dict of name -> spec string "
+               "('float32[8,3,224,224]'), TensorSpec or example tensor, or example tensors (one, or a tuple / list "
+               "of them, bound positionally as a factory's example inputs)")
+#: the names positional example tensors get (``input:0``, ``input:1``...): not Python identifiers, so never a
+#: forward parameter's name, and the torch frontend binds them by position (trace_with_inputs)
+POSITIONAL_INPUT = "input:{}"
+
+
+def _example_tensor(v: Any) -> bool:
+    """A torch tensor (or Parameter), told without importing torch (options.py imports nothing of wattlint)."""
+    return hasattr(v, "shape") and hasattr(v, "dtype") and type(v).__module__.split(".", 1)[0] == "torch"
+
+
+def positional_inputs(v: Any) -> bool:
+    """True for ``inputs=`` as :func:`input_specs` returns example tensors given by position."""
+    return isinstance(v, Mapping) and bool(v) and all(k == POSITIONAL_INPUT.format(i) for i, k in enumerate(v))
+
+
 def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...] | dict[str, Any]:
     """Spec strings (``'x=float32[8,16]'``, one or a list), or (the API, as wattlint.analyze takes them) a dict of
     name -> spec string (``'float32[8,16]'``), TensorSpec or example tensor, returned as a dict (the frontend reads
-    a TensorSpec's or a tensor's dtype and shape)."""
+    a TensorSpec's or a tensor's dtype and shape). An example tensor, or a tuple / list of them (the API), is bound
+    by position as a factory's ``(module, example_inputs)`` are: returned as a dict keyed ``input:0``, ``input:1``...
+    (:data:`POSITIONAL_INPUT`; the API names them after the forward's parameters when it has the module)."""
+    if not text and (_example_tensor(v) or (isinstance(v, (list, tuple)) and v
+                                            and all(_example_tensor(t) for t in v))):
+        return {POSITIONAL_INPUT.format(i): t for i, t in enumerate((v,) if _example_tensor(v) else v)}
     if isinstance(v, Mapping) and not text:
         for name, spec in v.items():
             if not isinstance(name, str) or not _INPUT_RE.match(f"{name}=x[]"):
@@ -161,6 +185,10 @@ def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...] | dict[str, An
                                                                .replace(" ", "")):
                 raise ValueError(f"expected input specs like {{'x': 'float32[8,3,224,224]'}}, got {spec!r}")
         return dict(v)
+    if not isinstance(v, str) and not (isinstance(v, (list, tuple)) and all(isinstance(x, str) and x.strip()
+                                                                           for x in v)):
+        raise ValueError(f"expected {INPUT_FORMS}" if not text else
+                         "expected an input spec or a list of them, e.g. ['x=float32[8,3,224,224]']")
     items = (v,) if isinstance(v, str) else str_list(v)
     for s in items:
         if not _INPUT_RE.match(s.replace(" ", "")):
@@ -426,7 +454,7 @@ def validate(values: Mapping[str, Any], *, label: Callable[[Option], str] | None
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = re.sub(r"\s*\n\s*", " ", repr(value))  # one line: a small tensor's repr spans several
     if isinstance(value, bool):
         text = "true" if value else "false"
     return text if len(text) <= 60 else text[:57] + "..."

@@ -173,10 +173,11 @@ def _mm(a, out):
 
 def _addmm(a, out):
     x, w, b = a["mat1"], a["mat2"], a["self"]
-    c = C.matmul(shape(x), shape(w), compute_dtype(a, out))
+    d = compute_dtype(a, out)
+    c = C.matmul(shape(x), shape(w), d)
     m, n = shape(x)[0], shape(w)[1]
     bias_elems = b.numel()
-    return C.Cost(c.flops + m * n, c.bytes_read + bias_elems * b.element_size(), c.bytes_written, OpKind.MATMUL,
+    return C.Cost(c.flops + C.add_flops(d) * m * n, c.bytes_read + bias_elems * b.element_size(), c.bytes_written, OpKind.MATMUL,
                   c.dims)
 
 
@@ -185,8 +186,9 @@ def _bmm(a, out):
 
 
 def _baddbmm(a, out):
-    c = C.matmul(shape(a["batch1"]), shape(a["batch2"]), compute_dtype(a, out))
-    extra = out.numel() if isinstance(out, torch.Tensor) else 0
+    d = compute_dtype(a, out)
+    c = C.matmul(shape(a["batch1"]), shape(a["batch2"]), d)
+    extra = C.add_flops(d) * out.numel() if isinstance(out, torch.Tensor) else 0
     return C.Cost(c.flops + extra, c.bytes_read + a["self"].numel() * a["self"].element_size(), c.bytes_written,
                   OpKind.MATMUL, c.dims)
 
@@ -206,12 +208,16 @@ def _mv(a, out):
 
 
 def _addmv(a, out):
-    c = C.matmul(shape(a["mat"]), shape(a["vec"]), compute_dtype(a, out))
-    return C.Cost(c.flops + out.numel(), c.bytes_read + tbytes([a["self"]]), c.bytes_written, OpKind.MATMUL, c.dims)
+    d = compute_dtype(a, out)
+    c = C.matmul(shape(a["mat"]), shape(a["vec"]), d)
+    return C.Cost(c.flops + C.add_flops(d) * out.numel(), c.bytes_read + tbytes([a["self"]]), c.bytes_written, OpKind.MATMUL, c.dims)
 
 
 def _dot(a, out):
-    return C.matmul(shape(a["self"]), shape(a["tensor"]), compute_dtype(a, out))
+    """dot(self, tensor) / vdot(self, other) (torch.nn.utils.spectral_norm's power iteration: sigma = vdot(u, W v));
+    vdot conjugates ``self`` inside the kernel (free): n multiply-adds either way, 8 real FLOPs each when complex."""
+    other = a["tensor"] if "tensor" in a else a["other"]
+    return C.matmul(shape(a["self"]), shape(other), compute_dtype(a, out))
 
 
 def _conv_kw(a):
@@ -456,6 +462,30 @@ def _embedding_bag_psw_bwd(a, out):
                   OpKind.EMBEDDING)
 
 
+def _fft(kind: str):
+    """aten._fft_c2c / _fft_r2c / _fft_c2r (torch.fft.*: fft, rfft2, irfftn...): costs.fft over the op's dims;
+    ``normalization`` (0: none, 1: 1/sqrt(N), 2: 1/N) adds the scaling multiply."""
+    def h(a, out):
+        x = a["self"]
+        o = tensors(out)[0]
+        return C.fft(shape(x), shape(o), [int(d) for d in a["dim"]], dt(x), dt(o), kind=kind,
+                     normalized=bool(a.get("normalization")))
+    return h
+
+
+def _weight_norm(a, out):
+    """aten._weight_norm_interface(v, g, dim) (nn.utils.weight_norm and parametrizations.weight_norm: HiFi-GAN,
+    wav2vec2's positional convolution): one norm per element of g (its rows), costs.weight_norm; outputs (w, norms)."""
+    v, g = a["v"], a["g"]
+    norms = tensors(out)[1]
+    return C.weight_norm(shape(v), int(g.numel()), dt(v), norms_dtype=dt(norms))
+
+
+def _weight_norm_bwd(a, out):
+    v, norms = a["saved_v"], a["saved_norms"]
+    return C.weight_norm(shape(v), int(norms.numel()), dt(v), norms_dtype=dt(norms), backward=True)
+
+
 def _pool_kernel(a, x, out):
     ks = a.get("kernel_size")
     if ks is not None:
@@ -563,6 +593,8 @@ def _fused_cell_bwd(mode: str):
 HANDLERS: dict[str, Handler] = {
     "mm": _mm, "addmm": _addmm, "bmm": _bmm, "baddbmm": _baddbmm, "mv": _mv, "addmv": _addmv, "dot": _dot,
     "vdot": _dot, "_grouped_mm": _grouped_mm,
+    "_fft_c2c": _fft("c2c"), "_fft_r2c": _fft("r2c"), "_fft_c2r": _fft("c2r"),
+    "_weight_norm_interface": _weight_norm, "_weight_norm_interface_backward": _weight_norm_bwd,
     "convolution": _convolution, "convolution_backward": _convolution_backward,
     "_scaled_dot_product_efficient_attention": _sdpa_fwd,
     "_scaled_dot_product_flash_attention": _sdpa_fwd,
@@ -609,8 +641,27 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+class OpCostError(Exception):
+    """A formula of this table failed on an op PyTorch itself ran (its meta kernel accepted the arguments): a
+    wattlint bug, never the model's or its inputs' fault, so not a WattlintError (the CLI reports it as an internal
+    error, exit 3, where the frontend lets it through)."""
+
+
 def cost_of(func, args, kwargs, out, *, optimizer_phase: bool = False) -> tuple[str, list[C.Cost]]:
-    """Classify one aten op call: returns (status, costs). status is handled|ignored|unsupported."""
+    """Classify one aten op call: returns (status, costs). status is handled|ignored|unsupported. Raises
+    OpCostError when the op's own formula fails (a KeyError on an argument name, a shape it did not expect)."""
+    try:
+        return _cost_of(func, args, kwargs, out, optimizer_phase)
+    except Exception as e:
+        from ..types import WattlintError
+
+        if isinstance(e, WattlintError):
+            raise
+        raise OpCostError(f"wattlint's own cost formula for {func} failed ({type(e).__name__}: {e}): a wattlint bug, "
+                          f"not the model's; please report it") from e
+
+
+def _cost_of(func, args, kwargs, out, optimizer_phase: bool) -> tuple[str, list[C.Cost]]:
     name = func._schema.name.split("::", 1)[-1]
     base = base_name(func)
     inplace = name.endswith("_") and not name.startswith("_") or name.startswith("_foreach_") and name.endswith("_")
@@ -632,7 +683,8 @@ def cost_of(func, args, kwargs, out, *, optimizer_phase: bool = False) -> tuple[
             per = C.elementwise_flops_per_element(ACT_BACKWARD[base]) * C.BACKWARD_FACTOR
         else:
             key = ELEMENTWISE_ALIAS[base]
-            per = C.elementwise_flops_per_element(key)
+            # a complex result (complex add / mul / div...): counted in real FLOPs (costs.COMPLEX_ELEMENTWISE_FLOPS)
+            per = C.elementwise_flops_per_element(key, dt(outs[0]) if outs else d)
             if key == "gelu" and a.get("approximate") == "tanh":
                 per = C.elementwise_flops_per_element("gelu_tanh")
             if key == "fill":  # RNG fills: only the write
