@@ -856,6 +856,9 @@ def _notes(graph: CostGraph, gpu: GpuSpec, model: EnergyModelInfo) -> list[str]:
 def aggregate(graph: CostGraph, priced: PricedOps, gpu: GpuSpec, plan: Plan, model: EnergyModelInfo) -> Estimate:
     """The estimate of ``plan`` on ``gpu`` from the priced ops of ``graph`` (module doc)."""
     notes: list[str] = list(graph.assumptions) + list(plan.assumptions) + list(priced.notes)
+    inputs_note = multimodal_inputs_note(graph)
+    if inputs_note:
+        notes.insert(len(graph.assumptions), inputs_note)
     traced = max(1, int(graph.micro_batch or 1))
     if plan.micro_batch_size != traced:
         # the frontend's "micro-batch N from the inputs; pass --batch-size" line is what this plan just overrode
@@ -932,8 +935,8 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     if seq <= 0 or step_s <= 0:
         return None, None
     extra = graph.extra or {}
-    n_params = float(extra.get("parallel_full_params") or graph.params)
-    inactive = _parallel.inactive_expert_params(graph)
+    counts = param_counts(graph)
+    n_params, inactive = counts["params"], counts["inactive_experts"]
     convention = MFU_CONVENTION
     if inactive:  # mixture of experts: active parameters per token
         convention = MFU_CONVENTION_MOE
@@ -946,7 +949,7 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
             # the kept ones); the convention's 6 N_active still counts every token's experts (review 2026-12-07)
             convention += (f"; capacity factor {cf:g} < 1: up to {1 - cf:.0%} of the routed tokens are dropped, "
                            f"whose expert FLOPs 6 N_active still counts (MFU an upper bound; HFU counts what ran)")
-    idle = float(extra.get("idle_params") or 0)
+    idle = counts["idle"]
     if idle:  # trainable parameters no gradient reached: a tower the step's inputs do not run
         n_params -= idle
         convention += (f"; here {idle:,.0f} trainable parameters receive no gradient in the traced step (a tower "
@@ -1004,6 +1007,106 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     note = (f"MFU {pct(mfu)}, HFU {pct(hfu)}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
             f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
     return util, note
+
+
+def param_counts(graph: CostGraph) -> dict[str, float]:
+    """The whole model's parameter counts the reports state and MFU's N starts from: ``params`` (all of them),
+    ``inactive_experts`` (routed-expert parameters a token does not use: per MoE layer its expert parameters x
+    (1 - top-k / experts)), ``idle`` (trainable parameters no gradient reached in the traced step: a tower its
+    inputs do not run) and ``active`` = params - inactive_experts - idle: the parameters one token runs in the
+    traced step, every embedding table included (an untied input embedding too, which model cards such as
+    gpt-oss's leave out of their active count)."""
+    extra = graph.extra or {}
+    full = float(extra.get("parallel_full_params") or graph.params or 0)
+    inactive = float(_parallel.inactive_expert_params(graph))
+    idle = float(extra.get("idle_params") or 0)
+    return {"params": full, "inactive_experts": inactive, "idle": idle,
+            "active": max(0.0, full - inactive - idle)}
+
+
+_TOKEN_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
+
+
+def _is_image_input(t) -> bool:
+    """An image / video input of a vision-language model: a float tensor named pixel_values* or of 4 dims or more."""
+    return not t.dtype.startswith(("int", "uint", "bool")) and (t.name.startswith("pixel_values") or len(t.shape) >= 4)
+
+
+def _vision_tower(graph: CostGraph) -> tuple[str, str] | None:
+    """The outermost module whose class names a vision tower (``Vision`` / ``Visual`` in its type: Llama4VisionModel,
+    SiglipVisionModel, CLIPVisionModel, Qwen2VisionTransformerPretrainedModel), as (path, type); None without one."""
+    found = [(p, t) for p, t in graph.modules if p and ("Vision" in t or "Visual" in t)]
+    outer = [(p, t) for p, t in found if not any(p.startswith(q + ".") for q, _ in found)]
+    return outer[0] if outer else None
+
+
+def _runs(graph: CostGraph, path: str) -> bool:
+    return any(r.phase is Phase.FORWARD and (r.module == path or r.module.startswith(path + "."))
+               for r in graph.records)
+
+
+def _shape(t) -> str:
+    return f"{t.name} {t.dtype}[{', '.join(str(d) for d in t.shape)}]"
+
+
+def multimodal_inputs_note(graph: CostGraph) -> str | None:
+    """The assumption line saying which inputs a vision-language model was traced with (review s54: a Llama 4 Scout
+    report did not say that its default inputs held an image, and was read as text-only): with images, how many per
+    sample, whether the vision tower ran, and how many sequence positions its features fill (the forward
+    masked_scatter that merges them into the text embeddings, as transformers' LLaVA, Gemma 3 and Llama 4 do); with
+    token ids alone, that the model was costed text-only and its vision tower did not run. None for other models,
+    and where the frontend's notes already describe the images ('images: ...', Mllama's tiles)."""
+    if any(a.startswith("images:") for a in graph.assumptions):
+        return None
+    tokens = [t for t in graph.inputs if t.dtype in _TOKEN_DTYPES and len(t.shape) >= 2]
+    images = [t for t in graph.inputs if _is_image_input(t)]
+    tower = _vision_tower(graph)
+    if not tokens or (not images and tower is None):
+        return None
+    mb = max(1, int(graph.micro_batch or 1))
+    seq = int(tokens[0].shape[-1])
+    if not images:
+        if _runs(graph, tower[0]):
+            return None
+        idle = param_counts(graph)["idle"]
+        where = (f": its parameters are among the {idle:,.0f} trainable parameters that get no gradient, left out "
+                 f"of the gradients, the optimizer step and MFU's N") if idle else ""
+        hint = ("; wattlint traces a Hugging Face vision-language config given no --input with one image per "
+                "sample") if graph.model.format == "hf" else ""
+        return (f"costed text-only: inputs traced {', '.join(_shape(t) for t in graph.inputs)}, no image, so the "
+                f"vision tower ({tower[0]}, {tower[1]}) does not run{where}{hint}")
+    what = []
+    for t in images:
+        if len(t.shape) == 4 and t.shape[0] % mb == 0:
+            n = t.shape[0] // mb
+            what.append(f"{_shape(t)}: {n} image{'' if n == 1 else 's'} of {t.shape[2]} x {t.shape[3]} per sample")
+        elif len(t.shape) == 5 and t.shape[0] % mb == 0:
+            n = t.shape[0] // mb
+            what.append(f"{_shape(t)}: {n} video{'' if n == 1 else 's'} of {t.shape[1]} frames of {t.shape[3]} x "
+                        f"{t.shape[4]} per sample")
+        else:
+            what.append(_shape(t))
+    note = (f"multimodal inputs traced: {', '.join(_shape(t) for t in tokens)} and {'; '.join(what)}")
+    if tower is not None and _runs(graph, tower[0]):
+        note += (f"; the vision tower ({tower[0]}, {tower[1]}) runs: its parameters are active ones (a gradient, an "
+                 f"optimizer update, and its FLOPs in MFU's model FLOPs)")
+    merged = 0
+    for r in graph.records:  # inputs_embeds.masked_scatter(mask, features): [B, S, H], [B, S, 1], [..., H]
+        if r.phase is Phase.FORWARD and r.op.startswith("aten.masked_scatter.") and len(r.shapes) == 3 \
+                and len(r.shapes[0]) == 3 and r.shapes[2] and r.shapes[2][-1] == r.shapes[0][-1] \
+                and r.shapes[0][-1] > 0:
+            merged += math.prod(r.shapes[2]) // r.shapes[0][-1]
+    if merged:
+        per = merged / mb
+        note += (f"; their features fill {per:,.0f} of each sample's {seq:,} sequence positions (image tokens, "
+                 f"counted as tokens in tokens/s and MFU)")
+        if per > seq:
+            note += (f": more than the sequence holds (on real data transformers refuses features that do not match "
+                     f"the image tokens of input_ids): pass a --seq-len above {per:,.0f}")
+    if graph.model.format == "hf":
+        note += (f"; pass --input {tokens[0].name}={tokens[0].dtype}[{','.join(str(d) for d in tokens[0].shape)}] "
+                 f"alone to cost the text-only step")
+    return note
 
 
 def _reuse_why(basis: Mapping[str, Any], six_n: float, graph: CostGraph | None = None) -> str:

@@ -11,7 +11,7 @@ from . import units as u
 from .json_out import energy_model_mix_note, most_efficient_why
 from .layers import group_layers, shorten
 from .text import launch_bound_line
-from .tables import (model_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, layer_name, phase_rows, plan_line, step_line,
+from .tables import (model_headline, params_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, PHASE_HEADER, clean, compare_rows, layer_caption, layer_name, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -99,7 +99,7 @@ def _one_body(est: Estimate, top: int, group_by: str = "block", depth: int = 2) 
     m = est.model
     body = [
         f"<h1>wattlint estimate: <code>{escape(m.source)}</code></h1>",
-        f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters · '
+        f'<p class="meta">{escape(m.format)} model · {escape(u.count(m.params))} parameters{escape(params_headline(est))} · '
         f"{escape(u.bytes_(m.param_bytes))}{escape(model_headline(est))} · "
         f"{escape(est.gpu.name)} (<code>{escape(est.gpu.key)}</code>) × {est.plan.gpus} · energy model "
         f'<span class="badge {escape(est.calibration)}">{escape(est.calibration)}</span>'

@@ -9,6 +9,7 @@ import math
 from typing import Any, Sequence
 
 from .. import carbon
+from ..aggregate import param_counts
 from ..memory import peak_band
 from ..types import Estimate
 
@@ -82,6 +83,9 @@ def to_dict(est: Estimate, *, top: int | None = None) -> dict:
     """The contract dict of one estimate. ``top`` limits ``layers`` (None: all)."""
     model = est.model.as_dict()
     g = est.graph
+    if g is not None:  # additive (wattlint.estimate/1): what a token runs, and the inputs the step was traced with
+        model["active_params"] = int(round(param_counts(g)["active"]))
+        model["inputs"] = [{"name": t.name, "dtype": t.dtype, "shape": list(t.shape)} for t in g.inputs]
     total = est.total
     layers = est.layers if top is None else est.layers[:top]
     out = {

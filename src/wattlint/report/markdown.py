@@ -9,7 +9,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import energy_model_mix_note, most_efficient_why
 from .text import launch_bound_line
-from .tables import (model_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
+from .tables import (model_headline, params_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, compare_rows, layer_name, layer_rows, phase_rows, plan_line, step_line,
                      summary_rows)
 
 
@@ -56,7 +56,7 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 def render_one(est: Estimate, *, top: int = 10, group_by: str = "block", depth: int = 2) -> str:
     m = est.model
     lines = [f"### wattlint estimate: {_code(m.source)}", "",
-             f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}{_esc(model_headline(est))} · "
+             f"{m.format} model · {u.count(m.params)} parameters{_esc(params_headline(est))} · {u.bytes_(m.param_bytes)}{_esc(model_headline(est))} · "
              f"**{est.gpu.name}** "
              f"({_code(est.gpu.key)}) x "
              f"{est.plan.gpus} · energy model **{est.calibration}**{_esc(energy_model_headline(est))}", "",

@@ -12,7 +12,7 @@ import re
 from typing import Sequence
 
 from .. import carbon
-from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NOTE
+from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NOTE, param_counts
 from ..memory import VERDICT_BAND
 from ..types import Estimate
 from . import units as u
@@ -48,6 +48,22 @@ def model_headline(est: Estimate) -> str:
     cls = (est.graph.extra or {}).get("no_task_head") if est.graph is not None else None
     return (f" · {cls}: the base model, no task head or loss costed (the config names no architectures known to "
             f"transformers)") if cls else ""
+
+
+def params_headline(est: Estimate) -> str:
+    """What the header says after the parameter count: for a mixture-of-experts model the parameters active per
+    token (all but the routed experts a token does not use, :func:`wattlint.aggregate.param_counts`; embedding tables
+    included, which a model card may leave out: gpt-oss's counts neither its untied input embedding), and the
+    trainable parameters no gradient reached in the traced step (a tower its inputs do not run); '' otherwise."""
+    if est.graph is None:
+        return ""
+    c = param_counts(est.graph)
+    parts = []
+    if c["inactive_experts"] > 0:
+        parts.append(f"{u.count(c['active'])} active per token, embedding tables included")
+    if c["idle"] > 0:
+        parts.append(f"{u.count(c['idle'])} get no gradient in the traced step")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def energy_model_headline(est: Estimate) -> str:

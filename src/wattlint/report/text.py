@@ -10,7 +10,7 @@ from ..types import Estimate
 from . import units as u
 from .json_out import energy_model_mix_note, most_efficient_why
 from .layers import shorten, whole_components
-from .tables import (model_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, COMPARE_HEADER, compare_rows, launch_bound_share, layer_name, layer_rows,
+from .tables import (model_headline, params_headline, compare_assumption_lines, compare_findings, energy_model_headline, energy_model_source, report_assumptions, LAYER_HEADER, PHASE_HEADER, clean, COMPARE_HEADER, compare_rows, launch_bound_share, layer_name, layer_rows,
                      phase_rows, plan_line, step_line, summary_rows)
 
 BAR_WIDTH = 24
@@ -83,7 +83,7 @@ def render_one(est: Estimate, *, top: int = 10, color: bool = False, width: int 
     m = est.model
     gpu = est.gpu
     con.print(Text(f"wattlint estimate: {clean(m.source)}", style="bold"))
-    con.print(Text(f"{m.format} model · {u.count(m.params)} parameters · {u.bytes_(m.param_bytes)}{model_headline(est)}"))
+    con.print(Text(f"{m.format} model · {u.count(m.params)} parameters{params_headline(est)} · {u.bytes_(m.param_bytes)}{model_headline(est)}"))
     con.print(Text.assemble(f"GPU {gpu.name} ({gpu.key}) x {est.plan.gpus} · energy model: ",
                             (est.calibration, "bold"), energy_model_headline(est)))
     con.print(Text(f"Plan: {plan_line(est)}"))
