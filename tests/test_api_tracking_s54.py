@@ -36,7 +36,7 @@ def test_a_malformed_inputs_spec_is_an_input_error_from_estimate_and_track(tmp_p
 
 
 def test_inputs_of_the_wrong_type_is_one_line_from_track(tmp_path):
-    with pytest.raises(wattlint.InputError, match=r"^inputs= 5: expected a list of non-empty strings"):
+    with pytest.raises(wattlint.InputError, match=r"^inputs= 5: expected spec strings"):
         wattlint.track(inputs=5, out=tmp_path, display="quiet")
 
 

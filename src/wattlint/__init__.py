@@ -27,10 +27,15 @@ def analyze(source, **kwargs):
             raise ConfigError(f"analyze() takes no option {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                               + (" (wattlint.estimate takes the plan)" if canonical(k) and not close else ""))
     # the values are checked as wattlint.estimate and the command line check them (optimizer='lion', gpus=0, ...)
-    from .api import TRACE_LOCK, validate_options
+    from .api import TRACE_LOCK, _named_positional, validate_options
+    from .options import positional_inputs
 
     # inputs= is an InputError here as from estimate and track (review s54: analyze raised ConfigError)
-    validate_options({k: v for k, v in kwargs.items() if canonical(k)})
+    checked = validate_options({k: v for k, v in kwargs.items() if canonical(k)})
+    if kwargs.get("inputs") is not None:  # traced as estimate traces them (example tensors bound by position)
+        inputs = checked["inputs"]
+        kwargs["inputs"] = (_named_positional(source, inputs) if positional_inputs(inputs)
+                            else inputs if isinstance(inputs, dict) else list(inputs))
 
     with TRACE_LOCK:  # one trace at a time: tracing swaps process-wide state (wattlint.api.TRACE_LOCK)
         return _analyze(source, **kwargs)
