@@ -25,6 +25,8 @@ ATTENTIONS = ("sdpa", "eager")
 SHARDINGS = ("none", "zero1", "zero2", "zero3", "fsdp")
 RECOMPUTES = ("none", "selective", "full")
 TRAINING_STACKS = ("pytorch", "megatron")
+# how an expert-parallel all-to-all sends a token (Megatron-Core --moe-token-dispatcher-type; wattlint.parallel)
+MOE_DISPATCHERS = ("alltoall", "flex")
 LOSS_IMPLS = ("torch", "fused")
 ESTIMATE_FORMATS = ("text", "json", "markdown", "html")
 CHECK_FORMATS = ("text", "json", "sarif", "github")
@@ -328,6 +330,15 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("expert_parallel", "--expert-parallel", integer(1, 10**6), "mixture-of-experts: spread each MoE "
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),
+    Option("moe_token_dispatcher_type", "--moe-token-dispatcher-type", choice(*MOE_DISPATCHERS), "with "
+           "--expert-parallel across nodes: how the all-to-all sends a token: alltoall (default: one copy per "
+           "token-to-expert assignment, Megatron-Core's alltoall dispatcher, torchtitan) or flex (DeepEP: one copy "
+           "per destination node, then NVLink inside it; a config's node-limited routing, n_group / topk_group, "
+           "bounds the nodes)", "hardware", "plan", choices=MOE_DISPATCHERS),
+    Option("overlap_moe_expert_parallel_comm", "--overlap-moe-expert-parallel-comm", boolean, "with "
+           "--expert-parallel: each micro-batch's all-to-all runs behind another micro-batch's compute "
+           "(Megatron-Core's combined 1F1B, DeepSeek's DualPipe): exposed per step a2a + (m - 1) x max(0, a2a - "
+           "compute) over m micro-batches (default: all exposed)", "hardware", "plan"),
     Option("sequence_parallel", "--sequence-parallel", boolean, "with --tensor-parallel: split norms, dropout "
            "and residual adds along the sequence too (all-gather + reduce-scatter instead of all-reduce)",
            "hardware", "plan"),

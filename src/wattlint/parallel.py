@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from .costs import dtype_bytes
-from .options import RECOMPUTES
+from .options import MOE_DISPATCHERS, RECOMPUTES
 from .types import ConfigError, CostGraph, OpKind, OpRecord, Phase
 
 # ---- collective arithmetic ---------------------------------------------------------------------------------------
@@ -1248,7 +1248,6 @@ def dispatched_rows_per_assignment(layer: dict, capacity_factor: float | None = 
 # 'alltoall' permutes one row per token-to-expert assignment and exchanges them with one NCCL all-to-all, so a token
 # routed to two experts of the same rank travels twice; 'flex' (DeepEP / HybridEP) sends a token once per
 # destination node over the network and fans it out to the node's GPUs over NVLink, once per destination GPU
-MOE_DISPATCHERS = ("alltoall", "flex")
 
 
 @dataclass(frozen=True)

@@ -323,6 +323,8 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 tensor_parallel=layout.tp, pipeline_parallel=layout.pp, expert_parallel=layout.ep,
                 virtual_pipeline_stages=layout.vpp, context_parallel=layout.cp,
                 sequence_parallel=layout.sequence_parallel, launch_overhead_s=v.get("launch_overhead"),
+                moe_token_dispatcher_type=v.get("moe_token_dispatcher_type") or "alltoall",
+                overlap_moe_expert_parallel_comm=bool(v.get("overlap_moe_expert_parallel_comm", False)),
                 host_op_s=v.get("host_op_time"), goodput=float(goodput), uneven_batch=uneven,
                 loader_sample_time_s=v.get("loader_sample_time"))
 

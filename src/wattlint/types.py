@@ -368,6 +368,9 @@ class Plan:
     context_parallel: int = 1  # sequence split over this many GPUs (ring attention)
     expert_parallel: int = 1
     sequence_parallel: bool = False
+    # expert-parallel all-to-all: alltoall (one copy per token-to-expert assignment) | flex (DeepEP: one per node)
+    moe_token_dispatcher_type: str = "alltoall"
+    overlap_moe_expert_parallel_comm: bool = False  # all-to-all behind another micro-batch's compute (1F1B combined)
     launch_overhead_s: float | None = None  # per model-parallel communication call (None: NCCL latency defaults)
     host_op_s: float | None = None  # CPU time per eager op launch (None: energy.system.HOST_OP_S, stated)
     goodput: float = 1.0  # fraction of wall time in useful steps

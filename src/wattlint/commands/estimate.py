@@ -19,7 +19,8 @@ from ._common import (add_model_arguments, add_option, add_output_argument, chec
 
 GROUPS = {
     "hardware": ("gpu", "compare", "gpus", "gpus_per_node", "tensor_parallel", "pipeline_parallel",
-                 "virtual_pipeline_stages", "context_parallel", "expert_parallel", "sequence_parallel", "sharding", "ddp_bucket_view", "internode_gbps", "launch_overhead",
+                 "virtual_pipeline_stages", "context_parallel", "expert_parallel", "moe_token_dispatcher_type",
+                 "overlap_moe_expert_parallel_comm", "sequence_parallel", "sharding", "ddp_bucket_view", "internode_gbps", "launch_overhead",
                  "host_op_time", "utilization"),
     "work": ("epochs", "dataset", "steps", "tokens", "grad_accum", "micro_batch_size", "recompute",
              "activation_checkpointing", "training_stack", "loss_impl",

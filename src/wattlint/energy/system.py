@@ -701,7 +701,7 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         notes.append(f"pipeline parallel {pp}: per micro-batch one activation send forward and one gradient send "
                      f"backward of {p2p_bytes / 2**20:,.2f} MiB at each stage boundary {where}{chunks}, exposed "
                      f"({_ms(pp_mb)} ms per micro-batch)")
-    ep_mb = 0.0
+    ep_mb = ep_fill = 0.0
     if ep > 1:
         moe = [ly for ly in P.moe_layers(stage) if any(r.module.startswith(ly["module"]) for r in stage.records)]
         if moe:
@@ -714,19 +714,58 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             per_layer, again = (6, ", + 2 in the recomputed forward") if P.recompute_mode(plan.recompute) == "full" \
                 else (4, "")
             rows = []
+            disp = plan.moe_token_dispatcher_type
+            dedup = disp != "alltoall" and ep * tp > max(1, plan.gpus_per_node)
+            copies = []
             for ly in moe:
                 r = P.dispatched_rows_per_assignment(ly, cf, seq)
                 rows.append(r)
                 a2a = float(a2a_tokens * int(ly.get("top_k", 1)) * r * hidden * act_bytes)
                 one, lat, name = expert_all_to_all(a2a, ep, tp, gpu, plan)
+                if dedup:
+                    # flex (DeepEP): one network copy per destination node, fanned out there over NVLink; the two
+                    # paths run at once (parallel.expert_dispatch_copies: the expected copies per token, bounded by
+                    # node-limited routing n_group / topk_group where the config sets it)
+                    c = P.expert_dispatch_copies(ly, ep, tp, plan.gpus_per_node, disp)
+                    copies.append(c)
+                    row = a2a_tokens * r * hidden * act_bytes
+                    intra_bw = _link(gpu, plan, True)[0]
+                    net_bw, lat, _ = _link(gpu, plan, False)
+                    one = max(row * c.nvlink / intra_bw, row * c.network / net_bw) + lat
                 ep_mb += per_layer * one
+            ep_fill = ep_mb  # the fill and drain run unpaired: their all-to-all stays exposed in the bubble
+            exposed = ep_mb
+            if plan.overlap_moe_expert_parallel_comm:
+                # the partner micro-batch's forward + backward on this GPU (its stage) hides the all-to-all
+                ep_mb = P.overlapped_all_to_all_s(ep_mb, micro_compute_s, ga) / ga
             share = f" / tp {tp}" if tp > 1 else ""
             pad = (f" x {rows[0]:.3g} (the experts' buffers: capacity factor / expert capacity)"
                    if rows and all(abs(x - rows[0]) < 1e-9 for x in rows) and abs(rows[0] - 1.0) > 1e-9 else
                    " x the experts' buffer share" if any(abs(x - 1.0) > 1e-9 for x in rows) else "")
+            if dedup:
+                net = sum(c.network for c in copies) / len(copies)
+                nvl = sum(c.nvlink for c in copies) / len(copies)
+                what = (f"tokens{share}{pad} x hidden x {act_bytes} B, dispatcher flex (DeepEP-style: one network copy "
+                        f"per destination node, then NVLink inside it; --moe-token-dispatcher-type): "
+                        f"{net:.3g} network + {nvl:.3g} NVLink copies per token (expected under balanced routing"
+                        + (f", node-limited routing: {copies[0].topk_group} of {copies[0].groups} expert groups"
+                           if copies[0].groups > 1 else "") + "; top-k copies with alltoall)")
+            else:
+                what = (f"tokens{share} x top-k{pad} x hidden x {act_bytes} B over {name}"
+                        + (" (dispatcher alltoall: one copy per token-to-expert assignment, as Megatron-Core's "
+                           "alltoall token dispatcher and torchtitan's all-to-all send them; "
+                           "--moe-token-dispatcher-type flex: one per destination node)"
+                           if ep * tp > max(1, plan.gpus_per_node) else ""))
+            if plan.overlap_moe_expert_parallel_comm:
+                exp = (f"overlapped with another micro-batch's compute (--overlap-moe-expert-parallel-comm, "
+                       f"combined 1F1B: the first forward's and last backward's stay exposed; a2a + (m - 1) x "
+                       f"max(0, a2a - compute) over m = {ga} micro-batches): {_ms(exposed)} ms per micro-batch, "
+                       f"{_ms(ep_mb)} ms exposed on average; the SMs the communication kernels take from compute "
+                       f"are not modelled")
+            else:
+                exp = f"exposed ({_ms(ep_mb)} ms per micro-batch)"
             notes.append(f"expert parallel {ep}: {per_layer} all-to-alls per MoE layer (dispatch and combine, forward "
-                         f"and backward{again}) of tokens{share} x top-k{pad} x hidden x {act_bytes} B over {name} "
-                         f"for {len(moe)} MoE layers, exposed ({_ms(ep_mb)} ms per micro-batch); expert compute "
+                         f"and backward{again}) of {what} for {len(moe)} MoE layers, {exp}; expert compute "
                          f"unchanged (balanced routing)")
         elif not P.moe_layers(stage):
             raise ConfigError(f"--expert-parallel {ep}: the model has no mixture-of-experts layer to spread")
@@ -767,7 +806,8 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
         if len(sizes) != pp or not sizes[costed]:
             sizes, costed = [1] * pp, pp - 1
         # + the launch gaps of one micro-batch (``micro_gap_s``): the other stages launch their blocks as slowly
-        per_block = (block_s + tp_mb + ep_mb + cp_mb + micro_gap_s) / sizes[costed]
+        per_block = (block_s + tp_mb + (ep_fill if ep > 1 and P.moe_layers(stage) else ep_mb) + cp_mb
+                     + micro_gap_s) / sizes[costed]
         others = sum(sizes) - sizes[costed]
         sends = sum(hops[:pp - 1])  # the fill and drain cross each stage boundary once, over its own link
         bubble = others * per_block / vpp + sends

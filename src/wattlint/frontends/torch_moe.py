@@ -117,6 +117,8 @@ class MoeLayer:
     calls: int = 0
     params: int = 0  # parameters of the routed experts (all of them; not the router, not shared experts)
     trainable: int | None = None  # those of them that require grad (None: not read)
+    n_group: int = 1  # node-limited routing (DeepSeek-V3 / Kimi-K2 config n_group, topk_group): each token's experts
+    topk_group: int = 0  # lie in topk_group of n_group equal consecutive groups (0: no limit)
 
 
 @dataclass
@@ -251,7 +253,8 @@ class MoeRouting:
                             "implementation": ly.impl, "rows_per_expert": list(ly.rows), "tokens": ly.tokens,
                             "params": ly.params,
                             **({"trainable_params": ly.trainable} if ly.trainable is not None else {}),
-                            **({"expert_capacity": ly.capacity} if ly.capacity is not None else {})}
+                            **({"expert_capacity": ly.capacity} if ly.capacity is not None else {}),
+                            **({"n_group": ly.n_group, "topk_group": ly.topk_group} if ly.topk_group else {})}
                            for ly in self.layers]}
 
 
@@ -465,7 +468,10 @@ def _match(name: str, m: nn.Module) -> MoeLayer | None:
         cfg = getattr(m, "config", None)
         k = next((v for v in (getattr(cfg, a, None) for a in ("num_experts_per_tok", "moe_top_k", "top_k"))
                   if isinstance(v, int) and not isinstance(v, bool)), 0)
+        ng, tg = getattr(cfg, "n_group", None), getattr(cfg, "topk_group", None)
+        limited = all(isinstance(v, int) and not isinstance(v, bool) for v in (ng, tg)) and 0 < tg < ng
         return MoeLayer(name, type(m).__name__, "fused", int(_num_experts(m)), impl, impl_name, top_k=k,
+                        **({"n_group": ng, "topk_group": tg} if limited else {}),
                         params=sum(int(p.numel()) for p in m.parameters()),
                         trainable=sum(int(p.numel()) for p in m.parameters() if p.requires_grad))
     if _is_switch(m):

@@ -69,6 +69,8 @@ def plan_dict(est: Estimate) -> dict:
         "data_parallel": p.data_parallel,
         "expert_parallel": p.expert_parallel,
         "sequence_parallel": p.sequence_parallel,
+        "moe_token_dispatcher_type": p.moe_token_dispatcher_type,
+        "overlap_moe_expert_parallel_comm": p.overlap_moe_expert_parallel_comm,
         "launch_overhead_s": p.launch_overhead_s,
         "host_op_s": p.host_op_s,
         "goodput": p.goodput,
