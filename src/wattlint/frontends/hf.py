@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import weakref
 from typing import Any, Mapping, Sequence
 
@@ -288,6 +289,55 @@ def _check_image_pooling(config) -> None:
                          "4 x 4) or lower mm_tokens_per_image")
 
 
+def _missing_library(e: BaseException) -> str | None:
+    """One line for transformers' ImportError naming a library a model needs (FastVLM's TimmWrapperModel: "requires
+    the timm library but it was not found in your environment. You can install it with pip:" and the command on the
+    next lines, which the one-line error cut off), else None."""
+    m = re.search(r"requires the (\S+) librar", str(e)) if isinstance(e, ImportError) else None
+    if not m:
+        return None
+    lib = m.group(1).strip("`'\"")
+    return f"it needs the {lib} library, which is not installed: pip install {lib}"
+
+
+def _check_pixel_shuffle(config) -> None:
+    """Refuse an Aya Vision config whose image tower yields a patch grid its projector cannot pixel-shuffle:
+    AyaVisionMultiModalProjector folds each downsample_factor x downsample_factor block of patches into one token,
+    reshaping the grid by that factor. transformers' default AyaVisionConfig pairs SigLIP's image_size 384 / patch 14
+    = 27 patches per side with downsample_factor 2: the trace failed "shape '[1, 27, 13, 2304]' is invalid"."""
+    if getattr(config, "model_type", None) != "aya_vision":
+        return
+    vision = getattr(config, "vision_config", None)
+    size, patch = getattr(vision, "image_size", None), getattr(vision, "patch_size", None)
+    ds = getattr(config, "downsample_factor", None)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (size, patch, ds)):
+        return
+    per_side = size // patch
+    if per_side % ds:
+        raise InputError(f"the config's vision_config.image_size {size} / patch_size {patch} gives {per_side} patches "
+                         f"per side, not a multiple of downsample_factor {ds}, by which the projector pixel-shuffles "
+                         f"the patch grid; make image_size / patch_size a multiple of {ds} (e.g. image_size "
+                         f"{(per_side - per_side % ds) * patch} with patch_size {patch})")
+
+
+def _patch_sequence_images(model, config, mb: int, sl: int) -> None:
+    """Refuse the default image input of a model whose vision tower is SigLIP2's NaFlex tower (LFM2-VL): it takes
+    pixel_values as sequences of flattened patches with spatial_shapes (each image's patch grid, read from its values)
+    and a pixel_attention_mask, not the [B, C, H, W] image wattlint builds (the trace failed with a bare matmul
+    mismatch, "a and b must have same reduction dim")."""
+    vision = getattr(config, "vision_config", None)
+    if getattr(vision, "model_type", None) != "siglip2_vision_model":
+        return
+    from .torch import forward_params
+
+    if "spatial_shapes" not in forward_params(model):
+        return
+    raise InputError(f"{type(model).__name__}'s vision tower (siglip2_vision_model) takes its images as sequences of "
+                     f"flattened patches with spatial_shapes (each image's patch grid, read from the data) and a "
+                     f"pixel_attention_mask, which wattlint does not build; pass --input input_ids=int64[{mb},{sl}] "
+                     f"to cost the text-only step")
+
+
 def _unset_top_k(config) -> tuple[str, str, int] | None:
     """(top-k field, experts field, experts) of a mixture-of-experts config whose top-k field is null (DeepSeek-V2's
     default num_experts_per_tok: the trace failed "topk(): argument 'k' must be int, not NoneType"), else None."""
@@ -377,7 +427,7 @@ def build_model(config, attention: str = "sdpa"):
                     config._attn_implementation = None
                     model = cls._from_config(config, **fp32)
     except Exception as e:  # noqa: BLE001
-        said = _unknown_value(config, e) if isinstance(e, KeyError) else None
+        said = _unknown_value(config, e) if isinstance(e, KeyError) else _missing_library(e)
         null = _null_sizes(config) if isinstance(e, TypeError) and "NoneType" in str(e) else []
         if null:  # (review sweep: HunYuan-VL's default text_config.head_dim is null: "NoneType ** float")
             said = (f"{exception_line(e)}; the config leaves {', '.join(null)} null: set "
@@ -742,6 +792,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         source = type(config).__name__
     _check_routing(config)
     _check_image_pooling(config)
+    _check_pixel_shuffle(config)
     filled = defaulted_sizes_note(config)  # taken at once: a failing build below must not leave it behind
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
@@ -812,6 +863,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             sl = seq_len
             notes += _check_length(model, sl, *max_positions_field(config))
         specs = default_inputs(model, config, mb, sl)
+        if "pixel_values" in specs:
+            _patch_sequence_images(model, config, mb, sl)
         if "aspect_ratio_ids" in specs:
             pv = specs["pixel_values"].shape
             notes.append(f"images: one image per sample in max_num_tiles = {pv[2]} tiles of {pv[4]} x {pv[5]} "
@@ -877,6 +930,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
             raise InputError(f"{e}{hint}") from None
         raise
     extra: dict = {}
+    if impl != attention and impl in tf.ATTENTION_MODES:
+        # the attention that ran, not the one asked for (gpt-oss: eager for its attention sinks under --attention
+        # sdpa); what was asked is kept beside it
+        extra["attention"], extra["attention_asked"] = impl, attention
     if sinks and attention != "eager":
         # eager only because transformers has no other path for attention sinks (not asked for): the megatron
         # stack (wattlint.stack) prices these modules' attention cores as Transformer Engine's fused kernel

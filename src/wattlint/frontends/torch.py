@@ -107,6 +107,9 @@ class _Recorder(TorchDispatchMode):
         if func.namespace == "profiler":
             return func(*args, **kwargs)
         dev = kwargs.get("device")
+        if (func is aten._to_copy.default and dev is not None and torch.device(dev).type == "cpu" and args
+                and isinstance(args[0], torch.Tensor) and args[0].device.type == "meta"):
+            return t.host_copy(args[0], kwargs)  # .cpu() of a meta tensor: its values read on the host
         if not (any(isinstance(a, torch.Tensor) and a.device.type == "meta" for a in T.tensors(list(args)) +
                     T.tensors(list(kwargs.values())))
                 or (dev is not None and torch.device(dev).type == "meta")):
@@ -121,6 +124,10 @@ class _Recorder(TorchDispatchMode):
                 t.whole_complete = False
         if t._pending:
             t.settle_saved(name, args)
+        if t.user_autocast and t.phase is Phase.BACKWARD:
+            # backward of the model's own torch.autocast regions: an op whose gradient arrives in the region's
+            # half dtype beside the fp32 tensors autograd saved (this tracer casts below autograd) ran in the region
+            t.lower_dtype = _region_dtype(args, kwargs, t.user_autocast)
         if t.lower_dtype is not None and t.phase is not Phase.OPTIMIZER and not t.lib_call_now():
             args, kwargs = t.autocast(name, args, kwargs)  # (inside a library call: cast once at its entry)
         if name in AUTOCAST_LOWER_BWD and t.lower_dtype is not None and t.phase is Phase.BACKWARD:
@@ -233,6 +240,10 @@ class _Tracer:
             self.types[n] = type(m).__name__
             self.names.setdefault(id(m), n)
         self.lower_dtype = PRECISION_DTYPE.get(precision)
+        # the model's own torch.autocast("cuda", dtype=...) regions entered in forward (no --precision): regions per
+        # dtype; _UserAutocast sets lower_dtype inside them
+        self.user_autocast: Counter = Counter()
+        self.user_autocast_ignored = 0  # regions that change nothing or cannot be emulated (see _UserAutocast)
         self.cast_cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._fwd_cast_storages: set[tuple[int, torch.dtype]] = set()  # (storage, dtype) autocast cast in forward
         self.scalar_reads: Counter = Counter()
@@ -327,6 +338,22 @@ class _Tracer:
         n = self.int_answer
         self.scalar_reads[f"int->{n}"] += 1
         return n
+
+    def host_copy(self, x: torch.Tensor, kwargs) -> torch.Tensor:
+        """A meta tensor copied to the CPU (``lengths.cpu()``, which pack_padded_sequence requires): its values are
+        read on the host, so they are answered as a value read is (:meth:`scalar_read`): integers as the inputs' full
+        sequence length (every sequence unpadded), positions 0, floats 0.0, booleans True."""
+        dtype = kwargs.get("dtype") or x.dtype
+        if x.dtype == torch.bool:
+            value, kind = True, "bool"
+        elif x.is_floating_point() or x.is_complex():
+            value, kind = 0.0, "float"
+        elif getattr(x, _INDEX_TAG, False):
+            value, kind = 0, "index"
+        else:
+            value, kind = self.int_answer, "int"
+        self.scalar_reads[f"{kind} tensor to cpu->{value}"] += 1
+        return torch.full(tuple(x.shape), value, dtype=dtype, device="cpu")
 
     def data_dependent(self, name: str, args, kwargs):
         """Outputs of ops whose shape depends on values (no meta kernel): every element selected / distinct."""
@@ -615,29 +642,35 @@ def _fused_dropout(orig):
 @contextlib.contextmanager
 def autocast_convs(dtype):
     """Cast convolution inputs to the autocast dtype above autograd (as CUDA autocast does before the composite
-    conv2d checks that input and bias dtypes match); parameter casts are cached for the step like autocast's."""
+    conv2d checks that input and bias dtypes match); parameter casts are cached for the step like autocast's.
+    ``dtype``: a dtype, None (nothing to cast), or a callable answering the dtype at each call (the tracer's, which
+    the model's own autocast regions change)."""
     if dtype is None:
         yield
         return
+    current = dtype if callable(dtype) and not isinstance(dtype, torch.dtype) else (lambda: dtype)
     names = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
     origs = {n: getattr(F, n) for n in names}
-    cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    cache: dict[tuple[int, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def cast(t):
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dtype:
+    def cast(t, dt):
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.dtype == dt:
             return t
         if isinstance(t, nn.Parameter):
-            hit = cache.get(id(t))
+            hit = cache.get((id(t), dt))
             if hit is not None and hit[0] is t:
                 return hit[1]
-            c = t.to(dtype)
-            cache[id(t)] = (t, c)
+            c = t.to(dt)
+            cache[(id(t), dt)] = (t, c)
             return c
-        return t.to(dtype)
+        return t.to(dt)
 
     def wrap(orig):
         def conv(input, weight, bias=None, *args, **kwargs):
-            return orig(cast(input), cast(weight), cast(bias), *args, **kwargs)
+            dt = current()
+            if dt is None:
+                return orig(input, weight, bias, *args, **kwargs)
+            return orig(cast(input, dt), cast(weight, dt), cast(bias, dt), *args, **kwargs)
         return conv
     for n in names:
         setattr(F, n, wrap(origs[n]))
@@ -702,6 +735,36 @@ def _logits(output, hf: bool, tokens=()) -> torch.Tensor | None:
     return max((t for _, t in outs), key=lambda t: t.numel()) if outs else None
 
 
+def _own_loss(output) -> tuple[torch.Tensor, tuple[int, ...]] | None:
+    """The loss the model computes itself (Hugging Face's ``ModelOutput.loss`` when labels are given, a DETR-style
+    ``{'loss': ..., 'pred_logits': ..., 'pred_boxes': ...}``): a floating-point ``loss`` entry of a mapping output that
+    autograd can backpropagate from, as (scalar loss, the entry's shape when it had to be reduced), else None."""
+    if not isinstance(output, Mapping):
+        return None
+    t = output.get("loss") if hasattr(output, "get") else None
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.grad_fn is None:
+        return None
+    return (t, ()) if t.dim() == 0 else (t.mean(), tuple(int(d) for d in t.shape))
+
+
+def _reached_params(roots: Sequence[torch.Tensor]) -> set[int]:
+    """The ids of the leaf tensors (parameters) whose gradients backward from ``roots`` accumulates: the
+    AccumulateGrad nodes of their autograd graph."""
+    todo = [t.grad_fn for t in roots if t.grad_fn is not None]
+    seen: set = set()
+    out: set[int] = set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        var = getattr(node, "variable", None)
+        if isinstance(var, torch.Tensor):
+            out.add(id(var))
+        todo.extend(nxt for nxt, _ in node.next_functions)
+    return out
+
+
 def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.Tensor, str]:
     """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate.
     ``arch``: the Hugging Face class, for what its real loss is (a CTC head's is priced as a cross-entropy).
@@ -709,6 +772,11 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
     flat = [(n, t) for n, t in _flatten(output) if t.is_floating_point()]
     if not flat:
         raise InputError("the model's forward returned no floating-point tensor to build a loss from")
+    own = _own_loss(output)
+    if own is not None:
+        loss, shape = own
+        return loss, ("loss: the model's own 'loss' output (computed inside its forward), backpropagated as returned"
+                      + (f" (a tensor of shape {list(shape)}: reduced by its mean)" if shape else ""))
     outs = _logit_outputs(output, hf, tokens)
     if outs:
         total, parts = None, []
@@ -735,6 +803,22 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
             note += (f" (a {arch} trains with CTC: priced as this cross-entropy, the same log-softmax over every "
                      f"frame's logits forward and backward; CTC's alignment over frames x target length, small "
                      f"beside the model, is not priced)")
+        # the other outputs that train parameters these cross-entropies do not reach (a detector's box head beside
+        # its class logits): each enters the loss as its sum, as a tuple of such outputs does, so those heads are
+        # priced as trained (their backward, gradients and optimizer state), not as frozen
+        reached = _reached_params([t for _, t in outs])
+        more = []
+        for n, t in flat:
+            if any(t is o for _, o in outs) or t.grad_fn is None:
+                continue
+            new = _reached_params([t]) - reached
+            if new:
+                reached |= new
+                total = total + t.sum()
+                more.append(n)
+        if more:
+            note += ("; plus the sum of " + ", ".join(more) + " (an output that trains parameters the "
+                     "cross-entropy does not reach: the stand-in for its own loss, a regression loss's cost)")
         return total, note
     if len(flat) == 1 and flat[0][1].dim() == 0:
         return flat[0][1], "loss: the forward returns a scalar, used as the loss"
@@ -744,6 +828,104 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
         total = s if total is None else total + s
     return total, ("loss: sum of the forward outputs (no classification logits recognised: neither one 2-D output "
                    "nor one [..., classes] output over an integer input's shape)")
+
+
+# ---- the model's own autocast regions ------------------------------------------------------------------------
+
+def _region_dtype(args, kwargs, dtypes) -> torch.dtype | None:
+    """The half dtype an op in backward runs in when it takes tensors of one of ``dtypes`` (a user autocast
+    region's) beside float32 ones: mixed dtypes reach a matmul / convolution only from an emulated region."""
+    found = {x.dtype for x in T.tensors(list(args)) + T.tensors(list(kwargs.values())) if x.is_floating_point()}
+    if torch.float32 not in found:
+        return None
+    return next((d for d in (torch.bfloat16, torch.float16) if d in found and d in dtypes), None)
+
+
+class _UserAutocast:
+    """Honours ``with torch.autocast("cuda", dtype=torch.bfloat16):`` (and torch.cuda.amp.autocast, the decorator
+    form) written inside the model's forward. On a machine without CUDA torch disables such a region (and meta tensors
+    carry no autocast key), so it changed nothing: the region was costed in fp32. While the trace runs, entering a CUDA
+    region in forward sets the tracer's autocast dtype (the emulation --precision uses: CUDA autocast's op lists),
+    leaving restores it; a nested ``enabled=False`` region turns it off again. Under --precision fp16 / bf16 / fp8 the
+    whole step is emulated already and the regions are counted as not applied."""
+
+    def __init__(self, tracer: "_Tracer"):
+        self.t = tracer
+        self.global_lower = tracer.lower_dtype
+        self.stack: list = []
+        self.origs: tuple = ()
+
+    def install(self) -> "_UserAutocast":
+        cls = torch.amp.autocast_mode.autocast
+        self.origs = (cls.__init__, cls.__enter__, cls.__exit__)
+        init0, enter0, exit0 = self.origs
+        me = self
+
+        def init(ac, device_type, dtype=None, enabled=True, cache_enabled=None):
+            init0(ac, device_type, dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
+            ac._wl_enabled = bool(enabled)  # what the model asked for (torch turns a CUDA region off without CUDA)
+
+        def enter(ac):
+            me.enter(ac)
+            return enter0(ac)
+
+        def exit_(ac, *exc):
+            me.exit()
+            return exit0(ac, *exc)
+
+        cls.__init__, cls.__enter__, cls.__exit__ = init, enter, exit_
+        return self
+
+    def restore(self) -> None:
+        if self.origs:
+            cls = torch.amp.autocast_mode.autocast
+            cls.__init__, cls.__enter__, cls.__exit__ = self.origs
+            self.origs = ()
+
+    def enter(self, ac) -> None:
+        t = self.t
+        self.stack.append((t.lower_dtype, _AUTOCAST_DTYPE[0]))
+        if getattr(ac, "device", None) != "cuda" or t.phase is not Phase.FORWARD:
+            return
+        enabled = getattr(ac, "_wl_enabled", getattr(ac, "_enabled", False))
+        dtype = getattr(ac, "fast_dtype", None)
+        if self.global_lower is not None:
+            t.user_autocast_ignored += 1  # --precision emulates the whole step
+            return
+        if enabled and dtype in (torch.float16, torch.bfloat16):
+            t.user_autocast[dtype] += 1
+            t.lower_dtype = _AUTOCAST_DTYPE[0] = dtype
+        elif not enabled:
+            t.lower_dtype = _AUTOCAST_DTYPE[0] = None
+
+    def exit(self) -> None:
+        if self.stack:
+            self.t.lower_dtype, _AUTOCAST_DTYPE[0] = self.stack.pop()
+
+    def precision(self) -> str | None:
+        """The graph's precision when regions ran: the half dtype of the most region entries (mixed precision as
+        autocast runs it: fp32 master weights, the weights' half-precision casts for the region's matmuls)."""
+        if not self.t.user_autocast:
+            return None
+        dtype = max(self.t.user_autocast, key=lambda d: self.t.user_autocast[d])
+        return "bf16" if dtype == torch.bfloat16 else "fp16"
+
+    def note(self) -> str | None:
+        t = self.t
+        if t.user_autocast:
+            names = ", ".join(f"{n} x{t.user_autocast[d]}" for d, n in ((torch.bfloat16, "bfloat16"),
+                                                                         (torch.float16, "float16"))
+                              if t.user_autocast[d])
+            return (f"precision: the model's own torch.autocast('cuda') regions in forward ({names} region entries) "
+                    "emulated with CUDA autocast's op lists inside them (matmul/conv/attention in the region's dtype, "
+                    "norms/softmax/losses/reductions in float32), their backward in the same dtypes; outside them "
+                    f"fp32; fp32 master weights and optimizer state; the graph is costed as {self.precision()} "
+                    "mixed-precision step (the weights' half-precision casts counted for all weights)")
+        if t.user_autocast_ignored:
+            return (f"precision: the model's own torch.autocast('cuda') regions ({t.user_autocast_ignored} entries) "
+                    "are not applied on their own: --precision's autocast emulation covers the whole step (a region "
+                    "with enabled=False is costed in the --precision dtype too)")
+        return None
 
 
 # ---- driver -----------------------------------------------------------------------------------------------------
@@ -866,12 +1048,13 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     _ACTIVE_TRACER[0] = tracer
     nonzero_cfg = _meta_nonzero_all()
     finite_cfg = _finite_as_nan_inf()
+    user_ac = _UserAutocast(tracer).install()
     quiet = warnings.catch_warnings()  # the library never prints: the user's model may warn while traced
     quiet.__enter__()
     warnings.simplefilter("ignore")
     try:
         with fused_attention(eager), torch.autograd.graph.saved_tensors_hooks(tracer.pack, lambda x: x):
-            with mode, autocast_convs(tracer.lower_dtype):
+            with mode, autocast_convs(lambda: tracer.lower_dtype):
                 tracer.phase = Phase.FORWARD
                 output = model(*args, **kwargs)
                 tokens = _token_inputs(args, kwargs, inputs, model)
@@ -883,9 +1066,11 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             _allocate_grads(model)  # zeroed, not freed, by the previous step's zero_grad
         # convolutions re-run by activation checkpointing in backward are cast as in forward (checkpoint restores
         # autocast for the recompute; without it a bf16 run failed: 'Input type BFloat16 and bias type float')
-        with fused_attention(eager), mode, autocast_convs(tracer.lower_dtype):
+        with fused_attention(eager), mode, autocast_convs(lambda: tracer.lower_dtype):
             tracer.phase = Phase.BACKWARD
             loss.backward()
+            if tracer.user_autocast:  # set op by op in backward (the regions' ops)
+                tracer.lower_dtype = None
             tracer.stack.clear()
             tracer.phase = Phase.OPTIMIZER
             opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none, reached)
@@ -916,6 +1101,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         raise InputError(f"tracing the model failed: {what}") from (None if isinstance(e, SystemExit) else e)
     finally:
         quiet.__exit__(None, None, None)
+        user_ac.restore()
         _AUTOCAST_DTYPE[0] = None
         _ACTIVE_TRACER[0] = None
         nonzero_cfg()
@@ -966,10 +1152,15 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      f"forward, backward and the optimizer step run in {name} as PyTorch runs them, without "
                      f"autocast and without an fp32 master copy (optimizer state in {name}, as the optimizer's "
                      f"zeros_like of the parameters)")
+    elif tracer.user_autocast:
+        pass  # said below (_UserAutocast.note)
     elif precision in ("default", None):
         notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
     else:
         notes.append(f"precision: {prec} (no autocast)")
+    ac_note = user_ac.note()
+    if ac_note:
+        notes.append(ac_note)
     if eager:
         notes.append("attention: eager (separate kernels: Q @ K^T batched GEMM, scale, mask, softmax, dropout, "
                      "@ V batched GEMM, and their backward), as --attention eager asks")
@@ -987,14 +1178,21 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      f"masks count the s(s+1)/2 query-key pairs the kernel computes{dense}")
     if tracer.scalar_reads:
         rs = ", ".join(f"{k} x{v}" for k, v in sorted(tracer.scalar_reads.items()))
-        kinds = {k.split("->", 1)[0] for k in tracer.scalar_reads}
+        kinds = {k.split("->", 1)[0].split(" tensor to cpu", 1)[0] for k in tracer.scalar_reads}
         said = [("masks taken as all-ones (no padding), every element selected"
                  if kinds & {"bool", "nonzero", "masked_select", "unique"} else ""),
                 (f"integer reads (a length, a count) as the inputs' full sequence length ({tracer.int_answer})"
                  if tracer.int_answer > 1 else "integer reads (a length, a count) as 1: no sequence dim in the inputs")
                 if "int" in kinds else "",
                 "positions (argmax ...) as 0" if "index" in kinds else "",
-                "NaN / inf checks as clean data" if "finite check" in kinds else ""]
+                ("floating-point reads (a statistic such as x.abs().mean().item()) as 0.0: a loop count or branch "
+                 "computed from one follows 0.0, which may not be the path real data takes")
+                if "float" in kinds else "",
+                "NaN / inf checks as clean data" if "finite check" in kinds else "",
+                ("tensors copied to the CPU (.cpu(), e.g. the lengths pack_padded_sequence needs there) filled with "
+                 "those answers" + (f" (lengths: every sequence {tracer.int_answer} long, none padded)"
+                                    if any(k.startswith("int tensor") for k in tracer.scalar_reads) else ""))
+                if any(" tensor to cpu" in k for k in tracer.scalar_reads) else ""]
         notes.append(f"data-dependent reads (.item()/int()/bool()/nonzero) on meta tensors answered without data "
                      f"({rs}): {', '.join(x for x in said if x)}")
     if n_rnn:
@@ -1036,7 +1234,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
                      trainable_params=trainable, name=name or type(model).__name__)
     return CostGraph(model=info, records=tuple(tracer.records), inputs=tuple(inputs), outputs=out_specs,
                      modules=modules, assumptions=tuple(notes), micro_batch=micro_batch, seq_len=seq_len,
-                     precision=prec if prec in ("fp16", "bf16", "fp8") else (pure_half or prec), optimizer=optimizer,
+                     precision=prec if prec in ("fp16", "bf16", "fp8") else (pure_half or user_ac.precision() or prec),
+                     optimizer=optimizer,
                      extra=extra)
 
 
@@ -1516,10 +1715,31 @@ def trace_with_inputs(model: nn.Module, example, specs: Mapping[str, TensorSpec]
         where = "leading dim" if bdim == 0 else "dim 1 of every input of 2 or more dims, dim 0 of 1-D ones"
         notes.append(f"batch: micro-batch {mb} from the {'--input specs' if specs else 'example inputs'} "
                      f"({where}); {BATCH_HINT}")
-    return trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
-                 activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
-                 seq_read=seq or None, assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
-                 optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
+    graph = trace(model, args, kwargs, source=source, precision=precision, optimizer=optimizer,
+                  activation_checkpointing=activation_checkpointing, hf=hf, micro_batch=mb, seq_len=sl,
+                  seq_read=seq or None, assumptions=notes, inputs=in_specs, capacity_factor=capacity_factor,
+                  optimizer_impl=optimizer_impl, attention=attention, grads_to_none=grads_to_none)
+    if micro_batch is not None and mb0 is not None and micro_batch != mb0 and not specs:
+        _check_output_batch(graph.outputs, bdim, mb0, micro_batch)
+    return graph
+
+
+def _check_output_batch(outputs: Sequence[TensorSpec], bdim: int, given: int, asked: int) -> None:
+    """Refuse a trace whose outputs kept the example inputs' batch after --batch-size rebound the tensors: the
+    forward took its batch from an example input the trace cannot rebind (a Python list of sequence lengths, a
+    number), so the step was traced at the example's batch while reported at the asked one (review: packed
+    sequences with lengths as a list, 4x too few FLOPs at --batch-size 16 from an example of 4)."""
+    shaped = [o for o in outputs if o.shape]
+    if not shaped or any(asked in o.shape for o in shaped):
+        return
+    first = shaped[0]
+    b = bdim if len(first.shape) > 1 else 0
+    if first.shape[b] != given:
+        return
+    raise InputError(f"--batch-size {asked}: the traced step kept the example inputs' batch of {given} (output "
+                     f"{'' if first.name == 'output' else first.name + ' '}{list(first.shape)}): the forward takes its batch from an example input the trace "
+                     f"cannot rebind (a Python list or number, e.g. sequence lengths as a list); pass it as a tensor "
+                     f"with the batch as its leading dim, or build the example inputs at batch {asked}")
 
 
 _SEQ_FIRST_TYPES = (nn.RNNBase, nn.MultiheadAttention)
