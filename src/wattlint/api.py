@@ -682,9 +682,10 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
                 same = ([(str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape)[cut:])
                          for t in value.values()]
                         == [(str(t.dtype).rsplit(".", 1)[-1], tuple(t.shape)[cut:]) for t in g.inputs])
-        elif name == "attention":  # the torch frontend records it
+        elif name == "attention":  # the torch frontend records what ran and what was asked (review s54: gpt-oss
+            # runs eager whatever is asked, its attention sinks have no SDPA path: asking again gives the same graph)
             traced = extra.get("attention")
-            same = value == traced
+            same = value == traced or value == extra.get("attention_asked")
         else:  # any frontend option the graph does not record: cannot be checked, so not taken
             traced, same = None, False
         if same:
