@@ -246,3 +246,18 @@ def test_costs_doc_mirrors_the_new_constants():
     assert row("FFT_FLOPS_PER_POINT_LOG2") == [C.FFT_FLOPS_PER_POINT_LOG2]
     for k, v in C.WEIGHT_NORM_FLOPS.items():
         assert row(f"weight_norm {k}") == list(v), k
+
+
+def test_a_failing_cost_formula_exits_3_through_the_cli(run_cli, monkeypatch, tmp_path):
+    # the trace's catch-all turned every exception of the model's forward into 'tracing the model failed' (exit 2,
+    # the user's input); a formula of wattlint's own op table failing is an internal error (exit 3)
+    def broken(a, out):
+        return a["no_such_argument"]
+
+    monkeypatch.setitem(T.HANDLERS, "mm", broken)
+    src = tmp_path / "m.py"
+    src.write_text("import torch\nfrom torch import nn\n\n\nclass M(nn.Module):\n    def __init__(self):\n"
+                   "        super().__init__()\n        self.w = nn.Parameter(torch.zeros(8, 4))\n\n"
+                   "    def forward(self, x):\n        return torch.mm(x, self.w)\n\n\ndef make():\n    return M()\n")
+    code, out, err = run_cli("analyze", f"{src}:make", "--input", "x=float32[2,8]")
+    assert code == 3 and "internal error" in err, err

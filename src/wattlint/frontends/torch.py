@@ -1074,7 +1074,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
             tracer.stack.clear()
             tracer.phase = Phase.OPTIMIZER
             opt_note = _optimizer_step(model, optimizer, optimizer_impl, grads_to_none, reached)
-    except InputError:
+    except (InputError, T.OpCostError):  # an op-cost formula failing on an op PyTorch ran: our bug (exit 3)
         raise
     except BaseException as e:  # the user's model failed under tracing (sys.exit() too): one line for the CLI
         if isinstance(e, KeyboardInterrupt):
