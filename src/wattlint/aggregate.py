@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -1027,6 +1028,11 @@ def param_counts(graph: CostGraph) -> dict[str, float]:
 _TOKEN_DTYPES = ("int64", "int32", "int16", "int8", "uint8")
 
 
+# integer inputs beside the token ids that are not tokens: masks, positions, segment ids, image grids and sizes
+# (Qwen2-VL's image_grid_thw [images, 3], attention_mask [B, S], Mllama's aspect_ratio_ids)
+_SIDE_INPUT = re.compile(r"mask|position|token_type|segment|grid|sizes?$|aspect_ratio|spatial_shapes|num_|labels")
+
+
 def _is_image_input(t) -> bool:
     """An image / video input of a vision-language model: a float tensor named pixel_values* or of 4 dims or more."""
     return not t.dtype.startswith(("int", "uint", "bool")) and (t.name.startswith("pixel_values") or len(t.shape) >= 4)
@@ -1058,7 +1064,8 @@ def multimodal_inputs_note(graph: CostGraph) -> str | None:
     and where the frontend's notes already describe the images ('images: ...', Mllama's tiles)."""
     if any(a.startswith("images:") for a in graph.assumptions):
         return None
-    tokens = [t for t in graph.inputs if t.dtype in _TOKEN_DTYPES and len(t.shape) >= 2]
+    tokens = [t for t in graph.inputs if t.dtype in _TOKEN_DTYPES and len(t.shape) >= 2
+              and not _SIDE_INPUT.search(t.name)]
     images = [t for t in graph.inputs if _is_image_input(t)]
     tower = _vision_tower(graph)
     if not tokens or (not images and tower is None):
@@ -1103,7 +1110,10 @@ def multimodal_inputs_note(graph: CostGraph) -> str | None:
         if per > seq:
             note += (f": more than the sequence holds (on real data transformers refuses features that do not match "
                      f"the image tokens of input_ids): pass a --seq-len above {per:,.0f}")
-    if graph.model.format == "hf":
+    if graph.model.format == "hf" and merged:
+        # a text-only step exists only where the image features are merged into the text embeddings, a path the
+        # model skips given no image (LLaVA, Gemma 3, Llama 4, Qwen2-VL); a dual encoder (CLIP, SigLIP) or an
+        # image-to-text encoder-decoder needs its pixel_values (review s54: the hint failed for CLIP)
         note += (f"; pass --input {tokens[0].name}={tokens[0].dtype}[{','.join(str(d) for d in tokens[0].shape)}] "
                  f"alone to cost the text-only step")
     return note

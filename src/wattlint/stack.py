@@ -284,11 +284,16 @@ def _fuse_dropout_add(records: list[OpRecord], half: str) -> tuple[list[OpRecord
     return [replace.get(i, r) for i, r in enumerate(records) if i not in drop], len(replace)
 
 
-def windowed_pairs(s: int, w: int) -> int:
-    """Query-key pairs per head of causal attention over ``s`` tokens with a window of ``w`` tokens (each query sees
-    itself and the w - 1 before it): sum over i < s of min(i + 1, w)."""
+def windowed_pairs(s: int, w: int, *, causal: bool = True) -> int:
+    """Query-key pairs per head of attention over ``s`` tokens with a window of ``w`` tokens (FlashAttention's
+    ``window_size=(w - 1, w - 1)``, as transformers passes a module's ``sliding_window`` w). Causal: each query sees
+    itself and the w - 1 before it, sum over i < s of min(i + 1, w). Not causal (a bidirectional sliding window,
+    |q - k| <= w - 1): itself, the w - 1 before and the w - 1 after it, s + 2 x sum over i < s of min(i, w - 1)."""
     full = min(s, w)
-    return full * (full + 1) // 2 + (s - full) * w
+    if causal:
+        return full * (full + 1) // 2 + (s - full) * w
+    side = min(s, w - 1)  # rows i < side see i keys before them, the others w - 1
+    return s + 2 * (side * (side - 1) // 2 + (s - side) * (w - 1))
 
 
 def _bmm(r: OpRecord) -> bool:
@@ -296,18 +301,21 @@ def _bmm(r: OpRecord) -> bool:
             and bool(r.dim("m", 0) and r.dim("n", 0) and r.dim("k", 0)))
 
 
-def _fuse_sink_attention(records: list[OpRecord], half: str, modules: dict, heads) -> tuple[list[OpRecord], dict]:
+def _fuse_sink_attention(records: list[OpRecord], half: str, modules: dict, heads,
+                         bidirectional=()) -> tuple[list[OpRecord], dict]:
     """Transformer Engine's fused attention (``softmax_type="learnable"``, cuDNN) in place of the eager attention
     core transformers runs for attention modules with sinks (gpt-oss, which has no SDPA path there): per module and
     phase, the records from its QK^T batched matmul to its matmul over V (forward: 2 batched GEMMs; backward: their
     4 gradients), with the scale, mask, sink concatenation, max, softmax and casts between them, and the copies of
     grouped key / value heads (repeat_kv) and their gradient sums, become one fused attention kernel
-    (:func:`wattlint.costs.attention` / ``attention_backward``, causal, the model's key / value heads). A sliding-
-    window layer's kernel computes the window's pairs only (windowed_pairs), as FlashAttention's window_size kernels
-    skip the key blocks outside the window. The sink adds one logit per head and query row: left out. Returns the
+    (:func:`wattlint.costs.attention` / ``attention_backward``, the model's key / value heads), causal unless the
+    module is in ``bidirectional`` (its attention is not causal: OpenAI's privacy filter, an encoder). A sliding-
+    window layer's kernel computes the window's pairs only (windowed_pairs, one-sided when causal, two-sided when
+    not), as FlashAttention's window_size kernels skip the key blocks outside the window. The sink adds one logit per head and query row: left out. Returns the
     records and what changed (cores, windowed cores, the traced saved-for-backward bytes of the probabilities)."""
     h, kvh = (int(heads[0]), int(heads[1])) if heads and len(heads) == 2 else (0, 0)
-    done = {"cores": 0, "windowed": 0, "saved": 0, "saved_fp32": 0, "lse": 0}
+    done = {"cores": 0, "windowed": 0, "bidirectional": 0, "saved": 0, "saved_fp32": 0, "lse": 0}
+    bidirectional = set(bidirectional or ())
     if not h or not kvh or h % kvh:
         return records, done
     rep = h // kvh
@@ -336,10 +344,12 @@ def _fuse_sink_attention(records: list[OpRecord], half: str, modules: dict, head
                    and len(r.shapes[0]) == 5 and int(r.shapes[0][2]) == rep
                    and _base(r.op) in (("clone",) if fwd else ("sum",))]
         w = int(modules[mod] or 0)
+        causal = mod not in bidirectional
         windowed = 0 < w < sk
-        cost = (C.attention if fwd else C.attention_backward)(b, h, sq, sk, d, dv, half, causal=True, kv_heads=kvh)
-        full = C.causal_pairs(sq, sk)
-        flops = cost.flops * windowed_pairs(sq, w) // full if windowed else cost.flops
+        cost = (C.attention if fwd else C.attention_backward)(b, h, sq, sk, d, dv, half, causal=causal,
+                                                               kv_heads=kvh)
+        full = C.causal_pairs(sq, sk) if causal else sq * sk
+        flops = cost.flops * windowed_pairs(sq, w, causal=causal) // full if windowed else cost.flops
         dims = tuple(sorted(cost.dims + ((("window", w),) if windowed else ())))
         replace[idx[0]] = dataclasses.replace(
             records[idx[0]], op="fused::attention_learnable_sink" + ("" if fwd else "_backward"),
@@ -349,6 +359,7 @@ def _fuse_sink_attention(records: list[OpRecord], half: str, modules: dict, head
         if fwd and not rc:
             done["cores"] += 1
             done["windowed"] += int(windowed)
+            done["bidirectional"] += int(not causal)
             soft = [j for j in span if records[j].kind is OpKind.SOFTMAX]
             if len(soft) == 1:  # what eager attention saves for backward: the softmax output and the
                 # score-shaped tensor after it that the matmul over V reads (its cast), as the trace counted them
@@ -389,19 +400,31 @@ SUPERSEDED = ("precision: bf16 autocast emulated", "precision: fp16 autocast emu
 SINK_EAGER_NOTE = "attention: eager, not SDPA"
 
 
-def _sink_note(done: dict, sinks: dict, graph: CostGraph) -> str:
+def _sink_note(done: dict, sinks: dict, graph: CostGraph, bidirectional=()) -> str:
     s = int(graph.seq_len or 0)
-    wins = sorted({int(w) for w in sinks.values() if w})
+    bidi = set(bidirectional or ())
+    n, nb = done["cores"], done["bidirectional"]
+    how = ("causal" if not nb else "not causal: the model's attention is bidirectional" if nb == n
+           else f"{n - nb:,} causal, {nb:,} bidirectional")
     win = ""
-    if done["windowed"] and wins and s:
-        w = wins[0]
-        pairs, full = windowed_pairs(s, w), C.causal_pairs(s, s)
-        win = (f"; {done['windowed']:,} of them sliding-window layers (window {w:,}) priced over the window's "
-               f"{pairs:,} query-key pairs per head, {pairs / full:.1%} of the causal {full:,} (FlashAttention's "
-               f"window_size kernels skip the key blocks outside the window; cuDNN's assumed to do the same)")
-    return (f"attention sinks under megatron: {done['cores']:,} attention cores priced as one fused kernel each "
+    if done["windowed"] and s:
+        kinds = sorted({(int(w), m not in bidi) for m, w in sinks.items() if w and int(w) < s})
+        parts = []
+        for w, causal in kinds:
+            pairs = windowed_pairs(s, w, causal=causal)
+            full = C.causal_pairs(s, s) if causal else s * s
+            reach = (f"window {w:,}: each query sees itself and the {w - 1:,} keys before it" if causal else
+                     f"bidirectional window |q - k| <= {w - 1:,}: each query sees itself and {w - 1:,} keys on "
+                     f"either side")
+            parts.append(f"{reach}, {pairs:,} query-key pairs per head, {pairs / full:.1%} of the "
+                         f"{'causal' if causal else 'full'} {full:,}")
+        if parts:
+            win = (f"; {done['windowed']:,} of them sliding-window layers priced over the window's pairs ("
+                   + "; ".join(parts) + "; FlashAttention's window_size kernels skip the key blocks outside the "
+                   "window; cuDNN's assumed to do the same)")
+    return (f"attention sinks under megatron: {n:,} attention cores priced as one fused kernel each "
             f"(Transformer Engine DotProductAttention softmax_type=\"learnable\", served by cuDNN fused attention, "
-            f"causal, grouped key / value heads not repeated) in place of transformers' eager path{win}; the sink "
+            f"{how}, grouped key / value heads not repeated) in place of transformers' eager path{win}; the sink "
             f"adds one logit per head and query row (not counted: under 1/keys of the softmax work); the eager "
             f"probabilities are no longer stored ({done['saved'] / 2**20:,.1f} MiB of traced saved-for-backward "
             f"bytes removed, {done['lse'] / 2**20:,.1f} MiB of fp32 logsumexp added; the repeated key / value "
@@ -420,9 +443,10 @@ def megatron(graph: CostGraph, precision: str, optimizer: str) -> tuple[CostGrap
     sinks = extra.get("sink_attention") or {}
     sink_notes: list[str] = []
     if sinks:
-        records, done = _fuse_sink_attention(records, half, sinks, extra.get("attention_heads"))
+        bidirectional = extra.get("sink_attention_bidirectional") or ()
+        records, done = _fuse_sink_attention(records, half, sinks, extra.get("attention_heads"), bidirectional)
         if done["cores"]:
-            sink_notes.append(_sink_note(done, sinks, graph))
+            sink_notes.append(_sink_note(done, sinks, graph, bidirectional))
             if extra.get("activation_bytes") is not None:
                 extra["activation_bytes"] = max(0, int(extra["activation_bytes"]) - done["saved"] + done["lse"])
             if extra.get("activation_bytes_fp32") is not None:

@@ -803,7 +803,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     notes.append(f"model: {type(model).__name__} built from the config with random (meta) weights, "
                  f"attn_implementation={impl}, use_cache=False")
     sinks = sink_attention_modules(model) if impl == "eager" else {}
-    if impl != attention:
+    if impl != attention and has_attention(model):
+        # (review s54: ResNet / Mamba, with no attention at all, were said to have no sdpa attention path)
         notes.append(eager_fallback_note(model, attention, impl, bool(sinks)))
     notes += list(getattr(model, "_wattlint_build_notes", None) or ())
     notes += unfused_scan_notes(model)
@@ -938,6 +939,11 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
         # eager only because transformers has no other path for attention sinks (not asked for): the megatron
         # stack (wattlint.stack) prices these modules' attention cores as Transformer Engine's fused kernel
         extra["sink_attention"] = sinks
+        # the ones whose attention is not causal (OpenAI's privacy filter: a bidirectional encoder whose sliding
+        # window reaches both ways), which the fused kernel prices as such
+        bidirectional = sorted(n for n in sinks if not sink_attention_is_causal(model.get_submodule(n)))
+        if bidirectional:
+            extra["sink_attention_bidirectional"] = bidirectional
     if type(model).__name__ not in archs:  # the base model: the reports' header says no task head is costed
         extra["no_task_head"] = type(model).__name__
     if _base_class(model):
@@ -959,7 +965,10 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
 
 def sink_attention_modules(model) -> dict[str, int]:
     """The attention modules with attention sinks (gpt-oss: a learned logit per head, ``sinks``, appended to every
-    softmax row), each with its sliding window (0: attends over the whole causal sequence)."""
+    softmax row), each with its sliding window (0: attends over the whole sequence; else the module's
+    ``sliding_window`` w, which transformers' FlashAttention path passes as ``window_size=(w - 1, w - 1)``: a query
+    sees the w - 1 keys before it, and after it too where the attention is not causal,
+    :func:`sink_attention_is_causal`)."""
     out: dict[str, int] = {}
     for name, m in model.named_modules():
         p = getattr(m, "sinks", None)
@@ -969,6 +978,25 @@ def sink_attention_modules(model) -> dict[str, int]:
     return out
 
 
+def sink_attention_is_causal(module) -> bool:
+    """Whether an attention module's attention is causal: transformers' attention classes say so in ``is_causal``,
+    which its SDPA / FlashAttention paths read (gpt-oss True: create_causal_mask / create_sliding_window_causal_mask;
+    OpenAI's privacy filter False: an encoder whose mask is create_bidirectional_sliding_window_mask, |q - k| <=
+    config.sliding_window). A module without the attribute is taken as causal, as the decoders with sinks are."""
+    c = getattr(module, "is_causal", True)
+    return bool(c) if isinstance(c, bool) else True
+
+
+def has_attention(model) -> bool:
+    """Whether the model has an attention layer (a module class named ``*Attention*`` / ``*Attn*``, or
+    nn.MultiheadAttention): transformers builds every model without an SDPA path with attn_implementation="eager",
+    convolutional and state-space models (ResNet, Mamba) too, where no attention runs to be said eager."""
+    import torch.nn as nn
+
+    return any(isinstance(m, nn.MultiheadAttention) or "attention" in type(m).__name__.lower()
+               or "attn" in type(m).__name__.lower() for m in model.modules())
+
+
 def eager_fallback_note(model, asked: str, impl: str, sinks: bool) -> str:
     """The line saying the attention implementation built is not the one asked for (review: gpt-oss was costed
     with eager attention under the default / explicit ``--attention sdpa`` and only ``attn_implementation=eager``
@@ -976,13 +1004,18 @@ def eager_fallback_note(model, asked: str, impl: str, sinks: bool) -> str:
     import transformers
 
     cls = type(model).__name__
-    flag = "--attention sdpa (the default)" if asked == "sdpa" else f"--attention {asked}"
+    # the frontend is not told whether --attention was given (review s54: an explicit --attention sdpa was called
+    # "the default"): both readings said
+    flag = ("--attention sdpa (asked, or the default without --attention)" if asked == "sdpa"
+            else f"--attention {asked}")
     if sinks and impl == "eager":
+        gpt_oss = getattr(getattr(model, "config", None), "model_type", None) == "gpt_oss"
+        how = (": OpenAI's gpt-oss cookbook loads it with attn_implementation=\"eager\"" if gpt_oss else "")
         return (f"attention: eager, not SDPA: {cls} appends a learned sink logit per head to every softmax row "
                 f"(attention sinks), which transformers {transformers.__version__}'s SDPA path cannot take (the class "
                 f"declares no SDPA support), so {flag} is not applied: the step is priced as transformers runs it, "
                 "separate QK^T / softmax / PV kernels storing the attention probabilities for backward (as HF Trainer "
-                "/ TRL fine-tune it: OpenAI's gpt-oss cookbook loads it with attn_implementation=\"eager\"); "
+                f"/ TRL fine-tune it{how}); "
                 "--training-stack megatron prices Transformer Engine's fused attention with learnable sinks instead")
     return (f"attention: {impl}, not {asked}: {cls} has no {asked} attention path in transformers "
             f"{transformers.__version__} (the class does not declare it), so {flag} is not applied")

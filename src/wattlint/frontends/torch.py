@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import math
 import inspect
+import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -765,6 +766,38 @@ def _reached_params(roots: Sequence[torch.Tensor]) -> set[int]:
     return out
 
 
+# the fields of a Hugging Face ModelOutput that carry states, not predictions: hidden states (last_hidden_state,
+# hidden_states, image_hidden_states, encoder_last_hidden_state, ...), attention maps, caches, embeddings
+# (image_embeds, text_embeds) and pooled outputs. Training never puts them in a loss: summing one would train
+# layers the real loss does not reach (LLaVA's vision tower returns its last layer, which vision_feature_layer=-2
+# leaves unused)
+_STATE_FIELD = re.compile(r"(?:^|_)(?:hidden_states?|attentions|past_key_values|cache|embeds|embeddings|"
+                          r"pooler_output|pooled_output)$")
+
+
+def _is_model_output(obj) -> bool:
+    return isinstance(obj, Mapping) and any(
+        c.__name__ == "ModelOutput" and c.__module__.startswith("transformers") for c in type(obj).__mro__)
+
+
+def _state_outputs(obj, out: set[int] | None = None) -> set[int]:
+    """The ids of the tensors a Hugging Face ModelOutput (nested ones included, LLaVA's image_outputs) holds in a
+    state field (_STATE_FIELD): not training heads."""
+    out = set() if out is None else out
+    if isinstance(obj, Mapping):
+        hf_out = _is_model_output(obj)
+        for k in obj.keys():
+            v = obj[k]
+            if hf_out and _STATE_FIELD.search(str(k)):
+                out.update(id(t) for _, t in _flatten(v))
+            else:
+                _state_outputs(v, out)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _state_outputs(v, out)
+    return out
+
+
 def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.Tensor, str]:
     """The loss traced after the forward: (loss tensor, assumption text). Also used by calibrate.validate.
     ``arch``: the Hugging Face class, for what its real loss is (a CTC head's is priced as a cross-entropy).
@@ -805,11 +838,14 @@ def _loss(output, hf: bool, arch: str | None = None, tokens=()) -> tuple[torch.T
                      f"beside the model, is not priced)")
         # the other outputs that train parameters these cross-entropies do not reach (a detector's box head beside
         # its class logits): each enters the loss as its sum, as a tuple of such outputs does, so those heads are
-        # priced as trained (their backward, gradients and optimizer state), not as frozen
+        # priced as trained (their backward, gradients and optimizer state), not as frozen. A Hugging Face
+        # ModelOutput's hidden states, attentions, caches, embeddings and pooled outputs are not heads (review s54:
+        # LLaVA's vision tower output trained its last layer, which the real loss never reaches)
         reached = _reached_params([t for _, t in outs])
+        states = _state_outputs(output)
         more = []
         for n, t in flat:
-            if any(t is o for _, o in outs) or t.grad_fn is None:
+            if any(t is o for _, o in outs) or t.grad_fn is None or id(t) in states:
                 continue
             new = _reached_params([t]) - reached
             if new:
