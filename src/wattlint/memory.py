@@ -473,6 +473,55 @@ def _stage_scales(graph: CostGraph) -> list[float] | None:
     return [float(h) / float(held[costed]) for h in held]
 
 
+def weight_dtype_split(graph: CostGraph) -> tuple[float, float]:
+    """(bytes per trainable parameter, frozen parameters held in fp32) from the graph's parameter counts and stored
+    bytes. The trainable parameters: 2 bytes when all are 16-bit (``pure_half_params``), else 4 (fp32; the stored
+    mean when wider, float64 / complex, or when every parameter trains). The frozen ones' bytes are the rest of the
+    stored bytes; with 2- and 4-byte weights, ``(frozen bytes - 2 F) / 2`` of the F frozen parameters are fp32 (a
+    bf16-loaded base under fp32 LoRA adapters: none; an fp32 base: all), clamped to [0, F] (1-byte quantized frozen
+    weights: none)."""
+    params = float(graph.params)
+    if params <= 0:
+        return 4.0, 0.0
+    stored = float(graph.model.param_bytes or params * 4)
+    mean = stored / params
+    trainable = float(graph.trainable_params)
+    frozen = max(0.0, params - trainable)
+    if (graph.extra or {}).get("pure_half_params"):
+        tbpp = 2.0
+    elif frozen <= 0:
+        return mean, 0.0
+    else:
+        tbpp = max(4.0, mean)
+    frozen_bytes = max(0.0, stored - trainable * tbpp)
+    return tbpp, min(frozen, max(0.0, (frozen_bytes - 2.0 * frozen) / 2.0))
+
+
+def checkpointed_frozen_casts(graph: CostGraph, frozen_casts: float) -> tuple[float, str | None]:
+    """The frozen weights' casts held at once under traced activation checkpointing (``frozen_casts``: parameters
+    whose cast backward keeps without checkpointing). A frozen weight's cast is not in autocast's cache (that keeps
+    casts of weights requiring grad, the trainable ones, through the forward), only in what autograd saves: inside a
+    checkpointed block nothing is saved, the casts are made again one block at a time in backward's recompute. So at
+    most the frozen casts outside the blocks (a non-checkpointed LM head keeps its cast for backward) + one block's
+    are alive: ``min(frozen_casts, outside) + min(frozen_casts, block)`` parameters, ``extra['block_params']`` the
+    largest of the ``block_count`` blocks, outside = all parameters less the blocks' (an upper bound: an embedding
+    table outside the blocks is counted as cast too). Unchanged without checkpointing or repeated blocks, and on a
+    tensor / pipeline-parallel per-GPU graph."""
+    extra = graph.extra or {}
+    bp, bc = extra.get("block_params"), extra.get("block_count")
+    if (frozen_casts <= 0 or not bp or not bc or int(bc) < 2 or not checkpointing_traced(graph)
+            or extra.get("parallel_full_params")):  # a per-GPU graph of a split: blocks counted whole
+        return frozen_casts, None
+    outside = max(0.0, float(graph.params) - float(bp) * float(bc))
+    bound = min(frozen_casts, outside) + min(frozen_casts, float(bp))
+    if bound >= frozen_casts:
+        return frozen_casts, None
+    return bound, (f"frozen weight casts under activation checkpointing: the {int(bc)} checkpointed blocks save "
+                   f"none, their casts are made again one block at a time in backward's recompute; at most the "
+                   f"casts of the {outside:,.0f} parameters outside the blocks + one block's {float(bp):,.0f} are "
+                   f"held at once: {bound:,.0f} of the {frozen_casts:,.0f} frozen parameters cast (2 bytes each)")
+
+
 def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     """The ``memory`` block of an estimate: peak bytes per GPU, the GPU's usable memory, fits (peak <= usable), a
     breakdown and the notes (the three-way verdict: :func:`memory_verdict` of the peak and the usable memory)."""
@@ -486,28 +535,37 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
     bpp = param_bytes / params if params else 4.0  # bytes per parameter as stored
     half = plan.precision in HALF
     weights = float(param_bytes) * keep
-    weight_copies = 2.0 * params * keep if half else 0.0  # autocast's cached half-precision weight casts
-    frozen_casts = graph.extra.get("frozen_cast_params") if graph.extra else None
-    if half and frozen_casts is not None and params:
-        # autocast caches the casts of trainable weights only; a frozen weight's cast stays only where backward
-        # needs it for the input gradient (the frontend counted those): a frozen backbone keeps almost none
-        full = float(graph.extra.get("parallel_full_params") or params)
-        kept = graph.trainable_params + float(frozen_casts) * params / full
-        weight_copies = 2.0 * min(params, kept) * keep
-        frozen = (params - graph.trainable_params) * full / params
-        notes.append(f"weight casts: autocast caches half-precision casts of trainable weights only; of the "
-                     f"{frozen:,.0f} frozen parameters, the {float(frozen_casts):,.0f} of matmul / convolution layers "
-                     f"backward runs through keep their casts for the input gradient")
     # weights stored in half precision, apex O2-style (an fp16 export) or trained so (a model.half() module): no
     # autocast, so no cached weight casts
     pure = graph.extra.get("pure_half_params")  # 'fp16' / 'bf16': the trainable parameters' own dtype
     o2 = bool(graph.extra.get("fp32_master_weights"))
     traced = "bf16" if plan.precision == "fp8" else plan.precision
     no_casts = o2 or bool(pure and (not half or traced == pure))  # autocast's cast of an fp16 weight is the weight
-    if no_casts:
-        weight_copies = 0.0
-    if pure:
-        bpp = 2.0  # gradients, optimizer state and step temporaries in the trainable parameters' half dtype
+    # gradients, optimizer state and step temporaries are sized by the trainable parameters' own dtype (a bf16 base
+    # with fp32 LoRA adapters: 4 bytes, not the model's mean bytes per parameter)
+    tbpp, frozen_fp32 = weight_dtype_split(graph)
+    weight_copies = 2.0 * params * keep if half and not no_casts else 0.0  # autocast's cached half-precision casts
+    frozen_casts = graph.extra.get("frozen_cast_params") if graph.extra else None
+    if half and frozen_casts is not None and params and not o2:
+        # autocast caches the casts of trainable weights only; a frozen weight's cast stays only where backward
+        # needs it for the input gradient (the frontend counted those): a frozen backbone keeps almost none. Only
+        # weights held in fp32 are cast: a weight already 16-bit (a bf16-loaded base under LoRA) is read as it is
+        full = float(graph.extra.get("parallel_full_params") or params)
+        frozen = max(0.0, params - graph.trainable_params)
+        share32 = frozen_fp32 / frozen if frozen else 0.0
+        own = 0.0 if no_casts else float(graph.trainable_params)
+        cast32, ckpt_note = checkpointed_frozen_casts(graph, float(frozen_casts) * params / full * share32)
+        weight_copies = 2.0 * min(params, own + cast32) * keep
+        frozen_full = frozen * full / params
+        notes.append(f"weight casts: autocast caches half-precision casts of trainable weights only; of the "
+                     f"{frozen_full:,.0f} frozen parameters, the {float(frozen_casts):,.0f} of matmul / convolution "
+                     f"layers backward runs through keep their casts for the input gradient"
+                     + (f" where held in fp32: the frozen weights' stored bytes make {frozen_fp32 * full / params:,.0f}"
+                        f" of them fp32 ({share32:.0%}, charged in that share), the rest 16-bit, which autocast reads "
+                        f"without a copy" if share32 < 1.0 else ""))
+        if ckpt_note:
+            notes.append(ckpt_note)
+    bpp = tbpp
     grads = trainable * bpp
     master = 0.0
     megatron = getattr(plan, "training_stack", "pytorch") == "megatron" and half
@@ -545,8 +603,8 @@ def peak_memory(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> dict:
         if sharding in ("zero3", "fsdp"):
             gathered, how = gathered_share(graph)
             weights = weights * share + weights * gathered
-            weight_copies = weight_copies * share + (2.0 * params * keep * gathered
-                                                     if half and not megatron and not no_casts else 0.0)
+            cast_share = weight_copies / (2.0 * params * keep) if params and keep else 0.0  # weights cast
+            weight_copies = weight_copies * share + 2.0 * params * keep * gathered * cast_share
             notes.append(f"{sharding}: weights sharded over {n} GPUs, plus the gathered units in flight: {how}")
     buckets = ddp_bucket_bytes(plan, grads)
     if buckets:

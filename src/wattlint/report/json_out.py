@@ -81,9 +81,22 @@ def plan_dict(est: Estimate) -> dict:
     }
 
 
+def trainable_params(est: Estimate) -> int:
+    """The parameters that require grad: ``ModelInfo.trainable_params`` (-1 there means all of them) plus the
+    trainable ones no gradient reached in the traced step (``extra['idle_params']``, which the frontend takes out of
+    it), at most all of them."""
+    model = est.model
+    t = getattr(model, "trainable_params", -1)
+    if t is None or t < 0:
+        return int(model.params)
+    idle = int(((est.graph.extra or {}) if est.graph is not None else {}).get("idle_params") or 0)
+    return min(int(model.params), int(t) + idle)
+
+
 def to_dict(est: Estimate, *, top: int | None = None) -> dict:
     """The contract dict of one estimate. ``top`` limits ``layers`` (None: all)."""
     model = est.model.as_dict()
+    model["trainable_params"] = trainable_params(est)  # additive (wattlint.estimate/1): LoRA / frozen layers
     g = est.graph
     if g is not None:  # additive (wattlint.estimate/1): what a token runs, and the inputs the step was traced with
         model["active_params"] = int(round(param_counts(g)["active"]))

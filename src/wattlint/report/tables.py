@@ -16,7 +16,7 @@ from ..aggregate import ENERGY_MODEL_NOTE, MFU_CONVENTION_TRACED, UNCONFIRMED_NO
 from ..memory import VERDICT_BAND
 from ..types import Estimate
 from . import units as u
-from .json_out import most_efficient
+from .json_out import most_efficient, trainable_params
 from .layers import group_layers, shorten
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -54,11 +54,17 @@ def params_headline(est: Estimate) -> str:
     """What the header says after the parameter count: for a mixture-of-experts model the parameters active per
     token (all but the routed experts a token does not use, :func:`wattlint.aggregate.param_counts`; embedding tables
     included, which a model card may leave out: gpt-oss's counts neither its untied input embedding), and the
-    trainable parameters no gradient reached in the traced step (a tower its inputs do not run); '' otherwise."""
-    if est.graph is None:
-        return ""
-    c = param_counts(est.graph)
+    trainable parameters no gradient reached in the traced step (a tower its inputs do not run); first, when not
+    every parameter trains (LoRA adapters, a frozen backbone), the trainable count and share: '(16.4 k trainable,
+    0.89 %)'; '' otherwise."""
     parts = []
+    n, tr = est.model.params, trainable_params(est)
+    if 0 <= tr < n:
+        pct = 100.0 * tr / n
+        parts.append(f"{u.count(tr)} trainable, {pct:.2f} %" if pct < 10 else f"{u.count(tr)} trainable, {pct:.1f} %")
+    if est.graph is None:
+        return f" ({'; '.join(parts)})" if parts else ""
+    c = param_counts(est.graph)
     if c["inactive_experts"] > 0:
         parts.append(f"{u.count(c['active'])} active per token, embedding tables included")
     if c["idle"] > 0:
