@@ -34,7 +34,7 @@ def traced(cfg):
 def test_default_sdpa_not_applied_is_said(traced):
     line = [a for a in traced.assumptions if a.startswith("attention: eager, not SDPA")]
     assert len(line) == 1
-    assert "attention sinks" in line[0] and "--attention sdpa (the default) is not applied" in line[0]
+    assert "attention sinks" in line[0] and "--attention sdpa (asked, or the default without --attention) is not applied" in line[0]
     assert traced.extra["sink_attention"] == {"model.layers.0.self_attn": 128, "model.layers.1.self_attn": 0}
 
 
