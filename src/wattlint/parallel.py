@@ -872,7 +872,85 @@ def per_gpu_graph(graph: CostGraph, plan) -> CostGraph:
     layout = Layout(gpus=plan.gpus, tp=plan.tensor_parallel, pp=plan.pipeline_parallel, ep=plan.expert_parallel,
                     sequence_parallel=plan.sequence_parallel, micro_batch=plan.micro_batch_size,
                     grad_accum=plan.grad_accum, vpp=plan.virtual_pipeline_stages, cp=plan.context_parallel)
-    return fp8.apply(shard_graph(graph, layout)[0], plan)
+    return fp8.apply(expert_parallel_graph(shard_graph(graph, layout)[0], layout.ep), plan)
+
+
+def _experts_of(module: str, layers: Mapping[str, int]) -> int | None:
+    """The routed experts of the MoE layer that holds ``module`` (its experts module or one inside it), or None."""
+    for name, n in layers.items():
+        if name and (module == name or module.startswith(name + ".")):
+            return n
+    return None
+
+
+def expert_parallel_graph(graph: CostGraph, ep: int) -> CostGraph:
+    """``graph`` with each routed MoE layer's grouped GEMMs (``torch._grouped_mm``) as one of ``ep`` expert-parallel
+    ranks runs them: experts / ep groups, each with ep x the rows. Balanced routing: a rank receives every rank's
+    tokens for its experts (ep x tokens x top-k x 1/ep = its own token count x top-k), so the jagged dim's total
+    (rows, or the weight gradient's reduction) and the FLOPs per GPU are unchanged; the group count ``b`` / ep, the
+    per-group jagged dim x ep (the balanced share ceil(total / groups) of the new groups), the experts' weight operand
+    bytes and a weight-gradient output / ep (energy.pricing.grouped_operands); the tokens' bytes are unchanged. A
+    grouped GEMM whose groups ep does not divide, a 3-D x 3-D call (no jagged dim: which operand is the weights is
+    not known), and the experts of a layer traced as a per-expert loop or batched are left as traced, and the note says
+    so. Applied once (``extra["expert_parallel_records"]``): a lint rule's variant of the per-GPU graph keeps it."""
+    from .energy.pricing import grouped_operands
+
+    ep = max(1, int(ep or 1))
+    extra = dict(graph.extra or {})
+    if ep <= 1 or extra.get("expert_parallel_records"):
+        return graph
+    layers = {str(ly.get("module") or ""): int(ly.get("experts") or 0) for ly in moe_layers(graph)}
+    if not layers:
+        return graph
+    out: list[OpRecord] = []
+    done = 0
+    left: set[str] = set()
+    groups: set[tuple[int, int]] = set()
+    for r in graph.records:
+        if (r.kind is OpKind.MATMUL and "_grouped_mm" in r.op and r.phase in (Phase.FORWARD, Phase.BACKWARD)
+                and _experts_of(r.module, layers) is not None):
+            role = grouped_operands(r)
+            g = max(1, r.dim("b", 1) or 1)
+            if role is None or g % ep:
+                left.add(f"{r.module} ({g} groups)" if role else f"{r.module} (3-D x 3-D)")
+                out.append(r)
+                continue
+            jag, w_read, w_out = role
+            dims = {d: r.dim(d, 0) for d in "mnk"}
+            other = math.prod(v for d, v in dims.items() if d != jag)
+            total = int(round(r.flops / (2 * other))) if other > 0 else dims[jag] * g
+            g2 = g // ep
+            new = {"b": g2, jag: -(-total // g2)}
+            out.append(dataclasses.replace(
+                r, dims=tuple((d, new.get(d, v)) for d, v in r.dims),
+                bytes_read=int(round(r.bytes_read * (1.0 - w_read * (1.0 - 1.0 / ep)))),
+                bytes_written=int(round(r.bytes_written * (1.0 - w_out * (1.0 - 1.0 / ep))))))
+            groups.add((g, g2))
+            done += 1
+            continue
+        out.append(r)
+    notes: list[str] = []
+    if done:
+        per = ", ".join(f"{g2:,} of {g:,}" for g, g2 in sorted(groups))
+        notes.append(f"expert parallel {ep}: {done:,} grouped expert GEMMs (torch._grouped_mm) priced as one GPU runs "
+                     f"them: {per} groups (experts) per GEMM, each with {ep} x the rows (balanced routing: the GPU receives every "
+                     f"rank's tokens for its experts; rows and FLOPs per GPU unchanged), the experts' weight bytes "
+                     f"(and weight-gradient outputs) / {ep}")
+    if left:
+        notes.append(f"expert parallel {ep}: grouped expert GEMMs left as traced (all experts' groups on this GPU): "
+                     + "; ".join(sorted(left)) + f" ({ep} does not divide the groups, or no jagged dim)")
+    loops = [name for ly in moe_layers(graph) if (name := str(ly.get("module") or ""))
+             and str(ly.get("implementation") or "grouped") != "grouped"]
+    if loops and any(_experts_of(r.module, {n: 0 for n in loops}) is not None and r.kind is OpKind.MATMUL
+                     and r.phase in (Phase.FORWARD, Phase.BACKWARD) for r in graph.records):
+        notes.append(f"expert parallel {ep}: the experts' GEMMs of {len(loops)} MoE layer(s) traced as a per-expert "
+                     f"loop or batched matmuls (not torch._grouped_mm) are priced as traced (every expert's GEMMs on "
+                     f"this GPU)")
+    if not notes:
+        return graph
+    extra["expert_parallel_records"] = ep
+    return dataclasses.replace(graph, records=tuple(out), extra=extra,
+                               assumptions=tuple(graph.assumptions) + tuple(notes))
 
 
 def layer_activation_bytes(graph: CostGraph, layout: Layout, hidden: int, *, recompute: str | bool = "none",

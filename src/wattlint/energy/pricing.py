@@ -203,6 +203,31 @@ def _grouped_jagged(rec: OpRecord) -> str | None:
     return _GROUPED_JAGGED.get((len(rec.shapes[0]), len(rec.shapes[1])))
 
 
+def grouped_operands(rec: OpRecord) -> tuple[str, float, float] | None:
+    """(jagged dim, share of the bytes read that are the experts' weights, share of the bytes written that are a
+    weight gradient) of a ``torch._grouped_mm`` record with a jagged dim (fp8-tagged ones too: Transformer Engine's
+    GroupedLinear has the same operands), None for any other record. From its operands' ranks and its per-group
+    dims (b groups, the jagged dim at its balanced share): 2-D [M, K] x 3-D [G, K, N] (forward, input gradient)
+    reads the weights G x k x n beside the rows M x k; 2-D [K, M]^T x 2-D [M, N] (weight gradient) writes G x m x n
+    of weight gradient and reads only rows; 3-D [G, M, K] x 2-D [K, N] reads the weights G x m x k beside K x N.
+    Shares, not bytes: the record's bytes may have been rescaled (tensor parallelism, FP8's 1-byte operands) in
+    proportion; the rows (tokens) are everything else, the share that grows with the batch and that expert
+    parallelism leaves per GPU."""
+    if rec.kind is not OpKind.MATMUL or "_grouped_mm" not in rec.op or len(rec.shapes) < 2:
+        return None
+    jag = _GROUPED_JAGGED.get((len(rec.shapes[0]), len(rec.shapes[1])))
+    if not jag:
+        return None
+    m, n, k = rec.dim("m", 0), rec.dim("n", 0), rec.dim("k", 0)
+    if jag == "m":  # rows m x k per group, weight k x n per group; out m x n (rows)
+        w_read, read, w_out = k * n, m * k + k * n, 0.0
+    elif jag == "k":  # rows: m x k and k x n per group, out the weight gradient
+        w_read, read, w_out = 0.0, m * k + k * n, 1.0
+    else:  # "n": weight m x k per group, rows k x n per group; out m x n (rows)
+        w_read, read, w_out = m * k, m * k + k * n, 0.0
+    return jag, (w_read / read if read > 0 else 0.0), w_out
+
+
 def grouped_kernels(rec: OpRecord, gpu: GpuSpec) -> tuple[tuple[OpRecord, int], ...] | None:
     """The kernels a ``torch._grouped_mm`` record runs as on ``gpu``, as (record, count) pairs; None when the record
     is priced as it stands (not a grouped GEMM; a 3-D x 3-D call, which is one bmm or one fused kernel at exact dims).
@@ -372,8 +397,11 @@ def grouped_notes(records: Sequence[OpRecord], gpu: GpuSpec) -> tuple[str, ...]:
         out.append(f"torch._grouped_mm (MoE experts) in bf16 on {gpu.name}: PyTorch's fused grouped kernel, priced as "
                    "one batched GEMM of the groups at their balanced share of the rows")
     if len(fused) < len(jagged):
+        loop = sorted({max(1, r.dim("b", 1) or 1) for r in jagged if not prior.grouped_mm_fused(gpu, r.dtype)})
+        counts = " or ".join(f"{g:,}" for g in loop)
         out.append(f"torch._grouped_mm (MoE experts) on {gpu.name}: PyTorch's fallback loop (its fused grouped kernel "
-                   "needs bf16 on compute capability 9.x / 10.x), priced as one GEMM kernel per group, each with its "
+                   f"needs bf16 on compute capability 9.x / 10.x), priced as one GEMM kernel per group ({counts} "
+                   f"group{'s' if loop != [1] else ''} per grouped GEMM on this GPU), each with its "
                    "launch gap; the loop's copy of the offsets to the host (a sync) is not priced")
     return tuple(out)
 

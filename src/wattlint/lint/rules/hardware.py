@@ -204,6 +204,8 @@ def _tiles(r, key: str | None = None, k: int = 1) -> float:
         b *= k
     elif key == "m":
         m *= k
+    elif key == "n":
+        n *= k
     return math.ceil(m / 128) * math.ceil(n / 128) * max(1, b)
 
 
@@ -217,12 +219,17 @@ def batch_dims(graph) -> list[str | None]:
     GEMMs have the same dims), the module's first such GEMM is dX and the second dW, the order autograd runs them in
     (and the ONNX frontend synthesizes them in); when neither matches, the deeper of m and k is taken as the batch.
     (A convolution's weight gradient keeps ``m``: its record carries the forward's view; :func:`_gemm_waves` leaves
-    it out by its ``grad`` tag.)"""
+    it out by its ``grad`` tag.) An MoE grouped GEMM (``torch._grouped_mm``) carries the batch in its jagged dim
+    (energy.pricing.grouped_operands: ``m`` for 2-D x 3-D, ``k`` for the 2-D x 2-D weight gradient, ``n`` for 3-D x
+    2-D), never in ``b``, its groups (the experts); a 3-D x 3-D call (each expert's fixed-capacity buffer) in ``m``."""
+    from ...energy.pricing import grouped_operands
+
     rows_of: dict[str, set[int]] = {}
     every: set[int] = set()
     ties: dict[tuple, int] = {}
     for r in graph.records:
-        if r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD and r.dim("b", 1) == 1 and r.dim("m"):
+        if (r.kind is OpKind.MATMUL and r.phase is Phase.FORWARD and r.dim("b", 1) == 1 and r.dim("m")
+                and "_grouped_mm" not in r.op):
             rows_of.setdefault(r.module, set()).add(r.dim("m"))
             every.add(r.dim("m"))
     out: list[str | None] = []
@@ -233,6 +240,9 @@ def batch_dims(graph) -> list[str | None]:
             out.append("b")
         elif r.kind is OpKind.CONV and r.dim("m"):
             out.append("m")
+        elif r.kind is OpKind.MATMUL and "_grouped_mm" in r.op and r.dim("m"):
+            role = grouped_operands(r)
+            out.append(role[0] if role else "m")
         elif r.kind is OpKind.MATMUL and r.dim("m"):
             if r.dim("b", 1) > 1:
                 out.append("b")
@@ -256,7 +266,10 @@ def scale_batch(graph, k: float, keys: list[str | None] | None = None):
     """The graph traced at ``k`` x its micro-batch: forward/backward GEMM sizes that carry the batch
     (:func:`batch_dims`, or ``keys`` already computed for the graph) and all forward/backward FLOPs and bytes scale
     by k (weights' bytes are a small share); ``k`` below 1 (a smaller micro-batch, that ``k`` x the traced one is a
-    whole number) rounds the scaled dims."""
+    whole number) rounds the scaled dims. An MoE grouped GEMM's experts' weights are not a small share: its weight
+    operand and weight-gradient output bytes (energy.pricing.grouped_operands) stay, its tokens' bytes scale, and its
+    jagged dim becomes the balanced share of the scaled total (what the trace at that batch records)."""
+    from ...energy.pricing import grouped_operands
 
     def times(v):
         return v * k if isinstance(k, int) else max(1, int(round(v * k)))
@@ -264,6 +277,18 @@ def scale_batch(graph, k: float, keys: list[str | None] | None = None):
     for r, key in zip(graph.records, keys if keys is not None else batch_dims(graph)):
         if r.phase not in (Phase.FORWARD, Phase.BACKWARD):
             out.append(r)
+            continue
+        role = grouped_operands(r) if "_grouped_mm" in r.op else None
+        if role is not None and key == role[0]:
+            _, w_read, w_out = role
+            g = max(1, r.dim("b", 1) or 1)
+            other = math.prod(r.dim(d, 0) for d in "mnk" if d != key)
+            total = r.flops / (2 * other) if other > 0 else r.dim(key, 0) * g
+            jag = max(1, -(-int(round(total * k)) // g))
+            out.append(dataclasses.replace(
+                r, flops=r.flops * k, dims=tuple((n, jag if n == key else v) for n, v in r.dims),
+                bytes_read=r.bytes_read * (w_read + (1.0 - w_read) * k),
+                bytes_written=r.bytes_written * (w_out + (1.0 - w_out) * k)))
             continue
         dims = tuple((n, times(v) if n == key else v) for n, v in r.dims) if key else r.dims
         out.append(dataclasses.replace(r, flops=r.flops * k, bytes_read=r.bytes_read * k,
