@@ -199,6 +199,7 @@ def build_plan(graph: CostGraph, *, gpu: GpuSpec, strict_precision: bool = True,
     _parallel(graph, gpu, v, plan, notes)
     _work(graph, v, plan, notes)
     _precision(graph, gpu, v, plan, notes, strict_precision)
+    _moe_overlap(v, plan, notes)
     _site(v, plan, notes, gpu)
     return Plan(**plan, assumptions=tuple(notes))
 
@@ -327,6 +328,41 @@ def _parallel(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[s
                 overlap_moe_expert_parallel_comm=bool(v.get("overlap_moe_expert_parallel_comm", False)),
                 host_op_s=v.get("host_op_time"), goodput=float(goodput), uneven_batch=uneven,
                 loader_sample_time_s=v.get("loader_sample_time"))
+
+
+def _moe_overlap(v: dict, plan: dict, notes: list[str]) -> None:
+    """The MoE all-to-all options against the resolved layout, recompute and precision. Without expert parallelism
+    both have no effect (stated, and the plan keeps the defaults, as --sequence-parallel without tensor parallelism);
+    --overlap-moe-expert-parallel-comm is refused where Megatron-Core refuses it. TransformerConfig.__post_init__
+    (megatron/core/transformer/transformer_config.py, NVIDIA/Megatron-LM) asserts, when overlap_moe_expert_parallel_comm
+    is set: expert_model_parallel_size > 1; recompute_granularity != 'full' (and no recompute_method /
+    recompute_num_layers, which only full recompute uses); bf16 or fp16 ('only supported with bf16 or fp16 model':
+    FP8 training runs on a bf16 model, --bf16 --fp8-format, so fp8 passes); and, when
+    pipeline_model_parallel_size > 1, virtual_pipeline_model_parallel_size set ('If enabling EP A2A overlap,
+    virtual_pipeline_model_parallel_size must be specified when pipeline_model_parallel_size > 1')."""
+    overlap = bool(plan.get("overlap_moe_expert_parallel_comm"))
+    given = v.get("moe_token_dispatcher_type")
+    if plan.get("expert_parallel", 1) <= 1:
+        flags = ([f"--moe-token-dispatcher-type {given}"] if given is not None else []) + \
+            (["--overlap-moe-expert-parallel-comm"] if overlap else [])
+        if flags:
+            notes.append(f"{' and '.join(flags)} {'have' if len(flags) > 1 else 'has'} no effect without "
+                         f"--expert-parallel > 1 (no expert all-to-all)")
+        plan.update(moe_token_dispatcher_type="alltoall", overlap_moe_expert_parallel_comm=False)
+        return
+    if not overlap:
+        return
+    flag = "--overlap-moe-expert-parallel-comm"
+    if plan.get("recompute") == "full":
+        raise ConfigError(f"{flag} with --recompute full (--activation-checkpointing): Megatron-Core refuses full "
+                          f"recompute under the all-to-all overlap; use --recompute selective or none")
+    if plan.get("precision") not in ("bf16", "fp16", "fp8"):
+        raise ConfigError(f"{flag} needs --precision bf16 or fp16 (or fp8 on a bf16 model), as Megatron-Core "
+                          f"requires; got {plan.get('precision')}")
+    if plan.get("pipeline_parallel", 1) > 1 and plan.get("virtual_pipeline_stages", 1) <= 1:
+        raise ConfigError(f"{flag} with --pipeline-parallel {plan['pipeline_parallel']} needs "
+                          f"--virtual-pipeline-stages > 1 (Megatron-Core runs the overlap only in the interleaved "
+                          f"schedule when pipeline-parallel > 1)")
 
 
 def _inputs_without_sequence(graph: CostGraph, seq_len) -> str:

@@ -715,7 +715,11 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                 else (4, "")
             rows = []
             disp = plan.moe_token_dispatcher_type
-            dedup = disp != "alltoall" and ep * tp > max(1, plan.gpus_per_node)
+            # flex deduplicates inside one node too: DeepEP's intranode dispatch sends a token once to each GPU
+            # holding one of its experts (get_dispatch_layout's is_token_in_rank: one bool per token and rank), not
+            # once per token-to-expert assignment (parallel.expert_dispatch_copies' single-node rule)
+            dedup = disp == "flex"
+            spans = ep * tp > max(1, plan.gpus_per_node)
             copies = []
             for ly in moe:
                 r = P.dispatched_rows_per_assignment(ly, cf, seq)
@@ -729,15 +733,27 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                     c = P.expert_dispatch_copies(ly, ep, tp, plan.gpus_per_node, disp)
                     copies.append(c)
                     row = a2a_tokens * r * hidden * act_bytes
-                    intra_bw = _link(gpu, plan, True)[0]
-                    net_bw, lat, _ = _link(gpu, plan, False)
-                    one = max(row * c.nvlink / intra_bw, row * c.network / net_bw) + lat
+                    intra_bw, lat, _ = _link(gpu, plan, True)
+                    if spans:
+                        net_bw, lat, _ = _link(gpu, plan, False)
+                        one = max(row * c.nvlink / intra_bw, row * c.network / net_bw) + lat
+                    else:  # one node: every copy over NVLink
+                        one = row * c.nvlink / intra_bw + lat
                 ep_mb += per_layer * one
             ep_fill = ep_mb  # the fill and drain run unpaired: their all-to-all stays exposed in the bubble
             exposed = ep_mb
             if plan.overlap_moe_expert_parallel_comm:
-                # the partner micro-batch's forward + backward on this GPU (its stage) hides the all-to-all
-                ep_mb = P.overlapped_all_to_all_s(ep_mb, micro_compute_s, ga) / ga
+                # combined 1F1B pairs one micro-batch's forward with another's backward: the forward's dispatch and
+                # combine (2 of the 4 all-to-alls per MoE layer, half the bytes) hide behind the partner's backward
+                # compute, the backward's behind the partner's forward. The caller passes forward + backward as one
+                # number, so the split is the 1:2 FLOP ratio of a training step (backward = 2 x forward): c_f = 1/3,
+                # c_b = 2/3 of the micro-batch compute. Per pair max(0, a2a/2 - c_b) + max(0, a2a/2 - c_f); the
+                # unpaired first forward and last backward expose a2a/2 each: parallel.overlapped_all_to_all_s per
+                # direction, a2a/2 + (m - 1) x max(0, a2a/2 - partner's compute), summed. (Full recompute, 3 of 6
+                # per direction, is refused with the overlap: plan._moe_overlap.)
+                half = ep_mb / 2
+                ep_mb = (P.overlapped_all_to_all_s(half, 2 * micro_compute_s / 3, ga)
+                         + P.overlapped_all_to_all_s(half, micro_compute_s / 3, ga)) / ga
             share = f" / tp {tp}" if tp > 1 else ""
             pad = (f" x {rows[0]:.3g} (the experts' buffers: capacity factor / expert capacity)"
                    if rows and all(abs(x - rows[0]) < 1e-9 for x in rows) and abs(rows[0] - 1.0) > 1e-9 else
@@ -745,9 +761,13 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
             if dedup:
                 net = sum(c.network for c in copies) / len(copies)
                 nvl = sum(c.nvlink for c in copies) / len(copies)
-                what = (f"tokens{share}{pad} x hidden x {act_bytes} B, dispatcher flex (DeepEP-style: one network copy "
-                        f"per destination node, then NVLink inside it; --moe-token-dispatcher-type): "
-                        f"{net:.3g} network + {nvl:.3g} NVLink copies per token (expected under balanced routing"
+                how = ("one network copy per destination node, then NVLink inside it" if spans else
+                       "one NVLink copy per destination GPU holding one of the token's experts, the expert group "
+                       "inside one node")
+                what = (f"tokens{share}{pad} x hidden x {act_bytes} B, dispatcher flex (DeepEP-style: {how}; "
+                        f"--moe-token-dispatcher-type): "
+                        + (f"{net:.3g} network + " if spans else "")
+                        + f"{nvl:.3g} NVLink copies per token (expected under balanced routing"
                         + (f", node-limited routing: {copies[0].topk_group} of {copies[0].groups} expert groups"
                            if copies[0].groups > 1 else "") + "; top-k copies with alltoall)")
             else:
@@ -755,11 +775,14 @@ def model_parallel(stage: CostGraph, gpu: GpuSpec, plan: Plan, micro_compute_s: 
                         + (" (dispatcher alltoall: one copy per token-to-expert assignment, as Megatron-Core's "
                            "alltoall token dispatcher and torchtitan's all-to-all send them; "
                            "--moe-token-dispatcher-type flex: one per destination node)"
-                           if ep * tp > max(1, plan.gpus_per_node) else ""))
+                           if spans else ""))
             if plan.overlap_moe_expert_parallel_comm:
                 exp = (f"overlapped with another micro-batch's compute (--overlap-moe-expert-parallel-comm, "
-                       f"combined 1F1B: the first forward's and last backward's stay exposed; a2a + (m - 1) x "
-                       f"max(0, a2a - compute) over m = {ga} micro-batches): {_ms(exposed)} ms per micro-batch, "
+                       f"combined 1F1B: each forward's dispatch and combine behind the partner's backward, each "
+                       f"backward's behind the partner's forward, taken as 2/3 and 1/3 of the micro-batch compute "
+                       f"(the 1:2 FLOP ratio); the first forward's and last backward's stay exposed: a2a + (m - 1) x "
+                       f"[max(0, a2a/2 - 2/3 compute) + max(0, a2a/2 - 1/3 compute)] over m = {ga} micro-batches): "
+                       f"{_ms(exposed)} ms per micro-batch, "
                        f"{_ms(ep_mb)} ms exposed on average; the SMs the communication kernels take from compute "
                        f"are not modelled")
             else:

@@ -451,6 +451,24 @@ def _is_llama4(m: nn.Module) -> bool:
     return ue == de == e and two_i == 2 * i and dh == h == router.in_features
 
 
+# the router's topk_method values that restrict each token to topk_group of n_group expert groups: DeepSeek-V2's
+# 'group_limited_greedy' (transformers' DeepseekV2TopkRouter; its default 'greedy' is a plain top-k that ignores the
+# groups) and 'noaux_tc', which DeepSeek-V3 / Kimi-K2 hub configs carry (transformers' DeepseekV3TopkRouter reads
+# no method and always masks the groups)
+GROUP_LIMITED_METHODS = ("group_limited_greedy", "noaux_tc")
+
+
+def _routes_by_group(cfg) -> bool:
+    """Whether the router of an MoE layer with config ``cfg`` applies its n_group / topk_group limit (the fused
+    experts module matched here is the router's sibling: the config is what both read). transformers'
+    DeepseekV2TopkRouter copies config.topk_method and masks the groups only under 'group_limited_greedy'; every
+    router of transformers that reads topk_group without a topk_method (DeepSeek-V3, GLM-4.5 MoE, dots1, ...) masks
+    them unconditionally, so a config without topk_method applies the limit; any other method (DeepSeek-V2's default
+    'greedy') does not."""
+    method = getattr(cfg, "topk_method", None)
+    return method is None or method in GROUP_LIMITED_METHODS
+
+
 def _match(name: str, m: nn.Module) -> MoeLayer | None:
     if _is_llama4(m):
         # Llama 4 has no experts_implementation (transformers falls back to "eager", its all-experts bmm): the grouped
@@ -469,7 +487,8 @@ def _match(name: str, m: nn.Module) -> MoeLayer | None:
         k = next((v for v in (getattr(cfg, a, None) for a in ("num_experts_per_tok", "moe_top_k", "top_k"))
                   if isinstance(v, int) and not isinstance(v, bool)), 0)
         ng, tg = getattr(cfg, "n_group", None), getattr(cfg, "topk_group", None)
-        limited = all(isinstance(v, int) and not isinstance(v, bool) for v in (ng, tg)) and 0 < tg < ng
+        limited = (all(isinstance(v, int) and not isinstance(v, bool) for v in (ng, tg)) and 0 < tg < ng
+                   and _routes_by_group(cfg))
         return MoeLayer(name, type(m).__name__, "fused", int(_num_experts(m)), impl, impl_name, top_k=k,
                         **({"n_group": ng, "topk_group": tg} if limited else {}),
                         params=sum(int(p.numel()) for p in m.parameters()),

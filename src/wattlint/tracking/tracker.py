@@ -260,7 +260,8 @@ class Tracker:
     ``tokens`` (+ ``seq_len``), ``batch_size``, ``grad_accum``, ``precision``, ``optimizer`` (name or the torch
     optimizer), ``gpus``, ``pue``, ``region``, ``carbon_intensity``, ``price``, ``gpu_hour_price``; the parallel
     layout of a model-parallel job (``tensor_parallel``, ``pipeline_parallel``, ``virtual_pipeline_stages``,
-    ``context_parallel``, ``expert_parallel``, ``sequence_parallel``, ``micro_batch_size``, ``training_stack``), so
+    ``context_parallel``, ``expert_parallel``, ``moe_token_dispatcher_type``, ``overlap_moe_expert_parallel_comm``,
+    ``sequence_parallel``, ``micro_batch_size``, ``training_stack``), so
     that the static estimate is of the job as it runs; ``loader_sample_time`` (one DataLoader worker's seconds per
     sample: each epoch's first batch, as ``--loader-sample-time``); ``ddp_bucket_view`` (DDP built with
     gradient_as_bucket_view=True: no bucket copy of the gradients, as ``--ddp-bucket-view``).
@@ -294,7 +295,8 @@ class Tracker:
                  precision=None, gpus=None, gpus_per_node=None, sharding=None, pue=None, region=None,
                  carbon_intensity=None, price=None, gpu_hour_price=None, activation_checkpointing=None,
                  recompute=None, tensor_parallel=None, pipeline_parallel=None, virtual_pipeline_stages=None,
-                 context_parallel=None, expert_parallel=None, sequence_parallel=None, micro_batch_size=None,
+                 context_parallel=None, expert_parallel=None, moe_token_dispatcher_type=None,
+                 overlap_moe_expert_parallel_comm=None, sequence_parallel=None, micro_batch_size=None,
                  training_stack=None, loader_sample_time=None, optimizer_impl=None, torch_version=None,
                  attention=None, loss_impl=None, ddp_bucket_view=None, capacity_factor=None, uneven_batch=None, dataset_size=None,
                  internode_gbps=None, launch_overhead=None, host_op_time=None, goodput=None, utilization=None,
@@ -360,7 +362,9 @@ class Tracker:
                         "activation_checkpointing": activation_checkpointing, "recompute": recompute,
                         "tensor_parallel": tensor_parallel, "pipeline_parallel": pipeline_parallel,
                         "virtual_pipeline_stages": virtual_pipeline_stages, "context_parallel": context_parallel,
-                        "expert_parallel": expert_parallel, "sequence_parallel": sequence_parallel,
+                        "expert_parallel": expert_parallel, "moe_token_dispatcher_type": moe_token_dispatcher_type,
+                        "overlap_moe_expert_parallel_comm": overlap_moe_expert_parallel_comm,
+                        "sequence_parallel": sequence_parallel,
                         "micro_batch_size": micro_batch_size, "training_stack": training_stack,
                         "loader_sample_time": loader_sample_time, "optimizer_impl": optimizer_impl,
                         "torch_version": torch_version, "attention": attention, "loss_impl": loss_impl,
