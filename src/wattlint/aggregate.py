@@ -972,9 +972,19 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
                        f"sequence's queries (not the rows padded to a multiple of the window), not the s x s square")
     frozen = _frozen_active_params(graph)
     if frozen > 0:  # frozen weights (LoRA, a frozen backbone) get no weight gradient: 2 FLOPs per token less
-        per_token -= 2.0 * frozen
-        convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen (their input "
-                       f"gradients still counted, an upper bound below the lowest trainable layer)")
+        # and those backward never runs through (no backward record: nothing trainable below them, a linear probe's
+        # backbone, a LoRA model's embeddings and first projections ahead of its first adapter) no input gradient
+        # either: 2 FLOPs per token less again (review s54: a BERT linear probe read MFU 58 % beside HFU 23 %)
+        below = min(frozen, float(extra.get("frozen_forward_only_params") or 0))
+        per_token -= 2.0 * frozen + 2.0 * below
+        if below:
+            convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen - 2 "
+                           f"N_forward_only, where the {below:,.0f} of them whose modules backward never runs "
+                           f"(no backward op traced: nothing trainable below them) count 2 FLOPs per token "
+                           f"(forward only) and the other {frozen - below:,.0f} count 4 (forward + input gradient)")
+        else:
+            convention += (f"; {frozen:,.0f} frozen parameters get no weight gradient: 6 N - 2 N_frozen (4 FLOPs "
+                           f"per token each: forward + the input gradient backward runs through them)")
     basis = extra.get("model_flops_basis") or _parallel.model_flops_basis(graph)
     if float(basis["reuse"]) > _parallel.WEIGHT_REUSE_LIMIT:
         # 6N + attention undercounts a model whose weights run on more rows than the counted tokens: the traced
@@ -996,8 +1006,7 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
         # only tables (an LSTM classifier's embedding table) move only (2), never (1), so alone they never switch.
         convention = MFU_CONVENTION_TRACED + "; here " + _fewer_rows_why(basis, per_token)
         per_token = float(basis["flops_per_token"])
-    dtype = {"default": "fp32", "fp32": "fp32"}.get(plan.precision, plan.precision)
-    peak = gpu.peak(dtype)
+    dtype, peak, why = _model_peak(graph, gpu, plan)
     tokens_s_gpu = plan.batch_size * seq / step_s / max(1, plan.gpus)
     mfu = per_token * tokens_s_gpu / peak
     hfu = flops_per_gpu / step_s / peak
@@ -1006,8 +1015,46 @@ def utilization(graph: CostGraph, gpu: GpuSpec, plan: Plan, step_s: float, flops
     from .report.units import pct  # the reports' rule: a non-zero share below 0.1 % reads '<0.1 %', never '0.0%'
 
     note = (f"MFU {pct(mfu)}, HFU {pct(hfu)}, {tokens_s_gpu:,.0f} tokens/s/GPU against the {peak / 1e12:g} TFLOP/s "
-            f"dense {dtype} peak of {gpu.key}; {convention}; step time without goodput losses")
+            f"dense {dtype} peak of {gpu.key}{why}; {convention}; step time without goodput losses")
     return util, note
+
+
+def matmul_flops_by_dtype(graph: CostGraph, key=None) -> dict[str, float]:
+    """The traced forward + backward matmul / convolution / attention / recurrent FLOPs (no recompute) by the dtype
+    they run in: the record's dtype name, or ``key(record)``."""
+    out: dict[str, float] = defaultdict(float)
+    for r in graph.records:
+        if r.phase in (Phase.FORWARD, Phase.BACKWARD) and not r.recompute and r.flops > 0 \
+                and r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN):
+            out[key(r) if key else r.dtype] += r.flops
+    return dict(out)
+
+
+def _model_peak(graph: CostGraph, gpu: GpuSpec, plan: Plan) -> tuple[str, float, str]:
+    """(dtype label, dense peak FLOP/s, what the note adds) MFU and HFU divide by: the peak of the dtype the
+    model's traced matmul FLOPs run in (:func:`wattlint.energy.prior.compute_dtype`, as the step was priced), not
+    the plan's precision name: a bf16-held base under fp32 LoRA adapters run without --precision runs its matmuls in
+    bf16 and read MFU 488 % against the fp32 peak (review s54). FLOPs in several dtypes: the FLOP-weighted peak
+    F / sum(F_dtype / peak_dtype), the rate at which the mix would run at each dtype's peak, so neither MFU (without
+    recompute) nor HFU can pass 100 %. An fp8 plan keeps the FP8 peak (its FP8 GEMMs are chosen at estimate time)."""
+    planned = {"default": "fp32"}.get(plan.precision, plan.precision)
+    if plan.precision == "fp8":
+        return planned, gpu.peak(planned), ""
+    from .energy.prior import compute_dtype
+
+    mix = matmul_flops_by_dtype(graph, lambda r: compute_dtype(r, gpu, plan.precision))
+    total = sum(mix.values())
+    if total <= 0 or set(mix) == {planned}:
+        return planned, gpu.peak(planned), ""
+    said = f"precision {plan.precision}" + (f" ({planned})" if planned != plan.precision else "")
+    if len(mix) == 1:
+        (key,) = mix
+        return key, gpu.peak(key), f" (the dtype its traced matmul FLOPs run in; the plan's {said})"
+    peak = total / sum(f / gpu.peak(k) for k, f in mix.items())
+    parts = ", ".join(f"{100.0 * f / total:.1f} % {k} at {gpu.peak(k) / 1e12:g}"
+                      for k, f in sorted(mix.items(), key=lambda kv: -kv[1]))
+    return ("FLOP-weighted", peak, f" (its traced matmul FLOPs: {parts} TFLOP/s, weighted as F / sum(F_dtype / "
+            f"peak_dtype); the plan's {said})")
 
 
 def param_counts(graph: CostGraph) -> dict[str, float]:

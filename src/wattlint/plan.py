@@ -492,6 +492,23 @@ def _graph_precision(graph: CostGraph, asked: str | None, notes: list[str]) -> s
     return traced
 
 
+def _default_precision_text(graph: CostGraph) -> str:
+    """PRECISION_DEFAULT_TEXT, or for a model whose traced matmuls run in half precision without autocast (weights
+    held in bf16 / fp16: a bf16 base under fp32 LoRA adapters) what PyTorch's defaults do with it (review s54: such
+    a model was said to run 'fp32 weights and activations, matmuls in FP32')."""
+    from .aggregate import matmul_flops_by_dtype
+
+    mix = matmul_flops_by_dtype(graph)
+    total = sum(mix.values())
+    if total <= 0 or set(mix) <= {"float32"}:
+        return PRECISION_DEFAULT_TEXT
+    parts = ", ".join(f"{100.0 * f / total:.1f} % {dt}" for dt, f in sorted(mix.items(), key=lambda kv: -kv[1]))
+    return (f"precision 'default' = PyTorch defaults, no autocast: each op runs in its operands' dtype; this model "
+            f"holds half-precision weights, so its traced matmul / convolution / attention FLOPs run {parts} (fp32 "
+            f"ones in FP32, torch.backends.cuda.matmul.allow_tf32=False), each priced and MFU's peak taken in that "
+            f"dtype; pass --precision bf16/fp16 for AMP")
+
+
 def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[str], strict: bool) -> None:
     precision = v.get("precision")
     version = framework.parse(graph.extra.get("torch_version"))
@@ -509,7 +526,7 @@ def _precision(graph: CostGraph, gpu: GpuSpec, v: dict, plan: dict, notes: list[
                      "on this GPU (torch.backends.cuda.matmul.allow_tf32 defaulted to True from 1.7 to 1.11)")
     elif precision is None:
         precision = options.DEFAULT_PRECISION
-        notes.append(PRECISION_DEFAULT_TEXT)
+        notes.append(_default_precision_text(graph))
     if gpu.vendor == "NVIDIA":
         from .energy.prior import HOPPER_GEMM_2023, chip_group
 

@@ -773,6 +773,50 @@ def max_positions_field(config) -> tuple[int | None, str | None]:
     return None, None
 
 
+# quant_method values (transformers.utils.quantization_config.QuantizationMethod) whose checkpoints store their
+# weights as floats of 8 or 4 bits in blocks that training dequantizes (DeepSeek-V3's block-wise fp8; gpt-oss's
+# mxfp4 experts, which OpenAI's fine-tuning cookbook loads with Mxfp4Config(dequantize=True)): the architecture is
+# costed as today, the storage format named. Every other quant_method (bitsandbytes, gptq, awq, aqlm, hqq, quanto,
+# eetq, torchao, gguf, bitnet, ...) holds integer (or otherwise packed) base weights that wattlint does not model.
+_FLOAT_STORAGE_QUANT = {"fp8": "FP8", "fbgemm_fp8": "FP8", "mxfp8": "MXFP8", "mxfp4": "MXFP4"}
+
+
+def quantization_note(config, where: str) -> str | None:
+    """The config's ``quantization_config`` (a quantized checkpoint's): None without one; for a float storage
+    format training dequantizes (fp8, mxfp4), the assumption line saying the checkpoint's storage is not what
+    training runs in; for integer-quantized base weights (bitsandbytes 4 / 8-bit as QLoRA loads them, GPTQ, AWQ,
+    ...) InputError: wattlint would cost them as a full fp32 fine-tune (review s54: an 8B nf4 checkpoint read
+    219 GiB, 'does not fit' a 4090, where QLoRA runs in 6-10 GiB)."""
+    qc = getattr(config, "quantization_config", None)
+    if qc is None:
+        return None
+    if not isinstance(qc, Mapping):
+        qc = qc.to_dict() if hasattr(qc, "to_dict") else vars(qc)
+    method = str(qc.get("quant_method") or "").lower()
+    if not method and (qc.get("load_in_4bit") or qc.get("load_in_8bit")):
+        method = "bitsandbytes"
+    if method in _FLOAT_STORAGE_QUANT:
+        fmt = _FLOAT_STORAGE_QUANT[method]
+        return (f"the config's quantization_config (quant_method {method}) describes the checkpoint's {fmt} weight "
+                f"storage, not the training precision: costed as the plan's precision runs it (--precision fp8 for "
+                f"FP8 training, bf16 for a dequantized bf16 fine-tune), the {fmt} storage not modelled")
+    if method == "compressed-tensors" and str(qc.get("format") or "") == "float-quantized":
+        return ("the config's quantization_config (compressed-tensors, float-quantized) describes the checkpoint's "
+                "FP8 weight storage, not the training precision: costed as the plan's precision runs it (--precision "
+                "fp8 for FP8 training), the FP8 storage not modelled")
+    if method == "bitsandbytes":
+        what = ("bitsandbytes 4-bit " + str(qc.get("bnb_4bit_quant_type") or "nf4")
+                if qc.get("load_in_4bit") or qc.get("_load_in_4bit") else "bitsandbytes 8-bit (LLM.int8())")
+    else:
+        bits = qc.get("bits") or qc.get("w_bit") or qc.get("nbits")
+        what = f"{method or 'unnamed'}" + (f" {bits}-bit" if isinstance(bits, int) else "")
+    raise InputError(f"{where}: quantization_config ({what}): wattlint does not model quantized (4 / 8-bit integer) "
+                     f"base weights, their dequantize kernels or their memory; remove the quantization_config block "
+                     f"to cost a full-precision fine-tune of this architecture, or pass a PyTorch factory "
+                     f"(file.py:fn) building the base in bf16 with frozen weights + LoRA adapters to approximate a "
+                     f"QLoRA run's compute (not its memory)")
+
+
 def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = None, micro_batch: int | None = None,
                    seq_len: int | None = None, precision: str = "default", optimizer: str = "adamw",
                    activation_checkpointing: bool = False, assumptions: Sequence[str] = (),
@@ -790,6 +834,7 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     else:
         config = path_or_config
         source = type(config).__name__
+    quant_note = quantization_note(config, source)  # refuses integer-quantized base weights (QLoRA, GPTQ, AWQ)
     _check_routing(config)
     _check_image_pooling(config)
     _check_pixel_shuffle(config)
@@ -797,6 +842,8 @@ def analyze_config(path_or_config, *, inputs: Mapping[str, TensorSpec] | None = 
     saved_dtype = getattr(config, "dtype", None) if hasattr(config, "dtype") else getattr(config, "torch_dtype", None)
     model = build_model(config, attention)
     notes = list(assumptions)
+    if quant_note:
+        notes.append(quant_note)
     if filled:
         notes.append(filled)
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or attention

@@ -1191,7 +1191,7 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     elif tracer.user_autocast:
         pass  # said below (_UserAutocast.note)
     elif precision in ("default", None):
-        notes.append("precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)")
+        notes.append(_default_precision_note(model, tracer.records))
     else:
         notes.append(f"precision: {prec} (no autocast)")
     ac_note = user_ac.note()
@@ -1238,6 +1238,10 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
     if activation_checkpointing:
         notes.append(f"activation checkpointing: {ckpt_where} wrapped in torch.utils.checkpoint (non-reentrant), "
                      "which recomputes their forward in backward where it saved tensors for it")
+    else:
+        own = _own_checkpointing_note(tracer.records)
+        if own:
+            notes.append(own)
     notes.extend(moe.notes())
     out_specs = tuple(TensorSpec(n, str(t.dtype).rsplit(".", 1)[-1], tuple(int(d) for d in t.shape))
                       for n, t in _flatten(output))
@@ -1264,6 +1268,8 @@ def trace(model: nn.Module, args: Sequence[Any] = (), kwargs: Mapping[str, Any] 
         extra["pure_half_params"] = pure_half
     if trainable < params:
         extra["frozen_cast_params"] = _frozen_cast_params(model, tracer.records)
+        # frozen parameters backward never runs through (below the lowest trainable layer): MFU counts them 2 N
+        extra["frozen_forward_only_params"] = _frozen_forward_only_params(model, tracer.records)
     if moe.layers:
         extra["moe"] = moe.summary()
     info = ModelInfo(source=source, format="torch", params=params, param_bytes=param_bytes,
@@ -1282,7 +1288,9 @@ def _frozen_cast_params(model: nn.Module, records) -> int:
     frozen layer above the first adapter; a frozen prefix below the trainable layers: none)."""
     gemm = {r.module for r in records
             if r.phase is Phase.FORWARD and r.kind in (OpKind.MATMUL, OpKind.CONV, OpKind.RNN)}
-    backward = {r.module for r in records if r.phase is Phase.BACKWARD}
+    # backward proper: a checkpointed block's forward rerun in backward (recompute records) runs every module of
+    # the block, a frozen one whose input gradient backward never needs too (the block's first layer of a LoRA)
+    backward = {r.module for r in records if r.phase is Phase.BACKWARD and not r.recompute}
     seen: set[int] = set()
     n = 0
     for name, mod in model.named_modules():
@@ -1293,6 +1301,80 @@ def _frozen_cast_params(model: nn.Module, records) -> int:
                 seen.add(id(p))
                 n += p.numel()
     return n
+
+
+def _frozen_forward_only_params(model: nn.Module, records) -> int:
+    """Frozen floating-point parameters whose modules get no backward record (recompute left out): backward does
+    not run through them, since nothing trainable lies below them (a frozen backbone under a linear probe; a LoRA
+    model's embeddings and the first block's frozen projections ahead of the first adapter): forward only, 2 FLOPs
+    per parameter and token, not the 4 of a frozen layer that passes input gradients back. A parameter shared by
+    several modules (a tied embedding / LM head) counts as backward-run if any of them is."""
+    backward = {r.module for r in records if r.phase is Phase.BACKWARD and not r.recompute}
+    run: set[int] = set()
+    frozen: dict[int, int] = {}
+    for name, mod in model.named_modules():
+        for p in mod.parameters(recurse=False):
+            if p.requires_grad or not p.is_floating_point():
+                continue
+            frozen[id(p)] = p.numel()
+            if name in backward:
+                run.add(id(p))
+    return sum(n for k, n in frozen.items() if k not in run)
+
+
+_MATMUL_KINDS = (OpKind.MATMUL, OpKind.CONV, OpKind.ATTENTION, OpKind.RNN)
+
+
+def _default_precision_note(model: nn.Module, records) -> str:
+    """The precision line without --precision (no autocast): PyTorch runs each op in its operands' dtype. A model
+    whose parameters are all fp32 runs fp32; one holding half-precision weights (a bf16 base under fp32 LoRA
+    adapters) runs their matmuls in that dtype, which the line says with the traced FLOPs' split (review s54: such a
+    model was said to be 'fp32 weights and activations')."""
+    held: dict[str, list[int]] = {}  # dtype -> [trainable, frozen]
+    for p in _unique_params(model):
+        if p.is_floating_point():
+            held.setdefault(str(p.dtype).rsplit(".", 1)[-1], [0, 0])[0 if p.requires_grad else 1] += p.numel()
+    if set(held) <= {"float32"}:
+        return "precision: PyTorch default (fp32 weights and activations; cuDNN may use TF32 for convolutions)"
+    flops: dict[str, int] = {}
+    for r in records:
+        if r.phase in (Phase.FORWARD, Phase.BACKWARD) and not r.recompute and r.kind in _MATMUL_KINDS and r.flops:
+            flops[r.dtype] = flops.get(r.dtype, 0) + r.flops
+    total = sum(flops.values())
+
+    def _held(dt: str, n: list[int]) -> str:
+        part = " and ".join(f"{k:,} {w}" for k, w in ((n[0], "trainable"), (n[1], "frozen")) if k)
+        return f"{dt} {part}"
+
+    split = (": traced matmul / convolution / attention FLOPs " + ", ".join(
+        f"{100.0 * f / total:.1f} % {dt}" for dt, f in sorted(flops.items(), key=lambda kv: -kv[1]))) if total else ""
+    return (f"precision: PyTorch default, no autocast: each op runs in its operands' dtype, parameters as held "
+            f"({'; '.join(_held(dt, n) for dt, n in sorted(held.items()))}){split} (--precision bf16 / fp16 for autocast)")
+
+
+def _own_checkpointing_note(records) -> str | None:
+    """The line saying the model checkpoints itself (``model.gradient_checkpointing_enable()``, torch.utils.checkpoint
+    in its forward) when --activation-checkpointing did not ask for it: the trace holds forward ops rerun in
+    backward (recompute records), which HFU and the step time count and MFU does not."""
+    re_flops = sum(r.flops for r in records if r.recompute)
+    rerun = [r for r in records if r.recompute]
+    if not rerun:
+        return None
+    fwd = sum(r.flops for r in records if r.phase is Phase.FORWARD)
+    blocks: list[str] = []
+    for r in rerun:  # the outermost indexed module (a ModuleList child: model.layers.3) each rerun op ran in
+        parts = r.module.split(".")
+        idx = next((i for i, x in enumerate(parts) if x.isdigit()), None)
+        name = ".".join(parts[:idx + 1]) if idx is not None else r.module
+        if name not in blocks:
+            blocks.append(name)
+    blocks.sort(key=lambda n: [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in n.split(".")])
+    where = (", ".join(blocks) if len(blocks) <= 3 else f"{blocks[0]} ... {blocks[-1]} ({len(blocks)} modules)")
+    share = f", {100.0 * re_flops / fwd:.0f} % of the forward's" if fwd else ""
+    return (f"activation checkpointing found in the model (model.gradient_checkpointing_enable() or "
+            f"torch.utils.checkpoint in its forward; not --activation-checkpointing): backward re-runs the forward "
+            f"of {where} (as far as the last tensor it saved): {re_flops / 1e9:,.3g} GFLOP per micro-batch{share}, counted in the step time and HFU, "
+            f"not in MFU")
 
 
 def _repeated_blocks(model: nn.Module) -> tuple[int, int] | None:
