@@ -193,12 +193,14 @@ def _mfu_basis(ut) -> str:
     ``convention``): the traced forward + backward FLOPs where 6N does not count the model (MFU_CONVENTION_TRACED:
     Whisper's long encoder input, ALBERT's shared layer; review 2026-12: labelled '6N + attention' all the same),
     else 6N + attention: 6N_active for a mixture-of-experts model (MFU_CONVENTION_MOE), less 2N_frozen for frozen
-    weights."""
+    weights and 2N_forward_only more for the frozen ones backward never runs through."""
     if ut.convention.startswith(MFU_CONVENTION_TRACED):
         return "traced model FLOPs/token"
     n = "6N_active" if "N_active" in ut.convention else "6N"
     if "N_frozen" in ut.convention:
         n += " - 2N_frozen"
+    if "N_forward_only" in ut.convention:  # frozen weights backward never runs through (aggregate.utilization)
+        n += " - 2N_forward_only"
     return f"{n} + attention FLOPs/token"
 
 
