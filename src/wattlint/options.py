@@ -331,14 +331,16 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
            "layer's experts over N of the data-parallel ranks, tokens routed by all-to-all (default 1)",
            "hardware", "plan", "N"),
     Option("moe_token_dispatcher_type", "--moe-token-dispatcher-type", choice(*MOE_DISPATCHERS), "with "
-           "--expert-parallel across nodes: how the all-to-all sends a token: alltoall (default: one copy per "
-           "token-to-expert assignment, Megatron-Core's alltoall dispatcher, torchtitan) or flex (DeepEP: one copy "
-           "per destination node, then NVLink inside it; a config's node-limited routing, n_group / topk_group, "
-           "bounds the nodes)", "hardware", "plan", choices=MOE_DISPATCHERS),
+           "--expert-parallel: how the all-to-all sends a token: alltoall (default: one copy per token-to-expert "
+           "assignment, Megatron-Core's alltoall dispatcher, torchtitan) or flex (DeepEP: one copy per destination "
+           "GPU inside a node; across nodes one per destination node, then NVLink inside it; a config's "
+           "node-limited routing, n_group / topk_group, bounds the nodes)", "hardware", "plan", choices=MOE_DISPATCHERS),
     Option("overlap_moe_expert_parallel_comm", "--overlap-moe-expert-parallel-comm", boolean, "with "
            "--expert-parallel: each micro-batch's all-to-all runs behind another micro-batch's compute "
-           "(Megatron-Core's combined 1F1B, DeepSeek's DualPipe): exposed per step a2a + (m - 1) x max(0, a2a - "
-           "compute) over m micro-batches (default: all exposed)", "hardware", "plan"),
+           "(Megatron-Core's combined 1F1B, DeepSeek's DualPipe): per step a2a + (m - 1) x [max(0, a2a/2 - 2c/3) + "
+           "max(0, a2a/2 - c/3)] exposed over m micro-batches (the forward's half behind the partner's backward, "
+           "2/3 of its compute c, and the other way round); needs bf16 / fp16 / fp8, no full recompute, and "
+           "--virtual-pipeline-stages with --pipeline-parallel, as Megatron-Core (default: all exposed)", "hardware", "plan"),
     Option("sequence_parallel", "--sequence-parallel", boolean, "with --tensor-parallel: split norms, dropout "
            "and residual adds along the sequence too (all-gather + reduce-scatter instead of all-reduce)",
            "hardware", "plan"),
