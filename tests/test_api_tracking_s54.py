@@ -74,6 +74,11 @@ def nvml(monkeypatch):
         monkeypatch.delenv(k, raising=False)
     clock = Clock(1000.0)
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(clock, POWERS))
+    # on a machine where torch has initialised CUDA its devices' UUIDs would replace CUDA_VISIBLE_DEVICES: the fake
+    # NVML's GPUs are not those (review s54)
+    from wattlint.tracking import devices as _devices
+
+    monkeypatch.setattr(_devices, "_torch_visible_uuids", lambda: None)
     return clock
 
 

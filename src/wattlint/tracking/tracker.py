@@ -19,6 +19,7 @@ import atexit
 import dataclasses
 import datetime as _dt
 import math
+import numbers
 import os
 import platform
 import sys
@@ -239,6 +240,14 @@ def _warn(message: str, category: type[Warning]) -> None:
 
 
 
+def _example_tensors(inputs) -> bool:
+    """Whether ``inputs=`` holds example tensors by position (one tensor, or a tuple / list of them), not specs."""
+    def tensor(x) -> bool:
+        return not isinstance(x, (str, bytes)) and hasattr(x, "shape") and hasattr(x, "dtype")
+
+    return tensor(inputs) or (isinstance(inputs, (list, tuple)) and bool(inputs) and all(map(tensor, inputs)))
+
+
 def _measured_gpus(devices, channels, device: str) -> int | None:
     """The GPUs one process will measure, as known when the tracker is made: several GPU ``channels=``, else a
     ``devices=`` list of several (not on the CPU), else None (1). The plan at start takes the GPU channels opened
@@ -254,7 +263,7 @@ class Tracker:
     """Measure a training run step by step, project the whole plan from its stable phase, write a run record.
 
     Model and static estimate: ``model`` (the nn.Module being trained) and ``example`` (one batch of inputs:
-    tensor, tuple or dict) or ``inputs`` (spec strings), or ``source`` (a wattlint model source); ``gpu`` (database
+    tensor, tuple or dict) or ``inputs`` (spec strings; example tensors there are the ``example``), or ``source`` (a wattlint model source); ``gpu`` (database
     key; default: the NVML name resolved) or, for CPU runs, ``cpu_calibration`` (a CPU calibration run folder).
     Plan (same options and semantics as ``wattlint estimate``): ``steps`` | ``epochs`` (+ ``dataset``) |
     ``tokens`` (+ ``seq_len``), ``batch_size``, ``grad_accum``, ``precision``, ``optimizer`` (name or the torch
@@ -340,10 +349,17 @@ class Tracker:
             what = "a list of NVML GPU indices, e.g. devices=[0, 1] (None: the GPUs of the process)"
             if not isinstance(devices, (list, tuple)):
                 raise ConfigError(f"devices={devices!r}: expected {what}, got {type(devices).__name__}")
-            bad = next((i for i in devices if isinstance(i, bool) or not isinstance(i, int) or i < 0), None)
+            # any whole number type (numpy's int64 too: review s54 refused devices=[np.int64(0)]), not a bool
+            bad = next((i for i in devices if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0),
+                       None)
             if bad is not None or not devices:
                 raise ConfigError(f"devices={list(devices)!r}: expected {what}" +
                                   (f"; {bad!r} is not a GPU index (a whole number >= 0)" if bad is not None else ""))
+            devices = [int(i) for i in devices]
+        if example is None and _example_tensors(inputs):
+            # example tensors given as inputs= (a tensor, a tuple / list of them), as wattlint.estimate takes them:
+            # the example batch, bound by position (review s54: refused as 'a list holding a Tensor')
+            example, inputs = inputs, None
         self.model = model
         self.source = source
         self.example = example
