@@ -673,7 +673,9 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
             traced = (extra.get("moe") or {}).get("capacity_factor")
             same = traced is not None and float(value) == float(traced)
         elif name == "inputs":
-            traced = ", ".join(f"{n}={d}[{','.join(map(str, shape))}]" for n, d, shape in _specs_of(g.inputs)) or None
+            # in the graph's order (a set's order changed from run to run)
+            traced = ", ".join(f"{t.name}={str(t.dtype).rsplit('.', 1)[-1]}[{','.join(str(int(d)) for d in t.shape)}]"
+                               for t in g.inputs) or None
             # with a batch_size, the batch dim aside: the trace rebinds the inputs to the plan's micro-batch
             cut = 1 if options.get("batch_size") is not None else 0
             same = traced is not None and ({(n, d, s[cut:]) for n, d, s in _specs_of(value)}
@@ -695,7 +697,7 @@ def _refuse_retrace(source_or_graph, options: Mapping[str, Any]) -> None:
                f"{traced} tokens per sample)" if traced is not None and choices is not None else
                f"the graph was traced at sequence length {traced}" if traced is not None else
                "the graph does not record the value it was traced with")
-        shown = _options._show(value)
+        shown = _shown_inputs(value, g.inputs) if name == "inputs" else _options._show(value)
         raise ConfigError(f"{name}={shown}: {how}; a traced graph is priced as traced: trace it again with "
                           f"{name}={shown} (wattlint.analyze(source, {name}=...)) or estimate the source")
 
@@ -725,6 +727,26 @@ def _named_positional(source: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
     if len(names) < len(inputs) or any(p.kind is p.POSITIONAL_ONLY for p in params[:len(inputs)]):
         return dict(inputs)
     return dict(zip(names, inputs.values()))
+
+
+def _shown_inputs(value: Any, traced: Sequence[Any]) -> str:
+    """``inputs=`` as a refusal shows it: spec strings as given; example tensors (never their values) and TensorSpecs
+    as ``name=dtype[shape]``, those given by position named after the traced graph's input at that position (the
+    name they were bound to), else ``input N`` (1-based)."""
+    if not isinstance(value, Mapping) or all(isinstance(v, str) for v in value.values()):
+        return _options._show(value)
+    positional = _options.positional_inputs(value)
+    parts = []
+    for i, (name, v) in enumerate(value.items()):
+        if positional:
+            name = getattr(traced[i], "name", None) if i < len(traced) else None
+            name = name or f"input {i + 1}"
+        if isinstance(v, str):
+            parts.append(f"{name}={v}" if "=" not in v else v)
+            continue
+        dtype = str(getattr(v, "dtype", "")).rsplit(".", 1)[-1]
+        parts.append(f"{name}={dtype}[{','.join(str(int(d)) for d in getattr(v, 'shape', ()))}]")
+    return repr(", ".join(parts))
 
 
 def _specs_of(inputs) -> set[tuple[str, str, tuple[int, ...]]]:

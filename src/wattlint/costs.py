@@ -141,10 +141,30 @@ def add_flops(dtype: str | None) -> int:
     return COMPLEX_ELEMENTWISE_FLOPS["add"] if is_complex(dtype) else 1
 
 
-def elementwise_flops_per_element(name: str, dtype: str | None = None) -> int:
+# A complex operand with a real one (PyTorch promotes the real one inside the kernel; counted as the real operations
+# the result needs, as LAPACK's counts weigh a real scalar times a complex vector, ZDSCAL, at 2 per element):
+# (a+bi) x c = ac + bci: 2 multiplies; (a+bi) + c = (a+c) + bi: 1 add (sub alike); (a+bi) / c: 2 divides.
+COMPLEX_REAL_ELEMENTWISE_FLOPS: dict[str, int] = {"add": 1, "sub": 1, "mul": 2, "div": 2}
+# a real dividend over a complex divisor: c / (a+bi) = (ca - cbi) / (a^2+b^2): a^2+b^2 (2 mul + 1 add), ca and cb
+# (2 mul), two divides
+REAL_BY_COMPLEX_DIV_FLOPS = 7
+
+
+def elementwise_flops_per_element(name: str, dtype: str | None = None,
+                                  operand_dtypes: Sequence[str | None] | None = None) -> int:
     """FLOPs per output element of the elementwise op ``name`` (ELEMENTWISE_FLOPS); for a complex ``dtype``, the
-    complex count of the ops COMPLEX_ELEMENTWISE_FLOPS lists."""
+    complex count of the ops COMPLEX_ELEMENTWISE_FLOPS lists. ``operand_dtypes`` (the two operands' dtypes, in the
+    op's order; a Python number's ``float`` / ``complex``) count a complex result from its operands: one real
+    operand makes COMPLEX_REAL_ELEMENTWISE_FLOPS' count (REAL_BY_COMPLEX_DIV_FLOPS for real / complex), none the
+    real one."""
     if dtype is not None and is_complex(dtype) and name in COMPLEX_ELEMENTWISE_FLOPS:
+        ops = [d for d in (operand_dtypes or ()) if d is not None][:2]
+        if len(ops) == 2 and not all(is_complex(d) for d in ops):
+            if not any(is_complex(d) for d in ops):  # two real operands written into a complex tensor
+                return ELEMENTWISE_FLOPS.get(name, DEFAULT_ELEMENTWISE_FLOPS)
+            if name == "div" and not is_complex(ops[0]):
+                return REAL_BY_COMPLEX_DIV_FLOPS
+            return COMPLEX_REAL_ELEMENTWISE_FLOPS[name]
         return COMPLEX_ELEMENTWISE_FLOPS[name]
     return ELEMENTWISE_FLOPS.get(name, DEFAULT_ELEMENTWISE_FLOPS)
 
@@ -582,7 +602,8 @@ def elementwise(name: str, inputs: Sequence[Shape], out: Shape, dtype: str, *, i
                 backward: bool = False) -> Cost:
     """An elementwise op (arithmetic, activation, comparison). FLOPs per output element from the table (the complex
     count for a complex ``dtype``: COMPLEX_ELEMENTWISE_FLOPS)."""
-    per = elementwise_flops_per_element(name, dtype) * (BACKWARD_FACTOR if backward else 1)
+    per = elementwise_flops_per_element(name, dtype, None if backward else in_dtypes) * (BACKWARD_FACTOR if backward
+                                                                                          else 1)
     in_dtypes = in_dtypes or [dtype] * len(inputs)
     read = sum(numel(s) * dtype_bytes(dt) for s, dt in zip(inputs, in_dtypes))
     return Cost(per * numel(out), read, nbytes(out, dtype), OpKind.ELEMENTWISE)

@@ -154,7 +154,7 @@ _INPUT_RE = re.compile(r"^[A-Za-z_][\w.:/-]*=\w+\[[\w\s,*?]*\]$")
 #: what ``inputs=`` takes, named in every refusal of a malformed one
 INPUT_FORMS = ("spec strings (one, or a list: ['x=float32[8,3,224,224]']), a dict of name -> spec string "
                "('float32[8,3,224,224]'), TensorSpec or example tensor, or example tensors (one, or a tuple / list "
-               "of them, bound positionally as a factory's example inputs)")
+               "of them, bound by position: to the forward's parameters, or an ONNX graph's inputs, in order)")
 #: the names positional example tensors get (``input:0``, ``input:1``...): not Python identifiers, so never a
 #: forward parameter's name, and the torch frontend binds them by position (trace_with_inputs)
 POSITIONAL_INPUT = "input:{}"
@@ -175,7 +175,8 @@ def input_specs(v: Any, *, text: bool = False) -> tuple[str, ...] | dict[str, An
     name -> spec string (``'float32[8,16]'``), TensorSpec or example tensor, returned as a dict (the frontend reads
     a TensorSpec's or a tensor's dtype and shape). An example tensor, or a tuple / list of them (the API), is bound
     by position as a factory's ``(module, example_inputs)`` are: returned as a dict keyed ``input:0``, ``input:1``...
-    (:data:`POSITIONAL_INPUT`; the API names them after the forward's parameters when it has the module)."""
+    (:data:`POSITIONAL_INPUT`; the API names them after the forward's parameters when it has the module, the
+    source loader after a Hugging Face model's forward parameters, the ONNX frontend after the graph's inputs)."""
     if not text and (_example_tensor(v) or (isinstance(v, (list, tuple)) and v
                                             and all(_example_tensor(t) for t in v))):
         return {POSITIONAL_INPUT.format(i): t for i, t in enumerate((v,) if _example_tensor(v) else v)}

@@ -11,8 +11,11 @@ from ..types import InputError, TensorSpec
 
 _SPEC = re.compile(r"^\s*([A-Za-z_][\w.:/-]*)\s*=\s*([A-Za-z][A-Za-z0-9_]*)\s*\[\s*([^\]]*)\]\s*$")
 DTYPES = {"float32", "float", "float16", "half", "bfloat16", "float64", "double", "int64", "long", "int32", "int",
-          "int16", "int8", "uint8", "bool"}
-_ALIASES = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32"}
+          "int16", "int8", "uint8", "bool", "complex64", "cfloat", "complex128", "cdouble"}
+# complex64 / complex128 (torch's names; cfloat / cdouble their aliases): complex models (FFT layers, spectral
+# convolutions) take complex inputs; costs.is_complex counts their FLOPs as real ones
+_ALIASES = {"float": "float32", "half": "float16", "double": "float64", "long": "int64", "int": "int32",
+            "cfloat": "complex64", "cdouble": "complex128"}
 MAX_ELEMS = 1 << 40
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from .. import costs as C
+from ..options import POSITIONAL_INPUT
 from ..types import InputError, TensorSpec
 
 MAX_ELEMS = 1 << 44  # per tensor; anything larger is an absurd dim, not a model
@@ -430,6 +431,7 @@ class _Validate:
     def _bind_inputs(self, g) -> list[TensorSpec]:
         init = {t.name for t in g.initializer}
         graph_inputs = [i for i in g.input if i.name not in init]
+        self.user_inputs = _bind_positional(self.user_inputs, graph_inputs, self.path.name)
         unknown = set(self.user_inputs) - {i.name for i in graph_inputs}
         if unknown:
             names = ", ".join(i.name for i in graph_inputs) or "none"
@@ -603,3 +605,18 @@ class _Validate:
         """The batch dim of the graph's first data input (what the micro-batch is read from)."""
         axes = getattr(self, "batch_axes", {})
         return next(iter(axes.values()), 0)
+
+
+def _bind_positional(user: dict[str, TensorSpec], graph_inputs, where: str) -> dict[str, TensorSpec]:
+    """Example tensors given by position (the API's ``inputs=x`` or ``inputs=(x, mask)``, keyed ``input:0``,
+    ``input:1``...) bound to the graph's inputs in their order (initializers excluded), each as a spec of the
+    tensor's dtype and shape named after its input; the inputs after them keep their declared shapes. Specs whose
+    names are the graph's own (a tf2onnx input may be called ``input:0``) are kept as they are."""
+    names = [vi.name for vi in graph_inputs]
+    if not user or set(user) <= set(names) or list(user) != [POSITIONAL_INPUT.format(i) for i in range(len(user))]:
+        return user
+    if len(user) > len(names):
+        listed = ", ".join(names) or "none"
+        raise InputError(f"{len(user)} example tensors given by position; {where} takes {len(names)} input"
+                         f"{'s' if len(names) != 1 else ''} ({listed})")
+    return {n: TensorSpec(n, spec.dtype, spec.shape) for n, spec in zip(names, user.values())}

@@ -16,6 +16,7 @@ import os
 import sys
 from typing import Any, Mapping
 
+from ..options import POSITIONAL_INPUT
 from ..types import CostGraph, InputError, TensorSpec
 from .extras import missing_extra_error, require
 from .inputs import parse_input_spec, parse_input_specs
@@ -142,6 +143,7 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
             _need_file(src, "config file")
             from .hf import analyze_config
 
+            specs = _hf_positional(src, specs)
             return analyze_config(src, inputs=specs, micro_batch=mb, seq_len=seq_len, precision=precision,
                                   optimizer=optimizer, activation_checkpointing=activation_checkpointing,
                                   assumptions=notes, capacity_factor=capacity_factor, optimizer_impl=optimizer_impl,
@@ -162,6 +164,47 @@ def _analyze(source, *, inputs, batch_size, seq_len, precision, optimizer, gpus,
     return _analyze_torch_object(source, getattr(type(source), "__name__", "module"), specs, mb, seq_len,
                                  precision, optimizer, activation_checkpointing, notes, capacity_factor,
                                  optimizer_impl, attention, grads_to_none)
+
+
+def _hf_positional(path: str, specs: dict[str, TensorSpec]) -> dict[str, TensorSpec]:
+    """Example tensors given by position (the API's ``inputs=ids`` or ``inputs=(ids, mask)``, keyed ``input:0``...)
+    for a Hugging Face config: named after the first positional parameters of the forward of the class the config
+    builds (its ``architectures``' class, else the base model its model_type maps to: wattlint.frontends.hf's
+    choice), as calling that forward with them by position binds them; refused, naming the dict form, where that
+    class cannot be told or its forward takes fewer."""
+    if not specs or list(specs) != [POSITIONAL_INPUT.format(i) for i in range(len(specs))]:
+        return specs
+    import inspect
+
+    from . import hf
+
+    transformers = require("transformers", "Hugging Face config.json sources", "hf")
+    config = hf.load_config(path)
+    cls = None
+    for name in getattr(config, "architectures", None) or []:
+        cls = getattr(transformers, str(name), None)
+        if cls is not None:
+            break
+    try:
+        if cls is None:
+            cls = hf._auto_model_class(config, transformers)
+        if cls is transformers.AutoModel:
+            cls = transformers.MODEL_MAPPING[type(config)]
+        params = list(inspect.signature(cls.forward).parameters.values())[1:]  # self aside
+    except Exception:  # noqa: BLE001 - no class or signature to read: the user names them
+        cls, params = None, []
+    names: list[str] = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    if len(names) < len(specs):
+        first = names[0] if names else "input_ids"
+        whose = f"{cls.__name__}'s forward takes {len(names)} positional input{'s' if len(names) != 1 else ''}" \
+            if cls is not None else "the config's model class cannot be told"
+        raise InputError(f"{len(specs)} example tensors given by position for {os.path.basename(path)}: {whose}; "
+                         f"name them, e.g. inputs={{{first!r}: tensor}}")
+    return {n: TensorSpec(n, t.dtype, t.shape) for n, t in zip(names, specs.values())}
 
 
 def _need_file(path: str, what: str) -> None:

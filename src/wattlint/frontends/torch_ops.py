@@ -683,8 +683,10 @@ def _cost_of(func, args, kwargs, out, optimizer_phase: bool) -> tuple[str, list[
             per = C.elementwise_flops_per_element(ACT_BACKWARD[base]) * C.BACKWARD_FACTOR
         else:
             key = ELEMENTWISE_ALIAS[base]
-            # a complex result (complex add / mul / div...): counted in real FLOPs (costs.COMPLEX_ELEMENTWISE_FLOPS)
-            per = C.elementwise_flops_per_element(key, dt(outs[0]) if outs else d)
+            # a complex result (complex add / mul / div...): counted in real FLOPs (costs.COMPLEX_ELEMENTWISE_FLOPS),
+            # from its operands' dtypes (a complex tensor times a real one: 2 real multiplies, not 6)
+            per = C.elementwise_flops_per_element(key, dt(outs[0]) if outs else d,
+                                                  [_operand_dtype(a.get("self")), _operand_dtype(a.get("other"))])
             if key == "gelu" and a.get("approximate") == "tanh":
                 per = C.elementwise_flops_per_element("gelu_tanh")
             if key == "fill":  # RNG fills: only the write
@@ -713,6 +715,18 @@ def _cost_of(func, args, kwargs, out, optimizer_phase: bool) -> tuple[str, list[
         return "handled", [C.Cost(REDUCTIONS[base] * n, read, written, OpKind.REDUCTION)]
     read, written = generic_io(a, out, inplace_arg="self")
     return "unsupported", [C.Cost(0, read, written, OpKind.OTHER)]
+
+
+def _operand_dtype(v) -> str | None:
+    """An elementwise operand's dtype name: a tensor's, ``complex128`` / ``float64`` for a Python complex / real
+    number (a wrapped scalar operand), None for anything else (absent, a list)."""
+    if isinstance(v, torch.Tensor):
+        return dt(v)
+    if isinstance(v, complex):
+        return "complex128"
+    if isinstance(v, (int, float)):  # bool included: a real operand
+        return "float64"
+    return None
 
 
 def _foreach(op: str, a: dict, out, d: str, inplace: bool, optimizer_phase: bool) -> C.Cost:
