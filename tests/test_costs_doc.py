@@ -27,3 +27,12 @@ def test_other_constants_match_code():
         assert _row(name) == [getattr(C, name)]
     for k in C.OPTIMIZER_FLOPS:
         assert _row(k) == [C.OPTIMIZER_FLOPS[k], *C.OPTIMIZER_TENSORS[k], C.OPTIMIZER_STATE[k]]
+
+
+def test_complex_tables_match_code():
+    for k, v in C.COMPLEX_REAL_ELEMENTWISE_FLOPS.items():
+        assert _row(f"complex-real {k}") == [v], k
+    assert _row("REAL_BY_COMPLEX_DIV_FLOPS") == [C.REAL_BY_COMPLEX_DIV_FLOPS]
+    assert _row("COMPLEX_MAC_FLOPS") == [C.COMPLEX_MAC_FLOPS]
+    for k, v in C.COMPLEX_ELEMENTWISE_FLOPS.items():
+        assert _row(f"complex {k}") == [v], k

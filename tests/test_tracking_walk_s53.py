@@ -319,8 +319,11 @@ def test_a_devices_list_whose_meters_do_not_open_still_plans_its_gpus(tmp_path):
     assert (t.plan.steps, t.plan.gpus, t.plan.pue) == (5, 2, 1.2)
 
 
-def test_a_list_of_tensors_as_inputs_is_one_line(tmp_path):
+def test_a_list_mixing_tensors_and_specs_as_inputs_is_one_line(tmp_path):
+    # example tensors alone are the example batch since stop 54 (tests/test_track_inputs_tensors_s54.py); a list that
+    # mixes a tensor with a spec string is neither: one line, never the tensor's text
     torch = pytest.importorskip("torch")
     with pytest.raises(InputError) as e:
-        Tracker(torch.nn.Linear(64, 10), inputs=(torch.zeros(8, 64),), steps=5, out=tmp_path, display="quiet")
-    assert "\n" not in str(e.value) and "got a list holding a Tensor" in str(e.value)  # not the tensor's text
+        Tracker(torch.nn.Linear(64, 10), inputs=(torch.zeros(8, 64), "y=float32[8,64]"), steps=5, out=tmp_path,
+                display="quiet")
+    assert "\n" not in str(e.value) and "got a list holding a Tensor" in str(e.value)
