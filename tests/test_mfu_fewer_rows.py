@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _parallel_fixtures import LLAMA4_VLM_TINY
 
 pytest.importorskip("torch")
 
@@ -183,15 +184,7 @@ def test_the_convention_line_says_1_row_not_1_rows():
 # a Llama 4 vision-language model (text: hidden 256, 4 layers, every layer MoE with 8 experts of width 512, top-1;
 # vision tower 2 layers of 128 over 112 x 112 images in 14 x 14 patches): its vision weights run on fewer rows than
 # the text tokens, so MFU takes the traced basis
-L4MM = {"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
-        "text_config": {"model_type": "llama4_text", "hidden_size": 256, "intermediate_size": 512,
-                        "intermediate_size_mlp": 1024, "num_hidden_layers": 4, "num_attention_heads": 4,
-                        "num_key_value_heads": 2, "head_dim": 64, "num_local_experts": 8, "num_experts_per_tok": 1,
-                        "vocab_size": 1000, "max_position_embeddings": 4096, "interleave_moe_layer_step": 1},
-        "vision_config": {"model_type": "llama4_vision_model", "hidden_size": 128, "intermediate_size": 512,
-                          "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 112, "patch_size": 14,
-                          "vision_output_dim": 256, "projector_input_dim": 256, "projector_output_dim": 256,
-                          "pixel_shuffle_ratio": 0.5}}
+L4MM = LLAMA4_VLM_TINY
 
 
 def test_traced_model_flops_count_routed_experts_at_the_dropless_rows():

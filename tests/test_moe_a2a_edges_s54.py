@@ -19,18 +19,14 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import wattlint  # noqa: E402
+from _parallel_fixtures import DEEPSEEK_V3_TINY  # noqa: E402
 from wattlint import parallel as P  # noqa: E402
 from wattlint.energy import system  # noqa: E402
 from wattlint.hardware import resolve_gpu  # noqa: E402
 from wattlint.types import ConfigError  # noqa: E402
 
 # tiny DeepSeek-V3: 3 layers, the first dense: 2 MoE layers of 64 experts, top-8, 4 of 8 groups; hidden 256
-V3 = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": 256,
-      "intermediate_size": 512, "moe_intermediate_size": 64, "num_hidden_layers": 3, "first_k_dense_replace": 1,
-      "num_attention_heads": 4, "num_key_value_heads": 4, "n_routed_experts": 64, "num_experts_per_tok": 8,
-      "n_group": 8, "topk_group": 4, "n_shared_experts": 1, "vocab_size": 1000, "kv_lora_rank": 32,
-      "q_lora_rank": 64, "qk_rope_head_dim": 16, "qk_nope_head_dim": 32, "v_head_dim": 32,
-      "max_position_embeddings": 4096}
+V3 = DEEPSEEK_V3_TINY
 V2 = {**V3, "architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2", "num_hidden_layers": 2,
       "num_experts_per_tok": 6, "topk_group": 3}
 # 128 GPUs (16 nodes of 8), EP 64, micro-batch 1 x 1024 tokens, batch 1024: 8 micro-batches per step

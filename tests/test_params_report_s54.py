@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _parallel_fixtures import LLAMA4_VLM_TINY
 
 pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -85,15 +86,7 @@ def test_gpt_oss_active_count_includes_its_untied_input_embedding(run_cli, tmp_p
 
 # a Llama 4 vision-language model (text: hidden 256, 4 layers, every layer MoE with 8 experts of width 512, top-1;
 # vision tower 2 layers of 128 over 112 x 112 images in 14 x 14 patches, pixel shuffle 0.5)
-L4MM = {"model_type": "llama4", "architectures": ["Llama4ForConditionalGeneration"],
-        "text_config": {"model_type": "llama4_text", "hidden_size": 256, "intermediate_size": 512,
-                        "intermediate_size_mlp": 1024, "num_hidden_layers": 4, "num_attention_heads": 4,
-                        "num_key_value_heads": 2, "head_dim": 64, "num_local_experts": 8, "num_experts_per_tok": 1,
-                        "vocab_size": 1000, "max_position_embeddings": 4096, "interleave_moe_layer_step": 1},
-        "vision_config": {"model_type": "llama4_vision_model", "hidden_size": 128, "intermediate_size": 512,
-                          "num_hidden_layers": 2, "num_attention_heads": 4, "image_size": 112, "patch_size": 14,
-                          "vision_output_dim": 256, "projector_input_dim": 256, "projector_output_dim": 256,
-                          "pixel_shuffle_ratio": 0.5}}
+L4MM = LLAMA4_VLM_TINY
 # by hand: each layer's routed experts gate_up 8 x 256 x (2 x 512) + down 8 x 512 x 256 = 3,145,728; a token uses
 # 1 of 8: 4 x 3,145,728 x 7 / 8 = 11,010,048 inactive
 L4_INACTIVE = 11_010_048
